@@ -1,0 +1,925 @@
+"""NumPy, differentiable: the same names as ``numpy``, working on traced values.
+
+Plain ``import numpy as np`` code reaches these functions through NumPy's
+dispatch protocols (``__array_ufunc__``, ``__array_function__``); this module
+is also importable directly (``import fastad.numpy as fnp``), as autograd's
+``autograd.numpy`` is.  Functions that are not primitives are written here
+in terms of primitives (``mean`` is ``sum`` times ``1/n``, ``tensordot`` a
+transpose, a reshape and a ``matmul``), so their derivatives come for free.
+
+`where`, `clip`, `maximum`, `minimum`, `abs` are branch-free: they never
+create guards, so prefer them to Python ``if`` on traced values inside
+compiled functions.
+"""
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+import types
+from typing import Any, Sequence
+
+import numpy as _np
+
+from .errors import TracingError
+from .primitives.registry import registry
+from .tracer import Tracer, bind, current_builder
+
+pi = _np.pi
+e = _np.e
+inf = _np.inf
+nan = _np.nan
+newaxis = None
+float64 = _np.float64
+float32 = _np.float32
+ndarray = _np.ndarray
+
+
+# -- helpers used by the rules --------------------------------------------------
+def shape(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, Tracer) else _np.shape(x)
+
+
+def ndim(x: Any) -> int:
+    return len(shape(x))
+
+
+def size(x: Any) -> int:
+    return int(math.prod(shape(x)))
+
+
+def result_dtype(x: Any) -> _np.dtype:
+    return x.dtype if isinstance(x, Tracer) else _np.result_type(x)
+
+
+def _float_dtype(x: Any) -> _np.dtype:
+    dt = result_dtype(x)
+    return dt if dt.kind == "f" else _np.dtype(_np.float64)
+
+
+@functools.lru_cache(maxsize=256)
+def _zeros_const(shp: tuple[int, ...], dtype: str) -> _np.ndarray:
+    z = _np.zeros(shp, dtype)
+    z.flags.writeable = False
+    return z
+
+
+def zeros_for(x: Any, like: Any = None, dtype: Any = None) -> Any:
+    """Zeros of x's shape (dtype of ``like`` if given): a shared read-only constant
+    for the rules, never a fresh allocation per call."""
+    dt = _np.dtype(dtype) if dtype is not None else _float_dtype(like if like is not None else x)
+    return _zeros_const(tuple(shape(x)), dt.str)
+
+
+def eye_like(a: Any) -> _np.ndarray:
+    return _np.eye(shape(a)[-1], dtype=_float_dtype(a))
+
+
+def unbroadcast(g: Any, target: tuple[int, ...]) -> Any:
+    """Sum g over the axes that broadcasting added or stretched to reach target."""
+    gshape = shape(g)
+    if tuple(gshape) == tuple(target):
+        return g
+    lead = len(gshape) - len(target)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, d in enumerate(target) if d == 1 and gshape[lead + i] != 1)
+    if axes:
+        g = sum(g, axis=axes, keepdims=True)
+    return reshape(g, target)
+
+
+def _p(name: str):
+    return registry[name]
+
+
+# -- elementwise ---------------------------------------------------------------
+def _unary(name: str):
+    prim = _p(name)
+
+    def fn(x: Any) -> Any:
+        return bind(prim, x)
+    fn.__name__ = name
+    return fn
+
+
+def _binary(name: str):
+    prim = _p(name)
+
+    def fn(x: Any, y: Any) -> Any:
+        return bind(prim, x, y)
+    fn.__name__ = name
+    return fn
+
+
+negative = _unary("neg")
+absolute = abs = _unary("abs")
+fabs = absolute
+sign = _unary("sign")
+exp = _unary("exp")
+exp2 = _unary("exp2")
+log = _unary("log")
+log2 = _unary("log2")
+log10 = _unary("log10")
+log1p = _unary("log1p")
+expm1 = _unary("expm1")
+sqrt = _unary("sqrt")
+cbrt = _unary("cbrt")
+square = _unary("square")
+reciprocal = _unary("reciprocal")
+sin = _unary("sin")
+cos = _unary("cos")
+tan = _unary("tan")
+arcsin = _unary("arcsin")
+arccos = _unary("arccos")
+arctan = _unary("arctan")
+sinh = _unary("sinh")
+cosh = _unary("cosh")
+tanh = _unary("tanh")
+arcsinh = _unary("arcsinh")
+arccosh = _unary("arccosh")
+arctanh = _unary("arctanh")
+floor = _unary("floor")
+ceil = _unary("ceil")
+rint = round_ = _unary("round")
+logical_not = _unary("logical_not")
+add = _binary("add")
+subtract = _binary("sub")
+multiply = _binary("mul")
+divide = true_divide = _binary("div")
+maximum = _binary("maximum")
+minimum = _binary("minimum")
+arctan2 = _binary("arctan2")
+hypot = _binary("hypot")
+logaddexp = _binary("logaddexp")
+less = _binary("lt")
+less_equal = _binary("le")
+greater = _binary("gt")
+greater_equal = _binary("ge")
+equal = _binary("eq")
+not_equal = _binary("ne")
+logical_and = _binary("logical_and")
+logical_or = _binary("logical_or")
+fmax = maximum
+fmin = minimum
+
+
+def power(x: Any, y: Any) -> Any:
+    if isinstance(y, (int, float)) and not isinstance(y, bool) and y == 2:
+        return square(x)
+    return bind(_p("pow"), x, y)
+
+
+def round(x: Any, decimals: int = 0) -> Any:  # noqa: A001 - NumPy's name
+    if decimals:
+        scale = 10.0 ** decimals
+        return rint(x * scale) / scale
+    return rint(x)
+
+
+around = round
+
+
+def positive(x: Any) -> Any:
+    return x
+
+
+def where(condition: Any, x: Any = None, y: Any = None) -> Any:
+    if x is None or y is None:
+        raise TracingError("where(condition) with one argument returns indices, which "
+                           "cannot be traced; use where(condition, x, y)")
+    return bind(_p("where"), condition, x, y)
+
+
+def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
+    """Clip to [a_min, a_max]; at exactly a bound the cotangent is split evenly."""
+    if a_min is not None:
+        a = maximum(a, a_min)
+    if a_max is not None:
+        a = minimum(a, a_max)
+    return a
+
+
+def astype(x: Any, dtype: Any) -> Any:
+    dtype = _np.dtype(dtype)
+    if result_dtype(x) == dtype:
+        return x
+    return bind(_p("astype"), x, dtype=dtype.str)
+
+
+def stop_gradient(x: Any) -> Any:
+    """x, with no derivative flowing through it."""
+    return bind(_p("stop_gradient"), x)
+
+
+# -- reductions ----------------------------------------------------------------
+def _axes(axis: Any, nd: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(nd))
+    if isinstance(axis, (int, _np.integer)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = int(a)
+        if not -nd <= a < nd:
+            raise ValueError(f"axis {a} is out of bounds for an array of dimension {nd}")
+        out.append(a % nd)
+    return tuple(sorted(set(out)))
+
+
+def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
+    return bind(_p(name), x, axes=_axes(axis, ndim(x)), keepdims=bool(keepdims))
+
+
+def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,  # noqa: A001
+        keepdims: bool = False, **kw: Any) -> Any:
+    _no_out(out, "sum")
+    if isinstance(a, (list, tuple)):
+        a = stack(a)
+    return _reduce("sum", a, axis, keepdims)
+
+
+def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
+         keepdims: bool = False) -> Any:
+    _no_out(out, "prod")
+    return _reduce("prod", a, axis, keepdims)
+
+
+def max(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    _no_out(out, "max")
+    return _reduce("max", a, axis, keepdims)
+
+
+def min(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    _no_out(out, "min")
+    return _reduce("min", a, axis, keepdims)
+
+
+amax = max
+amin = min
+
+
+def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
+         keepdims: bool = False) -> Any:
+    _no_out(out, "mean")
+    axes = _axes(axis, ndim(a))
+    count = math.prod(shape(a)[i] for i in axes)
+    return sum(a, axis=axes, keepdims=keepdims) * (1.0 / count if count else _np.nan)
+
+
+def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
+        keepdims: bool = False) -> Any:
+    _no_out(out, "var")
+    axes = _axes(axis, ndim(a))
+    count = math.prod(shape(a)[i] for i in axes)
+    centered = a - mean(a, axis=axes, keepdims=True)
+    denom = count - ddof
+    return sum(square(centered), axis=axes, keepdims=keepdims) * (
+        1.0 / denom if denom > 0 else _np.nan)
+
+
+def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
+        keepdims: bool = False) -> Any:
+    return sqrt(var(a, axis=axis, out=out, ddof=ddof, keepdims=keepdims))
+
+
+def logsumexp(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
+    """log(sum(exp(a))), computed stably; the shift by max carries no gradient."""
+    axes = _axes(axis, ndim(a))
+    m = stop_gradient(max(a, axis=axes, keepdims=True))
+    m = where(isfinite(m), m, 0.0)
+    s = log(sum(exp(a - m), axis=axes, keepdims=True)) + m
+    return s if keepdims else reshape(s, tuple(d for i, d in enumerate(shape(a)) if i not in axes))
+
+
+def isfinite(x: Any) -> Any:
+    return abs(x) < _np.inf
+
+
+def isnan(x: Any) -> Any:
+    return not_equal(x, x)
+
+
+def cumsum_(x: Any, axis: int, reverse: bool = False) -> Any:
+    return bind(_p("cumsum"), x, axis=int(axis), reverse=bool(reverse))
+
+
+def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+    _no_out(out, "cumsum")
+    if axis is None:
+        return cumsum_(ravel(a), 0)
+    return cumsum_(a, _axes(axis, ndim(a))[0])
+
+
+def _no_out(out: Any, name: str) -> None:
+    if out is not None:
+        raise TracingError(f"{name}(..., out=...) writes into an existing array, which cannot "
+                           "be traced; use the returned value instead")
+
+
+# -- shape ---------------------------------------------------------------------
+def _shape_arg(newshape: Any, total: int) -> tuple[int, ...]:
+    if isinstance(newshape, (int, _np.integer)):
+        newshape = (newshape,)
+    newshape = [int(d) for d in newshape]
+    if newshape.count(-1) > 1:
+        raise ValueError("can only specify one unknown dimension")
+    if -1 in newshape:
+        known = math.prod(d for d in newshape if d != -1)
+        newshape[newshape.index(-1)] = total // known if known else 0
+    if math.prod(newshape) != total:
+        raise ValueError(f"cannot reshape array of size {total} into shape {tuple(newshape)}")
+    return tuple(newshape)
+
+
+def reshape(a: Any, newshape: Any = None, order: str = "C", shape: Any = None) -> Any:
+    if order != "C":
+        raise TracingError("reshape: only order='C' is supported")
+    target = _shape_arg(newshape if newshape is not None else shape, size(a))
+    if tuple(globals()["shape"](a)) == target:
+        return a
+    return bind(_p("reshape"), a, shape=target)
+
+
+def ravel(a: Any, order: str = "C") -> Any:
+    return reshape(a, (-1,), order=order)
+
+
+def transpose(a: Any, axes: Any = None) -> Any:
+    nd = ndim(a)
+    perm = tuple(range(nd))[::-1] if axes is None else tuple(int(x) % nd for x in axes)
+    if sorted(perm) != list(range(nd)):
+        raise ValueError(f"transpose: axes {axes} do not match an array of {nd} dimensions")
+    if perm == tuple(range(nd)):
+        return a
+    return bind(_p("transpose"), a, perm=perm)
+
+
+def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
+    perm = list(range(ndim(a)))
+    i, j = axis1 % ndim(a), axis2 % ndim(a)
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(a, perm)
+
+
+def moveaxis(a: Any, source: Any, destination: Any) -> Any:
+    nd = ndim(a)
+    src = [s % nd for s in ((source,) if isinstance(source, int) else source)]
+    dst = [d % nd for d in ((destination,) if isinstance(destination, int) else destination)]
+    order = [i for i in range(nd) if i not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(a, order)
+
+
+def expand_dims(a: Any, axis: Any) -> Any:
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    nd = ndim(a) + len(axes)
+    axes = sorted(x % nd for x in axes)
+    shp = list(shape(a))
+    for ax in axes:
+        shp.insert(ax, 1)
+    return reshape(a, tuple(shp))
+
+
+def squeeze(a: Any, axis: Any = None) -> Any:
+    shp = shape(a)
+    if axis is None:
+        return reshape(a, tuple(d for d in shp if d != 1))
+    axes = _axes(axis, len(shp))
+    for ax in axes:
+        if shp[ax] != 1:
+            raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
+    return reshape(a, tuple(d for i, d in enumerate(shp) if i not in axes))
+
+
+def broadcast_to(a: Any, shape_: Any) -> Any:
+    target = tuple(int(d) for d in ((shape_,) if isinstance(shape_, int) else shape_))
+    if tuple(shape(a)) == target:
+        return a
+    _np.broadcast_shapes(shape(a), target)  # raises NumPy's error if impossible
+    return bind(_p("broadcast_to"), a, shape=target)
+
+
+def broadcast_arrays(*args: Any) -> list[Any]:
+    target = _np.broadcast_shapes(*(shape(a) for a in args))
+    return [broadcast_to(a, target) for a in args]
+
+
+def atleast_1d(a: Any) -> Any:
+    return reshape(a, (1,)) if ndim(a) == 0 else a
+
+
+def atleast_2d(a: Any) -> Any:
+    return reshape(a, (1,) * (2 - ndim(a)) + shape(a)) if ndim(a) < 2 else a
+
+
+def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("need at least one array to concatenate")
+    if axis is None:
+        arrays, axis = [ravel(a) for a in arrays], 0
+    if not builtins.any(isinstance(a, Tracer) for a in arrays):
+        return _np.concatenate([_np.asarray(a) for a in arrays], axis=axis)
+    nd = ndim(arrays[0])
+    axis %= nd
+    out_shape = list(shape(arrays[0]))
+    out_shape[axis] = builtins.sum(shape(a)[axis] for a in arrays)
+    dtype = _np.result_type(*(result_dtype(a) for a in arrays))
+    out: Any = _zeros_const(tuple(out_shape), dtype.str)
+    flat = _np.arange(math.prod(out_shape)).reshape(out_shape)
+    start = 0
+    for a in arrays:
+        n = shape(a)[axis]
+        sel = [slice(None)] * nd
+        sel[axis] = slice(start, start + n)
+        out = scatter_set(out, flat[tuple(sel)], a)
+        start += n
+    return out
+
+
+def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
+    arrays = list(arrays)
+    if not arrays:
+        raise ValueError("need at least one array to stack")
+    nd = ndim(arrays[0]) + 1
+    return concatenate([expand_dims(a, axis % nd) for a in arrays], axis=axis % nd)
+
+
+def hstack(tup: Sequence[Any]) -> Any:
+    arrs = [atleast_1d(a) for a in tup]
+    return concatenate(arrs, axis=0 if ndim(arrs[0]) == 1 else 1)
+
+
+def vstack(tup: Sequence[Any]) -> Any:
+    return concatenate([atleast_2d(a) for a in tup], axis=0)
+
+
+def _gather(a: Any, build_index) -> Any:
+    """Any fixed rearrangement of a's elements: ``build_index`` maps NumPy's
+    own function over the array of flat positions."""
+    idx = build_index(_np.arange(size(a)).reshape(shape(a)))
+    return take_flat(a, idx)
+
+
+def flip(m: Any, axis: Any = None) -> Any:
+    return _gather(m, lambda i: _np.flip(i, axis))
+
+
+def roll(a: Any, shift: Any, axis: Any = None) -> Any:
+    return _gather(a, lambda i: _np.roll(i, shift, axis))
+
+
+def tile(a: Any, reps: Any) -> Any:
+    return _gather(a, lambda i: _np.tile(i, reps))
+
+
+def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
+    return _gather(a, lambda i: _np.repeat(i, repeats, axis))
+
+
+def diag(v: Any, k: int = 0) -> Any:
+    if ndim(v) == 2:
+        return _gather(v, lambda i: _np.diag(i, k))
+    if ndim(v) != 1:
+        raise ValueError("diag: input must be 1-d or 2-d")
+    n = size(v) + builtins.abs(k)
+    positions = _np.diag(_np.arange(1, size(v) + 1), k).reshape(-1)
+    where_ = _np.nonzero(positions)[0]
+    return reshape(scatter_set(_zeros_const((n * n,), _float_dtype(v).str), where_, v), (n, n))
+
+
+def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    return _gather(a, lambda i: _np.diagonal(i, offset, axis1, axis2).copy())
+
+
+def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    return sum(diagonal(a, offset, axis1, axis2), axis=-1)
+
+
+def triu(m: Any, k: int = 0) -> Any:
+    return where(_np.triu(_np.ones(shape(m)[-2:], bool), k), m, 0.0)
+
+
+def tril(m: Any, k: int = 0) -> Any:
+    return where(_np.tril(_np.ones(shape(m)[-2:], bool), k), m, 0.0)
+
+
+# -- indexing ------------------------------------------------------------------
+def take_flat(a: Any, idx: Any) -> Any:
+    """a.ravel()[idx] for a constant integer array idx."""
+    return bind(_p("take"), a, _np.asarray(idx, dtype=_np.int64))
+
+
+def scatter_set(a: Any, idx: Any, v: Any) -> Any:
+    """A copy of a with a.ravel()[idx] = v (v broadcast to idx's shape)."""
+    idx = _np.asarray(idx, dtype=_np.int64)
+    return bind(_p("scatter_set"), a, idx, _broadcast_value(v, idx.shape, a))
+
+
+def scatter_add(a: Any, idx: Any, v: Any) -> Any:
+    """A copy of a with v added at a.ravel()[idx]; repeated indices accumulate."""
+    idx = _np.asarray(idx, dtype=_np.int64)
+    return bind(_p("scatter_add"), a, idx, _broadcast_value(v, idx.shape, a))
+
+
+def _broadcast_value(v: Any, target: tuple[int, ...], into: Any) -> Any:
+    if not isinstance(v, Tracer) and not isinstance(v, _np.ndarray):
+        v = _np.asarray(v, dtype=_float_dtype(into))
+    return broadcast_to(v, target)
+
+
+def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
+    if not isinstance(key, tuple):
+        key = (key,)
+    for k in key:
+        if isinstance(k, Tracer):
+            raise TracingError("indexing with a traced value is not supported: indices must be "
+                               "Python ints, slices or constant integer/boolean arrays")
+    if len(key) == len(shp) and builtins.all(
+            isinstance(k, (int, _np.integer)) and not isinstance(k, bool) for k in key):
+        flat = 0
+        for k, d in zip(key, shp):
+            k = int(k)
+            if not -d <= k < d:
+                raise IndexError(f"index {k} is out of bounds for axis with size {d}")
+            flat = flat * d + (k % d)
+        return _np.asarray(flat, dtype=_np.int64)
+    return _np.arange(math.prod(shp), dtype=_np.int64).reshape(shp)[key]
+
+
+def getitem(a: Any, key: Any) -> Any:
+    idx = _flat_index(shape(a), key)
+    if idx.shape == tuple(shape(a)) and _np.array_equal(idx.reshape(-1), _np.arange(idx.size)):
+        return a
+    return take_flat(a, idx)
+
+
+def setitem(a: Tracer, key: Any, value: Any) -> None:
+    idx = _flat_index(shape(a), key)
+    if _np.unique(idx).size != idx.size:
+        raise TracingError("assignment through an index with repeated positions is ambiguous; "
+                           "use fastad.numpy.scatter_add to accumulate instead")
+    new = scatter_set(a, idx, value)
+    a.builder, a.slot, a.value = new.builder, new.slot, new.value
+
+
+# -- linear algebra ------------------------------------------------------------
+def matmul_(a: Any, b: Any) -> Any:
+    return bind(_p("matmul"), a, b)
+
+
+def solve_(a: Any, b: Any) -> Any:
+    return bind(_p("solve"), a, b)
+
+
+def matmul(a: Any, b: Any) -> Any:
+    if ndim(a) == 0 or ndim(b) == 0:
+        raise ValueError("matmul: input operand does not have enough dimensions")
+    squeeze_a, squeeze_b = ndim(a) == 1, ndim(b) == 1
+    if squeeze_a:
+        a = reshape(a, (1, shape(a)[0]))
+    if squeeze_b:
+        b = reshape(b, (shape(b)[0], 1))
+    if shape(a)[-1] != shape(b)[-2]:
+        raise ValueError(f"matmul: shapes {shape(a)} and {shape(b)} do not align")
+    batch = _np.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])
+    a = broadcast_to(a, batch + shape(a)[-2:])
+    b = broadcast_to(b, batch + shape(b)[-2:])
+    out = matmul_(a, b)
+    out_shape = batch + ((shape(a)[-2],) if not squeeze_a else ()) + (
+        (shape(b)[-1],) if not squeeze_b else ())
+    return reshape(out, out_shape)
+
+
+def dot(a: Any, b: Any) -> Any:
+    if ndim(a) == 0 or ndim(b) == 0:
+        return multiply(a, b)
+    if ndim(b) <= 2:
+        return matmul(a, b)
+    return tensordot(a, b, axes=([ndim(a) - 1], [ndim(b) - 2]))
+
+
+def vdot(a: Any, b: Any) -> Any:
+    return dot(ravel(a), ravel(b))
+
+
+def inner(a: Any, b: Any) -> Any:
+    if ndim(a) == 0 or ndim(b) == 0:
+        return multiply(a, b)
+    return tensordot(a, b, axes=([ndim(a) - 1], [ndim(b) - 1]))
+
+
+def outer(a: Any, b: Any) -> Any:
+    return multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+
+
+def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
+    if isinstance(axes, (int, _np.integer)):
+        axes_a = list(range(ndim(a) - int(axes), ndim(a)))
+        axes_b = list(range(int(axes)))
+    else:
+        axes_a, axes_b = axes
+        axes_a = [axes_a] if isinstance(axes_a, int) else list(axes_a)
+        axes_b = [axes_b] if isinstance(axes_b, int) else list(axes_b)
+    axes_a = [x % ndim(a) for x in axes_a]
+    axes_b = [x % ndim(b) for x in axes_b]
+    for i, j in zip(axes_a, axes_b):
+        if shape(a)[i] != shape(b)[j]:
+            raise ValueError("tensordot: shape-mismatch for sum")
+    free_a = [i for i in range(ndim(a)) if i not in axes_a]
+    free_b = [j for j in range(ndim(b)) if j not in axes_b]
+    k = math.prod(shape(a)[i] for i in axes_a)
+    a2 = reshape(transpose(a, free_a + axes_a), (-1, k))
+    b2 = reshape(transpose(b, axes_b + free_b), (k, -1))
+    out = matmul_(a2, b2)
+    return reshape(out, tuple(shape(a)[i] for i in free_a) + tuple(shape(b)[j] for j in free_b))
+
+
+def einsum(subscripts: str, *operands: Any, optimize: Any = False) -> Any:
+    """Einstein summation for one or two operands, as transposes, reshapes,
+    diagonals and a batched matmul."""
+    spec = subscripts.replace(" ", "")
+    if "..." in spec:
+        raise TracingError("einsum: '...' is not supported; write the axes out")
+    if "->" in spec:
+        lhs, out_sub = spec.split("->")
+    else:
+        lhs = spec
+        letters = lhs.replace(",", "")
+        out_sub = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    ins = lhs.split(",")
+    if len(ins) != len(operands) or len(ins) not in (1, 2):
+        raise TracingError("einsum: one or two operands are supported; chain calls for more")
+    ops = []
+    for sub, op in zip(ins, operands):
+        if len(sub) != ndim(op):
+            raise ValueError(f"einsum: '{sub}' does not match an operand of shape {shape(op)}")
+        sub, op = _einsum_diagonal(sub, op)
+        # sum out letters that appear in no other operand and not in the output
+        others = "".join(s for s in ins if s is not sub) + out_sub
+        lonely = [i for i, c in enumerate(sub) if c not in out_sub and
+                  builtins.sum(s.count(c) for s in ins) == 1]
+        if lonely:
+            op = sum(op, axis=tuple(lonely))
+            sub = "".join(c for i, c in enumerate(sub) if i not in lonely)
+        del others
+        ops.append((sub, op))
+    if len(ops) == 1:
+        sub, op = ops[0]
+        return transpose(op, [sub.index(c) for c in out_sub])
+    (sa, a), (sb, b) = ops
+    batch = [c for c in out_sub if c in sa and c in sb]
+    contract = [c for c in sa if c in sb and c not in out_sub]
+    free_a = [c for c in sa if c not in sb]
+    free_b = [c for c in sb if c not in sa]
+    dims = {c: shape(a)[sa.index(c)] for c in sa}
+    dims.update({c: shape(b)[sb.index(c)] for c in sb})
+    a3 = transpose(a, [sa.index(c) for c in batch + free_a + contract])
+    b3 = transpose(b, [sb.index(c) for c in batch + contract + free_b])
+    nb = math.prod(dims[c] for c in batch)
+    fa = math.prod(dims[c] for c in free_a)
+    fb = math.prod(dims[c] for c in free_b)
+    k = math.prod(dims[c] for c in contract)
+    out = matmul_(reshape(a3, (nb, fa, k)), reshape(b3, (nb, k, fb)))
+    out = reshape(out, tuple(dims[c] for c in batch + free_a + free_b))
+    have = batch + free_a + free_b
+    return transpose(out, [have.index(c) for c in out_sub])
+
+
+def _einsum_diagonal(sub: str, op: Any) -> tuple[str, Any]:
+    """Take diagonals for letters repeated within one operand ('ii->i')."""
+    while len(set(sub)) < len(sub):
+        c = next(ch for ch in sub if sub.count(ch) > 1)
+        i, j = sub.index(c), sub.index(c, sub.index(c) + 1)
+        op = moveaxis(diagonal(op, 0, i, j), -1, 0)
+        sub = c + "".join(ch for k, ch in enumerate(sub) if k not in (i, j))
+    return sub, op
+
+
+class _Linalg(types.SimpleNamespace):
+    pass
+
+
+def _solve(a: Any, b: Any) -> Any:
+    if ndim(a) < 2 or shape(a)[-1] != shape(a)[-2]:
+        raise _np.linalg.LinAlgError("solve: a must be square in its last two dimensions")
+    vector = ndim(b) == ndim(a) - 1 or ndim(b) == 1
+    if vector:
+        b = expand_dims(b, -1)
+    batch = _np.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])
+    a = broadcast_to(a, batch + shape(a)[-2:])
+    b = broadcast_to(b, batch + shape(b)[-2:])
+    x = solve_(a, b)
+    return reshape(x, shape(x)[:-1]) if vector else x
+
+
+def _inv(a: Any) -> Any:
+    return solve_(a, broadcast_to(eye_like(a), shape(a)))
+
+
+def _slogdet(a: Any) -> tuple[Any, Any]:
+    return bind(_p("detsign"), a), bind(_p("logabsdet"), a)
+
+
+def _det(a: Any) -> Any:
+    s, logdet = _slogdet(a)
+    return s * exp(logdet)
+
+
+def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    if ord is None or ord == "fro" or (ord == 2 and (axis is None and ndim(x) == 1
+                                                      or isinstance(axis, int))):
+        return sqrt(sum(square(x), axis=axis, keepdims=keepdims))
+    if ord == 1 and (ndim(x) == 1 or isinstance(axis, int)):
+        return sum(absolute(x), axis=axis, keepdims=keepdims)
+    if ord in (_np.inf, "inf") and (ndim(x) == 1 or isinstance(axis, int)):
+        return max(absolute(x), axis=axis, keepdims=keepdims)
+    if isinstance(ord, (int, float)) and (ndim(x) == 1 or isinstance(axis, int)):
+        return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims),
+                     1.0 / ord)
+    raise TracingError(f"linalg.norm with ord={ord!r} on a {ndim(x)}-d array is not supported")
+
+
+linalg = _Linalg(solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm)
+
+
+# -- constructors: constants, traced when a trace is active ------------------------
+def _constant(value: _np.ndarray) -> Any:
+    builder = current_builder()
+    if builder is None:
+        return value
+    from .tracer import Tracer as _T
+    return _T(builder, builder.const(value), value)
+
+
+def zeros(shape_: Any, dtype: Any = float) -> Any:
+    return _constant(_np.zeros(shape_, dtype))
+
+
+def ones(shape_: Any, dtype: Any = float) -> Any:
+    return _constant(_np.ones(shape_, dtype))
+
+
+def full(shape_: Any, fill_value: Any, dtype: Any = None) -> Any:
+    if isinstance(fill_value, Tracer):
+        return broadcast_to(fill_value, shape_)
+    return _constant(_np.full(shape_, fill_value, dtype))
+
+
+def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float) -> Any:
+    return _np.eye(N, M, k, dtype=dtype)
+
+
+def array(obj: Any, dtype: Any = None, copy: bool = True, **kw: Any) -> Any:
+    """An array; a (nested) list holding traced values becomes a traced stack."""
+    if isinstance(obj, Tracer):
+        return obj if dtype is None else astype(obj, dtype)
+    if isinstance(obj, (list, tuple)) and _contains_tracer(obj):
+        out = stack([array(o) for o in obj])
+        return out if dtype is None else astype(out, dtype)
+    return _constant(_np.array(obj, dtype=dtype))
+
+
+def asarray(a: Any, dtype: Any = None, **kw: Any) -> Any:
+    return array(a, dtype=dtype)
+
+
+def _contains_tracer(obj: Any) -> bool:
+    if isinstance(obj, Tracer):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return builtins.any(_contains_tracer(o) for o in obj)
+    return False
+
+
+def copy(a: Any, **kw: Any) -> Any:
+    return a
+
+
+def shape_of(a: Any) -> tuple[int, ...]:
+    return shape(a)
+
+
+def zeros_like(a: Any, dtype: Any = None, **kw: Any) -> Any:
+    return _constant(_np.zeros(shape(a), dtype or result_dtype(a)))
+
+
+def ones_like(a: Any, dtype: Any = None, **kw: Any) -> Any:
+    return _constant(_np.ones(shape(a), dtype or result_dtype(a)))
+
+
+def any(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    return _reduce("max", astype(a != 0, _np.float64), axis, keepdims) > 0.0
+
+
+def all(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
+    return _reduce("min", astype(a != 0, _np.float64), axis, keepdims) > 0.0
+
+
+# -- NumPy dispatch ---------------------------------------------------------------
+_UFUNCS = {
+    "negative": negative, "absolute": absolute, "fabs": absolute, "sign": sign, "exp": exp,
+    "exp2": exp2, "log": log, "log2": log2, "log10": log10, "log1p": log1p, "expm1": expm1,
+    "sqrt": sqrt, "cbrt": cbrt, "square": square, "reciprocal": reciprocal, "sin": sin,
+    "cos": cos, "tan": tan, "arcsin": arcsin, "arccos": arccos, "arctan": arctan, "sinh": sinh,
+    "cosh": cosh, "tanh": tanh, "arcsinh": arcsinh, "arccosh": arccosh, "arctanh": arctanh,
+    "floor": floor, "ceil": ceil, "rint": rint, "logical_not": logical_not, "add": add,
+    "subtract": subtract, "multiply": multiply, "divide": divide, "true_divide": divide,
+    "power": power, "float_power": power, "maximum": maximum, "minimum": minimum,
+    "fmax": maximum, "fmin": minimum, "arctan2": arctan2, "hypot": hypot,
+    "logaddexp": logaddexp, "less": less, "less_equal": less_equal, "greater": greater,
+    "greater_equal": greater_equal, "equal": equal, "not_equal": not_equal,
+    "logical_and": logical_and, "logical_or": logical_or, "matmul": matmul,
+    "positive": positive, "isfinite": isfinite, "isnan": isnan,
+}
+_REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
+
+
+def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    name = ufunc.__name__
+    if kwargs.get("out") is not None:
+        _no_out(kwargs["out"], f"numpy.{name}")
+    if method == "__call__" and name in _UFUNCS:
+        extra = set(kwargs) - {"out", "dtype", "casting"}
+        if not extra:
+            out = _UFUNCS[name](*inputs)
+            return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
+    if method == "reduce" and name in _REDUCERS:
+        return _REDUCERS[name](inputs[0], axis=kwargs.get("axis", 0),
+                               keepdims=kwargs.get("keepdims", False))
+    if method == "accumulate" and name == "add":
+        return cumsum(inputs[0], axis=kwargs.get("axis", 0))
+    raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
+                       "supported on traced values; write it with supported functions or "
+                       "define it with fastad.primitive and fastad.defvjp")
+
+
+_PUBLIC_RENAMES = {"shape": shape_of, "round": round, "around": round}
+
+
+def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
+    name = func.__name__
+    module = getattr(func, "__module__", "") or ""
+    if module.startswith("numpy.linalg"):
+        impl = getattr(linalg, name, None)
+    else:
+        impl = _PUBLIC_RENAMES.get(name) or globals().get(name)
+        if impl is not None and not callable(impl):
+            impl = None
+    if impl is None or name.startswith("_"):
+        raise TracingError(f"{module or 'numpy'}.{name} is not supported on traced values; "
+                           "write it with supported functions or define it with "
+                           "fastad.primitive and fastad.defvjp")
+    return impl(*args, **kwargs)
+
+
+# -- Tracer operators and NumPy-style methods ---------------------------------------
+def _swap(fn):
+    return lambda self, other: fn(other, self)
+
+
+def _method(fn):
+    return lambda self, *args, **kwargs: fn(self, *args, **kwargs)
+
+
+def _reshape_method(self: Tracer, *shape_: Any, order: str = "C") -> Any:
+    if len(shape_) == 1 and not isinstance(shape_[0], (int, _np.integer)):
+        shape_ = tuple(shape_[0])
+    return reshape(self, shape_, order=order)
+
+
+def _transpose_method(self: Tracer, *axes: Any) -> Any:
+    if len(axes) == 1 and not isinstance(axes[0], (int, _np.integer)):
+        axes = tuple(axes[0]) if axes[0] is not None else ()
+    return transpose(self, axes or None)
+
+
+def _item_method(self: Tracer, *args: Any) -> Any:
+    raise TracingError(".item()/.tolist() on a traced value would make it a constant and lose "
+                       "its derivative; keep it an array")
+
+
+_OPERATORS = {
+    "__add__": add, "__radd__": _swap(add), "__sub__": subtract, "__rsub__": _swap(subtract),
+    "__mul__": multiply, "__rmul__": _swap(multiply), "__truediv__": divide,
+    "__rtruediv__": _swap(divide), "__pow__": power, "__rpow__": _swap(power),
+    "__matmul__": matmul, "__rmatmul__": _swap(matmul),
+    "__neg__": negative, "__pos__": positive, "__abs__": absolute,
+    "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
+    "__eq__": equal, "__ne__": not_equal, "__and__": logical_and, "__or__": logical_or,
+    "__invert__": logical_not,
+    "__getitem__": getitem, "__setitem__": setitem,
+    "sum": _method(sum), "mean": _method(mean), "prod": _method(prod), "max": _method(max),
+    "min": _method(min), "var": _method(var), "std": _method(std), "cumsum": _method(cumsum),
+    "dot": _method(dot), "clip": _method(clip), "astype": _method(astype),
+    "ravel": _method(ravel), "flatten": _method(ravel), "squeeze": _method(squeeze),
+    "swapaxes": _method(swapaxes), "copy": _method(copy), "any": _method(any),
+    "all": _method(all), "trace": _method(trace), "diagonal": _method(diagonal),
+    "reshape": _reshape_method, "transpose": _transpose_method,
+    "item": _item_method, "tolist": _item_method,
+}
+for _name, _fn in _OPERATORS.items():
+    setattr(Tracer, _name, _fn)
+Tracer.T = property(lambda self: transpose(self))
+Tracer.__hash__ = lambda self: id(self)

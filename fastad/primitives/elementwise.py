@@ -1,0 +1,153 @@
+"""Elementwise primitives, as tables.
+
+An elementwise primitive's Jacobian is diagonal, so one linear map serves as
+both its VJP and its JVP: ``d(g, ans, *args)`` multiplies the incoming
+cotangent (or tangent) ``g`` by the partial derivative.  Binary rules see
+arguments un-broadcast; the reverse transform sums cotangents back to each
+argument's shape (`unbroadcast`).
+
+Non-differentiable points (documented choices, tested):
+  abs(x) at 0 -> derivative 0 (sign(0) = 0), as autograd and JAX do.
+  sqrt(x) at 0 -> derivative +inf, as the limit; cbrt likewise.
+  maximum/minimum at ties -> the cotangent is split evenly (0.5 each).
+  floor, ceil, round, sign, comparisons -> derivative 0 everywhere.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import fnp
+from .registry import defjvp, defprim, defvjp
+
+_LN2 = float(np.log(2.0))
+_LN10 = float(np.log(10.0))
+
+# name: (numpy implementation, d(g, ans, x))
+UNARY = {
+    "neg":        (np.negative,   lambda g, ans, x: -g),
+    "abs":        (np.abs,        lambda g, ans, x: g * fnp.sign(x)),
+    "exp":        (np.exp,        lambda g, ans, x: g * ans),
+    "exp2":       (np.exp2,       lambda g, ans, x: g * ans * _LN2),
+    "log":        (np.log,        lambda g, ans, x: g / x),
+    "log2":       (np.log2,       lambda g, ans, x: g / (x * _LN2)),
+    "log10":      (np.log10,      lambda g, ans, x: g / (x * _LN10)),
+    "log1p":      (np.log1p,      lambda g, ans, x: g / (x + 1.0)),
+    "expm1":      (np.expm1,      lambda g, ans, x: g * (ans + 1.0)),
+    "sqrt":       (np.sqrt,       lambda g, ans, x: g * (0.5 / ans)),
+    "cbrt":       (np.cbrt,       lambda g, ans, x: g / (3.0 * fnp.square(ans))),
+    "square":     (np.square,     lambda g, ans, x: g * (2.0 * x)),
+    "reciprocal": (np.reciprocal, lambda g, ans, x: -(g * fnp.square(ans))),
+    "sin":        (np.sin,        lambda g, ans, x: g * fnp.cos(x)),
+    "cos":        (np.cos,        lambda g, ans, x: -(g * fnp.sin(x))),
+    "tan":        (np.tan,        lambda g, ans, x: g * (1.0 + fnp.square(ans))),
+    "arcsin":     (np.arcsin,     lambda g, ans, x: g / fnp.sqrt(1.0 - fnp.square(x))),
+    "arccos":     (np.arccos,     lambda g, ans, x: -(g / fnp.sqrt(1.0 - fnp.square(x)))),
+    "arctan":     (np.arctan,     lambda g, ans, x: g / (1.0 + fnp.square(x))),
+    "sinh":       (np.sinh,       lambda g, ans, x: g * fnp.cosh(x)),
+    "cosh":       (np.cosh,       lambda g, ans, x: g * fnp.sinh(x)),
+    "tanh":       (np.tanh,       lambda g, ans, x: g * (1.0 - fnp.square(ans))),
+    "arcsinh":    (np.arcsinh,    lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
+    "arccosh":    (np.arccosh,    lambda g, ans, x: g / fnp.sqrt(fnp.square(x) - 1.0)),
+    "arctanh":    (np.arctanh,    lambda g, ans, x: g / (1.0 - fnp.square(x))),
+}
+
+# Piecewise constant: the derivative is zero wherever it exists.
+UNARY_ZERO_DERIVATIVE = {
+    "sign": np.sign, "floor": np.floor, "ceil": np.ceil, "round": np.rint,
+    "logical_not": np.logical_not,
+}
+
+
+def _tie_weight(x, y):
+    """1 where x wins, 0.5 on ties, 0 where y wins."""
+    return fnp.where(x > y, 1.0, fnp.where(x == y, 0.5, 0.0))
+
+
+def _pow_dx(g, ans, x, y):
+    return g * (y * fnp.power(x, y - 1.0))
+
+
+def _pow_dy(g, ans, x, y):
+    # log(x) at x == 0 would give 0 * -inf; the limit of x**y * log(x) there is 0.
+    return g * (ans * fnp.log(fnp.where(x == 0.0, 1.0, x)))
+
+
+# name: (numpy implementation, d/dx, d/dy)
+BINARY = {
+    "add":       (np.add,       lambda g, ans, x, y: g,
+                                lambda g, ans, x, y: g),
+    "sub":       (np.subtract,  lambda g, ans, x, y: g,
+                                lambda g, ans, x, y: -g),
+    "mul":       (np.multiply,  lambda g, ans, x, y: g * y,
+                                lambda g, ans, x, y: g * x),
+    "div":       (np.divide,    lambda g, ans, x, y: g / y,
+                                lambda g, ans, x, y: -(g * ans / y)),
+    "pow":       (np.power,     _pow_dx, _pow_dy),
+    "maximum":   (np.maximum,   lambda g, ans, x, y: g * _tie_weight(x, y),
+                                lambda g, ans, x, y: g * _tie_weight(y, x)),
+    "minimum":   (np.minimum,   lambda g, ans, x, y: g * _tie_weight(y, x),
+                                lambda g, ans, x, y: g * _tie_weight(x, y)),
+    "arctan2":   (np.arctan2,   lambda g, ans, x, y: g * y / (fnp.square(x) + fnp.square(y)),
+                                lambda g, ans, x, y: -(g * x) / (fnp.square(x) + fnp.square(y))),
+    "hypot":     (np.hypot,     lambda g, ans, x, y: g * x / ans,
+                                lambda g, ans, x, y: g * y / ans),
+    "logaddexp": (np.logaddexp, lambda g, ans, x, y: g * fnp.exp(x - ans),
+                                lambda g, ans, x, y: g * fnp.exp(y - ans)),
+}
+
+BINARY_ZERO_DERIVATIVE = {
+    "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+    "eq": np.equal, "ne": np.not_equal,
+    "logical_and": np.logical_and, "logical_or": np.logical_or,
+}
+
+
+def _unary_rules(d):
+    return d, d
+
+
+def _binary_vjps(dx, dy):
+    def vjp_x(g, ans, x, y):
+        return fnp.unbroadcast(dx(g, ans, x, y), fnp.shape(x))
+
+    def vjp_y(g, ans, x, y):
+        return fnp.unbroadcast(dy(g, ans, x, y), fnp.shape(y))
+    return vjp_x, vjp_y
+
+
+def _where_vjp(branch_selected):
+    def vjp(g, ans, c, a, b):
+        # Exact zeros on the side not taken, so inf/NaN there cannot leak in.
+        picked = fnp.where(c, g, 0.0) if branch_selected else fnp.where(c, 0.0, g)
+        return fnp.unbroadcast(picked, fnp.shape(a if branch_selected else b))
+    return vjp
+
+
+for _name, (_impl, _d) in UNARY.items():
+    _p = defprim(_name, _impl, 1)
+    defvjp(_p, _d)
+    defjvp(_p, _d)
+
+for _name, _impl in UNARY_ZERO_DERIVATIVE.items():
+    defprim(_name, _impl, 1, differentiable=False)
+
+for _name, (_impl, _dx, _dy) in BINARY.items():
+    _p = defprim(_name, _impl, 2)
+    defvjp(_p, *_binary_vjps(_dx, _dy))
+    defjvp(_p, _dx, _dy)
+
+for _name, _impl in BINARY_ZERO_DERIVATIVE.items():
+    defprim(_name, _impl, 2, differentiable=False)
+
+_where = defprim("where", np.where, 3)
+defvjp(_where, None, _where_vjp(True), _where_vjp(False))
+defjvp(_where, None, lambda t, ans, c, a, b: fnp.where(c, t, 0.0),
+       lambda t, ans, c, a, b: fnp.where(c, 0.0, t))
+
+_astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), 1)
+defvjp(_astype, lambda g, ans, x, dtype: fnp.astype(g, fnp.result_dtype(x)))
+defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
+
+defprim("stop_gradient", lambda x: x, 1, differentiable=False)
+defprim("guard", lambda pred, expected: np.bool_(bool(pred) == expected), 1,
+        differentiable=False)

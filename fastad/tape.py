@@ -1,0 +1,191 @@
+"""The tape: a flat, topologically ordered list of primitive instructions.
+
+A tape is pure data.  Every value lives in a numbered *slot*; each slot has an
+abstract value (shape, dtype).  Slots are defined exactly once: by being an
+input, a constant, or the output of one instruction (SSA form).  Recording
+order is a topological order, so running the instructions front to back
+evaluates the function.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import TapeError
+
+
+@dataclass(frozen=True)
+class Aval:
+    """Abstract value of a slot: what the compiled code knows about it."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __str__(self) -> str:
+        dims = ",".join(str(d) for d in self.shape)
+        return f"{_DTYPE_ABBREV.get(self.dtype.name, self.dtype.name)}[{dims}]"
+
+
+_DTYPE_ABBREV = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64"}
+
+
+def aval_of(value: Any) -> Aval:
+    return Aval(tuple(np.shape(value)), np.result_type(value))
+
+
+@dataclass(frozen=True)
+class Instr:
+    """``out = prim(*ins, **params)``; ``line`` is the user's source line."""
+
+    prim: str
+    out: int
+    ins: tuple[int, ...]
+    params: tuple[tuple[str, Any], ...] = ()
+    line: tuple[str, int] | None = None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass
+class Tape:
+    inputs: list[int] = field(default_factory=list)
+    outputs: list[int] = field(default_factory=list)
+    consts: dict[int, Any] = field(default_factory=dict)
+    instrs: list[Instr] = field(default_factory=list)
+    avals: list[Aval] = field(default_factory=list)
+
+    # -- construction -------------------------------------------------------
+    def new_slot(self, aval: Aval) -> int:
+        self.avals.append(aval)
+        return len(self.avals) - 1
+
+    # -- inspection ---------------------------------------------------------
+    def stats(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for ins in self.instrs:
+            counts[ins.prim] = counts.get(ins.prim, 0) + 1
+        nbytes = sum(a.size * a.dtype.itemsize for a in self.avals)
+        return {"instructions": len(self.instrs), "slots": len(self.avals),
+                "slot_bytes": int(nbytes), "by_primitive": counts}
+
+    def __str__(self) -> str:
+        def name(s: int) -> str:
+            return f"%{s}"
+
+        out = io.StringIO()
+        args = ", ".join(f"{name(s)}:{self.avals[s]}" for s in self.inputs)
+        out.write(f"tape ({args}) {{\n")
+        for s, v in sorted(self.consts.items()):
+            text = np.array2string(np.asarray(v), threshold=6, precision=6).replace("\n", "")
+            out.write(f"  {name(s)}:{self.avals[s]} = const {text}\n")
+        for ins in self.instrs:
+            params = "".join(f" {k}={_short(v)}" for k, v in ins.params)
+            operands = " ".join(name(s) for s in ins.ins)
+            where = f"    # {ins.line[0]}:{ins.line[1]}" if ins.line else ""
+            out.write(f"  {name(ins.out)}:{self.avals[ins.out]} = {ins.prim}{params} {operands}{where}\n")
+        out.write(f"  return {', '.join(name(s) for s in self.outputs)}\n}}")
+        return out.getvalue()
+
+    __repr__ = __str__
+
+    # -- validation ---------------------------------------------------------
+    def validate(self) -> None:
+        """Check SSA form and operand ranges; raise TapeError on the first fault."""
+        from .primitives.registry import registry
+
+        n = len(self.avals)
+        defined = np.zeros(n, dtype=bool)
+
+        def define(s: int, what: str) -> None:
+            if not isinstance(s, (int, np.integer)) or not 0 <= s < n:
+                raise TapeError(f"{what} refers to slot {s!r}, outside 0..{n - 1}")
+            if defined[s]:
+                raise TapeError(f"slot {s} is defined twice ({what})")
+            defined[s] = True
+
+        for s in self.inputs:
+            define(s, "input")
+        for s, v in self.consts.items():
+            define(s, "constant")
+            if aval_of(v).shape != self.avals[s].shape:
+                raise TapeError(f"constant slot {s} has shape {np.shape(v)}, "
+                                f"declared {self.avals[s].shape}")
+        for k, ins in enumerate(self.instrs):
+            if ins.prim not in registry:
+                raise TapeError(f"instruction {k} uses unknown primitive {ins.prim!r}")
+            for s in ins.ins:
+                if not isinstance(s, (int, np.integer)) or not 0 <= s < n or not defined[s]:
+                    raise TapeError(f"instruction {k} ({ins.prim}) reads slot {s!r} "
+                                    "before it is defined")
+            define(ins.out, f"instruction {k} ({ins.prim})")
+        for s in self.outputs:
+            if not isinstance(s, (int, np.integer)) or not 0 <= s < n or not defined[s]:
+                raise TapeError(f"output slot {s!r} is never defined")
+
+    # -- serialization ------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        payload = {
+            "version": 1,
+            "inputs": list(map(int, self.inputs)),
+            "outputs": list(map(int, self.outputs)),
+            "consts": {int(k): np.asarray(v) if isinstance(v, np.ndarray) else v
+                       for k, v in self.consts.items()},
+            "instrs": [(i.prim, i.out, i.ins, i.params, i.line) for i in self.instrs],
+            "avals": [(a.shape, a.dtype.str) for a in self.avals],
+        }
+        return pickle.dumps(payload, protocol=4)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "Tape":
+        try:
+            payload = _SafeUnpickler(io.BytesIO(data)).load()
+            tape = cls(
+                inputs=list(payload["inputs"]),
+                outputs=list(payload["outputs"]),
+                consts=dict(payload["consts"]),
+                instrs=[Instr(p, o, tuple(i), tuple(tuple(kv) for kv in pa), li)
+                        for p, o, i, pa, li in payload["instrs"]],
+                avals=[Aval(tuple(int(d) for d in s), np.dtype(t)) for s, t in payload["avals"]],
+            )
+        except TapeError:
+            raise
+        except Exception as exc:  # any malformed payload is one kind of error
+            raise TapeError(f"not a valid serialized tape: {exc}") from None
+        tape.validate()
+        return tape
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, np.ndarray):
+        return f"<{v.dtype.name}{list(v.shape)}>"
+    return repr(v)
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Only NumPy arrays and plain data: a hostile payload cannot run code."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"), ("builtins", "slice"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED or (module.startswith("numpy.dtypes")
+                                                and name.endswith("DType")):
+            return super().find_class(module, name)
+        raise TapeError(f"serialized tape refers to {module}.{name}, which is not allowed")

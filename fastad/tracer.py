@@ -1,0 +1,243 @@
+"""Tracing: running user code on `Tracer`s records a tape.
+
+A `Tracer` is the seeds' `Node`: it knows its slot on the tape being recorded
+and its concrete value.  Every primitive call goes through `bind`, which
+computes the value with NumPy and, if any argument is a Tracer, appends one
+instruction to the innermost active `Builder`.
+
+Nested traces (a `grad` inside a function being traced) each have their own
+builder.  A tracer of an enclosing trace met by an inner one is *captured*:
+it becomes an extra input of the inner tape, so the inner tape stays closed
+and its transformed version can be replayed on the outer tracers.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import TracingError
+from .primitives.registry import Primitive, registry
+from .tape import Aval, Instr, Tape, aval_of
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SCALAR_TYPES = (int, float, bool, np.number, np.bool_)
+
+
+class Builder:
+    """Records one tape.  Lives on the trace stack while its function runs."""
+
+    def __init__(self, record_lines: bool = True) -> None:
+        self.tape = Tape()
+        self.values: list[Any] = []  # concrete value of every slot
+        self.captures: list[Tracer] = []  # outer tracers, in input order
+        self._capture_slot: dict[int, int] = {}
+        self._const_slot: dict[Any, int] = {}
+        self._const_keep: list[Any] = []
+        self.guards: list[int] = []  # instruction indices of guards
+        self.record_lines = record_lines
+        self.finished = False
+
+    def new_input(self, value: Any) -> "Tracer":
+        value = _as_value(value)
+        slot = self._new_slot(value)
+        self.tape.inputs.append(slot)
+        return Tracer(self, slot, value)
+
+    def _new_slot(self, value: Any) -> int:
+        self.values.append(value)
+        return self.tape.new_slot(aval_of(value))
+
+    def tracer(self, slot: int) -> "Tracer":
+        return Tracer(self, slot, self.values[slot])
+
+    def const(self, value: Any) -> int:
+        if isinstance(value, _SCALAR_TYPES) and not isinstance(value, np.ndarray):
+            key: Any = (type(value), value)
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "iub" and value.size <= 4096:
+            key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
+        else:
+            key = id(value)
+            self._const_keep.append(value)  # keep id() unique while recording
+        slot = self._const_slot.get(key)
+        if slot is None:
+            if isinstance(value, np.ndarray):
+                value = value.copy()
+                value.flags.writeable = False
+            slot = self._new_slot(value)
+            self.tape.consts[slot] = value
+            self._const_slot[key] = slot
+        return slot
+
+    def slot_of(self, x: Any) -> int:
+        if isinstance(x, Tracer):
+            if x.builder is self:
+                return x.slot
+            if x.builder.finished:
+                raise TracingError(
+                    "a traced value escaped the function it was traced in (stored in a global or "
+                    "a closure and used later); return it from the function instead")
+            slot = self._capture_slot.get(id(x))
+            if slot is None:
+                slot = self._new_slot(x.value)
+                self.tape.inputs.append(slot)
+                self._capture_slot[id(x)] = slot
+                self.captures.append(x)
+            return slot
+        return self.const(x)
+
+    def record(self, prim: Primitive, args: Sequence[Any], params: dict[str, Any],
+               value: Any) -> "Tracer":
+        ins = tuple(self.slot_of(a) for a in args)
+        out = self._new_slot(value)
+        line = _user_line() if self.record_lines else None
+        self.tape.instrs.append(Instr(prim.name, out, ins, tuple(sorted(params.items())), line))
+        return Tracer(self, out, value)
+
+
+_stack: list[Builder] = []
+
+
+def current_builder() -> Builder | None:
+    return _stack[-1] if _stack else None
+
+
+def trace(fn: Callable[..., Any], args: Sequence[Any], record_lines: bool = True
+          ) -> tuple[Builder, list["Tracer"], Any]:
+    """Run ``fn`` on tracers for ``args``; return the builder, the input tracers
+    and fn's raw result.  Outputs are not yet set on the tape."""
+    builder = Builder(record_lines)
+    inputs = [builder.new_input(a) for a in args]
+    _stack.append(builder)
+    try:
+        with np.errstate(all="ignore"):
+            result = fn(*inputs)
+    finally:
+        _stack.pop()
+        builder.finished = True
+    return builder, inputs, result
+
+
+def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
+    """Apply a primitive: compute it, and record it if any argument is traced."""
+    traced = False
+    for a in args:
+        if isinstance(a, Tracer):
+            traced = True
+            break
+    if not traced:
+        return prim.impl(*args, **params)
+    builder = current_builder()
+    if builder is None:
+        raise TracingError(
+            f"{prim.name}: a traced value was used after its trace ended (stored in a global "
+            "or a closure); return it from the function instead")
+    values = [a.value if isinstance(a, Tracer) else a for a in args]
+    return builder.record(prim, args, params, prim.impl(*values, **params))
+
+
+def _as_value(x: Any) -> Any:
+    if isinstance(x, Tracer):
+        return x.value
+    if isinstance(x, np.ndarray):
+        return x
+    if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, (bool, np.bool_)):
+        return np.float64(x) if isinstance(x, (int, float, np.integer)) else x
+    raise TypeError(f"cannot trace an argument of type {type(x).__name__}; "
+                    "pass floats or NumPy float arrays")
+
+
+def _user_line() -> tuple[str, int] | None:
+    f = sys._getframe(3)
+    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
+        f = f.f_back
+    return (f.f_code.co_filename, f.f_lineno) if f is not None else None
+
+
+class Tracer:
+    """A value being traced.  Behaves like a NumPy array of its shape and dtype."""
+
+    __slots__ = ("builder", "slot", "value", "__weakref__")
+    __array_priority__ = 1000.0
+
+    def __init__(self, builder: Builder, slot: int, value: Any) -> None:
+        self.builder = builder
+        self.slot = slot
+        self.value = value
+
+    # -- what NumPy code asks of an array ----------------------------------
+    @property
+    def aval(self) -> Aval:
+        return self.builder.tape.avals[self.slot]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return np.shape(self.value)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.result_type(self.value)
+
+    @property
+    def ndim(self) -> int:
+        return np.ndim(self.value)
+
+    @property
+    def size(self) -> int:
+        return int(np.size(self.value))
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d traced array")
+        return self.shape[0]
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d traced array")
+        return (self[i] for i in range(self.shape[0]))
+
+    def __repr__(self) -> str:
+        return f"Tracer(%{self.slot}: {aval_of(self.value)})"
+
+    # -- leaving the trace is an error, never a silent constant -----------
+    def _leave(self, what: str, fix: str) -> Any:
+        raise TracingError(f"{what} on a traced value would make it a constant and lose its "
+                           f"derivative. {fix}")
+
+    def __float__(self) -> float:
+        return self._leave("float()", "Keep it an array: use fastad.numpy / numpy functions.")
+
+    def __int__(self) -> int:
+        return self._leave("int()", "Keep it an array: use fastad.numpy / numpy functions.")
+
+    def __complex__(self) -> complex:
+        return self._leave("complex()", "Keep it an array.")
+
+    def __index__(self) -> int:
+        return self._leave("using it as an index", "Index with Python ints or constant arrays.")
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return self._leave(
+            "np.asarray()/np.array() (or storing it into a NumPy array)",
+            "Use fastad.numpy.stack/concatenate, or create the array with fastad.numpy.zeros "
+            "and assign into it; math.* functions need numpy.* instead.")
+
+    def __bool__(self) -> bool:
+        from .guards import record_guard
+        return record_guard(self)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # -- NumPy dispatch protocols -----------------------------------------
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        from . import numpy as fnp
+        return fnp._dispatch_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
+        from . import numpy as fnp
+        return fnp._dispatch_function(func, args, kwargs)
+
+    # -- operators (defined in fastad.numpy, attached there) ---------------

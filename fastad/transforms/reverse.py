@@ -1,0 +1,75 @@
+"""Reverse mode: the seeds' ``gradient(out)`` algorithm, emitting instructions.
+
+    node_to_grad = {out: [seed]}
+    for node in reverse topological order:
+        v_bar = sum(node_to_grad[node])
+        for each input k of node:
+            node_to_grad[k].append(vjp_k(v_bar, node, *inputs))
+
+The sweep runs while the builder that recorded the forward instructions is
+still active, so every VJP rule it calls is itself recorded: the adjoint is a
+graph of its own, and differentiating it again gives higher derivatives.
+Partial adjoints are summed as they arrive rather than kept in lists.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..primitives.registry import fnp, registry
+from ..tracer import Builder, Tracer
+
+
+def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
+    """Slots whose value depends differentiably on the ``wrt`` slots."""
+    active = set(wrt)
+    for ins in builder.tape.instrs[:stop]:
+        if registry[ins.prim].differentiable and any(s in active for s in ins.ins):
+            active.add(ins.out)
+    return active
+
+
+def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents: Sequence[Any],
+             wrt: Sequence[Tracer]) -> list[Any]:
+    """Record the adjoint sweep over ``builder``'s first ``stop`` instructions.
+
+    Returns the cotangent of each ``wrt`` tracer (zeros where it does not
+    influence the outputs).
+    """
+    wrt_slots = [t.slot for t in wrt]
+    active = active_slots(builder, wrt_slots, stop)
+    adjoint: dict[int, Any] = {}
+    for out, ct in zip(outputs, cotangents):
+        if isinstance(out, Tracer) and out.builder is builder and out.slot in active:
+            _accumulate(adjoint, out.slot, ct)
+
+    instrs = builder.tape.instrs
+    for k in range(stop - 1, -1, -1):
+        ins = instrs[k]
+        g = adjoint.pop(ins.out, None)
+        if g is None:
+            continue
+        prim = registry[ins.prim]
+        params = dict(ins.params)
+        args = [builder.tracer(s) for s in ins.ins]
+        ans = builder.tracer(ins.out)
+        for argnum, slot in enumerate(ins.ins):
+            if slot not in active:
+                continue
+            accumulate_into = prim.accumulating_vjps.get(argnum)
+            if accumulate_into is not None:
+                acc = adjoint.get(slot)
+                if acc is None:
+                    acc = fnp.zeros_for(args[argnum], g)
+                adjoint[slot] = accumulate_into(acc, g, ans, *args, **params)
+                continue
+            rule = prim.vjp_rule(argnum)
+            if rule is not None:
+                _accumulate(adjoint, slot, rule(g, ans, *args, **params))
+
+    return [adjoint.get(s, None) if s in adjoint else fnp.zeros_for(t)
+            for s, t in zip(wrt_slots, wrt)]
+
+
+def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:
+    previous = adjoint.get(slot)
+    adjoint[slot] = contribution if previous is None else previous + contribution
