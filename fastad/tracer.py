@@ -12,9 +12,10 @@ and its transformed version can be replayed on the outer tracers.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -104,20 +105,37 @@ def current_builder() -> Builder | None:
     return _stack[-1] if _stack else None
 
 
+@contextlib.contextmanager
+def recording(record_lines: bool = True) -> Iterator[Builder]:
+    """Make a new builder the innermost active trace for the ``with`` body."""
+    builder = Builder(record_lines)
+    _stack.append(builder)
+    try:
+        with np.errstate(all="ignore"):
+            yield builder
+    finally:
+        _stack.pop()
+        builder.finished = True
+
+
 def trace(fn: Callable[..., Any], args: Sequence[Any], record_lines: bool = True
           ) -> tuple[Builder, list["Tracer"], Any]:
     """Run ``fn`` on tracers for ``args``; return the builder, the input tracers
     and fn's raw result.  Outputs are not yet set on the tape."""
-    builder = Builder(record_lines)
-    inputs = [builder.new_input(a) for a in args]
-    _stack.append(builder)
-    try:
-        with np.errstate(all="ignore"):
-            result = fn(*inputs)
-    finally:
-        _stack.pop()
-        builder.finished = True
+    with recording(record_lines) as builder:
+        inputs = [builder.new_input(a) for a in args]
+        result = fn(*inputs)
     return builder, inputs, result
+
+
+def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
+    """Run a tape through `bind`: on tracers this records it into the active
+    trace (inlining), on arrays it evaluates it."""
+    env: dict[int, Any] = dict(zip(tape.inputs, inputs))
+    env.update(tape.consts)
+    for ins in tape.instrs:
+        env[ins.out] = bind(registry[ins.prim], *(env[s] for s in ins.ins), **dict(ins.params))
+    return [env[s] for s in tape.outputs]
 
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:

@@ -13,10 +13,13 @@ Partial adjoints are summed as they arrive rather than kept in lists.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..primitives.registry import fnp, registry
 from ..tracer import Builder, Tracer
+
+if TYPE_CHECKING:
+    from ..tape import Tape
 
 
 def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
@@ -50,7 +53,8 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             continue
         prim = registry[ins.prim]
         params = dict(ins.params)
-        args = [builder.tracer(s) for s in ins.ins]
+        consts = builder.tape.consts
+        args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
         ans = builder.tracer(ins.out)
         for argnum, slot in enumerate(ins.ins):
             if slot not in active:
@@ -73,3 +77,27 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
 def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:
     previous = adjoint.get(slot)
     adjoint[slot] = contribution if previous is None else previous + contribution
+
+
+def vjp_tape(tape: "Tape", wrt: Sequence[int]) -> "Tape":
+    """The reverse transform as tape -> tape.
+
+    The result takes ``tape.inputs`` followed by one cotangent per output and
+    returns ``tape.outputs`` followed by the cotangent of each input position
+    in ``wrt``.
+    """
+    import numpy as np
+    from ..tracer import recording, replay
+
+    def example(slot: int) -> Any:
+        aval = tape.avals[slot]
+        return np.zeros(aval.shape, aval.dtype)
+
+    with recording() as builder:
+        inputs = [builder.new_input(example(s)) for s in tape.inputs]
+        outputs = replay(tape, inputs)
+        cotangents = [builder.new_input(example(s)) for s in tape.outputs]
+        grads = backward(builder, len(builder.tape.instrs), outputs, cotangents,
+                         [inputs[i] for i in wrt])
+        builder.tape.outputs = [builder.slot_of(v) for v in list(outputs) + grads]
+    return builder.tape

@@ -1,0 +1,214 @@
+"""The public API: eager transformations (grad, vjp, ...) and tape inspection.
+
+Every transformation records a tape with concrete values.  Called on plain
+arrays, it returns those values.  Called on traced values (inside another
+transformation, or inside a function being compiled), it replays its tape
+into the enclosing trace, so transformations nest: ``grad(grad(f))``,
+``jit(grad(f))``.
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import pytree
+from .errors import TracingError
+from .tape import Tape
+from .tracer import Builder, Tracer, recording, replay
+from .transforms.reverse import backward
+
+ArgNums = int | Sequence[int]
+
+
+def _argnums_tuple(argnums: ArgNums, nargs: int) -> tuple[int, ...]:
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in nums:
+        if not -nargs <= i < nargs:
+            raise TypeError(f"argnums={argnums!r} but the function was called with {nargs} "
+                            "positional arguments")
+    return tuple(i % nargs for i in nums)
+
+
+def check_leaf(x: Any, where: str) -> Any:
+    """A differentiable input leaf: a float or a float array (or a traced value)."""
+    if isinstance(x, Tracer):
+        return x
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{where}: cannot differentiate with respect to a bool")
+    if isinstance(x, (int, float, np.integer)):
+        return np.float64(x)
+    if isinstance(x, np.floating):
+        return x
+    if isinstance(x, (list, tuple)):
+        x = np.asarray(x)
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{where}: expected a float or a NumPy float array, got "
+                        f"{type(x).__name__}")
+    if x.dtype not in (np.float64, np.float32):
+        raise TypeError(f"{where}: expected a float64 or float32 array, got dtype {x.dtype}; "
+                        "integers have no derivative: convert with .astype(float)")
+    return x
+
+
+class Recorded:
+    """A function traced with respect to some of its arguments."""
+
+    def __init__(self, builder: Builder, inputs: list[Tracer], in_trees: list[Any],
+                 outer_leaves: list[Any], out_leaves: list[Any], out_tree: Any) -> None:
+        self.builder = builder
+        self.inputs = inputs
+        self.in_trees = in_trees
+        self.outer_leaves = outer_leaves  # what the caller passed (may be outer tracers)
+        self.out_leaves = out_leaves
+        self.out_tree = out_tree
+
+
+def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
+           then: Callable[[Recorded], Any] | None = None) -> tuple[Recorded, Any]:
+    """Trace ``f(*args)`` w.r.t. ``args[argnums]``; run ``then`` inside the trace."""
+    with recording() as builder:
+        new_args = list(args)
+        inputs, in_trees, outer = [], [], []
+        for i in argnums:
+            leaves, tree = pytree.flatten(args[i])
+            leaves = [check_leaf(v, f"argument {i}") for v in leaves]
+            tracers = [builder.new_input(v) for v in leaves]
+            new_args[i] = pytree.unflatten(tree, tracers)
+            inputs += tracers
+            in_trees.append(tree)
+            outer += leaves
+        out = f(*new_args)
+        out_leaves, out_tree = pytree.flatten(out)
+        rec = Recorded(builder, inputs, in_trees, outer, out_leaves, out_tree)
+        extra = then(rec) if then is not None else None
+    return rec, extra
+
+
+def finish(rec: Recorded, results: list[Any]) -> list[Any]:
+    """The values of ``results``, as outer tracers if the call was nested."""
+    nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
+    if not nested:
+        return [r.value if isinstance(r, Tracer) else r for r in results]
+    tape = rec.builder.tape
+    tape.outputs = [rec.builder.slot_of(r) for r in results]
+    return replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
+
+
+def tape_of(rec: Recorded, results: list[Any]) -> Tape:
+    tape = rec.builder.tape
+    tape.outputs = [rec.builder.slot_of(r) for r in results]
+    if rec.builder.captures:
+        raise TracingError("a compiled function closed over a value traced by an enclosing "
+                           "transformation; pass it as an argument instead")
+    return tape
+
+
+def _scalar_output(rec: Recorded, name: str) -> Any:
+    if len(rec.out_leaves) != 1:
+        raise TypeError(f"{name} requires a function returning one scalar, got a "
+                        f"{len(rec.out_leaves)}-leaf structure")
+    out = rec.out_leaves[0]
+    shape = np.shape(out.value if isinstance(out, Tracer) else out)
+    if shape != ():
+        raise TypeError(f"{name} requires a scalar output, got shape {shape}; use "
+                        "fastad.vjp or fastad.jacobian for non-scalar outputs")
+    dtype = np.result_type(out.value if isinstance(out, Tracer) else out)
+    if dtype.kind != "f":
+        raise TypeError(f"{name} requires a real floating-point output, got {dtype}")
+    return out
+
+
+def gradient_of_scalar(rec: Recorded, name: str) -> list[Any]:
+    """Record the reverse sweep seeded with 1 at the scalar output; the value
+    followed by the cotangent of every input leaf."""
+    out = _scalar_output(rec, name)
+    seed = np.ones((), np.result_type(out.value if isinstance(out, Tracer) else out))
+    grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs)
+    return [out] + [_match_dtype(g, x) for g, x in zip(grads, rec.inputs)]
+
+
+def _match_dtype(g: Any, x: Tracer) -> Any:
+    from . import numpy as fnp
+    return fnp.astype(g, x.dtype) if fnp.result_dtype(g) != x.dtype else g
+
+
+def unpack_grads(rec: Recorded, argnums: ArgNums, leaves: list[Any]) -> Any:
+    trees, out, k = [], [], 0
+    for tree in rec.in_trees:
+        n = pytree.num_leaves(tree)
+        out.append(pytree.unflatten(tree, leaves[k:k + n]))
+        k += n
+    return out[0] if isinstance(argnums, int) else tuple(out)
+
+
+def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+    """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar)."""
+    @functools.wraps(f)
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        nums = _argnums_tuple(argnums, len(args))
+        fk = functools.partial(f, **kwargs) if kwargs else f
+        rec, results = record(fk, args, nums, lambda r: gradient_of_scalar(r, "grad"))
+        values = finish(rec, results)
+        return values[0], unpack_grads(rec, argnums, values[1:])
+    return value_and_grad_f
+
+
+def grad(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
+    """The gradient of scalar-valued ``f`` w.r.t. ``args[argnums]``, traced on every call."""
+    vg = value_and_grad(f, argnums)
+
+    @functools.wraps(f)
+    def grad_f(*args: Any, **kwargs: Any) -> Any:
+        return vg(*args, **kwargs)[1]
+    return grad_f
+
+
+def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Any]]:
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one cotangent per primal."""
+    from .transforms.reverse import vjp_tape
+    nums = tuple(range(len(primals)))
+    rec, _ = record(f, primals, nums)
+    tape = rec.builder.tape
+    tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
+    n_captured = len(rec.builder.captures)
+    out = pytree.unflatten(rec.out_tree, finish(rec, rec.out_leaves))
+    reverse = vjp_tape(tape, wrt=list(range(len(rec.inputs))))
+    outer_inputs = list(rec.outer_leaves) + list(rec.builder.captures)
+
+    def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
+        cts, tree = pytree.flatten(cotangent)
+        if tree != rec.out_tree:
+            raise TypeError("vjp_fn: the cotangent must have the structure of f's output")
+        cts = [_cotangent_like(c, v) for c, v in zip(cts, rec.out_leaves)]
+        grads = replay(reverse, outer_inputs + cts)
+        grads = grads[len(tape.outputs):]
+        return unpack_grads(rec, nums, grads)
+    del n_captured
+    return out, vjp_fn
+
+
+def _cotangent_like(ct: Any, out: Any) -> Any:
+    value = out.value if isinstance(out, Tracer) else out
+    if isinstance(ct, Tracer):
+        if ct.shape != np.shape(value):
+            raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
+                             f"{np.shape(value)}")
+        return ct
+    ct = np.asarray(ct, dtype=np.result_type(value))
+    if ct.shape != np.shape(value):
+        raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
+                         f"{np.shape(value)}")
+    return ct
+
+
+def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable[..., Tape]:
+    """``make_tape(f)(*args)``: the tape that ``f`` records on these arguments."""
+    @functools.wraps(f)
+    def make(*args: Any, **kwargs: Any) -> Tape:
+        nums = tuple(range(len(args))) if argnums is None else _argnums_tuple(argnums, len(args))
+        fk = functools.partial(f, **kwargs) if kwargs else f
+        rec, _ = record(fk, args, nums)
+        return tape_of(rec, rec.out_leaves)
+    return make

@@ -1,0 +1,1 @@
+"""Backends: each turns a tape into an executable with ``run(inputs)``."""

@@ -1,0 +1,1 @@
+"""Tape -> tape transformations: reverse mode, forward mode, optimization."""
