@@ -174,7 +174,8 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Any]
     tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
     n_captured = len(rec.builder.captures)
     out = pytree.unflatten(rec.out_tree, finish(rec, rec.out_leaves))
-    reverse = vjp_tape(tape, wrt=list(range(len(rec.inputs))))
+    reverse = vjp_tape(tape, wrt=list(range(len(rec.inputs))),
+                       examples=[rec.builder.values[s] for s in tape.inputs])
     outer_inputs = list(rec.outer_leaves) + list(rec.builder.captures)
 
     def vjp_fn(cotangent: Any) -> tuple[Any, ...]:
@@ -201,6 +202,35 @@ def _cotangent_like(ct: Any, out: Any) -> Any:
         raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
                          f"{np.shape(value)}")
     return ct
+
+
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
+        ) -> tuple[Any, Any]:
+    """Forward mode: ``(f(*primals), J @ tangents)``."""
+    from .transforms.forward import forward
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise TypeError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
+    nums = tuple(range(len(primals)))
+
+    def sweep(rec: Recorded) -> list[Any]:
+        flat_t = []
+        for i, (p, t) in enumerate(zip(primals, tangents)):
+            leaves_p, tree_p = pytree.flatten(p)
+            leaves_t, tree_t = pytree.flatten(t)
+            if tree_p != tree_t:
+                raise TypeError(f"jvp: tangent {i} does not have the structure of primal {i}")
+            flat_t += leaves_t
+        flat_t = [_cotangent_like(check_leaf(t, "tangent"), x)
+                  for t, x in zip(flat_t, rec.inputs)]
+        return forward(rec.builder, len(rec.builder.tape.instrs), rec.inputs, flat_t,
+                       rec.out_leaves)
+
+    rec, out_tangents = record(f, primals, nums, sweep)
+    values = finish(rec, list(rec.out_leaves) + list(out_tangents))
+    n = len(rec.out_leaves)
+    return (pytree.unflatten(rec.out_tree, values[:n]),
+            pytree.unflatten(rec.out_tree, values[n:]))
 
 
 def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable[..., Tape]:

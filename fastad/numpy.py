@@ -652,18 +652,15 @@ def einsum(subscripts: str, *operands: Any, optimize: Any = False) -> Any:
     if len(ins) != len(operands) or len(ins) not in (1, 2):
         raise TracingError("einsum: one or two operands are supported; chain calls for more")
     ops = []
-    for sub, op in zip(ins, operands):
+    for k, (sub, op) in enumerate(zip(ins, operands)):
         if len(sub) != ndim(op):
             raise ValueError(f"einsum: '{sub}' does not match an operand of shape {shape(op)}")
         sub, op = _einsum_diagonal(sub, op)
-        # sum out letters that appear in no other operand and not in the output
-        others = "".join(s for s in ins if s is not sub) + out_sub
-        lonely = [i for i, c in enumerate(sub) if c not in out_sub and
-                  builtins.sum(s.count(c) for s in ins) == 1]
-        if lonely:
-            op = sum(op, axis=tuple(lonely))
+        elsewhere = set(out_sub).union(*(set(s) for j, s in enumerate(ins) if j != k))
+        lonely = tuple(i for i, c in enumerate(sub) if c not in elsewhere)
+        if lonely:  # summed out before the contraction
+            op = sum(op, axis=lonely)
             sub = "".join(c for i, c in enumerate(sub) if i not in lonely)
-        del others
         ops.append((sub, op))
     if len(ops) == 1:
         sub, op = ops[0]

@@ -79,22 +79,29 @@ def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:
     adjoint[slot] = contribution if previous is None else previous + contribution
 
 
-def vjp_tape(tape: "Tape", wrt: Sequence[int]) -> "Tape":
+def vjp_tape(tape: "Tape", wrt: Sequence[int], examples: Sequence[Any] | None = None
+             ) -> "Tape":
     """The reverse transform as tape -> tape.
 
     The result takes ``tape.inputs`` followed by one cotangent per output and
     returns ``tape.outputs`` followed by the cotangent of each input position
-    in ``wrt``.
+    in ``wrt``.  Re-recording evaluates the tape, so it needs input values:
+    ``examples`` if given (some primitives, like solve, reject arbitrary ones),
+    else seeded random normals.
     """
     import numpy as np
     from ..tracer import recording, replay
 
+    rng = np.random.default_rng(0)
+
     def example(slot: int) -> Any:
         aval = tape.avals[slot]
-        return np.zeros(aval.shape, aval.dtype)
+        return rng.standard_normal(aval.shape).astype(aval.dtype)
 
+    if examples is None:
+        examples = [example(s) for s in tape.inputs]
     with recording() as builder:
-        inputs = [builder.new_input(example(s)) for s in tape.inputs]
+        inputs = [builder.new_input(v) for v in examples]
         outputs = replay(tape, inputs)
         cotangents = [builder.new_input(example(s)) for s in tape.outputs]
         grads = backward(builder, len(builder.tape.instrs), outputs, cotangents,

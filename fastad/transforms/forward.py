@@ -1,0 +1,55 @@
+"""Forward mode: tangents carried alongside primals, emitting instructions.
+
+    for node in topological order:
+        v_dot = sum(jvp_k(v_dot_k, node, *inputs) for each input k with a tangent)
+
+Like the reverse sweep, it runs inside the active trace, so tangents are
+instructions too and compose with every other transformation.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from ..primitives.registry import fnp, registry
+from ..tracer import Builder, Tracer
+
+
+def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequence[Any],
+            outputs: Sequence[Any]) -> list[Any]:
+    """Record the tangent sweep over ``builder``'s first ``stop`` instructions;
+    the tangent of each of ``outputs`` (zeros where it does not depend on wrt)."""
+    tangent: dict[int, Any] = {t.slot: dt for t, dt in zip(wrt, tangents)}
+    consts = builder.tape.consts
+    instrs = builder.tape.instrs
+    for k in range(stop):
+        ins = instrs[k]
+        if not any(s in tangent for s in ins.ins):
+            continue
+        prim = registry[ins.prim]
+        if not prim.differentiable:
+            continue
+        params = dict(ins.params)
+        args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
+        ans = builder.tracer(ins.out)
+        total = None
+        for argnum, slot in enumerate(ins.ins):
+            if slot not in tangent:
+                continue
+            rule = prim.jvp_rule(argnum)
+            if rule is None:
+                continue
+            part = rule(tangent[slot], ans, *args, **params)
+            if fnp.shape(part) != ans.shape:
+                part = fnp.broadcast_to(part, ans.shape)
+            total = part if total is None else total + part
+        if total is not None:
+            if fnp.result_dtype(total) != ans.dtype:
+                total = fnp.astype(total, ans.dtype)
+            tangent[ins.out] = total
+    result = []
+    for out in outputs:
+        if isinstance(out, Tracer) and out.builder is builder and out.slot in tangent:
+            result.append(tangent[out.slot])
+        else:
+            result.append(fnp.zeros_for(out))
+    return result
