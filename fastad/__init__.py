@@ -1,12 +1,15 @@
 """fastad: tape-compiled automatic differentiation for NumPy code."""
 from . import primitives  # noqa: F401  (registers the primitives first)
 from . import numpy  # noqa: F401
-from .api import grad, jvp, make_tape, value_and_grad, vjp
+from .api import grad, jvp, make_tape, primitive, value_and_grad, vjp
+from .backends import available as backends_available
 from .check import check_grads
+from .compiled import compile, jit
 from .errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .tape import Tape
 
-__all__ = ["grad", "value_and_grad", "vjp", "jvp", "check_grads", "make_tape", "defvjp", "defjvp", "Tape",
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "make_tape", "check_grads", "jit",
+           "compile", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
            "FastadError", "TracingError", "TapeError", "SignatureError"]
 __version__ = "0.1.0"

@@ -242,3 +242,31 @@ def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable
         rec, _ = record(fk, args, nums)
         return tape_of(rec, rec.out_leaves)
     return make
+
+
+def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Make a NumPy function a primitive of its own, autograd-style:
+
+        @fastad.primitive
+        def logsigmoid(x):
+            return -np.logaddexp(0, -x)
+        fastad.defvjp(logsigmoid, lambda g, ans, x: g * np.exp(-np.logaddexp(0, x)))
+
+    Rules take ``(g, ans, *args)`` and return the cotangent of one argument.
+    Primitives defined this way run in NumPy; the compiled backends call
+    back into Python for them.
+    """
+    from .primitives.registry import defprim, registry
+    from .tracer import bind
+    name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
+    base, k = name, 1
+    while name in registry:
+        k += 1
+        name = f"{base}#{k}"
+    prim = defprim(name, fn, None)
+
+    @functools.wraps(fn)
+    def bound(*args: Any, **kwargs: Any) -> Any:
+        return bind(prim, *args, **kwargs)
+    bound.primitive = prim  # type: ignore[attr-defined]
+    return bound

@@ -39,6 +39,7 @@ class Builder:
         self._const_keep: list[Any] = []
         self.guards: list[int] = []  # instruction indices of guards
         self.record_lines = record_lines
+        self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False
 
     def new_input(self, value: Any) -> "Tracer":
@@ -93,7 +94,7 @@ class Builder:
                value: Any) -> "Tracer":
         ins = tuple(self.slot_of(a) for a in args)
         out = self._new_slot(value)
-        line = _user_line() if self.record_lines else None
+        line = self.line_override or (_user_line() if self.record_lines else None)
         self.tape.instrs.append(Instr(prim.name, out, ins, tuple(sorted(params.items())), line))
         return Tracer(self, out, value)
 

@@ -63,14 +63,20 @@ def defprim(name: str, impl: Callable[..., Any], nargs: int | None,
     return prim
 
 
-def defvjp(prim: Primitive | str, *rules: Rule) -> None:
-    prim = registry[prim] if isinstance(prim, str) else prim
-    prim.vjps = list(rules)
+def _resolve(prim: Any) -> Primitive:
+    if isinstance(prim, str):
+        return registry[prim]
+    return getattr(prim, "primitive", prim)  # a function made by fastad.primitive
 
 
-def defjvp(prim: Primitive | str, *rules: Rule) -> None:
-    prim = registry[prim] if isinstance(prim, str) else prim
-    prim.jvps = list(rules)
+def defvjp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
+    """Register the VJP rule of each argument: ``rule(g, ans, *args, **params)``."""
+    _resolve(prim).vjps = list(rules)
+
+
+def defjvp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
+    """Register the JVP rule of each argument: ``rule(t, ans, *args, **params)``."""
+    _resolve(prim).jvps = list(rules)
 
 
 class _FastadNumpy:

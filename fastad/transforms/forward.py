@@ -29,6 +29,7 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
         if not prim.differentiable:
             continue
         params = dict(ins.params)
+        builder.line_override = ins.line  # derivative code belongs to the user's line
         args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
         ans = builder.tracer(ins.out)
         total = None
@@ -46,6 +47,7 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
             if fnp.result_dtype(total) != ans.dtype:
                 total = fnp.astype(total, ans.dtype)
             tangent[ins.out] = total
+    builder.line_override = None
     result = []
     for out in outputs:
         if isinstance(out, Tracer) and out.builder is builder and out.slot in tangent:

@@ -53,6 +53,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             continue
         prim = registry[ins.prim]
         params = dict(ins.params)
+        builder.line_override = ins.line  # derivative code belongs to the user's line
         consts = builder.tape.consts
         args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
         ans = builder.tracer(ins.out)
@@ -69,6 +70,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             rule = prim.vjp_rule(argnum)
             if rule is not None:
                 _accumulate(adjoint, slot, rule(g, ans, *args, **params))
+    builder.line_override = None
 
     return [adjoint.get(s, None) if s in adjoint else fnp.zeros_for(t)
             for s, t in zip(wrt_slots, wrt)]

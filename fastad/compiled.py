@@ -1,0 +1,293 @@
+"""Compiled functions: trace once per signature, replay the compiled tape after.
+
+A *signature* is the pytree structure of the arguments, the shape and dtype
+of every float leaf, and the value of everything else (ints, strings,
+``static_argnums``).  Float leaves become inputs of the tape; other leaves are
+baked in as constants.  Values that ``f`` closes over are captured as
+constants when it is traced: changing them later does not change the
+compiled function (as with ``jax.jit``).
+
+Python control flow on traced values records guards.  A signature keeps a
+list of traces; a replay whose guard disagrees is discarded and the next
+trace is tried, and if none fits, ``f`` is traced again at this input.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import backends, pytree
+from .api import Recorded, check_leaf, grad, gradient_of_scalar, jvp
+from .tape import Tape
+from .tracer import Tracer, recording
+from .transforms.optimize import optimize
+
+log = logging.getLogger("fastad")
+
+
+def _is_dynamic(leaf: Any) -> bool:
+    if isinstance(leaf, np.ndarray):
+        return leaf.dtype.kind == "f"
+    return isinstance(leaf, (float, np.floating, Tracer))
+
+
+def _static_key(leaf: Any) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return ("array", leaf.dtype.str, leaf.shape, leaf.tobytes())
+    try:
+        hash(leaf)
+    except TypeError:
+        raise TypeError(f"a non-float argument of type {type(leaf).__name__} is compiled in as a "
+                        "constant and must be hashable; pass it through a closure instead") from None
+    return ("value", type(leaf), leaf)
+
+
+def _leaf_key(leaf: Any) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return (leaf.shape, leaf.dtype.char)
+    return ((), np.result_type(leaf).char)
+
+
+def _scalar(v: Any) -> Any:
+    """0-d results as NumPy scalars, as NumPy's own reductions return them."""
+    return v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v
+
+
+@dataclass
+class Entry:
+    exe: Any
+    tape: Tape
+    unpack: Callable[[list[Any]], Any]
+
+
+class Specializer:
+    """One compiled computation of ``fn``, cached per signature.
+
+    ``outputs(rec)`` runs inside the trace and returns the values to compute;
+    ``unpack(rec, values)`` turns computed values into what the caller gets.
+    """
+
+    def __init__(self, fn: Callable[..., Any], outputs: Callable[[Recorded], list[Any]],
+                 unpack: Callable[[Recorded, list[Any]], Any], wrt: Sequence[int] | None,
+                 static_argnums: Sequence[int], backend: str, optimize_tape: bool = True
+                 ) -> None:
+        self.fn = fn
+        self.outputs = outputs
+        self.unpack = unpack
+        self.wrt = None if wrt is None else tuple(wrt)
+        self.static_argnums = frozenset(static_argnums)
+        self.backend = backends.get(backend)
+        self.optimize_tape = optimize_tape
+        self.cache: dict[Any, list[Entry]] = {}
+        self.traces = 0
+        self.last: Entry | None = None
+
+    def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
+        key, dynamic = [], []
+        for i, arg in enumerate(args):
+            if i in self.static_argnums:
+                key.append(("static", _static_key(arg)))
+                continue
+            leaves, tree = pytree.flatten(arg)
+            parts = []
+            for leaf in leaves:
+                if _is_dynamic(leaf):
+                    dynamic.append(leaf)
+                    parts.append(_leaf_key(leaf))
+                else:
+                    parts.append(_static_key(leaf))
+            key.append((tree, tuple(parts)))
+        return tuple(key), dynamic
+
+    def __call__(self, *args: Any) -> Any:
+        key, dynamic = self.split(args)
+        entries = self.cache.get(key)
+        if entries:
+            for entry in entries:
+                outs = entry.exe.run(dynamic)
+                if outs is not None:
+                    return entry.unpack([_scalar(v) for v in outs])
+            log.info("fastad: retracing %s: a guard disagreed with every cached trace",
+                     getattr(self.fn, "__name__", self.fn))
+        elif self.cache:
+            log.info("fastad: tracing %s for a new signature", getattr(self.fn, "__name__", self.fn))
+        entry = self.trace(args)
+        self.cache.setdefault(key, []).append(entry)
+        outs = entry.exe.run(dynamic)
+        if outs is None:
+            raise RuntimeError("a freshly traced function failed its own guards; the function "
+                               "is not deterministic")
+        return entry.unpack([_scalar(v) for v in outs])
+
+    def trace(self, args: Sequence[Any]) -> Entry:
+        self.traces += 1
+        with recording() as builder:
+            new_args = list(args)
+            inputs: list[Tracer] = []
+            wrt: list[Tracer] = []
+            in_trees: list[Any] = []
+            for i, arg in enumerate(args):
+                if i in self.static_argnums:
+                    continue
+                leaves, tree = pytree.flatten(arg)
+                traced = []
+                for leaf in leaves:
+                    if _is_dynamic(leaf):
+                        t = builder.new_input(check_leaf(leaf, f"argument {i}"))
+                        inputs.append(t)
+                        traced.append(t)
+                        if self.wrt is not None and i in self.wrt:
+                            wrt.append(t)
+                    else:
+                        traced.append(leaf)
+                new_args[i] = pytree.unflatten(tree, traced)
+                if self.wrt is not None and i in self.wrt:
+                    in_trees.append(tree)
+            out = self.fn(*new_args)
+            out_leaves, out_tree = pytree.flatten(out)
+            rec = Recorded(builder, wrt, in_trees, list(wrt), out_leaves, out_tree)
+            results = self.outputs(rec)
+            builder.tape.outputs = [builder.slot_of(r) for r in results]
+        if builder.captures:
+            raise TypeError("a compiled function closed over a value traced by an enclosing "
+                            "transformation; pass it as an argument instead")
+        tape = builder.tape
+        if self.optimize_tape:
+            tape = optimize(tape)
+        entry = Entry(self.backend.build(tape), tape, functools.partial(self.unpack, rec))
+        self.last = entry
+        return entry
+
+    def cache_info(self) -> dict[str, Any]:
+        return {"traces": self.traces, "signatures": len(self.cache),
+                "entries": sum(len(v) for v in self.cache.values())}
+
+
+def _all_outputs(rec: Recorded) -> list[Any]:
+    return list(rec.out_leaves)
+
+
+def _unpack_outputs(rec: Recorded, values: list[Any]) -> Any:
+    return pytree.unflatten(rec.out_tree, values)
+
+
+class Jitted:
+    """``fastad.jit(f)``: f compiled per signature; any f, transformations included."""
+
+    def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
+                 backend: str = "auto") -> None:
+        functools.update_wrapper(self, fn)
+        self._spec = Specializer(fn, _all_outputs, _unpack_outputs, None, static_argnums, backend)
+
+    def __call__(self, *args: Any) -> Any:
+        return self._spec(*args)
+
+    @property
+    def tape(self) -> Tape:
+        return _last(self._spec).tape
+
+    @property
+    def program(self) -> Any:
+        return _last(self._spec).exe
+
+    def cache_info(self) -> dict[str, Any]:
+        return self._spec.cache_info()
+
+
+def _last(spec: Specializer) -> Entry:
+    if spec.last is None:
+        raise RuntimeError("the function has not been called yet, so nothing is compiled")
+    return spec.last
+
+
+class CompiledGrad:
+    """``fastad.compile(f)``: the gradient of scalar ``f``, compiled.
+
+    ``g(x)`` is the gradient, ``g.value_and_grad(x)`` the pair (what
+    ``scipy.optimize.minimize(..., jac=True)`` wants), ``g.value(x)`` the value.
+    """
+
+    def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
+                 static_argnums: Sequence[int] = (), backend: str = "auto") -> None:
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+        self.argnums = argnums
+        wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+        if any(i in static_argnums for i in wrt):
+            raise ValueError("an argument cannot be both differentiated and static")
+        self._static = tuple(static_argnums)
+        self._backend = backend
+
+        def value_and_grads(rec: Recorded) -> list[Any]:
+            return gradient_of_scalar(rec, "fastad.compile")
+
+        def unpack(rec: Recorded, values: list[Any]) -> tuple[Any, Any]:
+            value = values[0]
+            leaves, trees, k = values[1:], [], 0
+            for tree in rec.in_trees:
+                n = pytree.num_leaves(tree)
+                trees.append(pytree.unflatten(tree, leaves[k:k + n]))
+                k += n
+            grads = trees[0] if isinstance(argnums, int) else tuple(trees)
+            return value, grads
+
+        self._vg = Specializer(fn, value_and_grads, unpack, wrt, static_argnums, backend)
+        self._value: Specializer | None = None
+        self._hvp: Jitted | None = None
+
+    def __call__(self, *args: Any) -> Any:
+        return self._vg(*args)[1]
+
+    def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
+        return self._vg(*args)
+
+    def value(self, *args: Any) -> Any:
+        if self._value is None:
+            def value_only(rec: Recorded) -> list[Any]:
+                return [rec.out_leaves[0]] if len(rec.out_leaves) == 1 else list(rec.out_leaves)
+            self._value = Specializer(self.fn, value_only, lambda rec, v: v[0], None,
+                                      self._static, self._backend)
+        return self._value(*args)
+
+    def hvp(self, x: Any, v: Any, *rest: Any) -> Any:
+        """Hessian-vector product, forward-over-reverse, without forming the Hessian."""
+        if not isinstance(self.argnums, int) or self.argnums != 0:
+            raise NotImplementedError("hvp is defined for argnums=0")
+        if self._hvp is None:
+            fn = self.fn
+
+            def hvp_fn(x: Any, v: Any, *rest: Any) -> Any:
+                return jvp(lambda y: grad(fn)(y, *rest), (x,), (v,))[1]
+            self._hvp = Jitted(hvp_fn, backend=self._backend)
+        return self._hvp(x, v, *rest)
+
+    @property
+    def tape(self) -> Tape:
+        return _last(self._vg).tape
+
+    @property
+    def program(self) -> Any:
+        return _last(self._vg).exe
+
+    def cache_info(self) -> dict[str, Any]:
+        return self._vg.cache_info()
+
+
+def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
+        backend: str = "auto") -> Any:
+    """Compile ``fn`` (any function of float arrays, ``grad(f)`` included)."""
+    if fn is None:
+        return lambda f: Jitted(f, static_argnums, backend)
+    return Jitted(fn, static_argnums, backend)
+
+
+def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
+            static_argnums: Sequence[int] = (), backend: str = "auto") -> CompiledGrad:
+    """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``."""
+    return CompiledGrad(fn, argnums, static_argnums, backend)
+
+

@@ -1,0 +1,139 @@
+"""Tape optimization: dead code, common subexpressions, constants, algebra.
+
+Rewrites keep IEEE values: ``x * 1``, ``x / 1``, ``x - 0``, ``x + 0`` and
+``-(-x)`` become ``x`` when that keeps x's shape and dtype (``x + 0`` may turn
+a -0.0 into +0.0, which compares equal); ``x * 0`` is never ``0``, since x
+may be inf or NaN.  Guards are never removed: they are side effects.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..primitives.registry import registry
+from ..tape import Instr, Tape, aval_of
+
+_SIDE_EFFECTS = {"guard"}
+_FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run time
+
+
+def optimize(tape: Tape) -> Tape:
+    tape = eliminate_common_subexpressions(fold_constants(simplify(tape)))
+    return eliminate_dead_code(tape)
+
+
+def eliminate_dead_code(tape: Tape) -> Tape:
+    live = set(tape.outputs)
+    kept: list[Instr] = []
+    for ins in reversed(tape.instrs):
+        if ins.out in live or ins.prim in _SIDE_EFFECTS:
+            kept.append(ins)
+            live.update(ins.ins)
+    kept.reverse()
+    consts = {s: v for s, v in tape.consts.items() if s in live}
+    return Tape(list(tape.inputs), list(tape.outputs), consts, kept, list(tape.avals))
+
+
+def _const_key(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype.str, value.shape, value.tobytes())
+    return ("scalar", type(value).__name__, value)
+
+
+def eliminate_common_subexpressions(tape: Tape) -> Tape:
+    rename: dict[int, int] = {}
+    canonical_const: dict[Any, int] = {}
+    consts: dict[int, Any] = {}
+    for s, v in tape.consts.items():
+        key = _const_key(v)
+        if key in canonical_const:
+            rename[s] = canonical_const[key]
+        else:
+            canonical_const[key] = s
+            consts[s] = v
+    seen: dict[Any, int] = {}
+    instrs: list[Instr] = []
+    for ins in tape.instrs:
+        operands = tuple(rename.get(s, s) for s in ins.ins)
+        key = (ins.prim, operands, _hashable(ins.params))
+        if ins.prim not in _SIDE_EFFECTS and key in seen:
+            rename[ins.out] = seen[key]
+            continue
+        seen[key] = ins.out
+        instrs.append(Instr(ins.prim, ins.out, operands, ins.params, ins.line))
+    outputs = [rename.get(s, s) for s in tape.outputs]
+    return Tape(list(tape.inputs), outputs, consts, instrs, list(tape.avals))
+
+
+def _hashable(params: Any) -> Any:
+    try:
+        hash(params)
+        return params
+    except TypeError:
+        return repr(params)
+
+
+def fold_constants(tape: Tape) -> Tape:
+    consts = dict(tape.consts)
+    instrs: list[Instr] = []
+    with np.errstate(all="ignore"):
+        for ins in tape.instrs:
+            if (ins.prim not in _SIDE_EFFECTS and all(s in consts for s in ins.ins)
+                    and tape.avals[ins.out].size <= _FOLD_LIMIT):
+                value = registry[ins.prim].impl(*(consts[s] for s in ins.ins), **dict(ins.params))
+                if aval_of(value) == tape.avals[ins.out]:
+                    consts[ins.out] = np.asarray(value) if np.ndim(value) else value
+                    continue
+            instrs.append(ins)
+    return Tape(list(tape.inputs), list(tape.outputs), consts, instrs, list(tape.avals))
+
+
+def _is_const(tape: Tape, slot: int, number: float) -> bool:
+    v = tape.consts.get(slot)
+    if v is None:
+        return False
+    arr = np.asarray(v)
+    return arr.dtype.kind in "fiub" and arr.size > 0 and bool(np.all(arr == number))
+
+
+def simplify(tape: Tape) -> Tape:
+    """x*1 -> x, x+0 -> x, x-0 -> x, x/1 -> x, -(-x) -> x, where the result
+    keeps x's shape and dtype exactly."""
+    rename: dict[int, int] = {}
+    negated: dict[int, int] = {}
+    instrs: list[Instr] = []
+    for ins in tape.instrs:
+        operands = tuple(rename.get(s, s) for s in ins.ins)
+        ins = Instr(ins.prim, ins.out, operands, ins.params, ins.line)
+        keep = _identity_operand(tape, ins)
+        if keep is None and ins.prim == "neg" and operands[0] in negated:
+            keep = negated[operands[0]]
+        if keep is not None and tape.avals[keep] == tape.avals[ins.out]:
+            rename[ins.out] = keep
+            continue
+        if ins.prim == "neg":
+            negated[ins.out] = operands[0]
+        instrs.append(ins)
+    outputs = [rename.get(s, s) for s in tape.outputs]
+    return Tape(list(tape.inputs), outputs, dict(tape.consts), instrs, list(tape.avals))
+
+
+def _identity_operand(tape: Tape, ins: Instr) -> int | None:
+    if ins.prim == "mul":
+        a, b = ins.ins
+        if _is_const(tape, b, 1):
+            return a
+        if _is_const(tape, a, 1):
+            return b
+    elif ins.prim == "add":
+        a, b = ins.ins
+        if _is_const(tape, b, 0):
+            return a
+        if _is_const(tape, a, 0):
+            return b
+    elif ins.prim == "sub" and _is_const(tape, ins.ins[1], 0):
+        return ins.ins[0]
+    elif ins.prim == "div" and _is_const(tape, ins.ins[1], 1):
+        return ins.ins[0]
+    return None
