@@ -11,15 +11,14 @@ from __future__ import annotations
 import io
 import pickle
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from .errors import TapeError
 
 
-@dataclass(frozen=True)
-class Aval:
+class Aval(NamedTuple):
     """Abstract value of a slot: what the compiled code knows about it."""
 
     shape: tuple[int, ...]
@@ -42,11 +41,12 @@ _DTYPE_ABBREV = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i
 
 
 def aval_of(value: Any) -> Aval:
+    if isinstance(value, (np.ndarray, np.generic)):
+        return Aval(value.shape, value.dtype)
     return Aval(tuple(np.shape(value)), np.result_type(value))
 
 
-@dataclass(frozen=True)
-class Instr:
+class Instr(NamedTuple):
     """``out = prim(*ins, **params)``; ``line`` is the user's source line."""
 
     prim: str

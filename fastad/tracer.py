@@ -95,7 +95,8 @@ class Builder:
         ins = tuple(self.slot_of(a) for a in args)
         out = self._new_slot(value)
         line = self.line_override or (_user_line() if self.record_lines else None)
-        self.tape.instrs.append(Instr(prim.name, out, ins, tuple(sorted(params.items())), line))
+        ordered = tuple(sorted(params.items())) if params else ()
+        self.tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
         return Tracer(self, out, value)
 
 

@@ -55,15 +55,23 @@ def eliminate_common_subexpressions(tape: Tape) -> Tape:
     seen: dict[Any, int] = {}
     instrs: list[Instr] = []
     for ins in tape.instrs:
-        operands = tuple(rename.get(s, s) for s in ins.ins)
-        key = (ins.prim, operands, _hashable(ins.params))
+        ins = _renamed(ins, rename)
+        key = (ins.prim, ins.ins, _hashable(ins.params))
         if ins.prim not in _SIDE_EFFECTS and key in seen:
             rename[ins.out] = seen[key]
             continue
         seen[key] = ins.out
-        instrs.append(Instr(ins.prim, ins.out, operands, ins.params, ins.line))
+        instrs.append(ins)
     outputs = [rename.get(s, s) for s in tape.outputs]
     return Tape(list(tape.inputs), outputs, consts, instrs, list(tape.avals))
+
+
+def _renamed(ins: Instr, rename: dict[int, int]) -> Instr:
+    for s in ins.ins:
+        if s in rename:
+            return Instr(ins.prim, ins.out, tuple(rename.get(s, s) for s in ins.ins),
+                         ins.params, ins.line)
+    return ins
 
 
 def _hashable(params: Any) -> Any:
@@ -93,8 +101,9 @@ def _is_const(tape: Tape, slot: int, number: float) -> bool:
     v = tape.consts.get(slot)
     if v is None:
         return False
-    arr = np.asarray(v)
-    return arr.dtype.kind in "fiub" and arr.size > 0 and bool(np.all(arr == number))
+    if not isinstance(v, np.ndarray):
+        return v == number
+    return v.dtype.kind in "fiub" and v.size > 0 and bool(np.all(v == number))
 
 
 def simplify(tape: Tape) -> Tape:
@@ -104,8 +113,8 @@ def simplify(tape: Tape) -> Tape:
     negated: dict[int, int] = {}
     instrs: list[Instr] = []
     for ins in tape.instrs:
-        operands = tuple(rename.get(s, s) for s in ins.ins)
-        ins = Instr(ins.prim, ins.out, operands, ins.params, ins.line)
+        ins = _renamed(ins, rename)
+        operands = ins.ins
         keep = _identity_operand(tape, ins)
         if keep is None and ins.prim == "neg" and operands[0] in negated:
             keep = negated[operands[0]]
