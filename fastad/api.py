@@ -233,6 +233,77 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             pytree.unflatten(rec.out_tree, values[n:]))
 
 
+def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
+             ) -> Callable[..., Any]:
+    """The Jacobian of array-valued ``f`` w.r.t. the array ``args[argnums]``,
+    of shape ``out.shape + x.shape``.
+
+    ``mode="rev"`` runs one reverse sweep per output element, ``"fwd"`` one
+    tangent sweep per input element; ``"auto"`` picks whichever needs fewer.
+    All sweeps are recorded on one tape after a single forward pass, so a
+    compiled Jacobian (``fastad.jit(fastad.jacobian(f))``) runs them without
+    any Python in between.
+    """
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+    from .transforms.forward import forward
+    from . import numpy as fnp
+
+    def sweeps(rec: Recorded) -> Any:
+        if len(rec.inputs) != 1 or len(rec.out_leaves) != 1:
+            raise TypeError("jacobian: differentiate one array argument of a function "
+                            "returning one array")
+        x, out = rec.inputs[0], rec.out_leaves[0]
+        out_shape = np.shape(out.value if isinstance(out, Tracer) else out)
+        n_in, n_out = int(np.prod(x.shape)), int(np.prod(out_shape))
+        chosen = mode if mode != "auto" else ("fwd" if n_in <= n_out else "rev")
+        stop = len(rec.builder.tape.instrs)
+        dtype = x.dtype
+        if chosen == "rev":
+            rows = [backward(rec.builder, stop, [out], [_basis(out_shape, k, dtype)], [x])[0]
+                    for k in range(n_out)]
+            jac = fnp.stack(rows) if rows else np.zeros((0,) + x.shape, dtype)
+            return fnp.reshape(jac, out_shape + x.shape)
+        cols = [forward(rec.builder, stop, [x], [_basis(x.shape, j, dtype)], [out])[0]
+                for j in range(n_in)]
+        jac = fnp.stack(cols, axis=-1) if cols else np.zeros(out_shape + (0,), dtype)
+        return fnp.reshape(jac, out_shape + x.shape)
+
+    @functools.wraps(f)
+    def jacobian_f(*args: Any, **kwargs: Any) -> Any:
+        nums = _argnums_tuple(argnums, len(args))
+        fk = functools.partial(f, **kwargs) if kwargs else f
+        rec, jac = record(fk, args, nums, sweeps)
+        return finish(rec, [jac])[0]
+    return jacobian_f
+
+
+def _basis(shape: tuple[int, ...], k: int, dtype: Any) -> np.ndarray:
+    e = np.zeros(int(np.prod(shape)), dtype)
+    e[k] = 1
+    return e.reshape(shape)
+
+
+def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+    """The Hessian of scalar ``f``: forward mode over the reverse-mode gradient."""
+    return jacobian(grad(f, argnums), argnums, mode="fwd")
+
+
+def hvp(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+    """``hvp(f)(x, v)``: the Hessian of scalar ``f`` at x times v, without forming
+    the Hessian (forward over reverse)."""
+    def hvp_f(*args: Any) -> Any:
+        *primals, v = args
+        nums = _argnums_tuple(argnums, len(primals))[0]
+
+        def grad_at(xi: Any) -> Any:
+            call = list(primals)
+            call[nums] = xi
+            return grad(f, nums)(*call)
+        return jvp(grad_at, (primals[nums],), (v,))[1]
+    return hvp_f
+
+
 def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable[..., Tape]:
     """``make_tape(f)(*args)``: the tape that ``f`` records on these arguments."""
     @functools.wraps(f)

@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import backends, pytree
-from .api import Recorded, check_leaf, grad, gradient_of_scalar, jvp
+from .backends import reference
+from .api import Recorded, check_leaf, gradient_of_scalar, hessian, hvp, value_and_grad
 from .tape import Tape
-from .tracer import Tracer, recording
+from .tracer import Tracer, recording, user_stacklevel
 from .transforms.optimize import optimize
 
 log = logging.getLogger("fastad")
@@ -63,6 +66,32 @@ class Entry:
     tape: Tape
     unpack: Callable[[list[Any]], Any]
 
+    @property
+    def guards(self) -> list[tuple[str, bool]]:
+        """Each guard's source line and the outcome this trace recorded."""
+        return [(_where(ins.line), dict(ins.params)["expected"])
+                for ins in self.tape.instrs if ins.prim == "guard"]
+
+
+def _where(line: tuple[str, int] | None) -> str:
+    return f"{line[0]}:{line[1]}" if line else "<unknown line>"
+
+
+def _first_difference(new: Entry, old: list[Entry]) -> str:
+    """Which guard sent this input down a path no cached trace took."""
+    best = ""
+    for entry in old:
+        for (line_new, took), (line_old, took_old) in zip(new.guards, entry.guards):
+            if line_new != line_old or took != took_old:
+                best = f"the guard at {line_new} now evaluates to {took}"
+                break
+    return best or "a guard disagreed with every cached trace"
+
+
+#: default for how many traces one signature may accumulate before fastad stops
+#: compiling it and evaluates the function eagerly
+MAX_TRACES_PER_SIGNATURE = 8
+
 
 class Specializer:
     """One compiled computation of ``fn``, cached per signature.
@@ -73,9 +102,15 @@ class Specializer:
 
     def __init__(self, fn: Callable[..., Any], outputs: Callable[[Recorded], list[Any]],
                  unpack: Callable[[Recorded, list[Any]], Any], wrt: Sequence[int] | None,
-                 static_argnums: Sequence[int], backend: str, optimize_tape: bool = True
-                 ) -> None:
+                 static_argnums: Sequence[int], backend: str, eager: Callable[..., Any],
+                 max_traces: int | None = None, check_nans: bool | None = None,
+                 optimize_tape: bool = True) -> None:
         self.fn = fn
+        self.check_nans = (os.environ.get("FASTAD_CHECK_NANS", "") not in ("", "0")
+                           if check_nans is None else check_nans)
+        self.eager = eager
+        self.max_traces = MAX_TRACES_PER_SIGNATURE if max_traces is None else max_traces
+        self.gave_up: set[Any] = set()
         self.outputs = outputs
         self.unpack = unpack
         self.wrt = None if wrt is None else tuple(wrt)
@@ -110,17 +145,38 @@ class Specializer:
             for entry in entries:
                 outs = entry.exe.run(dynamic)
                 if outs is not None:
-                    return entry.unpack([_scalar(v) for v in outs])
-            log.info("fastad: retracing %s: a guard disagreed with every cached trace",
-                     getattr(self.fn, "__name__", self.fn))
-        elif self.cache:
-            log.info("fastad: tracing %s for a new signature", getattr(self.fn, "__name__", self.fn))
+                    return self.finish(entry, dynamic, outs)
+            if key in self.gave_up:
+                return self.eager(*args)
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
         entry = self.trace(args)
+        if entries:
+            reason = _first_difference(entry, entries)
+            if len(entries) >= self.max_traces:
+                self.gave_up.add(key)
+                warnings.warn(f"fastad: {name} was traced {len(entries) + 1} times for one "
+                              f"signature because {reason}; it is evaluated eagerly from now on "
+                              "for these argument shapes. Branch-free code (fastad.numpy.where, "
+                              "clip, maximum) compiles once.", stacklevel=user_stacklevel())
+                return self.eager(*args)
+            log.info("fastad: retracing %s: %s", name, reason)
+        elif self.cache:
+            log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
+                     "dtypes or static values) %s", name, _describe(key))
         self.cache.setdefault(key, []).append(entry)
         outs = entry.exe.run(dynamic)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
                                "is not deterministic")
+        return self.finish(entry, dynamic, outs)
+
+    def finish(self, entry: Entry, dynamic: list[Any], outs: list[Any]) -> Any:
+        if self.check_nans and not all(np.all(np.isfinite(v)) for v in outs):
+            # The compiled code runs at full speed; only a non-finite result pays
+            # for a checked replay that finds the instruction which made it.
+            culprit = reference.first_nonfinite(entry.tape, dynamic)
+            if culprit is not None:
+                raise FloatingPointError(f"fastad check_nans: {culprit}")
         return entry.unpack([_scalar(v) for v in outs])
 
     def trace(self, args: Sequence[Any]) -> Entry:
@@ -163,8 +219,15 @@ class Specializer:
         return entry
 
     def cache_info(self) -> dict[str, Any]:
+        """How many traces happened, and each cached trace with its guards."""
         return {"traces": self.traces, "signatures": len(self.cache),
-                "entries": sum(len(v) for v in self.cache.values())}
+                "entries": [{"signature": _describe(key), "guards": e.guards}
+                            for key, entries in self.cache.items() for e in entries],
+                "eager": [_describe(key) for key in self.gave_up]}
+
+
+def _describe(key: Any) -> str:
+    return repr(key) if len(repr(key)) < 200 else repr(key)[:197] + "..."
 
 
 def _all_outputs(rec: Recorded) -> list[Any]:
@@ -179,9 +242,11 @@ class Jitted:
     """``fastad.jit(f)``: f compiled per signature; any f, transformations included."""
 
     def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", max_traces: int | None = None,
+                 check_nans: bool | None = None) -> None:
         functools.update_wrapper(self, fn)
-        self._spec = Specializer(fn, _all_outputs, _unpack_outputs, None, static_argnums, backend)
+        self._spec = Specializer(fn, _all_outputs, _unpack_outputs, None, static_argnums, backend,
+                                 eager=fn, max_traces=max_traces, check_nans=check_nans)
 
     def __call__(self, *args: Any) -> Any:
         return self._spec(*args)
@@ -198,6 +263,11 @@ class Jitted:
         return self._spec.cache_info()
 
 
+def _with_vector_last(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Jitted functions take positional arrays only; hvp's vector comes last."""
+    return functools.wraps(fn)(lambda *args: fn(*args))
+
+
 def _last(spec: Specializer) -> Entry:
     if spec.last is None:
         raise RuntimeError("the function has not been called yet, so nothing is compiled")
@@ -212,7 +282,8 @@ class CompiledGrad:
     """
 
     def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
-                 static_argnums: Sequence[int] = (), backend: str = "auto") -> None:
+                 static_argnums: Sequence[int] = (), backend: str = "auto",
+                 max_traces: int | None = None) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.argnums = argnums
@@ -235,9 +306,12 @@ class CompiledGrad:
             grads = trees[0] if isinstance(argnums, int) else tuple(trees)
             return value, grads
 
-        self._vg = Specializer(fn, value_and_grads, unpack, wrt, static_argnums, backend)
+        self._max_traces = max_traces
+        self._vg = Specializer(fn, value_and_grads, unpack, wrt, static_argnums, backend,
+                               eager=value_and_grad(fn, argnums), max_traces=max_traces)
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
+        self._hessian: Jitted | None = None
 
     def __call__(self, *args: Any) -> Any:
         return self._vg(*args)[1]
@@ -250,20 +324,30 @@ class CompiledGrad:
             def value_only(rec: Recorded) -> list[Any]:
                 return [rec.out_leaves[0]] if len(rec.out_leaves) == 1 else list(rec.out_leaves)
             self._value = Specializer(self.fn, value_only, lambda rec, v: v[0], None,
-                                      self._static, self._backend)
+                                      self._static, self._backend, eager=self.fn,
+                                      max_traces=self._max_traces)
         return self._value(*args)
 
-    def hvp(self, x: Any, v: Any, *rest: Any) -> Any:
-        """Hessian-vector product, forward-over-reverse, without forming the Hessian."""
-        if not isinstance(self.argnums, int) or self.argnums != 0:
-            raise NotImplementedError("hvp is defined for argnums=0")
+    def hvp(self, *args: Any) -> Any:
+        """``g.hvp(*args, v)``: Hessian-vector product, forward over reverse,
+        without forming the Hessian."""
         if self._hvp is None:
-            fn = self.fn
+            self._hvp = self._derived(_with_vector_last(hvp(self.fn, self._argnum("hvp"))))
+        return self._hvp(*args)
 
-            def hvp_fn(x: Any, v: Any, *rest: Any) -> Any:
-                return jvp(lambda y: grad(fn)(y, *rest), (x,), (v,))[1]
-            self._hvp = Jitted(hvp_fn, backend=self._backend)
-        return self._hvp(x, v, *rest)
+    def hessian(self, *args: Any) -> Any:
+        """The Hessian at ``args``, forward over reverse, compiled."""
+        if self._hessian is None:
+            self._hessian = self._derived(hessian(self.fn, self._argnum("hessian")))
+        return self._hessian(*args)
+
+    def _argnum(self, what: str) -> int:
+        if not isinstance(self.argnums, int):
+            raise NotImplementedError(f"{what} is defined for a single argnums")
+        return self.argnums
+
+    def _derived(self, fn: Callable[..., Any]) -> "Jitted":
+        return Jitted(fn, self._static, self._backend, self._max_traces)
 
     @property
     def tape(self) -> Tape:
@@ -278,16 +362,26 @@ class CompiledGrad:
 
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
-        backend: str = "auto") -> Any:
-    """Compile ``fn`` (any function of float arrays, ``grad(f)`` included)."""
+        backend: str = "auto", max_traces: int | None = None,
+        check_nans: bool | None = None) -> Any:
+    """Compile ``fn`` (any function of float arrays, ``grad(f)`` included).
+
+    ``max_traces``: how many traces (paths through data-dependent branches)
+    one signature may accumulate before fastad warns and evaluates eagerly.
+    ``check_nans`` (or the environment variable FASTAD_CHECK_NANS=1): raise
+    FloatingPointError naming the primitive, source line and operands of the
+    first instruction that turned finite values into NaN or inf, whenever a
+    result is not finite.
+    """
     if fn is None:
-        return lambda f: Jitted(f, static_argnums, backend)
-    return Jitted(fn, static_argnums, backend)
+        return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans)
+    return Jitted(fn, static_argnums, backend, max_traces, check_nans)
 
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
-            static_argnums: Sequence[int] = (), backend: str = "auto") -> CompiledGrad:
+            static_argnums: Sequence[int] = (), backend: str = "auto",
+            max_traces: int | None = None) -> CompiledGrad:
     """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``."""
-    return CompiledGrad(fn, argnums, static_argnums, backend)
+    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces)
 
 

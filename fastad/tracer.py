@@ -169,6 +169,15 @@ def _as_value(x: Any) -> Any:
                     "pass floats or NumPy float arrays")
 
 
+def user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel that points at the caller of fastad."""
+    level, f = 1, sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
+        f = f.f_back
+        level += 1
+    return level
+
+
 def _user_line() -> tuple[str, int] | None:
     f = sys._getframe(3)
     while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):

@@ -26,6 +26,30 @@ def evaluate(tape: Tape, inputs: Sequence[Any], check_guards: bool = True) -> li
     return [np.asarray(env[s], dtype=tape.avals[s].dtype) for s in tape.outputs]
 
 
+def first_nonfinite(tape: Tape, inputs: Sequence[Any]) -> str | None:
+    """Describe the first instruction whose result has a NaN or inf that its
+    operands did not have, or None if there is none."""
+    env: dict[int, Any] = dict(zip(tape.inputs, inputs))
+    env.update(tape.consts)
+    with np.errstate(all="ignore"):
+        for ins in tape.instrs:
+            args = [env[s] for s in ins.ins]
+            value = registry[ins.prim].impl(*args, **dict(ins.params))
+            env[ins.out] = value
+            if _nonfinite(value) and not any(_nonfinite(a) for a in args):
+                where = f"{ins.line[0]}:{ins.line[1]}" if ins.line else "an unknown line"
+                shown = ", ".join(np.array2string(np.asarray(a), threshold=8, precision=6)
+                                  for a in args)
+                return (f"{ins.prim} at {where} produced "
+                        f"{np.array2string(np.asarray(value), threshold=8)} from ({shown})")
+    return None
+
+
+def _nonfinite(value: Any) -> bool:
+    arr = np.asarray(value)
+    return arr.dtype.kind == "f" and not bool(np.all(np.isfinite(arr)))
+
+
 class Executable:
     """The reference backend's compiled form of a tape: the tape itself."""
 
