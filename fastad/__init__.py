@@ -5,11 +5,12 @@ from .api import grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value_
 from .backends import available as backends_available
 from .check import check_grads
 from .compiled import compile, jit
+from .minimize import minimize
 from .errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .tape import Tape
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "make_tape", "check_grads", "jit",
-           "compile", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
+           "compile", "minimize", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
            "FastadError", "TracingError", "TapeError", "SignatureError"]
 __version__ = "0.1.0"
