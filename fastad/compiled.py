@@ -25,7 +25,7 @@ import numpy as np
 from . import backends, pytree
 from .backends import reference
 from .api import Recorded, check_leaf, gradient_of_scalar, hessian, hvp, value_and_grad
-from .tape import Tape
+from .tape import Tape, where
 from .tracer import Tracer, recording, user_stacklevel
 from .transforms.optimize import optimize
 
@@ -69,12 +69,8 @@ class Entry:
     @property
     def guards(self) -> list[tuple[str, bool]]:
         """Each guard's source line and the outcome this trace recorded."""
-        return [(_where(ins.line), dict(ins.params)["expected"])
+        return [(where(ins.line), dict(ins.params)["expected"])
                 for ins in self.tape.instrs if ins.prim == "guard"]
-
-
-def _where(line: tuple[str, int] | None) -> str:
-    return f"{line[0]}:{line[1]}" if line else "<unknown line>"
 
 
 def _first_difference(new: Entry, old: list[Entry]) -> str:

@@ -8,6 +8,7 @@ evaluates the function.
 """
 from __future__ import annotations
 
+import functools
 import io
 import pickle
 from dataclasses import dataclass, field
@@ -46,14 +47,45 @@ def aval_of(value: Any) -> Aval:
     return Aval(tuple(np.shape(value)), np.result_type(value))
 
 
+class SourcePos(NamedTuple):
+    """Where in the user's code an instruction was recorded.  The line number is
+    worked out only when someone asks: finding it costs more than recording."""
+
+    code: Any  # a code object
+    offset: int  # its bytecode offset (frame.f_lasti)
+
+    def resolve(self) -> tuple[str, int]:
+        return self.code.co_filename, _line_at(self.code, self.offset)
+
+
+@functools.lru_cache(maxsize=1024)
+def _line_table(code: Any) -> tuple[tuple[int, int, int | None], ...]:
+    return tuple(code.co_lines())
+
+
+def _line_at(code: Any, offset: int) -> int:
+    for start, end, line in _line_table(code):
+        if start <= offset < end and line is not None:
+            return line
+    return code.co_firstlineno
+
+
+def where(line: "SourcePos | tuple[str, int] | None") -> str:
+    """``file:line`` of an instruction's recorded source position."""
+    if line is None:
+        return "<unknown line>"
+    file, lineno = line.resolve() if isinstance(line, SourcePos) else line
+    return f"{file}:{lineno}"
+
+
 class Instr(NamedTuple):
-    """``out = prim(*ins, **params)``; ``line`` is the user's source line."""
+    """``out = prim(*ins, **params)``; ``line`` is the user's source position."""
 
     prim: str
     out: int
     ins: tuple[int, ...]
     params: tuple[tuple[str, Any], ...] = ()
-    line: tuple[str, int] | None = None
+    line: SourcePos | tuple[str, int] | None = None
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -95,8 +127,8 @@ class Tape:
         for ins in self.instrs:
             params = "".join(f" {k}={_short(v)}" for k, v in ins.params)
             operands = " ".join(name(s) for s in ins.ins)
-            where = f"    # {ins.line[0]}:{ins.line[1]}" if ins.line else ""
-            out.write(f"  {name(ins.out)}:{self.avals[ins.out]} = {ins.prim}{params} {operands}{where}\n")
+            comment = f"    # {where(ins.line)}" if ins.line else ""
+            out.write(f"  {name(ins.out)}:{self.avals[ins.out]} = {ins.prim}{params} {operands}{comment}\n")
         out.write(f"  return {', '.join(name(s) for s in self.outputs)}\n}}")
         return out.getvalue()
 
@@ -144,7 +176,9 @@ class Tape:
             "outputs": list(map(int, self.outputs)),
             "consts": {int(k): np.asarray(v) if isinstance(v, np.ndarray) else v
                        for k, v in self.consts.items()},
-            "instrs": [(i.prim, i.out, i.ins, i.params, i.line) for i in self.instrs],
+            "instrs": [(i.prim, i.out, i.ins, i.params,
+                        i.line.resolve() if isinstance(i.line, SourcePos) else i.line)
+                       for i in self.instrs],
             "avals": [(a.shape, a.dtype.str) for a in self.avals],
         }
         return pickle.dumps(payload, protocol=4)

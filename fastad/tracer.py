@@ -21,7 +21,7 @@ import numpy as np
 
 from .errors import TracingError
 from .primitives.registry import Primitive, registry
-from .tape import Aval, Instr, Tape, aval_of
+from .tape import Aval, Instr, SourcePos, Tape, aval_of
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _SCALAR_TYPES = (int, float, bool, np.number, np.bool_)
@@ -92,11 +92,16 @@ class Builder:
 
     def record(self, prim: Primitive, args: Sequence[Any], params: dict[str, Any],
                value: Any) -> "Tracer":
-        ins = tuple(self.slot_of(a) for a in args)
-        out = self._new_slot(value)
+        # The hot path of tracing: one call per traced operation.
+        ins = tuple([a.slot if type(a) is Tracer and a.builder is self else self.slot_of(a)
+                     for a in args])
+        tape = self.tape
+        out = len(tape.avals)
+        self.values.append(value)
+        tape.avals.append(aval_of(value))
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
-        self.tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
+        tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
         return Tracer(self, out, value)
 
 
@@ -142,20 +147,14 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply a primitive: compute it, and record it if any argument is traced."""
-    traced = False
-    for a in args:
-        if isinstance(a, Tracer):
-            traced = True
-            break
-    if not traced:
+    values = [a.value if type(a) is Tracer else a for a in args]
+    if all(v is a for v, a in zip(values, args)):
         return prim.impl(*args, **params)
-    builder = current_builder()
-    if builder is None:
+    if not _stack:
         raise TracingError(
             f"{prim.name}: a traced value was used after its trace ended (stored in a global "
             "or a closure); return it from the function instead")
-    values = [a.value if isinstance(a, Tracer) else a for a in args]
-    return builder.record(prim, args, params, prim.impl(*values, **params))
+    return _stack[-1].record(prim, args, params, prim.impl(*values, **params))
 
 
 def _as_value(x: Any) -> Any:
@@ -178,11 +177,11 @@ def user_stacklevel() -> int:
     return level
 
 
-def _user_line() -> tuple[str, int] | None:
+def _user_line() -> SourcePos | None:
     f = sys._getframe(3)
     while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
         f = f.f_back
-    return (f.f_code.co_filename, f.f_lineno) if f is not None else None
+    return SourcePos(f.f_code, f.f_lasti) if f is not None else None
 
 
 class Tracer:

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..primitives.registry import registry
-from ..tape import Tape
+from ..tape import Tape, where
 
 
 def evaluate(tape: Tape, inputs: Sequence[Any], check_guards: bool = True) -> list[Any] | None:
@@ -37,10 +37,9 @@ def first_nonfinite(tape: Tape, inputs: Sequence[Any]) -> str | None:
             value = registry[ins.prim].impl(*args, **dict(ins.params))
             env[ins.out] = value
             if _nonfinite(value) and not any(_nonfinite(a) for a in args):
-                where = f"{ins.line[0]}:{ins.line[1]}" if ins.line else "an unknown line"
                 shown = ", ".join(np.array2string(np.asarray(a), threshold=8, precision=6)
                                   for a in args)
-                return (f"{ins.prim} at {where} produced "
+                return (f"{ins.prim} at {where(ins.line)} produced "
                         f"{np.array2string(np.asarray(value), threshold=8)} from ({shown})")
     return None
 

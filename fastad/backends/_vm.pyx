@@ -1,0 +1,244 @@
+# cython: language_level=3, boundscheck=False, wraparound=False
+"""The C virtual machine, wrapped: `Executable` runs a lowered `Program`.
+
+Per call: inputs are checked (dtype, shape, contiguity) and copied into an
+arena taken from a pool, the VM runs with the GIL released, and outputs are
+copied into new NumPy arrays.  Arenas are per call, so one Executable may be
+called from many threads at once; in the steady state a call allocates only
+its output arrays.
+"""
+cimport numpy as cnp
+from libc.stdint cimport int32_t, int64_t, uintptr_t
+from libc.string cimport memcpy
+from scipy.linalg.cython_blas cimport dgemm, sgemm
+from scipy.linalg.cython_lapack cimport dgesv, dgetrf, sgesv, sgetrf
+
+import numpy as np
+
+from ..errors import SignatureError, TapeError
+
+cnp.import_array()
+
+
+cdef extern from "vm.h" nogil:
+    ctypedef void (*fastad_dgemm_fn)(char*, char*, int*, int*, int*, double*, double*, int*,
+                                     double*, int*, double*, double*, int*)
+    ctypedef void (*fastad_sgemm_fn)(char*, char*, int*, int*, int*, float*, float*, int*,
+                                     float*, int*, float*, float*, int*)
+    ctypedef void (*fastad_dgesv_fn)(int*, int*, double*, int*, int*, double*, int*, int*)
+    ctypedef void (*fastad_sgesv_fn)(int*, int*, float*, int*, int*, float*, int*, int*)
+    ctypedef void (*fastad_dgetrf_fn)(int*, int*, double*, int*, int*, int*)
+    ctypedef void (*fastad_sgetrf_fn)(int*, int*, float*, int*, int*, int*)
+
+    ctypedef struct fastad_linalg:
+        fastad_dgemm_fn dgemm
+        fastad_sgemm_fn sgemm
+        fastad_dgesv_fn dgesv
+        fastad_sgesv_fn sgesv
+        fastad_dgetrf_fn dgetrf
+        fastad_sgetrf_fn sgetrf
+
+    ctypedef struct fastad_program:
+        const int32_t *code
+        int64_t code_len
+        const int64_t *meta
+        int64_t meta_len
+        const int64_t *index
+        int64_t index_len
+        int64_t arena_bytes
+
+    int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len)
+    int fastad_vm_run(const fastad_program *p, const fastad_linalg *linalg, void *arena)
+
+    int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR
+    int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
+    int FASTAD_NUM_COMPARE_FNS, FASTAD_NUM_LOGIC_FNS, FASTAD_NUM_REDUCE_FNS
+    int FASTAD_NUM_DTYPES
+    const char *fastad_opcode_names[]
+    const int fastad_opcode_nargs[]
+    const char *fastad_unary_fn_names[]
+    const char *fastad_binary_fn_names[]
+    const char *fastad_compare_fn_names[]
+    const char *fastad_logic_fn_names[]
+    const char *fastad_reduce_fn_names[]
+    const char *fastad_dtype_names[]
+
+
+cdef fastad_linalg LINALG
+LINALG.dgemm = <fastad_dgemm_fn>dgemm
+LINALG.sgemm = <fastad_sgemm_fn>sgemm
+LINALG.dgesv = <fastad_dgesv_fn>dgesv
+LINALG.sgesv = <fastad_sgesv_fn>sgesv
+LINALG.dgetrf = <fastad_dgetrf_fn>dgetrf
+LINALG.sgetrf = <fastad_sgetrf_fn>sgetrf
+
+DEF ARENA_ALIGN = 64
+
+
+def tables():
+    """The tables compiled into the VM, for the opcode drift test."""
+    def names(const char **table, int n):
+        return [table[i].decode() for i in range(n)]
+    return {
+        "OPCODES": [(fastad_opcode_names[i].decode(), fastad_opcode_nargs[i])
+                    for i in range(FASTAD_NUM_OPCODES)],
+        "UNARY_FNS": names(fastad_unary_fn_names, FASTAD_NUM_UNARY_FNS),
+        "BINARY_FNS": names(fastad_binary_fn_names, FASTAD_NUM_BINARY_FNS),
+        "COMPARE_FNS": names(fastad_compare_fn_names, FASTAD_NUM_COMPARE_FNS),
+        "LOGIC_FNS": names(fastad_logic_fn_names, FASTAD_NUM_LOGIC_FNS),
+        "REDUCE_FNS": names(fastad_reduce_fn_names, FASTAD_NUM_REDUCE_FNS),
+        "DTYPES": names(fastad_dtype_names, FASTAD_NUM_DTYPES),
+    }
+
+
+cdef class _Port:
+    """Where one input or output lives in the arena."""
+    cdef readonly int64_t offset, nbytes
+    cdef readonly int typenum
+    cdef readonly object dtype, shape, name
+    cdef int ndim
+    cdef cnp.npy_intp dims[32]
+
+    def __init__(self, int64_t offset, dtype, shape, name):
+        self.offset = offset
+        self.dtype = np.dtype(dtype)
+        self.typenum = self.dtype.num
+        self.shape = tuple(int(d) for d in shape)
+        self.name = name
+        if len(self.shape) > 32:
+            raise TapeError(f"{name}: more than 32 dimensions")
+        self.ndim = len(self.shape)
+        for k in range(self.ndim):
+            self.dims[k] = self.shape[k]
+        self.nbytes = self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+
+    cdef bint matches(self, object x):
+        """x can be copied in as it is: right type, dtype, shape and layout."""
+        if type(x) is not np.ndarray:
+            return False
+        cdef cnp.ndarray a = <cnp.ndarray>x
+        if cnp.PyArray_TYPE(a) != self.typenum or cnp.PyArray_NDIM(a) != self.ndim:
+            return False
+        if not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a):
+            return False
+        cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(a)
+        for k in range(self.ndim):
+            if dims[k] != self.dims[k]:
+                return False
+        return True
+
+    cdef cnp.ndarray coerce(self, object x):
+        """A contiguous copy of x in this port's dtype, or SignatureError."""
+        expected = f"a {self.dtype.name} array of shape {self.shape}"
+        if isinstance(x, (bool, np.bool_)):
+            raise SignatureError(f"{self.name}: expected {expected}, got a bool")
+        if isinstance(x, np.ndarray):
+            if x.dtype != self.dtype:
+                raise SignatureError(f"{self.name}: expected {expected}, got a {x.dtype.name} "
+                                     f"array of shape {x.shape}")
+            a = x
+        else:
+            try:
+                a = np.asarray(x)
+            except Exception:
+                a = None
+            if a is None or a.dtype.kind not in "iuf":
+                raise SignatureError(f"{self.name}: expected {expected}, got "
+                                     f"{type(x).__name__} {x!r:.60}")
+        if a.shape != self.shape:
+            raise SignatureError(f"{self.name}: expected {expected}, got shape {a.shape}")
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+
+cdef class Executable:
+    """A validated program with its arena pool.  `run(inputs)` -> outputs, or
+    None when a guard recorded at trace time disagrees with these inputs."""
+    cdef fastad_program prog
+    cdef object _code, _meta, _index, _const_image
+    cdef list _inputs, _outputs, _pool
+    cdef Py_ssize_t _ninputs
+    cdef readonly object program
+
+    def __init__(self, program, input_names=None):
+        self.program = program
+        self._code = np.ascontiguousarray(program.code, dtype=np.int32)
+        self._meta = np.ascontiguousarray(program.meta, dtype=np.int64)
+        self._index = np.ascontiguousarray(program.index, dtype=np.int64)
+        self._const_image = bytes(program.const_image)
+        self.prog.code = <const int32_t *>cnp.PyArray_DATA(self._code)
+        self.prog.code_len = self._code.size
+        self.prog.meta = <const int64_t *>cnp.PyArray_DATA(self._meta)
+        self.prog.meta_len = self._meta.size
+        self.prog.index = <const int64_t *>cnp.PyArray_DATA(self._index)
+        self.prog.index_len = self._index.size
+        self.prog.arena_bytes = int(program.arena_bytes)
+        names = input_names or [f"argument {i}" for i in range(len(program.inputs))]
+        self._inputs = [_Port(off, dt, shape, name)
+                        for (off, dt, shape), name in zip(program.inputs, names)]
+        self._outputs = [_Port(off, dt, shape, f"output {i}")
+                         for i, (off, dt, shape) in enumerate(program.outputs)]
+        self._ninputs = len(self._inputs)
+        self._pool = []
+        self._validate()
+
+    cdef _validate(self):
+        cdef char err[512]
+        if self.prog.arena_bytes < 0 or self.prog.arena_bytes > (1 << 40):
+            raise TapeError(f"invalid program: arena of {self.prog.arena_bytes} bytes")
+        if len(self._const_image) > self.prog.arena_bytes:
+            raise TapeError("invalid program: constants larger than the arena")
+        for port in self._inputs + self._outputs:
+            if (port.offset < 0 or port.offset % port.dtype.itemsize
+                    or port.offset + port.nbytes > self.prog.arena_bytes
+                    or port.dtype.kind not in "fb"):
+                raise TapeError(f"invalid program: {port.name} at byte {port.offset} "
+                                f"({port.dtype}, {port.shape}) is not inside the arena")
+        if fastad_vm_validate(&self.prog, err, sizeof(err)) != 0:
+            raise TapeError("invalid program: " + err.decode(errors="replace"))
+
+    cdef object _new_arena(self):
+        arena = np.empty(self.prog.arena_bytes + ARENA_ALIGN, dtype=np.uint8)
+        cdef char *base = self._aligned(arena)
+        cdef const char *consts = self._const_image
+        memcpy(base, consts, len(self._const_image))
+        return arena
+
+    cdef inline char *_aligned(self, object arena):
+        cdef uintptr_t p = <uintptr_t>cnp.PyArray_DATA(<cnp.ndarray>arena)
+        return <char *>((p + ARENA_ALIGN - 1) & ~(<uintptr_t>ARENA_ALIGN - 1))
+
+    def run(self, inputs):
+        """Outputs for ``inputs`` (a sequence, one value per tape input), as new
+        NumPy arrays; None if a guard fails."""
+        cdef Py_ssize_t i, n = len(inputs)
+        cdef _Port port
+        cdef int status
+        cdef char *base
+        if n != self._ninputs:
+            raise SignatureError(f"expected {self._ninputs} arguments, got {n}")
+        arena = self._pool.pop() if self._pool else self._new_arena()
+        base = self._aligned(arena)
+        for i in range(n):
+            port = <_Port>self._inputs[i]
+            x = inputs[i]
+            if not port.matches(x):
+                x = port.coerce(x)
+            memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
+        with nogil:
+            status = fastad_vm_run(&self.prog, &LINALG, base)
+        try:
+            if status == FASTAD_VM_GUARD_FAILED:
+                return None
+            if status == FASTAD_VM_SINGULAR:
+                raise np.linalg.LinAlgError("Singular matrix")
+            return [self._output(<_Port>port_obj, base) for port_obj in self._outputs]
+        finally:
+            self._pool.append(arena)
+
+    cdef object _output(self, _Port port, char *base):
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+        memcpy(cnp.PyArray_DATA(out), base + port.offset, port.nbytes)
+        return out
+
+    def __str__(self):
+        return str(self.program)
