@@ -1,0 +1,373 @@
+"""Run every engine on every workload side by side; write a table and plots.
+
+    python benchmarks/report.py [--quick] [--only W1,W4,sweep] [--out benchmarks/results]
+
+Writes ``report.md``, ``results.json``, one bar chart per workload and
+``sweep.png`` (gradient time against problem size, scalar loop and
+vectorized).  Steady-state times are medians of rounds measured in this
+process.  First-call times (trace + compile + first gradient) come from a
+fresh subprocess per row, after the engine's import and a trivial warm-up, so
+no cache of an earlier row helps; ``--quick`` measures them in this process
+instead and uses fewer, shorter rounds.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+import numpy as np
+
+import engines
+import timing
+import workloads
+from engines import Case, Skipped
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOLERANCE = 1e-6
+SWEEP_ENGINES = ("numpy_hand", "numba_hand", "fastad[c]", "fastad[numba]", "fastad[numpy]",
+                 "fastad.grad (eager)", "autograd", "micrograd", "jax", "torch")
+
+
+@dataclass
+class Mode:
+    quick: bool
+    rounds: int
+    min_round_s: float
+    first_call_in_subprocess: bool
+    sweep_scalar: tuple
+    sweep_vector: tuple
+    sweep_budget_s: float  # an engine stops growing n when the next size would exceed it
+
+    @classmethod
+    def make(cls, quick: bool) -> "Mode":
+        if quick:
+            return cls(True, 3, 0.05, False, (10, 100, 1000), (10, 1000, 10 ** 5, 10 ** 6), 2.0)
+        return cls(False, 5, 0.2, True, (10, 100, 1000, 10 ** 4, 10 ** 5),
+                   (10, 100, 1000, 10 ** 4, 10 ** 5, 10 ** 6), 15.0)
+
+
+@dataclass
+class Row:
+    label: str
+    derivative: bool = True
+    first_call: float | None = None
+    steady: float | None = None
+    rel_err: float | None = None
+    note: str = ""
+
+
+# --------------------------------------------------------------------------
+# Measuring
+
+def measure(case: Case, wl: workloads.Workload, mode: Mode,
+            rounds: int | None = None, min_round_s: float | None = None) -> Row:
+    row = Row(case.label, case.is_derivative)
+    try:
+        case.warm_up()
+        first = timing.first_call(case)
+        row.first_call = first.seconds
+        row.rel_err = engines.check(wl, case.op, case.to_numpy(first.result))
+        samples = timing.steady(first.function, case.args,
+                                min_round_s or mode.min_round_s, rounds or mode.rounds)
+        row.steady = timing.median(samples)
+    except (AttributeError, NotImplementedError) as exc:
+        row.note = f"not available: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # one engine failing must not stop the report
+        row.note = f"error: {type(exc).__name__}: {str(exc)[:200]}"
+    return row
+
+
+def first_call_in_subprocess(wl_name: str, label: str, timeout_s: float = 600.0) -> tuple:
+    """(seconds or None, note) from a fresh interpreter."""
+    command = [sys.executable, os.path.abspath(__file__), "--first-call", wl_name, label]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None, f"first call did not finish in {timeout_s:.0f} s"
+    lines = done.stdout.strip().splitlines()
+    try:
+        answer = json.loads(lines[-1])
+    except (IndexError, ValueError):
+        return None, f"first-call subprocess failed: {done.stderr.strip()[-200:]}"
+    return answer.get("seconds"), answer.get("note", "")
+
+
+def child_first_call(wl_name: str, label: str) -> None:
+    """The subprocess side: warm the engine up, then time build + first call."""
+    wl = next(w for w in workloads.all_workloads() if w.name == wl_name)
+    try:
+        case = engines.find(wl, label)
+        case.warm_up()
+        print(json.dumps({"seconds": timing.first_call(case).seconds}))
+    except Exception as exc:
+        print(json.dumps({"seconds": None, "note": f"{type(exc).__name__}: {exc}"[:200]}))
+
+
+def run_workload(wl: workloads.Workload, mode: Mode) -> tuple[list[Row], list[Skipped]]:
+    rows, skipped = [], []
+    for case in engines.cases(wl, mode.quick):
+        if isinstance(case, Skipped):
+            skipped.append(case)
+            continue
+        print(f"  {wl.name:9} {case.label:32}", end="", flush=True)
+        row = measure(case, wl, mode)
+        if mode.first_call_in_subprocess and row.steady is not None:
+            row.first_call, note = first_call_in_subprocess(wl.name, case.label)
+            row.note = row.note or note
+        print(f" first {timing.format_seconds(row.first_call):>9}"
+              f"  steady {timing.format_seconds(row.steady):>9}  {row.note[:60]}", flush=True)
+        rows.append(row)
+    return rows, skipped
+
+
+def run_sweep(mode: Mode) -> dict:
+    """{"scalar" | "vector": {engine: [(n, seconds per gradient), ...]}}, plus notes."""
+    results: dict = {"scalar": {}, "vector": {}, "notes": []}
+    plans = (("scalar", workloads.rosenbrock_loop_workload, mode.sweep_scalar),
+             ("vector", workloads.rosenbrock_workload, mode.sweep_vector))
+    for kind, make, sizes in plans:
+        last: dict[str, tuple] = {}  # engine -> (n, first call, steady) at the last size
+        stopped: set[str] = set()
+        for n in sizes:
+            wl = make(n)
+            for case in engines.cases(wl, mode.quick):
+                if (isinstance(case, Skipped) or case.label not in SWEEP_ENGINES
+                        or case.label in stopped):
+                    continue
+                if case.label in last:
+                    prev_n, prev_first, prev_steady = last[case.label]
+                    growth = n / prev_n
+                    # Tracing grows with n for the scalar loop; for slices only the calls do.
+                    predicted = 10 * prev_steady * growth + (
+                        prev_first * growth if kind == "scalar" else prev_first)
+                    if predicted > mode.sweep_budget_s:
+                        stopped.add(case.label)
+                        results["notes"].append(
+                            f"{kind} sweep: {case.label} stopped before n={n} "
+                            f"(predicted cost over {mode.sweep_budget_s:.0f} s)")
+                        continue
+                row = measure(case, wl, mode, rounds=3, min_round_s=mode.min_round_s / 2)
+                ok = row.steady is not None and (row.rel_err or 0.0) <= TOLERANCE
+                print(f"  sweep {kind:6} n={n:<8} {case.label:24} "
+                      f"{timing.format_seconds(row.steady):>9} {row.note[:50]}", flush=True)
+                if not ok:
+                    stopped.add(case.label)
+                    results["notes"].append(f"{kind} sweep: {case.label} at n={n}: "
+                                            f"{row.note or 'wrong result'}")
+                    continue
+                last[case.label] = (n, row.first_call, row.steady)
+                results[kind].setdefault(case.label, []).append((n, row.steady))
+    return results
+
+
+# --------------------------------------------------------------------------
+# Describing the machine
+
+def machine() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                model = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return {"cpu": model, "nproc": os.cpu_count(), "python": platform.python_version(),
+            "load": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M")}
+
+
+def versions() -> dict:
+    found = {}
+    for name in ("fastad", "numpy", "scipy", "numba", "autograd", "micrograd", "jax",
+                 "jaxlib", "torch", "matplotlib"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        commit = subprocess.run(["git", "-C", HERE, "describe", "--always", "--dirty"],
+                                capture_output=True, text=True).stdout.strip()
+        if commit:
+            found["fastad"] = f"{found.get('fastad', 'source')} ({commit})"
+    except OSError:
+        pass
+    return found
+
+
+# --------------------------------------------------------------------------
+# Writing the report
+
+def _ratio(value: float | None, base: float | None) -> str:
+    if value is None or not base:
+        return "–"
+    return f"{value / base:.3g}x"
+
+
+def workload_table(wl: workloads.Workload, rows: list[Row], skipped: list[Skipped]) -> str:
+    timed = [r for r in rows if r.steady is not None]
+    numba = next((r.steady for r in timed if r.label == "numba_hand"), None)
+    derivative = [r.steady for r in timed if r.derivative and (r.rel_err or 0) <= TOLERANCE]
+    fastest = min(derivative, default=None)
+    what = "HVP" if wl.kind == "hvp" else "gradient"
+    lines = [f"## {wl.name}: {wl.title}", "",
+             f"| engine | first call | steady median | vs numba hand {what} | vs fastest | correct? |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(timed, key=lambda r: (not r.derivative, r.steady)):
+        correct = "yes" if r.rel_err is not None and r.rel_err <= TOLERANCE else \
+            f"**NO** (rel. err {r.rel_err:.1e})"
+        lines.append(f"| {r.label} | {timing.format_seconds(r.first_call)} | "
+                     f"{timing.format_seconds(r.steady)} | {_ratio(r.steady, numba)} | "
+                     f"{_ratio(r.steady, fastest) if r.derivative else '–'} | {correct} |")
+    lines.append("")
+    by_label = {r.label: r.steady for r in timed}
+    for backend in engines.FASTAD_BACKENDS:
+        both = by_label.get(f"fastad[{backend}].value_and_grad"), by_label.get(f"fastad[{backend}].value")
+        if all(both):
+            lines.append(f"- fastad[{backend}]: value_and_grad / value = {both[0] / both[1]:.2f}")
+    for r in rows:
+        if r.steady is None or r.note:
+            lines.append(f"- {r.label}: {r.note}")
+    for s in skipped:
+        lines.append(f"- {s.label}: not run ({s.reason})")
+    lines += ["", f"![{wl.name}]({wl.name}.png)", ""]
+    return "\n".join(lines)
+
+
+def sweep_table(sweep: dict) -> str:
+    lines = ["## Size sweep: gradient of Rosenbrock against n", "",
+             "Steady median per gradient. *scalar*: the W1 Python loop (about 8 scalar ops "
+             "per element); *vector*: W2 with slices.", ""]
+    for kind in ("scalar", "vector"):
+        sizes = sorted({n for series in sweep[kind].values() for n, _ in series})
+        if not sizes:
+            continue
+        lines += [f"| {kind} | " + " | ".join(f"n={n:,}" for n in sizes) + " |",
+                  "|---" * (len(sizes) + 1) + "|"]
+        for label, series in sweep[kind].items():
+            at = dict(series)
+            lines.append(f"| {label} | " + " | ".join(
+                timing.format_seconds(at.get(n)) for n in sizes) + " |")
+        lines.append("")
+    lines += [f"- {note}" for note in sweep["notes"]]
+    lines += ["", "![sweep](sweep.png)", ""]
+    return "\n".join(lines)
+
+
+def header(mode: Mode) -> str:
+    m, v = machine(), versions()
+    where = ("a fresh subprocess per row, after the engine's import and a trivial warm-up"
+             if mode.first_call_in_subprocess else
+             "this process (--quick): caches warmed by earlier rows may help")
+    return "\n".join([
+        "# fastad benchmark report", "",
+        f"- Date: {m['date']}",
+        f"- Machine: {m['cpu']}, nproc={m['nproc']}; Python {m['python']}; load average "
+        f"at the start {m['load']} (the machine is shared: expect 10-30 % noise)",
+        "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- Mode: {'quick' if mode.quick else 'full'}; steady = median of {mode.rounds} "
+        f"rounds, each round at least {mode.min_round_s} s of repeated calls; first call = "
+        f"trace + compile + first result, measured in {where}.",
+        "- Every result is checked against the hand-derived NumPy gradient: "
+        f"max|g - ref| / max|ref| <= {TOLERANCE:g}. All float64.",
+        "- `numpy_fwd (value only)` is the user's function itself, for scale; "
+        "`fastad[b]` is `fastad.compile(f, backend=b)`, `.value_and_grad`/`.value` its methods.",
+        ""])
+
+
+def plot_workload(wl: workloads.Workload, rows: list[Row], out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    timed = sorted((r for r in rows if r.steady is not None), key=lambda r: r.steady)
+    if not timed:
+        return
+    colors = ["tab:red" if r.label.startswith("fastad") else
+              "tab:gray" if r.label.startswith(("numpy_", "numba_")) else "tab:blue"
+              for r in timed]
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(timed) + 1.2))
+    ax.barh([r.label for r in timed], [r.steady for r in timed], color=colors)
+    ax.set_xscale("log")
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds per call (steady median, log scale)")
+    ax.set_title(f"{wl.name}: {wl.title}", fontsize=10)
+    legend = [Patch(color=c, label=t) for c, t in
+              (("tab:red", "fastad"), ("tab:gray", "hand-written"), ("tab:blue", "peers"))]
+    ax.legend(handles=legend, fontsize=8, loc="lower right")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, f"{wl.name}.png"), dpi=90)
+    plt.close(fig)
+
+
+def plot_sweep(sweep: dict, out: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    titles = {"scalar": "scalar loop over x[i] (W1)", "vector": "vectorized (W2)"}
+    for ax, kind in zip(axes, ("scalar", "vector")):
+        for label, series in sweep[kind].items():
+            ns, ts = zip(*series)
+            style = "-" if label.startswith("fastad") else "--" if "_hand" in label else ":"
+            ax.plot(ns, ts, style, marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("n (elements)")
+        ax.set_ylabel("seconds per gradient")
+        ax.set_title(f"Rosenbrock gradient, {titles[kind]}", fontsize=10)
+        ax.grid(which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "sweep.png"), dpi=90)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
+    parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep'")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
+                        help=argparse.SUPPRESS)  # used by the report's own subprocesses
+    args = parser.parse_args(argv)
+    if args.first_call:
+        child_first_call(*args.first_call)
+        return
+
+    mode = Mode.make(args.quick)
+    only = {p.strip() for p in (args.only or "").split(",") if p.strip()}
+    os.makedirs(args.out, exist_ok=True)
+    sections, raw = [header(mode)], {}
+    selected = workloads.select(",".join(only - {"sweep"})) if only - {"sweep"} else \
+        ([] if only else workloads.all_workloads())
+    for wl in selected:
+        print(f"{wl.name}: {wl.title}", flush=True)
+        rows, skipped = run_workload(wl, mode)
+        sections.append(workload_table(wl, rows, skipped))
+        plot_workload(wl, rows, args.out)
+        raw[wl.name] = [asdict(r) for r in rows]
+    if not only or "sweep" in only:
+        print("size sweep", flush=True)
+        sweep = run_sweep(mode)
+        sections.append(sweep_table(sweep))
+        plot_sweep(sweep, args.out)
+        raw["sweep"] = sweep
+    with open(os.path.join(args.out, "report.md"), "w") as fh:
+        fh.write("\n".join(sections))
+    with open(os.path.join(args.out, "results.json"), "w") as fh:
+        json.dump(raw, fh, indent=1, default=float)
+    print(f"wrote {os.path.join(args.out, 'report.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Timing one `Case`: first call and steady state.
+
+Steady state follows the peer measurements: a round calls the function
+``reps`` times, with ``reps`` chosen so a round lasts at least ``min_round_s``,
+and the per-call mean of each round is kept; the report shows the median of
+the rounds.  The machine is shared and noisy, so medians, never minimums of
+single calls.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from engines import Case
+
+
+@dataclass
+class FirstCall:
+    seconds: float
+    function: Callable  # the built function, for the steady-state timing
+    result: Any  # the first result, for the correctness check
+
+
+def first_call(case: Case) -> FirstCall:
+    """Build (trace and compile, if the engine does) plus one call."""
+    start = time.perf_counter()
+    function = case.build()
+    result = function(*case.args)
+    return FirstCall(time.perf_counter() - start, function, result)
+
+
+def _round(function: Callable, args: tuple, reps: int) -> float:
+    start = time.perf_counter()
+    for _ in range(reps):
+        function(*args)
+    return time.perf_counter() - start
+
+
+def calibrate(function: Callable, args: tuple, min_round_s: float) -> int:
+    """Smallest power-of-two-ish rep count whose round reaches ``min_round_s``."""
+    reps = 1
+    while True:
+        elapsed = _round(function, args, reps)
+        if elapsed >= min_round_s:
+            return reps
+        # Aim a little past the target so the next try usually succeeds.
+        guess = reps * 1.2 * min_round_s / max(elapsed, 1e-9)
+        reps = max(reps * 2, math.ceil(guess)) if elapsed < min_round_s / 8 else math.ceil(guess)
+
+
+def steady(function: Callable, args: tuple, min_round_s: float = 0.2,
+           rounds: int = 5) -> list[float]:
+    """Per-call seconds of each round."""
+    reps = calibrate(function, args, min_round_s)
+    return [_round(function, args, reps) / reps for _ in range(rounds)]
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def format_seconds(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "–"
+    for unit, scale in (("s", 1.0), ("ms", 1e-3), ("µs", 1e-6)):
+        if seconds >= scale:
+            return f"{seconds / scale:.3g} {unit}" if unit != "s" else f"{seconds:.2f} s"
+    return f"{seconds / 1e-9:.0f} ns"
