@@ -1,7 +1,8 @@
 """fastad: tape-compiled automatic differentiation for NumPy code."""
 from . import primitives  # noqa: F401  (registers the primitives first)
 from . import numpy  # noqa: F401
-from .api import grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value_and_grad, vjp
+from .api import (grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value_and_grad, vjp,
+                  vmap)
 from .backends import available as backends_available
 from .check import check_grads
 from .compiled import compile, jit
@@ -10,7 +11,7 @@ from .errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .tape import Tape
 
-__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "make_tape", "check_grads", "jit",
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
            "compile", "minimize", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
            "FastadError", "TracingError", "TapeError", "SignatureError"]
 __version__ = "0.1.0"

@@ -24,7 +24,8 @@ import numpy as np
 
 from . import backends, pytree
 from .backends import reference
-from .api import Recorded, check_leaf, gradient_of_scalar, hessian, hvp, value_and_grad
+from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, value_and_grad,
+                  vmap)
 from .tape import Tape, where
 from .tracer import Tracer, recording, user_stacklevel
 from .transforms.optimize import optimize
@@ -111,6 +112,7 @@ class Specializer:
         self.unpack = unpack
         self.wrt = None if wrt is None else tuple(wrt)
         self.static_argnums = frozenset(static_argnums)
+        self.backend_name = backend
         self.backend = backends.get(backend)
         self.optimize_tape = optimize_tape
         self.cache: dict[Any, list[Entry]] = {}
@@ -187,12 +189,15 @@ class Specializer:
                     continue
                 leaves, tree = pytree.flatten(arg)
                 traced = []
+                differentiated = self.wrt is not None and i in self.wrt
                 for leaf in leaves:
+                    if differentiated:
+                        check_leaf(leaf, f"argument {i}")
                     if _is_dynamic(leaf):
                         t = builder.new_input(check_leaf(leaf, f"argument {i}"))
                         inputs.append(t)
                         traced.append(t)
-                        if self.wrt is not None and i in self.wrt:
+                        if differentiated:
                             wrt.append(t)
                     else:
                         traced.append(leaf)
@@ -243,6 +248,7 @@ class Jitted:
         functools.update_wrapper(self, fn)
         self._spec = Specializer(fn, _all_outputs, _unpack_outputs, None, static_argnums, backend,
                                  eager=fn, max_traces=max_traces, check_nans=check_nans)
+        self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
         return self._spec(*args)
@@ -257,6 +263,19 @@ class Jitted:
 
     def cache_info(self) -> dict[str, Any]:
         return self._spec.cache_info()
+
+    def batch(self, *args: Any, in_axes: Any = 0) -> Any:
+        """The compiled ``vmap(f, in_axes)``: f over a batch of examples at once."""
+        key = _axes_key(in_axes)
+        if key not in self._batched:
+            spec = self._spec
+            self._batched[key] = Jitted(vmap(spec.fn, in_axes), tuple(spec.static_argnums),
+                                        spec.backend_name, spec.max_traces)
+        return self._batched[key](*args)
+
+
+def _axes_key(in_axes: Any) -> Any:
+    return tuple(in_axes) if isinstance(in_axes, list) else in_axes
 
 
 def _with_vector_last(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -308,6 +327,7 @@ class CompiledGrad:
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
+        self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
         return self._vg(*args)[1]
@@ -336,6 +356,13 @@ class CompiledGrad:
         if self._hessian is None:
             self._hessian = self._derived(hessian(self.fn, self._argnum("hessian")))
         return self._hessian(*args)
+
+    def batch(self, *args: Any, in_axes: Any = 0) -> Any:
+        """Per-example gradients: the compiled ``vmap(grad(f), in_axes)``."""
+        key = _axes_key(in_axes)
+        if key not in self._batched:
+            self._batched[key] = self._derived(vmap(grad(self.fn, self.argnums), in_axes))
+        return self._batched[key](*args)
 
     def _argnum(self, what: str) -> int:
         if not isinstance(self.argnums, int):

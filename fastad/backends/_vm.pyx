@@ -72,7 +72,8 @@ LINALG.sgesv = <fastad_sgesv_fn>sgesv
 LINALG.dgetrf = <fastad_dgetrf_fn>dgetrf
 LINALG.sgetrf = <fastad_sgetrf_fn>sgetrf
 
-DEF ARENA_ALIGN = 64
+cdef enum:
+    ARENA_ALIGN = 64  # bytes; every buffer in a program is aligned within the arena
 
 
 def tables():
@@ -218,15 +219,15 @@ cdef class Executable:
             raise SignatureError(f"expected {self._ninputs} arguments, got {n}")
         arena = self._pool.pop() if self._pool else self._new_arena()
         base = self._aligned(arena)
-        for i in range(n):
-            port = <_Port>self._inputs[i]
-            x = inputs[i]
-            if not port.matches(x):
-                x = port.coerce(x)
-            memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
-        with nogil:
-            status = fastad_vm_run(&self.prog, &LINALG, base)
         try:
+            for i in range(n):
+                port = <_Port>self._inputs[i]
+                x = inputs[i]
+                if not port.matches(x):
+                    x = port.coerce(x)
+                memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
+            with nogil:
+                status = fastad_vm_run(&self.prog, &LINALG, base)
             if status == FASTAD_VM_GUARD_FAILED:
                 return None
             if status == FASTAD_VM_SINGULAR:

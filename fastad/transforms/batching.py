@@ -1,0 +1,145 @@
+"""Batching (``vmap``): a leading batch dimension added to every instruction.
+
+A tape recorded for one example is replayed on batched values.  Each value
+is either *batched* (its leading axis runs over the examples) or not (the
+same for every example); an instruction with no batched operand replays as
+it is, the others by their family's batching rule below.  Rules are written
+with fastad's own operations, so the batched tape traces, differentiates and
+compiles like any other.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import TracingError
+from ..primitives import elementwise
+from ..primitives.registry import fnp, registry
+from ..tape import Tape, where
+from ..tracer import bind
+
+Batched = tuple[Any, bool]  # a value and whether its axis 0 is the batch axis
+
+
+def _align(value: Batched, example_shape: tuple[int, ...], rank: int, size: int) -> Any:
+    """A batched operand reshaped so NumPy broadcasting lines up its example
+    axes with the unbatched operands (the batch axis stays leftmost)."""
+    x, batched = value
+    if not batched:
+        return x
+    return fnp.reshape(x, (size,) + (1,) * (rank - len(example_shape)) + tuple(example_shape))
+
+
+def _batch_all(value: Batched, example_shape: tuple[int, ...], size: int) -> Any:
+    x, batched = value
+    return x if batched else fnp.broadcast_to(x, (size,) + tuple(example_shape))
+
+
+def _row_offsets(size: int, example_size: int, idx: np.ndarray) -> np.ndarray:
+    """Flat indices into a batched array for the per-example flat indices idx."""
+    offsets = (np.arange(size, dtype=np.int64) * example_size).reshape((size,) + (1,) * idx.ndim)
+    return offsets + idx
+
+
+def _elementwise(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+                 params: dict[str, Any], size: int) -> Any:
+    rank = max(len(s) for s in shapes)
+    return bind(registry[prim], *(_align(a, s, rank, size) for a, s in zip(args, shapes)),
+                **params)
+
+
+def _reduction(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+               params: dict[str, Any], size: int) -> Any:
+    axes = tuple(a + 1 for a in params["axes"])
+    return bind(registry[prim], args[0][0], axes=axes, keepdims=params["keepdims"])
+
+
+def _cumsum(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+            params: dict[str, Any], size: int) -> Any:
+    return fnp.cumsum_(args[0][0], params["axis"] + 1, params["reverse"])
+
+
+def _reshape(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+             params: dict[str, Any], size: int) -> Any:
+    return fnp.reshape(args[0][0], (size,) + tuple(params["shape"]))
+
+
+def _transpose(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+               params: dict[str, Any], size: int) -> Any:
+    return fnp.transpose(args[0][0], (0,) + tuple(p + 1 for p in params["perm"]))
+
+
+def _broadcast_to(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+                  params: dict[str, Any], size: int) -> Any:
+    target = tuple(params["shape"])
+    return fnp.broadcast_to(_align(args[0], shapes[0], len(target), size), (size,) + target)
+
+
+def _take(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+          params: dict[str, Any], size: int) -> Any:
+    idx = np.asarray(args[1][0])
+    return fnp.take_flat(args[0][0], _row_offsets(size, int(np.prod(shapes[0])), idx))
+
+
+def _scatter(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+             params: dict[str, Any], size: int) -> Any:
+    x = _batch_all(args[0], shapes[0], size)
+    idx = np.asarray(args[1][0])
+    v = _batch_all(args[2], shapes[2], size)
+    flat = _row_offsets(size, int(np.prod(shapes[0])), idx)
+    return bind(registry[prim], x, flat, v)
+
+
+def _batched_linalg(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+                    params: dict[str, Any], size: int) -> Any:
+    return bind(registry[prim], *(_batch_all(a, s, size) for a, s in zip(args, shapes)),
+                **params)
+
+
+def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+           params: dict[str, Any], size: int, line: Any = None) -> Any:
+    pred = args[0][0]
+    agree = fnp.all(fnp.equal(pred, params["expected"]))
+    concrete = getattr(agree, "value", agree)
+    if not bool(concrete):
+        raise TracingError(f"vmap: Python control flow at {where(line)} depends on the batched "
+                           "value and the examples take different branches; use "
+                           "fastad.numpy.where to stay branch-free")
+    return bind(registry["guard"], agree, expected=True)
+
+
+_ELEMENTWISE = (set(elementwise.UNARY) | set(elementwise.UNARY_ZERO_DERIVATIVE)
+                | set(elementwise.BINARY) | set(elementwise.BINARY_ZERO_DERIVATIVE)
+                | {"where", "astype", "stop_gradient"})
+
+RULES: dict[str, Callable[..., Any]] = {
+    **{name: _elementwise for name in _ELEMENTWISE},
+    **{name: _reduction for name in ("sum", "prod", "max", "min")},
+    "cumsum": _cumsum, "reshape": _reshape, "transpose": _transpose,
+    "broadcast_to": _broadcast_to, "take": _take,
+    "scatter_set": _scatter, "scatter_add": _scatter,
+    **{name: _batched_linalg for name in ("matmul", "solve", "logabsdet", "detsign")},
+}
+
+
+def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batched]:
+    """Replay ``tape`` (recorded for one example) on batched inputs."""
+    env: dict[int, Batched] = dict(zip(tape.inputs, inputs))
+    env.update((s, (v, False)) for s, v in tape.consts.items())
+    for ins in tape.instrs:
+        args = [env[s] for s in ins.ins]
+        params = dict(ins.params)
+        if not any(batched for _, batched in args):
+            env[ins.out] = (bind(registry[ins.prim], *(v for v, _ in args), **params), False)
+            continue
+        shapes = [tape.avals[s].shape for s in ins.ins]
+        if ins.prim == "guard":
+            env[ins.out] = (_guard(ins.prim, args, shapes, params, size, ins.line), False)
+            continue
+        rule = RULES.get(ins.prim)
+        if rule is None:
+            raise TracingError(f"vmap: primitive {ins.prim!r} has no batching rule; "
+                               "call the function in a loop instead")
+        env[ins.out] = (rule(ins.prim, args, shapes, params, size), True)
+    return [env[s] for s in tape.outputs]
