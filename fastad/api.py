@@ -238,50 +238,47 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
     """The Jacobian of array-valued ``f`` w.r.t. the array ``args[argnums]``,
     of shape ``out.shape + x.shape``.
 
-    ``mode="rev"`` runs one reverse sweep per output element, ``"fwd"`` one
-    tangent sweep per input element; ``"auto"`` picks whichever needs fewer.
-    All sweeps are recorded on one tape after a single forward pass, so a
-    compiled Jacobian (``fastad.jit(fastad.jacobian(f))``) runs them without
-    any Python in between.
+    ``mode="rev"`` pulls back every row of the identity, ``"fwd"`` pushes
+    forward every column; ``"auto"`` picks whichever needs fewer (outputs vs
+    inputs).  Either way it is one batched pass: the transformed tape is
+    replayed once on the whole identity matrix as a batch of seeds.
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
-    from .transforms.forward import forward
     from . import numpy as fnp
-
-    def sweeps(rec: Recorded) -> Any:
-        if len(rec.inputs) != 1 or len(rec.out_leaves) != 1:
-            raise TypeError("jacobian: differentiate one array argument of a function "
-                            "returning one array")
-        x, out = rec.inputs[0], rec.out_leaves[0]
-        out_shape = np.shape(out.value if isinstance(out, Tracer) else out)
-        n_in, n_out = int(np.prod(x.shape)), int(np.prod(out_shape))
-        chosen = mode if mode != "auto" else ("fwd" if n_in <= n_out else "rev")
-        stop = len(rec.builder.tape.instrs)
-        dtype = x.dtype
-        if chosen == "rev":
-            rows = [backward(rec.builder, stop, [out], [_basis(out_shape, k, dtype)], [x])[0]
-                    for k in range(n_out)]
-            jac = fnp.stack(rows) if rows else np.zeros((0,) + x.shape, dtype)
-            return fnp.reshape(jac, out_shape + x.shape)
-        cols = [forward(rec.builder, stop, [x], [_basis(x.shape, j, dtype)], [out])[0]
-                for j in range(n_in)]
-        jac = fnp.stack(cols, axis=-1) if cols else np.zeros(out_shape + (0,), dtype)
-        return fnp.reshape(jac, out_shape + x.shape)
+    from .transforms.batching import batch_replay
+    from .transforms.forward import jvp_tape
+    from .transforms.reverse import vjp_tape
 
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
-        rec, jac = record(fk, args, nums, sweeps)
-        return finish(rec, [jac])[0]
+        rec, _ = record(fk, args, nums)
+        if len(rec.inputs) != 1 or len(rec.out_leaves) != 1:
+            raise TypeError("jacobian: differentiate one array argument of a function "
+                            "returning one array")
+        builder, x, out = rec.builder, rec.inputs[0], rec.out_leaves[0]
+        builder.tape.outputs = [builder.slot_of(out)]
+        tape = builder.tape
+        out_shape = tuple(tape.avals[tape.outputs[0]].shape)
+        n_in, n_out = int(np.prod(x.shape)), int(np.prod(out_shape))
+        chosen = mode if mode != "auto" else ("fwd" if n_in <= n_out else "rev")
+        examples = [builder.values[s] for s in tape.inputs]
+        shared = [(v, False) for v in list(rec.outer_leaves) + list(builder.captures)]
+        if chosen == "rev":
+            seeds = np.eye(n_out, dtype=x.dtype).reshape((n_out,) + out_shape)
+            pulled = vjp_tape(tape, [0], examples)
+            jac, batched = batch_replay(pulled, shared + [(seeds, True)], n_out)[1]
+            rows = jac if batched else fnp.broadcast_to(jac, (n_out,) + x.shape)
+            return fnp.reshape(rows, out_shape + x.shape)
+        seeds = np.eye(n_in, dtype=x.dtype).reshape((n_in,) + x.shape)
+        pushed = jvp_tape(tape, [0], examples)
+        jac, batched = batch_replay(pushed, shared + [(seeds, True)], n_in)[1]
+        cols = jac if batched else fnp.broadcast_to(jac, (n_in,) + out_shape)
+        return fnp.reshape(fnp.moveaxis(fnp.reshape(cols, (n_in, n_out)), 0, 1),
+                           out_shape + x.shape)
     return jacobian_f
-
-
-def _basis(shape: tuple[int, ...], k: int, dtype: Any) -> np.ndarray:
-    e = np.zeros(int(np.prod(shape)), dtype)
-    e[k] = 1
-    return e.reshape(shape)
 
 
 def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:

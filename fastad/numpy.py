@@ -392,11 +392,12 @@ def squeeze(a: Any, axis: Any = None) -> Any:
     return reshape(a, tuple(d for i, d in enumerate(shp) if i not in axes))
 
 
-def broadcast_to(a: Any, shape_: Any) -> Any:
-    target = tuple(int(d) for d in ((shape_,) if isinstance(shape_, int) else shape_))
-    if tuple(shape(a)) == target:
+def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:  # noqa: F811 - NumPy's name
+    target = tuple(int(d) for d in ((shape,) if isinstance(shape, int) else shape))
+    current = tuple(shape_of(a))
+    if current == target:
         return a
-    _np.broadcast_shapes(shape(a), target)  # raises NumPy's error if impossible
+    _np.broadcast_shapes(current, target)  # raises NumPy's error if impossible
     return bind(_p("broadcast_to"), a, shape=target)
 
 
@@ -630,8 +631,10 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     free_a = [i for i in range(ndim(a)) if i not in axes_a]
     free_b = [j for j in range(ndim(b)) if j not in axes_b]
     k = math.prod(shape(a)[i] for i in axes_a)
-    a2 = reshape(transpose(a, free_a + axes_a), (-1, k))
-    b2 = reshape(transpose(b, axes_b + free_b), (k, -1))
+    m = math.prod(shape(a)[i] for i in free_a)
+    n = math.prod(shape(b)[j] for j in free_b)
+    a2 = reshape(transpose(a, free_a + axes_a), (m, k))
+    b2 = reshape(transpose(b, axes_b + free_b), (k, n))
     out = matmul_(a2, b2)
     return reshape(out, tuple(shape(a)[i] for i in free_a) + tuple(shape(b)[j] for j in free_b))
 
@@ -701,7 +704,7 @@ class _Linalg(types.SimpleNamespace):
 def _solve(a: Any, b: Any) -> Any:
     if ndim(a) < 2 or shape(a)[-1] != shape(a)[-2]:
         raise _np.linalg.LinAlgError("solve: a must be square in its last two dimensions")
-    vector = ndim(b) == ndim(a) - 1 or ndim(b) == 1
+    vector = ndim(b) == 1  # NumPy 2: only a 1-d b is a vector (else a stack of matrices)
     if vector:
         b = expand_dims(b, -1)
     batch = _np.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])

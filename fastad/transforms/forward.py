@@ -8,10 +8,13 @@ instructions too and compose with every other transformation.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..primitives.registry import fnp, registry
 from ..tracer import Builder, Tracer
+
+if TYPE_CHECKING:
+    from ..tape import Tape
 
 
 def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequence[Any],
@@ -55,3 +58,22 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
         else:
             result.append(fnp.zeros_for(out))
     return result
+
+
+def jvp_tape(tape: "Tape", wrt: Sequence[int], examples: Sequence[Any]) -> "Tape":
+    """The forward transform as tape -> tape.
+
+    The result takes ``tape.inputs`` followed by one tangent per input position
+    in ``wrt``, and returns ``tape.outputs`` followed by their tangents.
+    ``examples`` are input values to re-record with.
+    """
+    from ..tracer import recording, replay
+
+    with recording() as builder:
+        inputs = [builder.new_input(v) for v in examples]
+        outputs = replay(tape, inputs)
+        stop = len(builder.tape.instrs)
+        tangents = [builder.new_input(fnp.zeros_for(inputs[i])) for i in wrt]
+        out_tangents = forward(builder, stop, [inputs[i] for i in wrt], tangents, outputs)
+        builder.tape.outputs = [builder.slot_of(v) for v in list(outputs) + out_tangents]
+    return builder.tape
