@@ -31,7 +31,9 @@ def _dot(a: Sequence[Any], b: Sequence[Any]) -> float:
 
 
 def _combine(a: Sequence[np.ndarray], b: Sequence[np.ndarray], scale: float) -> list[Any]:
-    return [(np.asarray(x) + scale * np.asarray(y)).astype(np.result_type(x)) for x, y in zip(a, b)]
+    # np.asarray keeps 0-d inputs arrays (NumPy arithmetic would make them scalars)
+    return [np.asarray(np.asarray(x) + scale * np.asarray(y), dtype=np.result_type(x))
+            for x, y in zip(a, b)]
 
 
 def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 1,

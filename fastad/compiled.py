@@ -18,7 +18,7 @@ import logging
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from . import backends, pytree
 from .backends import reference
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, value_and_grad,
                   vmap)
+from .errors import SignatureError, TapeError
+from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
 from .tracer import Tracer, recording, user_stacklevel
 from .transforms.optimize import optimize
@@ -61,11 +63,18 @@ def _scalar(v: Any) -> Any:
     return v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v
 
 
+class Structure(NamedTuple):
+    """What turns a flat list of results back into the caller's pytrees."""
+
+    out_tree: Any
+    in_trees: tuple[Any, ...]
+
+
 @dataclass
 class Entry:
     exe: Any
     tape: Tape
-    unpack: Callable[[list[Any]], Any]
+    structure: Structure
 
     @property
     def guards(self) -> list[tuple[str, bool]]:
@@ -90,26 +99,61 @@ def _first_difference(new: Entry, old: list[Entry]) -> str:
 MAX_TRACES_PER_SIGNATURE = 8
 
 
+# What a compiled computation returns, by kind: the values to compute, recorded
+# inside the trace, and how the caller receives them.
+def _outputs_all(rec: Recorded) -> list[Any]:
+    return list(rec.out_leaves)
+
+
+def _unpack_all(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    return pytree.unflatten(structure.out_tree, values)
+
+
+def _outputs_value_and_grad(rec: Recorded) -> list[Any]:
+    return gradient_of_scalar(rec, "fastad.compile")
+
+
+def _unpack_value_and_grad(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    leaves, grads, k = values[1:], [], 0
+    for tree in structure.in_trees:
+        n = pytree.num_leaves(tree)
+        grads.append(pytree.unflatten(tree, leaves[k:k + n]))
+        k += n
+    return values[0], grads[0] if isinstance(argnums, int) else tuple(grads)
+
+
+def _outputs_value(rec: Recorded) -> list[Any]:
+    return list(rec.out_leaves[:1])
+
+
+def _unpack_value(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    return values[0]
+
+
+KINDS = {"outputs": (_outputs_all, _unpack_all),
+         "value_and_grad": (_outputs_value_and_grad, _unpack_value_and_grad),
+         "value": (_outputs_value, _unpack_value)}
+
+
 class Specializer:
-    """One compiled computation of ``fn``, cached per signature.
+    """One compiled computation of ``fn`` (a ``kind`` of KINDS), cached per
+    signature.  ``fn`` is None for one loaded from bytes: it runs the
+    signatures it was saved with and cannot trace new ones."""
 
-    ``outputs(rec)`` runs inside the trace and returns the values to compute;
-    ``unpack(rec, values)`` turns computed values into what the caller gets.
-    """
-
-    def __init__(self, fn: Callable[..., Any], outputs: Callable[[Recorded], list[Any]],
-                 unpack: Callable[[Recorded, list[Any]], Any], wrt: Sequence[int] | None,
-                 static_argnums: Sequence[int], backend: str, eager: Callable[..., Any],
-                 max_traces: int | None = None, check_nans: bool | None = None,
-                 optimize_tape: bool = True) -> None:
+    def __init__(self, fn: Callable[..., Any] | None, kind: str, argnums: Any,
+                 static_argnums: Sequence[int], backend: str,
+                 eager: Callable[..., Any] | None, max_traces: int | None = None,
+                 check_nans: bool | None = None, optimize_tape: bool = True) -> None:
         self.fn = fn
+        self.kind = kind
+        self.argnums = argnums
         self.check_nans = (os.environ.get("FASTAD_CHECK_NANS", "") not in ("", "0")
                            if check_nans is None else check_nans)
         self.eager = eager
         self.max_traces = MAX_TRACES_PER_SIGNATURE if max_traces is None else max_traces
         self.gave_up: set[Any] = set()
-        self.outputs = outputs
-        self.unpack = unpack
+        self.outputs, self.unpack = KINDS[kind]
+        wrt = None if argnums is None else ((argnums,) if isinstance(argnums, int) else argnums)
         self.wrt = None if wrt is None else tuple(wrt)
         self.static_argnums = frozenset(static_argnums)
         self.backend_name = backend
@@ -175,9 +219,14 @@ class Specializer:
             culprit = reference.first_nonfinite(entry.tape, dynamic)
             if culprit is not None:
                 raise FloatingPointError(f"fastad check_nans: {culprit}")
-        return entry.unpack([_scalar(v) for v in outs])
+        return self.unpack(entry.structure, [_scalar(v) for v in outs], self.argnums)
 
     def trace(self, args: Sequence[Any]) -> Entry:
+        if self.fn is None:
+            raise SignatureError(
+                "this compiled function was loaded from bytes without its Python function, so "
+                "it runs only the argument signatures it was saved with; this call's is new: "
+                f"{_describe(self.split(args)[0])}")
         self.traces += 1
         with recording() as builder:
             new_args = list(args)
@@ -215,9 +264,37 @@ class Specializer:
         tape = builder.tape
         if self.optimize_tape:
             tape = optimize(tape)
-        entry = Entry(self.backend.build(tape), tape, functools.partial(self.unpack, rec))
+        entry = Entry(self.backend.build(tape), tape, Structure(out_tree, tuple(in_trees)))
         self.last = entry
         return entry
+
+    def state(self) -> dict[str, Any]:
+        """What `fastad.serialize` stores: the compiled tapes, not the function."""
+        return {"kind": self.kind, "argnums": self.argnums,
+                "static_argnums": tuple(sorted(self.static_argnums)),
+                "backend": self.backend_name, "max_traces": self.max_traces,
+                "check_nans": self.check_nans,
+                "entries": [(encode(key), [(e.tape.to_bytes(), encode(tuple(e.structure)))
+                                           for e in entries])
+                            for key, entries in self.cache.items()]}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Specializer":
+        if state["kind"] not in KINDS:
+            raise TapeError(f"unknown kind of compiled computation {state['kind']!r}")
+        backend = state["backend"] if state["backend"] in backends.available() else "auto"
+        spec = cls(None, state["kind"], _checked_argnums(state["argnums"]),
+                   _checked_argnums(state["static_argnums"]), backend, eager=None,
+                   max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]))
+        for key, entries in state["entries"]:
+            key = decode(key)
+            for tape_bytes, structure in entries:
+                tape = tape_from_bytes(tape_bytes)
+                _check_signature(key, tape)
+                entry = Entry(spec.backend.build(tape), tape, Structure(*decode(structure)))
+                spec.cache.setdefault(key, []).append(entry)
+                spec.last = entry
+        return spec
 
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, and each cached trace with its guards."""
@@ -227,16 +304,25 @@ class Specializer:
                 "eager": [_describe(key) for key in self.gave_up]}
 
 
+def _checked_argnums(argnums: Any) -> Any:
+    if argnums is None or isinstance(argnums, int):
+        return argnums
+    if isinstance(argnums, tuple) and all(isinstance(i, int) for i in argnums):
+        return argnums
+    raise TapeError(f"invalid argnums {argnums!r} in a saved compiled function")
+
+
+def _check_signature(key: Any, tape: Tape) -> None:
+    """The float leaves a signature promises must be exactly the tape's inputs."""
+    dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
+               if part[0] not in ("array", "value")]
+    declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
+    if [(tuple(shape), char) for shape, char in dynamic] != declared:
+        raise TapeError("a saved signature does not match the inputs of its tape")
+
+
 def _describe(key: Any) -> str:
     return repr(key) if len(repr(key)) < 200 else repr(key)[:197] + "..."
-
-
-def _all_outputs(rec: Recorded) -> list[Any]:
-    return list(rec.out_leaves)
-
-
-def _unpack_outputs(rec: Recorded, values: list[Any]) -> Any:
-    return pytree.unflatten(rec.out_tree, values)
 
 
 class Jitted:
@@ -246,8 +332,8 @@ class Jitted:
                  backend: str = "auto", max_traces: int | None = None,
                  check_nans: bool | None = None) -> None:
         functools.update_wrapper(self, fn)
-        self._spec = Specializer(fn, _all_outputs, _unpack_outputs, None, static_argnums, backend,
-                                 eager=fn, max_traces=max_traces, check_nans=check_nans)
+        self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
+                                 max_traces=max_traces, check_nans=check_nans)
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -263,6 +349,18 @@ class Jitted:
 
     def cache_info(self) -> dict[str, Any]:
         return self._spec.cache_info()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"class": "jit", "name": getattr(self, "__name__", "jitted"),
+                "spec": self._spec.state()}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__name__ = self.__qualname__ = str(state["name"])
+        self._spec = Specializer.from_state(state["spec"])
+        self._batched = {}
+
+    def __reduce__(self) -> Any:
+        return (loads, (dumps(self),))
 
     def batch(self, *args: Any, in_axes: Any = 0) -> Any:
         """The compiled ``vmap(f, in_axes)``: f over a batch of examples at once."""
@@ -308,21 +406,8 @@ class CompiledGrad:
         self._static = tuple(static_argnums)
         self._backend = backend
 
-        def value_and_grads(rec: Recorded) -> list[Any]:
-            return gradient_of_scalar(rec, "fastad.compile")
-
-        def unpack(rec: Recorded, values: list[Any]) -> tuple[Any, Any]:
-            value = values[0]
-            leaves, trees, k = values[1:], [], 0
-            for tree in rec.in_trees:
-                n = pytree.num_leaves(tree)
-                trees.append(pytree.unflatten(tree, leaves[k:k + n]))
-                k += n
-            grads = trees[0] if isinstance(argnums, int) else tuple(trees)
-            return value, grads
-
         self._max_traces = max_traces
-        self._vg = Specializer(fn, value_and_grads, unpack, wrt, static_argnums, backend,
+        self._vg = Specializer(fn, "value_and_grad", argnums, static_argnums, backend,
                                eager=value_and_grad(fn, argnums), max_traces=max_traces)
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
@@ -337,11 +422,8 @@ class CompiledGrad:
 
     def value(self, *args: Any) -> Any:
         if self._value is None:
-            def value_only(rec: Recorded) -> list[Any]:
-                return [rec.out_leaves[0]] if len(rec.out_leaves) == 1 else list(rec.out_leaves)
-            self._value = Specializer(self.fn, value_only, lambda rec, v: v[0], None,
-                                      self._static, self._backend, eager=self.fn,
-                                      max_traces=self._max_traces)
+            self._value = Specializer(self.fn, "value", None, self._static, self._backend,
+                                      eager=self.fn, max_traces=self._max_traces)
         return self._value(*args)
 
     def hvp(self, *args: Any) -> Any:
@@ -357,6 +439,26 @@ class CompiledGrad:
             self._hessian = self._derived(hessian(self.fn, self._argnum("hessian")))
         return self._hessian(*args)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {"class": "compile", "name": getattr(self, "__name__", "compiled"),
+                "argnums": self.argnums, "vg": self._vg.state(),
+                "value": self._value.state() if self._value is not None else None}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__name__ = self.__qualname__ = str(state["name"])
+        self.fn = None
+        self.argnums = _checked_argnums(state["argnums"])
+        self._vg = Specializer.from_state(state["vg"])
+        self._value = Specializer.from_state(state["value"]) if state["value"] else None
+        self._static = tuple(self._vg.static_argnums)
+        self._backend = self._vg.backend_name
+        self._max_traces = self._vg.max_traces
+        self._hvp = self._hessian = None
+        self._batched = {}
+
+    def __reduce__(self) -> Any:
+        return (loads, (dumps(self),))
+
     def batch(self, *args: Any, in_axes: Any = 0) -> Any:
         """Per-example gradients: the compiled ``vmap(grad(f), in_axes)``."""
         key = _axes_key(in_axes)
@@ -370,6 +472,10 @@ class CompiledGrad:
         return self.argnums
 
     def _derived(self, fn: Callable[..., Any]) -> "Jitted":
+        if self.fn is None:
+            raise SignatureError("this compiled gradient was loaded from bytes without its "
+                                 "Python function; only g(), value_and_grad() and value() "
+                                 "of the saved signatures are available")
         return Jitted(fn, self._static, self._backend, self._max_traces)
 
     @property

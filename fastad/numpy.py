@@ -392,7 +392,7 @@ def squeeze(a: Any, axis: Any = None) -> Any:
     return reshape(a, tuple(d for i, d in enumerate(shp) if i not in axes))
 
 
-def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:  # noqa: F811 - NumPy's name
+def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
     target = tuple(int(d) for d in ((shape,) if isinstance(shape, int) else shape))
     current = tuple(shape_of(a))
     if current == target:

@@ -76,19 +76,21 @@ cdef enum:
     ARENA_ALIGN = 64  # bytes; every buffer in a program is aligned within the arena
 
 
+cdef list _names(const char **table, int n):
+    return [table[i].decode() for i in range(n)]
+
+
 def tables():
     """The tables compiled into the VM, for the opcode drift test."""
-    def names(const char **table, int n):
-        return [table[i].decode() for i in range(n)]
     return {
         "OPCODES": [(fastad_opcode_names[i].decode(), fastad_opcode_nargs[i])
                     for i in range(FASTAD_NUM_OPCODES)],
-        "UNARY_FNS": names(fastad_unary_fn_names, FASTAD_NUM_UNARY_FNS),
-        "BINARY_FNS": names(fastad_binary_fn_names, FASTAD_NUM_BINARY_FNS),
-        "COMPARE_FNS": names(fastad_compare_fn_names, FASTAD_NUM_COMPARE_FNS),
-        "LOGIC_FNS": names(fastad_logic_fn_names, FASTAD_NUM_LOGIC_FNS),
-        "REDUCE_FNS": names(fastad_reduce_fn_names, FASTAD_NUM_REDUCE_FNS),
-        "DTYPES": names(fastad_dtype_names, FASTAD_NUM_DTYPES),
+        "UNARY_FNS": _names(<const char **>fastad_unary_fn_names, FASTAD_NUM_UNARY_FNS),
+        "BINARY_FNS": _names(<const char **>fastad_binary_fn_names, FASTAD_NUM_BINARY_FNS),
+        "COMPARE_FNS": _names(<const char **>fastad_compare_fn_names, FASTAD_NUM_COMPARE_FNS),
+        "LOGIC_FNS": _names(<const char **>fastad_logic_fn_names, FASTAD_NUM_LOGIC_FNS),
+        "REDUCE_FNS": _names(<const char **>fastad_reduce_fn_names, FASTAD_NUM_REDUCE_FNS),
+        "DTYPES": _names(<const char **>fastad_dtype_names, FASTAD_NUM_DTYPES),
     }
 
 

@@ -1,0 +1,101 @@
+"""Saving and loading compiled functions as bytes.
+
+What is stored is what was compiled: for every cached signature its tapes,
+and the pytree structures that rebuild results.  The user's Python function
+is not stored, so a loaded function runs the signatures it was saved with on
+any machine with fastad, without the source.
+
+Loading is safe on untrusted bytes: the payload is read by an unpickler that
+admits only plain data and NumPy arrays (no code runs), every tape is
+validated, and every signature is checked against its tape's inputs before
+any backend sees it.  ``pickle.dumps(compiled_function)`` stores the same
+payload.
+"""
+from __future__ import annotations
+
+import io
+import pickle
+import sys
+from typing import Any
+
+import numpy as np
+
+from .errors import TapeError
+from .tape import Tape, _SafeUnpickler
+
+_FORMAT = "fastad-compiled-1"
+_TYPE_MARK = "__fastad_type__"
+_BUILTIN_TYPES = {t.__name__: t for t in (int, float, complex, bool, str, bytes, type(None))}
+
+
+def encode(obj: Any) -> Any:
+    """Signatures and tree structures as plain data: classes become marks."""
+    if isinstance(obj, type):
+        if obj.__name__ in _BUILTIN_TYPES and _BUILTIN_TYPES[obj.__name__] is obj:
+            return (_TYPE_MARK, "builtin", obj.__name__)
+        if issubclass(obj, tuple) and hasattr(obj, "_fields"):
+            return (_TYPE_MARK, "namedtuple", f"{obj.__module__}:{obj.__qualname__}")
+        if issubclass(obj, np.generic):
+            return (_TYPE_MARK, "numpy", np.dtype(obj).str)
+        raise TypeError(f"cannot save a compiled function whose signature holds the class "
+                        f"{obj.__qualname__}")
+    if isinstance(obj, tuple):
+        return tuple(encode(x) for x in obj)
+    if isinstance(obj, (int, float, complex, str, bytes, bool, type(None), np.generic)):
+        return obj
+    raise TypeError(f"cannot save a compiled function whose signature holds a "
+                    f"{type(obj).__name__}; pass such values through a closure instead")
+
+
+def decode(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        if len(obj) == 3 and obj[0] == _TYPE_MARK:
+            return _resolve_type(obj[1], obj[2])
+        return tuple(decode(x) for x in obj)
+    return obj
+
+
+def _resolve_type(kind: str, name: str) -> type:
+    if kind == "builtin" and name in _BUILTIN_TYPES:
+        return _BUILTIN_TYPES[name]
+    if kind == "numpy":
+        return np.dtype(name).type
+    if kind == "namedtuple":
+        module_name, _, qualname = name.partition(":")
+        obj: Any = sys.modules.get(module_name)  # never import: importing runs code
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type) and issubclass(obj, tuple) and hasattr(obj, "_fields"):
+            return obj
+        raise TapeError(f"the saved function's arguments use the namedtuple {qualname} of module "
+                        f"{module_name}; import that module before loading")
+    raise TapeError(f"invalid type mark {kind}:{name} in a saved compiled function")
+
+
+def dumps(compiled: Any) -> bytes:
+    """The bytes of a compiled function (``fastad.jit``/``fastad.compile``)."""
+    return pickle.dumps({"format": _FORMAT, "state": compiled.__getstate__()}, protocol=4)
+
+
+def loads(data: bytes) -> Any:
+    """A compiled function from ``dumps``' bytes; rejects anything malformed."""
+    from .compiled import CompiledGrad, Jitted
+    try:
+        payload = _SafeUnpickler(io.BytesIO(data)).load()
+        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+            raise TapeError("not a saved fastad compiled function")
+        state = payload["state"]
+        cls = {"jit": Jitted, "compile": CompiledGrad}[state["class"]]
+        obj = cls.__new__(cls)
+        obj.__setstate__(state)
+    except TapeError:
+        raise
+    except Exception as exc:  # any malformed payload is one kind of error
+        raise TapeError(f"not a valid saved compiled function: {exc!r}") from None
+    return obj
+
+
+def tape_from_bytes(data: Any) -> Tape:
+    if not isinstance(data, bytes):
+        raise TapeError("a saved tape must be bytes")
+    return Tape.from_bytes(data)
