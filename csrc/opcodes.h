@@ -1,0 +1,129 @@
+/*
+ * opcodes.h -- the instruction set of the fastad virtual machine.
+ *
+ * This header is the single source of truth for opcodes and function codes:
+ * the C VM expands the X-macro lists below, and fastad/backends/lower.py
+ * parses them (the lines of the form  X(NAME, nargs)  and  F(NAME) ).
+ * A test checks that the compiled extension and the Python side agree.
+ *
+ * Program format
+ * ==============
+ * A program is a flat array of int32 words.  An instruction is its opcode
+ * followed by exactly OPNARGS(opcode) operand words; the last instruction is
+ * HALT.  There are no jumps: a program runs front to back once.
+ *
+ *     | op | w1 | w2 | ... | wN |  | op | ...  | HALT |
+ *
+ * Operand kinds, named by letter in the comments below:
+ *   o a b c v   arena operands: element offsets from the arena base, counted in
+ *               elements of the instruction's dtype (a float64 operand at 3
+ *               lives at byte 24; a float32 operand at 3 at byte 12).
+ *   t s         dtype codes (FASTAD_DTYPES)
+ *   f           function code from the table the opcode names
+ *   n m         element counts
+ *   d           descriptor: an offset into the program's int64 metadata pool
+ *   x           an offset into the program's int64 index pool
+ *   w p         workspace: w in elements of t, p in int32 elements (LAPACK pivots)
+ *   e           an immediate 0 or 1
+ *
+ * D[], F[], B[] below are the arena seen as double, float and bool (uint8).
+ * Opcode suffixes name the operand kinds, CppAD style: _S scalar float64
+ * (one flop, no loop set-up), _V contiguous vector, _VS/_SV vector with one
+ * operand a broadcast scalar, _B NumPy broadcasting or any strided access
+ * described by a descriptor.
+ *
+ * Dtypes: every instruction is homogeneous.  Its operands all have the
+ * dtype t (bool results and conditions excepted, as stated per opcode).  The
+ * lowering inserts CAST_V where a tape mixes float32 and float64, and stores
+ * weak Python scalar constants in the dtype of the instruction they feed, as
+ * NumPy 2 (NEP 50) does.  The scalar fast path (_S) is float64 only;
+ * float32 scalars use the vector forms with n = 1.
+ */
+#ifndef FASTAD_OPCODES_H
+#define FASTAD_OPCODES_H
+
+/* X(NAME, nargs)                           semantics */
+#define FASTAD_OPCODES(X) \
+  X(HALT, 0)          /* -              end of program                               */ \
+  X(ADD_S, 3)         /* o a b          D[o] = D[a] + D[b]                           */ \
+  X(SUB_S, 3)         /* o a b          D[o] = D[a] - D[b]                           */ \
+  X(MUL_S, 3)         /* o a b          D[o] = D[a] * D[b]                           */ \
+  X(DIV_S, 3)         /* o a b          D[o] = D[a] / D[b]                           */ \
+  X(NEG_S, 2)         /* o a            D[o] = -D[a]                                 */ \
+  X(SQUARE_S, 2)      /* o a            D[o] = D[a] * D[a]                           */ \
+  X(MOV_S, 2)         /* o a            D[o] = D[a]                                  */ \
+  X(ACC_S, 2)         /* o a            D[o] += D[a]   (in-place scatter_add)        */ \
+  X(NACC_S, 2)        /* o a            D[o] -= D[a]   (scatter_add of a negation)   */ \
+  X(MULACC_S, 3)      /* o a b          D[o] += D[a] * D[b]                          */ \
+  X(NMULACC_S, 3)     /* o a b          D[o] -= D[a] * D[b]                          */ \
+  X(UNARY_S, 3)       /* f o a          D[o] = f(D[a]),  f in FASTAD_UNARY_FNS       */ \
+  X(BINARY_S, 4)      /* f o a b        D[o] = f(D[a], D[b]),  f in BINARY_FNS       */ \
+  X(UNARY_V, 5)       /* f t o a n      o[i] = f(a[i])                               */ \
+  X(BINARY_VV, 6)     /* f t o a b n    o[i] = f(a[i], b[i])                         */ \
+  X(BINARY_VS, 6)     /* f t o a b n    o[i] = f(a[i], b[0])                         */ \
+  X(BINARY_SV, 6)     /* f t o a b n    o[i] = f(a[0], b[i])                         */ \
+  X(BINARY_B, 6)      /* f t o a b d    o = f(a, b) broadcast; d: BROADCAST2         */ \
+  X(COMPARE_B, 6)     /* f t o a b d    bool o = f(a, b); f in COMPARE_FNS; BROADCAST2 */ \
+  X(LOGIC_B, 5)       /* f o a b d      bool o = f(a, b) on bools; f in LOGIC_FNS    */ \
+  X(NOT_V, 3)         /* o a n          bool o[i] = !a[i]                            */ \
+  X(WHERE_B, 6)       /* t o c a b d    o = c ? a : b, c bool; d: BROADCAST3         */ \
+  X(CAST_V, 5)        /* t s o a n      o[i] = (t) a[i], a of dtype s                */ \
+  X(ZERO_V, 3)        /* t o n          o[i] = 0                                     */ \
+  X(COPY_V, 4)        /* t o a n        o[i] = a[i]                                  */ \
+  X(STRIDED_B, 4)     /* t o a d        o[j] = a[start + j . stride]; d: STRIDED     */ \
+  X(GATHER_V, 6)      /* t o a m x n    o[i] = a[I[x+i]], a has m elements           */ \
+  X(SCATTER_SET_V, 6) /* t o m x v n    o[I[x+i]] = v[i], o has m elements           */ \
+  X(SCATTER_ADD_V, 6) /* t o m x v n    o[I[x+i]] += v[i] in order (np.add.at)       */ \
+  X(REDUCE_B, 5)      /* f t o a d      o = f-reduction of a; f in REDUCE_FNS; REDUCE */ \
+  X(CUMSUM_B, 4)      /* t o a d        running sum along one axis; d: CUMSUM        */ \
+  X(MATMUL_B, 5)      /* t o a b d      o = a @ b, batched, BLAS gemm; d: MATMUL     */ \
+  X(SOLVE_B, 7)       /* t o a b d w p  o = solve(a, b), LAPACK gesv; d: SOLVE       */ \
+  X(SLOGDET_B, 7)     /* f t o a d w p  f=0 log|det a|, f=1 sign det a; LAPACK getrf */ \
+  X(GUARD, 2)         /* a e            stop with FASTAD_VM_GUARD_FAILED unless (B[a] != 0) == e */
+
+/* Elementwise functions of one argument: the primitive of the same name in
+ * lower case.  NumPy semantics (sign(nan) = nan, round = rint). */
+#define FASTAD_UNARY_FNS(F) \
+  F(NEG) F(ABS) F(SIGN) F(EXP) F(EXP2) F(LOG) F(LOG2) F(LOG10) F(LOG1P) F(EXPM1) \
+  F(SQRT) F(CBRT) F(SQUARE) F(RECIPROCAL) F(SIN) F(COS) F(TAN) F(ARCSIN) F(ARCCOS) \
+  F(ARCTAN) F(SINH) F(COSH) F(TANH) F(ARCSINH) F(ARCCOSH) F(ARCTANH) F(FLOOR) \
+  F(CEIL) F(ROUND)
+
+/* Elementwise functions of two arguments (maximum/minimum propagate NaN). */
+#define FASTAD_BINARY_FNS(F) \
+  F(ADD) F(SUB) F(MUL) F(DIV) F(POW) F(MAXIMUM) F(MINIMUM) F(ARCTAN2) F(HYPOT) \
+  F(LOGADDEXP)
+
+#define FASTAD_COMPARE_FNS(F) F(LT) F(LE) F(GT) F(GE) F(EQ) F(NE)
+
+#define FASTAD_LOGIC_FNS(F) F(LOGICAL_AND) F(LOGICAL_OR)
+
+/* Reductions; max/min propagate NaN. */
+#define FASTAD_REDUCE_FNS(F) F(SUM) F(PROD) F(MAX) F(MIN)
+
+/* Dtype codes: X(NAME, itemsize). */
+#define FASTAD_DTYPES(X) X(F64, 8) X(F32, 4) X(BOOL, 1)
+
+/*
+ * Descriptors (int64 words in the metadata pool at offset d).  Shapes and
+ * strides are in elements; a stride of 0 broadcasts.  The output of every
+ * _B instruction is C-contiguous with the descriptor's shape.
+ *   BROADCAST2  ndim, shape[ndim], stride_a[ndim], stride_b[ndim]
+ *   BROADCAST3  ndim, shape[ndim], stride_c[ndim], stride_a[ndim], stride_b[ndim]
+ *   STRIDED     ndim, start, shape[ndim], stride_a[ndim]
+ *   REDUCE      ndim, shape[ndim] of the (contiguous) input, then the output
+ *               strides[ndim] (0 along reduced axes), then the output size
+ *   CUMSUM      outer, length, inner, reverse: a is contiguous (outer, length, inner)
+ *   MATMUL      batch, m, k, n, trans_a, trans_b: a is (m, k) or, if trans_a,
+ *               stored as (k, m); likewise b; o is (m, n); each batched
+ *   SOLVE       batch, n, k: a (n, n), b and o (n, k); w holds n*n + n*k, p n
+ *   SLOGDET     batch, n: a (n, n), o one value per matrix; w holds n*n, p n
+ */
+#define FASTAD_MAX_NDIM 32
+
+/* Status codes returned by the VM. */
+#define FASTAD_VM_OK 0
+#define FASTAD_VM_GUARD_FAILED 1
+#define FASTAD_VM_SINGULAR 2
+
+#endif

@@ -1,0 +1,1077 @@
+/*
+ * vm.c -- the fastad virtual machine.
+ *
+ * One dispatch loop (fastad_vm_run) over the instruction stream described in
+ * opcodes.h, in the style of Lua's lvm.c: vmdispatch/vmcase/vmbreak expand to
+ * computed goto under GCC and Clang and to a switch elsewhere.  The scalar
+ * float64 opcodes are written inline in the loop; array opcodes call the
+ * kernels below, each written once for float and double through FLOAT_TYPED.
+ *
+ * Safety: fastad_vm_validate checks every instruction (check_instr) before a
+ * program may run, so the loop trusts its operands.  With FASTAD_DEBUG_VM the
+ * loop re-runs check_instr before every instruction, and gather/scatter
+ * re-check each index, aborting with a message on the first violation.
+ */
+#include "vm.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <tgmath.h>
+
+/* ------------------------------------------------------------------------ */
+/* Tables exported for the drift test                                        */
+/* ------------------------------------------------------------------------ */
+#define NAME_OF_OP(name, nargs) #name,
+#define NARGS_OF_OP(name, nargs) nargs,
+#define NAME_OF_FN(name) #name,
+const char *const fastad_opcode_names[FASTAD_NUM_OPCODES] = {FASTAD_OPCODES(NAME_OF_OP)};
+const int fastad_opcode_nargs[FASTAD_NUM_OPCODES] = {FASTAD_OPCODES(NARGS_OF_OP)};
+const char *const fastad_unary_fn_names[FASTAD_NUM_UNARY_FNS] = {FASTAD_UNARY_FNS(NAME_OF_FN)};
+const char *const fastad_binary_fn_names[FASTAD_NUM_BINARY_FNS] = {FASTAD_BINARY_FNS(NAME_OF_FN)};
+const char *const fastad_compare_fn_names[FASTAD_NUM_COMPARE_FNS] = {
+    FASTAD_COMPARE_FNS(NAME_OF_FN)};
+const char *const fastad_logic_fn_names[FASTAD_NUM_LOGIC_FNS] = {FASTAD_LOGIC_FNS(NAME_OF_FN)};
+const char *const fastad_reduce_fn_names[FASTAD_NUM_REDUCE_FNS] = {FASTAD_REDUCE_FNS(NAME_OF_FN)};
+#define NAME_OF_DTYPE(name, size) #name,
+#define SIZE_OF_DTYPE(name, size) size,
+const char *const fastad_dtype_names[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(NAME_OF_DTYPE)};
+static const int dtype_size[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
+
+/* ------------------------------------------------------------------------ */
+/* Elementwise functions, NumPy semantics; T is the element type in scope   */
+/* (tgmath.h picks sinf/sin etc. from the argument type).                   */
+/* ------------------------------------------------------------------------ */
+#define U_NEG(x) (-(x))
+#define U_ABS(x) fabs(x)
+#define U_SIGN(x) ((x) > 0 ? (T)1 : (x) < 0 ? (T)-1 : (x) == 0 ? (T)0 : (x))
+#define U_EXP(x) exp(x)
+#define U_EXP2(x) exp2(x)
+#define U_LOG(x) log(x)
+#define U_LOG2(x) log2(x)
+#define U_LOG10(x) log10(x)
+#define U_LOG1P(x) log1p(x)
+#define U_EXPM1(x) expm1(x)
+#define U_SQRT(x) sqrt(x)
+#define U_CBRT(x) cbrt(x)
+#define U_SQUARE(x) ((x) * (x))
+#define U_RECIPROCAL(x) ((T)1 / (x))
+#define U_SIN(x) sin(x)
+#define U_COS(x) cos(x)
+#define U_TAN(x) tan(x)
+#define U_ARCSIN(x) asin(x)
+#define U_ARCCOS(x) acos(x)
+#define U_ARCTAN(x) atan(x)
+#define U_SINH(x) sinh(x)
+#define U_COSH(x) cosh(x)
+#define U_TANH(x) tanh(x)
+#define U_ARCSINH(x) asinh(x)
+#define U_ARCCOSH(x) acosh(x)
+#define U_ARCTANH(x) atanh(x)
+#define U_FLOOR(x) floor(x)
+#define U_CEIL(x) ceil(x)
+#define U_ROUND(x) rint(x)
+
+/* NumPy's npy_logaddexp, branch for branch. */
+static inline double logaddexp_d(double x, double y) {
+  if (x == y) return x + 0.693147180559945309417232121458176568;
+  double d = x - y;
+  if (d > 0) return x + log1p(exp(-d));
+  if (d <= 0) return y + log1p(exp(d));
+  return d;
+}
+static inline float logaddexp_f(float x, float y) {
+  if (x == y) return x + 0.693147180559945309417232121458176568f;
+  float d = x - y;
+  if (d > 0) return x + log1p(exp(-d));
+  if (d <= 0) return y + log1p(exp(d));
+  return d;
+}
+
+#define B_ADD(x, y) ((x) + (y))
+#define B_SUB(x, y) ((x) - (y))
+#define B_MUL(x, y) ((x) * (y))
+#define B_DIV(x, y) ((x) / (y))
+#define B_POW(x, y) pow(x, y)
+#define B_MAXIMUM(x, y) (((x) >= (y) || (x) != (x)) ? (x) : (y))
+#define B_MINIMUM(x, y) (((x) <= (y) || (x) != (x)) ? (x) : (y))
+#define B_ARCTAN2(x, y) atan2(x, y)
+#define B_HYPOT(x, y) hypot(x, y)
+#define B_LOGADDEXP(x, y) _Generic((x), float: logaddexp_f, default: logaddexp_d)(x, y)
+
+#define C_LT(x, y) ((x) < (y))
+#define C_LE(x, y) ((x) <= (y))
+#define C_GT(x, y) ((x) > (y))
+#define C_GE(x, y) ((x) >= (y))
+#define C_EQ(x, y) ((x) == (y))
+#define C_NE(x, y) ((x) != (y))
+
+#define L_LOGICAL_AND(x, y) ((x) && (y))
+#define L_LOGICAL_OR(x, y) ((x) || (y))
+
+/* Runs its body once with T = double and once with T = float. */
+#define FLOAT_TYPED(t, ...)                                                      \
+  do {                                                                           \
+    if ((t) == DT_F64) {                                                         \
+      typedef double T;                                                          \
+      __VA_ARGS__                                                                \
+    } else {                                                                     \
+      typedef float T;                                                           \
+      __VA_ARGS__                                                                \
+    }                                                                            \
+  } while (0)
+
+/* Runs its body with E an unsigned integer type of the dtype's size: element
+ * moves that must not touch the bits (NaN payloads, bools). */
+#define BITS_TYPED(t, ...)                                                       \
+  do {                                                                           \
+    if (dtype_size[t] == 8) {                                                    \
+      typedef uint64_t E;                                                        \
+      __VA_ARGS__                                                                \
+    } else if (dtype_size[t] == 4) {                                             \
+      typedef uint32_t E;                                                        \
+      __VA_ARGS__                                                                \
+    } else {                                                                     \
+      typedef uint8_t E;                                                         \
+      __VA_ARGS__                                                                \
+    }                                                                            \
+  } while (0)
+
+#ifdef FASTAD_DEBUG_VM
+static void vm_trap(const char *what, long long a, long long b) {
+  fprintf(stderr, "fastad VM: bounds assertion failed: %s (%lld, %lld)\n", what, a, b);
+  abort();
+}
+#define VM_ASSERT_INDEX(i, m) \
+  ((i) >= 0 && (i) < (m) ? (void)0 : vm_trap("index out of range", (long long)(i), (long long)(m)))
+#else
+#define VM_ASSERT_INDEX(i, m) ((void)0)
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Iteration over the outer axes of a descriptor's shape                    */
+/* ------------------------------------------------------------------------ */
+/* Walks every row (all axes but the last) of an nd shape, keeping the
+ * element offset of up to three strided operands. */
+typedef struct {
+  int outer_ndim, nops;
+  const int64_t *shape;
+  const int64_t *stride[3];
+  int64_t idx[FASTAD_MAX_NDIM];
+  int64_t off[3];
+} rows_iter;
+
+static inline void rows_init(rows_iter *it, int64_t ndim, const int64_t *shape, int nops,
+                             const int64_t *s0, const int64_t *s1, const int64_t *s2) {
+  it->outer_ndim = (int)ndim - 1;
+  it->nops = nops;
+  it->shape = shape;
+  it->stride[0] = s0;
+  it->stride[1] = s1;
+  it->stride[2] = s2;
+  for (int k = 0; k < it->outer_ndim; k++) it->idx[k] = 0;
+  it->off[0] = it->off[1] = it->off[2] = 0;
+}
+
+static inline void rows_next(rows_iter *it) {
+  for (int k = it->outer_ndim - 1; k >= 0; k--) {
+    it->idx[k]++;
+    for (int j = 0; j < it->nops; j++) it->off[j] += it->stride[j][k];
+    if (it->idx[k] < it->shape[k]) return;
+    for (int j = 0; j < it->nops; j++) it->off[j] -= it->stride[j][k] * it->shape[k];
+    it->idx[k] = 0;
+  }
+}
+
+static inline int64_t shape_size(int64_t ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int64_t k = 0; k < ndim; k++) n *= shape[k];
+  return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Array kernels                                                            */
+/* ------------------------------------------------------------------------ */
+#define UNARY_V_CASE(name)                                          \
+  case FN_##name:                                           \
+    for (int64_t i = 0; i < n; i++) {                       \
+      T x = pa[i];                                          \
+      po[i] = (T)(U_##name(x));                             \
+    }                                                       \
+    break;
+
+static void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) {
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    switch (f) {
+      FASTAD_UNARY_FNS(UNARY_V_CASE)
+    }
+  });
+}
+
+/* kind: 0 both vectors, 1 b a scalar, 2 a a scalar. */
+#define BINARY_V_CASE(name)                                                                 \
+  case FN_##name:                                                                  \
+    if (kind == 0) {                                                               \
+      for (int64_t i = 0; i < n; i++) { T x = pa[i], y = pb[i]; po[i] = (T)(B_##name(x, y)); } \
+    } else if (kind == 1) {                                                        \
+      const T y = pb[0];                                                           \
+      for (int64_t i = 0; i < n; i++) { T x = pa[i]; po[i] = (T)(B_##name(x, y)); } \
+    } else {                                                                       \
+      const T x = pa[0];                                                           \
+      for (int64_t i = 0; i < n; i++) { T y = pb[i]; po[i] = (T)(B_##name(x, y)); } \
+    }                                                                              \
+    break;
+
+static void binary_v(int f, int t, int kind, char *arena, int64_t o, int64_t a, int64_t b,
+                     int64_t n) {
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    const T *pb = (const T *)arena + b;
+    switch (f) {
+      FASTAD_BINARY_FNS(BINARY_V_CASE)
+    }
+  });
+}
+
+/* The inner loop of a broadcast binary op: contiguous, scalar-broadcast or
+ * strided operands, so the common layouts vectorise. */
+#define BROADCAST_ROW(OUT, EXPR)                                                   \
+  if (ia == 1 && ib == 1) {                                                        \
+    for (int64_t i = 0; i < n; i++) { T x = pa[i], y = pb[i]; OUT[i] = EXPR; }     \
+  } else if (ia == 1 && ib == 0) {                                                 \
+    const T y = pb[0];                                                             \
+    for (int64_t i = 0; i < n; i++) { T x = pa[i]; OUT[i] = EXPR; }                \
+  } else if (ia == 0 && ib == 1) {                                                 \
+    const T x = pa[0];                                                             \
+    for (int64_t i = 0; i < n; i++) { T y = pb[i]; OUT[i] = EXPR; }                \
+  } else {                                                                         \
+    for (int64_t i = 0; i < n; i++) { T x = pa[i * ia], y = pb[i * ib]; OUT[i] = EXPR; } \
+  }
+
+#define BINARY_B_CASE(name)                               \
+  case FN_##name:                                \
+    BROADCAST_ROW(po, (T)(B_##name(x, y)))       \
+    break;
+
+static void binary_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
+                     const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 2, sa, sb, NULL);
+  FLOAT_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      T *po = (T *)arena + o + row * n;
+      const T *pa = (const T *)arena + a + it.off[0];
+      const T *pb = (const T *)arena + b + it.off[1];
+      switch (f) {
+        FASTAD_BINARY_FNS(BINARY_B_CASE)
+      }
+    }
+  });
+}
+
+#define COMPARE_B_CASE(name)                               \
+  case FN_##name:                                \
+    BROADCAST_ROW(po, (uint8_t)C_##name(x, y))   \
+    break;
+
+static void compare_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
+                      const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 2, sa, sb, NULL);
+  FLOAT_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      uint8_t *po = (uint8_t *)arena + o + row * n;
+      const T *pa = (const T *)arena + a + it.off[0];
+      const T *pb = (const T *)arena + b + it.off[1];
+      switch (f) {
+        FASTAD_COMPARE_FNS(COMPARE_B_CASE)
+      }
+    }
+  });
+}
+
+#define LOGIC_B_CASE(name)                               \
+  case FN_##name:                                \
+    BROADCAST_ROW(po, (uint8_t)L_##name(x, y))   \
+    break;
+
+static void logic_b(int f, char *arena, int64_t o, int64_t a, int64_t b, const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 2, sa, sb, NULL);
+  typedef uint8_t T;
+  for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+    uint8_t *po = (uint8_t *)arena + o + row * n;
+    const T *pa = (const T *)arena + a + it.off[0];
+    const T *pb = (const T *)arena + b + it.off[1];
+    switch (f) {
+      FASTAD_LOGIC_FNS(LOGIC_B_CASE)
+    }
+  }
+}
+
+static void where_b(int t, char *arena, int64_t o, int64_t c, int64_t a, int64_t b,
+                    const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1;
+  const int64_t *sc = d + 1 + ndim, *sa = d + 1 + 2 * ndim, *sb = d + 1 + 3 * ndim;
+  const int64_t n = shape[ndim - 1], ic = sc[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 3, sc, sa, sb);
+  BITS_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      E *po = (E *)arena + o + row * n;
+      const uint8_t *pc = (const uint8_t *)arena + c + it.off[0];
+      const E *pa = (const E *)arena + a + it.off[1];
+      const E *pb = (const E *)arena + b + it.off[2];
+      for (int64_t i = 0; i < n; i++) po[i] = pc[i * ic] ? pa[i * ia] : pb[i * ib];
+    }
+  });
+}
+
+static void cast_v(int t, int s, char *arena, int64_t o, int64_t a, int64_t n) {
+  if (t == DT_BOOL) {
+    uint8_t *po = (uint8_t *)arena + o;
+    if (s == DT_BOOL) {
+      memmove(po, arena + a, (size_t)n);
+    } else {
+      FLOAT_TYPED(s, {
+        const T *pa = (const T *)arena + a;
+        for (int64_t i = 0; i < n; i++) po[i] = pa[i] != 0;
+      });
+    }
+    return;
+  }
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    if (s == DT_F64) {
+      const double *pa = (const double *)arena + a;
+      for (int64_t i = 0; i < n; i++) po[i] = (T)pa[i];
+    } else if (s == DT_F32) {
+      const float *pa = (const float *)arena + a;
+      for (int64_t i = 0; i < n; i++) po[i] = (T)pa[i];
+    } else {
+      const uint8_t *pa = (const uint8_t *)arena + a;
+      for (int64_t i = 0; i < n; i++) po[i] = (T)(pa[i] != 0);
+    }
+  });
+}
+
+static void strided_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t ndim = d[0], start = d[1], *shape = d + 2, *sa = d + 2 + ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 1, sa, NULL, NULL);
+  BITS_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      E *po = (E *)arena + o + row * n;
+      const E *pa = (const E *)arena + a + start + it.off[0];
+      if (ia == 1) {
+        memcpy(po, pa, (size_t)n * sizeof(E));
+      } else {
+        for (int64_t i = 0; i < n; i++) po[i] = pa[i * ia];
+      }
+    }
+  });
+}
+
+static void gather_v(int t, char *arena, int64_t o, int64_t a, int64_t m, const int64_t *idx,
+                     int64_t n) {
+  (void)m;
+  BITS_TYPED(t, {
+    E *po = (E *)arena + o;
+    const E *pa = (const E *)arena + a;
+    for (int64_t i = 0; i < n; i++) {
+      VM_ASSERT_INDEX(idx[i], m);
+      po[i] = pa[idx[i]];
+    }
+  });
+}
+
+static void scatter_set_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
+                          int64_t v, int64_t n) {
+  (void)m;
+  BITS_TYPED(t, {
+    E *po = (E *)arena + o;
+    const E *pv = (const E *)arena + v;
+    for (int64_t i = 0; i < n; i++) {
+      VM_ASSERT_INDEX(idx[i], m);
+      po[idx[i]] = pv[i];
+    }
+  });
+}
+
+static void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
+                          int64_t v, int64_t n) {
+  (void)m;
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pv = (const T *)arena + v;
+    for (int64_t i = 0; i < n; i++) {
+      VM_ASSERT_INDEX(idx[i], m);
+      po[idx[i]] += pv[i];
+    }
+  });
+}
+
+#define R_SUM(acc, x) ((acc) + (x))
+#define R_PROD(acc, x) ((acc) * (x))
+#define R_MAX(acc, x) (((x) > (acc) || (x) != (x)) ? (x) : (acc))
+#define R_MIN(acc, x) (((x) < (acc) || (x) != (x)) ? (x) : (acc))
+#define INIT_SUM 0
+#define INIT_PROD 1
+#define INIT_MAX (-INFINITY)
+#define INIT_MIN INFINITY
+
+/* The input is read once in memory order; each row either folds into one
+ * output element (the reduced axis is innermost) or combines elementwise into
+ * a row of the output. */
+#define REDUCE_B_CASE(name)                                                                   \
+  case FN_##name:                                                                    \
+    for (int64_t j = 0; j < nout; j++) po[j] = (T)INIT_##name;                       \
+    if (total == 0) break;                                                           \
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {                  \
+      const T *x = pa + row * n;                                                     \
+      T *y = po + it.off[0];                                                         \
+      if (io == 0) {                                                                 \
+        T acc = *y;                                                                  \
+        for (int64_t i = 0; i < n; i++) acc = R_##name(acc, x[i]);                   \
+        *y = acc;                                                                    \
+      } else {                                                                       \
+        for (int64_t i = 0; i < n; i++) y[i * io] = R_##name(y[i * io], x[i]);       \
+      }                                                                              \
+    }                                                                                \
+    break;
+
+static void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *so = d + 1 + ndim, nout = d[1 + 2 * ndim];
+  const int64_t n = shape[ndim - 1], io = so[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  rows_iter it;
+  rows_init(&it, ndim, shape, 1, so, NULL, NULL);
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    switch (f) {
+      FASTAD_REDUCE_FNS(REDUCE_B_CASE)
+    }
+  });
+}
+
+/* Sum of a contiguous run with four partial sums: vectorises, and rounds
+ * less than one running sum. */
+static double sum_contiguous_d(const double *x, int64_t n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += x[i];
+    s1 += x[i + 1];
+    s2 += x[i + 2];
+    s3 += x[i + 3];
+  }
+  for (; i < n; i++) s0 += x[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+static void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t outer = d[0], len = d[1], inner = d[2], reverse = d[3];
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    for (int64_t p = 0; p < outer; p++) {
+      for (int64_t q = 0; q < inner; q++) {
+        const int64_t base = p * len * inner + q;
+        T acc = 0;
+        for (int64_t i = 0; i < len; i++) {
+          const int64_t k = base + (reverse ? len - 1 - i : i) * inner;
+          acc += pa[k];
+          po[k] = acc;
+        }
+      }
+    }
+  });
+}
+
+/* ------------------------------------------------------------------------ */
+/* Linear algebra through BLAS/LAPACK function pointers                     */
+/* ------------------------------------------------------------------------ */
+/* Below this many multiply-adds a plain loop beats a BLAS call. */
+#define SMALL_MATMUL 512
+
+static void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                     int64_t b, const int64_t *d) {
+  const int64_t batch = d[0], m = d[1], k = d[2], n = d[3], ta = d[4], tb = d[5];
+  if (m == 0 || n == 0) return;
+  FLOAT_TYPED(t, {
+    for (int64_t p = 0; p < batch; p++) {
+      T *C = (T *)arena + o + p * m * n;
+      T *A = (T *)arena + a + p * m * k;
+      T *B = (T *)arena + b + p * k * n;
+      if (k == 0) {
+        memset(C, 0, (size_t)(m * n) * sizeof(T));
+      } else if (m * n * k <= SMALL_MATMUL) {
+        for (int64_t i = 0; i < m; i++)
+          for (int64_t j = 0; j < n; j++) {
+            T acc = 0;
+            for (int64_t q = 0; q < k; q++)
+              acc += A[ta ? q * m + i : i * k + q] * B[tb ? j * k + q : q * n + j];
+            C[i * n + j] = acc;
+          }
+      } else {
+        /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
+        char transa = tb ? 'T' : 'N', transb = ta ? 'T' : 'N';
+        int im = (int)n, in = (int)m, ik = (int)k;
+        int lda = (int)(tb ? k : n), ldb = (int)(ta ? m : k), ldc = (int)n;
+        T one = 1, zero = 0;
+        if (sizeof(T) == 8)
+          la->dgemm(&transa, &transb, &im, &in, &ik, (double *)&one, (double *)B, &lda,
+                    (double *)A, &ldb, (double *)&zero, (double *)C, &ldc);
+        else
+          la->sgemm(&transa, &transb, &im, &in, &ik, (float *)&one, (float *)B, &lda,
+                    (float *)A, &ldb, (float *)&zero, (float *)C, &ldc);
+      }
+    }
+  });
+}
+
+static int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                   int64_t b, const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], n = d[1], k = d[2];
+  if (n == 0 || k == 0) return FASTAD_VM_OK;
+  int *ipiv = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    T *wa = (T *)arena + w, *wb = wa + n * n;
+    for (int64_t q = 0; q < batch; q++) {
+      const T *A = (const T *)arena + a + q * n * n;
+      const T *B = (const T *)arena + b + q * n * k;
+      T *X = (T *)arena + o + q * n * k;
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) wa[j * n + i] = A[i * n + j];
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) wb[j * n + i] = B[i * k + j];
+      int in = (int)n, ik = (int)k, info = 0;
+      if (sizeof(T) == 8)
+        la->dgesv(&in, &ik, (double *)wa, &in, ipiv, (double *)wb, &in, &info);
+      else
+        la->sgesv(&in, &ik, (float *)wa, &in, ipiv, (float *)wb, &in, &info);
+      if (info > 0) return FASTAD_VM_SINGULAR;
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) X[i * k + j] = wb[j * n + i];
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+/* log|det| (f = 0) or the sign of det (f = 1) from an LU factorisation;
+ * a singular matrix gives -inf and 0, as numpy.linalg.slogdet does. */
+static void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                      const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], n = d[1];
+  int *ipiv = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    T *wa = (T *)arena + w;
+    for (int64_t q = 0; q < batch; q++) {
+      T logabs = 0, sign = 1;
+      if (n > 0) {
+        memcpy(wa, (const T *)arena + a + q * n * n, (size_t)(n * n) * sizeof(T));
+        int in = (int)n, info = 0;
+        if (sizeof(T) == 8)
+          la->dgetrf(&in, &in, (double *)wa, &in, ipiv, &info);
+        else
+          la->sgetrf(&in, &in, (float *)wa, &in, ipiv, &info);
+        if (info > 0) {
+          logabs = -INFINITY;
+          sign = 0;
+        } else {
+          for (int64_t i = 0; i < n; i++) {
+            T u = wa[i * n + i];
+            if (u < 0) sign = -sign;
+            if (ipiv[i] != i + 1) sign = -sign;
+            logabs += log(fabs(u));
+          }
+        }
+      }
+      ((T *)arena)[o + q] = f == 0 ? logabs : sign;
+    }
+  });
+}
+
+/* ------------------------------------------------------------------------ */
+/* Validation: one instruction at a time                                    */
+/* ------------------------------------------------------------------------ */
+typedef struct {
+  const fastad_program *p;
+  char *err;
+  size_t err_len;
+  int64_t pc;
+} checker;
+
+static int fail(checker *c, const char *fmt, long long a, long long b) {
+  char msg[160];
+  snprintf(msg, sizeof msg, fmt, a, b);
+  snprintf(c->err, c->err_len, "instruction at word %lld (%s): %s", (long long)c->pc,
+           fastad_opcode_names[c->p->code[c->pc]], msg);
+  return 0;
+}
+
+/* Sizes are bounded well below overflow: no dimension or count above 2^40. */
+#define MAX_COUNT ((int64_t)1 << 40)
+
+static int count_ok(checker *c, int64_t n) {
+  return (n >= 0 && n <= MAX_COUNT) || fail(c, "count %lld outside 0..2^40%.0lld", n, 0);
+}
+
+static int dtype_ok(checker *c, int64_t t, int floats_only) {
+  if (t < 0 || t >= FASTAD_NUM_DTYPES || (floats_only && t == DT_BOOL))
+    return fail(c, "bad dtype code %lld%.0lld", t, 0);
+  return 1;
+}
+
+static int fn_ok(checker *c, int64_t f, int64_t count) {
+  return (f >= 0 && f < count) || fail(c, "function code %lld outside 0..%lld", f, count - 1);
+}
+
+/* Elements [off, off + n) of itemsize bytes lie inside the arena. */
+static int range_ok(checker *c, int64_t off, int64_t n, int64_t itemsize) {
+  if (off < 0 || n < 0 || n > MAX_COUNT || off > MAX_COUNT ||
+      (off + n) * itemsize > c->p->arena_bytes)
+    return fail(c, "operand [%lld, +%lld) leaves the arena", off, n);
+  return 1;
+}
+
+/* Descriptor words [d, d + len) exist. */
+static int meta_ok(checker *c, int64_t d, int64_t len) {
+  if (d < 0 || len < 0 || d > c->p->meta_len || len > c->p->meta_len - d)
+    return fail(c, "descriptor [%lld, +%lld) outside the metadata pool", d, len);
+  return 1;
+}
+
+/* A shape of ndim dimensions (read from a validated descriptor); the product
+ * of its nonzero dimensions is bounded, so no product of a subset overflows. */
+static int shape_ok(checker *c, int64_t ndim, const int64_t *shape, int64_t *total) {
+  int64_t nonzero = 1;
+  *total = 1;
+  for (int64_t k = 0; k < ndim; k++) {
+    if (!count_ok(c, shape[k])) return 0;
+    if (shape[k] == 0) {
+      *total = 0;
+      continue;
+    }
+    if (nonzero > MAX_COUNT / shape[k]) return fail(c, "shape too large%.0lld%.0lld", 0, 0);
+    nonzero *= shape[k];
+  }
+  if (*total) *total = nonzero;
+  return 1;
+}
+
+/* Descriptor at d: ndim, then head - 1 more words, then per_dim words per axis. */
+static int desc_ok(checker *c, int64_t d, int64_t head, int64_t per_dim, int64_t *ndim) {
+  if (!meta_ok(c, d, 1)) return 0;
+  *ndim = c->p->meta[d];
+  if (*ndim < 1 || *ndim > FASTAD_MAX_NDIM)
+    return fail(c, "ndim %lld outside 1..%lld", *ndim, FASTAD_MAX_NDIM);
+  return meta_ok(c, d, head + per_dim * *ndim);
+}
+
+/* A strided operand (base + start + sum idx_k * stride_k) stays in the arena. */
+static int strided_ok(checker *c, int64_t base, int64_t start, int64_t ndim, const int64_t *shape,
+                      const int64_t *stride, int64_t total, int64_t itemsize) {
+  if (total == 0) return 1;
+  int64_t lo = start, hi = start;
+  for (int64_t k = 0; k < ndim; k++) {
+    const int64_t s = stride[k] < 0 ? -stride[k] : stride[k];
+    if (stride[k] < -MAX_COUNT || stride[k] > MAX_COUNT || (s && shape[k] - 1 > MAX_COUNT / s))
+      return fail(c, "stride %lld too large%.0lld", stride[k], 0);
+    int64_t reach = (shape[k] - 1) * stride[k];
+    if (reach > 0) hi += reach; else lo += reach;
+    if (hi > MAX_COUNT || lo < -MAX_COUNT) return fail(c, "strides reach too far%.0lld%.0lld", 0, 0);
+  }
+  return range_ok(c, base + lo, hi - lo + 1, itemsize);
+}
+
+static int index_ok(checker *c, int64_t x, int64_t n, int64_t m) {
+  const fastad_program *p = c->p;
+  if (x < 0 || n < 0 || x > p->index_len || n > p->index_len - x)
+    return fail(c, "indices [%lld, +%lld) outside the index pool", x, n);
+  for (int64_t i = 0; i < n; i++)
+    if (p->index[x + i] < 0 || p->index[x + i] >= m)
+      return fail(c, "index %lld outside 0..%lld", p->index[x + i], m - 1);
+  return 1;
+}
+
+/* Checks the instruction at c->pc; sets *next to the following one. */
+static int check_instr(checker *c, int64_t *next) {
+  const fastad_program *p = c->p;
+  const int64_t pc = c->pc;
+  const int32_t op = p->code[pc];
+  if (op < 0 || op >= FASTAD_NUM_OPCODES) {
+    snprintf(c->err, c->err_len, "word %lld: unknown opcode %d", (long long)pc, op);
+    return 0;
+  }
+  const int nargs = fastad_opcode_nargs[op];
+  if (pc + nargs >= p->code_len) return fail(c, "operands run past the end%.0lld%.0lld", 0, 0);
+  *next = pc + 1 + nargs;
+  const int32_t *w = p->code + pc + 1;
+  const int64_t *m = p->meta;
+  int64_t total = 0, nd = 0, d = 0, t = 0;
+  switch (op) {
+    case OP_HALT:
+      return 1;
+    case OP_ADD_S: case OP_SUB_S: case OP_MUL_S: case OP_DIV_S:
+    case OP_MULACC_S: case OP_NMULACC_S:
+      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8);
+    case OP_NEG_S: case OP_SQUARE_S: case OP_MOV_S: case OP_ACC_S: case OP_NACC_S:
+      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8);
+    case OP_UNARY_S:
+      return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && range_ok(c, w[1], 1, 8) &&
+             range_ok(c, w[2], 1, 8);
+    case OP_BINARY_S:
+      return fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) && range_ok(c, w[1], 1, 8) &&
+             range_ok(c, w[2], 1, 8) && range_ok(c, w[3], 1, 8);
+    case OP_UNARY_V:
+      return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && dtype_ok(c, w[1], 1) &&
+             range_ok(c, w[2], w[4], dtype_size[w[1]]) && range_ok(c, w[3], w[4], dtype_size[w[1]]);
+    case OP_BINARY_VV: case OP_BINARY_VS: case OP_BINARY_SV:
+      if (!fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) || !dtype_ok(c, w[1], 1)) return 0;
+      t = dtype_size[w[1]];
+      return range_ok(c, w[2], w[5], t) &&
+             range_ok(c, w[3], op == OP_BINARY_SV ? 1 : w[5], t) &&
+             range_ok(c, w[4], op == OP_BINARY_VS ? 1 : w[5], t);
+    case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: {
+      const int logic = op == OP_LOGIC_B;
+      const int64_t fcount = op == OP_BINARY_B ? FASTAD_NUM_BINARY_FNS
+                             : op == OP_COMPARE_B ? FASTAD_NUM_COMPARE_FNS : FASTAD_NUM_LOGIC_FNS;
+      const int32_t *ops = logic ? w + 1 : w + 2;  /* o a b d */
+      if (!fn_ok(c, w[0], fcount) || (!logic && !dtype_ok(c, w[1], 1))) return 0;
+      t = logic ? 1 : dtype_size[w[1]];
+      d = ops[3];
+      if (!desc_ok(c, d, 1, 3, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      return range_ok(c, ops[0], total, op == OP_BINARY_B ? t : 1) &&
+             strided_ok(c, ops[1], 0, nd, m + d + 1, m + d + 1 + nd, total, t) &&
+             strided_ok(c, ops[2], 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t);
+    }
+    case OP_NOT_V:
+      return range_ok(c, w[0], w[2], 1) && range_ok(c, w[1], w[2], 1);
+    case OP_WHERE_B:
+      if (!dtype_ok(c, w[0], 0)) return 0;
+      t = dtype_size[w[0]];
+      d = w[5];
+      if (!desc_ok(c, d, 1, 4, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      return range_ok(c, w[1], total, t) &&
+             strided_ok(c, w[2], 0, nd, m + d + 1, m + d + 1 + nd, total, 1) &&
+             strided_ok(c, w[3], 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t) &&
+             strided_ok(c, w[4], 0, nd, m + d + 1, m + d + 1 + 3 * nd, total, t);
+    case OP_CAST_V:
+      return dtype_ok(c, w[0], 0) && dtype_ok(c, w[1], 0) && range_ok(c, w[2], w[4], dtype_size[w[0]]) &&
+             range_ok(c, w[3], w[4], dtype_size[w[1]]);
+    case OP_ZERO_V:
+      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[2], dtype_size[w[0]]);
+    case OP_COPY_V:
+      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[3], dtype_size[w[0]]) &&
+             range_ok(c, w[2], w[3], dtype_size[w[0]]);
+    case OP_STRIDED_B:
+      if (!dtype_ok(c, w[0], 0)) return 0;
+      d = w[3];
+      if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 2, &total)) return 0;
+      return range_ok(c, w[1], total, dtype_size[w[0]]) &&
+             strided_ok(c, w[2], m[d + 1], nd, m + d + 2, m + d + 2 + nd, total, dtype_size[w[0]]);
+    case OP_GATHER_V:  /* t o a m x n */
+      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[5], dtype_size[w[0]]) &&
+             range_ok(c, w[2], w[3], dtype_size[w[0]]) && index_ok(c, w[4], w[5], w[3]);
+    case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V:  /* t o m x v n */
+      return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && range_ok(c, w[1], w[2], dtype_size[w[0]]) &&
+             range_ok(c, w[4], w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
+    case OP_REDUCE_B: {  /* f t o a d */
+      if (!fn_ok(c, w[0], FASTAD_NUM_REDUCE_FNS) || !dtype_ok(c, w[1], 1)) return 0;
+      t = dtype_size[w[1]];
+      d = w[4];
+      if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      const int64_t nout = m[d + 1 + 2 * nd];
+      if (!count_ok(c, nout) || !range_ok(c, w[2], nout, t) || !range_ok(c, w[3], total, t)) return 0;
+      /* output strides must stay inside the output */
+      int64_t hi = 0;
+      for (int64_t k = 0; k < nd; k++) {
+        const int64_t s = m[d + 1 + nd + k];
+        if (s < 0 || s > MAX_COUNT || (s && m[d + 1 + k] - 1 > MAX_COUNT / s))
+          return fail(c, "bad output stride %lld%.0lld", s, 0);
+        hi += (m[d + 1 + k] - 1) * s;
+      }
+      if (total > 0 && hi >= nout) return fail(c, "output strides reach %lld of %lld", hi, nout);
+      return 1;
+    }
+    case OP_CUMSUM_B: {  /* t o a d */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      d = w[3];
+      if (!meta_ok(c, d, 4) || !shape_ok(c, 3, m + d, &total)) return 0;
+      if (m[d + 3] != 0 && m[d + 3] != 1) return fail(c, "bad reverse flag %lld%.0lld", m[d + 3], 0);
+      return range_ok(c, w[1], total, dtype_size[w[0]]) && range_ok(c, w[2], total, dtype_size[w[0]]);
+    }
+    case OP_MATMUL_B: {  /* t o a b d */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[4];
+      if (!meta_ok(c, d, 6) || !shape_ok(c, 4, m + d, &total)) return 0;
+      const int64_t batch = m[d], mm = m[d + 1], k = m[d + 2], n = m[d + 3];
+      if (mm > INT_MAX || k > INT_MAX || n > INT_MAX) return fail(c, "matrix too large for BLAS%.0lld%.0lld", 0, 0);
+      if ((m[d + 4] | m[d + 5]) & ~(int64_t)1) return fail(c, "bad transpose flags %lld %lld", m[d + 4], m[d + 5]);
+      return range_ok(c, w[1], batch * mm * n, t) && range_ok(c, w[2], batch * mm * k, t) &&
+             range_ok(c, w[3], batch * k * n, t);
+    }
+    case OP_SOLVE_B: {  /* t o a b d w p */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[4];
+      if (!meta_ok(c, d, 3) || !shape_ok(c, 3, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1], k = m[d + 2];
+      if (n > 46340 || k > INT_MAX / (n ? n : 1)) return fail(c, "system too large for LAPACK%.0lld%.0lld", 0, 0);
+      return range_ok(c, w[1], batch * n * k, t) && range_ok(c, w[2], batch * n * n, t) &&
+             range_ok(c, w[3], batch * n * k, t) && range_ok(c, w[5], n * n + n * k, t) &&
+             range_ok(c, w[6], n, 4);
+    }
+    case OP_SLOGDET_B: {  /* f t o a d w p */
+      if (!fn_ok(c, w[0], 2) || !dtype_ok(c, w[1], 1)) return 0;
+      t = dtype_size[w[1]];
+      d = w[4];
+      if (!meta_ok(c, d, 2) || !shape_ok(c, 2, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1];
+      if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
+      return range_ok(c, w[2], batch, t) && range_ok(c, w[3], batch * n * n, t) &&
+             range_ok(c, w[5], n * n, t) && range_ok(c, w[6], n, 4);
+    }
+    case OP_GUARD:
+      return range_ok(c, w[0], 1, 1) && ((w[1] == 0 || w[1] == 1) || fail(c, "bad flag %lld%.0lld", w[1], 0));
+  }
+  return fail(c, "opcode not handled%.0lld%.0lld", 0, 0);
+}
+
+int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len) {
+  checker c = {p, err, err_len, 0};
+  if (p->code_len < 1 || p->arena_bytes < 0 || p->meta_len < 0 || p->index_len < 0) {
+    snprintf(err, err_len, "empty program or negative sizes");
+    return 1;
+  }
+  while (c.pc < p->code_len) {
+    int64_t next = 0;
+    if (!check_instr(&c, &next)) return 1;
+    if (p->code[c.pc] == OP_HALT) {
+      if (next != p->code_len) {
+        snprintf(err, err_len, "HALT at word %lld is not the last instruction", (long long)c.pc);
+        return 1;
+      }
+      return 0;
+    }
+    c.pc = next;
+  }
+  snprintf(err, err_len, "program does not end with HALT");
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The dispatch loop                                                        */
+/* ------------------------------------------------------------------------ */
+/* The debug build uses the switch, so every instruction passes vmcheck. */
+#if defined(__GNUC__) && !defined(FASTAD_VM_SWITCH) && !defined(FASTAD_DEBUG_VM)
+#define USE_COMPUTED_GOTO
+#endif
+
+#ifdef USE_COMPUTED_GOTO
+#define vmdispatch(op) goto *dispatch_table[op];
+#define vmcase(name) L_##name:
+#define vmbreak vmdispatch(*pc)
+#else
+#define vmdispatch(op) switch (op)
+#define vmcase(name) case OP_##name:
+#define vmbreak break
+#endif
+
+#ifdef FASTAD_DEBUG_VM
+#define vmcheck()                                                                \
+  do {                                                                           \
+    char err_[256];                                                              \
+    checker c_ = {p, err_, sizeof err_, pc - p->code};                           \
+    int64_t next_;                                                               \
+    if (!check_instr(&c_, &next_)) vm_trap(err_, c_.pc, 0);                      \
+  } while (0)
+#else
+#define vmcheck() ((void)0)
+#endif
+
+/* Steps past the current instruction of nargs operands. */
+#define NEXT(nargs) (pc += 1 + (nargs))
+
+int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_ptr) {
+  char *const arena = (char *)arena_ptr;
+  double *const D = (double *)arena;
+  const uint8_t *const B = (const uint8_t *)arena;
+  const int64_t *const meta = p->meta;
+  const int32_t *pc = p->code;
+#ifdef USE_COMPUTED_GOTO
+#define LABEL_OF_OP(name, nargs) &&L_##name,
+  static const void *const dispatch_table[FASTAD_NUM_OPCODES] = {FASTAD_OPCODES(LABEL_OF_OP)};
+#undef LABEL_OF_OP
+#endif
+  for (;;) {
+    vmcheck();
+    vmdispatch(*pc) {
+      vmcase(HALT) { return FASTAD_VM_OK; }
+      vmcase(ADD_S) { D[pc[1]] = D[pc[2]] + D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(SUB_S) { D[pc[1]] = D[pc[2]] - D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(MUL_S) { D[pc[1]] = D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(DIV_S) { D[pc[1]] = D[pc[2]] / D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(NEG_S) { D[pc[1]] = -D[pc[2]]; NEXT(2); vmbreak; }
+      vmcase(SQUARE_S) { const double x = D[pc[2]]; D[pc[1]] = x * x; NEXT(2); vmbreak; }
+      vmcase(MOV_S) { D[pc[1]] = D[pc[2]]; NEXT(2); vmbreak; }
+      vmcase(ACC_S) { D[pc[1]] += D[pc[2]]; NEXT(2); vmbreak; }
+      vmcase(NACC_S) { D[pc[1]] -= D[pc[2]]; NEXT(2); vmbreak; }
+      vmcase(MULACC_S) { D[pc[1]] += D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(NMULACC_S) { D[pc[1]] -= D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(UNARY_S) {
+        unary_v(pc[1], DT_F64, arena, pc[2], pc[3], 1);
+        NEXT(3);
+        vmbreak;
+      }
+      vmcase(BINARY_S) {
+        binary_v(pc[1], DT_F64, 0, arena, pc[2], pc[3], pc[4], 1);
+        NEXT(4);
+        vmbreak;
+      }
+      vmcase(UNARY_V) {
+        unary_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
+        NEXT(5);
+        vmbreak;
+      }
+      vmcase(BINARY_VV) {
+        binary_v(pc[1], pc[2], 0, arena, pc[3], pc[4], pc[5], pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(BINARY_VS) {
+        binary_v(pc[1], pc[2], 1, arena, pc[3], pc[4], pc[5], pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(BINARY_SV) {
+        binary_v(pc[1], pc[2], 2, arena, pc[3], pc[4], pc[5], pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(BINARY_B) {
+        binary_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(COMPARE_B) {
+        compare_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(LOGIC_B) {
+        logic_b(pc[1], arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        NEXT(5);
+        vmbreak;
+      }
+      vmcase(NOT_V) {
+        uint8_t *po = (uint8_t *)arena + pc[1];
+        const uint8_t *pa = B + pc[2];
+        for (int64_t i = 0; i < pc[3]; i++) po[i] = !pa[i];
+        NEXT(3);
+        vmbreak;
+      }
+      vmcase(WHERE_B) {
+        where_b(pc[1], arena, pc[2], pc[3], pc[4], pc[5], meta + pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(CAST_V) {
+        cast_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
+        NEXT(5);
+        vmbreak;
+      }
+      vmcase(ZERO_V) {
+        memset(arena + (int64_t)pc[2] * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
+        NEXT(3);
+        vmbreak;
+      }
+      vmcase(COPY_V) {
+        const int64_t size = dtype_size[pc[1]];
+        memmove(arena + pc[2] * size, arena + pc[3] * size, (size_t)(pc[4] * size));
+        NEXT(4);
+        vmbreak;
+      }
+      vmcase(STRIDED_B) {
+        strided_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        NEXT(4);
+        vmbreak;
+      }
+      vmcase(GATHER_V) {
+        gather_v(pc[1], arena, pc[2], pc[3], pc[4], p->index + pc[5], pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(SCATTER_SET_V) {
+        scatter_set_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(SCATTER_ADD_V) {
+        scatter_add_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
+        NEXT(6);
+        vmbreak;
+      }
+      vmcase(REDUCE_B) {
+        const int64_t *d = meta + pc[5];
+        if (pc[1] == FN_SUM && pc[2] == DT_F64 && d[0] == 1 && d[2] == 0 && d[3] == 1) {
+          D[pc[3]] = sum_contiguous_d(D + pc[4], d[1]);  /* a full sum to one value */
+        } else {
+          reduce_b(pc[1], pc[2], arena, pc[3], pc[4], d);
+        }
+        NEXT(5);
+        vmbreak;
+      }
+      vmcase(CUMSUM_B) {
+        cumsum_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        NEXT(4);
+        vmbreak;
+      }
+      vmcase(MATMUL_B) {
+        matmul_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        NEXT(5);
+        vmbreak;
+      }
+      vmcase(SOLVE_B) {
+        const int status = solve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
+        if (status != FASTAD_VM_OK) return status;
+        NEXT(7);
+        vmbreak;
+      }
+      vmcase(SLOGDET_B) {
+        slogdet_b(pc[1], pc[2], la, arena, pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
+        NEXT(7);
+        vmbreak;
+      }
+      vmcase(GUARD) {
+        if ((B[pc[1]] != 0) != pc[2]) return FASTAD_VM_GUARD_FAILED;
+        NEXT(2);
+        vmbreak;
+      }
+    }
+  }
+}

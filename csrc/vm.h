@@ -1,0 +1,93 @@
+/*
+ * vm.h -- the fastad virtual machine: a program (opcodes.h) runs over an arena.
+ *
+ * The VM links against nothing.  BLAS and LAPACK arrive as function pointers
+ * (taken from scipy.linalg.cython_blas / cython_lapack by the Cython wrapper),
+ * in the Fortran calling convention those modules export.
+ *
+ * A program is validated once (fastad_vm_validate) before it is ever run: the
+ * VM itself trusts every offset.  Build with -DFASTAD_DEBUG_VM to re-check
+ * every arena, pool and index access at run time as well.
+ */
+#ifndef FASTAD_VM_H
+#define FASTAD_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "opcodes.h"
+
+enum fastad_opcode {
+#define FASTAD_X(name, nargs) OP_##name,
+  FASTAD_OPCODES(FASTAD_X)
+#undef FASTAD_X
+  FASTAD_NUM_OPCODES
+};
+
+#define FASTAD_F(name) FN_##name,
+enum fastad_unary_fn { FASTAD_UNARY_FNS(FASTAD_F) FASTAD_NUM_UNARY_FNS };
+enum fastad_binary_fn { FASTAD_BINARY_FNS(FASTAD_F) FASTAD_NUM_BINARY_FNS };
+enum fastad_compare_fn { FASTAD_COMPARE_FNS(FASTAD_F) FASTAD_NUM_COMPARE_FNS };
+enum fastad_logic_fn { FASTAD_LOGIC_FNS(FASTAD_F) FASTAD_NUM_LOGIC_FNS };
+enum fastad_reduce_fn { FASTAD_REDUCE_FNS(FASTAD_F) FASTAD_NUM_REDUCE_FNS };
+#undef FASTAD_F
+
+enum fastad_dtype {
+#define FASTAD_X(name, size) DT_##name,
+  FASTAD_DTYPES(FASTAD_X)
+#undef FASTAD_X
+  FASTAD_NUM_DTYPES
+};
+
+typedef void (*fastad_dgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                                double *alpha, double *a, int *lda, double *b, int *ldb,
+                                double *beta, double *c, int *ldc);
+typedef void (*fastad_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
+                                float *alpha, float *a, int *lda, float *b, int *ldb,
+                                float *beta, float *c, int *ldc);
+typedef void (*fastad_dgesv_fn)(int *n, int *nrhs, double *a, int *lda, int *ipiv,
+                                double *b, int *ldb, int *info);
+typedef void (*fastad_sgesv_fn)(int *n, int *nrhs, float *a, int *lda, int *ipiv,
+                                float *b, int *ldb, int *info);
+typedef void (*fastad_dgetrf_fn)(int *m, int *n, double *a, int *lda, int *ipiv, int *info);
+typedef void (*fastad_sgetrf_fn)(int *m, int *n, float *a, int *lda, int *ipiv, int *info);
+
+typedef struct {
+  fastad_dgemm_fn dgemm;
+  fastad_sgemm_fn sgemm;
+  fastad_dgesv_fn dgesv;
+  fastad_sgesv_fn sgesv;
+  fastad_dgetrf_fn dgetrf;
+  fastad_sgetrf_fn sgetrf;
+} fastad_linalg;
+
+typedef struct {
+  const int32_t *code;   /* the instruction stream, ending with HALT */
+  int64_t code_len;
+  const int64_t *meta;   /* descriptors */
+  int64_t meta_len;
+  const int64_t *index;  /* gather/scatter indices, all validated in range */
+  int64_t index_len;
+  int64_t arena_bytes;   /* the arena every run needs, 64-byte aligned */
+} fastad_program;
+
+/* Check every instruction of p against its own pools and arena size.
+ * Returns 0 if p is safe to run; otherwise writes a message to err. */
+int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len);
+
+/* Run a validated program over arena (p->arena_bytes, 64-byte aligned, inputs
+ * and constants already in place).  Returns a FASTAD_VM_* status.  Reentrant:
+ * concurrent runs over distinct arenas are safe. */
+int fastad_vm_run(const fastad_program *p, const fastad_linalg *linalg, void *arena);
+
+/* Tables for the opcode drift test: names in enum order, and arities. */
+extern const char *const fastad_opcode_names[FASTAD_NUM_OPCODES];
+extern const int fastad_opcode_nargs[FASTAD_NUM_OPCODES];
+extern const char *const fastad_unary_fn_names[FASTAD_NUM_UNARY_FNS];
+extern const char *const fastad_binary_fn_names[FASTAD_NUM_BINARY_FNS];
+extern const char *const fastad_compare_fn_names[FASTAD_NUM_COMPARE_FNS];
+extern const char *const fastad_logic_fn_names[FASTAD_NUM_LOGIC_FNS];
+extern const char *const fastad_reduce_fn_names[FASTAD_NUM_REDUCE_FNS];
+extern const char *const fastad_dtype_names[FASTAD_NUM_DTYPES];
+
+#endif
