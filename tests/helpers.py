@@ -1,0 +1,208 @@
+"""Shared machinery of the core tests: random inputs inside a function's
+domain, hypothesis strategies for shapes and axes, and the two oracles every
+primitive test uses (NumPy for values, finite differences for derivatives).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastad as fa
+from fastad.backends.reference import evaluate
+
+DTYPES = (np.float64, np.float32)
+# FASTAD_TEST_EXAMPLES raises the budget for a thorough run; the default keeps
+# the suite within a few minutes on two cores.
+FAST = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 12)), deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+VALUE_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
+
+
+# -- inputs inside each function's domain -------------------------------------------
+def _uniform(lo: float, hi: float) -> Callable[[np.random.Generator, tuple], np.ndarray]:
+    return lambda rng, shape: rng.uniform(lo, hi, shape)
+
+
+def _away_from_zero(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    return rng.choice([-1.0, 1.0], shape) * rng.uniform(0.3, 2.0, shape)
+
+
+def _off_integers(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Away from integers and half-integers: floor, ceil and round are locally constant."""
+    return rng.integers(-3, 3, shape) + rng.choice([0.2, 0.7], shape) + rng.uniform(-0.1, 0.1, shape)
+
+
+def _distinct(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Values with distinct magnitudes, at least 0.16 apart and 0.28 from zero:
+    max/min reductions and abs have no ties or kinks within a finite-difference
+    step, even float32's."""
+    n = int(np.prod(shape, dtype=np.int64))
+    magnitude = 0.3 + 0.2 * rng.permutation(n) + rng.uniform(-0.02, 0.02, n)
+    return (rng.choice([-1.0, 1.0], n) * magnitude).reshape(shape)
+
+
+def _mid(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Integers plus 0.4..0.5: at least 0.1 from every value of the "offint" domain."""
+    return rng.integers(-3, 3, shape) + rng.uniform(0.4, 0.5, shape)
+
+
+DOMAINS: dict[str, Callable[[np.random.Generator, tuple], np.ndarray]] = {
+    "real": lambda rng, shape: rng.uniform(-2.0, 2.0, shape),
+    "pos": _uniform(0.5, 2.0),
+    "gt1": _uniform(1.2, 3.0),
+    "unit": _uniform(-0.9, 0.9),
+    "nonzero": _away_from_zero,
+    "offint": _off_integers,
+    "distinct": _distinct,
+    "mid": _mid,
+}
+
+
+def well_conditioned(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    """Square matrices (batched over leading axes), strictly diagonally dominant
+    with condition number below ~3; the first row's sign is random, so both
+    signs of the determinant occur."""
+    n = shape[-1]
+    a = np.eye(n) + rng.uniform(-0.3, 0.3, shape) / max(n, 1)
+    a[..., :1, :] *= rng.choice([-1.0, 1.0], shape[:-2] + (1, 1))
+    return a
+
+
+DOMAINS["matrix"] = well_conditioned
+
+
+def make_args(seed: int, shapes: tuple, domains: tuple, dtype: Any) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    return tuple(np.asarray(DOMAINS[d](rng, tuple(s)), dtype=dtype) for s, d in zip(shapes, domains))
+
+
+# -- shapes ---------------------------------------------------------------------------
+def shapes(min_dims: int = 0, max_dims: int = 3, min_side: int = 0, max_side: int = 4):
+    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
+                            max_side=max_side)
+
+
+@st.composite
+def broadcast_pair(draw, min_side: int = 0, max_dims: int = 3):
+    """Two shapes that broadcast together (size-0 and size-1 axes included)."""
+    bs = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=max_dims,
+                                                min_side=min_side, max_side=4))
+    return bs.input_shapes
+
+
+@st.composite
+def broadcast_triple(draw, min_side: int = 0):
+    bs = draw(hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3,
+                                                min_side=min_side, max_side=4))
+    return bs.input_shapes
+
+
+@st.composite
+def axes_for(draw, shape: tuple, allow_none: bool = True, allow_tuple: bool = True):
+    """An ``axis`` argument valid for ``shape``: None, an int or a tuple, negatives included."""
+    nd = len(shape)
+    choices = []
+    if allow_none:
+        choices.append(st.none())
+    if nd:
+        choices.append(st.integers(-nd, nd - 1))
+        if allow_tuple:
+            choices.append(st.lists(st.integers(0, nd - 1), unique=True, max_size=nd).flatmap(
+                lambda axes: st.tuples(*(st.sampled_from([a, a - nd]) for a in axes))))
+    return draw(st.one_of(*choices))
+
+
+def reduced_axes(shape: tuple, axis: Any) -> tuple[int, ...]:
+    nd = len(shape)
+    if axis is None:
+        return tuple(range(nd))
+    axis = (axis,) if isinstance(axis, int) else axis
+    return tuple(sorted(a % nd for a in axis))
+
+
+# -- oracles ---------------------------------------------------------------------------
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x)
+
+
+def check_values(f: Callable[..., Any], args: tuple, oracle: Callable[..., Any] | None = None,
+                 rtol: float | None = None) -> fa.Tape:
+    """fastad's traced values, and the recorded tape re-run by the reference
+    interpreter, equal NumPy's own result (value, shape and dtype); returns the tape."""
+    expected = (oracle or f)(*args)
+    expected_leaves = _leaves(expected)
+    traced, _ = fa.vjp(f, *args)
+    tape = fa.make_tape(f)(*args)
+    replayed = evaluate(tape, list(args))
+    assert replayed is not None
+    dtype = np.result_type(*args) if args else np.dtype(np.float64)
+    tol = rtol if rtol is not None else VALUE_RTOL.get(np.dtype(dtype), 1e-12)
+    for got_leaves in (_leaves(traced), replayed):
+        assert len(got_leaves) == len(expected_leaves)
+        for got, want in zip(got_leaves, expected_leaves):
+            got, want = np.asarray(got), np.asarray(want)
+            assert got.shape == want.shape, (got.shape, want.shape)
+            assert got.dtype == want.dtype, (got.dtype, want.dtype)
+            np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True)
+    return tape
+
+
+def _leaves(tree: Any) -> list[Any]:
+    if isinstance(tree, (tuple, list)):
+        return [leaf for t in tree for leaf in _leaves(t)]
+    return [tree]
+
+
+def check_function(f: Callable[..., Any], args: tuple, order: int = 2,
+                   oracle: Callable[..., Any] | None = None, seed: int = 0,
+                   **tolerances: Any) -> fa.Tape:
+    """Values against NumPy, then derivatives (forward and reverse) against
+    central finite differences; second order only in float64.  Returns the tape."""
+    tape = check_values(f, args, oracle)
+    dtype = np.result_type(*args)
+    fa.check_grads(f, args, order=order if dtype == np.float64 else 1,
+                   modes=("fwd", "rev"), seed=seed, **tolerances)
+    return tape
+
+
+@dataclass
+class Case:
+    """One function under test.
+
+    ``draw(data)`` returns ``(shapes, params)``; the function is called as
+    ``fn(*arrays, **params)`` with one array per shape, filled from ``domains``.
+    ``covers`` names the primitives its tape must contain.
+    """
+
+    name: str
+    fn: Callable[..., Any]
+    domains: tuple[str, ...]
+    draw: Callable[[Any], tuple[tuple, dict]]
+    order: int = 2
+    oracle: Callable[..., Any] | None = None
+    dtypes: tuple = DTYPES
+    tolerances: dict = field(default_factory=dict)
+    covers: tuple[str, ...] = ()
+
+    def run(self, data: Any, dtype: Any) -> None:
+        shp, params = self.draw(data)
+        seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+        args = make_args(seed, shp, self.domains, dtype)
+        f = functools.partial(self.fn, **params) if params else self.fn
+        oracle = None
+        if self.oracle is not None:
+            oracle = functools.partial(self.oracle, **params) if params else self.oracle
+        tape = check_function(f, args, self.order, oracle, seed=seed % 1000, **self.tolerances)
+        recorded = {ins.prim for ins in tape.instrs}
+        assert set(self.covers) <= recorded, (self.covers, sorted(recorded))
+
+
+def case_id(case: Case) -> str:
+    return case.name
