@@ -1,0 +1,220 @@
+"""fastad.jit and fastad.compile: results, the signature cache, errors, threads."""
+import threading
+from collections import namedtuple
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+
+import fastad as fa
+
+rng = np.random.default_rng(1)
+
+
+def rosenbrock_loop(x):
+    s = 0.0
+    for i in range(len(x) - 1):
+        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+    return s
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def tiny(x):
+    return np.sum(np.sin(x) * x ** 2)
+
+
+def mlp_loss(params, X, labels):
+    W1, b1, W2, b2 = params
+    h = np.tanh(X @ W1 + b1)
+    logits = h @ W2 + b2
+    logits = logits - np.max(logits, axis=1, keepdims=True)
+    logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    return -np.mean(np.sum(logp * labels, axis=1))
+
+
+def mlp_args(dtype=np.float64):
+    params = tuple(p.astype(dtype) for p in (rng.standard_normal((6, 5)) * 0.3, np.zeros(5),
+                                             rng.standard_normal((5, 3)) * 0.3, np.zeros(3)))
+    X = rng.standard_normal((4, 6)).astype(dtype)
+    labels = np.eye(3, dtype=dtype)[[0, 2, 1, 2]]
+    return params, X, labels
+
+
+CASES = [(rosenbrock_loop, (rng.standard_normal(12),)),
+         (rosenbrock, (rng.standard_normal(50),)),
+         (tiny, (rng.standard_normal(10),)),
+         (mlp_loss, mlp_args())]
+
+
+def assert_tree_close(a, b, rtol):
+    la, ta = fa.pytree.flatten(a) if hasattr(fa, "pytree") else (None, None)
+    from fastad import pytree
+    la, ta = pytree.flatten(a)
+    lb, tb = pytree.flatten(b)
+    assert ta == tb
+    for x, y in zip(la, lb):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("f, args", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_compiled_gradient_matches_eager(backend, f, args):
+    g = fa.compile(f, backend=backend)
+    value, grad = g.value_and_grad(*args)
+    ref_value, ref_grad = fa.value_and_grad(f)(*args)
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    assert_tree_close(grad, ref_grad, 1e-10)
+    assert_tree_close(g(*args), ref_grad, 1e-10)
+    np.testing.assert_allclose(g.value(*args), f(*args), rtol=1e-12)
+
+
+def test_float32_gradient(backend):
+    args = mlp_args(np.float32)
+    grad = fa.compile(mlp_loss, backend=backend)(*args)
+    ref = fa.grad(mlp_loss)(*args)
+    for g, r in zip(grad, ref):
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_jit_of_grad_and_of_any_function(backend):
+    x = rng.standard_normal(7)
+    jg = fa.jit(fa.grad(rosenbrock), backend=backend)
+    np.testing.assert_allclose(jg(x), fa.grad(rosenbrock)(x), rtol=1e-12)
+    both = fa.jit(lambda x: {"sin": np.sin(x), "sum": np.sum(x ** 3)}, backend=backend)
+    out = both(x)
+    np.testing.assert_allclose(out["sin"], np.sin(x), rtol=1e-14)
+    np.testing.assert_allclose(out["sum"], np.sum(x ** 3), rtol=1e-12)
+
+
+def test_signature_cache(backend):
+    g = fa.compile(rosenbrock, backend=backend)
+    x = rng.standard_normal(5)
+    g(x)
+    g(x + 1.0)
+    assert g.cache_info()["traces"] == 1
+    g(rng.standard_normal(6))                      # new shape
+    assert g.cache_info()["traces"] == 2
+    g(x.astype(np.float32))                        # new dtype
+    assert g.cache_info()["traces"] == 3
+    assert g.cache_info()["signatures"] == 3
+    h = fa.compile(lambda p: np.sum(p[0] ** 2) * p[1], backend=backend)
+    h((x, 2.0))
+    h([x, 2.0])                                    # new structure: a list, not a tuple
+    h((x, 3.0))
+    assert h.cache_info()["traces"] == 2
+
+
+def test_non_float_arguments_are_compiled_in(backend):
+    def power_sum(x, n):
+        return np.sum(x ** n)
+    g = fa.compile(power_sum, backend=backend)
+    x = rng.standard_normal(4)
+    np.testing.assert_allclose(g(x, 3), 3 * x ** 2, rtol=1e-12)
+    np.testing.assert_allclose(g(x, 2), 2 * x, rtol=1e-12)
+    assert g.cache_info()["traces"] == 2
+
+
+def test_static_argnums_and_pytrees(backend):
+    Params = namedtuple("Params", "w b")
+
+    def loss(p, data, scale):
+        return scale * np.sum((data["X"] @ p.w + p.b - data["y"]) ** 2)
+    g = fa.compile(loss, static_argnums=(2,), backend=backend)
+    p = Params(rng.standard_normal(3), 0.5)
+    data = {"X": rng.standard_normal((4, 3)), "y": rng.standard_normal(4)}
+    grad = g(p, data, 2.0)
+    assert isinstance(grad, Params)
+    ref = fa.grad(loss)(p, data, 2.0)
+    np.testing.assert_allclose(grad.w, ref.w, rtol=1e-12)
+    np.testing.assert_allclose(grad.b, ref.b, rtol=1e-12)
+
+
+def test_closed_over_values_are_constants(backend):
+    a = np.array([1.0, 2.0])
+    g = fa.compile(lambda x: np.sum(a * x ** 2), backend=backend)
+    x = np.ones(2)
+    np.testing.assert_allclose(g(x), 2 * a * x)
+    a[:] = 100.0  # documented: captured at trace time
+    np.testing.assert_allclose(g(x), [2.0, 4.0])
+
+
+def test_scipy_minimize_takes_value_and_grad(backend):
+    g = fa.compile(rosenbrock, backend=backend)
+    res = minimize(g.value_and_grad, np.full(10, -1.0), jac=True, method="L-BFGS-B",
+                   options={"maxiter": 2000})
+    assert res.success
+    np.testing.assert_allclose(res.x, 1.0, atol=1e-4)
+    res2 = fa.minimize(rosenbrock, np.full(10, -1.0), method="Newton-CG", backend=backend,
+                       options={"xtol": 1e-10})
+    np.testing.assert_allclose(res2.x, 1.0, atol=1e-6)
+
+
+def test_bad_arguments_raise_clearly(backend):
+    g = fa.compile(rosenbrock, backend=backend)
+    with pytest.raises(TypeError, match="float64 or float32"):
+        g(np.arange(5))
+    with pytest.raises(TypeError, match="scalar"):
+        fa.compile(lambda x: x * 2, backend=backend)(np.ones(3))
+    with pytest.raises(TypeError, match="hashable"):
+        fa.compile(lambda x, d: np.sum(x), backend=backend)(np.ones(2), {"a": [1]}.items())
+
+
+def test_empty_and_special_values(backend):
+    g = fa.compile(lambda x: np.sum(x ** 2), backend=backend)
+    assert g(np.zeros(0)).shape == (0,)
+    out = g(np.array([np.nan, np.inf, 1.0]))
+    assert np.isnan(out[0]) and np.isinf(out[1]) and out[2] == 2.0
+    x = np.arange(10.0)[::2]                      # non-contiguous
+    np.testing.assert_allclose(g(x), 2 * x)
+    x.flags.writeable = False                     # read-only
+    np.testing.assert_allclose(g(x), 2 * x)
+
+
+def test_inspection(backend):
+    g = fa.compile(tiny, backend=backend)
+    with pytest.raises(RuntimeError, match="not been called"):
+        g.tape
+    g(np.ones(3))
+    listing = str(g.tape)
+    assert "sin" in listing and "test_compiled.py" in listing
+    assert str(g.program)
+    info = g.cache_info()
+    assert info["traces"] == 1 and info["entries"][0]["guards"] == []
+
+
+def test_hvp_hessian_jacobian_compiled(backend):
+    x = rng.standard_normal(6)
+    v = rng.standard_normal(6)
+    g = fa.compile(rosenbrock, backend=backend)
+    H = fa.hessian(rosenbrock)(x)
+    np.testing.assert_allclose(g.hessian(x), H, rtol=1e-10)
+    np.testing.assert_allclose(g.hvp(x, v), H @ v, rtol=1e-10)
+
+    def f(x):
+        return np.tanh(np.outer(x, x[:3])).ravel()
+    for mode in ("fwd", "rev", "auto"):
+        J = fa.jit(fa.jacobian(f, mode=mode), backend=backend)(x)
+        np.testing.assert_allclose(J, fa.jacobian(f, mode="fwd")(x), rtol=1e-12)
+
+
+def test_threads_give_serial_results(compiled_backend):
+    g = fa.compile(rosenbrock_loop, backend=compiled_backend)
+    inputs = [rng.standard_normal(30) for _ in range(8)]
+    serial = [g(x) for x in inputs]
+    results: dict[int, list] = {}
+
+    calls = 1000 if compiled_backend != "numpy" else 100
+
+    def work(k):
+        results[k] = [g(inputs[k]) for _ in range(calls)]
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(8):
+        for r in results[k]:
+            assert np.array_equal(r, serial[k])
