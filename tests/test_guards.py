@@ -1,0 +1,115 @@
+"""Data-dependent control flow: guards, safe replay, retrace limits, check_nans."""
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+import fastad as fa
+import fastad.numpy as fnp
+
+
+def abs_by_if(x):
+    if x > 0:
+        return x * 1.0
+    return -x
+
+
+def huber(x, delta=1.0):
+    if abs(x) <= delta:
+        return 0.5 * x ** 2
+    return delta * (abs(x) - 0.5 * delta)
+
+
+def clamp(x):
+    lo, hi = -1.0, 2.0
+    if x < lo:
+        return lo + 0.0 * x
+    if x > hi:
+        return hi + 0.0 * x
+    return x * x
+
+
+def halvings(x):
+    """A loop whose trip count depends on the value."""
+    while x > 1.0:
+        x = x / 2.0
+    return x * x
+
+
+@pytest.mark.parametrize("f, points, traces", [
+    (abs_by_if, [0.5, -2.0, 3.0, -0.1], 2),
+    (huber, [0.3, 2.5, -4.0, -0.2, 0.9], 2),
+    (clamp, [0.5, -3.0, 5.0, 1.5, -1.5], 3),
+    (halvings, [0.5, 1.5, 3.0, 6.0, 0.25, 2.5], 4),
+])
+def test_both_sides_of_each_branch(backend, f, points, traces):
+    g = fa.compile(f, backend=backend)
+    for order in (points, points[::-1]):
+        for p in order:
+            np.testing.assert_allclose(g(p), fa.grad(f)(p), rtol=1e-14)
+            np.testing.assert_allclose(g.value(p), f(p), rtol=1e-14)
+    assert g.cache_info()["traces"] == traces
+    assert all(len(e["guards"]) >= 1 for e in g.cache_info()["entries"])
+
+
+def test_retraces_are_explained(backend, caplog):
+    g = fa.compile(abs_by_if, backend=backend)
+    with caplog.at_level(logging.INFO, logger="fastad"):
+        g(1.0)
+        g(-1.0)
+        g(np.float32(1.0))
+    text = caplog.text
+    assert "test_guards.py" in text and "now evaluates to False" in text
+    assert "new argument signature" in text
+
+
+def test_retrace_limit_warns_once_and_stays_correct(backend):
+    g = fa.compile(halvings, backend=backend, max_traces=2)
+    points = [0.5, 1.5, 3.0, 6.0, 12.0, 24.0, 0.7, 48.0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for p in points:
+            np.testing.assert_allclose(g(p), fa.grad(halvings)(p), rtol=1e-14)
+    messages = [str(w.message) for w in caught if "traced" in str(w.message)]
+    assert len(messages) == 1
+    assert "test_guards.py" in messages[0]
+    assert caught[0].filename == __file__
+
+
+def test_branch_free_functions_create_no_guards(backend):
+    def smooth(x):
+        return np.sum(fnp.where(x > 0, x, 0.1 * x) + np.clip(x, -1, 1) + np.maximum(x, 0.5)
+                      + np.abs(x))
+    g = fa.compile(smooth, backend=backend)
+    x = np.array([-2.0, -0.5, 0.7, 3.0])
+    g(x)
+    g(-x)
+    assert g.cache_info()["traces"] == 1
+    assert g.cache_info()["entries"][0]["guards"] == []
+
+
+def test_where_gives_exact_zeros_to_the_branch_not_taken():
+    def f(x):
+        return np.sum(fnp.where(x > 0, np.log(np.abs(x) + (x <= 0)), 0.0))
+    x = np.array([-1.0, 0.0, 2.0])
+    np.testing.assert_array_equal(fa.grad(f)(x), [0.0, 0.0, 0.5])
+
+
+def test_check_nans_names_primitive_and_line(backend):
+    def f(x):
+        y = x - 1.0
+        return np.sum(np.log(y))  # the line check_nans must name
+    line = f.__code__.co_firstlineno + 2
+    g = fa.jit(f, backend=backend, check_nans=True)
+    assert np.isfinite(g(np.array([2.0, 3.0])))
+    with pytest.raises(FloatingPointError, match=rf"log at .*test_guards.py:{line}"):
+        g(np.array([0.5, 3.0]))
+
+
+def test_guards_inside_nested_transformations(backend):
+    def f(x):
+        return fa.grad(huber)(x) * x
+    jf = fa.jit(f, backend=backend)
+    for p in (0.3, 3.0, -0.4, -3.0):
+        np.testing.assert_allclose(jf(p), f(p), rtol=1e-14)
