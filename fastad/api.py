@@ -120,12 +120,13 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
     return out
 
 
-def gradient_of_scalar(rec: Recorded, name: str) -> list[Any]:
+def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False) -> list[Any]:
     """Record the reverse sweep seeded with 1 at the scalar output; the value
     followed by the cotangent of every input leaf."""
     out = _scalar_output(rec, name)
     seed = np.ones((), np.result_type(out.value if isinstance(out, Tracer) else out))
-    grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs)
+    grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
+                     strong_zero)
     return [out] + [_match_dtype(g, x) for g, x in zip(grads, rec.inputs)]
 
 
@@ -143,21 +144,30 @@ def unpack_grads(rec: Recorded, argnums: ArgNums, leaves: list[Any]) -> Any:
     return out[0] if isinstance(argnums, int) else tuple(out)
 
 
-def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
-    """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar)."""
+def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False
+                   ) -> Callable[..., Any]:
+    """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar).
+
+    ``strong_zero=True``: a zero cotangent stays zero through infinite or NaN
+    partial derivatives, so the branch ``where`` did not take cannot turn the
+    gradient into NaN (``where(x > 0, sqrt(x), 0.0)`` at x <= 0).
+    """
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
-        rec, results = record(fk, args, nums, lambda r: gradient_of_scalar(r, "grad"))
+        rec, results = record(fk, args, nums,
+                              lambda r: gradient_of_scalar(r, "grad", strong_zero))
         values = finish(rec, results)
         return values[0], unpack_grads(rec, argnums, values[1:])
     return value_and_grad_f
 
 
-def grad(f: Callable[..., Any], argnums: ArgNums = 0) -> Callable[..., Any]:
-    """The gradient of scalar-valued ``f`` w.r.t. ``args[argnums]``, traced on every call."""
-    vg = value_and_grad(f, argnums)
+def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False
+         ) -> Callable[..., Any]:
+    """The gradient of scalar-valued ``f`` w.r.t. ``args[argnums]``, traced on every call
+    (``strong_zero``: see `value_and_grad`)."""
+    vg = value_and_grad(f, argnums, strong_zero)
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:

@@ -113,6 +113,10 @@ def _outputs_value_and_grad(rec: Recorded) -> list[Any]:
     return gradient_of_scalar(rec, "fastad.compile")
 
 
+def _outputs_value_and_grad_strong_zero(rec: Recorded) -> list[Any]:
+    return gradient_of_scalar(rec, "fastad.compile", strong_zero=True)
+
+
 def _unpack_value_and_grad(structure: Structure, values: list[Any], argnums: Any) -> Any:
     leaves, grads, k = values[1:], [], 0
     for tree in structure.in_trees:
@@ -132,6 +136,8 @@ def _unpack_value(structure: Structure, values: list[Any], argnums: Any) -> Any:
 
 KINDS = {"outputs": (_outputs_all, _unpack_all),
          "value_and_grad": (_outputs_value_and_grad, _unpack_value_and_grad),
+         "value_and_grad_strong_zero": (_outputs_value_and_grad_strong_zero,
+                                        _unpack_value_and_grad),
          "value": (_outputs_value, _unpack_value)}
 
 
@@ -396,7 +402,7 @@ class CompiledGrad:
 
     def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
                  static_argnums: Sequence[int] = (), backend: str = "auto",
-                 max_traces: int | None = None) -> None:
+                 max_traces: int | None = None, strong_zero: bool = False) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
         self.argnums = argnums
@@ -407,8 +413,10 @@ class CompiledGrad:
         self._backend = backend
 
         self._max_traces = max_traces
-        self._vg = Specializer(fn, "value_and_grad", argnums, static_argnums, backend,
-                               eager=value_and_grad(fn, argnums), max_traces=max_traces)
+        kind = "value_and_grad_strong_zero" if strong_zero else "value_and_grad"
+        self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
+                               eager=value_and_grad(fn, argnums, strong_zero),
+                               max_traces=max_traces)
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
@@ -509,8 +517,9 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
             static_argnums: Sequence[int] = (), backend: str = "auto",
-            max_traces: int | None = None) -> CompiledGrad:
-    """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``."""
-    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces)
+            max_traces: int | None = None, strong_zero: bool = False) -> CompiledGrad:
+    """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``
+    (``strong_zero``: see `fastad.value_and_grad`)."""
+    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero)
 
 

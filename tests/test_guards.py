@@ -113,3 +113,14 @@ def test_guards_inside_nested_transformations(backend):
     jf = fa.jit(f, backend=backend)
     for p in (0.3, 3.0, -0.4, -3.0):
         np.testing.assert_allclose(jf(p), f(p), rtol=1e-14)
+
+
+def test_strong_zero_rule_is_opt_in(backend):
+    def f(x):
+        return np.sum(fnp.where(x > 0, np.sqrt(x), 0.0))
+    x = np.array([-1.0, 0.0, 4.0])
+    plain = fa.grad(f)(x)
+    assert np.isnan(plain[0])                     # 0 * (0.5 / sqrt(-1)) = NaN by IEEE
+    strong = fa.grad(f, strong_zero=True)(x)
+    np.testing.assert_array_equal(strong, [0.0, 0.0, 0.25])
+    np.testing.assert_array_equal(fa.compile(f, backend=backend, strong_zero=True)(x), strong)

@@ -127,6 +127,7 @@ for _name, (_impl, _d) in UNARY.items():
     _p = defprim(_name, _impl, 1)
     defvjp(_p, _d)
     defjvp(_p, _d)
+    _p.elementwise_partials = [_d]
 
 for _name, _impl in UNARY_ZERO_DERIVATIVE.items():
     defprim(_name, _impl, 1, differentiable=False)
@@ -135,6 +136,7 @@ for _name, (_impl, _dx, _dy) in BINARY.items():
     _p = defprim(_name, _impl, 2)
     defvjp(_p, *_binary_vjps(_dx, _dy))
     defjvp(_p, _dx, _dy)
+    _p.elementwise_partials = [_dx, _dy]
 
 for _name, _impl in BINARY_ZERO_DERIVATIVE.items():
     defprim(_name, _impl, 2, differentiable=False)

@@ -30,6 +30,9 @@ class Primitive:
     # cotangent into the accumulated one; for ops whose cotangent is sparse
     # (a gather's is a scatter), so no dense zero array is made per use.
     accumulating_vjps: dict[int, Callable[..., Any]] = field(default_factory=dict)
+    # For elementwise primitives: per argument, the partial derivative times g
+    # before any un-broadcasting; what the strong-zero rule needs.
+    elementwise_partials: list[Rule] = field(default_factory=list)
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:

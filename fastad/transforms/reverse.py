@@ -32,11 +32,14 @@ def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
 
 
 def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents: Sequence[Any],
-             wrt: Sequence[Tracer]) -> list[Any]:
+             wrt: Sequence[Tracer], strong_zero: bool = False) -> list[Any]:
     """Record the adjoint sweep over ``builder``'s first ``stop`` instructions.
 
     Returns the cotangent of each ``wrt`` tracer (zeros where it does not
-    influence the outputs).
+    influence the outputs).  With ``strong_zero``, a zero cotangent times an
+    infinite or NaN partial derivative is zero (not NaN) in elementwise
+    operations: then ``where(x > 0, sqrt(x), 0)`` has gradient 0, not NaN,
+    at x < 0, at the cost of one select per elementwise adjoint.
     """
     wrt_slots = [t.slot for t in wrt]
     active = active_slots(builder, wrt_slots, stop)
@@ -66,6 +69,10 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 if acc is None:
                     acc = fnp.zeros_for(args[argnum], g)
                 adjoint[slot] = accumulate_into(acc, g, ans, *args, **params)
+                continue
+            if strong_zero and prim.elementwise_partials:
+                part = fnp.where(g == 0, 0.0, prim.elementwise_partials[argnum](g, ans, *args))
+                _accumulate(adjoint, slot, fnp.unbroadcast(part, fnp.shape(args[argnum])))
                 continue
             rule = prim.vjp_rule(argnum)
             if rule is not None:
