@@ -34,6 +34,7 @@ supported (`LoweringError`).
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -306,10 +307,18 @@ class _Buffer:
     freed: bool = False
 
 
+class _Slot(NamedTuple):
+    """A slot's aval with its size computed once (lowering asks often)."""
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    size: int
+
+
 class _Lowerer:
     def __init__(self, tape: Tape) -> None:
         self.tape = tape
-        self.avals = tape.avals
+        self.avals = [_Slot(tuple(a.shape), np.dtype(a.dtype), math.prod(a.shape))
+                      for a in tape.avals]
         self.consts = tape.consts
         self.planner = ArenaPlanner()
         self.const_bytes = bytearray()
@@ -591,11 +600,10 @@ def _binary(lw: _Lowerer, ins: Instr) -> None:
                     and lw.avals[other].dtype == dtype and lw.avals[other].shape == out.shape):
                 lw.alias(ins.out, lw.loc[other])
                 return
-    a, b = lw.read(a_slot, dtype), lw.read(b_slot, dtype)
+    a, sa, na = _operand(lw, a_slot, dtype)
+    b, sb, nb = _operand(lw, b_slot, dtype)
     o = lw.define(ins.out)
     fn = BINARY[_BINARY_PRIM[ins.prim]]
-    sa, sb = lw.avals[a_slot].shape, lw.avals[b_slot].shape
-    na, nb = lw.avals[a_slot].size, lw.avals[b_slot].size
     if dtype == _F64 and out.size == 1:
         if ins.prim in _SCALAR_BINARY_OP:
             lw.emit(_SCALAR_BINARY_OP[ins.prim], (o, dtype), (a, dtype), (b, dtype))
@@ -612,6 +620,22 @@ def _binary(lw: _Lowerer, ins: Instr) -> None:
     else:
         d = _broadcast_descriptor(lw, out.shape, [sa, sb])
         lw.emit("BINARY_B", fn, t, (o, dtype), (a, dtype), (b, dtype), d)
+
+
+def _operand(lw: _Lowerer, slot: int, dtype: np.dtype) -> tuple[Ref, tuple[int, ...], int]:
+    """(where, shape, size) of a binary operand; a constant array whose
+    elements are all equal is read as one scalar (no array streamed)."""
+    if slot in lw.consts and not _is_weak(lw.consts[slot]):
+        value = np.asarray(lw.consts[slot])
+        if value.size > 1 and value.dtype.kind == "f" and _bitwise_uniform(value):
+            return lw.const_ref(np.asarray(value.flat[0], dtype=dtype)), (), 1
+    aval = lw.avals[slot]
+    return lw.read(slot, dtype), aval.shape, aval.size
+
+
+def _bitwise_uniform(value: np.ndarray) -> bool:
+    bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
+    return bool(np.all(bits == bits[0]))
 
 
 def _broadcast_descriptor(lw: _Lowerer, out_shape: tuple[int, ...],

@@ -1,0 +1,405 @@
+"""The C virtual machine against the NumPy reference interpreter.
+
+Every primitive is traced into a tape, run by the VM and by
+`reference.evaluate`, and the results compared: random shapes with
+broadcasting (size-0 and size-1 axes included), random axes, both float
+dtypes.  Then whole gradient tapes, threads, argument checking, and hostile
+programs.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+import fastad as fa
+import fastad.numpy as fnp
+from fastad.backends import c_backend, reference
+from fastad.backends.lower import UNARY, lower
+from fastad.errors import SignatureError, TapeError
+
+pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
+
+DTYPES = [np.float64, np.float32]
+RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 3e-5}
+EXAMPLES = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 25)), deadline=None)
+
+# Arguments inside each unary function's domain.
+DOMAIN = {"log": (0.2, 3), "log2": (0.2, 3), "log10": (0.2, 3), "sqrt": (0.2, 3),
+          "reciprocal": (0.5, 2), "arcsin": (-0.9, 0.9), "arccos": (-0.9, 0.9),
+          "arctanh": (-0.9, 0.9), "arccosh": (1.2, 3), "log1p": (-0.5, 2)}
+
+
+def run_both(f, *args):
+    """(VM results, reference results) of f's tape on args."""
+    tape = fa.make_tape(f)(*args)
+    got = c_backend.build(tape).run(list(args))
+    want = reference.evaluate(tape, list(args))
+    return got, want
+
+
+def assert_same(got, want, inputs=()):
+    """VM results equal the reference's: dtypes and shapes exactly, values to
+    the rounding of the least precise input (float32 sums round differently)."""
+    assert (got is None) == (want is None)
+    if want is None:
+        return
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        w = np.asarray(w)
+        assert isinstance(g, np.ndarray)
+        assert g.dtype == w.dtype and g.shape == w.shape
+        rtol = max([RTOL.get(w.dtype, 0)] + [RTOL.get(np.asarray(x).dtype, 0) for x in inputs])
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol)
+
+
+def check(f, *args):
+    assert_same(*run_both(f, *args))
+
+
+def rand(shape, dtype=np.float64, lo=-2.0, hi=2.0, seed=0):
+    return np.random.default_rng(seed).uniform(lo, hi, shape).astype(dtype)
+
+
+# -- the extension itself ---------------------------------------------------------
+def test_extension_builds_and_imports():
+    from fastad.backends import _vm
+    assert c_backend.available
+    assert "MATMUL_B" in [name for name, _ in _vm.tables()["OPCODES"]]
+
+
+# -- elementwise --------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(set(UNARY) & set(fa.primitives.registry)))
+@pytest.mark.parametrize("dtype", DTYPES)
+@EXAMPLES
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
+def test_unary(name, dtype, shape):
+    lo, hi = DOMAIN.get(name, (-2, 2))
+    fn = getattr(fnp, {"neg": "negative", "round": "rint"}.get(name, name))
+    check(fn, rand(shape, dtype, lo, hi))
+
+
+BINARY = ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "arctan2",
+          "hypot", "logaddexp", "less", "less_equal", "greater", "greater_equal", "equal",
+          "not_equal"]
+
+
+@pytest.mark.parametrize("name", BINARY)
+@pytest.mark.parametrize("dtypes", [(np.float64, np.float64), (np.float32, np.float32),
+                                    (np.float32, np.float64)])
+@EXAMPLES
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
+                                                min_side=0, max_side=4))
+def test_binary_broadcasting(name, dtypes, shapes):
+    sa, sb = shapes.input_shapes
+    lo = 0.3 if name == "power" else -2.0
+    a, b = rand(sa, dtypes[0], lo, 2.0, seed=1), rand(sb, dtypes[1], -2.0, 2.0, seed=2)
+    if name.endswith("equal"):
+        b = np.broadcast_to(a.astype(dtypes[1]), np.broadcast_shapes(sa, sb)).copy() \
+            if sb == np.broadcast_shapes(sa, sb) else b  # some ties
+    check(getattr(fnp, name), a, b)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weak_scalars_take_the_array_dtype(dtype):
+    x = rand((5,), dtype)
+    check(lambda x: 2.5 * x + 1 - x / 3.0, x)
+    check(lambda x: np.maximum(x, 0.5) ** 2, x)
+
+
+def test_nan_and_inf_propagate():
+    x = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.0])
+    check(lambda x: (np.maximum(x, 0.0), np.minimum(x, 0.0), np.sign(x), np.exp(x) * x), x)
+    check(lambda x: (np.max(x), np.min(x), np.sum(x), np.logaddexp(x, x)), x)
+
+
+@EXAMPLES
+@given(shapes=hnp.mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=3,
+                                                min_side=0, max_side=4))
+def test_where_and_logic(shapes):
+    sc, sa, sb = shapes.input_shapes
+    c, a, b = rand(sc, seed=3), rand(sa, seed=4), rand(sb, seed=5)
+    check(lambda c, a, b: np.where(c > 0, a, b), c, a, b)
+    check(lambda c, a: (np.logical_and(c > 0, a < 0.5), np.logical_or(c > 1, a < 0),
+                        np.logical_not(c > 0)), c, a)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_casts(dtype):
+    x = rand((3, 4), dtype)
+    other = np.float32 if dtype == np.float64 else np.float64
+    check(lambda x: (x.astype(other), (x > 0).astype(dtype) * x, x.astype(other) + x), x)
+
+
+# -- reductions ---------------------------------------------------------------------
+@st.composite
+def shape_and_axes(draw, min_side=0):
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=min_side, max_side=4))
+    axes = draw(st.lists(st.integers(0, max(len(shape) - 1, 0)), unique=True,
+                         max_size=len(shape)))
+    return shape, (tuple(sorted(axes)) if axes or not shape else None)
+
+
+@pytest.mark.parametrize("name", ["sum", "prod", "max", "min", "mean"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("keepdims", [False, True])
+@EXAMPLES
+@given(case=shape_and_axes(min_side=1))
+def test_reductions(name, dtype, keepdims, case):
+    shape, axes = case
+    x = rand(shape, dtype, 0.5, 1.5)
+    check(lambda x: getattr(np, name)(x, axis=axes, keepdims=keepdims), x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@EXAMPLES
+@given(case=shape_and_axes())
+def test_sum_over_empty_and_unit_axes(dtype, case):
+    shape, axes = case
+    check(lambda x: (np.sum(x, axis=axes), np.prod(x, axis=axes, keepdims=True)),
+          rand(shape, dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@EXAMPLES
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=4), data=st.data())
+def test_cumsum_both_directions(dtype, shape, data):
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    x = rand(shape, dtype)
+    check(lambda x: (np.cumsum(x, axis=axis), np.flip(np.cumsum(np.flip(x, axis), axis), axis)),
+          x)
+
+
+# -- shape and indexing -------------------------------------------------------------
+@EXAMPLES
+@given(shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4), data=st.data())
+def test_transpose_reshape_broadcast(shape, data):
+    perm = data.draw(st.permutations(range(len(shape))))
+    lead = data.draw(st.integers(0, 2))
+    x = rand(shape)
+    check(lambda x: (np.transpose(x, perm), np.reshape(x, (-1,)),
+                     np.broadcast_to(x, (3,) * lead + shape) * 1.5), x)
+
+
+def test_indexing_patterns():
+    x = rand((6, 5))
+    check(lambda x: (x[2], x[1:4], x[:, 1], x[::2, ::-1], x[1, 3], x[[0, 5, 2, 2]],
+                     x[x.shape[0] - 1, [4, 0]], x[None, 2:3, ...]), x)
+
+
+def test_scatter_updates():
+    idx = np.array([0, 3, 3, 1])
+
+    def f(x, v):
+        a = fnp.scatter_add(x, idx, v)           # duplicates accumulate
+        b = fnp.scatter_set(x, np.arange(2, 6), v)
+        c = fnp.scatter_add(x * 2.0, 4, v[0])    # one element, in place
+        return a, b, c
+    check(f, rand((7,)), rand((4,)))
+
+
+def test_item_assignment_in_a_loop():
+    def f(x):
+        y = fnp.zeros_like(x)
+        for i in range(len(x)):
+            y[i] = x[i] * (i + 1)
+        return y * x
+    check(f, rand((9,)))
+
+
+# -- linear algebra -----------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shapes", [((3, 4), (4, 2)), ((2, 3, 4), (2, 4, 5)), ((1, 7), (7, 1)),
+                                    ((40, 30), (30, 20)), ((3, 0), (0, 2)), ((0, 3), (3, 2))])
+def test_matmul(dtype, shapes):
+    a, b = rand(shapes[0], dtype, seed=1), rand(shapes[1], dtype, seed=2)
+    check(lambda a, b: (a @ b, np.swapaxes(b, -1, -2) @ np.swapaxes(a, -1, -2)), a, b)
+
+
+def well_conditioned(shape, dtype, seed=0):
+    n = shape[-1]
+    rng = np.random.default_rng(seed)
+    a = np.eye(n) + rng.uniform(-0.3, 0.3, shape) / max(n, 1)
+    a[..., :1, :] *= -1
+    return a.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n,batch", [(1, ()), (3, ()), (4, (2,)), (20, ())])
+def test_solve_and_slogdet(dtype, n, batch):
+    a = well_conditioned(batch + (n, n), dtype)
+    b = rand(batch + (n, 2), dtype)
+    check(lambda a, b: (np.linalg.solve(a, b), np.linalg.slogdet(a)[1],
+                        np.linalg.slogdet(a)[0], np.linalg.inv(a)), a, b)
+
+
+def test_singular_solve_raises_like_numpy():
+    a = np.ones((3, 3))
+    exe = c_backend.build(fa.make_tape(lambda a, b: np.linalg.solve(a, b))(np.eye(3), np.eye(3)))
+    with pytest.raises(np.linalg.LinAlgError):
+        exe.run([a, np.eye(3)])
+    sign, logabs = c_backend.build(fa.make_tape(np.linalg.slogdet)(np.eye(3))).run([a])
+    assert sign == 0 and logabs == -np.inf
+
+
+# -- guards ---------------------------------------------------------------------------
+def test_guard_failure_returns_none():
+    def f(x):
+        return x * 2.0 if np.sum(x) > 0 else x * 3.0
+    tape = fa.make_tape(f)(np.ones(3))
+    exe = c_backend.build(tape)
+    np.testing.assert_array_equal(exe.run([np.full(3, 2.0)])[0], np.full(3, 4.0))
+    assert exe.run([-np.ones(3)]) is None
+
+
+# -- whole gradient tapes --------------------------------------------------------------
+def rosenbrock_loop(x):
+    s = 0.0
+    for i in range(len(x) - 1):
+        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+    return s
+
+
+def rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def mlp_loss(W1, b1, W2, b2, X, labels):
+    h = np.tanh(X @ W1 + b1)
+    logits = h @ W2 + b2
+    logits = logits - np.max(logits, axis=1, keepdims=True)
+    logp = logits - np.log(np.sum(np.exp(logits), axis=1, keepdims=True))
+    return -np.mean(np.sum(logp * labels, axis=1))
+
+
+def gaussian_loglik(L, x):
+    cov = L @ L.T + np.eye(L.shape[0])
+    return -0.5 * (x @ np.linalg.solve(cov, x) + np.linalg.slogdet(cov)[1])
+
+
+def mlp_args(dtype):
+    rng = np.random.default_rng(7)
+    return tuple(a.astype(dtype) for a in (rng.standard_normal((6, 5)), np.zeros(5),
+                                           rng.standard_normal((5, 3)), np.zeros(3),
+                                           rng.standard_normal((4, 6)), np.eye(3)[[0, 2, 1, 2]]))
+
+
+GRADIENT_CASES = [
+    (rosenbrock_loop, lambda dt: (rand((12,), dt),)),
+    (rosenbrock, lambda dt: (rand((50,), dt),)),
+    (lambda x: np.sum(np.sin(x) * x ** 2), lambda dt: (rand((10,), dt),)),
+    (mlp_loss, mlp_args),
+    (gaussian_loglik, lambda dt: (rand((4, 4), dt, seed=3), rand((4,), dt, seed=4))),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(len(GRADIENT_CASES)))
+def test_gradient_tapes(case, dtype):
+    f, make_args = GRADIENT_CASES[case]
+    args = make_args(dtype)
+    g = fa.compile(f, argnums=tuple(range(len(args))), backend="numpy")
+    g(*args)
+    tape = g.tape
+    assert_same(c_backend.build(tape).run(list(args)), reference.evaluate(tape, list(args)), args)
+
+
+# -- threads ---------------------------------------------------------------------------
+def test_threads_give_serial_results_bit_for_bit():
+    x = rand((200,))
+    g = fa.compile(rosenbrock, backend="numpy")
+    g(x)
+    exe = c_backend.build(g.tape)
+    inputs = [[x + 0.01 * k] for k in range(8)]
+    serial = [exe.run(inp) for inp in inputs]
+    failures = []
+
+    def worker(k):
+        for _ in range(1000):
+            out = exe.run(inputs[k])
+            if not all(np.array_equal(a, b) for a, b in zip(out, serial[k])):
+                failures.append(k)
+                return
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not failures
+
+
+# -- arguments ---------------------------------------------------------------------------
+def test_arguments_are_checked_and_converted():
+    exe = c_backend.build(fa.make_tape(lambda x, s: x * s)(np.ones((2, 3)), 2.0))
+    want = np.arange(6.0).reshape(2, 3) * 2.0
+    base = np.arange(12.0).reshape(2, 6)
+    readonly = np.arange(6.0).reshape(2, 3)
+    readonly.flags.writeable = False
+    for x in (np.arange(6.0).reshape(2, 3), base[:, ::2] / 2 * 1.0 + 0 * base[:, ::2],
+              readonly, [[0, 1, 2], [3, 4, 5]]):
+        np.testing.assert_array_equal(exe.run([x, 2])[0], want)
+    noncontiguous = np.arange(12.0).reshape(3, 4)[:2, :3].T.T
+    np.testing.assert_array_equal(exe.run([noncontiguous, 2.0])[0],
+                                  np.arange(12.0).reshape(3, 4)[:2, :3] * 2)
+    with pytest.raises(SignatureError, match="argument 0"):
+        exe.run([np.ones((3, 2)), 2.0])
+    with pytest.raises(SignatureError, match="argument 0"):
+        exe.run([np.ones((2, 3), np.float32), 2.0])
+    with pytest.raises(SignatureError, match="argument 1"):
+        exe.run([np.ones((2, 3)), "two"])
+    with pytest.raises(SignatureError):
+        exe.run([np.ones((2, 3))])
+
+
+def test_outputs_match_reference_dtypes_and_shapes():
+    x = np.float32(1.5) * np.ones((), np.float32)
+    got, want = run_both(lambda x: (x * 2, np.sum(x), x > 1), x)
+    assert_same(got, want)
+    assert got[0].shape == () and got[0].dtype == np.float32 and got[2].dtype == np.bool_
+
+
+# -- hostile programs ---------------------------------------------------------------------
+def test_corrupt_programs_are_rejected_not_run():
+    tape = fa.make_tape(lambda x: np.sum(np.sin(x)[::2] * x[[0, 1, 2, 0, 1]]))(rand((10,)))
+    program = lower(tape)
+    rng = np.random.default_rng(0)
+    x = [rand((10,))]
+    rejected = 0
+    for trial in range(2000):
+        code = program.code.copy()
+        meta, index = program.meta.copy(), program.index.copy()
+        target = rng.integers(3)
+        if target == 0:
+            code[rng.integers(len(code))] = rng.choice([-1, 0, 1, 7, 2**20, 2**31 - 1, -2**31,
+                                                        rng.integers(-100, 100)])
+        elif target == 1 and len(meta):
+            meta[rng.integers(len(meta))] = rng.choice([-1, 0, 2**40, 2**62, rng.integers(-9, 9)])
+        elif len(index):
+            index[rng.integers(len(index))] = rng.choice([-1, 10, 2**40])
+        hostile = type(program)(code, meta, index, program.const_image, program.arena_bytes,
+                                program.inputs, program.outputs)
+        try:
+            exe = c_backend.Executable(hostile)
+        except TapeError:
+            rejected += 1
+            continue
+        exe.run(x)  # a program that passes validation may compute garbage, never crash
+    assert rejected > 500
+
+
+def test_truncated_and_oversized_programs_are_rejected():
+    program = lower(fa.make_tape(lambda x: x * 2.0)(rand((3,))))
+    P = type(program)
+    for code in (program.code[:-1], program.code[:1], np.zeros(0, np.int32)):
+        with pytest.raises(TapeError):
+            c_backend.Executable(P(code, program.meta, program.index, program.const_image,
+                                   program.arena_bytes, program.inputs, program.outputs))
+    with pytest.raises(TapeError):
+        c_backend.Executable(P(program.code, program.meta, program.index, program.const_image,
+                               8, program.inputs, program.outputs))
