@@ -57,7 +57,7 @@ DOMAINS: dict[str, Callable[[np.random.Generator, tuple], np.ndarray]] = {
     "real": lambda rng, shape: rng.uniform(-2.0, 2.0, shape),
     "pos": _uniform(0.5, 2.0),
     "gt1": _uniform(1.2, 3.0),
-    "unit": _uniform(-0.9, 0.9),
+    "unit": _uniform(-0.8, 0.8),
     "nonzero": _away_from_zero,
     "offint": _off_integers,
     "distinct": _distinct,

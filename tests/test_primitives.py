@@ -824,3 +824,134 @@ def test_values_and_derivatives(case, dtype, data):
     if dtype not in case.dtypes:
         pytest.skip("not defined for this dtype")
     case.run(data, dtype)
+
+
+# -- non-differentiable points: the documented choices ------------------------------------
+def elementwise_derivative(f, x):
+    """f'(x) for elementwise f, by reverse mode and by forward mode (ones tangent)."""
+    rev = fastad.grad(lambda x: np.sum(f(x)))(x)
+    _, fwd = fastad.jvp(f, (x,), (np.ones_like(x),))
+    return rev, fwd
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+def test_abs_at_zero_has_derivative_zero(dtype):
+    x = np.array([0.0, -0.0, 1.5, -2.0], dtype)
+    for d in elementwise_derivative(np.abs, x):
+        np.testing.assert_array_equal(d, np.sign(x))
+        assert d.dtype == dtype
+
+
+@pytest.mark.parametrize("fn, wins", [(np.maximum, np.greater), (np.minimum, np.less),
+                                      (np.fmax, np.greater), (np.fmin, np.less)])
+def test_maximum_minimum_ties_split_evenly(fn, wins):
+    x = np.array([1.0, 2.0, 3.0, -0.5])
+    y = np.array([1.0, 0.0, 5.0, -0.5])
+    share_x = np.where(wins(x, y), 1.0, np.where(x == y, 0.5, 0.0))
+    gx, gy = fastad.grad(lambda x, y: np.sum(fn(x, y)), argnums=(0, 1))(x, y)
+    np.testing.assert_array_equal(gx, share_x)
+    np.testing.assert_array_equal(gy, 1.0 - share_x)
+    tx, ty = np.array([1.0, 2.0, 3.0, 4.0]), np.array([10.0, 20.0, 30.0, 40.0])
+    _, tangent = fastad.jvp(fn, (x, y), (tx, ty))
+    np.testing.assert_array_equal(tangent, share_x * tx + (1.0 - share_x) * ty)
+
+
+def test_clip_at_a_bound_splits_evenly():
+    x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    g = fastad.grad(lambda x: np.sum(np.clip(x, 0.0, 1.0)))(x)
+    np.testing.assert_array_equal(g, np.where((x > 0) & (x < 1), 1.0,
+                                              np.where((x == 0) | (x == 1), 0.5, 0.0)))
+
+
+@pytest.mark.parametrize("reduce", [np.max, np.min])
+@pytest.mark.parametrize("axis, keepdims", [(None, False), (0, False), (1, True), ((0, 1), True)])
+def test_max_min_reduction_ties_split_evenly(reduce, axis, keepdims):
+    x = np.array([[1.0, 3.0, 3.0, 2.0],
+                  [-1.0, -1.0, -1.0, 0.0],
+                  [3.0, 0.0, 3.0, -1.0]])
+    ext = reduce(x, axis=axis, keepdims=True)
+    hit = (x == ext).astype(float)
+    expected = hit / hit.sum(axis=axis, keepdims=True)
+    cot = np.random.default_rng(1).standard_normal(np.shape(reduce(x, axis=axis,
+                                                                   keepdims=keepdims)))
+    _, vjp_fn = fastad.vjp(lambda x: reduce(x, axis=axis, keepdims=keepdims), x)
+    (g,) = vjp_fn(cot)
+    np.testing.assert_allclose(g, expected * np.reshape(cot, np.shape(ext)), rtol=1e-15)
+    t = np.random.default_rng(2).standard_normal(x.shape)
+    _, tangent = fastad.jvp(lambda x: reduce(x, axis=axis, keepdims=keepdims), (x,), (t,))
+    np.testing.assert_allclose(tangent, np.sum(expected * t, axis=axis, keepdims=keepdims),
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("fn", [np.sqrt, np.cbrt])
+def test_sqrt_and_cbrt_at_zero_have_infinite_derivative(fn):
+    for d in elementwise_derivative(fn, np.array([0.0, 4.0])):
+        assert d[0] == np.inf
+        assert np.isfinite(d[1])
+
+
+@pytest.mark.parametrize("fn", [np.floor, np.ceil, np.rint, np.round, np.sign,
+                                lambda x: (x > 0) * 1.0, lambda x: (x == 1.0) * 1.0])
+def test_piecewise_constant_functions_have_zero_derivative(fn):
+    x = np.array([-2.0, -1.5, 0.0, 0.3, 1.0, 2.5])  # integers, halves and zero included
+    for d in elementwise_derivative(fn, x):
+        np.testing.assert_array_equal(d, np.zeros_like(x))
+
+
+def test_where_gives_exact_zeros_to_the_branch_not_taken():
+    c = np.array([True, False, True, False])
+    a = np.array([1.0, np.inf, np.nan, 2.0])
+    b = np.array([np.nan, -np.inf, 3.0, 4.0])
+    ga, gb = fastad.grad(lambda a, b: np.sum(np.where(c, a, b)), argnums=(0, 1))(a, b)
+    np.testing.assert_array_equal(ga, c * 1.0)
+    np.testing.assert_array_equal(gb, ~c * 1.0)
+    ta = np.array([1.0, np.nan, 2.0, np.inf])
+    tb = np.array([np.nan, 3.0, np.inf, 4.0])
+    _, tangent = fastad.jvp(lambda a, b: np.where(c, a, b), (a, b), (ta, tb))
+    np.testing.assert_array_equal(tangent, np.array([1.0, 3.0, 2.0, 4.0]))
+
+
+def test_where_guarding_a_domain_does_not_leak_nan():
+    # log(x) is NaN where x < 0, but that branch is not taken there, and log's
+    # partial 1/x is finite there
+    def f(x):
+        return np.where(x < 0, -x, np.log(x))
+
+    x = np.array([-2.0, -0.5, 0.5, 2.0])
+    for d in elementwise_derivative(f, x):
+        np.testing.assert_array_equal(d, np.where(x < 0, -1.0, 1.0 / x))
+
+
+def test_strong_zero_keeps_nan_partials_of_the_branch_not_taken_out():
+    # arccosh's partial 1/sqrt(x*x - 1) is NaN for |x| < 1: 0 * NaN would leak
+    def f(x):
+        return np.sum(np.where(x > 1, np.arccosh(x), x * x) + np.where(x > 0, np.sqrt(x), 0.0))
+
+    x = np.array([-2.0, -0.5, 0.0, 0.5, 2.0])
+    with np.errstate(divide="ignore"):
+        expected = (np.where(x > 1, 1 / np.sqrt(np.abs(x * x - 1)), 2 * x)
+                    + np.where(x > 0, 0.5 / np.sqrt(np.abs(x)), 0.0))
+    np.testing.assert_allclose(fastad.grad(f, strong_zero=True)(x), expected, rtol=1e-15)
+    assert np.isnan(fastad.grad(f)(x)[1])  # the default is IEEE arithmetic: 0 * NaN
+
+
+def test_prod_with_a_zero_gives_nan_never_a_wrong_number():
+    x = np.array([2.0, 0.0, 3.0])
+    g = fastad.grad(np.prod)(x)
+    assert np.isnan(g[1])
+    np.testing.assert_array_equal(g[[0, 2]], [0.0, 0.0])
+
+
+def test_stop_gradient_blocks_the_derivative():
+    x = np.array([0.5, -1.0, 2.0])
+    g = fastad.grad(lambda x: np.sum(fnp.stop_gradient(x) * x))(x)
+    np.testing.assert_array_equal(g, x)
+    _, t = fastad.jvp(lambda x: fnp.stop_gradient(x) * x, (x,), (np.ones(3),))
+    np.testing.assert_array_equal(t, x)
+
+
+def test_logsumexp_with_minus_infinity_entries():
+    x = np.array([-np.inf, 0.0, np.log(3.0)])
+    value, g = fastad.value_and_grad(fnp.logsumexp)(x)
+    assert value == pytest.approx(np.log(4.0), rel=1e-15)
+    np.testing.assert_allclose(g, np.exp(x - np.log(4.0)), rtol=1e-15)
