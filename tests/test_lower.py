@@ -1,0 +1,132 @@
+"""Lowering: the opcode table's single source of truth, the memory planner,
+and the optimisations the compiled path depends on (aliases, in-place
+scatters, strided copies, folded transposes)."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+from fastad.backends import c_backend, lower as lowering
+from fastad.backends.lower import ArenaPlanner, lower
+
+
+def opcodes(program) -> collections.Counter:
+    return collections.Counter(name for _, name, _ in program.instructions())
+
+
+def gradient_program(f, *args):
+    g = fa.compile(f, argnums=tuple(range(len(args))), backend="numpy")
+    g(*args)
+    return lower(g.tape)
+
+
+# -- one source of truth -------------------------------------------------------------
+@pytest.mark.skipif(not c_backend.available, reason="C extension not built")
+def test_c_and_python_opcode_tables_agree():
+    compiled = c_backend.tables()
+    parsed = lowering.TABLES
+    assert compiled["OPCODES"] == [(name, nargs) for name, nargs, _, _ in parsed["OPCODES"]]
+    for table in ("UNARY_FNS", "BINARY_FNS", "COMPARE_FNS", "LOGIC_FNS", "REDUCE_FNS", "DTYPES"):
+        assert compiled[table] == parsed[table], table
+
+
+def test_every_opcode_documents_its_operands():
+    for name, nargs, kinds, comment in lowering.TABLES["OPCODES"]:
+        assert len(kinds) == nargs, name
+        assert all(k in "oabcvtsfnmdxwpe" for k in kinds), (name, kinds)
+        assert comment, name
+
+
+def test_every_primitive_has_a_lowering():
+    assert set(fa.primitives.registry) <= set(lowering._RULES)
+
+
+# -- the memory planner ----------------------------------------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 300)), max_size=80))
+def test_planner_never_overlaps_live_blocks(ops):
+    planner, live = ArenaPlanner(), []
+    for allocate, size in ops:
+        if allocate or not live:
+            at = planner.alloc(size)
+            assert at % 8 == 0 and (size < 64 or at % 64 == 0)
+            for other, other_size in live:
+                assert at + size <= other or other + other_size <= at
+            live.append((at, size))
+        else:
+            planner.release(*live.pop(size % len(live)))
+        assert all(at + size <= planner.top for at, size in live)
+
+
+def test_slots_with_disjoint_lifetimes_share_the_arena():
+    def chain(x):
+        for _ in range(20):
+            x = np.sin(x) * 1.5
+        return x
+    tape = fa.make_tape(chain)(np.ones(1000))
+    program = lower(tape)
+    total = sum(8 * 1000 for ins in tape.instrs)
+    assert program.peak_arena_bytes < total / 5
+
+
+# -- aliases and strided access ------------------------------------------------------
+def test_reshape_and_contiguous_take_are_free():
+    program = lower(fa.make_tape(lambda x: np.sum(x.reshape(3, 4)[1]) + x[5])(np.ones(12)))
+    assert set(opcodes(program)) == {"REDUCE_B", "ADD_S", "HALT"}
+
+
+def test_take_patterns():
+    x = np.ones((6, 5))
+    assert "STRIDED_B" in opcodes(lower(fa.make_tape(lambda x: x[::2, 1:4] * 2.0)(x)))
+    assert "GATHER_V" in opcodes(lower(fa.make_tape(lambda x: x[[3, 0, 4]] * 2.0)(x)))
+
+
+def test_scalar_loop_gradient_accumulates_in_place():
+    """The reverse sweep of ``for i: ... x[i] ...`` is a chain of scatter_adds on
+    one adjoint array: one zero fill, then one scalar accumulation per use."""
+    def rosenbrock_loop(x):
+        s = 0.0
+        for i in range(len(x) - 1):
+            s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+        return s
+    n = 200
+    program = gradient_program(rosenbrock_loop, np.linspace(-1, 1, n))
+    counts = opcodes(program)
+    assert counts["ZERO_V"] + counts["COPY_V"] <= 1
+    assert not {"GATHER_V", "SCATTER_ADD_V", "STRIDED_B", "BINARY_VV"} & set(counts)
+    accumulations = sum(counts[op] for op in ("ACC_S", "NACC_S", "MULACC_S", "NMULACC_S"))
+    assert accumulations == 3 * (n - 1)
+    assert program.peak_arena_bytes < 3 * 8 * n + 4096
+
+
+def test_transposes_feeding_matmul_become_blas_flags():
+    def mlp(W, X):
+        return np.sum(np.tanh(X @ W))
+    program = gradient_program(mlp, np.ones((5, 3)), np.ones((4, 5)))
+    assert "STRIDED_B" not in opcodes(program)
+
+
+def test_mixed_dtypes_are_converted_explicitly():
+    tape = fa.make_tape(lambda a, b: a * b)(np.ones(3, np.float32), np.ones(3))
+    counts = opcodes(lower(tape))
+    assert counts["CAST_V"] == 1
+
+
+def test_integer_arithmetic_is_refused_clearly():
+    tape = fa.make_tape(lambda x: x * 2)(np.ones(3))
+    tape.avals[tape.instrs[-1].out] = type(tape.avals[0])((3,), np.dtype(np.int64))
+    with pytest.raises(lowering.LoweringError, match="int64"):
+        lower(tape)
+
+
+def test_listing_names_every_instruction():
+    program = lower(fa.make_tape(lambda x: np.cumsum(np.exp(x) @ x.T, axis=0))(np.ones((3, 2))))
+    text = str(program)
+    for _, name, _ in program.instructions():
+        assert name in text
+    assert "exp" in text and "arena" in text
