@@ -168,6 +168,9 @@ class Specializer:
         self.cache: dict[Any, list[Entry]] = {}
         self.traces = 0
         self.last: Entry | None = None
+        # (shape, dtype, executable) of the last signature that was one float
+        # array: a call with such an argument skips flattening and the cache.
+        self.fast: tuple[tuple[int, ...], np.dtype, Any] | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -212,6 +215,7 @@ class Specializer:
             log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
                      "dtypes or static values) %s", name, _describe(key))
         self.cache.setdefault(key, []).append(entry)
+        self.fast = _fast_path(key, entry) if not self.check_nans else None
         outs = entry.exe.run(dynamic)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
@@ -308,6 +312,26 @@ class Specializer:
                 "entries": [{"signature": _describe(key), "guards": e.guards}
                             for key, entries in self.cache.items() for e in entries],
                 "eager": [_describe(key) for key in self.gave_up]}
+
+
+def _fast_path(key: Any, entry: Entry) -> tuple[tuple[int, ...], np.dtype, Any] | None:
+    if len(key) == 1 and key[0][0] == pytree.LEAF and len(key[0][1]) == 1:
+        (shape, char), = key[0][1]
+        if isinstance(shape, tuple) and len(shape) > 0:
+            return shape, np.dtype(char), entry.exe
+    return None
+
+
+def _fast_call(spec: Specializer, args: tuple[Any, ...]) -> list[Any] | None:
+    """The compiled outputs for a single float array argument of the last
+    signature, or None when the general path must decide."""
+    fast = spec.fast
+    if fast is None or len(args) != 1:
+        return None
+    x = args[0]
+    if type(x) is not np.ndarray or x.shape != fast[0] or x.dtype != fast[1]:
+        return None
+    return fast[2].run((x,))
 
 
 def _checked_argnums(argnums: Any) -> Any:
@@ -423,15 +447,26 @@ class CompiledGrad:
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
+        if self.argnums == 0:
+            outs = _fast_call(self._vg, args)
+            if outs is not None:
+                return outs[1]
         return self._vg(*args)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
+        if self.argnums == 0:
+            outs = _fast_call(self._vg, args)
+            if outs is not None:
+                return _scalar(outs[0]), outs[1]
         return self._vg(*args)
 
     def value(self, *args: Any) -> Any:
         if self._value is None:
             self._value = Specializer(self.fn, "value", None, self._static, self._backend,
                                       eager=self.fn, max_traces=self._max_traces)
+        outs = _fast_call(self._value, args)
+        if outs is not None:
+            return _scalar(outs[0])
         return self._value(*args)
 
     def hvp(self, *args: Any) -> Any:
