@@ -50,6 +50,9 @@
   X(MUL_S, 3)         /* o a b          D[o] = D[a] * D[b]                           */ \
   X(DIV_S, 3)         /* o a b          D[o] = D[a] / D[b]                           */ \
   X(NEG_S, 2)         /* o a            D[o] = -D[a]                                 */ \
+  X(NMUL_S, 3)        /* o a b          D[o] = -(D[a] * D[b])                        */ \
+  X(MULADD_S, 4)      /* o a b c        D[o] = D[a] + D[b] * D[c]   (two roundings)  */ \
+  X(MULSUB_S, 4)      /* o a b c        D[o] = D[a] - D[b] * D[c]   (two roundings)  */ \
   X(SQUARE_S, 2)      /* o a            D[o] = D[a] * D[a]                           */ \
   X(MOV_S, 2)         /* o a            D[o] = D[a]                                  */ \
   X(ACC_S, 2)         /* o a            D[o] += D[a]   (in-place scatter_add)        */ \

@@ -7,6 +7,10 @@
  * float64 opcodes are written inline in the loop; array opcodes call the
  * kernels below, each written once for float and double through FLOAT_TYPED.
  *
+ * Fused scalar opcodes (MULADD_S, ...) round after each operation, as the
+ * separate NumPy operations they replace do: build with -ffp-contract=off so
+ * the compiler does not turn them into fused multiply-adds.
+ *
  * Safety: fastad_vm_validate checks every instruction (check_instr) before a
  * program may run, so the loop trusts its operands.  With FASTAD_DEBUG_VM the
  * loop re-runs check_instr before every instruction, and gather/scatter
@@ -193,6 +197,15 @@ static inline int64_t shape_size(int64_t ndim, const int64_t *shape) {
 /* ------------------------------------------------------------------------ */
 /* Array kernels                                                            */
 /* ------------------------------------------------------------------------ */
+/* Kernels stay out of line: inlined into the dispatch loop they would push
+ * pc and the arena base out of registers, and every scalar instruction would
+ * pay a store and a reload. */
+#if defined(__GNUC__)
+#define KERNEL static __attribute__((noinline))
+#else
+#define KERNEL static
+#endif
+
 #define UNARY_V_CASE(name)                                          \
   case FN_##name:                                           \
     for (int64_t i = 0; i < n; i++) {                       \
@@ -201,7 +214,7 @@ static inline int64_t shape_size(int64_t ndim, const int64_t *shape) {
     }                                                       \
     break;
 
-static void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) {
+KERNEL void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) {
   FLOAT_TYPED(t, {
     T *po = (T *)arena + o;
     const T *pa = (const T *)arena + a;
@@ -225,7 +238,7 @@ static void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) 
     }                                                                              \
     break;
 
-static void binary_v(int f, int t, int kind, char *arena, int64_t o, int64_t a, int64_t b,
+KERNEL void binary_v(int f, int t, int kind, char *arena, int64_t o, int64_t a, int64_t b,
                      int64_t n) {
   FLOAT_TYPED(t, {
     T *po = (T *)arena + o;
@@ -257,7 +270,7 @@ static void binary_v(int f, int t, int kind, char *arena, int64_t o, int64_t a, 
     BROADCAST_ROW(po, (T)(B_##name(x, y)))       \
     break;
 
-static void binary_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
+KERNEL void binary_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
                      const int64_t *d) {
   const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
   const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
@@ -282,7 +295,7 @@ static void binary_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
     BROADCAST_ROW(po, (uint8_t)C_##name(x, y))   \
     break;
 
-static void compare_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
+KERNEL void compare_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
                       const int64_t *d) {
   const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
   const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
@@ -307,7 +320,7 @@ static void compare_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b
     BROADCAST_ROW(po, (uint8_t)L_##name(x, y))   \
     break;
 
-static void logic_b(int f, char *arena, int64_t o, int64_t a, int64_t b, const int64_t *d) {
+KERNEL void logic_b(int f, char *arena, int64_t o, int64_t a, int64_t b, const int64_t *d) {
   const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
   const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
   const int64_t total = shape_size(ndim, shape);
@@ -325,7 +338,7 @@ static void logic_b(int f, char *arena, int64_t o, int64_t a, int64_t b, const i
   }
 }
 
-static void where_b(int t, char *arena, int64_t o, int64_t c, int64_t a, int64_t b,
+KERNEL void where_b(int t, char *arena, int64_t o, int64_t c, int64_t a, int64_t b,
                     const int64_t *d) {
   const int64_t ndim = d[0], *shape = d + 1;
   const int64_t *sc = d + 1 + ndim, *sa = d + 1 + 2 * ndim, *sb = d + 1 + 3 * ndim;
@@ -345,7 +358,7 @@ static void where_b(int t, char *arena, int64_t o, int64_t c, int64_t a, int64_t
   });
 }
 
-static void cast_v(int t, int s, char *arena, int64_t o, int64_t a, int64_t n) {
+KERNEL void cast_v(int t, int s, char *arena, int64_t o, int64_t a, int64_t n) {
   if (t == DT_BOOL) {
     uint8_t *po = (uint8_t *)arena + o;
     if (s == DT_BOOL) {
@@ -373,7 +386,7 @@ static void cast_v(int t, int s, char *arena, int64_t o, int64_t a, int64_t n) {
   });
 }
 
-static void strided_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+KERNEL void strided_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
   const int64_t ndim = d[0], start = d[1], *shape = d + 2, *sa = d + 2 + ndim;
   const int64_t n = shape[ndim - 1], ia = sa[ndim - 1];
   const int64_t total = shape_size(ndim, shape);
@@ -393,7 +406,7 @@ static void strided_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d
   });
 }
 
-static void gather_v(int t, char *arena, int64_t o, int64_t a, int64_t m, const int64_t *idx,
+KERNEL void gather_v(int t, char *arena, int64_t o, int64_t a, int64_t m, const int64_t *idx,
                      int64_t n) {
   (void)m;
   BITS_TYPED(t, {
@@ -406,7 +419,7 @@ static void gather_v(int t, char *arena, int64_t o, int64_t a, int64_t m, const 
   });
 }
 
-static void scatter_set_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
+KERNEL void scatter_set_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
                           int64_t v, int64_t n) {
   (void)m;
   BITS_TYPED(t, {
@@ -419,7 +432,7 @@ static void scatter_set_v(int t, char *arena, int64_t o, int64_t m, const int64_
   });
 }
 
-static void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
+KERNEL void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
                           int64_t v, int64_t n) {
   (void)m;
   FLOAT_TYPED(t, {
@@ -461,7 +474,7 @@ static void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_
     }                                                                                \
     break;
 
-static void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+KERNEL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
   const int64_t ndim = d[0], *shape = d + 1, *so = d + 1 + ndim, nout = d[1 + 2 * ndim];
   const int64_t n = shape[ndim - 1], io = so[ndim - 1];
   const int64_t total = shape_size(ndim, shape);
@@ -478,7 +491,7 @@ static void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int6
 
 /* Sum of a contiguous run with four partial sums: vectorises, and rounds
  * less than one running sum. */
-static double sum_contiguous_d(const double *x, int64_t n) {
+KERNEL double sum_contiguous_d(const double *x, int64_t n) {
   double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
   int64_t i = 0;
   for (; i + 4 <= n; i += 4) {
@@ -491,7 +504,7 @@ static double sum_contiguous_d(const double *x, int64_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-static void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
   const int64_t outer = d[0], len = d[1], inner = d[2], reverse = d[3];
   FLOAT_TYPED(t, {
     T *po = (T *)arena + o;
@@ -516,7 +529,7 @@ static void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d)
 /* Below this many multiply-adds a plain loop beats a BLAS call. */
 #define SMALL_MATMUL 512
 
-static void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                      int64_t b, const int64_t *d) {
   const int64_t batch = d[0], m = d[1], k = d[2], n = d[3], ta = d[4], tb = d[5];
   if (m == 0 || n == 0) return;
@@ -552,7 +565,7 @@ static void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
   });
 }
 
-static int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+KERNEL int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                    int64_t b, const int64_t *d, int64_t w, int64_t p) {
   const int64_t batch = d[0], n = d[1], k = d[2];
   if (n == 0 || k == 0) return FASTAD_VM_OK;
@@ -582,7 +595,7 @@ static int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64
 
 /* log|det| (f = 0) or the sign of det (f = 1) from an LU factorisation;
  * a singular matrix gives -inf and 0, as numpy.linalg.slogdet does. */
-static void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                       const int64_t *d, int64_t w, int64_t p) {
   const int64_t batch = d[0], n = d[1];
   int *ipiv = (int *)arena + p;
@@ -735,9 +748,12 @@ static int check_instr(checker *c, int64_t *next) {
   switch (op) {
     case OP_HALT:
       return 1;
-    case OP_ADD_S: case OP_SUB_S: case OP_MUL_S: case OP_DIV_S:
+    case OP_ADD_S: case OP_SUB_S: case OP_MUL_S: case OP_DIV_S: case OP_NMUL_S:
     case OP_MULACC_S: case OP_NMULACC_S:
       return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8);
+    case OP_MULADD_S: case OP_MULSUB_S:
+      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8) &&
+             range_ok(c, w[3], 1, 8);
     case OP_NEG_S: case OP_SQUARE_S: case OP_MOV_S: case OP_ACC_S: case OP_NACC_S:
       return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8);
     case OP_UNARY_S:
@@ -937,6 +953,9 @@ int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_
       vmcase(MUL_S) { D[pc[1]] = D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
       vmcase(DIV_S) { D[pc[1]] = D[pc[2]] / D[pc[3]]; NEXT(3); vmbreak; }
       vmcase(NEG_S) { D[pc[1]] = -D[pc[2]]; NEXT(2); vmbreak; }
+      vmcase(NMUL_S) { D[pc[1]] = -(D[pc[2]] * D[pc[3]]); NEXT(3); vmbreak; }
+      vmcase(MULADD_S) { D[pc[1]] = D[pc[2]] + D[pc[3]] * D[pc[4]]; NEXT(4); vmbreak; }
+      vmcase(MULSUB_S) { D[pc[1]] = D[pc[2]] - D[pc[3]] * D[pc[4]]; NEXT(4); vmbreak; }
       vmcase(SQUARE_S) { const double x = D[pc[2]]; D[pc[1]] = x * x; NEXT(2); vmbreak; }
       vmcase(MOV_S) { D[pc[1]] = D[pc[2]]; NEXT(2); vmbreak; }
       vmcase(ACC_S) { D[pc[1]] += D[pc[2]]; NEXT(2); vmbreak; }

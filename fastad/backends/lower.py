@@ -34,6 +34,7 @@ supported (`LoweringError`).
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 import os
 import re
@@ -101,7 +102,6 @@ _BOOL = np.dtype(np.bool_)
 _BINARY_PRIM = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "pow": "pow",
                 "maximum": "maximum", "minimum": "minimum", "arctan2": "arctan2",
                 "hypot": "hypot", "logaddexp": "logaddexp"}
-_SCALAR_BINARY_OP = {"add": "ADD_S", "sub": "SUB_S", "mul": "MUL_S", "div": "DIV_S"}
 
 ARENA_ALIGN = 64
 END = 1 << 62  # "used after the last instruction": program outputs
@@ -335,6 +335,10 @@ class _Lowerer:
         self.step = -1
         self.step_temps: list[int] = []
         self.reads: dict[int, tuple[int, ...]] = {}  # instruction -> effective operands
+        # Scalar expressions deferred into their single consumer (see _fuse_scalar):
+        # slot -> (kind, operand refs); `fused` keeps the refs once consumed.
+        self.pending: dict[int, tuple[str, tuple[Ref, ...]]] = {}
+        self.fused: dict[int, tuple[Ref, ...]] = {}
         self.matmul_trans: dict[int, tuple[bool, bool]] = {}
 
     # -- analysis ------------------------------------------------------------
@@ -360,11 +364,15 @@ class _Lowerer:
                 needed.update(self.operands(ins))
         kept.reverse()
         self.last_use: dict[int, int] = {}
+        self.uses: collections.Counter[int] = collections.Counter()
         for k, ins in enumerate(kept):
             for s in self.operands(ins):
                 self.last_use[s] = k
+                self.uses[s] += 1
         for s in self.tape.outputs:
             self.last_use[s] = END
+            self.uses[s] += 1
+        self.kept = kept
         return kept
 
     def operands(self, ins: Instr) -> tuple[int, ...]:
@@ -417,7 +425,7 @@ class _Lowerer:
                 ref = self.const_loc[key] = self.const_ref(
                     np.ascontiguousarray(value.astype(dtype, copy=False)))
             return ref
-        ref = self.loc[slot]
+        ref = self.place(slot)
         if aval.dtype == dtype:
             return ref
         _check_dtype(aval.dtype, slot)
@@ -425,6 +433,23 @@ class _Lowerer:
         self.emit("CAST_V", self.dt(dtype), self.dt(aval.dtype), (out, dtype), (ref, aval.dtype),
                   aval.size)
         return out
+
+    def place(self, slot: int) -> Ref:
+        """Where a computed slot is, materializing a deferred scalar expression."""
+        if slot in self.pending:
+            kind, refs = self.take_pending(slot)
+            o = self.define(slot)
+            self.emit(_SCALAR_OPCODE[kind], (o, _F64), *((r, _F64) for r in refs))
+        return self.loc[slot]
+
+    def take_pending(self, slot: int) -> tuple[str, tuple[Ref, ...]]:
+        kind, refs = self.pending.pop(slot)
+        self.fused[slot] = refs
+        return kind, refs
+
+    def pending_kind(self, slot: int) -> str | None:
+        entry = self.pending.get(slot)
+        return entry[0] if entry else None
 
     @staticmethod
     def dt(dtype: np.dtype) -> int:
@@ -476,6 +501,7 @@ class _Lowerer:
             ref = self.loc.get(s)
             if ref is not None:
                 dying.add(ref.buf)
+            dying.update(r.buf for r in self.fused.pop(s, ()))
         if ins.out in self.loc:  # defined but never read (nothing else to free it)
             dying.add(self.loc[ins.out].buf)
         for b in dying:
@@ -558,19 +584,81 @@ def _is_range(flat: np.ndarray) -> bool:
 def _unary(lw: _Lowerer, ins: Instr) -> None:
     (x,), dtype = ins.ins, lw.avals[ins.out].dtype
     _check_float(dtype, ins)
+    n = lw.avals[ins.out].size
+    if dtype == _F64 and n == 1 and ins.prim in ("neg", "square"):
+        _scalar_arithmetic(lw, ins)
+        return
     a = lw.read(x, dtype)
     o = lw.define(ins.out)
-    n = lw.avals[ins.out].size
-    fn = UNARY[ins.prim]
     if dtype == _F64 and n == 1:
-        if ins.prim == "neg":
-            lw.emit("NEG_S", (o, dtype), (a, dtype))
-        elif ins.prim == "square":
-            lw.emit("SQUARE_S", (o, dtype), (a, dtype))
-        else:
-            lw.emit("UNARY_S", fn, (o, dtype), (a, dtype))
+        lw.emit("UNARY_S", UNARY[ins.prim], (o, dtype), (a, dtype))
     else:
-        lw.emit("UNARY_V", fn, lw.dt(dtype), (o, dtype), (a, dtype), n)
+        lw.emit("UNARY_V", UNARY[ins.prim], lw.dt(dtype), (o, dtype), (a, dtype), n)
+
+
+# -- scalar float64 arithmetic: one-flop opcodes, fused where an intermediate
+# has a single consumer.  A product or negation whose only use is an add, a
+# sub, a mul, a neg or a scalar scatter_add is deferred (`pending`) and
+# emitted inside that consumer: x - y*y is one MULSUB_S, acc[i] -= a*b one
+# NMULACC_S.  Every fused form rounds exactly as the separate operations do.
+_SCALAR_OPCODE = {"add": "ADD_S", "sub": "SUB_S", "mul": "MUL_S", "div": "DIV_S",
+                  "neg": "NEG_S", "nmul": "NMUL_S", "mov": "MOV_S", "muladd": "MULADD_S",
+                  "mulsub": "MULSUB_S"}
+# (consumer, deferred operand's kind) -> the consumer's fused kind.  For add and
+# mul the deferred operand may be either one; for sub only the subtrahend.
+_ABSORB = {("add", "mul"): "muladd", ("add", "nmul"): "mulsub", ("add", "neg"): "sub",
+           ("sub", "mul"): "mulsub", ("sub", "nmul"): "muladd", ("sub", "neg"): "add",
+           ("mul", "neg"): "nmul",
+           ("neg", "mul"): "nmul", ("neg", "nmul"): "mul", ("neg", "neg"): "mov"}
+_ACCUMULATE = {None: "ACC_S", "neg": "NACC_S", "mul": "MULACC_S", "nmul": "NMULACC_S"}
+
+
+def _scalar_arithmetic(lw: _Lowerer, ins: Instr) -> None:
+    kind, refs = _scalar_expression(lw, ins)
+    if kind in ("mul", "nmul", "neg") and _consumer_absorbs(lw, ins.out, kind):
+        lw.pending[ins.out] = (kind, refs)
+        consumer = lw.last_use[ins.out]
+        for r in refs:  # the operands must live until the consumer runs
+            buf = lw.buffers[r.buf]
+            buf.last_use = max(buf.last_use, consumer)
+        return
+    o = lw.define(ins.out)
+    lw.emit(_SCALAR_OPCODE[kind], (o, _F64), *((r, _F64) for r in refs))
+
+
+def _scalar_expression(lw: _Lowerer, ins: Instr) -> tuple[str, tuple[Ref, ...]]:
+    """The instruction as (kind, operands), absorbing a deferred operand."""
+    if ins.prim == "square":
+        a = lw.read(ins.ins[0], _F64)
+        return "mul", (a, a)
+    if ins.prim == "neg":
+        (x,) = ins.ins
+        if ("neg", lw.pending_kind(x)) in _ABSORB:
+            kind, refs = lw.take_pending(x)
+            return _ABSORB[("neg", kind)], refs
+        return "neg", (lw.read(x, _F64),)
+    a, b = ins.ins
+    orders = {"add": ((a, b), (b, a)), "mul": ((a, b), (b, a)), "sub": ((a, b),)}
+    for x, y in orders.get(ins.prim, ()):
+        fused = _ABSORB.get((ins.prim, lw.pending_kind(y)))
+        if fused is not None:
+            _, refs = lw.take_pending(y)
+            return fused, (lw.read(x, _F64), *refs)
+    return ins.prim, (lw.read(a, _F64), lw.read(b, _F64))
+
+
+def _consumer_absorbs(lw: _Lowerer, slot: int, kind: str) -> bool:
+    if lw.uses[slot] != 1 or lw.last_use.get(slot, END) >= END:
+        return False
+    c = lw.kept[lw.last_use[slot]]
+    out = lw.avals[c.out]
+    if out.dtype != _F64:
+        return False
+    if c.prim == "scatter_add":
+        return c.ins[2] == slot and lw.avals[c.ins[1]].size == 1
+    if out.size != 1 or (c.prim, kind) not in _ABSORB:
+        return False
+    return c.prim != "sub" or c.ins[1] == slot
 
 
 def _check_float(dtype: np.dtype, ins: Instr) -> None:
@@ -598,17 +686,17 @@ def _binary(lw: _Lowerer, ins: Instr) -> None:
         for one, other in ((a_slot, b_slot), (b_slot, a_slot)):
             if (_is_exact_one(lw, one) and other not in lw.consts
                     and lw.avals[other].dtype == dtype and lw.avals[other].shape == out.shape):
-                lw.alias(ins.out, lw.loc[other])
+                lw.alias(ins.out, lw.place(other))
                 return
+    if dtype == _F64 and out.size == 1 and ins.prim in ("add", "sub", "mul", "div"):
+        _scalar_arithmetic(lw, ins)
+        return
     a, sa, na = _operand(lw, a_slot, dtype)
     b, sb, nb = _operand(lw, b_slot, dtype)
     o = lw.define(ins.out)
     fn = BINARY[_BINARY_PRIM[ins.prim]]
     if dtype == _F64 and out.size == 1:
-        if ins.prim in _SCALAR_BINARY_OP:
-            lw.emit(_SCALAR_BINARY_OP[ins.prim], (o, dtype), (a, dtype), (b, dtype))
-        else:
-            lw.emit("BINARY_S", fn, (o, dtype), (a, dtype), (b, dtype))
+        lw.emit("BINARY_S", fn, (o, dtype), (a, dtype), (b, dtype))
         return
     t = lw.dt(dtype)
     if na == out.size and nb == out.size and sa == sb:
@@ -795,16 +883,21 @@ def _scatter(lw: _Lowerer, ins: Instr) -> None:
     flat = _flat_indices(lw, idx_slot, out.size).ravel()
     if lw.avals[v_slot].size != flat.size:
         raise LoweringError(f"{ins.prim}: {lw.avals[v_slot].size} values for {flat.size} indices")
+    if flat.size == 1 and dtype == _F64:  # one element: a scalar move or accumulation
+        kind = lw.pending_kind(v_slot) if adding else None
+        refs = lw.take_pending(v_slot)[1] if kind else (lw.read(v_slot, dtype),)
+        o = _updatable_copy(lw, ins, x, {r.buf for r in refs})
+        at = Ref(o.buf, o.offset + int(flat[0]) * dtype.itemsize)
+        lw.emit(_ACCUMULATE[kind] if adding else "MOV_S", (at, dtype), *((r, dtype) for r in refs))
+        return
     v = lw.read(v_slot, dtype)
-    o = _updatable_copy(lw, ins, x, v)
+    o = _updatable_copy(lw, ins, x, {v.buf})
     if flat.size == 0:
         return
     n = flat.size
     if _is_range(flat):
         at = Ref(o.buf, o.offset + int(flat[0]) * dtype.itemsize)
-        if dtype == _F64 and n == 1:
-            lw.emit("ACC_S" if adding else "MOV_S", (at, dtype), (v, dtype))
-        elif adding:
+        if adding:
             lw.emit("BINARY_VV", BINARY["add"], lw.dt(dtype), (at, dtype), (at, dtype),
                     (v, dtype), n)
         else:
@@ -815,14 +908,14 @@ def _scatter(lw: _Lowerer, ins: Instr) -> None:
             x_at, (v, dtype), n)
 
 
-def _updatable_copy(lw: _Lowerer, ins: Instr, x: int, v: Ref) -> Ref:
-    """The buffer a scatter writes into: x's own when x dies here (in place),
-    else a fresh copy of x."""
+def _updatable_copy(lw: _Lowerer, ins: Instr, x: int, read_bufs: set[int]) -> Ref:
+    """The buffer a scatter writes into: x's own when x dies here and the
+    values written are not read from it (in place), else a fresh copy of x."""
     dtype = lw.avals[ins.out].dtype
     if x not in lw.consts and lw.avals[x].dtype == dtype:
-        ref = lw.loc[x]
+        ref = lw.place(x)
         buf = lw.buffers[ref.buf]
-        if not buf.const and buf.last_use <= lw.step and v.buf != ref.buf:
+        if not buf.const and buf.last_use <= lw.step and ref.buf not in read_bufs:
             lw.alias(ins.out, ref)
             return ref
     o = lw.define(ins.out)
