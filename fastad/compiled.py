@@ -13,6 +13,7 @@ trace is tried, and if none fits, ``f`` is traced again at this input.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -29,8 +30,9 @@ from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, 
 from .errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
-from .tracer import Tracer, recording, user_stacklevel
+from .tracer import Tracer, recording, replay, user_stacklevel
 from .transforms.optimize import optimize
+from .transforms.reroll import reroll
 
 log = logging.getLogger("fastad")
 
@@ -149,8 +151,10 @@ class Specializer:
     def __init__(self, fn: Callable[..., Any] | None, kind: str, argnums: Any,
                  static_argnums: Sequence[int], backend: str,
                  eager: Callable[..., Any] | None, max_traces: int | None = None,
-                 check_nans: bool | None = None, optimize_tape: bool = True) -> None:
+                 check_nans: bool | None = None, optimize_tape: bool = True,
+                 reroll: bool = True) -> None:
         self.fn = fn
+        self.reroll = reroll
         self.kind = kind
         self.argnums = argnums
         self.check_nans = (os.environ.get("FASTAD_CHECK_NANS", "") not in ("", "0")
@@ -238,7 +242,8 @@ class Specializer:
                 "it runs only the argument signatures it was saved with; this call's is new: "
                 f"{_describe(self.split(args)[0])}")
         self.traces += 1
-        with recording() as builder:
+        with contextlib.ExitStack() as scope:
+            builder = scope.enter_context(recording())
             new_args = list(args)
             inputs: list[Tracer] = []
             wrt: list[Tracer] = []
@@ -265,15 +270,24 @@ class Specializer:
                     in_trees.append(tree)
             out = self.fn(*new_args)
             out_leaves, out_tree = pytree.flatten(out)
+            if builder.captures:
+                raise TypeError("a compiled function closed over a value traced by an "
+                                "enclosing transformation; pass it as an argument instead")
+            stages = {"traced": len(builder.tape.instrs)}
+            rolled = self._rerolled(builder, out_leaves) if self.reroll else None
+            if rolled is not None:
+                stages["rerolled"] = len(rolled.instrs)
+                builder, wrt, out_leaves = _replayed(rolled, scope.enter_context(recording()),
+                                                     builder, inputs, wrt)
             rec = Recorded(builder, wrt, in_trees, list(wrt), out_leaves, out_tree)
             results = self.outputs(rec)
             builder.tape.outputs = [builder.slot_of(r) for r in results]
-        if builder.captures:
-            raise TypeError("a compiled function closed over a value traced by an enclosing "
-                            "transformation; pass it as an argument instead")
         tape = builder.tape
+        stages["differentiated"] = len(tape.instrs)
         if self.optimize_tape:
             tape = optimize(tape)
+        stages["optimized"] = len(tape.instrs)
+        tape.stages = stages
         entry = Entry(self.backend.build(tape), tape, Structure(out_tree, tuple(in_trees)))
         self.last = entry
         return entry
@@ -306,12 +320,29 @@ class Specializer:
                 spec.last = entry
         return spec
 
+    @staticmethod
+    def _rerolled(builder: Any, out_leaves: list[Any]) -> Tape | None:
+        """The forward tape with its scalar loops rerolled, or None if it has none."""
+        tape = builder.tape
+        tape.outputs = [builder.slot_of(v) for v in out_leaves]
+        return reroll(tape, [builder.values[s] for s in tape.inputs])
+
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, and each cached trace with its guards."""
         return {"traces": self.traces, "signatures": len(self.cache),
                 "entries": [{"signature": _describe(key), "guards": e.guards}
                             for key, entries in self.cache.items() for e in entries],
                 "eager": [_describe(key) for key in self.gave_up]}
+
+
+def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: list[Tracer]
+              ) -> tuple[Any, list[Tracer], list[Any]]:
+    """Record ``tape`` afresh into ``builder``, which replaces ``old``: the
+    builder, the tracers standing for ``wrt``, and the outputs."""
+    new_inputs = [builder.new_input(old.values[t.slot]) for t in inputs]
+    position = {t.slot: k for k, t in enumerate(inputs)}
+    outs = replay(tape, new_inputs)
+    return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
 def _fast_path(key: Any, entry: Entry) -> tuple[tuple[int, ...], np.dtype, Any] | None:

@@ -99,6 +99,8 @@ class Tape:
     consts: dict[int, Any] = field(default_factory=dict)
     instrs: list[Instr] = field(default_factory=list)
     avals: list[Aval] = field(default_factory=list)
+    # instruction counts after each stage of compilation, for stats()
+    stages: dict[str, int] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------
     def new_slot(self, aval: Aval) -> int:
@@ -112,7 +114,7 @@ class Tape:
             counts[ins.prim] = counts.get(ins.prim, 0) + 1
         nbytes = sum(a.size * a.dtype.itemsize for a in self.avals)
         return {"instructions": len(self.instrs), "slots": len(self.avals),
-                "slot_bytes": int(nbytes), "by_primitive": counts}
+                "slot_bytes": int(nbytes), "by_primitive": counts, "stages": dict(self.stages)}
 
     def __str__(self) -> str:
         def name(s: int) -> str:

@@ -88,13 +88,22 @@ def fold_constants(tape: Tape) -> Tape:
     with np.errstate(all="ignore"):
         for ins in tape.instrs:
             if (ins.prim not in _SIDE_EFFECTS and all(s in consts for s in ins.ins)
-                    and tape.avals[ins.out].size <= _FOLD_LIMIT):
+                    and _worth_folding(tape, ins)):
                 value = registry[ins.prim].impl(*(consts[s] for s in ins.ins), **dict(ins.params))
                 if aval_of(value) == tape.avals[ins.out]:
                     consts[ins.out] = np.asarray(value) if np.ndim(value) else value
                     continue
             instrs.append(ins)
     return Tape(list(tape.inputs), list(tape.outputs), consts, instrs, list(tape.avals))
+
+
+def _worth_folding(tape: Tape, ins: Instr) -> bool:
+    """Fold unless the result is large and bigger than its operands: a
+    broadcast scalar is cheaper to keep than to store as an array."""
+    size = tape.avals[ins.out].size
+    if size > _FOLD_LIMIT:
+        return False
+    return size <= 16 or size <= max((tape.avals[s].size for s in ins.ins), default=0)
 
 
 def _is_const(tape: Tape, slot: int, number: float) -> bool:
