@@ -294,7 +294,7 @@ class Specializer:
 
     def state(self) -> dict[str, Any]:
         """What `fastad.serialize` stores: the compiled tapes, not the function."""
-        return {"kind": self.kind, "argnums": self.argnums,
+        return {"kind": self.kind, "argnums": self.argnums, "reroll": self.reroll,
                 "static_argnums": tuple(sorted(self.static_argnums)),
                 "backend": self.backend_name, "max_traces": self.max_traces,
                 "check_nans": self.check_nans,
@@ -309,7 +309,8 @@ class Specializer:
         backend = state["backend"] if state["backend"] in backends.available() else "auto"
         spec = cls(None, state["kind"], _checked_argnums(state["argnums"]),
                    _checked_argnums(state["static_argnums"]), backend, eager=None,
-                   max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]))
+                   max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]),
+                   reroll=bool(state["reroll"]))
         for key, entries in state["entries"]:
             key = decode(key)
             for tape_bytes, structure in entries:
@@ -391,10 +392,10 @@ class Jitted:
 
     def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
                  backend: str = "auto", max_traces: int | None = None,
-                 check_nans: bool | None = None) -> None:
+                 check_nans: bool | None = None, reroll: bool = True) -> None:
         functools.update_wrapper(self, fn)
         self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
-                                 max_traces=max_traces, check_nans=check_nans)
+                                 max_traces=max_traces, check_nans=check_nans, reroll=reroll)
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -429,7 +430,7 @@ class Jitted:
         if key not in self._batched:
             spec = self._spec
             self._batched[key] = Jitted(vmap(spec.fn, in_axes), tuple(spec.static_argnums),
-                                        spec.backend_name, spec.max_traces)
+                                        spec.backend_name, spec.max_traces, reroll=spec.reroll)
         return self._batched[key](*args)
 
 
@@ -457,8 +458,10 @@ class CompiledGrad:
 
     def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
                  static_argnums: Sequence[int] = (), backend: str = "auto",
-                 max_traces: int | None = None, strong_zero: bool = False) -> None:
+                 max_traces: int | None = None, strong_zero: bool = False,
+                 reroll: bool = True) -> None:
         functools.update_wrapper(self, fn)
+        self._reroll = reroll
         self.fn = fn
         self.argnums = argnums
         wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
@@ -471,7 +474,7 @@ class CompiledGrad:
         kind = "value_and_grad_strong_zero" if strong_zero else "value_and_grad"
         self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
                                eager=value_and_grad(fn, argnums, strong_zero),
-                               max_traces=max_traces)
+                               max_traces=max_traces, reroll=reroll)
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
@@ -494,7 +497,8 @@ class CompiledGrad:
     def value(self, *args: Any) -> Any:
         if self._value is None:
             self._value = Specializer(self.fn, "value", None, self._static, self._backend,
-                                      eager=self.fn, max_traces=self._max_traces)
+                                      eager=self.fn, max_traces=self._max_traces,
+                                      reroll=self._reroll)
         outs = _fast_call(self._value, args)
         if outs is not None:
             return _scalar(outs[0])
@@ -527,6 +531,7 @@ class CompiledGrad:
         self._static = tuple(self._vg.static_argnums)
         self._backend = self._vg.backend_name
         self._max_traces = self._vg.max_traces
+        self._reroll = self._vg.reroll
         self._hvp = self._hessian = None
         self._batched = {}
 
@@ -550,7 +555,7 @@ class CompiledGrad:
             raise SignatureError("this compiled gradient was loaded from bytes without its "
                                  "Python function; only g(), value_and_grad() and value() "
                                  "of the saved signatures are available")
-        return Jitted(fn, self._static, self._backend, self._max_traces)
+        return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll)
 
     @property
     def tape(self) -> Tape:
@@ -566,7 +571,7 @@ class CompiledGrad:
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
         backend: str = "auto", max_traces: int | None = None,
-        check_nans: bool | None = None) -> Any:
+        check_nans: bool | None = None, reroll: bool = True) -> Any:
     """Compile ``fn`` (any function of float arrays, ``grad(f)`` included).
 
     ``max_traces``: how many traces (paths through data-dependent branches)
@@ -575,17 +580,20 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
     FloatingPointError naming the primitive, source line and operands of the
     first instruction that turned finite values into NaN or inf, whenever a
     result is not finite.
+    ``reroll``: turn scalar Python loops into vector code (see
+    `fastad.transforms.reroll`); sums over rerolled loops are then reassociated.
     """
     if fn is None:
-        return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans)
-    return Jitted(fn, static_argnums, backend, max_traces, check_nans)
+        return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll)
+    return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll)
 
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
             static_argnums: Sequence[int] = (), backend: str = "auto",
-            max_traces: int | None = None, strong_zero: bool = False) -> CompiledGrad:
+            max_traces: int | None = None, strong_zero: bool = False,
+            reroll: bool = True) -> CompiledGrad:
     """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``
-    (``strong_zero``: see `fastad.value_and_grad`)."""
-    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero)
+    (``strong_zero``: see `fastad.value_and_grad`; ``reroll``: see `jit`)."""
+    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll)
 
 
