@@ -391,8 +391,8 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
         fastad.defvjp(logsigmoid, lambda g, ans, x: g * np.exp(-np.logaddexp(0, x)))
 
     Rules take ``(g, ans, *args)`` and return the cotangent of one argument.
-    Primitives defined this way run in NumPy; the compiled backends call
-    back into Python for them.
+    Primitives defined this way run in NumPy: a compiled function that uses
+    one runs on the NumPy reference backend (with a warning).
     """
     from .primitives.registry import defprim, registry
     from .tracer import bind
@@ -402,6 +402,7 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
         k += 1
         name = f"{base}#{k}"
     prim = defprim(name, fn, None)
+    prim.builtin = False
 
     @functools.wraps(fn)
     def bound(*args: Any, **kwargs: Any) -> Any:

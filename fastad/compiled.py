@@ -28,6 +28,7 @@ from .backends import reference
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, value_and_grad,
                   vmap)
 from .errors import SignatureError, TapeError
+from .primitives.registry import registry
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
 from .tracer import Tracer, recording, replay, user_stacklevel
@@ -288,7 +289,7 @@ class Specializer:
             tape = optimize(tape)
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
-        entry = Entry(self.backend.build(tape), tape, Structure(out_tree, tuple(in_trees)))
+        entry = Entry(self._build(tape), tape, Structure(out_tree, tuple(in_trees)))
         self.last = entry
         return entry
 
@@ -316,10 +317,20 @@ class Specializer:
             for tape_bytes, structure in entries:
                 tape = tape_from_bytes(tape_bytes)
                 _check_signature(key, tape)
-                entry = Entry(spec.backend.build(tape), tape, Structure(*decode(structure)))
+                entry = Entry(spec._build(tape), tape, Structure(*decode(structure)))
                 spec.cache.setdefault(key, []).append(entry)
                 spec.last = entry
         return spec
+
+    def _build(self, tape: Tape) -> Any:
+        user = sorted({ins.prim for ins in tape.instrs if not registry[ins.prim].builtin})
+        if user and self.backend is not reference:
+            warnings.warn(f"fastad: {getattr(self.fn, '__qualname__', 'the function')} uses "
+                          f"the user-defined primitive(s) {', '.join(user)}, which compiled "
+                          "backends cannot run; it runs on the NumPy reference backend",
+                          stacklevel=user_stacklevel())
+            return reference.build(tape)
+        return self.backend.build(tape)
 
     @staticmethod
     def _rerolled(builder: Any, out_leaves: list[Any]) -> Tape | None:

@@ -19,7 +19,8 @@ def _load(name: str) -> ModuleType | None:
         module = importlib.import_module(f"{__name__}.{_MODULES[name]}")
     except ImportError:
         return None
-    return module if getattr(module, "available", True) else None
+    usable = getattr(module, "available", True) and hasattr(module, "build")
+    return module if usable else None
 
 
 def available() -> list[str]:

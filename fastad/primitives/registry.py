@@ -26,6 +26,7 @@ class Primitive:
     jvps: list[Rule] = field(default_factory=list)
     differentiable: bool = True
     doc: str = ""
+    builtin: bool = True  # False for primitives users define with fastad.primitive
     # argnum -> rule(acc, g, ans, *args, **params) that adds this argument's
     # cotangent into the accumulated one; for ops whose cotangent is sparse
     # (a gather's is a scatter), so no dense zero array is made per use.
