@@ -218,3 +218,12 @@ def test_threads_give_serial_results(compiled_backend):
     for k in range(8):
         for r in results[k]:
             assert np.array_equal(r, serial[k])
+
+
+def test_minimize_with_a_pytree(backend):
+    def f(p):
+        return np.sum((p["a"] - 1.0) ** 2) + np.sum((p["b"] + 2.0) ** 2)
+    res = fa.minimize(f, {"a": np.zeros((2, 2)), "b": np.zeros(3)}, method="L-BFGS-B",
+                      backend=backend)
+    np.testing.assert_allclose(res.x["a"], 1.0, atol=1e-5)
+    np.testing.assert_allclose(res.x["b"], -2.0, atol=1e-5)
