@@ -44,13 +44,15 @@ class Mode:
     sweep_scalar: tuple
     sweep_vector: tuple
     sweep_budget_s: float  # an engine stops growing n when the next size would exceed it
+    first_call_limit_s: float  # a row whose first call takes longer is reported as such
 
     @classmethod
     def make(cls, quick: bool) -> "Mode":
         if quick:
-            return cls(True, 3, 0.05, False, (10, 100, 1000), (10, 1000, 10 ** 5, 10 ** 6), 2.0)
+            return cls(True, 3, 0.05, False, (10, 100, 1000), (10, 1000, 10 ** 5, 10 ** 6),
+                       2.0, 5.0)
         return cls(False, 5, 0.2, True, (10, 100, 1000, 10 ** 4, 10 ** 5),
-                   (10, 100, 1000, 10 ** 4, 10 ** 5, 10 ** 6), 15.0)
+                   (10, 100, 1000, 10 ** 4, 10 ** 5, 10 ** 6), 15.0, 120.0)
 
 
 @dataclass
@@ -71,7 +73,7 @@ def measure(case: Case, wl: workloads.Workload, mode: Mode,
     row = Row(case.label, case.is_derivative)
     try:
         case.warm_up()
-        first = timing.first_call(case)
+        first = timing.first_call(case, mode.first_call_limit_s)
         row.first_call = first.seconds
         row.rel_err = engines.check(wl, case.op, case.to_numpy(first.result))
         samples = timing.steady(first.function, case.args,
@@ -79,18 +81,21 @@ def measure(case: Case, wl: workloads.Workload, mode: Mode,
         row.steady = timing.median(samples)
     except (AttributeError, NotImplementedError) as exc:
         row.note = f"not available: {type(exc).__name__}: {exc}"
+    except timing.TimeLimitExceeded as exc:
+        row.note = f"first call {exc}"
     except Exception as exc:  # one engine failing must not stop the report
         row.note = f"error: {type(exc).__name__}: {str(exc)[:200]}"
     return row
 
 
-def first_call_in_subprocess(wl_name: str, label: str, timeout_s: float = 600.0) -> tuple:
+def first_call_in_subprocess(wl_name: str, label: str, limit_s: float) -> tuple:
     """(seconds or None, note) from a fresh interpreter."""
-    command = [sys.executable, os.path.abspath(__file__), "--first-call", wl_name, label]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s)
+    command = [sys.executable, os.path.abspath(__file__), "--first-call", wl_name, label,
+               "--first-call-limit", str(limit_s)]
+    try:  # the child enforces the limit; this one also covers its imports
+        done = subprocess.run(command, capture_output=True, text=True, timeout=limit_s + 120)
     except subprocess.TimeoutExpired:
-        return None, f"first call did not finish in {timeout_s:.0f} s"
+        return None, f"first call did not finish within {limit_s:g} s"
     lines = done.stdout.strip().splitlines()
     try:
         answer = json.loads(lines[-1])
@@ -99,28 +104,48 @@ def first_call_in_subprocess(wl_name: str, label: str, timeout_s: float = 600.0)
     return answer.get("seconds"), answer.get("note", "")
 
 
-def child_first_call(wl_name: str, label: str) -> None:
+def child_first_call(wl_name: str, label: str, limit_s: float) -> None:
     """The subprocess side: warm the engine up, then time build + first call."""
     wl = next(w for w in workloads.all_workloads() if w.name == wl_name)
     try:
         case = engines.find(wl, label)
         case.warm_up()
-        print(json.dumps({"seconds": timing.first_call(case).seconds}))
+        print(json.dumps({"seconds": timing.first_call(case, limit_s).seconds}))
+    except timing.TimeLimitExceeded as exc:
+        print(json.dumps({"seconds": None, "note": f"first call {exc}"}))
     except Exception as exc:
         print(json.dumps({"seconds": None, "note": f"{type(exc).__name__}: {exc}"[:200]}))
 
 
-def run_workload(wl: workloads.Workload, mode: Mode) -> tuple[list[Row], list[Skipped]]:
+def run_workload(wl: workloads.Workload, mode: Mode,
+                 too_slow: dict[tuple[str, str], str]) -> tuple[list[Row], list[Skipped]]:
+    """Measure every row of ``wl``.
+
+    ``too_slow`` maps (workload family, row label) to the smaller workload on
+    which that row's first call hit the time limit: the bigger one is not tried.
+    """
     rows, skipped = [], []
+    family = wl.name.split("-")[0]
     for case in engines.cases(wl, mode.quick):
         if isinstance(case, Skipped):
             skipped.append(case)
             continue
+        if (family, case.label) in too_slow:
+            skipped.append(Skipped(case.label, "first call over the time limit already on "
+                                   f"{too_slow[family, case.label]}"))
+            continue
         print(f"  {wl.name:9} {case.label:32}", end="", flush=True)
-        row = measure(case, wl, mode)
-        if mode.first_call_in_subprocess and row.steady is not None:
-            row.first_call, note = first_call_in_subprocess(wl.name, case.label)
-            row.note = row.note or note
+        if mode.first_call_in_subprocess:
+            # First, so a row that cannot finish costs the time limit once, not twice.
+            seconds, note = first_call_in_subprocess(wl.name, case.label,
+                                                     mode.first_call_limit_s)
+            row = Row(case.label, case.is_derivative, note=note) if seconds is None else \
+                measure(case, wl, mode)
+            row.first_call = seconds
+        else:
+            row = measure(case, wl, mode)
+        if row.note.startswith("first call did not finish"):
+            too_slow[family, case.label] = wl.name
         print(f" first {timing.format_seconds(row.first_call):>9}"
               f"  steady {timing.format_seconds(row.steady):>9}  {row.note[:60]}", flush=True)
         rows.append(row)
@@ -201,6 +226,15 @@ def versions() -> dict:
     return found
 
 
+def fastad_backends() -> str:
+    try:
+        import fastad
+        names, missing = engines.fastad_backends(fastad)
+    except Exception as exc:
+        return f"none (import fastad failed: {type(exc).__name__}: {exc})"
+    return ", ".join(names) + "".join(f"; {b} unavailable" for b in missing)
+
+
 # --------------------------------------------------------------------------
 # Writing the report
 
@@ -271,9 +305,11 @@ def header(mode: Mode) -> str:
         f"- Machine: {m['cpu']}, nproc={m['nproc']}; Python {m['python']}; load average "
         f"at the start {m['load']} (the machine is shared: expect 10-30 % noise)",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- fastad backends here: {fastad_backends()}",
         f"- Mode: {'quick' if mode.quick else 'full'}; steady = median of {mode.rounds} "
         f"rounds, each round at least {mode.min_round_s} s of repeated calls; first call = "
-        f"trace + compile + first result, measured in {where}.",
+        f"trace + compile + first result, measured in {where}; a row whose first call "
+        f"takes over {mode.first_call_limit_s:g} s is stopped and reported as such.",
         "- Every result is checked against the hand-derived NumPy gradient: "
         f"max|g - ref| / max|ref| <= {TOLERANCE:g}. All float64.",
         "- `numpy_fwd (value only)` is the user's function itself, for scale; "
@@ -337,22 +373,24 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
-                        help=argparse.SUPPRESS)  # used by the report's own subprocesses
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--first-call-limit", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.first_call:
-        child_first_call(*args.first_call)
+        child_first_call(*args.first_call, args.first_call_limit)
         return
 
     mode = Mode.make(args.quick)
     only = {p.strip() for p in (args.only or "").split(",") if p.strip()}
     os.makedirs(args.out, exist_ok=True)
-    sections, raw = [header(mode)], {}
+    sections, raw, too_slow = [header(mode)], {}, {}
     selected = workloads.select(",".join(only - {"sweep"})) if only - {"sweep"} else \
         ([] if only else workloads.all_workloads())
     for wl in selected:
         print(f"{wl.name}: {wl.title}", flush=True)
-        rows, skipped = run_workload(wl, mode)
+        rows, skipped = run_workload(wl, mode, too_slow)
         sections.append(workload_table(wl, rows, skipped))
         plot_workload(wl, rows, args.out)
         raw[wl.name] = [asdict(r) for r in rows]
@@ -362,6 +400,8 @@ def main(argv: list[str] | None = None) -> None:
         sections.append(sweep_table(sweep))
         plot_sweep(sweep, args.out)
         raw["sweep"] = sweep
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    sections.append(f"Load average at the end: {load}.\n")
     with open(os.path.join(args.out, "report.md"), "w") as fh:
         fh.write("\n".join(sections))
     with open(os.path.join(args.out, "results.json"), "w") as fh:

@@ -9,8 +9,11 @@ single calls.
 from __future__ import annotations
 
 import math
+import signal
 import statistics
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -24,12 +27,44 @@ class FirstCall:
     result: Any  # the first result, for the correctness check
 
 
-def first_call(case: Case) -> FirstCall:
+class TimeLimitExceeded(Exception):
+    pass
+
+
+@contextmanager
+def time_limit(seconds: float | None):
+    """Raise `TimeLimitExceeded` in the block after ``seconds`` of wall time.
+
+    One slow compile must not hold the whole report hostage.  SIGALRM is
+    delivered between Python bytecodes, so a long native call (an LLVM pass,
+    a BLAS call) is interrupted when it returns.  Without SIGALRM (Windows,
+    a non-main thread) there is no limit.
+    """
+    usable = (seconds is not None and hasattr(signal, "setitimer")
+              and threading.current_thread() is threading.main_thread())
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum, frame):
+        raise TimeLimitExceeded(f"did not finish within {seconds:g} s")
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def first_call(case: Case, limit_s: float | None = None) -> FirstCall:
     """Build (trace and compile, if the engine does) plus one call."""
-    start = time.perf_counter()
-    function = case.build()
-    result = function(*case.args)
-    return FirstCall(time.perf_counter() - start, function, result)
+    with time_limit(limit_s):
+        start = time.perf_counter()
+        function = case.build()
+        result = function(*case.args)
+        elapsed = time.perf_counter() - start
+    return FirstCall(elapsed, function, result)
 
 
 def _round(function: Callable, args: tuple, reps: int) -> float:
