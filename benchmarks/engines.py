@@ -99,7 +99,7 @@ def check(wl: Workload, op: str, result: Any) -> float:
 # --------------------------------------------------------------------------
 # Hand-written baselines
 
-def hand_cases(wl: Workload) -> Iterator[Case | Skipped]:
+def hand_cases(wl: Workload, quick: bool = False) -> Iterator[Case | Skipped]:
     op = wl.kind
     yield Case("numpy_hand", op, wl.op_args, lambda: wl.hand_numpy)
     if wl.hand_numba is None:
@@ -129,7 +129,7 @@ def fastad_backends(fa: Any) -> tuple[list[str], dict[str, str]]:
                    for b in FASTAD_BACKENDS if b not in names}
 
 
-def fastad_cases(wl: Workload) -> Iterator[Case | Skipped]:
+def fastad_cases(wl: Workload, quick: bool = False) -> Iterator[Case | Skipped]:
     try:
         import fastad as fa
     except Exception as exc:  # the library is being written: say why, move on
@@ -172,7 +172,7 @@ def _warm_up_fastad(fa: Any, backend: str) -> None:
 # --------------------------------------------------------------------------
 # autograd (HIPS)
 
-def autograd_cases(wl: Workload) -> Iterator[Case | Skipped]:
+def autograd_cases(wl: Workload, quick: bool = False) -> Iterator[Case | Skipped]:
     try:
         import autograd
         import autograd.numpy as anp
@@ -190,7 +190,7 @@ def autograd_cases(wl: Workload) -> Iterator[Case | Skipped]:
 # --------------------------------------------------------------------------
 # micrograd: scalar Values only, so W1 (the loop runs on a list of Values) and W4
 
-def micrograd_cases(wl: Workload) -> Iterator[Case | Skipped]:
+def micrograd_cases(wl: Workload, quick: bool = False) -> Iterator[Case | Skipped]:
     if wl.kind != "grad" or not (wl.scalar_loop or wl.name.startswith("W4")):
         return  # vector and matrix code is outside what micrograd does
     try:
@@ -272,7 +272,7 @@ def mlp_loss_torch(params, X, Y):
     return -(Y * torch.log_softmax(z, dim=1)).sum() / X.shape[0]
 
 
-def torch_cases(wl: Workload) -> Iterator[Case | Skipped]:
+def torch_cases(wl: Workload, quick: bool = False) -> Iterator[Case | Skipped]:
     try:
         import torch
         import torch.func
@@ -319,15 +319,21 @@ def torch_cases(wl: Workload) -> Iterator[Case | Skipped]:
 
 # --------------------------------------------------------------------------
 
+GROUPS = {"numpy_": hand_cases, "numba_": hand_cases, "fastad": fastad_cases,
+          "autograd": autograd_cases, "micrograd": micrograd_cases, "jax": jax_cases,
+          "torch": torch_cases}  # row label prefix -> the engine group making that row
+
+
 def cases(wl: Workload, quick: bool = False) -> list[Case | Skipped]:
     """All rows for one workload, baselines first."""
-    groups = [hand_cases(wl), fastad_cases(wl), autograd_cases(wl), micrograd_cases(wl),
-              jax_cases(wl, quick), torch_cases(wl)]
-    return [case for group in groups for case in group]
+    groups = dict.fromkeys(GROUPS.values())  # each group once, in order
+    return [case for group in groups for case in group(wl, quick)]
 
 
 def find(wl: Workload, label: str, quick: bool = False) -> Case:
-    for case in cases(wl, quick):
+    """One row, importing only its own engine (first-call subprocesses use this)."""
+    group = next((g for prefix, g in GROUPS.items() if label.startswith(prefix)), None)
+    for case in group(wl, quick) if group else ():
         if case.label == label and isinstance(case, Case):
             return case
     raise KeyError(f"no engine row {label!r} for {wl.name}")

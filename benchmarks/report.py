@@ -244,7 +244,8 @@ def _ratio(value: float | None, base: float | None) -> str:
     return f"{value / base:.3g}x"
 
 
-def workload_table(wl: workloads.Workload, rows: list[Row], skipped: list[Skipped]) -> str:
+def workload_table(wl: workloads.Workload, rows: list[Row], skipped: list[Skipped],
+                   with_plot: bool) -> str:
     timed = [r for r in rows if r.steady is not None]
     numba = next((r.steady for r in timed if r.label == "numba_hand"), None)
     derivative = [r.steady for r in timed if r.derivative and (r.rel_err or 0) <= TOLERANCE]
@@ -270,11 +271,11 @@ def workload_table(wl: workloads.Workload, rows: list[Row], skipped: list[Skippe
             lines.append(f"- {r.label}: {r.note}")
     for s in skipped:
         lines.append(f"- {s.label}: not run ({s.reason})")
-    lines += ["", f"![{wl.name}]({wl.name}.png)", ""]
+    lines += ["", f"![{wl.name}]({wl.name}.png)" if with_plot else "", ""]
     return "\n".join(lines)
 
 
-def sweep_table(sweep: dict) -> str:
+def sweep_table(sweep: dict, with_plot: bool) -> str:
     lines = ["## Size sweep: gradient of Rosenbrock against n", "",
              "Steady median per gradient. *scalar*: the W1 Python loop (about 8 scalar ops "
              "per element); *vector*: W2 with slices.", ""]
@@ -290,7 +291,7 @@ def sweep_table(sweep: dict) -> str:
                 timing.format_seconds(at.get(n)) for n in sizes) + " |")
         lines.append("")
     lines += [f"- {note}" for note in sweep["notes"]]
-    lines += ["", "![sweep](sweep.png)", ""]
+    lines += ["", "![sweep](sweep.png)" if with_plot else "", ""]
     return "\n".join(lines)
 
 
@@ -317,10 +318,19 @@ def header(mode: Mode) -> str:
         ""])
 
 
-def plot_workload(wl: workloads.Workload, rows: list[Row], out: str) -> None:
-    import matplotlib
+def pyplot():
+    """matplotlib.pyplot drawing to files, or None when matplotlib is missing."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_workload(wl: workloads.Workload, rows: list[Row], out: str) -> None:
+    plt = pyplot()
     from matplotlib.patches import Patch
     timed = sorted((r for r in rows if r.steady is not None), key=lambda r: r.steady)
     if not timed:
@@ -344,9 +354,7 @@ def plot_workload(wl: workloads.Workload, rows: list[Row], out: str) -> None:
 
 
 def plot_sweep(sweep: dict, out: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     titles = {"scalar": "scalar loop over x[i] (W1)", "vector": "vectorized (W2)"}
     for ax, kind in zip(axes, ("scalar", "vector")):
@@ -386,19 +394,24 @@ def main(argv: list[str] | None = None) -> None:
     only = {p.strip() for p in (args.only or "").split(",") if p.strip()}
     os.makedirs(args.out, exist_ok=True)
     sections, raw, too_slow = [header(mode)], {}, {}
+    with_plots = pyplot() is not None
+    if not with_plots:
+        print("matplotlib is not installed: writing the tables without plots")
     selected = workloads.select(",".join(only - {"sweep"})) if only - {"sweep"} else \
         ([] if only else workloads.all_workloads())
     for wl in selected:
         print(f"{wl.name}: {wl.title}", flush=True)
         rows, skipped = run_workload(wl, mode, too_slow)
-        sections.append(workload_table(wl, rows, skipped))
-        plot_workload(wl, rows, args.out)
+        sections.append(workload_table(wl, rows, skipped, with_plots))
+        if with_plots:
+            plot_workload(wl, rows, args.out)
         raw[wl.name] = [asdict(r) for r in rows]
     if not only or "sweep" in only:
         print("size sweep", flush=True)
         sweep = run_sweep(mode)
-        sections.append(sweep_table(sweep))
-        plot_sweep(sweep, args.out)
+        sections.append(sweep_table(sweep, with_plots))
+        if with_plots:
+            plot_sweep(sweep, args.out)
         raw["sweep"] = sweep
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     sections.append(f"Load average at the end: {load}.\n")

@@ -201,7 +201,7 @@ class Workload:
     hand_numba: Callable | None
     kind: str = "grad"
     tangent: np.ndarray | None = None
-    scalar_loop: bool = False  # code that indexes single elements (micrograd can run it)
+    scalar_loop: bool = False  # the code indexes single elements (micrograd can run it)
     size: int = 0
     f: Callable = field(init=False)
 
@@ -256,7 +256,8 @@ def rosenbrock_workload(n: int) -> Workload:
 def mlp_workload() -> Workload:
     params, X, Y = mlp_inputs()
     return Workload("W3-mlp", "MLP 784-256-10, tanh, batch 64, softmax cross-entropy",
-                    make_mlp_loss, (params, X, Y), mlp_grad_numpy, mlp_grad_numba,
+                    make_mlp_loss, (params, X, Y), mlp_grad_numpy,
+                    mlp_grad_numba if numba is not None else None,
                     size=sum(p.size for p in params))
 
 
