@@ -190,6 +190,9 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     return bind(_p("where"), condition, x, y)
 
 
+_select = where  # for reductions, whose ``where=`` parameter hides the name
+
+
 def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
     """Clip to [a_min, a_max]; at exactly a bound the cotangent is split evenly."""
     if a_min is not None:
@@ -230,18 +233,30 @@ def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
     return bind(_p(name), x, axes=_axes(axis, ndim(x)), keepdims=bool(keepdims))
 
 
+def _cast(a: Any, dtype: Any) -> Any:
+    """A reduction's ``dtype=``: NumPy converts the input, then accumulates."""
+    return a if dtype is None else astype(a, dtype)
+
+
+def _masked(a: Any, mask: Any, neutral: float) -> Any:
+    """A reduction's ``where=``: elements left out count as the neutral element."""
+    return a if mask is True else _select(mask, a, neutral)
+
+
 def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,  # noqa: A001
-        keepdims: bool = False, **kw: Any) -> Any:
+        keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
     _no_out(out, "sum")
     if isinstance(a, (list, tuple)):
         a = stack(a)
-    return _reduce("sum", a, axis, keepdims)
+    total = _reduce("sum", _masked(_cast(a, dtype), where, 0.0), axis, keepdims)
+    return total if initial is None else total + initial
 
 
 def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
-         keepdims: bool = False) -> Any:
+         keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
     _no_out(out, "prod")
-    return _reduce("prod", a, axis, keepdims)
+    total = _reduce("prod", _masked(_cast(a, dtype), where, 1.0), axis, keepdims)
+    return total if initial is None else total * initial
 
 
 def max(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
@@ -261,6 +276,7 @@ amin = min
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
          keepdims: bool = False) -> Any:
     _no_out(out, "mean")
+    a = _cast(a, dtype)
     axes = _axes(axis, ndim(a))
     count = math.prod(shape(a)[i] for i in axes)
     return sum(a, axis=axes, keepdims=keepdims) * (1.0 / count if count else _np.nan)
@@ -269,6 +285,7 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
 def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
         keepdims: bool = False) -> Any:
     _no_out(out, "var")
+    a = _cast(a, dtype)
     axes = _axes(axis, ndim(a))
     count = math.prod(shape(a)[i] for i in axes)
     centered = a - mean(a, axis=axes, keepdims=True)
@@ -279,7 +296,7 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int 
 
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
         keepdims: bool = False) -> Any:
-    return sqrt(var(a, axis=axis, out=out, ddof=ddof, keepdims=keepdims))
+    return sqrt(var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims))
 
 
 def logsumexp(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -305,6 +322,7 @@ def cumsum_(x: Any, axis: int, reverse: bool = False) -> Any:
 
 def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     _no_out(out, "cumsum")
+    a = _cast(a, dtype)
     if axis is None:
         return cumsum_(ravel(a), 0)
     return cumsum_(a, _axes(axis, ndim(a))[0])
@@ -728,14 +746,18 @@ def _det(a: Any) -> Any:
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
-    if ord is None or ord == "fro" or (ord == 2 and (axis is None and ndim(x) == 1
-                                                      or isinstance(axis, int))):
+    vector = (ndim(x) == 1 and axis is None) or isinstance(axis, (int, _np.integer))
+    if ord is None or (ord == "fro" and not vector) or (ord == 2 and vector):
         return sqrt(sum(square(x), axis=axis, keepdims=keepdims))
-    if ord == 1 and (ndim(x) == 1 or isinstance(axis, int)):
-        return sum(absolute(x), axis=axis, keepdims=keepdims)
-    if ord in (_np.inf, "inf") and (ndim(x) == 1 or isinstance(axis, int)):
-        return max(absolute(x), axis=axis, keepdims=keepdims)
-    if isinstance(ord, (int, float)) and (ndim(x) == 1 or isinstance(axis, int)):
+    if vector and isinstance(ord, (int, float)) and not isinstance(ord, bool):
+        if ord == _np.inf:
+            return max(absolute(x), axis=axis, keepdims=keepdims)
+        if ord == -_np.inf:
+            return min(absolute(x), axis=axis, keepdims=keepdims)
+        if ord == 0:  # the number of nonzero entries
+            return sum(astype(x != 0, _float_dtype(x)), axis=axis, keepdims=keepdims)
+        if ord == 1:
+            return sum(absolute(x), axis=axis, keepdims=keepdims)
         return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims),
                      1.0 / ord)
     raise TracingError(f"linalg.norm with ord={ord!r} on a {ndim(x)}-d array is not supported")

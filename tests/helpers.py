@@ -143,11 +143,12 @@ def check_values(f: Callable[..., Any], args: tuple, oracle: Callable[..., Any] 
     replayed = evaluate(tape, list(args))
     assert replayed is not None
     dtype = np.result_type(*args) if args else np.dtype(np.float64)
-    tol = rtol if rtol is not None else VALUE_RTOL.get(np.dtype(dtype), 1e-12)
     for got_leaves in (_leaves(traced), replayed):
         assert len(got_leaves) == len(expected_leaves)
         for got, want in zip(got_leaves, expected_leaves):
             got, want = np.asarray(got), np.asarray(want)
+            tol = rtol if rtol is not None else max(VALUE_RTOL.get(np.dtype(d), 1e-12)
+                                                    for d in (dtype, want.dtype))
             assert got.shape == want.shape, (got.shape, want.shape)
             assert got.dtype == want.dtype, (got.dtype, want.dtype)
             np.testing.assert_allclose(got, want, rtol=tol, atol=tol, equal_nan=True)

@@ -182,6 +182,34 @@ def _max_min_methods(x, axis, keepdims):
     return x.max(axis=axis, keepdims=keepdims) * x.min(axis=axis, keepdims=keepdims)
 
 
+@st.composite
+def masked_reduction(draw):
+    (shape,), params = draw(reduction())
+    params["where"] = draw(hnp.arrays(np.bool_, shape))
+    params["initial"] = draw(st.sampled_from([None, 0.5, -2.0]))
+    return (shape,), params
+
+
+@case("sum_where_initial", ["pos"], lambda data: data.draw(masked_reduction()))
+def _sum_where_initial(x, axis, keepdims, where, initial):
+    kw = {} if initial is None else {"initial": initial}
+    return (np.sum(x, axis=axis, keepdims=keepdims, where=where, **kw)
+            + np.prod(x, axis=axis, keepdims=keepdims, where=where, **kw)
+            + x.sum(axis=axis, keepdims=keepdims, where=where))
+
+
+@case("reduction_dtype", ["pos"], reducing(empty_reduced=False, min_reduced=2), order=1,
+      tolerances={"eps": 1e-2, "rtol": 3e-2, "atol": 1e-3})
+def _reduction_dtype(x, axis, keepdims):
+    other = np.float32 if x.dtype == np.float64 else np.float64
+    return (np.sum(x, axis=axis, keepdims=keepdims, dtype=other),
+            np.prod(x, axis=axis, keepdims=keepdims, dtype=other),
+            np.mean(x, axis=axis, keepdims=keepdims, dtype=other),
+            np.var(x, axis=axis, keepdims=keepdims, dtype=other),
+            np.std(x, axis=axis, keepdims=keepdims, dtype=other),
+            np.cumsum(x, dtype=other))
+
+
 def _logsumexp_oracle(x, axis, keepdims):
     return np.log(np.sum(np.exp(x), axis=axis, keepdims=keepdims))
 
@@ -335,16 +363,19 @@ def diag_args(draw):
 case("diag", ["real"], lambda data: data.draw(diag_args()), covers=[])(np.diag)
 
 
+VECTOR_ORDS = [None, 0, 1, 2, np.inf, -np.inf, 3, 1.5, -1]
+
+
 @st.composite
 def norm_args(draw):
     if draw(st.booleans()):
         shape = draw(shapes(min_dims=1, max_dims=1, min_side=1))
-        return (shape,), {"ord": draw(st.sampled_from([None, 1, 2, np.inf, 3, 1.5])), "axis": None}
+        return (shape,), {"ord": draw(st.sampled_from(VECTOR_ORDS)), "axis": None}
     shape = draw(shapes(min_dims=2, max_dims=3, min_side=1))
     if draw(st.booleans()) and len(shape) == 2:
         return (shape,), {"ord": draw(st.sampled_from([None, "fro"])), "axis": None}
     axis = draw(st.integers(-len(shape), len(shape) - 1))
-    return (shape,), {"ord": draw(st.sampled_from([None, 1, 2, np.inf, 3])), "axis": axis}
+    return (shape,), {"ord": draw(st.sampled_from(VECTOR_ORDS)), "axis": axis}
 
 
 case("norm", ["distinct"], lambda data: data.draw(norm_args()))(np.linalg.norm)
