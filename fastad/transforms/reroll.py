@@ -1,20 +1,29 @@
 """Loop re-rolling: scalar Python loops become vector instructions.
 
 A Python loop ``for i in range(n): s = s + term(x[i], x[i+1], ...)`` traces to
-an unrolled chain of scalar ``add``s whose terms are isomorphic expression
-DAGs, differing only in the flat indices they read from arrays and in the
-scalar constants they use.  This pass finds such chains; where a run of
-consecutive terms is isomorphic and every varying index is an arithmetic
-progression, it replaces the run by the term computed once on vectors
-(``take`` with an index range, constants gathered into arrays) and a
-``sum``.  The same holds for a chain of ``scatter_set``s writing terms into
-``out[i]``.
+an unrolled *chain* of ``add``s whose terms are isomorphic expression DAGs,
+differing only in the flat indices they read (``take``) and in the constants
+they use.  So does ``out[i] = term`` (a chain of ``scatter_set``s), and
+``out[i] = out[i] + term``.  This pass finds such chains, sorts their terms
+into classes of equal shape (``s = s + a_i + b_i`` has two), and within each
+class finds *segments*: consecutive members whose integers (read indices,
+written positions, integer constants) form a 1-D or 2-D affine grid in the
+member number -- the trace of one loop, or of two nested loops over
+``x[i, j]``.  A segment becomes the term computed once on vectors (``take``
+with index arrays, varying constants stacked, other primitives by their
+batching rules) and a ``sum`` or one vector ``scatter_set``.  Terms that fit
+no segment (a guarded branch taken at scattered iterations, reads through a
+permutation ``x[perm[i]]``) stay scalar code, and guards stay on the tape.
 
-Exactness: the vector code computes each term with the same operations as
-the scalar code, so terms are bit-identical; only the summation order of a
-rerolled sum changes (pairwise summation instead of left to right).  Pass
-``exact_sums=True`` to keep sums sequential (those chains then stay
-unrolled).
+Loops nest by passes: a term that contains another chain (the inner loop of
+``out[i] = sum_j f(x[i, j])``) waits until that chain is rerolled, and the
+next pass rerolls the outer loop over the now vector-valued terms.
+
+Exactness: every term is computed with the same operations as in the scalar
+code, so terms are bit-identical.  Sums are reassociated: a segment is
+summed pairwise, and segments and leftover terms are added in chain order.
+``exact_sums=True`` keeps sums sequential (their chains stay unrolled);
+scatter chains are exact either way (their positions are distinct).
 
 Differentiation, the optimizer and the backends then see vector code: a
 gradient of a rerolled loop costs what the gradient of the vectorized
@@ -22,286 +31,559 @@ function costs.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+import gc
+import math
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..primitives import elementwise
 from ..primitives.registry import fnp, registry
 from ..tape import Instr, Tape
 from ..tracer import bind, recording
+from .batching import RULES
 
-_ELEMENTWISE = (set(elementwise.UNARY) | set(elementwise.UNARY_ZERO_DERIVATIVE)
-                | set(elementwise.BINARY) | set(elementwise.BINARY_ZERO_DERIVATIVE)
-                | {"where", "astype"})
-MIN_RUN = 4
+MIN_RUN = 4            # segments shorter than this stay scalar code
+MAX_PERIOD = 8         # a class may interleave this many index patterns (a loop body's copies)
+MAX_TERM_NODES = 256   # bigger terms are not loop bodies worth matching
+MAX_CONST_SIZE = 64    # constants up to this size may differ between iterations
+PASSES = 3             # one per loop level
+
+_SUM_LINKS = ("add", "sub")
+_SCATTER_LINKS = ("scatter_set", "scatter_add")
+# what a term may compute per iteration (take is matched apart: its index varies)
+_BODY = frozenset(RULES) - {"take", *_SCATTER_LINKS}
 
 
-class _Term:
-    """One term of a chain: its DAG in canonical order, and the per-term
-    values at the positions where terms may differ."""
+class _TapeIndex:
+    """Producers, positions and uses of every slot of a tape."""
 
-    def __init__(self, tape: Tape, producer: dict[int, Instr], root: int) -> None:
-        self.signature: list[Any] = []
-        self.varying: list[Any] = []  # per varying position: an index or a constant
-        self.body: list[int] = []     # slots computed inside the term
-        self._number: dict[int, int] = {}
-        self._tape, self._producer = tape, producer
-        self.ok = True
-        self.root = self._visit(root)
+    def __init__(self, tape: Tape) -> None:
+        self.tape = tape
+        self.producer: dict[int, Instr] = {}
+        self.position: dict[int, int] = {}
+        self.uses: dict[int, int] = {}
+        self.takes_of: dict[int, list[Instr]] = {}
+        self._ints: dict[int, np.ndarray | None] = {}
+        self._const_nodes: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        for n, ins in enumerate(tape.instrs):
+            self.producer[ins.out] = ins
+            self.position[ins.out] = n
+            for s in ins.ins:
+                self.uses[s] = self.uses.get(s, 0) + 1
+            if ins.prim == "take":
+                self.takes_of.setdefault(ins.ins[0], []).append(ins)
+        for s in tape.outputs:
+            self.uses[s] = self.uses.get(s, 0) + 1
 
-    def _visit(self, slot: int) -> int:
-        if slot in self._number:
-            return self._number[slot]
-        tape, ins = self._tape, self._producer.get(slot)
-        aval = tape.avals[slot]
-        if slot in tape.consts:
-            value = tape.consts[slot]
-            if np.ndim(value) == 0 and np.result_type(value).kind in "fiub":
-                node: Any = ("const", type(value).__name__, np.result_type(value).str)
-                self.varying.append(value)
+    def const_ints(self, slot: int) -> np.ndarray | None:
+        """The constant at ``slot`` as an index array, or None if it is not one."""
+        if slot not in self._ints:
+            value = self.tape.consts.get(slot)
+            is_index = value is not None and np.result_type(value).kind in "iu"
+            self._ints[slot] = np.asarray(value, dtype=np.int64) if is_index else None
+        return self._ints[slot]
+
+    def const_node(self, slot: int) -> tuple[Any, tuple[int, ...]]:
+        """A constant's node in a term signature, and its integers (which
+        must be affine across a segment)."""
+        found = self._const_nodes.get(slot)
+        if found is None:
+            value = self.tape.consts[slot]
+            kind = np.result_type(value).kind
+            if np.size(value) > MAX_CONST_SIZE or kind not in "fiub":
+                found = (("shared", slot), ())
             else:
-                node = ("shared", slot)
-        elif ins is None or aval.shape != ():
-            node = ("shared", slot)
-        elif (ins.prim == "take" and ins.ins[1] in tape.consts
-              and np.ndim(tape.consts[ins.ins[1]]) == 0):
-            node = ("take", ins.ins[0])  # the array must be the same in every term
-            self.varying.append(int(tape.consts[ins.ins[1]]))
-            self.body.append(slot)
-        elif ins.prim in _ELEMENTWISE:
-            children = tuple(self._visit(s) for s in ins.ins)
-            node = (ins.prim, ins.params, children, aval.dtype.str)
-            self.body.append(slot)
-        else:
-            node = ("shared", slot)
-        self._number[slot] = len(self.signature)
-        self.signature.append(node)
-        return self._number[slot]
+                ints = tuple(np.ravel(value).astype(np.int64).tolist()) if kind in "iub" else ()
+                found = (("const", type(value).__name__, self.tape.avals[slot]), ints)
+            self._const_nodes[slot] = found
+        return found
 
 
-def _chains(tape: Tape, producer: dict[int, Instr], uses: dict[int, int]
-            ) -> list[tuple[str, list[Instr]]]:
-    """Maximal chains of scalar ``add``s (s = s + t) and ``scatter_set``s
-    (out[i] = t) where each link is used only by the next, found from their
-    ends backwards."""
-    preds = {ins.out: _predecessor(tape, ins, producer, uses) for ins in tape.instrs
-             if ins.prim in ("add", "scatter_set")}
+# -- chains ----------------------------------------------------------------------
+class _Chain:
+    """Links s_k = s_{k-1} (+|-) t_k (kind "sum"), out_k = out_{k-1} with t_k
+    written at positions p_k ("set") or added there ("accumulate": scatter_add,
+    or out[p] = out[p] + t), starting from the value ``before``."""
+
+    def __init__(self, kind: str, links: list[Instr], before: int, terms: list[int],
+                 consts: dict[int, Any]) -> None:
+        self.kind, self.links, self.before, self.terms = kind, links, before, terms
+        self.consts = consts
+
+    def sign(self, k: int) -> int:
+        return -1 if self.links[k].prim == "sub" else 1
+
+    def intermediates(self) -> list[int]:
+        return [link.out for link in self.links[:-1]]
+
+    def const_index(self, link: Instr) -> np.ndarray:
+        return np.asarray(self.consts[link.ins[1]], dtype=np.int64)
+
+
+def _scatter_link(ix: _TapeIndex, ins: Instr) -> tuple[str, int, Instr | None] | None:
+    """(kind, term, the take of out[p] it adds to) of a scatter with constant positions."""
+    if ins.prim not in _SCATTER_LINKS or ix.const_ints(ins.ins[1]) is None:
+        return None
+    array, index, value = ins.ins
+    if ins.prim == "scatter_add":
+        return "accumulate", value, None
+    add = ix.producer.get(value)
+    if add is not None and add.prim == "add" and ix.uses[value] == 1:
+        for read, term in (add.ins, add.ins[::-1]):
+            take = ix.producer.get(read)
+            if (take is not None and take.prim == "take" and take.ins[0] == array
+                    and ix.uses[read] == 1 and ix.tape.avals[term] == ix.tape.avals[value]
+                    and np.array_equal(ix.const_ints(take.ins[1]), ix.const_ints(index))):
+                return "accumulate", term, take
+    return "set", value, None
+
+
+def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
+    """The link ``ins`` continues, if any."""
+    avals, producer = ix.tape.avals, ix.producer
+    if ins.prim in _SUM_LINKS:
+        if avals[ins.ins[0]] != avals[ins.out] or avals[ins.ins[1]] != avals[ins.out]:
+            return None  # a broadcasting add is not an accumulation
+        # of two candidate accumulators, the one recorded first: in s + t
+        # and t + s alike the term is computed after the previous sum
+        candidates = [s for s in (ins.ins[:1] if ins.prim == "sub" else ins.ins)
+                      if s in producer and producer[s].prim in _SUM_LINKS and ix.uses[s] == 1]
+        return min(candidates, key=ix.position.__getitem__, default=None)
+    link = _scatter_link(ix, ins)
+    if link is None:
+        return None
+    s = ins.ins[0]
+    prev = producer.get(s)
+    if prev is None or ix.uses[s] - len(ix.takes_of.get(s, ())) != 1:
+        return None  # the array before this write is used otherwise: a chain boundary
+    before = _scatter_link(ix, prev)
+    return s if before is not None and before[0] == link[0] else None
+
+
+def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
+    """Maximal chains, found from their ends backwards and cut where writes
+    would stop commuting; in the order of their ends (inner loops first)."""
+    preds: dict[int, int | None] = {}
+    for ins in ix.tape.instrs:
+        if ins.prim in _SUM_LINKS or ins.prim in _SCATTER_LINKS:
+            preds[ins.out] = _previous_link(ix, ins)
     continued = {p for p in preds.values() if p is not None}
     chains = []
-    for ins in tape.instrs:
-        if preds.get(ins.out) is None or ins.out in continued:
+    for ins in ix.tape.instrs:
+        if ins.out not in preds or ins.out in continued:
             continue
-        chain = [ins]
-        while preds.get(chain[-1].out) is not None:
-            chain.append(producer[preds[chain[-1].out]])
-        chain.reverse()
-        chains.append((ins.prim, chain))
-    return chains
-
-
-def _predecessor(tape: Tape, ins: Instr, producer: dict[int, Instr], uses: dict[int, int]
-                 ) -> int | None:
-    """The previous link of the chain ``ins`` extends, if any.  For ``add`` the
-    first operand is preferred: Python evaluates ``s = s + t`` as add(s, t)."""
-    if ins.prim == "add" and tape.avals[ins.out].shape == ():
-        for s in ins.ins:
-            prev = producer.get(s)
-            if prev is not None and prev.prim == "add" and uses.get(s) == 1:
-                return s
-    if ins.prim == "scatter_set" and _scalar_index(tape, ins):
-        s = ins.ins[0]
-        prev = producer.get(s)
-        if prev is not None and prev.prim == "scatter_set" and uses.get(s) == 1 \
-                and _scalar_index(tape, prev):
-            return s
-    return None
-
-
-def _scalar_index(tape: Tape, ins: Instr) -> bool:
-    return ins.ins[1] in tape.consts and np.ndim(tape.consts[ins.ins[1]]) == 0
-
-
-def _term_of(tape: Tape, kind: str, link: Instr, previous: int | None) -> int:
-    if kind == "scatter_set":
-        return link.ins[2]
-    a, b = link.ins
-    return b if a == previous else a
-
-
-class _Run:
-    """Consecutive iterations of one chain, to be computed as vectors.
-
-    An iteration is ``period`` consecutive links (``s = s + a + b`` adds twice
-    per iteration); ``before`` is the chain's value the run adds to (or the
-    array it writes into)."""
-
-    def __init__(self, kind: str, links: list[Instr], terms: list[_Term], period: int,
-                 before: int) -> None:
-        self.kind, self.links, self.terms = kind, links, terms
-        self.period, self.before = period, before
-
-
-MAX_PERIOD = 8
-
-
-def _runs(tape: Tape, exact_sums: bool) -> list[_Run]:
-    producer = {ins.out: ins for ins in tape.instrs}
-    uses: dict[int, int] = {}
-    for ins in tape.instrs:
-        for s in ins.ins:
-            uses[s] = uses.get(s, 0) + 1
-    for s in tape.outputs:
-        uses[s] = uses.get(s, 0) + 1
-    runs = []
-    for kind, chain in _chains(tape, producer, uses):
-        if kind == "add" and exact_sums:
+        links = [ins]
+        while preds[links[-1].out] is not None:
+            links.append(ix.producer[preds[links[-1].out]])
+        if len(links) < MIN_RUN:
             continue
-        # the first link's term cannot be told from the chain's start, so it
-        # stays as it is
-        first = 1 if kind == "add" else 0
-        terms: list[_Term] = [_Term(tape, producer,
-                                    _term_of(tape, kind, chain[k], chain[k - 1].out if k else None))
-                              for k in range(first, len(chain))]
-        k = 0
-        while k < len(terms):
-            found = _longest_run(kind, chain[first:], terms, k, tape)
-            if found is None:
-                k += 1
-                continue
-            period, count = found
-            end = k + period * count
-            link = k + first
-            before = chain[link - 1].out if kind == "add" else chain[link].ins[0]
-            runs.append(_Run(kind, chain[link:link + period * count], terms[k:end], period,
-                             before))
-            k = end
+        links.reverse()
+        if ins.prim in _SUM_LINKS:
+            if not exact_sums:
+                chains.append(_sum_chain(links))
+        elif _scatter_link(ix, ins) is not None:
+            chains.extend(_scatter_chains(ix, links, exact_sums))
+    return [c for c in chains if len(c.links) >= MIN_RUN]
+
+
+def _sum_chain(links: list[Instr]) -> _Chain:
+    terms = [links[0].ins[1]]
+    for prev, link in zip(links, links[1:]):
+        a, b = link.ins
+        terms.append(b if a == prev.out else a)
+    return _Chain("sum", links, links[0].ins[0], terms, {})
+
+
+def _scatter_chains(ix: _TapeIndex, links: list[Instr], exact_sums: bool) -> list[_Chain]:
+    """The chain cut into pieces whose writes commute: a read of an
+    intermediate array sees only positions the piece has not touched (its
+    starting array), "set" writes each position once, and so does
+    "accumulate" if sums must stay exact."""
+    kind = _scatter_link(ix, links[0])[0]
+    pieces: list[list[Instr]] = []
+    touched: set[int] = set()
+    for k, link in enumerate(links):
+        _, term, self_read = _scatter_link(ix, link)
+        positions = ix.const_ints(link.ins[1]).ravel().tolist()
+        reads = _positions_read(ix, links[k - 1].out, self_read) if k else set()
+        may_repeat = kind == "accumulate" and not exact_sums
+        fresh = may_repeat or (len(set(positions)) == len(positions)
+                               and not touched.intersection(positions))
+        if not pieces or not fresh or reads & touched:
+            pieces.append([])
+            touched = set()
+        pieces[-1].append(link)
+        touched.update(positions)
+    return [_Chain(kind, piece, piece[0].ins[0], [_scatter_link(ix, link)[1] for link in piece],
+                   ix.tape.consts) for piece in pieces]
+
+
+def _positions_read(ix: _TapeIndex, array: int, self_read: Instr | None) -> set[int]:
+    read: set[int] = set()
+    for take in ix.takes_of.get(array, ()):
+        if take is not self_read:
+            read.update(ix.const_ints(take.ins[1]).ravel().tolist())
+    return read
+
+
+# -- terms -----------------------------------------------------------------------
+class _Term:
+    """One term of a chain as a canonical DAG: ``nodes`` (its signature), the
+    slot of each node here, and per node that may differ between iterations
+    (constants, take indices) the value it has here."""
+
+    def __init__(self, ix: _TapeIndex, root: int, bound: int, own: set[int],
+                 arrays: set[int], foreign: set[int]) -> None:
+        self._ix, self._bound, self._own, self._foreign = ix, bound, own, foreign
+        self._arrays = arrays  # a scatter chain's own arrays, read as its start
+        self.nodes: list[Any] = []
+        self.slots: list[int] = []
+        self.varying: list[Any] = []   # per const/take node: the constant or the index
+        self.ints: list[int] = []      # every integer among them, flattened
+        self.shared: list[int] = []    # slots the term reads from outside itself
+        self._number: dict[int, int] = {}
+        self.ok = True
+        self.root = self._visit(root)
+        self.signature: Any = tuple(self.nodes) if self.ok else object()
+
+    def _visit(self, slot: int) -> int:
+        # the hot loop of the pass: one call per node of every term
+        number = self._number.get(slot)
+        if number is not None:
+            return number
+        if len(self.nodes) >= MAX_TERM_NODES:
+            self.ok = False
+            return 0
+        ix = self._ix
+        ins = ix.producer.get(slot)
+        if ins is None:
+            node = self._const(slot) if slot in ix.tape.consts else self._shared(slot)
+        elif slot in self._foreign or slot in self._own:
+            self.ok = False  # an unrolled inner chain: rerolled by an earlier pass
+            node = ("invalid",)
+        elif ix.position[slot] <= self._bound:
+            node = self._shared(slot)
+        elif ins.prim == "take" and ix.const_ints(ins.ins[1]) is not None:
+            node = self._take(ins)
+        elif ins.prim in _BODY:
+            node = (ins.prim, ins.params, tuple([self._visit(s) for s in ins.ins]),
+                    ix.tape.avals[slot])
+        else:
+            node = self._shared(slot)  # computed per iteration, not batchable: no match
+        number = self._number[slot] = len(self.nodes)
+        self.nodes.append(node)
+        self.slots.append(slot)
+        return number
+
+    def _shared(self, slot: int) -> Any:
+        self.shared.append(slot)
+        return ("shared", slot)
+
+    def _const(self, slot: int) -> Any:
+        node, ints = self._ix.const_node(slot)
+        if node[0] == "shared":
+            return self._shared(slot)
+        self.ints.extend(ints)
+        self.varying.append(self._ix.tape.consts[slot])
+        return node
+
+    def _take(self, ins: Instr) -> Any:
+        index = ins.ins[1]
+        self.ints.extend(self._ix.const_node(index)[1])
+        self.varying.append(self._ix.const_ints(index))
+        array = ins.ins[0]
+        if array in self._arrays:
+            # out[i] = out[i] + t reads the chain's own array at positions not
+            # yet written: the values of the array the chain started from
+            return ("take_chain",)
+        return ("take", self._visit(array))
+
+
+def _terms(ix: _TapeIndex, chain: _Chain, foreign: set[int]) -> list[_Term]:
+    """The chain's terms.  Term k may use what was computed since link
+    k - MAX_PERIOD (the values of its iteration, which several links of the
+    iteration may share); older values are shared by all terms alike."""
+    own = set(chain.intermediates())
+    arrays = own | {chain.before} if chain.kind != "sum" else set()
+    start = ix.position.get(chain.before, -1)
+    bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
+              for k in range(len(chain.links))]
+    return [_Term(ix, t, bound, own, arrays, foreign) for t, bound in zip(chain.terms, bounds)]
+
+
+# -- segments ------------------------------------------------------------------------
+def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[int]]:
+    """Lists of link numbers, each a segment of isomorphic terms on an affine grid."""
+    classes: dict[Any, list[int]] = {}
+    for k, term in enumerate(terms):
+        if term.ok:
+            classes.setdefault((chain.sign(k), term.signature), []).append(k)
+    found = []
+    for members in classes.values():
+        if len(members) < MIN_RUN:
+            continue
+        ints = np.asarray([_integers(chain, ix, terms, k) for k in members], dtype=np.int64)
+        found.extend(_best_split(members, ints))
+    return found
+
+
+def _integers(chain: _Chain, ix: _TapeIndex, terms: list[_Term], k: int) -> list[int]:
+    if chain.kind == "sum":
+        return terms[k].ints
+    return ix.const_ints(chain.links[k].ins[1]).ravel().tolist() + terms[k].ints
+
+
+def _best_split(members: list[int], ints: np.ndarray) -> list[list[int]]:
+    """Segments of the class, reading it as ``d`` interleaved sequences for the
+    d (up to MAX_PERIOD) that covers the most members."""
+    best: list[list[int]] = []
+    for d in range(1, min(MAX_PERIOD, len(members) // MIN_RUN) + 1):
+        found = [[members[q + d * (start + j)] for j in range(length)]
+                 for q in range(d) for start, length in _grid_runs(ints[q::d])]
+        if sum(map(len, found)) > sum(map(len, best)):
+            best = found
+        if sum(map(len, best)) == len(members):
+            break
+    return best
+
+
+def _grid_runs(ints: np.ndarray) -> list[tuple[int, int]]:
+    """(start, length) of maximal runs of rows that are v0 + r*A + c*B for the
+    run's member number r*C + c: a 1-D loop, or two nested ones."""
+    steps = np.diff(ints, axis=0)
+    runs, k = [], 0
+    while k <= len(ints) - MIN_RUN:
+        length = _grid_run(steps, k)
+        if length >= MIN_RUN:
+            runs.append((k, length))
+            k += length
+        else:
+            k += 1
     return runs
 
 
-def _longest_run(kind: str, links: list[Instr], terms: list[_Term], k: int, tape: Tape
-                 ) -> tuple[int, int] | None:
-    """(period, iterations) of the shortest-period run starting at term k."""
-    for period in range(1, MAX_PERIOD + 1):
-        def signature(j: int) -> Any:
-            return tuple(repr(t.signature) for t in terms[j:j + period])
-        head = signature(k)
-        count = 1
-        while k + (count + 1) * period <= len(terms) and signature(k + count * period) == head:
-            count += 1
-        if count >= MIN_RUN:
-            count = _compatible_prefix(kind, links[k:k + count * period],
-                                       terms[k:k + count * period], period, tape)
-            if count >= MIN_RUN:
-                return period, count
-    return None
+def _grid_run(steps: np.ndarray, k: int) -> int:
+    """Rows in the grid run starting at row k.  Inside a row of the grid the
+    step is ``inner``; from one row to the next it is ``jump``."""
+    end = len(steps)
+    inner = steps[k]
+    row_end = _first_mismatch(steps, k, k, inner, inner, 0)
+    if row_end == end:
+        return end - k + 1
+    row = row_end - k + 1
+    return _first_mismatch(steps, row_end + 1, k, inner, steps[row_end], row) - k + 1
 
 
-def _compatible_prefix(kind: str, links: list[Instr], terms: list[_Term], period: int,
-                       tape: Tape) -> int:
-    """How many iterations from the start vary only by constant strides."""
-    count = len(terms) // period
-    for q in range(period):
-        for column in zip(*(t.varying for t in terms[q::period])):
-            values = np.asarray(column)
-            if values.dtype.kind in "iu" and not np.all(values == values[0]):
-                count = min(count, _affine_prefix(values))
-    if kind == "scatter_set":
-        positions = np.asarray([int(tape.consts[link.ins[1]]) for link in links])
-        count = min(count, _affine_prefix(positions))
-        if len(set(positions[:count].tolist())) != count:
-            return 0
-    return count
+def _first_mismatch(steps: np.ndarray, start: int, origin: int, inner: np.ndarray,
+                    jump: np.ndarray, row: int) -> int:
+    """The first step from ``start`` that breaks the pattern (``jump`` after
+    every ``row`` - 1 ``inner`` steps from ``origin``; row 0: never), or len(steps).
+    Looks in growing windows so that a run that fails at once costs little."""
+    u, width = start, 16
+    while u < len(steps):
+        stop = min(len(steps), u + width)
+        expected = np.broadcast_to(inner, (stop - u, len(inner)))
+        if row:
+            at_jump = (np.arange(u, stop) - origin) % row == row - 1
+            expected = np.where(at_jump[:, None], jump, inner)
+        bad = np.nonzero(np.any(steps[u:stop] != expected, axis=1))[0]
+        if len(bad):
+            return u + int(bad[0])
+        u, width = stop, width * 2
+    return len(steps)
 
 
-def _affine_prefix(values: np.ndarray) -> int:
-    """Length of the longest prefix of values that is an arithmetic progression."""
-    if len(values) < 3:
-        return len(values)
-    steps = np.diff(values)
-    bad = np.nonzero(steps != steps[0])[0]
-    return len(values) if len(bad) == 0 else int(bad[0]) + 1
+# -- rewriting ---------------------------------------------------------------------
+class _Rewrite:
+    """A chain with its segments: replayed as vector code at its last link."""
+
+    def __init__(self, chain: _Chain, terms: list[_Term], segments: list[list[int]]) -> None:
+        self.chain, self.terms = chain, terms
+        self.segment_at = {seg[0]: seg for seg in segments}
+        self.covered = {k for seg in segments for k in seg}
+
+    def requires(self) -> set[int]:
+        """The slots the vector code reads (before aliasing)."""
+        chain = self.chain
+        slots = {chain.before}
+        for k, link in enumerate(chain.links):
+            if k in self.segment_at:
+                slots.update(s for j in self.segment_at[k] for s in self.terms[j].shared)
+            elif k not in self.covered:
+                slots.add(chain.terms[k])
+                if chain.kind != "sum":
+                    slots.add(link.ins[1])
+        return slots
+
+    def emit(self, ix: _TapeIndex, value_of: Any) -> Any:
+        """The chain's final value: its start combined, in chain order, with
+        each segment as one vector operation and each leftover term alone."""
+        chain = self.chain
+        start = value = value_of(chain.before)
+        for k, link in enumerate(chain.links):
+            segment = self.segment_at.get(k)
+            if segment is not None:
+                vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
+                                    start)
+                value = _combine(chain, value, [chain.links[j] for j in segment], vector)
+            elif k not in self.covered:
+                value = _combine(chain, value, [link], value_of(chain.terms[k]))
+        return value
 
 
-def reroll(tape: Tape, examples: Sequence[Any], exact_sums: bool = False) -> Tape | None:
-    """The tape with its rerollable loops as vector code, or None if it has none.
+def _combine(chain: _Chain, value: Any, links: list[Instr], term: Any) -> Any:
+    """The chain's value after the links, whose terms are ``term`` (stacked
+    along axis 0 if several links)."""
+    several = len(links) > 1
+    if chain.kind == "sum":
+        total = fnp.sum(term, axis=0) if several else term
+        return value - total if links[0].prim == "sub" else value + total
+    positions = (np.stack([chain.const_index(link) for link in links]) if several
+                 else chain.const_index(links[0]))
+    prim = "scatter_set" if chain.kind == "set" else "scatter_add"
+    return bind(registry[prim], value, positions, term)
 
-    ``examples`` are input values to re-record with (the tape is replayed)."""
-    runs = _runs(tape, exact_sums)
-    if not runs:
+
+def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start: Any) -> Any:
+    """Isomorphic terms computed once, with a leading axis over the terms.
+    Each value is (value, batched): unbatched ones are the same for all terms."""
+    n, first = len(terms), terms[0]
+    shapes = [tuple(avals[s].shape) for s in first.slots]  # of one term's values
+    columns = iter(zip(*(t.varying for t in terms)))
+    values: list[tuple[Any, bool]] = []
+    weak: set[int] = set()  # stacked Python scalars: they take their consumer's dtype
+    for node in first.nodes:
+        kind = node[0]
+        if kind == "shared":
+            values.append((value_of(node[1]), False))
+        elif kind == "const":
+            column = next(columns)
+            if all(type(v) is type(column[0]) and np.array_equal(v, column[0]) for v in column):
+                values.append((column[0], False))
+            else:
+                if node[1] in ("int", "float", "bool"):
+                    weak.add(len(values))
+                values.append((np.stack([np.asarray(v) for v in column]), True))
+        elif kind in ("take", "take_chain"):
+            index = np.stack(next(columns))
+            if kind == "take_chain":
+                values.append(_gather((chain_start, False), index, ()))
+            else:
+                values.append(_gather(values[node[1]], index, shapes[node[1]]))
+        else:
+            prim, params, children, aval = node
+            args = [(_cast(v, aval.dtype) if c in weak else v, b)
+                    for c, (v, b) in ((c, values[c]) for c in children)]
+            if not any(b for _, b in args):
+                values.append((bind(registry[prim], *(v for v, _ in args), **dict(params)), False))
+            else:
+                values.append((RULES[prim](prim, args, [shapes[c] for c in children],
+                                           dict(params), n), True))
+    out, batched = values[first.root]
+    root_shape = (n,) + shapes[first.root]
+    return out if batched else fnp.broadcast_to(out, root_shape)
+
+
+def _gather(array: tuple[Any, bool], index: np.ndarray, example_shape: tuple[int, ...]
+            ) -> tuple[Any, bool]:
+    """The per-term takes ``array.ravel()[index[k]]`` as one take (a batched
+    array holds term k's example at row k)."""
+    value, batched = array
+    if not batched and np.all(index == index[0]):
+        return fnp.take_flat(value, index[0]), False
+    if batched:
+        example_size = math.prod(example_shape)
+        offsets = np.arange(len(index), dtype=np.int64) * example_size
+        index = index + offsets.reshape((-1,) + (1,) * (index.ndim - 1))
+    return fnp.take_flat(value, index), True
+
+
+def _cast(value: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    return value.astype(dtype) if dtype.kind == "f" else value
+
+
+# -- the pass ------------------------------------------------------------------------
+def _rewrites(ix: _TapeIndex, exact_sums: bool) -> list[_Rewrite]:
+    """Chains with segments, inner loops first: a term that contains a chain
+    rewritten before it waits for the next pass."""
+    chains = sorted(_chains(ix, exact_sums), key=lambda c: ix.position[c.links[-1].out])
+    rewritten: set[int] = set()
+    rewrites = []
+    for chain in chains:
+        terms = _terms(ix, chain, rewritten)
+        segments = _segments(chain, ix, terms)
+        if segments:
+            rewrites.append(_Rewrite(chain, terms, segments))
+            rewritten.update(chain.intermediates())
+    return rewrites
+
+
+def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape | None:
+    ix = _TapeIndex(tape)
+    rewrites = _rewrites(ix, exact_sums)
+    if not rewrites:
         return None
-    replaced = {run.links[-1].out: run for run in runs}
-    needed = _needed(tape, replaced)
+    at_end = {r.chain.links[-1].out: r for r in rewrites}
+    # reads of a rewritten scatter chain's intermediate arrays see its start
+    alias = {s: r.chain.before for r in rewrites for s in r.chain.intermediates()}
+    needed = _needed(tape, at_end, alias)
     with recording() as builder:
         env: dict[int, Any] = {s: builder.new_input(v) for s, v in zip(tape.inputs, examples)}
         env.update(tape.consts)
         for ins in tape.instrs:
             if ins.out not in needed:
                 continue
-            run = replaced.get(ins.out)
-            if run is not None:
-                env[ins.out] = _emit(tape, run, env)
+            rewrite = at_end.get(ins.out)
+            if rewrite is not None:
+                env[ins.out] = rewrite.emit(ix, lambda s: env[alias.get(s, s)])
                 continue
-            env[ins.out] = bind(registry[ins.prim], *(env[s] for s in ins.ins),
+            env[ins.out] = bind(registry[ins.prim], *(env[alias.get(s, s)] for s in ins.ins),
                                 **dict(ins.params))
         builder.tape.outputs = [builder.slot_of(env[s]) for s in tape.outputs]
     from .optimize import eliminate_dead_code
     return eliminate_dead_code(builder.tape)
 
 
-def _needed(tape: Tape, replaced: dict[int, _Run]) -> set[int]:
+def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int]) -> set[int]:
     """The slots the rerolled tape still computes: the scalar code of rerolled
-    iterations is not even replayed."""
+    terms is not even replayed.  Guards are always kept."""
     needed = set(tape.outputs)
     for ins in reversed(tape.instrs):
-        run = replaced.get(ins.out)
-        if run is not None:
+        rewrite = at_end.get(ins.out)
+        if rewrite is not None:
             if ins.out in needed:
-                needed.add(run.before)
-                needed.update(node[1] for term in run.terms for node in term.signature
-                              if node[0] in ("shared", "take"))
+                needed.update(alias.get(s, s) for s in rewrite.requires())
             continue
         if ins.out in needed or ins.prim == "guard":
             needed.add(ins.out)
-            needed.update(ins.ins)
+            needed.update(alias.get(s, s) for s in ins.ins)
     return needed
 
 
-def _emit(tape: Tape, run: _Run, env: dict[int, Any]) -> Any:
-    """The run's iterations as vector code, combined as the chain combined them."""
-    count = len(run.terms) // run.period
-    parts = [_vectorize(tape, run.terms[q::run.period][:count], env,
-                        tape.avals[run.links[-1].out].dtype)
-             for q in range(run.period)]
-    if run.kind == "scatter_set":
-        positions = [int(tape.consts[link.ins[1]]) for link in run.links]
-        return fnp.scatter_set(env[run.before], np.asarray(positions, dtype=np.int64), parts[0])
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return env[run.before] + fnp.sum(total)
+def reroll(tape: Tape, examples: Sequence[Any], exact_sums: bool = False) -> Tape | None:
+    """The tape with its rerollable loops as vector code, or None if it has none.
+
+    ``examples`` are input values to re-record with (the tape is replayed once
+    per pass; a pass rerolls one loop level)."""
+    rolled = None
+    with _without_gc():
+        for _ in range(PASSES):
+            new = _reroll_once(tape if rolled is None else rolled, examples, exact_sums)
+            if new is None:
+                break
+            rolled = new
+    return rolled
 
 
-def _vectorize(tape: Tape, terms: list[_Term], env: dict[int, Any], dtype: np.dtype) -> Any:
-    """Isomorphic scalar terms computed once, on vectors of length len(terms)."""
-    n = len(terms)
-    first = terms[0]
-    columns = iter(zip(*(t.varying for t in terms)))
-    vectors: list[Any] = []
-    for node in first.signature:
-        if node[0] == "shared":
-            vectors.append(env[node[1]])
-        elif node[0] == "const":
-            values = next(columns)
-            if all(v == values[0] and type(v) is type(values[0]) for v in values):
-                vectors.append(values[0])
-            else:
-                vectors.append(np.asarray(values, dtype=dtype))
-        elif node[0] == "take":
-            vectors.append(fnp.take_flat(env[node[1]], np.asarray(next(columns), np.int64)))
-        else:
-            prim, params, children = node[0], node[1], node[2]
-            vectors.append(bind(registry[prim], *(vectors[c] for c in children),
-                                **dict(params)))
-    out = vectors[first.root]
-    return out if fnp.shape(out) == (n,) else fnp.broadcast_to(out, (n,))
+@contextlib.contextmanager
+def _without_gc() -> Iterator[None]:
+    """The pass allocates millions of small acyclic tuples on a long tape;
+    the cycle collector would rescan them all over again (2-3x the time)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
