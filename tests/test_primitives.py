@@ -88,7 +88,8 @@ def _operators(x, y):
     return (x + y) * x - y / (-y + 3.0 * y) + 2.0 - x / y + 1.0 / y
 
 
-@case("power_forms", ["pos", "real"], two_shapes(), covers=["pow", "square"])
+# x > 1: x ** -1.5's curvature near 0.5 outruns float32's finite-difference step
+@case("power_forms", ["gt1", "real"], two_shapes(), covers=["pow", "square"])
 def _power_forms(x, y):
     return x ** y + x ** 2 + x ** 3 + x ** 0.5 + 2.0 ** y + x ** -1.5
 
