@@ -65,6 +65,7 @@ class _TapeIndex:
         self.uses: dict[int, int] = {}
         self.takes_of: dict[int, list[Instr]] = {}
         self._ints: dict[int, np.ndarray | None] = {}
+        self._index_lists: dict[int, list[int]] = {}
         self._const_nodes: dict[int, tuple[Any, tuple[int, ...]]] = {}
         for n, ins in enumerate(tape.instrs):
             self.producer[ins.out] = ins
@@ -83,6 +84,12 @@ class _TapeIndex:
             is_index = value is not None and np.result_type(value).kind in "iu"
             self._ints[slot] = np.asarray(value, dtype=np.int64) if is_index else None
         return self._ints[slot]
+
+    def index_list(self, slot: int) -> list[int]:
+        found = self._index_lists.get(slot)
+        if found is None:
+            found = self._index_lists[slot] = self.const_ints(slot).ravel().tolist()
+        return found
 
     def const_node(self, slot: int) -> tuple[Any, tuple[int, ...]]:
         """A constant's node in a term signature, and its integers (which
@@ -289,9 +296,9 @@ class _Term:
         return node
 
     def _take(self, ins: Instr) -> Any:
-        index = ins.ins[1]
-        self.ints.extend(self._ix.const_node(index)[1])
-        self.varying.append(self._ix.const_ints(index))
+        index = self._ix.const_ints(ins.ins[1])
+        self.ints.extend(self._ix.index_list(ins.ins[1]))
+        self.varying.append(index)
         array = ins.ins[0]
         if array in self._arrays:
             # out[i] = out[i] + t reads the chain's own array at positions not
@@ -331,7 +338,7 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
 def _integers(chain: _Chain, ix: _TapeIndex, terms: list[_Term], k: int) -> list[int]:
     if chain.kind == "sum":
         return terms[k].ints
-    return ix.const_ints(chain.links[k].ins[1]).ravel().tolist() + terms[k].ints
+    return ix.index_list(chain.links[k].ins[1]) + terms[k].ints
 
 
 def _best_split(members: list[int], ints: np.ndarray) -> list[list[int]]:
