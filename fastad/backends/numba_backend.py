@@ -2,36 +2,38 @@
 
 Why generate source rather than interpret: a tape of scalar instructions (a
 Python loop over ``x[i]``, traced) is tens of thousands of one-flop
-instructions.  As straight-line code over local variables, each is one
-machine instruction on a register; no dispatch, no arena traffic.
+instructions.  As straight-line code over local variables each is one machine
+instruction on a register: no dispatch, no arena traffic.
 
-How a slot is represented in the generated code:
+How a slot appears in the generated code:
 
   shape ()            a local scalar variable ``v12`` (or a literal, for a
-                      constant); NumPy's 0-d arrays never appear.
+                      constant); 0-d arrays never appear.
   any other shape     a C-contiguous array variable.  Several slots may share
                       one *buffer* (a reshape is a view; an update whose input
                       dies there is done in place), so the generator tracks
-                      buffers and their last use.
+                      buffers and the last instruction that reads each.
   weak constants      Python ints and floats (NEP 50) take the float dtype of
                       the instruction that reads them, written as a literal
                       of that dtype.
+  constant arrays     slices of one packed argument per dtype, so that the
+                      generated source (and its hash) does not hold the data.
 
 The adjoint of a gather, ``scatter_add(acc, k, g)`` chained thousands of
 times, becomes ``acc[k] += g`` on one buffer: an update is done in place when
-the updated slot dies at that instruction and the code owns its buffer (it is
-neither an input nor a constant, and no other live slot views it).
+no slot of the updated buffer is read again and the code owns that buffer
+(it is neither an input nor a constant).
 
-Long tapes are split into *parts* of at most ``PART_LINES`` lines, each its
-own jitted function called by one jitted ``kernel``: Numba's compile time
-grows faster than linearly with the length of one function.  Scalars that
-cross a part boundary travel through a "spill" array per dtype; arrays are
-passed as arguments and returned.
+Long tapes are split into *parts* of about ``PART_LINES`` lines, each its own
+jitted function called by one jitted ``kernel``: Numba's compile time grows
+faster than linearly with the length of a function.  Scalars that cross a
+part boundary travel through one "spill" array per dtype; arrays are passed
+as arguments and returned.
 
-Compiled kernels are cached on disk: the generated module is written once
-into ``$FASTAD_CACHE_DIR/numba`` (default ``~/.cache/fastad/numba``) under
-the hash of its source, and compiled with ``cache=True``, so the same tape
-compiles once per machine, whichever process asks first.
+Kernels are cached on disk: the generated module is written once into
+``$FASTAD_CACHE_DIR/numba`` (default ``~/.cache/fastad/numba``) under the hash
+of its source and compiled with ``cache=True``, so a tape compiles once per
+machine, whichever process asks first.
 """
 from __future__ import annotations
 
@@ -40,7 +42,6 @@ import importlib.util
 import math
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +50,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..errors import SignatureError
 from ..tape import Instr, Tape
 
 try:
@@ -58,14 +60,14 @@ except ImportError:  # the backend registry then skips this backend
 
 available = numba is not None
 
-PART_LINES = 1500  # lines per generated function; see the module docstring
-_FORMAT = "fastad-numba-1"  # bump when generated code changes meaning
+PART_LINES = 2000  # lines per generated function; see the module docstring
+_FORMAT = "fastad-numba-1"  # written into every generated module, so part of its hash
 
 # -- the primitive tables ------------------------------------------------------
-# Scalar forms are Python operators where one exists: they are what Numba
-# types fastest, and compile time is the cost of this backend.  Everything
-# else, and every array form, is the NumPy ufunc, which Numba implements for
-# scalars and (broadcasting) arrays alike with NumPy's semantics.
+# Scalar forms are Python operators where one exists: Numba types them
+# fastest, and compile time is what this backend pays for its speed.
+# Everything else, and every array form, is the NumPy ufunc, which Numba
+# implements for scalars and broadcasting arrays with NumPy's semantics.
 SCALAR_OPERATORS = {
     "neg": "-{0}", "square": "{0} * {0}",
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
@@ -86,21 +88,22 @@ UFUNCS = {
     "ge": "greater_equal", "eq": "equal", "ne": "not_equal", "logical_and": "logical_and",
     "logical_or": "logical_or",
 }
-# combine(acc, v) of a reduction; max/min let a NaN win, as NumPy does.
+# combine(acc, v) of a reduction; max and min let a NaN win, as NumPy does.
 REDUCERS = {
     "sum": "{acc} + {v}",
     "prod": "{acc} * {v}",
     "max": "{v} if ({v} > {acc} or {v} != {v}) else {acc}",
     "min": "{v} if ({v} < {acc} or {v} != {v}) else {acc}",
 }
-REDUCER_EMPTY = {"sum": 0, "prod": 1}
-ALIASES = {"stop_gradient"}  # the value itself
+REDUCER_IDENTITY = {"sum": 0, "prod": 1}  # the value of an empty sum or product
+REDUCER_START = {"sum": 0, "prod": 1, "max": -np.inf, "min": np.inf}
 
 _NUMBA_TYPE = {"float64": "float64", "float32": "float32", "int64": "int64", "bool": "boolean"}
 
 
 def _literal(value: Any, dtype: np.dtype) -> str:
-    """Source text of a scalar of ``dtype`` (the dtype Numba will type it as)."""
+    """Source text of a scalar of ``dtype`` (the type Numba will give it)."""
+    dtype = np.dtype(dtype)
     if dtype.kind == "b":
         return repr(bool(value))
     if dtype.kind in "iu":
@@ -111,7 +114,7 @@ def _literal(value: Any, dtype: np.dtype) -> str:
     return text if dtype == np.float64 else f"np.{dtype.name}({text})"
 
 
-def _shape_text(shape: Sequence[int]) -> str:
+def _shape(shape: Sequence[int]) -> str:
     return "(" + "".join(f"{d}, " for d in shape) + ")"
 
 
@@ -124,30 +127,66 @@ def _c_strides(shape: Sequence[int]) -> list[int]:
 
 
 def _affine(idx: np.ndarray) -> tuple[int, list[int]] | None:
-    """(start, strides) if ``idx[i0, i1, ...] == start + sum(i_k * strides_k)``."""
+    """(start, strides) when ``idx[i0, i1, ...] == start + sum_k i_k * strides_k``:
+    slices, blocks, reversals and broadcasts become loops without an index table."""
     if idx.size == 0:
         return None
     start = int(idx.reshape(-1)[0])
     strides = []
-    for axis, d in enumerate(idx.shape):
-        corner = [0] * idx.ndim
-        if d > 1:
-            corner[axis] = 1
-        strides.append(int(idx[tuple(corner)]) - start if d > 1 else 0)
     grid = np.full(idx.shape, start, dtype=np.int64)
-    for axis, s in enumerate(strides):
-        shape = [1] * idx.ndim
-        shape[axis] = idx.shape[axis]
-        grid = grid + s * np.arange(idx.shape[axis], dtype=np.int64).reshape(shape)
+    for axis, d in enumerate(idx.shape):
+        step = [0] * idx.ndim
+        step[axis] = 1 if d > 1 else 0
+        stride = int(idx[tuple(step)]) - start
+        strides.append(stride)
+        line = [1] * idx.ndim
+        line[axis] = d
+        grid = grid + stride * np.arange(d, dtype=np.int64).reshape(line)
     return (start, strides) if np.array_equal(grid, idx) else None
 
 
+def _is_range(idx: np.ndarray) -> bool:
+    """Is ``idx`` the consecutive positions start, start+1, ...?  (a view, no copy)"""
+    flat = idx.reshape(-1)
+    return flat.size > 0 and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size))
+
+
 def _is_weak(value: Any) -> bool:
-    # np.float64 subclasses float, so test the exact type.
+    # np.float64 subclasses float: test the exact type
     return type(value) in (int, float, bool)
 
 
 # -- code generation -----------------------------------------------------------
+@dataclass
+class _Var:
+    """A variable of the generated code that other instructions may read.
+
+    ``local`` is the source of a variable every part defines for itself
+    (constants, literals); ``deps`` are the names that source mentions."""
+
+    scalar: bool
+    dtype: np.dtype
+    ndim: int
+    local: str | None = None
+    deps: tuple[str, ...] = ()
+
+
+@dataclass
+class _Loop:
+    """Elementwise instructions of one shape fused into one loop over the
+    elements, and full reductions of their values folded into accumulators:
+    ``sum(sin(x) * x**2)`` allocates nothing.  Only values read outside the
+    loop are stored into arrays."""
+
+    shape: tuple[int, ...]
+    members: list[Instr] = field(default_factory=list)
+    reductions: list[Instr] = field(default_factory=list)
+    positions: set[int] = field(default_factory=set)  # of its instructions in the tape
+    values: set[int] = field(default_factory=set)  # elementwise values it computes
+    results: set[int] = field(default_factory=set)  # values and accumulators
+    buffers_read: set[int] = field(default_factory=set)
+
+
 @dataclass
 class _Step:
     """The generated lines of one instruction and the variables they touch."""
@@ -155,222 +194,352 @@ class _Step:
     lines: list[str] = field(default_factory=list)
     reads: list[str] = field(default_factory=list)
     defines: list[str] = field(default_factory=list)
-    is_guard: bool = False
-
-
-@dataclass
-class _Var:
-    """A variable of the generated code: a scalar (spilled across parts) or an array."""
-
-    scalar: bool
-    dtype: np.dtype
-    shape: tuple[int, ...]
-    local: str | None = None  # source that (re)defines it in any part: constants
 
 
 class _Generator:
-    """Turns one tape into the source of a module defining ``kernel``."""
+    """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:
         self.tape = tape
         self.avals = tape.avals
         self.vars: dict[str, _Var] = {}
-        self.name: dict[int, str] = {}  # slot -> variable name (or scalar literal)
-        n = len(tape.instrs)
-        self.last_use = {s: -1 for s in range(len(self.avals))}
+        self.name: dict[int, str] = {}  # slot -> variable name or scalar literal
+        self.k = 0  # the instruction being generated
+        self.step = _Step()
+        self.loop: _Loop | None = None  # the elementwise loop being gathered
+        self.outputs: list[str] = []  # the variables returned, set by emit_outputs
+        end = len(tape.instrs)
+        self.last_use = [-1] * len(self.avals)
+        self.readers: list[list[int]] = [[] for _ in self.avals]
         for k, ins in enumerate(tape.instrs):
             for s in ins.ins:
                 self.last_use[s] = k
+                self.readers[s].append(k)
         for s in tape.outputs:
-            self.last_use[s] = n  # outlives every instruction
-        # Buffers: every array slot belongs to the buffer it views.  A buffer
-        # may be overwritten once none of its slots is read again.
+            self.last_use[s] = end + 1  # outlives every instruction
+            self.readers[s].append(end + 1)
+        # Buffers: an array slot belongs to the buffer it is (a view of).
         self.buffer: dict[int, int] = {}
-        self.buffer_owned: dict[int, bool] = {}
+        self.owned: dict[int, bool] = {}
         self.buffer_last_use: dict[int, int] = {}
         self.flat_view: dict[str, str] = {}
-        # constants packed per dtype into one argument each
+        # constant arrays, packed per dtype
         self.packed: dict[str, list[np.ndarray]] = {}
         self.packed_size: dict[str, int] = {}
-        self.step: _Step = _Step()
-        self.k = 0
+        for s in tape.inputs:
+            aval = self.avals[s]
+            self.add_var(f"x{s}", s, aval.shape == (), aval.dtype)
+            if aval.shape != ():
+                self.new_buffer(s, owned=False)
 
-    # -- values --------------------------------------------------------------
-    def new_var(self, name: str, slot: int | None, scalar: bool, dtype: np.dtype,
-                shape: tuple[int, ...] = (), local: str | None = None) -> str:
-        self.vars[name] = _Var(scalar, np.dtype(dtype), tuple(shape), local)
+    # -- variables -------------------------------------------------------------
+    def add_var(self, name: str, slot: int | None, scalar: bool, dtype: np.dtype,
+                local: str | None = None, deps: Sequence[str] = (), ndim: int | None = None
+                ) -> str:
+        if ndim is None:
+            ndim = self.avals[slot].ndim if slot is not None else (0 if scalar else 1)
+        self.vars[name] = _Var(scalar, np.dtype(dtype), ndim, local, tuple(deps))
         if slot is not None:
             self.name[slot] = name
         if local is None:
             self.step.defines.append(name)
         return name
 
-    def ref(self, s: int, dtype: np.dtype | None = None) -> str:
-        """The expression of slot ``s``; ``dtype`` types a weak constant."""
-        if s in self.tape.consts:
-            return self.const_ref(s, dtype)
-        name = self.name[s]
-        self.step.reads.append(name)
+    def read(self, name: str) -> str:
+        if name in self.vars:
+            self.step.reads.append(name)
         return name
 
+    def ref(self, s: int, dtype: np.dtype | None = None) -> str:
+        """The expression of slot ``s``; ``dtype`` is the type of a weak constant."""
+        if s in self.tape.consts:
+            return self.const_ref(s, dtype)
+        return self.read(self.name[s])
+
     def const_ref(self, s: int, dtype: np.dtype | None) -> str:
-        value = self.tape.consts[s]
-        aval = self.avals[s]
+        value, aval = self.tape.consts[s], self.avals[s]
         if _is_weak(value):
-            dt = np.dtype(dtype) if dtype is not None else np.result_type(value)
-            return self.literal(value, dt)
+            return self.literal(value, dtype if dtype is not None else np.result_type(value))
         if aval.shape == ():
             return self.literal(np.asarray(value).reshape(()), aval.dtype)
         name = f"c{s}"
         if name not in self.vars:
-            arr = np.ascontiguousarray(value, dtype=aval.dtype)
-            buf = self.pack(arr)
-            self.new_var(name, None, False, aval.dtype, aval.shape,
-                         local=f"{buf}.reshape({_shape_text(aval.shape)})")
-        self.step.reads.append(name)
-        return name
+            packed, part = self.pack(np.asarray(value, dtype=aval.dtype))
+            self.add_var(name, None, False, aval.dtype,
+                         local=f"{part}.reshape({_shape(aval.shape)})", deps=(packed,),
+                         ndim=aval.ndim)
+        return self.read(name)
 
     def literal(self, value: Any, dtype: np.dtype) -> str:
-        text = _literal(value, np.dtype(dtype))
+        text = _literal(value, dtype)
         if not text.startswith("np."):
             return text
-        # np.float32(2.0) becomes a per-part local: one call, not one per use
+        # np.float32(2.0) becomes one local per part, not one call per use
         name = "k_" + hashlib.sha1(text.encode()).hexdigest()[:10]
         if name not in self.vars:
-            self.new_var(name, None, True, dtype, (), local=text)
-        self.step.reads.append(name)
-        return name
+            self.add_var(name, None, True, dtype, local=text)
+        return self.read(name)
 
-    def pack(self, arr: np.ndarray) -> str:
-        """A constant array as a slice of the packed argument of its dtype."""
-        key = np.dtype(arr.dtype).name
+    def pack(self, arr: np.ndarray) -> tuple[str, str]:
+        """A constant array as (packed argument, its slice holding ``arr``)."""
+        key = arr.dtype.name
         start = self.packed_size.get(key, 0)
-        self.packed.setdefault(key, []).append(arr.reshape(-1))
+        self.packed.setdefault(key, []).append(np.ascontiguousarray(arr).reshape(-1))
         self.packed_size[key] = start + arr.size
-        return f"const_{key}[{start}:{start + arr.size}]"
+        return f"const_{key}", f"const_{key}[{start}:{start + arr.size}]"
 
-    def index_array(self, idx: np.ndarray) -> str:
-        name = f"idx{self.k}"
-        self.new_var(name, None, False, np.dtype(np.int64), (idx.size,), local=self.pack(idx))
-        self.step.reads.append(name)
-        return name
+    def index_table(self, idx: np.ndarray) -> str:
+        packed, part = self.pack(idx.astype(np.int64))
+        return self.read(self.add_var(f"idx{self.k}", None, False, np.dtype(np.int64),
+                                      local=part, deps=(packed,)))
 
     def flat(self, s: int) -> str:
-        """A 1-D view of array slot ``s`` (its buffer is contiguous)."""
+        """A 1-D view of array slot ``s`` (every array variable is contiguous)."""
         aval = self.avals[s]
         base = self.ref(s)
         if aval.ndim == 1:
             return base
         if base not in self.flat_view:
-            name = f"{base}_flat"
-            var = self.vars[base]
-            local = f"{base}.reshape({aval.size})" if var.local is not None else None
-            if local is None:
-                self.step.lines.append(f"{name} = {base}.reshape({aval.size})")
-            self.new_var(name, None, False, aval.dtype, (aval.size,), local=local)
+            name, text = f"{base}_flat", f"{base}.reshape({aval.size})"
+            if self.vars[base].local is not None:
+                self.add_var(name, None, False, aval.dtype, local=text, deps=(base,))
+            else:
+                self.step.lines.append(f"{name} = {text}")
+                self.add_var(name, None, False, aval.dtype)
             self.flat_view[base] = name
-        name = self.flat_view[base]
-        self.step.reads.append(name)
-        return name
+        return self.read(self.flat_view[base])
 
     def is_scalar(self, s: int) -> bool:
         return self.avals[s].shape == ()
 
-    # -- buffers -------------------------------------------------------------
+    # -- buffers ---------------------------------------------------------------
+    def new_buffer(self, s: int, owned: bool) -> None:
+        self.owned[s] = owned
+        self.join(s, s)
+
     def join(self, s: int, buffer: int) -> None:
         self.buffer[s] = buffer
         self.buffer_last_use[buffer] = max(self.buffer_last_use.get(buffer, -1),
                                            self.last_use[s])
 
-    def own(self, s: int) -> None:
-        """Slot ``s`` is a fresh buffer the generated code may overwrite."""
-        self.buffer_owned[s] = True
-        self.join(s, s)
-
     def dies_here(self, s: int, ins: Instr) -> bool:
-        """Can the buffer of ``s`` be overwritten by instruction ``ins``?"""
-        if s in self.tape.consts or s not in self.buffer:
+        """May instruction ``ins`` overwrite the buffer of its operand ``s``?
+
+        Only if the code owns it, no slot of it is read after ``ins``, and no
+        other operand of ``ins`` reads it while it is being written."""
+        b = self.buffer.get(s)
+        if b is None or s in self.tape.consts or not self.owned[b]:
             return False
-        b = self.buffer[s]
-        others = [t for t in ins.ins if t != s and self.buffer.get(t) == b]
-        return (self.buffer_owned.get(b, False) and not others
-                and self.buffer_last_use[b] <= self.k)
+        if self.loop is not None and b in self.loop.buffers_read:
+            return False  # the pending loop, emitted after ins, still reads it
+        shared = any(t != s and self.buffer.get(t) == b for t in ins.ins)
+        return not shared and self.buffer_last_use[b] <= self.k
 
     def define_array(self, ins: Instr, expr: str, view_of: int | None = None) -> str:
-        """``v{out} = expr``: a new buffer, or a view of ``view_of``'s buffer."""
+        """``v{out} = expr``: a fresh buffer, or a view of ``view_of``'s buffer."""
         aval = self.avals[ins.out]
-        name = self.new_var(f"v{ins.out}", ins.out, False, aval.dtype, aval.shape)
+        name = self.add_var(f"v{ins.out}", ins.out, False, aval.dtype)
         self.step.lines.append(f"{name} = {expr}")
-        if view_of is None or view_of in self.tape.consts or view_of not in self.buffer:
-            # a view of a constant or an input: never written
-            if view_of is None:
-                self.own(ins.out)
-            else:
-                self.buffer_owned[ins.out] = False
-                self.join(ins.out, ins.out)
-        else:
+        if view_of is None:
+            self.new_buffer(ins.out, owned=True)
+        elif view_of in self.buffer:
             self.join(ins.out, self.buffer[view_of])
+        else:  # a view of a constant
+            self.new_buffer(ins.out, owned=False)
         return name
 
     def define_scalar(self, ins: Instr, expr: str) -> str:
-        aval = self.avals[ins.out]
-        name = self.new_var(f"v{ins.out}", ins.out, True, aval.dtype)
+        name = self.add_var(f"v{ins.out}", ins.out, True, self.avals[ins.out].dtype)
         self.step.lines.append(f"{name} = {expr}")
         return name
 
     def alias(self, ins: Instr, s: int) -> None:
-        """The output is the value of slot ``s`` (same variable, same buffer)."""
-        expr = self.ref(s)
-        self.name[ins.out] = expr
+        """The result is slot ``s``'s value: the same variable, the same buffer."""
+        self.name[ins.out] = self.ref(s)
         if s in self.buffer:
             self.join(ins.out, self.buffer[s])
-        elif not self.is_scalar(s):
-            self.buffer_owned[ins.out] = False
-            self.join(ins.out, ins.out)
+        elif not self.is_scalar(s):  # a constant array
+            self.new_buffer(ins.out, owned=False)
 
-    def writable_copy(self, s: int, ins: Instr) -> str:
-        """A buffer holding ``s``'s value that this instruction may overwrite."""
+    def full(self, ins: Instr, value: str) -> str:
         aval = self.avals[ins.out]
-        if not self.is_scalar(s) and self.dies_here(s, ins):
+        return self.define_array(ins, f"np.full({_shape(aval.shape)}, {value}, "
+                                      f"np.{aval.dtype.name})")
+
+    def writable(self, s: int, ins: Instr) -> str:
+        """A buffer holding ``s``'s value that ``ins`` may overwrite: ``s``'s own
+        when it dies here (the chain of adjoint updates), else a copy."""
+        if self.dies_here(s, ins):
             self.alias(ins, s)
             return self.name[ins.out]
+        aval = self.avals[ins.out]
         if s in self.tape.consts:
-            value = np.asarray(self.tape.consts[s])
-            if value.size and np.all(value == value.reshape(-1)[0]):
-                # the adjoint accumulators: zeros made here, no copy of a constant
-                fill = _literal(value.reshape(-1)[0], aval.dtype)
-                return self.define_array(ins, f"np.full({_shape_text(aval.shape)}, {fill}, "
-                                              f"np.{aval.dtype.name})")
-        if self.is_scalar(s):
-            return self.define_array(ins, f"np.full({_shape_text(aval.shape)}, "
-                                          f"{self.ref(s, aval.dtype)}, np.{aval.dtype.name})")
+            value = np.asarray(self.tape.consts[s]).reshape(-1)
+            if value.size and np.all(value == value[0]):  # zeros: made, not copied
+                return self.full(ins, _literal(value[0], aval.dtype))
         return self.define_array(ins, f"{self.ref(s)}.copy()")
 
-    # -- the driver ------------------------------------------------------------
+    # -- the instructions ------------------------------------------------------
     def generate(self) -> list[_Step]:
+        """The steps of the tape, in order.  Elementwise instructions join the
+        pending loop; an instruction that does not read the loop's values is
+        emitted ahead of it, one that does closes the loop first."""
         steps = []
         for k, ins in enumerate(self.tape.instrs):
             self.k = k
+            if self.loop is not None and not self.joins_loop(ins):
+                if any(s in self.loop.results for s in ins.ins):
+                    steps.append(self.close_loop())
+            if self.loop is not None and self.joins_loop(ins):
+                self.join_loop(ins)
+                continue
+            if self.starts_loop(ins):
+                pending, self.loop = self.loop, _Loop(self.avals[ins.out].shape)
+                self.join_loop(ins)
+                if pending is not None:  # another shape: a loop of its own, now
+                    steps.append(self.close_loop())
+                    self.loop = pending
+                continue
             self.step = _Step()
-            emit = getattr(self, f"emit_{ins.prim}", None)
-            if emit is None:
-                emit = self.emit_elementwise if ins.prim in UFUNCS else None
-            if emit is None and ins.prim in REDUCERS:
-                emit = self.emit_reduce
-            if emit is None:
+            if ins.prim in UFUNCS:
+                self.emit_elementwise(ins)
+            elif ins.prim in REDUCERS:
+                self.emit_reduce(ins)
+            elif hasattr(self, f"emit_{ins.prim}"):
+                getattr(self, f"emit_{ins.prim}")(ins)
+            else:
                 raise NotImplementedError(f"the Numba backend has no code for primitive "
                                           f"{ins.prim!r}")
-            emit(ins)
             steps.append(self.step)
+        self.k = len(self.tape.instrs)
+        if self.loop is not None:
+            steps.append(self.close_loop())
+        self.step = _Step()
+        self.emit_outputs()
+        steps.append(self.step)
         return steps
 
-    # -- elementwise -----------------------------------------------------------
+    # -- fused elementwise loops ---------------------------------------------------
+    ELEMENTWISE = frozenset(UFUNCS) | {"where", "astype"}
+
+    def starts_loop(self, ins: Instr) -> bool:
+        shape = self.avals[ins.out].shape
+        return ins.prim in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+
+    def joins_loop(self, ins: Instr) -> bool:
+        loop = self.loop
+        if ins.prim in REDUCERS:  # a full reduction of a loop value: an accumulator
+            x = ins.ins[0]
+            return (x in loop.values and not ins.kwargs["keepdims"]
+                    and len(ins.kwargs["axes"]) == len(loop.shape))
+        # operands of the loop's shape or broadcast to it (the output's shape is
+        # the broadcast of the operands'), never an accumulator still pending
+        return (ins.prim in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
+                and not any(self.is_scalar(s) and s in loop.results for s in ins.ins))
+
+    def join_loop(self, ins: Instr) -> None:
+        loop = self.loop
+        loop.positions.add(self.k)
+        loop.results.add(ins.out)
+        if ins.prim in REDUCERS:
+            loop.reductions.append(ins)
+            return
+        loop.members.append(ins)
+        loop.values.add(ins.out)
+        for s in ins.ins:
+            if s in self.buffer:
+                loop.buffers_read.add(self.buffer[s])
+
+    def close_loop(self) -> _Step:
+        loop, self.loop = self.loop, None
+        self.step = _Step()
+        lines = self.step.lines
+        size = math.prod(loop.shape)
+        stored = []
+        for ins in loop.members:  # values read after the loop are kept in arrays
+            if any(r not in loop.positions for r in self.readers[ins.out]):
+                stored.append(ins)
+                aval = self.avals[ins.out]
+                self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+        for ins in loop.reductions:
+            dt = self.avals[ins.out].dtype
+            lines.append(f"acc{ins.out} = {_literal(REDUCER_START[ins.prim], dt)}")
+        body = []
+        for ins in loop.members:
+            dtype = self.operand_dtype(ins)
+            args = [f"e{s}" if s in loop.values else
+                    self.ref(s, dtype) if self.is_scalar(s) else
+                    f"{self.flat(s)}[{self.broadcast_index(s, loop.shape)}]" for s in ins.ins]
+            body.append(f"e{ins.out} = {self.scalar_expr(ins, args)}")
+        for ins in loop.members:
+            if ins in stored:
+                body.append(f"{self.flat(ins.out)}[i] = e{ins.out}")
+        for ins in loop.reductions:
+            acc = f"acc{ins.out}"
+            body.append(f"{acc} = " + REDUCERS[ins.prim].format(acc=acc, v=f"e{ins.ins[0]}"))
+        if any(self.avals[s].shape not in ((), loop.shape)
+               for ins in loop.members for s in ins.ins):  # broadcasting: one loop per axis
+            pad = ""
+            for d, n in enumerate(loop.shape):
+                lines.append(f"{pad}for i{d} in range({n}):")
+                pad += "    "
+            flat = " + ".join(f"i{d} * {st}" for d, st in enumerate(_c_strides(loop.shape)))
+            lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
+        else:
+            lines.append(f"for i in range({size}):")
+            lines += ["    " + line for line in body]
+        for ins in loop.reductions:
+            self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
+        return self.step
+
+    def broadcast_index(self, s: int, shape: tuple[int, ...]) -> str:
+        """The flat position in slot ``s`` of element (i0, i1, ...) of ``shape``."""
+        own = self.avals[s].shape
+        if own == shape:
+            return "i"
+        lead = len(shape) - len(own)
+        terms = [f"i{lead + d} * {st}" if st != 1 else f"i{lead + d}"
+                 for d, st in enumerate(_c_strides(own)) if own[d] != 1]
+        return " + ".join(terms) or "0"
+
+    def scalar_expr(self, ins: Instr, args: list[str]) -> str:
+        """The expression of an elementwise instruction on scalar operands."""
+        if ins.prim == "where":
+            return f"{args[1]} if {args[0]} else {args[2]}"
+        if ins.prim == "astype":
+            return f"np.{self.avals[ins.out].dtype.name}({args[0]})"
+        template = SCALAR_OPERATORS.get(ins.prim)
+        return template.format(*args) if template else f"np.{UFUNCS[ins.prim]}({', '.join(args)})"
+
+    def emit_outputs(self) -> None:
+        """Every output in a variable of its own: no two outputs share a buffer,
+        and no output is an input, a constant, or a view of one."""
+        returned: set[int] = set()
+        for k, s in enumerate(self.tape.outputs):
+            aval = self.avals[s]
+            name = f"out{k}"
+            if aval.shape == ():
+                expr = self.ref(s, aval.dtype)
+                if expr in self.vars and self.vars[expr].local is None:
+                    name = expr
+                else:
+                    self.step.lines.append(f"{name} = {expr}")
+                    self.add_var(name, None, True, aval.dtype)
+            else:
+                b = self.buffer.get(s)
+                if s in self.tape.consts or not self.owned[b] or b in returned:
+                    self.step.lines.append(f"{name} = {self.ref(s)}.copy()")
+                    self.add_var(name, None, False, aval.dtype, ndim=aval.ndim)
+                else:
+                    name = self.ref(s)
+                    returned.add(b)
+            self.outputs.append(name)
+
     def operand_dtype(self, ins: Instr) -> np.dtype:
         """The dtype a weak constant operand of ``ins`` takes (NEP 50)."""
         for s in ins.ins:
-            if s in self.tape.consts and _is_weak(self.tape.consts[s]):
-                continue
-            if self.avals[s].dtype.kind == "f":
+            weak = s in self.tape.consts and _is_weak(self.tape.consts[s])
+            if not weak and self.avals[s].dtype.kind == "f":
                 return self.avals[s].dtype
         out = self.avals[ins.out].dtype
         return out if out.kind == "f" else np.dtype(np.float64)
@@ -380,20 +549,15 @@ class _Generator:
         args = [self.ref(s, dtype) for s in ins.ins]
         aval = self.avals[ins.out]
         if aval.shape == ():
-            template = SCALAR_OPERATORS.get(ins.prim)
-            expr = (template.format(*args) if template
-                    else f"np.{UFUNCS[ins.prim]}({', '.join(args)})")
-            self.define_scalar(ins, expr)
+            self.define_scalar(ins, self.scalar_expr(ins, args))
             return
-        ufunc = f"np.{UFUNCS[ins.prim]}"
-        # reuse a dying operand of the result's shape and dtype as the output
-        for s in ins.ins:
-            if (not self.is_scalar(s) and self.avals[s] == aval and self.dies_here(s, ins)):
-                target = self.ref(s)
-                self.step.lines.append(f"{ufunc}({', '.join(args)}, {target})")
+        call = f"np.{UFUNCS[ins.prim]}({', '.join(args)}"
+        for s in ins.ins:  # a dying operand of the result's shape and dtype holds it
+            if self.avals[s] == aval and self.dies_here(s, ins):
+                self.step.lines.append(f"{call}, {self.ref(s)})")
                 self.alias(ins, s)
                 return
-        self.define_array(ins, f"{ufunc}({', '.join(args)})")
+        self.define_array(ins, call + ")")
 
     def emit_where(self, ins: Instr) -> None:
         dtype = self.operand_dtype(ins)
@@ -402,13 +566,11 @@ class _Generator:
         if aval.shape == ():
             self.define_scalar(ins, f"{a} if {c} else {b}")
             return
-        # np.where wants arrays of one dtype; broadcast scalars explicitly
-        shape, dt = _shape_text(aval.shape), f"np.{aval.dtype.name}"
-        ops = []
-        for s, text in zip(ins.ins, (c, a, b)):
-            kind = "np.bool_" if s == ins.ins[0] else dt
-            ops.append(f"np.full({shape}, {text}, {kind})" if self.is_scalar(s) else text)
-        self.define_array(ins, f"np.where({', '.join(ops)})")
+        shape = _shape(aval.shape)
+        c, a, b = (f"np.full({shape}, {text}, np.{kind})" if self.is_scalar(s) else text
+                   for s, text, kind in zip(ins.ins, (c, a, b),
+                                            ("bool_", aval.dtype.name, aval.dtype.name)))
+        self.define_array(ins, f"np.where({c}, {a}, {b})")
 
     def emit_astype(self, ins: Instr) -> None:
         aval = self.avals[ins.out]
@@ -423,17 +585,15 @@ class _Generator:
 
     def emit_guard(self, ins: Instr) -> None:
         pred = ins.ins[0]
-        expected = bool(ins.kwargs["expected"])
         value = self.ref(pred) if self.is_scalar(pred) else f"{self.flat(pred)}[0]"
-        self.step.lines.append(f"if bool({value}) != {expected}:")
-        self.step.lines.append("    return FAIL")
-        self.step.is_guard = True
+        self.step.lines.append(f"if bool({value}) != {bool(ins.kwargs['expected'])}:")
+        self.step.lines.append("    return FAIL")  # the part fills in its failure tuple
         self.name[ins.out] = "True"
 
     # -- reductions and scans ----------------------------------------------------
     @staticmethod
-    def blocks(shape: tuple[int, ...], axes: Sequence[int]) -> tuple[int, int, int] | None:
-        """(A, N, B) when ``axes`` are adjacent: x viewed as (A, N, B) reduces over N."""
+    def blocks(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, int, int] | None:
+        """(A, N, B) when ``axes`` are adjacent: x seen as (A, N, B) reduces over N."""
         axes = sorted(axes)
         if axes != list(range(axes[0], axes[-1] + 1)):
             return None
@@ -441,106 +601,87 @@ class _Generator:
                 math.prod(shape[axes[-1] + 1:]))
 
     def as_blocks(self, s: int, axes: Sequence[int]) -> tuple[str, tuple[int, int, int]]:
-        """``s`` as a 3-D (A, N, B) array reducing over N, transposing if needed."""
-        shape = self.avals[s].shape
-        x = self.ref(s)
+        """Slot ``s`` as an (A, N, B) array to reduce over N (transposed if needed)."""
+        shape, x = self.avals[s].shape, self.ref(s)
         dims = self.blocks(shape, axes)
-        if dims is None:
+        if dims is None:  # reduced axes apart: move them last
             kept = [a for a in range(len(shape)) if a not in axes]
             perm = tuple(kept + sorted(axes))
             x = f"np.ascontiguousarray(np.transpose({x}, {perm}))"
-            shape = tuple(shape[a] for a in perm)
-            dims = self.blocks(shape, range(len(kept), len(shape)))
-        return f"{x}.reshape({_shape_text(dims)})", dims
+            dims = self.blocks([shape[a] for a in perm], range(len(kept), len(shape)))
+        return f"{x}.reshape({_shape(dims)})", dims
 
     def emit_reduce(self, ins: Instr) -> None:
         x = ins.ins[0]
-        axes, keepdims = tuple(ins.kwargs["axes"]), ins.kwargs["keepdims"]
-        aval = self.avals[ins.out]
+        axes = tuple(ins.kwargs["axes"])
+        aval, xval = self.avals[ins.out], self.avals[x]
         combine = REDUCERS[ins.prim]
-        if self.is_scalar(x):  # reducing a 0-d value over no axes
-            self.alias(ins, x) if aval.shape == () else self.define_array(
-                ins, f"np.full({_shape_text(aval.shape)}, {self.ref(x)})")
-            return
-        xshape = self.avals[x].shape
+        lines, o = self.step.lines, ins.out
         if not axes:
-            self.define_array(ins, f"{self.ref(x)}.copy()")
+            self.alias(ins, x)
             return
-        lines = self.step.lines
-        if len(axes) == len(xshape) and self.avals[x].size > 0:
+        if len(axes) == xval.ndim and xval.size > 0:  # everything: one accumulator
             xf = self.flat(x)
-            acc = f"acc{ins.out}"
-            lines.append(f"{acc} = {xf}[0]")
-            lines.append(f"for i in range(1, {self.avals[x].size}):")
-            lines.append(f"    {acc} = " + combine.format(acc=acc, v=f"{xf}[i]"))
+            lines.append(f"acc{o} = {xf}[0]")
+            lines.append(f"for i in range(1, {xval.size}):")
+            lines.append(f"    acc{o} = " + combine.format(acc=f"acc{o}", v=f"{xf}[i]"))
             if aval.shape == ():
-                self.name[ins.out] = acc
-                self.new_var(acc, ins.out, True, aval.dtype)
+                self.add_var(f"acc{o}", o, True, aval.dtype)
             else:
-                self.define_array(ins, f"np.full({_shape_text(aval.shape)}, {acc})")
+                self.full(ins, f"acc{o}")
             return
-        x3, (a_, n_, b_) = self.as_blocks(x, axes)
-        out = f"r{ins.out}"
-        self.new_var(out, None, False, aval.dtype, (a_, b_))
-        if n_ == 0:
-            lines.append(f"{out} = np.full(({a_}, {b_}), {REDUCER_EMPTY[ins.prim]}, "
+        x3, (na, nn, nb) = self.as_blocks(x, axes)
+        if nn == 0:
+            lines.append(f"r{o} = np.full(({na}, {nb}), {REDUCER_IDENTITY[ins.prim]}, "
                          f"np.{aval.dtype.name})")
         else:
-            lines.append(f"x3 = {x3}")
-            lines.append(f"{out} = x3[:, 0, :].copy()")
-            lines.append(f"for a in range({a_}):")
-            lines.append(f"    for n in range(1, {n_}):")
-            lines.append(f"        for b in range({b_}):")
-            lines.append(f"            {out}[a, b] = "
-                         + combine.format(acc=f"{out}[a, b]", v="x3[a, n, b]"))
+            lines.append(f"x3_{o} = {x3}")
+            lines.append(f"r{o} = x3_{o}[:, 0, :].copy()")
+            lines.append(f"for a in range({na}):")
+            lines.append(f"    for n in range(1, {nn}):")
+            lines.append(f"        for b in range({nb}):")
+            lines.append(f"            r{o}[a, b] = "
+                         + combine.format(acc=f"r{o}[a, b]", v=f"x3_{o}[a, n, b]"))
         if aval.shape == ():
-            self.define_scalar(ins, f"{out}[0, 0]")
+            self.define_scalar(ins, f"r{o}[0, 0]")
         else:
-            self.define_array(ins, f"{out}.reshape({_shape_text(aval.shape)})", view_of=None)
+            self.define_array(ins, f"r{o}.reshape({_shape(aval.shape)})")
 
     def emit_cumsum(self, ins: Instr) -> None:
-        x = ins.ins[0]
+        x, o = ins.ins[0], ins.out
         axis, reverse = ins.kwargs["axis"], ins.kwargs["reverse"]
-        aval = self.avals[ins.out]
+        aval = self.avals[o]
         if self.is_scalar(x):
             self.alias(ins, x)
             return
-        a_, n_, b_ = self.blocks(aval.shape, [axis])
-        out = self.define_array(ins, f"np.empty({_shape_text(aval.shape)}, "
-                                     f"np.{aval.dtype.name})")
-        lines = self.step.lines
-        lines.append(f"x3 = {self.ref(x)}.reshape(({a_}, {n_}, {b_}))")
-        lines.append(f"o3 = {out}.reshape(({a_}, {n_}, {b_}))")
-        order = f"range({n_} - 1, -1, -1)" if reverse else f"range({n_})"
-        prev = "n + 1" if reverse else "n - 1"
-        first = n_ - 1 if reverse else 0
-        lines.append(f"for a in range({a_}):")
-        lines.append(f"    for n in {order}:")
-        lines.append(f"        for b in range({b_}):")
-        lines.append(f"            o3[a, n, b] = x3[a, n, b] if n == {first} "
-                     f"else o3[a, {prev}, b] + x3[a, n, b]")
+        na, nn, nb = self.blocks(aval.shape, [axis])
+        out = self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+        first, order, prev = ((nn - 1, f"range({nn - 1}, -1, -1)", "n + 1") if reverse
+                              else (0, f"range({nn})", "n - 1"))
+        self.step.lines += [
+            f"x3_{o} = {self.ref(x)}.reshape(({na}, {nn}, {nb}))",
+            f"o3_{o} = {out}.reshape(({na}, {nn}, {nb}))",
+            f"for a in range({na}):",
+            f"    for n in {order}:",
+            f"        for b in range({nb}):",
+            f"            o3_{o}[a, n, b] = x3_{o}[a, n, b] if n == {first} "
+            f"else o3_{o}[a, {prev}, b] + x3_{o}[a, n, b]"]
 
     # -- shapes ------------------------------------------------------------------
     def emit_reshape(self, ins: Instr) -> None:
         x = ins.ins[0]
         aval = self.avals[ins.out]
-        if self.is_scalar(x):
-            if aval.shape == ():
-                self.alias(ins, x)
-            else:
-                self.define_array(ins, f"np.full({_shape_text(aval.shape)}, {self.ref(x)}, "
-                                       f"np.{aval.dtype.name})")
+        if aval.shape == self.avals[x].shape:
+            self.alias(ins, x)
+        elif self.is_scalar(x):
+            self.full(ins, self.ref(x, aval.dtype))
         elif aval.shape == ():
             self.define_scalar(ins, f"{self.flat(x)}[0]")
-        elif aval.shape == self.avals[x].shape:
-            self.alias(ins, x)
         else:
-            self.define_array(ins, f"{self.ref(x)}.reshape({_shape_text(aval.shape)})",
-                              view_of=x)
+            self.define_array(ins, f"{self.ref(x)}.reshape({_shape(aval.shape)})", view_of=x)
 
     def emit_transpose(self, ins: Instr) -> None:
-        x = ins.ins[0]
-        perm = tuple(ins.kwargs["perm"])
+        x, perm = ins.ins[0], tuple(ins.kwargs["perm"])
         if perm == tuple(range(len(perm))):
             self.alias(ins, x)
         else:
@@ -552,97 +693,74 @@ class _Generator:
         if self.avals[x].shape == aval.shape:
             self.alias(ins, x)
         elif self.is_scalar(x):
-            self.define_array(ins, f"np.full({_shape_text(aval.shape)}, "
-                                   f"{self.ref(x, aval.dtype)}, np.{aval.dtype.name})")
+            self.full(ins, self.ref(x, aval.dtype))
         else:
-            self.define_array(ins, f"np.broadcast_to({self.ref(x)}, "
-                                   f"{_shape_text(aval.shape)}).copy()")
+            self.define_array(ins, f"np.broadcast_to({self.ref(x)}, {_shape(aval.shape)}).copy()")
 
     # -- indexing ------------------------------------------------------------------
     def index_loop(self, idx: np.ndarray, body: str) -> None:
-        """Loop over every position of an index array; ``body`` sees ``j`` (the
-        position, flat) and ``src`` (the flat index it holds)."""
+        """Visit every position of an index array: ``body`` sees ``j`` (the flat
+        position in ``idx``) and ``src`` (the flat index it holds)."""
         lines = self.step.lines
         pattern = _affine(idx)
         if pattern is None:
-            table = self.index_array(idx)
-            lines.append(f"for j in range({idx.size}):")
-            lines.append("    src = " + f"{table}[j]")
-            lines.append("    " + body)
+            table = self.index_table(idx)
+            lines += [f"for j in range({idx.size}):", f"    src = {table}[j]", "    " + body]
             return
         start, strides = pattern
-        loops = [f"i{d}" for d in range(idx.ndim)]
         pad = ""
         for d, n in enumerate(idx.shape):
             lines.append(f"{pad}for i{d} in range({n}):")
             pad += "    "
-        position = " + ".join(f"i{d} * {s}" for d, s in enumerate(_c_strides(idx.shape))) or "0"
+        position = " + ".join(f"i{d} * {s}" for d, s in enumerate(_c_strides(idx.shape)))
         source = " + ".join([str(start)] + [f"i{d} * {s}" for d, s in enumerate(strides) if s])
-        lines.append(f"{pad}j = {position}")
-        lines.append(f"{pad}src = {source}")
-        lines.append(pad + body)
-        del loops
+        lines += [f"{pad}j = {position or 0}", f"{pad}src = {source}", pad + body]
 
     def emit_take(self, ins: Instr) -> None:
-        x, idx_slot = ins.ins
-        idx = np.asarray(self.tape.consts[idx_slot], dtype=np.int64)
+        x, idx = ins.ins[0], np.asarray(self.tape.consts[ins.ins[1]], dtype=np.int64)
         aval = self.avals[ins.out]
         if self.is_scalar(x):  # every index is 0
             if aval.shape == ():
                 self.alias(ins, x)
             else:
-                self.define_array(ins, f"np.full({_shape_text(aval.shape)}, {self.ref(x)}, "
-                                       f"np.{aval.dtype.name})")
-            return
-        if idx.ndim == 0:  # the scalar load of a traced loop over x[i]
+                self.full(ins, self.ref(x))
+        elif idx.ndim == 0:  # the scalar load of a traced loop over x[i]
             self.define_scalar(ins, f"{self.flat(x)}[{int(idx)}]")
-            return
-        pattern = _affine(idx)
-        if pattern is not None and pattern[1] == _c_strides(idx.shape) or idx.size == 1 \
-                and pattern is not None:
-            start = pattern[0]
+        elif _is_range(idx):  # a slice: a view
+            start = int(idx.reshape(-1)[0])
             view = f"{self.flat(x)}[{start}:{start + idx.size}]"
             if aval.ndim != 1:
-                view += f".reshape({_shape_text(aval.shape)})"
+                view += f".reshape({_shape(aval.shape)})"
             self.define_array(ins, view, view_of=x)
-            return
-        xf = self.flat(x)
-        out = self.define_array(ins, f"np.empty({_shape_text(aval.shape)}, "
-                                     f"np.{aval.dtype.name})")
-        of = self.flat(ins.out)
-        self.index_loop(idx, f"{of}[j] = {xf}[src]")
-        del out
+        else:
+            xf = self.flat(x)
+            self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+            self.index_loop(idx, f"{self.flat(ins.out)}[j] = {xf}[src]")
 
     def emit_scatter(self, ins: Instr, update: str) -> None:
-        x, idx_slot, v = ins.ins
-        idx = np.asarray(self.tape.consts[idx_slot], dtype=np.int64)
-        aval = self.avals[ins.out]
-        scalar_out = aval.shape == ()
-        if scalar_out:  # a 0-d target: work on a 1-element buffer
-            self.step.lines.append(f"b{ins.out} = np.full(1, {self.ref(x, aval.dtype)}, "
+        x, v = ins.ins[0], ins.ins[2]
+        idx = np.asarray(self.tape.consts[ins.ins[1]], dtype=np.int64)
+        aval, o = self.avals[ins.out], ins.out
+        if aval.shape == ():  # a 0-d target: update a 1-element buffer
+            self.step.lines.append(f"b{o} = np.full(1, {self.ref(x, aval.dtype)}, "
                                    f"np.{aval.dtype.name})")
-            target = f"b{ins.out}"
+            target = f"b{o}"
         else:
-            buf = self.writable_copy(x, ins)
-            target = self.flat(ins.out) if aval.ndim != 1 else buf
-        vshape = self.avals[v].shape
+            self.writable(x, ins)
+            target = self.flat(ins.out)
         if self.is_scalar(v):
             value = self.ref(v, aval.dtype)
-            source = value
+        elif self.avals[v].shape == idx.shape:
+            value = f"{self.flat(v)}[j]"
+        else:  # v broadcasts to idx's shape
+            self.step.lines.append(f"vb{o} = np.broadcast_to({self.ref(v)}, "
+                                   f"{_shape(idx.shape)}).copy().reshape({idx.size})")
+            value = f"vb{o}[j]"
+        if idx.ndim == 0:  # the adjoint of a scalar load: one in-place update
+            self.step.lines.append(f"{target}[{int(idx)}] {update} {value.replace('[j]', '[0]')}")
         else:
-            if vshape != idx.shape:
-                self.step.lines.append(f"vb{ins.out} = np.broadcast_to({self.ref(v)}, "
-                                       f"{_shape_text(idx.shape)}).copy()")
-                vf = f"vb{ins.out}.reshape({idx.size})"
-            else:
-                vf = self.flat(v)
-            source = f"{vf}[j]"
-        if idx.ndim == 0:
-            self.step.lines.append(f"{target}[{int(idx)}] {update} "
-                                   + (source.replace("[j]", "[0]")))
-        else:
-            self.index_loop(idx, f"{target}[src] {update} {source}")
-        if scalar_out:
+            self.index_loop(idx, f"{target}[src] {update} {value}")
+        if aval.shape == ():
             self.define_scalar(ins, f"{target}[0]")
 
     def emit_scatter_add(self, ins: Instr) -> None:
@@ -651,33 +769,34 @@ class _Generator:
     def emit_scatter_set(self, ins: Instr) -> None:
         self.emit_scatter(ins, "=")
 
-    # -- linear algebra (batched over equal leading axes) -----------------------------
+    # -- linear algebra: the 2-D call, looped over equal leading batch axes --------
     def batched(self, ins: Instr, call: str, core: tuple[int, ...]) -> None:
-        """out[i] = call(a[i], b[i], ...) over the flattened batch axes."""
-        aval = self.avals[ins.out]
-        dt = aval.dtype
-        args = []
+        aval, o = self.avals[ins.out], ins.out
+        dt = aval.dtype.name
+        operands = []
         for s in ins.ins:
-            a = self.avals[s]
             x = self.ref(s)
-            if a.dtype != dt:
-                x = f"{x}.astype(np.{dt.name})"
-            batch = math.prod(a.shape[:-2])
-            args.append((x, batch, a.shape[-2:]))
-        batch = args[0][1]
-        if self.avals[ins.ins[0]].ndim == 2:
-            expr = call.format(*(x for x, _, _ in args))
+            if self.avals[s].dtype != aval.dtype and aval.dtype.kind == "f":
+                x = f"{x}.astype(np.{dt})"
+            operands.append(x)
+        a = self.avals[ins.ins[0]]
+        if a.ndim == 2:
+            expr = call.format(*operands)
             if aval.shape == ():
                 self.define_scalar(ins, expr)
             else:
                 self.define_array(ins, f"np.ascontiguousarray({expr})")
             return
-        out = f"o{ins.out}"
-        self.step.lines.append(f"{out} = np.empty(({batch},) + {_shape_text(core)}, np.{dt.name})")
-        views = [f"{x}.reshape(({n},) + {_shape_text(m)})[i]" for x, n, m in args]
-        self.step.lines.append(f"for i in range({batch}):")
-        self.step.lines.append(f"    {out}[i] = {call.format(*views)}")
-        self.define_array(ins, f"{out}.reshape({_shape_text(aval.shape)})")
+        batch = math.prod(a.shape[:-2])
+        lines = self.step.lines
+        views = []
+        for n, (s, x) in enumerate(zip(ins.ins, operands)):
+            lines.append(f"m{n}_{o} = {x}.reshape({_shape((batch,) + self.avals[s].shape[-2:])})")
+            views.append(f"m{n}_{o}[i]")
+        lines += [f"o{o} = np.empty({_shape((batch,) + core)}, np.{dt})",
+                  f"for i in range({batch}):",
+                  f"    o{o}[i] = {call.format(*views)}"]
+        self.define_array(ins, f"o{o}.reshape({_shape(aval.shape)})")
 
     def emit_matmul(self, ins: Instr) -> None:
         a, b = (self.avals[s] for s in ins.ins)
@@ -693,3 +812,240 @@ class _Generator:
         self.batched(ins, "np.linalg.slogdet({0})[0]", ())
 
 
+# -- parts and the kernel ----------------------------------------------------------
+def _numba_type(dtype: np.dtype, ndim: int) -> str:
+    base = _NUMBA_TYPE[np.dtype(dtype).name]
+    return base if ndim == 0 else f"{base}[{', '.join([':'] * (ndim - 1) + ['::1'])}]"
+
+
+def _placeholder(var: _Var) -> str:
+    """A value of ``var``'s type, returned in place of it when a guard fails."""
+    if var.scalar:
+        return _literal(0, var.dtype)
+    return f"np.empty({_shape((0,) * var.ndim)}, np.{var.dtype.name})"
+
+
+def _split(steps: list[_Step], part_lines: int) -> list[list[_Step]]:
+    parts: list[list[_Step]] = [[]]
+    count = 0
+    for step in steps:
+        if count >= part_lines and parts[-1]:
+            parts.append([])
+            count = 0
+        parts[-1].append(step)
+        count += len(step.lines)
+    return parts
+
+
+def _module_source(gen: _Generator, steps: list[_Step], part_lines: int = PART_LINES
+                   ) -> tuple[str, list[np.ndarray]]:
+    """The module's source and the packed constant arguments of its kernel.
+
+    One part is the kernel itself.  Several parts are functions the kernel
+    calls in order, passing arrays along and scalars through spill arrays."""
+    tape, vars_ = gen.tape, gen.vars
+    parts = _split(steps, part_lines)
+    single = len(parts) == 1
+    kernel = 0 if single else len(parts)  # the kernel reads the outputs, after the parts
+    inputs = [gen.name[s] for s in tape.inputs]
+    home = {name: kernel if single else -1 for name in inputs}
+    readers: dict[str, set[int]] = {}
+    for p, part in enumerate(parts):
+        for step in part:
+            for name in step.defines:
+                home.setdefault(name, p)
+            for name in step.reads:
+                readers.setdefault(name, set()).add(p)
+    for name in gen.outputs:
+        readers.setdefault(name, set()).add(kernel)
+    packed_names = [f"const_{key}" for key in sorted(gen.packed)]
+
+    def crosses(name: str) -> bool:
+        return any(p != home[name] for p in readers.get(name, ()))
+
+    spill: dict[str, dict[str, int]] = {}  # dtype -> variable -> position
+    for name in home:
+        var = vars_[name]
+        if var.scalar and crosses(name):
+            slots = spill.setdefault(var.dtype.name, {})
+            slots[name] = len(slots)
+
+    def spilled(name: str) -> str:
+        dt = vars_[name].dtype.name
+        return f"spill_{dt}[{spill[dt][name]}]"
+
+    def failure(names: list[str]) -> str:
+        return "(False, " + "".join(f"{_placeholder(vars_[n])}, " for n in names) + ")"
+
+    spill_args = [f"spill_{dt}" for dt in sorted(spill)]
+    options = 'cache=True, error_model="numpy", nogil=True'
+    out = [f"# {_FORMAT}: generated by fastad.backends.numba_backend; do not edit",
+           "import numpy as np", "from numba import njit", ""]
+    calls, body = [], []
+    for p, part in enumerate(parts):
+        reads = dict.fromkeys(n for step in part for n in step.reads)
+        defined = dict.fromkeys(n for step in part for n in step.defines)
+        imported = [n for n in reads if vars_[n].local is None and home[n] != p]
+        exported = [n for n in defined if crosses(n)]
+        locals_ = _with_deps([n for n in reads if vars_[n].local is not None], vars_)
+        arrays_in = [n for n in imported if not vars_[n].scalar]
+        arrays_out = [n for n in exported if not vars_[n].scalar]
+        consts_in = [n for n in packed_names if any(n in vars_[m].deps for m in locals_)]
+        params = arrays_in + consts_in + spill_args
+        fail = failure(gen.outputs if single else arrays_out)
+        body = [f"{n} = {vars_[n].local}" for n in locals_]
+        body += [f"{n} = {spilled(n)}" for n in imported if vars_[n].scalar]
+        body += [line.replace("return FAIL", f"return {fail}")
+                 for step in part for line in step.lines]
+        if single:
+            break
+        body += [f"{spilled(n)} = {n}" for n in exported if vars_[n].scalar]
+        body.append("return (True, " + "".join(f"{n}, " for n in arrays_out) + ")")
+        out += [f"@njit({options})", f"def part{p}({', '.join(params)}):"]
+        out += ["    " + line for line in body] + [""]
+        calls.append(f"ok, {''.join(f'{n}, ' for n in arrays_out)}= part{p}({', '.join(params)})")
+    if not single:  # the kernel: spill arrays, the parts in order
+        body = [f"spill_{dt} = np.empty({len(slots)}, np.{dt})"
+                for dt, slots in sorted(spill.items())]
+        body += [f"{spilled(n)} = {n}" for n in inputs if vars_[n].scalar and crosses(n)]
+        for call in calls:
+            body += [call, "if not ok:", f"    return {failure(gen.outputs)}"]
+    results = [spilled(n) if n in spill.get(vars_[n].dtype.name, {}) and home[n] != -1 else n
+               for n in gen.outputs]
+    body.append("return (True, " + "".join(f"{r}, " for r in results) + ")")
+    signature = ", ".join([_numba_type(gen.avals[s].dtype, gen.avals[s].ndim)
+                           for s in tape.inputs]
+                          + [_numba_type(np.dtype(n[len("const_"):]), 1) for n in packed_names])
+    out += [f'@njit("({signature}{"," if signature else ""})", {options})',
+            f"def kernel({', '.join(inputs + packed_names)}):"]
+    out += ["    " + line for line in body] + [""]
+    packed = [np.concatenate(gen.packed[n[len("const_"):]]) for n in packed_names]
+    return "\n".join(out), packed
+
+
+def _with_deps(names: list[str], vars_: dict[str, _Var]) -> list[str]:
+    """``names`` and the locals they are made from, each after what it needs."""
+    done: dict[str, None] = {}
+
+    def visit(n: str) -> None:
+        if n in done or n not in vars_ or vars_[n].local is None:
+            return
+        for d in vars_[n].deps:
+            visit(d)
+        done[n] = None
+    for n in names:
+        visit(n)
+    return list(done)
+
+
+def generate(tape: Tape, part_lines: int = PART_LINES) -> tuple[str, list[np.ndarray]]:
+    """The source of a module whose ``kernel(*inputs, *packed)`` runs ``tape`` and
+    returns ``(ok, *outputs)``; ``ok`` is False when a guard disagrees."""
+    gen = _Generator(tape)
+    steps = gen.generate()
+    return _module_source(gen, steps, part_lines)
+
+
+# -- the disk cache ----------------------------------------------------------------
+def cache_dir() -> Path:
+    root = os.environ.get("FASTAD_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fastad")
+    return Path(root) / "numba"
+
+
+_modules: dict[str, ModuleType] = {}
+_lock = threading.Lock()
+
+
+def _load(source: str) -> ModuleType:
+    """The module of ``source``, written to the cache directory once.
+
+    Concurrent processes: the file is created by an atomic link of a complete
+    temporary file and never rewritten, so its timestamp (which keys Numba's
+    own cache index) is stable; Numba writes its cache files atomically."""
+    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    with _lock:
+        if key in _modules:
+            return _modules[key]
+        directory = cache_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"fastad_{key}.py"
+        if not path.exists():
+            tmp = directory / f".fastad_{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_text(source)
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process won the race with the same content
+            except OSError:  # no hard links on this file system
+                if not path.exists():
+                    os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+        name = f"fastad_numba_{key}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # Numba's cache locates functions by module
+        spec.loader.exec_module(module)
+        _modules[key] = module
+        return module
+
+
+# -- the executable ------------------------------------------------------------------
+class Executable:
+    """A tape compiled by Numba; ``run(inputs)`` as every backend has it.
+
+    The fast path hands the arguments to the kernel untouched: Numba checks
+    dtype, dimension count, layout and writability against the kernel's one
+    signature (raising TypeError), and ``run`` checks the shapes, which Numba
+    does not know.  Anything else is converted once and the call retried."""
+
+    def __init__(self, tape: Tape, source: str, packed: list[np.ndarray],
+                 kernel: Callable[..., Any]) -> None:
+        self.tape = tape
+        self.source = source
+        self.packed = tuple(packed)
+        self.kernel = kernel
+        self._in = [(tape.avals[s].shape, tape.avals[s].dtype) for s in tape.inputs]
+        self._shapes = [shape or None for shape, _ in self._in]
+        self._scalar_out = [(k, tape.avals[s].dtype) for k, s in enumerate(tape.outputs)
+                            if tape.avals[s].shape == ()]
+
+    def _coerce(self, k: int, value: Any) -> Any:
+        shape, dtype = self._in[k]
+        if isinstance(value, (bool, np.bool_)) or np.asarray(value).dtype.kind not in "fiu":
+            raise SignatureError(f"input {k}: expected a {dtype.name} array of shape {shape}, "
+                                 f"got {type(value).__name__}")
+        arr = np.array(value, dtype=dtype, order="C")  # a private, writable copy
+        if arr.shape != shape:
+            raise SignatureError(f"input {k}: expected shape {shape}, got {arr.shape}")
+        return dtype.type(arr[()]) if shape == () else arr
+
+    def run(self, inputs: Sequence[Any]) -> list[np.ndarray] | None:
+        if len(inputs) != len(self._in):
+            raise SignatureError(f"expected {len(self._in)} inputs, got {len(inputs)}")
+        try:
+            for value, shape in zip(inputs, self._shapes):
+                if shape is not None and value.shape != shape:
+                    raise TypeError
+            result = self.kernel(*inputs, *self.packed)
+        except (TypeError, AttributeError):
+            args = [self._coerce(k, v) for k, v in enumerate(inputs)]
+            result = self.kernel(*args, *self.packed)
+        if not result[0]:
+            return None
+        outs = list(result[1:])
+        for k, dtype in self._scalar_out:  # 0-d arrays, as every backend returns
+            outs[k] = np.array(outs[k], dtype=dtype)
+        return outs
+
+    def __str__(self) -> str:
+        return self.source
+
+
+def build(tape: Tape) -> Executable:
+    if numba is None:
+        raise RuntimeError("the Numba backend needs numba: pip install numba")
+    source, packed = generate(tape, PART_LINES)
+    module = _load(source)
+    return Executable(tape, source, packed, module.kernel)
