@@ -346,7 +346,7 @@ def plot_workload(wl: workloads.Workload, rows: list[Row], out: str) -> None:
     ax.set_title(f"{wl.name}: {wl.title}", fontsize=10)
     legend = [Patch(color=c, label=t) for c, t in
               (("tab:red", "fastad"), ("tab:gray", "hand-written"), ("tab:blue", "peers"))]
-    ax.legend(handles=legend, fontsize=8, loc="lower right")
+    ax.legend(handles=legend, fontsize=8, loc="upper right")
     ax.grid(axis="x", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{wl.name}.png"), dpi=90)
