@@ -5,8 +5,12 @@ class FastadError(Exception):
     """Base class of fastad's own errors."""
 
 
-class TracingError(FastadError, TypeError):
-    """A traced value was used in a way that would silently leave the trace."""
+class TracingError(FastadError):
+    """A traced value was used in a way that would silently leave the trace.
+
+    Deliberately not a TypeError: NumPy swallows TypeErrors raised while it
+    converts an object (storing a traced value into an array) and raises a
+    confusing error of its own instead."""
 
 
 class TapeError(FastadError, ValueError):

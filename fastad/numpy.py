@@ -23,7 +23,7 @@ import numpy as _np
 
 from .errors import TracingError
 from .primitives.registry import registry
-from .tracer import Tracer, bind, current_builder
+from .tracer import ArrayTracer, Tracer, bind, current_builder, new_tracer
 
 pi = _np.pi
 e = _np.e
@@ -771,8 +771,7 @@ def _constant(value: _np.ndarray) -> Any:
     builder = current_builder()
     if builder is None:
         return value
-    from .tracer import Tracer as _T
-    return _T(builder, builder.const(value), value)
+    return new_tracer(builder, builder.const(value), value)
 
 
 def zeros(shape_: Any, dtype: Any = float) -> Any:
@@ -931,7 +930,6 @@ _OPERATORS = {
     "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
     "__eq__": equal, "__ne__": not_equal, "__and__": logical_and, "__or__": logical_or,
     "__invert__": logical_not,
-    "__getitem__": getitem, "__setitem__": setitem,
     "sum": _method(sum), "mean": _method(mean), "prod": _method(prod), "max": _method(max),
     "min": _method(min), "var": _method(var), "std": _method(std), "cumsum": _method(cumsum),
     "dot": _method(dot), "clip": _method(clip), "astype": _method(astype),
@@ -943,5 +941,7 @@ _OPERATORS = {
 }
 for _name, _fn in _OPERATORS.items():
     setattr(Tracer, _name, _fn)
+ArrayTracer.__getitem__ = getitem
+ArrayTracer.__setitem__ = setitem
 Tracer.T = property(lambda self: transpose(self))
 Tracer.__hash__ = lambda self: id(self)

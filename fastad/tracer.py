@@ -46,14 +46,14 @@ class Builder:
         value = _as_value(value)
         slot = self._new_slot(value)
         self.tape.inputs.append(slot)
-        return Tracer(self, slot, value)
+        return new_tracer(self, slot, value)
 
     def _new_slot(self, value: Any) -> int:
         self.values.append(value)
         return self.tape.new_slot(aval_of(value))
 
     def tracer(self, slot: int) -> "Tracer":
-        return Tracer(self, slot, self.values[slot])
+        return new_tracer(self, slot, self.values[slot])
 
     def const(self, value: Any) -> int:
         if isinstance(value, _SCALAR_TYPES) and not isinstance(value, np.ndarray):
@@ -93,7 +93,7 @@ class Builder:
     def record(self, prim: Primitive, args: Sequence[Any], params: dict[str, Any],
                value: Any) -> "Tracer":
         # The hot path of tracing: one call per traced operation.
-        ins = tuple([a.slot if type(a) is Tracer and a.builder is self else self.slot_of(a)
+        ins = tuple([a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a)
                      for a in args])
         tape = self.tape
         out = len(tape.avals)
@@ -102,7 +102,7 @@ class Builder:
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        return Tracer(self, out, value)
+        return new_tracer(self, out, value)
 
 
 _stack: list[Builder] = []
@@ -140,14 +140,23 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
     trace (inlining), on arrays it evaluates it."""
     env: dict[int, Any] = dict(zip(tape.inputs, inputs))
     env.update(tape.consts)
-    for ins in tape.instrs:
-        env[ins.out] = bind(registry[ins.prim], *(env[s] for s in ins.ins), **dict(ins.params))
+    target = _stack[-1] if _stack else None
+    outer_line = target.line_override if target is not None else None
+    try:
+        for ins in tape.instrs:
+            if target is not None:  # replayed code keeps the user's lines
+                target.line_override = ins.line or outer_line
+            env[ins.out] = bind(registry[ins.prim], *(env[s] for s in ins.ins),
+                                **dict(ins.params))
+    finally:
+        if target is not None:
+            target.line_override = outer_line
     return [env[s] for s in tape.outputs]
 
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply a primitive: compute it, and record it if any argument is traced."""
-    values = [a.value if type(a) is Tracer else a for a in args]
+    values = [a.value if type(a) in _TRACERS else a for a in args]
     if all(v is a for v, a in zip(values, args)):
         return prim.impl(*args, **params)
     if not _stack:
@@ -216,16 +225,6 @@ class Tracer:
     def size(self) -> int:
         return int(np.size(self.value))
 
-    def __len__(self) -> int:
-        if self.ndim == 0:
-            raise TypeError("len() of a 0-d traced array")
-        return self.shape[0]
-
-    def __iter__(self):
-        if self.ndim == 0:
-            raise TypeError("iteration over a 0-d traced array")
-        return (self[i] for i in range(self.shape[0]))
-
     def __repr__(self) -> str:
         return f"Tracer(%{self.slot}: {aval_of(self.value)})"
 
@@ -235,7 +234,9 @@ class Tracer:
                            f"derivative. {fix}")
 
     def __float__(self) -> float:
-        return self._leave("float()", "Keep it an array: use fastad.numpy / numpy functions.")
+        return self._leave("float() (or storing it into a NumPy array)",
+                           "Keep it an array: use numpy functions on it, and build arrays of "
+                           "traced values with np.stack or fastad.numpy.zeros plus assignment.")
 
     def __int__(self) -> int:
         return self._leave("int()", "Keep it an array: use fastad.numpy / numpy functions.")
@@ -269,3 +270,27 @@ class Tracer:
         return fnp._dispatch_function(func, args, kwargs)
 
     # -- operators (defined in fastad.numpy, attached there) ---------------
+
+
+class ArrayTracer(Tracer):
+    """A traced value with at least one axis: it can be indexed, iterated and
+    measured with len().  0-d values are plain `Tracer`s, which NumPy does not
+    mistake for sequences: storing one into an array then raises the
+    TracingError of ``float()`` instead of NumPy's "setting an array element
+    with a sequence"."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __iter__(self):
+        return (self[i] for i in range(self.shape[0]))
+
+
+_TRACERS = frozenset({Tracer, ArrayTracer})
+
+
+def new_tracer(builder: Builder, slot: int, value: Any) -> Tracer:
+    cls = ArrayTracer if np.ndim(value) else Tracer
+    return cls(builder, slot, value)
