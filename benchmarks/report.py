@@ -68,9 +68,19 @@ class Row:
 # --------------------------------------------------------------------------
 # Measuring
 
+# Engines whose compile was interrupted by the time limit in this process.  An
+# interrupt can land inside a compiler callback (Numba's LLVM object cache) and
+# leave the engine's caches half-built, so its later rows here are not trusted.
+INTERRUPTED: set[str] = set()
+
+
 def measure(case: Case, wl: workloads.Workload, mode: Mode,
             rounds: int | None = None, min_round_s: float | None = None) -> Row:
     row = Row(case.label, case.is_derivative)
+    if case.engine in INTERRUPTED:
+        row.note = (f"not run: an earlier {case.engine} compile in this process was "
+                    "interrupted by the time limit")
+        return row
     try:
         case.warm_up()
         first = timing.first_call(case, mode.first_call_limit_s)
@@ -83,6 +93,7 @@ def measure(case: Case, wl: workloads.Workload, mode: Mode,
         row.note = f"not available: {type(exc).__name__}: {exc}"
     except timing.TimeLimitExceeded as exc:
         row.note = f"first call {exc}"
+        INTERRUPTED.add(case.engine)
     except Exception as exc:  # one engine failing must not stop the report
         row.note = f"error: {type(exc).__name__}: {str(exc)[:200]}"
     return row
