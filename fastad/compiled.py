@@ -153,9 +153,10 @@ class Specializer:
                  static_argnums: Sequence[int], backend: str,
                  eager: Callable[..., Any] | None, max_traces: int | None = None,
                  check_nans: bool | None = None, optimize_tape: bool = True,
-                 reroll: bool = True) -> None:
+                 reroll: bool = True, exact_sums: bool = False) -> None:
         self.fn = fn
         self.reroll = reroll
+        self.exact_sums = exact_sums
         self.kind = kind
         self.argnums = argnums
         self.check_nans = (os.environ.get("FASTAD_CHECK_NANS", "") not in ("", "0")
@@ -296,6 +297,7 @@ class Specializer:
     def state(self) -> dict[str, Any]:
         """What `fastad.serialize` stores: the compiled tapes, not the function."""
         return {"kind": self.kind, "argnums": self.argnums, "reroll": self.reroll,
+                "exact_sums": self.exact_sums,
                 "static_argnums": tuple(sorted(self.static_argnums)),
                 "backend": self.backend_name, "max_traces": self.max_traces,
                 "check_nans": self.check_nans,
@@ -311,7 +313,7 @@ class Specializer:
         spec = cls(None, state["kind"], _checked_argnums(state["argnums"]),
                    _checked_argnums(state["static_argnums"]), backend, eager=None,
                    max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]),
-                   reroll=bool(state["reroll"]))
+                   reroll=bool(state["reroll"]), exact_sums=bool(state["exact_sums"]))
         for key, entries in state["entries"]:
             key = decode(key)
             for tape_bytes, structure in entries:
@@ -332,12 +334,11 @@ class Specializer:
             return reference.build(tape)
         return self.backend.build(tape)
 
-    @staticmethod
-    def _rerolled(builder: Any, out_leaves: list[Any]) -> Tape | None:
+    def _rerolled(self, builder: Any, out_leaves: list[Any]) -> Tape | None:
         """The forward tape with its scalar loops rerolled, or None if it has none."""
         tape = builder.tape
         tape.outputs = [builder.slot_of(v) for v in out_leaves]
-        return reroll(tape, [builder.values[s] for s in tape.inputs])
+        return reroll(tape, [builder.values[s] for s in tape.inputs], self.exact_sums)
 
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, and each cached trace with its guards."""
@@ -403,10 +404,12 @@ class Jitted:
 
     def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
                  backend: str = "auto", max_traces: int | None = None,
-                 check_nans: bool | None = None, reroll: bool = True) -> None:
+                 check_nans: bool | None = None, reroll: bool = True,
+                 exact_sums: bool = False) -> None:
         functools.update_wrapper(self, fn)
         self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
-                                 max_traces=max_traces, check_nans=check_nans, reroll=reroll)
+                                 max_traces=max_traces, check_nans=check_nans, reroll=reroll,
+                                 exact_sums=exact_sums)
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
@@ -441,7 +444,8 @@ class Jitted:
         if key not in self._batched:
             spec = self._spec
             self._batched[key] = Jitted(vmap(spec.fn, in_axes), tuple(spec.static_argnums),
-                                        spec.backend_name, spec.max_traces, reroll=spec.reroll)
+                                        spec.backend_name, spec.max_traces, reroll=spec.reroll,
+                                        exact_sums=spec.exact_sums)
         return self._batched[key](*args)
 
 
@@ -470,9 +474,10 @@ class CompiledGrad:
     def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
                  static_argnums: Sequence[int] = (), backend: str = "auto",
                  max_traces: int | None = None, strong_zero: bool = False,
-                 reroll: bool = True) -> None:
+                 reroll: bool = True, exact_sums: bool = False) -> None:
         functools.update_wrapper(self, fn)
         self._reroll = reroll
+        self._exact_sums = exact_sums
         self.fn = fn
         self.argnums = argnums
         wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
@@ -485,7 +490,7 @@ class CompiledGrad:
         kind = "value_and_grad_strong_zero" if strong_zero else "value_and_grad"
         self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
                                eager=value_and_grad(fn, argnums, strong_zero),
-                               max_traces=max_traces, reroll=reroll)
+                               max_traces=max_traces, reroll=reroll, exact_sums=exact_sums)
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
@@ -509,7 +514,7 @@ class CompiledGrad:
         if self._value is None:
             self._value = Specializer(self.fn, "value", None, self._static, self._backend,
                                       eager=self.fn, max_traces=self._max_traces,
-                                      reroll=self._reroll)
+                                      reroll=self._reroll, exact_sums=self._exact_sums)
         outs = _fast_call(self._value, args)
         if outs is not None:
             return _scalar(outs[0])
@@ -543,6 +548,7 @@ class CompiledGrad:
         self._backend = self._vg.backend_name
         self._max_traces = self._vg.max_traces
         self._reroll = self._vg.reroll
+        self._exact_sums = self._vg.exact_sums
         self._hvp = self._hessian = None
         self._batched = {}
 
@@ -566,7 +572,8 @@ class CompiledGrad:
             raise SignatureError("this compiled gradient was loaded from bytes without its "
                                  "Python function; only g(), value_and_grad() and value() "
                                  "of the saved signatures are available")
-        return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll)
+        return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll,
+                      exact_sums=self._exact_sums)
 
     @property
     def tape(self) -> Tape:
@@ -582,7 +589,7 @@ class CompiledGrad:
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
         backend: str = "auto", max_traces: int | None = None,
-        check_nans: bool | None = None, reroll: bool = True) -> Any:
+        check_nans: bool | None = None, reroll: bool = True, exact_sums: bool = False) -> Any:
     """Compile ``fn`` (any function of float arrays, ``grad(f)`` included).
 
     ``max_traces``: how many traces (paths through data-dependent branches)
@@ -592,19 +599,22 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
     first instruction that turned finite values into NaN or inf, whenever a
     result is not finite.
     ``reroll``: turn scalar Python loops into vector code (see
-    `fastad.transforms.reroll`); sums over rerolled loops are then reassociated.
+    `fastad.transforms.reroll`); sums over rerolled loops are then reassociated,
+    unless ``exact_sums`` keeps summation loops unrolled and bit-exact.
     """
     if fn is None:
-        return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll)
-    return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll)
+        return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll,
+                                exact_sums)
+    return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll, exact_sums)
 
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
             static_argnums: Sequence[int] = (), backend: str = "auto",
             max_traces: int | None = None, strong_zero: bool = False,
-            reroll: bool = True) -> CompiledGrad:
+            reroll: bool = True, exact_sums: bool = False) -> CompiledGrad:
     """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``
-    (``strong_zero``: see `fastad.value_and_grad`; ``reroll``: see `jit`)."""
-    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll)
+    (``strong_zero``: see `fastad.value_and_grad`; ``reroll``, ``exact_sums``: see `jit`)."""
+    return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll,
+                        exact_sums)
 
 

@@ -13,6 +13,7 @@ and its transformed version can be replayed on the outer tracers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import sys
 from typing import Any, Callable, Iterator, Sequence
@@ -117,10 +118,14 @@ def recording(record_lines: bool = True) -> Iterator[Builder]:
     """Make a new builder the innermost active trace for the ``with`` body."""
     builder = Builder(record_lines)
     _stack.append(builder)
+    collecting = gc.isenabled()
+    gc.disable()  # tracing allocates millions of small objects and frees none
     try:
         with np.errstate(all="ignore"):
             yield builder
     finally:
+        if collecting:
+            gc.enable()
         _stack.pop()
         builder.finished = True
 

@@ -227,3 +227,11 @@ def test_minimize_with_a_pytree(backend):
                       backend=backend)
     np.testing.assert_allclose(res.x["a"], 1.0, atol=1e-5)
     np.testing.assert_allclose(res.x["b"], -2.0, atol=1e-5)
+
+
+def test_exact_sums_keep_the_traced_summation_order(backend):
+    x = rng.standard_normal(200)
+    exact = fa.compile(rosenbrock_loop, backend=backend, exact_sums=True)
+    assert exact.value(x) == rosenbrock_loop(x)              # bit for bit
+    fast = fa.compile(rosenbrock_loop, backend=backend)
+    np.testing.assert_allclose(fast.value(x), rosenbrock_loop(x), rtol=1e-13)
