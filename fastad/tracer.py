@@ -25,6 +25,7 @@ from .primitives.registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, aval_of
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, bool, np.number, np.bool_)
 
 
@@ -182,10 +183,14 @@ def _as_value(x: Any) -> Any:
                     "pass floats or NumPy float arrays")
 
 
+def _internal(filename: str) -> bool:
+    return filename.startswith(_PKG_DIR) and filename != _TOUR
+
+
 def user_stacklevel() -> int:
     """The ``warnings.warn`` stacklevel that points at the caller of fastad."""
     level, f = 1, sys._getframe(1)
-    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
+    while f is not None and _internal(f.f_code.co_filename):
         f = f.f_back
         level += 1
     return level
@@ -193,7 +198,7 @@ def user_stacklevel() -> int:
 
 def _user_line() -> SourcePos | None:
     f = sys._getframe(3)
-    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
+    while f is not None and _internal(f.f_code.co_filename):
         f = f.f_back
     return SourcePos(f.f_code, f.f_lasti) if f is not None else None
 
