@@ -399,7 +399,25 @@ def _describe(key: Any) -> str:
     return repr(key) if len(repr(key)) < 200 else repr(key)[:197] + "..."
 
 
-class Jitted:
+class _Inspectable:
+    """What a compiled function shows of itself: its main computation's latest
+    tape and program, and its cache."""
+
+    _main: Specializer
+
+    @property
+    def tape(self) -> Tape:
+        return _last(self._main).tape
+
+    @property
+    def program(self) -> Any:
+        return _last(self._main).exe
+
+    def cache_info(self) -> dict[str, Any]:
+        return self._main.cache_info()
+
+
+class Jitted(_Inspectable):
     """``fastad.jit(f)``: f compiled per signature; any f, transformations included."""
 
     def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
@@ -410,21 +428,11 @@ class Jitted:
         self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
                                  max_traces=max_traces, check_nans=check_nans, reroll=reroll,
                                  exact_sums=exact_sums)
+        self._main = self._spec
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
         return self._spec(*args)
-
-    @property
-    def tape(self) -> Tape:
-        return _last(self._spec).tape
-
-    @property
-    def program(self) -> Any:
-        return _last(self._spec).exe
-
-    def cache_info(self) -> dict[str, Any]:
-        return self._spec.cache_info()
 
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "jit", "name": getattr(self, "__name__", "jitted"),
@@ -432,7 +440,7 @@ class Jitted:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__name__ = self.__qualname__ = str(state["name"])
-        self._spec = Specializer.from_state(state["spec"])
+        self._spec = self._main = Specializer.from_state(state["spec"])
         self._batched = {}
 
     def __reduce__(self) -> Any:
@@ -464,7 +472,7 @@ def _last(spec: Specializer) -> Entry:
     return spec.last
 
 
-class CompiledGrad:
+class CompiledGrad(_Inspectable):
     """``fastad.compile(f)``: the gradient of scalar ``f``, compiled.
 
     ``g(x)`` is the gradient, ``g.value_and_grad(x)`` the pair (what
@@ -491,6 +499,7 @@ class CompiledGrad:
         self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
                                eager=value_and_grad(fn, argnums, strong_zero),
                                max_traces=max_traces, reroll=reroll, exact_sums=exact_sums)
+        self._main = self._vg
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
@@ -542,7 +551,7 @@ class CompiledGrad:
         self.__name__ = self.__qualname__ = str(state["name"])
         self.fn = None
         self.argnums = _checked_argnums(state["argnums"])
-        self._vg = Specializer.from_state(state["vg"])
+        self._vg = self._main = Specializer.from_state(state["vg"])
         self._value = Specializer.from_state(state["value"]) if state["value"] else None
         self._static = tuple(self._vg.static_argnums)
         self._backend = self._vg.backend_name
@@ -574,17 +583,6 @@ class CompiledGrad:
                                  "of the saved signatures are available")
         return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll,
                       exact_sums=self._exact_sums)
-
-    @property
-    def tape(self) -> Tape:
-        return _last(self._vg).tape
-
-    @property
-    def program(self) -> Any:
-        return _last(self._vg).exe
-
-    def cache_info(self) -> dict[str, Any]:
-        return self._vg.cache_info()
 
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
