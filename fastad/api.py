@@ -135,9 +135,10 @@ def _match_dtype(g: Any, x: Tracer) -> Any:
     return fnp.astype(g, x.dtype) if fnp.result_dtype(g) != x.dtype else g
 
 
-def unpack_grads(rec: Recorded, argnums: ArgNums, leaves: list[Any]) -> Any:
-    trees, out, k = [], [], 0
-    for tree in rec.in_trees:
+def unpack_grads(in_trees: Sequence[Any], argnums: ArgNums, leaves: list[Any]) -> Any:
+    """Cotangent leaves regrouped into the differentiated arguments' pytrees."""
+    out, k = [], 0
+    for tree in in_trees:
         n = pytree.num_leaves(tree)
         out.append(pytree.unflatten(tree, leaves[k:k + n]))
         k += n
@@ -159,7 +160,7 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
         rec, results = record(fk, args, nums,
                               lambda r: gradient_of_scalar(r, "grad", strong_zero))
         values = finish(rec, results)
-        return values[0], unpack_grads(rec, argnums, values[1:])
+        return values[0], unpack_grads(rec.in_trees, argnums, values[1:])
     return value_and_grad_f
 
 
@@ -182,7 +183,6 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Any]
     rec, _ = record(f, primals, nums)
     tape = rec.builder.tape
     tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
-    n_captured = len(rec.builder.captures)
     out = pytree.unflatten(rec.out_tree, finish(rec, rec.out_leaves))
     reverse = vjp_tape(tape, wrt=list(range(len(rec.inputs))),
                        examples=[rec.builder.values[s] for s in tape.inputs])
@@ -195,8 +195,7 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Any]
         cts = [_cotangent_like(c, v) for c, v in zip(cts, rec.out_leaves)]
         grads = replay(reverse, outer_inputs + cts)
         grads = grads[len(tape.outputs):]
-        return unpack_grads(rec, nums, grads)
-    del n_captured
+        return unpack_grads(rec.in_trees, nums, grads)
     return out, vjp_fn
 
 

@@ -25,8 +25,8 @@ import numpy as np
 
 from . import backends, pytree
 from .backends import reference
-from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, value_and_grad,
-                  vmap)
+from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, unpack_grads,
+                  value_and_grad, vmap)
 from .errors import SignatureError, TapeError
 from .primitives.registry import registry
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
@@ -121,12 +121,7 @@ def _outputs_value_and_grad_strong_zero(rec: Recorded) -> list[Any]:
 
 
 def _unpack_value_and_grad(structure: Structure, values: list[Any], argnums: Any) -> Any:
-    leaves, grads, k = values[1:], [], 0
-    for tree in structure.in_trees:
-        n = pytree.num_leaves(tree)
-        grads.append(pytree.unflatten(tree, leaves[k:k + n]))
-        k += n
-    return values[0], grads[0] if isinstance(argnums, int) else tuple(grads)
+    return values[0], unpack_grads(structure.in_trees, argnums, values[1:])
 
 
 def _outputs_value(rec: Recorded) -> list[Any]:

@@ -715,10 +715,6 @@ def _einsum_diagonal(sub: str, op: Any) -> tuple[str, Any]:
     return sub, op
 
 
-class _Linalg(types.SimpleNamespace):
-    pass
-
-
 def _solve(a: Any, b: Any) -> Any:
     if ndim(a) < 2 or shape(a)[-1] != shape(a)[-2]:
         raise _np.linalg.LinAlgError("solve: a must be square in its last two dimensions")
@@ -763,7 +759,7 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
     raise TracingError(f"linalg.norm with ord={ord!r} on a {ndim(x)}-d array is not supported")
 
 
-linalg = _Linalg(solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm)
+linalg = types.SimpleNamespace(solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm)
 
 
 # -- constructors: constants, traced when a trace is active ------------------------

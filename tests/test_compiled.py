@@ -7,6 +7,7 @@ import pytest
 from scipy.optimize import minimize
 
 import fastad as fa
+from fastad import pytree
 
 rng = np.random.default_rng(1)
 
@@ -50,8 +51,6 @@ CASES = [(rosenbrock_loop, (rng.standard_normal(12),)),
 
 
 def assert_tree_close(a, b, rtol):
-    la, ta = fa.pytree.flatten(a) if hasattr(fa, "pytree") else (None, None)
-    from fastad import pytree
     la, ta = pytree.flatten(a)
     lb, tb = pytree.flatten(b)
     assert ta == tb
