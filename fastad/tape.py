@@ -41,8 +41,16 @@ class Aval(NamedTuple):
 _DTYPE_ABBREV = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64"}
 
 
+_scalar_avals: dict[type, Aval] = {}  # NumPy scalar type -> its Aval: most traced values
+
+
 def aval_of(value: Any) -> Aval:
-    if isinstance(value, (np.ndarray, np.generic)):
+    if isinstance(value, np.generic):
+        aval = _scalar_avals.get(type(value))
+        if aval is None:
+            aval = _scalar_avals[type(value)] = Aval((), value.dtype)
+        return aval
+    if isinstance(value, np.ndarray):
         return Aval(value.shape, value.dtype)
     return Aval(tuple(np.shape(value)), np.result_type(value))
 

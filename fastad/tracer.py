@@ -187,6 +187,9 @@ def _internal(filename: str) -> bool:
     return filename.startswith(_PKG_DIR) and filename != _TOUR
 
 
+_internal_code: dict[Any, bool] = {}  # code object -> _internal(its file): asked per operation
+
+
 def user_stacklevel() -> int:
     """The ``warnings.warn`` stacklevel that points at the caller of fastad."""
     level, f = 1, sys._getframe(1)
@@ -198,9 +201,15 @@ def user_stacklevel() -> int:
 
 def _user_line() -> SourcePos | None:
     f = sys._getframe(3)
-    while f is not None and _internal(f.f_code.co_filename):
+    while f is not None:
+        code = f.f_code
+        internal = _internal_code.get(code)
+        if internal is None:
+            internal = _internal_code[code] = _internal(code.co_filename)
+        if not internal:
+            return SourcePos(code, f.f_lasti)
         f = f.f_back
-    return SourcePos(f.f_code, f.f_lasti) if f is not None else None
+    return None
 
 
 class Tracer:
@@ -302,5 +311,6 @@ _TRACERS = frozenset({Tracer, ArrayTracer})
 
 
 def new_tracer(builder: Builder, slot: int, value: Any) -> Tracer:
-    cls = ArrayTracer if np.ndim(value) else Tracer
+    ndim = value.ndim if isinstance(value, (np.ndarray, np.generic)) else np.ndim(value)
+    cls = ArrayTracer if ndim else Tracer
     return cls(builder, slot, value)
