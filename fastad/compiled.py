@@ -28,7 +28,6 @@ from .backends import reference
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, unpack_grads,
                   value_and_grad, vmap)
 from .errors import SignatureError, TapeError
-from .primitives.registry import registry
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
 from .tracer import Tracer, recording, replay, user_stacklevel
@@ -320,11 +319,13 @@ class Specializer:
         return spec
 
     def _build(self, tape: Tape) -> Any:
-        user = sorted({ins.prim for ins in tape.instrs if not registry[ins.prim].builtin})
-        if user and self.backend is not reference:
+        missing = backends.unsupported(self.backend, tape)
+        if missing:
             warnings.warn(f"fastad: {getattr(self.fn, '__qualname__', 'the function')} uses "
-                          f"the user-defined primitive(s) {', '.join(user)}, which compiled "
-                          "backends cannot run; it runs on the NumPy reference backend",
+                          f"the primitive(s) {', '.join(missing)}, which the "
+                          f"{self.backend.__name__.rsplit('.', 1)[-1]} backend does not "
+                          "implement; it runs on the NumPy reference backend "
+                          "(fastad.backends.coverage() lists what each backend runs)",
                           stacklevel=user_stacklevel())
             return reference.build(tape)
         return self.backend.build(tape)

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import importlib
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..tape import Tape
 
 _MODULES = {"c": "c_backend", "numba": "numba_backend", "numpy": "reference"}
 _PREFERENCE = ("c", "numba", "numpy")
@@ -39,3 +43,48 @@ def get(name: str) -> ModuleType:
         raise RuntimeError(f"backend {name!r} is not available in this installation "
                            f"(available: {', '.join(available())})")
     return module
+
+
+# -- which primitives each backend runs natively -----------------------------------
+def native_primitives(name: str) -> frozenset[str]:
+    """The primitives backend ``name`` runs itself; a tape with any other
+    primitive is built for the NumPy reference interpreter instead.  Read from
+    the backends' own tables: what `lower` can lower for the C VM, what the
+    Numba generator has code for, every registered primitive for "numpy"."""
+    from ..primitives.registry import registry
+    if name == "c":
+        from .lower import _RULES
+        return frozenset(_RULES)
+    if name == "numba":
+        from .numba_backend import REDUCERS, UFUNCS, _Generator
+        emitted = {m[len("emit_"):] for m in dir(_Generator) if m.startswith("emit_")}
+        return frozenset((set(UFUNCS) | set(REDUCERS) | emitted) & set(registry))
+    if name == "numpy":
+        return frozenset(registry)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
+    """The primitives of ``tape`` that backend ``module`` cannot run, sorted."""
+    name = next(n for n, m in _MODULES.items() if module.__name__.endswith("." + m))
+    native = native_primitives(name)
+    return sorted({ins.prim for ins in tape.instrs if ins.prim not in native})
+
+
+def coverage(show: bool = True) -> dict[str, dict[str, bool]]:
+    """Per primitive, whether each backend runs it natively ("c", "numba",
+    "numpy").  A compiled function whose tape holds a primitive its backend
+    lacks runs on the NumPy reference interpreter (with a warning), so
+    "fallback" lists what would take that path.  Prints a table unless
+    ``show`` is False; returns {primitive: {backend: native}}."""
+    from ..primitives.registry import registry
+    native = {b: native_primitives(b) for b in _MODULES}
+    table = {p: {b: p in native[b] for b in _MODULES} for p in sorted(registry)}
+    if show:
+        width = max(len(p) for p in table)
+        print(f"{'primitive':<{width}}  {'c':>3} {'numba':>5}  fallback")
+        for p, row in table.items():
+            fallback = "reference" if not (row["c"] and row["numba"]) else ""
+            print(f"{p:<{width}}  {'yes' if row['c'] else '-':>3} "
+                  f"{'yes' if row['numba'] else '-':>5}  {fallback}")
+    return table
