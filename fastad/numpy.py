@@ -180,7 +180,7 @@ around = round
 
 
 def positive(x: Any) -> Any:
-    return x
+    return _fresh(x)
 
 
 def where(condition: Any, x: Any = None, y: Any = None) -> Any:
@@ -205,7 +205,7 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
 def astype(x: Any, dtype: Any) -> Any:
     dtype = _np.dtype(dtype)
     if result_dtype(x) == dtype:
-        return x
+        return _fresh(x)
     return bind(_p("astype"), x, dtype=dtype.str)
 
 
@@ -791,7 +791,7 @@ def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float) -> Any:
 def array(obj: Any, dtype: Any = None, copy: bool = True, **kw: Any) -> Any:
     """An array; a (nested) list holding traced values becomes a traced stack."""
     if isinstance(obj, Tracer):
-        return obj if dtype is None else astype(obj, dtype)
+        return _fresh(obj) if dtype is None else astype(obj, dtype)
     if isinstance(obj, (list, tuple)) and _contains_tracer(obj):
         out = stack([array(o) for o in obj])
         return out if dtype is None else astype(out, dtype)
@@ -811,7 +811,14 @@ def _contains_tracer(obj: Any) -> bool:
 
 
 def copy(a: Any, **kw: Any) -> Any:
-    return a
+    return _fresh(a) if isinstance(a, Tracer) else _np.array(a, copy=True)
+
+
+def _fresh(a: Any) -> Any:
+    """A new traced value for a's slot.  Item assignment rebinds the traced
+    value it is applied to, so a copy must not be the same object: assigning
+    into ``b = a.copy()`` would change ``a`` too."""
+    return a.builder.tracer(a.slot) if isinstance(a, Tracer) else a
 
 
 def shape_of(a: Any) -> tuple[int, ...]:

@@ -33,3 +33,39 @@ def backend(request):
 def compiled_backend(request):
     """The backends that compile (all of them when only the reference exists)."""
     return request.param
+
+
+# -- counts printed at the end of the run ---------------------------------------------
+# Fuzz and robustness tests record how much they tried (programs, payloads, calls);
+# the totals are printed in the terminal summary, which `pytest -q` still shows.
+COUNTS: dict[str, int] = {}
+COVERED: dict[str, set] = {}
+
+
+@pytest.fixture(scope="session")
+def record_count():
+    """``record_count(name, n)`` adds n to a printed total; with ``key=``, the
+    key is added to a printed set instead (what was covered)."""
+    def record(name: str, n: int = 1, key: str | None = None) -> None:
+        if key is None:
+            COUNTS[name] = COUNTS.get(name, 0) + n
+        else:
+            COVERED.setdefault(name, set()).add(key)
+    return record
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not COUNTS and not COVERED:
+        return
+    terminalreporter.section("fastad reliability counts")
+    for name, n in COUNTS.items():
+        terminalreporter.write_line(f"{name}: {n}")
+    for name, keys in COVERED.items():
+        if name == "fuzz primitives covered":
+            from fastad.primitives.registry import registry
+            missing = sorted(k for k, p in registry.items() if p.builtin and k not in keys)
+            terminalreporter.write_line(f"{name}: {len(keys)} of "
+                                        f"{sum(p.builtin for p in registry.values())}"
+                                        f" (not reached: {', '.join(missing) or 'none'})")
+        else:
+            terminalreporter.write_line(f"{name}: {len(keys)}")
