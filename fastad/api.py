@@ -46,6 +46,8 @@ def check_leaf(x: Any, where: str) -> Any:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{where}: expected a float or a NumPy float array, got "
                         f"{type(x).__name__}")
+    if not x.dtype.isnative:
+        x = x.astype(x.dtype.newbyteorder("="))
     if x.dtype not in (np.float64, np.float32):
         raise TypeError(f"{where}: expected a float64 or float32 array, got dtype {x.dtype}; "
                         "integers have no derivative: convert with .astype(float)")

@@ -43,6 +43,14 @@ def _is_dynamic(leaf: Any) -> bool:
     return isinstance(leaf, (float, np.floating, Tracer))
 
 
+def _as_differentiable(leaf: Any) -> Any:
+    """An integer the caller differentiates with respect to is the float it
+    stands for (as in ``fastad.grad``), not a constant of the signature."""
+    if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_)):
+        return np.float64(leaf)
+    return leaf
+
+
 def _static_key(leaf: Any) -> Any:
     if isinstance(leaf, np.ndarray):
         return ("array", leaf.dtype.str, leaf.shape, leaf.tobytes())
@@ -180,7 +188,10 @@ class Specializer:
                 continue
             leaves, tree = pytree.flatten(arg)
             parts = []
+            differentiated = self.wrt is not None and i in self.wrt
             for leaf in leaves:
+                if differentiated:
+                    leaf = _as_differentiable(leaf)
                 if _is_dynamic(leaf):
                     dynamic.append(leaf)
                     parts.append(_leaf_key(leaf))
@@ -252,7 +263,7 @@ class Specializer:
                 differentiated = self.wrt is not None and i in self.wrt
                 for leaf in leaves:
                     if differentiated:
-                        check_leaf(leaf, f"argument {i}")
+                        leaf = _as_differentiable(check_leaf(leaf, f"argument {i}"))
                     if _is_dynamic(leaf):
                         t = builder.new_input(check_leaf(leaf, f"argument {i}"))
                         inputs.append(t)

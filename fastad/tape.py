@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import io
+import math
 import pickle
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -27,7 +28,7 @@ class Aval(NamedTuple):
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)  # Python ints: a hostile shape cannot wrap around
 
     @property
     def ndim(self) -> int:
@@ -151,6 +152,8 @@ class Tape:
 
         n = len(self.avals)
         defined = np.zeros(n, dtype=bool)
+        for s, aval in enumerate(self.avals):
+            _check_aval(s, aval)
 
         def define(s: int, what: str) -> None:
             if not isinstance(s, (int, np.integer)) or not 0 <= s < n:
@@ -163,9 +166,14 @@ class Tape:
             define(s, "input")
         for s, v in self.consts.items():
             define(s, "constant")
+            if not isinstance(v, (np.ndarray, np.generic, float, int, bool)):
+                raise TapeError(f"constant slot {s} holds a {type(v).__name__}")
             if aval_of(v).shape != self.avals[s].shape:
                 raise TapeError(f"constant slot {s} has shape {np.shape(v)}, "
                                 f"declared {self.avals[s].shape}")
+            if isinstance(v, np.ndarray) and v.dtype != self.avals[s].dtype:
+                raise TapeError(f"constant slot {s} has dtype {v.dtype}, "
+                                f"declared {self.avals[s].dtype}")
         for k, ins in enumerate(self.instrs):
             if ins.prim not in registry:
                 raise TapeError(f"instruction {k} uses unknown primitive {ins.prim!r}")
@@ -211,6 +219,27 @@ class Tape:
             raise TapeError(f"not a valid serialized tape: {exc}") from None
         tape.validate()
         return tape
+
+
+#: what a slot may hold: the float types, booleans and integer index arrays
+_SLOT_KINDS = "fbi"
+#: no slot may need more bytes than this (the C VM's arena limit)
+MAX_SLOT_BYTES = 1 << 40
+MAX_NDIM = 32
+
+
+def _check_aval(slot: int, aval: Aval) -> None:
+    """A slot's shape and dtype are sane before any size is computed from them."""
+    shape, dtype = aval
+    if not isinstance(dtype, np.dtype) or dtype.kind not in _SLOT_KINDS \
+            or dtype.itemsize > 8 or not dtype.isnative:
+        raise TapeError(f"slot {slot} has unsupported dtype {dtype!r}")
+    if not isinstance(shape, tuple) or len(shape) > MAX_NDIM or not all(
+            isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
+            for d in shape):
+        raise TapeError(f"slot {slot} has an invalid shape {shape!r}")
+    if math.prod(int(d) for d in shape) * dtype.itemsize > MAX_SLOT_BYTES:
+        raise TapeError(f"slot {slot} of shape {shape} needs more than {MAX_SLOT_BYTES} bytes")
 
 
 def _short(v: Any) -> str:

@@ -136,7 +136,8 @@ cdef class _Port:
         if isinstance(x, (bool, np.bool_)):
             raise SignatureError(f"{self.name}: expected {expected}, got a bool")
         if isinstance(x, np.ndarray):
-            if x.dtype != self.dtype:
+            # the other byte order of this dtype is converted below, not refused
+            if x.dtype.newbyteorder("=") != self.dtype:
                 raise SignatureError(f"{self.name}: expected {expected}, got a {x.dtype.name} "
                                      f"array of shape {x.shape}")
             a = x
