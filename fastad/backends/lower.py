@@ -420,7 +420,9 @@ class _Lowerer:
             ref = self.const_loc.get(key)
             if ref is None:
                 value = np.asarray(self.consts[slot])
-                if value.dtype.kind not in "fb" and not _is_weak(self.consts[slot]):
+                # an integer constant array in float arithmetic (x * np.arange(n)) is
+                # converted here, as NumPy converts it to the result type
+                if value.dtype.kind not in "fbiu" and not _is_weak(self.consts[slot]):
                     raise LoweringError(f"constant %{slot} of dtype {value.dtype} used as data")
                 ref = self.const_loc[key] = self.const_ref(
                     np.ascontiguousarray(value.astype(dtype, copy=False)))
