@@ -82,7 +82,8 @@
   X(MATMUL_B, 5)      /* t o a b d      o = a @ b, batched, BLAS gemm; d: MATMUL     */ \
   X(SOLVE_B, 7)       /* t o a b d w p  o = solve(a, b), LAPACK gesv; d: SOLVE       */ \
   X(SLOGDET_B, 7)     /* f t o a d w p  f=0 log|det a|, f=1 sign det a; LAPACK getrf */ \
-  X(GUARD, 2)         /* a e            stop with FASTAD_VM_GUARD_FAILED unless (B[a] != 0) == e */
+  X(GUARD, 2)         /* a e            stop with FASTAD_VM_GUARD_FAILED unless (B[a] != 0) == e */ \
+  X(FUSED, 3)         /* t d n          an elementwise chain over n elements, block by block; d: FUSED */
 
 /* Elementwise functions of one argument: the primitive of the same name in
  * lower case.  NumPy semantics (sign(nan) = nan, round = rint). */
@@ -104,6 +105,27 @@
 /* Reductions; max/min propagate NaN. */
 #define FASTAD_REDUCE_FNS(F) F(SUM) F(PROD) F(MAX) F(MIN)
 
+/* The micro-program of a FUSED instruction (descriptor below).  Its operands
+ * are numbered: registers 0 .. nregs-1 (block-sized scratch arrays that never
+ * leave the cache), then slots nregs .. nregs+nslots-1 (arena operands).
+ * Slot kinds:
+ *   IN      a[off + i], read
+ *   SCALAR  a[off], the same value for every i (a broadcast scalar)
+ *   OUT     a[off + i], written by a step; later steps may read it back
+ *   ACC     a[off] = sum over i of a SUM step's operand (one value)
+ * Step kinds (five words: kind f dst a b):
+ *   UNARY   dst[i] = f(a[i]), f in UNARY_FNS; dst a register or an OUT slot
+ *   BINARY  dst[i] = f(a[i], b[i]), f in BINARY_FNS; a or b may be SCALAR
+ *   SUM     ACC dst += a[i] (f and b are 0)
+ * Each SUM accumulates per block and per thread chunk in a fixed order, so
+ * results depend on n and the VM's thread count, never on timing. */
+#define FASTAD_FUSED_SLOTS(F) F(IN) F(SCALAR) F(OUT) F(ACC)
+#define FASTAD_FUSED_STEPS(F) F(UNARY) F(BINARY) F(SUM)
+#define FASTAD_FUSED_MAX_REGS 16
+#define FASTAD_FUSED_MAX_SLOTS 48 /* registers + slots <= 64 */
+#define FASTAD_FUSED_MAX_STEPS 256
+#define FASTAD_FUSED_MAX_SUMS 16
+
 /* Dtype codes: X(NAME, itemsize). */
 #define FASTAD_DTYPES(X) X(F64, 8) X(F32, 4) X(BOOL, 1)
 
@@ -121,6 +143,10 @@
  *               stored as (k, m); likewise b; o is (m, n); each batched
  *   SOLVE       batch, n, k: a (n, n), b and o (n, k); w holds n*n + n*k, p n
  *   SLOGDET     batch, n: a (n, n), o one value per matrix; w holds n*n, p n
+ *   FUSED       nregs, nslots, nsteps, then (kind, off) per slot, then
+ *               (kind, f, dst, a, b) per step; offsets in elements of t.
+ *               OUT regions never partly overlap another IN or OUT region
+ *               (same start or disjoint), so blocks and threads are independent.
  */
 #define FASTAD_MAX_NDIM 32
 

@@ -17,6 +17,7 @@
  * re-check each index, aborting with a message on the first violation.
  */
 #include "vm.h"
+#include "pool.h"
 
 #include <limits.h>
 #include <stdio.h>
@@ -38,6 +39,8 @@ const char *const fastad_compare_fn_names[FASTAD_NUM_COMPARE_FNS] = {
     FASTAD_COMPARE_FNS(NAME_OF_FN)};
 const char *const fastad_logic_fn_names[FASTAD_NUM_LOGIC_FNS] = {FASTAD_LOGIC_FNS(NAME_OF_FN)};
 const char *const fastad_reduce_fn_names[FASTAD_NUM_REDUCE_FNS] = {FASTAD_REDUCE_FNS(NAME_OF_FN)};
+const char *const fastad_fused_slot_names[FASTAD_NUM_FUSED_SLOTS] = {FASTAD_FUSED_SLOTS(NAME_OF_FN)};
+const char *const fastad_fused_step_names[FASTAD_NUM_FUSED_STEPS] = {FASTAD_FUSED_STEPS(NAME_OF_FN)};
 #define NAME_OF_DTYPE(name, size) #name,
 #define SIZE_OF_DTYPE(name, size) size,
 const char *const fastad_dtype_names[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(NAME_OF_DTYPE)};
@@ -628,6 +631,132 @@ KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_
 }
 
 /* ------------------------------------------------------------------------ */
+/* Fused elementwise chains (FUSED)                                         */
+/* ------------------------------------------------------------------------ */
+/* A FUSED instruction runs its micro-program over blocks of FUSED_BLOCK
+ * elements: each step is one tight loop over the block, its registers stay
+ * in L1, and only the chain's inputs and outputs touch the arena.  Large
+ * instructions are cut into one contiguous chunk per thread. */
+#define FUSED_BLOCK 256
+const int64_t fastad_fused_parallel_min = (int64_t)1 << 15;
+
+int fastad_vm_threads(void) { return fastad_pool_threads(); }
+
+typedef struct {
+  int t;
+  char *arena;
+  const int64_t *d;
+  int64_t n, chunk_len;
+  double sums[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SUMS]; /* per chunk, per SUM step */
+} fused_job;
+
+#define FUSED_UNARY_CASE(name)                                            \
+  case FN_##name:                                                         \
+    for (int64_t i = 0; i < len; i++) { T x = pa[i]; po[i] = (T)(U_##name(x)); } \
+    break;
+
+#define FUSED_BINARY_CASE(name)                                                           \
+  case FN_##name:                                                                         \
+    if (kind == 0) {                                                                      \
+      for (int64_t i = 0; i < len; i++) { T x = pa[i], y = pb[i]; po[i] = (T)(B_##name(x, y)); } \
+    } else if (kind == 1) {                                                               \
+      const T y = pb[0];                                                                  \
+      for (int64_t i = 0; i < len; i++) { T x = pa[i]; po[i] = (T)(B_##name(x, y)); }    \
+    } else {                                                                              \
+      const T x = pa[0];                                                                  \
+      for (int64_t i = 0; i < len; i++) { T y = pb[i]; po[i] = (T)(B_##name(x, y)); }    \
+    }                                                                                     \
+    break;
+
+/* Runs chunk c of a job: blocks [c * chunk_len, min(n, (c + 1) * chunk_len)). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTAD_SANITIZE_BUILD)
+__attribute__((target_clones("avx2", "default")))
+#endif
+static void fused_chunk(void *arg, int chunk) {
+  fused_job *job = (fused_job *)arg;
+  const int64_t *d = job->d;
+  const int nregs = (int)d[0], nslots = (int)d[1], nsteps = (int)d[2];
+  const int64_t *slots = d + 3, *steps = d + 3 + 2 * nslots;
+  const int64_t lo = chunk * job->chunk_len;
+  const int64_t hi = lo + job->chunk_len < job->n ? lo + job->chunk_len : job->n;
+  VM_ASSERT_INDEX(hi - 1, job->n);
+  FLOAT_TYPED(job->t, {
+    _Alignas(64) T regs[FASTAD_FUSED_MAX_REGS][FUSED_BLOCK];
+    T *ptr[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
+    char scalar[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
+    T sums[FASTAD_FUSED_MAX_SUMS];
+    for (int r = 0; r < nregs; r++) {
+      ptr[r] = regs[r];
+      scalar[r] = 0;
+    }
+    for (int s = 0; s < nslots; s++) scalar[nregs + s] = slots[2 * s] == FUSED_SCALAR;
+    for (int k = 0; k < FASTAD_FUSED_MAX_SUMS; k++) sums[k] = 0;
+    for (int64_t i0 = lo; i0 < hi; i0 += FUSED_BLOCK) {
+      const int64_t len = hi - i0 < FUSED_BLOCK ? hi - i0 : FUSED_BLOCK;
+      for (int s = 0; s < nslots; s++) {
+        const int64_t kind = slots[2 * s], off = slots[2 * s + 1];
+        ptr[nregs + s] = (T *)job->arena + off + (kind == FUSED_IN || kind == FUSED_OUT ? i0 : 0);
+      }
+      int nsum = 0;
+      for (int k = 0; k < nsteps; k++) {
+        const int64_t *st = steps + 5 * k;
+        T *po = ptr[st[2]];
+        const T *pa = ptr[st[3]];
+        const T *pb = ptr[st[4]];
+        if (st[0] == FUSED_UNARY) {
+          switch (st[1]) { FASTAD_UNARY_FNS(FUSED_UNARY_CASE) }
+        } else if (st[0] == FUSED_BINARY) {
+          const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
+          switch (st[1]) { FASTAD_BINARY_FNS(FUSED_BINARY_CASE) }
+        } else { /* SUM, with four partial sums: vectorises, rounds less */
+          T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+          int64_t i = 0;
+          for (; i + 4 <= len; i += 4) {
+            s0 += pa[i];
+            s1 += pa[i + 1];
+            s2 += pa[i + 2];
+            s3 += pa[i + 3];
+          }
+          for (; i < len; i++) s0 += pa[i];
+          sums[nsum++] += (s0 + s1) + (s2 + s3);
+        }
+      }
+    }
+    for (int k = 0; k < FASTAD_FUSED_MAX_SUMS; k++) job->sums[chunk][k] = (double)sums[k];
+  });
+}
+
+KERNEL void fused(int t, char *arena, const int64_t *d, int64_t n) {
+  fused_job job;
+  job.t = t;
+  job.arena = arena;
+  job.d = d;
+  job.n = n;
+  int nchunks = 1;
+  if (n >= fastad_fused_parallel_min) nchunks = fastad_pool_threads();
+  int64_t per = (n + nchunks - 1) / nchunks;
+  job.chunk_len = (per + FUSED_BLOCK - 1) / FUSED_BLOCK * FUSED_BLOCK;
+  if (job.chunk_len == 0) job.chunk_len = FUSED_BLOCK;
+  nchunks = (int)((n + job.chunk_len - 1) / job.chunk_len);
+  fastad_pool_run(fused_chunk, &job, nchunks);
+  /* Each accumulator: its chunks' partial sums, in chunk order. */
+  const int nslots = (int)d[1], nsteps = (int)d[2];
+  const int64_t *slots = d + 3, *steps = d + 3 + 2 * nslots;
+  int nsum = 0;
+  for (int k = 0; k < nsteps; k++) {
+    const int64_t *st = steps + 5 * k;
+    if (st[0] != FUSED_SUM) continue;
+    const int64_t off = slots[2 * (st[2] - d[0]) + 1];
+    FLOAT_TYPED(t, {
+      T acc = 0;
+      for (int c = 0; c < nchunks; c++) acc += (T)job.sums[c][nsum];
+      ((T *)arena)[off] = acc;
+    });
+    nsum++;
+  }
+}
+
+/* ------------------------------------------------------------------------ */
 /* Validation: one instruction at a time                                    */
 /* ------------------------------------------------------------------------ */
 typedef struct {
@@ -727,6 +856,80 @@ static int index_ok(checker *c, int64_t x, int64_t n, int64_t m) {
   for (int64_t i = 0; i < n; i++)
     if (p->index[x + i] < 0 || p->index[x + i] >= m)
       return fail(c, "index %lld outside 0..%lld", p->index[x + i], m - 1);
+  return 1;
+}
+
+/* A FUSED micro-program at d over n elements of itemsize t: every slot inside
+ * the arena, OUT regions never partly overlapping another region, every
+ * operand a known register or slot that holds a value when it is read. */
+static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
+  const int64_t *m = c->p->meta;
+  if (!meta_ok(c, d, 3)) return 0;
+  const int64_t nregs = m[d], nslots = m[d + 1], nsteps = m[d + 2];
+  if (nregs < 0 || nregs > FASTAD_FUSED_MAX_REGS || nslots < 0 || nslots > FASTAD_FUSED_MAX_SLOTS)
+    return fail(c, "fused: %lld registers, %lld slots", nregs, nslots);
+  if (nsteps < 1 || nsteps > FASTAD_FUSED_MAX_STEPS)
+    return fail(c, "fused: %lld steps%.0lld", nsteps, 0);
+  if (!meta_ok(c, d, 3 + 2 * nslots + 5 * nsteps)) return 0;
+  const int64_t *slot = m + d + 3, *step = slot + 2 * nslots;
+  for (int64_t s = 0; s < nslots; s++) {
+    const int64_t kind = slot[2 * s], off = slot[2 * s + 1];
+    const int vector = kind == FUSED_IN || kind == FUSED_OUT;
+    if (kind < 0 || kind >= FASTAD_NUM_FUSED_SLOTS) return fail(c, "fused: slot kind %lld%.0lld", kind, 0);
+    if (!range_ok(c, off, vector ? n : 1, t)) return 0;
+  }
+  /* OUT (and ACC) regions overlap no other region unless they start at the
+   * same element: then element i of every block depends on element i only. */
+  for (int64_t s = 0; s < nslots; s++) {
+    const int64_t ks = slot[2 * s];
+    if (ks != FUSED_OUT && ks != FUSED_ACC) continue;
+    const int64_t ns = ks == FUSED_OUT ? n : 1, os = slot[2 * s + 1];
+    for (int64_t r = 0; r < nslots; r++) {
+      const int64_t kr = slot[2 * r], or_ = slot[2 * r + 1];
+      const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
+      const int same_start = or_ == os && ks == FUSED_OUT && (kr == FUSED_IN || kr == FUSED_OUT);
+      if (r != s && !same_start && or_ < os + ns && os < or_ + nr)
+        return fail(c, "fused: slot %lld overlaps slot %lld", s, r);
+    }
+  }
+  uint64_t defined = 0; /* bit per operand (nregs + nslots <= 64): holds a value */
+  for (int64_t s = 0; s < nslots; s++) {
+    const int64_t kind = slot[2 * s];
+    if (kind == FUSED_IN || kind == FUSED_SCALAR) defined |= (uint64_t)1 << (nregs + s);
+  }
+  int64_t nsum = 0;
+  uint64_t summed = 0;
+  for (int64_t k = 0; k < nsteps; k++) {
+    const int64_t *st = step + 5 * k;
+    const int64_t kind = st[0], f = st[1], dst = st[2], a = st[3], b = st[4];
+    const int64_t nops = nregs + nslots;
+    if (kind < 0 || kind >= FASTAD_NUM_FUSED_STEPS) return fail(c, "fused: step kind %lld%.0lld", kind, 0);
+    if (dst < 0 || dst >= nops || a < 0 || a >= nops || b < 0 || b >= nops)
+      return fail(c, "fused: step %lld operand outside 0..%lld", k, nops - 1);
+    const int64_t dkind = dst < nregs ? -1 : slot[2 * (dst - nregs)];
+    const int64_t akind = a < nregs ? -1 : slot[2 * (a - nregs)];
+    const int64_t bkind = b < nregs ? -1 : slot[2 * (b - nregs)];
+    if (!(defined >> a & 1)) return fail(c, "fused: step %lld reads operand %lld before it is set", k, a);
+    if (kind == FUSED_SUM) {
+      if (f != 0 || b != 0 || dkind != FUSED_ACC || akind == FUSED_SCALAR || (summed >> dst & 1))
+        return fail(c, "fused: step %lld is not a sum into a fresh accumulator%.0lld", k, 0);
+      if (++nsum > FASTAD_FUSED_MAX_SUMS) return fail(c, "fused: more than %lld sums%.0lld", FASTAD_FUSED_MAX_SUMS, 0);
+      summed |= (uint64_t)1 << dst;
+      continue;
+    }
+    if (dst >= nregs && dkind != FUSED_OUT)
+      return fail(c, "fused: step %lld writes a slot of kind %lld", k, dkind);
+    if (kind == FUSED_UNARY) {
+      if (!fn_ok(c, f, FASTAD_NUM_UNARY_FNS)) return 0;
+      if (b != 0 || akind == FUSED_SCALAR) return fail(c, "fused: unary step %lld on a scalar%.0lld", k, 0);
+    } else {
+      if (!fn_ok(c, f, FASTAD_NUM_BINARY_FNS)) return 0;
+      if (!(defined >> b & 1)) return fail(c, "fused: step %lld reads operand %lld before it is set", k, b);
+      if (akind == FUSED_SCALAR && bkind == FUSED_SCALAR)
+        return fail(c, "fused: step %lld has two scalar operands%.0lld", k, 0);
+    }
+    defined |= (uint64_t)1 << dst;
+  }
   return 1;
 }
 
@@ -872,6 +1075,9 @@ static int check_instr(checker *c, int64_t *next) {
       return range_ok(c, w[2], batch, t) && range_ok(c, w[3], batch * n * n, t) &&
              range_ok(c, w[5], n * n, t) && range_ok(c, w[6], n, 4);
     }
+    case OP_FUSED:  /* t d n */
+      if (!dtype_ok(c, w[0], 1) || !count_ok(c, w[2])) return 0;
+      return fused_ok(c, w[1], w[2], dtype_size[w[0]]);
     case OP_GUARD:
       return range_ok(c, w[0], 1, 1) && ((w[1] == 0 || w[1] == 1) || fail(c, "bad flag %lld%.0lld", w[1], 0));
   }
@@ -1084,6 +1290,11 @@ int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_
       vmcase(SLOGDET_B) {
         slogdet_b(pc[1], pc[2], la, arena, pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
         NEXT(7);
+        vmbreak;
+      }
+      vmcase(FUSED) {
+        fused(pc[1], arena, meta + pc[2], pc[3]);
+        NEXT(3);
         vmbreak;
       }
       vmcase(GUARD) {

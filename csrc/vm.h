@@ -31,6 +31,10 @@ enum fastad_compare_fn { FASTAD_COMPARE_FNS(FASTAD_F) FASTAD_NUM_COMPARE_FNS };
 enum fastad_logic_fn { FASTAD_LOGIC_FNS(FASTAD_F) FASTAD_NUM_LOGIC_FNS };
 enum fastad_reduce_fn { FASTAD_REDUCE_FNS(FASTAD_F) FASTAD_NUM_REDUCE_FNS };
 #undef FASTAD_F
+#define FASTAD_F(name) FUSED_##name,
+enum fastad_fused_slot { FASTAD_FUSED_SLOTS(FASTAD_F) FASTAD_NUM_FUSED_SLOTS };
+enum fastad_fused_step { FASTAD_FUSED_STEPS(FASTAD_F) FASTAD_NUM_FUSED_STEPS };
+#undef FASTAD_F
 
 enum fastad_dtype {
 #define FASTAD_X(name, size) DT_##name,
@@ -89,5 +93,12 @@ extern const char *const fastad_compare_fn_names[FASTAD_NUM_COMPARE_FNS];
 extern const char *const fastad_logic_fn_names[FASTAD_NUM_LOGIC_FNS];
 extern const char *const fastad_reduce_fn_names[FASTAD_NUM_REDUCE_FNS];
 extern const char *const fastad_dtype_names[FASTAD_NUM_DTYPES];
+extern const char *const fastad_fused_slot_names[FASTAD_NUM_FUSED_SLOTS];
+extern const char *const fastad_fused_step_names[FASTAD_NUM_FUSED_STEPS];
+
+/* Threads a large FUSED instruction is split over (FASTAD_NUM_THREADS, else
+ * the processors, at most 8), and the element count from which it is. */
+int fastad_vm_threads(void);
+extern const int64_t fastad_fused_parallel_min;
 
 #endif

@@ -31,7 +31,8 @@ def test_c_and_python_opcode_tables_agree():
     compiled = c_backend.tables()
     parsed = lowering.TABLES
     assert compiled["OPCODES"] == [(name, nargs) for name, nargs, _, _ in parsed["OPCODES"]]
-    for table in ("UNARY_FNS", "BINARY_FNS", "COMPARE_FNS", "LOGIC_FNS", "REDUCE_FNS", "DTYPES"):
+    for table in ("UNARY_FNS", "BINARY_FNS", "COMPARE_FNS", "LOGIC_FNS", "REDUCE_FNS", "DTYPES",
+                  "FUSED_SLOTS", "FUSED_STEPS"):
         assert compiled[table] == parsed[table], table
 
 

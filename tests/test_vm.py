@@ -403,3 +403,37 @@ def test_truncated_and_oversized_programs_are_rejected():
     with pytest.raises(TapeError):
         c_backend.Executable(P(program.code, program.meta, program.index, program.const_image,
                                8, program.inputs, program.outputs))
+
+
+def test_corrupt_fused_programs_are_rejected_not_run():
+    """Mutations of FUSED micro-programs (registers, slots, steps, offsets):
+    the validator rejects what could leave the arena or read an unset value."""
+    def f(x, y):
+        d = x[1:] - x[:-1] ** 2
+        return np.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2) + np.sum(np.sin(y) * np.cos(y) * 2.0)
+    args = [rand((40,)), rand((39,), seed=1)]
+    g = fa.compile(f, argnums=(0, 1), backend="numpy")
+    g(*args)
+    program = lower(g.tape)
+    assert "FUSED" in [name for _, name, _ in program.instructions()]
+    rng = np.random.default_rng(1)
+    rejected = 0
+    for trial in range(3000):
+        code, meta = program.code.copy(), program.meta.copy()
+        for _ in range(rng.integers(1, 3)):
+            if rng.random() < 0.8:
+                meta[rng.integers(len(meta))] = rng.choice(
+                    [-1, 0, 1, 2, 3, 4, 5, 15, 16, 17, 47, 48, 63, 64, 2**31, 2**40, 2**62,
+                     rng.integers(-9, 80)])
+            else:
+                code[rng.integers(len(code))] = rng.choice([-1, 0, 1, 3, 2**20, 2**31 - 1,
+                                                            rng.integers(-100, 100)])
+        hostile = type(program)(code, meta, program.index, program.const_image,
+                                program.arena_bytes, program.inputs, program.outputs)
+        try:
+            exe = c_backend.Executable(hostile)
+        except TapeError:
+            rejected += 1
+            continue
+        exe.run(args)  # may compute garbage, never crash
+    assert rejected > 1500

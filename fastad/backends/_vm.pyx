@@ -53,7 +53,7 @@ cdef extern from "vm.h" nogil:
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
     int FASTAD_NUM_COMPARE_FNS, FASTAD_NUM_LOGIC_FNS, FASTAD_NUM_REDUCE_FNS
-    int FASTAD_NUM_DTYPES
+    int FASTAD_NUM_DTYPES, FASTAD_NUM_FUSED_SLOTS, FASTAD_NUM_FUSED_STEPS
     const char *fastad_opcode_names[]
     const int fastad_opcode_nargs[]
     const char *fastad_unary_fn_names[]
@@ -62,6 +62,10 @@ cdef extern from "vm.h" nogil:
     const char *fastad_logic_fn_names[]
     const char *fastad_reduce_fn_names[]
     const char *fastad_dtype_names[]
+    const char *fastad_fused_slot_names[]
+    const char *fastad_fused_step_names[]
+    int fastad_vm_threads()
+    const int64_t fastad_fused_parallel_min
 
 
 cdef fastad_linalg LINALG
@@ -91,7 +95,15 @@ def tables():
         "LOGIC_FNS": _names(<const char **>fastad_logic_fn_names, FASTAD_NUM_LOGIC_FNS),
         "REDUCE_FNS": _names(<const char **>fastad_reduce_fn_names, FASTAD_NUM_REDUCE_FNS),
         "DTYPES": _names(<const char **>fastad_dtype_names, FASTAD_NUM_DTYPES),
+        "FUSED_SLOTS": _names(<const char **>fastad_fused_slot_names, FASTAD_NUM_FUSED_SLOTS),
+        "FUSED_STEPS": _names(<const char **>fastad_fused_step_names, FASTAD_NUM_FUSED_STEPS),
     }
+
+
+def threads():
+    """(threads a large FUSED instruction is split over, the element count
+    from which it is split)."""
+    return fastad_vm_threads(), fastad_fused_parallel_min
 
 
 cdef class _Port:

@@ -78,7 +78,8 @@ def parse_opcodes_header(text: str) -> dict[str, Any]:
         kinds = comment.split()[:nargs] if nargs else []
         opcodes.append((name, nargs, kinds, comment))
     tables: dict[str, Any] = {"OPCODES": opcodes}
-    for table in ("UNARY_FNS", "BINARY_FNS", "COMPARE_FNS", "LOGIC_FNS", "REDUCE_FNS"):
+    for table in ("UNARY_FNS", "BINARY_FNS", "COMPARE_FNS", "LOGIC_FNS", "REDUCE_FNS",
+                  "FUSED_SLOTS", "FUSED_STEPS"):
         tables[table] = re.findall(r"F\((\w+)\)", _macro_body(text, f"FASTAD_{table}"))
     tables["DTYPES"] = re.findall(r"X\((\w+), \d+\)", _macro_body(text, "FASTAD_DTYPES"))
     return tables
@@ -148,6 +149,9 @@ class Program:
             lines.append(f"  input {i}: {p.dtype.name}{list(p.shape)} at byte {p.offset}")
         for pc, name, words in self.instructions():
             kinds = TABLES["OPCODES"][OP[name]][2]
+            if name == "FUSED":
+                lines.extend(_fused_listing(pc, words, self.meta))
+                continue
             operands = " ".join(_operand_text(name, k, w, self.meta) for k, w in zip(kinds, words))
             lines.append(f"  {pc:6d}  {name:<14s}{operands}")
         for i, p in enumerate(self.outputs):
@@ -171,6 +175,43 @@ def _operand_text(opname: str, kind: str, word: int, meta: np.ndarray) -> str:
     if kind in "oabcv":
         return f"@{word}"
     return f"{kind}={word}"
+
+
+def _fused_listing(pc: int, words: list[int], meta: np.ndarray) -> list[str]:
+    """A FUSED instruction and its micro-program, one step a line:
+    registers r0, r1, ...; arena arrays @offset; broadcast scalars @offset[0]."""
+    t, d, n = words
+    dtype = TABLES["DTYPES"][t].lower() if 0 <= t < len(TABLES["DTYPES"]) else f"t?{t}"
+    try:
+        nregs, nslots, nsteps = (int(w) for w in meta[d:d + 3])
+        slots = meta[d + 3:d + 3 + 2 * nslots].reshape(nslots, 2).tolist()
+        steps = meta[d + 3 + 2 * nslots:d + 3 + 2 * nslots + 5 * nsteps].reshape(nsteps, 5).tolist()
+    except (ValueError, TypeError):
+        return [f"  {pc:6d}  {'FUSED':<14s}{dtype} d{d} n={n} (malformed)"]
+    kinds = TABLES["FUSED_SLOTS"]
+
+    def name(x: int) -> str:
+        if x < nregs:
+            return f"r{x}"
+        if 0 <= x - nregs < nslots:
+            kind, off = slots[x - nregs]
+            return f"@{off}[0]" if 0 <= kind < len(kinds) and kinds[kind] == "SCALAR" else f"@{off}"
+        return f"?{x}"
+
+    lines = [f"  {pc:6d}  {'FUSED':<14s}{dtype} d{d} n={n}: {nsteps} steps, {nregs} registers"]
+    step_kinds = TABLES["FUSED_STEPS"]
+    for kind, f, dst, a, b in steps:
+        step = step_kinds[kind] if 0 <= kind < len(step_kinds) else "?"
+        if step == "SUM":
+            text = f"{name(dst)} = sum({name(a)})"
+        elif step == "UNARY":
+            fn = TABLES["UNARY_FNS"][f].lower() if 0 <= f < len(TABLES["UNARY_FNS"]) else f"f?{f}"
+            text = f"{name(dst)} = {fn}({name(a)})"
+        else:
+            fn = TABLES["BINARY_FNS"][f].lower() if 0 <= f < len(TABLES["BINARY_FNS"]) else f"f?{f}"
+            text = f"{name(dst)} = {fn}({name(a)}, {name(b)})"
+        lines.append(f"  {'':6s}  {'|':<14s}{text}")
+    return lines
 
 
 def _descriptor_len(opname: str, meta: np.ndarray, d: int) -> int:
@@ -464,8 +505,10 @@ class _Lowerer:
             self.code.append(int(w) if isinstance(w, (int, np.integer))
                              else ("ref", w[0], w[1].itemsize))
 
-    def descriptor(self, words: list[int]) -> int:
-        key = tuple(int(w) for w in words)
+    def descriptor(self, words: list[Any]) -> int:
+        """Offset of words in the metadata pool; a word may be an arena
+        operand ("ref", Ref, itemsize), resolved like those of the code."""
+        key = tuple(w if isinstance(w, tuple) else int(w) for w in words)
         at = self.meta_at.get(key)
         if at is None:
             at = self.meta_at[key] = len(self.meta)
@@ -481,19 +524,27 @@ class _Lowerer:
         return at
 
     # -- the main loop ------------------------------------------------------------
-    def run(self) -> Program:
+    def run(self, fuse: bool = True) -> Program:
         kept = self.plan()
         for slot in self.tape.inputs:
             _check_dtype(self.avals[slot].dtype, slot)
             self.define(slot)
+        fusion = Fusion(self) if fuse else None
         for k, ins in enumerate(kept):
             self.step = k
             self.step_temps = []
-            if self.avals[ins.out].size == 0 and ins.prim != "guard":
+            empty = self.avals[ins.out].size == 0 and ins.prim != "guard"
+            if fusion is not None and not empty and fusion.offer(k, ins):
+                continue
+            self.step = k
+            self.step_temps = []
+            if empty:
                 self.define(ins.out)
             else:
                 _RULES[ins.prim](self, ins)
             self.release_dead(ins)
+        if fusion is not None:
+            fusion.flush()
         self.code.append(OP["HALT"])
         return self.finish()
 
@@ -521,13 +572,15 @@ class _Lowerer:
         def byte_addr(ref: Ref) -> int:
             return base[ref.buf] + ref.offset
 
-        code = np.empty(len(self.code), dtype=np.int32)
-        for i, w in enumerate(self.code):
+        def resolve(w: Any) -> int:
             if type(w) is tuple:
                 addr = byte_addr(w[1])
                 assert addr % w[2] == 0, "misaligned operand"
-                w = addr // w[2]
-            code[i] = w
+                return addr // w[2]
+            return w
+
+        code = np.array([resolve(w) for w in self.code], dtype=np.int32)
+        meta = np.array([resolve(w) for w in self.meta], dtype=np.int64)
         arena = _round_up(dynamic_base + self.planner.top, ARENA_ALIGN)
         if arena // 8 >= 2 ** 31:
             raise LoweringError(f"the program needs an arena of {arena} bytes; the VM "
@@ -542,7 +595,7 @@ class _Lowerer:
         index = np.concatenate(self.index) if self.index else np.zeros(0, np.int64)
         stats = {"instructions": sum(1 for _ in _walk(code)) - 1,
                  "tape_instructions": len(self.tape.instrs)}
-        return Program(code, np.asarray(self.meta, dtype=np.int64), index.astype(np.int64),
+        return Program(code, meta, index.astype(np.int64),
                        bytes(self.const_bytes), arena, inputs, outputs, stats)
 
 
@@ -1006,9 +1059,13 @@ _RULES = {
 }
 
 
-def lower(tape: Tape) -> Program:
-    """Lower a tape to a program for the VM."""
+def lower(tape: Tape, fuse: bool = True) -> Program:
+    """Lower a tape to a program for the VM; ``fuse=False`` keeps every
+    elementwise instruction separate (no FUSED)."""
     for ins in tape.instrs:
         if ins.prim not in _RULES:
             raise LoweringError(f"primitive {ins.prim!r} has no VM lowering")
-    return _Lowerer(tape).run()
+    return _Lowerer(tape).run(fuse)
+
+
+from .fuse import Fusion  # noqa: E402  (fuse.py uses this module's tables)

@@ -1,0 +1,419 @@
+"""Loop fusion for the VM: runs of elementwise instructions become one FUSED.
+
+While lowering walks the tape, `Fusion` collects consecutive instructions
+that are elementwise over the same number of elements n: unary and binary
+arithmetic whose operands are n-element arrays in the same element order or
+broadcast scalars, a full ``sum`` of such a value, and a ``scatter_add`` of
+such a value into a contiguous range.  Free views of arena values (reshape,
+a contiguous ``take``, ...) are lowered at once and do not end the run.  When
+the run ends it becomes one FUSED instruction (format in ``csrc/opcodes.h``):
+a micro-program over registers that the VM runs block by block, so the run's
+intermediate values never reach main memory.  Only values read after the run
+get arena buffers.
+
+What keeps blocks (and threads) independent:
+  * nothing is released while a run is open, so no buffer the run writes
+    overlaps one it reads;
+  * a ``scatter_add`` updates its target in place only where no other array
+    read of that buffer overlaps the written range at another offset, and an
+    update of a range a previous update of the run wrote continues it in place;
+  * a value made in the run is only ever read at the same element.
+Each element is computed by the same operations in the same order as in the
+unfused program, so results are bitwise equal (sums excepted: the VM adds
+them per block and per thread chunk).
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..tape import Instr
+
+# Limits of one FUSED instruction (FASTAD_FUSED_MAX_* in opcodes.h).
+MAX_REGS = 16
+MAX_SLOTS = 48
+MAX_STEPS = 256
+MAX_SUMS = 16
+
+# Slot and step kinds, in the order of FASTAD_FUSED_SLOTS / FASTAD_FUSED_STEPS.
+IN, SCALAR, OUT, ACC = range(4)
+UNARY_STEP, BINARY_STEP, SUM_STEP = range(3)
+
+_VIEW_PRIMS = ("reshape", "stop_gradient")
+
+
+class Operand(NamedTuple):
+    kind: str   # "value": made in the run | "array": an n-element arena value | "scalar"
+    slot: int   # for "value": the value's root slot
+
+
+class Member(NamedTuple):
+    step: int            # the instruction's index in the lowering order
+    ins: Instr
+    kind: str            # "unary" | "binary" | "sum" | "scatter"
+    operands: tuple[Operand, ...]
+    in_place: bool       # scatter: updates x's own buffer (x dies here)
+
+
+class Fusion:
+    """The open run of fusible instructions of one lowering."""
+
+    def __init__(self, lw: Any) -> None:
+        self.lw = lw
+        self.reset()
+
+    def reset(self) -> None:
+        self.members: list[Member] = []
+        self.deferred: list[tuple[int, Instr]] = []  # release_dead calls held back
+        self.n = 0
+        self.dtype: np.dtype | None = None
+        self.root: dict[int, int] = {}       # slot made in the run (or a view of one) -> root
+        self.views: dict[int, list[int]] = {}  # root -> views of it made in the run
+        self.sums: set[int] = set()
+        self.reads: list[tuple[int, int, int]] = []   # arena arrays read: (buffer, start, bytes)
+        self.writes: list[tuple[int, int, int]] = []  # in-place scatter targets
+        self.chain_start: dict[int, int] = {}  # scatter result -> byte start of its range
+
+    # -- collecting ------------------------------------------------------------------
+    def offer(self, step: int, ins: Instr) -> bool:
+        """Take ins into the run, or start a run with it.  False if it cannot
+        be fused: the run it would have broken is emitted first."""
+        member = self._member(step, ins)
+        if member is None and self.members:
+            if self._take_view(step, ins):
+                return True
+            self.flush()
+            member = self._member(step, ins)
+        if member is None:
+            return False
+        self._add(member)
+        return True
+
+    def _take_view(self, step: int, ins: Instr) -> bool:
+        """A free view: of a value made in the run it joins the run; of an
+        arena value it is lowered at once (no instruction) and the run goes on."""
+        lw = self.lw
+        if not ins.ins or ins.ins[0] in self.sums:
+            return False
+        src = ins.ins[0]
+        view = ins.prim in _VIEW_PRIMS or (ins.prim == "astype"
+                                           and lw.avals[src].dtype == lw.avals[ins.out].dtype)
+        if src in self.root:
+            if not view:
+                return False
+            root = self.root[src]
+            self.root[ins.out] = root
+            self.views.setdefault(root, []).append(ins.out)
+        elif view or (ins.prim == "take" and range_start(lw, ins) is not None):
+            from .lower import _RULES
+            _RULES[ins.prim](lw, ins)
+        else:
+            return False
+        self.deferred.append((step, ins))
+        return True
+
+    def _member(self, step: int, ins: Instr) -> Member | None:
+        from .lower import BINARY, UNARY, _BINARY_PRIM
+        lw = self.lw
+        out = lw.avals[ins.out]
+        if out.dtype.kind != "f" or (self.members and out.dtype != self.dtype):
+            return None
+        if ins.prim in UNARY:
+            kind, n, data = "unary", out.size, ins.ins
+        elif ins.prim in _BINARY_PRIM and ins.prim in BINARY:
+            kind, n, data = "binary", out.size, ins.ins
+        elif ins.prim == "sum" and out.size == 1:
+            kind, n, data = "sum", lw.avals[ins.ins[0]].size, ins.ins
+        elif ins.prim == "scatter_add" and range_start(lw, ins) is not None:
+            kind, n, data = "scatter", lw.avals[ins.ins[2]].size, ins.ins[2:]
+        else:
+            return None
+        if n < 2 or (self.members and n != self.n):
+            return None
+        operands = tuple(self._operand(s, n, scalar_ok=kind == "binary") for s in data)
+        if None in operands or (kind == "binary" and all(o.kind == "scalar" for o in operands)):
+            return None
+        if any(_clashes(r, self.writes) for r in self._regions(operands)):
+            return None
+        in_place = False
+        if kind == "scatter":
+            in_place = self._scatter_in_place(step, ins, n)
+            if in_place is None:
+                return None
+        return Member(step, ins, kind, operands, in_place)
+
+    def _operand(self, slot: int, n: int, scalar_ok: bool) -> Operand | None:
+        lw = self.lw
+        if slot in self.sums:
+            return None
+        if slot in self.root:
+            return Operand("value", self.root[slot])
+        aval = lw.avals[slot]
+        if slot in lw.consts:
+            value = np.asarray(lw.consts[slot])
+            if value.dtype.kind not in "fiub":
+                return None
+            if aval.size == 1 or (aval.size == n and _uniform(value)):
+                return Operand("scalar", slot) if scalar_ok else None
+        if aval.dtype.kind != "f":
+            return None
+        if aval.size == n:
+            return Operand("array", slot)
+        if aval.size == 1 and scalar_ok:
+            return Operand("scalar", slot)
+        return None
+
+    def _regions(self, operands: tuple[Operand, ...]) -> list[tuple[int, int, int]]:
+        lw = self.lw
+        regions = []
+        for op in operands:
+            if op.kind == "array" and op.slot not in lw.consts and op.slot in lw.loc:
+                ref, aval = lw.loc[op.slot], lw.avals[op.slot]
+                regions.append((ref.buf, ref.offset, aval.size * aval.dtype.itemsize))
+        return regions
+
+    def _scatter_in_place(self, step: int, ins: Instr, n: int) -> bool | None:
+        """x[start:start+n] += v: True to update x's buffer, False to update a
+        fresh copy, None if it cannot join the run."""
+        lw = self.lw
+        x = ins.ins[0]
+        itemsize = lw.avals[ins.out].dtype.itemsize
+        if lw.avals[x].dtype != lw.avals[ins.out].dtype:
+            return None
+        start = range_start(lw, ins) * itemsize
+        if x in self.root:  # continues an update of the same range made in the run
+            ok = (x in self.chain_start and self.chain_start[x] == start
+                  and lw.last_use.get(x) == step and lw.uses[x] == 1)
+            return True if ok else None
+        if x in lw.consts:
+            return False
+        ref = lw.place(x)
+        buf = lw.buffers[ref.buf]
+        if buf.const or buf.last_use > step:
+            return False
+        if _clashes((ref.buf, ref.offset + start, n * itemsize), self.reads):
+            return None
+        return True
+
+    def _add(self, member: Member) -> None:
+        lw = self.lw
+        ins = member.ins
+        if not self.members:
+            self.n = (lw.avals[ins.ins[2]].size if member.kind == "scatter" else
+                      lw.avals[ins.ins[0]].size if member.kind == "sum" else lw.avals[ins.out].size)
+            self.dtype = lw.avals[ins.out].dtype
+        self.members.append(member)
+        self.deferred.append((member.step, ins))
+        self.reads.extend(self._regions(member.operands))
+        if member.kind == "sum":
+            self.sums.add(ins.out)
+            return
+        self.root[ins.out] = ins.out
+        if member.kind == "scatter":
+            x = ins.ins[0]
+            start = range_start(lw, ins) * self.dtype.itemsize
+            self.chain_start[ins.out] = start
+            if member.in_place and x not in self.root:
+                ref = lw.loc[x]
+                self.writes.append((ref.buf, ref.offset + start, self.n * self.dtype.itemsize))
+
+    # -- emitting --------------------------------------------------------------------
+    def flush(self) -> None:
+        """Emit the open run and release what died in it."""
+        lw = self.lw
+        members, deferred, views = self.members, self.deferred, self.views
+        n, dtype = self.n, self.dtype
+        self.reset()
+        if not members:
+            return
+        lw.step_temps = []
+        for part in _split(members):
+            _Emitter(lw, part, views, n, dtype).emit()
+        for step, ins in deferred:
+            lw.step = step
+            lw.release_dead(ins)
+
+
+def range_start(lw: Any, ins: Instr) -> int | None:
+    """The first index when ins (take, scatter_add) indexes a contiguous range
+    given by a constant; else None."""
+    from .lower import _is_range
+    idx_slot = ins.ins[1]
+    if idx_slot not in lw.consts:
+        return None
+    idx = np.asarray(lw.consts[idx_slot])
+    size = lw.avals[ins.ins[0]].size
+    if idx.dtype.kind not in "iu" or idx.size == 0 or size == 0:
+        return None
+    flat = idx.astype(np.int64).ravel()
+    if flat.min() < -size or flat.max() >= size:
+        return None
+    flat = np.where(flat < 0, flat + size, flat)
+    return int(flat[0]) if _is_range(flat) else None
+
+
+def _uniform(value: np.ndarray) -> bool:
+    if value.size == 0:
+        return False
+    bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
+    return bool(np.all(bits == bits[0]))
+
+
+def _clashes(region: tuple[int, int, int], others: list[tuple[int, int, int]]) -> bool:
+    """region overlaps one of others at a different start."""
+    buf, start, size = region
+    return any(b == buf and s != start and s < start + size and start < s + z
+               for b, s, z in others)
+
+
+def _split(members: list[Member]) -> list[list[Member]]:
+    """Cut the run where one FUSED instruction would exceed the VM's limits
+    (counted generously: every member may need a slot of its own)."""
+    parts: list[list[Member]] = [[]]
+    reads: set[tuple[str, int]] = set()
+    sums = 0
+    for m in members:
+        new = {(op.kind, op.slot) for op in m.operands if op.kind != "value"}
+        part = parts[-1]
+        if part and (len(reads | new) + len(part) + 2 > MAX_SLOTS or len(part) + 1 > MAX_STEPS
+                     or sums + (m.kind == "sum") > MAX_SUMS):
+            parts.append([])
+            reads, sums = set(), 0
+        parts[-1].append(m)
+        reads |= new
+        sums += m.kind == "sum"
+    return parts
+
+
+class _Emitter:
+    """Turns one run into a FUSED instruction: registers for values that die
+    in the run, arena slots for the rest."""
+
+    def __init__(self, lw: Any, members: list[Member], views: dict[int, list[int]], n: int,
+                 dtype: np.dtype) -> None:
+        self.lw, self.members, self.views, self.n, self.dtype = lw, members, views, n, dtype
+        self.last_step = members[-1].step
+        self.slots: list[tuple[int, Any]] = []
+        self.slot_index: dict[tuple[int, Any], int] = {}
+        self.steps: list[tuple[int, int, int, int, int]] = []
+        self.where: dict[int, int] = {}   # root value -> register or slot operand
+        self.reg_of: dict[int, int] = {}
+        self.free_regs = list(range(MAX_REGS - 1, -1, -1))
+        self.nregs = 0
+        self.last_read: dict[int, int] = {}
+        for i, m in enumerate(members):
+            for op in m.operands:
+                if op.kind == "value":
+                    self.last_read[op.slot] = i
+
+    def emit(self) -> None:
+        lw = self.lw
+        if len(self.members) == 1 and self.members[0].kind != "scatter":
+            from .lower import _RULES
+            m = self.members[0]
+            lw.step = m.step
+            _RULES[m.ins.prim](lw, m.ins)
+            self._alias_views(m.ins.out)
+            return
+        for i, m in enumerate(self.members):
+            lw.step = m.step
+            self._member(i, m)
+        words: list[Any] = [self.nregs, len(self.slots), len(self.steps)]
+        for kind, ref in self.slots:
+            words += [kind, ("ref", ref, self.dtype.itemsize)]
+        for kind, f, dst, a, b in self.steps:
+            words += [kind, f, self._number(dst), self._number(a), self._number(b)]
+        lw.emit("FUSED", lw.dt(self.dtype), lw.descriptor(words), self.n)
+
+    def _number(self, x: int) -> int:
+        """Slots were numbered from MAX_REGS while registers were counted."""
+        return x if x < MAX_REGS else self.nregs + x - MAX_REGS
+
+    def _slot(self, kind: int, ref: Any) -> int:
+        key = (kind, ref)
+        if key not in self.slot_index:
+            self.slot_index[key] = len(self.slots)
+            self.slots.append(key)
+        return MAX_REGS + self.slot_index[key]
+
+    def _read(self, op: Operand) -> int:
+        lw, dtype = self.lw, self.dtype
+        if op.kind == "value" and op.slot in self.where:
+            return self.where[op.slot]
+        if op.kind == "scalar":
+            value = lw.consts.get(op.slot)
+            if value is not None and np.size(value) > 1:  # a uniform constant array
+                return self._slot(SCALAR, lw.const_ref(np.asarray(np.asarray(value).flat[0],
+                                                                  dtype=dtype)))
+            return self._slot(SCALAR, lw.read(op.slot, dtype))
+        return self._slot(IN, lw.read(op.slot, dtype))
+
+    def _needs_arena(self, value: int) -> bool:
+        return any(self.lw.last_use.get(s, -1) > self.last_step
+                   for s in [value, *self.views.get(value, ())])
+
+    def _place(self, value: int) -> int:
+        """A register for value, or an OUT slot if it is read after the run."""
+        lw = self.lw
+        if self._needs_arena(value) or not self.free_regs:
+            dst = self._slot(OUT, lw.define(value))
+            self._alias_views(value)
+        else:
+            dst = self.free_regs.pop()
+            self.reg_of[value] = dst
+            self.nregs = max(self.nregs, dst + 1)
+        self.where[value] = dst
+        return dst
+
+    def _alias_views(self, value: int) -> None:
+        for v in self.views.get(value, ()):
+            self.lw.alias(v, self.lw.loc[value])
+
+    def _member(self, i: int, m: Member) -> None:
+        from .lower import BINARY, UNARY, _BINARY_PRIM
+        ops = [self._read(op) for op in m.operands]
+        for op in m.operands:  # registers read for the last time are free for the result
+            if op.kind == "value" and self.last_read.get(op.slot) == i and op.slot in self.reg_of:
+                self.free_regs.append(self.reg_of.pop(op.slot))
+        out = m.ins.out
+        if m.kind == "sum":
+            self.steps.append((SUM_STEP, 0, self._slot(ACC, self.lw.define(out)), ops[0], 0))
+        elif m.kind == "scatter":
+            dst, base = self._scatter_target(m)
+            self.steps.append((BINARY_STEP, BINARY["add"], dst, base, ops[0]))
+            self.where[out] = dst
+            self._alias_views(out)
+        elif m.kind == "unary":
+            self.steps.append((UNARY_STEP, UNARY[m.ins.prim], self._place(out), ops[0], 0))
+        else:
+            self.steps.append((BINARY_STEP, BINARY[_BINARY_PRIM[m.ins.prim]], self._place(out),
+                               ops[0], ops[1]))
+
+    def _scatter_target(self, m: Member) -> tuple[int, int]:
+        """(OUT slot written, operand added to) for x[start:start+n] += v."""
+        from .lower import Ref
+        lw, dtype, n = self.lw, self.dtype, self.n
+        x, out = m.ins.ins[0], m.ins.out
+        size = lw.avals[out].size
+        first = range_start(lw, m.ins)
+        if x in self.where:  # the run's previous update of this range
+            lw.alias(out, lw.loc[x])
+            return self.where[x], self.where[x]
+        if m.in_place:
+            ref = lw.place(x)
+            lw.alias(out, ref)
+        else:
+            ref = lw.define(out)
+            if x in lw.consts and not np.any(np.asarray(lw.consts[x])):
+                # zero outside the range; inside, the run adds v to a zero scalar
+                for lo, hi in ((0, first), (first + n, size)):
+                    if hi > lo:
+                        lw.emit("ZERO_V", lw.dt(dtype),
+                                (Ref(ref.buf, ref.offset + lo * dtype.itemsize), dtype), hi - lo)
+                dst = self._slot(OUT, Ref(ref.buf, ref.offset + first * dtype.itemsize))
+                zero = self._slot(SCALAR, lw.const_ref(np.zeros((), dtype=dtype)))
+                return dst, zero
+            lw.emit("COPY_V", lw.dt(dtype), (ref, dtype), (lw.read(x, dtype), dtype), size)
+        at = Ref(ref.buf, ref.offset + first * dtype.itemsize)
+        return self._slot(OUT, at), self._slot(IN, at)

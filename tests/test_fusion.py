@@ -1,0 +1,214 @@
+"""Fused elementwise execution (FUSED) against the reference interpreter and
+against the same tape lowered without fusion.
+
+Random elementwise/broadcast/reduction programs (and their gradient tapes,
+whose slices become in-place scatter_add chains) are lowered with and without
+fusion: every output agrees with the reference to rounding, and with the
+unfused program bit for bit except sums (the VM adds them per block and per
+thread chunk).  Then the pieces fusion relies on: large runs split over
+threads deterministically, limits of one instruction, readable listings.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+from fastad.backends import c_backend, reference
+from fastad.backends.lower import lower
+
+pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
+
+EXAMPLES = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 40)), deadline=None)
+RTOL = {np.dtype(np.float64): 1e-11, np.dtype(np.float32): 2e-4}
+
+UNARY = {"sin": np.sin, "cos": np.cos, "tanh": np.tanh, "neg": np.negative,
+         "square": np.square, "abs": np.abs, "sqrt_abs": lambda v: np.sqrt(np.abs(v)),
+         "exp_small": lambda v: np.exp(np.tanh(v))}
+BINARY = {"add": np.add, "sub": np.subtract, "mul": np.multiply, "maximum": np.maximum,
+          "minimum": np.minimum, "hypot": np.hypot,
+          "div_safe": lambda a, b: a / (1.5 + np.abs(b))}
+
+# A program: steps over a growing list of values (index into it).  Values 0
+# and 1 are the inputs x and y (same shape), value 2 the scalar input c.
+step = st.one_of(
+    st.tuples(st.just("unary"), st.sampled_from(sorted(UNARY)), st.integers(0, 99)),
+    st.tuples(st.just("binary"), st.sampled_from(sorted(BINARY)), st.integers(0, 99),
+              st.integers(0, 99)),
+    st.tuples(st.just("const"), st.sampled_from(["mul", "add", "rsub"]), st.integers(0, 99),
+              st.floats(-3, 3, allow_nan=False, width=32)),
+    st.tuples(st.just("shift"), st.sampled_from(["diff", "sum2"]), st.integers(0, 99)),
+)
+programs = st.tuples(st.lists(step, min_size=1, max_size=14),
+                     st.lists(st.integers(0, 99), min_size=1, max_size=3),
+                     st.booleans())
+
+
+def build(prog):
+    """The program as a function of (x, y, c): NumPy code fastad traces."""
+    steps, outs, with_sum = prog
+
+    def f(x, y, c):
+        vals = [x, y, c * x]
+        for s in steps:
+            pick = lambda i: vals[i % len(vals)]  # noqa: E731
+            if s[0] == "unary":
+                vals.append(UNARY[s[1]](pick(s[2])))
+            elif s[0] == "binary":
+                vals.append(BINARY[s[1]](pick(s[2]), pick(s[3])))
+            elif s[0] == "const":
+                v, k = pick(s[2]), s[3]
+                vals.append(v * k if s[1] == "mul" else v + k if s[1] == "add" else k - v)
+            else:  # neighbours: a stencil, as slices of the full-length values
+                v = pick(s[2])
+                d = v[1:] - v[:-1] if s[1] == "diff" else v[1:] + 2.0 * v[:-1]
+                vals.append(np.concatenate([d, d[-1:]]) if d.ndim == 1 else v)
+        chosen = [vals[i % len(vals)] for i in outs]
+        total = sum(np.sum(v * v) for v in chosen) if with_sum else None
+        return (total, *chosen) if with_sum else tuple(chosen)
+    return f
+
+
+def run_program(tape, args, fuse):
+    return c_backend.Executable(lower(tape, fuse=fuse)).run(list(args))
+
+
+def assert_fused_matches(tape, args):
+    fused = run_program(tape, args, True)
+    plain = run_program(tape, args, False)
+    want = reference.evaluate(tape, list(args))
+    for got, unfused, ref, slot in zip(fused, plain, want, tape.outputs):
+        ref = np.asarray(ref)
+        assert got.dtype == ref.dtype and got.shape == ref.shape
+        rtol = RTOL[got.dtype] * (100 if ref.ndim == 0 else 1)
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol)
+        if ref.ndim and not _has_sum(tape, slot):
+            np.testing.assert_array_equal(got, unfused)  # fusion changes no bit
+
+
+def _has_sum(tape, slot):
+    """Whether slot depends on a sum (whose rounding fusion may change)."""
+    producer = {ins.out: ins for ins in tape.instrs}
+    todo, seen = [slot], set()
+    while todo:
+        s = todo.pop()
+        if s in seen or s not in producer:
+            continue
+        seen.add(s)
+        if producer[s].prim == "sum":
+            return True
+        todo.extend(producer[s].ins)
+    return False
+
+
+def inputs(n, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.uniform(-2, 2, n).astype(dtype), rng.uniform(-2, 2, n).astype(dtype),
+            dtype(0.75))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@EXAMPLES
+@given(prog=programs, n=st.sampled_from([2, 3, 17, 256, 257, 1000]))
+def test_random_programs_fused_match_reference_and_unfused(prog, dtype, n):
+    args = inputs(n, dtype)
+    tape = fa.make_tape(build(prog))(*args)
+    assert_fused_matches(tape, args)
+
+
+@EXAMPLES
+@given(prog=programs, n=st.sampled_from([2, 5, 300]))
+def test_random_gradient_tapes_fused_match_reference_and_unfused(prog, n):
+    f = build(prog)
+    args = inputs(n, np.float64, seed=1)
+
+    def loss(x, y, c):
+        outs = f(x, y, c)
+        return sum(np.sum(np.sin(o)) for o in outs if o is not None)
+    g = fa.compile(loss, argnums=(0, 1, 2), backend="numpy")
+    g(*args)
+    assert_fused_matches(g.tape, args)
+
+
+def test_rosenbrock_gradient_is_one_pass_with_in_place_adjoints():
+    def f(x):
+        return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    x = np.linspace(-1, 1, 1000)
+    g = fa.compile(f, backend="numpy")
+    g(x)
+    program = lower(g.tape)
+    names = [name for _, name, _ in program.instructions()]
+    assert names.count("FUSED") >= 1
+    assert "BINARY_VV" not in names and "UNARY_V" not in names
+    # no temporary array of the input's size besides the gradient itself and x
+    assert program.arena_bytes < 4 * x.nbytes
+    assert_fused_matches(g.tape, [x])
+
+
+@pytest.mark.parametrize("n", [(1 << 15) - 1, 1 << 15, 100_003])
+def test_large_runs_split_over_threads_deterministically(n):
+    """Past the threshold a FUSED instruction runs in chunks on threads; each
+    chunk's sums are combined in chunk order, so repeated and concurrent runs
+    give identical bits."""
+    def f(x):
+        return np.sum(np.sin(x) * x + 2.0), np.cos(x) * x
+    x = np.random.default_rng(3).uniform(-1, 1, n)
+    tape = fa.make_tape(f)(x)
+    exe = c_backend.Executable(lower(tape))
+    first = exe.run([x])
+    results = []
+
+    def worker():
+        for _ in range(5):
+            results.append(exe.run([x]))
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        for a, b in zip(first, r):
+            np.testing.assert_array_equal(a, b)
+    assert_fused_matches(tape, [x])
+
+
+def test_long_chains_are_split_within_the_vm_limits():
+    def f(x):
+        for k in range(150):
+            x = np.sin(x) * (1.0 + k / 1000) + x
+        return x
+    x = np.linspace(0, 1, 50)
+    tape = fa.make_tape(f)(x)
+    program = lower(tape)
+    assert sum(name == "FUSED" for _, name, _ in program.instructions()) >= 2
+    assert_fused_matches(tape, [x])
+
+
+def test_many_live_values_spill_to_the_arena():
+    def f(x):
+        parts = [np.sin(x * (k + 1)) for k in range(24)]
+        total = parts[0]
+        for p in parts[1:]:
+            total = total + p
+        return total
+    x = np.linspace(0, 1, 40)
+    tape = fa.make_tape(f)(x)
+    assert_fused_matches(tape, [x])
+
+
+def test_listing_shows_the_micro_program():
+    x = np.linspace(0, 1, 10)
+    program = lower(fa.make_tape(lambda x: np.sum(np.sin(x) * 2.0 + x))(x))
+    text = str(program)
+    assert "FUSED" in text and "= sin(" in text and "= sum(" in text
+
+
+def test_vm_reports_its_threads():
+    from fastad.backends import _vm
+    threads, threshold = _vm.threads()
+    assert threads >= 1 and threshold > 0
