@@ -117,14 +117,21 @@
  *   UNARY   dst[i] = f(a[i]), f in UNARY_FNS; dst a register or an OUT slot
  *   BINARY  dst[i] = f(a[i], b[i]), f in BINARY_FNS; a or b may be SCALAR
  *   SUM     ACC dst += a[i] (f and b are 0)
+ *   SHIFT   OUT dst[i + f] += a[i], 0 < |f| <= FASTAD_FUSED_MAX_SHIFT (b is 0):
+ *           the adjoint of a shifted slice, x[1:] next to x[:-1].  It may
+ *           reach |f| elements past either end of dst's region; dst must
+ *           have been written by an earlier step, and no later step touches it.
  * Each SUM accumulates per block and per thread chunk in a fixed order, so
- * results depend on n and the VM's thread count, never on timing. */
+ * results depend on n and the VM's thread count, never on timing.  A SHIFT
+ * adds each element exactly once, after every earlier step wrote it. */
 #define FASTAD_FUSED_SLOTS(F) F(IN) F(SCALAR) F(OUT) F(ACC)
-#define FASTAD_FUSED_STEPS(F) F(UNARY) F(BINARY) F(SUM)
+#define FASTAD_FUSED_STEPS(F) F(UNARY) F(BINARY) F(SUM) F(SHIFT)
 #define FASTAD_FUSED_MAX_REGS 16
 #define FASTAD_FUSED_MAX_SLOTS 48 /* registers + slots <= 64 */
 #define FASTAD_FUSED_MAX_STEPS 256
 #define FASTAD_FUSED_MAX_SUMS 16
+#define FASTAD_FUSED_MAX_SHIFT 16
+#define FASTAD_FUSED_MAX_SHIFTS 4
 
 /* Dtype codes: X(NAME, itemsize). */
 #define FASTAD_DTYPES(X) X(F64, 8) X(F32, 4) X(BOOL, 1)

@@ -648,6 +648,11 @@ typedef struct {
   const int64_t *d;
   int64_t n, chunk_len;
   double sums[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SUMS]; /* per chunk, per SUM step */
+  /* SHIFT contributions to elements of a neighbouring chunk, added after the
+   * join: per chunk, per SHIFT step, the |f| elements past the chunk's end
+   * (f > 0) or before its start (f < 0). */
+  double edge[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
+  unsigned char edge_set[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
 } fused_job;
 
 #define FUSED_UNARY_CASE(name)                                            \
@@ -685,6 +690,13 @@ static void fused_chunk(void *arg, int chunk) {
     T *ptr[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
     char scalar[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
     T sums[FASTAD_FUSED_MAX_SUMS];
+    /* SHIFT f > 0: contributions waiting for the next block, to elements
+     * pend_at .. pend_at + f - 1 */
+    T pend[FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
+    unsigned char pend_set[FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
+    int64_t pend_at = lo;
+    memset(pend_set, 0, sizeof pend_set);
+    memset(job->edge_set[chunk], 0, sizeof job->edge_set[chunk]);
     for (int r = 0; r < nregs; r++) {
       ptr[r] = regs[r];
       scalar[r] = 0;
@@ -697,13 +709,51 @@ static void fused_chunk(void *arg, int chunk) {
         const int64_t kind = slots[2 * s], off = slots[2 * s + 1];
         ptr[nregs + s] = (T *)job->arena + off + (kind == FUSED_IN || kind == FUSED_OUT ? i0 : 0);
       }
-      int nsum = 0;
+      int nsum = 0, nshift = 0;
       for (int k = 0; k < nsteps; k++) {
         const int64_t *st = steps + 5 * k;
         T *po = ptr[st[2]];
         const T *pa = ptr[st[3]];
         const T *pb = ptr[st[4]];
-        if (st[0] == FUSED_UNARY) {
+        if (st[0] == FUSED_SHIFT) {
+          /* x[j] += a[j - f], x indexed from the slot's element 0 */
+          const int64_t f = st[1], end = i0 + len;
+          T *x = po - i0;
+          T *p = pend[nshift];
+          unsigned char *ps = pend_set[nshift];
+          if (f > 0) {
+            T next[FASTAD_FUSED_MAX_SHIFT];
+            unsigned char next_set[FASTAD_FUSED_MAX_SHIFT] = {0};
+            for (int64_t q = 0; q < f; q++) {
+              if (!ps[q]) continue;
+              const int64_t j = pend_at + q;
+              if (j < end) {
+                x[j] += p[q];
+              } else {
+                next[j - end] = p[q];
+                next_set[j - end] = 1;
+              }
+            }
+            int64_t i = 0;
+            for (; i + f < len; i++) po[i + f] += pa[i];
+            for (; i < len; i++) {
+              next[i0 + i + f - end] = pa[i];
+              next_set[i0 + i + f - end] = 1;
+            }
+            memcpy(p, next, sizeof next);
+            memcpy(ps, next_set, sizeof next_set);
+          } else {
+            int64_t i = 0;
+            if (i0 == lo && lo > 0) { /* the first -f land in the previous chunk */
+              for (; i < -f && i < len; i++) {
+                job->edge[chunk][nshift][i] = (double)pa[i];
+                job->edge_set[chunk][nshift][i] = 1;
+              }
+            }
+            for (; i < len; i++) po[i + f] += pa[i];
+          }
+          nshift++;
+        } else if (st[0] == FUSED_UNARY) {
           switch (st[1]) { FASTAD_UNARY_FNS(FUSED_UNARY_CASE) }
         } else if (st[0] == FUSED_BINARY) {
           const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
@@ -721,8 +771,29 @@ static void fused_chunk(void *arg, int chunk) {
           sums[nsum++] += (s0 + s1) + (s2 + s3);
         }
       }
+      pend_at = i0 + len;
     }
     for (int k = 0; k < FASTAD_FUSED_MAX_SUMS; k++) job->sums[chunk][k] = (double)sums[k];
+    /* SHIFT f > 0: what is still pending lands past the chunk's end: in the
+     * next chunk (added after the join) or past element n - 1 (added now) */
+    int nshift = 0;
+    for (int k = 0; k < nsteps; k++) {
+      const int64_t *st = steps + 5 * k;
+      if (st[0] != FUSED_SHIFT) continue;
+      if (st[1] > 0) {
+        T *x = (T *)job->arena + slots[2 * (st[2] - nregs) + 1];
+        for (int64_t q = 0; q < st[1]; q++) {
+          if (!pend_set[nshift][q]) continue;
+          if (hi == job->n) {
+            x[hi + q] += pend[nshift][q];
+          } else {
+            job->edge[chunk][nshift][q] = (double)pend[nshift][q];
+            job->edge_set[chunk][nshift][q] = 1;
+          }
+        }
+      }
+      nshift++;
+    }
   });
 }
 
@@ -739,12 +810,27 @@ KERNEL void fused(int t, char *arena, const int64_t *d, int64_t n) {
   if (job.chunk_len == 0) job.chunk_len = FUSED_BLOCK;
   nchunks = (int)((n + job.chunk_len - 1) / job.chunk_len);
   fastad_pool_run(fused_chunk, &job, nchunks);
-  /* Each accumulator: its chunks' partial sums, in chunk order. */
+  /* Each accumulator: its chunks' partial sums, in chunk order; each SHIFT:
+   * the contributions that crossed a chunk boundary. */
   const int nslots = (int)d[1], nsteps = (int)d[2];
   const int64_t *slots = d + 3, *steps = d + 3 + 2 * nslots;
-  int nsum = 0;
+  int nsum = 0, nshift = 0;
   for (int k = 0; k < nsteps; k++) {
     const int64_t *st = steps + 5 * k;
+    if (st[0] == FUSED_SHIFT) {
+      const int64_t f = st[1], off = slots[2 * (st[2] - d[0]) + 1];
+      for (int c = 0; c < nchunks; c++) {
+        const int64_t at = f > 0 ? (c + 1) * job.chunk_len : c * job.chunk_len + f;
+        if ((f > 0 && c == nchunks - 1) || (f < 0 && c == 0)) continue;
+        FLOAT_TYPED(t, {
+          T *x = (T *)arena + off + at;
+          for (int64_t q = 0; q < (f > 0 ? f : -f); q++)
+            if (job.edge_set[c][nshift][q]) x[q] += (T)job.edge[c][nshift][q];
+        });
+      }
+      nshift++;
+      continue;
+    }
     if (st[0] != FUSED_SUM) continue;
     const int64_t off = slots[2 * (st[2] - d[0]) + 1];
     FLOAT_TYPED(t, {
@@ -897,8 +983,8 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
     const int64_t kind = slot[2 * s];
     if (kind == FUSED_IN || kind == FUSED_SCALAR) defined |= (uint64_t)1 << (nregs + s);
   }
-  int64_t nsum = 0;
-  uint64_t summed = 0;
+  int64_t nsum = 0, nshift = 0;
+  uint64_t summed = 0, sealed = 0; /* sealed: OUT slots a SHIFT finished */
   for (int64_t k = 0; k < nsteps; k++) {
     const int64_t *st = step + 5 * k;
     const int64_t kind = st[0], f = st[1], dst = st[2], a = st[3], b = st[4];
@@ -909,12 +995,33 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
     const int64_t dkind = dst < nregs ? -1 : slot[2 * (dst - nregs)];
     const int64_t akind = a < nregs ? -1 : slot[2 * (a - nregs)];
     const int64_t bkind = b < nregs ? -1 : slot[2 * (b - nregs)];
-    if (!(defined >> a & 1)) return fail(c, "fused: step %lld reads operand %lld before it is set", k, a);
+    if (!(defined >> a & 1) || (sealed >> a & 1))
+      return fail(c, "fused: step %lld cannot read operand %lld", k, a);
+    if (sealed >> dst & 1) return fail(c, "fused: step %lld writes finished slot %lld", k, dst);
     if (kind == FUSED_SUM) {
       if (f != 0 || b != 0 || dkind != FUSED_ACC || akind == FUSED_SCALAR || (summed >> dst & 1))
         return fail(c, "fused: step %lld is not a sum into a fresh accumulator%.0lld", k, 0);
       if (++nsum > FASTAD_FUSED_MAX_SUMS) return fail(c, "fused: more than %lld sums%.0lld", FASTAD_FUSED_MAX_SUMS, 0);
       summed |= (uint64_t)1 << dst;
+      continue;
+    }
+    if (kind == FUSED_SHIFT) {
+      if (b != 0 || f == 0 || f < -FASTAD_FUSED_MAX_SHIFT || f > FASTAD_FUSED_MAX_SHIFT ||
+          dkind != FUSED_OUT || a == dst || akind == FUSED_SCALAR || !(defined >> dst & 1))
+        return fail(c, "fused: step %lld is not a shift into a written slot (shift %lld)", k, f);
+      if (++nshift > FASTAD_FUSED_MAX_SHIFTS)
+        return fail(c, "fused: more than %lld shifts%.0lld", FASTAD_FUSED_MAX_SHIFTS, 0);
+      /* the elements it reaches past the slot's region: in the arena, and no
+       * other slot's */
+      const int64_t off = slot[2 * (dst - nregs) + 1];
+      const int64_t lo = f < 0 ? off + f : off + n, hi = f < 0 ? off : off + n + f;
+      if (!range_ok(c, lo, hi - lo, t)) return 0;
+      for (int64_t r = 0; r < nslots; r++) {
+        const int64_t kr = slot[2 * r], or_ = slot[2 * r + 1];
+        const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
+        if (or_ < hi && lo < or_ + nr) return fail(c, "fused: shift of step %lld reaches slot %lld", k, r);
+      }
+      sealed |= (uint64_t)1 << dst;
       continue;
     }
     if (dst >= nregs && dkind != FUSED_OUT)
@@ -924,7 +1031,8 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
       if (b != 0 || akind == FUSED_SCALAR) return fail(c, "fused: unary step %lld on a scalar%.0lld", k, 0);
     } else {
       if (!fn_ok(c, f, FASTAD_NUM_BINARY_FNS)) return 0;
-      if (!(defined >> b & 1)) return fail(c, "fused: step %lld reads operand %lld before it is set", k, b);
+      if (!(defined >> b & 1) || (sealed >> b & 1))
+        return fail(c, "fused: step %lld cannot read operand %lld", k, b);
       if (akind == FUSED_SCALAR && bkind == FUSED_SCALAR)
         return fail(c, "fused: step %lld has two scalar operands%.0lld", k, 0);
     }

@@ -35,10 +35,12 @@ MAX_REGS = 16
 MAX_SLOTS = 48
 MAX_STEPS = 256
 MAX_SUMS = 16
+MAX_SHIFT = 16
+MAX_SHIFTS = 4
 
 # Slot and step kinds, in the order of FASTAD_FUSED_SLOTS / FASTAD_FUSED_STEPS.
 IN, SCALAR, OUT, ACC = range(4)
-UNARY_STEP, BINARY_STEP, SUM_STEP = range(3)
+UNARY_STEP, BINARY_STEP, SUM_STEP, SHIFT_STEP = range(4)
 
 _VIEW_PRIMS = ("reshape", "stop_gradient")
 
@@ -54,6 +56,7 @@ class Member(NamedTuple):
     kind: str            # "unary" | "binary" | "sum" | "scatter"
     operands: tuple[Operand, ...]
     in_place: bool       # scatter: updates x's own buffer (x dies here)
+    shift: int = 0       # scatter continuing a chain of the run at another start
 
 
 class Fusion:
@@ -70,10 +73,12 @@ class Fusion:
         self.dtype: np.dtype | None = None
         self.root: dict[int, int] = {}       # slot made in the run (or a view of one) -> root
         self.views: dict[int, list[int]] = {}  # root -> views of it made in the run
-        self.sums: set[int] = set()
+        self.sealed: set[int] = set()  # values made in the run that it cannot read back
         self.reads: list[tuple[int, int, int]] = []   # arena arrays read: (buffer, start, bytes)
         self.writes: list[tuple[int, int, int]] = []  # in-place scatter targets
         self.chain_start: dict[int, int] = {}  # scatter result -> byte start of its range
+        self.chain_buf: dict[int, tuple[int, int]] = {}  # in-place chains: (buffer, x's offset)
+        self.shifts = 0
 
     # -- collecting ------------------------------------------------------------------
     def offer(self, step: int, ins: Instr) -> bool:
@@ -94,7 +99,7 @@ class Fusion:
         """A free view: of a value made in the run it joins the run; of an
         arena value it is lowered at once (no instruction) and the run goes on."""
         lw = self.lw
-        if not ins.ins or ins.ins[0] in self.sums:
+        if not ins.ins or ins.ins[0] in self.sealed:
             return False
         src = ins.ins[0]
         view = ins.prim in _VIEW_PRIMS or (ins.prim == "astype"
@@ -136,16 +141,18 @@ class Fusion:
             return None
         if any(_clashes(r, self.writes) for r in self._regions(operands)):
             return None
-        in_place = False
-        if kind == "scatter":
-            in_place = self._scatter_in_place(step, ins, n)
-            if in_place is None:
-                return None
-        return Member(step, ins, kind, operands, in_place)
+        if kind != "scatter":
+            return Member(step, ins, kind, operands, False)
+        update = self._scatter_update(step, ins, n)
+        if update is None:
+            return None
+        if isinstance(update, bool):
+            return Member(step, ins, kind, operands, update)
+        return Member(step, ins, kind, operands, True, update)
 
     def _operand(self, slot: int, n: int, scalar_ok: bool) -> Operand | None:
         lw = self.lw
-        if slot in self.sums:
+        if slot in self.sealed:
             return None
         if slot in self.root:
             return Operand("value", self.root[slot])
@@ -173,19 +180,30 @@ class Fusion:
                 regions.append((ref.buf, ref.offset, aval.size * aval.dtype.itemsize))
         return regions
 
-    def _scatter_in_place(self, step: int, ins: Instr, n: int) -> bool | None:
-        """x[start:start+n] += v: True to update x's buffer, False to update a
-        fresh copy, None if it cannot join the run."""
+    def _scatter_update(self, step: int, ins: Instr, n: int) -> int | bool | None:
+        """How x[start:start+n] += v joins the run: True to update x's buffer
+        in place, False to update a fresh copy, a nonzero shift to continue
+        the run's update of x at start - shift, None if it cannot join."""
         lw = self.lw
         x = ins.ins[0]
         itemsize = lw.avals[ins.out].dtype.itemsize
         if lw.avals[x].dtype != lw.avals[ins.out].dtype:
             return None
         start = range_start(lw, ins) * itemsize
-        if x in self.root:  # continues an update of the same range made in the run
-            ok = (x in self.chain_start and self.chain_start[x] == start
-                  and lw.last_use.get(x) == step and lw.uses[x] == 1)
-            return True if ok else None
+        if x in self.root:  # continues an update made in the run
+            if not (x in self.chain_start and lw.last_use.get(x) == step and lw.uses[x] == 1):
+                return None
+            shift = (start - self.chain_start[x]) // itemsize
+            if shift == 0:
+                return True
+            if abs(shift) > MAX_SHIFT or self.shifts >= MAX_SHIFTS:
+                return None
+            if x in self.chain_buf:  # x's own buffer: the elements reached are checked
+                buf, base = self.chain_buf[x]
+                reach = (buf, base + start, n * itemsize)
+                if _clashes(reach, self.reads):
+                    return None
+            return shift
         if x in lw.consts:
             return False
         ref = lw.place(x)
@@ -207,16 +225,27 @@ class Fusion:
         self.deferred.append((member.step, ins))
         self.reads.extend(self._regions(member.operands))
         if member.kind == "sum":
-            self.sums.add(ins.out)
+            self.sealed.add(ins.out)
             return
         self.root[ins.out] = ins.out
         if member.kind == "scatter":
             x = ins.ins[0]
             start = range_start(lw, ins) * self.dtype.itemsize
+            nbytes = self.n * self.dtype.itemsize
+            if member.shift:  # the chain ends here: nothing reads or extends it in the run
+                self.shifts += 1
+                self.sealed.add(ins.out)
+                if x in self.chain_buf:
+                    buf, base = self.chain_buf[x]
+                    self.writes.append((buf, base + start, nbytes))
+                return
             self.chain_start[ins.out] = start
-            if member.in_place and x not in self.root:
+            if x in self.chain_buf:
+                self.chain_buf[ins.out] = self.chain_buf[x]
+            elif member.in_place and x not in self.root:
                 ref = lw.loc[x]
-                self.writes.append((ref.buf, ref.offset + start, self.n * self.dtype.itemsize))
+                self.chain_buf[ins.out] = (ref.buf, ref.offset)
+                self.writes.append((ref.buf, ref.offset + start, nbytes))
 
     # -- emitting --------------------------------------------------------------------
     def flush(self) -> None:
@@ -379,6 +408,11 @@ class _Emitter:
         out = m.ins.out
         if m.kind == "sum":
             self.steps.append((SUM_STEP, 0, self._slot(ACC, self.lw.define(out)), ops[0], 0))
+        elif m.kind == "scatter" and m.shift and m.ins.ins[0] in self.where:
+            x = m.ins.ins[0]
+            self.steps.append((SHIFT_STEP, m.shift, self.where[x], ops[0], 0))
+            self.lw.alias(out, self.lw.loc[x])
+            self._alias_views(out)
         elif m.kind == "scatter":
             dst, base = self._scatter_target(m)
             self.steps.append((BINARY_STEP, BINARY["add"], dst, base, ops[0]))

@@ -178,8 +178,9 @@ def _operand_text(opname: str, kind: str, word: int, meta: np.ndarray) -> str:
 
 
 def _fused_listing(pc: int, words: list[int], meta: np.ndarray) -> list[str]:
-    """A FUSED instruction and its micro-program, one step a line:
-    registers r0, r1, ...; arena arrays @offset; broadcast scalars @offset[0]."""
+    """A FUSED instruction and its micro-program, one step a line, each over
+    the elements i of a block: registers r0, r1, ...; arena arrays @offset;
+    broadcast scalars @offset[0]."""
     t, d, n = words
     dtype = TABLES["DTYPES"][t].lower() if 0 <= t < len(TABLES["DTYPES"]) else f"t?{t}"
     try:
@@ -204,6 +205,8 @@ def _fused_listing(pc: int, words: list[int], meta: np.ndarray) -> list[str]:
         step = step_kinds[kind] if 0 <= kind < len(step_kinds) else "?"
         if step == "SUM":
             text = f"{name(dst)} = sum({name(a)})"
+        elif step == "SHIFT":
+            text = f"{name(dst)}[i{f:+d}] += {name(a)}[i]"
         elif step == "UNARY":
             fn = TABLES["UNARY_FNS"][f].lower() if 0 <= f < len(TABLES["UNARY_FNS"]) else f"f?{f}"
             text = f"{name(dst)} = {fn}({name(a)})"
