@@ -23,7 +23,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, pytree
+from . import backends, batched, pytree
 from .backends import reference
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, unpack_grads,
                   value_and_grad, vmap)
@@ -443,29 +443,58 @@ class Jitted(_Inspectable):
 
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "jit", "name": getattr(self, "__name__", "jitted"),
-                "spec": self._spec.state()}
+                "spec": self._spec.state(), "batched": _batched_state(self)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__name__ = self.__qualname__ = str(state["name"])
         self._spec = self._main = Specializer.from_state(state["spec"])
-        self._batched = {}
+        self._batched = _batched_from_state(state.get("batched"))
 
     def __reduce__(self) -> Any:
         return (loads, (dumps(self),))
 
-    def batch(self, *args: Any, in_axes: Any = 0) -> Any:
-        """The compiled ``vmap(f, in_axes)``: f over a batch of examples at once."""
-        key = _axes_key(in_axes)
-        if key not in self._batched:
-            spec = self._spec
-            self._batched[key] = Jitted(vmap(spec.fn, in_axes), tuple(spec.static_argnums),
-                                        spec.backend_name, spec.max_traces, reroll=spec.reroll,
-                                        exact_sums=spec.exact_sums)
-        return self._batched[key](*args)
+    def batch(self, *args: Any, in_axes: Any = 0, threads: int | None = None,
+              chunk: int | None = None) -> Any:
+        """The compiled ``vmap(f, in_axes)``: f over a batch of examples at once,
+        split into chunks run on ``threads`` threads (None: os.cpu_count());
+        bit-identical for any thread count (see `fastad.batched`)."""
+        return _batch_call(self, lambda axes: vmap(self._spec.fn, axes), args, in_axes, threads,
+                           chunk)
+
+    def _derived(self, fn: Callable[..., Any]) -> "Jitted":
+        spec = self._spec
+        if spec.fn is None:
+            raise SignatureError("this compiled function was loaded from bytes without its "
+                                 "Python function, so it cannot compile a new batch size")
+        return Jitted(fn, tuple(spec.static_argnums), spec.backend_name, spec.max_traces,
+                      reroll=spec.reroll, exact_sums=spec.exact_sums)
 
 
-def _axes_key(in_axes: Any) -> Any:
-    return tuple(in_axes) if isinstance(in_axes, list) else in_axes
+def _batch_call(owner: Any, vmapped: Callable[[Any], Callable[..., Any]], args: Sequence[Any],
+                in_axes: Any, threads: int | None, chunk: int | None) -> Any:
+    """``owner``'s compiled ``vmapped(axes)`` over a batch, chunk by chunk on threads;
+    one compiled batched function per axes, kept (and pickled) with ``owner``."""
+    moved, axes, count = batched.normalize_axes(args, in_axes)
+    vjit = owner._batched.get(axes)
+    if vjit is None:
+        vjit = owner._batched[axes] = owner._derived(vmapped(axes))
+    return batched.call(vjit, moved, axes, count, threads, chunk)
+
+
+def _batched_state(owner: Any) -> list[Any]:
+    return [(encode(axes), vjit.__getstate__()) for axes, vjit in owner._batched.items()]
+
+
+def _batched_from_state(items: Any) -> dict[Any, "Jitted"]:
+    out = {}
+    for axes, state in items or ():
+        axes = decode(axes)
+        if not isinstance(axes, tuple) or any(ax not in (0, None) for ax in axes):
+            raise TapeError(f"invalid batch axes {axes!r} in a saved compiled function")
+        vjit = Jitted.__new__(Jitted)
+        vjit.__setstate__(state)
+        out[axes] = vjit
+    return out
 
 
 def _with_vector_last(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -552,7 +581,8 @@ class CompiledGrad(_Inspectable):
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "compile", "name": getattr(self, "__name__", "compiled"),
                 "argnums": self.argnums, "vg": self._vg.state(),
-                "value": self._value.state() if self._value is not None else None}
+                "value": self._value.state() if self._value is not None else None,
+                "batched": _batched_state(self)}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__name__ = self.__qualname__ = str(state["name"])
@@ -566,17 +596,18 @@ class CompiledGrad(_Inspectable):
         self._reroll = self._vg.reroll
         self._exact_sums = self._vg.exact_sums
         self._hvp = self._hessian = None
-        self._batched = {}
+        self._batched = _batched_from_state(state.get("batched"))
 
     def __reduce__(self) -> Any:
         return (loads, (dumps(self),))
 
-    def batch(self, *args: Any, in_axes: Any = 0) -> Any:
-        """Per-example gradients: the compiled ``vmap(grad(f), in_axes)``."""
-        key = _axes_key(in_axes)
-        if key not in self._batched:
-            self._batched[key] = self._derived(vmap(grad(self.fn, self.argnums), in_axes))
-        return self._batched[key](*args)
+    def batch(self, *args: Any, in_axes: Any = 0, threads: int | None = None,
+              chunk: int | None = None) -> Any:
+        """Per-example gradients: the compiled ``vmap(grad(f), in_axes)``, split
+        into chunks run on ``threads`` threads (None: os.cpu_count());
+        bit-identical for any thread count (see `fastad.batched`)."""
+        return _batch_call(self, lambda axes: vmap(grad(self.fn, self.argnums), axes), args,
+                           in_axes, threads, chunk)
 
     def _argnum(self, what: str) -> int:
         if not isinstance(self.argnums, int):

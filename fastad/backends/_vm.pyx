@@ -9,6 +9,7 @@ its output arrays.
 """
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uintptr_t
+from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from scipy.linalg.cython_lapack cimport dgesv, dgetrf, sgesv, sgetrf
@@ -66,6 +67,27 @@ cdef extern from "vm.h" nogil:
     const char *fastad_fused_step_names[]
     int fastad_vm_threads()
     const int64_t fastad_fused_parallel_min
+
+
+cdef extern from "batch.h" nogil:
+    ctypedef struct fastad_batch_port:
+        char *data
+        int64_t arena_offset
+        int64_t example_bytes
+        int batched
+
+    ctypedef struct fastad_batch:
+        const fastad_program *prog
+        const fastad_linalg *linalg
+        const fastad_batch_port *inputs
+        int64_t num_inputs
+        const fastad_batch_port *outputs
+        int64_t num_outputs
+        int64_t count
+        int64_t chunk
+
+    int64_t fastad_batch_run(const fastad_batch *b, char **arenas, int nthreads, int *status)
+    int64_t fastad_batch_chunks(const fastad_batch *b)
 
 
 cdef fastad_linalg LINALG
@@ -166,6 +188,18 @@ cdef class _Port:
         return np.ascontiguousarray(a, dtype=self.dtype)
 
 
+cdef cnp.ndarray _batch_coerce(_Port port, object x, int64_t count):
+    """x as a contiguous array of ``count`` examples of ``port``'s example
+    shape (its shape without the chunk axis), or SignatureError."""
+    shape = (count,) + port.shape[1:]
+    if isinstance(x, np.ndarray) and x.dtype == port.dtype and x.shape == shape:
+        return np.ascontiguousarray(x)
+    got = (f"a {x.dtype.name} array of shape {x.shape}" if isinstance(x, np.ndarray)
+           else type(x).__name__)
+    raise SignatureError(f"{port.name}: expected a {port.dtype.name} array of shape {shape} "
+                         f"(the batch), got {got}")
+
+
 cdef class Executable:
     """A validated program with its arena pool.  `run(inputs)` -> outputs, or
     None when a guard recorded at trace time disagrees with these inputs."""
@@ -250,6 +284,101 @@ cdef class Executable:
             return [self._output(<_Port>port_obj, base) for port_obj in self._outputs]
         finally:
             self._pool.append(arena)
+
+    def run_batch(self, inputs, batched, int64_t count, int threads=1):
+        """Run this program, compiled for a chunk of examples (a vmapped tape
+        whose batched inputs and outputs all lead with the chunk axis), over a
+        batch of ``count`` examples, on up to ``threads`` threads at once
+        (csrc/batch.h).  ``inputs[i]`` holds all ``count`` examples along
+        axis 0 where ``batched[i]``, else the one value every chunk shares.
+
+        Returns ``(outputs, failed)``: arrays of ``count`` examples each, and
+        the indices of the chunks whose guards failed (their rows of the
+        outputs are left uninitialized for the caller to fill).  Results do not
+        depend on ``threads``."""
+        cdef Py_ssize_t i, n = len(inputs)
+        cdef _Port port
+        cdef fastad_batch b
+        cdef fastad_batch_port *ports
+        cdef int64_t chunk, failed, chunks
+        cdef char **arenas
+        cdef int t
+        if n != self._ninputs or len(batched) != n:
+            raise SignatureError(f"expected {self._ninputs} arguments, got {n}")
+        if count < 1:
+            raise ValueError(f"run_batch: count must be positive, got {count}")
+        if threads < 1:
+            raise ValueError(f"run_batch: threads must be positive, got {threads}")
+        chunk = self._chunk_size(batched)
+        keep = []  # every array whose buffer the C side reads or writes
+        ports = <fastad_batch_port *>malloc((n + len(self._outputs)) * sizeof(fastad_batch_port))
+        if ports == NULL:
+            raise MemoryError()
+        try:
+            for i in range(n):
+                port = <_Port>self._inputs[i]
+                x = inputs[i]
+                if batched[i]:
+                    x = _batch_coerce(port, x, count)
+                    ports[i].example_bytes = port.nbytes // chunk
+                elif not port.matches(x):
+                    x = port.coerce(x)
+                    ports[i].example_bytes = port.nbytes
+                else:
+                    ports[i].example_bytes = port.nbytes
+                keep.append(x)
+                ports[i].data = <char *>cnp.PyArray_DATA(<cnp.ndarray>x)
+                ports[i].arena_offset = port.offset
+                ports[i].batched = 1 if batched[i] else 0
+            outputs = []
+            for i, port_obj in enumerate(self._outputs):
+                port = <_Port>port_obj
+                out = np.empty((count,) + port.shape[1:], dtype=port.dtype)
+                outputs.append(out)
+                ports[n + i].data = <char *>cnp.PyArray_DATA(<cnp.ndarray>out)
+                ports[n + i].arena_offset = port.offset
+                ports[n + i].example_bytes = port.nbytes // chunk
+                ports[n + i].batched = 1
+            b.prog = &self.prog
+            b.linalg = &LINALG
+            b.inputs = ports
+            b.num_inputs = n
+            b.outputs = ports + n
+            b.num_outputs = len(self._outputs)
+            b.count = count
+            b.chunk = chunk
+            chunks = fastad_batch_chunks(&b)
+            threads = <int>min(threads, chunks)
+            status = np.empty(chunks, dtype=np.intc)
+            pool = [self._pool.pop() if self._pool else self._new_arena() for t in range(threads)]
+            arenas = <char **>malloc(threads * sizeof(char *))
+            if arenas == NULL:
+                raise MemoryError()
+            try:
+                for t in range(threads):
+                    arenas[t] = self._aligned(pool[t])
+                with nogil:
+                    failed = fastad_batch_run(&b, arenas, threads,
+                                              <int *>cnp.PyArray_DATA(<cnp.ndarray>status))
+            finally:
+                free(arenas)
+                self._pool.extend(pool)
+        finally:
+            free(ports)
+        if failed and np.any(status == FASTAD_VM_SINGULAR):
+            raise np.linalg.LinAlgError("Singular matrix")
+        return outputs, np.flatnonzero(status == FASTAD_VM_GUARD_FAILED).tolist()
+
+    cdef int64_t _chunk_size(self, batched) except -1:
+        """The chunk this program was compiled for: the leading axis that every
+        batched input and every output shares."""
+        leading = {(<_Port>p).shape[0] if (<_Port>p).shape else None
+                   for p, is_batched in zip(self._inputs, batched) if is_batched}
+        leading |= {(<_Port>p).shape[0] if (<_Port>p).shape else None for p in self._outputs}
+        if not any(batched) or len(leading) != 1 or None in leading or 0 in leading:
+            raise SignatureError("run_batch: the program is not batched: its batched inputs "
+                                 "and its outputs must share one nonzero leading axis")
+        return leading.pop()
 
     cdef object _output(self, _Port port, char *base):
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)

@@ -97,6 +97,20 @@ def _batched_linalg(prim: str, args: list[Batched], shapes: list[tuple[int, ...]
                 **params)
 
 
+def _matmul(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+            params: dict[str, Any], size: int) -> Any:
+    """A matrix shared by every example is not copied once per example: the
+    examples fold into the rows (or columns) of one larger product."""
+    (a, a_batched), (b, b_batched) = args
+    (m, k), (_, n) = shapes[0][-2:], shapes[1][-2:]
+    if len(shapes[0]) == 2 and not b_batched:  # a[e] @ b, stacked: rows of one product
+        return fnp.reshape(fnp.matmul_(fnp.reshape(a, (size * m, k)), b), (size, m, n))
+    if len(shapes[0]) == 2 and not a_batched:  # a @ b[e], side by side: columns of one
+        columns = fnp.reshape(fnp.transpose(b, (1, 0, 2)), (k, size * n))
+        return fnp.transpose(fnp.reshape(fnp.matmul_(a, columns), (m, size, n)), (1, 0, 2))
+    return _batched_linalg(prim, args, shapes, params, size)
+
+
 def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
@@ -119,7 +133,8 @@ RULES: dict[str, Callable[..., Any]] = {
     "cumsum": _cumsum, "reshape": _reshape, "transpose": _transpose,
     "broadcast_to": _broadcast_to, "take": _take,
     "scatter_set": _scatter, "scatter_add": _scatter,
-    **{name: _batched_linalg for name in ("matmul", "solve", "logabsdet", "detsign")},
+    "matmul": _matmul,
+    **{name: _batched_linalg for name in ("solve", "logabsdet", "detsign")},
 }
 
 
