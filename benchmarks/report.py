@@ -24,6 +24,7 @@ from importlib import metadata
 
 import numpy as np
 
+import batch
 import engines
 import timing
 import workloads
@@ -390,7 +391,8 @@ def plot_sweep(sweep: dict, out: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
-    parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep'")
+    parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
+                        "'batch'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
@@ -408,7 +410,8 @@ def main(argv: list[str] | None = None) -> None:
     with_plots = pyplot() is not None
     if not with_plots:
         print("matplotlib is not installed: writing the tables without plots")
-    selected = workloads.select(",".join(only - {"sweep"})) if only - {"sweep"} else \
+    prefixes = only - {"sweep", "batch"}
+    selected = workloads.select(",".join(prefixes)) if prefixes else \
         ([] if only else workloads.all_workloads())
     for wl in selected:
         print(f"{wl.name}: {wl.title}", flush=True)
@@ -424,6 +427,9 @@ def main(argv: list[str] | None = None) -> None:
         if with_plots:
             plot_sweep(sweep, args.out)
         raw["sweep"] = sweep
+    if not only or "batch" in only:
+        print("batched evaluation", flush=True)
+        sections.append(batch.batch_table(mode.quick))
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     sections.append(f"Load average at the end: {load}.\n")
     with open(os.path.join(args.out, "report.md"), "w") as fh:
