@@ -10,10 +10,12 @@ How a batch is cut depends on its size and ``chunk`` only, never on the
 thread count, and no value crosses chunks, so results are bit-identical for
 every number of threads.
 
-Threads multiply with any threads a backend starts inside one run (a
-multithreaded BLAS on large matrix products): keep their product at most the
-number of cores, e.g. ``OPENBLAS_NUM_THREADS=1`` when batching BLAS-heavy
-functions on all cores.
+Thread counts combine: the C VM's pool for large fused loops
+(FASTAD_NUM_THREADS, csrc/pool.h) runs one job at a time and a busy pool
+makes its caller run serially, so a batch uses at most ``threads +
+FASTAD_NUM_THREADS - 1`` threads; a multithreaded BLAS multiplies with
+``threads`` instead.  To give a batch all cores, set FASTAD_NUM_THREADS=1 and
+OPENBLAS_NUM_THREADS=1.
 """
 from __future__ import annotations
 
