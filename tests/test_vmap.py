@@ -70,3 +70,18 @@ def test_bad_axes():
         fa.vmap(lambda a, b: a + b)(np.ones(3), np.ones(4))
     with pytest.raises(ValueError, match="no argument is batched"):
         fa.vmap(lambda a: a, in_axes=None)(np.ones(3))
+
+
+def test_vmap_composes_with_jit_compile_and_grad(compiled_backend):
+    def f(w, x):
+        return np.sum(np.tanh(x @ w) ** 2)
+    w, X = rng.standard_normal((3, 2)), rng.standard_normal((7, 3))
+    loop_grads = np.stack([fa.grad(f)(w, x) for x in X])
+    jitted = fa.jit(fa.vmap(fa.grad(f), in_axes=(None, 0)), backend=compiled_backend)
+    np.testing.assert_allclose(jitted(w, X), loop_grads, rtol=1e-12, atol=1e-14)
+
+    def total(w):  # a compiled gradient through a vmapped function
+        return np.sum(fa.vmap(f, in_axes=(None, 0))(w, X))
+    g = fa.compile(total, backend=compiled_backend)
+    np.testing.assert_allclose(g(w), loop_grads.sum(axis=0), rtol=1e-12, atol=1e-14)
+    fa.check_grads(total, (w,), order=2)
