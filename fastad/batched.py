@@ -123,6 +123,8 @@ def call(vjit: Any, args: Sequence[Any], axes: Sequence[Any], count: int,
         raise ValueError(f"chunk must be a positive int or None, got {chunk!r}")
     spec = vjit._spec
     flags = _dynamic_flags(spec, args, axes)
+    if count == 0:  # nothing to split: the vmapped function on the empty batch
+        return vjit(*args)
     if chunk is not None:
         size = min(count, int(chunk))
         entries = _compiled_for(vjit, args, axes, size)

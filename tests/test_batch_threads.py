@@ -91,6 +91,14 @@ def test_chunks_that_take_other_branches_are_retraced(compiled_backend):
         g.batch(X, chunk=16)
 
 
+def test_empty_batch(compiled_backend):
+    g = fa.compile(rosenbrock, backend=compiled_backend)
+    assert g.batch(np.ones((0, 5)), threads=2).shape == (0, 5)
+    f = fa.jit(lambda x: (x * 2.0, np.sum(x)), backend=compiled_backend)
+    doubled, sums = f.batch(np.ones((0, 3)))
+    assert doubled.shape == (0, 3) and sums.shape == (0,)
+
+
 def test_default_chunk_depends_on_the_batch_not_the_threads():
     assert batched.default_chunk(256, None) == 8
     assert batched.default_chunk(256, 1 << 20) == 4
