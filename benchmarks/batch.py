@@ -89,11 +89,38 @@ def measure(problem: BatchProblem, rounds: int = 7, min_round_s: float = 0.2
     return {label: timing.median(s) for label, s in zip(problem.rows, samples)}
 
 
+def available_parallelism(threads: int = 2, rounds: int = 5) -> float:
+    """How much faster this process runs ``threads`` GIL-free jobs on as many
+    threads than one after another, now: about ``threads`` on a quiet
+    machine, about 1 when other processes hold every core (the scheduler
+    then gives a process the same share however many threads it runs), so
+    thread speed-ups measured beside it read against it."""
+    import hashlib
+    import threading
+    data = os.urandom(32 << 20)
+
+    def job() -> None:
+        hashlib.sha256(data).digest()
+
+    def run(n: int) -> float:
+        workers = [threading.Thread(target=job) for _ in range(n)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return time.perf_counter() - start
+    ratios = [threads * run(1) / run(threads) for _ in range(rounds)]
+    return timing.median(ratios)
+
+
 def batch_table(quick: bool) -> str:
     """The report section: one table per problem, with its target."""
     lines = ["## Batched evaluation\n",
              f"`g.batch` (see `benchmarks/batch.py`); {os.cpu_count()} cores, rounds "
              "alternating between the rows of a problem, medians.\n"]
+    lines.append(f"Parallel speed-up available to this process when measured (2 SHA-256 "
+                 f"jobs on 2 threads against 1 on 1): {available_parallelism():.2f}x.\n")
     for problem in all_problems():
         errors = {label: problem.check(call()) for label, call in problem.rows.items()}
         times = measure(problem, rounds=3 if quick else 7, min_round_s=0.05 if quick else 0.2)
