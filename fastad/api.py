@@ -31,15 +31,20 @@ def _argnums_tuple(argnums: ArgNums, nargs: int) -> tuple[int, ...]:
     return tuple(i % nargs for i in nums)
 
 
+_INEXACT = tuple(np.dtype(t) for t in (np.float64, np.float32, np.complex128, np.complex64))
+
+
 def check_leaf(x: Any, where: str) -> Any:
-    """A differentiable input leaf: a float or a float array (or a traced value)."""
+    """A differentiable input leaf: a float or complex number or array (or a traced value)."""
     if isinstance(x, Tracer):
         return x
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{where}: cannot differentiate with respect to a bool")
     if isinstance(x, (int, float, np.integer)):
         return np.float64(x)
-    if isinstance(x, np.floating):
+    if isinstance(x, complex):
+        return np.complex128(x)
+    if isinstance(x, (np.floating, np.complexfloating)):
         return x
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
@@ -48,9 +53,10 @@ def check_leaf(x: Any, where: str) -> Any:
                         f"{type(x).__name__}")
     if not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
-    if x.dtype not in (np.float64, np.float32):
-        raise TypeError(f"{where}: expected a float64 or float32 array, got dtype {x.dtype}; "
-                        "integers have no derivative: convert with .astype(float)")
+    if x.dtype not in _INEXACT:
+        raise TypeError(f"{where}: expected a float64 or float32 (or complex128, complex64) "
+                        f"array, got dtype {x.dtype}; integers have no derivative: convert with "
+                        ".astype(float)")
     return x
 
 
@@ -117,6 +123,11 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
         raise TypeError(f"{name} requires a scalar output, got shape {shape}; use "
                         "fastad.vjp or fastad.jacobian for non-scalar outputs")
     dtype = np.result_type(out.value if isinstance(out, Tracer) else out)
+    if dtype.kind == "c":
+        raise TypeError(f"{name} requires a real-valued output, got {dtype}: the gradient of a "
+                        "complex-valued function is not defined (it need not be holomorphic); "
+                        "differentiate a real function of it (abs(f)**2, real(f)), or use "
+                        "fastad.vjp / fastad.jvp / fastad.jacobian")
     if dtype.kind != "f":
         raise TypeError(f"{name} requires a real floating-point output, got {dtype}")
     return out

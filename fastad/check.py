@@ -5,7 +5,10 @@ For a random input direction u and a random output weighting w,
     w . (f(x + eps u) - f(x - eps u)) / (2 eps)  ~  w . (J u)
 
 where ``J u`` comes from forward mode (``jvp``) and ``w . J u = (J^T w) . u``
-from reverse mode (``vjp``).  Higher orders check the directional derivative
+from reverse mode (``vjp``).  Complex inputs are perturbed in their real and
+imaginary parts at once (u is complex), and ``a . b`` is ``Re(sum(a * b))``,
+the pairing under which fastad's (and autograd's and JAX's) cotangents are
+transposes.  Higher orders check the directional derivative
 itself, recursively, as autograd's ``check_grads`` does.
 """
 from __future__ import annotations
@@ -18,6 +21,8 @@ from . import pytree
 from .api import grad, jvp, vjp
 
 _TOLERANCES = {np.dtype(np.float64): (1e-6, 1e-5, 1e-7), np.dtype(np.float32): (1e-2, 3e-2, 1e-3)}
+_TOLERANCES[np.dtype(np.complex128)] = _TOLERANCES[np.dtype(np.float64)]
+_TOLERANCES[np.dtype(np.complex64)] = _TOLERANCES[np.dtype(np.float32)]
 
 
 def _flat_float(tree: Any) -> tuple[list[np.ndarray], Any]:
@@ -25,9 +30,23 @@ def _flat_float(tree: Any) -> tuple[list[np.ndarray], Any]:
     return [np.asarray(v) for v in leaves], treedef
 
 
+def _wide(x: Any) -> np.ndarray:
+    """x in float64, or complex128 if it is complex."""
+    x = np.asarray(x)
+    return x.astype(np.complex128 if x.dtype.kind == "c" else np.float64)
+
+
 def _dot(a: Sequence[Any], b: Sequence[Any]) -> float:
-    return float(sum(np.sum(np.asarray(x, np.float64) * np.asarray(y, np.float64))
-                     for x, y in zip(a, b)))
+    return float(sum(np.real(np.sum(_wide(x) * _wide(y))) for x, y in zip(a, b)))
+
+
+def _random_like(rng: np.random.Generator, x: Any) -> np.ndarray:
+    """Standard normal of x's shape and dtype; complex in both parts."""
+    dtype = np.result_type(x)
+    out = rng.standard_normal(np.shape(x))
+    if dtype.kind == "c":
+        out = out + 1j * rng.standard_normal(np.shape(x))
+    return out.astype(dtype if dtype.kind in "fc" else np.float64)
 
 
 def _combine(a: Sequence[np.ndarray], b: Sequence[np.ndarray], scale: float) -> list[Any]:
@@ -56,20 +75,20 @@ def check_grads(f: Callable[..., Any], args: Sequence[Any], order: int = 1,
             k += len(ls)
         return tuple(out)
 
-    direction = [rng.standard_normal(np.shape(v)).astype(np.result_type(v)) for v in flat]
+    direction = [_random_like(rng, v) for v in flat]
     out0 = pytree.flatten(f(*args))[0]
-    weight = [rng.standard_normal(np.shape(o)) for o in out0]
+    weight = [_random_like(rng, o) for o in out0]
 
     def weighted(*xs: Any) -> Any:
         outs = pytree.flatten(f(*xs))[0]
         total = 0.0
         for o, w in zip(outs, weight):
             total = total + (o * w.astype(_dtype_of(o))).sum()
-        return total
+        return np.real(total)
 
     plus = pytree.flatten(f(*unflat(_combine(flat, direction, eps))))[0]
     minus = pytree.flatten(f(*unflat(_combine(flat, direction, -eps))))[0]
-    numeric = _dot([(np.asarray(p, np.float64) - np.asarray(m, np.float64)) / (2 * eps)
+    numeric = _dot([(_wide(p) - _wide(m)) / (2 * eps)
                     for p, m in zip(plus, minus)], weight)
 
     for mode in modes:
@@ -108,7 +127,7 @@ def _directional(f: Callable[..., Any], mode: str, direction: tuple[Any, ...]
         total = 0.0
         for g, u in zip(pytree.flatten(grads)[0], pytree.flatten(direction)[0]):
             total = total + (g * u).sum()
-        return total
+        return np.real(total)
     return by_fwd if mode == "fwd" else by_rev
 
 

@@ -39,8 +39,8 @@ log = logging.getLogger("fastad")
 
 def _is_dynamic(leaf: Any) -> bool:
     if isinstance(leaf, np.ndarray):
-        return leaf.dtype.kind == "f"
-    return isinstance(leaf, (float, np.floating, Tracer))
+        return leaf.dtype.kind in "fc"
+    return isinstance(leaf, (float, complex, np.floating, np.complexfloating, Tracer))
 
 
 def _as_differentiable(leaf: Any) -> Any:
@@ -166,6 +166,7 @@ class Specializer:
         self.eager = eager
         self.max_traces = MAX_TRACES_PER_SIGNATURE if max_traces is None else max_traces
         self.gave_up: set[Any] = set()
+        self.fallbacks_warned: set[tuple[str, ...]] = set()
         self.outputs, self.unpack = KINDS[kind]
         wrt = None if argnums is None else ((argnums,) if isinstance(argnums, int) else argnums)
         self.wrt = None if wrt is None else tuple(wrt)
@@ -330,16 +331,24 @@ class Specializer:
         return spec
 
     def _build(self, tape: Tape) -> Any:
-        missing = backends.unsupported(self.backend, tape)
-        if missing:
-            warnings.warn(f"fastad: {getattr(self.fn, '__qualname__', 'the function')} uses "
-                          f"the primitive(s) {', '.join(missing)}, which the "
-                          f"{self.backend.__name__.rsplit('.', 1)[-1]} backend does not "
-                          "implement; it runs on the NumPy reference backend "
-                          "(fastad.backends.coverage() lists what each backend runs)",
-                          stacklevel=user_stacklevel())
-            return reference.build(tape)
-        return self.backend.build(tape)
+        """The chosen backend's executable or, when it cannot run the tape (a
+        primitive or a dtype it has no code for), the next backend's that can:
+        Numba, then the NumPy reference interpreter, which runs everything."""
+        refused = []
+        for module in backends.fallbacks(self.backend):
+            missing = backends.unsupported(module, tape)
+            if not missing:
+                if refused and tuple(refused) not in self.fallbacks_warned:
+                    self.fallbacks_warned.add(tuple(refused))  # once per function and reason
+                    warnings.warn(
+                        f"fastad: {getattr(self.fn, '__qualname__', 'the function')} runs on "
+                        f"the {backends.name_of(module)} backend ({'; '.join(refused)}; "
+                        "fastad.backends.coverage() lists what each backend runs)",
+                        stacklevel=user_stacklevel())
+                return module.build(tape)
+            refused.append(f"the {backends.name_of(module)} backend does not implement "
+                           f"{', '.join(missing)}")
+        raise AssertionError("unreachable: the reference backend runs every tape")
 
     def _rerolled(self, builder: Any, out_leaves: list[Any]) -> Tape | None:
         """The forward tape with its scalar loops rerolled, or None if it has none."""

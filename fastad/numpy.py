@@ -32,6 +32,8 @@ nan = _np.nan
 newaxis = None
 float64 = _np.float64
 float32 = _np.float32
+complex128 = _np.complex128
+complex64 = _np.complex64
 ndarray = _np.ndarray
 
 
@@ -53,8 +55,17 @@ def result_dtype(x: Any) -> _np.dtype:
 
 
 def _float_dtype(x: Any) -> _np.dtype:
+    """x's dtype if it is inexact (float or complex), else float64."""
     dt = result_dtype(x)
-    return dt if dt.kind == "f" else _np.dtype(_np.float64)
+    return dt if dt.kind in "fc" else _np.dtype(_np.float64)
+
+
+def iscomplexobj(x: Any) -> bool:
+    return result_dtype(x).kind == "c"
+
+
+def isrealobj(x: Any) -> bool:
+    return not iscomplexobj(x)
 
 
 @functools.lru_cache(maxsize=256)
@@ -114,7 +125,7 @@ def _binary(name: str):
 negative = _unary("neg")
 absolute = abs = _unary("abs")
 fabs = absolute
-sign = _unary("sign")
+_sign_real = _unary("sign")
 exp = _unary("exp")
 exp2 = _unary("exp2")
 log = _unary("log")
@@ -182,6 +193,38 @@ around = round
 def positive(x: Any) -> Any:
     return _fresh(x)
 
+
+def sign(x: Any) -> Any:
+    """sign(x); for complex x NumPy's x / |x| (0 at 0), which has a derivative."""
+    if not iscomplexobj(x):
+        return _sign_real(x)
+    mag = absolute(x)
+    return x / where(mag == 0.0, 1.0, mag)
+
+
+# -- complex numbers -------------------------------------------------------------
+def real(val: Any) -> Any:
+    return bind(_p("real"), val) if iscomplexobj(val) else val
+
+
+def imag(val: Any) -> Any:
+    if iscomplexobj(val):
+        return bind(_p("imag"), val)
+    return _constant(_np.zeros(shape(val), _float_dtype(val)))
+
+
+def conjugate(x: Any) -> Any:
+    return bind(_p("conj"), x) if iscomplexobj(x) else x
+
+
+conj = conjugate
+
+
+def angle(z: Any, deg: bool = False) -> Any:
+    """The argument of z, as arctan2(imag(z), real(z))."""
+    out = arctan2(imag(z), real(z)) if iscomplexobj(z) else arctan2(
+        _constant(_np.zeros(shape(z), _float_dtype(z))), z)
+    return out * (180.0 / _np.pi) if deg else out
 
 def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     if x is None or y is None:
@@ -855,7 +898,7 @@ _UFUNCS = {
     "logaddexp": logaddexp, "less": less, "less_equal": less_equal, "greater": greater,
     "greater_equal": greater_equal, "equal": equal, "not_equal": not_equal,
     "logical_and": logical_and, "logical_or": logical_or, "matmul": matmul,
-    "positive": positive, "isfinite": isfinite, "isnan": isnan,
+    "positive": positive, "isfinite": isfinite, "isnan": isnan, "conjugate": conjugate,
 }
 _REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
 
@@ -887,6 +930,8 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
     module = getattr(func, "__module__", "") or ""
     if module.startswith("numpy.linalg"):
         impl = getattr(linalg, name, None)
+    elif module.startswith("numpy.fft"):
+        impl = getattr(fft, name, None)
     else:
         impl = _PUBLIC_RENAMES.get(name) or globals().get(name)
         if impl is not None and not callable(impl):
@@ -947,4 +992,9 @@ for _name, _fn in _OPERATORS.items():
 ArrayTracer.__getitem__ = getitem
 ArrayTracer.__setitem__ = setitem
 Tracer.T = property(lambda self: transpose(self))
+Tracer.real = property(real)
+Tracer.imag = property(imag)
+Tracer.conj = Tracer.conjugate = _method(conjugate)
 Tracer.__hash__ = lambda self: id(self)
+
+from . import fft  # noqa: E402  (fastad.numpy.fft; written with this module's functions)

@@ -39,7 +39,8 @@ class Aval(NamedTuple):
         return f"{_DTYPE_ABBREV.get(self.dtype.name, self.dtype.name)}[{dims}]"
 
 
-_DTYPE_ABBREV = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64"}
+_DTYPE_ABBREV = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i64",
+                 "complex128": "c128", "complex64": "c64"}
 
 
 _scalar_avals: dict[type, Aval] = {}  # NumPy scalar type -> its Aval: most traced values
@@ -255,6 +256,7 @@ class _SafeUnpickler(pickle.Unpickler):
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
         ("numpy._core.multiarray", "scalar"), ("builtins", "slice"),
+        ("builtins", "complex"),  # complex(real, imag): a number, no code
     }
 
     def find_class(self, module: str, name: str) -> Any:

@@ -26,7 +26,7 @@ from .tape import Aval, Instr, SourcePos, Tape, aval_of
 
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
-_SCALAR_TYPES = (int, float, bool, np.number, np.bool_)
+_SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
 
 
 class Builder:
@@ -179,8 +179,10 @@ def _as_value(x: Any) -> Any:
         return x
     if isinstance(x, (float, int, np.floating, np.integer)) and not isinstance(x, (bool, np.bool_)):
         return np.float64(x) if isinstance(x, (int, float, np.integer)) else x
+    if isinstance(x, (complex, np.complexfloating)):
+        return np.complex128(x) if isinstance(x, complex) else x
     raise TypeError(f"cannot trace an argument of type {type(x).__name__}; "
-                    "pass floats or NumPy float arrays")
+                    "pass floats, complex numbers or NumPy float/complex arrays")
 
 
 def _internal(filename: str) -> bool:

@@ -22,7 +22,10 @@ DTYPES = (np.float64, np.float32)
 # the suite within a few minutes on two cores.
 FAST = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 12)), deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-VALUE_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5}
+COMPLEX_DTYPES = (np.complex128, np.complex64)
+VALUE_RTOL = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 2e-5,
+              np.dtype(np.complex128): 1e-12, np.dtype(np.complex64): 2e-5}
+DOUBLE = (np.dtype(np.float64), np.dtype(np.complex128))  # second-order checks run in these
 
 
 # -- inputs inside each function's domain -------------------------------------------
@@ -76,6 +79,26 @@ def well_conditioned(rng: np.random.Generator, shape: tuple) -> np.ndarray:
 
 
 DOMAINS["matrix"] = well_conditioned
+
+
+def _complex(real_part: Callable, imag_part: Callable) -> Callable:
+    return lambda rng, shape: real_part(rng, shape) + 1j * imag_part(rng, shape)
+
+
+# Complex inputs (for complex dtypes only): "cright" keeps clear of the branch
+# cut of log and sqrt on the negative real axis, "csmall" of the cuts of
+# arcsin, arctanh, ... beyond +-1 and +-i.
+DOMAINS["complex"] = _complex(_uniform(-1.5, 1.5), _uniform(-1.5, 1.5))
+DOMAINS["cright"] = _complex(_uniform(0.5, 2.0), _uniform(-1.0, 1.0))
+DOMAINS["csmall"] = _complex(_uniform(-0.5, 0.5), _uniform(-0.5, 0.5))
+DOMAINS["cnonzero"] = _complex(_away_from_zero, _away_from_zero)
+
+
+def complex_well_conditioned(rng: np.random.Generator, shape: tuple) -> np.ndarray:
+    return well_conditioned(rng, shape) + 1j * rng.uniform(-0.3, 0.3, shape) / max(shape[-1], 1)
+
+
+DOMAINS["cmatrix"] = complex_well_conditioned
 
 
 def make_args(seed: int, shapes: tuple, domains: tuple, dtype: Any) -> tuple[np.ndarray, ...]:
@@ -168,7 +191,7 @@ def check_function(f: Callable[..., Any], args: tuple, order: int = 2,
     central finite differences; second order only in float64.  Returns the tape."""
     tape = check_values(f, args, oracle)
     dtype = np.result_type(*args)
-    fa.check_grads(f, args, order=order if dtype == np.float64 else 1,
+    fa.check_grads(f, args, order=order if dtype in DOUBLE else 1,
                    modes=("fwd", "rev"), seed=seed, **tolerances)
     return tape
 
@@ -202,7 +225,7 @@ class Case:
         if self.oracle is not None:
             oracle = functools.partial(self.oracle, **params) if params else self.oracle
         tolerances = dict(self.tolerances)
-        if np.dtype(dtype) == np.float32:
+        if np.dtype(dtype) not in DOUBLE:
             tolerances.update(self.f32_tolerances)
         tape = check_function(f, args, self.order, oracle, seed=seed % 1000, **tolerances)
         recorded = {ins.prim for ins in tape.instrs}

@@ -844,6 +844,18 @@ def _guarded(x):
     return np.sin(x)
 
 
+# -- complex intermediates of real functions (complex inputs: test_complex.py) ----------
+@case("complex_parts", ["nonzero", "real"], two_shapes(), covers=["real", "imag", "conj", "abs"])
+def _complex_parts(x, y):
+    z = x + 1j * y
+    return np.real(z * z) + np.imag(np.conj(z) * np.exp(z)) + np.abs(z)
+
+
+@case("fft", ["real"], one_shape(min_dims=1, min_side=1), covers=["fft"])
+def _fft(x):
+    return np.real(np.fft.fft(x)) + np.imag(np.fft.ifft(x * 1j, norm="ortho"))
+
+
 # -- the tests -------------------------------------------------------------------------
 BUILTIN_PRIMITIVES = sorted(name for name in fastad.primitives.registry if "." not in name)
 

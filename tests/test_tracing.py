@@ -131,7 +131,7 @@ def test_leaving_the_trace_message_names_the_call(name, expected):
 
 
 UNSUPPORTED = {
-    "fft": lambda x: np.real(np.fft.fft(x)).sum(),
+    "hfft": lambda x: np.fft.hfft(x).sum(),
     "sort": lambda x: np.sort(x).sum(),
     "argsort": lambda x: x[np.argsort(x)].sum(),
     "median": lambda x: np.median(x),

@@ -32,6 +32,20 @@ def available() -> list[str]:
     return [name for name in _PREFERENCE if _load(name) is not None]
 
 
+def fallbacks(module: ModuleType) -> list[ModuleType]:
+    """``module`` followed by the available backends after it in order of
+    preference: where a tape goes when a backend cannot run it."""
+    name = name_of(module)
+    later = _PREFERENCE[_PREFERENCE.index(name) + 1:] if name in _PREFERENCE else ()
+    return [module] + [m for m in map(_load, later) if m is not None]
+
+
+def name_of(module: ModuleType) -> str:
+    """The backend name ("c", "numba", "numpy") of a backend module."""
+    tail = module.__name__.rsplit(".", 1)[-1]
+    return next((n for n, m in _MODULES.items() if m == tail), tail)
+
+
 def get(name: str) -> ModuleType:
     if name == "auto":
         name = available()[0]
@@ -64,11 +78,18 @@ def native_primitives(name: str) -> frozenset[str]:
     raise ValueError(f"unknown backend {name!r}")
 
 
+# The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
+# index constants, f float, c complex).
+NATIVE_DTYPE_KINDS = {"c": "biuf", "numba": "biuf", "numpy": "biufc"}
+
+
 def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
-    """The primitives of ``tape`` that backend ``module`` cannot run, sorted."""
-    name = next(n for n, m in _MODULES.items() if module.__name__.endswith("." + m))
-    native = native_primitives(name)
-    return sorted({ins.prim for ins in tape.instrs if ins.prim not in native})
+    """What of ``tape`` backend ``module`` cannot run: its primitives the
+    backend lacks, sorted, then the dtypes of values it has no code for."""
+    name = name_of(module)
+    native, kinds = native_primitives(name), NATIVE_DTYPE_KINDS[name]
+    missing = sorted({ins.prim for ins in tape.instrs if ins.prim not in native})
+    return missing + sorted({f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds})
 
 
 def coverage(show: bool = True) -> dict[str, dict[str, bool]]:

@@ -1065,6 +1065,9 @@ _RULES = {
 def lower(tape: Tape, fuse: bool = True) -> Program:
     """Lower a tape to a program for the VM; ``fuse=False`` keeps every
     elementwise instruction separate (no FUSED)."""
+    for aval in tape.avals:
+        if aval.dtype.kind == "c":
+            raise LoweringError(f"dtype {aval.dtype}: the VM has no complex numbers")
     for ins in tape.instrs:
         if ins.prim not in _RULES:
             raise LoweringError(f"primitive {ins.prim!r} has no VM lowering")

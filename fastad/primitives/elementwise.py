@@ -6,6 +6,13 @@ cotangent (or tangent) ``g`` by the partial derivative.  Binary rules see
 arguments un-broadcast; the reverse transform sums cotangents back to each
 argument's shape (`unbroadcast`).
 
+Complex inputs: the rules are written as holomorphic derivatives applied
+without conjugation (``g * f'(z)``), the convention of autograd and JAX:
+cotangents pair with tangents as ``Re(sum(ct * t))``, so the gradient of a
+real-valued f(x + iy) is ``df/dx - i df/dy``.  Non-holomorphic primitives
+(``abs``, ``real``, ``imag``, ``conj``) have separate reverse and forward
+rules; the transforms keep the cotangent and tangent of a real slot real.
+
 Non-differentiable points (documented choices, tested):
   abs(x) at 0 -> derivative 0 (sign(0) = 0), as autograd and JAX do.
   sqrt(x) at 0 -> derivative +inf, as the limit; cbrt likewise.
@@ -25,7 +32,6 @@ _LN10 = float(np.log(10.0))
 # name: (numpy implementation, d(g, ans, x))
 UNARY = {
     "neg":        (np.negative,   lambda g, ans, x: -g),
-    "abs":        (np.abs,        lambda g, ans, x: g * fnp.sign(x)),
     "exp":        (np.exp,        lambda g, ans, x: g * ans),
     "exp2":       (np.exp2,       lambda g, ans, x: g * ans * _LN2),
     "log":        (np.log,        lambda g, ans, x: g / x),
@@ -47,7 +53,9 @@ UNARY = {
     "cosh":       (np.cosh,       lambda g, ans, x: g * fnp.sinh(x)),
     "tanh":       (np.tanh,       lambda g, ans, x: g * (1.0 - fnp.square(ans))),
     "arcsinh":    (np.arcsinh,    lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
-    "arccosh":    (np.arccosh,    lambda g, ans, x: g / fnp.sqrt(fnp.square(x) - 1.0)),
+    # sqrt(x - 1) sqrt(x + 1), not sqrt(x**2 - 1): the same for real x > 1, and
+    # the derivative of NumPy's principal branch for complex x
+    "arccosh":    (np.arccosh,    lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
     "arctanh":    (np.arctanh,    lambda g, ans, x: g / (1.0 - fnp.square(x))),
 }
 
@@ -146,7 +154,56 @@ defvjp(_where, None, _where_vjp(True), _where_vjp(False))
 defjvp(_where, None, lambda t, ans, c, a, b: fnp.where(c, t, 0.0),
        lambda t, ans, c, a, b: fnp.where(c, 0.0, t))
 
-_astype = defprim("astype", lambda x, dtype: np.asarray(x).astype(dtype), 1)
+def _abs_vjp(g, ans, x):
+    if not fnp.iscomplexobj(x):
+        return g * fnp.sign(x)
+    return g * fnp.conj(x) / fnp.where(ans == 0.0, 1.0, ans)  # 0 at z = 0, like real sign
+
+
+def _abs_jvp(t, ans, x):
+    if not fnp.iscomplexobj(x):
+        return t * fnp.sign(x)
+    return fnp.real(t * fnp.conj(x)) / fnp.where(ans == 0.0, 1.0, ans)
+
+
+# Elementwise, with rules of their own (for complex inputs) outside the tables.
+NON_HOLOMORPHIC = ("abs", "real", "imag", "conj")
+
+_p = defprim("abs", np.abs, 1)
+defvjp(_p, _abs_vjp)
+defjvp(_p, _abs_jvp)
+_p.elementwise_partials = [_abs_vjp]
+
+
+def _as_complex(g, like):
+    """A real cotangent as the complex dtype of ``like``."""
+    return fnp.astype(g, fnp.result_dtype(like))
+
+
+# Real part, imaginary part, conjugate: linear over the reals, not holomorphic.
+# With the pairing Re(ct * t): real's transpose is the identity into the
+# complex numbers, imag's is multiplication by -i, conj's is conj.
+_p = defprim("real", np.real, 1)
+defvjp(_p, lambda g, ans, x: _as_complex(g, x))
+defjvp(_p, lambda t, ans, x: fnp.real(t))
+
+_p = defprim("imag", np.imag, 1)
+defvjp(_p, lambda g, ans, x: _as_complex(g, x) * -1j)
+defjvp(_p, lambda t, ans, x: fnp.imag(t))
+
+_p = defprim("conj", np.conjugate, 1)
+defvjp(_p, lambda g, ans, x: fnp.conj(g))
+defjvp(_p, lambda t, ans, x: fnp.conj(t))
+
+
+def _astype_impl(x, dtype):
+    x = np.asarray(x)
+    if x.dtype.kind == "c" and np.dtype(dtype).kind != "c":
+        x = x.real  # NumPy's own cast, without its ComplexWarning
+    return x.astype(dtype)
+
+
+_astype = defprim("astype", _astype_impl, 1)
 defvjp(_astype, lambda g, ans, x, dtype: fnp.astype(g, fnp.result_dtype(x)))
 defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
 

@@ -91,6 +91,12 @@ def _scatter(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
     return bind(registry[prim], x, flat, v)
 
 
+def _fft(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+         params: dict[str, Any], size: int) -> Any:
+    axes = tuple(a + 1 for a in params["axes"])
+    return bind(registry[prim], args[0][0], **{**params, "axes": axes})
+
+
 def _batched_linalg(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
                     params: dict[str, Any], size: int) -> Any:
     return bind(registry[prim], *(_batch_all(a, s, size) for a, s in zip(args, shapes)),
@@ -125,13 +131,13 @@ def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
 
 _ELEMENTWISE = (set(elementwise.UNARY) | set(elementwise.UNARY_ZERO_DERIVATIVE)
                 | set(elementwise.BINARY) | set(elementwise.BINARY_ZERO_DERIVATIVE)
-                | {"where", "astype", "stop_gradient"})
+                | set(elementwise.NON_HOLOMORPHIC) | {"where", "astype", "stop_gradient"})
 
 RULES: dict[str, Callable[..., Any]] = {
     **{name: _elementwise for name in _ELEMENTWISE},
     **{name: _reduction for name in ("sum", "prod", "max", "min")},
     "cumsum": _cumsum, "reshape": _reshape, "transpose": _transpose,
-    "broadcast_to": _broadcast_to, "take": _take,
+    "broadcast_to": _broadcast_to, "take": _take, "fft": _fft,
     "scatter_set": _scatter, "scatter_add": _scatter,
     "matmul": _matmul,
     **{name: _batched_linalg for name in ("solve", "logabsdet", "detsign")},

@@ -72,15 +72,26 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 continue
             if strong_zero and prim.elementwise_partials:
                 part = fnp.where(g == 0, 0.0, prim.elementwise_partials[argnum](g, ans, *args))
-                _accumulate(adjoint, slot, fnp.unbroadcast(part, fnp.shape(args[argnum])))
+                _accumulate(adjoint, slot, _real_if_real(
+                    builder, slot, fnp.unbroadcast(part, fnp.shape(args[argnum]))))
                 continue
             rule = prim.vjp_rule(argnum)
             if rule is not None:
-                _accumulate(adjoint, slot, rule(g, ans, *args, **params))
+                _accumulate(adjoint, slot, _real_if_real(builder, slot,
+                                                         rule(g, ans, *args, **params)))
     builder.line_override = None
 
     return [adjoint.get(s, None) if s in adjoint else fnp.zeros_for(t)
             for s, t in zip(wrt_slots, wrt)]
+
+
+def _real_if_real(builder: Builder, slot: int, contribution: Any) -> Any:
+    """The cotangent of a real slot is real: a complex contribution (a real x
+    times a complex y) keeps its real part, the transpose of embedding the
+    reals in the complex numbers under the pairing Re(ct * t)."""
+    if builder.tape.avals[slot].dtype.kind != "c" and fnp.iscomplexobj(contribution):
+        return fnp.real(contribution)
+    return contribution
 
 
 def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:
