@@ -776,6 +776,8 @@ def _inv(a: Any) -> Any:
 
 
 def _slogdet(a: Any) -> tuple[Any, Any]:
+    if iscomplexobj(a):  # the sign's derivative is not zero: refuse, never a wrong answer
+        raise TracingError("slogdet/det of a complex matrix is not supported on traced values")
     return bind(_p("detsign"), a), bind(_p("logabsdet"), a)
 
 

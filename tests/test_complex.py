@@ -249,12 +249,22 @@ def test_tape_of_complex_values_round_trips():
 
 
 # -- compiled backends: the same numbers as the reference -------------------------------
+# Each mixes many primitives, so that few functions (each a Numba compilation)
+# cover them all.
 COMPILED = {
-    "holomorphic": lambda z: np.sum(np.abs(np.exp(z) * z + np.sqrt(z) / (z + 2.0)) ** 2),
-    "parts": lambda z: np.sum(np.real(z) * np.imag(z * z) + np.angle(z)),
-    "structure": lambda z: np.sum(np.abs(np.cumsum(z[::-1]) * np.reshape(z, (2, 3)).T.sum()) ** 2),
-    "linalg": lambda z: np.sum(np.abs(np.linalg.solve(np.reshape(z[:4], (2, 2)) + 3.0,
-                                                     z[4:]) ** 2)),
+    "holomorphic": lambda z: np.sum(np.abs(np.exp(z) * z + np.sqrt(z) / (z + 2.0)
+                                           + np.log(z) * np.sin(z) - np.cos(z) ** 3
+                                           + np.tanh(z) * np.arcsinh(z) + np.exp2(z)
+                                           - np.log1p(z) * np.log10(z) + z ** (1.5 + 0.5j)
+                                           + 1.0 / np.arctan(z)) ** 2),
+    "parts": lambda z: np.sum(np.real(z) * np.imag(z * z) + np.angle(z) + np.abs(np.conj(z) * 1j)
+                              + np.sign(z).real),
+    "mixed": lambda z: np.sum(np.abs(np.exp(1j * np.abs(z)) + np.real(z) * z
+                                     + np.where(np.abs(z) > 1.0, z, 2.0 * z)) ** 2),
+    "structure": lambda z: np.sum(np.abs(np.cumsum(z[::-1]) * np.reshape(z, (2, 3)).T.sum()
+                                         + np.prod(z) * np.concatenate([z[:3], z[3:] ** 2])) ** 2),
+    "linalg": lambda z: np.sum(np.abs(np.linalg.solve(np.reshape(z[:4], (2, 2)) + 3.0, z[4:])
+                                      + np.reshape(z, (2, 3)) @ z[:3]) ** 2),
 }
 
 
@@ -272,6 +282,24 @@ def test_compiled_agrees_with_reference(backend, name, dtype):
     assert got_grad.dtype == dtype
     np.testing.assert_allclose(got_value, want_value, rtol=rtol)
     np.testing.assert_allclose(got_grad, want_grad, rtol=rtol, atol=rtol)
+
+
+def test_numba_runs_complex_code_itself():
+    if "numba" not in fa.backends_available():
+        pytest.skip("numba is not installed")
+    from fastad.backends import numba_backend
+    z = make_args(8, ((6,),), ("cright",), np.complex128)[0]
+    g = fa.compile(COMPILED["holomorphic"], backend="numba")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback
+        g(z)
+    assert isinstance(g.program, numba_backend.Executable)
+
+
+def test_complex_determinants_are_refused():
+    a = np.eye(2) * (1.0 + 1.0j)
+    with pytest.raises(fa.TracingError, match="complex matrix"):
+        fa.grad(lambda a: np.abs(np.linalg.det(a)))(a)
 
 
 def test_fallback_warns_once_naming_the_dtype():

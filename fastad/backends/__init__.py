@@ -80,7 +80,7 @@ def native_primitives(name: str) -> frozenset[str]:
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
 # index constants, f float, c complex).
-NATIVE_DTYPE_KINDS = {"c": "biuf", "numba": "biuf", "numpy": "biufc"}
+NATIVE_DTYPE_KINDS = {"c": "biuf", "numba": "biufc", "numpy": "biufc"}
 
 
 def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
@@ -88,8 +88,13 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     backend lacks, sorted, then the dtypes of values it has no code for."""
     name = name_of(module)
     native, kinds = native_primitives(name), NATIVE_DTYPE_KINDS[name]
-    missing = sorted({ins.prim for ins in tape.instrs if ins.prim not in native})
-    return missing + sorted({f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds})
+    missing = {ins.prim for ins in tape.instrs if ins.prim not in native}
+    if name == "numba":
+        from .numba_backend import REAL_ONLY
+        missing |= {f"{ins.prim} of complex values" for ins in tape.instrs
+                    if ins.prim in REAL_ONLY
+                    and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
+    return sorted(missing) + sorted({f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds})
 
 
 def coverage(show: bool = True) -> dict[str, dict[str, bool]]:

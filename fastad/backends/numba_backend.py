@@ -73,6 +73,7 @@ SCALAR_OPERATORS = {
     "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
     "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}",
     "eq": "{0} == {1}", "ne": "{0} != {1}",
+    "real": "{0}.real", "imag": "{0}.imag", "conj": "{0}.conjugate()",
 }
 UFUNCS = {
     "neg": "negative", "abs": "abs", "exp": "exp", "exp2": "exp2", "log": "log",
@@ -86,8 +87,14 @@ UFUNCS = {
     "maximum": "maximum", "minimum": "minimum", "arctan2": "arctan2", "hypot": "hypot",
     "logaddexp": "logaddexp", "lt": "less", "le": "less_equal", "gt": "greater",
     "ge": "greater_equal", "eq": "equal", "ne": "not_equal", "logical_and": "logical_and",
-    "logical_or": "logical_or",
+    "logical_or": "logical_or", "real": "real", "imag": "imag", "conj": "conjugate",
 }
+# Primitives NumPy defines on complex numbers that Numba does not (ordering,
+# and functions of real numbers only): tapes applying them to complex values
+# run on the reference backend.
+REAL_ONLY = frozenset({"maximum", "minimum", "lt", "le", "gt", "ge", "max", "min",
+                       "floor", "ceil", "round", "cbrt", "arctan2", "hypot", "logaddexp",
+                       "logabsdet", "detsign"})
 # combine(acc, v) of a reduction; max and min let a NaN win, as NumPy does.
 REDUCERS = {
     "sum": "{acc} + {v}",
@@ -98,12 +105,19 @@ REDUCERS = {
 REDUCER_IDENTITY = {"sum": 0, "prod": 1}  # the value of an empty sum or product
 REDUCER_START = {"sum": 0, "prod": 1, "max": -np.inf, "min": np.inf}
 
-_NUMBA_TYPE = {"float64": "float64", "float32": "float32", "int64": "int64", "bool": "boolean"}
+_NUMBA_TYPE = {"float64": "float64", "float32": "float32", "int64": "int64", "bool": "boolean",
+               "complex128": "complex128", "complex64": "complex64"}
+_COMPLEX_OF = {np.dtype(np.float32): np.dtype(np.complex64)}  # else complex128
 
 
 def _literal(value: Any, dtype: np.dtype) -> str:
     """Source text of a scalar of ``dtype`` (the type Numba will give it)."""
     dtype = np.dtype(dtype)
+    if dtype.kind == "c" or isinstance(value, (complex, np.complexfloating)):
+        dtype = dtype if dtype.kind == "c" else _COMPLEX_OF.get(dtype, np.dtype(np.complex128))
+        value = complex(value)
+        text = f"complex({_literal(value.real, np.float64)}, {_literal(value.imag, np.float64)})"
+        return text if dtype == np.complex128 else f"np.{dtype.name}({text})"
     if dtype.kind == "b":
         return repr(bool(value))
     if dtype.kind in "iu":
@@ -507,7 +521,7 @@ class _Generator:
         if ins.prim == "where":
             return f"{args[1]} if {args[0]} else {args[2]}"
         if ins.prim == "astype":
-            return f"np.{self.avals[ins.out].dtype.name}({args[0]})"
+            return f"np.{self.avals[ins.out].dtype.name}({self.real_part(ins, args[0])})"
         template = SCALAR_OPERATORS.get(ins.prim)
         return template.format(*args) if template else f"np.{UFUNCS[ins.prim]}({', '.join(args)})"
 
@@ -539,10 +553,10 @@ class _Generator:
         """The dtype a weak constant operand of ``ins`` takes (NEP 50)."""
         for s in ins.ins:
             weak = s in self.tape.consts and _is_weak(self.tape.consts[s])
-            if not weak and self.avals[s].dtype.kind == "f":
+            if not weak and self.avals[s].dtype.kind in "fc":
                 return self.avals[s].dtype
         out = self.avals[ins.out].dtype
-        return out if out.kind == "f" else np.dtype(np.float64)
+        return out if out.kind in "fc" else np.dtype(np.float64)
 
     def emit_elementwise(self, ins: Instr) -> None:
         dtype = self.operand_dtype(ins)
@@ -572,9 +586,15 @@ class _Generator:
                                             ("bool_", aval.dtype.name, aval.dtype.name)))
         self.define_array(ins, f"np.where({c}, {a}, {b})")
 
+    def real_part(self, ins: Instr, x: str) -> str:
+        """x, or its real part when ``ins`` casts complex to real (as NumPy does)."""
+        complex_to_real = (self.avals[ins.ins[0]].dtype.kind == "c"
+                           and self.avals[ins.out].dtype.kind != "c")
+        return f"{x}.real" if complex_to_real else x
+
     def emit_astype(self, ins: Instr) -> None:
         aval = self.avals[ins.out]
-        x = self.ref(ins.ins[0])
+        x = self.real_part(ins, self.ref(ins.ins[0]))
         if aval.shape == ():
             self.define_scalar(ins, f"np.{aval.dtype.name}({x})")
         else:
@@ -776,7 +796,7 @@ class _Generator:
         operands = []
         for s in ins.ins:
             x = self.ref(s)
-            if self.avals[s].dtype != aval.dtype and aval.dtype.kind == "f":
+            if self.avals[s].dtype != aval.dtype and aval.dtype.kind in "fc":
                 x = f"{x}.astype(np.{dt})"
             operands.append(x)
         a = self.avals[ins.ins[0]]
@@ -1013,7 +1033,7 @@ class Executable:
 
     def _coerce(self, k: int, value: Any) -> Any:
         shape, dtype = self._in[k]
-        if isinstance(value, (bool, np.bool_)) or np.asarray(value).dtype.kind not in "fiu":
+        if isinstance(value, (bool, np.bool_)) or np.asarray(value).dtype.kind not in "fiuc":
             raise SignatureError(f"input {k}: expected a {dtype.name} array of shape {shape}, "
                                  f"got {type(value).__name__}")
         arr = np.array(value, dtype=dtype, order="C")  # a private, writable copy
