@@ -167,7 +167,7 @@ class Tape:
             define(s, "input")
         for s, v in self.consts.items():
             define(s, "constant")
-            if not isinstance(v, (np.ndarray, np.generic, float, int, bool)):
+            if not isinstance(v, (np.ndarray, np.generic, float, int, bool, complex)):
                 raise TapeError(f"constant slot {s} holds a {type(v).__name__}")
             if aval_of(v).shape != self.avals[s].shape:
                 raise TapeError(f"constant slot {s} has shape {np.shape(v)}, "
@@ -222,8 +222,9 @@ class Tape:
         return tape
 
 
-#: what a slot may hold: the float types, booleans and integer index arrays
-_SLOT_KINDS = "fbi"
+#: what a slot may hold: the float and complex types, booleans and integer index arrays
+_SLOT_KINDS = "fcbi"
+_MAX_ITEMSIZE = {"c": 16}  # complex128; every other kind at most 8 bytes (no long double)
 #: no slot may need more bytes than this (the C VM's arena limit)
 MAX_SLOT_BYTES = 1 << 40
 MAX_NDIM = 32
@@ -233,7 +234,7 @@ def _check_aval(slot: int, aval: Aval) -> None:
     """A slot's shape and dtype are sane before any size is computed from them."""
     shape, dtype = aval
     if not isinstance(dtype, np.dtype) or dtype.kind not in _SLOT_KINDS \
-            or dtype.itemsize > 8 or not dtype.isnative:
+            or dtype.itemsize > _MAX_ITEMSIZE.get(dtype.kind, 8) or not dtype.isnative:
         raise TapeError(f"slot {slot} has unsupported dtype {dtype!r}")
     if not isinstance(shape, tuple) or len(shape) > MAX_NDIM or not all(
             isinstance(d, (int, np.integer)) and not isinstance(d, bool) and d >= 0
