@@ -234,3 +234,22 @@ class Case:
 
 def case_id(case: Case) -> str:
     return case.name
+
+
+def registrar(cases: list[Case], **defaults: Any) -> Callable[..., Any]:
+    """A decorator ``case(name, domains, draw, covers=...)`` adding a Case to ``cases``."""
+    def case(name, domains, draw, covers=(), **kw):
+        def register(fn):
+            cases.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers),
+                              **{**defaults, **kw}))
+            return fn
+        return register
+    return case
+
+
+def one_shape(**kw: Any) -> Callable[[Any], tuple[tuple, dict]]:
+    return lambda data: ((data.draw(shapes(**kw), label="shape"),), {})
+
+
+def two_shapes(**kw: Any) -> Callable[[Any], tuple[tuple, dict]]:
+    return lambda data: (data.draw(broadcast_pair(**kw), label="shapes"), {})

@@ -19,29 +19,14 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from fastad.backends.reference import evaluate
-from helpers import COMPLEX_DTYPES, FAST, Case, axes_for, broadcast_pair, case_id, make_args
-from helpers import shapes
+from helpers import COMPLEX_DTYPES, FAST, Case, axes_for, case_id, make_args, one_shape
+from helpers import registrar, shapes, two_shapes
 
 autograd = pytest.importorskip("autograd")
 anp = pytest.importorskip("autograd.numpy")
 
 CASES: list[Case] = []
-
-
-def case(name, domains, draw, covers=(), **kw):
-    def register(fn):
-        CASES.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers),
-                          dtypes=COMPLEX_DTYPES, **kw))
-        return fn
-    return register
-
-
-def one_shape(**kw):
-    return lambda data: ((data.draw(shapes(**kw), label="shape"),), {})
-
-
-def two_shapes(**kw):
-    return lambda data: (data.draw(broadcast_pair(**kw), label="shapes"), {})
+case = registrar(CASES, dtypes=COMPLEX_DTYPES)
 
 
 # -- holomorphic elementwise functions -----------------------------------------------

@@ -19,24 +19,10 @@ from hypothesis.extra import numpy as hnp
 import fastad
 import fastad.numpy as fnp
 from helpers import DTYPES, FAST, Case, axes_for, broadcast_pair, broadcast_triple, case_id
-from helpers import reduced_axes, shapes
+from helpers import one_shape, reduced_axes, registrar, shapes, two_shapes
 
 CASES: list[Case] = []
-
-
-def case(name, domains, draw, covers=(), **kw):
-    def register(fn):
-        CASES.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers), **kw))
-        return fn
-    return register
-
-
-def one_shape(**kw):
-    return lambda data: ((data.draw(shapes(**kw), label="shape"),), {})
-
-
-def two_shapes(**kw):
-    return lambda data: (data.draw(broadcast_pair(**kw), label="shapes"), {})
+case = registrar(CASES)
 
 
 # -- elementwise unary ---------------------------------------------------------------
