@@ -67,9 +67,9 @@ def normalize_axes(args: Sequence[Any], in_axes: Any) -> tuple[list[Any], tuple[
         leaves, tree = pytree.flatten(arg)
         new_leaves = []
         for leaf in leaves:
-            if not isinstance(leaf, np.ndarray) or leaf.dtype.kind != "f":
+            if not isinstance(leaf, np.ndarray) or leaf.dtype.kind not in "fc":
                 raise ValueError(f"batch: argument {i} is batched (in_axes={ax}), so its leaves "
-                                 f"must be float arrays, got {type(leaf).__name__}")
+                                 f"must be float or complex arrays, got {type(leaf).__name__}")
             if not -leaf.ndim <= ax < leaf.ndim:
                 raise ValueError(f"batch: in_axes={ax} for argument {i} of shape {leaf.shape}")
             if count is not None and leaf.shape[ax] != count:

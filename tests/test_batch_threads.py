@@ -91,6 +91,15 @@ def test_chunks_that_take_other_branches_are_retraced(compiled_backend):
         g.batch(X, chunk=16)
 
 
+@pytest.mark.filterwarnings("ignore:fastad.*runs on the")
+def test_complex_batches(compiled_backend):
+    Z = rng.standard_normal((13, 3)) + 1j * rng.standard_normal((13, 3))
+    g = fa.compile(lambda z: np.sum(np.abs(z * (1 + 2j)) ** 2), backend=compiled_backend)
+    serial = g.batch(Z, threads=1, chunk=3)
+    assert_same_bits(g.batch(Z, threads=2, chunk=3), serial)
+    np.testing.assert_allclose(serial, np.stack([g(z) for z in Z]), rtol=1e-13)
+
+
 def test_empty_batch(compiled_backend):
     g = fa.compile(rosenbrock, backend=compiled_backend)
     assert g.batch(np.ones((0, 5)), threads=2).shape == (0, 5)
@@ -137,7 +146,7 @@ def test_batch_sizes_must_agree():
     g = fa.compile(mlp_loss)
     with pytest.raises(ValueError, match="batch sizes differ"):
         g.batch(mlp_params(), np.ones((4, 1, 5)), np.ones((3, 1, 2)), in_axes=(None, 0, 0))
-    with pytest.raises(ValueError, match="must be float arrays"):
+    with pytest.raises(ValueError, match="must be float or complex arrays"):
         g.batch(mlp_params(), [1.0, 2.0], np.ones((2, 1, 2)), in_axes=(None, 0, 0))
 
 
