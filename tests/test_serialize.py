@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 import fastad as fa
-from fastad.tape import Tape
+from fastad.backends import c_backend
+from fastad.backends.lower import lower
+from fastad.tape import Aval, Instr, Tape
 
 
 def loss(p, x):
@@ -71,16 +73,25 @@ def test_hostile_payloads_are_rejected():
             Tape.from_bytes(payload)
 
 
-def test_mutated_payloads_never_crash():
+def test_mutated_payloads_never_crash(record_count):
+    """Saved functions with random bytes overwritten, cut short or spliced:
+    loading raises TapeError, or what loads runs (or fails) cleanly."""
     g, p, x = make()
     g(p, x)
-    data = bytearray(fa.dumps(g))
+    data = bytes(fa.dumps(g))
     rng = np.random.default_rng(0)
     tried = accepted = 0
-    for _ in range(300):
+    for trial in range(1000):
         mutated = bytearray(data)
-        for _ in range(rng.integers(1, 4)):
-            mutated[rng.integers(len(mutated))] = rng.integers(256)
+        kind = trial % 3
+        if kind == 0:
+            for _ in range(rng.integers(1, 4)):
+                mutated[rng.integers(len(mutated))] = rng.integers(256)
+        elif kind == 1:
+            mutated = mutated[:rng.integers(len(mutated))]
+        else:
+            at = rng.integers(len(mutated))
+            mutated[at:at] = rng.integers(0, 256, rng.integers(1, 16), dtype=np.uint8).tobytes()
         tried += 1
         try:
             h = fa.loads(bytes(mutated))
@@ -89,6 +100,104 @@ def test_mutated_payloads_never_crash():
         accepted += 1
         try:  # a mutation that survives validation must still fail cleanly or run
             h(p, x)
-        except (fa.FastadError, ValueError, TypeError, IndexError):
+        except (fa.FastadError, ValueError, TypeError, IndexError, KeyError):
             pass
-    print(f"mutated payloads tried: {tried}, accepted by validation: {accepted}")
+    record_count("mutated saved functions tried", tried)
+    record_count("mutated saved functions accepted by validation (then run)", accepted)
+    assert accepted < tried
+
+
+def test_random_bytes_are_rejected(record_count):
+    rng = np.random.default_rng(1)
+    prefix = pickle.dumps({"format": "fastad-compiled-1"}, protocol=4)[:12]
+    tried = 0
+    for trial in range(1000):
+        junk = rng.integers(0, 256, rng.integers(0, 400), dtype=np.uint8).tobytes()
+        payload = prefix + junk if trial % 2 else junk
+        with pytest.raises(fa.TapeError):
+            fa.loads(payload)
+        with pytest.raises(fa.TapeError):
+            Tape.from_bytes(payload)
+        tried += 1
+    record_count("random byte strings tried (all rejected)", tried)
+
+
+def hostile(tape_fields):
+    """The bytes of a tape built directly from (possibly inconsistent) fields."""
+    return Tape(**tape_fields).to_bytes()
+
+
+F64 = np.dtype(np.float64)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(inputs=[0], outputs=[5], instrs=[Instr("sin", 1, (0,))],
+          avals=[Aval((3,), F64)] * 2), "never defined"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("no_such_op", 1, (0,))],
+          avals=[Aval((3,), F64)] * 2), "unknown primitive"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("sin", 1, (7,))],
+          avals=[Aval((3,), F64)] * 2), "before it is defined"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("sin", 0, (0,))],
+          avals=[Aval((3,), F64)] * 2), "defined twice"),
+    (dict(inputs=[-1], outputs=[0], avals=[Aval((3,), F64)]), "outside"),
+    (dict(inputs=[0], outputs=[1], consts={1: np.ones(5)},
+          avals=[Aval((3,), F64)] * 2), "has shape"),
+    (dict(inputs=[0], outputs=[1], consts={1: np.ones(3, np.float32)},
+          avals=[Aval((3,), F64)] * 2), "has dtype"),
+    (dict(inputs=[0], outputs=[0], avals=[Aval((3,), np.dtype(object))]), "dtype"),
+    (dict(inputs=[0], outputs=[0], avals=[Aval((3, -1), F64)]), "invalid shape"),
+    (dict(inputs=[0], outputs=[0], avals=[Aval((1,) * 40, F64)]), "invalid shape"),
+    (dict(inputs=[0], outputs=[0], avals=[Aval((2**32, 2**32), F64)]), "bytes"),
+], ids=["output", "opcode", "operand", "redefined", "input", "const-shape", "const-dtype",
+        "object", "negative-dim", "ndim", "overflow"])
+def test_hostile_tapes_are_rejected_with_a_clear_error(fields, message):
+    with pytest.raises(fa.TapeError, match=message):
+        Tape.from_bytes(hostile(fields))
+
+
+@pytest.mark.skipif(not c_backend.available, reason="C extension not built")
+def test_mutated_programs_never_crash_the_vm(record_count):
+    """The VM entry: lowered programs with random words of code, descriptors,
+    indices, ports and arena size replaced are rejected by the VM's validator
+    or run (to garbage, never outside their arena; CI runs this under ASan)."""
+    tape = fa.make_tape(lambda x, m: (np.sum(np.sin(x)[::2] * x[[0, 1, 4]]),
+                                      np.cumsum(m * x[:3], axis=1) @ x[3:],
+                                      np.max(m, axis=0)))(np.ones(6), np.ones((3, 3)))
+    program = lower(tape)
+    P = type(program)
+    rng = np.random.default_rng(2)
+    args = [rng.uniform(-1, 1, 6), rng.uniform(-1, 1, (3, 3))]
+    extremes = [-1, 0, 1, 7, 2**20, 2**31 - 1, -2**31, 2**40, 2**62, -2**62]
+    tried = rejected = 0
+    for trial in range(4000):
+        code, meta, index = program.code.copy(), program.meta.copy(), program.index.copy()
+        arena, inputs, outputs = program.arena_bytes, list(program.inputs), list(program.outputs)
+        for _ in range(rng.integers(1, 3)):
+            target = rng.integers(5)
+            word = rng.choice(extremes) if rng.random() < 0.5 else rng.integers(-64, 64)
+            if target == 0:
+                code[rng.integers(len(code))] = np.clip(word, -2**31, 2**31 - 1)
+            elif target == 1 and len(meta):
+                meta[rng.integers(len(meta))] = word
+            elif target == 2 and len(index):
+                index[rng.integers(len(index))] = word
+            elif target == 3:
+                k = rng.integers(len(inputs))
+                off, dt, shape = inputs[k]
+                inputs[k] = (int(word), dt, shape)
+            else:
+                arena = int(max(word, -1)) if rng.random() < 0.3 else arena
+        tried += 1
+        try:
+            exe = c_backend.Executable(P(code, meta, index, program.const_image, arena,
+                                         inputs, outputs))
+        except fa.TapeError:
+            rejected += 1
+            continue
+        try:
+            exe.run(args)
+        except (np.linalg.LinAlgError, MemoryError):
+            pass  # a singular matrix of garbage; an arena too large to allocate
+    record_count("mutated VM programs tried", tried)
+    record_count("mutated VM programs rejected by the VM's validator", rejected)
+    assert rejected > tried // 4
