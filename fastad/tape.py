@@ -150,6 +150,7 @@ class Tape:
     def validate(self) -> None:
         """Check SSA form and operand ranges; raise TapeError on the first fault."""
         from .primitives.registry import registry
+        from .shapes import check_shapes
 
         n = len(self.avals)
         defined = np.zeros(n, dtype=bool)
@@ -186,6 +187,7 @@ class Tape:
         for s in self.outputs:
             if not isinstance(s, (int, np.integer)) or not 0 <= s < n or not defined[s]:
                 raise TapeError(f"output slot {s!r} is never defined")
+        check_shapes(self)
 
     # -- serialization ------------------------------------------------------
     def to_bytes(self) -> bytes:

@@ -487,8 +487,14 @@ def check_backends(prog, seed, backends, record_count):
     loss = weighted_loss(prog, w)
     argnums = tuple(range(len(args)))
     v = tangents_for(prog, seed)
-    reference = fa.compile(loss, argnums=argnums, backend="numpy").value_and_grad(*args)
+    compiled = fa.compile(loss, argnums=argnums, backend="numpy")
+    reference = compiled.value_and_grad(*args)
     ref_jvp = fa.jvp(prog, args, v)[1]
+    # every compiled tape passes the loader's validation and runs the same after it
+    loaded = fa.loads(fa.dumps(compiled)).value_and_grad(*args)
+    close(loaded[0], reference[0], dtype, "saved and loaded: loss")
+    for g, r in zip(loaded[1], reference[1]):
+        close(g, r, dtype, "saved and loaded: gradient")
     for backend in backends:
         for got, expected in zip(fa.jit(prog, backend=backend)(*args), want):
             close(got, expected, dtype, f"{backend}: values")

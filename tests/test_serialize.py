@@ -148,8 +148,28 @@ F64 = np.dtype(np.float64)
     (dict(inputs=[0], outputs=[0], avals=[Aval((3, -1), F64)]), "invalid shape"),
     (dict(inputs=[0], outputs=[0], avals=[Aval((1,) * 40, F64)]), "invalid shape"),
     (dict(inputs=[0], outputs=[0], avals=[Aval((2**32, 2**32), F64)]), "bytes"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("sin", 1, (0,))],
+          avals=[Aval((3,), F64), Aval((10**6,), F64)]), "declares shape"),
+    (dict(inputs=[0, 1], outputs=[2], instrs=[Instr("add", 2, (0, 1))],
+          avals=[Aval((3,), F64), Aval((4,), F64), Aval((4,), F64)]), "invalid operands"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("sum", 1, (0,), (("axes", (5,)),
+                                                                 ("keepdims", False)))],
+          avals=[Aval((3,), F64), Aval((), F64)]), "invalid operands"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("reshape", 1, (0,), (("shape", (7,)),))],
+          avals=[Aval((3,), F64), Aval((7,), F64)]), "cannot reshape"),
+    (dict(inputs=[0], outputs=[2], consts={1: np.array([0, 9])},
+          instrs=[Instr("take", 2, (0, 1))],
+          avals=[Aval((3,), F64), Aval((2,), np.dtype(np.int64)), Aval((2,), F64)]),
+     "out of range"),
+    (dict(inputs=[0, 1], outputs=[2], instrs=[Instr("take", 2, (0, 1))],
+          avals=[Aval((3,), F64), Aval((2,), F64), Aval((2,), F64)]), "constant integer"),
+    (dict(inputs=[0, 1], outputs=[2], instrs=[Instr("matmul", 2, (0, 1))],
+          avals=[Aval((2, 3), F64), Aval((2, 3), F64), Aval((2, 3), F64)]), "do not align"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("sin", 1, (0,), (("bogus", 1),))],
+          avals=[Aval((3,), F64)] * 2), "invalid operands or parameters"),
 ], ids=["output", "opcode", "operand", "redefined", "input", "const-shape", "const-dtype",
-        "object", "negative-dim", "ndim", "overflow"])
+        "object", "negative-dim", "ndim", "overflow", "declared-shape", "broadcast", "axes",
+        "reshape", "index-range", "index-traced", "matmul", "params"])
 def test_hostile_tapes_are_rejected_with_a_clear_error(fields, message):
     with pytest.raises(fa.TapeError, match=message):
         Tape.from_bytes(hostile(fields))

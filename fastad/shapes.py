@@ -1,0 +1,162 @@
+"""Shape rules: the shape each builtin primitive produces from its operands.
+
+Tracing never needs these (NumPy computes every value, shapes included);
+they check tapes that were not traced here.  A tape loaded from bytes
+declares a shape for every slot, and lowering plans memory from those
+declarations, so a hostile tape whose ``sin`` declares 10^6 outputs for 3
+inputs would make compiled code read past its operand.  `check_shapes`
+refuses such a tape before any backend sees it.
+
+Each rule takes the operands' shapes, the instruction's parameters and the
+values of constant operands (index arrays), and returns the output shape or
+raises ValueError.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import TapeError
+from .primitives.elementwise import BINARY, BINARY_ZERO_DERIVATIVE, UNARY, UNARY_ZERO_DERIVATIVE
+
+Shape = tuple[int, ...]
+
+
+def _same(x: Shape) -> Shape:
+    return x
+
+
+def _astype(x: Shape, dtype: str) -> Shape:
+    if np.dtype(dtype).kind not in "fbiu":
+        raise ValueError(f"cast to {dtype}")
+    return x
+
+
+def _broadcast(*shapes: Shape) -> Shape:
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _axes(x: Shape, axes: Any) -> set[int]:
+    axes = tuple(axes)
+    if len(set(axes)) != len(axes) or not all(isinstance(a, (int, np.integer)) and 0 <= a < len(x)
+                                              for a in axes):
+        raise ValueError(f"axes {axes} for {len(x)} dimensions")
+    return set(axes)
+
+
+def _reduce(x: Shape, axes: Any, keepdims: bool) -> Shape:
+    reduced = _axes(x, axes)
+    return tuple(1 if i in reduced else d for i, d in enumerate(x)
+                 if keepdims or i not in reduced)
+
+
+def _cumsum(x: Shape, axis: int, reverse: bool) -> Shape:
+    _axes(x, (axis,))
+    return x
+
+
+def _reshape(x: Shape, shape: Any) -> Shape:
+    shape = tuple(shape)
+    if int(np.prod(x, dtype=object)) != int(np.prod(shape, dtype=object)):
+        raise ValueError(f"cannot reshape {x} into {shape}")
+    return shape
+
+
+def _transpose(x: Shape, perm: Any) -> Shape:
+    if sorted(perm) != list(range(len(x))):
+        raise ValueError(f"{perm} is not a permutation of {len(x)} axes")
+    return tuple(x[p] for p in perm)
+
+
+def _broadcast_to(x: Shape, shape: Any) -> Shape:
+    shape = tuple(shape)
+    if tuple(np.broadcast_shapes(x, shape)) != shape:
+        raise ValueError(f"cannot broadcast {x} to {shape}")
+    return shape
+
+
+def _indices(x: Shape, idx: Shape, index: Any) -> None:
+    """A gather or scatter index: constant integers inside x."""
+    size = int(np.prod(x, dtype=object))
+    index = np.asarray(index) if index is not None else None
+    if index is None or index.dtype.kind not in "iu" or index.shape != idx:
+        raise ValueError("the index must be a constant integer array")
+    if index.size and (index.min() < -size or index.max() >= size):
+        raise ValueError(f"index out of range for {size} elements")
+
+
+def _take(x: Shape, idx: Shape, consts: tuple) -> Shape:
+    _indices(x, idx, consts[1])
+    return idx
+
+
+def _scatter(x: Shape, idx: Shape, v: Shape, consts: tuple) -> Shape:
+    _indices(x, idx, consts[1])
+    if v != idx:
+        raise ValueError(f"{v} values for indices of shape {idx}")
+    return x
+
+
+def _matrices(a: Shape, b: Shape, square: bool) -> None:
+    if len(a) < 2 or len(b) < 2 or a[:-2] != b[:-2] or a[-1] != b[-2]:
+        raise ValueError(f"operands {a} and {b} do not align")
+    if square and a[-1] != a[-2]:
+        raise ValueError(f"{a} is not square")
+
+
+def _matmul(a: Shape, b: Shape) -> Shape:
+    _matrices(a, b, square=False)
+    return a[:-1] + b[-1:]
+
+
+def _solve(a: Shape, b: Shape) -> Shape:
+    _matrices(a, b, square=True)
+    return b
+
+
+def _determinant(a: Shape) -> Shape:
+    if len(a) < 2 or a[-1] != a[-2]:
+        raise ValueError(f"{a} is not square")
+    return a[:-2]
+
+
+def _guard(pred: Shape, expected: bool) -> Shape:
+    return ()
+
+
+# name -> rule; rules marked in TAKES_CONSTS also receive the constant operands
+RULES: dict[str, Callable[..., Shape]] = {
+    **{name: _same for name in (*UNARY, *UNARY_ZERO_DERIVATIVE, "stop_gradient")},
+    "astype": _astype,
+    **{name: _broadcast for name in (*BINARY, *BINARY_ZERO_DERIVATIVE, "where")},
+    "sum": _reduce, "prod": _reduce, "max": _reduce, "min": _reduce, "cumsum": _cumsum,
+    "reshape": _reshape, "transpose": _transpose, "broadcast_to": _broadcast_to,
+    "take": _take, "scatter_set": _scatter, "scatter_add": _scatter,
+    "matmul": _matmul, "solve": _solve, "logabsdet": _determinant, "detsign": _determinant,
+    "guard": _guard,
+}
+TAKES_CONSTS = {"take", "scatter_set", "scatter_add"}
+
+
+def check_shapes(tape: Any) -> None:
+    """Raise TapeError if an instruction's declared output shape is not the
+    one its primitive computes from its operands (user primitives aside)."""
+    from .primitives.registry import registry
+    for k, ins in enumerate(tape.instrs):
+        rule = RULES.get(ins.prim)
+        if rule is None:
+            if registry[ins.prim].builtin:
+                raise TapeError(f"instruction {k}: no shape rule for {ins.prim!r}")
+            continue
+        shapes = [tuple(tape.avals[s].shape) for s in ins.ins]
+        extra = {"consts": tuple(tape.consts.get(s) for s in ins.ins)} \
+            if ins.prim in TAKES_CONSTS else {}
+        try:
+            expected = rule(*shapes, **dict(ins.params), **extra)
+        except (ValueError, TypeError) as exc:
+            raise TapeError(f"instruction {k} ({ins.prim}) has invalid operands or "
+                            f"parameters: {exc}") from None
+        if tuple(expected) != tuple(tape.avals[ins.out].shape):
+            raise TapeError(f"instruction {k} ({ins.prim}) declares shape "
+                            f"{tape.avals[ins.out].shape}, but its operands give {expected}")
