@@ -3,10 +3,10 @@ that give serial results bit for bit, and every case of docs/bad-input.md:
 a clear exception or the documented result, never a crash or a wrong number."""
 from __future__ import annotations
 
+import concurrent.futures
 import gc
 import os
 import sys
-import threading
 
 import numpy as np
 import pytest
@@ -69,6 +69,13 @@ def test_rejected_calls_do_not_leak():
 
 
 # -- threads -------------------------------------------------------------------------------
+def in_threads(worker, args):
+    """worker(a) for each a of args, each in its own thread, all at once."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(args)) as pool:
+        for done in [pool.submit(worker, a) for a in args]:
+            done.result()  # a worker's exception fails the test
+
+
 def test_eight_threads_give_serial_results_bit_for_bit(compiled_backend, record_count):
     """8 threads x 10^4 calls of one compiled gradient, each thread its own input."""
     g = fa.compile(rosenbrock, backend=compiled_backend)
@@ -84,11 +91,7 @@ def test_eight_threads_give_serial_results_bit_for_bit(compiled_backend, record_
                 mismatches.append(k)
                 return
 
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(worker, list(range(8)))
     record_count(f"threaded calls on the {compiled_backend} backend", 8 * calls)
     assert not mismatches
 
@@ -96,17 +99,13 @@ def test_eight_threads_give_serial_results_bit_for_bit(compiled_backend, record_
 def test_threads_tracing_new_signatures_at_once(compiled_backend):
     """Threads that trace different shapes concurrently each get their own result."""
     g = fa.compile(rosenbrock, backend=compiled_backend)
-    sizes = [5, 6, 7, 8]
+    sizes = (5, 6, 7, 8)
     results: dict[int, np.ndarray] = {}
 
     def worker(n):
         results[n] = g(np.linspace(-1.0, 1.0, n))
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in sizes]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    in_threads(worker, sizes)
     for n in sizes:
         np.testing.assert_allclose(results[n], fa.grad(rosenbrock)(np.linspace(-1.0, 1.0, n)),
                                    rtol=1e-12)
