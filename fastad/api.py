@@ -83,7 +83,7 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
             leaves, tree = pytree.flatten(args[i])
             leaves = [check_leaf(v, f"argument {i}") for v in leaves]
             tracers = [builder.new_input(v) for v in leaves]
-            new_args[i] = pytree.unflatten(tree, tracers)
+            new_args[i] = pytree.unflatten(tree, [builder.tracer(t.slot) for t in tracers])
             inputs += tracers
             in_trees.append(tree)
             outer += leaves

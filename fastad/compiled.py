@@ -268,7 +268,7 @@ class Specializer:
                     if _is_dynamic(leaf):
                         t = builder.new_input(check_leaf(leaf, f"argument {i}"))
                         inputs.append(t)
-                        traced.append(t)
+                        traced.append(builder.tracer(t.slot))
                         if differentiated:
                             wrt.append(t)
                     else:

@@ -993,6 +993,26 @@ for _name, _fn in _OPERATORS.items():
     setattr(Tracer, _name, _fn)
 ArrayTracer.__getitem__ = getitem
 ArrayTracer.__setitem__ = setitem
+
+
+def _in_place(op):
+    """``a op= b`` on a traced array changes a's value where every name for a
+    sees it, as NumPy's in-place operators do (a 0-d traced value is immutable,
+    like a NumPy scalar)."""
+    def method(self: Tracer, other: Any) -> Tracer:
+        new = op(self, other)
+        if shape(new) != shape(self):
+            raise ValueError(f"non-broadcastable output operand with shape {shape(self)} "
+                             f"doesn't match the broadcast shape {shape(new)}")
+        new = astype(new, result_dtype(self))  # NumPy casts back into a's dtype
+        self.builder, self.slot, self.value = new.builder, new.slot, new.value
+        return self
+    return method
+
+
+for _name, _op in {"__iadd__": add, "__isub__": subtract, "__imul__": multiply,
+                   "__itruediv__": divide, "__ipow__": power}.items():
+    setattr(ArrayTracer, _name, _in_place(_op))
 Tracer.T = property(lambda self: transpose(self))
 Tracer.real = property(real)
 Tracer.imag = property(imag)

@@ -55,6 +55,9 @@ class Builder:
         return self.tape.new_slot(aval_of(value))
 
     def tracer(self, slot: int) -> "Tracer":
+        """A new traced value for ``slot``.  User code gets its own objects, never
+        the ones fastad keeps: item assignment and in-place operators rebind the
+        traced value they are applied to, and must not move fastad's inputs."""
         return new_tracer(self, slot, self.values[slot])
 
     def const(self, value: Any) -> int:
@@ -137,7 +140,7 @@ def trace(fn: Callable[..., Any], args: Sequence[Any], record_lines: bool = True
     and fn's raw result.  Outputs are not yet set on the tape."""
     with recording(record_lines) as builder:
         inputs = [builder.new_input(a) for a in args]
-        result = fn(*inputs)
+        result = fn(*(builder.tracer(t.slot) for t in inputs))  # see Builder.tracer
     return builder, inputs, result
 
 

@@ -260,3 +260,45 @@ def test_out_of_range_indices_raise_index_error(backend, key):
 def test_traced_indices_are_refused(backend):
     with pytest.raises(fa.TracingError, match="index"):
         fa.jit(lambda x: x[x[0]], backend=backend)(np.ones(3))
+
+
+# -- traced functions that write into their arrays ------------------------------------------
+def overwrites_its_argument(x):
+    x[0] = 5.0
+    return np.sum(x * x)
+
+
+def adds_in_place_through_an_alias(x):
+    y = x
+    y += 1.0
+    y *= x
+    return np.sum(x * x)
+
+
+@pytest.mark.parametrize("f", [overwrites_its_argument, adds_in_place_through_an_alias])
+def test_writes_into_arrays_follow_numpy(backend, f):
+    """Item assignment into an argument, and in-place operators through an alias,
+    give NumPy's value and the derivative of that value (the gradient with
+    respect to an overwritten argument was zero: it followed the new value)."""
+    x = np.array([1.0, 2.0, 3.0])
+    value, grad = fa.compile(f, backend=backend).value_and_grad(x.copy())
+    assert value == f(x.copy())
+    np.testing.assert_allclose(grad, fa.grad(f)(x.copy()), rtol=1e-14)
+    fa.check_grads(f, (x.copy(),), order=2)
+
+
+def test_in_place_operators_keep_the_dtype_and_shape_as_numpy_does():
+    x = np.array([1.0, 2.0, 3.0])
+
+    def f(x):
+        y = x.astype(np.float32)
+        y += x  # float64 result cast back into float32
+        return y
+    assert fa.jit(f)(x).dtype == f(x.copy()).dtype == np.float32
+
+    def grows(x):
+        y = x[:1]
+        y += x  # (1,) += (3,): no room for the broadcast result
+        return y
+    with pytest.raises(ValueError, match="non-broadcastable output"):
+        fa.jit(grows)(x)
