@@ -312,6 +312,17 @@ def _combine(x, y, kind, axis, shift):
     return np.diagonal(x) if x.ndim >= 2 else x
 
 
+def _in_place(x, y, kind):
+    """x op= f(y): x changes where every earlier use of it in the program sees it."""
+    if kind == "add":
+        x += np.sin(y)
+    elif kind == "sub":
+        x -= y * 0.5
+    else:
+        x *= np.cos(y)
+    return x
+
+
 def _cumsum_params(draw, xs):
     return {"axis": _axis_of(draw, xs[0]), "reverse": draw(st.booleans())}
 
@@ -369,6 +380,8 @@ OPS: dict[str, Op] = {
     "combine": Op(2, _combine_params, _combine),
     "index": Op(1, _index_params, lambda x, key: x[key], min_ndim=1),
     "assign": Op(2, lambda draw, xs: _index_params(draw, xs, unique=True), _assign, min_ndim=1),
+    "in_place": Op(2, lambda draw, xs: {"kind": draw(st.sampled_from(["add", "sub", "mul"]))},
+                   _in_place, min_ndim=1),
     "scatter_add": Op(2, lambda draw, xs: _flat_indices(draw, xs, False), _scatter_add),
     "loop_sum": unary(_loop_sum), "loop_write": unary(_loop_write),
     # linear algebra
@@ -385,7 +398,8 @@ class Program:
     outputs: tuple[int, ...]
 
     def __call__(self, *xs):
-        pool = list(xs)
+        # in-place steps write into their operand: never into the caller's arrays
+        pool = [x.copy() for x in xs]
         for name, operands, params in self.steps:
             pool.append(OPS[name].apply(*(pool[i] for i in operands), **params))
         return tuple(pool[i] for i in self.outputs)
@@ -422,7 +436,7 @@ def programs(draw, max_steps=6):
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     inputs = tuple(rng.uniform(-2.0, 2.0, s).astype(dtype) for s in shapes)
-    pool = list(inputs)
+    pool = [x.copy() for x in inputs]
     steps = []
     with np.errstate(all="raise"):
         for _ in range(draw(st.integers(1, max_steps))):
