@@ -13,6 +13,7 @@ raises ValueError.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -58,7 +59,7 @@ def _cumsum(x: Shape, axis: int, reverse: bool) -> Shape:
 
 def _reshape(x: Shape, shape: Any) -> Shape:
     shape = tuple(shape)
-    if int(np.prod(x, dtype=object)) != int(np.prod(shape, dtype=object)):
+    if math.prod(x) != math.prod(shape):
         raise ValueError(f"cannot reshape {x} into {shape}")
     return shape
 
@@ -78,7 +79,7 @@ def _broadcast_to(x: Shape, shape: Any) -> Shape:
 
 def _indices(x: Shape, idx: Shape, index: Any) -> None:
     """A gather or scatter index: constant integers inside x."""
-    size = int(np.prod(x, dtype=object))
+    size = math.prod(x)
     index = np.asarray(index) if index is not None else None
     if index is None or index.dtype.kind not in "iu" or index.shape != idx:
         raise ValueError("the index must be a constant integer array")
@@ -93,8 +94,8 @@ def _take(x: Shape, idx: Shape, consts: tuple) -> Shape:
 
 def _scatter(x: Shape, idx: Shape, v: Shape, consts: tuple) -> Shape:
     _indices(x, idx, consts[1])
-    if v != idx:
-        raise ValueError(f"{v} values for indices of shape {idx}")
+    if tuple(np.broadcast_shapes(v, idx)) != idx:  # values broadcast to the indices
+        raise ValueError(f"values of shape {v} for indices of shape {idx}")
     return x
 
 
