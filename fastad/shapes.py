@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import TapeError
 from .primitives.elementwise import BINARY, BINARY_ZERO_DERIVATIVE, UNARY, UNARY_ZERO_DERIVATIVE
+from .primitives.fft import NORMS
 
 Shape = tuple[int, ...]
 
@@ -29,7 +30,7 @@ def _same(x: Shape) -> Shape:
 
 
 def _astype(x: Shape, dtype: str) -> Shape:
-    if np.dtype(dtype).kind not in "fbiu":
+    if np.dtype(dtype).kind not in "fcbiu":
         raise ValueError(f"cast to {dtype}")
     return x
 
@@ -122,20 +123,28 @@ def _determinant(a: Shape) -> Shape:
     return a[:-2]
 
 
+def _fft(x: Shape, axes: Any, inverse: bool, norm: str) -> Shape:
+    _axes(x, axes)
+    if norm not in NORMS:
+        raise ValueError(f"norm {norm!r}")
+    return x
+
+
 def _guard(pred: Shape, expected: bool) -> Shape:
     return ()
 
 
 # name -> rule; rules marked in TAKES_CONSTS also receive the constant operands
 RULES: dict[str, Callable[..., Shape]] = {
-    **{name: _same for name in (*UNARY, *UNARY_ZERO_DERIVATIVE, "stop_gradient")},
+    **{name: _same for name in (*UNARY, *UNARY_ZERO_DERIVATIVE, "abs", "real", "imag", "conj",
+                                "stop_gradient")},
     "astype": _astype,
     **{name: _broadcast for name in (*BINARY, *BINARY_ZERO_DERIVATIVE, "where")},
     "sum": _reduce, "prod": _reduce, "max": _reduce, "min": _reduce, "cumsum": _cumsum,
     "reshape": _reshape, "transpose": _transpose, "broadcast_to": _broadcast_to,
     "take": _take, "scatter_set": _scatter, "scatter_add": _scatter,
     "matmul": _matmul, "solve": _solve, "logabsdet": _determinant, "detsign": _determinant,
-    "guard": _guard,
+    "fft": _fft, "guard": _guard,
 }
 TAKES_CONSTS = {"take", "scatter_set", "scatter_add"}
 

@@ -221,3 +221,11 @@ def test_mutated_programs_never_crash_the_vm(record_count):
     record_count("mutated VM programs tried", tried)
     record_count("mutated VM programs rejected by the VM's validator", rejected)
     assert rejected > tried // 4
+
+
+def test_every_builtin_primitive_has_a_shape_rule():
+    """Loading checks each instruction against its primitive's shape rule
+    (fastad/shapes.py): a primitive without one could not be loaded."""
+    from fastad.primitives.registry import registry
+    from fastad.shapes import RULES
+    assert [name for name, p in registry.items() if p.builtin and name not in RULES] == []
