@@ -13,13 +13,16 @@ every number of threads.
 Thread counts combine: the C VM's pool for large fused loops
 (FASTAD_NUM_THREADS, csrc/pool.h) runs one job at a time and a busy pool
 makes its caller run serially, so a batch uses at most ``threads +
-FASTAD_NUM_THREADS - 1`` threads; a multithreaded BLAS multiplies with
-``threads`` instead.  To give a batch all cores, set FASTAD_NUM_THREADS=1 and
-OPENBLAS_NUM_THREADS=1.
+FASTAD_NUM_THREADS - 1`` threads.  A multithreaded BLAS would multiply with
+``threads`` instead, so while a batch runs, BLAS runs on the batch's threads
+only, one thread each (with threadpoolctl, when it is installed; set
+OPENBLAS_NUM_THREADS=1 otherwise): ``threads=1`` is one core.  To give a
+batch every core and nothing more, also set FASTAD_NUM_THREADS=1.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 from typing import Any, Sequence
 
@@ -142,13 +145,8 @@ def call(vjit: Any, args: Sequence[Any], axes: Sequence[Any], count: int,
         return vjit(*args)
     entry = entries[0]
     dynamic = spec.split(args)[1]
-    if hasattr(entry.exe, "run_batch"):
-        outs, failed = entry.exe.run_batch(dynamic, flags, count, nthreads)
-    else:
-        tape = entry.tape
-        outs = [np.empty((count,) + tuple(tape.avals[s].shape[1:]), tape.avals[s].dtype)
-                for s in tape.outputs]
-        failed = _run_chunks(entry.exe, dynamic, flags, outs, count, size, nthreads)
+    with _blas_limited_to_one_thread():
+        outs, failed = _run(entry, dynamic, flags, count, size, nthreads)
     if failed:  # guards disagreed: these chunks take the general path (retrace)
         for k in failed:
             start, stop = k * size, min(count, (k + 1) * size)
@@ -156,6 +154,33 @@ def call(vjit: Any, args: Sequence[Any], axes: Sequence[Any], count: int,
             for out, row in zip(outs, rows):
                 out[start:stop] = row
     return spec.unpack(entry.structure, outs, spec.argnums)
+
+
+def _run(entry: Any, dynamic: list[Any], flags: list[bool], count: int, size: int,
+         nthreads: int) -> tuple[list[np.ndarray], list[int]]:
+    """Every chunk of the batch on ``entry``'s executable: (outputs, failed chunks)."""
+    if hasattr(entry.exe, "run_batch"):
+        return entry.exe.run_batch(dynamic, flags, count, nthreads)
+    tape = entry.tape
+    outs = [np.empty((count,) + tuple(tape.avals[s].shape[1:]), tape.avals[s].dtype)
+            for s in tape.outputs]
+    return outs, _run_chunks(entry.exe, dynamic, flags, outs, count, size, nthreads)
+
+
+_blas_controller: Any = None
+
+
+def _blas_limited_to_one_thread() -> Any:
+    """A context in which BLAS runs on the calling thread only (a no-op
+    without threadpoolctl)."""
+    global _blas_controller
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return contextlib.nullcontext()
+    if _blas_controller is None:  # created late: it sees the BLAS libraries loaded by then
+        _blas_controller = ThreadpoolController()
+    return _blas_controller.limit(limits=1, user_api="blas")
 
 
 def _compiled_for(vjit: Any, args: Sequence[Any], axes: Sequence[Any], size: int) -> list[Any]:
