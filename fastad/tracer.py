@@ -16,6 +16,7 @@ import contextlib
 import gc
 import os
 import sys
+import threading
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -110,18 +111,27 @@ class Builder:
         return new_tracer(self, out, value)
 
 
-_stack: list[Builder] = []
+class _Traces(threading.local):
+    """The active traces, innermost last, of each thread: threads may trace at once."""
+
+    def __init__(self) -> None:
+        self.stack: list[Builder] = []
+
+
+_traces = _Traces()
 
 
 def current_builder() -> Builder | None:
-    return _stack[-1] if _stack else None
+    stack = _traces.stack
+    return stack[-1] if stack else None
 
 
 @contextlib.contextmanager
 def recording(record_lines: bool = True) -> Iterator[Builder]:
     """Make a new builder the innermost active trace for the ``with`` body."""
     builder = Builder(record_lines)
-    _stack.append(builder)
+    stack = _traces.stack
+    stack.append(builder)
     collecting = gc.isenabled()
     gc.disable()  # tracing allocates millions of small objects and frees none
     try:
@@ -130,7 +140,7 @@ def recording(record_lines: bool = True) -> Iterator[Builder]:
     finally:
         if collecting:
             gc.enable()
-        _stack.pop()
+        stack.pop()
         builder.finished = True
 
 
@@ -149,7 +159,7 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
     trace (inlining), on arrays it evaluates it."""
     env: dict[int, Any] = dict(zip(tape.inputs, inputs))
     env.update(tape.consts)
-    target = _stack[-1] if _stack else None
+    target = current_builder()
     outer_line = target.line_override if target is not None else None
     try:
         for ins in tape.instrs:
@@ -168,11 +178,12 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     values = [a.value if type(a) in _TRACERS else a for a in args]
     if all(v is a for v, a in zip(values, args)):
         return prim.impl(*args, **params)
-    if not _stack:
+    stack = _traces.stack
+    if not stack:
         raise TracingError(
             f"{prim.name}: a traced value was used after its trace ended (stored in a global "
             "or a closure); return it from the function instead")
-    return _stack[-1].record(prim, args, params, prim.impl(*values, **params))
+    return stack[-1].record(prim, args, params, prim.impl(*values, **params))
 
 
 def _as_value(x: Any) -> Any:

@@ -16,9 +16,9 @@ from fastad.backends import c_backend
 from fastad.tape import Aval, Instr, Tape
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
-from workloads import make_rosenbrock, make_sin_poly  # noqa: E402
+from workloads import make_rosenbrock, make_rosenbrock_loop, make_sin_poly  # noqa: E402
 
-sin_poly, rosenbrock = make_sin_poly(), make_rosenbrock()
+sin_poly, rosenbrock, rosenbrock_loop = make_sin_poly(), make_rosenbrock(), make_rosenbrock_loop()
 
 
 def resident_bytes() -> int:
@@ -96,19 +96,21 @@ def test_eight_threads_give_serial_results_bit_for_bit(compiled_backend, record_
     assert not mismatches
 
 
-def test_threads_tracing_new_signatures_at_once(compiled_backend):
-    """Threads that trace different shapes concurrently each get their own result."""
-    g = fa.compile(rosenbrock, backend=compiled_backend)
-    sizes = (5, 6, 7, 8)
-    results: dict[int, np.ndarray] = {}
+def test_threads_tracing_at_once(compiled_backend):
+    """Threads that trace at the same time each record their own tape (the
+    active trace is per thread): every result is the serial one."""
+    sizes = list(range(5, 13))
+    expected = {n: fa.grad(rosenbrock_loop)(np.linspace(-1.0, 1.0, n)) for n in sizes}
+    for _ in range(3):
+        g = fa.compile(rosenbrock_loop, backend=compiled_backend)
+        results: dict[int, np.ndarray] = {}
 
-    def worker(n):
-        results[n] = g(np.linspace(-1.0, 1.0, n))
+        def worker(n):
+            results[n] = g(np.linspace(-1.0, 1.0, n))
 
-    in_threads(worker, sizes)
-    for n in sizes:
-        np.testing.assert_allclose(results[n], fa.grad(rosenbrock)(np.linspace(-1.0, 1.0, n)),
-                                   rtol=1e-12)
+        in_threads(worker, sizes)
+        for n in sizes:
+            np.testing.assert_allclose(results[n], expected[n], rtol=1e-12)
 
 
 # -- bad input (the table in docs/bad-input.md) -----------------------------------------------
