@@ -90,7 +90,7 @@ def check(tape, exe, inputs):
         return
     assert len(got) == len(want)
     for k, (g, w) in enumerate(zip(got, want)):
-        assert isinstance(g, np.ndarray), f"output {k} is a {type(g).__name__}"
+        assert isinstance(g, (np.ndarray, np.generic)), f"output {k} is a {type(g).__name__}"
         assert g.shape == w.shape and g.dtype == w.dtype, f"output {k}: {g.dtype}{g.shape}"
         tol = TOL.get(w.dtype, dict(rtol=0, atol=0))
         if w.dtype.kind == "f":

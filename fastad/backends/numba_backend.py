@@ -61,7 +61,7 @@ except ImportError:  # the backend registry then skips this backend
 available = numba is not None
 
 PART_LINES = 2000  # lines per generated function; see the module docstring
-_FORMAT = "fastad-numba-1"  # written into every generated module, so part of its hash
+_FORMAT = "fastad-numba-2"  # written into every generated module, so part of its hash
 
 # -- the primitive tables ------------------------------------------------------
 # Scalar forms are Python operators where one exists: Numba types them
@@ -483,6 +483,7 @@ class _Generator:
             dtype = self.operand_dtype(ins)
             args = [f"e{s}" if s in loop.values else
                     self.ref(s, dtype) if self.is_scalar(s) else
+                    self.uniform_const(s) or
                     f"{self.flat(s)}[{self.broadcast_index(s, loop.shape)}]" for s in ins.ins]
             body.append(f"e{ins.out} = {self.scalar_expr(ins, args)}")
         for ins in loop.members:
@@ -505,6 +506,18 @@ class _Generator:
         for ins in loop.reductions:
             self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
         return self.step
+
+    def uniform_const(self, s: int) -> str | None:
+        """A constant array of one repeated value (a broadcast scalar, as in
+        ``100.0 * x`` differentiated) as a literal, or None."""
+        if s not in self.tape.consts:
+            return None
+        value = np.asarray(self.tape.consts[s]).reshape(-1)
+        if value.size == 0 or not np.all(value == value[0]):
+            return None
+        if value.dtype.kind == "f" and np.signbit(value).any() != np.signbit(value).all():
+            return None  # 0.0 and -0.0 differ (1/x)
+        return self.literal(value[0], self.avals[s].dtype)
 
     def broadcast_index(self, s: int, shape: tuple[int, ...]) -> str:
         """The flat position in slot ``s`` of element (i0, i1, ...) of ``shape``."""
@@ -894,8 +907,15 @@ def _module_source(gen: _Generator, steps: list[_Step], part_lines: int = PART_L
         dt = vars_[name].dtype.name
         return f"spill_{dt}[{spill[dt][name]}]"
 
+    # Only a tape with guards returns a status flag: a literal ``True`` in the
+    # returned tuple is boxed by unpickling on every call (~0.1 us).
+    guarded = any("return FAIL" in line for step in steps for line in step.lines)
+
     def failure(names: list[str]) -> str:
         return "(False, " + "".join(f"{_placeholder(vars_[n])}, " for n in names) + ")"
+
+    def success(names: list[str]) -> str:
+        return "(" + ("True, " if guarded else "") + "".join(f"{n}, " for n in names) + ")"
 
     spill_args = [f"spill_{dt}" for dt in sorted(spill)]
     options = 'cache=True, error_model="numpy", nogil=True'
@@ -920,19 +940,22 @@ def _module_source(gen: _Generator, steps: list[_Step], part_lines: int = PART_L
         if single:
             break
         body += [f"{spilled(n)} = {n}" for n in exported if vars_[n].scalar]
-        body.append("return (True, " + "".join(f"{n}, " for n in arrays_out) + ")")
+        body.append("return " + success(arrays_out))
         out += [f"@njit({options})", f"def part{p}({', '.join(params)}):"]
         out += ["    " + line for line in body] + [""]
-        calls.append(f"ok, {''.join(f'{n}, ' for n in arrays_out)}= part{p}({', '.join(params)})")
+        targets = ("ok, " if guarded else "") + "".join(f"{n}, " for n in arrays_out)
+        call = f"part{p}({', '.join(params)})"
+        calls.append(f"{targets}= {call}" if targets else call)
     if not single:  # the kernel: spill arrays, the parts in order
         body = [f"spill_{dt} = np.empty({len(slots)}, np.{dt})"
                 for dt, slots in sorted(spill.items())]
         body += [f"{spilled(n)} = {n}" for n in inputs if vars_[n].scalar and crosses(n)]
         for call in calls:
-            body += [call, "if not ok:", f"    return {failure(gen.outputs)}"]
+            body += [call] + (["if not ok:", f"    return {failure(gen.outputs)}"]
+                              if guarded else [])
     results = [spilled(n) if n in spill.get(vars_[n].dtype.name, {}) and home[n] != -1 else n
                for n in gen.outputs]
-    body.append("return (True, " + "".join(f"{r}, " for r in results) + ")")
+    body.append("return " + success(results))
     signature = ", ".join([_numba_type(gen.avals[s].dtype, gen.avals[s].ndim)
                            for s in tape.inputs]
                           + [_numba_type(np.dtype(n[len("const_"):]), 1) for n in packed_names])
@@ -959,8 +982,10 @@ def _with_deps(names: list[str], vars_: dict[str, _Var]) -> list[str]:
 
 
 def generate(tape: Tape, part_lines: int = PART_LINES) -> tuple[str, list[np.ndarray]]:
-    """The source of a module whose ``kernel(*inputs, *packed)`` runs ``tape`` and
-    returns ``(ok, *outputs)``; ``ok`` is False when a guard disagrees."""
+    """The source of a module whose ``kernel(*inputs, *packed)`` runs ``tape``.
+
+    It returns the tuple of outputs; a tape with guards returns ``(ok, *outputs)``,
+    ``ok`` False when a guard disagrees."""
     gen = _Generator(tape)
     steps = gen.generate()
     return _module_source(gen, steps, part_lines)
@@ -1018,7 +1043,8 @@ class Executable:
     The fast path hands the arguments to the kernel untouched: Numba checks
     dtype, dimension count, layout and writability against the kernel's one
     signature (raising TypeError), and ``run`` checks the shapes, which Numba
-    does not know.  Anything else is converted once and the call retried."""
+    does not know.  Anything else is converted once and the call retried.
+    0-d outputs are NumPy scalars of their dtype."""
 
     def __init__(self, tape: Tape, source: str, packed: list[np.ndarray],
                  kernel: Callable[..., Any]) -> None:
@@ -1028,8 +1054,10 @@ class Executable:
         self.kernel = kernel
         self._in = [(tape.avals[s].shape, tape.avals[s].dtype) for s in tape.inputs]
         self._shapes = [shape or None for shape, _ in self._in]
-        self._scalar_out = [(k, tape.avals[s].dtype) for k, s in enumerate(tape.outputs)
+        self._scalar_out = [(k, tape.avals[s].dtype.type) for k, s in enumerate(tape.outputs)
                             if tape.avals[s].shape == ()]
+        self._guarded = any(ins.prim == "guard" for ins in tape.instrs)
+        self.run = self._runner()
 
     def _coerce(self, k: int, value: Any) -> Any:
         shape, dtype = self._in[k]
@@ -1041,23 +1069,62 @@ class Executable:
             raise SignatureError(f"input {k}: expected shape {shape}, got {arr.shape}")
         return dtype.type(arr[()]) if shape == () else arr
 
-    def run(self, inputs: Sequence[Any]) -> list[np.ndarray] | None:
+    def _slow_run(self, inputs: Sequence[Any]) -> list[Any] | None:
+        """Converts what Numba's signature rejects, then runs."""
         if len(inputs) != len(self._in):
             raise SignatureError(f"expected {len(self._in)} inputs, got {len(inputs)}")
-        try:
-            for value, shape in zip(inputs, self._shapes):
-                if shape is not None and value.shape != shape:
-                    raise TypeError
-            result = self.kernel(*inputs, *self.packed)
-        except (TypeError, AttributeError):
-            args = [self._coerce(k, v) for k, v in enumerate(inputs)]
-            result = self.kernel(*args, *self.packed)
-        if not result[0]:
-            return None
-        outs = list(result[1:])
-        for k, dtype in self._scalar_out:  # 0-d arrays, as every backend returns
-            outs[k] = np.array(outs[k], dtype=dtype)
+        args = [self._coerce(k, v) for k, v in enumerate(inputs)]
+        return self._results(self.kernel(*args, *self.packed))
+
+    def _results(self, result: tuple[Any, ...]) -> list[Any] | None:
+        if self._guarded:
+            if not result[0]:
+                return None
+            result = result[1:]
+        outs = list(result)
+        for k, scalar in self._scalar_out:  # NumPy scalars of the output's dtype
+            outs[k] = scalar(outs[k])
         return outs
+
+    def _runner(self) -> Callable[[Sequence[Any]], list[Any] | None]:
+        """``run``, written out for this kernel's arity: a W4-sized call is
+        dominated by Python overhead, which generic ``*args`` code doubles."""
+        n = len(self._in)
+        if n == 0:
+            return self._slow_run
+        names = [f"a{k}" for k in range(n)]
+        packed = [f"p{k}" for k in range(len(self.packed))]
+        checks = [f"{a}.shape != s{k}" for k, (a, shape) in enumerate(zip(names, self._shapes))
+                  if shape is not None]
+        scalars = dict(self._scalar_out)
+        first = 1 if self._guarded else 0
+        outs = [f"o{k}(r[{first + k}])" if k in scalars else f"r[{first + k}]"
+                for k in range(len(self.tape.outputs))]
+        finish = (["    if not r[0]:", "        return None"] if self._guarded else []) + [
+            f"    return [{', '.join(outs)}]"]
+        call = f"kernel({', '.join(names + packed)})"
+        lines = ["def run(inputs):",
+                 "    try:",
+                 f"        {', '.join(names)}, = inputs"]
+        if checks:
+            lines += [f"        if {' or '.join(checks)}:", "            raise TypeError"]
+        lines += [f"        r = {call}",
+                  "    except (TypeError, AttributeError, ValueError):",
+                  "        return slow(inputs)"] + finish
+        # run_array(a0): one array input whose shape and dtype the caller checked
+        lines += ["def run_array(a0):",
+                  "    try:",
+                  f"        r = {call}",
+                  "    except TypeError:",
+                  "        return slow((a0,))"] + finish
+        scope: dict[str, Any] = {"kernel": self.kernel, "slow": self._slow_run}
+        scope.update({f"p{k}": v for k, v in enumerate(self.packed)})
+        scope.update({f"s{k}": shape for k, shape in enumerate(self._shapes)})
+        scope.update({f"o{k}": scalar for k, scalar in self._scalar_out})
+        exec("\n".join(lines), scope)  # noqa: S102 -- text made above from shapes only
+        if n == 1 and self._shapes[0] is not None:
+            self.run_array = scope["run_array"]
+        return scope["run"]
 
     def __str__(self) -> str:
         return self.source
