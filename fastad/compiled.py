@@ -179,7 +179,7 @@ class Specializer:
         self.last: Entry | None = None
         # (shape, dtype, executable) of the last signature that was one float
         # array: a call with such an argument skips flattening and the cache.
-        self.fast: tuple[tuple[int, ...], np.dtype, Any, Any] | None = None
+        self.fast: tuple[tuple[int, ...], np.dtype, Any, bool] | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -345,6 +345,8 @@ class Specializer:
                         f"the {backends.name_of(module)} backend ({'; '.join(refused)}; "
                         "fastad.backends.coverage() lists what each backend runs)",
                         stacklevel=user_stacklevel())
+                if module is self.backend:  # "auto" may move to Numba later (choice.py)
+                    return backends.build(self.backend_name, tape)
                 return module.build(tape)
             refused.append(f"the {backends.name_of(module)} backend does not implement "
                            f"{', '.join(missing)}")
@@ -374,12 +376,12 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
-def _fast_path(key: Any, entry: Entry) -> tuple[tuple[int, ...], np.dtype, Any, Any] | None:
+def _fast_path(key: Any, entry: Entry) -> tuple[tuple[int, ...], np.dtype, Any, bool] | None:
     if len(key) == 1 and key[0][0] == pytree.LEAF and len(key[0][1]) == 1:
         (shape, char), = key[0][1]
         if isinstance(shape, tuple) and len(shape) > 0:
             # run_array(x): a backend's entry for one array already checked here
-            return shape, np.dtype(char), entry.exe, getattr(entry.exe, "run_array", None)
+            return shape, np.dtype(char), entry.exe, hasattr(entry.exe, "run_array")
     return None
 
 
@@ -393,7 +395,7 @@ def _fast_call(spec: Specializer, args: tuple[Any, ...]) -> list[Any] | None:
     if type(x) is not np.ndarray or x.shape != fast[0] or (x.dtype is not fast[1]
                                                            and x.dtype != fast[1]):
         return None
-    return fast[3](x) if fast[3] is not None else fast[2].run((x,))
+    return fast[2].run_array(x) if fast[3] else fast[2].run((x,))
 
 
 def _checked_argnums(argnums: Any) -> Any:

@@ -4,12 +4,15 @@ outputs, or None when a guard disagrees with its recording.
   "c"      the C virtual machine (fastad.backends.c_backend), when built
   "numba"  generated code compiled by Numba (fastad.backends.numba_backend)
   "numpy"  the reference interpreter (fastad.backends.reference)
+  "auto"   the C VM, moving a function to Numba once its calls have paid for
+           the compile (fastad.backends.choice); Numba without the C extension
 """
 from __future__ import annotations
 
 import importlib
+import math
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..tape import Tape
@@ -114,3 +117,19 @@ def coverage(show: bool = True) -> dict[str, dict[str, bool]]:
             print(f"{p:<{width}}  {'yes' if row['c'] else '-':>3} "
                   f"{'yes' if row['numba'] else '-':>5}  {fallback}")
     return table
+
+
+def build(name: str, tape: "Tape") -> Any:
+    """``tape`` built by backend ``name``; "auto" follows `fastad.backends.choice`."""
+    if name != "auto" or available()[:2] != ["c", "numba"]:
+        return get(name).build(tape)
+    from . import choice
+    exe = get("c").build(tape)
+    if unsupported(get("numba"), tape):
+        return exe
+    after = choice.promote_after(tape, numba_cached=False)
+    if math.isfinite(after) and choice.numba_cached(tape):
+        after = choice.promote_after(tape, numba_cached=True)
+    if not math.isfinite(after):
+        return exe
+    return choice.Tiered(tape, exe, after, get("numba").build)

@@ -1002,13 +1002,23 @@ _modules: dict[str, ModuleType] = {}
 _lock = threading.Lock()
 
 
+def _key(source: str) -> str:
+    return hashlib.sha256(source.encode()).hexdigest()[:24]
+
+
+def cached(tape: Tape) -> bool:
+    """Is ``tape`` compiled already, in this process or in the disk cache?"""
+    key = _key(generate(tape, PART_LINES)[0])
+    return key in _modules or any((cache_dir() / "__pycache__").glob(f"fastad_{key}.*.nbi"))
+
+
 def _load(source: str) -> ModuleType:
     """The module of ``source``, written to the cache directory once.
 
     Concurrent processes: the file is created by an atomic link of a complete
     temporary file and never rewritten, so its timestamp (which keys Numba's
     own cache index) is stable; Numba writes its cache files atomically."""
-    key = hashlib.sha256(source.encode()).hexdigest()[:24]
+    key = _key(source)
     with _lock:
         if key in _modules:
             return _modules[key]

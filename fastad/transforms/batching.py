@@ -111,6 +111,9 @@ def _matmul(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
     (m, k), (_, n) = shapes[0][-2:], shapes[1][-2:]
     if len(shapes[0]) == 2 and not b_batched:  # a[e] @ b, stacked: rows of one product
         return fnp.reshape(fnp.matmul_(fnp.reshape(a, (size * m, k)), b), (size, m, n))
+    if len(shapes[0]) == 2 and not a_batched and n == 1:  # a @ v[e]: (V a^T)^T, no copy of V
+        rows = fnp.matmul_(fnp.reshape(b, (size, k)), fnp.transpose(a, (1, 0)))
+        return fnp.reshape(rows, (size, m, 1))
     if len(shapes[0]) == 2 and not a_batched:  # a @ b[e], side by side: columns of one
         columns = fnp.reshape(fnp.transpose(b, (1, 0, 2)), (k, size * n))
         return fnp.transpose(fnp.reshape(fnp.matmul_(a, columns), (m, size, n)), (1, 0, 2))

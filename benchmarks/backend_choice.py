@@ -1,0 +1,233 @@
+"""Compile time and per-call time of the C VM and the Numba backend against
+tape size and the share of scalar instructions: the measurements behind
+``backend="auto"`` (``fastad/backends/choice.py``).
+
+    python benchmarks/backend_choice.py [--quick] [--out benchmarks/results]
+
+Each tape is the optimized value-and-gradient tape of one function; both
+backends build the same tape.  Numba compiles into a fresh cache directory, so
+the times are cold compiles, never disk-cache hits.  Writes
+``backend_choice.json`` and ``backend_choice.png`` (compile time, per-call
+time, and the number of calls after which ``auto`` moves a function from the
+C VM to Numba, measured and as the rule predicts it).
+
+Families (n is the problem size):
+
+  scalar          the W1 Rosenbrock loop traced without rerolling: ~19 scalar
+                  instructions per element
+  rerolled        the same loop rerolled (the default): ~20 vector instructions
+                  on n-element arrays
+  mixed           a scalar loop over the first n elements plus a cheap
+                  vectorized term over a 10,000-element array
+  vector          a chain of n cheap elementwise instructions (add, mul) on
+                  1,000-element arrays: where fused loops save memory traffic
+  transcendental  a chain of n sin on 1,000-element arrays: compute-bound
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+import fastad as fa  # noqa: E402
+from fastad.backends import choice, get  # noqa: E402
+from workloads import make_rosenbrock_loop, rosenbrock_point  # noqa: E402
+
+COMPILE_LIMIT_S = 120.0  # stop a family once a Numba compile would take longer
+
+
+def scalar_family(n: int):
+    return make_rosenbrock_loop(), (rosenbrock_point(n),), False
+
+
+def rerolled_family(n: int):
+    return make_rosenbrock_loop(), (rosenbrock_point(n),), True
+
+
+def mixed_family(n: int):
+    def f(x):
+        total = 0.0
+        for i in range(n):
+            total = total + (x[i] - 1.0) ** 2 * x[i + 1]
+        return total + np.sum((x - 0.5) ** 2 * x)
+    return f, (rosenbrock_point(10_000),), False
+
+
+def vector_family(n: int):
+    def f(x):
+        y = x
+        for k in range(n):
+            y = y * 0.5 + 0.25 if k % 2 else y * y - 0.125
+        return np.sum(y)
+    return f, (0.1 * rosenbrock_point(1000),), False
+
+
+def transcendental_family(n: int):
+    def f(x):
+        y = x
+        for _ in range(n):
+            y = np.sin(y)
+        return np.sum(y)
+    return f, (rosenbrock_point(1000),), False
+
+
+FAMILIES = {"scalar": (scalar_family, (10, 30, 100, 300)),
+            "rerolled": (rerolled_family, (100, 1000, 10_000, 100_000)),
+            "mixed": (mixed_family, (10, 100, 300)),
+            "vector": (vector_family, (3, 10, 30, 100, 300)),
+            "transcendental": (transcendental_family, (3, 30))}
+QUICK = {"scalar": (10, 100), "rerolled": (100, 1000), "mixed": (10,), "vector": (3, 30),
+         "transcendental": (3,)}
+
+
+def per_call(run, inputs, min_s: float = 0.1, rounds: int = 5) -> float:
+    run(inputs)
+    reps, elapsed = 1, 0.0
+    while elapsed < min_s / 4:
+        reps *= 2
+        start = time.perf_counter()
+        for _ in range(reps):
+            run(inputs)
+        elapsed = time.perf_counter() - start
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(reps):
+            run(inputs)
+        samples.append((time.perf_counter() - start) / reps)
+    return float(np.median(samples))
+
+
+def measure(family: str, n: int) -> dict:
+    f, args, reroll = FAMILIES[family][0](n)
+    g = fa.compile(f, backend="numpy", reroll=reroll)
+    g(*args)
+    tape = g.tape
+    inputs = list(args)
+    row = {"family": family, "n": n, **choice.tape_stats(tape)}
+    for name in ("c", "numba"):
+        backend = get(name)
+        with tempfile.TemporaryDirectory() as cache:
+            os.environ["FASTAD_CACHE_DIR"] = cache
+            start = time.perf_counter()
+            exe = backend.build(tape)
+            row[f"{name}_compile"] = time.perf_counter() - start
+            row[f"{name}_call"] = per_call(exe.run, inputs)
+    row["calls_to_break_even"] = choice.break_even_calls(
+        row["numba_compile"] - row["c_compile"], row["c_call"] - row["numba_call"])
+    row["rule_promote_after"] = choice.promote_after(tape, numba_cached=False)
+    return row
+
+
+def plot(rows: list[dict], out: str) -> None:
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed: no plot")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    markers = {"scalar": "o", "rerolled": "v", "mixed": "s", "vector": "^",
+               "transcendental": "D"}
+    for family, marker in markers.items():
+        fam = [r for r in rows if r["family"] == family]
+        if not fam:
+            continue
+        size = [r["instructions"] for r in fam]
+        axes[0].plot(size, [r["c_compile"] for r in fam], "-" + marker, color="tab:blue",
+                     label=f"C VM, {family}")
+        axes[0].plot(size, [r["numba_compile"] for r in fam], "--" + marker, color="tab:red",
+                     label=f"Numba, {family}")
+        axes[1].plot(size, [r["c_call"] for r in fam], "-" + marker, color="tab:blue",
+                     label=f"C VM, {family}")
+        axes[1].plot(size, [r["numba_call"] for r in fam], "--" + marker, color="tab:red",
+                     label=f"Numba, {family}")
+        measured = [(r["instructions"], r["calls_to_break_even"]) for r in fam
+                    if np.isfinite(r["calls_to_break_even"])]
+        if measured:
+            axes[2].plot(*zip(*measured), marker, color="black", label=f"measured, {family}")
+        rule = [(r["instructions"], r["rule_promote_after"]) for r in fam
+                if np.isfinite(r["rule_promote_after"])]
+        if rule:
+            axes[2].plot(*zip(*rule), "-" + marker, color="tab:green", alpha=0.6,
+                         label=f"auto switches, {family}")
+    titles = ("cold compile time", "time per call (value and gradient)",
+              "calls after which Numba has paid for its compile")
+    ylabels = ("seconds", "seconds per call", "calls")
+    for ax, title, ylabel in zip(axes, titles, ylabels):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("tape instructions")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.grid(which="both", alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[2].text(0.02, 0.02, "auto runs the C VM first and moves a function to\n"
+                 "Numba after the green number of calls (never where\n"
+                 "Numba is predicted slower per call)", transform=axes[2].transAxes,
+                 fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "backend_choice.png"), dpi=90)
+    plt.close(fig)
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| family | n | instructions | scalar share | C compile | Numba compile | "
+             "C per call | Numba per call | break-even calls | auto switches after |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['family']} | {r['n']} | {r['instructions']} | {r['scalar_share']:.2f} | "
+            f"{r['c_compile'] * 1e3:.1f} ms | {r['numba_compile']:.2f} s | "
+            f"{r['c_call'] * 1e6:.2f} µs | {r['numba_call'] * 1e6:.2f} µs | "
+            f"{_calls(r['calls_to_break_even'])} | {_calls(r['rule_promote_after'])} |")
+    return "\n".join(lines)
+
+
+def _calls(n: float) -> str:
+    return "never" if not np.isfinite(n) else f"{n:,.0f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", help="comma-separated families")
+    parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    families = args.only.split(",") if args.only else list(FAMILIES)
+    rows = []
+    for family in families:
+        for n in (QUICK if args.quick else {k: v[1] for k, v in FAMILIES.items()})[family]:
+            if rows and rows[-1]["family"] == family and rows[-1]["numba_compile"] * (
+                    n / rows[-1]["n"]) > COMPILE_LIMIT_S:
+                print(f"{family}: stopping before n={n} (Numba compile over "
+                      f"{COMPILE_LIMIT_S:g} s predicted)")
+                break
+            row = measure(family, n)
+            rows.append(row)
+            print(f"{family:7} n={n:<5} instrs={row['instructions']:<6} "
+                  f"scalar={row['scalar_share']:.2f} compile c={row['c_compile'] * 1e3:7.1f} ms "
+                  f"numba={row['numba_compile']:6.2f} s  call c={row['c_call'] * 1e6:8.2f} µs "
+                  f"numba={row['numba_call'] * 1e6:8.2f} µs  break-even "
+                  f"{_calls(row['calls_to_break_even'])}  rule {_calls(row['rule_promote_after'])}",
+                  flush=True)
+    with open(os.path.join(args.out, "backend_choice.json"), "w") as fh:
+        json.dump(rows, fh, indent=1, default=float)
+    with open(os.path.join(args.out, "backend_choice.md"), "w") as fh:
+        fh.write(table(rows) + "\n")
+    plot(rows, args.out)
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

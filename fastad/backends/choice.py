@@ -1,0 +1,154 @@
+"""``backend="auto"``: when a compiled function should leave the C VM for Numba.
+
+Measured (``benchmarks/backend_choice.py``; numbers in benchmarks/README.md):
+
+* the C VM builds any tape in milliseconds and runs scalar instructions at
+  about 2 ns each, which generated straight-line Numba code does not beat
+  (scalar tapes of 150 to 2,000 instructions ran at the same speed or slower
+  under Numba);
+* Numba's fused elementwise loops save memory traffic: about 0.7 ns per
+  element of every elementwise instruction on arrays (1.5-2.5x faster than
+  the VM on rerolled loops and vector chains of 1,000+ elements);
+* a cold Numba compile costs about 0.7 s plus 10 ms per instruction, more for
+  long scalar code (1,900 scalar instructions: 26 s; 5,700: over 5 min); a
+  tape already in the disk cache loads in a fraction of that.
+
+How often a function will be called is not known when it is compiled.  So
+``auto`` starts every function on the C VM and counts its calls; a tape on
+which Numba is predicted to save time per call moves to Numba once the calls
+made so far have lost as much time to the VM as the Numba compile costs (the
+ski-rental rule: at most twice the cost of the best choice made in hindsight).
+After that compile both executables are timed on the current input and the
+faster one is kept, so a wrong prediction costs one compile, never a slower
+function.  When the C extension is missing, ``auto`` is Numba from the start.
+"""
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Sequence
+
+from ..tape import Tape
+
+ELEMENTWISE_SAVING_S = 0.7e-9  # per array element of an elementwise instruction, per call
+NUMBA_EXTRA_CALL_S = 1.0e-6  # Numba's larger fixed cost per call (boxing, allocations)
+NUMBA_COMPILE_S = (0.7, 10e-3)  # cold compile: fixed + per instruction
+NUMBA_LOAD_S = (0.1, 0.2e-3)  # the same tape found in the disk cache
+VERIFY_CALLS = 5  # calls timed on each backend before keeping the faster
+
+
+def _elementwise_prims() -> frozenset[str]:
+    from ..primitives.elementwise import (BINARY, BINARY_ZERO_DERIVATIVE, UNARY,
+                                          UNARY_ZERO_DERIVATIVE)
+    return frozenset(UNARY) | frozenset(UNARY_ZERO_DERIVATIVE) | frozenset(BINARY) | \
+        frozenset(BINARY_ZERO_DERIVATIVE) | {"where", "astype"}
+
+
+def tape_stats(tape: Tape) -> dict[str, Any]:
+    """What the rule reads: instructions, scalar instructions, and the array
+    elements that elementwise instructions produce per call."""
+    elementwise = _elementwise_prims()
+    scalar = elements = 0
+    for ins in tape.instrs:
+        aval = tape.avals[ins.out]
+        if aval.shape == ():
+            scalar += 1
+        elif ins.prim in elementwise:
+            elements += aval.size
+    n = len(tape.instrs)
+    return {"instructions": n, "scalar": scalar, "elementwise_elements": elements,
+            "scalar_share": scalar / n if n else 0.0}
+
+
+def saving_per_call(stats: dict[str, Any]) -> float:
+    """Seconds per call Numba is predicted to save over the C VM (may be < 0)."""
+    return ELEMENTWISE_SAVING_S * stats["elementwise_elements"] - NUMBA_EXTRA_CALL_S
+
+
+def compile_cost(stats: dict[str, Any], cached: bool) -> float:
+    fixed, per_instruction = NUMBA_LOAD_S if cached else NUMBA_COMPILE_S
+    return fixed + per_instruction * stats["instructions"]
+
+
+def break_even_calls(extra_compile_s: float, saving_per_call_s: float) -> float:
+    """Calls after which a compile that costs ``extra_compile_s`` has paid for
+    itself by saving ``saving_per_call_s`` per call (inf: never)."""
+    if saving_per_call_s <= 0:
+        return math.inf
+    return max(1.0, math.ceil(extra_compile_s / saving_per_call_s))
+
+
+def promote_after(tape: Tape, numba_cached: bool) -> float:
+    """How many calls ``auto`` runs ``tape`` on the C VM before compiling it
+    with Numba; inf when it never does."""
+    stats = tape_stats(tape)
+    return break_even_calls(compile_cost(stats, numba_cached), saving_per_call(stats))
+
+
+def numba_cached(tape: Tape) -> bool:
+    """Is this tape's Numba code already in the disk cache?"""
+    from . import numba_backend
+    try:
+        return numba_backend.cached(tape)
+    except Exception:  # noqa: BLE001 -- code Numba cannot generate is never cached
+        return False
+
+
+class Tiered:
+    """An executable that runs on the C VM and moves itself to Numba after
+    ``after`` calls (see the module docstring).  After the move, ``run`` and
+    ``run_array`` are the chosen executable's own: no wrapper is left."""
+
+    def __init__(self, tape: Tape, first: Any, after: float,
+                 build_second: Callable[[Tape], Any], names: tuple[str, str] = ("c", "numba")
+                 ) -> None:
+        self.tape = tape
+        self.first = self.current = first
+        self.names = names
+        self.left = after
+        self.build_second = build_second
+        self.run = self._counting_run
+        self.run_array = self._counting_run_array
+
+    def _counting_run(self, inputs: Sequence[Any]) -> list[Any] | None:
+        self.left -= 1
+        if self.left <= 0:
+            self._decide(inputs)
+        return self.current.run(inputs)
+
+    def _counting_run_array(self, x: Any) -> list[Any] | None:
+        self.left -= 1
+        if self.left <= 0:
+            self._decide((x,))
+        return self.current.run((x,))
+
+    def _decide(self, inputs: Sequence[Any]) -> None:
+        first = self.current
+        try:
+            second = self.build_second(self.tape)
+        except Exception:  # noqa: BLE001 -- Numba failing to compile keeps the VM
+            second = None
+        if second is not None and _time(second, inputs) < _time(first, inputs):
+            self.current = second
+        run_array = getattr(self.current, "run_array", None)
+        self.run = self.current.run
+        self.run_array = run_array if run_array is not None else self._plain_run_array
+
+    def _plain_run_array(self, x: Any) -> list[Any] | None:
+        return self.current.run((x,))
+
+    @property
+    def backend(self) -> str:
+        """The name of the backend running the calls now."""
+        return self.names[0] if self.current is self.first else self.names[1]
+
+    def __str__(self) -> str:
+        return str(self.current)
+
+
+def _time(exe: Any, inputs: Sequence[Any]) -> float:
+    exe.run(inputs)  # first call: caches warmed
+    start = time.perf_counter()
+    for _ in range(VERIFY_CALLS):
+        exe.run(inputs)
+    return time.perf_counter() - start
