@@ -52,15 +52,26 @@ def sizes(ratio: float) -> tuple[int, int]:
     return n, max(1, round(TOTAL / n))
 
 
+def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int) -> dict:
+    """Median seconds per call of each function, their rounds interleaved so
+    that the load of a shared machine falls on all of them alike."""
+    reps = {k: timing.calibrate(fn, args, min_round_s / len(fns)) for k, fn in fns.items()}
+    samples: dict = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            samples[k].append(timing._round(fn, args, reps[k]) / reps[k])
+    return {k: timing.median(v) for k, v in samples.items()}
+
+
 def measure_point(n: int, m: int, compiled: bool, min_round_s: float, rounds: int) -> dict:
     f, x = make_problem(n, m)
     row = {"n": n, "m": m, "compiled": compiled}
-    results = {}
+    results, fns = {}, {}
     for mode in MODES:
         jac = fa.jacobian(f, mode=mode)
-        fn = fa.jit(jac) if compiled else jac
-        results[mode] = np.asarray(fn(x))
-        row[mode] = timing.median(timing.steady(fn, (x,), min_round_s, rounds))
+        fns[mode] = fa.jit(jac) if compiled else jac
+        results[mode] = np.asarray(fns[mode](x))
+    row.update(interleaved(fns, (x,), min_round_s, rounds))
     ref = results["rev"]
     row["agree"] = all(np.allclose(results[k], ref, rtol=1e-10, atol=1e-12) for k in MODES)
     best = min(row["fwd"], row["rev"])
@@ -70,7 +81,7 @@ def measure_point(n: int, m: int, compiled: bool, min_round_s: float, rounds: in
 
 def run(quick: bool = False) -> list[dict]:
     rows = []
-    min_round_s, rounds = (0.05, 3) if quick else (0.1, 5)
+    min_round_s, rounds = (0.1, 5) if quick else (0.3, 9)
     for compiled in (True, False):
         for ratio in (QUICK_RATIOS if quick else RATIOS):
             n, m = sizes(ratio)

@@ -387,12 +387,55 @@ def plot_sweep(sweep: dict, out: str) -> None:
 
 
 # --------------------------------------------------------------------------
+# Sections of their own: guard overhead (from the W1/W1g rows), the Jacobian
+# mode sweep, the backends' compile and call times (backend="auto")
+
+def guard_overhead_table(raw: dict) -> str:
+    """Each fastad backend on W1 with and without a guard per term."""
+    lines = []
+    for name, rows in raw.items():
+        if not name.startswith("W1g-"):
+            continue
+        plain = {r["label"]: r["steady"] for r in raw.get("W1-" + name[4:], [])}
+        for r in rows:
+            base = plain.get(r["label"])
+            if r["label"].startswith("fastad[") and r["steady"] and base and \
+                    "." not in r["label"]:
+                lines.append(f"| {name[4:]} | {r['label']} | {timing.format_seconds(base)} | "
+                             f"{timing.format_seconds(r['steady'])} | {r['steady'] / base:.3f} |")
+    if not lines:
+        return ""
+    return "\n".join(["## Guards: W1 with an `if` per term", "",
+                      "Same gradient; W1g records a guard per iteration (rerolled into one "
+                      "vector guard). Target: guarded / plain <= 1.05.", "",
+                      "| n | engine | W1 | W1g (guarded) | guarded / plain |",
+                      "|---|---|---|---|---|"] + lines + [""])
+
+
+def jacobian_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
+    import jacobian_sweep
+    rows = jacobian_sweep.run(mode.quick)
+    if with_plots:
+        jacobian_sweep.plot(rows, out)
+    return jacobian_sweep.table(rows, with_plots), rows
+
+
+def backends_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
+    import backend_choice
+    rows = backend_choice.run(mode.quick)
+    if with_plots:
+        backend_choice.plot(rows, out)
+    return backend_choice.report(rows, with_plots), rows
+
+
+SECTIONS = {"jacobian": jacobian_section, "backends": backends_section}
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
-                        "'batch'")
+                        "'batch', 'jacobian', 'backends'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
@@ -410,7 +453,7 @@ def main(argv: list[str] | None = None) -> None:
     with_plots = pyplot() is not None
     if not with_plots:
         print("matplotlib is not installed: writing the tables without plots")
-    prefixes = only - {"sweep", "batch"}
+    prefixes = only - {"sweep", "batch"} - set(SECTIONS)
     selected = workloads.select(",".join(prefixes)) if prefixes else \
         ([] if only else workloads.all_workloads())
     for wl in selected:
@@ -420,6 +463,9 @@ def main(argv: list[str] | None = None) -> None:
         if with_plots:
             plot_workload(wl, rows, args.out)
         raw[wl.name] = [asdict(r) for r in rows]
+    guards = guard_overhead_table(raw)
+    if guards:
+        sections.append(guards)
     if not only or "sweep" in only:
         print("size sweep", flush=True)
         sweep = run_sweep(mode)
@@ -430,6 +476,11 @@ def main(argv: list[str] | None = None) -> None:
     if not only or "batch" in only:
         print("batched evaluation", flush=True)
         sections.append(batch.batch_table(mode.quick))
+    for name, section in SECTIONS.items():
+        if not only or name in only:
+            print(f"{name}", flush=True)
+            text, raw[name] = section(mode, args.out, with_plots)
+            sections.append(text)
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     sections.append(f"Load average at the end: {load}.\n")
     with open(os.path.join(args.out, "report.md"), "w") as fh:

@@ -10,6 +10,7 @@ The user functions are built by factories taking the array namespace ``xp``
 text for every engine, and for fastad it is exactly ``import numpy as np`` code.
 
   W1  Rosenbrock as a Python loop over ``x[i]`` (scalar-heavy code), n=100, 1000
+  W1g W1 with an ``if`` per term that always goes the same way (guards), fastad only
   W2  Rosenbrock vectorized with slices, n=1000, 1e6
   W3  MLP loss 784-256-10, tanh, batch 64, softmax cross-entropy
   W4  ``sum(sin(x) * x**2)``, n=10: the per-call overhead floor
@@ -39,6 +40,20 @@ def make_rosenbrock_loop(xp=np):
             total = total + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
         return total
     return rosenbrock_loop
+
+
+def make_rosenbrock_loop_guarded(xp=np):
+    """W1g: W1 with a data-dependent branch per term, always taken the same way
+    (an abs written as an if): every iteration records a guard."""
+    def rosenbrock_loop_guarded(x):
+        total = 0.0
+        for i in range(len(x) - 1):
+            term = 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+            if term < 0.0:  # never true
+                term = -term
+            total = total + term
+        return total
+    return rosenbrock_loop_guarded
 
 
 def make_rosenbrock(xp=np):
@@ -203,6 +218,7 @@ class Workload:
     tangent: np.ndarray | None = None
     scalar_loop: bool = False  # the code indexes single elements (micrograd can run it)
     size: int = 0
+    peers: bool = True  # False: only fastad and the hand-written baselines
     f: Callable = field(init=False)
 
     def __post_init__(self) -> None:
@@ -246,6 +262,15 @@ def rosenbrock_loop_workload(n: int) -> Workload:
                     scalar_loop=True, size=n)
 
 
+def rosenbrock_loop_guarded_workload(n: int) -> Workload:
+    """W1 with guards: only fastad and the hand-written baselines run it (it
+    is the same gradient; the comparison is fastad with and without guards)."""
+    return Workload(f"W1g-n{n}", f"W1 with an if per term (a guard per iteration), n={n}",
+                    make_rosenbrock_loop_guarded, (rosenbrock_point(n),),
+                    rosenbrock_grad_numpy, rosenbrock_grad_numba,
+                    scalar_loop=True, size=n, peers=False)
+
+
 def rosenbrock_workload(n: int) -> Workload:
     label = "1e6" if n == 10 ** 6 else str(n)
     return Workload(f"W2-n{label}", f"vectorized Rosenbrock, n={n:,}",
@@ -278,6 +303,7 @@ def rosenbrock_hvp_workload(n: int = 1000) -> Workload:
 def all_workloads() -> list[Workload]:
     """W1-W5 in report order."""
     return [rosenbrock_loop_workload(100), rosenbrock_loop_workload(1000),
+            rosenbrock_loop_guarded_workload(100), rosenbrock_loop_guarded_workload(1000),
             rosenbrock_workload(1000), rosenbrock_workload(10 ** 6),
             mlp_workload(), sin_poly_workload(10), rosenbrock_hvp_workload(1000)]
 

@@ -124,3 +124,34 @@ def test_strong_zero_rule_is_opt_in(backend):
     strong = fa.grad(f, strong_zero=True)(x)
     np.testing.assert_array_equal(strong, [0.0, 0.0, 0.25])
     np.testing.assert_array_equal(fa.compile(f, backend=backend, strong_zero=True)(x), strong)
+
+
+def huber_loop(x):
+    """A loop whose every iteration branches on its own term."""
+    total = 0.0
+    for i in range(len(x) - 1):
+        d = x[i + 1] - x[i]
+        if abs(d) <= 1.0:
+            total = total + 0.5 * d * d
+        else:
+            total = total + abs(d) - 0.5
+    return total
+
+
+def test_guards_of_a_loop_reroll_into_one_vector_guard(backend):
+    """The guards of a loop body reroll with it: the compiled tape is vector
+    code with one guard per branch taken, not one per iteration."""
+    x = np.linspace(-0.5, 0.5, 40)  # every |d| <= 1: one side everywhere
+    g = fa.compile(huber_loop, backend=backend)
+    np.testing.assert_allclose(g(x), fa.grad(huber_loop)(x), rtol=1e-13, atol=1e-15)
+    assert g.tape.stages["rerolled"] < g.tape.stages["traced"] // 10
+    assert len(g.cache_info()["entries"][0]["guards"]) <= 2
+
+
+def test_rerolled_guard_fails_where_any_iteration_branches_otherwise(backend):
+    g = fa.compile(huber_loop, backend=backend)
+    calm = np.linspace(-0.5, 0.5, 40)
+    for x in (calm, calm + np.where(np.arange(40) == 17, 3.0, 0.0), calm, -calm):
+        np.testing.assert_allclose(g(x), fa.grad(huber_loop)(x), rtol=1e-13, atol=1e-15)
+        np.testing.assert_allclose(g.value(x), huber_loop(x), rtol=1e-13)
+    assert g.cache_info()["traces"] == 2  # one per pattern of branches, reused after

@@ -17,6 +17,25 @@ if TYPE_CHECKING:
     from ..tape import Tape
 
 
+def _sub_joint(ts: list[Any], ans: Any, x: Any, y: Any) -> Any:
+    return ts[0] - ts[1]
+
+
+def _scatter_joint(prim: str) -> Any:
+    def rule(ts: list[Any], ans: Any, x: Any, idx: Any, v: Any) -> Any:
+        return getattr(fnp, prim)(ts[0], idx, ts[2])
+    return rule
+
+
+# Linear primitives whose tangent, when several arguments carry one, is the
+# primitive applied to the tangents: one instruction where the per-argument
+# rules would build a part per argument and add them (the adjoint's
+# scatter_add chains, differentiated again in forward-over-reverse, stay
+# one in-place chain instead of a sum of scatters into zero arrays).
+JOINT_JVPS = {"sub": _sub_joint, "scatter_add": _scatter_joint("scatter_add"),
+              "scatter_set": _scatter_joint("scatter_set")}
+
+
 def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequence[Any],
             outputs: Sequence[Any]) -> list[Any]:
     """Record the tangent sweep over ``builder``'s first ``stop`` instructions;
@@ -36,7 +55,14 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
         args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
         ans = builder.tracer(ins.out)
         total = None
-        for argnum, slot in enumerate(ins.ins):
+        joint = JOINT_JVPS.get(ins.prim)
+        with_tangent = [tangent.get(slot) if argnum != 1 or ins.prim == "sub" else None
+                        for argnum, slot in enumerate(ins.ins)]
+        if joint is not None and with_tangent[0] is not None and with_tangent[-1] is not None:
+            total = joint(with_tangent, ans, *args, **params)
+            if fnp.shape(total) != ans.shape:
+                total = fnp.broadcast_to(total, ans.shape)
+        for argnum, slot in enumerate(ins.ins if total is None else ()):
             if slot not in tangent:
                 continue
             rule = prim.jvp_rule(argnum)

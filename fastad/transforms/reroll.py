@@ -13,7 +13,13 @@ member number -- the trace of one loop, or of two nested loops over
 with index arrays, varying constants stacked, other primitives by their
 batching rules) and a ``sum`` or one vector ``scatter_set``.  Terms that fit
 no segment (a guarded branch taken at scattered iterations, reads through a
-permutation ``x[perm[i]]``) stay scalar code, and guards stay on the tape.
+permutation ``x[perm[i]]``) stay scalar code.
+
+Guards are a chain of their own: the guards of a loop body (``if term < 0``
+in every iteration) are isomorphic predicates, and a segment of them becomes
+one guard that all the vector predicate's elements agree with the outcomes
+recorded, so a guarded loop compiles to the vector code of the unguarded one
+plus one reduction.
 
 Loops nest by passes: a term that contains another chain (the inner loop of
 ``out[i] = sum_j f(x[i, j])``) waits until that chain is rerolled, and the
@@ -111,15 +117,24 @@ class _TapeIndex:
 class _Chain:
     """Links s_k = s_{k-1} (+|-) t_k (kind "sum"), out_k = out_{k-1} with t_k
     written at positions p_k ("set") or added there ("accumulate": scatter_add,
-    or out[p] = out[p] + t), starting from the value ``before``."""
+    or out[p] = out[p] + t), starting from the value ``before``; or the
+    guards of the tape, whose terms are their predicates (kind "guard")."""
 
     def __init__(self, kind: str, links: list[Instr], before: int, terms: list[int],
                  consts: dict[int, Any]) -> None:
         self.kind, self.links, self.before, self.terms = kind, links, before, terms
         self.consts = consts
 
-    def sign(self, k: int) -> int:
+    def sign(self, k: int) -> Any:
+        """What links of one segment must share besides their term's shape:
+        the sign of a sum's term, a guard's recorded outcome."""
+        if self.kind == "guard":
+            return bool(dict(self.links[k].params)["expected"])
         return -1 if self.links[k].prim == "sub" else 1
+
+    @property
+    def writes(self) -> bool:
+        return self.kind in ("set", "accumulate")
 
     def intermediates(self) -> list[int]:
         return [link.out for link in self.links[:-1]]
@@ -191,6 +206,8 @@ def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
                 chains.append(_sum_chain(links))
         elif _scatter_link(ix, ins) is not None:
             chains.extend(_scatter_chains(ix, links, exact_sums))
+    guards = [ins for ins in ix.tape.instrs if ins.prim == "guard"]
+    chains.append(_Chain("guard", guards, -1, [g.ins[0] for g in guards], {}))
     return [c for c in chains if len(c.links) >= MIN_RUN]
 
 
@@ -312,7 +329,7 @@ def _terms(ix: _TapeIndex, chain: _Chain, foreign: set[int]) -> list[_Term]:
     k - MAX_PERIOD (the values of its iteration, which several links of the
     iteration may share); older values are shared by all terms alike."""
     own = set(chain.intermediates())
-    arrays = own | {chain.before} if chain.kind != "sum" else set()
+    arrays = own | {chain.before} if chain.writes else set()
     start = ix.position.get(chain.before, -1)
     bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
               for k in range(len(chain.links))]
@@ -336,7 +353,7 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
 
 
 def _integers(chain: _Chain, ix: _TapeIndex, terms: list[_Term], k: int) -> list[int]:
-    if chain.kind == "sum":
+    if not chain.writes:
         return terms[k].ints
     return ix.index_list(chain.links[k].ins[1]) + terms[k].ints
 
@@ -413,13 +430,13 @@ class _Rewrite:
     def requires(self) -> set[int]:
         """The slots the vector code reads (before aliasing)."""
         chain = self.chain
-        slots = {chain.before}
+        slots = {chain.before} if chain.kind != "guard" else set()
         for k, link in enumerate(chain.links):
             if k in self.segment_at:
                 slots.update(s for j in self.segment_at[k] for s in self.terms[j].shared)
             elif k not in self.covered:
                 slots.add(chain.terms[k])
-                if chain.kind != "sum":
+                if chain.writes:
                     slots.add(link.ins[1])
         return slots
 
@@ -427,6 +444,8 @@ class _Rewrite:
         """The chain's final value: its start combined, in chain order, with
         each segment as one vector operation and each leftover term alone."""
         chain = self.chain
+        if chain.kind == "guard":
+            return self.emit_guards(ix, value_of)
         start = value = value_of(chain.before)
         for k, link in enumerate(chain.links):
             segment = self.segment_at.get(k)
@@ -436,6 +455,25 @@ class _Rewrite:
                 value = _combine(chain, value, [chain.links[j] for j in segment], vector)
             elif k not in self.covered:
                 value = _combine(chain, value, [link], value_of(chain.terms[k]))
+        return value
+
+
+    def emit_guards(self, ix: _TapeIndex, value_of: Any) -> Any:
+        """Each segment of guards as one guard: every element of the vector
+        predicate agrees with the outcome its iteration recorded."""
+        chain, value = self.chain, None
+        for k, link in enumerate(chain.links):
+            segment = self.segment_at.get(k)
+            if segment is not None:
+                vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
+                                    None)
+                # all true: the least is 1; all false: the largest is 0
+                outcome = chain.sign(k)
+                as_float = fnp.astype(vector, np.float64)
+                extreme = fnp.min(as_float) if outcome else fnp.max(as_float)
+                value = bind(registry["guard"], extreme, expected=outcome)
+            elif k not in self.covered:
+                value = bind(registry["guard"], value_of(chain.terms[k]), **dict(link.params))
         return value
 
 
@@ -533,8 +571,10 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
         return None
     at_end = {r.chain.links[-1].out: r for r in rewrites}
     # reads of a rewritten scatter chain's intermediate arrays see its start
-    alias = {s: r.chain.before for r in rewrites for s in r.chain.intermediates()}
-    needed = _needed(tape, at_end, alias)
+    alias = {s: r.chain.before for r in rewrites if r.chain.kind != "guard"
+             for s in r.chain.intermediates()}
+    needed = _needed(tape, at_end, alias, {link.out for r in rewrites if r.chain.kind == "guard"
+                                           for link in r.chain.links[:-1]})
     with recording() as builder:
         env: dict[int, Any] = {s: builder.new_input(v) for s, v in zip(tape.inputs, examples)}
         env.update(tape.consts)
@@ -552,14 +592,19 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
     return eliminate_dead_code(builder.tape)
 
 
-def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int]) -> set[int]:
+def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int],
+            merged_guards: set[int]) -> set[int]:
     """The slots the rerolled tape still computes: the scalar code of rerolled
-    terms is not even replayed.  Guards are always kept."""
+    terms is not even replayed.  Guards are always kept, those merged into a
+    rerolled guard as that guard."""
     needed = set(tape.outputs)
     for ins in reversed(tape.instrs):
+        if ins.out in merged_guards:
+            continue
         rewrite = at_end.get(ins.out)
         if rewrite is not None:
-            if ins.out in needed:
+            if ins.out in needed or ins.prim == "guard":
+                needed.add(ins.out)
                 needed.update(alias.get(s, s) for s in rewrite.requires())
             continue
         if ins.out in needed or ins.prim == "guard":
