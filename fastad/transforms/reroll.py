@@ -467,11 +467,11 @@ class _Rewrite:
             if segment is not None:
                 vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
                                     None)
-                # all true: the least is 1; all false: the largest is 0
-                outcome = chain.sign(k)
-                as_float = fnp.astype(vector, np.float64)
-                extreme = fnp.min(as_float) if outcome else fnp.max(as_float)
-                value = bind(registry["guard"], extreme, expected=outcome)
+                # the count of iterations that branch otherwise must be 0 (a sum:
+                # backends reduce sums faster than NaN-aware max and min)
+                disagree = fnp.logical_not(vector) if chain.sign(k) else vector
+                count = fnp.sum(fnp.astype(disagree, np.float64))
+                value = bind(registry["guard"], count, expected=False)
             elif k not in self.covered:
                 value = bind(registry["guard"], value_of(chain.terms[k]), **dict(link.params))
         return value
