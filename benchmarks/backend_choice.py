@@ -39,6 +39,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 import fastad as fa  # noqa: E402
+import timing  # noqa: E402
 from fastad.backends import choice, get  # noqa: E402
 from workloads import make_rosenbrock_loop, rosenbrock_point  # noqa: E402
 
@@ -89,24 +90,6 @@ QUICK = {"scalar": (10, 100), "rerolled": (100, 1000), "mixed": (10,), "vector":
          "transcendental": (3,)}
 
 
-def per_call(run, inputs, min_s: float = 0.1, rounds: int = 5) -> float:
-    run(inputs)
-    reps, elapsed = 1, 0.0
-    while elapsed < min_s / 4:
-        reps *= 2
-        start = time.perf_counter()
-        for _ in range(reps):
-            run(inputs)
-        elapsed = time.perf_counter() - start
-    samples = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(reps):
-            run(inputs)
-        samples.append((time.perf_counter() - start) / reps)
-    return float(np.median(samples))
-
-
 @contextlib.contextmanager
 def cold_numba_cache():
     """An empty disk cache and no kernel loaded in this process: a real compile."""
@@ -133,13 +116,16 @@ def measure(family: str, n: int) -> dict:
     tape = g.tape
     inputs = list(args)
     row = {"family": family, "n": n, **choice.tape_stats(tape)}
+    runs = {}
     for name in ("c", "numba"):
         backend = get(name)
         with cold_numba_cache():
             start = time.perf_counter()
             exe = backend.build(tape)
             row[f"{name}_compile"] = time.perf_counter() - start
-            row[f"{name}_call"] = per_call(exe.run, inputs)
+            runs[f"{name}_call"] = exe.run
+    # the two backends' calls in alternating rounds: load falls on both alike
+    row.update(timing.interleaved(runs, (inputs,), 0.1, 7))
     row["calls_to_break_even"] = choice.break_even_calls(
         row["numba_compile"] - row["c_compile"], row["c_call"] - row["numba_call"])
     row["rule_promote_after"] = choice.promote_after(tape, numba_cached=False)

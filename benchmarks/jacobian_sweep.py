@@ -52,21 +52,6 @@ def sizes(ratio: float) -> tuple[int, int]:
     return n, max(1, round(TOTAL / n))
 
 
-def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int) -> dict:
-    """Median seconds per call of each function, their rounds interleaved so
-    that the load of a shared machine falls on all of them alike."""
-    reps = {k: timing.calibrate(fn, args, min_round_s / len(fns)) for k, fn in fns.items()}
-    samples: dict = {k: [] for k in fns}
-    order = list(fns)
-    for r in range(rounds):
-        # A round right after a memory-heavy one runs slower (measured: up to
-        # 1.5x); rotating the order lets the median drop those rounds.
-        for k in order[r % len(order):] + order[:r % len(order)]:
-            fns[k](*args)
-            samples[k].append(timing._round(fns[k], args, reps[k]) / reps[k])
-    return {k: timing.median(v) for k, v in samples.items()}
-
-
 def measure_point(n: int, m: int, compiled: bool, min_round_s: float, rounds: int) -> dict:
     f, x = make_problem(n, m)
     row = {"n": n, "m": m, "compiled": compiled}
@@ -75,7 +60,7 @@ def measure_point(n: int, m: int, compiled: bool, min_round_s: float, rounds: in
         jac = fa.jacobian(f, mode=mode)
         fns[mode] = fa.jit(jac, backend="c") if compiled else jac  # the mode, not the backend
         results[mode] = np.asarray(fns[mode](x))
-    row.update(interleaved(fns, (x,), min_round_s, rounds))
+    row.update(timing.interleaved(fns, (x,), min_round_s, rounds))
     ref = results["rev"]
     row["agree"] = all(np.allclose(results[k], ref, rtol=1e-10, atol=1e-12) for k in MODES)
     best = min(row["fwd"], row["rev"])

@@ -93,6 +93,21 @@ def steady(function: Callable, args: tuple, min_round_s: float = 0.2,
     return [_round(function, args, reps) / reps for _ in range(rounds)]
 
 
+def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int) -> dict:
+    """Median seconds per call of each function, their rounds interleaved so
+    that the load of a shared machine falls on all of them alike."""
+    reps = {k: calibrate(fn, args, min_round_s / len(fns)) for k, fn in fns.items()}
+    samples: dict = {k: [] for k in fns}
+    order = list(fns)
+    for r in range(rounds):
+        # A round right after a memory-heavy one runs slower (measured: up to
+        # 1.5x); rotating the order lets the median drop those rounds.
+        for k in order[r % len(order):] + order[:r % len(order)]:
+            fns[k](*args)
+            samples[k].append(_round(fns[k], args, reps[k]) / reps[k])
+    return {k: median(v) for k, v in samples.items()}
+
+
 def median(samples: list[float]) -> float:
     return statistics.median(samples)
 

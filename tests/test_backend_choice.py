@@ -145,3 +145,12 @@ class _Stub:
     @staticmethod
     def build(tape):
         return FakeExecutable("stub")
+
+
+def test_tiered_offers_what_the_running_executable_offers():
+    class WithBatch(FakeExecutable):
+        def run_batch(self, *args):
+            return "batched"
+    exe = choice.Tiered("tape", WithBatch("first"), 10, lambda tape: FakeExecutable("second"))
+    assert hasattr(exe, "run_batch") and exe.run_batch() == "batched"
+    assert not hasattr(choice.Tiered("tape", FakeExecutable("x"), 10, None), "run_batch")
