@@ -1,17 +1,18 @@
 """``backend="auto"``: when a compiled function should leave the C VM for Numba.
 
-Measured (``benchmarks/backend_choice.py``; numbers in benchmarks/README.md):
+Measured (``benchmarks/backend_choice.py``, calls of both backends timed in
+alternating rounds; numbers in benchmarks/README.md):
 
-* the C VM builds any tape in milliseconds and runs scalar instructions at
-  about 2 ns each, which generated straight-line Numba code does not beat
-  (scalar tapes of 150 to 2,000 instructions ran at the same speed or slower
-  under Numba);
-* Numba's fused elementwise loops save memory traffic: about 0.7 ns per
-  element of every elementwise instruction on arrays (1.5-2.5x faster than
-  the VM on rerolled loops and vector chains of 1,000+ elements);
-* a cold Numba compile costs about 0.7 s plus 10 ms per instruction, more for
-  long scalar code (1,900 scalar instructions: 26 s; 5,700: over 5 min); a
-  tape already in the disk cache loads in a fraction of that.
+* the C VM builds any tape in milliseconds and runs a scalar instruction in
+  a few nanoseconds, which generated straight-line Numba code does not beat
+  (scalar tapes of 170 to 2,700 instructions: Numba 0.9-2.1x the VM's time);
+* Numba's fused loops are faster where a few elementwise instructions run on
+  long arrays (rerolled loops of 1,000 to 100,000 elements: 1.15-1.3x,
+  about 0.3 ns saved per element of every elementwise instruction), and
+  slower on long chains of cheap ones (1.4-6x: code generation to improve);
+* a cold Numba compile costs 0.4-2.5 s for tens of instructions and grows
+  faster than linearly on long scalar code (1,900 instructions: 39 s; 2,700:
+  6 min); a tape in the disk cache loads in 0.06-0.07 s.
 
 How often a function will be called is not known when it is compiled.  So
 ``auto`` starts every function on the C VM and counts its calls; a tape on
@@ -31,9 +32,9 @@ from typing import Any, Callable, Sequence
 
 from ..tape import Tape
 
-ELEMENTWISE_SAVING_S = 0.7e-9  # per array element of an elementwise instruction, per call
+ELEMENTWISE_SAVING_S = 0.3e-9  # per array element of an elementwise instruction, per call
 NUMBA_EXTRA_CALL_S = 1.0e-6  # Numba's larger fixed cost per call (boxing, allocations)
-NUMBA_COMPILE_S = (0.7, 10e-3)  # cold compile: fixed + per instruction
+NUMBA_COMPILE_S = (1.0, 10e-3)  # cold compile: fixed + per instruction
 NUMBA_LOAD_S = (0.1, 0.2e-3)  # from the disk cache (measured 0.06-0.07 s)
 VERIFY_CALLS = 5  # calls timed on each backend before keeping the faster
 
