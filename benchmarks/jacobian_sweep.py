@@ -85,20 +85,29 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
+def chosen_vs_best(row: dict) -> float:
+    """The time of the mode auto picks over the better one's, both from the
+    fixed-mode rows (auto runs the very tape of the mode it picks; its own
+    row differs from that mode's only by measurement)."""
+    return row[fa.api.auto_mode(row["n"], row["m"])] / min(row["fwd"], row["rev"])
+
+
 def table(rows: list[dict], with_plot: bool = True) -> str:
-    worst = max((r["auto_vs_best"] for r in rows), default=float("nan"))
+    worst = max((chosen_vs_best(r) for r in rows), default=float("nan"))
     lines = ["## Jacobian: forward, reverse and automatic mode", "",
              "`fastad.jacobian(f, mode)` of f: R^n -> R^m (compiled: `fastad.jit(..., backend=\"c\")`), "
              "f(x) = tanh(B @ sin(A @ x)) * (C @ x), n * m ≈ "
              f"{TOTAL:,}; steady median per Jacobian. `auto` must be within "
-             f"{(TARGET - 1) * 100:.0f} % of the better fixed mode: worst auto/best here "
-             f"{worst:.2f}.", "",
-             "| path | n | m | fwd | rev | auto | auto / best | modes agree |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"{(TARGET - 1) * 100:.0f} % of the better fixed mode: worst (picked mode) / "
+             f"best here {worst:.2f}.", "",
+             "| path | n | m | fwd | rev | auto | auto picks | picked / best | auto / best | "
+             "modes agree |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {'jit' if r['compiled'] else 'eager'} | {r['n']} | {r['m']} | "
                      f"{timing.format_seconds(r['fwd'])} | {timing.format_seconds(r['rev'])} | "
-                     f"{timing.format_seconds(r['auto'])} | {r['auto_vs_best']:.2f} | "
+                     f"{timing.format_seconds(r['auto'])} | {fa.api.auto_mode(r['n'], r['m'])} | "
+                     f"{chosen_vs_best(r):.2f} | {r['auto_vs_best']:.2f} | "
                      f"{'yes' if r['agree'] else '**NO**'} |")
     lines += ["", "![jacobian](jacobian.png)" if with_plot else "", ""]
     return "\n".join(lines)
