@@ -17,9 +17,9 @@ For each program:
 
 The CI budget is ``FASTAD_FUZZ_EXAMPLES`` (default 200) programs per test
 (a sixteenth of that for Numba, which compiles each program for seconds); a
-longer run:
+longer run over fresh random programs:
 
-    FASTAD_FUZZ_EXAMPLES=2000 python -m pytest -q tests/test_fuzz.py
+    FASTAD_TEST_EXPLORE=1 FASTAD_FUZZ_EXAMPLES=2000 python -m pytest -q tests/test_fuzz.py
 """
 from __future__ import annotations
 
