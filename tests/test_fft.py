@@ -166,3 +166,21 @@ def test_vmap_of_transforms_matches_a_loop():
     per_example = fa.vmap(fa.grad(lambda x: np.sum(f(x))))(xs)
     np.testing.assert_allclose(per_example, np.stack([fa.grad(lambda x: np.sum(f(x)))(x)
                                                      for x in xs]), rtol=1e-12)
+
+
+def test_numba_calls_numpy_for_the_transform_and_compiles_the_rest():
+    if "numba" not in fa.backends_available():
+        pytest.skip("numba is not installed")
+    from fastad.backends import numba_backend
+    assert "fft" in numba_backend.HOST_CALLS
+
+    def loss(x):
+        return np.sum(np.abs(np.fft.rfft(x * np.linspace(0.5, 1.5, 7))) ** 2)
+    g = fa.compile(loss, backend="numba")
+    x = make_args(9, ((7,),), ("real",), np.float64)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no fallback to the reference backend
+        got = g(x)
+    assert isinstance(g.program, numba_backend.Executable)
+    assert "objmode" in str(g.program)
+    np.testing.assert_allclose(got, fa.grad(loss)(x), rtol=1e-12)
