@@ -194,6 +194,9 @@ class Specializer:
                 if differentiated:
                     leaf = _as_differentiable(leaf)
                 if _is_dynamic(leaf):
+                    if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
+                        # native order here: no backend ever reads swapped bytes
+                        leaf = leaf.astype(leaf.dtype.newbyteorder("="))
                     dynamic.append(leaf)
                     parts.append(_leaf_key(leaf))
                 else:
