@@ -333,8 +333,13 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int 
     count = math.prod(shape(a)[i] for i in axes)
     centered = a - mean(a, axis=axes, keepdims=True)
     denom = count - ddof
-    return sum(square(centered), axis=axes, keepdims=keepdims) * (
+    return sum(_abs2(centered), axis=axes, keepdims=keepdims) * (
         1.0 / denom if denom > 0 else _np.nan)
+
+
+def _abs2(x: Any) -> Any:
+    """|x|**2, real: x*x, or re**2 + im**2 for complex x (as NumPy's var and norm)."""
+    return square(real(x)) + square(imag(x)) if iscomplexobj(x) else square(x)
 
 
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
@@ -663,7 +668,7 @@ def dot(a: Any, b: Any) -> Any:
 
 
 def vdot(a: Any, b: Any) -> Any:
-    return dot(ravel(a), ravel(b))
+    return dot(conjugate(ravel(a)), ravel(b))  # NumPy conjugates the first argument
 
 
 def inner(a: Any, b: Any) -> Any:
@@ -789,7 +794,7 @@ def _det(a: Any) -> Any:
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
     vector = (ndim(x) == 1 and axis is None) or isinstance(axis, (int, _np.integer))
     if ord is None or (ord == "fro" and not vector) or (ord == 2 and vector):
-        return sqrt(sum(square(x), axis=axis, keepdims=keepdims))
+        return sqrt(sum(_abs2(x), axis=axis, keepdims=keepdims))
     if vector and isinstance(ord, (int, float)) and not isinstance(ord, bool):
         if ord == _np.inf:
             return max(absolute(x), axis=axis, keepdims=keepdims)

@@ -104,6 +104,13 @@ def _mean(z, axis):
     return np.mean(np.exp(z), axis=axis, keepdims=True)
 
 
+@case("var_std_norm_vdot", ["complex", "complex"], lambda data: (((3, 4), (3, 4)), {}),
+      covers=["real", "imag", "conj"])
+def _var_std_norm_vdot(a, b):  # NumPy's |x|**2 and conjugated first argument, not x*x
+    return (np.var(a, axis=0) + np.std(b) + np.linalg.norm(a) + np.linalg.norm(b[0])
+            + np.vdot(a, b))
+
+
 @case("cumsum", ["complex"], one_shape(min_dims=1), covers=["cumsum"])
 def _cumsum(z):
     return np.cumsum(z * z, axis=-1)
