@@ -924,9 +924,20 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
                                keepdims=kwargs.get("keepdims", False))
     if method == "accumulate" and name == "add":
         return cumsum(inputs[0], axis=kwargs.get("axis", 0))
+    if method == "__call__" and not set(kwargs) - {"out", "dtype", "casting"}:
+        foreign = _foreign_ufunc(ufunc)
+        if foreign is not None:  # scipy.special's ufuncs
+            out = foreign(*inputs)
+            return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
     raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
                        "supported on traced values; write it with supported functions or "
                        "define it with fastad.primitive and fastad.defvjp")
+
+
+def _foreign_ufunc(ufunc: _np.ufunc) -> Any:
+    """The fastad function for a ufunc NumPy does not define, or None."""
+    from .scipy.special import UFUNCS as special
+    return special.get(ufunc)
 
 
 _PUBLIC_RENAMES = {"shape": shape_of, "round": round, "around": round}

@@ -10,6 +10,9 @@ arrays is the value oracle.
 """
 from __future__ import annotations
 
+import importlib
+import pathlib
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -846,8 +849,19 @@ def _fft(x):
 BUILTIN_PRIMITIVES = sorted(name for name in fastad.primitives.registry if "." not in name)
 
 
+def _all_cases():
+    """The cases of this module and of every other test module that has CASES
+    (special functions, linear algebra, ...)."""
+    cases = list(CASES)
+    for path in sorted(pathlib.Path(__file__).parent.glob("test_*.py")):
+        if path.stem != __name__.rsplit(".", 1)[-1]:
+            found = getattr(importlib.import_module(path.stem), "CASES", [])
+            cases += [c for c in found if isinstance(c, Case)]
+    return cases
+
+
 def test_every_primitive_has_a_case():
-    covered = set().union(*(c.covers for c in CASES))
+    covered = set().union(*(c.covers for c in _all_cases()))
     missing = sorted(set(BUILTIN_PRIMITIVES) - covered)
     assert not missing, f"primitives without a test case: {missing}"
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import TracingError
-from ..primitives import elementwise
+from ..primitives import elementwise, special
 from ..primitives.registry import fnp, registry
 from ..tape import Tape, where
 from ..tracer import bind
@@ -134,7 +134,8 @@ def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
 
 _ELEMENTWISE = (set(elementwise.UNARY) | set(elementwise.UNARY_ZERO_DERIVATIVE)
                 | set(elementwise.BINARY) | set(elementwise.BINARY_ZERO_DERIVATIVE)
-                | set(elementwise.NON_HOLOMORPHIC) | {"where", "astype", "stop_gradient"})
+                | set(elementwise.NON_HOLOMORPHIC) | special.ELEMENTWISE
+                | {"where", "astype", "stop_gradient"})
 
 RULES: dict[str, Callable[..., Any]] = {
     **{name: _elementwise for name in _ELEMENTWISE},

@@ -1,0 +1,168 @@
+"""Special functions (scipy.special), as elementwise primitives.
+
+Declared like `elementwise`: one linear map ``d(g, ans, *args, **params)``
+per argument serves as VJP and JVP, binary and ternary rules see arguments
+un-broadcast.  Rules are written with these same primitives (gammaln'
+is digamma, digamma' is polygamma(1, .), ...), so every order traces.
+
+Arguments that have no derivative rule here (the shape parameter ``a`` of
+the regularized incomplete gamma function, the orders of Bessel functions,
+``n`` of polygamma) raise NotImplementedError when a derivative with respect
+to them is asked for, never a silent zero.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.special as sc
+
+from .elementwise import _binary_vjps
+from .registry import defjvp, defprim, defvjp, fnp, registry
+
+_SQRT_PI = math.sqrt(math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def _call(name, *args, **params):
+    from ..tracer import bind
+    return bind(registry[name], *args, **params)
+
+
+def _float_like(fn):
+    """fn, with results of the arguments' float dtype as NumPy's own ufuncs
+    give (Python floats weak): some of SciPy's functions are float64 only, and
+    its ufuncs promote a 0-d float32 array met with a Python float."""
+    def impl(*args, **params):
+        out = fn(*args, **params)
+        dtype = np.result_type(*args)
+        if dtype.kind != "f" or np.result_type(out) == dtype:
+            return out
+        return np.asarray(out).astype(dtype)[()]
+    impl.__name__ = getattr(fn, "__name__", "impl")
+    return impl
+
+
+def _polygamma(x, n):
+    return sc.psi(x) if n == 0 else sc.polygamma(n, x)
+
+
+_BESSEL_IV = {0: sc.i0, 1: sc.i1}
+_BESSEL_IVE = {0: sc.i0e, 1: sc.i1e}
+
+
+def _iv(x, v):
+    f = _BESSEL_IV.get(v)
+    return f(x) if f is not None else sc.iv(v, x)
+
+
+def _ive(x, v):
+    f = _BESSEL_IVE.get(v)
+    return f(x) if f is not None else sc.ive(v, x)
+
+
+def _no_rule(what):
+    def rule(*args, **params):
+        raise NotImplementedError(f"the derivative of {what} is not implemented; "
+                                  "pass that argument as a constant")
+    return rule
+
+
+def _gauss(x):
+    return fnp.exp(-0.5 * fnp.square(x)) * (1.0 / _SQRT_2PI)
+
+
+# name: (implementation, d(g, ans, x, **params)); params are keyword-only
+UNARY = {
+    "gammaln":   (sc.gammaln, lambda g, ans, x: g * _call("polygamma", x, n=0)),
+    "gamma":     (sc.gamma, lambda g, ans, x: g * ans * _call("polygamma", x, n=0)),
+    "polygamma": (_polygamma, lambda g, ans, x, n: g * _call("polygamma", x, n=n + 1)),
+    "erf":       (sc.erf, lambda g, ans, x: g * (2.0 / _SQRT_PI) * fnp.exp(-fnp.square(x))),
+    "erfc":      (sc.erfc, lambda g, ans, x: g * (-2.0 / _SQRT_PI) * fnp.exp(-fnp.square(x))),
+    "erfinv":    (sc.erfinv, lambda g, ans, x: g * (0.5 * _SQRT_PI) * fnp.exp(fnp.square(ans))),
+    "erfcinv":   (sc.erfcinv, lambda g, ans, x: g * (-0.5 * _SQRT_PI) * fnp.exp(fnp.square(ans))),
+    "expit":     (sc.expit, lambda g, ans, x: g * ans * (1.0 - ans)),
+    "log_expit": (sc.log_expit, lambda g, ans, x: g * _call("expit", -x)),
+    "logit":     (sc.logit, lambda g, ans, x: g / (x * (1.0 - x))),
+    "ndtr":      (sc.ndtr, lambda g, ans, x: g * _gauss(x)),
+    "log_ndtr":  (sc.log_ndtr, lambda g, ans, x:
+                  g * fnp.exp(-0.5 * fnp.square(x) - ans) * (1.0 / _SQRT_2PI)),
+    "ndtri":     (sc.ndtri, lambda g, ans, x: g * _SQRT_2PI * fnp.exp(0.5 * fnp.square(ans))),
+    # I_v' = (I_{v-1} + I_{v+1}) / 2; the exponentially scaled form also
+    # differentiates its factor exp(-|x|).
+    "iv":        (_iv, lambda g, ans, x, v:
+                  g * 0.5 * (_call("iv", x, v=v - 1) + _call("iv", x, v=v + 1))),
+    "ive":       (_ive, lambda g, ans, x, v:
+                  g * (0.5 * (_call("ive", x, v=v - 1) + _call("ive", x, v=v + 1))
+                       - fnp.sign(x) * ans)),
+}
+
+
+def _digamma_difference(a, b):
+    return _call("polygamma", a, n=0) - _call("polygamma", a + b, n=0)
+
+
+def _gammainc_dx(g, ans, a, x):
+    return g * fnp.exp((a - 1.0) * fnp.log(x) - x - _call("gammaln", a))
+
+
+def _stdtr_dt(g, ans, df, t):
+    log_pdf = (_call("gammaln", 0.5 * (df + 1.0)) - _call("gammaln", 0.5 * df)
+               - 0.5 * fnp.log(df * math.pi)
+               - 0.5 * (df + 1.0) * fnp.log1p(fnp.square(t) / df))
+    return g * fnp.exp(log_pdf)
+
+
+# name: (implementation, d/dx, d/dy)
+BINARY = {
+    "xlogy":     (sc.xlogy, lambda g, ans, x, y: g * fnp.log(y),
+                  lambda g, ans, x, y: g * x / y),
+    "xlog1py":   (sc.xlog1py, lambda g, ans, x, y: g * fnp.log1p(y),
+                  lambda g, ans, x, y: g * x / (1.0 + y)),
+    "betaln":    (sc.betaln, lambda g, ans, a, b: g * _digamma_difference(a, b),
+                  lambda g, ans, a, b: g * _digamma_difference(b, a)),
+    "beta":      (sc.beta, lambda g, ans, a, b: g * ans * _digamma_difference(a, b),
+                  lambda g, ans, a, b: g * ans * _digamma_difference(b, a)),
+    "gammainc":  (sc.gammainc, _no_rule("gammainc with respect to a"), _gammainc_dx),
+    "gammaincc": (sc.gammaincc, _no_rule("gammaincc with respect to a"),
+                  lambda g, ans, a, x: -_gammainc_dx(g, ans, a, x)),
+    "stdtr":     (sc.stdtr, _no_rule("stdtr with respect to df"), _stdtr_dt),
+}
+
+
+def _betainc_dx(g, ans, a, b, x):
+    return g * fnp.exp((a - 1.0) * fnp.log(x) + (b - 1.0) * fnp.log1p(-x)
+                       - _call("betaln", a, b))
+
+
+def _ternary_vjp(d, argnum):
+    def vjp(g, ans, *args):
+        return fnp.unbroadcast(d(g, ans, *args), fnp.shape(args[argnum]))
+    return vjp
+
+
+# name: (implementation, d/da, d/db, d/dx)
+TERNARY = {
+    "betainc": (sc.betainc, _no_rule("betainc with respect to a"),
+                _no_rule("betainc with respect to b"), _betainc_dx),
+}
+
+for _name, (_impl, _d) in UNARY.items():
+    _p = defprim(_name, _float_like(_impl), 1)
+    defvjp(_p, _d)
+    defjvp(_p, _d)
+    _p.elementwise_partials = [_d]
+
+for _name, (_impl, _dx, _dy) in BINARY.items():
+    _p = defprim(_name, _float_like(_impl), 2)
+    defvjp(_p, *_binary_vjps(_dx, _dy))
+    defjvp(_p, _dx, _dy)
+    _p.elementwise_partials = [_dx, _dy]
+
+for _name, (_impl, *_ds) in TERNARY.items():
+    _p = defprim(_name, _float_like(_impl), 3)
+    defvjp(_p, *(_ternary_vjp(d, k) for k, d in enumerate(_ds)))
+    defjvp(_p, *_ds)
+    _p.elementwise_partials = list(_ds)
+
+ELEMENTWISE = set(UNARY) | set(BINARY) | set(TERNARY)

@@ -1,0 +1,174 @@
+"""scipy.special: values against SciPy, forward and reverse derivatives (first
+and second order) against central finite differences, in float64 and
+float32; SciPy's ufuncs on traced values dispatch to fastad; compiled
+functions agree with the reference interpreter.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.special as sc
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastad as fa
+import fastad.scipy.special as fsc
+from helpers import DOMAINS, DTYPES, FAST, Case, broadcast_pair, case_id, shapes
+
+DOMAINS.setdefault("prob", lambda rng, shape: rng.uniform(0.1, 0.9, shape))
+DOMAINS.setdefault("erfc_range", lambda rng, shape: rng.uniform(0.2, 1.8, shape))
+
+CASES: list[Case] = []
+
+
+def one_shape(data):
+    return (data.draw(shapes(), label="shape"),), {}
+
+
+def two_shapes(data):
+    return data.draw(broadcast_pair(), label="shapes"), {}
+
+
+def same_dtype(fn):
+    """SciPy's float64-only functions, cast back like fastad's results are."""
+    return lambda *args: np.asarray(fn(*args)).astype(np.result_type(*args))[()]
+
+
+# scipy ufunc, primitive it records, domain; called as plain scipy.special code
+UNARY = [
+    (sc.gammaln, "gammaln", "pos"), (sc.gamma, "gamma", "pos"), (sc.digamma, "polygamma", "pos"),
+    (sc.erf, "erf", "real"), (sc.erfc, "erfc", "real"), (sc.erfinv, "erfinv", "unit"),
+    (sc.erfcinv, "erfcinv", "erfc_range"), (sc.expit, "expit", "real"),
+    (sc.log_expit, "log_expit", "real"), (sc.logit, "logit", "prob"), (sc.ndtr, "ndtr", "real"),
+    (sc.log_ndtr, "log_ndtr", "real"), (sc.ndtri, "ndtri", "prob"), (sc.i0, "iv", "nonzero"),
+    (sc.i1, "iv", "nonzero"), (sc.i0e, "ive", "nonzero"), (sc.i1e, "ive", "nonzero"),
+    (sc.entr, "xlogy", "pos"),
+]
+for _fn, _prim, _domain in UNARY:
+    CASES.append(Case(f"special_{_fn.__name__}", _fn, (_domain,), one_shape, covers=(_prim,)))
+
+BINARY = [
+    (sc.xlogy, "xlogy", "real", "pos"), (sc.xlog1py, "xlog1py", "real", "pos"),
+    (sc.beta, "beta", "pos", "pos"), (sc.betaln, "betaln", "pos", "pos"),
+    (sc.rel_entr, "xlogy", "pos", "pos"),
+]
+for _fn, _prim, _dx, _dy in BINARY:
+    CASES.append(Case(f"special_{_fn.__name__}", _fn, (_dx, _dy), two_shapes, covers=(_prim,)))
+
+
+def _with_constant_first(fn, *constants):
+    def f(x):
+        return fn(*constants, x)
+    return f
+
+
+# differentiable in the last argument only; the others are constants
+PARTIAL = [
+    ("gammainc", sc.gammainc, (1.7,), "pos"), ("gammaincc", sc.gammaincc, (0.8,), "pos"),
+    ("stdtr", sc.stdtr, (3.5,), "real"), ("betainc", sc.betainc, (2.5, 1.5), "prob"),
+    ("iv", sc.iv, (2.5,), "pos"), ("ive", sc.ive, (1.5,), "pos"),
+]
+for _prim, _fn, _consts, _domain in PARTIAL:
+    CASES.append(Case(f"special_{_prim}_in_x", _with_constant_first(_fn, *_consts), (_domain,),
+                      one_shape, covers=(_prim,), oracle=same_dtype(
+                          _with_constant_first(_fn, *_consts))))
+
+for _n in (0, 1, 3):
+    CASES.append(Case(f"special_polygamma_{_n}", _with_constant_first(fsc.polygamma, _n), ("pos",),
+                      one_shape, covers=("polygamma",),
+                      oracle=same_dtype(_with_constant_first(sc.polygamma, _n)),
+                      f32_tolerances={"rtol": 0.1, "atol": 0.05}))
+
+
+def _logsumexp_args(data):
+    shape = data.draw(shapes(min_dims=1), label="shape")  # SciPy gives 0-d input a 1-d result
+    axis = data.draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))), label="axis")
+    if axis is None and 0 in shape or axis is not None and shape[axis] == 0:
+        axis = None
+        shape = tuple(max(d, 1) for d in shape)
+    return (shape, shape), {"axis": axis, "keepdims": data.draw(st.booleans(), label="keepdims")}
+
+
+def _logsumexp_weighted(a, b, axis, keepdims):
+    lse = fsc if isinstance(a, fa.numpy.Tracer) or isinstance(b, fa.numpy.Tracer) else sc
+    return lse.logsumexp(a, axis=axis, b=b, keepdims=keepdims)
+
+
+CASES.append(Case("special_logsumexp_b", _logsumexp_weighted, ("real", "pos"), _logsumexp_args,
+                  oracle=lambda a, b, axis, keepdims: sc.logsumexp(a, axis=axis, b=b,
+                                                                  keepdims=keepdims),
+                  covers=("stop_gradient",)))
+
+
+def _softmaxes(x):
+    traced = isinstance(x, fa.numpy.Tracer)
+    module = fsc if traced else sc
+    return module.softmax(x, axis=-1), module.log_softmax(x, axis=-1), module.softplus(x)
+
+
+CASES.append(Case("special_softmax", _softmaxes, ("real",),
+                  lambda data: ((data.draw(shapes(min_dims=1, min_side=1)),), {})))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@FAST
+@given(data=st.data())
+def test_values_and_derivatives(case, dtype, data):
+    case.run(data, dtype)
+
+
+def test_logsumexp_return_sign_matches_scipy():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    want = sc.logsumexp(a, axis=1, b=b, return_sign=True)
+
+    def f(a):
+        return fsc.logsumexp(a, axis=1, b=b, return_sign=True)
+    got, _ = fa.vjp(f, a)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_array_equal(got[1], want[1])
+    fa.check_grads(lambda a: f(a)[0], (a,), order=2)
+
+
+@pytest.mark.parametrize("fn", [lambda a, x: sc.gammainc(a, x), lambda a, x: sc.stdtr(a, x),
+                                lambda a, x: fsc.betainc(a, 2.0, x)])
+def test_derivative_in_a_shape_parameter_is_refused(fn):
+    with pytest.raises(NotImplementedError, match="not implemented"):
+        fa.grad(lambda a: np.sum(fn(a, 0.5)))(np.array([1.5, 2.0]))
+
+
+def test_traced_orders_are_refused():
+    with pytest.raises(NotImplementedError, match="constant"):
+        fa.grad(lambda v: fsc.iv(v, 1.0))(1.0)
+
+
+COMPILED = [
+    lambda x: np.sum(sc.gammaln(x) * sc.erf(x) + sc.i1e(x) + sc.xlogy(x, x + 1.0)),
+    lambda x: np.sum(fsc.polygamma(1, x) + sc.betaln(x, 2.0 * x) + sc.gammainc(2.0, x)),
+    lambda x: fsc.logsumexp(sc.log_ndtr(x) + sc.logit(x / 3.0)),
+]
+
+
+@pytest.mark.parametrize("f", COMPILED)
+def test_compiled_agrees_with_the_reference(compiled_backend, f):
+    x = np.linspace(0.3, 2.5, 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fallback warning
+        got = fa.compile(f, backend=compiled_backend).value_and_grad(x)
+        hvp = fa.jit(fa.hvp(f), backend=compiled_backend)(x, np.ones_like(x))
+    want = fa.value_and_grad(f)(x)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13)
+    np.testing.assert_allclose(hvp, fa.hvp(f)(x, np.ones_like(x)), rtol=1e-12)
+
+
+def test_vmap_of_special_functions():
+    def f(x):
+        return np.sum(sc.gammaln(x) * sc.i1e(x) + fsc.iv(2.5, x))
+
+    xs = np.random.default_rng(1).uniform(0.5, 2.0, (3, 4))
+    np.testing.assert_allclose(fa.vmap(fa.grad(f))(xs), np.stack([fa.grad(f)(x) for x in xs]),
+                               rtol=1e-13)
