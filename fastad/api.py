@@ -34,6 +34,14 @@ def _argnums_tuple(argnums: ArgNums, nargs: int) -> tuple[int, ...]:
 _INEXACT = tuple(np.dtype(t) for t in (np.float64, np.float32, np.complex128, np.complex64))
 
 
+def _check_precision(x: np.ndarray, where: str) -> None:
+    """float16 and long double are refused, not silently run in another precision."""
+    if x.dtype.kind in "fc" and x.dtype not in _INEXACT:
+        raise TypeError(f"{where}: {x.dtype} values are not supported (fastad computes in "
+                        "float64 and float32, or complex128 and complex64); convert with "
+                        ".astype(np.float32) or .astype(np.float64)")
+
+
 def check_leaf(x: Any, where: str) -> Any:
     """A differentiable input leaf: a float or complex number or array (or a traced value)."""
     if isinstance(x, Tracer):
@@ -45,6 +53,7 @@ def check_leaf(x: Any, where: str) -> Any:
     if isinstance(x, complex):
         return np.complex128(x)
     if isinstance(x, (np.floating, np.complexfloating)):
+        _check_precision(np.asarray(x), where)
         return x
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
@@ -53,6 +62,7 @@ def check_leaf(x: Any, where: str) -> Any:
                         f"{type(x).__name__}")
     if not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
+    _check_precision(x, where)
     if x.dtype not in _INEXACT:
         raise TypeError(f"{where}: expected a float64 or float32 (or complex128, complex64) "
                         f"array, got dtype {x.dtype}; integers have no derivative: convert with "

@@ -247,6 +247,8 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
 
 def astype(x: Any, dtype: Any) -> Any:
     dtype = _np.dtype(dtype)
+    if dtype.kind == "f" and dtype not in (_np.float64, _np.float32):
+        raise TracingError(f"astype({dtype}): fastad computes in float64 and float32 only")
     if result_dtype(x) == dtype:
         return _fresh(x)
     return bind(_p("astype"), x, dtype=dtype.str)
@@ -810,6 +812,193 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
 
 
 linalg = types.SimpleNamespace(solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm)
+
+
+# -- sorting, gathers along an axis, and other common array functions -------------
+def _axis_of(a: Any, axis: Any) -> tuple[Any, int]:
+    """(a, axis) with axis=None meaning the flattened array, as NumPy does."""
+    if axis is None:
+        return ravel(a), 0
+    return a, _axes(axis, ndim(a))[0]
+
+
+def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:
+    """Indices that sort a (stable): not differentiable; a traced integer array
+    for `take_along_axis` (indexing with it is not supported)."""
+    a, axis = _axis_of(a, axis)
+    return bind(_p("argsort"), a, axis=axis)
+
+
+def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:
+    a, axis = _axis_of(a, axis)
+    return _take_along(a, bind(_p("argsort"), a, axis=axis), axis)
+
+
+def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
+                 order: Any = None) -> Any:
+    a, axis = _axis_of(a, axis)
+    kth = tuple(int(k) for k in _np.atleast_1d(kth))
+    return bind(_p("argpartition"), a, kth=kth, axis=axis)
+
+
+def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
+              order: Any = None) -> Any:
+    a, axis = _axis_of(a, axis)
+    return _take_along(a, argpartition(a, kth, axis), axis)
+
+
+def _take_along(a: Any, idx: Any, axis: int) -> Any:
+    return bind(_p("take_along"), a, idx, axis=axis)
+
+
+def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
+    arr, axis = _axis_of(arr, axis)
+    if not isinstance(indices, Tracer):  # constant: a fixed gather, compiled natively
+        return _gather(arr, lambda i: _np.take_along_axis(i, _np.asarray(indices), axis))
+    if ndim(indices) != ndim(arr):
+        raise ValueError("take_along_axis: indices and arr must have the same number of "
+                         "dimensions")
+    target = list(_np.broadcast_shapes(shape(arr), shape(indices)))
+    target[axis] = shape(indices)[axis]
+    return _take_along(arr, broadcast_to(indices, tuple(target)), axis)
+
+
+def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Any:
+    _no_out(out, "take")
+    if not isinstance(indices, Tracer):
+        return _gather(a, lambda i: _np.take(i, indices, axis=axis, mode=mode))
+    if ndim(indices) > 1:
+        raise TracingError("take with traced indices: only a 1-d index array is supported")
+    a, axis = _axis_of(a, axis)
+    view = [1] * ndim(a)
+    view[axis] = shape(indices)[0]
+    target = tuple(shape(indices)[0] if i == axis else d for i, d in enumerate(shape(a)))
+    return _take_along(a, broadcast_to(reshape(indices, tuple(view)), target), axis)
+
+
+def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+    """Cumulative product; its derivative divides by a (NaN at an exact 0, as prod's)."""
+    _no_out(out, "cumprod")
+    a, axis = _axis_of(_cast(a, dtype), axis)
+    return bind(_p("cumprod"), a, axis=axis)
+
+
+def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = _np._NoValue,
+         append: Any = _np._NoValue) -> Any:
+    if n == 0:
+        return a
+    axis = _axes(axis, ndim(a))[0]
+    parts = []
+    for extra in (prepend, a, append):
+        if extra is _np._NoValue:
+            continue
+        if extra is not a and ndim(extra) == 0:
+            extra = broadcast_to(extra, tuple(1 if i == axis else d
+                                              for i, d in enumerate(shape(a))))
+        parts.append(extra)
+    a = concatenate(parts, axis=axis) if len(parts) > 1 else a
+    lead = (slice(None),) * axis
+    for _ in range(n):
+        a = a[lead + (slice(1, None),)] - a[lead + (slice(None, -1),)]
+    return a
+
+
+def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
+          axis: Any = None) -> Any:
+    """Cross product of 3-vectors along an axis."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
+    a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
+    if shape(a)[-1] != 3 or shape(b)[-1] != 3:
+        raise ValueError("cross: only 3-vectors are supported (NumPy 2 deprecates 2-vectors)")
+    a0, a1, a2 = (a[..., i] for i in range(3))
+    b0, b1, b2 = (b[..., i] for i in range(3))
+    c = stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1)
+    return moveaxis(c, -1, axisc)
+
+
+def kron(a: Any, b: Any) -> Any:
+    nd = builtins.max(ndim(a), ndim(b))
+    sa = (1,) * (nd - ndim(a)) + tuple(shape(a))
+    sb = (1,) * (nd - ndim(b)) + tuple(shape(b))
+    a2 = reshape(a, tuple(d for n in sa for d in (n, 1)))
+    b2 = reshape(b, tuple(d for n in sb for d in (1, n)))
+    return reshape(a2 * b2, tuple(x * y for x, y in zip(sa, sb)))
+
+
+_PAD_GATHER_MODES = ("edge", "reflect", "symmetric", "wrap")
+
+
+def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> Any:
+    """np.pad: "constant" writes the array into the padded constant, the modes
+    that copy elements ("edge", "reflect", "symmetric", "wrap") are a gather."""
+    if callable(mode) or mode not in ("constant",) + _PAD_GATHER_MODES:
+        raise TracingError(f"pad: mode {mode!r} is not supported on traced values; use one of "
+                           f"'constant', {', '.join(repr(m) for m in _PAD_GATHER_MODES)}")
+    if mode != "constant":
+        return _gather(array, lambda i: _np.pad(i, pad_width, mode, **kwargs))
+    values = kwargs.get("constant_values", 0)
+    if isinstance(values, Tracer) or _contains_tracer(values):
+        raise TracingError("pad: constant_values must be constants")
+    positions = _np.pad(_np.arange(1, size(array) + 1).reshape(shape(array)), pad_width)
+    base = _np.pad(_np.zeros(shape(array), _float_dtype(array)), pad_width,
+                   constant_values=values)
+    base.flags.writeable = False
+    return reshape(scatter_set(base.reshape(-1), _np.flatnonzero(positions), ravel(array)),
+                   positions.shape)
+
+
+def _not_nan(a: Any) -> Any:
+    return equal(a, a)
+
+
+def nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
+           keepdims: bool = False) -> Any:
+    return sum(where(_not_nan(a), a, 0.0), axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+
+def nanprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
+            keepdims: bool = False) -> Any:
+    return prod(where(_not_nan(a), a, 1.0), axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+
+
+def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
+            keepdims: bool = False) -> Any:
+    count = sum(astype(_not_nan(a), _float_dtype(a)), axis=axis, keepdims=keepdims)
+    return nansum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims) / count
+
+
+def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    return max(where(_not_nan(a), a, -_np.inf), axis=axis, out=out, keepdims=keepdims)
+
+
+def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    return min(where(_not_nan(a), a, _np.inf), axis=axis, out=out, keepdims=keepdims)
+
+
+def polyval(p: Any, x: Any) -> Any:
+    """p[0] * x**(n-1) + ... + p[n-1], by Horner's rule."""
+    if ndim(p) != 1:
+        raise ValueError("polyval: p must be 1-d")
+    y = zeros_like(x) if shape(p)[0] == 0 else p[0] + zeros_like(x)
+    for k in range(1, shape(p)[0]):
+        y = y * x + p[k]
+    return y
+
+
+def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
+           period: Any = None) -> Any:
+    """Piecewise-linear interpolation, differentiable in x; xp and fp constants
+    (a derivative with respect to them raises NotImplementedError)."""
+    if period is not None:
+        raise TracingError("interp: period= is not supported on traced values")
+    for name, bound in (("left", left), ("right", right)):
+        if isinstance(bound, Tracer):
+            raise TracingError(f"interp: {name}= must be a constant")
+    left = None if left is None else float(left)
+    right = None if right is None else float(right)
+    xp, fp = (v if isinstance(v, Tracer) else _np.asarray(v, dtype=_np.float64) for v in (xp, fp))
+    return bind(_p("interp"), x, xp, fp, left=left, right=right)
 
 
 # -- constructors: constants, traced when a trace is active ------------------------

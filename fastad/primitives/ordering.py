@@ -1,0 +1,97 @@
+"""Data-dependent orderings and the gathers that follow them.
+
+``take`` and the scatters of `structural` use constant indices, fixed when a
+function is traced.  Sorting is different: which element lands where depends
+on the values, so a compiled replay must recompute it.  Here the indices are
+values on the tape: ``argsort``/``argpartition`` (not differentiable) compute
+them, ``take_along`` gathers with them along one axis, ``scatter_add_along``
+is its transpose.  ``sort(x)`` is ``take_along(x, argsort(x))``, so its
+derivative routes each cotangent back to the element that was moved there.
+
+``cumprod``'s derivative divides by x (as ``prod``'s does): an input exactly
+0 gives a NaN derivative, never a silently wrong number.  ``interp`` is
+differentiable in x (piecewise linear: the slope of the segment x falls in,
+0 outside [xp[0], xp[-1]], the left segment's at a breakpoint).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import defjvp, defprim, defvjp, fnp, registry
+
+
+def _call(name, *args, **params):
+    from ..tracer import bind
+    return bind(registry[name], *args, **params)
+
+
+def _grids(idx, axis):
+    """An index tuple addressing, for each position of idx, the element along
+    ``axis`` that idx names (the other coordinates are the position's own)."""
+    grids = list(np.ogrid[tuple(slice(n) for n in idx.shape)])
+    grids[axis] = idx
+    return tuple(grids)
+
+
+def _scatter_add_along(x, idx, v, axis):
+    out = np.array(x, copy=True)
+    np.add.at(out, _grids(np.asarray(idx), axis), v)
+    return out
+
+
+def _argsort(x, axis):
+    return np.argsort(x, axis=axis, kind="stable")
+
+
+def _argpartition(x, kth, axis):
+    return np.argpartition(x, kth, axis=axis)
+
+
+def _cumprod(x, axis):
+    return np.cumprod(x, axis=axis)
+
+
+def _no_rule(what):
+    def rule(*args, **params):
+        raise NotImplementedError(f"the derivative of {what} is not implemented; "
+                                  "pass that argument as a constant")
+    return rule
+
+
+def _interp(x, xp, fp, left, right):
+    return np.interp(x, xp, fp, left=left, right=right)  # float64, as NumPy's
+
+
+def _interp_slope(x, xp, fp):
+    xp, fp = np.asarray(xp), np.asarray(fp)
+    seg = np.clip(np.searchsorted(xp, x, side="left") - 1, 0, len(xp) - 2)
+    slope = (fp[seg + 1] - fp[seg]) / (xp[seg + 1] - xp[seg])
+    inside = (np.asarray(x) >= xp[0]) & (np.asarray(x) <= xp[-1])
+    return np.where(inside, slope, 0.0)
+
+
+defprim("argsort", _argsort, 1, differentiable=False)
+defprim("argpartition", _argpartition, 1, differentiable=False)
+defprim("interp_slope", _interp_slope, 3, differentiable=False)
+
+_p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, idx, axis), 2)
+defvjp(_p, lambda g, ans, x, idx, axis:
+       _call("scatter_add_along", fnp.zeros_for(x, g), idx, g, axis=axis), None)
+defjvp(_p, lambda t, ans, x, idx, axis: _call("take_along", t, idx, axis=axis), None)
+
+_p = defprim("scatter_add_along", _scatter_add_along, 3)
+defvjp(_p, lambda g, ans, x, idx, v, axis: g, None,
+       lambda g, ans, x, idx, v, axis: _call("take_along", g, idx, axis=axis))
+defjvp(_p, lambda t, ans, x, idx, v, axis: t, None,
+       lambda t, ans, x, idx, v, axis:
+       _call("scatter_add_along", fnp.zeros_for(x, t), idx, t, axis=axis))
+
+_p = defprim("cumprod", _cumprod, 1)
+defvjp(_p, lambda g, ans, x, axis: fnp.cumsum_(g * ans, axis, reverse=True) / x)
+defjvp(_p, lambda t, ans, x, axis: ans * fnp.cumsum_(t / x, axis))
+
+_p = defprim("interp", _interp, 3)
+defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, xp, fp),
+       _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
+defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, xp, fp),
+       _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))

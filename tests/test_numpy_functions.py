@@ -1,0 +1,290 @@
+"""NumPy functions beyond the core: sorting and partitioning, gathers along an
+axis, cumprod, diff, cross, kron, pad, the nan-reductions, polyval, interp;
+values against NumPy, both modes to second order against finite differences
+(float64 and float32), compiled against the reference interpreter.  Written
+with plain ``import numpy as np``: NumPy's dispatch routes them to fastad.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastad as fa
+from helpers import DTYPES, FAST, Case, axes_for, broadcast_pair, case_id, shapes
+
+CASES: list[Case] = []
+
+
+def case(name, domains, draw, covers=(), **kw):
+    def register(fn):
+        CASES.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers), **kw))
+        return fn
+    return register
+
+
+@st.composite
+def shape_and_axis(draw, min_dims=1, min_side=0, allow_none=True):
+    shape = draw(shapes(min_dims=min_dims, min_side=min_side))
+    return (shape,), {"axis": draw(axes_for(shape, allow_none=allow_none, allow_tuple=False))}
+
+
+def along_axis(**kw):
+    return lambda data: data.draw(shape_and_axis(**kw))
+
+
+# -- sorting ------------------------------------------------------------------------
+@case("sort", ["distinct"], along_axis(), covers=["argsort", "take_along"])
+def _sort(x, axis):
+    return np.sort(x, axis=axis) * np.arange(1, 1 + np.sort(x, axis=axis).shape[-1])
+
+
+@case("sort_method_order", ["distinct"], along_axis(allow_none=False),
+      covers=["argsort", "take_along"])
+def _sorted_by_argsort(x, axis):
+    order = np.argsort(x, axis=axis)
+    return np.sin(np.take_along_axis(x, order, axis=axis))
+
+
+@st.composite
+def partition_args(draw):
+    (shape,), params = draw(shape_and_axis(min_side=1, allow_none=False))
+    params["kth"] = draw(st.integers(0, shape[params["axis"]] - 1))
+    return (shape,), params
+
+
+@case("partition", ["distinct"], lambda data: data.draw(partition_args()),
+      covers=["argpartition", "take_along"])
+def _partition(x, kth, axis):
+    return np.partition(x, kth, axis=axis) ** 2
+
+
+@st.composite
+def take_args(draw):
+    (shape,), params = draw(shape_and_axis(min_side=1))
+    n = int(np.prod(shape)) if params["axis"] is None else shape[params["axis"]]
+    params["indices"] = np.asarray(draw(st.lists(st.integers(-n, n - 1), max_size=5)), np.int64)
+    return (shape,), params
+
+
+@case("take_constant_indices", ["real"], lambda data: data.draw(take_args()), covers=["take"])
+def _take(x, indices, axis):
+    return np.take(x, indices, axis=axis)
+
+
+@case("take_traced_indices", ["distinct"], along_axis(min_dims=1, min_side=1),
+      covers=["take_along"])
+def _take_traced(x, axis):
+    if axis is None:
+        order = np.argsort(x.reshape(-1))
+    else:
+        order = np.argsort(np.moveaxis(x, axis, 0).reshape(x.shape[axis], -1)[:, 0])
+    return np.take(x, order[:2], axis=axis)
+
+
+@case("take_along_axis_constant", ["real"], along_axis(min_side=1, allow_none=False),
+      covers=["take"])
+def _take_along_constant(x, axis):
+    idx = np.flip(np.arange(x.shape[axis])).reshape(
+        [-1 if i == axis % x.ndim else 1 for i in range(x.ndim)])
+    return np.take_along_axis(x, np.broadcast_to(idx, x.shape), axis=axis)
+
+
+# -- cumulative and differences --------------------------------------------------------
+case("cumprod", ["nonzero"], along_axis(min_dims=0), covers=["cumprod"])(np.cumprod)
+
+
+@case("cumprod_method_dtype", ["nonzero"], along_axis(), covers=["cumprod"])
+def _cumprod_sum(x, axis):
+    return np.cumprod(x, axis=axis) + np.cumsum(x, axis=axis)
+
+
+@st.composite
+def diff_args(draw):
+    (shape,), params = draw(shape_and_axis(allow_none=False))
+    params["n"] = draw(st.integers(0, 2))
+    extra = draw(st.sampled_from(["none", "scalar", "array"]))
+    if extra == "scalar":
+        params["prepend"], params["append"] = 0.5, -1.0
+    elif extra == "array":
+        side = tuple(1 if i == params["axis"] % len(shape) else d for i, d in enumerate(shape))
+        params["append"] = np.full(side, 2.0)
+    return (shape,), params
+
+
+def _diff(x, n, axis, prepend=np._NoValue, append=np._NoValue):
+    return np.diff(x, n=n, axis=axis, prepend=prepend, append=append)
+
+
+case("diff", ["real"], lambda data: data.draw(diff_args()))(_diff)
+
+
+@st.composite
+def cross_shapes(draw):
+    a, b = draw(broadcast_pair(max_dims=2))
+    return (a + (3,), b + (3,)), {}
+
+
+case("cross", ["real", "real"], lambda data: data.draw(cross_shapes()))(np.cross)
+
+
+@st.composite
+def cross_axis_args(draw):
+    batch = draw(shapes(max_dims=2, min_side=1))
+    position = draw(st.integers(0, len(batch)))
+    shape = batch[:position] + (3,) + batch[position:]
+    return (shape, shape), {"axis": position}
+
+
+@case("cross_axis", ["real", "real"], lambda data: data.draw(cross_axis_args()))
+def _cross_axis(a, b, axis):
+    return np.cross(a, b, axis=axis)
+
+
+@st.composite
+def kron_shapes(draw):
+    return (draw(shapes(max_dims=2, max_side=3)), draw(shapes(max_dims=2, max_side=3))), {}
+
+
+case("kron", ["real", "real"], lambda data: data.draw(kron_shapes()))(np.kron)
+
+
+# -- padding ---------------------------------------------------------------------------
+@st.composite
+def pad_args(draw):
+    shape = draw(shapes(min_dims=1, max_dims=2, min_side=1))
+    width = tuple((draw(st.integers(0, 2)), draw(st.integers(0, 2))) for _ in shape)
+    mode = draw(st.sampled_from(["constant", "edge", "reflect", "symmetric", "wrap"]))
+    params = {"pad_width": width, "mode": mode}
+    if mode == "reflect":  # NumPy reflects repeatedly; keep widths below the side
+        params["pad_width"] = tuple((min(lo, d - 1), min(hi, d - 1))
+                                    for (lo, hi), d in zip(width, shape))
+    if mode == "constant" and draw(st.booleans()):
+        params["constant_values"] = draw(st.sampled_from([1.5, ((1.0, 2.0),) * len(shape)]))
+    return (shape,), params
+
+
+case("pad", ["real"], lambda data: data.draw(pad_args()))(np.pad)
+
+
+# -- nan-reductions --------------------------------------------------------------------
+def _with_nans(x):
+    """NaN where x > 0.45 ("offint" values are at least 0.15 from it), except in
+    the first position of the last axis, so no slice is all NaN."""
+    keep = np.arange(x.shape[-1]) == 0
+    return np.where((x > 0.45) & ~keep, np.nan, x)
+
+
+def nan_reduction(data):
+    """Over all elements or the last axis: every reduced slice keeps a number."""
+    shape = data.draw(shapes(min_dims=1, min_side=1), label="shape")
+    params = {"axis": data.draw(st.sampled_from([None, -1, len(shape) - 1]), label="axis")}
+    params["keepdims"] = data.draw(st.booleans(), label="keepdims")
+    return (shape,), params
+
+
+@case("nan_reductions", ["offint"], nan_reduction)
+def _nan_reductions(x, axis, keepdims):
+    y = _with_nans(x)
+    return (np.nansum(y, axis=axis, keepdims=keepdims), np.nanmean(y, axis=axis, keepdims=keepdims),
+            np.nanprod(y, axis=axis, keepdims=keepdims))
+
+
+@case("nanmax_nanmin", ["distinct"], nan_reduction)
+def _nan_extrema(x, axis, keepdims):
+    y = _with_nans(x)
+    return np.nanmax(y, axis=axis, keepdims=keepdims) + np.nanmin(y, axis=axis, keepdims=keepdims)
+
+
+# -- polynomials and interpolation ------------------------------------------------------
+@st.composite
+def polyval_args(draw):
+    return ((draw(st.integers(0, 4)),), draw(shapes())), {}
+
+
+case("polyval", ["real", "real"], lambda data: data.draw(polyval_args()))(np.polyval)
+
+XP = np.array([-2.5, -1.5, 0.5, 1.5])  # half-integers: "offint" inputs stay 0.2 away
+FP = np.array([1.0, -0.5, 2.0, 0.25])
+
+
+@case("interp", ["offint"], lambda data: ((data.draw(shapes()),), {}), covers=["interp"],
+      oracle=lambda x: np.interp(x, XP, FP))
+def _interp(x):
+    return np.interp(x, XP, FP)
+
+
+@case("interp_left_right", ["offint"], lambda data: ((data.draw(shapes()),), {}),
+      covers=["interp"], oracle=lambda x: np.interp(x, XP, FP, left=3.0, right=-2.0) * x)
+def _interp_bounds(x):
+    return np.interp(x, XP, FP, left=3.0, right=-2.0) * x
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@FAST
+@given(data=st.data())
+def test_values_and_derivatives(case, dtype, data):
+    case.run(data, dtype)
+
+
+# -- what is refused ----------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float16, np.longdouble])
+@pytest.mark.parametrize("transform", [fa.grad, lambda f: fa.jit(fa.grad(f))])
+def test_float16_and_longdouble_inputs_are_refused(dtype, transform):
+    f = transform(lambda x: np.sum(np.sin(x)))
+    with pytest.raises(TypeError, match="not supported"):
+        f(np.ones(3, dtype))
+    with pytest.raises(TypeError, match="not supported"):
+        f(dtype(0.5))
+
+
+def test_casting_to_float16_inside_is_refused():
+    with pytest.raises(fa.TracingError, match="float64 and float32"):
+        fa.grad(lambda x: np.sum(x.astype(np.float16)))(np.ones(3))
+
+
+@pytest.mark.parametrize("call", [
+    lambda x: np.interp(1.0, x, x),
+    lambda x: np.interp(x, np.arange(3.0), x),
+])
+def test_interp_derivative_in_the_table_is_refused(call):
+    with pytest.raises(NotImplementedError, match="interp"):
+        fa.grad(lambda x: np.sum(call(x)))(np.arange(3.0) + 0.25)
+
+
+def test_pad_modes_that_compute_are_refused():
+    with pytest.raises(fa.TracingError, match="mode"):
+        fa.grad(lambda x: np.sum(np.pad(x, 1, mode="mean")))(np.ones(3))
+
+
+# -- compiled ----------------------------------------------------------------------------
+COMPILED = [
+    lambda x: np.sum(np.sort(x) * np.arange(x.size)),
+    lambda x: np.sum(np.partition(x, 3)[:3] ** 2),
+    lambda x: np.sum(np.cumprod(x / 3.0 + 1.0)) + np.sum(np.diff(x, 2) ** 2),
+    lambda x: np.sum(np.pad(x, 2, mode="reflect") * np.pad(x, (1, 3), constant_values=2.0)),
+    lambda x: np.sum(np.interp(x, XP, FP) * np.polyval(x[:3], x)),
+    lambda x: np.sum(np.kron(x[:2], x[2:5])) + np.sum(np.cross(x[:3], x[3:6]) ** 2),
+    lambda x: np.nansum(np.where(x > 0.5, np.nan, x)) + np.nanmean(x),
+]
+
+
+@pytest.mark.parametrize("f", COMPILED)
+def test_compiled_agrees_with_the_reference(compiled_backend, f):
+    x = np.random.default_rng(3).uniform(-1.0, 1.0, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fallback warning
+        g = fa.compile(f, backend=compiled_backend)
+        got = g.value_and_grad(x)
+        again = g.value_and_grad(x[::-1].copy())  # a new order: sorting is recomputed
+        hvp = fa.jit(fa.hvp(f), backend=compiled_backend)(x, np.ones_like(x))
+    for point, result in ((x, got), (x[::-1].copy(), again)):
+        want = fa.value_and_grad(f)(point)
+        np.testing.assert_allclose(result[0], want[0], rtol=1e-13)
+        np.testing.assert_allclose(result[1], want[1], rtol=1e-13)
+    np.testing.assert_allclose(hvp, fa.hvp(f)(x, np.ones_like(x)), rtol=1e-12, atol=1e-14)
+    assert g.cache_info()["traces"] == 1
