@@ -223,6 +223,28 @@ def _interp_bounds(x):
     return np.interp(x, XP, FP, left=3.0, right=-2.0) * x
 
 
+# derivatives as functions: their tapes hold the primitives only rules record
+@case("sort_gradient", ["distinct"], lambda data: ((data.draw(shapes(min_dims=1)),), {}),
+      covers=["scatter_add_along"], oracle=lambda x: np.take_along_axis(
+          np.arange(1.0, 1 + x.shape[-1]) * np.cos(np.sort(x, axis=-1)),
+          np.argsort(np.argsort(x, axis=-1), axis=-1), axis=-1).astype(x.dtype))
+def _sort_gradient(x):
+    return fa.grad(lambda x: np.sum(np.sin(np.sort(x)) * np.arange(1.0, 1 + x.shape[-1])))(x)
+
+
+@case("interp_gradient", ["offint"], lambda data: ((data.draw(shapes()),), {}),
+      covers=["interp_slope"], order=1,
+      oracle=lambda x: (_interp_slope_oracle(x) * x + np.interp(x, XP, FP)).astype(x.dtype))
+def _interp_gradient(x):
+    return fa.grad(lambda x: np.sum(np.interp(x, XP, FP) * x))(x)
+
+
+def _interp_slope_oracle(x):
+    seg = np.clip(np.searchsorted(XP, x) - 1, 0, len(XP) - 2)
+    slope = (FP[seg + 1] - FP[seg]) / (XP[seg + 1] - XP[seg])
+    return np.where((x >= XP[0]) & (x <= XP[-1]), slope, 0.0)
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 @FAST
@@ -288,3 +310,27 @@ def test_compiled_agrees_with_the_reference(compiled_backend, f):
         np.testing.assert_allclose(result[1], want[1], rtol=1e-13)
     np.testing.assert_allclose(hvp, fa.hvp(f)(x, np.ones_like(x)), rtol=1e-12, atol=1e-14)
     assert g.cache_info()["traces"] == 1
+
+
+# -- writes into values NumPy lays out in Fortran order -----------------------------------
+def test_assignment_into_a_transposed_value_is_kept(backend):
+    def f(x):
+        y = np.sin(x.T)
+        y[0] = 0.0
+        return np.sum(y * np.arange(6.0).reshape(3, 2))
+
+    x = np.arange(6.0).reshape(2, 3)
+    out, _ = fa.vjp(lambda x: (lambda y: (y.__setitem__(0, 0.0), y)[1])(np.sin(x.T)), x)
+    want = np.sin(x.T)
+    want[0] = 0.0
+    np.testing.assert_array_equal(out, want)
+    fa.check_grads(f, (x,), order=2)
+    np.testing.assert_allclose(fa.compile(f, backend=backend)(x), fa.grad(f)(x), rtol=1e-14)
+
+
+def test_second_derivative_through_a_gather_of_a_matrix_result():
+    def f(c):
+        return np.linalg.solve(c, np.ones((3, 2)))[1, 0] ** 2
+
+    c = np.eye(3) + 0.1 * np.arange(9.0).reshape(3, 3) / 9.0
+    fa.check_grads(f, (c,), order=2, modes=("rev",))

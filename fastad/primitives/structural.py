@@ -105,13 +105,13 @@ def _take(x, idx):
 
 
 def _scatter_set(x, idx, v):
-    out = np.array(x, copy=True)
+    out = np.array(x, copy=True, order="C")  # reshape(-1) below must be a view
     out.reshape(-1)[idx] = v
     return out
 
 
 def _scatter_add(x, idx, v):
-    out = np.array(x, copy=True)
+    out = np.array(x, copy=True, order="C")  # reshape(-1) below must be a view
     np.add.at(out.reshape(-1), idx, v)
     return out
 
