@@ -14,8 +14,10 @@ compiled functions.
 from __future__ import annotations
 
 import builtins
+import collections
 import functools
 import math
+import operator
 import types
 from typing import Any, Sequence
 
@@ -811,7 +813,100 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
     raise TracingError(f"linalg.norm with ord={ord!r} on a {ndim(x)}-d array is not supported")
 
 
-linalg = types.SimpleNamespace(solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm)
+def _square(a: Any, name: str) -> None:
+    if ndim(a) < 2 or shape(a)[-1] != shape(a)[-2]:
+        raise _np.linalg.LinAlgError(f"{name}: the last two dimensions must be square")
+
+
+EighResult = collections.namedtuple("EighResult", "eigenvalues eigenvectors")
+EigResult = collections.namedtuple("EigResult", "eigenvalues eigenvectors")
+SVDResult = collections.namedtuple("SVDResult", "U S Vh")
+QRResult = collections.namedtuple("QRResult", "Q R")
+
+
+def _cholesky(a: Any, upper: bool = False) -> Any:
+    _square(a, "cholesky")
+    if upper:  # reads the upper triangle, as NumPy does
+        return swapaxes(bind(_p("cholesky"), swapaxes(a, -1, -2)), -1, -2)
+    return bind(_p("cholesky"), a)
+
+
+def _eigh(a: Any, UPLO: str = "L") -> Any:
+    _square(a, "eigh")
+    if UPLO not in ("L", "U"):
+        raise ValueError("UPLO argument must be 'L' or 'U'")
+    packed = bind(_p("eigh"), a, lower=UPLO == "L")
+    return EighResult(packed[..., 0, :], packed[..., 1:, :])
+
+
+def _eigvalsh(a: Any, UPLO: str = "L") -> Any:
+    return _eigh(a, UPLO).eigenvalues
+
+
+def _eig(a: Any) -> Any:
+    """Real matrices with real, distinct eigenvalues (others raise LinAlgError)."""
+    _square(a, "eig")
+    packed = bind(_p("eig"), a)
+    return EigResult(packed[..., 0, :], packed[..., 1:, :])
+
+
+def _eigvals(a: Any) -> Any:
+    return _eig(a).eigenvalues
+
+
+def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
+         hermitian: bool = False) -> Any:
+    if ndim(a) < 2:
+        raise _np.linalg.LinAlgError("svd: the array must be at least two-dimensional")
+    m, n = shape(a)[-2:]
+    if compute_uv and full_matrices and m != n:
+        raise TracingError("svd(full_matrices=True) of a non-square matrix: the extra singular "
+                           "vectors have no unique derivative; pass full_matrices=False")
+    packed = bind(_p("svd"), a)
+    s = packed[..., 0, :]
+    if not compute_uv:
+        return s
+    return SVDResult(packed[..., 1:1 + m, :], s, swapaxes(packed[..., 1 + m:, :], -1, -2))
+
+
+def _qr(a: Any, mode: str = "reduced") -> Any:
+    if mode not in ("reduced", "r"):
+        raise TracingError(f"qr(mode={mode!r}) is not supported; use 'reduced' or 'r'")
+    if ndim(a) < 2:
+        raise _np.linalg.LinAlgError("qr: the array must be at least two-dimensional")
+    m = shape(a)[-2]
+    packed = bind(_p("qr"), a)
+    q, r = packed[..., :m, :], packed[..., m:, :]
+    return r if mode == "r" else QRResult(q, r)
+
+
+def _pinv(a: Any, rcond: Any = None, hermitian: bool = False, *, rtol: Any = None) -> Any:
+    if rcond is not None or rtol is not None:
+        raise TracingError("pinv: rcond/rtol are not supported on traced values; the default "
+                           "cutoff is used")
+    return bind(_p("pinv"), a)
+
+
+def _matrix_power(a: Any, n: int) -> Any:
+    """a @ a @ ... (n times) by repeated squaring; n < 0 inverts first."""
+    _square(a, "matrix_power")
+    n = operator.index(n)
+    if n < 0:
+        a, n = _inv(a), -n
+    result = None
+    while n:
+        if n & 1:
+            result = a if result is None else matmul_(result, a)
+        n >>= 1
+        if n:
+            a = matmul_(a, a)
+    return result if result is not None else broadcast_to(eye_like(a), shape(a))
+
+
+linalg = types.SimpleNamespace(
+    solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm, cholesky=_cholesky,
+    eigh=_eigh, eigvalsh=_eigvalsh, eig=_eig, eigvals=_eigvals, svd=_svd, qr=_qr, pinv=_pinv,
+    matrix_power=_matrix_power, LinAlgError=_np.linalg.LinAlgError)
 
 
 # -- sorting, gathers along an axis, and other common array functions -------------
@@ -999,6 +1094,51 @@ def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
     right = None if right is None else float(right)
     xp, fp = (v if isinstance(v, Tracer) else _np.asarray(v, dtype=_np.float64) for v in (xp, fp))
     return bind(_p("interp"), x, xp, fp, left=left, right=right)
+
+
+# -- convolution --------------------------------------------------------------------
+def convolve_nd(in1: Any, in2: Any, out_shape: Sequence[int] | None = None) -> Any:
+    """The full N-d convolution of in1 and in2 (same number of dimensions),
+    centered-cropped to ``out_shape`` as SciPy's and NumPy's modes are: a
+    constant gather of one operand into a Toeplitz matrix times the other."""
+    if ndim(in1) != ndim(in2):
+        raise ValueError("convolve: in1 and in2 should have the same dimensionality")
+    if size(in1) == 0 or size(in2) == 0:
+        raise ValueError("convolve: inputs cannot be empty")
+    if size(in1) > size(in2):  # the Toeplitz matrix is (output size) x (smaller size)
+        in1, in2 = in2, in1
+    s1, s2 = _np.array(shape(in1)), _np.array(shape(in2))
+    full = tuple(int(d) for d in s1 + s2 - 1)
+    target = full if out_shape is None else tuple(int(d) for d in out_shape)
+    start = [(f - t) // 2 for f, t in zip(full, target)]
+    kept = _np.indices(target).reshape(len(full), -1) + _np.array(start)[:, None]
+    lag = kept[:, :, None] - _np.indices(tuple(s1)).reshape(len(full), 1, -1)
+    valid = _np.all((lag >= 0) & (lag < s2[:, None, None]), axis=0)
+    flat = _np.where(valid, _np.ravel_multi_index(tuple(_np.where(valid, lag, 0)), tuple(s2)),
+                     int(s2.prod()))
+    padded = concatenate([ravel(in2), _np.zeros(1, _float_dtype(in2))])
+    toeplitz = take_flat(padded, flat) if isinstance(padded, Tracer) else _constant(padded[flat])
+    return reshape(matmul(toeplitz, ravel(in1)), target)
+
+
+def convolve(a: Any, v: Any, mode: str = "full") -> Any:
+    if ndim(a) != 1 or ndim(v) != 1:
+        raise ValueError("convolve: a and v must be 1-d")
+    n, m = shape(a)[0], shape(v)[0]
+    lengths = {"full": n + m - 1, "same": builtins.max(n, m), "valid": builtins.abs(n - m) + 1}
+    if mode not in lengths:
+        raise ValueError(f"convolve: mode must be one of {', '.join(lengths)}")
+    return convolve_nd(a, v, (lengths[mode],))
+
+
+def correlate(a: Any, v: Any, mode: str = "valid") -> Any:
+    if shape(v)[0] > shape(a)[0]:  # NumPy swaps the inputs and reverses the result
+        return _flip_any(correlate(v, a, mode))
+    return convolve(a, _flip_any(v), mode)
+
+
+def _flip_any(x: Any) -> Any:
+    return flip(x) if isinstance(x, Tracer) else _np.flip(_np.asarray(x))
 
 
 # -- constructors: constants, traced when a trace is active ------------------------

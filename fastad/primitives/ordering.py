@@ -95,3 +95,7 @@ defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, x
        _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
 defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, xp, fp),
        _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
+
+# primitives working along their ``axis`` parameter, every operand of one shape
+# but along that axis (what vmap relies on)
+ALONG_AXIS = ("argsort", "argpartition", "take_along", "scatter_add_along", "cumprod")

@@ -4,6 +4,6 @@
 called on traced values reach these functions through NumPy's dispatch; the
 rest (``logsumexp``, ``polygamma``, ``scipy.stats``, ...) are imported from here.
 """
-from . import special  # noqa: F401
+from . import linalg, signal, special, stats  # noqa: F401
 
-__all__ = ["special"]
+__all__ = ["special", "stats", "linalg", "signal"]

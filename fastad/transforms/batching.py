@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import TracingError
-from ..primitives import elementwise, special
+from ..primitives import elementwise, linalg, ordering, special
 from ..primitives.registry import fnp, registry
 from ..tape import Tape, where
 from ..tracer import bind
@@ -120,6 +120,20 @@ def _matmul(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
     return _batched_linalg(prim, args, shapes, params, size)
 
 
+def _along_axis(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+                params: dict[str, Any], size: int) -> Any:
+    """Sorting, gathers and scans along one axis: every operand batched, the axis moved."""
+    batched = [_batch_all(a, s, size) for a, s in zip(args, shapes)]
+    return bind(registry[prim], *batched, **{**params, "axis": params["axis"] + 1})
+
+
+def _interpolate(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+                 params: dict[str, Any], size: int) -> Any:
+    if args[1][1] or args[2][1]:
+        raise TracingError("vmap: interp with a batched table (xp, fp) is not supported")
+    return bind(registry[prim], args[0][0], args[1][0], args[2][0], **params)
+
+
 def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
@@ -145,6 +159,9 @@ RULES: dict[str, Callable[..., Any]] = {
     "scatter_set": _scatter, "scatter_add": _scatter,
     "matmul": _matmul,
     **{name: _batched_linalg for name in ("solve", "logabsdet", "detsign")},
+    **{name: _batched_linalg for name in linalg.BATCHED},
+    **{name: _along_axis for name in ordering.ALONG_AXIS},
+    "interp": _interpolate, "interp_slope": _interpolate,
 }
 
 

@@ -1,0 +1,373 @@
+"""Matrix decompositions and triangular / Sylvester solves, batched over
+leading axes.
+
+A decomposition with several results is one primitive whose result packs
+them along the second-to-last axis (``eigh``: the eigenvalues as row 0 and
+the eigenvectors below; ``svd``: s, U and V; ``qr``: Q and R), so the
+factorization runs once; `fastad.numpy.linalg` slices the parts out.  The
+rules are written with fastad's own operations on the packed result, so
+every order traces.
+
+Where the derivative exists (documented in docs/conformance.md, refused
+otherwise):
+  cholesky, eigh: read the lower triangle, as NumPy does; eigh needs distinct
+    eigenvalues for the eigenvectors' derivative.
+  eig: real input with real, distinct eigenvalues (complex ones raise
+    LinAlgError); eigenvectors are unit columns, as NumPy returns them.
+  svd: reduced (full_matrices=False, or square), distinct nonzero singular values.
+  qr: reduced, m >= n, full column rank.
+  pinv: at points where the rank does not change (the Golub-Pereyra formula).
+  sqrtm: matrices with a real square root and no eigenvalue pair summing to 0.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg as sla
+
+from .registry import defjvp, defprim, defvjp, fnp, registry
+
+
+def _call(name, *args, **params):
+    from ..tracer import bind
+    return bind(registry[name], *args, **params)
+
+
+def _mT(a):
+    return fnp.swapaxes(a, -1, -2)
+
+
+def _mm(a, b):
+    return fnp.matmul_(a, b)
+
+
+def _eye(x):
+    return fnp.eye_like(x)
+
+
+def _diag_part(x):
+    return fnp.diagonal(x, 0, -2, -1)
+
+
+def _diag_embed(v):
+    return fnp.expand_dims(v, -2) * _eye(v)
+
+
+def _inverse_gaps(w):
+    """F[..., i, j] = 1 / (w_j - w_i) off the diagonal, 0 on it."""
+    gaps = fnp.expand_dims(w, -2) - fnp.expand_dims(w, -1)
+    eye = _eye(w) > 0
+    return fnp.where(eye, 0.0, 1.0 / fnp.where(eye, 1.0, gaps))
+
+
+def _lower_read(p):
+    """Transpose of "the symmetric matrix whose lower triangle is read": a
+    tangent's strictly-lower part counts on both sides of the diagonal."""
+    return fnp.tril(p) + fnp.tril(_mT(p), -1)
+
+
+def _symmetric_from_lower(t):
+    return fnp.tril(t) + _mT(fnp.tril(t, -1))
+
+
+def _batched(fn, *arrays):
+    """fn applied to each matrix (or matrix pair) of a stack."""
+    batch = np.broadcast_shapes(*(np.shape(a)[:-2] for a in arrays))
+    arrays = [np.broadcast_to(a, batch + np.shape(a)[-2:]) for a in arrays]
+    out = [fn(*(a[i] for a in arrays)) for i in np.ndindex(*batch)]
+    return np.stack(out).reshape(batch + out[0].shape) if out else \
+        np.zeros(batch + fn(*(np.eye(a.shape[-1]) for a in arrays)).shape)
+
+
+# -- triangular solve: x = T^{-1} b with T the lower/upper triangle of a ------------
+def _solve_triangular(a, b, lower):
+    # NumPy's batched LU solve on the triangle: for the small matrices met
+    # here it beats a per-matrix call into SciPy's LAPACK (whose OpenBLAS
+    # threads can take milliseconds to wake on a loaded machine)
+    tri = np.tril(a) if lower else np.triu(a)
+    batch = np.broadcast_shapes(np.shape(a)[:-2], np.shape(b)[:-2])
+    tri = np.broadcast_to(tri, batch + np.shape(a)[-2:])
+    return np.linalg.solve(tri, np.broadcast_to(b, batch + np.shape(b)[-2:]))
+
+
+def _tri(a, lower):
+    return fnp.tril(a) if lower else fnp.triu(a)
+
+
+def solve_triangular(a, b, lower):
+    return _call("solve_triangular", a, b, lower=bool(lower))
+
+
+def _solve_tri_transposed(a, g, lower):
+    """T^{-T} g: the transposed triangle is a triangle of the other kind."""
+    return solve_triangular(_mT(a), g, not lower)
+
+
+_p = defprim("solve_triangular", _solve_triangular, 2)
+defvjp(_p, lambda g, ans, a, b, lower:
+       -_tri(_mm(_solve_tri_transposed(a, g, lower), _mT(ans)), lower),
+       lambda g, ans, a, b, lower: _solve_tri_transposed(a, g, lower))
+defjvp(_p, lambda t, ans, a, b, lower: -solve_triangular(a, _mm(_tri(t, lower), ans), lower),
+       lambda t, ans, a, b, lower: solve_triangular(a, t, lower))
+
+
+# -- cholesky: a = L L^T, reading a's lower triangle ----------------------------------
+def _phi(x):
+    """The lower triangle with its diagonal halved."""
+    return fnp.tril(x) - 0.5 * _diag_embed(_diag_part(x))
+
+
+def _cholesky_jvp(t, L, a):
+    s = _symmetric_from_lower(t)
+    inner = solve_triangular(L, _mT(solve_triangular(L, _mT(s), True)), True)
+    return _mm(L, _phi(inner))
+
+
+def _cholesky_vjp(g, L, a):
+    p = _phi(_mm(_mT(L), g))
+    p = _solve_tri_transposed(L, _mT(_solve_tri_transposed(L, _mT(p), True)), True)
+    return _lower_read(p)
+
+
+_p = defprim("cholesky", lambda a: np.linalg.cholesky(a), 1)
+defvjp(_p, _cholesky_vjp)
+defjvp(_p, _cholesky_jvp)
+
+
+# -- eigh: packed [w; V] ----------------------------------------------------------------
+def _eigh(a, lower):
+    w, v = np.linalg.eigh(a, UPLO="L" if lower else "U")
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def _split_eig(packed):
+    return packed[..., 0, :], packed[..., 1:, :]
+
+
+def _read(t, lower):
+    return _symmetric_from_lower(t) if lower else _mT(_symmetric_from_lower(_mT(t)))
+
+
+def _read_transposed(p, lower):
+    return _lower_read(p) if lower else _mT(_lower_read(_mT(p)))
+
+
+def _eigh_jvp(t, ans, a, lower):
+    w, v = _split_eig(ans)
+    k = _mm(_mT(v), _mm(_read(t, lower), v))
+    dv = _mm(v, _inverse_gaps(w) * k)
+    return fnp.concatenate([fnp.expand_dims(_diag_part(k), -2), dv], axis=-2)
+
+
+def _eigh_vjp(g, ans, a, lower):
+    w, v = _split_eig(ans)
+    gw, gv = _split_eig(g)
+    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mT(v), gv)
+    return _read_transposed(_mm(v, _mm(inner, _mT(v))), lower)
+
+
+_p = defprim("eigh", _eigh, 1)
+defvjp(_p, _eigh_vjp)
+defjvp(_p, _eigh_jvp)
+
+
+# -- eig: real, distinct eigenvalues; packed [w; V] with unit columns -------------------
+def _eig(a):
+    w, v = np.linalg.eig(a)
+    if np.iscomplexobj(w) and np.any(np.imag(w) != 0):
+        raise np.linalg.LinAlgError("eig: the matrix has complex eigenvalues; fastad "
+                                    "differentiates eig only where they are real and distinct")
+    w, v = np.real(w).astype(a.dtype), np.real(v).astype(a.dtype)
+    return np.concatenate([w[..., None, :], v], axis=-2)
+
+
+def _eig_jvp(t, ans, a):
+    w, v = _split_eig(ans)
+    k = fnp.solve_(v, _mm(t, v))
+    dv = _mm(v, _inverse_gaps(w) * k)
+    dv = dv - v * fnp.sum(v * dv, axis=-2, keepdims=True)  # columns stay unit vectors
+    return fnp.concatenate([fnp.expand_dims(_diag_part(k), -2), dv], axis=-2)
+
+
+def _eig_vjp(g, ans, a):
+    w, v = _split_eig(ans)
+    gw, gv = _split_eig(g)
+    gv = gv - v * fnp.sum(v * gv, axis=-2, keepdims=True)
+    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mT(v), gv)
+    return fnp.solve_(_mT(v), _mm(inner, _mT(v)))  # V^{-T} inner V^T
+
+
+_p = defprim("eig", _eig, 1)
+defvjp(_p, _eig_vjp)
+defjvp(_p, _eig_jvp)
+
+
+# -- svd (reduced): packed [s; U; V], a = U diag(s) V^T ----------------------------------
+def _svd(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return np.concatenate([s[..., None, :], u, np.swapaxes(vh, -1, -2)], axis=-2)
+
+
+def _split_svd(packed, m):
+    return packed[..., 0, :], packed[..., 1:1 + m, :], packed[..., 1 + m:, :]
+
+
+def _svd_f(s):
+    """F[..., i, j] = 1 / (s_j^2 - s_i^2) off the diagonal, 0 on it."""
+    return _inverse_gaps(fnp.square(s))
+
+
+def _svd_jvp(t, ans, a):
+    m, n = fnp.shape(a)[-2:]
+    s, u, v = _split_svd(ans, m)
+    f = _svd_f(s)
+    row = fnp.expand_dims(s, -2)  # row[..., i, j] = s_j
+    ds_mat = _mm(_mT(u), _mm(t, v))
+    dss = row * ds_mat
+    sds = _mT(row) * ds_mat
+    du = _mm(u, f * (dss + _mT(dss)))
+    dv = _mm(v, f * (sds + _mT(sds)))
+    if m > n:
+        tv = _mm(t, v)
+        du = du + (tv - _mm(u, _mm(_mT(u), tv))) / row
+    if n > m:
+        tu = _mm(_mT(t), u)
+        dv = dv + (tu - _mm(v, _mm(_mT(v), tu))) / row
+    return fnp.concatenate([fnp.expand_dims(_diag_part(ds_mat), -2), du, dv], axis=-2)
+
+
+def _svd_vjp(g, ans, a):
+    m, n = fnp.shape(a)[-2:]
+    s, u, v = _split_svd(ans, m)
+    gs, gu, gv = _split_svd(g, m)
+    f = _svd_f(s)
+    row = fnp.expand_dims(s, -2)
+    ju = f * (_mm(_mT(u), gu) - _mm(_mT(gu), u))
+    jv = f * (_mm(_mT(v), gv) - _mm(_mT(gv), v))
+    core = ju * row + _diag_embed(gs) + _mT(row) * jv
+    out = _mm(u, _mm(core, _mT(v)))
+    if m > n:
+        out = out + _mm((gu - _mm(u, _mm(_mT(u), gu))) / row, _mT(v))
+    if n > m:
+        out = out + _mm(u, _mT((gv - _mm(v, _mm(_mT(v), gv))) / row))
+    return out
+
+
+_p = defprim("svd", _svd, 1)
+defvjp(_p, _svd_vjp)
+defjvp(_p, _svd_jvp)
+
+
+# -- qr (reduced, m >= n): packed [Q; R] --------------------------------------------------
+def _qr(a):
+    if a.shape[-2] < a.shape[-1]:
+        raise np.linalg.LinAlgError("qr: fastad differentiates the reduced QR of matrices "
+                                    "with at least as many rows as columns")
+    q, r = np.linalg.qr(a, mode="reduced")
+    return np.concatenate([q, r], axis=-2)
+
+
+def _split_qr(packed, m):
+    return packed[..., :m, :], packed[..., m:, :]
+
+
+def _qr_jvp(t, ans, a):
+    m = fnp.shape(a)[-2]
+    q, r = _split_qr(ans, m)
+    y = _mT(_solve_tri_transposed(r, _mT(t), False))  # t R^{-1}
+    c = _mm(_mT(q), y)
+    low = fnp.tril(c, -1)
+    omega = low - _mT(low)
+    dq = _mm(q, omega - c) + y
+    dr = _mm(c - omega, r)
+    return fnp.concatenate([dq, dr], axis=-2)
+
+
+def _qr_vjp(g, ans, a):
+    m = fnp.shape(a)[-2]
+    q, r = _split_qr(ans, m)
+    gq, gr = _split_qr(g, m)
+    mm = _mm(gr, _mT(r)) - _mm(_mT(q), gq)
+    gc = mm - fnp.tril(mm - _mT(mm), -1)
+    gy = gq + _mm(q, gc)
+    return _mT(solve_triangular(r, _mT(gy), False))  # gy R^{-T}
+
+
+_p = defprim("qr", _qr, 1)
+defvjp(_p, _qr_vjp)
+defjvp(_p, _qr_jvp)
+
+
+# -- pinv (Golub-Pereyra: constant rank) ---------------------------------------------------
+def _pinv_jvp(t, p, a):
+    eye_m = fnp.eye_like(_mm(a, p))
+    eye_n = fnp.eye_like(_mm(p, a))
+    return (-_mm(p, _mm(t, p))
+            + _mm(_mm(p, _mT(p)), _mm(_mT(t), eye_m - _mm(a, p)))
+            + _mm(eye_n - _mm(p, a), _mm(_mT(t), _mm(_mT(p), p))))
+
+
+def _pinv_vjp(g, p, a):
+    eye_m = fnp.eye_like(_mm(a, p))
+    eye_n = fnp.eye_like(_mm(p, a))
+    return (-_mm(_mT(p), _mm(g, _mT(p)))
+            + _mm(eye_m - _mm(a, p), _mm(_mT(g), _mm(p, _mT(p))))
+            + _mm(_mm(_mT(p), p), _mm(_mT(g), eye_n - _mm(p, a))))
+
+
+_p = defprim("pinv", lambda a: np.linalg.pinv(a), 1)
+defvjp(_p, _pinv_vjp)
+defjvp(_p, _pinv_jvp)
+
+
+# -- Sylvester equation a x + x b = q, and sqrtm ----------------------------------------------
+def _sylvester(a, b, q):
+    """a x + x b = q as one linear system in x's entries (row-major):
+    (a kron I + I kron b^T) vec(x) = vec(q), batched by NumPy.  The system
+    has (n m)^2 entries, fine for the small matrices this is meant for."""
+    n, m = np.shape(a)[-1], np.shape(b)[-1]
+    batch = np.broadcast_shapes(np.shape(a)[:-2], np.shape(b)[:-2], np.shape(q)[:-2])
+    a = np.broadcast_to(a, batch + (n, n))
+    b = np.broadcast_to(b, batch + (m, m))
+    op = (np.einsum("...ij,kl->...ikjl", a, np.eye(m, dtype=a.dtype))
+          + np.einsum("ij,...lk->...ikjl", np.eye(n, dtype=b.dtype), b))
+    rhs = np.broadcast_to(q, batch + (n, m)).reshape(batch + (n * m, 1))
+    return np.linalg.solve(op.reshape(batch + (n * m, n * m)), rhs).reshape(batch + (n, m))
+
+
+def sylvester(a, b, q):
+    return _call("sylvester", a, b, q)
+
+
+def _sylvester_adjoint(g, a, b):
+    return sylvester(_mT(a), _mT(b), g)
+
+
+_p = defprim("sylvester", _sylvester, 3)
+defvjp(_p, lambda g, x, a, b, q: fnp.unbroadcast(-_mm(_sylvester_adjoint(g, a, b), _mT(x)),
+                                                 fnp.shape(a)),
+       lambda g, x, a, b, q: fnp.unbroadcast(-_mm(_mT(x), _sylvester_adjoint(g, a, b)),
+                                             fnp.shape(b)),
+       lambda g, x, a, b, q: fnp.unbroadcast(_sylvester_adjoint(g, a, b), fnp.shape(q)))
+defjvp(_p, lambda t, x, a, b, q: sylvester(a, b, -_mm(t, x)),
+       lambda t, x, a, b, q: sylvester(a, b, -_mm(x, t)),
+       lambda t, x, a, b, q: sylvester(a, b, t))
+
+
+def _sqrtm(a):
+    def one(m):
+        root = sla.sqrtm(m)
+        if np.iscomplexobj(root):
+            if np.any(np.abs(np.imag(root)) > 1e-12 * max(1.0, np.abs(root).max())):
+                raise np.linalg.LinAlgError("sqrtm: the matrix has no real square root")
+            root = np.real(root)
+        return root
+    return _batched(one, a).astype(a.dtype, copy=False)
+
+
+_p = defprim("sqrtm", _sqrtm, 1)
+defvjp(_p, lambda g, x, a: sylvester(_mT(x), _mT(x), g))
+defjvp(_p, lambda t, x, a: sylvester(x, x, t))
+
+# every primitive here treats leading axes as a batch (what vmap relies on)
+BATCHED = ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv", "sylvester",
+           "sqrtm")

@@ -1,0 +1,111 @@
+"""scipy.linalg, differentiable (real matrices, batched over leading axes).
+
+SciPy's own functions convert their arguments with ``np.asarray``, which a
+traced value refuses: import these instead.  The derivative conditions of
+each decomposition are those of `fastad.primitives.linalg`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import numpy as fnp
+from ..primitives import linalg as _prims
+
+solve = fnp.linalg.solve
+inv = fnp.linalg.inv
+det = fnp.linalg.det
+pinv = fnp.linalg.pinv
+norm = fnp.linalg.norm
+
+
+def _mT(a: Any) -> Any:
+    return fnp.swapaxes(a, -1, -2)
+
+
+def cholesky(a: Any, lower: bool = False, overwrite_a: bool = False,
+             check_finite: bool = True) -> Any:
+    """The Cholesky factor reading a's lower triangle (lower=True, L L^T = a)
+    or its upper one (the default, U^T U = a), as SciPy does."""
+    return fnp.linalg.cholesky(a) if lower else _mT(fnp.linalg.cholesky(_mT(a)))
+
+
+def cho_factor(a: Any, lower: bool = False, overwrite_a: bool = False,
+               check_finite: bool = True) -> tuple[Any, bool]:
+    """(factor, lower); the factor's other triangle is zero (SciPy leaves it
+    arbitrary)."""
+    return cholesky(a, lower=lower), lower
+
+
+def cho_solve(c_and_lower: tuple[Any, bool], b: Any, overwrite_b: bool = False,
+              check_finite: bool = True) -> Any:
+    c, lower = c_and_lower
+    if lower:
+        return solve_triangular(c, solve_triangular(c, b, lower=True), trans=1, lower=True)
+    return solve_triangular(c, solve_triangular(c, b, trans=1), lower=False)
+
+
+def solve_triangular(a: Any, b: Any, trans: Any = 0, lower: bool = False,
+                     unit_diagonal: bool = False, overwrite_b: bool = False,
+                     check_finite: bool = True) -> Any:
+    """x with T x = b (trans=0) or T^T x = b (trans=1 / 'T' / 'C'), T the lower
+    or upper triangle of a."""
+    if trans not in (0, 1, 2, "N", "T", "C"):
+        raise ValueError(f"solve_triangular: unknown trans {trans!r}")
+    if unit_diagonal:
+        a = fnp.where(fnp.eye_like(a) > 0, 1.0, a)
+    if trans not in (0, "N"):
+        a, lower = _mT(a), not lower
+    vector = fnp.ndim(b) == fnp.ndim(a) - 1
+    if vector:
+        b = fnp.expand_dims(b, -1)
+    batch = tuple(fnp.shape(a)[:-2])
+    if tuple(fnp.shape(b)[:-2]) != batch:
+        b = fnp.broadcast_to(b, batch + tuple(fnp.shape(b)[-2:]))
+    x = _prims.solve_triangular(a, b, lower)
+    return fnp.squeeze(x, -1) if vector else x
+
+
+def solve_sylvester(a: Any, b: Any, q: Any) -> Any:
+    """x with a x + x b = q."""
+    return _prims.sylvester(a, b, q)
+
+
+def sqrtm(A: Any, disp: bool = True, blocksize: int = 64) -> Any:
+    """The principal square root of a matrix that has a real one; its
+    derivative solves a Sylvester equation (no two eigenvalues of the root
+    may sum to zero)."""
+    fnp._square(A, "sqrtm")
+    return _prims._call("sqrtm", A)
+
+
+def eigh(a: Any, b: Any = None, lower: bool = True, eigvals_only: bool = False,
+         **kwargs: Any) -> Any:
+    if b is not None or kwargs:
+        raise NotImplementedError("eigh: only the standard problem (no b, no subset) is "
+                                  "differentiable here")
+    w, v = fnp.linalg.eigh(a, UPLO="L" if lower else "U")
+    return w if eigvals_only else (w, v)
+
+
+def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, **kwargs: Any) -> Any:
+    result = fnp.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv)
+    return tuple(result) if compute_uv else result
+
+
+def qr(a: Any, mode: str = "full", **kwargs: Any) -> Any:
+    """mode "economic", "r", or "full" where it is the same as "economic"
+    (square matrices).  Tall matrices need "economic"; wide ones are refused
+    by the primitive."""
+    m, n = fnp.shape(a)[-2:]
+    if mode == "full" and m > n:
+        raise NotImplementedError("qr(mode='full') of a tall matrix: the extra columns of Q "
+                                  "have no unique derivative; use mode='economic'")
+    if mode == "r":
+        return (fnp.linalg.qr(a, mode="r"),)
+    if mode not in ("full", "economic"):
+        raise NotImplementedError(f"qr: mode {mode!r} is not supported")
+    return tuple(fnp.linalg.qr(a))
+
+
+__all__ = ["cholesky", "cho_factor", "cho_solve", "solve_triangular", "solve_sylvester",
+           "sqrtm", "eigh", "svd", "qr", "solve", "inv", "det", "pinv", "norm"]

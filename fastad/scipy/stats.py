@@ -1,0 +1,152 @@
+"""scipy.stats distributions, differentiable in the argument and in the
+parameters (except where noted), as namespaces of functions:
+``fastad.scipy.stats.norm.logpdf(x, loc, scale)``.  Values are for arguments
+inside the support (SciPy returns -inf / 0 outside it; here they are not
+defined).  SciPy's own ``scipy.stats`` objects convert their arguments with
+``np.asarray``, which a traced value refuses: import these instead.
+
+cdf derivatives with respect to shape parameters (t's df, gamma's a, beta's
+a and b, poisson's k) are not implemented and raise NotImplementedError.
+"""
+from __future__ import annotations
+
+import math
+import types
+from typing import Any
+
+from .. import numpy as fnp
+from . import linalg as _linalg
+from . import special as sc
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _standardize(x: Any, loc: Any, scale: Any) -> Any:
+    return (x - loc) / scale
+
+
+def _log(v: Any) -> Any:
+    """log of a parameter; a Python number stays a Python number, so it does
+    not promote float32 arguments to float64 (NumPy's scalars would)."""
+    return math.log(v) if isinstance(v, (int, float)) else fnp.log(v)
+
+
+def _distribution(logpdf, cdf=None, **extra) -> types.SimpleNamespace:
+    """logpdf, pdf = exp(logpdf), and cdf/logcdf/sf when a cdf is given."""
+    funcs: dict[str, Any] = {"logpdf": logpdf,
+                             "pdf": lambda *a, **k: fnp.exp(logpdf(*a, **k))}
+    if cdf is not None:
+        funcs.update(cdf=cdf, logcdf=lambda *a, **k: fnp.log(cdf(*a, **k)),
+                     sf=lambda *a, **k: 1.0 - cdf(*a, **k))
+    funcs.update(extra)
+    return types.SimpleNamespace(**funcs)
+
+
+# -- normal -------------------------------------------------------------------------
+def _norm_logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    z = _standardize(x, loc, scale)
+    return -0.5 * fnp.square(z) - 0.5 * _LOG_2PI - _log(scale)
+
+
+def _norm_cdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return sc.ndtr(_standardize(x, loc, scale))
+
+
+norm = _distribution(
+    _norm_logpdf, _norm_cdf,
+    logcdf=lambda x, loc=0.0, scale=1.0: sc.log_ndtr(_standardize(x, loc, scale)),
+    sf=lambda x, loc=0.0, scale=1.0: sc.ndtr(-_standardize(x, loc, scale)),
+    logsf=lambda x, loc=0.0, scale=1.0: sc.log_ndtr(-_standardize(x, loc, scale)),
+    ppf=lambda q, loc=0.0, scale=1.0: loc + scale * sc.ndtri(q),
+)
+
+
+# -- Student's t ------------------------------------------------------------------------
+def _t_logpdf(x: Any, df: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    z = _standardize(x, loc, scale)
+    half = 0.5 * (df + 1.0)
+    return (sc.gammaln(half) - sc.gammaln(0.5 * df) - 0.5 * _log(df * math.pi)
+            - _log(scale) - half * fnp.log1p(fnp.square(z) / df))
+
+
+def _t_cdf(x: Any, df: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return sc.stdtr(df, _standardize(x, loc, scale))
+
+
+t = _distribution(_t_logpdf, _t_cdf)
+
+
+# -- gamma ---------------------------------------------------------------------------------
+def _gamma_logpdf(x: Any, a: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return sc.xlogy(a - 1.0, y) - y - sc.gammaln(a) - _log(scale)
+
+
+def _gamma_cdf(x: Any, a: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return sc.gammainc(a, _standardize(x, loc, scale))
+
+
+gamma = _distribution(_gamma_logpdf, _gamma_cdf)
+
+
+# -- beta ------------------------------------------------------------------------------------
+def _beta_logpdf(x: Any, a: Any, b: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return (sc.xlogy(a - 1.0, y) + sc.xlog1py(b - 1.0, -y) - sc.betaln(a, b)
+            - _log(scale))
+
+
+def _beta_cdf(x: Any, a: Any, b: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return sc.betainc(a, b, _standardize(x, loc, scale))
+
+
+beta = _distribution(_beta_logpdf, _beta_cdf)
+
+
+# -- Poisson (k a constant count; differentiable in mu) ----------------------------------------
+def _poisson_logpmf(k: Any, mu: Any, loc: Any = 0.0) -> Any:
+    k = k - loc
+    return sc.xlogy(k, mu) - mu - sc.gammaln(k + 1.0)
+
+
+def _poisson_cdf(k: Any, mu: Any, loc: Any = 0.0) -> Any:
+    return sc.gammaincc(fnp.floor(k - loc) + 1.0, mu)
+
+
+poisson = types.SimpleNamespace(
+    logpmf=_poisson_logpmf,
+    pmf=lambda k, mu, loc=0.0: fnp.exp(_poisson_logpmf(k, mu, loc)),
+    cdf=_poisson_cdf,
+    sf=lambda k, mu, loc=0.0: 1.0 - _poisson_cdf(k, mu, loc),
+)
+
+
+# -- multivariate normal ------------------------------------------------------------------------
+def _mvn_logpdf(x: Any, mean: Any = None, cov: Any = 1.0, allow_singular: bool = False) -> Any:
+    """log density of N(mean, cov) at each row of x (x's last axis is the
+    dimension); cov a full positive definite matrix (its lower triangle is read)."""
+    if allow_singular:
+        raise NotImplementedError("multivariate_normal: allow_singular=True is not supported")
+    dim = fnp.shape(cov)[-1] if fnp.ndim(cov) == 2 else fnp.shape(x)[-1]
+    if fnp.ndim(cov) < 2:
+        cov = cov * fnp.eye(dim)
+    centered = x if mean is None else x - mean
+    scalar_dim = fnp.ndim(centered) == 0 or fnp.shape(centered)[-1] != dim
+    if scalar_dim:
+        raise ValueError("multivariate_normal: x's last axis must have cov's dimension")
+    chol = fnp.linalg.cholesky(cov)
+    rows = fnp.reshape(centered, (-1, dim))
+    solved = _linalg.solve_triangular(chol, fnp.transpose(rows), lower=True)
+    maha = fnp.sum(fnp.square(solved), axis=0)
+    log_det = 2.0 * fnp.sum(fnp.log(fnp.diagonal(chol)))
+    out = -0.5 * (dim * _LOG_2PI + log_det + maha)
+    return fnp.reshape(out, fnp.shape(centered)[:-1])
+
+
+multivariate_normal = types.SimpleNamespace(
+    logpdf=_mvn_logpdf,
+    pdf=lambda x, mean=None, cov=1.0, allow_singular=False:
+        fnp.exp(_mvn_logpdf(x, mean, cov, allow_singular)),
+)
+
+__all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal"]

@@ -1,0 +1,305 @@
+"""Matrix decompositions (numpy.linalg and fastad.scipy.linalg), batched over
+leading axes: values against NumPy/SciPy, forward and reverse derivatives to
+second order against finite differences, compiled against the reference.
+Eigen- and singular vectors are compared through sign-invariant functions
+of them (their squares), since their signs are a convention.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.linalg as sla
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastad as fa
+import fastad.scipy.linalg as fla
+from helpers import DOMAINS, DTYPES, FAST, Case, case_id, shapes
+
+
+def _orthonormal(rng, shape):
+    q, _ = np.linalg.qr(rng.standard_normal(shape))
+    return q
+
+
+def _gapped(rng, batch, k):
+    """k values per batch entry, increasing by at least 0.5 from 1."""
+    return 1.0 + 0.7 * np.arange(k) + rng.uniform(0.0, 0.2, batch + (k,))
+
+
+def spd(rng, shape):
+    """Symmetric positive definite, eigenvalues distinct (gaps >= 0.5) in [1, 4]."""
+    q = _orthonormal(rng, shape)
+    w = _gapped(rng, shape[:-2], shape[-1])
+    return q @ (w[..., :, None] * np.swapaxes(q, -1, -2))
+
+
+def distinct_singular(rng, shape):
+    """Any shape; singular values distinct (gaps >= 0.5) and >= 1."""
+    m, n = shape[-2:]
+    k = min(m, n)
+    u = _orthonormal(rng, shape[:-2] + (m, k))
+    v = _orthonormal(rng, shape[:-2] + (n, k))
+    return u @ (_gapped(rng, shape[:-2], k)[..., :, None] * np.swapaxes(v, -1, -2))
+
+
+def real_eigen(rng, shape):
+    """Non-symmetric, with real eigenvalues at least 0.5 apart."""
+    n = shape[-1]
+    p = np.eye(n) + rng.uniform(-0.2, 0.2, shape) / max(n, 1)
+    w = _gapped(rng, shape[:-2], n) * rng.choice([-1.0, 1.0], shape[:-2] + (1,))
+    return p @ (w[..., :, None] * np.linalg.inv(p))
+
+
+DOMAINS.setdefault("spd", spd)
+DOMAINS.setdefault("distinct_singular", distinct_singular)
+DOMAINS.setdefault("real_eigen", real_eigen)
+
+# float32: a smaller step than the default 1e-2, where curvature (1 / gap^2) dominates
+F32 = {"eps": 3e-3, "rtol": 0.1, "atol": 0.02}
+CASES: list[Case] = []
+
+
+def case(name, domains, draw, covers=(), **kw):
+    kw.setdefault("f32_tolerances", F32)
+
+    def register(fn):
+        CASES.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers), **kw))
+        return fn
+    return register
+
+
+@st.composite
+def square(draw, count=1, min_n=1):
+    batch = draw(shapes(max_dims=2, min_side=1, max_side=2), label="batch")
+    n = draw(st.integers(min_n, 4), label="n")
+    return tuple(batch + (n, n) for _ in range(count)), {}
+
+
+@st.composite
+def rectangular(draw, tall=False, batched=True):
+    batch = draw(shapes(max_dims=2 if batched else 0, min_side=1, max_side=2), label="batch")
+    m, n = draw(st.integers(1, 4), label="m"), draw(st.integers(1, 4), label="n")
+    if tall and m < n:
+        m, n = n, m
+    return (batch + (m, n),), {}
+
+
+def squares(**kw):
+    return lambda data: data.draw(square(**kw))
+
+
+# -- numpy.linalg ----------------------------------------------------------------------
+@case("cholesky", ["spd"], squares(), covers=["cholesky"])
+def _cholesky(a):
+    lower = np.linalg.cholesky(a)
+    return lower, np.linalg.cholesky(a, upper=True), np.sum(np.log(np.diagonal(
+        lower, axis1=-2, axis2=-1)), axis=-1)
+
+
+@case("eigh", ["spd"], squares(), covers=["eigh"])
+def _eigh(a):
+    w, v = np.linalg.eigh(a)
+    wu, vu = np.linalg.eigh(a, UPLO="U")
+    return w, v ** 2, wu * 2.0, vu ** 2, np.linalg.eigvalsh(a)
+
+
+# float64 only: float32's finite-difference step (1e-2) can reorder the eigenvalues
+@case("eig", ["real_eigen"], squares(), covers=["eig"], dtypes=(np.float64,))
+def _eig(a):
+    w, v = np.linalg.eig(a)
+    return w, v ** 2, np.linalg.eigvals(a)
+
+
+@case("svd", ["distinct_singular"], lambda data: data.draw(rectangular()), covers=["svd"])
+def _svd(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    return s, u ** 2, vh ** 2, np.linalg.svd(a, compute_uv=False)
+
+
+@case("svd_square_full", ["distinct_singular"], squares(), covers=["svd"])
+def _svd_square(a):
+    u, s, vh = np.linalg.svd(a)
+    return s, (u * vh.swapaxes(-1, -2)) * 3.0  # the product of the two signs is fixed
+
+
+# float64: float32's finite-difference step can flip a Householder reflection's sign
+@case("qr", ["distinct_singular"], lambda data: data.draw(rectangular(tall=True)), covers=["qr"],
+      dtypes=(np.float64,))
+def _qr(a):
+    q, r = np.linalg.qr(a)
+    return q, r, np.linalg.qr(a, mode="r")
+
+
+@case("qr_sign_invariant", ["distinct_singular"], lambda data: data.draw(rectangular(tall=True)),
+      covers=["qr"])
+def _qr_squares(a):
+    q, r = np.linalg.qr(a)
+    return q ** 2, r ** 2
+
+
+@case("pinv", ["distinct_singular"], lambda data: data.draw(rectangular()), covers=["pinv"])
+def _pinv(a):
+    return np.linalg.pinv(a)
+
+
+@st.composite
+def power_args(draw):
+    (shape,), _ = draw(square())
+    return (shape,), {"n": draw(st.integers(-2, 3))}
+
+
+case("matrix_power", ["matrix"], lambda data: data.draw(power_args()))(np.linalg.matrix_power)
+
+
+# -- fastad.scipy.linalg -----------------------------------------------------------------
+@st.composite
+def triangular_args(draw):
+    (shape,), _ = draw(square())
+    vector = draw(st.booleans())
+    b = shape[:-1] if vector else shape[:-1] + (draw(st.integers(1, 3)),)
+    if vector and len(shape) > 2:  # SciPy reads a 1-d b against every matrix only
+        b = shape[:-1] + (1,)
+    params = {"lower": draw(st.booleans()), "trans": draw(st.sampled_from([0, 1, "T"])),
+              "unit_diagonal": draw(st.booleans())}
+    return (shape, b), params
+
+
+def _scipy_batched(fn):
+    """SciPy's function over a stack of matrices (its own batching is recent)."""
+    def batched(a, *rest, **kw):
+        a = np.asarray(a)
+        if a.ndim == 2:
+            return fn(a, *rest, **kw)
+        rest = [np.broadcast_to(r, a.shape[:-2] + np.shape(r)[-2:]) for r in rest]
+        out = [fn(a[i], *(r[i] for r in rest), **kw) for i in np.ndindex(*a.shape[:-2])]
+        return np.stack(out).reshape(a.shape[:-2] + np.shape(out[0]))
+    return batched
+
+
+def _triangular(a, b, **kw):
+    return fla.solve_triangular(a, b, **kw)
+
+
+case("solve_triangular", ["matrix", "real"], lambda data: data.draw(triangular_args()),
+     covers=["solve_triangular"], oracle=_scipy_batched(sla.solve_triangular))(_triangular)
+
+
+def _scipy_cholesky_pair(a):
+    return (_scipy_batched(sla.cholesky)(a), _scipy_batched(sla.cholesky)(a, lower=True))
+
+
+@case("scipy_cholesky", ["spd"], squares(), covers=["cholesky"], oracle=_scipy_cholesky_pair)
+def _fastad_cholesky_pair(a):
+    return fla.cholesky(a), fla.cholesky(a, lower=True)
+
+
+def _cho_solve_oracle(a, b):
+    return (sla.cho_solve(sla.cho_factor(a), b),
+            sla.cho_solve(sla.cho_factor(a, lower=True), b))
+
+
+@st.composite
+def cho_solve_args(draw):
+    n = draw(st.integers(1, 4))
+    return ((n, n), (n, draw(st.integers(1, 3)))), {}
+
+
+@case("cho_solve", ["spd", "real"], lambda data: data.draw(cho_solve_args()),
+      covers=["solve_triangular"], oracle=_cho_solve_oracle)
+def _cho_solve(a, b):
+    return (fla.cho_solve(fla.cho_factor(a), b), fla.cho_solve(fla.cho_factor(a, lower=True), b))
+
+
+case("sqrtm", ["spd"], squares(), covers=["sqrtm"],
+     oracle=_scipy_batched(lambda a: np.real(sla.sqrtm(a))))(fla.sqrtm)
+
+
+@case("solve_sylvester", ["spd", "spd", "real"], squares(count=3), covers=["sylvester"],
+      oracle=_scipy_batched(sla.solve_sylvester))
+def _sylvester(a, b, q):
+    return fla.solve_sylvester(a, b, q)
+
+
+@case("scipy_decompositions", ["distinct_singular"],
+      lambda data: data.draw(rectangular(tall=True, batched=False)),
+      oracle=lambda a: (sla.svd(a, full_matrices=False)[1], sla.qr(a, mode="economic")[1] ** 2,
+                        sla.eigh(a.T @ a, eigvals_only=True)))
+def _scipy_decompositions(a):
+    return (fla.svd(a, full_matrices=False)[1], fla.qr(a, mode="economic")[1] ** 2,
+            fla.eigh(a.T @ a, eigvals_only=True))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@FAST
+@given(data=st.data())
+def test_values_and_derivatives(case, dtype, data):
+    if dtype not in case.dtypes:
+        pytest.skip("not defined for this dtype")
+    case.run(data, dtype)
+
+
+# -- refused clearly -------------------------------------------------------------------------
+def test_eig_with_complex_eigenvalues_is_refused():
+    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])
+    with pytest.raises(np.linalg.LinAlgError, match="complex eigenvalues"):
+        fa.grad(lambda a: np.sum(np.linalg.eig(a)[0]))(rotation)
+
+
+def test_full_svd_of_a_rectangular_matrix_is_refused():
+    with pytest.raises(fa.TracingError, match="full_matrices=False"):
+        fa.grad(lambda a: np.sum(np.linalg.svd(a)[0]))(np.ones((3, 2)))
+
+
+def test_qr_of_a_wide_matrix_is_refused():
+    with pytest.raises(np.linalg.LinAlgError, match="at least as many rows"):
+        fa.grad(lambda a: np.sum(np.linalg.qr(a)[1]))(np.ones((2, 3)))
+
+
+def test_results_have_numpys_field_names():
+    a = spd(np.random.default_rng(0), (3, 3))
+
+    def f(a):
+        eig = np.linalg.eigh(a)
+        svd = np.linalg.svd(a)
+        qr = np.linalg.qr(a)
+        return eig.eigenvalues, eig.eigenvectors ** 2, svd.S, qr.R ** 2
+
+    got, _ = fa.vjp(f, a)
+    want = f(a)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+
+
+# -- vmap and compiled ------------------------------------------------------------------------
+COMPILED = [
+    lambda a: np.sum(np.linalg.eigh(a)[0] ** 2) + np.sum(np.log(np.diagonal(
+        np.linalg.cholesky(a), axis1=-2, axis2=-1))),
+    lambda a: np.sum(np.linalg.svd(a, compute_uv=False) ** 3) + np.sum(np.linalg.qr(a)[1] ** 2),
+    lambda a: np.sum(np.linalg.pinv(a) * a) + np.sum(fla.sqrtm(a) ** 2),
+    lambda a: np.sum(fla.solve_triangular(a, np.ones(a.shape[:-1]), lower=True) ** 2),
+]
+
+
+@pytest.mark.parametrize("f", COMPILED)
+def test_compiled_agrees_with_the_reference(compiled_backend, f):
+    a = spd(np.random.default_rng(5), (2, 3, 3))
+    v = np.random.default_rng(6).standard_normal(a.shape)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # the fallback warning
+        got = fa.compile(f, backend=compiled_backend).value_and_grad(a)
+        hvp = fa.jit(fa.hvp(f), backend=compiled_backend)(a, v)
+    want = fa.value_and_grad(f)(a)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(hvp, fa.hvp(f)(a, v), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("f", COMPILED)
+def test_vmap_over_a_stack_of_matrices(f):
+    a = spd(np.random.default_rng(7), (3, 3, 3))
+    np.testing.assert_allclose(fa.vmap(fa.grad(f))(a), np.stack([fa.grad(f)(x) for x in a]),
+                               rtol=1e-11, atol=1e-13)
