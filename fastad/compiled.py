@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from . import backends, batched, pytree
-from .backends import reference
+from .backends import reference, segmented
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, unpack_grads,
                   value_and_grad, vmap)
 from .errors import SignatureError, TapeError
@@ -336,24 +336,38 @@ class Specializer:
     def _build(self, tape: Tape) -> Any:
         """The chosen backend's executable or, when it cannot run the tape (a
         primitive or a dtype it has no code for), the next backend's that can:
-        Numba, then the NumPy reference interpreter, which runs everything."""
-        refused = []
+        Numba.  When none runs every primitive, the first that lacks only
+        primitives (no dtypes) runs the tape in compiled segments with host
+        calls (NumPy) for those primitives (`backends.segmented`): no
+        retracing, and one missing special function does not send the whole
+        tape to the interpreter.  Otherwise the NumPy reference interpreter."""
+        refused, segmentable = [], []
         for module in backends.fallbacks(self.backend):
             missing = backends.unsupported(module, tape)
-            if not missing:
-                if refused and tuple(refused) not in self.fallbacks_warned:
-                    self.fallbacks_warned.add(tuple(refused))  # once per function and reason
-                    warnings.warn(
-                        f"fastad: {getattr(self.fn, '__qualname__', 'the function')} runs on "
-                        f"the {backends.name_of(module)} backend ({'; '.join(refused)}; "
-                        "fastad.backends.coverage() lists what each backend runs)",
-                        stacklevel=user_stacklevel())
+            if not missing and (module is not reference or self.backend is reference):
+                self._warn_fallback(refused, f"runs on the {backends.name_of(module)} backend")
                 if module is self.backend:  # "auto" may move to Numba later (choice.py)
                     return backends.build(self.backend_name, tape)
                 return module.build(tape)
             refused.append(f"the {backends.name_of(module)} backend does not implement "
                            f"{', '.join(missing)}")
-        raise AssertionError("unreachable: the reference backend runs every tape")
+            if module is not reference and not any(m.endswith(" values") for m in missing):
+                segmentable.append((module, refused[-1]))  # lacks primitives only, no dtypes
+        if not segmentable:  # every compiled backend lacks a dtype of the tape
+            self._warn_fallback(refused, "runs on the numpy backend")
+            return reference.build(tape)
+        module, reason = segmentable[0]
+        name = backends.name_of(module)
+        self._warn_fallback([reason], f"runs on the {name} backend in compiled segments with "
+                                      "host calls for the rest")
+        return segmented.build(tape, module, backends.native_primitives(name))
+
+    def _warn_fallback(self, refused: list[str], what: str) -> None:
+        if refused and tuple(refused) not in self.fallbacks_warned:
+            self.fallbacks_warned.add(tuple(refused))  # once per function and reason
+            warnings.warn(f"fastad: {getattr(self.fn, '__qualname__', 'the function')} {what} "
+                          f"({'; '.join(refused)}; fastad.backends.coverage() lists what each "
+                          "backend runs)", stacklevel=user_stacklevel())
 
     def _rerolled(self, builder: Any, out_leaves: list[Any]) -> Tape | None:
         """The forward tape with its scalar loops rerolled, or None if it has none."""

@@ -253,3 +253,20 @@ def one_shape(**kw: Any) -> Callable[[Any], tuple[tuple, dict]]:
 
 def two_shapes(**kw: Any) -> Callable[[Any], tuple[tuple, dict]]:
     return lambda data: (data.draw(broadcast_pair(**kw), label="shapes"), {})
+
+
+def case_test(cases: list[Case]) -> Callable[..., Any]:
+    """The test that runs every case in float64 and float32 (values, then
+    derivatives); a module binds it to a name starting with test_."""
+    import pytest
+    from hypothesis import given
+
+    @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+    @pytest.mark.parametrize("case", cases, ids=case_id)
+    @FAST
+    @given(data=st.data())
+    def test_values_and_derivatives(case: Case, dtype: Any, data: Any) -> None:
+        if dtype not in case.dtypes:
+            pytest.skip("not defined for this dtype")
+        case.run(data, dtype)
+    return test_values_and_derivatives

@@ -11,12 +11,11 @@ import warnings
 import numpy as np
 import pytest
 import scipy.linalg as sla
-from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.scipy.linalg as fla
-from helpers import DOMAINS, DTYPES, FAST, Case, case_id, shapes
+from helpers import DOMAINS, Case, case_test, registrar, shapes
 
 
 def _orthonormal(rng, shape):
@@ -62,13 +61,7 @@ F32 = {"eps": 3e-3, "rtol": 0.1, "atol": 0.02}
 CASES: list[Case] = []
 
 
-def case(name, domains, draw, covers=(), **kw):
-    kw.setdefault("f32_tolerances", F32)
-
-    def register(fn):
-        CASES.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers), **kw))
-        return fn
-    return register
+case = registrar(CASES, f32_tolerances=F32)
 
 
 @st.composite
@@ -232,14 +225,7 @@ def _scipy_decompositions(a):
             fla.eigh(a.T @ a, eigvals_only=True))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-@FAST
-@given(data=st.data())
-def test_values_and_derivatives(case, dtype, data):
-    if dtype not in case.dtypes:
-        pytest.skip("not defined for this dtype")
-    case.run(data, dtype)
+test_values_and_derivatives = case_test(CASES)
 
 
 # -- refused clearly -------------------------------------------------------------------------

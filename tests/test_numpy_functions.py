@@ -11,21 +11,16 @@ import warnings
 import numpy as np
 import pytest
 import scipy.signal
-from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.scipy.signal as fsignal
-from helpers import DTYPES, FAST, Case, axes_for, broadcast_pair, case_id, shapes
+from helpers import Case, axes_for, broadcast_pair, case_test, registrar, shapes
 
 CASES: list[Case] = []
 
 
-def case(name, domains, draw, covers=(), **kw):
-    def register(fn):
-        CASES.append(Case(name, fn, tuple(domains), draw, covers=tuple(covers), **kw))
-        return fn
-    return register
+case = registrar(CASES)
 
 
 @st.composite
@@ -275,14 +270,7 @@ def _interp_slope_oracle(x):
     return np.where((x >= XP[0]) & (x <= XP[-1]), slope, 0.0)
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-@FAST
-@given(data=st.data())
-def test_values_and_derivatives(case, dtype, data):
-    if dtype not in case.dtypes:
-        pytest.skip("not defined for this dtype")
-    case.run(data, dtype)
+test_values_and_derivatives = case_test(CASES)
 
 
 # -- what is refused ----------------------------------------------------------------------

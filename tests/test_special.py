@@ -10,12 +10,11 @@ import warnings
 import numpy as np
 import pytest
 import scipy.special as sc
-from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.scipy.special as fsc
-from helpers import DOMAINS, DTYPES, FAST, Case, broadcast_pair, case_id, shapes
+from helpers import DOMAINS, Case, broadcast_pair, case_test, shapes
 
 DOMAINS.setdefault("prob", lambda rng, shape: rng.uniform(0.1, 0.9, shape))
 DOMAINS.setdefault("erfc_range", lambda rng, shape: rng.uniform(0.2, 1.8, shape))
@@ -112,14 +111,7 @@ CASES.append(Case("special_softmax", _softmaxes, ("real",),
                   lambda data: ((data.draw(shapes(min_dims=1, min_side=1)),), {})))
 
 
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-@FAST
-@given(data=st.data())
-def test_values_and_derivatives(case, dtype, data):
-    if dtype not in case.dtypes:
-        pytest.skip("not defined for this dtype")
-    case.run(data, dtype)
+test_values_and_derivatives = case_test(CASES)
 
 
 def test_logsumexp_return_sign_matches_scipy():
