@@ -426,7 +426,7 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     Rules take ``(g, ans, *args)`` and return the cotangent of one argument.
     Primitives defined this way run in NumPy: a compiled function that uses
-    one runs on the NumPy reference backend (with a warning; see
+    one calls it between compiled segments (with a warning; see
     fastad.backends.coverage()).
     """
     from .primitives.registry import defprim, registry

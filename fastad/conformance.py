@@ -216,9 +216,10 @@ checks it is up to date): each function is traced on a sample input, its
 forward- and reverse-mode derivatives are taken, and the primitives of its
 value-and-gradient tape are looked up in each compiled backend's own tables.
 "native": the C VM / Numba backend runs the whole tape itself; "fallback":
-some primitive is missing there, so a compiled function using it runs on
-the NumPy reference interpreter (traced once, replayed without retracing,
-with a warning). `fastad.backends.coverage()` prints the same per primitive.
+some primitive is missing there, so a compiled function using it calls that
+primitive's NumPy implementation between compiled segments (traced once,
+replayed without retracing, with a warning). `fastad.backends.coverage()`
+prints the same per primitive.
 Every function here is tested against NumPy/SciPy values and against finite
 differences to second order in both modes (tests/test_primitives.py,
 test_special.py, test_stats.py, test_linalg.py, test_numpy_functions.py).

@@ -20,6 +20,8 @@ DOMAINS.setdefault("prob", lambda rng, shape: rng.uniform(0.1, 0.9, shape))
 DOMAINS.setdefault("erfc_range", lambda rng, shape: rng.uniform(0.2, 1.8, shape))
 
 CASES: list[Case] = []
+# float32: steep functions (logit near 0.1, ndtri) need a smaller step than 1e-2
+F32 = {"eps": 3e-3, "rtol": 0.05}
 
 
 def one_shape(data):
@@ -46,7 +48,8 @@ UNARY = [
     (sc.entr, "xlogy", "pos"),
 ]
 for _fn, _prim, _domain in UNARY:
-    CASES.append(Case(f"special_{_fn.__name__}", _fn, (_domain,), one_shape, covers=(_prim,)))
+    CASES.append(Case(f"special_{_fn.__name__}", _fn, (_domain,), one_shape, covers=(_prim,),
+                      f32_tolerances=F32))
 
 BINARY = [
     (sc.xlogy, "xlogy", "real", "pos"), (sc.xlog1py, "xlog1py", "real", "pos"),
@@ -54,7 +57,8 @@ BINARY = [
     (sc.rel_entr, "xlogy", "pos", "pos"),
 ]
 for _fn, _prim, _dx, _dy in BINARY:
-    CASES.append(Case(f"special_{_fn.__name__}", _fn, (_dx, _dy), two_shapes, covers=(_prim,)))
+    CASES.append(Case(f"special_{_fn.__name__}", _fn, (_dx, _dy), two_shapes, covers=(_prim,),
+                      f32_tolerances=F32))
 
 
 def _with_constant_first(fn, *constants):
@@ -71,14 +75,14 @@ PARTIAL = [
 ]
 for _prim, _fn, _consts, _domain in PARTIAL:
     CASES.append(Case(f"special_{_prim}_in_x", _with_constant_first(_fn, *_consts), (_domain,),
-                      one_shape, covers=(_prim,), oracle=same_dtype(
+                      one_shape, covers=(_prim,), f32_tolerances=F32, oracle=same_dtype(
                           _with_constant_first(_fn, *_consts))))
 
-for _n in (0, 1, 3):
-    CASES.append(Case(f"special_polygamma_{_n}", _with_constant_first(fsc.polygamma, _n), ("pos",),
+for _n in (0, 1, 3):  # x > 1.2: polygamma(3, x) ~ 6 / x^4 is too steep below for float32
+    CASES.append(Case(f"special_polygamma_{_n}", _with_constant_first(fsc.polygamma, _n), ("gt1",),
                       one_shape, covers=("polygamma",),
                       oracle=same_dtype(_with_constant_first(sc.polygamma, _n)),
-                      f32_tolerances={"rtol": 0.1, "atol": 0.05}))
+                      f32_tolerances={"eps": 3e-3, "rtol": 0.1, "atol": 0.05}))
 
 
 def _logsumexp_args(data):

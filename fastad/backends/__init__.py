@@ -64,8 +64,8 @@ def get(name: str) -> ModuleType:
 
 # -- which primitives each backend runs natively -----------------------------------
 def native_primitives(name: str) -> frozenset[str]:
-    """The primitives backend ``name`` runs itself; a tape with any other
-    primitive is built for the NumPy reference interpreter instead.  Read from
+    """The primitives backend ``name`` runs itself; any other primitive in a
+    tape is a host call between compiled segments (`segmented`).  Read from
     the backends' own tables: what `lower` can lower for the C VM, what the
     Numba generator has code for, every registered primitive for "numpy"."""
     from ..primitives.registry import registry
@@ -103,9 +103,9 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
 def coverage(show: bool = True) -> dict[str, dict[str, bool]]:
     """Per primitive, whether each backend runs it natively ("c", "numba",
     "numpy").  A compiled function whose tape holds a primitive its backend
-    lacks runs on the NumPy reference interpreter (with a warning), so
-    "fallback" lists what would take that path.  Prints a table unless
-    ``show`` is False; returns {primitive: {backend: native}}."""
+    lacks calls that primitive's NumPy implementation between compiled
+    segments (with a warning), so "fallback" lists the host calls.  Prints a
+    table unless ``show`` is False; returns {primitive: {backend: native}}."""
     from ..primitives.registry import registry
     native = {b: native_primitives(b) for b in _MODULES}
     table = {p: {b: p in native[b] for b in _MODULES} for p in sorted(registry)}
@@ -113,7 +113,7 @@ def coverage(show: bool = True) -> dict[str, dict[str, bool]]:
         width = max(len(p) for p in table)
         print(f"{'primitive':<{width}}  {'c':>3} {'numba':>5}  fallback")
         for p, row in table.items():
-            fallback = "reference" if not (row["c"] and row["numba"]) else ""
+            fallback = "host call" if not (row["c"] and row["numba"]) else ""
             print(f"{p:<{width}}  {'yes' if row['c'] else '-':>3} "
                   f"{'yes' if row['numba'] else '-':>5}  {fallback}")
     return table
