@@ -21,6 +21,9 @@ import numpy as np
 from .errors import TapeError
 from .primitives.elementwise import BINARY, BINARY_ZERO_DERIVATIVE, UNARY, UNARY_ZERO_DERIVATIVE
 from .primitives.fft import NORMS
+from .primitives.special import BINARY as SPECIAL_BINARY
+from .primitives.special import TERNARY as SPECIAL_TERNARY
+from .primitives.special import UNARY as SPECIAL_UNARY
 
 Shape = tuple[int, ...]
 
@@ -134,6 +137,111 @@ def _guard(pred: Shape, expected: bool) -> Shape:
     return ()
 
 
+# -- special functions, orderings and decompositions (host calls on compiled paths) --
+def _same_with_params(x: Shape, **params: Any) -> Shape:
+    return x
+
+
+def _broadcast_with_params(*shapes: Shape) -> Shape:
+    return _broadcast(*shapes)
+
+
+def _along(x: Shape, axis: int, **params: Any) -> Shape:
+    _axes(x, (axis,))
+    return x
+
+
+def _partition(x: Shape, kth: Any, axis: int) -> Shape:
+    _axes(x, (axis,))
+    if not all(isinstance(k, (int, np.integer)) and 0 <= k < x[axis] for k in kth):
+        raise ValueError(f"kth {kth} for an axis of {x[axis]}")
+    return x
+
+
+def _indices_along(x: Shape, idx: Shape, axis: int) -> None:
+    _axes(x, (axis,))
+    if len(idx) != len(x) or any(a != b for i, (a, b) in enumerate(zip(x, idx)) if i != axis):
+        raise ValueError(f"indices of shape {idx} along axis {axis} of {x}")
+
+
+def _take_along(x: Shape, idx: Shape, axis: int) -> Shape:
+    _indices_along(x, idx, axis)
+    return idx
+
+
+def _scatter_add_along(x: Shape, idx: Shape, v: Shape, axis: int) -> Shape:
+    _indices_along(x, idx, axis)
+    if v != idx:
+        raise ValueError(f"values of shape {v} for indices of shape {idx}")
+    return x
+
+
+def _interp(x: Shape, xp: Shape, fp: Shape, **params: Any) -> Shape:
+    if len(xp) != 1 or xp != fp or not xp[0]:
+        raise ValueError(f"tables of shapes {xp} and {fp}")
+    return x
+
+
+def _square(a: Shape) -> tuple[Shape, int]:
+    if len(a) < 2 or a[-1] != a[-2]:
+        raise ValueError(f"{a} is not square")
+    return a[:-2], a[-1]
+
+
+def _factor(a: Shape, **params: Any) -> Shape:
+    _square(a)
+    return a
+
+
+def _eigen(a: Shape, **params: Any) -> Shape:
+    batch, n = _square(a)
+    return batch + (n + 1, n)
+
+
+def _svd(a: Shape) -> Shape:
+    if len(a) < 2:
+        raise ValueError(f"{a} is not a matrix")
+    m, n = a[-2:]
+    return a[:-2] + (1 + m + n, min(m, n))
+
+
+def _qr(a: Shape) -> Shape:
+    if len(a) < 2 or a[-2] < a[-1]:
+        raise ValueError(f"{a} is not a matrix with at least as many rows as columns")
+    return a[:-2] + (a[-2] + a[-1], a[-1])
+
+
+def _pinv(a: Shape) -> Shape:
+    if len(a) < 2:
+        raise ValueError(f"{a} is not a matrix")
+    return a[:-2] + (a[-1], a[-2])
+
+
+def _solve_triangular(a: Shape, b: Shape, lower: bool) -> Shape:
+    batch, n = _square(a)
+    if len(b) < 2 or b[-2] != n:
+        raise ValueError(f"operands {a} and {b} do not align")
+    return _broadcast(batch, b[:-2]) + b[-2:]
+
+
+def _sylvester(a: Shape, b: Shape, q: Shape) -> Shape:
+    (batch_a, n), (batch_b, m) = _square(a), _square(b)
+    if len(q) < 2 or q[-2:] != (n, m):
+        raise ValueError(f"right-hand side {q} for {a} and {b}")
+    return _broadcast(batch_a, batch_b, q[:-2]) + (n, m)
+
+
+HOST_RULES: dict[str, Callable[..., Shape]] = {
+    **{name: _same_with_params for name in SPECIAL_UNARY},
+    **{name: _broadcast_with_params for name in (*SPECIAL_BINARY, *SPECIAL_TERNARY)},
+    "argsort": _along, "cumprod": _along, "argpartition": _partition,
+    "take_along": _take_along, "scatter_add_along": _scatter_add_along,
+    "interp": _interp, "interp_slope": _interp,
+    "cholesky": _factor, "sqrtm": _factor, "eigh": _eigen, "eig": _eigen, "svd": _svd,
+    "qr": _qr, "pinv": _pinv, "solve_triangular": _solve_triangular, "sylvester": _sylvester,
+}
+
+
 # name -> rule; rules marked in TAKES_CONSTS also receive the constant operands
 RULES: dict[str, Callable[..., Shape]] = {
     **{name: _same for name in (*UNARY, *UNARY_ZERO_DERIVATIVE, "abs", "real", "imag", "conj",
@@ -145,6 +253,7 @@ RULES: dict[str, Callable[..., Shape]] = {
     "take": _take, "scatter_set": _scatter, "scatter_add": _scatter,
     "matmul": _matmul, "solve": _solve, "logabsdet": _determinant, "detsign": _determinant,
     "fft": _fft, "guard": _guard,
+    **HOST_RULES,
 }
 TAKES_CONSTS = {"take", "scatter_set", "scatter_add"}
 
