@@ -5,9 +5,7 @@ A tape whose primitives a compiled backend mostly runs, but not all of them
 backend lacks: each maximal run of instructions it has becomes a sub-tape
 built by that backend, and each instruction it lacks is a host call, its
 NumPy implementation applied to the values the segments before it produced.
-Nothing is traced again: the cut happens once, when the tape is built.  A
-run of native instructions the backend still refuses to build (say an
-integer operand the C VM has no dtype for) runs as host calls too.
+Nothing is traced again: the cut happens once, when the tape is built.
 """
 from __future__ import annotations
 
@@ -16,7 +14,6 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import TapeError
 from ..primitives.registry import registry
 from ..tape import Instr, Tape
 
@@ -57,16 +54,6 @@ class _Host:
             value = self.impl(*(env[s] for s in self.ins.ins), **self.params)
         env[self.ins.out] = np.asarray(value, dtype=self.dtype)
         return True
-
-
-def build_errors() -> tuple[type[BaseException], ...]:
-    """What a backend raises for a tape it cannot build (LoweringError is a TapeError)."""
-    errors: tuple[type[BaseException], ...] = (TapeError, NotImplementedError)
-    try:
-        from numba.core.errors import NumbaError
-    except ImportError:
-        return errors
-    return errors + (NumbaError,)
 
 
 def _runs(tape: Tape, native: frozenset[str]) -> list[tuple[bool, list[Instr]]]:
@@ -122,12 +109,9 @@ class Executable:
         for (here, instrs), after in zip(runs, needed_after):
             if here:
                 sub = _sub_tape(tape, instrs, after)
-                try:
-                    self.steps.append(_Native(backend.build(sub), sub.inputs, sub.outputs,
-                                              scalars=backend.__name__.endswith("numba_backend")))
-                    continue
-                except build_errors():
-                    pass  # run these instructions as host calls too
+                self.steps.append(_Native(backend.build(sub), sub.inputs, sub.outputs,
+                                          scalars=backend.__name__.endswith("numba_backend")))
+                continue
             for ins in instrs:
                 self.steps.append(_Host(ins, tape))
                 self.host_calls.append(ins.prim)
