@@ -606,7 +606,9 @@ def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
     for k in key:
         if isinstance(k, Tracer):
             raise TracingError("indexing with a traced value is not supported: indices must be "
-                               "Python ints, slices or constant integer/boolean arrays")
+                               "Python ints, slices or constant integer/boolean arrays (for "
+                               "indices computed from traced values, such as argsort's, use "
+                               "np.take_along_axis or np.take)")
     if len(key) == len(shp) and builtins.all(
             isinstance(k, (int, _np.integer)) and not isinstance(k, bool) for k in key):
         flat = 0

@@ -298,6 +298,11 @@ def test_interp_derivative_in_the_table_is_refused(call):
         fa.grad(lambda x: np.sum(call(x)))(np.arange(3.0) + 0.25)
 
 
+def test_indexing_with_argsort_points_to_take_along_axis():
+    with pytest.raises(fa.TracingError, match="take_along_axis"):
+        fa.grad(lambda x: np.sum(x[np.argsort(x)]))(np.array([0.5, 0.2, 0.1]))
+
+
 def test_pad_modes_that_compute_are_refused():
     with pytest.raises(fa.TracingError, match="mode"):
         fa.grad(lambda x: np.sum(np.pad(x, 1, mode="mean")))(np.ones(3))
