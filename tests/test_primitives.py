@@ -15,12 +15,13 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastad
 import fastad.numpy as fnp
-from helpers import DTYPES, Case, axes_for, broadcast_pair, broadcast_triple, case_test
+from helpers import DTYPES, FAST, Case, axes_for, broadcast_pair, broadcast_triple, case_id
 from helpers import one_shape, reduced_axes, registrar, shapes, two_shapes
 
 CASES: list[Case] = []
@@ -870,7 +871,14 @@ def test_case_names_are_unique():
     assert len(names) == len(set(names))
 
 
-test_values_and_derivatives = case_test(CASES)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+@FAST
+@given(data=st.data())
+def test_values_and_derivatives(case, dtype, data):
+    if dtype not in case.dtypes:
+        pytest.skip("not defined for this dtype")
+    case.run(data, dtype)
 
 
 # -- non-differentiable points: the documented choices ------------------------------------
