@@ -111,6 +111,8 @@ class Tape:
     avals: list[Aval] = field(default_factory=list)
     # instruction counts after each stage of compilation, for stats()
     stages: dict[str, int] = field(default_factory=dict)
+    # (instructions, bytes they compute) before and after optimize(), for stats()
+    optimized_from: dict[str, dict[str, int]] = field(default_factory=dict)
 
     # -- construction -------------------------------------------------------
     def new_slot(self, aval: Aval) -> int:
@@ -124,7 +126,14 @@ class Tape:
             counts[ins.prim] = counts.get(ins.prim, 0) + 1
         nbytes = sum(a.size * a.dtype.itemsize for a in self.avals)
         return {"instructions": len(self.instrs), "slots": len(self.avals),
-                "slot_bytes": int(nbytes), "by_primitive": counts, "stages": dict(self.stages)}
+                "slot_bytes": int(nbytes), "computed_bytes": self.computed_bytes(),
+                "by_primitive": counts, "stages": dict(self.stages),
+                "optimize": dict(self.optimized_from)}
+
+    def computed_bytes(self) -> int:
+        """Bytes the instructions write, one result each (before any fusion)."""
+        return int(sum(self.avals[i.out].size * self.avals[i.out].dtype.itemsize
+                       for i in self.instrs))
 
     def __str__(self) -> str:
         def name(s: int) -> str:

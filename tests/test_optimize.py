@@ -143,3 +143,32 @@ def test_optimizer_removes_what_it_promises():
     assert prims.count("sin") == 1 and "exp" not in prims and "neg" not in prims
     assert sorted(prims) == sorted(["sin", "add", "mul"])
     _assert_same(tape, optimized, [np.array([-1.0, 0.0, 5.0])])
+
+
+def test_powers_become_squares_and_identities_keep_ieee_values():
+    def f(x):
+        two = fnp.ones(()) * 2.0  # a constant 2 the tracer did not see as a literal
+        return np.power(x, two), np.power(x, two - 1.0), x * 0.0, np.exp(np.log(x))
+
+    x = np.array([0.5, -0.0, np.inf, np.nan, -3.0])
+    with np.errstate(all="ignore"):
+        tape = fa.make_tape(f)(x)
+        optimized = optimize(tape)
+        prims = [ins.prim for ins in optimized.instrs]
+        assert "pow" not in prims and "square" in prims
+        assert "mul" in prims  # x * 0 stays: inf * 0 is nan
+        assert "exp" in prims and "log" in prims  # exp(log(x)) is not x to the last bit
+        _assert_same(tape, optimized, [x])
+
+
+def test_stats_report_instructions_and_bytes_before_and_after():
+    def f(x):
+        return np.sum(np.sin(x) * 1.0 + np.sin(x) + 0.0 * np.exp(x) * 0.0)
+
+    g = fa.compile(f, backend="numpy")
+    g(np.linspace(0, 1, 100))
+    report = g.tape.stats()["optimize"]
+    before, after = report["before"], report["after"]
+    assert after["instructions"] < before["instructions"]
+    assert after["bytes"] < before["bytes"]
+    assert after["bytes"] == g.tape.computed_bytes()

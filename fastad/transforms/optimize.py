@@ -1,9 +1,11 @@
 """Tape optimization: dead code, common subexpressions, constants, algebra.
 
-Rewrites keep IEEE values: ``x * 1``, ``x / 1``, ``x - 0``, ``x + 0`` and
-``-(-x)`` become ``x`` when that keeps x's shape and dtype (``x + 0`` may turn
-a -0.0 into +0.0, which compares equal); ``x * 0`` is never ``0``, since x
-may be inf or NaN.  Guards are never removed: they are side effects.
+Rewrites keep IEEE values: ``x * 1``, ``x / 1``, ``x - 0``, ``x + 0``,
+``x ** 1`` and ``-(-x)`` become ``x`` when that keeps x's shape and dtype
+(``x + 0`` may turn a -0.0 into +0.0, which compares equal); ``x ** 2`` is
+``square(x)``, the same correctly rounded ``x * x``; ``x * 0`` is never ``0``,
+since x may be inf or NaN, and ``exp(log(x))`` is never ``x`` (it is not,
+to the last bit).  Guards are never removed: they are side effects.
 """
 from __future__ import annotations
 
@@ -19,8 +21,15 @@ _FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run 
 
 
 def optimize(tape: Tape) -> Tape:
-    tape = eliminate_common_subexpressions(fold_constants(simplify(tape)))
-    return eliminate_dead_code(tape)
+    """All passes; the result's ``stats()["optimize"]`` has the instruction
+    count and computed bytes before and after."""
+    before = {"instructions": len(tape.instrs), "bytes": tape.computed_bytes()}
+    # simplify again once folding has turned constant subexpressions into constants
+    out = eliminate_dead_code(eliminate_common_subexpressions(
+        simplify(fold_constants(simplify(tape)))))
+    out.optimized_from = {"before": before,
+                          "after": {"instructions": len(out.instrs), "bytes": out.computed_bytes()}}
+    return out
 
 
 def eliminate_dead_code(tape: Tape) -> Tape:
@@ -116,8 +125,8 @@ def _is_const(tape: Tape, slot: int, number: float) -> bool:
 
 
 def simplify(tape: Tape) -> Tape:
-    """x*1 -> x, x+0 -> x, x-0 -> x, x/1 -> x, -(-x) -> x, where the result
-    keeps x's shape and dtype exactly."""
+    """x*1 -> x, x+0 -> x, x-0 -> x, x/1 -> x, x**1 -> x, -(-x) -> x, where
+    the result keeps x's shape and dtype exactly; x**2 -> square(x)."""
     rename: dict[int, int] = {}
     negated: dict[int, int] = {}
     instrs: list[Instr] = []
@@ -132,6 +141,9 @@ def simplify(tape: Tape) -> Tape:
             continue
         if ins.prim == "neg":
             negated[ins.out] = operands[0]
+        if ins.prim == "pow" and _is_const(tape, operands[1], 2) and \
+                tape.avals[operands[0]] == tape.avals[ins.out]:
+            ins = Instr("square", ins.out, (operands[0],), (), ins.line)
         instrs.append(ins)
     outputs = [rename.get(s, s) for s in tape.outputs]
     return Tape(list(tape.inputs), outputs, dict(tape.consts), instrs, list(tape.avals))
@@ -152,6 +164,6 @@ def _identity_operand(tape: Tape, ins: Instr) -> int | None:
             return b
     elif ins.prim == "sub" and _is_const(tape, ins.ins[1], 0):
         return ins.ins[0]
-    elif ins.prim == "div" and _is_const(tape, ins.ins[1], 1):
+    elif ins.prim in ("div", "pow") and _is_const(tape, ins.ins[1], 1):
         return ins.ins[0]
     return None
