@@ -307,6 +307,78 @@ def sweep_table(sweep: dict, with_plot: bool) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------
+# Memory: each workload's compiled program against the least it could use
+
+def memory_rows(selected: list[workloads.Workload]) -> list[dict]:
+    """Per workload: the arena of the C VM's program (with and without fused
+    execution) next to the minimum: inputs, outputs, and the forward values
+    the derivative part reads (those kept for the reverse sweep)."""
+    import fastad as fa
+    from fastad.backends.lower import lower
+    rows = []
+    for wl in selected:
+        f = wl.f
+        if wl.kind == "grad":
+            g = fa.compile(f, argnums=0, backend="numpy")
+            g(*wl.args)
+        else:  # the value beside the HVP marks which part of the tape is forward
+            g = fa.jit(lambda *a: (f(*a[:-1]), fa.hvp(f)(*a)), backend="numpy")
+            g(*wl.op_args)
+        tape = g.tape
+        fused, plain = lower(tape), lower(tape, fuse=False)
+        rows.append({"workload": wl.name, **minimum_bytes(tape),
+                     "arena_unfused": plain.arena_bytes, "arena_fused": fused.arena_bytes,
+                     "instructions_unfused": plain.stats["instructions"],
+                     "instructions_fused": fused.stats["instructions"]})
+    return rows
+
+
+def minimum_bytes(tape) -> dict:
+    """Bytes of the inputs and outputs, and of the forward values (those the
+    first output, the value, depends on) that the rest of the tape reads."""
+    def nbytes(slot: int) -> int:
+        aval = tape.avals[slot]
+        return int(np.prod(aval.shape, dtype=np.int64)) * np.dtype(aval.dtype).itemsize
+    producer = {ins.out: ins for ins in tape.instrs}
+    forward, todo = set(), [tape.outputs[0]]
+    while todo:
+        s = todo.pop()
+        if s in producer and s not in forward:
+            forward.add(s)
+            todo.extend(producer[s].ins)
+    kept = {s for ins in tape.instrs if ins.out not in forward for s in ins.ins
+            if s in forward and s not in tape.outputs}
+    ports = set(tape.inputs) | set(tape.outputs)
+    return {"inputs_outputs": sum(nbytes(s) for s in ports),
+            "kept": sum(nbytes(s) for s in kept),
+            "minimum": sum(nbytes(s) for s in ports | kept)}
+
+
+def memory_table(rows: list[dict]) -> str:
+    lines = ["## Memory: peak arena against the minimum", "",
+             "The C VM's arena for one call (constants included) with fused execution "
+             "and without, next to the least a program can hold: inputs and outputs, "
+             "plus the forward values the derivative part reads (kept for the reverse "
+             "sweep). Instructions are those of the lowered program.", "",
+             "| workload | inputs + outputs | kept for reverse | minimum | arena unfused "
+             "| arena fused | fused / minimum | instructions unfused → fused |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {_bytes(r['inputs_outputs'])} | {_bytes(r['kept'])} "
+                     f"| {_bytes(r['minimum'])} | {_bytes(r['arena_unfused'])} "
+                     f"| {_bytes(r['arena_fused'])} | {r['arena_fused'] / r['minimum']:.2f} "
+                     f"| {r['instructions_unfused']} → {r['instructions_fused']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _bytes(n: int) -> str:
+    for unit, size in (("MB", 1 << 20), ("kB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}"
+    return f"{n} B"
+
+
 def header(mode: Mode) -> str:
     m, v = machine(), versions()
     where = ("a fresh subprocess per row, after the engine's import and a trivial warm-up"
@@ -435,7 +507,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
-                        "'batch', 'jacobian', 'backends'")
+                        "'batch', 'jacobian', 'backends', 'memory'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
@@ -453,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     with_plots = pyplot() is not None
     if not with_plots:
         print("matplotlib is not installed: writing the tables without plots")
-    prefixes = only - {"sweep", "batch"} - set(SECTIONS)
+    prefixes = only - {"sweep", "batch", "memory"} - set(SECTIONS)
     selected = workloads.select(",".join(prefixes)) if prefixes else \
         ([] if only else workloads.all_workloads())
     for wl in selected:
@@ -481,6 +553,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name}", flush=True)
             text, raw[name] = section(mode, args.out, with_plots)
             sections.append(text)
+    if not only or "memory" in only:
+        print("memory", flush=True)
+        memory = memory_rows(selected or workloads.all_workloads())
+        sections.append(memory_table(memory))
+        raw["memory"] = memory
     load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     sections.append(f"Load average at the end: {load}.\n")
     with open(os.path.join(args.out, "report.md"), "w") as fh:
