@@ -172,3 +172,21 @@ def test_stats_report_instructions_and_bytes_before_and_after():
     assert after["instructions"] < before["instructions"]
     assert after["bytes"] < before["bytes"]
     assert after["bytes"] == g.tape.computed_bytes()
+
+
+def test_partial_adjoints_of_slices_accumulate_in_one_buffer():
+    """add(scatter_add(0, I, a), scatter_add(0, J, b)) becomes a chain of
+    scatter_adds into one buffer: no buffer per contribution and no sum, the
+    same bits (sums started from +0.0 are never -0.0)."""
+    def f(x, v):
+        return fa.hvp(lambda x: np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2))(x, v)
+
+    x = np.linspace(-1, 1, 20)
+    v = np.cos(np.arange(20.0))
+    tape = fa.make_tape(f)(x, v)
+    optimized = optimize(tape)
+    adds_of_scatters = [ins for ins in optimized.instrs if ins.prim == "add" and all(
+        any(p.out == s and p.prim == "scatter_add" for p in optimized.instrs) for s in ins.ins)]
+    assert not adds_of_scatters
+    _assert_same(tape, optimized, [x, v])
+    _assert_same(tape, optimized, [np.full(20, -0.0), np.full(20, -0.0)])

@@ -9,6 +9,7 @@ to the last bit).  Guards are never removed: they are side effects.
 """
 from __future__ import annotations
 
+import collections
 from typing import Any
 
 import numpy as np
@@ -25,8 +26,8 @@ def optimize(tape: Tape) -> Tape:
     count and computed bytes before and after."""
     before = {"instructions": len(tape.instrs), "bytes": tape.computed_bytes()}
     # simplify again once folding has turned constant subexpressions into constants
-    out = eliminate_dead_code(eliminate_common_subexpressions(
-        simplify(fold_constants(simplify(tape)))))
+    out = eliminate_dead_code(accumulate_in_place(eliminate_common_subexpressions(
+        simplify(fold_constants(simplify(tape))))))
     out.optimized_from = {"before": before,
                           "after": {"instructions": len(out.instrs), "bytes": out.computed_bytes()}}
     return out
@@ -147,6 +148,42 @@ def simplify(tape: Tape) -> Tape:
         instrs.append(ins)
     outputs = [rename.get(s, s) for s in tape.outputs]
     return Tape(list(tape.inputs), outputs, dict(tape.consts), instrs, list(tape.avals))
+
+
+def accumulate_in_place(tape: Tape) -> Tape:
+    """``p + scatter_add(zeros, I, b)`` -> ``scatter_add(p, I, b)`` when p is
+    itself a scatter_add chain started from +0.0 zeros: the partial adjoints
+    of a slice go into one buffer instead of one buffer each and a sum.  Bit
+    for bit the same: sums started from +0.0 are never -0.0, so adding b or
+    0.0 + b to them gives the same result."""
+    uses = collections.Counter(s for ins in tape.instrs for s in ins.ins)
+    uses.update(tape.outputs)
+    producer: dict[int, Instr] = {}
+    from_zeros: set[int] = set()  # scatter_add chains started from +0.0
+    instrs: list[Instr] = []
+    for ins in tape.instrs:
+        if ins.prim == "add":
+            for p, q in (ins.ins, ins.ins[::-1]):
+                src = producer.get(q)
+                if (p in from_zeros and src is not None and src.prim == "scatter_add"
+                        and uses[q] == 1 and _positive_zeros(tape, src.ins[0])
+                        and tape.avals[p] == tape.avals[q] == tape.avals[ins.out]):
+                    ins = Instr("scatter_add", ins.out, (p, *src.ins[1:]), src.params, ins.line)
+                    break
+        if ins.prim == "scatter_add" and (ins.ins[0] in from_zeros
+                                          or _positive_zeros(tape, ins.ins[0])):
+            from_zeros.add(ins.out)
+        producer[ins.out] = ins
+        instrs.append(ins)
+    return Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts), instrs,
+                list(tape.avals))
+
+
+def _positive_zeros(tape: Tape, slot: int) -> bool:
+    value = tape.consts.get(slot)
+    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.size == 0:
+        return False
+    return not np.any(value) and not np.any(np.signbit(value))
 
 
 def _identity_operand(tape: Tape, ins: Instr) -> int | None:
