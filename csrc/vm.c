@@ -637,8 +637,15 @@ KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_
  * elements: each step is one tight loop over the block, its registers stay
  * in L1, and only the chain's inputs and outputs touch the arena.  Large
  * instructions are cut into one contiguous chunk per thread. */
+#ifndef FUSED_BLOCK
 #define FUSED_BLOCK 256
-const int64_t fastad_fused_parallel_min = (int64_t)1 << 15;
+#endif
+/* Measured on the 2-core development machine (docs/design.md); a build may
+ * set another with -DFASTAD_FUSED_PARALLEL_MIN=... */
+#ifndef FASTAD_FUSED_PARALLEL_MIN
+#define FASTAD_FUSED_PARALLEL_MIN ((int64_t)1 << 15)
+#endif
+const int64_t fastad_fused_parallel_min = FASTAD_FUSED_PARALLEL_MIN;
 
 int fastad_vm_threads(void) { return fastad_pool_threads(); }
 
@@ -654,24 +661,6 @@ typedef struct {
   double edge[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
   unsigned char edge_set[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
 } fused_job;
-
-#define FUSED_UNARY_CASE(name)                                            \
-  case FN_##name:                                                         \
-    for (int64_t i = 0; i < len; i++) { T x = pa[i]; po[i] = (T)(U_##name(x)); } \
-    break;
-
-#define FUSED_BINARY_CASE(name)                                                           \
-  case FN_##name:                                                                         \
-    if (kind == 0) {                                                                      \
-      for (int64_t i = 0; i < len; i++) { T x = pa[i], y = pb[i]; po[i] = (T)(B_##name(x, y)); } \
-    } else if (kind == 1) {                                                               \
-      const T y = pb[0];                                                                  \
-      for (int64_t i = 0; i < len; i++) { T x = pa[i]; po[i] = (T)(B_##name(x, y)); }    \
-    } else {                                                                              \
-      const T x = pa[0];                                                                  \
-      for (int64_t i = 0; i < len; i++) { T y = pb[i]; po[i] = (T)(B_##name(x, y)); }    \
-    }                                                                                     \
-    break;
 
 /* Runs chunk c of a job: blocks [c * chunk_len, min(n, (c + 1) * chunk_len)). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTAD_SANITIZE_BUILD)
@@ -715,6 +704,7 @@ static void fused_chunk(void *arg, int chunk) {
         T *po = ptr[st[2]];
         const T *pa = ptr[st[3]];
         const T *pb = ptr[st[4]];
+        const int64_t n = len; /* for the kernels' loop bodies, UNARY_V_CASE ... */
         if (st[0] == FUSED_SHIFT) {
           /* x[j] += a[j - f], x indexed from the slot's element 0 */
           const int64_t f = st[1], end = i0 + len;
@@ -754,10 +744,10 @@ static void fused_chunk(void *arg, int chunk) {
           }
           nshift++;
         } else if (st[0] == FUSED_UNARY) {
-          switch (st[1]) { FASTAD_UNARY_FNS(FUSED_UNARY_CASE) }
+          switch (st[1]) { FASTAD_UNARY_FNS(UNARY_V_CASE) }
         } else if (st[0] == FUSED_BINARY) {
           const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
-          switch (st[1]) { FASTAD_BINARY_FNS(FUSED_BINARY_CASE) }
+          switch (st[1]) { FASTAD_BINARY_FNS(BINARY_V_CASE) }
         } else { /* SUM, with four partial sums: vectorises, rounds less */
           T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
           int64_t i = 0;
