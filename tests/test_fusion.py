@@ -235,3 +235,21 @@ def test_vm_reports_its_threads():
     from fastad.backends import _vm
     threads, threshold = _vm.threads()
     assert threads >= 1 and threshold > 0
+
+
+def test_scalar_work_on_the_runs_sums_waits_for_the_run():
+    """loss = a + b of two sums of one run does not cut the run in two; a
+    value that reads such a result starts a new run after it."""
+    def loss(x):
+        return np.sum(np.sin(x) ** 2) * 0.5 + np.sum(np.cos(x) * x)
+
+    def reads_back(x):
+        total = np.sum(np.sin(x)) + 1.0
+        return np.sum(np.tanh(x) * total) + np.sum(np.exp(-x * x))
+    x = np.linspace(-1, 1, 300)
+    for f in (loss, reads_back):
+        g = fa.compile(f, backend="numpy")
+        g(x)
+        assert_fused_matches(g.tape, [x])
+    tape = fa.make_tape(loss)(x)
+    assert sum(name == "FUSED" for _, name, _ in lower(tape).instructions()) == 1

@@ -78,6 +78,9 @@ class Fusion:
         self.writes: list[tuple[int, int, int]] = []  # in-place scatter targets
         self.chain_start: dict[int, int] = {}  # scatter result -> byte start of its range
         self.chain_buf: dict[int, tuple[int, int]] = {}  # in-place chains: (buffer, x's offset)
+        self.postponed: list[tuple[int, Instr]] = []  # lowered after the run (see _postpone)
+        self.postponed_slots: set[int] = set()
+        self.postponed_bufs: set[int] = set()  # buffers they read: never updated in place
         self.shifts = 0
 
     # -- collecting ------------------------------------------------------------------
@@ -86,7 +89,7 @@ class Fusion:
         be fused: the run it would have broken is emitted first."""
         member = self._member(step, ins)
         if member is None and self.members:
-            if self._take_view(step, ins):
+            if self._take_view(step, ins) or self._postpone(step, ins):
                 return True
             self.flush()
             member = self._member(step, ins)
@@ -95,11 +98,32 @@ class Fusion:
         self._add(member)
         return True
 
+    def _postpone(self, step: int, ins: Instr) -> bool:
+        """A one-element instruction of the run's sums (``loss = a + b`` of two
+        sums of the run) or of arena values runs after the run instead of
+        ending it.  Whatever reads its result ends the run."""
+        lw = self.lw
+        if ins.prim == "guard" or lw.avals[ins.out].size != 1:
+            return False
+        bufs = set()
+        for s in ins.ins:
+            if s in self.root:
+                return False
+            if s in lw.loc and s not in self.sealed:
+                bufs.add(lw.loc[s].buf)
+        if any(b == buf for b in bufs for buf, _, _ in self.writes):
+            return False
+        self.postponed.append((step, ins))
+        self.postponed_slots.add(ins.out)
+        self.postponed_bufs |= bufs
+        self.deferred.append((step, ins))
+        return True
+
     def _take_view(self, step: int, ins: Instr) -> bool:
         """A free view: of a value made in the run it joins the run; of an
         arena value it is lowered at once (no instruction) and the run goes on."""
         lw = self.lw
-        if not ins.ins or ins.ins[0] in self.sealed:
+        if not ins.ins or ins.ins[0] in self.sealed or ins.ins[0] in self.postponed_slots:
             return False
         src = ins.ins[0]
         view = ins.prim in _VIEW_PRIMS or (ins.prim == "astype"
@@ -152,7 +176,7 @@ class Fusion:
 
     def _operand(self, slot: int, n: int, scalar_ok: bool) -> Operand | None:
         lw = self.lw
-        if slot in self.sealed:
+        if slot in self.sealed or slot in self.postponed_slots:
             return None
         if slot in self.root:
             return Operand("value", self.root[slot])
@@ -204,11 +228,13 @@ class Fusion:
                 if _clashes(reach, self.reads):
                     return None
             return shift
+        if x in self.postponed_slots:
+            return None
         if x in lw.consts:
             return False
         ref = lw.place(x)
         buf = lw.buffers[ref.buf]
-        if buf.const or buf.last_use > step:
+        if buf.const or buf.last_use > step or ref.buf in self.postponed_bufs:
             return False
         if _clashes((ref.buf, ref.offset + start, n * itemsize), self.reads):
             return None
@@ -250,15 +276,19 @@ class Fusion:
     # -- emitting --------------------------------------------------------------------
     def flush(self) -> None:
         """Emit the open run and release what died in it."""
+        from .lower import _RULES
         lw = self.lw
         members, deferred, views = self.members, self.deferred, self.views
-        n, dtype = self.n, self.dtype
+        n, dtype, postponed = self.n, self.dtype, self.postponed
         self.reset()
         if not members:
             return
         lw.step_temps = []
         for part in _split(members):
             _Emitter(lw, part, views, n, dtype).emit()
+        for step, ins in postponed:
+            lw.step = step
+            _RULES[ins.prim](lw, ins)
         for step, ins in deferred:
             lw.step = step
             lw.release_dead(ins)
