@@ -127,9 +127,15 @@ def _is_const(tape: Tape, slot: int, number: float) -> bool:
 
 def simplify(tape: Tape) -> Tape:
     """x*1 -> x, x+0 -> x, x-0 -> x, x/1 -> x, x**1 -> x, -(-x) -> x, where
-    the result keeps x's shape and dtype exactly; x**2 -> square(x)."""
+    the result keeps x's shape and dtype exactly; x**2 -> square(x); -(c*x)
+    -> (-c)*x for a scalar constant c whose product has no other use (the
+    same value: a product's sign is the xor of its operands' signs)."""
     rename: dict[int, int] = {}
     negated: dict[int, int] = {}
+    scaled: dict[int, tuple[int, int]] = {}  # c*x with c a scalar constant -> (c, x)
+    uses = collections.Counter(s for ins in tape.instrs for s in ins.ins)
+    uses.update(tape.outputs)
+    consts, avals = dict(tape.consts), list(tape.avals)
     instrs: list[Instr] = []
     for ins in tape.instrs:
         ins = _renamed(ins, rename)
@@ -145,9 +151,25 @@ def simplify(tape: Tape) -> Tape:
         if ins.prim == "pow" and _is_const(tape, operands[1], 2) and \
                 tape.avals[operands[0]] == tape.avals[ins.out]:
             ins = Instr("square", ins.out, (operands[0],), (), ins.line)
+        if ins.prim == "mul":
+            for c, x in (operands, operands[::-1]):
+                if _scalar_const(tape, c) and tape.avals[x] == tape.avals[ins.out]:
+                    scaled[ins.out] = (c, x)
+                    break
+        if ins.prim == "neg" and operands[0] in scaled and uses[operands[0]] == 1:
+            c, x = scaled[operands[0]]
+            consts[len(avals)] = -consts[c]
+            avals.append(avals[c])
+            ins = Instr("mul", ins.out, (len(avals) - 1, x), (), ins.line)
         instrs.append(ins)
     outputs = [rename.get(s, s) for s in tape.outputs]
-    return Tape(list(tape.inputs), outputs, dict(tape.consts), instrs, list(tape.avals))
+    return Tape(list(tape.inputs), outputs, consts, instrs, avals)
+
+
+def _scalar_const(tape: Tape, slot: int) -> bool:
+    value = tape.consts.get(slot)
+    return (value is not None and np.ndim(value) == 0 and not isinstance(value, (bool, np.bool_))
+            and np.asarray(value).dtype.kind == "f")
 
 
 def accumulate_in_place(tape: Tape) -> Tape:
