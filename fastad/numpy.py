@@ -19,6 +19,7 @@ import functools
 import math
 import operator
 import types
+import weakref
 from typing import Any, Sequence
 
 import numpy as _np
@@ -625,7 +626,54 @@ def getitem(a: Any, key: Any) -> Any:
     idx = _flat_index(shape(a), key)
     if idx.shape == tuple(shape(a)) and _np.array_equal(idx.reshape(-1), _np.arange(idx.size)):
         return a
-    return take_flat(a, idx)
+    out = take_flat(a, idx)
+    if isinstance(out, ArrayTracer) and _is_basic(key):
+        root, at = _root_positions(a, idx)
+        out.view_of = (weakref.ref(root), at)
+        if getattr(root, "views", None) is None:
+            root.views = []
+        root.views.append((weakref.ref(out), at))
+    return out
+
+
+# A basic slice of a NumPy array is a view; fastad's is a copy that stays
+# consistent like a view: writes through it are written back into the array it
+# was taken from, and writes into that array refresh the slices still alive.
+def _is_basic(key: Any) -> bool:
+    """Whether NumPy's a[key] would be a view of a (basic indexing)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    return builtins.all(k is None or k is Ellipsis or isinstance(k, slice)
+                        or (isinstance(k, (int, _np.integer)) and not isinstance(k, bool))
+                        for k in keys)
+
+
+def _root_positions(a: Tracer, idx: _np.ndarray) -> tuple[Tracer, _np.ndarray]:
+    """The array a's memory belongs to in NumPy, and a.ravel()[idx]'s positions in it."""
+    link = getattr(a, "view_of", None)
+    if link is not None and link[0]() is not None:
+        return link[0](), link[1].reshape(-1)[idx]
+    return a, idx
+
+
+def _rebind(a: Tracer, new: Tracer) -> None:
+    a.builder, a.slot, a.value = new.builder, new.slot, new.value
+
+
+def _written(a: Tracer, positions: _np.ndarray | None) -> None:
+    """a was just written at a.ravel()[positions] (None: everywhere)."""
+    if positions is None:
+        positions = _np.arange(size(a))
+    root, at = _root_positions(a, positions)
+    if root is not a:
+        _rebind(root, scatter_set(root, a.view_of[1], a))
+    views = getattr(root, "views", None)
+    if not views:
+        return
+    views[:] = [(ref, pos) for ref, pos in views if ref() is not None]
+    for ref, pos in views:
+        view = ref()
+        if view is not a and _np.isin(pos, at).any():
+            _rebind(view, take_flat(root, pos))
 
 
 def setitem(a: Tracer, key: Any, value: Any) -> None:
@@ -633,8 +681,13 @@ def setitem(a: Tracer, key: Any, value: Any) -> None:
     if _np.unique(idx).size != idx.size:
         raise TracingError("assignment through an index with repeated positions is ambiguous; "
                            "use fastad.numpy.scatter_add to accumulate instead")
-    new = scatter_set(a, idx, value)
-    a.builder, a.slot, a.value = new.builder, new.slot, new.value
+    link = getattr(value, "view_of", None)
+    if link is not None and link[0]() is not None:
+        root, at = _root_positions(a, idx)
+        if link[0]() is root and _np.array_equal(link[1], at):
+            return  # a[k] = a[k] after `a[k] += v` wrote through the view already
+    _rebind(a, scatter_set(a, idx, value))
+    _written(a, idx.reshape(-1))
 
 
 # -- linear algebra ------------------------------------------------------------
@@ -1352,7 +1405,8 @@ def _in_place(op):
             raise ValueError(f"non-broadcastable output operand with shape {shape(self)} "
                              f"doesn't match the broadcast shape {shape(new)}")
         new = astype(new, result_dtype(self))  # NumPy casts back into a's dtype
-        self.builder, self.slot, self.value = new.builder, new.slot, new.value
+        _rebind(self, new)
+        _written(self, None)
         return self
     return method
 

@@ -314,7 +314,9 @@ class ArrayTracer(Tracer):
     TracingError of ``float()`` instead of NumPy's "setting an array element
     with a sequence"."""
 
-    __slots__ = ()
+    # A basic slice is a copy that numpy.py keeps consistent like NumPy's view:
+    # view_of = (weakref to the array sliced, positions in it); views = those alive.
+    __slots__ = ("view_of", "views")
 
     def __len__(self) -> int:
         return self.shape[0]

@@ -326,3 +326,65 @@ def test_vjp_and_jvp_of_plain_numpy_code():
     # <ct, J u> == <J^T ct, u>
     lhs = np.sum(ct[0] * tangent[0]) + np.sum(ct[1] * tangent[1])
     assert math.isclose(lhs, np.sum(g * u), rel_tol=1e-12)
+
+
+# -- slices: NumPy's are views; fastad's are copies kept consistent like views ----
+def _write_through_slice(x):
+    v = x[1:]
+    v += 1.0
+    return np.sum(x * x)
+
+
+def _assign_through_slice(x):
+    v = x[1:]
+    v[0] = 3.0 * x[0]
+    return np.sum(x * x)
+
+
+def _write_under_kept_slice(x):
+    x = x * 1.0
+    v = x[1:]
+    x[2] = 7.0 * x[0]
+    return np.sum(v * v)
+
+
+def _rows_and_columns(x):
+    y = x.reshape(2, 3) * 1.0
+    y[:, 0] += x[:2]
+    row = y[1]
+    row *= 2.0
+    corner = y[:, 1:]
+    y[1, 2] = x[0] ** 3
+    return np.sum(corner * corner) + np.sum(y * row)
+
+
+def _slice_of_a_slice(x):
+    a = x[1:]
+    b = a[1:]
+    b += x[0]
+    return np.sum(x * x) + np.sum(a * a)
+
+
+def _recurrence_over_windows(x):
+    x = x * 1.0
+    for i in range(3):
+        window = x[i:i + 3]
+        x[i + 2] = np.sum(window * window) * 0.1
+    return np.sum(x)
+
+
+def _explicit_copy(x):
+    v = x[1:].copy()
+    v += 1.0
+    return np.sum(v * x[1:])
+
+
+@pytest.mark.parametrize("f", [_write_through_slice, _assign_through_slice,
+                               _write_under_kept_slice, _rows_and_columns, _slice_of_a_slice,
+                               _recurrence_over_windows, _explicit_copy])
+def test_writes_through_slices_follow_numpy_views(f, backend):
+    x = np.random.default_rng(0).uniform(0.5, 1.5, 6)
+    value, grad = fa.value_and_grad(f)(x.copy())
+    np.testing.assert_allclose(value, f(x.copy()), rtol=1e-13)  # NumPy mutates its argument
+    fa.check_grads(f, (x.copy(),))
+    np.testing.assert_allclose(fa.compile(f, backend=backend)(x.copy()), grad, rtol=1e-12)
