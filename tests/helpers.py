@@ -270,3 +270,15 @@ def case_test(cases: list[Case]) -> Callable[..., Any]:
             pytest.skip("not defined for this dtype")
         case.run(data, dtype)
     return test_values_and_derivatives
+
+
+# -- the running example: Rosenbrock as a Python loop and vectorized ----------------------
+def rosenbrock_loop(x: Any) -> Any:
+    s = 0.0
+    for i in range(len(x) - 1):
+        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+    return s
+
+
+def rosenbrock(x: Any) -> Any:
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)

@@ -12,17 +12,7 @@ import pytest
 import fastad as fa
 from fastad import backends
 from fastad.backends import choice
-
-
-def rosenbrock_loop(x):
-    total = 0.0
-    for i in range(len(x) - 1):
-        total = total + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-    return total
-
-
-def rosenbrock(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+from helpers import rosenbrock, rosenbrock_loop
 
 
 def tape_of(f, n, reroll=True):

@@ -10,13 +10,9 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from fastad import batched, pytree
-from helpers import FAST
+from helpers import FAST, rosenbrock
 
 rng = np.random.default_rng(11)
-
-
-def rosenbrock(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 def mlp_loss(params, x, y):

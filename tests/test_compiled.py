@@ -8,19 +8,9 @@ from scipy.optimize import minimize
 
 import fastad as fa
 from fastad import pytree
+from helpers import rosenbrock, rosenbrock_loop
 
 rng = np.random.default_rng(1)
-
-
-def rosenbrock_loop(x):
-    s = 0.0
-    for i in range(len(x) - 1):
-        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-    return s
-
-
-def rosenbrock(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 def tiny(x):

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
-from helpers import DTYPES, FAST, _leaves, case_id, make_args
+from helpers import DTYPES, FAST, _leaves, case_id, make_args, rosenbrock
 from test_primitives import CASES
 
 rng = np.random.default_rng(0)
@@ -88,10 +88,6 @@ def test_hessian_of_quadratic_form(n, seed):
     for name, h in _hessian_paths(f, x):
         _assert_close(h, expected)
     np.testing.assert_allclose(fa.grad(f)(x), expected @ x + b, rtol=1e-12, atol=1e-12)
-
-
-def rosenbrock(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
 def rosenbrock_hessian(x):

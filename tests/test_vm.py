@@ -22,6 +22,7 @@ import fastad.numpy as fnp
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.errors import SignatureError, TapeError
+from helpers import rosenbrock, rosenbrock_loop
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
 
@@ -258,17 +259,6 @@ def test_guard_failure_returns_none():
 
 
 # -- whole gradient tapes --------------------------------------------------------------
-def rosenbrock_loop(x):
-    s = 0.0
-    for i in range(len(x) - 1):
-        s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-    return s
-
-
-def rosenbrock(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
-
-
 def mlp_loss(W1, b1, W2, b2, X, labels):
     h = np.tanh(X @ W1 + b1)
     logits = h @ W2 + b2
