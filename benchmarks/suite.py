@@ -72,3 +72,16 @@ def run_first_call(benchmark, wl: Workload, case: Case) -> None:
         return case.build()(*case.args)
     result = benchmark.pedantic(build_and_call, rounds=FIRST_CALL_ROUNDS, iterations=1)
     _assert_correct(wl, case, result)
+
+
+def workload_tests(workloads: list[Workload]):
+    """A suite file's two tests over its workloads: ``test_steady, test_first_call =
+    workload_tests([...])``."""
+    @pytest.mark.parametrize("wl, case", steady_params(workloads))
+    def test_steady(benchmark, wl, case):
+        run_steady(benchmark, wl, case)
+
+    @pytest.mark.parametrize("wl, case", first_call_params(workloads))
+    def test_first_call(benchmark, wl, case):
+        run_first_call(benchmark, wl, case)
+    return test_steady, test_first_call

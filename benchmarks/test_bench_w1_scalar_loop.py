@@ -1,17 +1,5 @@
 """W1: scalar Rosenbrock as a Python loop over x[i], n=100 and 1000."""
-import pytest
-
-from suite import first_call_params, run_first_call, run_steady, steady_params
+from suite import workload_tests
 from workloads import rosenbrock_loop_workload
 
-WORKLOADS = [rosenbrock_loop_workload(100), rosenbrock_loop_workload(1000)]
-
-
-@pytest.mark.parametrize("wl, case", steady_params(WORKLOADS))
-def test_steady(benchmark, wl, case):
-    run_steady(benchmark, wl, case)
-
-
-@pytest.mark.parametrize("wl, case", first_call_params(WORKLOADS))
-def test_first_call(benchmark, wl, case):
-    run_first_call(benchmark, wl, case)
+test_steady, test_first_call = workload_tests([rosenbrock_loop_workload(100), rosenbrock_loop_workload(1000)])

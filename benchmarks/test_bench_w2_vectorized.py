@@ -1,17 +1,6 @@
 """W2: vectorized Rosenbrock, n=1000 and 1,000,000."""
-import pytest
-
-from suite import first_call_params, run_first_call, run_steady, steady_params
+from suite import workload_tests
 from workloads import rosenbrock_workload
 
-WORKLOADS = [rosenbrock_workload(1000), rosenbrock_workload(10 ** 6)]
-
-
-@pytest.mark.parametrize("wl, case", steady_params(WORKLOADS))
-def test_steady(benchmark, wl, case):
-    run_steady(benchmark, wl, case)
-
-
-@pytest.mark.parametrize("wl, case", first_call_params(WORKLOADS))
-def test_first_call(benchmark, wl, case):
-    run_first_call(benchmark, wl, case)
+test_steady, test_first_call = workload_tests([rosenbrock_workload(1000),
+                                               rosenbrock_workload(10 ** 6)])
