@@ -177,9 +177,8 @@ class Specializer:
         self.cache: dict[Any, list[Entry]] = {}
         self.traces = 0
         self.last: Entry | None = None
-        # (shape, dtype, executable) of the last signature that was one float
-        # array: a call with such an argument skips flattening and the cache.
-        self.fast: tuple[tuple[int, ...], np.dtype, Any, bool] | None = None
+        # run_one(x, which) of the last signature when it was one float array
+        self.fast: Callable[[Any, int], Any] | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -205,6 +204,10 @@ class Specializer:
         return tuple(key), dynamic
 
     def __call__(self, *args: Any) -> Any:
+        if self.fast is not None and len(args) == 1:
+            outs = self.fast(args[0], -1)
+            if outs is not None:
+                return self.unpack(self.fast_structure, outs, self.argnums)
         key, dynamic = self.split(args)
         entries = self.cache.get(key)
         if entries:
@@ -231,6 +234,7 @@ class Specializer:
                      "dtypes or static values) %s", name, _describe(key))
         self.cache.setdefault(key, []).append(entry)
         self.fast = _fast_path(key, entry) if not self.check_nans else None
+        self.fast_structure = entry.structure
         outs = entry.exe.run(dynamic)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
@@ -393,26 +397,15 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
-def _fast_path(key: Any, entry: Entry) -> tuple[tuple[int, ...], np.dtype, Any, bool] | None:
+def _fast_path(key: Any, entry: Entry) -> Callable[[Any, int], Any] | None:
+    """``run_one(x, which)`` of the entry's executable when the signature is one
+    float array: a call with exactly such an array skips flattening and the
+    cache (every backend's executable has `run_one`)."""
     if len(key) == 1 and key[0][0] == pytree.LEAF and len(key[0][1]) == 1:
-        (shape, char), = key[0][1]
+        (shape, _), = key[0][1]
         if isinstance(shape, tuple) and len(shape) > 0:
-            # run_array(x): a backend's entry for one array already checked here
-            return shape, np.dtype(char), entry.exe, hasattr(entry.exe, "run_array")
+            return entry.exe.run_one
     return None
-
-
-def _fast_call(spec: Specializer, args: tuple[Any, ...]) -> list[Any] | None:
-    """The compiled outputs for a single float array argument of the last
-    signature, or None when the general path must decide."""
-    fast = spec.fast
-    if fast is None or len(args) != 1:
-        return None
-    x = args[0]
-    if type(x) is not np.ndarray or x.shape != fast[0] or (x.dtype is not fast[1]
-                                                           and x.dtype != fast[1]):
-        return None
-    return fast[2].run_array(x) if fast[3] else fast[2].run((x,))
 
 
 def _checked_argnums(argnums: Any) -> Any:
@@ -572,17 +565,19 @@ class CompiledGrad(_Inspectable):
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
-        if self.argnums == 0:
-            outs = _fast_call(self._vg, args)
-            if outs is not None:
-                return outs[1]
+        fast = self._vg.fast
+        if fast is not None and len(args) == 1 and self.argnums == 0:
+            grad = fast(args[0], 1)
+            if grad is not None:
+                return grad
         return self._vg(*args)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
-        if self.argnums == 0:
-            outs = _fast_call(self._vg, args)
+        fast = self._vg.fast
+        if fast is not None and len(args) == 1 and self.argnums == 0:
+            outs = fast(args[0], -1)
             if outs is not None:
-                return _scalar(outs[0]), outs[1]
+                return outs[0], outs[1]
         return self._vg(*args)
 
     def value(self, *args: Any) -> Any:
@@ -590,9 +585,11 @@ class CompiledGrad(_Inspectable):
             self._value = Specializer(self.fn, "value", None, self._static, self._backend,
                                       eager=self.fn, max_traces=self._max_traces,
                                       reroll=self._reroll, exact_sums=self._exact_sums)
-        outs = _fast_call(self._value, args)
-        if outs is not None:
-            return _scalar(outs[0])
+        fast = self._value.fast
+        if fast is not None and len(args) == 1:
+            value = fast(args[0], 0)
+            if value is not None:
+                return value
         return self._value(*args)
 
     def hvp(self, *args: Any) -> Any:

@@ -48,6 +48,75 @@ def assert_tree_close(a, b, rtol):
         np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol)
 
 
+def _like_x_but(x, kind):
+    """x in a form the one-array fast path must not hand to compiled code as it is."""
+    if kind == "float32":
+        return x.astype(np.float32)
+    if kind == "strided":
+        return np.repeat(x, 2)[::2]
+    if kind == "readonly":
+        y = x.copy()
+        y.flags.writeable = False
+        return y
+    if kind == "fortran-2d":
+        return np.asfortranarray(np.stack([x, 2 * x]))
+    if kind == "subclass":
+        return x.view(_Sub)
+    if kind == "big-endian":
+        return x.astype(">f8")
+    raise AssertionError(kind)
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["float32", "strided", "readonly", "fortran-2d",
+                                  "subclass", "big-endian"])
+def test_fast_path_sends_other_arrays_to_the_general_path(backend, kind):
+    """After a call with a float64 array, g(x), g.value and g.value_and_grad take
+    a shortcut for the same array shape; anything else must still give the
+    eager result (converted, or traced for a new signature), never a wrong one."""
+    x = rng.standard_normal(12)
+    f = lambda v: np.sum(np.sin(v) * v ** 2) + np.sum(v[1:] * v[:-1])  # noqa: E731
+    g = fa.compile(f, backend=backend)
+    g(x)  # the shortcut is now armed for float64[12]
+    y = _like_x_but(x, kind)
+    ref_value, ref_grad = fa.value_and_grad(f)(np.asarray(y, dtype=np.float64))
+    rtol = 1e-5 if kind == "float32" else 1e-12
+    np.testing.assert_allclose(g(y), ref_grad, rtol=rtol)
+    value, grad = g.value_and_grad(y)
+    np.testing.assert_allclose(value, ref_value, rtol=rtol)
+    np.testing.assert_allclose(grad, ref_grad, rtol=rtol)
+    np.testing.assert_allclose(g.value(y), ref_value, rtol=rtol)
+    np.testing.assert_allclose(g(x), fa.grad(f)(x), rtol=1e-12)  # and the shortcut still
+
+
+def test_fast_path_refuses_integers_like_the_general_path(backend):
+    g = fa.compile(rosenbrock, backend=backend)
+    x = rng.standard_normal(12)
+    g(x)
+    with pytest.raises(TypeError, match="integers have no derivative"):
+        g(np.arange(12))
+
+
+def test_fast_path_results_are_fresh_and_scalars_are_numpy(backend):
+    x = rng.standard_normal(12)
+    g = fa.compile(rosenbrock, backend=backend)
+    first = g(x)
+    second = g(x)
+    assert first is not second and not np.shares_memory(first, second)
+    first[:] = 0
+    np.testing.assert_allclose(second, fa.grad(rosenbrock)(x), rtol=1e-12)
+    value, _ = g.value_and_grad(x)
+    assert isinstance(value, np.float64) and isinstance(g.value(x), np.float64)
+    j = fa.jit(fa.value_and_grad(rosenbrock))
+    j(x)
+    v, gr = j(x)
+    np.testing.assert_allclose(v, rosenbrock(x), rtol=1e-12)
+    np.testing.assert_allclose(gr, fa.grad(rosenbrock)(x), rtol=1e-12)
+
+
 @pytest.mark.parametrize("f, args", CASES, ids=lambda c: getattr(c, "__name__", ""))
 def test_compiled_gradient_matches_eager(backend, f, args):
     g = fa.compile(f, backend=backend)

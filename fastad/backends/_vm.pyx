@@ -285,6 +285,37 @@ cdef class Executable:
         finally:
             self._pool.append(arena)
 
+    def run_one(self, x, Py_ssize_t which):
+        """The hot path of a compiled function called in a loop with one array:
+        output ``which`` (all outputs, as a list, when ``which`` is -1), 0-d
+        outputs as NumPy scalars.  None when ``x`` is not exactly the array the
+        program was compiled for (type, dtype, shape, layout) or a guard
+        fails; the caller then takes the general path, which converts or
+        retraces."""
+        cdef _Port port
+        cdef int status
+        cdef char *base
+        if self._ninputs != 1:
+            return None
+        port = <_Port>self._inputs[0]
+        if not port.matches(x):
+            return None
+        arena = self._pool.pop() if self._pool else self._new_arena()
+        base = self._aligned(arena)
+        try:
+            memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
+            with nogil:
+                status = fastad_vm_run(&self.prog, &LINALG, base)
+            if status == FASTAD_VM_GUARD_FAILED:
+                return None
+            if status == FASTAD_VM_SINGULAR:
+                raise np.linalg.LinAlgError("Singular matrix")
+            if which >= 0:
+                return self._result(<_Port>self._outputs[which], base)
+            return [self._result(<_Port>port_obj, base) for port_obj in self._outputs]
+        finally:
+            self._pool.append(arena)
+
     def run_batch(self, inputs, batched, int64_t count, int threads=1):
         """Run this program, compiled for a chunk of examples (a vmapped tape
         whose batched inputs and outputs all lead with the chunk axis), over a
@@ -379,6 +410,14 @@ cdef class Executable:
             raise SignatureError("run_batch: the program is not batched: its batched inputs "
                                  "and its outputs must share one nonzero leading axis")
         return leading.pop()
+
+    cdef object _result(self, _Port port, char *base):
+        """An output as `run_one` returns it: 0-d ones as NumPy scalars."""
+        if port.ndim == 0:
+            if port.typenum == cnp.NPY_FLOAT64:
+                return np.float64((<double *>(base + port.offset))[0])
+            return self._output(port, base)[()]
+        return self._output(port, base)
 
     cdef object _output(self, _Port port, char *base):
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)

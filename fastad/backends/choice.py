@@ -99,7 +99,7 @@ def numba_cached(tape: Tape) -> bool:
 class Tiered:
     """An executable that runs on the C VM and moves itself to Numba after
     ``after`` calls (see the module docstring).  After the move, ``run`` and
-    ``run_array`` are the chosen executable's own: no wrapper is left."""
+    ``run_one`` are the chosen executable's own: no wrapper is left."""
 
     def __init__(self, tape: Tape, first: Any, after: float,
                  build_second: Callable[[Tape], Any], names: tuple[str, str] = ("c", "numba")
@@ -111,7 +111,7 @@ class Tiered:
         self.build_second = build_second
         self._lock = threading.Lock()
         self.run = self._counting_run
-        self.run_array = self._counting_run_array
+        self.run_one = self._counting_run_one
 
     def _counting_run(self, inputs: Sequence[Any]) -> list[Any] | None:
         self.left -= 1
@@ -119,11 +119,13 @@ class Tiered:
             self._decide(inputs)
         return self.current.run(inputs)
 
-    def _counting_run_array(self, x: Any) -> list[Any] | None:
-        self.left -= 1
-        if self.left <= 0:
-            self._decide((x,))
-        return self.current.run((x,))
+    def _counting_run_one(self, x: Any, which: int) -> Any:
+        result = self.current.run_one(x, which)
+        if result is not None:  # a call the fast path took: x is what was compiled for
+            self.left -= 1
+            if self.left <= 0:
+                self._decide((x,))
+        return result
 
     def __getattr__(self, name: str) -> Any:
         # what else the running executable offers (the C VM's run_batch)
@@ -145,12 +147,8 @@ class Tiered:
             second = None
         if second is not None and _time(second, inputs) < _time(first, inputs):
             self.current = second
-        run_array = getattr(self.current, "run_array", None)
         self.run = self.current.run
-        self.run_array = run_array if run_array is not None else self._plain_run_array
-
-    def _plain_run_array(self, x: Any) -> list[Any] | None:
-        return self.current.run((x,))
+        self.run_one = self.current.run_one
 
     @property
     def backend(self) -> str:

@@ -1140,23 +1140,43 @@ class Executable:
         lines += [f"        r = {call}",
                   "    except (TypeError, AttributeError, ValueError):",
                   "        return slow(inputs)"] + finish
-        # run_array(a0): one array input whose shape and dtype the caller checked
-        lines += ["def run_array(a0):",
-                  "    try:",
-                  f"        r = {call}",
-                  "    except TypeError:",
-                  "        return slow((a0,))"] + finish
-        scope: dict[str, Any] = {"kernel": self.kernel, "slow": self._slow_run}
+        # run_one(a0, which): see `fastad.backends.reference.RunsOneArray`.  It
+        # calls the compiled entry point, skipping Numba's type dispatch, which
+        # trusts its argument's layout: hence the exact checks first.
+        lines += ["def run_one(a0, which):",
+                  "    if (type(a0) is not ndarray or a0.shape != s0 or a0.strides != t0",
+                  "            or (a0.dtype is not d0 and a0.dtype != d0)):",
+                  "        return None",
+                  f"    r = {call.replace('kernel(', 'entry(', 1)}"] + finish[:-1] + [
+                  line for k, out in enumerate(outs)
+                  for line in (f"    if which == {k}:", f"        return {out}")] + [finish[-1]]
+        shape, dtype = self._in[0]
+        scope: dict[str, Any] = {"kernel": self.kernel, "slow": self._slow_run,
+                                 "entry": _entry_point(self.kernel), "ndarray": np.ndarray,
+                                 "d0": dtype, "t0": np.empty(shape, dtype).strides}
         scope.update({f"p{k}": v for k, v in enumerate(self.packed)})
         scope.update({f"s{k}": shape for k, shape in enumerate(self._shapes)})
         scope.update({f"o{k}": scalar for k, scalar in self._scalar_out})
         exec("\n".join(lines), scope)  # noqa: S102 -- text made above from shapes only
         if n == 1 and self._shapes[0] is not None:
-            self.run_array = scope["run_array"]
+            self.run_one = scope["run_one"]
         return scope["run"]
+
+    def run_one(self, x: Any, which: int) -> Any:
+        """Replaced by the generated one for a kernel of one array input."""
+        return None
 
     def __str__(self) -> str:
         return self.source
+
+
+def _entry_point(kernel: Any) -> Callable[..., Any]:
+    """The compiled wrapper of the kernel's one signature (no type dispatch),
+    or the kernel itself where this Numba does not expose it."""
+    try:
+        return kernel.overloads[kernel.signatures[0]].entry_point
+    except (AttributeError, IndexError, KeyError):
+        return kernel
 
 
 def build(tape: Tape) -> Executable:
