@@ -121,15 +121,18 @@
  *           the adjoint of a shifted slice, x[1:] next to x[:-1].  It may
  *           reach |f| elements past either end of dst's region; dst must
  *           have been written by an earlier step, and no later step touches it.
- * Each SUM accumulates per block and per thread chunk in a fixed order, so
+ *   COUNT   ACC dst += 1 for each i where f(a[i], b[i]), f in COMPARE_FNS:
+ *           sum(astype(a < b, float)), the predicate of a rerolled guard
+ *   NCOUNT  the same, counting where f(a[i], b[i]) is false (NaN included)
+ * Each SUM and COUNT accumulates per block and per thread chunk in a fixed order, so
  * results depend on n and the VM's thread count, never on timing.  A SHIFT
  * adds each element exactly once, after every earlier step wrote it. */
 #define FASTAD_FUSED_SLOTS(F) F(IN) F(SCALAR) F(OUT) F(ACC)
-#define FASTAD_FUSED_STEPS(F) F(UNARY) F(BINARY) F(SUM) F(SHIFT)
+#define FASTAD_FUSED_STEPS(F) F(UNARY) F(BINARY) F(SUM) F(SHIFT) F(COUNT) F(NCOUNT)
 #define FASTAD_FUSED_MAX_REGS 16
 #define FASTAD_FUSED_MAX_SLOTS 48 /* registers + slots <= 64 */
 #define FASTAD_FUSED_MAX_STEPS 256
-#define FASTAD_FUSED_MAX_SUMS 16
+#define FASTAD_FUSED_MAX_SUMS 16 /* SUM and COUNT steps */
 #define FASTAD_FUSED_MAX_SHIFT 16
 #define FASTAD_FUSED_MAX_SHIFTS 4
 

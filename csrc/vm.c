@@ -662,6 +662,20 @@ typedef struct {
   unsigned char edge_set[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
 } fused_job;
 
+/* The elements of a block where C_name(a[i], b[i]) holds (kind as in BINARY_V_CASE). */
+#define COUNT_CASE(name)                                                        \
+  case FN_##name:                                                      \
+    if (kind == 0) {                                                   \
+      for (int64_t i = 0; i < n; i++) count += C_##name(pa[i], pb[i]); \
+    } else if (kind == 1) {                                            \
+      const T y = pb[0];                                               \
+      for (int64_t i = 0; i < n; i++) count += C_##name(pa[i], y);     \
+    } else {                                                           \
+      const T x = pa[0];                                               \
+      for (int64_t i = 0; i < n; i++) count += C_##name(x, pb[i]);     \
+    }                                                                  \
+    break;
+
 /* Runs chunk c of a job: blocks [c * chunk_len, min(n, (c + 1) * chunk_len)). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTAD_SANITIZE_BUILD)
 __attribute__((target_clones("avx2", "default")))
@@ -748,6 +762,12 @@ static void fused_chunk(void *arg, int chunk) {
         } else if (st[0] == FUSED_BINARY) {
           const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
           switch (st[1]) { FASTAD_BINARY_FNS(BINARY_V_CASE) }
+        } else if (st[0] == FUSED_COUNT || st[0] == FUSED_NCOUNT) {
+          const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
+          int64_t count = 0; /* at most FUSED_BLOCK: exact in T */
+          switch (st[1]) { FASTAD_COMPARE_FNS(COUNT_CASE) }
+          /* where it fails: the rest, NaN included */
+          sums[nsum++] += (T)(st[0] == FUSED_COUNT ? count : n - count);
         } else { /* SUM, with four partial sums: vectorises, rounds less */
           T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
           int64_t i = 0;
@@ -821,7 +841,7 @@ KERNEL void fused(int t, char *arena, const int64_t *d, int64_t n) {
       nshift++;
       continue;
     }
-    if (st[0] != FUSED_SUM) continue;
+    if (st[0] != FUSED_SUM && st[0] != FUSED_COUNT && st[0] != FUSED_NCOUNT) continue;
     const int64_t off = slots[2 * (st[2] - d[0]) + 1];
     FLOAT_TYPED(t, {
       T acc = 0;
@@ -988,9 +1008,18 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
     if (!(defined >> a & 1) || (sealed >> a & 1))
       return fail(c, "fused: step %lld cannot read operand %lld", k, a);
     if (sealed >> dst & 1) return fail(c, "fused: step %lld writes finished slot %lld", k, dst);
-    if (kind == FUSED_SUM) {
-      if (f != 0 || b != 0 || dkind != FUSED_ACC || akind == FUSED_SCALAR || (summed >> dst & 1))
+    if (kind == FUSED_SUM || kind == FUSED_COUNT || kind == FUSED_NCOUNT) {
+      if (dkind != FUSED_ACC || (summed >> dst & 1))
         return fail(c, "fused: step %lld is not a sum into a fresh accumulator%.0lld", k, 0);
+      if (kind == FUSED_SUM && (f != 0 || b != 0 || akind == FUSED_SCALAR))
+        return fail(c, "fused: step %lld is not a sum of a vector%.0lld", k, 0);
+      if (kind != FUSED_SUM) {
+        if (!fn_ok(c, f, FASTAD_NUM_COMPARE_FNS)) return 0;
+        if (!(defined >> b & 1) || (sealed >> b & 1))
+          return fail(c, "fused: step %lld cannot read operand %lld", k, b);
+        if (akind == FUSED_SCALAR && bkind == FUSED_SCALAR)
+          return fail(c, "fused: step %lld has two scalar operands%.0lld", k, 0);
+      }
       if (++nsum > FASTAD_FUSED_MAX_SUMS) return fail(c, "fused: more than %lld sums%.0lld", FASTAD_FUSED_MAX_SUMS, 0);
       summed |= (uint64_t)1 << dst;
       continue;

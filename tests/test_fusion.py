@@ -19,6 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
+import fastad.numpy as fnp
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import lower
 
@@ -253,3 +254,102 @@ def test_scalar_work_on_the_runs_sums_waits_for_the_run():
         assert_fused_matches(g.tape, [x])
     tape = fa.make_tape(loss)(x)
     assert sum(name == "FUSED" for _, name, _ in lower(tape).instructions()) == 1
+
+
+COMPARISONS = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
+               "eq": np.equal, "ne": np.not_equal}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@EXAMPLES
+@given(cmp=st.sampled_from(sorted(COMPARISONS)), negate=st.booleans(),
+       operands=st.sampled_from(["uy", "xy", "uc", "cu", "u0", "eu"]), alone=st.booleans(),
+       nans=st.sampled_from([0, 1, 7]), n=st.sampled_from([2, 3, 256, 257, 1000]))
+def test_counts_of_comparisons_are_one_step_and_exact(cmp, negate, operands, alone, nans, n,
+                                                      dtype):
+    """sum(astype(a < b)) (a rerolled guard's predicate), or of its logical_not,
+    is one COUNT step of the run: the same count as the unfused program and
+    the reference, NaN comparisons included (false, so counted by NCOUNT)."""
+    def f(x, y, c):
+        u = x * 2.0
+        pick = {"u": u, "x": x, "y": y, "c": c, "0": 0.5, "e": x[0] * 0.0 + 0.25}
+        hold = COMPARISONS[cmp](pick[operands[0]], pick[operands[1]])
+        if negate:
+            hold = fnp.logical_not(hold)
+        count = np.sum(fnp.astype(hold, dtype))
+        return count if alone else (count, np.sum(u * y))
+    x, y, c = inputs(n, dtype, seed=nans)
+    y[n // 2] = x[n // 2] * 2  # equal elements
+    if nans:
+        x[::max(1, n // nans)] = np.nan
+    tape = fa.make_tape(f)(x, y, c)
+    program = lower(tape)
+    assert "count(" in str(program)
+    assert "COMPARE_B" not in [name for _, name, _ in program.instructions()]
+    fused = run_program(tape, (x, y, c), True)
+    np.testing.assert_array_equal(fused[0], run_program(tape, (x, y, c), False)[0])
+    np.testing.assert_array_equal(fused[0], reference.evaluate(tape, [x, y, c])[0])
+    assert_fused_matches(tape, (x, y, c))
+
+
+def test_a_comparison_read_elsewhere_is_not_counted():
+    """The COUNT step replaces the comparison only when the count is its sole use."""
+    def f(x):
+        hold = x < 0.5
+        return np.sum(fnp.astype(hold, np.float64)), fnp.where(hold, x, 2.0 * x)
+    x = np.linspace(0, 1, 50)
+    tape = fa.make_tape(f)(x)
+    assert "count(" not in str(lower(tape))
+    assert_fused_matches(tape, [x])
+
+
+def rosenbrock_loop_guarded(x):
+    total = 0.0
+    for i in range(len(x) - 1):
+        term = 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+        if term < 0.0:  # never true
+            term = -term
+        total = total + term
+    return total
+
+
+def test_a_rerolled_guard_joins_the_run_and_is_checked_after_it():
+    """A loop with an `if` per term: the guard's count is one step of the
+    single run, and the guard runs after the run (nothing in a run can fail,
+    and nothing is returned from a run whose guard fails)."""
+    g = fa.compile(rosenbrock_loop_guarded, backend="numpy")
+    x = np.linspace(-1, 1.5, 300)
+    g(x)
+    program = lower(g.tape)
+    names = [name for _, name, _ in program.instructions()]
+    assert names.count("FUSED") == 1 and names.index("GUARD") > names.index("FUSED")
+    assert_fused_matches(g.tape, [x])
+
+
+def abs_sum_loop(x):
+    total = 0.0
+    for i in range(len(x)):
+        if x[i] < 0.0:
+            total = total - x[i] * x[i]
+        else:
+            total = total + x[i]
+    return total
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_fused_guards_fail_exactly_where_an_iteration_branches_otherwise(sign):
+    """The recorded branch taken everywhere (COUNT of x < 0 for positive x,
+    NCOUNT for negative x): the program fails its guard as soon as one
+    element, NaN included, would take the other branch in eager code."""
+    x = sign * np.linspace(0.5, 2.0, 600)
+    tape = fa.compile(abs_sum_loop, backend="numpy")
+    tape(x)
+    program = lower(tape.tape)
+    assert ("ncount(" if sign < 0 else "count(") in str(program)
+    exe = c_backend.Executable(program)
+    np.testing.assert_allclose(exe.run([x])[1], fa.grad(abs_sum_loop)(x), rtol=1e-13)
+    for k, value in ((0, -sign), (599, -sign), (300, np.nan), (257, 0.0)):
+        bent = x.copy()
+        bent[k] = value
+        takes_recorded = all((v < 0.0) == (sign < 0) for v in bent)
+        assert (exe.run([bent]) is not None) == takes_recorded, (k, value)

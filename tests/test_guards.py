@@ -155,3 +155,28 @@ def test_rerolled_guard_fails_where_any_iteration_branches_otherwise(backend):
         np.testing.assert_allclose(g(x), fa.grad(huber_loop)(x), rtol=1e-13, atol=1e-15)
         np.testing.assert_allclose(g.value(x), huber_loop(x), rtol=1e-13)
     assert g.cache_info()["traces"] == 2  # one per pattern of branches, reused after
+
+
+def signed_sum_loop(x):
+    """Every iteration branches on its own element; NaN takes the else branch."""
+    total = 0.0
+    for i in range(len(x)):
+        if x[i] < 0.0:
+            total = total - x[i] * x[i]
+        else:
+            total = total + 2.0 * x[i]
+    return total
+
+
+def test_rerolled_guards_agree_with_eager_code_at_nans_and_both_sides(backend):
+    """The vector guard (a count checked after the fused loop on the compiled
+    backends) sends every input down the branches eager code takes, NaN
+    comparisons included."""
+    g = fa.compile(signed_sum_loop, backend=backend)
+    pos = np.linspace(0.5, 2.0, 300)
+    for x in (pos, -pos, np.where(np.arange(300) == 7, np.nan, pos),
+              np.where(np.arange(300) == 7, np.nan, -pos), np.where(np.arange(300) == 299, -1.0, pos),
+              pos, -pos):
+        np.testing.assert_allclose(g(x), fa.grad(signed_sum_loop)(x), rtol=1e-13)
+        np.testing.assert_allclose(g.value(x), signed_sum_loop(x), rtol=1e-13)
+    assert g.cache_info()["traces"] == 4

@@ -400,12 +400,14 @@ def test_corrupt_fused_programs_are_rejected_not_run():
     the validator rejects what could leave the arena or read an unset value."""
     def f(x, y):
         d = x[1:] - x[:-1] ** 2
-        return np.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2) + np.sum(np.sin(y) * np.cos(y) * 2.0)
+        hits = np.sum(fnp.astype(fnp.logical_not(np.sin(y) < 0.25), np.float64))
+        return (np.sum(100.0 * d ** 2 + (1.0 - x[:-1]) ** 2) + np.sum(np.sin(y) * np.cos(y) * 2.0)
+                + hits)
     args = [rand((40,)), rand((39,), seed=1)]
     g = fa.compile(f, argnums=(0, 1), backend="numpy")
     g(*args)
     program = lower(g.tape)
-    assert "FUSED" in [name for _, name, _ in program.instructions()]
+    assert "FUSED" in [name for _, name, _ in program.instructions()] and "ncount(" in str(program)
     rng = np.random.default_rng(1)
     rejected = 0
     for trial in range(3000):

@@ -3,13 +3,16 @@
 While lowering walks the tape, `Fusion` collects consecutive instructions
 that are elementwise over the same number of elements n: unary and binary
 arithmetic whose operands are n-element arrays in the same element order or
-broadcast scalars, a full ``sum`` of such a value, and a ``scatter_add`` of
-such a value into a contiguous range.  Free views of arena values (reshape,
+broadcast scalars, a full ``sum`` of such a value, a full ``sum`` of a
+comparison of such values cast to float (the count a rerolled guard checks),
+and a ``scatter_add`` of such a value into a contiguous range.  Free views of arena values (reshape,
 a contiguous ``take``, ...) are lowered at once and do not end the run.  When
 the run ends it becomes one FUSED instruction (format in ``csrc/opcodes.h``):
 a micro-program over registers that the VM runs block by block, so the run's
 intermediate values never reach main memory.  Only values read after the run
-get arena buffers.
+get arena buffers.  One-element work on the run's results, guards included,
+runs after the run instead of ending it: a guard only has to fail before the
+program returns, and nothing in a run can fail.
 
 What keeps blocks (and threads) independent:
   * nothing is released while a run is open, so no buffer the run writes
@@ -40,7 +43,7 @@ MAX_SHIFTS = 4
 
 # Slot and step kinds, in the order of FASTAD_FUSED_SLOTS / FASTAD_FUSED_STEPS.
 IN, SCALAR, OUT, ACC = range(4)
-UNARY_STEP, BINARY_STEP, SUM_STEP, SHIFT_STEP = range(4)
+UNARY_STEP, BINARY_STEP, SUM_STEP, SHIFT_STEP, COUNT_STEP, NCOUNT_STEP = range(6)
 
 _VIEW_PRIMS = ("reshape", "stop_gradient")
 
@@ -53,10 +56,18 @@ class Operand(NamedTuple):
 class Member(NamedTuple):
     step: int            # the instruction's index in the lowering order
     ins: Instr
-    kind: str            # "unary" | "binary" | "sum" | "scatter"
+    kind: str            # "unary" | "binary" | "sum" | "scatter" | "count" | "ncount"
     operands: tuple[Operand, ...]
     in_place: bool       # scatter: updates x's own buffer (x dies here)
     shift: int = 0       # scatter continuing a chain of the run at another start
+    total: int = -1      # count: the slot of the sum the comparison ins feeds
+
+
+class Count(NamedTuple):
+    """sum(astype(compare, float)), or of its logical_not: one COUNT step."""
+    total: int           # the sum's slot
+    negate: bool
+    chain: tuple[int, ...]  # the slots of the instructions after the comparison
 
 
 class Fusion:
@@ -64,6 +75,8 @@ class Fusion:
 
     def __init__(self, lw: Any) -> None:
         self.lw = lw
+        self.counts = _counts(lw)  # comparison slot -> the count it could become
+        self.absorbed: set[int] = set()  # instructions a COUNT step of a run computes
         self.reset()
 
     def reset(self) -> None:
@@ -87,6 +100,12 @@ class Fusion:
     def offer(self, step: int, ins: Instr) -> bool:
         """Take ins into the run, or start a run with it.  False if it cannot
         be fused: the run it would have broken is emitted first."""
+        if ins.out in self.absorbed:
+            if self.members:
+                self.deferred.append((step, ins))
+            else:
+                self.lw.release_dead(ins)
+            return True
         member = self._member(step, ins)
         if member is None and self.members:
             if self._take_view(step, ins) or self._postpone(step, ins):
@@ -103,7 +122,7 @@ class Fusion:
         sums of the run) or of arena values runs after the run instead of
         ending it.  Whatever reads its result ends the run."""
         lw = self.lw
-        if ins.prim == "guard" or lw.avals[ins.out].size != 1:
+        if lw.avals[ins.out].size != 1:
             return False
         bufs = set()
         for s in ins.ins:
@@ -146,9 +165,13 @@ class Fusion:
         from .lower import BINARY, UNARY, _BINARY_PRIM
         lw = self.lw
         out = lw.avals[ins.out]
-        if out.dtype.kind != "f" or (self.members and out.dtype != self.dtype):
+        count = self.counts.get(ins.out)
+        dtype = lw.avals[count.total].dtype if count else out.dtype
+        if dtype.kind != "f" or (self.members and dtype != self.dtype):
             return None
-        if ins.prim in UNARY:
+        if count:
+            kind, n, data = "ncount" if count.negate else "count", out.size, ins.ins
+        elif ins.prim in UNARY:
             kind, n, data = "unary", out.size, ins.ins
         elif ins.prim in _BINARY_PRIM and ins.prim in BINARY:
             kind, n, data = "binary", out.size, ins.ins
@@ -160,11 +183,14 @@ class Fusion:
             return None
         if n < 2 or (self.members and n != self.n):
             return None
-        operands = tuple(self._operand(s, n, scalar_ok=kind == "binary") for s in data)
-        if None in operands or (kind == "binary" and all(o.kind == "scalar" for o in operands)):
+        pairs = kind in ("binary", "count", "ncount")
+        operands = tuple(self._operand(s, n, scalar_ok=pairs) for s in data)
+        if None in operands or (pairs and all(o.kind == "scalar" for o in operands)):
             return None
         if any(_clashes(r, self.writes) for r in self._regions(operands)):
             return None
+        if count:
+            return Member(step, ins, kind, operands, False, total=count.total)
         if kind != "scatter":
             return Member(step, ins, kind, operands, False)
         update = self._scatter_update(step, ins, n)
@@ -246,12 +272,16 @@ class Fusion:
         if not self.members:
             self.n = (lw.avals[ins.ins[2]].size if member.kind == "scatter" else
                       lw.avals[ins.ins[0]].size if member.kind == "sum" else lw.avals[ins.out].size)
-            self.dtype = lw.avals[ins.out].dtype
+            self.dtype = lw.avals[member.total if member.total >= 0 else ins.out].dtype
         self.members.append(member)
         self.deferred.append((member.step, ins))
         self.reads.extend(self._regions(member.operands))
         if member.kind == "sum":
             self.sealed.add(ins.out)
+            return
+        if member.total >= 0:
+            self.sealed.add(member.total)
+            self.absorbed.update(self.counts[ins.out].chain)
             return
         self.root[ins.out] = ins.out
         if member.kind == "scatter":
@@ -312,6 +342,40 @@ def range_start(lw: Any, ins: Instr) -> int | None:
     return int(flat[0]) if _is_range(flat) else None
 
 
+def _counts(lw: Any) -> dict[int, Count]:
+    """The comparisons whose only use is a float count of where they hold
+    (or, through a logical_not, where they fail), each step read once, and
+    compared in the dtype of the count."""
+    from .lower import COMPARE, _compare_dtype
+    reader: dict[int, Instr] = {}
+    for ins in lw.kept:
+        for s in lw.operands(ins):
+            reader[s] = ins
+
+    def sole_reader(slot: int) -> Instr | None:
+        return reader.get(slot) if lw.uses[slot] == 1 else None
+    counts = {}
+    for ins in lw.kept:
+        if ins.prim not in COMPARE or lw.avals[ins.out].size < 2:
+            continue
+        nxt, negate, chain = sole_reader(ins.out), False, []
+        if nxt is not None and nxt.prim == "logical_not":
+            negate, chain = True, [nxt.out]
+            nxt = sole_reader(nxt.out)
+        if nxt is None or nxt.prim != "astype":
+            continue
+        dtype = lw.avals[nxt.out].dtype
+        chain.append(nxt.out)
+        total = sole_reader(nxt.out)
+        if (dtype.kind != "f" or _compare_dtype(lw, ins.ins) != dtype or total is None
+                or total.prim != "sum" or lw.avals[total.out].size != 1
+                or lw.avals[total.out].dtype != dtype):
+            continue
+        chain.append(total.out)
+        counts[ins.out] = Count(total.out, negate, tuple(chain))
+    return counts
+
+
 def _uniform(value: np.ndarray) -> bool:
     if value.size == 0:
         return False
@@ -336,12 +400,12 @@ def _split(members: list[Member]) -> list[list[Member]]:
         new = {(op.kind, op.slot) for op in m.operands if op.kind != "value"}
         part = parts[-1]
         if part and (len(reads | new) + len(part) + 2 > MAX_SLOTS or len(part) + 1 > MAX_STEPS
-                     or sums + (m.kind == "sum") > MAX_SUMS):
+                     or sums + (m.total >= 0 or m.kind == "sum") > MAX_SUMS):
             parts.append([])
             reads, sums = set(), 0
         parts[-1].append(m)
         reads |= new
-        sums += m.kind == "sum"
+        sums += m.total >= 0 or m.kind == "sum"
     return parts
 
 
@@ -368,7 +432,7 @@ class _Emitter:
 
     def emit(self) -> None:
         lw = self.lw
-        if len(self.members) == 1 and self.members[0].kind != "scatter":
+        if len(self.members) == 1 and self.members[0].kind in ("unary", "binary", "sum"):
             from .lower import _RULES
             m = self.members[0]
             lw.step = m.step
@@ -430,7 +494,7 @@ class _Emitter:
             self.lw.alias(v, self.lw.loc[value])
 
     def _member(self, i: int, m: Member) -> None:
-        from .lower import BINARY, UNARY, _BINARY_PRIM
+        from .lower import BINARY, COMPARE, UNARY, _BINARY_PRIM
         ops = [self._read(op) for op in m.operands]
         for op in m.operands:  # registers read for the last time are free for the result
             if op.kind == "value" and self.last_read.get(op.slot) == i and op.slot in self.reg_of:
@@ -438,6 +502,10 @@ class _Emitter:
         out = m.ins.out
         if m.kind == "sum":
             self.steps.append((SUM_STEP, 0, self._slot(ACC, self.lw.define(out)), ops[0], 0))
+        elif m.total >= 0:
+            self.steps.append((NCOUNT_STEP if m.kind == "ncount" else COUNT_STEP,
+                               COMPARE[m.ins.prim], self._slot(ACC, self.lw.define(m.total)),
+                               ops[0], ops[1]))
         elif m.kind == "scatter" and m.shift and m.ins.ins[0] in self.where:
             x = m.ins.ins[0]
             self.steps.append((SHIFT_STEP, m.shift, self.where[x], ops[0], 0))

@@ -207,6 +207,9 @@ def _fused_listing(pc: int, words: list[int], meta: np.ndarray) -> list[str]:
             text = f"{name(dst)} = sum({name(a)})"
         elif step == "SHIFT":
             text = f"{name(dst)}[i{f:+d}] += {name(a)}[i]"
+        elif step in ("COUNT", "NCOUNT"):
+            fn = TABLES["COMPARE_FNS"][f].lower() if 0 <= f < len(TABLES["COMPARE_FNS"]) else f"f?{f}"
+            text = f"{name(dst)} = {step.lower()}({fn}({name(a)}, {name(b)}))"
         elif step == "UNARY":
             fn = TABLES["UNARY_FNS"][f].lower() if 0 <= f < len(TABLES["UNARY_FNS"]) else f"f?{f}"
             text = f"{name(dst)} = {fn}({name(a)})"

@@ -224,6 +224,7 @@ class _Generator:
         self.k = 0  # the instruction being generated
         self.step = _Step()
         self.loop: _Loop | None = None  # the elementwise loop being gathered
+        self.loop_guards: list[Instr] = []  # guards on its accumulators, checked after it
         self.outputs: list[str] = []  # the variables returned, set by emit_outputs
         self.host_calls = False  # whether some instruction calls back into NumPy
         end = len(tape.instrs)
@@ -401,12 +402,19 @@ class _Generator:
     def generate(self) -> list[_Step]:
         """The steps of the tape, in order.  Elementwise instructions join the
         pending loop; an instruction that does not read the loop's values is
-        emitted ahead of it, one that does closes the loop first."""
+        emitted ahead of it, one that does closes the loop first.  A guard on
+        the loop's accumulators waits for the loop's end: nothing in the loop
+        can fail, and what follows it sees the guard first."""
         steps = []
         for k, ins in enumerate(self.tape.instrs):
             self.k = k
+            if (self.loop is not None and ins.prim == "guard"
+                    and ins.ins[0] in self.loop.results and not self.joins_loop(ins)):
+                self.loop_guards.append(ins)
+                self.name[ins.out] = "True"
+                continue
             if self.loop is not None and not self.joins_loop(ins):
-                if any(s in self.loop.results for s in ins.ins):
+                if self.loop_guards or any(s in self.loop.results for s in ins.ins):
                     steps.append(self.close_loop())
             if self.loop is not None and self.joins_loop(ins):
                 self.join_loop(ins)
@@ -509,6 +517,9 @@ class _Generator:
             lines += ["    " + line for line in body]
         for ins in loop.reductions:
             self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
+        guards, self.loop_guards = self.loop_guards, []
+        for ins in guards:
+            self.emit_guard(ins)
         return self.step
 
     def uniform_const(self, s: int) -> str | None:
