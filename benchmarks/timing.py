@@ -101,8 +101,12 @@ def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int) -> dict
     order = list(fns)
     for r in range(rounds):
         # A round right after a memory-heavy one runs slower (measured: up to
-        # 1.5x); rotating the order lets the median drop those rounds.
-        for k in order[r % len(order):] + order[:r % len(order)]:
+        # 1.5x).  Rotating the order alone keeps who follows whom (in a, b, c
+        # c is always after b); every other cycle of rotations runs the order
+        # backwards, so each function follows each other one equally often and
+        # the median can drop those rounds.
+        turn = order[r % len(order):] + order[:r % len(order)]
+        for k in (turn[::-1] if (r // len(order)) % 2 else turn):
             fns[k](*args)
             samples[k].append(_round(fns[k], args, reps[k]) / reps[k])
     return {k: median(v) for k, v in samples.items()}

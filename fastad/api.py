@@ -265,16 +265,62 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
             pytree.unflatten(rec.out_tree, values[n:]))
 
 
-#: a batched reverse pass costs up to about this many forward passes
-#: (benchmarks/jacobian_sweep.py: 1.3-2x, from the transposed products and
-#: the cotangent seeds' elementwise work), so forward mode wins until the
-#: inputs outnumber the outputs by this factor
-REVERSE_PASS_COST = 2.0
+#: pass counts further apart than this decide alone: neither batched pass
+#: costs this many times the other per seed on any function measured, so
+#: ``auto`` does not build the other mode's tape to find out
+DECISIVE_PASS_RATIO = 16
 
 
-def auto_mode(n_in: int, n_out: int) -> str:
-    """The mode ``jacobian(mode="auto")`` picks for n_in inputs and n_out outputs."""
-    return "fwd" if n_in <= REVERSE_PASS_COST * n_out else "rev"
+def auto_mode(n_in: int, n_out: int, costs: Callable[[], tuple[float, float]] | None = None
+              ) -> str:
+    """The mode ``jacobian(mode="auto")`` picks for n_in inputs and n_out outputs:
+    by the pass counts when one exceeds the other more than
+    `DECISIVE_PASS_RATIO` times, else the cheaper of ``costs()`` (the
+    estimated forward and reverse cost; without it, the fewer passes)."""
+    if n_in > DECISIVE_PASS_RATIO * n_out:
+        return "rev"
+    if n_out > DECISIVE_PASS_RATIO * n_in or costs is None:
+        return "fwd" if n_in <= n_out else "rev"
+    fwd_cost, rev_cost = costs()
+    return "fwd" if fwd_cost <= rev_cost else "rev"
+
+
+_PICKED: dict[Any, str] = {}  # cost estimates already made, by what they depend on
+_PICKED_LIMIT = 256
+
+
+def _picked_mode(tape: Tape, examples: list[Any], dynamic: list[bool], n_in: int,
+                 n_out: int, built: dict[str, Tape]) -> str:
+    """``auto_mode`` with the cost of each batched tape estimated from the
+    transformed tapes (`transforms.cost`).  The estimate depends only on the
+    tape's instructions, shapes and which inputs vary, so it is kept under
+    those: an eager call of the same function does not build both tapes
+    again.  Tapes built on the way are left in ``built``."""
+    from .transforms import cost
+    from .transforms.forward import jvp_tape
+    from .transforms.reverse import vjp_tape
+
+    folded = any(dynamic)  # traced into an enclosing function: seed-only work runs once
+    key = (tuple((ins.prim, ins.ins, tape.avals[ins.out]) for ins in tape.instrs),
+           tuple(tape.avals[s] for s in tape.inputs), tuple(tape.outputs), tuple(dynamic))
+
+    def costs() -> tuple[float, float]:
+        built["fwd"] = jvp_tape(tape, [0], examples)
+        built["rev"] = vjp_tape(tape, [0], examples)
+        weights = cost.COMPILED if folded else cost.EAGER
+        wanted = [1] if folded else None  # eager replays every instruction, dead or not
+        flags = dict(batched=[False] * len(dynamic) + [True], dynamic=list(dynamic) + [False],
+                     folded=folded, weights=weights, wanted=wanted)
+        return (cost.batched_cost(built["fwd"], size=n_in, **flags),
+                cost.batched_cost(built["rev"], size=n_out, **flags))
+
+    mode = _PICKED.get(key)
+    if mode is None:
+        mode = auto_mode(n_in, n_out, costs)
+        if len(_PICKED) >= _PICKED_LIMIT:
+            _PICKED.clear()
+        _PICKED[key] = mode
+    return mode
 
 
 def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
@@ -283,9 +329,16 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
     of shape ``out.shape + x.shape``.
 
     ``mode="rev"`` pulls back every row of the identity, ``"fwd"`` pushes
-    forward every column; ``"auto"`` picks whichever costs less: forward
-    unless the inputs outnumber the outputs by more than `REVERSE_PASS_COST`.  Either way it is one batched pass: the transformed tape is
-    replayed once on the whole identity matrix as a batch of seeds.
+    forward every column.  Either way it is one batched pass: the
+    transformed tape is replayed once on the whole identity matrix as a
+    batch of seeds.  ``"auto"`` picks the mode whose batched tape is
+    estimated to cost less (`fastad.transforms.cost`: per instruction, per
+    multiply-add of its matrix products and per element of the rest, times
+    the batch where it carries one; work on the seeds alone is free when the
+    Jacobian is compiled, since it runs once at trace time).  When one pass
+    count exceeds the other more than `DECISIVE_PASS_RATIO` times, the
+    fewer passes win without building both tapes.  The pick is kept for
+    later calls with the same tape structure.
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
@@ -296,33 +349,59 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
 
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
+        t = _JacobianTrace(f, argnums, args, kwargs)
+        tape, x, out_shape, n_in, n_out, examples = (t.tape, t.x, t.out_shape, t.n_in,
+                                                     t.n_out, t.examples)
+        shared = [(v, False) for v in t.outer]
+        built: dict[str, Tape] = {}
+        chosen = mode if mode != "auto" else t.auto_mode(built)
+        if chosen == "rev":
+            seeds = np.eye(n_out, dtype=x.dtype).reshape((n_out,) + out_shape)
+            pulled = built.get("rev") or vjp_tape(tape, [0], examples)
+            jac, batched = batch_replay(pulled, shared + [(seeds, True)], n_out)[1]
+            rows = jac if batched else fnp.broadcast_to(jac, (n_out,) + x.shape)
+            return fnp.reshape(rows, out_shape + x.shape)
+        seeds = np.eye(n_in, dtype=x.dtype).reshape((n_in,) + x.shape)
+        pushed = built.get("fwd") or jvp_tape(tape, [0], examples)
+        jac, batched = batch_replay(pushed, shared + [(seeds, True)], n_in)[1]
+        cols = jac if batched else fnp.broadcast_to(jac, (n_in,) + out_shape)
+        return fnp.reshape(fnp.moveaxis(fnp.reshape(cols, (n_in, n_out)), 0, 1),
+                           out_shape + x.shape)
+    return jacobian_f
+
+
+class _JacobianTrace:
+    """f traced for its Jacobian w.r.t. one array argument."""
+
+    def __init__(self, f: Callable[..., Any], argnums: int, args: Sequence[Any],
+                 kwargs: dict[str, Any]) -> None:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         rec, _ = record(fk, args, nums)
         if len(rec.inputs) != 1 or len(rec.out_leaves) != 1:
             raise TypeError("jacobian: differentiate one array argument of a function "
                             "returning one array")
-        builder, x, out = rec.builder, rec.inputs[0], rec.out_leaves[0]
+        builder, self.x, out = rec.builder, rec.inputs[0], rec.out_leaves[0]
         builder.tape.outputs = [builder.slot_of(out)]
-        tape = builder.tape
-        out_shape = tuple(tape.avals[tape.outputs[0]].shape)
-        n_in, n_out = int(np.prod(x.shape)), int(np.prod(out_shape))
-        chosen = mode if mode != "auto" else auto_mode(n_in, n_out)
-        examples = [builder.values[s] for s in tape.inputs]
-        shared = [(v, False) for v in list(rec.outer_leaves) + list(builder.captures)]
-        if chosen == "rev":
-            seeds = np.eye(n_out, dtype=x.dtype).reshape((n_out,) + out_shape)
-            pulled = vjp_tape(tape, [0], examples)
-            jac, batched = batch_replay(pulled, shared + [(seeds, True)], n_out)[1]
-            rows = jac if batched else fnp.broadcast_to(jac, (n_out,) + x.shape)
-            return fnp.reshape(rows, out_shape + x.shape)
-        seeds = np.eye(n_in, dtype=x.dtype).reshape((n_in,) + x.shape)
-        pushed = jvp_tape(tape, [0], examples)
-        jac, batched = batch_replay(pushed, shared + [(seeds, True)], n_in)[1]
-        cols = jac if batched else fnp.broadcast_to(jac, (n_in,) + out_shape)
-        return fnp.reshape(fnp.moveaxis(fnp.reshape(cols, (n_in, n_out)), 0, 1),
-                           out_shape + x.shape)
-    return jacobian_f
+        self.tape = tape = builder.tape
+        self.out_shape = tuple(tape.avals[tape.outputs[0]].shape)
+        self.n_in, self.n_out = int(np.prod(self.x.shape)), int(np.prod(self.out_shape))
+        self.examples = [builder.values[s] for s in tape.inputs]
+        self.outer = list(rec.outer_leaves) + list(builder.captures)
+
+    def auto_mode(self, built: dict[str, Tape], compiled: bool = False) -> str:
+        dynamic = [compiled or isinstance(v, Tracer) for v in self.outer]
+        return _picked_mode(self.tape, self.examples, dynamic, self.n_in, self.n_out, built)
+
+
+def jacobian_mode(f: Callable[..., Any], argnums: int = 0, compiled: bool = False
+                  ) -> Callable[..., str]:
+    """``jacobian_mode(f)(*args)``: the mode ``jacobian(f, mode="auto")`` picks on
+    these arguments when called eagerly, or (``compiled=True``) when compiled
+    (``fastad.jit`` of it, traced on arguments of these shapes)."""
+    def mode_f(*args: Any, **kwargs: Any) -> str:
+        return _JacobianTrace(f, argnums, args, kwargs).auto_mode({}, compiled)
+    return mode_f
 
 
 def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:

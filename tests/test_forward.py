@@ -157,13 +157,6 @@ def test_jvp_with_pytrees():
     fa.check_grads(f, (p, x), order=2)
 
 
-@pytest.mark.parametrize("n_in, n_out, mode", [(1, 100, "fwd"), (100, 100, "fwd"),
-                                               (200, 100, "fwd"), (201, 100, "rev"),
-                                               (100, 1, "rev")])
-def test_auto_mode_follows_the_measured_pass_costs(n_in, n_out, mode):
-    assert fa.api.auto_mode(n_in, n_out) == mode
-
-
 def test_hvp_keeps_the_adjoint_scatter_chain_in_place():
     """Forward over reverse: the tangent of a chain of scatter_adds is one
     chain (started once from zeros), not a sum of scatters into zero arrays."""
