@@ -1,7 +1,8 @@
 """``fastad.jacobian`` of f: R^n -> R^m in forward, reverse and automatic mode,
 over a sweep of n/m, compiled (``fastad.jit``) and eager.
 
-    python benchmarks/jacobian_sweep.py [--quick] [--out benchmarks/results]
+    python benchmarks/jacobian_sweep.py [--quick] [--repeat K] [--path jit|eager]
+                                        [--out benchmarks/results]
 
 Forward mode pushes n tangents through f, reverse mode pulls m cotangents
 back; both are one batched pass over a basis seed matrix.  ``mode="auto"``
@@ -12,10 +13,16 @@ runs the same sweep as its ``jacobian`` section.
 f is a small two-layer map with elementwise nonlinearities,
 ``y = tanh(B @ sin(A @ x)) * (C @ x)``, with A (h, n), B and C (m, h)/(m, n)
 fixed, h = 32: each pass costs a few matrix products and elementwise chains.
+
+BLAS runs on one thread (threadpoolctl, when installed): on a shared 2-core
+machine its worker threads contend with other processes, and the threads a
+heavy round leaves spinning slow down the round after it, which made the
+same tape time up to 10x apart between runs.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -69,20 +76,46 @@ def measure_point(n: int, m: int, compiled: bool, min_round_s: float, rounds: in
     return row
 
 
-def run(quick: bool = False) -> list[dict]:
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def run(quick: bool = False, repeat: int = 1, paths: tuple[bool, ...] = (True, False)
+        ) -> list[dict]:
+    with _one_blas_thread():
+        return _run(quick, repeat, paths)
+
+
+def _median_row(runs: list[dict]) -> dict:
+    """Each mode's median over separate interleaved runs of one point (runs at
+    different moments of a shared machine's load)."""
+    row = dict(runs[0])
+    for mode in MODES:
+        row[mode] = timing.median([r[mode] for r in runs])
+    row["agree"] = all(r["agree"] for r in runs)
+    row["auto_vs_best"] = row["auto"] / min(row["fwd"], row["rev"])
+    return row
+
+
+def _run(quick: bool, repeat: int, paths: tuple[bool, ...]) -> list[dict]:
     rows = []
     min_round_s, rounds = (0.1, 6) if quick else (0.3, 12)
-    for compiled in (True, False):
+    for compiled in paths:
         for ratio in (QUICK_RATIOS if quick else RATIOS):
             n, m = sizes(ratio)
-            row = measure_point(n, m, compiled, min_round_s, rounds)
+            row = _median_row([measure_point(n, m, compiled, min_round_s, rounds)
+                               for _ in range(repeat)])
             rows.append(row)
             print(f"  jacobian {'jit  ' if compiled else 'eager'} n={n:<4} m={m:<4} "
                   f"fwd {timing.format_seconds(row['fwd']):>9} rev "
                   f"{timing.format_seconds(row['rev']):>9} auto "
                   f"{timing.format_seconds(row['auto']):>9}  auto/best "
-                  f"{row['auto_vs_best']:.2f}{'' if row['agree'] else '  DISAGREE'}",
-                  flush=True)
+                  f"{row['auto_vs_best']:.2f} picks {row['picked']}"
+                  f"{'' if row['agree'] else '  DISAGREE'}", flush=True)
     return rows
 
 
@@ -147,9 +180,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="interleaved runs per point; the table shows their medians")
+    parser.add_argument("--path", choices=("both", "jit", "eager"), default="both")
     args = parser.parse_args(argv)
     os.makedirs(args.out, exist_ok=True)
-    rows = run(args.quick)
+    paths = {"both": (True, False), "jit": (True,), "eager": (False,)}[args.path]
+    rows = run(args.quick, args.repeat, paths)
     with open(os.path.join(args.out, "jacobian.json"), "w") as fh:
         json.dump(rows, fh, indent=1, default=float)
     with open(os.path.join(args.out, "jacobian.md"), "w") as fh:
