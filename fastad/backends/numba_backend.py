@@ -909,6 +909,22 @@ class _Generator:
             else:
                 self.full(ins, f"acc{o}")
             return
+        dims = self.blocks(xval.shape, axes)
+        if dims is not None and dims[1] > 0 and dims[2] == 1:  # trailing axes: row by row
+            na, nn, _ = dims
+            xf = self.flat(x)
+            lines.append(f"r{o} = np.empty({na}, np.{aval.dtype.name})")
+            lines.append(f"for a in range({na}):")
+            lines.append(f"    row{o} = {xf}[a * {nn}]")
+            lines.append(f"    for n in range(1, {nn}):")
+            lines.append(f"        row{o} = "
+                         + combine.format(acc=f"row{o}", v=f"{xf}[a * {nn} + n]"))
+            lines.append(f"    r{o}[a] = row{o}")
+            if aval.shape == ():
+                self.define_scalar(ins, f"r{o}[0]")
+            else:
+                self.define_array(ins, f"r{o}.reshape({_shape(aval.shape)})")
+            return
         x3, (na, nn, nb) = self.as_blocks(x, axes)
         if nn == 0:
             lines.append(f"r{o} = np.full(({na}, {nb}), {REDUCER_IDENTITY[ins.prim]}, "
@@ -973,8 +989,15 @@ class _Generator:
             self.alias(ins, x)
         elif self.is_scalar(x):
             self.full(ins, self.ref(x, aval.dtype))
-        else:
-            self.define_array(ins, f"np.broadcast_to({self.ref(x)}, {_shape(aval.shape)}).copy()")
+        else:  # one loop per axis, reading x's element at each position
+            xf = self.flat(x)
+            self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+            out, pad, lines = self.flat(ins.out), "", self.step.lines
+            for d, n in enumerate(aval.shape):
+                lines.append(f"{pad}for i{d} in range({n}):")
+                pad += "    "
+            flat = " + ".join(f"i{d} * {st}" for d, st in enumerate(_c_strides(aval.shape)))
+            lines.append(f"{pad}{out}[{flat}] = {xf}[{self.broadcast_index(x, aval.shape)}]")
 
     # -- indexing ------------------------------------------------------------------
     def index_loop(self, idx: np.ndarray, body: str) -> None:
