@@ -261,6 +261,16 @@ def _sink_scalars(tape: Tape) -> Tape:
                 avals=tape.avals)
 
 
+def _nested_loops(lines: list[str], shape: Sequence[int]) -> tuple[str, str]:
+    """Appends ``for i0 ...: for i1 ...:`` over ``shape``; returns the body's
+    indentation and the flat C-order position of (i0, i1, ...)."""
+    pad = ""
+    for d, n in enumerate(shape):
+        lines.append(f"{pad}for i{d} in range({n}):")
+        pad += "    "
+    return pad, " + ".join(f"i{d} * {st}" for d, st in enumerate(_c_strides(shape))) or "0"
+
+
 def _index_expr(start: int, strides: Sequence[int], names: Sequence[str]) -> str:
     terms = [str(start)] if start else []
     terms += [name if st == 1 else f"{name} * {st}" for name, st in zip(names, strides) if st]
@@ -724,19 +734,8 @@ class _Generator:
                 shift += [f"{a} = {b}" for a, b in zip(q[:0:-1], q[-2::-1])]
                 fill.append(f"{q[0]} = {value}")
         most = max((d for d, _, _ in delays.values()), default=0)
-        if loop.broadcasts:  # one loop per axis
-            pad = ""
-            for d, n in enumerate(loop.shape):
-                lines.append(f"{pad}for i{d} in range({n}):")
-                pad += "    "
-            flat = " + ".join(f"i{d} * {st}" for d, st in enumerate(_c_strides(loop.shape)))
-            lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
-        elif grid is not None and len(grid) > 1:
-            pad = ""
-            for name, n in zip(names, grid):
-                lines.append(f"{pad}for {name} in range({n}):")
-                pad += "    "
-            flat = " + ".join(f"{name} * {st}" for name, st in zip(names, _c_strides(grid)))
+        if loop.broadcasts or len(names) > 1:  # one loop per axis of the shape or grid
+            pad, flat = _nested_loops(lines, loop.shape if loop.broadcasts else grid)
             lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
         elif most:  # scatters wait up to `most` iterations past the last element
             lines.append(f"for i in range({size + most}):")
@@ -992,12 +991,9 @@ class _Generator:
         else:  # one loop per axis, reading x's element at each position
             xf = self.flat(x)
             self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
-            out, pad, lines = self.flat(ins.out), "", self.step.lines
-            for d, n in enumerate(aval.shape):
-                lines.append(f"{pad}for i{d} in range({n}):")
-                pad += "    "
-            flat = " + ".join(f"i{d} * {st}" for d, st in enumerate(_c_strides(aval.shape)))
-            lines.append(f"{pad}{out}[{flat}] = {xf}[{self.broadcast_index(x, aval.shape)}]")
+            out = self.flat(ins.out)
+            pad, flat = _nested_loops(self.step.lines, aval.shape)
+            self.step.lines.append(f"{pad}{out}[{flat}] = {xf}[{self.broadcast_index(x, aval.shape)}]")
 
     # -- indexing ------------------------------------------------------------------
     def index_loop(self, idx: np.ndarray, body: str) -> None:
@@ -1015,13 +1011,9 @@ class _Generator:
             lines += [f"for j in range({idx.size}):", f"    src = {table}[j]", "    " + body]
             return
         start, strides = pattern
-        pad = ""
-        for d, n in enumerate(idx.shape):
-            lines.append(f"{pad}for i{d} in range({n}):")
-            pad += "    "
-        position = " + ".join(f"i{d} * {s}" for d, s in enumerate(_c_strides(idx.shape)))
+        pad, position = _nested_loops(lines, idx.shape)
         source = " + ".join([str(start)] + [f"i{d} * {s}" for d, s in enumerate(strides) if s])
-        lines += [f"{pad}j = {position or 0}", f"{pad}src = {source}", pad + body]
+        lines += [f"{pad}j = {position}", f"{pad}src = {source}", pad + body]
 
     def emit_take(self, ins: Instr) -> None:
         x, idx = ins.ins[0], np.asarray(self.tape.consts[ins.ins[1]], dtype=np.int64)
