@@ -500,14 +500,21 @@ def backends_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]
     return backend_choice.report(rows, with_plots), rows
 
 
-SECTIONS = {"jacobian": jacobian_section, "backends": backends_section}
+def reroll_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
+    import reroll
+    rows = reroll.run(mode.quick)
+    return reroll.report(rows), rows
+
+
+SECTIONS = {"jacobian": jacobian_section, "backends": backends_section,
+            "reroll": reroll_section}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
-                        "'batch', 'jacobian', 'backends', 'memory'")
+                        "'batch', 'jacobian', 'backends', 'reroll', 'memory'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
