@@ -190,3 +190,61 @@ def test_partial_adjoints_of_slices_accumulate_in_one_buffer():
     assert not adds_of_scatters
     _assert_same(tape, optimized, [x, v])
     _assert_same(tape, optimized, [np.full(20, -0.0), np.full(20, -0.0)])
+
+
+def _same_bits(got, want):
+    """Equal to the bit, signed zeros included; NaN where NaN (IEEE leaves the
+    sign and payload of a NaN result open)."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    nan = np.isnan(want)
+    np.testing.assert_array_equal(np.isnan(got), nan)
+    bits = f"u{want.dtype.itemsize}"
+    np.testing.assert_array_equal(got[~nan].view(bits), want[~nan].view(bits))
+
+
+SCALES = [2.0, 4.0, -2.0, 1.0, -1.0, 0.5, 0.25, 3.0, -3.0, 100.0, 0.1, 2.0 ** 60, 2.0 ** -60,
+          1e300, -1e-300, 2.0 ** 1023]
+
+
+def _extremes(dtype, n=64, seed=0):
+    info = np.finfo(dtype)
+    special = [0.0, -0.0, np.inf, -np.inf, np.nan, info.max, -info.max, info.tiny,
+               info.tiny / 8, -info.smallest_subnormal, info.max / 3, 1.0, -1.5, info.eps]
+    r = np.random.default_rng(seed)
+    wild = r.standard_normal(n) * 10.0 ** r.integers(-300, 300, n)
+    return np.concatenate([np.array(special), wild]).astype(dtype)
+
+
+@FAST
+@given(st.lists(st.sampled_from(SCALES), min_size=2, max_size=4),
+       st.sampled_from([np.float64, np.float32]), st.booleans(), st.integers(0, 2**31 - 1))
+def test_constant_scales_fold_only_where_every_input_gives_the_same_bits(scales, dtype, array,
+                                                                         seed):
+    """c1 * (c2 * x) -> (c1 * c2) * x keeps every bit at every x (huge, tiny,
+    subnormal, signed zeros, inf, NaN): a chain of constant multiplies, weak
+    scalars or uniform arrays (as a gradient makes them), before and after."""
+    def f(x):
+        for c in scales:
+            x = (fnp.full(x.shape, c, dtype) if array else c) * x
+        return x
+    x = _extremes(dtype, seed=seed)
+    with np.errstate(all="ignore"):
+        tape = fa.make_tape(f)(x)
+        optimized = optimize(tape)
+        optimized.validate()
+        _same_bits(evaluate(optimized, [x])[0], evaluate(tape, [x])[0])
+    muls = sum(ins.prim == "mul" for ins in optimized.instrs)
+    foldable = any(inner in (2.0, 4.0, -2.0, -1.0) and outer in (2.0, 4.0, -2.0, 3.0, -3.0, 100.0)
+                   for inner, outer in zip(scales, scales[1:]))
+    assert muls < len(scales) or not foldable
+
+
+def test_scales_that_would_round_differently_stay_apart():
+    """Power-of-two outer constants, inner constants below 1 and |outer| < 1
+    change bits at some x (subnormal or overflowing intermediates): kept."""
+    for inner, outer in ((3.0, 2.0), (0.5, 3.0), (2.0, 0.5), (2.0, 0.1), (2.0 ** 60, 2.0 ** 1000)):
+        tape = fa.make_tape(lambda x: outer * (inner * x))(np.ones(3))
+        assert sum(ins.prim == "mul" for ins in optimize(tape).instrs) == 2, (inner, outer)
+    tape = fa.make_tape(lambda x: 100.0 * (2.0 * x))(np.ones(3))
+    assert sum(ins.prim == "mul" for ins in optimize(tape).instrs) == 1

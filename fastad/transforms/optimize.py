@@ -3,7 +3,9 @@
 Rewrites keep IEEE values: ``x * 1``, ``x / 1``, ``x - 0``, ``x + 0``,
 ``x ** 1`` and ``-(-x)`` become ``x`` when that keeps x's shape and dtype
 (``x + 0`` may turn a -0.0 into +0.0, which compares equal); ``x ** 2`` is
-``square(x)``, the same correctly rounded ``x * x``; ``x * 0`` is never ``0``,
+``square(x)``, the same correctly rounded ``x * x``; ``c1 * (c2 * x)`` is
+``(c1 * c2) * x`` when c2 is a power of two at least 1 and ``|c1| >= 1`` (see
+``_exact_scale``: the only two that agree for every x); ``x * 0`` is never ``0``,
 since x may be inf or NaN, and ``exp(log(x))`` is never ``x`` (it is not,
 to the last bit).  Guards are never removed: they are side effects.
 """
@@ -129,10 +131,12 @@ def simplify(tape: Tape) -> Tape:
     """x*1 -> x, x+0 -> x, x-0 -> x, x/1 -> x, x**1 -> x, -(-x) -> x, where
     the result keeps x's shape and dtype exactly; x**2 -> square(x); -(c*x)
     -> (-c)*x for a scalar constant c whose product has no other use (the
-    same value: a product's sign is the xor of its operands' signs)."""
+    same value: a product's sign is the xor of its operands' signs);
+    c1 * (c2 * x) -> (c1 * c2) * x where that is exact (``_exact_scale``)."""
     rename: dict[int, int] = {}
     negated: dict[int, int] = {}
     scaled: dict[int, tuple[int, int]] = {}  # c*x with c a scalar constant -> (c, x)
+    scales: dict[int, tuple[Any, int]] = {}  # c*x, c a uniform constant -> (c's value, x)
     uses = collections.Counter(s for ins in tape.instrs for s in ins.ins)
     uses.update(tape.outputs)
     consts, avals = dict(tape.consts), list(tape.avals)
@@ -152,6 +156,8 @@ def simplify(tape: Tape) -> Tape:
                 tape.avals[operands[0]] == tape.avals[ins.out]:
             ins = Instr("square", ins.out, (operands[0],), (), ins.line)
         if ins.prim == "mul":
+            ins = _fold_scale(ins, tape, scales, uses, consts, avals)
+            operands = ins.ins
             for c, x in (operands, operands[::-1]):
                 if _scalar_const(tape, c) and tape.avals[x] == tape.avals[ins.out]:
                     scaled[ins.out] = (c, x)
@@ -164,6 +170,66 @@ def simplify(tape: Tape) -> Tape:
         instrs.append(ins)
     outputs = [rename.get(s, s) for s in tape.outputs]
     return Tape(list(tape.inputs), outputs, consts, instrs, avals)
+
+
+def _fold_scale(ins: Instr, tape: Tape, scales: dict[int, tuple[Any, int]],
+                uses: collections.Counter[int], consts: dict[int, Any], avals: list[Any]) -> Instr:
+    """mul(c1, mul(c2, x)) as mul(c1 * c2, x) when exact and the inner product
+    has no other use; records ins in ``scales`` when it scales a value of its
+    own shape and dtype by a uniform constant."""
+    out = avals[ins.out]
+    for c, y in (ins.ins, ins.ins[::-1]):
+        value = _uniform_const(consts, avals, c, out.dtype)
+        if value is None or avals[y] != out:
+            continue
+        if y in scales and uses[y] == 1:
+            inner, x = scales[y]
+            product = _exact_scale(value, inner)
+            if product is not None:
+                consts[len(avals)] = float(product)  # weak: the instruction's dtype
+                avals.append(aval_of(float(product)))
+                ins = Instr("mul", ins.out, (len(avals) - 1, x), (), ins.line)
+                value, y = product, x
+        scales[ins.out] = (value, y)
+        break
+    return ins
+
+
+def _uniform_const(consts: dict[int, Any], avals: list[Any], slot: int, dtype: np.dtype) -> Any:
+    """The value, in ``dtype``, of a constant of one repeated float or integer
+    value (any sign bit the same), as a product by it sees it; else None."""
+    if slot not in consts or dtype.kind != "f":
+        return None
+    value = np.asarray(consts[slot])
+    if value.dtype.kind not in "fi" or value.size == 0 or avals[slot].size != value.size:
+        return None
+    first = value.reshape(-1)[0]
+    if value.size > 1:
+        bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
+        if np.any(bits != bits[0]):
+            return None
+    with np.errstate(all="ignore"):
+        cast = dtype.type(first)
+    if value.dtype.kind == "i" and int(cast) != int(first):
+        return None
+    return cast
+
+
+def _exact_scale(outer: Any, inner: Any) -> Any:
+    """outer * inner if ``outer * (inner * x) == (outer * inner) * x`` for every
+    x, in their dtype; else None.  With inner = ±2**k, k >= 0, inner * x is
+    exact or overflows, and it overflows only where the whole product does
+    when |outer| >= 1: both sides are then x's exact value times outer * inner,
+    rounded once.  An outer power of two is not enough (inner * x may be
+    rounded as a subnormal that outer * inner * x is not)."""
+    if not (np.isfinite(outer) and np.isfinite(inner)) or abs(outer) < 1:
+        return None
+    mantissa, exponent = np.frexp(inner)
+    if abs(mantissa) != 0.5 or exponent < 1:
+        return None
+    with np.errstate(all="ignore"):
+        product = outer * inner
+    return product if np.isfinite(product) else None
 
 
 def _scalar_const(tape: Tape, slot: int) -> bool:
