@@ -61,6 +61,7 @@ class Member(NamedTuple):
     in_place: bool       # scatter: updates x's own buffer (x dies here)
     shift: int = 0       # scatter continuing a chain of the run at another start
     total: int = -1      # count: the slot of the sum the comparison ins feeds
+    subtract: bool = False  # scatter: adds the negation of its value (see _fold_negations)
 
 
 class Count(NamedTuple):
@@ -315,7 +316,7 @@ class Fusion:
             return
         lw.step_temps = []
         for part in _split(members):
-            _Emitter(lw, part, views, n, dtype).emit()
+            _Emitter(lw, _fold_negations(lw, part, views), views, n, dtype).emit()
         for step, ins in postponed:
             lw.step = step
             _RULES[ins.prim](lw, ins)
@@ -388,6 +389,56 @@ def _clashes(region: tuple[int, int, int], others: list[tuple[int, int, int]]) -
     buf, start, size = region
     return any(b == buf and s != start and s < start + size and start < s + z
                for b, s, z in others)
+
+
+def _fold_negations(lw: Any, members: list[Member], views: dict[int, list[int]]) -> list[Member]:
+    """p + (-a) * b as p - a * b, one step fewer, where the negation and the
+    product are read once, by the next member of the chain, and p + ... is an
+    add or a scatter_add of the run: the same bits, as (-a) * b is exactly
+    -(a * b) and p + -(q) is by definition p - q.  No scatter runs between
+    the negation and the product, so a reads the same values at either."""
+    members: list[Member | None] = list(members)
+
+    def sole_reader(slot: int, after: int) -> int | None:
+        if lw.uses.get(slot) != 1 or views.get(slot):
+            return None
+        for i in range(after + 1, len(members)):
+            m = members[i]
+            if m is None:
+                continue
+            data = m.ins.ins[2:] if m.kind == "scatter" else m.ins.ins
+            if slot in data:
+                return i if m.kind != "sum" and m.total < 0 else None
+        return None
+    for k, neg in enumerate(members):
+        if neg is None or neg.kind != "unary" or neg.ins.prim != "neg":
+            continue
+        i = sole_reader(neg.ins.out, k)
+        if i is None or members[i].ins.prim != "mul" or members[i].kind != "binary":
+            continue
+        if any(m is not None and m.kind == "scatter" for m in members[k + 1:i]):
+            continue
+        mul = members[i]
+        j = sole_reader(mul.ins.out, i)
+        if j is None:
+            continue
+        user = members[j]
+        w = mul.ins.out
+        if user.kind == "scatter" and not user.shift and not user.subtract:
+            members[j] = user._replace(subtract=True)
+        elif user.kind == "binary" and user.ins.prim == "add":
+            p = 1 if user.ins.ins[0] == w else 0
+            members[j] = user._replace(
+                ins=Instr("sub", user.ins.out, (user.ins.ins[p], w), user.ins.params, user.ins.line),
+                operands=(user.operands[p], user.operands[1 - p]))
+        else:
+            continue
+        slot = mul.ins.ins.index(neg.ins.out)
+        operands = list(mul.operands)
+        operands[slot] = neg.operands[0]
+        members[i] = mul._replace(operands=tuple(operands))
+        members[k] = None
+    return [m for m in members if m is not None]
 
 
 def _split(members: list[Member]) -> list[list[Member]]:
@@ -513,7 +564,8 @@ class _Emitter:
             self._alias_views(out)
         elif m.kind == "scatter":
             dst, base = self._scatter_target(m)
-            self.steps.append((BINARY_STEP, BINARY["add"], dst, base, ops[0]))
+            self.steps.append((BINARY_STEP, BINARY["sub" if m.subtract else "add"], dst, base,
+                               ops[0]))
             self.where[out] = dst
             self._alias_views(out)
         elif m.kind == "unary":
