@@ -638,7 +638,7 @@ KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_
  * in L1, and only the chain's inputs and outputs touch the arena.  Large
  * instructions are cut into one contiguous chunk per thread. */
 #ifndef FUSED_BLOCK
-#define FUSED_BLOCK 256
+#define FUSED_BLOCK 512 /* measured against 128, 256 and 1024: docs/design.md */
 #endif
 /* Measured on the 2-core development machine (docs/design.md); a build may
  * set another with -DFASTAD_FUSED_PARALLEL_MIN=... */

@@ -115,7 +115,7 @@ def inputs(n, dtype, seed=0):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @EXAMPLES
-@given(prog=programs, n=st.sampled_from([2, 3, 17, 256, 257, 1000]))
+@given(prog=programs, n=st.sampled_from([2, 3, 17, 256, 257, 512, 513, 1000, 1100]))
 def test_random_programs_fused_match_reference_and_unfused(prog, dtype, n):
     args = inputs(n, dtype)
     tape = fa.make_tape(build(prog))(*args)
@@ -264,7 +264,7 @@ COMPARISONS = {"lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.gr
 @EXAMPLES
 @given(cmp=st.sampled_from(sorted(COMPARISONS)), negate=st.booleans(),
        operands=st.sampled_from(["uy", "xy", "uc", "cu", "u0", "eu"]), alone=st.booleans(),
-       nans=st.sampled_from([0, 1, 7]), n=st.sampled_from([2, 3, 256, 257, 1000]))
+       nans=st.sampled_from([0, 1, 7]), n=st.sampled_from([2, 3, 256, 512, 513, 1100]))
 def test_counts_of_comparisons_are_one_step_and_exact(cmp, negate, operands, alone, nans, n,
                                                       dtype):
     """sum(astype(a < b)) (a rerolled guard's predicate), or of its logical_not,
