@@ -506,15 +506,21 @@ def reroll_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
     return reroll.report(rows), rows
 
 
+def targets_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
+    import targets
+    results = targets.run(mode.quick)
+    return targets.report(results), results
+
+
 SECTIONS = {"jacobian": jacobian_section, "backends": backends_section,
-            "reroll": reroll_section}
+            "reroll": reroll_section, "targets": targets_section}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
-                        "'batch', 'jacobian', 'backends', 'reroll', 'memory'")
+                        "'batch', 'jacobian', 'backends', 'reroll', 'targets', 'memory'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),
