@@ -177,7 +177,7 @@ class Specializer:
         self.cache: dict[Any, list[Entry]] = {}
         self.traces = 0
         self.last: Entry | None = None
-        # run_one(x, which) of the last signature when it was one float array
+        # run_args(args, which) of the last signature when it was float arrays
         self.fast: Callable[[Any, int], Any] | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
@@ -204,8 +204,8 @@ class Specializer:
         return tuple(key), dynamic
 
     def __call__(self, *args: Any) -> Any:
-        if self.fast is not None and len(args) == 1:
-            outs = self.fast(args[0], -1)
+        if self.fast is not None:
+            outs = self.fast(args, -1)
             if outs is not None:
                 return self.unpack(self.fast_structure, outs, self.argnums)
         key, dynamic = self.split(args)
@@ -397,15 +397,17 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
-def _fast_path(key: Any, entry: Entry) -> Callable[[Any, int], Any] | None:
-    """``run_one(x, which)`` of the entry's executable when the signature is one
-    float array: a call with exactly such an array skips flattening and the
-    cache (every backend's executable has `run_one`)."""
-    if len(key) == 1 and key[0][0] == pytree.LEAF and len(key[0][1]) == 1:
-        (shape, _), = key[0][1]
-        if isinstance(shape, tuple) and len(shape) > 0:
-            return entry.exe.run_one
-    return None
+def _fast_path(key: Any, entry: Entry) -> Callable[[tuple[Any, ...], int], Any] | None:
+    """``run_args(args, which)`` of the entry's executable when every argument
+    of the signature is one float array: a call with exactly such arrays skips
+    flattening and the cache (every backend's executable has `run_args`)."""
+    for arg in key:
+        if arg[0] != pytree.LEAF or len(arg[1]) != 1:
+            return None
+        (shape, _), = arg[1]
+        if not isinstance(shape, tuple) or len(shape) == 0:
+            return None
+    return entry.exe.run_args
 
 
 def _checked_argnums(argnums: Any) -> Any:
@@ -566,16 +568,16 @@ class CompiledGrad(_Inspectable):
 
     def __call__(self, *args: Any) -> Any:
         fast = self._vg.fast
-        if fast is not None and len(args) == 1 and self.argnums == 0:
-            grad = fast(args[0], 1)
+        if fast is not None and self.argnums == 0:
+            grad = fast(args, 1)
             if grad is not None:
                 return grad
         return self._vg(*args)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
         fast = self._vg.fast
-        if fast is not None and len(args) == 1 and self.argnums == 0:
-            outs = fast(args[0], -1)
+        if fast is not None and self.argnums == 0:
+            outs = fast(args, -1)
             if outs is not None:
                 return outs[0], outs[1]
         return self._vg(*args)
@@ -586,8 +588,8 @@ class CompiledGrad(_Inspectable):
                                       eager=self.fn, max_traces=self._max_traces,
                                       reroll=self._reroll, exact_sums=self._exact_sums)
         fast = self._value.fast
-        if fast is not None and len(args) == 1:
-            value = fast(args[0], 0)
+        if fast is not None:
+            value = fast(args, 0)
             if value is not None:
                 return value
         return self._value(*args)

@@ -62,8 +62,8 @@ class FakeExecutable:
             time.sleep(self.delay)
         return [self.result]
 
-    def run_one(self, x, which):
-        outs = self.run([x])
+    def run_args(self, args, which):
+        outs = self.run(list(args))
         return outs if which < 0 else outs[which]
 
 
@@ -77,13 +77,13 @@ def test_tiered_switches_once_after_the_count_and_keeps_the_faster(second_is_fas
         built.append(tape)
         return second
     exe = choice.Tiered("tape", first, 3, build_second)
-    assert exe.run_one(1.0, -1) == ["first"] and exe.run([1.0]) == ["first"]
+    assert exe.run_args((1.0,), -1) == ["first"] and exe.run([1.0]) == ["first"]
     assert built == []
     winner = "second" if second_is_faster else "first"
     assert exe.run([1.0]) == [winner]  # the third call compiles and decides
     assert built == ["tape"]
     for _ in range(5):
-        assert exe.run([1.0]) == [winner] and exe.run_one(1.0, 0) == winner
+        assert exe.run([1.0]) == [winner] and exe.run_args((1.0,), 0) == winner
     assert built == ["tape"]  # decided once
     assert exe.current is (second if second_is_faster else first)
 

@@ -92,6 +92,29 @@ def test_fast_path_sends_other_arrays_to_the_general_path(backend, kind):
     np.testing.assert_allclose(g(x), fa.grad(f)(x), rtol=1e-12)  # and the shortcut still
 
 
+@pytest.mark.parametrize("kind", ["float32", "strided", "readonly", "subclass", "big-endian"])
+def test_fast_path_with_several_arrays(backend, kind):
+    """The shortcut covers calls with several arrays (g(a, b), g.hvp(x, v)):
+    any argument that is not exactly what was compiled sends the call to the
+    general path."""
+    def f(a, b):
+        return np.sum(np.sin(a) * b ** 2) + np.sum(a[1:] * b[:-1] ** 3)
+    a, b, v = rng.standard_normal(12), rng.standard_normal(12), rng.standard_normal(12)
+    g = fa.compile(f, backend=backend)
+    np.testing.assert_allclose(g(a, b), fa.grad(f)(a, b), rtol=1e-12)
+    other = _like_x_but(b, kind)
+    plain = np.asarray(other, dtype=np.float64)
+    rtol = 1e-5 if kind == "float32" else 1e-12
+    np.testing.assert_allclose(g(a, other), fa.grad(f)(a, plain), rtol=rtol)
+    np.testing.assert_allclose(g(a, b), fa.grad(f)(a, b), rtol=1e-12)
+    want = fa.hvp(f)(a, b, v)
+    for _ in range(2):  # traced, then the shortcut
+        np.testing.assert_allclose(g.hvp(a, b, v), want, rtol=1e-10)
+    np.testing.assert_allclose(g.hvp(a, b, _like_x_but(v, kind)),
+                               fa.hvp(f)(a, b, np.asarray(_like_x_but(v, kind), np.float64)),
+                               rtol=max(rtol, 1e-10))
+
+
 def test_fast_path_refuses_integers_like_the_general_path(backend):
     g = fa.compile(rosenbrock, backend=backend)
     x = rng.standard_normal(12)

@@ -285,25 +285,28 @@ cdef class Executable:
         finally:
             self._pool.append(arena)
 
-    def run_one(self, x, Py_ssize_t which):
-        """The hot path of a compiled function called in a loop with one array:
+    def run_args(self, tuple args, Py_ssize_t which):
+        """The hot path of a compiled function called in a loop with arrays:
         output ``which`` (all outputs, as a list, when ``which`` is -1), 0-d
-        outputs as NumPy scalars.  None when ``x`` is not exactly the array the
-        program was compiled for (type, dtype, shape, layout) or a guard
-        fails; the caller then takes the general path, which converts or
-        retraces."""
+        outputs as NumPy scalars.  None when ``args`` are not exactly the
+        arrays the program was compiled for (count, type, dtype, shape,
+        layout) or a guard fails; the caller then takes the general path,
+        which converts or retraces."""
+        cdef Py_ssize_t i, n = len(args)
         cdef _Port port
         cdef int status
         cdef char *base
-        if self._ninputs != 1:
+        if n != self._ninputs:
             return None
-        port = <_Port>self._inputs[0]
-        if not port.matches(x):
-            return None
+        for i in range(n):
+            if not (<_Port>self._inputs[i]).matches(args[i]):
+                return None
         arena = self._pool.pop() if self._pool else self._new_arena()
         base = self._aligned(arena)
         try:
-            memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
+            for i in range(n):
+                port = <_Port>self._inputs[i]
+                memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>args[i]), port.nbytes)
             with nogil:
                 status = fastad_vm_run(&self.prog, &LINALG, base)
             if status == FASTAD_VM_GUARD_FAILED:
@@ -412,7 +415,7 @@ cdef class Executable:
         return leading.pop()
 
     cdef object _result(self, _Port port, char *base):
-        """An output as `run_one` returns it: 0-d ones as NumPy scalars."""
+        """An output as `run_args` returns it: 0-d ones as NumPy scalars."""
         if port.ndim == 0:
             if port.typenum == cnp.NPY_FLOAT64:
                 return np.float64((<double *>(base + port.offset))[0])

@@ -99,7 +99,7 @@ def numba_cached(tape: Tape) -> bool:
 class Tiered:
     """An executable that runs on the C VM and moves itself to Numba after
     ``after`` calls (see the module docstring).  After the move, ``run`` and
-    ``run_one`` are the chosen executable's own: no wrapper is left."""
+    ``run_args`` are the chosen executable's own: no wrapper is left."""
 
     def __init__(self, tape: Tape, first: Any, after: float,
                  build_second: Callable[[Tape], Any], names: tuple[str, str] = ("c", "numba")
@@ -111,7 +111,7 @@ class Tiered:
         self.build_second = build_second
         self._lock = threading.Lock()
         self.run = self._counting_run
-        self.run_one = self._counting_run_one
+        self.run_args = self._counting_run_args
 
     def _counting_run(self, inputs: Sequence[Any]) -> list[Any] | None:
         self.left -= 1
@@ -119,12 +119,12 @@ class Tiered:
             self._decide(inputs)
         return self.current.run(inputs)
 
-    def _counting_run_one(self, x: Any, which: int) -> Any:
-        result = self.current.run_one(x, which)
-        if result is not None:  # a call the fast path took: x is what was compiled for
+    def _counting_run_args(self, args: tuple[Any, ...], which: int) -> Any:
+        result = self.current.run_args(args, which)
+        if result is not None:  # a call the fast path took: args are what was compiled for
             self.left -= 1
             if self.left <= 0:
-                self._decide((x,))
+                self._decide(args)
         return result
 
     def __getattr__(self, name: str) -> Any:
@@ -148,7 +148,7 @@ class Tiered:
         if second is not None and _time(second, inputs) < _time(first, inputs):
             self.current = second
         self.run = self.current.run
-        self.run_one = self.current.run_one
+        self.run_args = self.current.run_args
 
     @property
     def backend(self) -> str:

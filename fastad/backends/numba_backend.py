@@ -1402,30 +1402,35 @@ class Executable:
         lines += [f"        r = {call}",
                   "    except (TypeError, AttributeError, ValueError):",
                   "        return slow(inputs)"] + finish
-        # run_one(a0, which): see `fastad.backends.reference.RunsOneArray`.  It
+        # run_args(args, which): see `fastad.backends.reference.RunsArgs`.  It
         # calls the compiled entry point, skipping Numba's type dispatch, which
-        # trusts its argument's layout: hence the exact checks first.
-        lines += ["def run_one(a0, which):",
-                  "    if (type(a0) is not ndarray or a0.shape != s0 or a0.strides != t0",
-                  "            or (a0.dtype is not d0 and a0.dtype != d0)):",
+        # trusts its arguments' layout: hence the exact checks first.
+        exact = " or ".join(f"type({a}) is not ndarray or {a}.shape != s{k} or {a}.strides != t{k}"
+                            f" or ({a}.dtype is not d{k} and {a}.dtype != d{k})"
+                            for k, a in enumerate(names))
+        lines += ["def run_args(args, which):",
+                  f"    if len(args) != {n}:",
+                  "        return None",
+                  f"    {', '.join(names)}, = args",
+                  f"    if {exact}:",
                   "        return None",
                   f"    r = {call.replace('kernel(', 'entry(', 1)}"] + finish[:-1] + [
                   line for k, out in enumerate(outs)
                   for line in (f"    if which == {k}:", f"        return {out}")] + [finish[-1]]
-        shape, dtype = self._in[0]
         scope: dict[str, Any] = {"kernel": self.kernel, "slow": self._slow_run,
-                                 "entry": _entry_point(self.kernel), "ndarray": np.ndarray,
-                                 "d0": dtype, "t0": np.empty(shape, dtype).strides}
+                                 "entry": _entry_point(self.kernel), "ndarray": np.ndarray}
+        for k, (shape, dtype) in enumerate(self._in):
+            scope[f"d{k}"], scope[f"t{k}"] = dtype, np.empty(shape, dtype).strides
         scope.update({f"p{k}": v for k, v in enumerate(self.packed)})
         scope.update({f"s{k}": shape for k, shape in enumerate(self._shapes)})
         scope.update({f"o{k}": scalar for k, scalar in self._scalar_out})
         exec("\n".join(lines), scope)  # noqa: S102 -- text made above from shapes only
-        if n == 1 and self._shapes[0] is not None:
-            self.run_one = scope["run_one"]
+        if all(shape is not None for shape in self._shapes):
+            self.run_args = scope["run_args"]
         return scope["run"]
 
-    def run_one(self, x: Any, which: int) -> Any:
-        """Replaced by the generated one for a kernel of one array input."""
+    def run_args(self, args: tuple[Any, ...], which: int) -> Any:
+        """Replaced by the generated one for a kernel whose inputs are arrays."""
         return None
 
     def __str__(self) -> str:

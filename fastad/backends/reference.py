@@ -49,28 +49,29 @@ def _nonfinite(value: Any) -> bool:
     return arr.dtype.kind == "f" and not bool(np.all(np.isfinite(arr)))
 
 
-class RunsOneArray:
-    """`run_one(x, which)` on top of ``run`` for an executable with a ``tape``
-    (the C VM's own is in `_vm.Executable.run_one`): output ``which`` (all, as
-    a list, for -1), 0-d outputs as NumPy scalars, or None when ``x`` is not
-    exactly the one array the tape takes or a guard fails."""
+class RunsArgs:
+    """`run_args(args, which)` on top of ``run`` for an executable with a
+    ``tape`` (the C VM's own is in `_vm.Executable.run_args`): output
+    ``which`` (all, as a list, for -1), 0-d outputs as NumPy scalars, or None
+    when ``args`` are not exactly the arrays the tape takes or a guard fails."""
 
     tape: Tape
 
-    def run_one(self, x: Any, which: int) -> Any:
-        if len(self.tape.inputs) != 1:
+    def run_args(self, args: tuple[Any, ...], which: int) -> Any:
+        if len(args) != len(self.tape.inputs):
             return None
-        aval = self.tape.avals[self.tape.inputs[0]]
-        if type(x) is not np.ndarray or x.shape != tuple(aval.shape) or x.dtype != aval.dtype:
-            return None
-        outs = self.run((x,))
+        for x, s in zip(args, self.tape.inputs):
+            aval = self.tape.avals[s]
+            if type(x) is not np.ndarray or x.shape != tuple(aval.shape) or x.dtype != aval.dtype:
+                return None
+        outs = self.run(args)
         if outs is None:
             return None
         outs = [v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v for v in outs]
         return outs if which < 0 else outs[which]
 
 
-class Executable(RunsOneArray):
+class Executable(RunsArgs):
     """The reference backend's compiled form of a tape: the tape itself."""
 
     def __init__(self, tape: Tape) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..primitives.registry import registry
 from ..tape import Instr, Tape
-from .reference import RunsOneArray
+from .reference import RunsArgs
 
 
 def _scalar(value: Any) -> Any:
@@ -92,7 +92,7 @@ def _sub_tape(tape: Tape, instrs: list[Instr], needed_after: set[int]) -> Tape:
                 avals=list(tape.avals))
 
 
-class Executable(RunsOneArray):
+class Executable(RunsArgs):
     """``run(inputs)`` like every backend's: the outputs, or None when a guard fails."""
 
     def __init__(self, tape: Tape, backend: ModuleType, native: frozenset[str]) -> None:
