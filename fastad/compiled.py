@@ -401,10 +401,10 @@ def _fast_path(key: Any, entry: Entry) -> Callable[[tuple[Any, ...], int], Any] 
     """``run_args(args, which)`` of the entry's executable when every argument
     of the signature is one float array: a call with exactly such arrays skips
     flattening and the cache (every backend's executable has `run_args`)."""
-    for arg in key:
-        if arg[0] != pytree.LEAF or len(arg[1]) != 1:
+    for arg in key:  # a dynamic leaf's key is (shape, dtype char); static ones differ
+        if arg[0] != pytree.LEAF or len(arg[1]) != 1 or len(arg[1][0]) != 2:
             return None
-        (shape, _), = arg[1]
+        shape = arg[1][0][0]
         if not isinstance(shape, tuple) or len(shape) == 0:
             return None
     return entry.exe.run_args
