@@ -29,6 +29,17 @@ def test_scalar_tapes_never_leave_the_vm():
     assert choice.promote_after(tape, numba_cached=True) == math.inf
 
 
+def test_transcendental_functions_count_for_more():
+    def f(x):
+        return np.sum(np.sin(x) * x)
+    def g(x):
+        return np.sum((x * 0.5) * x)
+    sin_tape, cheap_tape = tape_of(f, 10**4), tape_of(g, 10**4)
+    assert choice.tape_stats(sin_tape)["transcendental_elements"] > 0
+    assert choice.saving_per_call(choice.tape_stats(sin_tape)) > \
+        choice.saving_per_call(choice.tape_stats(cheap_tape))
+
+
 def test_small_arrays_never_leave_the_vm():
     # below NUMBA_EXTRA_CALL_S / ELEMENTWISE_SAVING_S elements Numba saves nothing
     assert choice.promote_after(tape_of(rosenbrock, 50), numba_cached=True) == math.inf
@@ -46,6 +57,7 @@ def test_the_rule_is_the_documented_break_even():
     stats = choice.tape_stats(tape)
     fixed, per_instruction = choice.NUMBA_COMPILE_S
     compile_s = fixed + per_instruction * stats["instructions"]
+    assert stats["transcendental_elements"] == 0  # Rosenbrock: + - * only
     saving = choice.ELEMENTWISE_SAVING_S * stats["elementwise_elements"] \
         - choice.NUMBA_EXTRA_CALL_S
     assert choice.promote_after(tape, numba_cached=False) == math.ceil(compile_s / saving)

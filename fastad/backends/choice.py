@@ -7,12 +7,16 @@ alternating rounds; numbers in benchmarks/README.md):
   a few nanoseconds, which generated straight-line Numba code does not beat
   (scalar tapes of 170 to 2,700 instructions: Numba 0.9-2.1x the VM's time);
 * Numba's fused loops are faster where a few elementwise instructions run on
-  long arrays (rerolled loops of 1,000 to 100,000 elements: 1.15-1.3x,
-  about 0.3 ns saved per element of every elementwise instruction), and
-  slower on long chains of cheap ones (1.4-6x: code generation to improve);
-* a cold Numba compile costs 0.4-2.5 s for tens of instructions and grows
-  faster than linearly on long scalar code (1,900 instructions: 39 s; 2,700:
-  6 min); a tape in the disk cache loads in 0.06-0.07 s.
+  long arrays: about 0.06 ns saved per array element of every cheap
+  elementwise instruction (rerolled loops and mixed tapes of 10,000 to
+  1,100,000 elements: 0.05-0.06 ns), 0.5-1.5 ns per element of a
+  transcendental one (``sin`` chains), and slower on long chains of cheap
+  ones (35 to 1,050 instructions: 1.5-6x), where its loops store every
+  intermediate that the adjoint reads;
+* a call costs Numba about 0.5 us more than the VM (W4: 1.48 against 0.85 us);
+* a cold Numba compile costs 0.1-0.7 s for tens of instructions and grows
+  faster than linearly on long scalar code (908 instructions: 4.6 s; 2,708:
+  2 min); a tape in the disk cache loads in 0.06-0.07 s.
 
 How often a function will be called is not known when it is compiled.  So
 ``auto`` starts every function on the C VM and counts its calls; a tape on
@@ -32,9 +36,14 @@ from typing import Any, Callable, Sequence
 
 from ..tape import Tape
 
-ELEMENTWISE_SAVING_S = 0.3e-9  # per array element of an elementwise instruction, per call
-NUMBA_EXTRA_CALL_S = 1.0e-6  # Numba's larger fixed cost per call (boxing, allocations)
-NUMBA_COMPILE_S = (1.0, 10e-3)  # cold compile: fixed + per instruction
+ELEMENTWISE_SAVING_S = 0.06e-9  # per array element of a cheap elementwise instruction, per call
+TRANSCENDENTAL_SAVING_S = 0.5e-9  # per array element of a transcendental one, per call
+NUMBA_EXTRA_CALL_S = 0.5e-6  # Numba's larger fixed cost per call (boxing, allocations)
+TRANSCENDENTAL = frozenset({
+    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "arcsin",
+    "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "pow",
+    "arctan2", "logaddexp", "cbrt"})
+NUMBA_COMPILE_S = (0.5, 3e-3)  # cold compile: fixed (more for a process's first) + per instruction
 NUMBA_LOAD_S = (0.1, 0.2e-3)  # from the disk cache (measured 0.06-0.07 s)
 VERIFY_CALLS = 5  # calls timed on each backend before keeping the faster
 
@@ -48,23 +57,29 @@ def _elementwise_prims() -> frozenset[str]:
 
 def tape_stats(tape: Tape) -> dict[str, Any]:
     """What the rule reads: instructions, scalar instructions, and the array
-    elements that elementwise instructions produce per call."""
+    elements that elementwise instructions produce per call (all of them, and
+    those of transcendental functions)."""
     elementwise = _elementwise_prims()
-    scalar = elements = 0
+    scalar = elements = transcendental = 0
     for ins in tape.instrs:
         aval = tape.avals[ins.out]
         if aval.shape == ():
             scalar += 1
         elif ins.prim in elementwise:
             elements += aval.size
+            if ins.prim in TRANSCENDENTAL:
+                transcendental += aval.size
     n = len(tape.instrs)
     return {"instructions": n, "scalar": scalar, "elementwise_elements": elements,
+            "transcendental_elements": transcendental,
             "scalar_share": scalar / n if n else 0.0}
 
 
 def saving_per_call(stats: dict[str, Any]) -> float:
     """Seconds per call Numba is predicted to save over the C VM (may be < 0)."""
-    return ELEMENTWISE_SAVING_S * stats["elementwise_elements"] - NUMBA_EXTRA_CALL_S
+    cheap = stats["elementwise_elements"] - stats["transcendental_elements"]
+    return (ELEMENTWISE_SAVING_S * cheap + TRANSCENDENTAL_SAVING_S * stats["transcendental_elements"]
+            - NUMBA_EXTRA_CALL_S)
 
 
 def compile_cost(stats: dict[str, Any], cached: bool) -> float:
