@@ -282,3 +282,23 @@ def rosenbrock_loop(x: Any) -> Any:
 
 def rosenbrock(x: Any) -> Any:
     return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def rosenbrock_loop_guarded(x: Any) -> Any:
+    """The loop with an `if` per term that never branches: a guard per iteration."""
+    total = 0.0
+    for i in range(len(x) - 1):
+        term = 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
+        if term < 0.0:
+            term = -term
+        total = total + term
+    return total
+
+
+def laplacian_energy(x: Any) -> Any:
+    """A 2-D stencil written with two nested loops."""
+    s = 0.0
+    for i in range(1, x.shape[0] - 1):
+        for j in range(1, x.shape[1] - 1):
+            s = s + (4 * x[i, j] - x[i - 1, j] - x[i + 1, j] - x[i, j - 1] - x[i, j + 1]) ** 2
+    return s

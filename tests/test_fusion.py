@@ -22,6 +22,7 @@ import fastad as fa
 import fastad.numpy as fnp
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import lower
+from helpers import rosenbrock_loop_guarded
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
 
@@ -301,16 +302,6 @@ def test_a_comparison_read_elsewhere_is_not_counted():
     tape = fa.make_tape(f)(x)
     assert "count(" not in str(lower(tape))
     assert_fused_matches(tape, [x])
-
-
-def rosenbrock_loop_guarded(x):
-    total = 0.0
-    for i in range(len(x) - 1):
-        term = 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-        if term < 0.0:  # never true
-            term = -term
-        total = total + term
-    return total
 
 
 def test_a_rerolled_guard_joins_the_run_and_is_checked_after_it():

@@ -27,6 +27,7 @@ from fastad.primitives import registry  # noqa: E402
 from fastad.primitives.elementwise import (BINARY, BINARY_ZERO_DERIVATIVE, UNARY,  # noqa: E402
                                            UNARY_ZERO_DERIVATIVE)
 from fastad.tape import Aval, Instr, Tape, aval_of  # noqa: E402
+from helpers import laplacian_energy, rosenbrock_loop  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = {np.dtype(np.float64): dict(rtol=1e-11, atol=1e-12),
@@ -435,14 +436,9 @@ def test_fused_scatter_chains_keep_the_order_of_updates(offsets):
 def test_rerolled_loop_gradient_is_one_loop():
     """W1's rerolled gradient, forward and adjoint, runs as one loop over x
     with its scatter-adds inside, as a hand-written gradient loop does."""
-    def w1(x):
-        s = 0.0
-        for i in range(len(x) - 1):
-            s = s + 100.0 * (x[i + 1] - x[i] ** 2) ** 2 + (1.0 - x[i]) ** 2
-        return s
     x = np.random.default_rng(3).standard_normal(40)
-    g = fa.compile(w1, backend="numba")
-    np.testing.assert_array_equal(g(x), fa.compile(w1, backend="numpy")(x))
+    g = fa.compile(rosenbrock_loop, backend="numba")
+    np.testing.assert_array_equal(g(x), fa.compile(rosenbrock_loop, backend="numpy")(x))
     source = g._vg.cache[next(iter(g._vg.cache))][0].exe.source
     assert source.count("for i in range(") == 1 and "np.empty(" not in source
 
@@ -450,15 +446,8 @@ def test_rerolled_loop_gradient_is_one_loop():
 def test_two_dimensional_blocks_are_read_without_index_tables():
     """The nested-loop stencil reads x[i±1, j±1] as affine positions over a
     (rows, cols) grid, fused into its loop, not through gathered copies."""
-    def energy(x):
-        total = 0.0
-        for i in range(1, x.shape[0] - 1):
-            for j in range(1, x.shape[1] - 1):
-                r = 4.0 * x[i, j] - x[i - 1, j] - x[i + 1, j] - x[i, j - 1] - x[i, j + 1]
-                total = total + r * r
-        return total
     x = np.random.default_rng(4).standard_normal((7, 9))
-    g = fa.compile(energy, backend="numba")
-    np.testing.assert_allclose(g(x), fa.grad(energy)(x), rtol=1e-12)
+    g = fa.compile(laplacian_energy, backend="numba")
+    np.testing.assert_allclose(g(x), fa.grad(laplacian_energy)(x), rtol=1e-12)
     source = g._vg.cache[next(iter(g._vg.cache))][0].exe.source
     assert "idx" not in source and "for i1 in range(7)" in source

@@ -17,6 +17,7 @@ import fastad as fa
 import fastad.numpy as fnp
 from fastad.backends.reference import evaluate
 from fastad.transforms.reroll import MIN_RUN, reroll
+from helpers import laplacian_energy
 
 # Numba compiles each new program for a few seconds: it gets fewer examples.
 EXAMPLES = {"numba": 6, "c": 15, "numpy": 25}
@@ -156,14 +157,6 @@ def grid_energy(x: Any) -> Any:
     for i in range(x.shape[0] - 1):
         for j in range(x.shape[1] - 1):
             s = s + (x[i, j + 1] - x[i, j]) ** 2 + (x[i + 1, j] - x[i, j]) ** 2
-    return s
-
-
-def laplacian_energy(x: Any) -> Any:
-    s = 0.0
-    for i in range(1, x.shape[0] - 1):
-        for j in range(1, x.shape[1] - 1):
-            s = s + (4 * x[i, j] - x[i - 1, j] - x[i + 1, j] - x[i, j - 1] - x[i, j + 1]) ** 2
     return s
 
 

@@ -262,7 +262,6 @@ cdef class Executable:
         NumPy arrays; None if a guard fails."""
         cdef Py_ssize_t i, n = len(inputs)
         cdef _Port port
-        cdef int status
         cdef char *base
         if n != self._ninputs:
             raise SignatureError(f"expected {self._ninputs} arguments, got {n}")
@@ -275,15 +274,20 @@ cdef class Executable:
                 if not port.matches(x):
                     x = port.coerce(x)
                 memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
-            with nogil:
-                status = fastad_vm_run(&self.prog, &LINALG, base)
-            if status == FASTAD_VM_GUARD_FAILED:
+            if self._execute(base):
                 return None
-            if status == FASTAD_VM_SINGULAR:
-                raise np.linalg.LinAlgError("Singular matrix")
             return [self._output(<_Port>port_obj, base) for port_obj in self._outputs]
         finally:
             self._pool.append(arena)
+
+    cdef int _execute(self, char *base) except -1:
+        """Runs the program on a filled arena: 1 when a guard failed, else 0."""
+        cdef int status
+        with nogil:
+            status = fastad_vm_run(&self.prog, &LINALG, base)
+        if status == FASTAD_VM_SINGULAR:
+            raise np.linalg.LinAlgError("Singular matrix")
+        return status == FASTAD_VM_GUARD_FAILED
 
     def run_args(self, tuple args, Py_ssize_t which):
         """The hot path of a compiled function called in a loop with arrays:
@@ -294,7 +298,6 @@ cdef class Executable:
         which converts or retraces."""
         cdef Py_ssize_t i, n = len(args)
         cdef _Port port
-        cdef int status
         cdef char *base
         if n != self._ninputs:
             return None
@@ -307,12 +310,8 @@ cdef class Executable:
             for i in range(n):
                 port = <_Port>self._inputs[i]
                 memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>args[i]), port.nbytes)
-            with nogil:
-                status = fastad_vm_run(&self.prog, &LINALG, base)
-            if status == FASTAD_VM_GUARD_FAILED:
+            if self._execute(base):
                 return None
-            if status == FASTAD_VM_SINGULAR:
-                raise np.linalg.LinAlgError("Singular matrix")
             if which >= 0:
                 return self._result(<_Port>self._outputs[which], base)
             return [self._result(<_Port>port_obj, base) for port_obj in self._outputs]
