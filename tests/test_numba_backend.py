@@ -451,3 +451,21 @@ def test_two_dimensional_blocks_are_read_without_index_tables():
     np.testing.assert_allclose(g(x), fa.grad(laplacian_energy)(x), rtol=1e-12)
     source = g._vg.cache[next(iter(g._vg.cache))][0].exe.source
     assert "idx" not in source and "for i1 in range(7)" in source
+
+
+def test_scalars_sink_to_their_readers_in_dependency_order():
+    """Moving scalar instructions down to their first reader keeps every
+    instruction once and after what it reads, also along a scalar chain far
+    longer than Python's recursion limit."""
+    def chain(x):
+        p = x[0]
+        for i in range(1, len(x)):
+            p = p * x[i] + 0.5
+        return p * x  # an array reads the end of the chain
+    tape = fa.make_tape(chain)(np.linspace(0.5, 1.0, 1500))
+    moved = nb._sink_scalars(tape)
+    assert sorted(map(id, moved.instrs)) == sorted(map(id, tape.instrs))
+    defined = set(tape.inputs) | set(tape.consts)
+    for ins in moved.instrs:
+        assert all(s in defined for s in ins.ins)
+        defined.add(ins.out)

@@ -239,11 +239,20 @@ def _sink_scalars(tape: Tape) -> Tape:
     pending: dict[int, Instr] = {}  # out slot -> instruction waiting for a reader
 
     def emit_needed(ins: Instr) -> None:
-        for s in ins.ins:
-            waiting = pending.pop(s, None)
-            if waiting is not None:
-                emit_needed(waiting)
-                moved.append(waiting)
+        """Emits the pending instructions ``ins`` reads, theirs first: a loop,
+        not recursion, as a scalar chain can be a loop's whole length."""
+        stack = [(ins, iter(ins.ins))]
+        while stack:
+            current, inputs = stack[-1]
+            for s in inputs:
+                waiting = pending.pop(s, None)
+                if waiting is not None:
+                    stack.append((waiting, iter(waiting.ins)))
+                    break
+            else:
+                stack.pop()
+                if current is not ins:
+                    moved.append(current)
 
     for ins in tape.instrs:
         if (ins.prim != "guard" and tape.avals[ins.out].shape == ()
