@@ -295,6 +295,17 @@ def rosenbrock_loop_guarded(x: Any) -> Any:
     return total
 
 
+def signed_sum_loop(x: Any) -> Any:
+    """Every iteration branches on its own element; NaN takes the else branch."""
+    total = 0.0
+    for i in range(len(x)):
+        if x[i] < 0.0:
+            total = total - x[i] * x[i]
+        else:
+            total = total + 2.0 * x[i]
+    return total
+
+
 def laplacian_energy(x: Any) -> Any:
     """A 2-D stencil written with two nested loops."""
     s = 0.0

@@ -22,7 +22,7 @@ import fastad as fa
 import fastad.numpy as fnp
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import lower
-from helpers import rosenbrock_loop_guarded
+from helpers import rosenbrock_loop_guarded, signed_sum_loop
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
 
@@ -317,28 +317,18 @@ def test_a_rerolled_guard_joins_the_run_and_is_checked_after_it():
     assert_fused_matches(g.tape, [x])
 
 
-def abs_sum_loop(x):
-    total = 0.0
-    for i in range(len(x)):
-        if x[i] < 0.0:
-            total = total - x[i] * x[i]
-        else:
-            total = total + x[i]
-    return total
-
-
 @pytest.mark.parametrize("sign", [1.0, -1.0])
 def test_fused_guards_fail_exactly_where_an_iteration_branches_otherwise(sign):
     """The recorded branch taken everywhere (COUNT of x < 0 for positive x,
     NCOUNT for negative x): the program fails its guard as soon as one
     element, NaN included, would take the other branch in eager code."""
     x = sign * np.linspace(0.5, 2.0, 600)
-    tape = fa.compile(abs_sum_loop, backend="numpy")
+    tape = fa.compile(signed_sum_loop, backend="numpy")
     tape(x)
     program = lower(tape.tape)
     assert ("ncount(" if sign < 0 else "count(") in str(program)
     exe = c_backend.Executable(program)
-    np.testing.assert_allclose(exe.run([x])[1], fa.grad(abs_sum_loop)(x), rtol=1e-13)
+    np.testing.assert_allclose(exe.run([x])[1], fa.grad(signed_sum_loop)(x), rtol=1e-13)
     for k, value in ((0, -sign), (599, -sign), (300, np.nan), (257, 0.0)):
         bent = x.copy()
         bent[k] = value

@@ -7,6 +7,7 @@ import pytest
 
 import fastad as fa
 import fastad.numpy as fnp
+from helpers import signed_sum_loop
 
 
 def abs_by_if(x):
@@ -155,17 +156,6 @@ def test_rerolled_guard_fails_where_any_iteration_branches_otherwise(backend):
         np.testing.assert_allclose(g(x), fa.grad(huber_loop)(x), rtol=1e-13, atol=1e-15)
         np.testing.assert_allclose(g.value(x), huber_loop(x), rtol=1e-13)
     assert g.cache_info()["traces"] == 2  # one per pattern of branches, reused after
-
-
-def signed_sum_loop(x):
-    """Every iteration branches on its own element; NaN takes the else branch."""
-    total = 0.0
-    for i in range(len(x)):
-        if x[i] < 0.0:
-            total = total - x[i] * x[i]
-        else:
-            total = total + 2.0 * x[i]
-    return total
 
 
 def test_rerolled_guards_agree_with_eager_code_at_nans_and_both_sides(backend):
