@@ -17,7 +17,7 @@ import fastad as fa
 import fastad.numpy as fnp
 from fastad.backends.reference import evaluate
 from fastad.transforms.reroll import MIN_RUN, reroll
-from helpers import laplacian_energy
+from helpers import laplacian_energy, rosenbrock_loop
 
 # Numba compiles each new program for a few seconds: it gets fewer examples.
 EXAMPLES = {"numba": 6, "c": 15, "numpy": 25}
@@ -145,13 +145,6 @@ def test_random_loops_on_the_tape(program: LoopProgram, data: Any) -> None:
 
 
 # -- the workloads of the issue ------------------------------------------------------
-def rosenbrock_loop(x: Any) -> Any:
-    s = 0.0
-    for i in range(len(x) - 1):
-        s = s + 100 * (x[i + 1] - x[i] ** 2) ** 2 + (1 - x[i]) ** 2
-    return s
-
-
 def grid_energy(x: Any) -> Any:
     s = 0.0
     for i in range(x.shape[0] - 1):
