@@ -177,8 +177,10 @@ class Specializer:
         self.cache: dict[Any, list[Entry]] = {}
         self.traces = 0
         self.last: Entry | None = None
-        # run_args(args, which) of the last signature when it was float arrays
+        # run_args(args, which) of the last signature when it was float arrays,
+        # and how its outputs unpack
         self.fast: Callable[[Any, int], Any] | None = None
+        self.fast_structure: Structure | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -208,6 +210,11 @@ class Specializer:
             outs = self.fast(args, -1)
             if outs is not None:
                 return self.unpack(self.fast_structure, outs, self.argnums)
+        return self.general(args)
+
+    def general(self, args: tuple[Any, ...]) -> Any:
+        """A call the shortcut (`fast`) did not take: by signature and guards,
+        tracing again when no cached trace fits."""
         key, dynamic = self.split(args)
         entries = self.cache.get(key)
         if entries:
@@ -572,7 +579,7 @@ class CompiledGrad(_Inspectable):
             grad = fast(args, 1)
             if grad is not None:
                 return grad
-        return self._vg(*args)[1]
+        return self._vg.general(args)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
         fast = self._vg.fast
@@ -580,7 +587,7 @@ class CompiledGrad(_Inspectable):
             outs = fast(args, -1)
             if outs is not None:
                 return outs[0], outs[1]
-        return self._vg(*args)
+        return self._vg.general(args)
 
     def value(self, *args: Any) -> Any:
         if self._value is None:
@@ -592,7 +599,7 @@ class CompiledGrad(_Inspectable):
             value = fast(args, 0)
             if value is not None:
                 return value
-        return self._value(*args)
+        return self._value.general(args)
 
     def hvp(self, *args: Any) -> Any:
         """``g.hvp(*args, v)``: Hessian-vector product, forward over reverse,

@@ -354,10 +354,9 @@ cdef class Executable:
                 if batched[i]:
                     x = _batch_coerce(port, x, count)
                     ports[i].example_bytes = port.nbytes // chunk
-                elif not port.matches(x):
-                    x = port.coerce(x)
-                    ports[i].example_bytes = port.nbytes
                 else:
+                    if not port.matches(x):
+                        x = port.coerce(x)
                     ports[i].example_bytes = port.nbytes
                 keep.append(x)
                 ports[i].data = <char *>cnp.PyArray_DATA(<cnp.ndarray>x)
