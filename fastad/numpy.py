@@ -661,6 +661,9 @@ def _rebind(a: Tracer, new: Tracer) -> None:
 
 def _written(a: Tracer, positions: _np.ndarray | None) -> None:
     """a was just written at a.ravel()[positions] (None: everywhere)."""
+    link = getattr(a, "view_of", None)
+    if (link is None or link[0]() is None) and not getattr(a, "views", None):
+        return  # a owns its memory and no slice of it is alive: nothing to refresh
     if positions is None:
         positions = _np.arange(size(a))
     root, at = _root_positions(a, positions)
