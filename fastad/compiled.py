@@ -18,7 +18,7 @@ import functools
 import logging
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -31,7 +31,7 @@ from .errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
 from .tracer import Tracer, recording, replay, user_stacklevel
-from .transforms.optimize import optimize
+from .transforms.optimize import eliminate_dead_code, optimize
 from .transforms.reroll import reroll
 
 log = logging.getLogger("fastad")
@@ -85,6 +85,9 @@ class Entry:
     exe: Any
     tape: Tape
     structure: Structure
+    # the entry of the tape's outputs but the first, built when first needed:
+    # `Specializer.grads_of`
+    rest: "Entry | None" = None
 
     @property
     def guards(self) -> list[tuple[str, bool]]:
@@ -181,6 +184,9 @@ class Specializer:
         # and how its outputs unpack
         self.fast: Callable[[Any, int], Any] | None = None
         self.fast_structure: Structure | None = None
+        self.fast_entry: Entry | None = None
+        # the same for the gradients alone (`grads_of`), once they have run
+        self.fast_grads: Callable[[Any, int], Any] | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -212,14 +218,15 @@ class Specializer:
                 return self.unpack(self.fast_structure, outs, self.argnums)
         return self.general(args)
 
-    def general(self, args: tuple[Any, ...]) -> Any:
+    def general(self, args: tuple[Any, ...], grads_only: bool = False) -> Any:
         """A call the shortcut (`fast`) did not take: by signature and guards,
-        tracing again when no cached trace fits."""
+        tracing again when no cached trace fits.  ``grads_only`` (value and
+        gradient kinds): run `grads_of` the trace, and return (None, grads)."""
         key, dynamic = self.split(args)
         entries = self.cache.get(key)
         if entries:
             for entry in entries:
-                outs = entry.exe.run(dynamic)
+                outs = self.run(entry, dynamic, grads_only)
                 if outs is not None:
                     return self.finish(entry, dynamic, outs)
             if key in self.gave_up:
@@ -240,16 +247,39 @@ class Specializer:
             log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
                      "dtypes or static values) %s", name, _describe(key))
         self.cache.setdefault(key, []).append(entry)
-        self.fast = _fast_path(key, entry) if not self.check_nans else None
+        self.fast = _fast_path(key, entry.exe) if not self.check_nans else None
         self.fast_structure = entry.structure
-        outs = entry.exe.run(dynamic)
+        self.fast_entry = entry
+        self.fast_grads = None
+        outs = self.run(entry, dynamic, grads_only)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
                                "is not deterministic")
         return self.finish(entry, dynamic, outs)
 
+    def run(self, entry: Entry, dynamic: list[Any], grads_only: bool) -> list[Any] | None:
+        """The entry's outputs (None in place of the value if ``grads_only``),
+        or None if a guard failed."""
+        if not grads_only:
+            return entry.exe.run(dynamic)
+        rest = self.grads_of(entry).exe
+        if entry is self.fast_entry and self.fast is not None:
+            self.fast_grads = rest.run_args
+        outs = rest.run(dynamic)
+        return None if outs is None else [None] + outs
+
+    def grads_of(self, entry: Entry) -> Entry:
+        """The entry of the outputs but the first, the value: what ``g(x)`` runs.
+        A gradient alone needs no value, so the loss's final reduction and what
+        feeds only it are dead code, as in ``jax.grad``."""
+        if entry.rest is None:
+            tape = eliminate_dead_code(replace(entry.tape, outputs=entry.tape.outputs[1:]))
+            tape.stages, tape.optimized_from = entry.tape.stages, entry.tape.optimized_from
+            entry.rest = Entry(self._build(tape), tape, entry.structure)
+        return entry.rest
+
     def finish(self, entry: Entry, dynamic: list[Any], outs: list[Any]) -> Any:
-        if self.check_nans and not all(np.all(np.isfinite(v)) for v in outs):
+        if self.check_nans and not all(np.all(np.isfinite(v)) for v in outs if v is not None):
             # The compiled code runs at full speed; only a non-finite result pays
             # for a checked replay that finds the instruction which made it.
             culprit = reference.first_nonfinite(entry.tape, dynamic)
@@ -404,8 +434,8 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
-def _fast_path(key: Any, entry: Entry) -> Callable[[tuple[Any, ...], int], Any] | None:
-    """``run_args(args, which)`` of the entry's executable when every argument
+def _fast_path(key: Any, exe: Any) -> Callable[[tuple[Any, ...], int], Any] | None:
+    """``run_args(args, which)`` of an executable of the signature when every argument
     of the signature is one float array: a call with exactly such arrays skips
     flattening and the cache (every backend's executable has `run_args`)."""
     for arg in key:  # a dynamic leaf's key is (shape, dtype char); static ones differ
@@ -414,7 +444,7 @@ def _fast_path(key: Any, entry: Entry) -> Callable[[tuple[Any, ...], int], Any] 
         shape = arg[1][0][0]
         if not isinstance(shape, tuple) or len(shape) == 0:
             return None
-    return entry.exe.run_args
+    return exe.run_args
 
 
 def _checked_argnums(argnums: Any) -> Any:
@@ -574,12 +604,12 @@ class CompiledGrad(_Inspectable):
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
-        fast = self._vg.fast
+        fast = self._vg.fast_grads
         if fast is not None and self.argnums == 0:
-            grad = fast(args, 1)
+            grad = fast(args, 0)
             if grad is not None:
                 return grad
-        return self._vg.general(args)[1]
+        return self._vg.general(args, grads_only=True)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
         fast = self._vg.fast

@@ -316,3 +316,22 @@ def test_exact_sums_keep_the_traced_summation_order(backend):
     assert exact.value(x) == rosenbrock_loop(x)              # bit for bit
     fast = fa.compile(rosenbrock_loop, backend=backend)
     np.testing.assert_allclose(fast.value(x), rosenbrock_loop(x), rtol=1e-13)
+
+
+def test_gradient_alone_skips_the_value(backend):
+    """g(x) runs a program without the value (as jax.grad does): the loss's
+    final sum is dead code there.  Its gradients are those of value_and_grad,
+    bit for bit, through the shortcut, the general path and a retrace."""
+    from helpers import signed_sum_loop
+    for f in (rosenbrock, signed_sum_loop):
+        g = fa.compile(f, backend=backend)
+        x = rng.standard_normal(40)
+        for y in (x, x, -x, x[::-1].copy(), x):  # traced, shortcut, new branches, cached
+            grad = g(y)
+            np.testing.assert_array_equal(grad, g.value_and_grad(y)[1])
+            np.testing.assert_allclose(grad, fa.grad(f)(y), rtol=1e-12)
+        alone = g._vg.grads_of(g._vg.last).tape
+        assert len(alone.instrs) < len(g.tape.instrs)
+        if f is rosenbrock:  # (the loop's guards sum their counts)
+            assert "sum" in g.tape.stats()["by_primitive"]
+            assert "sum" not in alone.stats()["by_primitive"]
