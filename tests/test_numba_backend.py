@@ -435,12 +435,32 @@ def test_fused_scatter_chains_keep_the_order_of_updates(offsets):
 
 def test_rerolled_loop_gradient_is_one_loop():
     """W1's rerolled gradient, forward and adjoint, runs as one loop over x
-    with its scatter-adds inside, as a hand-written gradient loop does."""
+    with its scatter-adds inside, as a hand-written gradient loop does: the
+    only array it makes is the gradient, each element stored once."""
     x = np.random.default_rng(3).standard_normal(40)
     g = fa.compile(rosenbrock_loop, backend="numba")
     np.testing.assert_array_equal(g(x), fa.compile(rosenbrock_loop, backend="numpy")(x))
     source = g._vg.cache[next(iter(g._vg.cache))][0].exe.source
-    assert source.count("for i in range(") == 1 and "np.empty(" not in source
+    assert source.count("for i in range(") == 1 and source.count("np.empty(") == 1
+    assert "np.full(" not in source and "] += " not in source
+
+
+@pytest.mark.parametrize("shift", [1, 2, 3])
+def test_gradients_of_shifted_slices_are_stored_once_bit_for_bit(shift):
+    """x[k:] next to x[:-k]: each gradient element sums its updates in a local
+    variable, in tape order from +0 as the zero-filled array would, and is
+    stored once into an uninitialized array; -0.0 and the edges included."""
+    def f(x):
+        return np.sum(x[shift:] * np.sin(x[:-shift]) - 0.5 * x[:-shift] ** 2)
+    x = np.random.default_rng(5).standard_normal(30)
+    x[[0, 7, -1]] = 0.0, -0.0, -0.0
+    g = fa.compile(f, backend="numba")
+    want = fa.compile(f, backend="numpy")
+    for y in (x, -x):
+        np.testing.assert_array_equal(g(y), want(y))
+        np.testing.assert_array_equal(np.signbit(g(y)), np.signbit(want(y)))
+    source = g._vg.grads_of(g._vg.last).exe.source
+    assert "np.full(" not in source and "] += " not in source
 
 
 def test_two_dimensional_blocks_are_read_without_index_tables():

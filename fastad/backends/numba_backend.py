@@ -331,6 +331,7 @@ class _Loop:
     written: dict[int, int] = field(default_factory=dict)  # scatter output -> its buffer
     broadcasts: bool = False  # some member broadcasts an operand (nested loops per axis)
     prelude: list[_Step] = field(default_factory=list)  # accumulators its scatters make
+    zeroed: set[int] = field(default_factory=set)  # scatter outputs whose prelude made +0 arrays
 
 
 @dataclass
@@ -668,6 +669,11 @@ class _Generator:
                 self.writable(x, ins)
                 loop.prelude.append(self.step)
                 self.step = outer
+                made = f"{self.name[ins.out]} = np.full("
+                first = np.asarray(self.tape.consts[x]).reshape(-1)[0]
+                if any(line.startswith(made) for line in loop.prelude[-1].lines) and \
+                        first == 0 and not np.signbit(first):
+                    loop.zeroed.add(ins.out)
             else:
                 self.name[ins.out] = self.name[x]
                 self.join(ins.out, self.buffer[x])
@@ -725,41 +731,80 @@ class _Generator:
         for ins in loop.reductions:
             acc = f"acc{ins.out}"
             body.append(f"{acc} = " + REDUCERS[ins.prim].format(acc=acc, v=f"e{ins.ins[0]}"))
+        position = {}
+        for ins in loop.members:
+            if ins.prim == "scatter_add":
+                delay, low, step = delays[ins.out]
+                position[ins.out] = _index_expr(*(where[ins.out] if delay == step == 0
+                                                  else (low, [step])), names)
+        most = max((d for d, _, _ in delays.values()), default=0)
+        nested = loop.broadcasts or len(names) > 1
+        local = {} if nested else self.local_accumulators(loop, position, size + most)
         for ins in loop.members:  # in tape order: each element's updates keep their order
             if ins.prim != "scatter_add":
                 continue
-            target, value = self.flat(ins.out), f"e{ins.ins[2]}"
-            delay, low, step = delays[ins.out]
-            if delay == 0 and step == 0:  # one position pattern in its group
-                body.append(f"{target}[{_index_expr(*where[ins.out], names)}] += {value}")
-            elif delay == 0:
-                body.append(f"{target}[{_index_expr(low, [step], names)}] += {value}")
+            buffer = loop.written[ins.out]
+            target = f"t{local[buffer]}" if buffer in local else \
+                f"{self.flat(ins.out)}[{position[ins.out]}]"
+            value = f"e{ins.ins[2]}"
+            delay = delays[ins.out][0]
+            if delay == 0:
+                body.append(f"{target} += {value}")
             else:  # the value of `delay` iterations ago, kept in q<out>_<delay>
                 q = [f"q{ins.out}_{d}" for d in range(1, delay + 1)]
                 zero = _literal(0, self.avals[ins.out].dtype)
                 lines.append(f"{' = '.join(q)} = {zero}")
-                late += [f"if i >= {delay} and i < {size + delay}:",
-                         f"    {target}[{_index_expr(low, [step], names)}] += {q[-1]}"]
+                late += [f"if i >= {delay} and i < {size + delay}:", f"    {target} += {q[-1]}"]
                 shift += [f"{a} = {b}" for a, b in zip(q[:0:-1], q[-2::-1])]
                 fill.append(f"{q[0]} = {value}")
-        most = max((d for d, _, _ in delays.values()), default=0)
-        if loop.broadcasts or len(names) > 1:  # one loop per axis of the shape or grid
+        first = [f"t{o} = {_literal(0, self.avals[o].dtype)}" for o in local.values()]
+        store = [line for o in local.values() for line in
+                 ([f"if i < {self.avals[o].size}:", f"    {self.flat(o)}[i] = t{o}"]
+                  if self.avals[o].size < size + most else [f"{self.flat(o)}[i] = t{o}"])]
+        if nested:  # one loop per axis of the shape or grid
             pad, flat = _nested_loops(lines, loop.shape if loop.broadcasts else grid)
             lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
         elif most:  # scatters wait up to `most` iterations past the last element
             lines.append(f"for i in range({size + most}):")
+            lines += ["    " + line for line in first]
             lines += [f"    if i < {size}:"] + ["        " + line for line in body]
-            lines += ["    " + line for line in late + shift]
+            lines += ["    " + line for line in late + store + shift]
             lines += [f"    if i < {size}:"] + ["        " + line for line in fill]
         else:
             lines.append(f"for i in range({size}):")
-            lines += ["    " + line for line in body]
+            lines += ["    " + line for line in first + body + store]
         for ins in loop.reductions:
             self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
         guards, self.loop_guards = self.loop_guards, []
         for ins in guards:
             self.emit_guard(ins)
         return self.step
+
+    def local_accumulators(self, loop: _Loop, position: dict[int, str], visits: int
+                           ) -> dict[int, int]:
+        """The accumulators a 1-D loop may sum per element in a local variable
+        and store once, instead of adding each update into memory: the loop
+        made them as zeros and every update lands on element ``i`` in the
+        iteration ``i`` that covers it (iterations 0 .. visits - 1).  Their
+        arrays then start uninitialized, each element adding its updates in
+        tape order to +0 as memory would, bit for bit.  Maps buffer -> the
+        scatter output whose variable names it."""
+        groups: dict[int, list[int]] = {}
+        for ins in loop.members:
+            if ins.prim == "scatter_add":
+                groups.setdefault(loop.written[ins.out], []).append(ins.out)
+        local = {}
+        for buffer, outs in groups.items():
+            made = outs[0]
+            if (made in loop.zeroed and all(position[o] == "i" for o in outs)
+                    and self.avals[made].size <= visits):
+                local[buffer] = made
+        lines = self.step.lines  # the prelude's: their arrays need no zeros
+        for made in local.values():
+            name, aval = self.name[made], self.avals[made]
+            k = next(k for k, line in enumerate(lines) if line.startswith(f"{name} = np.full("))
+            lines[k] = f"{name} = np.empty({_shape(aval.shape)}, np.{aval.dtype.name})"
+        return local
 
     def uniform_const(self, s: int) -> str | None:
         """A constant array of one repeated value (a broadcast scalar, as in
