@@ -654,6 +654,31 @@ const int64_t fastad_fused_parallel_min = FASTAD_FUSED_PARALLEL_MIN;
 int fastad_vm_threads(void) { return fastad_pool_threads(); }
 
 typedef struct {
+  char *dst;
+  const char *src;
+  size_t n, chunk_len;
+} copy_job;
+
+static void copy_chunk(void *arg, int chunk) {
+  copy_job *job = (copy_job *)arg;
+  const size_t lo = (size_t)chunk * job->chunk_len;
+  const size_t len = job->n - lo < job->chunk_len ? job->n - lo : job->chunk_len;
+  memcpy(job->dst + lo, job->src + lo, len);
+}
+
+void fastad_copy(void *dst, const void *src, size_t n) {
+  const int threads = fastad_pool_threads();
+  /* the byte count of a fused loop worth splitting: its input, at 8 bytes */
+  if (threads <= 1 || n < (size_t)fastad_fused_parallel_min * 8) {
+    memcpy(dst, src, n);
+    return;
+  }
+  copy_job job = {(char *)dst, (const char *)src, n, 0};
+  job.chunk_len = ((n + threads - 1) / threads + 63) / 64 * 64;
+  fastad_pool_run(copy_chunk, &job, (int)((n + job.chunk_len - 1) / job.chunk_len));
+}
+
+typedef struct {
   int t;
   char *arena;
   const int64_t *d;

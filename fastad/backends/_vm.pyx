@@ -66,6 +66,7 @@ cdef extern from "vm.h" nogil:
     const char *fastad_fused_slot_names[]
     const char *fastad_fused_step_names[]
     int fastad_vm_threads()
+    void fastad_copy(void *dst, const void *src, size_t n)
     const int64_t fastad_fused_parallel_min
 
 
@@ -273,7 +274,7 @@ cdef class Executable:
                 x = inputs[i]
                 if not port.matches(x):
                     x = port.coerce(x)
-                memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
+                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
             if self._execute(base):
                 return None
             return [self._output(<_Port>port_obj, base) for port_obj in self._outputs]
@@ -309,7 +310,7 @@ cdef class Executable:
         try:
             for i in range(n):
                 port = <_Port>self._inputs[i]
-                memcpy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>args[i]), port.nbytes)
+                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>args[i]), port.nbytes)
             if self._execute(base):
                 return None
             if which >= 0:
@@ -422,7 +423,7 @@ cdef class Executable:
 
     cdef object _output(self, _Port port, char *base):
         cdef cnp.ndarray out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
-        memcpy(cnp.PyArray_DATA(out), base + port.offset, port.nbytes)
+        fastad_copy(cnp.PyArray_DATA(out), base + port.offset, port.nbytes)
         return out
 
     def __str__(self):
