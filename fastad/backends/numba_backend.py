@@ -672,7 +672,7 @@ class _Generator:
                 made = f"{self.name[ins.out]} = np.full("
                 first = np.asarray(self.tape.consts[x]).reshape(-1)[0]
                 if any(line.startswith(made) for line in loop.prelude[-1].lines) and \
-                        first == 0 and not np.signbit(first):
+                        first.dtype.kind == "f" and first == 0 and not np.signbit(first):
                     loop.zeroed.add(ins.out)
             else:
                 self.name[ins.out] = self.name[x]
