@@ -82,12 +82,22 @@ class Structure(NamedTuple):
 
 @dataclass
 class Entry:
-    exe: Any
+    """One trace: its tape, how results unpack, and its executable, built by
+    ``build`` when first run (``g(x)`` alone never needs the full program)."""
+
     tape: Tape
     structure: Structure
-    # the entry of the tape's outputs but the first, built when first needed:
+    build: Callable[[Tape], Any]
+    built: Any = None
+    # the entry of the tape's outputs but the first, made when first needed:
     # `Specializer.grads_of`
     rest: "Entry | None" = None
+
+    @property
+    def exe(self) -> Any:
+        if self.built is None:
+            self.built = self.build(self.tape)
+        return self.built
 
     @property
     def guards(self) -> list[tuple[str, bool]]:
@@ -184,9 +194,10 @@ class Specializer:
         # and how its outputs unpack
         self.fast: Callable[[Any, int], Any] | None = None
         self.fast_structure: Structure | None = None
-        self.fast_entry: Entry | None = None
-        # the same for the gradients alone (`grads_of`), once they have run
+        # the same for the gradients alone (`grads_of`); each is set when the
+        # last traced entry, `fast_entry`, first runs, if its signature allows
         self.fast_grads: Callable[[Any, int], Any] | None = None
+        self.fast_entry: Entry | None = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -247,10 +258,9 @@ class Specializer:
             log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
                      "dtypes or static values) %s", name, _describe(key))
         self.cache.setdefault(key, []).append(entry)
-        self.fast = _fast_path(key, entry.exe) if not self.check_nans else None
+        self.fast = self.fast_grads = None
         self.fast_structure = entry.structure
-        self.fast_entry = entry
-        self.fast_grads = None
+        self.fast_entry = entry if _takes_shortcut(key) and not self.check_nans else None
         outs = self.run(entry, dynamic, grads_only)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
@@ -260,13 +270,14 @@ class Specializer:
     def run(self, entry: Entry, dynamic: list[Any], grads_only: bool) -> list[Any] | None:
         """The entry's outputs (None in place of the value if ``grads_only``),
         or None if a guard failed."""
-        if not grads_only:
-            return entry.exe.run(dynamic)
-        rest = self.grads_of(entry).exe
-        if entry is self.fast_entry and self.fast is not None:
-            self.fast_grads = rest.run_args
-        outs = rest.run(dynamic)
-        return None if outs is None else [None] + outs
+        exe = self.grads_of(entry).exe if grads_only else entry.exe
+        if entry is self.fast_entry:
+            if grads_only:
+                self.fast_grads = exe.run_args
+            else:
+                self.fast = exe.run_args
+        outs = exe.run(dynamic)
+        return [None] + outs if grads_only and outs is not None else outs
 
     def grads_of(self, entry: Entry) -> Entry:
         """The entry of the outputs but the first, the value: what ``g(x)`` runs.
@@ -275,7 +286,7 @@ class Specializer:
         if entry.rest is None:
             tape = eliminate_dead_code(replace(entry.tape, outputs=entry.tape.outputs[1:]))
             tape.stages, tape.optimized_from = entry.tape.stages, entry.tape.optimized_from
-            entry.rest = Entry(self._build(tape), tape, entry.structure)
+            entry.rest = Entry(tape, entry.structure, self._build)
         return entry.rest
 
     def finish(self, entry: Entry, dynamic: list[Any], outs: list[Any]) -> Any:
@@ -340,7 +351,7 @@ class Specializer:
             tape = optimize(tape)
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
-        entry = Entry(self._build(tape), tape, Structure(out_tree, tuple(in_trees)))
+        entry = Entry(tape, Structure(out_tree, tuple(in_trees)), self._build)
         self.last = entry
         return entry
 
@@ -369,7 +380,7 @@ class Specializer:
             for tape_bytes, structure in entries:
                 tape = tape_from_bytes(tape_bytes)
                 _check_signature(key, tape)
-                entry = Entry(spec._build(tape), tape, Structure(*decode(structure)))
+                entry = Entry(tape, Structure(*decode(structure)), spec._build)
                 spec.cache.setdefault(key, []).append(entry)
                 spec.last = entry
         return spec
@@ -434,17 +445,18 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
-def _fast_path(key: Any, exe: Any) -> Callable[[tuple[Any, ...], int], Any] | None:
-    """``run_args(args, which)`` of an executable of the signature when every argument
-    of the signature is one float array: a call with exactly such arrays skips
-    flattening and the cache (every backend's executable has `run_args`)."""
+def _takes_shortcut(key: Any) -> bool:
+    """Is every argument of the signature one float array?  Then a call with
+    exactly such arrays goes to ``run_args(args, which)`` of the compiled
+    executable, skipping flattening and the cache (every backend's
+    executable has `run_args`)."""
     for arg in key:  # a dynamic leaf's key is (shape, dtype char); static ones differ
         if arg[0] != pytree.LEAF or len(arg[1]) != 1 or len(arg[1][0]) != 2:
-            return None
+            return False
         shape = arg[1][0][0]
         if not isinstance(shape, tuple) or len(shape) == 0:
-            return None
-    return exe.run_args
+            return False
+    return True
 
 
 def _checked_argnums(argnums: Any) -> Any:

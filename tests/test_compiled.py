@@ -326,6 +326,8 @@ def test_gradient_alone_skips_the_value(backend):
     for f in (rosenbrock, signed_sum_loop):
         g = fa.compile(f, backend=backend)
         x = rng.standard_normal(40)
+        g(x)
+        assert g._vg.last.built is None  # only the gradient program was built
         for y in (x, x, -x, x[::-1].copy(), x):  # traced, shortcut, new branches, cached
             grad = g(y)
             np.testing.assert_array_equal(grad, g.value_and_grad(y)[1])
