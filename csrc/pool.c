@@ -2,8 +2,8 @@
  * pool.c -- see pool.h.  A job hands out chunk numbers from a counter under
  * the pool's mutex (jobs have few, large chunks, so the lock is not
  * contended).  Between jobs a worker first polls for the next one for
- * FASTAD_POOL_SPIN_US, then sleeps on a condition variable; the caller polls
- * for its job's end the same way.  Waking a sleeping thread took 50-100 us on
+ * FASTAD_POOL_SPIN_US microseconds (default 200, 0: never), then sleeps on a
+ * condition variable; the caller polls for its job's end the same way.  Waking a sleeping thread took 50-100 us on
  * the shared 2-core development machine, twice per job, which cost more than
  * the second core saved on a W2 gradient of 10^5 to 10^6 elements; a
  * gradient called in a loop starts its next job well inside the window.
@@ -26,9 +26,7 @@ void fastad_pool_run(fastad_chunk_fn fn, void *arg, int nchunks) {
 #include <time.h>
 #include <unistd.h>
 
-#ifndef FASTAD_POOL_SPIN_US
-#define FASTAD_POOL_SPIN_US 200
-#endif
+static long spin_us = 200; /* FASTAD_POOL_SPIN_US, read when the pool starts */
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -40,6 +38,7 @@ void fastad_pool_run(fastad_chunk_fn fn, void *arg, int nchunks) {
  * passes; returns its last value. */
 static unsigned long spin_while_equal(const unsigned long *word, unsigned long seen) {
   struct timespec start, now;
+  if (spin_us == 0) return seen;
   clock_gettime(CLOCK_MONOTONIC, &start);
   for (;;) {
     for (int k = 0; k < 256; k++) {
@@ -48,8 +47,8 @@ static unsigned long spin_while_equal(const unsigned long *word, unsigned long s
       CPU_RELAX();
     }
     clock_gettime(CLOCK_MONOTONIC, &now);
-    if ((now.tv_sec - start.tv_sec) * 1000000L + (now.tv_nsec - start.tv_nsec) / 1000L >
-        FASTAD_POOL_SPIN_US)
+    if ((now.tv_sec - start.tv_sec) * 1000000L + (now.tv_nsec - start.tv_nsec) / 1000L >=
+        spin_us)
       return seen;
   }
 }
@@ -116,6 +115,8 @@ static void start_pool(void) {
   if (n < 1) n = 1;
   if (n > FASTAD_POOL_MAX_THREADS) n = FASTAD_POOL_MAX_THREADS;
   wanted_threads = (int)n;
+  const char *spin = getenv("FASTAD_POOL_SPIN_US");
+  if (spin && *spin) spin_us = strtol(spin, NULL, 10) < 0 ? 0 : strtol(spin, NULL, 10);
   int started = 1;
   pthread_attr_t attr;
   pthread_attr_init(&attr);

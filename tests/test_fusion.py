@@ -239,35 +239,6 @@ def test_vm_reports_its_threads():
     assert threads >= 1 and threshold > 0
 
 
-def test_large_runs_split_over_threads_match_the_reference():
-    """Above the VM's threshold a fused run, and the copies of its input and
-    gradient, are split over the pool's threads: the gradient is the
-    reference's bit for bit, also when several Python threads call at once
-    (one gets the pool, the others run their chunks themselves)."""
-    from fastad.backends import _vm
-    threads, threshold = _vm.threads()
-    x = np.random.default_rng(6).standard_normal(2 * threshold + 5)
-
-    def f(x):
-        return np.sum(x[1:] * np.sin(x[:-1]) + (1.0 - x[:-1]) ** 2)
-    g = fa.compile(f, backend="c")
-    want = fa.compile(f, backend="numpy")(x)
-    np.testing.assert_array_equal(g(x), want)
-    results = {}
-
-    def work(k):
-        results[k] = [g(x * (k + 1)) for _ in range(20)]
-    workers = [threading.Thread(target=work, args=(k,)) for k in range(3)]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    for k, got in results.items():
-        ref = fa.compile(f, backend="numpy")(x * (k + 1))
-        for r in got:
-            np.testing.assert_array_equal(r, ref)
-
-
 def test_scalar_work_on_the_runs_sums_waits_for_the_run():
     """loss = a + b of two sums of one run does not cut the run in two; a
     value that reads such a result starts a new run after it."""
