@@ -3,10 +3,11 @@
  * the pool's mutex (jobs have few, large chunks, so the lock is not
  * contended).  Between jobs a worker first polls for the next one for
  * FASTAD_POOL_SPIN_US microseconds (default 200, 0: never), then sleeps on a
- * condition variable; the caller polls for its job's end the same way.  Waking a sleeping thread took 50-100 us on
- * the shared 2-core development machine, twice per job, which cost more than
- * the second core saved on a W2 gradient of 10^5 to 10^6 elements; a
- * gradient called in a loop starts its next job well inside the window.
+ * condition variable; the caller polls for its job's end the same way.
+ * Waking a sleeping thread took 50-100 us on the shared 2-core development
+ * machine, twice per job, which cost more than the second core saved on a W2
+ * gradient of 10^5 to 10^6 elements; a gradient called in a loop starts its
+ * next job well inside the window.
  */
 #include "pool.h"
 
@@ -116,7 +117,8 @@ static void start_pool(void) {
   if (n > FASTAD_POOL_MAX_THREADS) n = FASTAD_POOL_MAX_THREADS;
   wanted_threads = (int)n;
   const char *spin = getenv("FASTAD_POOL_SPIN_US");
-  if (spin && *spin) spin_us = strtol(spin, NULL, 10) < 0 ? 0 : strtol(spin, NULL, 10);
+  if (spin && *spin) spin_us = strtol(spin, NULL, 10);
+  if (spin_us < 0) spin_us = 0;
   int started = 1;
   pthread_attr_t attr;
   pthread_attr_init(&attr);

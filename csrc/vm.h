@@ -99,10 +99,10 @@ extern const char *const fastad_fused_step_names[FASTAD_NUM_FUSED_STEPS];
 /* Threads a large FUSED instruction is split over (FASTAD_NUM_THREADS, else
  * the processors, at most 8), and the element count from which it is. */
 int fastad_vm_threads(void);
+extern const int64_t fastad_fused_parallel_min;
 
 /* memcpy, split over the pool's threads when n is large (copies of a large
  * program's inputs into its arena and of its outputs out of it). */
 void fastad_copy(void *dst, const void *src, size_t n);
-extern const int64_t fastad_fused_parallel_min;
 
 #endif

@@ -263,32 +263,14 @@ cdef class Executable:
         NumPy arrays; None if a guard fails."""
         cdef Py_ssize_t i, n = len(inputs)
         cdef _Port port
-        cdef char *base
         if n != self._ninputs:
             raise SignatureError(f"expected {self._ninputs} arguments, got {n}")
-        arena = self._pool.pop() if self._pool else self._new_arena()
-        base = self._aligned(arena)
-        try:
-            for i in range(n):
-                port = <_Port>self._inputs[i]
-                x = inputs[i]
-                if not port.matches(x):
-                    x = port.coerce(x)
-                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>x), port.nbytes)
-            if self._execute(base):
-                return None
-            return [self._output(<_Port>port_obj, base) for port_obj in self._outputs]
-        finally:
-            self._pool.append(arena)
-
-    cdef int _execute(self, char *base) except -1:
-        """Runs the program on a filled arena: 1 when a guard failed, else 0."""
-        cdef int status
-        with nogil:
-            status = fastad_vm_run(&self.prog, &LINALG, base)
-        if status == FASTAD_VM_SINGULAR:
-            raise np.linalg.LinAlgError("Singular matrix")
-        return status == FASTAD_VM_GUARD_FAILED
+        arrays = []
+        for i in range(n):
+            port = <_Port>self._inputs[i]
+            x = inputs[i]
+            arrays.append(x if port.matches(x) else port.coerce(x))
+        return self._run_arrays(arrays, -1, False)
 
     def run_args(self, tuple args, Py_ssize_t which):
         """The hot path of a compiled function called in a loop with arrays:
@@ -298,24 +280,39 @@ cdef class Executable:
         layout) or a guard fails; the caller then takes the general path,
         which converts or retraces."""
         cdef Py_ssize_t i, n = len(args)
-        cdef _Port port
-        cdef char *base
         if n != self._ninputs:
             return None
         for i in range(n):
             if not (<_Port>self._inputs[i]).matches(args[i]):
                 return None
+        return self._run_arrays(args, which, True)
+
+    cdef object _run_arrays(self, arrays, Py_ssize_t which, bint scalars):
+        """Output ``which`` (-1: all, as a list) for arrays that match the input
+        ports, 0-d outputs as NumPy scalars if ``scalars``; None if a guard fails."""
+        cdef Py_ssize_t i
+        cdef _Port port
+        cdef char *base
+        cdef int status
         arena = self._pool.pop() if self._pool else self._new_arena()
         base = self._aligned(arena)
         try:
-            for i in range(n):
+            for i in range(self._ninputs):
                 port = <_Port>self._inputs[i]
-                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>args[i]), port.nbytes)
-            if self._execute(base):
+                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>arrays[i]),
+                            port.nbytes)
+            with nogil:
+                status = fastad_vm_run(&self.prog, &LINALG, base)
+            if status == FASTAD_VM_SINGULAR:
+                raise np.linalg.LinAlgError("Singular matrix")
+            if status == FASTAD_VM_GUARD_FAILED:
                 return None
             if which >= 0:
-                return self._result(<_Port>self._outputs[which], base)
-            return [self._result(<_Port>port_obj, base) for port_obj in self._outputs]
+                port = <_Port>self._outputs[which]
+                return self._result(port, base) if scalars else self._output(port, base)
+            if scalars:
+                return [self._result(<_Port>p, base) for p in self._outputs]
+            return [self._output(<_Port>p, base) for p in self._outputs]
         finally:
             self._pool.append(arena)
 
