@@ -223,10 +223,9 @@ class Specializer:
         return tuple(key), dynamic
 
     def __call__(self, *args: Any) -> Any:
-        if self.fast is not None:
-            outs = self.fast(args, -1)
-            if outs is not None:
-                return self.unpack(self.fast_structure, outs, self.argnums)
+        outs = _shortcut(self.fast, args, -1)
+        if outs is not None:
+            return self.unpack(self.fast_structure, outs, self.argnums)
         return self.general(args)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False) -> Any:
@@ -445,6 +444,12 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
+def _shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
+              which: int) -> Any:
+    """``fast(args, which)``, or None when there is no shortcut or it declines."""
+    return None if fast is None else fast(args, which)
+
+
 def _takes_shortcut(key: Any) -> bool:
     """Is every argument of the signature one float array?  Then a call with
     exactly such arrays goes to ``run_args(args, which)`` of the compiled
@@ -616,32 +621,21 @@ class CompiledGrad(_Inspectable):
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any) -> Any:
-        fast = self._vg.fast_grads
-        if fast is not None and self.argnums == 0:
-            grad = fast(args, 0)
-            if grad is not None:
-                return grad
-        return self._vg.general(args, grads_only=True)[1]
+        # argnums 0: the one gradient is the output as the shortcut returns it
+        grad = _shortcut(self._vg.fast_grads if self.argnums == 0 else None, args, 0)
+        return grad if grad is not None else self._vg.general(args, grads_only=True)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
-        fast = self._vg.fast
-        if fast is not None and self.argnums == 0:
-            outs = fast(args, -1)
-            if outs is not None:
-                return outs[0], outs[1]
-        return self._vg.general(args)
+        outs = _shortcut(self._vg.fast if self.argnums == 0 else None, args, -1)
+        return (outs[0], outs[1]) if outs is not None else self._vg.general(args)
 
     def value(self, *args: Any) -> Any:
         if self._value is None:
             self._value = Specializer(self.fn, "value", None, self._static, self._backend,
                                       eager=self.fn, max_traces=self._max_traces,
                                       reroll=self._reroll, exact_sums=self._exact_sums)
-        fast = self._value.fast
-        if fast is not None:
-            value = fast(args, 0)
-            if value is not None:
-                return value
-        return self._value.general(args)
+        value = _shortcut(self._value.fast, args, 0)
+        return value if value is not None else self._value.general(args)
 
     def hvp(self, *args: Any) -> Any:
         """``g.hvp(*args, v)``: Hessian-vector product, forward over reverse,

@@ -331,7 +331,7 @@ class _Loop:
     written: dict[int, int] = field(default_factory=dict)  # scatter output -> its buffer
     broadcasts: bool = False  # some member broadcasts an operand (nested loops per axis)
     prelude: list[_Step] = field(default_factory=list)  # accumulators its scatters make
-    zeroed: set[int] = field(default_factory=set)  # scatter outputs whose prelude made +0 arrays
+    zeroed: dict[int, _Step] = field(default_factory=dict)  # scatter out -> prelude making +0s
 
 
 @dataclass
@@ -522,10 +522,9 @@ class _Generator:
             self.alias(ins, s)
             return self.name[ins.out]
         aval = self.avals[ins.out]
-        if s in self.tape.consts:
-            value = np.asarray(self.tape.consts[s]).reshape(-1)
-            if value.size and np.all(value == value[0]):  # zeros: made, not copied
-                return self.full(ins, _literal(value[0], aval.dtype))
+        if self.fresh_accumulator(s):  # zeros: made, not copied
+            value = np.asarray(self.tape.consts[s]).reshape(-1)[0]
+            return self.full(ins, _literal(value, aval.dtype))
         return self.define_array(ins, f"{self.ref(s)}.copy()")
 
     # -- the instructions ------------------------------------------------------
@@ -668,12 +667,11 @@ class _Generator:
                 outer, self.step = self.step, _Step()
                 self.writable(x, ins)
                 loop.prelude.append(self.step)
-                self.step = outer
-                made = f"{self.name[ins.out]} = np.full("
                 first = np.asarray(self.tape.consts[x]).reshape(-1)[0]
-                if any(line.startswith(made) for line in loop.prelude[-1].lines) and \
-                        first.dtype.kind == "f" and first == 0 and not np.signbit(first):
-                    loop.zeroed.add(ins.out)
+                if (self.fresh_accumulator(x) and first.dtype.kind == "f" and first == 0
+                        and not np.signbit(first)):  # writable made it with np.full
+                    loop.zeroed[ins.out] = self.step
+                self.step = outer
             else:
                 self.name[ins.out] = self.name[x]
                 self.join(ins.out, self.buffer[x])
@@ -690,17 +688,26 @@ class _Generator:
 
     def close_loop(self) -> _Step:
         loop, self.loop = self.loop, None
+        size = math.prod(loop.shape)
+        grid = _common_grid([flat for _, flat in loop.indexed]) if loop.indexed else None
+        names = ["i"] if grid is None or len(grid) == 1 else [f"i{d}" for d in range(len(grid))]
+        where = {ins.out: _affine(flat.reshape(grid)) for ins, flat in loop.indexed}
+        delays = _scatter_delays(loop.indexed, grid, self.target) if grid else {}
+        scatter_at = {}  # scatter output -> the element it updates in iteration i
+        for ins in loop.members:
+            if ins.prim == "scatter_add":
+                delay, low, step = delays[ins.out]
+                scatter_at[ins.out] = _index_expr(*(where[ins.out] if delay == step == 0
+                                                    else (low, [step])), names)
+        most = max((d for d, _, _ in delays.values()), default=0)
+        nested = loop.broadcasts or len(names) > 1
+        local = {} if nested else self.local_accumulators(loop, scatter_at, size + most)
         self.step = _Step()
         for made in loop.prelude:
             self.step.lines += made.lines
             self.step.reads += made.reads
             self.step.defines += made.defines
         lines = self.step.lines
-        size = math.prod(loop.shape)
-        grid = _common_grid([flat for _, flat in loop.indexed]) if loop.indexed else None
-        names = ["i"] if grid is None or len(grid) == 1 else [f"i{d}" for d in range(len(grid))]
-        where = {ins.out: _affine(flat.reshape(grid)) for ins, flat in loop.indexed}
-        delays = _scatter_delays(loop.indexed, grid, self.target) if grid else {}
         stored = []
         for ins in loop.members:  # values read after the loop are kept in arrays
             if ins.out in loop.values and any(r not in loop.positions
@@ -731,21 +738,12 @@ class _Generator:
         for ins in loop.reductions:
             acc = f"acc{ins.out}"
             body.append(f"{acc} = " + REDUCERS[ins.prim].format(acc=acc, v=f"e{ins.ins[0]}"))
-        position = {}
-        for ins in loop.members:
-            if ins.prim == "scatter_add":
-                delay, low, step = delays[ins.out]
-                position[ins.out] = _index_expr(*(where[ins.out] if delay == step == 0
-                                                  else (low, [step])), names)
-        most = max((d for d, _, _ in delays.values()), default=0)
-        nested = loop.broadcasts or len(names) > 1
-        local = {} if nested else self.local_accumulators(loop, position, size + most)
         for ins in loop.members:  # in tape order: each element's updates keep their order
             if ins.prim != "scatter_add":
                 continue
             buffer = loop.written[ins.out]
             target = f"t{local[buffer]}" if buffer in local else \
-                f"{self.flat(ins.out)}[{position[ins.out]}]"
+                f"{self.flat(ins.out)}[{scatter_at[ins.out]}]"
             value = f"e{ins.ins[2]}"
             delay = delays[ins.out][0]
             if delay == 0:
@@ -780,7 +778,7 @@ class _Generator:
             self.emit_guard(ins)
         return self.step
 
-    def local_accumulators(self, loop: _Loop, position: dict[int, str], visits: int
+    def local_accumulators(self, loop: _Loop, scatter_at: dict[int, str], visits: int
                            ) -> dict[int, int]:
         """The accumulators a 1-D loop may sum per element in a local variable
         and store once, instead of adding each update into memory: the loop
@@ -796,14 +794,14 @@ class _Generator:
         local = {}
         for buffer, outs in groups.items():
             made = outs[0]
-            if (made in loop.zeroed and all(position[o] == "i" for o in outs)
+            if (made in loop.zeroed and all(scatter_at[o] == "i" for o in outs)
                     and self.avals[made].size <= visits):
                 local[buffer] = made
-        lines = self.step.lines  # the prelude's: their arrays need no zeros
-        for made in local.values():
+        for made in local.values():  # their arrays need no zeros
             name, aval = self.name[made], self.avals[made]
-            k = next(k for k, line in enumerate(lines) if line.startswith(f"{name} = np.full("))
-            lines[k] = f"{name} = np.empty({_shape(aval.shape)}, np.{aval.dtype.name})"
+            empty = f"{name} = np.empty({_shape(aval.shape)}, np.{aval.dtype.name})"
+            step = loop.zeroed[made]
+            step.lines = [empty if line.startswith(f"{name} = ") else line for line in step.lines]
         return local
 
     def uniform_const(self, s: int) -> str | None:
@@ -1066,7 +1064,7 @@ class _Generator:
             return
         start, strides = pattern
         pad, position = _nested_loops(lines, idx.shape)
-        source = " + ".join([str(start)] + [f"i{d} * {s}" for d, s in enumerate(strides) if s])
+        source = _index_expr(start, strides, [f"i{d}" for d in range(len(strides))])
         lines += [f"{pad}j = {position}", f"{pad}src = {source}", pad + body]
 
     def emit_take(self, ins: Instr) -> None:
