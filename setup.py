@@ -82,7 +82,8 @@ def extensions():
         compile_args = ["/O2"]
     ext = Extension(
         "fastad.backends._vm",
-        sources=["fastad/backends/_vm.pyx", "csrc/vm.c", "csrc/pool.c", "csrc/batch.c"],
+        sources=["fastad/backends/_vm.pyx", "csrc/vm.c", "csrc/validate.c", "csrc/pool.c",
+                 "csrc/batch.c"],
         include_dirs=["csrc", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=compile_args,

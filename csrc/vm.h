@@ -79,6 +79,12 @@ typedef struct {
  * Returns 0 if p is safe to run; otherwise writes a message to err. */
 int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len);
 
+/* Checks the one instruction at word pc (csrc/validate.c); sets *next to the
+ * word of the following one.  Returns 1 if it is valid, else 0 with a message
+ * in err.  The debug build's dispatch loop calls it before every instruction. */
+int fastad_vm_check_instr(const fastad_program *p, int64_t pc, int64_t *next, char *err,
+                          size_t err_len);
+
 /* Run a validated program over arena (p->arena_bytes, 64-byte aligned, inputs
  * and constants already in place).  Returns a FASTAD_VM_* status.  Reentrant:
  * concurrent runs over distinct arenas are safe. */

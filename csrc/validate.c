@@ -1,0 +1,399 @@
+/*
+ * validate.c -- fastad_vm_validate: every instruction of a program is checked
+ * against its own pools and arena size before the program may run (vm.h).
+ * The debug build's dispatch loop re-checks each instruction it runs through
+ * fastad_vm_check_instr.
+ */
+#include "vm.h"
+
+#include <limits.h>
+#include <stdio.h>
+
+#define SIZE_OF_DTYPE(name, size) size,
+static const int dtype_size[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
+/* ------------------------------------------------------------------------ */
+/* Validation: one instruction at a time                                    */
+/* ------------------------------------------------------------------------ */
+typedef struct {
+  const fastad_program *p;
+  char *err;
+  size_t err_len;
+  int64_t pc;
+} checker;
+
+static int fail(checker *c, const char *fmt, long long a, long long b) {
+  char msg[160];
+  snprintf(msg, sizeof msg, fmt, a, b);
+  snprintf(c->err, c->err_len, "instruction at word %lld (%s): %s", (long long)c->pc,
+           fastad_opcode_names[c->p->code[c->pc]], msg);
+  return 0;
+}
+
+/* Sizes are bounded well below overflow: no dimension or count above 2^40. */
+#define MAX_COUNT ((int64_t)1 << 40)
+
+static int count_ok(checker *c, int64_t n) {
+  return (n >= 0 && n <= MAX_COUNT) || fail(c, "count %lld outside 0..2^40%.0lld", n, 0);
+}
+
+static int dtype_ok(checker *c, int64_t t, int floats_only) {
+  if (t < 0 || t >= FASTAD_NUM_DTYPES || (floats_only && t == DT_BOOL))
+    return fail(c, "bad dtype code %lld%.0lld", t, 0);
+  return 1;
+}
+
+static int fn_ok(checker *c, int64_t f, int64_t count) {
+  return (f >= 0 && f < count) || fail(c, "function code %lld outside 0..%lld", f, count - 1);
+}
+
+/* Elements [off, off + n) of itemsize bytes lie inside the arena. */
+static int range_ok(checker *c, int64_t off, int64_t n, int64_t itemsize) {
+  if (off < 0 || n < 0 || n > MAX_COUNT || off > MAX_COUNT ||
+      (off + n) * itemsize > c->p->arena_bytes)
+    return fail(c, "operand [%lld, +%lld) leaves the arena", off, n);
+  return 1;
+}
+
+/* Descriptor words [d, d + len) exist. */
+static int meta_ok(checker *c, int64_t d, int64_t len) {
+  if (d < 0 || len < 0 || d > c->p->meta_len || len > c->p->meta_len - d)
+    return fail(c, "descriptor [%lld, +%lld) outside the metadata pool", d, len);
+  return 1;
+}
+
+/* A shape of ndim dimensions (read from a validated descriptor); the product
+ * of its nonzero dimensions is bounded, so no product of a subset overflows. */
+static int shape_ok(checker *c, int64_t ndim, const int64_t *shape, int64_t *total) {
+  int64_t nonzero = 1;
+  *total = 1;
+  for (int64_t k = 0; k < ndim; k++) {
+    if (!count_ok(c, shape[k])) return 0;
+    if (shape[k] == 0) {
+      *total = 0;
+      continue;
+    }
+    if (nonzero > MAX_COUNT / shape[k]) return fail(c, "shape too large%.0lld%.0lld", 0, 0);
+    nonzero *= shape[k];
+  }
+  if (*total) *total = nonzero;
+  return 1;
+}
+
+/* Descriptor at d: ndim, then head - 1 more words, then per_dim words per axis. */
+static int desc_ok(checker *c, int64_t d, int64_t head, int64_t per_dim, int64_t *ndim) {
+  if (!meta_ok(c, d, 1)) return 0;
+  *ndim = c->p->meta[d];
+  if (*ndim < 1 || *ndim > FASTAD_MAX_NDIM)
+    return fail(c, "ndim %lld outside 1..%lld", *ndim, FASTAD_MAX_NDIM);
+  return meta_ok(c, d, head + per_dim * *ndim);
+}
+
+/* A strided operand (base + start + sum idx_k * stride_k) stays in the arena. */
+static int strided_ok(checker *c, int64_t base, int64_t start, int64_t ndim, const int64_t *shape,
+                      const int64_t *stride, int64_t total, int64_t itemsize) {
+  if (total == 0) return 1;
+  int64_t lo = start, hi = start;
+  for (int64_t k = 0; k < ndim; k++) {
+    const int64_t s = stride[k] < 0 ? -stride[k] : stride[k];
+    if (stride[k] < -MAX_COUNT || stride[k] > MAX_COUNT || (s && shape[k] - 1 > MAX_COUNT / s))
+      return fail(c, "stride %lld too large%.0lld", stride[k], 0);
+    int64_t reach = (shape[k] - 1) * stride[k];
+    if (reach > 0) hi += reach; else lo += reach;
+    if (hi > MAX_COUNT || lo < -MAX_COUNT) return fail(c, "strides reach too far%.0lld%.0lld", 0, 0);
+  }
+  return range_ok(c, base + lo, hi - lo + 1, itemsize);
+}
+
+static int index_ok(checker *c, int64_t x, int64_t n, int64_t m) {
+  const fastad_program *p = c->p;
+  if (x < 0 || n < 0 || x > p->index_len || n > p->index_len - x)
+    return fail(c, "indices [%lld, +%lld) outside the index pool", x, n);
+  for (int64_t i = 0; i < n; i++)
+    if (p->index[x + i] < 0 || p->index[x + i] >= m)
+      return fail(c, "index %lld outside 0..%lld", p->index[x + i], m - 1);
+  return 1;
+}
+
+/* A FUSED micro-program at d over n elements of itemsize t: every slot inside
+ * the arena, OUT regions never partly overlapping another region, every
+ * operand a known register or slot that holds a value when it is read. */
+static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
+  const int64_t *m = c->p->meta;
+  if (!meta_ok(c, d, 3)) return 0;
+  const int64_t nregs = m[d], nslots = m[d + 1], nsteps = m[d + 2];
+  if (nregs < 0 || nregs > FASTAD_FUSED_MAX_REGS || nslots < 0 || nslots > FASTAD_FUSED_MAX_SLOTS)
+    return fail(c, "fused: %lld registers, %lld slots", nregs, nslots);
+  if (nsteps < 1 || nsteps > FASTAD_FUSED_MAX_STEPS)
+    return fail(c, "fused: %lld steps%.0lld", nsteps, 0);
+  if (!meta_ok(c, d, 3 + 2 * nslots + 5 * nsteps)) return 0;
+  const int64_t *slot = m + d + 3, *step = slot + 2 * nslots;
+  for (int64_t s = 0; s < nslots; s++) {
+    const int64_t kind = slot[2 * s], off = slot[2 * s + 1];
+    const int vector = kind == FUSED_IN || kind == FUSED_OUT;
+    if (kind < 0 || kind >= FASTAD_NUM_FUSED_SLOTS) return fail(c, "fused: slot kind %lld%.0lld", kind, 0);
+    if (!range_ok(c, off, vector ? n : 1, t)) return 0;
+  }
+  /* OUT (and ACC) regions overlap no other region unless they start at the
+   * same element: then element i of every block depends on element i only. */
+  for (int64_t s = 0; s < nslots; s++) {
+    const int64_t ks = slot[2 * s];
+    if (ks != FUSED_OUT && ks != FUSED_ACC) continue;
+    const int64_t ns = ks == FUSED_OUT ? n : 1, os = slot[2 * s + 1];
+    for (int64_t r = 0; r < nslots; r++) {
+      const int64_t kr = slot[2 * r], or_ = slot[2 * r + 1];
+      const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
+      const int same_start = or_ == os && ks == FUSED_OUT && (kr == FUSED_IN || kr == FUSED_OUT);
+      if (r != s && !same_start && or_ < os + ns && os < or_ + nr)
+        return fail(c, "fused: slot %lld overlaps slot %lld", s, r);
+    }
+  }
+  uint64_t defined = 0; /* bit per operand (nregs + nslots <= 64): holds a value */
+  for (int64_t s = 0; s < nslots; s++) {
+    const int64_t kind = slot[2 * s];
+    if (kind == FUSED_IN || kind == FUSED_SCALAR) defined |= (uint64_t)1 << (nregs + s);
+  }
+  int64_t nsum = 0, nshift = 0;
+  uint64_t summed = 0, sealed = 0; /* sealed: OUT slots a SHIFT finished */
+  for (int64_t k = 0; k < nsteps; k++) {
+    const int64_t *st = step + 5 * k;
+    const int64_t kind = st[0], f = st[1], dst = st[2], a = st[3], b = st[4];
+    const int64_t nops = nregs + nslots;
+    if (kind < 0 || kind >= FASTAD_NUM_FUSED_STEPS) return fail(c, "fused: step kind %lld%.0lld", kind, 0);
+    if (dst < 0 || dst >= nops || a < 0 || a >= nops || b < 0 || b >= nops)
+      return fail(c, "fused: step %lld operand outside 0..%lld", k, nops - 1);
+    const int64_t dkind = dst < nregs ? -1 : slot[2 * (dst - nregs)];
+    const int64_t akind = a < nregs ? -1 : slot[2 * (a - nregs)];
+    const int64_t bkind = b < nregs ? -1 : slot[2 * (b - nregs)];
+    if (!(defined >> a & 1) || (sealed >> a & 1))
+      return fail(c, "fused: step %lld cannot read operand %lld", k, a);
+    if (sealed >> dst & 1) return fail(c, "fused: step %lld writes finished slot %lld", k, dst);
+    if (kind == FUSED_SUM || kind == FUSED_COUNT || kind == FUSED_NCOUNT) {
+      if (dkind != FUSED_ACC || (summed >> dst & 1))
+        return fail(c, "fused: step %lld is not a sum into a fresh accumulator%.0lld", k, 0);
+      if (kind == FUSED_SUM && (f != 0 || b != 0 || akind == FUSED_SCALAR))
+        return fail(c, "fused: step %lld is not a sum of a vector%.0lld", k, 0);
+      if (kind != FUSED_SUM) {
+        if (!fn_ok(c, f, FASTAD_NUM_COMPARE_FNS)) return 0;
+        if (!(defined >> b & 1) || (sealed >> b & 1))
+          return fail(c, "fused: step %lld cannot read operand %lld", k, b);
+        if (akind == FUSED_SCALAR && bkind == FUSED_SCALAR)
+          return fail(c, "fused: step %lld has two scalar operands%.0lld", k, 0);
+      }
+      if (++nsum > FASTAD_FUSED_MAX_SUMS) return fail(c, "fused: more than %lld sums%.0lld", FASTAD_FUSED_MAX_SUMS, 0);
+      summed |= (uint64_t)1 << dst;
+      continue;
+    }
+    if (kind == FUSED_SHIFT) {
+      if (b != 0 || f == 0 || f < -FASTAD_FUSED_MAX_SHIFT || f > FASTAD_FUSED_MAX_SHIFT ||
+          dkind != FUSED_OUT || a == dst || akind == FUSED_SCALAR || !(defined >> dst & 1))
+        return fail(c, "fused: step %lld is not a shift into a written slot (shift %lld)", k, f);
+      if (++nshift > FASTAD_FUSED_MAX_SHIFTS)
+        return fail(c, "fused: more than %lld shifts%.0lld", FASTAD_FUSED_MAX_SHIFTS, 0);
+      /* the elements it reaches past the slot's region: in the arena, and no
+       * other slot's */
+      const int64_t off = slot[2 * (dst - nregs) + 1];
+      const int64_t lo = f < 0 ? off + f : off + n, hi = f < 0 ? off : off + n + f;
+      if (!range_ok(c, lo, hi - lo, t)) return 0;
+      for (int64_t r = 0; r < nslots; r++) {
+        const int64_t kr = slot[2 * r], or_ = slot[2 * r + 1];
+        const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
+        if (or_ < hi && lo < or_ + nr) return fail(c, "fused: shift of step %lld reaches slot %lld", k, r);
+      }
+      sealed |= (uint64_t)1 << dst;
+      continue;
+    }
+    if (dst >= nregs && dkind != FUSED_OUT)
+      return fail(c, "fused: step %lld writes a slot of kind %lld", k, dkind);
+    if (kind == FUSED_UNARY) {
+      if (!fn_ok(c, f, FASTAD_NUM_UNARY_FNS)) return 0;
+      if (b != 0 || akind == FUSED_SCALAR) return fail(c, "fused: unary step %lld on a scalar%.0lld", k, 0);
+    } else {
+      if (!fn_ok(c, f, FASTAD_NUM_BINARY_FNS)) return 0;
+      if (!(defined >> b & 1) || (sealed >> b & 1))
+        return fail(c, "fused: step %lld cannot read operand %lld", k, b);
+      if (akind == FUSED_SCALAR && bkind == FUSED_SCALAR)
+        return fail(c, "fused: step %lld has two scalar operands%.0lld", k, 0);
+    }
+    defined |= (uint64_t)1 << dst;
+  }
+  return 1;
+}
+
+/* Checks the instruction at c->pc; sets *next to the following one. */
+static int check_instr(checker *c, int64_t *next) {
+  const fastad_program *p = c->p;
+  const int64_t pc = c->pc;
+  const int32_t op = p->code[pc];
+  if (op < 0 || op >= FASTAD_NUM_OPCODES) {
+    snprintf(c->err, c->err_len, "word %lld: unknown opcode %d", (long long)pc, op);
+    return 0;
+  }
+  const int nargs = fastad_opcode_nargs[op];
+  if (pc + nargs >= p->code_len) return fail(c, "operands run past the end%.0lld%.0lld", 0, 0);
+  *next = pc + 1 + nargs;
+  const int32_t *w = p->code + pc + 1;
+  const int64_t *m = p->meta;
+  int64_t total = 0, nd = 0, d = 0, t = 0;
+  switch (op) {
+    case OP_HALT:
+      return 1;
+    case OP_ADD_S: case OP_SUB_S: case OP_MUL_S: case OP_DIV_S: case OP_NMUL_S:
+    case OP_MULACC_S: case OP_NMULACC_S:
+      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8);
+    case OP_MULADD_S: case OP_MULSUB_S:
+      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8) &&
+             range_ok(c, w[3], 1, 8);
+    case OP_NEG_S: case OP_SQUARE_S: case OP_MOV_S: case OP_ACC_S: case OP_NACC_S:
+      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8);
+    case OP_UNARY_S:
+      return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && range_ok(c, w[1], 1, 8) &&
+             range_ok(c, w[2], 1, 8);
+    case OP_BINARY_S:
+      return fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) && range_ok(c, w[1], 1, 8) &&
+             range_ok(c, w[2], 1, 8) && range_ok(c, w[3], 1, 8);
+    case OP_UNARY_V:
+      return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && dtype_ok(c, w[1], 1) &&
+             range_ok(c, w[2], w[4], dtype_size[w[1]]) && range_ok(c, w[3], w[4], dtype_size[w[1]]);
+    case OP_BINARY_VV: case OP_BINARY_VS: case OP_BINARY_SV:
+      if (!fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) || !dtype_ok(c, w[1], 1)) return 0;
+      t = dtype_size[w[1]];
+      return range_ok(c, w[2], w[5], t) &&
+             range_ok(c, w[3], op == OP_BINARY_SV ? 1 : w[5], t) &&
+             range_ok(c, w[4], op == OP_BINARY_VS ? 1 : w[5], t);
+    case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: {
+      const int logic = op == OP_LOGIC_B;
+      const int64_t fcount = op == OP_BINARY_B ? FASTAD_NUM_BINARY_FNS
+                             : op == OP_COMPARE_B ? FASTAD_NUM_COMPARE_FNS : FASTAD_NUM_LOGIC_FNS;
+      const int32_t *ops = logic ? w + 1 : w + 2;  /* o a b d */
+      if (!fn_ok(c, w[0], fcount) || (!logic && !dtype_ok(c, w[1], 1))) return 0;
+      t = logic ? 1 : dtype_size[w[1]];
+      d = ops[3];
+      if (!desc_ok(c, d, 1, 3, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      return range_ok(c, ops[0], total, op == OP_BINARY_B ? t : 1) &&
+             strided_ok(c, ops[1], 0, nd, m + d + 1, m + d + 1 + nd, total, t) &&
+             strided_ok(c, ops[2], 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t);
+    }
+    case OP_NOT_V:
+      return range_ok(c, w[0], w[2], 1) && range_ok(c, w[1], w[2], 1);
+    case OP_WHERE_B:
+      if (!dtype_ok(c, w[0], 0)) return 0;
+      t = dtype_size[w[0]];
+      d = w[5];
+      if (!desc_ok(c, d, 1, 4, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      return range_ok(c, w[1], total, t) &&
+             strided_ok(c, w[2], 0, nd, m + d + 1, m + d + 1 + nd, total, 1) &&
+             strided_ok(c, w[3], 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t) &&
+             strided_ok(c, w[4], 0, nd, m + d + 1, m + d + 1 + 3 * nd, total, t);
+    case OP_CAST_V:
+      return dtype_ok(c, w[0], 0) && dtype_ok(c, w[1], 0) && range_ok(c, w[2], w[4], dtype_size[w[0]]) &&
+             range_ok(c, w[3], w[4], dtype_size[w[1]]);
+    case OP_ZERO_V:
+      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[2], dtype_size[w[0]]);
+    case OP_COPY_V:
+      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[3], dtype_size[w[0]]) &&
+             range_ok(c, w[2], w[3], dtype_size[w[0]]);
+    case OP_STRIDED_B:
+      if (!dtype_ok(c, w[0], 0)) return 0;
+      d = w[3];
+      if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 2, &total)) return 0;
+      return range_ok(c, w[1], total, dtype_size[w[0]]) &&
+             strided_ok(c, w[2], m[d + 1], nd, m + d + 2, m + d + 2 + nd, total, dtype_size[w[0]]);
+    case OP_GATHER_V:  /* t o a m x n */
+      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[5], dtype_size[w[0]]) &&
+             range_ok(c, w[2], w[3], dtype_size[w[0]]) && index_ok(c, w[4], w[5], w[3]);
+    case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V:  /* t o m x v n */
+      return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && range_ok(c, w[1], w[2], dtype_size[w[0]]) &&
+             range_ok(c, w[4], w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
+    case OP_REDUCE_B: {  /* f t o a d */
+      if (!fn_ok(c, w[0], FASTAD_NUM_REDUCE_FNS) || !dtype_ok(c, w[1], 1)) return 0;
+      t = dtype_size[w[1]];
+      d = w[4];
+      if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      const int64_t nout = m[d + 1 + 2 * nd];
+      if (!count_ok(c, nout) || !range_ok(c, w[2], nout, t) || !range_ok(c, w[3], total, t)) return 0;
+      /* output strides must stay inside the output */
+      int64_t hi = 0;
+      for (int64_t k = 0; k < nd; k++) {
+        const int64_t s = m[d + 1 + nd + k];
+        if (s < 0 || s > MAX_COUNT || (s && m[d + 1 + k] - 1 > MAX_COUNT / s))
+          return fail(c, "bad output stride %lld%.0lld", s, 0);
+        hi += (m[d + 1 + k] - 1) * s;
+      }
+      if (total > 0 && hi >= nout) return fail(c, "output strides reach %lld of %lld", hi, nout);
+      return 1;
+    }
+    case OP_CUMSUM_B: {  /* t o a d */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      d = w[3];
+      if (!meta_ok(c, d, 4) || !shape_ok(c, 3, m + d, &total)) return 0;
+      if (m[d + 3] != 0 && m[d + 3] != 1) return fail(c, "bad reverse flag %lld%.0lld", m[d + 3], 0);
+      return range_ok(c, w[1], total, dtype_size[w[0]]) && range_ok(c, w[2], total, dtype_size[w[0]]);
+    }
+    case OP_MATMUL_B: {  /* t o a b d */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[4];
+      if (!meta_ok(c, d, 6) || !shape_ok(c, 4, m + d, &total)) return 0;
+      const int64_t batch = m[d], mm = m[d + 1], k = m[d + 2], n = m[d + 3];
+      if (mm > INT_MAX || k > INT_MAX || n > INT_MAX) return fail(c, "matrix too large for BLAS%.0lld%.0lld", 0, 0);
+      if ((m[d + 4] | m[d + 5]) & ~(int64_t)1) return fail(c, "bad transpose flags %lld %lld", m[d + 4], m[d + 5]);
+      return range_ok(c, w[1], batch * mm * n, t) && range_ok(c, w[2], batch * mm * k, t) &&
+             range_ok(c, w[3], batch * k * n, t);
+    }
+    case OP_SOLVE_B: {  /* t o a b d w p */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[4];
+      if (!meta_ok(c, d, 3) || !shape_ok(c, 3, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1], k = m[d + 2];
+      if (n > 46340 || k > INT_MAX / (n ? n : 1)) return fail(c, "system too large for LAPACK%.0lld%.0lld", 0, 0);
+      return range_ok(c, w[1], batch * n * k, t) && range_ok(c, w[2], batch * n * n, t) &&
+             range_ok(c, w[3], batch * n * k, t) && range_ok(c, w[5], n * n + n * k, t) &&
+             range_ok(c, w[6], n, 4);
+    }
+    case OP_SLOGDET_B: {  /* f t o a d w p */
+      if (!fn_ok(c, w[0], 2) || !dtype_ok(c, w[1], 1)) return 0;
+      t = dtype_size[w[1]];
+      d = w[4];
+      if (!meta_ok(c, d, 2) || !shape_ok(c, 2, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1];
+      if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
+      return range_ok(c, w[2], batch, t) && range_ok(c, w[3], batch * n * n, t) &&
+             range_ok(c, w[5], n * n, t) && range_ok(c, w[6], n, 4);
+    }
+    case OP_FUSED:  /* t d n */
+      if (!dtype_ok(c, w[0], 1) || !count_ok(c, w[2])) return 0;
+      return fused_ok(c, w[1], w[2], dtype_size[w[0]]);
+    case OP_GUARD:
+      return range_ok(c, w[0], 1, 1) && ((w[1] == 0 || w[1] == 1) || fail(c, "bad flag %lld%.0lld", w[1], 0));
+  }
+  return fail(c, "opcode not handled%.0lld%.0lld", 0, 0);
+}
+
+int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len) {
+  checker c = {p, err, err_len, 0};
+  if (p->code_len < 1 || p->arena_bytes < 0 || p->meta_len < 0 || p->index_len < 0) {
+    snprintf(err, err_len, "empty program or negative sizes");
+    return 1;
+  }
+  while (c.pc < p->code_len) {
+    int64_t next = 0;
+    if (!check_instr(&c, &next)) return 1;
+    if (p->code[c.pc] == OP_HALT) {
+      if (next != p->code_len) {
+        snprintf(err, err_len, "HALT at word %lld is not the last instruction", (long long)c.pc);
+        return 1;
+      }
+      return 0;
+    }
+    c.pc = next;
+  }
+  snprintf(err, err_len, "program does not end with HALT");
+  return 1;
+}
+
+int fastad_vm_check_instr(const fastad_program *p, int64_t pc, int64_t *next, char *err,
+                          size_t err_len) {
+  checker c = {p, err, err_len, pc};
+  return check_instr(&c, next);
+}
