@@ -14,11 +14,21 @@ static const int dtype_size[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
 /* ------------------------------------------------------------------------ */
 /* Validation: one instruction at a time                                    */
 /* ------------------------------------------------------------------------ */
+/* Arena regions: every arena operand of the instruction being checked is
+ * recorded with its role (fastad_region, vm.h) as its range is checked, and
+ * regions_ok then checks them against each other: a region an instruction
+ * writes overlaps no other region it uses, except that two regions both
+ * marked FASTAD_REGION_SAME (operands of an elementwise step, read and written
+ * element by element in order) may coincide exactly. */
+#define MAX_REGIONS (FASTAD_FUSED_MAX_SLOTS + 8)
+
 typedef struct {
   const fastad_program *p;
   char *err;
   size_t err_len;
   int64_t pc;
+  int nreg;
+  fastad_region reg[MAX_REGIONS];
 } checker;
 
 static int fail(checker *c, const char *fmt, long long a, long long b) {
@@ -88,10 +98,34 @@ static int desc_ok(checker *c, int64_t d, int64_t head, int64_t per_dim, int64_t
   return meta_ok(c, d, head + per_dim * *ndim);
 }
 
-/* A strided operand (base + start + sum idx_k * stride_k) stays in the arena. */
-static int strided_ok(checker *c, int64_t base, int64_t start, int64_t ndim, const int64_t *shape,
-                      const int64_t *stride, int64_t total, int64_t itemsize) {
-  if (total == 0) return 1;
+/* Elements [off, off + n) of itemsize bytes lie inside the arena; records
+ * them as a region of the given role (FASTAD_REGION_*) of operand `operand`. */
+static int region_ok(checker *c, int role, int operand, int64_t off, int64_t n,
+                     int64_t itemsize) {
+  if (!range_ok(c, off, n, itemsize)) return 0;
+  if (c->nreg >= MAX_REGIONS) return fail(c, "more than %lld arena operands%.0lld", MAX_REGIONS, 0);
+  fastad_region *r = &c->reg[c->nreg++];
+  r->byte_lo = off * itemsize;
+  r->bytes = n * itemsize;
+  r->itemsize = itemsize;
+  r->role = role;
+  r->operand = operand;
+  return 1;
+}
+
+/* Operand word k (0-based) of the instruction, an arena offset of n elements. */
+static int use(checker *c, int role, int k, int64_t n, int64_t itemsize) {
+  return region_ok(c, role, k + 1, c->p->code[c->pc + 1 + k], n, itemsize);
+}
+
+/* Operand word k (0-based), the base of a strided operand (base + start +
+ * sum idx_k * stride_k): stays in the arena; its region is the range between
+ * its lowest and highest element. */
+static int use_strided(checker *c, int role, int k, int64_t start, int64_t ndim,
+                       const int64_t *shape, const int64_t *stride, int64_t total,
+                       int64_t itemsize) {
+  const int64_t base = c->p->code[c->pc + 1 + k];
+  if (total == 0) return region_ok(c, role, k + 1, base, 0, itemsize);
   int64_t lo = start, hi = start;
   for (int64_t k = 0; k < ndim; k++) {
     const int64_t s = stride[k] < 0 ? -stride[k] : stride[k];
@@ -101,7 +135,34 @@ static int strided_ok(checker *c, int64_t base, int64_t start, int64_t ndim, con
     if (reach > 0) hi += reach; else lo += reach;
     if (hi > MAX_COUNT || lo < -MAX_COUNT) return fail(c, "strides reach too far%.0lld%.0lld", 0, 0);
   }
-  return range_ok(c, base + lo, hi - lo + 1, itemsize);
+  return region_ok(c, role, k + 1, base + lo, hi - lo + 1, itemsize);
+}
+
+/* No region written overlaps another region of the same instruction, unless
+ * both are FASTAD_REGION_SAME and coincide exactly. */
+static int regions_ok(checker *c) {
+  for (int i = 0; i < c->nreg; i++) {
+    const fastad_region *r = &c->reg[i];
+    for (int j = i + 1; j < c->nreg; j++) {
+      const fastad_region *q = &c->reg[j];
+      if (!((r->role | q->role) & FASTAD_REGION_WRITE) || r->bytes == 0 || q->bytes == 0) continue;
+      if (r->byte_lo >= q->byte_lo + q->bytes || q->byte_lo >= r->byte_lo + r->bytes) continue;
+      if (r->role & q->role & FASTAD_REGION_SAME && r->byte_lo == q->byte_lo &&
+          r->bytes == q->bytes)
+        continue;
+      const fastad_region *w = r->role & FASTAD_REGION_WRITE ? r : q, *o = w == r ? q : r;
+      snprintf(c->err, c->err_len,
+               "instruction at word %lld (%s): %s %d, written at bytes %lld..%lld, overlaps "
+               "%s %d at bytes %lld..%lld",
+               (long long)c->pc, fastad_opcode_names[c->p->code[c->pc]],
+               w->operand > 0 ? "operand" : "fused slot", w->operand > 0 ? w->operand : -w->operand - 1,
+               (long long)w->byte_lo, (long long)(w->byte_lo + w->bytes - 1),
+               o->operand > 0 ? "operand" : "fused slot", o->operand > 0 ? o->operand : -o->operand - 1,
+               (long long)o->byte_lo, (long long)(o->byte_lo + o->bytes - 1));
+      return 0;
+    }
+  }
+  return 1;
 }
 
 static int index_ok(checker *c, int64_t x, int64_t n, int64_t m) {
@@ -115,7 +176,8 @@ static int index_ok(checker *c, int64_t x, int64_t n, int64_t m) {
 }
 
 /* A FUSED micro-program at d over n elements of itemsize t: every slot inside
- * the arena, OUT regions never partly overlapping another region, every
+ * the arena (a region: regions_ok checks that OUT and ACC slots overlap no
+ * other slot, OUT and IN slots except at the same start), every
  * operand a known register or slot that holds a value when it is read. */
 static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
   const int64_t *m = c->p->meta;
@@ -131,21 +193,13 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
     const int64_t kind = slot[2 * s], off = slot[2 * s + 1];
     const int vector = kind == FUSED_IN || kind == FUSED_OUT;
     if (kind < 0 || kind >= FASTAD_NUM_FUSED_SLOTS) return fail(c, "fused: slot kind %lld%.0lld", kind, 0);
-    if (!range_ok(c, off, vector ? n : 1, t)) return 0;
-  }
-  /* OUT (and ACC) regions overlap no other region unless they start at the
-   * same element: then element i of every block depends on element i only. */
-  for (int64_t s = 0; s < nslots; s++) {
-    const int64_t ks = slot[2 * s];
-    if (ks != FUSED_OUT && ks != FUSED_ACC) continue;
-    const int64_t ns = ks == FUSED_OUT ? n : 1, os = slot[2 * s + 1];
-    for (int64_t r = 0; r < nslots; r++) {
-      const int64_t kr = slot[2 * r], or_ = slot[2 * r + 1];
-      const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
-      const int same_start = or_ == os && ks == FUSED_OUT && (kr == FUSED_IN || kr == FUSED_OUT);
-      if (r != s && !same_start && or_ < os + ns && os < or_ + nr)
-        return fail(c, "fused: slot %lld overlaps slot %lld", s, r);
-    }
+    /* OUT and IN slots may start at the same element (an in-place step):
+     * element i of every block then depends on element i only. */
+    const int role = kind == FUSED_IN ? FASTAD_REGION_READ | FASTAD_REGION_SAME
+                     : kind == FUSED_SCALAR ? FASTAD_REGION_READ
+                     : kind == FUSED_OUT ? FASTAD_REGION_WRITE | FASTAD_REGION_SAME
+                                         : FASTAD_REGION_WRITE;
+    if (!region_ok(c, role, (int)(-1 - s), off, vector ? n : 1, t)) return 0;
   }
   uint64_t defined = 0; /* bit per operand (nregs + nslots <= 64): holds a value */
   for (int64_t s = 0; s < nslots; s++) {
@@ -219,98 +273,94 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
   return 1;
 }
 
-/* Checks the instruction at c->pc; sets *next to the following one. */
-static int check_instr(checker *c, int64_t *next) {
-  const fastad_program *p = c->p;
-  const int64_t pc = c->pc;
-  const int32_t op = p->code[pc];
-  if (op < 0 || op >= FASTAD_NUM_OPCODES) {
-    snprintf(c->err, c->err_len, "word %lld: unknown opcode %d", (long long)pc, op);
-    return 0;
-  }
-  const int nargs = fastad_opcode_nargs[op];
-  if (pc + nargs >= p->code_len) return fail(c, "operands run past the end%.0lld%.0lld", 0, 0);
-  *next = pc + 1 + nargs;
-  const int32_t *w = p->code + pc + 1;
-  const int64_t *m = p->meta;
+/* The instruction's own checks, recording a region for each arena operand
+ * (use, use_strided): the roles below are the whole of what regions_ok knows
+ * about an opcode.  R: read; W: written (perhaps read too); S: elementwise,
+ * may coincide exactly with another S operand. */
+#define R FASTAD_REGION_READ
+#define W FASTAD_REGION_WRITE
+#define S FASTAD_REGION_SAME
+static int operands_ok(checker *c, int32_t op) {
+  const int32_t *w = c->p->code + c->pc + 1;
+  const int64_t *m = c->p->meta;
   int64_t total = 0, nd = 0, d = 0, t = 0;
   switch (op) {
     case OP_HALT:
       return 1;
     case OP_ADD_S: case OP_SUB_S: case OP_MUL_S: case OP_DIV_S: case OP_NMUL_S:
-    case OP_MULACC_S: case OP_NMULACC_S:
-      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8);
-    case OP_MULADD_S: case OP_MULSUB_S:
-      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8) && range_ok(c, w[2], 1, 8) &&
-             range_ok(c, w[3], 1, 8);
-    case OP_NEG_S: case OP_SQUARE_S: case OP_MOV_S: case OP_ACC_S: case OP_NACC_S:
-      return range_ok(c, w[0], 1, 8) && range_ok(c, w[1], 1, 8);
-    case OP_UNARY_S:
-      return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && range_ok(c, w[1], 1, 8) &&
-             range_ok(c, w[2], 1, 8);
-    case OP_BINARY_S:
-      return fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) && range_ok(c, w[1], 1, 8) &&
-             range_ok(c, w[2], 1, 8) && range_ok(c, w[3], 1, 8);
-    case OP_UNARY_V:
+    case OP_MULACC_S: case OP_NMULACC_S:  /* o a b */
+      return use(c, W | S, 0, 1, 8) && use(c, R | S, 1, 1, 8) && use(c, R | S, 2, 1, 8);
+    case OP_MULADD_S: case OP_MULSUB_S:  /* o a b c */
+      return use(c, W | S, 0, 1, 8) && use(c, R | S, 1, 1, 8) && use(c, R | S, 2, 1, 8) &&
+             use(c, R | S, 3, 1, 8);
+    case OP_NEG_S: case OP_SQUARE_S: case OP_MOV_S: case OP_ACC_S: case OP_NACC_S:  /* o a */
+      return use(c, W | S, 0, 1, 8) && use(c, R | S, 1, 1, 8);
+    case OP_UNARY_S:  /* f o a */
+      return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && use(c, W | S, 1, 1, 8) &&
+             use(c, R | S, 2, 1, 8);
+    case OP_BINARY_S:  /* f o a b */
+      return fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) && use(c, W | S, 1, 1, 8) &&
+             use(c, R | S, 2, 1, 8) && use(c, R | S, 3, 1, 8);
+    case OP_UNARY_V:  /* f t o a n */
       return fn_ok(c, w[0], FASTAD_NUM_UNARY_FNS) && dtype_ok(c, w[1], 1) &&
-             range_ok(c, w[2], w[4], dtype_size[w[1]]) && range_ok(c, w[3], w[4], dtype_size[w[1]]);
-    case OP_BINARY_VV: case OP_BINARY_VS: case OP_BINARY_SV:
+             use(c, W | S, 2, w[4], dtype_size[w[1]]) && use(c, R | S, 3, w[4], dtype_size[w[1]]);
+    case OP_BINARY_VV: case OP_BINARY_VS: case OP_BINARY_SV:  /* f t o a b n */
       if (!fn_ok(c, w[0], FASTAD_NUM_BINARY_FNS) || !dtype_ok(c, w[1], 1)) return 0;
       t = dtype_size[w[1]];
-      return range_ok(c, w[2], w[5], t) &&
-             range_ok(c, w[3], op == OP_BINARY_SV ? 1 : w[5], t) &&
-             range_ok(c, w[4], op == OP_BINARY_VS ? 1 : w[5], t);
-    case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: {
+      /* a broadcast scalar is S only when n == 1: then it is as long as o */
+      return use(c, W | S, 2, w[5], t) && use(c, R | S, 3, op == OP_BINARY_SV ? 1 : w[5], t) &&
+             use(c, R | S, 4, op == OP_BINARY_VS ? 1 : w[5], t);
+    case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: {  /* f t o a b d | f o a b d */
       const int logic = op == OP_LOGIC_B;
       const int64_t fcount = op == OP_BINARY_B ? FASTAD_NUM_BINARY_FNS
                              : op == OP_COMPARE_B ? FASTAD_NUM_COMPARE_FNS : FASTAD_NUM_LOGIC_FNS;
-      const int32_t *ops = logic ? w + 1 : w + 2;  /* o a b d */
+      const int k = logic ? 1 : 2;  /* o a b d from word k */
       if (!fn_ok(c, w[0], fcount) || (!logic && !dtype_ok(c, w[1], 1))) return 0;
       t = logic ? 1 : dtype_size[w[1]];
-      d = ops[3];
+      d = w[k + 3];
       if (!desc_ok(c, d, 1, 3, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
-      return range_ok(c, ops[0], total, op == OP_BINARY_B ? t : 1) &&
-             strided_ok(c, ops[1], 0, nd, m + d + 1, m + d + 1 + nd, total, t) &&
-             strided_ok(c, ops[2], 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t);
+      return use(c, W, k, total, op == OP_BINARY_B ? t : 1) &&
+             use_strided(c, R, k + 1, 0, nd, m + d + 1, m + d + 1 + nd, total, t) &&
+             use_strided(c, R, k + 2, 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t);
     }
-    case OP_NOT_V:
-      return range_ok(c, w[0], w[2], 1) && range_ok(c, w[1], w[2], 1);
-    case OP_WHERE_B:
+    case OP_NOT_V:  /* o a n */
+      return use(c, W | S, 0, w[2], 1) && use(c, R | S, 1, w[2], 1);
+    case OP_WHERE_B:  /* t o c a b d */
       if (!dtype_ok(c, w[0], 0)) return 0;
       t = dtype_size[w[0]];
       d = w[5];
       if (!desc_ok(c, d, 1, 4, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
-      return range_ok(c, w[1], total, t) &&
-             strided_ok(c, w[2], 0, nd, m + d + 1, m + d + 1 + nd, total, 1) &&
-             strided_ok(c, w[3], 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t) &&
-             strided_ok(c, w[4], 0, nd, m + d + 1, m + d + 1 + 3 * nd, total, t);
-    case OP_CAST_V:
-      return dtype_ok(c, w[0], 0) && dtype_ok(c, w[1], 0) && range_ok(c, w[2], w[4], dtype_size[w[0]]) &&
-             range_ok(c, w[3], w[4], dtype_size[w[1]]);
-    case OP_ZERO_V:
-      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[2], dtype_size[w[0]]);
-    case OP_COPY_V:
-      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[3], dtype_size[w[0]]) &&
-             range_ok(c, w[2], w[3], dtype_size[w[0]]);
-    case OP_STRIDED_B:
+      return use(c, W, 1, total, t) &&
+             use_strided(c, R, 2, 0, nd, m + d + 1, m + d + 1 + nd, total, 1) &&
+             use_strided(c, R, 3, 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t) &&
+             use_strided(c, R, 4, 0, nd, m + d + 1, m + d + 1 + 3 * nd, total, t);
+    case OP_CAST_V:  /* t s o a n: in place only between dtypes of one size */
+      return dtype_ok(c, w[0], 0) && dtype_ok(c, w[1], 0) &&
+             use(c, W | S, 2, w[4], dtype_size[w[0]]) && use(c, R | S, 3, w[4], dtype_size[w[1]]);
+    case OP_ZERO_V:  /* t o n */
+      return dtype_ok(c, w[0], 0) && use(c, W, 1, w[2], dtype_size[w[0]]);
+    case OP_COPY_V:  /* t o a n */
+      return dtype_ok(c, w[0], 0) && use(c, W | S, 1, w[3], dtype_size[w[0]]) &&
+             use(c, R | S, 2, w[3], dtype_size[w[0]]);
+    case OP_STRIDED_B:  /* t o a d */
       if (!dtype_ok(c, w[0], 0)) return 0;
       d = w[3];
       if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 2, &total)) return 0;
-      return range_ok(c, w[1], total, dtype_size[w[0]]) &&
-             strided_ok(c, w[2], m[d + 1], nd, m + d + 2, m + d + 2 + nd, total, dtype_size[w[0]]);
+      return use(c, W, 1, total, dtype_size[w[0]]) &&
+             use_strided(c, R, 2, m[d + 1], nd, m + d + 2, m + d + 2 + nd, total, dtype_size[w[0]]);
     case OP_GATHER_V:  /* t o a m x n */
-      return dtype_ok(c, w[0], 0) && range_ok(c, w[1], w[5], dtype_size[w[0]]) &&
-             range_ok(c, w[2], w[3], dtype_size[w[0]]) && index_ok(c, w[4], w[5], w[3]);
+      return dtype_ok(c, w[0], 0) && use(c, W, 1, w[5], dtype_size[w[0]]) &&
+             use(c, R, 2, w[3], dtype_size[w[0]]) && index_ok(c, w[4], w[5], w[3]);
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V:  /* t o m x v n */
-      return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && range_ok(c, w[1], w[2], dtype_size[w[0]]) &&
-             range_ok(c, w[4], w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
+      return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && use(c, W, 1, w[2], dtype_size[w[0]]) &&
+             use(c, R, 4, w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
     case OP_REDUCE_B: {  /* f t o a d */
       if (!fn_ok(c, w[0], FASTAD_NUM_REDUCE_FNS) || !dtype_ok(c, w[1], 1)) return 0;
       t = dtype_size[w[1]];
       d = w[4];
       if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
       const int64_t nout = m[d + 1 + 2 * nd];
-      if (!count_ok(c, nout) || !range_ok(c, w[2], nout, t) || !range_ok(c, w[3], total, t)) return 0;
+      if (!count_ok(c, nout) || !use(c, W, 2, nout, t) || !use(c, R, 3, total, t)) return 0;
       /* output strides must stay inside the output */
       int64_t hi = 0;
       for (int64_t k = 0; k < nd; k++) {
@@ -327,7 +377,7 @@ static int check_instr(checker *c, int64_t *next) {
       d = w[3];
       if (!meta_ok(c, d, 4) || !shape_ok(c, 3, m + d, &total)) return 0;
       if (m[d + 3] != 0 && m[d + 3] != 1) return fail(c, "bad reverse flag %lld%.0lld", m[d + 3], 0);
-      return range_ok(c, w[1], total, dtype_size[w[0]]) && range_ok(c, w[2], total, dtype_size[w[0]]);
+      return use(c, W, 1, total, dtype_size[w[0]]) && use(c, R, 2, total, dtype_size[w[0]]);
     }
     case OP_MATMUL_B: {  /* t o a b d */
       if (!dtype_ok(c, w[0], 1)) return 0;
@@ -337,8 +387,8 @@ static int check_instr(checker *c, int64_t *next) {
       const int64_t batch = m[d], mm = m[d + 1], k = m[d + 2], n = m[d + 3];
       if (mm > INT_MAX || k > INT_MAX || n > INT_MAX) return fail(c, "matrix too large for BLAS%.0lld%.0lld", 0, 0);
       if ((m[d + 4] | m[d + 5]) & ~(int64_t)1) return fail(c, "bad transpose flags %lld %lld", m[d + 4], m[d + 5]);
-      return range_ok(c, w[1], batch * mm * n, t) && range_ok(c, w[2], batch * mm * k, t) &&
-             range_ok(c, w[3], batch * k * n, t);
+      return use(c, W, 1, batch * mm * n, t) && use(c, R, 2, batch * mm * k, t) &&
+             use(c, R, 3, batch * k * n, t);
     }
     case OP_SOLVE_B: {  /* t o a b d w p */
       if (!dtype_ok(c, w[0], 1)) return 0;
@@ -347,9 +397,8 @@ static int check_instr(checker *c, int64_t *next) {
       if (!meta_ok(c, d, 3) || !shape_ok(c, 3, m + d, &total)) return 0;
       const int64_t batch = m[d], n = m[d + 1], k = m[d + 2];
       if (n > 46340 || k > INT_MAX / (n ? n : 1)) return fail(c, "system too large for LAPACK%.0lld%.0lld", 0, 0);
-      return range_ok(c, w[1], batch * n * k, t) && range_ok(c, w[2], batch * n * n, t) &&
-             range_ok(c, w[3], batch * n * k, t) && range_ok(c, w[5], n * n + n * k, t) &&
-             range_ok(c, w[6], n, 4);
+      return use(c, W, 1, batch * n * k, t) && use(c, R, 2, batch * n * n, t) &&
+             use(c, R, 3, batch * n * k, t) && use(c, W, 5, n * n + n * k, t) && use(c, W, 6, n, 4);
     }
     case OP_SLOGDET_B: {  /* f t o a d w p */
       if (!fn_ok(c, w[0], 2) || !dtype_ok(c, w[1], 1)) return 0;
@@ -358,20 +407,40 @@ static int check_instr(checker *c, int64_t *next) {
       if (!meta_ok(c, d, 2) || !shape_ok(c, 2, m + d, &total)) return 0;
       const int64_t batch = m[d], n = m[d + 1];
       if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
-      return range_ok(c, w[2], batch, t) && range_ok(c, w[3], batch * n * n, t) &&
-             range_ok(c, w[5], n * n, t) && range_ok(c, w[6], n, 4);
+      return use(c, W, 2, batch, t) && use(c, R, 3, batch * n * n, t) && use(c, W, 5, n * n, t) &&
+             use(c, W, 6, n, 4);
     }
     case OP_FUSED:  /* t d n */
       if (!dtype_ok(c, w[0], 1) || !count_ok(c, w[2])) return 0;
       return fused_ok(c, w[1], w[2], dtype_size[w[0]]);
-    case OP_GUARD:
-      return range_ok(c, w[0], 1, 1) && ((w[1] == 0 || w[1] == 1) || fail(c, "bad flag %lld%.0lld", w[1], 0));
+    case OP_GUARD:  /* a e */
+      return use(c, R, 0, 1, 1) && ((w[1] == 0 || w[1] == 1) || fail(c, "bad flag %lld%.0lld", w[1], 0));
   }
   return fail(c, "opcode not handled%.0lld%.0lld", 0, 0);
 }
+#undef R
+#undef W
+#undef S
+
+/* Checks the instruction at c->pc (operands, then the regions they use);
+ * sets *next to the following one. */
+static int check_instr(checker *c, int64_t *next) {
+  const fastad_program *p = c->p;
+  const int64_t pc = c->pc;
+  const int32_t op = p->code[pc];
+  if (op < 0 || op >= FASTAD_NUM_OPCODES) {
+    snprintf(c->err, c->err_len, "word %lld: unknown opcode %d", (long long)pc, op);
+    return 0;
+  }
+  const int nargs = fastad_opcode_nargs[op];
+  if (pc + nargs >= p->code_len) return fail(c, "operands run past the end%.0lld%.0lld", 0, 0);
+  *next = pc + 1 + nargs;
+  c->nreg = 0;
+  return operands_ok(c, op) && regions_ok(c);
+}
 
 int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len) {
-  checker c = {p, err, err_len, 0};
+  checker c = {p, err, err_len, 0, 0, {{0}}};
   if (p->code_len < 1 || p->arena_bytes < 0 || p->meta_len < 0 || p->index_len < 0) {
     snprintf(err, err_len, "empty program or negative sizes");
     return 1;
@@ -394,6 +463,24 @@ int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len) {
 
 int fastad_vm_check_instr(const fastad_program *p, int64_t pc, int64_t *next, char *err,
                           size_t err_len) {
-  checker c = {p, err, err_len, pc};
+  checker c = {p, err, err_len, pc, 0, {{0}}};
   return check_instr(&c, next);
+}
+
+int fastad_vm_regions(const fastad_program *p, int64_t pc, fastad_region *out, int max,
+                      char *err, size_t err_len) {
+  checker c = {p, err, err_len, pc, 0, {{0}}};
+  if (pc < 0 || pc >= p->code_len) {
+    snprintf(err, err_len, "word %lld is not in the program", (long long)pc);
+    return -1;
+  }
+  c.nreg = 0;
+  const int32_t op = p->code[pc];
+  if (op < 0 || op >= FASTAD_NUM_OPCODES || pc + fastad_opcode_nargs[op] >= p->code_len) {
+    snprintf(err, err_len, "word %lld: no instruction", (long long)pc);
+    return -1;
+  }
+  if (!operands_ok(&c, op)) return -1;
+  for (int i = 0; i < c.nreg && i < max; i++) out[i] = c.reg[i];
+  return c.nreg;
 }

@@ -667,6 +667,13 @@ static void copy_chunk(void *arg, int chunk) {
 }
 
 void fastad_copy(void *dst, const void *src, size_t n) {
+  /* Callers copy between an arena and a NumPy array of their own, never
+   * overlapping; should two ranges ever overlap, memmove is still defined. */
+  const uintptr_t d = (uintptr_t)dst, s = (uintptr_t)src;
+  if (d < s + n && s < d + n) {
+    memmove(dst, src, n);
+    return;
+  }
   const int threads = fastad_pool_threads();
   /* the byte count of a fused loop worth splitting: its input, at 8 bytes */
   if (threads <= 1 || n < (size_t)fastad_fused_parallel_min * 8) {

@@ -79,6 +79,26 @@ typedef struct {
  * Returns 0 if p is safe to run; otherwise writes a message to err. */
 int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len);
 
+/* An arena region an instruction uses: bytes [byte_lo, byte_lo + bytes), of
+ * operand word `operand` (1-based, as in opcodes.h), or of slot -operand - 1
+ * of a FUSED descriptor.  role: FASTAD_REGION_READ, _WRITE (written, perhaps
+ * read too), and _SAME: an elementwise operand, which may coincide exactly
+ * with another _SAME operand (an in-place step).  The validator rejects every
+ * instruction where a region written overlaps another region otherwise. */
+#define FASTAD_REGION_READ 1
+#define FASTAD_REGION_WRITE 2
+#define FASTAD_REGION_SAME 4
+typedef struct {
+  int64_t byte_lo, bytes, itemsize;
+  int role, operand;
+} fastad_region;
+
+/* The regions of the instruction at word pc, as the validator sees them (for
+ * tests): their number (up to max stored in out), or -1 with a message in err
+ * if its operands are invalid.  Overlaps are not checked here. */
+int fastad_vm_regions(const fastad_program *p, int64_t pc, fastad_region *out, int max,
+                      char *err, size_t err_len);
+
 /* Checks the one instruction at word pc (csrc/validate.c); sets *next to the
  * word of the following one.  Returns 1 if it is valid, else 0 with a message
  * in err.  The debug build's dispatch loop calls it before every instruction. */

@@ -429,3 +429,172 @@ def test_corrupt_fused_programs_are_rejected_not_run():
             continue
         exe.run(args)  # may compute garbage, never crash
     assert rejected > 1500
+
+
+# -- regions an instruction writes overlap nothing else it uses ----------------------------
+ARENA_LETTERS = set("oabcvwp")  # opcodes.h: the operand kinds that are arena offsets
+OVERLAP_IDX = np.array([0, 3, 3, 1])
+
+
+def _many_opcodes(x, m, v):
+    return (fnp.scatter_add(x, OVERLAP_IDX, v), fnp.scatter_set(x, np.arange(2, 6), v),
+            fnp.scatter_add(x * 2.0, 4, v[0]), x[[0, 5, 2, 2]], x[::2], np.cumsum(m, axis=1),
+            np.max(m, axis=0), np.where(m > 0, m, -m), fnp.logical_and(m > 0, m < 1),
+            fnp.logical_not(m > 0), fnp.astype(x, np.float32), np.sin(x), x * x, x + v[0],
+            v[0] - x, m + x[:3], np.sum(x))
+
+
+def _scalar_opcodes(x):
+    y = fnp.scatter_add(fnp.scatter_set(x, 2, x[0] + x[1]), 3, -x[1])
+    z = fnp.scatter_set(x, np.array([4, 0, 2]), x[:3])
+    w = x[0] * 2.0 if x[0] + x[1] > -100 else x[0]
+    return (x[0] + x[1], -(x[0] * x[1]), np.square(x[2]), y, z, w,
+            x[0] * x[1] + x[2] - x[3] / x[4], -x[0], np.sin(x[2]), np.arctan2(x[0], x[1]))
+
+
+def _linalg(a, b):
+    return (np.linalg.solve(a, b), np.linalg.slogdet(a)[0], np.linalg.slogdet(a)[1], a @ b,
+            np.linalg.det(a[0]))
+
+
+def region_programs():
+    """Lowered programs, with and without fusion, that between them use every opcode:
+    LAPACK (solve, slogdet) in both dtypes, copies, gathers, scatters, scalar code."""
+    a, b = well_conditioned((2, 4, 4), np.float64), rand((2, 4, 3))
+    tapes = [fa.make_tape(_linalg)(a, b),
+             fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
+             fa.make_tape(_many_opcodes)(rand((6,)), rand((3, 3)), rand((4,))),
+             fa.make_tape(_scalar_opcodes)(rand((5,)))]
+    g = fa.compile(rosenbrock_loop, backend="numpy", reroll=False)
+    g(rand((6,)))
+    tapes.append(g.tape)
+    programs = [lower(t, fuse=fuse) for t in tapes for fuse in (False, True)]
+    # opcodes the lowering does not emit today, by hand: D[1] = D[0] ** 2
+    from fastad.backends.lower import OP
+    f64 = np.dtype(np.float64)
+    programs.append(type(programs[0])(np.array([OP["SQUARE_S"], 1, 0, OP["HALT"]], np.int32),
+                                      np.zeros(0, np.int64), np.zeros(0, np.int64), b"", 64,
+                                      [(0, f64, ())], [(8, f64, ())]))
+    return programs
+
+
+@pytest.fixture(scope="module")
+def programs_with_regions():
+    return region_programs()
+
+
+def test_the_validator_knows_the_region_of_every_arena_operand(programs_with_regions):
+    """Drift test: for every opcode, the validator records a region (with a role) for
+    exactly the operands opcodes.h names as arena offsets; FUSED, one per slot."""
+    from fastad.backends import _vm
+    from fastad.backends.lower import TABLES
+    kinds = {name: k for name, _n, k, _c in TABLES["OPCODES"]}
+    seen = set()
+    for program in programs_with_regions:
+        for pc, name, words in program.instructions():
+            seen.add(name)
+            regions = _vm.regions(program, pc)
+            assert all(role and set(role) <= set("rws") for *_r, role in regions)
+            if name == "FUSED":
+                nslots = program.meta[words[1] + 1]
+                assert sorted(r[0] for r in regions) == sorted(-1 - s for s in range(nslots))
+                continue
+            expected = [k + 1 for k, kind in enumerate(kinds[name]) if kind in ARENA_LETTERS]
+            assert sorted(r[0] for r in regions) == expected, name
+            if name in ("SOLVE_B", "SLOGDET_B"):  # output, workspace and pivots are written
+                assert [r[4] for r in regions if r[0] in (expected[0], *expected[-2:])] == ["w"] * 3
+    assert seen == set(kinds), f"no test program uses {sorted(set(kinds) - seen)}"
+
+
+def _moved(program, pc, region, target):
+    """program with the operand of ``region`` (of the instruction at pc) moved so that
+    the region starts at byte ``target``."""
+    operand, lo, _nbytes, itemsize, _role = region
+    code, meta = program.code.copy(), program.meta.copy()
+    step = (target - lo) // itemsize
+    if operand > 0:
+        code[pc + operand] += step
+    else:  # slot s of a FUSED descriptor: (kind, offset) pairs after 3 words
+        meta[code[pc + 2] + 3 + 2 * (-1 - operand) + 1] += step
+    return type(program)(code, meta, program.index, program.const_image, program.arena_bytes,
+                         program.inputs, program.outputs)
+
+
+def _overlap_cases(program, pc, regions, fraction):
+    """(region moved, target byte, exact alias allowed) for each ordered pair of
+    regions of which one is written: the first moved to overlap the second, starting
+    ``fraction`` of the way from one element before the second's start to its end."""
+    for i, r in enumerate(regions):
+        for j, q in enumerate(regions):
+            if i == j or "w" not in r[4] + q[4] or not r[2] or not q[2]:
+                continue
+            lo, hi = q[1] - r[2] + r[3], q[1] + q[2] - 1  # starts that overlap q
+            target = max(0, (lo + int(fraction * (hi - lo))) // r[3] * r[3])
+            if target + r[2] <= q[1] or target >= q[1] + q[2]:
+                target = q[1] // r[3] * r[3]
+            exact = "s" in r[4] and "s" in q[4] and target == q[1] and r[2] == q[2]
+            yield r, target, exact
+
+
+def _check_overlap_rejected(program, pc, region, target, exact, args=None):
+    hostile = _moved(program, pc, region, target)
+    if exact:  # an in-place elementwise step: valid, and it runs
+        exe = c_backend.Executable(hostile)
+        if args is not None:
+            exe.run(args)
+        return
+    inside = target + region[2] <= program.arena_bytes
+    with pytest.raises(TapeError, match="overlaps|reaches" if inside else "invalid program"):
+        c_backend.Executable(hostile)
+
+
+def test_lapack_workspace_pivots_output_and_copies_never_overlap(programs_with_regions):
+    """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, MATMUL_B and copy
+    (COPY_V, STRIDED_B, GATHER_V, CAST_V) in the test programs, moved to overlap at the
+    start, the middle and the end: every one is rejected by validation, never run."""
+    from fastad.backends import _vm
+    opcodes = {"SOLVE_B", "SLOGDET_B", "MATMUL_B", "COPY_V", "STRIDED_B", "GATHER_V", "CAST_V"}
+    tried, seen = 0, set()
+    for program in programs_with_regions:
+        for pc, name, _words in program.instructions():
+            if name not in opcodes:
+                continue
+            seen.add(name)
+            regions = _vm.regions(program, pc)
+            for fraction in (0.0, 0.5, 1.0):
+                for region, target, exact in _overlap_cases(program, pc, regions, fraction):
+                    _check_overlap_rejected(program, pc, region, target, exact)
+                    tried += 1
+    assert seen == opcodes and tried > 200
+
+
+@EXAMPLES
+@given(st.data())
+def test_overlapping_regions_are_rejected_in_every_opcode(programs_with_regions, data):
+    """Any instruction of the test programs, any two of its regions one of which is
+    written, moved to overlap anywhere: rejected, unless both are elementwise operands
+    made to coincide exactly (in place), which then runs."""
+    from fastad.backends import _vm
+    program = data.draw(st.sampled_from(programs_with_regions), label="program")
+    instrs = [(pc, name) for pc, name, _w in program.instructions()
+              if len(_vm.regions(program, pc)) >= 2]
+    pc, name = data.draw(st.sampled_from(instrs), label="instruction")
+    regions = _vm.regions(program, pc)
+    cases = list(_overlap_cases(program, pc, regions,
+                                data.draw(st.floats(0, 1), label="where")))
+    if not cases:
+        return
+    region, target, exact = data.draw(st.sampled_from(cases), label="case")
+    _check_overlap_rejected(program, pc, region, target, exact)
+
+
+def test_overlapping_input_ports_are_rejected():
+    """Inputs are copied into the arena one by one (fastad_copy, batch copies):
+    a program whose inputs share bytes is refused."""
+    program = lower(fa.make_tape(lambda x, y: x * y)(rand((8,)), rand((8,))))
+    (x_at, dt, shape), (y_at, *_rest) = program.inputs
+    hostile = type(program)(program.code, program.meta, program.index, program.const_image,
+                            program.arena_bytes, [(x_at, dt, shape), (x_at + 8, dt, shape)],
+                            program.outputs)
+    with pytest.raises(TapeError, match="overlaps"):
+        c_backend.Executable(hostile)

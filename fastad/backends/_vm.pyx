@@ -49,6 +49,12 @@ cdef extern from "vm.h" nogil:
         int64_t arena_bytes
 
     int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len)
+    ctypedef struct fastad_region:
+        int64_t byte_lo, bytes, itemsize
+        int role, operand
+    int FASTAD_REGION_READ, FASTAD_REGION_WRITE, FASTAD_REGION_SAME
+    int fastad_vm_regions(const fastad_program *p, int64_t pc, fastad_region *out, int max,
+                          char *err, size_t err_len)
     int fastad_vm_run(const fastad_program *p, const fastad_linalg *linalg, void *arena)
 
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR
@@ -127,6 +133,37 @@ def threads():
     """(threads a large FUSED instruction is split over, the element count
     from which it is split)."""
     return fastad_vm_threads(), fastad_fused_parallel_min
+
+
+def regions(program, int64_t pc):
+    """The arena regions the validator records for the instruction at word
+    ``pc`` of ``program`` (a lowered Program), for tests: a list of
+    ``(operand, byte_lo, nbytes, itemsize, role)``, operand the 1-based operand
+    word (or ``-1 - s`` for slot s of a FUSED descriptor), role a string of
+    "r" (read), "w" (written), "s" (elementwise: may coincide exactly with
+    another "s" region).  TapeError if the instruction's operands are invalid."""
+    cdef fastad_program prog
+    cdef fastad_region out[64]
+    cdef char err[512]
+    code = np.ascontiguousarray(program.code, dtype=np.int32)
+    meta = np.ascontiguousarray(program.meta, dtype=np.int64)
+    index = np.ascontiguousarray(program.index, dtype=np.int64)
+    prog.code = <const int32_t *>cnp.PyArray_DATA(code)
+    prog.code_len = code.size
+    prog.meta = <const int64_t *>cnp.PyArray_DATA(meta)
+    prog.meta_len = meta.size
+    prog.index = <const int64_t *>cnp.PyArray_DATA(index)
+    prog.index_len = index.size
+    prog.arena_bytes = int(program.arena_bytes)
+    n = fastad_vm_regions(&prog, pc, out, 64, err, sizeof(err))
+    if n < 0:
+        raise TapeError("invalid program: " + err.decode(errors="replace"))
+    result = []
+    for i in range(min(n, 64)):
+        role = "".join(ch for flag, ch in ((FASTAD_REGION_READ, "r"), (FASTAD_REGION_WRITE, "w"),
+                                           (FASTAD_REGION_SAME, "s")) if out[i].role & flag)
+        result.append((out[i].operand, out[i].byte_lo, out[i].bytes, out[i].itemsize, role))
+    return result
 
 
 cdef class _Port:
@@ -244,6 +281,13 @@ cdef class Executable:
                     or port.dtype.kind not in "fb"):
                 raise TapeError(f"invalid program: {port.name} at byte {port.offset} "
                                 f"({port.dtype}, {port.shape}) is not inside the arena")
+        # Inputs are copied into the arena one after another (fastad_copy, or a
+        # batch's copies): no two may share bytes.  Outputs are only read.
+        spans = sorted((p.offset, p.offset + p.nbytes, p.name) for p in self._inputs if p.nbytes)
+        for (lo1, hi1, name1), (lo2, hi2, name2) in zip(spans, spans[1:]):
+            if lo2 < hi1:
+                raise TapeError(f"invalid program: {name2} at bytes {lo2}..{hi2 - 1} overlaps "
+                                f"{name1} at bytes {lo1}..{hi1 - 1}")
         if fastad_vm_validate(&self.prog, err, sizeof(err)) != 0:
             raise TapeError("invalid program: " + err.decode(errors="replace"))
 
