@@ -5,27 +5,28 @@ and the pytree structures that rebuild results.  The user's Python function
 is not stored, so a loaded function runs the signatures it was saved with on
 any machine with fastad, without the source.
 
-Loading is safe on untrusted bytes: the payload is read by an unpickler that
-admits only plain data and NumPy arrays (no code runs), every tape is
-validated, and every signature is checked against its tape's inputs before
-any backend sees it.  ``pickle.dumps(compiled_function)`` stores the same
-payload.
+Loading is safe on untrusted bytes: the payload is in fastad's own format
+(`fastad.wire`: typed, length-prefixed plain data and arrays of numeric
+dtypes, parsed without recursion and without pickle, so no code runs and no
+NumPy reconstruction routine sees its bytes), every tape is validated, and
+every signature is checked against its tape's inputs before any backend sees
+it.  ``pickle.dumps(compiled_function)`` stores ``(loads, (dumps(f),))``: the
+same bytes, handed to `loads` when unpickled.
 """
 from __future__ import annotations
 
-import io
-import pickle
 import sys
 from typing import Any
 
 import numpy as np
 
 from .errors import TapeError
-from .tape import Tape, _SafeUnpickler
+from . import wire
+from .tape import Tape
 
-_FORMAT = "fastad-compiled-1"
 _TYPE_MARK = "__fastad_type__"
 _BUILTIN_TYPES = {t.__name__: t for t in (int, float, complex, bool, str, bytes, type(None))}
+_NUMPY_TYPES = {dt.str: dt.type for dt in wire.DTYPES}
 
 
 def encode(obj: Any) -> Any:
@@ -35,7 +36,7 @@ def encode(obj: Any) -> Any:
             return (_TYPE_MARK, "builtin", obj.__name__)
         if issubclass(obj, tuple) and hasattr(obj, "_fields"):
             return (_TYPE_MARK, "namedtuple", f"{obj.__module__}:{obj.__qualname__}")
-        if issubclass(obj, np.generic):
+        if issubclass(obj, np.generic) and np.dtype(obj).str in _NUMPY_TYPES:
             return (_TYPE_MARK, "numpy", np.dtype(obj).str)
         raise TypeError(f"cannot save a compiled function whose signature holds the class "
                         f"{obj.__qualname__}")
@@ -49,7 +50,7 @@ def encode(obj: Any) -> Any:
 
 def decode(obj: Any) -> Any:
     if isinstance(obj, tuple):
-        if len(obj) == 3 and obj[0] == _TYPE_MARK:
+        if len(obj) == 3 and isinstance(obj[0], str) and obj[0] == _TYPE_MARK:
             return _resolve_type(obj[1], obj[2])
         return tuple(decode(x) for x in obj)
     return obj
@@ -58,8 +59,8 @@ def decode(obj: Any) -> Any:
 def _resolve_type(kind: str, name: str) -> type:
     if kind == "builtin" and name in _BUILTIN_TYPES:
         return _BUILTIN_TYPES[name]
-    if kind == "numpy":
-        return np.dtype(name).type
+    if kind == "numpy" and name in _NUMPY_TYPES:  # never a string NumPy would parse
+        return _NUMPY_TYPES[name]
     if kind == "namedtuple":
         module_name, _, qualname = name.partition(":")
         obj: Any = sys.modules.get(module_name)  # never import: importing runs code
@@ -74,17 +75,18 @@ def _resolve_type(kind: str, name: str) -> type:
 
 def dumps(compiled: Any) -> bytes:
     """The bytes of a compiled function (``fastad.jit``/``fastad.compile``)."""
-    return pickle.dumps({"format": _FORMAT, "state": compiled.__getstate__()}, protocol=4)
+    return wire.dumps(wire.FUNCTION, compiled.__getstate__())
 
 
 def loads(data: bytes) -> Any:
     """A compiled function from ``dumps``' bytes; rejects anything malformed."""
     from .compiled import CompiledGrad, Jitted
+    if isinstance(data, (bytearray, memoryview)):
+        data = bytes(data)
+    state = wire.loads(data, wire.FUNCTION)
     try:
-        payload = _SafeUnpickler(io.BytesIO(data)).load()
-        if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
+        if not isinstance(state, dict) or state.get("class") not in ("jit", "compile"):
             raise TapeError("not a saved fastad compiled function")
-        state = payload["state"]
         cls = {"jit": Jitted, "compile": CompiledGrad}[state["class"]]
         obj = cls.__new__(cls)
         obj.__setstate__(state)

@@ -33,6 +33,8 @@ def _same(x: Shape) -> Shape:
 
 
 def _astype(x: Shape, dtype: str) -> Shape:
+    if not isinstance(dtype, str):  # what tracing records; NumPy never parses a saved structure
+        raise ValueError(f"cast to {dtype!r}, not a dtype name")
     if np.dtype(dtype).kind not in "fcbiu":
         raise ValueError(f"cast to {dtype}")
     return x

@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import io
 import math
-import pickle
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
 
+from . import wire
 from .errors import TapeError
 
 
@@ -200,37 +200,81 @@ class Tape:
 
     # -- serialization ------------------------------------------------------
     def to_bytes(self) -> bytes:
+        """The tape in fastad's own payload format (`fastad.wire`)."""
         payload = {
-            "version": 1,
             "inputs": list(map(int, self.inputs)),
             "outputs": list(map(int, self.outputs)),
             "consts": {int(k): np.asarray(v) if isinstance(v, np.ndarray) else v
                        for k, v in self.consts.items()},
-            "instrs": [(i.prim, i.out, i.ins, i.params,
+            "instrs": [(i.prim, int(i.out), tuple(map(int, i.ins)), tuple(i.params),
                         i.line.resolve() if isinstance(i.line, SourcePos) else i.line)
                        for i in self.instrs],
-            "avals": [(a.shape, a.dtype.str) for a in self.avals],
+            "avals": [(tuple(map(int, a.shape)), a.dtype) for a in self.avals],
         }
-        return pickle.dumps(payload, protocol=4)
+        return wire.dumps(wire.TAPE, payload)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Tape":
+        """The tape ``to_bytes`` saved, validated; TapeError for any other bytes."""
+        payload = wire.loads(data, wire.TAPE)
+        if not isinstance(payload, dict) or sorted(payload) != sorted(_PAYLOAD_FIELDS):
+            raise TapeError("a saved tape must hold exactly the fields "
+                            f"{', '.join(_PAYLOAD_FIELDS)}")
+        tape = cls(inputs=_ints(payload["inputs"], "inputs", list),
+                   outputs=_ints(payload["outputs"], "outputs", list),
+                   consts=_typed(payload["consts"], dict, "consts"),
+                   instrs=[_instr(k, item) for k, item in
+                           enumerate(_typed(payload["instrs"], list, "instrs"))],
+                   avals=[_aval(s, item) for s, item in
+                          enumerate(_typed(payload["avals"], list, "avals"))])
+        if not all(type(s) is int for s in tape.consts):
+            raise TapeError("a saved tape's constants must be keyed by slot numbers")
         try:
-            payload = _SafeUnpickler(io.BytesIO(data)).load()
-            tape = cls(
-                inputs=list(payload["inputs"]),
-                outputs=list(payload["outputs"]),
-                consts=dict(payload["consts"]),
-                instrs=[Instr(p, o, tuple(i), tuple(tuple(kv) for kv in pa), li)
-                        for p, o, i, pa, li in payload["instrs"]],
-                avals=[Aval(tuple(int(d) for d in s), np.dtype(t)) for s, t in payload["avals"]],
-            )
+            tape.validate()
         except TapeError:
             raise
-        except Exception as exc:  # any malformed payload is one kind of error
-            raise TapeError(f"not a valid serialized tape: {exc}") from None
-        tape.validate()
+        except Exception as exc:  # a check tripped over data of a shape it never expects
+            raise TapeError(f"invalid saved tape: {exc!r}") from None
         return tape
+
+
+_PAYLOAD_FIELDS = ("inputs", "outputs", "consts", "instrs", "avals")
+
+
+def _typed(value: Any, kind: type, what: str) -> Any:
+    if type(value) is not kind:
+        raise TapeError(f"a saved tape's {what} must be a {kind.__name__}, "
+                        f"not a {type(value).__name__}")
+    return value
+
+
+def _ints(value: Any, what: str, kind: type = tuple) -> Any:
+    if type(value) is not kind or not all(type(s) is int for s in value):
+        raise TapeError(f"a saved tape's {what} must be a {kind.__name__} of ints")
+    return value
+
+
+def _instr(k: int, item: Any) -> Instr:
+    """Instruction ``k`` of a saved tape, its fields type-checked."""
+    if type(item) is not tuple or len(item) != 5:
+        raise TapeError(f"saved instruction {k} is not (primitive, out, ins, params, line)")
+    prim, out, ins, params, line = item
+    if type(prim) is not str or type(out) is not int:
+        raise TapeError(f"saved instruction {k} has an invalid primitive or output slot")
+    _ints(ins, f"instruction {k} operands")
+    if type(params) is not tuple or not all(type(kv) is tuple and len(kv) == 2
+                                            and type(kv[0]) is str for kv in params):
+        raise TapeError(f"saved instruction {k} has invalid parameters")
+    if line is not None and not (type(line) is tuple and len(line) == 2
+                                 and type(line[0]) is str and type(line[1]) is int):
+        raise TapeError(f"saved instruction {k} has an invalid source line")
+    return Instr(prim, out, ins, params, line)
+
+
+def _aval(slot: int, item: Any) -> Aval:
+    if type(item) is not tuple or len(item) != 2 or not isinstance(item[1], np.dtype):
+        raise TapeError(f"saved slot {slot} is not (shape, dtype)")
+    return Aval(_ints(item[0], f"slot {slot} shape"), item[1])
 
 
 #: what a slot may hold: the float and complex types, booleans and integer index arrays
@@ -259,20 +303,3 @@ def _short(v: Any) -> str:
     if isinstance(v, np.ndarray):
         return f"<{v.dtype.name}{list(v.shape)}>"
     return repr(v)
-
-
-class _SafeUnpickler(pickle.Unpickler):
-    """Only NumPy arrays and plain data: a hostile payload cannot run code."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"), ("builtins", "slice"),
-        ("builtins", "complex"),  # complex(real, imag): a number, no code
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED or (module.startswith("numpy.dtypes")
-                                                and name.endswith("DType")):
-            return super().find_class(module, name)
-        raise TapeError(f"serialized tape refers to {module}.{name}, which is not allowed")
