@@ -45,6 +45,7 @@ what the reader would refuse, so whatever saves also loads.
 from __future__ import annotations
 
 import math
+import operator
 import struct
 from typing import Any
 
@@ -129,7 +130,7 @@ def _write(out: bytearray, v: Any, depth: int, count: list[int]) -> None:
             if bound is None:
                 out += b"N"
             else:
-                _write_int(out, int(bound.__index__()))
+                _write_int(out, operator.index(bound))
     elif kind is np.ndarray:
         code = _code_of(v.dtype)
         data = np.ascontiguousarray(v).astype(_LITTLE[code], copy=False).tobytes()
@@ -140,7 +141,7 @@ def _write(out: bytearray, v: Any, depth: int, count: list[int]) -> None:
     elif isinstance(v, np.generic):
         code = _code_of(v.dtype)
         out += b"g" + bytes((code,)) + np.asarray(v).astype(_LITTLE[code]).tobytes()
-    elif kind is np.dtype or isinstance(v, np.dtype):
+    elif isinstance(v, np.dtype):
         out += b"y" + bytes((_code_of(v),))
     else:
         raise TypeError(f"cannot save a {kind.__name__}: a saved function holds only plain data "
@@ -152,7 +153,8 @@ def _write_int(out: bytearray, v: int) -> None:
     if -(1 << 63) <= v < (1 << 63):
         out += b"i" + _I64.pack(v)
         return
-    data = v.to_bytes(v.bit_length() // 8 + 1, "little", signed=True)
+    bits = (v if v >= 0 else ~v).bit_length() + 1  # with the sign bit
+    data = v.to_bytes((bits + 7) // 8, "little", signed=True)
     if len(data) > MAX_BIGINT_BYTES:
         raise ValueError(f"cannot save an int of more than {8 * MAX_BIGINT_BYTES} bits")
     _write_bytes(out, b"I", data)
