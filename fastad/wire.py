@@ -5,10 +5,11 @@ unpickler.  Restricting the globals a pickle may name is not enough: the
 allowed NumPy reconstruction functions (``numpy.dtype`` given a crafted state,
 ``_reconstruct``) do not check their arguments and crash the process on a
 few dozen hostile bytes, and a pickled container nested a million levels deep
-overflows the C stack.  This format has no code paths of its own to reach:
-every field is typed and length-prefixed, arrays are raw bytes of a dtype
-from a short allow-list, and the reader below checks each declared size
-against the limits and the bytes left before it allocates anything.
+overflows the C stack.  Nothing in this format reaches pickle or a NumPy
+constructor that interprets a structure: every field is typed and
+length-prefixed, arrays are raw bytes of a dtype from a short allow-list,
+and the reader below checks each declared size against the limits and the
+bytes left before it allocates anything.
 
 A payload is ``MAGIC``, one kind byte (``FUNCTION`` or ``TAPE``), the format
 version (uint16), exactly one value, and nothing after it.  A value is a
@@ -24,7 +25,8 @@ I     int outside int64: uint32 byte count (at most MAX_BIGINT_BYTES),
       then the signed little-endian bytes
 f     float: float64
 c     complex: two float64 (real, imaginary)
-s     str: uint32 byte count, then UTF-8
+s     str: uint32 byte count, then UTF-8 (lone surrogates allowed: file
+      names may hold them)
 b     bytes: uint32 byte count, then the bytes
 t l   tuple, list: uint32 item count, then the items
 d     dict: uint32 pair count, then key, value, key, value...; keys are

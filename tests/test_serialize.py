@@ -208,9 +208,12 @@ F64 = np.dtype(np.float64)
           avals=[Aval((2, 3), F64), Aval((2, 3), F64), Aval((2, 3), F64)]), "do not align"),
     (dict(inputs=[0], outputs=[1], instrs=[Instr("sin", 1, (0,), (("bogus", 1),))],
           avals=[Aval((3,), F64)] * 2), "invalid operands or parameters"),
+    (dict(inputs=[0], outputs=[1], instrs=[Instr("astype", 1, (0,), (
+        ("dtype", {"names": ["a"], "formats": ["f8"], "offsets": [2**62]}),))],
+          avals=[Aval((3,), F64)] * 2), "not a dtype name"),
 ], ids=["output", "opcode", "operand", "redefined", "input", "const-shape", "const-dtype",
         "object", "negative-dim", "ndim", "overflow", "declared-shape", "broadcast", "axes",
-        "reshape", "index-range", "index-traced", "matmul", "params"])
+        "reshape", "index-range", "index-traced", "matmul", "params", "astype-structure"])
 def test_hostile_tapes_are_rejected_with_a_clear_error(fields, message):
     with pytest.raises(fa.TapeError, match=message):
         Tape.from_bytes(hostile(fields))
