@@ -19,6 +19,7 @@ import functools
 import math
 import operator
 import types
+import warnings
 import weakref
 from typing import Any, Sequence
 
@@ -217,7 +218,7 @@ def imag(val: Any) -> Any:
 
 
 def conjugate(x: Any) -> Any:
-    return bind(_p("conj"), x) if iscomplexobj(x) else x
+    return bind(_p("conj"), x) if iscomplexobj(x) else _fresh(x)  # a ufunc: never x itself
 
 
 conj = conjugate
@@ -417,6 +418,8 @@ def ravel(a: Any, order: str = "C") -> Any:
 
 def transpose(a: Any, axes: Any = None) -> Any:
     nd = ndim(a)
+    if isinstance(axes, (int, _np.integer)):
+        axes = (axes,)
     perm = tuple(range(nd))[::-1] if axes is None else tuple(int(x) % nd for x in axes)
     if sorted(perm) != list(range(nd)):
         raise ValueError(f"transpose: axes {axes} do not match an array of {nd} dimensions")
@@ -485,6 +488,33 @@ def atleast_2d(a: Any) -> Any:
     return reshape(a, (1,) * (2 - ndim(a)) + shape(a)) if ndim(a) < 2 else a
 
 
+def atleast_3d(a: Any) -> Any:
+    nd = ndim(a)
+    if nd >= 3:
+        return a
+    return reshape(a, {0: (1, 1, 1), 1: (1,) + tuple(shape(a)) + (1,)}.get(nd, tuple(shape(a)) + (1,)))
+
+
+def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
+    return transpose(a, _perm_of(lambda i: _np.rollaxis(i, axis, start), ndim(a)))
+
+
+def _perm_of(fn: Any, nd: int) -> tuple[int, ...]:
+    """The axis permutation a NumPy function applies to an nd-dimensional array."""
+    probe = _np.empty(tuple(range(2, nd + 2)))
+    return tuple(probe.shape.index(d) for d in fn(probe).shape)
+
+
+def matrix_transpose(x: Any) -> Any:
+    if ndim(x) < 2:
+        raise ValueError("matrix transpose with ndim < 2 is undefined")
+    return swapaxes(x, -1, -2)
+
+
+def permute_dims(a: Any, axes: Any = None) -> Any:
+    return transpose(a, axes)
+
+
 def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
     arrays = list(arrays)
     if not arrays:
@@ -536,6 +566,48 @@ def _gather(a: Any, build_index) -> Any:
 
 def flip(m: Any, axis: Any = None) -> Any:
     return _gather(m, lambda i: _np.flip(i, axis))
+
+
+def fliplr(m: Any) -> Any:
+    return _gather(m, _np.fliplr)
+
+
+def flipud(m: Any) -> Any:
+    return _gather(m, _np.flipud)
+
+
+def rot90(m: Any, k: int = 1, axes: Any = (0, 1)) -> Any:
+    return _gather(m, lambda i: _np.rot90(i, k, axes))
+
+
+def _gather_parts(a: Any, build_parts: Any) -> list[Any]:
+    """The arrays NumPy's ``build_parts`` splits a into (each a gather)."""
+    parts = build_parts(_np.arange(size(a)).reshape(shape(a)))
+    return type(parts)(take_flat(a, p) for p in parts)
+
+
+def split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
+    return _gather_parts(ary, lambda i: _np.split(i, indices_or_sections, axis))
+
+
+def array_split(ary: Any, indices_or_sections: Any, axis: int = 0) -> list[Any]:
+    return _gather_parts(ary, lambda i: _np.array_split(i, indices_or_sections, axis))
+
+
+def hsplit(ary: Any, indices_or_sections: Any) -> list[Any]:
+    return _gather_parts(ary, lambda i: _np.hsplit(i, indices_or_sections))
+
+
+def vsplit(ary: Any, indices_or_sections: Any) -> list[Any]:
+    return _gather_parts(ary, lambda i: _np.vsplit(i, indices_or_sections))
+
+
+def dsplit(ary: Any, indices_or_sections: Any) -> list[Any]:
+    return _gather_parts(ary, lambda i: _np.dsplit(i, indices_or_sections))
+
+
+def unstack(x: Any, *, axis: int = 0) -> tuple[Any, ...]:
+    return _gather_parts(x, lambda i: _np.unstack(i, axis=axis))
 
 
 def roll(a: Any, shift: Any, axis: Any = None) -> Any:
@@ -625,20 +697,15 @@ def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
 def getitem(a: Any, key: Any) -> Any:
     idx = _flat_index(shape(a), key)
     if idx.shape == tuple(shape(a)) and _np.array_equal(idx.reshape(-1), _np.arange(idx.size)):
-        return a
-    out = take_flat(a, idx)
-    if isinstance(out, ArrayTracer) and _is_basic(key):
-        root, at = _root_positions(a, idx)
-        out.view_of = (weakref.ref(root), at)
-        if getattr(root, "views", None) is None:
-            root.views = []
-        root.views.append((weakref.ref(out), at))
+        out = _fresh(a)  # x[:], x[...]: a new view of all of x
+    else:
+        out = take_flat(a, idx)
+    if (type(out) is ArrayTracer or _has_ellipsis(key)) and _is_basic(key):
+        # NumPy's basic indexing makes a view (x[0] of a vector is a scalar copy)
+        return _link(a, out, lambda s: s[key])
     return out
 
 
-# A basic slice of a NumPy array is a view; fastad's is a copy that stays
-# consistent like a view: writes through it are written back into the array it
-# was taken from, and writes into that array refresh the slices still alive.
 def _is_basic(key: Any) -> bool:
     """Whether NumPy's a[key] would be a view of a (basic indexing)."""
     keys = key if isinstance(key, tuple) else (key,)
@@ -647,50 +714,337 @@ def _is_basic(key: Any) -> bool:
                         for k in keys)
 
 
-def _root_positions(a: Tracer, idx: _np.ndarray) -> tuple[Tracer, _np.ndarray]:
-    """The array a's memory belongs to in NumPy, and a.ravel()[idx]'s positions in it."""
+def _has_ellipsis(key: Any) -> bool:
+    return builtins.any(k is Ellipsis for k in (key if isinstance(key, tuple) else (key,)))
+
+
+# -- views: NumPy's shared memory, on traced values --------------------------------
+# Every traced value holds its own copy of its elements.  An operation whose
+# NumPy result is a view of its input (a basic slice, reshape, .T, the real or
+# imaginary part of a complex array, the parts of split, ...) records how it
+# was made (`_link`), and fastad keeps the two consistent as NumPy's shared
+# memory would: a write through any of them is written into the array that
+# owns the memory (the root) and refreshes the views of it still alive.
+#
+# Which elements of the root a view holds, whether it is a view at all (NumPy's
+# x.T.reshape(-1) is a copy) and whether it may be written (broadcast_to's
+# result may not) are NumPy's own answers: the same operation applied to the
+# parent's *shadow*, the root's flat positions np.arange(root.size) in the
+# root's shape, gives the view's shadow; it shares the root shadow's memory
+# exactly when NumPy's result is a view, and its flags say whether it is
+# writeable.  Shadows are computed only when something is written into a
+# family of arrays with views alive, and cached.
+class _View:
+    """How a traced value was made from ``parent``: ``make`` maps the parent's
+    shadow to its own.  ``part``: "real" or "imag" for a part of a complex
+    array.  Once resolved, ``shadow`` holds the positions in the root; a copy
+    has ``parent`` None (it owns its memory), and may still be read-only."""
+
+    __slots__ = ("parent", "make", "part", "shadow", "writeable")
+
+    def __init__(self, parent: Any, make: Any, part: str | None = None) -> None:
+        self.parent, self.make, self.part = parent, make, part
+        self.shadow: Any = None
+        self.writeable = True
+
+
+def _link(base: Any, out: Any, make: Any, part: str | None = None) -> Any:
+    """out, recorded as made from base by ``make`` (a NumPy view of it, if the
+    shadow says so).  0-d traced values are immutable, like NumPy scalars: their
+    views are copies."""
+    if (type(base) is not ArrayTracer or not isinstance(out, Tracer)
+            or out.builder is not base.builder):
+        return out
+    if out is base or getattr(out, "view_of", None) is not None:
+        out = base.builder.tracer(out.slot)  # a view is a new object, as in NumPy
+    out.view_of = _View(base, make, part)
+    ref = weakref.ref(out)
+    views = getattr(base, "views", None)
+    if views is None:
+        base.views = [ref]
+    else:
+        views.append(ref)
+        if not len(views) & 255:  # views made in a loop and dropped: forget the dead
+            views[:] = [r for r in views if r() is not None]
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _root_shadow(shp: tuple[int, ...]) -> _np.ndarray:
+    return _np.arange(math.prod(shp), dtype=_np.intp).reshape(shp)
+
+
+def _owner(s: _np.ndarray) -> Any:
+    while isinstance(s.base, _np.ndarray):
+        s = s.base
+    return s
+
+
+def _shadow(t: Any) -> _np.ndarray | None:
+    """The positions of t's elements in the array that owns their memory, as
+    NumPy would lay them out; None when t owns its memory."""
+    link = getattr(t, "view_of", None)
+    if link is None or link.parent is None:
+        return None
+    s = link.shadow
+    if s is not None:
+        return s
+    parent = link.parent
+    ps = _shadow(parent)
+    if ps is None:
+        ps = _root_shadow(tuple(shape(parent)))
+        plink = getattr(parent, "view_of", None)
+        if plink is not None and not plink.writeable:
+            ps = ps.view()
+            ps.flags.writeable = False
+    try:
+        s = link.make(ps)
+    except Exception:  # NumPy refuses what fastad allowed (a choice of its own): a copy
+        s = None
+    if isinstance(s, _np.ndarray) and _owner(s) is _owner(ps):
+        link.shadow = s
+        # a view repeating elements (broadcast_arrays' results) is not written
+        # either: NumPy deprecates it, and which write wins would be ambiguous
+        with warnings.catch_warnings():  # broadcast_arrays' FutureWarning
+            warnings.simplefilter("ignore", FutureWarning)
+            link.writeable = bool(s.flags.writeable) and not builtins.any(
+                st == 0 and d > 1 for st, d in zip(s.strides, s.shape))
+        if link.part is None:
+            plink = getattr(parent, "view_of", None)
+            link.part = plink.part if plink is not None and plink.parent is not None else None
+        return s
+    # NumPy's result is new memory: t owns its elements from now on
+    link.parent = link.make = None
+    link.writeable = bool(s.flags.writeable) if isinstance(s, _np.ndarray) else True
+    return None
+
+
+def _root(t: Any) -> Any:
+    """The array owning t's memory (after `_shadow(t)` has resolved t's chain)."""
+    link = getattr(t, "view_of", None)
+    while link is not None and link.parent is not None:
+        t = link.parent
+        link = getattr(t, "view_of", None)
+    return t
+
+
+def _part(t: Any) -> str | None:
+    link = getattr(t, "view_of", None)
+    return link.part if link is not None and link.parent is not None else None
+
+
+def _check_writeable(a: Any, message: str = "assignment destination is read-only") -> None:
+    """Raise NumPy's ValueError if a is a read-only view (broadcast_to, diagonal, ...)."""
     link = getattr(a, "view_of", None)
-    if link is not None and link[0]() is not None:
-        return link[0](), link[1].reshape(-1)[idx]
-    return a, idx
+    if link is not None:
+        _shadow(a)
+        if not link.writeable:
+            raise ValueError(message)
 
 
 def _rebind(a: Tracer, new: Tracer) -> None:
     a.builder, a.slot, a.value = new.builder, new.slot, new.value
 
 
+def _in_part(part: str | None, value: Any, old: Any) -> Any:
+    """The complex elements that result from writing value into their ``part``."""
+    if part is None:
+        return value
+    if part == "real":
+        return value + imag(old) * 1j
+    return real(old) + value * 1j
+
+
+def _of_part(part: str | None, value: Any) -> Any:
+    if part is None:
+        return value
+    return real(value) if part == "real" else imag(value)
+
+
 def _written(a: Tracer, positions: _np.ndarray | None) -> None:
-    """a was just written at a.ravel()[positions] (None: everywhere)."""
+    """a was just written at a.ravel()[positions] (None: everywhere): write
+    it into the array owning its memory and refresh the views of that array
+    which hold a written element."""
     link = getattr(a, "view_of", None)
-    if (link is None or link[0]() is None) and not getattr(a, "views", None):
-        return  # a owns its memory and no slice of it is alive: nothing to refresh
-    if positions is None:
-        positions = _np.arange(size(a))
-    root, at = _root_positions(a, positions)
-    if root is not a:
-        _rebind(root, scatter_set(root, a.view_of[1], a))
-    views = getattr(root, "views", None)
-    if not views:
-        return
-    views[:] = [(ref, pos) for ref, pos in views if ref() is not None]
-    for ref, pos in views:
-        view = ref()
-        if view is not a and _np.isin(pos, at).any():
-            _rebind(view, take_flat(root, pos))
+    if link is None and not getattr(a, "views", None):
+        return  # a owns its memory and no view of it was taken: nothing to do
+    s = _shadow(a)
+    if s is None:
+        root, at = a, positions
+    else:
+        root = _root(a)
+        if positions is None:
+            at, value = s, a
+        else:
+            at, value = s.reshape(-1)[positions], take_flat(a, positions)
+        old = take_flat(root, at) if link.part is not None else None
+        _rebind(root, scatter_set(root, at, _in_part(link.part, value, old)))
+        at = at.reshape(-1)
+    _refresh(root, a, at)
+
+
+def _refresh(root: Tracer, writer: Tracer, at: _np.ndarray | None) -> None:
+    """Gather anew, from root, every live view of it (except writer, which is
+    already up to date) holding one of the root's positions ``at`` (None: all)."""
+    todo = [root]
+    while todo:
+        node = todo.pop()
+        views = getattr(node, "views", None)
+        if not views:
+            continue
+        live, seen = [], set()
+        for ref in views:
+            v = ref()
+            if v is None or id(v) in seen:
+                continue
+            link = getattr(v, "view_of", None)
+            if link is None or link.parent is not node:
+                continue  # made a view of another array since
+            sv = _shadow(v)
+            if sv is None:
+                continue  # a copy in NumPy: it owns its memory
+            seen.add(id(v))
+            live.append(ref)
+            if v is not writer and sv.size and (at is None or _np.isin(sv, at).any()):
+                _rebind(v, _of_part(link.part, take_flat(root, sv)))
+            todo.append(v)
+        node.views = live
+
+
+def _same_memory(value: Any, a: Any, idx: _np.ndarray) -> bool:
+    """Whether value is a live view of exactly a.ravel()[idx] (``a[k] = a[k]``)."""
+    if getattr(value, "view_of", None) is None:
+        return False
+    sv = _shadow(value)
+    if sv is None or _root(value) is not _root(a) or _part(value) != _part(a):
+        return False
+    sa = _shadow(a)
+    at = idx if sa is None else sa.reshape(-1)[idx.reshape(-1)].reshape(idx.shape)
+    return sv.shape == at.shape and _np.array_equal(sv, at)
+
+
+def _store(a: Any, new: Any, positions: _np.ndarray | None = None) -> None:
+    """a (a traced array, checked writeable) takes the value new, which differs
+    from a's at most at a.ravel()[positions] (None: anywhere)."""
+    _rebind(a, new)
+    _written(a, positions)
 
 
 def setitem(a: Tracer, key: Any, value: Any) -> None:
+    _check_writeable(a)
     idx = _flat_index(shape(a), key)
     if _np.unique(idx).size != idx.size:
         raise TracingError("assignment through an index with repeated positions is ambiguous; "
                            "use fastad.numpy.scatter_add to accumulate instead")
-    link = getattr(value, "view_of", None)
-    if link is not None and link[0]() is not None:
-        root, at = _root_positions(a, idx)
-        if link[0]() is root and _np.array_equal(link[1], at):
-            return  # a[k] = a[k] after `a[k] += v` wrote through the view already
-    _rebind(a, scatter_set(a, idx, value))
-    _written(a, idx.reshape(-1))
+    if _same_memory(value, a, idx):
+        return  # a[k] = a[k] after `a[k] += v` wrote through the view already
+    _store(a, scatter_set(a, idx, value), idx.reshape(-1))
+
+
+# -- functions that write into an array ---------------------------------------------
+def _target(a: Any, what: str) -> ArrayTracer:
+    """a, a traced array that may be written (else the error NumPy or fastad gives)."""
+    if isinstance(a, ArrayTracer):
+        return a
+    if isinstance(a, Tracer):
+        raise TracingError(f"{what} writes into a 0-d traced value, which is immutable like a "
+                           "NumPy scalar; use the value computed instead")
+    raise TracingError(f"{what} writes traced values into a NumPy array, which cannot be "
+                       "traced; create the array with fastad.numpy.zeros (or copy a traced one) "
+                       "and write into that")
+
+
+def _cast_into(value: Any, a: Any, what: str) -> Any:
+    """value in a's dtype, as NumPy's same_kind casting allows."""
+    vdt, adt = result_dtype(value), result_dtype(a)
+    if vdt == adt:
+        return value
+    if vdt.kind == "c" and adt.kind != "c":
+        raise TypeError(f"Cannot cast {what} from {vdt!r} to {adt!r} with casting rule "
+                        "'same_kind'")
+    if not isinstance(value, Tracer):
+        return _np.asarray(value).astype(adt)
+    return astype(value, adt)
+
+
+def _as_operand(v: Any) -> Any:
+    """v as a traced value or a NumPy array (lists holding traced values are stacked)."""
+    if isinstance(v, Tracer):
+        return v
+    return array(v) if _contains_tracer(v) else _np.asarray(v)
+
+
+def _write_all(a: Any, value: Any, mask: Any = True, what: str = "output") -> None:
+    """a[...] = value (broadcast to a's shape, cast to its dtype), where mask."""
+    value = _as_operand(value)
+    if not isinstance(value, Tracer):
+        value = _constant(value)
+    full = _np.broadcast_shapes(shape(value), shape(a))
+    if full != tuple(shape(a)):
+        raise ValueError(f"non-broadcastable output operand with shape {shape(a)} doesn't "
+                         f"match the broadcast shape {full}")
+    value = _cast_into(broadcast_to(value, tuple(shape(a))), a, what)
+    if mask is not True:
+        value = _select(mask, value, a)
+    _store(a, _fresh(value) if value is a else value)
+
+
+def _write_tagged(a: Any, values: Any, numpy_write: Any) -> None:
+    """Write values into a as ``numpy_write(a, values)`` would: NumPy's own
+    function, run on an array of tags, says which element of values lands
+    where (repeats, cycling, modes and errors included)."""
+    vals = _as_operand(values)
+    tags = _np.full(shape(a), -1, _np.int64)
+    numpy_write(tags, _np.arange(size(vals), dtype=_np.int64).reshape(shape(vals)))
+    flat = tags.reshape(-1)
+    at = _np.flatnonzero(flat >= 0)
+    if not at.size:
+        return
+    src = flat[at]
+    v = take_flat(vals, src) if isinstance(vals, Tracer) else vals.reshape(-1)[src]
+    _store(a, scatter_set(a, at, _cast_into(v, a, "the values")), at)
+
+
+def copyto(dst: Any, src: Any, casting: str = "same_kind", where: Any = True) -> None:
+    dst = _target(dst, "copyto")
+    _check_writeable(dst)
+    _write_all(dst, src, where, "the source")
+
+
+def put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
+    a = _target(a, "put")
+    _check_writeable(a, "put: output array is read-only")
+    _write_tagged(a, v, lambda t, vi: _np.put(t, ind, vi, mode))
+
+
+def place(arr: Any, mask: Any, vals: Any) -> None:
+    arr = _target(arr, "place")
+    _check_writeable(arr, "WRITEBACKIFCOPY base is read-only")
+    if isinstance(mask, Tracer):
+        raise TracingError("place: the mask must be a constant; use np.where for a traced mask")
+    _write_tagged(arr, vals, lambda t, vi: _np.place(t, mask, vi))
+
+
+def putmask(a: Any, mask: Any, values: Any) -> None:
+    a = _target(a, "putmask")
+    _check_writeable(a, "putmask: output array is read-only")
+    if not isinstance(mask, Tracer):
+        _write_tagged(a, values, lambda t, vi: _np.putmask(t, mask, vi))
+        return
+    values = _as_operand(values)
+    n = size(values)  # values repeat over a's flat positions, as in NumPy
+    if not n:
+        raise ValueError("putmask: values must not be empty")
+    cyclic = _np.arange(size(a)) % n
+    full = take_flat(values, cyclic) if isinstance(values, Tracer) else \
+        _np.asarray(values).reshape(-1)[cyclic]
+    _write_all(a, reshape(full, tuple(shape(a))), mask, "the values")
+
+
+def fill_diagonal(a: Any, val: Any, wrap: bool = False) -> None:
+    a = _target(a, "fill_diagonal")
+    _check_writeable(a, "underlying array is read-only")
+    _write_tagged(a, val, lambda t, vi: _np.fill_diagonal(t, vi, wrap))
 
 
 # -- linear algebra ------------------------------------------------------------
@@ -1300,11 +1654,13 @@ _REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
     if kwargs.get("out") is not None:
-        _no_out(kwargs["out"], f"numpy.{name}")
+        return _ufunc_into(ufunc, method, inputs, kwargs)
     if method == "__call__" and name in _UFUNCS:
         extra = set(kwargs) - {"out", "dtype", "casting"}
         if not extra:
             out = _UFUNCS[name](*inputs)
+            if out is inputs[0] or (len(inputs) > 1 and out is inputs[1]):
+                out = _fresh(out)  # a ufunc's result is new memory
             return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
     if method == "reduce" and name in _REDUCERS:
         return _REDUCERS[name](inputs[0], axis=kwargs.get("axis", 0),
@@ -1319,6 +1675,21 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
     raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
                        "supported on traced values; write it with supported functions or "
                        "define it with fastad.primitive and fastad.defvjp")
+
+
+def _ufunc_into(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    """``ufunc(..., out=a)``: a write into the traced array a, as NumPy's."""
+    name = ufunc.__name__
+    kwargs = dict(kwargs)
+    out, mask = kwargs.pop("out"), kwargs.pop("where", True)
+    outs = out if isinstance(out, tuple) else (out,)
+    if method != "__call__" or len(outs) != 1 or ufunc.nout != 1:
+        _no_out(out, f"numpy.{name}{'' if method == '__call__' else '.' + method}")
+    target = _target(outs[0], f"numpy.{name}(..., out=...)")
+    _check_writeable(target, "output array is read-only")
+    result = _dispatch_ufunc(ufunc, method, inputs, kwargs)
+    _write_all(target, result, mask, f"ufunc '{name}' output")
+    return target
 
 
 def _foreign_ufunc(ufunc: _np.ufunc) -> Any:
@@ -1345,7 +1716,59 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
         raise TracingError(f"{module or 'numpy'}.{name} is not supported on traced values; "
                            "write it with supported functions or define it with "
                            "fastad.primitive and fastad.defvjp")
-    return impl(*args, **kwargs)
+    if name in _VIEWING and not module.startswith(("numpy.linalg", "numpy.fft")):
+        return _viewing(func, impl, args, kwargs)
+    out = impl(*args, **kwargs)
+    if isinstance(out, Tracer) and (builtins.any(out is a for a in args)
+                                    or builtins.any(out is a for a in kwargs.values())):
+        return _fresh(out)  # NumPy's result is a new array, not its argument
+    return out
+
+
+# NumPy's functions whose result may be a view of their (first) argument; the
+# shadow says when it is.  Those returning several arrays return views of one.
+_VIEWING = {"reshape", "ravel", "diff", "einsum", "transpose", "swapaxes", "moveaxis", "rollaxis", "expand_dims",
+            "squeeze", "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d",
+            "atleast_3d", "flip", "fliplr", "flipud", "rot90", "diagonal", "diag",
+            "matrix_transpose", "permute_dims", "real", "imag", "split", "array_split",
+            "hsplit", "vsplit", "dsplit", "unstack"}
+_SEVERAL = {"split", "array_split", "hsplit", "vsplit", "dsplit", "unstack"}
+
+
+def _same(s: _np.ndarray) -> _np.ndarray:
+    return s
+
+
+def _viewing(func: Any, impl: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)`` for a NumPy function that may return views."""
+    name = func.__name__
+    if name == "broadcast_arrays":
+        outs = impl(*args, **kwargs)
+        shapes = [tuple(shape(a)) for a in args]
+
+        def part(i: int) -> Any:
+            return lambda s: func(*(s if j == i else _np.empty(shp)
+                                    for j, shp in enumerate(shapes)), **kwargs)[i]
+        return type(outs)(_link(a, o, part(i)) for i, (a, o) in enumerate(zip(args, outs)))
+    if name == "einsum":  # one operand: NumPy's result may be a view of it
+        out = impl(*args, **kwargs)
+        if len(args) == 2 and isinstance(args[1], Tracer):
+            return _link(args[1], out, lambda s: func(args[0], s, **kwargs))
+        return _fresh(out) if builtins.any(out is a for a in args) else out
+    if name.startswith("atleast_") and len(args) != 1:
+        return tuple(_viewing(func, impl, (a,), kwargs) if isinstance(a, Tracer) else func(a)
+                     for a in args)
+    if not args:
+        return impl(**kwargs)
+    a, rest = args[0], args[1:]
+    out = impl(*args, **kwargs)
+    if name in _SEVERAL:
+        def piece(i: int) -> Any:
+            return lambda s: func(s, *rest, **kwargs)[i]
+        return type(out)(_link(a, o, piece(i)) for i, o in enumerate(out))
+    if name in ("real", "imag") and iscomplexobj(a):
+        return _link(a, out, _same, name)
+    return _link(a, out, lambda s: func(s, *rest, **kwargs))
 
 
 # -- Tracer operators and NumPy-style methods ---------------------------------------
@@ -1374,6 +1797,41 @@ def _item_method(self: Tracer, *args: Any) -> Any:
                        "its derivative; keep it an array")
 
 
+def _view_method(name: str, impl: Any) -> Any:
+    """The array method ``name``, whose NumPy result may be a view of the array."""
+    def method(self: Tracer, *args: Any, **kwargs: Any) -> Any:
+        return _link(self, impl(self, *args, **kwargs),
+                     lambda s: getattr(s, name)(*args, **kwargs))
+    method.__name__ = name
+    return method
+
+
+def _flatten_method(self: Tracer, order: str = "C") -> Any:
+    out = ravel(self, order)
+    return _fresh(out) if out is self else out  # always a copy, as NumPy's
+
+
+def _view(self: Tracer, dtype: Any = None, type: Any = None) -> Any:  # noqa: A002
+    if type is not None or (dtype is not None and _np.dtype(dtype) != result_dtype(self)):
+        raise TracingError("view() with another dtype or type reinterprets memory, which "
+                           "cannot be traced; use astype")
+    return _link(self, self, _np.ndarray.view)
+
+
+def _sort_method(self: Tracer, axis: int = -1, kind: Any = None, order: Any = None) -> None:
+    target = _target(self, "sort()")
+    _check_writeable(target, "sort array is read-only")
+    _store(target, sort(target, axis))
+
+
+def _fill_method(self: Tracer, value: Any) -> None:
+    target = _target(self, "fill()")
+    _check_writeable(target)
+    if isinstance(value, Tracer) and ndim(value):
+        raise ValueError("fill: the value must be a scalar")
+    _write_all(target, value)
+
+
 _OPERATORS = {
     "__add__": add, "__radd__": _swap(add), "__sub__": subtract, "__rsub__": _swap(subtract),
     "__mul__": multiply, "__rmul__": _swap(multiply), "__truediv__": divide,
@@ -1386,10 +1844,13 @@ _OPERATORS = {
     "sum": _method(sum), "mean": _method(mean), "prod": _method(prod), "max": _method(max),
     "min": _method(min), "var": _method(var), "std": _method(std), "cumsum": _method(cumsum),
     "dot": _method(dot), "clip": _method(clip), "astype": _method(astype),
-    "ravel": _method(ravel), "flatten": _method(ravel), "squeeze": _method(squeeze),
-    "swapaxes": _method(swapaxes), "copy": _method(copy), "any": _method(any),
-    "all": _method(all), "trace": _method(trace), "diagonal": _method(diagonal),
-    "reshape": _reshape_method, "transpose": _transpose_method,
+    "ravel": _view_method("ravel", ravel), "flatten": _flatten_method,
+    "squeeze": _view_method("squeeze", squeeze), "swapaxes": _view_method("swapaxes", swapaxes),
+    "copy": _method(copy), "any": _method(any), "all": _method(all),
+    "trace": _method(trace), "diagonal": _view_method("diagonal", diagonal),
+    "reshape": _view_method("reshape", _reshape_method),
+    "transpose": _view_method("transpose", _transpose_method), "view": _view,
+    "sort": _sort_method, "fill": _fill_method, "put": _method(put),
     "item": _item_method, "tolist": _item_method,
 }
 for _name, _fn in _OPERATORS.items():
@@ -1403,24 +1864,44 @@ def _in_place(op):
     sees it, as NumPy's in-place operators do (a 0-d traced value is immutable,
     like a NumPy scalar)."""
     def method(self: Tracer, other: Any) -> Tracer:
+        _check_writeable(self, "output array is read-only")
         new = op(self, other)
         if shape(new) != shape(self):
             raise ValueError(f"non-broadcastable output operand with shape {shape(self)} "
                              f"doesn't match the broadcast shape {shape(new)}")
         new = astype(new, result_dtype(self))  # NumPy casts back into a's dtype
-        _rebind(self, new)
-        _written(self, None)
+        _store(self, new)
         return self
     return method
 
 
 for _name, _op in {"__iadd__": add, "__isub__": subtract, "__imul__": multiply,
-                   "__itruediv__": divide, "__ipow__": power}.items():
+                   "__itruediv__": divide, "__ipow__": power, "__imatmul__": matmul}.items():
     setattr(ArrayTracer, _name, _in_place(_op))
-Tracer.T = property(lambda self: transpose(self))
-Tracer.real = property(real)
-Tracer.imag = property(imag)
-Tracer.conj = Tracer.conjugate = _method(conjugate)
+
+
+def _real_property(self: Tracer) -> Any:
+    return _link(self, real(self), _same, "real" if iscomplexobj(self) else None)
+
+
+def _imag_property(self: Tracer) -> Any:
+    if iscomplexobj(self):
+        return _link(self, imag(self), _same, "imag")
+    return _link(self, imag(self), lambda s: s.imag)  # read-only zeros, as NumPy's
+
+
+Tracer.T = property(lambda self: _link(self, transpose(self), lambda s: s.T))
+Tracer.mT = property(lambda self: _link(self, matrix_transpose(self), lambda s: s.mT))
+Tracer.real = property(_real_property)
+Tracer.imag = property(_imag_property)
+def _conj_method(self: Tracer) -> Any:
+    """x.conj(): a copy for complex x, but x itself (a view) for real x, as NumPy's."""
+    if iscomplexobj(self):
+        return conjugate(self)
+    return _link(self, self, _np.ndarray.conj)
+
+
+Tracer.conj = Tracer.conjugate = _conj_method
 Tracer.__hash__ = lambda self: id(self)
 
 from . import fft  # noqa: E402  (fastad.numpy.fft; written with this module's functions)

@@ -231,7 +231,10 @@ def _user_line() -> SourcePos | None:
 class Tracer:
     """A value being traced.  Behaves like a NumPy array of its shape and dtype."""
 
-    __slots__ = ("builder", "slot", "value", "__weakref__")
+    # view_of: how fastad.numpy keeps this value consistent with the array it
+    # is a NumPy view of (a `_View`); views: weak references to the values made
+    # as views of this one.  Both unset until a view is taken (see fastad.numpy).
+    __slots__ = ("builder", "slot", "value", "view_of", "views", "__weakref__")
     __array_priority__ = 1000.0
 
     def __init__(self, builder: Builder, slot: int, value: Any) -> None:
@@ -314,9 +317,7 @@ class ArrayTracer(Tracer):
     TracingError of ``float()`` instead of NumPy's "setting an array element
     with a sequence"."""
 
-    # A basic slice is a copy that numpy.py keeps consistent like NumPy's view:
-    # view_of = (weakref to the array sliced, positions in it); views = those alive.
-    __slots__ = ("view_of", "views")
+    __slots__ = ()
 
     def __len__(self) -> int:
         return self.shape[0]
