@@ -403,7 +403,9 @@ def _shape_arg(newshape: Any, total: int) -> tuple[int, ...]:
     return tuple(newshape)
 
 
-def reshape(a: Any, newshape: Any = None, order: str = "C", shape: Any = None) -> Any:
+def reshape(a: Any, newshape: Any = None, order: str = "C", shape: Any = None,
+            copy: Any = None) -> Any:
+    """(``copy``: NumPy's; a view or a copy is decided where views are tracked.)"""
     if order != "C":
         raise TracingError("reshape: only order='C' is supported")
     target = _shape_arg(newshape if newshape is not None else shape, size(a))
@@ -492,7 +494,8 @@ def atleast_3d(a: Any) -> Any:
     nd = ndim(a)
     if nd >= 3:
         return a
-    return reshape(a, {0: (1, 1, 1), 1: (1,) + tuple(shape(a)) + (1,)}.get(nd, tuple(shape(a)) + (1,)))
+    shp = tuple(shape(a))
+    return reshape(a, {0: (1, 1, 1), 1: (1,) + shp + (1,)}.get(nd, shp + (1,)))
 
 
 def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
@@ -501,7 +504,7 @@ def rollaxis(a: Any, axis: int, start: int = 0) -> Any:
 
 def _perm_of(fn: Any, nd: int) -> tuple[int, ...]:
     """The axis permutation a NumPy function applies to an nd-dimensional array."""
-    probe = _np.empty(tuple(range(2, nd + 2)))
+    probe = _np.broadcast_to(_np.empty(()), tuple(range(2, nd + 2)))  # no memory
     return tuple(probe.shape.index(d) for d in fn(probe).shape)
 
 
@@ -1727,11 +1730,11 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
 
 # NumPy's functions whose result may be a view of their (first) argument; the
 # shadow says when it is.  Those returning several arrays return views of one.
-_VIEWING = {"reshape", "ravel", "diff", "einsum", "transpose", "swapaxes", "moveaxis", "rollaxis", "expand_dims",
-            "squeeze", "broadcast_to", "broadcast_arrays", "atleast_1d", "atleast_2d",
-            "atleast_3d", "flip", "fliplr", "flipud", "rot90", "diagonal", "diag",
-            "matrix_transpose", "permute_dims", "real", "imag", "split", "array_split",
-            "hsplit", "vsplit", "dsplit", "unstack"}
+_VIEWING = {"reshape", "ravel", "transpose", "permute_dims", "matrix_transpose", "swapaxes",
+            "moveaxis", "rollaxis", "expand_dims", "squeeze", "broadcast_to", "broadcast_arrays",
+            "atleast_1d", "atleast_2d", "atleast_3d", "flip", "fliplr", "flipud", "rot90",
+            "diagonal", "diag", "real", "imag", "split", "array_split", "hsplit", "vsplit",
+            "dsplit", "unstack", "einsum", "diff"}
 _SEVERAL = {"split", "array_split", "hsplit", "vsplit", "dsplit", "unstack"}
 
 
@@ -1780,7 +1783,7 @@ def _method(fn):
     return lambda self, *args, **kwargs: fn(self, *args, **kwargs)
 
 
-def _reshape_method(self: Tracer, *shape_: Any, order: str = "C") -> Any:
+def _reshape_method(self: Tracer, *shape_: Any, order: str = "C", copy: Any = None) -> Any:
     if len(shape_) == 1 and not isinstance(shape_[0], (int, _np.integer)):
         shape_ = tuple(shape_[0])
     return reshape(self, shape_, order=order)
