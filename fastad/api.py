@@ -42,10 +42,50 @@ def _check_precision(x: np.ndarray, where: str) -> None:
                         ".astype(np.float32) or .astype(np.float64)")
 
 
+def plain_array(x: Any, where: str) -> Any:
+    """``x`` as a plain ndarray: every transformation and compiled function
+    computes with plain arrays, so an instance of an ndarray subclass is read
+    as the ndarray it holds when the subclass does not change what NumPy
+    computes (np.memmap, subclasses that only add attributes), and refused
+    with a TypeError when it does, since its meaning would be silently lost:
+    masked arrays (the masked elements would count), np.matrix (``*`` is a
+    matrix product, results stay 2-D), and any subclass with its own
+    ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays)."""
+    if not isinstance(x, np.ndarray) or type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{where}: masked arrays (numpy.ma.MaskedArray) are not supported: "
+                        "fastad computes with plain arrays, so the masked elements would "
+                        "count; pass x.filled(value), x.compressed(), or the data and the "
+                        "mask as two arrays (fastad.numpy.where(mask, fill, data))")
+    if isinstance(x, np.matrix):
+        raise TypeError(f"{where}: np.matrix is not supported (its * is a matrix product and "
+                        "its results stay 2-D, which fastad's plain arrays do not follow); "
+                        "pass np.asarray(x) and use @")
+    cls = type(x)
+    if (cls.__array_ufunc__ is not np.ndarray.__array_ufunc__
+            or cls.__array_function__ is not np.ndarray.__array_function__):
+        raise TypeError(f"{where}: {cls.__module__}.{cls.__qualname__} is a subclass of "
+                        "numpy.ndarray with its own __array_ufunc__ or __array_function__, "
+                        "whose results fastad would not follow (it computes with plain "
+                        "arrays); pass np.asarray(x)")
+    return x.view(np.ndarray)
+
+
+def _plain_leaves(tree: Any, where: str) -> Any:
+    """``tree`` with its ndarray-subclass leaves as `plain_array` makes them."""
+    leaves, treedef = pytree.flatten(tree)
+    plain = [plain_array(leaf, where) for leaf in leaves]
+    if all(a is b for a, b in zip(plain, leaves)):
+        return tree
+    return pytree.unflatten(treedef, plain)
+
+
 def check_leaf(x: Any, where: str) -> Any:
     """A differentiable input leaf: a float or complex number or array (or a traced value)."""
     if isinstance(x, Tracer):
         return x
+    x = plain_array(x, where)
     if isinstance(x, (bool, np.bool_)):
         raise TypeError(f"{where}: cannot differentiate with respect to a bool")
     if isinstance(x, (int, float, np.integer)):
@@ -86,6 +126,8 @@ class Recorded:
 def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
            then: Callable[[Recorded], Any] | None = None) -> tuple[Recorded, Any]:
     """Trace ``f(*args)`` w.r.t. ``args[argnums]``; run ``then`` inside the trace."""
+    args = [arg if i in argnums else _plain_leaves(arg, f"argument {i}")
+            for i, arg in enumerate(args)]
     with recording() as builder:
         new_args = list(args)
         inputs, in_trees, outer = [], [], []
@@ -229,7 +271,7 @@ def _cotangent_like(ct: Any, out: Any) -> Any:
             raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
                              f"{np.shape(value)}")
         return ct
-    ct = np.asarray(ct, dtype=np.result_type(value))
+    ct = np.asarray(plain_array(ct, "cotangent"), dtype=np.result_type(value))
     if ct.shape != np.shape(value):
         raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
                          f"{np.shape(value)}")
