@@ -149,10 +149,16 @@ class Tiered:
         return getattr(self.current, name)
 
     def _decide(self, inputs: Sequence[Any]) -> None:
-        with self._lock:  # batches call from several threads: decide once
-            if self.run != self._counting_run:
-                return
-            self._decide_now(inputs)
+        # Threads (batches, callers) decide once: a thread that finds another
+        # deciding runs on meanwhile instead of waiting.  Nor does a forked
+        # child whose parent was deciding wait: it stays on the first backend.
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if self.run == self._counting_run:
+                self._decide_now(inputs)
+        finally:
+            self._lock.release()
 
     def _decide_now(self, inputs: Sequence[Any]) -> None:
         first = self.current
@@ -162,6 +168,7 @@ class Tiered:
             second = None
         if second is not None and _time(second, inputs) < _time(first, inputs):
             self.current = second
+        self.left = math.inf  # shortcuts that still hold the counting run_args stop counting
         self.run = self.current.run
         self.run_args = self.current.run_args
 
