@@ -29,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import pytree
+from .api import plain_array
 
 #: a batch is cut into about this many chunks by default: enough to balance
 #: the threads of a many-core machine, few enough that each chunk is a
@@ -70,6 +71,7 @@ def normalize_axes(args: Sequence[Any], in_axes: Any) -> tuple[list[Any], tuple[
         leaves, tree = pytree.flatten(arg)
         new_leaves = []
         for leaf in leaves:
+            leaf = plain_array(leaf, f"batch: argument {i}")  # before copying drops a mask
             if not isinstance(leaf, np.ndarray) or leaf.dtype.kind not in "fc":
                 raise ValueError(f"batch: argument {i} is batched (in_axes={ax}), so its leaves "
                                  f"must be float or complex arrays, got {type(leaf).__name__}")
@@ -183,14 +185,12 @@ def _blas_limited_to_one_thread() -> Any:
     return _blas_controller.limit(limits=1, user_api="blas")
 
 
-def _compiled_for(vjit: Any, args: Sequence[Any], axes: Sequence[Any], size: int) -> list[Any]:
+def _compiled_for(vjit: Any, args: Sequence[Any], axes: Sequence[Any], size: int
+                  ) -> tuple[Any, ...]:
     """The compiled traces of ``vjit`` for a chunk of ``size`` examples
-    (traced now, on the first chunk, if there are none yet)."""
-    first = _rows(args, axes, 0, size)
-    key, _ = vjit._spec.split(first)
-    if not vjit._spec.cache.get(key):
-        vjit(*first)
-    return vjit._spec.cache.get(key) or []
+    (traced now, on the first chunk, if there are none yet): the cache's
+    tuple as it is now, which other threads replace but never change."""
+    return vjit._spec.entries_for(_rows(args, axes, 0, size))
 
 
 def _run_chunks(exe: Any, dynamic: list[Any], flags: list[bool], outs: list[np.ndarray],

@@ -18,15 +18,16 @@ import functools
 import logging
 import os
 import warnings
-from dataclasses import dataclass, replace
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, batched, pytree
+from . import backends, batched, locks, pytree
 from .backends import reference, segmented
-from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, unpack_grads,
-                  value_and_grad, vmap)
+from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, plain_array,
+                  unpack_grads, value_and_grad, vmap)
 from .errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
@@ -53,6 +54,7 @@ def _as_differentiable(leaf: Any) -> Any:
 
 def _static_key(leaf: Any) -> Any:
     if isinstance(leaf, np.ndarray):
+        leaf = plain_array(leaf, "a constant argument")
         return ("array", leaf.dtype.str, leaf.shape, leaf.tobytes())
     try:
         hash(leaf)
@@ -80,10 +82,14 @@ class Structure(NamedTuple):
     in_trees: tuple[Any, ...]
 
 
-@dataclass
+@dataclass(eq=False)
 class Entry:
     """One trace: its tape, how results unpack, and its executable, built by
-    ``build`` when first run (``g(x)`` alone never needs the full program)."""
+    ``build`` when first run (``g(x)`` alone never needs the full program).
+
+    Threads: the executable is built once, under the entry's own lock (a
+    second thread asking for it meanwhile waits for that build), and
+    published by one assignment."""
 
     tape: Tape
     structure: Structure
@@ -92,12 +98,17 @@ class Entry:
     # the entry of the tape's outputs but the first, made when first needed:
     # `Specializer.grads_of`
     rest: "Entry | None" = None
+    lock: locks.Lock = field(default_factory=locks.Lock, repr=False)
 
     @property
     def exe(self) -> Any:
-        if self.built is None:
-            self.built = self.build(self.tape)
-        return self.built
+        built = self.built
+        if built is None:
+            with self.lock:
+                if self.built is None:
+                    self.built = self.build(self.tape)
+                built = self.built
+        return built
 
     @property
     def guards(self) -> list[tuple[str, bool]]:
@@ -120,6 +131,50 @@ def _first_difference(new: Entry, old: list[Entry]) -> str:
 #: default for how many traces one signature may accumulate before fastad stops
 #: compiling it and evaluates the function eagerly
 MAX_TRACES_PER_SIGNATURE = 8
+
+#: default for how many argument signatures one compiled function keeps (the
+#: least recently used one's traces and executables are dropped beyond it;
+#: FASTAD_MAX_SIGNATURES or ``max_signatures=`` change it).  A signature costs
+#: its tapes and executables: kilobytes to megabytes on the C VM (the arena is
+#: sized by the largest arrays), a compiled module and its constants on Numba.
+#: 64 holds every shape of the usual shape-varying code (a few batch sizes,
+#: a last short batch, train and test sets, the sizes of a multigrid or
+#: sequence-bucketing loop) many times over, while a function called with a
+#: new shape on every call (a growing sequence) stays at 64 signatures'
+#: memory instead of growing without end; such a function retraces on every
+#: call anyway, so a larger cache would not make it faster.
+MAX_SIGNATURES = 64
+
+
+def _max_signatures(value: int | None) -> int:
+    if value is None:
+        env = os.environ.get("FASTAD_MAX_SIGNATURES", "")
+        try:
+            value = int(env) if env else MAX_SIGNATURES
+        except ValueError:
+            raise ValueError(f"FASTAD_MAX_SIGNATURES must be a positive integer, got {env!r}"
+                             ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"max_signatures must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Shortcut(NamedTuple):
+    """What a call with exactly the arrays of the last traced signature runs
+    (`Specializer.__call__`): ``run_args`` of the full program, ``grads``
+    (that of `Specializer.grads_of`), each None until that program first
+    runs, the structure their outputs unpack with, and whose they are.  One
+    immutable object, replaced whole: a call reads it once, so another
+    thread's new trace can never pair one entry's program with another's
+    structure."""
+
+    run_args: Callable[[Any, int], Any] | None
+    grads: Callable[[Any, int], Any] | None
+    structure: Structure | None
+    entry: Entry | None
+
+
+NO_SHORTCUT = Shortcut(None, None, None, None)
 
 
 # What a compiled computation returns, by kind: the values to compute, recorded
@@ -162,13 +217,23 @@ KINDS = {"outputs": (_outputs_all, _unpack_all),
 class Specializer:
     """One compiled computation of ``fn`` (a ``kind`` of KINDS), cached per
     signature.  ``fn`` is None for one loaded from bytes: it runs the
-    signatures it was saved with and cannot trace new ones."""
+    signatures it was saved with and cannot trace new ones.
+
+    Threads: the cache maps each signature to an immutable tuple of entries,
+    replaced whole (never appended to in place) under ``_cache_lock``, which
+    also orders the signatures for the LRU bound; the shortcut is one
+    immutable `Shortcut`.  A call reads each once.  Traces of one signature
+    take that signature's lock and look at the cache again once they hold
+    it, so threads making the first call at once trace once and the others
+    run that trace; compiled code never runs under a lock shared between
+    signatures."""
 
     def __init__(self, fn: Callable[..., Any] | None, kind: str, argnums: Any,
                  static_argnums: Sequence[int], backend: str,
                  eager: Callable[..., Any] | None, max_traces: int | None = None,
                  check_nans: bool | None = None, optimize_tape: bool = True,
-                 reroll: bool = True, exact_sums: bool = False) -> None:
+                 reroll: bool = True, exact_sums: bool = False,
+                 max_signatures: int | None = None) -> None:
         self.fn = fn
         self.reroll = reroll
         self.exact_sums = exact_sums
@@ -187,17 +252,21 @@ class Specializer:
         self.backend_name = backend
         self.backend = backends.get(backend)
         self.optimize_tape = optimize_tape
-        self.cache: dict[Any, list[Entry]] = {}
+        self.max_signatures = _max_signatures(max_signatures)
+        # signature -> its traces, least recently used first
+        self.cache: OrderedDict[Any, tuple[Entry, ...]] = OrderedDict()
+        self._cache_lock = locks.Lock()
+        self._trace_locks: dict[Any, locks.Lock] = {}
         self.traces = 0
+        self.evicted = 0
         self.last: Entry | None = None
-        # run_args(args, which) of the last signature when it was float arrays,
-        # and how its outputs unpack
-        self.fast: Callable[[Any, int], Any] | None = None
-        self.fast_structure: Structure | None = None
-        # the same for the gradients alone (`grads_of`); each is set when the
-        # last traced entry, `fast_entry`, first runs, if its signature allows
-        self.fast_grads: Callable[[Any, int], Any] | None = None
-        self.fast_entry: Entry | None = None
+        # the last traced entry's shortcut, when its signature is float arrays
+        self.shortcut: Shortcut = NO_SHORTCUT
+        # `shortcut.grads` alone, for ``g(x)``, the call loops make: a callable
+        # that needs nothing else from the shortcut (it returns the one
+        # gradient as it is), published with it; one attribute read fewer
+        self.grads_run_args: Callable[[Any, int], Any] | None = None
+        self._shortcut_key: Any = None
 
     def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
         key, dynamic = [], []
@@ -209,6 +278,8 @@ class Specializer:
             parts = []
             differentiated = self.wrt is not None and i in self.wrt
             for leaf in leaves:
+                if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+                    leaf = plain_array(leaf, f"argument {i}")
                 if differentiated:
                     leaf = _as_differentiable(leaf)
                 if _is_dynamic(leaf):
@@ -223,70 +294,159 @@ class Specializer:
         return tuple(key), dynamic
 
     def __call__(self, *args: Any) -> Any:
-        outs = _shortcut(self.fast, args, -1)
+        shortcut = self.shortcut  # read once: its program and structure belong together
+        outs = _shortcut(shortcut.run_args, args, -1)
         if outs is not None:
-            return self.unpack(self.fast_structure, outs, self.argnums)
+            return self.unpack(shortcut.structure, outs, self.argnums)
         return self.general(args)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False) -> Any:
-        """A call the shortcut (`fast`) did not take: by signature and guards,
-        tracing again when no cached trace fits.  ``grads_only`` (value and
-        gradient kinds): run `grads_of` the trace, and return (None, grads)."""
+        """A call the shortcut did not take: by signature and guards, tracing
+        again when no cached trace fits.  ``grads_only`` (value and gradient
+        kinds): run `grads_of` the trace, and return (None, grads)."""
         key, dynamic = self.split(args)
-        entries = self.cache.get(key)
-        if entries:
-            for entry in entries:
+        tried = self.cache.get(key, ())
+        if tried:
+            self._touch(key)
+            for entry in tried:
                 outs = self.run(entry, dynamic, grads_only)
                 if outs is not None:
                     return self.finish(entry, dynamic, outs)
             if key in self.gave_up:
                 return self.eager(*args)
-        name = getattr(self.fn, "__qualname__", repr(self.fn))
-        entry = self.trace(args)
-        if entries:
-            reason = _first_difference(entry, entries)
-            if len(entries) >= self.max_traces:
-                self.gave_up.add(key)
-                warnings.warn(f"fastad: {name} was traced {len(entries) + 1} times for one "
-                              f"signature because {reason}; it is evaluated eagerly from now on "
-                              "for these argument shapes. Branch-free code (fastad.numpy.where, "
-                              "clip, maximum) compiles once.", stacklevel=user_stacklevel())
-                return self.eager(*args)
-            log.info("fastad: retracing %s: %s", name, reason)
-        elif self.cache:
-            log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
-                     "dtypes or static values) %s", name, _describe(key))
-        self.cache.setdefault(key, []).append(entry)
-        self.fast = self.fast_grads = None
-        self.fast_structure = entry.structure
-        self.fast_entry = entry if _takes_shortcut(key) and not self.check_nans else None
+        with self._trace_lock(key):
+            # Another thread may have traced this signature (and path) while this
+            # one ran the old traces or waited for the lock: run its trace.
+            entries = self.cache.get(key, ())
+            for entry in entries:
+                if entry not in tried:
+                    outs = self.run(entry, dynamic, grads_only)
+                    if outs is not None:
+                        return self.finish(entry, dynamic, outs)
+            entry = None if key in self.gave_up else self._traced(key, args, entries)
+        if entry is None:
+            return self.eager(*args)
         outs = self.run(entry, dynamic, grads_only)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
                                "is not deterministic")
         return self.finish(entry, dynamic, outs)
 
+    def _traced(self, key: Any, args: tuple[Any, ...], entries: tuple[Entry, ...]
+                ) -> Entry | None:
+        """A new trace of ``args``, whose signature ``key`` has ``entries``,
+        cached; None if the signature has been traced too often and is
+        evaluated eagerly from now on.  Called with the signature's lock held."""
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        try:
+            entry = self.trace(args)
+        except BaseException:
+            if not entries:  # nothing cached for it: its lock would only take memory
+                with self._cache_lock:
+                    self._trace_locks.pop(key, None)
+            raise
+        if entries:
+            reason = _first_difference(entry, list(entries))
+            if len(entries) >= self.max_traces:
+                with self._cache_lock:
+                    self.gave_up.add(key)
+                warnings.warn(f"fastad: {name} was traced {len(entries) + 1} times for one "
+                              f"signature because {reason}; it is evaluated eagerly from now on "
+                              "for these argument shapes. Branch-free code (fastad.numpy.where, "
+                              "clip, maximum) compiles once.", stacklevel=user_stacklevel())
+                return None
+            log.info("fastad: retracing %s: %s", name, reason)
+        elif self.cache:
+            log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
+                     "dtypes or static values) %s", name, _describe(key))
+        self._insert(key, entry)
+        return entry
+
+    def _trace_lock(self, key: Any) -> locks.Lock:
+        lock = self._trace_locks.get(key)
+        if lock is None:
+            with self._cache_lock:
+                lock = self._trace_locks.get(key)
+                if lock is None:
+                    lock = self._trace_locks[key] = locks.Lock()
+        return lock
+
+    def _touch(self, key: Any) -> None:
+        """``key`` was used: the most recently used signature now."""
+        with self._cache_lock:
+            if key in self.cache:
+                self.cache.move_to_end(key)
+
+    def _insert(self, key: Any, entry: Entry) -> None:
+        """Publish ``entry`` as a new trace of ``key`` (a new tuple, so that a
+        thread going through the old one is undisturbed) and as the shortcut;
+        evict the least recently used signatures beyond the bound.  Calls through
+        the shortcut do not reorder the cache (that would cost every call), so
+        the shortcut's signature counts as used now, before the new one.  A
+        function loaded from bytes evicts nothing: it could not trace a
+        signature again."""
+        shortcut = (Shortcut(None, None, entry.structure, entry)
+                    if _takes_shortcut(key) and not self.check_nans else NO_SHORTCUT)
+        with self._cache_lock:
+            if self.shortcut.entry is not None and self._shortcut_key in self.cache:
+                self.cache.move_to_end(self._shortcut_key)
+            self.cache[key] = self.cache.get(key, ()) + (entry,)
+            self.cache.move_to_end(key)
+            self.last = entry
+            self.shortcut = shortcut
+            self.grads_run_args = None
+            self._shortcut_key = key
+            while self.fn is not None and len(self.cache) > self.max_signatures:
+                old, _ = self.cache.popitem(last=False)
+                self.gave_up.discard(old)
+                self._trace_locks.pop(old, None)
+                self.evicted += 1
+
     def run(self, entry: Entry, dynamic: list[Any], grads_only: bool) -> list[Any] | None:
         """The entry's outputs (None in place of the value if ``grads_only``),
         or None if a guard failed."""
         exe = self.grads_of(entry).exe if grads_only else entry.exe
-        if entry is self.fast_entry:
-            if grads_only:
-                self.fast_grads = exe.run_args
-            else:
-                self.fast = exe.run_args
+        shortcut = self.shortcut
+        if shortcut.entry is entry and (shortcut.grads if grads_only
+                                        else shortcut.run_args) is None:
+            self._publish(entry, exe.run_args, grads_only)
         outs = exe.run(dynamic)
         return [None] + outs if grads_only and outs is not None else outs
+
+    def _publish(self, entry: Entry, run_args: Callable[[Any, int], Any], grads_only: bool
+                 ) -> None:
+        """The shortcut of ``entry`` gains its now built program's ``run_args``
+        (unless another trace has replaced the shortcut meanwhile)."""
+        with self._cache_lock:
+            shortcut = self.shortcut
+            if shortcut.entry is entry:
+                self.shortcut = (shortcut._replace(grads=run_args) if grads_only
+                                 else shortcut._replace(run_args=run_args))
+                self.grads_run_args = self.shortcut.grads
 
     def grads_of(self, entry: Entry) -> Entry:
         """The entry of the outputs but the first, the value: what ``g(x)`` runs.
         A gradient alone needs no value, so the loss's final reduction and what
         feeds only it are dead code, as in ``jax.grad``."""
-        if entry.rest is None:
-            tape = eliminate_dead_code(replace(entry.tape, outputs=entry.tape.outputs[1:]))
-            tape.stages, tape.optimized_from = entry.tape.stages, entry.tape.optimized_from
-            entry.rest = Entry(tape, entry.structure, self._build)
-        return entry.rest
+        rest = entry.rest
+        if rest is None:
+            with entry.lock:  # made once, whichever thread asks first
+                if entry.rest is None:
+                    tape = eliminate_dead_code(replace(entry.tape,
+                                                       outputs=entry.tape.outputs[1:]))
+                    tape.stages = entry.tape.stages
+                    tape.optimized_from = entry.tape.optimized_from
+                    entry.rest = Entry(tape, entry.structure, self._build)
+                rest = entry.rest
+        return rest
+
+    def entries_for(self, args: Sequence[Any]) -> tuple[Entry, ...]:
+        """The cached traces of ``args``' signature, tracing it first (one call)
+        if there are none; empty if it is evaluated eagerly."""
+        key, _ = self.split(args)
+        if not self.cache.get(key):
+            self(*args)
+        return self.cache.get(key, ())
 
     def finish(self, entry: Entry, dynamic: list[Any], outs: list[Any]) -> Any:
         if self.check_nans and not all(np.all(np.isfinite(v)) for v in outs if v is not None):
@@ -303,7 +463,8 @@ class Specializer:
                 "this compiled function was loaded from bytes without its Python function, so "
                 "it runs only the argument signatures it was saved with; this call's is new: "
                 f"{_describe(self.split(args)[0])}")
-        self.traces += 1
+        with self._cache_lock:
+            self.traces += 1
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording())
             new_args = list(args)
@@ -350,9 +511,7 @@ class Specializer:
             tape = optimize(tape)
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
-        entry = Entry(tape, Structure(out_tree, tuple(in_trees)), self._build)
-        self.last = entry
-        return entry
+        return Entry(tape, Structure(out_tree, tuple(in_trees)), self._build)
 
     def state(self) -> dict[str, Any]:
         """What `fastad.serialize` stores: the compiled tapes, not the function."""
@@ -360,10 +519,16 @@ class Specializer:
                 "exact_sums": self.exact_sums,
                 "static_argnums": tuple(sorted(self.static_argnums)),
                 "backend": self.backend_name, "max_traces": self.max_traces,
-                "check_nans": self.check_nans,
+                "max_signatures": self.max_signatures, "check_nans": self.check_nans,
                 "entries": [(encode(key), [(e.tape.to_bytes(), encode(tuple(e.structure)))
                                            for e in entries])
-                            for key, entries in self.cache.items()]}
+                            for key, entries in self._snapshot()]}
+
+    def _snapshot(self) -> list[tuple[Any, tuple[Entry, ...]]]:
+        """The cache's signatures and traces, least recently used first, as
+        they are at one moment (other threads may trace meanwhile)."""
+        with self._cache_lock:
+            return list(self.cache.items())
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> "Specializer":
@@ -373,15 +538,15 @@ class Specializer:
         spec = cls(None, state["kind"], _checked_argnums(state["argnums"]),
                    _checked_argnums(state["static_argnums"]), backend, eager=None,
                    max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]),
-                   reroll=bool(state["reroll"]), exact_sums=bool(state["exact_sums"]))
+                   reroll=bool(state["reroll"]), exact_sums=bool(state["exact_sums"]),
+                   max_signatures=_saved_max_signatures(state.get("max_signatures")))
         for key, entries in state["entries"]:
             key = decode(key)
             for tape_bytes, structure in entries:
                 tape = tape_from_bytes(tape_bytes)
                 _check_signature(key, tape)
-                entry = Entry(tape, Structure(*decode(structure)), spec._build)
-                spec.cache.setdefault(key, []).append(entry)
-                spec.last = entry
+                spec._insert(key, Entry(tape, Structure(*decode(structure)), spec._build))
+        spec.shortcut, spec.grads_run_args = NO_SHORTCUT, None  # the first call: general path
         return spec
 
     def _build(self, tape: Tape) -> Any:
@@ -427,11 +592,17 @@ class Specializer:
         return reroll(tape, [builder.values[s] for s in tape.inputs], self.exact_sums)
 
     def cache_info(self) -> dict[str, Any]:
-        """How many traces happened, and each cached trace with its guards."""
-        return {"traces": self.traces, "signatures": len(self.cache),
+        """How many traces happened, each cached trace with its guards (least
+        recently used signature first), the bound on signatures and how many
+        were evicted by it."""
+        items = self._snapshot()
+        with self._cache_lock:
+            gave_up = list(self.gave_up)
+        return {"traces": self.traces, "signatures": len(items),
+                "max_signatures": self.max_signatures, "evicted": self.evicted,
                 "entries": [{"signature": _describe(key), "guards": e.guards}
-                            for key, entries in self.cache.items() for e in entries],
-                "eager": [_describe(key) for key in self.gave_up]}
+                            for key, entries in items for e in entries],
+                "eager": [_describe(key) for key in gave_up]}
 
 
 def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: list[Tracer]
@@ -462,6 +633,15 @@ def _takes_shortcut(key: Any) -> bool:
         if not isinstance(shape, tuple) or len(shape) == 0:
             return False
     return True
+
+
+def _saved_max_signatures(value: Any) -> int | None:
+    """A saved bound (None in payloads from before it existed: the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TapeError(f"invalid max_signatures {value!r} in a saved compiled function")
+    return value
 
 
 def _checked_argnums(argnums: Any) -> Any:
@@ -509,11 +689,11 @@ class Jitted(_Inspectable):
     def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
                  backend: str = "auto", max_traces: int | None = None,
                  check_nans: bool | None = None, reroll: bool = True,
-                 exact_sums: bool = False) -> None:
+                 exact_sums: bool = False, max_signatures: int | None = None) -> None:
         functools.update_wrapper(self, fn)
         self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
                                  max_traces=max_traces, check_nans=check_nans, reroll=reroll,
-                                 exact_sums=exact_sums)
+                                 exact_sums=exact_sums, max_signatures=max_signatures)
         self._main = self._spec
         self._batched: dict[Any, Jitted] = {}
 
@@ -546,7 +726,8 @@ class Jitted(_Inspectable):
             raise SignatureError("this compiled function was loaded from bytes without its "
                                  "Python function, so it cannot compile a new batch size")
         return Jitted(fn, tuple(spec.static_argnums), spec.backend_name, spec.max_traces,
-                      reroll=spec.reroll, exact_sums=spec.exact_sums)
+                      reroll=spec.reroll, exact_sums=spec.exact_sums,
+                      max_signatures=spec.max_signatures)
 
 
 def _batch_call(owner: Any, vmapped: Callable[[Any], Callable[..., Any]], args: Sequence[Any],
@@ -555,8 +736,8 @@ def _batch_call(owner: Any, vmapped: Callable[[Any], Callable[..., Any]], args: 
     one compiled batched function per axes, kept (and pickled) with ``owner``."""
     moved, axes, count = batched.normalize_axes(args, in_axes)
     vjit = owner._batched.get(axes)
-    if vjit is None:
-        vjit = owner._batched[axes] = owner._derived(vmapped(axes))
+    if vjit is None:  # threads at once: one of them is kept (setdefault is atomic)
+        vjit = owner._batched.setdefault(axes, owner._derived(vmapped(axes)))
     return batched.call(vjit, moved, axes, count, threads, chunk)
 
 
@@ -582,9 +763,25 @@ def _with_vector_last(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _last(spec: Specializer) -> Entry:
-    if spec.last is None:
+    last = spec.last
+    if last is None:
         raise RuntimeError("the function has not been called yet, so nothing is compiled")
-    return spec.last
+    return last
+
+
+_lazy_lock = locks.Lock()  # what a compiled function makes when first asked for
+
+
+def _lazily(owner: Any, name: str, make: Callable[[], Any]) -> Any:
+    """``owner.name``, made by ``make()`` the first time, once whatever the threads."""
+    value = getattr(owner, name)
+    if value is None:
+        with _lazy_lock:
+            value = getattr(owner, name)
+            if value is None:
+                value = make()
+                setattr(owner, name, value)
+    return value
 
 
 class CompiledGrad(_Inspectable):
@@ -597,7 +794,8 @@ class CompiledGrad(_Inspectable):
     def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
                  static_argnums: Sequence[int] = (), backend: str = "auto",
                  max_traces: int | None = None, strong_zero: bool = False,
-                 reroll: bool = True, exact_sums: bool = False) -> None:
+                 reroll: bool = True, exact_sums: bool = False,
+                 max_signatures: int | None = None) -> None:
         functools.update_wrapper(self, fn)
         self._reroll = reroll
         self._exact_sums = exact_sums
@@ -613,7 +811,9 @@ class CompiledGrad(_Inspectable):
         kind = "value_and_grad_strong_zero" if strong_zero else "value_and_grad"
         self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
                                eager=value_and_grad(fn, argnums, strong_zero),
-                               max_traces=max_traces, reroll=reroll, exact_sums=exact_sums)
+                               max_traces=max_traces, reroll=reroll, exact_sums=exact_sums,
+                               max_signatures=max_signatures)
+        self._max_signatures = self._vg.max_signatures
         self._main = self._vg
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
@@ -622,33 +822,33 @@ class CompiledGrad(_Inspectable):
 
     def __call__(self, *args: Any) -> Any:
         # argnums 0: the one gradient is the output as the shortcut returns it
-        grad = _shortcut(self._vg.fast_grads if self.argnums == 0 else None, args, 0)
+        grad = _shortcut(self._vg.grads_run_args if self.argnums == 0 else None, args, 0)
         return grad if grad is not None else self._vg.general(args, grads_only=True)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
-        outs = _shortcut(self._vg.fast if self.argnums == 0 else None, args, -1)
+        outs = _shortcut(self._vg.shortcut.run_args if self.argnums == 0 else None, args, -1)
         return (outs[0], outs[1]) if outs is not None else self._vg.general(args)
 
     def value(self, *args: Any) -> Any:
-        if self._value is None:
-            self._value = Specializer(self.fn, "value", None, self._static, self._backend,
-                                      eager=self.fn, max_traces=self._max_traces,
-                                      reroll=self._reroll, exact_sums=self._exact_sums)
-        value = _shortcut(self._value.fast, args, 0)
-        return value if value is not None else self._value.general(args)
+        spec = self._value
+        if spec is None:
+            spec = _lazily(self, "_value", lambda: Specializer(
+                self.fn, "value", None, self._static, self._backend, eager=self.fn,
+                max_traces=self._max_traces, reroll=self._reroll, exact_sums=self._exact_sums,
+                max_signatures=self._max_signatures))
+        value = _shortcut(spec.shortcut.run_args, args, 0)
+        return value if value is not None else spec.general(args)
 
     def hvp(self, *args: Any) -> Any:
         """``g.hvp(*args, v)``: Hessian-vector product, forward over reverse,
         without forming the Hessian."""
-        if self._hvp is None:
-            self._hvp = self._derived(_with_vector_last(hvp(self.fn, self._argnum("hvp"))))
-        return self._hvp(*args)
+        return _lazily(self, "_hvp", lambda: self._derived(
+            _with_vector_last(hvp(self.fn, self._argnum("hvp")))))(*args)
 
     def hessian(self, *args: Any) -> Any:
         """The Hessian at ``args``, forward over reverse, compiled."""
-        if self._hessian is None:
-            self._hessian = self._derived(hessian(self.fn, self._argnum("hessian")))
-        return self._hessian(*args)
+        return _lazily(self, "_hessian", lambda: self._derived(
+            hessian(self.fn, self._argnum("hessian"))))(*args)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "compile", "name": getattr(self, "__name__", "compiled"),
@@ -665,6 +865,7 @@ class CompiledGrad(_Inspectable):
         self._static = tuple(self._vg.static_argnums)
         self._backend = self._vg.backend_name
         self._max_traces = self._vg.max_traces
+        self._max_signatures = self._vg.max_signatures
         self._reroll = self._vg.reroll
         self._exact_sums = self._vg.exact_sums
         self._hvp = self._hessian = None
@@ -692,16 +893,21 @@ class CompiledGrad(_Inspectable):
                                  "Python function; only g(), value_and_grad() and value() "
                                  "of the saved signatures are available")
         return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll,
-                      exact_sums=self._exact_sums)
+                      exact_sums=self._exact_sums, max_signatures=self._max_signatures)
 
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
         backend: str = "auto", max_traces: int | None = None,
-        check_nans: bool | None = None, reroll: bool = True, exact_sums: bool = False) -> Any:
+        check_nans: bool | None = None, reroll: bool = True, exact_sums: bool = False,
+        max_signatures: int | None = None) -> Any:
     """Compile ``fn`` (any function of float arrays, ``grad(f)`` included).
 
     ``max_traces``: how many traces (paths through data-dependent branches)
     one signature may accumulate before fastad warns and evaluates eagerly.
+    ``max_signatures``: how many argument signatures (shapes, dtypes, static
+    values) stay compiled; beyond it the least recently used one is dropped,
+    and traced again if it comes back (default `MAX_SIGNATURES`, 64, or the
+    environment variable FASTAD_MAX_SIGNATURES).
     ``check_nans`` (or the environment variable FASTAD_CHECK_NANS=1): raise
     FloatingPointError naming the primitive, source line and operands of the
     first instruction that turned finite values into NaN or inf, whenever a
@@ -712,17 +918,20 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
     """
     if fn is None:
         return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll,
-                                exact_sums)
-    return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll, exact_sums)
+                                exact_sums, max_signatures)
+    return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll, exact_sums,
+                  max_signatures)
 
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
             static_argnums: Sequence[int] = (), backend: str = "auto",
             max_traces: int | None = None, strong_zero: bool = False,
-            reroll: bool = True, exact_sums: bool = False) -> CompiledGrad:
+            reroll: bool = True, exact_sums: bool = False,
+            max_signatures: int | None = None) -> CompiledGrad:
     """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``
-    (``strong_zero``: see `fastad.value_and_grad`; ``reroll``, ``exact_sums``: see `jit`)."""
+    (``strong_zero``: see `fastad.value_and_grad`; ``reroll``, ``exact_sums``,
+    ``max_signatures``: see `jit`)."""
     return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll,
-                        exact_sums)
+                        exact_sums, max_signatures)
 
 
