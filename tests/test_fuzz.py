@@ -323,6 +323,84 @@ def _in_place(x, y, kind):
     return x
 
 
+def _view_params(draw, xs):
+    x = xs[0]
+    return {"kind": draw(st.sampled_from(VIEW_KINDS)), "key": _basic_key(draw, x.shape),
+            "axis": draw(st.integers(0, max(x.ndim - 1, 0)))}
+
+
+VIEW_KINDS = ["slice", "ravel", "reshape", "T", "swapaxes", "moveaxis", "expand", "squeeze",
+              "broadcast", "diagonal", "flip", "split", "atleast_3d", "view", "copy_of_view"]
+
+
+def _view(x, kind, key, axis):
+    """A NumPy view of x (or, for some kinds and shapes, a copy NumPy makes)."""
+    if kind == "slice":
+        return x[key]
+    if kind == "ravel":
+        return np.ravel(x)
+    if kind == "reshape":
+        return x.reshape(tuple(reversed(x.shape)))
+    if kind == "T":
+        return x.T
+    if kind == "swapaxes":
+        return np.swapaxes(x, 0, -1)
+    if kind == "moveaxis":
+        return np.moveaxis(x, axis, -1)
+    if kind == "expand":
+        return np.expand_dims(x, axis)
+    if kind == "squeeze":
+        return np.squeeze(x)
+    if kind == "broadcast":  # read-only: writes into it raise, as in NumPy
+        return np.broadcast_to(x, (2,) + x.shape)
+    if kind == "diagonal":  # read-only too
+        return np.diagonal(x) if x.ndim >= 2 else x[::-1]
+    if kind == "flip":
+        return np.flip(x, axis)
+    if kind == "split":
+        return np.array_split(x, 2, axis)[-1]
+    if kind == "atleast_3d":
+        return np.atleast_3d(x)
+    if kind == "view":
+        return x.view()
+    return x.T.reshape(-1)  # a copy: writes into it stay in it
+
+
+def _view_write_params(draw, xs):
+    return {**_view_params(draw, xs),
+            "write": draw(st.sampled_from(["view_iadd", "view_set", "view_out", "view_copyto",
+                                           "base_iadd", "base_set", "base_out"])),
+            "ret": draw(st.sampled_from(["view", "base", "both"]))}
+
+
+def _view_write(x, y, kind, key, axis, write, ret):
+    """Take a view of x, write through one side, read the other: x changes where
+    every earlier use of it in the program sees it."""
+    v = _view(x, kind, key, axis)
+    if np.ndim(v) == 0 and write.startswith("view"):
+        write = "base_iadd"  # 0-d traced values are immutable, like NumPy scalars
+    c = np.sum(y) * 0.1
+    if write == "view_iadd":
+        v += np.cos(v) * 0.5 + c
+    elif write == "view_set":
+        v[...] = np.sin(v) + c
+    elif write == "view_out":
+        np.multiply(v, 1.5, out=v)
+    elif write == "view_copyto":
+        np.copyto(v, np.tanh(v) - c)
+    elif write == "base_iadd":
+        x += np.sin(x) * 0.5 + c
+    elif write == "base_set":
+        x[...] = np.cos(x) - c
+    else:
+        np.add(x, c, out=x)
+    if ret == "view":
+        return v
+    if ret == "base":
+        return x
+    return v + np.sum(x)
+
+
 def _complex(x, y):
     """Real results of complex arithmetic (|z|^2 and Im z, smooth everywhere)."""
     z = x * (1.0 + 0.5j) + np.conj(y * 1j)
@@ -400,6 +478,8 @@ OPS: dict[str, Op] = {
     "assign": Op(2, lambda draw, xs: _index_params(draw, xs, unique=True), _assign, min_ndim=1),
     "in_place": Op(2, lambda draw, xs: {"kind": draw(st.sampled_from(["add", "sub", "mul"]))},
                    _in_place, min_ndim=1),
+    "view": Op(1, _view_params, _view, min_ndim=1),
+    "view_write": Op(2, _view_write_params, _view_write, min_ndim=1),
     "scatter_add": Op(2, lambda draw, xs: _flat_indices(draw, xs, False), _scatter_add),
     "loop_sum": unary(_loop_sum), "loop_write": unary(_loop_write),
     # complex values in between
