@@ -34,6 +34,7 @@ from .tape import Tape, where
 from .tracer import Tracer, recording, replay, user_stacklevel
 from .transforms.optimize import eliminate_dead_code, optimize
 from .transforms.reroll import reroll
+from .transforms.reverse import ReleasedValueRead
 
 log = logging.getLogger("fastad")
 
@@ -465,8 +466,17 @@ class Specializer:
                 f"{_describe(self.split(args)[0])}")
         with self._cache_lock:
             self.traces += 1
+        try:
+            return self._trace(args, release=True)
+        except ReleasedValueRead:
+            # a derivative rule failed or branched on a value the trace had let
+            # go of (a decomposition's rule on a stand-in matrix): keep them all
+            return self._trace(args, release=False)
+
+    def _trace(self, args: Sequence[Any], release: bool) -> Entry:
+        """One recording of ``fn`` at ``args``; ``release``: see `Builder.release`."""
         with contextlib.ExitStack() as scope:
-            builder = scope.enter_context(recording())
+            builder = scope.enter_context(recording(release=release))
             new_args = list(args)
             inputs: list[Tracer] = []
             wrt: list[Tracer] = []
@@ -500,11 +510,19 @@ class Specializer:
             rolled = self._rerolled(builder, out_leaves) if self.reroll else None
             if rolled is not None:
                 stages["rerolled"] = len(rolled.instrs)
-                builder, wrt, out_leaves = _replayed(rolled, scope.enter_context(recording()),
-                                                     builder, inputs, wrt)
+                traced = builder
+                builder, wrt, out_leaves = _replayed(
+                    rolled, scope.enter_context(recording(release=release)), builder, inputs, wrt)
+                traced.values.clear()  # the rerolled tape replaced it
             rec = Recorded(builder, wrt, in_trees, list(wrt), out_leaves, out_tree)
-            results = self.outputs(rec)
+            try:
+                results = self.outputs(rec)
+            except Exception as exc:
+                if builder.released and not isinstance(exc, ReleasedValueRead):
+                    raise ReleasedValueRead(f"a derivative rule raised {exc!r}") from exc
+                raise
             builder.tape.outputs = [builder.slot_of(r) for r in results]
+            builder.values.clear()  # the executable computes them again
         tape = builder.tape
         stages["differentiated"] = len(tape.instrs)
         if self.optimize_tape:

@@ -17,6 +17,7 @@ import gc
 import os
 import sys
 import threading
+import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -29,11 +30,37 @@ _PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
 
+#: arrays fastad made for a tape (index tables, zeros, broadcast scalars), by id:
+#: `Builder.const` keeps them as they are instead of copying them, which is what
+#: it must do with the user's arrays (captured as they were when traced)
+_made: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+
+#: values of at least this many bytes are what a releasing trace (`Builder.release`)
+#: lets go of once nothing but the trace holds them
+RELEASE_BYTES = 1 << 20
+
+
+def made_here(array: np.ndarray) -> np.ndarray:
+    """``array``, read-only and known to `Builder.const` as fastad's own: a tape
+    holds it (a view of a shared index table, a zero-stride broadcast) uncopied."""
+    array.flags.writeable = False
+    _made[id(array)] = array
+    return array
+
+
+def is_made_here(array: Any) -> bool:
+    return _made.get(id(array)) is array
+
+
+def stand_in(value: np.ndarray) -> np.ndarray:
+    """A value's shape and dtype without its memory: what a released slot holds."""
+    return np.broadcast_to(np.zeros((), value.dtype), value.shape)
+
 
 class Builder:
     """Records one tape.  Lives on the trace stack while its function runs."""
 
-    def __init__(self, record_lines: bool = True) -> None:
+    def __init__(self, record_lines: bool = True, release: bool = False) -> None:
         self.tape = Tape()
         self.values: list[Any] = []  # concrete value of every slot
         self.captures: list[Tracer] = []  # outer tracers, in input order
@@ -44,6 +71,16 @@ class Builder:
         self.record_lines = record_lines
         self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False
+        # A releasing trace is one whose values nobody reads after it is recorded
+        # (a compiled function's: its executable computes the results).  Large
+        # values that only the trace still holds are swapped for stand-ins as
+        # they pile up, so tracing a function of large arrays needs about the
+        # memory NumPy needs to run it, not one array per instruction.
+        self.release = release
+        self.released = False  # whether any slot holds a stand-in
+        self._large: list[int] = []  # slots of large values not yet released
+        self._large_bytes = 0
+        self._sweep_at = 8 * RELEASE_BYTES
 
     def new_input(self, value: Any) -> "Tracer":
         value = _as_value(value)
@@ -71,7 +108,7 @@ class Builder:
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
         if slot is None:
-            if isinstance(value, np.ndarray):
+            if isinstance(value, np.ndarray) and not is_made_here(value):
                 value = value.copy()
                 value.flags.writeable = False
             slot = self._new_slot(value)
@@ -108,7 +145,42 @@ class Builder:
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
+        if self.release and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
+            self._hold_large(out, value.nbytes)
         return new_tracer(self, out, value)
+
+    def _hold_large(self, slot: int, nbytes: int) -> None:
+        self._large.append(slot)
+        self._large_bytes += nbytes
+        # Each large value took at least a millisecond or so of NumPy to compute,
+        # so checking a few dozen others each time costs nothing next to it;
+        # past that, sweep once as much again is held (amortized linear).
+        if len(self._large) <= 64 or self._large_bytes >= self._sweep_at:
+            self.release_unreferenced()
+            self._sweep_at = max(2 * self._large_bytes, 8 * RELEASE_BYTES)
+
+    def release_unreferenced(self) -> None:
+        """Swap each large value that only this trace holds (its tracers are
+        gone) for a stand-in.  Only a releasing trace does this: reading a
+        released value again gives the stand-in, which the reverse sweep's
+        caller must notice (`released`)."""
+        values, kept, held = self.values, [], 0
+        for s in self._large:
+            v = values[s]
+            if sys.getrefcount(v) <= 3:  # values, v, getrefcount's argument
+                values[s] = stand_in(v)
+                self.released = True
+            else:
+                kept.append(s)
+                held += v.nbytes
+        self._large, self._large_bytes = kept, held
+
+    def release_slot(self, slot: int) -> None:
+        """Let go of slot's value, which nothing records from again."""
+        v = self.values[slot]
+        if type(v) is np.ndarray and v.nbytes >= RELEASE_BYTES and slot not in self.tape.consts:
+            self.values[slot] = stand_in(v)
+            self.released = True
 
 
 class _Traces(threading.local):
@@ -127,9 +199,10 @@ def current_builder() -> Builder | None:
 
 
 @contextlib.contextmanager
-def recording(record_lines: bool = True) -> Iterator[Builder]:
-    """Make a new builder the innermost active trace for the ``with`` body."""
-    builder = Builder(record_lines)
+def recording(record_lines: bool = True, release: bool = False) -> Iterator[Builder]:
+    """Make a new builder the innermost active trace for the ``with`` body
+    (``release``: see `Builder.release`)."""
+    builder = Builder(record_lines, release)
     stack = _traces.stack
     stack.append(builder)
     collecting = gc.isenabled()

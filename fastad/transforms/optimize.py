@@ -12,6 +12,7 @@ to the last bit).  Guards are never removed: they are side effects.
 from __future__ import annotations
 
 import collections
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -49,7 +50,16 @@ def eliminate_dead_code(tape: Tape) -> Tape:
 
 def _const_key(value: Any) -> Any:
     if isinstance(value, np.ndarray):
-        return ("array", value.dtype.str, value.shape, value.tobytes())
+        if value.nbytes <= 4096:
+            return ("array", value.dtype.str, value.shape, value.tobytes())
+        # a digest, not the bytes: a key per large constant would double the
+        # tape's memory; equal digests are compared element by element
+        if not any(value.strides):  # a broadcast scalar (zeros of a shape)
+            data = value.reshape(-1)[:1].tobytes()
+        else:
+            data = np.ascontiguousarray(value).data
+        return ("digest", value.dtype.str, value.shape, not any(value.strides),
+                hashlib.blake2b(data, digest_size=16).digest())
     return ("scalar", type(value).__name__, value)
 
 
@@ -59,7 +69,8 @@ def eliminate_common_subexpressions(tape: Tape) -> Tape:
     consts: dict[int, Any] = {}
     for s, v in tape.consts.items():
         key = _const_key(v)
-        if key in canonical_const:
+        if key in canonical_const and (key[0] != "digest" or np.array_equal(
+                v, consts[canonical_const[key]])):
             rename[s] = canonical_const[key]
         else:
             canonical_const[key] = s

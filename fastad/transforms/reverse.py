@@ -43,6 +43,9 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     """
     wrt_slots = [t.slot for t in wrt]
     active = active_slots(builder, wrt_slots, stop)
+    if builder.release:  # forward values the user's code no longer holds
+        builder.release_unreferenced()
+    recorded = len(builder.tape.instrs)
     adjoint: dict[int, Any] = {}
     for out, ct in zip(outputs, cotangents):
         if isinstance(out, Tracer) and out.builder is builder and out.slot in active:
@@ -53,6 +56,8 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         ins = instrs[k]
         g = adjoint.pop(ins.out, None)
         if g is None:
+            if builder.release:
+                builder.release_slot(ins.out)
             continue
         prim = registry[ins.prim]
         params = dict(ins.params)
@@ -79,10 +84,22 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             if rule is not None:
                 _accumulate(adjoint, slot, _real_if_real(builder, slot,
                                                          rule(g, ans, *args, **params)))
+        if builder.release:  # no rule reads ins.out again: its readers came first
+            del args, ans, g
+            builder.release_slot(ins.out)
     builder.line_override = None
+    if builder.release:
+        builder.release_unreferenced()
+    if builder.released and any(i.prim == "guard" for i in instrs[recorded:]):
+        raise ReleasedValueRead("a derivative rule branched on a value the trace had let go of")
 
     return [adjoint.get(s, None) if s in adjoint else fnp.zeros_for(t)
             for s, t in zip(wrt_slots, wrt)]
+
+
+class ReleasedValueRead(Exception):
+    """A releasing trace's reverse sweep depended on a released value's
+    contents; the caller traces again without releasing (`Builder.release`)."""
 
 
 def _real_if_real(builder: Builder, slot: int, contribution: Any) -> Any:

@@ -1,0 +1,142 @@
+"""First-call memory: a compiled gradient of a function of large arrays is
+traced, differentiated and built in about the memory a reverse-mode gradient
+needs, not one array per instruction (see `Builder.release`).
+
+The peak of each first call is measured in a fresh process (resident memory
+is per process), on random vectorized programs: slices of the input, chains
+of elementwise operations, sums.  The bound, in arrays of the input's size,
+is 1.5x (the program's length + 4): autograd's own first gradient of these
+programs peaks at the length plus two to four arrays (benchmarks/README.md,
+"First-call memory"), and fastad's did at two to four times that before
+traces released their values.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+from conftest import BACKENDS
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux")
+
+N = 2_000_000  # 16 MB per float64 array: far above the release threshold (1 MiB)
+UNARY = ("sin", "tanh", "square", "gauss", "log1p_sq", "cube", "affine")
+BINARY = ("add", "mul", "sub", "ratio")
+
+# One program runner for fastad and autograd; prints the growth of the peak
+# resident memory over the first call at N elements (after a call at 100
+# elements, which loads every library the call needs).
+RUNNER = textwrap.dedent('''
+    import json, resource, sys, warnings
+    import numpy as np
+    spec, engine, n = json.loads(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    if engine == "autograd":
+        import autograd, autograd.numpy as xp
+    else:
+        warnings.simplefilter("ignore")
+        import fastad as fa
+        xp = np
+    UNARY = {"sin": xp.sin, "tanh": xp.tanh, "square": lambda a: a * a,
+             "gauss": lambda a: xp.exp(-a * a), "log1p_sq": lambda a: xp.log(a * a + 1.0),
+             "cube": lambda a: a ** 3, "affine": lambda a: 3.0 * a - 1.0}
+    BINARY = {"add": lambda a, b: a + b, "mul": lambda a, b: a * b,
+              "sub": lambda a, b: a - b, "ratio": lambda a, b: a / (b * b + 1.0)}
+
+    def f(x):
+        vals = [x[1:], x[:-1]]
+        for op, i, j in spec:
+            a, b = vals[i % len(vals)], vals[j % len(vals)]
+            vals.append(UNARY[op](a) if op in UNARY else BINARY[op](a, b))
+        return xp.sum(vals[-1]) + xp.sum(vals[-2] * vals[-2])
+
+    x = np.linspace(-1.0, 1.0, n)
+    g = autograd.grad(f) if engine == "autograd" else fa.compile(f, backend=engine)
+    g(x[:100])
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    grad = g(x)
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024
+    print(json.dumps({"grown": grown, "nbytes": x.nbytes, "finite": bool(np.isfinite(grad).all())}))
+''')
+
+
+def peak_growth(spec, engine):
+    done = subprocess.run([sys.executable, "-c", RUNNER, json.dumps(spec), engine, str(N)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+programs = st.lists(st.tuples(st.sampled_from(UNARY + BINARY), st.integers(0, 9),
+                              st.integers(0, 9)), min_size=2, max_size=10)
+# the C VM where there is one: the Numba backend's first compile at a new size
+# is LLVM's memory, not the trace's (measured in benchmarks, not here)
+MEMORY_BACKEND = "c" if "c" in BACKENDS else "numpy"
+
+
+@settings(max_examples=4, deadline=None)
+@given(spec=programs)
+def test_first_call_peak_memory_is_bounded(spec, record_count):
+    measured = peak_growth(spec, MEMORY_BACKEND)
+    assert measured["finite"]
+    arrays = measured["grown"] / measured["nbytes"]
+    record_count("first-call peak memory programs", 1)
+    assert arrays <= 1.5 * (len(spec) + 4), (spec, arrays)
+
+
+def test_slices_of_one_array_share_one_index_table():
+    """The tape holds each slice's index table as a view of one shared table."""
+    x = np.linspace(0.0, 1.0, 200_000)
+
+    def f(x):
+        return np.sum(x[1:] * x[:-1]) + np.sum(x[2:] ** 2) + np.sum(x[::2])
+
+    tape = fa.make_tape(f)(x)
+    tables = [v for v in tape.consts.values()
+              if isinstance(v, np.ndarray) and v.dtype.kind == "i" and v.size > 1000]
+    assert len(tables) >= 4
+    assert all(np.shares_memory(t, tables[0]) for t in tables)
+    assert all(not t.flags.writeable for t in tables)
+
+
+def _gram(a):
+    return a @ a.T + a.shape[0] * np.eye(a.shape[0])
+
+
+@fa.primitive
+def _clipped_log(x):
+    return np.log(np.abs(x) + 1.0)
+
+
+def _clipped_log_vjp(g, ans, x):
+    # a rule that branches on a value: a guard recorded in the reverse sweep
+    if np.max(ans) > 0:
+        return g * np.sign(x) / (np.abs(x) + 1.0)
+    return g * 0.0
+
+
+fa.defvjp(_clipped_log, _clipped_log_vjp)
+
+
+@pytest.mark.parametrize("f", [
+    # the Cholesky VJP solves with the factor, a value the user's code dropped:
+    # on a released value it fails, and the trace is made again keeping them
+    lambda a: np.sum(np.linalg.cholesky(_gram(a))),
+    # a derivative rule whose Python `if` reads a released value
+    lambda a: np.sum(_clipped_log(np.sin(a)) ** 2),
+], ids=["rule-fails-on-released-value", "rule-branches-on-released-value"])
+def test_rules_that_read_released_values_trace_again(f, compiled_backend):
+    a = np.random.default_rng(0).standard_normal((400, 400)) / 20  # 1.3 MB per matrix
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # host calls where a backend lacks a primitive
+        g = fa.compile(f, backend=compiled_backend)
+        got = g(a)
+    np.testing.assert_allclose(got, fa.grad(f)(a), rtol=1e-9, atol=1e-12)
+    assert g.cache_info()["traces"] == 1
