@@ -3,9 +3,11 @@
 hypothesis draws a program: one to three inputs of mutually broadcastable
 shapes (size-1 axes included) in float64 or float32, then a few steps, each
 an operation of `OPS` applied to earlier values with random axes, slices,
-indices, permutations and shapes.  Operands of functions with a restricted
-domain pass through an adapter that maps every real into it
-(``log(x*x + 0.5)``), so every program is defined at every input.
+indices, permutations and shapes; some steps take a view, write through one
+side and read the other (NumPy's shared memory, which fastad follows).
+Operands of functions with a restricted domain pass through an adapter that
+maps every real into it (``log(x*x + 0.5)``), so every program is defined at
+every input.
 
 For each program:
   * every backend (C VM, Numba, the NumPy reference) runs the compiled
