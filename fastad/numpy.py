@@ -27,8 +27,7 @@ import numpy as _np
 
 from .errors import TracingError
 from .primitives.registry import registry
-from .tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here, made_here,
-                     new_tracer)
+from .tracer import ArrayTracer, Tracer, bind, current_builder, new_tracer
 
 pi = _np.pi
 e = _np.e
@@ -75,8 +74,9 @@ def isrealobj(x: Any) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _zeros_const(shp: tuple[int, ...], dtype: str) -> _np.ndarray:
-    # one zero broadcast: a tape holds it without n elements of memory
-    return made_here(_np.broadcast_to(_np.zeros((), dtype), shp))
+    z = _np.zeros(shp, dtype)
+    z.flags.writeable = False
+    return z
 
 
 def zeros_for(x: Any, like: Any = None, dtype: Any = None) -> Any:
@@ -474,12 +474,6 @@ def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
     if current == target:
         return a
     _np.broadcast_shapes(current, target)  # raises NumPy's error if impossible
-    if not isinstance(a, Tracer):
-        # a constant (a rule's seed or zeros): broadcast without its copies' memory,
-        # from an array no caller can write into afterwards
-        arr = _np.asarray(a)
-        if is_made_here(arr) or arr.size <= 4096:
-            return made_here(_np.broadcast_to(arr if is_made_here(arr) else arr.copy(), target))
     return bind(_p("broadcast_to"), a, shape=target)
 
 
@@ -678,23 +672,8 @@ def scatter_add(a: Any, idx: Any, v: Any) -> Any:
 
 def _broadcast_value(v: Any, target: tuple[int, ...], into: Any) -> Any:
     if not isinstance(v, Tracer) and not isinstance(v, _np.ndarray):
-        return made_here(_np.broadcast_to(_np.asarray(v, dtype=_float_dtype(into)), target))
+        v = _np.asarray(v, dtype=_float_dtype(into))
     return broadcast_to(v, target)
-
-
-#: flat positions 0..n-1, one read-only array per size while any index table
-#: taken from it lives: every slice of an array of that size is a view of it,
-#: so a tape of many slices of a large array holds one table, not one each
-_positions: "weakref.WeakValueDictionary[int, _np.ndarray]" = weakref.WeakValueDictionary()
-
-
-def _positions_of(shp: tuple[int, ...]) -> _np.ndarray:
-    n = math.prod(shp)
-    flat = _positions.get(n)
-    if flat is None:
-        flat = _positions[n] = _np.arange(n, dtype=_np.int64)
-        flat.flags.writeable = False
-    return flat.reshape(shp)
 
 
 def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
@@ -714,8 +693,8 @@ def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
             if not -d <= k < d:
                 raise IndexError(f"index {k} is out of bounds for axis with size {d}")
             flat = flat * d + (k % d)
-        return made_here(_np.asarray(flat, dtype=_np.int64))
-    return made_here(_np.asarray(_positions_of(shp)[key]))
+        return _np.asarray(flat, dtype=_np.int64)
+    return _np.arange(math.prod(shp), dtype=_np.int64).reshape(shp)[key]
 
 
 def getitem(a: Any, key: Any) -> Any:
@@ -810,14 +789,27 @@ def _shadow(t: Any) -> _np.ndarray | None:
     link = getattr(t, "view_of", None)
     if link is None or link.parent is None:
         return None
-    s = link.shadow
-    if s is not None:
-        return s
+    if link.shadow is None:
+        chain = [t]  # the views from t up to one resolved, or to the owner
+        parent = link.parent
+        while True:
+            plink = getattr(parent, "view_of", None)
+            if plink is None or plink.parent is None or plink.shadow is not None:
+                break
+            chain.append(parent)
+            parent = plink.parent
+        for view in reversed(chain):  # from the owner down: no recursion
+            _resolve(view.view_of)
+    return link.shadow
+
+
+def _resolve(link: _View) -> None:
+    """Apply link's operation to its parent's shadow (already resolved)."""
     parent = link.parent
-    ps = _shadow(parent)
+    plink = getattr(parent, "view_of", None)
+    ps = plink.shadow if plink is not None and plink.parent is not None else None
     if ps is None:
         ps = _root_shadow(tuple(shape(parent)))
-        plink = getattr(parent, "view_of", None)
         if plink is not None and not plink.writeable:
             ps = ps.view()
             ps.flags.writeable = False
@@ -828,19 +820,17 @@ def _shadow(t: Any) -> _np.ndarray | None:
     if isinstance(s, _np.ndarray) and _owner(s) is _owner(ps):
         link.shadow = s
         # a view repeating elements (broadcast_arrays' results) is not written
-        # either: NumPy deprecates it, and which write wins would be ambiguous
+        # either: NumPy deprecates it, and which write of an element wins is ambiguous
         with warnings.catch_warnings():  # broadcast_arrays' FutureWarning
             warnings.simplefilter("ignore", FutureWarning)
             link.writeable = bool(s.flags.writeable) and not builtins.any(
                 st == 0 and d > 1 for st, d in zip(s.strides, s.shape))
-        if link.part is None:
-            plink = getattr(parent, "view_of", None)
-            link.part = plink.part if plink is not None and plink.parent is not None else None
-        return s
-    # NumPy's result is new memory: t owns its elements from now on
+        if link.part is None and plink is not None and plink.parent is not None:
+            link.part = plink.part
+        return
+    # NumPy's result is new memory: the value owns its elements from now on
     link.parent = link.make = None
     link.writeable = bool(s.flags.writeable) if isinstance(s, _np.ndarray) else True
-    return None
 
 
 def _root(t: Any) -> Any:

@@ -593,3 +593,20 @@ def test_writing_into_a_view_of_repeated_elements_is_refused():
 
     with pytest.raises(ValueError):
         fa.jit(f)(np.ones(3), np.ones((2, 3)))
+
+
+def test_long_chains_of_views_are_not_recursive():
+    def f(x):
+        v = x
+        for _ in range(3001):  # sys.getrecursionlimit() is 1000
+            v = v.T
+        v[0] += 1.0
+        w = x
+        for _ in range(40):
+            w = w[1:]
+        x *= 2.0
+        return x, w
+
+    x = np.arange(50.0)
+    for g, w in zip(fa.jit(f, backend="numpy")(x), f(x.copy())):
+        np.testing.assert_array_equal(g, w)
