@@ -263,9 +263,12 @@ class Specializer:
         self.last: Entry | None = None
         # the last traced entry's shortcut, when its signature is float arrays
         self.shortcut: Shortcut = NO_SHORTCUT
-        # `shortcut.grads` alone, for ``g(x)``, the call loops make: a callable
-        # that needs nothing else from the shortcut (it returns the one
-        # gradient as it is), published with it; one attribute read fewer
+        # `shortcut.run_args` and `shortcut.grads` alone, published with it, for
+        # the calls that need nothing else from it (``g(x)``, the gradient as
+        # the program returns it; ``g.value_and_grad(x)`` and ``g.value(x)``,
+        # the outputs as they are): one callable, read once, one attribute
+        # read fewer on the calls loops make
+        self.full_run_args: Callable[[Any, int], Any] | None = None
         self.grads_run_args: Callable[[Any, int], Any] | None = None
         self._shortcut_key: Any = None
 
@@ -296,9 +299,11 @@ class Specializer:
 
     def __call__(self, *args: Any) -> Any:
         shortcut = self.shortcut  # read once: its program and structure belong together
-        outs = _shortcut(shortcut.run_args, args, -1)
-        if outs is not None:
-            return self.unpack(shortcut.structure, outs, self.argnums)
+        run_args = shortcut.run_args
+        if run_args is not None:  # `_shortcut` written out: this is the call loops make
+            outs = run_args(args, -1)
+            if outs is not None:
+                return self.unpack(shortcut.structure, outs, self.argnums)
         return self.general(args)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False) -> Any:
@@ -395,7 +400,7 @@ class Specializer:
             self.cache.move_to_end(key)
             self.last = entry
             self.shortcut = shortcut
-            self.grads_run_args = None
+            self.full_run_args = self.grads_run_args = None
             self._shortcut_key = key
             while self.fn is not None and len(self.cache) > self.max_signatures:
                 old, _ = self.cache.popitem(last=False)
@@ -423,6 +428,7 @@ class Specializer:
             if shortcut.entry is entry:
                 self.shortcut = (shortcut._replace(grads=run_args) if grads_only
                                  else shortcut._replace(run_args=run_args))
+                self.full_run_args = self.shortcut.run_args
                 self.grads_run_args = self.shortcut.grads
 
     def grads_of(self, entry: Entry) -> Entry:
@@ -564,7 +570,8 @@ class Specializer:
                 tape = tape_from_bytes(tape_bytes)
                 _check_signature(key, tape)
                 spec._insert(key, Entry(tape, Structure(*decode(structure)), spec._build))
-        spec.shortcut, spec.grads_run_args = NO_SHORTCUT, None  # the first call: general path
+        # as before saving, the first call takes the general path
+        spec.shortcut, spec.full_run_args, spec.grads_run_args = NO_SHORTCUT, None, None
         return spec
 
     def _build(self, tape: Tape) -> Any:
@@ -844,7 +851,7 @@ class CompiledGrad(_Inspectable):
         return grad if grad is not None else self._vg.general(args, grads_only=True)[1]
 
     def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
-        outs = _shortcut(self._vg.shortcut.run_args if self.argnums == 0 else None, args, -1)
+        outs = _shortcut(self._vg.full_run_args if self.argnums == 0 else None, args, -1)
         return (outs[0], outs[1]) if outs is not None else self._vg.general(args)
 
     def value(self, *args: Any) -> Any:
@@ -854,7 +861,7 @@ class CompiledGrad(_Inspectable):
                 self.fn, "value", None, self._static, self._backend, eager=self.fn,
                 max_traces=self._max_traces, reroll=self._reroll, exact_sums=self._exact_sums,
                 max_signatures=self._max_signatures))
-        value = _shortcut(spec.shortcut.run_args, args, 0)
+        value = _shortcut(spec.full_run_args, args, 0)
         return value if value is not None else spec.general(args)
 
     def hvp(self, *args: Any) -> Any:
