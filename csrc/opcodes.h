@@ -164,5 +164,6 @@
 #define FASTAD_VM_OK 0
 #define FASTAD_VM_GUARD_FAILED 1
 #define FASTAD_VM_SINGULAR 2
+#define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
 
 #endif

@@ -25,6 +25,17 @@
 #include <string.h>
 #include <tgmath.h>
 
+#if defined(_WIN32)
+#define WIN32_LEAN_AND_MEAN
+#define NOMINMAX
+#include <windows.h>
+#else
+#include <time.h>
+#endif
+#if !defined(_WIN32) && !defined(FASTAD_NO_THREADS)
+#include <pthread.h>
+#endif
+
 /* ------------------------------------------------------------------------ */
 /* Tables exported for the drift test                                        */
 /* ------------------------------------------------------------------------ */
@@ -631,6 +642,65 @@ KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_
 }
 
 /* ------------------------------------------------------------------------ */
+/* Polling for an interrupt (fastad_vm_run_polled)                          */
+/* ------------------------------------------------------------------------ */
+/* The dispatch loop reads the clock at every POLL_INSTRUCTIONS-th array
+ * instruction, a FUSED instruction every POLL_BLOCKS blocks of its caller's
+ * chunks; the caller's callback runs only once the run has lasted
+ * FASTAD_POLL_FIRST_MS, then every FASTAD_POLL_EVERY_MS.  A short run never
+ * reads the clock: its cost is a counter decrement per array instruction. */
+#define POLL_INSTRUCTIONS 16
+#define POLL_BLOCKS 64
+
+typedef struct {
+  const fastad_poll *poll; /* NULL: never */
+  int64_t next_ms;         /* when fn is next due; -1 before the first clock read */
+  int stop;                /* fn asked to stop */
+} poll_state;
+
+static int64_t now_ms(void) {
+#if defined(_WIN32)
+  return (int64_t)GetTickCount64();
+#else
+  struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* no system call; a few ms resolution */
+#else
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+#endif
+}
+
+/* Called now and then on the thread running the program; nonzero: stop. */
+static int poll_due(poll_state *ps) {
+  if (ps->stop) return 1;
+  const int64_t t = now_ms();
+  if (ps->next_ms < 0) {
+    ps->next_ms = t + FASTAD_POLL_FIRST_MS;
+    return 0;
+  }
+  if (t < ps->next_ms) return 0;
+  ps->stop = ps->poll->fn(ps->poll->ctx) != 0;
+  ps->next_ms = now_ms() + FASTAD_POLL_EVERY_MS;
+  return ps->stop;
+}
+
+#if defined(_WIN32) || defined(FASTAD_NO_THREADS)
+typedef int thread_id; /* every chunk runs on the caller */
+#define THIS_THREAD() 0
+#define SAME_THREAD(a, b) 1
+#define LOAD_FLAG(p) (*(volatile int *)(p))
+#define SET_FLAG(p) (*(volatile int *)(p) = 1)
+#else
+typedef pthread_t thread_id;
+#define THIS_THREAD() pthread_self()
+#define SAME_THREAD(a, b) pthread_equal(a, b)
+#define LOAD_FLAG(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#define SET_FLAG(p) __atomic_store_n(p, 1, __ATOMIC_RELAXED)
+#endif
+
+/* ------------------------------------------------------------------------ */
 /* Fused elementwise chains (FUSED)                                         */
 /* ------------------------------------------------------------------------ */
 /* A FUSED instruction runs its micro-program over blocks of FUSED_BLOCK
@@ -690,6 +760,9 @@ typedef struct {
   char *arena;
   const int64_t *d;
   int64_t n, chunk_len;
+  poll_state *ps;  /* NULL: no polling; else polled from the caller's chunks */
+  thread_id caller;
+  int abort;       /* set (atomically) when ps asked to stop: every chunk stops */
   double sums[FASTAD_POOL_MAX_THREADS][FASTAD_FUSED_MAX_SUMS]; /* per chunk, per SUM step */
   /* SHIFT contributions to elements of a neighbouring chunk, added after the
    * join: per chunk, per SHIFT step, the |f| elements past the chunk's end
@@ -712,7 +785,18 @@ typedef struct {
     }                                                                  \
     break;
 
-/* Runs chunk c of a job: blocks [c * chunk_len, min(n, (c + 1) * chunk_len)). */
+/* Whether a polled job should stop: another chunk saw the poll ask to stop,
+ * or this chunk runs on the caller and its poll asks now. */
+static int fused_stop(fused_job *job) {
+  if (LOAD_FLAG(&job->abort)) return 1;
+  if (!SAME_THREAD(job->caller, THIS_THREAD()) || !poll_due(job->ps)) return 0;
+  SET_FLAG(&job->abort);
+  return 1;
+}
+
+/* Runs chunk c of a job: blocks [c * chunk_len, min(n, (c + 1) * chunk_len)),
+ * fewer if a poll stops the job (what it computed so far is then combined as
+ * usual, to values nobody reads). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTAD_SANITIZE_BUILD)
 __attribute__((target_clones("avx2", "default")))
 #endif
@@ -742,7 +826,9 @@ static void fused_chunk(void *arg, int chunk) {
     }
     for (int s = 0; s < nslots; s++) scalar[nregs + s] = slots[2 * s] == FUSED_SCALAR;
     for (int k = 0; k < FASTAD_FUSED_MAX_SUMS; k++) sums[k] = 0;
+    int64_t blocks = 0;
     for (int64_t i0 = lo; i0 < hi; i0 += FUSED_BLOCK) {
+      if (job->ps != NULL && ++blocks % POLL_BLOCKS == 0 && fused_stop(job)) break;
       const int64_t len = hi - i0 < FUSED_BLOCK ? hi - i0 : FUSED_BLOCK;
       for (int s = 0; s < nslots; s++) {
         const int64_t kind = slots[2 * s], off = slots[2 * s + 1];
@@ -843,12 +929,15 @@ static void fused_chunk(void *arg, int chunk) {
   });
 }
 
-KERNEL void fused(int t, char *arena, const int64_t *d, int64_t n) {
+KERNEL void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
   fused_job job;
   job.t = t;
   job.arena = arena;
   job.d = d;
   job.n = n;
+  job.ps = ps;
+  job.abort = 0;
+  if (ps != NULL) job.caller = THIS_THREAD();
   int nchunks = 1;
   if (n >= fastad_fused_parallel_min) nchunks = fastad_pool_threads();
   int64_t per = (n + nchunks - 1) / nchunks;
@@ -921,7 +1010,23 @@ KERNEL void fused(int t, char *arena, const int64_t *d, int64_t n) {
 /* Steps past the current instruction of nargs operands. */
 #define NEXT(nargs) (pc += 1 + (nargs))
 
-int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_ptr) {
+/* After an array instruction: every POLL_INSTRUCTIONS of them, a poll. */
+#define POLL()                                                                   \
+  do {                                                                           \
+    if (--countdown < 0) {                                                       \
+      countdown = POLL_INSTRUCTIONS;                                             \
+      if (ps.poll != NULL && poll_due(&ps)) return FASTAD_VM_INTERRUPTED;        \
+    }                                                                            \
+  } while (0)
+
+int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena) {
+  return fastad_vm_run_polled(p, la, arena, NULL);
+}
+
+int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void *arena_ptr,
+                         const fastad_poll *poll) {
+  poll_state ps = {poll, -1, 0};
+  int countdown = POLL_INSTRUCTIONS;
   char *const arena = (char *)arena_ptr;
   double *const D = (double *)arena;
   const uint8_t *const B = (const uint8_t *)arena;
@@ -962,36 +1067,43 @@ int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_
       }
       vmcase(UNARY_V) {
         unary_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
+        POLL();
         NEXT(5);
         vmbreak;
       }
       vmcase(BINARY_VV) {
         binary_v(pc[1], pc[2], 0, arena, pc[3], pc[4], pc[5], pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(BINARY_VS) {
         binary_v(pc[1], pc[2], 1, arena, pc[3], pc[4], pc[5], pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(BINARY_SV) {
         binary_v(pc[1], pc[2], 2, arena, pc[3], pc[4], pc[5], pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(BINARY_B) {
         binary_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(COMPARE_B) {
         compare_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(LOGIC_B) {
         logic_b(pc[1], arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        POLL();
         NEXT(5);
         vmbreak;
       }
@@ -999,47 +1111,56 @@ int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_
         uint8_t *po = (uint8_t *)arena + pc[1];
         const uint8_t *pa = B + pc[2];
         for (int64_t i = 0; i < pc[3]; i++) po[i] = !pa[i];
+        POLL();
         NEXT(3);
         vmbreak;
       }
       vmcase(WHERE_B) {
         where_b(pc[1], arena, pc[2], pc[3], pc[4], pc[5], meta + pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(CAST_V) {
         cast_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
+        POLL();
         NEXT(5);
         vmbreak;
       }
       vmcase(ZERO_V) {
         memset(arena + (int64_t)pc[2] * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
+        POLL();
         NEXT(3);
         vmbreak;
       }
       vmcase(COPY_V) {
         const int64_t size = dtype_size[pc[1]];
         memmove(arena + pc[2] * size, arena + pc[3] * size, (size_t)(pc[4] * size));
+        POLL();
         NEXT(4);
         vmbreak;
       }
       vmcase(STRIDED_B) {
         strided_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        POLL();
         NEXT(4);
         vmbreak;
       }
       vmcase(GATHER_V) {
         gather_v(pc[1], arena, pc[2], pc[3], pc[4], p->index + pc[5], pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(SCATTER_SET_V) {
         scatter_set_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
       vmcase(SCATTER_ADD_V) {
         scatter_add_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
+        POLL();
         NEXT(6);
         vmbreak;
       }
@@ -1050,32 +1171,41 @@ int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena_
         } else {
           reduce_b(pc[1], pc[2], arena, pc[3], pc[4], d);
         }
+        POLL();
         NEXT(5);
         vmbreak;
       }
       vmcase(CUMSUM_B) {
         cumsum_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        POLL();
         NEXT(4);
         vmbreak;
       }
       vmcase(MATMUL_B) {
         matmul_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        POLL();
         NEXT(5);
         vmbreak;
       }
       vmcase(SOLVE_B) {
         const int status = solve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
         if (status != FASTAD_VM_OK) return status;
+        POLL();
         NEXT(7);
         vmbreak;
       }
       vmcase(SLOGDET_B) {
         slogdet_b(pc[1], pc[2], la, arena, pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
+        POLL();
         NEXT(7);
         vmbreak;
       }
       vmcase(FUSED) {
-        fused(pc[1], arena, meta + pc[2], pc[3]);
+        /* a FUSED instruction polls only if it has enough blocks to reach a poll */
+        fused(pc[1], arena, meta + pc[2], pc[3],
+              poll != NULL && pc[3] >= POLL_BLOCKS * FUSED_BLOCK ? &ps : NULL);
+        if (ps.stop) return FASTAD_VM_INTERRUPTED;
+        POLL();
         NEXT(3);
         vmbreak;
       }

@@ -110,6 +110,27 @@ int fastad_vm_check_instr(const fastad_program *p, int64_t pc, int64_t *next, ch
  * concurrent runs over distinct arenas are safe. */
 int fastad_vm_run(const fastad_program *p, const fastad_linalg *linalg, void *arena);
 
+/* A run that may be interrupted (Ctrl-C): now and then, once the run has
+ * lasted FASTAD_POLL_FIRST_MS and then every FASTAD_POLL_EVERY_MS, the VM
+ * calls fn(ctx) from the thread that called it; a nonzero result stops the run
+ * with FASTAD_VM_INTERRUPTED at the next instruction boundary (or between
+ * blocks of a FUSED instruction; pool threads stop their chunks too, and no
+ * pool job is in flight when the run returns).  The arena is then left in
+ * some intermediate state; the program may run on it again.  Only array
+ * instructions count towards a poll: a stretch of scalar ones is bounded by
+ * the program's length. */
+typedef int (*fastad_poll_fn)(void *ctx);
+typedef struct {
+  fastad_poll_fn fn;
+  void *ctx;
+} fastad_poll;
+#define FASTAD_POLL_FIRST_MS 20
+#define FASTAD_POLL_EVERY_MS 25
+
+/* fastad_vm_run, polling as above unless poll is NULL. */
+int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *linalg, void *arena,
+                         const fastad_poll *poll);
+
 /* Tables for the opcode drift test: names in enum order, and arities. */
 extern const char *const fastad_opcode_names[FASTAD_NUM_OPCODES];
 extern const int fastad_opcode_nargs[FASTAD_NUM_OPCODES];

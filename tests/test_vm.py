@@ -9,7 +9,9 @@ programs.
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -598,3 +600,59 @@ def test_overlapping_input_ports_are_rejected():
                             program.outputs)
     with pytest.raises(TapeError, match="overlaps"):
         c_backend.Executable(hostile)
+
+
+# -- Ctrl-C during a long run ----------------------------------------------------------------
+def _repeated(program, times):
+    """program with its instructions (all but HALT) run ``times`` times over: the
+    same results, ``times`` times the work (a long call traced in no time)."""
+    code = np.concatenate([program.code[:-1]] * times + [program.code[-1:]])
+    return type(program)(code, program.meta, program.index, program.const_image,
+                         program.arena_bytes, program.inputs, program.outputs)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+@pytest.mark.parametrize("fuse", [False, True], ids=["between-instructions", "fused-blocks"])
+def test_ctrl_c_stops_a_long_run_and_the_function_still_works(fuse):
+    """SIGINT 0.2 s into a call that would take over a second (timed beforehand):
+    KeyboardInterrupt well before it would have finished (polled between
+    instructions, or between blocks of FUSED runs split over the pool's threads),
+    and the same executable then gives correct results."""
+    x = rand((1 << 18,))
+    program = lower(fa.make_tape(lambda x: np.sin(x) * np.cos(x) + x)(x), fuse=fuse)
+    want = c_backend.Executable(program).run([x])[0]
+    short = c_backend.Executable(_repeated(program, 20))
+    start = time.perf_counter()
+    short.run([x])
+    per_repeat = (time.perf_counter() - start) / 20
+    repeats = max(40, int(1.2 / per_repeat))  # about 1.2 s uninterrupted
+    exe = c_backend.Executable(_repeated(program, repeats))
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident,
+                                                        signal.SIGINT))
+    try:
+        start = time.perf_counter()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            exe.run([x])
+        elapsed = time.perf_counter() - start
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert 0.2 <= elapsed < 0.6 * per_repeat * repeats
+    np.testing.assert_array_equal(exe.run_args((x,), 0), want)
+
+
+def test_runs_off_the_main_thread_do_not_poll_and_still_work():
+    """Only the main thread polls for signals; a run on another thread is unaffected."""
+    x = rand((1 << 16,))
+    program = lower(fa.make_tape(lambda x: np.sin(x) * np.cos(x) + x)(x))
+    exe = c_backend.Executable(_repeated(program, 50))
+    want = c_backend.Executable(program).run([x])[0]
+    got = []
+    worker = threading.Thread(target=lambda: got.append(exe.run([x])[0]))
+    worker.start()
+    worker.join()
+    np.testing.assert_array_equal(got[0], want)

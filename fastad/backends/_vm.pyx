@@ -11,8 +11,12 @@ cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
 from scipy.linalg.cython_blas cimport dgemm, sgemm
 from scipy.linalg.cython_lapack cimport dgesv, dgetrf, sgesv, sgetrf
+
+import threading
 
 import numpy as np
 
@@ -56,8 +60,14 @@ cdef extern from "vm.h" nogil:
     int fastad_vm_regions(const fastad_program *p, int64_t pc, fastad_region *out, int max,
                           char *err, size_t err_len)
     int fastad_vm_run(const fastad_program *p, const fastad_linalg *linalg, void *arena)
+    ctypedef int (*fastad_poll_fn)(void *ctx) noexcept
+    ctypedef struct fastad_poll:
+        fastad_poll_fn fn
+        void *ctx
+    int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *linalg, void *arena,
+                             const fastad_poll *poll)
 
-    int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR
+    int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR, FASTAD_VM_INTERRUPTED
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
     int FASTAD_NUM_COMPARE_FNS, FASTAD_NUM_LOGIC_FNS, FASTAD_NUM_REDUCE_FNS
     int FASTAD_NUM_DTYPES, FASTAD_NUM_FUSED_SLOTS, FASTAD_NUM_FUSED_STEPS
@@ -107,6 +117,42 @@ LINALG.sgetrf = <fastad_sgetrf_fn>sgetrf
 
 cdef enum:
     ARENA_ALIGN = 64  # bytes; every buffer in a program is aligned within the arena
+
+
+# Ctrl-C during a long run.  Signals reach Python's handlers on the main thread
+# only, so runs called there poll: the VM calls _check_signals now and then once
+# the run has lasted some milliseconds (vm.h), which takes the GIL and runs any
+# pending handler; what it raises (KeyboardInterrupt) stops the run and is
+# raised when the VM returns.  Runs on other threads, and batches, do not poll.
+cdef unsigned long _MAIN_THREAD = threading.main_thread().ident
+cdef object _interrupt = None  # what a handler raised during the main thread's run
+cdef fastad_poll _POLL
+
+
+cdef int _check_signals(void *ctx) noexcept nogil:
+    global _interrupt
+    with gil:
+        try:
+            PyErr_CheckSignals()
+        except BaseException as exc:
+            _interrupt = exc
+            return 1
+    return 0
+
+
+_POLL.fn = _check_signals
+_POLL.ctx = NULL
+
+
+cdef inline const fastad_poll *_poll_here() noexcept:
+    """The poll for a run on this thread: the main thread's, else none."""
+    return &_POLL if PyThread_get_thread_ident() == _MAIN_THREAD else NULL
+
+
+cdef int _raise_interrupt() except -1:
+    global _interrupt
+    exc, _interrupt = _interrupt, None
+    raise exc if exc is not None else KeyboardInterrupt()
 
 
 cdef list _names(const char **table, int n):
@@ -338,6 +384,7 @@ cdef class Executable:
         cdef _Port port
         cdef char *base
         cdef int status
+        cdef const fastad_poll *poll
         arena = self._pool.pop() if self._pool else self._new_arena()
         base = self._aligned(arena)
         try:
@@ -345,8 +392,11 @@ cdef class Executable:
                 port = <_Port>self._inputs[i]
                 fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>arrays[i]),
                             port.nbytes)
+            poll = _poll_here()
             with nogil:
-                status = fastad_vm_run(&self.prog, &LINALG, base)
+                status = fastad_vm_run_polled(&self.prog, &LINALG, base, poll)
+            if status == FASTAD_VM_INTERRUPTED:
+                _raise_interrupt()
             if status == FASTAD_VM_SINGULAR:
                 raise np.linalg.LinAlgError("Singular matrix")
             if status == FASTAD_VM_GUARD_FAILED:
