@@ -758,9 +758,9 @@ def _link(base: Any, out: Any, make: Any, part: str | None = None) -> Any:
     if (type(base) is not ArrayTracer or not isinstance(out, Tracer)
             or out.builder is not base.builder):
         return out
-    if out is base or getattr(out, "view_of", None) is not None:
+    if out is base:
         out = base.builder.tracer(out.slot)  # a view is a new object, as in NumPy
-    out.view_of = _View(base, make, part)
+    out.view_of = _View(base, make, part)  # (replacing a link fastad's code made)
     ref = weakref.ref(out)
     views = getattr(base, "views", None)
     if views is None:
