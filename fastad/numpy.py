@@ -1697,7 +1697,7 @@ def _ufunc_into(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
     kwargs = dict(kwargs)
     out, mask = kwargs.pop("out"), kwargs.pop("where", True)
     outs = out if isinstance(out, tuple) else (out,)
-    if method != "__call__" or len(outs) != 1 or ufunc.nout != 1:
+    if len(outs) != 1 or ufunc.nout != 1:
         _no_out(out, f"numpy.{name}{'' if method == '__call__' else '.' + method}")
     target = _target(outs[0], f"numpy.{name}(..., out=...)")
     _check_writeable(target, "output array is read-only")
@@ -1730,6 +1730,12 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
         raise TracingError(f"{module or 'numpy'}.{name} is not supported on traced values; "
                            "write it with supported functions or define it with "
                            "fastad.primitive and fastad.defvjp")
+    if isinstance(kwargs.get("out"), Tracer):  # np.sum(x, axis=0, out=v), np.clip(.., out=x)
+        kwargs = dict(kwargs)
+        target = _target(kwargs.pop("out"), f"{name}(..., out=...)")
+        _check_writeable(target, "output array is read-only")
+        _write_all(target, impl(*args, **kwargs), True, f"{name}'s result")
+        return target
     if name in _VIEWING and not module.startswith(("numpy.linalg", "numpy.fft")):
         return _viewing(func, impl, args, kwargs)
     out = impl(*args, **kwargs)
