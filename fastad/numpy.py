@@ -1912,8 +1912,21 @@ def _imag_property(self: Tracer) -> Any:
 
 Tracer.T = property(lambda self: _link(self, transpose(self), lambda s: s.T))
 Tracer.mT = property(lambda self: _link(self, matrix_transpose(self), lambda s: s.mT))
-Tracer.real = property(_real_property)
-Tracer.imag = property(_imag_property)
+def _set_real(self: Tracer, value: Any) -> None:
+    """``x.real = v`` writes into x (its real parts, if x is complex)."""
+    target = _target(self, "setting .real")
+    setitem(_real_property(target) if iscomplexobj(target) else target, Ellipsis, value)
+
+
+def _set_imag(self: Tracer, value: Any) -> None:
+    target = _target(self, "setting .imag")
+    if not iscomplexobj(target):
+        raise TypeError("array does not have imaginary part to set")
+    setitem(_imag_property(target), Ellipsis, value)
+
+
+Tracer.real = property(_real_property, _set_real)
+Tracer.imag = property(_imag_property, _set_imag)
 def _conj_method(self: Tracer) -> Any:
     """x.conj(): a copy for complex x, but x itself (a view) for real x, as NumPy's."""
     if iscomplexobj(self):

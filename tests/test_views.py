@@ -557,6 +557,17 @@ def _complex_parts(x):
     return np.abs(z), re, im, np.real(z.T.imag)
 
 
+def _set_parts(x):
+    x = x.copy()
+    z = x * (1.0 + 0.5j)
+    t = z.T
+    z.imag = x * 3.0  # NumPy's property setters write into the array
+    t.real = np.sin(x.T)
+    y = x[::-1]
+    y.real = x[0] * 2.0
+    return np.real(z) + 2.0 * np.imag(t.T), x
+
+
 def _out_of_functions(x):
     x = x.copy()
     v = x.reshape(3, 2)
@@ -570,7 +581,7 @@ def _out_of_functions(x):
 
 @pytest.mark.parametrize("f", [_reshape_then_write, _transpose_reshape_is_a_copy,
                                _chain_of_views, _split_parts, _write_paths, _complex_parts,
-                               _out_of_functions])
+                               _set_parts, _out_of_functions])
 def test_writes_through_views_follow_numpy(f, backend):
     x = np.random.default_rng(1).uniform(0.5, 1.5, (2, 3))
     want = f(x)
