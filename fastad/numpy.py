@@ -757,6 +757,8 @@ def _link(base: Any, out: Any, make: Any, part: str | None = None) -> Any:
     views are copies."""
     if (type(base) is not ArrayTracer or not isinstance(out, Tracer)
             or out.builder is not base.builder):
+        if type(base) is Tracer and type(out) is ArrayTracer and out.builder is base.builder:
+            _copy_of_scalar(out, make)
         return out
     if out is base:
         out = base.builder.tracer(out.slot)  # a view is a new object, as in NumPy
@@ -772,15 +774,46 @@ def _link(base: Any, out: Any, make: Any, part: str | None = None) -> Any:
     return out
 
 
+def _copy_of_scalar(out: ArrayTracer, make: Any) -> None:
+    """out, made from a 0-d traced value (immutable, like a NumPy scalar), is a
+    copy; but NumPy makes broadcast_to's read-only even then."""
+    try:
+        s = make(_root_shadow(()))
+    except Exception:  # fastad allowed what NumPy refuses: its own choice
+        return
+    if isinstance(s, _np.ndarray) and not _writeable(s):
+        link = out.view_of = _View(None, None)
+        link.writeable = False
+
+
+def _writeable(s: _np.ndarray) -> bool:
+    """Whether NumPy lets a view with shadow s be written.  A view repeating
+    elements (broadcast_arrays' results) is not written either: NumPy
+    deprecates it, and which write of a repeated element wins is ambiguous."""
+    with warnings.catch_warnings():  # broadcast_arrays' FutureWarning
+        warnings.simplefilter("ignore", FutureWarning)
+        return bool(s.flags.writeable) and not builtins.any(
+            st == 0 and d > 1 for st, d in zip(s.strides, s.shape))
+
+
 @functools.lru_cache(maxsize=64)
 def _root_shadow(shp: tuple[int, ...]) -> _np.ndarray:
     return _np.arange(math.prod(shp), dtype=_np.intp).reshape(shp)
 
 
-def _owner(s: _np.ndarray) -> Any:
-    while isinstance(s.base, _np.ndarray):
-        s = s.base
+def _owner(s: Any) -> Any:
+    """The object at the end of s's chain of bases (as_strided's goes through
+    a non-array holder)."""
+    base = getattr(s, "base", None)
+    while base is not None:
+        s, base = base, getattr(base, "base", None)
     return s
+
+
+def _is_view(s: Any, of: _np.ndarray) -> bool:
+    """Whether NumPy's result s shares memory with the shadow ``of``."""
+    return isinstance(s, _np.ndarray) and (
+        _owner(s) is _owner(of) or (s.size > 0 and _np.shares_memory(s, of)))
 
 
 def _shadow(t: Any) -> _np.ndarray | None:
@@ -817,14 +850,9 @@ def _resolve(link: _View) -> None:
         s = link.make(ps)
     except Exception:  # NumPy refuses what fastad allowed (a choice of its own): a copy
         s = None
-    if isinstance(s, _np.ndarray) and _owner(s) is _owner(ps):
+    if _is_view(s, ps):
         link.shadow = s
-        # a view repeating elements (broadcast_arrays' results) is not written
-        # either: NumPy deprecates it, and which write of an element wins is ambiguous
-        with warnings.catch_warnings():  # broadcast_arrays' FutureWarning
-            warnings.simplefilter("ignore", FutureWarning)
-            link.writeable = bool(s.flags.writeable) and not builtins.any(
-                st == 0 and d > 1 for st, d in zip(s.strides, s.shape))
+        link.writeable = _writeable(s)
         if link.part is None and plink is not None and plink.parent is not None:
             link.part = plink.part
         return
@@ -1332,7 +1360,18 @@ def _matrix_power(a: Any, n: int) -> Any:
 linalg = types.SimpleNamespace(
     solve=_solve, inv=_inv, slogdet=_slogdet, det=_det, norm=_norm, cholesky=_cholesky,
     eigh=_eigh, eigvalsh=_eigvalsh, eig=_eig, eigvals=_eigvals, svd=_svd, qr=_qr, pinv=_pinv,
-    matrix_power=_matrix_power, LinAlgError=_np.linalg.LinAlgError)
+    matrix_power=_matrix_power, LinAlgError=_np.linalg.LinAlgError,
+    matrix_transpose=matrix_transpose,
+    diagonal=lambda x, offset=0: diagonal(x, offset, axis1=-2, axis2=-1))
+
+
+def sliding_window_view(x: Any, window_shape: Any, axis: Any = None, *, subok: bool = False,
+                        writeable: bool = False) -> Any:
+    """NumPy's read-only view of the sliding windows of x (a gather)."""
+    if writeable:
+        raise TracingError("sliding_window_view(writeable=True): its windows share elements, "
+                           "and which write of a shared element wins is ambiguous")
+    return _gather(x, lambda i: _np.lib.stride_tricks.sliding_window_view(i, window_shape, axis))
 
 
 # -- sorting, gathers along an axis, and other common array functions -------------
@@ -1736,7 +1775,7 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
         _check_writeable(target, "output array is read-only")
         _write_all(target, impl(*args, **kwargs), True, f"{name}'s result")
         return target
-    if name in _VIEWING and not module.startswith(("numpy.linalg", "numpy.fft")):
+    if name in _VIEWING and not module.startswith("numpy.fft"):
         return _viewing(func, impl, args, kwargs)
     out = impl(*args, **kwargs)
     if isinstance(out, Tracer) and (builtins.any(out is a for a in args)
@@ -1751,7 +1790,7 @@ _VIEWING = {"reshape", "ravel", "transpose", "permute_dims", "matrix_transpose",
             "moveaxis", "rollaxis", "expand_dims", "squeeze", "broadcast_to", "broadcast_arrays",
             "atleast_1d", "atleast_2d", "atleast_3d", "flip", "fliplr", "flipud", "rot90",
             "diagonal", "diag", "real", "imag", "split", "array_split", "hsplit", "vsplit",
-            "dsplit", "unstack", "einsum", "diff"}
+            "dsplit", "unstack", "einsum", "diff", "sliding_window_view"}
 _SEVERAL = {"split", "array_split", "hsplit", "vsplit", "dsplit", "unstack"}
 
 

@@ -568,6 +568,18 @@ def _set_parts(x):
     return np.real(z) + 2.0 * np.imag(t.T), x
 
 
+def _more_views(x):
+    x = x.copy()
+    w = np.lib.stride_tricks.sliding_window_view(x, (2, 2))  # read-only
+    d = np.linalg.diagonal(x)  # read-only
+    m = np.linalg.matrix_transpose(x)
+    e = np.einsum("ij->ji", x)
+    x *= 2.0
+    m[0, 1] = 7.0 * x[0, 0]
+    e[2] += 1.0
+    return w, d, m, e, x
+
+
 def _out_of_functions(x):
     x = x.copy()
     v = x.reshape(3, 2)
@@ -581,7 +593,7 @@ def _out_of_functions(x):
 
 @pytest.mark.parametrize("f", [_reshape_then_write, _transpose_reshape_is_a_copy,
                                _chain_of_views, _split_parts, _write_paths, _complex_parts,
-                               _set_parts, _out_of_functions])
+                               _set_parts, _more_views, _out_of_functions])
 def test_writes_through_views_follow_numpy(f, backend):
     x = np.random.default_rng(1).uniform(0.5, 1.5, (2, 3))
     want = f(x)
@@ -600,7 +612,9 @@ def test_writes_through_views_follow_numpy(f, backend):
     lambda v: np.put(v, [0], [1.0]), lambda v: v.sort()])
 @pytest.mark.parametrize("view", [
     lambda x: np.broadcast_to(x, (2,) + x.shape), lambda x: np.broadcast_to(x, x.shape).T,
-    lambda x: np.diagonal(x), lambda x: x.imag, lambda x: np.broadcast_to(x, (3, 2, 3))[1:, 0]])
+    lambda x: np.diagonal(x), lambda x: x.imag, lambda x: np.broadcast_to(x, (3, 2, 3))[1:, 0],
+    lambda x: np.lib.stride_tricks.sliding_window_view(x, 2, axis=1),
+    lambda x: np.linalg.diagonal(x).reshape(1, 2), lambda x: np.broadcast_to(x[0, 0], (2, 3))])
 def test_read_only_views_refuse_writes_as_numpy(view, write):
     x = np.ones((2, 3))
     with pytest.raises(ValueError) as numpy_error:
