@@ -1083,6 +1083,14 @@ def putmask(a: Any, mask: Any, values: Any) -> None:
     _write_all(a, reshape(full, tuple(shape(a))), mask, "the values")
 
 
+def put_along_axis(arr: Any, indices: Any, values: Any, axis: Any) -> None:
+    arr = _target(arr, "put_along_axis")
+    _check_writeable(arr)
+    if isinstance(indices, Tracer):
+        raise TracingError("put_along_axis: the indices must be constants")
+    _write_tagged(arr, values, lambda t, vi: _np.put_along_axis(t, indices, vi, axis))
+
+
 def fill_diagonal(a: Any, val: Any, wrap: bool = False) -> None:
     a = _target(a, "fill_diagonal")
     _check_writeable(a, "underlying array is read-only")
@@ -1883,6 +1891,13 @@ def _sort_method(self: Tracer, axis: int = -1, kind: Any = None, order: Any = No
     _store(target, sort(target, axis))
 
 
+def _partition_method(self: Tracer, kth: Any, axis: int = -1, kind: str = "introselect",
+                      order: Any = None) -> None:
+    target = _target(self, "partition()")
+    _check_writeable(target, "partition array is read-only")
+    _store(target, partition(target, kth, axis))
+
+
 def _fill_method(self: Tracer, value: Any) -> None:
     target = _target(self, "fill()")
     _check_writeable(target)
@@ -1909,7 +1924,8 @@ _OPERATORS = {
     "trace": _method(trace), "diagonal": _view_method("diagonal", diagonal),
     "reshape": _view_method("reshape", _reshape_method),
     "transpose": _view_method("transpose", _transpose_method), "view": _view,
-    "sort": _sort_method, "fill": _fill_method, "put": _method(put),
+    "sort": _sort_method, "partition": _partition_method, "fill": _fill_method,
+    "put": _method(put),
     "item": _item_method, "tolist": _item_method,
 }
 for _name, _fn in _OPERATORS.items():

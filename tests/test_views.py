@@ -545,6 +545,8 @@ def _write_paths(x):
     d.sort()
     np.add(x[0], d, out=x[1])
     x[0].fill(0.25)
+    np.put_along_axis(x.T, np.array([[1, 0, 1]]), np.cos(x[1]), axis=1)
+    x[::-1].partition(1, axis=0)
     return x, v, w, d
 
 
@@ -609,7 +611,8 @@ def test_writes_through_views_follow_numpy(f, backend):
 @pytest.mark.parametrize("write", [
     lambda v: v.__setitem__(0, 1.0), lambda v: v.__iadd__(1.0),
     lambda v: np.sin(v, out=v), lambda v: np.copyto(v, 2.0), lambda v: v.fill(1.0),
-    lambda v: np.put(v, [0], [1.0]), lambda v: v.sort()])
+    lambda v: np.put(v, [0], [1.0]), lambda v: v.sort(), lambda v: v.partition(0),
+    lambda v: np.put_along_axis(v, np.zeros((1,) * v.ndim, int), 1.0, axis=0)])
 @pytest.mark.parametrize("view", [
     lambda x: np.broadcast_to(x, (2,) + x.shape), lambda x: np.broadcast_to(x, x.shape).T,
     lambda x: np.diagonal(x), lambda x: x.imag, lambda x: np.broadcast_to(x, (3, 2, 3))[1:, 0],
