@@ -27,7 +27,8 @@ import numpy as _np
 
 from .errors import TracingError
 from .primitives.registry import registry
-from .tracer import ArrayTracer, Tracer, bind, current_builder, new_tracer
+from .tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here, made_here,
+                     new_tracer)
 
 pi = _np.pi
 e = _np.e
@@ -74,9 +75,8 @@ def isrealobj(x: Any) -> bool:
 
 @functools.lru_cache(maxsize=256)
 def _zeros_const(shp: tuple[int, ...], dtype: str) -> _np.ndarray:
-    z = _np.zeros(shp, dtype)
-    z.flags.writeable = False
-    return z
+    # one zero broadcast: a tape holds it without n elements of memory
+    return made_here(_np.broadcast_to(_np.zeros((), dtype), shp))
 
 
 def zeros_for(x: Any, like: Any = None, dtype: Any = None) -> Any:
@@ -474,6 +474,12 @@ def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
     if current == target:
         return a
     _np.broadcast_shapes(current, target)  # raises NumPy's error if impossible
+    if not isinstance(a, Tracer):
+        # a constant (a rule's seed or zeros): broadcast without its copies' memory,
+        # from an array no caller can write into afterwards
+        arr = _np.asarray(a)
+        if is_made_here(arr) or arr.size <= 4096:
+            return made_here(_np.broadcast_to(arr if is_made_here(arr) else arr.copy(), target))
     return bind(_p("broadcast_to"), a, shape=target)
 
 
@@ -672,8 +678,23 @@ def scatter_add(a: Any, idx: Any, v: Any) -> Any:
 
 def _broadcast_value(v: Any, target: tuple[int, ...], into: Any) -> Any:
     if not isinstance(v, Tracer) and not isinstance(v, _np.ndarray):
-        v = _np.asarray(v, dtype=_float_dtype(into))
+        return made_here(_np.broadcast_to(_np.asarray(v, dtype=_float_dtype(into)), target))
     return broadcast_to(v, target)
+
+
+#: flat positions 0..n-1, one read-only array per size while any index table
+#: taken from it lives: every slice of an array of that size is a view of it,
+#: so a tape of many slices of a large array holds one table, not one each
+_positions: "weakref.WeakValueDictionary[int, _np.ndarray]" = weakref.WeakValueDictionary()
+
+
+def _positions_of(shp: tuple[int, ...]) -> _np.ndarray:
+    n = math.prod(shp)
+    flat = _positions.get(n)
+    if flat is None:
+        flat = _positions[n] = _np.arange(n, dtype=_np.int64)
+        flat.flags.writeable = False
+    return flat.reshape(shp)
 
 
 def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
@@ -693,8 +714,8 @@ def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
             if not -d <= k < d:
                 raise IndexError(f"index {k} is out of bounds for axis with size {d}")
             flat = flat * d + (k % d)
-        return _np.asarray(flat, dtype=_np.int64)
-    return _np.arange(math.prod(shp), dtype=_np.int64).reshape(shp)[key]
+        return made_here(_np.asarray(flat, dtype=_np.int64))
+    return made_here(_np.asarray(_positions_of(shp)[key]))
 
 
 def getitem(a: Any, key: Any) -> Any:
