@@ -724,10 +724,12 @@ def getitem(a: Any, key: Any) -> Any:
         out = _fresh(a)  # x[:], x[...]: a new view of all of x
     else:
         out = take_flat(a, idx)
-    if (type(out) is ArrayTracer or _has_ellipsis(key)) and _is_basic(key):
-        # NumPy's basic indexing makes a view (x[0] of a vector is a scalar copy)
-        return _link(a, out, lambda s: s[key])
-    return out
+    if type(out) is ArrayTracer:
+        if _is_basic(key):  # NumPy's basic indexing makes a view
+            return _link(a, out, lambda s: s[key])
+    elif type(key) is tuple and _has_ellipsis(key) and _is_basic(key):
+        return _link(a, out, lambda s: s[key])  # x[..., 0] of a vector: a 0-d view
+    return out  # (x[0] of a vector is a scalar: a copy)
 
 
 def _is_basic(key: Any) -> bool:
@@ -738,8 +740,8 @@ def _is_basic(key: Any) -> bool:
                         for k in keys)
 
 
-def _has_ellipsis(key: Any) -> bool:
-    return builtins.any(k is Ellipsis for k in (key if isinstance(key, tuple) else (key,)))
+def _has_ellipsis(key: tuple) -> bool:
+    return builtins.any(k is Ellipsis for k in key)
 
 
 # -- views: NumPy's shared memory, on traced values --------------------------------
