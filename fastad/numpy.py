@@ -976,6 +976,36 @@ def _refresh(root: Tracer, writer: Tracer, at: _np.ndarray | None) -> None:
         node.views = live
 
 
+def _memory(t: Any) -> tuple[Any, _np.ndarray, str | None]:
+    """(owner, t's positions in it, part) of a traced value."""
+    s = _shadow(t)
+    if s is None:
+        return t, _root_shadow(tuple(shape(t))), None
+    return _root(t), s, _part(t)
+
+
+def shares_memory(a: Any, b: Any, max_work: Any = None) -> bool:
+    """Whether NumPy's a and b would share memory: views of one array holding a
+    common element.  A traced value shares none with a NumPy array (fastad never
+    writes into its caller's arrays)."""
+    if not (isinstance(a, Tracer) and isinstance(b, Tracer)):
+        return False
+    (ra, pa, parta), (rb, pb, partb) = _memory(a), _memory(b)
+    if ra is not rb or (parta is not None and partb is not None and parta != partb):
+        return False
+    return bool(_np.intersect1d(pa, pb).size)
+
+
+may_share_memory = shares_memory
+
+
+def _base_property(self: Tracer) -> Any:
+    """x.base: the array whose memory a view shows (None for an array that owns its own)."""
+    if _shadow(self) is None:
+        return None
+    return _root(self)
+
+
 def _same_memory(value: Any, a: Any, idx: _np.ndarray) -> bool:
     """Whether value is a live view of exactly a.ravel()[idx] (``a[k] = a[k]``)."""
     if getattr(value, "view_of", None) is None:
@@ -2003,6 +2033,7 @@ def _set_imag(self: Tracer, value: Any) -> None:
     setitem(_imag_property(target), Ellipsis, value)
 
 
+Tracer.base = property(_base_property)
 Tracer.real = property(_real_property, _set_real)
 Tracer.imag = property(_imag_property, _set_imag)
 def _conj_method(self: Tracer) -> Any:

@@ -657,3 +657,19 @@ def test_long_chains_of_views_are_not_recursive():
     x = np.arange(50.0)
     for g, w in zip(fa.jit(f, backend="numpy")(x), f(x.copy())):
         np.testing.assert_array_equal(g, w)
+
+
+def test_shares_memory_and_base_answer_as_numpy():
+    def facts(x):
+        v, w, t = x[1:], x[:1], x.reshape(2, 3).T
+        c = x.T.reshape(2, 3).copy()
+        z = x * 1j
+        r, i = z.real, z.imag
+        return [np.shares_memory(x, v), np.shares_memory(v, w), np.shares_memory(t, v),
+                np.shares_memory(c, x), np.may_share_memory(t, x), np.shares_memory(r, i),
+                np.shares_memory(r, z), v.base is x, t.base is x, c.base is None,
+                np.shares_memory(np.broadcast_to(w, (3, 1)), x[:2])]
+
+    seen = []
+    fa.make_tape(lambda x: (seen.append(facts(x)), np.sum(x))[1])(np.arange(6.0))
+    assert seen == [facts(np.arange(6.0))]
