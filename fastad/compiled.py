@@ -29,6 +29,7 @@ from .backends import reference, segmented
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, plain_array,
                   unpack_grads, value_and_grad, vmap)
 from .errors import SignatureError, TapeError
+from .primitives.registry import registry
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
 from .tracer import Tracer, recording, replay, user_stacklevel
@@ -115,7 +116,7 @@ class Entry:
     def guards(self) -> list[tuple[str, bool]]:
         """Each guard's source line and the outcome this trace recorded."""
         return [(where(ins.line), dict(ins.params)["expected"])
-                for ins in self.tape.instrs if ins.prim == "guard"]
+                for ins in self.tape.instrs if registry[ins.prim].effect == "guard"]
 
 
 def _first_difference(new: Entry, old: list[Entry]) -> str:

@@ -34,41 +34,36 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from ..primitives.registry import registry
 from ..tape import Tape
 
 ELEMENTWISE_SAVING_S = 0.06e-9  # per array element of a cheap elementwise instruction, per call
 TRANSCENDENTAL_SAVING_S = 0.5e-9  # per array element of a transcendental one, per call
 NUMBA_EXTRA_CALL_S = 0.5e-6  # Numba's larger fixed cost per call (boxing, allocations)
-TRANSCENDENTAL = frozenset({
-    "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "sin", "cos", "tan", "arcsin",
-    "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh", "pow",
-    "arctan2", "logaddexp", "cbrt"})
 NUMBA_COMPILE_S = (0.5, 3e-3)  # cold compile: fixed (more for a process's first) + per instruction
 NUMBA_LOAD_S = (0.1, 0.2e-3)  # from the disk cache (measured 0.06-0.07 s)
 VERIFY_CALLS = 5  # calls timed on each backend before keeping the faster
 
 
-def _elementwise_prims() -> frozenset[str]:
-    from ..primitives.elementwise import (BINARY, BINARY_ZERO_DERIVATIVE, UNARY,
-                                          UNARY_ZERO_DERIVATIVE)
-    return frozenset(UNARY) | frozenset(UNARY_ZERO_DERIVATIVE) | frozenset(BINARY) | \
-        frozenset(BINARY_ZERO_DERIVATIVE) | {"where", "astype"}
 
 
 def tape_stats(tape: Tape) -> dict[str, Any]:
     """What the rule reads: instructions, scalar instructions, and the array
     elements that elementwise instructions produce per call (all of them, and
-    those of transcendental functions)."""
-    elementwise = _elementwise_prims()
+    those of transcendental functions), by each primitive's cost class
+    (`Primitive.cost`: "cheap" or "transcendental"; views are free)."""
     scalar = elements = transcendental = 0
     for ins in tape.instrs:
         aval = tape.avals[ins.out]
         if aval.shape == ():
             scalar += 1
-        elif ins.prim in elementwise:
+            continue
+        cost = registry[ins.prim].cost
+        if cost == "cheap":
             elements += aval.size
-            if ins.prim in TRANSCENDENTAL:
-                transcendental += aval.size
+        elif cost == "transcendental":
+            elements += aval.size
+            transcendental += aval.size
     n = len(tape.instrs)
     return {"instructions": n, "scalar": scalar, "elementwise_elements": elements,
             "transcendental_elements": transcendental,

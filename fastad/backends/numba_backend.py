@@ -60,6 +60,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import SignatureError
+from ..primitives.registry import registry
 from ..tape import Instr, Tape
 from ..tracer import user_stacklevel
 
@@ -265,7 +266,7 @@ def _sink_scalars(tape: Tape) -> Tape:
                     moved.append(current)
 
     for ins in tape.instrs:
-        if (ins.prim != "guard" and tape.avals[ins.out].shape == ()
+        if (registry[ins.prim].effect is None and tape.avals[ins.out].shape == ()
                 and all(tape.avals[s].shape == () for s in ins.ins)):
             pending[ins.out] = ins
             continue
@@ -547,7 +548,7 @@ class _Generator:
         steps = []
         for k, ins in enumerate(self.tape.instrs):
             self.k = k
-            if (self.loop is not None and ins.prim == "guard"
+            if (self.loop is not None and registry[ins.prim].effect == "guard"
                     and ins.ins[0] in self.loop.results and not self.joins_loop(ins)):
                 self.loop_guards.append(ins)
                 self.name[ins.out] = "True"
@@ -1478,7 +1479,7 @@ class Executable:
         self._shapes = [shape or None for shape, _ in self._in]
         self._scalar_out = [(k, tape.avals[s].dtype.type) for k, s in enumerate(tape.outputs)
                             if tape.avals[s].shape == ()]
-        self._guarded = any(ins.prim == "guard" for ins in tape.instrs)
+        self._guarded = any(registry[ins.prim].effect == "guard" for ins in tape.instrs)
         self.run = self._runner()
 
     def _coerce(self, k: int, value: Any) -> Any:

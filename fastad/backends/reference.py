@@ -19,8 +19,9 @@ def evaluate(tape: Tape, inputs: Sequence[Any], check_guards: bool = True) -> li
     env.update(tape.consts)
     with np.errstate(all="ignore"):
         for ins in tape.instrs:
-            value = registry[ins.prim].impl(*(env[s] for s in ins.ins), **dict(ins.params))
-            if ins.prim == "guard" and check_guards and not value:
+            prim = registry[ins.prim]
+            value = prim.impl(*(env[s] for s in ins.ins), **dict(ins.params))
+            if prim.effect == "guard" and check_guards and not value:
                 return None
             env[ins.out] = value
     return [np.asarray(env[s], dtype=tape.avals[s].dtype) for s in tape.outputs]

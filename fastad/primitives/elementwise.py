@@ -29,37 +29,41 @@ from .registry import defjvp, defprim, defvjp
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
 
-# name: (numpy implementation, d(g, ans, x))
+# Cost classes (`Primitive.cost`): a few instructions per element, or a libm call
+# per element.  Every primitive of this module is elementwise.
+CHEAP, LIBM = "cheap", "transcendental"
+
+# name: (numpy implementation, cost class, d(g, ans, x))
 UNARY = {
-    "neg":        (np.negative,   lambda g, ans, x: -g),
-    "exp":        (np.exp,        lambda g, ans, x: g * ans),
-    "exp2":       (np.exp2,       lambda g, ans, x: g * ans * _LN2),
-    "log":        (np.log,        lambda g, ans, x: g / x),
-    "log2":       (np.log2,       lambda g, ans, x: g / (x * _LN2)),
-    "log10":      (np.log10,      lambda g, ans, x: g / (x * _LN10)),
-    "log1p":      (np.log1p,      lambda g, ans, x: g / (x + 1.0)),
-    "expm1":      (np.expm1,      lambda g, ans, x: g * (ans + 1.0)),
-    "sqrt":       (np.sqrt,       lambda g, ans, x: g * (0.5 / ans)),
-    "cbrt":       (np.cbrt,       lambda g, ans, x: g / (3.0 * fnp.square(ans))),
-    "square":     (np.square,     lambda g, ans, x: g * (2.0 * x)),
-    "reciprocal": (np.reciprocal, lambda g, ans, x: -(g * fnp.square(ans))),
-    "sin":        (np.sin,        lambda g, ans, x: g * fnp.cos(x)),
-    "cos":        (np.cos,        lambda g, ans, x: -(g * fnp.sin(x))),
-    "tan":        (np.tan,        lambda g, ans, x: g * (1.0 + fnp.square(ans))),
-    "arcsin":     (np.arcsin,     lambda g, ans, x: g / fnp.sqrt(1.0 - fnp.square(x))),
-    "arccos":     (np.arccos,     lambda g, ans, x: -(g / fnp.sqrt(1.0 - fnp.square(x)))),
-    "arctan":     (np.arctan,     lambda g, ans, x: g / (1.0 + fnp.square(x))),
-    "sinh":       (np.sinh,       lambda g, ans, x: g * fnp.cosh(x)),
-    "cosh":       (np.cosh,       lambda g, ans, x: g * fnp.sinh(x)),
-    "tanh":       (np.tanh,       lambda g, ans, x: g * (1.0 - fnp.square(ans))),
-    "arcsinh":    (np.arcsinh,    lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
+    "neg":        (np.negative,   CHEAP, lambda g, ans, x: -g),
+    "exp":        (np.exp,        LIBM,  lambda g, ans, x: g * ans),
+    "exp2":       (np.exp2,       LIBM,  lambda g, ans, x: g * ans * _LN2),
+    "log":        (np.log,        LIBM,  lambda g, ans, x: g / x),
+    "log2":       (np.log2,       LIBM,  lambda g, ans, x: g / (x * _LN2)),
+    "log10":      (np.log10,      LIBM,  lambda g, ans, x: g / (x * _LN10)),
+    "log1p":      (np.log1p,      LIBM,  lambda g, ans, x: g / (x + 1.0)),
+    "expm1":      (np.expm1,      LIBM,  lambda g, ans, x: g * (ans + 1.0)),
+    "sqrt":       (np.sqrt,       CHEAP, lambda g, ans, x: g * (0.5 / ans)),
+    "cbrt":       (np.cbrt,       LIBM,  lambda g, ans, x: g / (3.0 * fnp.square(ans))),
+    "square":     (np.square,     CHEAP, lambda g, ans, x: g * (2.0 * x)),
+    "reciprocal": (np.reciprocal, CHEAP, lambda g, ans, x: -(g * fnp.square(ans))),
+    "sin":        (np.sin,        LIBM,  lambda g, ans, x: g * fnp.cos(x)),
+    "cos":        (np.cos,        LIBM,  lambda g, ans, x: -(g * fnp.sin(x))),
+    "tan":        (np.tan,        LIBM,  lambda g, ans, x: g * (1.0 + fnp.square(ans))),
+    "arcsin":     (np.arcsin,     LIBM,  lambda g, ans, x: g / fnp.sqrt(1.0 - fnp.square(x))),
+    "arccos":     (np.arccos,     LIBM,  lambda g, ans, x: -(g / fnp.sqrt(1.0 - fnp.square(x)))),
+    "arctan":     (np.arctan,     LIBM,  lambda g, ans, x: g / (1.0 + fnp.square(x))),
+    "sinh":       (np.sinh,       LIBM,  lambda g, ans, x: g * fnp.cosh(x)),
+    "cosh":       (np.cosh,       LIBM,  lambda g, ans, x: g * fnp.sinh(x)),
+    "tanh":       (np.tanh,       LIBM,  lambda g, ans, x: g * (1.0 - fnp.square(ans))),
+    "arcsinh":    (np.arcsinh,    LIBM,  lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
     # sqrt(x - 1) sqrt(x + 1), not sqrt(x**2 - 1): the same for real x > 1, and
     # the derivative of NumPy's principal branch for complex x
-    "arccosh":    (np.arccosh,    lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
-    "arctanh":    (np.arctanh,    lambda g, ans, x: g / (1.0 - fnp.square(x))),
+    "arccosh":    (np.arccosh,    LIBM,  lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
+    "arctanh":    (np.arctanh,    LIBM,  lambda g, ans, x: g / (1.0 - fnp.square(x))),
 }
 
-# Piecewise constant: the derivative is zero wherever it exists.
+# Piecewise constant: the derivative is zero wherever it exists.  All cheap.
 UNARY_ZERO_DERIVATIVE = {
     "sign": np.sign, "floor": np.floor, "ceil": np.ceil, "round": np.rint,
     "logical_not": np.logical_not,
@@ -80,29 +84,30 @@ def _pow_dy(g, ans, x, y):
     return g * (ans * fnp.log(fnp.where(x == 0.0, 1.0, x)))
 
 
-# name: (numpy implementation, d/dx, d/dy)
+# name: (numpy implementation, cost class, d/dx, d/dy)
 BINARY = {
-    "add":       (np.add,       lambda g, ans, x, y: g,
+    "add":       (np.add,       CHEAP, lambda g, ans, x, y: g,
                                 lambda g, ans, x, y: g),
-    "sub":       (np.subtract,  lambda g, ans, x, y: g,
+    "sub":       (np.subtract,  CHEAP, lambda g, ans, x, y: g,
                                 lambda g, ans, x, y: -g),
-    "mul":       (np.multiply,  lambda g, ans, x, y: g * y,
+    "mul":       (np.multiply,  CHEAP, lambda g, ans, x, y: g * y,
                                 lambda g, ans, x, y: g * x),
-    "div":       (np.divide,    lambda g, ans, x, y: g / y,
+    "div":       (np.divide,    CHEAP, lambda g, ans, x, y: g / y,
                                 lambda g, ans, x, y: -(g * ans / y)),
-    "pow":       (np.power,     _pow_dx, _pow_dy),
-    "maximum":   (np.maximum,   lambda g, ans, x, y: g * _tie_weight(x, y),
+    "pow":       (np.power,     LIBM,  _pow_dx, _pow_dy),
+    "maximum":   (np.maximum,   CHEAP, lambda g, ans, x, y: g * _tie_weight(x, y),
                                 lambda g, ans, x, y: g * _tie_weight(y, x)),
-    "minimum":   (np.minimum,   lambda g, ans, x, y: g * _tie_weight(y, x),
+    "minimum":   (np.minimum,   CHEAP, lambda g, ans, x, y: g * _tie_weight(y, x),
                                 lambda g, ans, x, y: g * _tie_weight(x, y)),
-    "arctan2":   (np.arctan2,   lambda g, ans, x, y: g * y / (fnp.square(x) + fnp.square(y)),
+    "arctan2":   (np.arctan2,   LIBM,  lambda g, ans, x, y: g * y / (fnp.square(x) + fnp.square(y)),
                                 lambda g, ans, x, y: -(g * x) / (fnp.square(x) + fnp.square(y))),
-    "hypot":     (np.hypot,     lambda g, ans, x, y: g * x / ans,
+    "hypot":     (np.hypot,     LIBM,  lambda g, ans, x, y: g * x / ans,
                                 lambda g, ans, x, y: g * y / ans),
-    "logaddexp": (np.logaddexp, lambda g, ans, x, y: g * fnp.exp(x - ans),
+    "logaddexp": (np.logaddexp, LIBM,  lambda g, ans, x, y: g * fnp.exp(x - ans),
                                 lambda g, ans, x, y: g * fnp.exp(y - ans)),
 }
 
+# Comparisons and logic, all cheap.
 BINARY_ZERO_DERIVATIVE = {
     "lt": np.less, "le": np.less_equal, "gt": np.greater, "ge": np.greater_equal,
     "eq": np.equal, "ne": np.not_equal,
@@ -131,25 +136,25 @@ def _where_vjp(branch_selected):
     return vjp
 
 
-for _name, (_impl, _d) in UNARY.items():
-    _p = defprim(_name, _impl, 1)
+for _name, (_impl, _cost, _d) in UNARY.items():
+    _p = defprim(_name, _impl, 1, cost=_cost, elementwise=True)
     defvjp(_p, _d)
     defjvp(_p, _d)
     _p.elementwise_partials = [_d]
 
 for _name, _impl in UNARY_ZERO_DERIVATIVE.items():
-    defprim(_name, _impl, 1, differentiable=False)
+    defprim(_name, _impl, 1, differentiable=False, cost=CHEAP, elementwise=True)
 
-for _name, (_impl, _dx, _dy) in BINARY.items():
-    _p = defprim(_name, _impl, 2)
+for _name, (_impl, _cost, _dx, _dy) in BINARY.items():
+    _p = defprim(_name, _impl, 2, cost=_cost, elementwise=True)
     defvjp(_p, *_binary_vjps(_dx, _dy))
     defjvp(_p, _dx, _dy)
     _p.elementwise_partials = [_dx, _dy]
 
 for _name, _impl in BINARY_ZERO_DERIVATIVE.items():
-    defprim(_name, _impl, 2, differentiable=False)
+    defprim(_name, _impl, 2, differentiable=False, cost=CHEAP, elementwise=True)
 
-_where = defprim("where", np.where, 3)
+_where = defprim("where", np.where, 3, cost=CHEAP, elementwise=True)
 defvjp(_where, None, _where_vjp(True), _where_vjp(False))
 defjvp(_where, None, lambda t, ans, c, a, b: fnp.where(c, t, 0.0),
        lambda t, ans, c, a, b: fnp.where(c, 0.0, t))
@@ -169,7 +174,7 @@ def _abs_jvp(t, ans, x):
 # Elementwise, with rules of their own (for complex inputs) outside the tables.
 NON_HOLOMORPHIC = ("abs", "real", "imag", "conj")
 
-_p = defprim("abs", np.abs, 1)
+_p = defprim("abs", np.abs, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, _abs_vjp)
 defjvp(_p, _abs_jvp)
 _p.elementwise_partials = [_abs_vjp]
@@ -183,15 +188,15 @@ def _as_complex(g, like):
 # Real part, imaginary part, conjugate: linear over the reals, not holomorphic.
 # With the pairing Re(ct * t): real's transpose is the identity into the
 # complex numbers, imag's is multiplication by -i, conj's is conj.
-_p = defprim("real", np.real, 1)
+_p = defprim("real", np.real, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, lambda g, ans, x: _as_complex(g, x))
 defjvp(_p, lambda t, ans, x: fnp.real(t))
 
-_p = defprim("imag", np.imag, 1)
+_p = defprim("imag", np.imag, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, lambda g, ans, x: _as_complex(g, x) * -1j)
 defjvp(_p, lambda t, ans, x: fnp.imag(t))
 
-_p = defprim("conj", np.conjugate, 1)
+_p = defprim("conj", np.conjugate, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, lambda g, ans, x: fnp.conj(g))
 defjvp(_p, lambda t, ans, x: fnp.conj(t))
 
@@ -203,10 +208,12 @@ def _astype_impl(x, dtype):
     return x.astype(dtype)
 
 
-_astype = defprim("astype", _astype_impl, 1)
+_astype = defprim("astype", _astype_impl, 1, cost=CHEAP, elementwise=True)
 defvjp(_astype, lambda g, ans, x, dtype: fnp.astype(g, fnp.result_dtype(x)))
 defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
 
-defprim("stop_gradient", lambda x: x, 1, differentiable=False)
+# the identity, which the transforms treat as a constant: no element is touched
+defprim("stop_gradient", lambda x: x, 1, differentiable=False, cost="view", elementwise=True)
+# the recorded outcome of Python control flow on a traced value (`fastad.guards`)
 defprim("guard", lambda pred, expected: np.bool_(bool(pred) == expected), 1,
-        differentiable=False)
+        differentiable=False, effect="guard")

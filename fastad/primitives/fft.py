@@ -29,6 +29,6 @@ def _same_transform(g, ans, x, axes, inverse, norm):
     return fnp.fft.transform(g, axes, inverse, norm)
 
 
-_p = defprim("fft", _fft, 1)
+_p = defprim("fft", _fft, 1, cost="linalg")
 defvjp(_p, _same_transform)
 defjvp(_p, _same_transform)

@@ -102,7 +102,7 @@ def _solve_tri_transposed(a, g, lower):
     return solve_triangular(_mT(a), g, not lower)
 
 
-_p = defprim("solve_triangular", _solve_triangular, 2)
+_p = defprim("solve_triangular", _solve_triangular, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b, lower:
        -_tri(_mm(_solve_tri_transposed(a, g, lower), _mT(ans)), lower),
        lambda g, ans, a, b, lower: _solve_tri_transposed(a, g, lower))
@@ -128,7 +128,7 @@ def _cholesky_vjp(g, L, a):
     return _lower_read(p)
 
 
-_p = defprim("cholesky", lambda a: np.linalg.cholesky(a), 1)
+_p = defprim("cholesky", lambda a: np.linalg.cholesky(a), 1, cost="linalg")
 defvjp(_p, _cholesky_vjp)
 defjvp(_p, _cholesky_jvp)
 
@@ -165,7 +165,7 @@ def _eigh_vjp(g, ans, a, lower):
     return _read_transposed(_mm(v, _mm(inner, _mT(v))), lower)
 
 
-_p = defprim("eigh", _eigh, 1)
+_p = defprim("eigh", _eigh, 1, cost="linalg")
 defvjp(_p, _eigh_vjp)
 defjvp(_p, _eigh_jvp)
 
@@ -196,7 +196,7 @@ def _eig_vjp(g, ans, a):
     return fnp.solve_(_mT(v), _mm(inner, _mT(v)))  # V^{-T} inner V^T
 
 
-_p = defprim("eig", _eig, 1)
+_p = defprim("eig", _eig, 1, cost="linalg")
 defvjp(_p, _eig_vjp)
 defjvp(_p, _eig_jvp)
 
@@ -252,7 +252,7 @@ def _svd_vjp(g, ans, a):
     return out
 
 
-_p = defprim("svd", _svd, 1)
+_p = defprim("svd", _svd, 1, cost="linalg")
 defvjp(_p, _svd_vjp)
 defjvp(_p, _svd_jvp)
 
@@ -292,7 +292,7 @@ def _qr_vjp(g, ans, a):
     return _mT(solve_triangular(r, _mT(gy), False))  # gy R^{-T}
 
 
-_p = defprim("qr", _qr, 1)
+_p = defprim("qr", _qr, 1, cost="linalg")
 defvjp(_p, _qr_vjp)
 defjvp(_p, _qr_jvp)
 
@@ -314,7 +314,7 @@ def _pinv_vjp(g, p, a):
             + _mm(_mm(_mT(p), p), _mm(_mT(g), eye_n - _mm(p, a))))
 
 
-_p = defprim("pinv", lambda a: np.linalg.pinv(a), 1)
+_p = defprim("pinv", lambda a: np.linalg.pinv(a), 1, cost="linalg")
 defvjp(_p, _pinv_vjp)
 defjvp(_p, _pinv_jvp)
 
@@ -342,7 +342,7 @@ def _sylvester_adjoint(g, a, b):
     return sylvester(_mT(a), _mT(b), g)
 
 
-_p = defprim("sylvester", _sylvester, 3)
+_p = defprim("sylvester", _sylvester, 3, cost="linalg")
 defvjp(_p, lambda g, x, a, b, q: fnp.unbroadcast(-_mm(_sylvester_adjoint(g, a, b), _mT(x)),
                                                  fnp.shape(a)),
        lambda g, x, a, b, q: fnp.unbroadcast(-_mm(_mT(x), _sylvester_adjoint(g, a, b)),
@@ -364,7 +364,7 @@ def _sqrtm(a):
     return _batched(one, a).astype(a.dtype, copy=False)
 
 
-_p = defprim("sqrtm", _sqrtm, 1)
+_p = defprim("sqrtm", _sqrtm, 1, cost="linalg")
 defvjp(_p, lambda g, x, a: sylvester(_mT(x), _mT(x), g))
 defjvp(_p, lambda t, x, a: sylvester(x, x, t))
 

@@ -86,7 +86,7 @@ defjvp(_p, lambda t, ans, x, idx, v, axis: t, None,
        lambda t, ans, x, idx, v, axis:
        _call("scatter_add_along", fnp.zeros_for(x, t), idx, t, axis=axis))
 
-_p = defprim("cumprod", _cumprod, 1)
+_p = defprim("cumprod", _cumprod, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axis: fnp.cumsum_(g * ans, axis, reverse=True) / x)
 defjvp(_p, lambda t, ans, x, axis: ans * fnp.cumsum_(t / x, axis))
 

@@ -8,6 +8,33 @@ VJP rule signature:  ``vjp(g, ans, *args, **params) -> cotangent of one arg``
 JVP rule signature:  ``jvp(t, ans, *args, **params) -> tangent contribution``
 (``t`` is the tangent of that one argument).  A rule of ``None`` means the
 argument is not differentiable (integer indices, boolean conditions).
+
+Besides its rules, a primitive carries the traits every interpreter of a tape
+reads instead of keeping a list of names of its own:
+
+``cost``
+    what running it costs, per element of its result: ``"cheap"`` (elementwise
+    arithmetic, comparisons, selects: a few instructions per element),
+    ``"transcendental"`` (elementwise, a libm or special-function call per
+    element: exp, sin, pow, hypot, erf, gammaln, ...), ``"view"`` (no element
+    is touched: reshape, stop_gradient), ``"reduction"``, ``"structural"``
+    (copies, gathers, scatters, sorting: elements moved), ``"matmul"``
+    (multiply-adds) and ``"linalg"`` (a LAPACK or FFT call on whole arrays).
+    Read by the cost model of `jacobian(mode="auto")` and by
+    `backends.choice`.
+``elementwise``
+    each result element depends only on the operands' elements at the same
+    (broadcast) position: read by the shape rules, batching, the Numba
+    backend's loop fusion and `backends.choice`.
+``effect``
+    None, or what running it does besides computing its result: ``"guard"``
+    (the replay stops when the predicate disagrees with its recording).  An
+    instruction with an effect is never dead code.
+
+Backends, transforms and shape rules keep their rule tables keyed by the
+`Primitive` object (``prims.sin``), checked when their module is imported
+(`check_table`), so a misspelt name fails at import instead of becoming a
+silent host call; names are for display and serialization.
 """
 from __future__ import annotations
 
@@ -16,8 +43,11 @@ from typing import Any, Callable, Optional
 
 Rule = Optional[Callable[..., Any]]
 
+COST_CLASSES = ("cheap", "transcendental", "view", "reduction", "structural", "matmul", "linalg")
+EFFECTS = (None, "guard")
 
-@dataclass
+
+@dataclass(eq=False)  # one object per primitive: compared and hashed by identity
 class Primitive:
     name: str
     impl: Callable[..., Any]
@@ -34,6 +64,9 @@ class Primitive:
     # For elementwise primitives: per argument, the partial derivative times g
     # before any un-broadcasting; what the strong-zero rule needs.
     elementwise_partials: list[Rule] = field(default_factory=list)
+    cost: str = "structural"  # one of COST_CLASSES
+    elementwise: bool = False
+    effect: Optional[str] = None  # one of EFFECTS
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:
@@ -59,12 +92,41 @@ registry: dict[str, Primitive] = {}
 
 
 def defprim(name: str, impl: Callable[..., Any], nargs: int | None,
-            differentiable: bool = True, doc: str = "") -> Primitive:
+            differentiable: bool = True, doc: str = "", *, cost: str = "structural",
+            elementwise: bool = False, effect: Optional[str] = None) -> Primitive:
     if name in registry:
         raise ValueError(f"primitive {name!r} is already registered")
-    prim = Primitive(name, impl, nargs, differentiable=differentiable, doc=doc)
+    if cost not in COST_CLASSES or effect not in EFFECTS:
+        raise ValueError(f"primitive {name!r}: cost {cost!r} is not one of {COST_CLASSES}, "
+                         f"or effect {effect!r} not one of {EFFECTS}")
+    prim = Primitive(name, impl, nargs, differentiable=differentiable, doc=doc, cost=cost,
+                     elementwise=elementwise, effect=effect)
     registry[name] = prim
     return prim
+
+
+class _Prims:
+    """The registered primitives by attribute: ``prims.sin`` is
+    ``registry["sin"]``, and a misspelt name is an AttributeError where the
+    table naming it is built (at import), not a silent miss at run time."""
+
+    def __getattr__(self, name: str) -> Primitive:
+        try:
+            return registry[name]
+        except KeyError:
+            raise AttributeError(f"no primitive named {name!r}") from None
+
+
+prims = _Prims()
+
+
+def check_table(table: Any, what: str) -> Any:
+    """``table`` (a dict or set keyed by primitives), after checking that every
+    key is a registered `Primitive` object; called where a rule table is built."""
+    for key in table:
+        if not isinstance(key, Primitive) or registry.get(key.name) is not key:
+            raise TypeError(f"{what}: key {key!r} is not a registered primitive")
+    return table
 
 
 def _resolve(prim: Any) -> Primitive:

@@ -147,20 +147,23 @@ TERNARY = {
                 _no_rule("betainc with respect to b"), _betainc_dx),
 }
 
+# Every special function is elementwise and costs a library call per element.
+_TRAITS = {"cost": "transcendental", "elementwise": True}
+
 for _name, (_impl, _d) in UNARY.items():
-    _p = defprim(_name, _float_like(_impl), 1)
+    _p = defprim(_name, _float_like(_impl), 1, **_TRAITS)
     defvjp(_p, _d)
     defjvp(_p, _d)
     _p.elementwise_partials = [_d]
 
 for _name, (_impl, _dx, _dy) in BINARY.items():
-    _p = defprim(_name, _float_like(_impl), 2)
+    _p = defprim(_name, _float_like(_impl), 2, **_TRAITS)
     defvjp(_p, *_binary_vjps(_dx, _dy))
     defjvp(_p, _dx, _dy)
     _p.elementwise_partials = [_dx, _dy]
 
 for _name, (_impl, *_ds) in TERNARY.items():
-    _p = defprim(_name, _float_like(_impl), 3)
+    _p = defprim(_name, _float_like(_impl), 3, **_TRAITS)
     defvjp(_p, *(_ternary_vjp(d, k) for k, d in enumerate(_ds)))
     defjvp(_p, *_ds)
     _p.elementwise_partials = list(_ds)

@@ -60,17 +60,17 @@ def _extremum_jvp(t, ans, x, axes, keepdims):
             / fnp.sum(hit, axis=axes, keepdims=keepdims))
 
 
-_p = defprim("sum", _sum, 1)
+_p = defprim("sum", _sum, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axes, keepdims: _expand_to(g, x, axes, keepdims))
 defjvp(_p, lambda t, ans, x, axes, keepdims: fnp.sum(t, axis=axes, keepdims=keepdims))
 
-_p = defprim("prod", _prod, 1)
+_p = defprim("prod", _prod, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axes, keepdims: _expand_to(g * ans, x, axes, keepdims) / x)
 defjvp(_p, lambda t, ans, x, axes, keepdims:
        ans * fnp.sum(t / x, axis=axes, keepdims=keepdims))
 
 for _name, _impl in (("max", _max), ("min", _min)):
-    _p = defprim(_name, _impl, 1)
+    _p = defprim(_name, _impl, 1, cost="reduction")
     defvjp(_p, _extremum_vjp)
     defjvp(_p, _extremum_jvp)
 
@@ -81,12 +81,12 @@ def _cumsum(x, axis, reverse):
     return np.cumsum(x, axis)
 
 
-_p = defprim("cumsum", _cumsum, 1)
+_p = defprim("cumsum", _cumsum, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axis, reverse: fnp.cumsum_(g, axis, not reverse))
 defjvp(_p, lambda t, ans, x, axis, reverse: fnp.cumsum_(t, axis, reverse))
 
 # -- shape --------------------------------------------------------------------
-_p = defprim("reshape", lambda x, shape: np.reshape(x, shape), 1)
+_p = defprim("reshape", lambda x, shape: np.reshape(x, shape), 1, cost="view")
 defvjp(_p, lambda g, ans, x, shape: fnp.reshape(g, fnp.shape(x)))
 defjvp(_p, lambda t, ans, x, shape: fnp.reshape(t, shape))
 
@@ -154,19 +154,19 @@ def _inv(a):
     return fnp.solve_(a, fnp.broadcast_to(fnp.eye_like(a), fnp.shape(a)))
 
 
-_p = defprim("matmul", np.matmul, 2)
+_p = defprim("matmul", np.matmul, 2, cost="matmul")
 defvjp(_p, lambda g, ans, a, b: fnp.matmul_(g, _mT(b)),
        lambda g, ans, a, b: fnp.matmul_(_mT(a), g))
 defjvp(_p, lambda t, ans, a, b: fnp.matmul_(t, b), lambda t, ans, a, b: fnp.matmul_(a, t))
 
-_p = defprim("solve", _solve, 2)
+_p = defprim("solve", _solve, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
        lambda g, ans, a, b: fnp.solve_(_mT(a), g))
 defjvp(_p, lambda t, ans, a, b: -fnp.solve_(a, fnp.matmul_(t, ans)),
        lambda t, ans, a, b: fnp.solve_(a, t))
 
-_p = defprim("logabsdet", _logabsdet, 1)
+_p = defprim("logabsdet", _logabsdet, 1, cost="linalg")
 defvjp(_p, lambda g, ans, a: fnp.reshape(g, fnp.shape(g) + (1, 1)) * _mT(_inv(a)))
 defjvp(_p, lambda t, ans, a: fnp.sum(_mT(_inv(a)) * t, axis=(-2, -1)))
 
-defprim("detsign", _detsign, 1, differentiable=False)
+defprim("detsign", _detsign, 1, differentiable=False, cost="linalg")

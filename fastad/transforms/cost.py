@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from ..primitives import elementwise, special
+from ..primitives.registry import registry
 from ..tape import Instr, Tape
 
 
@@ -42,26 +42,21 @@ COMPILED = Weights(instruction=0.1e-6, multiply_add=0.05e-9, batched_multiply_ad
 EAGER = Weights(instruction=30e-6, multiply_add=0.1e-9, batched_multiply_add=0.5e-9,
                 element=3e-9, transcendental=10e-9, moved=3e-9)
 
-_CHEAP = (set(elementwise.BINARY) | set(elementwise.BINARY_ZERO_DERIVATIVE)
-          | set(elementwise.UNARY_ZERO_DERIVATIVE) | set(elementwise.NON_HOLOMORPHIC)
-          | {"neg", "square", "sqrt", "reciprocal", "where", "astype", "stop_gradient"}) \
-    - {"pow", "arctan2", "hypot", "logaddexp"}
-_TRANSCENDENTAL = (set(elementwise.UNARY) | set(elementwise.BINARY) | special.ELEMENTWISE) \
-    - _CHEAP
-_FREE = {"reshape"}  # a view: no element is touched
 
 
 def _work(tape: Tape, ins: Instr, both_batched: bool, w: Weights) -> float:
+    """By the primitive's cost class (`Primitive.cost`)."""
     out = tape.avals[ins.out]
-    if ins.prim in _FREE:
+    cost = registry[ins.prim].cost
+    if cost == "view":  # no element is touched
         return 0.0
-    if ins.prim == "matmul":
+    if cost == "matmul":
         depth = tape.avals[ins.ins[0]].shape[-1] if tape.avals[ins.ins[0]].shape else 1
         rate = w.batched_multiply_add if both_batched else w.multiply_add
         return out.size * depth * rate
-    if ins.prim in _CHEAP:
+    if cost == "cheap":
         return out.size * w.element
-    if ins.prim in _TRANSCENDENTAL:
+    if cost == "transcendental":
         return out.size * w.transcendental
     return max([out.size] + [tape.avals[s].size for s in ins.ins]) * w.moved
 

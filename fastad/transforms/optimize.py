@@ -20,7 +20,6 @@ import numpy as np
 from ..primitives.registry import registry
 from ..tape import Instr, Tape, aval_of
 
-_SIDE_EFFECTS = {"guard"}
 _FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run time
 
 
@@ -40,7 +39,7 @@ def eliminate_dead_code(tape: Tape) -> Tape:
     live = set(tape.outputs)
     kept: list[Instr] = []
     for ins in reversed(tape.instrs):
-        if ins.out in live or ins.prim in _SIDE_EFFECTS:
+        if ins.out in live or registry[ins.prim].effect is not None:
             kept.append(ins)
             live.update(ins.ins)
     kept.reverse()
@@ -80,7 +79,7 @@ def eliminate_common_subexpressions(tape: Tape) -> Tape:
     for ins in tape.instrs:
         ins = _renamed(ins, rename)
         key = (ins.prim, ins.ins, _hashable(ins.params))
-        if ins.prim not in _SIDE_EFFECTS and key in seen:
+        if registry[ins.prim].effect is None and key in seen:
             rename[ins.out] = seen[key]
             continue
         seen[key] = ins.out
@@ -110,7 +109,7 @@ def fold_constants(tape: Tape) -> Tape:
     instrs: list[Instr] = []
     with np.errstate(all="ignore"):
         for ins in tape.instrs:
-            if (ins.prim not in _SIDE_EFFECTS and all(s in consts for s in ins.ins)
+            if (registry[ins.prim].effect is None and all(s in consts for s in ins.ins)
                     and _worth_folding(tape, ins)):
                 value = registry[ins.prim].impl(*(consts[s] for s in ins.ins), **dict(ins.params))
                 if aval_of(value) == tape.avals[ins.out]:

@@ -206,7 +206,7 @@ def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
                 chains.append(_sum_chain(links))
         elif _scatter_link(ix, ins) is not None:
             chains.extend(_scatter_chains(ix, links, exact_sums))
-    guards = [ins for ins in ix.tape.instrs if ins.prim == "guard"]
+    guards = [ins for ins in ix.tape.instrs if registry[ins.prim].effect == "guard"]
     chains.append(_Chain("guard", guards, -1, [g.ins[0] for g in guards], {}))
     return [c for c in chains if len(c.links) >= MIN_RUN]
 
@@ -603,11 +603,11 @@ def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int],
             continue
         rewrite = at_end.get(ins.out)
         if rewrite is not None:
-            if ins.out in needed or ins.prim == "guard":
+            if ins.out in needed or registry[ins.prim].effect is not None:
                 needed.add(ins.out)
                 needed.update(alias.get(s, s) for s in rewrite.requires())
             continue
-        if ins.out in needed or ins.prim == "guard":
+        if ins.out in needed or registry[ins.prim].effect is not None:
             needed.add(ins.out)
             needed.update(alias.get(s, s) for s in ins.ins)
     return needed

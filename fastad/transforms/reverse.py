@@ -90,7 +90,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     builder.line_override = None
     if builder.release:
         builder.release_unreferenced()
-    if builder.released and any(i.prim == "guard" for i in instrs[recorded:]):
+    if builder.released and any(registry[i.prim].effect == "guard" for i in instrs[recorded:]):
         raise ReleasedValueRead("a derivative rule branched on a value the trace had let go of")
 
     return [adjoint.get(s, None) if s in adjoint else fnp.zeros_for(t)
