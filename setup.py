@@ -82,7 +82,8 @@ def extensions():
         compile_args = ["/O2"]
     ext = Extension(
         "fastad.backends._vm",
-        sources=["fastad/backends/_vm.pyx", "csrc/vm.c", "csrc/validate.c", "csrc/pool.c",
+        sources=["fastad/backends/_vm.pyx", "csrc/vm.c", "csrc/kernels.c", "csrc/fused.c",
+                 "csrc/interrupt.c", "csrc/tables.c", "csrc/validate.c", "csrc/pool.c",
                  "csrc/batch.c"],
         include_dirs=["csrc", numpy.get_include()],
         define_macros=macros,

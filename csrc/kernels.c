@@ -1,0 +1,469 @@
+/*
+ * kernels.c -- the VM's array kernels: one function per array instruction
+ * (opcodes.h), each written once for float and double through FLOAT_TYPED.
+ * The dispatch loop (vm.c) calls them; the elementwise functions and loop
+ * bodies they share with the fused blocks are macros in kernels.h.
+ */
+#include "kernels.h"
+
+#include <limits.h>
+
+#ifdef FASTAD_DEBUG_VM
+void vm_trap(const char *what, long long a, long long b) {
+  fprintf(stderr, "fastad VM: bounds assertion failed: %s (%lld, %lld)\n", what, a, b);
+  abort();
+}
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Iteration over the outer axes of a descriptor's shape                    */
+/* ------------------------------------------------------------------------ */
+/* Walks every row (all axes but the last) of an nd shape, keeping the
+ * element offset of up to three strided operands. */
+typedef struct {
+  int outer_ndim, nops;
+  const int64_t *shape;
+  const int64_t *stride[3];
+  int64_t idx[FASTAD_MAX_NDIM];
+  int64_t off[3];
+} rows_iter;
+
+static inline void rows_init(rows_iter *it, int64_t ndim, const int64_t *shape, int nops,
+                             const int64_t *s0, const int64_t *s1, const int64_t *s2) {
+  it->outer_ndim = (int)ndim - 1;
+  it->nops = nops;
+  it->shape = shape;
+  it->stride[0] = s0;
+  it->stride[1] = s1;
+  it->stride[2] = s2;
+  for (int k = 0; k < it->outer_ndim; k++) it->idx[k] = 0;
+  it->off[0] = it->off[1] = it->off[2] = 0;
+}
+
+static inline void rows_next(rows_iter *it) {
+  for (int k = it->outer_ndim - 1; k >= 0; k--) {
+    it->idx[k]++;
+    for (int j = 0; j < it->nops; j++) it->off[j] += it->stride[j][k];
+    if (it->idx[k] < it->shape[k]) return;
+    for (int j = 0; j < it->nops; j++) it->off[j] -= it->stride[j][k] * it->shape[k];
+    it->idx[k] = 0;
+  }
+}
+
+static inline int64_t shape_size(int64_t ndim, const int64_t *shape) {
+  int64_t n = 1;
+  for (int64_t k = 0; k < ndim; k++) n *= shape[k];
+  return n;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Array kernels                                                            */
+/* ------------------------------------------------------------------------ */
+/* Kernels stay out of line: inlined into the dispatch loop they would push
+ * pc and the arena base out of registers, and every scalar instruction would
+ * pay a store and a reload. */
+#if defined(__GNUC__)
+#define KERNEL __attribute__((noinline))
+#else
+#define KERNEL
+#endif
+
+KERNEL void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) {
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    switch (f) {
+      FASTAD_UNARY_FNS(UNARY_V_CASE)
+    }
+  });
+}
+
+/* kind: 0 both vectors, 1 b a scalar, 2 a a scalar. */
+KERNEL void binary_v(int f, int t, int kind, char *arena, int64_t o, int64_t a, int64_t b,
+                     int64_t n) {
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    const T *pb = (const T *)arena + b;
+    switch (f) {
+      FASTAD_BINARY_FNS(BINARY_V_CASE)
+    }
+  });
+}
+
+/* The inner loop of a broadcast binary op: contiguous, scalar-broadcast or
+ * strided operands, so the common layouts vectorise. */
+#define BROADCAST_ROW(OUT, EXPR)                                                   \
+  if (ia == 1 && ib == 1) {                                                        \
+    for (int64_t i = 0; i < n; i++) { T x = pa[i], y = pb[i]; OUT[i] = EXPR; }     \
+  } else if (ia == 1 && ib == 0) {                                                 \
+    const T y = pb[0];                                                             \
+    for (int64_t i = 0; i < n; i++) { T x = pa[i]; OUT[i] = EXPR; }                \
+  } else if (ia == 0 && ib == 1) {                                                 \
+    const T x = pa[0];                                                             \
+    for (int64_t i = 0; i < n; i++) { T y = pb[i]; OUT[i] = EXPR; }                \
+  } else {                                                                         \
+    for (int64_t i = 0; i < n; i++) { T x = pa[i * ia], y = pb[i * ib]; OUT[i] = EXPR; } \
+  }
+
+#define BINARY_B_CASE(name)                               \
+  case FN_##name:                                \
+    BROADCAST_ROW(po, (T)(B_##name(x, y)))       \
+    break;
+
+KERNEL void binary_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
+                     const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 2, sa, sb, NULL);
+  FLOAT_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      T *po = (T *)arena + o + row * n;
+      const T *pa = (const T *)arena + a + it.off[0];
+      const T *pb = (const T *)arena + b + it.off[1];
+      switch (f) {
+        FASTAD_BINARY_FNS(BINARY_B_CASE)
+      }
+    }
+  });
+}
+
+#define COMPARE_B_CASE(name)                               \
+  case FN_##name:                                \
+    BROADCAST_ROW(po, (uint8_t)C_##name(x, y))   \
+    break;
+
+KERNEL void compare_b(int f, int t, char *arena, int64_t o, int64_t a, int64_t b,
+                      const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 2, sa, sb, NULL);
+  FLOAT_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      uint8_t *po = (uint8_t *)arena + o + row * n;
+      const T *pa = (const T *)arena + a + it.off[0];
+      const T *pb = (const T *)arena + b + it.off[1];
+      switch (f) {
+        FASTAD_COMPARE_FNS(COMPARE_B_CASE)
+      }
+    }
+  });
+}
+
+#define LOGIC_B_CASE(name)                               \
+  case FN_##name:                                \
+    BROADCAST_ROW(po, (uint8_t)L_##name(x, y))   \
+    break;
+
+KERNEL void logic_b(int f, char *arena, int64_t o, int64_t a, int64_t b, const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *sa = d + 1 + ndim, *sb = d + 1 + 2 * ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 2, sa, sb, NULL);
+  typedef uint8_t T;
+  for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+    uint8_t *po = (uint8_t *)arena + o + row * n;
+    const T *pa = (const T *)arena + a + it.off[0];
+    const T *pb = (const T *)arena + b + it.off[1];
+    switch (f) {
+      FASTAD_LOGIC_FNS(LOGIC_B_CASE)
+    }
+  }
+}
+
+KERNEL void where_b(int t, char *arena, int64_t o, int64_t c, int64_t a, int64_t b,
+                    const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1;
+  const int64_t *sc = d + 1 + ndim, *sa = d + 1 + 2 * ndim, *sb = d + 1 + 3 * ndim;
+  const int64_t n = shape[ndim - 1], ic = sc[ndim - 1], ia = sa[ndim - 1], ib = sb[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 3, sc, sa, sb);
+  BITS_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      E *po = (E *)arena + o + row * n;
+      const uint8_t *pc = (const uint8_t *)arena + c + it.off[0];
+      const E *pa = (const E *)arena + a + it.off[1];
+      const E *pb = (const E *)arena + b + it.off[2];
+      for (int64_t i = 0; i < n; i++) po[i] = pc[i * ic] ? pa[i * ia] : pb[i * ib];
+    }
+  });
+}
+
+KERNEL void cast_v(int t, int s, char *arena, int64_t o, int64_t a, int64_t n) {
+  if (t == DT_BOOL) {
+    uint8_t *po = (uint8_t *)arena + o;
+    if (s == DT_BOOL) {
+      memmove(po, arena + a, (size_t)n);
+    } else {
+      FLOAT_TYPED(s, {
+        const T *pa = (const T *)arena + a;
+        for (int64_t i = 0; i < n; i++) po[i] = pa[i] != 0;
+      });
+    }
+    return;
+  }
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    if (s == DT_F64) {
+      const double *pa = (const double *)arena + a;
+      for (int64_t i = 0; i < n; i++) po[i] = (T)pa[i];
+    } else if (s == DT_F32) {
+      const float *pa = (const float *)arena + a;
+      for (int64_t i = 0; i < n; i++) po[i] = (T)pa[i];
+    } else {
+      const uint8_t *pa = (const uint8_t *)arena + a;
+      for (int64_t i = 0; i < n; i++) po[i] = (T)(pa[i] != 0);
+    }
+  });
+}
+
+KERNEL void strided_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t ndim = d[0], start = d[1], *shape = d + 2, *sa = d + 2 + ndim;
+  const int64_t n = shape[ndim - 1], ia = sa[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  if (total == 0) return;
+  rows_iter it;
+  rows_init(&it, ndim, shape, 1, sa, NULL, NULL);
+  BITS_TYPED(t, {
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {
+      E *po = (E *)arena + o + row * n;
+      const E *pa = (const E *)arena + a + start + it.off[0];
+      if (ia == 1) {
+        memcpy(po, pa, (size_t)n * sizeof(E));
+      } else {
+        for (int64_t i = 0; i < n; i++) po[i] = pa[i * ia];
+      }
+    }
+  });
+}
+
+KERNEL void gather_v(int t, char *arena, int64_t o, int64_t a, int64_t m, const int64_t *idx,
+                     int64_t n) {
+  (void)m;
+  BITS_TYPED(t, {
+    E *po = (E *)arena + o;
+    const E *pa = (const E *)arena + a;
+    for (int64_t i = 0; i < n; i++) {
+      VM_ASSERT_INDEX(idx[i], m);
+      po[i] = pa[idx[i]];
+    }
+  });
+}
+
+KERNEL void scatter_set_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
+                          int64_t v, int64_t n) {
+  (void)m;
+  BITS_TYPED(t, {
+    E *po = (E *)arena + o;
+    const E *pv = (const E *)arena + v;
+    for (int64_t i = 0; i < n; i++) {
+      VM_ASSERT_INDEX(idx[i], m);
+      po[idx[i]] = pv[i];
+    }
+  });
+}
+
+KERNEL void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
+                          int64_t v, int64_t n) {
+  (void)m;
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pv = (const T *)arena + v;
+    for (int64_t i = 0; i < n; i++) {
+      VM_ASSERT_INDEX(idx[i], m);
+      po[idx[i]] += pv[i];
+    }
+  });
+}
+
+#define R_SUM(acc, x) ((acc) + (x))
+#define R_PROD(acc, x) ((acc) * (x))
+#define R_MAX(acc, x) (((x) > (acc) || (x) != (x)) ? (x) : (acc))
+#define R_MIN(acc, x) (((x) < (acc) || (x) != (x)) ? (x) : (acc))
+#define INIT_SUM 0
+#define INIT_PROD 1
+#define INIT_MAX (-INFINITY)
+#define INIT_MIN INFINITY
+
+/* The input is read once in memory order; each row either folds into one
+ * output element (the reduced axis is innermost) or combines elementwise into
+ * a row of the output. */
+#define REDUCE_B_CASE(name)                                                                   \
+  case FN_##name:                                                                    \
+    for (int64_t j = 0; j < nout; j++) po[j] = (T)INIT_##name;                       \
+    if (total == 0) break;                                                           \
+    for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {                  \
+      const T *x = pa + row * n;                                                     \
+      T *y = po + it.off[0];                                                         \
+      if (io == 0) {                                                                 \
+        T acc = *y;                                                                  \
+        for (int64_t i = 0; i < n; i++) acc = R_##name(acc, x[i]);                   \
+        *y = acc;                                                                    \
+      } else {                                                                       \
+        for (int64_t i = 0; i < n; i++) y[i * io] = R_##name(y[i * io], x[i]);       \
+      }                                                                              \
+    }                                                                                \
+    break;
+
+KERNEL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t ndim = d[0], *shape = d + 1, *so = d + 1 + ndim, nout = d[1 + 2 * ndim];
+  const int64_t n = shape[ndim - 1], io = so[ndim - 1];
+  const int64_t total = shape_size(ndim, shape);
+  rows_iter it;
+  rows_init(&it, ndim, shape, 1, so, NULL, NULL);
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    switch (f) {
+      FASTAD_REDUCE_FNS(REDUCE_B_CASE)
+    }
+  });
+}
+
+/* Sum of a contiguous run with four partial sums: vectorises, and rounds
+ * less than one running sum. */
+KERNEL double sum_contiguous_d(const double *x, int64_t n) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    s0 += x[i];
+    s1 += x[i + 1];
+    s2 += x[i + 2];
+    s3 += x[i + 3];
+  }
+  for (; i < n; i++) s0 += x[i];
+  return (s0 + s1) + (s2 + s3);
+}
+
+KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t outer = d[0], len = d[1], inner = d[2], reverse = d[3];
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pa = (const T *)arena + a;
+    for (int64_t p = 0; p < outer; p++) {
+      for (int64_t q = 0; q < inner; q++) {
+        const int64_t base = p * len * inner + q;
+        T acc = 0;
+        for (int64_t i = 0; i < len; i++) {
+          const int64_t k = base + (reverse ? len - 1 - i : i) * inner;
+          acc += pa[k];
+          po[k] = acc;
+        }
+      }
+    }
+  });
+}
+
+/* ------------------------------------------------------------------------ */
+/* Linear algebra through BLAS/LAPACK function pointers                     */
+/* ------------------------------------------------------------------------ */
+/* Below this many multiply-adds a plain loop beats a BLAS call. */
+#define SMALL_MATMUL 512
+
+KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                     int64_t b, const int64_t *d) {
+  const int64_t batch = d[0], m = d[1], k = d[2], n = d[3], ta = d[4], tb = d[5];
+  if (m == 0 || n == 0) return;
+  FLOAT_TYPED(t, {
+    for (int64_t p = 0; p < batch; p++) {
+      T *C = (T *)arena + o + p * m * n;
+      T *A = (T *)arena + a + p * m * k;
+      T *B = (T *)arena + b + p * k * n;
+      if (k == 0) {
+        memset(C, 0, (size_t)(m * n) * sizeof(T));
+      } else if (m * n * k <= SMALL_MATMUL) {
+        for (int64_t i = 0; i < m; i++)
+          for (int64_t j = 0; j < n; j++) {
+            T acc = 0;
+            for (int64_t q = 0; q < k; q++)
+              acc += A[ta ? q * m + i : i * k + q] * B[tb ? j * k + q : q * n + j];
+            C[i * n + j] = acc;
+          }
+      } else {
+        /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
+        char transa = tb ? 'T' : 'N', transb = ta ? 'T' : 'N';
+        int im = (int)n, in = (int)m, ik = (int)k;
+        int lda = (int)(tb ? k : n), ldb = (int)(ta ? m : k), ldc = (int)n;
+        T one = 1, zero = 0;
+        if (sizeof(T) == 8)
+          la->dgemm(&transa, &transb, &im, &in, &ik, (double *)&one, (double *)B, &lda,
+                    (double *)A, &ldb, (double *)&zero, (double *)C, &ldc);
+        else
+          la->sgemm(&transa, &transb, &im, &in, &ik, (float *)&one, (float *)B, &lda,
+                    (float *)A, &ldb, (float *)&zero, (float *)C, &ldc);
+      }
+    }
+  });
+}
+
+KERNEL int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                   int64_t b, const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], n = d[1], k = d[2];
+  if (n == 0 || k == 0) return FASTAD_VM_OK;
+  int *ipiv = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    T *wa = (T *)arena + w, *wb = wa + n * n;
+    for (int64_t q = 0; q < batch; q++) {
+      const T *A = (const T *)arena + a + q * n * n;
+      const T *B = (const T *)arena + b + q * n * k;
+      T *X = (T *)arena + o + q * n * k;
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) wa[j * n + i] = A[i * n + j];
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) wb[j * n + i] = B[i * k + j];
+      int in = (int)n, ik = (int)k, info = 0;
+      if (sizeof(T) == 8)
+        la->dgesv(&in, &ik, (double *)wa, &in, ipiv, (double *)wb, &in, &info);
+      else
+        la->sgesv(&in, &ik, (float *)wa, &in, ipiv, (float *)wb, &in, &info);
+      if (info > 0) return FASTAD_VM_SINGULAR;
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < k; j++) X[i * k + j] = wb[j * n + i];
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+/* log|det| (f = 0) or the sign of det (f = 1) from an LU factorisation;
+ * a singular matrix gives -inf and 0, as numpy.linalg.slogdet does. */
+KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                      const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], n = d[1];
+  int *ipiv = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    T *wa = (T *)arena + w;
+    for (int64_t q = 0; q < batch; q++) {
+      T logabs = 0, sign = 1;
+      if (n > 0) {
+        memcpy(wa, (const T *)arena + a + q * n * n, (size_t)(n * n) * sizeof(T));
+        int in = (int)n, info = 0;
+        if (sizeof(T) == 8)
+          la->dgetrf(&in, &in, (double *)wa, &in, ipiv, &info);
+        else
+          la->sgetrf(&in, &in, (float *)wa, &in, ipiv, &info);
+        if (info > 0) {
+          logabs = -INFINITY;
+          sign = 0;
+        } else {
+          for (int64_t i = 0; i < n; i++) {
+            T u = wa[i * n + i];
+            if (u < 0) sign = -sign;
+            if (ipiv[i] != i + 1) sign = -sign;
+            logabs += log(fabs(u));
+          }
+        }
+      }
+      ((T *)arena)[o + q] = f == 0 ? logabs : sign;
+    }
+  });
+}
