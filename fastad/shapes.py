@@ -19,11 +19,10 @@ from typing import Any, Callable
 import numpy as np
 
 from .errors import TapeError
-from .primitives.elementwise import BINARY, BINARY_ZERO_DERIVATIVE, UNARY, UNARY_ZERO_DERIVATIVE
+from .primitives import special
 from .primitives.fft import NORMS
-from .primitives.special import BINARY as SPECIAL_BINARY
-from .primitives.special import TERNARY as SPECIAL_TERNARY
-from .primitives.special import UNARY as SPECIAL_UNARY
+from .primitives.registry import Primitive, check_table, registry
+from .primitives.registry import prims as P
 
 Shape = tuple[int, ...]
 
@@ -139,7 +138,7 @@ def _guard(pred: Shape, expected: bool) -> Shape:
     return ()
 
 
-# -- special functions, orderings and decompositions (host calls on compiled paths) --
+# -- special functions, orderings and decompositions --
 def _same_with_params(x: Shape, **params: Any) -> Shape:
     return x
 
@@ -233,46 +232,47 @@ def _sylvester(a: Shape, b: Shape, q: Shape) -> Shape:
     return _broadcast(batch_a, batch_b, q[:-2]) + (n, m)
 
 
-HOST_RULES: dict[str, Callable[..., Shape]] = {
-    **{name: _same_with_params for name in SPECIAL_UNARY},
-    **{name: _broadcast_with_params for name in (*SPECIAL_BINARY, *SPECIAL_TERNARY)},
-    "argsort": _along, "cumprod": _along, "argpartition": _partition,
-    "take_along": _take_along, "scatter_add_along": _scatter_add_along,
-    "interp": _interp, "interp_slope": _interp,
-    "cholesky": _factor, "sqrtm": _factor, "eigh": _eigen, "eig": _eigen, "svd": _svd,
-    "qr": _qr, "pinv": _pinv, "solve_triangular": _solve_triangular, "sylvester": _sylvester,
-}
+def _elementwise(prim: Primitive) -> Callable[..., Shape]:
+    """The shape rule of an elementwise primitive (`Primitive.elementwise`):
+    one operand's shape, or the operands' broadcast; only the special
+    functions take parameters (orders)."""
+    if prim.name in special.ELEMENTWISE:
+        return _same_with_params if prim.nargs == 1 else _broadcast_with_params
+    return _same if prim.nargs == 1 else _broadcast
 
 
-# name -> rule; rules marked in TAKES_CONSTS also receive the constant operands
-RULES: dict[str, Callable[..., Shape]] = {
-    **{name: _same for name in (*UNARY, *UNARY_ZERO_DERIVATIVE, "abs", "real", "imag", "conj",
-                                "stop_gradient")},
-    "astype": _astype,
-    **{name: _broadcast for name in (*BINARY, *BINARY_ZERO_DERIVATIVE, "where")},
-    "sum": _reduce, "prod": _reduce, "max": _reduce, "min": _reduce, "cumsum": _cumsum,
-    "reshape": _reshape, "transpose": _transpose, "broadcast_to": _broadcast_to,
-    "take": _take, "scatter_set": _scatter, "scatter_add": _scatter,
-    "matmul": _matmul, "solve": _solve, "logabsdet": _determinant, "detsign": _determinant,
-    "fft": _fft, "guard": _guard,
-    **HOST_RULES,
-}
-TAKES_CONSTS = {"take", "scatter_set", "scatter_add"}
+# primitive -> rule; rules of primitives in TAKES_CONSTS also receive the
+# constant operands.  Every builtin primitive has one (tests/test_primitive_tables.py).
+RULES: dict[Primitive, Callable[..., Shape]] = check_table({
+    **{p: _elementwise(p) for p in registry.values() if p.builtin and p.elementwise},
+    P.astype: _astype,
+    P.sum: _reduce, P.prod: _reduce, P.max: _reduce, P.min: _reduce, P.cumsum: _cumsum,
+    P.reshape: _reshape, P.transpose: _transpose, P.broadcast_to: _broadcast_to,
+    P.take: _take, P.scatter_set: _scatter, P.scatter_add: _scatter,
+    P.matmul: _matmul, P.solve: _solve, P.logabsdet: _determinant, P.detsign: _determinant,
+    P.fft: _fft, P.guard: _guard,
+    P.argsort: _along, P.cumprod: _along, P.argpartition: _partition,
+    P.take_along: _take_along, P.scatter_add_along: _scatter_add_along,
+    P.interp: _interp, P.interp_slope: _interp,
+    P.cholesky: _factor, P.sqrtm: _factor, P.eigh: _eigen, P.eig: _eigen, P.svd: _svd,
+    P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular, P.sylvester: _sylvester,
+}, "shapes.RULES")
+TAKES_CONSTS = check_table({P.take, P.scatter_set, P.scatter_add}, "shapes.TAKES_CONSTS")
 
 
 def check_shapes(tape: Any) -> None:
     """Raise TapeError if an instruction's declared output shape is not the
     one its primitive computes from its operands (user primitives aside)."""
-    from .primitives.registry import registry
     for k, ins in enumerate(tape.instrs):
-        rule = RULES.get(ins.prim)
+        prim = registry[ins.prim]
+        rule = RULES.get(prim)
         if rule is None:
-            if registry[ins.prim].builtin:
+            if prim.builtin:
                 raise TapeError(f"instruction {k}: no shape rule for {ins.prim!r}")
             continue
         shapes = [tuple(tape.avals[s].shape) for s in ins.ins]
         extra = {"consts": tuple(tape.consts.get(s) for s in ins.ins)} \
-            if ins.prim in TAKES_CONSTS else {}
+            if prim in TAKES_CONSTS else {}
         try:
             expected = rule(*shapes, **dict(ins.params), **extra)
         except (ValueError, TypeError) as exc:

@@ -272,7 +272,7 @@ def test_every_builtin_primitive_has_a_shape_rule():
     (fastad/shapes.py): a primitive without one could not be loaded."""
     from fastad.primitives.registry import registry
     from fastad.shapes import RULES
-    assert [name for name, p in registry.items() if p.builtin and name not in RULES] == []
+    assert [name for name, p in registry.items() if p.builtin and p not in RULES] == []
 
 
 # -- the payload format: round trips, and hostile structures fed to a subprocess ----------

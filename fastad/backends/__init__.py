@@ -64,20 +64,36 @@ def get(name: str) -> ModuleType:
 
 # -- which primitives each backend runs natively -----------------------------------
 def native_primitives(name: str) -> frozenset[str]:
-    """The primitives backend ``name`` runs itself; any other primitive in a
-    tape is a host call between compiled segments (`segmented`).  Read from
-    the backends' own tables: what `lower` can lower for the C VM, what the
-    Numba generator has code for, every registered primitive for "numpy"."""
+    """The names of the primitives backend ``name`` runs itself; any other
+    primitive in a tape is a host call between compiled segments
+    (`segmented`).  Read from the backends' own tables, keyed by primitive:
+    the C lowering's rules, the Numba generator's emitters, and every
+    registered primitive for "numpy".  Each compiled backend lists the
+    builtin primitives it leaves to host calls beside its table
+    (`host_calls`)."""
     from ..primitives.registry import registry
     if name == "c":
         from .lower import _RULES
-        return frozenset(_RULES)
+        return frozenset(p.name for p in _RULES)
     if name == "numba":
-        from .numba_backend import REDUCERS, UFUNCS, _Generator
-        emitted = {m[len("emit_"):] for m in dir(_Generator) if m.startswith("emit_")}
-        return frozenset((set(UFUNCS) | set(REDUCERS) | emitted) & set(registry))
+        from .numba_backend import EMITTERS
+        return frozenset(p.name for p in EMITTERS)
     if name == "numpy":
         return frozenset(registry)
+    raise ValueError(f"unknown backend {name!r}")
+
+
+def host_calls(name: str) -> dict[str, str]:
+    """The builtin primitives backend ``name`` runs as host calls on purpose,
+    each with the reason its table gives (empty for "numpy")."""
+    if name == "c":
+        from .lower import HOST_CALLS
+        return {p.name: why for p, why in HOST_CALLS.items()}
+    if name == "numba":
+        from .numba_backend import NOT_EMITTED
+        return {p.name: why for p, why in NOT_EMITTED.items()}
+    if name == "numpy":
+        return {}
     raise ValueError(f"unknown backend {name!r}")
 
 
@@ -93,9 +109,10 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     native, kinds = native_primitives(name), NATIVE_DTYPE_KINDS[name]
     missing = {ins.prim for ins in tape.instrs if ins.prim not in native}
     if name == "numba":
+        from ..primitives.registry import registry
         from .numba_backend import REAL_ONLY
         missing |= {f"{ins.prim} of complex values" for ins in tape.instrs
-                    if ins.prim in REAL_ONLY
+                    if registry[ins.prim] in REAL_ONLY
                     and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
     return sorted(missing) + sorted({f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds})
 

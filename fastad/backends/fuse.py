@@ -155,8 +155,8 @@ class Fusion:
             self.root[ins.out] = root
             self.views.setdefault(root, []).append(ins.out)
         elif view or (ins.prim == "take" and range_start(lw, ins) is not None):
-            from .lower import _RULES
-            _RULES[ins.prim](lw, ins)
+            from .lower import rule_of
+            rule_of(ins)(lw, ins)
         else:
             return False
         self.deferred.append((step, ins))
@@ -307,7 +307,7 @@ class Fusion:
     # -- emitting --------------------------------------------------------------------
     def flush(self) -> None:
         """Emit the open run and release what died in it."""
-        from .lower import _RULES
+        from .lower import rule_of
         lw = self.lw
         members, deferred, views = self.members, self.deferred, self.views
         n, dtype, postponed = self.n, self.dtype, self.postponed
@@ -319,7 +319,7 @@ class Fusion:
             _Emitter(lw, _fold_negations(lw, part, views), views, n, dtype).emit()
         for step, ins in postponed:
             lw.step = step
-            _RULES[ins.prim](lw, ins)
+            rule_of(ins)(lw, ins)
         for step, ins in deferred:
             lw.step = step
             lw.release_dead(ins)
@@ -484,10 +484,10 @@ class _Emitter:
     def emit(self) -> None:
         lw = self.lw
         if len(self.members) == 1 and self.members[0].kind in ("unary", "binary", "sum"):
-            from .lower import _RULES
+            from .lower import rule_of
             m = self.members[0]
             lw.step = m.step
-            _RULES[m.ins.prim](lw, m.ins)
+            rule_of(m.ins)(lw, m.ins)
             self._alias_views(m.ins.out)
             return
         for i, m in enumerate(self.members):

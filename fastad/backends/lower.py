@@ -44,6 +44,9 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from ..errors import TapeError
+from ..primitives import special
+from ..primitives.registry import Primitive, check_table, registry
+from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 
 
@@ -406,7 +409,7 @@ class _Lowerer:
         needed = set(self.tape.outputs)
         kept = []
         for ins in reversed(self.tape.instrs):
-            if ins.out in needed or ins.prim == "guard":
+            if ins.out in needed or registry[ins.prim].effect is not None:
                 kept.append(ins)
                 needed.update(self.operands(ins))
         kept.reverse()
@@ -539,7 +542,7 @@ class _Lowerer:
         for k, ins in enumerate(kept):
             self.step = k
             self.step_temps = []
-            empty = self.avals[ins.out].size == 0 and ins.prim != "guard"
+            empty = self.avals[ins.out].size == 0 and registry[ins.prim].effect is None
             if fusion is not None and not empty and fusion.offer(k, ins):
                 continue
             self.step = k
@@ -547,7 +550,7 @@ class _Lowerer:
             if empty:
                 self.define(ins.out)
             else:
-                _RULES[ins.prim](self, ins)
+                rule_of(ins)(self, ins)
             self.release_dead(ins)
         if fusion is not None:
             fusion.flush()
@@ -1040,29 +1043,61 @@ def _guard(lw: _Lowerer, ins: Instr) -> None:
     lw.alias(ins.out, lw.const_ref(np.ones(lw.avals[ins.out].shape, dtype=_BOOL)))
 
 
-_RULES = {
-    **{name: _unary for name in UNARY if name not in ("logical_not",)},
-    **{name: _binary for name in _BINARY_PRIM},
-    **{name: _compare for name in COMPARE},
-    **{name: _logic for name in LOGIC},
-    "logical_not": _logical_not,
-    "where": _where,
-    "reshape": _alias_rule,
-    "stop_gradient": _alias_rule,
-    "astype": _astype,
-    "sum": _reduce, "prod": _reduce, "max": _reduce, "min": _reduce,
-    "cumsum": _cumsum,
-    "transpose": _transpose,
-    "broadcast_to": _broadcast_to,
-    "take": _take,
-    "scatter_set": _scatter,
-    "scatter_add": _scatter,
-    "matmul": _matmul,
-    "solve": _solve,
-    "logabsdet": _slogdet,
-    "detsign": _slogdet,
-    "guard": _guard,
-}
+# primitive -> rule(lowerer, ins).  The function tables of opcodes.h name
+# primitives (a name there that is not one fails here, at import).
+_RULES: dict[Primitive, Any] = check_table({
+    **{registry[name]: _unary for name in UNARY},
+    **{registry[name]: _binary for name in _BINARY_PRIM},
+    **{registry[name]: _compare for name in COMPARE},
+    **{registry[name]: _logic for name in LOGIC},
+    P.logical_not: _logical_not,
+    P.where: _where,
+    P.reshape: _alias_rule,
+    P.stop_gradient: _alias_rule,
+    P.astype: _astype,
+    P.sum: _reduce, P.prod: _reduce, P.max: _reduce, P.min: _reduce,
+    P.cumsum: _cumsum,
+    P.transpose: _transpose,
+    P.broadcast_to: _broadcast_to,
+    P.take: _take,
+    P.scatter_set: _scatter,
+    P.scatter_add: _scatter,
+    P.matmul: _matmul,
+    P.solve: _solve,
+    P.logabsdet: _slogdet,
+    P.detsign: _slogdet,
+    P.guard: _guard,
+}, "lower._RULES")
+
+# Builtin primitives the VM does not run, each with why: a compiled function
+# whose tape holds one runs it as a host call (its NumPy implementation)
+# between compiled segments (`backends.segmented`).
+HOST_CALLS: dict[Primitive, str] = check_table({
+    **{registry[name]: "a special function (scipy.special): no C implementation in the VM"
+       for name in sorted(special.ELEMENTWISE)},
+    P.real: "complex values only: the VM has no complex dtype",
+    P.imag: "complex values only: the VM has no complex dtype",
+    P.conj: "complex values only: the VM has no complex dtype",
+    P.fft: "complex values only: the VM has no complex dtype",
+    P.argsort: "sorting: no VM opcode",
+    P.argpartition: "sorting: no VM opcode",
+    P.take_along: "gathers by computed indices: no VM opcode",
+    P.scatter_add_along: "scatters by computed indices: no VM opcode",
+    P.interp: "a table search per element: no VM opcode",
+    P.interp_slope: "a table search per element: no VM opcode",
+    P.cumprod: "no VM opcode (cumsum has one)",
+    **{registry[name]: "a LAPACK decomposition or solver the VM does not call"
+       for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
+                    "sylvester", "sqrtm")},
+}, "lower.HOST_CALLS")
+
+
+def rule_of(ins: Instr) -> Any:
+    """The lowering rule of ``ins``'s primitive; LoweringError if the VM has none."""
+    rule = _RULES.get(registry[ins.prim])
+    if rule is None:
+        raise LoweringError(f"primitive {ins.prim!r} has no VM lowering")
+    return rule
 
 
 def lower(tape: Tape, fuse: bool = True) -> Program:
@@ -1071,9 +1106,6 @@ def lower(tape: Tape, fuse: bool = True) -> Program:
     for aval in tape.avals:
         if aval.dtype.kind == "c":
             raise LoweringError(f"dtype {aval.dtype}: the VM has no complex numbers")
-    for ins in tape.instrs:
-        if ins.prim not in _RULES:
-            raise LoweringError(f"primitive {ins.prim!r} has no VM lowering")
     return _Lowerer(tape).run(fuse)
 
 

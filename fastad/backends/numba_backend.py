@@ -60,7 +60,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import SignatureError
-from ..primitives.registry import registry
+from ..primitives import special
+from ..primitives.registry import Primitive, check_table, registry
+from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from ..tracer import user_stacklevel
 
@@ -79,45 +81,47 @@ _FORMAT = "fastad-numba-2"  # written into every generated module, so part of it
 # fastest, and compile time is what this backend pays for its speed.
 # Everything else, and every array form, is the NumPy ufunc, which Numba
 # implements for scalars and broadcasting arrays with NumPy's semantics.
-SCALAR_OPERATORS = {
-    "neg": "-{0}", "square": "{0} * {0}",
-    "add": "{0} + {1}", "sub": "{0} - {1}", "mul": "{0} * {1}", "div": "{0} / {1}",
-    "lt": "{0} < {1}", "le": "{0} <= {1}", "gt": "{0} > {1}", "ge": "{0} >= {1}",
-    "eq": "{0} == {1}", "ne": "{0} != {1}",
-    "real": "{0}.real", "imag": "{0}.imag", "conj": "{0}.conjugate()",
-}
-UFUNCS = {
-    "neg": "negative", "abs": "abs", "exp": "exp", "exp2": "exp2", "log": "log",
-    "log2": "log2", "log10": "log10", "log1p": "log1p", "expm1": "expm1", "sqrt": "sqrt",
-    "cbrt": "cbrt", "square": "square", "reciprocal": "reciprocal", "sin": "sin",
-    "cos": "cos", "tan": "tan", "arcsin": "arcsin", "arccos": "arccos", "arctan": "arctan",
-    "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "arcsinh",
-    "arccosh": "arccosh", "arctanh": "arctanh", "sign": "sign", "floor": "floor",
-    "ceil": "ceil", "round": "rint", "logical_not": "logical_not",
-    "add": "add", "sub": "subtract", "mul": "multiply", "div": "divide", "pow": "power",
-    "maximum": "maximum", "minimum": "minimum", "arctan2": "arctan2", "hypot": "hypot",
-    "logaddexp": "logaddexp", "lt": "less", "le": "less_equal", "gt": "greater",
-    "ge": "greater_equal", "eq": "equal", "ne": "not_equal", "logical_and": "logical_and",
-    "logical_or": "logical_or", "real": "real", "imag": "imag", "conj": "conjugate",
-}
+SCALAR_OPERATORS: dict[Primitive, str] = check_table({
+    P.neg: "-{0}", P.square: "{0} * {0}",
+    P.add: "{0} + {1}", P.sub: "{0} - {1}", P.mul: "{0} * {1}", P.div: "{0} / {1}",
+    P.lt: "{0} < {1}", P.le: "{0} <= {1}", P.gt: "{0} > {1}", P.ge: "{0} >= {1}",
+    P.eq: "{0} == {1}", P.ne: "{0} != {1}",
+    P.real: "{0}.real", P.imag: "{0}.imag", P.conj: "{0}.conjugate()",
+}, "numba_backend.SCALAR_OPERATORS")
+UFUNCS: dict[Primitive, str] = check_table({
+    P.neg: "negative", P.abs: "abs", P.exp: "exp", P.exp2: "exp2", P.log: "log",
+    P.log2: "log2", P.log10: "log10", P.log1p: "log1p", P.expm1: "expm1", P.sqrt: "sqrt",
+    P.cbrt: "cbrt", P.square: "square", P.reciprocal: "reciprocal", P.sin: "sin",
+    P.cos: "cos", P.tan: "tan", P.arcsin: "arcsin", P.arccos: "arccos", P.arctan: "arctan",
+    P.sinh: "sinh", P.cosh: "cosh", P.tanh: "tanh", P.arcsinh: "arcsinh",
+    P.arccosh: "arccosh", P.arctanh: "arctanh", P.sign: "sign", P.floor: "floor",
+    P.ceil: "ceil", P.round: "rint", P.logical_not: "logical_not",
+    P.add: "add", P.sub: "subtract", P.mul: "multiply", P.div: "divide", P.pow: "power",
+    P.maximum: "maximum", P.minimum: "minimum", P.arctan2: "arctan2", P.hypot: "hypot",
+    P.logaddexp: "logaddexp", P.lt: "less", P.le: "less_equal", P.gt: "greater",
+    P.ge: "greater_equal", P.eq: "equal", P.ne: "not_equal", P.logical_and: "logical_and",
+    P.logical_or: "logical_or", P.real: "real", P.imag: "imag", P.conj: "conjugate",
+}, "numba_backend.UFUNCS")
+# Primitives the generated code runs as a call back into NumPy (in Numba's
+# object mode, holding the GIL for that one instruction): Numba has no FFT.
+# Names, as docs/conformance.md shows them; the primitive still has an emitter.
+HOST_CALLS = frozenset({"fft"})
 # Primitives NumPy defines on complex numbers that Numba does not (ordering,
 # and functions of real numbers only): tapes applying them to complex values
 # run on the reference backend.
-# Primitives the generated code runs as a call back into NumPy (in Numba's
-# object mode, holding the GIL for that one instruction): Numba has no FFT.
-HOST_CALLS = frozenset({"fft"})
-REAL_ONLY = frozenset({"maximum", "minimum", "lt", "le", "gt", "ge", "max", "min",
-                       "floor", "ceil", "round", "cbrt", "arctan2", "hypot", "logaddexp",
-                       "logabsdet", "detsign"})
+REAL_ONLY = check_table(frozenset({
+    P.maximum, P.minimum, P.lt, P.le, P.gt, P.ge, P.max, P.min, P.floor, P.ceil, P.round,
+    P.cbrt, P.arctan2, P.hypot, P.logaddexp, P.logabsdet, P.detsign}),
+    "numba_backend.REAL_ONLY")
 # combine(acc, v) of a reduction; max and min let a NaN win, as NumPy does.
-REDUCERS = {
-    "sum": "{acc} + {v}",
-    "prod": "{acc} * {v}",
-    "max": "{v} if ({v} > {acc} or {v} != {v}) else {acc}",
-    "min": "{v} if ({v} < {acc} or {v} != {v}) else {acc}",
-}
-REDUCER_IDENTITY = {"sum": 0, "prod": 1}  # the value of an empty sum or product
-REDUCER_START = {"sum": 0, "prod": 1, "max": -np.inf, "min": np.inf}
+REDUCERS: dict[Primitive, str] = check_table({
+    P.sum: "{acc} + {v}",
+    P.prod: "{acc} * {v}",
+    P.max: "{v} if ({v} > {acc} or {v} != {v}) else {acc}",
+    P.min: "{v} if ({v} < {acc} or {v} != {v}) else {acc}",
+}, "numba_backend.REDUCERS")
+REDUCER_IDENTITY = {P.sum: 0, P.prod: 1}  # the value of an empty sum or product
+REDUCER_START = {P.sum: 0, P.prod: 1, P.max: -np.inf, P.min: np.inf}
 
 _NUMBA_TYPE = {"float64": "float64", "float32": "float32", "int64": "int64", "bool": "boolean",
                "complex128": "complex128", "complex64": "complex64"}
@@ -567,15 +571,11 @@ class _Generator:
                     self.loop = pending
                 continue
             self.step = _Step()
-            if ins.prim in UFUNCS:
-                self.emit_elementwise(ins)
-            elif ins.prim in REDUCERS:
-                self.emit_reduce(ins)
-            elif hasattr(self, f"emit_{ins.prim}"):
-                getattr(self, f"emit_{ins.prim}")(ins)
-            else:
+            emit = EMITTERS.get(registry[ins.prim])
+            if emit is None:
                 raise NotImplementedError(f"the Numba backend has no code for primitive "
                                           f"{ins.prim!r}")
+            emit(self, ins)
             steps.append(self.step)
         self.k = len(self.tape.instrs)
         if self.loop is not None:
@@ -586,13 +586,13 @@ class _Generator:
         return steps
 
     # -- fused elementwise loops ---------------------------------------------------
-    ELEMENTWISE = frozenset(UFUNCS) | {"where", "astype"}
+    ELEMENTWISE = frozenset(UFUNCS) | {P.where, P.astype}
 
     def starts_loop(self, ins: Instr) -> bool:
         shape = self.avals[ins.out].shape
         if ins.prim == "take":
             return shape != () and self.fusable_gather(ins) is not None
-        return ins.prim in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+        return registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
 
     def fusable_gather(self, ins: Instr) -> np.ndarray | None:
         """The flat index table of a gather that can be a loop member: a table
@@ -606,7 +606,7 @@ class _Generator:
 
     def joins_loop(self, ins: Instr) -> bool:
         loop = self.loop
-        if ins.prim in REDUCERS:  # a full reduction of a loop value: an accumulator
+        if registry[ins.prim] in REDUCERS:  # a full reduction of a loop value: an accumulator
             x = ins.ins[0]
             return (x in loop.values and not ins.kwargs["keepdims"]
                     and len(ins.kwargs["axes"]) == len(loop.shape))
@@ -614,7 +614,7 @@ class _Generator:
             return self.indexed_joins(ins)
         # operands of the loop's shape or broadcast to it (the output's shape is
         # the broadcast of the operands'), never an accumulator still pending
-        return (ins.prim in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
+        return (registry[ins.prim] in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
                 and not any(self.is_scalar(s) and s in loop.results for s in ins.ins)
                 and not any(s in loop.written for s in ins.ins)
                 and not (loop.indexed and self.broadcasts(ins)))
@@ -666,7 +666,7 @@ class _Generator:
         loop = self.loop
         loop.positions.add(self.k)
         loop.results.add(ins.out)
-        if ins.prim in REDUCERS:
+        if registry[ins.prim] in REDUCERS:
             loop.reductions.append(ins)
             return
         loop.members.append(ins)
@@ -728,7 +728,7 @@ class _Generator:
                 self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
         for ins in loop.reductions:
             dt = self.avals[ins.out].dtype
-            lines.append(f"acc{ins.out} = {_literal(REDUCER_START[ins.prim], dt)}")
+            lines.append(f"acc{ins.out} = {_literal(REDUCER_START[registry[ins.prim]], dt)}")
         body, late, shift, fill = [], [], [], []
         for ins in loop.members:
             if ins.prim == "scatter_add":
@@ -748,7 +748,8 @@ class _Generator:
                 body.append(f"{self.flat(ins.out)}[i] = e{ins.out}")
         for ins in loop.reductions:
             acc = f"acc{ins.out}"
-            body.append(f"{acc} = " + REDUCERS[ins.prim].format(acc=acc, v=f"e{ins.ins[0]}"))
+            combine = REDUCERS[registry[ins.prim]]
+            body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
         for ins in loop.members:  # in tape order: each element's updates keep their order
             if ins.prim != "scatter_add":
                 continue
@@ -843,8 +844,9 @@ class _Generator:
             return f"{args[1]} if {args[0]} else {args[2]}"
         if ins.prim == "astype":
             return f"np.{self.avals[ins.out].dtype.name}({self.real_part(ins, args[0])})"
-        template = SCALAR_OPERATORS.get(ins.prim)
-        return template.format(*args) if template else f"np.{UFUNCS[ins.prim]}({', '.join(args)})"
+        prim = registry[ins.prim]
+        template = SCALAR_OPERATORS.get(prim)
+        return template.format(*args) if template else f"np.{UFUNCS[prim]}({', '.join(args)})"
 
     def emit_outputs(self) -> None:
         """Every output in a variable of its own: no two outputs share a buffer,
@@ -886,7 +888,7 @@ class _Generator:
         if aval.shape == ():
             self.define_scalar(ins, self.scalar_expr(ins, args))
             return
-        call = f"np.{UFUNCS[ins.prim]}({', '.join(args)}"
+        call = f"np.{UFUNCS[registry[ins.prim]]}({', '.join(args)}"
         for s in ins.ins:  # a dying operand of the result's shape and dtype holds it
             if self.avals[s] == aval and self.dies_here(s, ins):
                 self.step.lines.append(f"{call}, {self.ref(s)})")
@@ -956,7 +958,7 @@ class _Generator:
         x = ins.ins[0]
         axes = tuple(ins.kwargs["axes"])
         aval, xval = self.avals[ins.out], self.avals[x]
-        combine = REDUCERS[ins.prim]
+        combine = REDUCERS[registry[ins.prim]]
         lines, o = self.step.lines, ins.out
         if not axes:
             self.alias(ins, x)
@@ -989,7 +991,7 @@ class _Generator:
             return
         x3, (na, nn, nb) = self.as_blocks(x, axes)
         if nn == 0:
-            lines.append(f"r{o} = np.full(({na}, {nb}), {REDUCER_IDENTITY[ins.prim]}, "
+            lines.append(f"r{o} = np.full(({na}, {nb}), {REDUCER_IDENTITY[registry[ins.prim]]}, "
                          f"np.{aval.dtype.name})")
         else:
             lines.append(f"x3_{o} = {x3}")
@@ -1189,6 +1191,40 @@ class _Generator:
 
 
 # -- parts and the kernel ----------------------------------------------------------
+# primitive -> the _Generator method that emits its code
+EMITTERS: dict[Primitive, Callable[[_Generator, Instr], None]] = check_table({
+    **{p: _Generator.emit_elementwise for p in UFUNCS},
+    **{p: _Generator.emit_reduce for p in REDUCERS},
+    P.where: _Generator.emit_where, P.astype: _Generator.emit_astype,
+    P.stop_gradient: _Generator.emit_stop_gradient, P.guard: _Generator.emit_guard,
+    P.cumsum: _Generator.emit_cumsum, P.reshape: _Generator.emit_reshape,
+    P.transpose: _Generator.emit_transpose, P.broadcast_to: _Generator.emit_broadcast_to,
+    P.take: _Generator.emit_take, P.scatter_add: _Generator.emit_scatter_add,
+    P.scatter_set: _Generator.emit_scatter_set, P.matmul: _Generator.emit_matmul,
+    P.solve: _Generator.emit_solve, P.logabsdet: _Generator.emit_logabsdet,
+    P.detsign: _Generator.emit_detsign, P.fft: _Generator.emit_fft,
+}, "numba_backend.EMITTERS")
+assert all(p.elementwise for p in _Generator.ELEMENTWISE), "a loop member that is not elementwise"
+
+# Builtin primitives the generated code does not compute, each with why: a
+# compiled function whose tape holds one runs it as a host call (its NumPy
+# implementation) between compiled segments (`backends.segmented`).
+NOT_EMITTED: dict[Primitive, str] = check_table({
+    **{registry[name]: "a special function (scipy.special): Numba has no implementation"
+       for name in sorted(special.ELEMENTWISE)},
+    P.argsort: "sorting: no generated code yet",
+    P.argpartition: "sorting: no generated code yet",
+    P.take_along: "gathers by computed indices: no generated code yet",
+    P.scatter_add_along: "scatters by computed indices: no generated code yet",
+    P.interp: "a table search per element: no generated code yet",
+    P.interp_slope: "a table search per element: no generated code yet",
+    P.cumprod: "no generated code yet (cumsum has some)",
+    **{registry[name]: "a LAPACK decomposition or solver: no generated code"
+       for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
+                    "sylvester", "sqrtm")},
+}, "numba_backend.NOT_EMITTED")
+
+
 def _numba_type(dtype: np.dtype, ndim: int) -> str:
     base = _NUMBA_TYPE[np.dtype(dtype).name]
     return base if ndim == 0 else f"{base}[{', '.join([':'] * (ndim - 1) + ['::1'])}]"

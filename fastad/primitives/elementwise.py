@@ -59,7 +59,8 @@ UNARY = {
     "arcsinh":    (np.arcsinh,    LIBM,  lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
     # sqrt(x - 1) sqrt(x + 1), not sqrt(x**2 - 1): the same for real x > 1, and
     # the derivative of NumPy's principal branch for complex x
-    "arccosh":    (np.arccosh,    LIBM,  lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
+    "arccosh":    (np.arccosh,    LIBM,
+                   lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
     "arctanh":    (np.arctanh,    LIBM,  lambda g, ans, x: g / (1.0 - fnp.square(x))),
 }
 

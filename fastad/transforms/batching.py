@@ -14,8 +14,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import TracingError
-from ..primitives import elementwise, linalg, ordering, special
-from ..primitives.registry import fnp, registry
+from ..primitives import linalg, ordering
+from ..primitives.registry import Primitive, check_table, fnp, registry
+from ..primitives.registry import prims as P
 from ..tape import Tape, where
 from ..tracer import bind
 
@@ -42,68 +43,68 @@ def _row_offsets(size: int, example_size: int, idx: np.ndarray) -> np.ndarray:
     return offsets + idx
 
 
-def _elementwise(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _elementwise(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
     rank = max(len(s) for s in shapes)
-    return bind(registry[prim], *(_align(a, s, rank, size) for a, s in zip(args, shapes)),
+    return bind(prim, *(_align(a, s, rank, size) for a, s in zip(args, shapes)),
                 **params)
 
 
-def _reduction(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _reduction(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                params: dict[str, Any], size: int) -> Any:
     axes = tuple(a + 1 for a in params["axes"])
-    return bind(registry[prim], args[0][0], axes=axes, keepdims=params["keepdims"])
+    return bind(prim, args[0][0], axes=axes, keepdims=params["keepdims"])
 
 
-def _cumsum(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _cumsum(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
             params: dict[str, Any], size: int) -> Any:
     return fnp.cumsum_(args[0][0], params["axis"] + 1, params["reverse"])
 
 
-def _reshape(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _reshape(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
              params: dict[str, Any], size: int) -> Any:
     return fnp.reshape(args[0][0], (size,) + tuple(params["shape"]))
 
 
-def _transpose(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _transpose(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                params: dict[str, Any], size: int) -> Any:
     return fnp.transpose(args[0][0], (0,) + tuple(p + 1 for p in params["perm"]))
 
 
-def _broadcast_to(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _broadcast_to(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                   params: dict[str, Any], size: int) -> Any:
     target = tuple(params["shape"])
     return fnp.broadcast_to(_align(args[0], shapes[0], len(target), size), (size,) + target)
 
 
-def _take(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _take(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
           params: dict[str, Any], size: int) -> Any:
     idx = np.asarray(args[1][0])
     return fnp.take_flat(args[0][0], _row_offsets(size, int(np.prod(shapes[0])), idx))
 
 
-def _scatter(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _scatter(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
              params: dict[str, Any], size: int) -> Any:
     x = _batch_all(args[0], shapes[0], size)
     idx = np.asarray(args[1][0])
     v = _batch_all(args[2], shapes[2], size)
     flat = _row_offsets(size, int(np.prod(shapes[0])), idx)
-    return bind(registry[prim], x, flat, v)
+    return bind(prim, x, flat, v)
 
 
-def _fft(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _fft(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
          params: dict[str, Any], size: int) -> Any:
     axes = tuple(a + 1 for a in params["axes"])
-    return bind(registry[prim], args[0][0], **{**params, "axes": axes})
+    return bind(prim, args[0][0], **{**params, "axes": axes})
 
 
-def _batched_linalg(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _batched_linalg(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                     params: dict[str, Any], size: int) -> Any:
-    return bind(registry[prim], *(_batch_all(a, s, size) for a, s in zip(args, shapes)),
+    return bind(prim, *(_batch_all(a, s, size) for a, s in zip(args, shapes)),
                 **params)
 
 
-def _matmul(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _matmul(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
             params: dict[str, Any], size: int) -> Any:
     """A matrix shared by every example is not copied once per example: the
     examples fold into the rows (or columns) of one larger product."""
@@ -120,21 +121,21 @@ def _matmul(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
     return _batched_linalg(prim, args, shapes, params, size)
 
 
-def _along_axis(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _along_axis(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                 params: dict[str, Any], size: int) -> Any:
     """Sorting, gathers and scans along one axis: every operand batched, the axis moved."""
     batched = [_batch_all(a, s, size) for a, s in zip(args, shapes)]
-    return bind(registry[prim], *batched, **{**params, "axis": params["axis"] + 1})
+    return bind(prim, *batched, **{**params, "axis": params["axis"] + 1})
 
 
-def _interpolate(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
     if args[1][1] or args[2][1]:
         raise TracingError("vmap: interp with a batched table (xp, fp) is not supported")
-    return bind(registry[prim], args[0][0], args[1][0], args[2][0], **params)
+    return bind(prim, args[0][0], args[1][0], args[2][0], **params)
 
 
-def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
+def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
     agree = fnp.all(fnp.equal(pred, params["expected"]))
@@ -143,26 +144,25 @@ def _guard(prim: str, args: list[Batched], shapes: list[tuple[int, ...]],
         raise TracingError(f"vmap: Python control flow at {where(line)} depends on the batched "
                            "value and the examples take different branches; use "
                            "fastad.numpy.where to stay branch-free")
-    return bind(registry["guard"], agree, expected=True)
+    return bind(prim, agree, expected=True)
 
 
-_ELEMENTWISE = (set(elementwise.UNARY) | set(elementwise.UNARY_ZERO_DERIVATIVE)
-                | set(elementwise.BINARY) | set(elementwise.BINARY_ZERO_DERIVATIVE)
-                | set(elementwise.NON_HOLOMORPHIC) | special.ELEMENTWISE
-                | {"where", "astype", "stop_gradient"})
-
-RULES: dict[str, Callable[..., Any]] = {
-    **{name: _elementwise for name in _ELEMENTWISE},
-    **{name: _reduction for name in ("sum", "prod", "max", "min")},
-    "cumsum": _cumsum, "reshape": _reshape, "transpose": _transpose,
-    "broadcast_to": _broadcast_to, "take": _take, "fft": _fft,
-    "scatter_set": _scatter, "scatter_add": _scatter,
-    "matmul": _matmul,
-    **{name: _batched_linalg for name in ("solve", "logabsdet", "detsign")},
-    **{name: _batched_linalg for name in linalg.BATCHED},
-    **{name: _along_axis for name in ordering.ALONG_AXIS},
-    "interp": _interpolate, "interp_slope": _interpolate,
-}
+# primitive -> rule(prim, args, shapes, params, size); a guard (the "guard"
+# effect) has its own rule, `_guard`.  Every builtin primitive has a rule
+# (tests/test_primitive_tables.py); NO_BATCHING_RULE would list any that may not.
+RULES: dict[Primitive, Callable[..., Any]] = check_table({
+    **{p: _elementwise for p in registry.values() if p.builtin and p.elementwise},
+    **{p: _reduction for p in (P.sum, P.prod, P.max, P.min)},
+    P.cumsum: _cumsum, P.reshape: _reshape, P.transpose: _transpose,
+    P.broadcast_to: _broadcast_to, P.take: _take, P.fft: _fft,
+    P.scatter_set: _scatter, P.scatter_add: _scatter,
+    P.matmul: _matmul,
+    **{p: _batched_linalg for p in (P.solve, P.logabsdet, P.detsign)},
+    **{registry[name]: _batched_linalg for name in linalg.BATCHED},
+    **{registry[name]: _along_axis for name in ordering.ALONG_AXIS},
+    P.interp: _interpolate, P.interp_slope: _interpolate,
+}, "batching.RULES")
+NO_BATCHING_RULE: dict[Primitive, str] = check_table({}, "batching.NO_BATCHING_RULE")
 
 
 def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batched]:
@@ -170,18 +170,19 @@ def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batch
     env: dict[int, Batched] = dict(zip(tape.inputs, inputs))
     env.update((s, (v, False)) for s, v in tape.consts.items())
     for ins in tape.instrs:
+        prim = registry[ins.prim]
         args = [env[s] for s in ins.ins]
         params = dict(ins.params)
         if not any(batched for _, batched in args):
-            env[ins.out] = (bind(registry[ins.prim], *(v for v, _ in args), **params), False)
+            env[ins.out] = (bind(prim, *(v for v, _ in args), **params), False)
             continue
         shapes = [tape.avals[s].shape for s in ins.ins]
-        if ins.prim == "guard":
-            env[ins.out] = (_guard(ins.prim, args, shapes, params, size, ins.line), False)
+        if prim.effect == "guard":
+            env[ins.out] = (_guard(prim, args, shapes, params, size, ins.line), False)
             continue
-        rule = RULES.get(ins.prim)
+        rule = RULES.get(prim)
         if rule is None:
             raise TracingError(f"vmap: primitive {ins.prim!r} has no batching rule; "
                                "call the function in a loop instead")
-        env[ins.out] = (rule(ins.prim, args, shapes, params, size), True)
+        env[ins.out] = (rule(prim, args, shapes, params, size), True)
     return [env[s] for s in tape.outputs]

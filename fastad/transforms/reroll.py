@@ -58,7 +58,7 @@ PASSES = 3             # one per loop level
 _SUM_LINKS = ("add", "sub")
 _SCATTER_LINKS = ("scatter_set", "scatter_add")
 # what a term may compute per iteration (take is matched apart: its index varies)
-_BODY = frozenset(RULES) - {"take", *_SCATTER_LINKS}
+_BODY = frozenset(p.name for p in RULES) - {"take", *_SCATTER_LINKS}
 
 
 class _TapeIndex:
@@ -520,11 +520,12 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             prim, params, children, aval = node
             args = [(_cast(v, aval.dtype) if c in weak else v, b)
                     for c, (v, b) in ((c, values[c]) for c in children)]
+            p = registry[prim]
             if not any(b for _, b in args):
-                values.append((bind(registry[prim], *(v for v, _ in args), **dict(params)), False))
+                values.append((bind(p, *(v for v, _ in args), **dict(params)), False))
             else:
-                values.append((RULES[prim](prim, args, [shapes[c] for c in children],
-                                           dict(params), n), True))
+                values.append((RULES[p](p, args, [shapes[c] for c in children],
+                                        dict(params), n), True))
     out, batched = values[first.root]
     root_shape = (n,) + shapes[first.root]
     return out if batched else fnp.broadcast_to(out, root_shape)
