@@ -22,11 +22,6 @@ def test_coverage_lists_every_primitive_for_every_backend(capsys):
     assert all(name in printed for name in table)
 
 
-def test_c_coverage_is_what_lower_can_lower():
-    from fastad.backends.lower import _RULES
-    assert backends.native_primitives("c") == frozenset(p.name for p in _RULES)
-
-
 @pytest.mark.parametrize("backend", [b for b in fa.backends_available() if b != "numpy"])
 def test_a_primitive_the_backend_lacks_runs_as_a_host_call(backend):
     @fa.primitive

@@ -1,0 +1,82 @@
+"""Every builtin primitive against every table that interprets tapes.
+
+Each backend and transform keeps its rules in a table keyed by `Primitive`
+objects.  A builtin primitive is either in that table or in the list of
+primitives declared beside it as left out on purpose, each with a reason
+(lower.HOST_CALLS, numba_backend.NOT_EMITTED, batching.NO_BATCHING_RULE;
+for derivatives, ``differentiable=False``).  A primitive in neither is an
+omission; a key of either that is not a registered primitive is a mistake.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fastad import backends, shapes
+from fastad.backends import lower, numba_backend
+from fastad.primitives.registry import (COST_CLASSES, EFFECTS, Primitive, check_table, prims,
+                                        registry)
+from fastad.transforms import batching
+
+BUILTIN = [p for p in registry.values() if p.builtin]
+
+# table name -> (implemented: dict or set keyed by primitive, left out on purpose: dict)
+TABLES = {
+    "c": (lower._RULES, lower.HOST_CALLS),
+    "numba": (numba_backend.EMITTERS, numba_backend.NOT_EMITTED),
+    # a guard is batched by its effect (every example must take the recorded branch)
+    "batching": ({**batching.RULES, **{p: None for p in BUILTIN if p.effect == "guard"}},
+                 batching.NO_BATCHING_RULE),
+    "shapes": (shapes.RULES, {}),
+    "numpy": ({p: p.impl for p in BUILTIN if callable(p.impl)}, {}),
+}
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_every_builtin_primitive_is_implemented_or_listed(table):
+    implemented, left_out = TABLES[table]
+    neither = sorted(p.name for p in BUILTIN if p not in implemented and p not in left_out)
+    assert neither == [], f"{table}: no rule and not listed as left out on purpose"
+    both = sorted(p.name for p in BUILTIN if p in implemented and p in left_out)
+    assert both == [], f"{table}: listed as left out but implemented"
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_every_key_is_a_registered_primitive(table):
+    for keys in TABLES[table]:
+        for key in keys:
+            assert isinstance(key, Primitive) and registry.get(key.name) is key, key
+    for why in TABLES[table][1].values():
+        assert isinstance(why, str) and why, "each primitive left out says why"
+
+
+@pytest.mark.parametrize("name", ["c", "numba"])
+def test_coverage_reports_exactly_the_listed_host_calls(name):
+    native = backends.native_primitives(name)
+    listed = backends.host_calls(name)
+    assert sorted(p.name for p in BUILTIN if p.name not in native) == sorted(listed)
+
+
+def test_derivative_rules_cover_every_argument_or_are_declared_absent():
+    for p in BUILTIN:
+        if not p.differentiable:  # the explicit "not differentiable" list is this flag
+            continue
+        assert len(p.vjps) == p.nargs, f"{p.name}: VJP rules for {len(p.vjps)} of {p.nargs}"
+        assert len(p.jvps) == p.nargs, f"{p.name}: JVP rules for {len(p.jvps)} of {p.nargs}"
+        # None marks an argument with no derivative (indices, conditions)
+        assert any(r is not None for r in p.vjps), p.name
+        assert any(r is not None for r in p.jvps), p.name
+
+
+def test_traits_are_from_the_closed_sets():
+    for p in BUILTIN:
+        assert p.cost in COST_CLASSES, p.name
+        assert p.effect in EFFECTS, p.name
+        assert not (p.cost in ("cheap", "transcendental")) or p.elementwise, p.name
+    assert [p.name for p in BUILTIN if p.effect is not None] == ["guard"]
+
+
+def test_a_misspelt_primitive_fails_where_the_table_is_built():
+    with pytest.raises(AttributeError, match="sinn"):
+        prims.sinn  # noqa: B018
+    with pytest.raises(TypeError, match="not a registered primitive"):
+        check_table({"sin": None}, "a table keyed by a name")
