@@ -38,7 +38,7 @@ typedef struct {
 } fastad_batch;
 
 /* Run every chunk of b.  arenas[t] (t < nthreads) is thread t's arena:
- * prog->arena_bytes, 64-byte aligned, constants in place.  status[k] receives
+ * prog->arena_bytes, FASTAD_ARENA_ALIGN-aligned, constants in place.  status[k] receives
  * the FASTAD_VM_* status of chunk k; a failed chunk's outputs are left as they
  * were.  Uses min(nthreads, chunks) threads, the caller's included; if a
  * thread cannot be started, the caller runs its chunks.  Returns the number

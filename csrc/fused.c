@@ -37,10 +37,15 @@ typedef pthread_t thread_id;
 #define FASTAD_FUSED_PARALLEL_MIN ((int64_t)1 << 15)
 #endif
 const int64_t fastad_fused_parallel_min = FASTAD_FUSED_PARALLEL_MIN;
-/* Registers are FUSED_BLOCK + 8 elements apart: at exactly 4 KiB apart a
- * step's loads share their low 12 address bits with its stores, and the CPU's
- * store-forwarding check stalls them (in-cache W2 steps ran 16% slower). */
-#define FUSED_REG_STRIDE (FUSED_BLOCK + 8)
+/* Registers are FUSED_BLOCK + FASTAD_FUSED_REG_PAD (8) elements apart: at
+ * exactly 4 KiB apart a step's loads share their low 12 address bits with its
+ * stores, and the CPU's store-forwarding check stalls them (in-cache W2 steps
+ * ran 16% slower). */
+#define FUSED_REG_STRIDE (FUSED_BLOCK + FASTAD_FUSED_REG_PAD)
+
+/* The words of a FUSED descriptor (opcodes.h): header, per slot, per step. */
+enum { FUSED_HEAD = FASTAD_DESC_HEAD_FUSED, SLOT_WORDS = FASTAD_FUSED_SLOT_WORDS,
+       STEP_WORDS = FASTAD_FUSED_STEP_WORDS };
 
 int fastad_vm_threads(void) { return fastad_pool_threads(); }
 
@@ -125,7 +130,7 @@ static void fused_chunk(void *arg, int chunk) {
   fused_job *job = (fused_job *)arg;
   const int64_t *d = job->d;
   const int nregs = (int)d[0], nslots = (int)d[1], nsteps = (int)d[2];
-  const int64_t *slots = d + 3, *steps = d + 3 + 2 * nslots;
+  const int64_t *slots = d + FUSED_HEAD, *steps = d + FUSED_HEAD + SLOT_WORDS * nslots;
   const int64_t lo = chunk * job->chunk_len;
   const int64_t hi = lo + job->chunk_len < job->n ? lo + job->chunk_len : job->n;
   VM_ASSERT_INDEX(hi - 1, job->n);
@@ -145,19 +150,19 @@ static void fused_chunk(void *arg, int chunk) {
       ptr[r] = regs[r];
       scalar[r] = 0;
     }
-    for (int s = 0; s < nslots; s++) scalar[nregs + s] = slots[2 * s] == FUSED_SCALAR;
+    for (int s = 0; s < nslots; s++) scalar[nregs + s] = slots[SLOT_WORDS * s] == FUSED_SCALAR;
     for (int k = 0; k < FASTAD_FUSED_MAX_SUMS; k++) sums[k] = 0;
     int64_t blocks = 0;
     for (int64_t i0 = lo; i0 < hi; i0 += FUSED_BLOCK) {
       if (job->ps != NULL && ++blocks % POLL_BLOCKS == 0 && fused_stop(job)) break;
       const int64_t len = hi - i0 < FUSED_BLOCK ? hi - i0 : FUSED_BLOCK;
       for (int s = 0; s < nslots; s++) {
-        const int64_t kind = slots[2 * s], off = slots[2 * s + 1];
+        const int64_t kind = slots[SLOT_WORDS * s], off = slots[SLOT_WORDS * s + 1];
         ptr[nregs + s] = (T *)job->arena + off + (kind == FUSED_IN || kind == FUSED_OUT ? i0 : 0);
       }
       int nsum = 0, nshift = 0;
       for (int k = 0; k < nsteps; k++) {
-        const int64_t *st = steps + 5 * k;
+        const int64_t *st = steps + STEP_WORDS * k;
         T *po = ptr[st[2]];
         const T *pa = ptr[st[3]];
         const T *pb = ptr[st[4]];
@@ -231,10 +236,10 @@ static void fused_chunk(void *arg, int chunk) {
      * next chunk (added after the join) or past element n - 1 (added now) */
     int nshift = 0;
     for (int k = 0; k < nsteps; k++) {
-      const int64_t *st = steps + 5 * k;
+      const int64_t *st = steps + STEP_WORDS * k;
       if (st[0] != FUSED_SHIFT) continue;
       if (st[1] > 0) {
-        T *x = (T *)job->arena + slots[2 * (st[2] - nregs) + 1];
+        T *x = (T *)job->arena + slots[SLOT_WORDS * (st[2] - nregs) + 1];
         for (int64_t q = 0; q < st[1]; q++) {
           if (!pend_set[nshift][q]) continue;
           if (hi == job->n) {
@@ -269,12 +274,12 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
   /* Each accumulator: its chunks' partial sums, in chunk order; each SHIFT:
    * the contributions that crossed a chunk boundary. */
   const int nslots = (int)d[1], nsteps = (int)d[2];
-  const int64_t *slots = d + 3, *steps = d + 3 + 2 * nslots;
+  const int64_t *slots = d + FUSED_HEAD, *steps = d + FUSED_HEAD + SLOT_WORDS * nslots;
   int nsum = 0, nshift = 0;
   for (int k = 0; k < nsteps; k++) {
-    const int64_t *st = steps + 5 * k;
+    const int64_t *st = steps + STEP_WORDS * k;
     if (st[0] == FUSED_SHIFT) {
-      const int64_t f = st[1], off = slots[2 * (st[2] - d[0]) + 1];
+      const int64_t f = st[1], off = slots[SLOT_WORDS * (st[2] - d[0]) + 1];
       for (int c = 0; c < nchunks; c++) {
         const int64_t at = f > 0 ? (c + 1) * job.chunk_len : c * job.chunk_len + f;
         if ((f > 0 && c == nchunks - 1) || (f < 0 && c == 0)) continue;
@@ -288,7 +293,7 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
       continue;
     }
     if (st[0] != FUSED_SUM && st[0] != FUSED_COUNT && st[0] != FUSED_NCOUNT) continue;
-    const int64_t off = slots[2 * (st[2] - d[0]) + 1];
+    const int64_t off = slots[SLOT_WORDS * (st[2] - d[0]) + 1];
     FLOAT_TYPED(t, {
       T acc = 0;
       for (int c = 0; c < nchunks; c++) acc += (T)job.sums[c][nsum];

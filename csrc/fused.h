@@ -7,8 +7,9 @@
 
 #include "interrupt.h"
 
+/* A build may set another block size with -DFUSED_BLOCK=..., to measure. */
 #ifndef FUSED_BLOCK
-#define FUSED_BLOCK 512 /* measured against 128, 256 and 1024: docs/design.md */
+#define FUSED_BLOCK FASTAD_FUSED_BLOCK
 #endif
 
 /* Runs the FUSED instruction of dtype t, descriptor d, over n elements,

@@ -1,10 +1,13 @@
 /*
  * opcodes.h -- the instruction set of the fastad virtual machine.
  *
- * This header is the single source of truth for opcodes and function codes:
- * the C VM expands the X-macro lists below, and fastad/backends/lower.py
- * parses them (the lines of the form  X(NAME, nargs)  and  F(NAME) ).
- * A test checks that the compiled extension and the Python side agree.
+ * This header is the single source of truth for opcodes and function codes,
+ * and for the constants the VM and the lowering share (limits, descriptor
+ * lengths, alignment, dtype sizes, status codes): the C VM expands the
+ * X-macro lists below, and fastad/backends/lower.py parses them (the lines of
+ * the form  X(NAME, nargs)  and  F(NAME) , and every  #define FASTAD_NAME
+ * integer).  Tests check that the compiled extension and the Python side
+ * agree (tests/test_lower.py, tests/test_vm_constants.py).
  *
  * Program format
  * ==============
@@ -135,6 +138,16 @@
 #define FASTAD_FUSED_MAX_SUMS 16 /* SUM and COUNT steps */
 #define FASTAD_FUSED_MAX_SHIFT 16
 #define FASTAD_FUSED_MAX_SHIFTS 4
+/* Words per slot (kind, off) and per step (kind, f, dst, a, b) of a FUSED
+ * descriptor, after its three header words (nregs, nslots, nsteps). */
+#define FASTAD_FUSED_SLOT_WORDS 2
+#define FASTAD_FUSED_STEP_WORDS 5
+/* The VM runs a FUSED instruction in blocks of FASTAD_FUSED_BLOCK elements
+ * (measured against 128, 256 and 1024: docs/design.md); its registers are
+ * FASTAD_FUSED_BLOCK + FASTAD_FUSED_REG_PAD elements apart, so that no two
+ * are a multiple of 4 KiB apart (store-forwarding stalls). */
+#define FASTAD_FUSED_BLOCK 512
+#define FASTAD_FUSED_REG_PAD 8
 
 /* Dtype codes: X(NAME, itemsize). */
 #define FASTAD_DTYPES(X) X(F64, 8) X(F32, 4) X(BOOL, 1)
@@ -159,6 +172,19 @@
  *               (same start or disjoint), so blocks and threads are independent.
  */
 #define FASTAD_MAX_NDIM 32
+
+/* The length of each descriptor above: D(NAME, head, per_dim), head words
+ * plus per_dim words per axis (ndim, its first word), or a fixed length of
+ * head words when per_dim is 0.  FUSED: 3 header words, then
+ * FASTAD_FUSED_SLOT_WORDS per slot and FASTAD_FUSED_STEP_WORDS per step. */
+#define FASTAD_DESCRIPTORS(D) \
+  D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
+  D(CUMSUM, 4, 0) D(MATMUL, 6, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(FUSED, 3, 0)
+
+/* The arena's base, and every buffer of FASTAD_ARENA_ALIGN bytes or more in
+ * it (the lowering's planner), are aligned to FASTAD_ARENA_ALIGN bytes; the
+ * arena's size is a multiple of it. */
+#define FASTAD_ARENA_ALIGN 64
 
 /* Status codes returned by the VM. */
 #define FASTAD_VM_OK 0

@@ -1,6 +1,7 @@
 /*
- * tables.c -- the names and arities of opcodes.h's tables, compiled in for
- * the drift test (fastad.backends._vm.tables()).
+ * tables.c -- opcodes.h's tables as the VM was compiled with them (names,
+ * arities, dtype sizes, descriptor lengths), for the drift tests
+ * (fastad.backends._vm.tables()).
  */
 #include "vm.h"
 
@@ -23,3 +24,12 @@ const char *const fastad_fused_step_names[FASTAD_NUM_FUSED_STEPS] = {FASTAD_FUSE
 #define NAME_OF_DTYPE(name, size) #name,
 #define SIZE_OF_DTYPE(name, size) size,
 const char *const fastad_dtype_names[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(NAME_OF_DTYPE)};
+const int fastad_dtype_sizes[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
+#define NAME_OF_DESC(name, head, per_dim) #name,
+#define HEAD_OF_DESC(name, head, per_dim) head,
+#define PER_DIM_OF_DESC(name, head, per_dim) per_dim,
+const char *const fastad_descriptor_names[FASTAD_NUM_DESCRIPTORS] = {
+    FASTAD_DESCRIPTORS(NAME_OF_DESC)};
+const int fastad_descriptor_head[FASTAD_NUM_DESCRIPTORS] = {FASTAD_DESCRIPTORS(HEAD_OF_DESC)};
+const int fastad_descriptor_per_dim[FASTAD_NUM_DESCRIPTORS] = {
+    FASTAD_DESCRIPTORS(PER_DIM_OF_DESC)};

@@ -20,7 +20,7 @@ static const int dtype_size[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
  * writes overlaps no other region it uses, except that two regions both
  * marked FASTAD_REGION_SAME (operands of an elementwise step, read and written
  * element by element in order) may coincide exactly. */
-#define MAX_REGIONS (FASTAD_FUSED_MAX_SLOTS + 8)
+#define MAX_REGIONS FASTAD_MAX_REGIONS
 
 typedef struct {
   const fastad_program *p;
@@ -55,6 +55,13 @@ static int dtype_ok(checker *c, int64_t t, int floats_only) {
 static int fn_ok(checker *c, int64_t f, int64_t count) {
   return (f >= 0 && f < count) || fail(c, "function code %lld outside 0..%lld", f, count - 1);
 }
+
+/* fused_ok keeps a bit per register and slot of a FUSED instruction. */
+_Static_assert(FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS <= 64,
+               "a FUSED instruction's operands must fit a uint64_t bit set");
+/* The words of a FUSED descriptor (opcodes.h): header, per slot, per step. */
+enum { FUSED_HEAD = FASTAD_DESC_HEAD_FUSED, SLOT_WORDS = FASTAD_FUSED_SLOT_WORDS,
+       STEP_WORDS = FASTAD_FUSED_STEP_WORDS };
 
 /* Elements [off, off + n) of itemsize bytes lie inside the arena. */
 static int range_ok(checker *c, int64_t off, int64_t n, int64_t itemsize) {
@@ -181,16 +188,16 @@ static int index_ok(checker *c, int64_t x, int64_t n, int64_t m) {
  * operand a known register or slot that holds a value when it is read. */
 static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
   const int64_t *m = c->p->meta;
-  if (!meta_ok(c, d, 3)) return 0;
+  if (!meta_ok(c, d, FUSED_HEAD)) return 0;
   const int64_t nregs = m[d], nslots = m[d + 1], nsteps = m[d + 2];
   if (nregs < 0 || nregs > FASTAD_FUSED_MAX_REGS || nslots < 0 || nslots > FASTAD_FUSED_MAX_SLOTS)
     return fail(c, "fused: %lld registers, %lld slots", nregs, nslots);
   if (nsteps < 1 || nsteps > FASTAD_FUSED_MAX_STEPS)
     return fail(c, "fused: %lld steps%.0lld", nsteps, 0);
-  if (!meta_ok(c, d, 3 + 2 * nslots + 5 * nsteps)) return 0;
-  const int64_t *slot = m + d + 3, *step = slot + 2 * nslots;
+  if (!meta_ok(c, d, FUSED_HEAD + SLOT_WORDS * nslots + STEP_WORDS * nsteps)) return 0;
+  const int64_t *slot = m + d + FUSED_HEAD, *step = slot + SLOT_WORDS * nslots;
   for (int64_t s = 0; s < nslots; s++) {
-    const int64_t kind = slot[2 * s], off = slot[2 * s + 1];
+    const int64_t kind = slot[SLOT_WORDS * s], off = slot[SLOT_WORDS * s + 1];
     const int vector = kind == FUSED_IN || kind == FUSED_OUT;
     if (kind < 0 || kind >= FASTAD_NUM_FUSED_SLOTS) return fail(c, "fused: slot kind %lld%.0lld", kind, 0);
     /* OUT and IN slots may start at the same element (an in-place step):
@@ -203,21 +210,21 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
   }
   uint64_t defined = 0; /* bit per operand (nregs + nslots <= 64): holds a value */
   for (int64_t s = 0; s < nslots; s++) {
-    const int64_t kind = slot[2 * s];
+    const int64_t kind = slot[SLOT_WORDS * s];
     if (kind == FUSED_IN || kind == FUSED_SCALAR) defined |= (uint64_t)1 << (nregs + s);
   }
   int64_t nsum = 0, nshift = 0;
   uint64_t summed = 0, sealed = 0; /* sealed: OUT slots a SHIFT finished */
   for (int64_t k = 0; k < nsteps; k++) {
-    const int64_t *st = step + 5 * k;
+    const int64_t *st = step + STEP_WORDS * k;
     const int64_t kind = st[0], f = st[1], dst = st[2], a = st[3], b = st[4];
     const int64_t nops = nregs + nslots;
     if (kind < 0 || kind >= FASTAD_NUM_FUSED_STEPS) return fail(c, "fused: step kind %lld%.0lld", kind, 0);
     if (dst < 0 || dst >= nops || a < 0 || a >= nops || b < 0 || b >= nops)
       return fail(c, "fused: step %lld operand outside 0..%lld", k, nops - 1);
-    const int64_t dkind = dst < nregs ? -1 : slot[2 * (dst - nregs)];
-    const int64_t akind = a < nregs ? -1 : slot[2 * (a - nregs)];
-    const int64_t bkind = b < nregs ? -1 : slot[2 * (b - nregs)];
+    const int64_t dkind = dst < nregs ? -1 : slot[SLOT_WORDS * (dst - nregs)];
+    const int64_t akind = a < nregs ? -1 : slot[SLOT_WORDS * (a - nregs)];
+    const int64_t bkind = b < nregs ? -1 : slot[SLOT_WORDS * (b - nregs)];
     if (!(defined >> a & 1) || (sealed >> a & 1))
       return fail(c, "fused: step %lld cannot read operand %lld", k, a);
     if (sealed >> dst & 1) return fail(c, "fused: step %lld writes finished slot %lld", k, dst);
@@ -245,11 +252,11 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
         return fail(c, "fused: more than %lld shifts%.0lld", FASTAD_FUSED_MAX_SHIFTS, 0);
       /* the elements it reaches past the slot's region: in the arena, and no
        * other slot's */
-      const int64_t off = slot[2 * (dst - nregs) + 1];
+      const int64_t off = slot[SLOT_WORDS * (dst - nregs) + 1];
       const int64_t lo = f < 0 ? off + f : off + n, hi = f < 0 ? off : off + n + f;
       if (!range_ok(c, lo, hi - lo, t)) return 0;
       for (int64_t r = 0; r < nslots; r++) {
-        const int64_t kr = slot[2 * r], or_ = slot[2 * r + 1];
+        const int64_t kr = slot[SLOT_WORDS * r], or_ = slot[SLOT_WORDS * r + 1];
         const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
         if (or_ < hi && lo < or_ + nr) return fail(c, "fused: shift of step %lld reaches slot %lld", k, r);
       }
@@ -318,7 +325,8 @@ static int operands_ok(checker *c, int32_t op) {
       if (!fn_ok(c, w[0], fcount) || (!logic && !dtype_ok(c, w[1], 1))) return 0;
       t = logic ? 1 : dtype_size[w[1]];
       d = w[k + 3];
-      if (!desc_ok(c, d, 1, 3, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      if (!desc_ok(c, d, FASTAD_DESC_HEAD_BROADCAST2, FASTAD_DESC_PER_DIM_BROADCAST2, &nd) ||
+          !shape_ok(c, nd, m + d + 1, &total)) return 0;
       return use(c, W, k, total, op == OP_BINARY_B ? t : 1) &&
              use_strided(c, R, k + 1, 0, nd, m + d + 1, m + d + 1 + nd, total, t) &&
              use_strided(c, R, k + 2, 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t);
@@ -329,7 +337,8 @@ static int operands_ok(checker *c, int32_t op) {
       if (!dtype_ok(c, w[0], 0)) return 0;
       t = dtype_size[w[0]];
       d = w[5];
-      if (!desc_ok(c, d, 1, 4, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      if (!desc_ok(c, d, FASTAD_DESC_HEAD_BROADCAST3, FASTAD_DESC_PER_DIM_BROADCAST3, &nd) ||
+          !shape_ok(c, nd, m + d + 1, &total)) return 0;
       return use(c, W, 1, total, t) &&
              use_strided(c, R, 2, 0, nd, m + d + 1, m + d + 1 + nd, total, 1) &&
              use_strided(c, R, 3, 0, nd, m + d + 1, m + d + 1 + 2 * nd, total, t) &&
@@ -345,7 +354,8 @@ static int operands_ok(checker *c, int32_t op) {
     case OP_STRIDED_B:  /* t o a d */
       if (!dtype_ok(c, w[0], 0)) return 0;
       d = w[3];
-      if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 2, &total)) return 0;
+      if (!desc_ok(c, d, FASTAD_DESC_HEAD_STRIDED, FASTAD_DESC_PER_DIM_STRIDED, &nd) ||
+          !shape_ok(c, nd, m + d + 2, &total)) return 0;
       return use(c, W, 1, total, dtype_size[w[0]]) &&
              use_strided(c, R, 2, m[d + 1], nd, m + d + 2, m + d + 2 + nd, total, dtype_size[w[0]]);
     case OP_GATHER_V:  /* t o a m x n */
@@ -358,7 +368,8 @@ static int operands_ok(checker *c, int32_t op) {
       if (!fn_ok(c, w[0], FASTAD_NUM_REDUCE_FNS) || !dtype_ok(c, w[1], 1)) return 0;
       t = dtype_size[w[1]];
       d = w[4];
-      if (!desc_ok(c, d, 2, 2, &nd) || !shape_ok(c, nd, m + d + 1, &total)) return 0;
+      if (!desc_ok(c, d, FASTAD_DESC_HEAD_REDUCE, FASTAD_DESC_PER_DIM_REDUCE, &nd) ||
+          !shape_ok(c, nd, m + d + 1, &total)) return 0;
       const int64_t nout = m[d + 1 + 2 * nd];
       if (!count_ok(c, nout) || !use(c, W, 2, nout, t) || !use(c, R, 3, total, t)) return 0;
       /* output strides must stay inside the output */
@@ -375,7 +386,7 @@ static int operands_ok(checker *c, int32_t op) {
     case OP_CUMSUM_B: {  /* t o a d */
       if (!dtype_ok(c, w[0], 1)) return 0;
       d = w[3];
-      if (!meta_ok(c, d, 4) || !shape_ok(c, 3, m + d, &total)) return 0;
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_CUMSUM) || !shape_ok(c, 3, m + d, &total)) return 0;
       if (m[d + 3] != 0 && m[d + 3] != 1) return fail(c, "bad reverse flag %lld%.0lld", m[d + 3], 0);
       return use(c, W, 1, total, dtype_size[w[0]]) && use(c, R, 2, total, dtype_size[w[0]]);
     }
@@ -383,7 +394,7 @@ static int operands_ok(checker *c, int32_t op) {
       if (!dtype_ok(c, w[0], 1)) return 0;
       t = dtype_size[w[0]];
       d = w[4];
-      if (!meta_ok(c, d, 6) || !shape_ok(c, 4, m + d, &total)) return 0;
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_MATMUL) || !shape_ok(c, 4, m + d, &total)) return 0;
       const int64_t batch = m[d], mm = m[d + 1], k = m[d + 2], n = m[d + 3];
       if (mm > INT_MAX || k > INT_MAX || n > INT_MAX) return fail(c, "matrix too large for BLAS%.0lld%.0lld", 0, 0);
       if ((m[d + 4] | m[d + 5]) & ~(int64_t)1) return fail(c, "bad transpose flags %lld %lld", m[d + 4], m[d + 5]);
@@ -394,7 +405,7 @@ static int operands_ok(checker *c, int32_t op) {
       if (!dtype_ok(c, w[0], 1)) return 0;
       t = dtype_size[w[0]];
       d = w[4];
-      if (!meta_ok(c, d, 3) || !shape_ok(c, 3, m + d, &total)) return 0;
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_SOLVE) || !shape_ok(c, 3, m + d, &total)) return 0;
       const int64_t batch = m[d], n = m[d + 1], k = m[d + 2];
       if (n > 46340 || k > INT_MAX / (n ? n : 1)) return fail(c, "system too large for LAPACK%.0lld%.0lld", 0, 0);
       return use(c, W, 1, batch * n * k, t) && use(c, R, 2, batch * n * n, t) &&
@@ -404,7 +415,7 @@ static int operands_ok(checker *c, int32_t op) {
       if (!fn_ok(c, w[0], 2) || !dtype_ok(c, w[1], 1)) return 0;
       t = dtype_size[w[1]];
       d = w[4];
-      if (!meta_ok(c, d, 2) || !shape_ok(c, 2, m + d, &total)) return 0;
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_SLOGDET) || !shape_ok(c, 2, m + d, &total)) return 0;
       const int64_t batch = m[d], n = m[d + 1];
       if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
       return use(c, W, 2, batch, t) && use(c, R, 3, batch * n * n, t) && use(c, W, 5, n * n, t) &&

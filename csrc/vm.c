@@ -53,8 +53,9 @@
 #define vmcheck() ((void)0)
 #endif
 
-/* Steps past the current instruction of nargs operands. */
-#define NEXT(nargs) (pc += 1 + (nargs))
+/* Steps past the current instruction, of opcode name: its opcode word and
+ * the operand words FASTAD_OPCODES gives it. */
+#define NEXT(name) (pc += 1 + FASTAD_NARGS_##name)
 
 /* After an array instruction: every POLL_INSTRUCTIONS of them, a poll. */
 #define POLL()                                                                   \
@@ -87,70 +88,70 @@ int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void 
     vmcheck();
     vmdispatch(*pc) {
       vmcase(HALT) { return FASTAD_VM_OK; }
-      vmcase(ADD_S) { D[pc[1]] = D[pc[2]] + D[pc[3]]; NEXT(3); vmbreak; }
-      vmcase(SUB_S) { D[pc[1]] = D[pc[2]] - D[pc[3]]; NEXT(3); vmbreak; }
-      vmcase(MUL_S) { D[pc[1]] = D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
-      vmcase(DIV_S) { D[pc[1]] = D[pc[2]] / D[pc[3]]; NEXT(3); vmbreak; }
-      vmcase(NEG_S) { D[pc[1]] = -D[pc[2]]; NEXT(2); vmbreak; }
-      vmcase(NMUL_S) { D[pc[1]] = -(D[pc[2]] * D[pc[3]]); NEXT(3); vmbreak; }
-      vmcase(MULADD_S) { D[pc[1]] = D[pc[2]] + D[pc[3]] * D[pc[4]]; NEXT(4); vmbreak; }
-      vmcase(MULSUB_S) { D[pc[1]] = D[pc[2]] - D[pc[3]] * D[pc[4]]; NEXT(4); vmbreak; }
-      vmcase(SQUARE_S) { const double x = D[pc[2]]; D[pc[1]] = x * x; NEXT(2); vmbreak; }
-      vmcase(MOV_S) { D[pc[1]] = D[pc[2]]; NEXT(2); vmbreak; }
-      vmcase(ACC_S) { D[pc[1]] += D[pc[2]]; NEXT(2); vmbreak; }
-      vmcase(NACC_S) { D[pc[1]] -= D[pc[2]]; NEXT(2); vmbreak; }
-      vmcase(MULACC_S) { D[pc[1]] += D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
-      vmcase(NMULACC_S) { D[pc[1]] -= D[pc[2]] * D[pc[3]]; NEXT(3); vmbreak; }
+      vmcase(ADD_S) { D[pc[1]] = D[pc[2]] + D[pc[3]]; NEXT(ADD_S); vmbreak; }
+      vmcase(SUB_S) { D[pc[1]] = D[pc[2]] - D[pc[3]]; NEXT(SUB_S); vmbreak; }
+      vmcase(MUL_S) { D[pc[1]] = D[pc[2]] * D[pc[3]]; NEXT(MUL_S); vmbreak; }
+      vmcase(DIV_S) { D[pc[1]] = D[pc[2]] / D[pc[3]]; NEXT(DIV_S); vmbreak; }
+      vmcase(NEG_S) { D[pc[1]] = -D[pc[2]]; NEXT(NEG_S); vmbreak; }
+      vmcase(NMUL_S) { D[pc[1]] = -(D[pc[2]] * D[pc[3]]); NEXT(NMUL_S); vmbreak; }
+      vmcase(MULADD_S) { D[pc[1]] = D[pc[2]] + D[pc[3]] * D[pc[4]]; NEXT(MULADD_S); vmbreak; }
+      vmcase(MULSUB_S) { D[pc[1]] = D[pc[2]] - D[pc[3]] * D[pc[4]]; NEXT(MULSUB_S); vmbreak; }
+      vmcase(SQUARE_S) { const double x = D[pc[2]]; D[pc[1]] = x * x; NEXT(SQUARE_S); vmbreak; }
+      vmcase(MOV_S) { D[pc[1]] = D[pc[2]]; NEXT(MOV_S); vmbreak; }
+      vmcase(ACC_S) { D[pc[1]] += D[pc[2]]; NEXT(ACC_S); vmbreak; }
+      vmcase(NACC_S) { D[pc[1]] -= D[pc[2]]; NEXT(NACC_S); vmbreak; }
+      vmcase(MULACC_S) { D[pc[1]] += D[pc[2]] * D[pc[3]]; NEXT(MULACC_S); vmbreak; }
+      vmcase(NMULACC_S) { D[pc[1]] -= D[pc[2]] * D[pc[3]]; NEXT(NMULACC_S); vmbreak; }
       vmcase(UNARY_S) {
         unary_v(pc[1], DT_F64, arena, pc[2], pc[3], 1);
-        NEXT(3);
+        NEXT(UNARY_S);
         vmbreak;
       }
       vmcase(BINARY_S) {
         binary_v(pc[1], DT_F64, 0, arena, pc[2], pc[3], pc[4], 1);
-        NEXT(4);
+        NEXT(BINARY_S);
         vmbreak;
       }
       vmcase(UNARY_V) {
         unary_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
         POLL();
-        NEXT(5);
+        NEXT(UNARY_V);
         vmbreak;
       }
       vmcase(BINARY_VV) {
         binary_v(pc[1], pc[2], 0, arena, pc[3], pc[4], pc[5], pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(BINARY_VV);
         vmbreak;
       }
       vmcase(BINARY_VS) {
         binary_v(pc[1], pc[2], 1, arena, pc[3], pc[4], pc[5], pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(BINARY_VS);
         vmbreak;
       }
       vmcase(BINARY_SV) {
         binary_v(pc[1], pc[2], 2, arena, pc[3], pc[4], pc[5], pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(BINARY_SV);
         vmbreak;
       }
       vmcase(BINARY_B) {
         binary_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(BINARY_B);
         vmbreak;
       }
       vmcase(COMPARE_B) {
         compare_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(COMPARE_B);
         vmbreak;
       }
       vmcase(LOGIC_B) {
         logic_b(pc[1], arena, pc[2], pc[3], pc[4], meta + pc[5]);
         POLL();
-        NEXT(5);
+        NEXT(LOGIC_B);
         vmbreak;
       }
       vmcase(NOT_V) {
@@ -158,56 +159,56 @@ int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void 
         const uint8_t *pa = B + pc[2];
         for (int64_t i = 0; i < pc[3]; i++) po[i] = !pa[i];
         POLL();
-        NEXT(3);
+        NEXT(NOT_V);
         vmbreak;
       }
       vmcase(WHERE_B) {
         where_b(pc[1], arena, pc[2], pc[3], pc[4], pc[5], meta + pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(WHERE_B);
         vmbreak;
       }
       vmcase(CAST_V) {
         cast_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
         POLL();
-        NEXT(5);
+        NEXT(CAST_V);
         vmbreak;
       }
       vmcase(ZERO_V) {
         memset(arena + (int64_t)pc[2] * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
         POLL();
-        NEXT(3);
+        NEXT(ZERO_V);
         vmbreak;
       }
       vmcase(COPY_V) {
         const int64_t size = dtype_size[pc[1]];
         memmove(arena + pc[2] * size, arena + pc[3] * size, (size_t)(pc[4] * size));
         POLL();
-        NEXT(4);
+        NEXT(COPY_V);
         vmbreak;
       }
       vmcase(STRIDED_B) {
         strided_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
         POLL();
-        NEXT(4);
+        NEXT(STRIDED_B);
         vmbreak;
       }
       vmcase(GATHER_V) {
         gather_v(pc[1], arena, pc[2], pc[3], pc[4], p->index + pc[5], pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(GATHER_V);
         vmbreak;
       }
       vmcase(SCATTER_SET_V) {
         scatter_set_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(SCATTER_SET_V);
         vmbreak;
       }
       vmcase(SCATTER_ADD_V) {
         scatter_add_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
         POLL();
-        NEXT(6);
+        NEXT(SCATTER_ADD_V);
         vmbreak;
       }
       vmcase(REDUCE_B) {
@@ -218,32 +219,32 @@ int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void 
           reduce_b(pc[1], pc[2], arena, pc[3], pc[4], d);
         }
         POLL();
-        NEXT(5);
+        NEXT(REDUCE_B);
         vmbreak;
       }
       vmcase(CUMSUM_B) {
         cumsum_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
         POLL();
-        NEXT(4);
+        NEXT(CUMSUM_B);
         vmbreak;
       }
       vmcase(MATMUL_B) {
         matmul_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
         POLL();
-        NEXT(5);
+        NEXT(MATMUL_B);
         vmbreak;
       }
       vmcase(SOLVE_B) {
         const int status = solve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
         if (status != FASTAD_VM_OK) return status;
         POLL();
-        NEXT(7);
+        NEXT(SOLVE_B);
         vmbreak;
       }
       vmcase(SLOGDET_B) {
         slogdet_b(pc[1], pc[2], la, arena, pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
         POLL();
-        NEXT(7);
+        NEXT(SLOGDET_B);
         vmbreak;
       }
       vmcase(FUSED) {
@@ -252,12 +253,12 @@ int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void 
               poll != NULL && pc[3] >= POLL_BLOCKS * FUSED_BLOCK ? &ps : NULL);
         if (ps.stop) return FASTAD_VM_INTERRUPTED;
         POLL();
-        NEXT(3);
+        NEXT(FUSED);
         vmbreak;
       }
       vmcase(GUARD) {
         if ((B[pc[1]] != 0) != pc[2]) return FASTAD_VM_GUARD_FAILED;
-        NEXT(2);
+        NEXT(GUARD);
         vmbreak;
       }
     }

@@ -24,6 +24,27 @@ enum fastad_opcode {
   FASTAD_NUM_OPCODES
 };
 
+/* FASTAD_NARGS_name: the operand words of opcode name. */
+enum fastad_opcode_nargs {
+#define FASTAD_X(name, nargs) FASTAD_NARGS_##name = nargs,
+  FASTAD_OPCODES(FASTAD_X)
+#undef FASTAD_X
+};
+
+/* FASTAD_DESC_HEAD_name, FASTAD_DESC_PER_DIM_name: descriptor lengths. */
+enum fastad_descriptor_len {
+#define FASTAD_D(name, head, per_dim) \
+  FASTAD_DESC_HEAD_##name = head, FASTAD_DESC_PER_DIM_##name = per_dim,
+  FASTAD_DESCRIPTORS(FASTAD_D)
+#undef FASTAD_D
+};
+enum fastad_descriptor {
+#define FASTAD_D(name, head, per_dim) DESC_##name,
+  FASTAD_DESCRIPTORS(FASTAD_D)
+#undef FASTAD_D
+  FASTAD_NUM_DESCRIPTORS
+};
+
 #define FASTAD_F(name) FN_##name,
 enum fastad_unary_fn { FASTAD_UNARY_FNS(FASTAD_F) FASTAD_NUM_UNARY_FNS };
 enum fastad_binary_fn { FASTAD_BINARY_FNS(FASTAD_F) FASTAD_NUM_BINARY_FNS };
@@ -72,7 +93,7 @@ typedef struct {
   int64_t meta_len;
   const int64_t *index;  /* gather/scatter indices, all validated in range */
   int64_t index_len;
-  int64_t arena_bytes;   /* the arena every run needs, 64-byte aligned */
+  int64_t arena_bytes;   /* the arena every run needs, a multiple of FASTAD_ARENA_ALIGN */
 } fastad_program;
 
 /* Check every instruction of p against its own pools and arena size.
@@ -85,6 +106,7 @@ int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len);
  * read too), and _SAME: an elementwise operand, which may coincide exactly
  * with another _SAME operand (an in-place step).  The validator rejects every
  * instruction where a region written overlaps another region otherwise. */
+#define FASTAD_MAX_REGIONS (FASTAD_FUSED_MAX_SLOTS + 8) /* regions of one instruction */
 #define FASTAD_REGION_READ 1
 #define FASTAD_REGION_WRITE 2
 #define FASTAD_REGION_SAME 4
@@ -105,7 +127,7 @@ int fastad_vm_regions(const fastad_program *p, int64_t pc, fastad_region *out, i
 int fastad_vm_check_instr(const fastad_program *p, int64_t pc, int64_t *next, char *err,
                           size_t err_len);
 
-/* Run a validated program over arena (p->arena_bytes, 64-byte aligned, inputs
+/* Run a validated program over arena (p->arena_bytes, FASTAD_ARENA_ALIGN-aligned, inputs
  * and constants already in place).  Returns a FASTAD_VM_* status.  Reentrant:
  * concurrent runs over distinct arenas are safe. */
 int fastad_vm_run(const fastad_program *p, const fastad_linalg *linalg, void *arena);
@@ -131,7 +153,8 @@ typedef struct {
 int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *linalg, void *arena,
                          const fastad_poll *poll);
 
-/* Tables for the opcode drift test: names in enum order, and arities. */
+/* Tables for the drift tests (csrc/tables.c): names in enum order, arities,
+ * dtype sizes, descriptor lengths. */
 extern const char *const fastad_opcode_names[FASTAD_NUM_OPCODES];
 extern const int fastad_opcode_nargs[FASTAD_NUM_OPCODES];
 extern const char *const fastad_unary_fn_names[FASTAD_NUM_UNARY_FNS];
@@ -140,6 +163,10 @@ extern const char *const fastad_compare_fn_names[FASTAD_NUM_COMPARE_FNS];
 extern const char *const fastad_logic_fn_names[FASTAD_NUM_LOGIC_FNS];
 extern const char *const fastad_reduce_fn_names[FASTAD_NUM_REDUCE_FNS];
 extern const char *const fastad_dtype_names[FASTAD_NUM_DTYPES];
+extern const int fastad_dtype_sizes[FASTAD_NUM_DTYPES];
+extern const char *const fastad_descriptor_names[FASTAD_NUM_DESCRIPTORS];
+extern const int fastad_descriptor_head[FASTAD_NUM_DESCRIPTORS];
+extern const int fastad_descriptor_per_dim[FASTAD_NUM_DESCRIPTORS];
 extern const char *const fastad_fused_slot_names[FASTAD_NUM_FUSED_SLOTS];
 extern const char *const fastad_fused_step_names[FASTAD_NUM_FUSED_STEPS];
 

@@ -81,6 +81,27 @@ cdef extern from "vm.h" nogil:
     const char *fastad_dtype_names[]
     const char *fastad_fused_slot_names[]
     const char *fastad_fused_step_names[]
+    const int fastad_dtype_sizes[]
+    const char *fastad_descriptor_names[]
+    const int fastad_descriptor_head[]
+    const int fastad_descriptor_per_dim[]
+    int FASTAD_NUM_DESCRIPTORS
+    # opcodes.h's constants: every #define FASTAD_NAME integer of the header
+    # (tests/test_vm_constants.py checks that this list is complete)
+    enum:
+        FASTAD_FUSED_MAX_REGS
+        FASTAD_FUSED_MAX_SLOTS
+        FASTAD_FUSED_MAX_STEPS
+        FASTAD_FUSED_MAX_SUMS
+        FASTAD_FUSED_MAX_SHIFT
+        FASTAD_FUSED_MAX_SHIFTS
+        FASTAD_FUSED_SLOT_WORDS
+        FASTAD_FUSED_STEP_WORDS
+        FASTAD_FUSED_BLOCK
+        FASTAD_FUSED_REG_PAD
+        FASTAD_MAX_NDIM
+        FASTAD_ARENA_ALIGN
+        FASTAD_MAX_REGIONS
     int fastad_vm_threads()
     void fastad_copy(void *dst, const void *src, size_t n)
     const int64_t fastad_fused_parallel_min
@@ -116,7 +137,7 @@ LINALG.dgetrf = <fastad_dgetrf_fn>dgetrf
 LINALG.sgetrf = <fastad_sgetrf_fn>sgetrf
 
 cdef enum:
-    ARENA_ALIGN = 64  # bytes; every buffer in a program is aligned within the arena
+    ARENA_ALIGN = FASTAD_ARENA_ALIGN  # bytes (opcodes.h); buffers are aligned within the arena
 
 
 # Ctrl-C during a long run.  Signals reach Python's handlers on the main thread
@@ -160,7 +181,8 @@ cdef list _names(const char **table, int n):
 
 
 def tables():
-    """The tables compiled into the VM, for the opcode drift test."""
+    """The tables and constants compiled into the VM (opcodes.h), for the drift
+    tests."""
     return {
         "OPCODES": [(fastad_opcode_names[i].decode(), fastad_opcode_nargs[i])
                     for i in range(FASTAD_NUM_OPCODES)],
@@ -172,6 +194,27 @@ def tables():
         "DTYPES": _names(<const char **>fastad_dtype_names, FASTAD_NUM_DTYPES),
         "FUSED_SLOTS": _names(<const char **>fastad_fused_slot_names, FASTAD_NUM_FUSED_SLOTS),
         "FUSED_STEPS": _names(<const char **>fastad_fused_step_names, FASTAD_NUM_FUSED_STEPS),
+        "DTYPE_SIZES": [fastad_dtype_sizes[i] for i in range(FASTAD_NUM_DTYPES)],
+        "DESCRIPTORS": [(fastad_descriptor_names[i].decode(), fastad_descriptor_head[i],
+                         fastad_descriptor_per_dim[i]) for i in range(FASTAD_NUM_DESCRIPTORS)],
+        "CONSTANTS": {
+            "FASTAD_FUSED_MAX_REGS": FASTAD_FUSED_MAX_REGS,
+            "FASTAD_FUSED_MAX_SLOTS": FASTAD_FUSED_MAX_SLOTS,
+            "FASTAD_FUSED_MAX_STEPS": FASTAD_FUSED_MAX_STEPS,
+            "FASTAD_FUSED_MAX_SUMS": FASTAD_FUSED_MAX_SUMS,
+            "FASTAD_FUSED_MAX_SHIFT": FASTAD_FUSED_MAX_SHIFT,
+            "FASTAD_FUSED_MAX_SHIFTS": FASTAD_FUSED_MAX_SHIFTS,
+            "FASTAD_FUSED_SLOT_WORDS": FASTAD_FUSED_SLOT_WORDS,
+            "FASTAD_FUSED_STEP_WORDS": FASTAD_FUSED_STEP_WORDS,
+            "FASTAD_FUSED_BLOCK": FASTAD_FUSED_BLOCK,
+            "FASTAD_FUSED_REG_PAD": FASTAD_FUSED_REG_PAD,
+            "FASTAD_MAX_NDIM": FASTAD_MAX_NDIM,
+            "FASTAD_ARENA_ALIGN": FASTAD_ARENA_ALIGN,
+            "FASTAD_VM_OK": FASTAD_VM_OK,
+            "FASTAD_VM_GUARD_FAILED": FASTAD_VM_GUARD_FAILED,
+            "FASTAD_VM_SINGULAR": FASTAD_VM_SINGULAR,
+            "FASTAD_VM_INTERRUPTED": FASTAD_VM_INTERRUPTED,
+        },
     }
 
 
@@ -189,7 +232,7 @@ def regions(program, int64_t pc):
     "r" (read), "w" (written), "s" (elementwise: may coincide exactly with
     another "s" region).  TapeError if the instruction's operands are invalid."""
     cdef fastad_program prog
-    cdef fastad_region out[64]
+    cdef fastad_region out[FASTAD_MAX_REGIONS]
     cdef char err[512]
     code = np.ascontiguousarray(program.code, dtype=np.int32)
     meta = np.ascontiguousarray(program.meta, dtype=np.int64)
@@ -201,11 +244,11 @@ def regions(program, int64_t pc):
     prog.index = <const int64_t *>cnp.PyArray_DATA(index)
     prog.index_len = index.size
     prog.arena_bytes = int(program.arena_bytes)
-    n = fastad_vm_regions(&prog, pc, out, 64, err, sizeof(err))
+    n = fastad_vm_regions(&prog, pc, out, FASTAD_MAX_REGIONS, err, sizeof(err))
     if n < 0:
         raise TapeError("invalid program: " + err.decode(errors="replace"))
     result = []
-    for i in range(min(n, 64)):
+    for i in range(min(n, FASTAD_MAX_REGIONS)):
         role = "".join(ch for flag, ch in ((FASTAD_REGION_READ, "r"), (FASTAD_REGION_WRITE, "w"),
                                            (FASTAD_REGION_SAME, "s")) if out[i].role & flag)
         result.append((out[i].operand, out[i].byte_lo, out[i].bytes, out[i].itemsize, role))
@@ -218,7 +261,7 @@ cdef class _Port:
     cdef readonly int typenum
     cdef readonly object dtype, shape, name
     cdef int ndim
-    cdef cnp.npy_intp dims[32]
+    cdef cnp.npy_intp dims[FASTAD_MAX_NDIM]
 
     def __init__(self, int64_t offset, dtype, shape, name):
         self.offset = offset
@@ -226,8 +269,8 @@ cdef class _Port:
         self.typenum = self.dtype.num
         self.shape = tuple(int(d) for d in shape)
         self.name = name
-        if len(self.shape) > 32:
-            raise TapeError(f"{name}: more than 32 dimensions")
+        if len(self.shape) > FASTAD_MAX_NDIM:
+            raise TapeError(f"{name}: more than {FASTAD_MAX_NDIM} dimensions")
         self.ndim = len(self.shape)
         for k in range(self.ndim):
             self.dims[k] = self.shape[k]
