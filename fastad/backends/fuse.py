@@ -32,14 +32,15 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..tape import Instr
+from .vm_header import CONSTANTS
 
-# Limits of one FUSED instruction (FASTAD_FUSED_MAX_* in opcodes.h).
-MAX_REGS = 16
-MAX_SLOTS = 48
-MAX_STEPS = 256
-MAX_SUMS = 16
-MAX_SHIFT = 16
-MAX_SHIFTS = 4
+# Limits of one FUSED instruction, read from opcodes.h (FASTAD_FUSED_MAX_*).
+MAX_REGS = CONSTANTS["FASTAD_FUSED_MAX_REGS"]
+MAX_SLOTS = CONSTANTS["FASTAD_FUSED_MAX_SLOTS"]
+MAX_STEPS = CONSTANTS["FASTAD_FUSED_MAX_STEPS"]
+MAX_SUMS = CONSTANTS["FASTAD_FUSED_MAX_SUMS"]
+MAX_SHIFT = CONSTANTS["FASTAD_FUSED_MAX_SHIFT"]
+MAX_SHIFTS = CONSTANTS["FASTAD_FUSED_MAX_SHIFTS"]
 
 # Slot and step kinds, in the order of FASTAD_FUSED_SLOTS / FASTAD_FUSED_STEPS.
 IN, SCALAR, OUT, ACC = range(4)

@@ -36,7 +36,6 @@ from __future__ import annotations
 import bisect
 import collections
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, NamedTuple
@@ -48,6 +47,7 @@ from ..primitives import special
 from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
+from . import vm_header
 
 
 class LoweringError(TapeError):
@@ -55,14 +55,7 @@ class LoweringError(TapeError):
 
 
 # -- the instruction set, read from csrc/opcodes.h ------------------------------
-def _opcodes_header() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for path in (os.path.join(here, "opcodes.h"),  # installed: shipped as package data
-                 os.path.join(here, "..", "..", "csrc", "opcodes.h")):  # source tree
-        if os.path.exists(path):
-            with open(path) as f:
-                return f.read()
-    raise ImportError("fastad: csrc/opcodes.h not found (broken installation)")
+_opcodes_header = vm_header.header_text
 
 
 def _macro_body(text: str, name: str) -> str:
@@ -74,7 +67,8 @@ def _macro_body(text: str, name: str) -> str:
 
 def parse_opcodes_header(text: str) -> dict[str, Any]:
     """The tables of opcodes.h: OPCODES as (name, nargs, operand kinds, comment)
-    in enum order, and each function table as a list of names."""
+    in enum order, each function table as a list of names, DTYPE_SIZES,
+    DESCRIPTORS as (name, head, per_dim), and CONSTANTS (vm_header)."""
     opcodes = []
     for m in re.finditer(r"X\((\w+), (\d+)\)\s*/\*\s*(.*?)\s*\*/", _macro_body(text, "FASTAD_OPCODES")):
         name, nargs, comment = m.group(1), int(m.group(2)), m.group(3)
@@ -85,6 +79,11 @@ def parse_opcodes_header(text: str) -> dict[str, Any]:
                   "FUSED_SLOTS", "FUSED_STEPS"):
         tables[table] = re.findall(r"F\((\w+)\)", _macro_body(text, f"FASTAD_{table}"))
     tables["DTYPES"] = re.findall(r"X\((\w+), \d+\)", _macro_body(text, "FASTAD_DTYPES"))
+    tables["DTYPE_SIZES"] = [int(size) for size in
+                             re.findall(r"X\(\w+, (\d+)\)", _macro_body(text, "FASTAD_DTYPES"))]
+    tables["DESCRIPTORS"] = [(name, int(head), int(per_dim)) for name, head, per_dim in re.findall(
+        r"D\((\w+), (\d+), (\d+)\)", _macro_body(text, "FASTAD_DESCRIPTORS"))]
+    tables["CONSTANTS"] = vm_header.parse_constants(text)
     return tables
 
 
@@ -107,7 +106,7 @@ _BINARY_PRIM = {"add": "add", "sub": "sub", "mul": "mul", "div": "div", "pow": "
                 "maximum": "maximum", "minimum": "minimum", "arctan2": "arctan2",
                 "hypot": "hypot", "logaddexp": "logaddexp"}
 
-ARENA_ALIGN = 64
+ARENA_ALIGN = TABLES["CONSTANTS"]["FASTAD_ARENA_ALIGN"]  # bytes
 END = 1 << 62  # "used after the last instruction": program outputs
 
 
