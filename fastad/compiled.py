@@ -28,7 +28,7 @@ from . import backends, batched, locks, pytree
 from .backends import reference, segmented
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, plain_array,
                   unpack_grads, value_and_grad, vmap)
-from .errors import SignatureError, TapeError
+from .errors import SignatureError, TapeError, TracingError
 from .primitives.registry import registry
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
@@ -511,8 +511,8 @@ class Specializer:
             out = self.fn(*new_args)
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
-                raise TypeError("a compiled function closed over a value traced by an "
-                                "enclosing transformation; pass it as an argument instead")
+                raise TracingError("a compiled function closed over a value traced by an "
+                                   "enclosing transformation; pass it as an argument instead")
             stages = {"traced": len(builder.tape.instrs)}
             rolled = self._rerolled(builder, out_leaves) if self.reroll else None
             if rolled is not None:

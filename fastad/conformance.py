@@ -26,7 +26,6 @@ from .scipy import signal as fsignal
 from .scipy import special as fsc
 from .scipy import stats as fst
 
-_RNG = np.random.default_rng(0)
 VEC = np.array([0.3, 0.45, 0.6, 0.75])  # inside every unary function's domain
 MAT = np.array([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 1.5]])  # SPD, distinct eigenvalues
 RECT = np.array([[1.0, 0.2], [0.3, 2.0], [0.5, 0.1]])

@@ -17,5 +17,13 @@ class TapeError(FastadError, ValueError):
     """A tape (or a serialized tape) is malformed."""
 
 
+class LoweringError(FastadError, ValueError):
+    """A valid tape uses something the C VM has no code for (a complex or
+    integer value, a primitive without a lowering rule, an arena past what
+    the VM addresses).  Compiled functions check `backends.unsupported`
+    first and build such tapes for another backend; this is raised when
+    `backends.lower.lower` is called on one directly."""
+
+
 class SignatureError(FastadError, TypeError):
     """Arguments do not match what a compiled function was built for."""

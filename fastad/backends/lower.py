@@ -42,16 +42,12 @@ from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
-from ..errors import TapeError
+from ..errors import LoweringError, TapeError
 from ..primitives import special
 from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from . import vm_header
-
-
-class LoweringError(TapeError):
-    """The tape uses something the VM cannot run (e.g. integer arithmetic)."""
 
 
 # -- the instruction set, read from csrc/opcodes.h ------------------------------

@@ -116,10 +116,6 @@ BINARY_ZERO_DERIVATIVE = {
 }
 
 
-def _unary_rules(d):
-    return d, d
-
-
 def _binary_vjps(dx, dy):
     def vjp_x(g, ans, x, y):
         return fnp.unbroadcast(dx(g, ans, x, y), fnp.shape(x))
@@ -172,9 +168,8 @@ def _abs_jvp(t, ans, x):
     return fnp.real(t * fnp.conj(x)) / fnp.where(ans == 0.0, 1.0, ans)
 
 
-# Elementwise, with rules of their own (for complex inputs) outside the tables.
-NON_HOLOMORPHIC = ("abs", "real", "imag", "conj")
-
+# Elementwise, with rules of their own (for complex inputs) outside the tables:
+# abs, real, imag, conj.
 _p = defprim("abs", np.abs, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, _abs_vjp)
 defjvp(_p, _abs_jvp)
