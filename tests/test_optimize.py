@@ -7,6 +7,7 @@ was traced at, and so does the optimized reverse-mode tape."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +16,7 @@ import fastad.numpy as fnp
 from fastad.backends.reference import evaluate
 from fastad.transforms.optimize import optimize
 from fastad.transforms.reverse import vjp_tape
+from conftest import BACKENDS
 from helpers import FAST, shapes
 
 UNARY = ["negative", "exp", "sin", "tanh", "square", "abs", "sqrt", "log", "floor",
@@ -248,3 +250,42 @@ def test_scales_that_would_round_differently_stay_apart():
         assert sum(ins.prim == "mul" for ins in optimize(tape).instrs) == 2, (inner, outer)
     tape = fa.make_tape(lambda x: 100.0 * (2.0 * x))(np.ones(3))
     assert sum(ins.prim == "mul" for ins in optimize(tape).instrs) == 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@FAST
+@given(n=st.sampled_from([-4, -3, -2, -1, 3, 4, 5, 6, 7, 8]),
+       dtype=st.sampled_from([np.float64, np.float32]),
+       exponent_type=st.sampled_from([int, float]),
+       data=st.data())
+def test_integer_powers_are_products_within_n_ulp(n, dtype, exponent_type, data, backend):
+    """x ** n for constant integer n in [-4, 8] runs as squarings and products
+    (and one division for n < 0), within |n| ulp of NumPy's power outside
+    the subnormal range; its derivative is reduced the same way."""
+    info = np.finfo(dtype)
+    # magnitudes whose n-th power and its derivative's stay normal and finite
+    limit = float(np.exp(np.log(info.max) / (abs(n) + 1) - 1))
+    magnitude = st.floats(1 / limit, limit, allow_nan=False, allow_infinity=False)
+    values = data.draw(st.lists(st.tuples(magnitude, st.booleans()), min_size=1, max_size=12))
+    x = np.array([m if positive else -m for m, positive in values], dtype=dtype)
+    power = exponent_type(n)
+    j = fa.jit(lambda x: x ** power, backend=backend)
+    got = j(x)
+    assert "pow" not in j.tape.stats()["by_primitive"]
+    expected = np.power(x, dtype(n))
+    assert got.dtype == expected.dtype
+    ulps = np.abs(got.astype(np.float64) - expected) / np.spacing(np.abs(expected))
+    assert ulps.max() <= abs(n), (x, got, expected)
+    g = fa.jit(fa.grad(lambda x: np.sum(x ** power)), backend=backend)
+    derivative = g(x)
+    assert "pow" not in g.tape.stats()["by_primitive"] or n == -4  # x**-5 stays a pow
+    np.testing.assert_allclose(derivative, n * np.power(x, dtype(n - 1)),
+                               rtol=(abs(n) + 2) * info.eps)
+
+
+def test_half_powers_stay_pow_since_sqrt_differs_at_minus_infinity():
+    j = fa.jit(lambda x: x ** 0.5, backend="numpy")
+    x = np.array([-np.inf, -0.0, 4.0])
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(j(x), np.power(x, 0.5))
+    assert "pow" in j.tape.stats()["by_primitive"]

@@ -5,7 +5,9 @@ Rewrites keep IEEE values: ``x * 1``, ``x / 1``, ``x - 0``, ``x + 0``,
 (``x + 0`` may turn a -0.0 into +0.0, which compares equal); ``x ** 2`` is
 ``square(x)``, the same correctly rounded ``x * x``; ``c1 * (c2 * x)`` is
 ``(c1 * c2) * x`` when c2 is a power of two at least 1 and ``|c1| >= 1`` (see
-``_exact_scale``: the only two that agree for every x); ``x * 0`` is never ``0``,
+``_exact_scale``: the only two that agree for every x); ``x ** n`` for other
+integers n in [-4, 8] is squarings and products, the one rewrite that is not
+bit for bit (within |n| ulp: `reduce_powers`); ``x * 0`` is never ``0``,
 since x may be inf or NaN, and ``exp(log(x))`` is never ``x`` (it is not,
 to the last bit).  Guards are never removed: they are side effects.
 """
@@ -29,7 +31,7 @@ def optimize(tape: Tape) -> Tape:
     before = {"instructions": len(tape.instrs), "bytes": tape.computed_bytes()}
     # simplify again once folding has turned constant subexpressions into constants
     out = eliminate_dead_code(accumulate_in_place(eliminate_common_subexpressions(
-        simplify(fold_constants(simplify(tape))))))
+        reduce_powers(simplify(fold_constants(simplify(tape)))))))
     out.optimized_from = {"before": before,
                           "after": {"instructions": len(out.instrs), "bytes": out.computed_bytes()}}
     return out
@@ -302,3 +304,78 @@ def _identity_operand(tape: Tape, ins: Instr) -> int | None:
     elif ins.prim in ("div", "pow") and _is_const(tape, ins.ins[1], 1):
         return ins.ins[0]
     return None
+
+
+#: x ** n as squarings and products, for these integer n (a negative n is one
+#: division more); each list is the chain: ("sq", i) squares step i, ("mul", i)
+#: multiplies step i by x, step 0 being x itself
+_POWER_CHAINS = {
+    1: [],
+    2: [("sq", 0)],
+    3: [("sq", 0), ("mul", 1)],
+    4: [("sq", 0), ("sq", 1)],
+    5: [("sq", 0), ("sq", 1), ("mul", 2)],
+    6: [("sq", 0), ("mul", 1), ("sq", 2)],
+    7: [("sq", 0), ("mul", 1), ("sq", 2), ("mul", 3)],
+    8: [("sq", 0), ("sq", 1), ("sq", 2)],
+}
+
+
+def reduce_powers(tape: Tape) -> Tape:
+    """``x ** n`` for a constant integer n in [-4, 8] (n not 0, 1, 2, which
+    simplify handles) as squarings and products, and for negative n one
+    division: a pow() call per element becomes a few multiplications.
+
+    Not bit for bit: pow() is within an ulp of x**n and each product rounds
+    once, so the result is within |n| ulp of NumPy's power (measured: at most
+    5 for x**8, 3 for x**-4; tests/test_optimize.py checks |n| on random
+    inputs), outside the subnormal range, where every product loses precision.  x ** 0.5 stays a
+    pow(): IEEE's pow(-inf, 0.5) is +inf, sqrt(-inf) is NaN, so sqrt would
+    change a value, not a last bit.  Real floats only (complex products round
+    differently again)."""
+    consts, avals = dict(tape.consts), list(tape.avals)
+    instrs: list[Instr] = []
+    one: int | None = None
+    for ins in tape.instrs:
+        n = _integer_exponent(tape, ins)
+        if n is None:
+            instrs.append(ins)
+            continue
+        x, out = ins.ins[0], ins.out
+
+        def step(prim: str, operands: tuple[int, ...], last: bool) -> int:
+            slot = out if last else len(avals)
+            if not last:
+                avals.append(avals[out])
+            instrs.append(Instr(prim, slot, operands, (), ins.line))
+            return slot
+
+        chain = [x]
+        plan = _POWER_CHAINS[abs(n)]
+        for k, (kind, i) in enumerate(plan):
+            last = n > 0 and k == len(plan) - 1
+            chain.append(step("square", (chain[i],), last) if kind == "sq"
+                         else step("mul", (chain[i], x), last))
+        if n < 0:
+            if one is None:
+                one = len(avals)
+                consts[one] = 1.0  # weak: the division's dtype
+                avals.append(aval_of(1.0))
+            step("div", (one, chain[-1]), True)
+    return Tape(list(tape.inputs), list(tape.outputs), consts, instrs, avals)
+
+
+def _integer_exponent(tape: Tape, ins: Instr) -> int | None:
+    """n if ins is pow(x, n) of real floats, n a uniform constant integer in
+    [-4, 8] other than 0, 1, 2, and the result has x's shape and dtype."""
+    if ins.prim != "pow":
+        return None
+    x, y = ins.ins
+    out = tape.avals[ins.out]
+    if tape.avals[x] != out or out.dtype.kind != "f":
+        return None
+    value = _uniform_const(tape.consts, tape.avals, y, out.dtype)
+    if value is None or not np.isfinite(value) or value != np.round(value):
+        return None
+    n = int(value)
+    return n if -4 <= n <= 8 and n not in (0, 1, 2) else None
