@@ -531,6 +531,9 @@ class Program:
 
 
 COMPLEX_OPS = {"complex", "fft"}
+# Views and writes through them are drawn more often than the other steps: a
+# fair share of programs take a view, write through one side and read the other.
+STEP_NAMES = sorted(OPS) + ["view", "view_write"] * 4
 MAX_SIZE = 64  # elements per value: keeps loops and finite differences cheap
 
 
@@ -547,7 +550,7 @@ def programs(draw, max_steps=6):
     steps = []
     with np.errstate(all="raise"):
         for _ in range(draw(st.integers(1, max_steps))):
-            name = draw(st.sampled_from(sorted(OPS)))
+            name = draw(st.sampled_from(STEP_NAMES))
             op = OPS[name]
             operands = tuple(draw(st.integers(0, len(pool) - 1)) for _ in range(op.arity))
             xs = [pool[i] for i in operands]

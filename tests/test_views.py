@@ -29,6 +29,8 @@ import fastad as fa
 from conftest import BACKENDS
 from fastad.errors import TracingError
 
+# sort, partition and complex values run partly off the C VM, which fastad says
+pytestmark = pytest.mark.filterwarnings("ignore:fastad.*runs on the:UserWarning")
 EXAMPLES = int(os.environ.get("FASTAD_VIEW_EXAMPLES", 60))
 VIEWS = settings(max_examples=EXAMPLES, deadline=None,
                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
