@@ -777,12 +777,16 @@ class _View:
 def _link(base: Any, out: Any, make: Any, part: str | None = None) -> Any:
     """out, recorded as made from base by ``make`` (a NumPy view of it, if the
     shadow says so).  0-d traced values are immutable, like NumPy scalars: their
-    views are copies."""
-    if (type(base) is not ArrayTracer or not isinstance(out, Tracer)
-            or out.builder is not base.builder):
-        if type(base) is Tracer and type(out) is ArrayTracer and out.builder is base.builder:
-            _copy_of_scalar(out, make)
+    views are copies, unless they are themselves views (``x[0, ...]``)."""
+    if not isinstance(out, Tracer) or not isinstance(base, Tracer) \
+            or out.builder is not base.builder:
         return out
+    if type(base) is not ArrayTracer:
+        link = getattr(base, "view_of", None)
+        if link is None or link.parent is None:  # a scalar, not a 0-d view (x[0, ...])
+            if type(out) is ArrayTracer:
+                _copy_of_scalar(out, make)
+            return out
     if out is base:
         out = base.builder.tracer(out.slot)  # a view is a new object, as in NumPy
     out.view_of = _View(base, make, part)  # (replacing a link fastad's code made)
@@ -801,7 +805,7 @@ def _copy_of_scalar(out: ArrayTracer, make: Any) -> None:
     """out, made from a 0-d traced value (immutable, like a NumPy scalar), is a
     copy; but NumPy makes broadcast_to's read-only even then."""
     try:
-        s = make(_root_shadow(()))
+        s = make(_root_shadow((), False))
     except Exception:  # fastad allowed what NumPy refuses: its own choice
         return
     if isinstance(s, _np.ndarray) and not _writeable(s):
@@ -820,8 +824,17 @@ def _writeable(s: _np.ndarray) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _root_shadow(shp: tuple[int, ...]) -> _np.ndarray:
-    return _np.arange(math.prod(shp), dtype=_np.intp).reshape(shp)
+def _root_shadow(shp: tuple[int, ...], complex_: bool) -> _np.ndarray:
+    """The flat positions in shape shp.  A complex array's are complex (p + pj):
+    NumPy's real and imag of it are then views with the strides of the parts
+    of a complex array, whose values are still the positions."""
+    p = _np.arange(math.prod(shp), dtype=_np.intp).reshape(shp)
+    return p + p * 1j if complex_ else p
+
+
+def _pos(s: _np.ndarray) -> _np.ndarray:
+    """A shadow's values as integer positions."""
+    return s if s.dtype.kind in "iu" else s.real.astype(_np.intp)
 
 
 def _owner(s: Any) -> Any:
@@ -864,8 +877,11 @@ def _resolve(link: _View) -> None:
     parent = link.parent
     plink = getattr(parent, "view_of", None)
     ps = plink.shadow if plink is not None and plink.parent is not None else None
+    if ps is None and type(parent) is not ArrayTracer:
+        link.parent = link.make = None  # made from a 0-d copy: a NumPy scalar's are copies
+        return
     if ps is None:
-        ps = _root_shadow(tuple(shape(parent)))
+        ps = _root_shadow(tuple(shape(parent)), iscomplexobj(parent))
         if plink is not None and not plink.writeable:
             ps = ps.view()
             ps.flags.writeable = False
@@ -937,6 +953,7 @@ def _written(a: Tracer, positions: _np.ndarray | None) -> None:
     if s is None:
         root, at = a, positions
     else:
+        s = _pos(s)
         root = _root(a)
         if positions is None:
             at, value = s, a
@@ -968,6 +985,7 @@ def _refresh(root: Tracer, writer: Tracer, at: _np.ndarray | None) -> None:
             sv = _shadow(v)
             if sv is None:
                 continue  # a copy in NumPy: it owns its memory
+            sv = _pos(sv)
             seen.add(id(v))
             live.append(ref)
             if v is not writer and sv.size and (at is None or _np.isin(sv, at).any()):
@@ -980,8 +998,8 @@ def _memory(t: Any) -> tuple[Any, _np.ndarray, str | None]:
     """(owner, t's positions in it, part) of a traced value."""
     s = _shadow(t)
     if s is None:
-        return t, _root_shadow(tuple(shape(t))), None
-    return _root(t), s, _part(t)
+        return t, _pos(_root_shadow(tuple(shape(t)), False)), None
+    return _root(t), _pos(s), _part(t)
 
 
 def shares_memory(a: Any, b: Any, max_work: Any = None) -> bool:
@@ -1013,7 +1031,8 @@ def _same_memory(value: Any, a: Any, idx: _np.ndarray) -> bool:
     sv = _shadow(value)
     if sv is None or _root(value) is not _root(a) or _part(value) != _part(a):
         return False
-    sa = _shadow(a)
+    sv, sa = _pos(sv), _shadow(a)
+    sa = None if sa is None else _pos(sa)
     at = idx if sa is None else sa.reshape(-1)[idx.reshape(-1)].reshape(idx.shape)
     return sv.shape == at.shape and _np.array_equal(sv, at)
 
@@ -1855,10 +1874,6 @@ _VIEWING = {"reshape", "ravel", "transpose", "permute_dims", "matrix_transpose",
 _SEVERAL = {"split", "array_split", "hsplit", "vsplit", "dsplit", "unstack"}
 
 
-def _same(s: _np.ndarray) -> _np.ndarray:
-    return s
-
-
 def _viewing(func: Any, impl: Any, args: tuple, kwargs: dict) -> Any:
     """``func(*args, **kwargs)`` for a NumPy function that may return views."""
     name = func.__name__
@@ -1887,7 +1902,7 @@ def _viewing(func: Any, impl: Any, args: tuple, kwargs: dict) -> Any:
             return lambda s: func(s, *rest, **kwargs)[i]
         return type(out)(_link(a, o, piece(i)) for i, o in enumerate(out))
     if name in ("real", "imag") and iscomplexobj(a):
-        return _link(a, out, _same, name)
+        return _link(a, out, _np.real if name == "real" else _np.imag, name)
     return _link(a, out, lambda s: func(s, *rest, **kwargs))
 
 
@@ -2009,12 +2024,12 @@ for _name, _op in {"__iadd__": add, "__isub__": subtract, "__imul__": multiply,
 
 
 def _real_property(self: Tracer) -> Any:
-    return _link(self, real(self), _same, "real" if iscomplexobj(self) else None)
+    return _link(self, real(self), _np.real, "real" if iscomplexobj(self) else None)
 
 
 def _imag_property(self: Tracer) -> Any:
     if iscomplexobj(self):
-        return _link(self, imag(self), _same, "imag")
+        return _link(self, imag(self), _np.imag, "imag")
     return _link(self, imag(self), lambda s: s.imag)  # read-only zeros, as NumPy's
 
 
