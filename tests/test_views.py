@@ -675,3 +675,17 @@ def test_shares_memory_and_base_answer_as_numpy():
     seen = []
     fa.make_tape(lambda x: (seen.append(facts(x)), np.sum(x))[1])(np.arange(6.0))
     assert seen == [facts(np.arange(6.0))]
+
+
+@pytest.mark.parametrize("prog", [
+    # a view of a 0-d view is a view of the array (NumPy's x[0, ...] is a 0-d array)
+    Program((1,), [("slice", 0, {"key": (0, Ellipsis)}), ("atleast_2d", 1, {})],
+            [(0, {"kind": "set_advanced", "key": (np.array([0]),)})], (2,)),
+    # unstack of a vector gives scalars: ravel of one is a copy
+    Program((1,), [("unstack", 0, {"i": 0}), ("ravel", 1, {}), ("T", 0, {})],
+            [(2, {"kind": "set_basic", "key": (slice(None),)})], (0, 1), complex=True),
+    # z.imag is strided: its ravel is a copy
+    Program((2,), [("T", 0, {}), ("imag", 0, {}), ("ravel", 2, {})],
+            [(0, {"kind": "set_basic", "key": (slice(None),)})], (3,), complex=True)])
+def test_programs_the_property_test_found(prog):
+    check(prog, 0, ["numpy"])
