@@ -16,7 +16,7 @@ import numpy as np
 from . import pytree
 from .errors import TracingError
 from .tape import Tape
-from .tracer import Builder, Tracer, recording, replay
+from .tracer import Builder, Tracer, plain_array, recording, replay
 from .transforms.reverse import backward
 
 ArgNums = int | Sequence[int]
@@ -40,36 +40,6 @@ def _check_precision(x: np.ndarray, where: str) -> None:
         raise TypeError(f"{where}: {x.dtype} values are not supported (fastad computes in "
                         "float64 and float32, or complex128 and complex64); convert with "
                         ".astype(np.float32) or .astype(np.float64)")
-
-
-def plain_array(x: Any, where: str) -> Any:
-    """``x`` as a plain ndarray: every transformation and compiled function
-    computes with plain arrays, so an instance of an ndarray subclass is read
-    as the ndarray it holds when the subclass does not change what NumPy
-    computes (np.memmap, subclasses that only add attributes), and refused
-    with a TypeError when it does, since its meaning would be silently lost:
-    masked arrays (the masked elements would count), np.matrix (``*`` is a
-    matrix product, results stay 2-D), and any subclass with its own
-    ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays)."""
-    if not isinstance(x, np.ndarray) or type(x) is np.ndarray:
-        return x
-    if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(f"{where}: masked arrays (numpy.ma.MaskedArray) are not supported: "
-                        "fastad computes with plain arrays, so the masked elements would "
-                        "count; pass x.filled(value), x.compressed(), or the data and the "
-                        "mask as two arrays (fastad.numpy.where(mask, fill, data))")
-    if isinstance(x, np.matrix):
-        raise TypeError(f"{where}: np.matrix is not supported (its * is a matrix product and "
-                        "its results stay 2-D, which fastad's plain arrays do not follow); "
-                        "pass np.asarray(x) and use @")
-    cls = type(x)
-    if (cls.__array_ufunc__ is not np.ndarray.__array_ufunc__
-            or cls.__array_function__ is not np.ndarray.__array_function__):
-        raise TypeError(f"{where}: {cls.__module__}.{cls.__qualname__} is a subclass of "
-                        "numpy.ndarray with its own __array_ufunc__ or __array_function__, "
-                        "whose results fastad would not follow (it computes with plain "
-                        "arrays); pass np.asarray(x)")
-    return x.view(np.ndarray)
 
 
 def _plain_leaves(tree: Any, where: str) -> Any:

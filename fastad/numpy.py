@@ -28,7 +28,7 @@ import numpy as _np
 from .errors import TracingError
 from .primitives.registry import registry
 from .tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here, made_here,
-                     new_tracer)
+                     new_tracer, positions)
 
 pi = _np.pi
 e = _np.e
@@ -682,21 +682,6 @@ def _broadcast_value(v: Any, target: tuple[int, ...], into: Any) -> Any:
     return broadcast_to(v, target)
 
 
-#: flat positions 0..n-1, one read-only array per size while any index table
-#: taken from it lives: every slice of an array of that size is a view of it,
-#: so a tape of many slices of a large array holds one table, not one each
-_positions: "weakref.WeakValueDictionary[int, _np.ndarray]" = weakref.WeakValueDictionary()
-
-
-def _positions_of(shp: tuple[int, ...]) -> _np.ndarray:
-    n = math.prod(shp)
-    flat = _positions.get(n)
-    if flat is None:
-        flat = _positions[n] = _np.arange(n, dtype=_np.int64)
-        flat.flags.writeable = False
-    return flat.reshape(shp)
-
-
 def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
     if not isinstance(key, tuple):
         key = (key,)
@@ -715,7 +700,7 @@ def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
                 raise IndexError(f"index {k} is out of bounds for axis with size {d}")
             flat = flat * d + (k % d)
         return made_here(_np.asarray(flat, dtype=_np.int64))
-    return made_here(_np.asarray(_positions_of(shp)[key]))
+    return made_here(_np.asarray(positions(shp)[key]))
 
 
 def getitem(a: Any, key: Any) -> Any:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import sys
 import threading
@@ -48,8 +49,65 @@ def made_here(array: np.ndarray) -> np.ndarray:
     return array
 
 
+#: flat positions 0..n-1, one read-only array per size while any index table
+#: taken from it lives: every slice of an array of that size is a view of it,
+#: so a tape of many slices of a large array holds one table, not one each
+_position_tables: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
+
+
+def positions(shape: tuple[int, ...]) -> np.ndarray:
+    """The flat positions of an array of ``shape``, a view of the shared table."""
+    n = math.prod(shape)
+    table = _position_tables.get(n)
+    if table is None:
+        table = _position_tables[n] = np.arange(n, dtype=np.int64)
+        table.flags.writeable = False
+    return table.reshape(shape)
+
+
+def position_layout(index: np.ndarray, size: int) -> tuple[int, tuple[int, ...]] | None:
+    """(offset, strides) in elements when ``index`` is a strided view of the
+    position table of ``size`` elements (the index of a basic slice), else None:
+    then ``a.ravel()[index]`` is that strided view of ``a.ravel()``."""
+    table = _position_tables.get(size)
+    if table is None or index.base is not table or index.dtype != np.int64:
+        return None
+    offset = (index.__array_interface__["data"][0] - table.__array_interface__["data"][0]) // 8
+    return offset, tuple(s // 8 for s in index.strides)
+
+
 def is_made_here(array: Any) -> bool:
     return _made.get(id(array)) is array
+
+
+def plain_array(x: Any, where: str) -> Any:
+    """``x`` as a plain ndarray: every transformation and compiled function
+    computes with plain arrays, so an instance of an ndarray subclass is read
+    as the ndarray it holds when the subclass does not change what NumPy
+    computes (np.memmap, subclasses that only add attributes), and refused
+    with a TypeError when it does, since its meaning would be silently lost:
+    masked arrays (the masked elements would count), np.matrix (``*`` is a
+    matrix product, results stay 2-D), and any subclass with its own
+    ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays)."""
+    if not isinstance(x, np.ndarray) or type(x) is np.ndarray:
+        return x
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(f"{where}: masked arrays (numpy.ma.MaskedArray) are not supported: "
+                        "fastad computes with plain arrays, so the masked elements would "
+                        "count; pass x.filled(value), x.compressed(), or the data and the "
+                        "mask as two arrays (fastad.numpy.where(mask, fill, data))")
+    if isinstance(x, np.matrix):
+        raise TypeError(f"{where}: np.matrix is not supported (its * is a matrix product and "
+                        "its results stay 2-D, which fastad's plain arrays do not follow); "
+                        "pass np.asarray(x) and use @")
+    cls = type(x)
+    if (cls.__array_ufunc__ is not np.ndarray.__array_ufunc__
+            or cls.__array_function__ is not np.ndarray.__array_function__):
+        raise TypeError(f"{where}: {cls.__module__}.{cls.__qualname__} is a subclass of "
+                        "numpy.ndarray with its own __array_ufunc__ or __array_function__, "
+                        "whose results fastad would not follow (it computes with plain "
+                        "arrays); pass np.asarray(x)")
+    return x.view(np.ndarray)
 
 
 def stand_in(value: np.ndarray) -> np.ndarray:
@@ -109,7 +167,8 @@ class Builder:
         slot = self._const_slot.get(key)
         if slot is None:
             if isinstance(value, np.ndarray) and not is_made_here(value):
-                value = value.copy()
+                # a subclass's meaning (a mask, np.matrix's *) would be lost
+                value = plain_array(value, "an array the function uses as a constant").copy()
                 value.flags.writeable = False
             slot = self._new_slot(value)
             self.tape.consts[slot] = value
@@ -256,7 +315,9 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         raise TracingError(
             f"{prim.name}: a traced value was used after its trace ended (stored in a global "
             "or a closure); return it from the function instead")
-    return stack[-1].record(prim, args, params, prim.impl(*values, **params))
+    builder = stack[-1]
+    impl = prim.view_impl if builder.release and prim.view_impl is not None else prim.impl
+    return builder.record(prim, args, params, impl(*values, **params))
 
 
 def _as_value(x: Any) -> Any:

@@ -67,6 +67,10 @@ class Primitive:
     cost: str = "structural"  # one of COST_CLASSES
     elementwise: bool = False
     effect: Optional[str] = None  # one of EFFECTS
+    # impl that may return a read-only view of an operand where NumPy would
+    # (a slice): used by releasing traces (`Builder.release`), whose values
+    # never reach the user, so a slice of a large array costs no memory there
+    view_impl: Optional[Callable[..., Any]] = None
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:

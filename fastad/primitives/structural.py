@@ -104,6 +104,20 @@ def _take(x, idx):
     return np.asarray(x).reshape(-1)[idx]
 
 
+def _take_view(x, idx):
+    """x.ravel()[idx] as a read-only view of x where idx is a basic slice's
+    index (a strided view of the position table): no copy of a large slice."""
+    from ..tracer import position_layout  # the tracer imports the registry
+    flat = np.asarray(x).reshape(-1)
+    layout = position_layout(idx, flat.size)
+    if layout is None:
+        return flat[idx]
+    offset, strides = layout
+    return np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=idx.shape, strides=tuple(s * flat.itemsize for s in strides),
+        writeable=False)
+
+
 def _scatter_set(x, idx, v):
     out = np.array(x, copy=True, order="C")  # reshape(-1) below must be a view
     out.reshape(-1)[idx] = v
@@ -117,6 +131,7 @@ def _scatter_add(x, idx, v):
 
 
 _p = defprim("take", _take, 2)
+_p.view_impl = _take_view
 defvjp(_p, lambda g, ans, x, idx: fnp.scatter_add(fnp.zeros_for(x, g), idx, g), None)
 defjvp(_p, lambda t, ans, x, idx: fnp.take_flat(t, idx), None)
 _p.accumulating_vjps[0] = lambda acc, g, ans, x, idx: fnp.scatter_add(acc, idx, g)
