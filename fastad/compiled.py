@@ -570,7 +570,9 @@ class Specializer:
             for tape_bytes, structure in entries:
                 tape = tape_from_bytes(tape_bytes)
                 _check_signature(key, tape)
-                spec._insert(key, Entry(tape, Structure(*decode(structure)), spec._build))
+                structure = Structure(*decode(structure))
+                _check_structure(spec, structure, tape)
+                spec._insert(key, Entry(tape, structure, spec._build))
         # as before saving, the first call takes the general path
         spec.shortcut, spec.full_run_args, spec.grads_run_args = NO_SHORTCUT, None, None
         return spec
@@ -676,6 +678,25 @@ def _checked_argnums(argnums: Any) -> Any:
     if isinstance(argnums, tuple) and all(isinstance(i, int) for i in argnums):
         return argnums
     raise TapeError(f"invalid argnums {argnums!r} in a saved compiled function")
+
+
+def _check_structure(spec: "Specializer", structure: Structure, tape: Tape) -> None:
+    """A saved structure must unpack exactly the tape's outputs: its trees are
+    well formed, and their leaves count the values the kind of computation
+    returns (all outputs; the value; the value and one gradient per leaf of
+    each differentiated argument)."""
+    try:
+        outputs = pytree.checked_num_leaves(structure.out_tree)
+        if not isinstance(structure.in_trees, tuple):
+            raise ValueError("the differentiated arguments' structures are not a tuple")
+        gradients = sum(pytree.checked_num_leaves(t) for t in structure.in_trees)
+    except ValueError as exc:
+        raise TapeError(f"a saved result structure is malformed: {exc}") from None
+    expected = {"outputs": outputs, "value": 1}.get(spec.kind, 1 + gradients)
+    arguments = None if spec.wrt is None else len(spec.wrt)
+    if len(tape.outputs) != expected or (
+            spec.kind.startswith("value_and_grad") and len(structure.in_trees) != arguments):
+        raise TapeError("a saved result structure does not match its tape's outputs")
 
 
 def _check_signature(key: Any, tape: Tape) -> None:

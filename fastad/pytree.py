@@ -53,3 +53,34 @@ def num_leaves(treedef: Treedef) -> int:
     children = treedef[2] if treedef[0] in ("namedtuple", "dict") else (
         treedef[1] if treedef[0] in ("tuple", "list") else ())
     return sum(num_leaves(c) for c in children)
+
+
+def checked_num_leaves(treedef: Any) -> int:
+    """The leaf count of ``treedef``, after checking that it is a structure
+    `flatten` could have made (a saved function's structures come from bytes);
+    ValueError otherwise.  Iterative: a deep structure cannot overflow the stack."""
+    count, stack = 0, [treedef]
+    while stack:
+        td = stack.pop()
+        if td == LEAF:
+            count += 1
+            continue
+        if not isinstance(td, tuple) or not td or not isinstance(td[0], str):
+            raise ValueError(f"not a tree structure node: {td!r:.80}")
+        kind = td[0]
+        if kind == "none" and len(td) == 1:
+            continue
+        if kind in ("tuple", "list") and len(td) == 2 and isinstance(td[1], tuple):
+            stack.extend(td[1])
+            continue
+        if (kind == "dict" and len(td) == 3 and isinstance(td[1], tuple)
+                and isinstance(td[2], tuple) and len(td[1]) == len(td[2])):
+            stack.extend(td[2])
+            continue
+        if (kind == "namedtuple" and len(td) == 3 and isinstance(td[1], type)
+                and issubclass(td[1], tuple) and isinstance(td[2], tuple)
+                and len(td[2]) == len(getattr(td[1], "_fields", ()))):
+            stack.extend(td[2])
+            continue
+        raise ValueError(f"not a tree structure node: {td!r:.80}")
+    return count

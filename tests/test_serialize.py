@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
-from fastad import wire
+from fastad import pytree, wire
 from fastad.backends import c_backend
 from fastad.backends.lower import lower
 from fastad.tape import Aval, Instr, Tape
@@ -632,3 +632,43 @@ def test_known_crash_classes_are_refused(tmp_path, record_count):
         else:
             assert outcome.startswith("TapeError"), outcome  # parsed, but not a function or tape
     record_count("payloads nested 10^6 deep", depths.count(10**6))
+
+
+# -- result structures that do not fit their tapes -------------------------------------
+tree_nodes = st.recursive(
+    st.sampled_from(["*", ("none",), "junk", ("tuple",), ("dict", ("a",), ())]),
+    lambda kids: st.one_of(
+        st.tuples(st.just("tuple"), st.lists(kids, max_size=3).map(tuple)),
+        st.tuples(st.just("list"), st.lists(kids, max_size=3).map(tuple)),
+        st.lists(kids, min_size=1, max_size=3).map(
+            lambda c: ("dict", tuple("abc"[:len(c)]), tuple(c)))),
+    max_leaves=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(which=st.sampled_from(["jit", "compile"]), out_tree=tree_nodes,
+       in_trees=st.lists(tree_nodes, max_size=3).map(tuple))
+def test_saved_structures_that_do_not_fit_their_tapes_are_refused(which, out_tree, in_trees):
+    """A saved function whose result structures were altered either loads and
+    gives the original results (the structure still fits) or is a TapeError;
+    never an exception from inside a call."""
+    x = np.linspace(0.0, 1.0, 5)
+    if which == "jit":
+        g = fa.jit(lambda x: (np.sin(x), {"s": np.sum(x)}), backend="numpy")
+        spec_key = "spec"
+    else:
+        g = fa.compile(lambda x: np.sum(np.sin(x) ** 2), backend="numpy")
+        spec_key = "vg"
+    expected = g(x)
+    state = wire.loads(fa.dumps(g), wire.FUNCTION)
+    (sig, entries), = state[spec_key]["entries"]
+    state[spec_key]["entries"] = [(sig, [(entries[0][0], (out_tree, in_trees))])]
+    try:
+        h = fa.loads(wire.dumps(wire.FUNCTION, state))
+    except fa.TapeError:
+        return
+    got_leaves, _ = pytree.flatten(h(x))
+    want_leaves, _ = pytree.flatten(expected)
+    assert len(got_leaves) == len(want_leaves)
+    for a, b in zip(got_leaves, want_leaves):
+        np.testing.assert_array_equal(a, b)
