@@ -2003,9 +2003,26 @@ def _in_place(op):
     return method
 
 
+def _in_place_0d(op):
+    """``v op= b`` on a 0-d traced value: a 0-d view of an array (``y[..., i, j]``,
+    ``squeeze`` of a one-element slice) writes into it, as NumPy's 0-d views do;
+    any other 0-d value is immutable like a NumPy scalar, so Python rebinds the
+    name to ``v op b`` (NotImplemented)."""
+    in_place = _in_place(op)
+
+    def method(self: Tracer, other: Any) -> Any:
+        link = getattr(self, "view_of", None)
+        if link is None or link.parent is None:
+            return NotImplemented
+        return in_place(self, other)
+    return method
+
+
 for _name, _op in {"__iadd__": add, "__isub__": subtract, "__imul__": multiply,
                    "__itruediv__": divide, "__ipow__": power, "__imatmul__": matmul}.items():
     setattr(ArrayTracer, _name, _in_place(_op))
+    if _name != "__imatmul__":
+        setattr(Tracer, _name, _in_place_0d(_op))
 
 
 def _real_property(self: Tracer) -> Any:

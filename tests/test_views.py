@@ -293,8 +293,14 @@ def programs(draw, complex_=False):
     writes = []
     for _ in range(draw(st.integers(1, 3))):
         target = draw(st.integers(0, len(pool) - 1))
-        if not pool[target].ndim or not pool[target].size:
-            continue  # 0-d traced values are immutable, like NumPy scalars
+        if not pool[target].size:
+            continue
+        if not np.ndim(pool[target]):
+            # a 0-d view (x[..., 0]) is written through, a NumPy scalar (x[0]) is
+            # immutable and its name rebound: augmented assignment tells them apart
+            params = {"kind": draw(st.sampled_from(["iadd", "isub", "imul", "idiv", "ipow"]))}
+            writes.append((target, params))
+            continue
         params = _write_params(draw, pool[target])
         if params["kind"] == "sort" and pool[target].dtype.kind == "c":
             continue
@@ -689,3 +695,55 @@ def test_shares_memory_and_base_answer_as_numpy():
             [(0, {"kind": "set_basic", "key": (slice(None),)})], (3,), complex=True)])
 def test_programs_the_property_test_found(prog):
     check(prog, 0, ["numpy"])
+
+
+ZERO_D_VIEWS = {  # 0-d views NumPy writes through, and a scalar it does not
+    "ellipsis key": lambda y: y[..., 1, 2],
+    "key then ellipsis": lambda y: y[1, ..., 2],
+    "squeeze": lambda y: np.squeeze(y[1:2, 2:3]),
+    "reshape": lambda y: y[:1, :1].reshape(()),
+    "scalar (a copy)": lambda y: y[1, 2],
+}
+def _iadd(v, y):
+    v += np.sin(y[0, 0])
+
+
+def _isub(v, y):
+    v -= 0.5 * y[0, 1]
+
+
+def _imul(v, y):
+    v *= y[0, 0] + 2.0
+
+
+def _idiv(v, y):
+    v /= 1.5 + np.cos(y[0, 1])
+
+
+def _ipow(v, y):
+    v **= 2.0
+
+
+IN_PLACE = {"+=": _iadd, "-=": _isub, "*=": _imul, "/=": _idiv, "**=": _ipow}
+
+
+@pytest.mark.parametrize("make", sorted(ZERO_D_VIEWS))
+@pytest.mark.parametrize("op", sorted(IN_PLACE))
+def test_augmented_assignment_through_0d_views(make, op):
+    """``v += c`` writes through a 0-d view of an array (NumPy's ``y[..., i, j]``)
+    and only rebinds v when it is a scalar (``y[i, j]``), eager and compiled."""
+    def f(x):
+        y = x * 1.0
+        IN_PLACE[op](ZERO_D_VIEWS[make](y), y)
+        return y
+
+    x = np.arange(1.0, 13.0).reshape(3, 4) / 6.5
+    expected = f(x.copy())
+    assert make == "scalar (a copy)" or not np.array_equal(expected, x)
+    for backend in BACKENDS:
+        np.testing.assert_allclose(fa.jit(f, backend=backend)(x), expected, rtol=1e-12)
+    u = np.random.default_rng(1).standard_normal(x.shape)
+    grad = fa.grad(lambda x: np.sum(f(x) ** 2))(x)
+    eps = 1e-6
+    fd = (np.sum(f(x + eps * u) ** 2) - np.sum(f(x - eps * u) ** 2)) / (2 * eps)
+    np.testing.assert_allclose(np.sum(grad * u), fd, rtol=1e-6)
