@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from fastad import compiled as compiled_module
-from fastad.backends import numba_backend
+from fastad.backends import c_backend, numba_backend
+
+MANY_SHAPES_BACKEND = "c" if c_backend.available else "numpy"
 
 numba_only = pytest.mark.skipif(not numba_backend.available, reason="needs numba")
 ROOT = os.path.join(os.path.dirname(__file__), "..")
@@ -257,7 +259,9 @@ def test_memory_stays_bounded_over_many_shapes(record_count):
     other bounded caches, of constants and cost estimates, are full; without
     the bound these 250 signatures take about 50 MB)."""
     f = lambda v: np.sum(np.sin(v) * v ** 2) + np.sum(v[1:] * v[:-1])  # noqa: E731
-    g = fa.compile(f, max_signatures=16)
+    # the C VM, or the reference without it: Numba keeps every kernel it
+    # compiled (docs/bad-input.md), and 500 Numba compiles take minutes
+    g = fa.compile(f, max_signatures=16, backend=MANY_SHAPES_BACKEND)
     sizes = random.Random(0).sample(range(2, 3000), 500)
     for k, n in enumerate(sizes):
         x = np.linspace(-1.0, 1.0, n)
@@ -273,7 +277,7 @@ def test_memory_stays_bounded_over_many_shapes(record_count):
     assert info["evicted"] == 500 - 16 and info["signatures"] == 16
     # an evicted shape comes back: traced again, the same result
     x = np.linspace(-1.0, 1.0, sizes[0])
-    np.testing.assert_array_equal(g(x), fa.compile(f)(x))
+    np.testing.assert_array_equal(g(x), fa.compile(f, backend=MANY_SHAPES_BACKEND)(x))
     assert g.cache_info()["traces"] == 501
     record_count("resident memory growth over 250 new shapes, bound 16 (bytes)", grown)
     assert grown < 12 << 20, f"resident memory grew by {grown} bytes"
