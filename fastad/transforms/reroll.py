@@ -271,34 +271,72 @@ class _Term:
         self.root = self._visit(root)
         self.signature: Any = tuple(self.nodes) if self.ok else object()
 
-    def _visit(self, slot: int) -> int:
-        # the hot loop of the pass: one call per node of every term
-        number = self._number.get(slot)
-        if number is not None:
-            return number
-        if len(self.nodes) >= MAX_TERM_NODES:
-            self.ok = False
-            return 0
-        ix = self._ix
-        ins = ix.producer.get(slot)
-        if ins is None:
-            node = self._const(slot) if slot in ix.tape.consts else self._shared(slot)
-        elif slot in self._foreign or slot in self._own:
-            self.ok = False  # an unrolled inner chain: rerolled by an earlier pass
-            node = ("invalid",)
-        elif ix.position[slot] <= self._bound:
-            node = self._shared(slot)
-        elif ins.prim == "take" and ix.const_ints(ins.ins[1]) is not None:
-            node = self._take(ins)
-        elif ins.prim in _BODY:
-            node = (ins.prim, ins.params, tuple([self._visit(s) for s in ins.ins]),
-                    ix.tape.avals[slot])
-        else:
-            node = self._shared(slot)  # computed per iteration, not batchable: no match
-        number = self._number[slot] = len(self.nodes)
-        self.nodes.append(node)
-        self.slots.append(slot)
-        return number
+    def _visit(self, root: int) -> int:
+        """Number the nodes of the DAG below ``root`` in post-order (children
+        left to right, each node once), iteratively: a term may reach back
+        through thousands of unrolled instructions (a recurrence computed
+        before the loop), deeper than Python's recursion limit.  Terms with
+        more than MAX_TERM_NODES nodes, or that deep, are not loop bodies:
+        the walk stops and the term matches nothing."""
+        # the hot loop of the pass: one step per node of every term
+        number_of, nodes, slots = self._number, self.nodes, self.slots
+        ix, foreign, own, bound = self._ix, self._foreign, self._own, self._bound
+        producer, position, consts, avals = ix.producer, ix.position, ix.tape.consts, ix.tape.avals
+        # frames: [slot, instruction, numbers of the children visited so far]
+        stack: list[list[Any]] = [[root, None, None]]
+        last = 0
+        while stack:
+            frame = stack[-1]
+            ins = frame[1]
+            if ins is not None:           # a child of this frame has just been numbered
+                kids = frame[2]
+                kids.append(last)
+                if len(kids) < len(ins.ins):
+                    stack.append([ins.ins[len(kids)], None, None])
+                    continue
+                slot = frame[0]
+                if ins.prim == "take":
+                    node = self._take(ins, kids[0])
+                else:
+                    node = (ins.prim, ins.params, tuple(kids), avals[slot])
+            else:
+                slot = frame[0]
+                number = number_of.get(slot)
+                if number is not None:
+                    stack.pop()
+                    last = number
+                    continue
+                if len(nodes) >= MAX_TERM_NODES or len(stack) > MAX_TERM_NODES:
+                    self.ok = False
+                    return 0
+                ins = producer.get(slot)
+                if ins is None:
+                    node = self._const(slot) if slot in consts else self._shared(slot)
+                elif slot in foreign or slot in own:
+                    self.ok = False  # an unrolled inner chain: rerolled by an earlier pass
+                    return 0
+                elif position[slot] <= bound:
+                    node = self._shared(slot)
+                elif ins.prim == "take" and ix.const_ints(ins.ins[1]) is not None:
+                    if ins.ins[0] in self._arrays:
+                        node = self._take(ins, None)
+                    else:
+                        frame[1], frame[2] = ins, []
+                        stack.append([ins.ins[0], None, None])
+                        continue
+                elif ins.prim in _BODY:
+                    if ins.ins:
+                        frame[1], frame[2] = ins, []
+                        stack.append([ins.ins[0], None, None])
+                        continue
+                    node = (ins.prim, ins.params, (), avals[slot])
+                else:
+                    node = self._shared(slot)  # computed per iteration, not batchable: no match
+            stack.pop()
+            last = number_of[slot] = len(nodes)
+            nodes.append(node)
+            slots.append(slot)
+        return last
 
     def _shared(self, slot: int) -> Any:
         self.shared.append(slot)
@@ -312,16 +350,18 @@ class _Term:
         self.varying.append(self._ix.tape.consts[slot])
         return node
 
-    def _take(self, ins: Instr) -> Any:
+    def _take(self, ins: Instr, array_node: int | None) -> Any:
+        """A take's node, once the array it reads has its node: its index
+        joins ``varying`` in node order, after those of the array's nodes
+        (``_vectorize`` hands them out in that order)."""
         index = self._ix.const_ints(ins.ins[1])
         self.ints.extend(self._ix.index_list(ins.ins[1]))
         self.varying.append(index)
-        array = ins.ins[0]
-        if array in self._arrays:
+        if array_node is None:
             # out[i] = out[i] + t reads the chain's own array at positions not
             # yet written: the values of the array the chain started from
             return ("take_chain",)
-        return ("take", self._visit(array))
+        return ("take", array_node, index.shape)
 
 
 def _terms(ix: _TapeIndex, chain: _Chain, foreign: set[int]) -> list[_Term]:
@@ -342,7 +382,10 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
     classes: dict[Any, list[int]] = {}
     for k, term in enumerate(terms):
         if term.ok:
-            classes.setdefault((chain.sign(k), term.signature), []).append(k)
+            # writes of one segment must write the same number of positions
+            # (out[i:i + L] = ... of ragged lengths L are separate classes)
+            where = np.shape(chain.consts[chain.links[k].ins[1]]) if chain.writes else ()
+            classes.setdefault((chain.sign(k), where, term.signature), []).append(k)
     found = []
     for members in classes.values():
         if len(members) < MIN_RUN:
