@@ -314,7 +314,6 @@ def check_tape(prog: LoopProgram, A: np.ndarray) -> None:
         assert got is not None, "a rerolled guard fails on the input traced"
         for g, w in zip(got, want):
             assert_close(g, w, "reassociated sums")
-        assert len(rolled.instrs) <= len(tape.instrs)
 
 
 def check_backend(prog: LoopProgram, seed: int, backend: str) -> None:
