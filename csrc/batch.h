@@ -46,6 +46,21 @@ typedef struct {
 int64_t fastad_batch_run(const fastad_batch *b, char *const *arenas, int nthreads,
                          int *status);
 
+/* fastad_batch_run, stoppable (Ctrl-C) unless poll is NULL: the caller's
+ * poll (vm.h), on one clock for the whole batch (first due FASTAD_POLL_FIRST_MS
+ * into it, then every FASTAD_POLL_EVERY_MS), runs on the calling thread only:
+ * inside the runs of the chunks it runs, between them, and while it waits for
+ * the other threads.  Once it asks to stop, a shared flag stops every thread:
+ * each reads it before each chunk and, inside its runs, where the VM would
+ * poll.  The interrupted chunks, and those not run, get FASTAD_VM_INTERRUPTED
+ * (their outputs are left as they were; the arenas stay usable, as after
+ * fastad_vm_run_polled).  Every thread has ended when it returns.  A poll
+ * that asks to stop while the caller waits may come after the other threads'
+ * last chunks: every status is then FASTAD_VM_OK, and the callback's owner
+ * must remember that it asked. */
+int64_t fastad_batch_run_polled(const fastad_batch *b, char *const *arenas, int nthreads,
+                                int *status, const fastad_poll *poll);
+
 /* ceil(count / chunk): how many chunks, and so status entries, b has. */
 int64_t fastad_batch_chunks(const fastad_batch *b);
 

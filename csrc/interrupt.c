@@ -12,6 +12,12 @@
 #include <time.h>
 #endif
 
+#if defined(_WIN32)
+#define LOAD_FLAG(p) (*(volatile const int *)(p)) /* batches run on one thread there */
+#else
+#define LOAD_FLAG(p) __atomic_load_n(p, __ATOMIC_RELAXED)
+#endif
+
 static int64_t now_ms(void) {
 #if defined(_WIN32)
   return (int64_t)GetTickCount64();
@@ -29,6 +35,7 @@ static int64_t now_ms(void) {
 /* Called now and then on the thread running the program; nonzero: stop. */
 int poll_due(poll_state *ps) {
   if (ps->stop) return 1;
+  if (ps->flag != NULL && LOAD_FLAG(ps->flag)) return ps->stop = 1;
   const int64_t t = now_ms();
   if (ps->next_ms < 0) {
     ps->next_ms = t + FASTAD_POLL_FIRST_MS;

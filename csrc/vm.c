@@ -62,17 +62,23 @@
   do {                                                                           \
     if (--countdown < 0) {                                                       \
       countdown = POLL_INSTRUCTIONS;                                             \
-      if (ps.poll != NULL && poll_due(&ps)) return FASTAD_VM_INTERRUPTED;        \
+      if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;         \
     }                                                                            \
   } while (0)
 
 int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena) {
-  return fastad_vm_run_polled(p, la, arena, NULL);
+  poll_state ps = {NULL, -1, 0, NULL};
+  return vm_run_state(p, la, arena, &ps);
 }
 
-int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void *arena_ptr,
+int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void *arena,
                          const fastad_poll *poll) {
-  poll_state ps = {poll, -1, 0};
+  poll_state ps = {poll, -1, 0, NULL};
+  return vm_run_state(p, la, arena, &ps);
+}
+
+int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_ptr,
+                 poll_state *ps) {
   int countdown = POLL_INSTRUCTIONS;
   char *const arena = (char *)arena_ptr;
   double *const D = (double *)arena;
@@ -250,8 +256,8 @@ int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void 
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         fused(pc[1], arena, meta + pc[2], pc[3],
-              poll != NULL && pc[3] >= POLL_BLOCKS * FUSED_BLOCK ? &ps : NULL);
-        if (ps.stop) return FASTAD_VM_INTERRUPTED;
+              ps->poll != NULL && pc[3] >= POLL_BLOCKS * FUSED_BLOCK ? ps : NULL);
+        if (ps->stop) return FASTAD_VM_INTERRUPTED;
         POLL();
         NEXT(FUSED);
         vmbreak;

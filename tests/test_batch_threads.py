@@ -2,6 +2,9 @@
 for every thread count and chunk size, equal to a loop of single calls, and
 guards, padding and bad input handled."""
 import pickle
+import signal
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -162,3 +165,48 @@ def test_executable_run_batch_checks_its_arguments():
     outs, failed = exe.run_batch([np.arange(24.0).reshape(8, 3)], [True], 8, 3)
     np.testing.assert_array_equal(outs[0], np.arange(24.0).reshape(8, 3) * 2)
     assert failed == []
+
+
+# -- Ctrl-C during a long batch ------------------------------------------------------------
+def _wavy(x):
+    for _ in range(20):
+        x = np.sin(x) * 0.9 + np.cos(x[::-1]) * 0.1
+    return np.sum(x ** 2)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ctrl_c_stops_a_long_batch_and_the_function_still_works(threads):
+    """SIGINT 0.2 s into a batch that would take about a second (timed
+    beforehand): KeyboardInterrupt well before it would have finished, on one
+    thread (the caller's chunks poll) or two (a flag stops the other thread's
+    chunks), every thread ended, and the same function then gives the same bits."""
+    c_backend = pytest.importorskip("fastad.backends.c_backend")
+    if not c_backend.available:
+        pytest.skip("the C extension is not built")
+    g = fa.compile(_wavy, backend="c")
+    small = rng.standard_normal((16, 2000))
+    want = g.batch(small, threads=threads, chunk=4)  # also compiles the chunk's program
+    start = time.perf_counter()
+    g.batch(small, threads=threads, chunk=4)
+    per_example = (time.perf_counter() - start) / len(small)
+    count = max(64, int(1.0 / per_example))  # about 1 s uninterrupted
+    X = np.resize(small, (count, small.shape[1]))
+    alive = threading.active_count()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident,
+                                                        signal.SIGINT))
+    try:
+        start = time.perf_counter()
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            g.batch(X, threads=threads, chunk=4)
+        elapsed = time.perf_counter() - start
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)
+    assert 0.2 <= elapsed < 0.6 * per_example * count
+    assert threading.active_count() == alive
+    assert_same_bits(g.batch(small, threads=threads, chunk=4), want)

@@ -124,7 +124,8 @@ cdef extern from "batch.h" nogil:
         int64_t count
         int64_t chunk
 
-    int64_t fastad_batch_run(const fastad_batch *b, char **arenas, int nthreads, int *status)
+    int64_t fastad_batch_run_polled(const fastad_batch *b, char **arenas, int nthreads,
+                                    int *status, const fastad_poll *poll)
     int64_t fastad_batch_chunks(const fastad_batch *b)
 
 
@@ -144,7 +145,9 @@ cdef enum:
 # only, so runs called there poll: the VM calls _check_signals now and then once
 # the run has lasted some milliseconds (vm.h), which takes the GIL and runs any
 # pending handler; what it raises (KeyboardInterrupt) stops the run and is
-# raised when the VM returns.  Runs on other threads, and batches, do not poll.
+# raised when the VM returns.  A batch polls the same way: the chunks the
+# calling thread runs poll, and a flag stops its other threads (batch.h).
+# Runs and batches called on other threads do not poll.
 cdef unsigned long _MAIN_THREAD = threading.main_thread().ident
 cdef object _interrupt = None  # what a handler raised during the main thread's run
 cdef fastad_poll _POLL
@@ -471,6 +474,7 @@ cdef class Executable:
         cdef int64_t chunk, failed, chunks
         cdef char **arenas
         cdef int t
+        cdef const fastad_poll *poll
         if n != self._ninputs or len(batched) != n:
             raise SignatureError(f"expected {self._ninputs} arguments, got {n}")
         if count < 1:
@@ -524,14 +528,20 @@ cdef class Executable:
             try:
                 for t in range(threads):
                     arenas[t] = self._aligned(pool[t])
+                poll = _poll_here()
                 with nogil:
-                    failed = fastad_batch_run(&b, arenas, threads,
-                                              <int *>cnp.PyArray_DATA(<cnp.ndarray>status))
+                    failed = fastad_batch_run_polled(
+                        &b, arenas, threads, <int *>cnp.PyArray_DATA(<cnp.ndarray>status), poll)
             finally:
                 free(arenas)
                 self._pool.extend(pool)
         finally:
             free(ports)
+        # Also when every chunk had ended by the time the caller's poll saw the
+        # signal (while waiting for the other threads): it is not lost.
+        if (failed and np.any(status == FASTAD_VM_INTERRUPTED)) or (
+                poll != NULL and _interrupt is not None):
+            _raise_interrupt()
         if failed and np.any(status == FASTAD_VM_SINGULAR):
             raise np.linalg.LinAlgError("Singular matrix")
         return outputs, np.flatnonzero(status == FASTAD_VM_GUARD_FAILED).tolist()
