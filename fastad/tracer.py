@@ -125,7 +125,6 @@ class Builder:
         self._capture_slot: dict[int, int] = {}
         self._const_slot: dict[Any, int] = {}
         self._const_keep: list[Any] = []
-        self.guards: list[int] = []  # instruction indices of guards
         self.record_lines = record_lines
         self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False

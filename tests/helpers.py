@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -313,3 +316,23 @@ def laplacian_energy(x: Any) -> Any:
         for j in range(1, x.shape[1] - 1):
             s = s + (4 * x[i, j] - x[i - 1, j] - x[i + 1, j] - x[i, j - 1] - x[i, j + 1]) ** 2
     return s
+
+
+def seconds_until_interrupted(call: Callable[[], Any], after: float = 0.2) -> float:
+    """Run ``call()`` with SIGINT sent to the main thread ``after`` seconds in,
+    as Ctrl-C would; it must raise KeyboardInterrupt.  Returns how long it ran."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    timer = threading.Timer(after, signal.pthread_kill, (threading.main_thread().ident,
+                                                         signal.SIGINT))
+    try:
+        start = time.perf_counter()
+        timer.start()
+        try:
+            call()
+        except KeyboardInterrupt:
+            return time.perf_counter() - start
+        raise AssertionError("the call ran to its end: no KeyboardInterrupt")
+    finally:
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, previous)

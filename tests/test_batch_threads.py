@@ -2,7 +2,6 @@
 for every thread count and chunk size, equal to a loop of single calls, and
 guards, padding and bad input handled."""
 import pickle
-import signal
 import threading
 import time
 
@@ -13,7 +12,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from fastad import batched, pytree
-from helpers import FAST, rosenbrock
+from helpers import FAST, rosenbrock, seconds_until_interrupted
 
 rng = np.random.default_rng(11)
 
@@ -194,19 +193,7 @@ def test_ctrl_c_stops_a_long_batch_and_the_function_still_works(threads):
     count = max(64, int(1.0 / per_example))  # about 1 s uninterrupted
     X = np.resize(small, (count, small.shape[1]))
     alive = threading.active_count()
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident,
-                                                        signal.SIGINT))
-    try:
-        start = time.perf_counter()
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            g.batch(X, threads=threads, chunk=4)
-        elapsed = time.perf_counter() - start
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGINT, previous)
+    elapsed = seconds_until_interrupted(lambda: g.batch(X, threads=threads, chunk=4))
     assert 0.2 <= elapsed < 0.6 * per_example * count
     assert threading.active_count() == alive
     assert_same_bits(g.batch(small, threads=threads, chunk=4), want)

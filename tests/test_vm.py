@@ -9,7 +9,6 @@ programs.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 
@@ -24,7 +23,7 @@ import fastad.numpy as fnp
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.errors import SignatureError, TapeError
-from helpers import rosenbrock, rosenbrock_loop
+from helpers import rosenbrock, rosenbrock_loop, seconds_until_interrupted
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
 
@@ -628,19 +627,7 @@ def test_ctrl_c_stops_a_long_run_and_the_function_still_works(fuse):
     per_repeat = (time.perf_counter() - start) / 20
     repeats = max(40, int(1.2 / per_repeat))  # about 1.2 s uninterrupted
     exe = c_backend.Executable(_repeated(program, repeats))
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident,
-                                                        signal.SIGINT))
-    try:
-        start = time.perf_counter()
-        timer.start()
-        with pytest.raises(KeyboardInterrupt):
-            exe.run([x])
-        elapsed = time.perf_counter() - start
-    finally:
-        timer.cancel()
-        timer.join()
-        signal.signal(signal.SIGINT, previous)
+    elapsed = seconds_until_interrupted(lambda: exe.run([x]))
     assert 0.2 <= elapsed < 0.6 * per_repeat * repeats
     np.testing.assert_array_equal(exe.run_args((x,), 0), want)
 

@@ -43,11 +43,11 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from ..errors import LoweringError, TapeError
-from ..primitives import special
 from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from . import vm_header
+from .segmented import NOT_COMPILED
 
 
 # -- the instruction set, read from csrc/opcodes.h ------------------------------
@@ -1068,22 +1068,11 @@ _RULES: dict[Primitive, Any] = check_table({
 # whose tape holds one runs it as a host call (its NumPy implementation)
 # between compiled segments (`backends.segmented`).
 HOST_CALLS: dict[Primitive, str] = check_table({
-    **{registry[name]: "a special function (scipy.special): no C implementation in the VM"
-       for name in sorted(special.ELEMENTWISE)},
+    **NOT_COMPILED,
     P.real: "complex values only: the VM has no complex dtype",
     P.imag: "complex values only: the VM has no complex dtype",
     P.conj: "complex values only: the VM has no complex dtype",
     P.fft: "complex values only: the VM has no complex dtype",
-    P.argsort: "sorting: no VM opcode",
-    P.argpartition: "sorting: no VM opcode",
-    P.take_along: "gathers by computed indices: no VM opcode",
-    P.scatter_add_along: "scatters by computed indices: no VM opcode",
-    P.interp: "a table search per element: no VM opcode",
-    P.interp_slope: "a table search per element: no VM opcode",
-    P.cumprod: "no VM opcode (cumsum has one)",
-    **{registry[name]: "a LAPACK decomposition or solver the VM does not call"
-       for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
-                    "sylvester", "sqrtm")},
 }, "lower.HOST_CALLS")
 
 

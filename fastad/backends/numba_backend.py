@@ -60,11 +60,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import SignatureError
-from ..primitives import special
 from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from ..tracer import user_stacklevel
+from .segmented import NOT_COMPILED
 
 try:
     import numba
@@ -1209,20 +1209,8 @@ assert all(p.elementwise for p in _Generator.ELEMENTWISE), "a loop member that i
 # Builtin primitives the generated code does not compute, each with why: a
 # compiled function whose tape holds one runs it as a host call (its NumPy
 # implementation) between compiled segments (`backends.segmented`).
-NOT_EMITTED: dict[Primitive, str] = check_table({
-    **{registry[name]: "a special function (scipy.special): Numba has no implementation"
-       for name in sorted(special.ELEMENTWISE)},
-    P.argsort: "sorting: no generated code yet",
-    P.argpartition: "sorting: no generated code yet",
-    P.take_along: "gathers by computed indices: no generated code yet",
-    P.scatter_add_along: "scatters by computed indices: no generated code yet",
-    P.interp: "a table search per element: no generated code yet",
-    P.interp_slope: "a table search per element: no generated code yet",
-    P.cumprod: "no generated code yet (cumsum has some)",
-    **{registry[name]: "a LAPACK decomposition or solver: no generated code"
-       for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
-                    "sylvester", "sqrtm")},
-}, "numba_backend.NOT_EMITTED")
+NOT_EMITTED: dict[Primitive, str] = check_table(dict(NOT_COMPILED),
+                                                "numba_backend.NOT_EMITTED")
 
 
 def _numba_type(dtype: np.dtype, ndim: int) -> str:

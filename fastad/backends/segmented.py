@@ -14,10 +14,31 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..primitives.registry import registry
+from ..primitives import special
+from ..primitives.registry import Primitive, check_table, registry
+from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from .reference import RunsArgs
 
+
+# Builtin primitives that neither compiled backend (the C VM, the Numba
+# generator) computes, each with why: a compiled function whose tape holds one
+# runs it as a host call between compiled segments.  Each backend's own table
+# adds what only it lacks (`lower.HOST_CALLS`, `numba_backend.NOT_EMITTED`).
+NOT_COMPILED: dict[Primitive, str] = check_table({
+    **{registry[name]: "a special function (scipy.special): no compiled implementation"
+       for name in sorted(special.ELEMENTWISE)},
+    P.argsort: "sorting: no compiled code",
+    P.argpartition: "sorting: no compiled code",
+    P.take_along: "gathers by computed indices: no compiled code",
+    P.scatter_add_along: "scatters by computed indices: no compiled code",
+    P.interp: "a table search per element: no compiled code",
+    P.interp_slope: "a table search per element: no compiled code",
+    P.cumprod: "no compiled code (cumsum has some)",
+    **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
+       for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
+                    "sylvester", "sqrtm")},
+}, "segmented.NOT_COMPILED")
 
 def _scalar(value: Any) -> Any:
     """0-d values as NumPy scalars, the form Numba kernels take them in (the C
