@@ -286,6 +286,33 @@ KERNEL void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_
   });
 }
 
+/* The scatters of a basic slice: v (contiguous, the STRIDED shape) into o at
+ * start + j . stride, in the order of j, so repeated positions (a stride of 0)
+ * accumulate as np.add.at does and no index list is stored. */
+#define STRIDED_SCATTER_LOOP(STMT)                                                           \
+  const int64_t ndim = d[0], start = d[1], *shape = d + 2, *so = d + 2 + ndim;               \
+  const int64_t n = shape[ndim - 1], io = so[ndim - 1];                                    \
+  const int64_t total = shape_size(ndim, shape);                                           \
+  if (total == 0) return;                                                                  \
+  rows_iter it;                                                                            \
+  rows_init(&it, ndim, shape, 1, so, NULL, NULL);                                          \
+  for (int64_t row = 0; row < total / n; row++, rows_next(&it)) {                          \
+    T *po = (T *)arena + o + start + it.off[0];                                            \
+    const T *pv = (const T *)arena + v + row * n;                                          \
+    for (int64_t i = 0; i < n; i++) STMT;                                                  \
+  }
+
+KERNEL void strided_set_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d) {
+  BITS_TYPED(t, {
+    typedef E T;
+    STRIDED_SCATTER_LOOP(po[i * io] = pv[i])
+  });
+}
+
+KERNEL void strided_add_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d) {
+  FLOAT_TYPED(t, { STRIDED_SCATTER_LOOP(po[i * io] += pv[i]) });
+}
+
 #define R_SUM(acc, x) ((acc) + (x))
 #define R_PROD(acc, x) ((acc) * (x))
 #define R_MAX(acc, x) (((x) > (acc) || (x) != (x)) ? (x) : (acc))

@@ -181,6 +181,8 @@ FASTAD_INTERNAL void scatter_set_v(int t, char *arena, int64_t o, int64_t m, con
                                    int64_t v, int64_t n);
 FASTAD_INTERNAL void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
                                    int64_t v, int64_t n);
+FASTAD_INTERNAL void strided_set_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d);
+FASTAD_INTERNAL void strided_add_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d);
 FASTAD_INTERNAL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d);
 FASTAD_INTERNAL double sum_contiguous_d(const double *x, int64_t n);
 FASTAD_INTERNAL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d);

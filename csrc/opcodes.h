@@ -80,6 +80,8 @@
   X(GATHER_V, 6)      /* t o a m x n    o[i] = a[I[x+i]], a has m elements           */ \
   X(SCATTER_SET_V, 6) /* t o m x v n    o[I[x+i]] = v[i], o has m elements           */ \
   X(SCATTER_ADD_V, 6) /* t o m x v n    o[I[x+i]] += v[i] in order (np.add.at)       */ \
+  X(STRIDED_SET_B, 4) /* t o v d       o[start + j . stride] = v[j] in order; STRIDED */ \
+  X(STRIDED_ADD_B, 4) /* t o v d       o[start + j . stride] += v[j] in order; STRIDED */ \
   X(REDUCE_B, 5)      /* f t o a d      o = f-reduction of a; f in REDUCE_FNS; REDUCE */ \
   X(CUMSUM_B, 4)      /* t o a d        running sum along one axis; d: CUMSUM        */ \
   X(MATMUL_B, 5)      /* t o a b d      o = a @ b, batched, BLAS gemm; d: MATMUL     */ \

@@ -364,6 +364,14 @@ static int operands_ok(checker *c, int32_t op) {
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V:  /* t o m x v n */
       return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && use(c, W, 1, w[2], dtype_size[w[0]]) &&
              use(c, R, 4, w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
+    case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:  /* t o v d */
+      if (!dtype_ok(c, w[0], op == OP_STRIDED_ADD_B)) return 0;
+      d = w[3];
+      if (!desc_ok(c, d, FASTAD_DESC_HEAD_STRIDED, FASTAD_DESC_PER_DIM_STRIDED, &nd) ||
+          !shape_ok(c, nd, m + d + 2, &total)) return 0;
+      return use_strided(c, W, 1, m[d + 1], nd, m + d + 2, m + d + 2 + nd, total,
+                         dtype_size[w[0]]) &&
+             use(c, R, 2, total, dtype_size[w[0]]);
     case OP_REDUCE_B: {  /* f t o a d */
       if (!fn_ok(c, w[0], FASTAD_NUM_REDUCE_FNS) || !dtype_ok(c, w[1], 1)) return 0;
       t = dtype_size[w[1]];

@@ -217,6 +217,18 @@ int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_p
         NEXT(SCATTER_ADD_V);
         vmbreak;
       }
+      vmcase(STRIDED_SET_B) {
+        strided_set_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        POLL();
+        NEXT(STRIDED_SET_B);
+        vmbreak;
+      }
+      vmcase(STRIDED_ADD_B) {
+        strided_add_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        POLL();
+        NEXT(STRIDED_ADD_B);
+        vmbreak;
+      }
       vmcase(REDUCE_B) {
         const int64_t *d = meta + pc[5];
         if (pc[1] == FN_SUM && pc[2] == DT_F64 && d[0] == 1 && d[2] == 0 && d[3] == 1) {

@@ -104,6 +104,46 @@ def test_take_patterns():
     assert "GATHER_V" in opcodes(lower(fa.make_tape(lambda x: x[[3, 0, 4]] * 2.0)(x)))
 
 
+_steps = st.integers(-3, 3).filter(bool)
+
+
+@st.composite
+def basic_slices(draw):
+    """A 2-D array and a basic slice of it with any steps (negative too)."""
+    shape = (draw(st.integers(1, 7)), draw(st.integers(1, 7)))
+    key = tuple(slice(draw(st.one_of(st.none(), st.integers(-d, d - 1))), None, draw(_steps))
+                for d in shape)
+    return shape, key
+
+
+@pytest.mark.skipif(not c_backend.available, reason="C extension not built")
+@settings(max_examples=60, deadline=None)
+@given(basic_slices(), st.booleans())
+def test_slice_reads_and_writes_are_strided_without_index_lists(case, write):
+    """The gradient of a basic slice accumulates into it at start + j . strides and
+    an assignment to one writes there (STRIDED_ADD_B, STRIDED_SET_B): no index list in
+    the program, and the values of the reference interpreter (to rounding: sums
+    are ordered differently)."""
+    shape, key = case
+    x = np.random.default_rng(sum(shape)).standard_normal(shape)
+
+    def f(x):
+        y = x * 1.5
+        if write:
+            y[key] = np.sin(y[key])
+        return np.sum(np.cos(y[key]) * y[key]) + np.sum(y * x)
+
+    program = gradient_program(f, x)
+    assert program.index.size == 0
+    positions = np.arange(x.size).reshape(shape)[key].ravel()
+    if positions.size > 1 and not np.all(np.diff(positions) == 1):
+        assert {"STRIDED_ADD_B", "STRIDED_SET_B"} & set(opcodes(program))
+    want = fa.compile(f, backend="numpy").value_and_grad(x)
+    got = fa.compile(f, backend="c").value_and_grad(x)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-13, atol=1e-15)
+
+
 def test_scalar_loop_gradient_accumulates_in_place():
     """The reverse sweep of ``for i: ... x[i] ...`` is a chain of scatter_adds on
     one adjoint array: one zero fill, then one scalar accumulation per use."""

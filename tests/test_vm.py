@@ -440,6 +440,7 @@ OVERLAP_IDX = np.array([0, 3, 3, 1])
 def _many_opcodes(x, m, v):
     return (fnp.scatter_add(x, OVERLAP_IDX, v), fnp.scatter_set(x, np.arange(2, 6), v),
             fnp.scatter_add(x * 2.0, 4, v[0]), x[[0, 5, 2, 2]], x[::2], np.cumsum(m, axis=1),
+            fnp.scatter_add(x, np.arange(0, 6, 2), v[:3]), fnp.scatter_set(x, np.arange(5, 0, -2), v[1:]),
             np.max(m, axis=0), np.where(m > 0, m, -m), fnp.logical_and(m > 0, m < 1),
             fnp.logical_not(m > 0), fnp.astype(x, np.float32), np.sin(x), x * x, x + v[0],
             v[0] - x, m + x[:3], np.sum(x))
@@ -551,10 +552,12 @@ def _check_overlap_rejected(program, pc, region, target, exact, args=None):
 
 def test_lapack_workspace_pivots_output_and_copies_never_overlap(programs_with_regions):
     """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, MATMUL_B and copy
-    (COPY_V, STRIDED_B, GATHER_V, CAST_V) in the test programs, moved to overlap at the
-    start, the middle and the end: every one is rejected by validation, never run."""
+    (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V) in the test
+    programs, moved to overlap at the start, the middle and the end: every one is
+    rejected by validation, never run."""
     from fastad.backends import _vm
-    opcodes = {"SOLVE_B", "SLOGDET_B", "MATMUL_B", "COPY_V", "STRIDED_B", "GATHER_V", "CAST_V"}
+    opcodes = {"SOLVE_B", "SLOGDET_B", "MATMUL_B", "COPY_V", "STRIDED_B", "GATHER_V", "CAST_V",
+               "STRIDED_SET_B", "STRIDED_ADD_B"}
     tried, seen = 0, set()
     for program in programs_with_regions:
         for pc, name, _words in program.instructions():

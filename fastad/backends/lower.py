@@ -223,7 +223,8 @@ def _descriptor_len(opname: str, meta: np.ndarray, d: int) -> int:
         return 0
     nd = int(meta[d])
     return {"BINARY_B": 1 + 3 * nd, "COMPARE_B": 1 + 3 * nd, "LOGIC_B": 1 + 3 * nd,
-            "WHERE_B": 1 + 4 * nd, "STRIDED_B": 2 + 2 * nd, "REDUCE_B": 2 + 2 * nd,
+            "WHERE_B": 1 + 4 * nd, "STRIDED_B": 2 + 2 * nd, "STRIDED_SET_B": 2 + 2 * nd,
+            "STRIDED_ADD_B": 2 + 2 * nd, "REDUCE_B": 2 + 2 * nd,
             "CUMSUM_B": 4, "MATMUL_B": 6, "SOLVE_B": 3, "SLOGDET_B": 2}.get(opname, 0)
 
 
@@ -318,7 +319,10 @@ def _simplify(shape: tuple[int, ...], strides: list[list[int]]) -> tuple[list[in
 
 
 def _affine_pattern(idx: np.ndarray) -> tuple[int, list[int]] | None:
-    """(start, strides) if idx[j] == start + j . strides for every multi-index j."""
+    """(start, strides) if idx[j] == start + j . strides for every multi-index j.
+
+    Compared block by block along the first axis: a slice's index table of
+    10^8 elements is checked without a temporary of its size."""
     start = int(idx.flat[0])
     strides = []
     for k, d in enumerate(idx.shape):
@@ -328,12 +332,23 @@ def _affine_pattern(idx: np.ndarray) -> tuple[int, list[int]] | None:
             strides.append(int(idx[tuple(step)]) - start)
         else:
             strides.append(0)
-    expected = np.full(idx.shape, start, dtype=np.int64)
-    for k, (d, s) in enumerate(zip(idx.shape, strides)):
-        shape = [1] * idx.ndim
+    if idx.ndim == 0:
+        return start, strides
+    inner = np.zeros(idx.shape[1:], dtype=np.int64)
+    for k, (d, s) in enumerate(zip(idx.shape[1:], strides[1:])):
+        shape = [1] * inner.ndim
         shape[k] = d
-        expected = expected + np.arange(d, dtype=np.int64).reshape(shape) * s
-    return (start, strides) if np.array_equal(expected, idx) else None
+        inner = inner + np.arange(d, dtype=np.int64).reshape(shape) * s
+    rows = max(1, _PATTERN_BLOCK // max(1, inner.size))
+    for r0 in range(0, idx.shape[0], rows):
+        r1 = min(idx.shape[0], r0 + rows)
+        lead = np.arange(r0, r1, dtype=np.int64).reshape((-1,) + (1,) * inner.ndim)
+        if not np.array_equal(start + lead * strides[0] + inner, idx[r0:r1]):
+            return None
+    return start, strides
+
+
+_PATTERN_BLOCK = 1 << 16
 
 
 # -- lowering ---------------------------------------------------------------------
@@ -629,10 +644,11 @@ def _flat_indices(lw: _Lowerer, idx_slot: int, size: int) -> np.ndarray:
     idx = np.asarray(lw.consts.get(idx_slot))
     if idx_slot not in lw.consts or idx.dtype.kind not in "iu":
         raise LoweringError(f"index operand %{idx_slot} must be a constant integer array")
-    idx = idx.astype(np.int64)
-    if idx.size and (idx.min() < -size or idx.max() >= size):
+    idx = idx.astype(np.int64, copy=False)
+    low = idx.min() if idx.size else 0
+    if idx.size and (low < -size or idx.max() >= size):
         raise LoweringError(f"index out of range for an array of {size} elements")
-    return np.where(idx < 0, idx + size, idx)
+    return np.where(idx < 0, idx + size, idx) if low < 0 else idx
 
 
 def _is_range(flat: np.ndarray) -> bool:
@@ -918,14 +934,11 @@ def _take(lw: _Lowerer, ins: Instr) -> None:
     xa = lw.avals[x]
     idx = _flat_indices(lw, idx_slot, xa.size)
     a = lw.read(x)
-    flat = idx.ravel()
-    if _is_range(flat):
-        lw.alias(ins.out, Ref(a.buf, a.offset + int(flat[0]) * xa.dtype.itemsize))
-        return
     pattern = _affine_pattern(idx)
-    if pattern is not None:
+    if pattern is not None:  # a plain range is an alias (see _strided_copy)
         _strided_copy(lw, ins.out, a, pattern[0], idx.shape, pattern[1])
         return
+    flat = idx.ravel()
     o = lw.define(ins.out)
     x_at = lw.indices(idx_slot, flat)
     lw.emit("GATHER_V", lw.dt(xa.dtype), (o, xa.dtype), (a, xa.dtype), xa.size, x_at, flat.size)
@@ -939,29 +952,37 @@ def _scatter(lw: _Lowerer, ins: Instr) -> None:
     adding = ins.prim == "scatter_add"
     if adding:
         _check_float(dtype, ins)
-    flat = _flat_indices(lw, idx_slot, out.size).ravel()
-    if lw.avals[v_slot].size != flat.size:
-        raise LoweringError(f"{ins.prim}: {lw.avals[v_slot].size} values for {flat.size} indices")
-    if flat.size == 1 and dtype == _F64:  # one element: a scalar move or accumulation
+    idx = _flat_indices(lw, idx_slot, out.size)
+    if lw.avals[v_slot].size != idx.size:
+        raise LoweringError(f"{ins.prim}: {lw.avals[v_slot].size} values for {idx.size} indices")
+    if idx.size == 1 and dtype == _F64:  # one element: a scalar move or accumulation
         kind = lw.pending_kind(v_slot) if adding else None
         refs = lw.take_pending(v_slot)[1] if kind else (lw.read(v_slot, dtype),)
         o = _updatable_copy(lw, ins, x, {r.buf for r in refs})
-        at = Ref(o.buf, o.offset + int(flat[0]) * dtype.itemsize)
+        at = Ref(o.buf, o.offset + int(idx.flat[0]) * dtype.itemsize)
         lw.emit(_ACCUMULATE[kind] if adding else "MOV_S", (at, dtype), *((r, dtype) for r in refs))
         return
     v = lw.read(v_slot, dtype)
     o = _updatable_copy(lw, ins, x, {v.buf})
-    if flat.size == 0:
+    if idx.size == 0:
         return
-    n = flat.size
-    if _is_range(flat):
-        at = Ref(o.buf, o.offset + int(flat[0]) * dtype.itemsize)
+    n = idx.size
+    pattern = _affine_pattern(idx)
+    shape, (strides,) = _simplify(idx.shape, [pattern[1]]) if pattern else ((), ([],))
+    if pattern and len(shape) == 1 and (strides[0] == 1 or shape[0] == 1):  # a plain range
+        at = Ref(o.buf, o.offset + pattern[0] * dtype.itemsize)
         if adding:
             lw.emit("BINARY_VV", BINARY["add"], lw.dt(dtype), (at, dtype), (at, dtype),
                     (v, dtype), n)
         else:
             lw.emit("COPY_V", lw.dt(dtype), (at, dtype), (v, dtype), n)
         return
+    if pattern:  # a basic slice: no index list in the program
+        d = lw.descriptor([len(shape), pattern[0], *shape, *strides])
+        lw.emit("STRIDED_ADD_B" if adding else "STRIDED_SET_B", lw.dt(dtype), (o, dtype),
+                (v, dtype), d)
+        return
+    flat = idx.ravel()
     x_at = lw.indices(idx_slot, flat)
     lw.emit("SCATTER_ADD_V" if adding else "SCATTER_SET_V", lw.dt(dtype), (o, dtype), out.size,
             x_at, (v, dtype), n)
