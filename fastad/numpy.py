@@ -772,6 +772,9 @@ def _link(base: Any, out: Any, make: Any, part: str | None = None) -> Any:
             if type(out) is ArrayTracer:
                 _copy_of_scalar(out, make)
             return out
+    if type(out) is not ArrayTracer and not isinstance(
+            make(_np.broadcast_to(_np.zeros(()), shape(base))), _np.ndarray):
+        return out  # NumPy gives a scalar (unstack of a vector): immutable, a copy
     if out is base:
         out = base.builder.tracer(out.slot)  # a view is a new object, as in NumPy
     out.view_of = _View(base, make, part)  # (replacing a link fastad's code made)
