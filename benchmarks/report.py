@@ -22,7 +22,14 @@ import sys
 from dataclasses import asdict, dataclass
 from importlib import metadata
 
-import numpy as np
+# Some machines set these for an older OpenBLAS; a current NumPy's OpenBLAS
+# then picks a slow kernel (a 784-256 layer's product 100x slower), which
+# would be measured as every BLAS-based engine's time.  Unset for this
+# process and its subprocesses only, before NumPy loads OpenBLAS.
+UNSET_BLAS_ENV = {name: os.environ.pop(name) for name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                  if name in os.environ}
+
+import numpy as np  # noqa: E402
 
 import batch
 import engines
@@ -238,6 +245,52 @@ def versions() -> dict:
     return found
 
 
+def blas() -> str:
+    """The BLAS library, kernel and thread count NumPy runs with (threadpoolctl)."""
+    unset = "".join(f"; unset {k}={v}" for k, v in UNSET_BLAS_ENV.items())
+    try:
+        import threadpoolctl
+    except ImportError:
+        return "unknown (threadpoolctl not installed)" + unset
+    libs = [lib for lib in threadpoolctl.threadpool_info() if lib.get("user_api") == "blas"]
+    return ", ".join(f"{lib.get('internal_api')} {lib.get('version')} ({lib.get('architecture')} "
+                     f"kernel, {lib.get('num_threads')} threads)" for lib in libs) + unset
+
+
+# A core of any machine this runs on does several GFLOP/s in float64 GEMM;
+# below this the BLAS kernel itself is slow and every BLAS-bound row with it.
+PLAUSIBLE_GEMM_GFLOPS = 2.0
+# A hand-written gradient costs a few products of its largest size; beyond
+# this many, its time is not its BLAS calls'.
+PLAUSIBLE_PRODUCTS = 20
+
+
+def gemm_seconds(m: int, k: int, n: int) -> float:
+    a, b = np.random.default_rng(0).standard_normal((m, k)), np.ones((k, n))
+    return timing.median(timing.steady(np.matmul, (a, b), min_round_s=0.05))
+
+
+def blas_plausibility(wl: workloads.Workload, rows: list[Row]) -> list[str]:
+    """Flags for a BLAS-bound workload whose product or hand-written NumPy
+    gradient is implausibly slow on this machine."""
+    if wl.gemm is None:
+        return []
+    m, k, n = wl.gemm
+    t = gemm_seconds(m, k, n)
+    gflops = 2 * m * k * n / t / 1e9
+    notes = [f"BLAS check: a ({m}x{k}) @ ({k}x{n}) product takes {timing.format_seconds(t)} "
+             f"({gflops:.1f} GFLOP/s)"]
+    if gflops < PLAUSIBLE_GEMM_GFLOPS:
+        notes.append(f"**WARNING**: BLAS runs at {gflops:.2f} GFLOP/s, implausibly slow "
+                     f"(under {PLAUSIBLE_GEMM_GFLOPS:g}): every BLAS-based row of this "
+                     f"workload measures the BLAS kernel ({blas()}), not the engine")
+    hand = next((r.steady for r in rows if r.label == "numpy_hand" and r.steady), None)
+    if hand and hand > PLAUSIBLE_PRODUCTS * t:
+        notes.append(f"**WARNING**: the hand-written NumPy gradient takes {hand / t:.0f} "
+                     f"products' time (more than {PLAUSIBLE_PRODUCTS}): implausibly slow")
+    return notes
+
+
 def fastad_backends() -> str:
     try:
         import fastad
@@ -281,6 +334,7 @@ def workload_table(wl: workloads.Workload, rows: list[Row], skipped: list[Skippe
     for r in rows:
         if r.steady is None or r.note:
             lines.append(f"- {r.label}: {r.note}")
+    lines += [f"- {note}" for note in blas_plausibility(wl, rows)]
     for s in skipped:
         lines.append(f"- {s.label}: not run ({s.reason})")
     lines += ["", f"![{wl.name}]({wl.name}.png)" if with_plot else "", ""]
@@ -390,6 +444,7 @@ def header(mode: Mode) -> str:
         f"- Machine: {m['cpu']}, nproc={m['nproc']}; Python {m['python']}; load average "
         f"at the start {m['load']} (the machine is shared: expect 10-30 % noise)",
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()),
+        f"- BLAS: {blas()}",
         f"- fastad backends here: {fastad_backends()}",
         f"- Mode: {'quick' if mode.quick else 'full'}; steady = median of {mode.rounds} "
         f"rounds, each round at least {mode.min_round_s} s of repeated calls; first call = "

@@ -219,6 +219,7 @@ class Workload:
     scalar_loop: bool = False  # the code indexes single elements (micrograd can run it)
     size: int = 0
     peers: bool = True  # False: only fastad and the hand-written baselines
+    gemm: tuple[int, int, int] | None = None  # (m, k, n) of its largest matrix product
     f: Callable = field(init=False)
 
     def __post_init__(self) -> None:
@@ -283,7 +284,8 @@ def mlp_workload() -> Workload:
     return Workload("W3-mlp", "MLP 784-256-10, tanh, batch 64, softmax cross-entropy",
                     make_mlp_loss, (params, X, Y), mlp_grad_numpy,
                     mlp_grad_numba if numba is not None else None,
-                    size=sum(p.size for p in params))
+                    size=sum(p.size for p in params), gemm=(X.shape[0], X.shape[1],
+                                                            params[0].shape[1]))
 
 
 def sin_poly_workload(n: int = 10) -> Workload:
