@@ -155,13 +155,14 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
     return out
 
 
-def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False) -> list[Any]:
+def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
+                       once: bool = False) -> list[Any]:
     """Record the reverse sweep seeded with 1 at the scalar output; the value
-    followed by the cotangent of every input leaf."""
+    followed by the cotangent of every input leaf (``once``: see `backward`)."""
     out = _scalar_output(rec, name)
     seed = np.ones((), np.result_type(out.value if isinstance(out, Tracer) else out))
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
-                     strong_zero)
+                     strong_zero, once)
     return [out] + [_match_dtype(g, x) for g, x in zip(grads, rec.inputs)]
 
 
@@ -193,7 +194,7 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         rec, results = record(fk, args, nums,
-                              lambda r: gradient_of_scalar(r, "grad", strong_zero))
+                              lambda r: gradient_of_scalar(r, "grad", strong_zero, once=True))
         values = finish(rec, results)
         return values[0], unpack_grads(rec.in_trees, argnums, values[1:])
     return value_and_grad_f

@@ -135,6 +135,9 @@ class Builder:
         # memory NumPy needs to run it, not one array per instruction.
         self.release = release
         self.released = False  # whether any slot holds a stand-in
+        # An eager reverse sweep's trace lets go of exactly the values no rule
+        # reads again (`transforms.reverse.backward`): nothing sees a stand-in.
+        self.release_exact = False
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
@@ -203,7 +206,8 @@ class Builder:
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        if self.release and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
+        if (self.release or self.release_exact) and type(value) is np.ndarray \
+                and value.nbytes >= RELEASE_BYTES:
             self._hold_large(out, value.nbytes)
         return new_tracer(self, out, value)
 
@@ -227,7 +231,7 @@ class Builder:
             v = values[s]
             if sys.getrefcount(v) <= 3:  # values, v, getrefcount's argument
                 values[s] = stand_in(v)
-                self.released = True
+                self.released = self.release
             else:
                 kept.append(s)
                 held += v.nbytes
@@ -238,7 +242,7 @@ class Builder:
         v = self.values[slot]
         if type(v) is np.ndarray and v.nbytes >= RELEASE_BYTES and slot not in self.tape.consts:
             self.values[slot] = stand_in(v)
-            self.released = True
+            self.released = self.release
 
 
 class _Traces(threading.local):

@@ -32,7 +32,7 @@ def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
 
 
 def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents: Sequence[Any],
-             wrt: Sequence[Tracer], strong_zero: bool = False) -> list[Any]:
+             wrt: Sequence[Tracer], strong_zero: bool = False, once: bool = False) -> list[Any]:
     """Record the adjoint sweep over ``builder``'s first ``stop`` instructions.
 
     Returns the cotangent of each ``wrt`` tracer (zeros where it does not
@@ -40,9 +40,23 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     infinite or NaN partial derivative is zero (not NaN) in elementwise
     operations: then ``where(x > 0, sqrt(x), 0)`` has gradient 0, not NaN,
     at x < 0, at the cost of one select per elementwise adjoint.
+
+    ``once``: nothing reads the trace's values after this sweep but the
+    tracers it returns (an eager gradient's), so the sweep lets go of each
+    forward value once the instruction that defined it is processed (its
+    readers came first) and of each large value of its own that no tracer
+    holds: an eager gradient needs about the memory of autograd's, whose
+    VJP closures keep what they read.  A releasing trace does the same.
     """
+    if once and not builder.release:
+        builder.release_exact = True
+        try:
+            return backward(builder, stop, outputs, cotangents, wrt, strong_zero)
+        finally:
+            builder.release_exact = False
     wrt_slots = [t.slot for t in wrt]
     active = active_slots(builder, wrt_slots, stop)
+    releasing = builder.release or builder.release_exact
     if builder.release:  # forward values the user's code no longer holds
         builder.release_unreferenced()
     recorded = len(builder.tape.instrs)
@@ -56,7 +70,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         ins = instrs[k]
         g = adjoint.pop(ins.out, None)
         if g is None:
-            if builder.release:
+            if releasing:
                 builder.release_slot(ins.out)
             continue
         prim = registry[ins.prim]
@@ -84,11 +98,11 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             if rule is not None:
                 _accumulate(adjoint, slot, _real_if_real(builder, slot,
                                                          rule(g, ans, *args, **params)))
-        if builder.release:  # no rule reads ins.out again: its readers came first
+        if releasing:  # no rule reads ins.out again: its readers came first
             del args, ans, g
             builder.release_slot(ins.out)
     builder.line_override = None
-    if builder.release:
+    if releasing:
         builder.release_unreferenced()
     if builder.released and any(registry[i.prim].effect == "guard" for i in instrs[recorded:]):
         raise ReleasedValueRead("a derivative rule branched on a value the trace had let go of")
