@@ -161,8 +161,9 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
     out = _scalar_output(rec, name)
     seed = np.ones((), np.result_type(out.value if isinstance(out, Tracer) else out))
+    nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
-                     strong_zero, once)
+                     strong_zero, once, plain=once and not nested)
     return [out] + [_match_dtype(g, x) for g, x in zip(grads, rec.inputs)]
 
 

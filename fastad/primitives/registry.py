@@ -155,7 +155,9 @@ class _FastadNumpy:
 
     def __getattr__(self, name: str) -> Any:
         import fastad.numpy as module
-        return getattr(module, name)
+        value = getattr(module, name)
+        setattr(self, name, value)  # rules run per traced operation: look up once
+        return value
 
 
 fnp = _FastadNumpy()

@@ -32,7 +32,8 @@ def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
 
 
 def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents: Sequence[Any],
-             wrt: Sequence[Tracer], strong_zero: bool = False, once: bool = False) -> list[Any]:
+             wrt: Sequence[Tracer], strong_zero: bool = False, once: bool = False,
+             plain: bool = False) -> list[Any]:
     """Record the adjoint sweep over ``builder``'s first ``stop`` instructions.
 
     Returns the cotangent of each ``wrt`` tracer (zeros where it does not
@@ -47,11 +48,15 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     readers came first) and of each large value of its own that no tracer
     holds: an eager gradient needs about the memory of autograd's, whose
     VJP closures keep what they read.  A releasing trace does the same.
+
+    ``plain`` (with ``once``): nothing traces the results further either (a
+    first-order eager gradient), so the rules compute on the values and
+    record nothing, as autograd's do: a third of the tracing work.
     """
     if once and not builder.release:
         builder.release_exact = True
         try:
-            return backward(builder, stop, outputs, cotangents, wrt, strong_zero)
+            return backward(builder, stop, outputs, cotangents, wrt, strong_zero, plain=plain)
         finally:
             builder.release_exact = False
     wrt_slots = [t.slot for t in wrt]
@@ -77,8 +82,13 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         params = dict(ins.params)
         builder.line_override = ins.line  # derivative code belongs to the user's line
         consts = builder.tape.consts
-        args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
-        ans = builder.tracer(ins.out)
+        if plain:
+            values = builder.values
+            args = [consts[s] if s in consts else values[s] for s in ins.ins]
+            ans = values[ins.out]
+        else:
+            args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
+            ans = builder.tracer(ins.out)
         for argnum, slot in enumerate(ins.ins):
             if slot not in active:
                 continue
