@@ -27,6 +27,7 @@ import numpy as _np
 
 from .errors import TracingError
 from .primitives.registry import registry
+from .tracer import FRONT_END as _FRONT_END
 from .tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here, made_here,
                      new_tracer, positions)
 
@@ -1891,15 +1892,7 @@ def _viewing(func: Any, impl: Any, args: tuple, kwargs: dict) -> Any:
     return _link(a, out, lambda s: func(s, *rest, **kwargs))
 
 
-# -- Tracer operators and NumPy-style methods ---------------------------------------
-def _swap(fn):
-    return lambda self, other: fn(other, self)
-
-
-def _method(fn):
-    return lambda self, *args, **kwargs: fn(self, *args, **kwargs)
-
-
+# -- what Tracer's operators, methods and properties apply (tracer.FRONT_END) --------
 def _reshape_method(self: Tracer, *shape_: Any, order: str = "C", copy: Any = None) -> Any:
     if len(shape_) == 1 and not isinstance(shape_[0], (int, _np.integer)):
         shape_ = tuple(shape_[0])
@@ -1910,11 +1903,6 @@ def _transpose_method(self: Tracer, *axes: Any) -> Any:
     if len(axes) == 1 and not isinstance(axes[0], (int, _np.integer)):
         axes = tuple(axes[0]) if axes[0] is not None else ()
     return transpose(self, axes or None)
-
-
-def _item_method(self: Tracer, *args: Any) -> Any:
-    raise TracingError(".item()/.tolist() on a traced value would make it a constant and lose "
-                       "its derivative; keep it an array")
 
 
 def _view_method(name: str, impl: Any) -> Any:
@@ -1959,34 +1947,6 @@ def _fill_method(self: Tracer, value: Any) -> None:
     _write_all(target, value)
 
 
-_OPERATORS = {
-    "__add__": add, "__radd__": _swap(add), "__sub__": subtract, "__rsub__": _swap(subtract),
-    "__mul__": multiply, "__rmul__": _swap(multiply), "__truediv__": divide,
-    "__rtruediv__": _swap(divide), "__pow__": power, "__rpow__": _swap(power),
-    "__matmul__": matmul, "__rmatmul__": _swap(matmul),
-    "__neg__": negative, "__pos__": positive, "__abs__": absolute,
-    "__lt__": less, "__le__": less_equal, "__gt__": greater, "__ge__": greater_equal,
-    "__eq__": equal, "__ne__": not_equal, "__and__": logical_and, "__or__": logical_or,
-    "__invert__": logical_not,
-    "sum": _method(sum), "mean": _method(mean), "prod": _method(prod), "max": _method(max),
-    "min": _method(min), "var": _method(var), "std": _method(std), "cumsum": _method(cumsum),
-    "dot": _method(dot), "clip": _method(clip), "astype": _method(astype),
-    "ravel": _view_method("ravel", ravel), "flatten": _flatten_method,
-    "squeeze": _view_method("squeeze", squeeze), "swapaxes": _view_method("swapaxes", swapaxes),
-    "copy": _method(copy), "any": _method(any), "all": _method(all),
-    "trace": _method(trace), "diagonal": _view_method("diagonal", diagonal),
-    "reshape": _view_method("reshape", _reshape_method),
-    "transpose": _view_method("transpose", _transpose_method), "view": _view,
-    "sort": _sort_method, "partition": _partition_method, "fill": _fill_method,
-    "put": _method(put),
-    "item": _item_method, "tolist": _item_method,
-}
-for _name, _fn in _OPERATORS.items():
-    setattr(Tracer, _name, _fn)
-ArrayTracer.__getitem__ = getitem
-ArrayTracer.__setitem__ = setitem
-
-
 def _in_place(op):
     """``a op= b`` on a traced array changes a's value where every name for a
     sees it, as NumPy's in-place operators do (a 0-d traced value is immutable,
@@ -2018,13 +1978,6 @@ def _in_place_0d(op):
     return method
 
 
-for _name, _op in {"__iadd__": add, "__isub__": subtract, "__imul__": multiply,
-                   "__itruediv__": divide, "__ipow__": power, "__imatmul__": matmul}.items():
-    setattr(ArrayTracer, _name, _in_place(_op))
-    if _name != "__imatmul__":
-        setattr(Tracer, _name, _in_place_0d(_op))
-
-
 def _real_property(self: Tracer) -> Any:
     return _link(self, real(self), _np.real, "real" if iscomplexobj(self) else None)
 
@@ -2035,8 +1988,6 @@ def _imag_property(self: Tracer) -> Any:
     return _link(self, imag(self), lambda s: s.imag)  # read-only zeros, as NumPy's
 
 
-Tracer.T = property(lambda self: _link(self, transpose(self), lambda s: s.T))
-Tracer.mT = property(lambda self: _link(self, matrix_transpose(self), lambda s: s.mT))
 def _set_real(self: Tracer, value: Any) -> None:
     """``x.real = v`` writes into x (its real parts, if x is complex)."""
     target = _target(self, "setting .real")
@@ -2050,9 +2001,6 @@ def _set_imag(self: Tracer, value: Any) -> None:
     setitem(_imag_property(target), Ellipsis, value)
 
 
-Tracer.base = property(_base_property)
-Tracer.real = property(_real_property, _set_real)
-Tracer.imag = property(_imag_property, _set_imag)
 def _conj_method(self: Tracer) -> Any:
     """x.conj(): a copy for complex x, but x itself (a view) for real x, as NumPy's."""
     if iscomplexobj(self):
@@ -2060,7 +2008,36 @@ def _conj_method(self: Tracer) -> Any:
     return _link(self, self, _np.ndarray.conj)
 
 
-Tracer.conj = Tracer.conjugate = _conj_method
-Tracer.__hash__ = lambda self: id(self)
+_TRACER_METHODS = {
+    "ufunc": _dispatch_ufunc, "function": _dispatch_function,
+    "add": add, "subtract": subtract, "multiply": multiply, "divide": divide, "power": power,
+    "matmul": matmul, "negative": negative, "positive": positive, "absolute": absolute,
+    "less": less, "less_equal": less_equal, "greater": greater, "greater_equal": greater_equal,
+    "equal": equal, "not_equal": not_equal, "logical_and": logical_and,
+    "logical_or": logical_or, "logical_not": logical_not,
+    "sum": sum, "mean": mean, "prod": prod, "max": max, "min": min, "var": var, "std": std,
+    "cumsum": cumsum, "dot": dot, "clip": clip, "astype": astype, "copy": copy, "any": any,
+    "all": all, "trace": trace, "put": put,
+    "ravel_method": _view_method("ravel", ravel),
+    "squeeze_method": _view_method("squeeze", squeeze),
+    "swapaxes_method": _view_method("swapaxes", swapaxes),
+    "diagonal_method": _view_method("diagonal", diagonal),
+    "reshape_method": _view_method("reshape", _reshape_method),
+    "transpose_method": _view_method("transpose", _transpose_method),
+    "view_method": _view, "conj_method": _conj_method, "flatten_method": _flatten_method,
+    "sort_method": _sort_method, "partition_method": _partition_method,
+    "fill_method": _fill_method,
+    "T": lambda self: _link(self, transpose(self), lambda s: s.T),
+    "mT": lambda self: _link(self, matrix_transpose(self), lambda s: s.mT),
+    "base": _base_property, "real_property": _real_property, "set_real": _set_real,
+    "imag_property": _imag_property, "set_imag": _set_imag,
+    "getitem": getitem, "setitem": setitem,
+}
+for _name, _op in {"add": add, "subtract": subtract, "multiply": multiply, "divide": divide,
+                   "power": power, "matmul": matmul}.items():
+    _TRACER_METHODS[f"in_place_{_name}"] = _in_place(_op)
+    if _name != "matmul":
+        _TRACER_METHODS[f"in_place_{_name}_0d"] = _in_place_0d(_op)
+_FRONT_END.update(_TRACER_METHODS)
 
 from . import fft  # noqa: E402  (fastad.numpy.fft; written with this module's functions)
