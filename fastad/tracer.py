@@ -375,7 +375,8 @@ class Tracer:
 
     # view_of: how fastad.numpy keeps this value consistent with the array it
     # is a NumPy view of (a `_View`); views: weak references to the values made
-    # as views of this one.  Both unset until a view is taken (see fastad.numpy).
+    # as views of this one.  Both unset until a view is taken
+    # (fastad/numpy/_views.py).
     __slots__ = ("builder", "slot", "value", "view_of", "views", "__weakref__")
     __array_priority__ = 1000.0
 
