@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
+from ..errors import TracingError, unsupported_precision
 from ..primitives import elementwise as _rows
 from ..tracer import bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
@@ -137,7 +137,7 @@ def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
 def astype(x: Any, dtype: Any) -> Any:
     dtype = _np.dtype(dtype)
     if dtype.kind == "f" and dtype not in (_np.float64, _np.float32):
-        raise TracingError(f"astype({dtype}): fastad computes in float64 and float32 only")
+        raise unsupported_precision(f"astype({dtype})", dtype)
     if result_dtype(x) == dtype:
         return _fresh(x)
     return bind(_p("astype"), x, dtype=dtype.str)
