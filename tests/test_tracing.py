@@ -411,3 +411,22 @@ def test_tracer_operators_and_methods_live_in_its_class_body():
             for fn in ((value.fget, value.fset) if isinstance(value, property) else (value,)):
                 if callable(fn) and not isinstance(fn, type):
                     assert fn.__module__ == "fastad.tracer", (cls.__name__, name)
+
+
+def test_front_end_modules_import_only_the_ones_before_them():
+    """The modules of fastad.numpy, in the order docs/design.md lists them
+    ("Front end: where each thing lives"): each imports only modules before it."""
+    import ast
+    import pathlib
+
+    order = ["_base", "_elementwise", "_shape", "_reductions", "_creation", "_views",
+             "_indexing", "_linalg", "_ordering", "_arrayfuncs", "_dispatch", "_methods"]
+    package = pathlib.Path(fnp.__file__).parent
+    assert sorted(p.stem for p in package.glob("_*.py") if p.stem != "__init__") == sorted(order)
+    for i, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                used = [node.module] if node.module else [a.name for a in node.names]
+                for module in used:
+                    assert order.index(module) < i, (name, module)
