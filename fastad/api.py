@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from . import pytree
-from .errors import TracingError
+from .errors import TracingError, unsupported_precision
 from .tape import Tape
 from .tracer import Builder, Tracer, plain_array, recording, replay
 from .transforms.reverse import backward
@@ -37,9 +37,7 @@ _INEXACT = tuple(np.dtype(t) for t in (np.float64, np.float32, np.complex128, np
 def _check_precision(x: np.ndarray, where: str) -> None:
     """float16 and long double are refused, not silently run in another precision."""
     if x.dtype.kind in "fc" and x.dtype not in _INEXACT:
-        raise TypeError(f"{where}: {x.dtype} values are not supported (fastad computes in "
-                        "float64 and float32, or complex128 and complex64); convert with "
-                        ".astype(np.float32) or .astype(np.float64)")
+        raise unsupported_precision(where, x.dtype)
 
 
 def _plain_leaves(tree: Any, where: str) -> Any:

@@ -13,6 +13,20 @@ class TracingError(FastadError):
     confusing error of its own instead."""
 
 
+class PrecisionError(TracingError, TypeError):
+    """Values in a precision fastad does not compute in (float16, long double),
+    refused where they would enter a trace: as an argument, or by a cast inside
+    the function traced.  A TypeError, as NumPy's for a dtype it cannot use,
+    and a TracingError, since tracing is what cannot follow them; one message
+    for both (`unsupported_precision`)."""
+
+
+def unsupported_precision(where: str, dtype: object) -> PrecisionError:
+    return PrecisionError(f"{where}: {dtype} values are not supported (fastad computes in "
+                          "float64 and float32, or complex128 and complex64); convert with "
+                          ".astype(np.float32) or .astype(np.float64)")
+
+
 class TapeError(FastadError, ValueError):
     """A tape (or a serialized tape) is malformed."""
 

@@ -279,16 +279,6 @@ def recording(record_lines: bool = True, release: bool = False) -> Iterator[Buil
         builder.finished = True
 
 
-def trace(fn: Callable[..., Any], args: Sequence[Any], record_lines: bool = True
-          ) -> tuple[Builder, list["Tracer"], Any]:
-    """Run ``fn`` on tracers for ``args``; return the builder, the input tracers
-    and fn's raw result.  Outputs are not yet set on the tape."""
-    with recording(record_lines) as builder:
-        inputs = [builder.new_input(a) for a in args]
-        result = fn(*(builder.tracer(t.slot) for t in inputs))  # see Builder.tracer
-    return builder, inputs, result
-
-
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
     """Run a tape through `bind`: on tracers this records it into the active
     trace (inlining), on arrays it evaluates it."""
@@ -365,12 +355,32 @@ def _user_line() -> SourcePos | None:
     return None
 
 
+#: The NumPy-level functions that `Tracer`'s operators, methods and properties
+#: apply, by name: filled in by `fastad.numpy` when it is imported (it is,
+#: by ``import fastad``, before any value can be traced).  The class body
+#: below says what a traced value can do; fastad.numpy says how.  tracer.py
+#: does not import fastad.numpy: fastad.numpy is written on top of this
+#: module (`Tracer`, `bind`, the builder), so a module-level import here would
+#: be a cycle, and an import inside each operator would cost an import
+#: statement per traced operation, on tracing's hot path.
+FRONT_END: dict[str, Callable[..., Any]] = {}
+
+
+def _method(name: str) -> Callable[..., Any]:
+    """A method of a traced value that applies ``FRONT_END[name]`` to it."""
+    def method(self: "Tracer", *args: Any, **kwargs: Any) -> Any:
+        return FRONT_END[name](self, *args, **kwargs)
+    method.__name__ = name
+    return method
+
+
 class Tracer:
     """A value being traced.  Behaves like a NumPy array of its shape and dtype."""
 
     # view_of: how fastad.numpy keeps this value consistent with the array it
     # is a NumPy view of (a `_View`); views: weak references to the values made
-    # as views of this one.  Both unset until a view is taken (see fastad.numpy).
+    # as views of this one.  Both unset until a view is taken
+    # (fastad/numpy/_views.py).
     __slots__ = ("builder", "slot", "value", "view_of", "views", "__weakref__")
     __array_priority__ = 1000.0
 
@@ -428,23 +438,145 @@ class Tracer:
             "Use fastad.numpy.stack/concatenate, or create the array with fastad.numpy.zeros "
             "and assign into it; math.* functions need numpy.* instead.")
 
+    def item(self, *args: Any) -> Any:
+        raise TracingError(".item()/.tolist() on a traced value would make it a constant and "
+                           "lose its derivative; keep it an array")
+
+    tolist = item
+
     def __bool__(self) -> bool:
         from .guards import record_guard
         return record_guard(self)
 
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # defining __eq__ would otherwise unset it
         return id(self)
 
     # -- NumPy dispatch protocols -----------------------------------------
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        from . import numpy as fnp
-        return fnp._dispatch_ufunc(ufunc, method, inputs, kwargs)
+        return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
 
     def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
-        from . import numpy as fnp
-        return fnp._dispatch_function(func, args, kwargs)
+        return FRONT_END["function"](func, args, kwargs)
 
-    # -- operators (defined in fastad.numpy, attached there) ---------------
+    # -- operators ----------------------------------------------------------
+    def __add__(self, other: Any) -> Any:
+        return FRONT_END["add"](self, other)
+
+    def __radd__(self, other: Any) -> Any:
+        return FRONT_END["add"](other, self)
+
+    def __sub__(self, other: Any) -> Any:
+        return FRONT_END["subtract"](self, other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return FRONT_END["subtract"](other, self)
+
+    def __mul__(self, other: Any) -> Any:
+        return FRONT_END["multiply"](self, other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return FRONT_END["multiply"](other, self)
+
+    def __truediv__(self, other: Any) -> Any:
+        return FRONT_END["divide"](self, other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return FRONT_END["divide"](other, self)
+
+    def __pow__(self, other: Any) -> Any:
+        return FRONT_END["power"](self, other)
+
+    def __rpow__(self, other: Any) -> Any:
+        return FRONT_END["power"](other, self)
+
+    def __matmul__(self, other: Any) -> Any:
+        return FRONT_END["matmul"](self, other)
+
+    def __rmatmul__(self, other: Any) -> Any:
+        return FRONT_END["matmul"](other, self)
+
+    def __neg__(self) -> Any:
+        return FRONT_END["negative"](self)
+
+    def __pos__(self) -> Any:
+        return FRONT_END["positive"](self)
+
+    def __abs__(self) -> Any:
+        return FRONT_END["absolute"](self)
+
+    def __lt__(self, other: Any) -> Any:
+        return FRONT_END["less"](self, other)
+
+    def __le__(self, other: Any) -> Any:
+        return FRONT_END["less_equal"](self, other)
+
+    def __gt__(self, other: Any) -> Any:
+        return FRONT_END["greater"](self, other)
+
+    def __ge__(self, other: Any) -> Any:
+        return FRONT_END["greater_equal"](self, other)
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return FRONT_END["equal"](self, other)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return FRONT_END["not_equal"](self, other)
+
+    def __and__(self, other: Any) -> Any:
+        return FRONT_END["logical_and"](self, other)
+
+    def __or__(self, other: Any) -> Any:
+        return FRONT_END["logical_or"](self, other)
+
+    def __invert__(self) -> Any:
+        return FRONT_END["logical_not"](self)
+
+    # ``v op= b``: a 0-d traced value is immutable like a NumPy scalar (Python
+    # rebinds the name to ``v op b``) unless it is a 0-d view of an array,
+    # which it writes into (fastad.numpy's in-place functions decide)
+    __iadd__ = _method("in_place_add_0d")
+    __isub__ = _method("in_place_subtract_0d")
+    __imul__ = _method("in_place_multiply_0d")
+    __itruediv__ = _method("in_place_divide_0d")
+    __ipow__ = _method("in_place_power_0d")
+
+    # -- NumPy's array methods and properties ---------------------------------
+    sum = _method("sum")
+    mean = _method("mean")
+    prod = _method("prod")
+    max = _method("max")
+    min = _method("min")
+    var = _method("var")
+    std = _method("std")
+    cumsum = _method("cumsum")
+    dot = _method("dot")
+    clip = _method("clip")
+    astype = _method("astype")
+    copy = _method("copy")
+    any = _method("any")
+    all = _method("all")
+    trace = _method("trace")
+    put = _method("put")
+    # those whose NumPy result may be a view of the array
+    ravel = _method("ravel_method")
+    squeeze = _method("squeeze_method")
+    swapaxes = _method("swapaxes_method")
+    diagonal = _method("diagonal_method")
+    reshape = _method("reshape_method")
+    transpose = _method("transpose_method")
+    view = _method("view_method")
+    conj = conjugate = _method("conj_method")
+    flatten = _method("flatten_method")
+    # those that write into the array
+    sort = _method("sort_method")
+    partition = _method("partition_method")
+    fill = _method("fill_method")
+
+    T = property(_method("T"))
+    mT = property(_method("mT"))
+    base = property(_method("base"))
+    real = property(_method("real_property"), _method("set_real"))
+    imag = property(_method("imag_property"), _method("set_imag"))
 
 
 class ArrayTracer(Tracer):
@@ -461,6 +593,21 @@ class ArrayTracer(Tracer):
 
     def __iter__(self):
         return (self[i] for i in range(self.shape[0]))
+
+    def __getitem__(self, key: Any) -> Any:
+        return FRONT_END["getitem"](self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        FRONT_END["setitem"](self, key, value)
+
+    # ``a op= b`` writes into a, where every name for it (and every view of
+    # its memory) sees the change, as NumPy's in-place operators do
+    __iadd__ = _method("in_place_add")
+    __isub__ = _method("in_place_subtract")
+    __imul__ = _method("in_place_multiply")
+    __itruediv__ = _method("in_place_divide")
+    __ipow__ = _method("in_place_power")
+    __imatmul__ = _method("in_place_matmul")
 
 
 _TRACERS = frozenset({Tracer, ArrayTracer})

@@ -388,3 +388,45 @@ def test_writes_through_slices_follow_numpy_views(f, backend):
     np.testing.assert_allclose(value, f(x.copy()), rtol=1e-13)  # NumPy mutates its argument
     fa.check_grads(f, (x.copy(),))
     np.testing.assert_allclose(fa.compile(f, backend=backend)(x.copy()), grad, rtol=1e-12)
+
+
+def test_tracer_operators_and_methods_live_in_its_class_body():
+    """Tracer's operators, methods and properties are declared in fastad/tracer.py
+    (nothing is attached to the class from elsewhere) and apply fastad.numpy's
+    functions through tracer.FRONT_END, which holds exactly the names they ask for."""
+    import ast
+    import inspect
+
+    from fastad import tracer
+    asked = set()
+    for node in ast.walk(ast.parse(inspect.getsource(tracer))):
+        if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
+                and node.value.id == "FRONT_END" and isinstance(node.slice, ast.Constant)):
+            asked.add(node.slice.value)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "_method":
+            asked.add(node.args[0].value)
+    assert asked == set(tracer.FRONT_END)
+    for cls in (tracer.Tracer, tracer.ArrayTracer):
+        for name, value in vars(cls).items():
+            for fn in ((value.fget, value.fset) if isinstance(value, property) else (value,)):
+                if callable(fn) and not isinstance(fn, type):
+                    assert fn.__module__ == "fastad.tracer", (cls.__name__, name)
+
+
+def test_front_end_modules_import_only_the_ones_before_them():
+    """The modules of fastad.numpy, in the order docs/design.md lists them
+    ("Front end: where each thing lives"): each imports only modules before it."""
+    import ast
+    import pathlib
+
+    order = ["_base", "_elementwise", "_shape", "_reductions", "_creation", "_views",
+             "_indexing", "_linalg", "_ordering", "_arrayfuncs", "_dispatch", "_methods"]
+    package = pathlib.Path(fnp.__file__).parent
+    assert sorted(p.stem for p in package.glob("_*.py") if p.stem != "__init__") == sorted(order)
+    for i, name in enumerate(order):
+        tree = ast.parse((package / f"{name}.py").read_text())
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                used = [node.module] if node.module else [a.name for a in node.names]
+                for module in used:
+                    assert order.index(module) < i, (name, module)

@@ -1,0 +1,72 @@
+"""NumPy, differentiable: the same names as ``numpy``, working on traced values.
+
+Plain ``import numpy as np`` code reaches these functions through NumPy's
+dispatch protocols (``__array_ufunc__``, ``__array_function__``); this module
+is also importable directly (``import fastad.numpy as fnp``), as autograd's
+``autograd.numpy`` is.  Functions that are not primitives are written in
+terms of primitives (``mean`` is ``sum`` times ``1/n``, ``tensordot`` a
+transpose, a reshape and a ``matmul``), so their derivatives come for free.
+
+`where`, `clip`, `maximum`, `minimum`, `abs` are branch-free: they never
+create guards, so prefer them to Python ``if`` on traced values inside
+compiled functions.
+
+The functions live in the modules of this package, one family each
+(docs/design.md, "Front end: where each thing lives"); this module gathers
+their public names into one namespace, which is also the one NumPy's
+``__array_function__`` dispatch looks names up in (`_dispatch`).
+"""
+from __future__ import annotations
+
+import numpy as _np
+
+from ..tracer import FRONT_END as _FRONT_END
+from ._base import *  # noqa: F403
+from ._elementwise import *  # noqa: F403
+from ._shape import *  # noqa: F403
+from ._reductions import *  # noqa: F403
+from ._creation import *  # noqa: F403
+from ._views import *  # noqa: F403
+from ._indexing import *  # noqa: F403
+from ._linalg import *  # noqa: F403
+from ._ordering import *  # noqa: F403
+from ._arrayfuncs import *  # noqa: F403
+from ._dispatch import _UFUNCS  # noqa: F401  (the ufuncs dispatched, read by fastad.conformance)
+from ._methods import TRACER_FRONT_END as _TRACER_FRONT_END
+# private helpers the rest of fastad reaches through this namespace
+from ._arrayfuncs import _flip_any  # noqa: F401  (fastad.scipy.signal)
+from ._base import _axes, _no_out  # noqa: F401  (fastad.scipy.special, fastad.fft)
+from ._linalg import _square  # noqa: F401  (fastad.scipy.linalg)
+
+pi = _np.pi
+e = _np.e
+inf = _np.inf
+nan = _np.nan
+newaxis = None
+float64 = _np.float64
+float32 = _np.float32
+complex128 = _np.complex128
+complex64 = _np.complex64
+ndarray = _np.ndarray
+
+# Names fastad.numpy has had since it was one module: the tracing API it is
+# written with, and the modules it imported.  Kept, so that the package exports
+# the names the module did (code may have reached fastad.numpy.Tracer).
+import builtins  # noqa: E402,F401,I001
+import collections  # noqa: E402,F401
+import functools  # noqa: E402,F401
+import math  # noqa: E402,F401
+import operator  # noqa: E402,F401
+import types  # noqa: E402,F401
+import warnings  # noqa: E402,F401
+import weakref  # noqa: E402,F401
+from typing import Any, Sequence  # noqa: E402,F401
+
+from ..errors import TracingError  # noqa: E402,F401
+from ..primitives.registry import registry  # noqa: E402,F401
+from ..tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here,  # noqa: E402,F401
+                      made_here, new_tracer, positions)
+
+_FRONT_END.update(_TRACER_FRONT_END)  # Tracer's operators and methods apply these
+
+from .. import fft  # noqa: E402  (fastad.numpy.fft; written with this package's functions)

@@ -1,0 +1,114 @@
+"""What every part of the front end uses: the shape and dtype of a value,
+traced or not, shared zero constants, new traced values, argument checks."""
+from __future__ import annotations
+
+import builtins
+import functools
+import math
+from typing import Any
+
+import numpy as _np
+
+from ..errors import TracingError
+from ..primitives.registry import registry
+from ..tracer import Tracer, current_builder, made_here, new_tracer
+
+__all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj", "zeros_for",
+           "eye_like", "shape_of"]
+
+
+def shape(x: Any) -> tuple[int, ...]:
+    return x.shape if isinstance(x, Tracer) else _np.shape(x)
+
+
+def ndim(x: Any) -> int:
+    return len(shape(x))
+
+
+def size(x: Any) -> int:
+    return int(math.prod(shape(x)))
+
+
+def result_dtype(x: Any) -> _np.dtype:
+    return x.dtype if isinstance(x, Tracer) else _np.result_type(x)
+
+
+def _float_dtype(x: Any) -> _np.dtype:
+    """x's dtype if it is inexact (float or complex), else float64."""
+    dt = result_dtype(x)
+    return dt if dt.kind in "fc" else _np.dtype(_np.float64)
+
+
+def iscomplexobj(x: Any) -> bool:
+    return result_dtype(x).kind == "c"
+
+
+def isrealobj(x: Any) -> bool:
+    return not iscomplexobj(x)
+
+
+@functools.lru_cache(maxsize=256)
+def _zeros_const(shp: tuple[int, ...], dtype: str) -> _np.ndarray:
+    # one zero broadcast: a tape holds it without n elements of memory
+    return made_here(_np.broadcast_to(_np.zeros((), dtype), shp))
+
+
+def zeros_for(x: Any, like: Any = None, dtype: Any = None) -> Any:
+    """Zeros of x's shape (dtype of ``like`` if given): a shared read-only constant
+    for the rules, never a fresh allocation per call."""
+    dt = _np.dtype(dtype) if dtype is not None else _float_dtype(like if like is not None else x)
+    return _zeros_const(tuple(shape(x)), dt.str)
+
+
+def eye_like(a: Any) -> _np.ndarray:
+    return _np.eye(shape(a)[-1], dtype=_float_dtype(a))
+
+
+def _p(name: str):
+    return registry[name]
+
+
+def _fresh(a: Any) -> Any:
+    """A new traced value for a's slot.  Item assignment rebinds the traced
+    value it is applied to, so a copy must not be the same object: assigning
+    into ``b = a.copy()`` would change ``a`` too."""
+    return a.builder.tracer(a.slot) if isinstance(a, Tracer) else a
+
+
+def _constant(value: _np.ndarray) -> Any:
+    builder = current_builder()
+    if builder is None:
+        return value
+    return new_tracer(builder, builder.const(value), value)
+
+
+def _contains_tracer(obj: Any) -> bool:
+    if isinstance(obj, Tracer):
+        return True
+    if isinstance(obj, (list, tuple)):
+        return builtins.any(_contains_tracer(o) for o in obj)
+    return False
+
+
+def shape_of(a: Any) -> tuple[int, ...]:
+    return shape(a)
+
+
+def _axes(axis: Any, nd: int) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(nd))
+    if isinstance(axis, (int, _np.integer)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = int(a)
+        if not -nd <= a < nd:
+            raise ValueError(f"axis {a} is out of bounds for an array of dimension {nd}")
+        out.append(a % nd)
+    return tuple(sorted(set(out)))
+
+
+def _no_out(out: Any, name: str) -> None:
+    if out is not None:
+        raise TracingError(f"{name}(..., out=...) writes into an existing array, which cannot "
+                           "be traced; use the returned value instead")

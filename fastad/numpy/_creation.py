@@ -1,0 +1,59 @@
+"""Array creation: constants (traced when a trace is active, so that writes
+into them are recorded), and arrays built from traced values."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as _np
+
+from ..tracer import Tracer
+from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape
+from ._elementwise import astype
+from ._shape import broadcast_to, stack
+
+__all__ = ["zeros", "ones", "full", "eye", "array", "asarray", "copy", "zeros_like",
+           "ones_like"]
+
+
+def zeros(shape_: Any, dtype: Any = float) -> Any:
+    return _constant(_np.zeros(shape_, dtype))
+
+
+def ones(shape_: Any, dtype: Any = float) -> Any:
+    return _constant(_np.ones(shape_, dtype))
+
+
+def full(shape_: Any, fill_value: Any, dtype: Any = None) -> Any:
+    if isinstance(fill_value, Tracer):
+        return broadcast_to(fill_value, shape_)
+    return _constant(_np.full(shape_, fill_value, dtype))
+
+
+def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float) -> Any:
+    return _np.eye(N, M, k, dtype=dtype)
+
+
+def array(obj: Any, dtype: Any = None, copy: bool = True, **kw: Any) -> Any:
+    """An array; a (nested) list holding traced values becomes a traced stack."""
+    if isinstance(obj, Tracer):
+        return _fresh(obj) if dtype is None else astype(obj, dtype)
+    if isinstance(obj, (list, tuple)) and _contains_tracer(obj):
+        out = stack([array(o) for o in obj])
+        return out if dtype is None else astype(out, dtype)
+    return _constant(_np.array(obj, dtype=dtype))
+
+
+def asarray(a: Any, dtype: Any = None, **kw: Any) -> Any:
+    return array(a, dtype=dtype)
+
+
+def copy(a: Any, **kw: Any) -> Any:
+    return _fresh(a) if isinstance(a, Tracer) else _np.array(a, copy=True)
+
+
+def zeros_like(a: Any, dtype: Any = None, **kw: Any) -> Any:
+    return _constant(_np.zeros(shape(a), dtype or result_dtype(a)))
+
+
+def ones_like(a: Any, dtype: Any = None, **kw: Any) -> Any:
+    return _constant(_np.ones(shape(a), dtype or result_dtype(a)))

@@ -1,0 +1,163 @@
+"""NumPy's dispatch protocols: ``np.sin(tracer)`` (``__array_ufunc__``) and
+``np.sum(tracer)`` (``__array_function__``) call the function of
+``fastad.numpy`` of the same name, and link the results NumPy makes as views
+(`_views`)."""
+from __future__ import annotations
+
+import builtins
+import sys
+from typing import Any
+
+import numpy as _np
+
+from ..errors import TracingError
+from ..tracer import Tracer
+from ._base import _fresh, _no_out, iscomplexobj, shape
+from . import _elementwise
+from ._elementwise import FROM_ROWS, astype
+from ._indexing import _check_writeable, _target, _write_all
+from ._linalg import linalg, matmul
+from ._reductions import cumsum, max, min, prod, sum
+from ._views import _link
+
+#: fastad.numpy itself, whose public functions `_dispatch_function` looks up by
+#: NumPy's name: its namespace is filled by the modules of the package.
+_namespace = vars(sys.modules[__package__])
+
+
+def _ufunc_functions() -> dict[str, Any]:
+    """NumPy's ufuncs the front end computes, by name: every row of the elementwise
+    tables, and the ufuncs written with them or named otherwise."""
+    names = list(FROM_ROWS) + ["absolute", "fabs", "true_divide", "fmax", "fmin", "matmul",
+                               "positive", "isfinite", "isnan", "conjugate"]
+    functions = {name: getattr(_elementwise, name) for name in names if name != "matmul"}
+    functions["matmul"] = matmul
+    functions["float_power"] = _elementwise.power
+    return functions
+
+
+_UFUNCS = _ufunc_functions()
+
+
+_REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
+
+
+def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    name = ufunc.__name__
+    if kwargs.get("out") is not None:
+        return _ufunc_into(ufunc, method, inputs, kwargs)
+    if method == "__call__" and name in _UFUNCS:
+        extra = set(kwargs) - {"out", "dtype", "casting"}
+        if not extra:
+            out = _UFUNCS[name](*inputs)
+            if out is inputs[0] or (len(inputs) > 1 and out is inputs[1]):
+                out = _fresh(out)  # a ufunc's result is new memory
+            return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
+    if method == "reduce" and name in _REDUCERS:
+        return _REDUCERS[name](inputs[0], axis=kwargs.get("axis", 0),
+                               keepdims=kwargs.get("keepdims", False))
+    if method == "accumulate" and name == "add":
+        return cumsum(inputs[0], axis=kwargs.get("axis", 0))
+    if method == "__call__" and not set(kwargs) - {"out", "dtype", "casting"}:
+        foreign = _foreign_ufunc(ufunc)
+        if foreign is not None:  # scipy.special's ufuncs
+            out = foreign(*inputs)
+            return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
+    raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
+                       "supported on traced values; write it with supported functions or "
+                       "define it with fastad.primitive and fastad.defvjp")
+
+
+def _ufunc_into(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
+    """``ufunc(..., out=a)``: a write into the traced array a, as NumPy's."""
+    name = ufunc.__name__
+    kwargs = dict(kwargs)
+    out, mask = kwargs.pop("out"), kwargs.pop("where", True)
+    outs = out if isinstance(out, tuple) else (out,)
+    if len(outs) != 1 or ufunc.nout != 1:
+        _no_out(out, f"numpy.{name}{'' if method == '__call__' else '.' + method}")
+    target = _target(outs[0], f"numpy.{name}(..., out=...)")
+    _check_writeable(target, "output array is read-only")
+    result = _dispatch_ufunc(ufunc, method, inputs, kwargs)
+    _write_all(target, result, mask, f"ufunc '{name}' output")
+    return target
+
+
+def _foreign_ufunc(ufunc: _np.ufunc) -> Any:
+    """The fastad function for a ufunc NumPy does not define, or None."""
+    from ..scipy.special import UFUNCS as special
+    return special.get(ufunc)
+
+
+def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
+    name = func.__name__
+    module = getattr(func, "__module__", "") or ""
+    if module.startswith("numpy.linalg"):
+        impl = getattr(linalg, name, None)
+    elif module.startswith("numpy.fft"):
+        impl = getattr(_namespace["fft"], name, None)
+    else:
+        impl = _namespace.get(name)
+        if impl is not None and not callable(impl):
+            impl = None
+    if impl is None or name.startswith("_"):
+        raise TracingError(f"{module or 'numpy'}.{name} is not supported on traced values; "
+                           "write it with supported functions or define it with "
+                           "fastad.primitive and fastad.defvjp")
+    if isinstance(kwargs.get("out"), Tracer):  # np.sum(x, axis=0, out=v), np.clip(.., out=x)
+        kwargs = dict(kwargs)
+        target = _target(kwargs.pop("out"), f"{name}(..., out=...)")
+        _check_writeable(target, "output array is read-only")
+        _write_all(target, impl(*args, **kwargs), True, f"{name}'s result")
+        return target
+    if name in _VIEWING and not module.startswith("numpy.fft"):
+        return _viewing(func, impl, args, kwargs)
+    out = impl(*args, **kwargs)
+    if isinstance(out, Tracer) and (builtins.any(out is a for a in args)
+                                    or builtins.any(out is a for a in kwargs.values())):
+        return _fresh(out)  # NumPy's result is a new array, not its argument
+    return out
+
+
+# NumPy's functions whose result may be a view of their (first) argument; the
+# shadow says when it is.  Those returning several arrays return views of one.
+_VIEWING = {"reshape", "ravel", "transpose", "permute_dims", "matrix_transpose", "swapaxes",
+            "moveaxis", "rollaxis", "expand_dims", "squeeze", "broadcast_to", "broadcast_arrays",
+            "atleast_1d", "atleast_2d", "atleast_3d", "flip", "fliplr", "flipud", "rot90",
+            "diagonal", "diag", "real", "imag", "split", "array_split", "hsplit", "vsplit",
+            "dsplit", "unstack", "einsum", "diff", "sliding_window_view"}
+
+
+_SEVERAL = {"split", "array_split", "hsplit", "vsplit", "dsplit", "unstack"}
+
+
+def _viewing(func: Any, impl: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)`` for a NumPy function that may return views."""
+    name = func.__name__
+    if name == "broadcast_arrays":
+        outs = impl(*args, **kwargs)
+        shapes = [tuple(shape(a)) for a in args]
+
+        def part(i: int) -> Any:
+            return lambda s: func(*(s if j == i else _np.empty(shp)
+                                    for j, shp in enumerate(shapes)), **kwargs)[i]
+        return type(outs)(_link(a, o, part(i)) for i, (a, o) in enumerate(zip(args, outs)))
+    if name == "einsum":  # one operand: NumPy's result may be a view of it
+        out = impl(*args, **kwargs)
+        if len(args) == 2 and isinstance(args[1], Tracer):
+            return _link(args[1], out, lambda s: func(args[0], s, **kwargs))
+        return _fresh(out) if builtins.any(out is a for a in args) else out
+    if name.startswith("atleast_") and len(args) != 1:
+        return tuple(_viewing(func, impl, (a,), kwargs) if isinstance(a, Tracer) else func(a)
+                     for a in args)
+    if not args:
+        return impl(**kwargs)
+    a, rest = args[0], args[1:]
+    out = impl(*args, **kwargs)
+    if name in _SEVERAL:
+        def piece(i: int) -> Any:
+            return lambda s: func(s, *rest, **kwargs)[i]
+        return type(out)(_link(a, o, piece(i)) for i, o in enumerate(out))
+    if name in ("real", "imag") and iscomplexobj(a):
+        return _link(a, out, _np.real if name == "real" else _np.imag, name)
+    return _link(a, out, lambda s: func(s, *rest, **kwargs))

@@ -1,0 +1,70 @@
+"""Sorting and gathers along an axis: ``argsort``/``argpartition`` are
+primitives (indices recomputed on every replay), ``sort``/``partition`` and
+traced-index ``take``/``take_along_axis`` gathers by them."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as _np
+
+from ..errors import TracingError
+from ..tracer import Tracer, bind
+from ._base import _no_out, _p, ndim, shape
+from ._reductions import _axis_of
+from ._shape import _gather, broadcast_to, reshape
+
+__all__ = ["argsort", "sort", "argpartition", "partition", "take_along_axis", "take"]
+
+
+def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:
+    """Indices that sort a (stable): not differentiable; a traced integer array
+    for `take_along_axis` (indexing with it is not supported)."""
+    a, axis = _axis_of(a, axis)
+    return bind(_p("argsort"), a, axis=axis)
+
+
+def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:
+    a, axis = _axis_of(a, axis)
+    return _take_along(a, bind(_p("argsort"), a, axis=axis), axis)
+
+
+def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
+                 order: Any = None) -> Any:
+    a, axis = _axis_of(a, axis)
+    kth = tuple(int(k) for k in _np.atleast_1d(kth))
+    return bind(_p("argpartition"), a, kth=kth, axis=axis)
+
+
+def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
+              order: Any = None) -> Any:
+    a, axis = _axis_of(a, axis)
+    return _take_along(a, argpartition(a, kth, axis), axis)
+
+
+def _take_along(a: Any, idx: Any, axis: int) -> Any:
+    return bind(_p("take_along"), a, idx, axis=axis)
+
+
+def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
+    arr, axis = _axis_of(arr, axis)
+    if not isinstance(indices, Tracer):  # constant: a fixed gather, compiled natively
+        return _gather(arr, lambda i: _np.take_along_axis(i, _np.asarray(indices), axis))
+    if ndim(indices) != ndim(arr):
+        raise ValueError("take_along_axis: indices and arr must have the same number of "
+                         "dimensions")
+    target = list(_np.broadcast_shapes(shape(arr), shape(indices)))
+    target[axis] = shape(indices)[axis]
+    return _take_along(arr, broadcast_to(indices, tuple(target)), axis)
+
+
+def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Any:
+    _no_out(out, "take")
+    if not isinstance(indices, Tracer):
+        return _gather(a, lambda i: _np.take(i, indices, axis=axis, mode=mode))
+    if ndim(indices) > 1:
+        raise TracingError("take with traced indices: only a 1-d index array is supported")
+    a, axis = _axis_of(a, axis)
+    view = [1] * ndim(a)
+    view[axis] = shape(indices)[0]
+    target = tuple(shape(indices)[0] if i == axis else d for i, d in enumerate(shape(a)))
+    return _take_along(a, broadcast_to(reshape(indices, tuple(view)), target), axis)
