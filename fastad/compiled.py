@@ -135,6 +135,8 @@ class Entry:
     # `Specializer.grads_of`
     rest: "Entry | None" = None
     lock: locks.Lock = field(default_factory=locks.Lock, repr=False)
+    # whether the tape records guards, found when first replayed on traced values
+    guarded: bool | None = None
 
     @property
     def exe(self) -> Any:
@@ -337,12 +339,14 @@ class Specializer:
         self.grads_run_args: Callable[[Any, int], Any] | None = None
         self._shortcut_key: Any = None
 
-    def split(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None
-              ) -> tuple[Any, list[Any]]:
+    def split(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+              traced: bool = False) -> tuple[Any, list[Any]]:
         """The signature of a call and its dynamic leaves (the tape's inputs, in
         order: positional arguments, then keyword arguments by sorted name).
-        A keyword argument's entry in the signature names it last; raises
-        `_TracedArguments` if any leaf is a traced value."""
+        A keyword argument's entry in the signature names it last.  Raises
+        `_TracedArguments` if any leaf is a traced value, unless ``traced``
+        (then a traced leaf is dynamic, keyed by its shape and dtype); a
+        traced static argument raises it either way."""
         key: list[Any] = []
         dynamic: list[Any] = []
         for i, arg in enumerate(args):
@@ -352,7 +356,7 @@ class Specializer:
                 key.append(("static", _static_key(arg)))
                 continue
             differentiated = self.wrt is not None and i in self.wrt
-            key.append(self._split_leaves(arg, differentiated, i, dynamic))
+            key.append(self._split_leaves(arg, differentiated, i, dynamic, traced))
         if kwargs:
             for name in sorted(kwargs):
                 value = kwargs[name]
@@ -361,19 +365,23 @@ class Specializer:
                         raise _TracedArguments
                     key.append(("static", _static_key(value), name))
                     continue
-                key.append(self._split_leaves(value, False, name, dynamic) + (name,))
+                key.append(self._split_leaves(value, False, name, dynamic, traced) + (name,))
         return tuple(key), dynamic
 
     @staticmethod
-    def _split_leaves(arg: Any, differentiated: bool, where: int | str, dynamic: list[Any]
-                      ) -> tuple[Any, tuple[Any, ...]]:
+    def _split_leaves(arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
+                      traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
         """The signature of one argument (positional ``where``, or keyword
         ``where``), its dynamic leaves appended to ``dynamic``."""
         leaves, tree = pytree.flatten(arg)
         parts = []
         for leaf in leaves:
             if isinstance(leaf, Tracer):
-                raise _TracedArguments
+                if not traced:
+                    raise _TracedArguments
+                dynamic.append(leaf)
+                parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
+                continue
             if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
                 leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
                                    else f"keyword argument {where!r}")
@@ -400,15 +408,43 @@ class Specializer:
 
     def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
         """A call on traced values (inside an enclosing transformation or trace):
-        the eager computation this one compiles, run on them, so that the
-        enclosing trace records its primitives (see "Transforms compose with
-        compiled functions" in docs/design.md)."""
+        the cached tape of their signature, replayed on them, so that the
+        enclosing trace records its primitives; traced first (on the traced
+        values' values) if the signature has none.  A trace whose guards
+        disagree with these values is skipped, as on arrays.  When no tape
+        fits (a traced static argument, a signature evaluated eagerly), the
+        eager computation this one compiles runs on them instead.  See
+        "Transforms compose with compiled functions" in docs/design.md."""
+        kwargs = kwargs or {}
+        try:
+            key, dynamic = self.split(args, kwargs, traced=True)
+        except _TracedArguments:  # a traced static argument: no signature to look up
+            return self._eager_on_traced(args, kwargs)
+        values = [d.value if isinstance(d, Tracer) else d for d in dynamic]
+        entries = self.cache.get(key, ())
+        entry = next((e for e in entries if _guards_hold(e, values)), None)
+        if entry is None and self.fn is not None and key not in self.gave_up:
+            concrete = lambda tree: pytree.unflatten(  # noqa: E731
+                pytree.flatten(tree)[1],
+                [v.value if isinstance(v, Tracer) else v for v in pytree.flatten(tree)[0]])
+            with self._trace_lock(key):
+                entries = self.cache.get(key, ())
+                entry = next((e for e in entries if _guards_hold(e, values)), None)
+                if entry is None and key not in self.gave_up:
+                    entry = self._traced(key, tuple(concrete(a) for a in args), entries,
+                                         {k: concrete(v) for k, v in kwargs.items()})
+        if entry is None:
+            return self._eager_on_traced(args, kwargs)
+        outs = replay(entry.tape, dynamic)
+        return self.unpack(entry.structure, [_scalar(v) for v in outs], self.argnums)
+
+    def _eager_on_traced(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.fn is None:
             raise SignatureError(
-                "this compiled function was loaded from bytes without its Python function, so "
-                "it cannot be traced into another transformation (fastad.grad, vmap, jit, ...); "
-                "call it on arrays")
-        return self.eager(*args, **(kwargs or {}))
+                "this compiled function was loaded from bytes without its Python function; on "
+                "traced values (inside fastad.grad, vmap, jit, ...) it replays the tapes of the "
+                "signatures it was saved with, and this call's is new")
+        return self.eager(*args, **kwargs)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False,
                 kwargs: dict[str, Any] | None = None) -> Any:
@@ -761,6 +797,16 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
+def _guards_hold(entry: Entry, values: list[Any]) -> bool:
+    """Does the trace ``entry`` take the path that ``values`` take?  A tape
+    without guards fits any values of its signature; one with guards is
+    evaluated on them (NumPy) before it is replayed, since a replayed guard
+    that disagreed would have been recorded into the enclosing trace."""
+    if entry.guarded is None:
+        entry.guarded = any(registry[ins.prim].effect == "guard" for ins in entry.tape.instrs)
+    return not entry.guarded or reference.evaluate(entry.tape, values) is not None
+
+
 def _shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
               which: int) -> Any:
     """``fast(args, which)``, or None when there is no shortcut or it declines."""
@@ -894,8 +940,8 @@ class Jitted(_Inspectable):
         """The compiled ``vmap(f, in_axes)``: f over a batch of examples at once,
         split into chunks run on ``threads`` threads (None: os.cpu_count());
         bit-identical for any thread count (see `fastad.batched`)."""
-        if self._spec.fn is not None and _any_tracer(args):
-            return vmap(self._spec.fn, in_axes)(*args)  # traced: inlined, as calls are
+        if _any_tracer(args):  # traced: the compiled function's tape, batched
+            return vmap(self, in_axes)(*args)
         return _batch_call(self, lambda axes: vmap(self._spec.fn, axes), args, in_axes, threads,
                            chunk)
 
@@ -1097,12 +1143,11 @@ class CompiledGrad(_Inspectable):
         into chunks run on ``threads`` threads (None: os.cpu_count());
         bit-identical for any thread count (see `fastad.batched`).  With
         ``has_aux``, each example's ``(grad, aux)``, stacked."""
-        per_example = (grad(self.fn, self.argnums, has_aux=self.has_aux)
-                       if self.fn is not None else None)
-        if per_example is not None and _any_tracer(args):
-            return vmap(per_example, in_axes)(*args)  # traced: inlined, as calls are
-        return _batch_call(self, lambda axes: vmap(per_example, axes), args,
-                           in_axes, threads, chunk)
+        if _any_tracer(args):  # traced: the compiled gradient's tape, batched
+            return vmap(self, in_axes)(*args)
+        return _batch_call(self, lambda axes: vmap(grad(self.fn, self.argnums,
+                                                        has_aux=self.has_aux), axes),
+                           args, in_axes, threads, chunk)
 
     def _argnum(self, what: str) -> int:
         if not isinstance(self.argnums, int):

@@ -1,8 +1,8 @@
 """Transforms compose with compiled functions, as ``jax.grad(jax.jit(f))`` does.
 
-A jitted or compiled function called on traced values is inlined: the
-eager computation it compiles runs on them, so the enclosing transformation
-sees primitives.  The matrix below puts every outer transformation around
+A jitted or compiled function called on traced values replays the tape it
+cached for their signature (traced first if need be) into the enclosing
+trace, so the enclosing transformation sees primitives.  The matrix below puts every outer transformation around
 every inner compiled function of several functions; each composition is
 compared with the same composition without jit/compile (eager), and the
 first derivatives also with central finite differences in random
@@ -286,19 +286,25 @@ def test_static_and_keyword_arguments_inline(backend):
                                [eager(x), eager(v)], rtol=1e-12)
 
 
-def test_loaded_function_is_not_inlined():
-    g = fa.compile(FUNCS["elementwise"], backend="numpy")
+def test_loaded_function_replays_its_saved_signatures():
+    f = FUNCS["elementwise"]
+    g = fa.compile(f, backend="numpy")
     x = np.linspace(0.1, 0.4, N)
     g(x)
     loaded = fa.loads(fa.dumps(g))
     np.testing.assert_allclose(loaded(x), g(x))
-    with pytest.raises(SignatureError, match="cannot be traced into another transformation"):
-        fa.grad(lambda w: fnp.sum(loaded(w)))(x)
+    want = fa.grad(lambda w: fnp.sum(fa.grad(f)(w) ** 2))(x)
+    np.testing.assert_allclose(fa.grad(lambda w: fnp.sum(loaded(w) ** 2))(x), want, rtol=1e-10)
+    np.testing.assert_allclose(fa.jit(fa.grad(lambda w: fnp.sum(loaded(w) ** 2)),
+                                      backend="c" if "c" in BACKENDS else "numpy")(x + 1),
+                               fa.grad(lambda w: fnp.sum(fa.grad(f)(w) ** 2))(x + 1), rtol=1e-10)
+    with pytest.raises(SignatureError, match="saved with"):
+        fa.grad(lambda w: fnp.sum(loaded(w)))(np.ones(N + 1))
 
 
-def test_inlined_call_does_not_trace_the_compiled_function():
-    """Inlining runs the Python function on the tracers: the compiled one's
-    cache is untouched (no trace of the outer tracers, no new signature)."""
+def test_traced_call_replays_the_cached_tape():
+    """On traced values the compiled function's tape is replayed: the Python
+    function runs once (the trace), not on every call of the outer transform."""
     calls = []
 
     def f(x):
@@ -309,5 +315,62 @@ def test_inlined_call_does_not_trace_the_compiled_function():
     x = np.arange(3.0)
     np.testing.assert_allclose(fa.grad(jf)(x), 2 * x)
     np.testing.assert_allclose(fa.grad(jf)(x + 1), 2 * (x + 1))
-    assert jf.cache_info()["traces"] == 0
-    assert len(calls) == 2
+    np.testing.assert_allclose(jf(x), 5.0)  # the same trace runs on arrays
+    assert jf.cache_info()["traces"] == 1
+    assert len(calls) == 1
+
+
+def _loop(x):
+    s = 0.0
+    for i in range(len(x) - 1):
+        s = s + fnp.sin(x[i]) * x[i + 1]
+    return s
+
+
+@pytest.mark.parametrize("backend", MATRIX_BACKENDS)
+def test_replayed_loop_is_the_rerolled_tape(backend):
+    """A Python loop is rerolled once, when jf is traced; transforms of jf replay
+    the few vector instructions instead of running the loop again."""
+    x = np.linspace(0.0, 1.0, 200)
+    jf = fa.jit(_loop, backend=backend)
+    np.testing.assert_allclose(jf(x), _loop(x), rtol=1e-12)
+    assert len(jf.tape.instrs) < 20
+    tape = fa.make_tape(fa.grad(jf))(x)
+    assert len(tape.instrs) < 60
+    want = fa.grad(_loop)(x)
+    np.testing.assert_allclose(fa.grad(jf)(x), want, rtol=1e-12)
+    v = np.random.default_rng(0).normal(size=x.shape)
+    np.testing.assert_allclose(fa.jvp(jf, (x,), (v,))[1], want @ v, rtol=1e-10)
+    np.testing.assert_allclose(fa.vmap(jf)(np.stack([x, 2 * x])), [_loop(x), _loop(2 * x)],
+                               rtol=1e-12)
+    np.testing.assert_allclose(np.sum(want * v), _fd(_loop, x, v), rtol=1e-5)
+
+
+def _branchy(x):
+    if fnp.sum(x) > 0:
+        return fnp.sum(fnp.sin(x) ** 2)
+    return fnp.sum(fnp.exp(x))
+
+
+@pytest.mark.parametrize("backend", MATRIX_BACKENDS)
+def test_guards_choose_the_replayed_trace(backend):
+    """A cached trace whose guard disagrees with the traced values is not
+    replayed: the other branch is traced (and then replayed in its turn)."""
+    jf = fa.jit(_branchy, backend=backend)
+    pos, neg = np.array([0.5, 1.0, -0.2]), np.array([-0.5, -1.0, 0.2])
+    jf(pos)
+    for x in (neg, pos, neg):
+        want = fa.grad(_branchy)(x)
+        np.testing.assert_allclose(fa.grad(jf)(x), want, rtol=1e-12)
+        outer = fa.jit(fa.grad(jf), backend=backend)
+        np.testing.assert_allclose(outer(x), want, rtol=1e-12)
+        np.testing.assert_allclose(outer(-x), fa.grad(_branchy)(-x), rtol=1e-12)
+    assert jf.cache_info()["traces"] == 2
+
+
+def test_traced_static_argument_runs_the_function():
+    """A static argument that is a traced value has no signature: the Python
+    function runs on it, as it would without jit."""
+    jf = fa.jit(lambda x, c: fnp.sum(x * c), static_argnums=1, backend="numpy")
+    x = np.arange(3.0)
+    np.testing.assert_allclose(fa.grad(lambda c: jf(x, c))(2.0), np.sum(x))
