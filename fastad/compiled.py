@@ -67,6 +67,12 @@ def _static_key(leaf: Any) -> Any:
     return ("value", type(leaf), leaf)
 
 
+class ClosedOverTracer(TracingError):
+    """The function being compiled closed over a value traced by an enclosing
+    transformation: its trace would depend on that trace.  The call runs the
+    function instead (`Specializer.general`)."""
+
+
 class _TracedArguments(Exception):
     """An argument leaf is a traced value: the call is inlined (`Specializer.inline`)."""
 
@@ -431,8 +437,11 @@ class Specializer:
                 entries = self.cache.get(key, ())
                 entry = next((e for e in entries if _guards_hold(e, values)), None)
                 if entry is None and key not in self.gave_up:
-                    entry = self._traced(key, tuple(concrete(a) for a in args), entries,
-                                         {k: concrete(v) for k, v in kwargs.items()})
+                    try:
+                        entry = self._traced(key, tuple(concrete(a) for a in args), entries,
+                                             {k: concrete(v) for k, v in kwargs.items()})
+                    except ClosedOverTracer:
+                        entry = None
         if entry is None:
             return self._eager_on_traced(args, kwargs)
         outs = replay(entry.tape, dynamic)
@@ -475,7 +484,10 @@ class Specializer:
                     outs = self.run(entry, dynamic, grads_only)
                     if outs is not None:
                         return self.finish(entry, dynamic, outs)
-            entry = None if key in self.gave_up else self._traced(key, args, entries, kwargs)
+            try:
+                entry = None if key in self.gave_up else self._traced(key, args, entries, kwargs)
+            except ClosedOverTracer:  # defined inside a traced function: runs as Python
+                entry = None
         if entry is None:
             return self.eager(*args, **kwargs)
         outs = self.run(entry, dynamic, grads_only)
@@ -663,8 +675,8 @@ class Specializer:
             out = self.fn(*new_args, **new_kwargs)
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
-                raise TracingError("a compiled function closed over a value traced by an "
-                                   "enclosing transformation; pass it as an argument instead")
+                raise ClosedOverTracer("a compiled function closed over a value traced by an "
+                                       "enclosing transformation")
             stages = {"traced": len(builder.tape.instrs)}
             rolled = self._rerolled(builder, out_leaves) if self.reroll else None
             if rolled is not None:

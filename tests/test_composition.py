@@ -374,3 +374,28 @@ def test_traced_static_argument_runs_the_function():
     jf = fa.jit(lambda x, c: fnp.sum(x * c), static_argnums=1, backend="numpy")
     x = np.arange(3.0)
     np.testing.assert_allclose(fa.grad(lambda c: jf(x, c))(2.0), np.sum(x))
+
+
+@pytest.mark.parametrize("backend", MATRIX_BACKENDS)
+def test_compiled_function_closing_over_a_traced_value(backend):
+    """A compiled function defined inside a traced function, closing over one
+    of its traced values, runs as Python there (its trace would depend on the
+    enclosing one), on traced values and on arrays alike."""
+    def outer(w, jit, compile_):
+        jf = jit(lambda x: fnp.sum(fnp.sin(x * w)))
+        g = compile_(lambda x: fnp.sum(fnp.sin(x * w) ** 2))
+        return jf(w) + jf(np.ones(N)) + fnp.sum(g(w) * g(np.ones(N)))
+
+    def compiled(w):
+        return outer(w, lambda f: fa.jit(f, backend=backend),
+                     lambda f: fa.compile(f, backend=backend))
+
+    def eager(w):
+        return outer(w, lambda f: f, fa.grad)
+
+    x, v, _ = _inputs(False, 6)
+    np.testing.assert_allclose(compiled(x), eager(x), rtol=1e-12)
+    want = fa.grad(eager)(x)
+    np.testing.assert_allclose(fa.grad(compiled)(x), want, rtol=1e-10)
+    np.testing.assert_allclose(fa.jit(fa.grad(compiled), backend=backend)(x), want, rtol=1e-10)
+    np.testing.assert_allclose(np.sum(want * v), _fd(eager, x, v), rtol=1e-5)
