@@ -567,7 +567,10 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
             return -np.logaddexp(0, -x)
         fastad.defvjp(logsigmoid, lambda g, ans, x: g * np.exp(-np.logaddexp(0, x)))
 
-    Rules take ``(g, ans, *args)`` and return the cotangent of one argument.
+    Rules take ``(g, ans, *args)`` and return the cotangent of one argument,
+    or, autograd's curried form, take ``(ans, *args)`` and return a function
+    of ``g`` (``fastad.defvjp(logsigmoid, lambda ans, x: lambda g: ...)``);
+    `fastad.defvjp` tells the two apart by their number of parameters.
     Primitives defined this way run in NumPy: a compiled function that uses
     one calls it between compiled segments (with a warning; see
     fastad.backends.coverage()).

@@ -10,6 +10,13 @@ compiled function (as with ``jax.jit``).
 Python control flow on traced values records guards.  A signature keeps a
 list of traces; a replay whose guard disagrees is discarded and the next
 trace is tried, and if none fits, ``f`` is traced again at this input.
+
+Keyword arguments are part of the signature in the same way (float leaves
+are data, others keyed by value; ``static_argnames`` keys a whole argument
+by value).  Called on traced values (inside ``fastad.grad``, ``vmap``, an
+enclosing ``jit``), a compiled function replays its cached tape for their
+signature into the enclosing trace (`Specializer.inline`), so transforms
+compose with it.
 """
 from __future__ import annotations
 
