@@ -1054,6 +1054,8 @@ class CompiledGrad(_Inspectable):
         self.fn = fn
         self.argnums = argnums
         self.has_aux = has_aux
+        # do the shortcuts' first outputs answer ``g(x)`` and the pair?
+        self._fast = argnums == 0 and not has_aux
         wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
         self._backend = backend
 
@@ -1074,11 +1076,6 @@ class CompiledGrad(_Inspectable):
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
         self._batched: dict[Any, Jitted] = {}
-
-    @property
-    def _fast(self) -> bool:
-        """Do the shortcuts' first outputs answer ``g(x)`` and the pair?"""
-        return self.argnums == 0 and not self.has_aux
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # argnums 0: the one gradient is the output as the shortcut returns it
@@ -1139,6 +1136,7 @@ class CompiledGrad(_Inspectable):
         self.fn = None
         self.argnums = _checked_argnums(state["argnums"])
         self.has_aux = bool(state.get("has_aux", False))
+        self._fast = self.argnums == 0 and not self.has_aux
         self._vg = self._main = Specializer.from_state(state["vg"])
         if self._vg.kind.endswith("_aux") != self.has_aux:
             raise TapeError("a saved compiled gradient's has_aux does not match its computation")
