@@ -300,9 +300,10 @@ def _cotangent_like(ct: Any, out: Any) -> Any:
     return ct
 
 
-def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
-        ) -> tuple[Any, Any]:
-    """Forward mode: ``(f(*primals), J @ tangents)``."""
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
+        has_aux: bool = False) -> Any:
+    """Forward mode: ``(f(*primals), J @ tangents)``.  ``has_aux=True``: f
+    returns ``(out, aux)`` and the result is ``(out, J @ tangents, aux)``."""
     from .transforms.forward import forward
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
@@ -322,11 +323,16 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
         return forward(rec.builder, len(rec.builder.tape.instrs), rec.inputs, flat_t,
                        rec.out_leaves)
 
-    rec, out_tangents = record(f, primals, nums, sweep)
-    values = finish(rec, list(rec.out_leaves) + list(out_tangents))
+    aux = Aux(f, "jvp") if has_aux else None
+    rec, out_tangents = record(aux.value if aux else f, primals, nums, sweep)
     n = len(rec.out_leaves)
-    return (pytree.unflatten(rec.out_tree, values[:n]),
-            pytree.unflatten(rec.out_tree, values[n:]))
+    values = finish(rec, list(rec.out_leaves) + list(out_tangents)
+                    + (aux.traced() if aux else []))
+    out = pytree.unflatten(rec.out_tree, values[:n])
+    tangent = pytree.unflatten(rec.out_tree, values[n:2 * n])
+    if aux:
+        return out, tangent, aux.rebuild(values[2 * n:])
+    return out, tangent
 
 
 #: pass counts further apart than this decide alone: neither batched pass

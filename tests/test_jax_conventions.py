@@ -344,3 +344,27 @@ def test_defvjp_tells_forms_apart_by_arity():
     # the primitive's parameters cannot be counted: the first name decides
     assert _is_curried(lambda ans, *args: None, variadic.primitive)
     assert not _is_curried(lambda g, ans, *args: None, variadic.primitive)
+
+
+def test_jvp_has_aux():
+    def f(w):
+        return fnp.sin(w) * X, {"c": fnp.cos(w), "tag": "t"}
+
+    v = np.array([0.2, -1.0, 0.5])
+    out, tangent, aux = fa.jvp(f, (W,), (v,), has_aux=True)
+    np.testing.assert_allclose(out, np.sin(W) * X)
+    np.testing.assert_allclose(tangent, np.cos(W) * X * v, rtol=1e-14)
+    eps = 1e-6
+    np.testing.assert_allclose(tangent, (np.sin(W + eps * v) - np.sin(W - eps * v)) * X
+                               / (2 * eps), rtol=1e-6)
+    np.testing.assert_allclose(aux["c"], np.cos(W))
+    assert aux["tag"] == "t"
+    # under jit, aux's arrays are outputs of the compiled tape (a jitted
+    # function's outputs are arrays: no strings)
+    def g(w):
+        return fnp.sin(w) * X, {"c": fnp.cos(w)}
+
+    jitted = fa.jit(lambda w, v: fa.jvp(g, (w,), (v,), has_aux=True)[::2], backend="numpy")
+    (out2, aux2) = jitted(W, v)
+    np.testing.assert_allclose(aux2["c"], np.cos(W), rtol=1e-15)
+    np.testing.assert_allclose(out2, out, rtol=1e-15)
