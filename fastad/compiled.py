@@ -390,7 +390,8 @@ class Specializer:
         parts = []
         for leaf in leaves:
             if isinstance(leaf, Tracer):
-                if not traced:
+                # a traced mask or index is keyed by value on arrays: no signature
+                if not traced or leaf.aval.dtype.kind not in "fc":
                     raise _TracedArguments
                 dynamic.append(leaf)
                 parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
@@ -429,9 +430,12 @@ class Specializer:
         eager computation this one compiles runs on them instead.  See
         "Transforms compose with compiled functions" in docs/design.md."""
         kwargs = kwargs or {}
+        if (any(_any_tracer(arg) for i, arg in enumerate(args) if i in self.static_argnums)
+                or any(_any_tracer(v) for k, v in kwargs.items() if k in self.static_argnames)):
+            return self._eager_on_traced(args, kwargs)  # a static argument holds a traced value
         try:
             key, dynamic = self.split(args, kwargs, traced=True)
-        except _TracedArguments:  # a traced static argument: no signature to look up
+        except _TracedArguments:  # a traced static argument, mask or index: no signature
             return self._eager_on_traced(args, kwargs)
         values = [d.value if isinstance(d, Tracer) else d for d in dynamic]
         entries = self.cache.get(key, ())

@@ -399,3 +399,29 @@ def test_compiled_function_closing_over_a_traced_value(backend):
     np.testing.assert_allclose(fa.grad(compiled)(x), want, rtol=1e-10)
     np.testing.assert_allclose(fa.jit(fa.grad(compiled), backend=backend)(x), want, rtol=1e-10)
     np.testing.assert_allclose(np.sum(want * v), _fd(eager, x, v), rtol=1e-5)
+
+
+@pytest.mark.parametrize("first", [False, True])
+def test_traced_mask_argument_runs_the_function(first):
+    """A traced boolean or integer argument is keyed by value on arrays, so it
+    has no signature to replay: the Python function runs on it."""
+    if first:
+        jf = fa.jit(lambda m, x: fnp.sum(fnp.where(m, x, 0.0) * 2.0), backend="numpy")
+        call = lambda x: jf(x > 1.0, x)  # noqa: E731
+    else:
+        jf = fa.jit(lambda x, m: fnp.sum(fnp.where(m, x, 0.0) * 2.0), backend="numpy")
+        call = lambda x: jf(x, x > 1.0)  # noqa: E731
+    x = np.array([0.3, 2.0, 1.0])
+    np.testing.assert_allclose(fa.grad(call)(x), [0.0, 2.0, 0.0])
+    np.testing.assert_allclose(fa.grad(call)(x + 1), [2.0, 2.0, 2.0])
+    np.testing.assert_allclose(fa.jit(fa.grad(call), backend="numpy")(x + 1), [2.0, 2.0, 2.0])
+
+
+def test_traced_value_inside_a_static_argument_runs_the_function():
+    jf = fa.jit(lambda x, opts: fnp.sum(x * opts[0]) + opts[1], static_argnums=1,
+                static_argnames="extra", backend="numpy")
+    x = np.arange(3.0)
+    np.testing.assert_allclose(fa.grad(lambda c: jf(x, (c, 2.0)))(1.5), np.sum(x))
+    np.testing.assert_allclose(fa.grad(lambda c: jf(x, opts=(c * c, 2.0)))(1.5), 3 * np.sum(x))
+    np.testing.assert_allclose(fa.jit(fa.grad(lambda c: jf(x, (c, 2.0))), backend="numpy")(1.5),
+                               np.sum(x))
