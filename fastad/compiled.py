@@ -420,7 +420,8 @@ class Specializer:
                 return self.unpack(shortcut.structure, outs, self.argnums)
         return self.general(args, kwargs=kwargs)
 
-    def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None) -> Any:
+    def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+               grads_only: bool = False) -> Any:
         """A call on traced values (inside an enclosing transformation or trace):
         the cached tape of their signature, replayed on them, so that the
         enclosing trace records its primitives; traced first (on the traced
@@ -428,7 +429,8 @@ class Specializer:
         disagree with these values is skipped, as on arrays.  When no tape
         fits (a traced static argument, a signature evaluated eagerly), the
         eager computation this one compiles runs on them instead.  See
-        "Transforms compose with compiled functions" in docs/design.md."""
+        "Transforms compose with compiled functions" in docs/design.md.
+        ``grads_only``: as in `general` (the tape without the value)."""
         kwargs = kwargs or {}
         if (any(_any_tracer(arg) for i, arg in enumerate(args) if i in self.static_argnums)
                 or any(_any_tracer(v) for k, v in kwargs.items() if k in self.static_argnames)):
@@ -455,7 +457,10 @@ class Specializer:
                         entry = None
         if entry is None:
             return self._eager_on_traced(args, kwargs)
-        outs = replay(entry.tape, dynamic)
+        if grads_only:
+            outs = [None] + replay(self.grads_of(entry).tape, dynamic)
+        else:
+            outs = replay(entry.tape, dynamic)
         return self.unpack(entry.structure, [_scalar(v) for v in outs], self.argnums)
 
     def _eager_on_traced(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -475,7 +480,7 @@ class Specializer:
         try:
             key, dynamic = self.split(args, kwargs)
         except _TracedArguments:
-            return self.inline(args, kwargs)
+            return self.inline(args, kwargs, grads_only)
         kwargs = kwargs or {}
         tried = self.cache.get(key, ())
         if tried:
