@@ -14,6 +14,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from conftest import BACKENDS
 
 import fastad as fa
@@ -425,3 +427,46 @@ def test_traced_value_inside_a_static_argument_runs_the_function():
     np.testing.assert_allclose(fa.grad(lambda c: jf(x, opts=(c * c, 2.0)))(1.5), 3 * np.sum(x))
     np.testing.assert_allclose(fa.jit(fa.grad(lambda c: jf(x, (c, 2.0))), backend="numpy")(1.5),
                                np.sum(x))
+
+
+# -- random chains of transformations ----------------------------------------------------
+
+_V = np.random.default_rng(11).normal(size=N)
+_SCALE = np.array([[1.0], [-0.5]])
+
+
+def _chain_step(step: str, h, compiled: bool, backend: str):
+    """One transformation of a function of x (shape (N,)) returning an array
+    or a scalar; ``compiled`` picks jit/compile over their eager meaning."""
+    if step == "grad":
+        return fa.grad(_scalar(h))
+    if step == "jit":
+        return fa.jit(h, backend=backend) if compiled else h
+    if step == "compile":
+        return fa.compile(_scalar(h), backend=backend) if compiled else fa.grad(_scalar(h))
+    if step == "jvp":
+        return lambda x: fa.jvp(h, (x,), (_V,))[1]
+    if step == "vmap":
+        return lambda x: fnp.sum(fa.vmap(h)(x[None, :] * _SCALE), axis=0)
+    raise ValueError(step)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(fname=st.sampled_from(sorted(FUNCS)),
+       steps=st.lists(st.sampled_from(["grad", "jit", "compile", "jvp", "vmap"]),
+                      min_size=2, max_size=3),
+       backend=st.sampled_from(MATRIX_BACKENDS), seed=st.integers(0, 2 ** 16))
+def test_random_chains(fname, steps, backend, seed):
+    """grad, jit, compile, jvp and vmap chained in random orders (innermost
+    first) around each function, compiled against eager at a random point."""
+    if "jit" not in steps and "compile" not in steps:
+        steps = ["jit", *steps]
+    x = np.random.default_rng(seed).uniform(-1, 1, N)
+    compiled, eager = FUNCS[fname], FUNCS[fname]
+    for step in steps:
+        compiled = _chain_step(step, compiled, True, backend)
+        eager = _chain_step(step, eager, False, backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(compiled(x), eager(x), rtol=1e-8, atol=1e-10)
