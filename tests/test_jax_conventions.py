@@ -300,7 +300,7 @@ def _scaled_product_primitive():
     return scaled_product
 
 
-@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("backend", WITH_NUMBA)
 def test_defvjp_curried_form(backend):
     curried, plain = _logsigmoid_primitives()
     product = _scaled_product_primitive()
