@@ -180,45 +180,95 @@ def unpack_grads(in_trees: Sequence[Any], argnums: ArgNums, leaves: list[Any]) -
     return out[0] if isinstance(argnums, int) else tuple(out)
 
 
-def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False
-                   ) -> Callable[..., Any]:
+class Aux:
+    """``f`` of ``has_aux=True``, which returns ``(value, aux)``: `value` calls f
+    and keeps aux aside, so that only the value is differentiated.  Aux is
+    returned as f made it, except that its leaves traced by the call's own
+    recording become values (or, nested, values of the enclosing trace):
+    `traced` lists them for `finish`, `rebuild` puts their results back."""
+
+    def __init__(self, f: Callable[..., Any], name: str) -> None:
+        self.f, self.name = f, name
+        self.leaves: list[Any] = []
+        self.tree: Any = None
+        self.builder: Builder | None = None
+
+    def value(self, *args: Any, **kwargs: Any) -> Any:
+        from .tracer import current_builder
+        out = self.f(*args, **kwargs)
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            raise TypeError(f"{self.name}(..., has_aux=True) requires a function returning a "
+                            f"pair (value, aux), got {type(out).__name__}")
+        self.builder = current_builder()
+        self.leaves, self.tree = pytree.flatten(out[1])
+        return out[0]
+
+    def _own(self, leaf: Any) -> bool:
+        return isinstance(leaf, Tracer) and leaf.builder is self.builder
+
+    def traced(self) -> list[Any]:
+        return [leaf for leaf in self.leaves if self._own(leaf)]
+
+    def rebuild(self, values: Sequence[Any]) -> Any:
+        it = iter(values)
+        return pytree.unflatten(self.tree, [next(it) if self._own(leaf) else leaf
+                                            for leaf in self.leaves])
+
+
+def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
+                   has_aux: bool = False) -> Callable[..., Any]:
     """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar).
 
     ``strong_zero=True``: a zero cotangent stays zero through infinite or NaN
     partial derivatives, so the branch ``where`` did not take cannot turn the
     gradient into NaN (``where(x > 0, sqrt(x), 0.0)`` at x <= 0).
+
+    ``has_aux=True`` (JAX's convention): f returns ``(value, aux)``, aux any
+    pytree that is not differentiated; the result is ``((value, aux), grad)``.
+    Keyword arguments are passed to f and not differentiated.
     """
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
-        rec, results = record(fk, args, nums,
+        aux = Aux(fk, "value_and_grad") if has_aux else None
+        rec, results = record(aux.value if aux else fk, args, nums,
                               lambda r: gradient_of_scalar(r, "grad", strong_zero, once=True))
-        values = finish(rec, results)
-        return values[0], unpack_grads(rec.in_trees, argnums, values[1:])
+        n = len(results)
+        values = finish(rec, results + (aux.traced() if aux else []))
+        grads = unpack_grads(rec.in_trees, argnums, values[1:n])
+        if aux:
+            return (values[0], aux.rebuild(values[n:])), grads
+        return values[0], grads
     return value_and_grad_f
 
 
-def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False
-         ) -> Callable[..., Any]:
+def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
+         has_aux: bool = False) -> Callable[..., Any]:
     """The gradient of scalar-valued ``f`` w.r.t. ``args[argnums]``, traced on every call
-    (``strong_zero``: see `value_and_grad`)."""
-    vg = value_and_grad(f, argnums, strong_zero)
+    (``strong_zero``: see `value_and_grad`).  ``has_aux=True``: f returns
+    ``(value, aux)`` and the result is ``(grad, aux)``."""
+    vg = value_and_grad(f, argnums, strong_zero, has_aux)
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:
-        return vg(*args, **kwargs)[1]
+        value, g = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
     return grad_f
 
 
-def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Any]]:
-    """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one cotangent per primal."""
+def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
+    """``(f(*primals), vjp_fn)``; ``vjp_fn(cotangent)`` returns one cotangent per primal.
+    ``has_aux=True``: f returns ``(out, aux)`` and the result is ``(out, vjp_fn, aux)``."""
     from .transforms.reverse import vjp_tape
     nums = tuple(range(len(primals)))
-    rec, _ = record(f, primals, nums)
+    aux = Aux(f, "vjp") if has_aux else None
+    rec, _ = record(aux.value if aux else f, primals, nums)
     tape = rec.builder.tape
+    n = len(rec.out_leaves)
+    values = finish(rec, list(rec.out_leaves) + (aux.traced() if aux else []))
     tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
-    out = pytree.unflatten(rec.out_tree, finish(rec, rec.out_leaves))
+    out = pytree.unflatten(rec.out_tree, values[:n])
     reverse = vjp_tape(tape, wrt=list(range(len(rec.inputs))),
                        examples=[rec.builder.values[s] for s in tape.inputs])
     outer_inputs = list(rec.outer_leaves) + list(rec.builder.captures)
@@ -231,6 +281,8 @@ def vjp(f: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[[Any], Any]
         grads = replay(reverse, outer_inputs + cts)
         grads = grads[len(tape.outputs):]
         return unpack_grads(rec.in_trees, nums, grads)
+    if aux:
+        return out, vjp_fn, aux.rebuild(values[n:])
     return out, vjp_fn
 
 
@@ -248,9 +300,10 @@ def _cotangent_like(ct: Any, out: Any) -> Any:
     return ct
 
 
-def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
-        ) -> tuple[Any, Any]:
-    """Forward mode: ``(f(*primals), J @ tangents)``."""
+def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
+        has_aux: bool = False) -> Any:
+    """Forward mode: ``(f(*primals), J @ tangents)``.  ``has_aux=True``: f
+    returns ``(out, aux)`` and the result is ``(out, J @ tangents, aux)``."""
     from .transforms.forward import forward
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
@@ -270,11 +323,16 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any]
         return forward(rec.builder, len(rec.builder.tape.instrs), rec.inputs, flat_t,
                        rec.out_leaves)
 
-    rec, out_tangents = record(f, primals, nums, sweep)
-    values = finish(rec, list(rec.out_leaves) + list(out_tangents))
+    aux = Aux(f, "jvp") if has_aux else None
+    rec, out_tangents = record(aux.value if aux else f, primals, nums, sweep)
     n = len(rec.out_leaves)
-    return (pytree.unflatten(rec.out_tree, values[:n]),
-            pytree.unflatten(rec.out_tree, values[n:]))
+    values = finish(rec, list(rec.out_leaves) + list(out_tangents)
+                    + (aux.traced() if aux else []))
+    out = pytree.unflatten(rec.out_tree, values[:n])
+    tangent = pytree.unflatten(rec.out_tree, values[n:2 * n])
+    if aux:
+        return out, tangent, aux.rebuild(values[2 * n:])
+    return out, tangent
 
 
 #: pass counts further apart than this decide alone: neither batched pass
@@ -424,14 +482,14 @@ def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
 def hvp(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
     """``hvp(f)(x, v)``: the Hessian of scalar ``f`` at x times v, without forming
     the Hessian (forward over reverse)."""
-    def hvp_f(*args: Any) -> Any:
+    def hvp_f(*args: Any, **kwargs: Any) -> Any:
         *primals, v = args
         nums = _argnums_tuple(argnums, len(primals))[0]
 
         def grad_at(xi: Any) -> Any:
             call = list(primals)
             call[nums] = xi
-            return grad(f, nums)(*call)
+            return grad(f, nums)(*call, **kwargs)
         return jvp(grad_at, (primals[nums],), (v,))[1]
     return hvp_f
 
@@ -515,7 +573,10 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
             return -np.logaddexp(0, -x)
         fastad.defvjp(logsigmoid, lambda g, ans, x: g * np.exp(-np.logaddexp(0, x)))
 
-    Rules take ``(g, ans, *args)`` and return the cotangent of one argument.
+    Rules take ``(g, ans, *args)`` and return the cotangent of one argument,
+    or, autograd's curried form, take ``(ans, *args)`` and return a function
+    of ``g`` (``fastad.defvjp(logsigmoid, lambda ans, x: lambda g: ...)``);
+    `fastad.defvjp` tells the two apart by their number of parameters.
     Primitives defined this way run in NumPy: a compiled function that uses
     one calls it between compiled segments (with a warning; see
     fastad.backends.coverage()).

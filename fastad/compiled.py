@@ -10,11 +10,19 @@ compiled function (as with ``jax.jit``).
 Python control flow on traced values records guards.  A signature keeps a
 list of traces; a replay whose guard disagrees is discarded and the next
 trace is tried, and if none fits, ``f`` is traced again at this input.
+
+Keyword arguments are part of the signature in the same way (float leaves
+are data, others keyed by value; ``static_argnames`` keys a whole argument
+by value).  Called on traced values (inside ``fastad.grad``, ``vmap``, an
+enclosing ``jit``), a compiled function replays its cached tape for their
+signature into the enclosing trace (`Specializer.inline`), so transforms
+compose with it.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
 import warnings
@@ -66,6 +74,45 @@ def _static_key(leaf: Any) -> Any:
     return ("value", type(leaf), leaf)
 
 
+class ClosedOverTracer(TracingError):
+    """The function being compiled closed over a value traced by an enclosing
+    transformation: its trace would depend on that trace.  The call runs the
+    function instead (`Specializer.general`)."""
+
+
+class _TracedArguments(Exception):
+    """An argument leaf is a traced value: the call is inlined (`Specializer.inline`)."""
+
+
+def _static_names(fn: Callable[..., Any] | None, static_argnums: Sequence[int],
+                  static_argnames: Sequence[str]) -> tuple[frozenset[int], frozenset[str]]:
+    """``static_argnums`` and ``static_argnames`` each completed with the
+    other's parameters (as ``jax.jit`` does): a static positional parameter
+    passed by keyword is static too, and a name given in ``static_argnames``
+    makes that parameter static when passed by position."""
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    nums, names = set(static_argnums), set(static_argnames)
+    try:
+        params = list(inspect.signature(fn).parameters.values()) if fn is not None else []
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to map
+        params = []
+    positional = [p.name for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for i, name in enumerate(positional):
+        if i in nums and params[i].kind is not params[i].POSITIONAL_ONLY:
+            names.add(name)
+        if name in names:
+            nums.add(i)
+    return frozenset(nums), frozenset(names)
+
+
+def _any_tracer(tree: Any) -> bool:
+    return any(isinstance(leaf, Tracer) for leaf in pytree.flatten(tree)[0])
+
+
 def _leaf_key(leaf: Any) -> Any:
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype.char)
@@ -101,6 +148,8 @@ class Entry:
     # `Specializer.grads_of`
     rest: "Entry | None" = None
     lock: locks.Lock = field(default_factory=locks.Lock, repr=False)
+    # whether the tape records guards, found when first replayed on traced values
+    guarded: bool | None = None
 
     @property
     def exe(self) -> Any:
@@ -209,10 +258,38 @@ def _unpack_value(structure: Structure, values: list[Any], argnums: Any) -> Any:
     return values[0]
 
 
+def _aux_pair(out_tree: Any) -> bool:
+    """Is ``out_tree`` that of ``(value, aux)`` with a one-leaf value?"""
+    return (isinstance(out_tree, tuple) and len(out_tree) == 2
+            and out_tree[0] in ("tuple", "list") and isinstance(out_tree[1], tuple)
+            and len(out_tree[1]) == 2 and out_tree[1][0] == pytree.LEAF)
+
+
+def _value_and_aux(rec: Recorded, strong_zero: bool) -> list[Any]:
+    """``has_aux``: f returned ``(value, aux)``; the value and its gradient as
+    without aux, then aux's leaves (outputs of the tape, not differentiated)."""
+    if not _aux_pair(rec.out_tree):
+        raise TypeError("fastad.compile(..., has_aux=True) requires a function returning a "
+                        "pair (value, aux) whose value is one scalar")
+    value = Recorded(rec.builder, rec.inputs, rec.in_trees, rec.outer_leaves,
+                     rec.out_leaves[:1], pytree.LEAF)
+    return (gradient_of_scalar(value, "fastad.compile", strong_zero=strong_zero)
+            + list(rec.out_leaves[1:]))
+
+
+def _unpack_value_and_aux(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    k = 1 + sum(pytree.num_leaves(t) for t in structure.in_trees)
+    aux = pytree.unflatten(structure.out_tree[1][1], values[k:])
+    return (values[0], aux), unpack_grads(structure.in_trees, argnums, values[1:k])
+
+
 KINDS = {"outputs": (_outputs_all, _unpack_all),
          "value_and_grad": (_outputs_value_and_grad, _unpack_value_and_grad),
          "value_and_grad_strong_zero": (_outputs_value_and_grad_strong_zero,
                                         _unpack_value_and_grad),
+         "value_and_grad_aux": (lambda rec: _value_and_aux(rec, False), _unpack_value_and_aux),
+         "value_and_grad_strong_zero_aux": (lambda rec: _value_and_aux(rec, True),
+                                            _unpack_value_and_aux),
          "value": (_outputs_value, _unpack_value)}
 
 
@@ -235,7 +312,8 @@ class Specializer:
                  eager: Callable[..., Any] | None, max_traces: int | None = None,
                  check_nans: bool | None = None, optimize_tape: bool = True,
                  reroll: bool = True, exact_sums: bool = False,
-                 max_signatures: int | None = None) -> None:
+                 max_signatures: int | None = None, static_argnames: Sequence[str] = ()
+                 ) -> None:
         self.fn = fn
         self.reroll = reroll
         self.exact_sums = exact_sums
@@ -250,7 +328,8 @@ class Specializer:
         self.outputs, self.unpack = KINDS[kind]
         wrt = None if argnums is None else ((argnums,) if isinstance(argnums, int) else argnums)
         self.wrt = None if wrt is None else tuple(wrt)
-        self.static_argnums = frozenset(static_argnums)
+        self.static_argnums, self.static_argnames = _static_names(fn, static_argnums,
+                                                                 static_argnames)
         self.backend_name = backend
         self.backend = backends.get(backend)
         self.optimize_tape = optimize_tape
@@ -273,45 +352,136 @@ class Specializer:
         self.grads_run_args: Callable[[Any, int], Any] | None = None
         self._shortcut_key: Any = None
 
-    def split(self, args: Sequence[Any]) -> tuple[Any, list[Any]]:
-        key, dynamic = [], []
+    def split(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+              traced: bool = False) -> tuple[Any, list[Any]]:
+        """The signature of a call and its dynamic leaves (the tape's inputs, in
+        order: positional arguments, then keyword arguments by sorted name).
+        A keyword argument's entry in the signature names it last.  Raises
+        `_TracedArguments` if any leaf is a traced value, unless ``traced``
+        (then a traced leaf is dynamic, keyed by its shape and dtype); a
+        traced static argument raises it either way."""
+        key: list[Any] = []
+        dynamic: list[Any] = []
         for i, arg in enumerate(args):
             if i in self.static_argnums:
+                if isinstance(arg, Tracer):
+                    raise _TracedArguments
                 key.append(("static", _static_key(arg)))
                 continue
-            leaves, tree = pytree.flatten(arg)
-            parts = []
             differentiated = self.wrt is not None and i in self.wrt
-            for leaf in leaves:
-                if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
-                    leaf = plain_array(leaf, f"argument {i}")
-                if differentiated:
-                    leaf = _as_differentiable(leaf)
-                if _is_dynamic(leaf):
-                    if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
-                        # native order here: no backend ever reads swapped bytes
-                        leaf = leaf.astype(leaf.dtype.newbyteorder("="))
-                    dynamic.append(leaf)
-                    parts.append(_leaf_key(leaf))
-                else:
-                    parts.append(_static_key(leaf))
-            key.append((tree, tuple(parts)))
+            key.append(self._split_leaves(arg, differentiated, i, dynamic, traced))
+        if kwargs:
+            for name in sorted(kwargs):
+                value = kwargs[name]
+                if name in self.static_argnames:
+                    if isinstance(value, Tracer):
+                        raise _TracedArguments
+                    key.append(("static", _static_key(value), name))
+                    continue
+                key.append(self._split_leaves(value, False, name, dynamic, traced) + (name,))
         return tuple(key), dynamic
 
-    def __call__(self, *args: Any) -> Any:
+    @staticmethod
+    def _split_leaves(arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
+                      traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
+        """The signature of one argument (positional ``where``, or keyword
+        ``where``), its dynamic leaves appended to ``dynamic``."""
+        leaves, tree = pytree.flatten(arg)
+        parts = []
+        for leaf in leaves:
+            if isinstance(leaf, Tracer):
+                # a traced mask or index is keyed by value on arrays: no signature
+                if not traced or leaf.aval.dtype.kind not in "fc":
+                    raise _TracedArguments
+                dynamic.append(leaf)
+                parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
+                continue
+            if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+                leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
+                                   else f"keyword argument {where!r}")
+            if differentiated:
+                leaf = _as_differentiable(leaf)
+            if _is_dynamic(leaf):
+                if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
+                    # native order here: no backend ever reads swapped bytes
+                    leaf = leaf.astype(leaf.dtype.newbyteorder("="))
+                dynamic.append(leaf)
+                parts.append(_leaf_key(leaf))
+            else:
+                parts.append(_static_key(leaf))
+        return tree, tuple(parts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         shortcut = self.shortcut  # read once: its program and structure belong together
         run_args = shortcut.run_args
-        if run_args is not None:  # `_shortcut` written out: this is the call loops make
+        if run_args is not None and not kwargs:  # `_shortcut` written out: the call loops make
             outs = run_args(args, -1)
             if outs is not None:
                 return self.unpack(shortcut.structure, outs, self.argnums)
-        return self.general(args)
+        return self.general(args, kwargs=kwargs)
 
-    def general(self, args: tuple[Any, ...], grads_only: bool = False) -> Any:
+    def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+               grads_only: bool = False) -> Any:
+        """A call on traced values (inside an enclosing transformation or trace):
+        the cached tape of their signature, replayed on them, so that the
+        enclosing trace records its primitives; traced first (on the traced
+        values' values) if the signature has none.  A trace whose guards
+        disagree with these values is skipped, as on arrays.  When no tape
+        fits (a traced static argument, a signature evaluated eagerly), the
+        eager computation this one compiles runs on them instead.  See
+        "Transforms compose with compiled functions" in docs/design.md.
+        ``grads_only``: as in `general` (the tape without the value)."""
+        kwargs = kwargs or {}
+        if (any(_any_tracer(arg) for i, arg in enumerate(args) if i in self.static_argnums)
+                or any(_any_tracer(v) for k, v in kwargs.items() if k in self.static_argnames)):
+            return self._eager_on_traced(args, kwargs)  # a static argument holds a traced value
+        try:
+            key, dynamic = self.split(args, kwargs, traced=True)
+        except _TracedArguments:  # a traced static argument, mask or index: no signature
+            return self._eager_on_traced(args, kwargs)
+        values = [d.value if isinstance(d, Tracer) else d for d in dynamic]
+        entries = self.cache.get(key, ())
+        entry = next((e for e in entries if _guards_hold(e, values)), None)
+        if entry is None and self.fn is not None and key not in self.gave_up:
+            concrete = lambda tree: pytree.unflatten(  # noqa: E731
+                pytree.flatten(tree)[1],
+                [v.value if isinstance(v, Tracer) else v for v in pytree.flatten(tree)[0]])
+            with self._trace_lock(key):
+                entries = self.cache.get(key, ())
+                entry = next((e for e in entries if _guards_hold(e, values)), None)
+                if entry is None and key not in self.gave_up:
+                    try:
+                        entry = self._traced(key, tuple(concrete(a) for a in args), entries,
+                                             {k: concrete(v) for k, v in kwargs.items()})
+                    except ClosedOverTracer:
+                        entry = None
+        if entry is None:
+            return self._eager_on_traced(args, kwargs)
+        if grads_only:
+            outs = [None] + replay(self.grads_of(entry).tape, dynamic)
+        else:
+            outs = replay(entry.tape, dynamic)
+        return self.unpack(entry.structure, [_scalar(v) for v in outs], self.argnums)
+
+    def _eager_on_traced(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.fn is None:
+            raise SignatureError(
+                "this compiled function was loaded from bytes without its Python function; on "
+                "traced values (inside fastad.grad, vmap, jit, ...) it replays the tapes of the "
+                "signatures it was saved with, and this call's is new")
+        return self.eager(*args, **kwargs)
+
+    def general(self, args: tuple[Any, ...], grads_only: bool = False,
+                kwargs: dict[str, Any] | None = None) -> Any:
         """A call the shortcut did not take: by signature and guards, tracing
         again when no cached trace fits.  ``grads_only`` (value and gradient
-        kinds): run `grads_of` the trace, and return (None, grads)."""
-        key, dynamic = self.split(args)
+        kinds): run `grads_of` the trace, and return (None, grads).  A call on
+        traced values is inlined (`inline`)."""
+        try:
+            key, dynamic = self.split(args, kwargs)
+        except _TracedArguments:
+            return self.inline(args, kwargs, grads_only)
+        kwargs = kwargs or {}
         tried = self.cache.get(key, ())
         if tried:
             self._touch(key)
@@ -320,7 +490,7 @@ class Specializer:
                 if outs is not None:
                     return self.finish(entry, dynamic, outs)
             if key in self.gave_up:
-                return self.eager(*args)
+                return self.eager(*args, **kwargs)
         with self._trace_lock(key):
             # Another thread may have traced this signature (and path) while this
             # one ran the old traces or waited for the lock: run its trace.
@@ -330,23 +500,26 @@ class Specializer:
                     outs = self.run(entry, dynamic, grads_only)
                     if outs is not None:
                         return self.finish(entry, dynamic, outs)
-            entry = None if key in self.gave_up else self._traced(key, args, entries)
+            try:
+                entry = None if key in self.gave_up else self._traced(key, args, entries, kwargs)
+            except ClosedOverTracer:  # defined inside a traced function: runs as Python
+                entry = None
         if entry is None:
-            return self.eager(*args)
+            return self.eager(*args, **kwargs)
         outs = self.run(entry, dynamic, grads_only)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
                                "is not deterministic")
         return self.finish(entry, dynamic, outs)
 
-    def _traced(self, key: Any, args: tuple[Any, ...], entries: tuple[Entry, ...]
-                ) -> Entry | None:
+    def _traced(self, key: Any, args: tuple[Any, ...], entries: tuple[Entry, ...],
+                kwargs: dict[str, Any]) -> Entry | None:
         """A new trace of ``args``, whose signature ``key`` has ``entries``,
         cached; None if the signature has been traced too often and is
         evaluated eagerly from now on.  Called with the signature's lock held."""
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         try:
-            entry = self.trace(args)
+            entry = self.trace(args, kwargs)
         except BaseException:
             if not entries:  # nothing cached for it: its lock would only take memory
                 with self._cache_lock:
@@ -465,54 +638,61 @@ class Specializer:
                 raise FloatingPointError(f"fastad check_nans: {culprit}")
         return self.unpack(entry.structure, [_scalar(v) for v in outs], self.argnums)
 
-    def trace(self, args: Sequence[Any]) -> Entry:
+    def trace(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> Entry:
         if self.fn is None:
             raise SignatureError(
                 "this compiled function was loaded from bytes without its Python function, so "
                 "it runs only the argument signatures it was saved with; this call's is new: "
-                f"{_describe(self.split(args)[0])}")
+                f"{_describe(self.split(args, kwargs)[0])}")
         with self._cache_lock:
             self.traces += 1
         try:
-            return self._trace(args, release=True)
+            return self._trace(args, kwargs or {}, release=True)
         except ReleasedValueRead:
             # a derivative rule failed or branched on a value the trace had let
             # go of (a decomposition's rule on a stand-in matrix): keep them all
-            return self._trace(args, release=False)
+            return self._trace(args, kwargs or {}, release=False)
 
-    def _trace(self, args: Sequence[Any], release: bool) -> Entry:
-        """One recording of ``fn`` at ``args``; ``release``: see `Builder.release`."""
+    def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool) -> Entry:
+        """One recording of ``fn`` at ``args`` and ``kwargs``; ``release``: see
+        `Builder.release`."""
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
             new_args = list(args)
             inputs: list[Tracer] = []
             wrt: list[Tracer] = []
             in_trees: list[Any] = []
-            for i, arg in enumerate(args):
-                if i in self.static_argnums:
-                    continue
+
+            def traced_tree(arg: Any, differentiated: bool, where: str) -> Any:
                 leaves, tree = pytree.flatten(arg)
                 traced = []
-                differentiated = self.wrt is not None and i in self.wrt
                 for leaf in leaves:
                     if differentiated:
-                        leaf = _as_differentiable(check_leaf(leaf, f"argument {i}"))
+                        leaf = _as_differentiable(check_leaf(leaf, where))
                     if _is_dynamic(leaf):
-                        t = builder.new_input(check_leaf(leaf, f"argument {i}"))
+                        t = builder.new_input(check_leaf(leaf, where))
                         inputs.append(t)
                         traced.append(builder.tracer(t.slot))
                         if differentiated:
                             wrt.append(t)
                     else:
                         traced.append(leaf)
-                new_args[i] = pytree.unflatten(tree, traced)
-                if self.wrt is not None and i in self.wrt:
+                if differentiated:
                     in_trees.append(tree)
-            out = self.fn(*new_args)
+                return pytree.unflatten(tree, traced)
+
+            for i, arg in enumerate(args):
+                if i not in self.static_argnums:
+                    new_args[i] = traced_tree(arg, self.wrt is not None and i in self.wrt,
+                                              f"argument {i}")
+            new_kwargs = {name: kwargs[name] if name in self.static_argnames else
+                          traced_tree(kwargs[name], False, f"keyword argument {name!r}")
+                          for name in sorted(kwargs)}
+            out = self.fn(*new_args, **new_kwargs)
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
-                raise TracingError("a compiled function closed over a value traced by an "
-                                   "enclosing transformation; pass it as an argument instead")
+                raise ClosedOverTracer("a compiled function closed over a value traced by an "
+                                       "enclosing transformation")
             stages = {"traced": len(builder.tape.instrs)}
             rolled = self._rerolled(builder, out_leaves) if self.reroll else None
             if rolled is not None:
@@ -543,6 +723,7 @@ class Specializer:
         return {"kind": self.kind, "argnums": self.argnums, "reroll": self.reroll,
                 "exact_sums": self.exact_sums,
                 "static_argnums": tuple(sorted(self.static_argnums)),
+                "static_argnames": tuple(sorted(self.static_argnames)),
                 "backend": self.backend_name, "max_traces": self.max_traces,
                 "max_signatures": self.max_signatures, "check_nans": self.check_nans,
                 "entries": [(encode(key), [(e.tape.to_bytes(), encode(tuple(e.structure)))
@@ -564,7 +745,8 @@ class Specializer:
                    _checked_argnums(state["static_argnums"]), backend, eager=None,
                    max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]),
                    reroll=bool(state["reroll"]), exact_sums=bool(state["exact_sums"]),
-                   max_signatures=_saved_max_signatures(state.get("max_signatures")))
+                   max_signatures=_saved_max_signatures(state.get("max_signatures")),
+                   static_argnames=_checked_argnames(state.get("static_argnames", ())))
         for key, entries in state["entries"]:
             key = decode(key)
             for tape_bytes, structure in entries:
@@ -643,6 +825,16 @@ def _replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: lis
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
 
 
+def _guards_hold(entry: Entry, values: list[Any]) -> bool:
+    """Does the trace ``entry`` take the path that ``values`` take?  A tape
+    without guards fits any values of its signature; one with guards is
+    evaluated on them (NumPy) before it is replayed, since a replayed guard
+    that disagreed would have been recorded into the enclosing trace."""
+    if entry.guarded is None:
+        entry.guarded = any(registry[ins.prim].effect == "guard" for ins in entry.tape.instrs)
+    return not entry.guarded or reference.evaluate(entry.tape, values) is not None
+
+
 def _shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
               which: int) -> Any:
     """``fast(args, which)``, or None when there is no shortcut or it declines."""
@@ -655,7 +847,7 @@ def _takes_shortcut(key: Any) -> bool:
     executable, skipping flattening and the cache (every backend's
     executable has `run_args`)."""
     for arg in key:  # a dynamic leaf's key is (shape, dtype char); static ones differ
-        if arg[0] != pytree.LEAF or len(arg[1]) != 1 or len(arg[1][0]) != 2:
+        if len(arg) != 2 or arg[0] != pytree.LEAF or len(arg[1]) != 1 or len(arg[1][0]) != 2:
             return False
         shape = arg[1][0][0]
         if not isinstance(shape, tuple) or len(shape) == 0:
@@ -670,6 +862,12 @@ def _saved_max_signatures(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise TapeError(f"invalid max_signatures {value!r} in a saved compiled function")
     return value
+
+
+def _checked_argnames(names: Any) -> tuple[str, ...]:
+    if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
+        return names
+    raise TapeError(f"invalid static_argnames {names!r} in a saved compiled function")
 
 
 def _checked_argnums(argnums: Any) -> Any:
@@ -692,7 +890,11 @@ def _check_structure(spec: "Specializer", structure: Structure, tape: Tape) -> N
         gradients = sum(pytree.checked_num_leaves(t) for t in structure.in_trees)
     except ValueError as exc:
         raise TapeError(f"a saved result structure is malformed: {exc}") from None
-    expected = {"outputs": outputs, "value": 1}.get(spec.kind, 1 + gradients)
+    with_aux = spec.kind.endswith("_aux")
+    if with_aux and not _aux_pair(structure.out_tree):
+        raise TapeError("a saved result structure is not that of a (value, aux) pair")
+    expected = {"outputs": outputs, "value": 1}.get(
+        spec.kind, (outputs if with_aux else 1) + gradients)
     arguments = None if spec.wrt is None else len(spec.wrt)
     if len(tape.outputs) != expected or (
             spec.kind.startswith("value_and_grad") and len(structure.in_trees) != arguments):
@@ -736,16 +938,18 @@ class Jitted(_Inspectable):
     def __init__(self, fn: Callable[..., Any], static_argnums: Sequence[int] = (),
                  backend: str = "auto", max_traces: int | None = None,
                  check_nans: bool | None = None, reroll: bool = True,
-                 exact_sums: bool = False, max_signatures: int | None = None) -> None:
+                 exact_sums: bool = False, max_signatures: int | None = None,
+                 static_argnames: Sequence[str] = ()) -> None:
         functools.update_wrapper(self, fn)
         self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
                                  max_traces=max_traces, check_nans=check_nans, reroll=reroll,
-                                 exact_sums=exact_sums, max_signatures=max_signatures)
+                                 exact_sums=exact_sums, max_signatures=max_signatures,
+                                 static_argnames=static_argnames)
         self._main = self._spec
         self._batched: dict[Any, Jitted] = {}
 
-    def __call__(self, *args: Any) -> Any:
-        return self._spec(*args)
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._spec(*args, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "jit", "name": getattr(self, "__name__", "jitted"),
@@ -764,6 +968,8 @@ class Jitted(_Inspectable):
         """The compiled ``vmap(f, in_axes)``: f over a batch of examples at once,
         split into chunks run on ``threads`` threads (None: os.cpu_count());
         bit-identical for any thread count (see `fastad.batched`)."""
+        if _any_tracer(args):  # traced: the compiled function's tape, batched
+            return vmap(self, in_axes)(*args)
         return _batch_call(self, lambda axes: vmap(self._spec.fn, axes), args, in_axes, threads,
                            chunk)
 
@@ -774,7 +980,8 @@ class Jitted(_Inspectable):
                                  "Python function, so it cannot compile a new batch size")
         return Jitted(fn, tuple(spec.static_argnums), spec.backend_name, spec.max_traces,
                       reroll=spec.reroll, exact_sums=spec.exact_sums,
-                      max_signatures=spec.max_signatures)
+                      max_signatures=spec.max_signatures,
+                      static_argnames=tuple(spec.static_argnames))
 
 
 def _batch_call(owner: Any, vmapped: Callable[[Any], Callable[..., Any]], args: Sequence[Any],
@@ -805,8 +1012,8 @@ def _batched_from_state(items: Any) -> dict[Any, "Jitted"]:
 
 
 def _with_vector_last(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Jitted functions take positional arrays only; hvp's vector comes last."""
-    return functools.wraps(fn)(lambda *args: fn(*args))
+    """hvp's vector comes last, after the positional arguments."""
+    return functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs))
 
 
 def _last(spec: Specializer) -> Entry:
@@ -836,30 +1043,42 @@ class CompiledGrad(_Inspectable):
 
     ``g(x)`` is the gradient, ``g.value_and_grad(x)`` the pair (what
     ``scipy.optimize.minimize(..., jac=True)`` wants), ``g.value(x)`` the value.
+    With ``has_aux=True`` f returns ``(value, aux)``: ``g(x)`` is
+    ``(grad, aux)``, ``g.value_and_grad(x)`` is ``((value, aux), grad)`` and
+    ``g.value(x)`` is ``(value, aux)``.  Each takes keyword arguments too
+    (``g(w, scale=3.0)``), which are not differentiated.  Called on traced
+    values (inside ``fastad.grad``, ``vmap``, ``jit``, ...), each is inlined:
+    the eager transformation it compiles runs on them.
     """
 
     def __init__(self, fn: Callable[..., Any], argnums: int | Sequence[int] = 0,
                  static_argnums: Sequence[int] = (), backend: str = "auto",
                  max_traces: int | None = None, strong_zero: bool = False,
                  reroll: bool = True, exact_sums: bool = False,
-                 max_signatures: int | None = None) -> None:
+                 max_signatures: int | None = None, has_aux: bool = False,
+                 static_argnames: Sequence[str] = ()) -> None:
         functools.update_wrapper(self, fn)
         self._reroll = reroll
         self._exact_sums = exact_sums
         self.fn = fn
         self.argnums = argnums
+        self.has_aux = has_aux
+        # do the shortcuts' first outputs answer ``g(x)`` and the pair?
+        self._fast = argnums == 0 and not has_aux
         wrt = (argnums,) if isinstance(argnums, int) else tuple(argnums)
-        if any(i in static_argnums for i in wrt):
-            raise ValueError("an argument cannot be both differentiated and static")
-        self._static = tuple(static_argnums)
         self._backend = backend
 
         self._max_traces = max_traces
-        kind = "value_and_grad_strong_zero" if strong_zero else "value_and_grad"
+        kind = ("value_and_grad_strong_zero" if strong_zero else "value_and_grad"
+                ) + ("_aux" if has_aux else "")
         self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
-                               eager=value_and_grad(fn, argnums, strong_zero),
+                               eager=value_and_grad(fn, argnums, strong_zero, has_aux),
                                max_traces=max_traces, reroll=reroll, exact_sums=exact_sums,
-                               max_signatures=max_signatures)
+                               max_signatures=max_signatures, static_argnames=static_argnames)
+        if any(i in self._vg.static_argnums for i in wrt):
+            raise ValueError("an argument cannot be both differentiated and static")
+        self._static = tuple(self._vg.static_argnums)
+        self._static_names = tuple(self._vg.static_argnames)
         self._max_signatures = self._vg.max_signatures
         self._main = self._vg
         self._value: Specializer | None = None
@@ -867,39 +1086,57 @@ class CompiledGrad(_Inspectable):
         self._hessian: Jitted | None = None
         self._batched: dict[Any, Jitted] = {}
 
-    def __call__(self, *args: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         # argnums 0: the one gradient is the output as the shortcut returns it
-        grad = _shortcut(self._vg.grads_run_args if self.argnums == 0 else None, args, 0)
-        return grad if grad is not None else self._vg.general(args, grads_only=True)[1]
+        if not kwargs and self._fast:
+            grad = _shortcut(self._vg.grads_run_args, args, 0)
+            if grad is not None:
+                return grad
+        value, grad = self._vg.general(args, grads_only=True, kwargs=kwargs)
+        return (grad, value[1]) if self.has_aux else grad
 
-    def value_and_grad(self, *args: Any) -> tuple[Any, Any]:
-        outs = _shortcut(self._vg.full_run_args if self.argnums == 0 else None, args, -1)
-        return (outs[0], outs[1]) if outs is not None else self._vg.general(args)
+    def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if not kwargs and self._fast:
+            outs = _shortcut(self._vg.full_run_args, args, -1)
+            if outs is not None:
+                return outs[0], outs[1]
+        return self._vg.general(args, kwargs=kwargs)
 
-    def value(self, *args: Any) -> Any:
+    def value(self, *args: Any, **kwargs: Any) -> Any:
         spec = self._value
         if spec is None:
             spec = _lazily(self, "_value", lambda: Specializer(
-                self.fn, "value", None, self._static, self._backend, eager=self.fn,
-                max_traces=self._max_traces, reroll=self._reroll, exact_sums=self._exact_sums,
-                max_signatures=self._max_signatures))
-        value = _shortcut(spec.full_run_args, args, 0)
-        return value if value is not None else spec.general(args)
+                self.fn, "outputs" if self.has_aux else "value", None, self._static,
+                self._backend, eager=self.fn, max_traces=self._max_traces, reroll=self._reroll,
+                exact_sums=self._exact_sums, max_signatures=self._max_signatures,
+                static_argnames=self._static_names))
+        if not kwargs and not self.has_aux:
+            value = _shortcut(spec.full_run_args, args, 0)
+            if value is not None:
+                return value
+        return spec.general(args, kwargs=kwargs)
 
-    def hvp(self, *args: Any) -> Any:
+    def _scalar_fn(self) -> Callable[..., Any]:
+        """f with its value alone (without aux)."""
+        fn = self.fn
+        if not self.has_aux or fn is None:
+            return fn
+        return functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs)[0])
+
+    def hvp(self, *args: Any, **kwargs: Any) -> Any:
         """``g.hvp(*args, v)``: Hessian-vector product, forward over reverse,
         without forming the Hessian."""
         return _lazily(self, "_hvp", lambda: self._derived(
-            _with_vector_last(hvp(self.fn, self._argnum("hvp")))))(*args)
+            _with_vector_last(hvp(self._scalar_fn(), self._argnum("hvp")))))(*args, **kwargs)
 
-    def hessian(self, *args: Any) -> Any:
+    def hessian(self, *args: Any, **kwargs: Any) -> Any:
         """The Hessian at ``args``, forward over reverse, compiled."""
         return _lazily(self, "_hessian", lambda: self._derived(
-            hessian(self.fn, self._argnum("hessian"))))(*args)
+            hessian(self._scalar_fn(), self._argnum("hessian"))))(*args, **kwargs)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "compile", "name": getattr(self, "__name__", "compiled"),
-                "argnums": self.argnums, "vg": self._vg.state(),
+                "argnums": self.argnums, "has_aux": self.has_aux, "vg": self._vg.state(),
                 "value": self._value.state() if self._value is not None else None,
                 "batched": _batched_state(self)}
 
@@ -907,9 +1144,14 @@ class CompiledGrad(_Inspectable):
         self.__name__ = self.__qualname__ = str(state["name"])
         self.fn = None
         self.argnums = _checked_argnums(state["argnums"])
+        self.has_aux = bool(state.get("has_aux", False))
+        self._fast = self.argnums == 0 and not self.has_aux
         self._vg = self._main = Specializer.from_state(state["vg"])
+        if self._vg.kind.endswith("_aux") != self.has_aux:
+            raise TapeError("a saved compiled gradient's has_aux does not match its computation")
         self._value = Specializer.from_state(state["value"]) if state["value"] else None
         self._static = tuple(self._vg.static_argnums)
+        self._static_names = tuple(self._vg.static_argnames)
         self._backend = self._vg.backend_name
         self._max_traces = self._vg.max_traces
         self._max_signatures = self._vg.max_signatures
@@ -925,9 +1167,13 @@ class CompiledGrad(_Inspectable):
               chunk: int | None = None) -> Any:
         """Per-example gradients: the compiled ``vmap(grad(f), in_axes)``, split
         into chunks run on ``threads`` threads (None: os.cpu_count());
-        bit-identical for any thread count (see `fastad.batched`)."""
-        return _batch_call(self, lambda axes: vmap(grad(self.fn, self.argnums), axes), args,
-                           in_axes, threads, chunk)
+        bit-identical for any thread count (see `fastad.batched`).  With
+        ``has_aux``, each example's ``(grad, aux)``, stacked."""
+        if _any_tracer(args):  # traced: the compiled gradient's tape, batched
+            return vmap(self, in_axes)(*args)
+        return _batch_call(self, lambda axes: vmap(grad(self.fn, self.argnums,
+                                                        has_aux=self.has_aux), axes),
+                           args, in_axes, threads, chunk)
 
     def _argnum(self, what: str) -> int:
         if not isinstance(self.argnums, int):
@@ -940,15 +1186,24 @@ class CompiledGrad(_Inspectable):
                                  "Python function; only g(), value_and_grad() and value() "
                                  "of the saved signatures are available")
         return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll,
-                      exact_sums=self._exact_sums, max_signatures=self._max_signatures)
+                      exact_sums=self._exact_sums, max_signatures=self._max_signatures,
+                      static_argnames=self._static_names)
 
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
         backend: str = "auto", max_traces: int | None = None,
         check_nans: bool | None = None, reroll: bool = True, exact_sums: bool = False,
-        max_signatures: int | None = None) -> Any:
+        max_signatures: int | None = None, static_argnames: Sequence[str] = ()) -> Any:
     """Compile ``fn`` (any function of float arrays, ``grad(f)`` included).
 
+    Arguments, positional and keyword, are pytrees: their float leaves are
+    data (part of the signature by shape and dtype), every other leaf is
+    compiled in and keyed by value.  ``static_argnums`` and
+    ``static_argnames`` name arguments that are keyed by value whole
+    (hashable; a new value traces again); a parameter named by either is
+    static however it is passed.
+    Called on traced values (``fastad.grad(fastad.jit(f))``, ``vmap``, an
+    enclosing ``jit``), the jitted function is inlined: ``fn`` runs on them.
     ``max_traces``: how many traces (paths through data-dependent branches)
     one signature may accumulate before fastad warns and evaluates eagerly.
     ``max_signatures``: how many argument signatures (shapes, dtypes, static
@@ -965,20 +1220,23 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
     """
     if fn is None:
         return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll,
-                                exact_sums, max_signatures)
+                                exact_sums, max_signatures, static_argnames)
     return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll, exact_sums,
-                  max_signatures)
+                  max_signatures, static_argnames)
 
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001
             static_argnums: Sequence[int] = (), backend: str = "auto",
             max_traces: int | None = None, strong_zero: bool = False,
             reroll: bool = True, exact_sums: bool = False,
-            max_signatures: int | None = None) -> CompiledGrad:
+            max_signatures: int | None = None, has_aux: bool = False,
+            static_argnames: Sequence[str] = ()) -> CompiledGrad:
     """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``
     (``strong_zero``: see `fastad.value_and_grad`; ``reroll``, ``exact_sums``,
-    ``max_signatures``: see `jit`)."""
+    ``max_signatures``, ``static_argnums``, ``static_argnames``: see `jit`).
+    ``has_aux=True``: fn returns ``(value, aux)`` (JAX's convention); aux's
+    leaves are outputs of the compiled tape, computed but not differentiated,
+    and ``g(x)`` returns ``(grad, aux)``.  Keyword arguments are passed to fn
+    and not differentiated."""
     return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll,
-                        exact_sums, max_signatures)
-
-
+                        exact_sums, max_signatures, has_aux, static_argnames)

@@ -140,8 +140,57 @@ def _resolve(prim: Any) -> Primitive:
 
 
 def defvjp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
-    """Register the VJP rule of each argument: ``rule(g, ans, *args, **params)``."""
-    _resolve(prim).vjps = list(rules)
+    """Register the VJP rule of each argument, in either of two forms:
+
+    ``rule(g, ans, *args, **params)``, returning the cotangent of the argument;
+    or autograd's curried form ``rule(ans, *args, **params)``, returning a
+    function of ``g`` (``lambda ans, x: lambda g: g * ...``).  They are told
+    apart by arity: a rule taking one positional parameter more than the
+    primitive's function (``(ans, x)`` for ``f(x)``) is curried, one taking
+    two more (``(g, ans, x)``) is not.  When the primitive's parameters cannot
+    be counted (``*args``) or the rule's count fits neither, and for fastad's
+    own primitives, a rule whose first parameter is named ``ans`` is curried."""
+    p = _resolve(prim)
+    p.vjps = [_uncurried(rule, p) for rule in rules]
+
+
+def _uncurried(rule: Rule, prim: Primitive) -> Rule:
+    """``rule`` in the ``(g, ans, *args)`` form (see `defvjp`)."""
+    if rule is None or not _is_curried(rule, prim):
+        return rule
+
+    def vjp(g: Any, ans: Any, *args: Any, **params: Any) -> Any:
+        return rule(ans, *args, **params)(g)
+    vjp.curried = rule  # type: ignore[attr-defined]
+    return vjp
+
+
+def _positional(fn: Callable[..., Any]) -> tuple[int, bool, str | None]:
+    """How many positional parameters ``fn`` has, whether it takes ``*args``,
+    and the first one's name; (-1, True, None) when it has no signature."""
+    import inspect
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return -1, True, None
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    varargs = any(p.kind is p.VAR_POSITIONAL for p in params)
+    return len(positional), varargs, positional[0].name if positional else None
+
+
+def _is_curried(rule: Callable[..., Any], prim: Primitive) -> bool:
+    n_rule, rule_varargs, first = _positional(rule)
+    if prim.builtin:  # fastad's own rules: the (g, ans, *args) form unless named otherwise
+        return first == "ans"
+    n_prim, prim_varargs = prim.nargs, False
+    if n_prim is None:
+        n_prim, prim_varargs, _ = _positional(prim.impl)
+    if not rule_varargs and not prim_varargs and n_prim >= 0:
+        if n_rule == n_prim + 1:
+            return True
+        if n_rule == n_prim + 2:
+            return False
+    return first == "ans"
 
 
 def defjvp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:

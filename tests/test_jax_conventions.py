@@ -1,0 +1,370 @@
+"""Code written for JAX and autograd runs unchanged: ``has_aux``, keyword and
+static arguments of compiled functions, and autograd's curried ``defvjp``.
+
+Every feature is checked eager and compiled (the C VM and the NumPy
+reference, one case on Numba) against the eager result and central finite
+differences.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from conftest import BACKENDS
+
+import fastad as fa
+import fastad.numpy as fnp
+
+COMPILED = [b for b in ("numpy", "c") if b in BACKENDS]
+WITH_NUMBA = COMPILED + (["numba"] if "numba" in BACKENDS else [])
+
+
+def _fd_grad(f, x, eps=1e-6):
+    """Central differences of scalar f along each coordinate of x."""
+    out = np.zeros_like(x)
+    for i in np.ndindex(x.shape):
+        e = np.zeros_like(x)
+        e[i] = eps
+        out[i] = (f(x + e) - f(x - e)) / (2 * eps)
+    return out
+
+
+def _loss(w, x):
+    r = fnp.sin(w * x)
+    return fnp.sum(r ** 2) + fnp.prod(w[:2]), {"r": r, "mean": fnp.mean(r), "w0": w[0]}
+
+
+W = np.array([0.3, -0.7, 1.1])
+X = np.array([1.5, 0.5, -2.0])
+
+
+def _value(w, x=X):
+    return _loss(w, x)[0]
+
+
+# -- has_aux ---------------------------------------------------------------------------
+
+def test_grad_has_aux_eager():
+    marker = object()
+
+    def f(w):
+        value, aux = _loss(w, X)
+        return value, {"arrays": aux, "name": "loss", "count": 3, "marker": marker}
+
+    g, aux = fa.grad(f, has_aux=True)(W)
+    np.testing.assert_allclose(g, fa.grad(_value)(W), rtol=1e-14)
+    np.testing.assert_allclose(g, _fd_grad(_value, W), rtol=1e-6)
+    assert aux["name"] == "loss" and aux["count"] == 3 and aux["marker"] is marker
+    np.testing.assert_allclose(aux["arrays"]["r"], np.sin(W * X), rtol=1e-15)
+    assert type(aux["arrays"]["r"]) is np.ndarray
+    (value, aux2), g2 = fa.value_and_grad(f, has_aux=True)(W)
+    np.testing.assert_allclose(value, _value(W), rtol=1e-15)
+    np.testing.assert_allclose(g2, g, rtol=1e-15)
+    assert aux2["marker"] is marker
+
+
+def test_has_aux_argnums_and_keywords():
+    def f(x, w, scale=1.0):
+        v, aux = _loss(w, x)
+        return scale * v, aux
+
+    (gx, gw), aux = fa.grad(f, argnums=(0, 1), has_aux=True)(X, W, scale=2.0)
+    np.testing.assert_allclose(gw, 2 * fa.grad(_value)(W), rtol=1e-14)
+    np.testing.assert_allclose(gx, _fd_grad(lambda x: 2 * _loss(W, x)[0], X), rtol=1e-6)
+    np.testing.assert_allclose(aux["mean"], np.mean(np.sin(W * X)), rtol=1e-15)
+
+
+def test_has_aux_requires_a_pair():
+    with pytest.raises(TypeError, match="pair"):
+        fa.grad(lambda w: fnp.sum(w), has_aux=True)(W)
+    with pytest.raises(TypeError, match="pair"):
+        fa.compile(lambda w: fnp.sum(w), has_aux=True, backend="numpy")(W)
+
+
+def test_vjp_has_aux():
+    def f(w):
+        return fnp.sin(w) * X, {"c": fnp.cos(w), "tag": "t"}
+
+    out, pull, aux = fa.vjp(f, W, has_aux=True)
+    np.testing.assert_allclose(out, np.sin(W) * X)
+    np.testing.assert_allclose(aux["c"], np.cos(W))
+    assert aux["tag"] == "t"
+    ct = np.array([1.0, -2.0, 0.5])
+    (g,) = pull(ct)
+    np.testing.assert_allclose(g, _fd_grad(lambda w: np.sum(ct * np.sin(w) * X), W), rtol=1e-6)
+    # nested: the vjp inside a gradient, aux a value of the enclosing trace
+    outer = fa.grad(lambda w: fnp.sum(fa.vjp(f, w, has_aux=True)[2]["c"] ** 3))(W)
+    np.testing.assert_allclose(outer, -3 * np.cos(W) ** 2 * np.sin(W), rtol=1e-13)
+
+
+def test_grad_has_aux_nested():
+    """The aux of an inner gradient is differentiable by an outer one."""
+    def outer(w):
+        g, aux = fa.grad(lambda v: _loss(v, X), has_aux=True)(w)
+        return fnp.sum(g ** 2) + aux["mean"], aux["r"]
+
+    (value, r), gw = fa.value_and_grad(outer, has_aux=True)(W)
+    np.testing.assert_allclose(r, np.sin(W * X))
+    np.testing.assert_allclose(gw, _fd_grad(lambda w: outer(w)[0], W), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", WITH_NUMBA)
+def test_compile_has_aux(backend):
+    g = fa.compile(_loss, has_aux=True, backend=backend)
+    for w in (W, W + 0.25, W):  # aux is computed by the tape, not baked in
+        grad, aux = g(w, X)
+        want_grad, want_aux = fa.grad(_loss, has_aux=True)(w, X)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+        np.testing.assert_allclose(grad, _fd_grad(lambda v: _value(v), w), rtol=1e-6)
+        assert sorted(aux) == ["mean", "r", "w0"]
+        for k in aux:
+            np.testing.assert_allclose(aux[k], want_aux[k], rtol=1e-14)
+        (value, aux2), grad2 = g.value_and_grad(w, X)
+        np.testing.assert_allclose(value, _value(w), rtol=1e-14)
+        np.testing.assert_allclose(grad2, grad, rtol=1e-14)
+        np.testing.assert_allclose(aux2["r"], aux["r"], rtol=1e-15)
+        value3, aux3 = g.value(w, X)
+        np.testing.assert_allclose(value3, value, rtol=1e-14)
+        np.testing.assert_allclose(aux3["mean"], aux["mean"], rtol=1e-14)
+    assert g.cache_info()["traces"] == 1
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_compile_has_aux_methods_and_composition(backend):
+    g = fa.compile(_loss, has_aux=True, backend=backend)
+    np.testing.assert_allclose(g.hessian(W, X), fa.hessian(_value)(W), rtol=1e-12)
+    v = np.array([0.1, 0.2, -0.3])
+    np.testing.assert_allclose(g.hvp(W, X, v), fa.hessian(_value)(W) @ v, rtol=1e-12)
+    batch = np.stack([W, W + 1])
+    grads, aux = g.batch(batch, X, in_axes=(0, None))
+    np.testing.assert_allclose(grads, [fa.grad(_value)(w) for w in batch], rtol=1e-12)
+    np.testing.assert_allclose(aux["r"], np.sin(batch * X), rtol=1e-14)
+
+    # inside another traced function: grad and aux are values of that trace
+    def uses(gf):
+        return lambda w: fnp.sum(gf(w, X)[0] * gf(w, X)[1]["r"])
+
+    eager = uses(fa.grad(_loss, has_aux=True))
+    want = fa.grad(eager)(W)
+    np.testing.assert_allclose(fa.grad(uses(g))(W), want, rtol=1e-10)
+    np.testing.assert_allclose(fa.compile(uses(g), backend=backend)(W), want, rtol=1e-10)
+    np.testing.assert_allclose(want, _fd_grad(eager, W), rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_jitted_gradient_has_aux(backend):
+    jg = fa.jit(fa.grad(_loss, has_aux=True), backend=backend)
+    grad, aux = jg(W, X)
+    want_grad, want_aux = fa.grad(_loss, has_aux=True)(W, X)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+    np.testing.assert_allclose(aux["r"], want_aux["r"], rtol=1e-14)
+    jvg = fa.jit(fa.value_and_grad(_loss, has_aux=True), backend=backend)
+    (value, aux), grad = jvg(W, X)
+    np.testing.assert_allclose(value, _value(W), rtol=1e-14)
+    np.testing.assert_allclose(aux["w0"], W[0])
+
+
+def test_compile_has_aux_saved_and_loaded():
+    g = fa.compile(_loss, has_aux=True, backend="numpy")
+    want = g(W, X)
+    loaded = fa.loads(fa.dumps(g))
+    grad, aux = loaded(W, X)
+    np.testing.assert_allclose(grad, want[0], rtol=1e-15)
+    np.testing.assert_allclose(aux["r"], want[1]["r"], rtol=1e-15)
+    (value, aux), _ = loaded.value_and_grad(W + 1, X)
+    np.testing.assert_allclose(value, _value(W + 1), rtol=1e-14)
+
+
+# -- keyword and static arguments of compiled functions ------------------------------------
+
+def _scaled(w, x=X, scale=1.0, mode="sin", power=2):
+    base = fnp.sin(w * x) if mode == "sin" else fnp.cos(w * x)
+    return fnp.sum(base ** power) * scale
+
+
+@pytest.mark.parametrize("backend", WITH_NUMBA)
+def test_compile_keyword_arguments(backend):
+    g = fa.compile(_scaled, backend=backend)
+    cases = [dict(scale=3.0), dict(scale=np.float64(0.5)), dict(scale=2.0, mode="cos"),
+             dict(x=X[::-1].copy(), scale=1.5), dict(power=3), dict(mode="cos", power=3)]
+    for kw in cases:
+        want = fa.grad(_scaled)(W, **kw)
+        np.testing.assert_allclose(g(W, **kw), want, rtol=1e-12)
+        np.testing.assert_allclose(want, _fd_grad(lambda w: _scaled(w, **kw), W), rtol=1e-6)
+        value, grad = g.value_and_grad(W, **kw)
+        np.testing.assert_allclose(value, _scaled(W, **kw), rtol=1e-13)
+        np.testing.assert_allclose(grad, want, rtol=1e-12)
+        np.testing.assert_allclose(g.value(W, **kw), _scaled(W, **kw), rtol=1e-13)
+    # floats are data: scale=3.0 and scale=0.5 share a signature; strings and
+    # ints are keyed by value: "cos" and power=3 each trace
+    keys = [e["signature"] for e in g.cache_info()["entries"]]
+    assert len(keys) == 5, keys
+    # positional and keyword calls agree
+    np.testing.assert_allclose(g(W, X, 2.0), g(W, scale=2.0), rtol=1e-15)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_jit_keyword_arrays_are_data(backend):
+    calls = []
+
+    def f(w, *, offset):
+        calls.append(1)
+        return fnp.sum(fnp.exp(w) * offset["a"]) + fnp.sum(offset["b"])
+
+    j = fa.jit(f, backend=backend)
+    for k in range(3):
+        off = {"a": np.full(3, k + 1.0), "b": np.arange(2.0) + k}
+        np.testing.assert_allclose(j(W, offset=off), f(W, offset=off), rtol=1e-13)
+    assert len(calls) == 1 + 3  # traced once (plus the three eager references)
+    j(W, offset={"a": np.ones(3), "b": np.ones(4)})  # a new shape: a new signature
+    assert j.cache_info()["signatures"] == 2
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_static_argnames(backend):
+    traced = []
+
+    def f(w, n, mode="sin"):
+        traced.append((n, mode))
+        base = fnp.sin(w) if mode == "sin" else fnp.cos(w)
+        return fnp.sum(base ** n)
+
+    j = fa.jit(f, static_argnames=("n", "mode"), backend=backend)
+    np.testing.assert_allclose(j(W, n=2), np.sum(np.sin(W) ** 2), rtol=1e-14)
+    np.testing.assert_allclose(j(W, 2), np.sum(np.sin(W) ** 2), rtol=1e-14)  # by position
+    np.testing.assert_allclose(j(W, n=3, mode="cos"), np.sum(np.cos(W) ** 3), rtol=1e-14)
+    assert traced == [(2, "sin"), (2, "sin"), (3, "cos")]  # positional n is static too
+    g = fa.compile(f, static_argnums=(1,), static_argnames="mode", backend=backend)
+    for kw in (dict(n=2), dict(n=3, mode="cos")):
+        want = fa.grad(f)(W, **kw)
+        np.testing.assert_allclose(g(W, **kw), want, rtol=1e-12)
+        np.testing.assert_allclose(want, _fd_grad(lambda w: f(w, **kw), W), rtol=1e-6)
+    with pytest.raises(ValueError, match="both differentiated and static"):
+        fa.compile(f, static_argnames="w")
+
+
+def test_static_keyword_must_be_hashable():
+    j = fa.jit(lambda w, opts: fnp.sum(w) * len(opts), static_argnames="opts", backend="numpy")
+    assert j(W, opts=(1, 2)) == pytest.approx(2 * np.sum(W))
+    with pytest.raises(TypeError, match="hashable"):
+        j(W, opts=[1, 2])
+
+
+def test_keyword_signatures_saved_and_loaded():
+    j = fa.jit(_scaled, static_argnames="mode", backend="numpy")
+    j(W, scale=2.0, mode="cos")
+    loaded = fa.loads(fa.dumps(j))
+    np.testing.assert_allclose(loaded(W, scale=3.0, mode="cos"), _scaled(W, scale=3.0,
+                                                                          mode="cos"))
+    with pytest.raises(fa.SignatureError):
+        loaded(W, scale=3.0, mode="sin")
+
+
+def test_keyword_call_does_not_take_a_positional_shortcut():
+    """A signature whose one float array is passed by keyword is not the one
+    of a positional call with that array."""
+    j = fa.jit(lambda x=None, y=None: fnp.sum(x) if y is None else fnp.sum(y) * 2,
+               backend="numpy")
+    a = np.arange(3.0)
+    assert j(y=a) == 6.0
+    assert j(a) == 3.0
+    assert j(y=a) == 6.0 and j(a) == 3.0
+
+
+# -- defvjp: autograd's curried form and the (g, ans, *args) form -------------------------------
+
+def _logsigmoid_primitives():
+    @fa.primitive
+    def logsig_curried(x):
+        return -np.logaddexp(0, -x)
+
+    @fa.primitive
+    def logsig_plain(x):
+        return -np.logaddexp(0, -x)
+
+    fa.defvjp(logsig_curried, lambda ans, x: lambda g: g * fnp.exp(-fnp.logaddexp(0, x)))
+    fa.defvjp(logsig_plain, lambda g, ans, x: g * fnp.exp(-fnp.logaddexp(0, x)))
+    return logsig_curried, logsig_plain
+
+
+def _scaled_product_primitive():
+    @fa.primitive
+    def scaled_product(x, y, c=2.0):
+        return c * x * y
+
+    # curried, with the primitive's optional parameter: arity 1 + 3
+    fa.defvjp(scaled_product,
+              lambda ans, x, y, c=2.0: lambda g: g * c * y,
+              lambda ans, x, y, c=2.0: lambda g: g * c * x)
+    return scaled_product
+
+
+@pytest.mark.parametrize("backend", WITH_NUMBA)
+def test_defvjp_curried_form(backend):
+    curried, plain = _logsigmoid_primitives()
+    product = _scaled_product_primitive()
+
+    def f(use):
+        return lambda x: fnp.sum(use(x) * fnp.cos(x)) + fnp.sum(product(x, fnp.sin(x)))
+
+    x = np.linspace(-1.5, 2.0, 5)
+    want = fa.grad(f(plain))(x)
+    np.testing.assert_allclose(fa.grad(f(curried))(x), want, rtol=1e-15)
+    np.testing.assert_allclose(want, _fd_grad(f(plain), x), rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # user primitives run as host calls
+        np.testing.assert_allclose(fa.compile(f(curried), backend=backend)(x), want,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(fa.jit(fa.grad(f(curried)), backend=backend)(x), want,
+                                   rtol=1e-12)
+    # reverse over reverse: the curried rule traces like any other
+    hv = fa.grad(lambda x: fnp.sum(fa.grad(f(curried))(x) ** 2))(x)
+    np.testing.assert_allclose(hv, fa.grad(lambda x: fnp.sum(fa.grad(f(plain))(x) ** 2))(x),
+                               rtol=1e-12)
+    np.testing.assert_allclose(
+        hv, _fd_grad(lambda x: np.sum(fa.grad(f(plain))(x) ** 2), x), rtol=1e-5)
+
+
+def test_defvjp_tells_forms_apart_by_arity():
+    from fastad.primitives.registry import _is_curried
+
+    @fa.primitive
+    def unary(x):
+        return x
+
+    @fa.primitive
+    def variadic(*xs):
+        return xs[0]
+
+    prim = unary.primitive
+    assert _is_curried(lambda ans, x: None, prim)
+    assert not _is_curried(lambda g, ans, x: None, prim)
+    assert not _is_curried(lambda g, ans, x, **params: None, prim)
+    # the primitive's parameters cannot be counted: the first name decides
+    assert _is_curried(lambda ans, *args: None, variadic.primitive)
+    assert not _is_curried(lambda g, ans, *args: None, variadic.primitive)
+
+
+def test_jvp_has_aux():
+    def f(w):
+        return fnp.sin(w) * X, {"c": fnp.cos(w), "tag": "t"}
+
+    v = np.array([0.2, -1.0, 0.5])
+    out, tangent, aux = fa.jvp(f, (W,), (v,), has_aux=True)
+    np.testing.assert_allclose(out, np.sin(W) * X)
+    np.testing.assert_allclose(tangent, np.cos(W) * X * v, rtol=1e-14)
+    eps = 1e-6
+    np.testing.assert_allclose(tangent, (np.sin(W + eps * v) - np.sin(W - eps * v)) * X
+                               / (2 * eps), rtol=1e-6)
+    np.testing.assert_allclose(aux["c"], np.cos(W))
+    assert aux["tag"] == "t"
+    # under jit, aux's arrays are outputs of the compiled tape (a jitted
+    # function's outputs are arrays: no strings)
+    def g(w):
+        return fnp.sin(w) * X, {"c": fnp.cos(w)}
+
+    jitted = fa.jit(lambda w, v: fa.jvp(g, (w,), (v,), has_aux=True)[::2], backend="numpy")
+    (out2, aux2) = jitted(W, v)
+    np.testing.assert_allclose(aux2["c"], np.cos(W), rtol=1e-15)
+    np.testing.assert_allclose(out2, out, rtol=1e-15)
