@@ -9,6 +9,7 @@ into the enclosing trace, so transformations nest: ``grad(grad(f))``,
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -139,7 +140,7 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
                         f"{len(rec.out_leaves)}-leaf structure")
     out = rec.out_leaves[0]
     shape = np.shape(out.value if isinstance(out, Tracer) else out)
-    if shape != ():
+    if math.prod(shape) != 1:  # one element of any shape is a scalar, as in autograd
         raise TypeError(f"{name} requires a scalar output, got shape {shape}; use "
                         "fastad.vjp or fastad.jacobian for non-scalar outputs")
     dtype = np.result_type(out.value if isinstance(out, Tracer) else out)
@@ -158,7 +159,8 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
     """Record the reverse sweep seeded with 1 at the scalar output; the value
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
     out = _scalar_output(rec, name)
-    seed = np.ones((), np.result_type(out.value if isinstance(out, Tracer) else out))
+    value = out.value if isinstance(out, Tracer) else out
+    seed = np.ones(np.shape(value), np.result_type(value))
     nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
                      strong_zero, once, plain=once and not nested)

@@ -368,3 +368,32 @@ def test_jvp_has_aux():
     (out2, aux2) = jitted(W, v)
     np.testing.assert_allclose(aux2["c"], np.cos(W), rtol=1e-15)
     np.testing.assert_allclose(out2, out, rtol=1e-15)
+
+
+# -- an output of one element, of any shape, is a scalar (as in autograd) -------------
+@pytest.mark.parametrize("shape", [(1,), (1, 1), (1, 1, 1)])
+@pytest.mark.parametrize("backend", [None] + WITH_NUMBA)
+def test_one_element_outputs_of_any_shape_are_scalars(shape, backend):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(4)
+
+    def scalar(x):
+        return fnp.sum(fnp.sin(x) * x ** 2) + fnp.prod(x[:2])
+
+    def boxed(x):
+        return fnp.reshape(scalar(x), shape)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        vg = fa.value_and_grad(boxed) if backend is None else \
+            fa.compile(boxed, backend=backend).value_and_grad
+        value, grad = vg(x)
+    assert np.shape(value) == shape  # the value keeps its shape
+    np.testing.assert_allclose(np.reshape(value, ()), scalar(x), rtol=1e-12)
+    np.testing.assert_allclose(grad, fa.grad(scalar)(x), rtol=1e-12)
+    np.testing.assert_allclose(grad, _fd_grad(scalar, x), rtol=1e-6, atol=1e-8)
+
+
+def test_outputs_of_more_than_one_element_are_refused():
+    with pytest.raises(TypeError, match="scalar output"):
+        fa.grad(lambda x: x[:2] * 2.0)(np.ones(3))
