@@ -32,7 +32,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from . import backends, batched, locks, pytree
+from . import backends, batched, draws, locks, pytree
 from .backends import reference, segmented
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, plain_array,
                   unpack_grads, value_and_grad, vmap)
@@ -519,7 +519,8 @@ class Specializer:
         evaluated eagerly from now on.  Called with the signature's lock held."""
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         try:
-            entry = self.trace(args, kwargs)
+            with draws.refused(self.fn):
+                entry = self.trace(args, kwargs)
         except BaseException:
             if not entries:  # nothing cached for it: its lock would only take memory
                 with self._cache_lock:
