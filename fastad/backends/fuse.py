@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..tape import Instr
+from ..transforms.analysis import bitwise_uniform, is_range
 from .vm_header import CONSTANTS
 
 # Limits of one FUSED instruction, read from opcodes.h (FASTAD_FUSED_MAX_*).
@@ -213,7 +214,7 @@ class Fusion:
             value = np.asarray(lw.consts[slot])
             if value.dtype.kind not in "fiub":
                 return None
-            if aval.size == 1 or (aval.size == n and _uniform(value)):
+            if aval.size == 1 or (aval.size == n and bitwise_uniform(value)):
                 return Operand("scalar", slot) if scalar_ok else None
         if aval.dtype.kind != "f":
             return None
@@ -329,7 +330,6 @@ class Fusion:
 def range_start(lw: Any, ins: Instr) -> int | None:
     """The first index when ins (take, scatter_add) indexes a contiguous range
     given by a constant; else None."""
-    from .lower import _is_range
     idx_slot = ins.ins[1]
     if idx_slot not in lw.consts:
         return None
@@ -341,7 +341,7 @@ def range_start(lw: Any, ins: Instr) -> int | None:
     if flat.min() < -size or flat.max() >= size:
         return None
     flat = np.where(flat < 0, flat + size, flat)
-    return int(flat[0]) if _is_range(flat) else None
+    return int(flat[0]) if is_range(flat) else None
 
 
 def _counts(lw: Any) -> dict[int, Count]:
@@ -376,13 +376,6 @@ def _counts(lw: Any) -> dict[int, Count]:
         chain.append(total.out)
         counts[ins.out] = Count(total.out, negate, tuple(chain))
     return counts
-
-
-def _uniform(value: np.ndarray) -> bool:
-    if value.size == 0:
-        return False
-    bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
-    return bool(np.all(bits == bits[0]))
 
 
 def _clashes(region: tuple[int, int, int], others: list[tuple[int, int, int]]) -> bool:

@@ -46,6 +46,7 @@ from ..errors import LoweringError, TapeError
 from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
+from ..transforms.analysis import affine, all_zero_bits, bitwise_uniform, c_strides, is_range
 from . import vm_header
 from .segmented import NOT_COMPILED
 
@@ -282,18 +283,10 @@ def _round_up(n: int, k: int) -> int:
 
 
 # -- shapes and strides -----------------------------------------------------------
-def _contiguous_strides(shape: tuple[int, ...]) -> list[int]:
-    strides, step = [], 1
-    for d in reversed(shape):
-        strides.append(step)
-        step *= d
-    return strides[::-1]
-
-
 def _broadcast_strides(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> list[int]:
     """Element strides reading an array of ``shape`` broadcast to ``out_shape``."""
     lead = len(out_shape) - len(shape)
-    own = _contiguous_strides(shape)
+    own = c_strides(shape)
     return [0] * lead + [0 if d == 1 else s for d, s in zip(shape, own)]
 
 
@@ -315,25 +308,6 @@ def _simplify(shape: tuple[int, ...], strides: list[list[int]]) -> tuple[list[in
     if not out_shape:
         return [1], [[0] for _ in strides]
     return out_shape, out_strides
-
-
-def _affine_pattern(idx: np.ndarray) -> tuple[int, list[int]] | None:
-    """(start, strides) if idx[j] == start + j . strides for every multi-index j."""
-    start = int(idx.flat[0])
-    strides = []
-    for k, d in enumerate(idx.shape):
-        if d > 1:
-            step = [0] * idx.ndim
-            step[k] = 1
-            strides.append(int(idx[tuple(step)]) - start)
-        else:
-            strides.append(0)
-    expected = np.full(idx.shape, start, dtype=np.int64)
-    for k, (d, s) in enumerate(zip(idx.shape, strides)):
-        shape = [1] * idx.ndim
-        shape[k] = d
-        expected = expected + np.arange(d, dtype=np.int64).reshape(shape) * s
-    return (start, strides) if np.array_equal(expected, idx) else None
 
 
 # -- lowering ---------------------------------------------------------------------
@@ -635,10 +609,6 @@ def _flat_indices(lw: _Lowerer, idx_slot: int, size: int) -> np.ndarray:
     return np.where(idx < 0, idx + size, idx)
 
 
-def _is_range(flat: np.ndarray) -> bool:
-    return flat.size == 1 or bool(np.all(np.diff(flat) == 1))
-
-
 # -- one rule per primitive -------------------------------------------------------
 def _unary(lw: _Lowerer, ins: Instr) -> None:
     (x,), dtype = ins.ins, lw.avals[ins.out].dtype
@@ -774,15 +744,10 @@ def _operand(lw: _Lowerer, slot: int, dtype: np.dtype) -> tuple[Ref, tuple[int, 
     elements are all equal is read as one scalar (no array streamed)."""
     if slot in lw.consts and not _is_weak(lw.consts[slot]):
         value = np.asarray(lw.consts[slot])
-        if value.size > 1 and value.dtype.kind == "f" and _bitwise_uniform(value):
+        if value.size > 1 and value.dtype.kind == "f" and bitwise_uniform(value):
             return lw.const_ref(np.asarray(value.flat[0], dtype=dtype)), (), 1
     aval = lw.avals[slot]
     return lw.read(slot, dtype), aval.shape, aval.size
-
-
-def _bitwise_uniform(value: np.ndarray) -> bool:
-    bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
-    return bool(np.all(bits == bits[0]))
 
 
 def _broadcast_descriptor(lw: _Lowerer, out_shape: tuple[int, ...],
@@ -864,8 +829,8 @@ def _reduce(lw: _Lowerer, ins: Instr) -> None:
     o = lw.define(ins.out)
     kept_shape = tuple(1 if k in axes else d for k, d in enumerate(xa.shape))
     out_strides = [0 if k in axes else s
-                   for k, s in enumerate(_contiguous_strides(kept_shape))]
-    in_strides = _contiguous_strides(xa.shape)
+                   for k, s in enumerate(c_strides(kept_shape))]
+    in_strides = c_strides(xa.shape)
     # Merge axes where both the (contiguous) input and the output are contiguous.
     shape, (_, so) = _simplify(xa.shape, [in_strides, out_strides])
     d = lw.descriptor([len(shape), *shape, *so, out.size])
@@ -902,7 +867,7 @@ def _strided_copy(lw: _Lowerer, out_slot: int, a: Ref, start: int, shape: tuple[
 def _transpose(lw: _Lowerer, ins: Instr) -> None:
     x = ins.ins[0]
     perm = ins.kwargs["perm"]
-    own = _contiguous_strides(lw.avals[x].shape)
+    own = c_strides(lw.avals[x].shape)
     _strided_copy(lw, ins.out, lw.read(x), 0, lw.avals[ins.out].shape, [own[p] for p in perm])
 
 
@@ -919,10 +884,10 @@ def _take(lw: _Lowerer, ins: Instr) -> None:
     idx = _flat_indices(lw, idx_slot, xa.size)
     a = lw.read(x)
     flat = idx.ravel()
-    if _is_range(flat):
+    if is_range(flat):
         lw.alias(ins.out, Ref(a.buf, a.offset + int(flat[0]) * xa.dtype.itemsize))
         return
-    pattern = _affine_pattern(idx)
+    pattern = affine(idx)
     if pattern is not None:
         _strided_copy(lw, ins.out, a, pattern[0], idx.shape, pattern[1])
         return
@@ -954,7 +919,7 @@ def _scatter(lw: _Lowerer, ins: Instr) -> None:
     if flat.size == 0:
         return
     n = flat.size
-    if _is_range(flat):
+    if is_range(flat):
         at = Ref(o.buf, o.offset + int(flat[0]) * dtype.itemsize)
         if adding:
             lw.emit("BINARY_VV", BINARY["add"], lw.dt(dtype), (at, dtype), (at, dtype),
@@ -979,7 +944,7 @@ def _updatable_copy(lw: _Lowerer, ins: Instr, x: int, read_bufs: set[int]) -> Re
             return ref
     o = lw.define(ins.out)
     n = lw.avals[ins.out].size
-    if x in lw.consts and not np.any(np.asarray(lw.consts[x])):
+    if x in lw.consts and all_zero_bits(lw.consts[x]):
         lw.emit("ZERO_V", lw.dt(dtype), (o, dtype), n)
     else:
         lw.emit("COPY_V", lw.dt(dtype), (o, dtype), (lw.read(x, dtype), dtype), n)

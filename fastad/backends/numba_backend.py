@@ -64,6 +64,7 @@ from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from ..tracer import user_stacklevel
+from ..transforms.analysis import affine, bitwise_uniform, c_strides, is_range
 from .segmented import NOT_COMPILED
 
 try:
@@ -150,60 +151,27 @@ def _shape(shape: Sequence[int]) -> str:
     return "(" + "".join(f"{d}, " for d in shape) + ")"
 
 
-def _c_strides(shape: Sequence[int]) -> list[int]:
-    strides, step = [], 1
-    for d in reversed(shape):
-        strides.append(step)
-        step *= d
-    return strides[::-1]
-
-
-def _affine(idx: np.ndarray) -> tuple[int, list[int]] | None:
-    """(start, strides) when ``idx[i0, i1, ...] == start + sum_k i_k * strides_k``:
-    slices, blocks, reversals and broadcasts become loops without an index table."""
-    if idx.size == 0:
-        return None
-    start = int(idx.reshape(-1)[0])
-    strides = []
-    grid = np.full(idx.shape, start, dtype=np.int64)
-    for axis, d in enumerate(idx.shape):
-        step = [0] * idx.ndim
-        step[axis] = 1 if d > 1 else 0
-        stride = int(idx[tuple(step)]) - start
-        strides.append(stride)
-        line = [1] * idx.ndim
-        line[axis] = d
-        grid = grid + stride * np.arange(d, dtype=np.int64).reshape(line)
-    return (start, strides) if np.array_equal(grid, idx) else None
-
-
-def _is_range(idx: np.ndarray) -> bool:
-    """Is ``idx`` the consecutive positions start, start+1, ...?  (a view, no copy)"""
-    flat = idx.reshape(-1)
-    return flat.size > 0 and np.array_equal(flat, np.arange(flat[0], flat[0] + flat.size))
-
-
 def _grid_of(flat: np.ndarray) -> tuple[int, ...] | None:
     """A shape over which the flat index table ``flat`` is affine: (n,) for a
     strided run, (rows, cols) for a block of a 2-D array read flat (the
     interior ``x[1:-1, 1:-1]`` of a rerolled nested loop), else None."""
     if flat.size == 0:
         return None
-    if _affine(flat) is not None:
+    if affine(flat) is not None:
         return (flat.size,)
     steps = np.diff(flat)
     cols = int(np.flatnonzero(steps != steps[0])[0]) + 1
     if flat.size % cols:
         return None
     grid = (flat.size // cols, cols)
-    return grid if _affine(flat.reshape(grid)) is not None else None
+    return grid if affine(flat.reshape(grid)) is not None else None
 
 
 def _common_grid(flats: Sequence[np.ndarray]) -> tuple[int, ...] | None:
     """One shape over which every index table in ``flats`` is affine."""
     candidates = {g for g in map(_grid_of, flats) if g is not None}
     for grid in sorted(candidates, key=len, reverse=True):
-        if all(_affine(f.reshape(grid)) is not None for f in flats):
+        if all(affine(f.reshape(grid)) is not None for f in flats):
             return grid
     return None
 
@@ -222,7 +190,7 @@ def _scatter_delays(indexed: Sequence[tuple[Instr, np.ndarray]], grid: tuple[int
     groups: dict[int, list[tuple[Instr, int, list[int]]]] = {}
     for ins, flat in indexed:
         if ins.prim == "scatter_add":
-            start, strides = _affine(flat.reshape(grid))
+            start, strides = affine(flat.reshape(grid))
             groups.setdefault(target(ins), []).append((ins, start, strides))
     delays = {}
     for members in groups.values():
@@ -292,7 +260,7 @@ def _nested_loops(lines: list[str], shape: Sequence[int]) -> tuple[str, str]:
     for d, n in enumerate(shape):
         lines.append(f"{pad}for i{d} in range({n}):")
         pad += "    "
-    return pad, " + ".join(f"i{d} * {st}" for d, st in enumerate(_c_strides(shape))) or "0"
+    return pad, " + ".join(f"i{d} * {st}" for d, st in enumerate(c_strides(shape))) or "0"
 
 
 def _index_expr(start: int, strides: Sequence[int], names: Sequence[str]) -> str:
@@ -538,8 +506,7 @@ class _Generator:
             return self.name[ins.out]
         aval = self.avals[ins.out]
         if self.fresh_accumulator(s):  # zeros: made, not copied
-            value = np.asarray(self.tape.consts[s]).reshape(-1)[0]
-            return self.full(ins, _literal(value, aval.dtype))
+            return self.full(ins, _literal(self.uniform_value(s), aval.dtype))
         return self.define_array(ins, f"{self.ref(s)}.copy()")
 
     # -- the instructions ------------------------------------------------------
@@ -599,7 +566,7 @@ class _Generator:
         (not a slice, which is a view already) affine over some grid."""
         x, i = ins.ins
         idx = np.asarray(self.tape.consts.get(i, 0))
-        if i not in self.tape.consts or idx.ndim == 0 or self.is_scalar(x) or _is_range(idx):
+        if i not in self.tape.consts or idx.ndim == 0 or self.is_scalar(x) or is_range(idx):
             return None
         flat = idx.reshape(-1).astype(np.int64)
         return flat if _grid_of(flat) is not None else None
@@ -649,10 +616,7 @@ class _Generator:
     def fresh_accumulator(self, x: int) -> bool:
         """Is ``x`` a constant of one value (the zeros an adjoint starts from),
         which a scatter into it makes as a new buffer?"""
-        if x not in self.tape.consts:
-            return False
-        value = np.asarray(self.tape.consts[x]).reshape(-1)
-        return bool(value.size) and bool(np.all(value == value[0]))
+        return self.uniform_value(x) is not None
 
     def target(self, ins: Instr) -> int:
         """The buffer a fused scatter updates (a key of its own for one that
@@ -702,7 +666,7 @@ class _Generator:
         size = math.prod(loop.shape)
         grid = _common_grid([flat for _, flat in loop.indexed]) if loop.indexed else None
         names = ["i"] if grid is None or len(grid) == 1 else [f"i{d}" for d in range(len(grid))]
-        where = {ins.out: _affine(flat.reshape(grid)) for ins, flat in loop.indexed}
+        where = {ins.out: affine(flat.reshape(grid)) for ins, flat in loop.indexed}
         delays = _scatter_delays(loop.indexed, grid, self.target) if grid else {}
         scatter_at = {}  # scatter output -> the element it updates in iteration i
         for ins in loop.members:
@@ -819,14 +783,21 @@ class _Generator:
     def uniform_const(self, s: int) -> str | None:
         """A constant array of one repeated value (a broadcast scalar, as in
         ``100.0 * x`` differentiated) as a literal, or None."""
+        value = self.uniform_value(s)
+        return None if value is None else self.literal(value, self.avals[s].dtype)
+
+    def uniform_value(self, s: int) -> Any:
+        """The one value of a constant array of one bit pattern
+        (`analysis.bitwise_uniform`) that a literal reproduces, or None."""
         if s not in self.tape.consts:
             return None
         value = np.asarray(self.tape.consts[s]).reshape(-1)
-        if value.size == 0 or not np.all(value == value[0]):
+        if not bitwise_uniform(value):
             return None
-        if value.dtype.kind == "f" and np.signbit(value).any() != np.signbit(value).all():
-            return None  # 0.0 and -0.0 differ (1/x)
-        return self.literal(value[0], self.avals[s].dtype)
+        if value.dtype.kind in "fc" and np.isnan(value[0]) and \
+                value[:1].tobytes() != np.full(1, np.nan, value.dtype).tobytes():
+            return None  # a NaN of other bits than the literal np.nan's
+        return value[0]
 
     def broadcast_index(self, s: int, shape: tuple[int, ...]) -> str:
         """The flat position in slot ``s`` of element (i0, i1, ...) of ``shape``."""
@@ -835,7 +806,7 @@ class _Generator:
             return "i"
         lead = len(shape) - len(own)
         terms = [f"i{lead + d} * {st}" if st != 1 else f"i{lead + d}"
-                 for d, st in enumerate(_c_strides(own)) if own[d] != 1]
+                 for d, st in enumerate(c_strides(own)) if own[d] != 1]
         return " + ".join(terms) or "0"
 
     def scalar_expr(self, ins: Instr, args: list[str]) -> str:
@@ -1065,12 +1036,12 @@ class _Generator:
         """Visit every position of an index array: ``body`` sees ``j`` (the flat
         position in ``idx``) and ``src`` (the flat index it holds)."""
         lines = self.step.lines
-        pattern = _affine(idx)
+        pattern = affine(idx)
         if pattern is None:  # a block of a 2-D array, read flat?
             grid = _grid_of(idx.reshape(-1))
             if grid is not None and len(grid) > 1:
                 idx = idx.reshape(grid)
-                pattern = _affine(idx)
+                pattern = affine(idx)
         if pattern is None:
             table = self.index_table(idx)
             lines += [f"for j in range({idx.size}):", f"    src = {table}[j]", "    " + body]
@@ -1090,7 +1061,7 @@ class _Generator:
                 self.full(ins, self.ref(x))
         elif idx.ndim == 0:  # the scalar load of a traced loop over x[i]
             self.define_scalar(ins, f"{self.flat(x)}[{int(idx)}]")
-        elif _is_range(idx):  # a slice: a view
+        elif is_range(idx):  # a slice: a view
             start = int(idx.reshape(-1)[0])
             view = f"{self.flat(x)}[{start}:{start + idx.size}]"
             if aval.ndim != 1:

@@ -1,0 +1,94 @@
+"""What the passes read off a tape's constants, answered in one place.
+
+The C lowering and its fusion pass, the Numba code generator, the optimizer
+and loop rerolling each ask the same two questions of a constant:
+
+* is it one value repeated?  A backend then reads it as a scalar instead of
+  streaming the array, the optimizer folds it into a product, rerolling
+  keeps one copy for every iteration.  Reading the first element in place
+  of every element must give the same bits, so the answer compares bit
+  patterns: a NaN is a NaN's equal when their bits are, and -0.0 is not
+  0.0 (``1 / x`` tells them apart).  The lowering and the Numba generator
+  used to answer this each in its own way and disagreed on all-NaN arrays.
+* is an index table affine in its position (``idx[j] == start + j . strides``)?
+  A backend then reads a strided range instead of a table: a slice, a block
+  of a 2-D array, a reversal, a broadcast.
+
+This module imports nothing of fastad, so backends and transforms may both
+use it.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+# -- uniform constants ------------------------------------------------------------
+def _bits(value: np.ndarray) -> np.ndarray:
+    """The elements of ``value`` as unsigned integers of their size, one row of
+    bytes each where no such integer exists (complex128's 16 bytes)."""
+    flat = np.ascontiguousarray(value).reshape(-1)
+    size = flat.dtype.itemsize
+    if size in (1, 2, 4, 8):
+        return flat.view(f"u{size}")
+    return flat.view(np.uint8).reshape(flat.size, size)
+
+
+def bitwise_uniform(value: Any) -> bool:
+    """Do all elements of ``value`` share one bit pattern?  False when empty."""
+    arr = np.asarray(value)
+    if arr.size == 0:
+        return False
+    if arr.size == 1:
+        return True
+    bits = _bits(arr)
+    return bool(np.all(bits == bits[0]))
+
+
+def bitwise_equal(a: Any, b: Any) -> bool:
+    """Are ``a`` and ``b`` the same dtype, shape and bits?"""
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def all_zero_bits(value: Any) -> bool:
+    """Is every element of ``value`` +0 (every bit clear: not -0.0)?"""
+    arr = np.asarray(value)
+    return not np.any(_bits(arr)) if arr.size else True
+
+
+# -- affine index tables ----------------------------------------------------------
+def c_strides(shape: Sequence[int]) -> list[int]:
+    """Element strides of a C-contiguous array of ``shape``."""
+    strides, step = [], 1
+    for d in reversed(shape):
+        strides.append(step)
+        step *= d
+    return strides[::-1]
+
+
+def affine(idx: np.ndarray) -> tuple[int, list[int]] | None:
+    """(start, strides) when ``idx[i0, i1, ...] == start + sum_k i_k * strides_k``
+    (the stride of an axis of length 1 is 0), else None; None when empty."""
+    if idx.size == 0:
+        return None
+    start = int(idx.reshape(-1)[0])
+    strides = []
+    grid = np.full(idx.shape, start, dtype=np.int64)
+    for axis, d in enumerate(idx.shape):
+        step = [0] * idx.ndim
+        step[axis] = 1 if d > 1 else 0
+        stride = int(idx[tuple(step)]) - start
+        strides.append(stride)
+        line = [1] * idx.ndim
+        line[axis] = d
+        grid = grid + stride * np.arange(d, dtype=np.int64).reshape(line)
+    return (start, strides) if np.array_equal(grid, idx) else None
+
+
+def is_range(idx: np.ndarray) -> bool:
+    """Are the elements of ``idx``, in C order, consecutive positions start,
+    start + 1, ...?  (A slice: a view, no copy.)  False when empty."""
+    flat = idx.reshape(-1)
+    return flat.size == 1 or (flat.size > 1 and bool(np.all(np.diff(flat) == 1)))
