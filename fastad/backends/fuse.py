@@ -33,7 +33,9 @@ import numpy as np
 
 from ..tape import Instr
 from ..transforms.analysis import bitwise_uniform, is_range
-from .vm_header import CONSTANTS
+from .arena import Ref
+from .lower_rules import _compare_dtype, rule_of
+from .vm_header import BINARY, COMPARE, CONSTANTS, UNARY
 
 # Limits of one FUSED instruction, read from opcodes.h (FASTAD_FUSED_MAX_*).
 MAX_REGS = CONSTANTS["FASTAD_FUSED_MAX_REGS"]
@@ -157,7 +159,6 @@ class Fusion:
             self.root[ins.out] = root
             self.views.setdefault(root, []).append(ins.out)
         elif view or (ins.prim == "take" and range_start(lw, ins) is not None):
-            from .lower import rule_of
             rule_of(ins)(lw, ins)
         else:
             return False
@@ -165,7 +166,6 @@ class Fusion:
         return True
 
     def _member(self, step: int, ins: Instr) -> Member | None:
-        from .lower import BINARY, UNARY, _BINARY_PRIM
         lw = self.lw
         out = lw.avals[ins.out]
         count = self.counts.get(ins.out)
@@ -176,7 +176,7 @@ class Fusion:
             kind, n, data = "ncount" if count.negate else "count", out.size, ins.ins
         elif ins.prim in UNARY:
             kind, n, data = "unary", out.size, ins.ins
-        elif ins.prim in _BINARY_PRIM and ins.prim in BINARY:
+        elif ins.prim in BINARY:
             kind, n, data = "binary", out.size, ins.ins
         elif ins.prim == "sum" and out.size == 1:
             kind, n, data = "sum", lw.avals[ins.ins[0]].size, ins.ins
@@ -309,7 +309,6 @@ class Fusion:
     # -- emitting --------------------------------------------------------------------
     def flush(self) -> None:
         """Emit the open run and release what died in it."""
-        from .lower import rule_of
         lw = self.lw
         members, deferred, views = self.members, self.deferred, self.views
         n, dtype, postponed = self.n, self.dtype, self.postponed
@@ -348,7 +347,6 @@ def _counts(lw: Any) -> dict[int, Count]:
     """The comparisons whose only use is a float count of where they hold
     (or, through a logical_not, where they fail), each step read once, and
     compared in the dtype of the count."""
-    from .lower import COMPARE, _compare_dtype
     reader: dict[int, Instr] = {}
     for ins in lw.kept:
         for s in lw.operands(ins):
@@ -478,7 +476,6 @@ class _Emitter:
     def emit(self) -> None:
         lw = self.lw
         if len(self.members) == 1 and self.members[0].kind in ("unary", "binary", "sum"):
-            from .lower import rule_of
             m = self.members[0]
             lw.step = m.step
             rule_of(m.ins)(lw, m.ins)
@@ -539,7 +536,6 @@ class _Emitter:
             self.lw.alias(v, self.lw.loc[value])
 
     def _member(self, i: int, m: Member) -> None:
-        from .lower import BINARY, COMPARE, UNARY, _BINARY_PRIM
         ops = [self._read(op) for op in m.operands]
         for op in m.operands:  # registers read for the last time are free for the result
             if op.kind == "value" and self.last_read.get(op.slot) == i and op.slot in self.reg_of:
@@ -565,12 +561,11 @@ class _Emitter:
         elif m.kind == "unary":
             self.steps.append((UNARY_STEP, UNARY[m.ins.prim], self._place(out), ops[0], 0))
         else:
-            self.steps.append((BINARY_STEP, BINARY[_BINARY_PRIM[m.ins.prim]], self._place(out),
+            self.steps.append((BINARY_STEP, BINARY[m.ins.prim], self._place(out),
                                ops[0], ops[1]))
 
     def _scatter_target(self, m: Member) -> tuple[int, int]:
         """(OUT slot written, operand added to) for x[start:start+n] += v."""
-        from .lower import Ref
         lw, dtype, n = self.lw, self.dtype, self.n
         x, out = m.ins.ins[0], m.ins.out
         size = lw.avals[out].size

@@ -65,6 +65,7 @@ from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
 from ..tracer import user_stacklevel
 from ..transforms.analysis import affine, bitwise_uniform, c_strides, is_range
+from ..transforms.analysis import is_weak as _is_weak
 from .segmented import NOT_COMPILED
 
 try:
@@ -267,11 +268,6 @@ def _index_expr(start: int, strides: Sequence[int], names: Sequence[str]) -> str
     terms = [str(start)] if start else []
     terms += [name if st == 1 else f"{name} * {st}" for name, st in zip(names, strides) if st]
     return " + ".join(terms) or "0"
-
-
-def _is_weak(value: Any) -> bool:
-    # np.float64 subclasses float: test the exact type
-    return type(value) in (int, float, bool)
 
 
 # -- code generation -----------------------------------------------------------

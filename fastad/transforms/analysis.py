@@ -92,3 +92,11 @@ def is_range(idx: np.ndarray) -> bool:
     start + 1, ...?  (A slice: a view, no copy.)  False when empty."""
     flat = idx.reshape(-1)
     return flat.size == 1 or (flat.size > 1 and bool(np.all(np.diff(flat) == 1)))
+
+
+# -- weak scalars -----------------------------------------------------------------
+def is_weak(value: Any) -> bool:
+    """Is ``value`` a Python int, float or bool constant, which takes the dtype
+    of the instruction reading it (NumPy 2, NEP 50)?  NumPy scalars are not
+    (np.float64 subclasses float: the exact type is tested)."""
+    return type(value) in (int, float, bool)
