@@ -26,7 +26,7 @@ from ..tape import Instr
 from ..transforms.analysis import affine, all_zero_bits, bitwise_uniform, c_strides, is_range
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, Ref
-from .segmented import NOT_COMPILED
+from .fallback import NOT_COMPILED
 from .vm_header import BINARY, COMPARE, DTYPE_CODE, LOGIC, REDUCE, UNARY
 
 if TYPE_CHECKING:
@@ -502,7 +502,7 @@ _RULES: dict[Primitive, Any] = check_table({
 
 # Builtin primitives the VM does not run, each with why: a compiled function
 # whose tape holds one runs it as a host call (its NumPy implementation)
-# between compiled segments (`backends.segmented`).
+# between compiled segments (`backends.fallback`).
 HOST_CALLS: dict[Primitive, str] = check_table({
     **NOT_COMPILED,
     P.real: "complex values only: the VM has no complex dtype",

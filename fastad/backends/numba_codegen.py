@@ -251,6 +251,7 @@ class _Generator(_LoopFusion, _Emitters):
         steps.append(self.step)
         return steps
 
+    # -- constants of one value, and what loops and emitters share ---------------
     def fresh_accumulator(self, x: int) -> bool:
         """Is ``x`` a constant of one value (the zeros an adjoint starts from),
         which a scatter into it makes as a new buffer?"""

@@ -21,7 +21,7 @@ from ..tape import Instr
 from ..transforms.analysis import affine, is_range
 from .numba_loops import _grid_of, _index_expr, _nested_loops
 from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape
-from .segmented import NOT_COMPILED
+from .fallback import NOT_COMPILED
 
 
 class _Emitters:
@@ -353,6 +353,6 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
 
 # Builtin primitives the generated code does not compute, each with why: a
 # compiled function whose tape holds one runs it as a host call (its NumPy
-# implementation) between compiled segments (`backends.segmented`).
+# implementation) between compiled segments (`backends.fallback`).
 NOT_EMITTED: dict[Primitive, str] = check_table(dict(NOT_COMPILED),
                                                 "numba_backend.NOT_EMITTED")
