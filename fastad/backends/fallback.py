@@ -255,7 +255,6 @@ class Segments(RunsArgs):
             needed.update(s for ins in instrs for s in ins.ins)
         needed_after.reverse()
         self.steps: list[Any] = []
-        self.host_calls: list[str] = []
         for (here, instrs), after in zip(runs, needed_after):
             if here:
                 sub = _sub_tape(tape, instrs, after)
@@ -264,7 +263,6 @@ class Segments(RunsArgs):
                 continue
             for ins in instrs:
                 self.steps.append(_Host(ins, tape))
-                self.host_calls.append(ins.prim)
 
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray] | None:
         env: dict[int, Any] = dict(zip(self.tape.inputs, inputs))

@@ -75,7 +75,8 @@ class _Lowerer:
         self.step = -1
         self.step_temps: list[int] = []
         self.reads: dict[int, tuple[int, ...]] = {}  # instruction -> effective operands
-        # Scalar expressions deferred into their single consumer (see _fuse_scalar):
+        # Scalar expressions deferred into their single consumer (see
+        # lower_rules._scalar_arithmetic):
         # slot -> (kind, operand refs); `fused` keeps the refs once consumed.
         self.pending: dict[int, tuple[str, tuple[Ref, ...]]] = {}
         self.fused: dict[int, tuple[Ref, ...]] = {}
