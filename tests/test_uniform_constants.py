@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import fastad as fa
-from fastad.transforms.analysis import (affine, all_zero_bits, bitwise_equal, bitwise_uniform,
-                                        is_range)
+from fastad.transforms.analysis import (affine, affine_grid, all_zero_bits, bitwise_equal,
+                                        bitwise_uniform, common_affine_grid, is_range, is_weak)
 
 N = 9
 CONSTANTS = {
@@ -92,6 +92,13 @@ def test_affine_index_tables():
     assert affine(np.zeros(0, np.int64)) is None
     assert is_range(np.array([4, 5, 6])) and is_range(np.array([7]))
     assert not is_range(np.array([4, 6])) and not is_range(np.zeros(0, np.int64))
+    block = np.array([7, 8, 9, 13, 14, 15])  # rows 1-2, columns 1-3 of a 6-wide array
+    assert affine_grid(block) == (2, 3) and affine_grid(np.array([0, 2, 4])) == (3,)
+    assert affine_grid(np.array([0, 5, 1])) is None
+    assert common_affine_grid([block, block + 1]) == (2, 3)
+    assert common_affine_grid([block, np.arange(6)]) == (2, 3)
+    assert is_weak(1.0) and is_weak(2) and is_weak(True)
+    assert not is_weak(np.float64(1.0)) and not is_weak(np.ones(2))
 
 
 @pytest.mark.parametrize("const", sorted(CONSTANTS))

@@ -18,8 +18,8 @@ import numpy as np
 from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 from ..tape import Instr
-from ..transforms.analysis import affine, is_range
-from .numba_loops import _grid_of, _index_expr, _nested_loops
+from ..transforms.analysis import affine, affine_grid, is_range
+from .numba_loops import _index_expr, _nested_loops
 from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape
 from .fallback import NOT_COMPILED
 
@@ -214,7 +214,7 @@ class _Emitters:
         lines = self.step.lines
         pattern = affine(idx)
         if pattern is None:  # a block of a 2-D array, read flat?
-            grid = _grid_of(idx.reshape(-1))
+            grid = affine_grid(idx.reshape(-1))
             if grid is not None and len(grid) > 1:
                 idx = idx.reshape(grid)
                 pattern = affine(idx)

@@ -6,10 +6,10 @@ accumulators in it, gathers by an index table affine over the loop become
 reads at ``start + i * stride``, and scatter-adds into an accumulator the
 code owns become in-place updates, delayed a few iterations where needed so
 every element gets its updates in tape order (bitwise the unfused results).
-The helpers find the grid an index table is affine over and the delays, and
-`_sink_scalars` moves scalar work down to its first reader so it does not
-split a loop.  `_LoopFusion` is the part of the generator
-(`numba_codegen._Generator`) that gathers and closes loops.
+`_scatter_delays` finds the delays (the grid an index table is affine over
+is `analysis.affine_grid`), and `_sink_scalars` moves scalar work down to
+its first reader so it does not split a loop.  `_LoopFusion` is the part of
+the generator (`numba_codegen._Generator`) that gathers and closes loops.
 """
 from __future__ import annotations
 
@@ -22,33 +22,8 @@ import numpy as np
 from ..primitives.registry import registry
 from ..primitives.registry import prims as P
 from ..tape import Instr, Tape
-from ..transforms.analysis import affine, c_strides, is_range
+from ..transforms.analysis import affine, affine_grid, c_strides, common_affine_grid, is_range
 from .numba_tables import REDUCER_START, REDUCERS, UFUNCS, _literal, _shape, _Step
-
-
-def _grid_of(flat: np.ndarray) -> tuple[int, ...] | None:
-    """A shape over which the flat index table ``flat`` is affine: (n,) for a
-    strided run, (rows, cols) for a block of a 2-D array read flat (the
-    interior ``x[1:-1, 1:-1]`` of a rerolled nested loop), else None."""
-    if flat.size == 0:
-        return None
-    if affine(flat) is not None:
-        return (flat.size,)
-    steps = np.diff(flat)
-    cols = int(np.flatnonzero(steps != steps[0])[0]) + 1
-    if flat.size % cols:
-        return None
-    grid = (flat.size // cols, cols)
-    return grid if affine(flat.reshape(grid)) is not None else None
-
-
-def _common_grid(flats: Sequence[np.ndarray]) -> tuple[int, ...] | None:
-    """One shape over which every index table in ``flats`` is affine."""
-    candidates = {g for g in map(_grid_of, flats) if g is not None}
-    for grid in sorted(candidates, key=len, reverse=True):
-        if all(affine(f.reshape(grid)) is not None for f in flats):
-            return grid
-    return None
 
 
 MAX_DELAY = 4  # iterations a fused scatter may wait to keep its order (see _Loop)
@@ -192,7 +167,7 @@ class _LoopFusion:
         if i not in self.tape.consts or idx.ndim == 0 or self.is_scalar(x) or is_range(idx):
             return None
         flat = idx.reshape(-1).astype(np.int64)
-        return flat if _grid_of(flat) is not None else None
+        return flat if affine_grid(flat) is not None else None
 
     def joins_loop(self, ins: Instr) -> bool:
         loop = self.loop
@@ -233,7 +208,7 @@ class _LoopFusion:
             if not (self.fresh_accumulator(x) or x in self.buffer and self.dies_here(x, ins)):
                 return False
         indexed = loop.indexed + [(ins, flat)]
-        grid = _common_grid([f for _, f in indexed])
+        grid = common_affine_grid([f for _, f in indexed])
         return grid is not None and _scatter_delays(indexed, grid, self.target) is not None
 
     def target(self, ins: Instr) -> int:
@@ -282,7 +257,7 @@ class _LoopFusion:
     def close_loop(self) -> _Step:
         loop, self.loop = self.loop, None
         size = math.prod(loop.shape)
-        grid = _common_grid([flat for _, flat in loop.indexed]) if loop.indexed else None
+        grid = common_affine_grid([flat for _, flat in loop.indexed]) if loop.indexed else None
         names = ["i"] if grid is None or len(grid) == 1 else [f"i{d}" for d in range(len(grid))]
         where = {ins.out: affine(flat.reshape(grid)) for ins, flat in loop.indexed}
         delays = _scatter_delays(loop.indexed, grid, self.target) if grid else {}

@@ -12,7 +12,12 @@ and loop rerolling each ask the same two questions of a constant:
   used to answer this each in its own way and disagreed on all-NaN arrays.
 * is an index table affine in its position (``idx[j] == start + j . strides``)?
   A backend then reads a strided range instead of a table: a slice, a block
-  of a 2-D array, a reversal, a broadcast.
+  of a 2-D array, a reversal, a broadcast.  `affine_grid` finds the shape a
+  flat table is affine over (a strided run, or a block of a 2-D array read
+  flat), so the Numba generator can run it as nested loops.
+
+And one question of a scalar: is it a weak Python scalar (`is_weak`), which
+takes the dtype of the instruction that reads it?
 
 This module imports nothing of fastad, so backends and transforms may both
 use it.
@@ -92,6 +97,32 @@ def is_range(idx: np.ndarray) -> bool:
     start + 1, ...?  (A slice: a view, no copy.)  False when empty."""
     flat = idx.reshape(-1)
     return flat.size == 1 or (flat.size > 1 and bool(np.all(np.diff(flat) == 1)))
+
+
+def affine_grid(flat: np.ndarray) -> tuple[int, ...] | None:
+    """A shape over which the flat index table ``flat`` is affine: (n,) for a
+    strided run, (rows, cols) for a block of a 2-D array read flat (the
+    interior ``x[1:-1, 1:-1]`` of a rerolled nested loop), else None.  The
+    Numba generator runs gathers and scatters by such tables as loops."""
+    if flat.size == 0:
+        return None
+    if affine(flat) is not None:
+        return (flat.size,)
+    steps = np.diff(flat)
+    cols = int(np.flatnonzero(steps != steps[0])[0]) + 1
+    if flat.size % cols:
+        return None
+    grid = (flat.size // cols, cols)
+    return grid if affine(flat.reshape(grid)) is not None else None
+
+
+def common_affine_grid(flats: Sequence[np.ndarray]) -> tuple[int, ...] | None:
+    """One shape over which every index table in ``flats`` is affine."""
+    candidates = {g for g in map(affine_grid, flats) if g is not None}
+    for grid in sorted(candidates, key=len, reverse=True):
+        if all(affine(f.reshape(grid)) is not None for f in flats):
+            return grid
+    return None
 
 
 # -- weak scalars -----------------------------------------------------------------
