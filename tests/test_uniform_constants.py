@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import fastad as fa
+import fastad.numpy as fnp
 from fastad.transforms.analysis import (affine, affine_grid, all_zero_bits, bitwise_equal,
                                         bitwise_uniform, common_affine_grid, is_range, is_weak)
 
@@ -114,3 +115,23 @@ def test_the_compiled_backends_agree_on_which_constants_are_one_scalar(const):
         from fastad.backends.numba_backend import generate
         _, packed = generate(tape)
         assert (not packed) == uniform
+
+
+@pytest.mark.parametrize("backend", compiled_backends())
+@pytest.mark.parametrize("const", ["all_nan", "all_minus_zero", "mixed_zeros", "minus_zero_first"])
+@pytest.mark.parametrize("reroll", [True, False])
+def test_updates_into_a_constant_keep_its_other_elements(backend, const, reroll):
+    """A scatter into a constant array makes its target from the constant: the
+    VM zeroes it only when every bit is clear (not for -0.0), Numba fills it
+    with one value only when the constant is bitwise uniform."""
+    base = CONSTANTS[const]
+
+    def f(x):
+        out = fnp.asarray(base)
+        for i in range(0, N, 2):
+            out[i] = out[i] + x[i]
+        return out
+
+    want = fa.jit(f, backend="numpy", reroll=reroll)(X)
+    got = fa.jit(f, backend=backend, reroll=reroll)(X)
+    assert bits([got]) == bits([want])
