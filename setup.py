@@ -48,7 +48,7 @@ class OptionalBuildExt(build_ext):
 
 
 class BuildPyWithOpcodes(build_py):
-    """Ship csrc/opcodes.h inside the package: lower.py reads the opcode table
+    """Ship csrc/opcodes.h inside the package: vm_header.py reads the opcode table
     from it at run time (one source of truth for C and Python)."""
 
     def run(self):

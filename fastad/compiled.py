@@ -33,7 +33,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from . import backends, batched, draws, locks, pytree
-from .backends import reference, segmented
+from .backends import fallback, reference
 from .api import (Recorded, check_leaf, grad, gradient_of_scalar, hessian, hvp, plain_array,
                   unpack_grads, value_and_grad, vmap)
 from .errors import SignatureError, TapeError, TracingError
@@ -765,29 +765,20 @@ class Specializer:
         primitive or a dtype it has no code for), the next backend's that can:
         Numba.  When none runs every primitive, the first that lacks only
         primitives (no dtypes) runs the tape in compiled segments with host
-        calls (NumPy) for those primitives (`backends.segmented`): no
-        retracing, and one missing special function does not send the whole
-        tape to the interpreter.  Otherwise the NumPy reference interpreter."""
-        refused, segmentable = [], []
-        for module in backends.fallbacks(self.backend):
-            missing = backends.unsupported(module, tape)
-            if not missing and (module is not reference or self.backend is reference):
-                self._warn_fallback(refused, f"runs on the {backends.name_of(module)} backend")
-                if module is self.backend:  # "auto" may move to Numba later (choice.py)
-                    return backends.build(self.backend_name, tape)
-                return module.build(tape)
-            refused.append(f"the {backends.name_of(module)} backend does not implement "
-                           f"{', '.join(missing)}")
-            if module is not reference and not any(m.endswith(" values") for m in missing):
-                segmentable.append((module, refused[-1]))  # lacks primitives only, no dtypes
-        if not segmentable:  # every compiled backend lacks a dtype of the tape
-            self._warn_fallback(refused, "runs on the numpy backend")
-            return reference.build(tape)
-        module, reason = segmentable[0]
+        calls (NumPy) for those primitives: no retracing, and one missing
+        special function does not send the whole tape to the interpreter.
+        Otherwise the NumPy reference interpreter.  The chain is
+        `backends.fallback.route`; this warns once per function and reason."""
+        module, in_segments, refused = backends.route(self.backend, tape)
         name = backends.name_of(module)
-        self._warn_fallback([reason], f"runs on the {name} backend in compiled segments with "
-                                      "host calls for the rest")
-        return segmented.build(tape, module, backends.native_primitives(name))
+        if in_segments:
+            self._warn_fallback(refused, f"runs on the {name} backend in compiled segments with "
+                                         "host calls for the rest")
+            return fallback.build_segments(tape, module, backends.native_primitives(name))
+        self._warn_fallback(refused, f"runs on the {name} backend")
+        if module is self.backend:  # "auto" may move to Numba later (choice.py)
+            return backends.build(self.backend_name, tape)
+        return module.build(tape)
 
     def _warn_fallback(self, refused: list[str], what: str) -> None:
         if refused and tuple(refused) not in self.fallbacks_warned:

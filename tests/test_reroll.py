@@ -322,3 +322,23 @@ def test_float32_loops_keep_their_dtype() -> None:
     assert rolled is not None and len(rolled.instrs) < 10
     assert rolled.avals[rolled.outputs[0]].dtype == np.float32
     np.testing.assert_allclose(evaluate(rolled, [x])[0], evaluate(tape, [x])[0], rtol=1e-5)
+
+
+def test_per_iteration_constants_keep_their_sign_bits() -> None:
+    """0.0 and -0.0 are different constants of an iteration: rerolling stacks
+    them (constants are compared by their bits, `analysis.bitwise_equal`)
+    instead of keeping the first for every iteration."""
+    signs = [0.0, -0.0] * 20
+
+    def scaled(x: Any) -> Any:
+        out = fnp.zeros(len(x))
+        for i in range(len(x)):
+            out[i] = x[i] * np.array(signs[i])
+        return out
+    x = np.random.default_rng(3).uniform(0.5, 1.0, 40)
+    tape = fa.make_tape(scaled)(x)
+    rolled = reroll(tape, [x], exact_sums=True)
+    assert rolled is not None and len(rolled.instrs) < 10
+    want = evaluate(tape, [x])[0]
+    assert np.signbit(want).any()
+    assert evaluate(rolled, [x])[0].tobytes() == want.tobytes()

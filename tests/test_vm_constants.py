@@ -120,3 +120,14 @@ def test_no_copies_of_the_vm_limits_in_the_lowering_or_the_wrapper():
             source = f.read()
         assert not re.search(r"^\s*(MAX_\w+|ARENA_ALIGN)\s*=\s*\d", source, re.M), module
         assert not re.search(r"\[(32|48|64)\]", source), module
+
+
+def test_no_copies_of_the_vm_limits_in_any_lowering_module():
+    """The lowering is several modules; none names a limit by its value."""
+    backends = os.path.dirname(lowering.__file__)
+    for module in ("lower.py", "lower_rules.py", "arena.py", "vm_program.py", "vm_header.py",
+                   "fuse.py"):
+        with open(os.path.join(backends, module)) as f:
+            source = f.read()
+        assert not re.search(r"^\s*(MAX_\w+|ARENA_ALIGN)\s*=\s*\d", source, re.M), module
+        assert not re.search(r"\[(32|48|64)\]", source), module

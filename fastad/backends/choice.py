@@ -45,8 +45,6 @@ NUMBA_LOAD_S = (0.1, 0.2e-3)  # from the disk cache (measured 0.06-0.07 s)
 VERIFY_CALLS = 5  # calls timed on each backend before keeping the faster
 
 
-
-
 def tape_stats(tape: Tape) -> dict[str, Any]:
     """What the rule reads: instructions, scalar instructions, and the array
     elements that elementwise instructions produce per call (all of them, and

@@ -32,7 +32,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..tape import Instr
-from .vm_header import CONSTANTS
+from ..transforms.analysis import bitwise_uniform, is_range
+from .arena import Ref
+from .lower_rules import _compare_dtype, rule_of
+from .vm_header import BINARY, COMPARE, CONSTANTS, UNARY
 
 # Limits of one FUSED instruction, read from opcodes.h (FASTAD_FUSED_MAX_*).
 MAX_REGS = CONSTANTS["FASTAD_FUSED_MAX_REGS"]
@@ -156,7 +159,6 @@ class Fusion:
             self.root[ins.out] = root
             self.views.setdefault(root, []).append(ins.out)
         elif view or (ins.prim == "take" and range_start(lw, ins) is not None):
-            from .lower import rule_of
             rule_of(ins)(lw, ins)
         else:
             return False
@@ -164,7 +166,6 @@ class Fusion:
         return True
 
     def _member(self, step: int, ins: Instr) -> Member | None:
-        from .lower import BINARY, UNARY, _BINARY_PRIM
         lw = self.lw
         out = lw.avals[ins.out]
         count = self.counts.get(ins.out)
@@ -175,7 +176,7 @@ class Fusion:
             kind, n, data = "ncount" if count.negate else "count", out.size, ins.ins
         elif ins.prim in UNARY:
             kind, n, data = "unary", out.size, ins.ins
-        elif ins.prim in _BINARY_PRIM and ins.prim in BINARY:
+        elif ins.prim in BINARY:
             kind, n, data = "binary", out.size, ins.ins
         elif ins.prim == "sum" and out.size == 1:
             kind, n, data = "sum", lw.avals[ins.ins[0]].size, ins.ins
@@ -213,7 +214,7 @@ class Fusion:
             value = np.asarray(lw.consts[slot])
             if value.dtype.kind not in "fiub":
                 return None
-            if aval.size == 1 or (aval.size == n and _uniform(value)):
+            if aval.size == 1 or (aval.size == n and bitwise_uniform(value)):
                 return Operand("scalar", slot) if scalar_ok else None
         if aval.dtype.kind != "f":
             return None
@@ -308,7 +309,6 @@ class Fusion:
     # -- emitting --------------------------------------------------------------------
     def flush(self) -> None:
         """Emit the open run and release what died in it."""
-        from .lower import rule_of
         lw = self.lw
         members, deferred, views = self.members, self.deferred, self.views
         n, dtype, postponed = self.n, self.dtype, self.postponed
@@ -329,7 +329,6 @@ class Fusion:
 def range_start(lw: Any, ins: Instr) -> int | None:
     """The first index when ins (take, scatter_add) indexes a contiguous range
     given by a constant; else None."""
-    from .lower import _is_range
     idx_slot = ins.ins[1]
     if idx_slot not in lw.consts:
         return None
@@ -341,14 +340,13 @@ def range_start(lw: Any, ins: Instr) -> int | None:
     if flat.min() < -size or flat.max() >= size:
         return None
     flat = np.where(flat < 0, flat + size, flat)
-    return int(flat[0]) if _is_range(flat) else None
+    return int(flat[0]) if is_range(flat) else None
 
 
 def _counts(lw: Any) -> dict[int, Count]:
     """The comparisons whose only use is a float count of where they hold
     (or, through a logical_not, where they fail), each step read once, and
     compared in the dtype of the count."""
-    from .lower import COMPARE, _compare_dtype
     reader: dict[int, Instr] = {}
     for ins in lw.kept:
         for s in lw.operands(ins):
@@ -376,13 +374,6 @@ def _counts(lw: Any) -> dict[int, Count]:
         chain.append(total.out)
         counts[ins.out] = Count(total.out, negate, tuple(chain))
     return counts
-
-
-def _uniform(value: np.ndarray) -> bool:
-    if value.size == 0:
-        return False
-    bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
-    return bool(np.all(bits == bits[0]))
 
 
 def _clashes(region: tuple[int, int, int], others: list[tuple[int, int, int]]) -> bool:
@@ -485,7 +476,6 @@ class _Emitter:
     def emit(self) -> None:
         lw = self.lw
         if len(self.members) == 1 and self.members[0].kind in ("unary", "binary", "sum"):
-            from .lower import rule_of
             m = self.members[0]
             lw.step = m.step
             rule_of(m.ins)(lw, m.ins)
@@ -546,7 +536,6 @@ class _Emitter:
             self.lw.alias(v, self.lw.loc[value])
 
     def _member(self, i: int, m: Member) -> None:
-        from .lower import BINARY, COMPARE, UNARY, _BINARY_PRIM
         ops = [self._read(op) for op in m.operands]
         for op in m.operands:  # registers read for the last time are free for the result
             if op.kind == "value" and self.last_read.get(op.slot) == i and op.slot in self.reg_of:
@@ -572,12 +561,11 @@ class _Emitter:
         elif m.kind == "unary":
             self.steps.append((UNARY_STEP, UNARY[m.ins.prim], self._place(out), ops[0], 0))
         else:
-            self.steps.append((BINARY_STEP, BINARY[_BINARY_PRIM[m.ins.prim]], self._place(out),
+            self.steps.append((BINARY_STEP, BINARY[m.ins.prim], self._place(out),
                                ops[0], ops[1]))
 
     def _scatter_target(self, m: Member) -> tuple[int, int]:
         """(OUT slot written, operand added to) for x[start:start+n] += v."""
-        from .lower import Ref
         lw, dtype, n = self.lw, self.dtype, self.n
         x, out = m.ins.ins[0], m.ins.out
         size = lw.avals[out].size

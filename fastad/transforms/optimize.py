@@ -21,6 +21,7 @@ import numpy as np
 
 from ..primitives.registry import registry
 from ..tape import Instr, Tape, aval_of
+from .analysis import bitwise_uniform
 
 _FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run time
 
@@ -216,10 +217,8 @@ def _uniform_const(consts: dict[int, Any], avals: list[Any], slot: int, dtype: n
     if value.dtype.kind not in "fi" or value.size == 0 or avals[slot].size != value.size:
         return None
     first = value.reshape(-1)[0]
-    if value.size > 1:
-        bits = np.ascontiguousarray(value).reshape(-1).view(f"u{value.dtype.itemsize}")
-        if np.any(bits != bits[0]):
-            return None
+    if not bitwise_uniform(value):
+        return None
     with np.errstate(all="ignore"):
         cast = dtype.type(first)
     if value.dtype.kind == "i" and int(cast) != int(first):

@@ -47,6 +47,7 @@ import numpy as np
 from ..primitives.registry import fnp, registry
 from ..tape import Instr, Tape
 from ..tracer import bind, recording
+from .analysis import bitwise_equal
 from .batching import RULES
 
 MIN_RUN = 4            # segments shorter than this stay scalar code
@@ -547,7 +548,7 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             values.append((value_of(node[1]), False))
         elif kind == "const":
             column = next(columns)
-            if all(type(v) is type(column[0]) and np.array_equal(v, column[0]) for v in column):
+            if all(type(v) is type(column[0]) and bitwise_equal(v, column[0]) for v in column):
                 values.append((column[0], False))
             else:
                 if node[1] in ("int", "float", "bool"):

@@ -1,0 +1,330 @@
+"""The Numba generator's state: a tape becomes steps of Python source.
+
+`_Generator` walks the tape once and writes each instruction's lines as a
+`_Step`, tracking what the generated code needs to stay correct and fast:
+the variable each slot is (a local scalar, a literal, an array), the buffer
+each array variable belongs to (views and in-place updates share one), the
+last instruction reading each, and constant arrays packed into one argument
+per dtype.  The code of each primitive is in `numba_emitters` and the fused
+loops in `numba_loops` (both mixed into `_Generator`); `numba_source` joins
+the steps into a module of jitted functions.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..primitives.registry import registry
+from ..tape import Instr, Tape
+from ..transforms.analysis import bitwise_uniform, c_strides
+from ..transforms.analysis import is_weak as _is_weak
+from .numba_emitters import EMITTERS, _Emitters
+from .numba_loops import _Loop, _LoopFusion, _sink_scalars
+from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
+
+
+class _Generator(_LoopFusion, _Emitters):
+    """Generates the code of each instruction of one tape (``steps``)."""
+
+    def __init__(self, tape: Tape) -> None:
+        self.tape = tape = _sink_scalars(tape)
+        self.avals = tape.avals
+        self.vars: dict[str, _Var] = {}
+        self.name: dict[int, str] = {}  # slot -> variable name or scalar literal
+        self.k = 0  # the instruction being generated
+        self.step = _Step()
+        self.loop: _Loop | None = None  # the elementwise loop being gathered
+        self.loop_guards: list[Instr] = []  # guards on its accumulators, checked after it
+        self.outputs: list[str] = []  # the variables returned, set by emit_outputs
+        self.host_calls = False  # whether some instruction calls back into NumPy
+        end = len(tape.instrs)
+        self.last_use = [-1] * len(self.avals)
+        self.readers: list[list[int]] = [[] for _ in self.avals]
+        for k, ins in enumerate(tape.instrs):
+            for s in ins.ins:
+                self.last_use[s] = k
+                self.readers[s].append(k)
+        for s in tape.outputs:
+            self.last_use[s] = end + 1  # outlives every instruction
+            self.readers[s].append(end + 1)
+        # Buffers: an array slot belongs to the buffer it is (a view of).
+        self.buffer: dict[int, int] = {}
+        self.owned: dict[int, bool] = {}
+        self.buffer_last_use: dict[int, int] = {}
+        self.flat_view: dict[str, str] = {}
+        # constant arrays, packed per dtype
+        self.packed: dict[str, list[np.ndarray]] = {}
+        self.packed_size: dict[str, int] = {}
+        for s in tape.inputs:
+            aval = self.avals[s]
+            self.add_var(f"x{s}", s, aval.shape == (), aval.dtype)
+            if aval.shape != ():
+                self.new_buffer(s, owned=False)
+
+    # -- variables -------------------------------------------------------------
+    def add_var(self, name: str, slot: int | None, scalar: bool, dtype: np.dtype,
+                local: str | None = None, deps: Sequence[str] = (), ndim: int | None = None
+                ) -> str:
+        if ndim is None:
+            ndim = self.avals[slot].ndim if slot is not None else (0 if scalar else 1)
+        self.vars[name] = _Var(scalar, np.dtype(dtype), ndim, local, tuple(deps))
+        if slot is not None:
+            self.name[slot] = name
+        if local is None:
+            self.step.defines.append(name)
+        return name
+
+    def read(self, name: str) -> str:
+        if name in self.vars:
+            self.step.reads.append(name)
+        return name
+
+    def ref(self, s: int, dtype: np.dtype | None = None) -> str:
+        """The expression of slot ``s``; ``dtype`` is the type of a weak constant."""
+        if s in self.tape.consts:
+            return self.const_ref(s, dtype)
+        return self.read(self.name[s])
+
+    def const_ref(self, s: int, dtype: np.dtype | None) -> str:
+        value, aval = self.tape.consts[s], self.avals[s]
+        if _is_weak(value):
+            return self.literal(value, dtype if dtype is not None else np.result_type(value))
+        if aval.shape == ():
+            return self.literal(np.asarray(value).reshape(()), aval.dtype)
+        name = f"c{s}"
+        if name not in self.vars:
+            packed, part = self.pack(np.asarray(value, dtype=aval.dtype))
+            self.add_var(name, None, False, aval.dtype,
+                         local=f"{part}.reshape({_shape(aval.shape)})", deps=(packed,),
+                         ndim=aval.ndim)
+        return self.read(name)
+
+    def literal(self, value: Any, dtype: np.dtype) -> str:
+        text = _literal(value, dtype)
+        if not text.startswith("np."):
+            return text
+        # np.float32(2.0) becomes one local per part, not one call per use
+        name = "k_" + hashlib.sha1(text.encode()).hexdigest()[:10]
+        if name not in self.vars:
+            self.add_var(name, None, True, dtype, local=text)
+        return self.read(name)
+
+    def pack(self, arr: np.ndarray) -> tuple[str, str]:
+        """A constant array as (packed argument, its slice holding ``arr``)."""
+        key = arr.dtype.name
+        start = self.packed_size.get(key, 0)
+        self.packed.setdefault(key, []).append(np.ascontiguousarray(arr).reshape(-1))
+        self.packed_size[key] = start + arr.size
+        return f"const_{key}", f"const_{key}[{start}:{start + arr.size}]"
+
+    def index_table(self, idx: np.ndarray) -> str:
+        packed, part = self.pack(idx.astype(np.int64))
+        return self.read(self.add_var(f"idx{self.k}", None, False, np.dtype(np.int64),
+                                      local=part, deps=(packed,)))
+
+    def flat(self, s: int) -> str:
+        """A 1-D view of array slot ``s`` (every array variable is contiguous)."""
+        aval = self.avals[s]
+        base = self.ref(s)
+        if aval.ndim == 1:
+            return base
+        if base not in self.flat_view:
+            name, text = f"{base}_flat", f"{base}.reshape({aval.size})"
+            if self.vars[base].local is not None:
+                self.add_var(name, None, False, aval.dtype, local=text, deps=(base,))
+            else:
+                self.step.lines.append(f"{name} = {text}")
+                self.add_var(name, None, False, aval.dtype)
+            self.flat_view[base] = name
+        return self.read(self.flat_view[base])
+
+    def is_scalar(self, s: int) -> bool:
+        return self.avals[s].shape == ()
+
+    # -- buffers ---------------------------------------------------------------
+    def new_buffer(self, s: int, owned: bool) -> None:
+        self.owned[s] = owned
+        self.join(s, s)
+
+    def join(self, s: int, buffer: int) -> None:
+        self.buffer[s] = buffer
+        self.buffer_last_use[buffer] = max(self.buffer_last_use.get(buffer, -1),
+                                           self.last_use[s])
+
+    def dies_here(self, s: int, ins: Instr) -> bool:
+        """May instruction ``ins`` overwrite the buffer of its operand ``s``?
+
+        Only if the code owns it, no slot of it is read after ``ins``, and no
+        other operand of ``ins`` reads it while it is being written."""
+        b = self.buffer.get(s)
+        if b is None or s in self.tape.consts or not self.owned[b]:
+            return False
+        if self.loop is not None and b in self.loop.buffers_read:
+            return False  # the pending loop, emitted after ins, still reads it
+        shared = any(t != s and self.buffer.get(t) == b for t in ins.ins)
+        return not shared and self.buffer_last_use[b] <= self.k
+
+    def define_array(self, ins: Instr, expr: str, view_of: int | None = None) -> str:
+        """``v{out} = expr``: a fresh buffer, or a view of ``view_of``'s buffer."""
+        aval = self.avals[ins.out]
+        name = self.add_var(f"v{ins.out}", ins.out, False, aval.dtype)
+        self.step.lines.append(f"{name} = {expr}")
+        if view_of is None:
+            self.new_buffer(ins.out, owned=True)
+        elif view_of in self.buffer:
+            self.join(ins.out, self.buffer[view_of])
+        else:  # a view of a constant
+            self.new_buffer(ins.out, owned=False)
+        return name
+
+    def define_scalar(self, ins: Instr, expr: str) -> str:
+        name = self.add_var(f"v{ins.out}", ins.out, True, self.avals[ins.out].dtype)
+        self.step.lines.append(f"{name} = {expr}")
+        return name
+
+    def alias(self, ins: Instr, s: int) -> None:
+        """The result is slot ``s``'s value: the same variable, the same buffer."""
+        self.name[ins.out] = self.ref(s)
+        if s in self.buffer:
+            self.join(ins.out, self.buffer[s])
+        elif not self.is_scalar(s):  # a constant array
+            self.new_buffer(ins.out, owned=False)
+
+    def full(self, ins: Instr, value: str) -> str:
+        aval = self.avals[ins.out]
+        return self.define_array(ins, f"np.full({_shape(aval.shape)}, {value}, "
+                                      f"np.{aval.dtype.name})")
+
+    def writable(self, s: int, ins: Instr) -> str:
+        """A buffer holding ``s``'s value that ``ins`` may overwrite: ``s``'s own
+        when it dies here (the chain of adjoint updates), else a copy."""
+        if self.dies_here(s, ins):
+            self.alias(ins, s)
+            return self.name[ins.out]
+        aval = self.avals[ins.out]
+        if self.fresh_accumulator(s):  # zeros: made, not copied
+            return self.full(ins, _literal(self.uniform_value(s), aval.dtype))
+        return self.define_array(ins, f"{self.ref(s)}.copy()")
+
+    # -- the instructions ------------------------------------------------------
+    def generate(self) -> list[_Step]:
+        """The steps of the tape, in order.  Elementwise instructions join the
+        pending loop; an instruction that does not read the loop's values is
+        emitted ahead of it, one that does closes the loop first.  A guard on
+        the loop's accumulators waits for the loop's end: nothing in the loop
+        can fail, and what follows it sees the guard first."""
+        steps = []
+        for k, ins in enumerate(self.tape.instrs):
+            self.k = k
+            if (self.loop is not None and registry[ins.prim].effect == "guard"
+                    and ins.ins[0] in self.loop.results and not self.joins_loop(ins)):
+                self.loop_guards.append(ins)
+                self.name[ins.out] = "True"
+                continue
+            if self.loop is not None and not self.joins_loop(ins):
+                if self.loop_guards or any(s in self.loop.results for s in ins.ins):
+                    steps.append(self.close_loop())
+            if self.loop is not None and self.joins_loop(ins):
+                self.join_loop(ins)
+                continue
+            if self.starts_loop(ins):
+                pending, self.loop = self.loop, _Loop(self.avals[ins.out].shape)
+                self.join_loop(ins)
+                if pending is not None:  # another shape: a loop of its own, now
+                    steps.append(self.close_loop())
+                    self.loop = pending
+                continue
+            self.step = _Step()
+            emit = EMITTERS.get(registry[ins.prim])
+            if emit is None:
+                raise NotImplementedError(f"the Numba backend has no code for primitive "
+                                          f"{ins.prim!r}")
+            emit(self, ins)
+            steps.append(self.step)
+        self.k = len(self.tape.instrs)
+        if self.loop is not None:
+            steps.append(self.close_loop())
+        self.step = _Step()
+        self.emit_outputs()
+        steps.append(self.step)
+        return steps
+
+    # -- constants of one value, and what loops and emitters share ---------------
+    def fresh_accumulator(self, x: int) -> bool:
+        """Is ``x`` a constant of one value (the zeros an adjoint starts from),
+        which a scatter into it makes as a new buffer?"""
+        return self.uniform_value(x) is not None
+
+    def uniform_const(self, s: int) -> str | None:
+        """A constant array of one repeated value (a broadcast scalar, as in
+        ``100.0 * x`` differentiated) as a literal, or None."""
+        value = self.uniform_value(s)
+        return None if value is None else self.literal(value, self.avals[s].dtype)
+
+    def uniform_value(self, s: int) -> Any:
+        """The one value of a constant array of one bit pattern
+        (`analysis.bitwise_uniform`) that a literal reproduces, or None."""
+        if s not in self.tape.consts:
+            return None
+        value = np.asarray(self.tape.consts[s]).reshape(-1)
+        if not bitwise_uniform(value):
+            return None
+        if value.dtype.kind in "fc" and np.isnan(value[0]) and \
+                value[:1].tobytes() != np.full(1, np.nan, value.dtype).tobytes():
+            return None  # a NaN of other bits than the literal np.nan's
+        return value[0]
+
+    def broadcast_index(self, s: int, shape: tuple[int, ...]) -> str:
+        """The flat position in slot ``s`` of element (i0, i1, ...) of ``shape``."""
+        own = self.avals[s].shape
+        if own == shape:
+            return "i"
+        lead = len(shape) - len(own)
+        terms = [f"i{lead + d} * {st}" if st != 1 else f"i{lead + d}"
+                 for d, st in enumerate(c_strides(own)) if own[d] != 1]
+        return " + ".join(terms) or "0"
+
+    def scalar_expr(self, ins: Instr, args: list[str]) -> str:
+        """The expression of an elementwise instruction on scalar operands."""
+        if ins.prim == "where":
+            return f"{args[1]} if {args[0]} else {args[2]}"
+        if ins.prim == "astype":
+            return f"np.{self.avals[ins.out].dtype.name}({self.real_part(ins, args[0])})"
+        prim = registry[ins.prim]
+        template = SCALAR_OPERATORS.get(prim)
+        return template.format(*args) if template else f"np.{UFUNCS[prim]}({', '.join(args)})"
+
+    def emit_outputs(self) -> None:
+        """Every output in a variable of its own: no two outputs share a buffer,
+        and no output is an input, a constant, or a view of one."""
+        returned: set[int] = set()
+        for k, s in enumerate(self.tape.outputs):
+            aval = self.avals[s]
+            name = f"out{k}"
+            if aval.shape == ():
+                expr = self.ref(s, aval.dtype)
+                if expr in self.vars and self.vars[expr].local is None:
+                    name = expr
+                else:
+                    self.step.lines.append(f"{name} = {expr}")
+                    self.add_var(name, None, True, aval.dtype)
+            else:
+                b = self.buffer.get(s)
+                if s in self.tape.consts or not self.owned[b] or b in returned:
+                    self.step.lines.append(f"{name} = {self.ref(s)}.copy()")
+                    self.add_var(name, None, False, aval.dtype, ndim=aval.ndim)
+                else:
+                    name = self.ref(s)
+                    returned.add(b)
+            self.outputs.append(name)
+
+    def operand_dtype(self, ins: Instr) -> np.dtype:
+        """The dtype a weak constant operand of ``ins`` takes (NEP 50)."""
+        for s in ins.ins:
+            weak = s in self.tape.consts and _is_weak(self.tape.consts[s])
+            if not weak and self.avals[s].dtype.kind in "fc":
+                return self.avals[s].dtype
+        out = self.avals[ins.out].dtype
+        return out if out.kind in "fc" else np.dtype(np.float64)

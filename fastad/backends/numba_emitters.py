@@ -1,0 +1,358 @@
+"""The Numba generator's code for each primitive: one ``emit_*`` method each.
+
+`EMITTERS` maps every primitive the Numba backend runs to the method that
+writes its lines (through the generator's variables and buffers,
+`numba_codegen._Generator`, of which `_Emitters` is a part); `NOT_EMITTED`
+lists, with a reason, the builtin primitives it leaves to host calls between
+compiled segments.  Both are keyed by the `Primitive` object and checked at
+import.  An elementwise primitive needs no method of its own: its row in
+`numba_tables.UFUNCS` gives it `emit_elementwise` and a place in fused loops.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..primitives.registry import Primitive, check_table, registry
+from ..primitives.registry import prims as P
+from ..tape import Instr
+from ..transforms.analysis import affine, affine_grid, is_range
+from .numba_loops import _index_expr, _nested_loops
+from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape
+from .fallback import NOT_COMPILED
+
+
+class _Emitters:
+    """The per-primitive part of the generator (mixed into
+    `numba_codegen._Generator`)."""
+
+    def emit_elementwise(self, ins: Instr) -> None:
+        dtype = self.operand_dtype(ins)
+        args = [self.ref(s, dtype) for s in ins.ins]
+        aval = self.avals[ins.out]
+        if aval.shape == ():
+            self.define_scalar(ins, self.scalar_expr(ins, args))
+            return
+        call = f"np.{UFUNCS[registry[ins.prim]]}({', '.join(args)}"
+        for s in ins.ins:  # a dying operand of the result's shape and dtype holds it
+            if self.avals[s] == aval and self.dies_here(s, ins):
+                self.step.lines.append(f"{call}, {self.ref(s)})")
+                self.alias(ins, s)
+                return
+        self.define_array(ins, call + ")")
+
+    def emit_where(self, ins: Instr) -> None:
+        dtype = self.operand_dtype(ins)
+        c, a, b = (self.ref(s, dtype) for s in ins.ins)
+        aval = self.avals[ins.out]
+        if aval.shape == ():
+            self.define_scalar(ins, f"{a} if {c} else {b}")
+            return
+        shape = _shape(aval.shape)
+        c, a, b = (f"np.full({shape}, {text}, np.{kind})" if self.is_scalar(s) else text
+                   for s, text, kind in zip(ins.ins, (c, a, b),
+                                            ("bool_", aval.dtype.name, aval.dtype.name)))
+        self.define_array(ins, f"np.where({c}, {a}, {b})")
+
+    def real_part(self, ins: Instr, x: str) -> str:
+        """x, or its real part when ``ins`` casts complex to real (as NumPy does)."""
+        complex_to_real = (self.avals[ins.ins[0]].dtype.kind == "c"
+                           and self.avals[ins.out].dtype.kind != "c")
+        return f"{x}.real" if complex_to_real else x
+
+    def emit_astype(self, ins: Instr) -> None:
+        aval = self.avals[ins.out]
+        x = self.real_part(ins, self.ref(ins.ins[0]))
+        if aval.shape == ():
+            self.define_scalar(ins, f"np.{aval.dtype.name}({x})")
+        else:
+            self.define_array(ins, f"{x}.astype(np.{aval.dtype.name})")
+
+    def emit_stop_gradient(self, ins: Instr) -> None:
+        self.alias(ins, ins.ins[0])
+
+    def emit_guard(self, ins: Instr) -> None:
+        pred = ins.ins[0]
+        value = self.ref(pred) if self.is_scalar(pred) else f"{self.flat(pred)}[0]"
+        self.step.lines.append(f"if bool({value}) != {bool(ins.kwargs['expected'])}:")
+        self.step.lines.append("    return FAIL")  # the part fills in its failure tuple
+        self.name[ins.out] = "True"
+
+    # -- reductions and scans ----------------------------------------------------
+    @staticmethod
+    def blocks(shape: Sequence[int], axes: Sequence[int]) -> tuple[int, int, int] | None:
+        """(A, N, B) when ``axes`` are adjacent: x seen as (A, N, B) reduces over N."""
+        axes = sorted(axes)
+        if axes != list(range(axes[0], axes[-1] + 1)):
+            return None
+        return (math.prod(shape[:axes[0]]), math.prod(shape[axes[0]:axes[-1] + 1]),
+                math.prod(shape[axes[-1] + 1:]))
+
+    def as_blocks(self, s: int, axes: Sequence[int]) -> tuple[str, tuple[int, int, int]]:
+        """Slot ``s`` as an (A, N, B) array to reduce over N (transposed if needed)."""
+        shape, x = self.avals[s].shape, self.ref(s)
+        dims = self.blocks(shape, axes)
+        if dims is None:  # reduced axes apart: move them last
+            kept = [a for a in range(len(shape)) if a not in axes]
+            perm = tuple(kept + sorted(axes))
+            x = f"np.ascontiguousarray(np.transpose({x}, {perm}))"
+            dims = self.blocks([shape[a] for a in perm], range(len(kept), len(shape)))
+        return f"{x}.reshape({_shape(dims)})", dims
+
+    def emit_reduce(self, ins: Instr) -> None:
+        x = ins.ins[0]
+        axes = tuple(ins.kwargs["axes"])
+        aval, xval = self.avals[ins.out], self.avals[x]
+        combine = REDUCERS[registry[ins.prim]]
+        lines, o = self.step.lines, ins.out
+        if not axes:
+            self.alias(ins, x)
+            return
+        if len(axes) == xval.ndim and xval.size > 0:  # everything: one accumulator
+            xf = self.flat(x)
+            lines.append(f"acc{o} = {xf}[0]")
+            lines.append(f"for i in range(1, {xval.size}):")
+            lines.append(f"    acc{o} = " + combine.format(acc=f"acc{o}", v=f"{xf}[i]"))
+            if aval.shape == ():
+                self.add_var(f"acc{o}", o, True, aval.dtype)
+            else:
+                self.full(ins, f"acc{o}")
+            return
+        dims = self.blocks(xval.shape, axes)
+        if dims is not None and dims[1] > 0 and dims[2] == 1:  # trailing axes: row by row
+            na, nn, _ = dims
+            xf = self.flat(x)
+            lines.append(f"r{o} = np.empty({na}, np.{aval.dtype.name})")
+            lines.append(f"for a in range({na}):")
+            lines.append(f"    row{o} = {xf}[a * {nn}]")
+            lines.append(f"    for n in range(1, {nn}):")
+            lines.append(f"        row{o} = "
+                         + combine.format(acc=f"row{o}", v=f"{xf}[a * {nn} + n]"))
+            lines.append(f"    r{o}[a] = row{o}")
+            if aval.shape == ():
+                self.define_scalar(ins, f"r{o}[0]")
+            else:
+                self.define_array(ins, f"r{o}.reshape({_shape(aval.shape)})")
+            return
+        x3, (na, nn, nb) = self.as_blocks(x, axes)
+        if nn == 0:
+            lines.append(f"r{o} = np.full(({na}, {nb}), {REDUCER_IDENTITY[registry[ins.prim]]}, "
+                         f"np.{aval.dtype.name})")
+        else:
+            lines.append(f"x3_{o} = {x3}")
+            lines.append(f"r{o} = x3_{o}[:, 0, :].copy()")
+            lines.append(f"for a in range({na}):")
+            lines.append(f"    for n in range(1, {nn}):")
+            lines.append(f"        for b in range({nb}):")
+            lines.append(f"            r{o}[a, b] = "
+                         + combine.format(acc=f"r{o}[a, b]", v=f"x3_{o}[a, n, b]"))
+        if aval.shape == ():
+            self.define_scalar(ins, f"r{o}[0, 0]")
+        else:
+            self.define_array(ins, f"r{o}.reshape({_shape(aval.shape)})")
+
+    def emit_cumsum(self, ins: Instr) -> None:
+        x, o = ins.ins[0], ins.out
+        axis, reverse = ins.kwargs["axis"], ins.kwargs["reverse"]
+        aval = self.avals[o]
+        if self.is_scalar(x):
+            self.alias(ins, x)
+            return
+        na, nn, nb = self.blocks(aval.shape, [axis])
+        out = self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+        first, order, prev = ((nn - 1, f"range({nn - 1}, -1, -1)", "n + 1") if reverse
+                              else (0, f"range({nn})", "n - 1"))
+        self.step.lines += [
+            f"x3_{o} = {self.ref(x)}.reshape(({na}, {nn}, {nb}))",
+            f"o3_{o} = {out}.reshape(({na}, {nn}, {nb}))",
+            f"for a in range({na}):",
+            f"    for n in {order}:",
+            f"        for b in range({nb}):",
+            f"            o3_{o}[a, n, b] = x3_{o}[a, n, b] if n == {first} "
+            f"else o3_{o}[a, {prev}, b] + x3_{o}[a, n, b]"]
+
+    # -- shapes ------------------------------------------------------------------
+    def emit_reshape(self, ins: Instr) -> None:
+        x = ins.ins[0]
+        aval = self.avals[ins.out]
+        if aval.shape == self.avals[x].shape:
+            self.alias(ins, x)
+        elif self.is_scalar(x):
+            self.full(ins, self.ref(x, aval.dtype))
+        elif aval.shape == ():
+            self.define_scalar(ins, f"{self.flat(x)}[0]")
+        else:
+            self.define_array(ins, f"{self.ref(x)}.reshape({_shape(aval.shape)})", view_of=x)
+
+    def emit_transpose(self, ins: Instr) -> None:
+        x, perm = ins.ins[0], tuple(ins.kwargs["perm"])
+        if perm == tuple(range(len(perm))):
+            self.alias(ins, x)
+        else:
+            self.define_array(ins, f"np.ascontiguousarray(np.transpose({self.ref(x)}, {perm}))")
+
+    def emit_broadcast_to(self, ins: Instr) -> None:
+        x = ins.ins[0]
+        aval = self.avals[ins.out]
+        if self.avals[x].shape == aval.shape:
+            self.alias(ins, x)
+        elif self.is_scalar(x):
+            self.full(ins, self.ref(x, aval.dtype))
+        else:  # one loop per axis, reading x's element at each position
+            xf = self.flat(x)
+            self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+            out = self.flat(ins.out)
+            pad, flat = _nested_loops(self.step.lines, aval.shape)
+            self.step.lines.append(f"{pad}{out}[{flat}] = {xf}[{self.broadcast_index(x, aval.shape)}]")
+
+    # -- indexing ------------------------------------------------------------------
+    def index_loop(self, idx: np.ndarray, body: str) -> None:
+        """Visit every position of an index array: ``body`` sees ``j`` (the flat
+        position in ``idx``) and ``src`` (the flat index it holds)."""
+        lines = self.step.lines
+        pattern = affine(idx)
+        if pattern is None:  # a block of a 2-D array, read flat?
+            grid = affine_grid(idx.reshape(-1))
+            if grid is not None and len(grid) > 1:
+                idx = idx.reshape(grid)
+                pattern = affine(idx)
+        if pattern is None:
+            table = self.index_table(idx)
+            lines += [f"for j in range({idx.size}):", f"    src = {table}[j]", "    " + body]
+            return
+        start, strides = pattern
+        pad, position = _nested_loops(lines, idx.shape)
+        source = _index_expr(start, strides, [f"i{d}" for d in range(len(strides))])
+        lines += [f"{pad}j = {position}", f"{pad}src = {source}", pad + body]
+
+    def emit_take(self, ins: Instr) -> None:
+        x, idx = ins.ins[0], np.asarray(self.tape.consts[ins.ins[1]], dtype=np.int64)
+        aval = self.avals[ins.out]
+        if self.is_scalar(x):  # every index is 0
+            if aval.shape == ():
+                self.alias(ins, x)
+            else:
+                self.full(ins, self.ref(x))
+        elif idx.ndim == 0:  # the scalar load of a traced loop over x[i]
+            self.define_scalar(ins, f"{self.flat(x)}[{int(idx)}]")
+        elif is_range(idx):  # a slice: a view
+            start = int(idx.reshape(-1)[0])
+            view = f"{self.flat(x)}[{start}:{start + idx.size}]"
+            if aval.ndim != 1:
+                view += f".reshape({_shape(aval.shape)})"
+            self.define_array(ins, view, view_of=x)
+        else:
+            xf = self.flat(x)
+            self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+            self.index_loop(idx, f"{self.flat(ins.out)}[j] = {xf}[src]")
+
+    def emit_scatter(self, ins: Instr, update: str) -> None:
+        x, v = ins.ins[0], ins.ins[2]
+        idx = np.asarray(self.tape.consts[ins.ins[1]], dtype=np.int64)
+        aval, o = self.avals[ins.out], ins.out
+        if aval.shape == ():  # a 0-d target: update a 1-element buffer
+            self.step.lines.append(f"b{o} = np.full(1, {self.ref(x, aval.dtype)}, "
+                                   f"np.{aval.dtype.name})")
+            target = f"b{o}"
+        else:
+            self.writable(x, ins)
+            target = self.flat(ins.out)
+        if self.is_scalar(v):
+            value = self.ref(v, aval.dtype)
+        elif self.avals[v].shape == idx.shape:
+            value = f"{self.flat(v)}[j]"
+        else:  # v broadcasts to idx's shape
+            self.step.lines.append(f"vb{o} = np.broadcast_to({self.ref(v)}, "
+                                   f"{_shape(idx.shape)}).copy().reshape({idx.size})")
+            value = f"vb{o}[j]"
+        if idx.ndim == 0:  # the adjoint of a scalar load: one in-place update
+            self.step.lines.append(f"{target}[{int(idx)}] {update} {value.replace('[j]', '[0]')}")
+        else:
+            self.index_loop(idx, f"{target}[src] {update} {value}")
+        if aval.shape == ():
+            self.define_scalar(ins, f"{target}[0]")
+
+    def emit_scatter_add(self, ins: Instr) -> None:
+        self.emit_scatter(ins, "+=")
+
+    def emit_scatter_set(self, ins: Instr) -> None:
+        self.emit_scatter(ins, "=")
+
+    # -- linear algebra: the 2-D call, looped over equal leading batch axes --------
+    def batched(self, ins: Instr, call: str, core: tuple[int, ...]) -> None:
+        aval, o = self.avals[ins.out], ins.out
+        dt = aval.dtype.name
+        operands = []
+        for s in ins.ins:
+            x = self.ref(s)
+            if self.avals[s].dtype != aval.dtype and aval.dtype.kind in "fc":
+                x = f"{x}.astype(np.{dt})"
+            operands.append(x)
+        a = self.avals[ins.ins[0]]
+        if a.ndim == 2:
+            expr = call.format(*operands)
+            if aval.shape == ():
+                self.define_scalar(ins, expr)
+            else:
+                self.define_array(ins, f"np.ascontiguousarray({expr})")
+            return
+        batch = math.prod(a.shape[:-2])
+        lines = self.step.lines
+        views = []
+        for n, (s, x) in enumerate(zip(ins.ins, operands)):
+            lines.append(f"m{n}_{o} = {x}.reshape({_shape((batch,) + self.avals[s].shape[-2:])})")
+            views.append(f"m{n}_{o}[i]")
+        lines += [f"o{o} = np.empty({_shape((batch,) + core)}, np.{dt})",
+                  f"for i in range({batch}):",
+                  f"    o{o}[i] = {call.format(*views)}"]
+        self.define_array(ins, f"o{o}.reshape({_shape(aval.shape)})")
+
+    def emit_matmul(self, ins: Instr) -> None:
+        a, b = (self.avals[s] for s in ins.ins)
+        self.batched(ins, "np.dot({0}, {1})", (a.shape[-2], b.shape[-1]))
+
+    def emit_solve(self, ins: Instr) -> None:
+        self.batched(ins, "np.linalg.solve({0}, {1})", self.avals[ins.ins[1]].shape[-2:])
+
+    def emit_logabsdet(self, ins: Instr) -> None:
+        self.batched(ins, "np.linalg.slogdet({0})[1]", ())
+
+    def emit_detsign(self, ins: Instr) -> None:
+        self.batched(ins, "np.linalg.slogdet({0})[0]", ())
+
+    # -- host calls: NumPy functions Numba has no code for, called in object mode ----
+    def emit_fft(self, ins: Instr) -> None:
+        """NumPy's FFT with the GIL held, for the one instruction; the rest of the
+        kernel stays compiled, and nothing is traced again."""
+        aval, params = self.avals[ins.out], ins.kwargs
+        transform = "ifftn" if params["inverse"] else "fftn"
+        name = self.add_var(f"v{ins.out}", ins.out, False, aval.dtype)
+        self.host_calls = True
+        self.step.lines += [
+            f"with objmode({name}='{_numba_type(aval.dtype, aval.ndim)}'):",
+            f"    {name} = np.ascontiguousarray(np.fft.{transform}({self.ref(ins.ins[0])}, "
+            f"axes={tuple(params['axes'])}, norm={params['norm']!r}), np.{aval.dtype.name})"]
+        self.new_buffer(ins.out, owned=True)
+
+
+# primitive -> the generator method that emits its code
+EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
+    **{p: _Emitters.emit_elementwise for p in UFUNCS},
+    **{p: _Emitters.emit_reduce for p in REDUCERS},
+    P.where: _Emitters.emit_where, P.astype: _Emitters.emit_astype,
+    P.stop_gradient: _Emitters.emit_stop_gradient, P.guard: _Emitters.emit_guard,
+    P.cumsum: _Emitters.emit_cumsum, P.reshape: _Emitters.emit_reshape,
+    P.transpose: _Emitters.emit_transpose, P.broadcast_to: _Emitters.emit_broadcast_to,
+    P.take: _Emitters.emit_take, P.scatter_add: _Emitters.emit_scatter_add,
+    P.scatter_set: _Emitters.emit_scatter_set, P.matmul: _Emitters.emit_matmul,
+    P.solve: _Emitters.emit_solve, P.logabsdet: _Emitters.emit_logabsdet,
+    P.detsign: _Emitters.emit_detsign, P.fft: _Emitters.emit_fft,
+}, "numba_backend.EMITTERS")
+
+# Builtin primitives the generated code does not compute, each with why: a
+# compiled function whose tape holds one runs it as a host call (its NumPy
+# implementation) between compiled segments (`backends.fallback`).
+NOT_EMITTED: dict[Primitive, str] = check_table(dict(NOT_COMPILED),
+                                                "numba_backend.NOT_EMITTED")

@@ -1,0 +1,377 @@
+"""The Numba generator's fused loops: elementwise code of one shape as one loop.
+
+Consecutive elementwise instructions over arrays of one shape become one
+loop over the elements (`_Loop`), full reductions of their values become
+accumulators in it, gathers by an index table affine over the loop become
+reads at ``start + i * stride``, and scatter-adds into an accumulator the
+code owns become in-place updates, delayed a few iterations where needed so
+every element gets its updates in tape order (bitwise the unfused results).
+`_scatter_delays` finds the delays (the grid an index table is affine over
+is `analysis.affine_grid`), and `_sink_scalars` moves scalar work down to
+its first reader so it does not split a loop.  `_LoopFusion` is the part of
+the generator (`numba_codegen._Generator`) that gathers and closes loops.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..primitives.registry import registry
+from ..primitives.registry import prims as P
+from ..tape import Instr, Tape
+from ..transforms.analysis import affine, affine_grid, c_strides, common_affine_grid, is_range
+from .numba_tables import REDUCER_START, REDUCERS, UFUNCS, _literal, _shape, _Step
+
+
+MAX_DELAY = 4  # iterations a fused scatter may wait to keep its order (see _Loop)
+
+
+def _scatter_delays(indexed: Sequence[tuple[Instr, np.ndarray]], grid: tuple[int, ...],
+                    target: Callable[[Instr], int]) -> dict[int, tuple[int, int, int]] | None:
+    """For each scatter of a fused loop, (delay, start, stride): its update of
+    element ``start + stride * i`` uses the value computed ``delay``
+    iterations earlier, so that every element of an accumulator receives its
+    updates in tape order, as the scatters run one after another would, and
+    results stay bitwise those of unfused code.  None when no such schedule
+    exists (the loop then leaves the scatter out)."""
+    groups: dict[int, list[tuple[Instr, int, list[int]]]] = {}
+    for ins, flat in indexed:
+        if ins.prim == "scatter_add":
+            start, strides = affine(flat.reshape(grid))
+            groups.setdefault(target(ins), []).append((ins, start, strides))
+    delays = {}
+    for members in groups.values():
+        if len({(start, tuple(strides)) for _, start, strides in members}) == 1:
+            delays.update((ins.out, (0, start, 0)) for ins, start, _ in members)
+            continue  # every update of an iteration goes to one element
+        strides = {tuple(st) for _, _, st in members}
+        if len(grid) != 1 or len(strides) != 1 or strides.pop()[0] <= 0:
+            return None
+        step = members[0][2][0]
+        low = min(start for _, start, _ in members)
+        order = []
+        for ins, start, _ in members:
+            if (start - low) % step:
+                return None
+            order.append((start - low) // step)
+            delays[ins.out] = (order[-1], low, step)
+        if order != sorted(order) or order[-1] > MAX_DELAY:
+            return None
+    return delays
+
+
+def _sink_scalars(tape: Tape) -> Tape:
+    """The tape with each instruction on scalars moved down to just before its
+    first reader.  A scalar computed from a loop's accumulators (the value of
+    a sum, returned as an output) would otherwise close the loop before the
+    adjoint's elementwise code, which never reads it, could join."""
+    moved: list[Instr] = []
+    pending: dict[int, Instr] = {}  # out slot -> instruction waiting for a reader
+
+    def emit_needed(ins: Instr) -> None:
+        """Emits the pending instructions ``ins`` reads, theirs first: a loop,
+        not recursion, as a scalar chain can be a loop's whole length."""
+        stack = [(ins, iter(ins.ins))]
+        while stack:
+            current, inputs = stack[-1]
+            for s in inputs:
+                waiting = pending.pop(s, None)
+                if waiting is not None:
+                    stack.append((waiting, iter(waiting.ins)))
+                    break
+            else:
+                stack.pop()
+                if current is not ins:
+                    moved.append(current)
+
+    for ins in tape.instrs:
+        if (registry[ins.prim].effect is None and tape.avals[ins.out].shape == ()
+                and all(tape.avals[s].shape == () for s in ins.ins)):
+            pending[ins.out] = ins
+            continue
+        emit_needed(ins)
+        moved.append(ins)
+    for out in sorted(pending, key=lambda out: pending[out].out):  # read by outputs only
+        waiting = pending.pop(out, None)
+        if waiting is not None:
+            emit_needed(waiting)
+            moved.append(waiting)
+    return Tape(inputs=tape.inputs, outputs=tape.outputs, consts=tape.consts, instrs=moved,
+                avals=tape.avals)
+
+
+def _nested_loops(lines: list[str], shape: Sequence[int]) -> tuple[str, str]:
+    """Appends ``for i0 ...: for i1 ...:`` over ``shape``; returns the body's
+    indentation and the flat C-order position of (i0, i1, ...)."""
+    pad = ""
+    for d, n in enumerate(shape):
+        lines.append(f"{pad}for i{d} in range({n}):")
+        pad += "    "
+    return pad, " + ".join(f"i{d} * {st}" for d, st in enumerate(c_strides(shape))) or "0"
+
+
+def _index_expr(start: int, strides: Sequence[int], names: Sequence[str]) -> str:
+    terms = [str(start)] if start else []
+    terms += [name if st == 1 else f"{name} * {st}" for name, st in zip(names, strides) if st]
+    return " + ".join(terms) or "0"
+
+
+@dataclass
+class _Loop:
+    """Elementwise instructions of one shape fused into one loop over the
+    elements, and full reductions of their values folded into accumulators:
+    ``sum(sin(x) * x**2)`` allocates nothing.  Only values read outside the
+    loop are stored into arrays.
+
+    Gathers by an index table affine over the loop (``x[i + 1]``, a 2-D block)
+    join as reads ``x[start + i * stride]``, and scatter-adds of loop values
+    into an accumulator the code owns as in-place updates, so the adjoint of
+    a rerolled scalar loop is one pass, as a hand-written gradient loop is.
+    Their index tables set the loop's ``grid``: the nested loops the flat
+    position ``i`` runs over."""
+
+    shape: tuple[int, ...]
+    members: list[Instr] = field(default_factory=list)
+    reductions: list[Instr] = field(default_factory=list)
+    positions: set[int] = field(default_factory=set)  # of its instructions in the tape
+    values: set[int] = field(default_factory=set)  # elementwise values it computes
+    results: set[int] = field(default_factory=set)  # values and accumulators
+    buffers_read: set[int] = field(default_factory=set)
+    indexed: list[tuple[Instr, np.ndarray]] = field(default_factory=list)  # with flat tables
+    written: dict[int, int] = field(default_factory=dict)  # scatter output -> its buffer
+    broadcasts: bool = False  # some member broadcasts an operand (nested loops per axis)
+    prelude: list[_Step] = field(default_factory=list)  # accumulators its scatters make
+    zeroed: dict[int, _Step] = field(default_factory=dict)  # scatter out -> prelude making +0s
+
+
+class _LoopFusion:
+    """The fused loops of the generator (mixed into `numba_codegen._Generator`,
+    whose variables and buffers these methods use)."""
+
+    ELEMENTWISE = frozenset(UFUNCS) | {P.where, P.astype}
+
+    def starts_loop(self, ins: Instr) -> bool:
+        shape = self.avals[ins.out].shape
+        if ins.prim == "take":
+            return shape != () and self.fusable_gather(ins) is not None
+        return registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+
+    def fusable_gather(self, ins: Instr) -> np.ndarray | None:
+        """The flat index table of a gather that can be a loop member: a table
+        (not a slice, which is a view already) affine over some grid."""
+        x, i = ins.ins
+        idx = np.asarray(self.tape.consts.get(i, 0))
+        if i not in self.tape.consts or idx.ndim == 0 or self.is_scalar(x) or is_range(idx):
+            return None
+        flat = idx.reshape(-1).astype(np.int64)
+        return flat if affine_grid(flat) is not None else None
+
+    def joins_loop(self, ins: Instr) -> bool:
+        loop = self.loop
+        if registry[ins.prim] in REDUCERS:  # a full reduction of a loop value: an accumulator
+            x = ins.ins[0]
+            return (x in loop.values and not ins.kwargs["keepdims"]
+                    and len(ins.kwargs["axes"]) == len(loop.shape))
+        if ins.prim in ("take", "scatter_add"):
+            return self.indexed_joins(ins)
+        # operands of the loop's shape or broadcast to it (the output's shape is
+        # the broadcast of the operands'), never an accumulator still pending
+        return (registry[ins.prim] in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
+                and not any(self.is_scalar(s) and s in loop.results for s in ins.ins)
+                and not any(s in loop.written for s in ins.ins)
+                and not (loop.indexed and self.broadcasts(ins)))
+
+    def broadcasts(self, ins: Instr) -> bool:
+        return any(not self.is_scalar(s) and self.avals[s].shape != self.loop.shape
+                   for s in ins.ins)
+
+    def indexed_joins(self, ins: Instr) -> bool:
+        loop = self.loop
+        if loop.broadcasts:
+            return False
+        if ins.prim == "take":
+            flat = self.fusable_gather(ins)
+            x = ins.ins[0]
+            if (flat is None or self.avals[ins.out].shape != loop.shape or x in loop.results
+                    or self.buffer.get(x) in loop.written.values()):
+                return False
+        else:
+            x, i, v = ins.ins
+            if i not in self.tape.consts or v not in loop.values:
+                return False
+            flat = np.asarray(self.tape.consts[i]).reshape(-1).astype(np.int64)
+            if flat.size != math.prod(loop.shape) or self.is_scalar(x) or x in loop.values:
+                return False
+            if not (self.fresh_accumulator(x) or x in self.buffer and self.dies_here(x, ins)):
+                return False
+        indexed = loop.indexed + [(ins, flat)]
+        grid = common_affine_grid([f for _, f in indexed])
+        return grid is not None and _scatter_delays(indexed, grid, self.target) is not None
+
+    def target(self, ins: Instr) -> int:
+        """The buffer a fused scatter updates (a key of its own for one that
+        is yet to make its buffer)."""
+        x = ins.ins[0]
+        if x in self.tape.consts:
+            return self.buffer.get(ins.out, -1 - ins.out)
+        return self.buffer[x]
+
+    def join_loop(self, ins: Instr) -> None:
+        loop = self.loop
+        loop.positions.add(self.k)
+        loop.results.add(ins.out)
+        if registry[ins.prim] in REDUCERS:
+            loop.reductions.append(ins)
+            return
+        loop.members.append(ins)
+        if ins.prim == "scatter_add":  # in place: the result is the target's variable
+            x, i, _ = ins.ins
+            loop.indexed.append((ins, np.asarray(self.tape.consts[i]).reshape(-1)
+                                 .astype(np.int64)))
+            if x in self.tape.consts:  # made before the loop, with the loop's step
+                outer, self.step = self.step, _Step()
+                self.writable(x, ins)
+                loop.prelude.append(self.step)
+                first = np.asarray(self.tape.consts[x]).reshape(-1)[0]
+                if (self.fresh_accumulator(x) and first.dtype.kind == "f" and first == 0
+                        and not np.signbit(first)):  # writable made it with np.full
+                    loop.zeroed[ins.out] = self.step
+                self.step = outer
+            else:
+                self.name[ins.out] = self.name[x]
+                self.join(ins.out, self.buffer[x])
+            loop.written[ins.out] = self.buffer[ins.out]
+            return
+        if ins.prim == "take":
+            loop.indexed.append((ins, self.fusable_gather(ins)))
+        else:
+            loop.broadcasts = loop.broadcasts or self.broadcasts(ins)
+        loop.values.add(ins.out)
+        for s in ins.ins:
+            if s in self.buffer:
+                loop.buffers_read.add(self.buffer[s])
+
+    def close_loop(self) -> _Step:
+        loop, self.loop = self.loop, None
+        size = math.prod(loop.shape)
+        grid = common_affine_grid([flat for _, flat in loop.indexed]) if loop.indexed else None
+        names = ["i"] if grid is None or len(grid) == 1 else [f"i{d}" for d in range(len(grid))]
+        where = {ins.out: affine(flat.reshape(grid)) for ins, flat in loop.indexed}
+        delays = _scatter_delays(loop.indexed, grid, self.target) if grid else {}
+        scatter_at = {}  # scatter output -> the element it updates in iteration i
+        for ins in loop.members:
+            if ins.prim == "scatter_add":
+                delay, low, step = delays[ins.out]
+                scatter_at[ins.out] = _index_expr(*(where[ins.out] if delay == step == 0
+                                                    else (low, [step])), names)
+        most = max((d for d, _, _ in delays.values()), default=0)
+        nested = loop.broadcasts or len(names) > 1
+        local = {} if nested else self.local_accumulators(loop, scatter_at, size + most)
+        self.step = _Step()
+        for made in loop.prelude:
+            self.step.lines += made.lines
+            self.step.reads += made.reads
+            self.step.defines += made.defines
+        lines = self.step.lines
+        stored = []
+        for ins in loop.members:  # values read after the loop are kept in arrays
+            if ins.out in loop.values and any(r not in loop.positions
+                                              for r in self.readers[ins.out]):
+                stored.append(ins)
+                aval = self.avals[ins.out]
+                self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+        for ins in loop.reductions:
+            dt = self.avals[ins.out].dtype
+            lines.append(f"acc{ins.out} = {_literal(REDUCER_START[registry[ins.prim]], dt)}")
+        body, late, shift, fill = [], [], [], []
+        for ins in loop.members:
+            if ins.prim == "scatter_add":
+                continue
+            if ins.prim == "take":
+                position = _index_expr(*where[ins.out], names)
+                body.append(f"e{ins.out} = {self.flat(ins.ins[0])}[{position}]")
+                continue
+            dtype = self.operand_dtype(ins)
+            args = [f"e{s}" if s in loop.values else
+                    self.ref(s, dtype) if self.is_scalar(s) else
+                    self.uniform_const(s) or
+                    f"{self.flat(s)}[{self.broadcast_index(s, loop.shape)}]" for s in ins.ins]
+            body.append(f"e{ins.out} = {self.scalar_expr(ins, args)}")
+        for ins in loop.members:
+            if ins in stored:
+                body.append(f"{self.flat(ins.out)}[i] = e{ins.out}")
+        for ins in loop.reductions:
+            acc = f"acc{ins.out}"
+            combine = REDUCERS[registry[ins.prim]]
+            body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
+        for ins in loop.members:  # in tape order: each element's updates keep their order
+            if ins.prim != "scatter_add":
+                continue
+            buffer = loop.written[ins.out]
+            target = f"t{local[buffer]}" if buffer in local else \
+                f"{self.flat(ins.out)}[{scatter_at[ins.out]}]"
+            value = f"e{ins.ins[2]}"
+            delay = delays[ins.out][0]
+            if delay == 0:
+                body.append(f"{target} += {value}")
+            else:  # the value of `delay` iterations ago, kept in q<out>_<delay>
+                q = [f"q{ins.out}_{d}" for d in range(1, delay + 1)]
+                zero = _literal(0, self.avals[ins.out].dtype)
+                lines.append(f"{' = '.join(q)} = {zero}")
+                late += [f"if i >= {delay} and i < {size + delay}:", f"    {target} += {q[-1]}"]
+                shift += [f"{a} = {b}" for a, b in zip(q[:0:-1], q[-2::-1])]
+                fill.append(f"{q[0]} = {value}")
+        first = [f"t{o} = {_literal(0, self.avals[o].dtype)}" for o in local.values()]
+        store = [line for o in local.values() for line in
+                 ([f"if i < {self.avals[o].size}:", f"    {self.flat(o)}[i] = t{o}"]
+                  if self.avals[o].size < size + most else [f"{self.flat(o)}[i] = t{o}"])]
+        if nested:  # one loop per axis of the shape or grid
+            pad, flat = _nested_loops(lines, loop.shape if loop.broadcasts else grid)
+            lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
+        elif most:  # scatters wait up to `most` iterations past the last element
+            lines.append(f"for i in range({size + most}):")
+            lines += ["    " + line for line in first]
+            lines += [f"    if i < {size}:"] + ["        " + line for line in body]
+            lines += ["    " + line for line in late + store + shift]
+            lines += [f"    if i < {size}:"] + ["        " + line for line in fill]
+        else:
+            lines.append(f"for i in range({size}):")
+            lines += ["    " + line for line in first + body + store]
+        for ins in loop.reductions:
+            self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
+        guards, self.loop_guards = self.loop_guards, []
+        for ins in guards:
+            self.emit_guard(ins)
+        return self.step
+
+    def local_accumulators(self, loop: _Loop, scatter_at: dict[int, str], visits: int
+                           ) -> dict[int, int]:
+        """The accumulators a 1-D loop may sum per element in a local variable
+        and store once, instead of adding each update into memory: the loop
+        made them as zeros and every update lands on element ``i`` in the
+        iteration ``i`` that covers it (iterations 0 .. visits - 1).  Their
+        arrays then start uninitialized, each element adding its updates in
+        tape order to +0 as memory would, bit for bit.  Maps buffer -> the
+        scatter output whose variable names it."""
+        groups: dict[int, list[int]] = {}
+        for ins in loop.members:
+            if ins.prim == "scatter_add":
+                groups.setdefault(loop.written[ins.out], []).append(ins.out)
+        local = {}
+        for buffer, outs in groups.items():
+            made = outs[0]
+            if (made in loop.zeroed and all(scatter_at[o] == "i" for o in outs)
+                    and self.avals[made].size <= visits):
+                local[buffer] = made
+        for made in local.values():  # their arrays need no zeros
+            name, aval = self.name[made], self.avals[made]
+            empty = f"{name} = np.empty({_shape(aval.shape)}, np.{aval.dtype.name})"
+            step = loop.zeroed[made]
+            step.lines = [empty if line.startswith(f"{name} = ") else line for line in step.lines]
+        return local
+
+
+assert all(p.elementwise for p in _LoopFusion.ELEMENTWISE), "a loop member that is not elementwise"
