@@ -40,7 +40,7 @@ from .errors import SignatureError, TapeError, TracingError
 from .primitives.registry import registry
 from .serialize import decode, dumps, encode, loads, tape_from_bytes
 from .tape import Tape, where
-from .tracer import Tracer, recording, replay, user_stacklevel
+from .tracer import IntTracer, IntValueNeeded, Tracer, recording, replay, user_stacklevel
 from .transforms.optimize import eliminate_dead_code, optimize
 from .transforms.reroll import reroll
 from .transforms.reverse import ReleasedValueRead
@@ -111,6 +111,10 @@ def _static_names(fn: Callable[..., Any] | None, static_argnums: Sequence[int],
 
 def _any_tracer(tree: Any) -> bool:
     return any(isinstance(leaf, Tracer) for leaf in pytree.flatten(tree)[0])
+
+
+#: an integer argument taken as data (`IntTracer`): a float64 0-d input
+INT_DATA = ((), "i")
 
 
 def _leaf_key(leaf: Any) -> Any:
@@ -323,6 +327,9 @@ class Specializer:
                            if check_nans is None else check_nans)
         self.eager = eager
         self.max_traces = MAX_TRACES_PER_SIGNATURE if max_traces is None else max_traces
+        # the arguments (positions, keyword names) whose integers a trace used
+        # by value (`IntValueNeeded`): keyed by value; other integers are data
+        self.int_static: set[Any] = set()
         self.gave_up: set[Any] = set()
         self.fallbacks_warned: set[tuple[str, ...]] = set()
         self.outputs, self.unpack = KINDS[kind]
@@ -381,8 +388,13 @@ class Specializer:
                 key.append(self._split_leaves(value, False, name, dynamic, traced) + (name,))
         return tuple(key), dynamic
 
-    @staticmethod
-    def _split_leaves(arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
+    def _int_data(self, leaf: Any, where: int | str) -> bool:
+        """Is ``leaf`` an integer this function takes as data (`IntTracer`)?
+        Integers past 2**53 are not exact in the float64 input: keyed by value."""
+        return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
+                and where not in self.int_static and -2**53 < leaf < 2**53)
+
+    def _split_leaves(self, arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
                       traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
         """The signature of one argument (positional ``where``, or keyword
         ``where``), its dynamic leaves appended to ``dynamic``."""
@@ -401,6 +413,10 @@ class Specializer:
                                    else f"keyword argument {where!r}")
             if differentiated:
                 leaf = _as_differentiable(leaf)
+            elif self._int_data(leaf, where):
+                dynamic.append(np.float64(leaf))
+                parts.append(INT_DATA)
+                continue
             if _is_dynamic(leaf):
                 if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
                     # native order here: no backend ever reads swapped bytes
@@ -422,6 +438,14 @@ class Specializer:
 
     def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
                grads_only: bool = False) -> Any:
+        while True:
+            try:
+                return self._inline(args, kwargs, grads_only)
+            except IntValueNeeded as need:
+                self._key_by_value(need)
+
+    def _inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+                grads_only: bool = False) -> Any:
         """A call on traced values (inside an enclosing transformation or trace):
         the cached tape of their signature, replayed on them, so that the
         enclosing trace records its primitives; traced first (on the traced
@@ -477,6 +501,27 @@ class Specializer:
         again when no cached trace fits.  ``grads_only`` (value and gradient
         kinds): run `grads_of` the trace, and return (None, grads).  A call on
         traced values is inlined (`inline`)."""
+        while True:
+            try:
+                return self._general(args, grads_only, kwargs)
+            except IntValueNeeded as need:
+                self._key_by_value(need)
+
+    def _key_by_value(self, need: IntValueNeeded) -> None:
+        """A trace used the value of integer arguments taken as data: key them
+        by value from now on (the next signature computed says so)."""
+        with self._cache_lock:
+            new = need.sources - self.int_static
+            if not new:
+                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, need.sources))} "
+                                   "were needed by value twice")
+            self.int_static |= new
+        log.info("fastad: %s uses the value of its integer argument(s) %s (an index, a range, "
+                 "a shape): keyed by value from now on",
+                 getattr(self.fn, "__qualname__", "the function"), sorted(map(str, new)))
+
+    def _general(self, args: tuple[Any, ...], grads_only: bool,
+                 kwargs: dict[str, Any] | None) -> Any:
         try:
             key, dynamic = self.split(args, kwargs)
         except _TracedArguments:
@@ -664,12 +709,18 @@ class Specializer:
             wrt: list[Tracer] = []
             in_trees: list[Any] = []
 
-            def traced_tree(arg: Any, differentiated: bool, where: str) -> Any:
+            def traced_tree(arg: Any, differentiated: bool, where: str,
+                            position: int | str) -> Any:
                 leaves, tree = pytree.flatten(arg)
                 traced = []
                 for leaf in leaves:
                     if differentiated:
                         leaf = _as_differentiable(check_leaf(leaf, where))
+                    elif self._int_data(leaf, position):
+                        t = builder.new_input(np.float64(leaf))
+                        inputs.append(t)
+                        traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
+                        continue
                     if _is_dynamic(leaf):
                         t = builder.new_input(check_leaf(leaf, where))
                         inputs.append(t)
@@ -685,9 +736,9 @@ class Specializer:
             for i, arg in enumerate(args):
                 if i not in self.static_argnums:
                     new_args[i] = traced_tree(arg, self.wrt is not None and i in self.wrt,
-                                              f"argument {i}")
+                                              f"argument {i}", i)
             new_kwargs = {name: kwargs[name] if name in self.static_argnames else
-                          traced_tree(kwargs[name], False, f"keyword argument {name!r}")
+                          traced_tree(kwargs[name], False, f"keyword argument {name!r}", name)
                           for name in sorted(kwargs)}
             out = self.fn(*new_args, **new_kwargs)
             out_leaves, out_tree = pytree.flatten(out)
@@ -725,6 +776,7 @@ class Specializer:
                 "exact_sums": self.exact_sums,
                 "static_argnums": tuple(sorted(self.static_argnums)),
                 "static_argnames": tuple(sorted(self.static_argnames)),
+                "int_static": tuple(sorted(self.int_static, key=str)),
                 "backend": self.backend_name, "max_traces": self.max_traces,
                 "max_signatures": self.max_signatures, "check_nans": self.check_nans,
                 "entries": [(encode(key), [(e.tape.to_bytes(), encode(tuple(e.structure)))
@@ -748,6 +800,7 @@ class Specializer:
                    reroll=bool(state["reroll"]), exact_sums=bool(state["exact_sums"]),
                    max_signatures=_saved_max_signatures(state.get("max_signatures")),
                    static_argnames=_checked_argnames(state.get("static_argnames", ())))
+        spec.int_static = set(_checked_int_static(state.get("int_static", ())))
         for key, entries in state["entries"]:
             key = decode(key)
             for tape_bytes, structure in entries:
@@ -898,8 +951,15 @@ def _check_signature(key: Any, tape: Tape) -> None:
     dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
                if part[0] not in ("array", "value")]
     declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
-    if [(tuple(shape), char) for shape, char in dynamic] != declared:
+    if [(tuple(shape), "d" if (shape, char) == INT_DATA else char)
+            for shape, char in dynamic] != declared:
         raise TapeError("a saved signature does not match the inputs of its tape")
+
+
+def _checked_int_static(value: Any) -> tuple[Any, ...]:
+    if not isinstance(value, tuple) or not all(isinstance(v, (int, str)) for v in value):
+        raise TapeError("a saved function's integer arguments kept by value are malformed")
+    return value
 
 
 def _describe(key: Any) -> str:

@@ -4,10 +4,13 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 import fastad as fa
 from fastad import pytree
+from conftest import BACKENDS
 from helpers import rosenbrock, rosenbrock_loop
 
 rng = np.random.default_rng(1)
@@ -188,14 +191,27 @@ def test_signature_cache(backend):
     assert h.cache_info()["traces"] == 2
 
 
-def test_non_float_arguments_are_compiled_in(backend):
+def test_integer_arguments_are_data_until_their_value_is_used(backend):
+    """An int argument used in arithmetic is data: one trace for every value
+    (an optimizer passing its iteration number); one whose value the trace
+    needs (a range, an index, a shape) is keyed by value from then on."""
     def power_sum(x, n):
-        return np.sum(x ** n)
-    g = fa.compile(power_sum, backend=backend)
+        return np.sum(x ** n) * (1.0 + 0.5 ** (n + 1)) + n * 2 - (3 - n)
+
+    def looped(x, n):
+        return sum(x[j] ** 2 for j in range(n)) + np.sum(x[n % 3:]) * n
+
     x = rng.standard_normal(4)
-    np.testing.assert_allclose(g(x, 3), 3 * x ** 2, rtol=1e-12)
-    np.testing.assert_allclose(g(x, 2), 2 * x, rtol=1e-12)
-    assert g.cache_info()["traces"] == 2
+    g = fa.compile(power_sum, backend=backend)
+    for n in (3, 2, 5, np.int64(4), 0, -2):
+        np.testing.assert_allclose(g(x, n), fa.grad(power_sum)(x, n), rtol=1e-12)
+    assert g.cache_info()["traces"] == 1
+    loaded = fa.loads(fa.dumps(g))  # a saved function takes every integer too
+    np.testing.assert_allclose(loaded(x, 7), fa.grad(power_sum)(x, 7), rtol=1e-12)
+    h = fa.compile(looped, backend=backend)
+    for n in (1, 3, 2, 3):
+        np.testing.assert_allclose(h(x, n), fa.grad(looped)(x, n), rtol=1e-12)
+    assert h.cache_info()["signatures"] == 3
 
 
 def test_static_argnums_and_pytrees(backend):
@@ -337,3 +353,34 @@ def test_gradient_alone_skips_the_value(backend):
         if f is rosenbrock:  # (the loop's guards sum their counts)
             assert "sum" in g.tape.stats()["by_primitive"]
             assert "sum" not in alone.stats()["by_primitive"]
+
+
+_INT_STEPS = [lambda n, k: n + k, lambda n, k: n * k, lambda n, k: k - n, lambda n, k: -n,
+              lambda n, k: abs(n), lambda n, k: n - k]
+_FLOAT_USES = [lambda x, n: x * n, lambda x, n: x ** 2 * (0.9 ** abs(n)), lambda x, n: x / (n * n + 1),
+               lambda x, n: np.sin(x + n)]
+_VALUE_USES = [lambda x, n: x[abs(n) % x.size], lambda x, n: np.sum(x[:abs(n) % 3 + 1]),
+               lambda x, n: sum(x[j] for j in range(abs(n) % 4))]
+
+
+@settings(max_examples=30, deadline=None)
+@given(steps=st.lists(st.tuples(st.integers(0, len(_INT_STEPS) - 1), st.integers(-3, 3)),
+                      max_size=4),
+       use=st.integers(0, len(_FLOAT_USES) + len(_VALUE_USES) - 1),
+       values=st.lists(st.integers(-50, 50), min_size=1, max_size=6))
+def test_integer_argument_programs_match_eager(steps, use, values):
+    """Random integer arithmetic on an int argument, then a float use (data:
+    one trace) or a use of its value (keyed by value): compiled == eager."""
+    uses = _FLOAT_USES + _VALUE_USES
+
+    def f(x, n):
+        for k, c in steps:
+            n = _INT_STEPS[k](n, c)
+        return np.sum(uses[use](x, n) * x)
+
+    x = np.linspace(0.3, 1.1, 5)
+    g = fa.compile(f, backend="c" if "c" in BACKENDS else "numpy")
+    for n in values:
+        np.testing.assert_allclose(g(x, n), fa.grad(f)(x, n), rtol=1e-12, atol=1e-12)
+    if use < len(_FLOAT_USES):
+        assert g.cache_info()["traces"] == 1
