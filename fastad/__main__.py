@@ -22,6 +22,21 @@ def _per_call(fn, x, seconds=0.2):
     return (time.perf_counter() - start) / reps
 
 
+def _progress(g):
+    """A SciPy callback printing the iteration, objective and gradient norm at
+    iterations 1, 2, 5, 10, 20, 50, ... (one compiled value_and_grad each)."""
+    state = {"k": 0, "next": 1}
+
+    def callback(xk, *_):
+        state["k"] += 1
+        if state["k"] == state["next"]:
+            value, grad = g.value_and_grad(xk)
+            print(f"   {state['k']:>9}  {value:10.3e}  {np.linalg.norm(grad):10.3e}", flush=True)
+            step = state["next"]
+            state["next"] = step * 5 // 2 if str(step)[0] == "2" else step * 2
+    return callback
+
+
 def main() -> None:
     x0 = np.full(4, -1.0)
     print("1. The tape fastad records for rosenbrock(x), x of length 4:\n")
@@ -34,10 +49,12 @@ def main() -> None:
     n = 1000
     backend = fa.backends_available()[0]
     g = fa.compile(rosenbrock)
-    start = time.perf_counter()
-    result = fa.minimize(g, np.full(n, -1.0), method="L-BFGS-B", options={"maxiter": 10000})
-    elapsed = time.perf_counter() - start
     print(f"\n3. fastad.minimize (L-BFGS-B, compiled gradient, backend {backend!r}), n = {n}:")
+    print(f"   {'iteration':>9}  {'objective':>10}  {'|gradient|':>10}")
+    start = time.perf_counter()
+    result = fa.minimize(g, np.full(n, -1.0), method="L-BFGS-B", options={"maxiter": 10000},
+                         callback=_progress(g))
+    elapsed = time.perf_counter() - start
     print(f"   f = {result.fun:.3e} after {result.nit} iterations, {result.nfev} gradient "
           f"evaluations, {elapsed:.2f} s including tracing and compilation")
     print(f"   max |x - 1| = {np.max(np.abs(result.x - 1.0)):.2e}")
