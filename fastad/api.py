@@ -247,9 +247,33 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
 
 def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
          has_aux: bool = False) -> Callable[..., Any]:
-    """The gradient of scalar-valued ``f`` w.r.t. ``args[argnums]``, traced on every call
-    (``strong_zero``: see `value_and_grad`).  ``has_aux=True``: f returns
-    ``(value, aux)`` and the result is ``(grad, aux)``."""
+    """The gradient of scalar-valued ``f``, eager: ``fastad.grad(f)(*args)``
+    runs ``f`` on traced values and its reverse sweep on every call, as
+    autograd's ``grad`` does (for a function called many times with arrays
+    of the same shapes, `fastad.compile` is the compiled equivalent).
+
+    Args:
+        f: a function returning a scalar (or one element of any shape).
+        argnums: the argument (an int) or arguments (a tuple) to
+            differentiate; each is a pytree (tuples, lists, dicts,
+            namedtuples) of float arrays and numbers, and its gradient has
+            its structure. Other arguments, and keyword arguments, are passed
+            through undifferentiated.
+        strong_zero: see `value_and_grad`.
+        has_aux: ``f`` returns ``(value, aux)``; the result is ``(grad, aux)``.
+
+    Anything Python does works, since ``f`` runs on every call: branches,
+    loops, closures, ``np.random``. Gradients of gradients (``grad(grad(f))``),
+    ``jvp``/``vmap`` of gradients and gradients of compiled functions compose.
+
+    Example::
+
+        def f(x):
+            return np.sum(np.sin(x) * x ** 2)
+
+        fastad.grad(f)(np.linspace(0, 1, 5))
+        fastad.grad(fastad.grad(lambda t: np.sin(t) ** 2))(0.3)
+    """
     vg = value_and_grad(f, argnums, strong_zero, has_aux)
 
     @functools.wraps(f)

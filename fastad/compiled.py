@@ -1246,29 +1246,67 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
         backend: str = "auto", max_traces: int | None = None,
         check_nans: bool | None = None, reroll: bool = True, exact_sums: bool = False,
         max_signatures: int | None = None, static_argnames: Sequence[str] = ()) -> Any:
-    """Compile ``fn`` (any function of float arrays, ``grad(f)`` included).
+    """Compile ``fn``: trace it once per argument signature into a tape of
+    primitive operations, optimize it, and run the tape (on the C VM, or code
+    Numba compiles) on every later call, without running ``fn``'s Python.
 
-    Arguments, positional and keyword, are pytrees: their float leaves are
-    data (part of the signature by shape and dtype), every other leaf is
-    compiled in and keyed by value.  ``static_argnums`` and
-    ``static_argnames`` name arguments that are keyed by value whole
-    (hashable; a new value traces again); a parameter named by either is
-    static however it is passed.
-    Called on traced values (``fastad.grad(fastad.jit(f))``, ``vmap``, an
-    enclosing ``jit``), the jitted function is inlined: ``fn`` runs on them.
-    ``max_traces``: how many traces (paths through data-dependent branches)
-    one signature may accumulate before fastad warns and evaluates eagerly.
-    ``max_signatures``: how many argument signatures (shapes, dtypes, static
-    values) stay compiled; beyond it the least recently used one is dropped,
-    and traced again if it comes back (default `MAX_SIGNATURES`, 64, or the
-    environment variable FASTAD_MAX_SIGNATURES).
-    ``check_nans`` (or the environment variable FASTAD_CHECK_NANS=1): raise
-    FloatingPointError naming the primitive, source line and operands of the
-    first instruction that turned finite values into NaN or inf, whenever a
-    result is not finite.
-    ``reroll``: turn scalar Python loops into vector code (see
-    `fastad.transforms.reroll`); sums over rerolled loops are then reassociated,
-    unless ``exact_sums`` keeps summation loops unrolled and bit-exact.
+    Args:
+        fn: any function of arrays and numbers (``fastad.grad(f)`` included);
+            usable as a decorator, ``@fastad.jit`` or ``@fastad.jit(...)``.
+        static_argnums, static_argnames: arguments keyed by value whole
+            (hashable; a new value traces again), for arguments that select
+            code paths; a parameter named by either is static however passed.
+        backend: ``"auto"`` (the C VM, moving to Numba once the calls have
+            paid for its compile), ``"c"``, ``"numba"`` or ``"numpy"`` (the
+            reference interpreter).
+        max_traces: how many traces (paths through data-dependent branches)
+            one signature may accumulate before fastad warns, naming the
+            branch, and evaluates that signature eagerly (default 8).
+        max_signatures: how many argument signatures stay compiled; beyond
+            it the least recently used is dropped and traced again if it
+            comes back (default 64, or FASTAD_MAX_SIGNATURES).
+        check_nans: raise FloatingPointError naming the primitive, source
+            line and operands of the first instruction that turned finite
+            values into NaN or inf (or FASTAD_CHECK_NANS=1).
+        reroll: turn scalar Python loops into vector code; their sums are then
+            reassociated, unless ``exact_sums`` keeps summations unrolled.
+
+    Returns:
+        A `Jitted` callable returning what ``fn`` returns (NumPy arrays and
+        scalars in ``fn``'s pytree structure); ``.tape``, ``.program``,
+        ``.cache_info()`` show what was compiled; ``.batch(...)`` maps it
+        over a batch on threads; it pickles (``fastad.dumps``).
+
+    What is cached, keyed by what: arguments, positional and keyword, are
+    pytrees. Float and complex leaves (arrays and numbers) and Python or
+    NumPy integers are data: the signature holds their shapes and dtypes,
+    not their values (an integer whose value the trace uses, as a ``range``
+    bound, an index or a shape, is keyed by value from then on). Integer
+    and boolean arrays, strings and other leaves are compiled in and keyed
+    by value. A call with a new signature traces again; a call whose
+    recorded branches (guards) disagree traces a new path, kept beside the
+    others (``cache_info()`` lists them).
+
+    Closures, globals, randomness: what ``fn`` reads besides its arguments
+    is fixed when it is traced, as in ``jax.jit``: arrays and numbers from
+    closures and globals are constants of the tape (pass data that changes
+    as an argument). A trace that draws from ``np.random`` (or a generator
+    in ``fn``'s closure, defaults or module) raises TracingError: pass the
+    noise as an argument.
+
+    Control flow: Python ``if``/``while`` on traced values record guards (see
+    above); ``where``, ``clip``, ``maximum`` compile once. Called on traced
+    values (``fastad.grad(fastad.jit(f))``, ``vmap``, an enclosing ``jit``),
+    the jitted function replays its cached tape into the enclosing trace.
+
+    Example::
+
+        @fastad.jit
+        def predict(w, X):
+            return np.tanh(X @ w)
+
+        predict(w, X)            # traced, compiled, run
+        predict(w2, X2)          # same shapes: runs the compiled tape
     """
     if fn is None:
         return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll,
@@ -1283,12 +1321,46 @@ def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A
             reroll: bool = True, exact_sums: bool = False,
             max_signatures: int | None = None, has_aux: bool = False,
             static_argnames: Sequence[str] = ()) -> CompiledGrad:
-    """The compiled gradient of scalar-valued ``fn`` with respect to ``args[argnums]``
-    (``strong_zero``: see `fastad.value_and_grad`; ``reroll``, ``exact_sums``,
-    ``max_signatures``, ``static_argnums``, ``static_argnames``: see `jit`).
-    ``has_aux=True``: fn returns ``(value, aux)`` (JAX's convention); aux's
-    leaves are outputs of the compiled tape, computed but not differentiated,
-    and ``g(x)`` returns ``(grad, aux)``.  Keyword arguments are passed to fn
-    and not differentiated."""
+    """The compiled gradient of scalar-valued ``fn``: ``g = fastad.compile(fn)``
+    traces ``fn``, differentiates the tape in reverse mode, optimizes it and
+    runs it compiled (the C VM or Numba), so the 10,000th gradient in an
+    optimization loop costs no Python interpreter time.
+
+    Args:
+        fn: a function returning a scalar (or one element of any shape).
+        argnums: the argument (an int) or arguments (a tuple) to
+            differentiate; the gradient has their pytree structure.
+        static_argnums, static_argnames, backend, max_traces, max_signatures,
+            reroll, exact_sums: as in `fastad.jit`.
+        strong_zero: a zero cotangent stays zero through infinite or NaN
+            partial derivatives (``where(x > 0, sqrt(x), 0.0)`` at x <= 0);
+            see `fastad.value_and_grad`.
+        has_aux: ``fn`` returns ``(value, aux)`` (JAX's convention); aux's
+            leaves are outputs of the tape, computed, not differentiated, and
+            ``g(x)`` returns ``(grad, aux)``.
+
+    Returns:
+        A `CompiledGrad` ``g``: ``g(*args, **kwargs)`` is the gradient;
+        ``g.value_and_grad(...)`` the pair (``scipy.optimize.minimize(...,
+        jac=True)`` takes it); ``g.value(...)``; ``g.hvp(*args, v)`` and
+        ``g.hessian(...)``; ``g.batch(..., in_axes=...)`` per-example
+        gradients on threads; ``g.tape``, ``g.program``, ``g.cache_info()``.
+        Keyword arguments are passed to ``fn`` and not differentiated.
+
+    Caching (signatures, guards, integers as data), closures, randomness and
+    control flow follow `fastad.jit`. Called on traced values
+    (``fastad.grad(g)``, inside another compiled function), ``g`` replays its
+    gradient tape into the enclosing trace, so transforms compose.
+
+    Example::
+
+        def loss(w, X, y):
+            return np.mean((X @ w - y) ** 2)
+
+        g = fastad.compile(loss)
+        for step in range(1000):
+            w -= 0.1 * g(w, X, y)            # compiled after the first call
+        scipy.optimize.minimize(g.value_and_grad, w0, args=(X, y), jac=True)
+    """
     return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll,
                         exact_sums, max_signatures, has_aux, static_argnames)
