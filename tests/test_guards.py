@@ -170,3 +170,34 @@ def test_rerolled_guards_agree_with_eager_code_at_nans_and_both_sides(backend):
         np.testing.assert_allclose(g(x), fa.grad(signed_sum_loop)(x), rtol=1e-13)
         np.testing.assert_allclose(g.value(x), signed_sum_loop(x), rtol=1e-13)
     assert g.cache_info()["traces"] == 4
+
+
+def test_guards_of_a_rerolled_loop_name_the_line_of_their_if(caplog):
+    """The retrace message, the warning after max_traces and cache_info name the
+    `if` inside the loop, not the line that called the compiled function."""
+    import inspect
+    import logging
+
+    def f(x):
+        s = 0.0
+        for i in range(len(x)):
+            if x[i] > 0:  # the guard's line
+                s = s + x[i] ** 2
+            else:
+                s = s - x[i]
+        return s
+
+    source, first = inspect.getsourcelines(f)
+    line = first + next(k for k, text in enumerate(source) if "the guard's line" in text)
+    where = f"{__file__}:{line}"
+    g = fa.compile(f, max_traces=2, backend="numpy")
+    rng = np.random.default_rng(0)
+    with caplog.at_level(logging.INFO, logger="fastad"), warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        for _ in range(6):
+            x = rng.standard_normal(6)
+            np.testing.assert_allclose(g(x), fa.grad(f)(x), rtol=1e-12)
+    assert g.cache_info()["entries"][0]["guards"]
+    assert all(at == where for entry in g.cache_info()["entries"] for at, _ in entry["guards"])
+    assert any(where in r.getMessage() for r in caplog.records if "retracing" in r.getMessage())
+    assert any(where in str(m.message) for m in w if "traced 3 times" in str(m.message))

@@ -626,12 +626,16 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
         for ins in tape.instrs:
             if ins.out not in needed:
                 continue
+            # the user's line of the instruction (of a rewrite, its chain's last
+            # link: a guard's `if`), not the line that called the compiled function
+            builder.line_override = ins.line
             rewrite = at_end.get(ins.out)
             if rewrite is not None:
                 env[ins.out] = rewrite.emit(ix, lambda s: env[alias.get(s, s)])
                 continue
             env[ins.out] = bind(registry[ins.prim], *(env[alias.get(s, s)] for s in ins.ins),
                                 **dict(ins.params))
+        builder.line_override = None
         builder.tape.outputs = [builder.slot_of(env[s]) for s in tape.outputs]
     from .optimize import eliminate_dead_code
     return eliminate_dead_code(builder.tape)
