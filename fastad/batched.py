@@ -103,7 +103,7 @@ def _rows(args: Sequence[Any], axes: Sequence[Any], start: int, stop: int) -> li
 def _dynamic_flags(spec: Any, args: Sequence[Any], axes: Sequence[Any]) -> list[bool] | None:
     """Whether each dynamic leaf (tape input) of ``args`` is batched, in the
     order `Specializer.split` lists them; None if a batched leaf is not one."""
-    from .compiled import _is_dynamic
+    from .signatures import is_dynamic
     flags = []
     for i, (arg, ax) in enumerate(zip(args, axes)):
         if i in spec.static_argnums:
@@ -112,7 +112,7 @@ def _dynamic_flags(spec: Any, args: Sequence[Any], axes: Sequence[Any]) -> list[
             continue
         leaves, _ = pytree.flatten(arg)
         for leaf in leaves:
-            if _is_dynamic(leaf):
+            if is_dynamic(leaf):
                 flags.append(ax is not None)
             elif ax is not None:
                 return None

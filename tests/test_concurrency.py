@@ -23,7 +23,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
-from fastad import compiled as compiled_module
+from fastad import signatures
 from fastad.backends import c_backend, numba_backend
 
 MANY_SHAPES_BACKEND = "c" if c_backend.available else "numpy"
@@ -163,7 +163,7 @@ def test_an_entry_is_built_once_whatever_the_threads():
             built.append(t)
             return object()
 
-        entry = compiled_module.Entry(tape, compiled_module.Structure(None, ()), build)
+        entry = signatures.Entry(tape, signatures.Structure(None, ()), build)
         seen = []
         with fast_switching():
             run_threads(lambda k: seen.append(entry.exe), 8)
@@ -239,7 +239,7 @@ def test_signature_cache_is_a_bounded_lru(bound, sizes, grads):
 
 
 def test_max_signatures_settings():
-    assert fa.jit(np.sin).cache_info()["max_signatures"] == compiled_module.MAX_SIGNATURES == 64
+    assert fa.jit(np.sin).cache_info()["max_signatures"] == signatures.MAX_SIGNATURES == 64
     assert fa.compile(np.sum, max_signatures=3).cache_info()["max_signatures"] == 3
     for bad in (0, -1, 1.5, True, "4"):
         with pytest.raises(ValueError, match="max_signatures"):

@@ -17,7 +17,7 @@ on Numba).  `route` walks the chain once per tape:
    `Segments` with host calls (each missing instruction's NumPy
    implementation) between them; otherwise the reference interpreter.
 
-`compiled.Specializer._build` follows the route and warns once per function
+`specializer.Specializer._build` follows the route and warns once per function
 and reason.  What each compiled backend leaves to host calls on purpose is
 declared beside its table with a reason (`lower_rules.HOST_CALLS`,
 `numba_emitters.NOT_EMITTED`, both extending `NOT_COMPILED` below);

@@ -1,0 +1,345 @@
+"""Signatures of compiled functions: what in a call's arguments is data (the
+tape's inputs) and what is keyed by value, the cache entry a trace becomes,
+the kinds of computation (gradient, value, outputs) a trace records, and the
+checks a saved function's signatures and structures pass when loaded.
+
+A *signature* is the pytree structure of the arguments, the shape and dtype
+of every float leaf (and the mark of every integer taken as data,
+`INT_DATA`), and the value of everything else (strings, integer arrays,
+``static_argnums``/``static_argnames``).
+"""
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+
+import numpy as np
+
+from . import locks, pytree
+from .api import Recorded, gradient_of_scalar, plain_array, unpack_grads
+from .errors import TapeError, TracingError
+from .primitives.registry import registry
+from .tape import Tape, where
+from .tracer import Tracer
+
+if TYPE_CHECKING:
+    from .specializer import Specializer
+
+
+
+def is_dynamic(leaf: Any) -> bool:
+    if isinstance(leaf, np.ndarray):
+        return leaf.dtype.kind in "fc"
+    return isinstance(leaf, (float, complex, np.floating, np.complexfloating, Tracer))
+
+
+def as_differentiable(leaf: Any) -> Any:
+    """An integer the caller differentiates with respect to is the float it
+    stands for (as in ``fastad.grad``), not a constant of the signature."""
+    if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_)):
+        return np.float64(leaf)
+    return leaf
+
+
+def static_key(leaf: Any) -> Any:
+    if isinstance(leaf, np.ndarray):
+        leaf = plain_array(leaf, "a constant argument")
+        return ("array", leaf.dtype.str, leaf.shape, leaf.tobytes())
+    try:
+        hash(leaf)
+    except TypeError:
+        raise TypeError(f"a non-float argument of type {type(leaf).__name__} is compiled in as a "
+                        "constant and must be hashable; pass it through a closure instead") from None
+    return ("value", type(leaf), leaf)
+
+
+class ClosedOverTracer(TracingError):
+    """The function being compiled closed over a value traced by an enclosing
+    transformation: its trace would depend on that trace.  The call runs the
+    function instead (`Specializer.general`)."""
+
+
+class TracedArguments(Exception):
+    """An argument leaf is a traced value: the call is inlined (`Specializer.inline`)."""
+
+
+def static_names(fn: Callable[..., Any] | None, static_argnums: Sequence[int],
+                  static_argnames: Sequence[str]) -> tuple[frozenset[int], frozenset[str]]:
+    """``static_argnums`` and ``static_argnames`` each completed with the
+    other's parameters (as ``jax.jit`` does): a static positional parameter
+    passed by keyword is static too, and a name given in ``static_argnames``
+    makes that parameter static when passed by position."""
+    if isinstance(static_argnums, int):
+        static_argnums = (static_argnums,)
+    if isinstance(static_argnames, str):
+        static_argnames = (static_argnames,)
+    nums, names = set(static_argnums), set(static_argnames)
+    try:
+        params = list(inspect.signature(fn).parameters.values()) if fn is not None else []
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to map
+        params = []
+    positional = [p.name for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    for i, name in enumerate(positional):
+        if i in nums and params[i].kind is not params[i].POSITIONAL_ONLY:
+            names.add(name)
+        if name in names:
+            nums.add(i)
+    return frozenset(nums), frozenset(names)
+
+
+def any_tracer(tree: Any) -> bool:
+    return any(isinstance(leaf, Tracer) for leaf in pytree.flatten(tree)[0])
+
+
+#: an integer argument taken as data (`IntTracer`): a float64 0-d input
+INT_DATA = ((), "i")
+
+
+def leaf_key(leaf: Any) -> Any:
+    if isinstance(leaf, np.ndarray):
+        return (leaf.shape, leaf.dtype.char)
+    return ((), np.result_type(leaf).char)
+
+
+def as_scalar(v: Any) -> Any:
+    """0-d results as NumPy scalars, as NumPy's own reductions return them."""
+    return v[()] if isinstance(v, np.ndarray) and v.ndim == 0 else v
+
+
+class Structure(NamedTuple):
+    """What turns a flat list of results back into the caller's pytrees."""
+
+    out_tree: Any
+    in_trees: tuple[Any, ...]
+
+
+@dataclass(eq=False)
+class Entry:
+    """One trace: its tape, how results unpack, and its executable, built by
+    ``build`` when first run (``g(x)`` alone never needs the full program).
+
+    Threads: the executable is built once, under the entry's own lock (a
+    second thread asking for it meanwhile waits for that build), and
+    published by one assignment."""
+
+    tape: Tape
+    structure: Structure
+    build: Callable[[Tape], Any]
+    built: Any = None
+    # the entry of the tape's outputs but the first, made when first needed:
+    # `Specializer.grads_of`
+    rest: "Entry | None" = None
+    lock: locks.Lock = field(default_factory=locks.Lock, repr=False)
+    # whether the tape records guards, found when first replayed on traced values
+    guarded: bool | None = None
+
+    @property
+    def exe(self) -> Any:
+        built = self.built
+        if built is None:
+            with self.lock:
+                if self.built is None:
+                    self.built = self.build(self.tape)
+                built = self.built
+        return built
+
+    @property
+    def guards(self) -> list[tuple[str, bool]]:
+        """Each guard's source line and the outcome this trace recorded."""
+        return [(where(ins.line), dict(ins.params)["expected"])
+                for ins in self.tape.instrs if registry[ins.prim].effect == "guard"]
+
+
+def first_difference(new: Entry, old: list[Entry]) -> str:
+    """Which guard sent this input down a path no cached trace took."""
+    best = ""
+    for entry in old:
+        for (line_new, took), (line_old, took_old) in zip(new.guards, entry.guards):
+            if line_new != line_old or took != took_old:
+                best = f"the guard at {line_new} now evaluates to {took}"
+                break
+    return best or "a guard disagreed with every cached trace"
+
+
+#: default for how many traces one signature may accumulate before fastad stops
+#: compiling it and evaluates the function eagerly
+MAX_TRACES_PER_SIGNATURE = 8
+
+#: default for how many argument signatures one compiled function keeps (the
+#: least recently used one's traces and executables are dropped beyond it;
+#: FASTAD_MAX_SIGNATURES or ``max_signatures=`` change it).  A signature costs
+#: its tapes and executables: kilobytes to megabytes on the C VM (the arena is
+#: sized by the largest arrays), a compiled module and its constants on Numba.
+#: 64 holds every shape of the usual shape-varying code (a few batch sizes,
+#: a last short batch, train and test sets, the sizes of a multigrid or
+#: sequence-bucketing loop) many times over, while a function called with a
+#: new shape on every call (a growing sequence) stays at 64 signatures'
+#: memory instead of growing without end; such a function retraces on every
+#: call anyway, so a larger cache would not make it faster.
+MAX_SIGNATURES = 64
+
+
+def signatures_bound(value: int | None) -> int:
+    if value is None:
+        env = os.environ.get("FASTAD_MAX_SIGNATURES", "")
+        try:
+            value = int(env) if env else MAX_SIGNATURES
+        except ValueError:
+            raise ValueError(f"FASTAD_MAX_SIGNATURES must be a positive integer, got {env!r}"
+                             ) from None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"max_signatures must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Shortcut(NamedTuple):
+    """What a call with exactly the arrays of the last traced signature runs
+    (`Specializer.__call__`): ``run_args`` of the full program, ``grads``
+    (that of `Specializer.grads_of`), each None until that program first
+    runs, the structure their outputs unpack with, and whose they are.  One
+    immutable object, replaced whole: a call reads it once, so another
+    thread's new trace can never pair one entry's program with another's
+    structure."""
+
+    run_args: Callable[[Any, int], Any] | None
+    grads: Callable[[Any, int], Any] | None
+    structure: Structure | None
+    entry: Entry | None
+
+
+NO_SHORTCUT = Shortcut(None, None, None, None)
+
+
+# What a compiled computation returns, by kind: the values to compute, recorded
+# inside the trace, and how the caller receives them.
+def _outputs_all(rec: Recorded) -> list[Any]:
+    return list(rec.out_leaves)
+
+
+def _unpack_all(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    return pytree.unflatten(structure.out_tree, values)
+
+
+def _outputs_value_and_grad(rec: Recorded) -> list[Any]:
+    return gradient_of_scalar(rec, "fastad.compile")
+
+
+def _outputs_value_and_grad_strong_zero(rec: Recorded) -> list[Any]:
+    return gradient_of_scalar(rec, "fastad.compile", strong_zero=True)
+
+
+def _unpack_value_and_grad(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    return values[0], unpack_grads(structure.in_trees, argnums, values[1:])
+
+
+def _outputs_value(rec: Recorded) -> list[Any]:
+    return list(rec.out_leaves[:1])
+
+
+def _unpack_value(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    return values[0]
+
+
+def _aux_pair(out_tree: Any) -> bool:
+    """Is ``out_tree`` that of ``(value, aux)`` with a one-leaf value?"""
+    return (isinstance(out_tree, tuple) and len(out_tree) == 2
+            and out_tree[0] in ("tuple", "list") and isinstance(out_tree[1], tuple)
+            and len(out_tree[1]) == 2 and out_tree[1][0] == pytree.LEAF)
+
+
+def _value_and_aux(rec: Recorded, strong_zero: bool) -> list[Any]:
+    """``has_aux``: f returned ``(value, aux)``; the value and its gradient as
+    without aux, then aux's leaves (outputs of the tape, not differentiated)."""
+    if not _aux_pair(rec.out_tree):
+        raise TypeError("fastad.compile(..., has_aux=True) requires a function returning a "
+                        "pair (value, aux) whose value is one scalar")
+    value = Recorded(rec.builder, rec.inputs, rec.in_trees, rec.outer_leaves,
+                     rec.out_leaves[:1], pytree.LEAF)
+    return (gradient_of_scalar(value, "fastad.compile", strong_zero=strong_zero)
+            + list(rec.out_leaves[1:]))
+
+
+def _unpack_value_and_aux(structure: Structure, values: list[Any], argnums: Any) -> Any:
+    k = 1 + sum(pytree.num_leaves(t) for t in structure.in_trees)
+    aux = pytree.unflatten(structure.out_tree[1][1], values[k:])
+    return (values[0], aux), unpack_grads(structure.in_trees, argnums, values[1:k])
+
+
+KINDS = {"outputs": (_outputs_all, _unpack_all),
+         "value_and_grad": (_outputs_value_and_grad, _unpack_value_and_grad),
+         "value_and_grad_strong_zero": (_outputs_value_and_grad_strong_zero,
+                                        _unpack_value_and_grad),
+         "value_and_grad_aux": (lambda rec: _value_and_aux(rec, False), _unpack_value_and_aux),
+         "value_and_grad_strong_zero_aux": (lambda rec: _value_and_aux(rec, True),
+                                            _unpack_value_and_aux),
+         "value": (_outputs_value, _unpack_value)}
+
+
+def saved_max_signatures(value: Any) -> int | None:
+    """A saved bound (None in payloads from before it existed: the default)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TapeError(f"invalid max_signatures {value!r} in a saved compiled function")
+    return value
+
+
+def checked_argnames(names: Any) -> tuple[str, ...]:
+    if isinstance(names, tuple) and all(isinstance(n, str) for n in names):
+        return names
+    raise TapeError(f"invalid static_argnames {names!r} in a saved compiled function")
+
+
+def checked_argnums(argnums: Any) -> Any:
+    if argnums is None or isinstance(argnums, int):
+        return argnums
+    if isinstance(argnums, tuple) and all(isinstance(i, int) for i in argnums):
+        return argnums
+    raise TapeError(f"invalid argnums {argnums!r} in a saved compiled function")
+
+
+def check_structure(spec: "Specializer", structure: Structure, tape: Tape) -> None:
+    """A saved structure must unpack exactly the tape's outputs: its trees are
+    well formed, and their leaves count the values the kind of computation
+    returns (all outputs; the value; the value and one gradient per leaf of
+    each differentiated argument)."""
+    try:
+        outputs = pytree.checked_num_leaves(structure.out_tree)
+        if not isinstance(structure.in_trees, tuple):
+            raise ValueError("the differentiated arguments' structures are not a tuple")
+        gradients = sum(pytree.checked_num_leaves(t) for t in structure.in_trees)
+    except ValueError as exc:
+        raise TapeError(f"a saved result structure is malformed: {exc}") from None
+    with_aux = spec.kind.endswith("_aux")
+    if with_aux and not _aux_pair(structure.out_tree):
+        raise TapeError("a saved result structure is not that of a (value, aux) pair")
+    expected = {"outputs": outputs, "value": 1}.get(
+        spec.kind, (outputs if with_aux else 1) + gradients)
+    arguments = None if spec.wrt is None else len(spec.wrt)
+    if len(tape.outputs) != expected or (
+            spec.kind.startswith("value_and_grad") and len(structure.in_trees) != arguments):
+        raise TapeError("a saved result structure does not match its tape's outputs")
+
+
+def check_signature(key: Any, tape: Tape) -> None:
+    """The float leaves a signature promises must be exactly the tape's inputs."""
+    dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
+               if part[0] not in ("array", "value")]
+    declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
+    if [(tuple(shape), "d" if (shape, char) == INT_DATA else char)
+            for shape, char in dynamic] != declared:
+        raise TapeError("a saved signature does not match the inputs of its tape")
+
+
+def checked_int_static(value: Any) -> tuple[Any, ...]:
+    if not isinstance(value, tuple) or not all(isinstance(v, (int, str)) for v in value):
+        raise TapeError("a saved function's integer arguments kept by value are malformed")
+    return value
+
+
+def describe(key: Any) -> str:
+    return repr(key) if len(repr(key)) < 200 else repr(key)[:197] + "..."
+

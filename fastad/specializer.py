@@ -1,0 +1,677 @@
+"""The cache of a compiled computation: one `Specializer` per computation
+(a gradient, a value, a jitted function's outputs) traces ``fn`` once per
+signature and guard path, keeps the traces as `Entry` objects in a bounded
+LRU, runs them, and publishes the shortcut that lets a call skip the cache.
+
+Python control flow on traced values records guards.  A signature keeps a
+list of traces; a replay whose guard disagrees is discarded and the next
+trace is tried, and if none fits, ``fn`` is traced again at this input.
+Called on traced values (inside ``fastad.grad``, ``vmap``, an enclosing
+``jit``), a compiled function replays its cached tape for their signature
+into the enclosing trace (`Specializer.inline`), so transforms compose with
+it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from . import backends, draws, locks, pytree
+from .api import Recorded, check_leaf, plain_array
+from .backends import fallback, reference
+from .errors import SignatureError, TapeError
+from .primitives.registry import registry
+from .serialize import decode, encode, tape_from_bytes
+from .signatures import (
+    INT_DATA,
+    KINDS,
+    MAX_TRACES_PER_SIGNATURE,
+    NO_SHORTCUT,
+    ClosedOverTracer,
+    Entry,
+    Shortcut,
+    Structure,
+    TracedArguments,
+    any_tracer,
+    as_differentiable,
+    as_scalar,
+    check_signature,
+    check_structure,
+    checked_argnames,
+    checked_argnums,
+    checked_int_static,
+    describe,
+    first_difference,
+    is_dynamic,
+    leaf_key,
+    saved_max_signatures,
+    signatures_bound,
+    static_key,
+    static_names,
+)
+from .tape import Tape
+from .tracer import (
+    IntTracer,
+    IntValueNeeded,
+    Tracer,
+    recording,
+    replay,
+    user_stacklevel,
+)
+from .transforms.optimize import eliminate_dead_code, optimize
+from .transforms.reroll import reroll
+from .transforms.reverse import ReleasedValueRead
+
+log = logging.getLogger("fastad")
+
+
+class Specializer:
+    """One compiled computation of ``fn`` (a ``kind`` of KINDS), cached per
+    signature.  ``fn`` is None for one loaded from bytes: it runs the
+    signatures it was saved with and cannot trace new ones.
+
+    Threads: the cache maps each signature to an immutable tuple of entries,
+    replaced whole (never appended to in place) under ``_cache_lock``, which
+    also orders the signatures for the LRU bound; the shortcut is one
+    immutable `Shortcut`.  A call reads each once.  Traces of one signature
+    take that signature's lock and look at the cache again once they hold
+    it, so threads making the first call at once trace once and the others
+    run that trace; compiled code never runs under a lock shared between
+    signatures."""
+
+    def __init__(self, fn: Callable[..., Any] | None, kind: str, argnums: Any,
+                 static_argnums: Sequence[int], backend: str,
+                 eager: Callable[..., Any] | None, max_traces: int | None = None,
+                 check_nans: bool | None = None, optimize_tape: bool = True,
+                 reroll: bool = True, exact_sums: bool = False,
+                 max_signatures: int | None = None, static_argnames: Sequence[str] = ()
+                 ) -> None:
+        self.fn = fn
+        self.reroll = reroll
+        self.exact_sums = exact_sums
+        self.kind = kind
+        self.argnums = argnums
+        self.check_nans = (os.environ.get("FASTAD_CHECK_NANS", "") not in ("", "0")
+                           if check_nans is None else check_nans)
+        self.eager = eager
+        self.max_traces = MAX_TRACES_PER_SIGNATURE if max_traces is None else max_traces
+        # the arguments (positions, keyword names) whose integers a trace used
+        # by value (`IntValueNeeded`): keyed by value; other integers are data
+        self.int_static: set[Any] = set()
+        self.gave_up: set[Any] = set()
+        self.fallbacks_warned: set[tuple[str, ...]] = set()
+        self.outputs, self.unpack = KINDS[kind]
+        wrt = None if argnums is None else ((argnums,) if isinstance(argnums, int) else argnums)
+        self.wrt = None if wrt is None else tuple(wrt)
+        self.static_argnums, self.static_argnames = static_names(fn, static_argnums,
+                                                                 static_argnames)
+        self.backend_name = backend
+        self.backend = backends.get(backend)
+        self.optimize_tape = optimize_tape
+        self.max_signatures = signatures_bound(max_signatures)
+        # signature -> its traces, least recently used first
+        self.cache: OrderedDict[Any, tuple[Entry, ...]] = OrderedDict()
+        self._cache_lock = locks.Lock()
+        self._trace_locks: dict[Any, locks.Lock] = {}
+        self.traces = 0
+        self.evicted = 0
+        self.last: Entry | None = None
+        # the last traced entry's shortcut, when its signature is float arrays
+        self.shortcut: Shortcut = NO_SHORTCUT
+        # `shortcut.run_args` and `shortcut.grads` alone, published with it, for
+        # the calls that need nothing else from it (``g(x)``, the gradient as
+        # the program returns it; ``g.value_and_grad(x)`` and ``g.value(x)``,
+        # the outputs as they are): one callable, read once, one attribute
+        # read fewer on the calls loops make
+        self.full_run_args: Callable[[Any, int], Any] | None = None
+        self.grads_run_args: Callable[[Any, int], Any] | None = None
+        self._shortcut_key: Any = None
+
+    def split(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+              traced: bool = False) -> tuple[Any, list[Any]]:
+        """The signature of a call and its dynamic leaves (the tape's inputs, in
+        order: positional arguments, then keyword arguments by sorted name).
+        A keyword argument's entry in the signature names it last.  Raises
+        `TracedArguments` if any leaf is a traced value, unless ``traced``
+        (then a traced leaf is dynamic, keyed by its shape and dtype); a
+        traced static argument raises it either way."""
+        key: list[Any] = []
+        dynamic: list[Any] = []
+        for i, arg in enumerate(args):
+            if i in self.static_argnums:
+                if isinstance(arg, Tracer):
+                    raise TracedArguments
+                key.append(("static", static_key(arg)))
+                continue
+            differentiated = self.wrt is not None and i in self.wrt
+            key.append(self._split_leaves(arg, differentiated, i, dynamic, traced))
+        if kwargs:
+            for name in sorted(kwargs):
+                value = kwargs[name]
+                if name in self.static_argnames:
+                    if isinstance(value, Tracer):
+                        raise TracedArguments
+                    key.append(("static", static_key(value), name))
+                    continue
+                key.append(self._split_leaves(value, False, name, dynamic, traced) + (name,))
+        return tuple(key), dynamic
+
+    def _int_data(self, leaf: Any, where: int | str) -> bool:
+        """Is ``leaf`` an integer this function takes as data (`IntTracer`)?
+        Integers past 2**53 are not exact in the float64 input: keyed by value."""
+        return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
+                and where not in self.int_static and -2**53 < leaf < 2**53)
+
+    def _split_leaves(self, arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
+                      traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
+        """The signature of one argument (positional ``where``, or keyword
+        ``where``), its dynamic leaves appended to ``dynamic``."""
+        leaves, tree = pytree.flatten(arg)
+        parts = []
+        for leaf in leaves:
+            if isinstance(leaf, Tracer):
+                # a traced mask or index is keyed by value on arrays: no signature
+                if not traced or leaf.aval.dtype.kind not in "fc":
+                    raise TracedArguments
+                dynamic.append(leaf)
+                parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
+                continue
+            if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+                leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
+                                   else f"keyword argument {where!r}")
+            if differentiated:
+                leaf = as_differentiable(leaf)
+            elif self._int_data(leaf, where):
+                dynamic.append(np.float64(leaf))
+                parts.append(INT_DATA)
+                continue
+            if is_dynamic(leaf):
+                if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
+                    # native order here: no backend ever reads swapped bytes
+                    leaf = leaf.astype(leaf.dtype.newbyteorder("="))
+                dynamic.append(leaf)
+                parts.append(leaf_key(leaf))
+            else:
+                parts.append(static_key(leaf))
+        return tree, tuple(parts)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        shortcut = self.shortcut  # read once: its program and structure belong together
+        run_args = shortcut.run_args
+        if run_args is not None and not kwargs:  # `take_shortcut` written out: the call loops make
+            outs = run_args(args, -1)
+            if outs is not None:
+                return self.unpack(shortcut.structure, outs, self.argnums)
+        return self.general(args, kwargs=kwargs)
+
+    def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+               grads_only: bool = False) -> Any:
+        while True:
+            try:
+                return self._inline(args, kwargs, grads_only)
+            except IntValueNeeded as need:
+                self._key_by_value(need)
+
+    def _inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
+                grads_only: bool = False) -> Any:
+        """A call on traced values (inside an enclosing transformation or trace):
+        the cached tape of their signature, replayed on them, so that the
+        enclosing trace records its primitives; traced first (on the traced
+        values' values) if the signature has none.  A trace whose guards
+        disagree with these values is skipped, as on arrays.  When no tape
+        fits (a traced static argument, a signature evaluated eagerly), the
+        eager computation this one compiles runs on them instead.  See
+        "Transforms compose with compiled functions" in docs/design.md.
+        ``grads_only``: as in `general` (the tape without the value)."""
+        kwargs = kwargs or {}
+        if (any(any_tracer(arg) for i, arg in enumerate(args) if i in self.static_argnums)
+                or any(any_tracer(v) for k, v in kwargs.items() if k in self.static_argnames)):
+            return self._eager_on_traced(args, kwargs)  # a static argument holds a traced value
+        try:
+            key, dynamic = self.split(args, kwargs, traced=True)
+        except TracedArguments:  # a traced static argument, mask or index: no signature
+            return self._eager_on_traced(args, kwargs)
+        values = [d.value if isinstance(d, Tracer) else d for d in dynamic]
+        entries = self.cache.get(key, ())
+        entry = next((e for e in entries if guards_hold(e, values)), None)
+        if entry is None and self.fn is not None and key not in self.gave_up:
+            concrete = lambda tree: pytree.unflatten(  # noqa: E731
+                pytree.flatten(tree)[1],
+                [v.value if isinstance(v, Tracer) else v for v in pytree.flatten(tree)[0]])
+            with self._trace_lock(key):
+                entries = self.cache.get(key, ())
+                entry = next((e for e in entries if guards_hold(e, values)), None)
+                if entry is None and key not in self.gave_up:
+                    try:
+                        entry = self._traced(key, tuple(concrete(a) for a in args), entries,
+                                             {k: concrete(v) for k, v in kwargs.items()})
+                    except ClosedOverTracer:
+                        entry = None
+        if entry is None:
+            return self._eager_on_traced(args, kwargs)
+        if grads_only:
+            outs = [None] + replay(self.grads_of(entry).tape, dynamic)
+        else:
+            outs = replay(entry.tape, dynamic)
+        return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
+
+    def _eager_on_traced(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.fn is None:
+            raise SignatureError(
+                "this compiled function was loaded from bytes without its Python function; on "
+                "traced values (inside fastad.grad, vmap, jit, ...) it replays the tapes of the "
+                "signatures it was saved with, and this call's is new")
+        return self.eager(*args, **kwargs)
+
+    def general(self, args: tuple[Any, ...], grads_only: bool = False,
+                kwargs: dict[str, Any] | None = None) -> Any:
+        """A call the shortcut did not take: by signature and guards, tracing
+        again when no cached trace fits.  ``grads_only`` (value and gradient
+        kinds): run `grads_of` the trace, and return (None, grads).  A call on
+        traced values is inlined (`inline`)."""
+        while True:
+            try:
+                return self._general(args, grads_only, kwargs)
+            except IntValueNeeded as need:
+                self._key_by_value(need)
+
+    def _key_by_value(self, need: IntValueNeeded) -> None:
+        """A trace used the value of integer arguments taken as data: key them
+        by value from now on (the next signature computed says so)."""
+        with self._cache_lock:
+            new = need.sources - self.int_static
+            if not new:
+                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, need.sources))} "
+                                   "were needed by value twice")
+            self.int_static |= new
+        log.info("fastad: %s uses the value of its integer argument(s) %s (an index, a range, "
+                 "a shape): keyed by value from now on",
+                 getattr(self.fn, "__qualname__", "the function"), sorted(map(str, new)))
+
+    def _general(self, args: tuple[Any, ...], grads_only: bool,
+                 kwargs: dict[str, Any] | None) -> Any:
+        try:
+            key, dynamic = self.split(args, kwargs)
+        except TracedArguments:
+            return self.inline(args, kwargs, grads_only)
+        kwargs = kwargs or {}
+        tried = self.cache.get(key, ())
+        if tried:
+            self._touch(key)
+            for entry in tried:
+                outs = self.run(entry, dynamic, grads_only)
+                if outs is not None:
+                    return self.finish(entry, dynamic, outs)
+            if key in self.gave_up:
+                return self.eager(*args, **kwargs)
+        with self._trace_lock(key):
+            # Another thread may have traced this signature (and path) while this
+            # one ran the old traces or waited for the lock: run its trace.
+            entries = self.cache.get(key, ())
+            for entry in entries:
+                if entry not in tried:
+                    outs = self.run(entry, dynamic, grads_only)
+                    if outs is not None:
+                        return self.finish(entry, dynamic, outs)
+            try:
+                entry = None if key in self.gave_up else self._traced(key, args, entries, kwargs)
+            except ClosedOverTracer:  # defined inside a traced function: runs as Python
+                entry = None
+        if entry is None:
+            return self.eager(*args, **kwargs)
+        outs = self.run(entry, dynamic, grads_only)
+        if outs is None:
+            raise RuntimeError("a freshly traced function failed its own guards; the function "
+                               "is not deterministic")
+        return self.finish(entry, dynamic, outs)
+
+    def _traced(self, key: Any, args: tuple[Any, ...], entries: tuple[Entry, ...],
+                kwargs: dict[str, Any]) -> Entry | None:
+        """A new trace of ``args``, whose signature ``key`` has ``entries``,
+        cached; None if the signature has been traced too often and is
+        evaluated eagerly from now on.  Called with the signature's lock held."""
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        try:
+            with draws.refused(self.fn):
+                entry = self.trace(args, kwargs)
+        except BaseException:
+            if not entries:  # nothing cached for it: its lock would only take memory
+                with self._cache_lock:
+                    self._trace_locks.pop(key, None)
+            raise
+        if entries:
+            reason = first_difference(entry, list(entries))
+            if len(entries) >= self.max_traces:
+                with self._cache_lock:
+                    self.gave_up.add(key)
+                warnings.warn(f"fastad: {name} was traced {len(entries) + 1} times for one "
+                              f"signature because {reason}; it is evaluated eagerly from now on "
+                              "for these argument shapes. Branch-free code (fastad.numpy.where, "
+                              "clip, maximum) compiles once.", stacklevel=user_stacklevel())
+                return None
+            log.info("fastad: retracing %s: %s", name, reason)
+        elif self.cache:
+            log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
+                     "dtypes or static values) %s", name, describe(key))
+        self._insert(key, entry)
+        return entry
+
+    def _trace_lock(self, key: Any) -> locks.Lock:
+        lock = self._trace_locks.get(key)
+        if lock is None:
+            with self._cache_lock:
+                lock = self._trace_locks.get(key)
+                if lock is None:
+                    lock = self._trace_locks[key] = locks.Lock()
+        return lock
+
+    def _touch(self, key: Any) -> None:
+        """``key`` was used: the most recently used signature now."""
+        with self._cache_lock:
+            if key in self.cache:
+                self.cache.move_to_end(key)
+
+    def _insert(self, key: Any, entry: Entry) -> None:
+        """Publish ``entry`` as a new trace of ``key`` (a new tuple, so that a
+        thread going through the old one is undisturbed) and as the shortcut;
+        evict the least recently used signatures beyond the bound.  Calls through
+        the shortcut do not reorder the cache (that would cost every call), so
+        the shortcut's signature counts as used now, before the new one.  A
+        function loaded from bytes evicts nothing: it could not trace a
+        signature again."""
+        shortcut = (Shortcut(None, None, entry.structure, entry)
+                    if takes_shortcut(key) and not self.check_nans else NO_SHORTCUT)
+        with self._cache_lock:
+            if self.shortcut.entry is not None and self._shortcut_key in self.cache:
+                self.cache.move_to_end(self._shortcut_key)
+            self.cache[key] = self.cache.get(key, ()) + (entry,)
+            self.cache.move_to_end(key)
+            self.last = entry
+            self.shortcut = shortcut
+            self.full_run_args = self.grads_run_args = None
+            self._shortcut_key = key
+            while self.fn is not None and len(self.cache) > self.max_signatures:
+                old, _ = self.cache.popitem(last=False)
+                self.gave_up.discard(old)
+                self._trace_locks.pop(old, None)
+                self.evicted += 1
+
+    def run(self, entry: Entry, dynamic: list[Any], grads_only: bool) -> list[Any] | None:
+        """The entry's outputs (None in place of the value if ``grads_only``),
+        or None if a guard failed."""
+        exe = self.grads_of(entry).exe if grads_only else entry.exe
+        shortcut = self.shortcut
+        if shortcut.entry is entry and (shortcut.grads if grads_only
+                                        else shortcut.run_args) is None:
+            self._publish(entry, exe.run_args, grads_only)
+        outs = exe.run(dynamic)
+        return [None] + outs if grads_only and outs is not None else outs
+
+    def _publish(self, entry: Entry, run_args: Callable[[Any, int], Any], grads_only: bool
+                 ) -> None:
+        """The shortcut of ``entry`` gains its now built program's ``run_args``
+        (unless another trace has replaced the shortcut meanwhile)."""
+        with self._cache_lock:
+            shortcut = self.shortcut
+            if shortcut.entry is entry:
+                self.shortcut = (shortcut._replace(grads=run_args) if grads_only
+                                 else shortcut._replace(run_args=run_args))
+                self.full_run_args = self.shortcut.run_args
+                self.grads_run_args = self.shortcut.grads
+
+    def grads_of(self, entry: Entry) -> Entry:
+        """The entry of the outputs but the first, the value: what ``g(x)`` runs.
+        A gradient alone needs no value, so the loss's final reduction and what
+        feeds only it are dead code, as in ``jax.grad``."""
+        rest = entry.rest
+        if rest is None:
+            with entry.lock:  # made once, whichever thread asks first
+                if entry.rest is None:
+                    tape = eliminate_dead_code(replace(entry.tape,
+                                                       outputs=entry.tape.outputs[1:]))
+                    tape.stages = entry.tape.stages
+                    tape.optimized_from = entry.tape.optimized_from
+                    entry.rest = Entry(tape, entry.structure, self._build)
+                rest = entry.rest
+        return rest
+
+    def entries_for(self, args: Sequence[Any]) -> tuple[Entry, ...]:
+        """The cached traces of ``args``' signature, tracing it first (one call)
+        if there are none; empty if it is evaluated eagerly."""
+        key, _ = self.split(args)
+        if not self.cache.get(key):
+            self(*args)
+        return self.cache.get(key, ())
+
+    def finish(self, entry: Entry, dynamic: list[Any], outs: list[Any]) -> Any:
+        if self.check_nans and not all(np.all(np.isfinite(v)) for v in outs if v is not None):
+            # The compiled code runs at full speed; only a non-finite result pays
+            # for a checked replay that finds the instruction which made it.
+            culprit = reference.first_nonfinite(entry.tape, dynamic)
+            if culprit is not None:
+                raise FloatingPointError(f"fastad check_nans: {culprit}")
+        return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
+
+    def trace(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> Entry:
+        if self.fn is None:
+            raise SignatureError(
+                "this compiled function was loaded from bytes without its Python function, so "
+                "it runs only the argument signatures it was saved with; this call's is new: "
+                f"{describe(self.split(args, kwargs)[0])}")
+        with self._cache_lock:
+            self.traces += 1
+        try:
+            return self._trace(args, kwargs or {}, release=True)
+        except ReleasedValueRead:
+            # a derivative rule failed or branched on a value the trace had let
+            # go of (a decomposition's rule on a stand-in matrix): keep them all
+            return self._trace(args, kwargs or {}, release=False)
+
+    def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool) -> Entry:
+        """One recording of ``fn`` at ``args`` and ``kwargs``; ``release``: see
+        `Builder.release`."""
+        with contextlib.ExitStack() as scope:
+            builder = scope.enter_context(recording(release=release))
+            new_args = list(args)
+            inputs: list[Tracer] = []
+            wrt: list[Tracer] = []
+            in_trees: list[Any] = []
+
+            def traced_tree(arg: Any, differentiated: bool, where: str,
+                            position: int | str) -> Any:
+                leaves, tree = pytree.flatten(arg)
+                traced = []
+                for leaf in leaves:
+                    if differentiated:
+                        leaf = as_differentiable(check_leaf(leaf, where))
+                    elif self._int_data(leaf, position):
+                        t = builder.new_input(np.float64(leaf))
+                        inputs.append(t)
+                        traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
+                        continue
+                    if is_dynamic(leaf):
+                        t = builder.new_input(check_leaf(leaf, where))
+                        inputs.append(t)
+                        traced.append(builder.tracer(t.slot))
+                        if differentiated:
+                            wrt.append(t)
+                    else:
+                        traced.append(leaf)
+                if differentiated:
+                    in_trees.append(tree)
+                return pytree.unflatten(tree, traced)
+
+            for i, arg in enumerate(args):
+                if i not in self.static_argnums:
+                    new_args[i] = traced_tree(arg, self.wrt is not None and i in self.wrt,
+                                              f"argument {i}", i)
+            new_kwargs = {name: kwargs[name] if name in self.static_argnames else
+                          traced_tree(kwargs[name], False, f"keyword argument {name!r}", name)
+                          for name in sorted(kwargs)}
+            out = self.fn(*new_args, **new_kwargs)
+            out_leaves, out_tree = pytree.flatten(out)
+            if builder.captures:
+                raise ClosedOverTracer("a compiled function closed over a value traced by an "
+                                       "enclosing transformation")
+            stages = {"traced": len(builder.tape.instrs)}
+            rolled = self._rerolled(builder, out_leaves) if self.reroll else None
+            if rolled is not None:
+                stages["rerolled"] = len(rolled.instrs)
+                traced = builder
+                builder, wrt, out_leaves = replayed(
+                    rolled, scope.enter_context(recording(release=release)), builder, inputs, wrt)
+                traced.values.clear()  # the rerolled tape replaced it
+            rec = Recorded(builder, wrt, in_trees, list(wrt), out_leaves, out_tree)
+            try:
+                results = self.outputs(rec)
+            except Exception as exc:
+                if builder.released and not isinstance(exc, ReleasedValueRead):
+                    raise ReleasedValueRead(f"a derivative rule raised {exc!r}") from exc
+                raise
+            builder.tape.outputs = [builder.slot_of(r) for r in results]
+            builder.values.clear()  # the executable computes them again
+        tape = builder.tape
+        stages["differentiated"] = len(tape.instrs)
+        if self.optimize_tape:
+            tape = optimize(tape)
+        stages["optimized"] = len(tape.instrs)
+        tape.stages = stages
+        return Entry(tape, Structure(out_tree, tuple(in_trees)), self._build)
+
+    def state(self) -> dict[str, Any]:
+        """What `fastad.serialize` stores: the compiled tapes, not the function."""
+        return {"kind": self.kind, "argnums": self.argnums, "reroll": self.reroll,
+                "exact_sums": self.exact_sums,
+                "static_argnums": tuple(sorted(self.static_argnums)),
+                "static_argnames": tuple(sorted(self.static_argnames)),
+                "int_static": tuple(sorted(self.int_static, key=str)),
+                "backend": self.backend_name, "max_traces": self.max_traces,
+                "max_signatures": self.max_signatures, "check_nans": self.check_nans,
+                "entries": [(encode(key), [(e.tape.to_bytes(), encode(tuple(e.structure)))
+                                           for e in entries])
+                            for key, entries in self._snapshot()]}
+
+    def _snapshot(self) -> list[tuple[Any, tuple[Entry, ...]]]:
+        """The cache's signatures and traces, least recently used first, as
+        they are at one moment (other threads may trace meanwhile)."""
+        with self._cache_lock:
+            return list(self.cache.items())
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "Specializer":
+        if state["kind"] not in KINDS:
+            raise TapeError(f"unknown kind of compiled computation {state['kind']!r}")
+        backend = state["backend"] if state["backend"] in backends.available() else "auto"
+        spec = cls(None, state["kind"], checked_argnums(state["argnums"]),
+                   checked_argnums(state["static_argnums"]), backend, eager=None,
+                   max_traces=int(state["max_traces"]), check_nans=bool(state["check_nans"]),
+                   reroll=bool(state["reroll"]), exact_sums=bool(state["exact_sums"]),
+                   max_signatures=saved_max_signatures(state.get("max_signatures")),
+                   static_argnames=checked_argnames(state.get("static_argnames", ())))
+        spec.int_static = set(checked_int_static(state.get("int_static", ())))
+        for key, entries in state["entries"]:
+            key = decode(key)
+            for tape_bytes, structure in entries:
+                tape = tape_from_bytes(tape_bytes)
+                check_signature(key, tape)
+                structure = Structure(*decode(structure))
+                check_structure(spec, structure, tape)
+                spec._insert(key, Entry(tape, structure, spec._build))
+        # as before saving, the first call takes the general path
+        spec.shortcut, spec.full_run_args, spec.grads_run_args = NO_SHORTCUT, None, None
+        return spec
+
+    def _build(self, tape: Tape) -> Any:
+        """The chosen backend's executable or, when it cannot run the tape (a
+        primitive or a dtype it has no code for), the next backend's that can:
+        Numba.  When none runs every primitive, the first that lacks only
+        primitives (no dtypes) runs the tape in compiled segments with host
+        calls (NumPy) for those primitives: no retracing, and one missing
+        special function does not send the whole tape to the interpreter.
+        Otherwise the NumPy reference interpreter.  The chain is
+        `backends.fallback.route`; this warns once per function and reason."""
+        module, in_segments, refused = backends.route(self.backend, tape)
+        name = backends.name_of(module)
+        if in_segments:
+            self._warn_fallback(refused, f"runs on the {name} backend in compiled segments with "
+                                         "host calls for the rest")
+            return fallback.build_segments(tape, module, backends.native_primitives(name))
+        self._warn_fallback(refused, f"runs on the {name} backend")
+        if module is self.backend:  # "auto" may move to Numba later (choice.py)
+            return backends.build(self.backend_name, tape)
+        return module.build(tape)
+
+    def _warn_fallback(self, refused: list[str], what: str) -> None:
+        if refused and tuple(refused) not in self.fallbacks_warned:
+            self.fallbacks_warned.add(tuple(refused))  # once per function and reason
+            warnings.warn(f"fastad: {getattr(self.fn, '__qualname__', 'the function')} {what} "
+                          f"({'; '.join(refused)}; fastad.backends.coverage() lists what each "
+                          "backend runs)", stacklevel=user_stacklevel())
+
+    def _rerolled(self, builder: Any, out_leaves: list[Any]) -> Tape | None:
+        """The forward tape with its scalar loops rerolled, or None if it has none."""
+        tape = builder.tape
+        tape.outputs = [builder.slot_of(v) for v in out_leaves]
+        return reroll(tape, [builder.values[s] for s in tape.inputs], self.exact_sums)
+
+    def cache_info(self) -> dict[str, Any]:
+        """How many traces happened, each cached trace with its guards (least
+        recently used signature first), the bound on signatures and how many
+        were evicted by it."""
+        items = self._snapshot()
+        with self._cache_lock:
+            gave_up = list(self.gave_up)
+        return {"traces": self.traces, "signatures": len(items),
+                "max_signatures": self.max_signatures, "evicted": self.evicted,
+                "entries": [{"signature": describe(key), "guards": e.guards}
+                            for key, entries in items for e in entries],
+                "eager": [describe(key) for key in gave_up]}
+
+
+def replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: list[Tracer]
+              ) -> tuple[Any, list[Tracer], list[Any]]:
+    """Record ``tape`` afresh into ``builder``, which replaces ``old``: the
+    builder, the tracers standing for ``wrt``, and the outputs."""
+    new_inputs = [builder.new_input(old.values[t.slot]) for t in inputs]
+    position = {t.slot: k for k, t in enumerate(inputs)}
+    outs = replay(tape, new_inputs)
+    return builder, [new_inputs[position[t.slot]] for t in wrt], outs
+
+
+def guards_hold(entry: Entry, values: list[Any]) -> bool:
+    """Does the trace ``entry`` take the path that ``values`` take?  A tape
+    without guards fits any values of its signature; one with guards is
+    evaluated on them (NumPy) before it is replayed, since a replayed guard
+    that disagreed would have been recorded into the enclosing trace."""
+    if entry.guarded is None:
+        entry.guarded = any(registry[ins.prim].effect == "guard" for ins in entry.tape.instrs)
+    return not entry.guarded or reference.evaluate(entry.tape, values) is not None
+
+
+def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
+              which: int) -> Any:
+    """``fast(args, which)``, or None when there is no shortcut or it declines."""
+    return None if fast is None else fast(args, which)
+
+
+def takes_shortcut(key: Any) -> bool:
+    """Is every argument of the signature one float array?  Then a call with
+    exactly such arrays goes to ``run_args(args, which)`` of the compiled
+    executable, skipping flattening and the cache (every backend's
+    executable has `run_args`)."""
+    for arg in key:  # a dynamic leaf's key is (shape, dtype char); static ones differ
+        if len(arg) != 2 or arg[0] != pytree.LEAF or len(arg[1]) != 1 or len(arg[1][0]) != 2:
+            return False
+        shape = arg[1][0][0]
+        if not isinstance(shape, tuple) or len(shape) == 0:
+            return False
+    return True
+
+
