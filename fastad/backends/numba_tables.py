@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..primitives.registry import Primitive, check_table
+from ..primitives.registry import Primitive, check_table, registry
 from ..primitives.registry import prims as P
 
 # Scalar forms are Python operators where one exists: Numba types them
@@ -32,19 +32,14 @@ SCALAR_OPERATORS: dict[Primitive, str] = check_table({
     P.eq: "{0} == {1}", P.ne: "{0} != {1}",
     P.real: "{0}.real", P.imag: "{0}.imag", P.conj: "{0}.conjugate()",
 }, "numba_backend.SCALAR_OPERATORS")
+# Every elementwise primitive whose implementation is a NumPy ufunc is that
+# ufunc here, by its name (Numba implements NumPy's ufuncs): a new ufunc row
+# needs no line of its own.  The rest are named: abs (np.abs, which the
+# generated code has always called) and real and imag (functions, not ufuncs).
 UFUNCS: dict[Primitive, str] = check_table({
-    P.neg: "negative", P.abs: "abs", P.exp: "exp", P.exp2: "exp2", P.log: "log",
-    P.log2: "log2", P.log10: "log10", P.log1p: "log1p", P.expm1: "expm1", P.sqrt: "sqrt",
-    P.cbrt: "cbrt", P.square: "square", P.reciprocal: "reciprocal", P.sin: "sin",
-    P.cos: "cos", P.tan: "tan", P.arcsin: "arcsin", P.arccos: "arccos", P.arctan: "arctan",
-    P.sinh: "sinh", P.cosh: "cosh", P.tanh: "tanh", P.arcsinh: "arcsinh",
-    P.arccosh: "arccosh", P.arctanh: "arctanh", P.sign: "sign", P.floor: "floor",
-    P.ceil: "ceil", P.round: "rint", P.logical_not: "logical_not",
-    P.add: "add", P.sub: "subtract", P.mul: "multiply", P.div: "divide", P.pow: "power",
-    P.maximum: "maximum", P.minimum: "minimum", P.arctan2: "arctan2", P.hypot: "hypot",
-    P.logaddexp: "logaddexp", P.lt: "less", P.le: "less_equal", P.gt: "greater",
-    P.ge: "greater_equal", P.eq: "equal", P.ne: "not_equal", P.logical_and: "logical_and",
-    P.logical_or: "logical_or", P.real: "real", P.imag: "imag", P.conj: "conjugate",
+    **{p: p.impl.__name__ for p in registry.values()
+       if p.builtin and p.elementwise and isinstance(p.impl, np.ufunc)},
+    P.abs: "abs", P.real: "real", P.imag: "imag",
 }, "numba_backend.UFUNCS")
 # Primitives the generated code runs as a call back into NumPy (in Numba's
 # object mode, holding the GIL for that one instruction): Numba has no FFT.
