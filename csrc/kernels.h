@@ -61,6 +61,7 @@ static const int dtype_size[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
 #define U_FLOOR(x) floor(x)
 #define U_CEIL(x) ceil(x)
 #define U_ROUND(x) rint(x)
+#define U_DEG2RAD(x) ((x) * (T)0.017453292519943295) /* NumPy's x * (pi / 180) */
 
 /* NumPy's npy_logaddexp, branch for branch. */
 static inline double logaddexp_d(double x, double y) {

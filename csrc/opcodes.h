@@ -96,7 +96,7 @@
   F(NEG) F(ABS) F(SIGN) F(EXP) F(EXP2) F(LOG) F(LOG2) F(LOG10) F(LOG1P) F(EXPM1) \
   F(SQRT) F(CBRT) F(SQUARE) F(RECIPROCAL) F(SIN) F(COS) F(TAN) F(ARCSIN) F(ARCCOS) \
   F(ARCTAN) F(SINH) F(COSH) F(TANH) F(ARCSINH) F(ARCCOSH) F(ARCTANH) F(FLOOR) \
-  F(CEIL) F(ROUND)
+  F(CEIL) F(ROUND) F(DEG2RAD)
 
 /* Elementwise functions of two arguments (maximum/minimum propagate NaN). */
 #define FASTAD_BINARY_FNS(F) \

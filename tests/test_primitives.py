@@ -39,7 +39,7 @@ UNARY = {
     "tan": (np.tan, "unit"), "arcsin": (np.arcsin, "unit"), "arccos": (np.arccos, "unit"),
     "arctan": (np.arctan, "real"), "sinh": (np.sinh, "real"), "cosh": (np.cosh, "real"),
     "tanh": (np.tanh, "real"), "arcsinh": (np.arcsinh, "real"), "arccosh": (np.arccosh, "gt1"),
-    "arctanh": (np.arctanh, "unit"),
+    "arctanh": (np.arctanh, "unit"), "deg2rad": (np.deg2rad, "real"),
 }
 for _name, (_ufunc, _domain) in UNARY.items():
     case(_name, [_domain], one_shape(), covers=[_name])(_ufunc)

@@ -28,6 +28,7 @@ from .registry import defjvp, defprim, defvjp
 
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
+_RAD_PER_DEG = float(np.pi / 180.0)
 
 # Cost classes (`Primitive.cost`): a few instructions per element, or a libm call
 # per element.  Every primitive of this module is elementwise.
@@ -62,6 +63,7 @@ UNARY = {
     "arccosh":    (np.arccosh,    LIBM,
                    lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
     "arctanh":    (np.arctanh,    LIBM,  lambda g, ans, x: g / (1.0 - fnp.square(x))),
+    "deg2rad":    (np.deg2rad,    CHEAP, lambda g, ans, x: g * _RAD_PER_DEG),
 }
 
 # Piecewise constant: the derivative is zero wherever it exists.  All cheap.
