@@ -9,9 +9,9 @@ from .compiled import compile, jit
 from .minimize import minimize
 from .misc import flatten
 from .serialize import dumps, loads
-from .errors import FastadError, SignatureError, TapeError, TracingError
+from .core.errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
-from .tape import Tape
+from .core.tape import Tape
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
            "compile", "minimize", "flatten", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",

@@ -14,10 +14,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import pytree
-from .errors import TracingError, unsupported_precision
-from .tape import Tape
-from .tracer import Builder, Tracer, plain_array, recording, replay
+from .core import pytree
+from .core.errors import TracingError, unsupported_precision
+from .core.tape import Tape
+from .core.tracer import Builder, Tracer, plain_array, recording, replay
 from .transforms.reverse import backward
 
 ArgNums = int | Sequence[int]
@@ -196,7 +196,7 @@ class Aux:
         self.builder: Builder | None = None
 
     def value(self, *args: Any, **kwargs: Any) -> Any:
-        from .tracer import current_builder
+        from .core.tracer import current_builder
         out = self.f(*args, **kwargs)
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(f"{self.name}(..., has_aux=True) requires a function returning a "
@@ -607,8 +607,8 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
     one calls it between compiled segments (with a warning; see
     fastad.backends.coverage()).
     """
-    from .primitives.registry import defprim, registry
-    from .tracer import bind
+    from .core.registry import defprim, registry
+    from .core.tracer import bind
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', repr(fn))}"
     base, k = name, 1
     while name in registry:

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from . import pytree
+from .core import pytree
 from .api import plain_array
 
 #: a batch is cut into about this many chunks by default: enough to balance

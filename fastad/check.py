@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import pytree
+from .core import pytree
 from .api import grad, jvp, vjp
 
 _TOLERANCES = {np.dtype(np.float64): (1e-6, 1e-5, 1e-7), np.dtype(np.float32): (1e-2, 3e-2, 1e-3)}

@@ -15,11 +15,11 @@ from typing import Any, Callable, Sequence
 
 from . import batched, locks
 from .api import grad, hessian, hvp, value_and_grad, vmap
-from .errors import SignatureError, TapeError
+from .core.errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads
 from .signatures import Entry, any_tracer, checked_argnums
 from .specializer import Specializer, take_shortcut
-from .tape import Tape
+from .core.tape import Tape
 
 
 class _Inspectable:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from . import pytree
+from .core import pytree
 
 try:
     import dask

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from .errors import TracingError
+from .core.errors import TracingError
 
 _GENERATORS = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
 

@@ -5,7 +5,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import pytree
+from .core import pytree
 from .compiled import CompiledGrad, compile
 
 # Methods that use a Hessian-vector product when one is given.

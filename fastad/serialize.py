@@ -6,7 +6,7 @@ is not stored, so a loaded function runs the signatures it was saved with on
 any machine with fastad, without the source.
 
 Loading is safe on untrusted bytes: the payload is in fastad's own format
-(`fastad.wire`: typed, length-prefixed plain data and arrays of numeric
+(`fastad.core.wire`: typed, length-prefixed plain data and arrays of numeric
 dtypes, parsed without recursion and without pickle, so no code runs and no
 NumPy reconstruction routine sees its bytes), every tape is validated, and
 every signature is checked against its tape's inputs before any backend sees
@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import TapeError
-from . import wire
-from .tape import Tape
+from .core.errors import TapeError
+from .core import wire
+from .core.tape import Tape
 
 _TYPE_MARK = "__fastad_type__"
 _BUILTIN_TYPES = {t.__name__: t for t in (int, float, complex, bool, str, bytes, type(None))}

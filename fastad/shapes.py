@@ -18,11 +18,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .errors import TapeError
+from .core.errors import TapeError
 from .primitives import special
 from .primitives.fft import NORMS
-from .primitives.registry import Primitive, check_table, registry
-from .primitives.registry import prims as P
+from .core.registry import Primitive, check_table, registry
+from .core.registry import prims as P
 
 Shape = tuple[int, ...]
 

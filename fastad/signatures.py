@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from . import locks, pytree
+from . import locks
+from .core import pytree
 from .api import Recorded, gradient_of_scalar, plain_array, unpack_grads
-from .errors import TapeError, TracingError
-from .primitives.registry import registry
-from .tape import Tape, where
-from .tracer import Tracer
+from .core.errors import TapeError, TracingError
+from .core.registry import registry
+from .core.tape import Tape, where
+from .core.tracer import Tracer
 
 if TYPE_CHECKING:
     from .specializer import Specializer

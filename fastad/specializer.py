@@ -23,11 +23,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, draws, locks, pytree
+from . import backends, draws, locks
+from .core import pytree
 from .api import Recorded, check_leaf, plain_array
 from .backends import fallback, reference
-from .errors import SignatureError, TapeError
-from .primitives.registry import registry
+from .core.errors import SignatureError, TapeError
+from .core.registry import registry
 from .serialize import decode, encode, tape_from_bytes
 from .signatures import (
     INT_DATA,
@@ -56,8 +57,8 @@ from .signatures import (
     static_key,
     static_names,
 )
-from .tape import Tape
-from .tracer import (
+from .core.tape import Tape
+from .core.tracer import (
     IntTracer,
     IntValueNeeded,
     Tracer,

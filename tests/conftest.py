@@ -65,7 +65,7 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.write_line(f"{name}: {n}")
     for name, keys in COVERED.items():
         if name == "fuzz primitives covered":
-            from fastad.primitives.registry import registry
+            from fastad.core.registry import registry
             missing = sorted(k for k, p in registry.items() if p.builtin and k not in keys)
             terminalreporter.write_line(f"{name}: {len(keys)} of "
                                         f"{sum(p.builtin for p in registry.values())}"

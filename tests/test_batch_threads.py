@@ -11,7 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
-from fastad import batched, pytree
+from fastad import batched
+from fastad.core import pytree
 from helpers import FAST, rosenbrock, seconds_until_interrupted
 
 rng = np.random.default_rng(11)

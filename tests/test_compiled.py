@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 
 import fastad as fa
-from fastad import pytree
+from fastad.core import pytree
 from conftest import BACKENDS
 from helpers import rosenbrock, rosenbrock_loop
 

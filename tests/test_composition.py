@@ -20,8 +20,8 @@ from conftest import BACKENDS
 
 import fastad as fa
 import fastad.numpy as fnp
-from fastad import pytree
-from fastad.errors import SignatureError
+from fastad.core import pytree
+from fastad.core.errors import SignatureError
 
 N = 4
 _A = np.random.default_rng(7).normal(size=(N, N)) / 2

@@ -11,7 +11,7 @@ import scipy.special as sc
 
 import fastad as fa
 from fastad import backends
-from fastad.primitives.registry import registry
+from fastad.core.registry import registry
 
 
 def test_coverage_lists_every_primitive_for_every_backend(capsys):

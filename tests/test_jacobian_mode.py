@@ -7,7 +7,7 @@ import pytest
 
 import fastad as fa
 from fastad import api
-from fastad.tape import Aval, Instr, Tape
+from fastad.core.tape import Aval, Instr, Tape
 from fastad.transforms import cost, forward, reverse
 
 

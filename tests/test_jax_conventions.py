@@ -328,7 +328,7 @@ def test_defvjp_curried_form(backend):
 
 
 def test_defvjp_tells_forms_apart_by_arity():
-    from fastad.primitives.registry import _is_curried
+    from fastad.core.registry import _is_curried
 
     @fa.primitive
     def unary(x):

@@ -48,7 +48,7 @@ def pytrees(draw, depth=2):
 @settings(max_examples=40, deadline=None)
 @given(tree=pytrees())
 def test_flatten_round_trips_and_differentiates(tree):
-    from fastad import pytree
+    from fastad.core import pytree
     vector, unflatten = flatten(tree)
     leaves, structure = pytree.flatten(tree)
     assert vector.ndim == 1 and vector.size == sum(np.size(v) for v in leaves)

@@ -22,11 +22,11 @@ if not nb.available:
 
 import fastad as fa  # noqa: E402
 from fastad.backends.reference import evaluate  # noqa: E402
-from fastad.errors import SignatureError  # noqa: E402
+from fastad.core.errors import SignatureError  # noqa: E402
 from fastad.primitives import registry  # noqa: E402
 from fastad.primitives.elementwise import (BINARY, BINARY_ZERO_DERIVATIVE, UNARY,  # noqa: E402
                                            UNARY_ZERO_DERIVATIVE)
-from fastad.tape import Aval, Instr, Tape, aval_of  # noqa: E402
+from fastad.core.tape import Aval, Instr, Tape, aval_of  # noqa: E402
 from helpers import laplacian_energy, rosenbrock_loop  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -370,7 +370,7 @@ def test_branches_are_guarded():
 # -- the disk cache ---------------------------------------------------------------------------
 _CHILD = textwrap.dedent("""
     import sys
-    from fastad.tape import Tape
+    from fastad.core.tape import Tape
     from fastad.backends import numba_backend as nb
     tape = Tape.from_bytes(open(sys.argv[1], "rb").read())
     exe = nb.build(tape)

@@ -293,7 +293,7 @@ def test_float16_argument_and_cast_are_refused_alike():
     """One error for one meaning: a float16 argument and a cast to float16 inside
     the function raise the same type (a TypeError and a TracingError) with the
     same message."""
-    from fastad.errors import PrecisionError
+    from fastad.core.errors import PrecisionError
     for f, x in [(np.sum, np.ones(3, np.float16)),
                  (lambda x: np.sum(x.astype(np.float16)), np.ones(3))]:
         with pytest.raises(PrecisionError, match="float16 values are not supported .fastad "

@@ -13,8 +13,8 @@ import pytest
 
 from fastad import backends, shapes
 from fastad.backends import lower, numba_backend
-from fastad.primitives.registry import (COST_CLASSES, EFFECTS, Primitive, check_table, prims,
-                                        registry)
+from fastad.core.registry import (COST_CLASSES, EFFECTS, Primitive, check_table, prims,
+                                  registry)
 from fastad.transforms import batching
 
 BUILTIN = [p for p in registry.values() if p.builtin]

@@ -13,7 +13,7 @@ import pytest
 
 import fastad as fa
 from fastad.backends import c_backend
-from fastad.tape import Aval, Instr, Tape
+from fastad.core.tape import Aval, Instr, Tape
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
 from workloads import make_rosenbrock, make_rosenbrock_loop, make_sin_poly  # noqa: E402

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
-from fastad import pytree, wire
+from fastad.core import pytree, wire
 from fastad.backends import c_backend
 from fastad.backends.lower import lower
-from fastad.tape import Aval, Instr, Tape
+from fastad.core.tape import Aval, Instr, Tape
 
 
 def loss(p, x):
@@ -270,7 +270,7 @@ def test_mutated_programs_never_crash_the_vm(record_count):
 def test_every_builtin_primitive_has_a_shape_rule():
     """Loading checks each instruction against its primitive's shape rule
     (fastad/shapes.py): a primitive without one could not be loaded."""
-    from fastad.primitives.registry import registry
+    from fastad.core.registry import registry
     from fastad.shapes import RULES
     assert [name for name, p in registry.items() if p.builtin and p not in RULES] == []
 
@@ -489,8 +489,9 @@ def collect(strategy, settings_=FUZZ):
 LOADER = textwrap.dedent(r"""
     import pickle, struct, sys
     import fastad as fa
-    from fastad import serialize, wire
-    from fastad.tape import Tape
+    from fastad import serialize
+    from fastad.core import wire
+    from fastad.core.tape import Tape
 
     class Wrapped:  # a pickle of loads and the bytes, as pickle.dumps(g) writes
         def __init__(self, data):

@@ -397,7 +397,7 @@ def test_tracer_operators_and_methods_live_in_its_class_body():
     import ast
     import inspect
 
-    from fastad import tracer
+    from fastad.core import tracer
     asked = set()
     for node in ast.walk(ast.parse(inspect.getsource(tracer))):
         if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
@@ -410,7 +410,7 @@ def test_tracer_operators_and_methods_live_in_its_class_body():
         for name, value in vars(cls).items():
             for fn in ((value.fget, value.fset) if isinstance(value, property) else (value,)):
                 if callable(fn) and not isinstance(fn, type):
-                    assert fn.__module__ == "fastad.tracer", (cls.__name__, name)
+                    assert fn.__module__ == "fastad.core.tracer", (cls.__name__, name)
 
 
 def test_front_end_modules_import_only_the_ones_before_them():

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
-from fastad.errors import TracingError
+from fastad.core.errors import TracingError
 
 # sort, partition and complex values run partly off the C VM, which fastad says
 pytestmark = pytest.mark.filterwarnings("ignore:fastad.*runs on the:UserWarning")

@@ -22,7 +22,7 @@ import fastad as fa
 import fastad.numpy as fnp
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
-from fastad.errors import SignatureError, TapeError
+from fastad.core.errors import SignatureError, TapeError
 from helpers import rosenbrock, rosenbrock_loop, seconds_until_interrupted
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")

@@ -2,7 +2,7 @@
 
 The C files use its macros, the lowering (lower.py, fuse.py) reads them from
 the header's text at import, _vm.pyx through ``cdef extern``.  Python modules
-that must know a constant without the extension (fastad.tape, fastad.wire)
+that must know a constant without the extension (fastad.core.tape, fastad.core.wire)
 keep their own copy, checked here against the header's text, so these tests
 also run where the extension is not built.
 """
@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from fastad import tape, wire
+from fastad.core import tape, wire
 from fastad.backends import c_backend, fuse
 from fastad.backends import lower as lowering
 from fastad.backends import vm_header

@@ -19,7 +19,7 @@ from .fallback import (NATIVE_DTYPE_KINDS, coverage, fallbacks, host_calls, nati
                        route, unsupported)
 
 if TYPE_CHECKING:
-    from ..tape import Tape
+    from ..core.tape import Tape
 
 __all__ = ["available", "get", "name_of", "build", "fallbacks", "route", "unsupported",
            "native_primitives", "host_calls", "coverage", "NATIVE_DTYPE_KINDS"]

@@ -20,7 +20,7 @@ import threading
 
 import numpy as np
 
-from ..errors import SignatureError, TapeError
+from ..core.errors import SignatureError, TapeError
 
 cnp.import_array()
 

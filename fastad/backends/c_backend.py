@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
-from ..tape import Tape
+from ..core.tape import Tape
 from .lower import Program, lower
 
 try:

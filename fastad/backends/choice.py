@@ -34,8 +34,8 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
-from ..primitives.registry import registry
-from ..tape import Tape
+from ..core.registry import registry
+from ..core.tape import Tape
 
 ELEMENTWISE_SAVING_S = 0.06e-9  # per array element of a cheap elementwise instruction, per call
 TRANSCENDENTAL_SAVING_S = 0.5e-9  # per array element of a transcendental one, per call

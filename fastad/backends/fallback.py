@@ -33,9 +33,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..primitives import special
-from ..primitives.registry import Primitive, check_table, registry
-from ..primitives.registry import prims as P
-from ..tape import Instr, Tape
+from ..core.registry import Primitive, check_table, registry
+from ..core.registry import prims as P
+from ..core.tape import Instr, Tape
 from .reference import RunsArgs
 
 # Builtin primitives that neither compiled backend (the C VM, the Numba

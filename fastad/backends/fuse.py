@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..tape import Instr
+from ..core.tape import Instr
 from ..transforms.analysis import bitwise_uniform, is_range
 from .arena import Ref
 from .lower_rules import _compare_dtype, rule_of

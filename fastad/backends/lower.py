@@ -31,9 +31,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import LoweringError
-from ..primitives.registry import registry
-from ..tape import Instr, Tape
+from ..core.errors import LoweringError
+from ..core.registry import registry
+from ..core.tape import Instr, Tape
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, ArenaPlanner, Ref, _Buffer, _round_up
 from .fuse import Fusion

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LoweringError
-from ..primitives.registry import Primitive, check_table, registry
-from ..primitives.registry import prims as P
-from ..tape import Instr
+from ..core.errors import LoweringError
+from ..core.registry import Primitive, check_table, registry
+from ..core.registry import prims as P
+from ..core.tape import Instr
 from ..transforms.analysis import affine, all_zero_bits, bitwise_uniform, c_strides
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, Ref

@@ -45,9 +45,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import SignatureError
-from ..primitives.registry import registry
-from ..tape import Tape
+from ..core.errors import SignatureError
+from ..core.registry import registry
+from ..core.tape import Tape
 from .numba_cache import _key, _load, _modules, cache_dir, numba
 from .numba_codegen import _Generator
 from .numba_emitters import EMITTERS, NOT_EMITTED

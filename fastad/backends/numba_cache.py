@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from ..tracer import user_stacklevel
+from ..core.tracer import user_stacklevel
 
 try:
     import numba

@@ -16,8 +16,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..primitives.registry import registry
-from ..tape import Instr, Tape
+from ..core.registry import registry
+from ..core.tape import Instr, Tape
 from ..transforms.analysis import bitwise_uniform, c_strides
 from ..transforms.analysis import is_weak as _is_weak
 from .numba_emitters import EMITTERS, _Emitters

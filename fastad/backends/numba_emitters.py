@@ -15,9 +15,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..primitives.registry import Primitive, check_table, registry
-from ..primitives.registry import prims as P
-from ..tape import Instr
+from ..core.registry import Primitive, check_table, registry
+from ..core.registry import prims as P
+from ..core.tape import Instr
 from ..transforms.analysis import affine, affine_grid, is_range
 from .numba_loops import _index_expr, _nested_loops
 from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape

@@ -19,9 +19,9 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..primitives.registry import registry
-from ..primitives.registry import prims as P
-from ..tape import Instr, Tape
+from ..core.registry import registry
+from ..core.registry import prims as P
+from ..core.tape import Instr, Tape
 from ..transforms.analysis import affine, affine_grid, c_strides, common_affine_grid, is_range
 from .numba_tables import REDUCER_START, REDUCERS, UFUNCS, _literal, _shape, _Step
 

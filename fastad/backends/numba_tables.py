@@ -18,8 +18,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..primitives.registry import Primitive, check_table, registry
-from ..primitives.registry import prims as P
+from ..core.registry import Primitive, check_table, registry
+from ..core.registry import prims as P
 
 # Scalar forms are Python operators where one exists: Numba types them
 # fastest, and compile time is what this backend pays for its speed.

@@ -9,8 +9,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..primitives.registry import registry
-from ..tape import Tape, where
+from ..core.registry import registry
+from ..core.tape import Tape, where
 
 
 def evaluate(tape: Tape, inputs: Sequence[Any], check_guards: bool = True) -> list[Any] | None:

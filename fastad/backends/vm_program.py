@@ -15,7 +15,7 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from ..errors import TapeError
+from ..core.errors import TapeError
 from .vm_header import NARGS, OP, TABLES
 
 

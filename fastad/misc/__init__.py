@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .. import numpy as fnp
-from .. import pytree
+from ..core import pytree
 
 
 def flatten(value: Any) -> tuple[Any, Callable[[Any], Any]]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as _np
 
-from ..tracer import FRONT_END as _FRONT_END
+from ..core.tracer import FRONT_END as _FRONT_END
 from ._base import *  # noqa: F403
 from ._elementwise import *  # noqa: F403
 from ._shape import *  # noqa: F403
@@ -35,7 +35,7 @@ from ._dispatch import _UFUNCS  # noqa: F401  (the ufuncs dispatched, read by fa
 from ._methods import TRACER_FRONT_END as _TRACER_FRONT_END
 # private helpers the rest of fastad reaches through this namespace
 from ._arrayfuncs import _flip_any  # noqa: F401  (fastad.scipy.signal)
-from ._base import _axes, _no_out  # noqa: F401  (fastad.scipy.special, fastad.fft)
+from ._base import _axes, _no_out  # noqa: F401  (fastad.scipy.special)
 from ._linalg import _square  # noqa: F401  (fastad.scipy.linalg)
 
 pi = _np.pi
@@ -62,11 +62,11 @@ import warnings  # noqa: E402,F401
 import weakref  # noqa: E402,F401
 from typing import Any, Sequence  # noqa: E402,F401
 
-from ..errors import TracingError  # noqa: E402,F401
-from ..primitives.registry import registry  # noqa: E402,F401
-from ..tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here,  # noqa: E402,F401
-                      made_here, new_tracer, positions)
+from ..core.errors import TracingError  # noqa: E402,F401
+from ..core.registry import registry  # noqa: E402,F401
+from ..core.tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here,  # noqa: E402,F401
+                           made_here, new_tracer, positions)
 
 _FRONT_END.update(_TRACER_FRONT_END)  # Tracer's operators and methods apply these
 
-from .. import fft  # noqa: E402  (fastad.numpy.fft; written with this package's functions)
+from . import fft  # noqa: E402,F401  (fastad.numpy.fft, written with this package's functions)

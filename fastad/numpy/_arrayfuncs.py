@@ -8,8 +8,8 @@ from typing import Any, Sequence
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import Tracer, bind
+from ..core.errors import TracingError
+from ..core.tracer import Tracer, bind
 from ._base import _axes, _constant, _contains_tracer, _float_dtype, _p, ndim, shape, size
 from ._creation import zeros_like
 from ._linalg import matmul

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..primitives.registry import registry
-from ..tracer import Tracer, current_builder, made_here, new_tracer
+from ..core.errors import TracingError
+from ..core.registry import registry
+from ..core.tracer import Tracer, current_builder, made_here, new_tracer
 
 __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj", "zeros_for",
            "eye_like", "shape_of"]

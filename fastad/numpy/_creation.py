@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as _np
 
-from ..tracer import Tracer
+from ..core.tracer import Tracer
 from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape
 from ._elementwise import astype
 from ._shape import broadcast_to, stack

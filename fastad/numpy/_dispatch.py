@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import Tracer
+from ..core.errors import TracingError
+from ..core.tracer import Tracer
 from ._base import _fresh, _no_out, iscomplexobj, shape
 from . import _elementwise
 from ._elementwise import FROM_ROWS, astype

@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError, unsupported_precision
+from ..core.errors import TracingError, unsupported_precision
 from ..primitives import elementwise as _rows
-from ..tracer import bind
+from ..core.tracer import bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import ArrayTracer, Tracer, made_here, positions
+from ..core.errors import TracingError
+from ..core.tracer import ArrayTracer, Tracer, made_here, positions
 from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape, size
 from ._creation import array
 from ._elementwise import astype

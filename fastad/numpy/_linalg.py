@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import bind
+from ..core.errors import TracingError
+from ..core.tracer import bind
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
 from ._elementwise import _abs2, absolute, astype, conjugate, exp, multiply, power, sqrt
 from ._reductions import max, min, sum

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import Tracer
+from ..core.errors import TracingError
+from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
 from ._creation import copy
 from ._dispatch import _dispatch_function, _dispatch_ufunc

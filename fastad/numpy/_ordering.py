@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import Tracer, bind
+from ..core.errors import TracingError
+from ..core.tracer import Tracer, bind
 from ._base import _no_out, _p, ndim, shape
 from ._reductions import _axis_of
 from ._shape import _gather, broadcast_to, reshape

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as _np
 
-from ..tracer import bind
+from ..core.tracer import bind
 from ._base import _axes, _float_dtype, _no_out, _p, ndim, shape
 from ._elementwise import _abs2, astype, equal, exp, isfinite, log, sqrt, stop_gradient, where
 from ._elementwise import where as _select  # for reductions, whose ``where=`` hides the name

@@ -10,8 +10,8 @@ from typing import Any, Sequence
 
 import numpy as _np
 
-from ..errors import TracingError
-from ..tracer import Tracer, bind, is_made_here, made_here
+from ..core.errors import TracingError
+from ..core.tracer import Tracer, bind, is_made_here, made_here
 from ._base import (_axes, _float_dtype, _p, _zeros_const, ndim, result_dtype, shape, shape_of,
                     size)
 from ._elementwise import where

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as _np
 
-from ..tracer import ArrayTracer, Tracer
+from ..core.tracer import ArrayTracer, Tracer
 from ._base import iscomplexobj, shape
 from ._elementwise import imag, real
 from ._shape import scatter_set, take_flat

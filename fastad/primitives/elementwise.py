@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import fnp
-from .registry import defjvp, defprim, defvjp
+from .numpy_proxy import fnp
+from ..core.registry import defjvp, defprim, defvjp
 
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
@@ -212,6 +212,6 @@ defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
 
 # the identity, which the transforms treat as a constant: no element is touched
 defprim("stop_gradient", lambda x: x, 1, differentiable=False, cost="view", elementwise=True)
-# the recorded outcome of Python control flow on a traced value (`fastad.guards`)
+# the recorded outcome of Python control flow on a traced value (`fastad.core.guards`)
 defprim("guard", lambda pred, expected: np.bool_(bool(pred) == expected), 1,
         differentiable=False, effect="guard")

@@ -3,7 +3,7 @@
 ``fft(x, axes, inverse, norm)`` is NumPy's ``fftn``/``ifftn`` of a complex
 array over ``axes``, shape-preserving.  Everything else in
 ``fastad.numpy.fft`` (lengths ``n``/``s``, real transforms, shifts) is written
-in terms of it, of gathers and of ``real``/``astype`` (see `fastad.fft`).
+in terms of it, of gathers and of ``real``/``astype`` (see `fastad.numpy.fft`).
 
 The transform is linear, so its JVP is itself.  Its matrix is symmetric
 (``F[j, k] = w**(j*k)``, the scaling of ``norm`` included), and cotangents
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import fnp
-from .registry import defjvp, defprim, defvjp
+from .numpy_proxy import fnp
+from ..core.registry import defjvp, defprim, defvjp
 
 NORMS = ("backward", "ortho", "forward")
 

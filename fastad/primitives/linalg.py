@@ -24,11 +24,12 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from .registry import defjvp, defprim, defvjp, fnp, registry
+from ..core.registry import defjvp, defprim, defvjp, registry
+from .numpy_proxy import fnp
 
 
 def _call(name, *args, **params):
-    from ..tracer import bind
+    from ..core.tracer import bind
     return bind(registry[name], *args, **params)
 
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import defjvp, defprim, defvjp, fnp, registry
+from ..core.registry import defjvp, defprim, defvjp, registry
+from .numpy_proxy import fnp
 
 
 def _call(name, *args, **params):
-    from ..tracer import bind
+    from ..core.tracer import bind
     return bind(registry[name], *args, **params)
 
 

@@ -18,14 +18,15 @@ import numpy as np
 import scipy.special as sc
 
 from .elementwise import _binary_vjps
-from .registry import defjvp, defprim, defvjp, fnp, registry
+from ..core.registry import defjvp, defprim, defvjp, registry
+from .numpy_proxy import fnp
 
 _SQRT_PI = math.sqrt(math.pi)
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
 
 
 def _call(name, *args, **params):
-    from ..tracer import bind
+    from ..core.tracer import bind
     return bind(registry[name], *args, **params)
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .registry import fnp
-from .registry import defjvp, defprim, defvjp
+from .numpy_proxy import fnp
+from ..core.registry import defjvp, defprim, defvjp
 
 
 def _keepdims_shape(shape, axes):
@@ -107,7 +107,7 @@ def _take(x, idx):
 def _take_view(x, idx):
     """x.ravel()[idx] as a read-only view of x where idx is a basic slice's
     index (a strided view of the position table): no copy of a large slice."""
-    from ..tracer import position_layout  # the tracer imports the registry
+    from ..core.tracer import position_layout  # the tracer imports the registry
     flat = np.asarray(x).reshape(-1)
     layout = position_layout(idx, flat.size)
     if layout is None:

@@ -8,8 +8,8 @@ import numpy as _np
 import scipy.special as _sc
 
 from .. import numpy as fnp
-from ..primitives.registry import registry
-from ..tracer import bind
+from ..core.registry import registry
+from ..core.tracer import bind
 
 
 def _unary(name: str, **params: Any):

@@ -13,12 +13,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import TracingError
+from ..core.errors import TracingError
 from ..primitives import linalg, ordering
-from ..primitives.registry import Primitive, check_table, fnp, registry
-from ..primitives.registry import prims as P
-from ..tape import Tape, where
-from ..tracer import bind
+from ..core.registry import Primitive, check_table, registry
+from ..primitives.numpy_proxy import fnp
+from ..core.registry import prims as P
+from ..core.tape import Tape, where
+from ..core.tracer import bind
 
 Batched = tuple[Any, bool]  # a value and whether its axis 0 is the batch axis
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Sequence
 
-from ..primitives.registry import registry
-from ..tape import Instr, Tape
+from ..core.registry import registry
+from ..core.tape import Instr, Tape
 
 
 class Weights(NamedTuple):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..primitives.registry import fnp, registry
-from ..tracer import Builder, Tracer
+from ..core.registry import registry
+from ..primitives.numpy_proxy import fnp
+from ..core.tracer import Builder, Tracer
 
 if TYPE_CHECKING:
-    from ..tape import Tape
+    from ..core.tape import Tape
 
 
 def _sub_joint(ts: list[Any], ans: Any, x: Any, y: Any) -> Any:
@@ -93,7 +94,7 @@ def jvp_tape(tape: "Tape", wrt: Sequence[int], examples: Sequence[Any]) -> "Tape
     in ``wrt``, and returns ``tape.outputs`` followed by their tangents.
     ``examples`` are input values to re-record with.
     """
-    from ..tracer import recording, replay
+    from ..core.tracer import recording, replay
 
     with recording() as builder:
         inputs = [builder.new_input(v) for v in examples]

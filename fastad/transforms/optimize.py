@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from ..primitives.registry import registry
-from ..tape import Instr, Tape, aval_of
+from ..core.registry import registry
+from ..core.tape import Instr, Tape, aval_of
 from .analysis import bitwise_uniform
 
 _FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run time

@@ -44,9 +44,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..primitives.registry import fnp, registry
-from ..tape import Instr, Tape
-from ..tracer import bind, recording
+from ..core.registry import registry
+from ..primitives.numpy_proxy import fnp
+from ..core.tape import Instr, Tape
+from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
 from .batching import RULES
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..primitives.registry import fnp, registry
-from ..tracer import Builder, Tracer
+from ..core.registry import registry
+from ..primitives.numpy_proxy import fnp
+from ..core.tracer import Builder, Tracer
 
 if TYPE_CHECKING:
-    from ..tape import Tape
+    from ..core.tape import Tape
 
 
 def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
@@ -151,7 +152,7 @@ def vjp_tape(tape: "Tape", wrt: Sequence[int], examples: Sequence[Any] | None = 
     else seeded random normals.
     """
     import numpy as np
-    from ..tracer import recording, replay
+    from ..core.tracer import recording, replay
 
     rng = np.random.default_rng(0)
 

@@ -24,10 +24,11 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from .errors import TracingError
-from .primitives.registry import Primitive, registry
+from .registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, aval_of
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+# fastad's own frames are not user lines: the package is the folder above core/
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
 

@@ -23,10 +23,12 @@ from typing import Any, Sequence
 
 import numpy as _np
 
-from . import numpy as fnp
-from .primitives.fft import NORMS
-from .primitives.registry import registry
-from .tracer import bind
+from ..core.registry import registry
+from ..core.tracer import bind
+from ..primitives.fft import NORMS
+from ._base import _no_out, iscomplexobj, ndim, result_dtype, shape
+from ._elementwise import astype, conj, real
+from ._shape import concatenate, roll, take_flat
 
 fftfreq = _np.fft.fftfreq
 rfftfreq = _np.fft.rfftfreq
@@ -63,7 +65,7 @@ def _length(n: Any) -> int:
 
 def _axes_and_lengths(a: Any, s: Any, axes: Any) -> tuple[list[int], list[int | None]]:
     """fftn's (s, axes) defaults: all axes, or the last len(s) when only s is given."""
-    nd = fnp.ndim(a)
+    nd = ndim(a)
     if axes is None:
         axes = list(range(nd)) if s is None else list(range(nd - len(s), nd))
     axes = [_axis(ax, nd) for ax in ((axes,) if isinstance(axes, int) else axes)]
@@ -77,30 +79,30 @@ def _axes_and_lengths(a: Any, s: Any, axes: Any) -> tuple[list[int], list[int | 
 # -- building blocks ------------------------------------------------------------------
 def _inexact_complex(a: Any) -> Any:
     """a as a complex array of its own precision (float32 -> complex64)."""
-    dt = fnp.result_dtype(a)
+    dt = result_dtype(a)
     if dt.kind == "c":
         return a
-    return fnp.astype(a, _np.complex64 if dt == _np.float32 else _np.complex128)
+    return astype(a, _np.complex64 if dt == _np.float32 else _np.complex128)
 
 
 def _along(a: Any, axis: int, positions: Any) -> Any:
     """a's entries at ``positions`` along ``axis``: one gather."""
-    shape = fnp.shape(a)
-    flat = _np.arange(math.prod(shape), dtype=_np.int64).reshape(shape)
-    return fnp.take_flat(a, _np.take(flat, _np.asarray(positions, _np.int64), axis=axis))
+    dims = shape(a)
+    flat = _np.arange(math.prod(dims), dtype=_np.int64).reshape(dims)
+    return take_flat(a, _np.take(flat, _np.asarray(positions, _np.int64), axis=axis))
 
 
 def _resized(a: Any, axis: int, n: int | None) -> Any:
     """a cropped or zero-padded to length n along axis (NumPy's ``n``)."""
-    have = fnp.shape(a)[axis]
+    have = shape(a)[axis]
     if n is None or n == have:
         return a
     if n < have:
         return _along(a, axis, _np.arange(n))
-    pad_shape = list(fnp.shape(a))
+    pad_shape = list(shape(a))
     pad_shape[axis] = n - have
-    zeros = _np.zeros(pad_shape, fnp.result_dtype(a))
-    return fnp.concatenate([a, zeros], axis=axis)
+    zeros = _np.zeros(pad_shape, result_dtype(a))
+    return concatenate([a, zeros], axis=axis)
 
 
 def _complex_nd(a: Any, s: Any, axes: Any, norm: Any, inverse: bool) -> Any:
@@ -113,29 +115,29 @@ def _complex_nd(a: Any, s: Any, axes: Any, norm: Any, inverse: bool) -> Any:
 
 
 def _real_input(a: Any, name: str) -> Any:
-    if fnp.iscomplexobj(a):
+    if iscomplexobj(a):
         raise TypeError(f"{name}: the input must be real; use fft for complex input")
     return a
 
 
 # -- the public transforms ------------------------------------------------------------
 def fft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "fft")
+    _no_out(out, "fft")
     return _complex_nd(a, None if n is None else (n,), (axis,), norm, inverse=False)
 
 
 def ifft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "ifft")
+    _no_out(out, "ifft")
     return _complex_nd(a, None if n is None else (n,), (axis,), norm, inverse=True)
 
 
 def fftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "fftn")
+    _no_out(out, "fftn")
     return _complex_nd(a, s, axes, norm, inverse=False)
 
 
 def ifftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "ifftn")
+    _no_out(out, "ifftn")
     return _complex_nd(a, s, axes, norm, inverse=True)
 
 
@@ -149,27 +151,27 @@ def ifft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: An
 
 
 def rfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "rfft")
+    _no_out(out, "rfft")
     a = _real_input(a, "rfft")
-    axis = _axis(axis, fnp.ndim(a))
+    axis = _axis(axis, ndim(a))
     full = fft(a, n, axis, norm)
-    return _along(full, axis, _np.arange(fnp.shape(full)[axis] // 2 + 1))
+    return _along(full, axis, _np.arange(shape(full)[axis] // 2 + 1))
 
 
 def irfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "irfft")
+    _no_out(out, "irfft")
     norm = _norm(norm)
-    axis = _axis(axis, fnp.ndim(a))
-    n = _length(2 * (fnp.shape(a)[axis] - 1) if n is None else n)
+    axis = _axis(axis, ndim(a))
+    n = _length(2 * (shape(a)[axis] - 1) if n is None else n)
     half = _resized(_inexact_complex(a), axis, n // 2 + 1)
     mirrored = _np.arange(n - (n // 2 + 1), 0, -1)  # full[k] = conj(a[n - k]), k > n // 2
     if mirrored.size:
-        half = fnp.concatenate([half, fnp.conj(_along(half, axis, mirrored))], axis=axis)
-    return fnp.real(transform(half, (axis,), True, norm))
+        half = concatenate([half, conj(_along(half, axis, mirrored))], axis=axis)
+    return real(transform(half, (axis,), True, norm))
 
 
 def rfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "rfftn")
+    _no_out(out, "rfftn")
     a = _real_input(a, "rfftn")
     axes, lengths = _axes_and_lengths(a, s, axes)
     last = rfft(a, lengths[-1], axes[-1], norm)
@@ -177,7 +179,7 @@ def rfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = 
 
 
 def irfftn(a: Any, s: Any = None, axes: Any = None, norm: Any = None, out: Any = None) -> Any:
-    fnp._no_out(out, "irfftn")
+    _no_out(out, "irfftn")
     axes, lengths = _axes_and_lengths(a, s, axes)
     if len(axes) > 1:
         a = ifftn(a, lengths[:-1], axes[:-1], norm)
@@ -195,11 +197,11 @@ def irfft2(a: Any, s: Any = None, axes: Any = (-2, -1), norm: Any = None, out: A
 
 
 def _shift(x: Any, axes: Any, sign: int) -> Any:
-    nd = fnp.ndim(x)
+    nd = ndim(x)
     axes = list(range(nd)) if axes is None else (
         [axes] if isinstance(axes, int) else list(axes))
     axes = [_axis(ax, nd) for ax in axes]
-    return fnp.roll(x, [sign * (fnp.shape(x)[ax] // 2) for ax in axes], axes)
+    return roll(x, [sign * (shape(x)[ax] // 2) for ax in axes], axes)
 
 
 def fftshift(x: Any, axes: Any = None) -> Any:

@@ -158,8 +158,8 @@ class Tape:
     # -- validation ---------------------------------------------------------
     def validate(self) -> None:
         """Check SSA form and operand ranges; raise TapeError on the first fault."""
-        from .primitives.registry import registry
-        from .shapes import check_shapes
+        from .registry import registry
+        from ..shapes import check_shapes
 
         n = len(self.avals)
         defined = np.zeros(n, dtype=bool)
@@ -200,7 +200,7 @@ class Tape:
 
     # -- serialization ------------------------------------------------------
     def to_bytes(self) -> bytes:
-        """The tape in fastad's own payload format (`fastad.wire`)."""
+        """The tape in fastad's own payload format (`fastad.core.wire`)."""
         payload = {
             "inputs": list(map(int, self.inputs)),
             "outputs": list(map(int, self.outputs)),

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from .primitives.registry import registry
+from .registry import registry
 
 
 def record_guard(t: Any) -> bool:
@@ -23,8 +23,7 @@ def record_guard(t: Any) -> bool:
                          "branch-free")
     outcome = bool(np.asarray(value).reshape(()))
     pred = t if t.dtype == np.bool_ else t != 0
-    if np.ndim(pred.value) != 0:
-        from . import numpy as fnp
-        pred = fnp.reshape(pred, ())
+    if np.ndim(pred.value) != 0:  # one element of any shape
+        pred = bind(registry["reshape"], pred, shape=())
     bind(registry["guard"], pred, expected=outcome)
     return outcome

@@ -62,7 +62,7 @@ VERSION = 1
 
 MAX_DEPTH = 64  # containers inside containers
 MAX_ITEMS = 1 << 24  # values in one payload
-MAX_NDIM = 32  # as a tape's slots (fastad.tape.MAX_NDIM)
+MAX_NDIM = 32  # as a tape's slots (fastad.core.tape.MAX_NDIM)
 MAX_BIGINT_BYTES = 64  # ints up to 512 bits
 
 #: the dtypes arrays, scalars and dtype fields may have, by their code in the

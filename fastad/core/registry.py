@@ -197,16 +197,3 @@ def defjvp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
     """Register the JVP rule of each argument: ``rule(t, ans, *args, **params)``."""
     _resolve(prim).jvps = list(rules)
 
-
-class _FastadNumpy:
-    """``fastad.numpy``, imported on first use: rules are declared before the
-    module they are written in (which needs the registry) has loaded."""
-
-    def __getattr__(self, name: str) -> Any:
-        import fastad.numpy as module
-        value = getattr(module, name)
-        setattr(self, name, value)  # rules run per traced operation: look up once
-        return value
-
-
-fnp = _FastadNumpy()
