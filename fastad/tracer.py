@@ -489,6 +489,24 @@ class Tracer:
     def __rpow__(self, other: Any) -> Any:
         return FRONT_END["power"](other, self)
 
+    def __mod__(self, other: Any) -> Any:
+        return FRONT_END["remainder"](self, other)
+
+    def __rmod__(self, other: Any) -> Any:
+        return FRONT_END["remainder"](other, self)
+
+    def __floordiv__(self, other: Any) -> Any:
+        return FRONT_END["floor_divide"](self, other)
+
+    def __rfloordiv__(self, other: Any) -> Any:
+        return FRONT_END["floor_divide"](other, self)
+
+    def __divmod__(self, other: Any) -> Any:
+        return FRONT_END["divmod"](self, other)
+
+    def __rdivmod__(self, other: Any) -> Any:
+        return FRONT_END["divmod"](other, self)
+
     def __matmul__(self, other: Any) -> Any:
         return FRONT_END["matmul"](self, other)
 

@@ -11,6 +11,7 @@ import numpy as _np
 from ..errors import TracingError
 from ..tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
+from ._composites import divmod, floor_divide, remainder
 from ._creation import copy
 from ._dispatch import _dispatch_function, _dispatch_ufunc
 from ._elementwise import (absolute, add, astype, clip, conjugate, divide, equal, greater,
@@ -166,6 +167,7 @@ TRACER_FRONT_END = {
     "base": _base_property, "real_property": _real_property, "set_real": _set_real,
     "imag_property": _imag_property, "set_imag": _set_imag,
     "getitem": getitem, "setitem": setitem,
+    "remainder": remainder, "floor_divide": floor_divide, "divmod": divmod,
 }
 for _name, _op in {"add": add, "subtract": subtract, "multiply": multiply, "divide": divide,
                    "power": power, "matmul": matmul}.items():
