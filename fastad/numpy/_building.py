@@ -27,7 +27,8 @@ __all__ = ["linspace", "logspace", "geomspace", "arange", "meshgrid", "full_like
            "asarray_chkfinite", "require", "append", "insert", "delete", "resize", "block",
            "column_stack", "row_stack", "dstack", "concat", "select", "choose", "compress",
            "extract", "piecewise", "diagflat", "trim_zeros", "apply_along_axis",
-           "apply_over_axes", "r_", "c_"]
+           "apply_over_axes", "r_", "c_", "make_diagonal", "concatenate_args",
+           "array_from_args"]
 
 
 @_numpy_unless_traced("linspace")
@@ -343,6 +344,27 @@ def apply_over_axes(func: Any, a: Any, axes: Any) -> Any:
     return val
 
 
+# autograd.numpy's helpers beyond NumPy's names
+def make_diagonal(D: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
+    """An array of D's shape plus one axis, with D on the diagonal of its last
+    two axes (autograd's; offset=0, axis1=-1, axis2=-2 only, as there)."""
+    if not (offset == 0 and axis1 == -1 and axis2 == -2):
+        raise NotImplementedError("make_diagonal only supports offset=0, axis1=-1, axis2=-2")
+    D = _as(D)
+    n = shape(D)[-1]
+    return expand_dims(D, -1) * _np.eye(n, dtype=_float_dtype(D))
+
+
+def concatenate_args(axis: int, *args: Any) -> Any:
+    """concatenate(args, axis) (autograd's)."""
+    return concatenate([_as(a) for a in args], axis=axis)
+
+
+def array_from_args(array_args: Any, array_kwargs: Any, *args: Any) -> Any:
+    """array(args, *array_args, **array_kwargs) (autograd's)."""
+    return array(list(args), *array_args, **array_kwargs)
+
+
 class _Concatenator:
     """``r_[...]`` and ``c_[...]``: NumPy's when nothing is traced; otherwise
     slices become ranges and the pieces are joined along the first (``r_``) or
@@ -371,5 +393,5 @@ class _Concatenator:
 r_ = _Concatenator(_np.r_, columns=False)
 c_ = _Concatenator(_np.c_, columns=True)
 
-_unused = (functools, _contains_tracer, _float_dtype, atleast_2d, positions, full_like,
+_unused = (functools, _contains_tracer, atleast_2d, positions, full_like,
            zeros_like)
