@@ -226,3 +226,11 @@ def test_plain_results_of_traced_values():
 def test_a_floating_result_without_derivative_is_refused():
     with pytest.raises(fa.TracingError, match="kaiser"):
         fa.grad(lambda b: np.sum(fnp.kaiser(5, b)))(2.0)
+
+
+def test_vmap_of_a_plain_result_the_examples_agree_on():
+    X = rng.normal(size=(3, 4))
+    got = fa.vmap(lambda x: np.sum(x ** 2) * (1.0 + np.allclose(x, 5.0)))(X)
+    np.testing.assert_allclose(got, np.sum(X ** 2, axis=1))
+    with pytest.raises(fa.TracingError, match="examples"):
+        fa.vmap(lambda x: x[np.argmax(x)])(X)

@@ -11,7 +11,7 @@ import numpy as _np
 
 from ..errors import TracingError
 from ..primitives.registry import defprim, registry
-from ..tracer import Tracer, current_builder, made_here, new_tracer
+from ..tracer import Tracer, bind, current_builder, made_here, new_tracer
 
 __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj", "zeros_for",
            "eye_like", "shape_of"]
@@ -183,3 +183,14 @@ _CHECK = defprim("fastad.numpy.same_result", _check, None, differentiable=False,
 _CHECK.builtin = False
 
 
+
+
+def _batch_same_result(prim: Any, args: list, shapes: list, params: dict, size: int) -> Any:
+    """vmap: the check per example (a guard then requires every example to give
+    the recorded result, as Python control flow under vmap does)."""
+    from ._shape import stack
+    return stack([bind(prim, *(v[i] if batched else v for v, batched in args), **params)
+                  for i in range(size)])
+
+
+_CHECK.batching_rule = _batch_same_result  # type: ignore[attr-defined]
