@@ -29,6 +29,7 @@ from .scipy import stats as fst
 VEC = np.array([0.3, 0.45, 0.6, 0.75])  # inside every unary function's domain
 MAT = np.array([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 1.5]])  # SPD, distinct eigenvalues
 RECT = np.array([[1.0, 0.2], [0.3, 2.0], [0.5, 0.1]])
+ROT = np.array([[0.0, -1.0, 0.2], [1.0, 0.0, 0.3], [0.1, 0.2, 0.5]])  # complex eigenvalues
 
 
 @dataclass
@@ -109,8 +110,10 @@ _NUMPY = [
     ("linalg.cholesky", np.linalg.cholesky, (MAT,), "reads the lower triangle"),
     ("linalg.eigh", np.linalg.eigh, (MAT,), "distinct eigenvalues for the vectors"),
     ("linalg.eigvalsh", np.linalg.eigvalsh, (MAT,), ""),
-    ("linalg.eig", np.linalg.eig, (MAT,), "real, distinct eigenvalues only"),
-    ("linalg.eigvals", np.linalg.eigvals, (MAT,), "real, distinct eigenvalues only"),
+    ("linalg.eig", np.linalg.eig, (MAT,), "distinct eigenvalues"),
+    ("linalg.eig (complex eigenvalues)", lambda a: np.linalg.eig(a)[0], (ROT,),
+     "complex output, as NumPy's; eigenvectors' derivative up to their phases"),
+    ("linalg.eigvals", np.linalg.eigvals, (MAT,), "distinct eigenvalues"),
     ("linalg.svd", lambda a: np.linalg.svd(a, full_matrices=False), (RECT,),
      "reduced; distinct singular values"),
     ("linalg.qr", np.linalg.qr, (RECT,), "reduced, m >= n"),
@@ -334,7 +337,7 @@ test_special.py, test_stats.py, test_linalg.py, test_numpy_functions.py).
 `fastad.scipy` (SciPy's own versions convert their arguments with
 `np.asarray`, which a traced value refuses with a `TracingError`).
 Restrictions are in the notes; where a derivative is not defined (an
-argument of `gammainc`, `interp`'s table, `eig` with complex eigenvalues,
+argument of `gammainc`, `interp`'s table,
 ...) fastad raises rather than return a wrong number. Inputs are float64,
 float32, complex128 or complex64; float16 and long double are refused with a
 `TypeError`. Gradients of real functions of complex inputs follow autograd's

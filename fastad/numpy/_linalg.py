@@ -316,10 +316,28 @@ def _eigvalsh(a: Any, UPLO: str = "L") -> Any:
 
 
 def _eig(a: Any) -> Any:
-    """Real matrices with real, distinct eigenvalues (others raise LinAlgError)."""
+    """Eigenvalues and unit eigenvectors, distinct eigenvalues for the
+    derivative: real ones for a real matrix whose spectrum is real, else
+    complex ones, as NumPy's dtype (under compilation, which case it is is a
+    guard)."""
     _square(a, "eig")
-    packed = bind(_p("eig"), a)
+    if iscomplexobj(a) or not _real_spectrum(a):
+        packed = bind(_p("eig_complex"), a)
+    else:
+        packed = bind(_p("eig"), a)
     return EigResult(packed[..., 0, :], packed[..., 1:, :])
+
+
+def _real_spectrum(a: Any) -> bool:
+    from ..tracer import Tracer
+    from ._base import _CHECK, _Call, _Slot
+    def real(v: Any) -> bool:  # noqa: E306
+        return bool(_np.all(_np.isreal(_np.linalg.eigvals(v))))
+    if not isinstance(a, Tracer):
+        return real(a)
+    outcome = real(a.value)
+    bool(bind(_CHECK, a, call=_Call(real, (_Slot,), {}, outcome)))
+    return outcome
 
 
 def _eigvals(a: Any) -> Any:

@@ -22,22 +22,6 @@ from ._linalg import tensordot as _tensordot
 from ._reductions import sum
 from ._shape import moveaxis, reshape
 
-solve = _ns.solve
-inv = _ns.inv
-slogdet = _ns.slogdet
-det = _ns.det
-norm = _ns.norm
-cholesky = _ns.cholesky
-eigh = _ns.eigh
-eigvalsh = _ns.eigvalsh
-eig = _ns.eig
-eigvals = _ns.eigvals
-svd = _ns.svd
-qr = _ns.qr
-pinv = _ns.pinv
-matrix_power = _ns.matrix_power
-matrix_transpose = _ns.matrix_transpose
-diagonal = _ns.diagonal
 LinAlgError = _np.linalg.LinAlgError
 
 
@@ -173,6 +157,12 @@ def _plain_first(name: str, fn: Any) -> Any:
     return call
 
 
+# _linalg's decompositions and solves; NumPy's own on plain values
+(solve, inv, slogdet, det, norm, cholesky, eigh, eigvalsh, eig, eigvals, svd, qr, pinv,
+ matrix_power, matrix_transpose, diagonal) = (
+    _plain_first(name, getattr(_ns, name)) for name in (
+        "solve", "inv", "slogdet", "det", "norm", "cholesky", "eigh", "eigvalsh", "eig",
+        "eigvals", "svd", "qr", "pinv", "matrix_power", "matrix_transpose", "diagonal"))
 matmul = _plain_first("matmul", matmul)
 outer = _plain_first("outer", outer)
 tensordot = _plain_first("tensordot", lambda a, b, /, *, axes=2: _tensordot(a, b, axes))
