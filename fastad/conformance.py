@@ -21,6 +21,7 @@ import scipy.special as sc
 from . import api, backends
 from .backends.numba_backend import HOST_CALLS
 from . import numpy as fnp
+from .scipy import integrate as fint
 from .scipy import linalg as fla
 from .scipy import signal as fsignal
 from .scipy import special as fsc
@@ -217,6 +218,8 @@ _SCIPY = [
      "SciPy's convention: components on x's first axis"),
     ("stats.multivariate_normal.entropy", lambda c: fst.multivariate_normal.entropy(None, c),
      (MAT,), ""),
+    ("integrate.odeint", lambda y0: fint.odeint(lambda y, t: -y * 0.5, y0, VEC), (VEC[:2],),
+     "adjoint method: reverse mode, first order"),
     ("linalg.solve_banded", lambda ab, b: fla.solve_banded((1, 0), ab, b), (RECT.T, VEC[:3]),
      "solved densely"),
     ("signal.correlate", fsignal.correlate, (MAT, RECT), ""),

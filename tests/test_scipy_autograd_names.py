@@ -140,3 +140,38 @@ def test_scipy_functions_keep_working_on_plain_values():
     assert fsc.zeta is scipy.special.zeta and fst.laplace is scipy.stats.laplace
     assert fla.expm is scipy.linalg.expm
     assert scipy.signal is not None
+
+
+def _decay(y, t, a, b):
+    return -a * y + b * np.sin(t)
+
+
+ODE_ARGS = (np.array([1.0, 0.5]), np.linspace(0.0, 2.0, 5), np.array([0.7, 1.3]), np.array(0.4))
+
+
+def _ode(y0, t, a, b):
+    from fastad.scipy.integrate import odeint
+    return odeint(_decay, y0, t, args=(a, b), rtol=1e-11, atol=1e-11)
+
+
+def test_odeint_is_scipys_and_its_adjoint_gradient_matches_finite_differences():
+    import scipy.integrate
+    from fastad.scipy import integrate
+    assert hasattr(integrate, "odeint") and integrate.quad is scipy.integrate.quad
+    want = scipy.integrate.odeint(_decay, ODE_ARGS[0], ODE_ARGS[1], args=ODE_ARGS[2:],
+                                  rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(fa.vjp(_ode, *ODE_ARGS)[0], want, rtol=1e-12)
+    fa.check_grads(_ode, ODE_ARGS, order=1, modes=("rev",), rtol=1e-4)
+
+
+def test_odeint_compiled_equals_eager():
+    def loss(*args):
+        return np.sum(_ode(*args) ** 2)
+    argnums = (0, 1, 2, 3)
+    eager = fa.grad(loss, argnums)(*ODE_ARGS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = fa.jit(fa.grad(loss, argnums), backend="c")
+        for _ in range(2):
+            for g, e in zip(compiled(*ODE_ARGS), eager):
+                np.testing.assert_allclose(g, e, rtol=1e-9)

@@ -1,5 +1,5 @@
 """SciPy, differentiable: ``fastad.scipy.special``, ``.stats``, ``.linalg``,
-``.signal``, with SciPy's names and signatures (as ``autograd.scipy`` and
+``.signal``, ``.integrate`` (``odeint``), with SciPy's names and signatures (as ``autograd.scipy`` and
 ``jax.scipy`` have).  SciPy's own ufuncs (``scipy.special.gammaln``, ...)
 called on traced values reach these functions through NumPy's dispatch, and
 so do ``scipy.special.logsumexp``, ``softmax``, ``log_softmax`` and
@@ -11,7 +11,7 @@ The submodules are imported when first used (``fastad.scipy.stats`` imports
 """
 import importlib as _importlib
 
-__all__ = ["special", "stats", "linalg", "signal"]
+__all__ = ["special", "stats", "linalg", "signal", "integrate"]
 
 
 def __getattr__(name: str):
