@@ -219,7 +219,7 @@ _SCIPY = [
     ("stats.multivariate_normal.entropy", lambda c: fst.multivariate_normal.entropy(None, c),
      (MAT,), ""),
     ("integrate.odeint", lambda y0: fint.odeint(lambda y, t: -y * 0.5, y0, VEC), (VEC[:2],),
-     "adjoint method: reverse mode, first order"),
+     "reverse: adjoint method; forward: sensitivities; first order"),
     ("linalg.solve_banded", lambda ab, b: fla.solve_banded((1, 0), ab, b), (RECT.T, VEC[:3]),
      "solved densely"),
     ("signal.correlate", fsignal.correlate, (MAT, RECT), ""),

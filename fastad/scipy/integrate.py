@@ -6,8 +6,8 @@ arguments' cotangents), integrated by SciPy's own ``odeint`` between the
 observation times, with ``func``'s vector-Jacobian products taken by fastad.
 
 ``odeint`` and its derivative are primitives that run SciPy (NumPy calls in
-compiled code); the derivative itself is not differentiable again (first
-order, reverse mode only).  The rest of ``scipy.integrate`` is SciPy's own.
+compiled code); forward mode integrates the sensitivities beside the
+state.  Neither derivative is differentiable again (first order only).  The rest of ``scipy.integrate`` is SciPy's own.
 """
 from __future__ import annotations
 
@@ -77,6 +77,42 @@ def _adjoint(g: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options: t
     return _np.asarray(unflatten(ct_args)[which - 2], dtype=_np.float64)
 
 
+def _tangent(tan: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple,
+             which: int) -> _np.ndarray:
+    """The states' tangent for a tangent of input ``which`` alone: forward
+    sensitivities s' = J_y f s + J_args f dargs, integrated beside the state."""
+    from ..api import jvp
+    yt, t = _np.asarray(yt, dtype=_np.float64), _np.asarray(t, dtype=_np.float64)
+    dim = yt.shape[1]
+    flat_args, unflatten = _flat(args)
+    d_args = _np.zeros(flat_args.size)
+    s0 = _np.zeros(dim)
+    if which == 0:
+        s0 = _np.ravel(tan).astype(_np.float64)
+    elif which == 1:  # moving t0 moves the whole trajectory
+        s0 = -_np.ravel(func(yt[0], t[0], *args)) * _np.ravel(tan)[0]
+    else:
+        parts = [_np.zeros(_np.shape(a)) for a in args]
+        parts[which - 2] = _np.asarray(tan, dtype=_np.float64)
+        d_args = _flat(tuple(parts))[0]
+
+    def flat_func(y: Any, tt: Any, fa: Any) -> Any:
+        return func(y, tt, *unflatten(fa))
+
+    def augmented(state: Any, tt: float) -> Any:
+        y, sens = state[:dim], state[dim:]
+        dy, dsens = jvp(flat_func, (y, _np.float64(tt), flat_args),
+                        (sens, _np.float64(0.0), d_args))
+        return _np.hstack([dy, dsens])
+    out = _scipy_integrate.odeint(augmented, _np.hstack([yt[0], s0]), t,
+                                  **dict(options))[:, dim:]
+    if which == 1:  # and moving t_i moves where the state is read
+        out = out + _np.stack([_np.ravel(func(yt[i], t[i], *args)) for i in range(len(t))]) \
+            * _np.reshape(tan, (-1, 1))
+        out[0] = 0.0 * out[0] if len(t) else out[0]
+    return out
+
+
 _ODEINT = defprim("scipy.integrate.odeint", _odeint, None, cost="linalg",
                   doc="SciPy's odeint; a NumPy call in compiled code")
 _ODEINT.builtin = False
@@ -91,8 +127,20 @@ def _rule(which: int) -> Any:
     return rule
 
 
+_TANGENT = defprim("scipy.integrate.odeint_tangent", _tangent, None, differentiable=False,
+                   cost="linalg", doc="odeint's tangents by forward sensitivities")
+_TANGENT.builtin = False
+
+
+def _jvp_rule(which: int) -> Any:
+    def rule(tan: Any, ans: Any, *inputs: Any, func: Any, options: tuple) -> Any:
+        return bind(_TANGENT, tan, ans, *inputs, func=func, options=options, which=which)
+    return rule
+
+
 # one rule per input: y0, t, and up to 14 extra arguments
 _ODEINT.vjps = [_rule(k) for k in range(16)]
+_ODEINT.jvps = [_jvp_rule(k) for k in range(16)]
 
 
 def odeint(func: Callable[..., Any], y0: Any, t: Any, args: tuple = (), **kwargs: Any) -> Any:
