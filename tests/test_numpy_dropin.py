@@ -105,6 +105,7 @@ CASES = [
     ("array of traced scalars", lambda x: fnp.array([x[0], x[1] * 2.0, 3.0]), (V,), 2),
     ("nested list", lambda x: fnp.array([[x[0], 1.0], [2.0, x[1]]]) @ x[:2], (V,), 2),
     ("zeros then assignment", lambda x: _assigned(x), (V,), 2),
+    ("empty then assignment", lambda x: _assigned(x, fnp.empty), (V,), 2),
     ("boolean mask", lambda x: x[x > 0] ** 2, (V,), 2),
     ("boolean mask assignment", lambda x: _masked(x), (V,), 2),
     ("argmax as index", lambda x: x[np.argmax(x)] * x[np.argmin(x)], (V,), 2),
@@ -139,11 +140,13 @@ CASES = [
 ]
 
 
-def _assigned(x):
-    z = fnp.zeros((3, 2))
+def _assigned(x, make=fnp.zeros):
+    z = make((3, 2))
     z[0, 1] = x[0]
     z[1:, 0] = x[1:3] * 2.0
     z[2] += x[3]
+    if make is fnp.empty:
+        z[0, 0] = 1.0
     return z
 
 

@@ -102,6 +102,9 @@ def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
     """Einstein summation, as transposes, reshapes, diagonals and batched
     matmuls: ``...``, any number of operands (contracted left to right), and
     size-1 axes broadcast against longer ones, as NumPy's."""
+    from ..tracer import Tracer
+    if not builtins.any(isinstance(op, Tracer) for op in operands):
+        return _np.einsum(*operands, optimize=optimize, **kw)
     if kw.get("out") is not None:
         raise TracingError("einsum(..., out=...) cannot be traced; use the returned value")
     if not isinstance(operands[0], str):
