@@ -119,9 +119,10 @@ def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
         if len(sub) != ndim(op):
             raise ValueError(f"einsum: '{sub}' does not match an operand of shape {shape(op)}")
         for c, d in zip(sub, shape(op)):
-            if dims.get(c, 1) not in (1, d) and d != 1:
+            if c not in dims or dims[c] == 1:
+                dims[c] = d
+            elif d not in (1, dims[c]):
                 raise ValueError(f"einsum: operands could not be broadcast together on '{c}'")
-            dims[c] = builtins.max(dims.get(c, 1), d)
     ops = []
     for sub, op in zip(ins, operands):  # size-1 axes broadcast to the others' size
         full = tuple(dims[c] for c in sub)
@@ -325,7 +326,7 @@ def _eig(a: Any) -> Any:
     guard)."""
     _square(a, "eig")
     if iscomplexobj(a) or not _real_spectrum(a):
-        packed = bind(_p("eig_complex"), a)
+        packed = bind(_p("numpy.linalg.eig_complex"), a)
     else:
         packed = bind(_p("eig"), a)
     return EigResult(packed[..., 0, :], packed[..., 1:, :])

@@ -232,7 +232,7 @@ def _eig_complex_vjp(g, ans, a):
     return ga if np.iscomplexobj(a.value if hasattr(a, "value") else a) else fnp.real(ga)
 
 
-_p = defprim("eig_complex", _eig_complex, 1, cost="linalg",
+_p = defprim("numpy.linalg.eig_complex", _eig_complex, 1, cost="linalg",
              doc="eig with complex eigenvalues; a NumPy call in compiled code")
 _p.builtin = False  # runs as a NumPy call between compiled segments, as users' primitives do
 defvjp(_p, _eig_complex_vjp)
