@@ -7,19 +7,18 @@ NumPy's own function."""
 from __future__ import annotations
 
 import builtins
-import functools
 from typing import Any
 
 import numpy as _np
 
 from ..errors import TracingError
-from ..tracer import Tracer, positions
-from ._base import _axes, _constant, _contains_tracer, _float_dtype, ndim, result_dtype, shape
+from ..tracer import Tracer
+from ._base import _axes, _constant, _float_dtype, ndim, result_dtype, shape
 from ._composites import _as, _numpy_unless_traced, _traced
 from ._creation import array, eye, full, zeros, zeros_like
 from ._elementwise import ceil, exp, log, power, where
 from ._reductions import _concrete
-from ._shape import (_gather, atleast_1d, atleast_2d, atleast_3d, broadcast_to, concatenate,
+from ._shape import (_gather, atleast_1d, atleast_3d, broadcast_to, concatenate,
                      diag, expand_dims, moveaxis, ravel, reshape, stack, take_flat, vstack)
 
 __all__ = ["linspace", "logspace", "geomspace", "arange", "meshgrid", "full_like", "empty",
@@ -392,6 +391,3 @@ class _Concatenator:
 
 r_ = _Concatenator(_np.r_, columns=False)
 c_ = _Concatenator(_np.c_, columns=True)
-
-_unused = (functools, _contains_tracer, atleast_2d, positions, full_like,
-           zeros_like)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import builtins
 import functools
-import math
 from typing import Any
 
 import numpy as _np
@@ -16,8 +15,8 @@ from ..errors import TracingError
 from ..tracer import Tracer
 from ._arrayfuncs import convolve, diff
 from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
-from ._creation import array, zeros_like
-from ._elementwise import (absolute, ceil, conjugate, exp, floor, imag, isnan, log, logaddexp,
+from ._creation import array
+from ._elementwise import (absolute, ceil, conjugate, floor, imag, isnan, logaddexp,
                            multiply, power, real, sin, sqrt, stop_gradient, where)
 from ._linalg import linalg, matmul
 from ._ordering import sort
@@ -691,4 +690,3 @@ def vecdot(x1: Any, x2: Any, /, *, axis: int = -1, **kw: Any) -> Any:
     return sum(multiply(conjugate(_as(x1)), x2), axis=axis)
 
 
-_unused = (exp, log, zeros_like, math)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as _np
 
-from ..errors import TracingError, unsupported_precision
+from ..errors import unsupported_precision
 from ..primitives import elementwise as _rows
 from ..tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape

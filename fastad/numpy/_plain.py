@@ -26,7 +26,6 @@ from ..errors import TracingError
 from ..tracer import Tracer, bind
 from ._base import _CHECK, _Call, _contains_tracer, _holes
 from ._building import _as
-from ._reductions import _concrete
 
 #: functions with no derivative anywhere: plain result, guarded
 NON_DIFFERENTIABLE = {
@@ -131,4 +130,3 @@ def names(defined: dict) -> dict[str, Any]:
 
 
 __all__ = ["plain_call", "sort_complex", "NON_DIFFERENTIABLE", "META"]
-_unused = (_concrete,)
