@@ -117,6 +117,9 @@ CASES = [
     ("einsum broadcast", lambda a, b: np.einsum("mnd,mdo->mno", a, b), (
         rng.normal(size=(1, 4, 1)), rng.normal(size=(3, 1, 2))), 2),
     ("einsum implicit ...", lambda a: np.einsum("...i", a), (R,), 2),
+    ("array methods", lambda x: x.cumprod() + x.round(1) * x + x.repeat(2)[::2]
+     + x.take([4, 3, 2, 1, 0]) + x[x.argmax()] * x[x.argsort()] + np.sum(x.compress(x > 0)),
+     (V,), 2),
     ("prod dtype", lambda x: np.prod((2, 3), dtype=float) * fnp.prod([x[0], x[1]]), (V,), 2),
     ("norm 2", lambda a: np.linalg.norm(a, 2), (M,), 2),
     ("norm nuc", lambda a: np.linalg.norm(a, "nuc"), (M,), 2),
