@@ -175,3 +175,11 @@ def test_odeint_compiled_equals_eager():
         for _ in range(2):
             for g, e in zip(compiled(*ODE_ARGS), eager):
                 np.testing.assert_allclose(g, e, rtol=1e-9)
+
+
+def test_distributions_are_modules():
+    import importlib
+    mvn = importlib.import_module("fastad.scipy.stats.multivariate_normal")
+    assert mvn is fst.multivariate_normal
+    from fastad.scipy.stats.norm import logpdf
+    assert logpdf(0.0) == pytest.approx(scipy.stats.norm.logpdf(0.0))

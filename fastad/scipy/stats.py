@@ -200,6 +200,20 @@ dirichlet = types.SimpleNamespace(
 __all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal", "chi2", "dirichlet"]
 
 
+def _as_modules() -> None:
+    """Each distribution is also a module, as autograd's are:
+    ``import fastad.scipy.stats.multivariate_normal as mvn``."""
+    import sys
+    for name in __all__:
+        module = types.ModuleType(f"{__name__}.{name}", f"scipy.stats.{name}, differentiable")
+        vars(module).update(vars(globals()[name]))
+        sys.modules[module.__name__] = module
+        globals()[name] = module
+
+
+_as_modules()
+
+
 def __getattr__(name: str) -> Any:
     """The rest of scipy.stats, as SciPy's: on plain values (SciPy's ufuncs
     called on traced values name themselves in a TracingError)."""
