@@ -154,17 +154,24 @@ def _holes(obj: Any, found: list) -> Any:
         found.append(obj)
         return _Slot
     if isinstance(obj, (list, tuple)) and _contains_tracer(obj):
-        return type(obj)(_holes(o, found) for o in obj)
+        return _rebuilt(obj, [_holes(o, found) for o in obj])
     if isinstance(obj, dict):
         return {k: _holes(v, found) for k, v in obj.items()}
     return obj
+
+
+def _rebuilt(obj: Any, items: list) -> Any:
+    """A list, tuple or namedtuple like obj holding items."""
+    if hasattr(obj, "_fields"):
+        return type(obj)(*items)
+    return type(obj)(items)
 
 
 def _fill(obj: Any, it: Any) -> Any:
     if obj is _Slot:
         return next(it)
     if isinstance(obj, (list, tuple)):
-        return type(obj)(_fill(o, it) for o in obj)
+        return _rebuilt(obj, [_fill(o, it) for o in obj])
     if isinstance(obj, dict):
         return {k: _fill(v, it) for k, v in obj.items()}
     return obj
@@ -181,8 +188,6 @@ def _check(*values: Any, call: _Call) -> Any:
 _CHECK = defprim("fastad.numpy.same_result", _check, None, differentiable=False,
                  doc="whether a NumPy function of traced values still gives its recorded result")
 _CHECK.builtin = False
-
-
 
 
 def _batch_same_result(prim: Any, args: list, shapes: list, params: dict, size: int) -> Any:
