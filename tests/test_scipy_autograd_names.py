@@ -183,3 +183,9 @@ def test_distributions_are_modules():
     assert mvn is fst.multivariate_normal
     from fastad.scipy.stats.norm import logpdf
     assert logpdf(0.0) == pytest.approx(scipy.stats.norm.logpdf(0.0))
+
+
+def test_odeint_second_derivatives_are_refused_not_wrong():
+    with pytest.raises(NotImplementedError, match="second derivatives"):
+        fa.hessian(lambda a: np.sum(_ode(ODE_ARGS[0], ODE_ARGS[1], a, ODE_ARGS[3]) ** 2))(
+            ODE_ARGS[2])

@@ -116,8 +116,10 @@ def _tangent(tan: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options:
 _ODEINT = defprim("scipy.integrate.odeint", _odeint, None, cost="linalg",
                   doc="SciPy's odeint; a NumPy call in compiled code")
 _ODEINT.builtin = False
-_ADJOINT = defprim("scipy.integrate.odeint_adjoint", _adjoint, None, differentiable=False,
-                   cost="linalg", doc="odeint's cotangents by the adjoint method")
+# Differentiating these again (a Hessian) raises NotImplementedError (rules
+# below) instead of treating them as constants, which would be wrong.
+_ADJOINT = defprim("scipy.integrate.odeint_adjoint", _adjoint, None, cost="linalg",
+                   doc="odeint's cotangents by the adjoint method")
 _ADJOINT.builtin = False
 
 
@@ -127,8 +129,8 @@ def _rule(which: int) -> Any:
     return rule
 
 
-_TANGENT = defprim("scipy.integrate.odeint_tangent", _tangent, None, differentiable=False,
-                   cost="linalg", doc="odeint's tangents by forward sensitivities")
+_TANGENT = defprim("scipy.integrate.odeint_tangent", _tangent, None, cost="linalg",
+                   doc="odeint's tangents by forward sensitivities")
 _TANGENT.builtin = False
 
 
@@ -138,9 +140,17 @@ def _jvp_rule(which: int) -> Any:
     return rule
 
 
+def _second_order(*args: Any, **params: Any) -> Any:
+    raise NotImplementedError("odeint: second derivatives are not implemented (its first "
+                              "derivatives run SciPy); use finite differences of fastad.grad")
+
+
 # one rule per input: y0, t, and up to 14 extra arguments
 _ODEINT.vjps = [_rule(k) for k in range(16)]
 _ODEINT.jvps = [_jvp_rule(k) for k in range(16)]
+for _prim in (_ADJOINT, _TANGENT):
+    _prim.vjps = [_second_order] * 20
+    _prim.jvps = [_second_order] * 20
 
 
 def odeint(func: Callable[..., Any], y0: Any, t: Any, args: tuple = (), **kwargs: Any) -> Any:
