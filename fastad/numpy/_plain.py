@@ -30,14 +30,13 @@ from ._building import _as
 #: functions with no derivative anywhere: plain result, guarded
 NON_DIFFERENTIABLE = {
     "allclose", "isclose", "array_equal", "array_equiv", "argmax", "argmin", "argwhere",
-    "nanargmax", "nanargmin", "bincount", "count_nonzero", "digitize", "flatnonzero", "nonzero",
-    "searchsorted", "unique", "unique_all", "unique_counts", "unique_inverse", "unique_values",
-    "intersect1d", "isin", "setdiff1d", "setxor1d", "union1d", "lexsort", "histogram",
-    "histogram2d", "histogramdd", "histogram_bin_edges", "packbits", "unpackbits",
+    "nanargmax", "nanargmin", "count_nonzero", "digitize", "flatnonzero", "nonzero",
+    "searchsorted", "isin", "lexsort", "histogram", "histogram2d", "histogramdd", "packbits",
+    "unpackbits",
     "ravel_multi_index", "unravel_index", "signbit", "isnat", "bitwise_and", "bitwise_count",
     "bitwise_invert", "bitwise_left_shift", "bitwise_not", "bitwise_or", "bitwise_right_shift",
     "bitwise_xor", "gcd", "lcm", "invert", "left_shift", "right_shift", "logical_xor", "spacing",
-    "nextafter", "frexp", "tril_indices_from", "triu_indices_from", "diag_indices_from",
+    "tril_indices_from", "triu_indices_from", "diag_indices_from",
     "mask_indices",
 }
 
@@ -112,10 +111,69 @@ def sort_complex(a: Any) -> Any:
     return out if out.dtype.kind == "c" else astype(out, _np.complex128)
 
 
+def _histogram_weights(name: str, fn: Any) -> Any:
+    """histogram's counts have no derivative, but traced weights would: refused."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if isinstance(kwargs.get("weights"), Tracer):
+            raise TracingError(f"numpy.{name} with traced weights is not differentiable in "
+                               "fastad; pass constant weights")
+        return fn(*args, **kwargs)
+    functools.update_wrapper(call, fn)
+    return call
+
+
+def unique(ar: Any, return_index: bool = False, return_inverse: bool = False,
+           return_counts: bool = False, axis: Any = None, **kw: Any) -> Any:
+    """NumPy's unique; on traced values the unique values are a gather of them
+    (differentiable), the rest plain, all guarded under compilation."""
+    if not isinstance(ar, Tracer) and not _contains_tracer(ar):
+        return _np.unique(ar, return_index, return_inverse, return_counts, axis, **kw)
+    from ._ordering import take
+    from ._shape import ravel, take_flat
+    a = _as(ar)
+    found = plain_call(_np.unique, (a,), dict(return_index=True, return_inverse=return_inverse,
+                                             return_counts=return_counts, axis=axis, **kw))
+    index = found[1]
+    values = take_flat(ravel(a), index) if axis is None else take(a, index, axis=axis)
+    rest = ([index] if return_index else []) + list(found[2:])
+    return (values, *rest) if rest else values
+
+
+def _unique_result(name: str) -> Any:
+    """unique_values, unique_counts, unique_inverse, unique_all: their values
+    field as unique's, a gather of the traced values."""
+    fn = getattr(_np, name)
+
+    def call(x: Any) -> Any:
+        if not isinstance(x, Tracer):
+            return fn(x)
+        from ._shape import ravel, take_flat
+        out = plain_call(fn, (x,), {})
+        index = plain_call(lambda v: _np.unique(v, return_index=True, equal_nan=False)[1],
+                           (x,), {})
+        values = take_flat(ravel(x), index)
+        return values if name == "unique_values" else out._replace(values=values)
+    functools.update_wrapper(call, fn)
+    return call
+
+
+def frexp(x: Any, *args: Any, **kwargs: Any) -> Any:
+    """(mantissa, exponent): the exponent plain (guarded), the mantissa
+    x * 2**-exponent, differentiable."""
+    if not isinstance(x, Tracer):
+        return _np.frexp(x, *args, **kwargs)
+    exponent = plain_call(lambda v: _np.frexp(v)[1], (x,), {})
+    return x * _np.ldexp(1.0, -exponent), exponent
+
+
 def names(defined: dict) -> dict[str, Any]:
     """NumPy's public names ``defined`` lacks: re-exported objects, and the
     functions wrapped as above."""
-    out: dict[str, Any] = {"sort_complex": sort_complex}
+    out: dict[str, Any] = {"sort_complex": sort_complex, "unique": unique, "frexp": frexp}
+    out.update({n: _unique_result(n) for n in ("unique_values", "unique_counts",
+                                               "unique_inverse", "unique_all")})
+    out.update({n: _histogram_weights(n, _wrap(n, "nondiff")) for n in (
+        "histogram", "histogram2d", "histogramdd")})
     for name in dir(_np):
         if name.startswith("_") or name in defined or name in out:
             continue
@@ -129,4 +187,4 @@ def names(defined: dict) -> dict[str, Any]:
     return out
 
 
-__all__ = ["plain_call", "sort_complex", "NON_DIFFERENTIABLE", "META"]
+__all__ = ["plain_call", "NON_DIFFERENTIABLE", "META"]
