@@ -1,6 +1,7 @@
 """fastad: tape-compiled automatic differentiation for NumPy code."""
 from . import primitives  # noqa: F401  (registers the primitives first)
 from . import numpy  # noqa: F401
+from .scipy import special as _scipy_special  # noqa: F401  (SciPy's logsumexp dispatches)
 from .api import (grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value_and_grad, vjp,
                   vmap)
 from .backends import available as backends_available

@@ -21,6 +21,7 @@ import scipy.special as sc
 from . import api, backends
 from .backends.numba_backend import HOST_CALLS
 from . import numpy as fnp
+from .scipy import integrate as fint
 from .scipy import linalg as fla
 from .scipy import signal as fsignal
 from .scipy import special as fsc
@@ -29,6 +30,7 @@ from .scipy import stats as fst
 VEC = np.array([0.3, 0.45, 0.6, 0.75])  # inside every unary function's domain
 MAT = np.array([[2.0, 0.3, 0.1], [0.3, 1.0, 0.2], [0.1, 0.2, 1.5]])  # SPD, distinct eigenvalues
 RECT = np.array([[1.0, 0.2], [0.3, 2.0], [0.5, 0.1]])
+ROT = np.array([[0.0, -1.0, 0.2], [1.0, 0.0, 0.3], [0.1, 0.2, 0.5]])  # complex eigenvalues
 
 
 @dataclass
@@ -73,7 +75,10 @@ _NUMPY = [
     ("clip", lambda x: np.clip(x, 0.4, 0.7), (VEC,), ""),
     ("dot", np.dot, (MAT, MAT), ""), ("matmul", np.matmul, (MAT, MAT), ""),
     ("tensordot", lambda a, b: np.tensordot(a, b, 1), (MAT, MAT), ""),
-    ("einsum", lambda a, b: np.einsum("ij,jk->ik", a, b), (MAT, MAT), "one or two operands"),
+    ("einsum", lambda a, b: np.einsum("ij,jk->ik", a, b), (MAT, MAT),
+     "'...', any number of operands, size-1 axes broadcast"),
+    ("einsum (3 operands, ...)", lambda a, b: np.einsum("...ij,jk,k->...i", a, b, b[0]),
+     (MAT, MAT), ""),
     ("outer", np.outer, (VEC, VEC), ""), ("inner", np.inner, (VEC, VEC), ""),
     ("kron", np.kron, (MAT, RECT), ""), ("cross", np.cross, (MAT, MAT[::-1]), "3-vectors"),
     ("trace", np.trace, (MAT,), ""), ("diagonal", np.diagonal, (MAT,), ""),
@@ -97,16 +102,66 @@ _NUMPY = [
     ("linalg.solve", np.linalg.solve, (MAT, MAT[0]), ""), ("linalg.inv", np.linalg.inv, (MAT,), ""),
     ("linalg.det", np.linalg.det, (MAT,), ""), ("linalg.slogdet", np.linalg.slogdet, (MAT,), ""),
     ("linalg.norm", np.linalg.norm, (MAT,), "vector ords, 'fro'"),
+    ("linalg.norm (ord=2, 'nuc')", lambda a: np.linalg.norm(a, 2) + np.linalg.norm(a, "nuc"),
+     (MAT,), "distinct singular values; also 1, -1, inf, -inf, -2, N-d with axis="),
+    ("linalg.lstsq", lambda a, b: np.linalg.lstsq(a, b)[0], (RECT, VEC[:3]),
+     "full rank; residuals too; rank is a plain integer"),
+    ("linalg.cond", np.linalg.cond, (MAT,), ""),
+    ("linalg.multi_dot", lambda a: np.linalg.multi_dot([a, a, a]), (MAT,), ""),
     ("linalg.cholesky", np.linalg.cholesky, (MAT,), "reads the lower triangle"),
     ("linalg.eigh", np.linalg.eigh, (MAT,), "distinct eigenvalues for the vectors"),
     ("linalg.eigvalsh", np.linalg.eigvalsh, (MAT,), ""),
-    ("linalg.eig", np.linalg.eig, (MAT,), "real, distinct eigenvalues only"),
-    ("linalg.eigvals", np.linalg.eigvals, (MAT,), "real, distinct eigenvalues only"),
+    ("linalg.eig", np.linalg.eig, (MAT,), "distinct eigenvalues"),
+    ("linalg.eig (complex eigenvalues)", lambda a: np.linalg.eig(a)[0], (ROT,),
+     "complex output, as NumPy's; eigenvectors' derivative up to their phases"),
+    ("linalg.eigvals", np.linalg.eigvals, (MAT,), "distinct eigenvalues"),
     ("linalg.svd", lambda a: np.linalg.svd(a, full_matrices=False), (RECT,),
      "reduced; distinct singular values"),
     ("linalg.qr", np.linalg.qr, (RECT,), "reduced, m >= n"),
     ("linalg.pinv", np.linalg.pinv, (RECT,), "constant rank"),
     ("linalg.matrix_power", lambda a: np.linalg.matrix_power(a, 3), (MAT,), ""),
+    # fastad.numpy's drop-in surface (tests/test_numpy_dropin.py)
+    ("remainder, %", lambda x: np.remainder(x, 0.2) + x % 0.25, (VEC,),
+     "derivative 1 in x, -floor(x/y) in y, off the jumps"),
+    ("fmod", lambda x: np.fmod(x, 0.2), (VEC,), "off the jumps"),
+    ("floor_divide", lambda x: np.floor_divide(x, 0.2) + x, (VEC,), "derivative 0"),
+    ("radians, degrees", lambda x: np.radians(x) + np.degrees(x), (VEC,), ""),
+    ("sinc", np.sinc, (VEC,), ""), ("logaddexp2", np.logaddexp2, (VEC, VEC[::-1]), ""),
+    ("heaviside", lambda x: np.heaviside(x - 0.5, 0.5) * x, (VEC,), "derivative 0 in x"),
+    ("nan_to_num", np.nan_to_num, (VEC,), ""),
+    ("average", lambda x: np.average(x, weights=VEC[::-1]), (VEC,), ""),
+    ("median", np.median, (VEC,), "order recomputed on every call"),
+    ("quantile, percentile", lambda x: np.quantile(x, 0.3) + np.percentile(x, 70.0), (VEC,),
+     "q constant; linear, lower, higher, nearest, midpoint"),
+    ("nanmedian, nanquantile", np.nanmedian, (VEC,), "the NaN pattern is a guard"),
+    ("nanvar, nanstd", lambda x: np.nanvar(x) + np.nanstd(x), (VEC,), ""),
+    ("nancumsum, nancumprod", lambda x: np.nancumsum(x) + np.nancumprod(x), (VEC,), ""),
+    ("ptp", np.ptp, (VEC,), ""), ("cov", np.cov, (MAT,), "no fweights/aweights"),
+    ("corrcoef", np.corrcoef, (MAT,), ""),
+    ("trapezoid", np.trapezoid, (VEC,), ""),
+    ("gradient", np.gradient, (VEC,), "scalar spacings or coordinates; edge_order 1, 2"),
+    ("ediff1d", np.ediff1d, (VEC,), ""),
+    ("vander", lambda x: np.vander(x, 3), (VEC,), ""),
+    ("polyfit", lambda y: np.polyfit(VEC, y, 2), (VEC[::-1],), "no w=, full=, cov="),
+    ("polymul, polyder, polyint", lambda p: (np.polyder(np.polymul(p, p)), np.polyint(p)),
+     (VEC,), ""),
+    ("roots", np.roots, (np.poly(VEC[:3]),), "real, distinct roots"),
+    ("unwrap", np.unwrap, (VEC * 5.0,), ""),
+    ("linspace", lambda a: fnp.linspace(a[0], a[1], 5), (VEC,), "traced endpoints"),
+    ("arange", lambda a: fnp.arange(a[0], 2.0, 0.5), (VEC,),
+     "traced start/step: the length is a guard"),
+    ("meshgrid", lambda x: np.meshgrid(x, x)[0], (VEC,), ""),
+    ("append, insert, delete", lambda x: np.delete(np.insert(np.append(x, x), 1, x[0]), 2),
+     (VEC,), ""),
+    ("block, column_stack", lambda x: np.column_stack([x, x]) @ np.block([[x[:2]]]).T, (VEC,),
+     ""),
+    ("r_, c_", lambda x: (fnp.r_[x, 1.0], fnp.c_[x, x]), (VEC,), "no string directives"),
+    ("select, piecewise", lambda x: np.select([x > 0.5], [x ** 2], x), (VEC,), ""),
+    ("compress, extract", lambda x: np.compress(x > 0.5, x), (VEC,), "mask pattern a guard"),
+    ("boolean mask x[x > 0]", lambda x: x[x > 0.5], (VEC,), "the mask pattern is a guard"),
+    ("argmax as an index", lambda x: x[np.argmax(x)], (VEC,), "the index is a guard"),
+    ("array([t1, t2, ...])", lambda x: fnp.array([x[0], 2.0 * x[1]]), (VEC,), ""),
+    ("fft.hfft, fft.ihfft", lambda x: np.fft.hfft(x) + np.fft.ihfft(x).real.sum(), (VEC,), ""),
 ]
 
 _SCIPY = [
@@ -149,6 +204,24 @@ _SCIPY = [
     ("linalg.eigh", fla.eigh, (MAT,), ""), ("linalg.svd", fla.svd, (MAT,), ""),
     ("linalg.qr", fla.qr, (MAT,), "economic"),
     ("signal.convolve", fsignal.convolve, (MAT, RECT), "full, same, valid; N-d"),
+    ("signal.convolve (axes, dot_axes)", lambda a, b: fsignal.convolve(
+        a, b, axes=[[0], [0]], dot_axes=[[1], [1]]), (MAT, MAT[:2]),
+     "autograd's convention"),
+    ("special.logsumexp (plain SciPy)", lambda x: sc.logsumexp(x) + sc.softmax(x)[0], (VEC,),
+     "SciPy's own, dispatched; also log_softmax, multigammaln"),
+    ("special.j0, j1, jn, y0, y1, yn", lambda x: sc.j0(x) + sc.jn(2, x) + sc.y1(x), (VEC,),
+     "constant integer order; NumPy calls in compiled code"),
+    ("special.rgamma, gammasgn", lambda x: sc.rgamma(x) * sc.gammasgn(x), (VEC,), ""),
+    ("special.multigammaln", lambda x: fsc.multigammaln(x + 2.0, 3), (VEC,), "d constant"),
+    ("stats.chi2.logpdf", fst.chi2.logpdf, (VEC, 3.0), "also pdf, cdf"),
+    ("stats.dirichlet.logpdf", fst.dirichlet.logpdf, (VEC[:3] / VEC[:3].sum(), VEC[:3] + 1.0),
+     "SciPy's convention: components on x's first axis"),
+    ("stats.multivariate_normal.entropy", lambda c: fst.multivariate_normal.entropy(None, c),
+     (MAT,), ""),
+    ("integrate.odeint", lambda y0: fint.odeint(lambda y, t: -y * 0.5, y0, VEC), (VEC[:2],),
+     "reverse: adjoint method; forward: sensitivities; first order"),
+    ("linalg.solve_banded", lambda ab, b: fla.solve_banded((1, 0), ab, b), (RECT.T, VEC[:3]),
+     "solved densely"),
     ("signal.correlate", fsignal.correlate, (MAT, RECT), ""),
 ]
 
@@ -267,7 +340,7 @@ test_special.py, test_stats.py, test_linalg.py, test_numpy_functions.py).
 `fastad.scipy` (SciPy's own versions convert their arguments with
 `np.asarray`, which a traced value refuses with a `TracingError`).
 Restrictions are in the notes; where a derivative is not defined (an
-argument of `gammainc`, `interp`'s table, `eig` with complex eigenvalues,
+argument of `gammainc`, `interp`'s table,
 ...) fastad raises rather than return a wrong number. Inputs are float64,
 float32, complex128 or complex64; float16 and long double are refused with a
 `TypeError`. Gradients of real functions of complex inputs follow autograd's
@@ -275,6 +348,18 @@ and JAX's convention (conjugate of the Wirtinger derivative, df/dx - i df/dy);
 rows marked "(complex)" are measured on complex inputs, with |f|^2 as the loss
 for complex results. Complex rows are tested in tests/test_complex.py and
 tests/test_fft.py.
+
+Beyond these rows, `fastad.numpy` has every public name of `numpy`,
+`numpy.linalg` and `numpy.fft` (tests/test_numpy_namespace.py; on plain
+values each gives NumPy's result). Functions with no derivative (`argmax`,
+`nonzero`, `unique`, `isclose`, `allclose`, `searchsorted`, `count_nonzero`,
+...) return NumPy's plain result computed from a traced value's value, and a
+compiled function records a guard that they still give it, retracing when
+they do not; a boolean mask or integer array computed from traced values
+indexes the same way (`x[x > 0]`: the mask's pattern is the guard). Those of
+dtypes and shapes only (`result_type`, `can_cast`, ...) read the values with
+no guard. `np.array`, `np.arange` and `np.full_like(plain, traced)` cannot be
+intercepted by NumPy's protocols: call them from `fastad.numpy`.
 
 """
 

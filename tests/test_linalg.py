@@ -229,10 +229,22 @@ test_values_and_derivatives = case_test(CASES)
 
 
 # -- refused clearly -------------------------------------------------------------------------
-def test_eig_with_complex_eigenvalues_is_refused():
-    rotation = np.array([[0.0, -1.0], [1.0, 0.0]])
-    with pytest.raises(np.linalg.LinAlgError, match="complex eigenvalues"):
-        fa.grad(lambda a: np.sum(np.linalg.eig(a)[0]))(rotation)
+def test_eig_with_complex_eigenvalues_is_complex_and_differentiable():
+    rotation = np.array([[0.0, -1.0, 0.2], [1.0, 0.0, 0.3], [0.1, 0.2, 0.5]])
+    w, v = fa.vjp(np.linalg.eig, rotation)[0]
+    assert w.dtype == np.complex128
+    np.testing.assert_allclose(w, np.linalg.eigvals(rotation))
+
+    def f(a):  # the eigenvectors through a function of them their phase does not change
+        w, v = np.linalg.eig(a)
+        return np.sum(np.real(w) ** 3 + np.imag(w) ** 2) + np.sum(np.abs(v[0]) ** 2 * w.real)
+    fa.check_grads(f, (rotation,), order=2)
+    fa.check_grads(lambda z: np.linalg.eigvals(z), (rotation + 0.3j * rotation.T,), order=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = fa.jit(fa.grad(f))
+        for a in (rotation, rotation * 1.1, np.diag([1.0, 2.0, 3.0]) + 0.1):  # real: retraces
+            np.testing.assert_allclose(g(a), fa.grad(f)(a), rtol=1e-10)
 
 
 def test_full_svd_of_a_rectangular_matrix_is_refused():

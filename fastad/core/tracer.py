@@ -411,6 +411,14 @@ class Tracer:
     def size(self) -> int:
         return int(np.size(self.value))
 
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.itemsize
+
     def __repr__(self) -> str:
         return f"Tracer(%{self.slot}: {aval_of(self.value)})"
 
@@ -490,6 +498,24 @@ class Tracer:
     def __rpow__(self, other: Any) -> Any:
         return FRONT_END["power"](other, self)
 
+    def __mod__(self, other: Any) -> Any:
+        return FRONT_END["remainder"](self, other)
+
+    def __rmod__(self, other: Any) -> Any:
+        return FRONT_END["remainder"](other, self)
+
+    def __floordiv__(self, other: Any) -> Any:
+        return FRONT_END["floor_divide"](self, other)
+
+    def __rfloordiv__(self, other: Any) -> Any:
+        return FRONT_END["floor_divide"](other, self)
+
+    def __divmod__(self, other: Any) -> Any:
+        return FRONT_END["divmod"](self, other)
+
+    def __rdivmod__(self, other: Any) -> Any:
+        return FRONT_END["divmod"](other, self)
+
     def __matmul__(self, other: Any) -> Any:
         return FRONT_END["matmul"](self, other)
 
@@ -558,6 +584,19 @@ class Tracer:
     all = _method("all")
     trace = _method("trace")
     put = _method("put")
+    cumprod = _method("cumprod")
+    round = _method("round")  # noqa: A003 - NumPy's name
+    repeat = _method("repeat")
+    take = _method("take")
+    compress = _method("compress_method")
+    choose = _method("choose")
+    # with no derivative: plain results (guarded), as fastad.numpy's functions
+    argmax = _method("argmax")
+    argmin = _method("argmin")
+    argsort = _method("argsort")
+    argpartition = _method("argpartition")
+    nonzero = _method("nonzero")
+    searchsorted = _method("searchsorted")
     # those whose NumPy result may be a view of the array
     ravel = _method("ravel_method")
     squeeze = _method("squeeze_method")

@@ -31,6 +31,9 @@ from ._indexing import *  # noqa: F403
 from ._linalg import *  # noqa: F403
 from ._ordering import *  # noqa: F403
 from ._arrayfuncs import *  # noqa: F403
+from ._composites import *  # noqa: F403
+from ._building import *  # noqa: F403
+from ._plain import *  # noqa: F403
 from ._dispatch import _UFUNCS  # noqa: F401  (the ufuncs dispatched, read by fastad.conformance)
 from ._methods import TRACER_FRONT_END as _TRACER_FRONT_END
 # private helpers the rest of fastad reaches through this namespace
@@ -70,3 +73,16 @@ from ..core.tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_h
 _FRONT_END.update(_TRACER_FRONT_END)  # Tracer's operators and methods apply these
 
 from . import fft  # noqa: E402,F401  (fastad.numpy.fft, written with this package's functions)
+import importlib as _importlib  # noqa: E402
+
+# a module (import fastad.numpy.linalg), in place of the namespace `_linalg` exports
+linalg = _importlib.import_module(__name__ + ".linalg")
+from . import _plain as _plain_module  # noqa: E402
+import sys as _sys  # noqa: E402
+
+random = _np.random  # NumPy's own: draws are plain values
+_sys.modules[__name__ + ".random"] = random
+# The rest of NumPy's public names: constants, dtypes, classes and submodules as
+# NumPy's, functions without a derivative working on values (`_plain`).
+globals().update(_plain_module.names(globals()))
+

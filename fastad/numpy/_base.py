@@ -10,8 +10,8 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.registry import registry
-from ..core.tracer import Tracer, current_builder, made_here, new_tracer
+from ..core.registry import defprim, registry
+from ..core.tracer import Tracer, bind, current_builder, made_here, new_tracer
 
 __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj", "zeros_for",
            "eye_like", "shape_of"]
@@ -112,3 +112,90 @@ def _no_out(out: Any, name: str) -> None:
     if out is not None:
         raise TracingError(f"{name}(..., out=...) writes into an existing array, which cannot "
                            "be traced; use the returned value instead")
+
+
+# -- plain results of traced values, guarded -----------------------------------
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and builtins.all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and builtins.all(_same(x, y) for x, y in zip(a, b))
+    try:
+        x, y = _np.asarray(a), _np.asarray(b)
+        if x.shape != y.shape or x.dtype != y.dtype:
+            return False
+        return bool(_np.array_equal(x, y, equal_nan=x.dtype.kind in "fc"))
+    except (TypeError, ValueError):
+        return a == b
+
+
+class _Call:
+    """A NumPy call with its traced arguments left out (hashed by identity:
+    each recorded check is its own)."""
+
+    def __init__(self, fn: Any, args: tuple, kwargs: dict, expected: Any) -> None:
+        self.fn, self.args, self.kwargs, self.expected = fn, args, kwargs, expected
+
+    def __call__(self, *values: Any) -> Any:
+        it = iter(values)
+        args, kwargs = _fill(self.args, it), _fill(self.kwargs, it)
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<{getattr(self.fn, '__name__', 'call')} at {id(self):#x}>"
+
+
+class _Slot:
+    """Where a traced argument was."""
+
+
+def _holes(obj: Any, found: list) -> Any:
+    if isinstance(obj, Tracer):
+        found.append(obj)
+        return _Slot
+    if isinstance(obj, (list, tuple)) and _contains_tracer(obj):
+        return _rebuilt(obj, [_holes(o, found) for o in obj])
+    if isinstance(obj, dict):
+        return {k: _holes(v, found) for k, v in obj.items()}
+    return obj
+
+
+def _rebuilt(obj: Any, items: list) -> Any:
+    """A list, tuple or namedtuple like obj holding items."""
+    if hasattr(obj, "_fields"):
+        return type(obj)(*items)
+    return type(obj)(items)
+
+
+def _fill(obj: Any, it: Any) -> Any:
+    if obj is _Slot:
+        return next(it)
+    if isinstance(obj, (list, tuple)):
+        return _rebuilt(obj, [_fill(o, it) for o in obj])
+    if isinstance(obj, dict):
+        return {k: _fill(v, it) for k, v in obj.items()}
+    return obj
+
+
+def _check(*values: Any, call: _Call) -> Any:
+    with _np.errstate(all="ignore"):
+        return _np.bool_(_same(call(*values), call.expected))
+
+
+#: the check a guard on a plain result reads: the function recomputed from the
+#: traced arguments' values, compared with the result recorded (a NumPy call:
+#: compiled functions run it between compiled segments)
+_CHECK = defprim("fastad.numpy.same_result", _check, None, differentiable=False,
+                 doc="whether a NumPy function of traced values still gives its recorded result")
+_CHECK.builtin = False
+
+
+def _batch_same_result(prim: Any, args: list, shapes: list, params: dict, size: int) -> Any:
+    """vmap: the check per example (a guard then requires every example to give
+    the recorded result, as Python control flow under vmap does)."""
+    from ._shape import stack
+    return stack([bind(prim, *(v[i] if batched else v for v, batched in args), **params)
+                  for i in range(size)])
+
+
+_CHECK.batching_rule = _batch_same_result  # type: ignore[attr-defined]

@@ -60,7 +60,9 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
         return cumsum(inputs[0], axis=kwargs.get("axis", 0))
     if method == "__call__" and not set(kwargs) - {"out", "dtype", "casting"}:
         foreign = _foreign_ufunc(ufunc)
-        if foreign is not None:  # scipy.special's ufuncs
+        if foreign is None and isinstance(getattr(_np, name, None), _np.ufunc):
+            foreign = _namespace.get(name)  # remainder, radians, signbit, gcd, ...
+        if foreign is not None:  # and scipy.special's ufuncs
             out = foreign(*inputs)
             return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
     raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
@@ -93,7 +95,7 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
     name = func.__name__
     module = getattr(func, "__module__", "") or ""
     if module.startswith("numpy.linalg"):
-        impl = getattr(linalg, name, None)
+        impl = getattr(_namespace.get("linalg", linalg), name, None)
     elif module.startswith("numpy.fft"):
         impl = getattr(_namespace["fft"], name, None)
     else:
@@ -125,7 +127,9 @@ _VIEWING = {"reshape", "ravel", "transpose", "permute_dims", "matrix_transpose",
             "moveaxis", "rollaxis", "expand_dims", "squeeze", "broadcast_to", "broadcast_arrays",
             "atleast_1d", "atleast_2d", "atleast_3d", "flip", "fliplr", "flipud", "rot90",
             "diagonal", "diag", "real", "imag", "split", "array_split", "hsplit", "vsplit",
-            "dsplit", "unstack", "einsum", "diff", "sliding_window_view"}
+            "dsplit", "unstack", "einsum", "diff", "sliding_window_view", "asanyarray",
+            "ascontiguousarray", "asfortranarray", "asarray_chkfinite", "require",
+            "real_if_close", "polyder", "polyint", "nan_to_num"}
 
 
 _SEVERAL = {"split", "array_split", "hsplit", "vsplit", "dsplit", "unstack"}

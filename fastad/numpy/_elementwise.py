@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as _np
 
-from ..core.errors import TracingError, unsupported_precision
+from ..core.errors import unsupported_precision
 from ..primitives import elementwise as _rows
-from ..core.tracer import bind
+from ..core.tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
 
@@ -119,9 +119,13 @@ def angle(z: Any, deg: bool = False) -> Any:
 
 
 def where(condition: Any, x: Any = None, y: Any = None) -> Any:
+    if x is None and y is None:  # the indices where condition holds: nonzero
+        if not isinstance(condition, Tracer):
+            return _np.where(condition)
+        from ._reductions import _concrete  # its pattern, guarded
+        return _np.nonzero(_concrete(condition))
     if x is None or y is None:
-        raise TracingError("where(condition) with one argument returns indices, which "
-                           "cannot be traced; use where(condition, x, y)")
+        raise ValueError("either both or neither of x and y should be given")
     return bind(_p("where"), condition, x, y)
 
 

@@ -15,6 +15,7 @@ from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape, siz
 from ._creation import array
 from ._elementwise import astype
 from ._elementwise import where as _select
+from ._reductions import _concrete
 from ._shape import broadcast_to, reshape, scatter_set, take_flat
 from ._views import _check_writeable, _link, _same_memory, _store
 
@@ -25,12 +26,8 @@ __all__ = ["getitem", "setitem", "copyto", "put", "place", "putmask", "put_along
 def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
     if not isinstance(key, tuple):
         key = (key,)
-    for k in key:
-        if isinstance(k, Tracer):
-            raise TracingError("indexing with a traced value is not supported: indices must be "
-                               "Python ints, slices or constant integer/boolean arrays (for "
-                               "indices computed from traced values, such as argsort's, use "
-                               "np.take_along_axis or np.take)")
+    if builtins.any(isinstance(k, Tracer) for k in key):
+        key = tuple(_index_value(k) for k in key)
     if len(key) == len(shp) and builtins.all(
             isinstance(k, (int, _np.integer)) and not isinstance(k, bool) for k in key):
         flat = 0
@@ -41,6 +38,18 @@ def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
             flat = flat * d + (k % d)
         return made_here(_np.asarray(flat, dtype=_np.int64))
     return made_here(_np.asarray(positions(shp)[key]))
+
+
+def _index_value(k: Any) -> Any:
+    """A traced index (a boolean mask ``x > 0``, integers such as argmax's): its
+    value, with a guard that it stays the same, so a compiled function retraces
+    when the mask's pattern or the indices change (NumPy's result shape is data
+    here).  Branch-free alternative: ``np.where(mask, x, 0)``."""
+    if not isinstance(k, Tracer):
+        return k
+    if k.dtype.kind not in "biu":
+        raise IndexError("arrays used as indices must be of integer (or boolean) type")
+    return _concrete(k)
 
 
 def getitem(a: Any, key: Any) -> Any:
@@ -127,6 +136,19 @@ def _write_all(a: Any, value: Any, mask: Any = True, what: str = "output") -> No
     _store(a, _fresh(value) if value is a else value)
 
 
+def _numpy_on_plain(fn: Any) -> Any:
+    """NumPy's function of the same name when no argument is traced."""
+    plain = getattr(_np, fn.__name__)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if not _contains_tracer(list(args) + list(kwargs.values())):
+            return plain(*args, **kwargs)
+        return fn(*args, **kwargs)
+    call.__name__ = call.__qualname__ = fn.__name__
+    call.__doc__ = fn.__doc__
+    return call
+
+
 def _write_tagged(a: Any, values: Any, numpy_write: Any) -> None:
     """Write values into a as ``numpy_write(a, values)`` would: NumPy's own
     function, run on an array of tags, says which element of values lands
@@ -143,26 +165,29 @@ def _write_tagged(a: Any, values: Any, numpy_write: Any) -> None:
     _store(a, scatter_set(a, at, _cast_into(v, a, "the values")), at)
 
 
+@_numpy_on_plain
 def copyto(dst: Any, src: Any, casting: str = "same_kind", where: Any = True) -> None:
     dst = _target(dst, "copyto")
     _check_writeable(dst)
     _write_all(dst, src, where, "the source")
 
 
+@_numpy_on_plain
 def put(a: Any, ind: Any, v: Any, mode: str = "raise") -> None:
     a = _target(a, "put")
     _check_writeable(a, "put: output array is read-only")
     _write_tagged(a, v, lambda t, vi: _np.put(t, ind, vi, mode))
 
 
+@_numpy_on_plain
 def place(arr: Any, mask: Any, vals: Any) -> None:
     arr = _target(arr, "place")
     _check_writeable(arr, "WRITEBACKIFCOPY base is read-only")
-    if isinstance(mask, Tracer):
-        raise TracingError("place: the mask must be a constant; use np.where for a traced mask")
+    mask = _concrete(mask)  # a traced mask: its pattern, guarded
     _write_tagged(arr, vals, lambda t, vi: _np.place(t, mask, vi))
 
 
+@_numpy_on_plain
 def putmask(a: Any, mask: Any, values: Any) -> None:
     a = _target(a, "putmask")
     _check_writeable(a, "putmask: output array is read-only")
@@ -179,6 +204,7 @@ def putmask(a: Any, mask: Any, values: Any) -> None:
     _write_all(a, reshape(full, tuple(shape(a))), mask, "the values")
 
 
+@_numpy_on_plain
 def put_along_axis(arr: Any, indices: Any, values: Any, axis: Any) -> None:
     arr = _target(arr, "put_along_axis")
     _check_writeable(arr)
@@ -187,6 +213,7 @@ def put_along_axis(arr: Any, indices: Any, values: Any, axis: Any) -> None:
     _write_tagged(arr, values, lambda t, vi: _np.put_along_axis(t, indices, vi, axis))
 
 
+@_numpy_on_plain
 def fill_diagonal(a: Any, val: Any, wrap: bool = False) -> None:
     a = _target(a, "fill_diagonal")
     _check_writeable(a, "underlying array is read-only")

@@ -4,6 +4,7 @@ of ``fastad.numpy.linalg``, each a primitive (a factorization, packed) or
 written with them."""
 from __future__ import annotations
 
+import builtins
 import collections
 import math
 import operator
@@ -97,36 +98,94 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     return reshape(out, tuple(shape(a)[i] for i in free_a) + tuple(shape(b)[j] for j in free_b))
 
 
-def einsum(subscripts: str, *operands: Any, optimize: Any = False) -> Any:
-    """Einstein summation for one or two operands, as transposes, reshapes,
-    diagonals and a batched matmul."""
-    spec = subscripts.replace(" ", "")
-    if "..." in spec:
-        raise TracingError("einsum: '...' is not supported; write the axes out")
-    if "->" in spec:
-        lhs, out_sub = spec.split("->")
-    else:
-        lhs = spec
-        letters = lhs.replace(",", "")
-        out_sub = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
-    ins = lhs.split(",")
-    if len(ins) != len(operands) or len(ins) not in (1, 2):
-        raise TracingError("einsum: one or two operands are supported; chain calls for more")
-    ops = []
-    for k, (sub, op) in enumerate(zip(ins, operands)):
+def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
+    """Einstein summation, as transposes, reshapes, diagonals and batched
+    matmuls: ``...``, any number of operands (contracted left to right), and
+    size-1 axes broadcast against longer ones, as NumPy's."""
+    from ..core.tracer import Tracer
+    if not builtins.any(isinstance(op, Tracer) for op in operands):
+        return _np.einsum(*operands, optimize=optimize, **kw)
+    if kw.get("out") is not None:
+        raise TracingError("einsum(..., out=...) cannot be traced; use the returned value")
+    if not isinstance(operands[0], str):
+        raise TracingError("einsum: the interleaved (operand, sublist) form is not supported "
+                           "on traced values; pass a subscripts string")
+    subscripts, operands = operands[0], operands[1:]
+    ins, out_sub = _einsum_parse(subscripts.replace(" ", ""), [ndim(op) for op in operands])
+    if len(ins) != len(operands):
+        raise ValueError("einsum: more operands than subscripts, or fewer")
+    dims: dict[str, int] = {}
+    for sub, op in zip(ins, operands):
         if len(sub) != ndim(op):
             raise ValueError(f"einsum: '{sub}' does not match an operand of shape {shape(op)}")
-        sub, op = _einsum_diagonal(sub, op)
-        elsewhere = set(out_sub).union(*(set(s) for j, s in enumerate(ins) if j != k))
-        lonely = tuple(i for i, c in enumerate(sub) if c not in elsewhere)
-        if lonely:  # summed out before the contraction
-            op = sum(op, axis=lonely)
-            sub = "".join(c for i, c in enumerate(sub) if i not in lonely)
-        ops.append((sub, op))
+        for c, d in zip(sub, shape(op)):
+            if c not in dims or dims[c] == 1:
+                dims[c] = d
+            elif d not in (1, dims[c]):
+                raise ValueError(f"einsum: operands could not be broadcast together on '{c}'")
+    ops = []
+    for sub, op in zip(ins, operands):  # size-1 axes broadcast to the others' size
+        full = tuple(dims[c] for c in sub)
+        ops.append((sub, broadcast_to(op, full) if tuple(shape(op)) != full else op))
+    while len(ops) > 2:  # contract the first two, keeping what the rest or the output need
+        (sa, a), (sb, b) = ops[0], ops[1]
+        later = set(out_sub).union(*(set(s) for s, _ in ops[2:]))
+        keep = "".join(dict.fromkeys(c for c in sa + sb if c in later))
+        ops = [(keep, _einsum2(sa, a, sb, b, keep))] + ops[2:]
     if len(ops) == 1:
         sub, op = ops[0]
-        return transpose(op, [sub.index(c) for c in out_sub])
+        return _einsum1(sub, op, out_sub)
     (sa, a), (sb, b) = ops
+    return _einsum2(sa, a, sb, b, out_sub)
+
+
+def _einsum_parse(spec: str, ndims: list[int]) -> tuple[list[str], str]:
+    """Input subscripts and the output's, with ``...`` written out in letters
+    no subscript uses (broadcast from the right, as NumPy's)."""
+    lhs, arrow, out_sub = spec.partition("->")
+    ins = lhs.split(",")
+    used = set(spec)
+    spare = [c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used]
+    ell = 0
+    for sub, nd in zip(ins, ndims):
+        if "..." in sub:
+            ell = builtins.max(ell, nd - (len(sub) - 3))
+    letters = "".join(spare[:ell])
+    expanded = []
+    for sub, nd in zip(ins, ndims):
+        if "..." in sub:
+            k = nd - (len(sub) - 3)
+            sub = sub.replace("...", letters[ell - k:] if k else "")
+        expanded.append(sub)
+    if arrow:
+        out_sub = out_sub.replace("...", letters)
+    else:
+        joined = "".join(s for s in expanded)
+        out_sub = letters + "".join(sorted(c for c in set(joined) if joined.count(c) == 1
+                                           and c not in letters))
+    return expanded, out_sub
+
+
+def _einsum1(sub: str, op: Any, out_sub: str) -> Any:
+    sub, op = _einsum_diagonal(sub, op)
+    lonely = tuple(i for i, c in enumerate(sub) if c not in out_sub)
+    if lonely:
+        op = sum(op, axis=lonely)
+        sub = "".join(c for i, c in enumerate(sub) if i not in lonely)
+    return transpose(op, [sub.index(c) for c in out_sub])
+
+
+def _einsum2(sa: str, a: Any, sb: str, b: Any, out_sub: str) -> Any:
+    sa, a = _einsum_diagonal(sa, a)
+    sb, b = _einsum_diagonal(sb, b)
+    lonely_a = tuple(i for i, c in enumerate(sa) if c not in out_sub and c not in sb)
+    if lonely_a:  # summed out before the contraction
+        a = sum(a, axis=lonely_a)
+        sa = "".join(c for i, c in enumerate(sa) if i not in lonely_a)
+    lonely_b = tuple(i for i, c in enumerate(sb) if c not in out_sub and c not in sa)
+    if lonely_b:
+        b = sum(b, axis=lonely_b)
+        sb = "".join(c for i, c in enumerate(sb) if i not in lonely_b)
     batch = [c for c in out_sub if c in sa and c in sb]
     contract = [c for c in sa if c in sb and c not in out_sub]
     free_a = [c for c in sa if c not in sb]
@@ -184,6 +243,12 @@ def _det(a: Any) -> Any:
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    if axis is None and ord is not None and ndim(x) > 2:
+        raise ValueError("Improper number of dimensions to norm.")
+    if axis is None and ndim(x) == 2 and ord is not None:
+        axis = (0, 1)
+    if isinstance(axis, (tuple, list)) and len(axis) == 1:
+        axis = int(axis[0])
     vector = (ndim(x) == 1 and axis is None) or isinstance(axis, (int, _np.integer))
     if ord is None or (ord == "fro" and not vector) or (ord == 2 and vector):
         return sqrt(sum(_abs2(x), axis=axis, keepdims=keepdims))
@@ -198,7 +263,30 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
             return sum(absolute(x), axis=axis, keepdims=keepdims)
         return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims),
                      1.0 / ord)
-    raise TracingError(f"linalg.norm with ord={ord!r} on a {ndim(x)}-d array is not supported")
+    if not vector and isinstance(axis, (tuple, list)) and len(axis) == 2:
+        return _matrix_norm(x, ord, tuple(int(a) % ndim(x) for a in axis), keepdims)
+    raise ValueError(f"Invalid norm order {ord!r} for {'vectors' if vector else 'matrices'}")
+
+
+def _matrix_norm(x: Any, ord: Any, axes: tuple[int, int], keepdims: bool) -> Any:
+    """Matrix norms over two axes: 1, -1, inf, -inf (column and row sums of
+    |x|), 2, -2 and 'nuc' (singular values; distinct ones for the derivative)."""
+    r, c = axes
+    if ord in (2, -2, "nuc"):
+        m = moveaxis(x, (r, c), (-2, -1))
+        s = _svd(m, compute_uv=False)
+        out = max(s, axis=-1) if ord == 2 else min(s, axis=-1) if ord == -2 else sum(s, axis=-1)
+    elif ord in (1, -1):
+        col = sum(absolute(x), axis=r)
+        out = (max if ord == 1 else min)(col, axis=c - 1 if c > r else c)
+    elif ord in (_np.inf, -_np.inf):
+        row = sum(absolute(x), axis=c)
+        out = (max if ord == _np.inf else min)(row, axis=r - 1 if r > c else r)
+    else:
+        raise ValueError(f"Invalid norm order {ord!r} for matrices")
+    if keepdims:
+        out = expand_dims(expand_dims(out, builtins.min(r, c)), builtins.max(r, c))
+    return out
 
 
 def _square(a: Any, name: str) -> None:
@@ -232,10 +320,28 @@ def _eigvalsh(a: Any, UPLO: str = "L") -> Any:
 
 
 def _eig(a: Any) -> Any:
-    """Real matrices with real, distinct eigenvalues (others raise LinAlgError)."""
+    """Eigenvalues and unit eigenvectors, distinct eigenvalues for the
+    derivative: real ones for a real matrix whose spectrum is real, else
+    complex ones, as NumPy's dtype (under compilation, which case it is is a
+    guard)."""
     _square(a, "eig")
-    packed = bind(_p("eig"), a)
+    if iscomplexobj(a) or not _real_spectrum(a):
+        packed = bind(_p("numpy.linalg.eig_complex"), a)
+    else:
+        packed = bind(_p("eig"), a)
     return EigResult(packed[..., 0, :], packed[..., 1:, :])
+
+
+def _real_spectrum(a: Any) -> bool:
+    from ..core.tracer import Tracer
+    from ._base import _CHECK, _Call, _Slot
+    def real(v: Any) -> bool:  # noqa: E306
+        return bool(_np.all(_np.isreal(_np.linalg.eigvals(v))))
+    if not isinstance(a, Tracer):
+        return real(a)
+    outcome = real(a.value)
+    bool(bind(_CHECK, a, call=_Call(real, (_Slot,), {}, outcome)))
+    return outcome
 
 
 def _eigvals(a: Any) -> Any:

@@ -11,17 +11,22 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
+from ._building import choose, compress
+from ._composites import divmod, floor_divide, remainder
 from ._creation import copy
 from ._dispatch import _dispatch_function, _dispatch_ufunc
+from ._elementwise import round as round_
 from ._elementwise import (absolute, add, astype, clip, conjugate, divide, equal, greater,
                            greater_equal, imag, less, less_equal, logical_and, logical_not,
                            logical_or, multiply, negative, not_equal, positive, power, real,
                            subtract)
 from ._indexing import _target, _write_all, getitem, put, setitem
 from ._linalg import dot, matmul
-from ._ordering import partition, sort
-from ._reductions import all, any, cumsum, max, mean, min, prod, std, sum, trace, var
-from ._shape import diagonal, matrix_transpose, ravel, reshape, squeeze, swapaxes, transpose
+from ._ordering import argpartition, argsort, partition, sort, take
+from ._plain import _wrap
+from ._reductions import all, any, cumprod, cumsum, max, mean, min, prod, std, sum, trace, var
+from ._shape import (diagonal, matrix_transpose, ravel, repeat, reshape, squeeze, swapaxes,
+                     transpose)
 from ._views import _base_property, _check_writeable, _link, _store
 
 
@@ -166,6 +171,12 @@ TRACER_FRONT_END = {
     "base": _base_property, "real_property": _real_property, "set_real": _set_real,
     "imag_property": _imag_property, "set_imag": _set_imag,
     "getitem": getitem, "setitem": setitem,
+    "remainder": remainder, "floor_divide": floor_divide, "divmod": divmod,
+    "cumprod": cumprod, "round": round_, "repeat": repeat, "take": take, "choose": choose,
+    "compress_method": lambda self, condition, axis=None, out=None: compress(
+        condition, self, axis),
+    "argsort": argsort, "argpartition": argpartition,
+    **{name: _wrap(name, "nondiff") for name in ("argmax", "argmin", "nonzero", "searchsorted")},
 }
 for _name, _op in {"add": add, "subtract": subtract, "multiply": multiply, "divide": divide,
                    "power": power, "matmul": matmul}.items():

@@ -4,12 +4,13 @@ rules of broadcasting primitives use."""
 from __future__ import annotations
 
 import math
+from builtins import any as any_
 from typing import Any
 
 import numpy as _np
 
 from ..core.tracer import bind
-from ._base import _axes, _float_dtype, _no_out, _p, ndim, shape
+from ._base import _CHECK, _Call, _Slot, _axes, _float_dtype, _no_out, _p, ndim, shape
 from ._elementwise import _abs2, astype, equal, exp, isfinite, log, sqrt, stop_gradient, where
 from ._elementwise import where as _select  # for reductions, whose ``where=`` hides the name
 from ._shape import diagonal, ravel, reshape, stack
@@ -17,6 +18,12 @@ from ._shape import diagonal, ravel, reshape, stack
 __all__ = ["sum", "prod", "max", "min", "amax", "amin", "mean", "var", "std", "logsumexp",
            "cumsum_", "cumsum", "cumprod", "nansum", "nanprod", "nanmean", "nanmax", "nanmin",
            "any", "all", "trace", "unbroadcast"]
+
+
+def _has_tracer(a: Any) -> bool:
+    from ..core.tracer import Tracer
+    return any_(isinstance(x, Tracer) or (isinstance(x, (list, tuple)) and _has_tracer(x))
+                for x in a)
 
 
 def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
@@ -37,7 +44,7 @@ def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,  # noqa: A
         keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
     _no_out(out, "sum")
     if isinstance(a, (list, tuple)):
-        a = stack(a)
+        a = stack(a) if _has_tracer(a) else _np.asarray(a)
     total = _reduce("sum", _masked(_cast(a, dtype), where, 0.0), axis, keepdims)
     return total if initial is None else total + initial
 
@@ -45,6 +52,8 @@ def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,  # noqa: A
 def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
          keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
     _no_out(out, "prod")
+    if isinstance(a, (list, tuple)):
+        a = stack(a) if _has_tracer(a) else _np.asarray(a)
     total = _reduce("prod", _masked(_cast(a, dtype), where, 1.0), axis, keepdims)
     return total if initial is None else total * initial
 
@@ -175,3 +184,25 @@ def unbroadcast(g: Any, target: tuple[int, ...]) -> Any:
     if axes:
         g = sum(g, axis=axes, keepdims=True)
     return reshape(g, target)
+
+
+def _concrete(t: Any) -> Any:
+    """t's value as a plain array, for a use that needs it as data (a boolean
+    mask's pattern, an index, a shape): records a guard that t still equals it,
+    so a compiled function retraces when it changes (NaN counts as equal)."""
+    from ..core.tracer import Tracer
+    if not isinstance(t, Tracer):
+        return t
+    value = _np.asarray(t.value)
+    if value.dtype.kind not in "fcb":  # integers (argsort's): compared in NumPy
+        bool(bind(_CHECK, t, call=_Call(_identity, (_Slot,), {}, value)))
+        return value
+    same = equal(t, value)
+    if value.dtype.kind in "fc":
+        same = same | ((t != t) & _np.isnan(value))
+    bool(all(same))  # the guard
+    return value
+
+
+def _identity(x: Any) -> Any:
+    return x

@@ -159,7 +159,11 @@ def permute_dims(a: Any, axes: Any = None) -> Any:
     return transpose(a, axes)
 
 
-def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
+def concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, *,
+                dtype: Any = None, casting: str = "same_kind") -> Any:
+    if dtype is not None:
+        from ._elementwise import astype
+        return astype(concatenate(arrays, axis), dtype)
     arrays = list(arrays)
     if not arrays:
         raise ValueError("need at least one array to concatenate")
@@ -167,6 +171,7 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
         arrays, axis = [ravel(a) for a in arrays], 0
     if not builtins.any(isinstance(a, Tracer) for a in arrays):
         return _np.concatenate([_np.asarray(a) for a in arrays], axis=axis)
+    arrays = [a if isinstance(a, Tracer) else _np.asarray(a) for a in arrays]
     nd = ndim(arrays[0])
     axis %= nd
     out_shape = list(shape(arrays[0]))
@@ -184,7 +189,11 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
     return out
 
 
-def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
+def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any = None,
+          casting: str = "same_kind") -> Any:
+    if dtype is not None:
+        from ._elementwise import astype
+        return astype(stack(arrays, axis), dtype)
     arrays = list(arrays)
     if not arrays:
         raise ValueError("need at least one array to stack")
@@ -192,13 +201,13 @@ def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     return concatenate([expand_dims(a, axis % nd) for a in arrays], axis=axis % nd)
 
 
-def hstack(tup: Sequence[Any]) -> Any:
+def hstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:
     arrs = [atleast_1d(a) for a in tup]
-    return concatenate(arrs, axis=0 if ndim(arrs[0]) == 1 else 1)
+    return concatenate(arrs, axis=0 if ndim(arrs[0]) == 1 else 1, dtype=dtype)
 
 
-def vstack(tup: Sequence[Any]) -> Any:
-    return concatenate([atleast_2d(a) for a in tup], axis=0)
+def vstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:
+    return concatenate([atleast_2d(a) for a in tup], axis=0, dtype=dtype)
 
 
 def _gather(a: Any, build_index) -> Any:

@@ -284,6 +284,8 @@ def shares_memory(a: Any, b: Any, max_work: Any = None) -> bool:
     """Whether NumPy's a and b would share memory: views of one array holding a
     common element.  A traced value shares none with a NumPy array (fastad never
     writes into its caller's arrays)."""
+    if not (isinstance(a, Tracer) or isinstance(b, Tracer)):
+        return _np.shares_memory(a, b, max_work)
     if not (isinstance(a, Tracer) and isinstance(b, Tracer)):
         return False
     (ra, pa, parta), (rb, pb, partb) = _memory(a), _memory(b)
@@ -292,7 +294,10 @@ def shares_memory(a: Any, b: Any, max_work: Any = None) -> bool:
     return bool(_np.intersect1d(pa, pb).size)
 
 
-may_share_memory = shares_memory
+def may_share_memory(a: Any, b: Any, max_work: Any = None) -> bool:
+    if not (isinstance(a, Tracer) or isinstance(b, Tracer)):
+        return _np.may_share_memory(a, b, max_work)
+    return shares_memory(a, b)
 
 
 def _base_property(self: Tracer) -> Any:

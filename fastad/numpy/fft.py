@@ -210,3 +210,19 @@ def fftshift(x: Any, axes: Any = None) -> Any:
 
 def ifftshift(x: Any, axes: Any = None) -> Any:
     return _shift(x, axes, -1)
+
+
+_SWAPPED = {None: "forward", "backward": "forward", "forward": "backward", "ortho": "ortho"}
+
+
+def hfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
+    """The FFT of a signal with Hermitian symmetry (a real spectrum), as NumPy's:
+    irfft of conj(a) with the opposite normalization."""
+    _no_out(out, "hfft")
+    return irfft(conj(_inexact_complex(a)), n, axis, _SWAPPED[norm])
+
+
+def ihfft(a: Any, n: Any = None, axis: int = -1, norm: Any = None, out: Any = None) -> Any:
+    _no_out(out, "ihfft")
+    return conj(rfft(a, n, axis, _SWAPPED[norm]))
+test = _np.fft.test  # NumPy's test runner for numpy.fft

@@ -202,6 +202,44 @@ defvjp(_p, _eig_vjp)
 defjvp(_p, _eig_jvp)
 
 
+# -- eig with complex eigenvalues: packed complex [w; V], NumPy's unit columns ------------
+# The eigenvectors' phase is NumPy's (LAPACK's); their derivative is taken in the
+# gauge where each column's change is orthogonal to it (v^H dv = 0), so only
+# functions of the eigenvectors that do not depend on their phases (|v|, v v^H,
+# products of a column and its conjugate) have a derivative that is theirs.
+def _eig_complex(a):
+    w, v = np.linalg.eig(a)
+    dtype = np.result_type(a.dtype, np.complex64)
+    return np.concatenate([w[..., None, :], v], axis=-2).astype(dtype)
+
+
+def _unit_gauge(v, dv):
+    return dv - v * fnp.sum(fnp.conj(v) * dv, axis=-2, keepdims=True)
+
+
+def _eig_complex_jvp(t, ans, a):
+    w, v = _split_eig(ans)
+    k = fnp.solve_(v, _mm(t, v))
+    dv = _unit_gauge(v, _mm(v, _inverse_gaps(w) * k))
+    return fnp.concatenate([fnp.expand_dims(_diag_part(k), -2), dv], axis=-2)
+
+
+def _eig_complex_vjp(g, ans, a):
+    w, v = _split_eig(ans)
+    gw, gv = _split_eig(g)
+    gv = gv - fnp.conj(v) * fnp.sum(gv * v, axis=-2, keepdims=True)  # the gauge's transpose
+    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mT(v), gv)
+    ga = fnp.solve_(_mT(v), _mm(inner, _mT(v)))  # V^{-T} inner V^T
+    return ga if np.iscomplexobj(a.value if hasattr(a, "value") else a) else fnp.real(ga)
+
+
+_p = defprim("numpy.linalg.eig_complex", _eig_complex, 1, cost="linalg",
+             doc="eig with complex eigenvalues; a NumPy call in compiled code")
+_p.builtin = False  # runs as a NumPy call between compiled segments, as users' primitives do
+defvjp(_p, _eig_complex_vjp)
+defjvp(_p, _eig_complex_jvp)
+
+
 # -- svd (reduced): packed [s; U; V], a = U diag(s) V^T ----------------------------------
 def _svd(a):
     u, s, vh = np.linalg.svd(a, full_matrices=False)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as _np
+import scipy.linalg as _scipy_linalg
+
 from .. import numpy as fnp
 from ..primitives import linalg as _prims
 
@@ -107,5 +110,32 @@ def qr(a: Any, mode: str = "full", **kwargs: Any) -> Any:
     return tuple(fnp.linalg.qr(a))
 
 
+def solve_banded(l_and_u: tuple[int, int], ab: Any, b: Any, overwrite_ab: bool = False,
+                 overwrite_b: bool = False, check_finite: bool = True) -> Any:
+    """x with A x = b, A given by its diagonals in the rows of ab (LAPACK's
+    band storage, as SciPy's): differentiable in ab and b, solved densely."""
+    if not any(hasattr(v, "builder") for v in (ab, b)):
+        return _scipy_linalg.solve_banded(l_and_u, ab, b, overwrite_ab, overwrite_b,
+                                          check_finite)
+    lower, upper = (int(v) for v in l_and_u)
+    rows, n = fnp.shape(ab)
+    if rows != lower + upper + 1:
+        raise ValueError("invalid values for the number of lower and upper diagonals")
+    i, j = _np.meshgrid(_np.arange(n), _np.arange(n), indexing="ij")
+    inside = (i - j <= lower) & (j - i <= upper)
+    dense_at = (i * n + j)[inside]
+    band_at = ((upper + i - j) * n + j)[inside]
+    zeros = _np.zeros(n * n, dtype=_np.result_type(fnp.result_dtype(ab), _np.float64))
+    dense = fnp.scatter_set(zeros, dense_at, fnp.take_flat(fnp.ravel(ab), band_at))
+    return fnp.linalg.solve(fnp.reshape(dense, (n, n)), b)
+
+
+def __getattr__(name: str) -> Any:
+    """The rest of scipy.linalg, as SciPy's (on plain values)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(_scipy_linalg, name)
+
+
 __all__ = ["cholesky", "cho_factor", "cho_solve", "solve_triangular", "solve_sylvester",
-           "sqrtm", "eigh", "svd", "qr", "solve", "inv", "det", "pinv", "norm"]
+           "sqrtm", "eigh", "svd", "qr", "solve", "inv", "det", "pinv", "norm", "solve_banded"]

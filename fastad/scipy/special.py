@@ -2,14 +2,15 @@
 `fastad.primitives.special` or a composite of primitives."""
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as _np
 import scipy.special as _sc
 
 from .. import numpy as fnp
-from ..core.registry import registry
-from ..core.tracer import bind
+from ..core.registry import defjvp, defprim, defvjp, registry
+from ..core.tracer import Tracer, bind
 
 
 def _unary(name: str, **params: Any):
@@ -127,6 +128,90 @@ def rel_entr(x: Any, y: Any) -> Any:
     return xlogy(x, x) - xlogy(x, y)
 
 
+# -- Bessel functions of integer order, gammasgn, rgamma: primitives of their own,
+# which compiled functions run as NumPy calls between compiled segments
+def _bessel_impl(kind: str):
+    first, second, general = {"j": (_sc.j0, _sc.j1, _sc.jn), "y": (_sc.y0, _sc.y1, _sc.yn)}[kind]
+
+    def impl(x: Any, n: int) -> Any:
+        return first(x) if n == 0 else second(x) if n == 1 else general(n, x)
+    return impl
+
+
+def _host_primitive(name: str, impl: Any, differentiable: bool = True) -> Any:
+    prim = defprim(f"scipy.special.{name}", impl, 1, differentiable, cost="transcendental",
+                   elementwise=True)
+    prim.builtin = False
+    return prim
+
+
+_JN = _host_primitive("jn", _bessel_impl("j"))
+_YN = _host_primitive("yn", _bessel_impl("y"))
+for _prim in (_JN, _YN):  # d/dx Z_n = (Z_{n-1} - Z_{n+1}) / 2, Z_{-1} = -Z_1
+    defvjp(_prim, (lambda p: lambda g, ans, x, n: g * 0.5 * (
+        bind(p, x, n=n - 1 if n else 1) * (1.0 if n else -1.0) - bind(p, x, n=n + 1)))(_prim))
+    defjvp(_prim, (lambda p: lambda t, ans, x, n: t * 0.5 * (
+        bind(p, x, n=n - 1 if n else 1) * (1.0 if n else -1.0) - bind(p, x, n=n + 1)))(_prim))
+
+
+def _integer_order(n: Any, name: str) -> int:
+    n = _order(n, name)
+    if not isinstance(n, int):
+        raise ValueError(f"{name}: the order must be an integer")
+    return n
+
+
+def jn(n: Any, x: Any) -> Any:
+    """Bessel function of the first kind of constant integer order n."""
+    return bind(_JN, x, n=_integer_order(n, "jn"))
+
+
+def yn(n: Any, x: Any) -> Any:
+    """Bessel function of the second kind of constant integer order n."""
+    return bind(_YN, x, n=_integer_order(n, "yn"))
+
+
+def j0(x: Any) -> Any:
+    return bind(_JN, x, n=0)
+
+
+def j1(x: Any) -> Any:
+    return bind(_JN, x, n=1)
+
+
+def y0(x: Any) -> Any:
+    return bind(_YN, x, n=0)
+
+
+def y1(x: Any) -> Any:
+    return bind(_YN, x, n=1)
+
+
+_GAMMASGN = _host_primitive("gammasgn", _sc.gammasgn, differentiable=False)
+_RGAMMA = _host_primitive("rgamma", _sc.rgamma)
+defvjp(_RGAMMA, lambda g, ans, x: -g * digamma(x) * ans)
+defjvp(_RGAMMA, lambda t, ans, x: -t * digamma(x) * ans)
+
+
+def gammasgn(x: Any) -> Any:
+    """The sign of gamma(x): derivative 0."""
+    return bind(_GAMMASGN, x)
+
+
+def rgamma(x: Any) -> Any:
+    """1 / gamma(x) (0 at the poles)."""
+    return bind(_RGAMMA, x)
+
+
+def multigammaln(a: Any, d: int) -> Any:
+    """log of the multivariate gamma function of dimension d (a constant)."""
+    d = int(d)
+    total = d * (d - 1) * 0.25 * _np.log(_np.pi)
+    for j in range(d):
+        total = total + gammaln(a - 0.5 * j)
+    return total
+
+
 # SciPy's ufuncs met in ``__array_ufunc__``: the fastad function for each.
 UFUNCS = {
     _sc.gammaln: gammaln, _sc.gamma: gamma, _sc.psi: digamma, _sc.erf: erf, _sc.erfc: erfc,
@@ -135,5 +220,40 @@ UFUNCS = {
     _sc.i1: i1, _sc.i0e: i0e, _sc.i1e: i1e, _sc.iv: iv, _sc.ive: ive, _sc.xlogy: xlogy,
     _sc.xlog1py: xlog1py, _sc.beta: beta, _sc.betaln: betaln, _sc.gammainc: gammainc,
     _sc.gammaincc: gammaincc, _sc.stdtr: stdtr, _sc.betainc: betainc, _sc.entr: entr,
-    _sc.rel_entr: rel_entr,
+    _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jn: jn, _sc.y0: y0, _sc.y1: y1,
+    _sc.yn: yn, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
 }
+
+
+# -- SciPy's Python functions, made to dispatch ---------------------------------------
+# SciPy's logsumexp, softmax, log_softmax and multigammaln are Python functions
+# that convert their argument with np.asarray, which NumPy's protocols cannot
+# intercept.  fastad replaces them in ``scipy.special`` (when fastad is imported)
+# by a wrapper that calls the function above on traced arguments and SciPy's own
+# otherwise; code that imported them before fastad keeps SciPy's.
+def _dispatching(name: str, ours: Any) -> None:
+    original = getattr(_sc, name)
+    if getattr(original, "_fastad_original", None) is not None:
+        return
+
+    @functools.wraps(original)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if any(isinstance(a, Tracer) for a in args) or any(
+                isinstance(v, Tracer) for v in kwargs.values()):
+            return ours(*args, **kwargs)
+        return original(*args, **kwargs)
+    call._fastad_original = original  # type: ignore[attr-defined]
+    setattr(_sc, name, call)
+
+
+for _name, _ours in (("logsumexp", logsumexp), ("softmax", softmax),
+                     ("log_softmax", log_softmax), ("multigammaln", multigammaln)):
+    _dispatching(_name, _ours)
+
+
+def __getattr__(name: str) -> Any:
+    """The rest of scipy.special, as SciPy's: on plain values (SciPy's ufuncs
+    called on traced values name themselves in a TracingError)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(_sc, name)

@@ -14,6 +14,8 @@ import math
 import types
 from typing import Any
 
+import scipy.stats as _scipy_stats
+
 from .. import numpy as fnp
 from . import linalg as _linalg
 from . import special as sc
@@ -143,10 +145,78 @@ def _mvn_logpdf(x: Any, mean: Any = None, cov: Any = 1.0, allow_singular: bool =
     return fnp.reshape(out, fnp.shape(centered)[:-1])
 
 
+def _mvn_entropy(mean: Any = None, cov: Any = 1.0, allow_singular: bool = False) -> Any:
+    """0.5 * (d * (1 + log 2 pi) + log det cov)."""
+    if fnp.ndim(cov) < 2:
+        dim = fnp.shape(mean)[-1] if mean is not None and fnp.ndim(mean) else 1
+        cov = cov * fnp.eye(dim)
+    dim = fnp.shape(cov)[-1]
+    log_det = 2.0 * fnp.sum(fnp.log(fnp.diagonal(fnp.linalg.cholesky(cov))))
+    return 0.5 * (dim * (1.0 + _LOG_2PI) + log_det)
+
+
 multivariate_normal = types.SimpleNamespace(
     logpdf=_mvn_logpdf,
     pdf=lambda x, mean=None, cov=1.0, allow_singular=False:
         fnp.exp(_mvn_logpdf(x, mean, cov, allow_singular)),
+    entropy=_mvn_entropy,
+    rvs=_scipy_stats.multivariate_normal.rvs,
 )
 
-__all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal"]
+
+# -- chi-squared ---------------------------------------------------------------------------------
+def _chi2_logpdf(x: Any, df: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    half = 0.5 * df
+    return (sc.xlogy(half - 1.0, y) - 0.5 * y - sc.gammaln(half) - half * math.log(2.0)
+            - _log(scale))
+
+
+def _chi2_cdf(x: Any, df: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return sc.gammainc(0.5 * df, 0.5 * _standardize(x, loc, scale))
+
+
+chi2 = _distribution(_chi2_logpdf, _chi2_cdf)
+
+
+# -- Dirichlet -------------------------------------------------------------------------------
+def _dirichlet_logpdf(x: Any, alpha: Any) -> Any:
+    """log density at x, whose first axis holds the k components (SciPy's
+    convention: x of shape (k,) or (k, n)); differentiable in x and alpha."""
+    k = fnp.shape(alpha)[0]
+    if fnp.shape(x)[0] != k:
+        raise ValueError("dirichlet: x's first axis must have alpha's length")
+    a = fnp.reshape(alpha, (k,) + (1,) * (fnp.ndim(x) - 1))
+    return (fnp.sum(sc.xlogy(a - 1.0, x), axis=0) + sc.gammaln(fnp.sum(alpha))
+            - fnp.sum(sc.gammaln(alpha)))
+
+
+dirichlet = types.SimpleNamespace(
+    logpdf=_dirichlet_logpdf,
+    pdf=lambda x, alpha: fnp.exp(_dirichlet_logpdf(x, alpha)),
+    rvs=_scipy_stats.dirichlet.rvs,
+)
+
+__all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal", "chi2", "dirichlet"]
+
+
+def _as_modules() -> None:
+    """Each distribution is also a module, as autograd's are:
+    ``import fastad.scipy.stats.multivariate_normal as mvn``."""
+    import sys
+    for name in __all__:
+        module = types.ModuleType(f"{__name__}.{name}", f"scipy.stats.{name}, differentiable")
+        vars(module).update(vars(globals()[name]))
+        sys.modules[module.__name__] = module
+        globals()[name] = module
+
+
+_as_modules()
+
+
+def __getattr__(name: str) -> Any:
+    """The rest of scipy.stats, as SciPy's: on plain values (SciPy's ufuncs
+    called on traced values name themselves in a TracingError)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(_scipy_stats, name)

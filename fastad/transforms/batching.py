@@ -181,7 +181,7 @@ def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batch
         if prim.effect == "guard":
             env[ins.out] = (_guard(prim, args, shapes, params, size, ins.line), False)
             continue
-        rule = RULES.get(prim)
+        rule = RULES.get(prim) or getattr(prim, "batching_rule", None)  # or one of its own
         if rule is None:
             raise TracingError(f"vmap: primitive {ins.prim!r} has no batching rule; "
                                "call the function in a loop instead")

@@ -1,0 +1,687 @@
+"""NumPy's other differentiable functions, written with the front end's:
+remainders and angle conversions, statistics (quantiles, medians, averages,
+covariances, NaN-ignoring moments), integration and finite differences,
+polynomials.  Each computes NumPy's own function on plain values, so calling
+it without a traced argument gives exactly NumPy's result."""
+from __future__ import annotations
+
+import builtins
+import functools
+from typing import Any
+
+import numpy as _np
+
+from ..core.errors import TracingError
+from ..core.tracer import Tracer
+from ._arrayfuncs import convolve, diff
+from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
+from ._creation import array
+from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
+                           multiply, power, real, sin, sqrt, stop_gradient, where)
+from ._linalg import linalg, matmul
+from ._ordering import sort
+from ._reductions import (_concrete, cumprod, cumsum, max, mean, min, nansum, sum)
+from ._shape import (atleast_2d, broadcast_to, concatenate, diag, expand_dims, moveaxis, ravel,
+                     reshape, stack, swapaxes, transpose)
+
+__all__ = ["remainder", "mod", "fmod", "floor_divide", "divmod", "modf", "trunc", "fix",
+           "radians", "degrees", "rad2deg", "heaviside", "copysign", "logaddexp2",
+           "sinc", "ldexp", "nan_to_num", "isinf", "isposinf", "isneginf", "iscomplex", "isreal",
+           "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "pow", "float_power",
+           "average", "quantile", "percentile", "median", "nanquantile", "nanpercentile",
+           "nanmedian", "nanvar", "nanstd", "nancumsum", "nancumprod", "ptp", "cov", "corrcoef",
+           "trapezoid", "gradient", "ediff1d", "cumulative_sum", "cumulative_prod", "vander",
+           "polyadd", "polysub", "polymul", "polyder", "polyint", "polydiv", "poly", "roots",
+           "polyfit", "unwrap", "i0", "real_if_close", "matvec", "vecmat", "vecdot"]
+
+
+def _traced(*args: Any) -> bool:
+    return builtins.any(isinstance(a, Tracer) or _contains_tracer(a) for a in args)
+
+
+def _numpy_unless_traced(name: str):
+    """Decorator: NumPy's function of the same name when no argument is traced."""
+    plain = getattr(_np, name)
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not _traced(*args, *kwargs.values()):
+                return plain(*args, **kwargs)
+            return fn(*args, **kwargs)
+        call.__name__ = call.__qualname__ = name
+        return call
+    return wrap
+
+
+def _as(x: Any) -> Any:
+    """x as a traced value or a NumPy array (a list of traced values is stacked)."""
+    return x if isinstance(x, Tracer) else (array(x) if _contains_tracer(x) else _np.asarray(x))
+
+
+# -- remainders, angles and other elementwise composites -----------------------
+@_numpy_unless_traced("floor_divide")
+def floor_divide(x1: Any, x2: Any, **kw: Any) -> Any:
+    """floor(x1 / x2): piecewise constant, derivative 0."""
+    return floor(x1 / x2)
+
+
+@_numpy_unless_traced("remainder")
+def remainder(x1: Any, x2: Any, **kw: Any) -> Any:
+    """x1 - floor(x1/x2) * x2 (Python's %): derivative 1 in x1, -floor(x1/x2) in x2
+    (everywhere but at the jumps)."""
+    return x1 - floor(x1 / x2) * x2
+
+
+mod = remainder
+
+
+@_numpy_unless_traced("fmod")
+def fmod(x1: Any, x2: Any, **kw: Any) -> Any:
+    """C's fmod, x1 - trunc(x1/x2) * x2: the sign of x1."""
+    return x1 - trunc(x1 / x2) * x2
+
+
+def divmod(x1: Any, x2: Any, **kw: Any) -> tuple[Any, Any]:  # noqa: A001
+    if not _traced(x1, x2):
+        return _np.divmod(x1, x2)
+    return floor_divide(x1, x2), remainder(x1, x2)
+
+
+@_numpy_unless_traced("trunc")
+def trunc(x: Any, **kw: Any) -> Any:
+    return where(x < 0, ceil(x), floor(x))
+
+
+@_numpy_unless_traced("fix")
+def fix(x: Any, out: Any = None) -> Any:
+    return trunc(x)
+
+
+def modf(x: Any, **kw: Any) -> tuple[Any, Any]:
+    if not _traced(x):
+        return _np.modf(x)
+    whole = trunc(x)
+    return x - whole, whole
+
+
+radians = deg2rad  # np.radians is np.deg2rad under another name: the primitive
+
+
+@_numpy_unless_traced("degrees")
+def degrees(x: Any, **kw: Any) -> Any:
+    return x * (180.0 / _np.pi)
+
+
+rad2deg = degrees
+
+
+@_numpy_unless_traced("heaviside")
+def heaviside(x1: Any, x2: Any, **kw: Any) -> Any:
+    """0, x2 or 1 as x1 is negative, 0 or positive: derivative 0 in x1, the
+    indicator of x1 == 0 in x2."""
+    return where(x1 > 0, 1.0, where(x1 == 0, x2, 0.0)) * 1.0
+
+
+@_numpy_unless_traced("copysign")
+def copysign(x1: Any, x2: Any, **kw: Any) -> Any:
+    """|x1| with the sign of x2 (x2 == -0.0 counts as positive on traced values)."""
+    return where(_as(x2) < 0, -absolute(x1), absolute(x1))
+
+
+@_numpy_unless_traced("logaddexp2")
+def logaddexp2(x1: Any, x2: Any, **kw: Any) -> Any:
+    ln2 = _np.log(2.0)
+    return logaddexp(x1 * ln2, x2 * ln2) * (1.0 / ln2)
+
+
+@_numpy_unless_traced("sinc")
+def sinc(x: Any) -> Any:
+    """sin(pi x) / (pi x), 1 at 0 (derivative 0 there)."""
+    zero = x == 0
+    y = _np.pi * where(zero, 1.0, x)
+    return where(zero, 1.0, sin(y) / y)
+
+
+@_numpy_unless_traced("ldexp")
+def ldexp(x1: Any, x2: Any, **kw: Any) -> Any:
+    if isinstance(x2, Tracer):
+        raise TracingError("ldexp: the exponent must be a constant integer array")
+    return x1 * _np.ldexp(1.0, _np.asarray(x2))
+
+
+@_numpy_unless_traced("nan_to_num")
+def nan_to_num(x: Any, copy: bool = True, nan: float = 0.0, posinf: Any = None,
+               neginf: Any = None) -> Any:
+    big = _np.finfo(_float_dtype(x)).max
+    posinf = big if posinf is None else posinf
+    neginf = -big if neginf is None else neginf
+    if iscomplexobj(x):
+        return nan_to_num(real(x), nan=nan, posinf=posinf, neginf=neginf) + 1j * nan_to_num(
+            imag(x), nan=nan, posinf=posinf, neginf=neginf)
+    return where(isnan(x), nan, where(x == _np.inf, posinf, where(x == -_np.inf, neginf, x)))
+
+
+@_numpy_unless_traced("isinf")
+def isinf(x: Any, **kw: Any) -> Any:
+    return absolute(x) == _np.inf
+
+
+@_numpy_unless_traced("isposinf")
+def isposinf(x: Any, out: Any = None) -> Any:
+    return x == _np.inf
+
+
+@_numpy_unless_traced("isneginf")
+def isneginf(x: Any, out: Any = None) -> Any:
+    return x == -_np.inf
+
+
+@_numpy_unless_traced("iscomplex")
+def iscomplex(x: Any) -> Any:
+    return imag(x) != 0 if iscomplexobj(x) else _np.zeros(shape(x), bool)
+
+
+@_numpy_unless_traced("isreal")
+def isreal(x: Any) -> Any:
+    return imag(x) == 0 if iscomplexobj(x) else _np.ones(shape(x), bool)
+
+
+def _alias(name: str, fn: Any) -> Any:
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return fn(*args, **kwargs)
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+from ._elementwise import arccos, arccosh, arcsin, arcsinh, arctan, arctan2, arctanh  # noqa: E402
+
+acos, acosh, asin, asinh = (_alias(n, f) for n, f in (
+    ("acos", arccos), ("acosh", arccosh), ("asin", arcsin), ("asinh", arcsinh)))
+atan, atan2, atanh = (_alias(n, f) for n, f in (
+    ("atan", arctan), ("atan2", arctan2), ("atanh", arctanh)))
+pow = _alias("pow", power)  # noqa: A001
+
+
+@_numpy_unless_traced("float_power")
+def float_power(x1: Any, x2: Any, **kw: Any) -> Any:
+    return power(x1 * 1.0, x2)
+
+
+# -- statistics ---------------------------------------------------------------
+@_numpy_unless_traced("average")
+def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = False, *,
+            keepdims: bool = False) -> Any:
+    a = _as(a)
+    if weights is None:
+        avg = mean(a, axis=axis, keepdims=keepdims)
+        total = _np.full(shape(avg), _np.prod([shape(a)[i] for i in _axes(axis, ndim(a))]),
+                         _float_dtype(a))
+    else:
+        w = _as(weights)
+        if shape(w) != shape(a):
+            if axis is None or ndim(w) != 1:
+                raise TypeError("average: axis must be specified when shapes of a and weights "
+                                "differ")
+            ax = _axes(axis, ndim(a))[0]
+            w = reshape(w, tuple(shape(w)[0] if i == ax else 1 for i in range(ndim(a))))
+            w = broadcast_to(w, shape(a))
+        total = sum(w, axis=axis, keepdims=keepdims)
+        avg = sum(a * w, axis=axis, keepdims=keepdims) / total
+    if returned:
+        return avg, broadcast_to(total, shape(avg)) if isinstance(total, Tracer) else total
+    return avg
+
+
+def _quantile_sorted(s: Any, q: Any, method: str) -> Any:
+    """Quantiles q (plain) along the last axis of s, sorted: NumPy's methods
+    that interpolate between or pick order statistics."""
+    n = shape(s)[-1]
+    q = _np.asarray(q, dtype=_np.float64)
+    if _np.any((q < 0) | (q > 1)):
+        raise ValueError("Quantiles must be in the range [0, 1]")
+    pos = q * (n - 1)
+    lo = _np.floor(pos).astype(int)
+    hi = _np.minimum(lo + 1, n - 1)
+    frac = pos - lo
+    if method == "lower":
+        hi, frac = lo, frac * 0
+    elif method == "higher":
+        lo, frac = _np.ceil(pos).astype(int), frac * 0
+        hi = lo
+    elif method == "nearest":
+        lo = _np.around(pos).astype(int)
+        hi, frac = lo, frac * 0
+    elif method == "midpoint":
+        frac = _np.where(frac > 0, 0.5, 0.0)
+    elif method != "linear":
+        raise TracingError(f"quantile: method={method!r} is not supported on traced values; "
+                           "use linear, lower, higher, nearest or midpoint")
+    flat_lo, flat_hi = lo.reshape(-1), hi.reshape(-1)
+    a_lo = moveaxis(s[..., flat_lo], -1, 0)
+    a_hi = moveaxis(s[..., flat_hi], -1, 0)
+    f = frac.reshape((-1,) + (1,) * (ndim(s) - 1))
+    out = a_lo + (a_hi - a_lo) * f
+    return reshape(out, q.shape + tuple(shape(s)[:-1]))
+
+
+@_numpy_unless_traced("quantile")
+def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+             method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+             interpolation: Any = None) -> Any:
+    """Quantiles of a along axis (q constant); the derivative follows the
+    order statistics each quantile interpolates between."""
+    if isinstance(q, Tracer) or weights is not None:
+        raise TracingError("quantile: q must be a constant and weights are not supported "
+                           "on traced values")
+    a = _as(a)
+    axes = _axes(axis, ndim(a))
+    rest = [i for i in range(ndim(a)) if i not in axes]
+    moved = reshape(transpose(a, rest + list(axes)), tuple(shape(a)[i] for i in rest) + (-1,))
+    result = _quantile_sorted(sort(moved, axis=-1), q, interpolation or method)
+    if keepdims:
+        kept = tuple(1 if i in axes else d for i, d in enumerate(shape(a)))
+        result = reshape(result, _np.shape(q) + kept)
+    return result
+
+
+@_numpy_unless_traced("percentile")
+def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+               method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
+    return quantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims, **kw)
+
+
+@_numpy_unless_traced("median")
+def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+           keepdims: bool = False) -> Any:
+    return quantile(a, 0.5, axis=axis, keepdims=keepdims)
+
+
+def _nan_rows(a: Any, axis: Any, fn: Any) -> Any:
+    """fn applied to each row along ``axis`` with its NaNs left out (which
+    entries are NaN is a guard under compilation)."""
+    a = _as(a)
+    nan = _concrete(isnan(a))
+    if not nan.any():
+        return fn(a, axis)
+    if axis is None:
+        return fn(ravel(a)[~nan.reshape(-1)], None)
+    ax = _axes(axis, ndim(a))
+    if len(ax) != 1:
+        raise TracingError("NaN-ignoring quantiles over several axes of traced values: "
+                           "reshape first")
+    moved, mask = moveaxis(a, ax[0], -1), _np.moveaxis(nan, ax[0], -1)
+    lead = shape(moved)[:-1]
+    rows = reshape(moved, (-1, shape(moved)[-1]))
+    keep = mask.reshape(-1, mask.shape[-1])
+    outs = [fn(rows[i][~keep[i]], None) for i in range(shape(rows)[0])]
+    out = stack(outs, axis=-1)
+    return reshape(out, shape(out)[:-1] + tuple(lead))
+
+
+@_numpy_unless_traced("nanquantile")
+def nanquantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+                method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
+    if keepdims:
+        raise TracingError("nanquantile(keepdims=True) is not supported on traced values")
+    return _nan_rows(a, axis, lambda r, ax: quantile(r, q, axis=ax, method=method))
+
+
+@_numpy_unless_traced("nanpercentile")
+def nanpercentile(a: Any, q: Any, axis: Any = None, out: Any = None,
+                  overwrite_input: bool = False, method: str = "linear",
+                  keepdims: bool = False, **kw: Any) -> Any:
+    return nanquantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims)
+
+
+@_numpy_unless_traced("nanmedian")
+def nanmedian(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
+              keepdims: bool = False) -> Any:
+    return nanquantile(a, 0.5, axis=axis, keepdims=keepdims)
+
+
+@_numpy_unless_traced("nanvar")
+def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
+           keepdims: bool = False, **kw: Any) -> Any:
+    a = _as(a)
+    nan = isnan(a)
+    count = sum(where(nan, 0.0, 1.0), axis=axis, keepdims=True)
+    centered = where(nan, 0.0, a) - nansum(a, axis=axis, keepdims=True) / count
+    sq = where(nan, 0.0, real(centered * conjugate(centered)) if iscomplexobj(a)
+               else centered * centered)
+    out_ = sum(sq, axis=axis, keepdims=True) / (count - ddof)
+    return out_ if keepdims else reshape(out_, tuple(
+        d for i, d in enumerate(shape(out_)) if i not in _axes(axis, ndim(a))))
+
+
+@_numpy_unless_traced("nanstd")
+def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
+           keepdims: bool = False, **kw: Any) -> Any:
+    return sqrt(nanvar(a, axis=axis, ddof=ddof, keepdims=keepdims))
+
+
+@_numpy_unless_traced("nancumsum")
+def nancumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+    a = _as(a)
+    return cumsum(where(isnan(a), 0.0, a), axis=axis)
+
+
+@_numpy_unless_traced("nancumprod")
+def nancumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
+    a = _as(a)
+    return cumprod(where(isnan(a), 1.0, a), axis=axis)
+
+
+@_numpy_unless_traced("ptp")
+def ptp(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+    return max(a, axis=axis, keepdims=keepdims) - min(a, axis=axis, keepdims=keepdims)
+
+
+@_numpy_unless_traced("cov")
+def cov(m: Any, y: Any = None, rowvar: bool = True, bias: bool = False, ddof: Any = None,
+        fweights: Any = None, aweights: Any = None, *, dtype: Any = None) -> Any:
+    if fweights is not None or aweights is not None:
+        raise TracingError("cov: fweights/aweights are not supported on traced values")
+    x = atleast_2d(_as(m))
+    if not rowvar and shape(x)[0] != 1:
+        x = swapaxes(x, 0, 1)
+    if y is not None:
+        y = atleast_2d(_as(y))
+        if not rowvar and shape(y)[0] != 1:
+            y = swapaxes(y, 0, 1)
+        x = concatenate([x, y], axis=0)
+    if ddof is None:
+        ddof = 0 if bias else 1
+    n = shape(x)[1]
+    xc = x - mean(x, axis=1, keepdims=True)
+    c = matmul(xc, conjugate(swapaxes(xc, 0, 1))) * (1.0 / (n - ddof))
+    return reshape(c, ()) if shape(c) == (1, 1) else c
+
+
+@_numpy_unless_traced("corrcoef")
+def corrcoef(x: Any, y: Any = None, rowvar: bool = True, *, dtype: Any = None) -> Any:
+    c = cov(x, y, rowvar)
+    if ndim(c) == 0:
+        return c / c
+    d = sqrt(real(diag(c)))
+    c = c / d[:, None] / d[None, :]
+    return c if iscomplexobj(c) else where(c > 1.0, 1.0, where(c < -1.0, -1.0, c))
+
+
+# -- integration and differences ----------------------------------------------
+@_numpy_unless_traced("trapezoid")
+def trapezoid(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
+    y = _as(y)
+    ax = _axes(axis, ndim(y))[0]
+    n = shape(y)[ax]
+    lead = (slice(None),) * ax
+    if x is None:
+        d = dx
+    else:
+        x = _as(x)
+        d = diff(x, axis=-1 if ndim(x) == 1 else ax)
+        if ndim(x) == 1:
+            d = reshape(d, tuple(n - 1 if i == ax else 1 for i in range(ndim(y))))
+    return sum(d * (y[lead + (slice(1, None),)] + y[lead + (slice(None, -1),)]) * 0.5, axis=ax)
+
+
+@_numpy_unless_traced("gradient")
+def gradient(f: Any, *varargs: Any, axis: Any = None, edge_order: int = 1) -> Any:
+    """Second-order central differences inside, first or second order at the
+    edges, as NumPy's; spacings scalars or (constant) coordinate arrays."""
+    f = _as(f)
+    axes = _axes(axis, ndim(f)) if axis is not None else tuple(range(ndim(f)))
+    if isinstance(axis, (int, _np.integer)):
+        axes = (axes[0],)
+    if len(varargs) == 0:
+        spacing = [1.0] * len(axes)
+    elif len(varargs) == 1 and _np.ndim(varargs[0]) == 0:
+        spacing = list(varargs) * len(axes)
+    else:
+        spacing = list(varargs)
+    outs = []
+    for ax, h in zip(axes, spacing):
+        outs.append(_gradient_1(f, ax, h, edge_order))
+    return outs[0] if len(outs) == 1 else tuple(outs)
+
+
+def _gradient_1(f: Any, ax: int, h: Any, edge_order: int) -> Any:
+    if isinstance(h, Tracer):
+        raise TracingError("gradient: spacings must be constants")
+    n = shape(f)[ax]
+    if n < edge_order + 1:
+        raise ValueError("Shape of array too small to calculate a numerical gradient, at least "
+                         "(edge_order + 1) elements are required.")
+    g = moveaxis(f, ax, -1)
+    h = _np.asarray(h, dtype=_np.float64)
+    if h.ndim == 0:
+        interior = (g[..., 2:] - g[..., :-2]) / (2.0 * h)
+        if edge_order == 1:
+            first = (g[..., 1] - g[..., 0]) / h
+            last = (g[..., -1] - g[..., -2]) / h
+        else:
+            first = (-1.5 * g[..., 0] + 2.0 * g[..., 1] - 0.5 * g[..., 2]) / h
+            last = (0.5 * g[..., -3] - 2.0 * g[..., -2] + 1.5 * g[..., -1]) / h
+    else:
+        dx = _np.diff(h)
+        dx1, dx2 = dx[:-1], dx[1:]
+        a = -dx2 / (dx1 * (dx1 + dx2))
+        b = (dx2 - dx1) / (dx1 * dx2)
+        c = dx1 / (dx2 * (dx1 + dx2))
+        interior = a * g[..., :-2] + b * g[..., 1:-1] + c * g[..., 2:]
+        if edge_order == 1:
+            first = (g[..., 1] - g[..., 0]) / dx[0]
+            last = (g[..., -1] - g[..., -2]) / dx[-1]
+        else:
+            d1, d2 = dx[0], dx[1]
+            first = (-(2.0 * d1 + d2) / (d1 * (d1 + d2)) * g[..., 0]
+                     + (d1 + d2) / (d1 * d2) * g[..., 1] - d1 / (d2 * (d1 + d2)) * g[..., 2])
+            d1, d2 = dx[-2], dx[-1]
+            last = (d2 / (d1 * (d1 + d2)) * g[..., -3] - (d2 + d1) / (d1 * d2) * g[..., -2]
+                    + (2.0 * d2 + d1) / (d2 * (d1 + d2)) * g[..., -1])
+    out = concatenate([expand_dims(first, -1), interior, expand_dims(last, -1)], axis=-1)
+    return moveaxis(out, -1, ax)
+
+
+@_numpy_unless_traced("ediff1d")
+def ediff1d(ary: Any, to_end: Any = None, to_begin: Any = None) -> Any:
+    parts = [diff(ravel(_as(ary)))]
+    if to_begin is not None:
+        parts.insert(0, ravel(_as(to_begin)))
+    if to_end is not None:
+        parts.append(ravel(_as(to_end)))
+    return concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+@_numpy_unless_traced("cumulative_sum")
+def cumulative_sum(x: Any, /, *, axis: Any = None, dtype: Any = None, out: Any = None,
+                   include_initial: bool = False) -> Any:
+    return _cumulative(cumsum, 0.0, x, axis, include_initial)
+
+
+@_numpy_unless_traced("cumulative_prod")
+def cumulative_prod(x: Any, /, *, axis: Any = None, dtype: Any = None, out: Any = None,
+                    include_initial: bool = False) -> Any:
+    return _cumulative(cumprod, 1.0, x, axis, include_initial)
+
+
+def _cumulative(fn: Any, initial: float, x: Any, axis: Any, include_initial: bool) -> Any:
+    x = _as(x)
+    if axis is None:
+        if ndim(x) > 1:
+            raise ValueError("For arrays which have more than one dimension ``axis`` argument "
+                             "is required.")
+        axis = 0
+    out = fn(x, axis=axis)
+    if include_initial:
+        ax = _axes(axis, ndim(x))[0]
+        first = _np.full(tuple(1 if i == ax else d for i, d in enumerate(shape(x))), initial,
+                         _float_dtype(x))
+        out = concatenate([first, out], axis=ax)
+    return out
+
+
+@_numpy_unless_traced("vander")
+def vander(x: Any, N: Any = None, increasing: bool = False) -> Any:
+    x = _as(x)
+    n = shape(x)[0] if N is None else int(N)
+    powers = range(n) if increasing else range(n - 1, -1, -1)
+    return stack([x ** float(k) if k else x * 0.0 + 1.0 for k in powers], axis=1)
+
+
+# -- polynomials (coefficients, highest power first) --------------------------
+@_numpy_unless_traced("polyadd")
+def polyadd(a1: Any, a2: Any) -> Any:
+    a1, a2 = ravel(_as(a1)), ravel(_as(a2))
+    n = builtins.max(shape(a1)[0], shape(a2)[0])
+
+    def lift(p: Any) -> Any:
+        k = n - shape(p)[0]
+        return concatenate([_np.zeros(k), p]) if k else p
+    return lift(a1) + lift(a2)
+
+
+@_numpy_unless_traced("polysub")
+def polysub(a1: Any, a2: Any) -> Any:
+    return polyadd(a1, -_as(a2))
+
+
+@_numpy_unless_traced("polymul")
+def polymul(a1: Any, a2: Any) -> Any:
+    return convolve(ravel(_as(a1)), ravel(_as(a2)))
+
+
+@_numpy_unless_traced("polyder")
+def polyder(p: Any, m: int = 1) -> Any:
+    p = ravel(_as(p))
+    for _ in range(m):
+        n = shape(p)[0] - 1
+        if n <= 0:
+            return p[:0] * 0.0 if n < 0 else p[:1] * 0.0
+        p = p[:-1] * _np.arange(n, 0, -1, dtype=float)
+    return p
+
+
+@_numpy_unless_traced("polyint")
+def polyint(p: Any, m: int = 1, k: Any = None) -> Any:
+    p = ravel(_as(p))
+    ks = _np.zeros(m) if k is None else _np.atleast_1d(k)
+    if _np.size(ks) == 1 and m > 1:
+        ks = _np.full(m, ks.reshape(-1)[0])
+    for i in range(m):
+        n = shape(p)[0]
+        p = concatenate([p / _np.arange(n, 0, -1, dtype=float), _np.atleast_1d(ks[i]) * 1.0])
+    return p
+
+
+@_numpy_unless_traced("polydiv")
+def polydiv(u: Any, v: Any) -> tuple[Any, Any]:
+    u, v = ravel(_as(u)) * 1.0, ravel(_as(v)) * 1.0
+    m, n = shape(u)[0] - 1, shape(v)[0] - 1
+    scale = 1.0 / v[0]
+    r = [u[i] for i in range(m + 1)]
+    q = []
+    for k in range(0, m - n + 1):
+        d = scale * r[k]
+        q.append(d)
+        for j in range(n + 1):
+            r[k + j] = r[k + j] - d * v[j]
+    rem = r[builtins.max(m - n + 1, 0):] or [u[0] * 0.0]
+    while len(rem) > 1 and _np.allclose(_concrete(rem[0]), 0, rtol=1e-14):
+        rem = rem[1:]
+    return (stack(q) if q else u[:1] * 0.0), stack(rem)
+
+
+@_numpy_unless_traced("poly")
+def poly(seq_of_zeros: Any) -> Any:
+    z = _as(seq_of_zeros)
+    if ndim(z) == 2 and shape(z)[0] == shape(z)[1] and shape(z)[0] > 0:
+        z = linalg.eigvals(z)
+    z = ravel(z)
+    p = None
+    for i in range(shape(z)[0]):
+        factor = stack([z[i] * 0.0 + 1.0, -z[i]])
+        p = factor if p is None else convolve(p, factor)
+    return _np.ones(1) if p is None else p
+
+
+@_numpy_unless_traced("roots")
+def roots(p: Any) -> Any:
+    """The roots, as the eigenvalues of the companion matrix (traced: real,
+    distinct roots only, as linalg.eig's)."""
+    p = ravel(_as(p))
+    nz = _np.flatnonzero(_concrete(p != 0))
+    if nz.size == 0:
+        return _np.array([])
+    trailing = shape(p)[0] - nz[-1] - 1
+    p = p[nz[0]:nz[-1] + 1]
+    n = shape(p)[0] - 1
+    if n < 1:
+        return _np.zeros(trailing)
+    row = -p[1:] / p[0]
+    if n == 1:
+        r = row
+    else:
+        companion = concatenate([reshape(row, (1, n)), _np.eye(n - 1, n)], axis=0)
+        r = linalg.eigvals(companion)
+    return concatenate([r, _np.zeros(trailing)]) if trailing else r
+
+
+@_numpy_unless_traced("polyfit")
+def polyfit(x: Any, y: Any, deg: int, rcond: Any = None, full: bool = False, w: Any = None,
+            cov: Any = False) -> Any:
+    if full or cov or w is not None:
+        raise TracingError("polyfit: full=, w= and cov= are not supported on traced values")
+    a = vander(x, deg + 1)
+    return matmul(linalg.pinv(a), _as(y))
+
+
+@_numpy_unless_traced("unwrap")
+def unwrap(p: Any, discont: Any = None, axis: int = -1, *, period: float = 2 * _np.pi) -> Any:
+    """Removes jumps larger than period/2: the corrections are multiples of the
+    period, so the derivative is p's."""
+    p = _as(p)
+    ax = _axes(axis, ndim(p))[0]
+    discont = period / 2 if discont is None else discont
+    dd = stop_gradient(diff(p, axis=ax))
+    high = period / 2
+    ddmod = remainder(dd + high, period) - high
+    ddmod = where((ddmod == -high) & (dd > 0), high, ddmod)
+    correct = where(absolute(dd) < discont, 0.0, ddmod - dd)
+    lead = (slice(None),) * ax
+    first = p[lead + (slice(0, 1),)]
+    return concatenate([first, p[lead + (slice(1, None),)] + cumsum(correct, axis=ax)], axis=ax)
+
+
+@_numpy_unless_traced("i0")
+def i0(x: Any) -> Any:
+    from ..scipy.special import i0 as _i0
+    return _i0(x)
+
+
+@_numpy_unless_traced("real_if_close")
+def real_if_close(a: Any, tol: float = 100) -> Any:
+    if not iscomplexobj(a):
+        return a
+    eps = _np.finfo(_float_dtype(real(a))).eps
+    limit = tol * eps if tol > 1 else tol
+    small = _concrete(absolute(imag(a)) < limit)
+    return real(a) if small.all() else a
+
+
+@_numpy_unless_traced("matvec")
+def matvec(x1: Any, x2: Any, /, **kw: Any) -> Any:
+    return matmul(x1, expand_dims(_as(x2), -1))[..., 0]
+
+
+@_numpy_unless_traced("vecmat")
+def vecmat(x1: Any, x2: Any, /, **kw: Any) -> Any:
+    return matmul(expand_dims(conjugate(_as(x1)), -2), x2)[..., 0, :]
+
+
+@_numpy_unless_traced("vecdot")
+def vecdot(x1: Any, x2: Any, /, *, axis: int = -1, **kw: Any) -> Any:
+    return sum(multiply(conjugate(_as(x1)), x2), axis=axis)
+
+

@@ -1,0 +1,175 @@
+"""scipy.integrate.odeint, differentiable in the initial state, the times
+and the extra arguments by the adjoint method (as autograd's
+``autograd.scipy.integrate.odeint``): the cotangent is carried backwards
+through the augmented system (state, its cotangent, the times' and the
+arguments' cotangents), integrated by SciPy's own ``odeint`` between the
+observation times, with ``func``'s vector-Jacobian products taken by fastad.
+
+``odeint`` and its derivative are primitives that run SciPy (NumPy calls in
+compiled code); forward mode integrates the sensitivities beside the
+state.  Neither derivative is differentiable again (first order only).  The rest of ``scipy.integrate`` is SciPy's own.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as _np
+import scipy.integrate as _scipy_integrate
+
+from ..core.registry import defprim
+from ..core.tracer import Tracer, bind
+
+
+def _flat(args: tuple) -> tuple[_np.ndarray, Callable[[Any], tuple]]:
+    shapes = [_np.shape(a) for a in args]
+    sizes = [int(_np.prod(s)) for s in shapes]
+    flat = _np.concatenate([_np.ravel(a) for a in args]) if args else _np.zeros(0)
+
+    def unflatten(v: Any) -> tuple:
+        out, k = [], 0
+        for s, n in zip(shapes, sizes):
+            out.append(_np.reshape(v[k:k + n], s))
+            k += n
+        return tuple(out)
+    return flat.astype(_np.float64), unflatten
+
+
+def _odeint(y0: Any, t: Any, *args: Any, func: Any, options: tuple) -> _np.ndarray:
+    return _scipy_integrate.odeint(func, y0, t, args=tuple(args), **dict(options))
+
+
+def _adjoint(g: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple,
+             which: int) -> _np.ndarray:
+    """The cotangent of input ``which`` (0: y0, 1: t, 2...: args) for the
+    output cotangent g: autograd's grad_odeint."""
+    from ..api import vjp
+    g, yt, t = _np.asarray(g), _np.asarray(yt), _np.asarray(t)
+    steps, dim = yt.shape
+    flat_args, unflatten = _flat(args)
+
+    def flat_func(y: Any, tt: Any, fa: Any) -> Any:
+        return func(y, tt, *unflatten(fa))
+
+    def augmented(state: Any, tt: float, fa: Any) -> Any:
+        y, ct_y = state[:dim], state[dim:2 * dim]
+        dy, back = vjp(flat_func, y, _np.float64(tt), fa)
+        ct = back(-ct_y)
+        return _np.hstack([dy, ct[0], _np.reshape(ct[1], 1), ct[2]])
+
+    ct_y = g[-1, :]
+    ct_t0 = 0.0
+    ct_times = []
+    ct_args = _np.zeros(flat_args.size)
+    for i in range(steps - 1, 0, -1):
+        ct_now = float(_np.dot(func(yt[i, :], t[i], *args), g[i, :]))
+        ct_times.append(ct_now)
+        ct_t0 -= ct_now
+        state = _np.hstack([yt[i, :], ct_y, ct_t0, ct_args])
+        back = _scipy_integrate.odeint(augmented, state, _np.array([t[i], t[i - 1]]),
+                                       args=(flat_args,), **dict(options))[1]
+        ct_y, ct_t0, ct_args = back[dim:2 * dim], back[2 * dim], back[2 * dim + 1:]
+        ct_y = ct_y + g[i - 1, :]
+    ct_times.append(ct_t0)
+    if which == 0:
+        return _np.reshape(ct_y, _np.shape(y0))
+    if which == 1:
+        return _np.reshape(_np.array(ct_times[::-1]), _np.shape(t))
+    return _np.asarray(unflatten(ct_args)[which - 2], dtype=_np.float64)
+
+
+def _tangent(tan: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple,
+             which: int) -> _np.ndarray:
+    """The states' tangent for a tangent of input ``which`` alone: forward
+    sensitivities s' = J_y f s + J_args f dargs, integrated beside the state."""
+    from ..api import jvp
+    yt, t = _np.asarray(yt, dtype=_np.float64), _np.asarray(t, dtype=_np.float64)
+    dim = yt.shape[1]
+    flat_args, unflatten = _flat(args)
+    d_args = _np.zeros(flat_args.size)
+    s0 = _np.zeros(dim)
+    if which == 0:
+        s0 = _np.ravel(tan).astype(_np.float64)
+    elif which == 1:  # moving t0 moves the whole trajectory
+        s0 = -_np.ravel(func(yt[0], t[0], *args)) * _np.ravel(tan)[0]
+    else:
+        parts = [_np.zeros(_np.shape(a)) for a in args]
+        parts[which - 2] = _np.asarray(tan, dtype=_np.float64)
+        d_args = _flat(tuple(parts))[0]
+
+    def flat_func(y: Any, tt: Any, fa: Any) -> Any:
+        return func(y, tt, *unflatten(fa))
+
+    def augmented(state: Any, tt: float) -> Any:
+        y, sens = state[:dim], state[dim:]
+        dy, dsens = jvp(flat_func, (y, _np.float64(tt), flat_args),
+                        (sens, _np.float64(0.0), d_args))
+        return _np.hstack([dy, dsens])
+    out = _scipy_integrate.odeint(augmented, _np.hstack([yt[0], s0]), t,
+                                  **dict(options))[:, dim:]
+    if which == 1:  # and moving t_i moves where the state is read
+        out = out + _np.stack([_np.ravel(func(yt[i], t[i], *args)) for i in range(len(t))]) \
+            * _np.reshape(tan, (-1, 1))
+        out[0] = 0.0 * out[0] if len(t) else out[0]
+    return out
+
+
+_ODEINT = defprim("scipy.integrate.odeint", _odeint, None, cost="linalg",
+                  doc="SciPy's odeint; a NumPy call in compiled code")
+_ODEINT.builtin = False
+# Differentiating these again (a Hessian) raises NotImplementedError (rules
+# below) instead of treating them as constants, which would be wrong.
+_ADJOINT = defprim("scipy.integrate.odeint_adjoint", _adjoint, None, cost="linalg",
+                   doc="odeint's cotangents by the adjoint method")
+_ADJOINT.builtin = False
+
+
+def _rule(which: int) -> Any:
+    def rule(g: Any, ans: Any, *inputs: Any, func: Any, options: tuple) -> Any:
+        return bind(_ADJOINT, g, ans, *inputs, func=func, options=options, which=which)
+    return rule
+
+
+_TANGENT = defprim("scipy.integrate.odeint_tangent", _tangent, None, cost="linalg",
+                   doc="odeint's tangents by forward sensitivities")
+_TANGENT.builtin = False
+
+
+def _jvp_rule(which: int) -> Any:
+    def rule(tan: Any, ans: Any, *inputs: Any, func: Any, options: tuple) -> Any:
+        return bind(_TANGENT, tan, ans, *inputs, func=func, options=options, which=which)
+    return rule
+
+
+def _second_order(*args: Any, **params: Any) -> Any:
+    raise NotImplementedError("odeint: second derivatives are not implemented (its first "
+                              "derivatives run SciPy); use finite differences of fastad.grad")
+
+
+# one rule per input: y0, t, and up to 14 extra arguments
+_ODEINT.vjps = [_rule(k) for k in range(16)]
+_ODEINT.jvps = [_jvp_rule(k) for k in range(16)]
+for _prim in (_ADJOINT, _TANGENT):
+    _prim.vjps = [_second_order] * 20
+    _prim.jvps = [_second_order] * 20
+
+
+def odeint(func: Callable[..., Any], y0: Any, t: Any, args: tuple = (), **kwargs: Any) -> Any:
+    """SciPy's odeint(func, y0, t, args): the states at times t, differentiable
+    in y0, t and args (first order, by the adjoint method)."""
+    if not isinstance(args, tuple):
+        args = (args,)
+    if not any(isinstance(v, Tracer) for v in (y0, t, *args)):
+        return _scipy_integrate.odeint(func, y0, t, args=args, **kwargs)
+    if kwargs.get("full_output"):
+        raise NotImplementedError("odeint(full_output=True) is not supported on traced values")
+    return bind(_ODEINT, y0, t, *args, func=func, options=tuple(sorted(kwargs.items())))
+
+
+def __getattr__(name: str) -> Any:
+    """The rest of scipy.integrate, as SciPy's (on plain values)."""
+    if name.startswith("__"):
+        raise AttributeError(name)
+    return getattr(_scipy_integrate, name)
+
+
+__all__ = ["odeint"]
