@@ -8,11 +8,13 @@ from .check import check_grads
 from .compiled import compile, jit
 from .minimize import minimize
 from .serialize import dumps, loads
+from . import sparse  # noqa: F401
+from .sparse import sparsity
 from .errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .tape import Tape
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
-           "compile", "minimize", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
+           "compile", "minimize", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
            "FastadError", "TracingError", "TapeError", "SignatureError"]
 __version__ = "0.1.0"
