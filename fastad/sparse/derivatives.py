@@ -293,7 +293,9 @@ class CompiledSparse:
         if jitted is None:
             fn, argnums = self.fn, self.argnums
 
-            def compressed_product(seeds: Any, *args: Any, **kwargs: Any) -> Any:
+            def compressed_product(*args: Any, **kwargs: Any) -> Any:
+                # the seeds come last, so that the owner's static_argnums still hold
+                *args, seeds = args
                 return compressed(_trace(fn, argnums, args, kwargs), seeds, mode)
             compressed_product.__name__ = compressed_product.__qualname__ = (
                 f"{getattr(fn, '__name__', 'f')}_compressed_{mode}")
@@ -305,7 +307,7 @@ class CompiledSparse:
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        return _evaluate(plan, lambda: self.product(plan.mode)(plan.seeds, *args, **kwargs))
+        return _evaluate(plan, lambda: self.product(plan.mode)(*args, plan.seeds, **kwargs))
 
 
 # -- inspection ------------------------------------------------------------------
