@@ -265,7 +265,11 @@ def _scatter(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
         else:
             parts.append(px)
     if pv is not None:
-        vpos = broadcast_positions(ctx.shape(ins.ins[2]), (idx.size,))
+        vshape = ctx.shape(ins.ins[2])
+        ishape = tuple(np.shape(ctx.const(ins.ins[1])))
+        while len(vshape) > len(ishape) and vshape[0] == 1:  # as NumPy's assignment drops them
+            vshape = vshape[1:]
+        vpos = broadcast_positions(vshape, ishape)
         parts.append((selector(idx, vpos, (m, pv.shape[0])) @ pv).tocsr())
     return union(parts)
 
