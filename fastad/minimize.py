@@ -10,6 +10,8 @@ from .compiled import CompiledGrad, compile
 
 # Methods that use a Hessian-vector product when one is given.
 _HESSP_METHODS = {"newton-cg", "trust-ncg", "trust-krylov", "trust-constr"}
+# Methods that take the Hessian as a scipy.sparse matrix (hess="sparse").
+_SPARSE_HESS_METHODS = {"newton-cg", "trust-constr"}
 
 
 def minimize(fun: Callable[..., Any], x0: Any, args: tuple = (), method: str | None = None,
@@ -27,6 +29,13 @@ def minimize(fun: Callable[..., Any], x0: Any, args: tuple = (), method: str | N
     on the concatenated leaves, ``fun`` still receives the pytree, and the
     result's ``x`` has ``x0``'s structure (``bounds`` refer to the flat
     vector).
+
+    ``hess="sparse"`` (trust-constr, Newton-CG): SciPy receives the compiled
+    sparse Hessian (``g.hessian(x, sparse=True)``, a CSR matrix from the
+    pattern detected and colored once, `fastad.sparse`) instead of the
+    Hessian-vector product: for large problems whose Hessian has a few
+    nonzeros per row, one batched pass per color rather than one
+    Hessian-vector product per inner iteration.
     """
     from scipy.optimize import minimize as scipy_minimize
 
@@ -36,6 +45,11 @@ def minimize(fun: Callable[..., Any], x0: Any, args: tuple = (), method: str | N
     else:
         fun, x_flat, restore = _flattened(fun, x0)
     compiled = fun if isinstance(fun, CompiledGrad) else compile(fun, backend=backend)
+    if isinstance(kwargs.get("hess"), str) and kwargs["hess"] == "sparse":
+        if method is None or method.lower() not in _SPARSE_HESS_METHODS:
+            raise ValueError(f"hess='sparse' needs a method that takes a sparse Hessian: "
+                             f"{sorted(_SPARSE_HESS_METHODS)}, not {method!r}")
+        kwargs["hess"] = _sparse_hess(compiled)
     if method is not None and method.lower() in _HESSP_METHODS and "hess" not in kwargs:
         kwargs.setdefault("hessp", _hessp(compiled))
     result = scipy_minimize(compiled.value_and_grad, x_flat, args=args, method=method,
@@ -65,5 +79,12 @@ def _flattened(fun: Callable[..., Any], x0: Any) -> tuple[Callable[..., Any], np
 
 def _hessp(compiled: CompiledGrad) -> Callable[..., Any]:
     def hessp(x: np.ndarray, p: np.ndarray, *args: Any) -> np.ndarray:
-        return compiled.hvp(x, *args, p)
+        # trust-constr probes the operator with an int8 vector for its dtype
+        return compiled.hvp(x, *args, np.asarray(p, dtype=np.result_type(x, np.float64)))
     return hessp
+
+
+def _sparse_hess(compiled: CompiledGrad) -> Callable[..., Any]:
+    def hess(x: np.ndarray, *args: Any) -> Any:
+        return compiled.hessian(x, *args, sparse=True)
+    return hess

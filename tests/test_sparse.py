@@ -8,7 +8,7 @@ derivatives to rounding, eagerly and compiled on every backend.
 """
 from __future__ import annotations
 
-import itertools
+import os
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from conftest import BACKENDS
 from fastad.sparse import coloring, patterns
 from test_fuzz import programs
 
-SPARSE_FUZZ = settings(max_examples=150, deadline=None,
+SPARSE_FUZZ = settings(max_examples=int(os.environ.get("FASTAD_SPARSE_EXAMPLES", 150)), deadline=None,
                        suppress_health_check=[HealthCheck.too_slow,
                                               HealthCheck.data_too_large])
 
@@ -397,3 +397,36 @@ def test_large_chain_pattern_and_coloring_are_fast():
     s = fa.sparsity(rosenbrock)(x)
     assert s.ncolors["hessian"] == 3
     assert time.perf_counter() - t < 10.0  # ~0.15 s on the development machine
+
+
+# -- solvers ---------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ["trust-constr", "newton-cg"])
+def test_minimize_with_the_sparse_hessian(method):
+    x0 = np.full(60, -0.5)
+    r = fa.minimize(spring_chain, x0, method=method, hess="sparse",
+                    options={"maxiter": 200} if method == "trust-constr" else {})
+    ref = fa.minimize(spring_chain, x0, method="BFGS")
+    assert r.fun <= ref.fun + 1e-6
+    with pytest.raises(ValueError, match="sparse"):
+        fa.minimize(spring_chain, x0, method="BFGS", hess="sparse")
+
+
+def test_least_squares_takes_the_sparse_jacobian():
+    from scipy.optimize import least_squares
+    j = fa.jit(collocation)
+    x0 = np.ones(200)
+    r = least_squares(j, x0, jac=lambda x: j.jacobian(x, sparse=True), method="trf")
+    assert r.success and np.max(np.abs(r.fun)) < 1e-7
+
+
+def test_the_minimal_surface_example_converges():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "examples" / "minimal_surface.py"
+    spec = importlib.util.spec_from_file_location("fastad_example_minimal_surface", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    _, sparse_result = module.solve(12, "sparse")
+    _, dense_result = module.solve_dense(12)
+    assert sparse_result.optimality < 1e-8
+    assert abs(sparse_result.fun - dense_result.fun) < 1e-10

@@ -88,11 +88,11 @@ def jacobian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], out_shape: tup
             else "rev"
     if mode == "fwd":
         seeds = coloring.seed_matrix(cols, dtype)
-        return Plan("jacobian", pat, "fwd", cols, seeds.reshape((-1,) + tuple(x_shape)),
+        return Plan("jacobian", pat, "fwd", cols, seeds.reshape((len(seeds),) + tuple(x_shape)),
                     coloring.column_gather(pat, cols), coloring.lower_bound(pat, 1),
                     _has_guards(tape), {"row_colors": rows})
     seeds = coloring.seed_matrix(rows, dtype)
-    return Plan("jacobian", pat, "rev", rows, seeds.reshape((-1,) + tuple(out_shape)),
+    return Plan("jacobian", pat, "rev", rows, seeds.reshape((len(seeds),) + tuple(out_shape)),
                 coloring.row_gather(pat, rows), coloring.lower_bound(pat, 0),
                 _has_guards(tape), {"column_colors": cols})
 
@@ -105,7 +105,7 @@ def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype
     pat = patterns.hessian_pattern(tape, wrt)
     colors = coloring.star_coloring(pat)
     seeds = coloring.seed_matrix(colors, dtype)
-    return Plan("hessian", pat, "hvp", colors, seeds.reshape((-1,) + tuple(x_shape)),
+    return Plan("hessian", pat, "hvp", colors, seeds.reshape((len(seeds),) + tuple(x_shape)),
                 coloring.hessian_gather(pat, colors), coloring.lower_bound(pat, 1),
                 _has_guards(tape))
 
