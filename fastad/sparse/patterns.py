@@ -446,6 +446,9 @@ def canonical(p: Any) -> sp.csr_matrix:
     p.eliminate_zeros()
     p.sum_duplicates()
     p.sort_indices()
-    p.indices = p.indices.astype(np.int64)
-    p.indptr = p.indptr.astype(np.int64)
+    # scipy's own index type (int32 while it fits): a CSR matrix made from
+    # these arrays each call then takes them as they are, without a copy
+    index = np.int32 if max(p.shape + (p.nnz,)) < 2**31 - 1 else np.int64
+    p.indices = p.indices.astype(index, copy=False)
+    p.indptr = p.indptr.astype(index, copy=False)
     return p
