@@ -36,6 +36,12 @@ def minimize(fun: Callable[..., Any], x0: Any, args: tuple = (), method: str | N
     Hessian-vector product: for large problems whose Hessian has a few
     nonzeros per row, one batched pass per color rather than one
     Hessian-vector product per inner iteration.
+
+    Constraints for trust-constr: a ``scipy.optimize.NonlinearConstraint``
+    given ``jac="sparse"`` has its function compiled (``fastad.jit``) and its
+    Jacobian given to SciPy as the compiled sparse Jacobian; with
+    ``hess="sparse"`` too, the Hessian of ``v . c(x)`` as well (compiled, its
+    pattern found once: ``v`` is an argument, never read into it).
     """
     from scipy.optimize import minimize as scipy_minimize
 
@@ -50,6 +56,8 @@ def minimize(fun: Callable[..., Any], x0: Any, args: tuple = (), method: str | N
             raise ValueError(f"hess='sparse' needs a method that takes a sparse Hessian: "
                              f"{sorted(_SPARSE_HESS_METHODS)}, not {method!r}")
         kwargs["hess"] = _sparse_hess(compiled)
+    if "constraints" in kwargs:
+        kwargs["constraints"] = _sparse_constraints(kwargs["constraints"], backend)
     if method is not None and method.lower() in _HESSP_METHODS and "hess" not in kwargs:
         kwargs.setdefault("hessp", _hessp(compiled))
     result = scipy_minimize(compiled.value_and_grad, x_flat, args=args, method=method,
@@ -88,3 +96,32 @@ def _sparse_hess(compiled: CompiledGrad) -> Callable[..., Any]:
     def hess(x: np.ndarray, *args: Any) -> Any:
         return compiled.hessian(x, *args, sparse=True)
     return hess
+
+
+def _sparse_constraints(constraints: Any, backend: str) -> Any:
+    """``constraints`` with each NonlinearConstraint of ``jac="sparse"`` given
+    compiled sparse derivatives (see `minimize`)."""
+    from scipy.optimize import NonlinearConstraint
+
+    def convert(c: Any) -> Any:
+        if not isinstance(c, NonlinearConstraint) or not (isinstance(c.jac, str)
+                                                          and c.jac == "sparse"):
+            return c
+        from . import numpy as fnp
+        from .compiled import jit
+        f = c.fun
+        jitted = jit(f, backend=backend)
+        hess = c.hess
+        if isinstance(hess, str) and hess == "sparse":
+            weighted = compile(lambda x, v: fnp.sum(v * f(x)), backend=backend)
+
+            def hess(x: np.ndarray, v: np.ndarray) -> Any:
+                return weighted.hessian(x, np.asarray(v, dtype=np.float64), sparse=True)
+        return NonlinearConstraint(jitted, c.lb, c.ub,
+                                   jac=lambda x: jitted.jacobian(x, sparse=True), hess=hess,
+                                   keep_feasible=c.keep_feasible,
+                                   finite_diff_rel_step=c.finite_diff_rel_step,
+                                   finite_diff_jac_sparsity=c.finite_diff_jac_sparsity)
+    if isinstance(constraints, (list, tuple)):
+        return type(constraints)(convert(c) for c in constraints)
+    return convert(constraints)

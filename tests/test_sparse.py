@@ -430,3 +430,24 @@ def test_the_minimal_surface_example_converges():
     _, dense_result = module.solve_dense(12)
     assert sparse_result.optimality < 1e-8
     assert abs(sparse_result.fun - dense_result.fun) < 1e-10
+
+
+def test_trust_constr_takes_sparse_constraint_jacobians_and_hessians():
+    from scipy.optimize import NonlinearConstraint
+
+    def residuals(x):
+        return x[1:] ** 2 + x[:-1] - 1.0
+
+    target = np.linspace(-1, 1, 40)
+
+    def objective(x):
+        return 0.5 * np.sum((x - target) ** 2)
+    x0 = np.full(40, 0.5)
+    r = fa.minimize(objective, x0, method="trust-constr", hess="sparse",
+                    constraints=NonlinearConstraint(residuals, 0.0, 0.0, jac="sparse",
+                                                    hess="sparse"))
+    assert np.max(np.abs(residuals(r.x))) < 1e-6
+    jac = fa.jacobian(residuals)
+    ref = fa.minimize(objective, x0, method="trust-constr",
+                      constraints=NonlinearConstraint(residuals, 0.0, 0.0, jac=jac))
+    assert abs(r.fun - ref.fun) < 1e-6
