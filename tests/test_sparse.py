@@ -451,3 +451,17 @@ def test_trust_constr_takes_sparse_constraint_jacobians_and_hessians():
     ref = fa.minimize(objective, x0, method="trust-constr",
                       constraints=NonlinearConstraint(residuals, 0.0, 0.0, jac=jac))
     assert abs(r.fun - ref.fun) < 1e-6
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numba"])
+def test_one_pass_per_seed_for_large_arrays(backend, monkeypatch):
+    from fastad.sparse import derivatives
+    monkeypatch.setattr(derivatives, "ONE_SEED_MIN", 0)
+    x = np.random.default_rng(5).uniform(-1, 1, 64)
+    for f in (rosenbrock, stencil_energy):
+        close(fa.compile(f, backend=backend).hessian(x, sparse=True),
+              np.asarray(fa.hessian(f)(x)))
+    j = fa.jit(collocation, backend=backend)
+    want = np.asarray(fa.jacobian(collocation)(x))
+    close(j.jacobian(x, sparse=True), want)
+    close(j.jacobian(x, sparse=True, mode="rev"), want)

@@ -143,6 +143,26 @@ def compressed(trace: Any, seeds: Any, mode: str) -> Any:
     return fnp.reshape(out, (p, size))
 
 
+def single(trace: Any, seed: Any, mode: str) -> Any:
+    """One column (row) of `compressed`: the derivative's product with one seed,
+    flat, by the unbatched transformed tape."""
+    from .. import numpy as fnp
+    from ..tracer import replay
+    from ..transforms.forward import jvp_tape
+    from ..transforms.reverse import vjp_tape
+
+    outer = list(trace.outer)
+    if mode == "fwd":
+        out = replay(jvp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
+    elif mode == "rev":
+        out = replay(vjp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
+    else:
+        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
+        pulled = vjp_tape(trace.tape, [0], trace.examples)
+        out = replay(jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one, seed])[3]
+    return fnp.reshape(out, (-1,))
+
+
 def _trace(f: Callable[..., Any], argnums: int, args: Sequence[Any], kwargs: dict[str, Any]
            ) -> Any:
     from ..api import _JacobianTrace
@@ -288,26 +308,50 @@ class CompiledSparse:
             self._plans[key] = plan
         return plan
 
-    def product(self, mode: str) -> Any:
-        jitted = self._products.get(mode)
+    def product(self, mode: str, one_seed: bool = False) -> Any:
+        """The compiled product with the seeds (the seeds, or one seed, last)."""
+        key = (mode, one_seed)
+        jitted = self._products.get(key)
         if jitted is None:
             fn, argnums = self.fn, self.argnums
 
             def compressed_product(*args: Any, **kwargs: Any) -> Any:
                 # the seeds come last, so that the owner's static_argnums still hold
                 *args, seeds = args
-                return compressed(_trace(fn, argnums, args, kwargs), seeds, mode)
+                trace = _trace(fn, argnums, args, kwargs)
+                if one_seed:
+                    return single(trace, seeds, mode)
+                return compressed(trace, seeds, mode)
             compressed_product.__name__ = compressed_product.__qualname__ = (
-                f"{getattr(fn, '__name__', 'f')}_compressed_{mode}")
+                f"{getattr(fn, '__name__', 'f')}_{'seeded' if one_seed else 'compressed'}_{mode}")
             with self._lock:
-                jitted = self._products.setdefault(mode, self._derive(compressed_product))
+                jitted = self._products.setdefault(key, self._derive(compressed_product))
         return jitted
 
     def __call__(self, kind: str, args: Sequence[Any], kwargs: dict[str, Any],
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        return _evaluate(plan, lambda: self.product(plan.mode)(*args, plan.seeds, **kwargs))
+        return _evaluate(plan, lambda: self.run(plan, args, kwargs))
+
+    def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """The compressed product: one batched pass over the seeds, or, for
+        large arrays, one pass per seed (`ONE_SEED_MIN`)."""
+        seeds = plan.seeds
+        if seeds[0].size < ONE_SEED_MIN:
+            return self.product(plan.mode)(*args, seeds, **kwargs)
+        one = self.product(plan.mode, one_seed=True)
+        size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
+        out = np.empty((len(seeds), size), dtype=seeds.dtype)
+        for k in range(len(seeds)):
+            out[k] = one(*args, seeds[k], **kwargs)
+        return out
+
+
+#: seeds of at least this many elements are run one pass each rather than
+#: as one batch: the batched arrays (colors x size) then fall out of cache,
+#: and the batched tape's gathers no longer run as strided loops
+ONE_SEED_MIN = 1 << 14
 
 
 # -- inspection ------------------------------------------------------------------
