@@ -127,6 +127,25 @@ def test_hessian_pattern_covers_the_dense_hessian_of_random_programs(prog, seed)
     close(fa.hessian(loss, sparse=True)(x), dense, 1e-8 if prog.dtype == np.float64 else 1e-3)
 
 
+@settings(SPARSE_FUZZ, max_examples=max(SPARSE_FUZZ.max_examples // 4, 1))
+@given(prog=programs(max_steps=5))
+def test_compiled_sparse_derivatives_of_random_programs(prog):
+    f, x = _flat_program(prog)
+    dense = np.asarray(fa.jacobian(f)(x)).reshape(-1, x.size)
+    assume(np.all(np.isfinite(dense)) and dense.size)
+    rtol = 1e-9 if prog.dtype == np.float64 else 1e-4
+    backend = "c" if not prog.complex else "numpy"  # the C VM has no complex dtype
+    j = fa.jit(f, backend=backend)
+    close(j.jacobian(x, sparse=True), dense, rtol)
+    close(j.jacobian(x, sparse=True), dense, rtol)  # the kept plan
+
+    def loss(v):
+        return np.sum(f(v))
+    hd = np.asarray(fa.hessian(loss)(x))
+    assume(np.all(np.isfinite(hd)))
+    close(fa.compile(loss, backend=backend).hessian(x, sparse=True), hd, rtol * 10)
+
+
 # -- each rule exact where the dense derivative has no accidental zeros ------------------
 RULE_CASES = {
     "broadcast": lambda x: np.sin(x.reshape(3, 4)) * x.reshape(3, 4)[:, :1] + x[:4],
