@@ -1170,7 +1170,7 @@ class CompiledGrad(_Inspectable):
         """The Hessian at ``args``, forward over reverse, compiled.
         ``sparse=True``: a ``scipy.sparse.csr_matrix``, from the Hessian's
         pattern and star coloring, found once per signature and kept here, and
-        one compiled batch of Hessian-vector products over the colors."""
+        compiled Hessian-vector products with the coloring's seeds."""
         if sparse:
             from .sparse import CompiledSparse
             return _lazily(self, "_sparse", lambda: CompiledSparse(

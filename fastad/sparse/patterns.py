@@ -109,6 +109,12 @@ class Context:
         self.hessian = hessian
         self.patterns: dict[int, Pattern] = {}
         self.terms: list[sp.csr_matrix] = []  # n x n pieces of the Hessian pattern
+        # per slot, the elements an output depends on (`element_liveness`);
+        # a slot not here has all of them live
+        self.live: dict[int, np.ndarray] = {}
+
+    def live_of(self, slot: int) -> np.ndarray | None:
+        return self.live.get(slot)
 
     def shape(self, slot: int) -> tuple[int, ...]:
         return tuple(self.tape.avals[slot].shape)
@@ -119,10 +125,17 @@ class Context:
     def const(self, slot: int) -> Any:
         return self.tape.consts.get(slot)
 
-    def add_outer(self, a: Pattern | None, b: Pattern | None) -> None:
-        """Add ``sum_k outer(a[k], b[k])`` and its transpose to the Hessian."""
+    def add_outer(self, a: Pattern | None, b: Pattern | None,
+                  live: np.ndarray | None = None) -> None:
+        """Add ``sum_k outer(a[k], b[k])`` and its transpose to the Hessian,
+        over the rows k where ``live`` (a mask of a's rows) holds."""
         if not self.hessian or a is None or b is None or a.nnz == 0 or b.nnz == 0:
             return
+        if live is not None and not live.all():
+            rows = np.flatnonzero(live)
+            a, b = (a[rows], a[rows]) if a is b else (a[rows], b[rows])
+            if a.nnz == 0 or b.nnz == 0:
+                return
         t = (a.T @ b).tocsr()
         self.terms.append(t)
         if a is not b:
@@ -159,13 +172,14 @@ def _elementwise(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
         linear = ctx.tape.avals[ins.ins[0]].dtype.kind != "c"
     if linear:
         return out
+    live = ctx.live_of(ins.out)
     if prim is P.mul:
-        ctx.add_outer(rows[0], rows[1])
+        ctx.add_outer(rows[0], rows[1], live)
     elif prim is P.div:
-        ctx.add_outer(rows[0], rows[1])
-        ctx.add_outer(rows[1], rows[1])
+        ctx.add_outer(rows[0], rows[1], live)
+        ctx.add_outer(rows[1], rows[1], live)
     else:
-        ctx.add_outer(out, out)
+        ctx.add_outer(out, out, live)
     return out
 
 
@@ -188,7 +202,7 @@ def _reduction(ctx: Context, ins: Any, nonlinear: bool) -> Pattern | None:
     d = selector(group, np.arange(group.size), (m, group.size))
     out = (d @ p).tocsr()
     if nonlinear:
-        ctx.add_outer(out, out)
+        ctx.add_outer(out, out, ctx.live_of(ins.out))
     return out
 
 
@@ -311,7 +325,8 @@ def _matmul(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     for r in (ra, rb):
         if r is not None:
             parts.append((selector(out, np.arange(out.size), (size, out.size)) @ r).tocsr())
-    ctx.add_outer(ra, rb)
+    live = ctx.live_of(ins.out)
+    ctx.add_outer(ra, rb, live[out] if live is not None else None)
     return union(parts)
 
 
@@ -326,7 +341,8 @@ def conservative(ctx: Context, ins: Any, prim: Primitive, nonlinear: bool = True
     if not rows:
         return None
     out = dense_rows(rows, ctx.size(ins.out), ctx.n)
-    if nonlinear and ctx.hessian and out.nnz:
+    live = ctx.live_of(ins.out)
+    if nonlinear and ctx.hessian and out.nnz and (live is None or live.any()):
         cols = out.indices[:out.indptr[1]] if out.shape[0] else out.indices[:0]
         row = sp.csr_matrix((np.ones(cols.size, bool), cols, [0, cols.size]),
                             shape=(1, ctx.n))
@@ -397,13 +413,85 @@ def live_instructions(tape: Tape) -> list[int]:
     return keep
 
 
+def element_liveness(tape: Tape, keep: list[int]) -> dict[int, np.ndarray]:
+    """Per slot, a mask of the elements an output depends on through
+    differentiable arguments (a backward sweep over the live instructions
+    ``keep``): a nonlinearity's elements outside it have a zero adjoint and
+    add nothing to the Hessian.  Exact for elementwise operations, gathers,
+    scatters, reshapes, transposes, broadcasts and reductions; any other
+    instruction makes all of its operands' elements live."""
+    live: dict[int, np.ndarray] = {}
+    for s in tape.outputs:
+        live[s] = np.ones(tape.avals[s].size, dtype=bool)
+
+    def mark(slot: int, positions: np.ndarray | None, mask: np.ndarray | None = None) -> None:
+        m = live.get(slot)
+        if m is None:
+            m = live[slot] = np.zeros(tape.avals[slot].size, dtype=bool)
+        if mask is not None:
+            m |= mask
+        elif positions is None:
+            m[:] = True
+        else:
+            m[positions] = True
+
+    for k in reversed(keep):
+        ins = tape.instrs[k]
+        out = live.get(ins.out)
+        if out is None or not out.any():
+            continue
+        prim = registry[ins.prim]
+        shape = tuple(tape.avals[ins.out].shape)
+        args = [(a, s) for a, s in enumerate(ins.ins) if _differentiable_arg(prim, a)]
+        idx = tape.consts.get(ins.ins[1]) if len(ins.ins) > 1 else None
+        if prim.elementwise or prim is P.broadcast_to:
+            for _, s in args:
+                pos = broadcast_positions(tuple(tape.avals[s].shape), shape)
+                mark(s, pos[out])
+        elif prim is P.reshape:
+            mark(ins.ins[0], None, out)
+        elif prim is P.transpose:
+            src = tuple(tape.avals[ins.ins[0]].shape)
+            pos = np.transpose(np.arange(math.prod(src)).reshape(src), dict(ins.params)["perm"])
+            mark(ins.ins[0], pos.reshape(-1)[out])
+        elif prim is P.take and idx is not None:
+            size = max(tape.avals[ins.ins[0]].size, 1)
+            mark(ins.ins[0], np.asarray(idx, dtype=np.int64).reshape(-1)[out] % size)
+        elif prim in (P.scatter_set, P.scatter_add) and idx is not None:
+            flat = np.asarray(idx, dtype=np.int64).reshape(-1) % max(out.size, 1)
+            if prim is P.scatter_set:
+                kept = out.copy()
+                kept[flat] = False
+                mark(ins.ins[0], None, kept)
+            else:
+                mark(ins.ins[0], None, out)
+            vshape = tuple(tape.avals[ins.ins[2]].shape)
+            ishape = tuple(np.shape(idx))
+            while len(vshape) > len(ishape) and vshape[0] == 1:
+                vshape = vshape[1:]
+            vpos = broadcast_positions(vshape, ishape)
+            mark(ins.ins[2], vpos[out[flat]])
+        elif prim in (P.sum, P.prod, P.max, P.min):
+            src = tuple(tape.avals[ins.ins[0]].shape)
+            axes = tuple(a % len(src) for a in dict(ins.params)["axes"]) if src else ()
+            group, _ = _reduce_map(src, axes, dict(ins.params)["keepdims"])
+            mark(ins.ins[0], None, out[group] if group.size else np.zeros(0, bool))
+        else:
+            for _, s in args:
+                mark(s, None)
+    return live
+
+
 def propagate(tape: Tape, wrt: int, hessian: bool = False) -> Context:
     """Patterns of every live slot with respect to input slot ``wrt`` (and, with
     ``hessian``, the terms of the outputs' Hessian pattern)."""
     n = tape.avals[wrt].size
     ctx = Context(tape, n, hessian)
     ctx.patterns[wrt] = identity(n)
-    for k in live_instructions(tape):
+    keep = live_instructions(tape)
+    if hessian:
+        ctx.live = element_liveness(tape, keep)
+    for k in keep:
         ins = tape.instrs[k]
         if not any(s in ctx.patterns for s in ins.ins):
             continue
