@@ -178,6 +178,12 @@ def _neighbor_color_counts(a: sp.coo_matrix, colors: np.ndarray):  # noqa: ANN20
     """``count(v, c)``: how many neighbors of v have color c (vectorized)."""
     p = int(colors.max(initial=0)) + 1
     keys = a.row.astype(np.int64) * p + colors[a.col]
+    if a.shape[0] * p <= 1 << 26:  # a table of every (vertex, color): one pass
+        table = np.bincount(keys, minlength=a.shape[0] * p)
+
+        def count_table(v: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return table[v * p + c]
+        return count_table
     uniq, counts = np.unique(keys, return_counts=True)
 
     def count(v: np.ndarray, c: np.ndarray) -> np.ndarray:
