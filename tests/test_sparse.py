@@ -495,3 +495,26 @@ def test_one_pass_per_seed_for_large_arrays(backend, monkeypatch):
     want = np.asarray(fa.jacobian(collocation)(x))
     close(j.jacobian(x, sparse=True), want)
     close(j.jacobian(x, sparse=True, mode="rev"), want)
+
+
+def test_products_with_constant_matrices_cost_their_nonzeros(monkeypatch):
+    n = 3000
+    a = (np.diag(np.full(n, 2.0)) - np.eye(n, k=1) - np.eye(n, k=-1))  # dense storage
+
+    def f(x):
+        return np.sin(a @ x) * x
+    x = np.linspace(-1, 1, n)
+    s = fa.sparsity(f)(x)
+    assert s.jacobian.nnz == 3 * n - 2 and s.ncolors["columns"] == 3
+    small = np.linspace(-1, 1, 40)
+
+    def g(x):
+        m = x.reshape(5, 8)
+        return np.sum(np.tanh(m @ m.T) * (m[:, :5] @ m[:5, :]).sum())
+    want = fa.sparsity(g)(small)
+    from fastad.sparse import patterns as pat
+    monkeypatch.setattr(pat, "MATMUL_PAIRS", 0)  # the whole-row-and-column rule
+    got = fa.sparsity(g)(small)
+    assert (got.jacobian != want.jacobian).nnz == 0
+    assert covers(got.hessian, want.hessian.toarray())
+    close(fa.hessian(g, sparse=True)(small), np.asarray(fa.hessian(g)(small)))

@@ -295,9 +295,18 @@ def _matmul_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple:
     return a2, b2, batch
 
 
+#: (result element, k) pairs a product's exact rule may enumerate; beyond
+#: them it takes each result's row of a and column of b whole (`_matmul`)
+MATMUL_PAIRS = 1 << 22
+
+
 def _matmul(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
-    """out[β, i, j] reads a[β, i, k] and b[β, k, j] for every k (where the
-    other operand is a constant, only the k where it is nonzero)."""
+    """out[β, i, j] reads a[β, i, k] and b[β, k, j] for every k; where the other
+    operand is a constant, only the k where it is nonzero (enumerated from its
+    nonzeros, so a large constant matrix costs its nonzeros).  Two variable
+    operands with more than `MATMUL_PAIRS` (element, k) pairs: each result
+    element depends on its whole row of a and column of b (the same pattern,
+    its Hessian terms a superset)."""
     sa, sb = ctx.shape(ins.ins[0]), ctx.shape(ins.ins[1])
     pa, pb = ctx.patterns.get(ins.ins[0]), ctx.patterns.get(ins.ins[1])
     if pa is None and pb is None:
@@ -307,27 +316,55 @@ def _matmul(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     nb = math.prod(batch)
     apos = broadcast_positions(a2[:-2], batch) if a2[:-2] else np.zeros(nb, np.int64)
     bpos = broadcast_positions(b2[:-2], batch) if b2[:-2] else np.zeros(nb, np.int64)
-    beta, i, j, k = (g.reshape(-1) for g in np.indices((nb, m, q, K), dtype=np.int64))
+    ca, cb = ctx.const(ins.ins[0]), ctx.const(ins.ins[1])
+    size = ctx.size(ins.out)
+    live = ctx.live_of(ins.out)
+    if pb is None and cb is not None:  # a variable, b a constant: b's nonzeros
+        nz = np.broadcast_to(np.asarray(cb).reshape(b2), batch + (K, q)).reshape(nb, K, q)
+        beta, k, j = (np.repeat(v.astype(np.int64), m) for v in np.nonzero(nz))
+        i = np.tile(np.arange(m, dtype=np.int64), beta.size // max(m, 1))
+    elif pa is None and ca is not None:  # b variable, a a constant: a's nonzeros
+        nz = np.broadcast_to(np.asarray(ca).reshape(a2), batch + (m, K)).reshape(nb, m, K)
+        beta, i, k = (np.repeat(v.astype(np.int64), q) for v in np.nonzero(nz))
+        j = np.tile(np.arange(q, dtype=np.int64), beta.size // max(q, 1))
+    elif nb * m * q * K <= MATMUL_PAIRS:
+        beta, i, j, k = (g.reshape(-1) for g in np.indices((nb, m, q, K), dtype=np.int64))
+    else:
+        return _matmul_blocks(ctx, ins, pa, pb, a2, b2, batch, apos, bpos, live)
     out = (beta * m + i) * q + j
     ai = (apos[beta] * m + i) * K + k
     bi = (bpos[beta] * K + k) * q + j
-    keep = np.ones(out.size, dtype=bool)
-    ca, cb = ctx.const(ins.ins[0]), ctx.const(ins.ins[1])
-    if pa is not None and pb is None and cb is not None:
-        keep &= np.asarray(cb).reshape(-1)[bi] != 0
-    if pb is not None and pa is None and ca is not None:
-        keep &= np.asarray(ca).reshape(-1)[ai] != 0
-    out, ai, bi = out[keep], ai[keep], bi[keep]
-    size = ctx.size(ins.out)
     parts = []
     ra = gather(pa, ai) if pa is not None else None
     rb = gather(pb, bi) if pb is not None else None
     for r in (ra, rb):
         if r is not None:
             parts.append((selector(out, np.arange(out.size), (size, out.size)) @ r).tocsr())
-    live = ctx.live_of(ins.out)
+    if not parts:
+        return empty(size, ctx.n)
     ctx.add_outer(ra, rb, live[out] if live is not None else None)
     return union(parts)
+
+
+def _matmul_blocks(ctx: Context, ins: Any, pa: Pattern | None, pb: Pattern | None,
+                   a2: tuple, b2: tuple, batch: tuple, apos: np.ndarray, bpos: np.ndarray,
+                   live: np.ndarray | None) -> Pattern | None:
+    """A large product's pattern: out[β, i, j] on all of a[β, i, :] and b[β, :, j]."""
+    m, K, q = a2[-2], a2[-1], b2[-1]
+    nb = math.prod(batch)
+    beta, i, j = (g.reshape(-1) for g in np.indices((nb, m, q), dtype=np.int64))
+    ga = gb = None
+    if pa is not None:
+        e = np.arange(pa.shape[0], dtype=np.int64)
+        rows_a = (selector(e // K, e, (pa.shape[0] // max(K, 1), pa.shape[0])) @ pa).tocsr()
+        ga = gather(rows_a, apos[beta] * m + i)
+    if pb is not None:
+        e = np.arange(pb.shape[0], dtype=np.int64)
+        cols_b = (selector((e // (K * q)) * q + e % q, e, (pb.shape[0] // max(K, 1),
+                                                          pb.shape[0])) @ pb).tocsr()
+        gb = gather(cols_b, bpos[beta] * q + j)
+    ctx.add_outer(ga, gb, live)
+    return union([ga, gb])
 
 
 def conservative(ctx: Context, ins: Any, prim: Primitive, nonlinear: bool = True
