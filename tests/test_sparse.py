@@ -518,3 +518,18 @@ def test_products_with_constant_matrices_cost_their_nonzeros(monkeypatch):
     assert (got.jacobian != want.jacobian).nnz == 0
     assert covers(got.hessian, want.hessian.toarray())
     close(fa.hessian(g, sparse=True)(small), np.asarray(fa.hessian(g)(small)))
+
+
+def test_a_derivative_that_is_not_sparse_is_refused_before_memory_runs_out(monkeypatch):
+    from fastad.sparse import patterns as pat
+    monkeypatch.setattr(pat, "MAX_NONZEROS", 10_000)
+    with pytest.raises(pat.NotSparse, match="cumulative sum"):
+        fa.jacobian(np.cumsum, sparse=True)(np.ones(200))
+    fa.jacobian(np.cumsum, sparse=True)(np.ones(100))  # 5050 nonzeros: fine
+    monkeypatch.setattr(pat, "MAX_NONZEROS", 2_000)
+    with pytest.raises(pat.NotSparse, match="nonlinear"):
+        fa.hessian(lambda x: np.log(np.sum(x ** 2)), sparse=True)(np.ones(100))
+    def repeated(x):  # 3000 rows of one element each, 10 distinct: taken in chunks
+        return np.sum(np.sin(np.broadcast_to(x[:10], (300, 10))) * x[10])
+    x = np.linspace(0, 1, 11)
+    close(fa.hessian(repeated, sparse=True)(x), np.asarray(fa.hessian(repeated)(x)))

@@ -79,11 +79,27 @@ def selector(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.c
     return sp.csr_matrix((np.ones(rows.size, dtype=bool), (rows, cols)), shape=shape)
 
 
+#: the most nonzeros a pattern of one value may have: beyond it the
+#: derivative is not sparse, and building its pattern would exhaust memory
+MAX_NONZEROS = 1 << 28
+
+
+class NotSparse(ValueError):
+    """The derivative's pattern would have more than `MAX_NONZEROS` entries."""
+
+
+def _check_size(count: int, what: str) -> None:
+    if count > MAX_NONZEROS:
+        raise NotSparse(f"the derivative is not sparse: {what} makes a pattern of {count} "
+                        f"nonzeros (more than {MAX_NONZEROS}); use sparse=False")
+
+
 def dense_rows(p_list: list[Pattern | None], m: int, n: int) -> Pattern | None:
     """Every one of m rows depends on every column any operand row depends on."""
     cols = np.unique(np.concatenate([p.indices for p in p_list if p is not None] or [[]]))
     if not any(p is not None for p in p_list):
         return None
+    _check_size(m * cols.size, "an operation whose every result depends on all its inputs")
     cols = cols.astype(np.int32 if n < 2**31 else np.int64)
     indptr = np.arange(m + 1, dtype=np.int64) * cols.size
     return sp.csr_matrix((np.ones(m * cols.size, dtype=bool), np.tile(cols, m), indptr),
@@ -136,7 +152,17 @@ class Context:
             a, b = (a[rows], a[rows]) if a is b else (a[rows], b[rows])
             if a.nnz == 0 or b.nnz == 0:
                 return
-        t = (a.T @ b).tocsr()
+        bound = int(np.dot(np.diff(a.indptr).astype(np.int64), np.diff(b.indptr)))
+        if bound <= MAX_NONZEROS:
+            t = (a.T @ b).tocsr()
+        else:  # a few rows at a time, the running union checked: a dense
+            # Hessian is refused before it exhausts memory
+            t = None
+            step = max(1, a.shape[0] * MAX_NONZEROS // (4 * bound))
+            for lo in range(0, a.shape[0], step):
+                part = (a[lo:lo + step].T @ b[lo:lo + step]).tocsr()
+                t = part if t is None else (t + part).tocsr()
+                _check_size(t.nnz, "a nonlinear operation coupling many inputs")
         self.terms.append(t)
         if a is not b:
             self.terms.append(t.T.tocsr())
@@ -223,6 +249,7 @@ def _cumsum(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     axis, reverse = params["axis"] % len(shape), params["reverse"]
     pos = np.moveaxis(np.arange(math.prod(shape), dtype=np.int64).reshape(shape), axis, -1)
     lines = pos.reshape(-1, shape[axis])
+    _check_size(lines.shape[0] * shape[axis] * (shape[axis] + 1) // 2, "a cumulative sum")
     i, j = np.tril_indices(shape[axis])  # result i of a line reads j <= i
     if reverse:
         i, j = j, i
