@@ -49,7 +49,8 @@ class Plan:
 
     @property
     def ncolors(self) -> int:
-        return int(self.seeds.shape[0])
+        """Colors, that is products computed (none for an empty pattern)."""
+        return int(self.seeds.shape[0]) if self.pattern.nnz else 0
 
     def assemble(self, compressed: Any) -> sp.csr_matrix:
         """The CSR derivative from the compressed product (p, ...)."""
@@ -372,8 +373,11 @@ class Sparsity:
     def ncolors(self) -> dict[str, int | None]:
         """Colors of each coloring (None: not computed, since its lower bound
         left it no chance to need fewer colors than the other)."""
-        out = {"columns": _count(self.column_colors) if self.column_colors is not None else None,
-               "rows": _count(self.row_colors) if self.row_colors is not None else None}
+        def count(colors: np.ndarray | None) -> int | None:
+            if colors is None:
+                return None
+            return _count(colors) if self.jacobian.nnz else 0
+        out = {"columns": count(self.column_colors), "rows": count(self.row_colors)}
         if self.hessian is not None:
             out["hessian"] = self.hessian_plan.ncolors
         return out
