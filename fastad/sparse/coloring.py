@@ -17,7 +17,9 @@ vertex x two steps away through a colored w when x has another neighbor of
 w's color.
 
 Vertices are colored in largest-first order (by an upper bound of the
-degree in the conflict graph), each with the smallest color allowed.  The
+degree in the conflict graph), each with the smallest color allowed; a star
+coloring is also made in smallest-last order and the one with fewer colors
+kept.  The
 loops run under Numba (compiled once, cached on disk); without Numba they
 run as Python.
 """
@@ -86,6 +88,59 @@ def _greedy_star(order, ptr, adj, n):  # noqa: ANN001, ANN202
     return colors
 
 
+@_compiled
+def _smallest_last(ptr, adj, n):  # noqa: ANN001, ANN202
+    """Smallest-last order of a graph: repeatedly remove a vertex of least
+    remaining degree; color in the reverse order of removal (bucket queue)."""
+    deg = np.empty(n, np.int64)
+    for v in range(n):
+        deg[v] = ptr[v + 1] - ptr[v]
+    maxd = 0
+    for v in range(n):
+        if deg[v] > maxd:
+            maxd = deg[v]
+    head = np.full(maxd + 1, -1, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    prv = np.full(n, -1, np.int64)
+    for v in range(n):
+        d = deg[v]
+        nxt[v] = head[d]
+        if head[d] >= 0:
+            prv[head[d]] = v
+        head[d] = v
+    removed = np.zeros(n, np.bool_)
+    order = np.empty(n, np.int64)
+    low = 0
+    for pos in range(n - 1, -1, -1):
+        while head[low] < 0:
+            low += 1
+        v = head[low]
+        head[low] = nxt[v]
+        if nxt[v] >= 0:
+            prv[nxt[v]] = -1
+        removed[v] = True
+        order[pos] = v
+        for a in range(ptr[v], ptr[v + 1]):
+            w = adj[a]
+            if removed[w]:
+                continue
+            d = deg[w]
+            if prv[w] >= 0:  # unlink w from bucket d
+                nxt[prv[w]] = nxt[w]
+            else:
+                head[d] = nxt[w]
+            if nxt[w] >= 0:
+                prv[nxt[w]] = prv[w]
+            deg[w] = d - 1
+            prv[w] = -1
+            nxt[w] = head[d - 1]
+            if head[d - 1] >= 0:
+                prv[head[d - 1]] = w
+            head[d - 1] = w
+        low = low - 1 if low > 0 else 0
+    return order
+
+
 def _csr(p: sp.spmatrix) -> sp.csr_matrix:
     p = sp.csr_matrix(p, dtype=bool)
     p.sum_duplicates()
@@ -134,9 +189,14 @@ def star_coloring(pattern: sp.spmatrix) -> np.ndarray:
     n = a.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)
+    ptr, adj = a.indptr.astype(np.int64), a.indices.astype(np.int64)
     deg = np.diff(a.indptr)
-    return _greedy_star(_largest_first(deg.astype(np.float64)), a.indptr.astype(np.int64),
-                        a.indices.astype(np.int64), n)
+    best = None
+    for order in (_largest_first(deg.astype(np.float64)), _smallest_last(ptr, adj, n)):
+        colors = _greedy_star(order, ptr, adj, n)
+        if best is None or colors.max() < best.max():
+            best = colors
+    return best
 
 
 def distance2_coloring(pattern: sp.spmatrix) -> np.ndarray:
