@@ -10,11 +10,13 @@ from .compiled import compile, jit
 from .minimize import minimize
 from .misc import flatten
 from .serialize import dumps, loads
+from . import sparse  # noqa: F401
+from .sparse import sparsity
 from .core.errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .core.tape import Tape
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
-           "compile", "minimize", "flatten", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
+           "compile", "minimize", "flatten", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
            "FastadError", "TracingError", "TapeError", "SignatureError"]
 __version__ = "0.1.0"

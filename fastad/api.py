@@ -419,10 +419,15 @@ def _picked_mode(tape: Tape, examples: list[Any], dynamic: list[bool], n_in: int
     return mode
 
 
-def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
-             ) -> Callable[..., Any]:
+def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
+             sparse: bool = False) -> Callable[..., Any]:
     """The Jacobian of array-valued ``f`` w.r.t. the array ``args[argnums]``,
     of shape ``out.shape + x.shape``.
+
+    ``sparse=True``: a ``scipy.sparse.csr_matrix`` of shape (out.size, x.size)
+    instead, from the sparsity pattern detected on f's tape, colored, and one
+    batched pass per color (``mode`` "auto" picks columns or rows, whichever
+    needs fewer colors; see `fastad.sparse`).
 
     ``mode="rev"`` pulls back every row of the identity, ``"fwd"`` pushes
     forward every column.  Either way it is one batched pass: the
@@ -438,6 +443,9 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
     """
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+    if sparse:
+        from .sparse import derivatives
+        return derivatives.jacobian(f, argnums, mode)
     from . import numpy as fnp
     from .transforms.batching import batch_replay
     from .transforms.forward import jvp_tape
@@ -500,8 +508,15 @@ def jacobian_mode(f: Callable[..., Any], argnums: int = 0, compiled: bool = Fals
     return mode_f
 
 
-def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
-    """The Hessian of scalar ``f``: forward mode over the reverse-mode gradient."""
+def hessian(f: Callable[..., Any], argnums: int = 0, sparse: bool = False
+            ) -> Callable[..., Any]:
+    """The Hessian of scalar ``f``: forward mode over the reverse-mode gradient.
+    ``sparse=True``: a ``scipy.sparse.csr_matrix`` (x.size x x.size) from the
+    Hessian's detected pattern, star-colored, and one batched pass of
+    Hessian-vector products per color (see `fastad.sparse`)."""
+    if sparse:
+        from .sparse import derivatives
+        return derivatives.hessian(f, argnums)
     return jacobian(grad(f, argnums), argnums, mode="fwd")
 
 

@@ -14,7 +14,7 @@ import functools
 from typing import Any, Callable, Sequence
 
 from . import batched, locks
-from .api import grad, hessian, hvp, value_and_grad, vmap
+from .api import grad, hessian, hvp, jacobian, value_and_grad, vmap
 from .core.errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads
 from .signatures import Entry, any_tracer, checked_argnums
@@ -55,9 +55,33 @@ class Jitted(_Inspectable):
                                  static_argnames=static_argnames)
         self._main = self._spec
         self._batched: dict[Any, Jitted] = {}
+        self._derivatives: dict[Any, Any] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._spec(*args, **kwargs)
+
+    def jacobian(self, *args: Any, sparse: bool = False, mode: str = "auto", argnums: int = 0,
+                 **kwargs: Any) -> Any:
+        """The Jacobian of f at ``args`` with respect to ``args[argnums]``, compiled.
+        ``sparse=True``: a ``scipy.sparse.csr_matrix`` (out.size x x.size), its
+        pattern and coloring found once per signature and kept here, the
+        compressed product compiled (see `fastad.sparse`)."""
+        if sparse:
+            return self._sparse(argnums)("jacobian", args, kwargs, mode)
+        return _lazily_in(self._derivatives, ("jacobian", argnums, mode), lambda: self._derived(
+            jacobian(self._spec.fn, argnums, mode)))(*args, **kwargs)
+
+    def hessian(self, *args: Any, sparse: bool = False, argnums: int = 0, **kwargs: Any) -> Any:
+        """The Hessian of scalar f at ``args``, compiled (``sparse``: see `jacobian`)."""
+        if sparse:
+            return self._sparse(argnums)("hessian", args, kwargs)
+        return _lazily_in(self._derivatives, ("hessian", argnums), lambda: self._derived(
+            hessian(self._spec.fn, argnums)))(*args, **kwargs)
+
+    def _sparse(self, argnums: int) -> Any:
+        from .sparse import CompiledSparse
+        return _lazily_in(self._derivatives, ("sparse", argnums), lambda: CompiledSparse(
+            self._spec.fn, argnums, self._spec.split, self._derived))
 
     def __getstate__(self) -> dict[str, Any]:
         return {"class": "jit", "name": getattr(self, "__name__", "jitted"),
@@ -67,6 +91,7 @@ class Jitted(_Inspectable):
         self.__name__ = self.__qualname__ = str(state["name"])
         self._spec = self._main = Specializer.from_state(state["spec"])
         self._batched = _batched_from_state(state.get("batched"))
+        self._derivatives = {}
 
     def __reduce__(self) -> Any:
         return (loads, (dumps(self),))
@@ -134,6 +159,17 @@ def _last(spec: Specializer) -> Entry:
 _lazy_lock = locks.Lock()  # what a compiled function makes when first asked for
 
 
+def _lazily_in(table: dict[Any, Any], key: Any, make: Callable[[], Any]) -> Any:
+    """``table[key]``, made by ``make()`` the first time, once whatever the threads."""
+    value = table.get(key)
+    if value is None:
+        with _lazy_lock:
+            value = table.get(key)
+            if value is None:
+                value = table[key] = make()
+    return value
+
+
 def _lazily(owner: Any, name: str, make: Callable[[], Any]) -> Any:
     """``owner.name``, made by ``make()`` the first time, once whatever the threads."""
     value = getattr(owner, name)
@@ -192,6 +228,7 @@ class CompiledGrad(_Inspectable):
         self._value: Specializer | None = None
         self._hvp: Jitted | None = None
         self._hessian: Jitted | None = None
+        self._sparse: Any = None
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -237,8 +274,16 @@ class CompiledGrad(_Inspectable):
         return _lazily(self, "_hvp", lambda: self._derived(
             _with_vector_last(hvp(self._scalar_fn(), self._argnum("hvp")))))(*args, **kwargs)
 
-    def hessian(self, *args: Any, **kwargs: Any) -> Any:
-        """The Hessian at ``args``, forward over reverse, compiled."""
+    def hessian(self, *args: Any, sparse: bool = False, **kwargs: Any) -> Any:
+        """The Hessian at ``args``, forward over reverse, compiled.
+        ``sparse=True``: a ``scipy.sparse.csr_matrix``, from the Hessian's
+        pattern and star coloring, found once per signature and kept here, and
+        compiled Hessian-vector products with the coloring's seeds."""
+        if sparse:
+            from .sparse import CompiledSparse
+            return _lazily(self, "_sparse", lambda: CompiledSparse(
+                self._scalar_fn(), self._argnum("hessian"), self._vg.split, self._derived))(
+                "hessian", args, kwargs)
         return _lazily(self, "_hessian", lambda: self._derived(
             hessian(self._scalar_fn(), self._argnum("hessian"))))(*args, **kwargs)
 
@@ -265,7 +310,7 @@ class CompiledGrad(_Inspectable):
         self._max_signatures = self._vg.max_signatures
         self._reroll = self._vg.reroll
         self._exact_sums = self._vg.exact_sums
-        self._hvp = self._hessian = None
+        self._hvp = self._hessian = self._sparse = None
         self._batched = _batched_from_state(state.get("batched"))
 
     def __reduce__(self) -> Any:

@@ -1,0 +1,296 @@
+"""Graph colorings of sparsity patterns, and the seed and gather tables they give.
+
+*Column coloring* (distance-2 in the bipartite row/column graph) of a
+Jacobian pattern: two columns sharing a row get different colors, so J @ S
+(S the n x p 0/1 seed matrix, column k seeding every column of color k)
+holds each nonzero J[i, j] alone at row i, color c(j).  *Row coloring* is the
+column coloring of the transpose: S^T @ J by p reverse passes.
+
+*Star coloring* of a symmetric Hessian pattern's adjacency graph: a proper
+coloring in which every path on four vertices uses at least three colors.
+Then each off-diagonal nonzero H[i, j] is alone in row i at color c(j), or
+in row j at color c(i) (`hessian_gather`), and H @ S needs fewer colors
+than a distance-2 coloring.  The greedy algorithm is Gebremedhin, Manne and
+Pothen's (SIAM Review 47, 2005, Algorithm 4.1): a vertex may not take the
+color of a vertex at distance 2 through an uncolored one, nor that of a
+vertex x two steps away through a colored w when x has another neighbor of
+w's color.
+
+Vertices are colored in largest-first order (by an upper bound of the
+degree in the conflict graph), each with the smallest color allowed; a star
+coloring is also made in smallest-last order and the one with fewer colors
+kept.  The
+loops run under Numba (compiled once, cached on disk); without Numba they
+run as Python.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+try:
+    from numba import njit as _njit
+
+    def _compiled(fn):  # noqa: ANN001, ANN202
+        return _njit(cache=True, nogil=True)(fn)
+except ImportError:  # pragma: no cover - Numba is a dependency
+    def _compiled(fn):  # noqa: ANN001, ANN202
+        return fn
+
+
+@_compiled
+def _greedy_distance2(order, col_ptr, col_rows, row_ptr, row_cols, n):  # noqa: ANN001, ANN202
+    colors = np.full(n, -1, np.int64)
+    forbidden = np.full(n + 1, -1, np.int64)
+    for v in order:
+        for a in range(col_ptr[v], col_ptr[v + 1]):
+            r = col_rows[a]
+            for b in range(row_ptr[r], row_ptr[r + 1]):
+                c = colors[row_cols[b]]
+                if c >= 0:
+                    forbidden[c] = v
+        c = 0
+        while forbidden[c] == v:
+            c += 1
+        colors[v] = c
+    return colors
+
+
+@_compiled
+def _greedy_star(order, ptr, adj, n):  # noqa: ANN001, ANN202
+    colors = np.full(n, -1, np.int64)
+    forbidden = np.full(n + 1, -1, np.int64)
+    for v in order:
+        for a in range(ptr[v], ptr[v + 1]):
+            w = adj[a]
+            cw = colors[w]
+            if cw >= 0:
+                forbidden[cw] = v
+            for b in range(ptr[w], ptr[w + 1]):
+                x = adj[b]
+                if x == v:
+                    continue
+                cx = colors[x]
+                if cx < 0:
+                    continue
+                if cw < 0:
+                    forbidden[cx] = v
+                else:
+                    for d in range(ptr[x], ptr[x + 1]):
+                        y = adj[d]
+                        if y != w and colors[y] == cw:
+                            forbidden[cx] = v
+                            break
+        c = 0
+        while forbidden[c] == v:
+            c += 1
+        colors[v] = c
+    return colors
+
+
+@_compiled
+def _smallest_last(ptr, adj, n):  # noqa: ANN001, ANN202
+    """Smallest-last order of a graph: repeatedly remove a vertex of least
+    remaining degree; color in the reverse order of removal (bucket queue)."""
+    deg = np.empty(n, np.int64)
+    for v in range(n):
+        deg[v] = ptr[v + 1] - ptr[v]
+    maxd = 0
+    for v in range(n):
+        if deg[v] > maxd:
+            maxd = deg[v]
+    head = np.full(maxd + 1, -1, np.int64)
+    nxt = np.full(n, -1, np.int64)
+    prv = np.full(n, -1, np.int64)
+    for v in range(n):
+        d = deg[v]
+        nxt[v] = head[d]
+        if head[d] >= 0:
+            prv[head[d]] = v
+        head[d] = v
+    removed = np.zeros(n, np.bool_)
+    order = np.empty(n, np.int64)
+    low = 0
+    for pos in range(n - 1, -1, -1):
+        while head[low] < 0:
+            low += 1
+        v = head[low]
+        head[low] = nxt[v]
+        if nxt[v] >= 0:
+            prv[nxt[v]] = -1
+        removed[v] = True
+        order[pos] = v
+        for a in range(ptr[v], ptr[v + 1]):
+            w = adj[a]
+            if removed[w]:
+                continue
+            d = deg[w]
+            if prv[w] >= 0:  # unlink w from bucket d
+                nxt[prv[w]] = nxt[w]
+            else:
+                head[d] = nxt[w]
+            if nxt[w] >= 0:
+                prv[nxt[w]] = prv[w]
+            deg[w] = d - 1
+            prv[w] = -1
+            nxt[w] = head[d - 1]
+            if head[d - 1] >= 0:
+                prv[head[d - 1]] = w
+            head[d - 1] = w
+        low = low - 1 if low > 0 else 0
+    return order
+
+
+def _csr(p: sp.spmatrix) -> sp.csr_matrix:
+    p = sp.csr_matrix(p, dtype=bool)
+    p.sum_duplicates()
+    return p
+
+
+def _largest_first(degree: np.ndarray) -> np.ndarray:
+    return np.argsort(-degree, kind="stable").astype(np.int64)
+
+
+def column_coloring(pattern: sp.spmatrix) -> np.ndarray:
+    """Colors (n,) of the columns of an m x n pattern: columns sharing a row differ."""
+    p = _csr(pattern)
+    m, n = p.shape
+    if n == 0:
+        return np.zeros(0, np.int64)
+    pc = p.tocsc()
+    pc.sort_indices()
+    row_len = np.diff(p.indptr)
+    # conflict degree of a column, bounded above by the lengths of its rows
+    degree = np.bincount(p.indices, weights=row_len[np.repeat(np.arange(m), row_len)],
+                         minlength=n)
+    return _greedy_distance2(_largest_first(degree), pc.indptr.astype(np.int64),
+                             pc.indices.astype(np.int64), p.indptr.astype(np.int64),
+                             p.indices.astype(np.int64), n)
+
+
+def row_coloring(pattern: sp.spmatrix) -> np.ndarray:
+    """Colors (m,) of the rows of an m x n pattern: rows sharing a column differ."""
+    return column_coloring(_csr(pattern).T)
+
+
+def _adjacency(pattern: sp.spmatrix) -> sp.csr_matrix:
+    """The symmetric pattern's graph: its off-diagonal nonzeros, symmetrized."""
+    p = _csr(pattern)
+    p = _csr(p + p.T)
+    p.setdiag(False)
+    p.eliminate_zeros()
+    p.sort_indices()
+    return p
+
+
+def star_coloring(pattern: sp.spmatrix) -> np.ndarray:
+    """A star coloring (n,) of a symmetric n x n pattern's adjacency graph."""
+    a = _adjacency(pattern)
+    n = a.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    ptr, adj = a.indptr.astype(np.int64), a.indices.astype(np.int64)
+    deg = np.diff(a.indptr)
+    best = None
+    for order in (_largest_first(deg.astype(np.float64)), _smallest_last(ptr, adj, n)):
+        colors = _greedy_star(order, ptr, adj, n)
+        if best is None or colors.max() < best.max():
+            best = colors
+    return best
+
+
+def distance2_coloring(pattern: sp.spmatrix) -> np.ndarray:
+    """A distance-2 coloring of a symmetric pattern's graph (a star coloring too)."""
+    p = _csr(pattern)
+    return column_coloring(_csr(p + sp.identity(p.shape[0], dtype=bool)))
+
+
+def lower_bound(pattern: sp.spmatrix, axis: int = 1) -> int:
+    """The most nonzeros in a row (axis=1) or a column (axis=0): no coloring
+    of the columns (rows) needs fewer colors."""
+    p = _csr(pattern)
+    if p.nnz == 0:
+        return 0
+    counts = np.diff(p.indptr) if axis == 1 else np.bincount(p.indices, minlength=p.shape[1])
+    return int(counts.max())
+
+
+# -- validity -------------------------------------------------------------------
+def is_column_coloring(pattern: sp.spmatrix, colors: np.ndarray) -> bool:
+    """No two columns of one color share a row."""
+    p = sp.coo_matrix(_csr(pattern))
+    keys = p.row.astype(np.int64) * (int(colors.max(initial=0)) + 1) + colors[p.col]
+    return np.unique(keys).size == keys.size
+
+
+def is_star_coloring(pattern: sp.spmatrix, colors: np.ndarray) -> bool:
+    """Proper, and no path on four vertices has two colors: there is no edge
+    (w, x) with w having another neighbor of x's color and x another of w's."""
+    a = sp.coo_matrix(_adjacency(pattern))
+    w, x = a.row.astype(np.int64), a.col.astype(np.int64)
+    if np.any(colors[w] == colors[x]):
+        return False
+    count = _neighbor_color_counts(a, colors)
+    return not np.any((count(w, colors[x]) >= 2) & (count(x, colors[w]) >= 2))
+
+
+def _neighbor_color_counts(a: sp.coo_matrix, colors: np.ndarray):  # noqa: ANN202
+    """``count(v, c)``: how many neighbors of v have color c (vectorized)."""
+    p = int(colors.max(initial=0)) + 1
+    keys = a.row.astype(np.int64) * p + colors[a.col]
+    if a.shape[0] * p <= 1 << 26:  # a table of every (vertex, color): one pass
+        table = np.bincount(keys, minlength=a.shape[0] * p)
+
+        def count_table(v: np.ndarray, c: np.ndarray) -> np.ndarray:
+            return table[v * p + c]
+        return count_table
+    uniq, counts = np.unique(keys, return_counts=True)
+
+    def count(v: np.ndarray, c: np.ndarray) -> np.ndarray:
+        k = v * p + c
+        if uniq.size == 0:
+            return np.zeros(k.shape, np.int64)
+        pos = np.minimum(np.searchsorted(uniq, k), uniq.size - 1)
+        return np.where(uniq[pos] == k, counts[pos], 0)
+    return count
+
+
+# -- seeds and decompression ------------------------------------------------------
+def seed_matrix(colors: np.ndarray, dtype: np.dtype = np.float64) -> np.ndarray:
+    """(p, n): row k is 1 at the columns of color k."""
+    p = int(colors.max(initial=-1)) + 1
+    seeds = np.zeros((p, colors.size), dtype=dtype)
+    seeds[colors, np.arange(colors.size)] = 1
+    return seeds
+
+
+def column_gather(pattern: sp.csr_matrix, colors: np.ndarray) -> np.ndarray:
+    """For each stored nonzero (i, j) of the CSR pattern, its position in the
+    flattened compressed product of shape (p, m): c(j) * m + i."""
+    m = pattern.shape[0]
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(pattern.indptr))
+    return colors[pattern.indices] * m + rows
+
+
+def row_gather(pattern: sp.csr_matrix, colors: np.ndarray) -> np.ndarray:
+    """Position of each stored nonzero (i, j) in the flattened (p, n) product
+    S^T J of a row coloring: c(i) * n + j."""
+    m, n = pattern.shape
+    rows = np.repeat(np.arange(m, dtype=np.int64), np.diff(pattern.indptr))
+    return colors[rows] * n + pattern.indices
+
+
+def hessian_gather(pattern: sp.csr_matrix, colors: np.ndarray) -> np.ndarray:
+    """Position of each stored nonzero (i, j) of a symmetric pattern in the
+    flattened (p, n) product (H S)^T of a star coloring: c(j) * n + i when j is
+    the only neighbor of i of its color, else c(i) * n + j."""
+    n = pattern.shape[0]
+    rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(pattern.indptr))
+    cols = pattern.indices.astype(np.int64)
+    off = rows != cols
+    a = sp.coo_matrix((np.ones(int(off.sum()), bool), (rows[off], cols[off])), shape=(n, n))
+    count = _neighbor_color_counts(a, colors)
+    direct = (~off) | (count(rows, colors[cols]) == 1)
+    if not np.all(direct | (count(cols, colors[rows]) == 1)):
+        raise ValueError("the coloring is not a star coloring of the pattern")
+    return np.where(direct, colors[cols] * n + rows, colors[rows] * n + cols)

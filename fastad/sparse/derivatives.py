@@ -1,0 +1,439 @@
+"""Sparse Jacobians and Hessians: detect, color, evaluate compressed, decompress.
+
+A `Plan` is what one signature needs: the pattern (`patterns`), the coloring
+(`coloring`), the seed matrix and, for each stored nonzero of the pattern,
+its position in the compressed product (the gather table).  The compressed
+product is one batched tape: the forward-mode (``J S``), reverse-mode
+(``S^T J``) or forward-over-reverse (``H S``) transform of f's tape,
+replayed once on the p seeds as a batch (`transforms.batching`).  The CSR
+result takes the pattern's ``indptr`` and ``indices`` as they are and its
+data by one gather from the product: no dense m x n array is ever made.
+
+Eagerly, one trace gives both the pattern and the product.  Compiled, the
+plan is kept per signature and the product is a `Jitted` function of the
+seeds and the arguments (the seeds are an argument, not a constant, so a
+retrace of a guarded function never runs with another trace's seeds).  A
+pattern holds for the path it was traced on: a function whose tape records
+guards (Python branches on traced values) has its plan made again at every
+call.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..core import pytree
+from ..core.registry import registry
+from ..core.tape import Tape
+from . import coloring, patterns
+
+
+@dataclass
+class Plan:
+    """Pattern, coloring and decompression of one sparse derivative."""
+
+    kind: str  # "jacobian" or "hessian"
+    pattern: sp.csr_matrix  # bool, (m, n)
+    mode: str  # "fwd" (columns), "rev" (rows) or "hvp" (star-colored columns)
+    colors: np.ndarray
+    seeds: np.ndarray  # (p,) + the seeded value's shape
+    gather: np.ndarray
+    lower_bound: int
+    guarded: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ncolors(self) -> int:
+        """Colors, that is products computed (none for an empty pattern)."""
+        return int(self.seeds.shape[0]) if self.pattern.nnz else 0
+
+    def assemble(self, compressed: Any) -> sp.csr_matrix:
+        """The CSR derivative from the compressed product (p, ...)."""
+        flat = np.asarray(compressed).reshape(-1)
+        data = flat[self.gather] if self.gather.size else np.zeros(0, self.seeds.dtype)
+        return sp.csr_matrix((data, self.pattern.indices, self.pattern.indptr),
+                             shape=self.pattern.shape, copy=False)
+
+
+def _has_guards(tape: Tape) -> bool:
+    return any(registry[ins.prim].effect == "guard" for ins in tape.instrs)
+
+
+def jacobian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                  dtype: np.dtype, mode: str = "auto") -> Plan:
+    pat = patterns.jacobian_pattern(tape, wrt)
+    cols = rows = None
+    if mode == "fwd":
+        cols = coloring.column_coloring(pat)
+    elif mode == "rev":
+        rows = coloring.row_coloring(pat)
+    else:
+        # color the side with the smaller lower bound first; the other only if
+        # its lower bound leaves it a chance to need fewer colors (a scalar
+        # f's one dense row would cost n^2 steps to color by columns)
+        lb_cols, lb_rows = coloring.lower_bound(pat, 1), coloring.lower_bound(pat, 0)
+        if lb_cols <= lb_rows:
+            cols = coloring.column_coloring(pat)
+            if lb_rows < _count(cols):
+                rows = coloring.row_coloring(pat)
+        else:
+            rows = coloring.row_coloring(pat)
+            if lb_cols < _count(rows):
+                cols = coloring.column_coloring(pat)
+        mode = "fwd" if rows is None or (cols is not None and _count(cols) <= _count(rows)) \
+            else "rev"
+    if mode == "fwd":
+        seeds = coloring.seed_matrix(cols, dtype)
+        return Plan("jacobian", pat, "fwd", cols, seeds.reshape((len(seeds),) + tuple(x_shape)),
+                    coloring.column_gather(pat, cols), coloring.lower_bound(pat, 1),
+                    _has_guards(tape), {"row_colors": rows})
+    seeds = coloring.seed_matrix(rows, dtype)
+    return Plan("jacobian", pat, "rev", rows, seeds.reshape((len(seeds),) + tuple(out_shape)),
+                coloring.row_gather(pat, rows), coloring.lower_bound(pat, 0),
+                _has_guards(tape), {"column_colors": cols})
+
+
+def _count(colors: np.ndarray | None) -> int:
+    return -1 if colors is None else int(colors.max(initial=-1)) + 1
+
+
+def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype) -> Plan:
+    pat = patterns.hessian_pattern(tape, wrt)
+    colors = coloring.star_coloring(pat)
+    seeds = coloring.seed_matrix(colors, dtype)
+    return Plan("hessian", pat, "hvp", colors, seeds.reshape((len(seeds),) + tuple(x_shape)),
+                coloring.hessian_gather(pat, colors), coloring.lower_bound(pat, 1),
+                _has_guards(tape))
+
+
+# -- the compressed product, eagerly or traced ------------------------------------
+def compressed(trace: Any, seeds: Any, mode: str) -> Any:
+    """The product of ``trace``'s (an `api._JacobianTrace`) derivative with the
+    seeds, of shape (p, size): J S (``fwd``, seeds (p,) + x.shape), S^T J
+    (``rev``, seeds (p,) + out.shape) or, for a scalar f, H S (``hvp``)."""
+    from .. import numpy as fnp
+    from ..transforms.batching import batch_replay
+    from ..transforms.forward import jvp_tape
+    from ..transforms.reverse import vjp_tape
+
+    p = int(fnp.shape(seeds)[0])
+    shared = [(v, False) for v in trace.outer]
+    if mode == "fwd":
+        pushed = jvp_tape(trace.tape, [0], trace.examples)
+        out, batched = batch_replay(pushed, shared + [(seeds, True)], p)[1]
+        size = trace.n_out
+    elif mode == "rev":
+        pulled = vjp_tape(trace.tape, [0], trace.examples)
+        out, batched = batch_replay(pulled, shared + [(seeds, True)], p)[1]
+        size = trace.n_in
+    else:  # forward over reverse: the tangent of the gradient
+        if trace.n_out != 1:
+            raise TypeError("a sparse Hessian needs a function returning one scalar")
+        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
+        pulled = vjp_tape(trace.tape, [0], trace.examples)
+        pushed = jvp_tape(pulled, [0], list(trace.examples) + [one])
+        out, batched = batch_replay(pushed, shared + [(one, False), (seeds, True)], p)[3]
+        size = trace.n_in
+    if not batched:
+        out = fnp.broadcast_to(out, (p,) + tuple(fnp.shape(out)))
+    return fnp.reshape(out, (p, size))
+
+
+def single(trace: Any, seed: Any, mode: str) -> Any:
+    """One column (row) of `compressed`: the derivative's product with one seed,
+    flat, by the unbatched transformed tape."""
+    from .. import numpy as fnp
+    from ..core.tracer import replay
+    from ..transforms.forward import jvp_tape
+    from ..transforms.reverse import vjp_tape
+
+    outer = list(trace.outer)
+    if mode == "fwd":
+        out = replay(jvp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
+    elif mode == "rev":
+        out = replay(vjp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
+    else:
+        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
+        pulled = vjp_tape(trace.tape, [0], trace.examples)
+        out = replay(jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one, seed])[3]
+    return fnp.reshape(out, (-1,))
+
+
+def _trace(f: Callable[..., Any], argnums: int, args: Sequence[Any], kwargs: dict[str, Any]
+           ) -> Any:
+    from ..api import _JacobianTrace
+    if not isinstance(argnums, int):
+        raise TypeError("sparse derivatives are taken with respect to one array argument "
+                        "(an int argnums)")
+    return _JacobianTrace(f, argnums, args, kwargs)
+
+
+def _check_eager(args: Sequence[Any], kwargs: dict[str, Any], what: str) -> None:
+    from ..core.tracer import Tracer
+    leaves = pytree.flatten((tuple(args), kwargs))[0]
+    if any(isinstance(v, Tracer) for v in leaves):
+        raise TypeError(f"{what}(..., sparse=True) returns a scipy.sparse matrix and cannot be "
+                        "traced inside another transformation; use sparse=False there")
+
+
+def _check_real(trace: Any, what: str) -> None:
+    if np.dtype(trace.x.dtype).kind != "f":
+        raise TypeError(f"{what}(..., sparse=True) needs a real floating-point argument, "
+                        f"got {trace.x.dtype}")
+
+
+def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
+             ) -> Callable[..., sp.csr_matrix]:
+    """``fastad.jacobian(f, sparse=True)``: the Jacobian of f as a CSR matrix
+    of shape (out.size, x.size) (both flattened in C order), from its detected
+    pattern, colored, by one batched pass over the colors."""
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+
+    @functools.wraps(f)
+    def sparse_jacobian(*args: Any, **kwargs: Any) -> sp.csr_matrix:
+        _check_eager(args, kwargs, "jacobian")
+        t = _trace(f, argnums, args, kwargs)
+        _check_real(t, "jacobian")
+        plan = jacobian_plan(t.tape, t.tape.inputs[0], t.x.shape, t.out_shape, t.x.dtype, mode)
+        return _evaluate(plan, lambda: compressed(t, plan.seeds, plan.mode))
+    return sparse_jacobian
+
+
+def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., sp.csr_matrix]:
+    """``fastad.hessian(f, sparse=True)``: the Hessian of scalar f as a CSR
+    matrix (x.size x x.size), from its detected pattern, star-colored, by one
+    batched pass of Hessian-vector products over the colors."""
+    @functools.wraps(f)
+    def sparse_hessian(*args: Any, **kwargs: Any) -> sp.csr_matrix:
+        _check_eager(args, kwargs, "hessian")
+        t = _trace(f, argnums, args, kwargs)
+        _check_real(t, "hessian")
+        if t.n_out != 1:
+            raise TypeError("hessian requires a function returning one scalar")
+        plan = hessian_plan(t.tape, t.tape.inputs[0], t.x.shape, t.x.dtype)
+        return _evaluate(plan, lambda: compressed(t, plan.seeds, "hvp"))
+    return sparse_hessian
+
+
+def _evaluate(plan: Plan, product: Callable[[], Any]) -> sp.csr_matrix:
+    if plan.ncolors == 0 or plan.pattern.nnz == 0:
+        return sp.csr_matrix(plan.pattern.shape, dtype=plan.seeds.dtype)
+    return plan.assemble(product())
+
+
+# -- compiled --------------------------------------------------------------------
+def _lifted_tape(f: Callable[..., Any], argnums: int, args: Sequence[Any],
+                 kwargs: dict[str, Any]) -> tuple[Tape, int, tuple, tuple, np.dtype]:
+    """f's tape with every float leaf of the arguments an input (so that no
+    argument's value is a constant the pattern could read) and the slot of
+    ``args[argnums]``."""
+    from ..api import check_leaf
+    from ..signatures import is_dynamic
+    from ..core.tracer import plain_array, recording
+
+    with recording() as builder:
+        def lift(leaf: Any, where: str) -> Any:
+            if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+                leaf = plain_array(leaf, where)
+            if is_dynamic(leaf):
+                return builder.tracer(builder.new_input(np.asarray(leaf)[()] if np.ndim(leaf)
+                                                         == 0 else leaf).slot)
+            return leaf
+        new_args = []
+        for i, arg in enumerate(args):
+            if i == argnums:
+                x = check_leaf(arg, f"argument {i}")
+                tx = builder.new_input(x)
+                wrt, x_shape, dtype = tx.slot, tuple(np.shape(x)), np.result_type(x)
+                new_args.append(builder.tracer(tx.slot))
+                continue
+            leaves, tree = pytree.flatten(arg)
+            new_args.append(pytree.unflatten(tree, [lift(v, f"argument {i}") for v in leaves]))
+        new_kwargs = {}
+        for name, arg in kwargs.items():
+            leaves, tree = pytree.flatten(arg)
+            new_kwargs[name] = pytree.unflatten(tree, [lift(v, name) for v in leaves])
+        out = f(*new_args, **new_kwargs)
+        out_leaves = pytree.flatten(out)[0]
+        if len(out_leaves) != 1:
+            raise TypeError("a sparse derivative needs a function returning one array")
+        builder.tape.outputs = [builder.slot_of(out_leaves[0])
+                                if hasattr(out_leaves[0], "slot") else builder.const(out_leaves[0])]
+        tape = builder.tape
+    out_shape = tuple(tape.avals[tape.outputs[0]].shape)
+    return tape, wrt, x_shape, out_shape, dtype
+
+
+class CompiledSparse:
+    """Sparse derivatives of a compiled function: plans per signature (the
+    owner's signature key), and one `Jitted` compressed product per mode."""
+
+    MAX_PLANS = 64
+
+    def __init__(self, fn: Callable[..., Any], argnums: int, split: Callable[..., Any],
+                 derive: Callable[[Callable[..., Any]], Any]) -> None:
+        if not isinstance(argnums, int):
+            raise NotImplementedError("sparse derivatives are defined for a single argnums")
+        self.fn, self.argnums = fn, argnums
+        self._split = split  # (args, kwargs) -> (signature key, dynamic leaves)
+        self._derive = derive  # a Python function -> a Jitted like the owner
+        self._plans: dict[Any, Plan] = {}
+        self._products: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def plan(self, kind: str, args: Sequence[Any], kwargs: dict[str, Any], mode: str = "auto"
+             ) -> Plan:
+        # integers taken as data by the owner's signature are constants of the
+        # pattern's tape (`lifted_tape`): a plan holds for their values only
+        integers = tuple(leaf for leaf in pytree.flatten((tuple(args), kwargs))[0]
+                         if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, bool))
+        key = (kind, mode, self._split(tuple(args), kwargs)[0], integers)
+        plan = self._plans.get(key)
+        if plan is not None and not plan.guarded:
+            return plan
+        tape, wrt, x_shape, out_shape, dtype = _lifted_tape(self.fn, self.argnums, args, kwargs)
+        if np.dtype(dtype).kind != "f":
+            raise TypeError(f"{kind}(..., sparse=True) needs a real floating-point argument, "
+                            f"got {dtype}")
+        if kind == "hessian":
+            if int(np.prod(out_shape)) != 1:
+                raise TypeError("hessian requires a function returning one scalar")
+            plan = hessian_plan(tape, wrt, x_shape, dtype)
+        else:
+            plan = jacobian_plan(tape, wrt, x_shape, out_shape, dtype, mode)
+        with self._lock:
+            if len(self._plans) >= self.MAX_PLANS:
+                self._plans.pop(next(iter(self._plans)))
+            self._plans[key] = plan
+        return plan
+
+    def product(self, mode: str, one_seed: bool = False) -> Any:
+        """The compiled product with the seeds (the seeds, or one seed, last)."""
+        key = (mode, one_seed)
+        jitted = self._products.get(key)
+        if jitted is None:
+            fn, argnums = self.fn, self.argnums
+
+            def compressed_product(*args: Any, **kwargs: Any) -> Any:
+                # the seeds come last, so that the owner's static_argnums still hold
+                *args, seeds = args
+                trace = _trace(fn, argnums, args, kwargs)
+                if one_seed:
+                    return single(trace, seeds, mode)
+                return compressed(trace, seeds, mode)
+            compressed_product.__name__ = compressed_product.__qualname__ = (
+                f"{getattr(fn, '__name__', 'f')}_{'seeded' if one_seed else 'compressed'}_{mode}")
+            with self._lock:
+                jitted = self._products.setdefault(key, self._derive(compressed_product))
+        return jitted
+
+    def __call__(self, kind: str, args: Sequence[Any], kwargs: dict[str, Any],
+                 mode: str = "auto") -> sp.csr_matrix:
+        _check_eager(args, kwargs, kind)
+        plan = self.plan(kind, args, kwargs, mode)
+        return _evaluate(plan, lambda: self.run(plan, args, kwargs))
+
+    def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
+        """The compressed product: one batched pass over the seeds, or, for
+        large arrays, one pass per seed (`ONE_SEED_MIN`)."""
+        seeds = plan.seeds
+        if seeds[0].size < ONE_SEED_MIN:
+            return self.product(plan.mode)(*args, seeds, **kwargs)
+        one = self.product(plan.mode, one_seed=True)
+        size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
+        out = np.empty((len(seeds), size), dtype=seeds.dtype)
+        for k in range(len(seeds)):
+            out[k] = one(*args, seeds[k], **kwargs)
+        return out
+
+
+#: seeds of at least this many elements are run one pass each rather than
+#: as one batch: the batched arrays (colors x size) then fall out of cache,
+#: and the batched tape's gathers no longer run as strided loops
+ONE_SEED_MIN = 1 << 14
+
+
+# -- inspection ------------------------------------------------------------------
+class Sparsity:
+    """What ``fastad.sparsity(f)(x)`` found: patterns, colorings, color counts."""
+
+    def __init__(self, jacobian: Plan, hessian: Plan | None) -> None:
+        self.jacobian_plan, self.hessian_plan = jacobian, hessian
+        self.jacobian = jacobian.pattern
+        cols = jacobian.colors if jacobian.mode == "fwd" else jacobian.extra["column_colors"]
+        rows = jacobian.colors if jacobian.mode == "rev" else jacobian.extra["row_colors"]
+        self.column_colors, self.row_colors = cols, rows
+        self.jacobian_mode = jacobian.mode
+        self.hessian = hessian.pattern if hessian is not None else None
+        self.hessian_colors = hessian.colors if hessian is not None else None
+
+    @property
+    def ncolors(self) -> dict[str, int | None]:
+        """Colors of each coloring (None: not computed, since its lower bound
+        left it no chance to need fewer colors than the other)."""
+        def count(colors: np.ndarray | None) -> int | None:
+            if colors is None:
+                return None
+            return _count(colors) if self.jacobian.nnz else 0
+        out = {"columns": count(self.column_colors), "rows": count(self.row_colors)}
+        if self.hessian is not None:
+            out["hessian"] = self.hessian_plan.ncolors
+        return out
+
+    @property
+    def lower_bounds(self) -> dict[str, int]:
+        out = {"columns": coloring.lower_bound(self.jacobian, 1),
+               "rows": coloring.lower_bound(self.jacobian, 0)}
+        if self.hessian is not None:
+            out["hessian"] = self.hessian_plan.lower_bound
+        return out
+
+    def __repr__(self) -> str:
+        m, n = self.jacobian.shape
+        c, lb = self.ncolors, self.lower_bounds
+        text = (f"Sparsity(jacobian {m}x{n}, {self.jacobian.nnz} nonzeros, {self.jacobian_mode}: "
+                f"{c['columns'] if c['columns'] is not None else '-'} column colors / "
+                f"{c['rows'] if c['rows'] is not None else '-'} row colors "
+                f"(lower bounds {lb['columns']} / {lb['rows']})")
+        if self.hessian is not None:
+            text += (f"; hessian {self.hessian.nnz} nonzeros, {self.ncolors['hessian']} "
+                     f"star colors (lower bound {self.lower_bounds['hessian']})")
+        return text + ")"
+
+    def spy(self, which: str | None = None, ax: Any = None, **kwargs: Any) -> Any:
+        """Plot a pattern (``"jacobian"`` or ``"hessian"``; the Hessian's when
+        there is one) with matplotlib's ``spy``; returns the axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise ImportError("Sparsity.spy needs matplotlib (pip install matplotlib)") from exc
+        which = which or ("hessian" if self.hessian is not None else "jacobian")
+        pattern = self.hessian if which == "hessian" else self.jacobian
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.spy(pattern, markersize=kwargs.pop("markersize", 1), **kwargs)
+        ax.set_title(f"{which}: {pattern.nnz} nonzeros")
+        return ax
+
+
+def sparsity(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Sparsity]:
+    """``fastad.sparsity(f)(*args)``: the Jacobian pattern of f with respect to
+    ``args[argnums]`` (and the Hessian's, when f returns a real scalar), their
+    colorings, color counts and lower bounds."""
+    @functools.wraps(f)
+    def sparsity_f(*args: Any, **kwargs: Any) -> Sparsity:
+        _check_eager(args, kwargs, "sparsity")
+        tape, wrt, x_shape, out_shape, dtype = _lifted_tape(f, argnums, args, kwargs)
+        jac = jacobian_plan(tape, wrt, x_shape, out_shape, np.dtype(dtype))
+        hess = None
+        out_dtype = tape.avals[tape.outputs[0]].dtype
+        if int(np.prod(out_shape)) == 1 and out_dtype.kind == "f":
+            hess = hessian_plan(tape, wrt, x_shape, np.dtype(dtype))
+        return Sparsity(jac, hess)
+    return sparsity_f
