@@ -803,10 +803,6 @@ def _model_ref_grad(w, x, h=1e-6):
     "int"])
 @pytest.mark.parametrize("how", ["grad", "value_and_grad", "jit-grad", "compile"])
 def test_jax_has_aux(how, aux_kind, request):
-    if aux_kind == "int" and how in ("jit-grad", "compile"):
-        request.applymarker(pytest.mark.xfail(
-            strict=True, reason="has_aux: a Python int in aux makes the C VM's program invalid "
-                                "(TapeError: output 1 ... (int64, ()) is not inside the arena)"))
     def f(w):
         pred = np.tanh(X0 @ w)
         extra = {"array": np.cos(w), "float": 2.5, "int": 3}[aux_kind]

@@ -117,7 +117,11 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
         missing |= {f"{ins.prim} of complex values" for ins in tape.instrs
                     if registry[ins.prim] in REAL_ONLY
                     and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
-    return sorted(missing) + sorted({f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds})
+    dtypes = {f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds}
+    if name == "c":  # integer constants flow as indices, but a result lives in the arena
+        dtypes |= {f"{tape.avals[s].dtype} results" for s in tape.outputs
+                   if tape.avals[s].dtype.kind in "iu"}
+    return sorted(missing) + sorted(dtypes)
 
 
 def route(chosen: ModuleType, tape: Tape) -> tuple[ModuleType, bool, list[str]]:
