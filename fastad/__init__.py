@@ -7,6 +7,8 @@ from .api import (grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value
 from .backends import available as backends_available
 from .check import check_grads
 from .compiled import compile, jit
+from .conventions import *  # noqa: F401,F403  (autograd's and JAX's other names)
+from .conventions import __all__ as _conventions
 from .minimize import minimize
 from .misc import flatten
 from .serialize import dumps, loads
@@ -18,5 +20,5 @@ from .core.tape import Tape
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
            "compile", "minimize", "flatten", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
-           "FastadError", "TracingError", "TapeError", "SignatureError"]
+           "FastadError", "TracingError", "TapeError", "SignatureError", *_conventions]
 __version__ = "0.1.0"

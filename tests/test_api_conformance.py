@@ -967,7 +967,11 @@ AUTOGRAD_TRANSFORMS = ["grad", "value_and_grad", "jacobian", "hessian", "element
                        "multigrad_dict", "make_ggnvp", "checkpoint", "primitive"]
 JAX_TRANSFORMS = ["grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "vmap", "jit",
                   "jacfwd", "jacrev", "linearize", "custom_jvp", "custom_vjp", "checkpoint"]
-HAVE = {"grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "vmap", "jit", "primitive"}
+HAVE = {"grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "vmap", "jit", "primitive",
+        "elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
+        "hessian_vector_product", "hessian_tensor_product", "vector_jacobian_product",
+        "tensor_jacobian_product", "grad_named", "multigrad_dict", "checkpoint", "jacfwd",
+        "jacrev", "linearize"}
 
 
 def _name_params():

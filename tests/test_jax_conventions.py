@@ -451,3 +451,69 @@ def test_a_generator_seeded_inside_the_function_compiles():
     x = np.linspace(0.1, 1.0, 4)
     for backend in COMPILED:
         np.testing.assert_allclose(fa.compile(f, backend=backend)(x), fa.grad(f)(x), rtol=1e-12)
+
+
+# -- autograd's and JAX's other names for the transforms --------------------------------
+def test_autograd_differential_operators_match_autograd():
+    autograd = pytest.importorskip("autograd")
+    anp = pytest.importorskip("autograd.numpy")
+    x = np.linspace(0.1, 1.3, 5)
+    v = np.random.default_rng(3).standard_normal(5)
+
+    def vector(xp):
+        return lambda x: xp.sin(x) * x ** 2 + xp.cumsum(x)
+
+    def scalar(xp):
+        return lambda x: xp.sum(xp.tanh(x) ** 2) + xp.prod(x[:3])
+
+    def pair(xp):
+        return lambda x: (xp.sum(x ** 3), {"mean": xp.mean(x)})
+
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)  # noqa: E731
+    close(fa.elementwise_grad(vector(fnp))(x), autograd.elementwise_grad(vector(anp))(x))
+    close(fa.hessian_vector_product(scalar(fnp))(x, v),
+          autograd.hessian_vector_product(scalar(anp))(x, v))
+    close(fa.hessian_tensor_product(scalar(fnp))(x, v),
+          autograd.hessian_tensor_product(scalar(anp))(x, v))
+    close(fa.vector_jacobian_product(vector(fnp))(x, v),
+          autograd.vector_jacobian_product(vector(anp))(x, v))
+    close(fa.tensor_jacobian_product(vector(fnp))(x, v),
+          autograd.tensor_jacobian_product(vector(anp))(x, v))
+    (vjp_fn, ans), (avjp, aans) = fa.make_vjp(vector(fnp))(x), autograd.make_vjp(vector(anp))(x)
+    close(ans, aans)
+    close(vjp_fn(v), avjp(v))
+    close(fa.make_jvp(vector(fnp))(x)(v)[1], autograd.make_jvp(vector(anp))(x)(v)[1])
+    (hvp_fn, g), (ahvp, ag) = fa.make_hvp(scalar(fnp))(x), autograd.make_hvp(scalar(anp))(x)
+    close(g, ag)
+    close(hvp_fn(v), ahvp(v))
+    (g, aux), (ag, _) = fa.grad_and_aux(pair(fnp))(x), autograd.grad_and_aux(pair(anp))(x)
+    close(g, ag)
+    close(aux["mean"], np.mean(x))  # (autograd's aux comes back boxed; fastad's is a value)
+    close(fa.checkpoint(scalar(fnp))(x), scalar(np)(x))
+    close(fa.grad(fa.checkpoint(scalar(fnp)))(x), autograd.grad(autograd.checkpoint(scalar(anp)))(x))
+
+
+def test_named_gradients_and_jax_jacobians_and_linearize():
+    x = np.linspace(0.2, 1.0, 4)
+    v = np.random.default_rng(4).standard_normal(4)
+
+    def f(a, b=2.0):
+        return fnp.sum(fnp.sin(a) * b) + b ** 3
+
+    eps = 1e-6
+    fd_b = (f(x, 3.0 + eps) - f(x, 3.0 - eps)) / (2 * eps)
+    np.testing.assert_allclose(fa.grad_named(f, "b")(x, 3.0), fd_b, rtol=1e-7)
+    both = fa.multigrad_dict(f)(x, 3.0)
+    assert set(both) == {"a", "b"}
+    np.testing.assert_allclose(both["a"], 3.0 * np.cos(x), rtol=1e-12)
+    np.testing.assert_allclose(both["b"], fd_b, rtol=1e-7)
+
+    def g(x):
+        return fnp.sin(x) * fnp.cumsum(x)
+
+    np.testing.assert_allclose(fa.jacfwd(g)(x), fa.jacobian(g)(x), rtol=1e-12)
+    np.testing.assert_allclose(fa.jacrev(g)(x), fa.jacobian(g)(x), rtol=1e-12)
+    out, g_jvp = fa.linearize(g, x)
+    np.testing.assert_allclose(out, g(x), rtol=1e-12)
+    fd = (g(x + eps * v) - g(x - eps * v)) / (2 * eps)
+    np.testing.assert_allclose(g_jvp(v), fd, rtol=1e-6, atol=1e-8)

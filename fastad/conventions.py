@@ -1,0 +1,141 @@
+"""autograd's and JAX's other names for fastad's transforms, with their
+signatures and conventions, so code written for either runs unchanged:
+
+* autograd: ``elementwise_grad``, ``make_vjp``, ``make_jvp``, ``make_hvp``,
+  ``grad_and_aux``, ``hessian_vector_product``, ``hessian_tensor_product``,
+  ``vector_jacobian_product``, ``tensor_jacobian_product``, ``grad_named``,
+  ``multigrad_dict``, ``checkpoint`` (a function whose values the reverse
+  sweep computes again instead of keeping them: here the sweep keeps them,
+  so it is the function itself);
+* JAX: ``jacfwd``, ``jacrev``, ``linearize``.
+
+Each is written with `fastad.api`'s transforms; argument positions are
+autograd's ``argnum`` (an int) unless said otherwise.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable
+
+
+from . import numpy as fnp
+from .api import grad, hvp, jacobian, jvp, value_and_grad, vjp
+
+
+def _at(args: tuple, argnum: int, x: Any) -> tuple:
+    return args[:argnum] + (x,) + args[argnum + 1:]
+
+
+def elementwise_grad(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """The vector-Jacobian product with a cotangent of ones: the derivative of
+    each output element for functions that act elementwise."""
+    def elementwise(*args: Any, **kwargs: Any) -> Any:
+        out, vjp_fn = vjp(lambda x: fun(*_at(args, argnum, x), **kwargs), args[argnum])
+        return vjp_fn(fnp.ones_like(out))[0]
+    return elementwise
+
+
+def make_vjp(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``make_vjp(f)(*args) -> (vjp_fn, ans)``, autograd's order."""
+    def made(*args: Any, **kwargs: Any) -> tuple[Callable[[Any], Any], Any]:
+        out, vjp_fn = vjp(lambda x: fun(*_at(args, argnum, x), **kwargs), args[argnum])
+        return (lambda g: vjp_fn(g)[0]), out
+    return made
+
+
+def make_jvp(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``make_jvp(f)(*args)(v) -> (ans, J v)``."""
+    def made(*args: Any, **kwargs: Any) -> Callable[[Any], tuple[Any, Any]]:
+        def jvp_fn(v: Any) -> tuple[Any, Any]:
+            return jvp(lambda x: fun(*_at(args, argnum, x), **kwargs), (args[argnum],), (v,))
+        return jvp_fn
+    return made
+
+
+def make_hvp(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``make_hvp(f)(*args) -> (hvp_fn, grad)``: ``hvp_fn(v)`` is H v."""
+    def made(*args: Any, **kwargs: Any) -> tuple[Callable[[Any], Any], Any]:
+        g = grad(fun, argnum)(*args, **kwargs)
+        return (lambda v: hvp(fun, argnum)(*args, v, **kwargs)), g
+    return made
+
+
+def grad_and_aux(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """For ``fun`` returning ``(value, aux)``: ``(grad, aux)``."""
+    return grad(fun, argnum, has_aux=True)
+
+
+def hessian_vector_product(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``hessian_vector_product(f)(*args, v)``: H v, forward over reverse."""
+    return hvp(fun, argnum)
+
+
+def hessian_tensor_product(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``hessian_tensor_product(f)(*args, t)``: the Hessian contracted with
+    ``t`` over all of its axes (for a vector, H v)."""
+    return hvp(fun, argnum)
+
+
+def vector_jacobian_product(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``vector_jacobian_product(f)(*args, v)``: v^T J, v of f's output shape."""
+    def product(*args: Any, **kwargs: Any) -> Any:
+        args, v = args[:-1], args[-1]
+        return vjp(lambda x: fun(*_at(args, argnum, x), **kwargs), args[argnum])[1](v)[0]
+    return product
+
+
+def tensor_jacobian_product(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """``tensor_jacobian_product(f)(*args, t)``: ``t`` contracted with the
+    Jacobian over all of the output's axes (autograd's name for vjp)."""
+    return vector_jacobian_product(fun, argnum)
+
+
+def grad_named(fun: Callable[..., Any], argname: str) -> Callable[..., Any]:
+    """The gradient with respect to the parameter named ``argname``."""
+    return grad(fun, list(inspect.signature(fun).parameters).index(argname))
+
+
+def multigrad_dict(fun: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
+    """The gradients with respect to every parameter, by name."""
+    names = list(inspect.signature(fun).parameters)
+
+    def gradients(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        bound = inspect.signature(fun).bind(*args, **kwargs)
+        bound.apply_defaults()
+        values = tuple(bound.arguments[n] for n in names)
+        grads = value_and_grad(lambda *a: fun(*a), tuple(range(len(names))))(*values)[1]
+        return dict(zip(names, grads))
+    return gradients
+
+
+def checkpoint(fun: Callable[..., Any]) -> Callable[..., Any]:
+    """autograd's and JAX's checkpoint recompute ``fun``'s values in the reverse
+    sweep to save memory; fastad's sweep keeps them (and a compiled trace lets
+    go of what it no longer needs), so this is ``fun`` itself."""
+    return fun
+
+
+def jacfwd(fun: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+    """JAX's forward-mode Jacobian: ``jacobian(fun, argnums, mode="fwd")``."""
+    return jacobian(fun, argnums, mode="fwd")
+
+
+def jacrev(fun: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+    """JAX's reverse-mode Jacobian: ``jacobian(fun, argnums, mode="rev")``."""
+    return jacobian(fun, argnums, mode="rev")
+
+
+def linearize(fun: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:
+    """JAX's ``linearize``: ``(fun(*primals), f_jvp)`` with ``f_jvp(*tangents)``
+    the Jacobian-vector product at ``primals`` (each call a forward pass)."""
+    out = fun(*primals)
+
+    def f_jvp(*tangents: Any) -> Any:
+        return jvp(fun, primals, tangents)[1]
+    return out, f_jvp
+
+
+__all__ = ["elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
+           "hessian_vector_product", "hessian_tensor_product", "vector_jacobian_product",
+           "tensor_jacobian_product", "grad_named", "multigrad_dict", "checkpoint", "jacfwd",
+           "jacrev", "linearize"]
