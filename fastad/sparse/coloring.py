@@ -25,17 +25,27 @@ run as Python.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 
-try:
-    from numba import njit as _njit
+def _compiled(fn):  # noqa: ANN001, ANN202
+    """``fn`` compiled by Numba on its first call: importing fastad does not
+    import Numba (nor does a process that never colors a pattern)."""
+    compiled = None
 
-    def _compiled(fn):  # noqa: ANN001, ANN202
-        return _njit(cache=True, nogil=True)(fn)
-except ImportError:  # pragma: no cover - Numba is a dependency
-    def _compiled(fn):  # noqa: ANN001, ANN202
-        return fn
+    @functools.wraps(fn)
+    def call(*args):  # noqa: ANN002, ANN202
+        nonlocal compiled
+        if compiled is None:
+            try:
+                from numba import njit
+                compiled = njit(cache=True, nogil=True)(fn)
+            except ImportError:  # pragma: no cover - Numba is a dependency
+                compiled = fn
+        return compiled(*args)
+    return call
 
 
 @_compiled
