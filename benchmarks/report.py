@@ -301,7 +301,11 @@ def fastad_backends() -> str:
         names, missing = engines.fastad_backends(fastad)
     except Exception as exc:
         return f"none (import fastad failed: {type(exc).__name__}: {exc})"
-    return ", ".join(names) + "".join(f"; {b} unavailable" for b in missing)
+    # `python benchmarks/report.py` puts benchmarks/, not the checkout, on sys.path:
+    # fastad is whatever is installed unless PYTHONPATH names the checkout.
+    where = os.path.dirname(os.path.dirname(os.path.abspath(fastad.__file__)))
+    return (", ".join(names) + "".join(f"; {b} unavailable" for b in missing)
+            + f" (fastad imported from {where})")
 
 
 # --------------------------------------------------------------------------
