@@ -418,10 +418,12 @@ def _like(template: Any, a: np.ndarray) -> Any:
 DESCENT_CHECK_STEPS = 20
 
 
-def _stepper(wl: UserWorkload, case: Case, fn: Callable) -> Callable:
-    """One step of gradient descent with ``fn``, on the next target each call."""
+def _stepper(wl: UserWorkload, case: Case, fn: Callable, x: Any) -> Callable:
+    """One step of gradient descent with ``fn``, on the next target each call,
+    from ``x`` where the checked first steps left off (so that the timing's
+    calibration sees steps the function has not already been traced for)."""
     targets = [_like(case.args[1], t) for t in wl.targets]
-    state = {"x": case.args[0], "k": 0}
+    state = {"x": x, "k": DESCENT_CHECK_STEPS % len(targets)}
 
     def step() -> None:
         k = state["k"]
@@ -478,7 +480,7 @@ def _measure(wl: UserWorkload, case: Case, row: dict, limit_s: float,
         hand = _trajectory(wl.hand_numpy, wl.args[0], list(wl.targets))
         row["rel_err"] = max(row["rel_err"],
                              engines.relative_error(case.to_numpy(mine), hand))
-        return row, _stepper(wl, case, first.function)
+        return row, _stepper(wl, case, first.function, mine)
     except timing.TimeLimitExceeded as exc:
         row["note"] = f"first call {exc}"
         INTERRUPTED.add(case.engine)
@@ -501,7 +503,7 @@ def run_workload(wl: UserWorkload, quick: bool, limit_s: float,
         rows.append(row)
         if fn is not None and case.label not in FIRST_CALL_ONLY:
             calls[case.label] = fn
-    min_round_s, rounds = (0.15, 5) if quick else (0.4, 9)
+    min_round_s, rounds = _rounds(quick)
     try:
         steady = timing.interleaved(calls, (), min_round_s, rounds)
     except Exception:  # time the rows one by one to find out which one fails
@@ -592,7 +594,7 @@ def _times(ratio: float) -> str:
 
 def _cell(row: dict | None, base: float | None, reason: str | None) -> str:
     if row is None:
-        return f"not run ({reason})" if reason else "–"
+        return "not run" if reason else "–"  # the reason is in the notes
     if row["steady"] is None:
         return "**failed**" if row["note"] else "–"
     text = timing.format_seconds(row["steady"])
@@ -603,10 +605,17 @@ def _cell(row: dict | None, base: float | None, reason: str | None) -> str:
     return text
 
 
-def report(results: list[dict], first_call_where: str) -> str:
+def _rounds(quick: bool) -> tuple[float, int]:
+    """(seconds a round of all rows lasts at least, rounds)."""
+    return (0.15, 5) if quick else (0.4, 9)
+
+
+def report(results: list[dict], first_call_where: str, quick: bool = False) -> str:
     steady_cols = [c for c in COLUMNS if c not in FIRST_CALL_ONLY]
+    min_round_s, rounds = _rounds(quick)
     lines = ["## User code (issue 24)", "",
-             "Rows of a workload ran in interleaved rounds in one process (medians); data "
+             f"Rows of a workload ran in {rounds} interleaved rounds of at least "
+             f"{min_round_s:g} s in one process (medians); data "
              "passed as arguments. Steady time per gradient (descent: per step, update "
              "included), and in brackets over the hand-written NumPy/SciPy gradient. "
              f"First call: trace + compile + first result, measured in {first_call_where}.", "",
