@@ -125,9 +125,13 @@ def first_call_in_subprocess(wl_name: str, label: str, limit_s: float) -> tuple:
 
 def child_first_call(wl_name: str, label: str, limit_s: float) -> None:
     """The subprocess side: warm the engine up, then time build + first call."""
-    wl = next(w for w in workloads.all_workloads() if w.name == wl_name)
+    import usercode
+    if wl_name in usercode.BUILDERS:
+        wl, find = usercode.BUILDERS[wl_name](), usercode.find
+    else:
+        wl, find = next(w for w in workloads.all_workloads() if w.name == wl_name), engines.find
     try:
-        case = engines.find(wl, label)
+        case = find(wl, label)
         case.warm_up()
         print(json.dumps({"seconds": timing.first_call(case, limit_s).seconds}))
     except timing.TimeLimitExceeded as exc:
@@ -297,7 +301,11 @@ def fastad_backends() -> str:
         names, missing = engines.fastad_backends(fastad)
     except Exception as exc:
         return f"none (import fastad failed: {type(exc).__name__}: {exc})"
-    return ", ".join(names) + "".join(f"; {b} unavailable" for b in missing)
+    # `python benchmarks/report.py` puts benchmarks/, not the checkout, on sys.path:
+    # fastad is whatever is installed unless PYTHONPATH names the checkout.
+    where = os.path.dirname(os.path.dirname(os.path.abspath(fastad.__file__)))
+    return (", ".join(names) + "".join(f"; {b} unavailable" for b in missing)
+            + f" (fastad imported from {where})")
 
 
 # --------------------------------------------------------------------------
@@ -567,15 +575,26 @@ def targets_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
     return targets.report(results), results
 
 
+def usercode_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
+    import usercode
+    # The unrolled loops' JAX compiles take tens of seconds: more than --quick's limit.
+    limit_s = max(mode.first_call_limit_s, 60.0)
+    elsewhere = first_call_in_subprocess if mode.first_call_in_subprocess else None
+    where = ("a fresh subprocess per row, after the engine's import and a trivial warm-up"
+             if elsewhere else "this process (--quick): earlier rows may have warmed caches")
+    results = usercode.run(mode.quick, limit_s, elsewhere)
+    return usercode.report(results, where, mode.quick), results
+
+
 SECTIONS = {"jacobian": jacobian_section, "backends": backends_section,
-            "reroll": reroll_section, "targets": targets_section}
+            "reroll": reroll_section, "targets": targets_section, "usercode": usercode_section}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
-                        "'batch', 'jacobian', 'backends', 'reroll', 'targets', 'memory'")
+                        "'batch', 'jacobian', 'backends', 'reroll', 'targets', 'usercode', 'memory'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),

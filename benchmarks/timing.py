@@ -37,8 +37,10 @@ def time_limit(seconds: float | None):
 
     One slow compile must not hold the whole report hostage.  SIGALRM is
     delivered between Python bytecodes, so a long native call (an LLVM pass,
-    a BLAS call) is interrupted when it returns.  Without SIGALRM (Windows,
-    a non-main thread) there is no limit.
+    a BLAS call) is interrupted when it returns.  The alarm repeats every
+    second until the block ends: an exception raised inside a garbage-collector
+    callback (JAX registers one) is printed and dropped, and the next alarm
+    must land.  Without SIGALRM (Windows, a non-main thread) there is no limit.
     """
     usable = (seconds is not None and hasattr(signal, "setitimer")
               and threading.current_thread() is threading.main_thread())
@@ -49,7 +51,7 @@ def time_limit(seconds: float | None):
     def on_alarm(signum, frame):
         raise TimeLimitExceeded(f"did not finish within {seconds:g} s")
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:
