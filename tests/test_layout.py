@@ -113,3 +113,29 @@ def test_the_layout_test_sees_a_cycle(tmp_path, monkeypatch):
         assert "fastad.a" in str(exc) and "fastad.b" in str(exc)
     else:
         raise AssertionError("a cycle of two modules was not found")
+
+
+# packages that the libraries the tests use import when present (not installed here)
+_OPTIONAL_PACKAGES = {"sparse", "cupy", "pandas", "pyarrow", "xarray", "zarr", "tblib", "lz4",
+                      "snappy", "zstandard", "cloudpickle", "psutil", "bokeh", "torch", "jax",
+                      "matplotlib", "sklearn", "crick", "tiledb", "h5py"}
+
+
+def test_benchmark_modules_shadow_no_installed_module():
+    """Tests put benchmarks/ on sys.path, and libraries import optional
+    packages by name (Dask tries `import sparse`): a benchmark module named
+    like an installed or standard module would be imported in its place."""
+    import importlib.util
+    bench = ROOT.parent / "benchmarks"
+    if not bench.is_dir():
+        return
+    saved = list(sys.path)
+    try:
+        sys.path[:] = [p for p in sys.path
+                       if pathlib.Path(p or ".").resolve() != bench.resolve()]
+        clashes = [p.stem for p in bench.glob("*.py")
+                   if p.stem in sys.stdlib_module_names or p.stem in _OPTIONAL_PACKAGES
+                   or (p.stem not in sys.modules and importlib.util.find_spec(p.stem) is not None)]
+    finally:
+        sys.path[:] = saved
+    assert not clashes, clashes

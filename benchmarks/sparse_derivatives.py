@@ -2,7 +2,7 @@
 lower bound, and the per-call cost of the compiled sparse Hessian (Jacobian)
 against one compiled gradient (function call).
 
-    python benchmarks/sparse.py [--sizes 10000,100000] [--backends c,numba]
+    python benchmarks/sparse_derivatives.py [--sizes 10000,100000] [--backends c,numba]
 
 Workloads (n variables):
   rosenbrock   chained (extended) Rosenbrock, Hessian (tridiagonal)
