@@ -39,9 +39,10 @@ def _traced(*args: Any) -> bool:
     return builtins.any(isinstance(a, Tracer) or _contains_tracer(a) for a in args)
 
 
-def _numpy_unless_traced(name: str):
-    """Decorator: NumPy's function of the same name when no argument is traced."""
-    plain = getattr(_np, name)
+def _numpy_unless_traced(name: str, namespace: Any = _np):
+    """Decorator: NumPy's function of the same name (in ``namespace``) when no
+    argument is traced."""
+    plain = getattr(namespace, name)
 
     def wrap(fn):
         @functools.wraps(fn)

@@ -14,7 +14,8 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
-from ._base import _contains_tracer, ndim, shape
+from ._base import ndim, shape
+from ._composites import _numpy_unless_traced, _traced
 from ._elementwise import _abs2, conjugate, multiply
 from ._linalg import _matrix_norm, linalg as _ns
 from ._linalg import matmul, outer
@@ -23,10 +24,6 @@ from ._reductions import sum
 from ._shape import moveaxis, reshape
 
 LinAlgError = _np.linalg.LinAlgError
-
-
-def _traced(*args: Any) -> bool:
-    return any(isinstance(a, Tracer) or _contains_tracer(a) for a in args)
 
 
 def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
@@ -147,14 +144,7 @@ def cross(x1: Any, x2: Any, /, *, axis: int = -1) -> Any:
 
 
 def _plain_first(name: str, fn: Any) -> Any:
-    plain = getattr(_np.linalg, name)
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        if not _traced(*args, *kwargs.values()):
-            return plain(*args, **kwargs)
-        return fn(*args, **kwargs)
-    call.__name__ = call.__qualname__ = name
-    return call
+    return _numpy_unless_traced(name, _np.linalg)(fn)
 
 
 # _linalg's decompositions and solves; NumPy's own on plain values
