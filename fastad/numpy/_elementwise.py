@@ -22,13 +22,22 @@ from ..core.tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
 
+def _named(fn: Any, prim: Any) -> Any:
+    """``fn`` named as NumPy names the primitive's implementation, so
+    ``repr``, ``help`` and pickling by reference show ``fastad.numpy.exp``."""
+    impl = prim.impl
+    fn.__name__ = fn.__qualname__ = getattr(impl, "__name__", prim.name)
+    fn.__module__ = "fastad.numpy"
+    fn.__doc__ = prim.doc or f"NumPy's ``{fn.__name__}``, traced: the primitive ``{prim.name}``."
+    return fn
+
+
 def _unary(name: str):
     prim = _p(name)
 
     def fn(x: Any) -> Any:
         return bind(prim, x)
-    fn.__name__ = name
-    return fn
+    return _named(fn, prim)
 
 
 def _binary(name: str):
@@ -36,8 +45,7 @@ def _binary(name: str):
 
     def fn(x: Any, y: Any) -> Any:
         return bind(prim, x, y)
-    fn.__name__ = name
-    return fn
+    return _named(fn, prim)
 
 
 def _from_rows() -> dict[str, Any]:
@@ -57,6 +65,9 @@ def _from_rows() -> dict[str, Any]:
 #: composites below use (square, rint, maximum, ...).
 FROM_ROWS = _from_rows()
 globals().update(FROM_ROWS)
+# the names the composites below call, bound for readers and linters too
+square, rint, arctan2, maximum, minimum, not_equal = (
+    FROM_ROWS[n] for n in ("square", "rint", "arctan2", "maximum", "minimum", "not_equal"))
 _sign_real = FROM_ROWS["sign"]  # the public `sign` below handles complex values too
 absolute = abs = _unary("abs")  # abs, real, imag and conj are declared outside the tables
 fabs = absolute
