@@ -605,7 +605,7 @@ class Specializer:
                                          "host calls for the rest")
             return fallback.build_segments(tape, module, backends.native_primitives(name))
         self._warn_fallback(refused, f"runs on the {name} backend")
-        if module is self.backend:  # "auto" may move to Numba later (choice.py)
+        if module is self.backend:  # "auto" may move to Numba later (fallback.Tiered)
             return backends.build(self.backend_name, tape)
         return module.build(tape)
 

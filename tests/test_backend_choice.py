@@ -1,4 +1,4 @@
-"""``backend="auto"`` follows the documented rule (fastad/backends/choice.py):
+"""``backend="auto"`` follows the documented rule (fastad/backends/fallback.py):
 start on the C VM, move to Numba after the calls that pay for its compile,
 only where Numba is predicted faster per call, and keep the faster of the two.
 Nothing here depends on timing except the last step's choice, which is
@@ -11,7 +11,7 @@ import pytest
 
 import fastad as fa
 from fastad import backends
-from fastad.backends import choice
+from fastad.backends import fallback
 from helpers import rosenbrock, rosenbrock_loop
 
 
@@ -23,10 +23,10 @@ def tape_of(f, n, reroll=True):
 
 def test_scalar_tapes_never_leave_the_vm():
     tape = tape_of(rosenbrock_loop, 60, reroll=False)
-    stats = choice.tape_stats(tape)
+    stats = fallback.tape_stats(tape)
     assert stats["scalar_share"] > 0.8 and stats["elementwise_elements"] == 0
-    assert choice.promote_after(tape, numba_cached=False) == math.inf
-    assert choice.promote_after(tape, numba_cached=True) == math.inf
+    assert fallback.promote_after(tape, numba_cached=False) == math.inf
+    assert fallback.promote_after(tape, numba_cached=True) == math.inf
 
 
 def test_transcendental_functions_count_for_more():
@@ -35,33 +35,33 @@ def test_transcendental_functions_count_for_more():
     def g(x):
         return np.sum((x * 0.5) * x)
     sin_tape, cheap_tape = tape_of(f, 10**4), tape_of(g, 10**4)
-    assert choice.tape_stats(sin_tape)["transcendental_elements"] > 0
-    assert choice.saving_per_call(choice.tape_stats(sin_tape)) > \
-        choice.saving_per_call(choice.tape_stats(cheap_tape))
+    assert fallback.tape_stats(sin_tape)["transcendental_elements"] > 0
+    assert fallback.saving_per_call(fallback.tape_stats(sin_tape)) > \
+        fallback.saving_per_call(fallback.tape_stats(cheap_tape))
 
 
 def test_small_arrays_never_leave_the_vm():
     # below NUMBA_EXTRA_CALL_S / ELEMENTWISE_SAVING_S elements Numba saves nothing
-    assert choice.promote_after(tape_of(rosenbrock, 50), numba_cached=True) == math.inf
+    assert fallback.promote_after(tape_of(rosenbrock, 50), numba_cached=True) == math.inf
 
 
 @pytest.mark.parametrize("cached", [False, True])
 def test_larger_arrays_switch_after_fewer_calls(cached):
-    calls = [choice.promote_after(tape_of(rosenbrock, n), cached) for n in (10**3, 10**4, 10**5)]
+    calls = [fallback.promote_after(tape_of(rosenbrock, n), cached) for n in (10**3, 10**4, 10**5)]
     assert all(math.isfinite(c) for c in calls)
     assert calls[0] > calls[1] > calls[2] >= 1
 
 
 def test_the_rule_is_the_documented_break_even():
     tape = tape_of(rosenbrock, 10**4)
-    stats = choice.tape_stats(tape)
-    fixed, per_instruction = choice.NUMBA_COMPILE_S
+    stats = fallback.tape_stats(tape)
+    fixed, per_instruction = fallback.NUMBA_COMPILE_S
     compile_s = fixed + per_instruction * stats["instructions"]
     assert stats["transcendental_elements"] == 0  # Rosenbrock: + - * only
-    saving = choice.ELEMENTWISE_SAVING_S * stats["elementwise_elements"] \
-        - choice.NUMBA_EXTRA_CALL_S
-    assert choice.promote_after(tape, numba_cached=False) == math.ceil(compile_s / saving)
-    assert choice.promote_after(tape, numba_cached=True) < math.ceil(compile_s / saving)
+    saving = fallback.ELEMENTWISE_SAVING_S * stats["elementwise_elements"] \
+        - fallback.NUMBA_EXTRA_CALL_S
+    assert fallback.promote_after(tape, numba_cached=False) == math.ceil(compile_s / saving)
+    assert fallback.promote_after(tape, numba_cached=True) < math.ceil(compile_s / saving)
 
 
 class FakeExecutable:
@@ -88,7 +88,7 @@ def test_tiered_switches_once_after_the_count_and_keeps_the_faster(second_is_fas
     def build_second(tape):
         built.append(tape)
         return second
-    exe = choice.Tiered("tape", first, 3, build_second)
+    exe = fallback.Tiered("tape", first, 3, build_second)
     assert exe.run_args((1.0,), -1) == ["first"] and exe.run([1.0]) == ["first"]
     assert built == []
     winner = "second" if second_is_faster else "first"
@@ -105,7 +105,7 @@ def test_tiered_keeps_the_vm_when_the_second_backend_fails():
 
     def failing(tape):
         raise NotImplementedError("no such primitive")
-    exe = choice.Tiered("tape", first, 1, failing)
+    exe = fallback.Tiered("tape", first, 1, failing)
     assert exe.run([0.0]) == ["first"] and exe.run([0.0]) == ["first"]
 
 
@@ -117,19 +117,19 @@ needs_c_and_numba = pytest.mark.skipif(
 def test_auto_builds_plain_vm_code_where_numba_never_pays():
     tape = tape_of(rosenbrock_loop, 30, reroll=False)
     exe = backends.build("auto", tape)
-    assert not isinstance(exe, choice.Tiered)
+    assert not isinstance(exe, fallback.Tiered)
     assert type(exe).__module__.endswith("_vm")
 
 
 @needs_c_and_numba
 def test_compiled_function_moves_to_numba_and_stays_correct(monkeypatch, tmp_path):
     monkeypatch.setenv("FASTAD_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(choice, "promote_after", lambda tape, numba_cached: 3)
+    monkeypatch.setattr(fallback, "promote_after", lambda tape, numba_cached: 3)
     x = np.linspace(-1.0, 1.0, 10**4)
     g = fa.compile(rosenbrock)
     want = fa.compile(rosenbrock, backend="numpy")(x)
     np.testing.assert_allclose(g(x), want, rtol=1e-12)
-    assert isinstance(g.program, choice.Tiered) and g.program.backend == "c"
+    assert isinstance(g.program, fallback.Tiered) and g.program.backend == "c"
     np.testing.assert_allclose(g(x), want, rtol=1e-12)
     assert g.program.backend == "c"  # two calls so far
     for _ in range(3):
@@ -157,6 +157,6 @@ def test_tiered_offers_what_the_running_executable_offers():
     class WithBatch(FakeExecutable):
         def run_batch(self, *args):
             return "batched"
-    exe = choice.Tiered("tape", WithBatch("first"), 10, lambda tape: FakeExecutable("second"))
+    exe = fallback.Tiered("tape", WithBatch("first"), 10, lambda tape: FakeExecutable("second"))
     assert hasattr(exe, "run_batch") and exe.run_batch() == "batched"
-    assert not hasattr(choice.Tiered("tape", FakeExecutable("x"), 10, None), "run_batch")
+    assert not hasattr(fallback.Tiered("tape", FakeExecutable("x"), 10, None), "run_batch")
