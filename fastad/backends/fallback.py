@@ -51,20 +51,30 @@ How often a function will be called is not known when it is compiled.  So
 which Numba is predicted to save time per call moves to Numba once the calls
 made so far have lost as much time to the VM as the Numba compile costs (the
 ski-rental rule: at most twice the cost of the best choice made in hindsight).
-After that compile both executables are timed on the current input and the
-faster one is kept, so a wrong prediction costs one compile, never a slower
-function.  When the C extension is missing, ``auto`` is Numba from the start.
+The compile runs in a background thread while the VM serves the calls
+(`Tiered`: a JIT's tier-up); the thread then times both executables on the
+input of the call that started it and swaps the faster in, so a wrong
+prediction costs one compile in the background, never a slower function,
+and no call waits for Numba.  Whether the kernel is already in Numba's disk
+cache (which lowers the count) takes generating its source to know, about
+1 s for 40,000 instructions, so the first call never asks: the background
+thread does, once the calls reach the cached kernel's break-even.  When the
+C extension is missing, ``auto`` is Numba from the start.
 """
 from __future__ import annotations
 
+import atexit
 import math
+import os
 import threading
 import time
+import weakref
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from .. import locks
 from ..primitives import special
 from ..core.registry import Primitive, check_table, registry
 from ..core.registry import prims as P
@@ -380,17 +390,19 @@ def break_even_calls(extra_compile_s: float, saving_per_call_s: float) -> float:
 def build_auto(tape: Tape) -> Any:
     """``tape`` built for ``backend="auto"`` where both the C VM and Numba are
     available: a plain VM executable where Numba never pays, else a `Tiered`
-    one that moves itself once it has."""
+    one that moves itself once it has.  Nothing here generates Numba source:
+    whether the kernel is in the disk cache is looked up in the background,
+    once the calls have reached the cached kernel's break-even."""
     from . import get
     exe = get("c").build(tape)
     if unsupported(get("numba"), tape):
         return exe
-    after = promote_after(tape, numba_cached=False)
-    if math.isfinite(after) and numba_cached(tape):
-        after = promote_after(tape, numba_cached=True)
-    if not math.isfinite(after):
+    cold = promote_after(tape, numba_cached=False)
+    if not math.isfinite(cold):
         return exe
-    return Tiered(tape, exe, after, get("numba").build)
+    warm = promote_after(tape, numba_cached=True)
+    return Tiered(tape, exe, cold, get("numba").build, after_if_cached=warm,
+                  is_cached=numba_cached)
 
 
 def promote_after(tape: Tape, numba_cached: bool) -> float:
@@ -401,7 +413,9 @@ def promote_after(tape: Tape, numba_cached: bool) -> float:
 
 
 def numba_cached(tape: Tape) -> bool:
-    """Is this tape's Numba code already in the disk cache?"""
+    """Is this tape's Numba code already in the disk cache?  (Generates the
+    source to hash it: about 1 s for 40,000 instructions, so only the
+    background tier-up asks.)"""
     from . import numba_backend
     try:
         return numba_backend.cached(tape)
@@ -409,79 +423,218 @@ def numba_cached(tape: Tape) -> bool:
         return False
 
 
+class TierState(NamedTuple):
+    """What a `Tiered` executable runs now.  One immutable object, replaced
+    whole: a call reads it once, so it never pairs one backend's executable
+    with the other's name, and a swap is one assignment."""
+
+    exe: Any
+    backend: str
+    decided: bool  # no more counting: the calls go straight to ``exe``
+
+
 class Tiered:
-    """An executable that runs on the C VM and moves itself to Numba after
-    ``after`` calls (see the module docstring).  After the move, ``run`` and
-    ``run_args`` are the chosen executable's own: no wrapper is left."""
+    """An executable that runs on the C VM, counts its calls, and after
+    ``after`` of them (``after_if_cached`` when ``is_cached(tape)`` says the
+    second backend's code is already in its disk cache) builds the second
+    backend's executable in a background thread, times both there and swaps
+    the faster in (`TierState`).  No call waits for that: calls meanwhile run
+    on the VM.  Once decided, ``run`` and ``run_args`` are the chosen
+    executable's own (holders of the counting ones, such as a published call
+    shortcut, pass straight through).
+
+    Counters are updated without a lock (a lost increment under threads
+    shifts the promotion by a call); starting the background job is guarded
+    so that it starts once.  A forked child does not inherit the parent's
+    running job (its thread does not exist there): `_forget_jobs_in_child`
+    lets the child start its own.  The thread is a daemon, and an
+    interpreter that is exiting starts no job and skips a job's next step."""
 
     def __init__(self, tape: Tape, first: Any, after: float,
-                 build_second: Callable[[Tape], Any], names: tuple[str, str] = ("c", "numba")
-                 ) -> None:
+                 build_second: Callable[[Tape], Any], names: tuple[str, str] = ("c", "numba"),
+                 after_if_cached: float | None = None,
+                 is_cached: Callable[[Tape], bool] | None = None) -> None:
         self.tape = tape
-        self.first = self.current = first
+        self.first = first
         self.names = names
-        self.left = after
+        self.after = after
+        self.after_if_cached = after if after_if_cached is None else min(after, after_if_cached)
+        self.is_cached = is_cached
         self.build_second = build_second
-        self._lock = threading.Lock()
+        self.state = TierState(first, names[0], False)
+        # what cache_info() shows (`info`)
+        self.calls = 0
+        self.first_seconds = 0.0  # the counted calls' time on the first backend
+        self.phase = "counting"
+        self.second_cached: bool | None = None
+        self.compile_s: float | None = None
+        self.timed: dict[str, float] = {}
+        self.error: str | None = None
+        self._next_step = self.after_if_cached if is_cached is not None else after
+        self._job: threading.Event | None = None  # set when the running step ends
+        self._start_lock = locks.Lock()
         self.run = self._counting_run
         self.run_args = self._counting_run_args
+        _tiered.add(self)
 
+    # -- the calls -----------------------------------------------------------------------
     def _counting_run(self, inputs: Sequence[Any]) -> list[Any] | None:
-        self.left -= 1
-        if self.left <= 0:
-            self._decide(inputs)
-        return self.current.run(inputs)
+        state = self.state
+        if state.decided:
+            return state.exe.run(inputs)
+        start = time.perf_counter()
+        result = state.exe.run(inputs)
+        self._count(time.perf_counter() - start, inputs)
+        return result
 
     def _counting_run_args(self, args: tuple[Any, ...], which: int) -> Any:
-        result = self.current.run_args(args, which)
+        state = self.state
+        if state.decided:
+            return state.exe.run_args(args, which)
+        start = time.perf_counter()
+        result = state.exe.run_args(args, which)
         if result is not None:  # a call the fast path took: args are what was compiled for
-            self.left -= 1
-            if self.left <= 0:
-                self._decide(args)
+            self._count(time.perf_counter() - start, args)
         return result
+
+    def _count(self, seconds: float, inputs: Sequence[Any]) -> None:
+        self.calls += 1
+        self.first_seconds += seconds
+        if self.calls >= self._next_step and self._job is None:
+            self._start(inputs)
 
     def __getattr__(self, name: str) -> Any:
         # what else the running executable offers (the C VM's run_batch)
-        if name in ("current", "first"):
+        if name in ("state", "first"):
             raise AttributeError(name)
-        return getattr(self.current, name)
+        return getattr(self.state.exe, name)
 
-    def _decide(self, inputs: Sequence[Any]) -> None:
-        # Threads (batches, callers) decide once: a thread that finds another
-        # deciding runs on meanwhile instead of waiting.  Nor does a forked
-        # child whose parent was deciding wait: it stays on the first backend.
-        if not self._lock.acquire(blocking=False):
+    # -- the background job --------------------------------------------------------------
+    def _start(self, inputs: Sequence[Any]) -> None:
+        """Start the next step in a daemon thread, once whatever the threads
+        (a thread that finds another starting it runs on)."""
+        if _exiting or not self._start_lock.acquire(blocking=False):
             return
         try:
-            if self.run == self._counting_run:
-                self._decide_now(inputs)
+            if self._job is not None or self.state.decided:
+                return
+            # the inputs as they are now: a caller may update its arrays in place
+            saved = [np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in inputs]
+            self._job = done = threading.Event()
+            threading.Thread(target=self._step, args=(saved, done), daemon=True,
+                             name="fastad-tier-up").start()
         finally:
-            self._lock.release()
+            self._start_lock.release()
 
-    def _decide_now(self, inputs: Sequence[Any]) -> None:
-        first = self.current
+    def _step(self, inputs: list[Any], done: threading.Event) -> None:
         try:
-            second = self.build_second(self.tape)
-        except Exception:  # noqa: BLE001 -- Numba failing to compile keeps the VM
-            second = None
-        if second is not None and _time(second, inputs) < _time(first, inputs):
-            self.current = second
-        self.left = math.inf  # shortcuts that still hold the counting run_args stop counting
-        self.run = self.current.run
-        self.run_args = self.current.run_args
+            if self.is_cached is not None and self.second_cached is None:
+                self.phase = "looking up the disk cache"
+                self.second_cached = bool(self.is_cached(self.tape))
+                if not self.second_cached and self.calls < self.after:
+                    self.phase = "counting"
+                    self._next_step = self.after  # a cold compile waits for its break-even
+                    done.set()
+                    self._job = None
+                    return
+            if not _exiting:
+                self._promote(inputs)
+        except Exception as error:  # noqa: BLE001 -- whatever fails keeps the first backend
+            self.error = f"{type(error).__name__}: {error}"
+            self._decide(self.first, "failed")
+        finally:
+            done.set()
 
+    def _promote(self, inputs: list[Any]) -> None:
+        self.phase = "compiling"
+        start = time.perf_counter()
+        second = self.build_second(self.tape)
+        self.compile_s = time.perf_counter() - start
+        if _exiting:
+            return
+        self.phase = "timing"
+        self.timed = _best_times({self.names[0]: self.first, self.names[1]: second}, inputs)
+        faster = second if self.timed[self.names[1]] < self.timed[self.names[0]] else self.first
+        self._decide(faster, "promoted" if faster is second else "kept")
+
+    def _decide(self, exe: Any, phase: str) -> None:
+        self.state = TierState(exe, self.names[0] if exe is self.first else self.names[1], True)
+        self.run = exe.run
+        self.run_args = exe.run_args
+        self.phase = phase
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a running background step (tests, benchmarks); whether one
+        had finished or none was running."""
+        job = self._job
+        return job is None or job.wait(timeout)
+
+    # -- what it shows -------------------------------------------------------------------
     @property
     def backend(self) -> str:
         """The name of the backend running the calls now."""
-        return self.names[0] if self.current is self.first else self.names[1]
+        return self.state.backend
+
+    @property
+    def current(self) -> Any:
+        return self.state.exe
+
+    def info(self) -> dict[str, Any]:
+        """The counts, timings and decision that drive promotion (`cache_info`)."""
+        calls = self.calls
+        return {"backend": self.state.backend, "phase": self.phase, "calls": calls,
+                "promote_after": self.after, "promote_after_if_cached": self.after_if_cached,
+                "second_cached": self.second_cached,
+                "first_s_per_call": self.first_seconds / calls if calls else None,
+                "compile_s": self.compile_s, "timed_s_per_call": dict(self.timed),
+                "error": self.error}
 
     def __str__(self) -> str:
-        return str(self.current)
+        return str(self.state.exe)
 
 
-def _time(exe: Any, inputs: Sequence[Any]) -> float:
-    exe.run(inputs)  # first call: caches warmed
-    start = time.perf_counter()
-    for _ in range(VERIFY_CALLS):
+def tier_info(exe: Any) -> dict[str, Any] | None:
+    """What `Tiered.info` says of ``exe``; None for an executable that never moves."""
+    return exe.info() if isinstance(exe, Tiered) else None
+
+
+def _best_times(executables: dict[str, Any], inputs: Sequence[Any]) -> dict[str, float]:
+    """Seconds per call of each executable on ``inputs``: the best of
+    VERIFY_CALLS calls, in alternating rounds after one warming call each (the
+    best, since calls in this thread wait for the interpreter lock now and
+    then)."""
+    best = {}
+    for name, exe in executables.items():
         exe.run(inputs)
-    return time.perf_counter() - start
+        best[name] = math.inf
+    for _ in range(VERIFY_CALLS):
+        for name, exe in executables.items():
+            start = time.perf_counter()
+            exe.run(inputs)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+# Every Tiered executable alive, for the fork handler; and whether the
+# interpreter is exiting (no background step starts then).
+_tiered: "weakref.WeakSet[Tiered]" = weakref.WeakSet()
+_exiting = False
+
+
+def _forget_jobs_in_child() -> None:
+    """In a forked child, a background step of the parent's has no thread:
+    forget it, so that the child's next counted call starts its own."""
+    for exe in list(_tiered):
+        if exe._job is not None and not exe.state.decided:
+            exe._job = None
+            exe.phase = "counting"
+
+
+def _at_exit() -> None:
+    global _exiting
+    _exiting = True
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_jobs_in_child)
