@@ -267,6 +267,47 @@ def test_promoted_results_equal_the_vms(monkeypatch, tmp_path, f):
 
 
 @needs_c_and_numba
+def test_threads_calling_a_compiled_function_while_it_moves_to_numba(monkeypatch, tmp_path):
+    """Threads call one compiled gradient, each with its own inputs, before,
+    during and after the background compile and swap: every result is its
+    own input's gradient (the VM's to rounding), whichever backend ran it."""
+    monkeypatch.setenv("FASTAD_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(fallback, "promote_after", lambda tape, numba_cached: 2)
+    monkeypatch.setattr(fallback, "_best_times", lambda exes, inputs: {"c": 1.0, "numba": 0.5})
+
+    def f(x):
+        return np.sum(np.cos(x) * x ** 2 + x)
+    rng = np.random.default_rng(1)
+    xs = [rng.uniform(-2.0, 2.0, 3000) for _ in range(6)]
+    vm = fa.compile(f, backend="c")
+    wants = [vm(x) for x in xs]
+    g = fa.compile(f)
+    g(xs[0])
+    program = g._vg.last.rest.built
+    failures, started, after_swap = [], threading.Barrier(len(xs)), [0] * len(xs)
+    deadline = time.time() + 240  # a bound on the loop, not a measurement
+
+    def caller(k):
+        started.wait()
+        i = 0
+        while after_swap[k] < 30 and time.time() < deadline:  # until well after the swap
+            got = g(xs[k]) if i % 3 else g.value_and_grad(xs[k])[1]
+            if not np.allclose(got, wants[k], rtol=1e-12, atol=1e-13):
+                failures.append((k, i))
+            after_swap[k] += program.state.decided
+            i += 1
+    threads = [threading.Thread(target=caller, args=(k,)) for k in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not failures and min(after_swap) == 30
+    assert program.wait(120) and program.backend == "numba"
+    for x, want in zip(xs, wants):
+        np.testing.assert_allclose(g(x), want, rtol=1e-12, atol=1e-13)
+
+
+@needs_c_and_numba
 def test_first_call_generates_no_numba_source(monkeypatch):
     """``auto`` decides from the tape's statistics alone: no Numba source is
     generated on the first call (the disk-cache lookup is the background's)."""
