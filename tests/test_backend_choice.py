@@ -1,8 +1,10 @@
 """``backend="auto"`` follows the documented rule (fastad/backends/fallback.py):
 start on the C VM, move to Numba after the calls that pay for its compile,
-only where Numba is predicted faster per call, and keep the faster of the two.
+only where Numba is predicted faster per call, and keep the faster of the two,
+compiled in a background thread while the VM serves the calls.
 Nothing here depends on timing except the last step's choice, which is
-tested with executables a thousand times apart."""
+tested with executables a thousand times apart; tests wait for the
+background step (`Tiered.wait`) instead of sleeping."""
 import math
 import os
 import subprocess
