@@ -1,6 +1,6 @@
 """Compile time and per-call time of the C VM and the Numba backend against
 tape size and the share of scalar instructions: the measurements behind
-``backend="auto"`` (``fastad/backends/choice.py``).
+``backend="auto"`` (``fastad/backends/fallback.py``).
 
     python benchmarks/backend_choice.py [--quick] [--out benchmarks/results]
 
@@ -40,7 +40,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 
 import fastad as fa  # noqa: E402
 import timing  # noqa: E402
-from fastad.backends import choice, get  # noqa: E402
+from fastad.backends import fallback, get  # noqa: E402
 from workloads import make_rosenbrock_loop, rosenbrock_point  # noqa: E402
 
 COMPILE_LIMIT_S = 120.0  # stop a family once a Numba compile would take longer
@@ -115,7 +115,7 @@ def measure(family: str, n: int) -> dict:
     g(*args)
     tape = g.tape
     inputs = list(args)
-    row = {"family": family, "n": n, **choice.tape_stats(tape)}
+    row = {"family": family, "n": n, **fallback.tape_stats(tape)}
     runs = {}
     for name in ("c", "numba"):
         backend = get(name)
@@ -126,9 +126,9 @@ def measure(family: str, n: int) -> dict:
             runs[f"{name}_call"] = exe.run
     # the two backends' calls in alternating rounds: load falls on both alike
     row.update(timing.interleaved(runs, (inputs,), 0.1, 7))
-    row["calls_to_break_even"] = choice.break_even_calls(
+    row["calls_to_break_even"] = fallback.break_even_calls(
         row["numba_compile"] - row["c_compile"], row["c_call"] - row["numba_call"])
-    row["rule_promote_after"] = choice.promote_after(tape, numba_cached=False)
+    row["rule_promote_after"] = fallback.promote_after(tape, numba_cached=False)
     return row
 
 
@@ -229,7 +229,7 @@ def report(rows: list[dict], with_plot: bool = True) -> str:
         "(Numba cold, into an empty cache). *break-even calls*: the calls after which Numba's "
         "extra compile time is paid back by its faster calls, as measured; *auto switches "
         "after*: when `backend=\"auto\"` moves the function from the C VM to Numba, as its rule "
-        "(fastad/backends/choice.py) predicts from the tape alone.", "",
+        "(fastad/backends/fallback.py) predicts from the tape alone.", "",
         table(rows), "", "![backend choice](backend_choice.png)" if with_plot else "", ""])
 
 

@@ -605,7 +605,7 @@ class Specializer:
                                          "host calls for the rest")
             return fallback.build_segments(tape, module, backends.native_primitives(name))
         self._warn_fallback(refused, f"runs on the {name} backend")
-        if module is self.backend:  # "auto" may move to Numba later (choice.py)
+        if module is self.backend:  # "auto" may move to Numba later (fallback.Tiered)
             return backends.build(self.backend_name, tape)
         return module.build(tape)
 
@@ -624,14 +624,19 @@ class Specializer:
 
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, each cached trace with its guards (least
-        recently used signature first), the bound on signatures and how many
-        were evicted by it."""
+        recently used signature first) and, where ``backend="auto"`` may move
+        it to Numba, the calls, timings and decision of its program and of its
+        gradient-only program (``tier``, ``grads_tier``: `fallback.Tiered.info`,
+        None for a program that never moves), the bound on signatures and how
+        many were evicted by it."""
         items = self._snapshot()
         with self._cache_lock:
             gave_up = list(self.gave_up)
         return {"traces": self.traces, "signatures": len(items),
                 "max_signatures": self.max_signatures, "evicted": self.evicted,
-                "entries": [{"signature": describe(key), "guards": e.guards}
+                "entries": [{"signature": describe(key), "guards": e.guards,
+                             "tier": fallback.tier_info(e.built),
+                             "grads_tier": fallback.tier_info(e.rest and e.rest.built)}
                             for key, entries in items for e in entries],
                 "eager": [describe(key) for key in gave_up]}
 

@@ -5,12 +5,12 @@ outputs, or None when a guard disagrees with its recording.
   "numba"  generated code compiled by Numba (fastad.backends.numba_backend)
   "numpy"  the reference interpreter (fastad.backends.reference)
   "auto"   the C VM, moving a function to Numba once its calls have paid for
-           the compile (fastad.backends.choice); Numba without the C extension
+           the compile (tiering, fastad.backends.fallback); Numba without the
+           C extension
 """
 from __future__ import annotations
 
 import importlib
-import math
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -62,16 +62,8 @@ def get(name: str) -> ModuleType:
 
 
 def build(name: str, tape: "Tape") -> Any:
-    """``tape`` built by backend ``name``; "auto" follows `fastad.backends.choice`."""
+    """``tape`` built by backend ``name``; "auto" follows `fallback.build_auto`."""
     if name != "auto" or available()[:2] != ["c", "numba"]:
         return get(name).build(tape)
-    from . import choice
-    exe = get("c").build(tape)
-    if unsupported(get("numba"), tape):
-        return exe
-    after = choice.promote_after(tape, numba_cached=False)
-    if math.isfinite(after) and choice.numba_cached(tape):
-        after = choice.promote_after(tape, numba_cached=True)
-    if not math.isfinite(after):
-        return exe
-    return choice.Tiered(tape, exe, after, get("numba").build)
+    from .fallback import build_auto
+    return build_auto(tape)

@@ -1,11 +1,12 @@
-"""Where a tape runs when its backend cannot run all of it: the fallback chain.
+"""Where a tape runs: the fallback chain, compiled segments, and tiering.
 
 A compiled function asks for a backend ("c", "numba", "numpy", or "auto",
-which starts on the C VM: `choice`).  Its tape may hold what that backend
-has no code for: a primitive missing from the backend's rule table (special
-functions, decompositions, sorting, any `fastad.primitive`), or a dtype
-(complex values on the C VM, real-only primitives applied to complex values
-on Numba).  `route` walks the chain once per tape:
+which starts on the C VM and may move to Numba: tiering, below).  Its tape
+may hold what that backend has no code for: a primitive missing from the
+backend's rule table (special functions, decompositions, sorting, any
+`fastad.primitive`), or a dtype (complex values on the C VM, real-only
+primitives applied to complex values on Numba).  `route` walks the chain
+once per tape:
 
 1. `fallbacks`: the backend asked for, then the available ones after it in
    the order C VM, Numba, NumPy;
@@ -22,16 +23,58 @@ and reason.  What each compiled backend leaves to host calls on purpose is
 declared beside its table with a reason (`lower_rules.HOST_CALLS`,
 `numba_emitters.NOT_EMITTED`, both extending `NOT_COMPILED` below);
 `host_calls` and `coverage` report them, and docs/conformance.md is
-generated from them.  Tiering (``backend="auto"`` moving a function from
-the VM to Numba once it has paid) is a separate decision, in `choice`.
+generated from them.
+
+Tiering (``backend="auto"``, `build_auto`, `Tiered`): when a function should
+leave the C VM for Numba.
+
+Measured (``benchmarks/backend_choice.py``, calls of both backends timed in
+alternating rounds; numbers in benchmarks/README.md):
+
+* the C VM builds any tape in milliseconds and runs a scalar instruction in
+  a few nanoseconds, which generated straight-line Numba code does not beat
+  (scalar tapes of 170 to 2,700 instructions: Numba 0.9-2.1x the VM's time);
+* Numba's fused loops are faster where a few elementwise instructions run on
+  long arrays: about 0.06 ns saved per array element of every cheap
+  elementwise instruction (rerolled loops and mixed tapes of 10,000 to
+  1,100,000 elements: 0.05-0.06 ns), 0.5-1.5 ns per element of a
+  transcendental one (``sin`` chains), and slower on long chains of cheap
+  ones (35 to 1,050 instructions: 1.5-6x), where its loops store every
+  intermediate that the adjoint reads;
+* a call costs Numba about 0.5 us more than the VM (W4: 1.48 against 0.85 us);
+* a cold Numba compile costs 0.1-0.7 s for tens of instructions and grows
+  faster than linearly on long scalar code (908 instructions: 4.6 s; 2,708:
+  2 min); a tape in the disk cache loads in 0.06-0.07 s.
+
+How often a function will be called is not known when it is compiled.  So
+``auto`` starts every function on the C VM and counts its calls; a tape on
+which Numba is predicted to save time per call moves to Numba once the calls
+made so far have lost as much time to the VM as the Numba compile costs (the
+ski-rental rule: at most twice the cost of the best choice made in hindsight).
+The compile runs in a background thread while the VM serves the calls
+(`Tiered`: a JIT's tier-up); the thread then times both executables on the
+input of the call that started it and swaps the faster in, so a wrong
+prediction costs one compile in the background, never a slower function,
+and no call waits for Numba.  Whether the kernel is already in Numba's disk
+cache (which lowers the count) takes generating its source to know, about
+1 s for 40,000 instructions, so the first call never asks: the background
+thread does, once the calls reach the cached kernel's break-even.  When the
+C extension is missing, ``auto`` is Numba from the start.
 """
 from __future__ import annotations
 
+import atexit
+import math
+import os
+import threading
+import time
+import weakref
 from types import ModuleType
-from typing import Any, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from .. import locks
 from ..primitives import special
 from ..core.registry import Primitive, check_table, registry
 from ..core.registry import prims as P
@@ -290,3 +333,308 @@ def build_segments(tape: Tape, backend: ModuleType, native: frozenset[str]) -> S
     """``tape`` built by ``backend`` as compiled segments, with host calls for
     the primitives not in ``native``."""
     return Segments(tape, backend, native)
+
+
+# -- tiering: backend="auto" moves a function from the C VM to Numba once it has paid --
+ELEMENTWISE_SAVING_S = 0.06e-9  # per array element of a cheap elementwise instruction, per call
+TRANSCENDENTAL_SAVING_S = 0.5e-9  # per array element of a transcendental one, per call
+NUMBA_EXTRA_CALL_S = 0.5e-6  # Numba's larger fixed cost per call (boxing, allocations)
+NUMBA_COMPILE_S = (0.5, 3e-3)  # cold compile: fixed (more for a process's first) + per instruction
+NUMBA_LOAD_S = (0.1, 0.2e-3)  # from the disk cache (measured 0.06-0.07 s)
+VERIFY_CALLS = 5  # calls timed on each backend before keeping the faster
+
+
+def tape_stats(tape: Tape) -> dict[str, Any]:
+    """What the rule reads: instructions, scalar instructions, and the array
+    elements that elementwise instructions produce per call (all of them, and
+    those of transcendental functions), by each primitive's cost class
+    (`Primitive.cost`: "cheap" or "transcendental"; views are free)."""
+    scalar = elements = transcendental = 0
+    for ins in tape.instrs:
+        aval = tape.avals[ins.out]
+        if aval.shape == ():
+            scalar += 1
+            continue
+        cost = registry[ins.prim].cost
+        if cost == "cheap":
+            elements += aval.size
+        elif cost == "transcendental":
+            elements += aval.size
+            transcendental += aval.size
+    n = len(tape.instrs)
+    return {"instructions": n, "scalar": scalar, "elementwise_elements": elements,
+            "transcendental_elements": transcendental,
+            "scalar_share": scalar / n if n else 0.0}
+
+
+def saving_per_call(stats: dict[str, Any]) -> float:
+    """Seconds per call Numba is predicted to save over the C VM (may be < 0)."""
+    cheap = stats["elementwise_elements"] - stats["transcendental_elements"]
+    return (ELEMENTWISE_SAVING_S * cheap + TRANSCENDENTAL_SAVING_S * stats["transcendental_elements"]
+            - NUMBA_EXTRA_CALL_S)
+
+
+def compile_cost(stats: dict[str, Any], cached: bool) -> float:
+    fixed, per_instruction = NUMBA_LOAD_S if cached else NUMBA_COMPILE_S
+    return fixed + per_instruction * stats["instructions"]
+
+
+def break_even_calls(extra_compile_s: float, saving_per_call_s: float) -> float:
+    """Calls after which a compile that costs ``extra_compile_s`` has paid for
+    itself by saving ``saving_per_call_s`` per call (inf: never)."""
+    if saving_per_call_s <= 0:
+        return math.inf
+    return max(1.0, math.ceil(extra_compile_s / saving_per_call_s))
+
+
+def build_auto(tape: Tape) -> Any:
+    """``tape`` built for ``backend="auto"`` where both the C VM and Numba are
+    available: a plain VM executable where Numba never pays, else a `Tiered`
+    one that moves itself once it has.  Nothing here generates Numba source:
+    whether the kernel is in the disk cache is looked up in the background,
+    once the calls have reached the cached kernel's break-even."""
+    from . import get
+    exe = get("c").build(tape)
+    if unsupported(get("numba"), tape):
+        return exe
+    cold = promote_after(tape, numba_cached=False)
+    if not math.isfinite(cold):
+        return exe
+    warm = promote_after(tape, numba_cached=True)
+    return Tiered(tape, exe, cold, get("numba").build, after_if_cached=warm,
+                  is_cached=numba_cached)
+
+
+def promote_after(tape: Tape, numba_cached: bool) -> float:
+    """How many calls ``auto`` runs ``tape`` on the C VM before compiling it
+    with Numba; inf when it never does."""
+    stats = tape_stats(tape)
+    return break_even_calls(compile_cost(stats, numba_cached), saving_per_call(stats))
+
+
+def numba_cached(tape: Tape) -> bool:
+    """Is this tape's Numba code already in the disk cache?  (Generates the
+    source to hash it: about 1 s for 40,000 instructions, so only the
+    background tier-up asks.)"""
+    from . import numba_backend
+    try:
+        return numba_backend.cached(tape)
+    except Exception:  # noqa: BLE001 -- code Numba cannot generate is never cached
+        return False
+
+
+class TierState(NamedTuple):
+    """What a `Tiered` executable runs now.  One immutable object, replaced
+    whole: a call reads it once, so it never pairs one backend's executable
+    with the other's name, and a swap is one assignment."""
+
+    exe: Any
+    backend: str
+    decided: bool  # no more counting: the calls go straight to ``exe``
+
+
+class Tiered:
+    """An executable that runs on the C VM, counts its calls, and after
+    ``after`` of them (``after_if_cached`` when ``is_cached(tape)`` says the
+    second backend's code is already in its disk cache) builds the second
+    backend's executable in a background thread, times both there and swaps
+    the faster in (`TierState`).  No call waits for that: calls meanwhile run
+    on the VM.  Once decided, ``run`` and ``run_args`` are the chosen
+    executable's own (holders of the counting ones, such as a published call
+    shortcut, pass straight through).
+
+    Counters are updated without a lock (a lost increment under threads
+    shifts the promotion by a call); starting the background job is guarded
+    so that it starts once.  A forked child does not inherit the parent's
+    running job (its thread does not exist there): `_forget_jobs_in_child`
+    lets the child start its own.  The thread is a daemon, and an
+    interpreter that is exiting starts no job and skips a job's next step."""
+
+    def __init__(self, tape: Tape, first: Any, after: float,
+                 build_second: Callable[[Tape], Any], names: tuple[str, str] = ("c", "numba"),
+                 after_if_cached: float | None = None,
+                 is_cached: Callable[[Tape], bool] | None = None) -> None:
+        self.tape = tape
+        self.first = first
+        self.names = names
+        self.after = after
+        self.after_if_cached = after if after_if_cached is None else min(after, after_if_cached)
+        self.is_cached = is_cached
+        self.build_second = build_second
+        self.state = TierState(first, names[0], False)
+        # what cache_info() shows (`info`)
+        self.calls = 0
+        self.first_seconds = 0.0  # the counted calls' time on the first backend
+        self.phase = "counting"
+        self.second_cached: bool | None = None
+        self.compile_s: float | None = None
+        self.timed: dict[str, float] = {}
+        self.error: str | None = None
+        self._next_step = self.after_if_cached if is_cached is not None else after
+        self._job: threading.Event | None = None  # set when the running step ends
+        self._start_lock = locks.Lock()
+        self.run = self._counting_run
+        self.run_args = self._counting_run_args
+        _tiered.add(self)
+
+    # -- the calls -----------------------------------------------------------------------
+    def _counting_run(self, inputs: Sequence[Any]) -> list[Any] | None:
+        state = self.state
+        if state.decided:
+            return state.exe.run(inputs)
+        start = time.perf_counter()
+        result = state.exe.run(inputs)
+        self._count(time.perf_counter() - start, inputs)
+        return result
+
+    def _counting_run_args(self, args: tuple[Any, ...], which: int) -> Any:
+        state = self.state
+        if state.decided:
+            return state.exe.run_args(args, which)
+        start = time.perf_counter()
+        result = state.exe.run_args(args, which)
+        if result is not None:  # a call the fast path took: args are what was compiled for
+            self._count(time.perf_counter() - start, args)
+        return result
+
+    def _count(self, seconds: float, inputs: Sequence[Any]) -> None:
+        self.calls += 1
+        self.first_seconds += seconds
+        if self.calls >= self._next_step and self._job is None:
+            self._start(inputs)
+
+    def __getattr__(self, name: str) -> Any:
+        # what else the running executable offers (the C VM's run_batch)
+        if name in ("state", "first"):
+            raise AttributeError(name)
+        return getattr(self.state.exe, name)
+
+    # -- the background job --------------------------------------------------------------
+    def _start(self, inputs: Sequence[Any]) -> None:
+        """Start the next step in a daemon thread, once whatever the threads
+        (a thread that finds another starting it runs on)."""
+        if _exiting or not self._start_lock.acquire(blocking=False):
+            return
+        try:
+            if self._job is not None or self.state.decided:
+                return
+            # the inputs as they are now: a caller may update its arrays in place
+            saved = [np.array(v, copy=True) if isinstance(v, np.ndarray) else v for v in inputs]
+            self._job = done = threading.Event()
+            threading.Thread(target=self._step, args=(saved, done), daemon=True,
+                             name="fastad-tier-up").start()
+        finally:
+            self._start_lock.release()
+
+    def _step(self, inputs: list[Any], done: threading.Event) -> None:
+        try:
+            if self.is_cached is not None and self.second_cached is None:
+                self.phase = "looking up the disk cache"
+                self.second_cached = bool(self.is_cached(self.tape))
+                if not self.second_cached and self.calls < self.after:
+                    self.phase = "counting"
+                    self._next_step = self.after  # a cold compile waits for its break-even
+                    done.set()
+                    self._job = None
+                    return
+            if not _exiting:
+                self._promote(inputs)
+        except Exception as error:  # noqa: BLE001 -- whatever fails keeps the first backend
+            self.error = f"{type(error).__name__}: {error}"
+            self._decide(self.first, "failed")
+        finally:
+            done.set()
+
+    def _promote(self, inputs: list[Any]) -> None:
+        self.phase = "compiling"
+        start = time.perf_counter()
+        second = self.build_second(self.tape)
+        self.compile_s = time.perf_counter() - start
+        if _exiting:
+            return
+        self.phase = "timing"
+        self.timed = _best_times({self.names[0]: self.first, self.names[1]: second}, inputs)
+        faster = second if self.timed[self.names[1]] < self.timed[self.names[0]] else self.first
+        self._decide(faster, "promoted" if faster is second else "kept")
+
+    def _decide(self, exe: Any, phase: str) -> None:
+        self.state = TierState(exe, self.names[0] if exe is self.first else self.names[1], True)
+        self.run = exe.run
+        self.run_args = exe.run_args
+        self.phase = phase
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for a running background step (tests, benchmarks); whether one
+        had finished or none was running."""
+        job = self._job
+        return job is None or job.wait(timeout)
+
+    # -- what it shows -------------------------------------------------------------------
+    @property
+    def backend(self) -> str:
+        """The name of the backend running the calls now."""
+        return self.state.backend
+
+    @property
+    def current(self) -> Any:
+        return self.state.exe
+
+    def info(self) -> dict[str, Any]:
+        """The counts, timings and decision that drive promotion (`cache_info`)."""
+        calls = self.calls
+        return {"backend": self.state.backend, "phase": self.phase, "calls": calls,
+                "promote_after": self.after, "promote_after_if_cached": self.after_if_cached,
+                "second_cached": self.second_cached,
+                "first_s_per_call": self.first_seconds / calls if calls else None,
+                "compile_s": self.compile_s, "timed_s_per_call": dict(self.timed),
+                "error": self.error}
+
+    def __str__(self) -> str:
+        return str(self.state.exe)
+
+
+def tier_info(exe: Any) -> dict[str, Any] | None:
+    """What `Tiered.info` says of ``exe``; None for an executable that never moves."""
+    return exe.info() if isinstance(exe, Tiered) else None
+
+
+def _best_times(executables: dict[str, Any], inputs: Sequence[Any]) -> dict[str, float]:
+    """Seconds per call of each executable on ``inputs``: the best of
+    VERIFY_CALLS calls, in alternating rounds after one warming call each (the
+    best, since calls in this thread wait for the interpreter lock now and
+    then)."""
+    best = {}
+    for name, exe in executables.items():
+        exe.run(inputs)
+        best[name] = math.inf
+    for _ in range(VERIFY_CALLS):
+        for name, exe in executables.items():
+            start = time.perf_counter()
+            exe.run(inputs)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
+# Every Tiered executable alive, for the fork handler; and whether the
+# interpreter is exiting (no background step starts then).
+_tiered: "weakref.WeakSet[Tiered]" = weakref.WeakSet()
+_exiting = False
+
+
+def _forget_jobs_in_child() -> None:
+    """In a forked child, a background step of the parent's has no thread:
+    forget it, so that the child's next counted call starts its own."""
+    for exe in list(_tiered):
+        if exe._job is not None and not exe.state.decided:
+            exe._job = None
+            exe.phase = "counting"
+
+
+def _at_exit() -> None:
+    global _exiting
+    _exiting = True
+
+
+atexit.register(_at_exit)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_jobs_in_child)

@@ -10,7 +10,10 @@ Fork safety: a process forked while another thread compiles would inherit
 Numba's compiler lock (and this module's) held by a thread that does not
 exist in the child, and hang on its first compile.  So a fork waits for a
 running compile (``os.register_at_fork``: both locks are taken before the
-fork and released after it, in parent and child alike).
+fork and released after it, in parent and child alike), ``backend="auto"``'s
+background tier-up included (`fallback.Tiered`: the child forgets the
+parent's unfinished tier-up and starts its own, which finds this compile's
+module on disk or in `_modules`).
 """
 from __future__ import annotations
 

@@ -21,11 +21,11 @@ reads instead of keeping a list of names of its own:
     (copies, gathers, scatters, sorting: elements moved), ``"matmul"``
     (multiply-adds) and ``"linalg"`` (a LAPACK or FFT call on whole arrays).
     Read by the cost model of `jacobian(mode="auto")` and by
-    `backends.choice`.
+    `backends.fallback` (tiering).
 ``elementwise``
     each result element depends only on the operands' elements at the same
     (broadcast) position: read by the shape rules, batching, the Numba
-    backend's loop fusion and `backends.choice`.
+    backend's loop fusion and `backends.fallback` (tiering).
 ``effect``
     None, or what running it does besides computing its result: ``"guard"``
     (the replay stops when the predicate disagrees with its recording).  An
