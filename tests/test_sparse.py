@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
-from fastad.sparse import coloring, patterns
+from fastad.sparse import coloring, derivatives, patterns
 from test_fuzz import programs
 
 # the C VM where it is built, else the reference interpreter
@@ -280,6 +280,41 @@ def brute_force_is_star(pattern, colors):
     return True
 
 
+def brute_force_is_acyclic(pattern, colors):
+    """Proper, and no cycle whose vertices take two colors (union-find per pair)."""
+    a = sp.coo_matrix(pattern)
+    edges = [(i, j) for i, j in zip(a.row, a.col) if i < j]
+    if any(colors[i] == colors[j] for i, j in edges):
+        return False
+    parent = {}
+
+    def find(v):
+        while parent.setdefault(v, v) != v:
+            v = parent[v]
+        return v
+    for i, j in edges:
+        pair = tuple(sorted((colors[i], colors[j])))
+        ri, rj = find((pair, i)), find((pair, j))
+        if ri == rj:
+            return False
+        parent[ri] = rj
+    return True
+
+
+def recovered(pattern, colors, rng):
+    """A random symmetric matrix on the pattern, and its values recovered from
+    the compressed product of the coloring."""
+    h = sp.triu(sp.csr_matrix(pattern, dtype=float), format="csr")
+    h.data = rng.standard_normal(h.nnz)
+    h = (h + sp.triu(h, 1).T).tocsr()
+    h.sort_indices()
+    compressed = (h @ coloring.seed_matrix(colors).T).T.copy()
+    pat = patterns.canonical(pattern)
+    data = np.empty(pat.nnz)
+    coloring.Substitution(pat, colors)(compressed.reshape(-1), data)
+    return h, sp.csr_matrix((data, pat.indices, pat.indptr), shape=pat.shape)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_colorings_are_valid_on_random_patterns(seed):
     p = random_pattern(seed, 60, 40, 0.06)
@@ -293,6 +328,20 @@ def test_colorings_are_valid_on_random_patterns(seed):
     d2 = coloring.distance2_coloring(h)
     assert coloring.is_column_coloring(h, d2) and brute_force_is_star(h, d2)
     assert star.max() <= d2.max() + 1
+    acyclic = coloring.acyclic_coloring(h)
+    assert coloring.is_acyclic_coloring(h, acyclic) and brute_force_is_acyclic(h, acyclic)
+    assert coloring.is_acyclic_coloring(h, star) and brute_force_is_acyclic(h, star)
+    assert acyclic.max() <= star.max()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_substitution_recovers_every_nonzero_of_random_symmetric_matrices(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    h = symmetric_pattern(seed, n, float(rng.uniform(0.01, 0.2)))
+    colors = coloring.acyclic_coloring(h)
+    want, got = recovered(h, colors, rng)
+    np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-12, atol=1e-12)
 
 
 def test_the_star_checker_rejects_a_bicolored_path():
@@ -303,14 +352,45 @@ def test_the_star_checker_rejects_a_bicolored_path():
         coloring.hessian_gather(path, np.array([0, 1, 0, 1]))
 
 
+def test_the_acyclic_checker_and_substitution_reject_a_two_colored_cycle():
+    ring = sp.diags([1, 1, 1], [-1, 0, 1], shape=(4, 4), format="lil", dtype=bool)
+    ring[0, 3] = ring[3, 0] = 1
+    ring = patterns.canonical(ring.tocsr() != 0)
+    assert not coloring.is_acyclic_coloring(ring, np.array([0, 1, 0, 1]))
+    assert not brute_force_is_acyclic(ring, np.array([0, 1, 0, 1]))
+    assert coloring.is_acyclic_coloring(ring, np.array([0, 1, 0, 2]))
+    with pytest.raises(ValueError, match="not an acyclic coloring"):
+        coloring.Substitution(ring, np.array([0, 1, 0, 1]))
+    # a path two-colored is acyclic: recovered by substitution, not read off
+    path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(6, 6), dtype=bool))
+    want, got = recovered(path, np.arange(6) % 2, np.random.default_rng(0))
+    np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-12, atol=1e-12)
+
+
+def valid_hessian_coloring(s):
+    check = {"star": coloring.is_star_coloring, "acyclic": coloring.is_acyclic_coloring}
+    return check[s.hessian_plan.extra["coloring"]](s.hessian, s.hessian_colors)
+
+
 def test_colors_of_banded_and_stencil_patterns_are_near_the_lower_bound():
     s = fa.sparsity(rosenbrock)(np.ones(1000))
-    assert s.ncolors["hessian"] == s.lower_bounds["hessian"] == 3
+    assert s.lower_bounds["hessian"] == 3 and s.ncolors["hessian"] == 2  # acyclic
     s = fa.sparsity(collocation)(np.ones(1000))
     assert s.ncolors["columns"] == s.lower_bounds["columns"] == 2
     s = fa.sparsity(stencil_energy)(np.ones(32 * 32))
-    assert s.lower_bounds["hessian"] <= s.ncolors["hessian"] <= 1.5 * s.lower_bounds["hessian"]
-    assert coloring.is_star_coloring(s.hessian, s.hessian_colors)
+    assert s.ncolors["hessian"] <= s.lower_bounds["hessian"]
+    assert valid_hessian_coloring(s)
+    for method in ("star", "acyclic"):  # either alone, each valid
+        plan = derivatives.hessian_plan(*hessian_plan_args(stencil_energy, np.ones(32 * 32)),
+                                        method=method)
+        assert plan.extra["coloring"] == method and plan.ncolors <= 1.5 * plan.lower_bound
+    with pytest.raises(ValueError, match="coloring"):
+        derivatives.hessian_plan(*hessian_plan_args(rosenbrock, np.ones(10)), method="greedy")
+
+
+def hessian_plan_args(f, x):
+    tape, wrt, x_shape, _, dtype = derivatives._lifted_tape(f, 0, (x,), {})
+    return tape, wrt, x_shape, np.dtype(dtype)
 
 
 # -- values, eager and compiled ------------------------------------------------------
@@ -324,7 +404,7 @@ def test_sparse_hessians_of_banded_and_stencil_objectives_at_n_1000(f):
     dense = np.asarray(fa.hessian(f)(x))
     s = fa.sparsity(f)(x)
     assert (s.hessian.toarray() == nonzeros(dense)).all()  # exact for these
-    assert coloring.is_star_coloring(s.hessian, s.hessian_colors)
+    assert valid_hessian_coloring(s)
     h = fa.hessian(f, sparse=True)(x)
     assert isinstance(h, sp.csr_matrix) and h.shape == (n, n)
     close(h, dense)
@@ -404,7 +484,7 @@ def test_sparsity_reports_colors_and_bounds():
     assert s.ncolors["columns"] == 2 and s.lower_bounds == {"columns": 2, "rows": 2}
     assert "column colors" in repr(s)
     s = fa.sparsity(rosenbrock)(np.ones(100))
-    assert s.ncolors["hessian"] == 3 and "star colors" in repr(s)
+    assert s.ncolors["hessian"] == 2 and "2 acyclic colors" in repr(s)
 
 
 def test_spy_draws_through_matplotlib():
@@ -428,7 +508,7 @@ def test_large_chain_pattern_and_coloring_are_fast():
     fa.sparsity(rosenbrock)(x[:100])  # Numba's coloring compiled (or loaded from its cache)
     t = time.perf_counter()
     s = fa.sparsity(rosenbrock)(x)
-    assert s.ncolors["hessian"] == 3
+    assert s.ncolors["hessian"] == 2 and valid_hessian_coloring(s)
     assert time.perf_counter() - t < 10.0  # ~0.15 s on the development machine
 
 
