@@ -345,7 +345,7 @@ def test_substitution_recovers_every_nonzero_of_random_symmetric_matrices(seed):
 
 
 def test_the_star_checker_rejects_a_bicolored_path():
-    path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(4, 4)) != 0)
+    path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(4, 4), dtype=bool))
     assert not coloring.is_star_coloring(path, np.array([0, 1, 0, 1]))
     assert coloring.is_star_coloring(path, np.array([0, 1, 2, 0]))
     with pytest.raises(ValueError):
@@ -630,3 +630,92 @@ def test_compiled_sparse_plans_hold_for_the_integer_arguments_they_saw():
         got = g.jacobian(x, n, sparse=True).toarray()
         want = fa.jacobian(lambda x: f(x, n))(x)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+# -- IPOPT ---------------------------------------------------------------------------
+def hs071_problem():
+    from scipy.optimize import NonlinearConstraint
+
+    def objective(x):
+        return x[0] * x[3] * np.sum(x[:3]) + x[2]
+    constraints = [NonlinearConstraint(lambda x: np.prod(x), 25.0, np.inf),
+                   NonlinearConstraint(lambda x: np.sum(x ** 2), 40.0, 40.0)]
+    return objective, np.array([1.0, 5.0, 5.0, 1.0]), constraints
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(2))
+def test_ipopt_is_given_the_exact_sparse_jacobian_and_lagrangian_hessian(backend, seed):
+    # the problem object needs no IPOPT: its values against dense derivatives
+    from scipy.optimize import NonlinearConstraint
+
+    from fastad.minimize import _IpoptProblem
+    rng = np.random.default_rng(seed)
+    n = 30
+    problem = _IpoptProblem(spring_chain, rng.uniform(-1, 1, n), (),
+                            [NonlinearConstraint(collocation, 0.0, 0.0),
+                             NonlinearConstraint(lambda x: x[::3] * x[1::3], -1.0, 1.0)],
+                            backend)
+    x, s, lam = rng.uniform(-1, 1, n), rng.uniform(0.5, 2), rng.standard_normal(problem.m)
+
+    def constraints(v):
+        return np.concatenate([collocation(v), v[::3] * v[1::3]])
+    assert problem.m == n - 1 + n // 3 and problem.cl.shape == problem.cu.shape == (problem.m,)
+    np.testing.assert_allclose(problem.constraints(x), constraints(x), rtol=1e-13)
+    np.testing.assert_allclose(problem.objective(x), spring_chain(x), rtol=1e-13)
+    np.testing.assert_allclose(problem.gradient(x), fa.grad(spring_chain)(x), rtol=1e-12)
+    rows, cols = problem.jacobianstructure()
+    dense_j = np.asarray(fa.jacobian(constraints)(x))
+    np.testing.assert_allclose(problem.jacobian(x), dense_j[rows, cols], rtol=1e-12)
+    assert np.count_nonzero(dense_j) <= rows.size < dense_j.size // 4
+    rows, cols = problem.hessianstructure()
+    assert np.all(rows >= cols)  # one triangle
+    dense_h = np.asarray(fa.hessian(lambda v: s * spring_chain(v) + lam @ constraints(v))(x))
+    np.testing.assert_allclose(problem.hessian(x, lam, s), dense_h[rows, cols],
+                               rtol=1e-10, atol=1e-12)
+    lower = np.tril(dense_h)
+    assert np.count_nonzero(lower) <= rows.size < lower.size // 4
+
+
+def test_ipopt_refuses_a_pattern_that_changes_between_calls():
+    from fastad.minimize import _IpoptProblem
+
+    def branchy(x):
+        if x[0] > 0:
+            return np.sum(x ** 4)
+        return np.sum(x[1:] * x[:-1]) ** 2
+    problem = _IpoptProblem(branchy, np.ones(8), (), [], COMPILED)
+    problem.hessianstructure()
+    problem.hessian(np.ones(8), np.zeros(0), 1.0)
+    with pytest.raises(ValueError, match="pattern changed"):
+        problem.hessian(-np.ones(8), np.zeros(0), 1.0)
+
+
+def test_ipopt_without_cyipopt_says_what_to_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cyipopt", None)
+    objective, x0, constraints = hs071_problem()
+    with pytest.raises(ImportError, match="fastad\\[ipopt\\]"):
+        fa.minimize(objective, x0, method="ipopt", constraints=constraints)
+
+
+def test_ipopt_solves_constrained_problems_as_trust_constr_does():
+    from scipy.optimize import NonlinearConstraint
+    pytest.importorskip("cyipopt")
+    objective, x0, constraints = hs071_problem()
+    r = fa.minimize(objective, x0, method="ipopt", bounds=[(1, 5)] * 4,
+                    constraints=constraints, options={"tol": 1e-10})
+    exact = [NonlinearConstraint(c.fun, c.lb, c.ub, jac="sparse", hess="sparse")
+             for c in constraints]
+    ref = fa.minimize(objective, x0, method="trust-constr", bounds=[(1, 5)] * 4,
+                      constraints=exact, options={"gtol": 1e-10, "maxiter": 3000})
+    assert r.success and abs(r.fun - ref.fun) < 1e-5 * abs(ref.fun)
+    assert constraints[0].fun(r.x) >= 25.0 - 1e-6
+    assert abs(constraints[1].fun(r.x) - 40.0) < 1e-6
+    assert np.all((r.x >= 1 - 1e-8) & (r.x <= 5 + 1e-8))
+    # unconstrained and large: the sparse Hessian alone
+    x0 = np.full(2000, -0.5)
+    r = fa.minimize(spring_chain, x0, method="ipopt")
+    ref = fa.minimize(spring_chain, x0, method="trust-constr", hess="sparse",
+                      options={"gtol": 1e-10, "maxiter": 500})
+    assert r.success and r.fun <= ref.fun + 1e-6
