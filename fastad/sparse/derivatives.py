@@ -52,12 +52,14 @@ class Plan:
         """Colors, that is products computed (none for an empty pattern)."""
         return int(self.seeds.shape[0]) if self.pattern.nnz else 0
 
-    def assemble(self, compressed: Any) -> sp.csr_matrix:
-        """The CSR derivative from the compressed product (p, ...)."""
+    def assemble(self, compressed: Any, overwrite: bool = False) -> sp.csr_matrix:
+        """The CSR derivative from the compressed product (p, ...), which
+        substitution may overwrite when ``overwrite``."""
         flat = np.asarray(compressed).reshape(-1)
         substitution = self.extra.get("substitution")
         if substitution is not None:
-            flat = np.array(flat, dtype=self.seeds.dtype)  # overwritten
+            if not (overwrite and flat.dtype == self.seeds.dtype and flat.flags.writeable):
+                flat = np.array(flat, dtype=self.seeds.dtype)
             data = np.empty(self.pattern.nnz, self.seeds.dtype)
             substitution(flat, data)
         elif self.gather.size:
@@ -244,10 +246,11 @@ def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., sp.csr_mat
     return sparse_hessian
 
 
-def _evaluate(plan: Plan, product: Callable[[], Any]) -> sp.csr_matrix:
+def _evaluate(plan: Plan, product: Callable[[], Any], overwrite: bool = False
+              ) -> sp.csr_matrix:
     if plan.ncolors == 0 or plan.pattern.nnz == 0:
         return sp.csr_matrix(plan.pattern.shape, dtype=plan.seeds.dtype)
-    return plan.assemble(product())
+    return plan.assemble(product(), overwrite)
 
 
 # -- compiled --------------------------------------------------------------------
@@ -360,7 +363,9 @@ class CompiledSparse:
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        return _evaluate(plan, lambda: self.run(plan, args, kwargs))
+        # one pass per seed fills an array of its own, which substitution may overwrite
+        return _evaluate(plan, lambda: self.run(plan, args, kwargs),
+                         overwrite=plan.seeds[0].size >= ONE_SEED_MIN)
 
     def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The compressed product: one batched pass over the seeds, or, for
