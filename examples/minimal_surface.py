@@ -86,7 +86,7 @@ def main(k: int = 100) -> None:
     u = np.zeros(k * k)
     s = fa.sparsity(area)(u, edge)
     print(f"n = {k * k}: Hessian {s.hessian.nnz} nonzeros, {s.ncolors['hessian']} "
-          f"{s.hessian_plan.extra['coloring']} colors (most nonzeros in a row: "
+          f"{s.hessian_coloring} colors (most nonzeros in a row: "
           f"{s.lower_bounds['hessian']})")
     g = fa.compile(area)
     g.hessian(u, edge, sparse=True)

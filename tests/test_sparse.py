@@ -377,7 +377,7 @@ def test_the_acyclic_checker_and_substitution_reject_a_two_colored_cycle():
 
 def valid_hessian_coloring(s):
     check = {"star": coloring.is_star_coloring, "acyclic": coloring.is_acyclic_coloring}
-    return check[s.hessian_plan.extra["coloring"]](s.hessian, s.hessian_colors)
+    return check[s.hessian_coloring](s.hessian, s.hessian_colors)
 
 
 def test_colors_of_banded_and_stencil_patterns_are_near_the_lower_bound():
@@ -493,6 +493,7 @@ def test_sparsity_reports_colors_and_bounds():
     assert "column colors" in repr(s)
     s = fa.sparsity(rosenbrock)(np.ones(100))
     assert s.ncolors["hessian"] == 2 and "2 acyclic colors" in repr(s)
+    assert s.hessian_coloring == "acyclic" and valid_hessian_coloring(s)
 
 
 def test_spy_draws_through_matplotlib():

@@ -400,6 +400,8 @@ class Sparsity:
         self.jacobian_mode = jacobian.mode
         self.hessian = hessian.pattern if hessian is not None else None
         self.hessian_colors = hessian.colors if hessian is not None else None
+        #: "star" (nonzeros read off the products) or "acyclic" (recovered by substitution)
+        self.hessian_coloring = hessian.extra["coloring"] if hessian is not None else None
 
     @property
     def ncolors(self) -> dict[str, int | None]:
@@ -431,7 +433,7 @@ class Sparsity:
                 f"(lower bounds {lb['columns']} / {lb['rows']})")
         if self.hessian is not None:
             text += (f"; hessian {self.hessian.nnz} nonzeros, {self.ncolors['hessian']} "
-                     f"{self.hessian_plan.extra['coloring']} colors (lower bound "
+                     f"{self.hessian_coloring} colors (lower bound "
                      f"{self.lower_bounds['hessian']})")
         return text + ")"
 
