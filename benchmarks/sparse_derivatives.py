@@ -17,6 +17,17 @@ colors and the lower bound (the most nonzeros in a row), the best of
 ``--repeats`` calls of the compiled sparse derivative (pattern already kept)
 and of the compiled gradient (or, for the Jacobian, the compiled function),
 and their ratio.  Dense Hessians are timed where n <= 4000 (n^2 doubles).
+
+With CasADi installed (``pip install casadi``), each workload is written
+again in its symbolic API, the sparse Hessian (Jacobian) taken by
+``casadi.hessian`` (``casadi.jacobian``), which detects and colors the
+pattern itself, and the compiled ``casadi.Function`` timed per call from a
+NumPy array, in both of its graph types: SX (scalar expressions, run by its
+virtual machine) and MX (matrix-valued operations); its setup (expression,
+derivative, Function) is reported too.  CasADi returns its own sparse DM,
+not converted here; fastad's time includes the scipy CSR matrix.  With JAX
+installed, its dense ``jax.hessian`` (``jax.jacfwd``) under ``jax.jit`` is
+timed where n <= 4000.
 """
 from __future__ import annotations
 
@@ -32,41 +43,107 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fastad as fa  # noqa: E402
 
 
-def rosenbrock(x):
-    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+def rosenbrock(x, xp=np):
+    return xp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
 
 
-def grid(x):
+def grid(x, xp=np):
     k = int(round(np.sqrt(x.size)))
     u = x.reshape(k, k)
     lap = 4.0 * u[1:-1, 1:-1] - u[:-2, 1:-1] - u[2:, 1:-1] - u[1:-1, :-2] - u[1:-1, 2:]
-    return 0.5 * np.sum(lap * u[1:-1, 1:-1]) + 0.25 * np.sum(u ** 4)
+    return 0.5 * xp.sum(lap * u[1:-1, 1:-1]) + 0.25 * xp.sum(u ** 4)
 
 
-def surface(x):
+def surface(x, xp=np):
     k = int(round(np.sqrt(x.size)))
     u = x.reshape(k, k)
     dx = u[1:, :-1] - u[:-1, :-1]
     dy = u[:-1, 1:] - u[:-1, :-1]
-    return np.sum(np.sqrt(1.0 + dx ** 2 + dy ** 2))
+    return xp.sum(xp.sqrt(1.0 + dx ** 2 + dy ** 2))
 
 
-def collocation(x):
+def collocation(x, xp=np):
     h = 0.01
-    rhs = -x ** 3 + np.sin(np.arange(x.size) * h)
+    rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
+
+
+def casadi_workload(name, x, ca):
+    """The workload in CasADi's symbolic API, on its symbol x (n x 1): the
+    objective (a scalar) or the residuals.  CasADi's reshape is column-major:
+    the transpose gives NumPy's C-order grid."""
+    n = x.shape[0]
+    if name == "rosenbrock":
+        return ca.sum1(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    if name in ("grid", "surface"):
+        k = int(round(np.sqrt(n)))
+        u = ca.reshape(x, k, k).T
+        if name == "grid":
+            lap = (4.0 * u[1:-1, 1:-1] - u[:-2, 1:-1] - u[2:, 1:-1] - u[1:-1, :-2]
+                   - u[1:-1, 2:])
+            return (0.5 * ca.sum1(ca.sum2(lap * u[1:-1, 1:-1]))
+                    + 0.25 * ca.sum1(ca.sum2(u ** 4)))
+        dx = u[1:, :-1] - u[:-1, :-1]
+        dy = u[:-1, 1:] - u[:-1, :-1]
+        return ca.sum1(ca.sum2(ca.sqrt(1.0 + dx ** 2 + dy ** 2)))
+    h = 0.01
+    rhs = -x ** 3 + np.sin(np.arange(n) * h)
+    return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
+
+
+def casadi_times(name, kind, x, repeats):
+    """Setup and per-call seconds of CasADi's sparse derivative in SX and in
+    MX, and its number of nonzeros; None without CasADi."""
+    try:
+        import casadi as ca
+    except ImportError:
+        return None
+    out = {}
+    for graph in ("SX", "MX"):
+        start = time.perf_counter()
+        sym = getattr(ca, graph).sym("x", x.size)
+        expr = casadi_workload(name, sym, ca)
+        deriv = ca.hessian(expr, sym)[0] if kind == "hessian" else ca.jacobian(expr, sym)
+        fn = ca.Function(f"{name}_{kind}", [sym], [deriv])
+        fn(x)
+        setup = time.perf_counter() - start
+        out[graph] = (setup, best(lambda: fn(x), repeats), deriv.nnz())
+    return out
+
+
+def jax_dense_time(name, kind, x, repeats):
+    """Per-call seconds of JAX's jitted dense Hessian (Jacobian); None without JAX."""
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError:
+        return None
+    jax.config.update("jax_enable_x64", True)
+    f = WORKLOADS[name][0]
+    derivative = jax.jit(jax.hessian(lambda v: f(v, jnp)) if kind == "hessian"
+                         else jax.jacfwd(lambda v: f(v, jnp)))
+    xj = jnp.asarray(x)
+    derivative(xj).block_until_ready()
+    return best(lambda: derivative(xj).block_until_ready(), repeats)
 
 
 WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "surface": (surface, "hessian"), "collocation": (collocation, "jacobian")}
 
 
+#: the clock of `best`: wall time, or with --clock cpu the process's CPU time
+#: (user and system), which leaves out the time other processes of a busy
+#: machine hold the core (a call of several ms is then preempted in most
+#: repeats, one of 0.1 ms rarely, and the ratios of the two grow)
+CLOCK = time.perf_counter
+
+
 def best(call, repeats):
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = CLOCK()
         call()
-        times.append(time.perf_counter() - start)
+        times.append(CLOCK() - start)
     return min(times)
 
 
@@ -75,10 +152,11 @@ def square(n):
     return k * k
 
 
-def run(sizes, backends, repeats, out):
+def run(sizes, backends, repeats, out, with_casadi=True):
     print(f"# sparse derivatives, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}", file=out)
+          f"load average {os.getloadavg()[0]:.1f}, "
+          f"{'CPU' if CLOCK is time.process_time else 'wall'} time", file=out)
     print(f"{'workload':12s} {'n':>7s} {'what':8s} {'detect+color':>12s} {'colors':>6s} "
           f"{'bound':>5s} {'backend':7s} {'sparse/call':>11s} {'grad/call':>10s} {'ratio':>6s} "
           f"{'dense/call':>10s}", file=out)
@@ -116,6 +194,18 @@ def run(sizes, backends, repeats, out):
                 print(f"{name:12s} {n:7d} {kind:8s} {detect * 1e3:10.1f}ms {colors:6d} {bound:5d} "
                       f"{backend:7s} {per * 1e3:9.3f}ms {base * 1e3:8.4f}ms {per / base:6.1f} "
                       f"{dense:>10s}", file=out, flush=True)
+            if n <= 4000:
+                jax_time = jax_dense_time(name, kind, x, repeats)
+                if jax_time is not None:
+                    print(f"{name:12s} {n:7d} {kind:8s} {'':12s} {'':6s} {'':5s} {'jax':7s} "
+                          f"{'':11s} {'':10s} {'':6s} {jax_time * 1e3:8.2f}ms (dense, jit)",
+                          file=out, flush=True)
+            if with_casadi:
+                theirs = casadi_times(name, kind, x, repeats)
+                for graph, (setup, call, nnz) in (theirs or {}).items():
+                    print(f"{name:12s} {n:7d} {kind:8s} {setup * 1e3:10.1f}ms {'':6s} {'':5s} "
+                          f"{'casadi' + graph:7s} {call * 1e3:9.3f}ms {'':10s} {'':6s} "
+                          f"{'':10s} (setup; {nnz} nonzeros)", file=out, flush=True)
 
 
 def main():
@@ -123,9 +213,15 @@ def main():
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--backends", default="c,numba")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="per-call times in wall time or in the process's CPU time")
+    parser.add_argument("--no-casadi", action="store_true",
+                        help="leave CasADi out (its SX setup takes ~1 min at n = 10^5)")
     args = parser.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     run([int(v) for v in args.sizes.split(",")], args.backends.split(","), args.repeats,
-        sys.stdout)
+        sys.stdout, not args.no_casadi)
 
 
 if __name__ == "__main__":

@@ -8,16 +8,18 @@ interior heights, u_x and u_y forward differences.  The objective is plain
 NumPy; each term couples a point with its right and upper neighbors, so the
 Hessian has 7 nonzeros per row out of 10^4.
 
-fastad finds that pattern on the traced tape, star-colors it (a handful of
-colors), and computes the whole Hessian as one compiled batch of that many
-Hessian-vector products, decompressed into a scipy.sparse CSR matrix:
+fastad finds that pattern on the traced tape, colors it acyclically (4
+colors), and computes the whole Hessian from that many compiled
+Hessian-vector products, recovered into a scipy.sparse CSR matrix:
 
     g = fa.compile(area)
     H = g.hessian(u, sparse=True)             # or fa.minimize(..., hess="sparse")
 
 Compared here: SciPy's trust-constr given that sparse Hessian, the same
-method given only Hessian-vector products (fastad's default), and, on a
-grid small enough for it, the dense Hessian (n^2 memory, n passes).
+method given only Hessian-vector products (fastad's default), IPOPT given
+the sparse Hessian (``method="ipopt"``, when cyipopt is installed:
+``pip install "fastad[ipopt]"``), and, on a grid small enough for it, the
+dense Hessian (n^2 memory, n passes).
 """
 from __future__ import annotations
 
@@ -83,8 +85,9 @@ def main(k: int = 100) -> None:
     edge = boundary(k)
     u = np.zeros(k * k)
     s = fa.sparsity(area)(u, edge)
-    print(f"n = {k * k}: Hessian {s.hessian.nnz} nonzeros, {s.ncolors['hessian']} star colors "
-          f"(lower bound {s.lower_bounds['hessian']})")
+    print(f"n = {k * k}: Hessian {s.hessian.nnz} nonzeros, {s.ncolors['hessian']} "
+          f"{s.hessian_coloring} colors (most nonzeros in a row: "
+          f"{s.lower_bounds['hessian']})")
     g = fa.compile(area)
     g.hessian(u, edge, sparse=True)
     g(u, edge)
@@ -97,6 +100,15 @@ def main(k: int = 100) -> None:
         seconds, r = solve(k, hess)
         print(f"{label:40s} {seconds:7.2f} s  {r.nit:4d} iterations  area {r.fun:.10f}  "
               f"optimality {r.optimality:.1e}")
+    try:
+        import cyipopt  # noqa: F401
+        start = time.perf_counter()
+        r = fa.minimize(area, np.zeros(k * k), args=(edge,), method="ipopt",
+                        options={"tol": 1e-9})
+        print(f"{'IPOPT, sparse Hessian':40s} {time.perf_counter() - start:7.2f} s  "
+              f"{r.nfev:4d} evaluations  area {r.fun:.10f}  {r.message}")
+    except ImportError:
+        print("IPOPT: not installed (pip install \"fastad[ipopt]\")")
     small = min(k, 30)
     for label, run in (("sparse Hessian", lambda: solve(small, "sparse")),
                        ("dense Hessian", lambda: solve_dense(small))):

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
-from fastad.sparse import coloring, patterns
+from fastad.sparse import coloring, derivatives, patterns
 from test_fuzz import programs
 
 # the C VM where it is built, else the reference interpreter
@@ -127,7 +127,15 @@ def test_hessian_pattern_covers_the_dense_hessian_of_random_programs(prog, seed)
     pattern = fa.sparsity(loss)(x).hessian
     assert covers(pattern, dense), prog
     assert (pattern != pattern.T).nnz == 0
-    close(fa.hessian(loss, sparse=True)(x), dense, 1e-8 if prog.dtype == np.float64 else 1e-3)
+    rtol = 1e-8 if prog.dtype == np.float64 else 1e-3
+    close(fa.hessian(loss, sparse=True)(x), dense, rtol)
+    # either coloring alone, read off (star) or recovered by substitution (acyclic)
+    tape, wrt, shape, _, dtype = derivatives._lifted_tape(loss, 0, (x,), {})
+    trace = derivatives._trace(loss, 0, (x,), {})
+    for method in ("star", "acyclic"):
+        plan = derivatives.hessian_plan(tape, wrt, shape, np.dtype(dtype), method=method)
+        if plan.ncolors:
+            close(plan.assemble(derivatives.compressed(trace, plan.seeds, "hvp")), dense, rtol)
 
 
 @settings(SPARSE_FUZZ, max_examples=max(SPARSE_FUZZ.max_examples // 4, 1))
@@ -280,6 +288,41 @@ def brute_force_is_star(pattern, colors):
     return True
 
 
+def brute_force_is_acyclic(pattern, colors):
+    """Proper, and no cycle whose vertices take two colors (union-find per pair)."""
+    a = sp.coo_matrix(pattern)
+    edges = [(i, j) for i, j in zip(a.row, a.col) if i < j]
+    if any(colors[i] == colors[j] for i, j in edges):
+        return False
+    parent = {}
+
+    def find(v):
+        while parent.setdefault(v, v) != v:
+            v = parent[v]
+        return v
+    for i, j in edges:
+        pair = tuple(sorted((colors[i], colors[j])))
+        ri, rj = find((pair, i)), find((pair, j))
+        if ri == rj:
+            return False
+        parent[ri] = rj
+    return True
+
+
+def recovered(pattern, colors, rng):
+    """A random symmetric matrix on the pattern, and its values recovered from
+    the compressed product of the coloring."""
+    h = sp.triu(sp.csr_matrix(pattern, dtype=float), format="csr")
+    h.data = rng.standard_normal(h.nnz)
+    h = (h + sp.triu(h, 1).T).tocsr()
+    h.sort_indices()
+    compressed = (h @ coloring.seed_matrix(colors).T).T.copy()
+    pat = patterns.canonical(pattern)
+    data = np.empty(pat.nnz)
+    coloring.Substitution(pat, colors)(compressed.reshape(-1), data)
+    return h, sp.csr_matrix((data, pat.indices, pat.indptr), shape=pat.shape)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_colorings_are_valid_on_random_patterns(seed):
     p = random_pattern(seed, 60, 40, 0.06)
@@ -293,24 +336,69 @@ def test_colorings_are_valid_on_random_patterns(seed):
     d2 = coloring.distance2_coloring(h)
     assert coloring.is_column_coloring(h, d2) and brute_force_is_star(h, d2)
     assert star.max() <= d2.max() + 1
+    acyclic = coloring.acyclic_coloring(h)
+    assert coloring.is_acyclic_coloring(h, acyclic) and brute_force_is_acyclic(h, acyclic)
+    assert coloring.is_acyclic_coloring(h, star) and brute_force_is_acyclic(h, star)
+    assert acyclic.max() <= star.max()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_substitution_recovers_every_nonzero_of_random_symmetric_matrices(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 80))
+    h = symmetric_pattern(seed, n, float(rng.uniform(0.01, 0.2)))
+    colors = coloring.acyclic_coloring(h)
+    want, got = recovered(h, colors, rng)
+    np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-12, atol=1e-12)
 
 
 def test_the_star_checker_rejects_a_bicolored_path():
-    path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(4, 4)) != 0)
+    path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(4, 4), dtype=bool))
     assert not coloring.is_star_coloring(path, np.array([0, 1, 0, 1]))
     assert coloring.is_star_coloring(path, np.array([0, 1, 2, 0]))
     with pytest.raises(ValueError):
         coloring.hessian_gather(path, np.array([0, 1, 0, 1]))
 
 
+def test_the_acyclic_checker_and_substitution_reject_a_two_colored_cycle():
+    ring = sp.diags([1, 1, 1], [-1, 0, 1], shape=(4, 4), format="lil", dtype=bool)
+    ring[0, 3] = ring[3, 0] = 1
+    ring = patterns.canonical(ring.tocsr() != 0)
+    assert not coloring.is_acyclic_coloring(ring, np.array([0, 1, 0, 1]))
+    assert not brute_force_is_acyclic(ring, np.array([0, 1, 0, 1]))
+    assert coloring.is_acyclic_coloring(ring, np.array([0, 1, 0, 2]))
+    with pytest.raises(ValueError, match="not an acyclic coloring"):
+        coloring.Substitution(ring, np.array([0, 1, 0, 1]))
+    # a path two-colored is acyclic: recovered by substitution, not read off
+    path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(6, 6), dtype=bool))
+    want, got = recovered(path, np.arange(6) % 2, np.random.default_rng(0))
+    np.testing.assert_allclose(got.toarray(), want.toarray(), rtol=1e-12, atol=1e-12)
+
+
+def valid_hessian_coloring(s):
+    check = {"star": coloring.is_star_coloring, "acyclic": coloring.is_acyclic_coloring}
+    return check[s.hessian_coloring](s.hessian, s.hessian_colors)
+
+
 def test_colors_of_banded_and_stencil_patterns_are_near_the_lower_bound():
     s = fa.sparsity(rosenbrock)(np.ones(1000))
-    assert s.ncolors["hessian"] == s.lower_bounds["hessian"] == 3
+    assert s.lower_bounds["hessian"] == 3 and s.ncolors["hessian"] == 2  # acyclic
     s = fa.sparsity(collocation)(np.ones(1000))
     assert s.ncolors["columns"] == s.lower_bounds["columns"] == 2
     s = fa.sparsity(stencil_energy)(np.ones(32 * 32))
-    assert s.lower_bounds["hessian"] <= s.ncolors["hessian"] <= 1.5 * s.lower_bounds["hessian"]
-    assert coloring.is_star_coloring(s.hessian, s.hessian_colors)
+    assert s.ncolors["hessian"] <= s.lower_bounds["hessian"]
+    assert valid_hessian_coloring(s)
+    for method in ("star", "acyclic"):  # either alone, each valid
+        plan = derivatives.hessian_plan(*hessian_plan_args(stencil_energy, np.ones(32 * 32)),
+                                        method=method)
+        assert plan.extra["coloring"] == method and plan.ncolors <= 1.5 * plan.lower_bound
+    with pytest.raises(ValueError, match="coloring"):
+        derivatives.hessian_plan(*hessian_plan_args(rosenbrock, np.ones(10)), method="greedy")
+
+
+def hessian_plan_args(f, x):
+    tape, wrt, x_shape, _, dtype = derivatives._lifted_tape(f, 0, (x,), {})
+    return tape, wrt, x_shape, np.dtype(dtype)
 
 
 # -- values, eager and compiled ------------------------------------------------------
@@ -324,7 +412,7 @@ def test_sparse_hessians_of_banded_and_stencil_objectives_at_n_1000(f):
     dense = np.asarray(fa.hessian(f)(x))
     s = fa.sparsity(f)(x)
     assert (s.hessian.toarray() == nonzeros(dense)).all()  # exact for these
-    assert coloring.is_star_coloring(s.hessian, s.hessian_colors)
+    assert valid_hessian_coloring(s)
     h = fa.hessian(f, sparse=True)(x)
     assert isinstance(h, sp.csr_matrix) and h.shape == (n, n)
     close(h, dense)
@@ -404,7 +492,8 @@ def test_sparsity_reports_colors_and_bounds():
     assert s.ncolors["columns"] == 2 and s.lower_bounds == {"columns": 2, "rows": 2}
     assert "column colors" in repr(s)
     s = fa.sparsity(rosenbrock)(np.ones(100))
-    assert s.ncolors["hessian"] == 3 and "star colors" in repr(s)
+    assert s.ncolors["hessian"] == 2 and "2 acyclic colors" in repr(s)
+    assert s.hessian_coloring == "acyclic" and valid_hessian_coloring(s)
 
 
 def test_spy_draws_through_matplotlib():
@@ -428,7 +517,7 @@ def test_large_chain_pattern_and_coloring_are_fast():
     fa.sparsity(rosenbrock)(x[:100])  # Numba's coloring compiled (or loaded from its cache)
     t = time.perf_counter()
     s = fa.sparsity(rosenbrock)(x)
-    assert s.ncolors["hessian"] == 3
+    assert s.ncolors["hessian"] == 2 and valid_hessian_coloring(s)
     assert time.perf_counter() - t < 10.0  # ~0.15 s on the development machine
 
 
@@ -550,3 +639,92 @@ def test_compiled_sparse_plans_hold_for_the_integer_arguments_they_saw():
         got = g.jacobian(x, n, sparse=True).toarray()
         want = fa.jacobian(lambda x: f(x, n))(x)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+# -- IPOPT ---------------------------------------------------------------------------
+def hs071_problem():
+    from scipy.optimize import NonlinearConstraint
+
+    def objective(x):
+        return x[0] * x[3] * np.sum(x[:3]) + x[2]
+    constraints = [NonlinearConstraint(lambda x: np.prod(x), 25.0, np.inf),
+                   NonlinearConstraint(lambda x: np.sum(x ** 2), 40.0, 40.0)]
+    return objective, np.array([1.0, 5.0, 5.0, 1.0]), constraints
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("seed", range(2))
+def test_ipopt_is_given_the_exact_sparse_jacobian_and_lagrangian_hessian(backend, seed):
+    # the problem object needs no IPOPT: its values against dense derivatives
+    from scipy.optimize import NonlinearConstraint
+
+    from fastad.minimize import _IpoptProblem
+    rng = np.random.default_rng(seed)
+    n = 30
+    problem = _IpoptProblem(spring_chain, rng.uniform(-1, 1, n), (),
+                            [NonlinearConstraint(collocation, 0.0, 0.0),
+                             NonlinearConstraint(lambda x: x[::3] * x[1::3], -1.0, 1.0)],
+                            backend)
+    x, s, lam = rng.uniform(-1, 1, n), rng.uniform(0.5, 2), rng.standard_normal(problem.m)
+
+    def constraints(v):
+        return np.concatenate([collocation(v), v[::3] * v[1::3]])
+    assert problem.m == n - 1 + n // 3 and problem.cl.shape == problem.cu.shape == (problem.m,)
+    np.testing.assert_allclose(problem.constraints(x), constraints(x), rtol=1e-13)
+    np.testing.assert_allclose(problem.objective(x), spring_chain(x), rtol=1e-13)
+    np.testing.assert_allclose(problem.gradient(x), fa.grad(spring_chain)(x), rtol=1e-12)
+    rows, cols = problem.jacobianstructure()
+    dense_j = np.asarray(fa.jacobian(constraints)(x))
+    np.testing.assert_allclose(problem.jacobian(x), dense_j[rows, cols], rtol=1e-12)
+    assert np.count_nonzero(dense_j) <= rows.size < dense_j.size // 4
+    rows, cols = problem.hessianstructure()
+    assert np.all(rows >= cols)  # one triangle
+    dense_h = np.asarray(fa.hessian(lambda v: s * spring_chain(v) + lam @ constraints(v))(x))
+    np.testing.assert_allclose(problem.hessian(x, lam, s), dense_h[rows, cols],
+                               rtol=1e-10, atol=1e-12)
+    lower = np.tril(dense_h)
+    assert np.count_nonzero(lower) <= rows.size < lower.size // 4
+
+
+def test_ipopt_refuses_a_pattern_that_changes_between_calls():
+    from fastad.minimize import _IpoptProblem
+
+    def branchy(x):
+        if x[0] > 0:
+            return np.sum(x ** 4)
+        return np.sum(x[1:] * x[:-1]) ** 2
+    problem = _IpoptProblem(branchy, np.ones(8), (), [], COMPILED)
+    problem.hessianstructure()
+    problem.hessian(np.ones(8), np.zeros(0), 1.0)
+    with pytest.raises(ValueError, match="pattern changed"):
+        problem.hessian(-np.ones(8), np.zeros(0), 1.0)
+
+
+def test_ipopt_without_cyipopt_says_what_to_install(monkeypatch):
+    import sys
+    monkeypatch.setitem(sys.modules, "cyipopt", None)
+    objective, x0, constraints = hs071_problem()
+    with pytest.raises(ImportError, match="fastad\\[ipopt\\]"):
+        fa.minimize(objective, x0, method="ipopt", constraints=constraints)
+
+
+def test_ipopt_solves_constrained_problems_as_trust_constr_does():
+    from scipy.optimize import NonlinearConstraint
+    pytest.importorskip("cyipopt")
+    objective, x0, constraints = hs071_problem()
+    r = fa.minimize(objective, x0, method="ipopt", bounds=[(1, 5)] * 4,
+                    constraints=constraints, options={"tol": 1e-10})
+    exact = [NonlinearConstraint(c.fun, c.lb, c.ub, jac="sparse", hess="sparse")
+             for c in constraints]
+    ref = fa.minimize(objective, x0, method="trust-constr", bounds=[(1, 5)] * 4,
+                      constraints=exact, options={"gtol": 1e-10, "maxiter": 3000})
+    assert r.success and abs(r.fun - ref.fun) < 1e-5 * abs(ref.fun)
+    assert constraints[0].fun(r.x) >= 25.0 - 1e-6
+    assert abs(constraints[1].fun(r.x) - 40.0) < 1e-6
+    assert np.all((r.x >= 1 - 1e-8) & (r.x <= 5 + 1e-8))
+    # unconstrained and large: the sparse Hessian alone
+    x0 = np.full(2000, -0.5)
+    r = fa.minimize(spring_chain, x0, method="ipopt")
+    ref = fa.minimize(spring_chain, x0, method="trust-constr", hess="sparse",
+                      options={"gtol": 1e-10, "maxiter": 500})
+    assert r.success and r.fun <= ref.fun + 1e-6

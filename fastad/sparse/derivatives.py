@@ -52,10 +52,20 @@ class Plan:
         """Colors, that is products computed (none for an empty pattern)."""
         return int(self.seeds.shape[0]) if self.pattern.nnz else 0
 
-    def assemble(self, compressed: Any) -> sp.csr_matrix:
-        """The CSR derivative from the compressed product (p, ...)."""
+    def assemble(self, compressed: Any, overwrite: bool = False) -> sp.csr_matrix:
+        """The CSR derivative from the compressed product (p, ...), which
+        substitution may overwrite when ``overwrite``."""
         flat = np.asarray(compressed).reshape(-1)
-        data = flat[self.gather] if self.gather.size else np.zeros(0, self.seeds.dtype)
+        substitution = self.extra.get("substitution")
+        if substitution is not None:
+            if not (overwrite and flat.dtype == self.seeds.dtype and flat.flags.writeable):
+                flat = np.array(flat, dtype=self.seeds.dtype)
+            data = np.empty(self.pattern.nnz, self.seeds.dtype)
+            substitution(flat, data)
+        elif self.gather.size:
+            data = flat[self.gather]
+        else:
+            data = np.zeros(0, self.seeds.dtype)
         return sp.csr_matrix((data, self.pattern.indices, self.pattern.indptr),
                              shape=self.pattern.shape, copy=False)
 
@@ -102,13 +112,28 @@ def _count(colors: np.ndarray | None) -> int:
     return -1 if colors is None else int(colors.max(initial=-1)) + 1
 
 
-def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype) -> Plan:
+def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype,
+                 method: str = "auto") -> Plan:
+    """A star coloring (each nonzero read off the product) or an acyclic one
+    (fewer colors, the nonzeros recovered by substitution); ``"auto"`` takes
+    the acyclic one when it needs fewer colors."""
+    if method not in ("auto", "star", "acyclic"):
+        raise ValueError(f"hessian coloring must be 'auto', 'star' or 'acyclic', not {method!r}")
     pat = patterns.hessian_pattern(tape, wrt)
-    colors = coloring.star_coloring(pat)
+    star = acyclic = None
+    if method in ("auto", "star"):
+        star = coloring.star_coloring(pat)
+    if method in ("auto", "acyclic"):
+        acyclic = coloring.acyclic_coloring(pat)
+    if acyclic is not None and (star is None or _count(acyclic) < _count(star)):
+        colors, gather = acyclic, np.zeros(0, np.int64)
+        extra = {"substitution": coloring.Substitution(pat, acyclic), "coloring": "acyclic"}
+    else:
+        colors, gather = star, coloring.hessian_gather(pat, star)
+        extra = {"coloring": "star"}
     seeds = coloring.seed_matrix(colors, dtype)
     return Plan("hessian", pat, "hvp", colors, seeds.reshape((len(seeds),) + tuple(x_shape)),
-                coloring.hessian_gather(pat, colors), coloring.lower_bound(pat, 1),
-                _has_guards(tape))
+                gather, coloring.lower_bound(pat, 1), _has_guards(tape), extra)
 
 
 # -- the compressed product, eagerly or traced ------------------------------------
@@ -221,10 +246,11 @@ def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., sp.csr_mat
     return sparse_hessian
 
 
-def _evaluate(plan: Plan, product: Callable[[], Any]) -> sp.csr_matrix:
+def _evaluate(plan: Plan, product: Callable[[], Any], overwrite: bool = False
+              ) -> sp.csr_matrix:
     if plan.ncolors == 0 or plan.pattern.nnz == 0:
         return sp.csr_matrix(plan.pattern.shape, dtype=plan.seeds.dtype)
-    return plan.assemble(product())
+    return plan.assemble(product(), overwrite)
 
 
 # -- compiled --------------------------------------------------------------------
@@ -337,7 +363,9 @@ class CompiledSparse:
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        return _evaluate(plan, lambda: self.run(plan, args, kwargs))
+        # one pass per seed fills an array of its own, which substitution may overwrite
+        return _evaluate(plan, lambda: self.run(plan, args, kwargs),
+                         overwrite=plan.seeds[0].size >= ONE_SEED_MIN)
 
     def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The compressed product: one batched pass over the seeds, or, for
@@ -372,6 +400,8 @@ class Sparsity:
         self.jacobian_mode = jacobian.mode
         self.hessian = hessian.pattern if hessian is not None else None
         self.hessian_colors = hessian.colors if hessian is not None else None
+        #: "star" (nonzeros read off the products) or "acyclic" (recovered by substitution)
+        self.hessian_coloring = hessian.extra["coloring"] if hessian is not None else None
 
     @property
     def ncolors(self) -> dict[str, int | None]:
@@ -403,7 +433,8 @@ class Sparsity:
                 f"(lower bounds {lb['columns']} / {lb['rows']})")
         if self.hessian is not None:
             text += (f"; hessian {self.hessian.nnz} nonzeros, {self.ncolors['hessian']} "
-                     f"star colors (lower bound {self.lower_bounds['hessian']})")
+                     f"{self.hessian_coloring} colors (lower bound "
+                     f"{self.lower_bounds['hessian']})")
         return text + ")"
 
     def spy(self, which: str | None = None, ax: Any = None, **kwargs: Any) -> Any:
