@@ -52,6 +52,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp: "a table search per element: no compiled code",
     P.interp_slope: "a table search per element: no compiled code",
     P.cumprod: "no compiled code (cumsum has some)",
+    P.loop: "a loop body sub-tape: run by the reference interpreter for now",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
                     "sylvester", "sqrtm")},
