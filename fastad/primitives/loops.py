@@ -34,7 +34,7 @@ class LoopBody:
     outputs (ys).  Compared and hashed by identity, as one traced body is one
     object: CSE merges two loops only when they run the same traced body."""
 
-    __slots__ = ("tape", "n_carry", "n_xs")
+    __slots__ = ("tape", "n_carry", "n_xs", "_plan", "_on_vm")
 
     def __init__(self, tape: Tape, n_carry: int, n_xs: int) -> None:
         if type(n_carry) is not int or type(n_xs) is not int or n_carry < 0 or n_xs < 0 \
@@ -43,6 +43,25 @@ class LoopBody:
                             f"{len(tape.outputs)} outputs cannot have {n_carry!r} carried "
                             f"and {n_xs!r} per-step values")
         self.tape, self.n_carry, self.n_xs = tape, n_carry, n_xs
+        self._plan: Any = None
+        self._on_vm: Any = None  # the loop with this body built for the C VM, once asked
+
+    def interpret(self, inputs: list[Any]) -> list[Any]:
+        """One step by the reference interpreter's rules (each primitive's
+        NumPy implementation, in tape order; `backends.reference.evaluate`),
+        with the per-instruction look-ups done once per body, not per step."""
+        plan = self._plan
+        if plan is None:
+            from ..core.registry import registry
+            tape = self.tape
+            plan = self._plan = (
+                [(registry[i.prim].impl, i.ins, i.out, i.kwargs) for i in tape.instrs],
+                [(s, tape.avals[s].dtype) for s in tape.outputs])
+        env = dict(zip(self.tape.inputs, inputs))
+        env.update(self.tape.consts)
+        for impl, ins, out, params in plan[0]:
+            env[out] = impl(*[env[s] for s in ins], **params)
+        return [np.asarray(env[s], dtype=d) for s, d in plan[1]]
 
     @property
     def n_consts(self) -> int:
@@ -104,23 +123,23 @@ def pack(values: Sequence[Any], dtype: np.dtype) -> np.ndarray:
     return np.concatenate([np.asarray(v, dtype=dtype).ravel() for v in values])
 
 
-def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0) -> np.ndarray:
+def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
+             step: Any = None) -> np.ndarray:
     """The loop on NumPy values: the body tape run ``length`` times by the
-    reference interpreter (what eager calls, the reference backend and the
-    compiled backends' host calls run)."""
-    from ..backends.reference import evaluate
+    reference interpreter (what eager calls and the reference backend run),
+    or by ``step(inputs) -> outputs`` (the body built for a compiled backend)."""
+    step = step or body.interpret
     nc, nx = body.n_carry, body.n_xs
     carry = list(args[:nc])
     xs = [np.asarray(x) for x in args[nc:nc + nx]]
     consts = list(args[nc + nx:])
     ys = [np.empty((length,) + a.shape, a.dtype) for a in body.y_avals]
-    for t in range(length):
-        outs = evaluate(body.tape, carry + [x[t] for x in xs] + consts)
-        if outs is None:  # fastad.loops never makes a body with guards
-            raise RuntimeError("a loop body's guard failed")
-        carry = outs[:nc]
-        for y, v in zip(ys, outs[nc:]):
-            y[t] = v
+    with np.errstate(all="ignore"):
+        for t in range(length):
+            outs = step(carry + [x[t] for x in xs] + consts)
+            carry = outs[:nc]
+            for y, v in zip(ys, outs[nc:]):
+                y[t] = v
     return pack(carry + ys, packed_dtype(body.result_avals(length)))
 
 
@@ -133,6 +152,9 @@ def shape_rule(*shapes: tuple[int, ...], body: LoopBody, length: int,
     expected = ([a.shape for a in body.carry_avals]
                 + [(length,) + a.shape for a in body.x_avals]
                 + [a.shape for a in body.const_avals])
+    from ..core.registry import registry
+    if any(registry[i.prim].effect == "guard" for i in body.tape.instrs):
+        raise ValueError("a loop body holds a guard (one sub-tape must serve every step)")
     if [tuple(s) for s in shapes] != [tuple(s) for s in expected]:
         raise ValueError(f"loop operands {list(shapes)} for a body taking {expected}")
     if [a.shape for a in body.avals(body.tape.outputs[:body.n_carry])] != \
@@ -155,6 +177,52 @@ def _joint_jvp(tangents: Sequence[Any], ans: Any, *args: Any, body: LoopBody,
                length: int, checkpoint: int = 0) -> Any:
     from ..loop_rules import loop_jvp
     return loop_jvp(tangents, args, body, length, checkpoint)
+
+
+def host_impl(params: dict[str, Any], backend: Any) -> Any:
+    """The loop as a compiled function's host call runs it: the body optimized
+    and built once for the C VM, which runs it once per step (the body's
+    instructions dispatched in C; the steps are a Python loop).  A body the VM
+    cannot take whole (integer values, a nested loop, a primitive it lacks)
+    runs on the reference interpreter, as eagerly."""
+    from functools import partial
+    body = params["body"]
+    if backend is None or not getattr(backend, "__name__", "").endswith("c_backend"):
+        return partial(run_loop, **params)
+    from ..backends import name_of, native_primitives
+    from ..backends.fallback import build_segments, route
+    from ..transforms.optimize import optimize
+    tape = optimize(body.tape)
+    module, segmented, _ = route(backend, tape)
+    if module is not backend:  # values the VM does not hold (integers)
+        return partial(run_loop, **params)
+    try:  # a nested loop is a host call of the body's segments, built the same way
+        exe = build_segments(tape, module, native_primitives(name_of(module))) \
+            if segmented else module.build(tape)
+    except Exception:  # the VM refused the body: the reference interpreter runs it
+        return partial(run_loop, **params)
+    dtypes = [tape.avals[s].dtype for s in tape.inputs]
+
+    def step(inputs: list[Any]) -> Any:
+        return exe.run([np.asarray(v, d) for v, d in zip(inputs, dtypes)])
+    return partial(run_loop, **params, step=step)
+
+
+loop.host_impl = host_impl  # type: ignore[attr-defined]
+
+
+def run_loop_on_vm(*args: Any, body: LoopBody, length: int, checkpoint: int = 0) -> Any:
+    """The loop as a compiled function's trace computes it (`Primitive.view_impl`:
+    a releasing trace's values never reach the user, only its executable's
+    do): the body on the C VM where it is built, so tracing a loop of T steps
+    and its derivative loops costs VM steps, not interpreted ones."""
+    if body._on_vm is None:
+        from ..backends import _load
+        body._on_vm = host_impl({"body": body, "length": 0, "checkpoint": 0}, _load("c"))
+    return body._on_vm(*args, length=length, checkpoint=checkpoint)
+
+
+loop.view_impl = run_loop_on_vm
 
 
 # Read by the reverse and forward sweeps (`transforms/reverse.py`,
