@@ -99,11 +99,11 @@ class _Sweep:
     """What the reverse loops share: the body, which of its inputs and
     outputs carry derivatives, and the closed-over values."""
 
-    def __init__(self, body: LoopBody, consts: Sequence[Any], active_consts: Sequence[int]
-                 ) -> None:
+    def __init__(self, body: LoopBody, consts: Sequence[Any], active_xs: Sequence[int],
+                 active_consts: Sequence[int]) -> None:
         self.body, self.consts = body, list(consts)
         self.c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
-        self.x_diff = [j for j, a in enumerate(body.x_avals) if _inexact(a.dtype)]
+        self.x_diff = [j for j in active_xs if _inexact(body.x_avals[j].dtype)]
         self.y_diff = [j for j, a in enumerate(body.y_avals) if _inexact(a.dtype)]
         self.k_diff = [j for j in active_consts if _inexact(body.const_avals[j].dtype)]
 
@@ -164,7 +164,8 @@ def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
     nc, nx = body.n_carry, body.n_xs
     carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
     carry = _counters_as_floats(carry)
-    sweep = _Sweep(body, consts, [a - nc - nx for a in active if a >= nc + nx])
+    sweep = _Sweep(body, consts, [a - nc for a in active if nc <= a < nc + nx],
+                   [a - nc - nx for a in active if a >= nc + nx])
     parts = [unpack(g, start, stop, aval) for start, stop, aval in layout(body, length)]
     ct_c = [parts[j] for j in sweep.c_diff]
     ct_ys = [parts[nc + j] for j in sweep.y_diff]
