@@ -180,32 +180,9 @@ def _joint_jvp(tangents: Sequence[Any], ans: Any, *args: Any, body: LoopBody,
 
 
 def host_impl(params: dict[str, Any], backend: Any) -> Any:
-    """The loop as a compiled function's host call runs it: the body optimized
-    and built once for the C VM, which runs it once per step (the body's
-    instructions dispatched in C; the steps are a Python loop).  A body the VM
-    cannot take whole (integer values, a nested loop, a primitive it lacks)
-    runs on the reference interpreter, as eagerly."""
-    from functools import partial
-    body = params["body"]
-    if backend is None or not getattr(backend, "__name__", "").endswith("c_backend"):
-        return partial(run_loop, **params)
-    from ..backends import name_of, native_primitives
-    from ..backends.fallback import build_segments, route
-    from ..transforms.optimize import optimize
-    tape = optimize(body.tape)
-    module, segmented, _ = route(backend, tape)
-    if module is not backend:  # values the VM does not hold (integers)
-        return partial(run_loop, **params)
-    try:  # a nested loop is a host call of the body's segments, built the same way
-        exe = build_segments(tape, module, native_primitives(name_of(module))) \
-            if segmented else module.build(tape)
-    except Exception:  # the VM refused the body: the reference interpreter runs it
-        return partial(run_loop, **params)
-    dtypes = [tape.avals[s].dtype for s in tape.inputs]
-
-    def step(inputs: list[Any]) -> Any:
-        return exe.run([np.asarray(v, d) for v, d in zip(inputs, dtypes)])
-    return partial(run_loop, **params, step=step)
+    """The loop as a compiled function's host call runs it (`backends.loop_host`)."""
+    from ..backends.loop_host import host_impl as on_backend
+    return on_backend(params, backend)
 
 
 loop.host_impl = host_impl  # type: ignore[attr-defined]
