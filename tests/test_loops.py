@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from fastad.backends.reference import evaluate
+from fastad.primitives.loops import LoopBody
 from conftest import BACKENDS
 from helpers import FAST
 
@@ -300,3 +301,24 @@ def test_vmap_over_a_loop_against_each_example(prog):
     got = fa.vmap(lambda s, x: fa.grad(f, argnums=2)(s, x, w))(batch, xs_batch)
     want = [fa.grad(f, argnums=2)(s, x, w) for s, x in zip(batch, xs_batch)]
     np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("steps", [100, 400])
+def test_reverse_mode_keeps_about_sqrt_of_the_trip_count_states(steps):
+    state = 50
+
+    def f(x, checkpoint):
+        c, _ = fa.scan(lambda c, _: (np.sin(c) * 1.01, None), x, None, length=steps,
+                       checkpoint=checkpoint)
+        return np.sum(c)
+    x = np.linspace(-1, 1, state)
+
+    def largest(tape):  # the largest value computed, in the tape or a loop body's
+        return max([tape.avals[i.out].size for i in tape.instrs]
+                   + [largest(v.tape) for i in tape.instrs for _, v in i.params
+                      if isinstance(v, LoopBody)])
+
+    def gradient_tape(checkpoint):
+        return fa.make_tape(fa.grad(lambda x: f(x, checkpoint)))(x)
+    assert largest(gradient_tape(None)) <= 3 * np.sqrt(steps) * state  # checkpoints, a chunk
+    assert largest(gradient_tape(1)) >= steps * state  # every state stored, which it avoids
