@@ -322,3 +322,33 @@ def test_reverse_mode_keeps_about_sqrt_of_the_trip_count_states(steps):
         return fa.make_tape(fa.grad(lambda x: f(x, checkpoint)))(x)
     assert largest(gradient_tape(None)) <= 3 * np.sqrt(steps) * state  # checkpoints, a chunk
     assert largest(gradient_tape(1)) >= steps * state  # every state stored, which it avoids
+
+
+def test_compiled_steps_with_a_carry_that_swaps_and_passes_through():
+    def f(a, b, xs):
+        (a, b, c), ys = fa.scan(lambda c, x: ((c[1], c[0] * x, c[2]), c[0] + c[2]),
+                                (a, b, a * 2.0), xs)
+        return np.sum(a) + 2.0 * np.sum(b) + np.sum(c) + np.sum(ys * ys)
+    rng = np.random.default_rng(5)
+    a, b, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3), rng.uniform(0.5, 1.5, (7, 3))
+    with pytest.warns(UserWarning, match="loop"):
+        g = fa.compile(f, argnums=(0, 1, 2), backend=COMPILED)
+        got = g.value_and_grad(a, b, xs)
+    want = fa.value_and_grad(f, argnums=(0, 1, 2))(a, b, xs)
+    assert got[0] == want[0]
+    for x, y in zip(got[1], want[1]):
+        np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C VM is not built")
+def test_vm_run_steps_refuses_arrays_that_do_not_fit():
+    from fastad.backends import c_backend
+    tape = fa.make_tape(lambda c, x: c * x)(np.ones(2), np.ones(2))
+    exe = c_backend.build(tape)
+    ys: list = []
+    with pytest.raises(ValueError, match="run_steps"):
+        exe.run_steps([np.ones(3)], [np.ones((4, 2))], [], 4, ys)
+    with pytest.raises(ValueError, match="run_steps"):
+        exe.run_steps([np.ones(2)], [np.ones((3, 2))], [], 4, ys)
+    with pytest.raises(ValueError, match="run_steps"):
+        exe.run_steps([np.ones(2, np.float32)], [np.ones((4, 2))], [], 4, ys)

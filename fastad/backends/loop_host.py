@@ -28,15 +28,34 @@ def host_impl(params: dict[str, Any], backend: ModuleType | None) -> Callable[..
     body = params["body"]
     if backend is None or not getattr(backend, "__name__", "").endswith("c_backend"):
         return partial(run_loop, **params)
-    step = _built(body.tape, backend)
-    return partial(run_loop, **params) if step is None else \
-        partial(run_loop, **params, step=step)
+    built = _built(body.tape, backend)
+    if built is None:
+        return partial(run_loop, **params)
+    exe, tape = built
+    dtypes = [tape.avals[s].dtype for s in tape.inputs]
+    if hasattr(exe, "run_steps"):  # one program: the VM runs the steps too
+        nc, nx = body.n_carry, body.n_xs
+
+        def steps(carry: list[Any], xs: list[Any], consts: list[Any], ys: list[Any],
+                  length: int) -> Any:
+            def exact(values: list[Any], at: int) -> list[Any]:
+                return [np.asarray(v, dtypes[at + i], order="C") for i, v in enumerate(values)]
+            final = exe.run_steps(exact(carry, 0), exact(xs, nc), exact(consts, nc + nx),
+                                  length, ys)
+            if final is None:  # the shape rule refuses bodies with guards
+                raise RuntimeError("a loop body's guard failed")
+            return final
+        return partial(run_loop, **params, steps=steps)
+
+    def step(inputs: list[Any]) -> Any:  # exact dtypes: the VM's fast path takes them as they are
+        return exe.run([np.asarray(v, d) for v, d in zip(inputs, dtypes)])
+    return partial(run_loop, **params, step=step)
 
 
-def _built(tape: Any, backend: ModuleType) -> Callable[[list[Any]], Any] | None:
+def _built(tape: Any, backend: ModuleType) -> tuple[Any, Any] | None:
     """``tape`` optimized and built for ``backend`` (segments around host
-    calls where it needs them), as a function of its inputs; None if the
-    VM cannot run it."""
+    calls where it needs them), and the tape built; None if the VM cannot
+    run it."""
     from . import name_of, native_primitives
     from .fallback import build_segments, route
     from ..transforms.optimize import optimize
@@ -49,8 +68,4 @@ def _built(tape: Any, backend: ModuleType) -> Callable[[list[Any]], Any] | None:
             if segmented else module.build(tape)
     except Exception:  # the VM refused it: the reference interpreter runs the loop
         return None
-    dtypes = [tape.avals[s].dtype for s in tape.inputs]
-
-    def run(inputs: list[Any]) -> Any:  # exact dtypes: the VM's fast path takes them as they are
-        return exe.run([np.asarray(v, d) for v, d in zip(inputs, dtypes)])
-    return run
+    return exe, tape

@@ -124,16 +124,21 @@ def pack(values: Sequence[Any], dtype: np.dtype) -> np.ndarray:
 
 
 def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
-             step: Any = None) -> np.ndarray:
+             step: Any = None, steps: Any = None) -> np.ndarray:
     """The loop on NumPy values: the body tape run ``length`` times by the
     reference interpreter (what eager calls and the reference backend run),
-    or by ``step(inputs) -> outputs`` (the body built for a compiled backend)."""
+    or by ``step(inputs) -> outputs`` (the body built for a compiled backend),
+    or all at once by ``steps(carry, xs, consts, ys, length) -> final carry`` (the
+    steps in compiled code, writing the ys in place)."""
     step = step or body.interpret
     nc, nx = body.n_carry, body.n_xs
     carry = list(args[:nc])
     xs = [np.asarray(x) for x in args[nc:nc + nx]]
     consts = list(args[nc + nx:])
     ys = [np.empty((length,) + a.shape, a.dtype) for a in body.y_avals]
+    if steps is not None:
+        final = steps(carry, xs, consts, ys, length)
+        return pack(list(final) + ys, packed_dtype(body.result_avals(length)))
     with np.errstate(all="ignore"):
         for t in range(length):
             outs = step(carry + [x[t] for x in xs] + consts)
