@@ -3,11 +3,11 @@
 The compiled backends have no loop instruction yet, so a loop is a host call
 (`fallback._Host`), which asks the primitive for an implementation built for
 its backend (`Primitive.host_impl`).  Here that is the body tape, optimized
-and built once for the C VM, run once per step from Python: the body's
-instructions are dispatched in C, the steps cost a VM call each (a few
-microseconds).  A body the VM cannot take (integer values) runs on the
-reference interpreter, as eagerly; a nested loop in the body is a host call
-of the body's own segments, built the same way.
+and built once for the C VM.  A body that is one VM program runs all its
+steps in the VM (`Executable.run_steps`); a body holding a nested loop is
+compiled segments with host calls (the inner loop built the same way), run
+from Python once per step.  A body the VM cannot take (integer values)
+runs on the reference interpreter, as eagerly.
 
 (Building a program of several consecutive steps, to divide the Python per
 step, was measured on the RK4 fit: 2x faster steady gradients, 7x slower
