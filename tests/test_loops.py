@@ -352,3 +352,57 @@ def test_vm_run_steps_refuses_arrays_that_do_not_fit():
         exe.run_steps([np.ones(2)], [np.ones((3, 2))], [], 4, ys)
     with pytest.raises(ValueError, match="run_steps"):
         exe.run_steps([np.ones(2, np.float32)], [np.ones((4, 2))], [], 4, ys)
+
+
+def _loop_tape():
+    return fa.make_tape(lambda x: np.sum(fa.scan(lambda c, x: (np.sin(c) * x, c), x,
+                                                 np.ones((3, 2)))[1]))(np.ones(2))
+
+
+def _resaved(tape, edit):
+    from fastad.core import wire
+    payload = tape._payload()
+    edit(payload)
+    return wire.dumps(wire.TAPE, payload)
+
+
+def _edit_body(edit_params):
+    def edit(payload):
+        for k, (prim, out, ins, params, line) in enumerate(payload["instrs"]):
+            if prim == "loop":
+                payload["instrs"][k] = (prim, out, ins, edit_params(params), line)
+    return edit
+
+
+def _body_field(params, change):
+    return tuple((k, change(v) if k == "body" else v) for k, v in params)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda body: (body[0], body[1], body[2], (99, 0)), "cannot have"),  # carry count
+    (lambda body: (body[0], "no such thing", body[2], body[3]), "unknown sub-tape"),
+    (lambda body: (body[0], body[1], {**body[2], "outputs": [10**6]}, body[3]), "never defined"),
+    (lambda body: (body[0], body[1], {**body[2], "instrs": body[2]["instrs"] + [
+        ("guard", len(body[2]["avals"]), (body[2]["inputs"][0],), (("expected", True),), None)],
+        "avals": body[2]["avals"] + [((), np.dtype(bool))]}, body[3]), "guard"),
+])
+def test_hostile_saved_loop_bodies_are_refused_with_a_clear_error(change, message):
+    tape = _loop_tape()
+    data = _resaved(tape, _edit_body(lambda params: _body_field(params, change)))
+    with pytest.raises(fa.TapeError, match=message):
+        fa.Tape.from_bytes(data)
+
+
+def test_loops_nested_past_the_saved_format_bound_are_refused_when_saved():
+    def nested(depth):
+        def f(x):
+            if depth == 0:
+                return np.sin(x)
+            return fa.scan(lambda c, _: (nested(depth - 1)(c), None), x, None, length=1)[0]
+        return f
+    shallow = fa.make_tape(lambda x: np.sum(nested(3)(x)))(np.ones(2))
+    np.testing.assert_array_equal(evaluate(fa.Tape.from_bytes(shallow.to_bytes()), [np.ones(2)]),
+                                  evaluate(shallow, [np.ones(2)]))
+    deep = fa.make_tape(lambda x: np.sum(nested(20)(x)))(np.ones(2))
+    with pytest.raises(ValueError, match="nested more than"):
+        deep.to_bytes()
