@@ -210,8 +210,8 @@ loop.view_impl = run_loop_on_vm
 # Read by the reverse and forward sweeps (`transforms/reverse.py`,
 # `transforms/forward.py`) before any per-argument rule: the loop's
 # derivative is one loop for every operand.
-loop.joint_vjp = _joint_vjp  # type: ignore[attr-defined]
-loop.joint_jvp = _joint_jvp  # type: ignore[attr-defined]
+loop.joint_vjp = _joint_vjp
+loop.joint_jvp = _joint_jvp
 
 
 def batching_rule(prim: Any, args: Sequence[Any], shapes: Sequence[Any],

@@ -59,7 +59,7 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
         joint = JOINT_JVPS.get(ins.prim)
         with_tangent = [tangent.get(slot) if argnum != 1 or ins.prim == "sub" else None
                         for argnum, slot in enumerate(ins.ins)]
-        joint_all = getattr(prim, "joint_jvp", None)  # one rule for every operand (a loop)
+        joint_all = prim.joint_jvp  # one rule for every operand (a loop)
         if joint_all is not None:
             total = joint_all([tangent.get(s) for s in ins.ins], ans, *args, **params)
         elif joint is not None and with_tangent[0] is not None and with_tangent[-1] is not None:

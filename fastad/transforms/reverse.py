@@ -90,7 +90,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         else:
             args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
             ans = builder.tracer(ins.out)
-        joint = getattr(prim, "joint_vjp", None)  # one rule for every operand (a loop)
+        joint = prim.joint_vjp  # one rule for every operand (a loop)
         if joint is not None:
             wanted = [a for a, s in enumerate(ins.ins) if s in active]
             for argnum, part in zip(wanted, joint(g, ans, *args, active=wanted, **params)):
