@@ -181,13 +181,19 @@ def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_
 def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_val: Any,
               checkpoint: int | None = None) -> Any:
     """``jax.lax.fori_loop``: ``val = body_fun(i, val)`` for i in range(lower, upper);
-    a scan over the step numbers, so reverse mode works as for `scan`."""
+    a scan over the step numbers, so reverse mode works as for `scan`.  Traced
+    bounds make it a `while_loop` over (i, val), as in JAX (and reverse mode
+    still works)."""
+    if isinstance(lower, Tracer) or isinstance(upper, Tracer):
+        def step(state: Any) -> Any:
+            i, val = state
+            return i + 1, body_fun(i, val)
+        return while_loop(lambda state: state[0] < upper, step, (lower, init_val))[1]
     bounds = []
     for name, b in (("lower", lower), ("upper", upper)):
-        if isinstance(b, Tracer) or isinstance(b, (bool, np.bool_)) \
-                or not isinstance(b, (int, np.integer)):
-            raise TypeError(f"fastad.fori_loop: {name} must be a Python or NumPy int, not "
-                            f"{type(b).__name__} (a data-dependent trip count is a while_loop)")
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+            raise TypeError(f"fastad.fori_loop: {name} must be an int, not "
+                            f"{type(b).__name__}")
         bounds.append(int(b))
     steps = np.arange(bounds[0], max(bounds), dtype=np.int64)
     if steps.size == 0:

@@ -419,3 +419,23 @@ def test_loops_nested_past_the_saved_format_bound_are_refused_when_saved():
     deep = fa.make_tape(lambda x: np.sum(nested(20)(x)))(np.ones(2))
     with pytest.raises(ValueError, match="nested more than"):
         deep.to_bytes()
+
+
+def test_fori_loop_with_a_traced_bound_is_a_while_loop_and_differentiates():
+    def f(x, n):
+        return np.sum(fa.fori_loop(0, n, lambda i, c: np.sin(c) * 1.2, x))
+
+    def python(x, n):
+        for _ in range(int(n)):
+            x = np.sin(x) * 1.2
+        return np.sum(x)
+    x = np.array([0.4, -0.3])
+    g = fa.jit(fa.value_and_grad(f))  # an int argument of a compiled function is traced data
+    with _host_call_notice():
+        for n in (3, 0, 5):
+            value, grad = g(x, n)
+            d = np.array([1.0, 0.5])
+            np.testing.assert_allclose(value, python(x, n), rtol=1e-14)
+            np.testing.assert_allclose(np.dot(grad, d),
+                                       _directional_fd(lambda x: python(x, n), [x], [d]),
+                                       rtol=1e-6, atol=1e-9)
