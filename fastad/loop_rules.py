@@ -202,16 +202,16 @@ def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
         ct, main_cts = scan(chunk_back, ct, (marks, x_chunks, ct_y_chunks), length=chunks,
                             reverse=True)
         main_cts = [fnp.reshape(m, (main,) + tuple(fnp.shape(m)[2:])) for m in main_cts]
-    for j in range(len(sweep.x_diff)):
+    for j, x_at in enumerate(sweep.x_diff):
         pieces = ([main_cts[j]] if chunks else []) + ([tail_cts[j]] if tail else [])
-        ct_xs[j] = pieces[0] if len(pieces) == 1 else fnp.concatenate(pieces)
+        ct_xs[j] = fnp.zeros_for(xs[x_at]) if not pieces else \
+            pieces[0] if len(pieces) == 1 else fnp.concatenate(pieces)
     ct_c, ct_k = ct
     by_operand: dict[int, Any] = {}
     for j, c in zip(sweep.c_diff, ct_c):
         by_operand[j] = c
     for j, c in zip(sweep.x_diff, ct_xs):
-        if length:
-            by_operand[nc + j] = c
+        by_operand[nc + j] = c
     for j, c in zip(sweep.k_diff, ct_k):
         by_operand[nc + nx + j] = c
     return [by_operand.get(a) for a in active]

@@ -151,9 +151,9 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     if reverse:
         x_leaves = _flip(x_leaves)
     try:
-        if n == 0:
-            raise _Unroll  # nothing to trace the body on: the Python loop runs it no times
-        first = [x[0] for x in x_leaves]
+        # no first step to trace the body on: zeros of a step's shape (for the ys' shapes)
+        first = [x[0] for x in x_leaves] if n else \
+            [np.zeros(v.shape[1:], v.dtype) for v in map(_leaf_value, x_leaves)]
         body, closed, y_tree = _traced(lambda: trace_body(f, carry_leaves, carry_tree, first,
                                                           x_tree, where))
     except _Unroll:

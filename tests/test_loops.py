@@ -439,3 +439,13 @@ def test_fori_loop_with_a_traced_bound_is_a_while_loop_and_differentiates():
             np.testing.assert_allclose(np.dot(grad, d),
                                        _directional_fd(lambda x: python(x, n), [x], [d]),
                                        rtol=1e-6, atol=1e-9)
+
+
+def test_an_empty_scan_gives_the_initial_carry_and_empty_stacked_outputs():
+    carry, ys = fa.scan(lambda c, x: (c + x, {"y": c * x}), np.ones(2), np.zeros((0, 2)))
+    np.testing.assert_array_equal(carry, np.ones(2))
+    assert ys["y"].shape == (0, 2)
+    g = fa.grad(lambda c: np.sum(fa.scan(lambda c, x: (np.sin(c), c), c, None, length=0)[0]))
+    np.testing.assert_array_equal(g(np.ones(3)), np.ones(3))
+    f = lambda xs: np.sum(fa.scan(lambda c, x: (c + x, c * x), np.ones(2), xs)[1]) + 1.0
+    assert fa.grad(f)(np.zeros((0, 2))).shape == (0, 2)
