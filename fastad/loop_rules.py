@@ -72,11 +72,9 @@ def loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, lengt
         (c, dc), (xv, dx) = state, x
         k_in = _inside(consts)
         builder = current_builder()
-        start = len(builder.tape.instrs)
         outs = replay(body.tape, list(c) + list(xv) + k_in)
         wrt = [c[j] for j in c_diff] + [xv[j] for j in x_diff] + [k_in[j] for j in k_diff]
         seeds = list(dc) + list(dx) + _inside(dconsts)
-        del start
         douts = forward(builder, len(builder.tape.instrs), wrt, seeds,
                         [outs[j] for j in c_diff] + [outs[nc + j] for j in y_diff])
         new_c, ys = outs[:nc], outs[nc:]

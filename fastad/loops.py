@@ -233,7 +233,7 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     try:
         body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree, [], _NONE,
                                                      where))
-        first = _traced_bool(cond_fun(init_val))  # records a guard when traced
+        first = bool(cond_fun(init_val))  # records a guard when traced
     except _Unroll:
         val = init_val
         while cond_fun(val):
@@ -250,10 +250,6 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
             bool(all_(conds[:-1] != 0))  # records a guard (True here)
         bool(conds[-1] != 0)  # records a guard (False here)
     return pytree.unflatten(carry_tree, final)
-
-
-def _traced_bool(value: Any) -> bool:
-    return bool(value)
 
 
 def _trip_count(body: LoopBody, carry_leaves: Sequence[Any], closed: Sequence[Any],

@@ -271,7 +271,8 @@ def test_while_loop_compiled_retraces_when_the_trip_count_changes():
 
 def test_carry_that_changes_shape_or_dtype_is_a_clear_error():
     with pytest.raises(TypeError, match="carry output leaf 0"):
-        fa.scan(lambda c, x: (np.concatenate([c, np.reshape(x, (1,))]), None), np.ones(2), np.ones(3))
+        fa.scan(lambda c, x: (np.concatenate([c, np.reshape(x, (1,))]), None), np.ones(2),
+                np.ones(3))
     with pytest.raises(TypeError, match="carry output leaf 0"):
         fa.fori_loop(0, 3, lambda i, c: c + 0.5, 0)
     with pytest.raises(TypeError, match="structure"):

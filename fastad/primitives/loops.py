@@ -18,7 +18,6 @@ themselves, so they differentiate, batch and compile again.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import numpy as np
