@@ -19,7 +19,8 @@ from .core.errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .core.tape import Tape
 
-__all__ = ["scan", "fori_loop", "while_loop", "grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
            "compile", "minimize", "flatten", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
-           "FastadError", "TracingError", "TapeError", "SignatureError", *_conventions]
+           "FastadError", "TracingError", "TapeError", "SignatureError", "scan", "fori_loop",
+           "while_loop", *_conventions]
 __version__ = "0.1.0"
