@@ -586,15 +586,23 @@ def usercode_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]
     return usercode.report(results, where, mode.quick), results
 
 
+def recurrences_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
+    import recurrences
+    rows = recurrences.run(mode.quick)
+    return recurrences.report(rows), rows
+
+
 SECTIONS = {"jacobian": jacobian_section, "backends": backends_section,
-            "reroll": reroll_section, "targets": targets_section, "usercode": usercode_section}
+            "reroll": reroll_section, "targets": targets_section, "usercode": usercode_section,
+            "recurrences": recurrences_section}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer, shorter rounds (< 2 min)")
     parser.add_argument("--only", help="comma-separated workload prefixes, and/or 'sweep', "
-                        "'batch', 'jacobian', 'backends', 'reroll', 'targets', 'usercode', 'memory'")
+                        "'batch', 'jacobian', 'backends', 'reroll', 'targets', 'usercode', 'recurrences', "
+                        "'memory'")
     parser.add_argument("--out", default=os.path.join(HERE, "results"))
     # Used by the report's own subprocesses:
     parser.add_argument("--first-call", nargs=2, metavar=("WORKLOAD", "ENGINE"),

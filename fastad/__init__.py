@@ -9,6 +9,7 @@ from .check import check_grads
 from .compiled import compile, jit
 from .conventions import *  # noqa: F401,F403  (autograd's and JAX's other names)
 from .conventions import __all__ as _conventions
+from .loops import fori_loop, scan, while_loop
 from .minimize import minimize
 from .misc import flatten
 from .serialize import dumps, loads
@@ -20,5 +21,6 @@ from .core.tape import Tape
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
            "compile", "minimize", "flatten", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
-           "FastadError", "TracingError", "TapeError", "SignatureError", *_conventions]
+           "FastadError", "TracingError", "TapeError", "SignatureError", "scan", "fori_loop",
+           "while_loop", *_conventions]
 __version__ = "0.1.0"

@@ -21,6 +21,7 @@ import numpy as np
 from .core.errors import TapeError
 from .primitives import special
 from .primitives.fft import NORMS
+from .primitives.loops import shape_rule as _loop
 from .core.registry import Primitive, check_table, registry
 from .core.registry import prims as P
 
@@ -255,7 +256,7 @@ RULES: dict[Primitive, Callable[..., Shape]] = check_table({
     P.take_along: _take_along, P.scatter_add_along: _scatter_add_along,
     P.interp: _interp, P.interp_slope: _interp,
     P.cholesky: _factor, P.sqrtm: _factor, P.eigh: _eigen, P.eig: _eigen, P.svd: _svd,
-    P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular, P.sylvester: _sylvester,
+    P.loop: _loop, P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular, P.sylvester: _sylvester,
 }, "shapes.RULES")
 TAKES_CONSTS = check_table({P.take, P.scatter_set, P.scatter_add}, "shapes.TAKES_CONSTS")
 

@@ -60,6 +60,9 @@ def test_derivative_rules_cover_every_argument_or_are_declared_absent():
     for p in BUILTIN:
         if not p.differentiable:  # the explicit "not differentiable" list is this flag
             continue
+        if p.nargs is None:  # variadic (a loop): one rule takes every operand at once
+            assert callable(p.joint_vjp) and callable(p.joint_jvp), p.name
+            continue
         assert len(p.vjps) == p.nargs, f"{p.name}: VJP rules for {len(p.vjps)} of {p.nargs}"
         assert len(p.jvps) == p.nargs, f"{p.name}: JVP rules for {len(p.jvps)} of {p.nargs}"
         # None marks an argument with no derivative (indices, conditions)

@@ -456,6 +456,87 @@ cdef class Executable:
         finally:
             self._pool.append(arena)
 
+    def run_steps(self, list carry, list xs, list consts, Py_ssize_t length, list ys):
+        """Run this program ``length`` times as a loop's body, the steps in C:
+        its inputs are the carry, one row of each array of ``xs`` and
+        ``consts``; its outputs the new carry, which the next step reads, and
+        one row of each array of ``ys``, written in place.  Every array must
+        be C-contiguous in its port's dtype (``xs`` and ``ys`` with a leading
+        axis of ``length``): ValueError otherwise.  The final carry, as new
+        arrays; None if a guard fails."""
+        cdef Py_ssize_t i, t, nc = len(carry), nx = len(xs), nk = len(consts), ny = len(ys)
+        cdef _Port port, out
+        cdef char *base
+        cdef char *scratch
+        cdef int status
+        cdef const fastad_poll *poll
+        cdef int64_t carry_bytes = 0
+        if nc + nx + nk != self._ninputs or nc + ny != len(self._outputs) or length < 0:
+            raise ValueError("run_steps: the carry, xs, consts and ys do not fit the program")
+        for i in range(self._ninputs):
+            port = <_Port>self._inputs[i]
+            x = carry[i] if i < nc else (xs[i - nc] if i < nc + nx else consts[i - nc - nx])
+            self._check_rows(port, x, length if nc <= i < nc + nx else -1)
+        for i in range(ny):
+            self._check_rows(<_Port>self._outputs[nc + i], ys[i], length)
+        for i in range(nc):
+            carry_bytes += (<_Port>self._inputs[i]).nbytes
+        scratch_array = np.empty(max(carry_bytes, 1), dtype=np.uint8)
+        scratch = <char *>cnp.PyArray_DATA(<cnp.ndarray>scratch_array)
+        arena = self._pool.pop() if self._pool else self._new_arena()
+        base = self._aligned(arena)
+        try:
+            for i in range(nc):
+                port = <_Port>self._inputs[i]
+                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>carry[i]),
+                            port.nbytes)
+            poll = _poll_here()
+            for t in range(length):
+                for i in range(nk):
+                    port = <_Port>self._inputs[nc + nx + i]
+                    fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>consts[i]),
+                                port.nbytes)
+                for i in range(nx):
+                    port = <_Port>self._inputs[nc + i]
+                    fastad_copy(base + port.offset,
+                                <char *>cnp.PyArray_DATA(<cnp.ndarray>xs[i]) + t * port.nbytes,
+                                port.nbytes)
+                with nogil:
+                    status = fastad_vm_run_polled(&self.prog, &LINALG, base, poll)
+                if status == FASTAD_VM_INTERRUPTED:
+                    _raise_interrupt()
+                if status == FASTAD_VM_SINGULAR:
+                    raise np.linalg.LinAlgError("Singular matrix")
+                if status == FASTAD_VM_GUARD_FAILED:
+                    return None
+                for i in range(ny):
+                    out = <_Port>self._outputs[nc + i]
+                    fastad_copy(<char *>cnp.PyArray_DATA(<cnp.ndarray>ys[i]) + t * out.nbytes,
+                                base + out.offset, out.nbytes)
+                # the carry through a scratch buffer: an output may be another input's slot
+                carry_bytes = 0
+                for i in range(nc):
+                    out = <_Port>self._outputs[i]
+                    memcpy(scratch + carry_bytes, base + out.offset, out.nbytes)
+                    carry_bytes += out.nbytes
+                carry_bytes = 0
+                for i in range(nc):
+                    port = <_Port>self._inputs[i]
+                    memcpy(base + port.offset, scratch + carry_bytes, port.nbytes)
+                    carry_bytes += port.nbytes
+            return [self._output(<_Port>self._inputs[i], base) for i in range(nc)]
+        finally:
+            self._pool.append(arena)
+
+    cdef _check_rows(self, _Port port, object x, Py_ssize_t rows):
+        """x is C-contiguous in port's dtype with port's shape, behind a
+        leading axis of ``rows`` when rows >= 0: what run_steps copies from."""
+        shape = port.shape if rows < 0 else (rows,) + port.shape
+        if type(x) is not np.ndarray or x.dtype != port.dtype or x.shape != shape \
+                or not x.flags.c_contiguous:
+            raise ValueError(f"run_steps: {port.name} needs a C-contiguous {port.dtype.name} "
+                             f"array of shape {shape}")
+
     def run_batch(self, inputs, batched, int64_t count, int threads=1):
         """Run this program, compiled for a chunk of examples (a vmapped tape
         whose batched inputs and outputs all lead with the chunk axis), over a

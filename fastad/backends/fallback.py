@@ -95,6 +95,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp: "a table search per element: no compiled code",
     P.interp_slope: "a table search per element: no compiled code",
     P.cumprod: "no compiled code (cumsum has some)",
+    P.loop: "a loop body sub-tape: run by the reference interpreter for now",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv",
                     "sylvester", "sqrtm")},
@@ -237,10 +238,13 @@ class _Native:
 class _Host:
     """One instruction run by its NumPy implementation."""
 
-    def __init__(self, ins: Instr, tape: Tape) -> None:
+    def __init__(self, ins: Instr, tape: Tape, backend: ModuleType | None = None) -> None:
         self.ins = ins
-        self.impl = registry[ins.prim].impl
+        prim = registry[ins.prim]
         self.params = ins.kwargs
+        # a primitive holding a tape of its own (a loop) builds it for the backend once
+        on_backend = getattr(prim, "host_impl", None)
+        self.impl = prim.impl if on_backend is None else on_backend(self.params, backend)
         self.dtype = tape.avals[ins.out].dtype
 
     def run(self, env: dict[int, Any]) -> bool:
@@ -309,7 +313,7 @@ class Segments(RunsArgs):
                                           scalars=name_of(backend) == "numba"))
                 continue
             for ins in instrs:
-                self.steps.append(_Host(ins, tape))
+                self.steps.append(_Host(ins, tape, backend))
 
     def run(self, inputs: Sequence[Any]) -> list[np.ndarray] | None:
         env: dict[int, Any] = dict(zip(self.tape.inputs, inputs))

@@ -71,6 +71,12 @@ class Primitive:
     # (a slice): used by releasing traces (`Builder.release`), whose values
     # never reach the user, so a slice of a large array costs no memory there
     view_impl: Optional[Callable[..., Any]] = None
+    # Derivative rules taking every operand at once, for primitives whose
+    # operands share one computation (a loop: one loop for all cotangents);
+    # the sweeps ask for them first.  Plain class attributes, not fields: set
+    # on the few primitives that have them (`primitives/loops.py`).
+    joint_vjp = None  # (g, ans, *args, active=argnums, **params) -> cotangents
+    joint_jvp = None  # (tangents or None per operand, ans, *args, **params) -> tangent
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:

@@ -201,22 +201,28 @@ class Tape:
     # -- serialization ------------------------------------------------------
     def to_bytes(self) -> bytes:
         """The tape in fastad's own payload format (`fastad.core.wire`)."""
-        payload = {
+        return wire.dumps(wire.TAPE, self._payload())
+
+    def _payload(self) -> dict[str, Any]:
+        return {
             "inputs": list(map(int, self.inputs)),
             "outputs": list(map(int, self.outputs)),
             "consts": {int(k): np.asarray(v) if isinstance(v, np.ndarray) else v
                        for k, v in self.consts.items()},
-            "instrs": [(i.prim, int(i.out), tuple(map(int, i.ins)), tuple(i.params),
+            "instrs": [(i.prim, int(i.out), tuple(map(int, i.ins)),
+                        tuple((k, _param_to_wire(v)) for k, v in i.params),
                         i.line.resolve() if isinstance(i.line, SourcePos) else i.line)
                        for i in self.instrs],
             "avals": [(tuple(map(int, a.shape)), a.dtype) for a in self.avals],
         }
-        return wire.dumps(wire.TAPE, payload)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "Tape":
         """The tape ``to_bytes`` saved, validated; TapeError for any other bytes."""
-        payload = wire.loads(data, wire.TAPE)
+        return cls._from_payload(wire.loads(data, wire.TAPE))
+
+    @classmethod
+    def _from_payload(cls, payload: Any) -> "Tape":
         if not isinstance(payload, dict) or sorted(payload) != sorted(_PAYLOAD_FIELDS):
             raise TapeError("a saved tape must hold exactly the fields "
                             f"{', '.join(_PAYLOAD_FIELDS)}")
@@ -239,6 +245,37 @@ class Tape:
 
 
 _PAYLOAD_FIELDS = ("inputs", "outputs", "consts", "instrs", "avals")
+
+#: Parameter classes that hold a tape of their own (a loop's body), by the name
+#: a payload gives them: each has ``tape`` and ``wire_fields()`` (plain data)
+#: and is rebuilt as ``cls(tape, *fields)``.  The sub-tape is saved nested in
+#: the same payload, so the wire format's nesting bound bounds loops in loops,
+#: and it is validated like any loaded tape.  Filled by the modules declaring
+#: them (`primitives.loops`).
+SUBTAPE_PARAMS: dict[str, type] = {}
+_SUBTAPE_MARK = "\x00sub-tape"
+
+
+def _param_to_wire(value: Any) -> Any:
+    for name, cls in SUBTAPE_PARAMS.items():
+        if type(value) is cls:
+            return (_SUBTAPE_MARK, name, value.tape._payload(), tuple(value.wire_fields()))
+    return value
+
+
+def _param_from_wire(value: Any) -> Any:
+    if type(value) is not tuple or len(value) != 4 or value[0] != _SUBTAPE_MARK:
+        return value
+    _, name, payload, fields = value
+    cls = SUBTAPE_PARAMS.get(name) if type(name) is str else None
+    if cls is None or type(fields) is not tuple:
+        raise TapeError(f"a saved tape holds an unknown sub-tape parameter {name!r}")
+    try:
+        return cls(Tape._from_payload(payload), *fields)
+    except TapeError:
+        raise
+    except Exception as exc:
+        raise TapeError(f"invalid saved sub-tape: {exc!r}") from None
 
 
 def _typed(value: Any, kind: type, what: str) -> Any:
@@ -268,6 +305,7 @@ def _instr(k: int, item: Any) -> Instr:
     if line is not None and not (type(line) is tuple and len(line) == 2
                                  and type(line[0]) is str and type(line[1]) is int):
         raise TapeError(f"saved instruction {k} has an invalid source line")
+    params = tuple((k, _param_from_wire(v)) for k, v in params)
     return Instr(prim, out, ins, params, line)
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.errors import TracingError
-from ..primitives import linalg, ordering
+from ..primitives import linalg, loops, ordering
 from ..core.registry import Primitive, check_table, registry
 from ..primitives.numpy_proxy import fnp
 from ..core.registry import prims as P
@@ -162,6 +162,7 @@ RULES: dict[Primitive, Callable[..., Any]] = check_table({
     **{registry[name]: _batched_linalg for name in linalg.BATCHED},
     **{registry[name]: _along_axis for name in ordering.ALONG_AXIS},
     P.interp: _interpolate, P.interp_slope: _interpolate,
+    P.loop: loops.batching_rule,
 }, "batching.RULES")
 NO_BATCHING_RULE: dict[Primitive, str] = check_table({}, "batching.NO_BATCHING_RULE")
 

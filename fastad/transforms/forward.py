@@ -59,7 +59,10 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
         joint = JOINT_JVPS.get(ins.prim)
         with_tangent = [tangent.get(slot) if argnum != 1 or ins.prim == "sub" else None
                         for argnum, slot in enumerate(ins.ins)]
-        if joint is not None and with_tangent[0] is not None and with_tangent[-1] is not None:
+        joint_all = prim.joint_jvp  # one rule for every operand (a loop)
+        if joint_all is not None:
+            total = joint_all([tangent.get(s) for s in ins.ins], ans, *args, **params)
+        elif joint is not None and with_tangent[0] is not None and with_tangent[-1] is not None:
             total = joint(with_tangent, ans, *args, **params)
             if fnp.shape(total) != ans.shape:
                 total = fnp.broadcast_to(total, ans.shape)

@@ -90,7 +90,14 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         else:
             args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
             ans = builder.tracer(ins.out)
-        for argnum, slot in enumerate(ins.ins):
+        joint = prim.joint_vjp  # one rule for every operand (a loop)
+        if joint is not None:
+            wanted = [a for a, s in enumerate(ins.ins) if s in active]
+            for argnum, part in zip(wanted, joint(g, ans, *args, active=wanted, **params)):
+                if part is not None:
+                    _accumulate(adjoint, ins.ins[argnum],
+                                _real_if_real(builder, ins.ins[argnum], part))
+        for argnum, slot in enumerate(ins.ins if joint is None else ()):
             if slot not in active:
                 continue
             accumulate_into = prim.accumulating_vjps.get(argnum)

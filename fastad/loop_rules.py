@@ -1,0 +1,246 @@
+"""The loop's derivatives, written as loops (`fastad.scan`), so they
+differentiate, batch and compile again.
+
+Forward mode is one loop of the body's JVP: the carry is (state, tangent).
+
+Reverse mode is a reverse loop of the body's VJP, whose inputs are the
+carried states step by step.  Keeping all T of them would cost T states;
+instead the states are *checkpointed*: a first loop over chunks of k steps
+stores the state at the start of each chunk (T/k states), and the reverse
+loop over the chunks recomputes each chunk's k states from its checkpoint
+before running the body's VJP back through them (k states at a time).  With
+k about sqrt(T) (`loops.default_checkpoint`, or ``checkpoint=k``) reverse
+mode keeps O(sqrt(T)) states and runs the body about twice per step.
+The cotangents of closed-over values are carried and summed across steps.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .core.tracer import Tracer, current_builder, replay
+from .loops import default_checkpoint, scan, unpack
+from .primitives.loops import LoopBody, layout, packed_dtype
+from .primitives.numpy_proxy import fnp
+
+
+def _inexact(dtype: Any) -> bool:
+    return np.dtype(dtype).kind in "fc"
+
+
+def _inside(values: Sequence[Any]) -> list[Any]:
+    """``values`` (outer tracers or arrays) as tracers of the active trace
+    (captured), so a sweep can ask for their derivatives."""
+    builder = current_builder()
+    return [builder.tracer(builder.slot_of(v)) for v in values]
+
+
+def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:
+    """Integer carries (counters) in the packed dtype, as a traced loop's
+    results hold them (`loops.unpack`), so the loops below keep one dtype."""
+    return [fnp.astype(c, np.float64) if np.result_type(c).kind not in "fc" else c
+            for c in carry]
+
+
+def _pack(parts: Sequence[Any], avals: Sequence[Any]) -> Any:
+    dtype = packed_dtype(avals)
+    if not parts:
+        return np.zeros(0, dtype)
+    return fnp.concatenate([fnp.astype(fnp.ravel(p), dtype) for p in parts])
+
+
+# -- forward mode ---------------------------------------------------------------------
+def loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, length: int,
+             checkpoint: int) -> Any:
+    from .transforms.forward import forward
+    nc, nx = body.n_carry, body.n_xs
+    carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
+    carry = _counters_as_floats(carry)
+    c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
+    x_diff = [j for j in range(nx) if tangents[nc + j] is not None
+              and _inexact(body.x_avals[j].dtype)]
+    k_diff = [j for j in range(len(consts)) if tangents[nc + nx + j] is not None
+              and _inexact(body.const_avals[j].dtype)]
+    dcarry = [tangents[j] if tangents[j] is not None else fnp.zeros_for(carry[j])
+              for j in c_diff]
+    dxs = [tangents[nc + j] for j in x_diff]
+    dconsts = [tangents[nc + nx + j] for j in k_diff]
+    y_diff = [j for j, a in enumerate(body.y_avals) if _inexact(a.dtype)]
+
+    def step(state: Any, x: Any) -> tuple[Any, Any]:
+        (c, dc), (xv, dx) = state, x
+        k_in = _inside(consts)
+        builder = current_builder()
+        outs = replay(body.tape, list(c) + list(xv) + k_in)
+        wrt = [c[j] for j in c_diff] + [xv[j] for j in x_diff] + [k_in[j] for j in k_diff]
+        seeds = list(dc) + list(dx) + _inside(dconsts)
+        douts = forward(builder, len(builder.tape.instrs), wrt, seeds,
+                        [outs[j] for j in c_diff] + [outs[nc + j] for j in y_diff])
+        new_c, ys = outs[:nc], outs[nc:]
+        return (new_c, douts[:len(c_diff)]), (ys, douts[len(c_diff):])
+
+    (_, dc_final), (_, dys) = scan(step, (carry, dcarry), (xs, dxs), length=length,
+                                   checkpoint=checkpoint or None)
+    # the packed tangent: zeros for the parts with no derivative (integers)
+    results = body.result_avals(length)
+    parts = [fnp.zeros(a.shape, a.dtype) for a in results]
+    for j, d in zip(c_diff, dc_final):
+        parts[j] = d
+    for j, d in zip(y_diff, dys):
+        parts[nc + j] = d
+    return _pack(parts, results)
+
+
+# -- reverse mode ---------------------------------------------------------------------
+class _Sweep:
+    """What the reverse loops share: the body, which of its inputs and
+    outputs carry derivatives, and the closed-over values."""
+
+    def __init__(self, body: LoopBody, consts: Sequence[Any], active_xs: Sequence[int],
+                 active_consts: Sequence[int]) -> None:
+        self.body, self.consts = body, list(consts)
+        self.c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
+        self.x_diff = [j for j in active_xs if _inexact(body.x_avals[j].dtype)]
+        self.y_diff = [j for j, a in enumerate(body.y_avals) if _inexact(a.dtype)]
+        self.k_diff = [j for j in active_consts if _inexact(body.const_avals[j].dtype)]
+
+    def step(self, c: Sequence[Any], x: Sequence[Any]) -> list[Any]:
+        """The body's new carry (forward only, for recomputing states)."""
+        outs = replay(self.body.tape, list(c) + list(x) + self.consts)
+        return outs[:self.body.n_carry]
+
+    def states(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
+        """The carry before each of the ``n`` steps, stacked (the stored states)."""
+        _, stored = scan(lambda c, x: (self.step(c, x), c), list(c0), list(xs), length=n)
+        return stored
+
+    def final(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
+        last, _ = scan(lambda c, x: (self.step(c, x), None), list(c0), list(xs), length=n)
+        return last
+
+    def back(self, ct: Any, stored: Sequence[Any], xs: Sequence[Any], ct_ys: Sequence[Any],
+             n: int) -> tuple[Any, list[Any]]:
+        """The body's VJP run back over ``n`` steps whose states are ``stored``:
+        (the carried cotangents before them, the xs' cotangents stacked)."""
+        from .transforms.reverse import backward
+        nc = self.body.n_carry
+
+        def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
+            ct_c, ct_k = ct_state
+            c, x, ct_y = per_step
+            k_in = _inside(self.consts)
+            builder = current_builder()
+            outs = replay(self.body.tape, list(c) + list(x) + k_in)
+            outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
+            wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
+                + [k_in[j] for j in self.k_diff]
+            grads = backward(builder, len(builder.tape.instrs), outputs,
+                             list(ct_c) + list(ct_y), wrt)
+            grads = [_like(g, w) for g, w in zip(grads, wrt)]
+            n_c, n_x = len(self.c_diff), len(self.x_diff)
+            new_k = [a + b for a, b in zip(ct_k, grads[n_c + n_x:])]
+            return (grads[:n_c], new_k), grads[n_c:n_c + n_x]
+
+        return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys)), length=n,
+                    reverse=True)
+
+
+def _like(g: Any, w: Any) -> Any:
+    """A cotangent with its primal's dtype and shape (the carry's must not change)."""
+    aval = w.aval if isinstance(w, Tracer) else None
+    if aval is not None and fnp.result_dtype(g) != aval.dtype:
+        g = fnp.astype(g, aval.dtype)
+    if aval is not None and fnp.shape(g) != tuple(aval.shape):
+        g = fnp.broadcast_to(g, aval.shape)
+    return g
+
+
+def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody, length: int,
+             checkpoint: int) -> list[Any]:
+    """The cotangent of each operand in ``active`` (None where it has none)."""
+    nc, nx = body.n_carry, body.n_xs
+    carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
+    carry = _counters_as_floats(carry)
+    sweep = _Sweep(body, consts, [a - nc for a in active if nc <= a < nc + nx],
+                   [a - nc - nx for a in active if a >= nc + nx])
+    parts = [unpack(g, start, stop, aval) for start, stop, aval in layout(body, length)]
+    ct_c = [parts[j] for j in sweep.c_diff]
+    ct_ys = [parts[nc + j] for j in sweep.y_diff]
+    ct_k = [fnp.zeros_for(consts[j]) for j in sweep.k_diff]
+    ct_xs: list[Any] = [[] for _ in sweep.x_diff]
+    k = checkpoint or default_checkpoint(length)
+    chunks, tail = (length // k, length % k) if length else (0, 0)
+
+    def rows(a: Any, lo: int, hi: int) -> Any:
+        return a[lo:hi]
+
+    main = chunks * k
+    if chunks:  # the state at the start of each chunk of k steps
+        def chunked(a: Any) -> Any:
+            return fnp.reshape(rows(a, 0, main), (chunks, k) + tuple(fnp.shape(a)[1:]))
+        x_chunks = [chunked(x) for x in xs]
+        c_main, marks = scan(lambda c, xc: (sweep.final(c, xc, k), c), carry, x_chunks,
+                             length=chunks)
+    else:
+        c_main, marks, x_chunks = carry, [], []
+    ct = (ct_c, ct_k)
+    if tail:  # the last length % k steps, their states stored outright
+        x_tail = [rows(x, main, length) for x in xs]
+        stored = sweep.states(c_main, x_tail, tail)
+        ct, tail_cts = sweep.back(ct, stored, x_tail, [rows(y, main, length) for y in ct_ys],
+                                  tail)
+    if chunks:
+        def chunk_back(ct_state: Any, per_chunk: Any) -> tuple[Any, Any]:
+            mark, xc, ct_yc = per_chunk
+            stored = sweep.states(mark, xc, k)
+            return sweep.back(ct_state, stored, xc, ct_yc, k)
+        ct_y_chunks = [fnp.reshape(rows(y, 0, main), (chunks, k) + tuple(fnp.shape(y)[1:]))
+                       for y in ct_ys]
+        ct, main_cts = scan(chunk_back, ct, (marks, x_chunks, ct_y_chunks), length=chunks,
+                            reverse=True)
+        main_cts = [fnp.reshape(m, (main,) + tuple(fnp.shape(m)[2:])) for m in main_cts]
+    for j, x_at in enumerate(sweep.x_diff):
+        pieces = ([main_cts[j]] if chunks else []) + ([tail_cts[j]] if tail else [])
+        ct_xs[j] = fnp.zeros_for(xs[x_at]) if not pieces else \
+            pieces[0] if len(pieces) == 1 else fnp.concatenate(pieces)
+    ct_c, ct_k = ct
+    by_operand: dict[int, Any] = {}
+    for j, c in zip(sweep.c_diff, ct_c):
+        by_operand[j] = c
+    for j, c in zip(sweep.x_diff, ct_xs):
+        by_operand[nc + j] = c
+    for j, c in zip(sweep.k_diff, ct_k):
+        by_operand[nc + nx + j] = c
+    return [by_operand.get(a) for a in active]
+
+
+# -- batching -------------------------------------------------------------------------
+def loop_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any], params: dict[str, Any],
+               size: int) -> Any:
+    """``vmap`` of a loop: one loop over batched carries whose body is the
+    body's batched replay.  Every carry is batched (a step may make an
+    unbatched one batched); per-step inputs keep their flags, with the batch
+    axis moved behind the step axis; the result is each example's packed
+    array, one row per example."""
+    from .transforms.batching import _batch_all, batch_replay
+    body, length = params["body"], params["length"]
+    nc, nx = body.n_carry, body.n_xs
+    carry = [_batch_all(a, s, size) for a, s in zip(args[:nc], shapes[:nc])]
+    x_flags = [b for _, b in args[nc:nc + nx]]
+    xs = [fnp.swapaxes(x, 0, 1) if b else x for x, b in args[nc:nc + nx]]
+    consts = list(args[nc + nx:])
+
+    def step(c: Any, x: Any) -> tuple[Any, Any]:
+        ins = [(v, True) for v in c] + list(zip(x, x_flags)) + consts
+        outs = batch_replay(body.tape, ins, size)
+        avals = body.avals(body.tape.outputs)
+        return ([_batch_all(o, a.shape, size) for o, a in zip(outs[:nc], avals[:nc])],
+                [_batch_all(o, a.shape, size) for o, a in zip(outs[nc:], avals[nc:])])
+    final, ys = scan(step, carry, xs, length=length, checkpoint=params.get("checkpoint") or None)
+    dtype = packed_dtype(body.result_avals(length))
+    rows = [fnp.reshape(c, (size, -1)) for c in final] \
+        + [fnp.reshape(fnp.swapaxes(y, 0, 1), (size, -1)) for y in ys]
+    if not rows:
+        return fnp.zeros((size, 0), dtype)
+    return fnp.concatenate([fnp.astype(r, dtype) for r in rows], axis=1)

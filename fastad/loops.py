@@ -1,0 +1,274 @@
+"""Loops that stay loops: ``scan``, ``fori_loop`` and ``while_loop``, with JAX's signatures.
+
+Each traces its body once, on the first step's values, into a sub-tape
+(`primitives.loops.LoopBody`) and records one ``loop`` instruction, so a
+recurrence of T steps is one instruction whatever T is, and its reverse mode
+keeps O(sqrt(T)) carried states instead of T (`loop_rules`).  The carry's
+structure, shapes and dtypes must be the same after a step as before it
+(a TypeError otherwise, as JAX gives).
+
+A body that branches in Python on a traced value (a guard: ``if c > 0``, an
+index ``x[i]`` by the traced step number) has no one sub-tape for every
+step; such a loop runs as the Python loop it stands for, traced step by step,
+which is always right and is what the function meant.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .core import pytree
+from .core.registry import prims as P
+from .core.tape import aval_of
+from .core.errors import TracingError
+from .core.tracer import Tracer, bind, recording
+from .primitives.loops import LoopBody, layout
+
+__all__ = ["scan", "fori_loop", "while_loop"]
+
+_NONE = pytree.flatten(None)[1]
+
+
+def _leaf_value(x: Any) -> Any:
+    """A carry or step leaf as the body's trace takes it: a NumPy value whose
+    dtype is kept (a Python int stays an integer, as in JAX)."""
+    value = x.value if isinstance(x, Tracer) else x
+    return np.asarray(value) if not isinstance(value, np.ndarray) else value
+
+
+def _is_guard_free(body: LoopBody) -> bool:
+    from .core.registry import registry
+    return not any(registry[i.prim].effect == "guard" for i in body.tape.instrs)
+
+
+class _Unroll(Exception):
+    """The body branched on a traced value: run the loop as Python instead."""
+
+
+def _traced(trace: Callable[[], Any]) -> Any:
+    """``trace()``, with any body that cannot be one sub-tape for every step
+    (a guard, or a traced step number used where only a constant can go, as
+    an index into a NumPy array) reported as `_Unroll`: the Python loop that
+    runs instead either works or raises the error a plain loop would."""
+    try:
+        return trace()
+    except TracingError:
+        raise _Unroll from None
+
+
+def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequence[Any],
+               carry_tree: Any, x_leaves: Sequence[Any], x_tree: Any, where: str
+               ) -> tuple[LoopBody, list[Any], Any]:
+    """The body's sub-tape, the outer values it closed over (the loop's last
+    operands) and the structure of its per-step outputs."""
+    with recording() as builder:
+        c_in = [builder.new_input(_leaf_value(v)) for v in carry_leaves]
+        x_in = [builder.new_input(_leaf_value(v)) for v in x_leaves]
+        result = step(pytree.unflatten(carry_tree, c_in), pytree.unflatten(x_tree, x_in))
+        if not (isinstance(result, tuple) and len(result) == 2):
+            raise TypeError(f"{where}: the body must return a pair (new carry, per-step output)")
+        new_carry, y = result
+        new_leaves, new_tree = pytree.flatten(new_carry)
+        if new_tree != carry_tree:
+            raise TypeError(f"{where}: the body's carry output has structure {new_tree}, "
+                            f"but its input has {carry_tree}; they must be the same")
+        for k, (a, b) in enumerate(zip(new_leaves, c_in)):
+            got, want = aval_of(_leaf_value(a)), b.aval
+            if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+                raise TypeError(f"{where}: the body's carry output leaf {k} is {got}, but its "
+                                f"input is {want}; the carry's shapes and dtypes must stay "
+                                "the same across a step")
+        y_leaves, y_tree = pytree.flatten(y)
+        builder.tape.outputs = [builder.slot_of(v) for v in list(new_leaves) + list(y_leaves)]
+    body = LoopBody(builder.tape, len(c_in), len(x_in))
+    if not _is_guard_free(body):
+        raise _Unroll
+    return body, list(builder.captures), y_tree
+
+
+def run(body: LoopBody, length: int, carry_leaves: Sequence[Any], x_leaves: Sequence[Any],
+        closed: Sequence[Any], checkpoint: int = 0) -> tuple[list[Any], list[Any]]:
+    """Bind the loop instruction; its final carry's and stacked outputs' leaves."""
+    packed = bind(P.loop, *carry_leaves, *x_leaves, *closed, body=body, length=length,
+                  checkpoint=checkpoint)
+    parts = [unpack(packed, start, stop, aval) for start, stop, aval in layout(body, length)]
+    return parts[:body.n_carry], parts[body.n_carry:]
+
+
+def unpack(packed: Any, start: int, stop: int, aval: Any) -> Any:
+    """One result of the packed loop.  An integer or boolean one (a counter)
+    leaves a traced loop in the packed dtype, holding its integer values: the
+    C VM holds no integers, and a traced counter is read, not differentiated."""
+    part = packed[start:stop].reshape(aval.shape)
+    if isinstance(part, Tracer) and aval.dtype.kind not in "fc":
+        return part
+    if np.result_type(part.dtype) != aval.dtype:
+        from .numpy import astype
+        part = astype(part, aval.dtype)
+    return part
+
+
+def _checkpoint(checkpoint: Any, where: str) -> int:
+    if checkpoint is None:
+        return 0
+    if isinstance(checkpoint, (bool, np.bool_)) or not isinstance(checkpoint, (int, np.integer)) \
+            or checkpoint < 1:
+        raise ValueError(f"{where}: checkpoint must be a positive int (store every k-th "
+                         f"carry) or None (about sqrt of the trip count), not {checkpoint!r}")
+    return int(checkpoint)
+
+
+def _flip(leaves: Sequence[Any]) -> list[Any]:
+    from .numpy import flip
+    return [flip(x, 0) for x in leaves]
+
+
+def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
+         length: int | None = None, reverse: bool = False, unroll: int = 1,
+         checkpoint: int | None = None) -> tuple[Any, Any]:
+    """``jax.lax.scan``: ``carry, y = f(carry, x)`` for each x in xs (along
+    axis 0); returns the final carry and the ys stacked.  ``checkpoint=k``:
+    reverse mode stores every k-th carry and recomputes the ones between
+    (default: about sqrt(length)); ``unroll`` is accepted for JAX's signature."""
+    where = "fastad.scan"
+    k = _checkpoint(checkpoint, where)
+    carry_leaves, carry_tree = pytree.flatten(init)
+    x_leaves, x_tree = pytree.flatten(xs)
+    lengths = {int(np.shape(x)[0]) for x in x_leaves if np.ndim(x) > 0}
+    if any(np.ndim(x) == 0 for x in x_leaves):
+        raise ValueError(f"{where}: every leaf of xs needs a leading axis to scan over")
+    if length is not None:
+        if isinstance(length, Tracer) or int(length) != length or length < 0:
+            raise ValueError(f"{where}: length must be a non-negative int, not {length!r}")
+        lengths.add(int(length))
+    if len(lengths) != 1:
+        raise ValueError(f"{where}: the leaves of xs and length disagree on the trip count "
+                         f"({sorted(lengths)})" if lengths else
+                         f"{where}: with no xs, pass length")
+    (n,) = lengths
+    if reverse:
+        x_leaves = _flip(x_leaves)
+    try:
+        # no first step to trace the body on: zeros of a step's shape (for the ys' shapes)
+        first = [x[0] for x in x_leaves] if n else \
+            [np.zeros(v.shape[1:], v.dtype) for v in map(_leaf_value, x_leaves)]
+        body, closed, y_tree = _traced(lambda: trace_body(f, carry_leaves, carry_tree, first,
+                                                          x_tree, where))
+    except _Unroll:
+        return _unrolled_scan(f, init, x_leaves, x_tree, n, reverse)
+    final, ys = run(body, n, carry_leaves, x_leaves, closed, k)
+    if reverse:
+        ys = _flip(ys)
+    return pytree.unflatten(carry_tree, final), pytree.unflatten(y_tree, ys)
+
+
+def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_tree: Any,
+                   n: int, reverse: bool) -> tuple[Any, Any]:
+    from .numpy import stack
+    carry, ys = init, []
+    for t in range(n):
+        carry, y = f(carry, pytree.unflatten(x_tree, [x[t] for x in x_leaves]))
+        ys.append(pytree.flatten(y))
+    if not ys:
+        return carry, None
+    y_tree = ys[0][1]
+    stacked = [stack([leaves[j] for leaves, _ in ys]) for j in range(len(ys[0][0]))]
+    return carry, pytree.unflatten(y_tree, _flip(stacked) if reverse else stacked)
+
+
+def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_val: Any,
+              checkpoint: int | None = None) -> Any:
+    """``jax.lax.fori_loop``: ``val = body_fun(i, val)`` for i in range(lower, upper);
+    a scan over the step numbers, so reverse mode works as for `scan`.  Traced
+    bounds make it a `while_loop` over (i, val), as in JAX (and reverse mode
+    still works)."""
+    if isinstance(lower, Tracer) or isinstance(upper, Tracer):
+        def step(state: Any) -> Any:
+            i, val = state
+            return i + 1, body_fun(i, val)
+        return while_loop(lambda state: state[0] < upper, step, (lower, init_val))[1]
+    bounds = []
+    for name, b in (("lower", lower), ("upper", upper)):
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (int, np.integer)):
+            raise TypeError(f"fastad.fori_loop: {name} must be an int, not "
+                            f"{type(b).__name__}")
+        bounds.append(int(b))
+    steps = np.arange(bounds[0], max(bounds), dtype=np.int64)
+    if steps.size == 0:
+        return init_val
+    try:
+        k = _checkpoint(checkpoint, "fastad.fori_loop")
+        carry_leaves, carry_tree = pytree.flatten(init_val)
+
+        def step(c: Any, i: Any) -> tuple[Any, None]:
+            return body_fun(i, c), None
+        body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree,
+                                                     [steps[0]], pytree.LEAF, "fastad.fori_loop"))
+    except _Unroll:
+        val = init_val
+        for i in range(bounds[0], bounds[1]):
+            val = body_fun(i, val)
+        return val
+    final, _ = run(body, int(steps.size), carry_leaves, [steps], closed, k)
+    return pytree.unflatten(carry_tree, final)
+
+
+def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
+               init_val: Any) -> Any:
+    """``jax.lax.while_loop``: ``while cond_fun(val): val = body_fun(val)``.
+
+    The trip count is found on the values at run time and the loop is then a
+    scan of that many steps, so reverse mode differentiates it (JAX cannot).
+    Under a trace the count is checked by a guard: a compiled function whose
+    new input takes another number of steps traces again, as with any Python
+    control flow."""
+    where = "fastad.while_loop"
+    carry_leaves, carry_tree = pytree.flatten(init_val)
+
+    def step(c: Any, _: Any) -> tuple[Any, Any]:
+        new = body_fun(c)
+        return new, cond_fun(new)
+    try:
+        body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree, [], _NONE,
+                                                     where))
+        first = bool(cond_fun(init_val))  # records a guard when traced
+    except _Unroll:
+        val = init_val
+        while cond_fun(val):
+            val = body_fun(val)
+        return val
+    if not first:
+        return init_val
+    n = _trip_count(body, carry_leaves, closed, where)
+    final, (conds,) = run(body, n, carry_leaves, [], closed)
+    # the recorded count holds for this input only: every step but the last continues
+    if isinstance(conds, Tracer):
+        from .numpy import all as all_
+        if n > 1:
+            bool(all_(conds[:-1] != 0))  # records a guard (True here)
+        bool(conds[-1] != 0)  # records a guard (False here)
+    return pytree.unflatten(carry_tree, final)
+
+
+def _trip_count(body: LoopBody, carry_leaves: Sequence[Any], closed: Sequence[Any],
+                where: str) -> int:
+    """Steps until the condition (the body's one per-step output) is false,
+    found by running the body on the values."""
+    from .backends.reference import evaluate
+    carry = [_leaf_value(c) for c in carry_leaves]
+    consts = [_leaf_value(c) for c in closed]
+    n = 0
+    while True:
+        outs = evaluate(body.tape, carry + consts)
+        n += 1
+        carry = outs[:body.n_carry]
+        if not bool(np.asarray(outs[body.n_carry]).reshape(-1)[0]):
+            return n
+
+
+def default_checkpoint(length: int) -> int:
+    """The stride of stored carries when none is given: about sqrt(length),
+    which makes reverse mode keep O(sqrt(T)) states and run the body twice."""
+    return max(1, math.isqrt(max(length - 1, 0)) + 1)

@@ -1,0 +1,219 @@
+"""The ``loop`` primitive: a body sub-tape run a fixed number of times.
+
+One instruction stands for a whole recurrence (``fastad.scan``,
+``fori_loop``, ``while_loop`` are written on it, in `fastad.loops`).  Its
+parameters hold the body as a traced tape (`LoopBody`) and the trip count;
+its operands are, in order, the carried values' leaves, the per-step inputs'
+leaves (stacked along a leading axis of the trip count) and the values the
+body closed over.  The body tape takes the same three groups (one step's
+slice of each stacked input) and returns the new carry's leaves followed by
+the step's outputs' leaves.
+
+An instruction has one result, so the loop packs its results as
+decompositions do: the final carry's leaves and the stacked outputs, each
+raveled, in one 1-D array of their common dtype; `fastad.loops` slices them
+out again.  The derivative rules take every operand at once (`joint_vjp`,
+`joint_jvp`: one loop for all cotangents, not one per operand) and are loops
+themselves, so they differentiate, batch and compile again.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..core.registry import defprim
+from ..core.errors import TapeError
+from ..core.tape import SUBTAPE_PARAMS, Aval, Tape
+
+
+class LoopBody:
+    """A loop's body: its tape and how its inputs and outputs divide into
+    carried values, per-step inputs (xs), closed-over values, and per-step
+    outputs (ys).  Compared and hashed by identity, as one traced body is one
+    object: CSE merges two loops only when they run the same traced body."""
+
+    __slots__ = ("tape", "n_carry", "n_xs", "_plan", "_on_vm")
+
+    def __init__(self, tape: Tape, n_carry: int, n_xs: int) -> None:
+        if type(n_carry) is not int or type(n_xs) is not int or n_carry < 0 or n_xs < 0 \
+                or n_carry + n_xs > len(tape.inputs) or n_carry > len(tape.outputs):
+            raise TapeError(f"a loop body of {len(tape.inputs)} inputs and "
+                            f"{len(tape.outputs)} outputs cannot have {n_carry!r} carried "
+                            f"and {n_xs!r} per-step values")
+        self.tape, self.n_carry, self.n_xs = tape, n_carry, n_xs
+        self._plan: Any = None
+        self._on_vm: Any = None  # the loop with this body built for the C VM, once asked
+
+    def interpret(self, inputs: list[Any]) -> list[Any]:
+        """One step by the reference interpreter's rules (each primitive's
+        NumPy implementation, in tape order; `backends.reference.evaluate`),
+        with the per-instruction look-ups done once per body, not per step."""
+        plan = self._plan
+        if plan is None:
+            from ..core.registry import registry
+            tape = self.tape
+            plan = self._plan = (
+                [(registry[i.prim].impl, i.ins, i.out, i.kwargs) for i in tape.instrs],
+                [(s, tape.avals[s].dtype) for s in tape.outputs])
+        env = dict(zip(self.tape.inputs, inputs))
+        env.update(self.tape.consts)
+        for impl, ins, out, params in plan[0]:
+            env[out] = impl(*[env[s] for s in ins], **params)
+        return [np.asarray(env[s], dtype=d) for s, d in plan[1]]
+
+    @property
+    def n_consts(self) -> int:
+        return len(self.tape.inputs) - self.n_carry - self.n_xs
+
+    def avals(self, slots: Sequence[int]) -> list[Aval]:
+        return [self.tape.avals[s] for s in slots]
+
+    @property
+    def carry_avals(self) -> list[Aval]:
+        return self.avals(self.tape.inputs[:self.n_carry])
+
+    @property
+    def x_avals(self) -> list[Aval]:
+        return self.avals(self.tape.inputs[self.n_carry:self.n_carry + self.n_xs])
+
+    @property
+    def const_avals(self) -> list[Aval]:
+        return self.avals(self.tape.inputs[self.n_carry + self.n_xs:])
+
+    @property
+    def y_avals(self) -> list[Aval]:
+        return self.avals(self.tape.outputs[self.n_carry:])
+
+    def result_avals(self, length: int) -> list[Aval]:
+        """The loop's results before packing: the final carry, the stacked ys."""
+        return self.carry_avals + [Aval((length,) + a.shape, a.dtype) for a in self.y_avals]
+
+    def wire_fields(self) -> tuple[int, int]:
+        return self.n_carry, self.n_xs
+
+    def __repr__(self) -> str:
+        return (f"<loop body: {len(self.tape.instrs)} instructions, {self.n_carry} carried, "
+                f"{self.n_xs} per step, {self.n_consts} closed over>")
+
+
+SUBTAPE_PARAMS["loop body"] = LoopBody
+
+
+def packed_dtype(avals: Sequence[Aval]) -> np.dtype:
+    """The dtype of a loop's packed result: its parts' common dtype (float64 if
+    none is inexact, so integer counters round-trip exactly below 2**53)."""
+    dtype = np.result_type(*[a.dtype for a in avals]) if avals else np.dtype(np.float64)
+    return dtype if dtype.kind in "fc" else np.result_type(dtype, np.float64)
+
+
+def layout(body: LoopBody, length: int) -> list[tuple[int, int, Aval]]:
+    """(start, stop, aval) of each result inside the packed array."""
+    out, at = [], 0
+    for aval in body.result_avals(length):
+        out.append((at, at + aval.size, aval))
+        at += aval.size
+    return out
+
+
+def pack(values: Sequence[Any], dtype: np.dtype) -> np.ndarray:
+    if not values:
+        return np.zeros(0, dtype)
+    return np.concatenate([np.asarray(v, dtype=dtype).ravel() for v in values])
+
+
+def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
+             step: Any = None, steps: Any = None) -> np.ndarray:
+    """The loop on NumPy values: the body tape run ``length`` times by the
+    reference interpreter (what eager calls and the reference backend run),
+    or by ``step(inputs) -> outputs`` (the body built for a compiled backend),
+    or all at once by ``steps(carry, xs, consts, ys, length) -> final carry`` (the
+    steps in compiled code, writing the ys in place)."""
+    step = step or body.interpret
+    nc, nx = body.n_carry, body.n_xs
+    carry = list(args[:nc])
+    xs = [np.asarray(x) for x in args[nc:nc + nx]]
+    consts = list(args[nc + nx:])
+    ys = [np.empty((length,) + a.shape, a.dtype) for a in body.y_avals]
+    if steps is not None:
+        final = steps(carry, xs, consts, ys, length)
+        return pack(list(final) + ys, packed_dtype(body.result_avals(length)))
+    with np.errstate(all="ignore"):
+        for t in range(length):
+            outs = step(carry + [x[t] for x in xs] + consts)
+            carry = outs[:nc]
+            for y, v in zip(ys, outs[nc:]):
+                y[t] = v
+    return pack(carry + ys, packed_dtype(body.result_avals(length)))
+
+
+def shape_rule(*shapes: tuple[int, ...], body: LoopBody, length: int,
+               checkpoint: int = 0) -> tuple[int, ...]:
+    """The packed result's shape, after checking the operands against the body's inputs."""
+    if not isinstance(body, LoopBody) or type(length) is not int or length < 0 \
+            or type(checkpoint) is not int or checkpoint < 0:
+        raise ValueError("a loop needs a body, a trip count >= 0 and a checkpoint stride >= 0")
+    expected = ([a.shape for a in body.carry_avals]
+                + [(length,) + a.shape for a in body.x_avals]
+                + [a.shape for a in body.const_avals])
+    from ..core.registry import registry
+    if any(registry[i.prim].effect == "guard" for i in body.tape.instrs):
+        raise ValueError("a loop body holds a guard (one sub-tape must serve every step)")
+    if [tuple(s) for s in shapes] != [tuple(s) for s in expected]:
+        raise ValueError(f"loop operands {list(shapes)} for a body taking {expected}")
+    if [a.shape for a in body.avals(body.tape.outputs[:body.n_carry])] != \
+            [a.shape for a in body.carry_avals]:
+        raise ValueError("the loop body's carry output does not match its carry input")
+    return (sum(a.size for a in body.result_avals(length)),)
+
+
+loop = defprim("loop", run_loop, None, cost="structural",
+               doc="a body sub-tape run `length` times over carried and stacked values")
+
+
+def _joint_vjp(g: Any, ans: Any, *args: Any, active: Sequence[int], body: LoopBody,
+               length: int, checkpoint: int = 0) -> list[Any]:
+    from ..loop_rules import loop_vjp
+    return loop_vjp(g, args, active, body, length, checkpoint)
+
+
+def _joint_jvp(tangents: Sequence[Any], ans: Any, *args: Any, body: LoopBody,
+               length: int, checkpoint: int = 0) -> Any:
+    from ..loop_rules import loop_jvp
+    return loop_jvp(tangents, args, body, length, checkpoint)
+
+
+def host_impl(params: dict[str, Any], backend: Any) -> Any:
+    """The loop as a compiled function's host call runs it (`backends.loop_host`)."""
+    from ..backends.loop_host import host_impl as on_backend
+    return on_backend(params, backend)
+
+
+loop.host_impl = host_impl  # type: ignore[attr-defined]
+
+
+def run_loop_on_vm(*args: Any, body: LoopBody, length: int, checkpoint: int = 0) -> Any:
+    """The loop as a compiled function's trace computes it (`Primitive.view_impl`:
+    a releasing trace's values never reach the user, only its executable's
+    do): the body on the C VM where it is built, so tracing a loop of T steps
+    and its derivative loops costs VM steps, not interpreted ones."""
+    if body._on_vm is None:
+        from ..backends import _load
+        body._on_vm = host_impl({"body": body, "length": 0, "checkpoint": 0}, _load("c"))
+    return body._on_vm(*args, length=length, checkpoint=checkpoint)
+
+
+loop.view_impl = run_loop_on_vm
+
+
+# Read by the reverse and forward sweeps (`transforms/reverse.py`,
+# `transforms/forward.py`) before any per-argument rule: the loop's
+# derivative is one loop for every operand.
+loop.joint_vjp = _joint_vjp
+loop.joint_jvp = _joint_jvp
+
+
+def batching_rule(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
+                   params: dict[str, Any], size: int) -> Any:
+    from ..loop_rules import loop_batch
+    return loop_batch(prim, args, shapes, params, size)

@@ -1,0 +1,452 @@
+"""fastad.scan, fori_loop and while_loop: one loop instruction with a body
+sub-tape, against the unrolled Python loop it stands for (values bit for bit
+where the same operations run; derivatives against the unrolled loop's and
+central finite differences in random directions), eager and compiled."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastad as fa
+from fastad.backends.reference import evaluate
+from fastad.primitives.loops import LoopBody
+from conftest import BACKENDS
+from helpers import FAST
+
+COMPILED = "c" if "c" in BACKENDS else "numpy"
+
+
+@contextlib.contextmanager
+def _host_call_notice():
+    """Compiled functions warn that a loop is a host call (on the backends that
+    have host calls); the tests check results, not that notice."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not implement loop",
+                                category=UserWarning)
+        yield
+N = 3  # length of each carried vector
+
+
+# -- generated loop bodies ------------------------------------------------------------
+OPS = ("sin", "tanh", "mul", "matmul", "add_x", "cos", "scale")
+
+
+def _apply(op, v, other, x, w):
+    if op == "sin":
+        return np.sin(v)
+    if op == "tanh":
+        return np.tanh(v)
+    if op == "mul":
+        return 0.5 * v * other
+    if op == "matmul":
+        return w @ v * 0.5
+    if op == "add_x":
+        return v + x
+    if op == "cos":
+        return np.cos(v)
+    return v * 0.7
+
+
+@st.composite
+def loop_programs(draw):
+    n_carry = draw(st.integers(1, 3))
+    ops = [draw(st.lists(st.sampled_from(OPS), min_size=1, max_size=3)) for _ in range(n_carry)]
+    return {"ops": ops, "length": draw(st.integers(1, 9)),
+            "checkpoint": draw(st.none() | st.integers(1, 4)), "reverse": draw(st.booleans()),
+            "ys": draw(st.booleans()), "seed": draw(st.integers(0, 2**16))}
+
+
+def _step(prog, w):
+    def step(carry, x):
+        new = [carry[j] for j in range(len(carry))]
+        for j, ops in enumerate(prog["ops"]):
+            v = carry[j]
+            for op in ops:
+                v = _apply(op, v, carry[(j + 1) % len(carry)], x, w)
+            new[j] = v
+        y = {"dot": np.sum(new[0] * x), "vec": new[-1] * 2.0} if prog["ys"] else None
+        return new, y
+    return step
+
+
+def _scan_loss(prog):
+    def loss(init, xs, w):
+        carry, ys = fa.scan(_step(prog, w), list(init), xs, reverse=prog["reverse"],
+                            checkpoint=prog["checkpoint"])
+        total = sum(np.sum(c * (k + 1)) for k, c in enumerate(carry))
+        if ys is not None:
+            total = total + np.sum(ys["dot"] * np.arange(1, prog["length"] + 1)) \
+                + np.sum(ys["vec"] ** 2)
+        return total
+    return loss
+
+
+def _unrolled_loss(prog):
+    def loss(init, xs, w):
+        step, carry, ys = _step(prog, w), list(init), []
+        order = range(prog["length"] - 1, -1, -1) if prog["reverse"] else range(prog["length"])
+        for t in order:
+            carry, y = step(carry, xs[t])
+            ys.append(y)
+        if prog["reverse"]:
+            ys = ys[::-1]
+        total = sum(np.sum(c * (k + 1)) for k, c in enumerate(carry))
+        if prog["ys"]:
+            total = total + np.sum(np.stack([y["dot"] for y in ys])
+                                   * np.arange(1, prog["length"] + 1)) \
+                + np.sum(np.stack([y["vec"] for y in ys]) ** 2)
+        return total
+    return loss
+
+
+def _inputs(prog):
+    rng = np.random.default_rng(prog["seed"])
+    init = tuple(rng.uniform(-1, 1, N) for _ in prog["ops"])
+    xs = rng.uniform(-0.5, 0.5, (prog["length"], N))
+    w = rng.uniform(-1, 1, (N, N))
+    return init, xs, w, rng
+
+
+def _directional_fd(f, args, direction, h=1e-6):
+    plus = [a + h * d for a, d in zip(args, direction)]
+    minus = [a - h * d for a, d in zip(args, direction)]
+    return (f(*plus) - f(*minus)) / (2 * h)
+
+
+def _flat_args(init, xs, w):
+    return [np.stack(init), xs, w]
+
+
+def _from_flat(f):
+    return lambda stacked, xs, w: f(tuple(stacked), xs, w)
+
+
+@FAST
+@given(loop_programs())
+def test_scan_values_bit_for_bit_and_gradients_against_the_unrolled_loop(prog):
+    init, xs, w, rng = _inputs(prog)
+    loss, unrolled = _scan_loss(prog), _unrolled_loss(prog)
+    assert loss(init, xs, w) == unrolled(init, xs, w)  # the same operations, in order
+    g = fa.grad(_from_flat(loss), argnums=(0, 1, 2))(*_flat_args(init, xs, w))
+    g_unrolled = fa.grad(_from_flat(unrolled), argnums=(0, 1, 2))(*_flat_args(init, xs, w))
+    for a, b in zip(g, g_unrolled):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    direction = [rng.standard_normal(a.shape) for a in _flat_args(init, xs, w)]
+    fd = _directional_fd(_from_flat(unrolled), _flat_args(init, xs, w), direction)
+    along = sum(np.sum(a * d) for a, d in zip(g, direction))
+    np.testing.assert_allclose(along, fd, rtol=1e-6, atol=1e-8)
+
+
+@FAST
+@given(loop_programs())
+def test_scan_forward_mode_against_finite_differences(prog):
+    init, xs, w, rng = _inputs(prog)
+    args = _flat_args(init, xs, w)
+    direction = [rng.standard_normal(a.shape) for a in args]
+    value, tangent = fa.jvp(_from_flat(_scan_loss(prog)), args, direction)
+    assert value == _unrolled_loss(prog)(init, xs, w)
+    fd = _directional_fd(_from_flat(_unrolled_loss(prog)), args, direction)
+    np.testing.assert_allclose(tangent, fd, rtol=1e-6, atol=1e-8)
+
+
+@FAST
+@given(loop_programs())
+def test_compiled_scan_gradient_against_eager(prog):
+    init, xs, w, _ = _inputs(prog)
+    f = _from_flat(_scan_loss(prog))
+    args = _flat_args(init, xs, w)
+    eager = fa.value_and_grad(f, argnums=(0, 2))(*args)
+    with _host_call_notice():
+        g = fa.compile(f, argnums=(0, 2), backend=COMPILED)
+        compiled = g.value_and_grad(*args)
+    np.testing.assert_allclose(compiled[0], eager[0], rtol=1e-13)
+    for a, b in zip(compiled[1], eager[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@FAST
+@given(loop_programs())
+def test_second_order_through_the_loop_against_finite_differences(prog):
+    init, xs, w, rng = _inputs(prog)
+    v = rng.standard_normal(w.shape)
+
+    def grad_w(w_):
+        return fa.grad(lambda ww: _scan_loss(prog)(init, xs, ww))(w_)
+    hv = fa.jvp(grad_w, (w,), (v,))[1]
+    h = 1e-5
+    fd = (fa.grad(lambda ww: _unrolled_loss(prog)(init, xs, ww))(w + h * v)
+          - fa.grad(lambda ww: _unrolled_loss(prog)(init, xs, ww))(w - h * v)) / (2 * h)
+    np.testing.assert_allclose(hv, fd, rtol=1e-5, atol=1e-7)
+    hess = fa.grad(lambda ww: np.sum(grad_w(ww) * v))(w)  # reverse over reverse
+    np.testing.assert_allclose(hess, fd, rtol=1e-5, atol=1e-7)
+
+
+def test_the_loop_is_one_instruction_whatever_the_trip_count():
+    def f(x, n):
+        return np.sum(fa.scan(lambda c, _: (np.sin(c) * 1.01, None), x, None, length=n)[0])
+    sizes = [len(fa.make_tape(lambda x: f(x, n))(np.ones(3)).instrs) for n in (10, 1000)]
+    assert sizes[0] == sizes[1]
+
+
+@pytest.mark.parametrize("checkpoint", [None, 1, 3, 50])
+def test_checkpoint_strides_give_the_same_gradient(checkpoint):
+    rng = np.random.default_rng(1)
+    x0, xs = rng.uniform(-1, 1, 4), rng.uniform(-1, 1, (23, 4))
+
+    def f(x, xs, checkpoint):
+        c, ys = fa.scan(lambda c, x: (np.tanh(c * 1.1 + x), np.sum(c * x)), x, xs,
+                        checkpoint=checkpoint)
+        return np.sum(c) + np.sum(ys)
+    full = fa.grad(f, argnums=(0, 1))(x0, xs, 10**6)  # every state stored
+    got = fa.grad(f, argnums=(0, 1))(x0, xs, checkpoint)
+    for a, b in zip(got, full):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+
+
+def test_fori_loop_against_python_and_finite_differences():
+    rng = np.random.default_rng(2)
+    x, w = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (3, 3))
+
+    def f(x, w):
+        return np.sum(fa.fori_loop(2, 9, lambda i, c: np.tanh(w @ c + i * 0.1), x))
+
+    def python(x, w):
+        for i in range(2, 9):
+            x = np.tanh(w @ x + i * 0.1)
+        return np.sum(x)
+    assert f(x, w) == python(x, w)
+    d = rng.standard_normal(3)
+    np.testing.assert_allclose(np.dot(fa.grad(f)(x, w), d),
+                               _directional_fd(lambda x: python(x, w), [x], [d]), rtol=1e-6)
+
+
+def test_fori_loop_indexing_by_the_step_runs_as_python():
+    xs = np.arange(6.0)
+
+    def f(c):
+        return fa.fori_loop(0, 5, lambda i, c: c * 0.5 + xs[i] * c, c)
+    c = 1.5
+    for i in range(5):
+        c = c * 0.5 + xs[i] * c
+    assert f(1.5) == c
+    np.testing.assert_allclose(fa.grad(f)(1.5), c / 1.5, rtol=1e-12)
+
+
+def test_while_loop_values_and_reverse_mode_through_the_run_time_trip_count():
+    def f(x):
+        _, y = fa.while_loop(lambda c: c[0] < 7, lambda c: (c[0] + 1, np.sin(c[1]) * 1.3),
+                             (0, x))
+        return np.sum(y)
+
+    def python(x):
+        for _ in range(7):
+            x = np.sin(x) * 1.3
+        return np.sum(x)
+    x = np.array([0.3, -0.8])
+    assert f(x) == python(x)
+    d = np.array([0.6, -1.1])
+    np.testing.assert_allclose(np.dot(fa.grad(f)(x), d), _directional_fd(python, [x], [d]),
+                               rtol=1e-6)
+    g = fa.jit(fa.grad(f))
+    with _host_call_notice():
+        np.testing.assert_allclose(g(x), fa.grad(f)(x), rtol=1e-12)
+
+
+def test_while_loop_compiled_retraces_when_the_trip_count_changes():
+    def f(x):
+        return fa.while_loop(lambda c: np.sum(c) < 10.0, lambda c: c * 1.5, x)
+    with _host_call_notice():
+        g = fa.jit(f)
+        for x in (np.array([1.0, 1.0]), np.array([3.0, 4.0]), np.array([0.1, 0.2])):
+            want = x
+            while np.sum(want) < 10.0:
+                want = want * 1.5
+            np.testing.assert_array_equal(g(x), want)
+
+
+def test_carry_that_changes_shape_or_dtype_is_a_clear_error():
+    with pytest.raises(TypeError, match="carry output leaf 0"):
+        fa.scan(lambda c, x: (np.concatenate([c, np.reshape(x, (1,))]), None), np.ones(2),
+                np.ones(3))
+    with pytest.raises(TypeError, match="carry output leaf 0"):
+        fa.fori_loop(0, 3, lambda i, c: c + 0.5, 0)
+    with pytest.raises(TypeError, match="structure"):
+        fa.scan(lambda c, x: ((c, c), None), np.ones(2), np.ones(3))
+    with pytest.raises(ValueError, match="trip count"):
+        fa.scan(lambda c, x: (c, None), 0.0, [np.ones(3), np.ones(4)])
+    with pytest.raises(ValueError, match="checkpoint"):
+        fa.scan(lambda c, x: (c, None), 0.0, np.ones(3), checkpoint=0)
+
+
+def test_saved_function_holds_the_body_tape_and_nested_loops():
+    def f(x):
+        def outer(c, _):
+            inner, _ = fa.scan(lambda d, _: (np.sin(d) + c * 0.1, None), c, None, length=3)
+            return inner, np.sum(inner)
+        c, ys = fa.scan(outer, x, None, length=4)
+        return np.sum(c) + np.sum(ys)
+    x = np.array([0.2, 0.7])
+    with _host_call_notice():
+        g = fa.compile(f)
+        want = g(x)
+        loaded = fa.loads(fa.dumps(g))
+        np.testing.assert_array_equal(loaded(x), want)
+    np.testing.assert_allclose(want, fa.grad(f)(x), rtol=1e-12)
+    tape = fa.make_tape(f)(x)
+    again = fa.Tape.from_bytes(tape.to_bytes())
+    np.testing.assert_array_equal(evaluate(again, [x])[0], evaluate(tape, [x])[0])
+
+
+@FAST
+@given(loop_programs())
+def test_vmap_over_a_loop_against_each_example(prog):
+    init, xs, w, rng = _inputs(prog)
+    f = _from_flat(_scan_loss(prog))
+    batch = rng.uniform(-1, 1, (3,) + np.stack(init).shape)
+    got = fa.vmap(lambda s: f(s, xs, w))(batch)
+    want = [f(s, xs, w) for s in batch]
+    np.testing.assert_allclose(got, want, rtol=1e-13)
+    xs_batch = rng.uniform(-0.5, 0.5, (3,) + xs.shape)
+    got = fa.vmap(lambda s, x: fa.grad(f, argnums=2)(s, x, w))(batch, xs_batch)
+    want = [fa.grad(f, argnums=2)(s, x, w) for s, x in zip(batch, xs_batch)]
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("steps", [100, 400])
+def test_reverse_mode_keeps_about_sqrt_of_the_trip_count_states(steps):
+    state = 50
+
+    def f(x, checkpoint):
+        c, _ = fa.scan(lambda c, _: (np.sin(c) * 1.01, None), x, None, length=steps,
+                       checkpoint=checkpoint)
+        return np.sum(c)
+    x = np.linspace(-1, 1, state)
+
+    def largest(tape):  # the largest value computed, in the tape or a loop body's
+        return max([tape.avals[i.out].size for i in tape.instrs]
+                   + [largest(v.tape) for i in tape.instrs for _, v in i.params
+                      if isinstance(v, LoopBody)])
+
+    def gradient_tape(checkpoint):
+        return fa.make_tape(fa.grad(lambda x: f(x, checkpoint)))(x)
+    assert largest(gradient_tape(None)) <= 3 * np.sqrt(steps) * state  # checkpoints, a chunk
+    assert largest(gradient_tape(1)) >= steps * state  # every state stored, which it avoids
+
+
+def test_compiled_steps_with_a_carry_that_swaps_and_passes_through():
+    def f(a, b, xs):
+        (a, b, c), ys = fa.scan(lambda c, x: ((c[1], c[0] * x, c[2]), c[0] + c[2]),
+                                (a, b, a * 2.0), xs)
+        return np.sum(a) + 2.0 * np.sum(b) + np.sum(c) + np.sum(ys * ys)
+    rng = np.random.default_rng(5)
+    a, b, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3), rng.uniform(0.5, 1.5, (7, 3))
+    with _host_call_notice():
+        g = fa.compile(f, argnums=(0, 1, 2), backend=COMPILED)
+        got = g.value_and_grad(a, b, xs)
+    want = fa.value_and_grad(f, argnums=(0, 1, 2))(a, b, xs)
+    assert got[0] == want[0]
+    for x, y in zip(got[1], want[1]):
+        np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C VM is not built")
+def test_vm_run_steps_refuses_arrays_that_do_not_fit():
+    from fastad.backends import c_backend
+    tape = fa.make_tape(lambda c, x: c * x)(np.ones(2), np.ones(2))
+    exe = c_backend.build(tape)
+    ys: list = []
+    with pytest.raises(ValueError, match="run_steps"):
+        exe.run_steps([np.ones(3)], [np.ones((4, 2))], [], 4, ys)
+    with pytest.raises(ValueError, match="run_steps"):
+        exe.run_steps([np.ones(2)], [np.ones((3, 2))], [], 4, ys)
+    with pytest.raises(ValueError, match="run_steps"):
+        exe.run_steps([np.ones(2, np.float32)], [np.ones((4, 2))], [], 4, ys)
+
+
+def _loop_tape():
+    return fa.make_tape(lambda x: np.sum(fa.scan(lambda c, x: (np.sin(c) * x, c), x,
+                                                 np.ones((3, 2)))[1]))(np.ones(2))
+
+
+def _resaved(tape, edit):
+    from fastad.core import wire
+    payload = tape._payload()
+    edit(payload)
+    return wire.dumps(wire.TAPE, payload)
+
+
+def _edit_body(edit_params):
+    def edit(payload):
+        for k, (prim, out, ins, params, line) in enumerate(payload["instrs"]):
+            if prim == "loop":
+                payload["instrs"][k] = (prim, out, ins, edit_params(params), line)
+    return edit
+
+
+def _body_field(params, change):
+    return tuple((k, change(v) if k == "body" else v) for k, v in params)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda body: (body[0], body[1], body[2], (99, 0)), "cannot have"),  # carry count
+    (lambda body: (body[0], "no such thing", body[2], body[3]), "unknown sub-tape"),
+    (lambda body: (body[0], body[1], {**body[2], "outputs": [10**6]}, body[3]), "never defined"),
+    (lambda body: (body[0], body[1], {**body[2], "instrs": body[2]["instrs"] + [
+        ("guard", len(body[2]["avals"]), (body[2]["inputs"][0],), (("expected", True),), None)],
+        "avals": body[2]["avals"] + [((), np.dtype(bool))]}, body[3]), "guard"),
+])
+def test_hostile_saved_loop_bodies_are_refused_with_a_clear_error(change, message):
+    tape = _loop_tape()
+    data = _resaved(tape, _edit_body(lambda params: _body_field(params, change)))
+    with pytest.raises(fa.TapeError, match=message):
+        fa.Tape.from_bytes(data)
+
+
+def test_loops_nested_past_the_saved_format_bound_are_refused_when_saved():
+    def nested(depth):
+        def f(x):
+            if depth == 0:
+                return np.sin(x)
+            return fa.scan(lambda c, _: (nested(depth - 1)(c), None), x, None, length=1)[0]
+        return f
+    shallow = fa.make_tape(lambda x: np.sum(nested(3)(x)))(np.ones(2))
+    np.testing.assert_array_equal(evaluate(fa.Tape.from_bytes(shallow.to_bytes()), [np.ones(2)]),
+                                  evaluate(shallow, [np.ones(2)]))
+    deep = fa.make_tape(lambda x: np.sum(nested(20)(x)))(np.ones(2))
+    with pytest.raises(ValueError, match="nested more than"):
+        deep.to_bytes()
+
+
+def test_fori_loop_with_a_traced_bound_is_a_while_loop_and_differentiates():
+    def f(x, n):
+        return np.sum(fa.fori_loop(0, n, lambda i, c: np.sin(c) * 1.2, x))
+
+    def python(x, n):
+        for _ in range(int(n)):
+            x = np.sin(x) * 1.2
+        return np.sum(x)
+    x = np.array([0.4, -0.3])
+    g = fa.jit(fa.value_and_grad(f))  # an int argument of a compiled function is traced data
+    with _host_call_notice():
+        for n in (3, 0, 5):
+            value, grad = g(x, n)
+            d = np.array([1.0, 0.5])
+            np.testing.assert_allclose(value, python(x, n), rtol=1e-14)
+            np.testing.assert_allclose(np.dot(grad, d),
+                                       _directional_fd(lambda x: python(x, n), [x], [d]),
+                                       rtol=1e-6, atol=1e-9)
+
+
+def test_an_empty_scan_gives_the_initial_carry_and_empty_stacked_outputs():
+    carry, ys = fa.scan(lambda c, x: (c + x, {"y": c * x}), np.ones(2), np.zeros((0, 2)))
+    np.testing.assert_array_equal(carry, np.ones(2))
+    assert ys["y"].shape == (0, 2)
+    g = fa.grad(lambda c: np.sum(fa.scan(lambda c, x: (np.sin(c), c), c, None, length=0)[0]))
+    np.testing.assert_array_equal(g(np.ones(3)), np.ones(3))
+    f = lambda xs: np.sum(fa.scan(lambda c, x: (c + x, c * x), np.ones(2), xs)[1]) + 1.0
+    assert fa.grad(f)(np.zeros((0, 2))).shape == (0, 2)
