@@ -139,6 +139,15 @@ class Builder:
         # An eager reverse sweep's trace lets go of exactly the values no rule
         # reads again (`transforms.reverse.backward`): nothing sees a stand-in.
         self.release_exact = False
+        # An eager first-order gradient's trace (`fastad.api.record`): its
+        # sweep computes on plain values and reads only what the rules read
+        # (`Primitive.vjp_reads`), so a large forward value no rule will read
+        # is let go of as soon as the user's code drops it, as autograd keeps
+        # only what its VJP closures capture.  `_active`: slots that depend on
+        # the inputs; `_kept`: slots some rule still to run reads.
+        self.drop_unread = False
+        self._active: set[int] = set()
+        self._kept: set[int] = set()
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
@@ -147,6 +156,8 @@ class Builder:
         value = _as_value(value)
         slot = self._new_slot(value)
         self.tape.inputs.append(slot)
+        if self.drop_unread:
+            self._active.add(slot)
         return new_tracer(self, slot, value)
 
     def _new_slot(self, value: Any) -> int:
@@ -207,10 +218,29 @@ class Builder:
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        if (self.release or self.release_exact) and type(value) is np.ndarray \
-                and value.nbytes >= RELEASE_BYTES:
+        if self.drop_unread:
+            self._keep_reads(prim, ins, out)
+        if (self.release or self.release_exact or self.drop_unread) \
+                and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
             self._hold_large(out, value.nbytes)
         return new_tracer(self, out, value)
+
+    def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
+        """Keep, for the sweep, the values the VJP rules of ``out = prim(*ins)``
+        read (only those of the arguments that depend on the inputs run)."""
+        active = self._active
+        live = [k for k, s in enumerate(ins) if s in active]
+        if not live or not prim.differentiable:
+            return
+        active.add(out)
+        reads, kept = prim.vjp_reads, self._kept
+        for k in live:
+            if reads is None or k >= len(reads):
+                kept.add(out)
+                kept.update(ins)
+                return
+            for r in reads[k]:
+                kept.add(out if r == "ans" else ins[r])
 
     def _hold_large(self, slot: int, nbytes: int) -> None:
         self._large.append(slot)
@@ -227,9 +257,11 @@ class Builder:
         gone) for a stand-in.  Only a releasing trace does this: reading a
         released value again gives the stand-in, which the reverse sweep's
         caller must notice (`released`)."""
-        values, kept, held = self.values, [], 0
+        values, kept, held, read = self.values, [], 0, self._kept
         for s in self._large:
             v = values[s]
+            if s in read:  # an eager gradient's rule reads it: the sweep lets go
+                continue
             if sys.getrefcount(v) <= 3:  # values, v, getrefcount's argument
                 values[s] = stand_in(v)
                 self.released = self.release

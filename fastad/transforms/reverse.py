@@ -63,7 +63,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     wrt_slots = [t.slot for t in wrt]
     active = active_slots(builder, wrt_slots, stop)
     releasing = builder.release or builder.release_exact
-    if builder.release:  # forward values the user's code no longer holds
+    if builder.release or builder.drop_unread:  # forward values the user's code dropped
         builder.release_unreferenced()
     recorded = len(builder.tape.instrs)
     adjoint: dict[int, Any] = {}
