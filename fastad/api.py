@@ -104,6 +104,8 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
     outermost = current_builder() is None
     with recording() as builder:
         builder.drop_unread = drop_unread and outermost
+        # its tape is never replayed nor shown: source lines would go unread
+        builder.record_lines = not builder.drop_unread
         new_args = list(args)
         inputs, in_trees, outer = [], [], []
         for i in argnums:

@@ -148,6 +148,7 @@ class Builder:
         self.drop_unread = False
         self._active: set[int] = set()
         self._kept: set[int] = set()
+        self._scanned = 0  # instructions whose activity `_active` records
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
@@ -218,17 +219,24 @@ class Builder:
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        if self.drop_unread:
-            self._keep_reads(prim, ins, out)
         if (self.release or self.release_exact or self.drop_unread) \
                 and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
             self._hold_large(out, value.nbytes)
+        if self.drop_unread and self._large:  # else no value it could keep is held
+            self._keep_reads(prim, ins, out)
         return new_tracer(self, out, value)
 
     def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
         """Keep, for the sweep, the values the VJP rules of ``out = prim(*ins)``
-        read (only those of the arguments that depend on the inputs run)."""
-        active = self._active
+        read (only those of the arguments that depend on the inputs run).
+        Called only while the trace holds a large value it could let go of, so
+        which slots depend on the inputs is brought up to date here."""
+        active, instrs = self._active, self.tape.instrs
+        for k in range(self._scanned, len(instrs) - 1):
+            i = instrs[k]
+            if registry[i.prim].differentiable and any(s in active for s in i.ins):
+                active.add(i.out)
+        self._scanned = len(instrs)
         live = [k for k, s in enumerate(ins) if s in active]
         if not live or not prim.differentiable:
             return
@@ -333,9 +341,12 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply a primitive: compute it, and record it if any argument is traced."""
-    values = [a.value if type(a) in _TRACERS else a for a in args]
-    if all(v is a for v, a in zip(values, args)):
+    for a in args:
+        if type(a) in _TRACERS:
+            break
+    else:  # plain values (an eager gradient's sweep): no trace to record into
         return prim.impl(*args, **params)
+    values = [a.value if type(a) in _TRACERS else a for a in args]
     stack = _traces.stack
     if not stack:
         raise TracingError(

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from ..core.registry import registry
 from ..primitives.numpy_proxy import fnp
 from ..core.tracer import Builder, Tracer
@@ -27,7 +29,7 @@ def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
     """Slots whose value depends differentiably on the ``wrt`` slots."""
     active = set(wrt)
     for ins in builder.tape.instrs[:stop]:
-        if registry[ins.prim].differentiable and any(s in active for s in ins.ins):
+        if not active.isdisjoint(ins.ins) and registry[ins.prim].differentiable:
             active.add(ins.out)
     return active
 
@@ -71,7 +73,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         if isinstance(out, Tracer) and out.builder is builder and out.slot in active:
             _accumulate(adjoint, out.slot, ct)
 
-    instrs = builder.tape.instrs
+    instrs, consts, values = builder.tape.instrs, builder.tape.consts, builder.values
     for k in range(stop - 1, -1, -1):
         ins = instrs[k]
         g = adjoint.pop(ins.out, None)
@@ -80,11 +82,9 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 builder.release_slot(ins.out)
             continue
         prim = registry[ins.prim]
-        params = dict(ins.params)
+        params = dict(ins.params) if ins.params else {}
         builder.line_override = ins.line  # derivative code belongs to the user's line
-        consts = builder.tape.consts
         if plain:
-            values = builder.values
             args = [consts[s] if s in consts else values[s] for s in ins.ins]
             ans = values[ins.out]
         else:
@@ -105,7 +105,8 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 _accumulate(adjoint, slot, _real_if_real(
                     builder, slot, fnp.unbroadcast(part, fnp.shape(args[argnum]))))
                 continue
-            rule = prim.vjp_rule(argnum)
+            # (a primitive with no derivative has no active result, so no g)
+            rule = prim.vjps[argnum] if argnum < len(prim.vjps) else prim.vjp_rule(argnum)
             if rule is not None:
                 _accumulate(adjoint, slot, _real_if_real(builder, slot,
                                                          rule(g, ans, *args, **params)))
@@ -131,9 +132,14 @@ def _real_if_real(builder: Builder, slot: int, contribution: Any) -> Any:
     """The cotangent of a real slot is real: a complex contribution (a real x
     times a complex y) keeps its real part, the transpose of embedding the
     reals in the complex numbers under the pairing Re(ct * t)."""
+    if type(contribution) in _PLAIN_REAL and contribution.dtype.kind != "c":
+        return contribution  # the sweep's common case, on plain values
     if builder.tape.avals[slot].dtype.kind != "c" and fnp.iscomplexobj(contribution):
         return fnp.real(contribution)
     return contribution
+
+
+_PLAIN_REAL = (np.ndarray, np.float64, np.float32)
 
 
 def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:
