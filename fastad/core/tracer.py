@@ -410,6 +410,11 @@ def _user_line() -> SourcePos | None:
 FRONT_END: dict[str, Callable[..., Any]] = {}
 
 
+#: the types of nearly every traced value, whose shape and dtype are attributes
+_NUMPY_VALUES = frozenset({np.ndarray, np.float64, np.float32, np.complex128, np.complex64,
+                           np.bool_, np.int64})
+
+
 def _method(name: str) -> Callable[..., Any]:
     """A method of a traced value that applies ``FRONT_END[name]`` to it."""
     def method(self: "Tracer", *args: Any, **kwargs: Any) -> Any:
@@ -438,21 +443,28 @@ class Tracer:
     def aval(self) -> Aval:
         return self.builder.tape.avals[self.slot]
 
+    # Asked several times per traced operation by the front end: NumPy's own
+    # attributes where the value is an array or NumPy scalar (it nearly
+    # always is), its functions otherwise.
     @property
     def shape(self) -> tuple[int, ...]:
-        return np.shape(self.value)
+        v = self.value
+        return v.shape if type(v) in _NUMPY_VALUES else np.shape(v)
 
     @property
     def dtype(self) -> np.dtype:
-        return np.result_type(self.value)
+        v = self.value
+        return v.dtype if type(v) in _NUMPY_VALUES else np.result_type(v)
 
     @property
     def ndim(self) -> int:
-        return np.ndim(self.value)
+        v = self.value
+        return v.ndim if type(v) in _NUMPY_VALUES else np.ndim(v)
 
     @property
     def size(self) -> int:
-        return int(np.size(self.value))
+        v = self.value
+        return v.size if type(v) in _NUMPY_VALUES else int(np.size(v))
 
     @property
     def itemsize(self) -> int:
