@@ -9,6 +9,7 @@ into the enclosing trace, so transformations nest: ``grad(grad(f))``,
 from __future__ import annotations
 
 import functools
+import gc
 import math
 from typing import Any, Callable, Sequence
 
@@ -239,6 +240,18 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
     """
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        # The trace's objects hold no cycles: they go by their reference counts
+        # when `call` returns.  With the collector on after the recording, the
+        # first allocation would scan them all while they are still alive.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def call(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         aux = Aux(fk, "value_and_grad") if has_aux else None
