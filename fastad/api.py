@@ -9,6 +9,7 @@ into the enclosing trace, so transformations nest: ``grad(grad(f))``,
 from __future__ import annotations
 
 import functools
+import gc
 import math
 from typing import Any, Callable, Sequence
 
@@ -17,7 +18,7 @@ import numpy as np
 from .core import pytree
 from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
-from .core.tracer import Builder, Tracer, plain_array, recording, replay
+from .core.tracer import Builder, Tracer, current_builder, plain_array, recording, replay
 from .transforms.reverse import backward
 
 ArgNums = int | Sequence[int]
@@ -93,11 +94,19 @@ class Recorded:
 
 
 def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
-           then: Callable[[Recorded], Any] | None = None) -> tuple[Recorded, Any]:
-    """Trace ``f(*args)`` w.r.t. ``args[argnums]``; run ``then`` inside the trace."""
+           then: Callable[[Recorded], Any] | None = None,
+           drop_unread: bool = False) -> tuple[Recorded, Any]:
+    """Trace ``f(*args)`` w.r.t. ``args[argnums]``; run ``then`` inside the trace.
+    ``drop_unread``: ``then`` is a first-order gradient's sweep; unless an
+    enclosing trace will replay this one, keep only the values its rules
+    read (`Builder.drop_unread`)."""
     args = [arg if i in argnums else _plain_leaves(arg, f"argument {i}")
             for i, arg in enumerate(args)]
+    outermost = current_builder() is None
     with recording() as builder:
+        builder.drop_unread = drop_unread and outermost
+        # its tape is never replayed nor shown: source lines would go unread
+        builder.record_lines = not builder.drop_unread
         new_args = list(args)
         inputs, in_trees, outer = [], [], []
         for i in argnums:
@@ -231,11 +240,24 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
     """
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        # The trace's objects hold no cycles: they go by their reference counts
+        # when `call` returns.  With the collector on after the recording, the
+        # first allocation would scan them all while they are still alive.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return call(*args, **kwargs)
+        finally:
+            if collecting:
+                gc.enable()
+
+    def call(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         aux = Aux(fk, "value_and_grad") if has_aux else None
         rec, results = record(aux.value if aux else fk, args, nums,
-                              lambda r: gradient_of_scalar(r, "grad", strong_zero, once=True))
+                              lambda r: gradient_of_scalar(r, "grad", strong_zero, once=True),
+                              drop_unread=True)
         n = len(results)
         values = finish(rec, results + (aux.traced() if aux else []))
         grads = unpack_grads(rec.in_trees, argnums, values[1:n])

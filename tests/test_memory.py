@@ -26,6 +26,9 @@ from hypothesis import strategies as st
 import fastad as fa
 import fastad.api
 from conftest import BACKENDS
+from fastad.core import tracer as tracer_module
+from fastad.core.registry import registry
+from test_fuzz import programs as fuzz_programs
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux")
 
@@ -189,3 +192,143 @@ def test_rules_that_read_released_values_trace_again(f, compiled_backend):
         got = g(a)
     np.testing.assert_allclose(got, fa.grad(f)(a), rtol=1e-9, atol=1e-12)
     assert g.cache_info()["traces"] == 1
+
+
+# -- an eager gradient keeps only what its rules read (`Primitive.vjp_reads`) -------------
+def _poison(value):
+    """``value`` with other contents: NaN where it is inexact, out-of-range
+    indices where it is an index, the opposite where it is a condition."""
+    a = np.asarray(value)
+    if a.dtype.kind in "fc":
+        poisoned = np.full(a.shape, np.nan, a.dtype)
+    elif a.dtype.kind == "b":
+        poisoned = ~a
+    else:
+        poisoned = np.full(a.shape, np.iinfo(a.dtype).min // 2, a.dtype)
+    return poisoned if isinstance(value, np.ndarray) else poisoned[()]
+
+
+def _outcome(rule, *args, **params):
+    """A rule's cotangent as bytes, or the kind of exception it raised."""
+    try:
+        with np.errstate(all="ignore"):
+            ct = np.asarray(rule(*args, **params))
+        return ct.dtype, ct.shape, ct.tobytes()
+    except Exception as exc:  # a rule that reads a poisoned index fails
+        return type(exc)
+
+
+def _checked_rules(rec, rng):
+    """For each instruction of ``rec`` whose primitive declares what its rules
+    read: each rule's outcome on the real values and with every value it
+    claims not to read poisoned, and the primitive's name."""
+    builder = rec.builder
+    tape, values = builder.tape, builder.values
+    for ins in tape.instrs:
+        prim = registry[ins.prim]
+        if prim.vjp_reads is None or not prim.differentiable:
+            continue
+        params = dict(ins.params)
+        ans = values[ins.out]
+        args = [tape.consts.get(s, values[s]) for s in ins.ins]
+        g = np.asarray(rng.standard_normal(np.shape(ans)), np.result_type(ans))
+        if g.dtype.kind == "c":
+            g = g + 1j * rng.standard_normal(np.shape(ans))
+        if g.dtype.kind not in "fc":
+            continue
+        g = g if isinstance(ans, np.ndarray) else g[()]
+        for argnum, reads in enumerate(prim.vjp_reads):
+            rule = prim.vjp_rule(argnum)
+            accumulate = prim.accumulating_vjps.get(argnum)
+            p_ans = ans if "ans" in reads else _poison(ans)
+            p_args = [a if k in reads else _poison(a) for k, a in enumerate(args)]
+            if rule is not None:
+                yield (_outcome(rule, g, ans, *args, **params),
+                       _outcome(rule, g, p_ans, *p_args, **params), ins.prim)
+            if accumulate is not None:
+                acc = np.zeros(np.shape(args[argnum]), np.result_type(g))
+                yield (_outcome(accumulate, acc.copy(), g, ans, *args, **params),
+                       _outcome(accumulate, acc.copy(), g, p_ans, *p_args, **params),
+                       ins.prim)
+
+
+def _cases():
+    from test_primitives import _all_cases
+    declared = {n for n, p in registry.items() if p.vjp_reads is not None}
+    return [c for c in _all_cases() if declared & set(c.covers)]
+
+
+@pytest.mark.parametrize("case", _cases(), ids=lambda c: c.name)
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_rules_read_only_what_their_primitive_declares(case, data, record_count):
+    """Each rule, run with every value its primitive says it does not read
+    replaced by poison, gives the same cotangent bit for bit."""
+    from helpers import make_args
+    dtype = case.dtypes[0]
+    shp, params = case.draw(data)
+    seed = data.draw(st.integers(0, 2**31 - 1), label="seed")
+    args = make_args(seed, shp, case.domains, dtype)
+    f = (lambda *a: case.fn(*a, **params)) if params else case.fn
+    rec, _ = fastad.api.record(f, args, tuple(range(len(args))))
+    for real, poisoned, name in _checked_rules(rec, np.random.default_rng(seed)):
+        assert real == poisoned, (name, case.name)
+        record_count("rules checked against poisoned values", 1, key=name)
+
+
+def test_every_declared_primitive_has_its_reads_checked():
+    declared = {n for n, p in registry.items() if p.vjp_reads is not None and p.differentiable}
+    covered = set().union(*(c.covers for c in _cases()))
+    assert declared <= covered, sorted(declared - covered)
+
+
+def _nan_stand_in(value):
+    """A released value's stand-in that poisons any rule reading it."""
+    fill = np.nan if value.dtype.kind in "fc" else 0
+    return np.broadcast_to(np.full((), fill, value.dtype), value.shape)
+
+
+def _gradient_keeping_every_value(f, *args):
+    """``fa.value_and_grad`` as it was before its trace let go of unread values."""
+    original = fastad.api.record
+    with mock.patch.object(fastad.api, "record",
+                           lambda *a, drop_unread=False, **k: original(*a, **k)):
+        return fa.value_and_grad(f, argnums=tuple(range(len(args))))(*args)
+
+
+def _same_bits(f, *args):
+    """The eager gradient, letting go of every value (any size: the threshold
+    patched to 0) no rule reads, with NaN stand-ins, bit for bit the one that
+    keeps them."""
+    want = _gradient_keeping_every_value(f, *args)
+    with mock.patch.object(tracer_module, "RELEASE_BYTES", 0), \
+            mock.patch.object(tracer_module, "stand_in", _nan_stand_in):
+        got = fa.value_and_grad(f, argnums=tuple(range(len(args))))(*args)
+    assert np.asarray(got[0]).tobytes() == np.asarray(want[0]).tobytes()
+    for a, b in zip(got[1], want[1]):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+
+
+@settings(max_examples=30, deadline=None)
+@given(spec=programs)
+def test_eager_gradient_dropping_unread_values_gives_the_same_bits(spec):
+    _same_bits(_program(spec), np.linspace(-1.0, 1.0, 40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(prog=fuzz_programs(), seed=st.integers(0, 2**16))
+def test_eager_gradient_of_fuzz_programs_dropping_unread_values_gives_the_same_bits(prog, seed):
+    from test_fuzz import weighted_loss, weights
+    _same_bits(weighted_loss(prog, weights(prog, seed)), *prog.inputs)
+
+
+def test_gradients_of_gradients_keep_what_their_replay_reads():
+    """Only the outermost eager gradient lets go of values: an inner one's
+    sweep is recorded and replayed by the enclosing trace."""
+    def f(x):
+        return np.sum(np.exp(np.sin(x)) * x)
+
+    x = np.linspace(-1.0, 1.0, 30)
+    hvp = lambda x: np.sum(fa.grad(f)(x) * np.cos(x))  # noqa: E731
+    _same_bits(hvp, x)
+    fa.check_grads(hvp, (x,), order=1, modes=("rev",))

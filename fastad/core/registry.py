@@ -77,6 +77,14 @@ class Primitive:
     # on the few primitives that have them (`primitives/loops.py`).
     joint_vjp = None  # (g, ans, *args, active=argnums, **params) -> cotangents
     joint_jvp = None  # (tangents or None per operand, ans, *args, **params) -> tangent
+    # Per argument, what its VJP rule (and accumulating rule) reads besides g
+    # and the shapes and dtypes: ``"ans"`` and argument positions (``mul``:
+    # ``({1}, {0})``, ``exp``: ``({"ans"},)``, ``add``: ``(set(), set())``).
+    # An eager gradient's trace keeps a forward value for its sweep only while
+    # a rule still to run reads it (`Builder.drop_unread`), as autograd's VJP
+    # closures keep what they capture.  None: everything (user primitives,
+    # rules not classified, and any rule replaced by `defvjp`).
+    vjp_reads: Optional[tuple[frozenset, ...]] = None
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:
@@ -158,6 +166,23 @@ def defvjp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
     own primitives, a rule whose first parameter is named ``ans`` is curried."""
     p = _resolve(prim)
     p.vjps = [_uncurried(rule, p) for rule in rules]
+    p.vjp_reads = None  # new rules read what they read: everything, until declared
+
+
+def defreads(prim: Primitive | str, *per_argument: Any) -> None:
+    """Declare what each argument's VJP rule reads (`Primitive.vjp_reads`):
+    one collection per argument of ``"ans"`` and argument positions, after
+    the rules are registered.  tests/test_memory.py checks every declaration
+    by running the rule with the values it does not read poisoned."""
+    p = _resolve(prim)
+    if len(per_argument) != len(p.vjps):
+        raise ValueError(f"{p.name}: {len(per_argument)} read sets for {len(p.vjps)} rules")
+    reads = tuple(frozenset(r) for r in per_argument)
+    for r in reads:
+        bad = [v for v in r if v != "ans" and not (type(v) is int and 0 <= v < len(p.vjps))]
+        if bad:
+            raise ValueError(f"{p.name}: a rule cannot read {bad}")
+    p.vjp_reads = reads
 
 
 def _uncurried(rule: Rule, prim: Primitive) -> Rule:

@@ -54,7 +54,15 @@ def aval_of(value: Any) -> Aval:
         return aval
     if isinstance(value, np.ndarray):
         return Aval(value.shape, value.dtype)
+    aval = _python_avals.get(type(value))  # a constant 0.5 or 1.0 of the user's code
+    if aval is not None:
+        return aval
     return Aval(tuple(np.shape(value)), np.result_type(value))
+
+
+#: Python's scalar types whose dtype does not depend on the value (ints' may)
+_python_avals = {float: Aval((), np.dtype(np.float64)), complex: Aval((), np.dtype(np.complex128)),
+                 bool: Aval((), np.dtype(np.bool_))}
 
 
 class SourcePos(NamedTuple):

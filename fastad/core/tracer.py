@@ -139,6 +139,16 @@ class Builder:
         # An eager reverse sweep's trace lets go of exactly the values no rule
         # reads again (`transforms.reverse.backward`): nothing sees a stand-in.
         self.release_exact = False
+        # An eager first-order gradient's trace (`fastad.api.record`): its
+        # sweep computes on plain values and reads only what the rules read
+        # (`Primitive.vjp_reads`), so a large forward value no rule will read
+        # is let go of as soon as the user's code drops it, as autograd keeps
+        # only what its VJP closures capture.  `_active`: slots that depend on
+        # the inputs; `_kept`: slots some rule still to run reads.
+        self.drop_unread = False
+        self._active: set[int] = set()
+        self._kept: set[int] = set()
+        self._scanned = 0  # instructions whose activity `_active` records
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
@@ -147,6 +157,8 @@ class Builder:
         value = _as_value(value)
         slot = self._new_slot(value)
         self.tape.inputs.append(slot)
+        if self.drop_unread:
+            self._active.add(slot)
         return new_tracer(self, slot, value)
 
     def _new_slot(self, value: Any) -> int:
@@ -207,10 +219,36 @@ class Builder:
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        if (self.release or self.release_exact) and type(value) is np.ndarray \
-                and value.nbytes >= RELEASE_BYTES:
+        if (self.release or self.release_exact or self.drop_unread) \
+                and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
             self._hold_large(out, value.nbytes)
+        if self.drop_unread and self._large:  # else no value it could keep is held
+            self._keep_reads(prim, ins, out)
         return new_tracer(self, out, value)
+
+    def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
+        """Keep, for the sweep, the values the VJP rules of ``out = prim(*ins)``
+        read (only those of the arguments that depend on the inputs run).
+        Called only while the trace holds a large value it could let go of, so
+        which slots depend on the inputs is brought up to date here."""
+        active, instrs = self._active, self.tape.instrs
+        for k in range(self._scanned, len(instrs) - 1):
+            i = instrs[k]
+            if registry[i.prim].differentiable and any(s in active for s in i.ins):
+                active.add(i.out)
+        self._scanned = len(instrs)
+        live = [k for k, s in enumerate(ins) if s in active]
+        if not live or not prim.differentiable:
+            return
+        active.add(out)
+        reads, kept = prim.vjp_reads, self._kept
+        for k in live:
+            if reads is None or k >= len(reads):
+                kept.add(out)
+                kept.update(ins)
+                return
+            for r in reads[k]:
+                kept.add(out if r == "ans" else ins[r])
 
     def _hold_large(self, slot: int, nbytes: int) -> None:
         self._large.append(slot)
@@ -227,9 +265,11 @@ class Builder:
         gone) for a stand-in.  Only a releasing trace does this: reading a
         released value again gives the stand-in, which the reverse sweep's
         caller must notice (`released`)."""
-        values, kept, held = self.values, [], 0
+        values, kept, held, read = self.values, [], 0, self._kept
         for s in self._large:
             v = values[s]
+            if s in read:  # an eager gradient's rule reads it: the sweep lets go
+                continue
             if sys.getrefcount(v) <= 3:  # values, v, getrefcount's argument
                 values[s] = stand_in(v)
                 self.released = self.release
@@ -301,9 +341,12 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply a primitive: compute it, and record it if any argument is traced."""
-    values = [a.value if type(a) in _TRACERS else a for a in args]
-    if all(v is a for v, a in zip(values, args)):
+    for a in args:
+        if type(a) in _TRACERS:
+            break
+    else:  # plain values (an eager gradient's sweep): no trace to record into
         return prim.impl(*args, **params)
+    values = [a.value if type(a) in _TRACERS else a for a in args]
     stack = _traces.stack
     if not stack:
         raise TracingError(
@@ -367,6 +410,11 @@ def _user_line() -> SourcePos | None:
 FRONT_END: dict[str, Callable[..., Any]] = {}
 
 
+#: the types of nearly every traced value, whose shape and dtype are attributes
+_NUMPY_VALUES = frozenset({np.ndarray, np.float64, np.float32, np.complex128, np.complex64,
+                           np.bool_, np.int64})
+
+
 def _method(name: str) -> Callable[..., Any]:
     """A method of a traced value that applies ``FRONT_END[name]`` to it."""
     def method(self: "Tracer", *args: Any, **kwargs: Any) -> Any:
@@ -395,21 +443,28 @@ class Tracer:
     def aval(self) -> Aval:
         return self.builder.tape.avals[self.slot]
 
+    # Asked several times per traced operation by the front end: NumPy's own
+    # attributes where the value is an array or NumPy scalar (it nearly
+    # always is), its functions otherwise.
     @property
     def shape(self) -> tuple[int, ...]:
-        return np.shape(self.value)
+        v = self.value
+        return v.shape if type(v) in _NUMPY_VALUES else np.shape(v)
 
     @property
     def dtype(self) -> np.dtype:
-        return np.result_type(self.value)
+        v = self.value
+        return v.dtype if type(v) in _NUMPY_VALUES else np.result_type(v)
 
     @property
     def ndim(self) -> int:
-        return np.ndim(self.value)
+        v = self.value
+        return v.ndim if type(v) in _NUMPY_VALUES else np.ndim(v)
 
     @property
     def size(self) -> int:
-        return int(np.size(self.value))
+        v = self.value
+        return v.size if type(v) in _NUMPY_VALUES else int(np.size(v))
 
     @property
     def itemsize(self) -> int:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .numpy_proxy import fnp
-from ..core.registry import defjvp, defprim, defvjp
+from ..core.registry import defjvp, defprim, defreads, defvjp
 
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
@@ -34,36 +34,41 @@ _RAD_PER_DEG = float(np.pi / 180.0)
 # per element.  Every primitive of this module is elementwise.
 CHEAP, LIBM = "cheap", "transcendental"
 
-# name: (numpy implementation, cost class, d(g, ans, x))
+# What a rule reads besides g and shapes (`Primitive.vjp_reads`): nothing, the
+# answer, the operands.
+G, ANS, X, Y = (), ("ans",), (0,), (1,)
+XY, ANS_X, ANS_Y = (0, 1), ("ans", 0), ("ans", 1)
+
+# name: (numpy implementation, cost class, what d reads, d(g, ans, x))
 UNARY = {
-    "neg":        (np.negative,   CHEAP, lambda g, ans, x: -g),
-    "exp":        (np.exp,        LIBM,  lambda g, ans, x: g * ans),
-    "exp2":       (np.exp2,       LIBM,  lambda g, ans, x: g * ans * _LN2),
-    "log":        (np.log,        LIBM,  lambda g, ans, x: g / x),
-    "log2":       (np.log2,       LIBM,  lambda g, ans, x: g / (x * _LN2)),
-    "log10":      (np.log10,      LIBM,  lambda g, ans, x: g / (x * _LN10)),
-    "log1p":      (np.log1p,      LIBM,  lambda g, ans, x: g / (x + 1.0)),
-    "expm1":      (np.expm1,      LIBM,  lambda g, ans, x: g * (ans + 1.0)),
-    "sqrt":       (np.sqrt,       CHEAP, lambda g, ans, x: g * (0.5 / ans)),
-    "cbrt":       (np.cbrt,       LIBM,  lambda g, ans, x: g / (3.0 * fnp.square(ans))),
-    "square":     (np.square,     CHEAP, lambda g, ans, x: g * (2.0 * x)),
-    "reciprocal": (np.reciprocal, CHEAP, lambda g, ans, x: -(g * fnp.square(ans))),
-    "sin":        (np.sin,        LIBM,  lambda g, ans, x: g * fnp.cos(x)),
-    "cos":        (np.cos,        LIBM,  lambda g, ans, x: -(g * fnp.sin(x))),
-    "tan":        (np.tan,        LIBM,  lambda g, ans, x: g * (1.0 + fnp.square(ans))),
-    "arcsin":     (np.arcsin,     LIBM,  lambda g, ans, x: g / fnp.sqrt(1.0 - fnp.square(x))),
-    "arccos":     (np.arccos,     LIBM,  lambda g, ans, x: -(g / fnp.sqrt(1.0 - fnp.square(x)))),
-    "arctan":     (np.arctan,     LIBM,  lambda g, ans, x: g / (1.0 + fnp.square(x))),
-    "sinh":       (np.sinh,       LIBM,  lambda g, ans, x: g * fnp.cosh(x)),
-    "cosh":       (np.cosh,       LIBM,  lambda g, ans, x: g * fnp.sinh(x)),
-    "tanh":       (np.tanh,       LIBM,  lambda g, ans, x: g * (1.0 - fnp.square(ans))),
-    "arcsinh":    (np.arcsinh,    LIBM,  lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
+    "neg":        (np.negative,   CHEAP, G,   lambda g, ans, x: -g),
+    "exp":        (np.exp,        LIBM,  ANS, lambda g, ans, x: g * ans),
+    "exp2":       (np.exp2,       LIBM,  ANS, lambda g, ans, x: g * ans * _LN2),
+    "log":        (np.log,        LIBM,  X,   lambda g, ans, x: g / x),
+    "log2":       (np.log2,       LIBM,  X,   lambda g, ans, x: g / (x * _LN2)),
+    "log10":      (np.log10,      LIBM,  X,   lambda g, ans, x: g / (x * _LN10)),
+    "log1p":      (np.log1p,      LIBM,  X,   lambda g, ans, x: g / (x + 1.0)),
+    "expm1":      (np.expm1,      LIBM,  ANS, lambda g, ans, x: g * (ans + 1.0)),
+    "sqrt":       (np.sqrt,       CHEAP, ANS, lambda g, ans, x: g * (0.5 / ans)),
+    "cbrt":       (np.cbrt,       LIBM,  ANS, lambda g, ans, x: g / (3.0 * fnp.square(ans))),
+    "square":     (np.square,     CHEAP, X,   lambda g, ans, x: g * (2.0 * x)),
+    "reciprocal": (np.reciprocal, CHEAP, ANS, lambda g, ans, x: -(g * fnp.square(ans))),
+    "sin":        (np.sin,        LIBM,  X,   lambda g, ans, x: g * fnp.cos(x)),
+    "cos":        (np.cos,        LIBM,  X,   lambda g, ans, x: -(g * fnp.sin(x))),
+    "tan":        (np.tan,        LIBM,  ANS, lambda g, ans, x: g * (1.0 + fnp.square(ans))),
+    "arcsin":     (np.arcsin,     LIBM,  X,   lambda g, ans, x: g / fnp.sqrt(1.0 - fnp.square(x))),
+    "arccos":     (np.arccos,     LIBM,  X,   lambda g, ans, x: -(g / fnp.sqrt(1.0 - fnp.square(x)))),
+    "arctan":     (np.arctan,     LIBM,  X,   lambda g, ans, x: g / (1.0 + fnp.square(x))),
+    "sinh":       (np.sinh,       LIBM,  X,   lambda g, ans, x: g * fnp.cosh(x)),
+    "cosh":       (np.cosh,       LIBM,  X,   lambda g, ans, x: g * fnp.sinh(x)),
+    "tanh":       (np.tanh,       LIBM,  ANS, lambda g, ans, x: g * (1.0 - fnp.square(ans))),
+    "arcsinh":    (np.arcsinh,    LIBM,  X,   lambda g, ans, x: g / fnp.sqrt(fnp.square(x) + 1.0)),
     # sqrt(x - 1) sqrt(x + 1), not sqrt(x**2 - 1): the same for real x > 1, and
     # the derivative of NumPy's principal branch for complex x
-    "arccosh":    (np.arccosh,    LIBM,
+    "arccosh":    (np.arccosh,    LIBM,  X,
                    lambda g, ans, x: g / (fnp.sqrt(x - 1.0) * fnp.sqrt(x + 1.0))),
-    "arctanh":    (np.arctanh,    LIBM,  lambda g, ans, x: g / (1.0 - fnp.square(x))),
-    "deg2rad":    (np.deg2rad,    CHEAP, lambda g, ans, x: g * _RAD_PER_DEG),
+    "arctanh":    (np.arctanh,    LIBM,  X,   lambda g, ans, x: g / (1.0 - fnp.square(x))),
+    "deg2rad":    (np.deg2rad,    CHEAP, G,   lambda g, ans, x: g * _RAD_PER_DEG),
 }
 
 # Piecewise constant: the derivative is zero wherever it exists.  All cheap.
@@ -87,27 +92,27 @@ def _pow_dy(g, ans, x, y):
     return g * (ans * fnp.log(fnp.where(x == 0.0, 1.0, x)))
 
 
-# name: (numpy implementation, cost class, d/dx, d/dy)
+# name: (numpy implementation, cost class, what d/dx and d/dy read, d/dx, d/dy)
 BINARY = {
-    "add":       (np.add,       CHEAP, lambda g, ans, x, y: g,
-                                lambda g, ans, x, y: g),
-    "sub":       (np.subtract,  CHEAP, lambda g, ans, x, y: g,
-                                lambda g, ans, x, y: -g),
-    "mul":       (np.multiply,  CHEAP, lambda g, ans, x, y: g * y,
-                                lambda g, ans, x, y: g * x),
-    "div":       (np.divide,    CHEAP, lambda g, ans, x, y: g / y,
-                                lambda g, ans, x, y: -(g * ans / y)),
-    "pow":       (np.power,     LIBM,  _pow_dx, _pow_dy),
-    "maximum":   (np.maximum,   CHEAP, lambda g, ans, x, y: g * _tie_weight(x, y),
-                                lambda g, ans, x, y: g * _tie_weight(y, x)),
-    "minimum":   (np.minimum,   CHEAP, lambda g, ans, x, y: g * _tie_weight(y, x),
-                                lambda g, ans, x, y: g * _tie_weight(x, y)),
-    "arctan2":   (np.arctan2,   LIBM,  lambda g, ans, x, y: g * y / (fnp.square(x) + fnp.square(y)),
-                                lambda g, ans, x, y: -(g * x) / (fnp.square(x) + fnp.square(y))),
-    "hypot":     (np.hypot,     LIBM,  lambda g, ans, x, y: g * x / ans,
-                                lambda g, ans, x, y: g * y / ans),
-    "logaddexp": (np.logaddexp, LIBM,  lambda g, ans, x, y: g * fnp.exp(x - ans),
-                                lambda g, ans, x, y: g * fnp.exp(y - ans)),
+    "add":       (np.add,       CHEAP, (G, G),         lambda g, ans, x, y: g,
+                                                lambda g, ans, x, y: g),
+    "sub":       (np.subtract,  CHEAP, (G, G),         lambda g, ans, x, y: g,
+                                                lambda g, ans, x, y: -g),
+    "mul":       (np.multiply,  CHEAP, (Y, X),         lambda g, ans, x, y: g * y,
+                                                lambda g, ans, x, y: g * x),
+    "div":       (np.divide,    CHEAP, (Y, ANS_Y),     lambda g, ans, x, y: g / y,
+                                                lambda g, ans, x, y: -(g * ans / y)),
+    "pow":       (np.power,     LIBM,  (XY, ANS_X),    _pow_dx, _pow_dy),
+    "maximum":   (np.maximum,   CHEAP, (XY, XY),       lambda g, ans, x, y: g * _tie_weight(x, y),
+                                                lambda g, ans, x, y: g * _tie_weight(y, x)),
+    "minimum":   (np.minimum,   CHEAP, (XY, XY),       lambda g, ans, x, y: g * _tie_weight(y, x),
+                                                lambda g, ans, x, y: g * _tie_weight(x, y)),
+    "arctan2":   (np.arctan2,   LIBM,  (XY, XY),       lambda g, ans, x, y: g * y / (fnp.square(x) + fnp.square(y)),
+                                                lambda g, ans, x, y: -(g * x) / (fnp.square(x) + fnp.square(y))),
+    "hypot":     (np.hypot,     LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * x / ans,
+                                                lambda g, ans, x, y: g * y / ans),
+    "logaddexp": (np.logaddexp, LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * fnp.exp(x - ans),
+                                                lambda g, ans, x, y: g * fnp.exp(y - ans)),
 }
 
 # Comparisons and logic, all cheap.
@@ -135,18 +140,20 @@ def _where_vjp(branch_selected):
     return vjp
 
 
-for _name, (_impl, _cost, _d) in UNARY.items():
+for _name, (_impl, _cost, _reads, _d) in UNARY.items():
     _p = defprim(_name, _impl, 1, cost=_cost, elementwise=True)
     defvjp(_p, _d)
+    defreads(_p, _reads)
     defjvp(_p, _d)
     _p.elementwise_partials = [_d]
 
 for _name, _impl in UNARY_ZERO_DERIVATIVE.items():
     defprim(_name, _impl, 1, differentiable=False, cost=CHEAP, elementwise=True)
 
-for _name, (_impl, _cost, _dx, _dy) in BINARY.items():
+for _name, (_impl, _cost, _reads, _dx, _dy) in BINARY.items():
     _p = defprim(_name, _impl, 2, cost=_cost, elementwise=True)
     defvjp(_p, *_binary_vjps(_dx, _dy))
+    defreads(_p, *_reads)
     defjvp(_p, _dx, _dy)
     _p.elementwise_partials = [_dx, _dy]
 
@@ -155,6 +162,7 @@ for _name, _impl in BINARY_ZERO_DERIVATIVE.items():
 
 _where = defprim("where", np.where, 3, cost=CHEAP, elementwise=True)
 defvjp(_where, None, _where_vjp(True), _where_vjp(False))
+defreads(_where, G, X, X)
 defjvp(_where, None, lambda t, ans, c, a, b: fnp.where(c, t, 0.0),
        lambda t, ans, c, a, b: fnp.where(c, 0.0, t))
 
@@ -174,6 +182,7 @@ def _abs_jvp(t, ans, x):
 # abs, real, imag, conj.
 _p = defprim("abs", np.abs, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, _abs_vjp)
+defreads(_p, ANS_X)
 defjvp(_p, _abs_jvp)
 _p.elementwise_partials = [_abs_vjp]
 
@@ -188,14 +197,17 @@ def _as_complex(g, like):
 # complex numbers, imag's is multiplication by -i, conj's is conj.
 _p = defprim("real", np.real, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, lambda g, ans, x: _as_complex(g, x))
+defreads(_p, G)
 defjvp(_p, lambda t, ans, x: fnp.real(t))
 
 _p = defprim("imag", np.imag, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, lambda g, ans, x: _as_complex(g, x) * -1j)
+defreads(_p, G)
 defjvp(_p, lambda t, ans, x: fnp.imag(t))
 
 _p = defprim("conj", np.conjugate, 1, cost=CHEAP, elementwise=True)
 defvjp(_p, lambda g, ans, x: fnp.conj(g))
+defreads(_p, G)
 defjvp(_p, lambda t, ans, x: fnp.conj(t))
 
 
@@ -208,6 +220,7 @@ def _astype_impl(x, dtype):
 
 _astype = defprim("astype", _astype_impl, 1, cost=CHEAP, elementwise=True)
 defvjp(_astype, lambda g, ans, x, dtype: fnp.astype(g, fnp.result_dtype(x)))
+defreads(_astype, G)
 defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
 
 # the identity, which the transforms treat as a constant: no element is touched

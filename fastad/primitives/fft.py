@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .numpy_proxy import fnp
-from ..core.registry import defjvp, defprim, defvjp
+from ..core.registry import defjvp, defprim, defreads, defvjp
 
 NORMS = ("backward", "ortho", "forward")
 
@@ -31,4 +31,5 @@ def _same_transform(g, ans, x, axes, inverse, norm):
 
 _p = defprim("fft", _fft, 1, cost="linalg")
 defvjp(_p, _same_transform)
+defreads(_p, ())
 defjvp(_p, _same_transform)

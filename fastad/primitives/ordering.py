@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.registry import defjvp, defprim, defvjp, registry
+from ..core.registry import defjvp, defprim, defreads, defvjp, registry
 from .numpy_proxy import fnp
 
 
@@ -78,22 +78,26 @@ defprim("interp_slope", _interp_slope, 3, differentiable=False)
 _p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, idx, axis), 2)
 defvjp(_p, lambda g, ans, x, idx, axis:
        _call("scatter_add_along", fnp.zeros_for(x, g), idx, g, axis=axis), None)
+defreads(_p, (1,), ())
 defjvp(_p, lambda t, ans, x, idx, axis: _call("take_along", t, idx, axis=axis), None)
 
 _p = defprim("scatter_add_along", _scatter_add_along, 3)
 defvjp(_p, lambda g, ans, x, idx, v, axis: g, None,
        lambda g, ans, x, idx, v, axis: _call("take_along", g, idx, axis=axis))
+defreads(_p, (), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v, axis: t, None,
        lambda t, ans, x, idx, v, axis:
        _call("scatter_add_along", fnp.zeros_for(x, t), idx, t, axis=axis))
 
 _p = defprim("cumprod", _cumprod, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axis: fnp.cumsum_(g * ans, axis, reverse=True) / x)
+defreads(_p, ("ans", 0))
 defjvp(_p, lambda t, ans, x, axis: ans * fnp.cumsum_(t / x, axis))
 
 _p = defprim("interp", _interp, 3)
 defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, xp, fp),
        _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
+defreads(_p, (0, 1, 2), (), ())  # the rules of xp and fp raise
 defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, xp, fp),
        _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
 

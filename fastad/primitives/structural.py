@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from .numpy_proxy import fnp
-from ..core.registry import defjvp, defprim, defvjp
+from ..core.registry import defjvp, defprim, defreads, defvjp
 
 
 def _keepdims_shape(shape, axes):
@@ -62,16 +62,19 @@ def _extremum_jvp(t, ans, x, axes, keepdims):
 
 _p = defprim("sum", _sum, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axes, keepdims: _expand_to(g, x, axes, keepdims))
+defreads(_p, ())
 defjvp(_p, lambda t, ans, x, axes, keepdims: fnp.sum(t, axis=axes, keepdims=keepdims))
 
 _p = defprim("prod", _prod, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axes, keepdims: _expand_to(g * ans, x, axes, keepdims) / x)
+defreads(_p, ("ans", 0))
 defjvp(_p, lambda t, ans, x, axes, keepdims:
        ans * fnp.sum(t / x, axis=axes, keepdims=keepdims))
 
 for _name, _impl in (("max", _max), ("min", _min)):
     _p = defprim(_name, _impl, 1, cost="reduction")
     defvjp(_p, _extremum_vjp)
+    defreads(_p, ("ans", 0))
     defjvp(_p, _extremum_jvp)
 
 
@@ -83,19 +86,23 @@ def _cumsum(x, axis, reverse):
 
 _p = defprim("cumsum", _cumsum, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axis, reverse: fnp.cumsum_(g, axis, not reverse))
+defreads(_p, ())
 defjvp(_p, lambda t, ans, x, axis, reverse: fnp.cumsum_(t, axis, reverse))
 
 # -- shape --------------------------------------------------------------------
 _p = defprim("reshape", lambda x, shape: np.reshape(x, shape), 1, cost="view")
 defvjp(_p, lambda g, ans, x, shape: fnp.reshape(g, fnp.shape(x)))
+defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.reshape(t, shape))
 
 _p = defprim("transpose", lambda x, perm: np.transpose(x, perm), 1)
 defvjp(_p, lambda g, ans, x, perm: fnp.transpose(g, tuple(np.argsort(perm).tolist())))
+defreads(_p, ())
 defjvp(_p, lambda t, ans, x, perm: fnp.transpose(t, perm))
 
 _p = defprim("broadcast_to", lambda x, shape: np.broadcast_to(x, shape).copy(), 1)
 defvjp(_p, lambda g, ans, x, shape: fnp.unbroadcast(g, fnp.shape(x)))
+defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.broadcast_to(t, shape))
 
 
@@ -133,17 +140,20 @@ def _scatter_add(x, idx, v):
 _p = defprim("take", _take, 2)
 _p.view_impl = _take_view
 defvjp(_p, lambda g, ans, x, idx: fnp.scatter_add(fnp.zeros_for(x, g), idx, g), None)
+defreads(_p, (1,), ())  # the accumulating rule reads idx too
 defjvp(_p, lambda t, ans, x, idx: fnp.take_flat(t, idx), None)
 _p.accumulating_vjps[0] = lambda acc, g, ans, x, idx: fnp.scatter_add(acc, idx, g)
 
 _p = defprim("scatter_set", _scatter_set, 3)
 defvjp(_p, lambda g, ans, x, idx, v: fnp.scatter_set(g, idx, fnp.zeros_for(v, g)), None,
        lambda g, ans, x, idx, v: fnp.take_flat(g, idx))
+defreads(_p, (1,), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v: fnp.scatter_set(t, idx, fnp.zeros_for(v, t)), None,
        lambda t, ans, x, idx, v: fnp.scatter_set(fnp.zeros_for(x, t), idx, t))
 
 _p = defprim("scatter_add", _scatter_add, 3)
 defvjp(_p, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: fnp.take_flat(g, idx))
+defreads(_p, (), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v: t, None,
        lambda t, ans, x, idx, v: fnp.scatter_add(fnp.zeros_for(x, t), idx, t))
 
@@ -172,16 +182,19 @@ def _inv(a):
 _p = defprim("matmul", np.matmul, 2, cost="matmul")
 defvjp(_p, lambda g, ans, a, b: fnp.matmul_(g, _mT(b)),
        lambda g, ans, a, b: fnp.matmul_(_mT(a), g))
+defreads(_p, (1,), (0,))
 defjvp(_p, lambda t, ans, a, b: fnp.matmul_(t, b), lambda t, ans, a, b: fnp.matmul_(a, t))
 
 _p = defprim("solve", _solve, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
        lambda g, ans, a, b: fnp.solve_(_mT(a), g))
+defreads(_p, ("ans", 0), (0,))
 defjvp(_p, lambda t, ans, a, b: -fnp.solve_(a, fnp.matmul_(t, ans)),
        lambda t, ans, a, b: fnp.solve_(a, t))
 
 _p = defprim("logabsdet", _logabsdet, 1, cost="linalg")
 defvjp(_p, lambda g, ans, a: fnp.reshape(g, fnp.shape(g) + (1, 1)) * _mT(_inv(a)))
+defreads(_p, (0,))
 defjvp(_p, lambda t, ans, a: fnp.sum(_mT(_inv(a)) * t, axis=(-2, -1)))
 
 defprim("detsign", _detsign, 1, differentiable=False, cost="linalg")

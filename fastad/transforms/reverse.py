@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import numpy as np
+
 from ..core.registry import registry
 from ..primitives.numpy_proxy import fnp
+from ..core import tracer as tracer_module
 from ..core.tracer import Builder, Tracer
 
 if TYPE_CHECKING:
@@ -27,7 +30,7 @@ def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
     """Slots whose value depends differentiably on the ``wrt`` slots."""
     active = set(wrt)
     for ins in builder.tape.instrs[:stop]:
-        if registry[ins.prim].differentiable and any(s in active for s in ins.ins):
+        if not active.isdisjoint(ins.ins) and registry[ins.prim].differentiable:
             active.add(ins.out)
     return active
 
@@ -63,7 +66,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     wrt_slots = [t.slot for t in wrt]
     active = active_slots(builder, wrt_slots, stop)
     releasing = builder.release or builder.release_exact
-    if builder.release:  # forward values the user's code no longer holds
+    if builder.release or builder.drop_unread:  # forward values the user's code dropped
         builder.release_unreferenced()
     recorded = len(builder.tape.instrs)
     adjoint: dict[int, Any] = {}
@@ -71,25 +74,35 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         if isinstance(out, Tracer) and out.builder is builder and out.slot in active:
             _accumulate(adjoint, out.slot, ct)
 
-    instrs = builder.tape.instrs
+    instrs, consts, values = builder.tape.instrs, builder.tape.consts, builder.values
+    large = tracer_module.RELEASE_BYTES
+    # an eager gradient's trace that held large values: let go of each once the
+    # last rule that reads it has run, not only once its definition is reached
+    last_read = _last_reads(builder, stop, active) if plain and builder._kept else {}
+    read_last: list[int] | None = None
     for k in range(stop - 1, -1, -1):
+        if read_last:  # the rules of the previous instruction were their last readers
+            args = ans = None
+            for s in read_last:
+                builder.release_slot(s)
+        read_last = last_read.get(k)
         ins = instrs[k]
-        g = adjoint.pop(ins.out, None)
+        out_slot = ins.out
+        g = adjoint.pop(out_slot, None)
         if g is None:
             if releasing:
-                builder.release_slot(ins.out)
+                builder.release_slot(out_slot)
             continue
         prim = registry[ins.prim]
-        params = dict(ins.params)
+        params = dict(ins.params) if ins.params else {}
         builder.line_override = ins.line  # derivative code belongs to the user's line
-        consts = builder.tape.consts
         if plain:
-            values = builder.values
             args = [consts[s] if s in consts else values[s] for s in ins.ins]
-            ans = values[ins.out]
+            ans = values[out_slot]
         else:
             args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
-            ans = builder.tracer(ins.out)
+            ans = builder.tracer(out_slot)
+        vjps, accumulating = prim.vjps, prim.accumulating_vjps
         joint = prim.joint_vjp  # one rule for every operand (a loop)
         if joint is not None:
             wanted = [a for a, s in enumerate(ins.ins) if s in active]
@@ -100,26 +113,35 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         for argnum, slot in enumerate(ins.ins if joint is None else ()):
             if slot not in active:
                 continue
-            accumulate_into = prim.accumulating_vjps.get(argnum)
-            if accumulate_into is not None:
+            if accumulating and argnum in accumulating:
                 acc = adjoint.get(slot)
                 if acc is None:
                     acc = fnp.zeros_for(args[argnum], g)
-                adjoint[slot] = accumulate_into(acc, g, ans, *args, **params)
+                adjoint[slot] = accumulating[argnum](acc, g, ans, *args, **params)
+                acc = None  # the sum replaced it: no local may keep a large array alive
                 continue
             if strong_zero and prim.elementwise_partials:
                 part = fnp.where(g == 0, 0.0, prim.elementwise_partials[argnum](g, ans, *args))
                 _accumulate(adjoint, slot, _real_if_real(
                     builder, slot, fnp.unbroadcast(part, fnp.shape(args[argnum]))))
                 continue
-            rule = prim.vjp_rule(argnum)
-            if rule is not None:
-                _accumulate(adjoint, slot, _real_if_real(builder, slot,
-                                                         rule(g, ans, *args, **params)))
+            # (a primitive with no derivative has no active result, so no g)
+            rule = vjps[argnum] if argnum < len(vjps) else prim.vjp_rule(argnum)
+            if rule is None:
+                continue
+            ct = rule(g, ans, *args, **params)
+            if type(ct) not in _PLAIN_REAL or ct.dtype.kind == "c":
+                ct = _real_if_real(builder, slot, ct)
+            _accumulate(adjoint, slot, ct)
+            ct = None
         if releasing:  # no rule reads ins.out again: its readers came first
-            del args, ans, g
-            builder.release_slot(ins.out)
+            v = values[out_slot]
+            if type(v) is np.ndarray and v.nbytes >= large:
+                del args, ans, g, v
+                builder.release_slot(out_slot)
     builder.line_override = None
+    for s in read_last or ():
+        builder.release_slot(s)
     if releasing:
         builder.release_unreferenced()
     if builder.released and any(registry[i.prim].effect == "guard" for i in instrs[recorded:]):
@@ -127,6 +149,32 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
 
     return [adjoint.get(s, None) if s in adjoint else fnp.zeros_for(t)
             for s, t in zip(wrt_slots, wrt)]
+
+
+def _last_reads(builder: Builder, stop: int, active: set[int]) -> dict[int, list[int]]:
+    """Instruction k -> the large values whose last reader in the sweep (the
+    first in the tape) is a rule of instruction k (`Primitive.vjp_reads`)."""
+    values, first = builder.values, {}
+    large = tracer_module.RELEASE_BYTES
+    for k, ins in enumerate(builder.tape.instrs[:stop]):
+        if ins.out not in active:
+            continue  # no cotangent reaches it: its rules never run
+        reads = registry[ins.prim].vjp_reads
+        for argnum, slot in enumerate(ins.ins):
+            if slot not in active:
+                continue
+            if reads is None or argnum >= len(reads):
+                read = (ins.out, *ins.ins)
+            else:
+                read = [ins.out if r == "ans" else ins.ins[r] for r in reads[argnum]]
+            for s in read:
+                first.setdefault(s, k)
+    by_reader: dict[int, list[int]] = {}
+    for s, k in first.items():
+        v = values[s]
+        if type(v) is np.ndarray and v.nbytes >= large:
+            by_reader.setdefault(k, []).append(s)
+    return by_reader
 
 
 class ReleasedValueRead(Exception):
@@ -138,9 +186,14 @@ def _real_if_real(builder: Builder, slot: int, contribution: Any) -> Any:
     """The cotangent of a real slot is real: a complex contribution (a real x
     times a complex y) keeps its real part, the transpose of embedding the
     reals in the complex numbers under the pairing Re(ct * t)."""
+    if type(contribution) in _PLAIN_REAL and contribution.dtype.kind != "c":
+        return contribution  # the sweep's common case, on plain values
     if builder.tape.avals[slot].dtype.kind != "c" and fnp.iscomplexobj(contribution):
         return fnp.real(contribution)
     return contribution
+
+
+_PLAIN_REAL = (np.ndarray, np.float64, np.float32)
 
 
 def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:

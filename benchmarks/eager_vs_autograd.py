@@ -1,0 +1,144 @@
+"""Eager ``fa.grad`` against autograd's ``grad``, per call, side by side.
+
+    python benchmarks/eager_vs_autograd.py [--rounds 9] [--only NAME ...]
+
+Both trace the function on every call.  Each program is written once over a
+NumPy namespace ``xp`` (plain NumPy for fastad, ``autograd.numpy`` for
+autograd), in the style of autograd's own examples: a tanh network with
+log-softmax, logistic regression, a Gaussian mixture's log likelihood with
+logsumexp, a recurrent net unrolled in Python, vectorized Rosenbrock, and a
+60-operation function of 10-vectors.  Rounds interleave (`timing.interleaved`);
+medians.  Every gradient is checked against autograd's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import timing  # noqa: E402
+
+
+def tanh_net(xp, rng):
+    """autograd's examples/neural_net.py: log-softmax of a tanh MLP, 64-32-10, batch 128."""
+    sizes = [(64, 32), (32, 10)]
+    params = [(rng.standard_normal(s) * 0.1, rng.standard_normal(s[1]) * 0.1) for s in sizes]
+    X, T = rng.standard_normal((128, 64)), np.eye(10)[rng.integers(0, 10, 128)]
+
+    def loss(params):
+        h = X
+        for W, b in params:
+            out = xp.dot(h, W) + b
+            h = xp.tanh(out)
+        logp = out - _logsumexp(xp, out)
+        return -xp.sum(logp * T) + 0.01 * sum(xp.sum(W ** 2) for W, _ in params)
+    return loss, params
+
+
+def _logsumexp(xp, a):
+    m = xp.max(a, axis=1, keepdims=True)
+    return m + xp.log(xp.sum(xp.exp(a - m), axis=1, keepdims=True))
+
+
+def logistic(xp, rng):
+    """autograd's README example: logistic regression with tanh for the sigmoid."""
+    X, t = rng.standard_normal((200, 10)), rng.integers(0, 2, 200) * 2.0 - 1.0
+
+    def loss(w):
+        p = 0.5 * (xp.tanh(xp.dot(X, w)) + 1.0)
+        label_p = p * (t > 0) + (1.0 - p) * (t < 0)
+        return -xp.sum(xp.log(label_p))
+    return loss, rng.standard_normal(10) * 0.1
+
+
+def mixture(xp, rng):
+    """autograd's examples/gmm.py: log likelihood of a 4-component diagonal mixture in 2-D."""
+    data = rng.standard_normal((300, 2))
+
+    def loss(p):
+        logits, means, log_sd = p
+        log_w = logits - xp.log(xp.sum(xp.exp(logits)))
+        z = (data[:, None, :] - means[None]) / xp.exp(log_sd)[None]
+        comp = -0.5 * xp.sum(z ** 2, axis=2) - xp.sum(log_sd, axis=1)[None] + log_w[None]
+        return -xp.sum(_logsumexp(xp, comp))
+    return loss, (rng.standard_normal(4), rng.standard_normal((4, 2)), 0.1 * rng.standard_normal((4, 2)))
+
+
+def rnn(xp, rng):
+    """autograd's examples/rnn.py shape: a tanh RNN over 20 steps, hidden 16, input 8."""
+    xs = rng.standard_normal((20, 4, 8))
+    W = (rng.standard_normal((24, 16)) * 0.3, rng.standard_normal((16, 8)) * 0.3)
+
+    def loss(W):
+        Wh, Wo = W
+        h = xp.zeros((4, 16))
+        total = 0.0
+        for x in xs:
+            h = xp.tanh(xp.dot(xp.concatenate((x, h), axis=1), Wh))
+            total = total + xp.sum((xp.dot(h, Wo) - x) ** 2)
+        return total
+    return loss, W
+
+
+def rosenbrock(xp, rng):
+    def loss(x):
+        return xp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+    return loss, rng.standard_normal(100)
+
+
+def ops60(xp, rng):
+    """60 elementwise operations and reductions on 10-vectors: per-operation overhead."""
+    def loss(x):
+        a, b = x, x * 0.5
+        total = 0.0
+        for _ in range(6):
+            c = xp.sin(a) * b + 1.0
+            d = xp.exp(-c * c) - a / (b * b + 1.0)
+            a, b = xp.tanh(d), c - d
+            total = total + xp.sum(a * b)
+        return total
+    return loss, rng.standard_normal(10)
+
+
+PROGRAMS = {f.__name__: f for f in (tanh_net, logistic, mixture, rnn, rosenbrock, ops60)}
+
+
+def _flat(tree):
+    if isinstance(tree, (list, tuple)):
+        return [leaf for t in tree for leaf in _flat(t)]
+    return [np.asarray(tree)]
+
+
+def main() -> None:
+    import autograd
+    import autograd.numpy as anp
+
+    import fastad as fa
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--min-round", type=float, default=0.2)
+    parser.add_argument("--only", nargs="*")
+    opts = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.2f}")
+    print(f"| program | fa.grad (eager) | autograd | speed vs autograd |")
+    print("|---|---|---|---|")
+    for name, make in PROGRAMS.items():
+        if opts.only and name not in opts.only:
+            continue
+        f_np, x = make(np, np.random.default_rng(0))
+        f_ag, _ = make(anp, np.random.default_rng(0))
+        fns = {"fastad": fa.grad(f_np), "autograd": autograd.grad(f_ag)}
+        for got, want in zip(_flat(fns["fastad"](x)), _flat(fns["autograd"](x))):
+            np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+        t = timing.interleaved(fns, (x,), opts.min_round, opts.rounds)
+        print(f"| {name} | {timing.format_seconds(t['fastad'])} | "
+              f"{timing.format_seconds(t['autograd'])} | {t['autograd'] / t['fastad']:.2f}x |",
+              flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
