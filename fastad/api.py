@@ -128,10 +128,19 @@ def finish(rec: Recorded, results: list[Any]) -> list[Any]:
     """The values of ``results``, as outer tracers if the call was nested."""
     nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
     if not nested:
-        return [r.value if isinstance(r, Tracer) else r for r in results]
+        return [_owned(r.value) if isinstance(r, Tracer) else _owned(r) for r in results]
     tape = rec.builder.tape
     tape.outputs = [rec.builder.slot_of(r) for r in results]
     return replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
+
+
+def _owned(v: Any) -> Any:
+    """``v``, copied if it is a read-only array: a result made inside the
+    trace may be a broadcast view of a seed or a slice the trace kept
+    read-only, and the caller owns what a transform returns (``g *= lr``)."""
+    if type(v) is np.ndarray and not v.flags.writeable:
+        return v.copy()
+    return v
 
 
 def tape_of(rec: Recorded, results: list[Any]) -> Tape:
@@ -327,7 +336,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
             raise TypeError("vjp_fn: the cotangent must have the structure of f's output")
         cts = [_cotangent_like(c, v) for c, v in zip(cts, rec.out_leaves)]
         grads = replay(reverse, outer_inputs + cts)
-        grads = grads[len(tape.outputs):]
+        grads = [_owned(g) for g in grads[len(tape.outputs):]]
         return unpack_grads(rec.in_trees, nums, grads)
     if aux:
         return out, vjp_fn, aux.rebuild(values[n:])
@@ -486,13 +495,13 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
             pulled = built.get("rev") or vjp_tape(tape, [0], examples)
             jac, batched = batch_replay(pulled, shared + [(seeds, True)], n_out)[1]
             rows = jac if batched else fnp.broadcast_to(jac, (n_out,) + x.shape)
-            return fnp.reshape(rows, out_shape + x.shape)
+            return _owned(fnp.reshape(rows, out_shape + x.shape))
         seeds = np.eye(n_in, dtype=x.dtype).reshape((n_in,) + x.shape)
         pushed = built.get("fwd") or jvp_tape(tape, [0], examples)
         jac, batched = batch_replay(pushed, shared + [(seeds, True)], n_in)[1]
         cols = jac if batched else fnp.broadcast_to(jac, (n_in,) + out_shape)
-        return fnp.reshape(fnp.moveaxis(fnp.reshape(cols, (n_in, n_out)), 0, 1),
-                           out_shape + x.shape)
+        return _owned(fnp.reshape(fnp.moveaxis(fnp.reshape(cols, (n_in, n_out)), 0, 1),
+                                  out_shape + x.shape))
     return jacobian_f
 
 
@@ -612,7 +621,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
         for value, is_batched in batch_replay(tape, inputs, size):
             if not is_batched:
                 value = fnp.broadcast_to(value, (size,) + tuple(fnp.shape(value)))
-            outs.append(fnp.moveaxis(value, 0, out_axes) if out_axes else value)
+            outs.append(_owned(fnp.moveaxis(value, 0, out_axes) if out_axes else value))
         return pytree.unflatten(rec.out_tree, outs)
     return vmapped
 

@@ -167,3 +167,20 @@ def test_check_grads_reports_the_mismatch():
 def test_check_grads_rejects_unknown_modes():
     with pytest.raises(ValueError, match="mode"):
         fa.check_grads(np.sin, (np.ones(2),), modes=("sideways",))
+
+
+@pytest.mark.parametrize("f", [lambda x: np.sum(x), lambda x: np.mean(x.reshape(-1, 1)),
+                               lambda x: np.sum(np.broadcast_to(x, (2,) + x.shape)),
+                               lambda x: 3.0 * np.sum(x[1:]), lambda x: np.sum(x * x)],
+                         ids=["sum", "mean-reshape", "broadcast", "slice", "square"])
+def test_every_transform_returns_arrays_the_caller_can_write(f):
+    """A gradient made of a broadcast seed (``sum``'s) was a read-only view, so
+    ``g *= lr`` raised; each transform's array results are the caller's."""
+    x = np.random.default_rng(0).standard_normal(4)
+    results = [fa.grad(f)(x), fa.value_and_grad(f)(x)[1], fa.vjp(f, x)[1](1.0)[0],
+               fa.jacobian(lambda x: x * f(x))(x), fa.hessian(f)(x), fa.hvp(f)(x, x),
+               fa.vmap(fa.grad(f))(np.stack([x, x])), fa.vmap(lambda x: np.ones(3))(np.stack([x, x])),
+               fa.compile(f)(x), fa.jit(fa.grad(f))(x)]
+    for r in results:
+        assert isinstance(r, np.ndarray) and r.flags.writeable
+        r *= 2.0

@@ -662,6 +662,8 @@ def test_reverse_mode_agrees_with_forward_mode_and_finite_differences(prog, seed
     w, v = weights(prog, seed), tangents_for(prog, seed)
     out, vjp_fn = fa.vjp(prog, *args)
     _, jv = fa.jvp(prog, args, v)
+    # the caller owns what a transform returns: no read-only views of seeds
+    assert_writeable(vjp_fn(w), jv, fa.grad(weighted_loss(prog, w), tuple(range(len(args))))(*args))
     rev, fwd = _dot(vjp_fn(w), v), _dot(w, jv)
     rtol = RTOL[prog.dtype]
     scale = _dot([np.abs(c) for c in vjp_fn(w)], [np.abs(t) for t in v]) + abs(fwd)
@@ -671,6 +673,13 @@ def test_reverse_mode_agrees_with_forward_mode_and_finite_differences(prog, seed
         fa.check_grads(prog, args, order=2 if len(prog.steps) <= 3 else 1,
                        modes=("fwd", "rev"), seed=seed)
         record_count("fuzz programs (finite differences)", 1)
+
+
+def assert_writeable(*trees):
+    for tree in trees:
+        for leaf in (tree if isinstance(tree, (tuple, list)) else [tree]):
+            if isinstance(leaf, np.ndarray):
+                assert leaf.flags.writeable, "a transform returned a read-only array"
 
 
 # -- regressions the fuzzer found ---------------------------------------------------------
