@@ -98,12 +98,10 @@ def run(body: LoopBody, length: int, carry_leaves: Sequence[Any], x_leaves: Sequ
 
 
 def unpack(packed: Any, start: int, stop: int, aval: Any) -> Any:
-    """One result of the packed loop.  An integer or boolean one (a counter)
-    leaves a traced loop in the packed dtype, holding its integer values: the
-    C VM holds no integers, and a traced counter is read, not differentiated."""
+    """One result of the packed loop, in its own dtype: an integer or boolean
+    one (a counter) is packed with the floats and cast back, so that a traced
+    loop returns what the plain one does."""
     part = packed[start:stop].reshape(aval.shape)
-    if isinstance(part, Tracer) and aval.dtype.kind not in "fc":
-        return part
     if np.result_type(part.dtype) != aval.dtype:
         from .numpy import astype
         part = astype(part, aval.dtype)

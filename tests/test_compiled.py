@@ -384,3 +384,34 @@ def test_integer_argument_programs_match_eager(steps, use, values):
         np.testing.assert_allclose(g(x, n), fa.grad(f)(x, n), rtol=1e-12, atol=1e-12)
     if use < len(_FLOAT_USES):
         assert g.cache_info()["traces"] == 1
+
+
+@settings(max_examples=15, deadline=None)
+@given(dtype=st.sampled_from(["int8", "int32", "int64", "uint16"]),
+       scale=st.floats(0.5, 50.0), use=st.sampled_from(["scale", "index", "output"]),
+       backend=st.sampled_from([b for b in ("c", "numpy") if b in BACKENDS]))
+def test_integers_made_inside_a_compiled_function_equal_the_eager_ones(dtype, scale, use,
+                                                                       backend):
+    """``astype(x, int)`` of a traced value made the C VM's lowering raise: an
+    integer made by an instruction has no VM register, so the tape goes to a
+    backend that has one, and the result is the eager one."""
+    import fastad.numpy as fnp
+    x = np.random.default_rng(7).uniform(-1, 1, 5) * scale
+
+    def f(x):
+        k = fnp.astype(np.abs(x) + 1.0, dtype)
+        if use == "output":
+            return k
+        return np.sum(x * k) if use == "scale" else np.sum(x * x) * k[0]
+    with pytest.warns(UserWarning) if backend == "c" else _no_warning():
+        got = fa.jit(f, backend=backend)(x)
+    want = f(x)
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+    np.testing.assert_array_equal(got, want)
+    if use != "output":
+        np.testing.assert_allclose(fa.compile(f, backend=backend)(x), fa.grad(f)(x), rtol=1e-12)
+
+
+def _no_warning():
+    import contextlib
+    return contextlib.nullcontext()

@@ -165,6 +165,10 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     if name == "c":  # integer constants flow as indices, but a result lives in the arena
         dtypes |= {f"{tape.avals[s].dtype} results" for s in tape.outputs
                    if tape.avals[s].dtype.kind in "iu"}
+        # an integer made by an instruction the VM would run (``astype(x, int)``)
+        # has no register to live in: the whole tape goes to a backend that has one
+        dtypes |= {f"{tape.avals[ins.out].dtype} values" for ins in tape.instrs
+                   if ins.prim in native and tape.avals[ins.out].dtype.kind in "iu"}
     return sorted(missing) + sorted(dtypes)
 
 
