@@ -130,12 +130,6 @@ def sym(m, a):
     return (a + m.np.swapaxes(a, -1, -2)) / 2
 
 
-def NO_VMAP(prim):
-    return {"vmap": f"vmap: primitive 'scipy.special.{prim}' has no batching rule (TracingError)"
-            if prim != "eig_complex" else
-            "vmap: primitive 'numpy.linalg.eig_complex' has no batching rule (TracingError)"}
-
-
 # float32 inputs: the traced result's dtype is not NumPy's/SciPy's
 F32_KEPT = {"float32": "float32 inputs: the traced result stays float32 where NumPy/SciPy "
                        "return float64"}
@@ -432,7 +426,7 @@ CASES += [
     C("numpy.linalg", "eigvals", lambda m, a: m.np.sum(m.np.abs(m.la.eigvals(a)) ** 3),
       [lambda rng: (np.array([[1.0, -2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 3.0]])
                     + 0.2 * rng.normal(size=(3, 3)))],
-      tag="complex-pair", complex_=True, xfail=NO_VMAP("eig_complex")),
+      tag="complex-pair", complex_=True),
     C("numpy.linalg", "cond", lambda m, a: m.la.cond(a), [wellcond(3)]),
     C("numpy.linalg", "matrix_power", lambda m, a: m.la.matrix_power(a, -2), [wellcond(3)],
       tag="negative"),
@@ -465,15 +459,15 @@ CASES += [
     C("scipy.special", "gammaincc", lambda m, x: m.sp.gammaincc(1.5, x), [pos(4)], xfail=F32_KEPT),
     C("scipy.special", "betainc", lambda m, x: m.sp.betainc(2.0, 3.0, x), [uni(0.2, 0.8, 4)]),
     C("scipy.special", "stdtr", lambda m, t: m.sp.stdtr(4.0, t), [anyv(4)], autograd=False),
-    C("scipy.special", "rgamma", lambda m, x: m.sp.rgamma(x), [pos(4)], xfail=NO_VMAP("rgamma")),
+    C("scipy.special", "rgamma", lambda m, x: m.sp.rgamma(x), [pos(4)]),
     C("scipy.special", "gammasgn", lambda m, x: m.sp.gammasgn(x) * x ** 2,
-      [const([-2.5, -0.5, 0.7, 1.5])], xfail=NO_VMAP("gammasgn")),
-    C("scipy.special", "j0", lambda m, x: m.sp.j0(x), [anyv(4)], xfail=NO_VMAP("jn")),
-    C("scipy.special", "j1", lambda m, x: m.sp.j1(x), [anyv(4)], xfail=NO_VMAP("jn")),
-    C("scipy.special", "y0", lambda m, x: m.sp.y0(x), [pos(4)], xfail=NO_VMAP("yn")),
-    C("scipy.special", "y1", lambda m, x: m.sp.y1(x), [pos(4)], xfail=NO_VMAP("yn")),
-    C("scipy.special", "jn", lambda m, x: m.sp.jn(2, x), [anyv(4)], xfail=NO_VMAP("jn")),
-    C("scipy.special", "yn", lambda m, x: m.sp.yn(2, x), [pos(4)], xfail=NO_VMAP("yn")),
+      [const([-2.5, -0.5, 0.7, 1.5])]),
+    C("scipy.special", "j0", lambda m, x: m.sp.j0(x), [anyv(4)]),
+    C("scipy.special", "j1", lambda m, x: m.sp.j1(x), [anyv(4)]),
+    C("scipy.special", "y0", lambda m, x: m.sp.y0(x), [pos(4)]),
+    C("scipy.special", "y1", lambda m, x: m.sp.y1(x), [pos(4)]),
+    C("scipy.special", "jn", lambda m, x: m.sp.jn(2, x), [anyv(4)]),
+    C("scipy.special", "yn", lambda m, x: m.sp.yn(2, x), [pos(4)]),
     C("scipy.special", "logsumexp", lambda m, x, b: m.sp.logsumexp(x, b=b, return_sign=True)[0],
       [uni(-0.3, 0.3, 4), const([1.0, -0.2, 0.5, -0.1])], (0, 1), tag="return_sign"),
     C("scipy.special", "softmax", lambda m, x: m.sp.softmax(x), [anyv(4)], tag="all", autograd=False),
