@@ -955,7 +955,7 @@ HAVE = {"grad", "value_and_grad", "jacobian", "hessian", "jvp", "vjp", "vmap", "
         "elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
         "hessian_vector_product", "hessian_tensor_product", "vector_jacobian_product",
         "tensor_jacobian_product", "grad_named", "multigrad_dict", "checkpoint", "jacfwd",
-        "jacrev", "linearize"}
+        "jacrev", "linearize", "custom_jvp", "custom_vjp", "holomorphic_grad", "make_ggnvp"}
 
 
 def _name_params():
