@@ -414,8 +414,7 @@ class Specializer:
         function loaded from bytes evicts nothing: it could not trace a
         signature again."""
         shortcut = (Shortcut(None, None, entry.structure, entry)
-                    if takes_shortcut(key) and not self.check_nans and entry.captures is None
-                    else NO_SHORTCUT)
+                    if takes_shortcut(key) and not self.check_nans else NO_SHORTCUT)
         with self._cache_lock:
             if self.shortcut.entry is not None and self._shortcut_key in self.cache:
                 self.cache.move_to_end(self._shortcut_key)
@@ -438,7 +437,8 @@ class Specializer:
         shortcut = self.shortcut
         if shortcut.entry is entry and (shortcut.grads if grads_only
                                         else shortcut.run_args) is None:
-            self._publish(entry, exe.run_args, grads_only)
+            self._publish(entry, exe.run_args if entry.captures is None
+                          else _with_captures(entry, exe.run_args), grads_only)
         outs = exe.run(dynamic)
         return [None] + outs if grads_only and outs is not None else outs
 
@@ -710,6 +710,20 @@ def replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: list
     position = {t.slot: k for k, t in enumerate(inputs)}
     outs = replay(tape, new_inputs)
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
+
+
+def _with_captures(entry: Entry, run_args: Callable[[Any, int], Any]
+                   ) -> Callable[[Any, int], Any]:
+    """``run_args`` for a trace that read its closure or globals: declines
+    (None, the general path retraces) when a binding changed, else runs on the
+    arguments and the arrays the bindings hold now."""
+    hold, by_reference = entry.captures.hold, entry.by_reference
+
+    def run(args: tuple[Any, ...], which: int) -> Any:
+        if not hold():
+            return None
+        return run_args(args + tuple([b.current() for b in by_reference]), which)
+    return run
 
 
 def guards_hold(entry: Entry, values: list[Any]) -> bool:

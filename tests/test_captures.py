@@ -138,7 +138,7 @@ def test_rebinding_retraces_and_says_so(caplog):
     assert len(g.cache_info()["entries"]) == 1  # the stale traces left the cache
 
 
-def test_functions_capturing_nothing_keep_the_shortcut():
+def test_the_shortcut_runs_plain_programs_as_they_are_and_checks_bindings():
     def f(x):
         return np.sum(np.sin(x) * x ** 2)
 
@@ -150,8 +150,15 @@ def test_functions_capturing_nothing_keep_the_shortcut():
     gf, gh = fa.compile(f, backend=COMPILED), fa.compile(h, backend=COMPILED)
     x = np.array([0.1, 0.2, 0.3])
     gf(x), gf(x), gh(x), gh(x)
-    assert gf._main.shortcut.entry is not None
-    assert gh._main.shortcut.entry is None  # its bindings are checked on each call
+    exe = gf._main.shortcut.entry.exe
+    assert gf._main.grads_run_args.__self__ is gf._main.grads_of(gf._main.shortcut.entry).exe \
+        or gf._main.grads_run_args.__self__ is exe  # the executable's own method: no wrapper
+    assert gh._main.shortcut.entry is not None  # the wrapper checks W's binding
+    assert not hasattr(gh._main.grads_run_args, "__self__")
+    W = np.full(3, 2.0)
+    np.testing.assert_allclose(gh(x), 2 * np.cos(x))
+    W[0] = 4.0
+    np.testing.assert_allclose(gh(x), W * np.cos(x))
 
 
 def test_saving_a_function_that_reads_a_closure_array_is_refused():
