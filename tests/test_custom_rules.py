@@ -258,3 +258,22 @@ def test_make_ggnvp(seed, n, m):
     np.testing.assert_allclose(fa.make_ggnvp(f)(x)(v), J.T @ J @ v, rtol=1e-10, atol=1e-12)
     J_fd = np.stack([fd(f, x, e) for e in np.eye(n)], axis=-1)
     np.testing.assert_allclose(J, J_fd, rtol=1e-6, atol=1e-8)
+
+
+def test_fwd_runs_once_for_all_arguments_of_one_call():
+    calls = []
+
+    @fa.custom_vjp
+    def f(x, y):
+        return np.sin(x) * y
+
+    def fwd(x, y):
+        calls.append(1)
+        return f(x, y), (np.cos(x), np.sin(x), y)
+
+    f.defvjp(fwd, lambda res, g: (res[0] * g * res[2], res[1] * g))
+    x, y = np.array([0.3, 0.5]), np.array([1.5, -0.7])
+    gx, gy = fa.grad(lambda x, y: np.sum(f(x, y) ** 2), (0, 1))(x, y)
+    np.testing.assert_allclose(gx, 2 * np.sin(x) * y ** 2 * np.cos(x), rtol=1e-13)
+    np.testing.assert_allclose(gy, 2 * np.sin(x) ** 2 * y, rtol=1e-13)
+    assert len(calls) == 1
