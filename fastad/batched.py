@@ -146,7 +146,8 @@ def call(vjit: Any, args: Sequence[Any], axes: Sequence[Any], count: int,
     if flags is None or not entries:  # evaluated eagerly: one call over the batch
         return vjit(*args)
     entry = entries[0]
-    dynamic = spec.split(args)[1]
+    dynamic = entry.inputs(spec.split(args)[1])  # arrays read from closures: shared
+    flags = list(flags) + [False] * (len(dynamic) - len(flags))
     with _blas_limited_to_one_thread():
         outs, failed = _run(entry, dynamic, flags, count, size, nthreads)
     if failed:  # guards disagreed: these chunks take the general path (retrace)

@@ -49,6 +49,11 @@ class Jitted(_Inspectable):
                  exact_sums: bool = False, max_signatures: int | None = None,
                  static_argnames: Sequence[str] = ()) -> None:
         functools.update_wrapper(self, fn)
+        # what a pickle of a function that has traced nothing rebuilds it from
+        self._options = dict(static_argnums=static_argnums, backend=backend,
+                             max_traces=max_traces, check_nans=check_nans, reroll=reroll,
+                             exact_sums=exact_sums, max_signatures=max_signatures,
+                             static_argnames=static_argnames)
         self._spec = Specializer(fn, "outputs", None, static_argnums, backend, eager=fn,
                                  max_traces=max_traces, check_nans=check_nans, reroll=reroll,
                                  exact_sums=exact_sums, max_signatures=max_signatures,
@@ -94,7 +99,7 @@ class Jitted(_Inspectable):
         self._derivatives = {}
 
     def __reduce__(self) -> Any:
-        return (loads, (dumps(self),))
+        return _reduced(self, "jit", self._spec.fn, [self._spec])
 
     def batch(self, *args: Any, in_axes: Any = 0, threads: int | None = None,
               chunk: int | None = None) -> Any:
@@ -202,6 +207,10 @@ class CompiledGrad(_Inspectable):
                  max_signatures: int | None = None, has_aux: bool = False,
                  static_argnames: Sequence[str] = ()) -> None:
         functools.update_wrapper(self, fn)
+        self._options = dict(argnums=argnums, static_argnums=static_argnums, backend=backend,
+                             max_traces=max_traces, strong_zero=strong_zero, reroll=reroll,
+                             exact_sums=exact_sums, max_signatures=max_signatures,
+                             has_aux=has_aux, static_argnames=static_argnames)
         self._reroll = reroll
         self._exact_sums = exact_sums
         self.fn = fn
@@ -314,7 +323,7 @@ class CompiledGrad(_Inspectable):
         self._batched = _batched_from_state(state.get("batched"))
 
     def __reduce__(self) -> Any:
-        return (loads, (dumps(self),))
+        return _reduced(self, "compile", self.fn, [self._vg, self._value])
 
     def batch(self, *args: Any, in_axes: Any = 0, threads: int | None = None,
               chunk: int | None = None) -> Any:
@@ -341,6 +350,26 @@ class CompiledGrad(_Inspectable):
         return Jitted(fn, self._static, self._backend, self._max_traces, reroll=self._reroll,
                       exact_sums=self._exact_sums, max_signatures=self._max_signatures,
                       static_argnames=self._static_names)
+
+
+def _reduced(obj: Any, kind: str, fn: Any, specs: list[Any]) -> Any:
+    """What pickle stores of a compiled function: its tapes, read back by
+    `fastad.loads` (data only, no code), once it has traced anything.  One
+    that has traced nothing has no tapes to ship, so it is stored as its
+    Python function and options, rebuilt by `_rebuilt` (pickle names the
+    function; Dask's cloudpickle carries a local one by value): what
+    ``client.map(fastad.compile(f), xs)`` sends to workers, which then trace
+    it themselves.  ``fastad.dumps`` always stores tapes only."""
+    traced = (any(spec is not None and spec.cache for spec in specs)
+              or bool(getattr(obj, "_batched", None)))  # g.batch's programs
+    options = getattr(obj, "_options", None)
+    if fn is None or traced or options is None:
+        return (loads, (dumps(obj),))
+    return (_rebuilt, (kind, fn, options))
+
+
+def _rebuilt(kind: str, fn: Any, options: dict[str, Any]) -> Any:
+    return (jit if kind == "jit" else compile)(fn, **options)
 
 
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),

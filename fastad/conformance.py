@@ -276,8 +276,29 @@ def _works(thunk: Callable[[], Any]) -> bool:
     return True
 
 
+def _single_precision(a: Any) -> Any:
+    a = np.asarray(a)
+    if a.dtype.kind == "c":
+        return a.astype(np.complex64)
+    return a.astype(np.float32) if a.dtype.kind == "f" else a
+
+
+def _dtypes(out: Any) -> list[np.dtype]:
+    leaves = list(out) if isinstance(out, tuple) else [out]
+    return [np.asarray(leaf).dtype for leaf in leaves]
+
+
+def float32_dtype(row: Row) -> str:
+    """"yes" when the traced result of float32 (complex64) inputs has the dtype
+    the same call on plain values gives (NumPy's, SciPy's)."""
+    args = tuple(_single_precision(a) for a in row.args)
+    want = _dtypes(row.fn(*args))
+    got = _dtypes(api.vjp(row.fn, *args)[0])
+    return "yes" if got == want else "no"
+
+
 def measure(row: Row) -> dict[str, str]:
-    """Traced / fwd / rev / C / Numba for one row."""
+    """Traced / fwd / rev / float32 / C / Numba for one row."""
     args = tuple(np.asarray(a, dtype=np.result_type(a, np.float64)) for a in row.args)
     out, _ = api.vjp(row.fn, *args)
     leaves = list(out) if isinstance(out, tuple) else [out]
@@ -292,7 +313,7 @@ def measure(row: Row) -> dict[str, str]:
         tangents = tuple(np.ones_like(a) for a in args)
         fwd = "yes" if _works(lambda: api.jvp(loss, args, tangents)) else "no"
     prims = {ins.prim for ins in tape.instrs}
-    result = {"traced": "yes", "fwd": fwd, "rev": rev}
+    result = {"traced": "yes", "fwd": fwd, "rev": rev, "float32": float32_dtype(row)}
     kinds = {aval.dtype.kind for aval in tape.avals}
     for backend in ("c", "numba"):
         if kinds - set(backends.NATIVE_DTYPE_KINDS[backend]):
@@ -306,14 +327,14 @@ def measure(row: Row) -> dict[str, str]:
 
 
 def table() -> str:
-    lines = ["| function | traced | fwd | rev | C VM | Numba | notes |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| function | traced | fwd | rev | float32 | C VM | Numba | notes |",
+             "|---|---|---|---|---|---|---|---|"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for row in ROWS:
             m = measure(row)
-            lines.append(f"| `{row.name}` | {m['traced']} | {m['fwd']} | {m['rev']} | {m['c']} "
-                         f"| {m['numba']} | {row.note} |")
+            lines.append(f"| `{row.name}` | {m['traced']} | {m['fwd']} | {m['rev']} "
+                         f"| {m['float32']} | {m['c']} | {m['numba']} | {row.note} |")
     return "\n".join(lines)
 
 
@@ -330,7 +351,10 @@ with Numba instead (the NumPy reference interpreter without Numba); "fallback":
 some primitive is missing there, so a compiled function using it calls that
 primitive's NumPy implementation between compiled segments (traced once,
 replayed without retracing, with a warning). `fastad.backends.coverage()`
-prints the same per primitive.
+prints the same per primitive.  "float32": on float32 (complex64) inputs the
+traced result has the dtype the same call on plain values gives (NumPy's and
+SciPy's promotion: `gammainc`, `cov` and `float_power` give float64, `median`
+and `logaddexp2` float32), eager and compiled alike.
 Every function here is tested against NumPy/SciPy values and against finite
 differences to second order in both modes (tests/test_primitives.py,
 test_special.py, test_stats.py, test_linalg.py, test_numpy_functions.py).

@@ -7,7 +7,9 @@ signatures and conventions, so code written for either runs unchanged:
   ``multigrad_dict``, ``checkpoint`` (a function whose values the reverse
   sweep computes again instead of keeping them: here the sweep keeps them,
   so it is the function itself);
-* JAX: ``jacfwd``, ``jacrev``, ``linearize``.
+* autograd: ``holomorphic_grad``, ``make_ggnvp``;
+* JAX: ``jacfwd``, ``jacrev``, ``linearize``, ``custom_jvp`` and
+  ``custom_vjp`` (`fastad.custom_rules`).
 
 Each is written with `fastad.api`'s transforms; argument positions are
 autograd's ``argnum`` (an int) unless said otherwise.
@@ -20,6 +22,7 @@ from typing import Any, Callable
 
 from . import numpy as fnp
 from .api import grad, hvp, jacobian, jvp, value_and_grad, vjp
+from .custom_rules import custom_jvp, custom_vjp
 
 
 def _at(args: tuple, argnum: int, x: Any) -> tuple:
@@ -108,6 +111,39 @@ def multigrad_dict(fun: Callable[..., Any]) -> Callable[..., dict[str, Any]]:
     return gradients
 
 
+def holomorphic_grad(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """The complex derivative f'(z) of a holomorphic ``fun`` (autograd's): the
+    gradient of its real part, which under the convention for complex inputs
+    (d/dx - i d/dy) is f'(z) by the Cauchy-Riemann equations."""
+    def derivative(*args: Any, **kwargs: Any) -> Any:
+        return grad(lambda *a: fnp.real(fun(*a, **kwargs)), argnum)(*args)
+    return derivative
+
+
+def make_ggnvp(f: Callable[..., Any], g: Callable[..., Any] | None = None,
+               f_argnum: int = 0) -> Callable[..., Any]:
+    """autograd's generalized Gauss-Newton product: ``make_ggnvp(f, g)(*args)``
+    is the function ``v -> J^T H_g J v``, J the Jacobian of ``f`` at ``args``
+    (in argument ``f_argnum``) and H_g the Hessian of ``g`` at ``f(*args)``;
+    ``g`` defaults to autograd's ``0.5 * sum(y**2, axis=-1)``."""
+    if g is None:
+        def g(y: Any) -> Any:
+            return 0.5 * fnp.sum(y ** 2, axis=-1)
+
+    def made(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        def f_at(x: Any) -> Any:
+            return f(*_at(args, f_argnum, x), **kwargs)
+        f_x, f_vjp = vjp(f_at, args[f_argnum])
+        grad_g = grad(g)
+
+        def ggnvp(v: Any) -> Any:
+            jv = jvp(f_at, (args[f_argnum],), (v,))[1]
+            hjv = jvp(grad_g, (f_x,), (jv,))[1]
+            return f_vjp(hjv)[0]
+        return ggnvp
+    return made
+
+
 def checkpoint(fun: Callable[..., Any]) -> Callable[..., Any]:
     """autograd's and JAX's checkpoint recompute ``fun``'s values in the reverse
     sweep to save memory; fastad's sweep keeps them (and a compiled trace lets
@@ -135,7 +171,7 @@ def linearize(fun: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[...
     return out, f_jvp
 
 
-__all__ = ["elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
+__all__ = ["holomorphic_grad", "make_ggnvp", "custom_jvp", "custom_vjp", "elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
            "hessian_vector_product", "hessian_tensor_product", "vector_jacobian_product",
            "tensor_jacobian_product", "grad_named", "multigrad_dict", "checkpoint", "jacfwd",
            "jacrev", "linearize"]

@@ -136,6 +136,21 @@ class Entry:
     lock: locks.Lock = field(default_factory=locks.Lock, repr=False)
     # whether the tape records guards, found when first replayed on traced values
     guarded: bool | None = None
+    # the closure and global bindings the trace read (`fastad.captures.Captures`),
+    # None if none: then nothing is checked per call
+    captures: Any = None
+    # the bindings whose arrays are the tape's last inputs, in order
+    by_reference: tuple[Any, ...] = ()
+
+    def inputs(self, dynamic: list[Any]) -> list[Any]:
+        """The tape's inputs for a call's dynamic leaves: the arrays read by
+        reference appended, as their bindings hold them now."""
+        if not self.by_reference:
+            return dynamic
+        return dynamic + [b.current() for b in self.by_reference]
+
+    def bindings_hold(self) -> bool:
+        return self.captures is None or self.captures.hold()
 
     @property
     def exe(self) -> Any:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, draws, locks
+from . import backends, captures, draws, locks
 from .core import pytree
 from .api import Recorded, check_leaf, plain_array
 from .backends import fallback, reference
@@ -241,14 +241,15 @@ class Specializer:
             return self._eager_on_traced(args, kwargs)
         values = [d.value if isinstance(d, Tracer) else d for d in dynamic]
         entries = self.cache.get(key, ())
-        entry = next((e for e in entries if guards_hold(e, values)), None)
+        entry = next((e for e in entries if e.bindings_hold()
+                      and guards_hold(e, e.inputs(values))), None)
         if entry is None and self.fn is not None and key not in self.gave_up:
             concrete = lambda tree: pytree.unflatten(  # noqa: E731
                 pytree.flatten(tree)[1],
                 [v.value if isinstance(v, Tracer) else v for v in pytree.flatten(tree)[0]])
             with self._trace_lock(key):
-                entries = self.cache.get(key, ())
-                entry = next((e for e in entries if guards_hold(e, values)), None)
+                entries = self._without_stale(key)
+                entry = next((e for e in entries if guards_hold(e, e.inputs(values))), None)
                 if entry is None and key not in self.gave_up:
                     try:
                         entry = self._traced(key, tuple(concrete(a) for a in args), entries,
@@ -258,9 +259,9 @@ class Specializer:
         if entry is None:
             return self._eager_on_traced(args, kwargs)
         if grads_only:
-            outs = [None] + replay(self.grads_of(entry).tape, dynamic)
+            outs = [None] + replay(self.grads_of(entry).tape, entry.inputs(dynamic))
         else:
-            outs = replay(entry.tape, dynamic)
+            outs = replay(entry.tape, entry.inputs(dynamic))
         return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
 
     def _eager_on_traced(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -307,31 +308,56 @@ class Specializer:
         if tried:
             self._touch(key)
             for entry in tried:
-                outs = self.run(entry, dynamic, grads_only)
+                if not entry.bindings_hold():
+                    continue
+                inputs = entry.inputs(dynamic)
+                outs = self.run(entry, inputs, grads_only)
                 if outs is not None:
-                    return self.finish(entry, dynamic, outs)
+                    return self.finish(entry, inputs, outs)
             if key in self.gave_up:
                 return self.eager(*args, **kwargs)
         with self._trace_lock(key):
             # Another thread may have traced this signature (and path) while this
             # one ran the old traces or waited for the lock: run its trace.
-            entries = self.cache.get(key, ())
+            entries = self._without_stale(key)
             for entry in entries:
                 if entry not in tried:
-                    outs = self.run(entry, dynamic, grads_only)
+                    inputs = entry.inputs(dynamic)
+                    outs = self.run(entry, inputs, grads_only)
                     if outs is not None:
-                        return self.finish(entry, dynamic, outs)
+                        return self.finish(entry, inputs, outs)
             try:
                 entry = None if key in self.gave_up else self._traced(key, args, entries, kwargs)
             except ClosedOverTracer:  # defined inside a traced function: runs as Python
                 entry = None
         if entry is None:
             return self.eager(*args, **kwargs)
-        outs = self.run(entry, dynamic, grads_only)
+        inputs = entry.inputs(dynamic)
+        outs = self.run(entry, inputs, grads_only)
         if outs is None:
             raise RuntimeError("a freshly traced function failed its own guards; the function "
                                "is not deterministic")
-        return self.finish(entry, dynamic, outs)
+        return self.finish(entry, inputs, outs)
+
+    def _without_stale(self, key: Any) -> tuple[Entry, ...]:
+        """The traces of ``key`` whose closure and global bindings still hold;
+        the others leave the cache (a rebinding makes a trace stale for good,
+        unlike a guard, whose other branch may come back)."""
+        entries = self.cache.get(key, ())
+        fresh = tuple(e for e in entries if e.bindings_hold())
+        if len(fresh) != len(entries):
+            with self._cache_lock:
+                if key in self.cache:
+                    if fresh:
+                        self.cache[key] = fresh
+                    else:
+                        del self.cache[key]
+                    self.gave_up.discard(key)
+            name = getattr(self.fn, "__qualname__", "the function")
+            for e in entries:
+                if e not in fresh:
+                    log.info("fastad: retracing %s: %s rebound", name, e.captures.changed())
+        return fresh
 
     def _traced(self, key: Any, args: tuple[Any, ...], entries: tuple[Entry, ...],
                 kwargs: dict[str, Any]) -> Entry | None:
@@ -411,7 +437,8 @@ class Specializer:
         shortcut = self.shortcut
         if shortcut.entry is entry and (shortcut.grads if grads_only
                                         else shortcut.run_args) is None:
-            self._publish(entry, exe.run_args, grads_only)
+            self._publish(entry, exe.run_args if entry.captures is None
+                          else _with_captures(entry, exe.run_args), grads_only)
         outs = exe.run(dynamic)
         return [None] + outs if grads_only and outs is not None else outs
 
@@ -484,6 +511,35 @@ class Specializer:
             inputs: list[Tracer] = []
             wrt: list[Tracer] = []
             in_trees: list[Any] = []
+            found = captures.find(self.fn)
+            by_reference: list[Any] = []
+            if found.arrays:
+                def read_by_reference(value: Any) -> int | None:
+                    binding = found.arrays.get(id(value))
+                    if binding is None or binding.value is not value:
+                        return view_by_reference(value)
+                    t = builder.new_input(value)
+                    inputs.append(t)
+                    by_reference.append(binding)
+                    return t.slot
+
+                def view_by_reference(value: Any) -> int | None:
+                    """A view of a captured array: a gather from its input."""
+                    if getattr(value, "base", None) is None:
+                        return None
+                    for binding in found.arrays.values():
+                        base = binding.value
+                        idx = captures.view_indices(value, base)
+                        if idx is not None:
+                            break
+                    else:
+                        return None
+                    # recorded into this trace, which may not be the innermost
+                    base_slot = builder.const(base)
+                    gathered = builder.values[base_slot].reshape(-1)[idx]
+                    return builder.record(registry["take"], [builder.tracer(base_slot), idx],
+                                          {}, gathered).slot
+                builder.by_reference = read_by_reference
 
             def traced_tree(arg: Any, differentiated: bool, where: str,
                             position: int | str) -> Any:
@@ -517,6 +573,7 @@ class Specializer:
                           traced_tree(kwargs[name], False, f"keyword argument {name!r}", name)
                           for name in sorted(kwargs)}
             out = self.fn(*new_args, **new_kwargs)
+            builder.by_reference = None
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
@@ -544,10 +601,19 @@ class Specializer:
             tape = optimize(tape)
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
-        return Entry(tape, Structure(out_tree, tuple(in_trees)), self._build)
+        return Entry(tape, Structure(out_tree, tuple(in_trees)), self._build,
+                     captures=None if found is captures.NONE else found,
+                     by_reference=tuple(by_reference))
 
     def state(self) -> dict[str, Any]:
         """What `fastad.serialize` stores: the compiled tapes, not the function."""
+        for _, entries in self._snapshot():
+            for e in entries:
+                if e.by_reference:
+                    raise TypeError(
+                        "a compiled function that reads arrays from its closure or globals ("
+                        + ", ".join(b.describe() for b in e.by_reference) + ") cannot be "
+                        "saved: its tape reads them at each call; pass them as arguments")
         return {"kind": self.kind, "argnums": self.argnums, "reroll": self.reroll,
                 "exact_sums": self.exact_sums,
                 "static_argnums": tuple(sorted(self.static_argnums)),
@@ -649,6 +715,20 @@ def replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: list
     position = {t.slot: k for k, t in enumerate(inputs)}
     outs = replay(tape, new_inputs)
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
+
+
+def _with_captures(entry: Entry, run_args: Callable[[Any, int], Any]
+                   ) -> Callable[[Any, int], Any]:
+    """``run_args`` for a trace that read its closure or globals: declines
+    (None, the general path retraces) when a binding changed, else runs on the
+    arguments and the arrays the bindings hold now."""
+    hold, by_reference = entry.captures.hold, entry.by_reference
+
+    def run(args: tuple[Any, ...], which: int) -> Any:
+        if not hold():
+            return None
+        return run_args(args + tuple([b.current() for b in by_reference]), which)
+    return run
 
 
 def guards_hold(entry: Entry, values: list[Any]) -> bool:

@@ -71,6 +71,35 @@ def test_map_gradients_over_a_bag_matches_local(client):
         np.testing.assert_allclose(grad, g(x), rtol=1e-14)
 
 
+def test_dask_own_map_and_submit_ship_a_function_never_called_here(client):
+    """client.map / client.submit with a compiled function that has traced
+    nothing: it travels as its function (cloudpickle, by value) and each
+    worker traces it; once traced, it travels as tapes (the test above)."""
+    def loss(w, x):
+        return np.sum(np.tanh(x @ w) ** 2)
+
+    g, j = fa.compile(loss), fa.jit(loss)
+    w = rng.standard_normal(3)
+    xs = [rng.standard_normal((k + 2, 3)) for k in range(5)]  # a new shape each
+    got = client.gather(client.map(g, [w] * len(xs), xs))
+    values = client.gather(client.map(j, [w] * len(xs), xs))
+    one = client.submit(g, w, xs[0]).result()
+    for x, grad, value in zip(xs, got, values):
+        np.testing.assert_allclose(grad, fa.grad(loss)(w, x), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(value, loss(w, x), rtol=1e-12)
+    np.testing.assert_allclose(one, fa.grad(loss)(w, xs[0]), rtol=1e-12, atol=1e-14)
+    assert g.cache_info()["traces"] == 0  # traced on the workers only
+
+
+def test_pickle_of_an_untraced_function_names_the_function():
+    g = fa.compile(np.linalg.norm)  # importable: plain pickle names it
+    loaded = pickle.loads(pickle.dumps(g))
+    x = np.array([3.0, 4.0])
+    np.testing.assert_allclose(loaded(x), x / 5.0, rtol=1e-14)
+    g(x)
+    assert pickle.loads(pickle.dumps(g)).fn is None  # traced: tapes only
+
+
 def test_map_gradients_bad_input():
     g = compiled_here()
     with pytest.raises(ValueError, match="Dask arrays"):

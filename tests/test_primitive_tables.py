@@ -104,3 +104,20 @@ def test_every_elementwise_row_is_a_public_function_under_its_numpy_name():
             args = (x,) * impl.nin
             tape = fastad.make_tape(lambda *a: public(*a), argnums=tuple(range(impl.nin)))(*args)
             assert [ins.prim for ins in tape.instrs] == [name]
+
+
+def test_fastad_numpy_call_primitives_batch_or_say_why():
+    """fastad's own primitives that run as NumPy calls (``builtin=False``, named
+    after the NumPy/SciPy function they call) batch under vmap or are listed."""
+    import fastad.numpy  # noqa: F401  (registers them)
+    import fastad.scipy.integrate  # noqa: F401
+    import fastad.scipy.special  # noqa: F401
+    own = [p for p in registry.values() if not p.builtin
+           and p.name.split(".")[0] in ("numpy", "scipy", "fastad")]
+    assert own, "no NumPy-call primitives found"
+    missing = sorted(p.name for p in own if batching.batching_rule(p) is None
+                     and p.name not in batching.HOST_NO_BATCHING_RULE)
+    assert missing == [], "no batching rule and no reason"
+    both = sorted(p.name for p in own if batching.batching_rule(p) is not None
+                  and p.name in batching.HOST_NO_BATCHING_RULE)
+    assert both == []

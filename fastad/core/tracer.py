@@ -126,6 +126,9 @@ class Builder:
         self._capture_slot: dict[int, int] = {}
         self._const_slot: dict[Any, int] = {}
         self._const_keep: list[Any] = []
+        # array -> the slot of an input standing for it, or None (a constant):
+        # set by a compiled function's trace (`fastad.captures`)
+        self.by_reference: Callable[[Any], int | None] | None = None
         self.record_lines = record_lines
         self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False
@@ -178,6 +181,10 @@ class Builder:
             key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
         else:
             key = id(value)
+            if self.by_reference is not None and key not in self._const_slot:
+                slot = self.reference_slot(value)  # an array a closure or global holds
+                if slot is not None:  # is an input of the tape, read at each call
+                    return slot
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
         if slot is None:
@@ -188,6 +195,21 @@ class Builder:
             slot = self._new_slot(value)
             self.tape.consts[slot] = value
             self._const_slot[key] = slot
+        return slot
+
+    def reference_slot(self, value: Any) -> int | None:
+        """The slot standing for an array read by reference (`by_reference`),
+        or None: the array is a constant."""
+        key = id(value)
+        slot = self._const_slot.get(key)
+        if slot is not None:
+            return None if slot in self.tape.consts else slot
+        if self.by_reference is None:
+            return None
+        slot = self.by_reference(value)
+        if slot is not None:
+            self._const_slot[key] = slot
+            self._const_keep.append(value)
         return slot
 
     def slot_of(self, x: Any) -> int:
@@ -307,6 +329,15 @@ def recording(record_lines: bool = True, release: bool = False) -> Iterator[Buil
     (``release``: see `Builder.release`)."""
     builder = Builder(record_lines, release)
     stack = _traces.stack
+    if stack and stack[-1].by_reference is not None:
+        # a transformation inside a compiled function's trace: the arrays that
+        # trace reads by reference are its values, captured, not constants
+        outer = stack[-1]
+
+        def through_outer(value: Any) -> int | None:
+            slot = None if outer.finished else outer.reference_slot(value)
+            return None if slot is None else builder.slot_of(outer.tracer(slot))
+        builder.by_reference = through_outer
     stack.append(builder)
     collecting = gc.isenabled()
     gc.disable()  # tracing allocates millions of small objects and frees none

@@ -15,6 +15,7 @@ from ..core.errors import TracingError
 from ..core.tracer import Tracer
 from ._base import _axes, _constant, _float_dtype, ndim, result_dtype, shape
 from ._composites import _as, _numpy_unless_traced, _traced
+from ._dtypes import with_numpy_dtype
 from ._creation import array, eye, full, zeros, zeros_like
 from ._elementwise import ceil, exp, log, power, where
 from ._reductions import _concrete
@@ -382,8 +383,10 @@ class _Concatenator:
         pieces = [_as(self.plain[k]) if isinstance(k, slice) else _as(k) for k in items]
         if self.columns:
             pieces = [reshape(p, (-1, 1)) if ndim(p) <= 1 else p for p in pieces]
-            return concatenate(pieces, axis=-1)
-        return concatenate([atleast_1d(p) for p in pieces], axis=0)
+            out = concatenate(pieces, axis=-1)
+        else:
+            out = concatenate([atleast_1d(p) for p in pieces], axis=0)
+        return with_numpy_dtype(out, lambda *probes: self.plain[probes], items)
 
     def __len__(self) -> int:
         return 0

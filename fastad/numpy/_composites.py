@@ -16,6 +16,7 @@ from ..core.tracer import Tracer
 from ._arrayfuncs import convolve, diff
 from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
 from ._creation import array
+from ._dtypes import numpy_dtype
 from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
                            multiply, power, real, sin, sqrt, stop_gradient, where)
 from ._linalg import linalg, matmul
@@ -41,15 +42,17 @@ def _traced(*args: Any) -> bool:
 
 def _numpy_unless_traced(name: str, namespace: Any = _np):
     """Decorator: NumPy's function of the same name (in ``namespace``) when no
-    argument is traced."""
+    argument is traced; on traced ones, fastad's with NumPy's result dtype."""
     plain = getattr(namespace, name)
 
     def wrap(fn):
+        traced = numpy_dtype(plain)(fn)
+
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             if not _traced(*args, *kwargs.values()):
                 return plain(*args, **kwargs)
-            return fn(*args, **kwargs)
+            return traced(*args, **kwargs)
         call.__name__ = call.__qualname__ = name
         return call
     return wrap

@@ -125,7 +125,7 @@ def solve_banded(l_and_u: tuple[int, int], ab: Any, b: Any, overwrite_ab: bool =
     inside = (i - j <= lower) & (j - i <= upper)
     dense_at = (i * n + j)[inside]
     band_at = ((upper + i - j) * n + j)[inside]
-    zeros = _np.zeros(n * n, dtype=_np.result_type(fnp.result_dtype(ab), _np.float64))
+    zeros = _np.zeros(n * n, dtype=_np.result_type(fnp.result_dtype(ab), _np.float32))
     dense = fnp.scatter_set(zeros, dense_at, fnp.take_flat(fnp.ravel(ab), band_at))
     return fnp.linalg.solve(fnp.reshape(dense, (n, n)), b)
 

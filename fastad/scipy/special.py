@@ -11,6 +11,7 @@ import scipy.special as _sc
 from .. import numpy as fnp
 from ..core.registry import defjvp, defprim, defvjp, registry
 from ..core.tracer import Tracer, bind
+from ..numpy._dtypes import numpy_dtype
 
 
 def _unary(name: str, **params: Any):
@@ -64,9 +65,25 @@ gammaincc = _binary("gammaincc")
 stdtr = _binary("stdtr")
 
 
+@numpy_dtype(_sc.polygamma)
 def polygamma(n: Any, x: Any) -> Any:
-    """The n-th derivative of digamma; n a constant non-negative integer."""
-    n = _order(n, "polygamma")
+    """The n-th derivative of digamma; n constant non-negative integers, a
+    scalar or an array broadcast against x (as SciPy's and autograd's)."""
+    if hasattr(n, "builder"):
+        raise NotImplementedError("polygamma: the order must be a constant, not a traced value")
+    orders = _np.asarray(n)
+    if orders.ndim == 0:
+        return _polygamma_of_order(_order(orders, "polygamma"), x)
+    if orders.size and (not _np.all(_np.mod(orders, 1) == 0) or _np.min(orders) < 0):
+        raise ValueError("polygamma: n must be non-negative integers")
+    out_shape = _np.broadcast_shapes(orders.shape, fnp.shape(x))
+    result = fnp.zeros(out_shape)
+    for k in _np.unique(orders):  # each order once, placed where n holds it
+        result = fnp.where(orders == k, _polygamma_of_order(int(k), x), result)
+    return result
+
+
+def _polygamma_of_order(n: Any, x: Any) -> Any:
     if not isinstance(n, int) or n < 0:
         raise ValueError("polygamma: n must be a non-negative integer")
     return bind(registry["polygamma"], x, n=n)
@@ -223,6 +240,21 @@ UFUNCS = {
     _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jn: jn, _sc.y0: y0, _sc.y1: y1,
     _sc.yn: yn, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
 }
+
+
+def _with_scipy_dtypes() -> None:
+    """Each function above for one of SciPy's ufuncs gives that ufunc's result
+    dtype (``gammainc`` has float64 loops only: float32 in, float64 out)."""
+    names = globals()
+    for ufunc, fn in list(UFUNCS.items()):
+        typed = numpy_dtype(ufunc)(fn)
+        UFUNCS[ufunc] = typed
+        for name, value in list(names.items()):
+            if value is fn and not name.startswith("_"):
+                names[name] = typed
+
+
+_with_scipy_dtypes()
 
 
 # -- SciPy's Python functions, made to dispatch ---------------------------------------

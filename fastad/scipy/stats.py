@@ -14,6 +14,7 @@ import math
 import types
 from typing import Any
 
+import numpy as _np
 import scipy.stats as _scipy_stats
 
 from .. import numpy as fnp
@@ -33,8 +34,23 @@ def _log(v: Any) -> Any:
     return math.log(v) if isinstance(v, (int, float)) else fnp.log(v)
 
 
+def _in_argument_precision(fn: Any) -> Any:
+    """fn, with a floating result in the precision of its array arguments
+    (JAX's convention for distributions: float32 in, float32 out), also where
+    it uses one of SciPy's float64-only functions (gammainc, gammaincc)."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        arrays = [a for a in (*args, *kwargs.values()) if not isinstance(a, (int, float))]
+        if not arrays or fnp.result_dtype(out).kind != "f":
+            return out
+        dtype = _np.result_type(*(fnp.result_dtype(a) for a in arrays), _np.float32)
+        return fnp.astype(out, dtype) if dtype != fnp.result_dtype(out) else out
+    return call
+
+
 def _distribution(logpdf, cdf=None, **extra) -> types.SimpleNamespace:
     """logpdf, pdf = exp(logpdf), and cdf/logcdf/sf when a cdf is given."""
+    cdf = None if cdf is None else _in_argument_precision(cdf)
     funcs: dict[str, Any] = {"logpdf": logpdf,
                              "pdf": lambda *a, **k: fnp.exp(logpdf(*a, **k))}
     if cdf is not None:
@@ -111,6 +127,7 @@ def _poisson_logpmf(k: Any, mu: Any, loc: Any = 0.0) -> Any:
     return sc.xlogy(k, mu) - mu - sc.gammaln(k + 1.0)
 
 
+@_in_argument_precision
 def _poisson_cdf(k: Any, mu: Any, loc: Any = 0.0) -> Any:
     return sc.gammaincc(fnp.floor(k - loc) + 1.0, mu)
 

@@ -151,6 +151,9 @@ def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
 # primitive -> rule(prim, args, shapes, params, size); a guard (the "guard"
 # effect) has its own rule, `_guard`.  Every builtin primitive has a rule
 # (tests/test_primitive_tables.py); NO_BATCHING_RULE would list any that may not.
+# Primitives that run as NumPy calls (``builtin=False``: scipy.special's
+# Bessel functions, users' primitives) are batched by their ``batching_rule``
+# attribute, else by `_elementwise` when declared elementwise.
 RULES: dict[Primitive, Callable[..., Any]] = check_table({
     **{p: _elementwise for p in registry.values() if p.builtin and p.elementwise},
     **{p: _reduction for p in (P.sum, P.prod, P.max, P.min)},
@@ -160,11 +163,28 @@ RULES: dict[Primitive, Callable[..., Any]] = check_table({
     P.matmul: _matmul,
     **{p: _batched_linalg for p in (P.solve, P.logabsdet, P.detsign)},
     **{registry[name]: _batched_linalg for name in linalg.BATCHED},
+    registry["numpy.linalg.eig_complex"]: _batched_linalg,
     **{registry[name]: _along_axis for name in ordering.ALONG_AXIS},
     P.interp: _interpolate, P.interp_slope: _interpolate,
     P.loop: loops.batching_rule,
 }, "batching.RULES")
 NO_BATCHING_RULE: dict[Primitive, str] = check_table({}, "batching.NO_BATCHING_RULE")
+# fastad's own NumPy-call primitives left without a batching rule, by name (their
+# modules load after this one), each with the reason vmap reports
+_ODE = ("SciPy's adaptive solver picks its steps per trajectory, so a batch is not one "
+        "solve; call the function in a loop")
+HOST_NO_BATCHING_RULE: dict[str, str] = {
+    "scipy.integrate.odeint": _ODE, "scipy.integrate.odeint_adjoint": _ODE,
+    "scipy.integrate.odeint_tangent": _ODE,
+}
+
+
+def batching_rule(prim: Primitive) -> Callable[..., Any] | None:
+    """The rule that batches ``prim``, or None."""
+    rule = RULES.get(prim) or getattr(prim, "batching_rule", None)  # or one of its own
+    if rule is None and prim.elementwise:
+        rule = _elementwise
+    return rule
 
 
 def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batched]:
@@ -182,9 +202,9 @@ def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batch
         if prim.effect == "guard":
             env[ins.out] = (_guard(prim, args, shapes, params, size, ins.line), False)
             continue
-        rule = RULES.get(prim) or getattr(prim, "batching_rule", None)  # or one of its own
+        rule = batching_rule(prim)
         if rule is None:
-            raise TracingError(f"vmap: primitive {ins.prim!r} has no batching rule; "
-                               "call the function in a loop instead")
+            why = HOST_NO_BATCHING_RULE.get(ins.prim, "call the function in a loop instead")
+            raise TracingError(f"vmap: primitive {ins.prim!r} has no batching rule; {why}")
         env[ins.out] = (rule(prim, args, shapes, params, size), True)
     return [env[s] for s in tape.outputs]

@@ -1,0 +1,181 @@
+"""Closures and globals of compiled functions: read at each call, rebinding
+detected.
+
+A compiled function keeps its trace, so what the trace read from outside its
+arguments must not go stale.  Before tracing, the closure cells and the
+module globals that the function's code names are looked up, and so are
+those of the Python functions it reaches through them (helpers in globals or
+closures, and the code objects nested in each: what fastad can see without
+running anything).  Of the bindings found:
+
+* a float or complex ``numpy.ndarray`` is *read by reference*: the trace
+  takes it as a hidden input of the tape (the first time an operation uses
+  it, or a NumPy view of it: ``W.T``, ``W[::-1]`` become gathers from the
+  input) instead of a constant, and each call passes the array the binding
+  holds then, so a change made in place is seen by the next call (what plain
+  NumPy computes from it before it meets a traced value, ``W.sum()``, ``2 *
+  W``, is computed once, at trace time);
+* every binding holding an array or a number is *guarded*: at each call it
+  must still hold the same object (a number: an equal one), else the trace
+  is not used and the function is traced again, as PyTorch's compiler guards
+  the globals and closure cells a frame read.
+
+Functions that capture no array or number pay nothing per call (their
+compiled call path is unchanged); the others check their bindings, a few
+dictionary and cell reads.  Bindings to functions, modules and other objects
+are followed to find more but not guarded, and arrays reached through
+attributes (``self.w``, ``config.table``) are constants of the trace, as
+before: pass those as arguments.
+"""
+from __future__ import annotations
+
+import types
+from dataclasses import dataclass
+from functools import partial as functools_partial
+from typing import Any, Callable
+
+import numpy as np
+
+_NUMBERS = (bool, int, float, complex, np.number, np.bool_)
+_MAX_FUNCTIONS = 64  # functions followed from one compiled function
+# libraries' functions are not followed: their module constants are not the user's
+_LIBRARIES = frozenset({"numpy", "scipy", "fastad", "jax", "autograd", "functools", "math",
+                        "builtins", "numba", "dask"})
+
+
+@dataclass(frozen=True, eq=False)
+class Binding:
+    """A closure cell or a module global, and the object it held when traced."""
+
+    where: Any  # a cell, or a module's globals dict
+    name: str
+    value: Any
+
+    def current(self) -> Any:
+        if isinstance(self.where, dict):
+            return self.where.get(self.name, _MISSING)
+        try:
+            return self.where.cell_contents
+        except ValueError:  # an empty cell
+            return _MISSING
+
+    def holds(self) -> bool:
+        now = self.current()
+        if now is self.value:
+            return True
+        if isinstance(self.value, _NUMBERS) and type(now) is type(self.value):
+            return bool(now == self.value)
+        return False
+
+    def describe(self) -> str:
+        kind = "global" if isinstance(self.where, dict) else "closure variable"
+        return f"{kind} {self.name!r}"
+
+
+_MISSING = object()
+
+
+@dataclass(frozen=True, eq=False)
+class Captures:
+    """What one trace of a function read from outside its arguments."""
+
+    guarded: tuple[Binding, ...]  # arrays and numbers: the same object at each call
+    # float arrays, by id, that may become inputs of the tape when first used
+    arrays: dict[int, Binding]
+
+    def hold(self) -> bool:
+        for b in self.guarded:
+            if not b.holds():
+                return False
+        return True
+
+    def changed(self) -> str:
+        return ", ".join(b.describe() for b in self.guarded if not b.holds())
+
+
+NONE = Captures((), {})
+
+
+def view_indices(view: np.ndarray, base: np.ndarray) -> np.ndarray | None:
+    """The flat indices into ``base`` (C-contiguous) of each element of
+    ``view``, a NumPy view of it (``base[::-1]``, ``base.T``, ``base[:, 0]``;
+    both may be views of one array NumPy owns), or None when ``view`` is not
+    a strided view of ``base``'s elements."""
+    if (view.dtype != base.dtype or not base.flags.c_contiguous or base.size == 0
+            or view.base is None or view.base is not (base if base.base is None else base.base)):
+        return None
+    item = base.itemsize
+    offset = view.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+    if offset % item or any(s % item for s in view.strides):
+        return None
+    flat = np.arange(base.size, dtype=np.int64)[offset // item:]
+    strides = tuple(s // item * flat.itemsize for s in view.strides)
+    if offset < 0 or not flat.size:
+        return None
+    idx = np.lib.stride_tricks.as_strided(flat, shape=view.shape, strides=strides)
+    # the same memory as base's elements? (as_strided reads past flat otherwise)
+    first = offset // item
+    last = first + sum((n - 1) * s // item for n, s in zip(view.shape, view.strides) if s > 0)
+    low = first + sum((n - 1) * s // item for n, s in zip(view.shape, view.strides) if s < 0)
+    if view.size and (low < 0 or last >= base.size):
+        return None
+    return np.array(idx)
+
+
+def _code_objects(code: types.CodeType) -> list[types.CodeType]:
+    found = [code]
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            found.extend(_code_objects(const))
+    return found
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    return {name for c in _code_objects(code) for name in c.co_names}
+
+
+def find(fn: Callable[..., Any]) -> Captures:
+    """The bindings ``fn`` and the functions it reaches can read."""
+    guarded: dict[tuple[int, str], Binding] = {}
+    arrays: dict[int, Binding] = {}
+    seen: set[int] = set()
+    todo = [fn]
+    while todo and len(seen) < _MAX_FUNCTIONS:
+        f = todo.pop()
+        f = getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
+        if isinstance(f, functools_partial):
+            todo.append(f.func)
+            continue
+        if isinstance(f, types.MethodType):
+            f = f.__func__
+        if not isinstance(f, types.FunctionType) or id(f) in seen:
+            continue
+        seen.add(id(f))
+        bindings: list[Binding] = []
+        if f.__closure__:
+            for name, cell in zip(f.__code__.co_freevars, f.__closure__):
+                try:
+                    bindings.append(Binding(cell, name, cell.cell_contents))
+                except ValueError:
+                    continue
+        if (f.__module__ or "").split(".")[0] in _LIBRARIES:
+            # a library's wrapper (fastad.grad's, functools'): only the user's
+            # functions it closes over are followed
+            todo.extend(b.value for b in bindings if callable(b.value))
+            continue
+        module_globals = f.__globals__
+        for name in _global_names(f.__code__):
+            if name in module_globals:
+                bindings.append(Binding(module_globals, name, module_globals[name]))
+        for b in bindings:
+            value = b.value
+            if isinstance(value, (np.ndarray,) + _NUMBERS):
+                guarded.setdefault((id(b.where), b.name), b)
+                if type(value) is np.ndarray and value.dtype.kind in "fc":
+                    arrays.setdefault(id(value), b)
+            elif isinstance(value, (types.FunctionType, functools_partial, types.MethodType)):
+                todo.append(value)
+    if not guarded:
+        return NONE
+    return Captures(tuple(guarded.values()), arrays)
+

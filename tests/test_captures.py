@@ -1,0 +1,169 @@
+"""Compiled functions read their closures and globals at each call.
+
+Generated programs read arrays and numbers from a module global, from their
+closure and through a helper function found in a global; between calls a
+random sequence of actions mutates those arrays in place, rebinds the
+global, the closure variables and the number, or changes the argument.  After
+every action the jitted value, the compiled gradient, a jitted ``grad`` (a
+transformation inside the compiled trace) and the gradient of a function
+calling the jitted one must equal the eager results, which read the current
+values by construction.
+"""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fastad as fa
+from conftest import BACKENDS
+
+COMPILED = "c" if "c" in BACKENDS else "numpy"
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+N = 4
+G = np.linspace(0.5, 1.5, N)  # a module global the programs read
+OFFSET = 0.25  # a global number
+
+
+def helper(u):
+    """Found through a global: its own global reads are followed too."""
+    return np.tanh(u * G[::-1]) + OFFSET
+
+
+def make_program(kind: int):
+    """A program reading G, a closure array C and a closure number s; the setters
+    rebind the closure variables (``nonlocal``)."""
+    C = np.cos(np.arange(N) + 1.0)
+    s = 1.5
+
+    def program(x):
+        if kind == 0:
+            return np.sum(np.sin(x) * G * s + C * x ** 2)
+        if kind == 1:
+            return np.sum(helper(x * s) * C)
+        return np.sum((G @ np.outer(x, C)) ** 2) * s + np.sum(helper(x) ** 2)
+
+    def set_c(value):
+        nonlocal C
+        C = value
+
+    def set_s(value):
+        nonlocal s
+        s = value
+
+    def get_c():
+        return C
+
+    return program, set_c, set_s, get_c
+
+
+ACTIONS = st.sampled_from(["mutate G", "mutate C", "rebind G", "rebind C", "rebind s",
+                           "rebind OFFSET", "new x", "nothing"])
+
+
+@settings(max_examples=25, deadline=None)
+@given(kind=st.integers(0, 2), actions=st.lists(ACTIONS, min_size=1, max_size=6),
+       seed=st.integers(0, 2 ** 16))
+def test_compiled_follows_mutation_and_rebinding(kind, actions, seed):
+    global G, OFFSET
+    saved = G, OFFSET
+    rng = np.random.default_rng(seed)
+    program, set_c, set_s, get_c = make_program(kind)
+    jitted = fa.jit(program, backend=COMPILED)
+    compiled = fa.compile(program, backend=COMPILED)
+    outer = fa.grad(lambda x: jitted(x) * np.sum(x))  # replayed into an enclosing trace
+    jitted_grad = fa.jit(fa.grad(program), backend=COMPILED)  # a transform inside the trace
+    x = rng.normal(size=N)
+    try:
+        for action in ["nothing"] + actions:
+            if action == "mutate G":
+                G[rng.integers(N)] = rng.normal()
+            elif action == "mutate C":
+                get_c()[rng.integers(N)] = rng.normal()
+            elif action == "rebind G":
+                G = rng.normal(size=N)
+            elif action == "rebind C":
+                set_c(rng.normal(size=N))
+            elif action == "rebind s":
+                set_s(float(rng.uniform(0.5, 2.0)))
+            elif action == "rebind OFFSET":
+                OFFSET = float(rng.normal())
+            elif action == "new x":
+                x = rng.normal(size=N)
+            np.testing.assert_allclose(jitted(x), program(x), rtol=1e-12, atol=1e-12)
+            np.testing.assert_allclose(compiled(x), fa.grad(program)(x), rtol=1e-11, atol=1e-12)
+            np.testing.assert_allclose(jitted_grad(x), fa.grad(program)(x), rtol=1e-11,
+                                       atol=1e-12)
+            np.testing.assert_allclose(
+                outer(x), fa.grad(lambda x: program(x) * np.sum(x))(x), rtol=1e-11, atol=1e-12)
+    finally:
+        G, OFFSET = saved
+        G[:] = np.linspace(0.5, 1.5, N)
+
+
+def test_in_place_change_is_read_without_retracing():
+    W = np.array([1.0, 2.0, 3.0])
+
+    def f(x):
+        return np.sum(np.exp(x) * W)
+
+    g = fa.compile(f, backend=COMPILED)
+    x = np.array([0.1, -0.2, 0.3])
+    for k in range(4):
+        W[k % 3] += 1.5  # an optimizer's update in place
+        np.testing.assert_allclose(g(x), np.exp(x) * W, rtol=1e-14)
+    assert g.cache_info()["traces"] == 1
+
+
+def test_rebinding_retraces_and_says_so(caplog):
+    scale = 2.0
+    W = np.ones(3)
+
+    def f(x):
+        return np.sum(x * W) * scale
+
+    g = fa.jit(f, backend=COMPILED)
+    x = np.array([1.0, 2.0, 3.0])
+    assert g(x) == pytest.approx(12.0)
+    with caplog.at_level(logging.INFO, logger="fastad"):
+        scale = 3.0
+        assert g(x) == pytest.approx(18.0)
+    assert "scale" in caplog.text and "rebound" in caplog.text
+    W = np.full(3, 2.0)
+    assert g(x) == pytest.approx(36.0)
+    assert g.cache_info()["traces"] == 3
+    assert len(g.cache_info()["entries"]) == 1  # the stale traces left the cache
+
+
+def test_the_shortcut_runs_plain_programs_as_they_are_and_checks_bindings():
+    def f(x):
+        return np.sum(np.sin(x) * x ** 2)
+
+    W = np.ones(3)
+
+    def h(x):
+        return np.sum(np.sin(x) * W)
+
+    gf, gh = fa.compile(f, backend=COMPILED), fa.compile(h, backend=COMPILED)
+    x = np.array([0.1, 0.2, 0.3])
+    gf(x), gf(x), gh(x), gh(x)
+    exe = gf._main.shortcut.entry.exe
+    assert gf._main.grads_run_args.__self__ is gf._main.grads_of(gf._main.shortcut.entry).exe \
+        or gf._main.grads_run_args.__self__ is exe  # the executable's own method: no wrapper
+    assert gh._main.shortcut.entry is not None  # the wrapper checks W's binding
+    assert not hasattr(gh._main.grads_run_args, "__self__")
+    W = np.full(3, 2.0)
+    np.testing.assert_allclose(gh(x), 2 * np.cos(x))
+    W[0] = 4.0
+    np.testing.assert_allclose(gh(x), W * np.cos(x))
+
+
+def test_saving_a_function_that_reads_a_closure_array_is_refused():
+    W = np.ones(3)
+    g = fa.compile(lambda x: np.sum(x * W), backend=COMPILED)
+    g(np.ones(3))
+    with pytest.raises(TypeError, match="closure or globals"):
+        fa.dumps(g)
