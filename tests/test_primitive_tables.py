@@ -109,7 +109,8 @@ def test_every_elementwise_row_is_a_public_function_under_its_numpy_name():
 def test_fastad_numpy_call_primitives_batch_or_say_why():
     """fastad's own primitives that run as NumPy calls (``builtin=False``, named
     after the NumPy/SciPy function they call) batch under vmap or are listed."""
-    import fastad.numpy  # noqa: F401  (registers them)
+    import fastad.misc  # noqa: F401  (registers them)
+    import fastad.numpy  # noqa: F401
     import fastad.scipy.integrate  # noqa: F401
     import fastad.scipy.special  # noqa: F401
     own = [p for p in registry.values() if not p.builtin

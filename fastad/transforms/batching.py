@@ -176,6 +176,8 @@ _ODE = ("SciPy's adaptive solver picks its steps per trajectory, so a batch is n
 HOST_NO_BATCHING_RULE: dict[str, str] = {
     "scipy.integrate.odeint": _ODE, "scipy.integrate.odeint_adjoint": _ODE,
     "scipy.integrate.odeint_tangent": _ODE,
+    "fastad.misc.fixed_points._solve": ("the iteration stops at a tolerance per problem, so a "
+                                        "batch is not one solve; call fixed_point in a loop"),
 }
 
 
