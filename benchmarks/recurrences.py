@@ -33,25 +33,30 @@ UNROLLED_UP_TO = 2_000  # tracing 2,000 unrolled steps takes ~40 s; 20,000 is ou
 TOLERANCE = 1e-8
 
 
-def make_rk4_scan(fa, xnp=np):
-    """The RK4 fit's loop as ``fastad.scan``: the carry is (q, p, loss)."""
-    def rk4_fit(theta, data):
-        k, c = theta[0], theta[1]
-        h = RK4_DT
+def rk4_step(k, c):
+    """One RK4 step of the fit: the carry is (q, p, loss), the step's input a
+    data point; plain arithmetic, so fastad.scan and jax.lax.scan both take it."""
+    h = RK4_DT
 
-        def step(carry, d):
-            q, p, loss = carry
-            q1, p1 = p, -k * q - c * p
-            qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
-            q2, p2 = pa, -k * qa - c * pa
-            qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
-            q3, p3 = pb, -k * qb - c * pb
-            qc, pc = q + h * q3, p + h * p3
-            q4, p4 = pc, -k * qc - c * pc
-            q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
-            p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
-            return (q, p, loss + (q - d) ** 2), None
-        (_, _, loss), _ = fa.scan(step, (1.0, 0.0, 0.0), data)
+    def step(carry, d):
+        q, p, loss = carry
+        q1, p1 = p, -k * q - c * p
+        qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
+        q2, p2 = pa, -k * qa - c * pa
+        qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
+        q3, p3 = pb, -k * qb - c * pb
+        qc, pc = q + h * q3, p + h * p3
+        q4, p4 = pc, -k * qc - c * pc
+        q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
+        p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
+        return (q, p, loss + (q - d) ** 2), None
+    return step
+
+
+def make_rk4_scan(fa, xnp=np):
+    """The RK4 fit's loop as ``fastad.scan``."""
+    def rk4_fit(theta, data):
+        (_, _, loss), _ = fa.scan(rk4_step(theta[0], theta[1]), (1.0, 0.0, 0.0), data)
         return loss
     return rk4_fit
 
@@ -65,23 +70,8 @@ def _jax_grad():
     jax.config.update("jax_enable_x64", True)
 
     def fit(theta, data):
-        k, c = theta[0], theta[1]
-        h = RK4_DT
-
-        def step(carry, d):
-            q, p, loss = carry
-            q1, p1 = p, -k * q - c * p
-            qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
-            q2, p2 = pa, -k * qa - c * pa
-            qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
-            q3, p3 = pb, -k * qb - c * pb
-            qc, pc = q + h * q3, p + h * p3
-            q4, p4 = pc, -k * qc - c * pc
-            q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
-            p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
-            return (q, p, loss + (q - d) ** 2), None
-        (_, _, loss), _ = jax.lax.scan(step, (jnp.float64(1.0), jnp.float64(0.0),
-                                              jnp.float64(0.0)), data)
+        init = (jnp.float64(1.0), jnp.float64(0.0), jnp.float64(0.0))
+        (_, _, loss), _ = jax.lax.scan(rk4_step(theta[0], theta[1]), init, data)
         return loss
     grad = jax.jit(jax.grad(fit))
     return lambda theta, data: np.asarray(grad(theta, data))
