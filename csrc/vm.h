@@ -94,7 +94,21 @@ typedef struct {
   const int64_t *index;  /* gather/scatter indices, all validated in range */
   int64_t index_len;
   int64_t arena_bytes;   /* the arena every run needs, a multiple of FASTAD_ARENA_ALIGN */
+  /* Inputs read in place: the program addresses input k's bytes as
+   * [bound[2k], bound[2k] + bound[2k + 1]), segments at or past arena_bytes,
+   * sorted, disjoint, FASTAD_ARENA_ALIGN-aligned, ending by arena_bytes +
+   * bound_bytes.  A run maps each segment onto the caller's array
+   * (fastad_vm_run_bound); the validator lets an instruction only read them,
+   * and only through the opcodes fastad_reads_bound names. */
+  const int64_t *bound;
+  int64_t num_bound;
+  int64_t bound_bytes;
 } fastad_program;
+
+/* 1 if the dispatch loop maps the arena operands opcode op reads onto bound
+ * inputs' arrays (every array opcode but the ones added after in-place
+ * inputs were); scalar opcodes and GUARD never read a bound input. */
+int fastad_reads_bound(int op);
 
 /* Check every instruction of p against its own pools and arena size.
  * Returns 0 if p is safe to run; otherwise writes a message to err. */
@@ -149,9 +163,18 @@ typedef struct {
 #define FASTAD_POLL_FIRST_MS 20
 #define FASTAD_POLL_EVERY_MS 25
 
-/* fastad_vm_run, polling as above unless poll is NULL. */
+/* fastad_vm_run, polling as above unless poll is NULL.  The bound inputs'
+ * segments (if any) are then part of the arena: arena holds arena_bytes +
+ * bound_bytes bytes, the inputs copied in at their segments. */
 int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *linalg, void *arena,
                          const fastad_poll *poll);
+
+/* fastad_vm_run_polled, reading bound input k from inputs[k] (num_bound
+ * pointers, each aligned to 8 bytes, to at least bound[2k + 1] bytes that
+ * nothing writes during the run); the arena holds arena_bytes only.  A NULL
+ * inputs[k] means the segment is in the arena, as above. */
+int fastad_vm_run_bound(const fastad_program *p, const fastad_linalg *linalg, void *arena,
+                        const void *const *inputs, const fastad_poll *poll);
 
 /* Tables for the drift tests (csrc/tables.c): names in enum order, arities,
  * dtype sizes, descriptor lengths. */

@@ -374,7 +374,7 @@ def test_corrupt_programs_are_rejected_not_run():
         elif len(index):
             index[rng.integers(len(index))] = rng.choice([-1, 10, 2**40])
         hostile = type(program)(code, meta, index, program.const_image, program.arena_bytes,
-                                program.inputs, program.outputs)
+                                program.inputs, program.outputs, bound_bytes=program.bound_bytes)
         try:
             exe = c_backend.Executable(hostile)
         except TapeError:
@@ -422,7 +422,7 @@ def test_corrupt_fused_programs_are_rejected_not_run():
                 code[rng.integers(len(code))] = rng.choice([-1, 0, 1, 3, 2**20, 2**31 - 1,
                                                             rng.integers(-100, 100)])
         hostile = type(program)(code, meta, program.index, program.const_image,
-                                program.arena_bytes, program.inputs, program.outputs)
+                                program.arena_bytes, program.inputs, program.outputs, bound_bytes=program.bound_bytes)
         try:
             exe = c_backend.Executable(hostile)
         except TapeError:
@@ -519,7 +519,7 @@ def _moved(program, pc, region, target):
     else:  # slot s of a FUSED descriptor: (kind, offset) pairs after 3 words
         meta[code[pc + 2] + 3 + 2 * (-1 - operand) + 1] += step
     return type(program)(code, meta, program.index, program.const_image, program.arena_bytes,
-                         program.inputs, program.outputs)
+                         program.inputs, program.outputs, bound_bytes=program.bound_bytes)
 
 
 def _overlap_cases(program, pc, regions, fraction):
@@ -540,12 +540,13 @@ def _overlap_cases(program, pc, regions, fraction):
 
 def _check_overlap_rejected(program, pc, region, target, exact, args=None):
     hostile = _moved(program, pc, region, target)
-    if exact:  # an in-place elementwise step: valid, and it runs
+    inside = target + region[2] <= program.arena_bytes
+    if exact and inside:  # an in-place elementwise step: valid, and it runs
+        # (onto an input read in place it is a write into the caller's array)
         exe = c_backend.Executable(hostile)
         if args is not None:
             exe.run(args)
         return
-    inside = target + region[2] <= program.arena_bytes
     with pytest.raises(TapeError, match="overlaps|reaches" if inside else "invalid program"):
         c_backend.Executable(hostile)
 
@@ -610,7 +611,7 @@ def _repeated(program, times):
     same results, ``times`` times the work (a long call traced in no time)."""
     code = np.concatenate([program.code[:-1]] * times + [program.code[-1:]])
     return type(program)(code, program.meta, program.index, program.const_image,
-                         program.arena_bytes, program.inputs, program.outputs)
+                         program.arena_bytes, program.inputs, program.outputs, bound_bytes=program.bound_bytes)
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),

@@ -7,6 +7,10 @@ allocated when its slot is defined and released after its last use, so
 slots whose lifetimes do not overlap share space.  A `Ref` names a place in
 a buffer (an alias is a Ref into another slot's buffer); buffers get their
 final byte addresses when the program is finished (`lower._Lowerer.finish`).
+
+An input read in place (`bound`) is a buffer outside the arena: the caller's
+array, which the program only reads.  It gets a segment past the arena's
+end (csrc/vm.h), never planner space, and is never updated in place.
 """
 from __future__ import annotations
 
@@ -32,6 +36,12 @@ class _Buffer:
     const: bool
     addr: int = -1
     freed: bool = False
+    bound: bool = False  # an input read in place: the caller's array
+
+    @property
+    def readonly(self) -> bool:
+        """Never written, never released: a constant or a bound input."""
+        return self.const or self.bound
 
 
 class ArenaPlanner:
