@@ -108,7 +108,7 @@ static int desc_ok(checker *c, int64_t d, int64_t head, int64_t per_dim, int64_t
 /* The bound segment (vm.h) holding bytes [lo, hi), or -1. */
 static int64_t bound_segment(const fastad_program *p, int64_t lo, int64_t hi) {
   for (int64_t k = 0; k < p->num_bound; k++) {
-    const int64_t start = p->bound[2 * k], end = start + p->bound[2 * k + 1];
+    const int64_t start = p->bound[3 * k], end = start + p->bound[3 * k + 1];
     if (lo >= start && hi <= end && lo < end) return k;
   }
   return -1;
@@ -116,7 +116,7 @@ static int64_t bound_segment(const fastad_program *p, int64_t lo, int64_t hi) {
 
 /* Elements [off, off + n) of itemsize bytes lie inside the arena, or are
  * read from one bound input by an opcode that maps them onto its array
- * (fastad_reads_bound) through an operand word `anchor` (an element offset)
+ * (fastad_maps_bound) through an operand word `anchor` (an element offset)
  * in the same segment; records them as a region of the given role
  * (FASTAD_REGION_*) of operand `operand`.  A bound input is the caller's
  * array: never written. */
@@ -127,8 +127,9 @@ static int region_ok(checker *c, int role, int operand, int64_t off, int64_t n,
       (off + n) * itemsize > p->arena_bytes) {
     const int64_t k = bound_segment(p, off * itemsize, (off + n) * itemsize);
     if (k < 0) return fail(c, "operand [%lld, +%lld) leaves the arena and the inputs", off, n);
-    if (role & FASTAD_REGION_WRITE) return fail(c, "operand %lld writes bound input %lld", operand, k);
-    if (!fastad_reads_bound(p->code[c->pc]))
+    if ((role & FASTAD_REGION_WRITE) && !p->bound[3 * k + 2])
+      return fail(c, "operand %lld writes bound input %lld", operand, k);
+    if (!fastad_maps_bound(p->code[c->pc]))
       return fail(c, "operand %lld reads bound input %lld: the opcode cannot", operand, k);
     if (anchor < 0 || anchor > MAX_COUNT || bound_segment(p, anchor * itemsize, anchor * itemsize + 1) != k)
       return fail(c, "operand %lld at element %lld is not in its bound input", operand, anchor);
@@ -283,7 +284,14 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
        * other slot's */
       const int64_t off = slot[SLOT_WORDS * (dst - nregs) + 1];
       const int64_t lo = f < 0 ? off + f : off + n, hi = f < 0 ? off : off + n + f;
-      if (!range_ok(c, lo, hi - lo, t)) return 0;
+      if (off * t >= c->p->arena_bytes && c->p->num_bound > 0) {
+        /* an output written in place: the reach stays in its segment */
+        const int64_t seg = bound_segment(c->p, off * t, off * t + 1);
+        if (seg < 0 || lo < 0 || bound_segment(c->p, lo * t, hi * t) != seg)
+          return fail(c, "fused: shift of step %lld leaves its output (shift %lld)", k, f);
+      } else if (!range_ok(c, lo, hi - lo, t)) {
+        return 0;
+      }
       for (int64_t r = 0; r < nslots; r++) {
         const int64_t kr = slot[SLOT_WORDS * r], or_ = slot[SLOT_WORDS * r + 1];
         const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
@@ -487,7 +495,7 @@ static int check_instr(checker *c, int64_t *next) {
   return operands_ok(c, op) && regions_ok(c);
 }
 
-/* The bound inputs' segments: past the arena, aligned, sorted, disjoint,
+/* The bound segments: past the arena, aligned, sorted, disjoint,
  * nonempty, within bound_bytes. */
 static int bound_ok(const fastad_program *p, char *err, size_t err_len) {
   if (p->num_bound < 0 || p->bound_bytes < 0 || p->bound_bytes > MAX_COUNT ||
@@ -497,8 +505,9 @@ static int bound_ok(const fastad_program *p, char *err, size_t err_len) {
   }
   int64_t prev_end = p->arena_bytes;
   for (int64_t k = 0; k < p->num_bound; k++) {
-    const int64_t start = p->bound[2 * k], bytes = p->bound[2 * k + 1];
+    const int64_t start = p->bound[3 * k], bytes = p->bound[3 * k + 1];
     if (start < prev_end || start % FASTAD_ARENA_ALIGN || bytes < 1 || bytes > MAX_COUNT ||
+        (p->bound[3 * k + 2] & ~(int64_t)1) ||
         start + bytes > p->arena_bytes + p->bound_bytes) {
       snprintf(err, err_len, "bound input %lld at bytes [%lld, +%lld) is not a segment past "
                "the arena", (long long)k, (long long)start, (long long)bytes);

@@ -66,8 +66,8 @@
     }                                                                            \
   } while (0)
 
-/* Bound inputs (vm.h): an operand at element o of size bytes that lies in a
- * bound segment is read from the caller's array instead.  The kernels take
+/* Bound segments (vm.h): an operand at element o of size bytes that lies in
+ * a bound segment is read or written in the caller's array instead.  The kernels take
  * element offsets from the arena base, so it becomes the offset of the same
  * element of that array from the arena base (any int64, the pointers being
  * aligned to 8 bytes).  The validator has checked that the operand's first
@@ -83,7 +83,7 @@ typedef struct {
 static int64_t rebase(const bound_map *m, int64_t o, int64_t size) {
   const int64_t byte = o * size;
   for (int64_t k = 0; k < m->n; k++) {
-    const int64_t lo = m->seg[2 * k], hi = lo + m->seg[2 * k + 1];
+    const int64_t lo = m->seg[3 * k], hi = lo + m->seg[3 * k + 1];
     if (byte >= lo && byte < hi) {
       if (m->to[k] == NULL) return o;
       return o + ((const char *)m->to[k] - (m->arena + lo)) / size;
@@ -117,11 +117,11 @@ static const int64_t *fused_desc(const bound_map *m, const int64_t *desc, int64_
   return buf;
 }
 
-int fastad_reads_bound(int op) {
+int fastad_maps_bound(int op) {
   switch (op) {
     case OP_UNARY_V: case OP_BINARY_VV: case OP_BINARY_VS: case OP_BINARY_SV:
     case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: case OP_NOT_V: case OP_WHERE_B:
-    case OP_CAST_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
+    case OP_CAST_V: case OP_ZERO_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:
     case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
     case OP_FUSED:
@@ -200,49 +200,49 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         vmbreak;
       }
       vmcase(UNARY_V) {
-        unary_v(pc[1], pc[2], arena, pc[3], RD(pc[4], SZ(pc[2])), pc[5]);
+        unary_v(pc[1], pc[2], arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), pc[5]);
         POLL();
         NEXT(UNARY_V);
         vmbreak;
       }
       vmcase(BINARY_VV) {
-        binary_v(pc[1], pc[2], 0, arena, pc[3], RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
+        binary_v(pc[1], pc[2], 0, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
         POLL();
         NEXT(BINARY_VV);
         vmbreak;
       }
       vmcase(BINARY_VS) {
-        binary_v(pc[1], pc[2], 1, arena, pc[3], RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
+        binary_v(pc[1], pc[2], 1, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
         POLL();
         NEXT(BINARY_VS);
         vmbreak;
       }
       vmcase(BINARY_SV) {
-        binary_v(pc[1], pc[2], 2, arena, pc[3], RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
+        binary_v(pc[1], pc[2], 2, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
         POLL();
         NEXT(BINARY_SV);
         vmbreak;
       }
       vmcase(BINARY_B) {
-        binary_b(pc[1], pc[2], arena, pc[3], RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), meta + pc[6]);
+        binary_b(pc[1], pc[2], arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), meta + pc[6]);
         POLL();
         NEXT(BINARY_B);
         vmbreak;
       }
       vmcase(COMPARE_B) {
-        compare_b(pc[1], pc[2], arena, pc[3], RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), meta + pc[6]);
+        compare_b(pc[1], pc[2], arena, RD(pc[3], 1), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), meta + pc[6]);
         POLL();
         NEXT(COMPARE_B);
         vmbreak;
       }
       vmcase(LOGIC_B) {
-        logic_b(pc[1], arena, pc[2], RD(pc[3], 1), RD(pc[4], 1), meta + pc[5]);
+        logic_b(pc[1], arena, RD(pc[2], 1), RD(pc[3], 1), RD(pc[4], 1), meta + pc[5]);
         POLL();
         NEXT(LOGIC_B);
         vmbreak;
       }
       vmcase(NOT_V) {
-        uint8_t *po = (uint8_t *)arena + pc[1];
+        uint8_t *po = (uint8_t *)arena + RD(pc[1], 1);
         const uint8_t *pa = B + RD(pc[2], 1);
         for (int64_t i = 0; i < pc[3]; i++) po[i] = !pa[i];
         POLL();
@@ -250,63 +250,63 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         vmbreak;
       }
       vmcase(WHERE_B) {
-        where_b(pc[1], arena, pc[2], RD(pc[3], 1), RD(pc[4], SZ(pc[1])), RD(pc[5], SZ(pc[1])),
+        where_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], 1), RD(pc[4], SZ(pc[1])), RD(pc[5], SZ(pc[1])),
                 meta + pc[6]);
         POLL();
         NEXT(WHERE_B);
         vmbreak;
       }
       vmcase(CAST_V) {
-        cast_v(pc[1], pc[2], arena, pc[3], RD(pc[4], SZ(pc[2])), pc[5]);
+        cast_v(pc[1], pc[2], arena, RD(pc[3], SZ(pc[1])), RD(pc[4], SZ(pc[2])), pc[5]);
         POLL();
         NEXT(CAST_V);
         vmbreak;
       }
       vmcase(ZERO_V) {
-        memset(arena + (int64_t)pc[2] * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
+        memset(arena + RD(pc[2], SZ(pc[1])) * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
         POLL();
         NEXT(ZERO_V);
         vmbreak;
       }
       vmcase(COPY_V) {
         const int64_t size = dtype_size[pc[1]];
-        memmove(arena + pc[2] * size, arena + RD(pc[3], size) * size, (size_t)(pc[4] * size));
+        memmove(arena + RD(pc[2], size) * size, arena + RD(pc[3], size) * size, (size_t)(pc[4] * size));
         POLL();
         NEXT(COPY_V);
         vmbreak;
       }
       vmcase(STRIDED_B) {
-        strided_b(pc[1], arena, pc[2], RD(pc[3], SZ(pc[1])), meta + pc[4]);
+        strided_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(STRIDED_B);
         vmbreak;
       }
       vmcase(GATHER_V) {
-        gather_v(pc[1], arena, pc[2], RD(pc[3], SZ(pc[1])), pc[4], p->index + pc[5], pc[6]);
+        gather_v(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), pc[4], p->index + pc[5], pc[6]);
         POLL();
         NEXT(GATHER_V);
         vmbreak;
       }
       vmcase(SCATTER_SET_V) {
-        scatter_set_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
+        scatter_set_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
         POLL();
         NEXT(SCATTER_SET_V);
         vmbreak;
       }
       vmcase(SCATTER_ADD_V) {
-        scatter_add_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
+        scatter_add_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
         POLL();
         NEXT(SCATTER_ADD_V);
         vmbreak;
       }
       vmcase(STRIDED_SET_B) {
-        strided_set_b(pc[1], arena, pc[2], RD(pc[3], SZ(pc[1])), meta + pc[4]);
+        strided_set_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(STRIDED_SET_B);
         vmbreak;
       }
       vmcase(STRIDED_ADD_B) {
-        strided_add_b(pc[1], arena, pc[2], RD(pc[3], SZ(pc[1])), meta + pc[4]);
+        strided_add_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(STRIDED_ADD_B);
         vmbreak;
@@ -314,28 +314,28 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
       vmcase(REDUCE_B) {
         const int64_t *d = meta + pc[5];
         if (pc[1] == FN_SUM && pc[2] == DT_F64 && d[0] == 1 && d[2] == 0 && d[3] == 1) {
-          D[pc[3]] = sum_contiguous_d(D + RD(pc[4], 8), d[1]);  /* a full sum to one value */
+          D[RD(pc[3], 8)] = sum_contiguous_d(D + RD(pc[4], 8), d[1]);  /* a full sum to one value */
         } else {
-          reduce_b(pc[1], pc[2], arena, pc[3], RD(pc[4], SZ(pc[2])), d);
+          reduce_b(pc[1], pc[2], arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), d);
         }
         POLL();
         NEXT(REDUCE_B);
         vmbreak;
       }
       vmcase(CUMSUM_B) {
-        cumsum_b(pc[1], arena, pc[2], RD(pc[3], SZ(pc[1])), meta + pc[4]);
+        cumsum_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(CUMSUM_B);
         vmbreak;
       }
       vmcase(MATMUL_B) {
-        matmul_b(pc[1], la, arena, pc[2], RD(pc[3], SZ(pc[1])), RD(pc[4], SZ(pc[1])), meta + pc[5]);
+        matmul_b(pc[1], la, arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), RD(pc[4], SZ(pc[1])), meta + pc[5]);
         POLL();
         NEXT(MATMUL_B);
         vmbreak;
       }
       vmcase(SOLVE_B) {
-        const int status = solve_b(pc[1], la, arena, pc[2], RD(pc[3], SZ(pc[1])),
+        const int status = solve_b(pc[1], la, arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])),
                                    RD(pc[4], SZ(pc[1])), meta + pc[5], pc[6], pc[7]);
         if (status != FASTAD_VM_OK) return status;
         POLL();
@@ -343,7 +343,7 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         vmbreak;
       }
       vmcase(SLOGDET_B) {
-        slogdet_b(pc[1], pc[2], la, arena, pc[3], RD(pc[4], SZ(pc[2])), meta + pc[5], pc[6], pc[7]);
+        slogdet_b(pc[1], pc[2], la, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), meta + pc[5], pc[6], pc[7]);
         POLL();
         NEXT(SLOGDET_B);
         vmbreak;

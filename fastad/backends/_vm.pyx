@@ -71,7 +71,7 @@ cdef extern from "vm.h" nogil:
                              const fastad_poll *poll)
     int fastad_vm_run_bound(const fastad_program *p, const fastad_linalg *linalg, void *arena,
                             const void *const *inputs, const fastad_poll *poll)
-    int fastad_reads_bound(int op)
+    int fastad_maps_bound(int op)
 
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR, FASTAD_VM_INTERRUPTED
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
@@ -233,23 +233,25 @@ def threads():
     return fastad_vm_threads(), fastad_fused_parallel_min
 
 
-def reads_bound(int op):
+def maps_bound(int op):
     """Whether the VM reads opcode ``op``'s arena operands from bound inputs
     (inputs read in place, vm.h), for the drift test of the lowering's list."""
-    return bool(fastad_reads_bound(op))
+    return bool(fastad_maps_bound(op))
 
 
 cdef object _bound_segments(program):
-    """The segments of the inputs bound in place (vm.h), as an int64 array of
-    (byte start, bytes) pairs: the input ports past the arena."""
+    """The bound segments (vm.h), as an int64 array of (byte start, bytes,
+    writable) triples: the input ports (read only) and output ports (written)
+    past the arena."""
     arena = int(program.arena_bytes)
-    spans = sorted((int(p[0]), int(p[1].itemsize * np.prod(p[2], dtype=np.int64)))
-                   for p in program.inputs if int(p[0]) >= arena)
+    spans = sorted((int(p[0]), int(p[1].itemsize * np.prod(p[2], dtype=np.int64)), writable)
+                   for ports, writable in ((program.inputs, 0), (program.outputs, 1))
+                   for p in ports if int(p[0]) >= arena)
     return np.array(spans, dtype=np.int64).reshape(-1)
 
 
 cdef void _set_bound(fastad_program *prog, object segments, int64_t bound_bytes):
-    prog.num_bound = segments.size // 2
+    prog.num_bound = segments.size // 3
     prog.bound = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>segments) if segments.size else NULL
     prog.bound_bytes = bound_bytes
 
@@ -391,8 +393,8 @@ cdef class Executable:
         self._outputs = [_Port(off, dt, shape, f"output {i}")
                          for i, (off, dt, shape) in enumerate(program.outputs)]
         self._ninputs = len(self._inputs)
-        starts = self._bound[::2].tolist()
-        for port in self._inputs:
+        starts = self._bound[::3].tolist()
+        for port in self._inputs + self._outputs:
             if port.offset >= self.prog.arena_bytes and port.offset in starts:
                 port.bound = starts.index(port.offset)
         self._nbound = len(starts)
@@ -408,8 +410,8 @@ cdef class Executable:
             raise TapeError("invalid program: constants larger than the arena")
         for port in self._inputs + self._outputs:
             inside = port.offset + port.nbytes <= self.prog.arena_bytes
-            if port.bound >= 0:  # read in place: exactly its segment
-                inside = self._bound[2 * port.bound + 1] == port.nbytes
+            if port.bound >= 0:  # in place: exactly its segment
+                inside = self._bound[3 * port.bound + 1] == port.nbytes
             if (port.offset < 0 or port.offset % port.dtype.itemsize or not inside
                     or port.dtype.kind not in "fb"):
                 raise TapeError(f"invalid program: {port.name} at byte {port.offset} "
@@ -475,7 +477,9 @@ cdef class Executable:
         cdef const void *stack_bound[8]
         cdef const void **bound = stack_bound
         cdef void *data
+        cdef cnp.ndarray out
         held = None  # aligned copies of inputs read in place, alive through the run
+        written = None  # outputs written in place: fresh arrays, by output index
         if self._nbound > 8:
             bound = <const void **>malloc(self._nbound * sizeof(void *))
             if bound == NULL:
@@ -496,6 +500,18 @@ cdef class Executable:
                     held = [copy] if held is None else held + [copy]
                     data = cnp.PyArray_DATA(<cnp.ndarray>copy)
                 bound[port.bound] = data
+            for i in range(len(self._outputs)):
+                port = <_Port>self._outputs[i]
+                if port.bound >= 0 and (which < 0 or which == i):
+                    out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+                    if written is None:
+                        written = {}
+                    written[i] = out
+                    bound[port.bound] = cnp.PyArray_DATA(out)
+                elif port.bound >= 0:  # not asked for: written to a scratch array
+                    out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+                    held = [out] if held is None else held + [out]
+                    bound[port.bound] = cnp.PyArray_DATA(out)
             poll = _poll_here()
             with nogil:
                 status = fastad_vm_run_bound(&self.prog, &LINALG, base, bound, poll)
@@ -506,11 +522,18 @@ cdef class Executable:
             if status == FASTAD_VM_GUARD_FAILED:
                 return None
             if which >= 0:
+                if written is not None and which in written:
+                    return written[which]
                 port = <_Port>self._outputs[which]
                 return self._result(port, base) if scalars else self._output(port, base)
-            if scalars:
-                return [self._result(<_Port>p, base) for p in self._outputs]
-            return [self._output(<_Port>p, base) for p in self._outputs]
+            results = []
+            for i in range(len(self._outputs)):
+                port = <_Port>self._outputs[i]
+                if port.bound >= 0:
+                    results.append(written[i])
+                else:
+                    results.append(self._result(port, base) if scalars else self._output(port, base))
+            return results
         finally:
             self._pool.append(arena)
             if bound != stack_bound:
