@@ -368,8 +368,8 @@ cdef class Executable:
     None when a guard recorded at trace time disagrees with these inputs."""
     cdef fastad_program prog
     cdef object _code, _meta, _index, _const_image, _bound
-    cdef list _inputs, _outputs, _pool, _batch_pool
-    cdef Py_ssize_t _ninputs, _nbound
+    cdef list _inputs, _outputs, _pool, _batch_pool, _bound_out, _bound_out_index
+    cdef Py_ssize_t _ninputs, _nbound, _nbound_out
     cdef readonly object program
 
     def __init__(self, program, input_names=None):
@@ -398,6 +398,9 @@ cdef class Executable:
             if port.offset >= self.prog.arena_bytes and port.offset in starts:
                 port.bound = starts.index(port.offset)
         self._nbound = len(starts)
+        self._bound_out_index = [i for i, p in enumerate(self._outputs) if p.bound >= 0]
+        self._bound_out = [self._outputs[i] for i in self._bound_out_index]
+        self._nbound_out = len(self._bound_out)
         self._pool = []
         self._batch_pool = []  # arenas with the bound inputs' segments after them
         self._validate()
@@ -480,6 +483,7 @@ cdef class Executable:
         cdef cnp.ndarray out
         held = None  # aligned copies of inputs read in place, alive through the run
         written = None  # outputs written in place: fresh arrays, by output index
+        asked = None  # output `which` if it is one of them
         if self._nbound > 8:
             bound = <const void **>malloc(self._nbound * sizeof(void *))
             if bound == NULL:
@@ -500,18 +504,18 @@ cdef class Executable:
                     held = [copy] if held is None else held + [copy]
                     data = cnp.PyArray_DATA(<cnp.ndarray>copy)
                 bound[port.bound] = data
-            for i in range(len(self._outputs)):
-                port = <_Port>self._outputs[i]
-                if port.bound >= 0 and (which < 0 or which == i):
-                    out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+            for i in range(self._nbound_out):
+                port = <_Port>self._bound_out[i]
+                out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+                bound[port.bound] = cnp.PyArray_DATA(out)
+                if which < 0:
                     if written is None:
-                        written = {}
-                    written[i] = out
-                    bound[port.bound] = cnp.PyArray_DATA(out)
-                elif port.bound >= 0:  # not asked for: written to a scratch array
-                    out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+                        written = [None] * len(self._outputs)
+                    written[self._bound_out_index[i]] = out
+                elif which == self._bound_out_index[i]:
+                    asked = out
+                else:  # not asked for: written to a scratch array
                     held = [out] if held is None else held + [out]
-                    bound[port.bound] = cnp.PyArray_DATA(out)
             poll = _poll_here()
             with nogil:
                 status = fastad_vm_run_bound(&self.prog, &LINALG, base, bound, poll)
@@ -522,8 +526,8 @@ cdef class Executable:
             if status == FASTAD_VM_GUARD_FAILED:
                 return None
             if which >= 0:
-                if written is not None and which in written:
-                    return written[which]
+                if asked is not None:
+                    return asked
                 port = <_Port>self._outputs[which]
                 return self._result(port, base) if scalars else self._output(port, base)
             results = []
