@@ -1,11 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The C virtual machine, wrapped: `Executable` runs a lowered `Program`.
 
-Per call: inputs are checked (dtype, shape, contiguity) and copied into an
-arena taken from a pool, the VM runs with the GIL released, and outputs are
-copied into new NumPy arrays.  Arenas are per call, so one Executable may be
-called from many threads at once; in the steady state a call allocates only
-its output arrays.
+Per call: inputs are checked (dtype, shape, contiguity); array inputs the
+program reads in place are passed to the VM as pointers (bound segments,
+vm.h), the others copied into an arena taken from a pool; outputs the
+program writes in place are new arrays the VM writes, the others copied out
+of the arena; the VM runs with the GIL released.  Arenas and pointer tables
+are per call, so one Executable may be called from many threads at once; in
+the steady state a call allocates only its output arrays.
 """
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uintptr_t
