@@ -105,11 +105,40 @@ static int desc_ok(checker *c, int64_t d, int64_t head, int64_t per_dim, int64_t
   return meta_ok(c, d, head + per_dim * *ndim);
 }
 
-/* Elements [off, off + n) of itemsize bytes lie inside the arena; records
- * them as a region of the given role (FASTAD_REGION_*) of operand `operand`. */
+/* The bound segment (vm.h) holding bytes [lo, hi), or -1. */
+static int64_t bound_segment(const fastad_program *p, int64_t lo, int64_t hi) {
+  for (int64_t k = 0; k < p->num_bound; k++) {
+    const int64_t start = p->bound[3 * k], end = start + p->bound[3 * k + 1];
+    if (lo >= start && hi <= end && lo < end) return k;
+  }
+  return -1;
+}
+
+/* Elements [off, off + n) of itemsize bytes lie inside the arena, or are
+ * read from one bound input by an opcode that maps them onto its array
+ * (fastad_maps_bound) through an operand word `anchor` (an element offset)
+ * in the same segment; records them as a region of the given role
+ * (FASTAD_REGION_*) of operand `operand`.  A bound input is the caller's
+ * array: never written. */
 static int region_ok(checker *c, int role, int operand, int64_t off, int64_t n,
-                     int64_t itemsize) {
-  if (!range_ok(c, off, n, itemsize)) return 0;
+                     int64_t itemsize, int64_t anchor) {
+  const fastad_program *p = c->p;
+  if (p->num_bound > 0 && off >= 0 && n > 0 && n <= MAX_COUNT && off <= MAX_COUNT &&
+      (off + n) * itemsize > p->arena_bytes) {
+    const int64_t k = bound_segment(p, off * itemsize, (off + n) * itemsize);
+    if (k < 0) return fail(c, "operand [%lld, +%lld) leaves the arena and the inputs", off, n);
+    if ((role & FASTAD_REGION_WRITE) && !p->bound[3 * k + 2])
+      return fail(c, "operand %lld writes bound input %lld", operand, k);
+    if (!fastad_maps_bound(p->code[c->pc]))
+      return fail(c, "operand %lld reads bound input %lld: the opcode cannot", operand, k);
+    if (anchor < 0 || anchor > MAX_COUNT || bound_segment(p, anchor * itemsize, anchor * itemsize + 1) != k)
+      return fail(c, "operand %lld at element %lld is not in its bound input", operand, anchor);
+  } else if (!range_ok(c, off, n, itemsize)) {
+    return 0;
+  } else if (p->num_bound > 0 && anchor * itemsize >= p->arena_bytes) {
+    /* the VM would read it from a bound input's array */
+    return fail(c, "operand %lld in the arena is based at element %lld, past it", operand, anchor);
+  }
   if (c->nreg >= MAX_REGIONS) return fail(c, "more than %lld arena operands%.0lld", MAX_REGIONS, 0);
   fastad_region *r = &c->reg[c->nreg++];
   r->byte_lo = off * itemsize;
@@ -122,7 +151,8 @@ static int region_ok(checker *c, int role, int operand, int64_t off, int64_t n,
 
 /* Operand word k (0-based) of the instruction, an arena offset of n elements. */
 static int use(checker *c, int role, int k, int64_t n, int64_t itemsize) {
-  return region_ok(c, role, k + 1, c->p->code[c->pc + 1 + k], n, itemsize);
+  const int64_t off = c->p->code[c->pc + 1 + k];
+  return region_ok(c, role, k + 1, off, n, itemsize, off);
 }
 
 /* Operand word k (0-based), the base of a strided operand (base + start +
@@ -132,7 +162,7 @@ static int use_strided(checker *c, int role, int k, int64_t start, int64_t ndim,
                        const int64_t *shape, const int64_t *stride, int64_t total,
                        int64_t itemsize) {
   const int64_t base = c->p->code[c->pc + 1 + k];
-  if (total == 0) return region_ok(c, role, k + 1, base, 0, itemsize);
+  if (total == 0) return region_ok(c, role, k + 1, base, 0, itemsize, base);
   int64_t lo = start, hi = start;
   for (int64_t k = 0; k < ndim; k++) {
     const int64_t s = stride[k] < 0 ? -stride[k] : stride[k];
@@ -142,7 +172,7 @@ static int use_strided(checker *c, int role, int k, int64_t start, int64_t ndim,
     if (reach > 0) hi += reach; else lo += reach;
     if (hi > MAX_COUNT || lo < -MAX_COUNT) return fail(c, "strides reach too far%.0lld%.0lld", 0, 0);
   }
-  return region_ok(c, role, k + 1, base + lo, hi - lo + 1, itemsize);
+  return region_ok(c, role, k + 1, base + lo, hi - lo + 1, itemsize, base);
 }
 
 /* No region written overlaps another region of the same instruction, unless
@@ -206,7 +236,7 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
                      : kind == FUSED_SCALAR ? FASTAD_REGION_READ
                      : kind == FUSED_OUT ? FASTAD_REGION_WRITE | FASTAD_REGION_SAME
                                          : FASTAD_REGION_WRITE;
-    if (!region_ok(c, role, (int)(-1 - s), off, vector ? n : 1, t)) return 0;
+    if (!region_ok(c, role, (int)(-1 - s), off, vector ? n : 1, t, off)) return 0;
   }
   uint64_t defined = 0; /* bit per operand (nregs + nslots <= 64): holds a value */
   for (int64_t s = 0; s < nslots; s++) {
@@ -254,7 +284,14 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
        * other slot's */
       const int64_t off = slot[SLOT_WORDS * (dst - nregs) + 1];
       const int64_t lo = f < 0 ? off + f : off + n, hi = f < 0 ? off : off + n + f;
-      if (!range_ok(c, lo, hi - lo, t)) return 0;
+      if (off * t >= c->p->arena_bytes && c->p->num_bound > 0) {
+        /* an output written in place: the reach stays in its segment */
+        const int64_t seg = bound_segment(c->p, off * t, off * t + 1);
+        if (seg < 0 || lo < 0 || bound_segment(c->p, lo * t, hi * t) != seg)
+          return fail(c, "fused: shift of step %lld leaves its output (shift %lld)", k, f);
+      } else if (!range_ok(c, lo, hi - lo, t)) {
+        return 0;
+      }
       for (int64_t r = 0; r < nslots; r++) {
         const int64_t kr = slot[SLOT_WORDS * r], or_ = slot[SLOT_WORDS * r + 1];
         const int64_t nr = kr == FUSED_IN || kr == FUSED_OUT ? n : 1;
@@ -458,12 +495,36 @@ static int check_instr(checker *c, int64_t *next) {
   return operands_ok(c, op) && regions_ok(c);
 }
 
+/* The bound segments: past the arena, aligned, sorted, disjoint,
+ * nonempty, within bound_bytes. */
+static int bound_ok(const fastad_program *p, char *err, size_t err_len) {
+  if (p->num_bound < 0 || p->bound_bytes < 0 || p->bound_bytes > MAX_COUNT ||
+      (p->num_bound > 0 && p->bound == NULL)) {
+    snprintf(err, err_len, "bad bound inputs");
+    return 0;
+  }
+  int64_t prev_end = p->arena_bytes;
+  for (int64_t k = 0; k < p->num_bound; k++) {
+    const int64_t start = p->bound[3 * k], bytes = p->bound[3 * k + 1];
+    if (start < prev_end || start % FASTAD_ARENA_ALIGN || bytes < 1 || bytes > MAX_COUNT ||
+        (p->bound[3 * k + 2] & ~(int64_t)1) ||
+        start + bytes > p->arena_bytes + p->bound_bytes) {
+      snprintf(err, err_len, "bound input %lld at bytes [%lld, +%lld) is not a segment past "
+               "the arena", (long long)k, (long long)start, (long long)bytes);
+      return 0;
+    }
+    prev_end = start + bytes;
+  }
+  return 1;
+}
+
 int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len) {
   checker c = {p, err, err_len, 0, 0, {{0}}};
   if (p->code_len < 1 || p->arena_bytes < 0 || p->meta_len < 0 || p->index_len < 0) {
     snprintf(err, err_len, "empty program or negative sizes");
     return 1;
   }
+  if (!bound_ok(p, err, err_len)) return 1;
   while (c.pc < p->code_len) {
     int64_t next = 0;
     if (!check_instr(&c, &next)) return 1;

@@ -66,25 +66,106 @@
     }                                                                            \
   } while (0)
 
+/* Bound segments (vm.h): an operand at element o of size bytes that lies in
+ * a bound segment is read or written in the caller's array instead.  The kernels take
+ * element offsets from the arena base, so it becomes the offset of the same
+ * element of that array from the arena base (any int64, the pointers being
+ * aligned to 8 bytes).  The validator has checked that the operand's first
+ * element lies in the segment its whole region does. */
+typedef struct {
+  int64_t arena_bytes;   /* operands below are in the arena */
+  int64_t n;             /* segments mapped (0: none, or all in the arena) */
+  const int64_t *seg;    /* p->bound */
+  const void *const *to; /* p->num_bound pointers */
+  const char *arena;
+} bound_map;
+
+static int64_t rebase(const bound_map *m, int64_t o, int64_t size) {
+  const int64_t byte = o * size;
+  for (int64_t k = 0; k < m->n; k++) {
+    const int64_t lo = m->seg[3 * k], hi = lo + m->seg[3 * k + 1];
+    if (byte >= lo && byte < hi) {
+      if (m->to[k] == NULL) return o;
+      return o + ((const char *)m->to[k] - (m->arena + lo)) / size;
+    }
+  }
+  return o;
+}
+
+/* The arena operand at element o of size bytes, read where it lives. */
+#define RD(o, size) \
+  (bound.n && (int64_t)(o) * (int64_t)(size) >= bound.arena_bytes ? rebase(&bound, (o), (size)) : (int64_t)(o))
+#define SZ(t) ((int64_t)dtype_size[t])
+
+/* A FUSED descriptor whose slots are rebased onto bound inputs: a copy in
+ * buf when some slot lies in a bound segment, else the program's own. */
+static const int64_t *fused_desc(const bound_map *m, const int64_t *desc, int64_t size,
+                                 int64_t *buf) {
+  const int64_t nslots = desc[1], nsteps = desc[2];
+  const int64_t *slot = desc + FASTAD_DESC_HEAD_FUSED;
+  int any = 0;
+  for (int64_t s = 0; s < nslots; s++)
+    any |= slot[FASTAD_FUSED_SLOT_WORDS * s + 1] * size >= m->arena_bytes;
+  if (!any) return desc;
+  const int64_t len = FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * nslots +
+                      FASTAD_FUSED_STEP_WORDS * nsteps;
+  memcpy(buf, desc, (size_t)len * sizeof *buf);
+  for (int64_t s = 0; s < nslots; s++) {
+    int64_t *off = buf + FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * s + 1;
+    if (*off * size >= m->arena_bytes) *off = rebase(m, *off, size);
+  }
+  return buf;
+}
+
+int fastad_maps_bound(int op) {
+  switch (op) {
+    case OP_UNARY_V: case OP_BINARY_VV: case OP_BINARY_VS: case OP_BINARY_SV:
+    case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: case OP_NOT_V: case OP_WHERE_B:
+    case OP_CAST_V: case OP_ZERO_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
+    case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:
+    case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
+    case OP_FUSED:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
+                              void *arena_ptr, const void *const *inputs, poll_state *ps);
+
 int fastad_vm_run(const fastad_program *p, const fastad_linalg *la, void *arena) {
   poll_state ps = {NULL, -1, 0, NULL};
-  return vm_run_state(p, la, arena, &ps);
+  return vm_run_bound_state(p, la, arena, NULL, &ps);
 }
 
 int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *la, void *arena,
                          const fastad_poll *poll) {
   poll_state ps = {poll, -1, 0, NULL};
-  return vm_run_state(p, la, arena, &ps);
+  return vm_run_bound_state(p, la, arena, NULL, &ps);
+}
+
+int fastad_vm_run_bound(const fastad_program *p, const fastad_linalg *la, void *arena,
+                        const void *const *inputs, const fastad_poll *poll) {
+  poll_state ps = {poll, -1, 0, NULL};
+  return vm_run_bound_state(p, la, arena, inputs, &ps);
 }
 
 int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_ptr,
                  poll_state *ps) {
+  return vm_run_bound_state(p, la, arena_ptr, NULL, ps);
+}
+
+static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
+                              void *arena_ptr, const void *const *inputs, poll_state *ps) {
   int countdown = POLL_INSTRUCTIONS;
   char *const arena = (char *)arena_ptr;
   double *const D = (double *)arena;
   const uint8_t *const B = (const uint8_t *)arena;
   const int64_t *const meta = p->meta;
   const int32_t *pc = p->code;
+  const bound_map bound = {p->arena_bytes, inputs != NULL ? p->num_bound : 0, p->bound, inputs,
+                           arena};
 #ifdef USE_COMPUTED_GOTO
 #define LABEL_OF_OP(name, nargs) &&L_##name,
   static const void *const dispatch_table[FASTAD_NUM_OPCODES] = {FASTAD_OPCODES(LABEL_OF_OP)};
@@ -119,112 +200,113 @@ int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_p
         vmbreak;
       }
       vmcase(UNARY_V) {
-        unary_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
+        unary_v(pc[1], pc[2], arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), pc[5]);
         POLL();
         NEXT(UNARY_V);
         vmbreak;
       }
       vmcase(BINARY_VV) {
-        binary_v(pc[1], pc[2], 0, arena, pc[3], pc[4], pc[5], pc[6]);
+        binary_v(pc[1], pc[2], 0, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
         POLL();
         NEXT(BINARY_VV);
         vmbreak;
       }
       vmcase(BINARY_VS) {
-        binary_v(pc[1], pc[2], 1, arena, pc[3], pc[4], pc[5], pc[6]);
+        binary_v(pc[1], pc[2], 1, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
         POLL();
         NEXT(BINARY_VS);
         vmbreak;
       }
       vmcase(BINARY_SV) {
-        binary_v(pc[1], pc[2], 2, arena, pc[3], pc[4], pc[5], pc[6]);
+        binary_v(pc[1], pc[2], 2, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), pc[6]);
         POLL();
         NEXT(BINARY_SV);
         vmbreak;
       }
       vmcase(BINARY_B) {
-        binary_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
+        binary_b(pc[1], pc[2], arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), meta + pc[6]);
         POLL();
         NEXT(BINARY_B);
         vmbreak;
       }
       vmcase(COMPARE_B) {
-        compare_b(pc[1], pc[2], arena, pc[3], pc[4], pc[5], meta + pc[6]);
+        compare_b(pc[1], pc[2], arena, RD(pc[3], 1), RD(pc[4], SZ(pc[2])), RD(pc[5], SZ(pc[2])), meta + pc[6]);
         POLL();
         NEXT(COMPARE_B);
         vmbreak;
       }
       vmcase(LOGIC_B) {
-        logic_b(pc[1], arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        logic_b(pc[1], arena, RD(pc[2], 1), RD(pc[3], 1), RD(pc[4], 1), meta + pc[5]);
         POLL();
         NEXT(LOGIC_B);
         vmbreak;
       }
       vmcase(NOT_V) {
-        uint8_t *po = (uint8_t *)arena + pc[1];
-        const uint8_t *pa = B + pc[2];
+        uint8_t *po = (uint8_t *)arena + RD(pc[1], 1);
+        const uint8_t *pa = B + RD(pc[2], 1);
         for (int64_t i = 0; i < pc[3]; i++) po[i] = !pa[i];
         POLL();
         NEXT(NOT_V);
         vmbreak;
       }
       vmcase(WHERE_B) {
-        where_b(pc[1], arena, pc[2], pc[3], pc[4], pc[5], meta + pc[6]);
+        where_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], 1), RD(pc[4], SZ(pc[1])), RD(pc[5], SZ(pc[1])),
+                meta + pc[6]);
         POLL();
         NEXT(WHERE_B);
         vmbreak;
       }
       vmcase(CAST_V) {
-        cast_v(pc[1], pc[2], arena, pc[3], pc[4], pc[5]);
+        cast_v(pc[1], pc[2], arena, RD(pc[3], SZ(pc[1])), RD(pc[4], SZ(pc[2])), pc[5]);
         POLL();
         NEXT(CAST_V);
         vmbreak;
       }
       vmcase(ZERO_V) {
-        memset(arena + (int64_t)pc[2] * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
+        memset(arena + RD(pc[2], SZ(pc[1])) * dtype_size[pc[1]], 0, (size_t)pc[3] * dtype_size[pc[1]]);
         POLL();
         NEXT(ZERO_V);
         vmbreak;
       }
       vmcase(COPY_V) {
         const int64_t size = dtype_size[pc[1]];
-        memmove(arena + pc[2] * size, arena + pc[3] * size, (size_t)(pc[4] * size));
+        memmove(arena + RD(pc[2], size) * size, arena + RD(pc[3], size) * size, (size_t)(pc[4] * size));
         POLL();
         NEXT(COPY_V);
         vmbreak;
       }
       vmcase(STRIDED_B) {
-        strided_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        strided_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(STRIDED_B);
         vmbreak;
       }
       vmcase(GATHER_V) {
-        gather_v(pc[1], arena, pc[2], pc[3], pc[4], p->index + pc[5], pc[6]);
+        gather_v(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), pc[4], p->index + pc[5], pc[6]);
         POLL();
         NEXT(GATHER_V);
         vmbreak;
       }
       vmcase(SCATTER_SET_V) {
-        scatter_set_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
+        scatter_set_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
         POLL();
         NEXT(SCATTER_SET_V);
         vmbreak;
       }
       vmcase(SCATTER_ADD_V) {
-        scatter_add_v(pc[1], arena, pc[2], pc[3], p->index + pc[4], pc[5], pc[6]);
+        scatter_add_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
         POLL();
         NEXT(SCATTER_ADD_V);
         vmbreak;
       }
       vmcase(STRIDED_SET_B) {
-        strided_set_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        strided_set_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(STRIDED_SET_B);
         vmbreak;
       }
       vmcase(STRIDED_ADD_B) {
-        strided_add_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        strided_add_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(STRIDED_ADD_B);
         vmbreak;
@@ -232,42 +314,47 @@ int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_p
       vmcase(REDUCE_B) {
         const int64_t *d = meta + pc[5];
         if (pc[1] == FN_SUM && pc[2] == DT_F64 && d[0] == 1 && d[2] == 0 && d[3] == 1) {
-          D[pc[3]] = sum_contiguous_d(D + pc[4], d[1]);  /* a full sum to one value */
+          D[RD(pc[3], 8)] = sum_contiguous_d(D + RD(pc[4], 8), d[1]);  /* a full sum to one value */
         } else {
-          reduce_b(pc[1], pc[2], arena, pc[3], pc[4], d);
+          reduce_b(pc[1], pc[2], arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), d);
         }
         POLL();
         NEXT(REDUCE_B);
         vmbreak;
       }
       vmcase(CUMSUM_B) {
-        cumsum_b(pc[1], arena, pc[2], pc[3], meta + pc[4]);
+        cumsum_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
         NEXT(CUMSUM_B);
         vmbreak;
       }
       vmcase(MATMUL_B) {
-        matmul_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        matmul_b(pc[1], la, arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), RD(pc[4], SZ(pc[1])), meta + pc[5]);
         POLL();
         NEXT(MATMUL_B);
         vmbreak;
       }
       vmcase(SOLVE_B) {
-        const int status = solve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
+        const int status = solve_b(pc[1], la, arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])),
+                                   RD(pc[4], SZ(pc[1])), meta + pc[5], pc[6], pc[7]);
         if (status != FASTAD_VM_OK) return status;
         POLL();
         NEXT(SOLVE_B);
         vmbreak;
       }
       vmcase(SLOGDET_B) {
-        slogdet_b(pc[1], pc[2], la, arena, pc[3], pc[4], meta + pc[5], pc[6], pc[7]);
+        slogdet_b(pc[1], pc[2], la, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), meta + pc[5], pc[6], pc[7]);
         POLL();
         NEXT(SLOGDET_B);
         vmbreak;
       }
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
-        fused(pc[1], arena, meta + pc[2], pc[3],
+        int64_t desc_buf[FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * FASTAD_FUSED_MAX_SLOTS +
+                         FASTAD_FUSED_STEP_WORDS * FASTAD_FUSED_MAX_STEPS];
+        const int64_t *desc =
+            bound.n ? fused_desc(&bound, meta + pc[2], SZ(pc[1]), desc_buf) : meta + pc[2];
+        fused(pc[1], arena, desc, pc[3],
               ps->poll != NULL && pc[3] >= POLL_BLOCKS * FUSED_BLOCK ? ps : NULL);
         if (ps->stop) return FASTAD_VM_INTERRUPTED;
         POLL();

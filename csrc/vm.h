@@ -94,7 +94,23 @@ typedef struct {
   const int64_t *index;  /* gather/scatter indices, all validated in range */
   int64_t index_len;
   int64_t arena_bytes;   /* the arena every run needs, a multiple of FASTAD_ARENA_ALIGN */
+  /* Inputs read in place and outputs written in place: the program
+   * addresses segment k as bytes [bound[3k], bound[3k] + bound[3k + 1]),
+   * writable if bound[3k + 2] is 1 (an output, a fresh array of the caller's)
+   * and only read if it is 0 (an input, the caller's array).  Segments lie at
+   * or past arena_bytes, sorted, disjoint, FASTAD_ARENA_ALIGN-aligned, ending
+   * by arena_bytes + bound_bytes.  A run maps each onto the caller's array
+   * (fastad_vm_run_bound); the validator lets only the opcodes
+   * fastad_maps_bound names use them. */
+  const int64_t *bound;
+  int64_t num_bound;
+  int64_t bound_bytes;
 } fastad_program;
+
+/* 1 if the dispatch loop maps opcode op's arena operands in bound segments
+ * onto the caller's arrays (every array opcode but the ones added after
+ * bound segments were); scalar opcodes and GUARD never use one. */
+int fastad_maps_bound(int op);
 
 /* Check every instruction of p against its own pools and arena size.
  * Returns 0 if p is safe to run; otherwise writes a message to err. */
@@ -149,9 +165,19 @@ typedef struct {
 #define FASTAD_POLL_FIRST_MS 20
 #define FASTAD_POLL_EVERY_MS 25
 
-/* fastad_vm_run, polling as above unless poll is NULL. */
+/* fastad_vm_run, polling as above unless poll is NULL.  The bound inputs'
+ * segments (if any) are then part of the arena: arena holds arena_bytes +
+ * bound_bytes bytes, the inputs copied in at their segments. */
 int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *linalg, void *arena,
                          const fastad_poll *poll);
+
+/* fastad_vm_run_polled, with bound segment k at inputs[k] (num_bound
+ * pointers, each aligned to 8 bytes, to at least bound[3k + 1] bytes: the
+ * caller's arrays, which nothing else writes during the run, distinct for
+ * writable segments); the arena holds arena_bytes only.  A NULL inputs[k]
+ * means the segment is in the arena, as above. */
+int fastad_vm_run_bound(const fastad_program *p, const fastad_linalg *linalg, void *arena,
+                        const void *const *inputs, const fastad_poll *poll);
 
 /* Tables for the drift tests (csrc/tables.c): names in enum order, arities,
  * dtype sizes, descriptor lengths. */

@@ -374,7 +374,7 @@ def test_corrupt_programs_are_rejected_not_run():
         elif len(index):
             index[rng.integers(len(index))] = rng.choice([-1, 10, 2**40])
         hostile = type(program)(code, meta, index, program.const_image, program.arena_bytes,
-                                program.inputs, program.outputs)
+                                program.inputs, program.outputs, bound_bytes=program.bound_bytes)
         try:
             exe = c_backend.Executable(hostile)
         except TapeError:
@@ -422,7 +422,7 @@ def test_corrupt_fused_programs_are_rejected_not_run():
                 code[rng.integers(len(code))] = rng.choice([-1, 0, 1, 3, 2**20, 2**31 - 1,
                                                             rng.integers(-100, 100)])
         hostile = type(program)(code, meta, program.index, program.const_image,
-                                program.arena_bytes, program.inputs, program.outputs)
+                                program.arena_bytes, program.inputs, program.outputs, bound_bytes=program.bound_bytes)
         try:
             exe = c_backend.Executable(hostile)
         except TapeError:
@@ -519,7 +519,7 @@ def _moved(program, pc, region, target):
     else:  # slot s of a FUSED descriptor: (kind, offset) pairs after 3 words
         meta[code[pc + 2] + 3 + 2 * (-1 - operand) + 1] += step
     return type(program)(code, meta, program.index, program.const_image, program.arena_bytes,
-                         program.inputs, program.outputs)
+                         program.inputs, program.outputs, bound_bytes=program.bound_bytes)
 
 
 def _overlap_cases(program, pc, regions, fraction):
@@ -540,12 +540,15 @@ def _overlap_cases(program, pc, regions, fraction):
 
 def _check_overlap_rejected(program, pc, region, target, exact, args=None):
     hostile = _moved(program, pc, region, target)
-    if exact:  # an in-place elementwise step: valid, and it runs
+    inside = target + region[2] <= program.arena_bytes
+    in_output = any(off <= target < off + np.dtype(dt).itemsize * int(np.prod(shape))
+                    for off, dt, shape in program.outputs if off >= program.arena_bytes)
+    if exact and (inside or in_output):  # an in-place elementwise step: valid, and it runs
+        # (onto an input read in place it is a write into the caller's array)
         exe = c_backend.Executable(hostile)
         if args is not None:
             exe.run(args)
         return
-    inside = target + region[2] <= program.arena_bytes
     with pytest.raises(TapeError, match="overlaps|reaches" if inside else "invalid program"):
         c_backend.Executable(hostile)
 
@@ -610,7 +613,7 @@ def _repeated(program, times):
     same results, ``times`` times the work (a long call traced in no time)."""
     code = np.concatenate([program.code[:-1]] * times + [program.code[-1:]])
     return type(program)(code, program.meta, program.index, program.const_image,
-                         program.arena_bytes, program.inputs, program.outputs)
+                         program.arena_bytes, program.inputs, program.outputs, bound_bytes=program.bound_bytes)
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
@@ -646,3 +649,177 @@ def test_runs_off_the_main_thread_do_not_poll_and_still_work():
     worker.start()
     worker.join()
     np.testing.assert_array_equal(got[0], want)
+
+
+# -- inputs read in place, outputs written in place ------------------------------------------
+def _in_place_cases():
+    """(f, argument shapes): programs that read their array inputs with every
+    kind of opcode the VM maps onto bound inputs, and some that cannot bind
+    one (an element read by a scalar opcode, an input returned)."""
+    return [
+        (lambda x, M: np.sum(np.sin(M @ x)) + M.T @ x[:3], [(5,), (3, 5)]),
+        (lambda x, M: (M * x).sum(axis=0) - np.cumsum(x), [(5,), (3, 5)]),
+        (lambda x, M: np.tanh(M[:, ::2]) @ x[1::2], [(4,), (3, 8)]),
+        (lambda x, M: np.where(x > 0.0, x, -x) * M[1], [(6,), (2, 6)]),
+        (lambda x, M: x[0] * x[1] + M, [(4,), (2, 2)]),
+        (lambda x, M: (x, M.T @ M), [(3,), (4, 3)]),
+        (lambda x, M: np.linalg.solve(M @ M.T + 4.0 * np.eye(3), x[:3]), [(3,), (3, 3)]),
+        (lambda x, M: x[np.array([2, 0, 2])] + M.reshape(-1)[:3] ** 2, [(3,), (1, 3)]),
+    ]
+
+
+def _layout(a, kind, rng):
+    """a as the caller might pass it: contiguous, strided, Fortran order,
+    misaligned (not on an 8-byte boundary), or read-only; equal values."""
+    if kind == "strided":
+        big = np.empty((2,) + a.shape, a.dtype)
+        big[0] = a
+        return big[0] if a.ndim == 0 else np.stack([a, a], axis=-1)[..., 0]
+    if kind == "fortran":
+        return np.asfortranarray(a)
+    if kind == "misaligned":
+        raw = bytearray(a.nbytes + 8)
+        out = np.frombuffer(raw, dtype=a.dtype, count=a.size,
+                            offset=1 + int(rng.integers(3))).reshape(a.shape)
+        out[...] = a
+        return out
+    if kind == "readonly":
+        out = a.copy()
+        out.flags.writeable = False
+        return out
+    return a.copy()
+
+
+LAYOUTS = ["contiguous", "strided", "fortran", "misaligned", "readonly"]
+
+
+@EXAMPLES
+@given(case=st.integers(0, len(_in_place_cases()) - 1), dtype=st.sampled_from(DTYPES),
+       layouts=st.lists(st.sampled_from(LAYOUTS), min_size=2, max_size=2),
+       grad=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_inputs_in_any_layout_are_read_in_place_or_copied(case, dtype, layouts, grad, seed):
+    """Every layout of every argument gives the reference interpreter's
+    results, whether the program reads it in place or copies it; the
+    caller's arrays are never written; results do not share memory with the
+    arguments or with each other, and the next call does not change them."""
+    f, shapes = _in_place_cases()[case]
+    rng = np.random.default_rng(seed)
+    args = [rng.uniform(-1.0, 1.0, s).astype(dtype) for s in shapes]
+    if grad:
+        g = fa.compile(lambda x, M: fnp.sum(fnp.sin(fa.numpy.hstack(
+            [fnp.ravel(o) for o in (f(x, M) if isinstance(f(x, M), tuple) else (f(x, M),))]))),
+            argnums=(0, 1), backend="numpy")
+        g(*args)
+        tape = g.tape
+    else:
+        tape = fa.make_tape(f)(*args)
+    exe = c_backend.build(tape)
+    want = reference.evaluate(tape, args)
+    passed = [_layout(a, kind, rng) for a, kind in zip(args, layouts)]
+    before = [p.copy() for p in passed]
+    got = exe.run(passed)
+    assert_same(got, want, args)
+    for p, b in zip(passed, before):
+        np.testing.assert_array_equal(p, b)
+    fast = exe.run_args(tuple(passed), -1)
+    if all(p.flags.c_contiguous for p in passed):  # else the caller converts first
+        assert_same([np.asarray(r) for r in fast], want, args)
+    # results own their memory: a second call with other values leaves them be
+    kept = [np.array(r, copy=True) for r in got]
+    exe.run([-a for a in args])
+    for r, k in zip(got, kept):
+        np.testing.assert_array_equal(r, k)
+        for p in passed:
+            assert not np.shares_memory(r, p)
+    for i, r in enumerate(got):
+        for s in got[i + 1:]:
+            assert not (r.size and s.size and np.shares_memory(r, s))
+
+
+@EXAMPLES
+@given(dtype=st.sampled_from(DTYPES), n=st.integers(2, 300), seed=st.integers(0, 2 ** 16))
+def test_the_same_array_twice_and_arrays_mutated_between_calls(dtype, n, seed):
+    """One array passed as both arguments, then mutated in place between
+    calls: each call sees the values at its time, as the reference does."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, n).astype(dtype)
+    f = lambda a, b: (np.sin(a) * b[::-1], np.sum(a * b))  # noqa: E731
+    tape = fa.make_tape(f)(x, x)
+    exe = c_backend.build(tape)
+    for _ in range(3):
+        assert_same(exe.run([x, x]), reference.evaluate(tape, [x.copy(), x.copy()]), [x])
+        assert_same([np.asarray(r) for r in exe.run_args((x, x), -1)],
+                    reference.evaluate(tape, [x, x]), [x])
+        x *= -1.5
+        x += 0.25
+
+
+def test_array_inputs_and_outputs_are_bound_and_scalar_uses_are_not():
+    """The lowering binds array inputs and results that are whole buffers; an
+    input an element of which feeds a scalar opcode is copied instead."""
+    x, M = rand((50,)), rand((20, 50), seed=1)
+    program = lower(fa.make_tape(lambda x, M: (M @ x, np.sin(x)))(x, M))
+    assert all(p.offset >= program.arena_bytes for p in program.inputs)
+    assert all(p.offset >= program.arena_bytes for p in program.outputs)
+    scalar = lower(fa.make_tape(lambda x, M: x[0] * x[1] + M)(x, M))
+    assert scalar.inputs[0].offset < scalar.arena_bytes <= scalar.inputs[1].offset
+    unbound = lower(fa.make_tape(lambda x, M: M @ x)(x, M), bind_inputs=False)
+    assert all(p.offset < unbound.arena_bytes for p in unbound.inputs + unbound.outputs)
+
+
+def test_the_lowering_and_the_vm_agree_on_opcodes_that_map_bound_segments():
+    from fastad.backends import _vm
+    from fastad.backends.lower import MAPS_BOUND, NARGS
+    assert {op for op in range(len(NARGS)) if _vm.maps_bound(op)} == set(MAPS_BOUND)
+
+
+def _with(program, **changes):
+    import dataclasses
+    return dataclasses.replace(program, **changes)
+
+
+def test_programs_misusing_bound_segments_are_rejected():
+    """Hostile programs: a write into an input read in place, a scalar opcode
+    or an operand anchored outside its segment reading one, segments that
+    overlap or leave the declared space: each refused by validation."""
+    x, M = rand((8,)), rand((4, 8), seed=1)
+    program = lower(fa.make_tape(lambda x, M: np.exp(M @ x) + np.sum(x))(x, M))
+    c_backend.Executable(program)  # valid as lowered
+    seg = program.inputs[0].offset // 8
+    for pc, name, words in program.instructions():
+        kinds = TABLES_OPCODES[name]
+        for k, kind in enumerate(kinds):
+            if kind == "o" and name != "FUSED":  # write into the bound input x
+                code = program.code.copy()
+                code[pc + 1 + k] = seg
+                with pytest.raises(TapeError, match="invalid program"):
+                    c_backend.Executable(_with(program, code=code))
+    # a scalar opcode reading a bound input
+    tape = fa.make_tape(lambda a, b: a * b)(1.0, 2.0)
+    scalar = lower(tape)
+    code = scalar.code.copy()
+    assert TABLES_OPCODES_NAME[code[0]] == "MUL_S"
+    code[3] = scalar.arena_bytes // 8
+    hostile = _with(scalar, code=code, bound_bytes=64,
+                    inputs=[scalar.inputs[0]._replace(offset=scalar.arena_bytes),
+                            scalar.inputs[1]])
+    with pytest.raises(TapeError, match="invalid program"):
+        c_backend.Executable(hostile)
+    # segments past the declared bytes, overlapping, or misaligned
+    for bound_bytes, shift in ((program.bound_bytes - 64, 0), (program.bound_bytes, 8)):
+        inputs = [program.inputs[0]._replace(offset=program.inputs[0].offset + shift),
+                  *program.inputs[1:]]
+        with pytest.raises(TapeError, match="invalid program"):
+            c_backend.Executable(_with(program, inputs=inputs, bound_bytes=bound_bytes))
+    inputs = [program.inputs[0], program.inputs[1]._replace(offset=program.inputs[0].offset)]
+    with pytest.raises(TapeError, match="invalid program"):
+        c_backend.Executable(_with(program, inputs=inputs))
+
+
+def _opcode_tables():
+    from fastad.backends.lower import TABLES
+    return ({name: kinds for name, _n, kinds, _c in TABLES["OPCODES"]},
+            [name for name, *_ in TABLES["OPCODES"]])
+
+
+TABLES_OPCODES, TABLES_OPCODES_NAME = _opcode_tables()

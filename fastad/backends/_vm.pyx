@@ -1,11 +1,13 @@
 # cython: language_level=3, boundscheck=False, wraparound=False
 """The C virtual machine, wrapped: `Executable` runs a lowered `Program`.
 
-Per call: inputs are checked (dtype, shape, contiguity) and copied into an
-arena taken from a pool, the VM runs with the GIL released, and outputs are
-copied into new NumPy arrays.  Arenas are per call, so one Executable may be
-called from many threads at once; in the steady state a call allocates only
-its output arrays.
+Per call: inputs are checked (dtype, shape, contiguity); array inputs the
+program reads in place are passed to the VM as pointers (bound segments,
+vm.h), the others copied into an arena taken from a pool; outputs the
+program writes in place are new arrays the VM writes, the others copied out
+of the arena; the VM runs with the GIL released.  Arenas and pointer tables
+are per call, so one Executable may be called from many threads at once; in
+the steady state a call allocates only its output arrays.
 """
 cimport numpy as cnp
 from libc.stdint cimport int32_t, int64_t, uintptr_t
@@ -51,6 +53,9 @@ cdef extern from "vm.h" nogil:
         const int64_t *index
         int64_t index_len
         int64_t arena_bytes
+        const int64_t *bound
+        int64_t num_bound
+        int64_t bound_bytes
 
     int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len)
     ctypedef struct fastad_region:
@@ -66,6 +71,9 @@ cdef extern from "vm.h" nogil:
         void *ctx
     int fastad_vm_run_polled(const fastad_program *p, const fastad_linalg *linalg, void *arena,
                              const fastad_poll *poll)
+    int fastad_vm_run_bound(const fastad_program *p, const fastad_linalg *linalg, void *arena,
+                            const void *const *inputs, const fastad_poll *poll)
+    int fastad_maps_bound(int op)
 
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR, FASTAD_VM_INTERRUPTED
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
@@ -227,6 +235,29 @@ def threads():
     return fastad_vm_threads(), fastad_fused_parallel_min
 
 
+def maps_bound(int op):
+    """Whether the VM reads opcode ``op``'s arena operands from bound inputs
+    (inputs read in place, vm.h), for the drift test of the lowering's list."""
+    return bool(fastad_maps_bound(op))
+
+
+cdef object _bound_segments(program):
+    """The bound segments (vm.h), as an int64 array of (byte start, bytes,
+    writable) triples: the input ports (read only) and output ports (written)
+    past the arena."""
+    arena = int(program.arena_bytes)
+    spans = sorted((int(p[0]), int(p[1].itemsize * np.prod(p[2], dtype=np.int64)), writable)
+                   for ports, writable in ((program.inputs, 0), (program.outputs, 1))
+                   for p in ports if int(p[0]) >= arena)
+    return np.array(spans, dtype=np.int64).reshape(-1)
+
+
+cdef void _set_bound(fastad_program *prog, object segments, int64_t bound_bytes):
+    prog.num_bound = segments.size // 3
+    prog.bound = <const int64_t *>cnp.PyArray_DATA(<cnp.ndarray>segments) if segments.size else NULL
+    prog.bound_bytes = bound_bytes
+
+
 def regions(program, int64_t pc):
     """The arena regions the validator records for the instruction at word
     ``pc`` of ``program`` (a lowered Program), for tests: a list of
@@ -247,6 +278,8 @@ def regions(program, int64_t pc):
     prog.index = <const int64_t *>cnp.PyArray_DATA(index)
     prog.index_len = index.size
     prog.arena_bytes = int(program.arena_bytes)
+    segments = _bound_segments(program)
+    _set_bound(&prog, segments, int(getattr(program, "bound_bytes", 0)))
     n = fastad_vm_regions(&prog, pc, out, FASTAD_MAX_REGIONS, err, sizeof(err))
     if n < 0:
         raise TapeError("invalid program: " + err.decode(errors="replace"))
@@ -264,6 +297,7 @@ cdef class _Port:
     cdef readonly int typenum
     cdef readonly object dtype, shape, name
     cdef int ndim
+    cdef public Py_ssize_t bound  # its segment if read in place (vm.h), else -1
     cdef cnp.npy_intp dims[FASTAD_MAX_NDIM]
 
     def __init__(self, int64_t offset, dtype, shape, name):
@@ -278,6 +312,7 @@ cdef class _Port:
         for k in range(self.ndim):
             self.dims[k] = self.shape[k]
         self.nbytes = self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+        self.bound = -1
 
     cdef bint matches(self, object x):
         """x can be copied in as it is: right type, dtype, shape and layout."""
@@ -334,9 +369,9 @@ cdef class Executable:
     """A validated program with its arena pool.  `run(inputs)` -> outputs, or
     None when a guard recorded at trace time disagrees with these inputs."""
     cdef fastad_program prog
-    cdef object _code, _meta, _index, _const_image
-    cdef list _inputs, _outputs, _pool
-    cdef Py_ssize_t _ninputs
+    cdef object _code, _meta, _index, _const_image, _bound
+    cdef list _inputs, _outputs, _pool, _batch_pool, _bound_out, _bound_out_index
+    cdef Py_ssize_t _ninputs, _nbound, _nbound_out
     cdef readonly object program
 
     def __init__(self, program, input_names=None):
@@ -352,13 +387,24 @@ cdef class Executable:
         self.prog.index = <const int64_t *>cnp.PyArray_DATA(self._index)
         self.prog.index_len = self._index.size
         self.prog.arena_bytes = int(program.arena_bytes)
+        self._bound = _bound_segments(program)
+        _set_bound(&self.prog, self._bound, int(getattr(program, "bound_bytes", 0)))
         names = input_names or [f"argument {i}" for i in range(len(program.inputs))]
         self._inputs = [_Port(off, dt, shape, name)
                         for (off, dt, shape), name in zip(program.inputs, names)]
         self._outputs = [_Port(off, dt, shape, f"output {i}")
                          for i, (off, dt, shape) in enumerate(program.outputs)]
         self._ninputs = len(self._inputs)
+        starts = self._bound[::3].tolist()
+        for port in self._inputs + self._outputs:
+            if port.offset >= self.prog.arena_bytes and port.offset in starts:
+                port.bound = starts.index(port.offset)
+        self._nbound = len(starts)
+        self._bound_out_index = [i for i, p in enumerate(self._outputs) if p.bound >= 0]
+        self._bound_out = [self._outputs[i] for i in self._bound_out_index]
+        self._nbound_out = len(self._bound_out)
         self._pool = []
+        self._batch_pool = []  # arenas with the bound inputs' segments after them
         self._validate()
 
     cdef _validate(self):
@@ -368,8 +414,10 @@ cdef class Executable:
         if len(self._const_image) > self.prog.arena_bytes:
             raise TapeError("invalid program: constants larger than the arena")
         for port in self._inputs + self._outputs:
-            if (port.offset < 0 or port.offset % port.dtype.itemsize
-                    or port.offset + port.nbytes > self.prog.arena_bytes
+            inside = port.offset + port.nbytes <= self.prog.arena_bytes
+            if port.bound >= 0:  # in place: exactly its segment
+                inside = self._bound[3 * port.bound + 1] == port.nbytes
+            if (port.offset < 0 or port.offset % port.dtype.itemsize or not inside
                     or port.dtype.kind not in "fb"):
                 raise TapeError(f"invalid program: {port.name} at byte {port.offset} "
                                 f"({port.dtype}, {port.shape}) is not inside the arena")
@@ -383,8 +431,8 @@ cdef class Executable:
         if fastad_vm_validate(&self.prog, err, sizeof(err)) != 0:
             raise TapeError("invalid program: " + err.decode(errors="replace"))
 
-    cdef object _new_arena(self):
-        arena = np.empty(self.prog.arena_bytes + ARENA_ALIGN, dtype=np.uint8)
+    cdef object _new_arena(self, int64_t extra=0):
+        arena = np.empty(self.prog.arena_bytes + extra + ARENA_ALIGN, dtype=np.uint8)
         cdef char *base = self._aligned(arena)
         cdef const char *consts = self._const_image
         memcpy(base, consts, len(self._const_image))
@@ -431,16 +479,48 @@ cdef class Executable:
         cdef char *base
         cdef int status
         cdef const fastad_poll *poll
+        cdef const void *stack_bound[8]
+        cdef const void **bound = stack_bound
+        cdef void *data
+        cdef cnp.ndarray out
+        held = None  # aligned copies of inputs read in place, alive through the run
+        written = None  # outputs written in place: fresh arrays, by output index
+        asked = None  # output `which` if it is one of them
+        if self._nbound > 8:
+            bound = <const void **>malloc(self._nbound * sizeof(void *))
+            if bound == NULL:
+                raise MemoryError()
         arena = self._pool.pop() if self._pool else self._new_arena()
         base = self._aligned(arena)
         try:
             for i in range(self._ninputs):
                 port = <_Port>self._inputs[i]
-                fastad_copy(base + port.offset, cnp.PyArray_DATA(<cnp.ndarray>arrays[i]),
-                            port.nbytes)
+                data = cnp.PyArray_DATA(<cnp.ndarray>arrays[i])
+                if port.bound < 0:
+                    fastad_copy(base + port.offset, data, port.nbytes)
+                    continue
+                # read in place: the VM reads the caller's (C-contiguous, native)
+                # buffer; one not aligned to 8 bytes is copied first
+                if <uintptr_t>data & 7:
+                    copy = np.array(arrays[i], copy=True)
+                    held = [copy] if held is None else held + [copy]
+                    data = cnp.PyArray_DATA(<cnp.ndarray>copy)
+                bound[port.bound] = data
+            for i in range(self._nbound_out):
+                port = <_Port>self._bound_out[i]
+                out = cnp.PyArray_EMPTY(port.ndim, port.dims, port.typenum, 0)
+                bound[port.bound] = cnp.PyArray_DATA(out)
+                if which < 0:
+                    if written is None:
+                        written = [None] * len(self._outputs)
+                    written[self._bound_out_index[i]] = out
+                elif which == self._bound_out_index[i]:
+                    asked = out
+                else:  # not asked for: written to a scratch array
+                    held = [out] if held is None else held + [out]
             poll = _poll_here()
             with nogil:
-                status = fastad_vm_run_polled(&self.prog, &LINALG, base, poll)
+                status = fastad_vm_run_bound(&self.prog, &LINALG, base, bound, poll)
             if status == FASTAD_VM_INTERRUPTED:
                 _raise_interrupt()
             if status == FASTAD_VM_SINGULAR:
@@ -448,13 +528,22 @@ cdef class Executable:
             if status == FASTAD_VM_GUARD_FAILED:
                 return None
             if which >= 0:
+                if asked is not None:
+                    return asked
                 port = <_Port>self._outputs[which]
                 return self._result(port, base) if scalars else self._output(port, base)
-            if scalars:
-                return [self._result(<_Port>p, base) for p in self._outputs]
-            return [self._output(<_Port>p, base) for p in self._outputs]
+            results = []
+            for i in range(len(self._outputs)):
+                port = <_Port>self._outputs[i]
+                if port.bound >= 0:
+                    results.append(written[i])
+                else:
+                    results.append(self._result(port, base) if scalars else self._output(port, base))
+            return results
         finally:
             self._pool.append(arena)
+            if bound != stack_bound:
+                free(bound)
 
     def run_steps(self, list carry, list xs, list consts, Py_ssize_t length, list ys):
         """Run this program ``length`` times as a loop's body, the steps in C:
@@ -602,7 +691,10 @@ cdef class Executable:
             chunks = fastad_batch_chunks(&b)
             threads = <int>min(threads, chunks)
             status = np.empty(chunks, dtype=np.intc)
-            pool = [self._pool.pop() if self._pool else self._new_arena() for t in range(threads)]
+            # a batch copies every input into its arenas, the bound ones into
+            # their segments after the arena (the VM then reads them there)
+            pool = [self._batch_pool.pop() if self._batch_pool
+                    else self._new_arena(self.prog.bound_bytes) for t in range(threads)]
             arenas = <char **>malloc(threads * sizeof(char *))
             if arenas == NULL:
                 raise MemoryError()
@@ -615,7 +707,7 @@ cdef class Executable:
                         &b, arenas, threads, <int *>cnp.PyArray_DATA(<cnp.ndarray>status), poll)
             finally:
                 free(arenas)
-                self._pool.extend(pool)
+                self._batch_pool.extend(pool)
         finally:
             free(ports)
         # Also when every chunk had ended by the time the caller's poll saw the

@@ -7,6 +7,13 @@ allocated when its slot is defined and released after its last use, so
 slots whose lifetimes do not overlap share space.  A `Ref` names a place in
 a buffer (an alias is a Ref into another slot's buffer); buffers get their
 final byte addresses when the program is finished (`lower._Lowerer.finish`).
+
+An input read in place (`bound`) is a buffer outside the arena: the caller's
+array, which the program only reads.  It gets a segment past the arena's
+end (csrc/vm.h), never planner space, and is never updated in place.  An
+output's buffer is moved to such a segment once the program is complete
+(`written`): the VM writes the result into the array the call returns.  Its
+planner space stays in the arena but is never touched, so it costs no memory.
 """
 from __future__ import annotations
 
@@ -32,6 +39,13 @@ class _Buffer:
     const: bool
     addr: int = -1
     freed: bool = False
+    bound: bool = False    # in a segment past the arena: a caller's array
+    written: bool = False  # bound: an output, else an input (read only)
+
+    @property
+    def readonly(self) -> bool:
+        """Never written, never released: a constant or a bound input."""
+        return self.const or (self.bound and not self.written)
 
 
 class ArenaPlanner:

@@ -263,7 +263,7 @@ class Fusion:
             return False
         ref = lw.place(x)
         buf = lw.buffers[ref.buf]
-        if buf.const or buf.last_use > step or ref.buf in self.postponed_bufs:
+        if buf.readonly or buf.last_use > step or ref.buf in self.postponed_bufs:
             return False
         if _clashes((ref.buf, ref.offset + start, n * itemsize), self.reads):
             return None

@@ -22,6 +22,13 @@ Python scalar constants are stored in the dtype of the instruction they feed
 (NumPy 2, NEP 50).  Integer slots other than constant index arrays are not
 supported (`LoweringError`).  The names tests and tools read from here
 (`TABLES`, `OP`, `UNARY`, ..., `HOST_CALLS`, `ArenaPlanner`) are re-exported.
+
+Inputs read in place: an array input of more than one element is bound to
+the caller's array (a segment past the arena, `arena`) rather than copied
+into the arena, unless the program would write it, return it as an output,
+or read it with an opcode the VM does not map onto bound inputs (scalar
+opcodes, GUARD: `MAPS_BOUND`); those inputs are found in the finished
+program and the tape is lowered again with them copied.
 """
 from __future__ import annotations
 
@@ -47,6 +54,16 @@ __all__ = ["lower", "Program", "Port", "LoweringError", "ArenaPlanner", "rule_of
            "ARENA_ALIGN", "parse_opcodes_header"]
 
 
+# The opcodes whose arena operands the VM maps onto bound inputs and outputs
+# (csrc/vm.c, fastad_maps_bound; tests/test_vm.py checks the two agree).
+MAPS_BOUND = frozenset(OP[name] for name in (
+    "UNARY_V", "BINARY_VV", "BINARY_VS", "BINARY_SV", "BINARY_B", "COMPARE_B", "LOGIC_B",
+    "NOT_V", "WHERE_B", "CAST_V", "ZERO_V", "COPY_V", "STRIDED_B", "GATHER_V", "SCATTER_SET_V",
+    "SCATTER_ADD_V", "STRIDED_SET_B", "STRIDED_ADD_B", "REDUCE_B", "CUMSUM_B", "MATMUL_B",
+    "SOLVE_B", "SLOGDET_B", "FUSED"))
+_FUSED_WRITTEN_SLOTS = (2, 3)  # OUT, ACC (fuse.py)
+
+
 class _Slot(NamedTuple):
     """A slot's aval with its size computed once (lowering asks often)."""
     shape: tuple[int, ...]
@@ -55,8 +72,14 @@ class _Slot(NamedTuple):
 
 
 class _Lowerer:
-    def __init__(self, tape: Tape) -> None:
+    def __init__(self, tape: Tape, bind: frozenset[int] = frozenset(),
+                 bind_out: frozenset[int] = frozenset()) -> None:
         self.tape = tape
+        self.bind = bind            # input slots to read in place
+        self.bind_out = bind_out    # output slots to write in place
+        self.bound_top = 0          # bytes of their segments
+        # the bound input and output slots the program cannot use in place
+        self.unbindable: set[int] = set()
         self.avals = [_Slot(tuple(a.shape), np.dtype(a.dtype), math.prod(a.shape))
                       for a in tape.avals]
         self.consts = tape.consts
@@ -124,6 +147,34 @@ class _Lowerer:
         buf = _Buffer(nbytes, last_use, const=False, addr=self.planner.alloc(nbytes))
         self.buffers.append(buf)
         return Ref(len(self.buffers) - 1, 0)
+
+    def bind_input(self, slot: int) -> Ref:
+        """An input read in place: a segment past the arena, the caller's array."""
+        aval = self.avals[slot]
+        nbytes = aval.size * aval.dtype.itemsize
+        self.buffers.append(_Buffer(nbytes, END, const=False, addr=self.segment(nbytes),
+                                    bound=True))
+        ref = self.loc[slot] = Ref(len(self.buffers) - 1, 0)
+        return ref
+
+    def segment(self, nbytes: int) -> int:
+        """A new segment past the arena (offset from its end)."""
+        at = _round_up(self.bound_top, ARENA_ALIGN)
+        self.bound_top = at + nbytes
+        return at
+
+    def bind_outputs(self, output_refs: list[Ref]) -> None:
+        """Move each output's buffer that holds exactly that output, and no
+        other output, to a segment: the VM writes it into the returned array."""
+        owners = collections.Counter(r.buf for r in output_refs)
+        owners.update(self.loc[s].buf for s in self.tape.inputs)  # never an input's
+        for slot, ref in zip(self.tape.outputs, output_refs):
+            buf, aval = self.buffers[ref.buf], self.avals[slot]
+            if (slot in self.bind_out and owners[ref.buf] == 1 and ref.offset == 0
+                    and not buf.const and not buf.bound
+                    and buf.nbytes == aval.size * aval.dtype.itemsize):
+                buf.bound = buf.written = True
+                buf.addr = self.segment(buf.nbytes)
 
     def temp(self, nbytes: int) -> Ref:
         ref = self.new_buffer(nbytes, self.step)
@@ -228,7 +279,10 @@ class _Lowerer:
         kept = self.plan()
         for slot in self.tape.inputs:
             _check_dtype(self.avals[slot].dtype, slot)
-            self.define(slot)
+            if slot in self.bind and slot not in self.loc:
+                self.bind_input(slot)
+            else:
+                self.define(slot)
         fusion = Fusion(self) if fuse else None
         for k, ins in enumerate(kept):
             self.step = k
@@ -259,15 +313,19 @@ class _Lowerer:
             dying.add(self.loc[ins.out].buf)
         for b in dying:
             buf = self.buffers[b]
-            if not buf.const and not buf.freed and buf.last_use <= self.step:
+            if not buf.readonly and not buf.freed and buf.last_use <= self.step:
                 buf.freed = True
                 self.planner.release(buf.addr, buf.nbytes)
 
     def finish(self) -> Program:
         input_refs = [self.loc[s] for s in self.tape.inputs]
         output_refs = [self.read(s) for s in self.tape.outputs]  # may place constants
+        self.bind_outputs(output_refs)
         dynamic_base = _round_up(len(self.const_bytes), ARENA_ALIGN)
-        base = [b.addr if b.const else dynamic_base + b.addr for b in self.buffers]
+        arena = _round_up(dynamic_base + self.planner.top, ARENA_ALIGN)
+        base = [b.addr if b.const else arena + b.addr if b.bound else dynamic_base + b.addr
+                for b in self.buffers]
+        self.unbindable = self._unbindable(output_refs)
 
         def byte_addr(ref: Ref) -> int:
             return base[ref.buf] + ref.offset
@@ -281,8 +339,7 @@ class _Lowerer:
 
         code = np.array([resolve(w) for w in self.code], dtype=np.int32)
         meta = np.array([resolve(w) for w in self.meta], dtype=np.int64)
-        arena = _round_up(dynamic_base + self.planner.top, ARENA_ALIGN)
-        if arena // 8 >= 2 ** 31:
+        if (arena + self.bound_top) // 8 >= 2 ** 31:
             raise LoweringError(f"the program needs an arena of {arena} bytes; the VM "
                                 "addresses at most 16 GiB")
 
@@ -296,7 +353,32 @@ class _Lowerer:
         stats = {"instructions": sum(1 for _ in _walk(code)) - 1,
                  "tape_instructions": len(self.tape.instrs)}
         return Program(code, meta, index.astype(np.int64),
-                       bytes(self.const_bytes), arena, inputs, outputs, stats)
+                       bytes(self.const_bytes), arena, inputs, outputs, stats,
+                       _round_up(self.bound_top, ARENA_ALIGN))
+
+    def _unbindable(self, output_refs: list[Ref]) -> set[int]:
+        """The bound inputs the program writes, returns, or reads with an
+        opcode that cannot read them in place, and the bound outputs used by
+        such an opcode."""
+        slot_of = {self.loc[s].buf: s for s in self.tape.inputs
+                   if self.buffers[self.loc[s].buf].bound}
+        bad = {slot_of[r.buf] for r in output_refs if r.buf in slot_of}
+        slot_of.update((r.buf, s) for s, r in zip(self.tape.outputs, output_refs)
+                       if self.buffers[r.buf].written)
+        pc, code = 0, self.code
+        while pc < len(code):
+            op = code[pc]
+            kinds = TABLES["OPCODES"][op][2]
+            for kind, w in zip(kinds, code[pc + 1:pc + 1 + NARGS[op]]):
+                if type(w) is tuple and w[1].buf in slot_of and (op not in MAPS_BOUND or (
+                        kind == "o" and not self.buffers[w[1].buf].written)):
+                    bad.add(slot_of[w[1].buf])
+            pc += 1 + NARGS[op]
+        for prev, w in zip(self.meta, self.meta[1:]):  # FUSED slots: (kind, offset)
+            if (type(w) is tuple and w[1].buf in slot_of and prev in _FUSED_WRITTEN_SLOTS
+                    and not self.buffers[w[1].buf].written):
+                bad.add(slot_of[w[1].buf])
+        return bad
 
 
 def _swaps_last_two(perm: tuple[int, ...]) -> bool:
@@ -304,10 +386,22 @@ def _swaps_last_two(perm: tuple[int, ...]) -> bool:
     return n >= 2 and tuple(perm) == tuple(range(n - 2)) + (n - 1, n - 2)
 
 
-def lower(tape: Tape, fuse: bool = True) -> Program:
+def lower(tape: Tape, fuse: bool = True, bind_inputs: bool = True) -> Program:
     """Lower a tape to a program for the VM; ``fuse=False`` keeps every
-    elementwise instruction separate (no FUSED)."""
+    elementwise instruction separate (no FUSED); ``bind_inputs=False`` copies
+    every input into the arena (none is read in place)."""
     for aval in tape.avals:
         if aval.dtype.kind == "c":
             raise LoweringError(f"dtype {aval.dtype}: the VM has no complex numbers")
-    return _Lowerer(tape).run(fuse)
+    def arrays(slots: list[int]) -> frozenset[int]:
+        return frozenset(s for s in slots if bind_inputs and slots.count(s) == 1
+                         and s not in tape.consts and math.prod(tape.avals[s].shape) > 1
+                         and np.dtype(tape.avals[s].dtype).kind in "fb")
+
+    bind, bind_out = arrays(tape.inputs), arrays(tape.outputs) - set(tape.inputs)
+    lowerer = _Lowerer(tape, bind, bind_out)
+    program = lowerer.run(fuse)
+    if lowerer.unbindable:  # copy those; the others stay bound
+        program = _Lowerer(tape, bind - lowerer.unbindable,
+                           bind_out - lowerer.unbindable).run(fuse)
+    return program

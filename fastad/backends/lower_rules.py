@@ -416,7 +416,7 @@ def _updatable_copy(lw: _Lowerer, ins: Instr, x: int, read_bufs: set[int]) -> Re
     if x not in lw.consts and lw.avals[x].dtype == dtype:
         ref = lw.place(x)
         buf = lw.buffers[ref.buf]
-        if not buf.const and buf.last_use <= lw.step and ref.buf not in read_bufs:
+        if not buf.readonly and buf.last_use <= lw.step and ref.buf not in read_bufs:
             lw.alias(ins.out, ref)
             return ref
     o = lw.define(ins.out)

@@ -36,6 +36,9 @@ class Program:
     inputs: list[Port]
     outputs: list[Port]
     stats: dict[str, int] = field(default_factory=dict)
+    # bytes past the arena addressed by inputs read in place: an input port
+    # at or past arena_bytes is bound to the caller's array (csrc/vm.h)
+    bound_bytes: int = 0
 
     @property
     def peak_arena_bytes(self) -> int:
@@ -56,7 +59,8 @@ class Program:
                  f"(constants {len(self.const_image)}), {len(self.meta)} descriptor words, "
                  f"{len(self.index)} indices"]
         for i, p in enumerate(self.inputs):
-            lines.append(f"  input {i}: {p.dtype.name}{list(p.shape)} at byte {p.offset}")
+            where = " (read in place)" if p.offset >= self.arena_bytes else ""
+            lines.append(f"  input {i}: {p.dtype.name}{list(p.shape)} at byte {p.offset}{where}")
         for pc, name, words in self.instructions():
             kinds = TABLES["OPCODES"][OP[name]][2]
             if name == "FUSED":
