@@ -9,7 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
@@ -450,3 +450,23 @@ def test_an_empty_scan_gives_the_initial_carry_and_empty_stacked_outputs():
     np.testing.assert_array_equal(g(np.ones(3)), np.ones(3))
     f = lambda xs: np.sum(fa.scan(lambda c, x: (c + x, c * x), np.ones(2), xs)[1]) + 1.0
     assert fa.grad(f)(np.zeros((0, 2))).shape == (0, 2)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C VM is not built")
+@settings(max_examples=10, deadline=None)
+@given(n=st.integers(2, 6), length=st.integers(0, 5))
+def test_run_steps_needs_a_program_whose_ports_live_in_the_arena(n, length):
+    """A program that reads its inputs in place has ports outside its arena,
+    where the steps' copies would land: run_steps refuses it, and the body a
+    loop builds has none."""
+    from fastad.backends import c_backend
+    rng = np.random.default_rng(n)
+    c, xs = rng.standard_normal(n), rng.standard_normal((length, n))
+    tape = fa.make_tape(lambda c, x: np.sin(c) * 0.5 + x)(c, xs[0] if length else c)
+    with pytest.raises(ValueError, match="in place"):
+        c_backend.build(tape).run_steps([c], [xs], [], length, [])
+    final = c_backend.build(tape, bind_inputs=False).run_steps([c], [xs], [], length, [])[0]
+    want = c
+    for x in xs:
+        want = np.sin(want) * 0.5 + x
+    np.testing.assert_array_equal(final, want)

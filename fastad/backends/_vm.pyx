@@ -562,6 +562,9 @@ cdef class Executable:
         cdef int64_t carry_bytes = 0
         if nc + nx + nk != self._ninputs or nc + ny != len(self._outputs) or length < 0:
             raise ValueError("run_steps: the carry, xs, consts and ys do not fit the program")
+        if self._nbound:  # the steps copy rows into the arena, where bound ports are not
+            raise ValueError("run_steps: the program reads inputs or writes outputs in place; "
+                             "lower it with bind_inputs=False")
         for i in range(self._ninputs):
             port = <_Port>self._inputs[i]
             x = carry[i] if i < nc else (xs[i - nc] if i < nc + nx else consts[i - nc - nx])

@@ -26,9 +26,11 @@ except ImportError as _exc:  # the extension was not built
 __all__ = ["available", "build", "Program", "Executable", "tables"]
 
 
-def build(tape: Tape, input_names: Sequence[str] | None = None) -> "Executable":
+def build(tape: Tape, input_names: Sequence[str] | None = None,
+          bind_inputs: bool = True) -> "Executable":
     """Lower ``tape`` and wrap it for the VM.  ``Executable.run(inputs)`` returns
-    the outputs as NumPy arrays, or None when a guard fails."""
+    the outputs as NumPy arrays, or None when a guard fails.  ``bind_inputs=False``:
+    every input and output lives in the arena (what `Executable.run_steps` needs)."""
     if not available:
         raise ImportError(f"fastad's C backend is not built: {_import_error}")
-    return Executable(lower(tape), input_names)
+    return Executable(lower(tape, bind_inputs=bind_inputs), input_names)

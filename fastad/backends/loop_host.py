@@ -64,8 +64,10 @@ def _built(tape: Any, backend: ModuleType) -> tuple[Any, Any] | None:
     if module is not backend:  # values the VM does not hold (integers)
         return None
     try:
+        # one program runs its steps in the VM, which copies each step's rows
+        # into the arena: its inputs and outputs are not read in place
         exe = build_segments(tape, module, native_primitives(name_of(module))) \
-            if segmented else module.build(tape)
+            if segmented else module.build(tape, bind_inputs=False)
     except Exception:  # the VM refused it: the reference interpreter runs the loop
         return None
     return exe, tape
