@@ -1,0 +1,331 @@
+"""If-conversion: per-element branches of a loop become a ``where``.
+
+A loop ``for i: if p(x[i]): s = s + a(x[i]) else: s = s + b(x[i])`` records
+one guard per iteration and, per iteration, only the branch it took.  When
+the branch pattern changes between calls, every such guard makes the
+compiled function retrace.  This pass builds, from a trace A (the pattern
+of the call), the tape of the same loop with
+
+    s = s + where(p(x[i]), a(x[i]), b(x[i]))
+
+which holds for every pattern: both branches are computed, and ``where``
+selects the value and, in the reverse sweep, the derivative of the branch
+taken (its VJP gives the other branch exact zeros).
+
+The branch not taken is recorded by running the function again with the
+guards' outcomes forced (`core.guards.watching`): trace B takes the other
+branch at every per-element guard (a guard whose line is recorded at least
+MIN_RUN times), trace C at every other one.  The three traces are replayed
+into one recording with common subexpressions shared, and the value each
+chain link (`reroll._chains`: sums, writes and accumulations into an array)
+adds is replaced by a placeholder of its own.  The conversion holds only if
+
+- the three traces then agree on everything but those terms: the same
+  outputs, the same predicates for the per-element guards and the same other
+  guards (the branches change no shape, no write, no control flow, and the
+  rest of the loop reads their results only through the chain);
+- link k's term differs between A and B only at chains of one link per
+  per-element guard, where guard k selects it, and trace C (whose outcomes
+  differ from A's at every other element, so that each element sees both
+  outcomes of its neighbours) has at each link the term A or B recorded for
+  that outcome: what an element's branch computes depends on its own outcome
+  only;
+- the terms are computed by primitives whose derivative is finite wherever
+  their value is (polynomials, sin, cos, abs, division by constants), so the
+  zero cotangent the branch not taken receives stays zero; a guard checks at
+  each call that both branches' terms are finite (an overflow or a NaN in
+  the branch not taken would otherwise turn that zero into a NaN), and the
+  call then goes to the traces kept for that input.
+
+Otherwise the function keeps its guards.  Values are bit-identical to the
+branch taken: ``where`` copies the element.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..core.guards import GuardLog
+from ..core.registry import registry
+from ..core.tape import Instr, Tape, where as line_of
+from ..core.tracer import bind, recording
+from ..primitives.numpy_proxy import fnp
+from .reroll import MIN_RUN, _chains, _TapeIndex
+
+# primitives a converted branch may compute: their derivative is finite where
+# their value is (pow: by a constant integer exponent >= 1; div: by a constant)
+SAFE = frozenset({"add", "sub", "mul", "neg", "square", "abs", "sin", "cos", "take",
+                  "take_flat", "reshape", "broadcast_to", "astype", "positive", "pow", "div"})
+
+
+@dataclass
+class Converted:
+    """The forward tape with the per-element guards converted, and the source
+    lines of those guards (what ``cache_info()`` reports)."""
+    tape: Tape
+    lines: list[str]
+
+
+Rerun = Callable[[Sequence[bool]], tuple[Tape, GuardLog]]
+
+
+def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) -> Converted | None:
+    """``tape`` (trace A, outputs set, its guards in ``log``) with its
+    per-element guards converted to ``where``, or None if it has none or
+    they cannot be converted soundly.  ``rerun(forced)`` traces the function
+    again on ``examples`` with the guards' outcomes forced."""
+    if len(log.slots) < MIN_RUN:
+        return None
+    guard_line = {ins.out: ins.line for ins in tape.instrs if ins.out in set(log.slots)}
+    per_line = Counter(guard_line[s] for s in log.slots)
+    flip = [k for k, s in enumerate(log.slots) if per_line[guard_line[s]] >= MIN_RUN]
+    if not flip:
+        return None
+    outcomes = log.outcomes
+    forced_b = list(outcomes)
+    forced_c = list(outcomes)
+    for rank, k in enumerate(flip):
+        forced_b[k] = not outcomes[k]
+        if rank % 2 == 0:
+            forced_c[k] = not outcomes[k]
+    try:
+        tape_b, log_b = rerun(forced_b)
+        tape_c, log_c = rerun(forced_c)
+    except Exception:  # the untaken branch fails in Python: keep the guards
+        return None
+    if log_b.outcomes != forced_b or log_c.outcomes != forced_c:
+        return None  # a branch changed how many guards the loop records
+    union = _Union(examples)
+    traces = [union.add(t, lg, flip) for t, lg in ((tape, log), (tape_b, log_b), (tape_c, log_c))]
+    plan = _plan(union, traces, outcomes, forced_c, flip)
+    if plan is None:
+        return None
+    lines = sorted({line_of(guard_line[log.slots[k]]) for k in flip})
+    return _emit(union, traces[0], plan, examples, lines, guard_line[log.slots[flip[0]]])
+
+
+# -- the three traces in one recording -------------------------------------------------
+class _Trace:
+    """One trace replayed into the union: its outputs, the predicates of its
+    per-element guards, its other guards, and per chain the term of each link."""
+
+    def __init__(self) -> None:
+        self.outputs: list[Any] = []
+        self.preds: list[Any] = []
+        self.kept: list[tuple[Any, Any]] = []
+        self.chains: list[tuple[str, list[Any]]] = []
+        self.ok = True
+
+
+class _Union:
+    """Traces replayed into one graph, each instruction a node once per
+    distinct (primitive, parameters, arguments): what the traces compute
+    alike is one node.  Values are ('t', input number), ('n', node),
+    ('c', constant key) or, for chain link k's term, the placeholder
+    ('p', chain, k)."""
+
+    def __init__(self, examples: Sequence[Any]) -> None:
+        self.examples = examples
+        self.memo: dict[Any, Any] = {}
+        self.consts: dict[Any, Any] = {}
+        self.producer: dict[Any, tuple[str, tuple[Any, ...], Any]] = {}
+        self.avals: dict[Any, Any] = {}
+
+    def const(self, value: Any) -> Any:
+        a = np.asarray(value)
+        key = ("c", type(value).__name__, a.dtype.str, a.shape, a.tobytes())
+        self.consts.setdefault(key, value)
+        return key
+
+    def add(self, tape: Tape, log: GuardLog, flip: list[int]) -> _Trace:
+        trace = _Trace()
+        ix = _TapeIndex(tape)
+        chains = [c for c in _chains(ix, exact_sums=False) if c.kind != "guard"]
+        placeholder: dict[int, Any] = {}
+        for c, chain in enumerate(chains):
+            trace.chains.append((chain.kind + str(len(chain.links)), [None] * len(chain.terms)))
+            for k, term in enumerate(chain.terms):
+                if term in placeholder:
+                    trace.ok = False  # one value added by two links: not a loop's terms
+                placeholder[term] = (c, k)
+        flipped = {log.slots[k] for k in flip}
+        env: dict[int, Any] = {}
+
+        def bind_slot(slot: int, v: Any) -> None:
+            found = placeholder.get(slot)
+            if found is not None:
+                c, k = found
+                trace.chains[c][1][k] = v
+                v = ("p", c, k)
+            env[slot] = v
+
+        for n, slot in enumerate(tape.inputs):
+            self.avals[("t", n)] = tape.avals[slot]
+            bind_slot(slot, ("t", n))
+        for slot, value in tape.consts.items():
+            bind_slot(slot, self.const(value))
+        for ins in tape.instrs:
+            args = tuple(env[s] for s in ins.ins)
+            if registry[ins.prim].effect == "guard":
+                if ins.out in flipped:
+                    trace.preds.append(args[0])
+                else:
+                    trace.kept.append((args[0], ins.params))
+                continue
+            key = (ins.prim, ins.params, args)
+            v = self.memo.get(key)
+            if v is None:
+                v = self.memo[key] = ("n", len(self.memo))
+                self.producer[v] = (ins.prim, args, ins.params)
+                self.avals[v] = tape.avals[ins.out]
+            bind_slot(ins.out, v)
+        trace.outputs = [env[s] for s in tape.outputs]
+        return trace
+
+
+# -- what to convert ---------------------------------------------------------------------
+@dataclass
+class _Plan:
+    """Per chain and link: (guard number, term if it holds, term if not), or
+    the single term when the traces agree on it."""
+    links: dict[tuple[int, int], tuple[int | None, Any, Any]]
+
+
+def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: list[bool],
+          flip: list[int]) -> _Plan | None:
+    a, b, c = traces
+    if not (a.ok and b.ok and c.ok):
+        return None
+    if not (a.outputs == b.outputs == c.outputs and a.preds == b.preds == c.preds
+            and a.kept == b.kept == c.kept and len(a.preds) == len(flip)):
+        return None
+    if [name for name, _ in a.chains] != [name for name, _ in b.chains] or \
+            [name for name, _ in a.chains] != [name for name, _ in c.chains]:
+        return None
+    links: dict[tuple[int, int], tuple[int | None, Any, Any]] = {}
+    checked: set[Any] = set()
+    for n, ((_, terms_a), (_, terms_b), (_, terms_c)) in enumerate(zip(a.chains, b.chains,
+                                                                       c.chains)):
+        if terms_a == terms_b:
+            if terms_c != terms_a:
+                return None
+            links.update(((n, k), (None, t, t)) for k, t in enumerate(terms_a))
+            continue
+        if len(terms_a) != len(flip):
+            return None  # not one link per per-element guard
+        for k, (ta, tb, tc) in enumerate(zip(terms_a, terms_b, terms_c)):
+            guard = flip[k]
+            if tc != (ta if forced_c[guard] == outcomes[guard] else tb):
+                return None  # the branch depends on more than its own outcome
+            if ta == tb:
+                links[(n, k)] = (None, ta, ta)
+                continue
+            if not (_safe(union, ta, checked) and _safe(union, tb, checked)):
+                return None
+            if _aval(union, ta) != _aval(union, tb):
+                return None
+            taken, other = (ta, tb) if outcomes[guard] else (tb, ta)
+            links[(n, k)] = (k, taken, other)
+    return _Plan(links)
+
+
+def _aval(union: _Union, v: Any) -> Any:
+    if v[0] == "c":
+        value = np.asarray(union.consts[v])
+        return (value.shape, value.dtype)
+    return union.avals[v]
+
+
+def _safe(union: _Union, root: Any, checked: set[Any]) -> bool:
+    """Is every primitive below ``root`` (down to inputs, constants and
+    placeholders) one whose derivative is finite where its value is?"""
+    stack = [root]
+    while stack:
+        v = stack.pop()
+        if v[0] != "n" or v in checked:
+            continue
+        checked.add(v)
+        prim, args, _ = union.producer[v]
+        if prim not in SAFE:
+            return False
+        if prim == "pow" and not _constant_integer_exponent(union, args[1]):
+            return False
+        if prim == "div" and args[1][0] != "c":
+            return False
+        stack.extend(args)
+    return True
+
+
+def _constant_integer_exponent(union: _Union, v: Any) -> bool:
+    if v[0] != "c":
+        return False
+    e = np.asarray(union.consts[v])
+    return e.size == 1 and bool(np.isfinite(e)) and float(e) == round(float(e)) and float(e) >= 1
+
+
+# -- the converted tape ------------------------------------------------------------------
+def _emit(union: _Union, a: _Trace, plan: _Plan, examples: Sequence[Any],
+          lines: list[str], line: Any) -> Converted | None:
+    """Record trace A's outputs afresh with each placeholder computed as its
+    term, a ``where`` of the two branches' where they differ, and a guard that
+    every branch's term is finite."""
+    with recording() as builder:
+        inputs = [builder.new_input(v) for v in examples]
+        env: dict[Any, Any] = {("t", n): new for n, new in enumerate(inputs)}
+        check: list[Any] = [0.0]
+
+        def ready(v: Any) -> bool:
+            return v in env or v[0] == "c"
+
+        def get(v: Any) -> Any:
+            return union.consts[v] if v[0] == "c" else env[v]
+
+        def children(v: Any) -> list[Any]:
+            if v[0] == "p":
+                guard, taken, other = plan.links[(v[1], v[2])]
+                kids = [taken, other]
+                return kids + [a.preds[guard]] if guard is not None else kids
+            return list(union.producer[v][1])
+
+        def compute(v: Any) -> Any:
+            if v[0] == "p":
+                guard, taken, other = plan.links[(v[1], v[2])]
+                if guard is None:
+                    return get(taken)
+                t, f = get(taken), get(other)
+                check[0] = check[0] + _nonfinite(t, f)
+                return fnp.where(get(a.preds[guard]), t, f)
+            prim, args, params = union.producer[v]
+            return bind(registry[prim], *(get(x) for x in args), **dict(params))
+
+        for root in [*a.outputs, *(p for p, _ in a.kept)]:
+            stack = [root]
+            while stack:  # iteratively: chains are as long as loops
+                v = stack[-1]
+                if ready(v):
+                    stack.pop()
+                    continue
+                pending = [k for k in children(v) if not ready(k)]
+                if pending:
+                    stack.extend(reversed(pending))
+                    continue
+                env[v] = compute(stack.pop())
+        for pred, params in a.kept:
+            bind(registry["guard"], get(pred), **dict(params))
+        builder.line_override = line  # the finiteness guard belongs to the converted `if`
+        finite = bind(registry["eq"], check[0], 0.0)
+        if not bool(np.asarray(getattr(finite, "value", finite))):
+            return None  # a branch's term is not finite at this input: keep the guards
+        if finite is not check[0] and hasattr(finite, "value"):
+            bind(registry["guard"], finite, expected=True)
+        builder.tape.outputs = [builder.slot_of(get(v)) for v in a.outputs]
+    return Converted(builder.tape, lines)
+
+
+def _nonfinite(t: Any, f: Any) -> Any:
+    """0 if both terms are finite (everywhere), NaN otherwise."""
+    z = t * 0.0 + f * 0.0
+    return fnp.sum(z) if np.ndim(getattr(z, "value", z)) else z
