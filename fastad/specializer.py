@@ -527,20 +527,21 @@ class Specializer:
     def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool,
                convert: bool = False) -> Entry:
         """One recording of ``fn`` at ``args`` and ``kwargs``; ``release``: see
-        `Builder.release`; ``convert``: if-convert its per-element guards if
-        it can (`transforms.ifconvert`)."""
+        `Builder.release`.  Its per-element guards are if-converted where
+        that is sound (`transforms.ifconvert`) if ``convert`` (a retrace: a
+        pattern changed) or if their outcomes are mixed already."""
         converted = None
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
             new_args, new_kwargs, inputs, wrt, in_trees = self._traced_args(builder, args, kwargs)
-            with guards.watching() if convert else contextlib.nullcontext() as log:
+            with guards.watching() as log:
                 out = self.fn(*new_args, **new_kwargs)
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
                                        "enclosing transformation")
             stages = {"traced": len(builder.tape.instrs)}
-            if log is not None and log.slots:
+            if convert or ifconvert.mixed(builder.tape, log):
                 converted = self._if_converted(builder, out_leaves, out_tree, log, args, kwargs)
             if converted is not None:
                 stages["if-converted"] = len(converted.tape.instrs)

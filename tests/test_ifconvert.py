@@ -5,7 +5,8 @@ predicates of the element's data, random branch bodies, the branches adding
 to a sum or writing the same output element) are called compiled with inputs
 whose branch patterns change between calls: values and gradients equal the
 eager function's on every call (elements exactly at the branch boundary and
-NaN predicates included), a converted loop is traced at most twice, and its
+NaN predicates included), a converted loop is traced at most twice (once if
+its first pattern is mixed already), and its
 gradient agrees with central finite differences away from the boundary.
 Branches that cannot be converted soundly (a logarithm, a square root, a
 branch that adds to the sum only on one side) keep their guards, and still
@@ -237,6 +238,42 @@ def test_cache_info_names_the_converted_guard_and_the_numba_backend_agrees():
         for x, t in calls:
             _check_against_eager(f, g, x, t)
         info = g.cache_info()
-        assert info["traces"] == 2
+        assert info["traces"] == 1  # the first pattern is mixed: converted at once
         assert info["entries"][0]["converted"] == ["<generated>:8"]
         assert [line for line, _ in info["entries"][0]["guards"]] == ["<generated>:8"]
+
+
+def test_a_uniform_first_pattern_keeps_its_vector_guard_until_it_changes():
+    f = _make(_source(("d", ">", 0.0), "d ** 2", "0.1 * d ** 2", "sum"))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(1)
+    x, t = _calls(rng, 1)[0]
+    _check_against_eager(f, g, np.abs(x) + 1.0, t - np.abs(t))  # every d > 0
+    info = g.cache_info()
+    assert info["traces"] == 1 and not info["entries"][0]["converted"]
+    for x, t in _calls(rng, 5):
+        _check_against_eager(f, g, x, t)
+    info = g.cache_info()
+    assert info["traces"] == 2 and info["entries"][0]["converted"] == ["<generated>:8"]
+
+
+def _newton_steps(x, t):
+    """A while loop whose guards see both outcomes: forced out of its path,
+    it could run for ever (it must not be converted, nor hang)."""
+    s = 0.0
+    for i in range(len(x)):
+        y = x[i] * x[i] + 1.0
+        while y > 1.5:
+            y = y * 0.5
+        s = s + y * t[i]
+    return s
+
+
+def test_a_loop_forced_off_its_path_stops_and_keeps_its_guards():
+    g = fa.compile(_newton_steps, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x, t in _calls(rng, 3):
+            _check_against_eager(_newton_steps, g, 3.0 * x, t)
+    assert not any(e["converted"] for e in g.cache_info()["entries"])

@@ -31,6 +31,12 @@ class GuardLog:
         self.builder: Any = None
 
 
+class PathLeft(BaseException):
+    """A run with forced outcomes reached more guards than were forced: it
+    has left the path it was to record (a BaseException, so that the
+    function's own ``except Exception`` cannot keep it running)."""
+
+
 class _Watch(threading.local):
     def __init__(self) -> None:
         self.log: GuardLog | None = None
@@ -44,7 +50,9 @@ def watching(forced: Sequence[bool] | None = None) -> Iterator[GuardLog]:
     """Log the guards recorded into the innermost trace from now on; with
     ``forced``, guard k takes outcome ``forced[k]`` whatever its predicate's
     value (the trace then records an untaken path, which only if-conversion
-    reads: its own guards say it does not hold for these inputs)."""
+    reads: its own guards say it does not hold for these inputs), and a
+    guard beyond them raises `PathLeft`: a loop forced out of its path
+    cannot run on for ever."""
     from .tracer import current_builder
     log, before = GuardLog(forced), _watch.log
     log.builder = current_builder()
@@ -69,7 +77,9 @@ def record_guard(t: Any) -> bool:
     log = _watch.log
     if log is not None and pred.builder is log.builder:
         k = len(log.outcomes)
-        if log.forced is not None and k < len(log.forced):
+        if log.forced is not None:
+            if k >= len(log.forced):
+                raise PathLeft(f"more than the {len(log.forced)} guards forced")
             outcome = bool(log.forced[k])
         bind(registry["guard"], pred, expected=outcome)
         log.slots.append(log.builder.tape.instrs[-1].out)

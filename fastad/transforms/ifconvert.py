@@ -33,9 +33,10 @@ adds is replaced by a placeholder of its own.  The conversion holds only if
 - the terms are computed by primitives whose derivative is finite wherever
   their value is (polynomials, sin, cos, abs, division by constants), so the
   zero cotangent the branch not taken receives stays zero; a guard checks at
-  each call that both branches' terms are finite (an overflow or a NaN in
-  the branch not taken would otherwise turn that zero into a NaN), and the
-  call then goes to the traces kept for that input.
+  each call that both branches' terms are finite (a sum of their
+  differences, times 0, is 0: an overflow or a NaN in the branch not taken
+  would otherwise turn that zero into a NaN), and a call where they are not
+  goes to the function's other traces.
 
 Otherwise the function keeps its guards.  Values are bit-identical to the
 branch taken: ``where`` copies the element.
@@ -48,7 +49,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..core.guards import GuardLog
+from ..core.guards import GuardLog, PathLeft
 from ..core.registry import registry
 from ..core.tape import Instr, Tape, where as line_of
 from ..core.tracer import bind, recording
@@ -72,6 +73,24 @@ class Converted:
 Rerun = Callable[[Sequence[bool]], tuple[Tape, GuardLog]]
 
 
+def _per_element(tape: Tape, log: GuardLog) -> tuple[list[int], dict[int, Any]]:
+    """The numbers of the per-element guards among those logged (a guard
+    whose line is recorded at least MIN_RUN times), and each guard's line."""
+    slots = set(log.slots)
+    guard_line = {ins.out: ins.line for ins in tape.instrs if ins.out in slots}
+    per_line = Counter(guard_line[s] for s in log.slots)
+    return [k for k, s in enumerate(log.slots) if per_line[guard_line[s]] >= MIN_RUN], guard_line
+
+
+def mixed(tape: Tape, log: GuardLog) -> bool:
+    """Did the per-element guards of a first trace see both outcomes?  Then
+    their pattern is no single vector guard's, and likely to change."""
+    if len(log.slots) < MIN_RUN:
+        return False
+    flip, _ = _per_element(tape, log)
+    return len({log.outcomes[k] for k in flip}) == 2
+
+
 def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) -> Converted | None:
     """``tape`` (trace A, outputs set, its guards in ``log``) with its
     per-element guards converted to ``where``, or None if it has none or
@@ -79,9 +98,7 @@ def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) ->
     again on ``examples`` with the guards' outcomes forced."""
     if len(log.slots) < MIN_RUN:
         return None
-    guard_line = {ins.out: ins.line for ins in tape.instrs if ins.out in set(log.slots)}
-    per_line = Counter(guard_line[s] for s in log.slots)
-    flip = [k for k, s in enumerate(log.slots) if per_line[guard_line[s]] >= MIN_RUN]
+    flip, guard_line = _per_element(tape, log)
     if not flip:
         return None
     outcomes = log.outcomes
@@ -94,7 +111,7 @@ def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) ->
     try:
         tape_b, log_b = rerun(forced_b)
         tape_c, log_c = rerun(forced_c)
-    except Exception:  # the untaken branch fails in Python: keep the guards
+    except (Exception, PathLeft):  # the untaken branch fails in Python: keep the guards
         return None
     if log_b.outcomes != forced_b or log_c.outcomes != forced_c:
         return None  # a branch changed how many guards the loop records
@@ -296,27 +313,30 @@ def _emit(union: _Union, a: _Trace, plan: _Plan, examples: Sequence[Any],
                 if guard is None:
                     return get(taken)
                 t, f = get(taken), get(other)
-                check[0] = check[0] + _nonfinite(t, f)
+                check[0] = check[0] + _difference(t, f)
                 return fnp.where(get(a.preds[guard]), t, f)
             prim, args, params = union.producer[v]
             return bind(registry[prim], *(get(x) for x in args), **dict(params))
 
         for root in [*a.outputs, *(p for p, _ in a.kept)]:
-            stack = [root]
+            stack, opened = [root], set()
             while stack:  # iteratively: chains are as long as loops
                 v = stack[-1]
                 if ready(v):
                     stack.pop()
                     continue
                 pending = [k for k in children(v) if not ready(k)]
-                if pending:
+                if pending and v not in opened:
+                    opened.add(v)
                     stack.extend(reversed(pending))
                     continue
+                if pending:
+                    return None  # a predicate that reads its own branch's result
                 env[v] = compute(stack.pop())
         for pred, params in a.kept:
             bind(registry["guard"], get(pred), **dict(params))
         builder.line_override = line  # the finiteness guard belongs to the converted `if`
-        finite = bind(registry["eq"], check[0], 0.0)
+        finite = bind(registry["eq"], check[0] * 0.0, 0.0)
         if not bool(np.asarray(getattr(finite, "value", finite))):
             return None  # a branch's term is not finite at this input: keep the guards
         if finite is not check[0] and hasattr(finite, "value"):
@@ -325,7 +345,8 @@ def _emit(union: _Union, a: _Trace, plan: _Plan, examples: Sequence[Any],
     return Converted(builder.tape, lines)
 
 
-def _nonfinite(t: Any, f: Any) -> Any:
-    """0 if both terms are finite (everywhere), NaN otherwise."""
-    z = t * 0.0 + f * 0.0
+def _difference(t: Any, f: Any) -> Any:
+    """Finite if both terms are (summed, finite unless they are not, or
+    their sum overflows: the guard then only sends a call to other traces)."""
+    z = t - f
     return fnp.sum(z) if np.ndim(getattr(z, "value", z)) else z
