@@ -585,7 +585,7 @@ class Specializer:
         tape.outputs = [builder.slot_of(v) for v in out_leaves]
 
         def rerun(forced: Sequence[bool]) -> tuple[Tape, guards.GuardLog]:
-            with recording() as again:
+            with recording(record_lines=False) as again:  # the lines are trace A's
                 new_args, new_kwargs, *_ = self._traced_args(again, args, kwargs)
                 with guards.watching(forced) as forced_log:
                     out = self.fn(*new_args, **new_kwargs)

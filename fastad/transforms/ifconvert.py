@@ -150,6 +150,7 @@ class _Union:
         self.consts: dict[Any, Any] = {}
         self.producer: dict[Any, tuple[str, tuple[Any, ...], Any]] = {}
         self.avals: dict[Any, Any] = {}
+        self.lines: dict[Any, Any] = {}  # the user's line of each node, as first recorded
 
     def const(self, value: Any) -> Any:
         a = np.asarray(value)
@@ -197,6 +198,7 @@ class _Union:
             if v is None:
                 v = self.memo[key] = ("n", len(self.memo))
                 self.producer[v] = (ins.prim, args, ins.params)
+                self.lines[v] = ins.line
                 self.avals[v] = tape.avals[ins.out]
             bind_slot(ins.out, v)
         trace.outputs = [env[s] for s in tape.outputs]
@@ -313,9 +315,11 @@ def _emit(union: _Union, a: _Trace, plan: _Plan, examples: Sequence[Any],
                 if guard is None:
                     return get(taken)
                 t, f = get(taken), get(other)
+                builder.line_override = line
                 check[0] = check[0] + _difference(t, f)
                 return fnp.where(get(a.preds[guard]), t, f)
             prim, args, params = union.producer[v]
+            builder.line_override = union.lines[v]
             return bind(registry[prim], *(get(x) for x in args), **dict(params))
 
         for root in [*a.outputs, *(p for p, _ in a.kept)]:
