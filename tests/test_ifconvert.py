@@ -200,6 +200,17 @@ def _carried_flag(x, t):
     return s
 
 
+def _zero_else(x, t):
+    out = np.zeros_like(x)
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            out[i] = d * t[i]
+        else:
+            out[i] = 0.0
+    return np.sum(out * out)
+
+
 def _sqrt_branch(x, t):
     s = 0.0
     for i in range(len(x)):
@@ -211,17 +222,21 @@ def _sqrt_branch(x, t):
     return s
 
 
-@pytest.mark.parametrize("f", [_one_sided, _accumulator_predicate, _carried_flag, _sqrt_branch])
+@pytest.mark.parametrize("f", [_one_sided, _accumulator_predicate, _carried_flag, _sqrt_branch,
+                               _zero_else])
 def test_loops_outside_the_conversion_still_equal_eager(f):
     """A branch that adds only on one side, a predicate on the accumulator,
-    a branch that sets Python state the next element reads: converted where
-    sound, kept as guards otherwise; results equal eager on every call."""
+    a branch that sets Python state the next element reads, a square root, a
+    constant written by one branch: converted where sound, kept as guards
+    otherwise; results equal eager on every call."""
     g = fa.compile(f, argnums=0, backend=COMPILED)
     rng = np.random.default_rng(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for x, t in _calls(rng, 8):
             _check_against_eager(f, g, x, t)
+    if f is _zero_else:  # a constant written by one branch: where(d > 0, d * t, 0.0)
+        assert g.cache_info()["entries"][0]["converted"]
     if f in (_carried_flag, _sqrt_branch):
         # the next element reads the branch's Python state; sqrt's derivative
         # is infinite at 0, where the branch not taken would be evaluated

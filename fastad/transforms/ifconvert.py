@@ -251,11 +251,13 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
     return _Plan(links)
 
 
-def _aval(union: _Union, v: Any) -> Any:
+def _aval(union: _Union, v: Any) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of a node, an input or a constant."""
     if v[0] == "c":
         value = np.asarray(union.consts[v])
-        return (value.shape, value.dtype)
-    return union.avals[v]
+        return value.shape, value.dtype
+    aval = union.avals[v]
+    return tuple(aval.shape), np.dtype(aval.dtype)
 
 
 def _safe(union: _Union, root: Any, checked: set[Any]) -> bool:
