@@ -109,6 +109,8 @@ class Specializer:
         # by value (`IntValueNeeded`): keyed by value; other integers are data
         self.int_static: set[Any] = set()
         self.gave_up: set[Any] = set()
+        # signatures whose per-element guards could not be if-converted
+        self.unconvertible: set[Any] = set()
         self.fallbacks_warned: set[tuple[str, ...]] = set()
         self.outputs, self.unpack = KINDS[kind]
         wrt = None if argnums is None else ((argnums,) if isinstance(argnums, int) else argnums)
@@ -343,8 +345,11 @@ class Specializer:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         try:
             with draws.refused(self.fn):
-                # a retrace: per-element branches whose pattern changed may become `where`
-                entry = self.trace(args, kwargs, convert=bool(entries))
+                # per-element branches may become `where`: on a retrace (their pattern
+                # changed), or on a first trace if they went both ways; not again for a
+                # signature where they could not (each attempt runs fn twice more)
+                entry = self.trace(args, kwargs, convert=(False if key in self.unconvertible
+                                                          else True if entries else None))
         except BaseException:
             if not entries:  # nothing cached for it: its lock would only take memory
                 with self._cache_lock:
@@ -364,7 +369,9 @@ class Specializer:
         elif self.cache:
             log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
                      "dtypes or static values) %s", name, describe(key))
-        self._insert(key, entry, first=getattr(entry, "converted", None) is not None)
+        if entry.converted == []:
+            self.unconvertible.add(key)
+        self._insert(key, entry, first=bool(entry.converted))
         return entry
 
     def _trace_lock(self, key: Any) -> locks.Lock:
@@ -397,8 +404,8 @@ class Specializer:
         with self._cache_lock:
             if self.shortcut.entry is not None and self._shortcut_key in self.cache:
                 self.cache.move_to_end(self._shortcut_key)
-            old = self.cache.get(key, ())
-            self.cache[key] = (entry,) + old if first else old + (entry,)
+            traces = self.cache.get(key, ())
+            self.cache[key] = (entry,) + traces if first else traces + (entry,)
             self.cache.move_to_end(key)
             self.last = entry
             self.shortcut = shortcut
@@ -407,6 +414,7 @@ class Specializer:
             while self.fn is not None and len(self.cache) > self.max_signatures:
                 old, _ = self.cache.popitem(last=False)
                 self.gave_up.discard(old)
+                self.unconvertible.discard(old)
                 self._trace_locks.pop(old, None)
                 self.evicted += 1
 
@@ -467,7 +475,7 @@ class Specializer:
         return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
 
     def trace(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
-              convert: bool = False) -> Entry:
+              convert: bool | None = False) -> Entry:
         if self.fn is None:
             raise SignatureError(
                 "this compiled function was loaded from bytes without its Python function, so "
@@ -525,11 +533,13 @@ class Specializer:
         return new_args, new_kwargs, inputs, wrt, in_trees
 
     def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool,
-               convert: bool = False) -> Entry:
+               convert: bool | None = False) -> Entry:
         """One recording of ``fn`` at ``args`` and ``kwargs``; ``release``: see
         `Builder.release`.  Its per-element guards are if-converted where
-        that is sound (`transforms.ifconvert`) if ``convert`` (a retrace: a
-        pattern changed) or if their outcomes are mixed already."""
+        that is sound (`transforms.ifconvert`) if ``convert`` is True (a
+        retrace: a pattern changed), or None and their outcomes are mixed
+        already.  The entry's ``converted``: the converted guards' lines,
+        [] if they could not be converted, None if not tried."""
         converted = None
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
@@ -541,7 +551,9 @@ class Specializer:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
                                        "enclosing transformation")
             stages = {"traced": len(builder.tape.instrs)}
-            if convert or ifconvert.mixed(builder.tape, log):
+            tried = bool(log.slots) and (convert or (convert is None
+                                                     and ifconvert.mixed(builder.tape, log)))
+            if tried:
                 converted = self._if_converted(builder, out_leaves, out_tree, log, args, kwargs)
             if converted is not None:
                 stages["if-converted"] = len(converted.tape.instrs)
@@ -572,7 +584,7 @@ class Specializer:
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
         entry = Entry(tape, Structure(out_tree, tuple(in_trees)), self._build)
-        entry.converted = None if converted is None else converted.lines
+        entry.converted = converted.lines if converted is not None else [] if tried else None
         return entry
 
     def _if_converted(self, builder: Any, out_leaves: list[Any], out_tree: Any,

@@ -292,3 +292,20 @@ def test_a_loop_forced_off_its_path_stops_and_keeps_its_guards():
         for x, t in _calls(rng, 3):
             _check_against_eager(_newton_steps, g, 3.0 * x, t)
     assert not any(e["converted"] for e in g.cache_info()["entries"])
+
+
+def test_a_signature_that_cannot_be_converted_is_not_tried_again():
+    """Each attempt runs the function twice more; after a failed one, a
+    retrace runs it once, as before."""
+    runs = []
+
+    def counted(x, t):
+        runs.append(1)
+        return _sqrt_branch(x, t)
+    g = fa.compile(counted, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(7)
+    for x, t in _calls(rng, 4):
+        _check_against_eager(_sqrt_branch, g, x, t)
+    traces = g.cache_info()["traces"]
+    assert traces == 4 and not any(e["converted"] for e in g.cache_info()["entries"])
+    assert len(runs) == traces + 2  # the first trace's attempt: two forced runs
