@@ -19,17 +19,17 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import BACKENDS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
-from conftest import BACKENDS
 
 # the C VM where it is built, else the reference interpreter
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 N = 12
 
-IFCONV = settings(max_examples=int(os.environ.get("FASTAD_IFCONV_EXAMPLES", 30)), deadline=None,
+IFCONV = settings(max_examples=int(os.environ.get("FASTAD_IFCONV_EXAMPLES", "30")), deadline=None,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # branch bodies: functions of d (the element's traced value), a = x[i], b = t[i]
@@ -79,7 +79,7 @@ def _margin(pred: tuple[str, str, float], x: np.ndarray, t: np.ndarray) -> np.nd
     lhs, _, c = pred
     a, b = x, t
     d = a - b
-    return np.abs(eval(lhs, {"np": np, "a": a, "b": b, "d": d}) - c)  # noqa: S307
+    return np.abs(eval(lhs, {"np": np, "a": a, "b": b, "d": d}) - c)
 
 
 def _check_against_eager(f, g, x, t) -> None:
@@ -209,6 +209,20 @@ def _zero_else(x, t):
     return np.sum(out * out)
 
 
+def _leaky(x, t):
+    out = np.empty_like(x)
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            out[i] = d  # a value computed before the branch, also read by its predicate
+            s = s + (d * d - 1.0)  # a term that is itself a difference
+        else:
+            out[i] = 0.5 * d
+            s = s + d * t[i]
+    return np.sum(out * t) + s
+
+
 def _sqrt_branch(x, t):
     s = 0.0
     for i in range(len(x)):
@@ -221,19 +235,19 @@ def _sqrt_branch(x, t):
 
 
 @pytest.mark.parametrize("f", [_one_sided, _accumulator_predicate, _carried_flag, _sqrt_branch,
-                               _zero_else])
+                               _zero_else, _leaky])
 def test_loops_outside_the_conversion_still_equal_eager(f):
     """A branch that adds only on one side, a predicate on the accumulator,
     a branch that sets Python state the next element reads, a square root, a
-    constant written by one branch: converted where sound, kept as guards
-    otherwise; results equal eager on every call."""
+    constant written by one branch, two chains in one branch: converted where
+    sound, kept as guards otherwise; results equal eager on every call."""
     g = fa.compile(f, argnums=0, backend=COMPILED)
     rng = np.random.default_rng(3)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for x, t in _calls(rng, 8):
             _check_against_eager(f, g, x, t)
-    if f is _zero_else:  # a constant written by one branch: where(d > 0, d * t, 0.0)
+    if f in (_zero_else, _leaky):  # where(d > 0, d * t, 0.0), where(d > 0, d, 0.5 * d), ...
         assert g.cache_info()["entries"][0]["converted"]
     if f in (_carried_flag, _sqrt_branch):
         # the next element reads the branch's Python state; sqrt's derivative

@@ -18,14 +18,16 @@ branch at every per-element guard (a guard whose line is recorded at least
 MIN_RUN times), trace C at every other one.  The three traces are replayed
 into one recording with common subexpressions shared, and the value each
 chain link (`reroll._chains`: sums, writes and accumulations into an array)
-adds is replaced by a placeholder of its own.  The conversion holds only if
+adds is replaced, where the link reads it, by a placeholder of its own.
+The conversion holds only if
 
 - the three traces then agree on everything but those terms: the same
   outputs, the same predicates for the per-element guards and the same other
   guards (the branches change no shape, no write, no control flow, and the
   rest of the loop reads their results only through the chain);
-- link k's term differs between A and B only at chains of one link per
-  per-element guard, where guard k selects it, and trace C (whose outcomes
+- a link whose term differs between the traces belongs to the element of
+  the last per-element guard recorded before it (in all three), is that
+  element's only such link in its chain, and trace C (whose outcomes
   differ from A's at every other element, so that each element sees both
   outcomes of its neighbours) has at each link the term A or B recorded for
   that outcome: what an element's branch computes depends on its own outcome
@@ -51,7 +53,8 @@ import numpy as np
 
 from ..core.guards import GuardLog, PathLeft
 from ..core.registry import registry
-from ..core.tape import Instr, Tape, where as line_of
+from ..core.tape import Instr, Tape
+from ..core.tape import where as line_of
 from ..core.tracer import bind, recording
 from ..primitives.numpy_proxy import fnp
 from .reroll import MIN_RUN, _chains, _TapeIndex
@@ -111,7 +114,7 @@ def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) ->
     try:
         tape_b, log_b = rerun(forced_b)
         tape_c, log_c = rerun(forced_c)
-    except (Exception, PathLeft):  # the untaken branch fails in Python: keep the guards
+    except (Exception, PathLeft):  # noqa: BLE001  (a branch not taken fails: keep the guards)
         return None
     if log_b.outcomes != forced_b or log_c.outcomes != forced_c:
         return None  # a branch changed how many guards the loop records
@@ -134,6 +137,9 @@ class _Trace:
         self.preds: list[Any] = []
         self.kept: list[tuple[Any, Any]] = []
         self.chains: list[tuple[str, list[Any]]] = []
+        # per chain and link: the number of the per-element guards recorded
+        # before it, less one (the guard of its element, if it has one)
+        self.guard_of: list[list[int]] = []
         self.ok = True
 
 
@@ -162,31 +168,35 @@ class _Union:
         trace = _Trace()
         ix = _TapeIndex(tape)
         chains = [c for c in _chains(ix, exact_sums=False) if c.kind != "guard"]
-        placeholder: dict[int, Any] = {}
+        # each link's read of its term becomes the link's placeholder (other
+        # reads of the same value keep it: they are not the branch's result)
+        at_link: dict[tuple[int, int], Any] = {}  # (reader's output, argument) -> link
+        link_of: dict[int, tuple[int, int]] = {}
         for c, chain in enumerate(chains):
             trace.chains.append((chain.kind + str(len(chain.links)), [None] * len(chain.terms)))
-            for k, term in enumerate(chain.terms):
-                if term in placeholder:
-                    trace.ok = False  # one value added by two links: not a loop's terms
-                placeholder[term] = (c, k)
+            trace.guard_of.append([-1] * len(chain.links))
+            for k, (term, link) in enumerate(zip(chain.terms, chain.links)):
+                link_of[link.out] = (c, k)
+                reader = _reader(ix, chain, link, term)
+                if reader is None or reader in at_link:
+                    trace.ok = False
+                    continue
+                at_link[reader] = (c, k)
         flipped = {log.slots[k] for k in flip}
         env: dict[int, Any] = {}
 
-        def bind_slot(slot: int, v: Any) -> None:
-            found = placeholder.get(slot)
-            if found is not None:
-                c, k = found
-                trace.chains[c][1][k] = v
-                v = ("p", c, k)
-            env[slot] = v
-
         for n, slot in enumerate(tape.inputs):
             self.avals[("t", n)] = tape.avals[slot]
-            bind_slot(slot, ("t", n))
+            env[slot] = ("t", n)
         for slot, value in tape.consts.items():
-            bind_slot(slot, self.const(value))
+            env[slot] = self.const(value)
         for ins in tape.instrs:
             args = tuple(env[s] for s in ins.ins)
+            if at_link:
+                args = tuple(_at_link(trace, at_link, ins.out, n, a) for n, a in enumerate(args))
+            found = link_of.get(ins.out)
+            if found is not None:
+                trace.guard_of[found[0]][found[1]] = len(trace.preds) - 1
             if registry[ins.prim].effect == "guard":
                 if ins.out in flipped:
                     trace.preds.append(args[0])
@@ -200,9 +210,31 @@ class _Union:
                 self.producer[v] = (ins.prim, args, ins.params)
                 self.lines[v] = ins.line
                 self.avals[v] = tape.avals[ins.out]
-            bind_slot(ins.out, v)
+            env[ins.out] = v
         trace.outputs = [env[s] for s in tape.outputs]
         return trace
+
+
+def _reader(ix: _TapeIndex, chain: Any, link: Instr, term: int) -> tuple[int, int] | None:
+    """(output, argument number) of the instruction by which ``link`` reads
+    its term: the link itself, or the ``add`` of ``out[p] = out[p] + t``."""
+    reader = link
+    if chain.kind != "sum" and term not in link.ins[2:]:
+        reader = ix.producer.get(link.ins[2])
+        if reader is None or reader.prim != "add":
+            return None
+    # the last position holding it: s + s adds its second operand
+    positions = [n for n, s in enumerate(reader.ins) if s == term]
+    return (reader.out, positions[-1]) if positions else None
+
+
+def _at_link(trace: _Trace, at_link: dict[tuple[int, int], Any], out: int, n: int, v: Any) -> Any:
+    found = at_link.get((out, n))
+    if found is None:
+        return v
+    c, k = found
+    trace.chains[c][1][k] = v
+    return ("p", c, k)
 
 
 # -- what to convert ---------------------------------------------------------------------
@@ -233,21 +265,28 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
                 return None
             links.update(((n, k), (None, t, t)) for k, t in enumerate(terms_a))
             continue
-        if len(terms_a) != len(flip):
-            return None  # not one link per per-element guard
+        if not a.guard_of[n] == b.guard_of[n] == c.guard_of[n]:
+            return None
+        used: set[int] = set()
         for k, (ta, tb, tc) in enumerate(zip(terms_a, terms_b, terms_c)):
-            guard = flip[k]
-            if tc != (ta if forced_c[guard] == outcomes[guard] else tb):
-                return None  # the branch depends on more than its own outcome
-            if ta == tb:
+            if ta == tb == tc:
                 links[(n, k)] = (None, ta, ta)
                 continue
+            # a link whose term the branches change belongs to the element of
+            # the last per-element guard before it, and is its element's only one
+            number = a.guard_of[n][k]
+            if number < 0 or number in used:
+                return None
+            used.add(number)
+            guard = flip[number]
+            if tc != (ta if forced_c[guard] == outcomes[guard] else tb):
+                return None  # the branch depends on more than its own outcome
             if not (_safe(union, ta, checked) and _safe(union, tb, checked)):
                 return None
             if _aval(union, ta) != _aval(union, tb):
                 return None
             taken, other = (ta, tb) if outcomes[guard] else (tb, ta)
-            links[(n, k)] = (k, taken, other)
+            links[(n, k)] = (number, taken, other)
     return _Plan(links)
 
 
