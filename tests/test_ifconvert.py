@@ -223,6 +223,28 @@ def _leaky(x, t):
     return np.sum(out * t) + s
 
 
+def _python_counter(x, t):
+    s, taken = 0.0, 0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + d * d
+            taken += 1  # Python state: the output depends on how many took this branch
+        else:
+            s = s + 0.5 * d
+    return s + taken
+
+
+def _python_float_sum(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        if x[i] > t[i]:
+            s = s + 1.5  # s stays a Python float: the tape's output is a constant
+        else:
+            s = s + 0.25
+    return s + 0.0 * x[0]
+
+
 def _sqrt_branch(x, t):
     s = 0.0
     for i in range(len(x)):
@@ -235,7 +257,7 @@ def _sqrt_branch(x, t):
 
 
 @pytest.mark.parametrize("f", [_one_sided, _accumulator_predicate, _carried_flag, _sqrt_branch,
-                               _zero_else, _leaky])
+                               _zero_else, _leaky, _python_counter, _python_float_sum])
 def test_loops_outside_the_conversion_still_equal_eager(f):
     """A branch that adds only on one side, a predicate on the accumulator,
     a branch that sets Python state the next element reads, a square root, a
@@ -246,12 +268,17 @@ def test_loops_outside_the_conversion_still_equal_eager(f):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for x, t in _calls(rng, 8):
+            # half the elements take each branch: flipping them all keeps the count
+            order = np.argsort(x - t)
+            x[order[: N // 2]] = t[order[: N // 2]] - np.abs(x[order[: N // 2]]) - 0.1
+            x[order[N // 2:]] = t[order[N // 2:]] + np.abs(x[order[N // 2:]]) + 0.1
             _check_against_eager(f, g, x, t)
     if f in (_zero_else, _leaky):  # where(d > 0, d * t, 0.0), where(d > 0, d, 0.5 * d), ...
         assert g.cache_info()["entries"][0]["converted"]
-    if f in (_carried_flag, _sqrt_branch):
+    if f in (_carried_flag, _sqrt_branch, _python_counter, _python_float_sum):
         # the next element reads the branch's Python state; sqrt's derivative
-        # is infinite at 0, where the branch not taken would be evaluated
+        # is infinite at 0, where the branch not taken would be evaluated; the
+        # last two count the branches taken in Python (calls below balance them)
         assert not any(e["converted"] for e in g.cache_info()["entries"])
 
 

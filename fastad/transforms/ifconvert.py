@@ -31,7 +31,9 @@ The conversion holds only if
   differ from A's at every other element, so that each element sees both
   outcomes of its neighbours) has at each link the term A or B recorded for
   that outcome: what an element's branch computes depends on its own outcome
-  only;
+  only; every per-element guard selects a term (one that selects none acts
+  through Python state), and C takes the first branch a number of times
+  neither A nor B does (a Python counter of the branches would differ);
 - the terms are computed by primitives whose derivative is finite wherever
   their value is (polynomials, sin, cos, abs, division by constants), so the
   zero cotangent the branch not taken receives stays zero; a guard checks at
@@ -111,6 +113,7 @@ def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) ->
         forced_b[k] = not outcomes[k]
         if rank % 2 == 0:
             forced_c[k] = not outcomes[k]
+    _count_apart(forced_c, outcomes, flip)
     try:
         tape_b, log_b = rerun(forced_b)
         tape_c, log_c = rerun(forced_c)
@@ -125,6 +128,21 @@ def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) ->
         return None
     lines = sorted({line_of(guard_line[log.slots[k]]) for k in flip})
     return _emit(union, traces[0], plan, examples, lines, guard_line[log.slots[flip[0]]])
+
+
+def _count_apart(forced_c: list[bool], outcomes: list[bool], flip: list[int]) -> None:
+    """Flip more of C's odd elements until C takes the first branch a number
+    of times that neither A nor B does: Python state counting the branches
+    taken (a counter, or an accumulator left a Python float) then differs
+    between the traces, and the conversion is refused."""
+    def count(pattern: list[bool]) -> int:
+        return sum(pattern[k] for k in flip)
+    taken = {count(outcomes), len(flip) - count(outcomes)}
+    for rank in range(1, len(flip), 2):
+        if count(forced_c) not in taken:
+            return
+        k = flip[rank]
+        forced_c[k] = not forced_c[k]
 
 
 # -- the three traces in one recording -------------------------------------------------
@@ -258,6 +276,7 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
         return None
     links: dict[tuple[int, int], tuple[int | None, Any, Any]] = {}
     checked: set[Any] = set()
+    selecting: set[int] = set()  # the per-element guards that select a term
     for n, ((_, terms_a), (_, terms_b), (_, terms_c)) in enumerate(zip(a.chains, b.chains,
                                                                        c.chains)):
         if terms_a == terms_b:
@@ -287,6 +306,11 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
                 return None
             taken, other = (ta, tb) if outcomes[guard] else (tb, ta)
             links[(n, k)] = (number, taken, other)
+            selecting.add(number)
+    if len(selecting) != len(flip):
+        # a guard that selects no term acts through Python state (a float
+        # accumulator, a counter) or not at all: keep the guards
+        return None
     return _Plan(links)
 
 
