@@ -66,6 +66,8 @@ from .core.tracer import (
     replay,
     user_stacklevel,
 )
+from .core import guards
+from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
 from .transforms.reroll import reroll
 from .transforms.reverse import ReleasedValueRead
@@ -107,6 +109,8 @@ class Specializer:
         # by value (`IntValueNeeded`): keyed by value; other integers are data
         self.int_static: set[Any] = set()
         self.gave_up: set[Any] = set()
+        # signatures whose per-element guards could not be if-converted
+        self.unconvertible: set[Any] = set()
         self.fallbacks_warned: set[tuple[str, ...]] = set()
         self.outputs, self.unpack = KINDS[kind]
         wrt = None if argnums is None else ((argnums,) if isinstance(argnums, int) else argnums)
@@ -367,7 +371,11 @@ class Specializer:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         try:
             with draws.refused(self.fn):
-                entry = self.trace(args, kwargs)
+                # per-element branches may become `where`: on a retrace (their pattern
+                # changed), or on a first trace if they went both ways; not again for a
+                # signature where they could not (each attempt runs fn twice more)
+                entry = self.trace(args, kwargs, convert=(False if key in self.unconvertible
+                                                          else True if entries else None))
         except BaseException:
             if not entries:  # nothing cached for it: its lock would only take memory
                 with self._cache_lock:
@@ -387,7 +395,9 @@ class Specializer:
         elif self.cache:
             log.info("fastad: tracing %s again: new argument signature (structure, shapes, "
                      "dtypes or static values) %s", name, describe(key))
-        self._insert(key, entry)
+        if entry.converted == []:
+            self.unconvertible.add(key)
+        self._insert(key, entry, first=bool(entry.converted))
         return entry
 
     def _trace_lock(self, key: Any) -> locks.Lock:
@@ -405,12 +415,14 @@ class Specializer:
             if key in self.cache:
                 self.cache.move_to_end(key)
 
-    def _insert(self, key: Any, entry: Entry) -> None:
+    def _insert(self, key: Any, entry: Entry, first: bool = False) -> None:
         """Publish ``entry`` as a new trace of ``key`` (a new tuple, so that a
         thread going through the old one is undisturbed) and as the shortcut;
         evict the least recently used signatures beyond the bound.  Calls through
         the shortcut do not reorder the cache (that would cost every call), so
-        the shortcut's signature counts as used now, before the new one.  A
+        the shortcut's signature counts as used now, before the new one.
+        ``first``: the new trace is tried before the signature's others (its
+        per-element guards were converted: it holds for more inputs).  A
         function loaded from bytes evicts nothing: it could not trace a
         signature again."""
         shortcut = (Shortcut(None, None, entry.structure, entry)
@@ -418,7 +430,8 @@ class Specializer:
         with self._cache_lock:
             if self.shortcut.entry is not None and self._shortcut_key in self.cache:
                 self.cache.move_to_end(self._shortcut_key)
-            self.cache[key] = self.cache.get(key, ()) + (entry,)
+            traces = self.cache.get(key, ())
+            self.cache[key] = (entry,) + traces if first else traces + (entry,)
             self.cache.move_to_end(key)
             self.last = entry
             self.shortcut = shortcut
@@ -427,6 +440,7 @@ class Specializer:
             while self.fn is not None and len(self.cache) > self.max_signatures:
                 old, _ = self.cache.popitem(last=False)
                 self.gave_up.discard(old)
+                self.unconvertible.discard(old)
                 self._trace_locks.pop(old, None)
                 self.evicted += 1
 
@@ -487,7 +501,8 @@ class Specializer:
                 raise FloatingPointError(f"fastad check_nans: {culprit}")
         return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
 
-    def trace(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None) -> Entry:
+    def trace(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+              convert: bool | None = False) -> Entry:
         if self.fn is None:
             raise SignatureError(
                 "this compiled function was loaded from bytes without its Python function, so "
@@ -496,21 +511,66 @@ class Specializer:
         with self._cache_lock:
             self.traces += 1
         try:
-            return self._trace(args, kwargs or {}, release=True)
+            return self._trace(args, kwargs or {}, release=True, convert=convert)
         except ReleasedValueRead:
             # a derivative rule failed or branched on a value the trace had let
             # go of (a decomposition's rule on a stand-in matrix): keep them all
-            return self._trace(args, kwargs or {}, release=False)
+            return self._trace(args, kwargs or {}, release=False, convert=convert)
 
-    def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool) -> Entry:
+    def _traced_args(self, builder: Any, args: Sequence[Any], kwargs: dict[str, Any]
+                     ) -> tuple[list[Any], dict[str, Any], list[Tracer], list[Tracer], list[Any]]:
+        """``args`` and ``kwargs`` with their dynamic leaves traced in ``builder``;
+        the input tracers, those differentiated, and the differentiated trees."""
+        new_args = list(args)
+        inputs: list[Tracer] = []
+        wrt: list[Tracer] = []
+        in_trees: list[Any] = []
+
+        def traced_tree(arg: Any, differentiated: bool, where: str,
+                        position: int | str) -> Any:
+            leaves, tree = pytree.flatten(arg)
+            traced = []
+            for leaf in leaves:
+                if differentiated:
+                    leaf = as_differentiable(check_leaf(leaf, where))
+                elif self._int_data(leaf, position):
+                    t = builder.new_input(np.float64(leaf))
+                    inputs.append(t)
+                    traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
+                    continue
+                if is_dynamic(leaf):
+                    t = builder.new_input(check_leaf(leaf, where))
+                    inputs.append(t)
+                    traced.append(builder.tracer(t.slot))
+                    if differentiated:
+                        wrt.append(t)
+                else:
+                    traced.append(leaf)
+            if differentiated:
+                in_trees.append(tree)
+            return pytree.unflatten(tree, traced)
+
+        for i, arg in enumerate(args):
+            if i not in self.static_argnums:
+                new_args[i] = traced_tree(arg, self.wrt is not None and i in self.wrt,
+                                          f"argument {i}", i)
+        new_kwargs = {name: kwargs[name] if name in self.static_argnames else
+                      traced_tree(kwargs[name], False, f"keyword argument {name!r}", name)
+                      for name in sorted(kwargs)}
+        return new_args, new_kwargs, inputs, wrt, in_trees
+
+    def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool,
+               convert: bool | None = False) -> Entry:
         """One recording of ``fn`` at ``args`` and ``kwargs``; ``release``: see
-        `Builder.release`."""
+        `Builder.release`.  Its per-element guards are if-converted where
+        that is sound (`transforms.ifconvert`) if ``convert`` is True (a
+        retrace: a pattern changed), or None and their outcomes are mixed
+        already.  The entry's ``converted``: the converted guards' lines,
+        [] if they could not be converted, None if not tried."""
+        converted = None
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
-            new_args = list(args)
-            inputs: list[Tracer] = []
-            wrt: list[Tracer] = []
-            in_trees: list[Any] = []
+            new_args, new_kwargs, inputs, wrt, in_trees = self._traced_args(builder, args, kwargs)
             found = captures.find(self.fn)
             by_reference: list[Any] = []
             if found.arrays:
@@ -540,46 +600,27 @@ class Specializer:
                     return builder.record(registry["take"], [builder.tracer(base_slot), idx],
                                           {}, gathered).slot
                 builder.by_reference = read_by_reference
-
-            def traced_tree(arg: Any, differentiated: bool, where: str,
-                            position: int | str) -> Any:
-                leaves, tree = pytree.flatten(arg)
-                traced = []
-                for leaf in leaves:
-                    if differentiated:
-                        leaf = as_differentiable(check_leaf(leaf, where))
-                    elif self._int_data(leaf, position):
-                        t = builder.new_input(np.float64(leaf))
-                        inputs.append(t)
-                        traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
-                        continue
-                    if is_dynamic(leaf):
-                        t = builder.new_input(check_leaf(leaf, where))
-                        inputs.append(t)
-                        traced.append(builder.tracer(t.slot))
-                        if differentiated:
-                            wrt.append(t)
-                    else:
-                        traced.append(leaf)
-                if differentiated:
-                    in_trees.append(tree)
-                return pytree.unflatten(tree, traced)
-
-            for i, arg in enumerate(args):
-                if i not in self.static_argnums:
-                    new_args[i] = traced_tree(arg, self.wrt is not None and i in self.wrt,
-                                              f"argument {i}", i)
-            new_kwargs = {name: kwargs[name] if name in self.static_argnames else
-                          traced_tree(kwargs[name], False, f"keyword argument {name!r}", name)
-                          for name in sorted(kwargs)}
-            out = self.fn(*new_args, **new_kwargs)
+                # forced reruns would read the captures anew: no if-conversion
+                convert = False
+            with guards.watching() as log:
+                out = self.fn(*new_args, **new_kwargs)
             builder.by_reference = None
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
                                        "enclosing transformation")
             stages = {"traced": len(builder.tape.instrs)}
-            rolled = self._rerolled(builder, out_leaves) if self.reroll else None
+            tried = bool(log.slots) and (convert or (convert is None
+                                                     and ifconvert.mixed(builder.tape, log)))
+            if tried:
+                converted = self._if_converted(builder, out_leaves, out_tree, log, args, kwargs)
+            if converted is not None:
+                stages["if-converted"] = len(converted.tape.instrs)
+                examples = [builder.values[s] for s in builder.tape.inputs]
+                rolled = ((reroll(converted.tape, examples, self.exact_sums) if self.reroll
+                           else None) or converted.tape)
+            else:
+                rolled = self._rerolled(builder, out_leaves) if self.reroll else None
             if rolled is not None:
                 stages["rerolled"] = len(rolled.instrs)
                 traced = builder
@@ -601,9 +642,32 @@ class Specializer:
             tape = optimize(tape)
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
-        return Entry(tape, Structure(out_tree, tuple(in_trees)), self._build,
-                     captures=None if found is captures.NONE else found,
-                     by_reference=tuple(by_reference))
+        entry = Entry(tape, Structure(out_tree, tuple(in_trees)), self._build,
+                      captures=None if found is captures.NONE else found,
+                      by_reference=tuple(by_reference))
+        entry.converted = converted.lines if converted is not None else [] if tried else None
+        return entry
+
+    def _if_converted(self, builder: Any, out_leaves: list[Any], out_tree: Any,
+                      log: guards.GuardLog, args: Sequence[Any], kwargs: dict[str, Any]
+                      ) -> ifconvert.Converted | None:
+        """The forward tape with its per-element guards converted to ``where``,
+        or None; the branches not taken are recorded by running ``fn`` again
+        with the guards' outcomes forced."""
+        tape = builder.tape
+        tape.outputs = [builder.slot_of(v) for v in out_leaves]
+
+        def rerun(forced: Sequence[bool]) -> tuple[Tape, guards.GuardLog]:
+            with recording(record_lines=False) as again:  # the lines are trace A's
+                new_args, new_kwargs, *_ = self._traced_args(again, args, kwargs)
+                with guards.watching(forced) as forced_log:
+                    out = self.fn(*new_args, **new_kwargs)
+                leaves, tree = pytree.flatten(out)
+                if tree != out_tree or again.captures:
+                    raise ValueError("the forced path returns another structure")
+                again.tape.outputs = [again.slot_of(v) for v in leaves]
+            return again.tape, forced_log
+        return ifconvert.convert(tape, log, [builder.values[s] for s in tape.inputs], rerun)
 
     def state(self) -> dict[str, Any]:
         """What `fastad.serialize` stores: the compiled tapes, not the function."""
@@ -702,7 +766,8 @@ class Specializer:
                 "max_signatures": self.max_signatures, "evicted": self.evicted,
                 "entries": [{"signature": describe(key), "guards": e.guards,
                              "tier": fallback.tier_info(e.built),
-                             "grads_tier": fallback.tier_info(e.rest and e.rest.built)}
+                             "grads_tier": fallback.tier_info(e.rest and e.rest.built),
+                             "converted": getattr(e, "converted", None) or []}
                             for key, entries in items for e in entries],
                 "eager": [describe(key) for key in gave_up]}
 

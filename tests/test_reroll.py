@@ -260,7 +260,10 @@ def test_guards_inside_loops_stay(backend: str) -> None:
         v0, g0 = h.value_and_grad(y)
         np.testing.assert_allclose([v1, *g1], [v0, *g0], rtol=RTOL, atol=RTOL)
         np.testing.assert_allclose(v1, fa.value_and_grad(guarded)(y)[0], rtol=RTOL)
-    assert g.cache_info()["traces"] == 3
+    info = g.cache_info()
+    # the branch went both ways: converted to a where at once (test_ifconvert.py);
+    # otherwise each new pattern retraces
+    assert info["traces"] == (1 if info["entries"][0]["converted"] else 3)
 
 
 def test_guard_rejects_rerolled_replay_on_the_other_branch() -> None:

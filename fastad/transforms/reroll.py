@@ -169,6 +169,10 @@ def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
     if ins.prim in _SUM_LINKS:
         if avals[ins.ins[0]] != avals[ins.out] or avals[ins.ins[1]] != avals[ins.out]:
             return None  # a broadcasting add is not an accumulation
+        if ins.prim == "add" and any(_is_zero(ix, s) for s in ins.ins):
+            # `s = 0.0` then `s = s + t`: the zero starts the chain, t is its
+            # first term (even when t is itself a sum, t = a - b)
+            return None
         # of two candidate accumulators, the one recorded first: in s + t
         # and t + s alike the term is computed after the previous sum
         candidates = [s for s in (ins.ins[:1] if ins.prim == "sub" else ins.ins)
@@ -183,6 +187,11 @@ def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
         return None  # the array before this write is used otherwise: a chain boundary
     before = _scatter_link(ix, prev)
     return s if before is not None and before[0] == link[0] else None
+
+
+def _is_zero(ix: _TapeIndex, slot: int) -> bool:
+    value = ix.tape.consts.get(slot)
+    return value is not None and np.size(value) == 1 and np.ndim(value) == 0 and value == 0
 
 
 def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:

@@ -1,0 +1,350 @@
+"""If-conversion of per-element branches (transforms/ifconvert.py).
+
+Generated loop programs with an ``if``/``else`` per element (random
+predicates of the element's data, random branch bodies, the branches adding
+to a sum or writing the same output element) are called compiled with inputs
+whose branch patterns change between calls: values and gradients equal the
+eager function's on every call (elements exactly at the branch boundary and
+NaN predicates included), a converted loop is traced at most twice (once if
+its first pattern is mixed already), and its
+gradient agrees with central finite differences away from the boundary.
+Branches that cannot be converted soundly (a logarithm, a square root, a
+branch that adds to the sum only on one side) keep their guards, and still
+give the eager function's results.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+from conftest import BACKENDS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+
+# the C VM where it is built, else the reference interpreter
+COMPILED = "c" if "c" in BACKENDS else "numpy"
+N = 12
+
+IFCONV = settings(max_examples=int(os.environ.get("FASTAD_IFCONV_EXAMPLES", "30")), deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+# branch bodies: functions of d (the element's traced value), a = x[i], b = t[i]
+_LEAVES = ["d", "a", "b", "1.5", "0.25"]
+_SAFE_UNARY = ["np.sin({})", "np.cos({})", "abs({})", "({}) ** 2", "({}) ** 3", "-({})",
+               "({}) / 4.0"]
+_BINARY = ["({} + {})", "({} - {})", "({} * {})"]
+_UNSAFE_UNARY = ["np.sqrt(abs({}) + 0.0)", "np.log(abs({}) + 1e-300)", "np.exp({})"]
+
+
+def _expressions(unary: list[str]) -> st.SearchStrategy[str]:
+    return st.recursive(
+        st.sampled_from(_LEAVES),
+        lambda inner: st.one_of(
+            st.builds(lambda f, e: f.format(e), st.sampled_from(unary), inner),
+            st.builds(lambda f, l, r: f.format(l, r), st.sampled_from(_BINARY), inner, inner)),
+        max_leaves=5)
+
+
+# predicates: (expression of a = x[i], b = t[i], d = a - b) compared with a constant
+_PREDICATES = st.tuples(st.sampled_from(["d", "a * b", "a + 0.5 * b", "np.sin(a) - b", "d * d"]),
+                        st.sampled_from([">", "<", ">=", "<="]),
+                        st.sampled_from([0.0, 0.25, -0.5]))
+
+
+def _source(pred: tuple[str, str, float], then: str, other: str, mode: str) -> str:
+    lhs, op, c = pred
+    head = ["def f(x, t):", "    s = 0.0", "    out = np.zeros_like(x)",
+            "    for i in range(len(x)):", "        a = x[i]", "        b = t[i]",
+            "        d = a - b", f"        if {lhs} {op} {c!r}:"]
+    if mode == "sum":
+        body = [f"            s = s + {then}", "        else:", f"            s = s + {other}",
+                "    return s"]
+    else:
+        body = [f"            out[i] = {then}", "        else:", f"            out[i] = {other}",
+                "    return np.sum(out * np.cos(t)) + s"]
+    return "\n".join(head + body) + "\n"
+
+
+def _make(source: str):
+    namespace = {"np": np}
+    exec(compile(source, "<generated>", "exec"), namespace)  # noqa: S102
+    return namespace["f"]
+
+
+def _margin(pred: tuple[str, str, float], x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    lhs, _, c = pred
+    a, b = x, t
+    d = a - b
+    return np.abs(eval(lhs, {"np": np, "a": a, "b": b, "d": d}) - c)
+
+
+def _check_against_eager(f, g, x, t) -> None:
+    with np.errstate(all="ignore"):
+        value, grad = fa.value_and_grad(f)(x, t)
+        got_value, got_grad = g.value_and_grad(x, t)
+    np.testing.assert_allclose(got_value, value, rtol=1e-12, atol=1e-12, equal_nan=True)
+    np.testing.assert_allclose(got_grad, grad, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+def _calls(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Inputs whose branch patterns differ from call to call."""
+    return [(rng.standard_normal(N), rng.standard_normal(N)) for _ in range(count)]
+
+
+@IFCONV
+@given(pred=_PREDICATES, then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY),
+       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+def test_converted_loops_equal_eager_and_trace_at_most_twice(pred, then, other, mode, seed):
+    f = _make(_source(pred, then, other, mode))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(seed)
+    for x, t in _calls(rng, 6):
+        _check_against_eager(f, g, x, t)
+    info = g.cache_info()
+    if info["entries"][0]["converted"]:
+        assert info["traces"] <= 2, info
+        # the converted trace is tried first and holds for new patterns
+        for x, t in _calls(rng, 4):
+            _check_against_eager(f, g, x, t)
+        assert g.cache_info()["traces"] == info["traces"]
+
+
+@IFCONV
+@given(pred=_PREDICATES, then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY),
+       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+def test_converted_gradients_match_finite_differences(pred, then, other, mode, seed):
+    f = _make(_source(pred, then, other, mode))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(seed)
+    for x, t in _calls(rng, 4):
+        grad = g(x, t)
+        if np.min(_margin(pred, x, t)) < 1e-3 or not np.all(np.isfinite(grad)):
+            continue  # a step of finite differences could cross the boundary
+        v = rng.standard_normal(N)
+        h = 1e-6
+        fd = (f(x + h * v, t) - f(x - h * v, t)) / (2 * h)
+        scale = max(1.0, abs(fd), float(np.abs(grad) @ np.abs(v)))
+        assert abs(grad @ v - fd) <= 1e-5 * scale
+
+
+@IFCONV
+@given(then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY),
+       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+def test_boundary_elements_and_nan_predicates_take_the_eager_branch(then, other, mode, seed):
+    pred = ("d", ">", 0.0)
+    f = _make(_source(pred, then, other, mode))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(seed)
+    for x, t in _calls(rng, 2):
+        _check_against_eager(f, g, x, t)
+    x, t = _calls(rng, 1)[0]
+    at = rng.choice(N, size=3, replace=False)
+    t[at] = x[at]  # d == 0 exactly: the else branch, and its derivative
+    _check_against_eager(f, g, x, t)
+    x[at[0]] = np.nan  # NaN > 0 is False; the result is NaN either way
+    _check_against_eager(f, g, x, t)
+    x, t = _calls(rng, 1)[0]
+    _check_against_eager(f, g, x, t)
+
+
+@IFCONV
+@given(pred=_PREDICATES, then=_expressions(_UNSAFE_UNARY), other=_expressions(_SAFE_UNARY),
+       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+def test_branches_with_unbounded_derivatives_equal_eager(pred, then, other, mode, seed):
+    """Square roots, logarithms and exponentials in a branch: kept as guards
+    (or converted when they act on constants only), eager's results always."""
+    f = _make(_source(pred, then, other, mode))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # traced too often: evaluated eagerly
+        for x, t in _calls(rng, 5):
+            _check_against_eager(f, g, x, t)
+
+
+def _one_sided(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + d ** 2
+    return s
+
+
+def _accumulator_predicate(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        if s > 1.0:
+            s = s + 0.5 * x[i] * t[i]
+        else:
+            s = s + x[i] ** 2
+    return s
+
+
+def _carried_flag(x, t):
+    s, flag = 0.0, 1.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + flag * d
+            flag = 2.0
+        else:
+            s = s - flag * d
+            flag = 1.0
+    return s
+
+
+def _zero_else(x, t):
+    out = np.zeros_like(x)
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            out[i] = d * t[i]
+        else:
+            out[i] = 0.0
+    return np.sum(out * out)
+
+
+def _leaky(x, t):
+    out = np.empty_like(x)
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            out[i] = d  # a value computed before the branch, also read by its predicate
+            s = s + (d * d - 1.0)  # a term that is itself a difference
+        else:
+            out[i] = 0.5 * d
+            s = s + d * t[i]
+    return np.sum(out * t) + s
+
+
+def _python_counter(x, t):
+    s, taken = 0.0, 0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + d * d
+            taken += 1  # Python state: the output depends on how many took this branch
+        else:
+            s = s + 0.5 * d
+    return s + taken
+
+
+def _python_float_sum(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        if x[i] > t[i]:
+            s = s + 1.5  # s stays a Python float: the tape's output is a constant
+        else:
+            s = s + 0.25
+    return s + 0.0 * x[0]
+
+
+def _sqrt_branch(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + np.sqrt(d)
+        else:
+            s = s + d
+    return s
+
+
+@pytest.mark.parametrize("f", [_one_sided, _accumulator_predicate, _carried_flag, _sqrt_branch,
+                               _zero_else, _leaky, _python_counter, _python_float_sum])
+def test_loops_outside_the_conversion_still_equal_eager(f):
+    """A branch that adds only on one side, a predicate on the accumulator,
+    a branch that sets Python state the next element reads, a square root, a
+    constant written by one branch, two chains in one branch: converted where
+    sound, kept as guards otherwise; results equal eager on every call."""
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x, t in _calls(rng, 8):
+            # half the elements take each branch: flipping them all keeps the count
+            order = np.argsort(x - t)
+            x[order[: N // 2]] = t[order[: N // 2]] - np.abs(x[order[: N // 2]]) - 0.1
+            x[order[N // 2:]] = t[order[N // 2:]] + np.abs(x[order[N // 2:]]) + 0.1
+            _check_against_eager(f, g, x, t)
+    if f in (_zero_else, _leaky):  # where(d > 0, d * t, 0.0), where(d > 0, d, 0.5 * d), ...
+        assert g.cache_info()["entries"][0]["converted"]
+    if f in (_carried_flag, _sqrt_branch, _python_counter, _python_float_sum):
+        # the next element reads the branch's Python state; sqrt's derivative
+        # is infinite at 0, where the branch not taken would be evaluated; the
+        # last two count the branches taken in Python (calls below balance them)
+        assert not any(e["converted"] for e in g.cache_info()["entries"])
+
+
+def test_cache_info_names_the_converted_guard_and_the_numba_backend_agrees():
+    f = _make(_source(("d", ">", 0.0), "d ** 2", "0.1 * d ** 2", "sum"))
+    backends = [COMPILED] + (["numba"] if "numba" in BACKENDS else [])
+    rng = np.random.default_rng(0)
+    calls = _calls(rng, 5)
+    for backend in backends:
+        g = fa.compile(f, argnums=0, backend=backend)
+        for x, t in calls:
+            _check_against_eager(f, g, x, t)
+        info = g.cache_info()
+        assert info["traces"] == 1  # the first pattern is mixed: converted at once
+        assert info["entries"][0]["converted"] == ["<generated>:8"]
+        assert [line for line, _ in info["entries"][0]["guards"]] == ["<generated>:8"]
+
+
+def test_a_uniform_first_pattern_keeps_its_vector_guard_until_it_changes():
+    f = _make(_source(("d", ">", 0.0), "d ** 2", "0.1 * d ** 2", "sum"))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(1)
+    x, t = _calls(rng, 1)[0]
+    _check_against_eager(f, g, np.abs(x) + 1.0, t - np.abs(t))  # every d > 0
+    info = g.cache_info()
+    assert info["traces"] == 1 and not info["entries"][0]["converted"]
+    for x, t in _calls(rng, 5):
+        _check_against_eager(f, g, x, t)
+    info = g.cache_info()
+    assert info["traces"] == 2 and info["entries"][0]["converted"] == ["<generated>:8"]
+
+
+def _newton_steps(x, t):
+    """A while loop whose guards see both outcomes: forced out of its path,
+    it could run for ever (it must not be converted, nor hang)."""
+    s = 0.0
+    for i in range(len(x)):
+        y = x[i] * x[i] + 1.0
+        while y > 1.5:
+            y = y * 0.5
+        s = s + y * t[i]
+    return s
+
+
+def test_a_loop_forced_off_its_path_stops_and_keeps_its_guards():
+    g = fa.compile(_newton_steps, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for x, t in _calls(rng, 3):
+            _check_against_eager(_newton_steps, g, 3.0 * x, t)
+    assert not any(e["converted"] for e in g.cache_info()["entries"])
+
+
+def test_a_signature_that_cannot_be_converted_is_not_tried_again():
+    """Each attempt runs the function twice more; after a failed one, a
+    retrace runs it once, as before."""
+    runs = []
+
+    def counted(x, t):
+        runs.append(1)
+        return _sqrt_branch(x, t)
+    g = fa.compile(counted, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(7)
+    for x, t in _calls(rng, 4):
+        _check_against_eager(_sqrt_branch, g, x, t)
+    traces = g.cache_info()["traces"]
+    assert traces == 4 and not any(e["converted"] for e in g.cache_info()["entries"])
+    assert len(runs) == traces + 2  # the first trace's attempt: two forced runs
