@@ -667,7 +667,8 @@ class Specializer:
                     raise ValueError("the forced path returns another structure")
                 again.tape.outputs = [again.slot_of(v) for v in leaves]
             return again.tape, forced_log
-        return ifconvert.convert(tape, log, [builder.values[s] for s in tape.inputs], rerun)
+        return ifconvert.convert(tape, log, [builder.values[s] for s in tape.inputs], rerun,
+                                 getattr(self.fn, "__globals__", None))
 
     def state(self) -> dict[str, Any]:
         """What `fastad.serialize` stores: the compiled tapes, not the function."""

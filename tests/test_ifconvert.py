@@ -14,6 +14,7 @@ give the eager function's results.
 """
 from __future__ import annotations
 
+import linecache
 import os
 import warnings
 
@@ -24,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
+from fastad.transforms import branch_source
 
 # the C VM where it is built, else the reference interpreter
 COMPILED = "c" if "c" in BACKENDS else "numpy"
@@ -70,6 +72,10 @@ def _source(pred: tuple[str, str, float], then: str, other: str, mode: str) -> s
 
 
 def _make(source: str):
+    # registered with linecache, as IPython registers a cell's source: the
+    # conversion reads the branch's source
+    linecache.cache["<generated>"] = (len(source), None, source.splitlines(True), "<generated>")
+    branch_source._parsed.cache_clear()
     namespace = {"np": np}
     exec(compile(source, "<generated>", "exec"), namespace)  # noqa: S102
     return namespace["f"]
@@ -348,3 +354,57 @@ def test_a_signature_that_cannot_be_converted_is_not_tried_again():
     traces = g.cache_info()["traces"]
     assert traces == 4 and not any(e["converted"] for e in g.cache_info()["entries"])
     assert len(runs) == traces + 2  # the first trace's attempt: two forced runs
+
+
+# Python state a branch changes beside the values the tape sees, each as the
+# two branches' extra statements and how the result uses the state: parity and
+# modular counters can agree across the three forced traces by chance
+_PYTHON_STATE = [
+    ("odd = not odd", "odd = odd", "s * 2.0 if odd else s"),
+    ("k = (k + 1) % 3", "k = k", "s + k"),
+    ("seen.append(i)", "seen.append(-1)", "s * (1 + len([j for j in seen if j >= 0]) % 2)"),
+    ("odd = not odd", "pass", "s * 2.0 if odd else s"),
+]
+
+
+@IFCONV
+@given(state=st.sampled_from(_PYTHON_STATE), pred=_PREDICATES,
+       then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY), seed=st.integers(0, 2**31 - 1))
+def test_branches_that_change_python_state_keep_their_guards(state, pred, then, other, seed):
+    """A flag, a modular counter or a list a branch changes is state no where
+    holds: the branch's source says so, and the function keeps its guards."""
+    then_extra, other_extra, result = state
+    lhs, op, c = pred
+    source = "\n".join([
+        "def f(x, t):", "    s = 0.0", "    odd = False", "    k = 0", "    seen = []",
+        "    for i in range(len(x)):", "        d = x[i] - t[i]", "        a = x[i]",
+        "        b = t[i]", f"        if {lhs} {op} {c!r}:", f"            s = s + {then}",
+        f"            {then_extra}", "        else:", f"            s = s + {other}",
+        f"            {other_extra}", f"    return {result}"]) + "\n"
+    f = _make(source)
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    for x, t in _calls(np.random.default_rng(seed), 4):
+        _check_against_eager(f, g, x, t)
+    assert not any(e["converted"] for e in g.cache_info()["entries"])
+
+
+@given(lhs=st.sampled_from(["s", "y[i]"]), op=st.sampled_from(["+", "-"]),
+       term=st.sampled_from(["d", "d ** 2", "np.sin(d)", "abs(d)"]))
+def test_the_source_check_accepts_sums_and_refuses_other_carried_state(lhs, op, term):
+    ns = {"np": np}
+
+    def check(then: str, other: str) -> bool:
+        src = f"if d > 0:\n    {then}\nelse:\n    {other}\n"
+        linecache.cache["<check>"] = (len(src), None, src.splitlines(True), "<check>")
+        branch_source._parsed.cache_clear()
+        return branch_source.effect_free("<check>", 1, ns)
+    assert check(f"{lhs} = {lhs} {op} {term}", f"{lhs} {op}= 0.5 * {term}")
+    assert check(f"{lhs} = {term}", f"{lhs} = -{term}")
+    assert check(f"z = {term} if d > 1 else {lhs}", "z = d")
+    assert not check(f"{lhs} = {lhs} {op} {term}", f"w = {term}")  # other targets
+    assert not check(f"{lhs} = {lhs} * {term}", f"{lhs} = {lhs} {op} d")
+    assert not check(f"{lhs} = ({lhs} {op} 1) % 3", f"{lhs} = {lhs}")
+    assert not check(f"{lhs} {op}= {term}", "print(d)")
+    assert not check(f"{lhs} {op}= {term}", f"{lhs} {op}= helper(d)")
+    assert not check(f"self.n {op}= {term}", f"self.n {op}= d")
+    assert not check(f"{lhs} {op}= (m := {term})", f"{lhs} {op}= d")

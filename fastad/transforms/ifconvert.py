@@ -42,6 +42,12 @@ The conversion holds only if
   would otherwise turn that zero into a NaN), and a call where they are not
   goes to the function's other traces.
 
+- the branch's source (`branch_source.effect_free`) is an expression
+  ``a if p else b``, or an ``if``/``else`` whose two suites only assign to
+  the same targets and call nothing that could change Python state: state
+  the tape cannot see (a flag flipped in one branch, a list appended to, a
+  counter modulo 3) could otherwise agree across the three traces by chance.
+
 Otherwise the function keeps its guards.  Values are bit-identical to the
 branch taken: ``where`` copies the element.
 """
@@ -59,6 +65,7 @@ from ..core.tape import Instr, Tape
 from ..core.tape import where as line_of
 from ..core.tracer import bind, recording
 from ..primitives.numpy_proxy import fnp
+from . import branch_source
 from .reroll import MIN_RUN, _chains, _TapeIndex
 
 # primitives a converted branch may compute: their derivative is finite where
@@ -96,16 +103,23 @@ def mixed(tape: Tape, log: GuardLog) -> bool:
     return len({log.outcomes[k] for k in flip}) == 2
 
 
-def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun) -> Converted | None:
+def convert(tape: Tape, log: GuardLog, examples: Sequence[Any], rerun: Rerun,
+            namespace: dict[str, Any] | None = None) -> Converted | None:
     """``tape`` (trace A, outputs set, its guards in ``log``) with its
     per-element guards converted to ``where``, or None if it has none or
     they cannot be converted soundly.  ``rerun(forced)`` traces the function
-    again on ``examples`` with the guards' outcomes forced."""
+    again on ``examples`` with the guards' outcomes forced; ``namespace``: the
+    traced function's globals, for branches in source no loaded module holds."""
     if len(log.slots) < MIN_RUN:
         return None
     flip, guard_line = _per_element(tape, log)
     if not flip:
         return None
+    for pos in {guard_line[log.slots[k]] for k in flip}:  # Python state the tape cannot see
+        file, line = pos.resolve() if hasattr(pos, "resolve") else pos if pos else ("", 0)
+        if not branch_source.effect_free(file, line,
+                                         branch_source.namespace_of(file) or namespace or {}):
+            return None
     outcomes = log.outcomes
     forced_b = list(outcomes)
     forced_c = list(outcomes)
