@@ -265,6 +265,20 @@ int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_p
         NEXT(SLOGDET_B);
         vmbreak;
       }
+      vmcase(CHOLESKY_B) {
+        const int status = cholesky_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(CHOLESKY_B);
+        vmbreak;
+      }
+      vmcase(TRSOLVE_B) {
+        const int status = trsolve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(TRSOLVE_B);
+        vmbreak;
+      }
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         fused(pc[1], arena, meta + pc[2], pc[3],

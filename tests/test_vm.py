@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastad as fa
 import fastad.numpy as fnp
+import fastad.scipy.linalg as fsla
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
@@ -455,13 +456,15 @@ def _scalar_opcodes(x):
 
 
 def _linalg(a, b):
+    chol = np.linalg.cholesky(a @ np.swapaxes(a, -1, -2))
     return (np.linalg.solve(a, b), np.linalg.slogdet(a)[0], np.linalg.slogdet(a)[1], a @ b,
-            np.linalg.det(a[0]))
+            np.linalg.det(a[0]), chol, fsla.solve_triangular(chol, b, lower=True),
+            fsla.solve_triangular(chol, b, lower=True, trans=1))
 
 
 def region_programs():
     """Lowered programs, with and without fusion, that between them use every opcode:
-    LAPACK (solve, slogdet) in both dtypes, copies, gathers, scatters, scalar code."""
+    LAPACK and BLAS (solve, slogdet, cholesky, triangular solves) in both dtypes, copies, gathers, scatters, scalar code."""
     a, b = well_conditioned((2, 4, 4), np.float64), rand((2, 4, 3))
     tapes = [fa.make_tape(_linalg)(a, b),
              fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
@@ -551,13 +554,13 @@ def _check_overlap_rejected(program, pc, region, target, exact, args=None):
 
 
 def test_lapack_workspace_pivots_output_and_copies_never_overlap(programs_with_regions):
-    """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, MATMUL_B and copy
-    (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V) in the test
-    programs, moved to overlap at the start, the middle and the end: every one is
-    rejected by validation, never run."""
+    """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, CHOLESKY_B, TRSOLVE_B,
+    MATMUL_B and copy (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V)
+    in the test programs, moved to overlap at the start, the middle and the end: every
+    one is rejected by validation, never run."""
     from fastad.backends import _vm
-    opcodes = {"SOLVE_B", "SLOGDET_B", "MATMUL_B", "COPY_V", "STRIDED_B", "GATHER_V", "CAST_V",
-               "STRIDED_SET_B", "STRIDED_ADD_B"}
+    opcodes = {"SOLVE_B", "SLOGDET_B", "CHOLESKY_B", "TRSOLVE_B", "MATMUL_B", "COPY_V",
+               "STRIDED_B", "GATHER_V", "CAST_V", "STRIDED_SET_B", "STRIDED_ADD_B"}
     tried, seen = 0, set()
     for program in programs_with_regions:
         for pc, name, _words in program.instructions():

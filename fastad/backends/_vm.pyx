@@ -13,8 +13,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-from scipy.linalg.cython_lapack cimport dgesv, dgetrf, sgesv, sgetrf
+from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm, strsm
+from scipy.linalg.cython_lapack cimport dgesv, dgetrf, dpotrf, sgesv, sgetrf, spotrf
 
 import threading
 
@@ -34,6 +34,12 @@ cdef extern from "vm.h" nogil:
     ctypedef void (*fastad_sgesv_fn)(int*, int*, float*, int*, int*, float*, int*, int*)
     ctypedef void (*fastad_dgetrf_fn)(int*, int*, double*, int*, int*, int*)
     ctypedef void (*fastad_sgetrf_fn)(int*, int*, float*, int*, int*, int*)
+    ctypedef void (*fastad_dpotrf_fn)(char*, int*, double*, int*, int*)
+    ctypedef void (*fastad_spotrf_fn)(char*, int*, float*, int*, int*)
+    ctypedef void (*fastad_dtrsm_fn)(char*, char*, char*, char*, int*, int*, double*, double*,
+                                     int*, double*, int*)
+    ctypedef void (*fastad_strsm_fn)(char*, char*, char*, char*, int*, int*, float*, float*,
+                                     int*, float*, int*)
 
     ctypedef struct fastad_linalg:
         fastad_dgemm_fn dgemm
@@ -42,6 +48,10 @@ cdef extern from "vm.h" nogil:
         fastad_sgesv_fn sgesv
         fastad_dgetrf_fn dgetrf
         fastad_sgetrf_fn sgetrf
+        fastad_dpotrf_fn dpotrf
+        fastad_spotrf_fn spotrf
+        fastad_dtrsm_fn dtrsm
+        fastad_strsm_fn strsm
 
     ctypedef struct fastad_program:
         const int32_t *code
@@ -136,6 +146,10 @@ LINALG.dgesv = <fastad_dgesv_fn>dgesv
 LINALG.sgesv = <fastad_sgesv_fn>sgesv
 LINALG.dgetrf = <fastad_dgetrf_fn>dgetrf
 LINALG.sgetrf = <fastad_sgetrf_fn>sgetrf
+LINALG.dpotrf = <fastad_dpotrf_fn>dpotrf
+LINALG.spotrf = <fastad_spotrf_fn>spotrf
+LINALG.dtrsm = <fastad_dtrsm_fn>dtrsm
+LINALG.strsm = <fastad_strsm_fn>strsm
 
 cdef enum:
     ARENA_ALIGN = FASTAD_ARENA_ALIGN  # bytes (opcodes.h); buffers are aligned within the arena
