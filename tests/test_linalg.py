@@ -308,7 +308,7 @@ def test_vmap_over_a_stack_of_matrices(f):
 
 # -- cholesky and triangular solves as compiled instructions -------------------------------
 # the compiled backends that run both natively (no host call, so no fallback warning)
-NATIVE_CHOLESKY = {"c"}
+NATIVE_CHOLESKY = {"c", "numba"}
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 
 
