@@ -416,3 +416,27 @@ def test_compiled_solve_with_a_zero_on_the_diagonal_raises(compiled_backend, low
     for call in (f, lambda a, b: fla.solve_triangular(a, b, lower=lower)):
         with pytest.raises(np.linalg.LinAlgError):
             call(a, np.ones(4))
+
+
+@pytest.mark.parametrize("order", ["vjp", "jvp", "hvp"])
+def test_cholesky_derivatives_solve_triangles_only(order):
+    """Murray's rules: the Cholesky VJP and JVP (and their derivatives, in a Hessian-vector
+    product) are triangular solves and products, never a general solve or an inverse;
+    on the C VM, trsm instructions and no host call."""
+    rng = np.random.default_rng(3)
+    a, v = spd(rng, (2, 4, 4)), rng.standard_normal((2, 4, 4))
+
+    def f(a):
+        return np.sum(np.linalg.cholesky(a) ** 2)
+
+    make = {"vjp": lambda: fa.make_tape(fa.grad(f))(a),
+            "jvp": lambda: fa.make_tape(lambda a, v: fa.jvp(f, (a,), (v,)))(a, v),
+            "hvp": lambda: fa.make_tape(fa.hvp(f))(a, v)}[order]
+    tape = make()
+    prims = {ins.prim for ins in tape.instrs}
+    assert "solve_triangular" in prims
+    assert not prims & {"solve", "inv", "pinv", "logabsdet", "eigh", "qr", "svd"}, prims
+    if "c" in BACKENDS:
+        from fastad.backends.lower import lower
+        opcodes = {name for _pc, name, _words in lower(tape).instructions()}
+        assert {"TRSOLVE_B", "CHOLESKY_B"} <= opcodes and "SOLVE_B" not in opcodes
