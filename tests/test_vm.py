@@ -385,6 +385,41 @@ def test_corrupt_programs_are_rejected_not_run():
     assert rejected > 500
 
 
+def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_safely():
+    """Every descriptor word of CHOLESKY_B and TRSOLVE_B (batch, n, k, lower, trans)
+    set to hostile values: rejected by validation (sizes past the arena or LAPACK's
+    int, flags other than 0 and 1), or a valid program that runs, raising at most
+    LinAlgError on what it then reads (never a crash)."""
+    a = well_conditioned((2, 4, 4), np.float64)
+    a = a @ np.swapaxes(a, -1, -2)
+    b = rand((2, 4, 3))
+    program = lower(fa.make_tape(lambda a, b: fsla.solve_triangular(
+        np.linalg.cholesky(a), b, lower=True, trans=1))(a, b))
+    lengths = {"CHOLESKY_B": 2, "TRSOLVE_B": 5}
+    rejected = ran = 0
+    for pc, name, words in program.instructions():
+        if name not in lengths:
+            continue
+        d = words[-1]
+        for word in range(lengths[name]):
+            for value in (-1, 0, 1, 2, 3, 5, 8, 46341, 2**31, 2**40):
+                meta = program.meta.copy()
+                meta[d + word] = value
+                hostile = type(program)(program.code, meta, program.index, program.const_image,
+                                        program.arena_bytes, program.inputs, program.outputs)
+                try:
+                    exe = c_backend.Executable(hostile)
+                except TapeError:
+                    rejected += 1
+                    continue
+                try:
+                    exe.run([a, b])
+                except np.linalg.LinAlgError:
+                    pass
+                ran += 1
+    assert rejected > 20 and ran > 10
+
+
 def test_truncated_and_oversized_programs_are_rejected():
     program = lower(fa.make_tape(lambda x: x * 2.0)(rand((3,))))
     P = type(program)
