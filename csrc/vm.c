@@ -279,6 +279,13 @@ int vm_run_state(const fastad_program *p, const fastad_linalg *la, void *arena_p
         NEXT(TRSOLVE_B);
         vmbreak;
       }
+      vmcase(EIGH_B) {
+        const int status = eigh_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(EIGH_B);
+        vmbreak;
+      }
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         fused(pc[1], arena, meta + pc[2], pc[3],

@@ -82,6 +82,10 @@ typedef void (*fastad_dtrsm_fn)(char *side, char *uplo, char *transa, char *diag
                                 double *alpha, double *a, int *lda, double *b, int *ldb);
 typedef void (*fastad_strsm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
                                 float *alpha, float *a, int *lda, float *b, int *ldb);
+typedef void (*fastad_dsyevd_fn)(char *jobz, char *uplo, int *n, double *a, int *lda, double *w,
+                                 double *work, int *lwork, int *iwork, int *liwork, int *info);
+typedef void (*fastad_ssyevd_fn)(char *jobz, char *uplo, int *n, float *a, int *lda, float *w,
+                                 float *work, int *lwork, int *iwork, int *liwork, int *info);
 
 typedef struct {
   fastad_dgemm_fn dgemm;
@@ -94,6 +98,8 @@ typedef struct {
   fastad_spotrf_fn spotrf;
   fastad_dtrsm_fn dtrsm;
   fastad_strsm_fn strsm;
+  fastad_dsyevd_fn dsyevd;
+  fastad_ssyevd_fn ssyevd;
 } fastad_linalg;
 
 typedef struct {

@@ -14,7 +14,8 @@ from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
 from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm, strsm
-from scipy.linalg.cython_lapack cimport dgesv, dgetrf, dpotrf, sgesv, sgetrf, spotrf
+from scipy.linalg.cython_lapack cimport (dgesv, dgetrf, dpotrf, dsyevd, sgesv, sgetrf, spotrf,
+                                         ssyevd)
 
 import threading
 
@@ -40,6 +41,10 @@ cdef extern from "vm.h" nogil:
                                      int*, double*, int*)
     ctypedef void (*fastad_strsm_fn)(char*, char*, char*, char*, int*, int*, float*, float*,
                                      int*, float*, int*)
+    ctypedef void (*fastad_dsyevd_fn)(char*, char*, int*, double*, int*, double*, double*, int*,
+                                      int*, int*, int*)
+    ctypedef void (*fastad_ssyevd_fn)(char*, char*, int*, float*, int*, float*, float*, int*,
+                                      int*, int*, int*)
 
     ctypedef struct fastad_linalg:
         fastad_dgemm_fn dgemm
@@ -52,6 +57,8 @@ cdef extern from "vm.h" nogil:
         fastad_spotrf_fn spotrf
         fastad_dtrsm_fn dtrsm
         fastad_strsm_fn strsm
+        fastad_dsyevd_fn dsyevd
+        fastad_ssyevd_fn ssyevd
 
     ctypedef struct fastad_program:
         const int32_t *code
@@ -150,6 +157,8 @@ LINALG.dpotrf = <fastad_dpotrf_fn>dpotrf
 LINALG.spotrf = <fastad_spotrf_fn>spotrf
 LINALG.dtrsm = <fastad_dtrsm_fn>dtrsm
 LINALG.strsm = <fastad_strsm_fn>strsm
+LINALG.dsyevd = <fastad_dsyevd_fn>dsyevd
+LINALG.ssyevd = <fastad_ssyevd_fn>ssyevd
 
 cdef enum:
     ARENA_ALIGN = FASTAD_ARENA_ALIGN  # bytes (opcodes.h); buffers are aligned within the arena

@@ -407,5 +407,7 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
 # Builtin primitives the generated code does not compute, each with why: a
 # compiled function whose tape holds one runs it as a host call (its NumPy
 # implementation) between compiled segments (`backends.fallback`).
-NOT_EMITTED: dict[Primitive, str] = check_table(dict(NOT_COMPILED),
-                                                "numba_backend.NOT_EMITTED")
+NOT_EMITTED: dict[Primitive, str] = check_table({
+    **NOT_COMPILED,
+    P.eigh: "a LAPACK decomposition the generated code does not call",
+}, "numba_backend.NOT_EMITTED")
