@@ -481,8 +481,8 @@ def _cholesky(lw: _Lowerer, ins: Instr) -> None:
     a = lw.read(a_slot, dtype)
     o = lw.define(ins.out)
     n = out.shape[-1]
-    lw.emit("CHOLESKY_B", lw.dt(dtype), (o, dtype), (a, dtype),
-            lw.descriptor([out.size // max(n * n, 1), n]))
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    lw.emit("CHOLESKY_B", lw.dt(dtype), (o, dtype), (a, dtype), lw.descriptor([batch, n]))
 
 
 def _solve_triangular(lw: _Lowerer, ins: Instr) -> None:
