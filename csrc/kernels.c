@@ -494,3 +494,102 @@ KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_
     }
   });
 }
+
+/* The Cholesky factor L (a = L L^T) of each matrix, reading a's lower
+ * triangle and returning L with its strict upper triangle zero, as
+ * numpy.linalg.cholesky does.  Row-major a is column-major a^T, whose upper
+ * triangle is a's lower one: potrf('U') on it gives U with U^T U = a, and U
+ * read row-major is L.  A matrix that is not positive definite stops the run
+ * with FASTAD_VM_SINGULAR (numpy raises LinAlgError there). */
+KERNEL int cholesky_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                      const int64_t *d) {
+  const int64_t batch = d[0], n = d[1];
+  if (n == 0) return FASTAD_VM_OK;
+  FLOAT_TYPED(t, {
+    for (int64_t q = 0; q < batch; q++) {
+      T *L = (T *)arena + o + q * n * n;
+      const T *A = (const T *)arena + a + q * n * n;
+      /* the lower triangle is all potrf reads; the upper one is zeroed here */
+      for (int64_t i = 0; i < n; i++) {
+        memcpy(L + i * n, A + i * n, (size_t)(i + 1) * sizeof(T));
+        memset(L + i * n + i + 1, 0, (size_t)(n - 1 - i) * sizeof(T));
+      }
+      char uplo = 'U';
+      int in = (int)n, info = 0;
+      if (sizeof(T) == 8)
+        la->dpotrf(&uplo, &in, (double *)L, &in, &info);
+      else
+        la->spotrf(&uplo, &in, (float *)L, &in, &info);
+      if (info != 0) return FASTAD_VM_SINGULAR;
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+/* x = op(T)^-1 b for T the lower (or upper) triangle of each a, op(T) = T or
+ * T^T: a triangular solve (trsm), never a factorisation.  Row-major x (n, k)
+ * is column-major x^T (k, n) = b^T op(T)^-T, and row-major T is column-major
+ * T^T, a triangle of the other kind: x^T = b^T (T^T)^-1 is trsm from the
+ * right with that triangle as it is, and op(T) = T^T transposes it.  A zero on the diagonal stops the run
+ * with FASTAD_VM_SINGULAR (a singular triangle; numpy's solve raises
+ * LinAlgError). */
+KERNEL int trsolve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                     int64_t b, const int64_t *d) {
+  const int64_t batch = d[0], n = d[1], k = d[2], lower = d[3], trans = d[4];
+  if (n == 0 || k == 0) return FASTAD_VM_OK;
+  FLOAT_TYPED(t, {
+    for (int64_t q = 0; q < batch; q++) {
+      T *A = (T *)arena + a + q * n * n;
+      T *X = (T *)arena + o + q * n * k;
+      for (int64_t i = 0; i < n; i++)
+        if (A[i * n + i] == 0) return FASTAD_VM_SINGULAR;
+      memcpy(X, (const T *)arena + b + q * n * k, (size_t)(n * k) * sizeof(T));
+      char side = 'R', uplo = lower ? 'U' : 'L', transa = trans ? 'T' : 'N', diag = 'N';
+      int in = (int)n, ik = (int)k;
+      T one = 1;
+      if (sizeof(T) == 8)
+        la->dtrsm(&side, &uplo, &transa, &diag, &ik, &in, (double *)&one, (double *)A, &in,
+                  (double *)X, &ik);
+      else
+        la->strsm(&side, &uplo, &transa, &diag, &ik, &in, (float *)&one, (float *)A, &in,
+                  (float *)X, &ik);
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+/* The eigenvalues (ascending) and eigenvectors of each symmetric matrix,
+ * reading its lower (or upper) triangle, as numpy.linalg.eigh: LAPACK syevd
+ * on a column-major copy of a (the triangle NumPy's call reads), packed as
+ * [w; V] (row 0 the eigenvalues, then V with the eigenvectors as columns).
+ * Workspace w: the copy (n*n), the eigenvalues (n), syevd's work
+ * (1 + 6n + 2n*n); p: its iwork (3 + 5n).  No convergence stops the run with
+ * FASTAD_VM_SINGULAR (numpy raises LinAlgError). */
+KERNEL int eigh_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                  const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], n = d[1], lower = d[2];
+  if (n == 0) return FASTAD_VM_OK;
+  int *iwork = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    T *z = (T *)arena + w, *ev = z + n * n, *work = ev + n;
+    for (int64_t q = 0; q < batch; q++) {
+      const T *A = (const T *)arena + a + q * n * n;
+      T *O = (T *)arena + o + q * (n + 1) * n;
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) z[j * n + i] = A[i * n + j];
+      char jobz = 'V', uplo = lower ? 'L' : 'U';
+      int in = (int)n, lwork = (int)(1 + 6 * n + 2 * n * n), liwork = (int)(3 + 5 * n), info = 0;
+      if (sizeof(T) == 8)
+        la->dsyevd(&jobz, &uplo, &in, (double *)z, &in, (double *)ev, (double *)work, &lwork,
+                   iwork, &liwork, &info);
+      else
+        la->ssyevd(&jobz, &uplo, &in, (float *)z, &in, (float *)ev, (float *)work, &lwork,
+                   iwork, &liwork, &info);
+      if (info != 0) return FASTAD_VM_SINGULAR;
+      memcpy(O, ev, (size_t)n * sizeof(T));
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) O[(i + 1) * n + j] = z[j * n + i];
+    }
+  });
+  return FASTAD_VM_OK;
+}

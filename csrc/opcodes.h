@@ -87,6 +87,9 @@
   X(MATMUL_B, 5)      /* t o a b d      o = a @ b, batched, BLAS gemm; d: MATMUL     */ \
   X(SOLVE_B, 7)       /* t o a b d w p  o = solve(a, b), LAPACK gesv; d: SOLVE       */ \
   X(SLOGDET_B, 7)     /* f t o a d w p  f=0 log|det a|, f=1 sign det a; LAPACK getrf */ \
+  X(CHOLESKY_B, 4)    /* t o a d        o = cholesky(a) (lower), LAPACK potrf; d: CHOLESKY */ \
+  X(TRSOLVE_B, 5)     /* t o a b d      o = op(T)^-1 b, T a triangle of a, BLAS trsm; d: TRSOLVE */ \
+  X(EIGH_B, 6)        /* t o a d w p    o = [w; V] of symmetric a, LAPACK syevd; d: EIGH      */ \
   X(GUARD, 2)         /* a e            stop with FASTAD_VM_GUARD_FAILED unless (B[a] != 0) == e */ \
   X(FUSED, 3)         /* t d n          an elementwise chain over n elements, block by block; d: FUSED */
 
@@ -168,6 +171,12 @@
  *               stored as (k, m); likewise b; o is (m, n); each batched
  *   SOLVE       batch, n, k: a (n, n), b and o (n, k); w holds n*n + n*k, p n
  *   SLOGDET     batch, n: a (n, n), o one value per matrix; w holds n*n, p n
+ *   CHOLESKY    batch, n: a and o (n, n); o is factored in place (no workspace)
+ *   TRSOLVE     batch, n, k, lower, trans: a (n, n), b and o (n, k); op(T) is T
+ *               (trans 0) or T^T (trans 1); o is solved in place (no workspace)
+ *   EIGH        batch, n, lower: a (n, n), o (n + 1, n): the eigenvalues as row 0,
+ *               the eigenvectors as columns below; w holds n*n + n + 1 + 6n + 2n*n,
+ *               p 3 + 5n (syevd's work and iwork)
  *   FUSED       nregs, nslots, nsteps, then (kind, off) per slot, then
  *               (kind, f, dst, a, b) per step; offsets in elements of t.
  *               OUT regions never partly overlap another IN or OUT region
@@ -181,7 +190,8 @@
  * FASTAD_FUSED_SLOT_WORDS per slot and FASTAD_FUSED_STEP_WORDS per step. */
 #define FASTAD_DESCRIPTORS(D) \
   D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
-  D(CUMSUM, 4, 0) D(MATMUL, 6, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(FUSED, 3, 0)
+  D(CUMSUM, 4, 0) D(MATMUL, 6, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
+  D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(FUSED, 3, 0)
 
 /* The arena's base, and every buffer of FASTAD_ARENA_ALIGN bytes or more in
  * it (the lowering's planner), are aligned to FASTAD_ARENA_ALIGN bytes; the
@@ -191,7 +201,8 @@
 /* Status codes returned by the VM. */
 #define FASTAD_VM_OK 0
 #define FASTAD_VM_GUARD_FAILED 1
-#define FASTAD_VM_SINGULAR 2
+#define FASTAD_VM_SINGULAR 2 /* gesv/getrf: a singular matrix; potrf: not positive definite;
+                                trsm: a zero on the triangle's diagonal; syevd: no convergence */
 #define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
 
 #endif

@@ -466,6 +466,38 @@ static int operands_ok(checker *c, int32_t op) {
       return use(c, W, 2, batch, t) && use(c, R, 3, batch * n * n, t) && use(c, W, 5, n * n, t) &&
              use(c, W, 6, n, 4);
     }
+    case OP_CHOLESKY_B: {  /* t o a d */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[3];
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_CHOLESKY) || !shape_ok(c, 2, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1];
+      if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
+      return use(c, W, 1, batch * n * n, t) && use(c, R, 2, batch * n * n, t);
+    }
+    case OP_TRSOLVE_B: {  /* t o a b d */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[4];
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_TRSOLVE) || !shape_ok(c, 3, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1], k = m[d + 2];
+      if (n > 46340 || k > INT_MAX) return fail(c, "system too large for BLAS%.0lld%.0lld", 0, 0);
+      if ((m[d + 3] | m[d + 4]) & ~(int64_t)1)
+        return fail(c, "bad lower/trans flags %lld %lld", m[d + 3], m[d + 4]);
+      return use(c, W, 1, batch * n * k, t) && use(c, R, 2, batch * n * n, t) &&
+             use(c, R, 3, batch * n * k, t);
+    }
+    case OP_EIGH_B: {  /* t o a d w p */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[3];
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_EIGH) || !shape_ok(c, 2, m + d, &total)) return 0;
+      const int64_t batch = m[d], n = m[d + 1];
+      if (n > 16384) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
+      if (m[d + 2] & ~(int64_t)1) return fail(c, "bad lower flag %lld%.0lld", m[d + 2], 0);
+      return use(c, W, 1, batch * (n + 1) * n, t) && use(c, R, 2, batch * n * n, t) &&
+             use(c, W, 4, 3 * n * n + 7 * n + 1, t) && use(c, W, 5, 3 + 5 * n, 4);
+    }
     case OP_FUSED:  /* t d n */
       if (!dtype_ok(c, w[0], 1) || !count_ok(c, w[2])) return 0;
       return fused_ok(c, w[1], w[2], dtype_size[w[0]]);

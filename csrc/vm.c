@@ -348,6 +348,27 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(SLOGDET_B);
         vmbreak;
       }
+      vmcase(CHOLESKY_B) {
+        const int status = cholesky_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(CHOLESKY_B);
+        vmbreak;
+      }
+      vmcase(TRSOLVE_B) {
+        const int status = trsolve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(TRSOLVE_B);
+        vmbreak;
+      }
+      vmcase(EIGH_B) {
+        const int status = eigh_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(EIGH_B);
+        vmbreak;
+      }
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         int64_t desc_buf[FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * FASTAD_FUSED_MAX_SLOTS +

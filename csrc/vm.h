@@ -76,6 +76,16 @@ typedef void (*fastad_sgesv_fn)(int *n, int *nrhs, float *a, int *lda, int *ipiv
                                 float *b, int *ldb, int *info);
 typedef void (*fastad_dgetrf_fn)(int *m, int *n, double *a, int *lda, int *ipiv, int *info);
 typedef void (*fastad_sgetrf_fn)(int *m, int *n, float *a, int *lda, int *ipiv, int *info);
+typedef void (*fastad_dpotrf_fn)(char *uplo, int *n, double *a, int *lda, int *info);
+typedef void (*fastad_spotrf_fn)(char *uplo, int *n, float *a, int *lda, int *info);
+typedef void (*fastad_dtrsm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
+                                double *alpha, double *a, int *lda, double *b, int *ldb);
+typedef void (*fastad_strsm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
+                                float *alpha, float *a, int *lda, float *b, int *ldb);
+typedef void (*fastad_dsyevd_fn)(char *jobz, char *uplo, int *n, double *a, int *lda, double *w,
+                                 double *work, int *lwork, int *iwork, int *liwork, int *info);
+typedef void (*fastad_ssyevd_fn)(char *jobz, char *uplo, int *n, float *a, int *lda, float *w,
+                                 float *work, int *lwork, int *iwork, int *liwork, int *info);
 
 typedef struct {
   fastad_dgemm_fn dgemm;
@@ -84,6 +94,12 @@ typedef struct {
   fastad_sgesv_fn sgesv;
   fastad_dgetrf_fn dgetrf;
   fastad_sgetrf_fn sgetrf;
+  fastad_dpotrf_fn dpotrf;
+  fastad_spotrf_fn spotrf;
+  fastad_dtrsm_fn dtrsm;
+  fastad_strsm_fn strsm;
+  fastad_dsyevd_fn dsyevd;
+  fastad_ssyevd_fn ssyevd;
 } fastad_linalg;
 
 typedef struct {

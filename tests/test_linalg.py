@@ -6,16 +6,19 @@ of them (their squares), since their signs are a convention.
 """
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
 import pytest
 import scipy.linalg as sla
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.scipy.linalg as fla
-from helpers import DOMAINS, Case, case_test, registrar, shapes
+from conftest import BACKENDS
+from helpers import DOMAINS, FAST, Case, case_test, registrar, shapes
 
 
 def _orthonormal(rng, shape):
@@ -301,3 +304,177 @@ def test_vmap_over_a_stack_of_matrices(f):
     a = spd(np.random.default_rng(7), (3, 3, 3))
     np.testing.assert_allclose(fa.vmap(fa.grad(f))(a), np.stack([fa.grad(f)(x) for x in a]),
                                rtol=1e-11, atol=1e-13)
+
+
+# -- cholesky and triangular solves as compiled instructions -------------------------------
+# the compiled backends that run cholesky and triangular solves natively (no host
+# call, so no fallback warning); eigh is native on the C VM only
+NATIVE_CHOLESKY = {"c", "numba"}
+COMPILED = "c" if "c" in BACKENDS else "numpy"
+
+
+@contextlib.contextmanager
+def _no_host_call(backend):
+    """A host call warns (the fallback warning): an error where there must be none."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error" if backend in NATIVE_CHOLESKY else "ignore", UserWarning)
+        yield
+
+def _gp_like(a, b, lower, trans):
+    """A Cholesky factor and triangular solves with it, both triangles and both
+    orientations (trans=1 reads the factor transposed)."""
+    chol = np.linalg.cholesky(a)
+    tri = chol if lower else np.swapaxes(chol, -1, -2)
+    x = fla.solve_triangular(tri, b, lower=lower, trans=trans)
+    return (np.sum(x ** 2) + np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)))
+            + np.sum(fla.solve_triangular(chol, x, lower=True, trans=1 - trans) * b))
+
+
+@st.composite
+def gp_like_args(draw):
+    batch = draw(shapes(max_dims=2, min_side=1, max_side=3), label="batch")
+    n, k = draw(st.integers(1, 6), label="n"), draw(st.integers(1, 3), label="k")
+    return batch, n, k, draw(st.booleans(), label="lower"), draw(st.sampled_from([0, 1]))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@FAST
+@given(args=gp_like_args())
+def test_compiled_cholesky_and_triangular_solves_agree_with_the_reference(dtype, args):
+    """Batched cholesky and triangular solves compiled (on the C VM: potrf and trsm
+    instructions, the solves' transposes read through trsm's flag): value, gradient
+    and Hessian-vector product equal the reference interpreter's, and the gradient
+    matches central finite differences in a random direction."""
+    _check_gp_like(COMPILED, dtype, *args)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("args", [((2,), 4, 3, True, 1), ((), 5, 1, False, 0)],
+                         ids=["batched", "single"])
+def test_every_compiled_backend_runs_cholesky_and_triangular_solves(compiled_backend, dtype,
+                                                                    args):
+    """The same on every compiled backend (Numba compiles slowly: two shapes)."""
+    _check_gp_like(compiled_backend, dtype, *args)
+
+
+def _check_gp_like(compiled_backend, dtype, batch, n, k, lower, trans):
+    rng = np.random.default_rng(len(batch) * 100 + n * 10 + k)
+    a, b = spd(rng, batch + (n, n)).astype(dtype), rng.standard_normal(batch + (n, k)).astype(dtype)
+    v = rng.standard_normal(a.shape).astype(dtype)
+
+    def f(a, b):
+        return _gp_like(a, b, lower, trans)
+
+    with _no_host_call(compiled_backend):
+        compiled = fa.compile(f, backend=compiled_backend, argnums=(0, 1))
+        got = compiled.value_and_grad(a, b)
+        hvp = fa.jit(fa.hvp(lambda a: f(a, b)), backend=compiled_backend)(a, v)
+    reference = fa.compile(f, backend="numpy", argnums=(0, 1)).value_and_grad(a, b)
+    rtol, atol = (1e-10, 1e-11) if dtype == np.float64 else (2e-3, 2e-3)
+    scale = max(1.0, abs(float(reference[0])))
+    np.testing.assert_allclose(got[0], reference[0], rtol=rtol, atol=atol * scale)
+    for g, w in zip(got[1], reference[1]):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=atol * max(1.0, np.abs(w).max()))
+    want_hvp = fa.hvp(lambda a: f(a, b))(a, v)
+    np.testing.assert_allclose(hvp, want_hvp, rtol=rtol * 10,
+                               atol=atol * 10 * max(1.0, np.abs(want_hvp).max()))
+    if dtype == np.float64:  # central differences along a symmetric direction
+        d = v + np.swapaxes(v, -1, -2)
+        eps = 1e-6
+        fd = (f(a + eps * d, b) - f(a - eps * d, b)) / (2 * eps)
+        np.testing.assert_allclose(np.sum(got[1][0] * d), fd, rtol=1e-6, atol=1e-6 * scale)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_compiled_cholesky_of_an_indefinite_matrix_raises_as_numpy_does(compiled_backend, dtype):
+    """A matrix that is not positive definite: LinAlgError, as numpy.linalg.cholesky
+    raises, on a compiled call after a good one too (never a crash or garbage)."""
+    good = spd(np.random.default_rng(1), (2, 3, 3)).astype(dtype)
+    bad = good.copy()
+    bad[1, 2, 2] = -5.0
+    f = fa.jit(fa.value_and_grad(lambda a: np.sum(np.linalg.cholesky(a) ** 2)),
+               backend=compiled_backend)
+    with _no_host_call(compiled_backend):
+        value, _grad = f(good)
+    np.testing.assert_allclose(value, np.sum(np.linalg.cholesky(good) ** 2), rtol=1e-5)
+    with pytest.raises(np.linalg.LinAlgError):
+        np.linalg.cholesky(bad)
+    with pytest.raises(np.linalg.LinAlgError):
+        f(bad)
+
+
+@pytest.mark.parametrize("lower", [True, False])
+def test_compiled_solve_with_a_zero_on_the_diagonal_raises(compiled_backend, lower):
+    """A singular triangle: LinAlgError, as the reference's solve raises."""
+    rng = np.random.default_rng(2)
+    a = np.tril(rng.uniform(1, 2, (4, 4))) if lower else np.triu(rng.uniform(1, 2, (4, 4)))
+    f = fa.jit(lambda a, b: np.sum(fla.solve_triangular(a, b, lower=lower)),
+               backend=compiled_backend)
+    with _no_host_call(compiled_backend):
+        f(a, np.ones(4))
+    a[2, 2] = 0.0
+    for call in (f, lambda a, b: fla.solve_triangular(a, b, lower=lower)):
+        with pytest.raises(np.linalg.LinAlgError):
+            call(a, np.ones(4))
+
+
+@pytest.mark.parametrize("order", ["vjp", "jvp", "hvp"])
+def test_cholesky_derivatives_solve_triangles_only(order):
+    """Murray's rules: the Cholesky VJP and JVP (and their derivatives, in a Hessian-vector
+    product) are triangular solves and products, never a general solve or an inverse;
+    on the C VM, trsm instructions and no host call."""
+    rng = np.random.default_rng(3)
+    a, v = spd(rng, (2, 4, 4)), rng.standard_normal((2, 4, 4))
+
+    def f(a):
+        return np.sum(np.linalg.cholesky(a) ** 2)
+
+    make = {"vjp": lambda: fa.make_tape(fa.grad(f))(a),
+            "jvp": lambda: fa.make_tape(lambda a, v: fa.jvp(f, (a,), (v,)))(a, v),
+            "hvp": lambda: fa.make_tape(fa.hvp(f))(a, v)}[order]
+    tape = make()
+    prims = {ins.prim for ins in tape.instrs}
+    assert "solve_triangular" in prims
+    assert not prims & {"solve", "inv", "pinv", "logabsdet", "eigh", "qr", "svd"}, prims
+    if "c" in BACKENDS:
+        from fastad.backends.lower import lower
+        opcodes = {name for _pc, name, _words in lower(tape).instructions()}
+        assert {"TRSOLVE_B", "CHOLESKY_B"} <= opcodes and "SOLVE_B" not in opcodes
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@FAST
+@given(batch=shapes(max_dims=2, min_side=1, max_side=3), n=st.integers(1, 6),
+       uplo=st.sampled_from(["L", "U"]))
+def test_compiled_eigh_agrees_with_the_reference(dtype, batch, n, uplo):
+    """eigh compiled (on the C VM a syevd instruction, no host call): eigenvalues,
+    squared eigenvectors (sign-invariant) and the gradient of a function of both
+    equal the reference interpreter's; NaN input raises LinAlgError where NumPy's does."""
+    rng = np.random.default_rng(len(batch) * 10 + n)
+    a = spd(rng, batch + (n, n)).astype(dtype)
+
+    def f(a):
+        w, v = np.linalg.eigh(a, UPLO=uplo)
+        return np.sum(w ** 2) + np.sum(v[..., 0, :] ** 2 * w)
+
+    with _no_host_call(COMPILED):
+        parts = fa.jit(lambda a: (np.linalg.eigh(a, UPLO=uplo)[0],
+                                  np.linalg.eigh(a, UPLO=uplo)[1] ** 2), backend=COMPILED)
+        got = parts(a)
+        value, grad = fa.compile(f, backend=COMPILED).value_and_grad(a)
+    w, v = np.linalg.eigh(a, UPLO=uplo)
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    np.testing.assert_allclose(got[0], w, rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(got[1], v ** 2, rtol=rtol, atol=rtol)
+    want = fa.compile(f, backend="numpy").value_and_grad(a)
+    np.testing.assert_allclose(value, want[0], rtol=rtol, atol=rtol)
+    np.testing.assert_allclose(grad, want[1], rtol=rtol * 10, atol=rtol * 10)
+    nan = np.full_like(a, np.nan)
+    try:
+        np.linalg.eigh(nan, UPLO=uplo)
+    except np.linalg.LinAlgError:
+        with pytest.raises(np.linalg.LinAlgError):
+            parts(nan)
+    else:  # 1 x 1: no iteration, the NaN comes back
+        assert np.isnan(parts(nan)[0]).all()

@@ -20,6 +20,7 @@ from hypothesis.extra import numpy as hnp
 
 import fastad as fa
 import fastad.numpy as fnp
+import fastad.scipy.linalg as fsla
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
@@ -384,6 +385,42 @@ def test_corrupt_programs_are_rejected_not_run():
     assert rejected > 500
 
 
+def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_safely():
+    """Every descriptor word of CHOLESKY_B, TRSOLVE_B and EIGH_B (batch, n, k, flags)
+    set to hostile values: rejected by validation (sizes past the arena or LAPACK's
+    int, flags other than 0 and 1), or a valid program that runs, raising at most
+    LinAlgError on what it then reads (never a crash)."""
+    a = well_conditioned((2, 4, 4), np.float64)
+    a = a @ np.swapaxes(a, -1, -2)
+    b = rand((2, 4, 3))
+    program = lower(fa.make_tape(lambda a, b: (fsla.solve_triangular(
+        np.linalg.cholesky(a), b, lower=True, trans=1), np.linalg.eigh(a)[0]))(a, b))
+    # opcode -> (its descriptor's operand word, the descriptor's length)
+    lengths = {"CHOLESKY_B": (3, 2), "TRSOLVE_B": (4, 5), "EIGH_B": (3, 3)}
+    rejected = ran = 0
+    for pc, name, words in program.instructions():
+        if name not in lengths:
+            continue
+        d = words[lengths[name][0]]
+        for word in range(lengths[name][1]):
+            for value in (-1, 0, 1, 2, 3, 5, 8, 46341, 2**31, 2**40):
+                meta = program.meta.copy()
+                meta[d + word] = value
+                hostile = type(program)(program.code, meta, program.index, program.const_image,
+                                        program.arena_bytes, program.inputs, program.outputs)
+                try:
+                    exe = c_backend.Executable(hostile)
+                except TapeError:
+                    rejected += 1
+                    continue
+                try:
+                    exe.run([a, b])
+                except np.linalg.LinAlgError:
+                    pass
+                ran += 1
+    assert rejected > 20 and ran > 10
+
+
 def test_truncated_and_oversized_programs_are_rejected():
     program = lower(fa.make_tape(lambda x: x * 2.0)(rand((3,))))
     P = type(program)
@@ -455,13 +492,16 @@ def _scalar_opcodes(x):
 
 
 def _linalg(a, b):
+    chol = np.linalg.cholesky(a @ np.swapaxes(a, -1, -2))
     return (np.linalg.solve(a, b), np.linalg.slogdet(a)[0], np.linalg.slogdet(a)[1], a @ b,
-            np.linalg.det(a[0]))
+            np.linalg.det(a[0]), chol, fsla.solve_triangular(chol, b, lower=True),
+            fsla.solve_triangular(chol, b, lower=True, trans=1),
+            np.linalg.eigh(a @ np.swapaxes(a, -1, -2))[1] ** 2)
 
 
 def region_programs():
     """Lowered programs, with and without fusion, that between them use every opcode:
-    LAPACK (solve, slogdet) in both dtypes, copies, gathers, scatters, scalar code."""
+    LAPACK and BLAS (solve, slogdet, cholesky, triangular solves, eigh) in both dtypes, copies, gathers, scatters, scalar code."""
     a, b = well_conditioned((2, 4, 4), np.float64), rand((2, 4, 3))
     tapes = [fa.make_tape(_linalg)(a, b),
              fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
@@ -503,7 +543,7 @@ def test_the_validator_knows_the_region_of_every_arena_operand(programs_with_reg
                 continue
             expected = [k + 1 for k, kind in enumerate(kinds[name]) if kind in ARENA_LETTERS]
             assert sorted(r[0] for r in regions) == expected, name
-            if name in ("SOLVE_B", "SLOGDET_B"):  # output, workspace and pivots are written
+            if name in ("SOLVE_B", "SLOGDET_B", "EIGH_B"):  # output, workspaces are written
                 assert [r[4] for r in regions if r[0] in (expected[0], *expected[-2:])] == ["w"] * 3
     assert seen == set(kinds), f"no test program uses {sorted(set(kinds) - seen)}"
 
@@ -554,13 +594,13 @@ def _check_overlap_rejected(program, pc, region, target, exact, args=None):
 
 
 def test_lapack_workspace_pivots_output_and_copies_never_overlap(programs_with_regions):
-    """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, MATMUL_B and copy
-    (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V) in the test
-    programs, moved to overlap at the start, the middle and the end: every one is
-    rejected by validation, never run."""
+    """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, CHOLESKY_B, TRSOLVE_B,
+    EIGH_B, MATMUL_B and copy (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V)
+    in the test programs, moved to overlap at the start, the middle and the end: every
+    one is rejected by validation, never run."""
     from fastad.backends import _vm
-    opcodes = {"SOLVE_B", "SLOGDET_B", "MATMUL_B", "COPY_V", "STRIDED_B", "GATHER_V", "CAST_V",
-               "STRIDED_SET_B", "STRIDED_ADD_B"}
+    opcodes = {"SOLVE_B", "SLOGDET_B", "CHOLESKY_B", "TRSOLVE_B", "EIGH_B", "MATMUL_B", "COPY_V",
+               "STRIDED_B", "GATHER_V", "CAST_V", "STRIDED_SET_B", "STRIDED_ADD_B"}
     tried, seen = 0, set()
     for program in programs_with_regions:
         for pc, name, _words in program.instructions():

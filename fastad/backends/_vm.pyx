@@ -15,8 +15,9 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from scipy.linalg.cython_blas cimport dgemm, sgemm
-from scipy.linalg.cython_lapack cimport dgesv, dgetrf, sgesv, sgetrf
+from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm, strsm
+from scipy.linalg.cython_lapack cimport (dgesv, dgetrf, dpotrf, dsyevd, sgesv, sgetrf, spotrf,
+                                         ssyevd)
 
 import threading
 
@@ -36,6 +37,16 @@ cdef extern from "vm.h" nogil:
     ctypedef void (*fastad_sgesv_fn)(int*, int*, float*, int*, int*, float*, int*, int*)
     ctypedef void (*fastad_dgetrf_fn)(int*, int*, double*, int*, int*, int*)
     ctypedef void (*fastad_sgetrf_fn)(int*, int*, float*, int*, int*, int*)
+    ctypedef void (*fastad_dpotrf_fn)(char*, int*, double*, int*, int*)
+    ctypedef void (*fastad_spotrf_fn)(char*, int*, float*, int*, int*)
+    ctypedef void (*fastad_dtrsm_fn)(char*, char*, char*, char*, int*, int*, double*, double*,
+                                     int*, double*, int*)
+    ctypedef void (*fastad_strsm_fn)(char*, char*, char*, char*, int*, int*, float*, float*,
+                                     int*, float*, int*)
+    ctypedef void (*fastad_dsyevd_fn)(char*, char*, int*, double*, int*, double*, double*, int*,
+                                      int*, int*, int*)
+    ctypedef void (*fastad_ssyevd_fn)(char*, char*, int*, float*, int*, float*, float*, int*,
+                                      int*, int*, int*)
 
     ctypedef struct fastad_linalg:
         fastad_dgemm_fn dgemm
@@ -44,6 +55,12 @@ cdef extern from "vm.h" nogil:
         fastad_sgesv_fn sgesv
         fastad_dgetrf_fn dgetrf
         fastad_sgetrf_fn sgetrf
+        fastad_dpotrf_fn dpotrf
+        fastad_spotrf_fn spotrf
+        fastad_dtrsm_fn dtrsm
+        fastad_strsm_fn strsm
+        fastad_dsyevd_fn dsyevd
+        fastad_ssyevd_fn ssyevd
 
     ctypedef struct fastad_program:
         const int32_t *code
@@ -144,6 +161,12 @@ LINALG.dgesv = <fastad_dgesv_fn>dgesv
 LINALG.sgesv = <fastad_sgesv_fn>sgesv
 LINALG.dgetrf = <fastad_dgetrf_fn>dgetrf
 LINALG.sgetrf = <fastad_sgetrf_fn>sgetrf
+LINALG.dpotrf = <fastad_dpotrf_fn>dpotrf
+LINALG.spotrf = <fastad_spotrf_fn>spotrf
+LINALG.dtrsm = <fastad_dtrsm_fn>dtrsm
+LINALG.strsm = <fastad_strsm_fn>strsm
+LINALG.dsyevd = <fastad_dsyevd_fn>dsyevd
+LINALG.ssyevd = <fastad_ssyevd_fn>ssyevd
 
 cdef enum:
     ARENA_ALIGN = FASTAD_ARENA_ALIGN  # bytes (opcodes.h); buffers are aligned within the arena

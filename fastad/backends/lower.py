@@ -104,22 +104,29 @@ class _Lowerer:
         self.pending: dict[int, tuple[str, tuple[Ref, ...]]] = {}
         self.fused: dict[int, tuple[Ref, ...]] = {}
         self.matmul_trans: dict[int, tuple[bool, bool]] = {}
+        self.solve_trans: dict[int, bool] = {}
 
     # -- analysis ------------------------------------------------------------
     def plan(self) -> list[Instr]:
         """Fold transposes into matmuls, drop dead instructions, compute last uses."""
         producer = {ins.out: ins for ins in self.tape.instrs}
         for k, ins in enumerate(self.tape.instrs):
-            if ins.prim == "matmul":
+            # a matmul's operands and a triangular solve's matrix are read
+            # through BLAS transpose flags rather than copied transposed
+            folded = {"matmul": 2, "solve_triangular": 1}.get(ins.prim, 0)
+            if folded:
                 ops, flags = [], []
-                for s in ins.ins:
+                for s in ins.ins[:folded]:
                     src = producer.get(s)
                     swapped = (src is not None and src.prim == "transpose"
                                and _swaps_last_two(dict(src.params)["perm"]))
                     ops.append(src.ins[0] if swapped else s)
                     flags.append(swapped)
-                self.reads[id(ins)] = tuple(ops)
-                self.matmul_trans[id(ins)] = (flags[0], flags[1])
+                self.reads[id(ins)] = tuple(ops) + tuple(ins.ins[folded:])
+                if ins.prim == "matmul":
+                    self.matmul_trans[id(ins)] = (flags[0], flags[1])
+                else:
+                    self.solve_trans[id(ins)] = flags[0]
         needed = set(self.tape.outputs)
         kept = []
         for ins in reversed(self.tape.instrs):

@@ -473,6 +473,52 @@ def _slogdet(lw: _Lowerer, ins: Instr) -> None:
             (a, dtype), lw.descriptor([out.size, n]), (w, dtype), (p, np.dtype(np.int32)))
 
 
+def _cholesky(lw: _Lowerer, ins: Instr) -> None:
+    (a_slot,) = ins.ins
+    out = lw.avals[ins.out]
+    dtype = out.dtype
+    _check_float(dtype, ins)
+    a = lw.read(a_slot, dtype)
+    o = lw.define(ins.out)
+    n = out.shape[-1]
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    lw.emit("CHOLESKY_B", lw.dt(dtype), (o, dtype), (a, dtype), lw.descriptor([batch, n]))
+
+
+def _solve_triangular(lw: _Lowerer, ins: Instr) -> None:
+    """A triangular solve (trsm); a transposed triangle is read in place
+    through trsm's transpose flag (`lower._Lowerer.plan` folds it)."""
+    a_slot, b_slot = lw.operands(ins)
+    trans = lw.solve_trans.get(id(ins), False)
+    out = lw.avals[ins.out]
+    dtype = out.dtype
+    _check_float(dtype, ins)
+    a, b = lw.read(a_slot, dtype), lw.read(b_slot, dtype)
+    o = lw.define(ins.out)
+    n, k = out.shape[-2], out.shape[-1]
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    # T^T of a transposed lower triangle is the upper triangle of the untransposed one
+    lower = bool(ins.kwargs["lower"]) != trans
+    lw.emit("TRSOLVE_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype),
+            lw.descriptor([batch, n, k, int(lower), int(trans)]))
+
+
+def _eigh(lw: _Lowerer, ins: Instr) -> None:
+    (a_slot,) = ins.ins
+    out = lw.avals[ins.out]
+    dtype = out.dtype
+    _check_float(dtype, ins)
+    a = lw.read(a_slot, dtype)
+    o = lw.define(ins.out)
+    n = out.shape[-1]
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    w = lw.temp((3 * n * n + 7 * n + 1) * dtype.itemsize)  # syevd's copy, eigenvalues, work
+    p = lw.temp((3 + 5 * n) * 4)  # its iwork
+    lw.emit("EIGH_B", lw.dt(dtype), (o, dtype), (a, dtype),
+            lw.descriptor([batch, n, int(bool(ins.kwargs["lower"]))]), (w, dtype),
+            (p, np.dtype(np.int32)))
+
+
 def _guard(lw: _Lowerer, ins: Instr) -> None:
     pred = lw.read(ins.ins[0], _BOOL)
     lw.emit("GUARD", (pred, _BOOL), int(bool(ins.kwargs["expected"])))
@@ -503,6 +549,9 @@ _RULES: dict[Primitive, Any] = check_table({
     P.solve: _solve,
     P.logabsdet: _slogdet,
     P.detsign: _slogdet,
+    P.cholesky: _cholesky,
+    P.solve_triangular: _solve_triangular,
+    P.eigh: _eigh,
     P.guard: _guard,
 }, "lower._RULES")
 

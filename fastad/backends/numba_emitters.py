@@ -322,6 +322,54 @@ class _Emitters:
     def emit_detsign(self, ins: Instr) -> None:
         self.batched(ins, "np.linalg.slogdet({0})[0]", ())
 
+    def emit_cholesky(self, ins: Instr) -> None:
+        # Numba's cholesky: LAPACK potrf, the upper triangle zeroed, LinAlgError
+        # where the matrix is not positive definite, as NumPy's
+        self.batched(ins, "np.linalg.cholesky({0})", self.avals[ins.out].shape[-2:])
+
+    def emit_solve_triangular(self, ins: Instr) -> None:
+        """Substitution by blocks of TRI_BLOCK rows: each block first takes the
+        rows solved before it off its right-hand side with one np.dot (BLAS
+        gemm), then is solved row by row; so the O(n^2 k) work is mostly gemm,
+        and nothing is factorized.  A zero on the diagonal raises LinAlgError,
+        as the reference's solve does."""
+        aval, o = self.avals[ins.out], ins.out
+        dt = aval.dtype.name
+        a_slot, b_slot = ins.ins
+        n, k = aval.shape[-2], aval.shape[-1]
+        batch = math.prod(aval.shape[:-2])
+        a, b = self.ref(a_slot), self.ref(b_slot)
+        if self.avals[a_slot].dtype != aval.dtype:
+            a = f"{a}.astype(np.{dt})"
+        lower = bool(ins.kwargs["lower"])
+        blocks = (f"range(0, {n}, {TRI_BLOCK})" if lower else
+                  f"range({(n - 1) // TRI_BLOCK * TRI_BLOCK}, -1, -{TRI_BLOCK})")
+        done, solved = ("t[s:e, :s]", "x[:s]") if lower else ("t[s:e, e:]", "x[e:]")
+        rows, earlier = (("range(s, e)", "range(s, i)") if lower else
+                         ("range(e - 1, s - 1, -1)", "range(i + 1, e)"))
+        self.step.lines += [
+            f"m0_{o} = {a}.reshape({_shape((batch, n, n))})",
+            f"o{o} = np.empty({_shape((batch, n, k))}, np.{dt})",
+            f"o{o}[:] = {b}.reshape({_shape((batch, n, k))})",
+            f"for p in range({batch}):",
+            f"    t = m0_{o}[p]",
+            f"    x = o{o}[p]",
+            f"    for s in {blocks}:",
+            f"        e = min(s + {TRI_BLOCK}, {n})",
+            f"        if {'s > 0' if lower else f'e < {n}'}:",
+            f"            x[s:e] -= np.dot(np.ascontiguousarray({done}), {solved})",
+            f"        for i in {rows}:",
+            f"            for j in {earlier}:",
+            "                c = t[i, j]",
+            f"                for q in range({k}):",
+            "                    x[i, q] -= c * x[j, q]",
+            "            d = t[i, i]",
+            "            if d == 0:",
+            "                raise np.linalg.LinAlgError('Singular matrix')",
+            f"            for q in range({k}):",
+            "                x[i, q] /= d"]
+        self.define_array(ins, f"o{o}.reshape({_shape(aval.shape)})")
+
     # -- host calls: NumPy functions Numba has no code for, called in object mode ----
     def emit_fft(self, ins: Instr) -> None:
         """NumPy's FFT with the GIL held, for the one instruction; the rest of the
@@ -337,6 +385,10 @@ class _Emitters:
         self.new_buffer(ins.out, owned=True)
 
 
+# Rows of a triangular solve's block (emit_solve_triangular): each block's
+# update from the rows before it is one gemm of this many rows.
+TRI_BLOCK = 64
+
 # primitive -> the generator method that emits its code
 EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     **{p: _Emitters.emit_elementwise for p in UFUNCS},
@@ -349,10 +401,13 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.scatter_set: _Emitters.emit_scatter_set, P.matmul: _Emitters.emit_matmul,
     P.solve: _Emitters.emit_solve, P.logabsdet: _Emitters.emit_logabsdet,
     P.detsign: _Emitters.emit_detsign, P.fft: _Emitters.emit_fft,
+    P.cholesky: _Emitters.emit_cholesky, P.solve_triangular: _Emitters.emit_solve_triangular,
 }, "numba_backend.EMITTERS")
 
 # Builtin primitives the generated code does not compute, each with why: a
 # compiled function whose tape holds one runs it as a host call (its NumPy
 # implementation) between compiled segments (`backends.fallback`).
-NOT_EMITTED: dict[Primitive, str] = check_table(dict(NOT_COMPILED),
-                                                "numba_backend.NOT_EMITTED")
+NOT_EMITTED: dict[Primitive, str] = check_table({
+    **NOT_COMPILED,
+    P.eigh: "a LAPACK decomposition the generated code does not call",
+}, "numba_backend.NOT_EMITTED")
