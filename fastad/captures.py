@@ -179,3 +179,38 @@ def find(fn: Callable[..., Any]) -> Captures:
         return NONE
     return Captures(tuple(guarded.values()), arrays)
 
+
+
+def reader(builder: Any, found: Captures, inputs: list[Any], by_reference: list[Binding]
+           ) -> Callable[[Any], int | None]:
+    """``builder.by_reference`` for a trace of a function that captured
+    ``found``: a captured array the trace reads becomes a new input (appended
+    to ``inputs``, its binding to ``by_reference``, in the order the call
+    passes them); a view of one, a gather from its base."""
+    from .core.registry import registry
+
+    def read_by_reference(value: Any) -> int | None:
+        binding = found.arrays.get(id(value))
+        if binding is None or binding.value is not value:
+            return view_by_reference(value)
+        t = builder.new_input(value)
+        inputs.append(t)
+        by_reference.append(binding)
+        return t.slot
+
+    def view_by_reference(value: Any) -> int | None:
+        if getattr(value, "base", None) is None:
+            return None
+        for binding in found.arrays.values():
+            base = binding.value
+            idx = view_indices(value, base)
+            if idx is not None:
+                break
+        else:
+            return None
+        # recorded into this trace, which may not be the innermost
+        base_slot = builder.const(base)
+        gathered = builder.values[base_slot].reshape(-1)[idx]
+        return builder.record(registry["take"], [builder.tracer(base_slot), idx],
+                              {}, gathered).slot
+    return read_by_reference

@@ -574,32 +574,7 @@ class Specializer:
             found = captures.find(self.fn)
             by_reference: list[Any] = []
             if found.arrays:
-                def read_by_reference(value: Any) -> int | None:
-                    binding = found.arrays.get(id(value))
-                    if binding is None or binding.value is not value:
-                        return view_by_reference(value)
-                    t = builder.new_input(value)
-                    inputs.append(t)
-                    by_reference.append(binding)
-                    return t.slot
-
-                def view_by_reference(value: Any) -> int | None:
-                    """A view of a captured array: a gather from its input."""
-                    if getattr(value, "base", None) is None:
-                        return None
-                    for binding in found.arrays.values():
-                        base = binding.value
-                        idx = captures.view_indices(value, base)
-                        if idx is not None:
-                            break
-                    else:
-                        return None
-                    # recorded into this trace, which may not be the innermost
-                    base_slot = builder.const(base)
-                    gathered = builder.values[base_slot].reshape(-1)[idx]
-                    return builder.record(registry["take"], [builder.tracer(base_slot), idx],
-                                          {}, gathered).slot
-                builder.by_reference = read_by_reference
+                builder.by_reference = captures.reader(builder, found, inputs, by_reference)
                 # forced reruns would read the captures anew: no if-conversion
                 convert = False
             with guards.watching() as log:
