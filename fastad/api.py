@@ -16,9 +16,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .core import pytree
+from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
-from .core.tracer import Builder, Tracer, current_builder, plain_array, recording, replay
+from .core.tracer import Builder, Tracer, current_builder, recording, replay
 from .transforms.reverse import backward
 
 ArgNums = int | Sequence[int]

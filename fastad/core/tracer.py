@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import math
 import os
 import sys
 import threading
-import weakref
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from .arrays import is_made_here, plain_array
 from .errors import TracingError
 from .registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, aval_of
@@ -32,83 +31,9 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
 
-#: arrays fastad made for a tape (index tables, zeros, broadcast scalars), by id:
-#: `Builder.const` keeps them as they are instead of copying them, which is what
-#: it must do with the user's arrays (captured as they were when traced)
-_made: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
-
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
 RELEASE_BYTES = 1 << 20
-
-
-def made_here(array: np.ndarray) -> np.ndarray:
-    """``array``, read-only and known to `Builder.const` as fastad's own: a tape
-    holds it (a view of a shared index table, a zero-stride broadcast) uncopied."""
-    array.flags.writeable = False
-    _made[id(array)] = array
-    return array
-
-
-#: flat positions 0..n-1, one read-only array per size while any index table
-#: taken from it lives: every slice of an array of that size is a view of it,
-#: so a tape of many slices of a large array holds one table, not one each
-_position_tables: "weakref.WeakValueDictionary[int, np.ndarray]" = weakref.WeakValueDictionary()
-
-
-def positions(shape: tuple[int, ...]) -> np.ndarray:
-    """The flat positions of an array of ``shape``, a view of the shared table."""
-    n = math.prod(shape)
-    table = _position_tables.get(n)
-    if table is None:
-        table = _position_tables[n] = np.arange(n, dtype=np.int64)
-        table.flags.writeable = False
-    return table.reshape(shape)
-
-
-def position_layout(index: np.ndarray, size: int) -> tuple[int, tuple[int, ...]] | None:
-    """(offset, strides) in elements when ``index`` is a strided view of the
-    position table of ``size`` elements (the index of a basic slice), else None:
-    then ``a.ravel()[index]`` is that strided view of ``a.ravel()``."""
-    table = _position_tables.get(size)
-    if table is None or index.base is not table or index.dtype != np.int64:
-        return None
-    offset = (index.__array_interface__["data"][0] - table.__array_interface__["data"][0]) // 8
-    return offset, tuple(s // 8 for s in index.strides)
-
-
-def is_made_here(array: Any) -> bool:
-    return _made.get(id(array)) is array
-
-
-def plain_array(x: Any, where: str) -> Any:
-    """``x`` as a plain ndarray: every transformation and compiled function
-    computes with plain arrays, so an instance of an ndarray subclass is read
-    as the ndarray it holds when the subclass does not change what NumPy
-    computes (np.memmap, subclasses that only add attributes), and refused
-    with a TypeError when it does, since its meaning would be silently lost:
-    masked arrays (the masked elements would count), np.matrix (``*`` is a
-    matrix product, results stay 2-D), and any subclass with its own
-    ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays)."""
-    if not isinstance(x, np.ndarray) or type(x) is np.ndarray:
-        return x
-    if isinstance(x, np.ma.MaskedArray):
-        raise TypeError(f"{where}: masked arrays (numpy.ma.MaskedArray) are not supported: "
-                        "fastad computes with plain arrays, so the masked elements would "
-                        "count; pass x.filled(value), x.compressed(), or the data and the "
-                        "mask as two arrays (fastad.numpy.where(mask, fill, data))")
-    if isinstance(x, np.matrix):
-        raise TypeError(f"{where}: np.matrix is not supported (its * is a matrix product and "
-                        "its results stay 2-D, which fastad's plain arrays do not follow); "
-                        "pass np.asarray(x) and use @")
-    cls = type(x)
-    if (cls.__array_ufunc__ is not np.ndarray.__array_ufunc__
-            or cls.__array_function__ is not np.ndarray.__array_function__):
-        raise TypeError(f"{where}: {cls.__module__}.{cls.__qualname__} is a subclass of "
-                        "numpy.ndarray with its own __array_ufunc__ or __array_function__, "
-                        "whose results fastad would not follow (it computes with plain "
-                        "arrays); pass np.asarray(x)")
-    return x.view(np.ndarray)
 
 
 def stand_in(value: np.ndarray) -> np.ndarray:

@@ -67,8 +67,8 @@ from typing import Any, Sequence  # noqa: E402,F401
 
 from ..core.errors import TracingError  # noqa: E402,F401
 from ..core.registry import registry  # noqa: E402,F401
-from ..core.tracer import (ArrayTracer, Tracer, bind, current_builder, is_made_here,  # noqa: E402,F401
-                           made_here, new_tracer, positions)
+from ..core.arrays import is_made_here, made_here, positions  # noqa: E402,F401
+from ..core.tracer import ArrayTracer, Tracer, bind, current_builder, new_tracer  # noqa: E402,F401
 
 _FRONT_END.update(_TRACER_FRONT_END)  # Tracer's operators and methods apply these
 

@@ -11,7 +11,8 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.registry import defprim, registry
-from ..core.tracer import Tracer, bind, current_builder, made_here, new_tracer
+from ..core.arrays import made_here
+from ..core.tracer import Tracer, bind, current_builder, new_tracer
 
 __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj", "zeros_for",
            "eye_like", "shape_of"]

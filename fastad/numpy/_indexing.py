@@ -10,7 +10,8 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.tracer import ArrayTracer, Tracer, made_here, positions
+from ..core.arrays import made_here, positions
+from ..core.tracer import ArrayTracer, Tracer
 from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape, size
 from ._creation import array
 from ._elementwise import astype

@@ -11,7 +11,8 @@ from typing import Any, Sequence
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.tracer import Tracer, bind, is_made_here, made_here
+from ..core.arrays import is_made_here, made_here
+from ..core.tracer import Tracer, bind
 from ._base import (_axes, _float_dtype, _p, _zeros_const, ndim, result_dtype, shape, shape_of,
                     size)
 from ._elementwise import where

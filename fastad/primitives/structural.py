@@ -114,7 +114,7 @@ def _take(x, idx):
 def _take_view(x, idx):
     """x.ravel()[idx] as a read-only view of x where idx is a basic slice's
     index (a strided view of the position table): no copy of a large slice."""
-    from ..core.tracer import position_layout  # the tracer imports the registry
+    from ..core.arrays import position_layout
     flat = np.asarray(x).reshape(-1)
     layout = position_layout(idx, flat.size)
     if layout is None:

@@ -261,7 +261,8 @@ def _lifted_tape(f: Callable[..., Any], argnums: int, args: Sequence[Any],
     ``args[argnums]``."""
     from ..api import check_leaf
     from ..signatures import is_dynamic
-    from ..core.tracer import plain_array, recording
+    from ..core.arrays import plain_array
+    from ..core.tracer import recording
 
     with recording() as builder:
         def lift(leaf: Any, where: str) -> Any:
