@@ -26,31 +26,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import timing  # noqa: E402
-from usercode import RK4_DT, _rk4_trajectory, make_rk4_fit  # noqa: E402
+from usercode import _rk4_trajectory, make_rk4_fit, rk4_step  # noqa: E402
 
 STEPS = (200, 2_000, 20_000)
 UNROLLED_UP_TO = 2_000  # tracing 2,000 unrolled steps takes ~40 s; 20,000 is out of reach
 TOLERANCE = 1e-8
-
-
-def rk4_step(k, c):
-    """One RK4 step of the fit: the carry is (q, p, loss), the step's input a
-    data point; plain arithmetic, so fastad.scan and jax.lax.scan both take it."""
-    h = RK4_DT
-
-    def step(carry, d):
-        q, p, loss = carry
-        q1, p1 = p, -k * q - c * p
-        qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
-        q2, p2 = pa, -k * qa - c * pa
-        qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
-        q3, p3 = pb, -k * qb - c * pb
-        qc, pc = q + h * q3, p + h * p3
-        q4, p4 = pc, -k * qc - c * pc
-        q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
-        p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
-        return (q, p, loss + (q - d) ** 2), None
-    return step
 
 
 def make_rk4_scan(fa, xnp=np):

@@ -108,24 +108,34 @@ def make_softmax(xp=np):
 RK4_DT = 0.05
 
 
+def rk4_step(k, c):
+    """One RK4 step of the fit: the carry is (q, p, loss), the step's input a
+    data point; plain arithmetic, so fastad.scan and jax.lax.scan both take it."""
+    h = RK4_DT
+
+    def step(carry, d):
+        q, p, loss = carry
+        q1, p1 = p, -k * q - c * p
+        qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
+        q2, p2 = pa, -k * qa - c * pa
+        qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
+        q3, p3 = pb, -k * qb - c * pb
+        qc, pc = q + h * q3, p + h * p3
+        q4, p4 = pc, -k * qc - c * pc
+        q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
+        p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
+        return (q, p, loss + (q - d) ** 2), None
+    return step
+
+
 def make_rk4_fit(xp=np):
+    """The fit as a plain Python loop over the data (traced, it unrolls)."""
     def rk4_fit(theta, data):
-        k, c = theta[0], theta[1]
-        q, p = 1.0, 0.0
-        h = RK4_DT
-        loss = 0.0
+        step = rk4_step(theta[0], theta[1])
+        carry = (1.0, 0.0, 0.0)
         for t in range(len(data)):
-            q1, p1 = p, -k * q - c * p
-            qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
-            q2, p2 = pa, -k * qa - c * pa
-            qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
-            q3, p3 = pb, -k * qb - c * pb
-            qc, pc = q + h * q3, p + h * p3
-            q4, p4 = pc, -k * qc - c * pc
-            q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
-            p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
-            loss = loss + (q - data[t]) ** 2
-        return loss
+            carry, _ = step(carry, data[t])
+        return carry[2]
     return rk4_fit
 
 

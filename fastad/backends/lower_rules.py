@@ -473,15 +473,19 @@ def _slogdet(lw: _Lowerer, ins: Instr) -> None:
             (a, dtype), lw.descriptor([out.size, n]), (w, dtype), (p, np.dtype(np.int32)))
 
 
-def _cholesky(lw: _Lowerer, ins: Instr) -> None:
+def _decomposition(lw: _Lowerer, ins: Instr) -> tuple[Any, Any, np.dtype, int, int]:
+    """A decomposition's one square operand read, its result defined: their
+    refs, the dtype, the matrices' order and how many there are."""
     (a_slot,) = ins.ins
     out = lw.avals[ins.out]
-    dtype = out.dtype
-    _check_float(dtype, ins)
-    a = lw.read(a_slot, dtype)
+    _check_float(out.dtype, ins)
+    a = lw.read(a_slot, out.dtype)
     o = lw.define(ins.out)
-    n = out.shape[-1]
-    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    return a, o, out.dtype, out.shape[-1], int(np.prod(out.shape[:-2], dtype=np.int64))
+
+
+def _cholesky(lw: _Lowerer, ins: Instr) -> None:
+    a, o, dtype, n, batch = _decomposition(lw, ins)
     lw.emit("CHOLESKY_B", lw.dt(dtype), (o, dtype), (a, dtype), lw.descriptor([batch, n]))
 
 
@@ -504,14 +508,7 @@ def _solve_triangular(lw: _Lowerer, ins: Instr) -> None:
 
 
 def _eigh(lw: _Lowerer, ins: Instr) -> None:
-    (a_slot,) = ins.ins
-    out = lw.avals[ins.out]
-    dtype = out.dtype
-    _check_float(dtype, ins)
-    a = lw.read(a_slot, dtype)
-    o = lw.define(ins.out)
-    n = out.shape[-1]
-    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    a, o, dtype, n, batch = _decomposition(lw, ins)
     w = lw.temp((3 * n * n + 7 * n + 1) * dtype.itemsize)  # syevd's copy, eigenvalues, work
     p = lw.temp((3 + 5 * n) * 4)  # its iwork
     lw.emit("EIGH_B", lw.dt(dtype), (o, dtype), (a, dtype),
