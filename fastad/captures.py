@@ -18,7 +18,10 @@ running anything).  Of the bindings found:
 * every binding holding an array or a number is *guarded*: at each call it
   must still hold the same object (a number: an equal one), else the trace
   is not used and the function is traced again, as PyTorch's compiler guards
-  the globals and closure cells a frame read.
+  the globals and closure cells a frame read; an integer or boolean array
+  (an index table or a mask, a constant of the tape) must also still hold
+  the contents it had when traced, compared at each call (a pass over it,
+  cheaper than the gather or select that uses it).
 
 Functions that capture no array or number pay nothing per call (their
 compiled call path is unchanged); the others check their bindings, a few
@@ -50,6 +53,9 @@ class Binding:
     where: Any  # a cell, or a module's globals dict
     name: str
     value: Any
+    # an integer or boolean array's contents when traced: the tape holds it as
+    # a constant (an index table, a mask), so a change in place must retrace
+    contents: np.ndarray | None = None
 
     def current(self) -> Any:
         if isinstance(self.where, dict):
@@ -62,7 +68,8 @@ class Binding:
     def holds(self) -> bool:
         now = self.current()
         if now is self.value:
-            return True
+            return self.contents is None or (now.shape == self.contents.shape
+                                             and np.array_equal(now, self.contents))
         if isinstance(self.value, _NUMBERS) and type(now) is type(self.value):
             return bool(now == self.value)
         return False
@@ -170,6 +177,8 @@ def find(fn: Callable[..., Any]) -> Captures:
         for b in bindings:
             value = b.value
             if isinstance(value, (np.ndarray,) + _NUMBERS):
+                if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
+                    b = Binding(b.where, b.name, value, value.copy())
                 guarded.setdefault((id(b.where), b.name), b)
                 if type(value) is np.ndarray and value.dtype.kind in "fc":
                     arrays.setdefault(id(value), b)

@@ -360,7 +360,7 @@ class Specializer:
             name = getattr(self.fn, "__qualname__", "the function")
             for e in entries:
                 if e not in fresh:
-                    log.info("fastad: retracing %s: %s rebound", name, e.captures.changed())
+                    log.info("fastad: retracing %s: %s changed", name, e.captures.changed())
         return fresh
 
     def _traced(self, key: Any, args: tuple[Any, ...], entries: tuple[Entry, ...],

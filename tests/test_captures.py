@@ -38,13 +38,16 @@ def make_program(kind: int):
     rebind the closure variables (``nonlocal``)."""
     C = np.cos(np.arange(N) + 1.0)
     s = 1.5
+    index = np.arange(N)[::-1].copy()  # integer and boolean arrays: constants of the tape
+    mask = np.arange(N) % 2 == 0
 
     def program(x):
+        indexed = np.sum(x[index] * x) + np.sum(np.where(mask, x, 0.5 * x) ** 2)
         if kind == 0:
-            return np.sum(np.sin(x) * G * s + C * x ** 2)
+            return np.sum(np.sin(x) * G * s + C * x ** 2) + indexed
         if kind == 1:
-            return np.sum(helper(x * s) * C)
-        return np.sum((G @ np.outer(x, C)) ** 2) * s + np.sum(helper(x) ** 2)
+            return np.sum(helper(x * s) * C) + indexed
+        return np.sum((G @ np.outer(x, C)) ** 2) * s + np.sum(helper(x) ** 2) + indexed
 
     def set_c(value):
         nonlocal C
@@ -57,11 +60,15 @@ def make_program(kind: int):
     def get_c():
         return C
 
+    def get_index_and_mask():
+        return index, mask
+
+    program.captured = get_index_and_mask
     return program, set_c, set_s, get_c
 
 
 ACTIONS = st.sampled_from(["mutate G", "mutate C", "rebind G", "rebind C", "rebind s",
-                           "rebind OFFSET", "new x", "nothing"])
+                           "rebind OFFSET", "mutate index", "mutate mask", "new x", "nothing"])
 
 
 @settings(max_examples=25, deadline=None)
@@ -91,6 +98,11 @@ def test_compiled_follows_mutation_and_rebinding(kind, actions, seed):
                 set_s(float(rng.uniform(0.5, 2.0)))
             elif action == "rebind OFFSET":
                 OFFSET = float(rng.normal())
+            elif action == "mutate index":
+                program.captured()[0][rng.integers(N)] = rng.integers(N)
+            elif action == "mutate mask":
+                mask = program.captured()[1]
+                mask[rng.integers(N)] ^= True
             elif action == "new x":
                 x = rng.normal(size=N)
             np.testing.assert_allclose(jitted(x), program(x), rtol=1e-12, atol=1e-12)
@@ -131,7 +143,7 @@ def test_rebinding_retraces_and_says_so(caplog):
     with caplog.at_level(logging.INFO, logger="fastad"):
         scale = 3.0
         assert g(x) == pytest.approx(18.0)
-    assert "scale" in caplog.text and "rebound" in caplog.text
+    assert "scale" in caplog.text and "changed" in caplog.text
     W = np.full(3, 2.0)
     assert g(x) == pytest.approx(36.0)
     assert g.cache_info()["traces"] == 3
