@@ -846,6 +846,24 @@ def _fft(x):
     return np.real(np.fft.fft(x)) + np.imag(np.fft.ifft(x * 1j, norm="ortho"))
 
 
+def _scan_step(c, xi):
+    return np.sin(c) * 0.5 + xi * c, c * xi
+
+
+def _python_scan(x):
+    c, ys = x, []
+    for xi in (x, 2.0 * x, -x):
+        c, y = _scan_step(c, xi)
+        ys.append(y)
+    return c + sum(ys)
+
+
+@case("scan", ["real"], one_shape(), covers=["loop"], oracle=_python_scan)
+def _scan(x):
+    c, ys = fastad.scan(_scan_step, x, np.stack([x, 2.0 * x, -x]))
+    return c + np.sum(ys, axis=0)
+
+
 # -- the tests -------------------------------------------------------------------------
 BUILTIN_PRIMITIVES = sorted(name for name in fastad.primitives.registry if "." not in name)
 
