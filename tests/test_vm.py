@@ -407,7 +407,8 @@ def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_s
                 meta = program.meta.copy()
                 meta[d + word] = value
                 hostile = type(program)(program.code, meta, program.index, program.const_image,
-                                        program.arena_bytes, program.inputs, program.outputs)
+                                        program.arena_bytes, program.inputs, program.outputs,
+                                        bound_bytes=program.bound_bytes)
                 try:
                     exe = c_backend.Executable(hostile)
                 except TapeError:
