@@ -135,3 +135,27 @@ def test_updates_into_a_constant_keep_its_other_elements(backend, const, reroll)
     want = fa.jit(f, backend="numpy", reroll=reroll)(X)
     got = fa.jit(f, backend=backend, reroll=reroll)(X)
     assert bits([got]) == bits([want])
+
+
+_SIGNED_ZEROS = [0.0, -0.0, np.float64(-0.0), np.float32(-0.0), complex(-0.0, 0.0), complex(0.0, -0.0)]
+
+
+@pytest.mark.parametrize("backend", ["numpy"] + compiled_backends())
+@pytest.mark.parametrize("first", range(len(_SIGNED_ZEROS)))
+@pytest.mark.parametrize("second", range(len(_SIGNED_ZEROS)))
+def test_constants_equal_but_of_other_sign_are_two_constants(backend, first, second):
+    """0.0 == -0.0, so a trace keyed its scalar constants by value kept one of
+    them: arctan2(-0.0, -1) became arctan2(0.0, -1), pi for -pi, in the tape
+    and again in the optimizer's common subexpressions."""
+    c1, c2 = _SIGNED_ZEROS[first], _SIGNED_ZEROS[second]
+
+    def f(x):
+        def part(c):
+            if isinstance(c, complex):  # the sign of the imaginary zero: arg(-1 + c)
+                return np.angle(-1.0 + 0.0 * x + c)
+            return np.arctan2(c * np.ones_like(x) + 0.0 * x, x - 10.0) + np.arctan2(c, x - 10.0)
+        return part(c1) + 2.0 * part(c2) + x
+    want = f(X)
+    assert bits([fa.jit(f, backend=backend)(X)]) == bits([want])
+    loss = lambda x: np.sum(f(x))  # noqa: E731
+    np.testing.assert_array_equal(fa.compile(loss, backend=backend)(X), fa.grad(loss)(X))

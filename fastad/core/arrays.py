@@ -87,3 +87,14 @@ def plain_array(x: Any, where: str) -> Any:
                         "whose results fastad would not follow (it computes with plain "
                         "arrays); pass np.asarray(x)")
     return x.view(np.ndarray)
+
+
+def scalar_key(value: Any) -> tuple[Any, ...]:
+    """A key under which equal scalar constants share one slot: the type and
+    the value, and for floats the signs, since ``0.0 == -0.0`` while
+    ``arctan2(-0.0, -1.0)`` is -pi and ``1 / -0.0`` is -inf."""
+    key: tuple[Any, ...] = (type(value), value)
+    if isinstance(value, (float, complex, np.inexact)):
+        z = complex(value)
+        key += (math.copysign(1.0, z.real), math.copysign(1.0, z.imag))
+    return key

@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .arrays import is_made_here, plain_array
+from .arrays import is_made_here, plain_array, scalar_key
 from .errors import TracingError
 from .registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, aval_of
@@ -101,7 +101,7 @@ class Builder:
 
     def const(self, value: Any) -> int:
         if isinstance(value, _SCALAR_TYPES) and not isinstance(value, np.ndarray):
-            key: Any = (type(value), value)
+            key: Any = scalar_key(value)
         elif isinstance(value, np.ndarray) and value.dtype.kind in "iub" and value.size <= 4096:
             key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
         else:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.arrays import scalar_key
 from ..core.registry import registry
 from ..core.tape import Instr, Tape, aval_of
 from .analysis import bitwise_uniform
@@ -62,7 +63,7 @@ def _const_key(value: Any) -> Any:
             data = np.ascontiguousarray(value).data
         return ("digest", value.dtype.str, value.shape, not any(value.strides),
                 hashlib.blake2b(data, digest_size=16).digest())
-    return ("scalar", type(value).__name__, value)
+    return ("scalar",) + scalar_key(value)
 
 
 def eliminate_common_subexpressions(tape: Tape) -> Tape:
@@ -285,6 +286,18 @@ def _positive_zeros(tape: Tape, slot: int) -> bool:
     return not np.any(value) and not np.any(np.signbit(value))
 
 
+def _zeros_of_sign(tape: Tape, slot: int, negative: bool) -> bool:
+    """Is ``slot`` a constant of zeros, all -0.0 (``negative``) or all +0.0?
+    An integer zero adds as +0.0."""
+    v = tape.consts.get(slot)
+    if v is None or not _is_const(tape, slot, 0):
+        return False
+    v = np.asarray(v)
+    if v.dtype.kind != "f":
+        return not negative and v.dtype.kind in "iub"
+    return bool(np.all(np.signbit(v) == negative))
+
+
 def _identity_operand(tape: Tape, ins: Instr) -> int | None:
     if ins.prim == "mul":
         a, b = ins.ins
@@ -292,14 +305,14 @@ def _identity_operand(tape: Tape, ins: Instr) -> int | None:
             return a
         if _is_const(tape, a, 1):
             return b
-    elif ins.prim == "add":
+    elif ins.prim == "add":  # x + -0.0 is x; x + 0.0 is not when x is -0.0
         a, b = ins.ins
-        if _is_const(tape, b, 0):
+        if _zeros_of_sign(tape, b, negative=True):
             return a
-        if _is_const(tape, a, 0):
+        if _zeros_of_sign(tape, a, negative=True):
             return b
-    elif ins.prim == "sub" and _is_const(tape, ins.ins[1], 0):
-        return ins.ins[0]
+    elif ins.prim == "sub" and _zeros_of_sign(tape, ins.ins[1], negative=False):
+        return ins.ins[0]  # x - 0.0 is x, -0.0 included
     elif ins.prim in ("div", "pow") and _is_const(tape, ins.ins[1], 1):
         return ins.ins[0]
     return None
