@@ -104,7 +104,7 @@
 /* Elementwise functions of two arguments (maximum/minimum propagate NaN). */
 #define FASTAD_BINARY_FNS(F) \
   F(ADD) F(SUB) F(MUL) F(DIV) F(POW) F(MAXIMUM) F(MINIMUM) F(ARCTAN2) F(HYPOT) \
-  F(LOGADDEXP)
+  F(LOGADDEXP) F(COPYSIGN)
 
 #define FASTAD_COMPARE_FNS(F) F(LT) F(LE) F(GT) F(GE) F(EQ) F(NE)
 

@@ -64,6 +64,7 @@ BINARY = {
     "pow": (np.power, "pos", "real"), "maximum": (np.maximum, "offint", "mid"),
     "minimum": (np.minimum, "offint", "mid"), "arctan2": (np.arctan2, "nonzero", "nonzero"),
     "hypot": (np.hypot, "nonzero", "nonzero"), "logaddexp": (np.logaddexp, "real", "real"),
+    "copysign": (np.copysign, "nonzero", "nonzero"),
 }
 for _name, (_ufunc, _dx, _dy) in BINARY.items():
     case(_name, [_dx, _dy], two_shapes(), covers=[_name])(_ufunc)

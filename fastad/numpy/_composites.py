@@ -26,7 +26,7 @@ from ._shape import (atleast_2d, broadcast_to, concatenate, diag, expand_dims, m
                      reshape, stack, swapaxes, transpose)
 
 __all__ = ["remainder", "mod", "fmod", "floor_divide", "divmod", "modf", "trunc", "fix",
-           "radians", "degrees", "rad2deg", "heaviside", "copysign", "logaddexp2",
+           "radians", "degrees", "rad2deg", "heaviside", "logaddexp2",
            "sinc", "ldexp", "nan_to_num", "isinf", "isposinf", "isneginf", "iscomplex", "isreal",
            "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "pow", "float_power",
            "average", "quantile", "percentile", "median", "nanquantile", "nanpercentile",
@@ -125,12 +125,6 @@ def heaviside(x1: Any, x2: Any, **kw: Any) -> Any:
     """0, x2 or 1 as x1 is negative, 0 or positive: derivative 0 in x1, the
     indicator of x1 == 0 in x2."""
     return where(x1 > 0, 1.0, where(x1 == 0, x2, 0.0)) * 1.0
-
-
-@_numpy_unless_traced("copysign")
-def copysign(x1: Any, x2: Any, **kw: Any) -> Any:
-    """|x1| with the sign of x2 (x2 == -0.0 counts as positive on traced values)."""
-    return where(_as(x2) < 0, -absolute(x1), absolute(x1))
 
 
 @_numpy_unless_traced("logaddexp2")

@@ -113,6 +113,10 @@ BINARY = {
                                                 lambda g, ans, x, y: g * y / ans),
     "logaddexp": (np.logaddexp, LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * fnp.exp(x - ans),
                                                 lambda g, ans, x, y: g * fnp.exp(y - ans)),
+    # |x| with y's sign bit (-0.0 counts as negative): +-1 in x, 0 in y
+    "copysign":  (np.copysign,  CHEAP, (ANS_X, G),     lambda g, ans, x, y: g * (
+                                                    fnp.copysign(1.0, x) * fnp.copysign(1.0, ans)),
+                                                lambda g, ans, x, y: fnp.zeros_like(g)),
 }
 
 # Comparisons and logic, all cheap.
