@@ -210,6 +210,18 @@ cdef int _raise_interrupt() except -1:
     raise exc if exc is not None else KeyboardInterrupt()
 
 
+cdef inline int _guard_failed(int status) except -1:
+    """1 if a run stopped at a failed guard, 0 if it finished; raises for an
+    interrupt or a singular matrix."""
+    if status == FASTAD_VM_OK:
+        return 0
+    if status == FASTAD_VM_INTERRUPTED:
+        _raise_interrupt()
+    if status == FASTAD_VM_SINGULAR:
+        raise np.linalg.LinAlgError("Singular matrix")
+    return status == FASTAD_VM_GUARD_FAILED
+
+
 cdef list _names(const char **table, int n):
     return [table[i].decode() for i in range(n)]
 
@@ -544,11 +556,7 @@ cdef class Executable:
             poll = _poll_here()
             with nogil:
                 status = fastad_vm_run_bound(&self.prog, &LINALG, base, bound, poll)
-            if status == FASTAD_VM_INTERRUPTED:
-                _raise_interrupt()
-            if status == FASTAD_VM_SINGULAR:
-                raise np.linalg.LinAlgError("Singular matrix")
-            if status == FASTAD_VM_GUARD_FAILED:
+            if _guard_failed(status):
                 return None
             if which >= 0:
                 if asked is not None:
@@ -618,11 +626,7 @@ cdef class Executable:
                                 port.nbytes)
                 with nogil:
                     status = fastad_vm_run_polled(&self.prog, &LINALG, base, poll)
-                if status == FASTAD_VM_INTERRUPTED:
-                    _raise_interrupt()
-                if status == FASTAD_VM_SINGULAR:
-                    raise np.linalg.LinAlgError("Singular matrix")
-                if status == FASTAD_VM_GUARD_FAILED:
+                if _guard_failed(status):
                     return None
                 for i in range(ny):
                     out = <_Port>self._outputs[nc + i]

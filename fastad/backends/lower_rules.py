@@ -444,15 +444,20 @@ def _matmul(lw: _Lowerer, ins: Instr) -> None:
     lw.emit("MATMUL_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype), d)
 
 
-def _solve(lw: _Lowerer, ins: Instr) -> None:
-    a_slot, b_slot = ins.ins
+def _system(lw: _Lowerer, ins: Instr, a_slot: int, b_slot: int
+            ) -> tuple[Any, Any, Any, np.dtype, int, int, int]:
+    """A solve's matrix and right-hand sides read, its result defined: their
+    refs, the dtype, the order, the right-hand sides' count and the batch."""
     out = lw.avals[ins.out]
-    dtype = out.dtype
-    _check_float(dtype, ins)
-    a, b = lw.read(a_slot, dtype), lw.read(b_slot, dtype)
+    _check_float(out.dtype, ins)
+    a, b = lw.read(a_slot, out.dtype), lw.read(b_slot, out.dtype)
     o = lw.define(ins.out)
-    n, k = out.shape[-2], out.shape[-1]
-    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    return (a, b, o, out.dtype, out.shape[-2], out.shape[-1],
+            int(np.prod(out.shape[:-2], dtype=np.int64)))
+
+
+def _solve(lw: _Lowerer, ins: Instr) -> None:
+    a, b, o, dtype, n, k, batch = _system(lw, ins, *ins.ins)
     w = lw.temp((n * n + n * k) * dtype.itemsize)
     p = lw.temp(n * 4)
     lw.emit("SOLVE_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype),
@@ -492,15 +497,8 @@ def _cholesky(lw: _Lowerer, ins: Instr) -> None:
 def _solve_triangular(lw: _Lowerer, ins: Instr) -> None:
     """A triangular solve (trsm); a transposed triangle is read in place
     through trsm's transpose flag (`lower._Lowerer.plan` folds it)."""
-    a_slot, b_slot = lw.operands(ins)
     trans = lw.solve_trans.get(id(ins), False)
-    out = lw.avals[ins.out]
-    dtype = out.dtype
-    _check_float(dtype, ins)
-    a, b = lw.read(a_slot, dtype), lw.read(b_slot, dtype)
-    o = lw.define(ins.out)
-    n, k = out.shape[-2], out.shape[-1]
-    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    a, b, o, dtype, n, k, batch = _system(lw, ins, *lw.operands(ins))
     # T^T of a transposed lower triangle is the upper triangle of the untransposed one
     lower = bool(ins.kwargs["lower"]) != trans
     lw.emit("TRSOLVE_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype),
