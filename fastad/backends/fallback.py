@@ -70,7 +70,7 @@ import threading
 import time
 import weakref
 from types import ModuleType
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -106,13 +106,18 @@ NATIVE_DTYPE_KINDS = {"c": "biuf", "numba": "biufc", "numpy": "biufc"}
 
 
 # -- the chain ------------------------------------------------------------------------
-def fallbacks(module: ModuleType) -> list[ModuleType]:
+def fallbacks(module: ModuleType) -> Iterator[ModuleType]:
     """``module`` followed by the available backends after it in order of
-    preference: where a tape goes when a backend cannot run it."""
+    preference: where a tape goes when a backend cannot run it.  Each is
+    imported when it is reached, so a tape the C VM runs whole does not
+    import Numba (a second and some 50 MB)."""
     from . import _PREFERENCE, _load, name_of
+    yield module
     name = name_of(module)
-    later = _PREFERENCE[_PREFERENCE.index(name) + 1:] if name in _PREFERENCE else ()
-    return [module] + [m for m in map(_load, later) if m is not None]
+    for later in _PREFERENCE[_PREFERENCE.index(name) + 1:] if name in _PREFERENCE else ():
+        loaded = _load(later)
+        if loaded is not None:
+            yield loaded
 
 
 def native_primitives(name: str) -> frozenset[str]:

@@ -68,8 +68,9 @@ class Primitive:
     elementwise: bool = False
     effect: Optional[str] = None  # one of EFFECTS
     # impl that may return a read-only view of an operand where NumPy would
-    # (a slice): used by releasing traces (`Builder.release`), whose values
-    # never reach the user, so a slice of a large array costs no memory there
+    # (a slice): used by a compiled function's trace (`Builder.release`) and an
+    # outermost eager gradient's (`Builder.drop_unread`), so a slice of a large
+    # array costs no memory there, as in NumPy
     view_impl: Optional[Callable[..., Any]] = None
     # Derivative rules taking every operand at once, for primitives whose
     # operands share one computation (a loop: one loop for all cotangents);
@@ -77,6 +78,13 @@ class Primitive:
     # on the few primitives that have them (`primitives/loops.py`).
     joint_vjp = None  # (g, ans, *args, active=argnums, **params) -> cotangents
     joint_jvp = None  # (tangents or None per operand, ans, *args, **params) -> tangent
+    # impl a compiled function's trace (`Builder.release`) uses: its values never
+    # reach the user, only its executable's do (a loop runs on the VM)
+    release_impl = None
+    # impl that writes its result into operand 0's memory and returns it: the
+    # reverse sweep hands it an accumulator nothing else holds (`Builder.donor`),
+    # so adding a slice's cotangent does not copy the whole adjoint (scatter_add)
+    in_place_impl = None
     # Per argument, what its VJP rule (and accumulating rule) reads besides g
     # and the shapes and dtypes: ``"ans"`` and argument positions (``mul``:
     # ``({1}, {0})``, ``exp``: ``({"ans"},)``, ``add``: ``(set(), set())``).

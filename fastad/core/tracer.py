@@ -80,6 +80,10 @@ class Builder:
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
+        # The accumulator the reverse sweep is adding a sparse cotangent into,
+        # when nothing else holds it (`donatable`): the primitive's
+        # `in_place_impl` may then write into it instead of copying it.
+        self.donor: Any = None
 
     def new_input(self, value: Any) -> "Tracer":
         value = _as_value(value)
@@ -225,6 +229,25 @@ class Builder:
                 held += v.nbytes
         self._large, self._large_bytes = kept, held
 
+    def donatable(self, acc: Any) -> Any:
+        """The array the sweep's accumulator ``acc`` holds if an update may
+        overwrite it, else None: a large array of its own memory that nothing
+        refers to but ``acc`` (and, traced, this trace's slot; only a
+        releasing trace, whose values never reach the user, gives its slots
+        up).  The caller then drops ``acc``."""
+        traced = type(acc) in _TRACERS
+        value = acc.value if traced else acc
+        if (type(value) is not np.ndarray or value.nbytes < RELEASE_BYTES or value.base is not None
+                or not value.flags.c_contiguous or not value.flags.writeable):
+            return None
+        if traced and (not self.release or acc.builder is not self or sys.getrefcount(acc) > 3
+                       or self.values[acc.slot] is not value or acc.slot in self.tape.consts
+                       or acc.slot in self.tape.inputs):
+            return None  # not this trace's own slot, or another adjoint is the same tracer
+        # plain: the caller's acc, this call's acc; traced: the slot's entry in
+        # `values`, acc.value; and value, getrefcount's argument
+        return value if sys.getrefcount(value) <= 4 else None
+
     def release_slot(self, slot: int) -> None:
         """Let go of slot's value, which nothing records from again."""
         v = self.values[slot]
@@ -301,6 +324,9 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         if type(a) in _TRACERS:
             break
     else:  # plain values (an eager gradient's sweep): no trace to record into
+        if prim.in_place_impl is not None and _traces.stack \
+                and args[0] is _traces.stack[-1].donor is not None:
+            return prim.in_place_impl(*args, **params)
         return prim.impl(*args, **params)
     values = [a.value if type(a) in _TRACERS else a for a in args]
     stack = _traces.stack
@@ -309,7 +335,15 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             f"{prim.name}: a traced value was used after its trace ended (stored in a global "
             "or a closure); return it from the function instead")
     builder = stack[-1]
-    impl = prim.view_impl if builder.release and prim.view_impl is not None else prim.impl
+    if prim.in_place_impl is not None and values[0] is builder.donor is not None \
+            and type(args[0]) in _TRACERS:  # (a plain donor would be recorded as a constant)
+        value = prim.in_place_impl(*values, **params)
+        builder.values[args[0].slot] = stand_in(value)  # it holds the update now
+        builder.released = True
+        return builder.record(prim, args, params, value)
+    impl = prim.impl
+    if builder.release or builder.drop_unread:  # no value is written through by the user
+        impl = (builder.release and prim.release_impl) or prim.view_impl or impl
     return builder.record(prim, args, params, impl(*values, **params))
 
 

@@ -119,10 +119,30 @@ def _take_view(x, idx):
     layout = position_layout(idx, flat.size)
     if layout is None:
         return flat[idx]
-    offset, strides = layout
+    offset, strides = layout  # (a 1-D x may itself be strided: its ravel is x)
     return np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=idx.shape, strides=tuple(s * flat.itemsize for s in strides),
+        flat[offset:], shape=idx.shape, strides=tuple(s * flat.strides[0] for s in strides),
         writeable=False)
+
+
+def _slice_of(flat, idx):
+    """``flat[idx]`` as a writeable strided view of ``flat`` when idx is a basic
+    slice's index whose positions are distinct (a view of the position
+    table), else None: then adding into the view is ``np.add.at`` bit for bit,
+    each element gaining its one value, without a gather and a scatter."""
+    from ..core.arrays import position_layout
+    layout = position_layout(idx, flat.size)
+    if layout is None:
+        return None
+    offset, strides = layout
+    extent = 1  # distinct positions: each axis steps over all the inner ones
+    for size, stride in sorted(((n, abs(s)) for n, s in zip(idx.shape, strides) if n > 1),
+                               key=lambda a: a[1]):
+        if stride < extent:
+            return None
+        extent = stride * size
+    return np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=idx.shape, strides=tuple(s * flat.strides[0] for s in strides))
 
 
 def _scatter_set(x, idx, v):
@@ -131,10 +151,19 @@ def _scatter_set(x, idx, v):
     return out
 
 
-def _scatter_add(x, idx, v):
-    out = np.array(x, copy=True, order="C")  # reshape(-1) below must be a view
-    np.add.at(out.reshape(-1), idx, v)
+def _scatter_add_into(out, idx, v):
+    """Add v at idx into ``out`` itself (C-contiguous), and return it."""
+    flat = out.reshape(-1)
+    part = _slice_of(flat, idx)
+    if part is None:
+        np.add.at(flat, idx, v)
+    else:
+        part += v
     return out
+
+
+def _scatter_add(x, idx, v):
+    return _scatter_add_into(np.array(x, copy=True, order="C"), idx, v)
 
 
 _p = defprim("take", _take, 2)
@@ -152,6 +181,7 @@ defjvp(_p, lambda t, ans, x, idx, v: fnp.scatter_set(t, idx, fnp.zeros_for(v, t)
        lambda t, ans, x, idx, v: fnp.scatter_set(fnp.zeros_for(x, t), idx, t))
 
 _p = defprim("scatter_add", _scatter_add, 3)
+_p.in_place_impl = _scatter_add_into
 defvjp(_p, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: fnp.take_flat(g, idx))
 defreads(_p, (), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v: t, None,
