@@ -82,7 +82,7 @@ class _Custom:
         self.fun = fun
         self.nondiff_argnums = tuple(sorted(int(i) for i in nondiff_argnums))
         self.primitive = _new_primitive(fun, self.kind, self._value)
-        self.primitive.batching_rule = self._batched
+        self.primitive.batch_rule = self._batched
 
     # -- arguments: the differentiated ones are the primitive's operands ------------
     def _split(self, args: tuple) -> tuple[tuple, tuple]:
