@@ -127,6 +127,7 @@ def test_every_elementwise_row_is_a_public_function_under_its_numpy_name():
         for name, row in table.items():
             impl = row[0] if isinstance(row, tuple) else row
             public = getattr(fnp, impl.__name__)
+            assert getattr(prims, name).numpy_names == (impl.__name__,)
             assert fnp._UFUNCS[impl.__name__] is public
             args = (x,) * impl.nin
             tape = fastad.make_tape(lambda *a: public(*a), argnums=tuple(range(impl.nin)))(*args)
@@ -168,6 +169,7 @@ def test_every_reduction_row_is_a_public_function_under_its_numpy_names():
     for name, (_, public, identity, *_rules) in rows.REDUCTIONS.items():
         for numpy_name in public:
             fn = getattr(fnp, numpy_name)
+            assert getattr(prims, name).numpy_names == public
             assert fn is getattr(fnp, public[0]) and numpy_name in fnp._reductions.__all__
             ours = list(inspect.signature(fn).parameters)
             theirs = list(inspect.signature(getattr(np, numpy_name)).parameters)

@@ -35,6 +35,9 @@ reads instead of keeping a list of names of its own:
     what loading a tape checks its declared shapes against (`fastad.shapes`);
     with ``shape_consts``, also ``consts=`` the constant operands' values (the
     index arrays of gathers and scatters).  Set by `defshape`.
+``numpy_names``
+    the public names of fastad.numpy made from the primitive's row (``sub``:
+    ``("subtract",)``, ``max``: ``("max", "amax")``).
 ``batch_rule``
     ``rule(prim, args, shapes, params, size)``: the instruction replayed on
     operands of which some carry a leading batch axis (`transforms.batching`).
@@ -106,6 +109,10 @@ class Primitive:
     # vmap's rule (`defbatch`); None: not batchable (vmap says so), or, for an
     # elementwise primitive users define, the elementwise rule.
     batch_rule: Rule = None
+    # The names of fastad.numpy (and NumPy) that answer with this primitive,
+    # for the families whose public functions are made from their rows
+    # (elementwise ufuncs, reductions); empty where the function is written by hand.
+    numpy_names: tuple[str, ...] = ()
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:

@@ -72,7 +72,8 @@ def _from_rows() -> dict[str, Any]:
     """The function of each row of `fastad.primitives.structural.REDUCTIONS`,
     under each of its public names (``max`` and ``amax``)."""
     functions = {}
-    for name, (_, public, identity, *_rules) in _rows.REDUCTIONS.items():
+    for name, (_, _names, identity, *_rules) in _rows.REDUCTIONS.items():
+        public = _p(name).numpy_names
         fn = _without_identity(name) if identity is None else _with_identity(name, *identity)
         fn.__name__ = fn.__qualname__ = public[0]
         fn.__module__ = __name__

@@ -156,23 +156,29 @@ def _where_vjp(branch_selected):
 
 for _name, (_impl, _cost, _reads, _d) in UNARY.items():
     _p = elementwise_rules(defprim(_name, _impl, 1, cost=_cost, elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
     defvjp(_p, _d)
     defreads(_p, _reads)
     defjvp(_p, _d)
     _p.elementwise_partials = [_d]
 
 for _name, _impl in UNARY_ZERO_DERIVATIVE.items():
-    elementwise_rules(defprim(_name, _impl, 1, differentiable=False, cost=CHEAP, elementwise=True))
+    _p = elementwise_rules(defprim(_name, _impl, 1, differentiable=False, cost=CHEAP,
+                                   elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
 
 for _name, (_impl, _cost, _reads, _dx, _dy) in BINARY.items():
     _p = elementwise_rules(defprim(_name, _impl, 2, cost=_cost, elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
     defvjp(_p, *_binary_vjps(_dx, _dy))
     defreads(_p, *_reads)
     defjvp(_p, _dx, _dy)
     _p.elementwise_partials = [_dx, _dy]
 
 for _name, _impl in BINARY_ZERO_DERIVATIVE.items():
-    elementwise_rules(defprim(_name, _impl, 2, differentiable=False, cost=CHEAP, elementwise=True))
+    _p = elementwise_rules(defprim(_name, _impl, 2, differentiable=False, cost=CHEAP,
+                                   elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
 
 _where = elementwise_rules(defprim("where", np.where, 3, cost=CHEAP, elementwise=True))
 defvjp(_where, None, _where_vjp(True), _where_vjp(False))

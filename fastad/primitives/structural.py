@@ -77,6 +77,7 @@ REDUCTIONS = {
 
 for _name, (_fn, _public, _identity, _reads, _vjp, _jvp) in REDUCTIONS.items():
     _p = defprim(_name, _reducer(_fn), 1, cost="reduction")
+    _p.numpy_names = _public
     defvjp(_p, _vjp)
     defreads(_p, _reads)
     defjvp(_p, _jvp)
