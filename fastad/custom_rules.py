@@ -131,7 +131,7 @@ class _Custom:
         self.fun = fun
         self.nondiff_argnums = tuple(sorted(int(i) for i in nondiff_argnums))
         self.primitive = _new_primitive(fun, self.kind, self._value)
-        self.primitive.batching_rule = self._batched
+        self.primitive.batch_rule = self._batched
         # (argument structure, leaf shapes and dtypes, nondiff) -> the result's
         # structure and leaf avals, learnt by running the function once
         self._results: dict[Any, tuple[Any, tuple]] = {}

@@ -30,14 +30,31 @@ reads instead of keeping a list of names of its own:
     None, or what running it does besides computing its result: ``"guard"``
     (the replay stops when the predicate disagrees with its recording).  An
     instruction with an effect is never dead code.
+``shape_rule``
+    ``rule(*operand_shapes, **params) -> result shape`` (raising ValueError),
+    what loading a tape checks its declared shapes against (`fastad.shapes`);
+    with ``shape_consts``, also ``consts=`` the constant operands' values (the
+    index arrays of gathers and scatters).  Set by `defshape`.
+``numpy_names``
+    the public names of fastad.numpy made from the primitive's row (``sub``:
+    ``("subtract",)``, ``max``: ``("max", "amax")``).
+``batch_rule``
+    ``rule(prim, args, shapes, params, size)``: the instruction replayed on
+    operands of which some carry a leading batch axis (`transforms.batching`).
+    Set by `defbatch`.
 
-Backends, transforms and shape rules keep their rule tables keyed by the
+Each family of primitives (`fastad/primitives/`) sets these next to the VJP
+and JVP rules of its primitives, every elementwise primitive sharing the same
+generic shape and batching rules.
+
+Backends keep their rule tables keyed by the
 `Primitive` object (``prims.sin``), checked when their module is imported
 (`check_table`), so a misspelt name fails at import instead of becoming a
 silent host call; names are for display and serialization.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -93,6 +110,17 @@ class Primitive:
     # closures keep what they capture.  None: everything (user primitives,
     # rules not classified, and any rule replaced by `defvjp`).
     vjp_reads: Optional[tuple[frozenset, ...]] = None
+    # The result's shape from the operands' (`defshape`); None only for
+    # primitives users define, whose tapes are not loaded from bytes.
+    shape_rule: Rule = None
+    shape_consts: bool = False  # the shape rule also reads constant operands (indices)
+    # vmap's rule (`defbatch`); None: not batchable (vmap says so), or, for an
+    # elementwise primitive users define, the elementwise rule.
+    batch_rule: Rule = None
+    # The names of fastad.numpy (and NumPy) that answer with this primitive,
+    # for the families whose public functions are made from their rows
+    # (elementwise ufuncs, reductions); empty where the function is written by hand.
+    numpy_names: tuple[str, ...] = ()
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:
@@ -235,4 +263,43 @@ def _is_curried(rule: Callable[..., Any], prim: Primitive) -> bool:
 def defjvp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
     """Register the JVP rule of each argument: ``rule(t, ans, *args, **params)``."""
     _resolve(prim).jvps = list(rules)
+
+
+def defshape(prim: Primitive | str, rule: Callable[..., Any], *, consts: bool = False) -> None:
+    """Register the shape rule (`Primitive.shape_rule`); with ``consts``, the
+    rule also receives ``consts``, the constant operands' values."""
+    p = _resolve(prim)
+    p.shape_rule, p.shape_consts = rule, consts
+
+
+def defbatch(prim: Primitive | str | Callable[..., Any], rule: Callable[..., Any]) -> None:
+    """Register the batching rule (`Primitive.batch_rule`):
+    ``rule(prim, args, shapes, params, size)``, ``args`` being (value,
+    batched) pairs and ``shapes`` the operands' shapes for one example."""
+    _resolve(prim).batch_rule = rule
+
+
+class TraitTable(Mapping):
+    """The registered primitives that have a trait (``"shape_rule"``), as a
+    read-only mapping from primitive to that trait: the view of the rules
+    as one table, read when the primitives are listed, not per instruction."""
+
+    def __init__(self, trait: str) -> None:
+        self.trait = trait
+
+    def _items(self) -> dict[Primitive, Any]:
+        return {p: getattr(p, self.trait) for p in registry.values()
+                if getattr(p, self.trait) is not None}
+
+    def __getitem__(self, prim: Primitive) -> Any:
+        rule = getattr(prim, self.trait, None) if isinstance(prim, Primitive) else None
+        if rule is None or registry.get(prim.name) is not prim:
+            raise KeyError(prim)
+        return rule
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
 

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.registry import defprim
+from ..core.registry import defbatch, defprim, defshape
 from ..core.errors import TapeError
 from ..core.tape import SUBTAPE_PARAMS, Aval, Tape
 
@@ -217,3 +217,7 @@ def batching_rule(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
                    params: dict[str, Any], size: int) -> Any:
     from ..loop_rules import loop_batch
     return loop_batch(prim, args, shapes, params, size)
+
+
+defshape(loop, shape_rule)
+defbatch(loop, batching_rule)
