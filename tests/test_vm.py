@@ -500,6 +500,12 @@ def _linalg(a, b):
             np.linalg.eigh(a @ np.swapaxes(a, -1, -2))[1] ** 2)
 
 
+def _scanned(x, xs):
+    """A loop: its gradient holds LOOP instructions nested in LOOP bodies."""
+    c, ys = fa.scan(lambda c, x: (np.sin(c) * x + c, np.sum(c * c)), x, xs)
+    return np.sum(c) + np.sum(ys)
+
+
 def region_programs():
     """Lowered programs, with and without fusion, that between them use every opcode:
     LAPACK and BLAS (solve, slogdet, cholesky, triangular solves, eigh) in both dtypes, copies, gathers, scatters, scalar code."""
@@ -507,7 +513,8 @@ def region_programs():
     tapes = [fa.make_tape(_linalg)(a, b),
              fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
              fa.make_tape(_many_opcodes)(rand((6,)), rand((3, 3)), rand((4,))),
-             fa.make_tape(_scalar_opcodes)(rand((5,)))]
+             fa.make_tape(_scalar_opcodes)(rand((5,))),
+             fa.make_tape(fa.grad(_scanned))(rand((3,)), rand((5, 3)))]
     g = fa.compile(rosenbrock_loop, backend="numpy", reroll=False)
     g(rand((6,)))
     tapes.append(g.tape)

@@ -105,6 +105,9 @@ class _Lowerer:
         self.fused: dict[int, tuple[Ref, ...]] = {}
         self.matmul_trans: dict[int, tuple[bool, bool]] = {}
         self.solve_trans: dict[int, bool] = {}
+        # buffers a LOOP instruction copies rows from or into (`lower_loop`):
+        # in the arena, never a caller's array (the VM does not rebase them)
+        self.loop_bufs: set[int] = set()
 
     # -- analysis ------------------------------------------------------------
     def plan(self) -> list[Instr]:
@@ -283,13 +286,22 @@ class _Lowerer:
 
     # -- the main loop ------------------------------------------------------------
     def run(self, fuse: bool = True) -> Program:
-        kept = self.plan()
+        self.emit_code(fuse)
+        return self.finish()
+
+    def place_inputs(self) -> None:
         for slot in self.tape.inputs:
             _check_dtype(self.avals[slot].dtype, slot)
             if slot in self.bind and slot not in self.loc:
                 self.bind_input(slot)
             else:
                 self.define(slot)
+
+    def emit_code(self, fuse: bool = True) -> None:
+        """The tape's instructions, ending with HALT (references left to `finish`)."""
+        self.fusing = fuse  # loop bodies lower as their program does
+        kept = self.plan()
+        self.place_inputs()
         fusion = Fusion(self) if fuse else None
         for k, ins in enumerate(kept):
             self.step = k
@@ -306,8 +318,11 @@ class _Lowerer:
             self.release_dead(ins)
         if fusion is not None:
             fusion.flush()
+        self.before_halt()
         self.code.append(OP["HALT"])
-        return self.finish()
+
+    def before_halt(self) -> None:
+        """What a loop body emits after its instructions (`lower_loop`)."""
 
     def release_dead(self, ins: Instr) -> None:
         dying = set(self.step_temps)
@@ -372,6 +387,7 @@ class _Lowerer:
         bad = {slot_of[r.buf] for r in output_refs if r.buf in slot_of}
         slot_of.update((r.buf, s) for s, r in zip(self.tape.outputs, output_refs)
                        if self.buffers[r.buf].written)
+        bad.update(slot_of[b] for b in self.loop_bufs if b in slot_of)
         pc, code = 0, self.code
         while pc < len(code):
             op = code[pc]

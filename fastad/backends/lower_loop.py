@@ -1,0 +1,201 @@
+"""A ``loop`` instruction lowered to the VM's LOOP instruction.
+
+The body tape is lowered once, whatever the trip count, into code of its own
+(`_BodyLowerer`: the body's instructions ending with their HALT), which the
+LOOP instruction carries right after its two words (csrc/opcodes.h) and runs
+once per step over the same arena (csrc/loop.c).  The body lowerer shares
+the outer program's planner, buffers, constants and pools, so the body's
+values get places in the same arena, none of them overlapping a value live
+across the loop; its references are resolved when the outer program is
+finished.  Around the LOOP the rule emits plain instructions:
+
+    COPY_V    the initial carry into the body's carry input slots, and each
+              closed-over value into its input slot, once per loop (they
+              stay there: the body never writes them, see `_BodyLowerer.plan`)
+    LOOP      per step t: row t of each stacked input into its slot, the
+              body, each per-step output into row t of the packed result,
+              the new carry through a scratch region into the carry slots
+    COPY_V /  the final carry (in the carry slots after the last step) into
+    CAST_V    the packed result
+
+Per-step outputs are converted by the body to the packed result's dtype
+(a while loop's boolean condition becomes float64 there), so the LOOP only
+copies bytes.  A loop in a body lowers the same way, inside the body's code:
+reverse mode's loops over chunks, which hold inner loops, run in the VM.
+
+What the LOOP cannot take (`refusal`) stays a host call (`loop_host`): a body
+with integer values (a counter carried, the step number used as data), with
+a primitive the VM lacks or a complex value, or nested deeper than the VM
+allows.  Those need values or code the arena has no place for.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.registry import registry
+from ..core.tape import Instr
+from ..primitives.loops import LoopBody, layout, packed_dtype
+from .arena import END, Ref
+from .vm_header import CONSTANTS, DTYPE_CODE
+
+if TYPE_CHECKING:
+    from .lower import _Lowerer
+
+MAX_DEPTH = CONSTANTS["FASTAD_LOOP_MAX_DEPTH"]
+
+
+def _used(body: LoopBody) -> set[int]:
+    """The body's slots some instruction or output reads."""
+    tape = body.tape
+    return {s for ins in tape.instrs for s in ins.ins} | set(tape.outputs)
+
+
+def refusal(ins: Instr, depth: int = 1) -> str | None:
+    """Why the VM's LOOP cannot run ``ins`` (a loop instruction), or None."""
+    from .lower_rules import _RULES
+    body = ins.kwargs["body"]
+    if depth > MAX_DEPTH:
+        return f"loops nested more than {MAX_DEPTH} deep"
+    tape, used = body.tape, _used(body)
+    for aval in body.carry_avals:
+        if np.dtype(aval.dtype) not in DTYPE_CODE:
+            return f"a {aval.dtype} carry (the VM holds float and bool values)"
+    if packed_dtype(body.result_avals(ins.kwargs["length"])) not in DTYPE_CODE:
+        return "complex results"
+    for s in tape.inputs:
+        if s in used and np.dtype(tape.avals[s].dtype) not in DTYPE_CODE:
+            return f"a body that uses a {tape.avals[s].dtype} value"
+    native = {p.name for p in _RULES}
+    for inner in tape.instrs:
+        if inner.prim == "loop":
+            why = refusal(inner, depth + 1)
+            if why is not None:
+                return why
+        elif inner.prim not in native:
+            return f"a body that runs {inner.prim}"
+        elif np.dtype(tape.avals[inner.out].dtype) not in DTYPE_CODE:
+            return f"a body that computes {tape.avals[inner.out].dtype} values"
+    return None
+
+
+def _body_lowerer(parent: "_Lowerer", body: LoopBody, ys_dtype: np.dtype) -> Any:
+    from .lower import _Lowerer
+
+    class _BodyLowerer(_Lowerer):
+        """The body's instructions, lowered into the outer program's arena."""
+
+        def __init__(self) -> None:
+            super().__init__(body.tape)
+            for shared in ("planner", "buffers", "const_bytes", "const_by_value", "meta",
+                           "meta_at", "index", "loop_bufs"):
+                setattr(self, shared, getattr(parent, shared))
+            self.index_len = parent.index_len
+            self.used = _used(body)
+            self.out_refs: list[Ref] = []
+
+        def plan(self) -> list[Instr]:
+            kept = super().plan()
+            # closed-over values are copied in once per loop: no step may
+            # overwrite them or reuse their place
+            for s in body.tape.inputs[body.n_carry + body.n_xs:]:
+                if s in self.used:
+                    self.last_use[s] = END
+            return kept
+
+        def place_inputs(self) -> None:
+            # an unused integer input (the step number of a fori_loop whose
+            # body ignores it) gets no slot: the LOOP never copies it.  A carry always has its slot: the steps write it
+            for k, s in enumerate(body.tape.inputs):
+                if s in self.used or k < body.n_carry:
+                    super().define(s)
+
+        def before_halt(self) -> None:
+            tape = body.tape
+            dtypes = [np.dtype(a.dtype) for a in body.carry_avals] + \
+                [ys_dtype] * (len(tape.outputs) - body.n_carry)
+            self.out_refs = [self.read(s, d) for s, d in zip(tape.outputs, dtypes)]
+
+    return _BodyLowerer()
+
+
+def _nbytes(aval: Any, dtype: Any = None) -> int:
+    return int(np.prod(aval.shape, dtype=np.int64)) * np.dtype(dtype or aval.dtype).itemsize
+
+
+def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
+    body: LoopBody = ins.kwargs["body"]
+    length: int = ins.kwargs["length"]
+    nc, nx = body.n_carry, body.n_xs
+    tape = body.tape
+    results = body.result_avals(length)
+    pdtype = packed_dtype(results)
+    spans = layout(body, length)
+    used = _used(body)
+    in_avals = body.avals(tape.inputs)
+    operands = list(lw.operands(ins))
+    outer = [lw.read(s, np.dtype(a.dtype)) if tape.inputs[k] in used or k < nc else None
+             for k, (s, a) in enumerate(zip(operands, in_avals))]
+    packed = lw.define(ins.out)
+    carry_bytes = sum(_nbytes(a) for a in body.carry_avals)
+    scratch = lw.temp(carry_bytes)
+    lw.loop_bufs.add(packed.buf)
+    lw.loop_bufs.update(outer[k].buf for k in range(nc, nc + nx) if outer[k] is not None)
+
+    first = len(lw.buffers)
+    sub = _body_lowerer(lw, body, pdtype)
+    sub.emit_code(getattr(lw, "fusing", True))
+    lw.index_len = sub.index_len
+
+    def copy(dst: Ref, src: Ref, aval: Any) -> None:
+        n = int(np.prod(aval.shape, dtype=np.int64))
+        if n:
+            dt = np.dtype(aval.dtype)
+            lw.emit("COPY_V", lw.dt(dt), (dst, dt), (src, dt), n)
+
+    # the initial carry and the closed-over values into the body's slots
+    for k, s in enumerate(tape.inputs):
+        if (k < nc or k >= nc + nx) and s in sub.loc:
+            copy(sub.loc[s], outer[k], in_avals[k])
+
+    def byte(ref: Ref) -> tuple[str, Ref, int]:
+        return ("ref", ref, 1)
+
+    words: list[Any] = [length, nc, 0, len(tape.outputs) - nc, byte(scratch)]
+    for k in range(nc):
+        s = tape.inputs[k]
+        words += [byte(sub.loc[s]), byte(sub.out_refs[k]), _nbytes(in_avals[k])]
+    nxs = 0
+    for k in range(nc, nc + nx):
+        s = tape.inputs[k]
+        if s in sub.loc:
+            words += [byte(sub.loc[s]), byte(outer[k]), _nbytes(in_avals[k])]
+            nxs += 1
+    words[2] = nxs
+    for j, aval in enumerate(body.y_avals):
+        start = spans[nc + j][0]
+        words += [byte(sub.out_refs[nc + j]),
+                  byte(Ref(packed.buf, packed.offset + start * pdtype.itemsize)),
+                  _nbytes(aval, pdtype)]
+    lw.emit("LOOP", lw.descriptor(words), len(sub.code))
+    lw.code.extend(sub.code)
+
+    # the final carry, in the carry slots after the last step, into the result
+    for k in range(nc):
+        aval, start = in_avals[k], spans[k][0]
+        n = int(np.prod(aval.shape, dtype=np.int64))
+        if not n:
+            continue
+        dst = Ref(packed.buf, packed.offset + start * pdtype.itemsize)
+        src, dt = sub.loc[tape.inputs[k]], np.dtype(aval.dtype)
+        if dt == pdtype:
+            lw.emit("COPY_V", lw.dt(dt), (dst, dt), (src, dt), n)
+        else:
+            lw.emit("CAST_V", lw.dt(pdtype), lw.dt(dt), (dst, pdtype), (src, dt), n)
+    # the body's places are free once the loop has run
+    for b in range(first, len(lw.buffers)):
+        buf = lw.buffers[b]
+        if not buf.const and not buf.bound and not buf.freed:
+            buf.freed = True
+            lw.planner.release(buf.addr, buf.nbytes)
