@@ -44,6 +44,7 @@ from ..core.tape import Instr, Tape
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, ArenaPlanner, Ref, _Buffer, _round_up
 from .fuse import Fusion
+from .lower_loop import live_operands
 from .lower_rules import _F64, _RULES, _SCALAR_OPCODE, HOST_CALLS, _check_dtype, rule_of
 from .vm_header import (ARENA_ALIGN, BINARY, COMPARE, DTYPE_CODE, LOGIC, NARGS, OP, REDUCE,
                         TABLES, UNARY, parse_opcodes_header)
@@ -114,6 +115,9 @@ class _Lowerer:
         """Fold transposes into matmuls, drop dead instructions, compute last uses."""
         producer = {ins.out: ins for ins in self.tape.instrs}
         for k, ins in enumerate(self.tape.instrs):
+            if ins.prim == "loop":  # the operands its body uses (lower_loop)
+                self.reads[id(ins)] = live_operands(ins)
+                continue
             # a matmul's operands and a triangular solve's matrix are read
             # through BLAS transpose flags rather than copied transposed
             folded = {"matmul": 2, "solve_triangular": 1}.get(ins.prim, 0)

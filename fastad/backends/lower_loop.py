@@ -47,9 +47,26 @@ MAX_DEPTH = CONSTANTS["FASTAD_LOOP_MAX_DEPTH"]
 
 
 def _used(body: LoopBody) -> set[int]:
-    """The body's slots some instruction or output reads."""
+    """The body's slots its outputs need: the outputs, and the operands of the
+    instructions that compute them (as lowering keeps them)."""
     tape = body.tape
-    return {s for ins in tape.instrs for s in ins.ins} | set(tape.outputs)
+    needed = set(tape.outputs)
+    for ins in reversed(tape.instrs):
+        if ins.out in needed or registry[ins.prim].effect is not None:
+            needed.update(live_operands(ins))
+    return needed
+
+
+def live_operands(ins: Instr) -> tuple[int, ...]:
+    """The operands a loop instruction reads: its carries, and the stacked and
+    closed-over values its body uses (reverse mode passes a fori_loop's
+    integer step numbers to loops whose bodies ignore them)."""
+    if ins.prim != "loop":
+        return ins.ins
+    body = ins.kwargs["body"]
+    used = _used(body)
+    return tuple(s for k, s in enumerate(ins.ins)
+                 if k < body.n_carry or body.tape.inputs[k] in used)
 
 
 def refusal(ins: Instr, depth: int = 1) -> str | None:
@@ -69,6 +86,8 @@ def refusal(ins: Instr, depth: int = 1) -> str | None:
             return f"a body that uses a {tape.avals[s].dtype} value"
     native = {p.name for p in _RULES}
     for inner in tape.instrs:
+        if inner.out not in used:  # dead: not lowered
+            continue
         if inner.prim == "loop":
             why = refusal(inner, depth + 1)
             if why is not None:
@@ -134,7 +153,7 @@ def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
     spans = layout(body, length)
     used = _used(body)
     in_avals = body.avals(tape.inputs)
-    operands = list(lw.operands(ins))
+    operands = list(ins.ins)  # by position (lw.operands holds the live ones only)
     outer = [lw.read(s, np.dtype(a.dtype)) if tape.inputs[k] in used or k < nc else None
              for k, (s, a) in enumerate(zip(operands, in_avals))]
     packed = lw.define(ins.out)
