@@ -362,10 +362,13 @@ static int loop_ok(checker *c, int64_t d, int64_t n) {
   body.bound = NULL;
   body.num_bound = 0;
   body.bound_bytes = 0;
+  /* the innermost message, named by the outermost LOOP holding it (word
+   * offsets inside a body count from the body's first word) */
+  if (c->depth > 0) return !validate_at(&body, c->depth + 1, c->err, c->err_len);
   char inner[400];
   if (validate_at(&body, c->depth + 1, inner, sizeof inner)) {
-    snprintf(c->err, c->err_len, "instruction at word %lld (LOOP): its body: %s",
-             (long long)c->pc, inner);
+    snprintf(c->err, c->err_len, "in the body of the LOOP at word %lld: %s", (long long)c->pc,
+             inner);
     return 0;
   }
   return 1;
