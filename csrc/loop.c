@@ -6,8 +6,10 @@
  * the body's input slot, runs the body (vm_run_state, so a LOOP in a body
  * nests), copies each per-step output slot into row t of its stacked array,
  * and moves the new carry into the carry's input slots through a scratch
- * region, since an output may be another carry's input slot (a swap).  The
- * copies are memmove: a hostile program may make any two regions overlap,
+ * region, since an output may be another carry's input slot (a swap).  Row t
+ * of a stacked array is at its offset plus t times its row stride, which may
+ * be negative (a reversed array read in place).  The copies are memmove (or
+ * one 8-byte word): a hostile program may make any two regions overlap,
  * which gives garbage but never undefined behaviour.  The validator has
  * checked every region against the arena (validate.c).
  */
@@ -16,6 +18,17 @@
 #include <string.h>
 
 enum { HEAD = FASTAD_DESC_HEAD_LOOP, ENTRY = FASTAD_LOOP_ENTRY_WORDS };
+
+/* Most carries and rows of a recurrence are one float64: copied inline. */
+static inline void copy_bytes(char *dst, const char *src, int64_t n) {
+  if (n == 8) {
+    uint64_t word;
+    memcpy(&word, src, 8);
+    memcpy(dst, &word, 8);
+  } else {
+    memmove(dst, src, (size_t)n);
+  }
+}
 
 /* Steps between polls for an interrupt: a body of scalar instructions polls
  * nowhere else (vm.c polls on array instructions only). */
@@ -41,24 +54,24 @@ int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
   for (int64_t t = 0; t < trips; t++) {
     for (int64_t k = 0; k < nx; k++) {
       const int64_t *e = xs + ENTRY * k;
-      memmove(arena + e[0], arena + e[1] + t * e[2], (size_t)e[2]);
+      copy_bytes(arena + e[0], arena + e[1] + t * e[3], e[2]);
     }
     const int status = vm_run_state(&body, la, arena, ps);
     if (status != FASTAD_VM_OK) return status;
     for (int64_t k = 0; k < ny; k++) {
       const int64_t *e = ys + ENTRY * k;
-      memmove(arena + e[1] + t * e[2], arena + e[0], (size_t)e[2]);
+      copy_bytes(arena + e[1] + t * e[3], arena + e[0], e[2]);
     }
     int64_t at = scratch;
     for (int64_t k = 0; k < nc; k++) {
       const int64_t *e = carry + ENTRY * k;
-      memmove(arena + at, arena + e[1], (size_t)e[2]);
+      copy_bytes(arena + at, arena + e[1], e[2]);
       at += e[2];
     }
     at = scratch;
     for (int64_t k = 0; k < nc; k++) {
       const int64_t *e = carry + ENTRY * k;
-      memmove(arena + e[0], arena + at, (size_t)e[2]);
+      copy_bytes(arena + e[0], arena + at, e[2]);
       at += e[2];
     }
     if (--countdown < 0) {

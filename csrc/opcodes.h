@@ -186,9 +186,11 @@
  *               OUT regions never partly overlap another IN or OUT region
  *               (same start or disjoint), so blocks and threads are independent.
  *   LOOP        trips, ncarry, nxs, nys, scratch, then FASTAD_LOOP_ENTRY_WORDS per
- *               carry (in, out, bytes), per stacked input (slot, stacked, row
- *               bytes) and per stacked output (slot, stacked, row bytes), every
- *               offset in BYTES from the arena base.  The body is a program of
+ *               carry (in, out, bytes, 0), per stacked input (slot, stacked, row
+ *               bytes, row stride) and per stacked output (slot, stacked, row
+ *               bytes, row stride), every offset in BYTES from the arena base:
+ *               row t is at stacked + t * stride (a negative stride reads a
+ *               reversed array in place).  The body is a program of
  *               its own (its n words end with its HALT) over the same arena,
  *               with no bound segments.  Each of the trips steps copies row t of
  *               every stacked input into its slot, runs the body, copies every
@@ -211,7 +213,7 @@
 
 /* Words per carry, stacked input and stacked output of a LOOP descriptor,
  * after its five header words; how deep LOOP bodies may nest. */
-#define FASTAD_LOOP_ENTRY_WORDS 3
+#define FASTAD_LOOP_ENTRY_WORDS 4
 #define FASTAD_LOOP_MAX_DEPTH 16
 
 /* The arena's base, and every buffer of FASTAD_ARENA_ALIGN bytes or more in

@@ -321,8 +321,8 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
 }
 
 /* A LOOP descriptor at d with a body of n code words after the instruction:
- * the counts bounded, every carry, row and stacked array inside the arena
- * (rows times trips without overflow), the scratch region as large as the
+ * the counts bounded, every carry, slot and row inside the arena (the first
+ * and last rows of each stacked array, without overflow), the scratch region as large as the
  * carries, and the body a valid program of its own, no deeper than
  * FASTAD_LOOP_MAX_DEPTH.  The steps copy with memmove, so regions may
  * overlap (garbage, never a crash); none is recorded for regions_ok. */
@@ -341,17 +341,24 @@ static int loop_ok(checker *c, int64_t d, int64_t n) {
   int64_t carry_bytes = 0;
   for (int64_t k = 0; k < nc + nx + ny; k++) {
     const int64_t *e = m + HEAD + ENTRY * k;
-    const int64_t slot = e[0], other = e[1], bytes = e[2];
+    const int64_t slot = e[0], other = e[1], bytes = e[2], stride = e[3];
     if (!range_ok(c, slot, bytes, 1)) return 0;
     if (k < nc) {
+      if (stride != 0) return fail(c, "loop: carry %lld with a row stride %lld", k, stride);
       if (!range_ok(c, other, bytes, 1)) return 0;
       carry_bytes += bytes; /* at most 2^40 each, 2^40 entries: no overflow */
       if (carry_bytes > MAX_COUNT) return fail(c, "loop: carries of %lld bytes%.0lld", carry_bytes, 0);
       continue;
     }
-    if (bytes && trips > MAX_COUNT / bytes)
-      return fail(c, "loop: %lld rows of %lld bytes", trips, bytes);
-    if (!range_ok(c, other, trips * bytes, 1)) return 0;
+    if (trips == 0) continue; /* no row is ever copied */
+    if (other < 0 || other > MAX_COUNT) return fail(c, "loop: stacked array at byte %lld%.0lld", other, 0);
+    if (stride < -MAX_COUNT || stride > MAX_COUNT ||
+        (stride && trips - 1 > MAX_COUNT / (stride < 0 ? -stride : stride)))
+      return fail(c, "loop: %lld rows %lld bytes apart", trips, stride);
+    /* rows 0 and trips - 1 bound the others */
+    const int64_t reach = (trips - 1) * stride;
+    const int64_t lo = other + (reach < 0 ? reach : 0), hi = other + (reach > 0 ? reach : 0) + bytes;
+    if (!range_ok(c, lo, hi - lo, 1)) return 0;
   }
   if (!range_ok(c, scratch, carry_bytes, 1)) return 0;
   if (n < 1 || n > p->code_len - (c->pc + 1 + FASTAD_NARGS_LOOP))

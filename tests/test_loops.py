@@ -630,3 +630,27 @@ def test_a_guard_failing_inside_a_loop_body_fails_the_whole_call():
     hostile = type(program)(guarded, program.meta, program.index, image,
                             program.arena_bytes + 64, program.inputs, program.outputs)
     assert c_backend.Executable(hostile).run([np.ones(2)]) is None
+
+
+@needs_vm
+def test_a_reverse_scan_reads_its_stacked_values_in_place():
+    """flip(xs, 0) feeding a loop is not copied: the LOOP reads the rows of xs
+    backwards (a negative row stride), with the reference interpreter's values."""
+    from fastad.backends.lower import lower
+    from fastad.backends.vm_header import CONSTANTS
+    from fastad.transforms.optimize import optimize
+    rng = np.random.default_rng(9)
+    x, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (40, 3))
+
+    def f(x, xs):
+        c, ys = fa.scan(lambda c, x: (c * 0.9 + x, c * x), x, xs, reverse=True)
+        return c, ys
+    got, want, listing = _vm_and_reference(fa.make_tape(f)(x, xs), [x, xs])
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    program = lower(optimize(fa.make_tape(f)(x, xs)))
+    (d, _n), = [w for _, name, w in program.instructions() if name == "LOOP"]
+    nc, entry = int(program.meta[d + 1]), CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
+    x_entry = program.meta[d + 5 + entry * nc: d + 5 + entry * (nc + 1)]
+    assert x_entry[2] == 24 and x_entry[3] == -24  # a row of 3 float64, read backwards
+    assert program.arena_bytes < 2 * xs.nbytes + 1024  # xs once (copied in), not twice

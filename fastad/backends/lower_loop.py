@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.registry import registry
-from ..core.tape import Instr
+from ..core.tape import Instr, Tape
+from ..transforms.analysis import affine, c_strides
 from ..primitives.loops import LoopBody, layout, packed_dtype
 from .arena import END, Ref
 from .vm_header import CONSTANTS, DTYPE_CODE
@@ -57,16 +58,51 @@ def _used(body: LoopBody) -> set[int]:
     return needed
 
 
-def live_operands(ins: Instr) -> tuple[int, ...]:
+def live_operands(ins: Instr, producers: dict[int, Instr] | None = None,
+                  consts: dict[int, Any] | None = None) -> tuple[int, ...]:
     """The operands a loop instruction reads: its carries, and the stacked and
     closed-over values its body uses (reverse mode passes a fori_loop's
-    integer step numbers to loops whose bodies ignore them)."""
+    integer step numbers to loops whose bodies ignore them); given the tape's
+    producers, a stacked value read through a reversing take is read from
+    that take's operand instead (`row_sources`)."""
     if ins.prim != "loop":
         return ins.ins
     body = ins.kwargs["body"]
     used = _used(body)
-    return tuple(s for k, s in enumerate(ins.ins)
+    rows = row_sources(ins, producers, consts) if producers is not None else {}
+    return tuple(rows[k][0] if k in rows else s for k, s in enumerate(ins.ins)
                  if k < body.n_carry or body.tape.inputs[k] in used)
+
+
+def row_sources(ins: Instr, producers: Any, consts: Any) -> dict[int, tuple[int, int, int]]:
+    """Stacked operands of loop ``ins`` that are a ``take`` of whole rows at an
+    affine row index (``flip(x, 0)``, which a reverse scan and reverse mode's
+    loops over chunks apply to their stacked values): operand position ->
+    (the take's operand, its first row's first element, the elements from
+    one row to the next).  The LOOP reads those rows in place, so the
+    reversed copy (as large as the stacked value) is never made."""
+    if isinstance(producers, Tape):
+        producers = {i.out: i for i in producers.instrs}
+    body = ins.kwargs["body"]
+    found = {}
+    for k in range(body.n_carry, body.n_carry + body.n_xs):
+        take = producers.get(ins.ins[k])
+        if take is None or take.prim != "take" or take.ins[1] not in consts:
+            continue
+        idx = np.asarray(consts[take.ins[1]])
+        row_shape = tuple(body.x_avals[k - body.n_carry].shape)
+        if idx.dtype.kind not in "iu" or idx.ndim != 1 + len(row_shape) \
+                or tuple(idx.shape[1:]) != row_shape or idx.size == 0 or idx.min() < 0:
+            continue
+        pattern = affine(idx)
+        if pattern is None:
+            continue
+        start, strides = pattern
+        inner = c_strides(row_shape)
+        if any(d > 1 and s != i for d, s, i in zip(row_shape, strides[1:], inner)):
+            continue  # rows not contiguous in the source
+        found[k] = (take.ins[0], start, strides[0])
+    return found
 
 
 def refusal(ins: Instr, depth: int = 1) -> str | None:
@@ -153,7 +189,10 @@ def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
     spans = layout(body, length)
     used = _used(body)
     in_avals = body.avals(tape.inputs)
-    operands = list(ins.ins)  # by position (lw.operands holds the live ones only)
+    # by position (lw.operands holds the live ones only), stacked values read
+    # in place through a reversing take where `row_sources` found one
+    rows = row_sources(ins, lw.tape, lw.consts)
+    operands = [rows[k][0] if k in rows else s for k, s in enumerate(ins.ins)]
     outer = [lw.read(s, np.dtype(a.dtype)) if tape.inputs[k] in used or k < nc else None
              for k, (s, a) in enumerate(zip(operands, in_avals))]
     packed = lw.define(ins.out)
@@ -184,19 +223,22 @@ def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
     words: list[Any] = [length, nc, 0, len(tape.outputs) - nc, byte(scratch)]
     for k in range(nc):
         s = tape.inputs[k]
-        words += [byte(sub.loc[s]), byte(sub.out_refs[k]), _nbytes(in_avals[k])]
+        words += [byte(sub.loc[s]), byte(sub.out_refs[k]), _nbytes(in_avals[k]), 0]
     nxs = 0
     for k in range(nc, nc + nx):
         s = tape.inputs[k]
         if s in sub.loc:
-            words += [byte(sub.loc[s]), byte(outer[k]), _nbytes(in_avals[k])]
+            row, itemsize = _nbytes(in_avals[k]), np.dtype(in_avals[k].dtype).itemsize
+            _, start, stride = rows.get(k, (None, 0, row // itemsize))
+            base = Ref(outer[k].buf, outer[k].offset + start * itemsize)
+            words += [byte(sub.loc[s]), byte(base), row, stride * itemsize]
             nxs += 1
     words[2] = nxs
     for j, aval in enumerate(body.y_avals):
         start = spans[nc + j][0]
+        row = _nbytes(aval, pdtype)
         words += [byte(sub.out_refs[nc + j]),
-                  byte(Ref(packed.buf, packed.offset + start * pdtype.itemsize)),
-                  _nbytes(aval, pdtype)]
+                  byte(Ref(packed.buf, packed.offset + start * pdtype.itemsize)), row, row]
     lw.emit("LOOP", lw.descriptor(words), len(sub.code))
     lw.code.extend(sub.code)
 
