@@ -654,3 +654,27 @@ def test_a_reverse_scan_reads_its_stacked_values_in_place():
     x_entry = program.meta[d + 5 + entry * nc: d + 5 + entry * (nc + 1)]
     assert x_entry[2] == 24 and x_entry[3] == -24  # a row of 3 float64, read backwards
     assert program.arena_bytes < 2 * xs.nbytes + 1024  # xs once (copied in), not twice
+
+
+@needs_vm
+def test_loop_results_returned_and_batched_on_the_vm():
+    """The stacked outputs returned as they are (the program's result would be
+    written in place, which the LOOP's rows never are), a closed-over array,
+    and vmap of a loop compiled: the eager values (bit for bit where the
+    operations are exact)."""
+    rng = np.random.default_rng(10)
+    w, xs, batch = rng.uniform(-1, 1, (3, 3)), rng.uniform(-1, 1, (8, 3)), rng.uniform(-1, 1, (4, 3))
+
+    def f(x, xs):
+        return fa.scan(lambda c, x: (c * w[0] * 0.5 + x, c * x), x, xs)
+
+    def batched(xs0):
+        return fa.vmap(lambda x: np.sum(f(x, xs)[1]))(xs0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fa.jit(f, backend="c")(batch[0], xs)
+        got_batched = fa.jit(batched, backend="c")(batch)
+    want = f(batch[0], xs)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got_batched, batched(batch), rtol=1e-14)
