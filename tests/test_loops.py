@@ -678,3 +678,24 @@ def test_loop_results_returned_and_batched_on_the_vm():
     for a, b in zip(got, want):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_allclose(got_batched, batched(batch), rtol=1e-14)
+
+
+@needs_vm
+def test_loop_carries_and_outputs_of_several_dtypes_on_the_vm():
+    """A float32 carry, a float64 one and a bool per-step output: the packed
+    result is float64, the body converts its outputs and the final carry is
+    cast back, bit for bit the eager values."""
+    def f(a, b, xs):
+        (a, b), ys = fa.scan(lambda c, x: ((c[0] * np.float32(0.5) + np.float32(1.0),
+                                            c[1] * 0.9 + x), (c[0], c[1] > 0)), (a, b), xs)
+        return a, b, ys[0], ys[1]
+    a, b = np.ones(3, np.float32), np.ones(2)
+    xs = np.random.default_rng(11).uniform(-1, 1, (6, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = fa.jit(f, backend="c")
+        got = g(a, b, xs)
+    assert "LOOP" in str(g.program.program)
+    for x, y in zip(got, f(a, b, xs)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)
