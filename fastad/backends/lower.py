@@ -116,7 +116,7 @@ class _Lowerer:
         producer = {ins.out: ins for ins in self.tape.instrs}
         for k, ins in enumerate(self.tape.instrs):
             if ins.prim == "loop":  # the operands its body uses (lower_loop)
-                self.reads[id(ins)] = live_operands(ins, producer, self.consts)
+                self.reads[id(ins)] = live_operands(ins, self.tape, self.consts)
                 continue
             # a matmul's operands and a triangular solve's matrix are read
             # through BLAS transpose flags rather than copied transposed

@@ -58,31 +58,30 @@ def _used(body: LoopBody) -> set[int]:
     return needed
 
 
-def live_operands(ins: Instr, producers: dict[int, Instr] | None = None,
+def live_operands(ins: Instr, tape: Tape | None = None,
                   consts: dict[int, Any] | None = None) -> tuple[int, ...]:
     """The operands a loop instruction reads: its carries, and the stacked and
     closed-over values its body uses (reverse mode passes a fori_loop's
-    integer step numbers to loops whose bodies ignore them); given the tape's
-    producers, a stacked value read through a reversing take is read from
+    integer step numbers to loops whose bodies ignore them); given the tape
+    it is in, a stacked value read through a reversing take is read from
     that take's operand instead (`row_sources`)."""
     if ins.prim != "loop":
         return ins.ins
     body = ins.kwargs["body"]
     used = _used(body)
-    rows = row_sources(ins, producers, consts) if producers is not None else {}
+    rows = row_sources(ins, tape, consts) if tape is not None else {}
     return tuple(rows[k][0] if k in rows else s for k, s in enumerate(ins.ins)
                  if k < body.n_carry or body.tape.inputs[k] in used)
 
 
-def row_sources(ins: Instr, producers: Any, consts: Any) -> dict[int, tuple[int, int, int]]:
+def row_sources(ins: Instr, tape: Tape, consts: Any) -> dict[int, tuple[int, int, int]]:
     """Stacked operands of loop ``ins`` that are a ``take`` of whole rows at an
     affine row index (``flip(x, 0)``, which a reverse scan and reverse mode's
     loops over chunks apply to their stacked values): operand position ->
     (the take's operand, its first row's first element, the elements from
     one row to the next).  The LOOP reads those rows in place, so the
     reversed copy (as large as the stacked value) is never made."""
-    if isinstance(producers, Tape):
-        producers = {i.out: i for i in producers.instrs}
+    producers = {i.out: i for i in tape.instrs}
     body = ins.kwargs["body"]
     found = {}
     for k in range(body.n_carry, body.n_carry + body.n_xs):
@@ -91,8 +90,10 @@ def row_sources(ins: Instr, producers: Any, consts: Any) -> dict[int, tuple[int,
             continue
         idx = np.asarray(consts[take.ins[1]])
         row_shape = tuple(body.x_avals[k - body.n_carry].shape)
+        size = int(np.prod(tape.avals[take.ins[0]].shape, dtype=np.int64))
         if idx.dtype.kind not in "iu" or idx.ndim != 1 + len(row_shape) \
-                or tuple(idx.shape[1:]) != row_shape or idx.size == 0 or idx.min() < 0:
+                or tuple(idx.shape[1:]) != row_shape or idx.size == 0 or idx.min() < 0 \
+                or idx.max() >= size:
             continue
         pattern = affine(idx)
         if pattern is None:
