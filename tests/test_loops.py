@@ -518,7 +518,7 @@ def test_vm_loop_instruction_against_the_reference_interpreter_and_finite_differ
     f = _from_flat(_scan_loss(prog))
     tape = fa.make_tape(fa.value_and_grad(f, argnums=(0, 1, 2)))(*args)
     got, want, listing = _vm_and_reference(tape, args)
-    assert len(_loop_words(listing)) >= 3 and "host" not in listing  # reverse mode's loops
+    assert _loop_words(listing) and "host" not in listing  # reverse mode's loops, in the VM
     for a, b in zip(got, want):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
     direction = [rng.standard_normal(a.shape) for a in args]
