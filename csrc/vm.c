@@ -6,7 +6,8 @@
  * computed goto under GCC and Clang and to a switch elsewhere.  The scalar
  * float64 opcodes are written inline in the loop; array opcodes call the
  * kernels of kernels.c, each written once for float and double through
- * FLOAT_TYPED, and FUSED the block executor of fused.c.
+ * FLOAT_TYPED, FUSED the block executor of fused.c, and LOOP the steps of
+ * loop.c (which runs its body through this loop again).
  *
  * Fused scalar opcodes (MULADD_S, ...) round after each operation, as the
  * separate NumPy operations they replace do: build with -ffp-contract=off so
@@ -20,6 +21,7 @@
 #include "vm.h"
 #include "kernels.h"
 #include "fused.h"
+#include "loop.h"
 
 #include <string.h>
 
@@ -380,6 +382,15 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         if (ps->stop) return FASTAD_VM_INTERRUPTED;
         POLL();
         NEXT(FUSED);
+        vmbreak;
+      }
+      vmcase(LOOP) {
+        /* the body's n words follow the instruction (loop.c runs them) */
+        const int status = loop_run(p, la, arena, pc, ps);
+        if (status != FASTAD_VM_OK) return status;
+        const int64_t body_words = pc[2];
+        NEXT(LOOP);
+        pc += body_words;
         vmbreak;
       }
       vmcase(GUARD) {

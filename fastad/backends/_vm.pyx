@@ -127,6 +127,8 @@ cdef extern from "vm.h" nogil:
         FASTAD_MAX_NDIM
         FASTAD_ARENA_ALIGN
         FASTAD_MAX_REGIONS
+        FASTAD_LOOP_ENTRY_WORDS
+        FASTAD_LOOP_MAX_DEPTH
     int fastad_vm_threads()
     void fastad_copy(void *dst, const void *src, size_t n)
     const int64_t fastad_fused_parallel_min
@@ -256,6 +258,8 @@ def tables():
             "FASTAD_FUSED_REG_PAD": FASTAD_FUSED_REG_PAD,
             "FASTAD_MAX_NDIM": FASTAD_MAX_NDIM,
             "FASTAD_ARENA_ALIGN": FASTAD_ARENA_ALIGN,
+            "FASTAD_LOOP_ENTRY_WORDS": FASTAD_LOOP_ENTRY_WORDS,
+            "FASTAD_LOOP_MAX_DEPTH": FASTAD_LOOP_MAX_DEPTH,
             "FASTAD_VM_OK": FASTAD_VM_OK,
             "FASTAD_VM_GUARD_FAILED": FASTAD_VM_GUARD_FAILED,
             "FASTAD_VM_SINGULAR": FASTAD_VM_SINGULAR,

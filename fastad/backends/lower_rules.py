@@ -27,6 +27,8 @@ from ..transforms.analysis import affine, all_zero_bits, bitwise_uniform, c_stri
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, Ref
 from .fallback import NOT_COMPILED
+from .lower_loop import lower_loop
+from .lower_loop import refusal as loop_refusal
 from .vm_header import BINARY, COMPARE, DTYPE_CODE, LOGIC, REDUCE, UNARY
 
 if TYPE_CHECKING:
@@ -548,7 +550,15 @@ _RULES: dict[Primitive, Any] = check_table({
     P.solve_triangular: _solve_triangular,
     P.eigh: _eigh,
     P.guard: _guard,
+    P.loop: lower_loop,
 }, "lower._RULES")
+
+# Primitives the VM runs only in some instructions: ``REFUSED[p](ins)`` says
+# why it cannot run ``ins`` (None if it can); such an instruction is a host
+# call between compiled segments (`fallback.refused`).
+REFUSED: dict[Primitive, Any] = check_table({
+    P.loop: loop_refusal,
+}, "lower.REFUSED")
 
 # Builtin primitives the VM does not run, each with why: a compiled function
 # whose tape holds one runs it as a host call (its NumPy implementation)

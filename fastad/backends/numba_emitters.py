@@ -410,4 +410,5 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
 NOT_EMITTED: dict[Primitive, str] = check_table({
     **NOT_COMPILED,
     P.eigh: "a LAPACK decomposition the generated code does not call",
+    P.loop: "a loop body sub-tape: its steps run on the C VM or the reference interpreter",
 }, "numba_backend.NOT_EMITTED")
