@@ -166,6 +166,18 @@ def _indices_along(x: Shape, idx: Shape, axis: int) -> None:
         raise ValueError(f"indices of shape {idx} along axis {axis} of {x}")
 
 
+def _gather_rows(x: Shape, idx: Shape) -> Shape:
+    if not x:
+        raise ValueError("gathering rows of a 0-d value")
+    return idx + x[1:]
+
+
+def _scatter_add_rows(acc: Shape, idx: Shape, v: Shape) -> Shape:
+    if not acc or v != idx + acc[1:]:
+        raise ValueError(f"rows of shape {v} for indices of shape {idx} into {acc}")
+    return acc
+
+
 def _take_along(x: Shape, idx: Shape, axis: int) -> Shape:
     _indices_along(x, idx, axis)
     return idx
@@ -254,6 +266,7 @@ RULES: dict[Primitive, Callable[..., Shape]] = check_table({
     P.fft: _fft, P.guard: _guard,
     P.argsort: _along, P.cumprod: _along, P.argpartition: _partition,
     P.take_along: _take_along, P.scatter_add_along: _scatter_add_along,
+    P.gather_rows: _gather_rows, P.scatter_add_rows: _scatter_add_rows,
     P.interp: _interp, P.interp_slope: _interp,
     P.cholesky: _factor, P.sqrtm: _factor, P.eigh: _eigen, P.eig: _eigen, P.svd: _svd,
     P.loop: _loop, P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular, P.sylvester: _sylvester,

@@ -31,6 +31,7 @@ from .core.errors import SignatureError, TapeError
 from .core.registry import registry
 from .serialize import decode, encode, tape_from_bytes
 from .signatures import (
+    DATA_CHARS,
     INT_DATA,
     KINDS,
     MAX_TRACES_PER_SIGNATURE,
@@ -41,6 +42,8 @@ from .signatures import (
     Structure,
     TracedArguments,
     any_tracer,
+    array_data,
+    array_data_key,
     as_differentiable,
     as_scalar,
     check_signature,
@@ -59,6 +62,8 @@ from .signatures import (
 )
 from .core.tape import Tape
 from .core.tracer import (
+    BoolArrayTracer,
+    IntArrayTracer,
     IntTracer,
     IntValueNeeded,
     Tracer,
@@ -174,6 +179,14 @@ class Specializer:
         return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
                 and where not in self.int_static and -2**53 < leaf < 2**53)
 
+    def _array_data(self, leaf: Any, where: int | str) -> np.ndarray | None:
+        """An integer or boolean array this function takes as data, as the
+        tape's input holds it (integers as float64, booleans as they are), or
+        None: keyed by value (`array_data`)."""
+        if where in self.int_static:
+            return None
+        return array_data(leaf)
+
     def _split_leaves(self, arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
                       traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
         """The signature of one argument (positional ``where``, or keyword
@@ -197,6 +210,12 @@ class Specializer:
                 dynamic.append(np.float64(leaf))
                 parts.append(INT_DATA)
                 continue
+            else:
+                data = self._array_data(leaf, where)
+                if data is not None:
+                    dynamic.append(data)
+                    parts.append(array_data_key(leaf))
+                    continue
             if is_dynamic(leaf):
                 if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
                     # native order here: no backend ever reads swapped bytes
@@ -538,6 +557,13 @@ class Specializer:
                     inputs.append(t)
                     traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
                     continue
+                elif (data := self._array_data(leaf, position)) is not None:
+                    t = builder.new_input(data)
+                    inputs.append(t)
+                    cls = BoolArrayTracer if data.dtype == np.bool_ else (
+                        IntArrayTracer if data.ndim else IntTracer)
+                    traced.append(cls(builder, t.slot, t.value, frozenset({position})))
+                    continue
                 if is_dynamic(leaf):
                     t = builder.new_input(check_leaf(leaf, where))
                     inputs.append(t)
@@ -571,6 +597,9 @@ class Specializer:
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
             new_args, new_kwargs, inputs, wrt, in_trees = self._traced_args(builder, args, kwargs)
+            builder.data_sources = frozenset().union(*(
+                t.sources for t in pytree.flatten((new_args, new_kwargs))[0]
+                if isinstance(t, (IntArrayTracer, BoolArrayTracer))))
             found = captures.find(self.fn)
             by_reference: list[Any] = []
             if found.arrays:
@@ -797,8 +826,8 @@ def takes_shortcut(key: Any) -> bool:
         if len(arg) != 2 or arg[0] != pytree.LEAF or len(arg[1]) != 1 or len(arg[1][0]) != 2:
             return False
         shape = arg[1][0][0]
-        if not isinstance(shape, tuple) or len(shape) == 0:
-            return False
+        if not isinstance(shape, tuple) or len(shape) == 0 or arg[1][0][1] in DATA_CHARS:
+            return False  # integer and boolean arrays are converted on the general path
     return True
 
 

@@ -54,6 +54,9 @@ class Builder:
         # array -> the slot of an input standing for it, or None (a constant):
         # set by a compiled function's trace (`fastad.captures`)
         self.by_reference: Callable[[Any], int | None] | None = None
+        # the arguments whose integer or boolean arrays are inputs of this
+        # tape (`IntArrayTracer`): set by a compiled function's trace
+        self.data_sources: frozenset[Any] = frozenset()
         self.record_lines = record_lines
         self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False
@@ -246,6 +249,16 @@ _traces = _Traces()
 def current_builder() -> Builder | None:
     stack = _traces.stack
     return stack[-1] if stack else None
+
+
+def data_sources() -> frozenset[Any]:
+    """The arguments of the compiled functions being traced whose integers
+    or booleans are data (`IntArrayTracer`), for a use that needs the value
+    of a traced value which may have been computed from them."""
+    out: frozenset[Any] = frozenset()
+    for builder in _traces.stack:
+        out |= builder.data_sources
+    return out
 
 
 @contextlib.contextmanager
@@ -699,11 +712,10 @@ class IntTracer(Tracer):
 
     def _integer(self, result: Any, other: Any) -> Any:
         """``result`` of self and ``other``, an IntTracer when both are integers."""
-        if isinstance(other, IntTracer):
-            return IntTracer(result.builder, result.slot, result.value,
-                             self.sources | other.sources)
-        if isinstance(other, (int, np.integer)) and not isinstance(other, (bool, np.bool_)):
-            return IntTracer(result.builder, result.slot, result.value, self.sources)
+        if isinstance(other, (IntTracer, IntArrayTracer)):
+            return _integer_like(result, self.sources | other.sources)
+        if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
+            return _integer_like(result, self.sources)
         return result
 
     def __add__(self, other: Any) -> Any:
@@ -734,7 +746,139 @@ class IntTracer(Tracer):
         return f"IntTracer(%{self.slot}: an integer argument traced as data)"
 
 
-_TRACERS = frozenset({Tracer, ArrayTracer, IntTracer})
+def _integer_like(result: Any, sources: frozenset[Any]) -> Any:
+    """``result`` (integer-valued, held in float64) as an integer traced as data."""
+    if result.ndim:
+        return IntArrayTracer(result.builder, result.slot, result.value, sources)
+    return IntTracer(result.builder, result.slot, result.value, sources)
+
+
+def _is_integer(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+#: ufuncs whose result is an integer when every operand is one
+_INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",
+                             "maximum", "minimum", "fmax", "fmin", "square"})
+
+
+class IntArrayTracer(ArrayTracer):
+    """An integer array argument of a compiled function, traced as data: a
+    float64 input holding the integers exactly (the VM's registers are
+    floating point), so that a minibatch of new labels or indices reuses the
+    compiled tape.  Indexing another array with it is a gather by traced
+    indices (``gather_rows``); integer arithmetic and constant indexing keep
+    it an `IntArrayTracer` (or an `IntTracer` when 0-d); arithmetic with
+    floats and comparisons are ordinary traced values.  Any use of the values
+    themselves (a shape, ``int()``, ``.tolist()``, bitwise operations, a
+    boolean mask's pattern) raises `IntValueNeeded` naming the arguments it
+    came from (``sources``): they are keyed by value from then on."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
+        super().__init__(builder, slot, value)
+        self.sources = sources
+
+    def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise IntValueNeeded(self.sources)
+
+    __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = _needed
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
+    __array__ = __lshift__ = __rshift__ = _needed
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
+    item = tolist = _needed
+
+    def _integer(self, result: Any, other: Any) -> Any:
+        if isinstance(other, (IntTracer, IntArrayTracer)):
+            return _integer_like(result, self.sources | other.sources)
+        if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
+            return _integer_like(result, self.sources)
+        return result
+
+    def __getitem__(self, key: Any) -> Any:
+        return _integer_like(ArrayTracer.__getitem__(self, key), self.sources)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy's integer-closed ufuncs of integers keep them integers taken
+        as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
+        if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
+            return result
+        sources = frozenset()
+        for x in inputs:
+            if isinstance(x, (IntTracer, IntArrayTracer)):
+                sources |= x.sources
+            elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
+                return result
+        return _integer_like(result, sources)
+
+    def __add__(self, other: Any) -> Any:
+        return self._integer(Tracer.__add__(self, other), other)
+
+    def __radd__(self, other: Any) -> Any:
+        return self._integer(Tracer.__radd__(self, other), other)
+
+    def __sub__(self, other: Any) -> Any:
+        return self._integer(Tracer.__sub__(self, other), other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rsub__(self, other), other)
+
+    def __mul__(self, other: Any) -> Any:
+        return self._integer(Tracer.__mul__(self, other), other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rmul__(self, other), other)
+
+    def __neg__(self) -> Any:
+        return self._integer(Tracer.__neg__(self), 0)
+
+    def __abs__(self) -> Any:
+        return self._integer(Tracer.__abs__(self), 0)
+
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
+        """To an integer dtype: itself (the integers are exact in float64)."""
+        if np.dtype(dtype).kind in "iu":
+            return self
+        return FRONT_END["astype"](self, dtype, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"IntArrayTracer(%{self.slot}: an integer array argument traced as data)"
+
+
+class BoolArrayTracer(ArrayTracer):
+    """A boolean array argument of a compiled function, traced as data (a bool
+    input): masks in ``where``, products and logic stay compiled; a use of its
+    pattern (``x[mask]``, whose shape is data) raises `IntValueNeeded`."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
+        super().__init__(builder, slot, value)
+        self.sources = sources
+
+    def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise IntValueNeeded(self.sources)
+
+    __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = __array__ = _needed
+    item = tolist = _needed
+
+    def __getitem__(self, key: Any) -> Any:
+        out = ArrayTracer.__getitem__(self, key)
+        if out.ndim:
+            return BoolArrayTracer(out.builder, out.slot, out.value, self.sources)
+        return out
+
+    def __repr__(self) -> str:
+        return f"BoolArrayTracer(%{self.slot}: a boolean array argument traced as data)"
+
+
+#: traced values standing for integer or boolean arguments taken as data,
+#: whose values a trace may not read (`IntValueNeeded`)
+DATA_TRACERS = (IntTracer, IntArrayTracer, BoolArrayTracer)
+
+_TRACERS = frozenset({Tracer, ArrayTracer, IntTracer, IntArrayTracer, BoolArrayTracer})
 
 
 def new_tracer(builder: Builder, slot: int, value: Any) -> Tracer:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.errors import TracingError
-from ..primitives import linalg, loops, ordering
+from ..primitives import gathers, linalg, loops, ordering  # noqa: F401 (gathers: registered)
 from ..core.registry import Primitive, check_table, registry
 from ..primitives.numpy_proxy import fnp
 from ..core.registry import prims as P
@@ -129,6 +129,35 @@ def _along_axis(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ..
     return bind(prim, *batched, **{**params, "axis": params["axis"] + 1})
 
 
+def _batched_rows(args: list[Batched], shapes: list[tuple[int, ...]], size: int,
+                  table: int, index: int) -> tuple[Any, Any]:
+    """For a gather or scatter by traced rows: the batched table flattened to
+    (size * rows, ...), and each example's row indices (wrapped and checked
+    by gathering them from a constant range) offset into its own block."""
+    rows = shapes[table][0]
+    x = _batch_all(args[table], shapes[table], size)
+    x = fnp.reshape(x, (size * rows,) + tuple(shapes[table][1:]))
+    idx = _batch_all(args[index], shapes[index], size)
+    wrapped = bind(P.gather_rows, np.arange(rows, dtype=np.float64), idx)
+    offsets = (np.arange(size, dtype=np.float64) * rows).reshape(
+        (size,) + (1,) * len(shapes[index]))
+    return x, wrapped + offsets
+
+
+def _gather_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                 params: dict[str, Any], size: int) -> Any:
+    x, idx = _batched_rows(args, shapes, size, 0, 1)
+    return bind(prim, x, idx)
+
+
+def _scatter_add_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                      params: dict[str, Any], size: int) -> Any:
+    acc, idx = _batched_rows(args, shapes, size, 0, 1)
+    v = _batch_all(args[2], shapes[2], size)
+    out = bind(prim, acc, idx, v)
+    return fnp.reshape(out, (size,) + tuple(shapes[0]))
+
+
 def _interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
     if args[1][1] or args[2][1]:
@@ -166,6 +195,7 @@ RULES: dict[Primitive, Callable[..., Any]] = check_table({
     registry["numpy.linalg.eig_complex"]: _batched_linalg,
     **{registry[name]: _along_axis for name in ordering.ALONG_AXIS},
     P.interp: _interpolate, P.interp_slope: _interpolate,
+    P.gather_rows: _gather_rows, P.scatter_add_rows: _scatter_add_rows,
     P.loop: loops.batching_rule,
 }, "batching.RULES")
 NO_BATCHING_RULE: dict[Primitive, str] = check_table({}, "batching.NO_BATCHING_RULE")
