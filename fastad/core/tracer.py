@@ -870,6 +870,16 @@ class BoolArrayTracer(ArrayTracer):
             return BoolArrayTracer(out.builder, out.slot, out.value, self.sources)
         return out
 
+    def sum(self, *args: Any, **kwargs: Any) -> Any:
+        """A count in float64 (NumPy's is an integer): the VM has no integer
+        registers, and the count of a mask scales floats."""
+        return FRONT_END["sum"](FRONT_END["astype"](self, np.float64), *args, **kwargs)
+
+    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.sum and args and args[0] is self:
+            return self.sum(*args[1:], **kwargs)
+        return FRONT_END["function"](func, args, kwargs)
+
     def __repr__(self) -> str:
         return f"BoolArrayTracer(%{self.slot}: a boolean array argument traced as data)"
 
