@@ -132,6 +132,31 @@ def array_data_key(leaf: np.ndarray) -> tuple[tuple[int, ...], str]:
     return (leaf.shape, "?" if leaf.dtype.kind == "b" else "i")
 
 
+def with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
+    """``run_args`` for a signature with integer or boolean array arguments
+    taken as data: converts them as `array_data` does (declining, None, for
+    an argument that is not such an array of the signature's shape)."""
+    data = [(i, arg[1][0]) for i, arg in enumerate(key) if arg[1][0][1] in DATA_CHARS]
+    if not data:
+        return run_args
+
+    def run(args: tuple[Any, ...], which: int) -> Any:
+        if len(args) != len(key):
+            return None
+        args = list(args)
+        for i, (shape, char) in data:
+            a = args[i]
+            if (type(a) is not np.ndarray or a.shape != shape
+                    or (a.dtype.kind == "b") != (char == "?")):
+                return None
+            a = array_data(a)
+            if a is None:
+                return None
+            args[i] = a
+        return run_args(tuple(args), which)
+    return run
+
+
 def leaf_key(leaf: Any) -> Any:
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype.char)

@@ -31,7 +31,6 @@ from .core.errors import SignatureError, TapeError
 from .core.registry import registry
 from .serialize import decode, encode, tape_from_bytes
 from .signatures import (
-    DATA_CHARS,
     INT_DATA,
     KINDS,
     MAX_TRACES_PER_SIGNATURE,
@@ -59,18 +58,11 @@ from .signatures import (
     signatures_bound,
     static_key,
     static_names,
+    with_data,
 )
 from .core.tape import Tape
-from .core.tracer import (
-    BoolArrayTracer,
-    IntArrayTracer,
-    IntTracer,
-    IntValueNeeded,
-    Tracer,
-    recording,
-    replay,
-    user_stacklevel,
-)
+from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded
+from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -472,7 +464,7 @@ class Specializer:
                                         else shortcut.run_args) is None:
             run_args = (exe.run_args if entry.captures is None
                         else _with_captures(entry, exe.run_args))
-            self._publish(entry, _with_data(self._shortcut_key, run_args), grads_only)
+            self._publish(entry, with_data(self._shortcut_key, run_args), grads_only)
         outs = exe.run(dynamic)
         return [None] + outs if grads_only and outs is not None else outs
 
@@ -802,31 +794,6 @@ def _with_captures(entry: Entry, run_args: Callable[[Any, int], Any]
     return run
 
 
-def _with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
-    """``run_args`` for a signature with integer or boolean array arguments
-    taken as data: converts them as `array_data` does (declining, None, for
-    an argument that is not such an array of the signature's shape)."""
-    data = [(i, arg[1][0]) for i, arg in enumerate(key) if arg[1][0][1] in DATA_CHARS]
-    if not data:
-        return run_args
-
-    def run(args: tuple[Any, ...], which: int) -> Any:
-        if len(args) != len(key):
-            return None
-        args = list(args)
-        for i, (shape, char) in data:
-            a = args[i]
-            if (type(a) is not np.ndarray or a.shape != shape
-                    or (a.dtype.kind == "b") != (char == "?")):
-                return None
-            a = array_data(a)
-            if a is None:
-                return None
-            args[i] = a
-        return run_args(tuple(args), which)
-    return run
-
-
 def guards_hold(entry: Entry, values: list[Any]) -> bool:
     """Does the trace ``entry`` take the path that ``values`` take?  A tape
     without guards fits any values of its signature; one with guards is
@@ -845,7 +812,7 @@ def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tupl
 
 def takes_shortcut(key: Any) -> bool:
     """Is every argument of the signature one float array (or an integer or
-    boolean array taken as data, converted by `_with_data`)?  Then a call with
+    boolean array taken as data, converted by `with_data`)?  Then a call with
     exactly such arrays goes to ``run_args(args, which)`` of the compiled
     executable, skipping flattening and the cache (every backend's
     executable has `run_args`)."""

@@ -23,8 +23,9 @@ from typing import Any
 import numpy as _np
 
 from ..core.arrays import positions
+from ..core.int_data import DATA_TRACERS, BoolArrayTracer
 from ..core.registry import registry
-from ..core.tracer import DATA_TRACERS, BoolArrayTracer, Tracer, bind
+from ..core.tracer import Tracer, bind
 from ._base import _constant, shape, size
 from ._shape import reshape, take_flat
 

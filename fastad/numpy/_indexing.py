@@ -11,7 +11,8 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.arrays import made_here, positions
-from ..core.tracer import DATA_TRACERS, ArrayTracer, IntValueNeeded, Tracer, data_sources
+from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
+from ..core.tracer import ArrayTracer, Tracer
 from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape, size
 from ._creation import array
 from ._elementwise import astype

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.tracer import DATA_TRACERS, IntValueNeeded, Tracer, bind, data_sources
+from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
+from ..core.tracer import Tracer, bind
 from ._base import _CHECK, _Call, _contains_tracer, _holes
 from ._building import _as
 

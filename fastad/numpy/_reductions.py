@@ -190,7 +190,8 @@ def _concrete(t: Any) -> Any:
     """t's value as a plain array, for a use that needs it as data (a boolean
     mask's pattern, an index, a shape): records a guard that t still equals it,
     so a compiled function retraces when it changes (NaN counts as equal)."""
-    from ..core.tracer import DATA_TRACERS, Tracer
+    from ..core.int_data import DATA_TRACERS
+    from ..core.tracer import Tracer
     if not isinstance(t, Tracer):
         return t
     if isinstance(t, DATA_TRACERS):
