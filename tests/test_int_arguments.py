@@ -260,3 +260,20 @@ def test_sparsity_of_a_gather_by_traced_rows_covers_the_jacobian():
     assert not np.any(dense & ~pattern)
     # position c of any row, never the other column
     assert not pattern[0, 1] and not pattern[1, 0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("bad", [1.5, np.nan, np.inf, -np.inf, 2.0**60, -4.0, 3.0])
+def test_gather_rows_refuses_indices_that_are_not_rows(backend, bad):
+    """Indices held in float64 that are not integers in -m..m-1 (a fraction,
+    NaN, infinities, past 2**53): IndexError, never a read outside x."""
+    def f(x, k):
+        return fnp.gather_rows(x, k) * 2.0, fnp.scatter_add_rows(x, k, x[:2])
+
+    x = np.arange(6.0).reshape(3, 2)
+    j = fa.jit(f, backend=backend)
+    good = np.array([2.0, -3.0])
+    for a, e in zip(j(x, good), f(x, good)):
+        assert np.array_equal(a, e)
+    with pytest.raises(IndexError):
+        j(x, np.array([0.0, bad]))
