@@ -277,3 +277,17 @@ def test_gather_rows_refuses_indices_that_are_not_rows(backend, bad):
         assert np.array_equal(a, e)
     with pytest.raises(IndexError):
         j(x, np.array([0.0, bad]))
+
+
+def _classes_from_labels(w, labels):
+    k = labels.max() + 1  # a traced value computed from the labels, used as a size
+    return np.sum(np.eye(int(k))[labels] @ w[:3] ** 2)
+
+
+def test_a_size_computed_from_data_keys_it_by_value():
+    rng = np.random.default_rng(9)
+    w = rng.normal(size=3)
+    g = fa.compile(_classes_from_labels, backend=COMPILED)
+    for _ in range(3):
+        labels = rng.integers(0, 3, 5)
+        assert np.allclose(g(w, labels), fa.grad(_classes_from_labels)(w, labels))

@@ -438,6 +438,10 @@ class Tracer:
 
     # -- leaving the trace is an error, never a silent constant -----------
     def _leave(self, what: str, fix: str) -> Any:
+        from .int_data import IntValueNeeded, data_sources
+        sources = data_sources()
+        if sources:  # perhaps computed from integers taken as data (labels.max()): by value
+            raise IntValueNeeded(sources)
         raise TracingError(f"{what} on a traced value would make it a constant and lose its "
                            f"derivative. {fix}")
 
