@@ -301,11 +301,16 @@ class Specializer:
 
     def _key_by_value(self, need: IntValueNeeded) -> None:
         """A trace used the value of integer arguments taken as data: key them
-        by value from now on (the next signature computed says so)."""
+        by value from now on (the next signature computed says so).  Sources
+        are (function, argument) pairs: arguments of an enclosing compiled
+        function's trace are that function's to key, so the need goes on to it."""
+        own = frozenset(where for owner, where in need.sources if owner == id(self))
+        if not own:
+            raise need
         with self._cache_lock:
-            new = need.sources - self.int_static
+            new = own - self.int_static
             if not new:
-                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, need.sources))} "
+                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, own))} "
                                    "were needed by value twice")
             self.int_static |= new
         log.info("fastad: %s uses the value of its integer argument(s) %s (an index, a range, "
@@ -548,14 +553,14 @@ class Specializer:
                 elif self._int_data(leaf, position):
                     t = builder.new_input(np.float64(leaf))
                     inputs.append(t)
-                    traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
+                    traced.append(IntTracer(builder, t.slot, t.value, frozenset({(id(self), position)})))
                     continue
                 elif (data := self._array_data(leaf, position)) is not None:
                     t = builder.new_input(data)
                     inputs.append(t)
                     cls = BoolArrayTracer if data.dtype == np.bool_ else (
                         IntArrayTracer if data.ndim else IntTracer)
-                    traced.append(cls(builder, t.slot, t.value, frozenset({position})))
+                    traced.append(cls(builder, t.slot, t.value, frozenset({(id(self), position)})))
                     continue
                 if is_dynamic(leaf):
                     t = builder.new_input(check_leaf(leaf, where))

@@ -291,3 +291,21 @@ def test_a_size_computed_from_data_keys_it_by_value():
     for _ in range(3):
         labels = rng.integers(0, 3, 5)
         assert np.allclose(g(w, labels), fa.grad(_classes_from_labels)(w, labels))
+
+
+def test_a_compiled_function_inside_one_with_integer_data_keys_only_its_own_arguments():
+    """``labels.max()`` used as a size inside the outer function's trace, and a
+    jitted inner function whose own trace reads a plain value of its input:
+    each compiled function keys only its own arguments by value."""
+    inner = fa.jit(lambda v: v[:3] * float(len(np.unique(np.round(v)))))
+
+    def outer(w, labels):
+        k = labels.max() + 1
+        return np.sum(inner(w) * np.eye(int(k))[labels][:, :3].sum(0)) + np.sum(w[labels])
+
+    rng = np.random.default_rng(10)
+    w = rng.normal(size=4)
+    g = fa.compile(outer, backend=COMPILED)
+    for _ in range(3):
+        labels = np.concatenate([[3], rng.integers(0, 4, 3)])
+        assert np.allclose(g(w, labels), fa.grad(outer)(w, labels))

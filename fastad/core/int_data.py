@@ -24,6 +24,7 @@ class IntValueNeeded(BaseException):
     Exception`` around the use does not swallow it."""
 
     def __init__(self, sources: frozenset[Any]) -> None:
+        # (the compiled function's id, the argument's position or keyword) pairs
         super().__init__(sources)
         self.sources = sources
 
