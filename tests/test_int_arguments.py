@@ -309,3 +309,34 @@ def test_a_compiled_function_inside_one_with_integer_data_keys_only_its_own_argu
     for _ in range(3):
         labels = np.concatenate([[3], rng.integers(0, 4, 3)])
         assert np.allclose(g(w, labels), fa.grad(outer)(w, labels))
+
+
+# keys mixing integer data with NumPy's other index forms, for X of shape (5, 4, 3),
+# i in -5..4 and j in -3..2 (three of each)
+KEYS = {
+    "ellipsis": lambda X, i, j: X[..., j],
+    "new_axis": lambda X, i, j: X[None, i],
+    "broadcast": lambda X, i, j: X[i[:, None], j[None, :]],
+    "slice_before": lambda X, i, j: X[1:, j],
+    "integer_after": lambda X, i, j: X[i, 0],
+    "constant_and_data": lambda X, i, j: X[[0, 1, 2], j],
+    "separated": lambda X, i, j: X[i, :, j],
+    "chained": lambda X, i, j: X[i][:, ::-1],
+    "constant_mask": lambda X, i, j: X[np.array([True, False, True, True, False]), j],
+    "scalars": lambda X, i, j: X[i[0], j[1], 2],
+}
+
+
+@pytest.mark.parametrize("key", sorted(KEYS))
+def test_index_forms_mixed_with_data_equal_eager(key):
+    def f(X, i, j):
+        return np.sum(np.sin(KEYS[key](X, i, j)))
+
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(5, 4, 3))
+    g = fa.compile(f, backend=COMPILED)
+    for _ in range(3):
+        i, j = rng.integers(-5, 5, 3), rng.integers(-3, 3, 3)
+        assert np.allclose(g.value(X, i, j), f(X, i, j), rtol=1e-12)
+        assert np.allclose(g(X, i, j), fa.grad(f)(X, i, j), rtol=1e-12)
+    assert g.cache_info()["traces"] == 1
