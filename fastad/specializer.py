@@ -553,7 +553,8 @@ class Specializer:
                 elif self._int_data(leaf, position):
                     t = builder.new_input(np.float64(leaf))
                     inputs.append(t)
-                    traced.append(IntTracer(builder, t.slot, t.value, frozenset({(id(self), position)})))
+                    traced.append(IntTracer(builder, t.slot, t.value,
+                                            frozenset({(id(self), position)})))
                     continue
                 elif (data := self._array_data(leaf, position)) is not None:
                     t = builder.new_input(data)
