@@ -340,3 +340,17 @@ def test_index_forms_mixed_with_data_equal_eager(key):
         assert np.allclose(g.value(X, i, j), f(X, i, j), rtol=1e-12)
         assert np.allclose(g(X, i, j), fa.grad(f)(X, i, j), rtol=1e-12)
     assert g.cache_info()["traces"] == 1
+
+
+def test_hessian_vector_products_with_integer_data_reuse_one_trace():
+    rng = np.random.default_rng(12)
+    loss = make_program(sorted(TERMS))
+    w, X = rng.normal(size=3), rng.normal(size=(6, 3))
+    g = fa.compile(loss, backend=COMPILED)
+    for _ in range(3):
+        data, v = minibatch(rng, 6, 3, 5, 3), rng.normal(size=3)
+        H = fa.hessian(lambda w: loss(w, X, *data))(w)
+        assert np.allclose(g.hvp(w, X, *data, v), H @ v, rtol=1e-10, atol=1e-12)
+        assert np.allclose(g.hessian(w, X, *data), H, rtol=1e-10, atol=1e-12)
+    assert g._hvp.cache_info()["traces"] == 1
+    assert g._hessian.cache_info()["traces"] == 1
