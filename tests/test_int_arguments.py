@@ -354,3 +354,27 @@ def test_hessian_vector_products_with_integer_data_reuse_one_trace():
         assert np.allclose(g.hessian(w, X, *data), H, rtol=1e-10, atol=1e-12)
     assert g._hvp.cache_info()["traces"] == 1
     assert g._hessian.cache_info()["traces"] == 1
+
+
+def _per_example_loop(w, X, idx, labels):
+    out = 0.0
+    for i in range(idx.shape[0]):
+        z = X[idx[i]] @ w
+        out = out + np.log1p(np.exp(-z)) * (labels[i] == 1) + z * labels[i]
+    return out
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_python_loop_over_the_minibatch_rerolls_and_checks_each_index(backend):
+    rng = np.random.default_rng(13)
+    w, X = rng.normal(size=3), rng.normal(size=(50, 3))
+    g = fa.compile(_per_example_loop, backend=backend)
+    for _ in range(3):
+        idx, labels = rng.integers(-50, 50, 40), rng.integers(0, 2, 40)
+        assert np.allclose(g.value(w, X, idx, labels), _per_example_loop(w, X, idx, labels))
+        assert np.allclose(g(w, X, idx, labels), fa.grad(_per_example_loop)(w, X, idx, labels))
+    assert g.cache_info()["traces"] == 1
+    assert len(g.tape.instrs) < 40  # the loop is rerolled, not unrolled per example
+    idx[17] = 50
+    with pytest.raises(IndexError):
+        g(w, X, idx, labels)
