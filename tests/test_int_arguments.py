@@ -378,3 +378,43 @@ def test_a_python_loop_over_the_minibatch_rerolls_and_checks_each_index(backend)
     idx[17] = 50
     with pytest.raises(IndexError):
         g(w, X, idx, labels)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="C extension not built")
+def test_corrupt_row_gathers_are_rejected_or_run_safely():
+    """GATHER_ROWS_V and SCATTER_ADD_ROWS_V with any word of the program
+    changed: the validator rejects the program, or it runs (a wrong index is
+    an IndexError), never a crash or a read outside the arena."""
+    from fastad.backends import c_backend
+    from fastad.backends.lower import lower
+    from fastad.core.errors import TapeError
+
+    def f(x, k):
+        return np.sum(fnp.gather_rows(x, k) ** 2) + np.sum(fnp.scatter_add_rows(x, k, x[:3]))
+
+    x, k = np.arange(12.0).reshape(4, 3), np.array([3.0, -1.0, 0.0])
+    program = lower(fa.make_tape(f)(x, k))
+    starts = [pc for pc, name, _ in program.instructions()
+              if name in ("GATHER_ROWS_V", "SCATTER_ADD_ROWS_V")]
+    assert len(starts) == 2
+    rng = np.random.default_rng(14)
+    rejected = ran = 0
+    for _ in range(600):
+        code = program.code.copy()
+        pc = starts[rng.integers(2)]
+        code[pc + 1 + rng.integers(7)] = rng.choice([-1, 0, 1, 3, 5, 2**20, 2**31 - 1, -2**31,
+                                                     rng.integers(-50, 50)])
+        hostile = type(program)(code, program.meta, program.index, program.const_image,
+                                program.arena_bytes, program.inputs, program.outputs,
+                                bound_bytes=program.bound_bytes)
+        try:
+            exe = c_backend.Executable(hostile)
+        except TapeError:
+            rejected += 1
+            continue
+        try:
+            exe.run([x, k])
+        except IndexError:
+            pass
+        ran += 1
+    assert rejected > 100 and ran > 100
