@@ -25,8 +25,10 @@
  *               elements of the instruction's dtype (a float64 operand at 3
  *               lives at byte 24; a float32 operand at 3 at byte 12).
  *   t s         dtype codes (FASTAD_DTYPES)
+ *   i           an arena operand of float64 elements whatever t is (indices
+ *               held in float64: exact integers below 2^53)
  *   f           function code from the table the opcode names
- *   n m         element counts
+ *   n m r       element counts
  *   d           descriptor: an offset into the program's int64 metadata pool
  *   x           an offset into the program's int64 index pool
  *   w p         workspace: w in elements of t, p in int32 elements (LAPACK pivots)
@@ -83,6 +85,12 @@
   X(GATHER_V, 6)      /* t o a m x n    o[i] = a[I[x+i]], a has m elements           */ \
   X(SCATTER_SET_V, 6) /* t o m x v n    o[I[x+i]] = v[i], o has m elements           */ \
   X(SCATTER_ADD_V, 6) /* t o m x v n    o[I[x+i]] += v[i] in order (np.add.at)       */ \
+  X(GATHER_ROWS_V, 7) /* t o a m r i n  row j of o = row k of a (m rows of r), j < n,  */ \
+                      /*                k = D[i+j] (an index held in float64) wrapped */ \
+                      /*                as NumPy does; FASTAD_VM_INDEX_ERROR unless   */ \
+                      /*                it is an integer in -m..m-1                   */ \
+  X(SCATTER_ADD_ROWS_V, 7) /* t o m r i v n  row k of o += row j of v in order, k as */ \
+                      /*                in GATHER_ROWS_V (np.add.at); o has m rows    */ \
   X(STRIDED_SET_B, 4) /* t o v d       o[start + j . stride] = v[j] in order; STRIDED */ \
   X(STRIDED_ADD_B, 4) /* t o v d       o[start + j . stride] += v[j] in order; STRIDED */ \
   X(REDUCE_B, 5)      /* f t o a d      o = f-reduction of a; f in REDUCE_FNS; REDUCE */ \
@@ -227,5 +235,7 @@
 #define FASTAD_VM_SINGULAR 2 /* gesv/getrf: a singular matrix; potrf: not positive definite;
                                 trsm: a zero on the triangle's diagonal; syevd: no convergence */
 #define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
+#define FASTAD_VM_INDEX_ERROR 4 /* GATHER_ROWS_V, SCATTER_ADD_ROWS_V: an index out of range
+                                   or not an integer (NumPy raises IndexError) */
 
 #endif

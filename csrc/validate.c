@@ -465,6 +465,20 @@ static int operands_ok(checker *c, int32_t op) {
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V:  /* t o m x v n */
       return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && use(c, W, 1, w[2], dtype_size[w[0]]) &&
              use(c, R, 4, w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
+    case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: {  /* t o a m r i n | t o m r i v n */
+      /* the index values are data, checked by the kernel; here their operand
+       * (n float64 elements) and the rows' extents (m and n rows of r) */
+      const int gather = op == OP_GATHER_ROWS_V;
+      const int64_t rows = w[gather ? 3 : 2], r = w[gather ? 4 : 3], n = w[6];
+      if (!dtype_ok(c, w[0], !gather) || !count_ok(c, rows) || !count_ok(c, r) ||
+          !count_ok(c, n)) return 0;
+      if (r && (rows > MAX_COUNT / r || n > MAX_COUNT / r))
+        return fail(c, "%lld rows of %lld elements", gather ? n : rows, r);
+      t = dtype_size[w[0]];
+      if (gather)
+        return use(c, W, 1, n * r, t) && use(c, R, 2, rows * r, t) && use(c, R, 5, n, 8);
+      return use(c, W, 1, rows * r, t) && use(c, R, 4, n, 8) && use(c, R, 5, n * r, t);
+    }
     case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:  /* t o v d */
       if (!dtype_ok(c, w[0], op == OP_STRIDED_ADD_B)) return 0;
       d = w[3];

@@ -125,7 +125,7 @@ int fastad_maps_bound(int op) {
     case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: case OP_NOT_V: case OP_WHERE_B:
     case OP_CAST_V: case OP_ZERO_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:
-    case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
+    case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
     case OP_FUSED:
       return 1;
     default:
@@ -299,6 +299,22 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         scatter_add_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], p->index + pc[4], RD(pc[5], SZ(pc[1])), pc[6]);
         POLL();
         NEXT(SCATTER_ADD_V);
+        vmbreak;
+      }
+      vmcase(GATHER_ROWS_V) {
+        const int status = gather_rows_v(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])),
+                                         pc[4], pc[5], D + RD(pc[6], 8), pc[7]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(GATHER_ROWS_V);
+        vmbreak;
+      }
+      vmcase(SCATTER_ADD_ROWS_V) {
+        const int status = scatter_add_rows_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], pc[4],
+                                              D + RD(pc[5], 8), RD(pc[6], SZ(pc[1])), pc[7]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(SCATTER_ADD_ROWS_V);
         vmbreak;
       }
       vmcase(STRIDED_SET_B) {

@@ -158,6 +158,18 @@ def _indices_along(x: Shape, idx: Shape, axis: int) -> None:
         raise ValueError(f"indices of shape {idx} along axis {axis} of {x}")
 
 
+def gather_rows(x: Shape, idx: Shape) -> Shape:
+    if not x:
+        raise ValueError("gathering rows of a 0-d value")
+    return idx + x[1:]
+
+
+def scatter_add_rows(acc: Shape, idx: Shape, v: Shape) -> Shape:
+    if not acc or v != idx + acc[1:]:
+        raise ValueError(f"rows of shape {v} for indices of shape {idx} into {acc}")
+    return acc
+
+
 def take_along(x: Shape, idx: Shape, axis: int) -> Shape:
     _indices_along(x, idx, axis)
     return idx

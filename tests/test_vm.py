@@ -569,7 +569,7 @@ def test_ctrl_c_stops_a_long_loop_of_scalar_steps():
 
 
 # -- regions an instruction writes overlap nothing else it uses ----------------------------
-ARENA_LETTERS = set("oabcvwp")  # opcodes.h: the operand kinds that are arena offsets
+ARENA_LETTERS = set("oabcvwpi")  # opcodes.h: the operand kinds that are arena offsets
 OVERLAP_IDX = np.array([0, 3, 3, 1])
 
 
@@ -580,6 +580,11 @@ def _many_opcodes(x, m, v):
             np.max(m, axis=0), np.where(m > 0, m, -m), fnp.logical_and(m > 0, m < 1),
             fnp.logical_not(m > 0), fnp.astype(x, np.float32), np.sin(x), x * x, x + v[0],
             v[0] - x, m + x[:3], np.sum(x))
+
+
+def _row_opcodes(m, k, v):
+    """Gathers and scatters by traced rows (indices held in float64)."""
+    return fnp.gather_rows(m, k), fnp.scatter_add_rows(m * 2.0, k, v), fnp.gather_rows(m[0], k)
 
 
 def _scalar_opcodes(x):
@@ -612,7 +617,9 @@ def region_programs():
              fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
              fa.make_tape(_many_opcodes)(rand((6,)), rand((3, 3)), rand((4,))),
              fa.make_tape(_scalar_opcodes)(rand((5,))),
-             fa.make_tape(fa.grad(_scanned))(rand((3,)), rand((5, 3)))]
+             fa.make_tape(fa.grad(_scanned))(rand((3,)), rand((5, 3))),
+             fa.make_tape(_row_opcodes)(rand((3, 3)), np.array([2.0, -3.0, 0.0, 2.0]),
+                                        rand((4, 3)))]
     g = fa.compile(rosenbrock_loop, backend="numpy", reroll=False)
     g(rand((6,)))
     tapes.append(g.tape)

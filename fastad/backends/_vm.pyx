@@ -93,6 +93,7 @@ cdef extern from "vm.h" nogil:
     int fastad_maps_bound(int op)
 
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR, FASTAD_VM_INTERRUPTED
+    int FASTAD_VM_INDEX_ERROR
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
     int FASTAD_NUM_COMPARE_FNS, FASTAD_NUM_LOGIC_FNS, FASTAD_NUM_REDUCE_FNS
     int FASTAD_NUM_DTYPES, FASTAD_NUM_FUSED_SLOTS, FASTAD_NUM_FUSED_STEPS
@@ -212,6 +213,9 @@ cdef int _raise_interrupt() except -1:
     raise exc if exc is not None else KeyboardInterrupt()
 
 
+_INDEX_ERROR = "an index is out of bounds for the axis it indexes (or not an integer)"
+
+
 cdef inline int _guard_failed(int status) except -1:
     """1 if a run stopped at a failed guard, 0 if it finished; raises for an
     interrupt or a singular matrix."""
@@ -221,6 +225,8 @@ cdef inline int _guard_failed(int status) except -1:
         _raise_interrupt()
     if status == FASTAD_VM_SINGULAR:
         raise np.linalg.LinAlgError("Singular matrix")
+    if status == FASTAD_VM_INDEX_ERROR:
+        raise IndexError(_INDEX_ERROR)
     return status == FASTAD_VM_GUARD_FAILED
 
 
@@ -264,6 +270,7 @@ def tables():
             "FASTAD_VM_GUARD_FAILED": FASTAD_VM_GUARD_FAILED,
             "FASTAD_VM_SINGULAR": FASTAD_VM_SINGULAR,
             "FASTAD_VM_INTERRUPTED": FASTAD_VM_INTERRUPTED,
+            "FASTAD_VM_INDEX_ERROR": FASTAD_VM_INDEX_ERROR,
         },
     }
 
@@ -751,6 +758,8 @@ cdef class Executable:
             _raise_interrupt()
         if failed and np.any(status == FASTAD_VM_SINGULAR):
             raise np.linalg.LinAlgError("Singular matrix")
+        if failed and np.any(status == FASTAD_VM_INDEX_ERROR):
+            raise IndexError(_INDEX_ERROR)
         return outputs, np.flatnonzero(status == FASTAD_VM_GUARD_FAILED).tolist()
 
     cdef int64_t _chunk_size(self, batched) except -1:

@@ -207,9 +207,12 @@ def _concrete(t: Any) -> Any:
     """t's value as a plain array, for a use that needs it as data (a boolean
     mask's pattern, an index, a shape): records a guard that t still equals it,
     so a compiled function retraces when it changes (NaN counts as equal)."""
+    from ..core.int_data import DATA_TRACERS
     from ..core.tracer import Tracer
     if not isinstance(t, Tracer):
         return t
+    if isinstance(t, DATA_TRACERS):
+        t._needed()  # an argument's values: keyed by value (`IntValueNeeded`)
     value = _np.asarray(t.value)
     if value.dtype.kind not in "fcb":  # integers (argsort's): compared in NumPy
         bool(bind(_CHECK, t, call=_Call(_identity, (_Slot,), {}, value)))

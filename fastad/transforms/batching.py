@@ -129,6 +129,35 @@ def along_axis(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...
     return bind(prim, *batched, **{**params, "axis": params["axis"] + 1})
 
 
+def _batched_rows(args: list[Batched], shapes: list[tuple[int, ...]], size: int,
+                  table: int, index: int) -> tuple[Any, Any]:
+    """For a gather or scatter by traced rows: the batched table flattened to
+    (size * rows, ...), and each example's row indices (wrapped and checked
+    by gathering them from a constant range) offset into its own block."""
+    rows = shapes[table][0]
+    x = _batch_all(args[table], shapes[table], size)
+    x = fnp.reshape(x, (size * rows,) + tuple(shapes[table][1:]))
+    idx = _batch_all(args[index], shapes[index], size)
+    wrapped = bind(registry["gather_rows"], np.arange(rows, dtype=np.float64), idx)
+    offsets = (np.arange(size, dtype=np.float64) * rows).reshape(
+        (size,) + (1,) * len(shapes[index]))
+    return x, wrapped + offsets
+
+
+def gather_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                params: dict[str, Any], size: int) -> Any:
+    x, idx = _batched_rows(args, shapes, size, 0, 1)
+    return bind(prim, x, idx)
+
+
+def scatter_add_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                     params: dict[str, Any], size: int) -> Any:
+    acc, idx = _batched_rows(args, shapes, size, 0, 1)
+    v = _batch_all(args[2], shapes[2], size)
+    out = bind(prim, acc, idx, v)
+    return fnp.reshape(out, (size,) + tuple(shapes[0]))
+
+
 def interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
     if args[1][1] or args[2][1]:
