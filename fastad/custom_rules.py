@@ -49,6 +49,7 @@ from .core import pytree
 from .core.registry import defprim, registry
 from .core.tracer import Tracer, bind
 from .primitives.loops import pack, packed_dtype
+from .transforms.batching import per_example
 
 
 def _new_primitive(fun: Callable[..., Any], kind: str, impl: Callable[..., Any]) -> Any:
@@ -131,7 +132,7 @@ class _Custom:
         self.fun = fun
         self.nondiff_argnums = tuple(sorted(int(i) for i in nondiff_argnums))
         self.primitive = _new_primitive(fun, self.kind, self._value)
-        self.primitive.batch_rule = self._batched
+        self.primitive.batch_rule = per_example
         # (argument structure, leaf shapes and dtypes, nondiff) -> the result's
         # structure and leaf avals, learnt by running the function once
         self._results: dict[Any, tuple[Any, tuple]] = {}
@@ -209,12 +210,6 @@ class _Custom:
         while len(prim.jvps) < n:
             prim.jvps.append(self._jvp_rule(len(prim.jvps)))
 
-    def _batched(self, prim: Any, args: list, shapes: list, params: dict, size: int) -> Any:
-        """vmap: the primitive once per example, stacked (its rules stay its own)."""
-        from . import numpy as fnp
-        rows = [bind(prim, *(v[k] if batched else v for v, batched in args), **params)
-                for k in range(size)]
-        return fnp.stack(rows)
 
 
 class custom_vjp(_Custom):  # noqa: N801 - JAX's name

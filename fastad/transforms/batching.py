@@ -187,15 +187,19 @@ def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
 RULES = TraitTable("batch_rule")
 NO_BATCHING_RULE: dict[Primitive, str] = check_table({}, "batching.NO_BATCHING_RULE")
 # fastad's own NumPy-call primitives left without a batching rule, by name (their
-# modules load after this one), each with the reason vmap reports
-_ODE = ("SciPy's adaptive solver picks its steps per trajectory, so a batch is not one "
-        "solve; call the function in a loop")
-HOST_NO_BATCHING_RULE: dict[str, str] = {
-    "scipy.integrate.odeint": _ODE, "scipy.integrate.odeint_adjoint": _ODE,
-    "scipy.integrate.odeint_tangent": _ODE,
-    "fastad.misc.fixed_points._solve": ("the iteration stops at a tolerance per problem, so a "
-                                        "batch is not one solve; call fixed_point in a loop"),
-}
+# modules load after this one), each with the reason vmap reports: none today
+HOST_NO_BATCHING_RULE: dict[str, str] = {}
+
+
+def per_example(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                params: dict[str, Any], size: int) -> Any:
+    """The primitive once per example, stacked: the rule of NumPy calls whose
+    work differs between examples, so that a batch is not one call (an
+    adaptive ODE solver's steps, an iteration to a tolerance, a user's
+    function with a rule of its own).  Its derivatives stay its own."""
+    rows = [bind(prim, *(v[k] if batched else v for v, batched in args), **params)
+            for k in range(size)]
+    return fnp.stack(rows)
 
 
 def batching_rule(prim: Primitive) -> Callable[..., Any] | None:
