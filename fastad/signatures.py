@@ -157,6 +157,92 @@ def with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, i
     return run
 
 
+def split_call(spec: "Specializer", args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+               traced: bool = False) -> tuple[Any, list[Any]]:
+    """The signature of a call and its dynamic leaves (the tape's inputs, in
+    order: positional arguments, then keyword arguments by sorted name).
+    A keyword argument's entry in the signature names it last.  Raises
+    `TracedArguments` if any leaf is a traced value, unless ``traced``
+    (then a traced leaf is dynamic, keyed by its shape and dtype); a
+    traced static argument raises it either way."""
+    key: list[Any] = []
+    dynamic: list[Any] = []
+    for i, arg in enumerate(args):
+        if i in spec.static_argnums:
+            if isinstance(arg, Tracer):
+                raise TracedArguments
+            key.append(("static", static_key(arg)))
+            continue
+        differentiated = spec.wrt is not None and i in spec.wrt
+        key.append(_split_leaves(spec, arg, differentiated, i, dynamic, traced))
+    if kwargs:
+        for name in sorted(kwargs):
+            value = kwargs[name]
+            if name in spec.static_argnames:
+                if isinstance(value, Tracer):
+                    raise TracedArguments
+                key.append(("static", static_key(value), name))
+                continue
+            key.append(_split_leaves(spec, value, False, name, dynamic, traced) + (name,))
+    return tuple(key), dynamic
+
+
+def int_data(spec: "Specializer", leaf: Any, where: int | str) -> bool:
+    """Is ``leaf`` an integer this function takes as data (`IntTracer`)?
+    Integers past 2**53 are not exact in the float64 input: keyed by value."""
+    return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
+            and where not in spec.int_static and -2**53 < leaf < 2**53)
+
+
+def array_data_of(spec: "Specializer", leaf: Any, where: int | str) -> np.ndarray | None:
+    """An integer or boolean array this function takes as data, as the
+    tape's input holds it (integers as float64, booleans as they are), or
+    None: keyed by value (`array_data`)."""
+    if where in spec.int_static:
+        return None
+    return array_data(leaf)
+
+
+def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: int | str,
+                  dynamic: list[Any], traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
+    """The signature of one argument (positional ``where``, or keyword
+    ``where``), its dynamic leaves appended to ``dynamic``."""
+    leaves, tree = pytree.flatten(arg)
+    parts = []
+    for leaf in leaves:
+        if isinstance(leaf, Tracer):
+            # a traced mask or index is keyed by value on arrays: no signature
+            if not traced or leaf.aval.dtype.kind not in "fc":
+                raise TracedArguments
+            dynamic.append(leaf)
+            parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
+            continue
+        if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+            leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
+                               else f"keyword argument {where!r}")
+        if differentiated:
+            leaf = as_differentiable(leaf)
+        elif int_data(spec, leaf, where):
+            dynamic.append(np.float64(leaf))
+            parts.append(INT_DATA)
+            continue
+        else:
+            data = array_data_of(spec, leaf, where)
+            if data is not None:
+                dynamic.append(data)
+                parts.append(array_data_key(leaf))
+                continue
+        if is_dynamic(leaf):
+            if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
+                # native order here: no backend ever reads swapped bytes
+                leaf = leaf.astype(leaf.dtype.newbyteorder("="))
+            dynamic.append(leaf)
+            parts.append(leaf_key(leaf))
+        else:
+            parts.append(static_key(leaf))
+    return tree, tuple(parts)
+
+
 def leaf_key(leaf: Any) -> Any:
     if isinstance(leaf, np.ndarray):
         return (leaf.shape, leaf.dtype.char)
