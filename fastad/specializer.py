@@ -14,6 +14,7 @@ it.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import warnings
@@ -595,14 +596,10 @@ class Specializer:
                                  getattr(self.fn, "__globals__", None))
 
     def state(self) -> dict[str, Any]:
-        """What `fastad.serialize` stores: the compiled tapes, not the function."""
-        for _, entries in self._snapshot():
-            for e in entries:
-                if e.by_reference:
-                    raise TypeError(
-                        "a compiled function that reads arrays from its closure or globals ("
-                        + ", ".join(b.describe() for b in e.by_reference) + ") cannot be "
-                        "saved: its tape reads them at each call; pass them as arguments")
+        """What `fastad.serialize` stores: the compiled tapes, not the function.
+        Arrays a tape reads from closures and globals at each call are stored
+        as constants holding their values now (`_baked`): a saved function is
+        data, with no bindings of this process to read."""
         return {"kind": self.kind, "argnums": self.argnums, "reroll": self.reroll,
                 "exact_sums": self.exact_sums,
                 "static_argnums": tuple(sorted(self.static_argnums)),
@@ -610,7 +607,7 @@ class Specializer:
                 "int_static": tuple(sorted(self.int_static, key=str)),
                 "backend": self.backend_name, "max_traces": self.max_traces,
                 "max_signatures": self.max_signatures, "check_nans": self.check_nans,
-                "entries": [(encode(key), [(e.tape.to_bytes(), encode(tuple(e.structure)))
+                "entries": [(encode(key), [(_baked(e).to_bytes(), encode(tuple(e.structure)))
                                            for e in entries])
                             for key, entries in self._snapshot()]}
 
@@ -705,6 +702,26 @@ def replayed(tape: Tape, builder: Any, old: Any, inputs: list[Tracer], wrt: list
     position = {t.slot: k for k, t in enumerate(inputs)}
     outs = replay(tape, new_inputs)
     return builder, [new_inputs[position[t.slot]] for t in wrt], outs
+
+
+def _baked(entry: Entry) -> Tape:
+    """entry's tape with the arrays it reads by reference (its last inputs)
+    turned into constants of the values their bindings hold now."""
+    if not entry.by_reference:
+        return entry.tape
+    tape = copy.copy(entry.tape)
+    n = len(entry.by_reference)
+    tape.inputs, read = list(tape.inputs[:-n]), tape.inputs[-n:]
+    tape.consts = dict(tape.consts)
+    for slot, binding in zip(read, entry.by_reference):
+        value = np.array(binding.current(), copy=True)
+        aval = tape.avals[slot]
+        if value.shape != aval.shape or value.dtype != aval.dtype:
+            raise TypeError(f"{binding.describe()} changed shape or dtype since it was traced; "
+                            "call the function once before saving it")
+        value.flags.writeable = False
+        tape.consts[slot] = value
+    return tape
 
 
 def _with_captures(entry: Entry, run_args: Callable[[Any, int], Any]
