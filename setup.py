@@ -83,7 +83,7 @@ def extensions():
     ext = Extension(
         "fastad.backends._vm",
         sources=["fastad/backends/_vm.pyx", "csrc/vm.c", "csrc/kernels.c", "csrc/fused.c",
-                 "csrc/interrupt.c", "csrc/tables.c", "csrc/validate.c", "csrc/pool.c",
+                 "csrc/interrupt.c", "csrc/tables.c", "csrc/vecmath.c", "csrc/validate.c", "csrc/pool.c",
                  "csrc/batch.c"],
         include_dirs=["csrc", numpy.get_include()],
         define_macros=macros,

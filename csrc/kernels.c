@@ -69,6 +69,7 @@ static inline int64_t shape_size(int64_t ndim, const int64_t *shape) {
 #endif
 
 KERNEL void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) {
+  if (unary_loop_run(f, t, arena + a * dtype_size[t], arena + o * dtype_size[t], n)) return;
   FLOAT_TYPED(t, {
     T *po = (T *)arena + o;
     const T *pa = (const T *)arena + a;
