@@ -215,7 +215,8 @@ cdef void _install_unary_loops() except *:
             i = _loop_index(u, typenum)
             if i < 0 or u.functions[i] == NULL:
                 continue  # the VM keeps the C library's function
-            fastad_vm_set_unary_loop(f, t, <fastad_unary_loop>u.functions[i], u.data[i])
+            if fastad_vm_set_unary_loop(f, t, <fastad_unary_loop>u.functions[i], u.data[i]):
+                raise RuntimeError(f"the VM has no entry for {name} {dtname}")
             _unary_loops[name, dtname] = ufunc
 
 
