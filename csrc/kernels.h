@@ -175,6 +175,11 @@ typedef struct {
 } unary_loop_entry;
 FASTAD_INTERNAL extern unary_loop_entry unary_loops[UNARY_LOOP_DTYPES][FASTAD_NUM_UNARY_FNS];
 FASTAD_INTERNAL extern int unary_loops_on;
+#if defined(__GNUC__)
+#define UNARY_LOOPS_ON() __atomic_load_n(&unary_loops_on, __ATOMIC_RELAXED)
+#else
+#define UNARY_LOOPS_ON() (*(volatile int *)&unary_loops_on)
+#endif
 
 /* po[i] = f(pa[i]) for i < n with the installed loop of f for dtype t, if
  * there is one (then returns 1); else returns 0 and the caller runs its own
@@ -182,7 +187,7 @@ FASTAD_INTERNAL extern int unary_loops_on;
 static inline int unary_loop_run(int f, int t, const void *pa, void *po, int64_t n) {
   if (t >= UNARY_LOOP_DTYPES) return 0;
   const unary_loop_entry *e = &unary_loops[t][f];
-  if (e->loop == NULL || !__atomic_load_n(&unary_loops_on, __ATOMIC_RELAXED)) return 0;
+  if (e->loop == NULL || !UNARY_LOOPS_ON()) return 0;
   char *args[2] = {(char *)pa, (char *)po};
   const intptr_t dims[1] = {(intptr_t)n};
   const intptr_t steps[2] = {dtype_size[t], dtype_size[t]};

@@ -21,5 +21,11 @@ int fastad_vm_set_unary_loop(int f, int t, fastad_unary_loop loop, void *data) {
 }
 
 int fastad_vm_use_unary_loops(int on) {
+#if defined(__GNUC__)
   return __atomic_exchange_n(&unary_loops_on, on ? 1 : 0, __ATOMIC_RELAXED);
+#else
+  const int before = unary_loops_on;
+  *(volatile int *)&unary_loops_on = on ? 1 : 0;
+  return before;
+#endif
 }
