@@ -204,3 +204,46 @@ def test_compiled_gradients_equal_eager_ones_to_the_bit(name, seed, n):
     h = 1e-6
     fd = (loss(x + h * d, w) - loss(x - h * d, w)) / (2 * h)
     np.testing.assert_allclose(eager @ d, fd, rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
+def test_function_codes_reach_their_own_loop_and_hostile_ones_are_rejected(fuse):
+    """The loop table is indexed by the instruction's function code: every
+    valid code runs its own function (NumPy's loop where there is one), and a
+    code outside the table is rejected by the validator, never called."""
+    from fastad.backends.vm_program import TABLES
+    from fastad.core.errors import TapeError
+    names = TABLES["UNARY_FNS"]
+    x = random_inputs(5, 1100, np.float64)
+    program = lower(fa.make_tape(fused(np.tanh) if fuse else unfused(np.tanh))(x, np.ones_like(x)),
+                    fuse=fuse)
+    opcode = "FUSED" if fuse else "UNARY_V"
+    pc, _, words = next(i for i in program.instructions() if i[1] == opcode)
+    if fuse:  # the function word of the descriptor's UNARY step
+        d = words[1]
+        nslots, nsteps = int(program.meta[d + 1]), int(program.meta[d + 2])
+        steps = d + 3 + 2 * nslots
+        at = next(steps + 5 * k + 1 for k in range(nsteps)
+                  if TABLES["FUSED_STEPS"][int(program.meta[steps + 5 * k])] == "UNARY")
+    checked = rejected = 0
+    for code in [-1, len(names), len(names) + 1, 2**31 - 1, -2**31, *range(len(names))]:
+        prog_code, meta = program.code.copy(), program.meta.copy()
+        if fuse:
+            meta[at] = code
+        else:
+            prog_code[pc + 1] = code
+        hostile = type(program)(prog_code, meta, program.index, program.const_image,
+                                program.arena_bytes, program.inputs, program.outputs,
+                                bound_bytes=program.bound_bytes)
+        if not 0 <= code < len(names):
+            with pytest.raises(TapeError, match="invalid program"):
+                c_backend.Executable(hostile)
+            rejected += 1
+            continue
+        got = c_backend.Executable(hostile).run([x, np.ones_like(x)])[0]
+        if (names[code], "F64") in LOOPS:
+            with np.errstate(all="ignore"):
+                want = LOOPS[names[code], "F64"](x)
+            same_bits(-got if fuse else got, want, names[code])
+            checked += 1
+    assert rejected == 5 and checked == sum(dt == "F64" for _, dt in LOOPS)
