@@ -1,11 +1,11 @@
 """The BLAS-bound losses of issue 24 (logistic regression, tanh MLP, softmax
-cross-entropy) with the C VM's functions of one argument on NumPy's loops and
+cross-entropy) with the C VM's transcendental functions on NumPy's loops and
 on the C library's, side by side in one process:
 
     python benchmarks/transcendental.py [--rounds 9] [--only mlp,softmax]
 
 Rows: the hand-written NumPy gradient, JAX ``jit(grad)``, fastad on the C VM
-as built, and (if the VM has NumPy's loops, `_vm.use_unary_loops`) the same
+as built, and (if the VM has NumPy's loops, `_vm.use_numpy_loops`) the same
 compiled gradient with the C library's functions, which is what the VM ran
 before.  Data passed as arguments; interleaved rounds (`timing.interleaved`),
 medians; every result checked against the hand-written gradient.  Run it with
@@ -32,22 +32,22 @@ ROWS = ("numpy_hand", "jax", "fastad[c]")
 
 
 def _with_loops(fn: Callable, on: bool) -> Callable:
-    """fn with the VM's unary loops on or off during the call (both rows pay
+    """fn with the VM's NumPy loops on or off during the call (both rows pay
     the same two switches, so they stay comparable)."""
     from fastad.backends import _vm
 
     def call() -> None:
-        before = _vm.use_unary_loops(on)
+        before = _vm.use_numpy_loops(on)
         try:
             fn()
         finally:
-            _vm.use_unary_loops(before)
+            _vm.use_numpy_loops(before)
     return call
 
 
 def run(names: tuple[str, ...], rounds: int, min_round_s: float) -> None:
     from fastad.backends import _vm
-    switchable = hasattr(_vm, "use_unary_loops")
+    switchable = hasattr(_vm, "use_numpy_loops")
     for name in names:
         wl = usercode.BUILDERS[name]()
         calls = {}

@@ -82,6 +82,8 @@ KERNEL void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n) 
 /* kind: 0 both vectors, 1 b a scalar, 2 a a scalar. */
 KERNEL void binary_v(int f, int t, int kind, char *arena, int64_t o, int64_t a, int64_t b,
                      int64_t n) {
+  const int size = dtype_size[t];
+  if (binary_loop_run(f, t, kind, arena + a * size, arena + b * size, arena + o * size, n)) return;
   FLOAT_TYPED(t, {
     T *po = (T *)arena + o;
     const T *pa = (const T *)arena + a;

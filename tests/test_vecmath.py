@@ -1,6 +1,7 @@
-"""The VM's functions of one argument (exp, log, tanh, sin, ...) run NumPy's own
-ufunc loops (csrc/vecmath.c): on random inputs with NaN, infinities, signed
-zeros, subnormals and huge arguments, the VM's results are NumPy's to the bit,
+"""The VM's transcendental functions (exp, log, tanh, sin, ..., pow, arctan2,
+hypot, logaddexp) run NumPy's own ufunc loops (csrc/vecmath.c): on random
+inputs with NaN, infinities, signed zeros, subnormals and huge arguments, the
+VM's results are NumPy's to the bit,
 float32 and float64, unfused (UNARY_V) and inside FUSED runs, below and above
 the size from which a run is split over the thread pool.  Where NumPy has no
 loop (or the loops are switched off) the C library's functions run, within a
@@ -25,10 +26,10 @@ if c_backend.available:
     from fastad.backends import _vm
     from fastad.backends.lower import lower
 
-    LOOPS = _vm.unary_loops()
+    LOOPS, BINARY_LOOPS = _vm.unary_loops(), _vm.binary_loops()
     THREADS, PARALLEL_MIN = _vm.threads()
 else:
-    LOOPS, THREADS, PARALLEL_MIN = {}, 1, 1 << 15
+    LOOPS, BINARY_LOOPS, THREADS, PARALLEL_MIN = {}, {}, 1, 1 << 15
 
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 EXAMPLES = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 40)), deadline=None)
@@ -38,6 +39,13 @@ DTYPES = {"F64": np.float64, "F32": np.float32}
 VECTORIZED = ["EXP", "LOG", "TANH", "SIN", "COS", "EXPM1", "LOG1P", "EXP2", "LOG2", "LOG10",
               "SQRT", "ARCTAN", "SINH", "COSH", "ARCSINH", "ARCTANH"]
 FUNCTIONS = sorted({name for name, _ in LOOPS})
+BINARY_FUNCTIONS = sorted({name for name, _ in BINARY_LOOPS})
+# a binary function of two arrays, of an array and a scalar constant, of a
+# constant and an array (BINARY_VV, _VS, _SV unfused; a step reading a
+# SCALAR slot, fused); o is an array of ones
+BINARY_FORMS = {"vv": lambda uf: lambda x, y, o: uf(x, y),
+                "vs": lambda uf: lambda x, y, o: uf(x, 2.5),
+                "sv": lambda uf: lambda x, y, o: uf(0.75, y)}
 # sizes: one element, a block's tail, several blocks, and past the parallel
 # threshold (a run split over the pool's threads)
 SIZES = [1, 3, 511, 513, 1100, PARALLEL_MIN + 1029]
@@ -111,14 +119,26 @@ def vm_run(fn, x: np.ndarray, fuse: bool):
     return c_backend.Executable(program).run([x, y])[0], fn(x, y)
 
 
+def vm_run_binary(fn, x: np.ndarray, y: np.ndarray, fuse: bool):
+    """fn(x, y, ones) on the VM, and NumPy's; fused, fn is negated and
+    multiplied by the ones (exact), so that it is one run of three steps."""
+    o = np.ones_like(x)
+    run = (lambda x, y, o: -fn(x, y, o) * o) if fuse else fn
+    program = lower(fa.make_tape(run)(x, y, o), fuse=fuse)
+    names = [name for _, name, _ in program.instructions()]
+    assert ("FUSED" in names) == (fuse and x.size > 1), names
+    got = c_backend.Executable(program).run([x, y, o])[0]
+    return (-got if fuse else got), fn(x, y, o)
+
+
 @contextlib.contextmanager
 def library_functions():
     """The C library's functions instead of NumPy's loops, for one test."""
-    before = _vm.use_unary_loops(False)
+    before = _vm.use_numpy_loops(False)
     try:
         yield
     finally:
-        _vm.use_unary_loops(before)
+        _vm.use_numpy_loops(before)
 
 
 def test_numpy_loops_are_installed_for_every_vectorized_function():
@@ -140,6 +160,42 @@ def test_vm_functions_are_numpys_to_the_bit(name, dt, fuse, seed, n):
     with np.errstate(all="ignore"):
         got, want = vm_run(fused(uf) if fuse else unfused(uf), x, fuse)
     same_bits(got, want, f"{name} {dt} n={n} fuse={fuse}")
+
+
+@pytest.mark.parametrize("form", sorted(BINARY_FORMS))
+@pytest.mark.parametrize("fuse", [False, True], ids=["unfused", "fused"])
+@pytest.mark.parametrize("dt", sorted(DTYPES))
+@pytest.mark.parametrize("name", BINARY_FUNCTIONS)
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.sampled_from(SIZES))
+def test_vm_binary_functions_are_numpys_to_the_bit(name, dt, fuse, form, seed, n):
+    """pow, arctan2, hypot, logaddexp: NumPy's loops, a broadcast scalar read
+    with step 0 as NumPy reads it."""
+    uf = BINARY_LOOPS[name, dt]
+    x = random_inputs(seed, n, DTYPES[dt])
+    y = random_inputs(seed + 1, n, DTYPES[dt])
+    with np.errstate(all="ignore"):
+        got, want = vm_run_binary(BINARY_FORMS[form](uf), x, y, fuse)
+    same_bits(got, want, f"{name}({form}) {dt} n={n} fuse={fuse}")
+
+
+@pytest.mark.parametrize("dt", sorted(DTYPES))
+@pytest.mark.parametrize("name", BINARY_FUNCTIONS)
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.sampled_from([7, 1100]))
+def test_library_binary_functions_run_without_the_loops(name, dt, seed, n):
+    """With the loops off: the C library's function, NumPy's value within a few
+    ulps on moderate arguments, the same bits fused and unfused."""
+    dtype = DTYPES[dt]
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(0.01, 4, n).astype(dtype), rng.uniform(-4, 4, n).astype(dtype)
+    fn = BINARY_FORMS["vv"](BINARY_LOOPS[name, dt])
+    with library_functions():
+        plain, want = vm_run_binary(fn, x, y, False)
+        in_run, _ = vm_run_binary(fn, x, y, True)
+    same_bits(in_run, plain, f"{name} {dt}: fused against unfused")
+    ulps = 8 if dtype == np.float64 else 4
+    np.testing.assert_allclose(plain, want, rtol=ulps * np.finfo(dtype).eps)
 
 
 @pytest.mark.parametrize("n", [PARALLEL_MIN - 1, PARALLEL_MIN, 3 * PARALLEL_MIN + 7])
