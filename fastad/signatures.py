@@ -4,9 +4,10 @@ the kinds of computation (gradient, value, outputs) a trace records, and the
 checks a saved function's signatures and structures pass when loaded.
 
 A *signature* is the pytree structure of the arguments, the shape and dtype
-of every float leaf (and the mark of every integer taken as data,
-`INT_DATA`), and the value of everything else (strings, integer arrays,
-``static_argnums``/``static_argnames``).
+of every float leaf, the shape and kind of every integer and boolean taken
+as data (`INT_DATA`, `array_data_key`), and the value of everything else
+(strings, integers a trace used by value, ``static_argnums``/
+``static_argnames``).
 """
 from __future__ import annotations
 
@@ -97,6 +98,149 @@ def any_tracer(tree: Any) -> bool:
 
 #: an integer argument taken as data (`IntTracer`): a float64 0-d input
 INT_DATA = ((), "i")
+
+
+#: the dtype marks of integer ("i") and boolean ("?") leaves taken as data
+DATA_CHARS = ("i", "?")
+
+#: integers past this magnitude are not exact in a float64 input
+EXACT_INTEGERS = 2**53
+
+
+def array_data(leaf: Any) -> np.ndarray | None:
+    """An integer or boolean array argument as the tape's input holds it:
+    integers as float64 (the VM's registers are floating point; integers
+    below 2**53 are exact there), booleans as they are.  None when it cannot
+    be data: not such an array, or integers too large to be exact (keyed by
+    value instead)."""
+    if type(leaf) is not np.ndarray:
+        return None
+    kind = leaf.dtype.kind
+    if kind == "b":
+        return leaf
+    if kind not in "iu":
+        return None
+    if leaf.dtype.itemsize == 8 and leaf.size and (
+            leaf.max() >= EXACT_INTEGERS or leaf.min() <= -EXACT_INTEGERS):
+        return None
+    return leaf.astype(np.float64)
+
+
+def array_data_key(leaf: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """An integer or boolean array's part of a signature: its shape and kind
+    (the traces of int32 and int64 labels are the same)."""
+    return (leaf.shape, "?" if leaf.dtype.kind == "b" else "i")
+
+
+def with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
+    """``run_args`` for a signature with integer or boolean array arguments
+    taken as data: converts them as `array_data` does (declining, None, for
+    an argument that is not such an array of the signature's shape)."""
+    data = [(i, arg[1][0]) for i, arg in enumerate(key) if arg[1][0][1] in DATA_CHARS]
+    if not data:
+        return run_args
+
+    def run(args: tuple[Any, ...], which: int) -> Any:
+        if len(args) != len(key):
+            return None
+        args = list(args)
+        for i, (shape, char) in data:
+            a = args[i]
+            if (type(a) is not np.ndarray or a.shape != shape
+                    or (a.dtype.kind == "b") != (char == "?")):
+                return None
+            a = array_data(a)
+            if a is None:
+                return None
+            args[i] = a
+        return run_args(tuple(args), which)
+    return run
+
+
+def split_call(spec: "Specializer", args: Sequence[Any], kwargs: dict[str, Any] | None = None,
+               traced: bool = False) -> tuple[Any, list[Any]]:
+    """The signature of a call and its dynamic leaves (the tape's inputs, in
+    order: positional arguments, then keyword arguments by sorted name).
+    A keyword argument's entry in the signature names it last.  Raises
+    `TracedArguments` if any leaf is a traced value, unless ``traced``
+    (then a traced leaf is dynamic, keyed by its shape and dtype); a
+    traced static argument raises it either way."""
+    key: list[Any] = []
+    dynamic: list[Any] = []
+    for i, arg in enumerate(args):
+        if i in spec.static_argnums:
+            if isinstance(arg, Tracer):
+                raise TracedArguments
+            key.append(("static", static_key(arg)))
+            continue
+        differentiated = spec.wrt is not None and i in spec.wrt
+        key.append(_split_leaves(spec, arg, differentiated, i, dynamic, traced))
+    if kwargs:
+        for name in sorted(kwargs):
+            value = kwargs[name]
+            if name in spec.static_argnames:
+                if isinstance(value, Tracer):
+                    raise TracedArguments
+                key.append(("static", static_key(value), name))
+                continue
+            key.append(_split_leaves(spec, value, False, name, dynamic, traced) + (name,))
+    return tuple(key), dynamic
+
+
+def int_data(spec: "Specializer", leaf: Any, where: int | str) -> bool:
+    """Is ``leaf`` an integer this function takes as data (`IntTracer`)?
+    Integers past 2**53 are not exact in the float64 input: keyed by value."""
+    return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
+            and where not in spec.int_static and -2**53 < leaf < 2**53)
+
+
+def array_data_of(spec: "Specializer", leaf: Any, where: int | str) -> np.ndarray | None:
+    """An integer or boolean array this function takes as data, as the
+    tape's input holds it (integers as float64, booleans as they are), or
+    None: keyed by value (`array_data`)."""
+    if where in spec.int_static:
+        return None
+    return array_data(leaf)
+
+
+def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: int | str,
+                  dynamic: list[Any], traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
+    """The signature of one argument (positional ``where``, or keyword
+    ``where``), its dynamic leaves appended to ``dynamic``."""
+    leaves, tree = pytree.flatten(arg)
+    parts = []
+    for leaf in leaves:
+        if isinstance(leaf, Tracer):
+            # a traced mask or index is keyed by value on arrays: no signature
+            if not traced or leaf.aval.dtype.kind not in "fc":
+                raise TracedArguments
+            dynamic.append(leaf)
+            parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
+            continue
+        if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+            leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
+                               else f"keyword argument {where!r}")
+        if differentiated:
+            leaf = as_differentiable(leaf)
+        elif int_data(spec, leaf, where):
+            dynamic.append(np.float64(leaf))
+            parts.append(INT_DATA)
+            continue
+        else:
+            data = array_data_of(spec, leaf, where)
+            if data is not None:
+                dynamic.append(data)
+                parts.append(array_data_key(leaf))
+                continue
+        if is_dynamic(leaf):
+            if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
+                # native order here: no backend ever reads swapped bytes
+                leaf = leaf.astype(leaf.dtype.newbyteorder("="))
+            dynamic.append(leaf)
+            parts.append(leaf_key(leaf))
+        else:
+            parts.append(static_key(leaf))
+    return tree, tuple(parts)
 
 
 def leaf_key(leaf: Any) -> Any:
@@ -345,7 +489,7 @@ def check_signature(key: Any, tape: Tape) -> None:
     dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
                if part[0] not in ("array", "value")]
     declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
-    if [(tuple(shape), "d" if (shape, char) == INT_DATA else char)
+    if [(tuple(shape), "d" if char == "i" else char)
             for shape, char in dynamic] != declared:
         raise TapeError("a saved signature does not match the inputs of its tape")
 

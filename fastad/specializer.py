@@ -25,13 +25,12 @@ import numpy as np
 
 from . import backends, captures, draws, locks
 from .core import pytree
-from .api import Recorded, check_leaf, plain_array
+from .api import Recorded, check_leaf
 from .backends import fallback, reference
 from .core.errors import SignatureError, TapeError
 from .core.registry import registry
 from .serialize import decode, encode, tape_from_bytes
 from .signatures import (
-    INT_DATA,
     KINDS,
     MAX_TRACES_PER_SIGNATURE,
     NO_SHORTCUT,
@@ -41,6 +40,7 @@ from .signatures import (
     Structure,
     TracedArguments,
     any_tracer,
+    array_data_of,
     as_differentiable,
     as_scalar,
     check_signature,
@@ -50,22 +50,17 @@ from .signatures import (
     checked_int_static,
     describe,
     first_difference,
+    int_data,
     is_dynamic,
-    leaf_key,
     saved_max_signatures,
     signatures_bound,
-    static_key,
+    split_call,
     static_names,
+    with_data,
 )
 from .core.tape import Tape
-from .core.tracer import (
-    IntTracer,
-    IntValueNeeded,
-    Tracer,
-    recording,
-    replay,
-    user_stacklevel,
-)
+from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded
+from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -141,71 +136,8 @@ class Specializer:
 
     def split(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
               traced: bool = False) -> tuple[Any, list[Any]]:
-        """The signature of a call and its dynamic leaves (the tape's inputs, in
-        order: positional arguments, then keyword arguments by sorted name).
-        A keyword argument's entry in the signature names it last.  Raises
-        `TracedArguments` if any leaf is a traced value, unless ``traced``
-        (then a traced leaf is dynamic, keyed by its shape and dtype); a
-        traced static argument raises it either way."""
-        key: list[Any] = []
-        dynamic: list[Any] = []
-        for i, arg in enumerate(args):
-            if i in self.static_argnums:
-                if isinstance(arg, Tracer):
-                    raise TracedArguments
-                key.append(("static", static_key(arg)))
-                continue
-            differentiated = self.wrt is not None and i in self.wrt
-            key.append(self._split_leaves(arg, differentiated, i, dynamic, traced))
-        if kwargs:
-            for name in sorted(kwargs):
-                value = kwargs[name]
-                if name in self.static_argnames:
-                    if isinstance(value, Tracer):
-                        raise TracedArguments
-                    key.append(("static", static_key(value), name))
-                    continue
-                key.append(self._split_leaves(value, False, name, dynamic, traced) + (name,))
-        return tuple(key), dynamic
-
-    def _int_data(self, leaf: Any, where: int | str) -> bool:
-        """Is ``leaf`` an integer this function takes as data (`IntTracer`)?
-        Integers past 2**53 are not exact in the float64 input: keyed by value."""
-        return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
-                and where not in self.int_static and -2**53 < leaf < 2**53)
-
-    def _split_leaves(self, arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
-                      traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
-        """The signature of one argument (positional ``where``, or keyword
-        ``where``), its dynamic leaves appended to ``dynamic``."""
-        leaves, tree = pytree.flatten(arg)
-        parts = []
-        for leaf in leaves:
-            if isinstance(leaf, Tracer):
-                # a traced mask or index is keyed by value on arrays: no signature
-                if not traced or leaf.aval.dtype.kind not in "fc":
-                    raise TracedArguments
-                dynamic.append(leaf)
-                parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
-                continue
-            if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
-                leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
-                                   else f"keyword argument {where!r}")
-            if differentiated:
-                leaf = as_differentiable(leaf)
-            elif self._int_data(leaf, where):
-                dynamic.append(np.float64(leaf))
-                parts.append(INT_DATA)
-                continue
-            if is_dynamic(leaf):
-                if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
-                    # native order here: no backend ever reads swapped bytes
-                    leaf = leaf.astype(leaf.dtype.newbyteorder("="))
-                dynamic.append(leaf)
-                parts.append(leaf_key(leaf))
-            else:
-                parts.append(static_key(leaf))
-        return tree, tuple(parts)
+        """The signature of a call and its dynamic leaves (`signatures.split_call`)."""
+        return split_call(self, args, kwargs, traced)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         shortcut = self.shortcut  # read once: its program and structure belong together
@@ -290,11 +222,16 @@ class Specializer:
 
     def _key_by_value(self, need: IntValueNeeded) -> None:
         """A trace used the value of integer arguments taken as data: key them
-        by value from now on (the next signature computed says so)."""
+        by value from now on (the next signature computed says so).  Sources
+        are (function, argument) pairs: arguments of an enclosing compiled
+        function's trace are that function's to key, so the need goes on to it."""
+        own = frozenset(where for owner, where in need.sources if owner == id(self))
+        if not own:
+            raise need
         with self._cache_lock:
-            new = need.sources - self.int_static
+            new = own - self.int_static
             if not new:
-                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, need.sources))} "
+                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, own))} "
                                    "were needed by value twice")
             self.int_static |= new
         log.info("fastad: %s uses the value of its integer argument(s) %s (an index, a range, "
@@ -451,8 +388,9 @@ class Specializer:
         shortcut = self.shortcut
         if shortcut.entry is entry and (shortcut.grads if grads_only
                                         else shortcut.run_args) is None:
-            self._publish(entry, exe.run_args if entry.captures is None
-                          else _with_captures(entry, exe.run_args), grads_only)
+            run_args = (exe.run_args if entry.captures is None
+                        else _with_captures(entry, exe.run_args))
+            self._publish(entry, with_data(self._shortcut_key, run_args), grads_only)
         outs = exe.run(dynamic)
         return [None] + outs if grads_only and outs is not None else outs
 
@@ -533,10 +471,18 @@ class Specializer:
             for leaf in leaves:
                 if differentiated:
                     leaf = as_differentiable(check_leaf(leaf, where))
-                elif self._int_data(leaf, position):
+                elif int_data(self, leaf, position):
                     t = builder.new_input(np.float64(leaf))
                     inputs.append(t)
-                    traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
+                    traced.append(IntTracer(builder, t.slot, t.value,
+                                            frozenset({(id(self), position)})))
+                    continue
+                elif (data := array_data_of(self, leaf, position)) is not None:
+                    t = builder.new_input(data)
+                    inputs.append(t)
+                    cls = BoolArrayTracer if data.dtype == np.bool_ else (
+                        IntArrayTracer if data.ndim else IntTracer)
+                    traced.append(cls(builder, t.slot, t.value, frozenset({(id(self), position)})))
                     continue
                 if is_dynamic(leaf):
                     t = builder.new_input(check_leaf(leaf, where))
@@ -571,6 +517,9 @@ class Specializer:
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
             new_args, new_kwargs, inputs, wrt, in_trees = self._traced_args(builder, args, kwargs)
+            builder.data_sources = frozenset().union(*(
+                t.sources for t in pytree.flatten((new_args, new_kwargs))[0]
+                if isinstance(t, (IntArrayTracer, BoolArrayTracer))))
             found = captures.find(self.fn)
             by_reference: list[Any] = []
             if found.arrays:
@@ -789,7 +738,8 @@ def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tupl
 
 
 def takes_shortcut(key: Any) -> bool:
-    """Is every argument of the signature one float array?  Then a call with
+    """Is every argument of the signature one float array (or an integer or
+    boolean array taken as data, converted by `with_data`)?  Then a call with
     exactly such arrays goes to ``run_args(args, which)`` of the compiled
     executable, skipping flattening and the cache (every backend's
     executable has `run_args`)."""

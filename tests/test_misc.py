@@ -160,6 +160,19 @@ def test_fixed_point_of_newtons_square_root(a):
             np.testing.assert_allclose(g(a + 1.0), 0.5 / np.sqrt(a + 1.0), rtol=1e-9)
 
 
+@settings(max_examples=10, deadline=None)
+@given(a=st.lists(st.floats(0.5, 20.0), min_size=1, max_size=4))
+def test_fixed_point_under_vmap_iterates_each_example(a):
+    """vmap of fixed_point: each example iterates to its own tolerance."""
+    a = np.array(a)
+
+    def sqrt(a):
+        return fixed_point(_newton_sqrt, a, 1.0, _distance, 1e-13)
+
+    np.testing.assert_allclose(fa.vmap(sqrt)(a), np.sqrt(a), rtol=1e-12)
+    np.testing.assert_allclose(fa.vmap(fa.grad(sqrt))(a), 0.5 / np.sqrt(a), rtol=1e-9)
+
+
 def test_fixed_point_of_a_vector_contraction():
     rng = np.random.default_rng(0)
     a = rng.standard_normal(3)

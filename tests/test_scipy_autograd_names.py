@@ -10,6 +10,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 import scipy.linalg
 import scipy.signal
 import scipy.special
@@ -193,3 +195,23 @@ def test_odeint_second_derivatives_are_refused_not_wrong():
     with pytest.raises(NotImplementedError, match="second derivatives"):
         fa.hessian(lambda a: np.sum(_ode(ODE_ARGS[0], ODE_ARGS[1], a, ODE_ARGS[3]) ** 2))(
             ODE_ARGS[2])
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2 ** 16), size=st.integers(1, 3))
+def test_odeint_under_vmap_solves_each_example(seed, size):
+    """vmap of odeint (and of its adjoint and tangent, under grad and jvp) is
+    each example's solve in turn, stacked: the loop over the examples."""
+    rng = np.random.default_rng(seed)
+    y0s, a = rng.uniform(-1.0, 1.0, (size, 2)), rng.uniform(0.3, 1.5, 2)
+    t, b = ODE_ARGS[1], ODE_ARGS[3]
+
+    def loss(y0):
+        return np.sum(_ode(y0, t, a, b) ** 2)
+
+    np.testing.assert_allclose(fa.vmap(loss)(y0s), [loss(y) for y in y0s], rtol=1e-13)
+    np.testing.assert_allclose(fa.vmap(fa.grad(loss))(y0s),
+                               np.stack([fa.grad(loss)(y) for y in y0s]), rtol=1e-12)
+    v = rng.standard_normal(2)
+    np.testing.assert_allclose(fa.vmap(lambda y: fa.jvp(loss, (y,), (v,))[1])(y0s),
+                               [fa.jvp(loss, (y,), (v,))[1] for y in y0s], rtol=1e-12)

@@ -14,7 +14,9 @@ from typing import Any, Callable
 
 from .. import numpy as fnp
 from ..api import primitive, vjp
+from ..core.registry import defbatch
 from ..primitives import defvjp
+from ..transforms.batching import per_example
 from . import flatten
 
 
@@ -54,5 +56,6 @@ def _solve_vjp(g: Any, ans: Any, a: Any, x0: Any, *, f: Callable[..., Any],
 
 
 defvjp(_solve, _solve_vjp, None)
+defbatch(_solve, per_example)  # each example iterates to its own tolerance
 
 __all__ = ["fixed_point"]

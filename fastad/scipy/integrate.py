@@ -7,7 +7,8 @@ observation times, with ``func``'s vector-Jacobian products taken by fastad.
 
 ``odeint`` and its derivative are primitives that run SciPy (NumPy calls in
 compiled code); forward mode integrates the sensitivities beside the
-state.  Neither derivative is differentiable again (first order only).  The rest of ``scipy.integrate`` is SciPy's own.
+state; ``vmap`` solves each example's problem in turn (SciPy's adaptive
+solver picks its steps per trajectory).  Neither derivative is differentiable again (first order only).  The rest of ``scipy.integrate`` is SciPy's own.
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Any, Callable
 import numpy as _np
 import scipy.integrate as _scipy_integrate
 
-from ..core.registry import defprim
+from ..core.registry import defbatch, defprim
+from ..transforms.batching import per_example
 from ..core.tracer import Tracer, bind
 
 
@@ -116,11 +118,13 @@ def _tangent(tan: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options:
 _ODEINT = defprim("scipy.integrate.odeint", _odeint, None, cost="linalg",
                   doc="SciPy's odeint; a NumPy call in compiled code")
 _ODEINT.builtin = False
+defbatch(_ODEINT, per_example)  # SciPy picks the steps per trajectory
 # Differentiating these again (a Hessian) raises NotImplementedError (rules
 # below) instead of treating them as constants, which would be wrong.
 _ADJOINT = defprim("scipy.integrate.odeint_adjoint", _adjoint, None, cost="linalg",
                    doc="odeint's cotangents by the adjoint method")
 _ADJOINT.builtin = False
+defbatch(_ADJOINT, per_example)  # SciPy picks the steps per trajectory
 
 
 def _rule(which: int) -> Any:
@@ -132,6 +136,7 @@ def _rule(which: int) -> Any:
 _TANGENT = defprim("scipy.integrate.odeint_tangent", _tangent, None, cost="linalg",
                    doc="odeint's tangents by forward sensitivities")
 _TANGENT.builtin = False
+defbatch(_TANGENT, per_example)  # SciPy picks the steps per trajectory
 
 
 def _jvp_rule(which: int) -> Any:
