@@ -206,10 +206,14 @@ static void fused_chunk(void *arg, int chunk) {
           }
           nshift++;
         } else if (st[0] == FUSED_UNARY) {
-          switch (st[1]) { FASTAD_UNARY_FNS(UNARY_V_CASE) }
+          if (!unary_loop_run((int)st[1], job->t, pa, po, n)) {
+            switch (st[1]) { FASTAD_UNARY_FNS(UNARY_V_CASE) }
+          }
         } else if (st[0] == FUSED_BINARY) {
           const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
-          switch (st[1]) { FASTAD_BINARY_FNS(BINARY_V_CASE) }
+          if (!binary_loop_run((int)st[1], job->t, kind, pa, pb, po, n)) {
+            switch (st[1]) { FASTAD_BINARY_FNS(BINARY_V_CASE) }
+          }
         } else if (st[0] == FUSED_COUNT || st[0] == FUSED_NCOUNT) {
           const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
           int64_t count = 0; /* at most FUSED_BLOCK: exact in T */

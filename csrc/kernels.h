@@ -162,6 +162,56 @@ FASTAD_INTERNAL void vm_trap(const char *what, long long a, long long b);
     break;
 
 /* ------------------------------------------------------------------------ */
+/* Vectorized loops for the transcendental functions (vecmath.c)           */
+/* ------------------------------------------------------------------------ */
+/* NumPy's own loops (SIMD, dispatched to the CPU at NumPy's import) run exp,
+ * log, tanh, ... 6-13x faster than the C library one element at a time, and
+ * give NumPy's bits, so compiled results equal eager ones.  Entries for
+ * DT_F64 and DT_F32 (their codes are 0 and 1). */
+#define LOOP_DTYPES 2
+typedef struct {
+  fastad_ufunc_loop loop;
+  void *data;
+} ufunc_loop_entry;
+FASTAD_INTERNAL extern ufunc_loop_entry unary_loops[LOOP_DTYPES][FASTAD_NUM_UNARY_FNS];
+FASTAD_INTERNAL extern ufunc_loop_entry binary_loops[LOOP_DTYPES][FASTAD_NUM_BINARY_FNS];
+FASTAD_INTERNAL extern int numpy_loops_on;
+#if defined(__GNUC__)
+#define NUMPY_LOOPS_ON() __atomic_load_n(&numpy_loops_on, __ATOMIC_RELAXED)
+#else
+#define NUMPY_LOOPS_ON() (*(volatile int *)&numpy_loops_on)
+#endif
+
+/* po[i] = f(pa[i]) for i < n with the installed loop of f for dtype t, if
+ * there is one (then returns 1); else returns 0 and the caller runs its own
+ * loop.  f is a validated function code; pa and po coincide or are disjoint. */
+static inline int unary_loop_run(int f, int t, const void *pa, void *po, int64_t n) {
+  if (t >= LOOP_DTYPES) return 0;
+  const ufunc_loop_entry *e = &unary_loops[t][f];
+  if (e->loop == NULL || !NUMPY_LOOPS_ON()) return 0;
+  char *args[2] = {(char *)pa, (char *)po};
+  const intptr_t dims[1] = {(intptr_t)n};
+  const intptr_t steps[2] = {dtype_size[t], dtype_size[t]};
+  e->loop(args, dims, steps, e->data);
+  return 1;
+}
+
+/* po[i] = f(pa[i], pb[i]) likewise, kind as in BINARY_V_CASE (1: b a scalar,
+ * 2: a a scalar, read with step 0, as NumPy reads a broadcast scalar). */
+static inline int binary_loop_run(int f, int t, int kind, const void *pa, const void *pb,
+                                  void *po, int64_t n) {
+  if (t >= LOOP_DTYPES) return 0;
+  const ufunc_loop_entry *e = &binary_loops[t][f];
+  if (e->loop == NULL || !NUMPY_LOOPS_ON()) return 0;
+  char *args[3] = {(char *)pa, (char *)pb, (char *)po};
+  const intptr_t dims[1] = {(intptr_t)n};
+  const intptr_t size = dtype_size[t];
+  const intptr_t steps[3] = {kind == 2 ? 0 : size, kind == 1 ? 0 : size, size};
+  e->loop(args, dims, steps, e->data);
+  return 1;
+}
+
+/* ------------------------------------------------------------------------ */
 /* The array kernels (kernels.c), one call per instruction                  */
 /* ------------------------------------------------------------------------ */
 FASTAD_INTERNAL void unary_v(int f, int t, char *arena, int64_t o, int64_t a, int64_t n);

@@ -217,6 +217,26 @@ extern const char *const fastad_fused_step_names[FASTAD_NUM_FUSED_STEPS];
 int fastad_vm_threads(void);
 extern const int64_t fastad_fused_parallel_min;
 
+/* A vectorized loop for an elementwise function, in NumPy's ufunc inner-loop
+ * convention (PyUFuncGenericFunction): of one argument, out[i * steps[1]] =
+ * f(in[i * steps[0]]) for i < dims[0], args = {in, out}; of two, args = {a,
+ * b, out} and three steps (0 for a broadcast scalar).  The extension installs
+ * NumPy's own loops at import (csrc/vecmath.c); without one for a function
+ * and dtype, the VM calls the C library's function per element. */
+typedef void (*fastad_ufunc_loop)(char **args, const intptr_t *dims, const intptr_t *steps,
+                                  void *data);
+
+/* Installs loop (called with data) for unary function f (FASTAD_UNARY_FNS)
+ * of dtype t (DT_F64 or DT_F32); NULL removes it.  Returns -1 if f or t is
+ * out of range, else 0.  Not safe while programs run: called at import. */
+int fastad_vm_set_unary_loop(int f, int t, fastad_ufunc_loop loop, void *data);
+/* The same for binary function f (FASTAD_BINARY_FNS). */
+int fastad_vm_set_binary_loop(int f, int t, fastad_ufunc_loop loop, void *data);
+
+/* Whether the installed loops are used (1, the default) or the C library's
+ * functions (0, to compare the two); returns the previous setting. */
+int fastad_vm_use_numpy_loops(int on);
+
 /* memcpy, split over the pool's threads when n is large (copies of a large
  * program's inputs into its arena and of its outputs out of it). */
 void fastad_copy(void *dst, const void *src, size_t n);
