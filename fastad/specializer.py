@@ -69,6 +69,7 @@ from .core.tracer import (
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
+from .transforms.recurrence import find_recurrences
 from .transforms.reroll import reroll
 from .transforms.reverse import ReleasedValueRead
 
@@ -596,6 +597,15 @@ class Specializer:
                            else None) or converted.tape)
             else:
                 rolled = self._rerolled(builder, out_leaves) if self.reroll else None
+            if self.reroll:
+                # time-stepping loops become loop instructions (after rerolling
+                # has vectorized the spatial loops inside their steps)
+                looped = find_recurrences(rolled if rolled is not None else
+                                          converted.tape if converted is not None else
+                                          builder.tape)
+                if looped is not None:
+                    stages["recurrences"] = len(looped.instrs)
+                    rolled = looped
             if rolled is not None:
                 stages["rerolled"] = len(rolled.instrs)
                 traced = builder

@@ -1,0 +1,523 @@
+"""Recurrence detection: Python time-stepping loops become one ``loop`` instruction.
+
+A Python loop whose step consumes the previous step's state (an RK4 or
+leapfrog integrator, a recurrent network over a sequence, a fixed number of
+Gauss-Seidel sweeps, a discounted return) traces to steps x body
+instructions: a *run* of isomorphic groups of P consecutive instructions in
+which group k + 1 reads group k's results.  This pass finds such runs on the
+traced tape and replaces each by one ``loop`` instruction (the primitive
+``fastad.scan`` records, `primitives/loops.py`) whose body is one group as a
+sub-tape, so differentiation (checkpointed reverse loops), batching, saving
+and every backend treat it as they treat a scan.
+
+Finding runs.  Each instruction gets a structural hash of its primitive,
+parameters, shapes and the hashes of its operands' producers a few levels
+deep (constants all hash alike, so step-dependent constants match).  The
+period P of a run is a distance at which equal hashes recur often; a run is
+a stretch where the hash at i equals the hash at i + P.  Hashes only
+propose: a run is converted only after every instruction of every step is
+checked exactly against the body (`_verify`).
+
+What a step may read, checked per operand of each body instruction:
+
+* a value of the same step at the same offset (internal);
+* a value of the previous step at a fixed offset (carried: the loop's carry;
+  the first step reads the initial value there, which must be the same
+  slot for every reader);
+* a value from before the run that is the same slot in every step (closed
+  over);
+* a constant: equal in every step (bits and type), it stays in the body;
+  differing, it becomes a per-step input stacked along the trip count (a
+  ``take`` of a closed-over array at a step-dependent index ``x[t]`` is
+  hoisted whole: one ``take`` with the stacked indices before the loop).
+
+Anything else (a step reading two steps back, values of differing slots,
+guards or other effects inside a step, steps of different structure) ends
+the run there: the steps before it may still convert, the rest stay
+unrolled.  Values of a step read after the run become the loop's per-step
+outputs (the last step's carried values its final carry), read back from the
+loop's packed result by ``take``.
+
+Exactness: the body is one step's instructions with the same primitives,
+parameters and operands, run in the same order, so the loop computes bit for
+bit what the unrolled steps computed (`tests/test_recurrence.py` checks
+generated programs on the reference interpreter and the C VM).
+
+Nested loops: rerolling runs first, so a time loop around a spatial loop
+whose iterations reroll into vector code becomes a loop over a vector body.
+"""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+
+from ..core.registry import registry
+from ..core.tape import Aval, Instr, Tape
+from ..primitives.loops import LoopBody, packed_dtype
+from .analysis import bitwise_equal
+
+MIN_TRIP = 8          # runs of fewer steps stay unrolled (not worth a loop)
+MAX_ARITY = 4         # instructions with more operands never belong to a body
+HASH_DEPTH = 4        # levels of operands a structural hash looks through
+MAX_LAG = 3           # a hash's k-th next occurrence, k <= MAX_LAG, proposes a period
+MAX_CANDIDATES = 6    # periods tried per pass, most frequent first
+MAX_PASSES = 8        # one loop converted per pass
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+class _Arrays:
+    """The tape as integer arrays: per instruction its exact features (for
+    verification), operand slots and producer positions, and a structural hash."""
+
+    def __init__(self, tape: Tape) -> None:
+        instrs = tape.instrs
+        self.tape = tape
+        n = self.n = len(instrs)
+        nslots = len(tape.avals)
+        arity = np.fromiter((len(i.ins) for i in instrs), np.int64, n)
+        flat = np.fromiter(itertools.chain.from_iterable(i.ins for i in instrs), np.int64,
+                           int(arity.sum()))
+        rows = np.repeat(np.arange(n, dtype=np.int64), arity)
+        starts = np.cumsum(arity) - arity
+        cols = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, arity)
+        narrow = cols < MAX_ARITY
+        ops = np.full((n, MAX_ARITY), -1, np.int64)
+        ops[rows[narrow], cols[narrow]] = flat[narrow]
+        self.ops = ops
+        outs = np.fromiter((i.out for i in instrs), np.int64, n)
+        self.outs = outs
+        producer = np.full(nslots + 1, -1, np.int64)  # index -1 (a pad) maps to -1
+        producer[outs] = np.arange(n, dtype=np.int64)
+        self.producer = producer
+        self.pp = producer[ops]  # producer position of each operand (-1: none)
+        # the last position reading each slot (n: a tape output)
+        self.last_use = np.full(nslots, -1, np.int64)
+        np.maximum.at(self.last_use, flat, rows)
+        self.last_use[np.asarray(tape.outputs, np.int64)] = n
+        is_const = np.zeros(nslots + 1, bool)
+        is_const[np.fromiter(tape.consts, np.int64, len(tape.consts))] = True
+        self.is_const = is_const
+        # exact features: primitive and parameters, result and operand avals
+        aval_ids: dict[Aval, int] = {}
+        aval_id = np.fromiter((aval_ids.setdefault(a, len(aval_ids)) for a in tape.avals),
+                              np.int64, nslots)
+        aval_id = np.append(aval_id, -1)  # a pad's
+        keys: dict[Any, int] = {}
+        blocked = np.zeros(n, bool)
+        kind = np.empty(n, np.int64)
+        for k, ins in enumerate(instrs):
+            prim = registry[ins.prim]
+            try:
+                # repr tells -0.0 from 0.0, which == and hash do not
+                key = (ins.prim, ins.params, repr(ins.params))
+                kind[k] = keys.setdefault(key, len(keys))
+            except TypeError:  # unhashable parameters: matches nothing
+                kind[k] = -1 - k
+            if prim.effect is not None:
+                blocked[k] = True
+        blocked |= arity > MAX_ARITY
+        kind[blocked] = -1 - np.nonzero(blocked)[0]
+        self.blocked = blocked
+        self.features = np.column_stack([kind, aval_id[outs], arity, aval_id[ops]])
+        self.hash = self._hash()
+
+    def _hash(self) -> np.ndarray:
+        f = self.features.astype(np.uint64)
+        local = np.zeros(self.n, np.uint64)
+        for c in range(f.shape[1]):
+            local = (local ^ f[:, c]) * _MIX + np.uint64(c + 1)
+        # operands without a producer: constants alike, inputs by slot
+        leaf = np.where(self.ops < 0, np.uint64(1),
+                        np.where(self.is_const[self.ops], np.uint64(2),
+                                 (self.ops + 3).astype(np.uint64)))
+        h = local
+        for _ in range(HASH_DEPTH):
+            child = np.where(self.pp >= 0, h[np.maximum(self.pp, 0)], leaf)
+            new = local.copy()
+            for m in range(MAX_ARITY):
+                new = (new ^ child[:, m]) * _MIX + np.uint64(m + 7)
+            h = new
+        return h
+
+    def periods(self, min_trip: int) -> list[int]:
+        """Distances at which equal hashes recur most often."""
+        order = np.argsort(self.hash, kind="stable")
+        hs = self.hash[order]
+        found = []
+        for lag in range(1, MAX_LAG + 1):
+            if len(hs) <= lag:
+                break
+            same = hs[lag:] == hs[:-lag]
+            found.append((order[lag:] - order[:-lag])[same])
+        if not found:
+            return []
+        values, counts = np.unique(np.concatenate(found), return_counts=True)
+        keep = counts >= min_trip - 1
+        values, counts = values[keep], counts[keep]
+        return [int(v) for v in values[np.argsort(-counts, kind="stable")][:MAX_CANDIDATES]]
+
+    def stretches(self, period: int, min_trip: int) -> list[tuple[int, int]]:
+        """(start, steps) of stretches where the hashes repeat with ``period``."""
+        if self.n < 2 * period:
+            return []
+        match = np.concatenate([[False], self.hash[period:] == self.hash[:-period], [False]])
+        edges = np.flatnonzero(np.diff(match.astype(np.int8)))
+        found = []
+        for a, b in zip(edges[::2], edges[1::2]):
+            steps = (b - a) // period + 1
+            if steps >= min_trip:
+                found.append((int(a), int(steps)))
+        return found
+
+
+class _Run:
+    """A verified run: ``steps`` groups of ``period`` instructions from ``start``."""
+
+    def __init__(self, arrays: _Arrays, start: int, period: int, steps: int,
+                 varying: dict[tuple[int, int], list[Any]], hoisted: set[int]) -> None:
+        self.arrays, self.start, self.period, self.steps = arrays, start, period, steps
+        self.varying, self.hoisted = varying, hoisted
+
+    @property
+    def end(self) -> int:
+        return self.start + self.period * self.steps
+
+
+def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int
+            ) -> _Run | None:
+    """The longest run of exactly matching steps around the step starting at
+    ``ref`` (inside the stretch whose hashes matched), between ``start`` and
+    ``steps`` steps on: steps that break the pattern after ``ref`` cut the
+    run there, before it move its start past them, and the run's first step
+    must read initial values from before the run where the others read the
+    previous step."""
+    consts = arrays.tape.consts
+    P = period
+    steps = min(steps, (arrays.n - start) // P)
+    while steps >= min_trip and start <= ref < start + steps * P:
+        r = (ref - start) // P
+        R = start + np.arange(steps * P, dtype=np.int64).reshape(steps, P)
+        feats = arrays.features[R]
+        ops, pp = arrays.ops[R], arrays.pp[R]
+        rel = pp - (start + P * np.arange(steps, dtype=np.int64))[:, None, None]
+        ref_rel, ref_ops, ref_pp = rel[r], ops[r], pp[r]
+        pad = ref_ops < 0
+        produced = ref_rel >= -P              # internal (>= 0) or carried
+        outside = ~produced & ~pad            # from before the run, or it starts later
+        const = outside & arrays.is_const[ref_ops]
+        shared = outside & ~const
+        latest = int(ref_pp[shared].max(initial=-1))
+        if latest >= start:                   # the run starts after what it closes over
+            skip = (latest - start) // P + 1
+            start, steps = start + P * skip, steps - skip
+            continue
+        carried = produced & (ref_rel < 0)
+        row_ok = (feats == feats[r]).all(axis=(1, 2)) & ~arrays.blocked[R].any(axis=1)
+        operand_ok = np.where(produced, rel == ref_rel, True)
+        operand_ok &= np.where(shared, ops == ref_ops, True)
+        operand_ok &= np.where(const, arrays.is_const[ops], True)
+        # the first step reads initial values (from before it) where the
+        # others read the previous step
+        operand_ok[0] = np.where(carried, (pp[0] < start) & (ops[0] >= 0), operand_ok[0])
+        row_ok &= operand_ok.all(axis=(1, 2))
+        bad = np.flatnonzero(~row_ok)
+        after = bad[bad > r]
+        if len(after):
+            steps = int(after[0])
+            continue
+        before = bad[bad < r]
+        if len(before):
+            start, steps = start + P * (int(before[-1]) + 1), steps - int(before[-1]) - 1
+            continue
+        if not _initial_values_agree(ops[0], ref_rel, carried, P):
+            start, steps = start + P, steps - 1
+            continue
+        # constants: equal in every step, or per-step inputs where that is exact
+        varying: dict[tuple[int, int], list[Any]] = {}
+        hoisted: set[int] = set()
+        first, last = 0, steps
+        for j, m in zip(*np.nonzero(const)):
+            slots = ops[:, j, m]
+            if np.all(slots == slots[0]):
+                continue
+            values = [consts[int(s)] for s in slots]
+            same = np.array([type(v) is type(values[r]) and bitwise_equal(v, values[r])
+                             for v in values])
+            if same.all():
+                continue
+            if _hoistable_take(arrays, int(R[r, j]), int(m), shared[j], const[j]):
+                hoisted.add(int(j))
+                varying[(int(j), int(m))] = values
+            elif _stackable(arrays, int(R[r, j])):
+                varying[(int(j), int(m))] = values
+            else:  # the steps around the reference whose constant is its
+                differ = np.flatnonzero(~same)
+                last = min(last, int(differ[differ > r][0]) if np.any(differ > r) else last)
+                first = max(first, int(differ[differ < r][-1]) + 1 if np.any(differ < r)
+                            else first)
+        if first or last < steps:
+            start, steps = start + P * first, last - first
+            continue
+        return _Run(arrays, start, P, steps, varying, hoisted)
+    return None
+
+
+def _initial_values_agree(first_ops: np.ndarray, ref_rel: np.ndarray, carried: np.ndarray,
+                          P: int) -> bool:
+    """Every reader of one carried value reads the same initial value in the first step."""
+    init: dict[int, int] = {}
+    for j, m in zip(*np.nonzero(carried)):
+        o = int(ref_rel[j, m]) + P
+        if init.setdefault(o, int(first_ops[j, m])) != int(first_ops[j, m]):
+            return False
+    return True
+
+
+def _hoistable_take(arrays: _Arrays, pos: int, m: int, shared: np.ndarray,
+                    const: np.ndarray) -> bool:
+    """``x[t]`` of an array from before the loop: one take of all steps' indices."""
+    ins = arrays.tape.instrs[pos]
+    return ins.prim == "take" and m == 1 and bool(shared[0] or const[0])
+
+
+def _stackable(arrays: _Arrays, pos: int) -> bool:
+    """A differing constant can be a per-step input where a step's slice of
+    the stacked array gives the same result as the constant itself: when it
+    has its consumer's dtype, as do the consumer's other operands (a Python
+    float meets a float64 array either way)."""
+    tape = arrays.tape
+    ins = tape.instrs[pos]
+    if ins.prim == "take" or registry[ins.prim].effect is not None:
+        return False
+    dtype = tape.avals[ins.out].dtype
+    return dtype.kind == "f" and all(tape.avals[s].dtype == dtype for s in ins.ins)
+
+
+# -- rewriting ---------------------------------------------------------------------
+class _Rewriter:
+    """The tape with one run replaced by a loop instruction."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        arrays = run.arrays
+        self.tape = tape = arrays.tape
+        self.new = Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts),
+                        list(tape.instrs[:run.start]), list(tape.avals))
+
+    def slot(self, aval: Aval) -> int:
+        return self.new.new_slot(aval)
+
+    def const(self, value: Any) -> int:
+        value = np.asarray(value)
+        s = self.slot(Aval(value.shape, value.dtype))
+        self.new.consts[s] = value
+        return s
+
+    def emit(self, prim: str, ins: tuple[int, ...], aval: Aval, params: tuple = (),
+             line: Any = None) -> int:
+        out = self.slot(aval)
+        self.new.instrs.append(Instr(prim, out, ins, params, line))
+        return out
+
+    def rows_of(self, source: int, offset: int, aval: Aval, rows: slice | int,
+                line: Any) -> int:
+        """Row(s) of a stacked value inside the flat array ``source``, by ``take``."""
+        size = aval.size
+        if isinstance(rows, int):
+            index = np.arange(offset + rows * size, offset + (rows + 1) * size,
+                              dtype=np.int64).reshape(aval.shape)
+            return self.emit("take", (source, self.const(index)), aval, (), line)
+        count = rows.stop - rows.start
+        index = np.arange(offset + rows.start * size, offset + rows.stop * size,
+                          dtype=np.int64).reshape((count,) + aval.shape)
+        return self.emit("take", (source, self.const(index)),
+                         Aval((count,) + aval.shape, aval.dtype), (), line)
+
+    def rewrite(self) -> Tape | None:
+        run, tape = self.run, self.tape
+        arrays = run.arrays
+        P, T, start, end = run.period, run.steps, run.start, run.end
+        instrs, avals = tape.instrs, tape.avals
+        body_ins = [instrs[start + P + j] for j in range(P)]  # the second step's
+        first_ins = instrs[start:start + P]
+        line = first_ins[0].line
+
+        def role(j: int, m: int) -> tuple[str, int]:
+            s = body_ins[j].ins[m]
+            q = int(arrays.producer[s])
+            if q >= start + P:
+                return "internal", q - start - P
+            if q >= start:
+                return "carried", q - start
+            if (j, m) in run.varying:
+                return "varying", 0
+            return ("const", s) if s in tape.consts else ("shared", s)
+
+        roles = [[role(j, m) for m in range(len(ins.ins))] for j, ins in enumerate(body_ins)]
+        carried = sorted({o for row in roles for kind, o in row if kind == "carried"})
+        init = {}
+        for j, row in enumerate(roles):
+            for m, (kind, o) in enumerate(row):
+                if kind == "carried":
+                    init[o] = first_ins[j].ins[m]
+        closed = sorted({s for j, row in enumerate(roles) if j not in run.hoisted
+                         for kind, s in row if kind == "shared"})
+
+        # what is read after the run: a step's value at (k, j)
+        def step_of(slot: int) -> tuple[int, int] | None:
+            q = int(arrays.producer[slot]) if slot < len(arrays.producer) - 1 else -1
+            if start <= q < end:
+                return divmod(q - start, P)
+            return None
+
+        later = list(instrs[end:])
+        wanted: set[tuple[int, int]] = set()
+        for ins in later:
+            for s in ins.ins:
+                where = step_of(s)
+                if where is not None:
+                    wanted.add(where)
+        for s in tape.outputs:
+            where = step_of(s)
+            if where is not None:
+                wanted.add(where)
+        ys = sorted({j for k, j in wanted if j not in run.hoisted
+                     and not (k == T - 1 and j in carried)})
+
+        # the body: one step's instructions, reading its inputs
+        body = Tape()
+        bslot: dict[tuple[str, int], int] = {}
+
+        def new_input(key: tuple[str, int], aval: Aval) -> int:
+            s = bslot[key] = body.new_slot(aval)
+            body.inputs.append(s)
+            return s
+
+        for o in carried:
+            new_input(("carry", o), avals[body_ins[o].out])
+        xs_keys = sorted(run.varying)
+        for j, m in xs_keys:
+            if j in run.hoisted:
+                new_input(("take", j), avals[body_ins[j].out])
+            else:
+                new_input(("x", j * MAX_ARITY + m), avals[body_ins[j].ins[m]])
+        for s in closed:
+            new_input(("closed", s), avals[s])
+
+        def body_value(j: int) -> int:
+            return bslot[("take", j)] if j in run.hoisted else bslot[("value", j)]
+
+        for j, ins in enumerate(body_ins):
+            if j in run.hoisted:
+                continue
+            operands = []
+            for m, (kind, ref) in enumerate(roles[j]):
+                if kind == "internal":
+                    operands.append(body_value(ref))
+                elif kind == "carried":
+                    operands.append(bslot[("carry", ref)])
+                elif kind == "varying":
+                    operands.append(bslot[("x", j * MAX_ARITY + m)])
+                elif kind == "shared":
+                    operands.append(bslot[("closed", ref)])
+                else:
+                    key = ("const", ref)
+                    if key not in bslot:
+                        bslot[key] = body.new_slot(avals[ref])
+                        body.consts[bslot[key]] = tape.consts[ref]
+                    operands.append(bslot[key])
+            out = bslot[("value", j)] = body.new_slot(avals[ins.out])
+            body.instrs.append(Instr(ins.prim, out, tuple(operands), ins.params, ins.line))
+        body.outputs = [body_value(o) for o in carried] + [body_value(j) for j in ys]
+        loop_body = LoopBody(body, len(carried), len(xs_keys))
+        result_avals = loop_body.result_avals(T)
+        dtype = packed_dtype(result_avals)
+        if any(a.dtype != dtype for a in result_avals):
+            return None  # a packed integer would come back as float: leave it unrolled
+
+        # before the loop: the stacked per-step inputs
+        xs = []
+        for j, m in xs_keys:
+            values = run.varying[(j, m)]
+            if j in run.hoisted:
+                take = body_ins[j]
+                index = np.stack([np.asarray(v) for v in values])
+                aval = avals[take.out]
+                xs.append(self.emit("take", (take.ins[0], self.const(index)),
+                                    Aval((T,) + aval.shape, aval.dtype), (), take.line))
+            else:
+                aval = avals[body_ins[j].ins[m]]
+                xs.append(self.const(np.stack([np.asarray(v, dtype=aval.dtype)
+                                               for v in values])))
+        packed_size = sum(a.size for a in result_avals)
+        loop = self.emit("loop", tuple([init[o] for o in carried] + xs + closed),
+                         Aval((packed_size,), dtype),
+                         (("body", loop_body), ("checkpoint", 0), ("length", T)), line)
+        offsets, at = [], 0
+        for a in result_avals:
+            offsets.append(at)
+            at += a.size
+
+        # after it: the values read later, from the packed result
+        rename: dict[int, int] = {}
+        for k, j in sorted(wanted):
+            old = instrs[start + k * P + j].out
+            aval = avals[old]
+            if j in run.hoisted:
+                x = xs[xs_keys.index(next(key for key in xs_keys if key[0] == j))]
+                rename[old] = self.rows_of(x, 0, aval, k, line)
+            elif k == T - 1 and j in carried:
+                rename[old] = self.rows_of(loop, offsets[carried.index(j)], aval, 0, line)
+            else:
+                rename[old] = self.rows_of(loop, offsets[len(carried) + ys.index(j)], aval, k,
+                                           line)
+        for ins in later:
+            if any(s in rename for s in ins.ins):
+                ins = ins._replace(ins=tuple(rename.get(s, s) for s in ins.ins))
+            self.new.instrs.append(ins)
+        self.new.outputs = [rename.get(s, s) for s in tape.outputs]
+        return self.new
+
+
+# -- the pass ----------------------------------------------------------------------------
+def _best_run(arrays: _Arrays, min_trip: int) -> _Run | None:
+    best = None
+    proposed = arrays.periods(min_trip)
+    # a run of period 2p is also one of period p, with twice the steps: try
+    # the divisors too, the shortest body covering the most instructions wins
+    periods = sorted({d for p in proposed for d in range(1, p + 1) if p % d == 0
+                      and p // d <= MAX_LAG})
+    for period in periods:
+        for start, steps in arrays.stretches(period, min_trip):
+            # the hashes of the first steps see the initial values, not a
+            # previous step: the run may begin up to HASH_DEPTH + 1 steps
+            # before the stretch
+            back = min(HASH_DEPTH + 1, start // period)
+            run = _verify(arrays, start - back * period, period, steps + back,
+                          start + period, min_trip)
+            if run is not None and (best is None or run.steps * run.period
+                                    > best.steps * best.period):  # ties: shorter body
+                best = run
+    return best
+
+
+def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
+    """The tape with each run of isomorphic chained steps (at least ``min_trip``,
+    default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none."""
+    min_trip = max(2, MIN_TRIP if min_trip is None else int(min_trip))
+    converted = None
+    for _ in range(MAX_PASSES):
+        current = tape if converted is None else converted
+        if len(current.instrs) < 2 * min_trip:
+            break
+        run = _best_run(_Arrays(current), min_trip)
+        if run is None:
+            break
+        new = _Rewriter(run).rewrite()
+        if new is None:
+            break
+        converted = new
+    return converted
