@@ -159,6 +159,11 @@ class _Arrays:
         values, counts = values[keep], counts[keep]
         return [int(v) for v in values[np.argsort(-counts, kind="stable")][:MAX_CANDIDATES]]
 
+    def alike(self, period: int) -> np.ndarray:
+        """Whether instruction i has the features of instruction i + period."""
+        return ((self.features[:-period] == self.features[period:]).all(axis=1)
+                & ~self.blocked[:-period] & ~self.blocked[period:])
+
     def stretches(self, period: int, min_trip: int) -> list[tuple[int, int]]:
         """(start, steps) of stretches where the hashes repeat with ``period``."""
         if self.n < 2 * period:
@@ -168,7 +173,8 @@ class _Arrays:
         found = []
         for a, b in zip(edges[::2], edges[1::2]):
             steps = (b - a) // period + 1
-            if steps >= min_trip:
+            # the first steps' hashes see initial values: `_verify` looks back
+            if steps >= max(2, min_trip - HASH_DEPTH - 1):
                 found.append((int(a), int(steps)))
         return found
 
@@ -491,13 +497,18 @@ def _best_run(arrays: _Arrays, min_trip: int) -> _Run | None:
     periods = sorted({d for p in proposed for d in range(1, p + 1) if p % d == 0
                       and p // d <= MAX_LAG})
     for period in periods:
+        alike = arrays.alike(period)
         for start, steps in arrays.stretches(period, min_trip):
-            # the hashes of the first steps see the initial values, not a
-            # previous step: the run may begin up to HASH_DEPTH + 1 steps
-            # before the stretch
-            back = min(HASH_DEPTH + 1, start // period)
-            run = _verify(arrays, start - back * period, period, steps + back,
-                          start + period, min_trip)
+            # the hashes of the first steps see initial values, not a previous
+            # step: the run reaches as far as instructions look alike a step
+            # apart, and its steps end where the last one does
+            begin = int(np.flatnonzero(~alike[:start])[-1]) + 1 if not alike[:start].all() else 0
+            after = np.flatnonzero(~alike[start:])
+            end = (start + int(after[0]) if len(after) else len(alike)) + period
+            steps = (end - begin) // period
+            first = end - steps * period
+            ref = first + period * ((start - first) // period + 1)
+            run = _verify(arrays, first, period, steps, min(ref, end - period), min_trip)
             if run is not None and (best is None or run.steps * run.period
                                     > best.steps * best.period):  # ties: shorter body
                 best = run
@@ -521,3 +532,37 @@ def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
             break
         converted = new
     return converted
+
+
+def reroll_bodies(tape: Tape, value_of: Any, exact_sums: bool = False) -> Tape:
+    """``tape`` with the bodies of its loops rerolled (`transforms.reroll`):
+    a time step holding a scalar spatial loop becomes vector code.  Rerolling
+    re-records a body on example inputs, its first step's: ``value_of(slot)``
+    gives an outer slot's value (None if unknown; the body then stays)."""
+    from .reroll import reroll
+    instrs = list(tape.instrs)
+    changed = False
+    for n, ins in enumerate(instrs):
+        if ins.prim != "loop":
+            continue
+        params = dict(ins.params)
+        body = params["body"]
+        examples = []
+        for k, s in enumerate(ins.ins):
+            value = tape.consts[s] if s in tape.consts else value_of(s)
+            if value is None:
+                break
+            is_x = body.n_carry <= k < body.n_carry + body.n_xs
+            examples.append(np.asarray(value)[0] if is_x else value)
+        else:
+            with np.errstate(all="ignore"):
+                rolled = reroll(body.tape, examples, exact_sums)
+            if rolled is not None:
+                params["body"] = LoopBody(rolled, body.n_carry, body.n_xs)
+                instrs[n] = ins._replace(params=tuple(sorted(params.items())))
+                changed = True
+    if not changed:
+        return tape
+    return Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts), instrs,
+                list(tape.avals))
+
