@@ -143,7 +143,7 @@ class _Arrays:
         return h
 
     def periods(self, min_trip: int) -> list[int]:
-        """Distances at which equal hashes recur most often."""
+        """Distances at which equal hashes recur, the most promising first."""
         order = np.argsort(self.hash, kind="stable")
         hs = self.hash[order]
         found = []
@@ -157,7 +157,10 @@ class _Arrays:
         values, counts = np.unique(np.concatenate(found), return_counts=True)
         keep = counts >= min_trip - 1
         values, counts = values[keep], counts[keep]
-        return [int(v) for v in values[np.argsort(-counts, kind="stable")][:MAX_CANDIDATES]]
+        # by the instructions they might cover: a time step holding a spatial
+        # loop recurs less often than the spatial loop's iterations
+        return [int(v) for v in values[np.argsort(-counts * values, kind="stable")]
+                [:MAX_CANDIDATES]]
 
     def alike(self, period: int) -> np.ndarray:
         """Whether instruction i has the features of instruction i + period."""
@@ -238,6 +241,8 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
         if len(before):
             start, steps = start + P * (int(before[-1]) + 1), steps - int(before[-1]) - 1
             continue
+        if not carried.any():
+            return None  # iterations that do not chain: a parallel loop, rerolling's
         if not _initial_values_agree(ops[0], ref_rel, carried, P):
             start, steps = start + P, steps - 1
             continue
