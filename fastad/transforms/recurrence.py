@@ -122,16 +122,27 @@ class _Arrays:
         kind[blocked] = -1 - np.nonzero(blocked)[0]
         self.blocked = blocked
         self.features = np.column_stack([kind, aval_id[outs], arity, aval_id[ops]])
-        self.hash = self._hash()
+        self.hash = self._hash(np.full(nslots + 1, 2, np.uint64))
+        # a second hash tells constants apart by value: a time step holding
+        # a spatial loop (whose iterations differ only in their indices)
+        # recurs with the period of the time step only in this one
+        value_ids: dict[Any, int] = {}
+        const_code = np.full(nslots + 1, 2, np.uint64)
+        for slot, value in tape.consts.items():
+            v = np.asarray(value)
+            key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) if v.size <= 64 \
+                else id(value)
+            const_code[slot] = value_ids.setdefault(key, len(value_ids)) + (1 << 40)
+        self.valued_hash = self._hash(const_code)
 
-    def _hash(self) -> np.ndarray:
+    def _hash(self, const_code: np.ndarray) -> np.ndarray:
         f = self.features.astype(np.uint64)
         local = np.zeros(self.n, np.uint64)
         for c in range(f.shape[1]):
             local = (local ^ f[:, c]) * _MIX + np.uint64(c + 1)
-        # operands without a producer: constants alike, inputs by slot
+        # operands without a producer: constants by ``const_code``, inputs by slot
         leaf = np.where(self.ops < 0, np.uint64(1),
-                        np.where(self.is_const[self.ops], np.uint64(2),
+                        np.where(self.is_const[self.ops], const_code[self.ops],
                                  (self.ops + 3).astype(np.uint64)))
         h = local
         for _ in range(HASH_DEPTH):
@@ -144,14 +155,15 @@ class _Arrays:
 
     def periods(self, min_trip: int) -> list[int]:
         """Distances at which equal hashes recur, the most promising first."""
-        order = np.argsort(self.hash, kind="stable")
-        hs = self.hash[order]
         found = []
-        for lag in range(1, MAX_LAG + 1):
-            if len(hs) <= lag:
-                break
-            same = hs[lag:] == hs[:-lag]
-            found.append((order[lag:] - order[:-lag])[same])
+        for hashes in (self.hash, self.valued_hash):
+            order = np.argsort(hashes, kind="stable")
+            hs = hashes[order]
+            for lag in range(1, MAX_LAG + 1):
+                if len(hs) <= lag:
+                    break
+                same = hs[lag:] == hs[:-lag]
+                found.append((order[lag:] - order[:-lag])[same])
         if not found:
             return []
         values, counts = np.unique(np.concatenate(found), return_counts=True)
