@@ -93,35 +93,12 @@ class _Arrays:
         producer[outs] = np.arange(n, dtype=np.int64)
         self.producer = producer
         self.pp = producer[ops]  # producer position of each operand (-1: none)
-        # the last position reading each slot (n: a tape output)
-        self.last_use = np.full(nslots, -1, np.int64)
-        np.maximum.at(self.last_use, flat, rows)
-        self.last_use[np.asarray(tape.outputs, np.int64)] = n
         is_const = np.zeros(nslots + 1, bool)
         is_const[np.fromiter(tape.consts, np.int64, len(tape.consts))] = True
         self.is_const = is_const
         # exact features: primitive and parameters, result and operand avals
-        aval_ids: dict[Aval, int] = {}
-        aval_id = np.fromiter((aval_ids.setdefault(a, len(aval_ids)) for a in tape.avals),
-                              np.int64, nslots)
-        aval_id = np.append(aval_id, -1)  # a pad's
-        keys: dict[Any, int] = {}
-        blocked = np.zeros(n, bool)
-        kind = np.empty(n, np.int64)
-        for k, ins in enumerate(instrs):
-            prim = registry[ins.prim]
-            try:
-                # repr tells -0.0 from 0.0, which == and hash do not
-                key = (ins.prim, ins.params, repr(ins.params))
-                kind[k] = keys.setdefault(key, len(keys))
-            except TypeError:  # unhashable parameters: matches nothing
-                kind[k] = -1 - k
-            if prim.effect is not None:
-                blocked[k] = True
-        blocked |= arity > MAX_ARITY
-        kind[blocked] = -1 - np.nonzero(blocked)[0]
+        self.features, blocked = _features(tape, ops, outs, arity)
         self.blocked = blocked
-        self.features = np.column_stack([kind, aval_id[outs], arity, aval_id[ops]])
         self.hash = self._hash(np.full(nslots + 1, 2, np.uint64))
         # a second hash tells constants apart by value: a time step holding
         # a spatial loop (whose iterations differ only in their indices)
@@ -192,6 +169,40 @@ class _Arrays:
             if steps >= max(2, min_trip - HASH_DEPTH - 1):
                 found.append((int(a), int(steps)))
         return found
+
+
+def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per instruction: a number for its primitive and parameters, its
+    result's and operands' avals, its arity; and whether it can be in no
+    body (an effect, too many operands, parameters that cannot be compared)."""
+    instrs, n = tape.instrs, len(tape.instrs)
+    # avals by object first (most slots share a few objects), then by value
+    _, first, inverse = np.unique(np.fromiter(map(id, tape.avals), np.int64, len(tape.avals)),
+                                  return_index=True, return_inverse=True)
+    by_value: dict[Aval, int] = {}
+    canonical = np.array([by_value.setdefault(tape.avals[int(k)], len(by_value)) for k in first],
+                         np.int64)
+    aval_id = np.append(canonical[inverse.ravel()] if len(first) else np.zeros(0, np.int64), -1)
+    keys: dict[Any, int] = {}
+    try:
+        # repr tells -0.0 from 0.0 in parameters, which == and hash do not
+        kind = np.fromiter((keys.setdefault((i.prim, i.params, repr(i.params)) if i.params
+                                            else i.prim, len(keys)) for i in instrs),
+                           np.int64, n)
+    except TypeError:  # unhashable parameters somewhere: those match nothing
+        kind = np.empty(n, np.int64)
+        for k, i in enumerate(instrs):
+            try:
+                kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys))
+            except TypeError:
+                kind[k] = -1 - k
+    effects = {name for name in {i.prim for i in instrs} if registry[name].effect is not None}
+    blocked = arity > MAX_ARITY
+    if effects:
+        blocked |= np.fromiter((i.prim in effects for i in instrs), bool, n)
+    kind[blocked] = -1 - np.nonzero(blocked)[0]
+    return np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked
 
 
 class _Run:
