@@ -264,8 +264,8 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
         if len(before):
             start, steps = start + P * (int(before[-1]) + 1), steps - int(before[-1]) - 1
             continue
-        if not carried.any():
-            return None  # iterations that do not chain: a parallel loop, rerolling's
+        if not carried.any() or _only_accumulates(arrays, R[r], ref_rel, carried, P):
+            return None  # a parallel loop (with sums or writes into a buffer): rerolling's
         if not _initial_values_agree(ops[0], ref_rel, carried, P):
             start, steps = start + P, steps - 1
             continue
@@ -297,6 +297,31 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
             continue
         return _Run(arrays, start, P, steps, varying, hoisted)
     return None
+
+
+_ACCUMULATIONS = {"add": (0, 1), "sub": (0,), "scatter_set": (0,), "scatter_add": (0,)}
+
+
+def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
+                      carried: np.ndarray, P: int) -> bool:
+    """Does each step read the previous one only as the accumulator of its
+    own sum or writes (``s = s + term``, ``out[i] = term``)?  Then the steps
+    are a parallel loop, which rerolling turns into vector code."""
+    instrs = arrays.tape.instrs
+    internal = ref_rel >= 0
+    for j, m in zip(*np.nonzero(carried)):
+        o = int(ref_rel[j, m]) + P  # the new carry
+        # the carried value runs through links s1 = s + a, s2 = s1 + b, ... to o
+        while True:
+            if m not in _ACCUMULATIONS.get(instrs[int(row[j])].prim, ()):
+                return False
+            if j == o:
+                break
+            readers = np.argwhere(internal & (ref_rel == j))
+            if len(readers) != 1:
+                return False
+            j, m = (int(v) for v in readers[0])
+    return True
 
 
 def _initial_values_agree(first_ops: np.ndarray, ref_rel: np.ndarray, carried: np.ndarray,
