@@ -49,6 +49,7 @@ whose iterations reroll into vector code becomes a loop over a vector body.
 from __future__ import annotations
 
 import itertools
+import operator
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,7 @@ MAX_CANDIDATES = 6    # periods tried per pass, most frequent first
 MAX_PASSES = 8        # one loop converted per pass
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_PRIM, _OUT, _INS = (operator.itemgetter(k) for k in range(3))  # of an Instr
 
 
 class _Arrays:
@@ -77,9 +79,9 @@ class _Arrays:
         self.tape = tape
         n = self.n = len(instrs)
         nslots = len(tape.avals)
-        arity = np.fromiter((len(i.ins) for i in instrs), np.int64, n)
-        flat = np.fromiter(itertools.chain.from_iterable(i.ins for i in instrs), np.int64,
-                           int(arity.sum()))
+        ins_lists = list(map(_INS, instrs))
+        arity = np.fromiter(map(len, ins_lists), np.int64, n)
+        flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
         rows = np.repeat(np.arange(n, dtype=np.int64), arity)
         starts = np.cumsum(arity) - arity
         cols = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, arity)
@@ -87,7 +89,7 @@ class _Arrays:
         ops = np.full((n, MAX_ARITY), -1, np.int64)
         ops[rows[narrow], cols[narrow]] = flat[narrow]
         self.ops = ops
-        outs = np.fromiter((i.out for i in instrs), np.int64, n)
+        outs = np.fromiter(map(_OUT, instrs), np.int64, n)
         self.outs = outs
         producer = np.full(nslots + 1, -1, np.int64)  # index -1 (a pad) maps to -1
         producer[outs] = np.arange(n, dtype=np.int64)
@@ -100,17 +102,23 @@ class _Arrays:
         self.features, blocked = _features(tape, ops, outs, arity)
         self.blocked = blocked
         self.hash = self._hash(np.full(nslots + 1, 2, np.uint64))
-        # a second hash tells constants apart by value: a time step holding
-        # a spatial loop (whose iterations differ only in their indices)
-        # recurs with the period of the time step only in this one
-        value_ids: dict[Any, int] = {}
-        const_code = np.full(nslots + 1, 2, np.uint64)
-        for slot, value in tape.consts.items():
-            v = np.asarray(value)
-            key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) if v.size <= 64 \
-                else id(value)
-            const_code[slot] = value_ids.setdefault(key, len(value_ids)) + (1 << 40)
-        self.valued_hash = self._hash(const_code)
+        self._valued_hash: np.ndarray | None = None
+
+    @property
+    def valued_hash(self) -> np.ndarray:
+        """A hash that tells constants apart by value: a time step holding a
+        spatial loop (whose iterations differ only in their indices) recurs
+        with the period of the time step only in this one."""
+        if self._valued_hash is None:
+            value_ids: dict[Any, int] = {}
+            const_code = np.full(len(self.is_const), 2, np.uint64)
+            for slot, value in self.tape.consts.items():
+                v = np.asarray(value)
+                key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
+                    if v.size <= 64 else id(value)
+                const_code[slot] = value_ids.setdefault(key, len(value_ids)) + (1 << 40)
+            self._valued_hash = self._hash(const_code)
+        return self._valued_hash
 
     def _hash(self, const_code: np.ndarray) -> np.ndarray:
         f = self.features.astype(np.uint64)
@@ -130,10 +138,10 @@ class _Arrays:
             h = new
         return h
 
-    def periods(self, min_trip: int) -> list[int]:
+    def periods(self, min_trip: int, valued: bool) -> list[int]:
         """Distances at which equal hashes recur, the most promising first."""
         found = []
-        for hashes in (self.hash, self.valued_hash):
+        for hashes in (self.valued_hash if valued else self.hash,):
             order = np.argsort(hashes, kind="stable")
             hs = hashes[order]
             for lag in range(1, MAX_LAG + 1):
@@ -184,23 +192,24 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
     canonical = np.array([by_value.setdefault(tape.avals[int(k)], len(by_value)) for k in first],
                          np.int64)
     aval_id = np.append(canonical[inverse.ravel()] if len(first) else np.zeros(0, np.int64), -1)
+    # primitives by name; parameters (rare) by value, and by repr, which
+    # tells -0.0 from 0.0 where == and hash do not
+    names = list(map(_PRIM, instrs))
+    ids = {name: k for k, name in enumerate(set(names))}
+    by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
+    kind = by_name.copy()
     keys: dict[Any, int] = {}
-    try:
-        # repr tells -0.0 from 0.0 in parameters, which == and hash do not
-        kind = np.fromiter((keys.setdefault((i.prim, i.params, repr(i.params)) if i.params
-                                            else i.prim, len(keys)) for i in instrs),
-                           np.int64, n)
-    except TypeError:  # unhashable parameters somewhere: those match nothing
-        kind = np.empty(n, np.int64)
-        for k, i in enumerate(instrs):
+    for k, i in enumerate(instrs):
+        if i.params:
             try:
-                kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys))
-            except TypeError:
+                kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) \
+                    + len(ids)
+            except TypeError:  # unhashable parameters: they match nothing
                 kind[k] = -1 - k
-    effects = {name for name in {i.prim for i in instrs} if registry[name].effect is not None}
+    effects = {ids[name] for name in ids if registry[name].effect is not None}
     blocked = arity > MAX_ARITY
     if effects:
-        blocked |= np.fromiter((i.prim in effects for i in instrs), bool, n)
+        blocked |= np.isin(by_name, list(effects))
     kind[blocked] = -1 - np.nonzero(blocked)[0]
     return np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked
 
@@ -544,7 +553,15 @@ class _Rewriter:
 # -- the pass ----------------------------------------------------------------------------
 def _best_run(arrays: _Arrays, min_trip: int) -> _Run | None:
     best = None
-    proposed = arrays.periods(min_trip)
+    for valued in (False, True):
+        best = _best_run_of(arrays, arrays.periods(min_trip, valued), min_trip)
+        if best is not None:
+            break
+    return best
+
+
+def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | None:
+    best = None
     # a run of period 2p is also one of period p, with twice the steps: try
     # the divisors too, the shortest body covering the most instructions wins
     periods = sorted({d for p in proposed for d in range(1, p + 1) if p % d == 0
