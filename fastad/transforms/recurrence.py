@@ -564,8 +564,7 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
     best = None
     # a run of period 2p is also one of period p, with twice the steps: try
     # the divisors too, the shortest body covering the most instructions wins
-    periods = sorted({d for p in proposed for d in range(1, p + 1) if p % d == 0
-                      and p // d <= MAX_LAG})
+    periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0})
     for period in periods:
         alike = arrays.alike(period)
         for start, steps in arrays.stretches(period, min_trip):
@@ -585,6 +584,23 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
     return best
 
 
+def _compacted(tape: Tape) -> Tape:
+    """``tape`` without dead code, its slots renumbered densely: the next
+    pass's arrays are as long as what is left, not as the traced tape."""
+    from .optimize import eliminate_dead_code
+    tape = eliminate_dead_code(tape)
+    new = Tape()
+    slot: dict[int, int] = {}
+    for s in [*tape.inputs, *tape.consts, *(ins.out for ins in tape.instrs)]:
+        slot[s] = new.new_slot(tape.avals[s])
+    new.inputs = [slot[s] for s in tape.inputs]
+    new.consts = {slot[s]: v for s, v in tape.consts.items()}
+    new.instrs = [ins._replace(out=slot[ins.out], ins=tuple(slot[s] for s in ins.ins))
+                  for ins in tape.instrs]
+    new.outputs = [slot[s] for s in tape.outputs]
+    return new
+
+
 def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
     """The tape with each run of isomorphic chained steps (at least ``min_trip``,
     default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none."""
@@ -600,7 +616,7 @@ def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
         new = _Rewriter(run).rewrite()
         if new is None:
             break
-        converted = new
+        converted = _compacted(new)
     return converted
 
 
