@@ -58,6 +58,7 @@ from ..core.registry import registry
 from ..core.tape import Aval, Instr, Tape
 from ..primitives.loops import LoopBody, packed_dtype
 from .analysis import bitwise_equal
+from .optimize import eliminate_dead_code
 
 MIN_TRIP = 8          # runs of fewer steps stay unrolled (not worth a loop)
 MAX_ARITY = 4         # instructions with more operands never belong to a body
@@ -584,23 +585,6 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
     return best
 
 
-def _compacted(tape: Tape) -> Tape:
-    """``tape`` without dead code, its slots renumbered densely: the next
-    pass's arrays are as long as what is left, not as the traced tape."""
-    from .optimize import eliminate_dead_code
-    tape = eliminate_dead_code(tape)
-    new = Tape()
-    slot: dict[int, int] = {}
-    for s in [*tape.inputs, *tape.consts, *(ins.out for ins in tape.instrs)]:
-        slot[s] = new.new_slot(tape.avals[s])
-    new.inputs = [slot[s] for s in tape.inputs]
-    new.consts = {slot[s]: v for s, v in tape.consts.items()}
-    new.instrs = [ins._replace(out=slot[ins.out], ins=tuple(slot[s] for s in ins.ins))
-                  for ins in tape.instrs]
-    new.outputs = [slot[s] for s in tape.outputs]
-    return new
-
-
 def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
     """The tape with each run of isomorphic chained steps (at least ``min_trip``,
     default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none."""
@@ -616,7 +600,10 @@ def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
         new = _Rewriter(run).rewrite()
         if new is None:
             break
-        converted = _compacted(new)
+        # without its dead code and the constants only that read (the next
+        # pass's hash walks the constants); slots keep their numbers, which
+        # `reroll_bodies` looks values up by
+        converted = eliminate_dead_code(new)
     return converted
 
 
@@ -639,7 +626,11 @@ def reroll_bodies(tape: Tape, value_of: Any, exact_sums: bool = False) -> Tape:
             if value is None:
                 break
             is_x = body.n_carry <= k < body.n_carry + body.n_xs
-            examples.append(np.asarray(value)[0] if is_x else value)
+            value = np.asarray(value)[0] if is_x and np.ndim(value) else value
+            want = body.tape.avals[body.tape.inputs[k]]
+            if np.shape(value) != want.shape or np.result_type(value) != want.dtype:
+                break  # not this step's value: the body stays as it is
+            examples.append(value)
         else:
             with np.errstate(all="ignore"):
                 rolled = reroll(body.tape, examples, exact_sums)
