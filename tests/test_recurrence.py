@@ -283,3 +283,42 @@ def test_a_time_loop_around_a_scalar_spatial_loop_rerolls_its_body():
     one_step = len(fa.make_tape(f)(*args).instrs) // 30
     assert len(body.tape.instrs) < one_step
     assert any(body.tape.avals[ins.out].shape not in ((), (1,), (n,)) for ins in body.tape.instrs)
+
+
+def test_parallel_loops_with_sums_or_writes_are_left_to_rerolling():
+    def sums(x):
+        s = 0.0
+        for i in range(len(x) - 1):
+            s = s + (1 - x[i]) ** 2 + 100 * (x[i + 1] - x[i] ** 2) ** 2
+        return s
+
+    def writes(x):
+        out = 0.0 * x
+        for i in range(len(x)):
+            out[i] = np.sin(x[i]) * x[i]
+        return np.sum(out)
+    x = np.linspace(-1.0, 1.0, 30)
+    for f in (sums, writes):
+        assert find_recurrences(fa.make_tape(f)(x)) is None
+        g = fa.jit(f, backend=COMPILED)
+        assert g(x) == pytest.approx(f(x), rel=1e-12)
+        assert "recurrences" not in g.tape.stages and not _loops(g.tape)
+
+
+def test_a_discounted_return_with_a_traced_discount_is_a_loop():
+    def ret(r, gamma):
+        total, weight = 0.0, 1.0 + 0.0 * gamma[0]
+        for t in range(len(r)):
+            total = total + weight * r[t]
+            weight = weight * gamma[0]
+        return total
+    args = (np.random.default_rng(4).uniform(-1, 1, 40), np.array([0.95]))
+    tape = fa.make_tape(ret)(*args)
+    looped = find_recurrences(tape)
+    assert looped is not None and _loops(looped)
+    assert _bits(evaluate(looped, list(args))) == _bits(evaluate(tape, list(args)))
+    with _host_call_notice():
+        grads = fa.compile(ret, argnums=(0, 1), backend=COMPILED)(*args)
+    want = fa.grad(ret, argnums=(0, 1))(*args)
+    for x, y in zip(grads, want):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
