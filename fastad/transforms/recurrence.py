@@ -59,6 +59,7 @@ from ..core.tape import Aval, Instr, Tape
 from ..primitives.loops import LoopBody, packed_dtype
 from .analysis import bitwise_equal
 from .optimize import eliminate_dead_code
+from .reroll import _without_gc
 
 MIN_TRIP = 8          # runs of fewer steps stay unrolled (not worth a loop)
 MAX_ARITY = 4         # instructions with more operands never belong to a body
@@ -589,6 +590,11 @@ def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
     """The tape with each run of isomorphic chained steps (at least ``min_trip``,
     default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none."""
     min_trip = max(2, MIN_TRIP if min_trip is None else int(min_trip))
+    with _without_gc():  # a long tape is millions of tracked objects to rescan
+        return _converted(tape, min_trip)
+
+
+def _converted(tape: Tape, min_trip: int) -> Tape | None:
     converted = None
     for _ in range(MAX_PASSES):
         current = tape if converted is None else converted
