@@ -577,12 +577,15 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
             after = np.flatnonzero(~alike[start:])
             end = (start + int(after[0]) if len(after) else len(alike)) + period
             steps = (end - begin) // period
-            first = end - steps * period
-            ref = first + period * ((start - first) // period + 1)
-            run = _verify(arrays, first, period, steps, min(ref, end - period), min_trip)
-            if run is not None and (best is None or run.steps * run.period
-                                    > best.steps * best.period):  # ties: shorter body
-                best = run
+            # the steps end where the last one does, or (when the code after
+            # the loop looks like its steps' ends) begin where the first does
+            for first in sorted({end - steps * period, begin}):
+                ref = first + period * ((start - first) // period + 1)
+                run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),
+                              min_trip)
+                if run is not None and (best is None or run.steps * run.period
+                                        > best.steps * best.period):  # ties: shorter body
+                    best = run
     return best
 
 
