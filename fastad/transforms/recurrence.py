@@ -579,7 +579,7 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
             steps = (end - begin) // period
             # the steps end where the last one does, or (when the code after
             # the loop looks like its steps' ends) begin where the first does
-            for first in sorted({end - steps * period, begin}):
+            for first in dict.fromkeys([end - steps * period, begin]):  # ties: the first
                 ref = first + period * ((start - first) // period + 1)
                 run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),
                               min_trip)
