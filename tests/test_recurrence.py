@@ -322,3 +322,22 @@ def test_a_discounted_return_with_a_traced_discount_is_a_loop():
     want = fa.grad(ret, argnums=(0, 1))(*args)
     for x, y in zip(grads, want):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+
+
+def test_a_converted_loop_batches_saves_and_loads():
+    from fastad import serialize
+    spec = {"steps": 20, "size": 2, "carried": 2, "reads": True, "matmul": True,
+            "time_constant": False, "outputs": "sum",
+            "ops": [("mul", 0, 2), ("tanh", 4, 0)], "updates": [5, 3], "output_of": 5}
+    f = make_program(spec)
+    c0, x, W = _args(spec)
+    batch = np.stack([c0, 0.5 * c0, -c0])
+    with _host_call_notice():
+        g = fa.jit(f, backend=COMPILED)
+        value = g(c0, x, W)
+        assert _loops(g.tape)
+        got = g.batch(batch, x, W, in_axes=(0, None, None), threads=1)
+        again = serialize.loads(serialize.dumps(g))
+        assert again(c0, x, W) == value
+    want = np.array([f(c, x, W) for c in batch])
+    np.testing.assert_allclose(got, want, rtol=1e-13)
