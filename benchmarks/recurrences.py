@@ -4,6 +4,7 @@ fit as a Python loop (unrolled by tracing) and JAX's ``lax.scan``.
 
     python benchmarks/report.py --only recurrences
     python benchmarks/recurrences.py            # the section alone
+    python benchmarks/recurrences.py --python-loops   # only the Python loops found as loops
 
 Each row: the first call (trace, differentiate, compile, run) of the
 compiled gradient, the steady gradient time (interleaved rounds), and the
