@@ -145,6 +145,11 @@ def test_generated_recurrences_become_loops_bit_for_bit(spec):
     assert dict(loop.params)["length"] >= spec["steps"] - 2
     if spec["time_constant"]:
         assert dict(loop.params)["body"].n_xs >= 1  # t * dt is a per-step input
+    # np.stack of a value each step computes (not the carry it starts from,
+    # nor x[t]): one write of the loop's stacked output
+    if spec["outputs"] == "stack" and spec["output_of"] >= spec["carried"] + spec["reads"]:
+        unrolled = spec["steps"] - dict(loop.params)["length"]
+        assert sum(ins.prim == "scatter_set" for ins in looped.instrs) <= 1 + unrolled
     for seed in (0, 1):
         inputs = list(_args(spec, seed))
         assert _bits(evaluate(looped, inputs)) == _bits(evaluate(tape, inputs))

@@ -444,8 +444,12 @@ class _Rewriter:
             return None
 
         later = list(instrs[end:])
+        stacks = _stacked_outputs(later, tape.outputs, tape.consts, step_of, T, run.hoisted)
+        skipped = {n for chain in stacks.values() for n in chain[1]}
         wanted: set[tuple[int, int]] = set()
-        for ins in later:
+        for n, ins in enumerate(later):
+            if n in skipped:
+                continue
             for s in ins.ins:
                 where = step_of(s)
                 if where is not None:
@@ -455,7 +459,7 @@ class _Rewriter:
             if where is not None:
                 wanted.add(where)
         ys = sorted({j for k, j in wanted if j not in run.hoisted
-                     and not (k == T - 1 and j in carried)})
+                     and not (k == T - 1 and j in carried)} | {j for j, _ in stacks.values()})
 
         # the body: one step's instructions, reading its inputs
         body = Tape()
@@ -544,12 +548,75 @@ class _Rewriter:
             else:
                 rename[old] = self.rows_of(loop, offsets[len(carried) + ys.index(j)], aval, k,
                                            line)
-        for ins in later:
+        for n, ins in enumerate(later):
+            if n in stacks:  # the last write of a stack of every step's value
+                j, chain = stacks[n]
+                links = [later[m] for m in chain if later[m].prim == "scatter_set"]
+                shape = avals[links[0].ins[2]].shape
+                size = avals[instrs[start + j].out].size
+                at = offsets[len(carried) + ys.index(j)]
+                rows = np.arange(at, at + T * size, dtype=np.int64).reshape((T,) + shape)
+                where = np.stack([np.asarray(tape.consts[link.ins[1]]) for link in links])
+                values = self.emit("take", (loop, self.const(rows)),
+                                   Aval((T,) + shape, dtype), (), ins.line)
+                self.new.instrs.append(Instr("scatter_set", ins.out,
+                                             (links[0].ins[0], self.const(where), values),
+                                             (), ins.line))
+                continue
+            if n in skipped:
+                continue
             if any(s in rename for s in ins.ins):
                 ins = ins._replace(ins=tuple(rename.get(s, s) for s in ins.ins))
             self.new.instrs.append(ins)
         self.new.outputs = [rename.get(s, s) for s in tape.outputs]
         return self.new
+
+
+def _stacked_outputs(later: list[Instr], outputs: list[int], consts: dict[int, Any],
+                     step_of: Any, steps: int, hoisted: set[int]
+                     ) -> dict[int, tuple[int, list[int]]]:
+    """``np.stack`` of one value of every step, after the loop: a chain of
+    writes ``buffer[k] = reshape(value of step k)`` for k = 0 .. steps - 1
+    (distinct positions; each reshape and each intermediate buffer read by
+    the next write only).  By the position of its last write: (the body
+    value, the positions of its reshapes and writes), to become one write of
+    the loop's stacked output."""
+    uses: dict[int, int] = {}
+    for ins in later:
+        for s in ins.ins:
+            uses[s] = uses.get(s, 0) + 1
+    for s in outputs:
+        uses[s] = uses.get(s, 0) + 1
+    position = {ins.out: n for n, ins in enumerate(later)}
+    link_of: dict[int, tuple[int, int, int]] = {}  # write's out -> (step, value, reshape's n)
+    for n, ins in enumerate(later):
+        if ins.prim != "scatter_set" or len(ins.ins) != 3:
+            continue
+        r = position.get(ins.ins[2])
+        if r is None or later[r].prim != "reshape" or uses.get(ins.ins[2]) != 1:
+            continue
+        where = step_of(later[r].ins[0])
+        if where is not None and where[1] not in hoisted:
+            link_of[ins.out] = (where[0], where[1], r)
+    found: dict[int, tuple[int, list[int]]] = {}
+    for out, (k, j, r) in link_of.items():
+        if k != steps - 1:
+            continue
+        chain, cur = [], out
+        for step in range(steps - 1, -1, -1):
+            info = link_of.get(cur)
+            if info is None or info[:2] != (step, j) or (step < steps - 1 and uses.get(cur) != 1):
+                break
+            chain += [position[cur], info[2]]
+            cur = later[position[cur]].ins[0]
+        else:
+            links = [later[n] for n in sorted(chain) if later[n].prim == "scatter_set"]
+            if step_of(links[0].ins[0]) is not None or any(l.ins[1] not in consts for l in links):
+                continue
+            where = np.concatenate([np.ravel(consts[l.ins[1]]) for l in links])
+            if len(np.unique(where)) == len(where):  # one write per position: any order
+                found[position[out]] = (j, sorted(chain))
+    return found
 
 
 # -- the pass ----------------------------------------------------------------------------
