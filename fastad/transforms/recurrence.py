@@ -67,6 +67,7 @@ HASH_DEPTH = 4        # levels of operands a structural hash looks through
 MAX_LAG = 3           # a hash's k-th next occurrence, k <= MAX_LAG, proposes a period
 MAX_CANDIDATES = 6    # periods tried per pass, most frequent first
 MAX_PASSES = 8        # one loop converted per pass
+MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _PRIM, _OUT, _INS = (operator.itemgetter(k) for k in range(3))  # of an Instr
@@ -668,7 +669,7 @@ def _converted(tape: Tape, min_trip: int) -> Tape | None:
     converted = None
     for _ in range(MAX_PASSES):
         current = tape if converted is None else converted
-        if len(current.instrs) < 2 * min_trip:
+        if not 2 * min_trip <= len(current.instrs) <= MAX_INSTRUCTIONS:
             break
         run = _best_run(_Arrays(current), min_trip)
         if run is None:
