@@ -589,7 +589,9 @@ def usercode_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]
 def recurrences_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]:
     import recurrences
     rows = recurrences.run(mode.quick)
-    return recurrences.report(rows), rows
+    found = recurrences.run_python_loops(mode.quick)
+    return (recurrences.report(rows) + "\n" + recurrences.report_python_loops(found),
+            rows + found)
 
 
 SECTIONS = {"jacobian": jacobian_section, "backends": backends_section,

@@ -398,8 +398,9 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
         check_nans: raise FloatingPointError naming the primitive, source
             line and operands of the first instruction that turned finite
             values into NaN or inf (or FASTAD_CHECK_NANS=1).
-        reroll: turn scalar Python loops into vector code; their sums are then
-            reassociated, unless ``exact_sums`` keeps summations unrolled.
+        reroll: turn scalar Python loops into vector code (their sums are then
+            reassociated, unless ``exact_sums`` keeps summations unrolled) and
+            time-stepping loops into loop instructions (`transforms.recurrence`).
 
     Returns:
         A `Jitted` callable returning what ``fn`` returns (NumPy arrays and

@@ -65,6 +65,7 @@ from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
+from .transforms.recurrence import find_recurrences, reroll_bodies
 from .transforms.reroll import reroll
 from .transforms.reverse import ReleasedValueRead
 
@@ -544,8 +545,13 @@ class Specializer:
                 examples = [builder.values[s] for s in builder.tape.inputs]
                 rolled = ((reroll(converted.tape, examples, self.exact_sums) if self.reroll
                            else None) or converted.tape)
+                if self.reroll:
+                    looped = find_recurrences(rolled)
+                    if looped is not None:
+                        stages["recurrences"] = len(looped.instrs)
+                        rolled = looped
             else:
-                rolled = self._rerolled(builder, out_leaves) if self.reroll else None
+                rolled = self._rerolled(builder, out_leaves, stages) if self.reroll else None
             if rolled is not None:
                 stages["rerolled"] = len(rolled.instrs)
                 traced = builder
@@ -668,11 +674,23 @@ class Specializer:
                           f"({'; '.join(refused)}; fastad.backends.coverage() lists what each "
                           "backend runs)", stacklevel=user_stacklevel())
 
-    def _rerolled(self, builder: Any, out_leaves: list[Any]) -> Tape | None:
-        """The forward tape with its scalar loops rerolled, or None if it has none."""
+    def _rerolled(self, builder: Any, out_leaves: list[Any], stages: dict[str, int]
+                  ) -> Tape | None:
+        """The forward tape with its time-stepping loops as loop instructions
+        (`transforms.recurrence`: first, so that rerolling sees their steps
+        once, as loop bodies) and its scalar loops rerolled, or None if it
+        has neither."""
         tape = builder.tape
         tape.outputs = [builder.slot_of(v) for v in out_leaves]
-        return reroll(tape, [builder.values[s] for s in tape.inputs], self.exact_sums)
+        examples = [builder.values[s] for s in tape.inputs]
+        looped = find_recurrences(tape)
+        if looped is None:
+            return reroll(tape, examples, self.exact_sums)
+        stages["recurrences"] = len(looped.instrs)
+        values = builder.values
+        looped = reroll_bodies(looped, lambda s: values[s] if s < len(values) else None,
+                               self.exact_sums)
+        return reroll(looped, examples, self.exact_sums) or looped
 
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, each cached trace with its guards (least

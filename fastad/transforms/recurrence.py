@@ -1,0 +1,722 @@
+"""Recurrence detection: Python time-stepping loops become one ``loop`` instruction.
+
+A Python loop whose step consumes the previous step's state (an RK4 or
+leapfrog integrator, a recurrent network over a sequence, a fixed number of
+Gauss-Seidel sweeps, a discounted return) traces to steps x body
+instructions: a *run* of isomorphic groups of P consecutive instructions in
+which group k + 1 reads group k's results.  This pass finds such runs on the
+traced tape and replaces each by one ``loop`` instruction (the primitive
+``fastad.scan`` records, `primitives/loops.py`) whose body is one group as a
+sub-tape, so differentiation (checkpointed reverse loops), batching, saving
+and every backend treat it as they treat a scan.
+
+Finding runs.  Each instruction gets a structural hash of its primitive,
+parameters, shapes and the hashes of its operands' producers a few levels
+deep (constants all hash alike, so step-dependent constants match).  The
+period P of a run is a distance at which equal hashes recur often; a run is
+a stretch where the hash at i equals the hash at i + P.  Hashes only
+propose: a run is converted only after every instruction of every step is
+checked exactly against the body (`_verify`).
+
+What a step may read, checked per operand of each body instruction:
+
+* a value of the same step at the same offset (internal);
+* a value of the previous step at a fixed offset (carried: the loop's carry;
+  the first step reads the initial value there, which must be the same
+  slot for every reader);
+* a value from before the run that is the same slot in every step (closed
+  over);
+* a constant: equal in every step (bits and type), it stays in the body;
+  differing, it becomes a per-step input stacked along the trip count (a
+  ``take`` of a closed-over array at a step-dependent index ``x[t]`` is
+  hoisted whole: one ``take`` with the stacked indices before the loop).
+
+Anything else (a step reading two steps back, values of differing slots,
+guards or other effects inside a step, steps of different structure) ends
+the run there: the steps before it may still convert, the rest stay
+unrolled.  Values of a step read after the run become the loop's per-step
+outputs (the last step's carried values its final carry), read back from the
+loop's packed result by ``take``.
+
+Exactness: the body is one step's instructions with the same primitives,
+parameters and operands, run in the same order, so the loop computes bit for
+bit what the unrolled steps computed (`tests/test_recurrence.py` checks
+generated programs on the reference interpreter and the C VM).
+
+Nested loops: rerolling runs first, so a time loop around a spatial loop
+whose iterations reroll into vector code becomes a loop over a vector body.
+"""
+from __future__ import annotations
+
+import itertools
+import operator
+from typing import Any
+
+import numpy as np
+
+from ..core.registry import registry
+from ..core.tape import Aval, Instr, Tape
+from ..primitives.loops import LoopBody, packed_dtype
+from .analysis import bitwise_equal
+from .optimize import eliminate_dead_code
+from .reroll import _without_gc
+
+MIN_TRIP = 8          # runs of fewer steps stay unrolled (not worth a loop)
+MAX_ARITY = 4         # instructions with more operands never belong to a body
+HASH_DEPTH = 4        # levels of operands a structural hash looks through
+MAX_LAG = 3           # a hash's k-th next occurrence, k <= MAX_LAG, proposes a period
+MAX_CANDIDATES = 6    # periods tried per pass, most frequent first
+MAX_PASSES = 8        # one loop converted per pass
+MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_PRIM, _OUT, _INS = (operator.itemgetter(k) for k in range(3))  # of an Instr
+
+
+class _Arrays:
+    """The tape as integer arrays: per instruction its exact features (for
+    verification), operand slots and producer positions, and a structural hash."""
+
+    def __init__(self, tape: Tape) -> None:
+        instrs = tape.instrs
+        self.tape = tape
+        n = self.n = len(instrs)
+        nslots = len(tape.avals)
+        ins_lists = list(map(_INS, instrs))
+        arity = np.fromiter(map(len, ins_lists), np.int64, n)
+        flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
+        rows = np.repeat(np.arange(n, dtype=np.int64), arity)
+        starts = np.cumsum(arity) - arity
+        cols = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, arity)
+        narrow = cols < MAX_ARITY
+        ops = np.full((n, MAX_ARITY), -1, np.int64)
+        ops[rows[narrow], cols[narrow]] = flat[narrow]
+        self.ops = ops
+        outs = np.fromiter(map(_OUT, instrs), np.int64, n)
+        self.outs = outs
+        producer = np.full(nslots + 1, -1, np.int64)  # index -1 (a pad) maps to -1
+        producer[outs] = np.arange(n, dtype=np.int64)
+        self.producer = producer
+        self.pp = producer[ops]  # producer position of each operand (-1: none)
+        is_const = np.zeros(nslots + 1, bool)
+        is_const[np.fromiter(tape.consts, np.int64, len(tape.consts))] = True
+        self.is_const = is_const
+        # exact features: primitive and parameters, result and operand avals
+        self.features, blocked = _features(tape, ops, outs, arity)
+        self.blocked = blocked
+        self.hash = self._hash(np.full(nslots + 1, 2, np.uint64))
+        self._valued_hash: np.ndarray | None = None
+
+    @property
+    def valued_hash(self) -> np.ndarray:
+        """A hash that tells constants apart by value: a time step holding a
+        spatial loop (whose iterations differ only in their indices) recurs
+        with the period of the time step only in this one."""
+        if self._valued_hash is None:
+            value_ids: dict[Any, int] = {}
+            const_code = np.full(len(self.is_const), 2, np.uint64)
+            for slot, value in self.tape.consts.items():
+                v = np.asarray(value)
+                key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
+                    if v.size <= 64 else id(value)
+                const_code[slot] = value_ids.setdefault(key, len(value_ids)) + (1 << 40)
+            self._valued_hash = self._hash(const_code)
+        return self._valued_hash
+
+    def _hash(self, const_code: np.ndarray) -> np.ndarray:
+        f = self.features.astype(np.uint64)
+        local = np.zeros(self.n, np.uint64)
+        for c in range(f.shape[1]):
+            local = (local ^ f[:, c]) * _MIX + np.uint64(c + 1)
+        # operands without a producer: constants by ``const_code``, inputs by slot
+        leaf = np.where(self.ops < 0, np.uint64(1),
+                        np.where(self.is_const[self.ops], const_code[self.ops],
+                                 (self.ops + 3).astype(np.uint64)))
+        h = local
+        for _ in range(HASH_DEPTH):
+            child = np.where(self.pp >= 0, h[np.maximum(self.pp, 0)], leaf)
+            new = local.copy()
+            for m in range(MAX_ARITY):
+                new = (new ^ child[:, m]) * _MIX + np.uint64(m + 7)
+            h = new
+        return h
+
+    def periods(self, min_trip: int, valued: bool) -> list[int]:
+        """Distances at which equal hashes recur, the most promising first."""
+        found = []
+        for hashes in (self.valued_hash if valued else self.hash,):
+            order = np.argsort(hashes, kind="stable")
+            hs = hashes[order]
+            for lag in range(1, MAX_LAG + 1):
+                if len(hs) <= lag:
+                    break
+                same = hs[lag:] == hs[:-lag]
+                found.append((order[lag:] - order[:-lag])[same])
+        if not found:
+            return []
+        values, counts = np.unique(np.concatenate(found), return_counts=True)
+        keep = counts >= min_trip - 1
+        values, counts = values[keep], counts[keep]
+        # by the instructions they might cover: a time step holding a spatial
+        # loop recurs less often than the spatial loop's iterations
+        return [int(v) for v in values[np.argsort(-counts * values, kind="stable")]
+                [:MAX_CANDIDATES]]
+
+    def alike(self, period: int) -> np.ndarray:
+        """Whether instruction i has the features of instruction i + period."""
+        return ((self.features[:-period] == self.features[period:]).all(axis=1)
+                & ~self.blocked[:-period] & ~self.blocked[period:])
+
+    def stretches(self, period: int, min_trip: int) -> list[tuple[int, int]]:
+        """(start, steps) of stretches where the hashes repeat with ``period``."""
+        if self.n < 2 * period:
+            return []
+        match = np.concatenate([[False], self.hash[period:] == self.hash[:-period], [False]])
+        edges = np.flatnonzero(np.diff(match.astype(np.int8)))
+        found = []
+        for a, b in zip(edges[::2], edges[1::2]):
+            steps = (b - a) // period + 1
+            # the first steps' hashes see initial values: `_verify` looks back
+            if steps >= max(2, min_trip - HASH_DEPTH - 1):
+                found.append((int(a), int(steps)))
+        return found
+
+
+def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Per instruction: a number for its primitive and parameters, its
+    result's and operands' avals, its arity; and whether it can be in no
+    body (an effect, too many operands, parameters that cannot be compared)."""
+    instrs, n = tape.instrs, len(tape.instrs)
+    # avals by object first (most slots share a few objects), then by value
+    _, first, inverse = np.unique(np.fromiter(map(id, tape.avals), np.int64, len(tape.avals)),
+                                  return_index=True, return_inverse=True)
+    by_value: dict[Aval, int] = {}
+    canonical = np.array([by_value.setdefault(tape.avals[int(k)], len(by_value)) for k in first],
+                         np.int64)
+    aval_id = np.append(canonical[inverse.ravel()] if len(first) else np.zeros(0, np.int64), -1)
+    # primitives by name; parameters (rare) by value, and by repr, which
+    # tells -0.0 from 0.0 where == and hash do not
+    names = list(map(_PRIM, instrs))
+    ids = {name: k for k, name in enumerate(set(names))}
+    by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
+    kind = by_name.copy()
+    keys: dict[Any, int] = {}
+    for k, i in enumerate(instrs):
+        if i.params:
+            try:
+                kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) \
+                    + len(ids)
+            except TypeError:  # unhashable parameters: they match nothing
+                kind[k] = -1 - k
+    effects = {ids[name] for name in ids if registry[name].effect is not None}
+    blocked = arity > MAX_ARITY
+    if effects:
+        blocked |= np.isin(by_name, list(effects))
+    kind[blocked] = -1 - np.nonzero(blocked)[0]
+    return np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked
+
+
+class _Run:
+    """A verified run: ``steps`` groups of ``period`` instructions from ``start``."""
+
+    def __init__(self, arrays: _Arrays, start: int, period: int, steps: int,
+                 varying: dict[tuple[int, int], list[Any]], hoisted: set[int]) -> None:
+        self.arrays, self.start, self.period, self.steps = arrays, start, period, steps
+        self.varying, self.hoisted = varying, hoisted
+
+    @property
+    def end(self) -> int:
+        return self.start + self.period * self.steps
+
+
+def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int
+            ) -> _Run | None:
+    """The longest run of exactly matching steps around the step starting at
+    ``ref`` (inside the stretch whose hashes matched), between ``start`` and
+    ``steps`` steps on: steps that break the pattern after ``ref`` cut the
+    run there, before it move its start past them, and the run's first step
+    must read initial values from before the run where the others read the
+    previous step."""
+    consts = arrays.tape.consts
+    P = period
+    steps = min(steps, (arrays.n - start) // P)
+    while steps >= min_trip and start <= ref < start + steps * P:
+        r = (ref - start) // P
+        R = start + np.arange(steps * P, dtype=np.int64).reshape(steps, P)
+        feats = arrays.features[R]
+        ops, pp = arrays.ops[R], arrays.pp[R]
+        rel = pp - (start + P * np.arange(steps, dtype=np.int64))[:, None, None]
+        ref_rel, ref_ops, ref_pp = rel[r], ops[r], pp[r]
+        pad = ref_ops < 0
+        produced = ref_rel >= -P              # internal (>= 0) or carried
+        outside = ~produced & ~pad            # from before the run, or it starts later
+        const = outside & arrays.is_const[ref_ops]
+        shared = outside & ~const
+        latest = int(ref_pp[shared].max(initial=-1))
+        if latest >= start:                   # the run starts after what it closes over
+            skip = (latest - start) // P + 1
+            start, steps = start + P * skip, steps - skip
+            continue
+        carried = produced & (ref_rel < 0)
+        row_ok = (feats == feats[r]).all(axis=(1, 2)) & ~arrays.blocked[R].any(axis=1)
+        operand_ok = np.where(produced, rel == ref_rel, True)
+        operand_ok &= np.where(shared, ops == ref_ops, True)
+        operand_ok &= np.where(const, arrays.is_const[ops], True)
+        # the first step reads initial values (from before it) where the
+        # others read the previous step
+        operand_ok[0] = np.where(carried, (pp[0] < start) & (ops[0] >= 0), operand_ok[0])
+        row_ok &= operand_ok.all(axis=(1, 2))
+        bad = np.flatnonzero(~row_ok)
+        after = bad[bad > r]
+        if len(after):
+            steps = int(after[0])
+            continue
+        before = bad[bad < r]
+        if len(before):
+            start, steps = start + P * (int(before[-1]) + 1), steps - int(before[-1]) - 1
+            continue
+        if not carried.any() or _only_accumulates(arrays, R[r], ref_rel, carried, P):
+            return None  # a parallel loop (with sums or writes into a buffer): rerolling's
+        if not _initial_values_agree(ops[0], ref_rel, carried, P):
+            start, steps = start + P, steps - 1
+            continue
+        # constants: equal in every step, or per-step inputs where that is exact
+        varying: dict[tuple[int, int], list[Any]] = {}
+        hoisted: set[int] = set()
+        first, last = 0, steps
+        for j, m in zip(*np.nonzero(const)):
+            slots = ops[:, j, m]
+            if np.all(slots == slots[0]):
+                continue
+            values = [consts[int(s)] for s in slots]
+            same = np.array([type(v) is type(values[r]) and bitwise_equal(v, values[r])
+                             for v in values])
+            if same.all():
+                continue
+            if _hoistable_take(arrays, int(R[r, j]), int(m), shared[j], const[j]):
+                hoisted.add(int(j))
+                varying[(int(j), int(m))] = values
+            elif _stackable(arrays, int(R[r, j])):
+                varying[(int(j), int(m))] = values
+            else:  # the steps around the reference whose constant is its
+                differ = np.flatnonzero(~same)
+                last = min(last, int(differ[differ > r][0]) if np.any(differ > r) else last)
+                first = max(first, int(differ[differ < r][-1]) + 1 if np.any(differ < r)
+                            else first)
+        if first or last < steps:
+            start, steps = start + P * first, last - first
+            continue
+        return _Run(arrays, start, P, steps, varying, hoisted)
+    return None
+
+
+_ACCUMULATIONS = {"add": (0, 1), "sub": (0,), "scatter_set": (0,), "scatter_add": (0,)}
+
+
+def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
+                      carried: np.ndarray, P: int) -> bool:
+    """Does each step read the previous one only as the accumulator of its
+    own sum or writes (``s = s + term``, ``out[i] = term``)?  Then the steps
+    are a parallel loop, which rerolling turns into vector code."""
+    instrs = arrays.tape.instrs
+    internal = ref_rel >= 0
+    for j, m in zip(*np.nonzero(carried)):
+        o = int(ref_rel[j, m]) + P  # the new carry
+        # the carried value runs through links s1 = s + a, s2 = s1 + b, ... to o
+        while True:
+            if m not in _ACCUMULATIONS.get(instrs[int(row[j])].prim, ()):
+                return False
+            if j == o:
+                break
+            readers = np.argwhere(internal & (ref_rel == j))
+            if len(readers) != 1:
+                return False
+            j, m = (int(v) for v in readers[0])
+    return True
+
+
+def _initial_values_agree(first_ops: np.ndarray, ref_rel: np.ndarray, carried: np.ndarray,
+                          P: int) -> bool:
+    """Every reader of one carried value reads the same initial value in the first step."""
+    init: dict[int, int] = {}
+    for j, m in zip(*np.nonzero(carried)):
+        o = int(ref_rel[j, m]) + P
+        if init.setdefault(o, int(first_ops[j, m])) != int(first_ops[j, m]):
+            return False
+    return True
+
+
+def _hoistable_take(arrays: _Arrays, pos: int, m: int, shared: np.ndarray,
+                    const: np.ndarray) -> bool:
+    """``x[t]`` of an array from before the loop: one take of all steps' indices."""
+    ins = arrays.tape.instrs[pos]
+    return ins.prim == "take" and m == 1 and bool(shared[0] or const[0])
+
+
+def _stackable(arrays: _Arrays, pos: int) -> bool:
+    """A differing constant can be a per-step input where a step's slice of
+    the stacked array gives the same result as the constant itself: when it
+    has its consumer's dtype, as do the consumer's other operands (a Python
+    float meets a float64 array either way)."""
+    tape = arrays.tape
+    ins = tape.instrs[pos]
+    if ins.prim == "take" or registry[ins.prim].effect is not None:
+        return False
+    dtype = tape.avals[ins.out].dtype
+    return dtype.kind == "f" and all(tape.avals[s].dtype == dtype for s in ins.ins)
+
+
+# -- rewriting ---------------------------------------------------------------------
+class _Rewriter:
+    """The tape with one run replaced by a loop instruction."""
+
+    def __init__(self, run: _Run) -> None:
+        self.run = run
+        arrays = run.arrays
+        self.tape = tape = arrays.tape
+        self.new = Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts),
+                        list(tape.instrs[:run.start]), list(tape.avals))
+
+    def slot(self, aval: Aval) -> int:
+        return self.new.new_slot(aval)
+
+    def const(self, value: Any) -> int:
+        value = np.asarray(value)
+        s = self.slot(Aval(value.shape, value.dtype))
+        self.new.consts[s] = value
+        return s
+
+    def emit(self, prim: str, ins: tuple[int, ...], aval: Aval, params: tuple = (),
+             line: Any = None) -> int:
+        out = self.slot(aval)
+        self.new.instrs.append(Instr(prim, out, ins, params, line))
+        return out
+
+    def rows_of(self, source: int, offset: int, aval: Aval, rows: slice | int,
+                line: Any) -> int:
+        """Row(s) of a stacked value inside the flat array ``source``, by ``take``."""
+        size = aval.size
+        if isinstance(rows, int):
+            index = np.arange(offset + rows * size, offset + (rows + 1) * size,
+                              dtype=np.int64).reshape(aval.shape)
+            return self.emit("take", (source, self.const(index)), aval, (), line)
+        count = rows.stop - rows.start
+        index = np.arange(offset + rows.start * size, offset + rows.stop * size,
+                          dtype=np.int64).reshape((count,) + aval.shape)
+        return self.emit("take", (source, self.const(index)),
+                         Aval((count,) + aval.shape, aval.dtype), (), line)
+
+    def rewrite(self) -> Tape | None:
+        run, tape = self.run, self.tape
+        arrays = run.arrays
+        P, T, start, end = run.period, run.steps, run.start, run.end
+        instrs, avals = tape.instrs, tape.avals
+        body_ins = [instrs[start + P + j] for j in range(P)]  # the second step's
+        first_ins = instrs[start:start + P]
+        line = first_ins[0].line
+
+        def role(j: int, m: int) -> tuple[str, int]:
+            s = body_ins[j].ins[m]
+            q = int(arrays.producer[s])
+            if q >= start + P:
+                return "internal", q - start - P
+            if q >= start:
+                return "carried", q - start
+            if (j, m) in run.varying:
+                return "varying", 0
+            return ("const", s) if s in tape.consts else ("shared", s)
+
+        roles = [[role(j, m) for m in range(len(ins.ins))] for j, ins in enumerate(body_ins)]
+        carried = sorted({o for row in roles for kind, o in row if kind == "carried"})
+        init = {}
+        for j, row in enumerate(roles):
+            for m, (kind, o) in enumerate(row):
+                if kind == "carried":
+                    init[o] = first_ins[j].ins[m]
+        closed = sorted({s for j, row in enumerate(roles) if j not in run.hoisted
+                         for kind, s in row if kind == "shared"})
+
+        # what is read after the run: a step's value at (k, j)
+        def step_of(slot: int) -> tuple[int, int] | None:
+            q = int(arrays.producer[slot]) if slot < len(arrays.producer) - 1 else -1
+            if start <= q < end:
+                return divmod(q - start, P)
+            return None
+
+        later = list(instrs[end:])
+        stacks = _stacked_outputs(later, tape.outputs, tape.consts, step_of, T, run.hoisted)
+        skipped = {n for chain in stacks.values() for n in chain[1]}
+        wanted: set[tuple[int, int]] = set()
+        for n, ins in enumerate(later):
+            if n in skipped:
+                continue
+            for s in ins.ins:
+                where = step_of(s)
+                if where is not None:
+                    wanted.add(where)
+        for s in tape.outputs:
+            where = step_of(s)
+            if where is not None:
+                wanted.add(where)
+        ys = sorted({j for k, j in wanted if j not in run.hoisted
+                     and not (k == T - 1 and j in carried)} | {j for j, _ in stacks.values()})
+
+        # the body: one step's instructions, reading its inputs
+        body = Tape()
+        bslot: dict[tuple[str, int], int] = {}
+
+        def new_input(key: tuple[str, int], aval: Aval) -> int:
+            s = bslot[key] = body.new_slot(aval)
+            body.inputs.append(s)
+            return s
+
+        for o in carried:
+            new_input(("carry", o), avals[body_ins[o].out])
+        xs_keys = sorted(run.varying)
+        for j, m in xs_keys:
+            if j in run.hoisted:
+                new_input(("take", j), avals[body_ins[j].out])
+            else:
+                new_input(("x", j * MAX_ARITY + m), avals[body_ins[j].ins[m]])
+        for s in closed:
+            new_input(("closed", s), avals[s])
+
+        def body_value(j: int) -> int:
+            return bslot[("take", j)] if j in run.hoisted else bslot[("value", j)]
+
+        for j, ins in enumerate(body_ins):
+            if j in run.hoisted:
+                continue
+            operands = []
+            for m, (kind, ref) in enumerate(roles[j]):
+                if kind == "internal":
+                    operands.append(body_value(ref))
+                elif kind == "carried":
+                    operands.append(bslot[("carry", ref)])
+                elif kind == "varying":
+                    operands.append(bslot[("x", j * MAX_ARITY + m)])
+                elif kind == "shared":
+                    operands.append(bslot[("closed", ref)])
+                else:
+                    key = ("const", ref)
+                    if key not in bslot:
+                        bslot[key] = body.new_slot(avals[ref])
+                        body.consts[bslot[key]] = tape.consts[ref]
+                    operands.append(bslot[key])
+            out = bslot[("value", j)] = body.new_slot(avals[ins.out])
+            body.instrs.append(Instr(ins.prim, out, tuple(operands), ins.params, ins.line))
+        body.outputs = [body_value(o) for o in carried] + [body_value(j) for j in ys]
+        loop_body = LoopBody(body, len(carried), len(xs_keys))
+        result_avals = loop_body.result_avals(T)
+        dtype = packed_dtype(result_avals)
+        if any(a.dtype != dtype for a in result_avals):
+            return None  # a packed integer would come back as float: leave it unrolled
+
+        # before the loop: the stacked per-step inputs
+        xs = []
+        for j, m in xs_keys:
+            values = run.varying[(j, m)]
+            if j in run.hoisted:
+                take = body_ins[j]
+                index = np.stack([np.asarray(v) for v in values])
+                aval = avals[take.out]
+                xs.append(self.emit("take", (take.ins[0], self.const(index)),
+                                    Aval((T,) + aval.shape, aval.dtype), (), take.line))
+            else:
+                aval = avals[body_ins[j].ins[m]]
+                xs.append(self.const(np.stack([np.asarray(v, dtype=aval.dtype)
+                                               for v in values])))
+        packed_size = sum(a.size for a in result_avals)
+        loop = self.emit("loop", tuple([init[o] for o in carried] + xs + closed),
+                         Aval((packed_size,), dtype),
+                         (("body", loop_body), ("checkpoint", 0), ("length", T)), line)
+        offsets, at = [], 0
+        for a in result_avals:
+            offsets.append(at)
+            at += a.size
+
+        # after it: the values read later, from the packed result
+        rename: dict[int, int] = {}
+        for k, j in sorted(wanted):
+            old = instrs[start + k * P + j].out
+            aval = avals[old]
+            if j in run.hoisted:
+                x = xs[xs_keys.index(next(key for key in xs_keys if key[0] == j))]
+                rename[old] = self.rows_of(x, 0, aval, k, line)
+            elif k == T - 1 and j in carried:
+                rename[old] = self.rows_of(loop, offsets[carried.index(j)], aval, 0, line)
+            else:
+                rename[old] = self.rows_of(loop, offsets[len(carried) + ys.index(j)], aval, k,
+                                           line)
+        for n, ins in enumerate(later):
+            if n in stacks:  # the last write of a stack of every step's value
+                j, chain = stacks[n]
+                links = [later[m] for m in chain if later[m].prim == "scatter_set"]
+                shape = avals[links[0].ins[2]].shape
+                size = avals[instrs[start + j].out].size
+                at = offsets[len(carried) + ys.index(j)]
+                rows = np.arange(at, at + T * size, dtype=np.int64).reshape((T,) + shape)
+                where = np.stack([np.asarray(tape.consts[link.ins[1]]) for link in links])
+                values = self.emit("take", (loop, self.const(rows)),
+                                   Aval((T,) + shape, dtype), (), ins.line)
+                self.new.instrs.append(Instr("scatter_set", ins.out,
+                                             (links[0].ins[0], self.const(where), values),
+                                             (), ins.line))
+                continue
+            if n in skipped:
+                continue
+            if any(s in rename for s in ins.ins):
+                ins = ins._replace(ins=tuple(rename.get(s, s) for s in ins.ins))
+            self.new.instrs.append(ins)
+        self.new.outputs = [rename.get(s, s) for s in tape.outputs]
+        return self.new
+
+
+def _stacked_outputs(later: list[Instr], outputs: list[int], consts: dict[int, Any],
+                     step_of: Any, steps: int, hoisted: set[int]
+                     ) -> dict[int, tuple[int, list[int]]]:
+    """``np.stack`` of one value of every step, after the loop: a chain of
+    writes ``buffer[k] = reshape(value of step k)`` for k = 0 .. steps - 1
+    (distinct positions; each reshape and each intermediate buffer read by
+    the next write only).  By the position of its last write: (the body
+    value, the positions of its reshapes and writes), to become one write of
+    the loop's stacked output."""
+    uses: dict[int, int] = {}
+    for ins in later:
+        for s in ins.ins:
+            uses[s] = uses.get(s, 0) + 1
+    for s in outputs:
+        uses[s] = uses.get(s, 0) + 1
+    position = {ins.out: n for n, ins in enumerate(later)}
+    link_of: dict[int, tuple[int, int, int]] = {}  # write's out -> (step, value, reshape's n)
+    for n, ins in enumerate(later):
+        if ins.prim != "scatter_set" or len(ins.ins) != 3:
+            continue
+        r = position.get(ins.ins[2])
+        if r is None or later[r].prim != "reshape" or uses.get(ins.ins[2]) != 1:
+            continue
+        where = step_of(later[r].ins[0])
+        if where is not None and where[1] not in hoisted:
+            link_of[ins.out] = (where[0], where[1], r)
+    found: dict[int, tuple[int, list[int]]] = {}
+    for out, (k, j, r) in link_of.items():
+        if k != steps - 1:
+            continue
+        chain, cur = [], out
+        for step in range(steps - 1, -1, -1):
+            info = link_of.get(cur)
+            if info is None or info[:2] != (step, j) or (step < steps - 1 and uses.get(cur) != 1):
+                break
+            chain += [position[cur], info[2]]
+            cur = later[position[cur]].ins[0]
+        else:
+            links = [later[n] for n in sorted(chain) if later[n].prim == "scatter_set"]
+            if step_of(links[0].ins[0]) is not None or any(l.ins[1] not in consts for l in links):
+                continue
+            where = np.concatenate([np.ravel(consts[l.ins[1]]) for l in links])
+            if len(np.unique(where)) == len(where):  # one write per position: any order
+                found[position[out]] = (j, sorted(chain))
+    return found
+
+
+# -- the pass ----------------------------------------------------------------------------
+def _best_run(arrays: _Arrays, min_trip: int) -> _Run | None:
+    best = None
+    for valued in (False, True):
+        best = _best_run_of(arrays, arrays.periods(min_trip, valued), min_trip)
+        if best is not None:
+            break
+    return best
+
+
+def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | None:
+    best = None
+    # a run of period 2p is also one of period p, with twice the steps: try
+    # the divisors too, the shortest body covering the most instructions wins
+    periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0})
+    for period in periods:
+        alike = arrays.alike(period)
+        for start, steps in arrays.stretches(period, min_trip):
+            # the hashes of the first steps see initial values, not a previous
+            # step: the run reaches as far as instructions look alike a step
+            # apart, and its steps end where the last one does
+            begin = int(np.flatnonzero(~alike[:start])[-1]) + 1 if not alike[:start].all() else 0
+            after = np.flatnonzero(~alike[start:])
+            end = (start + int(after[0]) if len(after) else len(alike)) + period
+            steps = (end - begin) // period
+            # the steps end where the last one does, or (when the code after
+            # the loop looks like its steps' ends) begin where the first does
+            for first in dict.fromkeys([end - steps * period, begin]):  # ties: the first
+                ref = first + period * ((start - first) // period + 1)
+                run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),
+                              min_trip)
+                if run is not None and (best is None or run.steps * run.period
+                                        > best.steps * best.period):  # ties: shorter body
+                    best = run
+    return best
+
+
+def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
+    """The tape with each run of isomorphic chained steps (at least ``min_trip``,
+    default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none."""
+    min_trip = max(2, MIN_TRIP if min_trip is None else int(min_trip))
+    with _without_gc():  # a long tape is millions of tracked objects to rescan
+        return _converted(tape, min_trip)
+
+
+def _converted(tape: Tape, min_trip: int) -> Tape | None:
+    converted = None
+    for _ in range(MAX_PASSES):
+        current = tape if converted is None else converted
+        if not 2 * min_trip <= len(current.instrs) <= MAX_INSTRUCTIONS:
+            break
+        run = _best_run(_Arrays(current), min_trip)
+        if run is None:
+            break
+        new = _Rewriter(run).rewrite()
+        if new is None:
+            break
+        # without its dead code and the constants only that read (the next
+        # pass's hash walks the constants); slots keep their numbers, which
+        # `reroll_bodies` looks values up by
+        converted = eliminate_dead_code(new)
+    return converted
+
+
+def reroll_bodies(tape: Tape, value_of: Any, exact_sums: bool = False) -> Tape:
+    """``tape`` with the bodies of its loops rerolled (`transforms.reroll`):
+    a time step holding a scalar spatial loop becomes vector code.  Rerolling
+    re-records a body on example inputs, its first step's: ``value_of(slot)``
+    gives an outer slot's value (None if unknown; the body then stays)."""
+    from .reroll import reroll
+    instrs = list(tape.instrs)
+    changed = False
+    for n, ins in enumerate(instrs):
+        if ins.prim != "loop":
+            continue
+        params = dict(ins.params)
+        body = params["body"]
+        examples = []
+        for k, s in enumerate(ins.ins):
+            value = tape.consts[s] if s in tape.consts else value_of(s)
+            if value is None:
+                break
+            is_x = body.n_carry <= k < body.n_carry + body.n_xs
+            value = np.asarray(value)[0] if is_x and np.ndim(value) else value
+            want = body.tape.avals[body.tape.inputs[k]]
+            if np.shape(value) != want.shape or np.result_type(value) != want.dtype:
+                break  # not this step's value: the body stays as it is
+            examples.append(value)
+        else:
+            with np.errstate(all="ignore"):
+                rolled = reroll(body.tape, examples, exact_sums)
+            if rolled is not None:
+                params["body"] = LoopBody(rolled, body.n_carry, body.n_xs)
+                instrs[n] = ins._replace(params=tuple(sorted(params.items())))
+                changed = True
+    if not changed:
+        return tape
+    return Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts), instrs,
+                list(tape.avals))
+

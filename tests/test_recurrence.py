@@ -1,0 +1,348 @@
+"""Recurrence detection (`fastad.transforms.recurrence`): Python time-stepping
+loops traced step by step become one ``loop`` instruction, bit for bit."""
+from __future__ import annotations
+
+import contextlib
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastad as fa
+from fastad import backends
+from fastad.backends.reference import evaluate
+from fastad.transforms import recurrence
+from fastad.transforms.recurrence import find_recurrences
+from conftest import BACKENDS
+from helpers import FAST
+
+COMPILED = "c" if "c" in BACKENDS else "numpy"
+
+
+@contextlib.contextmanager
+def _host_call_notice():
+    """Compiled loops are host calls on some backends, which they announce;
+    these tests check results, not that notice."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not implement loop",
+                                category=UserWarning)
+        yield
+
+
+# -- a generator of recurrence programs ------------------------------------------------
+UNARY = ("sin", "tanh", "neg", "square")
+BINARY = ("add", "sub", "mul")
+
+
+@st.composite
+def programs(draw):
+    """A Python loop over T steps on ``n`` carried vectors of size ``m``: a
+    random body of elementwise operations, a matmul with a closed-over matrix,
+    per-step reads ``x[t]``, per-step outputs stacked or summed after the loop,
+    a discounted sum, and optionally a step-dependent constant ``t * dt``."""
+    spec = {
+        "steps": draw(st.integers(recurrence.MIN_TRIP, 24)),
+        "size": draw(st.integers(1, 3)),
+        "carried": draw(st.integers(1, 3)),
+        "reads": draw(st.booleans()),
+        "matmul": draw(st.booleans()),
+        "time_constant": draw(st.booleans()),
+        "outputs": draw(st.sampled_from(["none", "stack", "sum", "discount"])),
+    }
+    pool = spec["carried"] + spec["reads"] + spec["matmul"] + spec["time_constant"]
+    ops = []
+    for _ in range(draw(st.integers(1, 6))):
+        if draw(st.booleans()):
+            ops.append((draw(st.sampled_from(UNARY)), draw(st.integers(0, pool - 1)), 0))
+        else:
+            ops.append((draw(st.sampled_from(BINARY)), draw(st.integers(0, pool - 1)),
+                        draw(st.integers(0, pool - 1))))
+        pool += 1
+    spec["ops"] = ops
+    # each carried vector is updated from a value the step computed
+    spec["updates"] = [draw(st.integers(0, pool - 1)) for _ in range(spec["carried"])]
+    spec["output_of"] = draw(st.integers(0, pool - 1))
+    return spec
+
+
+def _apply(op, a, b):
+    return {"sin": np.sin, "tanh": np.tanh, "neg": np.negative, "square": np.square}[op](a) \
+        if op in UNARY else {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b)
+
+
+def make_program(spec):
+    T, n = spec["steps"], spec["carried"]
+
+    def f(c0, x, W):
+        cs = [c0 * (0.5 + 0.25 * k) for k in range(n)]
+        ys, total, weight = [], 0.0, 1.0
+        for t in range(T):
+            pool = list(cs)
+            if spec["reads"]:
+                pool.append(x[t])
+            if spec["matmul"]:
+                pool.append(W @ cs[0])
+            if spec["time_constant"]:
+                pool.append(cs[-1] * (t * 0.01))
+            for op, a, b in spec["ops"]:
+                pool.append(_apply(op, pool[a], pool[b]))
+            # tanh keeps the carried values bounded over any number of steps
+            cs = [np.tanh(0.5 * c + 0.5 * pool[u]) for c, u in zip(cs, spec["updates"])]
+            y = pool[spec["output_of"]]
+            if spec["outputs"] == "discount":
+                total = total + weight * np.sum(y)
+                weight = weight * 0.9
+            elif spec["outputs"] != "none":
+                ys.append(y)
+        out = sum(np.sum(c * c) for c in cs) + total
+        if spec["outputs"] == "stack":
+            out = out + np.sum(np.stack(ys) ** 2)
+        elif spec["outputs"] == "sum":
+            out = out + np.sum(sum(ys))
+        return out
+    return f
+
+
+def _args(spec, seed=0):
+    rng = np.random.default_rng(seed)
+    m = spec["size"]
+    return (rng.uniform(-1, 1, m), rng.uniform(-1, 1, (spec["steps"], m)),
+            rng.uniform(-0.5, 0.5, (m, m)))
+
+
+def _loops(tape):
+    return [ins for ins in tape.instrs if ins.prim == "loop"]
+
+
+def _run_compiled(tape, inputs):
+    """``tape`` on the compiled backend, a loop instruction as the compiled
+    functions run it (a host call between compiled segments where needed)."""
+    from fastad.backends import fallback
+    module, in_segments, _ = fallback.route(backends.get(COMPILED), tape)
+    if in_segments:
+        native = backends.native_primitives(backends.name_of(module))
+        return fallback.build_segments(tape, module, native).run(inputs)
+    return module.build(tape).run(inputs)
+
+
+def _bits(values):
+    return [np.asarray(v).tobytes() for v in values]
+
+
+@FAST
+@given(programs())
+def test_generated_recurrences_become_loops_bit_for_bit(spec):
+    f = make_program(spec)
+    args = _args(spec)
+    tape = fa.make_tape(f)(*args)
+    looped = find_recurrences(tape)
+    assert looped is not None and len(_loops(looped)) >= 1
+    assert len(looped.instrs) < len(tape.instrs)
+    (loop,) = _loops(looped)[:1]
+    # every step but the first (whose initial values differ in structure) is in the loop
+    assert dict(loop.params)["length"] >= spec["steps"] - 2
+    if spec["time_constant"]:
+        assert dict(loop.params)["body"].n_xs >= 1  # t * dt is a per-step input
+    # np.stack of a value each step computes (not the carry it starts from,
+    # nor x[t]): one write of the loop's stacked output
+    if spec["outputs"] == "stack" and spec["output_of"] >= spec["carried"] + spec["reads"]:
+        unrolled = spec["steps"] - dict(loop.params)["length"]
+        assert sum(ins.prim == "scatter_set" for ins in looped.instrs) <= 1 + unrolled
+    for seed in (0, 1):
+        inputs = list(_args(spec, seed))
+        assert _bits(evaluate(looped, inputs)) == _bits(evaluate(tape, inputs))
+        with _host_call_notice():
+            assert _bits(_run_compiled(looped, inputs)) == _bits(_run_compiled(tape, inputs))
+
+
+@FAST
+@given(programs(), st.integers(0, 2**31 - 1))
+def test_generated_recurrences_differentiate(spec, seed):
+    f = make_program(spec)
+    args = _args(spec)
+    with _host_call_notice():
+        g = fa.compile(f, argnums=(0, 1, 2), backend=COMPILED)
+        value, grads = g.value_and_grad(*args)
+    assert "recurrences" in g.tape.stages
+    assert value == pytest.approx(f(*args), rel=1e-12, abs=1e-12)
+    rng = np.random.default_rng(seed)
+    eps = 1e-6
+    for k, a in enumerate(args):
+        d = rng.standard_normal(a.shape)
+        plus = list(args)
+        minus = list(args)
+        plus[k], minus[k] = a + eps * d, a - eps * d
+        fd = (f(*plus) - f(*minus)) / (2 * eps)
+        assert np.sum(grads[k] * d) == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+def test_compiled_functions_convert_their_loops():
+    spec = {"steps": 40, "size": 2, "carried": 2, "reads": True, "matmul": True,
+            "time_constant": True, "outputs": "stack",
+            "ops": [("mul", 0, 2), ("sin", 4, 0), ("add", 5, 1)], "updates": [6, 3],
+            "output_of": 6}
+    f = make_program(spec)
+    args = _args(spec)
+    with _host_call_notice():
+        g = fa.jit(f, backend=COMPILED)
+        got = g(*args)
+    assert got == pytest.approx(f(*args), rel=1e-13)
+    assert "recurrences" in g.tape.stages
+    assert len(g.tape.stages) and len(_loops(g.tape)) == 1
+
+
+def test_short_loops_stay_unrolled_unless_asked():
+    spec = {"steps": 5, "size": 2, "carried": 1, "reads": True, "matmul": False,
+            "time_constant": False, "outputs": "none", "ops": [("mul", 0, 1)],
+            "updates": [2], "output_of": 2}
+    args = _args(spec)
+    tape = fa.make_tape(make_program(spec))(*args)
+    assert find_recurrences(tape) is None
+    looped = find_recurrences(tape, min_trip=3)
+    assert looped is not None and _loops(looped)
+    assert _bits(evaluate(looped, list(args))) == _bits(evaluate(tape, list(args)))
+
+
+def _no_conversion_or_exact(f, args):
+    tape = fa.make_tape(f)(*args)
+    looped = find_recurrences(tape)
+    if looped is not None:
+        assert _bits(evaluate(looped, list(args))) == _bits(evaluate(tape, list(args)))
+    return tape, looped
+
+
+def test_guards_inside_steps_stay_unrolled():
+    def f(c, x):
+        for t in range(20):
+            c = np.sin(c) + x[t] if c[0] > 0 else np.cos(c) - x[t]
+        return np.sum(c)
+    args = (np.array([0.3, -0.2]), np.random.default_rng(1).uniform(-1, 1, (20, 2)))
+    tape, looped = _no_conversion_or_exact(f, args)
+    guards = sum(ins.prim == "guard" for ins in tape.instrs)
+    assert guards >= 20
+    if looped is not None:  # no loop body holds a guard: they all stay outside
+        assert sum(ins.prim == "guard" for ins in looped.instrs) == guards
+
+
+def test_constants_in_parameters_that_differ_between_steps_stay_unrolled():
+    def f(c):
+        s = c
+        for t in range(12):
+            s = np.sin(s) + c ** (t + 2)  # the exponent is a parameter of the power
+        return np.sum(s)
+    args = (np.array([0.3, 0.4]),)
+    tape, looped = _no_conversion_or_exact(f, args)
+    assert looped is None or not _loops(looped)
+
+
+def test_steps_of_different_structure_stay_unrolled():
+    rng = np.random.default_rng(3)
+    kinds = rng.integers(0, 3, 30)
+
+    def f(c):
+        for k in kinds:
+            c = (np.sin(c), np.tanh(c) * 0.5, c * c - 0.1)[k]
+        return np.sum(c)
+    args = (np.array([0.3, 0.4]),)
+    _no_conversion_or_exact(f, args)
+
+
+def test_a_step_reading_two_steps_back_is_exact():
+    def f(a, b):
+        for _ in range(30):
+            a, b = b, np.tanh(a + 0.5 * b)
+        return np.sum(a * b)
+    args = (np.array([0.3, 0.4]), np.array([-0.1, 0.2]))
+    _no_conversion_or_exact(f, args)
+
+
+def test_a_time_loop_around_a_scalar_spatial_loop_rerolls_its_body():
+    n = 12
+
+    def f(u, k):
+        for _ in range(30):
+            new = [u[0]]
+            for i in range(1, n - 1):
+                new.append(u[i] + k[0] * (u[i - 1] - 2.0 * u[i] + u[i + 1]))
+            new.append(u[n - 1])
+            u = np.stack(new)
+        return np.sum(u * u)
+    rng = np.random.default_rng(2)
+    args = (rng.uniform(-1, 1, n), np.array([0.2]))
+    with _host_call_notice():
+        g = fa.compile(f, argnums=(0, 1), backend=COMPILED)
+        value, grads = g.value_and_grad(*args)
+        want_value, want = fa.value_and_grad(f, argnums=(0, 1))(*args)
+        jitted = fa.jit(f, backend=COMPILED)
+        jitted(*args)
+    assert value == pytest.approx(want_value, rel=1e-12)
+    for x, y in zip(grads, want):
+        np.testing.assert_allclose(x, y, rtol=1e-10, atol=1e-12)
+    tape = jitted.tape
+    loops = _loops(tape)
+    assert loops, "the time loop is a loop instruction"
+    body = dict(loops[0].params)["body"]
+    # the spatial loop's iterations are (partly) vector code inside the body
+    one_step = len(fa.make_tape(f)(*args).instrs) // 30
+    assert len(body.tape.instrs) < one_step
+    assert any(body.tape.avals[ins.out].shape not in ((), (1,), (n,)) for ins in body.tape.instrs)
+
+
+def test_parallel_loops_with_sums_or_writes_are_left_to_rerolling():
+    def sums(x):
+        s = 0.0
+        for i in range(len(x) - 1):
+            s = s + (1 - x[i]) ** 2 + 100 * (x[i + 1] - x[i] ** 2) ** 2
+        return s
+
+    def writes(x):
+        out = 0.0 * x
+        for i in range(len(x)):
+            out[i] = np.sin(x[i]) * x[i]
+        return np.sum(out)
+    x = np.linspace(-1.0, 1.0, 30)
+    for f in (sums, writes):
+        assert find_recurrences(fa.make_tape(f)(x)) is None
+        g = fa.jit(f, backend=COMPILED)
+        assert g(x) == pytest.approx(f(x), rel=1e-12)
+        assert "recurrences" not in g.tape.stages and not _loops(g.tape)
+
+
+def test_a_discounted_return_with_a_traced_discount_is_a_loop():
+    def ret(r, gamma):
+        total, weight = 0.0, 1.0 + 0.0 * gamma[0]
+        for t in range(len(r)):
+            total = total + weight * r[t]
+            weight = weight * gamma[0]
+        return total
+    args = (np.random.default_rng(4).uniform(-1, 1, 40), np.array([0.95]))
+    tape = fa.make_tape(ret)(*args)
+    looped = find_recurrences(tape)
+    assert looped is not None and _loops(looped)
+    assert _bits(evaluate(looped, list(args))) == _bits(evaluate(tape, list(args)))
+    with _host_call_notice():
+        grads = fa.compile(ret, argnums=(0, 1), backend=COMPILED)(*args)
+    want = fa.grad(ret, argnums=(0, 1))(*args)
+    for x, y in zip(grads, want):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-14)
+
+
+def test_a_converted_loop_batches_saves_and_loads():
+    from fastad import serialize
+    spec = {"steps": 20, "size": 2, "carried": 2, "reads": True, "matmul": True,
+            "time_constant": False, "outputs": "sum",
+            "ops": [("mul", 0, 2), ("tanh", 4, 0)], "updates": [5, 3], "output_of": 5}
+    f = make_program(spec)
+    c0, x, W = _args(spec)
+    batch = np.stack([c0, 0.5 * c0, -c0])
+    with _host_call_notice():
+        g = fa.jit(f, backend=COMPILED)
+        value = g(c0, x, W)
+        assert _loops(g.tape)
+        got = g.batch(batch, x, W, in_axes=(0, None, None), threads=1)
+        again = serialize.loads(serialize.dumps(g))
+        assert again(c0, x, W) == value
+    want = np.array([f(c, x, W) for c in batch])
+    np.testing.assert_allclose(got, want, rtol=1e-13)
