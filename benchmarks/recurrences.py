@@ -171,7 +171,8 @@ def run(quick: bool = False) -> list[dict]:
         fns = {}
         builds = {"fastad scan [c]": lambda: fa.compile(make_rk4_scan(fa), backend="c")}
         if steps <= UNROLLED_UP_TO and not (quick and steps > 200):
-            builds["fastad unrolled [c]"] = lambda: fa.compile(make_rk4_fit())
+            # as traced: reroll=False keeps the loop from being found and made a loop
+            builds["fastad unrolled [c]"] = lambda: fa.compile(make_rk4_fit(), reroll=False)
         if jax_grad is not None:
             builds["JAX lax.scan"] = _jax_grad
         if numba_grad is not None:
