@@ -576,9 +576,9 @@ def test_trust_constr_takes_sparse_constraint_jacobians_and_hessians():
 
 
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numba"])
-def test_one_pass_per_seed_for_large_arrays(backend, monkeypatch):
+def test_seeds_side_by_side_for_large_arrays(backend, monkeypatch):
     from fastad.sparse import derivatives
-    monkeypatch.setattr(derivatives, "ONE_SEED_MIN", 0)
+    monkeypatch.setattr(derivatives, "PER_SEED_MIN", 0)
     x = np.random.default_rng(5).uniform(-1, 1, 64)
     for f in (rosenbrock, stencil_energy):
         close(fa.compile(f, backend=backend).hessian(x, sparse=True),

@@ -58,7 +58,10 @@ class Plan:
         flat = np.asarray(compressed).reshape(-1)
         substitution = self.extra.get("substitution")
         if substitution is not None:
-            if not (overwrite and flat.dtype == self.seeds.dtype and flat.flags.writeable):
+            # a product that is the seeds themselves (H = I on an acyclic
+            # coloring's pattern, simplified) must not be overwritten
+            if not (overwrite and flat.dtype == self.seeds.dtype and flat.flags.writeable
+                    and not np.may_share_memory(flat, self.seeds)):
                 flat = np.array(flat, dtype=self.seeds.dtype)
             data = np.empty(self.pattern.nnz, self.seeds.dtype)
             substitution(flat, data)
@@ -169,24 +172,48 @@ def compressed(trace: Any, seeds: Any, mode: str) -> Any:
     return fnp.reshape(out, (p, size))
 
 
-def single(trace: Any, seed: Any, mode: str) -> Any:
-    """One column (row) of `compressed`: the derivative's product with one seed,
-    flat, by the unbatched transformed tape."""
-    from .. import numpy as fnp
-    from ..core.tracer import replay
+def _transformed(trace: Any, mode: str) -> tuple[Tape, list[Any], int]:
+    """The unbatched transformed tape of `compressed`'s ``mode``, its inputs
+    but the seed (its last input) and the position of the product among its
+    outputs."""
     from ..transforms.forward import jvp_tape
     from ..transforms.reverse import vjp_tape
 
     outer = list(trace.outer)
     if mode == "fwd":
-        out = replay(jvp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
-    elif mode == "rev":
-        out = replay(vjp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
-    else:
-        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
-        pulled = vjp_tape(trace.tape, [0], trace.examples)
-        out = replay(jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one, seed])[3]
-    return fnp.reshape(out, (-1,))
+        return jvp_tape(trace.tape, [0], trace.examples), outer, 1
+    if mode == "rev":
+        return vjp_tape(trace.tape, [0], trace.examples), outer, 1
+    one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
+    pulled = vjp_tape(trace.tape, [0], trace.examples)
+    return jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one], 3
+
+
+def single(trace: Any, seed: Any, mode: str) -> Any:
+    """One column (row) of `compressed`: the derivative's product with one seed,
+    flat, by the unbatched transformed tape."""
+    from .. import numpy as fnp
+    from ..core.tracer import replay
+
+    tape, inputs, at = _transformed(trace, mode)
+    return fnp.reshape(replay(tape, inputs + [seed])[at], (-1,))
+
+
+def per_seed(trace: Any, seeds: Any, mode: str) -> Any:
+    """`compressed` as p replays of the unbatched transformed tape, one per
+    seed, stacked: traced, the function's own values and adjoints are
+    recorded once (the optimizer's common subexpressions) and each seed's
+    product is elementwise code on unbatched arrays, which the Numba backend
+    fuses with the other seeds' into one loop over the elements (the batched
+    tape's arrays are (p, size), and its gathers take index tables with a row
+    offset per seed that run as separate loops)."""
+    from .. import numpy as fnp
+    from ..core.tracer import replay
+
+    tape, inputs, at = _transformed(trace, mode)
+    p = int(fnp.shape(seeds)[0])
+    rows = [fnp.reshape(replay(tape, inputs + [seeds[k]])[at], (-1,)) for k in range(p)]
+    return fnp.stack(rows)
 
 
 def _trace(f: Callable[..., Any], argnums: int, args: Sequence[Any], kwargs: dict[str, Any]
@@ -340,22 +367,22 @@ class CompiledSparse:
             self._plans[key] = plan
         return plan
 
-    def product(self, mode: str, one_seed: bool = False) -> Any:
-        """The compiled product with the seeds (the seeds, or one seed, last)."""
-        key = (mode, one_seed)
+    def product(self, mode: str, how: str = "batched") -> Any:
+        """The compiled product with the seeds (the seeds, or one seed, last):
+        ``how`` is "batched" (`compressed`), "per_seed" (`per_seed`) or
+        "single" (`single`, one seed)."""
+        key = (mode, how)
         jitted = self._products.get(key)
         if jitted is None:
             fn, argnums = self.fn, self.argnums
+            product = {"batched": compressed, "per_seed": per_seed, "single": single}[how]
 
             def compressed_product(*args: Any, **kwargs: Any) -> Any:
                 # the seeds come last, so that the owner's static_argnums still hold
                 *args, seeds = args
-                trace = _trace(fn, argnums, args, kwargs)
-                if one_seed:
-                    return single(trace, seeds, mode)
-                return compressed(trace, seeds, mode)
+                return product(_trace(fn, argnums, args, kwargs), seeds, mode)
             compressed_product.__name__ = compressed_product.__qualname__ = (
-                f"{getattr(fn, '__name__', 'f')}_{'seeded' if one_seed else 'compressed'}_{mode}")
+                f"{getattr(fn, '__name__', 'f')}_{how}_{mode}")
             with self._lock:
                 jitted = self._products.setdefault(key, self._derive(compressed_product))
         return jitted
@@ -364,28 +391,27 @@ class CompiledSparse:
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        # one pass per seed fills an array of its own, which substitution may overwrite
-        return _evaluate(plan, lambda: self.run(plan, args, kwargs),
-                         overwrite=plan.seeds[0].size >= ONE_SEED_MIN)
+        # the product is an array of its own, which substitution may overwrite
+        return _evaluate(plan, lambda: self.run(plan, args, kwargs), overwrite=True)
 
     def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The compressed product: one batched pass over the seeds, or, for
-        large arrays, one pass per seed (`ONE_SEED_MIN`)."""
+        large arrays, the seeds' products side by side in one unbatched pass
+        (`PER_SEED_MIN`)."""
         seeds = plan.seeds
-        if seeds[0].size < ONE_SEED_MIN:
-            return self.product(plan.mode)(*args, seeds, **kwargs)
-        one = self.product(plan.mode, one_seed=True)
-        size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
-        out = np.empty((len(seeds), size), dtype=seeds.dtype)
-        for k in range(len(seeds)):
-            out[k] = one(*args, seeds[k], **kwargs)
-        return out
+        how = "per_seed" if seeds[0].size >= PER_SEED_MIN and len(seeds) <= PER_SEED_MAX \
+            else "batched"
+        return self.product(plan.mode, how)(*args, seeds, **kwargs)
 
 
-#: seeds of at least this many elements are run one pass each rather than
-#: as one batch: the batched arrays (colors x size) then fall out of cache,
-#: and the batched tape's gathers no longer run as strided loops
-ONE_SEED_MIN = 1 << 14
+#: seeds of at least this many elements are run side by side unbatched
+#: (`per_seed`) rather than as one batch: the batched arrays (colors x size)
+#: then fall out of cache, and the batched tape's gathers no longer run as
+#: strided loops
+PER_SEED_MIN = 1 << 14
+#: at most this many seeds side by side: the unbatched tape is recorded once
+#: per seed
+PER_SEED_MAX = 32
 
 
 # -- inspection ------------------------------------------------------------------
