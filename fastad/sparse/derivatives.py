@@ -47,6 +47,9 @@ class Plan:
     guarded: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.gather = coloring.index_table(self.gather, int(self.gather.max(initial=0)) + 1)
+
     @property
     def ncolors(self) -> int:
         """Colors, that is products computed (none for an empty pattern)."""
@@ -66,7 +69,7 @@ class Plan:
             data = np.empty(self.pattern.nnz, self.seeds.dtype)
             substitution(flat, data)
         elif self.gather.size:
-            data = flat[self.gather]
+            data = coloring.gather(np.ascontiguousarray(flat), self.gather)
         else:
             data = np.zeros(0, self.seeds.dtype)
         return sp.csr_matrix((data, self.pattern.indices, self.pattern.indptr),
@@ -119,7 +122,8 @@ def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype
                  method: str = "auto") -> Plan:
     """A star coloring (each nonzero read off the product) or an acyclic one
     (fewer colors, the nonzeros recovered by substitution); ``"auto"`` takes
-    the acyclic one when it needs fewer colors."""
+    the acyclic one when it needs fewer colors, unless its substitution is
+    one long chain (`_chain_bound`)."""
     if method not in ("auto", "star", "acyclic"):
         raise ValueError(f"hessian coloring must be 'auto', 'star' or 'acyclic', not {method!r}")
     pat = patterns.hessian_pattern(tape, wrt)
@@ -128,15 +132,35 @@ def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype
         star = coloring.star_coloring(pat)
     if method in ("auto", "acyclic"):
         acyclic = coloring.acyclic_coloring(pat)
+    substitution = None
     if acyclic is not None and (star is None or _count(acyclic) < _count(star)):
+        substitution = coloring.Substitution(pat, acyclic)
+        if method == "auto" and _chain_bound(substitution, _count(star) - _count(acyclic),
+                                             pat.shape[0]):
+            substitution = None
+    if substitution is not None:
         colors, gather = acyclic, np.zeros(0, np.int64)
-        extra = {"substitution": coloring.Substitution(pat, acyclic), "coloring": "acyclic"}
+        extra = {"substitution": substitution, "coloring": "acyclic"}
     else:
         colors, gather = star, coloring.hessian_gather(pat, star)
         extra = {"coloring": "star"}
     seeds = coloring.seed_matrix(colors, dtype)
     return Plan("hessian", pat, "hvp", colors, seeds.reshape((len(seeds),) + tuple(x_shape)),
                 gather, coloring.lower_bound(pat, 1), _has_guards(tape), extra)
+
+
+#: a substitution step that waits for the one before (the value it reads was
+#: just written) costs about as much as this many elements of one color's
+#: product (a fused loop's element of a Hessian-vector product)
+CHAIN_STEP_COST = 6
+
+
+def _chain_bound(substitution: coloring.Substitution, saved_colors: int, n: int) -> bool:
+    """Would the acyclic coloring's substitution, waiting on memory along its
+    longest chain (a banded pattern's two-colored tree is a path through all
+    of x: one chain of n/2 steps), cost more than the colors it saves?  Then
+    the star coloring, whose values are a gather, is the faster call."""
+    return substitution.longest_chain * CHAIN_STEP_COST > saved_colors * n
 
 
 # -- the compressed product, eagerly or traced ------------------------------------
