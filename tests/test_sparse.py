@@ -612,7 +612,7 @@ def _fd_hvp(f, x, v, eps=1e-6):
 @pytest.mark.skipif("numba" not in BACKENDS, reason="needs numba")
 @NUMBA_FUZZ
 @given(prog=programs(max_steps=4), seed=st.integers(0, 2 ** 32 - 1))
-def test_numba_sparse_hessians_of_random_programs_side_by_side(prog, seed, monkeypatch_module):
+def test_numba_sparse_hessians_of_random_programs_side_by_side(prog, seed):
     """The seeds' products side by side in one Numba kernel (rows stacked in
     place, the seeds fused into the function's loops) against the reference
     interpreter's, the dense Hessian and central differences."""
@@ -623,21 +623,17 @@ def test_numba_sparse_hessians_of_random_programs_side_by_side(prog, seed, monke
         return np.sum(np.sin(f(v)) * f(v))
     dense = np.asarray(fa.hessian(loss)(x))
     assume(np.all(np.isfinite(dense)) and np.max(np.abs(dense), initial=0.0) < 1e6)
-    monkeypatch_module.setattr(derivatives, "PER_SEED_MIN", 0)
-    got = fa.compile(loss, backend="numba").hessian(x, sparse=True)
-    ref = fa.compile(loss, backend="numpy").hessian(x, sparse=True)
+    with pytest.MonkeyPatch.context() as mp:  # side by side at any size
+        mp.setattr(derivatives, "PER_SEED_MIN", 0)
+        mp.setattr(derivatives, "SIDE_BY_SIDE_MIN", {})
+        got = fa.compile(loss, backend="numba").hessian(x, sparse=True)
+        ref = fa.compile(loss, backend="numpy").hessian(x, sparse=True)
     close(got, ref.toarray(), 1e-12)
     close(got, dense)
     v = np.random.default_rng(seed).standard_normal(x.size)
     want = _fd_hvp(loss, x, v)
     scale = max(1.0, float(np.max(np.abs(want))))
     np.testing.assert_allclose(got @ v, want, rtol=1e-4, atol=1e-4 * scale)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 def _stack_of(kinds, scale):
