@@ -9,6 +9,8 @@ Workloads (n variables):
   grid         2-D grid energy, 5-point Laplacian quadratic form plus a
                quartic on a sqrt(n) x sqrt(n) grid, Hessian (5-point stencil)
   surface      minimal-surface area on a grid, Hessian (7 nonzeros per row)
+  stencil3d    3-D 7-point stencil energy on a cbrt(n)^3 grid with a log
+               barrier, Hessian (7 nonzeros per row; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -62,6 +64,16 @@ def surface(x, xp=np):
     return xp.sum(xp.sqrt(1.0 + dx ** 2 + dy ** 2))
 
 
+def stencil3d(x, xp=np):
+    """Differences to the six neighbors squared, a quartic and a log barrier
+    keeping each value above -2: written after the others were measured."""
+    k = int(round(x.size ** (1 / 3)))
+    u = x.reshape(k, k, k)
+    d0, d1, d2 = u[1:] - u[:-1], u[:, 1:] - u[:, :-1], u[:, :, 1:] - u[:, :, :-1]
+    return (xp.sum(d0 ** 2) + xp.sum(d1 ** 2) + xp.sum(d2 ** 2) + 0.1 * xp.sum(u ** 4)
+            - xp.sum(xp.log(2.0 + u)))
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -86,6 +98,15 @@ def casadi_workload(name, x, ca):
         dx = u[1:, :-1] - u[:-1, :-1]
         dy = u[:-1, 1:] - u[:-1, :-1]
         return ca.sum1(ca.sum2(ca.sqrt(1.0 + dx ** 2 + dy ** 2)))
+    if name == "stencil3d":  # x[i, j, l] at i*k*k + j*k + l, C order, by index lists
+        k = int(round(n ** (1 / 3)))
+        idx = np.arange(n).reshape(k, k, k)
+        total = 0.1 * ca.sum1(x ** 4) - ca.sum1(ca.log(2.0 + x))
+        for a, b in ((idx[1:], idx[:-1]), (idx[:, 1:], idx[:, :-1]),
+                     (idx[:, :, 1:], idx[:, :, :-1])):
+            d = x[a.reshape(-1).tolist()] - x[b.reshape(-1).tolist()]
+            total = total + ca.sum1(d ** 2)
+        return total
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -128,7 +149,8 @@ def jax_dense_time(name, kind, x, repeats):
 
 
 WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
-             "surface": (surface, "hessian"), "collocation": (collocation, "jacobian")}
+             "surface": (surface, "hessian"), "stencil3d": (stencil3d, "hessian"),
+             "collocation": (collocation, "jacobian")}
 
 
 #: the clock of `best`: wall time, or with --clock cpu the process's CPU time
@@ -152,7 +174,12 @@ def square(n):
     return k * k
 
 
-def run(sizes, backends, repeats, out, with_casadi=True):
+def cube(n):
+    k = int(round(n ** (1 / 3)))
+    return k ** 3
+
+
+def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOADS)):
     print(f"# sparse derivatives, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, "
@@ -161,9 +188,11 @@ def run(sizes, backends, repeats, out, with_casadi=True):
           f"{'bound':>5s} {'backend':7s} {'sparse/call':>11s} {'grad/call':>10s} {'ratio':>6s} "
           f"{'dense/call':>10s}", file=out)
     fa.sparsity(rosenbrock)(np.ones(100))  # Numba's coloring loaded before anything is timed
-    for name, (f, kind) in WORKLOADS.items():
+    for name in workloads:
+        f, kind = WORKLOADS[name]
         for n in sizes:
-            n = square(n) if name in ("grid", "surface") else n
+            n = square(n) if name in ("grid", "surface") else cube(n) if name == "stencil3d" \
+                else n
             x = np.random.default_rng(0).uniform(-1, 1, n)
             start = time.perf_counter()
             s = fa.sparsity(f)(x)
@@ -211,6 +240,8 @@ def run(sizes, backends, repeats, out, with_casadi=True):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help="comma-separated, from " + ", ".join(WORKLOADS))
     parser.add_argument("--backends", default="c,numba")
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -221,7 +252,7 @@ def main():
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     run([int(v) for v in args.sizes.split(",")], args.backends.split(","), args.repeats,
-        sys.stdout, not args.no_casadi)
+        sys.stdout, not args.no_casadi, args.workloads.split(","))
 
 
 if __name__ == "__main__":

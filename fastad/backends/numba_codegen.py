@@ -18,11 +18,82 @@ import numpy as np
 
 from ..core.registry import registry
 from ..core.tape import Instr, Tape
-from ..transforms.analysis import bitwise_uniform, c_strides
+from ..transforms.analysis import bitwise_uniform, c_strides, is_range
 from ..transforms.analysis import is_weak as _is_weak
 from .numba_emitters import EMITTERS, _Emitters
 from .numba_loops import _Loop, _LoopFusion, _sink_scalars
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
+
+
+def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any],
+                                       dict[int, int]]:
+    """Rows made in place in the array they are stacked into.
+
+    A stack (``fnp.stack``: scatter_sets of whole contiguous blocks, one
+    after another, into a constant of one value) would make each row an
+    array of its own and copy it: an allocation and a copy per row, and many
+    large allocations in one call cost page faults.  Each row whose value
+    (through reshapes and the in-place scatter-add chain that made it, every
+    link read once) is a fresh array is instead made as a view of its block.
+    Returns slot -> (the stack's first scatter_set, its block's start),
+    that first scatter_set -> the constant's value to fill with (None when
+    the blocks cover the array), and each scatter_set of a stack -> its
+    first."""
+    readers: dict[int, list[int]] = {}
+    for k, ins in enumerate(tape.instrs):
+        for s in ins.ins:
+            readers.setdefault(s, []).append(k)
+    for s in tape.outputs:
+        readers.setdefault(s, []).append(len(tape.instrs))
+    made = {ins.out: (k, ins) for k, ins in enumerate(tape.instrs)}
+
+    def read_once_by(s: int, k: int) -> bool:
+        return s not in tape.consts and s in made and readers.get(s) == [k]
+
+    root: dict[int, int] = {}  # scatter_set of a stack -> its first
+    blocks: dict[int, list[tuple[int, int]]] = {}
+    placed: dict[int, tuple[int, int]] = {}
+    fill: dict[int, Any] = {}
+    for k, ins in enumerate(tape.instrs):
+        if ins.prim != "scatter_set":
+            continue
+        x, i, v = ins.ins
+        idx = np.asarray(tape.consts.get(i, 0))
+        aval = tape.avals[ins.out]
+        if (i not in tape.consts or idx.ndim == 0 or not is_range(idx) or aval.shape == ()
+                or tape.avals[v].size != idx.size or tape.avals[v].dtype != aval.dtype):
+            continue
+        if x in tape.consts:
+            value = np.asarray(tape.consts[x]).reshape(-1)
+            if not bitwise_uniform(value):
+                continue
+            first, fill[ins.out], blocks[ins.out] = ins.out, value[0], []
+        elif x in root and read_once_by(x, k):
+            first = root[x]
+        else:
+            continue
+        root[ins.out] = first
+        start = int(idx.reshape(-1)[0])
+        blocks[first].append((start, idx.size))
+        s, at = v, k
+        while read_once_by(s, at):  # the row, back through reshapes and in-place updates
+            placed[s] = (first, start)
+            at, src = made[s]
+            if src.prim not in ("reshape", "scatter_add"):
+                break
+            s = src.ins[0]
+    stacks = {}
+    for first, rows in blocks.items():
+        rows.sort()
+        if any(a + n > b for (a, n), (b, _) in zip(rows, rows[1:])):
+            # overlapping blocks: a later row overwrites an earlier one's elements
+            placed = {s: where for s, where in placed.items() if where[0] != first}
+            continue
+        whole = sum(n for _, n in rows) == tape.avals[first].size
+        stacks[first] = None if whole else fill[first]
+    stacks = {first: fill for first, fill in stacks.items()
+              if any(where[0] == first for where in placed.values())}
+    return placed, stacks, {out: first for out, first in root.items() if first in stacks}
 
 
 class _Generator(_LoopFusion, _Emitters):
@@ -31,6 +102,7 @@ class _Generator(_LoopFusion, _Emitters):
     def __init__(self, tape: Tape) -> None:
         self.tape = tape = _sink_scalars(tape)
         self.avals = tape.avals
+        self.placed, self.stacks, self.stacked = _stacked_rows(tape)
         self.vars: dict[str, _Var] = {}
         self.name: dict[int, str] = {}  # slot -> variable name or scalar literal
         self.k = 0  # the instruction being generated
@@ -161,6 +233,8 @@ class _Generator(_LoopFusion, _Emitters):
         b = self.buffer.get(s)
         if b is None or s in self.tape.consts or not self.owned[b]:
             return False
+        if s in self.placed:  # its block of a stack is its own: the row's last use
+            return self.last_use[s] <= self.k
         if self.loop is not None and b in self.loop.buffers_read:
             return False  # the pending loop, emitted after ins, still reads it
         shared = any(t != s and self.buffer.get(t) == b for t in ins.ins)
@@ -169,6 +243,8 @@ class _Generator(_LoopFusion, _Emitters):
     def define_array(self, ins: Instr, expr: str, view_of: int | None = None) -> str:
         """``v{out} = expr``: a fresh buffer, or a view of ``view_of``'s buffer."""
         aval = self.avals[ins.out]
+        if view_of is None and ins.out in self.placed and expr.startswith("np.empty("):
+            expr, view_of = self.block_view(ins.out)
         name = self.add_var(f"v{ins.out}", ins.out, False, aval.dtype)
         self.step.lines.append(f"{name} = {expr}")
         if view_of is None:
@@ -194,8 +270,55 @@ class _Generator(_LoopFusion, _Emitters):
 
     def full(self, ins: Instr, value: str) -> str:
         aval = self.avals[ins.out]
+        if ins.out in self.placed:  # filled in its block (`_stacked_rows`)
+            view, first = self.block_view(ins.out)
+            name = self.define_array(ins, view, view_of=first)
+            self.step.lines.append(f"{name}[:] = {value}")
+            return name
         return self.define_array(ins, f"np.full({_shape(aval.shape)}, {value}, "
                                       f"np.{aval.dtype.name})")
+
+    # -- stacks made in place (`_stacked_rows`) ----------------------------------
+    def block_view(self, s: int) -> tuple[str, int]:
+        """A placed row's view of its block of the stack, and the stack's slot."""
+        first, start = self.placed[s]
+        aval = self.avals[s]
+        view = f"{self.flat(first)}[{start}:{start + aval.size}]"
+        if aval.ndim != 1:
+            view += f".reshape({_shape(aval.shape)})"
+        return view, first
+
+    def accumulator(self, s: int) -> Any:
+        """What a scatter into ``s`` updates: its buffer, or its block of a stack."""
+        return ("block",) + self.placed[s] if s in self.placed else self.buffer[s]
+
+    def make_stacks(self) -> _Step:
+        """The arrays rows are stacked into, made before any row."""
+        self.step = _Step()
+        for first, fill in self.stacks.items():
+            aval = self.avals[first]
+            name = self.add_var(f"v{first}", first, False, aval.dtype)
+            made = (f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})" if fill is None else
+                    f"np.full({_shape(aval.shape)}, {_literal(fill, aval.dtype)}, "
+                    f"np.{aval.dtype.name})")
+            self.step.lines.append(f"{name} = {made}")
+            self.new_buffer(first, owned=True)
+            self.flat(first)
+        return self.step
+
+    def emit_stacked(self, ins: Instr) -> None:
+        """A scatter_set of a stack: nothing where its row was made in place,
+        else the row copied into its block."""
+        first = self.stacked[ins.out]
+        x, i, v = ins.ins
+        if ins.out != first:
+            self.alias(ins, x)
+        if self.buffer.get(v) == self.buffer[first]:
+            return
+        idx = np.asarray(self.tape.consts[i], dtype=np.int64)
+        value = self.ref(v, self.avals[first].dtype) if self.is_scalar(v) else \
+            f"{self.flat(v)}[j]"
+        self.index_loop(idx, f"{self.flat(first)}[src] = {value}")
 
     def writable(self, s: int, ins: Instr) -> str:
         """A buffer holding ``s``'s value that ``ins`` may overwrite: ``s``'s own
@@ -215,7 +338,7 @@ class _Generator(_LoopFusion, _Emitters):
         emitted ahead of it, one that does closes the loop first.  A guard on
         the loop's accumulators waits for the loop's end: nothing in the loop
         can fail, and what follows it sees the guard first."""
-        steps = []
+        steps = [self.make_stacks()] if self.stacks else []
         for k, ins in enumerate(self.tape.instrs):
             self.k = k
             if (self.loop is not None and registry[ins.prim].effect == "guard"
@@ -237,6 +360,10 @@ class _Generator(_LoopFusion, _Emitters):
                     self.loop = pending
                 continue
             self.step = _Step()
+            if ins.out in self.stacked:
+                self.emit_stacked(ins)
+                steps.append(self.step)
+                continue
             emit = EMITTERS.get(registry[ins.prim])
             if emit is None:
                 raise NotImplementedError(f"the Numba backend has no code for primitive "

@@ -215,6 +215,8 @@ class _LoopFusion:
         """The buffer a fused scatter updates (a key of its own for one that
         is yet to make its buffer)."""
         x = ins.ins[0]
+        if ins.out in self.placed:  # a row of a stack: its block is an accumulator of its own
+            return self.accumulator(ins.out)
         if x in self.tape.consts:
             return self.buffer.get(ins.out, -1 - ins.out)
         return self.buffer[x]
@@ -243,7 +245,7 @@ class _LoopFusion:
             else:
                 self.name[ins.out] = self.name[x]
                 self.join(ins.out, self.buffer[x])
-            loop.written[ins.out] = self.buffer[ins.out]
+            loop.written[ins.out] = self.accumulator(ins.out)
             return
         if ins.prim == "take":
             loop.indexed.append((ins, self.fusable_gather(ins)))
@@ -321,7 +323,10 @@ class _LoopFusion:
                 q = [f"q{ins.out}_{d}" for d in range(1, delay + 1)]
                 zero = _literal(0, self.avals[ins.out].dtype)
                 lines.append(f"{' = '.join(q)} = {zero}")
-                late += [f"if i >= {delay} and i < {size + delay}:", f"    {target} += {q[-1]}"]
+                # the upper bound only where the loop runs past it: a condition
+                # always true keeps LLVM from vectorizing a loop with several
+                late += [f"if i >= {delay}" + (f" and i < {size + delay}:" if delay < most else ":"),
+                         f"    {target} += {q[-1]}"]
                 shift += [f"{a} = {b}" for a, b in zip(q[:0:-1], q[-2::-1])]
                 fill.append(f"{q[0]} = {value}")
         first = [f"t{o} = {_literal(0, self.avals[o].dtype)}" for o in local.values()]
@@ -370,6 +375,10 @@ class _LoopFusion:
             name, aval = self.name[made], self.avals[made]
             empty = f"{name} = np.empty({_shape(aval.shape)}, np.{aval.dtype.name})"
             step = loop.zeroed[made]
+            fill = f"{name}[:] = "  # a row made in its block of a stack: the view stays
+            if any(line.startswith(fill) for line in step.lines):
+                step.lines = [line for line in step.lines if not line.startswith(fill)]
+                continue
             step.lines = [empty if line.startswith(f"{name} = ") else line for line in step.lines]
         return local
 

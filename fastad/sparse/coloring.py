@@ -428,13 +428,42 @@ def hessian_gather(pattern: sp.csr_matrix, colors: np.ndarray) -> np.ndarray:
     return np.where(direct, colors[cols] * n + rows, colors[rows] * n + cols)
 
 
+def index_table(table: np.ndarray, bound: int) -> np.ndarray:
+    """A gather table of positions below ``bound`` in 32-bit integers where
+    they fit: a call streams it, once per nonzero."""
+    return table.astype(np.int32 if bound < 2 ** 31 else np.int64)
+
+
+@_compiled
+def _gather(flat, table, data):  # noqa: ANN001, ANN202
+    for q in range(table.size):
+        data[q] = flat[table[q]]
+
+
+def gather(flat: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``flat[table]`` as one compiled loop (NumPy's fancy indexing converts a
+    32-bit table and checks every index; the tables are made in range)."""
+    data = np.empty(table.size, flat.dtype)
+    if table.size:
+        _gather(flat, table, data)
+    return data
+
+
 # -- substitution (acyclic colorings) ----------------------------------------------
 @_compiled
 def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
     """The order in which substitution recovers the edges: repeatedly a leaf
     of a two-colored tree.  Returns, per edge in that order, the compressed
     entry that holds it alone, the entry it is then subtracted from, and its
-    adjacency position; fewer than all edges if the coloring is not acyclic."""
+    adjacency position, and the length of the longest chain of substitutions
+    (each waiting for the one before); fewer than all edges if the coloring
+    is not acyclic.
+
+    Of the entries ready (one edge left), the one of the lowest row goes
+    first (a heap keyed by row, then color): the edges are then recovered
+    nearly in the order of the CSR values, and a call walks its tables, the
+    product and the values front to back.  (Round by round, each round a
+    sweep over all rows, a grid's 300 rounds missed the cache at every edge.)"""
     # remaining[b * n + u]: edges of u to color b not yet recovered, whose sum
     # is the compressed entry (H S)[u, b]
     remaining = np.zeros(p * n, np.int64)
@@ -443,26 +472,39 @@ def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
             remaining[colors[adj[a]] * n + u] += 1
     nedges = adj.size // 2
     done = np.zeros(max(adj.size, 1), np.bool_)
-    queue = np.empty(p * n + nedges + 1, np.int64)
-    tail = 0
-    for k in range(p * n):
-        if remaining[k] == 1:
-            queue[tail] = k
-            tail += 1
+    heap = np.empty(p * n + nedges + 1, np.int64)  # keys u * p + b
+    size = 0
+    for u in range(n):  # in key order: already a heap
+        for b in range(p):
+            if remaining[b * n + u] == 1:
+                heap[size] = u * p + b
+                size += 1
     src = np.empty(nedges, np.int64)
     dst = np.empty(nedges, np.int64)
     pos = np.empty(nedges, np.int64)
-    # level[k]: substitutions an entry waits for, in rounds (any order within one)
-    level = np.zeros(p * n, np.int64)
-    step_level = np.empty(nedges, np.int64)
+    # depth[k]: substitutions entry k waits for, one after another
+    depth = np.zeros(p * n, np.int64)
+    longest = 0
     count = 0
-    head = 0
-    while head < tail:
-        k = queue[head]
-        head += 1
+    while size > 0:
+        key = heap[0]  # pop the least key
+        size -= 1
+        heap[0] = heap[size]
+        i = 0
+        while True:
+            low, left = i, 2 * i + 1
+            if left < size and heap[left] < heap[low]:
+                low = left
+            if left + 1 < size and heap[left + 1] < heap[low]:
+                low = left + 1
+            if low == i:
+                break
+            heap[low], heap[i] = heap[i], heap[low]
+            i = low
+        u, b = key // p, key % p
+        k = b * n + u
         if remaining[k] != 1:
             continue
-        u, b = k % n, k // n
         for a in range(ptr[u], ptr[u + 1]):
             j = adj[a]
             if colors[j] == b and not done[eid[a]]:
@@ -470,16 +512,21 @@ def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
                 remaining[k] = 0
                 k2 = colors[u] * n + j
                 remaining[k2] -= 1
-                if remaining[k2] == 1:
-                    queue[tail] = k2
-                    tail += 1
-                if level[k2] < level[k] + 1:
-                    level[k2] = level[k] + 1
+                if remaining[k2] == 1:  # push its key
+                    i = size
+                    heap[i] = j * p + colors[u]
+                    size += 1
+                    while i > 0 and heap[(i - 1) // 2] > heap[i]:
+                        heap[(i - 1) // 2], heap[i] = heap[i], heap[(i - 1) // 2]
+                        i = (i - 1) // 2
+                if depth[k2] < depth[k] + 1:
+                    depth[k2] = depth[k] + 1
+                    if depth[k2] > longest:
+                        longest = depth[k2]
                 src[count], dst[count], pos[count] = k, k2, a
-                step_level[count] = level[k]
                 count += 1
                 break
-    return src[:count], dst[:count], pos[:count], step_level[:count]
+    return src[:count], dst[:count], pos[:count], longest
 
 
 @_compiled
@@ -517,13 +564,15 @@ class Substitution:
         mirror = _mirror(a)
         eid = np.minimum(np.arange(a.nnz, dtype=np.int64), mirror)
         p = int(colors.max(initial=-1)) + 1
-        src, dst, apos, level = _peel(a.indptr.astype(np.int64), a.indices.astype(np.int64),
-                                      eid, colors.astype(np.int64), n, p)
+        src, dst, apos, longest = _peel(a.indptr.astype(np.int64), a.indices.astype(np.int64),
+                                        eid, colors.astype(np.int64), n, p)
         if src.size != a.nnz // 2:
             raise ValueError("the coloring is not an acyclic coloring of the pattern")
-        # round by round, each in the order of the CSR values: memory in order
-        order = np.lexsort((apos, level))
-        src, dst, apos = src[order], dst[order], apos[order]
+        #: the longest chain of substitutions, each reading the one before
+        #: (a path's two-colored tree is one chain: a call then waits on memory
+        #: at each edge)
+        self.longest_chain = int(longest)
+        self.nedges = int(src.size)
         offpos = np.flatnonzero(off)
         # a call streams these tables: 32-bit indices halve its memory traffic
         index = np.int32 if max(pattern.nnz, p * n) < 2 ** 31 else np.int64

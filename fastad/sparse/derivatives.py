@@ -47,6 +47,9 @@ class Plan:
     guarded: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        self.gather = coloring.index_table(self.gather, int(self.gather.max(initial=0)) + 1)
+
     @property
     def ncolors(self) -> int:
         """Colors, that is products computed (none for an empty pattern)."""
@@ -58,12 +61,15 @@ class Plan:
         flat = np.asarray(compressed).reshape(-1)
         substitution = self.extra.get("substitution")
         if substitution is not None:
-            if not (overwrite and flat.dtype == self.seeds.dtype and flat.flags.writeable):
+            # a product that is the seeds themselves (H = I on an acyclic
+            # coloring's pattern, simplified) must not be overwritten
+            if not (overwrite and flat.dtype == self.seeds.dtype and flat.flags.writeable
+                    and not np.may_share_memory(flat, self.seeds)):
                 flat = np.array(flat, dtype=self.seeds.dtype)
             data = np.empty(self.pattern.nnz, self.seeds.dtype)
             substitution(flat, data)
         elif self.gather.size:
-            data = flat[self.gather]
+            data = coloring.gather(np.ascontiguousarray(flat), self.gather)
         else:
             data = np.zeros(0, self.seeds.dtype)
         return sp.csr_matrix((data, self.pattern.indices, self.pattern.indptr),
@@ -116,7 +122,8 @@ def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype
                  method: str = "auto") -> Plan:
     """A star coloring (each nonzero read off the product) or an acyclic one
     (fewer colors, the nonzeros recovered by substitution); ``"auto"`` takes
-    the acyclic one when it needs fewer colors."""
+    the acyclic one when it needs fewer colors, unless its substitution is
+    one long chain (`_chain_bound`)."""
     if method not in ("auto", "star", "acyclic"):
         raise ValueError(f"hessian coloring must be 'auto', 'star' or 'acyclic', not {method!r}")
     pat = patterns.hessian_pattern(tape, wrt)
@@ -125,15 +132,35 @@ def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype
         star = coloring.star_coloring(pat)
     if method in ("auto", "acyclic"):
         acyclic = coloring.acyclic_coloring(pat)
+    substitution = None
     if acyclic is not None and (star is None or _count(acyclic) < _count(star)):
+        substitution = coloring.Substitution(pat, acyclic)
+        if method == "auto" and _chain_bound(substitution, _count(star) - _count(acyclic),
+                                             pat.shape[0]):
+            substitution = None
+    if substitution is not None:
         colors, gather = acyclic, np.zeros(0, np.int64)
-        extra = {"substitution": coloring.Substitution(pat, acyclic), "coloring": "acyclic"}
+        extra = {"substitution": substitution, "coloring": "acyclic"}
     else:
         colors, gather = star, coloring.hessian_gather(pat, star)
         extra = {"coloring": "star"}
     seeds = coloring.seed_matrix(colors, dtype)
     return Plan("hessian", pat, "hvp", colors, seeds.reshape((len(seeds),) + tuple(x_shape)),
                 gather, coloring.lower_bound(pat, 1), _has_guards(tape), extra)
+
+
+#: a substitution step that waits for the one before (the value it reads was
+#: just written) costs about as much as this many elements of one color's
+#: product (a fused loop's element of a Hessian-vector product)
+CHAIN_STEP_COST = 6
+
+
+def _chain_bound(substitution: coloring.Substitution, saved_colors: int, n: int) -> bool:
+    """Would the acyclic coloring's substitution, waiting on memory along its
+    longest chain (a banded pattern's two-colored tree is a path through all
+    of x: one chain of n/2 steps), cost more than the colors it saves?  Then
+    the star coloring, whose values are a gather, is the faster call."""
+    return substitution.longest_chain * CHAIN_STEP_COST > saved_colors * n
 
 
 # -- the compressed product, eagerly or traced ------------------------------------
@@ -169,24 +196,48 @@ def compressed(trace: Any, seeds: Any, mode: str) -> Any:
     return fnp.reshape(out, (p, size))
 
 
-def single(trace: Any, seed: Any, mode: str) -> Any:
-    """One column (row) of `compressed`: the derivative's product with one seed,
-    flat, by the unbatched transformed tape."""
-    from .. import numpy as fnp
-    from ..core.tracer import replay
+def _transformed(trace: Any, mode: str) -> tuple[Tape, list[Any], int]:
+    """The unbatched transformed tape of `compressed`'s ``mode``, its inputs
+    but the seed (its last input) and the position of the product among its
+    outputs."""
     from ..transforms.forward import jvp_tape
     from ..transforms.reverse import vjp_tape
 
     outer = list(trace.outer)
     if mode == "fwd":
-        out = replay(jvp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
-    elif mode == "rev":
-        out = replay(vjp_tape(trace.tape, [0], trace.examples), outer + [seed])[1]
-    else:
-        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
-        pulled = vjp_tape(trace.tape, [0], trace.examples)
-        out = replay(jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one, seed])[3]
-    return fnp.reshape(out, (-1,))
+        return jvp_tape(trace.tape, [0], trace.examples), outer, 1
+    if mode == "rev":
+        return vjp_tape(trace.tape, [0], trace.examples), outer, 1
+    one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
+    pulled = vjp_tape(trace.tape, [0], trace.examples)
+    return jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one], 3
+
+
+def single(trace: Any, seed: Any, mode: str) -> Any:
+    """One column (row) of `compressed`: the derivative's product with one seed,
+    flat, by the unbatched transformed tape."""
+    from .. import numpy as fnp
+    from ..core.tracer import replay
+
+    tape, inputs, at = _transformed(trace, mode)
+    return fnp.reshape(replay(tape, inputs + [seed])[at], (-1,))
+
+
+def per_seed(trace: Any, seeds: Any, mode: str) -> Any:
+    """`compressed` as p replays of the unbatched transformed tape, one per
+    seed, stacked: traced, the function's own values and adjoints are
+    recorded once (the optimizer's common subexpressions) and each seed's
+    product is elementwise code on unbatched arrays, which the Numba backend
+    fuses with the other seeds' into one loop over the elements (the batched
+    tape's arrays are (p, size), and its gathers take index tables with a row
+    offset per seed that run as separate loops)."""
+    from .. import numpy as fnp
+    from ..core.tracer import replay
+
+    tape, inputs, at = _transformed(trace, mode)
+    p = int(fnp.shape(seeds)[0])
+    rows = [fnp.reshape(replay(tape, inputs + [seeds[k]])[at], (-1,)) for k in range(p)]
+    return fnp.stack(rows)
 
 
 def _trace(f: Callable[..., Any], argnums: int, args: Sequence[Any], kwargs: dict[str, Any]
@@ -340,22 +391,22 @@ class CompiledSparse:
             self._plans[key] = plan
         return plan
 
-    def product(self, mode: str, one_seed: bool = False) -> Any:
-        """The compiled product with the seeds (the seeds, or one seed, last)."""
-        key = (mode, one_seed)
+    def product(self, mode: str, how: str = "batched") -> Any:
+        """The compiled product with the seeds (the seeds, or one seed, last):
+        ``how`` is "batched" (`compressed`), "per_seed" (`per_seed`) or
+        "single" (`single`, one seed)."""
+        key = (mode, how)
         jitted = self._products.get(key)
         if jitted is None:
             fn, argnums = self.fn, self.argnums
+            product = {"batched": compressed, "per_seed": per_seed, "single": single}[how]
 
             def compressed_product(*args: Any, **kwargs: Any) -> Any:
                 # the seeds come last, so that the owner's static_argnums still hold
                 *args, seeds = args
-                trace = _trace(fn, argnums, args, kwargs)
-                if one_seed:
-                    return single(trace, seeds, mode)
-                return compressed(trace, seeds, mode)
+                return product(_trace(fn, argnums, args, kwargs), seeds, mode)
             compressed_product.__name__ = compressed_product.__qualname__ = (
-                f"{getattr(fn, '__name__', 'f')}_{'seeded' if one_seed else 'compressed'}_{mode}")
+                f"{getattr(fn, '__name__', 'f')}_{how}_{mode}")
             with self._lock:
                 jitted = self._products.setdefault(key, self._derive(compressed_product))
         return jitted
@@ -364,17 +415,23 @@ class CompiledSparse:
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        # one pass per seed fills an array of its own, which substitution may overwrite
-        return _evaluate(plan, lambda: self.run(plan, args, kwargs),
-                         overwrite=plan.seeds[0].size >= ONE_SEED_MIN)
+        # the product is an array of its own, which substitution may overwrite
+        return _evaluate(plan, lambda: self.run(plan, args, kwargs), overwrite=True)
 
     def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The compressed product: one batched pass over the seeds, or, for
-        large arrays, one pass per seed (`ONE_SEED_MIN`)."""
+        large arrays (`PER_SEED_MIN`), the seeds' products side by side in one
+        unbatched pass (`per_seed`), or one compiled call per seed
+        (`ONE_CALL_PER_SEED`)."""
         seeds = plan.seeds
-        if seeds[0].size < ONE_SEED_MIN:
-            return self.product(plan.mode)(*args, seeds, **kwargs)
-        one = self.product(plan.mode, one_seed=True)
+        side_by_side = self.product(plan.mode, "per_seed")
+        backend = getattr(side_by_side._spec, "backend_name", None)
+        least = SIDE_BY_SIDE_MIN.get(backend, PER_SEED_MIN)
+        if seeds[0].size < least or len(seeds) > PER_SEED_MAX:
+            return self.product(plan.mode, "batched")(*args, seeds, **kwargs)
+        if backend not in ONE_CALL_PER_SEED:
+            return side_by_side(*args, seeds, **kwargs)
+        one = self.product(plan.mode, "single")
         size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
         out = np.empty((len(seeds), size), dtype=seeds.dtype)
         for k in range(len(seeds)):
@@ -382,10 +439,26 @@ class CompiledSparse:
         return out
 
 
-#: seeds of at least this many elements are run one pass each rather than
-#: as one batch: the batched arrays (colors x size) then fall out of cache,
-#: and the batched tape's gathers no longer run as strided loops
-ONE_SEED_MIN = 1 << 14
+#: seeds of at least this many elements are run side by side unbatched
+#: (`per_seed`) rather than as one batch: the batched arrays (colors x size)
+#: then fall out of cache, and the batched tape's gathers no longer run as
+#: strided loops
+PER_SEED_MIN = 1 << 14
+#: backends that take the seeds side by side from fewer elements: Numba's
+#: batched gathers are separate loops at any size (n = 2000: 13.4 against
+#: 17.9 gradients for the chained Rosenbrock, 7.4 against 10.3 for the grid;
+#: equal at n = 300)
+SIDE_BY_SIDE_MIN = {"numba": 1 << 10}
+#: at most this many seeds side by side: the unbatched tape is recorded once
+#: per seed
+PER_SEED_MAX = 32
+#: backends that run large seeds one compiled call each instead (the unbatched
+#: tape, the seed an argument): the C VM runs the side-by-side tape one
+#: instruction at a time over whole arrays, so it shares the function's
+#: values but not the memory traffic, and its larger working set made the
+#: chained Rosenbrock and the 5-point grid at n = 10^5 7-27 % slower (the
+#: minimal surface, with more shared work, 25 % faster)
+ONE_CALL_PER_SEED = ("c",)
 
 
 # -- inspection ------------------------------------------------------------------
