@@ -185,6 +185,21 @@ def test_rk45_gradient_in_the_end_of_t_span_and_t_eval():
     np.testing.assert_allclose(fa.grad(at_times)(te) @ d, _fd(at_times, te, d), rtol=1e-5)
 
 
+@pytest.mark.parametrize("method", ["RK45", "RK4"])
+@pytest.mark.parametrize("at_t_eval", [True, False])
+def test_second_order_against_finite_differences_of_the_gradient(method, at_t_eval):
+    rng = np.random.default_rng(11)
+    t_eval = np.linspace(0.0, 3.0, 6) if at_t_eval else None  # a point at t0: x = 0
+
+    def loss(p):
+        out = solve_ivp(lotka_volterra, (0.0, 3.0), np.array([1.0, 0.8]), args=(p,),
+                        t_eval=t_eval, method=method, **({"steps": 5} if method == "RK4" else {}))
+        return np.sum(out.y ** 2) if at_t_eval else np.sum(out.y[:, -1] ** 2)
+    p, d = rng.uniform(0.5, 1.5, 4), rng.normal(size=4)
+    grad = fa.grad(loss)
+    np.testing.assert_allclose(fa.hvp(loss)(p, d), _fd(grad, p, d, 1e-5), rtol=1e-6, atol=1e-8)
+
+
 # -- compiled, vmap -------------------------------------------------------------------
 @pytest.mark.parametrize("method", ["RK45", "RK4"])
 def test_compiled_gradient_against_eager(method):

@@ -161,7 +161,6 @@ def rk45(fun: Callable, t0: Any, t_bound: Any, y0: Any, t_eval: Any, rtol: float
     if t_eval is not None:
         t_eval = fnp.asarray(t_eval, dtype=np.float64)
         m = int(np.shape(t_eval)[0])
-        powers = np.arange(1, _P.shape[1] + 1)
 
         def body(c: dict) -> dict:
             new, accepted, t, h, y, K = attempt(c)
@@ -170,7 +169,12 @@ def rk45(fun: Callable, t0: Any, t_bound: Any, y0: Any, t_eval: Any, rtol: float
             x = (t_eval - t) / fnp.where(h == 0, 1.0, h)
             Q = [sum(_P[j, k] * K[j] for j in range(len(K)) if _P[j, k] != 0)
                  for k in range(_P.shape[1])]
-            xp = x[:, None] ** powers[None, :]  # (m, 4)
+            # x, x^2, ... by products: x ** k would put 0 * inf in second
+            # derivatives at x = 0 (a point at the step's start)
+            xk = [x]
+            for _ in range(1, _P.shape[1]):
+                xk.append(xk[-1] * x)
+            xp = fnp.stack(xk, axis=1)  # (m, 4)
             dense = y[None, :] + h * fnp.matmul(xp, fnp.stack(Q))
             new["Y"] = fnp.where(rows[:, None], dense, c["Y"])
             new["written"] = fnp.where(rows, 1.0, c["written"])

@@ -8,7 +8,11 @@ observation times, with ``func``'s vector-Jacobian products taken by fastad.
 ``odeint`` and its derivative are primitives that run SciPy (NumPy calls in
 compiled code); forward mode integrates the sensitivities beside the
 state; ``vmap`` solves each example's problem in turn (SciPy's adaptive
-solver picks its steps per trajectory).  Neither derivative is differentiable again (first order only).  The rest of ``scipy.integrate`` is SciPy's own.
+solver picks its steps per trajectory).  Neither derivative is differentiable again (first order only).
+
+``solve_ivp`` (RK45, RK4) is written on fastad's loops instead (`_ivp`):
+the exact derivatives of the discrete solution, compiled as loop
+instructions.  The rest of ``scipy.integrate`` is SciPy's own.
 """
 from __future__ import annotations
 
