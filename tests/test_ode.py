@@ -121,6 +121,10 @@ def test_backwards_in_time_and_a_failing_step_size():
     theirs = si.solve_ivp(linear, (2.0, 0.0), y0, args=(a,), rtol=1e-8, atol=1e-10)
     assert ours.nfev == theirs.nfev
     np.testing.assert_allclose(ours.y, theirs.y, rtol=1e-6, atol=1e-8)
+    for t_eval in (None, np.array([2.0])):  # an empty span: y0 at every output
+        empty = solve_ivp(linear, (2.0, 2.0), y0, args=(a,), t_eval=t_eval)
+        assert empty.success and empty.y.shape == (2, 1)
+        np.testing.assert_array_equal(empty.y, np.stack([y0] * empty.y.shape[1], axis=1))
     blowup = solve_ivp(lambda t, y: y * y, (0.0, 2.0), np.array([1.0]))  # blows up at t=1
     assert not blowup.success and blowup.status == -1 and "step size" in blowup.message
 

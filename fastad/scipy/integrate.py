@@ -207,7 +207,7 @@ def solve_ivp(fun: Callable[..., Any], t_span: Any, y0: Any, method: str = "RK45
     if args is not None and not isinstance(args, tuple):
         args = (args,)
     args = args or ()
-    if _np.ndim(t_span) != 1 or _np.shape(t_span)[0] != 2:
+    if len(t_span) != 2 or any(_np.ndim(t) != 0 for t in (t_span[0], t_span[1])):
         raise ValueError(f"{where}: t_span must be a pair (t0, t_bound)")
     t0, t_bound = t_span[0], t_span[1]
     if _np.ndim(y0) != 1:
