@@ -182,6 +182,12 @@ def test_rk45_gradient_in_the_end_of_t_span_and_t_eval():
                                 args=(a,), rtol=1e-10, atol=1e-12).y[:, -1])
     np.testing.assert_allclose(fa.grad(at_end)(1.7), _fd(at_end, 1.7, 1.0), rtol=1e-5)
 
+    def span(ends):  # both ends traced, t_span a tuple as SciPy takes it
+        return np.sum(solve_ivp(linear, (ends[0], ends[1]), np.array([1.0, 0.0]), args=(a,),
+                                rtol=1e-10, atol=1e-12).y[:, -1])
+    ends, d = np.array([0.2, 1.7]), rng.normal(size=2)
+    np.testing.assert_allclose(fa.grad(span)(ends) @ d, _fd(span, ends, d), rtol=1e-5)
+
     def at_times(te):
         return np.sum(solve_ivp(linear, (0.0, 2.0), np.array([1.0, 0.0]), args=(a,),
                                 t_eval=te, rtol=1e-10, atol=1e-12).y)
