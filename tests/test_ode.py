@@ -114,6 +114,28 @@ def test_rk4_converges_to_the_exact_solution_at_fourth_order(system):
     np.testing.assert_allclose(by_step.t, np.linspace(0.0, t1, 17), rtol=1e-14, atol=1e-15)
 
 
+def test_more_steps_than_the_first_buffer_holds():
+    p, y0 = np.array([1.5, 1.0, 3.0, 1.0]), np.array([1.0, 1.0])
+    ours = solve_ivp(lotka_volterra, (0.0, 10.0), y0, args=(p,), rtol=1e-9, atol=1e-11)
+    theirs = si.solve_ivp(_plain(lotka_volterra), (0.0, 10.0), y0, args=(p,), rtol=1e-9,
+                          atol=1e-11)
+    assert ours.t.size == theirs.t.size > 64 and ours.nfev == theirs.nfev
+    np.testing.assert_allclose(ours.y, theirs.y, rtol=1e-6, atol=1e-9)
+
+    def last(z):
+        out = solve_ivp(lotka_volterra, (0.0, 10.0), z[:2], args=(z[2:],), rtol=1e-9,
+                        atol=1e-11)
+        return np.sum(out.y[:, -1] ** 2)
+    z, d = np.concatenate([y0, p]), np.random.default_rng(2).normal(size=6)
+    _, forward = fa.jvp(last, (z,), (d,))
+    np.testing.assert_allclose(fa.grad(last)(z) @ d, forward, rtol=1e-10)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not implement loop")
+        value, grad = fa.compile(last, backend=COMPILED).value_and_grad(z)
+    np.testing.assert_allclose(value, last(z), rtol=1e-12)
+    np.testing.assert_allclose(grad @ d, forward, rtol=1e-9)
+
+
 def test_backwards_in_time_and_a_failing_step_size():
     y0 = np.array([1.0, 0.5])
     a = np.array([[-0.5, 1.0], [-1.0, -0.5]])
