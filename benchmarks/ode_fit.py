@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import fastad as fa  # noqa: E402
-from fastad.scipy.integrate import odeint, solve_ivp  # noqa: E402
+import fastad as fa
+from fastad.scipy.integrate import odeint, solve_ivp
 
 TIMES = np.linspace(0.0, 10.0, 50)
 TRUE = np.array([1.1, 0.4, 0.4, 0.1])

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.integrate as si
+from conftest import BACKENDS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.linalg import expm
@@ -18,7 +19,6 @@ from scipy.linalg import expm
 import fastad as fa
 from fastad.core.errors import TracingError
 from fastad.scipy.integrate import solve_ivp
-from conftest import BACKENDS
 
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 SOME = settings(max_examples=6, deadline=None)

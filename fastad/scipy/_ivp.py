@@ -26,7 +26,8 @@ derivatives are the exact derivatives of the discrete solution
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from scipy.integrate._ivp.rk import RK45 as _SCIPY_RK45

@@ -16,15 +16,16 @@ instructions.  The rest of ``scipy.integrate`` is SciPy's own.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as _np
 import scipy.integrate as _scipy_integrate
 
-from ..core.registry import defbatch, defprim
-from ..transforms.batching import per_example
-from ..core.tracer import Tracer, bind
 from .. import numpy as fnp
+from ..core.registry import defbatch, defprim
+from ..core.tracer import Tracer, bind
+from ..transforms.batching import per_example
 
 
 def _flat(args: tuple) -> tuple[_np.ndarray, Callable[[Any], tuple]]:
