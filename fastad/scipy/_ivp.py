@@ -76,10 +76,11 @@ def _state(v: Any, n: int, where: str) -> Any:
 
 
 def _norm(x: Any) -> Any:
-    """SciPy's RMS norm, whose derivative at 0 is taken as 0 (not NaN)."""
+    """SciPy's RMS norm, whose derivative at 0 is taken as 0 (not NaN); a NaN
+    stays NaN (a rejected step)."""
     s = fnp.sum(x * x) / np.size(x)
-    positive = s > 0
-    return fnp.where(positive, fnp.sqrt(fnp.where(positive, s, 1.0)), 0.0)
+    zero = s == 0
+    return fnp.where(zero, 0.0, fnp.sqrt(fnp.where(zero, 1.0, s)))
 
 
 def _select_initial_step(fun: Callable, t0: Any, y0: Any, f0: Any, t_bound: Any,
@@ -136,7 +137,7 @@ def rk45(fun: Callable, t0: Any, t_bound: Any, y0: Any, t_eval: Any, rtol: float
         clamped = fnp.where(h_abs > max_step, max_step,
                             fnp.where(h_abs < min_step, min_step, h_abs))
         h_abs = fnp.where(fresh, clamped, h_abs)
-        too_small = h_abs < min_step
+        too_small = ~(h_abs >= min_step)  # a NaN step too: the loop must end
         t_new = t + h_abs * direction
         t_new = fnp.where(direction * (t_new - t_bound) > 0, t_bound, t_new)
         h = t_new - t
@@ -148,7 +149,10 @@ def rk45(fun: Callable, t0: Any, t_bound: Any, y0: Any, t_eval: Any, rtol: float
         power = SAFETY * fnp.where(error_norm == 0, 1.0, error_norm) ** _ERROR_EXPONENT
         grow = fnp.where(error_norm == 0, MAX_FACTOR, fnp.minimum(MAX_FACTOR, power))
         grow = fnp.where(fresh, grow, fnp.minimum(1.0, grow))
-        factor = fnp.where(ok, grow, fnp.maximum(MIN_FACTOR, power))
+        # a NaN error (fun returned NaN) shrinks the step as SciPy's max(0.2, nan)
+        # does, so it ends in the too-small failure instead of looping forever
+        shrink = fnp.where(power > MIN_FACTOR, power, MIN_FACTOR)
+        factor = fnp.where(ok, grow, shrink)
         accepted = ok & ~too_small
         new = {"t": fnp.where(accepted, t_new, t), "y": fnp.where(accepted, y_new, y),
                "f": fnp.where(accepted, f_new, f),
