@@ -8,18 +8,24 @@ observation times, with ``func``'s vector-Jacobian products taken by fastad.
 ``odeint`` and its derivative are primitives that run SciPy (NumPy calls in
 compiled code); forward mode integrates the sensitivities beside the
 state; ``vmap`` solves each example's problem in turn (SciPy's adaptive
-solver picks its steps per trajectory).  Neither derivative is differentiable again (first order only).  The rest of ``scipy.integrate`` is SciPy's own.
+solver picks its steps per trajectory).  Neither derivative is differentiable again (first order only).
+
+``solve_ivp`` (RK45, RK4) is written on fastad's loops instead (`_ivp`):
+the exact derivatives of the discrete solution, compiled as loop
+instructions.  The rest of ``scipy.integrate`` is SciPy's own.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as _np
 import scipy.integrate as _scipy_integrate
 
+from .. import numpy as fnp
 from ..core.registry import defbatch, defprim
-from ..transforms.batching import per_example
 from ..core.tracer import Tracer, bind
+from ..transforms.batching import per_example
 
 
 def _flat(args: tuple) -> tuple[_np.ndarray, Callable[[Any], tuple]]:
@@ -177,4 +183,70 @@ def __getattr__(name: str) -> Any:
     return getattr(_scipy_integrate, name)
 
 
-__all__ = ["odeint"]
+__all__ = ["odeint", "solve_ivp"]
+
+
+def solve_ivp(fun: Callable[..., Any], t_span: Any, y0: Any, method: str = "RK45",
+              t_eval: Any = None, dense_output: bool = False, events: Any = None,
+              vectorized: bool = False, args: tuple | None = None, *, rtol: float = 1e-3,
+              atol: Any = 1e-6, first_step: Any = None, max_step: float = _np.inf,
+              steps: int | None = None) -> Any:
+    """SciPy's solve_ivp for explicit Runge-Kutta methods, differentiable in y0,
+    args, t_span and t_eval: the exact derivatives of the discrete solution,
+    through `fastad.scan` (``method="RK4"``, fixed steps: ``steps`` per output
+    interval, or as many as first_step/max_step need) and `fastad.while_loop`
+    (``method="RK45"``, SciPy's adaptive Dormand-Prince).  See `_ivp`."""
+    from . import _ivp
+    where = "fastad.scipy.integrate.solve_ivp"
+    if method not in ("RK45", "RK4"):
+        raise NotImplementedError(f"{where}: method {method!r}; 'RK45' (adaptive) and 'RK4' "
+                                  "(fixed step) are differentiable (SciPy has the others)")
+    if dense_output or events is not None:
+        raise NotImplementedError(f"{where}: dense_output and events are not supported")
+    if vectorized:
+        raise NotImplementedError(f"{where}: vectorized=True is not supported")
+    if args is not None and not isinstance(args, tuple):
+        args = (args,)
+    args = args or ()
+    if len(t_span) != 2 or any(_np.ndim(t) != 0 for t in (t_span[0], t_span[1])):
+        raise ValueError(f"{where}: t_span must be a pair (t0, t_bound)")
+    t0, t_bound = t_span[0], t_span[1]
+    if _np.ndim(y0) != 1:
+        raise ValueError(f"{where}: y0 must be 1-dimensional, not of shape {_np.shape(y0)}")
+    if _np.iscomplexobj(_ivp._value(y0)):
+        raise NotImplementedError(f"{where}: complex y0 is not supported")
+    y0 = fnp.asarray(y0, dtype=_np.float64)
+    n = int(_np.shape(y0)[0])
+    rtol = float(rtol)
+    if not rtol > 0:
+        raise ValueError(f"{where}: rtol must be positive")
+    atol = _np.asarray(atol, dtype=_np.float64)
+    if _np.any(atol < 0) or atol.ndim > 1 or (atol.ndim == 1 and atol.shape != (n,)):
+        raise ValueError(f"{where}: atol must be a non-negative number or an array of "
+                         f"shape ({n},)")
+    if not float(max_step) > 0:
+        raise ValueError(f"{where}: max_step must be positive")
+    if t_eval is not None:
+        te, a, b = _ivp._value(t_eval), float(_ivp._value(t0)), float(_ivp._value(t_bound))
+        if te.ndim != 1:
+            raise ValueError(f"{where}: t_eval must be 1-dimensional")
+        if _np.any(te < min(a, b)) or _np.any(te > max(a, b)):
+            raise ValueError(f"{where}: values in t_eval are not within t_span")
+        d = _np.diff(te)
+        if (b >= a and _np.any(d <= 0)) or (b < a and _np.any(d >= 0)):
+            raise ValueError(f"{where}: values in t_eval are not properly sorted")
+
+    def rhs(t: Any, y: Any) -> Any:
+        return _ivp._state(fun(t, y, *args), n, where)
+    if method == "RK4":
+        count = _ivp.rk4_step_count(t0, t_bound, t_eval, steps, first_step, max_step)
+        out = _ivp.rk4(rhs, t0, t_bound, y0, t_eval, count)
+    else:
+        if steps is not None:
+            raise ValueError(f"{where}: steps= is for method='RK4' (RK45 picks its steps)")
+        if first_step is not None and not 0 < float(_ivp._value(first_step)) <= abs(
+                float(_ivp._value(t_bound)) - float(_ivp._value(t0))):
+            raise ValueError(f"{where}: first_step must be positive and at most the "
+                             "length of t_span")
+        out = _ivp.rk45(rhs, t0, t_bound, y0, t_eval, rtol, atol, first_step, float(max_step))
+    return _ivp.OdeResult(out)
