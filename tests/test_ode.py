@@ -284,6 +284,26 @@ def test_rk45_compiled_without_t_eval_retraces_when_the_step_count_changes():
             np.testing.assert_allclose(g(y0), fa.grad(last)(y0), rtol=1e-10)
 
 
+@settings(max_examples=6, deadline=None)
+@given(ends=st.lists(st.floats(0.3, 2.5), min_size=2, max_size=4))
+def test_rk4_compiled_with_traced_times_retraces_when_the_step_count_changes(ends):
+    """RK4 without steps= takes its count from the times and max_step: a
+    compiled function called with times that need another count traces again
+    (a guard on the count), and always equals eager."""
+    def f(t1, y0):
+        sol = solve_ivp(lambda t, y: -0.5 * y + np.sin(t), (0.0, t1), y0, method="RK4",
+                        max_step=0.1)
+        return np.sum(sol.y[:, -1] ** 2)
+
+    y0 = np.array([1.0, -2.0])
+    g = fa.jit(f, backend=COMPILED)
+    grad = fa.jit(fa.grad(f, argnums=(0, 1)), backend=COMPILED)
+    for t1 in ends:
+        np.testing.assert_allclose(g(t1, y0), f(t1, y0), rtol=1e-12)
+        for got, want in zip(grad(t1, y0), fa.grad(f, argnums=(0, 1))(t1, y0)):
+            np.testing.assert_allclose(got, want, rtol=1e-10)
+
+
 def test_vmap_over_initial_states():
     a = np.array([[-1.0, 2.0], [-2.0, -1.0]])
     states = np.random.default_rng(5).normal(size=(4, 2))

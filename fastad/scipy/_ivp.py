@@ -280,7 +280,17 @@ def rk4_step_count(t0: Any, t_bound: Any, t_eval: Any, steps: Any, first_step: A
     if not np.isfinite(_value(h)) or _value(h) <= 0:
         raise ValueError("solve_ivp(method='RK4') takes its step count from steps=, or from "
                          "a positive finite first_step or max_step")
-    times = np.concatenate([[_value(t0)], np.ravel(_value(t_bound) if t_eval is None
-                                                   else _value(t_eval))])
+    ends = t_bound if t_eval is None else t_eval
+    times = np.concatenate([[_value(t0)], np.ravel(_value(ends))])
     longest = float(np.max(np.abs(np.diff(times)))) if times.size > 1 else 0.0
-    return max(1, math.ceil(longest / float(_value(h)) - 1e-12))
+    n = max(1, math.ceil(longest / float(_value(h)) - 1e-12))
+    if times.size > 1 and any(isinstance(v, Tracer) for v in (t0, ends, h)):
+        # The count comes from traced times: a Python test of the same count
+        # on the traced values is a guard, so a compiled function called with
+        # times that need another count traces again instead of keeping it.
+        traced = fnp.concatenate([fnp.reshape(t0, (1,)), fnp.ravel(ends)])
+        ratio = fnp.max(fnp.abs(fnp.diff(traced))) / h - 1e-12
+        if not (ratio <= n and (n == 1 or ratio > n - 1)):
+            raise ValueError("solve_ivp(method='RK4'): the step count from the traced "
+                             "times does not match their values")
+    return n
