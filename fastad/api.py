@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import gc
 import math
+import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,7 +20,7 @@ from .core import pytree
 from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
-from .core.tracer import Builder, Tracer, current_builder, recording, replay
+from .core.tracer import Builder, Tracer, current_builder, recording, replay, user_stacklevel
 from .transforms.reverse import backward
 
 ArgNums = int | Sequence[int]
@@ -576,7 +577,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
     ``vmap(grad(loss), in_axes=(None, 0, 0))`` gives per-example gradients.
     """
     from . import numpy as fnp
-    from .transforms.batching import batch_replay
+    from .transforms.batching import BranchesDiffer, batch_replay
 
     @functools.wraps(f)
     def vmapped(*args: Any) -> Any:
@@ -618,13 +619,46 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
         tape = rec.builder.tape
         tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
         inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
+        try:
+            replayed = batch_replay(tape, inputs, size)
+        except BranchesDiffer as exc:
+            warnings.warn(f"{exc}: evaluated one example at a time", stacklevel=user_stacklevel())
+            return _per_example(f, trees, leaves, batched, size, out_axes)
         outs = []
-        for value, is_batched in batch_replay(tape, inputs, size):
+        for value, is_batched in replayed:
             if not is_batched:
                 value = fnp.broadcast_to(value, (size,) + tuple(fnp.shape(value)))
             outs.append(_owned(fnp.moveaxis(value, 0, out_axes) if out_axes else value))
         return pytree.unflatten(rec.out_tree, outs)
     return vmapped
+
+
+def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
+                 batched: list[bool], size: int, out_axes: int) -> Any:
+    """vmap as the loop it stands for: ``f`` on each example (the batched
+    leaves, moved to axis 0, indexed), the results stacked.  What vmap does
+    when the examples take different Python branches (a `while_loop` whose
+    trip count differs, an ``if`` on a batched value), as JAX's vmap of a
+    ``while_loop`` runs every example to its own end."""
+    from . import numpy as fnp
+    results, tree = [], None
+    for k in range(size):
+        example = [leaf[k] if b else leaf for leaf, b in zip(leaves, batched)]
+        args, at = [], 0
+        for t in trees:
+            n = pytree.num_leaves(t)
+            args.append(pytree.unflatten(t, example[at:at + n]))
+            at += n
+        out_leaves, out_tree = pytree.flatten(f(*args))
+        if tree is not None and out_tree != tree:
+            raise TracingError("vmap: the examples' results have different structures")
+        tree = out_tree
+        results.append(out_leaves)
+    try:
+        stacked = [_owned(fnp.stack(parts, axis=out_axes)) for parts in zip(*results)]
+    except ValueError as exc:
+        raise TracingError(f"vmap: the examples' results have different shapes ({exc})") from None
+    return pytree.unflatten(tree, stacked)
 
 
 def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable[..., Tape]:

@@ -1,6 +1,10 @@
 """vmap: batched tapes agree with loops; composition with grad and jit."""
+import warnings
+
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
@@ -55,14 +59,41 @@ def test_index_update_under_vmap():
     np.testing.assert_allclose(fa.vmap(f)(X), np.stack([f(x) for x in X]))
 
 
-def test_divergent_branches_are_refused():
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2 ** 16), size=st.integers(1, 5), threshold=st.floats(-1.0, 1.0))
+def test_examples_that_take_different_branches_run_one_at_a_time(seed, size, threshold):
+    """Python control flow on a batched value (an ``if``, a while_loop whose
+    trip count differs): when the examples disagree, vmap evaluates each one
+    (with a warning) and stacks the results, as the loop over the examples
+    would; when they agree, one batched tape.  Gradients too."""
+    def f(x):
+        if x.sum() > threshold:
+            y = np.sin(x) * x[0]
+        else:
+            y = -x ** 2
+        c = fa.while_loop(lambda c: c[1] < 3.0,
+                          lambda c: (c[0] * 0.9 + y, c[1] + np.abs(x[1]) + 0.5), (x, 0.0))
+        return c[0]
+    X = np.random.default_rng(seed).standard_normal((size, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = fa.vmap(f)(X)
+        grads = fa.vmap(fa.jacobian(f))(X)
+    np.testing.assert_allclose(got, np.stack([f(x) for x in X]), rtol=1e-13)
+    np.testing.assert_allclose(grads, np.stack([fa.jacobian(f)(x) for x in X]), rtol=1e-12)
+
+
+def test_divergent_branches_run_one_example_at_a_time_with_a_warning():
     def f(x):
         if x.sum() > 0:
             return x
         return -x
-    with pytest.raises(fa.TracingError, match="different branches"):
-        fa.vmap(f)(np.array([[1.0, 2.0], [-3.0, -4.0]]))
-    np.testing.assert_allclose(fa.vmap(f)(np.ones((2, 2))), np.ones((2, 2)))
+    with pytest.warns(UserWarning, match="different branches"):
+        got = fa.vmap(f)(np.array([[1.0, 2.0], [-3.0, -4.0]]))
+    np.testing.assert_allclose(got, [[1.0, 2.0], [3.0, 4.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the examples agree: one batched tape, no warning
+        np.testing.assert_allclose(fa.vmap(f)(np.ones((2, 2))), np.ones((2, 2)))
 
 
 def test_bad_axes():

@@ -165,15 +165,21 @@ def interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ..
     return bind(prim, args[0][0], args[1][0], args[2][0], **params)
 
 
+class BranchesDiffer(TracingError):
+    """The examples of a batch take different branches of the Python control
+    flow the tape was recorded on (a guard that holds for some and fails for
+    others), so no one batched tape computes them all."""
+
+
 def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
     agree = fnp.all(fnp.equal(pred, params["expected"]))
     concrete = getattr(agree, "value", agree)
     if not bool(concrete):
-        raise TracingError(f"vmap: Python control flow at {where(line)} depends on the batched "
-                           "value and the examples take different branches; use "
-                           "fastad.numpy.where to stay branch-free")
+        raise BranchesDiffer(f"vmap: Python control flow at {where(line)} depends on the "
+                             "batched value and the examples take different branches "
+                             "(fastad.numpy.where stays branch-free)")
     return bind(prim, agree, expected=True)
 
 
