@@ -21,7 +21,7 @@ def test_no_extension_configuration_falls_back_to_numba():
 
 
 def test_the_source_distribution_carries_every_file_the_extension_build_reads():
-    """Every file under csrc/ that git tracks, and the Cython source, is listed by
+    """Every file under csrc/ that git tracks, and the Cython sources, is listed by
     MANIFEST.in, so `pip install` from an sdist builds the C extension."""
     import fnmatch
     import pathlib
@@ -29,7 +29,8 @@ def test_the_source_distribution_carries_every_file_the_extension_build_reads():
     root = pathlib.Path(__file__).resolve().parent.parent
     if not (root / ".git").exists() or not (root / "MANIFEST.in").exists():
         pytest.skip("not a source checkout")
-    tracked = subprocess.run(["git", "ls-files", "csrc", "fastad/backends/_vm.pyx"], cwd=root,
+    tracked = subprocess.run(["git", "ls-files", "csrc", "fastad/backends/_vm.pyx",
+                              "fastad/backends/*.pxi"], cwd=root,
                              capture_output=True, text=True).stdout.split()
     if not tracked:
         pytest.skip("git not available")
