@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import math
 import os
 import sys
 import threading
@@ -30,6 +31,7 @@ from .tape import Aval, Instr, SourcePos, Tape, aval_of
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
+_FLOAT_AVAL = Aval((), np.dtype(np.float64))
 
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
@@ -100,9 +102,19 @@ class Builder:
         return new_tracer(self, slot, self.values[slot])
 
     def const(self, value: Any) -> int:
-        if isinstance(value, _SCALAR_TYPES) and not isinstance(value, np.ndarray):
-            key: Any = scalar_key(value)
-        elif isinstance(value, np.ndarray) and value.dtype.kind in "iub" and value.size <= 4096:
+        if type(value) is float:  # the user's 0.5 or 1.0: most constants of a trace
+            key: Any = (float, value, math.copysign(1.0, value), 1.0)  # = scalar_key(value)
+            slot = self._const_slot.get(key)
+            if slot is None:
+                slot = self._const_slot[key] = len(self.tape.avals)
+                self.values.append(value)
+                self.tape.avals.append(_FLOAT_AVAL)
+                self.tape.consts[slot] = value
+            return slot
+        is_array = isinstance(value, np.ndarray)
+        if not is_array and isinstance(value, _SCALAR_TYPES):
+            key = scalar_key(value)
+        elif is_array and value.dtype.kind in "iub" and value.size <= 4096:
             key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
         else:
             key = id(value)
@@ -113,9 +125,11 @@ class Builder:
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
         if slot is None:
-            if isinstance(value, np.ndarray) and not is_made_here(value):
+            if is_array and not is_made_here(value):
                 # a subclass's meaning (a mask, np.matrix's *) would be lost
-                value = plain_array(value, "an array the function uses as a constant").copy()
+                if type(value) is not np.ndarray:
+                    value = plain_array(value, "an array the function uses as a constant")
+                value = value.copy()
                 value.flags.writeable = False
             slot = self._new_slot(value)
             self.tape.consts[slot] = value
@@ -162,15 +176,21 @@ class Builder:
         tape = self.tape
         out = len(tape.avals)
         self.values.append(value)
-        tape.avals.append(aval_of(value))
+        kind = type(value)
+        if kind is np.ndarray:
+            tape.avals.append(Aval(value.shape, value.dtype))
+        else:
+            tape.avals.append(aval_of(value))
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
-        tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        if (self.release or self.release_exact or self.drop_unread) \
-                and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
+        tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, ordered, line)))
+        if kind is np.ndarray and (self.release or self.release_exact or self.drop_unread) \
+                and value.nbytes >= RELEASE_BYTES:
             self._hold_large(out, value.nbytes)
         if self.drop_unread and self._large:  # else no value it could keep is held
             self._keep_reads(prim, ins, out)
+        if kind is np.ndarray:
+            return (ArrayTracer if value.ndim else Tracer)(self, out, value)
         return new_tracer(self, out, value)
 
     def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
@@ -231,6 +251,11 @@ class Builder:
         if type(v) is np.ndarray and v.nbytes >= RELEASE_BYTES and slot not in self.tape.consts:
             self.values[slot] = stand_in(v)
             self.released = self.release
+
+
+#: a tuple subclass's constructor without NamedTuple's Python-level ``__new__``
+#: (an instruction is made per traced operation)
+_new_instr = tuple.__new__
 
 
 class _Traces(threading.local):

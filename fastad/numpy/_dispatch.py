@@ -43,6 +43,11 @@ _REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
 
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
+    if not kwargs and method == "__call__":  # np.exp(x), x * y: every traced operator
+        fn = _UFUNCS.get(name)
+        if fn is not None:
+            out = fn(*inputs)
+            return _fresh(out) if builtins.any(out is i for i in inputs) else out
     if kwargs.get("out") is not None:
         return _ufunc_into(ufunc, method, inputs, kwargs)
     if method == "__call__" and name in _UFUNCS:

@@ -95,11 +95,11 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             continue
         prim = registry[ins.prim]
         params = dict(ins.params) if ins.params else {}
-        builder.line_override = ins.line  # derivative code belongs to the user's line
-        if plain:
-            args = [consts[s] if s in consts else values[s] for s in ins.ins]
+        if plain:  # (a constant's slot holds its value too)
+            args = [values[s] for s in ins.ins]
             ans = values[out_slot]
         else:
+            builder.line_override = ins.line  # derivative code belongs to the user's line
             args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
             ans = builder.tracer(out_slot)
         vjps, accumulating = prim.vjps, prim.accumulating_vjps
@@ -132,8 +132,9 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             ct = rule(g, ans, *args, **params)
             if type(ct) not in _PLAIN_REAL or ct.dtype.kind == "c":
                 ct = _real_if_real(builder, slot, ct)
-            _accumulate(adjoint, slot, ct)
-            ct = None
+            previous = adjoint.get(slot)
+            adjoint[slot] = ct if previous is None else previous + ct
+            ct = previous = None
         if releasing:  # no rule reads ins.out again: its readers came first
             v = values[out_slot]
             if type(v) is np.ndarray and v.nbytes >= large:
