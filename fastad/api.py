@@ -158,11 +158,12 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
         raise TypeError(f"{name} requires a function returning one scalar, got a "
                         f"{len(rec.out_leaves)}-leaf structure")
     out = rec.out_leaves[0]
-    shape = np.shape(out.value if isinstance(out, Tracer) else out)
+    value = out.value if isinstance(out, Tracer) else out
+    shape = value.shape if isinstance(value, (np.ndarray, np.generic)) else np.shape(value)
     if math.prod(shape) != 1:  # one element of any shape is a scalar, as in autograd
         raise TypeError(f"{name} requires a scalar output, got shape {shape}; use "
                         "fastad.vjp or fastad.jacobian for non-scalar outputs")
-    dtype = np.result_type(out.value if isinstance(out, Tracer) else out)
+    dtype = value.dtype if isinstance(value, (np.ndarray, np.generic)) else np.result_type(value)
     if dtype.kind == "c":
         raise TypeError(f"{name} requires a real-valued output, got {dtype}: the gradient of a "
                         "complex-valued function is not defined (it need not be holomorphic); "
@@ -179,7 +180,8 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
     out = _scalar_output(rec, name)
     value = out.value if isinstance(out, Tracer) else out
-    seed = np.ones(np.shape(value), np.result_type(value))
+    shape, dtype = np.shape(value), np.result_type(value)
+    seed = np.array(1, dtype) if shape == () else np.ones(shape, dtype)
     nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
                      strong_zero, once, plain=once and not nested)
@@ -187,6 +189,8 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
 
 
 def _match_dtype(g: Any, x: Tracer) -> Any:
+    if type(g) is np.ndarray and g.dtype == x.dtype:  # (a plain sweep's cotangent)
+        return g
     from . import numpy as fnp
     return fnp.astype(g, x.dtype) if fnp.result_dtype(g) != x.dtype else g
 

@@ -12,13 +12,12 @@ and its transformed version can be replayed on the outer tracers.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
 import math
 import os
 import sys
 import threading
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -273,32 +272,65 @@ def current_builder() -> Builder | None:
     return stack[-1] if stack else None
 
 
-@contextlib.contextmanager
-def recording(record_lines: bool = True, release: bool = False) -> Iterator[Builder]:
+class recording:  # noqa: N801 - used as ``with recording() as builder``
     """Make a new builder the innermost active trace for the ``with`` body
-    (``release``: see `Builder.release`)."""
-    builder = Builder(record_lines, release)
-    stack = _traces.stack
-    if stack and stack[-1].by_reference is not None:
-        # a transformation inside a compiled function's trace: the arrays that
-        # trace reads by reference are its values, captured, not constants
-        outer = stack[-1]
+    (``release``: see `Builder.release`).  A class rather than a generator:
+    an eager gradient enters one per call."""
 
-        def through_outer(value: Any) -> int | None:
-            slot = None if outer.finished else outer.reference_slot(value)
-            return None if slot is None else builder.slot_of(outer.tracer(slot))
-        builder.by_reference = through_outer
-    stack.append(builder)
-    collecting = gc.isenabled()
-    gc.disable()  # tracing allocates millions of small objects and frees none
-    try:
-        with np.errstate(all="ignore"):
-            yield builder
-    finally:
-        if collecting:
-            gc.enable()
-        stack.pop()
-        builder.finished = True
+    __slots__ = ("builder", "collecting", "errstate")
+
+    def __init__(self, record_lines: bool = True, release: bool = False) -> None:
+        self.builder = Builder(record_lines, release)
+
+    def __enter__(self) -> Builder:
+        builder = self.builder
+        stack = _traces.stack
+        if stack and stack[-1].by_reference is not None:
+            # a transformation inside a compiled function's trace: the arrays that
+            # trace reads by reference are its values, captured, not constants
+            outer = stack[-1]
+
+            def through_outer(value: Any) -> int | None:
+                slot = None if outer.finished else outer.reference_slot(value)
+                return None if slot is None else builder.slot_of(outer.tracer(slot))
+            builder.by_reference = through_outer
+        stack.append(builder)
+        self.collecting = gc.isenabled()
+        gc.disable()  # tracing allocates millions of small objects and frees none
+        self.errstate = np.errstate(all="ignore")
+        self.errstate.__enter__()
+        return builder
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.errstate.__exit__(*exc)
+        finally:
+            if self.collecting:
+                gc.enable()
+            _traces.stack.pop()
+            self.builder.finished = True
+
+
+class suspended:  # noqa: N801 - used as ``with suspended(builder):``
+    """Take ``builder``, the innermost trace, off the stack for the ``with``
+    body: code that records nothing (an eager gradient's plain sweep) then
+    runs as outside any trace, and the front end's functions of plain arrays
+    need not make what a trace could hold as a constant."""
+
+    __slots__ = ("builder", "taken")
+
+    def __init__(self, builder: Builder) -> None:
+        self.builder = builder
+
+    def __enter__(self) -> None:
+        stack = _traces.stack
+        self.taken = bool(stack) and stack[-1] is self.builder
+        if self.taken:
+            stack.pop()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.taken:
+            _traces.stack.append(self.builder)
 
 
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:

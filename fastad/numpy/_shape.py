@@ -12,7 +12,7 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.arrays import is_made_here, made_here
-from ..core.tracer import Tracer, bind
+from ..core.tracer import Tracer, bind, current_builder
 from ._base import (_axes, _float_dtype, _p, _zeros_const, ndim, result_dtype, shape, shape_of,
                     size)
 from ._elementwise import where
@@ -115,6 +115,8 @@ def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
     current = tuple(shape_of(a))
     if current == target:
         return a
+    if type(a) is _np.ndarray and current_builder() is None:
+        return _np.broadcast_to(a, target)  # a plain sweep's value: no trace could keep it
     _np.broadcast_shapes(current, target)  # raises NumPy's error if impossible
     if not isinstance(a, Tracer):
         # a constant (a rule's seed or zeros): broadcast without its copies' memory,

@@ -60,6 +60,10 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     if once and not builder.release:
         builder.release_exact = True
         try:
+            if plain:  # it records nothing: no trace is active while it runs
+                with tracer_module.suspended(builder):
+                    return backward(builder, stop, outputs, cotangents, wrt, strong_zero,
+                                    plain=True)
             return backward(builder, stop, outputs, cotangents, wrt, strong_zero, plain=plain)
         finally:
             builder.release_exact = False
