@@ -31,6 +31,8 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
 _FLOAT_AVAL = Aval((), np.dtype(np.float64))
+_INT_AVAL = Aval((), np.result_type(1))  # a Python int's, within _INT_BOUND
+_INT_BOUND = 1 << 62
 
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
@@ -108,6 +110,15 @@ class Builder:
                 slot = self._const_slot[key] = len(self.tape.avals)
                 self.values.append(value)
                 self.tape.avals.append(_FLOAT_AVAL)
+                self.tape.consts[slot] = value
+            return slot
+        if type(value) is int and -_INT_BOUND < value < _INT_BOUND:  # x ** 4
+            key = (int, value)  # = scalar_key(value)
+            slot = self._const_slot.get(key)
+            if slot is None:
+                slot = self._const_slot[key] = len(self.tape.avals)
+                self.values.append(value)
+                self.tape.avals.append(_INT_AVAL)
                 self.tape.consts[slot] = value
             return slot
         is_array = isinstance(value, np.ndarray)
