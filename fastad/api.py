@@ -54,6 +54,8 @@ def _plain_leaves(tree: Any, where: str) -> Any:
 
 def check_leaf(x: Any, where: str) -> Any:
     """A differentiable input leaf: a float or complex number or array (or a traced value)."""
+    if type(x) is np.ndarray and x.dtype in _INEXACT:  # the common case, checked once
+        return x
     if isinstance(x, Tracer):
         return x
     x = plain_array(x, where)

@@ -24,7 +24,7 @@ import numpy as np
 from .arrays import is_made_here, plain_array, scalar_key
 from .errors import TracingError
 from .registry import Primitive, registry
-from .tape import Aval, Instr, SourcePos, Tape, aval_of
+from .tape import Aval, Instr, SourcePos, Tape, _scalar_avals, aval_of
 
 # fastad's own frames are not user lines: the package is the folder above core/
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -189,8 +189,8 @@ class Builder:
         kind = type(value)
         if kind is np.ndarray:
             tape.avals.append(Aval(value.shape, value.dtype))
-        else:
-            tape.avals.append(aval_of(value))
+        else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
+            tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, ordered, line)))
@@ -201,6 +201,8 @@ class Builder:
             self._keep_reads(prim, ins, out)
         if kind is np.ndarray:
             return (ArrayTracer if value.ndim else Tracer)(self, out, value)
+        if kind in _scalar_avals:
+            return Tracer(self, out, value)
         return new_tracer(self, out, value)
 
     def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
@@ -418,7 +420,7 @@ def _user_line() -> SourcePos | None:
         if internal is None:
             internal = _internal_code[code] = _internal(code.co_filename)
         if not internal:
-            return SourcePos(code, f.f_lasti)
+            return _new_instr(SourcePos, (code, f.f_lasti))
         f = f.f_back
     return None
 

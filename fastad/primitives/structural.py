@@ -116,6 +116,8 @@ def _take_view(x, idx):
     index (a strided view of the position table): no copy of a large slice."""
     from ..core.arrays import position_layout
     flat = np.asarray(x).reshape(-1)
+    if not idx.ndim:  # x[i]: one element, never a view
+        return flat[idx]
     layout = position_layout(idx, flat.size)
     if layout is None:
         return flat[idx]

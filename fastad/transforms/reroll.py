@@ -312,8 +312,14 @@ class _Term:
             if ins is not None:           # a child of this frame has just been numbered
                 kids = frame[2]
                 kids.append(last)
-                if len(kids) < len(ins.ins):
-                    stack.append([ins.ins[len(kids)], None, None])
+                operands = ins.ins
+                while len(kids) < len(operands):  # numbered already: no frame of its own
+                    number = number_of.get(operands[len(kids)])
+                    if number is None:
+                        break
+                    kids.append(number)
+                if len(kids) < len(operands):
+                    stack.append([operands[len(kids)], None, None])
                     continue
                 slot = frame[0]
                 if ins.prim == "take":
