@@ -155,7 +155,8 @@ def tape_of(rec: Recorded, results: list[Any]) -> Tape:
     return tape
 
 
-def _scalar_output(rec: Recorded, name: str) -> Any:
+def _scalar_output(rec: Recorded, name: str) -> tuple[Any, Any, tuple[int, ...], np.dtype]:
+    """The one scalar output (a tracer or a constant), its value, shape and dtype."""
     if len(rec.out_leaves) != 1:
         raise TypeError(f"{name} requires a function returning one scalar, got a "
                         f"{len(rec.out_leaves)}-leaf structure")
@@ -173,16 +174,14 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
                         "fastad.vjp / fastad.jvp / fastad.jacobian")
     if dtype.kind != "f":
         raise TypeError(f"{name} requires a real floating-point output, got {dtype}")
-    return out
+    return out, value, shape, dtype
 
 
 def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
                        once: bool = False) -> list[Any]:
     """Record the reverse sweep seeded with 1 at the scalar output; the value
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
-    out = _scalar_output(rec, name)
-    value = out.value if isinstance(out, Tracer) else out
-    shape, dtype = np.shape(value), np.result_type(value)
+    out, value, shape, dtype = _scalar_output(rec, name)
     seed = np.array(1, dtype) if shape == () else np.ones(shape, dtype)
     nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
