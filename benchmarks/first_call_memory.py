@@ -19,6 +19,8 @@ FUNCTIONS = {
     "rosenbrock": "xp.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)",
     "sin_poly": "xp.sum(xp.sin(x) * x ** 2)",
     "tanh_gauss": "xp.sum((xp.tanh(x) * xp.exp(-x * x)) ** 2) + xp.sum(xp.log1p(x * x))",
+    "strided": "xp.sum(x[::2] * x[1::2]) + xp.sum(xp.sin(x[::3]))",
+    "where_max": "xp.sum(xp.where(x > 0, x * x, xp.sin(x))) + xp.sum(xp.maximum(x, 0.1) ** 2)",
 }
 
 RUNNER = """

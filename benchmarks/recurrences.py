@@ -1,15 +1,16 @@
 """Recurrences (issue 22): the RK4 ODE fit of benchmarks/usercode.py written
 with ``fastad.scan``, at T = 200, 2,000 and 20,000 steps, against the same
-fit as a Python loop (unrolled by tracing) and JAX's ``lax.scan``.
+fit as a Python loop (unrolled by tracing), JAX's ``lax.scan`` and a
+hand-written Numba forward and adjoint loop.
 
     python benchmarks/report.py --only recurrences
     python benchmarks/recurrences.py            # the section alone
 
 Each row: the first call (trace, differentiate, compile, run) of the
 compiled gradient, the steady gradient time (interleaved rounds), and the
-peak memory Python's allocator sees (tracemalloc, which NumPy's arrays
-report to) during one gradient and during one value of the same function,
-both compiled.  Every gradient is checked against the Python loop's eager
+memory of one gradient and of one value of the same function, both compiled:
+the C VM arena each runs in, plus the peak Python's allocator sees during a
+call (tracemalloc, which NumPy's arrays report to).  Every gradient is checked against the Python loop's eager
 gradient.  The unrolled loop is built only where its trace stays under
 about a minute (T = 200, 2,000); JAX rows run when jax is installed.
 """
@@ -57,6 +58,83 @@ def _jax_grad():
     return lambda theta, data: np.asarray(grad(theta, data))
 
 
+def _numba_grad():
+    """The fit's gradient by hand, for Numba: a forward loop storing every
+    state, then the RK4 step's adjoint written out, step by step backwards."""
+    try:
+        import numba
+    except ImportError:
+        return None
+    from usercode import RK4_DT
+
+    @numba.njit(cache=True)
+    def grad(theta, data):
+        k, c, h = theta[0], theta[1], RK4_DT
+        steps = data.shape[0]
+        qs, ps = np.empty(steps + 1), np.empty(steps + 1)
+        q, p = 1.0, 0.0
+        for t in range(steps):
+            qs[t], ps[t] = q, p
+            q1, p1 = p, -k * q - c * p
+            qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
+            q2, p2 = pa, -k * qa - c * pa
+            qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
+            q3, p3 = pb, -k * qb - c * pb
+            qc, pc = q + h * q3, p + h * p3
+            q4, p4 = pc, -k * qc - c * pc
+            q = q + h / 6.0 * (q1 + 2.0 * q2 + 2.0 * q3 + q4)
+            p = p + h / 6.0 * (p1 + 2.0 * p2 + 2.0 * p3 + p4)
+        qs[steps], ps[steps] = q, p
+        gk = gc = bq_next = bp_next = 0.0
+        for t in range(steps - 1, -1, -1):
+            q, p = qs[t], ps[t]
+            q1, p1 = p, -k * q - c * p
+            qa, pa = q + 0.5 * h * q1, p + 0.5 * h * p1
+            q2, p2 = pa, -k * qa - c * pa
+            qb, pb = q + 0.5 * h * q2, p + 0.5 * h * p2
+            qc, pc = q + h * pb, p + h * (-k * qb - c * pb)
+            bqn = bq_next + 2.0 * (qs[t + 1] - data[t])
+            bpn = bp_next
+            bq, bp = bqn, bpn
+            bq1, bq2, bq3, bq4 = h / 6.0 * bqn, h / 3.0 * bqn, h / 3.0 * bqn, h / 6.0 * bqn
+            bp1, bp2, bp3, bp4 = h / 6.0 * bpn, h / 3.0 * bpn, h / 3.0 * bpn, h / 6.0 * bpn
+            bqc, bpc = -k * bp4, -c * bp4 + bq4
+            gk -= qc * bp4
+            gc -= pc * bp4
+            bq += bqc
+            bq3 += h * bqc
+            bp += bpc
+            bp3 += h * bpc
+            bqb, bpb = -k * bp3, -c * bp3 + bq3
+            gk -= qb * bp3
+            gc -= pb * bp3
+            bq += bqb
+            bq2 += 0.5 * h * bqb
+            bp += bpb
+            bp2 += 0.5 * h * bpb
+            bqa, bpa = -k * bp2, -c * bp2 + bq2
+            gk -= qa * bp2
+            gc -= pa * bp2
+            bq += bqa
+            bq1 += 0.5 * h * bqa
+            bp += bpa
+            bp1 += 0.5 * h * bpa
+            bq -= k * bp1
+            bp += -c * bp1 + bq1
+            gk -= q * bp1
+            gc -= p * bp1
+            bq_next, bp_next = bq, bp
+        return np.array([gk, gc])
+    return grad
+
+
+def _arena_bytes(fn) -> int:
+    """The bytes of the C VM arena a compiled function's program runs in (its
+    memory besides the arrays it returns), 0 if it runs elsewhere."""
+    program = getattr(getattr(fn, "program", None), "program", None)
+    return int(getattr(program, "arena_bytes", 0))
+
+
 def _peak_bytes(fn, args) -> int:
     tracemalloc.start()
     tracemalloc.reset_peak()
@@ -79,6 +157,7 @@ def run(quick: bool = False) -> list[dict]:
     warnings.simplefilter("ignore", UserWarning)  # the loop's host-call notice
     theta = np.array([2.0, 0.3])
     jax_grad = _jax_grad()
+    numba_grad = _numba_grad()
     rows = []
     for steps in STEPS:
         print(f"  T = {steps}", flush=True)
@@ -89,11 +168,13 @@ def run(quick: bool = False) -> list[dict]:
             fa.grad(make_rk4_fit())(*args)
         row = {"steps": steps, "first_s": {}, "error": {}, "peak": {}}
         fns = {}
-        builds = {"fastad scan [c]": lambda: fa.compile(make_rk4_scan(fa))}
+        builds = {"fastad scan [c]": lambda: fa.compile(make_rk4_scan(fa), backend="c")}
         if steps <= UNROLLED_UP_TO and not (quick and steps > 200):
             builds["fastad unrolled [c]"] = lambda: fa.compile(make_rk4_fit())
         if jax_grad is not None:
             builds["JAX lax.scan"] = _jax_grad
+        if numba_grad is not None:
+            builds["Numba by hand"] = _numba_grad
         for name, build in builds.items():
             fn, result, seconds = _first_call(build, args)
             row["first_s"][name] = seconds
@@ -101,12 +182,15 @@ def run(quick: bool = False) -> list[dict]:
                                                / np.max(np.abs(want)))
             if error <= TOLERANCE:
                 fns[name] = fn
-        scan_value = fa.jit(make_rk4_scan(fa))
+        scan_value = fa.jit(make_rk4_scan(fa), backend="c")
         scan_value(*args)
         scan_grad = fns.get("fastad scan [c]")
         if scan_grad is not None:
-            row["peak"] = {"gradient": _peak_bytes(scan_grad, args),
-                           "value": _peak_bytes(scan_value, args)}
+            # arena plus what Python's allocator sees during a call; the data
+            # (8 T bytes) is copied into both arenas, where the loops read it
+            row["peak"] = {"gradient": _arena_bytes(scan_grad) + _peak_bytes(scan_grad, args),
+                           "value": _arena_bytes(scan_value) + _peak_bytes(scan_value, args),
+                           "data": data.nbytes}
         row["steady_s"] = timing.interleaved(fns, args, 0.05 if quick else 0.2,
                                              3 if quick else 5)
         rows.append(row)
@@ -114,11 +198,12 @@ def run(quick: bool = False) -> list[dict]:
 
 
 def report(rows: list[dict]) -> str:
-    names = ["fastad scan [c]", "fastad unrolled [c]", "JAX lax.scan"]
-    lines = ["## Recurrences: the RK4 fit as fastad.scan, unrolled, and JAX's lax.scan", "",
+    names = ["fastad scan [c]", "fastad unrolled [c]", "JAX lax.scan", "Numba by hand"]
+    lines = ["## Recurrences: the RK4 fit as fastad.scan, unrolled, JAX's lax.scan and "
+             "a hand-written Numba adjoint", "",
              "| T | " + " | ".join(f"first call: {n}" for n in names) + " | "
              + " | ".join(f"gradient: {n}" for n in names)
-             + " | peak memory, scan gradient / value |",
+             + " | memory, scan gradient / value (data) |",
              "|---|" + "---|" * (2 * len(names) + 1)]
     for row in rows:
         first = [timing.format_seconds(row["first_s"].get(n)) if n in row["first_s"]
@@ -132,15 +217,19 @@ def report(rows: list[dict]) -> str:
                 steady.append("wrong result" if row["error"].get(n, 0) > TOLERANCE
                               else "not run")
         peak = row["peak"]
-        mem = (f"{peak['gradient'] / 1024:.0f} KiB / {peak['value'] / 1024:.0f} KiB"
-               if peak else "–")
+        mem = (f"{peak['gradient'] / 1024:.0f} KiB / {peak['value'] / 1024:.0f} KiB "
+               f"({peak['data'] / 1024:.0f} KiB)" if peak else "–")
         lines.append(f"| {row['steps']:,} | " + " | ".join(first) + " | "
                      + " | ".join(steady) + f" | {mem} |")
     lines += ["", "First call: trace, differentiate, compile and run the compiled gradient "
               "(JAX: jit and the first gradient). The unrolled Python loop is not run at "
               "T = 20,000 (its trace at 2,000 already takes tens of seconds). The scan's "
-              "loops are host calls whose steps the C VM runs; reverse mode's loops over "
-              "chunks of sqrt(T) steps run from Python once per chunk.", ""]
+              "loops are LOOP instructions of the C VM; reverse mode's loops over chunks "
+              "of sqrt(T) steps hold inner LOOPs. Memory: the C VM arena of each compiled "
+              "program plus Python's allocations during a call; both arenas hold a copy "
+              "of the data, which the loops read there. Numba by hand: a forward loop "
+              "storing every state and the RK4 step's adjoint written out (first call "
+              "includes its compile, or its load from Numba's disk cache).", ""]
     return "\n".join(lines)
 
 

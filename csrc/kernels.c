@@ -286,6 +286,54 @@ KERNEL void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_
   });
 }
 
+/* Row k of m for an index held in float64: NumPy's wrapping of a negative
+ * index; 0 (IndexError) for one outside -m..m-1, a fraction or NaN.  The
+ * comparisons come first, so the conversion never overflows. */
+static inline int row_of(double x, int64_t m, int64_t *k) {
+  if (!(x >= -(double)m && x < (double)m)) return 0;
+  int64_t v = (int64_t)x;
+  if ((double)v != x) return 0;
+  *k = v < 0 ? v + m : v;
+  return 1;
+}
+
+KERNEL int gather_rows_v(int t, char *arena, int64_t o, int64_t a, int64_t m, int64_t r,
+                         const double *idx, int64_t n) {
+  int64_t k;
+  BITS_TYPED(t, {
+    E *po = (E *)arena + o;
+    const E *pa = (const E *)arena + a;
+    if (r == 1) {
+      for (int64_t j = 0; j < n; j++) {
+        if (!row_of(idx[j], m, &k)) return FASTAD_VM_INDEX_ERROR;
+        po[j] = pa[k];
+      }
+    } else {
+      for (int64_t j = 0; j < n; j++) {
+        if (!row_of(idx[j], m, &k)) return FASTAD_VM_INDEX_ERROR;
+        memcpy(po + j * r, pa + k * r, (size_t)r * sizeof(E));
+      }
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+KERNEL int scatter_add_rows_v(int t, char *arena, int64_t o, int64_t m, int64_t r,
+                              const double *idx, int64_t v, int64_t n) {
+  int64_t k;
+  FLOAT_TYPED(t, {
+    T *po = (T *)arena + o;
+    const T *pv = (const T *)arena + v;
+    for (int64_t j = 0; j < n; j++) {
+      if (!row_of(idx[j], m, &k)) return FASTAD_VM_INDEX_ERROR;
+      T *row = po + k * r;
+      const T *src = pv + j * r;
+      for (int64_t c = 0; c < r; c++) row[c] += src[c];
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
 /* The scatters of a basic slice: v (contiguous, the STRIDED shape) into o at
  * start + j . stride, in the order of j, so repeated positions (a stride of 0)
  * accumulate as np.add.at does and no index list is stored. */

@@ -183,6 +183,10 @@ FASTAD_INTERNAL void scatter_set_v(int t, char *arena, int64_t o, int64_t m, con
                                    int64_t v, int64_t n);
 FASTAD_INTERNAL void scatter_add_v(int t, char *arena, int64_t o, int64_t m, const int64_t *idx,
                                    int64_t v, int64_t n);
+FASTAD_INTERNAL int gather_rows_v(int t, char *arena, int64_t o, int64_t a, int64_t m,
+                                  int64_t r, const double *idx, int64_t n);
+FASTAD_INTERNAL int scatter_add_rows_v(int t, char *arena, int64_t o, int64_t m, int64_t r,
+                                       const double *idx, int64_t v, int64_t n);
 FASTAD_INTERNAL void strided_set_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d);
 FASTAD_INTERNAL void strided_add_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d);
 FASTAD_INTERNAL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d);

@@ -13,7 +13,10 @@
  * ==============
  * A program is a flat array of int32 words.  An instruction is its opcode
  * followed by exactly OPNARGS(opcode) operand words; the last instruction is
- * HALT.  There are no jumps: a program runs front to back once.
+ * HALT.  There are no jumps: a program runs front to back once.  A LOOP
+ * instruction is followed by its body, n more words (a program ending with
+ * its own HALT), which it runs once per step; execution then goes on past
+ * them.
  *
  *     | op | w1 | w2 | ... | wN |  | op | ...  | HALT |
  *
@@ -22,8 +25,10 @@
  *               elements of the instruction's dtype (a float64 operand at 3
  *               lives at byte 24; a float32 operand at 3 at byte 12).
  *   t s         dtype codes (FASTAD_DTYPES)
+ *   i           an arena operand of float64 elements whatever t is (indices
+ *               held in float64: exact integers below 2^53)
  *   f           function code from the table the opcode names
- *   n m         element counts
+ *   n m r       element counts
  *   d           descriptor: an offset into the program's int64 metadata pool
  *   x           an offset into the program's int64 index pool
  *   w p         workspace: w in elements of t, p in int32 elements (LAPACK pivots)
@@ -80,6 +85,12 @@
   X(GATHER_V, 6)      /* t o a m x n    o[i] = a[I[x+i]], a has m elements           */ \
   X(SCATTER_SET_V, 6) /* t o m x v n    o[I[x+i]] = v[i], o has m elements           */ \
   X(SCATTER_ADD_V, 6) /* t o m x v n    o[I[x+i]] += v[i] in order (np.add.at)       */ \
+  X(GATHER_ROWS_V, 7) /* t o a m r i n  row j of o = row k of a (m rows of r), j < n,  */ \
+                      /*                k = D[i+j] (an index held in float64) wrapped */ \
+                      /*                as NumPy does; FASTAD_VM_INDEX_ERROR unless   */ \
+                      /*                it is an integer in -m..m-1                   */ \
+  X(SCATTER_ADD_ROWS_V, 7) /* t o m r i v n  row k of o += row j of v in order, k as */ \
+                      /*                in GATHER_ROWS_V (np.add.at); o has m rows    */ \
   X(STRIDED_SET_B, 4) /* t o v d       o[start + j . stride] = v[j] in order; STRIDED */ \
   X(STRIDED_ADD_B, 4) /* t o v d       o[start + j . stride] += v[j] in order; STRIDED */ \
   X(REDUCE_B, 5)      /* f t o a d      o = f-reduction of a; f in REDUCE_FNS; REDUCE */ \
@@ -91,7 +102,8 @@
   X(TRSOLVE_B, 5)     /* t o a b d      o = op(T)^-1 b, T a triangle of a, BLAS trsm; d: TRSOLVE */ \
   X(EIGH_B, 6)        /* t o a d w p    o = [w; V] of symmetric a, LAPACK syevd; d: EIGH      */ \
   X(GUARD, 2)         /* a e            stop with FASTAD_VM_GUARD_FAILED unless (B[a] != 0) == e */ \
-  X(FUSED, 3)         /* t d n          an elementwise chain over n elements, block by block; d: FUSED */
+  X(FUSED, 3)         /* t d n          an elementwise chain over n elements, block by block; d: FUSED */ \
+  X(LOOP, 2)          /* d n            run the body (the n code words after this one) per d: LOOP */
 
 /* Elementwise functions of one argument: the primitive of the same name in
  * lower case.  NumPy semantics (sign(nan) = nan, round = rint). */
@@ -181,17 +193,36 @@
  *               (kind, f, dst, a, b) per step; offsets in elements of t.
  *               OUT regions never partly overlap another IN or OUT region
  *               (same start or disjoint), so blocks and threads are independent.
+ *   LOOP        trips, ncarry, nxs, nys, scratch, then FASTAD_LOOP_ENTRY_WORDS per
+ *               carry (in, out, bytes, 0), per stacked input (slot, stacked, row
+ *               bytes, row stride) and per stacked output (slot, stacked, row
+ *               bytes, row stride), every offset in BYTES from the arena base:
+ *               row t is at stacked + t * stride (a negative stride reads a
+ *               reversed array in place).  The body is a program of
+ *               its own (its n words end with its HALT) over the same arena,
+ *               with no bound segments.  Each of the trips steps copies row t of
+ *               every stacked input into its slot, runs the body, copies every
+ *               output slot into row t of its stacked array, then the carries'
+ *               out regions through scratch (their total bytes) into their in
+ *               regions (an out may be another carry's in).  Bodies nest up to
+ *               FASTAD_LOOP_MAX_DEPTH deep.
  */
 #define FASTAD_MAX_NDIM 32
 
 /* The length of each descriptor above: D(NAME, head, per_dim), head words
  * plus per_dim words per axis (ndim, its first word), or a fixed length of
  * head words when per_dim is 0.  FUSED: 3 header words, then
- * FASTAD_FUSED_SLOT_WORDS per slot and FASTAD_FUSED_STEP_WORDS per step. */
+ * FASTAD_FUSED_SLOT_WORDS per slot and FASTAD_FUSED_STEP_WORDS per step;
+ * LOOP: 5 header words, then FASTAD_LOOP_ENTRY_WORDS per entry. */
 #define FASTAD_DESCRIPTORS(D) \
   D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
   D(CUMSUM, 4, 0) D(MATMUL, 6, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
-  D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(FUSED, 3, 0)
+  D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(FUSED, 3, 0) D(LOOP, 5, 0)
+
+/* Words per carry, stacked input and stacked output of a LOOP descriptor,
+ * after its five header words; how deep LOOP bodies may nest. */
+#define FASTAD_LOOP_ENTRY_WORDS 4
+#define FASTAD_LOOP_MAX_DEPTH 16
 
 /* The arena's base, and every buffer of FASTAD_ARENA_ALIGN bytes or more in
  * it (the lowering's planner), are aligned to FASTAD_ARENA_ALIGN bytes; the
@@ -204,5 +235,7 @@
 #define FASTAD_VM_SINGULAR 2 /* gesv/getrf: a singular matrix; potrf: not positive definite;
                                 trsm: a zero on the triangle's diagonal; syevd: no convergence */
 #define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
+#define FASTAD_VM_INDEX_ERROR 4 /* GATHER_ROWS_V, SCATTER_ADD_ROWS_V: an index out of range
+                                   or not an integer (NumPy raises IndexError) */
 
 #endif

@@ -29,7 +29,10 @@ typedef struct {
   int64_t pc;
   int nreg;
   fastad_region reg[MAX_REGIONS];
+  int depth; /* of LOOP bodies around the program being checked */
 } checker;
+
+static int validate_at(const fastad_program *p, int depth, char *err, size_t err_len);
 
 static int fail(checker *c, const char *fmt, long long a, long long b) {
   char msg[160];
@@ -317,6 +320,67 @@ static int fused_ok(checker *c, int64_t d, int64_t n, int64_t t) {
   return 1;
 }
 
+/* A LOOP descriptor at d with a body of n code words after the instruction:
+ * the counts bounded, every carry, slot and row inside the arena (the first
+ * and last rows of each stacked array, without overflow), the scratch region as large as the
+ * carries, and the body a valid program of its own, no deeper than
+ * FASTAD_LOOP_MAX_DEPTH.  The steps copy with memmove, so regions may
+ * overlap (garbage, never a crash); none is recorded for regions_ok. */
+static int loop_ok(checker *c, int64_t d, int64_t n) {
+  enum { HEAD = FASTAD_DESC_HEAD_LOOP, ENTRY = FASTAD_LOOP_ENTRY_WORDS };
+  const fastad_program *p = c->p;
+  if (c->depth >= FASTAD_LOOP_MAX_DEPTH)
+    return fail(c, "loops nest deeper than %lld%.0lld", FASTAD_LOOP_MAX_DEPTH, 0);
+  if (!meta_ok(c, d, HEAD)) return 0;
+  const int64_t *m = p->meta + d;
+  const int64_t trips = m[0], nc = m[1], nx = m[2], ny = m[3], scratch = m[4];
+  if (!count_ok(c, trips)) return 0;
+  if (nc < 0 || nx < 0 || ny < 0 || nc > p->meta_len || nx > p->meta_len || ny > p->meta_len)
+    return fail(c, "loop: %lld carries, %lld stacked values", nc, nx + ny);
+  if (!meta_ok(c, d, HEAD + ENTRY * (nc + nx + ny))) return 0;
+  int64_t carry_bytes = 0;
+  for (int64_t k = 0; k < nc + nx + ny; k++) {
+    const int64_t *e = m + HEAD + ENTRY * k;
+    const int64_t slot = e[0], other = e[1], bytes = e[2], stride = e[3];
+    if (!range_ok(c, slot, bytes, 1)) return 0;
+    if (k < nc) {
+      if (stride != 0) return fail(c, "loop: carry %lld with a row stride %lld", k, stride);
+      if (!range_ok(c, other, bytes, 1)) return 0;
+      carry_bytes += bytes; /* at most 2^40 each, 2^40 entries: no overflow */
+      if (carry_bytes > MAX_COUNT) return fail(c, "loop: carries of %lld bytes%.0lld", carry_bytes, 0);
+      continue;
+    }
+    if (trips == 0) continue; /* no row is ever copied */
+    if (other < 0 || other > MAX_COUNT) return fail(c, "loop: stacked array at byte %lld%.0lld", other, 0);
+    if (stride < -MAX_COUNT || stride > MAX_COUNT ||
+        (stride && trips - 1 > MAX_COUNT / (stride < 0 ? -stride : stride)))
+      return fail(c, "loop: %lld rows %lld bytes apart", trips, stride);
+    /* rows 0 and trips - 1 bound the others */
+    const int64_t reach = (trips - 1) * stride;
+    const int64_t lo = other + (reach < 0 ? reach : 0), hi = other + (reach > 0 ? reach : 0) + bytes;
+    if (!range_ok(c, lo, hi - lo, 1)) return 0;
+  }
+  if (!range_ok(c, scratch, carry_bytes, 1)) return 0;
+  if (n < 1 || n > p->code_len - (c->pc + 1 + FASTAD_NARGS_LOOP))
+    return fail(c, "loop: a body of %lld words runs past the end%.0lld", n, 0);
+  fastad_program body = *p;
+  body.code = p->code + c->pc + 1 + FASTAD_NARGS_LOOP;
+  body.code_len = n;
+  body.bound = NULL;
+  body.num_bound = 0;
+  body.bound_bytes = 0;
+  /* the innermost message, named by the outermost LOOP holding it (word
+   * offsets inside a body count from the body's first word) */
+  if (c->depth > 0) return !validate_at(&body, c->depth + 1, c->err, c->err_len);
+  char inner[400];
+  if (validate_at(&body, c->depth + 1, inner, sizeof inner)) {
+    snprintf(c->err, c->err_len, "in the body of the LOOP at word %lld: %s", (long long)c->pc,
+             inner);
+    return 0;
+  }
+  return 1;
+}
+
 /* The instruction's own checks, recording a region for each arena operand
  * (use, use_strided): the roles below are the whole of what regions_ok knows
  * about an opcode.  R: read; W: written (perhaps read too); S: elementwise,
@@ -401,6 +465,20 @@ static int operands_ok(checker *c, int32_t op) {
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V:  /* t o m x v n */
       return dtype_ok(c, w[0], op == OP_SCATTER_ADD_V) && use(c, W, 1, w[2], dtype_size[w[0]]) &&
              use(c, R, 4, w[5], dtype_size[w[0]]) && index_ok(c, w[3], w[5], w[2]);
+    case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: {  /* t o a m r i n | t o m r i v n */
+      /* the index values are data, checked by the kernel; here their operand
+       * (n float64 elements) and the rows' extents (m and n rows of r) */
+      const int gather = op == OP_GATHER_ROWS_V;
+      const int64_t rows = w[gather ? 3 : 2], r = w[gather ? 4 : 3], n = w[6];
+      if (!dtype_ok(c, w[0], !gather) || !count_ok(c, rows) || !count_ok(c, r) ||
+          !count_ok(c, n)) return 0;
+      if (r && (rows > MAX_COUNT / r || n > MAX_COUNT / r))
+        return fail(c, "%lld rows of %lld elements", gather ? n : rows, r);
+      t = dtype_size[w[0]];
+      if (gather)
+        return use(c, W, 1, n * r, t) && use(c, R, 2, rows * r, t) && use(c, R, 5, n, 8);
+      return use(c, W, 1, rows * r, t) && use(c, R, 4, n, 8) && use(c, R, 5, n * r, t);
+    }
     case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:  /* t o v d */
       if (!dtype_ok(c, w[0], op == OP_STRIDED_ADD_B)) return 0;
       d = w[3];
@@ -501,6 +579,8 @@ static int operands_ok(checker *c, int32_t op) {
     case OP_FUSED:  /* t d n */
       if (!dtype_ok(c, w[0], 1) || !count_ok(c, w[2])) return 0;
       return fused_ok(c, w[1], w[2], dtype_size[w[0]]);
+    case OP_LOOP:  /* d n */
+      return loop_ok(c, w[0], w[1]);
     case OP_GUARD:  /* a e */
       return use(c, R, 0, 1, 1) && ((w[1] == 0 || w[1] == 1) || fail(c, "bad flag %lld%.0lld", w[1], 0));
   }
@@ -524,7 +604,9 @@ static int check_instr(checker *c, int64_t *next) {
   if (pc + nargs >= p->code_len) return fail(c, "operands run past the end%.0lld%.0lld", 0, 0);
   *next = pc + 1 + nargs;
   c->nreg = 0;
-  return operands_ok(c, op) && regions_ok(c);
+  if (!(operands_ok(c, op) && regions_ok(c))) return 0;
+  if (op == OP_LOOP) *next += p->code[pc + 2]; /* past the body loop_ok checked */
+  return 1;
 }
 
 /* The bound segments: past the arena, aligned, sorted, disjoint,
@@ -551,7 +633,12 @@ static int bound_ok(const fastad_program *p, char *err, size_t err_len) {
 }
 
 int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len) {
-  checker c = {p, err, err_len, 0, 0, {{0}}};
+  return validate_at(p, 0, err, err_len);
+}
+
+/* fastad_vm_validate of a program run inside `depth` LOOP bodies. */
+static int validate_at(const fastad_program *p, int depth, char *err, size_t err_len) {
+  checker c = {p, err, err_len, 0, 0, {{0}}, depth};
   if (p->code_len < 1 || p->arena_bytes < 0 || p->meta_len < 0 || p->index_len < 0) {
     snprintf(err, err_len, "empty program or negative sizes");
     return 1;

@@ -6,7 +6,8 @@
  * computed goto under GCC and Clang and to a switch elsewhere.  The scalar
  * float64 opcodes are written inline in the loop; array opcodes call the
  * kernels of kernels.c, each written once for float and double through
- * FLOAT_TYPED, and FUSED the block executor of fused.c.
+ * FLOAT_TYPED, FUSED the block executor of fused.c, and LOOP the steps of
+ * loop.c (which runs its body through this loop again).
  *
  * Fused scalar opcodes (MULADD_S, ...) round after each operation, as the
  * separate NumPy operations they replace do: build with -ffp-contract=off so
@@ -20,6 +21,7 @@
 #include "vm.h"
 #include "kernels.h"
 #include "fused.h"
+#include "loop.h"
 
 #include <string.h>
 
@@ -123,7 +125,7 @@ int fastad_maps_bound(int op) {
     case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: case OP_NOT_V: case OP_WHERE_B:
     case OP_CAST_V: case OP_ZERO_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:
-    case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
+    case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
     case OP_FUSED:
       return 1;
     default:
@@ -299,6 +301,22 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(SCATTER_ADD_V);
         vmbreak;
       }
+      vmcase(GATHER_ROWS_V) {
+        const int status = gather_rows_v(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])),
+                                         pc[4], pc[5], D + RD(pc[6], 8), pc[7]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(GATHER_ROWS_V);
+        vmbreak;
+      }
+      vmcase(SCATTER_ADD_ROWS_V) {
+        const int status = scatter_add_rows_v(pc[1], arena, RD(pc[2], SZ(pc[1])), pc[3], pc[4],
+                                              D + RD(pc[5], 8), RD(pc[6], SZ(pc[1])), pc[7]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(SCATTER_ADD_ROWS_V);
+        vmbreak;
+      }
       vmcase(STRIDED_SET_B) {
         strided_set_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
@@ -380,6 +398,15 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         if (ps->stop) return FASTAD_VM_INTERRUPTED;
         POLL();
         NEXT(FUSED);
+        vmbreak;
+      }
+      vmcase(LOOP) {
+        /* the body's n words follow the instruction (loop.c runs them) */
+        const int status = loop_run(p, la, arena, pc, ps);
+        if (status != FASTAD_VM_OK) return status;
+        const int64_t body_words = pc[2];
+        NEXT(LOOP);
+        pc += body_words;
         vmbreak;
       }
       vmcase(GUARD) {

@@ -23,12 +23,20 @@ running anything).  Of the bindings found:
   the contents it had when traced, compared at each call (a pass over it,
   cheaper than the gather or select that uses it).
 
+Containers the function reads are followed the same way, up to three
+levels deep: the attributes of an object (``self.w``, ``config.table``: the
+bound method's ``self``, an object in a global or a closure) whose names the
+code uses, the items of a dict whose keys the code names, and the items of a
+list or tuple (``for W in self.layers``).  An attribute or item holding an
+array or a number is a binding like a global (``where`` is the object's
+``__dict__``, the dict or the list), and the binding holding a container is
+guarded too (``self.layers = [...]`` retraces).  The methods of an object's
+class that the code names are followed as functions.
+
 Functions that capture no array or number pay nothing per call (their
 compiled call path is unchanged); the others check their bindings, a few
-dictionary and cell reads.  Bindings to functions, modules and other objects
-are followed to find more but not guarded, and arrays reached through
-attributes (``self.w``, ``config.table``) are constants of the trace, as
-before: pass those as arguments.
+dictionary and cell reads.  Bindings to functions and modules are followed
+to find more but not guarded.
 """
 from __future__ import annotations
 
@@ -41,6 +49,8 @@ import numpy as np
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
 _MAX_FUNCTIONS = 64  # functions followed from one compiled function
+_MAX_MEMBERS = 64  # attributes or items looked at in one container
+_MAX_DEPTH = 3  # containers in containers followed
 # libraries' functions are not followed: their module constants are not the user's
 _LIBRARIES = frozenset({"numpy", "scipy", "fastad", "jax", "autograd", "functools", "math",
                         "builtins", "numba", "dask"})
@@ -60,6 +70,8 @@ class Binding:
     def current(self) -> Any:
         if isinstance(self.where, dict):
             return self.where.get(self.name, _MISSING)
+        if isinstance(self.where, (list, tuple)):
+            return self.where[self.name] if self.name < len(self.where) else _MISSING
         try:
             return self.where.cell_contents
         except ValueError:  # an empty cell
@@ -75,8 +87,12 @@ class Binding:
         return False
 
     def describe(self) -> str:
-        kind = "global" if isinstance(self.where, dict) else "closure variable"
-        return f"{kind} {self.name!r}"
+        if isinstance(self.where, (list, tuple)):
+            return f"item {self.name} of a {type(self.where).__name__}"
+        if isinstance(self.where, dict):
+            kind = "global" if "__builtins__" in self.where else "attribute or item"
+            return f"{kind} {self.name!r}"
+        return f"closure variable {self.name!r}"
 
 
 _MISSING = object()
@@ -141,22 +157,61 @@ def _global_names(code: types.CodeType) -> set[str]:
     return {name for c in _code_objects(code) for name in c.co_names}
 
 
+def _container(value: Any) -> bool:
+    """Whether ``value`` is a container `find` looks into: a dict, list or
+    tuple, or an instance of a user's class with a ``__dict__``."""
+    if isinstance(value, (dict, list, tuple)):
+        return True
+    if isinstance(value, (type, types.ModuleType, np.ndarray) + _NUMBERS) or callable(value):
+        return False
+    return (type(getattr(value, "__dict__", None)) is dict
+            and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
+
+
+def _members(container: Any, names: set[Any]) -> tuple[Any, list[tuple[Any, Any]]]:
+    """(where, [(name, value)]): the attributes of an object or the items of a
+    dict the code names, or the items of a list or tuple."""
+    if isinstance(container, (list, tuple)):
+        return container, list(enumerate(container[:_MAX_MEMBERS]))
+    where = container if isinstance(container, dict) else vars(container)
+    return where, [(k, where[k]) for k in list(where)[:4 * _MAX_MEMBERS] if k in names
+                   ][:_MAX_MEMBERS]
+
+
 def find(fn: Callable[..., Any]) -> Captures:
     """The bindings ``fn`` and the functions it reaches can read."""
-    guarded: dict[tuple[int, str], Binding] = {}
+    guarded: dict[tuple[int, Any], Binding] = {}
     arrays: dict[int, Binding] = {}
     seen: set[int] = set()
+    names: set[Any] = set()  # attribute names, globals and constants the code uses
+    containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
+    taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
     todo = [fn]
-    while todo and len(seen) < _MAX_FUNCTIONS:
-        f = todo.pop()
+
+    def take(b: Binding, depth: int) -> None:
+        value = b.value
+        if isinstance(value, (np.ndarray,) + _NUMBERS):
+            if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
+                b = Binding(b.where, b.name, value, value.copy())
+            guarded.setdefault((id(b.where), b.name), b)
+            if type(value) is np.ndarray and value.dtype.kind in "fc":
+                arrays.setdefault(id(value), b)
+        elif isinstance(value, (types.FunctionType, functools_partial, types.MethodType)):
+            todo.append(value)
+        elif depth < _MAX_DEPTH and _container(value):
+            containers.setdefault(id(value), (b, depth + 1))
+
+    def follow(f: Any) -> None:
         f = getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
         if isinstance(f, functools_partial):
             todo.append(f.func)
-            continue
+            return
         if isinstance(f, types.MethodType):
+            if _container(f.__self__):  # a bound method reads its object
+                take(Binding({"self": f.__self__}, "self", f.__self__), 0)
             f = f.__func__
         if not isinstance(f, types.FunctionType) or id(f) in seen:
-            continue
+            return
         seen.add(id(f))
         bindings: list[Binding] = []
         if f.__closure__:
@@ -169,25 +224,42 @@ def find(fn: Callable[..., Any]) -> Captures:
             # a library's wrapper (fastad.grad's, functools'): only the user's
             # functions it closes over are followed
             todo.extend(b.value for b in bindings if callable(b.value))
-            continue
+            return
+        for code in _code_objects(f.__code__):
+            names.update(code.co_names)
+            names.update(c for c in code.co_consts
+                         if isinstance(c, (str, int)) and not isinstance(c, bool))
         module_globals = f.__globals__
         for name in _global_names(f.__code__):
             if name in module_globals:
                 bindings.append(Binding(module_globals, name, module_globals[name]))
         for b in bindings:
-            value = b.value
-            if isinstance(value, (np.ndarray,) + _NUMBERS):
-                if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
-                    b = Binding(b.where, b.name, value, value.copy())
+            take(b, 0)
+
+    # Functions name attributes and keys, containers hold functions (methods):
+    # look again until neither finds anything new.
+    for _ in range(2 * _MAX_DEPTH + 2):
+        while todo and len(seen) < _MAX_FUNCTIONS:
+            follow(todo.pop())
+        before = (len(taken), len(containers), len(seen))
+        for b, depth in list(containers.values()):
+            container = b.value
+            if depth > 1:  # the binding holding it: rebinding the container retraces
                 guarded.setdefault((id(b.where), b.name), b)
-                if type(value) is np.ndarray and value.dtype.kind in "fc":
-                    arrays.setdefault(id(value), b)
-            elif isinstance(value, (types.FunctionType, functools_partial, types.MethodType)):
-                todo.append(value)
+            if not isinstance(container, (dict, list, tuple)):
+                todo.extend(getattr(type(container), n) for n in names if isinstance(n, str)
+                            and isinstance(getattr(type(container), n, None),
+                                           types.FunctionType))
+            where, members = _members(container, names)
+            for name, value in members:
+                if (id(where), name) not in taken:
+                    taken.add((id(where), name))
+                    take(Binding(where, name, value), depth)
+        if not todo and before == (len(taken), len(containers), len(seen)):
+            break
     if not guarded:
         return NONE
     return Captures(tuple(guarded.values()), arrays)
-
 
 
 def reader(builder: Any, found: Captures, inputs: list[Any], by_reference: list[Binding]

@@ -408,12 +408,13 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
         over a batch on threads; it pickles (``fastad.dumps``).
 
     What is cached, keyed by what: arguments, positional and keyword, are
-    pytrees. Float and complex leaves (arrays and numbers) and Python or
-    NumPy integers are data: the signature holds their shapes and dtypes,
-    not their values (an integer whose value the trace uses, as a ``range``
-    bound, an index or a shape, is keyed by value from then on). Integer
-    and boolean arrays, strings and other leaves are compiled in and keyed
-    by value. A call with a new signature traces again; a call whose
+    pytrees. Float and complex leaves (arrays and numbers), Python or
+    NumPy integers, and integer and boolean arrays are data: the signature
+    holds their shapes and dtypes, not their values, so a minibatch loop's
+    new labels or indices reuse the trace (an integer whose value the trace
+    uses, as a ``range`` bound, a shape, ``x[mask]`` or ``np.unique``, is
+    keyed by value from then on). Strings and other leaves are compiled in
+    and keyed by value. A call with a new signature traces again; a call whose
     recorded branches (guards) disagree traces a new path, kept beside the
     others (``cache_info()`` lists them).
 

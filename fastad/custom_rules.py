@@ -27,19 +27,28 @@ The rule gives one mode; the other is its transpose, taken by reverse mode
 through the rule (which is linear in the tangent or cotangent), so unlike
 JAX's, a ``custom_vjp`` function has forward mode too (``jvp``, ``hessian``).
 ``nondiff_argnums`` are passed first to the rules, as JAX's, and are not
-differentiated; the other arguments are arrays or numbers, and the result
-is one array.  Under ``vmap`` the primitive runs once per example.
+differentiated.  The other arguments and the result are pytrees (tuples,
+lists, dicts, namedtuples) of arrays or numbers, as in JAX: the primitive's
+operands are the arguments' leaves, and a result that is not one array is
+packed into one 1-D array (an instruction has one result) and sliced back
+into its structure, which is learnt by running the function once per
+structure and shapes of the arguments.  ``bwd`` returns one cotangent per
+differentiated argument, each of that argument's structure (None for zero);
+a ``jvp`` rule gets and gives tangents of the primals' and the result's
+structure.  Under ``vmap`` the primitive runs once per example.
 """
 from __future__ import annotations
 
 import functools
 import threading
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from .core import pytree
 from .core.registry import defprim, registry
 from .core.tracer import Tracer, bind
+from .primitives.loops import pack, packed_dtype
 
 
 def _new_primitive(fun: Callable[..., Any], kind: str, impl: Callable[..., Any]) -> Any:
@@ -66,6 +75,46 @@ def _dtype(x: Any) -> Any:
     return x.aval.dtype if isinstance(x, Tracer) and hasattr(x, "aval") else np.result_type(x)
 
 
+class _Aval(NamedTuple):
+    shape: tuple
+    dtype: Any
+
+
+def _key(nondiff: tuple) -> Any:
+    """nondiff as part of a dictionary key, or None if it is not hashable."""
+    try:
+        hash(nondiff)
+    except TypeError:
+        return None
+    return nondiff
+
+
+def _pack(tree: Any, structure: tuple[Any, tuple]) -> Any:
+    """A pytree result (or its tangent, or cotangent) of the learnt structure
+    as one 1-D array of the leaves' common dtype."""
+    out_tree, avals = structure
+    leaves, tree_def = pytree.flatten(tree)
+    if tree_def != out_tree:
+        raise TypeError(f"a custom rule gave a result of structure {tree_def}, "
+                        f"where the function's result has structure {out_tree}")
+    dtype = packed_dtype([_Aval(*a) for a in avals])
+    if not any(isinstance(v, Tracer) for v in leaves):
+        return pack(leaves, dtype)
+    from . import numpy as fnp
+    return fnp.concatenate([fnp.ravel(fnp.astype(fnp.broadcast_to(v, shape), dtype))
+                            for v, (shape, _) in zip(leaves, avals)])
+
+
+def _unpack(packed: Any, out_tree: Any, avals: tuple) -> Any:
+    from .loops import unpack
+    parts, at = [], 0
+    for shape, dtype in avals:
+        size = int(np.prod(shape, dtype=np.int64))
+        parts.append(unpack(packed, at, at + size, _Aval(shape, dtype)))
+        at += size
+    return pytree.unflatten(out_tree, parts)
+
+
 def _zeros_like(x: Any) -> Any:
     from . import numpy as fnp
     return fnp.zeros_like(x) if isinstance(x, Tracer) else np.zeros_like(np.asarray(x, float))
@@ -82,7 +131,10 @@ class _Custom:
         self.fun = fun
         self.nondiff_argnums = tuple(sorted(int(i) for i in nondiff_argnums))
         self.primitive = _new_primitive(fun, self.kind, self._value)
-        self.primitive.batching_rule = self._batched
+        self.primitive.batch_rule = self._batched
+        # (argument structure, leaf shapes and dtypes, nondiff) -> the result's
+        # structure and leaf avals, learnt by running the function once
+        self._results: dict[Any, tuple[Any, tuple]] = {}
 
     # -- arguments: the differentiated ones are the primitive's operands ------------
     def _split(self, args: tuple) -> tuple[tuple, tuple]:
@@ -96,22 +148,59 @@ class _Custom:
             out.append(next(nd) if i in self.nondiff_argnums else next(d))
         return tuple(out)
 
-    def _value(self, *diff: Any, nondiff: tuple = ()) -> Any:
-        return self.fun(*self._merge(nondiff, diff))
+    def _args(self, leaves: tuple, nondiff: tuple, in_tree: Any) -> tuple:
+        """The function's arguments from the primitive's operands."""
+        diff = tuple(leaves) if in_tree is None else pytree.unflatten(in_tree, list(leaves))
+        return self._merge(nondiff, diff)
+
+    def _value(self, *leaves: Any, nondiff: tuple = (), in_tree: Any = None,
+               out_tree: Any = None) -> Any:
+        out = self.fun(*self._args(leaves, nondiff, in_tree))
+        return out if out_tree is None else _pack(out, out_tree)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs:
             raise TypeError(f"{self.kind} functions take positional arguments only "
                             "(as JAX's); pass keywords with functools.partial")
         nondiff, diff = self._split(args)
-        if not any(isinstance(a, Tracer) for a in diff):
+        leaves, in_tree = pytree.flatten(diff)
+        if not any(isinstance(a, Tracer) for a in leaves):
             return self.fun(*args)  # nothing to differentiate: the function itself
-        for a in diff:
+        for a in leaves:
             if not (isinstance(a, Tracer) or np.ndim(a) >= 0 and np.asarray(a).dtype != object):
-                raise TypeError(f"{self.kind}: differentiated arguments must be arrays or "
-                                f"numbers, not {type(a).__name__}; mark it in nondiff_argnums")
-        self._ensure_rules(len(diff))
-        return bind(self.primitive, *diff, nondiff=nondiff)
+                raise TypeError(f"{self.kind}: differentiated arguments must be pytrees of "
+                                f"arrays or numbers, not {type(a).__name__}; mark the "
+                                "argument in nondiff_argnums")
+        flat = in_tree == pytree.flatten(tuple(range(len(diff))))[1]  # arrays and numbers
+        out_tree, out_avals = self._result(leaves, nondiff, in_tree)
+        self._ensure_rules(len(leaves))
+        params: dict[str, Any] = {"nondiff": nondiff}
+        if not flat:
+            params["in_tree"] = in_tree
+        if out_tree is None:  # one array
+            return bind(self.primitive, *leaves, **params)
+        packed = bind(self.primitive, *leaves, out_tree=(out_tree, out_avals), **params)
+        return _unpack(packed, out_tree, out_avals)
+
+    def _result(self, leaves: list, nondiff: tuple, in_tree: Any) -> tuple[Any, tuple]:
+        """The result's structure (None for one array) and its leaves' avals."""
+        key = (in_tree, tuple((np.shape(a), np.result_type(_dtype(a))) for a in leaves),
+               _key(nondiff))
+        known = self._results.get(key)
+        if known is None:
+            values = [a.value if isinstance(a, Tracer) else a for a in leaves]
+            out = self.fun(*self._args(values, nondiff, in_tree))
+            out_leaves, out_tree = pytree.flatten(out)
+            if out_tree == pytree.LEAF:
+                known = (None, ())
+            else:
+                known = (out_tree, tuple((np.shape(v), np.result_type(v)) for v in out_leaves))
+            if key[2] is not None:
+                self._results[key] = known
+        return known
+
+    def _cotangent_of_result(self, g: Any, out_tree: Any) -> Any:
+        return g if out_tree is None else _unpack(g, *out_tree)
 
     def _ensure_rules(self, n: int) -> None:
         prim = self.primitive
@@ -144,38 +233,57 @@ class custom_vjp(_Custom):  # noqa: N801 - JAX's name
     def defvjp(self, fwd: Callable[..., Any], bwd: Callable[..., Any]) -> None:
         self.fwd, self.bwd = fwd, bwd
 
-    def _cotangents(self, g: Any, diff: tuple, nondiff: tuple) -> tuple:
-        """bwd's cotangents; the VJP rules of one instruction ask in turn, one
-        per argument, with the same values: fwd and bwd run once for them."""
+    def _cotangents(self, g: Any, leaves: tuple, nondiff: tuple, in_tree: Any,
+                    out_tree: Any) -> tuple:
+        """bwd's cotangent of each operand (leaf); the VJP rules of one
+        instruction ask in turn, one per operand, with the same values: fwd
+        and bwd run once for them."""
         last = getattr(self._last, "call", None)
         if (last is not None and last[0] is g and last[2] is nondiff
-                and len(last[1]) == len(diff) and all(a is b for a, b in zip(last[1], diff))):
+                and len(last[1]) == len(leaves) and all(a is b for a, b in zip(last[1], leaves))):
             return last[3]
-        cts = self._run_bwd(g, diff, nondiff)
-        self._last.call = (g, diff, nondiff, cts)  # holds them: their ids stay theirs
+        cts = self._run_bwd(g, leaves, nondiff, in_tree, out_tree)
+        self._last.call = (g, leaves, nondiff, cts)  # holds them: their ids stay theirs
         return cts
 
-    def _run_bwd(self, g: Any, diff: tuple, nondiff: tuple) -> tuple:
+    def _run_bwd(self, g: Any, leaves: tuple, nondiff: tuple, in_tree: Any,
+                 out_tree: Any) -> tuple:
         if self.bwd is None:
             raise NotImplementedError(f"{self.__name__}: custom_vjp has no rule; call "
                                       "defvjp(fwd, bwd) first")
-        _, residuals = self.fwd(*self._merge(nondiff, diff))
-        cts = self.bwd(*nondiff, residuals, g)
+        args = self._args(leaves, nondiff, in_tree)
+        _, residuals = self.fwd(*args)
+        cts = self.bwd(*nondiff, residuals, self._cotangent_of_result(g, out_tree))
+        diff = self._split(args)[1]
         if not isinstance(cts, (tuple, list)) or len(cts) != len(diff):
             raise TypeError(f"{self.__name__}: the bwd rule must return a tuple of "
                             f"{len(diff)} cotangent(s), one per differentiated argument; "
                             f"got {type(cts).__name__}")
-        return tuple(_zeros_like(d) if c is None else c for c, d in zip(cts, diff))
+        out: list[Any] = []
+        for c, d in zip(cts, diff):
+            d_leaves, d_tree = pytree.flatten(d)
+            if c is None:
+                out += [_zeros_like(x) for x in d_leaves]
+                continue
+            c_leaves, c_tree = pytree.flatten(c)
+            if c_tree != d_tree:
+                raise TypeError(f"{self.__name__}: the bwd rule gave a cotangent of structure "
+                                f"{c_tree} for an argument of structure {d_tree}")
+            out += c_leaves
+        return tuple(out)
 
     def _vjp_rule(self, i: int) -> Callable[..., Any]:
-        def vjp(g: Any, ans: Any, *diff: Any, nondiff: tuple = ()) -> Any:
-            return self._cotangents(g, diff, nondiff)[i]
+        def vjp(g: Any, ans: Any, *leaves: Any, nondiff: tuple = (), in_tree: Any = None,
+                out_tree: Any = None) -> Any:
+            return self._cotangents(g, leaves, nondiff, in_tree, out_tree)[i]
         return vjp
 
     def _jvp_rule(self, i: int) -> Callable[..., Any]:
-        def jvp(t: Any, ans: Any, *diff: Any, nondiff: tuple = ()) -> Any:
+        def jvp(t: Any, ans: Any, *leaves: Any, nondiff: tuple = (), in_tree: Any = None,
+                out_tree: Any = None) -> Any:
             # J_i t = (g -> bwd(g)_i)^T t: bwd is linear in g
-            return _transpose(lambda g: self._cotangents(g, diff, nondiff)[i], ans, t)
+            return _transpose(
+                lambda g: self._cotangents(g, leaves, nondiff, in_tree, out_tree)[i], ans, t)
         return jvp
 
 
@@ -199,27 +307,36 @@ class custom_jvp(_Custom):  # noqa: N801 - JAX's name
     def defjvps(self, *rules: Callable[..., Any] | None) -> None:
         self.rule, self.rules = None, rules
 
-    def _tangent(self, i: int, t: Any, ans: Any, diff: tuple, nondiff: tuple) -> Any:
-        """The output's tangent for tangent t of differentiated argument i alone."""
+    def _tangent(self, i: int, t: Any, ans: Any, leaves: tuple, nondiff: tuple,
+                 in_tree: Any, out_tree: Any) -> Any:
+        """The result's tangent for tangent t of operand (leaf) i alone."""
         if self.rules is not None:
+            if in_tree is not None or out_tree is not None:
+                raise TypeError(f"{self.__name__}: defjvps takes arrays and numbers; with "
+                                "pytree arguments or results, give one rule with defjvp")
             rule = self.rules[i] if i < len(self.rules) else None
-            return _zeros_like(ans) * 0.0 if rule is None else rule(t, ans, *diff)
+            return _zeros_like(ans) * 0.0 if rule is None else rule(t, ans, *leaves)
         if self.rule is None:
             raise NotImplementedError(f"{self.__name__}: custom_jvp has no rule; call "
                                       "defjvp(rule) first")
-        tangents = tuple(t if k == i else _zeros_like(d) for k, d in enumerate(diff))
-        out = self.rule(*nondiff, diff, tangents)
+        tangents = tuple(t if k == i else _zeros_like(d) for k, d in enumerate(leaves))
+        primals = self._split(self._args(leaves, nondiff, in_tree))[1]
+        out = self.rule(*nondiff, primals, self._split(self._args(tangents, nondiff, in_tree))[1])
         if not isinstance(out, (tuple, list)) or len(out) != 2:
             raise TypeError(f"{self.__name__}: the jvp rule must return (value, tangent)")
-        return out[1]
+        return out[1] if out_tree is None else _pack(out[1], out_tree)
 
     def _jvp_rule(self, i: int) -> Callable[..., Any]:
-        def jvp(t: Any, ans: Any, *diff: Any, nondiff: tuple = ()) -> Any:
-            return self._tangent(i, t, ans, diff, nondiff)
+        def jvp(t: Any, ans: Any, *leaves: Any, nondiff: tuple = (), in_tree: Any = None,
+                out_tree: Any = None) -> Any:
+            return self._tangent(i, t, ans, leaves, nondiff, in_tree, out_tree)
         return jvp
 
     def _vjp_rule(self, i: int) -> Callable[..., Any]:
-        def vjp(g: Any, ans: Any, *diff: Any, nondiff: tuple = ()) -> Any:
+        def vjp(g: Any, ans: Any, *leaves: Any, nondiff: tuple = (), in_tree: Any = None,
+                out_tree: Any = None) -> Any:
             # J_i^T g: the rule is linear in the tangent
-            return _transpose(lambda t: self._tangent(i, t, ans, diff, nondiff), diff[i], g)
+            return _transpose(
+                lambda t: self._tangent(i, t, ans, leaves, nondiff, in_tree, out_tree),
+                leaves[i], g)
         return vjp

@@ -9,7 +9,10 @@ refuses such a tape before any backend sees it.
 
 Each rule takes the operands' shapes, the instruction's parameters and the
 values of constant operands (index arrays), and returns the output shape or
-raises ValueError.
+raises ValueError.  A rule is a trait of its primitive
+(`Primitive.shape_rule`), set by `defshape` in the primitive's family module
+(fastad/primitives/) next to its derivative rules; this module holds the
+rules families share and `check_shapes`, and imports only the core.
 """
 from __future__ import annotations
 
@@ -19,20 +22,16 @@ from typing import Any, Callable
 import numpy as np
 
 from .core.errors import TapeError
-from .primitives import special
-from .primitives.fft import NORMS
-from .primitives.loops import shape_rule as _loop
-from .core.registry import Primitive, check_table, registry
-from .core.registry import prims as P
+from .core.registry import Primitive, TraitTable, registry
 
 Shape = tuple[int, ...]
 
 
-def _same(x: Shape) -> Shape:
+def same(x: Shape) -> Shape:
     return x
 
 
-def _astype(x: Shape, dtype: str) -> Shape:
+def astype(x: Shape, dtype: str) -> Shape:
     if not isinstance(dtype, str):  # what tracing records; NumPy never parses a saved structure
         raise ValueError(f"cast to {dtype!r}, not a dtype name")
     if np.dtype(dtype).kind not in "fcbiu":
@@ -40,11 +39,11 @@ def _astype(x: Shape, dtype: str) -> Shape:
     return x
 
 
-def _broadcast(*shapes: Shape) -> Shape:
+def broadcast(*shapes: Shape) -> Shape:
     return tuple(np.broadcast_shapes(*shapes))
 
 
-def _axes(x: Shape, axes: Any) -> set[int]:
+def check_axes(x: Shape, axes: Any) -> set[int]:
     axes = tuple(axes)
     if len(set(axes)) != len(axes) or not all(isinstance(a, (int, np.integer)) and 0 <= a < len(x)
                                               for a in axes):
@@ -52,31 +51,31 @@ def _axes(x: Shape, axes: Any) -> set[int]:
     return set(axes)
 
 
-def _reduce(x: Shape, axes: Any, keepdims: bool) -> Shape:
-    reduced = _axes(x, axes)
+def reduce(x: Shape, axes: Any, keepdims: bool) -> Shape:
+    reduced = check_axes(x, axes)
     return tuple(1 if i in reduced else d for i, d in enumerate(x)
                  if keepdims or i not in reduced)
 
 
-def _cumsum(x: Shape, axis: int, reverse: bool) -> Shape:
-    _axes(x, (axis,))
+def cumsum(x: Shape, axis: int, reverse: bool) -> Shape:
+    check_axes(x, (axis,))
     return x
 
 
-def _reshape(x: Shape, shape: Any) -> Shape:
+def reshape(x: Shape, shape: Any) -> Shape:
     shape = tuple(shape)
     if math.prod(x) != math.prod(shape):
         raise ValueError(f"cannot reshape {x} into {shape}")
     return shape
 
 
-def _transpose(x: Shape, perm: Any) -> Shape:
+def transpose(x: Shape, perm: Any) -> Shape:
     if sorted(perm) != list(range(len(x))):
         raise ValueError(f"{perm} is not a permutation of {len(x)} axes")
     return tuple(x[p] for p in perm)
 
 
-def _broadcast_to(x: Shape, shape: Any) -> Shape:
+def broadcast_to(x: Shape, shape: Any) -> Shape:
     shape = tuple(shape)
     if tuple(np.broadcast_shapes(x, shape)) != shape:
         raise ValueError(f"cannot broadcast {x} to {shape}")
@@ -93,12 +92,12 @@ def _indices(x: Shape, idx: Shape, index: Any) -> None:
         raise ValueError(f"index out of range for {size} elements")
 
 
-def _take(x: Shape, idx: Shape, consts: tuple) -> Shape:
+def take(x: Shape, idx: Shape, consts: tuple) -> Shape:
     _indices(x, idx, consts[1])
     return idx
 
 
-def _scatter(x: Shape, idx: Shape, v: Shape, consts: tuple) -> Shape:
+def scatter(x: Shape, idx: Shape, v: Shape, consts: tuple) -> Shape:
     _indices(x, idx, consts[1])
     if tuple(np.broadcast_shapes(v, idx)) != idx:  # values broadcast to the indices
         raise ValueError(f"values of shape {v} for indices of shape {idx}")
@@ -112,73 +111,78 @@ def _matrices(a: Shape, b: Shape, square: bool) -> None:
         raise ValueError(f"{a} is not square")
 
 
-def _matmul(a: Shape, b: Shape) -> Shape:
+def matmul(a: Shape, b: Shape) -> Shape:
     _matrices(a, b, square=False)
     return a[:-1] + b[-1:]
 
 
-def _solve(a: Shape, b: Shape) -> Shape:
+def solve(a: Shape, b: Shape) -> Shape:
     _matrices(a, b, square=True)
     return b
 
 
-def _determinant(a: Shape) -> Shape:
+def determinant(a: Shape) -> Shape:
     if len(a) < 2 or a[-1] != a[-2]:
         raise ValueError(f"{a} is not square")
     return a[:-2]
 
 
-def _fft(x: Shape, axes: Any, inverse: bool, norm: str) -> Shape:
-    _axes(x, axes)
-    if norm not in NORMS:
-        raise ValueError(f"norm {norm!r}")
-    return x
-
-
-def _guard(pred: Shape, expected: bool) -> Shape:
+def guard(pred: Shape, expected: bool) -> Shape:
     return ()
 
 
 # -- special functions, orderings and decompositions --
-def _same_with_params(x: Shape, **params: Any) -> Shape:
+def same_with_params(x: Shape, **params: Any) -> Shape:
     return x
 
 
-def _broadcast_with_params(*shapes: Shape) -> Shape:
-    return _broadcast(*shapes)
+def broadcast_with_params(*shapes: Shape) -> Shape:
+    return broadcast(*shapes)
 
 
-def _along(x: Shape, axis: int, **params: Any) -> Shape:
-    _axes(x, (axis,))
+def along(x: Shape, axis: int, **params: Any) -> Shape:
+    check_axes(x, (axis,))
     return x
 
 
-def _partition(x: Shape, kth: Any, axis: int) -> Shape:
-    _axes(x, (axis,))
+def partition(x: Shape, kth: Any, axis: int) -> Shape:
+    check_axes(x, (axis,))
     if not all(isinstance(k, (int, np.integer)) and 0 <= k < x[axis] for k in kth):
         raise ValueError(f"kth {kth} for an axis of {x[axis]}")
     return x
 
 
 def _indices_along(x: Shape, idx: Shape, axis: int) -> None:
-    _axes(x, (axis,))
+    check_axes(x, (axis,))
     if len(idx) != len(x) or any(a != b for i, (a, b) in enumerate(zip(x, idx)) if i != axis):
         raise ValueError(f"indices of shape {idx} along axis {axis} of {x}")
 
 
-def _take_along(x: Shape, idx: Shape, axis: int) -> Shape:
+def gather_rows(x: Shape, idx: Shape) -> Shape:
+    if not x:
+        raise ValueError("gathering rows of a 0-d value")
+    return idx + x[1:]
+
+
+def scatter_add_rows(acc: Shape, idx: Shape, v: Shape) -> Shape:
+    if not acc or v != idx + acc[1:]:
+        raise ValueError(f"rows of shape {v} for indices of shape {idx} into {acc}")
+    return acc
+
+
+def take_along(x: Shape, idx: Shape, axis: int) -> Shape:
     _indices_along(x, idx, axis)
     return idx
 
 
-def _scatter_add_along(x: Shape, idx: Shape, v: Shape, axis: int) -> Shape:
+def scatter_add_along(x: Shape, idx: Shape, v: Shape, axis: int) -> Shape:
     _indices_along(x, idx, axis)
     if v != idx:
         raise ValueError(f"values of shape {v} for indices of shape {idx}")
     return x
 
 
-def _interp(x: Shape, xp: Shape, fp: Shape, **params: Any) -> Shape:
+def interp(x: Shape, xp: Shape, fp: Shape, **params: Any) -> Shape:
     if len(xp) != 1 or xp != fp or not xp[0]:
         raise ValueError(f"tables of shapes {xp} and {fp}")
     return x
@@ -190,75 +194,61 @@ def _square(a: Shape) -> tuple[Shape, int]:
     return a[:-2], a[-1]
 
 
-def _factor(a: Shape, **params: Any) -> Shape:
+def factor(a: Shape, **params: Any) -> Shape:
     _square(a)
     return a
 
 
-def _eigen(a: Shape, **params: Any) -> Shape:
+def eigen(a: Shape, **params: Any) -> Shape:
     batch, n = _square(a)
     return batch + (n + 1, n)
 
 
-def _svd(a: Shape) -> Shape:
+def svd(a: Shape) -> Shape:
     if len(a) < 2:
         raise ValueError(f"{a} is not a matrix")
     m, n = a[-2:]
     return a[:-2] + (1 + m + n, min(m, n))
 
 
-def _qr(a: Shape) -> Shape:
+def qr(a: Shape) -> Shape:
     if len(a) < 2 or a[-2] < a[-1]:
         raise ValueError(f"{a} is not a matrix with at least as many rows as columns")
     return a[:-2] + (a[-2] + a[-1], a[-1])
 
 
-def _pinv(a: Shape) -> Shape:
+def pinv(a: Shape) -> Shape:
     if len(a) < 2:
         raise ValueError(f"{a} is not a matrix")
     return a[:-2] + (a[-1], a[-2])
 
 
-def _solve_triangular(a: Shape, b: Shape, lower: bool) -> Shape:
+def solve_triangular(a: Shape, b: Shape, lower: bool) -> Shape:
     batch, n = _square(a)
     if len(b) < 2 or b[-2] != n:
         raise ValueError(f"operands {a} and {b} do not align")
-    return _broadcast(batch, b[:-2]) + b[-2:]
+    return broadcast(batch, b[:-2]) + b[-2:]
 
 
-def _sylvester(a: Shape, b: Shape, q: Shape) -> Shape:
+def sylvester(a: Shape, b: Shape, q: Shape) -> Shape:
     (batch_a, n), (batch_b, m) = _square(a), _square(b)
     if len(q) < 2 or q[-2:] != (n, m):
         raise ValueError(f"right-hand side {q} for {a} and {b}")
-    return _broadcast(batch_a, batch_b, q[:-2]) + (n, m)
+    return broadcast(batch_a, batch_b, q[:-2]) + (n, m)
 
 
-def _elementwise(prim: Primitive) -> Callable[..., Shape]:
-    """The shape rule of an elementwise primitive (`Primitive.elementwise`):
-    one operand's shape, or the operands' broadcast; only the special
-    functions take parameters (orders)."""
-    if prim.name in special.ELEMENTWISE:
-        return _same_with_params if prim.nargs == 1 else _broadcast_with_params
-    return _same if prim.nargs == 1 else _broadcast
+def elementwise(prim: Primitive, *, params: bool = False) -> Callable[..., Shape]:
+    """The shape rule every elementwise primitive (`Primitive.elementwise`)
+    shares: one operand's shape, or the operands' broadcast; with ``params``
+    (the special functions' orders), keyword parameters are accepted."""
+    if params:
+        return same_with_params if prim.nargs == 1 else broadcast_with_params
+    return same if prim.nargs == 1 else broadcast
 
 
-# primitive -> rule; rules of primitives in TAKES_CONSTS also receive the
-# constant operands.  Every builtin primitive has one (tests/test_primitive_tables.py).
-RULES: dict[Primitive, Callable[..., Shape]] = check_table({
-    **{p: _elementwise(p) for p in registry.values() if p.builtin and p.elementwise},
-    P.astype: _astype,
-    P.sum: _reduce, P.prod: _reduce, P.max: _reduce, P.min: _reduce, P.cumsum: _cumsum,
-    P.reshape: _reshape, P.transpose: _transpose, P.broadcast_to: _broadcast_to,
-    P.take: _take, P.scatter_set: _scatter, P.scatter_add: _scatter,
-    P.matmul: _matmul, P.solve: _solve, P.logabsdet: _determinant, P.detsign: _determinant,
-    P.fft: _fft, P.guard: _guard,
-    P.argsort: _along, P.cumprod: _along, P.argpartition: _partition,
-    P.take_along: _take_along, P.scatter_add_along: _scatter_add_along,
-    P.interp: _interp, P.interp_slope: _interp,
-    P.cholesky: _factor, P.sqrtm: _factor, P.eigh: _eigen, P.eig: _eigen, P.svd: _svd,
-    P.loop: _loop, P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular, P.sylvester: _sylvester,
-}, "shapes.RULES")
-TAKES_CONSTS = check_table({P.take, P.scatter_set, P.scatter_add}, "shapes.TAKES_CONSTS")
+# The rules as one table (primitive -> `Primitive.shape_rule`), a view of the
+# traits.  Every builtin primitive has one (tests/test_primitive_tables.py).
+RULES = TraitTable("shape_rule")
 
 
 def check_shapes(tape: Any) -> None:
@@ -266,14 +256,14 @@ def check_shapes(tape: Any) -> None:
     one its primitive computes from its operands (user primitives aside)."""
     for k, ins in enumerate(tape.instrs):
         prim = registry[ins.prim]
-        rule = RULES.get(prim)
+        rule = prim.shape_rule
         if rule is None:
             if prim.builtin:
                 raise TapeError(f"instruction {k}: no shape rule for {ins.prim!r}")
             continue
         shapes = [tuple(tape.avals[s].shape) for s in ins.ins]
         extra = {"consts": tuple(tape.consts.get(s) for s in ins.ins)} \
-            if prim in TAKES_CONSTS else {}
+            if prim.shape_consts else {}
         try:
             expected = rule(*shapes, **dict(ins.params), **extra)
         except (ValueError, TypeError) as exc:

@@ -4,9 +4,10 @@ the kinds of computation (gradient, value, outputs) a trace records, and the
 checks a saved function's signatures and structures pass when loaded.
 
 A *signature* is the pytree structure of the arguments, the shape and dtype
-of every float leaf (and the mark of every integer taken as data,
-`INT_DATA`), and the value of everything else (strings, integer arrays,
-``static_argnums``/``static_argnames``).
+of every float leaf, the shape and kind of every integer and boolean taken
+as data (`INT_DATA`, `array_data_key`), and the value of everything else
+(strings, integers a trace used by value, ``static_argnums``/
+``static_argnames``).
 """
 from __future__ import annotations
 
@@ -97,6 +98,63 @@ def any_tracer(tree: Any) -> bool:
 
 #: an integer argument taken as data (`IntTracer`): a float64 0-d input
 INT_DATA = ((), "i")
+
+
+#: the dtype marks of integer ("i") and boolean ("?") leaves taken as data
+DATA_CHARS = ("i", "?")
+
+#: integers past this magnitude are not exact in a float64 input
+EXACT_INTEGERS = 2**53
+
+
+def array_data(leaf: Any) -> np.ndarray | None:
+    """An integer or boolean array argument as the tape's input holds it:
+    integers as float64 (the VM's registers are floating point; integers
+    below 2**53 are exact there), booleans as they are.  None when it cannot
+    be data: not such an array, or integers too large to be exact (keyed by
+    value instead)."""
+    if type(leaf) is not np.ndarray:
+        return None
+    kind = leaf.dtype.kind
+    if kind == "b":
+        return leaf
+    if kind not in "iu":
+        return None
+    if leaf.dtype.itemsize == 8 and leaf.size and (
+            leaf.max() >= EXACT_INTEGERS or leaf.min() <= -EXACT_INTEGERS):
+        return None
+    return leaf.astype(np.float64)
+
+
+def array_data_key(leaf: np.ndarray) -> tuple[tuple[int, ...], str]:
+    """An integer or boolean array's part of a signature: its shape and kind
+    (the traces of int32 and int64 labels are the same)."""
+    return (leaf.shape, "?" if leaf.dtype.kind == "b" else "i")
+
+
+def with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
+    """``run_args`` for a signature with integer or boolean array arguments
+    taken as data: converts them as `array_data` does (declining, None, for
+    an argument that is not such an array of the signature's shape)."""
+    data = [(i, arg[1][0]) for i, arg in enumerate(key) if arg[1][0][1] in DATA_CHARS]
+    if not data:
+        return run_args
+
+    def run(args: tuple[Any, ...], which: int) -> Any:
+        if len(args) != len(key):
+            return None
+        args = list(args)
+        for i, (shape, char) in data:
+            a = args[i]
+            if (type(a) is not np.ndarray or a.shape != shape
+                    or (a.dtype.kind == "b") != (char == "?")):
+                return None
+            a = array_data(a)
+            if a is None:
+                return None
+            args[i] = a
+        return run_args(tuple(args), which)
+    return run
 
 
 def leaf_key(leaf: Any) -> Any:
@@ -345,7 +403,7 @@ def check_signature(key: Any, tape: Tape) -> None:
     dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
                if part[0] not in ("array", "value")]
     declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
-    if [(tuple(shape), "d" if (shape, char) == INT_DATA else char)
+    if [(tuple(shape), "d" if char == "i" else char)
             for shape, char in dynamic] != declared:
         raise TapeError("a saved signature does not match the inputs of its tape")
 

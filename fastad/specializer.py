@@ -41,6 +41,8 @@ from .signatures import (
     Structure,
     TracedArguments,
     any_tracer,
+    array_data,
+    array_data_key,
     as_differentiable,
     as_scalar,
     check_signature,
@@ -56,16 +58,11 @@ from .signatures import (
     signatures_bound,
     static_key,
     static_names,
+    with_data,
 )
 from .core.tape import Tape
-from .core.tracer import (
-    IntTracer,
-    IntValueNeeded,
-    Tracer,
-    recording,
-    replay,
-    user_stacklevel,
-)
+from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded
+from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -174,6 +171,14 @@ class Specializer:
         return (isinstance(leaf, (int, np.integer)) and not isinstance(leaf, (bool, np.bool_))
                 and where not in self.int_static and -2**53 < leaf < 2**53)
 
+    def _array_data(self, leaf: Any, where: int | str) -> np.ndarray | None:
+        """An integer or boolean array this function takes as data, as the
+        tape's input holds it (integers as float64, booleans as they are), or
+        None: keyed by value (`array_data`)."""
+        if where in self.int_static:
+            return None
+        return array_data(leaf)
+
     def _split_leaves(self, arg: Any, differentiated: bool, where: int | str, dynamic: list[Any],
                       traced: bool = False) -> tuple[Any, tuple[Any, ...]]:
         """The signature of one argument (positional ``where``, or keyword
@@ -197,6 +202,12 @@ class Specializer:
                 dynamic.append(np.float64(leaf))
                 parts.append(INT_DATA)
                 continue
+            else:
+                data = self._array_data(leaf, where)
+                if data is not None:
+                    dynamic.append(data)
+                    parts.append(array_data_key(leaf))
+                    continue
             if is_dynamic(leaf):
                 if isinstance(leaf, np.ndarray) and not leaf.dtype.isnative:
                     # native order here: no backend ever reads swapped bytes
@@ -290,11 +301,16 @@ class Specializer:
 
     def _key_by_value(self, need: IntValueNeeded) -> None:
         """A trace used the value of integer arguments taken as data: key them
-        by value from now on (the next signature computed says so)."""
+        by value from now on (the next signature computed says so).  Sources
+        are (function, argument) pairs: arguments of an enclosing compiled
+        function's trace are that function's to key, so the need goes on to it."""
+        own = frozenset(where for owner, where in need.sources if owner == id(self))
+        if not own:
+            raise need
         with self._cache_lock:
-            new = need.sources - self.int_static
+            new = own - self.int_static
             if not new:
-                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, need.sources))} "
+                raise RuntimeError(f"fastad: integer arguments {sorted(map(str, own))} "
                                    "were needed by value twice")
             self.int_static |= new
         log.info("fastad: %s uses the value of its integer argument(s) %s (an index, a range, "
@@ -451,8 +467,9 @@ class Specializer:
         shortcut = self.shortcut
         if shortcut.entry is entry and (shortcut.grads if grads_only
                                         else shortcut.run_args) is None:
-            self._publish(entry, exe.run_args if entry.captures is None
-                          else _with_captures(entry, exe.run_args), grads_only)
+            run_args = (exe.run_args if entry.captures is None
+                        else _with_captures(entry, exe.run_args))
+            self._publish(entry, with_data(self._shortcut_key, run_args), grads_only)
         outs = exe.run(dynamic)
         return [None] + outs if grads_only and outs is not None else outs
 
@@ -536,7 +553,15 @@ class Specializer:
                 elif self._int_data(leaf, position):
                     t = builder.new_input(np.float64(leaf))
                     inputs.append(t)
-                    traced.append(IntTracer(builder, t.slot, t.value, frozenset({position})))
+                    traced.append(IntTracer(builder, t.slot, t.value,
+                                            frozenset({(id(self), position)})))
+                    continue
+                elif (data := self._array_data(leaf, position)) is not None:
+                    t = builder.new_input(data)
+                    inputs.append(t)
+                    cls = BoolArrayTracer if data.dtype == np.bool_ else (
+                        IntArrayTracer if data.ndim else IntTracer)
+                    traced.append(cls(builder, t.slot, t.value, frozenset({(id(self), position)})))
                     continue
                 if is_dynamic(leaf):
                     t = builder.new_input(check_leaf(leaf, where))
@@ -571,6 +596,9 @@ class Specializer:
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
             new_args, new_kwargs, inputs, wrt, in_trees = self._traced_args(builder, args, kwargs)
+            builder.data_sources = frozenset().union(*(
+                t.sources for t in pytree.flatten((new_args, new_kwargs))[0]
+                if isinstance(t, (IntArrayTracer, BoolArrayTracer))))
             found = captures.find(self.fn)
             by_reference: list[Any] = []
             if found.arrays:
@@ -789,7 +817,8 @@ def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tupl
 
 
 def takes_shortcut(key: Any) -> bool:
-    """Is every argument of the signature one float array?  Then a call with
+    """Is every argument of the signature one float array (or an integer or
+    boolean array taken as data, converted by `with_data`)?  Then a call with
     exactly such arrays goes to ``run_args(args, which)`` of the compiled
     executable, skipping flattening and the cache (every backend's
     executable has `run_args`)."""

@@ -33,6 +33,47 @@ def helper(u):
     return np.tanh(u * G[::-1]) + OFFSET
 
 
+class Holder:
+    """Arrays and numbers read through an object: attributes, a dict's items,
+    a list's items, and a method of its class."""
+
+    def __init__(self):
+        self.w = np.linspace(-1.0, 1.0, N)
+        self.table = {"k": np.linspace(0.2, 0.8, N), "n": 0.5}
+        self.layers = [np.cos(np.arange(N) + 0.5), np.sin(np.arange(N) + 0.5)]
+
+    def energy(self, x):
+        return (np.sum(self.w * np.sin(x)) + np.sum(self.table["k"] * x ** 2) * self.table["n"]
+                + sum(np.sum(L * x) ** 2 for L in self.layers))
+
+
+HOLDER = Holder()  # an object in a global
+
+
+def act_on_holder(holder, action, rng):
+    """One of HOLDER_ACTIONS on ``holder``'s arrays and numbers."""
+    if action == "mutate w":
+        holder.w[rng.integers(N)] = rng.normal()
+    elif action == "rebind w":
+        holder.w = rng.normal(size=N)
+    elif action == "rebind table item":
+        holder.table["k"] = rng.normal(size=N)
+    elif action == "rebind table number":
+        holder.table["n"] = float(rng.uniform(0.1, 2.0))
+    elif action == "rebind table":
+        holder.table = {"k": rng.normal(size=N), "n": 1.5}
+    elif action == "mutate layer":
+        holder.layers[rng.integers(len(holder.layers))][rng.integers(N)] = rng.normal()
+    elif action == "rebind layer":
+        holder.layers[rng.integers(len(holder.layers))] = rng.normal(size=N)
+    elif action == "rebind layers":
+        holder.layers = [rng.normal(size=N)]
+
+
+HOLDER_ACTIONS = ["mutate w", "rebind w", "rebind table item", "rebind table number",
+                  "rebind table", "mutate layer", "rebind layer", "rebind layers"]
+
+
 def make_program(kind: int):
     """A program reading G, a closure array C and a closure number s; the setters
     rebind the closure variables (``nonlocal``)."""
@@ -47,6 +88,8 @@ def make_program(kind: int):
             return np.sum(np.sin(x) * G * s + C * x ** 2) + indexed
         if kind == 1:
             return np.sum(helper(x * s) * C) + indexed
+        if kind == 3:
+            return HOLDER.energy(x * s) + np.sum(C * x) + indexed
         return np.sum((G @ np.outer(x, C)) ** 2) * s + np.sum(helper(x) ** 2) + indexed
 
     def set_c(value):
@@ -68,14 +111,15 @@ def make_program(kind: int):
 
 
 ACTIONS = st.sampled_from(["mutate G", "mutate C", "rebind G", "rebind C", "rebind s",
-                           "rebind OFFSET", "mutate index", "mutate mask", "new x", "nothing"])
+                           "rebind OFFSET", "mutate index", "mutate mask", "new x", "nothing",
+                           *HOLDER_ACTIONS])
 
 
 @settings(max_examples=25, deadline=None)
-@given(kind=st.integers(0, 2), actions=st.lists(ACTIONS, min_size=1, max_size=6),
+@given(kind=st.integers(0, 3), actions=st.lists(ACTIONS, min_size=1, max_size=6),
        seed=st.integers(0, 2 ** 16))
 def test_compiled_follows_mutation_and_rebinding(kind, actions, seed):
-    global G, OFFSET
+    global G, OFFSET, HOLDER
     saved = G, OFFSET
     rng = np.random.default_rng(seed)
     program, set_c, set_s, get_c = make_program(kind)
@@ -105,6 +149,8 @@ def test_compiled_follows_mutation_and_rebinding(kind, actions, seed):
                 mask[rng.integers(N)] ^= True
             elif action == "new x":
                 x = rng.normal(size=N)
+            else:
+                act_on_holder(HOLDER, action, rng)
             np.testing.assert_allclose(jitted(x), program(x), rtol=1e-12, atol=1e-12)
             np.testing.assert_allclose(compiled(x), fa.grad(program)(x), rtol=1e-11, atol=1e-12)
             np.testing.assert_allclose(jitted_grad(x), fa.grad(program)(x), rtol=1e-11,
@@ -114,6 +160,29 @@ def test_compiled_follows_mutation_and_rebinding(kind, actions, seed):
     finally:
         G, OFFSET = saved
         G[:] = np.linspace(0.5, 1.5, N)
+        HOLDER = Holder()
+
+
+@settings(max_examples=15, deadline=None)
+@given(actions=st.lists(st.sampled_from(HOLDER_ACTIONS + ["new x"]), min_size=1, max_size=6),
+       seed=st.integers(0, 2 ** 16))
+def test_compiled_method_follows_its_object(actions, seed):
+    """``fa.compile(obj.method)``: the object's attributes, its dict's items and
+    its list's items are read at each call, rebinding any of them retraces."""
+    rng = np.random.default_rng(seed)
+    holder = Holder()
+    compiled = fa.compile(holder.energy, backend=COMPILED)
+    jitted = fa.jit(holder.energy, backend=COMPILED)
+    x = rng.normal(size=N)
+    for action in ["nothing"] + actions:
+        if action == "new x":
+            x = rng.normal(size=N)
+        else:
+            act_on_holder(holder, action, rng)
+        np.testing.assert_allclose(jitted(x), holder.energy(x), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(compiled(x), fa.grad(holder.energy)(x), rtol=1e-11,
+                                   atol=1e-12)
+    assert compiled.cache_info()["traces"] <= 1 + sum(a.startswith("rebind") for a in actions)
 
 
 def test_in_place_change_is_read_without_retracing():

@@ -470,3 +470,232 @@ def test_run_steps_needs_a_program_whose_ports_live_in_the_arena(n, length):
     for x in xs:
         want = np.sin(want) * 0.5 + x
     np.testing.assert_array_equal(final, want)
+
+
+# -- the C VM's LOOP instruction --------------------------------------------------------
+needs_vm = pytest.mark.skipif("c" not in BACKENDS, reason="the C VM is not built")
+EXACT_OPS = ("mul", "add_x", "scale")  # the same IEEE operations in NumPy and the VM
+
+
+def _vm_and_reference(tape, args):
+    """``tape`` (optimized) run by the C VM's program and by the reference
+    interpreter, and the program's listing."""
+    from fastad.backends import c_backend
+    from fastad.backends.lower import lower
+    from fastad.transforms.optimize import optimize
+    tape = optimize(tape)
+    program = lower(tape)
+    return c_backend.Executable(program).run(list(args)), evaluate(tape, list(args)), str(program)
+
+
+def _loop_words(listing):
+    return [line for line in listing.splitlines() if " LOOP " in line]
+
+
+@needs_vm
+@FAST
+@given(loop_programs())
+def test_vm_loop_instruction_against_the_reference_interpreter_and_finite_differences(prog):
+    """Generated bodies: the gradient's tape (its loops over chunks holding inner
+    loops) run as LOOP instructions in the VM, against the reference interpreter
+    on the same tape (bit for bit where the body's operations are exact in both)
+    and central finite differences of the unrolled loop."""
+    init, xs, w, rng = _inputs(prog)
+    args = _flat_args(init, xs, w)
+
+    def loop_only(stacked, xs, w):  # the loop's own results: no sums after it
+        carry, ys = fa.scan(_step(prog, w), list(stacked), xs, reverse=prog["reverse"])
+        return carry, ys
+    got, want, listing = _vm_and_reference(fa.make_tape(loop_only)(*args), args)
+    assert _loop_words(listing) and "host" not in listing
+    # exact operations (no sum inside the body, whose order may differ) agree bit for bit
+    exact = all(op in EXACT_OPS for ops in prog["ops"] for op in ops) and not prog["ys"]
+    for a, b in zip(got, want):
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    f = _from_flat(_scan_loss(prog))
+    tape = fa.make_tape(fa.value_and_grad(f, argnums=(0, 1, 2)))(*args)
+    got, want, listing = _vm_and_reference(tape, args)
+    assert _loop_words(listing) and "host" not in listing  # reverse mode's loops, in the VM
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    direction = [rng.standard_normal(a.shape) for a in args]
+    fd = _directional_fd(_from_flat(_unrolled_loss(prog)), args, direction)
+    along = sum(np.sum(g * d) for g, d in zip(got[1:], direction))
+    np.testing.assert_allclose(along, fd, rtol=1e-6, atol=1e-8)
+
+
+@needs_vm
+def test_compiled_loops_run_in_the_vm_without_host_calls():
+    """A scan, its reverse mode (loops over chunks holding loops) and a scan in a
+    scan compile to LOOP instructions: no host-call notice, the gradient equal to
+    the eager one."""
+    def f(x, xs):
+        def outer(c, x):
+            inner, ys = fa.scan(lambda d, _: (np.tanh(d * 0.9 + c * x), np.sum(d)), c, None,
+                                length=3)
+            return inner * 1.1, np.sum(ys) * x
+        c, ys = fa.scan(outer, x, xs)
+        return np.sum(c) + np.sum(ys * ys)
+    rng = np.random.default_rng(7)
+    x, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (9, 3))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a host call would warn
+        g = fa.compile(f, argnums=(0, 1), backend="c")
+        value, grads = g.value_and_grad(x, xs)
+    assert "LOOP" in str(g.program.program)
+    want = fa.value_and_grad(f, argnums=(0, 1))(x, xs)
+    np.testing.assert_allclose(value, want[0], rtol=1e-13)
+    for a, b in zip(grads, want[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    d = [rng.standard_normal(x.shape), rng.standard_normal(xs.shape)]
+    along = sum(np.sum(a * b) for a, b in zip(grads, d))
+    np.testing.assert_allclose(along, _directional_fd(f, [x, xs], d), rtol=1e-6, atol=1e-8)
+
+
+@needs_vm
+def test_second_order_of_a_loop_compiled_for_the_vm():
+    """Reverse over reverse mode of a scan: loops of the loops' VJPs, in the VM."""
+    rng = np.random.default_rng(8)
+    x, xs, v = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (6, 3)), rng.standard_normal(3)
+
+    def f(x):
+        c, _ = fa.scan(lambda c, x: (np.sin(c) * x + c * 0.5, None), x, xs, checkpoint=2)
+        return np.sum(c * c)
+
+    def hvp(x):
+        return fa.grad(lambda y: np.sum(fa.grad(f)(y) * v))(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = fa.jit(hvp, backend="c")
+        got = g(x)
+    np.testing.assert_allclose(got, hvp(x), rtol=1e-11, atol=1e-13)
+    h = 1e-5
+    np.testing.assert_allclose(got, (fa.grad(f)(x + h * v) - fa.grad(f)(x - h * v)) / (2 * h),
+                               rtol=1e-5, atol=1e-7)
+
+
+@needs_vm
+def test_while_and_fori_loops_compile_to_loop_instructions():
+    """A while loop's per-step condition (bool) is packed as float64 by the
+    body; a fori_loop whose body ignores its integer step number needs no slot
+    for it; one that uses it as data stays a host call, with the same result."""
+    x = np.array([0.5, 0.25])
+
+    def while_f(x):
+        return np.sum(fa.while_loop(lambda c: np.sum(c) < 10.0, lambda c: c * 1.5 + 0.1, x))
+
+    def fori_f(x):
+        return np.sum(fa.fori_loop(0, 6, lambda i, c: np.sin(c) * 1.2, x))
+
+    def fori_data(x):
+        return np.sum(fa.fori_loop(0, 6, lambda i, c: np.sin(c) * 1.2 + i * 0.01, x))
+    for f in (while_f, fori_f):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            g = fa.compile(f, backend="c")
+            value, grad = g.value_and_grad(x)
+        assert "LOOP" in str(g.program.program)
+        assert value == f(x)
+        np.testing.assert_allclose(grad, fa.grad(f)(x), rtol=1e-13)
+    with _host_call_notice(), pytest.warns(UserWarning, match="int64"):
+        g = fa.compile(fori_data, backend="c")
+        value, grad = g.value_and_grad(x)
+    assert value == fori_data(x)
+    np.testing.assert_allclose(grad, fa.grad(fori_data)(x), rtol=1e-13)
+
+
+@needs_vm
+def test_a_guard_failing_inside_a_loop_body_fails_the_whole_call():
+    """A body program whose GUARD fails stops the run (None), as anywhere else."""
+    from fastad.backends import c_backend
+    from fastad.backends.lower import OP, lower
+    tape = fa.make_tape(lambda x: np.sum(fa.scan(lambda c, _: (c * 0.5, None), x, None,
+                                                 length=4)[0]))(np.ones(2))
+    program = lower(tape, bind_inputs=False)
+    exe = c_backend.Executable(program)
+    assert exe.run([np.ones(2)])[0] == 2 * 0.5 ** 4
+    code = program.code.copy()
+    (loop_pc, _, (d, n)), = [i for i in program.instructions() if i[1] == "LOOP"]
+    body_halt = loop_pc + 3 + n - 1
+    assert code[body_halt] == OP["HALT"]
+    # a guard on a constant false byte: the body's last instruction before its HALT
+    const_false = len(program.const_image)  # a fresh zero byte after the constants
+    image = program.const_image + b"\0" * 8
+    guarded = np.concatenate([code[:body_halt], [OP["GUARD"], const_false, 1],
+                              code[body_halt:]]).astype(np.int32)
+    guarded[loop_pc + 2] = n + 3
+    hostile = type(program)(guarded, program.meta, program.index, image,
+                            program.arena_bytes + 64, program.inputs, program.outputs)
+    assert c_backend.Executable(hostile).run([np.ones(2)]) is None
+
+
+@needs_vm
+def test_a_reverse_scan_reads_its_stacked_values_in_place():
+    """flip(xs, 0) feeding a loop is not copied: the LOOP reads the rows of xs
+    backwards (a negative row stride), with the reference interpreter's values."""
+    from fastad.backends.lower import lower
+    from fastad.backends.vm_header import CONSTANTS
+    from fastad.transforms.optimize import optimize
+    rng = np.random.default_rng(9)
+    x, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (40, 3))
+
+    def f(x, xs):
+        c, ys = fa.scan(lambda c, x: (c * 0.9 + x, c * x), x, xs, reverse=True)
+        return c, ys
+    got, want, listing = _vm_and_reference(fa.make_tape(f)(x, xs), [x, xs])
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    program = lower(optimize(fa.make_tape(f)(x, xs)))
+    (d, _n), = [w for _, name, w in program.instructions() if name == "LOOP"]
+    nc, entry = int(program.meta[d + 1]), CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
+    x_entry = program.meta[d + 5 + entry * nc: d + 5 + entry * (nc + 1)]
+    assert x_entry[2] == 24 and x_entry[3] == -24  # a row of 3 float64, read backwards
+    assert program.arena_bytes < 2 * xs.nbytes + 1024  # xs once (copied in), not twice
+
+
+@needs_vm
+def test_loop_results_returned_and_batched_on_the_vm():
+    """The stacked outputs returned as they are (the program's result would be
+    written in place, which the LOOP's rows never are), a closed-over array,
+    and vmap of a loop compiled: the eager values (bit for bit where the
+    operations are exact)."""
+    rng = np.random.default_rng(10)
+    w, xs, batch = rng.uniform(-1, 1, (3, 3)), rng.uniform(-1, 1, (8, 3)), rng.uniform(-1, 1, (4, 3))
+
+    def f(x, xs):
+        return fa.scan(lambda c, x: (c * w[0] * 0.5 + x, c * x), x, xs)
+
+    def batched(xs0):
+        return fa.vmap(lambda x: np.sum(f(x, xs)[1]))(xs0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fa.jit(f, backend="c")(batch[0], xs)
+        got_batched = fa.jit(batched, backend="c")(batch)
+    want = f(batch[0], xs)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(got_batched, batched(batch), rtol=1e-14)
+
+
+@needs_vm
+def test_loop_carries_and_outputs_of_several_dtypes_on_the_vm():
+    """A float32 carry, a float64 one and a bool per-step output: the packed
+    result is float64, the body converts its outputs and the final carry is
+    cast back, bit for bit the eager values."""
+    def f(a, b, xs):
+        (a, b), ys = fa.scan(lambda c, x: ((c[0] * np.float32(0.5) + np.float32(1.0),
+                                            c[1] * 0.9 + x), (c[0], c[1] > 0)), (a, b), xs)
+        return a, b, ys[0], ys[1]
+    a, b = np.ones(3, np.float32), np.ones(2)
+    xs = np.random.default_rng(11).uniform(-1, 1, (6, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = fa.jit(f, backend="c")
+        got = g(a, b, xs)
+    assert "LOOP" in str(g.program.program)
+    for x, y in zip(got, f(a, b, xs)):
+        assert x.dtype == y.dtype
+        np.testing.assert_array_equal(x, y)

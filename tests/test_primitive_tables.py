@@ -1,7 +1,9 @@
 """Every builtin primitive against every table that interprets tapes.
 
-Each backend and transform keeps its rules in a table keyed by `Primitive`
-objects.  A builtin primitive is either in that table or in the list of
+Each backend keeps its rules in a table keyed by `Primitive` objects; shape
+and batching rules are traits of the primitive (`Primitive.shape_rule`,
+`Primitive.batch_rule`), read here as the table of the primitives that have
+one.  A builtin primitive is either in that table or in the list of
 primitives declared beside it as left out on purpose, each with a reason
 (lower.HOST_CALLS, numba_backend.NOT_EMITTED, batching.NO_BATCHING_RULE;
 for derivatives, ``differentiable=False``).  A primitive in neither is an
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from fastad import backends, shapes
+from fastad import backends
 from fastad.backends import lower, numba_backend
 from fastad.core.registry import (COST_CLASSES, EFFECTS, Primitive, check_table, prims,
                                   registry)
@@ -24,9 +26,10 @@ TABLES = {
     "c": (lower._RULES, lower.HOST_CALLS),
     "numba": (numba_backend.EMITTERS, numba_backend.NOT_EMITTED),
     # a guard is batched by its effect (every example must take the recorded branch)
-    "batching": ({**batching.RULES, **{p: None for p in BUILTIN if p.effect == "guard"}},
+    "batching": ({**{p: p.batch_rule for p in BUILTIN if p.batch_rule is not None},
+                  **{p: None for p in BUILTIN if p.effect == "guard"}},
                  batching.NO_BATCHING_RULE),
-    "shapes": (shapes.RULES, {}),
+    "shapes": ({p: p.shape_rule for p in BUILTIN if p.shape_rule is not None}, {}),
     "numpy": ({p: p.impl for p in BUILTIN if callable(p.impl)}, {}),
 }
 
@@ -38,6 +41,30 @@ def test_every_builtin_primitive_is_implemented_or_listed(table):
     assert neither == [], f"{table}: no rule and not listed as left out on purpose"
     both = sorted(p.name for p in BUILTIN if p in implemented and p in left_out)
     assert both == [], f"{table}: listed as left out but implemented"
+
+
+def test_the_trait_tables_are_views_of_the_traits():
+    """`shapes.RULES` and `batching.RULES` list exactly the primitives that
+    have the trait, so the table test above sees a primitive without one."""
+    from fastad import shapes
+    for table, trait in ((shapes.RULES, "shape_rule"), (batching.RULES, "batch_rule")):
+        having = {p for p in registry.values() if getattr(p, trait) is not None}
+        assert set(table) == having and len(table) == len(having)
+        assert all(table[p] is getattr(p, trait) for p in having)
+        bare = next(p for p in BUILTIN if p.effect == "guard")  # batched by its effect
+        assert (bare in batching.RULES) == (bare.batch_rule is not None)
+
+
+def test_a_builtin_primitive_without_a_rule_is_an_omission(monkeypatch):
+    """The table test is not vacuous: a builtin primitive whose shape or
+    batching rule is removed is reported."""
+    for trait, table in (("shape_rule", "shapes"), ("batch_rule", "batching")):
+        monkeypatch.setattr(prims.cumsum, trait, None)
+        implemented = {p: getattr(p, trait) for p in BUILTIN if getattr(p, trait) is not None}
+        left_out = TABLES[table][1]
+        assert [p.name for p in BUILTIN if p not in implemented and p not in left_out
+                and p.effect is None] == ["cumsum"]
+        monkeypatch.undo()
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
@@ -100,6 +127,7 @@ def test_every_elementwise_row_is_a_public_function_under_its_numpy_name():
         for name, row in table.items():
             impl = row[0] if isinstance(row, tuple) else row
             public = getattr(fnp, impl.__name__)
+            assert getattr(prims, name).numpy_names == (impl.__name__,)
             assert fnp._UFUNCS[impl.__name__] is public
             args = (x,) * impl.nin
             tape = fastad.make_tape(lambda *a: public(*a), argnums=tuple(range(impl.nin)))(*args)
@@ -122,3 +150,45 @@ def test_fastad_numpy_call_primitives_batch_or_say_why():
     both = sorted(p.name for p in own if batching.batching_rule(p) is not None
                   and p.name in batching.HOST_NO_BATCHING_RULE)
     assert both == []
+
+
+def test_every_reduction_row_is_a_public_function_under_its_numpy_names():
+    """fastad.numpy makes the function of each row of the reduction table,
+    public under each of the row's names with (a subset of) NumPy's
+    signature: ``dtype``, ``initial`` and ``where`` when the row has an
+    identity.  Each records its primitive and gives NumPy's result."""
+    import inspect
+
+    import numpy as np
+
+    import fastad
+    import fastad.numpy as fnp
+    from fastad.primitives import structural as rows
+    x = np.random.default_rng(0).uniform(0.5, 1.5, (3, 4))
+    mask = np.array([True, False, True, True])
+    for name, (_, public, identity, *_rules) in rows.REDUCTIONS.items():
+        for numpy_name in public:
+            fn = getattr(fnp, numpy_name)
+            assert getattr(prims, name).numpy_names == public
+            assert fn is getattr(fnp, public[0]) and numpy_name in fnp._reductions.__all__
+            ours = list(inspect.signature(fn).parameters)
+            theirs = list(inspect.signature(getattr(np, numpy_name)).parameters)
+            assert [p for p in theirs if p in ours] == ours, numpy_name
+            assert ({"dtype", "initial", "where"} <= set(ours)) == (identity is not None)
+            tape = fastad.make_tape(lambda a: fn(a, axis=1, keepdims=True))(x)
+            assert [ins.prim for ins in tape.instrs] == [name]
+            calls = [dict(axis=1, keepdims=True), dict(axis=None), dict(axis=(0, 1))]
+            if identity is not None:
+                calls.append(dict(axis=1, initial=2.5, where=mask))
+            direction = np.random.default_rng(1).standard_normal(x.shape)
+            for kwargs in calls:
+                # the masked sum adds zeros where NumPy skips: equal up to rounding
+                np.testing.assert_allclose(fn(x, **kwargs), getattr(np, numpy_name)(x, **kwargs),
+                                           rtol=1e-15 if "where" in kwargs else 0)
+
+                def loss(a, kwargs=kwargs):
+                    return fnp.sum(fnp.sin(fn(a, **kwargs)))
+                h = 1e-6
+                central = (loss(x + h * direction) - loss(x - h * direction)) / (2 * h)
+                np.testing.assert_allclose(np.sum(fastad.grad(loss)(x) * direction), central,
+                                           rtol=1e-6, atol=1e-8)

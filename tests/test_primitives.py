@@ -729,6 +729,23 @@ CASES.append(Case("getitem_int_arrays", _getitem, ("real",),
 
 
 @st.composite
+def row_index_args(draw):
+    """A table, row indices into it (negative ones and repeats included) and
+    rows to scatter at them: gathers and scatters by traced rows."""
+    shape = draw(shapes(min_dims=1, min_side=1))
+    idx = draw(hnp.arrays(np.int64, hnp.array_shapes(min_dims=0, max_dims=2, min_side=0,
+                                                      max_side=4),
+                          elements=st.integers(-shape[0], shape[0] - 1)))
+    return (shape, idx.shape + shape[1:]), {"idx": idx}
+
+
+@case("rows", ["real", "real"], lambda data: data.draw(row_index_args()),
+      covers=["gather_rows", "scatter_add_rows"])
+def _rows(x, v, idx):
+    return fnp.gather_rows(x, idx) * 2.0, fnp.scatter_add_rows(x, idx, v)
+
+
+@st.composite
 def mask_index_args(draw):
     shape = draw(shapes(min_dims=1))
     k = draw(st.integers(1, len(shape)))

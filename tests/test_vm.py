@@ -470,8 +470,106 @@ def test_corrupt_fused_programs_are_rejected_not_run():
     assert rejected > 1500
 
 
+def _loop_program():
+    """A compiled gradient of a scan: LOOP instructions nested in LOOP bodies."""
+    x, xs = rand((3,)), rand((6, 3), seed=1)
+    return lower(fa.make_tape(fa.grad(_scanned))(x, xs)), [x, xs]
+
+
+def _loops(program):
+    """(word of each LOOP, its descriptor's offset, its body's words, its length in words)."""
+    from fastad.backends.vm_header import CONSTANTS
+    entry = CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
+    return [(pc, d, n, 5 + entry * int(sum(program.meta[d + 1:d + 4])))
+            for pc, name, (d, n) in ((pc, name, w) for pc, name, w in program.instructions()
+                                     if name == "LOOP")]
+
+
+def test_corrupt_loop_programs_are_rejected_not_run():
+    """Every word of every LOOP descriptor, and the body length, set to hostile
+    values: rejected (counts, rows past the arena, a body past the code), or a
+    valid program that runs (garbage, never a crash).  Trip counts the arena
+    cannot bound (no stacked values) are not run."""
+    program, args = _loop_program()
+    want = c_backend.Executable(program).run(args)
+    loops = _loops(program)
+    assert len(loops) >= 3
+    rejected = ran = 0
+    for pc, d, n, length in loops:
+        for word in range(-1, length):
+            for value in (-(2**40), -9, -1, 0, 1, 7, 8, 13, 64, 1000, program.arena_bytes,
+                          2**31 - 1, 2**40, 2**62):
+                code, meta = program.code.copy(), program.meta.copy()
+                if word < 0:
+                    if not -2**31 <= value < 2**31:
+                        continue
+                    code[pc + 2] = value
+                else:
+                    meta[d + word] = value
+                hostile = type(program)(code, meta, program.index, program.const_image,
+                                        program.arena_bytes, program.inputs, program.outputs,
+                                        bound_bytes=program.bound_bytes)
+                try:
+                    exe = c_backend.Executable(hostile)
+                except TapeError:
+                    rejected += 1
+                    continue
+                if any(meta[e] > 10**4 for _, e, _, _ in _loops(hostile)):
+                    continue  # a valid loop of many steps: garbage, slowly
+                exe.run(args)
+                ran += 1
+    assert rejected > 200 and ran > 50
+    np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
+
+
+def _nested_loops(depth):
+    """A program of ``depth`` LOOPs, each the whole body of the one around it,
+    one step each, no values: only the nesting."""
+    from fastad.backends.lower import OP
+    f64 = np.dtype(np.float64)
+    code = [OP["HALT"]]  # the innermost body
+    for _ in range(depth):
+        code = [OP["LOOP"], 0, len(code)] + code + [OP["HALT"]]
+    return type(_loop_program()[0])(np.array(code, np.int32), np.array([1, 0, 0, 0, 0], np.int64),
+                                    np.zeros(0, np.int64), b"", 64, [(0, f64, ())], [(0, f64, ())])
+
+
+def test_loops_nested_past_the_vm_bound_are_rejected():
+    from fastad.backends.vm_header import CONSTANTS
+    deepest = CONSTANTS["FASTAD_LOOP_MAX_DEPTH"]
+    exe = c_backend.Executable(_nested_loops(deepest))
+    assert exe.run([np.float64(2.5)])[0] == 2.5
+    with pytest.raises(TapeError, match="nest deeper"):
+        c_backend.Executable(_nested_loops(deepest + 1))
+    with pytest.raises(TapeError, match="runs past the end|HALT"):
+        bad = _nested_loops(2)
+        bad.code[2] += 1  # the outer body swallows the program's HALT
+        c_backend.Executable(bad)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
+                    reason="signals reach the main thread only")
+def test_ctrl_c_stops_a_long_loop_of_scalar_steps():
+    """A LOOP whose body is scalar instructions (no poll inside it) polls
+    between steps: SIGINT 0.2 s in stops a run of many seconds."""
+    tape = fa.make_tape(lambda x: fa.scan(lambda c, _: (c * 0.999 + 1e-3, None), x, None,
+                                          length=3)[0])(0.5)
+    program = lower(tape)
+    exe = c_backend.Executable(program)
+    want = exe.run([0.5])[0]
+    (pc, d, _n, _len), = _loops(program)
+    meta = program.meta.copy()
+    meta[d] = 10**10  # steps: minutes uninterrupted
+    long = c_backend.Executable(type(program)(program.code, meta, program.index,
+                                              program.const_image, program.arena_bytes,
+                                              program.inputs, program.outputs))
+    elapsed = seconds_until_interrupted(lambda: long.run([0.5]))
+    assert 0.2 <= elapsed < 1.5
+    assert exe.run([0.5])[0] == want
+
+
 # -- regions an instruction writes overlap nothing else it uses ----------------------------
-ARENA_LETTERS = set("oabcvwp")  # opcodes.h: the operand kinds that are arena offsets
+ARENA_LETTERS = set("oabcvwpi")  # opcodes.h: the operand kinds that are arena offsets
 OVERLAP_IDX = np.array([0, 3, 3, 1])
 
 
@@ -482,6 +580,11 @@ def _many_opcodes(x, m, v):
             np.max(m, axis=0), np.where(m > 0, m, -m), fnp.logical_and(m > 0, m < 1),
             fnp.logical_not(m > 0), fnp.astype(x, np.float32), np.sin(x), x * x, x + v[0],
             v[0] - x, m + x[:3], np.sum(x))
+
+
+def _row_opcodes(m, k, v):
+    """Gathers and scatters by traced rows (indices held in float64)."""
+    return fnp.gather_rows(m, k), fnp.scatter_add_rows(m * 2.0, k, v), fnp.gather_rows(m[0], k)
 
 
 def _scalar_opcodes(x):
@@ -500,6 +603,12 @@ def _linalg(a, b):
             np.linalg.eigh(a @ np.swapaxes(a, -1, -2))[1] ** 2)
 
 
+def _scanned(x, xs):
+    """A loop: its gradient holds LOOP instructions nested in LOOP bodies."""
+    c, ys = fa.scan(lambda c, x: (np.sin(c) * x + c, np.sum(c * c)), x, xs)
+    return np.sum(c) + np.sum(ys)
+
+
 def region_programs():
     """Lowered programs, with and without fusion, that between them use every opcode:
     LAPACK and BLAS (solve, slogdet, cholesky, triangular solves, eigh) in both dtypes, copies, gathers, scatters, scalar code."""
@@ -507,7 +616,10 @@ def region_programs():
     tapes = [fa.make_tape(_linalg)(a, b),
              fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
              fa.make_tape(_many_opcodes)(rand((6,)), rand((3, 3)), rand((4,))),
-             fa.make_tape(_scalar_opcodes)(rand((5,)))]
+             fa.make_tape(_scalar_opcodes)(rand((5,))),
+             fa.make_tape(fa.grad(_scanned))(rand((3,)), rand((5, 3))),
+             fa.make_tape(_row_opcodes)(rand((3, 3)), np.array([2.0, -3.0, 0.0, 2.0]),
+                                        rand((4, 3)))]
     g = fa.compile(rosenbrock_loop, backend="numpy", reroll=False)
     g(rand((6,)))
     tapes.append(g.tape)

@@ -93,6 +93,7 @@ cdef extern from "vm.h" nogil:
     int fastad_maps_bound(int op)
 
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR, FASTAD_VM_INTERRUPTED
+    int FASTAD_VM_INDEX_ERROR
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
     int FASTAD_NUM_COMPARE_FNS, FASTAD_NUM_LOGIC_FNS, FASTAD_NUM_REDUCE_FNS
     int FASTAD_NUM_DTYPES, FASTAD_NUM_FUSED_SLOTS, FASTAD_NUM_FUSED_STEPS
@@ -127,6 +128,8 @@ cdef extern from "vm.h" nogil:
         FASTAD_MAX_NDIM
         FASTAD_ARENA_ALIGN
         FASTAD_MAX_REGIONS
+        FASTAD_LOOP_ENTRY_WORDS
+        FASTAD_LOOP_MAX_DEPTH
     int fastad_vm_threads()
     void fastad_copy(void *dst, const void *src, size_t n)
     const int64_t fastad_fused_parallel_min
@@ -210,6 +213,9 @@ cdef int _raise_interrupt() except -1:
     raise exc if exc is not None else KeyboardInterrupt()
 
 
+_INDEX_ERROR = "an index is out of bounds for the axis it indexes (or not an integer)"
+
+
 cdef inline int _guard_failed(int status) except -1:
     """1 if a run stopped at a failed guard, 0 if it finished; raises for an
     interrupt or a singular matrix."""
@@ -219,6 +225,8 @@ cdef inline int _guard_failed(int status) except -1:
         _raise_interrupt()
     if status == FASTAD_VM_SINGULAR:
         raise np.linalg.LinAlgError("Singular matrix")
+    if status == FASTAD_VM_INDEX_ERROR:
+        raise IndexError(_INDEX_ERROR)
     return status == FASTAD_VM_GUARD_FAILED
 
 
@@ -256,10 +264,13 @@ def tables():
             "FASTAD_FUSED_REG_PAD": FASTAD_FUSED_REG_PAD,
             "FASTAD_MAX_NDIM": FASTAD_MAX_NDIM,
             "FASTAD_ARENA_ALIGN": FASTAD_ARENA_ALIGN,
+            "FASTAD_LOOP_ENTRY_WORDS": FASTAD_LOOP_ENTRY_WORDS,
+            "FASTAD_LOOP_MAX_DEPTH": FASTAD_LOOP_MAX_DEPTH,
             "FASTAD_VM_OK": FASTAD_VM_OK,
             "FASTAD_VM_GUARD_FAILED": FASTAD_VM_GUARD_FAILED,
             "FASTAD_VM_SINGULAR": FASTAD_VM_SINGULAR,
             "FASTAD_VM_INTERRUPTED": FASTAD_VM_INTERRUPTED,
+            "FASTAD_VM_INDEX_ERROR": FASTAD_VM_INDEX_ERROR,
         },
     }
 
@@ -747,6 +758,8 @@ cdef class Executable:
             _raise_interrupt()
         if failed and np.any(status == FASTAD_VM_SINGULAR):
             raise np.linalg.LinAlgError("Singular matrix")
+        if failed and np.any(status == FASTAD_VM_INDEX_ERROR):
+            raise IndexError(_INDEX_ERROR)
         return outputs, np.flatnonzero(status == FASTAD_VM_GUARD_FAILED).tolist()
 
     cdef int64_t _chunk_size(self, batched) except -1:

@@ -70,7 +70,7 @@ import threading
 import time
 import weakref
 from types import ModuleType
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -95,7 +95,6 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp: "a table search per element: no compiled code",
     P.interp_slope: "a table search per element: no compiled code",
     P.cumprod: "no compiled code (cumsum has some)",
-    P.loop: "a loop body sub-tape: run by the reference interpreter for now",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("eig", "svd", "qr", "pinv", "sylvester", "sqrtm")},
 }, "fallback.NOT_COMPILED")
@@ -106,13 +105,18 @@ NATIVE_DTYPE_KINDS = {"c": "biuf", "numba": "biufc", "numpy": "biufc"}
 
 
 # -- the chain ------------------------------------------------------------------------
-def fallbacks(module: ModuleType) -> list[ModuleType]:
+def fallbacks(module: ModuleType) -> Iterator[ModuleType]:
     """``module`` followed by the available backends after it in order of
-    preference: where a tape goes when a backend cannot run it."""
+    preference: where a tape goes when a backend cannot run it.  Each is
+    imported when it is reached, so a tape the C VM runs whole does not
+    import Numba (a second and some 50 MB)."""
     from . import _PREFERENCE, _load, name_of
+    yield module
     name = name_of(module)
-    later = _PREFERENCE[_PREFERENCE.index(name) + 1:] if name in _PREFERENCE else ()
-    return [module] + [m for m in map(_load, later) if m is not None]
+    for later in _PREFERENCE[_PREFERENCE.index(name) + 1:] if name in _PREFERENCE else ():
+        loaded = _load(later)
+        if loaded is not None:
+            yield loaded
 
 
 def native_primitives(name: str) -> frozenset[str]:
@@ -148,6 +152,17 @@ def host_calls(name: str) -> dict[str, str]:
     raise ValueError(f"unknown backend {name!r}")
 
 
+def refused(name: str, ins: Instr) -> str | None:
+    """Why backend ``name``, whose table has ``ins``'s primitive, cannot run
+    this instruction (the C VM's LOOP takes only some loops:
+    `lower_rules.REFUSED`), or None."""
+    if name != "c":
+        return None
+    from .lower_rules import REFUSED
+    rule = REFUSED.get(registry[ins.prim])
+    return None if rule is None else rule(ins)
+
+
 def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     """What of ``tape`` backend ``module`` cannot run: its primitives the
     backend lacks, sorted, then the dtypes of values it has no code for."""
@@ -155,6 +170,8 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     name = name_of(module)
     native, kinds = native_primitives(name), NATIVE_DTYPE_KINDS[name]
     missing = {ins.prim for ins in tape.instrs if ins.prim not in native}
+    missing |= {f"{ins.prim} of {why}" for ins in tape.instrs
+                if ins.prim in native and (why := refused(name, ins)) is not None}
     if name == "numba":
         from .numba_tables import REAL_ONLY
         missing |= {f"{ins.prim} of complex values" for ins in tape.instrs
@@ -257,7 +274,8 @@ class _Host:
         return True
 
 
-def _runs(tape: Tape, native: frozenset[str]) -> list[tuple[bool, list[Instr]]]:
+def _runs(tape: Tape, native: frozenset[str], name: str = ""
+          ) -> list[tuple[bool, list[Instr]]]:
     """The instructions grouped into native runs and host calls, as few runs as
     the dependencies allow: an instruction's level counts the host calls on its
     longest chain of inputs, and each level's native instructions run as one
@@ -268,17 +286,19 @@ def _runs(tape: Tape, native: frozenset[str]) -> list[tuple[bool, list[Instr]]]:
     values the reverse pass reads would cross the cut)."""
     available: dict[int, int] = {}  # slot -> first level its value is there
     levels: list[int] = []
+    compiled = {id(ins) for ins in tape.instrs
+                if ins.prim in native and refused(name, ins) is None}
     for ins in tape.instrs:
         level = max((available.get(s, 0) for s in ins.ins), default=0)
         levels.append(level)
-        available[ins.out] = level + (ins.prim not in native)
+        available[ins.out] = level + (id(ins) not in compiled)
     runs: list[tuple[bool, list[Instr]]] = []
     for level in range(max(levels, default=-1) + 1):
         here = [ins for ins, lv in zip(tape.instrs, levels) if lv == level]
-        body = [ins for ins in here if ins.prim in native]
+        body = [ins for ins in here if id(ins) in compiled]
         if body:
             runs.append((True, body))
-        runs.extend((False, [ins]) for ins in here if ins.prim not in native)
+        runs.extend((False, [ins]) for ins in here if id(ins) not in compiled)
     return runs
 
 
@@ -300,7 +320,7 @@ class Segments(RunsArgs):
     def __init__(self, tape: Tape, backend: ModuleType, native: frozenset[str]) -> None:
         from . import name_of
         self.tape = tape
-        runs = _runs(tape, native)
+        runs = _runs(tape, native, name_of(backend))
         # slots read after each run: the tape's outputs, then every later read
         needed = set(tape.outputs)
         needed_after: list[set[int]] = []

@@ -1,13 +1,16 @@
-"""A loop instruction run by a compiled function: its body built for the C VM.
+"""A loop instruction run as a host call: its body built for the C VM.
 
-The compiled backends have no loop instruction yet, so a loop is a host call
-(`fallback._Host`), which asks the primitive for an implementation built for
-its backend (`Primitive.host_impl`).  Here that is the body tape, optimized
-and built once for the C VM.  A body that is one VM program runs all its
-steps in the VM (`Executable.run_steps`); a body holding a nested loop is
-compiled segments with host calls (the inner loop built the same way), run
-from Python once per step.  A body the VM cannot take (integer values)
-runs on the reference interpreter, as eagerly.
+The C VM runs most loops as its own LOOP instruction (`lower_loop`).  The
+loops it cannot take (`lower_loop.refusal`: a body with integer values, a
+primitive the VM lacks, complex values, nesting past the VM's bound), and
+every loop under Numba, are host calls (`fallback._Host`), which ask the
+primitive for an implementation built for their backend
+(`Primitive.host_impl`).  Here that is the body tape, optimized and built
+once for the C VM.  A body that is one VM program (its own loops LOOP
+instructions) runs all its steps in the VM (`Executable.run_steps`); a body
+that is compiled segments with host calls runs from Python once per step.
+A body the VM cannot take at all (integer values) runs on the reference
+interpreter, as eagerly.
 
 (Building a program of several consecutive steps, to divide the Python per
 step, was measured on the RK4 fit: 2x faster steady gradients, 7x slower

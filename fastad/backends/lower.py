@@ -44,6 +44,7 @@ from ..core.tape import Instr, Tape
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, ArenaPlanner, Ref, _Buffer, _round_up
 from .fuse import Fusion
+from .lower_loop import live_operands
 from .lower_rules import _F64, _RULES, _SCALAR_OPCODE, HOST_CALLS, _check_dtype, rule_of
 from .vm_header import (ARENA_ALIGN, BINARY, COMPARE, DTYPE_CODE, LOGIC, NARGS, OP, REDUCE,
                         TABLES, UNARY, parse_opcodes_header)
@@ -59,7 +60,7 @@ __all__ = ["lower", "Program", "Port", "LoweringError", "ArenaPlanner", "rule_of
 MAPS_BOUND = frozenset(OP[name] for name in (
     "UNARY_V", "BINARY_VV", "BINARY_VS", "BINARY_SV", "BINARY_B", "COMPARE_B", "LOGIC_B",
     "NOT_V", "WHERE_B", "CAST_V", "ZERO_V", "COPY_V", "STRIDED_B", "GATHER_V", "SCATTER_SET_V",
-    "SCATTER_ADD_V", "STRIDED_SET_B", "STRIDED_ADD_B", "REDUCE_B", "CUMSUM_B", "MATMUL_B",
+    "SCATTER_ADD_V", "GATHER_ROWS_V", "SCATTER_ADD_ROWS_V", "STRIDED_SET_B", "STRIDED_ADD_B", "REDUCE_B", "CUMSUM_B", "MATMUL_B",
     "SOLVE_B", "SLOGDET_B", "FUSED"))
 _FUSED_WRITTEN_SLOTS = (2, 3)  # OUT, ACC (fuse.py)
 
@@ -105,12 +106,18 @@ class _Lowerer:
         self.fused: dict[int, tuple[Ref, ...]] = {}
         self.matmul_trans: dict[int, tuple[bool, bool]] = {}
         self.solve_trans: dict[int, bool] = {}
+        # buffers a LOOP instruction copies rows from or into (`lower_loop`):
+        # in the arena, never a caller's array (the VM does not rebase them)
+        self.loop_bufs: set[int] = set()
 
     # -- analysis ------------------------------------------------------------
     def plan(self) -> list[Instr]:
         """Fold transposes into matmuls, drop dead instructions, compute last uses."""
         producer = {ins.out: ins for ins in self.tape.instrs}
         for k, ins in enumerate(self.tape.instrs):
+            if ins.prim == "loop":  # the operands its body uses (lower_loop)
+                self.reads[id(ins)] = live_operands(ins, self.tape, self.consts)
+                continue
             # a matmul's operands and a triangular solve's matrix are read
             # through BLAS transpose flags rather than copied transposed
             folded = {"matmul": 2, "solve_triangular": 1}.get(ins.prim, 0)
@@ -283,13 +290,22 @@ class _Lowerer:
 
     # -- the main loop ------------------------------------------------------------
     def run(self, fuse: bool = True) -> Program:
-        kept = self.plan()
+        self.emit_code(fuse)
+        return self.finish()
+
+    def place_inputs(self) -> None:
         for slot in self.tape.inputs:
             _check_dtype(self.avals[slot].dtype, slot)
             if slot in self.bind and slot not in self.loc:
                 self.bind_input(slot)
             else:
                 self.define(slot)
+
+    def emit_code(self, fuse: bool = True) -> None:
+        """The tape's instructions, ending with HALT (references left to `finish`)."""
+        self.fusing = fuse  # loop bodies lower as their program does
+        kept = self.plan()
+        self.place_inputs()
         fusion = Fusion(self) if fuse else None
         for k, ins in enumerate(kept):
             self.step = k
@@ -306,8 +322,11 @@ class _Lowerer:
             self.release_dead(ins)
         if fusion is not None:
             fusion.flush()
+        self.before_halt()
         self.code.append(OP["HALT"])
-        return self.finish()
+
+    def before_halt(self) -> None:
+        """What a loop body emits after its instructions (`lower_loop`)."""
 
     def release_dead(self, ins: Instr) -> None:
         dying = set(self.step_temps)
@@ -372,6 +391,7 @@ class _Lowerer:
         bad = {slot_of[r.buf] for r in output_refs if r.buf in slot_of}
         slot_of.update((r.buf, s) for s, r in zip(self.tape.outputs, output_refs)
                        if self.buffers[r.buf].written)
+        bad.update(slot_of[b] for b in self.loop_bufs if b in slot_of)
         pc, code = 0, self.code
         while pc < len(code):
             op = code[pc]

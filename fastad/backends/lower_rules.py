@@ -15,6 +15,7 @@ negations fused into their single consumer.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,6 +28,8 @@ from ..transforms.analysis import affine, all_zero_bits, bitwise_uniform, c_stri
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, Ref
 from .fallback import NOT_COMPILED
+from .lower_loop import lower_loop
+from .lower_loop import refusal as loop_refusal
 from .vm_header import BINARY, COMPARE, DTYPE_CODE, LOGIC, REDUCE, UNARY
 
 if TYPE_CHECKING:
@@ -409,6 +412,38 @@ def _scatter(lw: _Lowerer, ins: Instr) -> None:
             x_at, (v, dtype), n)
 
 
+def _rows(lw: _Lowerer, table: int, idx: int, ins: Instr) -> tuple[int, int, Ref]:
+    """A gather or scatter by traced rows: the table's rows and row length,
+    and where the indices are, as float64 (integers taken as data are
+    float64 inputs; a constant index array is converted once)."""
+    ta, ia = lw.avals[table], lw.avals[idx]
+    if not ta.shape or ia.dtype.kind not in "fiu":
+        raise LoweringError(f"{ins.prim}: indices of dtype {ia.dtype} into {ta.shape}")
+    return ta.shape[0], math.prod(ta.shape[1:]), lw.read(idx, _F64)
+
+
+def _gather_rows(lw: _Lowerer, ins: Instr) -> None:
+    x, idx = ins.ins
+    dtype = lw.avals[x].dtype
+    _check_dtype(dtype, x)
+    rows, r, i = _rows(lw, x, idx, ins)
+    a = lw.read(x)
+    o = lw.define(ins.out)
+    lw.emit("GATHER_ROWS_V", lw.dt(dtype), (o, dtype), (a, dtype), rows, r, (i, _F64),
+            lw.avals[idx].size)
+
+
+def _scatter_add_rows(lw: _Lowerer, ins: Instr) -> None:
+    acc, idx, v_slot = ins.ins
+    dtype = lw.avals[ins.out].dtype
+    _check_float(dtype, ins)
+    rows, r, i = _rows(lw, acc, idx, ins)
+    v = lw.read(v_slot, dtype)
+    o = _updatable_copy(lw, ins, acc, {v.buf, i.buf})
+    lw.emit("SCATTER_ADD_ROWS_V", lw.dt(dtype), (o, dtype), rows, r, (i, _F64), (v, dtype),
+            lw.avals[idx].size)
+
+
 def _updatable_copy(lw: _Lowerer, ins: Instr, x: int, read_bufs: set[int]) -> Ref:
     """The buffer a scatter writes into: x's own when x dies here and the
     values written are not read from it (in place), else a fresh copy of x."""
@@ -540,6 +575,8 @@ _RULES: dict[Primitive, Any] = check_table({
     P.take: _take,
     P.scatter_set: _scatter,
     P.scatter_add: _scatter,
+    P.gather_rows: _gather_rows,
+    P.scatter_add_rows: _scatter_add_rows,
     P.matmul: _matmul,
     P.solve: _solve,
     P.logabsdet: _slogdet,
@@ -548,7 +585,15 @@ _RULES: dict[Primitive, Any] = check_table({
     P.solve_triangular: _solve_triangular,
     P.eigh: _eigh,
     P.guard: _guard,
+    P.loop: lower_loop,
 }, "lower._RULES")
+
+# Primitives the VM runs only in some instructions: ``REFUSED[p](ins)`` says
+# why it cannot run ``ins`` (None if it can); such an instruction is a host
+# call between compiled segments (`fallback.refused`).
+REFUSED: dict[Primitive, Any] = check_table({
+    P.loop: loop_refusal,
+}, "lower.REFUSED")
 
 # Builtin primitives the VM does not run, each with why: a compiled function
 # whose tape holds one runs it as a host call (its NumPy implementation)

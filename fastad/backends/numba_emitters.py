@@ -280,6 +280,53 @@ class _Emitters:
     def emit_scatter_set(self, ins: Instr) -> None:
         self.emit_scatter(ins, "=")
 
+    # -- gathers and scatters by traced rows (indices held in float64) ------------
+    def row_loop(self, ins: Instr, table: int, idx: int, body: str) -> None:
+        """A loop over the indices of ``idx`` computing k{out}, the row of
+        ``table`` each names (wrapped as NumPy does; IndexError for one out
+        of range or not an integer), around ``body`` (indented, in j and c)."""
+        o, rows = ins.out, self.avals[table].shape[0]
+        if self.is_scalar(idx):
+            self.step.lines += [f"ix{o} = np.empty(1, np.float64)",
+                                f"ix{o}[0] = {self.ref(idx, np.dtype(np.float64))}"]
+            ix = f"ix{o}"
+        else:
+            ix = self.flat(idx)
+        self.step.lines += [
+            f"for j in range({self.avals[idx].size}):",
+            f"    u{o} = {ix}[j]",
+            f"    if not (u{o} >= -{rows} and u{o} < {rows}) or u{o} != np.floor(u{o}):",
+            "        raise IndexError('an index is out of bounds for the axis it indexes "
+            "(or not an integer)')",
+            f"    k{o} = int(u{o})",
+            f"    if k{o} < 0:",
+            f"        k{o} += {rows}",
+            *("    " + line for line in body.split("\n"))]
+
+    def emit_gather_rows(self, ins: Instr) -> None:
+        x, idx = ins.ins
+        aval, o = self.avals[ins.out], ins.out
+        r = math.prod(self.avals[x].shape[1:])
+        xf = self.flat(x) if self.avals[x].ndim else self.ref(x)
+        if aval.shape == ():  # one element of a vector
+            self.row_loop(ins, x, idx, f"s{o} = {xf}[k{o}]")
+            self.define_scalar(ins, f"s{o}")
+            return
+        self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+        of = self.flat(ins.out)
+        self.row_loop(ins, x, idx, f"for c in range({r}):\n"
+                                   f"    {of}[j * {r} + c] = {xf}[k{o} * {r} + c]")
+
+    def emit_scatter_add_rows(self, ins: Instr) -> None:
+        acc, idx, v = ins.ins
+        o = ins.out
+        r = math.prod(self.avals[acc].shape[1:])
+        self.writable(acc, ins)
+        target = self.flat(ins.out)
+        value = self.ref(v) if self.is_scalar(v) else f"{self.flat(v)}[j * {r} + c]"
+        self.row_loop(ins, acc, idx, f"for c in range({r}):\n"
+                                     f"    {target}[k{o} * {r} + c] += {value}")
+
     # -- linear algebra: the 2-D call, looped over equal leading batch axes --------
     def batched(self, ins: Instr, call: str, core: tuple[int, ...]) -> None:
         aval, o = self.avals[ins.out], ins.out
@@ -399,6 +446,8 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.transpose: _Emitters.emit_transpose, P.broadcast_to: _Emitters.emit_broadcast_to,
     P.take: _Emitters.emit_take, P.scatter_add: _Emitters.emit_scatter_add,
     P.scatter_set: _Emitters.emit_scatter_set, P.matmul: _Emitters.emit_matmul,
+    P.gather_rows: _Emitters.emit_gather_rows,
+    P.scatter_add_rows: _Emitters.emit_scatter_add_rows,
     P.solve: _Emitters.emit_solve, P.logabsdet: _Emitters.emit_logabsdet,
     P.detsign: _Emitters.emit_detsign, P.fft: _Emitters.emit_fft,
     P.cholesky: _Emitters.emit_cholesky, P.solve_triangular: _Emitters.emit_solve_triangular,
@@ -410,4 +459,5 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
 NOT_EMITTED: dict[Primitive, str] = check_table({
     **NOT_COMPILED,
     P.eigh: "a LAPACK decomposition the generated code does not call",
+    P.loop: "a loop body sub-tape: its steps run on the C VM or the reference interpreter",
 }, "numba_backend.NOT_EMITTED")

@@ -30,14 +30,31 @@ reads instead of keeping a list of names of its own:
     None, or what running it does besides computing its result: ``"guard"``
     (the replay stops when the predicate disagrees with its recording).  An
     instruction with an effect is never dead code.
+``shape_rule``
+    ``rule(*operand_shapes, **params) -> result shape`` (raising ValueError),
+    what loading a tape checks its declared shapes against (`fastad.shapes`);
+    with ``shape_consts``, also ``consts=`` the constant operands' values (the
+    index arrays of gathers and scatters).  Set by `defshape`.
+``numpy_names``
+    the public names of fastad.numpy made from the primitive's row (``sub``:
+    ``("subtract",)``, ``max``: ``("max", "amax")``).
+``batch_rule``
+    ``rule(prim, args, shapes, params, size)``: the instruction replayed on
+    operands of which some carry a leading batch axis (`transforms.batching`).
+    Set by `defbatch`.
 
-Backends, transforms and shape rules keep their rule tables keyed by the
+Each family of primitives (`fastad/primitives/`) sets these next to the VJP
+and JVP rules of its primitives, every elementwise primitive sharing the same
+generic shape and batching rules.
+
+Backends keep their rule tables keyed by the
 `Primitive` object (``prims.sin``), checked when their module is imported
 (`check_table`), so a misspelt name fails at import instead of becoming a
 silent host call; names are for display and serialization.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -68,8 +85,9 @@ class Primitive:
     elementwise: bool = False
     effect: Optional[str] = None  # one of EFFECTS
     # impl that may return a read-only view of an operand where NumPy would
-    # (a slice): used by releasing traces (`Builder.release`), whose values
-    # never reach the user, so a slice of a large array costs no memory there
+    # (a slice): used by a compiled function's trace (`Builder.release`) and an
+    # outermost eager gradient's (`Builder.drop_unread`), so a slice of a large
+    # array costs no memory there, as in NumPy
     view_impl: Optional[Callable[..., Any]] = None
     # Derivative rules taking every operand at once, for primitives whose
     # operands share one computation (a loop: one loop for all cotangents);
@@ -77,6 +95,13 @@ class Primitive:
     # on the few primitives that have them (`primitives/loops.py`).
     joint_vjp = None  # (g, ans, *args, active=argnums, **params) -> cotangents
     joint_jvp = None  # (tangents or None per operand, ans, *args, **params) -> tangent
+    # impl a compiled function's trace (`Builder.release`) uses: its values never
+    # reach the user, only its executable's do (a loop runs on the VM)
+    release_impl = None
+    # impl that writes its result into operand 0's memory and returns it: the
+    # reverse sweep hands it an accumulator nothing else holds (`Builder.donor`),
+    # so adding a slice's cotangent does not copy the whole adjoint (scatter_add)
+    in_place_impl = None
     # Per argument, what its VJP rule (and accumulating rule) reads besides g
     # and the shapes and dtypes: ``"ans"`` and argument positions (``mul``:
     # ``({1}, {0})``, ``exp``: ``({"ans"},)``, ``add``: ``(set(), set())``).
@@ -85,6 +110,17 @@ class Primitive:
     # closures keep what they capture.  None: everything (user primitives,
     # rules not classified, and any rule replaced by `defvjp`).
     vjp_reads: Optional[tuple[frozenset, ...]] = None
+    # The result's shape from the operands' (`defshape`); None only for
+    # primitives users define, whose tapes are not loaded from bytes.
+    shape_rule: Rule = None
+    shape_consts: bool = False  # the shape rule also reads constant operands (indices)
+    # vmap's rule (`defbatch`); None: not batchable (vmap says so), or, for an
+    # elementwise primitive users define, the elementwise rule.
+    batch_rule: Rule = None
+    # The names of fastad.numpy (and NumPy) that answer with this primitive,
+    # for the families whose public functions are made from their rows
+    # (elementwise ufuncs, reductions); empty where the function is written by hand.
+    numpy_names: tuple[str, ...] = ()
 
     def vjp_rule(self, argnum: int) -> Rule:
         if not self.differentiable:
@@ -227,4 +263,43 @@ def _is_curried(rule: Callable[..., Any], prim: Primitive) -> bool:
 def defjvp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
     """Register the JVP rule of each argument: ``rule(t, ans, *args, **params)``."""
     _resolve(prim).jvps = list(rules)
+
+
+def defshape(prim: Primitive | str, rule: Callable[..., Any], *, consts: bool = False) -> None:
+    """Register the shape rule (`Primitive.shape_rule`); with ``consts``, the
+    rule also receives ``consts``, the constant operands' values."""
+    p = _resolve(prim)
+    p.shape_rule, p.shape_consts = rule, consts
+
+
+def defbatch(prim: Primitive | str | Callable[..., Any], rule: Callable[..., Any]) -> None:
+    """Register the batching rule (`Primitive.batch_rule`):
+    ``rule(prim, args, shapes, params, size)``, ``args`` being (value,
+    batched) pairs and ``shapes`` the operands' shapes for one example."""
+    _resolve(prim).batch_rule = rule
+
+
+class TraitTable(Mapping):
+    """The registered primitives that have a trait (``"shape_rule"``), as a
+    read-only mapping from primitive to that trait: the view of the rules
+    as one table, read when the primitives are listed, not per instruction."""
+
+    def __init__(self, trait: str) -> None:
+        self.trait = trait
+
+    def _items(self) -> dict[Primitive, Any]:
+        return {p: getattr(p, self.trait) for p in registry.values()
+                if getattr(p, self.trait) is not None}
+
+    def __getitem__(self, prim: Primitive) -> Any:
+        rule = getattr(prim, self.trait, None) if isinstance(prim, Primitive) else None
+        if rule is None or registry.get(prim.name) is not prim:
+            raise KeyError(prim)
+        return rule
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
 

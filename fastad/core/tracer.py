@@ -57,6 +57,9 @@ class Builder:
         # array -> the slot of an input standing for it, or None (a constant):
         # set by a compiled function's trace (`fastad.captures`)
         self.by_reference: Callable[[Any], int | None] | None = None
+        # the arguments whose integer or boolean arrays are inputs of this
+        # tape (`IntArrayTracer`): set by a compiled function's trace
+        self.data_sources: frozenset[Any] = frozenset()
         self.record_lines = record_lines
         self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False
@@ -83,6 +86,10 @@ class Builder:
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
+        # The accumulator the reverse sweep is adding a sparse cotangent into,
+        # when nothing else holds it (`donatable`): the primitive's
+        # `in_place_impl` may then write into it instead of copying it.
+        self.donor: Any = None
 
     def new_input(self, value: Any) -> "Tracer":
         value = _as_value(value)
@@ -257,6 +264,25 @@ class Builder:
                 held += v.nbytes
         self._large, self._large_bytes = kept, held
 
+    def donatable(self, acc: Any) -> Any:
+        """The array the sweep's accumulator ``acc`` holds if an update may
+        overwrite it, else None: a large array of its own memory that nothing
+        refers to but ``acc`` (and, traced, this trace's slot; only a
+        releasing trace, whose values never reach the user, gives its slots
+        up).  The caller then drops ``acc``."""
+        traced = type(acc) in _TRACERS
+        value = acc.value if traced else acc
+        if (type(value) is not np.ndarray or value.nbytes < RELEASE_BYTES or value.base is not None
+                or not value.flags.c_contiguous or not value.flags.writeable):
+            return None
+        if traced and (not self.release or acc.builder is not self or sys.getrefcount(acc) > 3
+                       or self.values[acc.slot] is not value or acc.slot in self.tape.consts
+                       or acc.slot in self.tape.inputs):
+            return None  # not this trace's own slot, or another adjoint is the same tracer
+        # plain: the caller's acc, this call's acc; traced: the slot's entry in
+        # `values`, acc.value; and value, getrefcount's argument
+        return value if sys.getrefcount(value) <= 4 else None
+
     def release_slot(self, slot: int) -> None:
         """Let go of slot's value, which nothing records from again."""
         v = self.values[slot]
@@ -275,6 +301,9 @@ class _Traces(threading.local):
 
     def __init__(self) -> None:
         self.stack: list[Builder] = []
+        # the builder whose plain sweep runs off the stack (`suspended`): its
+        # donated accumulator is still the one `bind` may update in place
+        self.sweeping: Builder | None = None
 
 
 _traces = _Traces()
@@ -330,7 +359,7 @@ class suspended:  # noqa: N801 - used as ``with suspended(builder):``
     runs as outside any trace, and the front end's functions of plain arrays
     need not make what a trace could hold as a constant."""
 
-    __slots__ = ("builder", "taken")
+    __slots__ = ("builder", "taken", "sweeping")
 
     def __init__(self, builder: Builder) -> None:
         self.builder = builder
@@ -340,10 +369,12 @@ class suspended:  # noqa: N801 - used as ``with suspended(builder):``
         self.taken = bool(stack) and stack[-1] is self.builder
         if self.taken:
             stack.pop()
+            self.sweeping, _traces.sweeping = _traces.sweeping, self.builder
 
     def __exit__(self, *exc: Any) -> None:
         if self.taken:
             _traces.stack.append(self.builder)
+            _traces.sweeping = self.sweeping
 
 
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
@@ -371,6 +402,11 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         if type(a) in _TRACERS:
             break
     else:  # plain values (an eager gradient's sweep): no trace to record into
+        if prim.in_place_impl is not None:
+            stack = _traces.stack
+            holder = _traces.sweeping or (stack[-1] if stack else None)
+            if holder is not None and args[0] is holder.donor is not None:
+                return prim.in_place_impl(*args, **params)
         return prim.impl(*args, **params)
     values = [a.value if type(a) in _TRACERS else a for a in args]
     stack = _traces.stack
@@ -379,7 +415,15 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             f"{prim.name}: a traced value was used after its trace ended (stored in a global "
             "or a closure); return it from the function instead")
     builder = stack[-1]
-    impl = prim.view_impl if builder.release and prim.view_impl is not None else prim.impl
+    if prim.in_place_impl is not None and values[0] is builder.donor is not None \
+            and type(args[0]) in _TRACERS:  # (a plain donor would be recorded as a constant)
+        value = prim.in_place_impl(*values, **params)
+        builder.values[args[0].slot] = stand_in(value)  # it holds the update now
+        builder.released = True
+        return builder.record(prim, args, params, value)
+    impl = prim.impl
+    if builder.release or builder.drop_unread:  # no value is written through by the user
+        impl = (builder.release and prim.release_impl) or prim.view_impl or impl
     return builder.record(prim, args, params, impl(*values, **params))
 
 
@@ -505,6 +549,10 @@ class Tracer:
 
     # -- leaving the trace is an error, never a silent constant -----------
     def _leave(self, what: str, fix: str) -> Any:
+        from .int_data import IntValueNeeded, data_sources
+        sources = data_sources()
+        if sources:  # perhaps computed from integers taken as data (labels.max()): by value
+            raise IntValueNeeded(sources)
         raise TracingError(f"{what} on a traced value would make it a constant and lose its "
                            f"derivative. {fix}")
 
@@ -731,80 +779,9 @@ class ArrayTracer(Tracer):
     __imatmul__ = _method("in_place_matmul")
 
 
-class IntValueNeeded(BaseException):
-    """A trace used the value of an integer argument it was given as data
-    (``range(n)``, an index, a shape, ``int()``, hashing, formatting): the
-    compiled function keys that argument by value from then on and traces
-    again (`fastad.compiled`).  A BaseException, so that a user's ``except
-    Exception`` around the use does not swallow it."""
-
-    def __init__(self, sources: frozenset[Any]) -> None:
-        super().__init__(sources)
-        self.sources = sources
-
-
-class IntTracer(Tracer):
-    """An integer argument of a compiled function, traced as data (a float64
-    input holding the integer exactly), so that a loop passing its iteration
-    number does not compile once per number.  Sums, differences, products and
-    negations with integers stay `IntTracer`; arithmetic with floats gives
-    ordinary traced floats; comparisons give traced booleans (a Python ``if``
-    on them is a guard).  Any use of the value itself raises `IntValueNeeded`
-    naming the arguments it came from (``sources``)."""
-
-    __slots__ = ("sources",)
-
-    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
-        super().__init__(builder, slot, value)
-        self.sources = sources
-
-    def _needed(self, *_args: Any) -> Any:
-        raise IntValueNeeded(self.sources)
-
-    __index__ = __int__ = __float__ = __complex__ = __hash__ = __format__ = __str__ = _needed
-    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
-    __round__ = __trunc__ = __floor__ = __ceil__ = __array__ = __lshift__ = __rshift__ = _needed
-    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
-    item = tolist = _needed
-
-    def _integer(self, result: Any, other: Any) -> Any:
-        """``result`` of self and ``other``, an IntTracer when both are integers."""
-        if isinstance(other, IntTracer):
-            return IntTracer(result.builder, result.slot, result.value,
-                             self.sources | other.sources)
-        if isinstance(other, (int, np.integer)) and not isinstance(other, (bool, np.bool_)):
-            return IntTracer(result.builder, result.slot, result.value, self.sources)
-        return result
-
-    def __add__(self, other: Any) -> Any:
-        return self._integer(Tracer.__add__(self, other), other)
-
-    def __radd__(self, other: Any) -> Any:
-        return self._integer(Tracer.__radd__(self, other), other)
-
-    def __sub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__sub__(self, other), other)
-
-    def __rsub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rsub__(self, other), other)
-
-    def __mul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__mul__(self, other), other)
-
-    def __rmul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rmul__(self, other), other)
-
-    def __neg__(self) -> Any:
-        return self._integer(Tracer.__neg__(self), 0)
-
-    def __abs__(self) -> Any:
-        return self._integer(Tracer.__abs__(self), 0)
-
-    def __repr__(self) -> str:
-        return f"IntTracer(%{self.slot}: an integer argument traced as data)"
-
-
-_TRACERS = frozenset({Tracer, ArrayTracer, IntTracer})
+# the classes of traced values `bind` records: these two, and the integer and
+# boolean arguments taken as data (`int_data` adds its classes when imported)
+_TRACERS = {Tracer, ArrayTracer}
 
 
 def new_tracer(builder: Builder, slot: int, value: Any) -> Tracer:

@@ -27,6 +27,7 @@ from ._shape import *  # noqa: F403
 from ._reductions import *  # noqa: F403
 from ._creation import *  # noqa: F403
 from ._views import *  # noqa: F403
+from ._gathers import *  # noqa: F403
 from ._indexing import *  # noqa: F403
 from ._linalg import *  # noqa: F403
 from ._ordering import *  # noqa: F403

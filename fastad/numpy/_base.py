@@ -201,4 +201,4 @@ def _batch_same_result(prim: Any, args: list, shapes: list, params: dict, size: 
                   for i in range(size)])
 
 
-_CHECK.batching_rule = _batch_same_result  # type: ignore[attr-defined]
+_CHECK.batch_rule = _batch_same_result

@@ -49,14 +49,13 @@ def _binary(name: str):
 
 
 def _from_rows() -> dict[str, Any]:
-    """The function of each primitive in the elementwise tables, by its NumPy name
-    (its implementation's ``__name__``)."""
+    """The function of each primitive in the elementwise tables, by its NumPy
+    name (`Primitive.numpy_names`: its implementation's ``__name__``)."""
     functions = {}
     for rows, make in ((_rows.UNARY, _unary), (_rows.UNARY_ZERO_DERIVATIVE, _unary),
                        (_rows.BINARY, _binary), (_rows.BINARY_ZERO_DERIVATIVE, _binary)):
-        for name, row in rows.items():
-            impl = row[0] if isinstance(row, tuple) else row
-            functions[impl.__name__] = make(name)
+        for name in rows:
+            functions.update(dict.fromkeys(_p(name).numpy_names, make(name)))
     return functions
 
 

@@ -11,11 +11,13 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.arrays import made_here, positions
+from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
 from ..core.tracer import ArrayTracer, Tracer, bind
 from ._base import _constant, _contains_tracer, _fresh, _p, result_dtype, shape, size
 from ._creation import array
 from ._elementwise import astype
 from ._elementwise import where as _select
+from ._gathers import getitem_by_data, has_index_data
 from ._reductions import _concrete
 from ._shape import broadcast_to, reshape, scatter_set, take_flat
 from ._views import _check_writeable, _link, _same_memory, _store
@@ -50,7 +52,12 @@ def _index_value(k: Any) -> Any:
     here).  Branch-free alternative: ``np.where(mask, x, 0)``."""
     if not isinstance(k, Tracer):
         return k
+    if isinstance(k, DATA_TRACERS):
+        k._needed()  # an argument's values: keyed by value (`IntValueNeeded`)
     if k.dtype.kind not in "biu":
+        sources = data_sources()
+        if sources:  # perhaps integers taken as data, computed in float64: by value
+            raise IntValueNeeded(sources)
         raise IndexError("arrays used as indices must be of integer (or boolean) type")
     return _concrete(k)
 
@@ -64,6 +71,8 @@ def getitem(a: Any, key: Any) -> Any:
                 raise IndexError(f"index {key} is out of bounds for axis with size {d}")
             # (an index of one element: the trace's constant is a copy of it)
             return bind(_TAKE, a, _np.array(key % d, dtype=_np.int64))
+    if has_index_data(key):  # integers passed as data: a gather by traced indices
+        return getitem_by_data(a, key)
     idx = _flat_index(shape(a), key)
     if idx.shape == tuple(shape(a)) and _np.array_equal(idx.reshape(-1), _np.arange(idx.size)):
         out = _fresh(a)  # x[:], x[...]: a new view of all of x

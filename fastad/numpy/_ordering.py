@@ -11,6 +11,7 @@ from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind
 from ._base import _no_out, _p, ndim, shape
 from ._reductions import _axis_of
+from ._gathers import is_index_data, take_along_by_data, take_by_data
 from ._shape import _gather, broadcast_to, reshape
 
 __all__ = ["argsort", "sort", "argpartition", "partition", "take_along_axis", "take"]
@@ -47,6 +48,8 @@ def _take_along(a: Any, idx: Any, axis: int) -> Any:
 
 def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
     arr, axis = _axis_of(arr, axis)
+    if is_index_data(indices):  # integers passed as data
+        return take_along_by_data(arr, indices, axis)
     if not isinstance(indices, Tracer):  # constant: a fixed gather, compiled natively
         return _gather(arr, lambda i: _np.take_along_axis(i, _np.asarray(indices), axis))
     if ndim(indices) != ndim(arr):
@@ -59,6 +62,8 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
 
 def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Any:
     _no_out(out, "take")
+    if is_index_data(indices):  # integers passed as data
+        return take_by_data(a, indices, axis, mode)
     if not isinstance(indices, Tracer):
         return _gather(a, lambda i: _np.take(i, indices, axis=axis, mode=mode))
     if ndim(indices) > 1:

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
+from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
 from ..core.tracer import Tracer, bind
 from ._base import _CHECK, _Call, _contains_tracer, _holes
 from ._building import _as
@@ -56,8 +57,18 @@ def plain_call(fn: Any, args: tuple, kwargs: dict, guard: bool = True) -> Any:
     computes it; with ``guard``, a guard that it still gives that result."""
     found: list = []
     targs, tkwargs = _holes(args, found), _holes(kwargs, found)
+    if guard:
+        for t in found:
+            if isinstance(t, DATA_TRACERS):
+                t._needed()  # an argument's integers: keyed by value (`IntValueNeeded`)
     call = _Call(fn, targs, tkwargs, None)
-    out = call(*(t.value for t in found))
+    try:
+        out = call(*(t.value for t in found))
+    except TypeError:
+        sources = data_sources()
+        if sources:  # perhaps integers taken as data, computed in float64: by value
+            raise IntValueNeeded(sources) from None
+        raise
     if guard and found:
         call.expected = out
         bool(bind(_CHECK, *found, call=call))

@@ -1,6 +1,11 @@
 """Reductions (sums, products, extrema, moments, their NaN-ignoring forms),
 cumulative sums and products, and `unbroadcast`, the sum the derivative
-rules of broadcasting primitives use."""
+rules of broadcasting primitives use.
+
+The functions of the reduction primitives (sum, prod, max, min and NumPy's
+other names for them) are made from the rows of
+`fastad.primitives.structural.REDUCTIONS`, so a new row needs no edit here
+but its name in ``__all__``; the rest are composites of them."""
 from __future__ import annotations
 
 import math
@@ -10,6 +15,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.tracer import bind
+from ..primitives import structural as _rows
 from ._base import _CHECK, _Call, _Slot, _axes, _float_dtype, _no_out, _p, ndim, shape
 from ._elementwise import _abs2, astype, equal, exp, isfinite, log, sqrt, stop_gradient, where
 from ._elementwise import where as _select  # for reductions, whose ``where=`` hides the name
@@ -40,36 +46,47 @@ def _masked(a: Any, mask: Any, neutral: float) -> Any:
     return a if mask is True else _select(mask, a, neutral)
 
 
-def sum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,  # noqa: A001
-        keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
-    _no_out(out, "sum")
-    if isinstance(a, (list, tuple)):
-        a = stack(a) if _has_tracer(a) else _np.asarray(a)
-    total = _reduce("sum", _masked(_cast(a, dtype), where, 0.0), axis, keepdims)
-    return total if initial is None else total + initial
+def _with_identity(name: str, neutral: float, combine: Any) -> Any:
+    """The public function of a reduction row with an identity (sum, prod):
+    NumPy's signature, ``where=`` masking with the identity and ``initial=``
+    combined with the result; a list of traced values is stacked first."""
+    def reduction(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
+                  keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
+        _no_out(out, name)
+        if isinstance(a, (list, tuple)):
+            a = stack(a) if _has_tracer(a) else _np.asarray(a)
+        total = _reduce(name, _masked(_cast(a, dtype), where, neutral), axis, keepdims)
+        return total if initial is None else combine(total, initial)
+    return reduction
 
 
-def prod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
-         keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
-    _no_out(out, "prod")
-    if isinstance(a, (list, tuple)):
-        a = stack(a) if _has_tracer(a) else _np.asarray(a)
-    total = _reduce("prod", _masked(_cast(a, dtype), where, 1.0), axis, keepdims)
-    return total if initial is None else total * initial
+def _without_identity(name: str) -> Any:
+    """The public function of a reduction row without an identity (max, min)."""
+    def reduction(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
+        _no_out(out, name)
+        return _reduce(name, a, axis, keepdims)
+    return reduction
 
 
-def max(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    _no_out(out, "max")
-    return _reduce("max", a, axis, keepdims)
+def _from_rows() -> dict[str, Any]:
+    """The function of each row of `fastad.primitives.structural.REDUCTIONS`,
+    under each of its public names (``max`` and ``amax``)."""
+    functions = {}
+    for name, (_, _names, identity, *_rules) in _rows.REDUCTIONS.items():
+        public = _p(name).numpy_names
+        fn = _without_identity(name) if identity is None else _with_identity(name, *identity)
+        fn.__name__ = fn.__qualname__ = public[0]
+        fn.__module__ = __name__
+        fn.__doc__ = f"NumPy's ``{public[0]}``, traced: the primitive ``{name}``."
+        functions.update(dict.fromkeys(public, fn))
+    return functions
 
 
-def min(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    _no_out(out, "min")
-    return _reduce("min", a, axis, keepdims)
-
-
-amax = max
-amin = min
+#: public name -> function, for every reduction row: sum, prod, max, amax, min, amin
+FROM_ROWS = _from_rows()
+# bound by name for readers, linters and the composites below
+sum, prod, max, min = (FROM_ROWS[n] for n in ("sum", "prod", "max", "min"))  # noqa: A001
+amax, amin = FROM_ROWS["amax"], FROM_ROWS["amin"]
 
 
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
@@ -192,9 +209,12 @@ def _concrete(t: Any) -> Any:
     """t's value as a plain array, for a use that needs it as data (a boolean
     mask's pattern, an index, a shape): records a guard that t still equals it,
     so a compiled function retraces when it changes (NaN counts as equal)."""
+    from ..core.int_data import DATA_TRACERS
     from ..core.tracer import Tracer
     if not isinstance(t, Tracer):
         return t
+    if isinstance(t, DATA_TRACERS):
+        t._needed()  # an argument's values: keyed by value (`IntValueNeeded`)
     value = _np.asarray(t.value)
     if value.dtype.kind not in "fcb":  # integers (argsort's): compared in NumPy
         bool(bind(_CHECK, t, call=_Call(_identity, (_Slot,), {}, value)))

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import shapes
 from .numpy_proxy import fnp
-from ..core.registry import defjvp, defprim, defreads, defvjp
+from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
+from ..transforms import batching
 
 _LN2 = float(np.log(2.0))
 _LN10 = float(np.log(10.0))
@@ -127,6 +129,14 @@ BINARY_ZERO_DERIVATIVE = {
 }
 
 
+def elementwise_rules(p, *, params=False):
+    """Give ``p`` the shape and batching rules every elementwise primitive
+    shares (``params``: its shape rule accepts keyword parameters)."""
+    defshape(p, shapes.elementwise(p, params=params))
+    defbatch(p, batching.elementwise)
+    return p
+
+
 def _binary_vjps(dx, dy):
     def vjp_x(g, ans, x, y):
         return fnp.unbroadcast(dx(g, ans, x, y), fnp.shape(x))
@@ -145,26 +155,32 @@ def _where_vjp(branch_selected):
 
 
 for _name, (_impl, _cost, _reads, _d) in UNARY.items():
-    _p = defprim(_name, _impl, 1, cost=_cost, elementwise=True)
+    _p = elementwise_rules(defprim(_name, _impl, 1, cost=_cost, elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
     defvjp(_p, _d)
     defreads(_p, _reads)
     defjvp(_p, _d)
     _p.elementwise_partials = [_d]
 
 for _name, _impl in UNARY_ZERO_DERIVATIVE.items():
-    defprim(_name, _impl, 1, differentiable=False, cost=CHEAP, elementwise=True)
+    _p = elementwise_rules(defprim(_name, _impl, 1, differentiable=False, cost=CHEAP,
+                                   elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
 
 for _name, (_impl, _cost, _reads, _dx, _dy) in BINARY.items():
-    _p = defprim(_name, _impl, 2, cost=_cost, elementwise=True)
+    _p = elementwise_rules(defprim(_name, _impl, 2, cost=_cost, elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
     defvjp(_p, *_binary_vjps(_dx, _dy))
     defreads(_p, *_reads)
     defjvp(_p, _dx, _dy)
     _p.elementwise_partials = [_dx, _dy]
 
 for _name, _impl in BINARY_ZERO_DERIVATIVE.items():
-    defprim(_name, _impl, 2, differentiable=False, cost=CHEAP, elementwise=True)
+    _p = elementwise_rules(defprim(_name, _impl, 2, differentiable=False, cost=CHEAP,
+                                   elementwise=True))
+    _p.numpy_names = (_impl.__name__,)
 
-_where = defprim("where", np.where, 3, cost=CHEAP, elementwise=True)
+_where = elementwise_rules(defprim("where", np.where, 3, cost=CHEAP, elementwise=True))
 defvjp(_where, None, _where_vjp(True), _where_vjp(False))
 defreads(_where, G, X, X)
 defjvp(_where, None, lambda t, ans, c, a, b: fnp.where(c, t, 0.0),
@@ -184,7 +200,7 @@ def _abs_jvp(t, ans, x):
 
 # Elementwise, with rules of their own (for complex inputs) outside the tables:
 # abs, real, imag, conj.
-_p = defprim("abs", np.abs, 1, cost=CHEAP, elementwise=True)
+_p = elementwise_rules(defprim("abs", np.abs, 1, cost=CHEAP, elementwise=True))
 defvjp(_p, _abs_vjp)
 defreads(_p, ANS_X)
 defjvp(_p, _abs_jvp)
@@ -199,17 +215,17 @@ def _as_complex(g, like):
 # Real part, imaginary part, conjugate: linear over the reals, not holomorphic.
 # With the pairing Re(ct * t): real's transpose is the identity into the
 # complex numbers, imag's is multiplication by -i, conj's is conj.
-_p = defprim("real", np.real, 1, cost=CHEAP, elementwise=True)
+_p = elementwise_rules(defprim("real", np.real, 1, cost=CHEAP, elementwise=True))
 defvjp(_p, lambda g, ans, x: _as_complex(g, x))
 defreads(_p, G)
 defjvp(_p, lambda t, ans, x: fnp.real(t))
 
-_p = defprim("imag", np.imag, 1, cost=CHEAP, elementwise=True)
+_p = elementwise_rules(defprim("imag", np.imag, 1, cost=CHEAP, elementwise=True))
 defvjp(_p, lambda g, ans, x: _as_complex(g, x) * -1j)
 defreads(_p, G)
 defjvp(_p, lambda t, ans, x: fnp.imag(t))
 
-_p = defprim("conj", np.conjugate, 1, cost=CHEAP, elementwise=True)
+_p = elementwise_rules(defprim("conj", np.conjugate, 1, cost=CHEAP, elementwise=True))
 defvjp(_p, lambda g, ans, x: fnp.conj(g))
 defreads(_p, G)
 defjvp(_p, lambda t, ans, x: fnp.conj(t))
@@ -226,9 +242,14 @@ _astype = defprim("astype", _astype_impl, 1, cost=CHEAP, elementwise=True)
 defvjp(_astype, lambda g, ans, x, dtype: fnp.astype(g, fnp.result_dtype(x)))
 defreads(_astype, G)
 defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
+defshape(_astype, shapes.astype)  # a cast: checks the dtype it names
+defbatch(_astype, batching.elementwise)
 
 # the identity, which the transforms treat as a constant: no element is touched
-defprim("stop_gradient", lambda x: x, 1, differentiable=False, cost="view", elementwise=True)
-# the recorded outcome of Python control flow on a traced value (`fastad.core.guards`)
-defprim("guard", lambda pred, expected: np.bool_(bool(pred) == expected), 1,
-        differentiable=False, effect="guard")
+elementwise_rules(defprim("stop_gradient", lambda x: x, 1, differentiable=False, cost="view",
+                          elementwise=True))
+# the recorded outcome of Python control flow on a traced value (`fastad.core.guards`);
+# vmap batches it by its effect (every example must take the recorded branch)
+_guard = defprim("guard", lambda pred, expected: np.bool_(bool(pred) == expected), 1,
+                 differentiable=False, effect="guard")
+defshape(_guard, shapes.guard)

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import shapes
 from .numpy_proxy import fnp
-from ..core.registry import defjvp, defprim, defreads, defvjp
+from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
+from ..transforms import batching
 
 NORMS = ("backward", "ortho", "forward")
 
@@ -23,6 +25,13 @@ NORMS = ("backward", "ortho", "forward")
 def _fft(x, axes, inverse, norm):
     transform = np.fft.ifftn if inverse else np.fft.fftn
     return transform(x, axes=axes, norm=norm)
+
+
+def _shape(x, axes, inverse, norm):
+    shapes.check_axes(x, axes)
+    if norm not in NORMS:
+        raise ValueError(f"norm {norm!r}")
+    return x
 
 
 def _same_transform(g, ans, x, axes, inverse, norm):
@@ -33,3 +42,5 @@ _p = defprim("fft", _fft, 1, cost="linalg")
 defvjp(_p, _same_transform)
 defreads(_p, ())
 defjvp(_p, _same_transform)
+defshape(_p, _shape)
+defbatch(_p, batching.fft)

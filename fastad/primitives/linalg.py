@@ -8,6 +8,9 @@ factorization runs once; `fastad.numpy.linalg` slices the parts out.  The
 rules are written with fastad's own operations on the packed result, so
 every order traces.
 
+Every primitive here treats leading axes as a batch, so vmap batches it by
+batching every operand (`batching.batched_linalg`).
+
 Where the derivative exists (documented in docs/conformance.md, refused
 otherwise):
   cholesky, eigh: read the lower triangle, as NumPy does; eigh needs distinct
@@ -24,7 +27,9 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg as sla
 
-from ..core.registry import defjvp, defprim, defvjp, registry
+from .. import shapes
+from ..core.registry import defbatch, defjvp, defprim, defshape, defvjp, registry
+from ..transforms import batching
 from .numpy_proxy import fnp
 
 
@@ -121,6 +126,8 @@ defvjp(_p, lambda g, ans, a, b, lower:
        lambda g, ans, a, b, lower: _solve_tri_transposed(a, g, lower))
 defjvp(_p, lambda t, ans, a, b, lower: -solve_triangular(a, _mm(_tri(t, lower), ans), lower),
        lambda t, ans, a, b, lower: solve_triangular(a, t, lower))
+defshape(_p, shapes.solve_triangular)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- cholesky: a = L L^T, reading a's lower triangle ----------------------------------
@@ -144,6 +151,8 @@ def _cholesky_vjp(g, L, a):
 _p = defprim("cholesky", lambda a: np.linalg.cholesky(a), 1, cost="linalg")
 defvjp(_p, _cholesky_vjp)
 defjvp(_p, _cholesky_jvp)
+defshape(_p, shapes.factor)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- eigh: packed [w; V] ----------------------------------------------------------------
@@ -181,6 +190,8 @@ def _eigh_vjp(g, ans, a, lower):
 _p = defprim("eigh", _eigh, 1, cost="linalg")
 defvjp(_p, _eigh_vjp)
 defjvp(_p, _eigh_jvp)
+defshape(_p, shapes.eigen)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- eig: real, distinct eigenvalues; packed [w; V] with unit columns -------------------
@@ -212,6 +223,8 @@ def _eig_vjp(g, ans, a):
 _p = defprim("eig", _eig, 1, cost="linalg")
 defvjp(_p, _eig_vjp)
 defjvp(_p, _eig_jvp)
+defshape(_p, shapes.eigen)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- eig with complex eigenvalues: packed complex [w; V], NumPy's unit columns ------------
@@ -250,6 +263,7 @@ _p = defprim("numpy.linalg.eig_complex", _eig_complex, 1, cost="linalg",
 _p.builtin = False  # runs as a NumPy call between compiled segments, as users' primitives do
 defvjp(_p, _eig_complex_vjp)
 defjvp(_p, _eig_complex_jvp)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- svd (reduced): packed [s; U; V], a = U diag(s) V^T ----------------------------------
@@ -306,6 +320,8 @@ def _svd_vjp(g, ans, a):
 _p = defprim("svd", _svd, 1, cost="linalg")
 defvjp(_p, _svd_vjp)
 defjvp(_p, _svd_jvp)
+defshape(_p, shapes.svd)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- qr (reduced, m >= n): packed [Q; R] --------------------------------------------------
@@ -346,6 +362,8 @@ def _qr_vjp(g, ans, a):
 _p = defprim("qr", _qr, 1, cost="linalg")
 defvjp(_p, _qr_vjp)
 defjvp(_p, _qr_jvp)
+defshape(_p, shapes.qr)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- pinv (Golub-Pereyra: constant rank) ---------------------------------------------------
@@ -368,6 +386,8 @@ def _pinv_vjp(g, p, a):
 _p = defprim("pinv", lambda a: np.linalg.pinv(a), 1, cost="linalg")
 defvjp(_p, _pinv_vjp)
 defjvp(_p, _pinv_jvp)
+defshape(_p, shapes.pinv)
+defbatch(_p, batching.batched_linalg)
 
 
 # -- Sylvester equation a x + x b = q, and sqrtm ----------------------------------------------
@@ -402,6 +422,8 @@ defvjp(_p, lambda g, x, a, b, q: fnp.unbroadcast(-_mm(_sylvester_adjoint(g, a, b
 defjvp(_p, lambda t, x, a, b, q: sylvester(a, b, -_mm(t, x)),
        lambda t, x, a, b, q: sylvester(a, b, -_mm(x, t)),
        lambda t, x, a, b, q: sylvester(a, b, t))
+defshape(_p, shapes.sylvester)
+defbatch(_p, batching.batched_linalg)
 
 
 def _sqrtm(a):
@@ -418,7 +440,6 @@ def _sqrtm(a):
 _p = defprim("sqrtm", _sqrtm, 1, cost="linalg")
 defvjp(_p, lambda g, x, a: sylvester(_mT(x), _mT(x), g))
 defjvp(_p, lambda t, x, a: sylvester(x, x, t))
+defshape(_p, shapes.factor)
+defbatch(_p, batching.batched_linalg)
 
-# every primitive here treats leading axes as a batch (what vmap relies on)
-BATCHED = ("solve_triangular", "cholesky", "eigh", "eig", "svd", "qr", "pinv", "sylvester",
-           "sqrtm")

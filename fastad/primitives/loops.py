@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..core.registry import defprim
+from ..core.registry import defbatch, defprim, defshape
 from ..core.errors import TapeError
 from ..core.tape import SUBTAPE_PARAMS, Aval, Tape
 
@@ -193,7 +193,7 @@ loop.host_impl = host_impl  # type: ignore[attr-defined]
 
 
 def run_loop_on_vm(*args: Any, body: LoopBody, length: int, checkpoint: int = 0) -> Any:
-    """The loop as a compiled function's trace computes it (`Primitive.view_impl`:
+    """The loop as a compiled function's trace computes it (`Primitive.release_impl`:
     a releasing trace's values never reach the user, only its executable's
     do): the body on the C VM where it is built, so tracing a loop of T steps
     and its derivative loops costs VM steps, not interpreted ones."""
@@ -203,7 +203,7 @@ def run_loop_on_vm(*args: Any, body: LoopBody, length: int, checkpoint: int = 0)
     return body._on_vm(*args, length=length, checkpoint=checkpoint)
 
 
-loop.view_impl = run_loop_on_vm
+loop.release_impl = run_loop_on_vm
 
 
 # Read by the reverse and forward sweeps (`transforms/reverse.py`,
@@ -217,3 +217,7 @@ def batching_rule(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
                    params: dict[str, Any], size: int) -> Any:
     from ..loop_rules import loop_batch
     return loop_batch(prim, args, shapes, params, size)
+
+
+defshape(loop, shape_rule)
+defbatch(loop, batching_rule)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..core.registry import defjvp, defprim, defreads, defvjp, registry
+from .. import shapes
+from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp, registry
+from ..transforms import batching
 from .numpy_proxy import fnp
 
 
@@ -71,15 +73,25 @@ def _interp_slope(x, xp, fp):
     return np.where(inside, slope, 0.0)
 
 
-defprim("argsort", _argsort, 1, differentiable=False)
-defprim("argpartition", _argpartition, 1, differentiable=False)
-defprim("interp_slope", _interp_slope, 3, differentiable=False)
+# The primitives working along their ``axis`` parameter, every operand of one
+# shape but along that axis, batch by moving the axis (`batching.along_axis`).
+_p = defprim("argsort", _argsort, 1, differentiable=False)
+defshape(_p, shapes.along)
+defbatch(_p, batching.along_axis)
+_p = defprim("argpartition", _argpartition, 1, differentiable=False)
+defshape(_p, shapes.partition)
+defbatch(_p, batching.along_axis)
+_p = defprim("interp_slope", _interp_slope, 3, differentiable=False)
+defshape(_p, shapes.interp)
+defbatch(_p, batching.interpolate)
 
 _p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, idx, axis), 2)
 defvjp(_p, lambda g, ans, x, idx, axis:
        _call("scatter_add_along", fnp.zeros_for(x, g), idx, g, axis=axis), None)
 defreads(_p, (1,), ())
 defjvp(_p, lambda t, ans, x, idx, axis: _call("take_along", t, idx, axis=axis), None)
+defshape(_p, shapes.take_along)
+defbatch(_p, batching.along_axis)
 
 _p = defprim("scatter_add_along", _scatter_add_along, 3)
 defvjp(_p, lambda g, ans, x, idx, v, axis: g, None,
@@ -88,11 +100,15 @@ defreads(_p, (), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v, axis: t, None,
        lambda t, ans, x, idx, v, axis:
        _call("scatter_add_along", fnp.zeros_for(x, t), idx, t, axis=axis))
+defshape(_p, shapes.scatter_add_along)
+defbatch(_p, batching.along_axis)
 
 _p = defprim("cumprod", _cumprod, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axis: fnp.cumsum_(g * ans, axis, reverse=True) / x)
 defreads(_p, ("ans", 0))
 defjvp(_p, lambda t, ans, x, axis: ans * fnp.cumsum_(t / x, axis))
+defshape(_p, shapes.along)
+defbatch(_p, batching.along_axis)
 
 _p = defprim("interp", _interp, 3)
 defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, xp, fp),
@@ -100,7 +116,5 @@ defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, x
 defreads(_p, (0, 1, 2), (), ())  # the rules of xp and fp raise
 defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, xp, fp),
        _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
-
-# primitives working along their ``axis`` parameter, every operand of one shape
-# but along that axis (what vmap relies on)
-ALONG_AXIS = ("argsort", "argpartition", "take_along", "scatter_add_along", "cumprod")
+defshape(_p, shapes.interp)
+defbatch(_p, batching.interpolate)

@@ -17,7 +17,7 @@ import math
 import numpy as np
 import scipy.special as sc
 
-from .elementwise import _binary_vjps
+from .elementwise import _binary_vjps, elementwise_rules
 from ..core.registry import defjvp, defprim, defvjp, registry
 from .numpy_proxy import fnp
 
@@ -148,23 +148,24 @@ TERNARY = {
                 _no_rule("betainc with respect to b"), _betainc_dx),
 }
 
-# Every special function is elementwise and costs a library call per element.
+# Every special function is elementwise and costs a library call per element;
+# its shape rule accepts the orders (keyword parameters).
 _TRAITS = {"cost": "transcendental", "elementwise": True}
 
 for _name, (_impl, _d) in UNARY.items():
-    _p = defprim(_name, _float_like(_impl), 1, **_TRAITS)
+    _p = elementwise_rules(defprim(_name, _float_like(_impl), 1, **_TRAITS), params=True)
     defvjp(_p, _d)
     defjvp(_p, _d)
     _p.elementwise_partials = [_d]
 
 for _name, (_impl, _dx, _dy) in BINARY.items():
-    _p = defprim(_name, _float_like(_impl), 2, **_TRAITS)
+    _p = elementwise_rules(defprim(_name, _float_like(_impl), 2, **_TRAITS), params=True)
     defvjp(_p, *_binary_vjps(_dx, _dy))
     defjvp(_p, _dx, _dy)
     _p.elementwise_partials = [_dx, _dy]
 
 for _name, (_impl, *_ds) in TERNARY.items():
-    _p = defprim(_name, _float_like(_impl), 3, **_TRAITS)
+    _p = elementwise_rules(defprim(_name, _float_like(_impl), 3, **_TRAITS), params=True)
     defvjp(_p, *(_ternary_vjp(d, k) for k, d in enumerate(_ds)))
     defjvp(_p, *_ds)
     _p.elementwise_partials = list(_ds)

@@ -14,10 +14,14 @@ Non-differentiable points:
 """
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 
+from .. import shapes
 from .numpy_proxy import fnp
-from ..core.registry import defjvp, defprim, defreads, defvjp
+from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
+from ..transforms import batching
 
 
 def _keepdims_shape(shape, axes):
@@ -31,21 +35,13 @@ def _expand_to(g, x, axes, keepdims):
     return fnp.broadcast_to(g, fnp.shape(x))
 
 
-# -- reductions ---------------------------------------------------------------
-def _sum(x, axes, keepdims):
-    return np.sum(x, axis=axes, keepdims=keepdims)
-
-
-def _prod(x, axes, keepdims):
-    return np.prod(x, axis=axes, keepdims=keepdims)
-
-
-def _max(x, axes, keepdims):
-    return np.max(x, axis=axes, keepdims=keepdims)
-
-
-def _min(x, axes, keepdims):
-    return np.min(x, axis=axes, keepdims=keepdims)
+# -- reductions: one row per op -----------------------------------------------
+def _reducer(fn):
+    """The primitive's implementation: NumPy's reduction over ``axes``."""
+    def impl(x, axes, keepdims):
+        return fn(x, axis=axes, keepdims=keepdims)
+    impl.__name__ = impl.__qualname__ = f"_{fn.__name__}"
+    return impl
 
 
 def _extremum_vjp(g, ans, x, axes, keepdims):
@@ -60,22 +56,33 @@ def _extremum_jvp(t, ans, x, axes, keepdims):
             / fnp.sum(hit, axis=axes, keepdims=keepdims))
 
 
-_p = defprim("sum", _sum, 1, cost="reduction")
-defvjp(_p, lambda g, ans, x, axes, keepdims: _expand_to(g, x, axes, keepdims))
-defreads(_p, ())
-defjvp(_p, lambda t, ans, x, axes, keepdims: fnp.sum(t, axis=axes, keepdims=keepdims))
+# name: (NumPy function, its public names in fastad.numpy, identity, what the
+# VJP reads, vjp(g, ans, x, axes, keepdims), jvp(t, ans, x, axes, keepdims)).
+# The identity is (the element ``where=`` masks with, how ``initial=``
+# combines with the result); a row with one has NumPy's signature with
+# ``dtype``, ``initial`` and ``where`` (`fastad.numpy._reductions`), one
+# without has ``(a, axis, out, keepdims)``.  Each row's shape rule is
+# `shapes.reduce`, its batching rule `batching.reduction`.
+REDUCTIONS = {
+    "sum":  (np.sum,  ("sum",),         (0.0, operator.add), (),
+             lambda g, ans, x, axes, keepdims: _expand_to(g, x, axes, keepdims),
+             lambda t, ans, x, axes, keepdims: fnp.sum(t, axis=axes, keepdims=keepdims)),
+    "prod": (np.prod, ("prod",),        (1.0, operator.mul), ("ans", 0),
+             lambda g, ans, x, axes, keepdims: _expand_to(g * ans, x, axes, keepdims) / x,
+             lambda t, ans, x, axes, keepdims:
+             ans * fnp.sum(t / x, axis=axes, keepdims=keepdims)),
+    "max":  (np.max,  ("max", "amax"),  None, ("ans", 0), _extremum_vjp, _extremum_jvp),
+    "min":  (np.min,  ("min", "amin"),  None, ("ans", 0), _extremum_vjp, _extremum_jvp),
+}
 
-_p = defprim("prod", _prod, 1, cost="reduction")
-defvjp(_p, lambda g, ans, x, axes, keepdims: _expand_to(g * ans, x, axes, keepdims) / x)
-defreads(_p, ("ans", 0))
-defjvp(_p, lambda t, ans, x, axes, keepdims:
-       ans * fnp.sum(t / x, axis=axes, keepdims=keepdims))
-
-for _name, _impl in (("max", _max), ("min", _min)):
-    _p = defprim(_name, _impl, 1, cost="reduction")
-    defvjp(_p, _extremum_vjp)
-    defreads(_p, ("ans", 0))
-    defjvp(_p, _extremum_jvp)
+for _name, (_fn, _public, _identity, _reads, _vjp, _jvp) in REDUCTIONS.items():
+    _p = defprim(_name, _reducer(_fn), 1, cost="reduction")
+    _p.numpy_names = _public
+    defvjp(_p, _vjp)
+    defreads(_p, _reads)
+    defjvp(_p, _jvp)
+    defshape(_p, shapes.reduce)
+    defbatch(_p, batching.reduction)
 
 
 def _cumsum(x, axis, reverse):
@@ -88,22 +95,30 @@ _p = defprim("cumsum", _cumsum, 1, cost="reduction")
 defvjp(_p, lambda g, ans, x, axis, reverse: fnp.cumsum_(g, axis, not reverse))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, axis, reverse: fnp.cumsum_(t, axis, reverse))
+defshape(_p, shapes.cumsum)
+defbatch(_p, batching.cumsum)
 
 # -- shape --------------------------------------------------------------------
 _p = defprim("reshape", lambda x, shape: np.reshape(x, shape), 1, cost="view")
 defvjp(_p, lambda g, ans, x, shape: fnp.reshape(g, fnp.shape(x)))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.reshape(t, shape))
+defshape(_p, shapes.reshape)
+defbatch(_p, batching.reshape)
 
 _p = defprim("transpose", lambda x, perm: np.transpose(x, perm), 1)
 defvjp(_p, lambda g, ans, x, perm: fnp.transpose(g, tuple(np.argsort(perm).tolist())))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, perm: fnp.transpose(t, perm))
+defshape(_p, shapes.transpose)
+defbatch(_p, batching.transpose)
 
 _p = defprim("broadcast_to", lambda x, shape: np.broadcast_to(x, shape).copy(), 1)
 defvjp(_p, lambda g, ans, x, shape: fnp.unbroadcast(g, fnp.shape(x)))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.broadcast_to(t, shape))
+defshape(_p, shapes.broadcast_to)
+defbatch(_p, batching.broadcast_to)
 
 
 # -- indexing: flat gather and scatter with constant integer indices -----------
@@ -121,10 +136,30 @@ def _take_view(x, idx):
     layout = position_layout(idx, flat.size)
     if layout is None:
         return flat[idx]
-    offset, strides = layout
+    offset, strides = layout  # (a 1-D x may itself be strided: its ravel is x)
     return np.lib.stride_tricks.as_strided(
-        flat[offset:], shape=idx.shape, strides=tuple(s * flat.itemsize for s in strides),
+        flat[offset:], shape=idx.shape, strides=tuple(s * flat.strides[0] for s in strides),
         writeable=False)
+
+
+def _slice_of(flat, idx):
+    """``flat[idx]`` as a writeable strided view of ``flat`` when idx is a basic
+    slice's index whose positions are distinct (a view of the position
+    table), else None: then adding into the view is ``np.add.at`` bit for bit,
+    each element gaining its one value, without a gather and a scatter."""
+    from ..core.arrays import position_layout
+    layout = position_layout(idx, flat.size)
+    if layout is None:
+        return None
+    offset, strides = layout
+    extent = 1  # distinct positions: each axis steps over all the inner ones
+    for size, stride in sorted(((n, abs(s)) for n, s in zip(idx.shape, strides) if n > 1),
+                               key=lambda a: a[1]):
+        if stride < extent:
+            return None
+        extent = stride * size
+    return np.lib.stride_tricks.as_strided(
+        flat[offset:], shape=idx.shape, strides=tuple(s * flat.strides[0] for s in strides))
 
 
 def _scatter_set(x, idx, v):
@@ -133,10 +168,19 @@ def _scatter_set(x, idx, v):
     return out
 
 
-def _scatter_add(x, idx, v):
-    out = np.array(x, copy=True, order="C")  # reshape(-1) below must be a view
-    np.add.at(out.reshape(-1), idx, v)
+def _scatter_add_into(out, idx, v):
+    """Add v at idx into ``out`` itself (C-contiguous), and return it."""
+    flat = out.reshape(-1)
+    part = _slice_of(flat, idx)
+    if part is None:
+        np.add.at(flat, idx, v)
+    else:
+        part += v
     return out
+
+
+def _scatter_add(x, idx, v):
+    return _scatter_add_into(np.array(x, copy=True, order="C"), idx, v)
 
 
 _p = defprim("take", _take, 2)
@@ -145,6 +189,8 @@ defvjp(_p, lambda g, ans, x, idx: fnp.scatter_add(fnp.zeros_for(x, g), idx, g), 
 defreads(_p, (1,), ())  # the accumulating rule reads idx too
 defjvp(_p, lambda t, ans, x, idx: fnp.take_flat(t, idx), None)
 _p.accumulating_vjps[0] = lambda acc, g, ans, x, idx: fnp.scatter_add(acc, idx, g)
+defshape(_p, shapes.take, consts=True)
+defbatch(_p, batching.take)
 
 _p = defprim("scatter_set", _scatter_set, 3)
 defvjp(_p, lambda g, ans, x, idx, v: fnp.scatter_set(g, idx, fnp.zeros_for(v, g)), None,
@@ -152,12 +198,17 @@ defvjp(_p, lambda g, ans, x, idx, v: fnp.scatter_set(g, idx, fnp.zeros_for(v, g)
 defreads(_p, (1,), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v: fnp.scatter_set(t, idx, fnp.zeros_for(v, t)), None,
        lambda t, ans, x, idx, v: fnp.scatter_set(fnp.zeros_for(x, t), idx, t))
+defshape(_p, shapes.scatter, consts=True)
+defbatch(_p, batching.scatter)
 
 _p = defprim("scatter_add", _scatter_add, 3)
+_p.in_place_impl = _scatter_add_into
 defvjp(_p, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: fnp.take_flat(g, idx))
 defreads(_p, (), (), (1,))
 defjvp(_p, lambda t, ans, x, idx, v: t, None,
        lambda t, ans, x, idx, v: fnp.scatter_add(fnp.zeros_for(x, t), idx, t))
+defshape(_p, shapes.scatter, consts=True)
+defbatch(_p, batching.scatter)
 
 
 # -- linear algebra (batched over leading axes of equal shape) ----------------
@@ -186,6 +237,8 @@ defvjp(_p, lambda g, ans, a, b: fnp.matmul_(g, _mT(b)),
        lambda g, ans, a, b: fnp.matmul_(_mT(a), g))
 defreads(_p, (1,), (0,))
 defjvp(_p, lambda t, ans, a, b: fnp.matmul_(t, b), lambda t, ans, a, b: fnp.matmul_(a, t))
+defshape(_p, shapes.matmul)
+defbatch(_p, batching.matmul)
 
 _p = defprim("solve", _solve, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
@@ -193,10 +246,16 @@ defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
 defreads(_p, ("ans", 0), (0,))
 defjvp(_p, lambda t, ans, a, b: -fnp.solve_(a, fnp.matmul_(t, ans)),
        lambda t, ans, a, b: fnp.solve_(a, t))
+defshape(_p, shapes.solve)
+defbatch(_p, batching.batched_linalg)
 
 _p = defprim("logabsdet", _logabsdet, 1, cost="linalg")
 defvjp(_p, lambda g, ans, a: fnp.reshape(g, fnp.shape(g) + (1, 1)) * _mT(_inv(a)))
 defreads(_p, (0,))
 defjvp(_p, lambda t, ans, a: fnp.sum(_mT(_inv(a)) * t, axis=(-2, -1)))
+defshape(_p, shapes.determinant)
+defbatch(_p, batching.batched_linalg)
 
-defprim("detsign", _detsign, 1, differentiable=False, cost="linalg")
+_p = defprim("detsign", _detsign, 1, differentiable=False, cost="linalg")
+defshape(_p, shapes.determinant)
+defbatch(_p, batching.batched_linalg)

@@ -414,6 +414,55 @@ def conservative(ctx: Context, ins: Any, prim: Primitive, nonlinear: bool = True
     return out
 
 
+def _row_positions(ctx: Context, idx_slot: int, rows: int, r: int) -> np.ndarray | None:
+    """The flat positions a gather or scatter by rows of r elements reaches
+    for a constant index operand, None for a traced one (integer data)."""
+    idx = ctx.const(idx_slot)
+    if idx is None:
+        return None
+    k = np.asarray(idx).astype(np.int64).reshape(-1) % max(rows, 1)
+    return (k[:, None] * r + np.arange(r)).reshape(-1)
+
+
+def _any_row(p: Pattern, rows: int, r: int) -> Pattern:
+    """For each position c within a row: what element c of any of p's rows
+    depends on (a traced index may pick any row)."""
+    cols = np.arange(rows * r)
+    return (selector(cols % max(r, 1), cols, (r, rows * r)) @ p).tocsr()
+
+
+def _gather_rows(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
+    """Exact for constant indices; for traced ones dense over the gathered
+    axis (each result element may be that position of any row), never
+    missing a nonzero."""
+    x, idx = ins.ins
+    p = ctx.patterns.get(x)
+    if p is None:
+        return None
+    shape = ctx.shape(x)
+    rows, r = shape[0], math.prod(shape[1:])
+    positions = _row_positions(ctx, idx, rows, r)
+    if positions is not None:
+        return gather(p, positions)
+    return gather(_any_row(p, rows, r), np.tile(np.arange(r), ctx.size(idx)))
+
+
+def _scatter_add_rows(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
+    acc, idx, v = ins.ins
+    pa, pv = ctx.patterns.get(acc), ctx.patterns.get(v)
+    parts = [pa]
+    if pv is not None:
+        shape = ctx.shape(acc)
+        rows, r = shape[0], math.prod(shape[1:])
+        positions = _row_positions(ctx, idx, rows, r)
+        if positions is not None:
+            parts.append((selector(positions, np.arange(positions.size),
+                                   (ctx.size(ins.out), pv.shape[0])) @ pv).tocsr())
+        else:
+            parts.append(gather(_any_row(pv, ctx.size(idx), r), np.tile(np.arange(r), rows)))
+    return union(parts)
+
+
 def _linear_conservative(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     return conservative(ctx, ins, prim, nonlinear=False)
 
@@ -444,6 +493,7 @@ RULES: dict[Primitive, Callable[..., Any]] = check_table({
     P.stop_gradient: _none, P.guard: _none,
     P.fft: _linear_conservative, P.take_along: _linear_conservative,
     P.scatter_add_along: _linear_conservative,
+    P.gather_rows: _gather_rows, P.scatter_add_rows: _scatter_add_rows,
 }, "sparse.patterns.RULES")
 
 

@@ -3,7 +3,9 @@
 A tape recorded for one example is replayed on batched values.  Each value
 is either *batched* (its leading axis runs over the examples) or not (the
 same for every example); an instruction with no batched operand replays as
-it is, the others by their family's batching rule below.  Rules are written
+it is, the others by their primitive's batching rule (`Primitive.batch_rule`,
+set by `defbatch` in the primitive's family module, from the rules below that
+families share).  Rules are written
 with fastad's own operations, so the batched tape traces, differentiates and
 compiles like any other.
 """
@@ -14,10 +16,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..core.errors import TracingError
-from ..primitives import linalg, loops, ordering
-from ..core.registry import Primitive, check_table, registry
+from ..core.registry import Primitive, TraitTable, check_table, registry
 from ..primitives.numpy_proxy import fnp
-from ..core.registry import prims as P
 from ..core.tape import Tape, where
 from ..core.tracer import bind
 
@@ -44,47 +44,47 @@ def _row_offsets(size: int, example_size: int, idx: np.ndarray) -> np.ndarray:
     return offsets + idx
 
 
-def _elementwise(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def elementwise(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
     rank = max(len(s) for s in shapes)
     return bind(prim, *(_align(a, s, rank, size) for a, s in zip(args, shapes)),
                 **params)
 
 
-def _reduction(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def reduction(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                params: dict[str, Any], size: int) -> Any:
     axes = tuple(a + 1 for a in params["axes"])
     return bind(prim, args[0][0], axes=axes, keepdims=params["keepdims"])
 
 
-def _cumsum(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def cumsum(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
             params: dict[str, Any], size: int) -> Any:
     return fnp.cumsum_(args[0][0], params["axis"] + 1, params["reverse"])
 
 
-def _reshape(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def reshape(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
              params: dict[str, Any], size: int) -> Any:
     return fnp.reshape(args[0][0], (size,) + tuple(params["shape"]))
 
 
-def _transpose(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def transpose(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                params: dict[str, Any], size: int) -> Any:
     return fnp.transpose(args[0][0], (0,) + tuple(p + 1 for p in params["perm"]))
 
 
-def _broadcast_to(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def broadcast_to(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                   params: dict[str, Any], size: int) -> Any:
     target = tuple(params["shape"])
     return fnp.broadcast_to(_align(args[0], shapes[0], len(target), size), (size,) + target)
 
 
-def _take(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def take(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
           params: dict[str, Any], size: int) -> Any:
     idx = np.asarray(args[1][0])
     return fnp.take_flat(args[0][0], _row_offsets(size, int(np.prod(shapes[0])), idx))
 
 
-def _scatter(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def scatter(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
              params: dict[str, Any], size: int) -> Any:
     x = _batch_all(args[0], shapes[0], size)
     idx = np.asarray(args[1][0])
@@ -93,19 +93,19 @@ def _scatter(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]]
     return bind(prim, x, flat, v)
 
 
-def _fft(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def fft(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
          params: dict[str, Any], size: int) -> Any:
     axes = tuple(a + 1 for a in params["axes"])
     return bind(prim, args[0][0], **{**params, "axes": axes})
 
 
-def _batched_linalg(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def batched_linalg(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                     params: dict[str, Any], size: int) -> Any:
     return bind(prim, *(_batch_all(a, s, size) for a, s in zip(args, shapes)),
                 **params)
 
 
-def _matmul(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def matmul(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
             params: dict[str, Any], size: int) -> Any:
     """A matrix shared by every example is not copied once per example: the
     examples fold into the rows (or columns) of one larger product."""
@@ -119,17 +119,46 @@ def _matmul(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
     if len(shapes[0]) == 2 and not a_batched:  # a @ b[e], side by side: columns of one
         columns = fnp.reshape(fnp.transpose(b, (1, 0, 2)), (k, size * n))
         return fnp.transpose(fnp.reshape(fnp.matmul_(a, columns), (m, size, n)), (1, 0, 2))
-    return _batched_linalg(prim, args, shapes, params, size)
+    return batched_linalg(prim, args, shapes, params, size)
 
 
-def _along_axis(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def along_axis(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                 params: dict[str, Any], size: int) -> Any:
     """Sorting, gathers and scans along one axis: every operand batched, the axis moved."""
     batched = [_batch_all(a, s, size) for a, s in zip(args, shapes)]
     return bind(prim, *batched, **{**params, "axis": params["axis"] + 1})
 
 
-def _interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+def _batched_rows(args: list[Batched], shapes: list[tuple[int, ...]], size: int,
+                  table: int, index: int) -> tuple[Any, Any]:
+    """For a gather or scatter by traced rows: the batched table flattened to
+    (size * rows, ...), and each example's row indices (wrapped and checked
+    by gathering them from a constant range) offset into its own block."""
+    rows = shapes[table][0]
+    x = _batch_all(args[table], shapes[table], size)
+    x = fnp.reshape(x, (size * rows,) + tuple(shapes[table][1:]))
+    idx = _batch_all(args[index], shapes[index], size)
+    wrapped = bind(registry["gather_rows"], np.arange(rows, dtype=np.float64), idx)
+    offsets = (np.arange(size, dtype=np.float64) * rows).reshape(
+        (size,) + (1,) * len(shapes[index]))
+    return x, wrapped + offsets
+
+
+def gather_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                params: dict[str, Any], size: int) -> Any:
+    x, idx = _batched_rows(args, shapes, size, 0, 1)
+    return bind(prim, x, idx)
+
+
+def scatter_add_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
+                     params: dict[str, Any], size: int) -> Any:
+    acc, idx = _batched_rows(args, shapes, size, 0, 1)
+    v = _batch_all(args[2], shapes[2], size)
+    out = bind(prim, acc, idx, v)
+    return fnp.reshape(out, (size,) + tuple(shapes[0]))
+
+
+def interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
     if args[1][1] or args[2][1]:
         raise TracingError("vmap: interp with a batched table (xp, fp) is not supported")
@@ -148,26 +177,14 @@ def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
     return bind(prim, agree, expected=True)
 
 
-# primitive -> rule(prim, args, shapes, params, size); a guard (the "guard"
-# effect) has its own rule, `_guard`.  Every builtin primitive has a rule
-# (tests/test_primitive_tables.py); NO_BATCHING_RULE would list any that may not.
-# Primitives that run as NumPy calls (``builtin=False``: scipy.special's
-# Bessel functions, users' primitives) are batched by their ``batching_rule``
-# attribute, else by `_elementwise` when declared elementwise.
-RULES: dict[Primitive, Callable[..., Any]] = check_table({
-    **{p: _elementwise for p in registry.values() if p.builtin and p.elementwise},
-    **{p: _reduction for p in (P.sum, P.prod, P.max, P.min)},
-    P.cumsum: _cumsum, P.reshape: _reshape, P.transpose: _transpose,
-    P.broadcast_to: _broadcast_to, P.take: _take, P.fft: _fft,
-    P.scatter_set: _scatter, P.scatter_add: _scatter,
-    P.matmul: _matmul,
-    **{p: _batched_linalg for p in (P.solve, P.logabsdet, P.detsign)},
-    **{registry[name]: _batched_linalg for name in linalg.BATCHED},
-    registry["numpy.linalg.eig_complex"]: _batched_linalg,
-    **{registry[name]: _along_axis for name in ordering.ALONG_AXIS},
-    P.interp: _interpolate, P.interp_slope: _interpolate,
-    P.loop: loops.batching_rule,
-}, "batching.RULES")
+# The rules as one table (primitive -> `Primitive.batch_rule`), a view of the
+# traits; a guard (the "guard" effect) has its own rule, `_guard`.  Every
+# builtin primitive has a rule (tests/test_primitive_tables.py);
+# NO_BATCHING_RULE would list any that may not.  Primitives that run as NumPy
+# calls (``builtin=False``: scipy.special's Bessel functions, users'
+# primitives) are batched by their own rule, else by `elementwise` when
+# declared elementwise.
+RULES = TraitTable("batch_rule")
 NO_BATCHING_RULE: dict[Primitive, str] = check_table({}, "batching.NO_BATCHING_RULE")
 # fastad's own NumPy-call primitives left without a batching rule, by name (their
 # modules load after this one), each with the reason vmap reports
@@ -183,9 +200,9 @@ HOST_NO_BATCHING_RULE: dict[str, str] = {
 
 def batching_rule(prim: Primitive) -> Callable[..., Any] | None:
     """The rule that batches ``prim``, or None."""
-    rule = RULES.get(prim) or getattr(prim, "batching_rule", None)  # or one of its own
+    rule = prim.batch_rule
     if rule is None and prim.elementwise:
-        rule = _elementwise
+        rule = elementwise
     return rule
 
 

@@ -49,7 +49,6 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
-from .batching import RULES
 
 MIN_RUN = 4            # segments shorter than this stay scalar code
 MAX_PERIOD = 8         # a class may interleave this many index patterns (a loop body's copies)
@@ -59,8 +58,12 @@ PASSES = 3             # one per loop level
 
 _SUM_LINKS = ("add", "sub")
 _SCATTER_LINKS = ("scatter_set", "scatter_add")
-# what a term may compute per iteration (take is matched apart: its index varies)
-_BODY = frozenset(p.name for p in RULES) - {"take", *_SCATTER_LINKS}
+# what a term may compute per iteration (take is matched apart: its index varies):
+# fastad's own primitives with a batching rule (the families of
+# fastad/primitives/, eig_complex among them though it runs as a NumPy call)
+_BODY = frozenset(p.name for p in registry.values() if p.batch_rule is not None
+                  and (p.builtin or p.name == "numpy.linalg.eig_complex")
+                  ) - {"take", *_SCATTER_LINKS}
 
 
 class _TapeIndex:
@@ -594,8 +597,8 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             if not any(b for _, b in args):
                 values.append((bind(p, *(v for v, _ in args), **dict(params)), False))
             else:
-                values.append((RULES[p](p, args, [shapes[c] for c in children],
-                                        dict(params), n), True))
+                values.append((p.batch_rule(p, args, [shapes[c] for c in children],
+                                            dict(params), n), True))
     out, batched = values[first.root]
     root_shape = (n,) + shapes[first.root]
     return out if batched else fnp.broadcast_to(out, root_shape)

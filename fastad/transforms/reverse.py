@@ -118,10 +118,15 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             if slot not in active:
                 continue
             if accumulating and argnum in accumulating:
-                acc = adjoint.get(slot)
+                acc = adjoint.pop(slot, None)
                 if acc is None:
                     acc = fnp.zeros_for(args[argnum], g)
-                adjoint[slot] = accumulating[argnum](acc, g, ans, *args, **params)
+                elif releasing or plain:  # nothing reads an accumulator but the sweep
+                    builder.donor = builder.donatable(acc)
+                try:
+                    adjoint[slot] = accumulating[argnum](acc, g, ans, *args, **params)
+                finally:
+                    builder.donor = None
                 acc = None  # the sum replaced it: no local may keep a large array alive
                 continue
             if strong_zero and prim.elementwise_partials:

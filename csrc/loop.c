@@ -1,0 +1,83 @@
+/*
+ * loop.c -- the LOOP instruction: a recurrence of T steps run in the VM.
+ *
+ * The body is a program of its own (the code words after the instruction)
+ * over the same arena.  Each step copies row t of every stacked input into
+ * the body's input slot, runs the body (vm_run_state, so a LOOP in a body
+ * nests), copies each per-step output slot into row t of its stacked array,
+ * and moves the new carry into the carry's input slots through a scratch
+ * region, since an output may be another carry's input slot (a swap).  Row t
+ * of a stacked array is at its offset plus t times its row stride, which may
+ * be negative (a reversed array read in place).  The copies are memmove (or
+ * one 8-byte word): a hostile program may make any two regions overlap,
+ * which gives garbage but never undefined behaviour.  The validator has
+ * checked every region against the arena (validate.c).
+ */
+#include "loop.h"
+
+#include <string.h>
+
+enum { HEAD = FASTAD_DESC_HEAD_LOOP, ENTRY = FASTAD_LOOP_ENTRY_WORDS };
+
+/* Most carries and rows of a recurrence are one float64: copied inline. */
+static inline void copy_bytes(char *dst, const char *src, int64_t n) {
+  if (n == 8) {
+    uint64_t word;
+    memcpy(&word, src, 8);
+    memcpy(dst, &word, 8);
+  } else {
+    memmove(dst, src, (size_t)n);
+  }
+}
+
+/* Steps between polls for an interrupt: a body of scalar instructions polls
+ * nowhere else (vm.c polls on array instructions only). */
+#define POLL_STEPS 64
+
+fastad_program loop_body(const fastad_program *p, const int32_t *pc) {
+  fastad_program body = *p;
+  body.code = pc + 1 + FASTAD_NARGS_LOOP;
+  body.code_len = pc[2];
+  body.bound = NULL;
+  body.num_bound = 0;
+  body.bound_bytes = 0;
+  return body;
+}
+
+int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
+             const int32_t *pc, poll_state *ps) {
+  const int64_t *d = p->meta + pc[1];
+  const int64_t trips = d[0], nc = d[1], nx = d[2], ny = d[3], scratch = d[4];
+  const int64_t *carry = d + HEAD, *xs = carry + ENTRY * nc, *ys = xs + ENTRY * nx;
+  const fastad_program body = loop_body(p, pc);
+  int countdown = POLL_STEPS;
+  for (int64_t t = 0; t < trips; t++) {
+    for (int64_t k = 0; k < nx; k++) {
+      const int64_t *e = xs + ENTRY * k;
+      copy_bytes(arena + e[0], arena + e[1] + t * e[3], e[2]);
+    }
+    const int status = vm_run_state(&body, la, arena, ps);
+    if (status != FASTAD_VM_OK) return status;
+    for (int64_t k = 0; k < ny; k++) {
+      const int64_t *e = ys + ENTRY * k;
+      copy_bytes(arena + e[1] + t * e[3], arena + e[0], e[2]);
+    }
+    int64_t at = scratch;
+    for (int64_t k = 0; k < nc; k++) {
+      const int64_t *e = carry + ENTRY * k;
+      copy_bytes(arena + at, arena + e[1], e[2]);
+      at += e[2];
+    }
+    at = scratch;
+    for (int64_t k = 0; k < nc; k++) {
+      const int64_t *e = carry + ENTRY * k;
+      copy_bytes(arena + e[0], arena + at, e[2]);
+      at += e[2];
+    }
+    if (--countdown < 0) {
+      countdown = POLL_STEPS;
+      if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
+    }
+  }
+  return FASTAD_VM_OK;
+}

@@ -1,0 +1,263 @@
+"""A ``loop`` instruction lowered to the VM's LOOP instruction.
+
+The body tape is lowered once, whatever the trip count, into code of its own
+(`_BodyLowerer`: the body's instructions ending with their HALT), which the
+LOOP instruction carries right after its two words (csrc/opcodes.h) and runs
+once per step over the same arena (csrc/loop.c).  The body lowerer shares
+the outer program's planner, buffers, constants and pools, so the body's
+values get places in the same arena, none of them overlapping a value live
+across the loop; its references are resolved when the outer program is
+finished.  Around the LOOP the rule emits plain instructions:
+
+    COPY_V    the initial carry into the body's carry input slots, and each
+              closed-over value into its input slot, once per loop (they
+              stay there: the body never writes them, see `_BodyLowerer.plan`)
+    LOOP      per step t: row t of each stacked input into its slot, the
+              body, each per-step output into row t of the packed result,
+              the new carry through a scratch region into the carry slots
+    COPY_V /  the final carry (in the carry slots after the last step) into
+    CAST_V    the packed result
+
+Per-step outputs are converted by the body to the packed result's dtype
+(a while loop's boolean condition becomes float64 there), so the LOOP only
+copies bytes.  A loop in a body lowers the same way, inside the body's code:
+reverse mode's loops over chunks, which hold inner loops, run in the VM.
+
+What the LOOP cannot take (`refusal`) stays a host call (`loop_host`): a body
+with integer values (a counter carried, the step number used as data), with
+a primitive the VM lacks or a complex value, or nested deeper than the VM
+allows.  Those need values or code the arena has no place for.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..core.registry import registry
+from ..core.tape import Instr, Tape
+from ..transforms.analysis import affine, c_strides
+from ..primitives.loops import LoopBody, layout, packed_dtype
+from .arena import END, Ref
+from .vm_header import CONSTANTS, DTYPE_CODE
+
+if TYPE_CHECKING:
+    from .lower import _Lowerer
+
+MAX_DEPTH = CONSTANTS["FASTAD_LOOP_MAX_DEPTH"]
+
+
+def _used(body: LoopBody) -> set[int]:
+    """The body's slots its outputs need: the outputs, and the operands of the
+    instructions that compute them (as lowering keeps them)."""
+    tape = body.tape
+    needed = set(tape.outputs)
+    for ins in reversed(tape.instrs):
+        if ins.out in needed or registry[ins.prim].effect is not None:
+            needed.update(live_operands(ins))
+    return needed
+
+
+def live_operands(ins: Instr, tape: Tape | None = None,
+                  consts: dict[int, Any] | None = None) -> tuple[int, ...]:
+    """The operands a loop instruction reads: its carries, and the stacked and
+    closed-over values its body uses (reverse mode passes a fori_loop's
+    integer step numbers to loops whose bodies ignore them); given the tape
+    it is in, a stacked value read through a reversing take is read from
+    that take's operand instead (`row_sources`)."""
+    if ins.prim != "loop":
+        return ins.ins
+    body = ins.kwargs["body"]
+    used = _used(body)
+    rows = row_sources(ins, tape, consts) if tape is not None else {}
+    return tuple(rows[k][0] if k in rows else s for k, s in enumerate(ins.ins)
+                 if k < body.n_carry or body.tape.inputs[k] in used)
+
+
+def row_sources(ins: Instr, tape: Tape, consts: Any) -> dict[int, tuple[int, int, int]]:
+    """Stacked operands of loop ``ins`` that are a ``take`` of whole rows at an
+    affine row index (``flip(x, 0)``, which a reverse scan and reverse mode's
+    loops over chunks apply to their stacked values): operand position ->
+    (the take's operand, its first row's first element, the elements from
+    one row to the next).  The LOOP reads those rows in place, so the
+    reversed copy (as large as the stacked value) is never made."""
+    producers = {i.out: i for i in tape.instrs}
+    body = ins.kwargs["body"]
+    found = {}
+    for k in range(body.n_carry, body.n_carry + body.n_xs):
+        take = producers.get(ins.ins[k])
+        if take is None or take.prim != "take" or take.ins[1] not in consts:
+            continue
+        idx = np.asarray(consts[take.ins[1]])
+        row_shape = tuple(body.x_avals[k - body.n_carry].shape)
+        size = int(np.prod(tape.avals[take.ins[0]].shape, dtype=np.int64))
+        if idx.dtype.kind not in "iu" or idx.ndim != 1 + len(row_shape) \
+                or tuple(idx.shape[1:]) != row_shape or idx.size == 0 or idx.min() < 0 \
+                or idx.max() >= size:
+            continue
+        pattern = affine(idx)
+        if pattern is None:
+            continue
+        start, strides = pattern
+        inner = c_strides(row_shape)
+        if any(d > 1 and s != i for d, s, i in zip(row_shape, strides[1:], inner)):
+            continue  # rows not contiguous in the source
+        found[k] = (take.ins[0], start, strides[0])
+    return found
+
+
+def refusal(ins: Instr, depth: int = 1) -> str | None:
+    """Why the VM's LOOP cannot run ``ins`` (a loop instruction), or None."""
+    from .lower_rules import _RULES
+    body = ins.kwargs["body"]
+    if depth > MAX_DEPTH:
+        return f"loops nested more than {MAX_DEPTH} deep"
+    tape, used = body.tape, _used(body)
+    for aval in body.carry_avals:
+        if np.dtype(aval.dtype) not in DTYPE_CODE:
+            return f"a {aval.dtype} carry (the VM holds float and bool values)"
+    if packed_dtype(body.result_avals(ins.kwargs["length"])) not in DTYPE_CODE:
+        return "complex results"
+    for s in tape.inputs:
+        if s in used and np.dtype(tape.avals[s].dtype) not in DTYPE_CODE:
+            return f"a body that uses a {tape.avals[s].dtype} value"
+    native = {p.name for p in _RULES}
+    for inner in tape.instrs:
+        if inner.out not in used:  # dead: not lowered
+            continue
+        if inner.prim == "loop":
+            why = refusal(inner, depth + 1)
+            if why is not None:
+                return why
+        elif inner.prim not in native:
+            return f"a body that runs {inner.prim}"
+        elif np.dtype(tape.avals[inner.out].dtype) not in DTYPE_CODE:
+            return f"a body that computes {tape.avals[inner.out].dtype} values"
+    return None
+
+
+def _body_lowerer(parent: "_Lowerer", body: LoopBody, ys_dtype: np.dtype) -> Any:
+    from .lower import _Lowerer
+
+    class _BodyLowerer(_Lowerer):
+        """The body's instructions, lowered into the outer program's arena."""
+
+        def __init__(self) -> None:
+            super().__init__(body.tape)
+            for shared in ("planner", "buffers", "const_bytes", "const_by_value", "meta",
+                           "meta_at", "index", "loop_bufs"):
+                setattr(self, shared, getattr(parent, shared))
+            self.index_len = parent.index_len
+            self.used = _used(body)
+            self.out_refs: list[Ref] = []
+
+        def plan(self) -> list[Instr]:
+            kept = super().plan()
+            # closed-over values are copied in once per loop: no step may
+            # overwrite them or reuse their place
+            for s in body.tape.inputs[body.n_carry + body.n_xs:]:
+                if s in self.used:
+                    self.last_use[s] = END
+            return kept
+
+        def place_inputs(self) -> None:
+            # an unused integer input (the step number of a fori_loop whose
+            # body ignores it) gets no slot: the LOOP never copies it.  A carry always has its slot: the steps write it
+            for k, s in enumerate(body.tape.inputs):
+                if s in self.used or k < body.n_carry:
+                    super().define(s)
+
+        def before_halt(self) -> None:
+            tape = body.tape
+            dtypes = [np.dtype(a.dtype) for a in body.carry_avals] + \
+                [ys_dtype] * (len(tape.outputs) - body.n_carry)
+            self.out_refs = [self.read(s, d) for s, d in zip(tape.outputs, dtypes)]
+
+    return _BodyLowerer()
+
+
+def _nbytes(aval: Any, dtype: Any = None) -> int:
+    return int(np.prod(aval.shape, dtype=np.int64)) * np.dtype(dtype or aval.dtype).itemsize
+
+
+def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
+    body: LoopBody = ins.kwargs["body"]
+    length: int = ins.kwargs["length"]
+    nc, nx = body.n_carry, body.n_xs
+    tape = body.tape
+    results = body.result_avals(length)
+    pdtype = packed_dtype(results)
+    spans = layout(body, length)
+    used = _used(body)
+    in_avals = body.avals(tape.inputs)
+    # by position (lw.operands holds the live ones only), stacked values read
+    # in place through a reversing take where `row_sources` found one
+    rows = row_sources(ins, lw.tape, lw.consts)
+    operands = [rows[k][0] if k in rows else s for k, s in enumerate(ins.ins)]
+    outer = [lw.read(s, np.dtype(a.dtype)) if tape.inputs[k] in used or k < nc else None
+             for k, (s, a) in enumerate(zip(operands, in_avals))]
+    packed = lw.define(ins.out)
+    carry_bytes = sum(_nbytes(a) for a in body.carry_avals)
+    scratch = lw.temp(carry_bytes)
+    lw.loop_bufs.add(packed.buf)
+    lw.loop_bufs.update(outer[k].buf for k in range(nc, nc + nx) if outer[k] is not None)
+
+    first = len(lw.buffers)
+    sub = _body_lowerer(lw, body, pdtype)
+    sub.emit_code(getattr(lw, "fusing", True))
+    lw.index_len = sub.index_len
+
+    def copy(dst: Ref, src: Ref, aval: Any) -> None:
+        n = int(np.prod(aval.shape, dtype=np.int64))
+        if n:
+            dt = np.dtype(aval.dtype)
+            lw.emit("COPY_V", lw.dt(dt), (dst, dt), (src, dt), n)
+
+    # the initial carry and the closed-over values into the body's slots
+    for k, s in enumerate(tape.inputs):
+        if (k < nc or k >= nc + nx) and s in sub.loc:
+            copy(sub.loc[s], outer[k], in_avals[k])
+
+    def byte(ref: Ref) -> tuple[str, Ref, int]:
+        return ("ref", ref, 1)
+
+    words: list[Any] = [length, nc, 0, len(tape.outputs) - nc, byte(scratch)]
+    for k in range(nc):
+        s = tape.inputs[k]
+        words += [byte(sub.loc[s]), byte(sub.out_refs[k]), _nbytes(in_avals[k]), 0]
+    nxs = 0
+    for k in range(nc, nc + nx):
+        s = tape.inputs[k]
+        if s in sub.loc:
+            row, itemsize = _nbytes(in_avals[k]), np.dtype(in_avals[k].dtype).itemsize
+            _, start, stride = rows.get(k, (None, 0, row // itemsize))
+            base = Ref(outer[k].buf, outer[k].offset + start * itemsize)
+            words += [byte(sub.loc[s]), byte(base), row, stride * itemsize]
+            nxs += 1
+    words[2] = nxs
+    for j, aval in enumerate(body.y_avals):
+        start = spans[nc + j][0]
+        row = _nbytes(aval, pdtype)
+        words += [byte(sub.out_refs[nc + j]),
+                  byte(Ref(packed.buf, packed.offset + start * pdtype.itemsize)), row, row]
+    lw.emit("LOOP", lw.descriptor(words), len(sub.code))
+    lw.code.extend(sub.code)
+
+    # the final carry, in the carry slots after the last step, into the result
+    for k in range(nc):
+        aval, start = in_avals[k], spans[k][0]
+        n = int(np.prod(aval.shape, dtype=np.int64))
+        if not n:
+            continue
+        dst = Ref(packed.buf, packed.offset + start * pdtype.itemsize)
+        src, dt = sub.loc[tape.inputs[k]], np.dtype(aval.dtype)
+        if dt == pdtype:
+            lw.emit("COPY_V", lw.dt(dt), (dst, dt), (src, dt), n)
+        else:
+            lw.emit("CAST_V", lw.dt(pdtype), lw.dt(dt), (dst, pdtype), (src, dt), n)
+    # the body's places are free once the loop has run
+    for b in range(first, len(lw.buffers)):
+        buf = lw.buffers[b]
+        if not buf.const and not buf.bound and not buf.freed:
+            buf.freed = True
+            lw.planner.release(buf.addr, buf.nbytes)

@@ -1,0 +1,244 @@
+"""Integer and boolean arguments of a compiled function traced as data
+(docs/design.md, "Integer arguments are data until their value is used").
+
+`IntTracer` (a Python or NumPy integer), `IntArrayTracer` (an integer array,
+its integers held in float64) and `BoolArrayTracer` (a boolean array) are
+traced values whose values a trace may use only as data: any use of the
+values themselves raises `IntValueNeeded`, and the compiled function keys
+those arguments by value and traces again.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from .tracer import _TRACERS, FRONT_END, ArrayTracer, Builder, Tracer, _traces
+
+
+class IntValueNeeded(BaseException):
+    """A trace used the value of an integer argument it was given as data
+    (``range(n)``, an index, a shape, ``int()``, hashing, formatting): the
+    compiled function keys that argument by value from then on and traces
+    again (`fastad.compiled`).  A BaseException, so that a user's ``except
+    Exception`` around the use does not swallow it."""
+
+    def __init__(self, sources: frozenset[Any]) -> None:
+        # (the compiled function's id, the argument's position or keyword) pairs
+        super().__init__(sources)
+        self.sources = sources
+
+
+class IntTracer(Tracer):
+    """An integer argument of a compiled function, traced as data (a float64
+    input holding the integer exactly), so that a loop passing its iteration
+    number does not compile once per number.  Sums, differences, products and
+    negations with integers stay `IntTracer`; arithmetic with floats gives
+    ordinary traced floats; comparisons give traced booleans (a Python ``if``
+    on them is a guard).  Any use of the value itself raises `IntValueNeeded`
+    naming the arguments it came from (``sources``)."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
+        super().__init__(builder, slot, value)
+        self.sources = sources
+
+    def _needed(self, *_args: Any) -> Any:
+        raise IntValueNeeded(self.sources)
+
+    __index__ = __int__ = __float__ = __complex__ = __hash__ = __format__ = __str__ = _needed
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
+    __round__ = __trunc__ = __floor__ = __ceil__ = __array__ = __lshift__ = __rshift__ = _needed
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
+    item = tolist = _needed
+
+    def _integer(self, result: Any, other: Any) -> Any:
+        """``result`` of self and ``other``, an IntTracer when both are integers."""
+        if isinstance(other, (IntTracer, IntArrayTracer)):
+            return _integer_like(result, self.sources | other.sources)
+        if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
+            return _integer_like(result, self.sources)
+        return result
+
+    def __add__(self, other: Any) -> Any:
+        return self._integer(Tracer.__add__(self, other), other)
+
+    def __radd__(self, other: Any) -> Any:
+        return self._integer(Tracer.__radd__(self, other), other)
+
+    def __sub__(self, other: Any) -> Any:
+        return self._integer(Tracer.__sub__(self, other), other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rsub__(self, other), other)
+
+    def __mul__(self, other: Any) -> Any:
+        return self._integer(Tracer.__mul__(self, other), other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rmul__(self, other), other)
+
+    def __neg__(self) -> Any:
+        return self._integer(Tracer.__neg__(self), 0)
+
+    def __abs__(self) -> Any:
+        return self._integer(Tracer.__abs__(self), 0)
+
+    def __repr__(self) -> str:
+        return f"IntTracer(%{self.slot}: an integer argument traced as data)"
+
+
+def _integer_like(result: Any, sources: frozenset[Any]) -> Any:
+    """``result`` (integer-valued, held in float64) as an integer traced as data."""
+    if result.ndim:
+        return IntArrayTracer(result.builder, result.slot, result.value, sources)
+    return IntTracer(result.builder, result.slot, result.value, sources)
+
+
+def _is_integer(x: Any) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+#: ufuncs whose result is an integer when every operand is one
+_INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",
+                             "maximum", "minimum", "fmax", "fmin", "square"})
+
+
+class IntArrayTracer(ArrayTracer):
+    """An integer array argument of a compiled function, traced as data: a
+    float64 input holding the integers exactly (the VM's registers are
+    floating point), so that a minibatch of new labels or indices reuses the
+    compiled tape.  Indexing another array with it is a gather by traced
+    indices (``gather_rows``); integer arithmetic and constant indexing keep
+    it an `IntArrayTracer` (or an `IntTracer` when 0-d); arithmetic with
+    floats and comparisons are ordinary traced values.  Any use of the values
+    themselves (a shape, ``int()``, ``.tolist()``, bitwise operations, a
+    boolean mask's pattern) raises `IntValueNeeded` naming the arguments it
+    came from (``sources``): they are keyed by value from then on."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
+        super().__init__(builder, slot, value)
+        self.sources = sources
+
+    def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise IntValueNeeded(self.sources)
+
+    __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = _needed
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
+    __array__ = __lshift__ = __rshift__ = _needed
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
+    item = tolist = _needed
+
+    def _integer(self, result: Any, other: Any) -> Any:
+        if isinstance(other, (IntTracer, IntArrayTracer)):
+            return _integer_like(result, self.sources | other.sources)
+        if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
+            return _integer_like(result, self.sources)
+        return result
+
+    def __getitem__(self, key: Any) -> Any:
+        return _integer_like(ArrayTracer.__getitem__(self, key), self.sources)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy's integer-closed ufuncs of integers keep them integers taken
+        as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
+        if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
+            return result
+        sources = frozenset()
+        for x in inputs:
+            if isinstance(x, (IntTracer, IntArrayTracer)):
+                sources |= x.sources
+            elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
+                return result
+        return _integer_like(result, sources)
+
+    def __add__(self, other: Any) -> Any:
+        return self._integer(Tracer.__add__(self, other), other)
+
+    def __radd__(self, other: Any) -> Any:
+        return self._integer(Tracer.__radd__(self, other), other)
+
+    def __sub__(self, other: Any) -> Any:
+        return self._integer(Tracer.__sub__(self, other), other)
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rsub__(self, other), other)
+
+    def __mul__(self, other: Any) -> Any:
+        return self._integer(Tracer.__mul__(self, other), other)
+
+    def __rmul__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rmul__(self, other), other)
+
+    def __neg__(self) -> Any:
+        return self._integer(Tracer.__neg__(self), 0)
+
+    def __abs__(self) -> Any:
+        return self._integer(Tracer.__abs__(self), 0)
+
+    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
+        """To an integer dtype: itself (the integers are exact in float64)."""
+        if np.dtype(dtype).kind in "iu":
+            return self
+        return FRONT_END["astype"](self, dtype, *args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"IntArrayTracer(%{self.slot}: an integer array argument traced as data)"
+
+
+class BoolArrayTracer(ArrayTracer):
+    """A boolean array argument of a compiled function, traced as data (a bool
+    input): masks in ``where``, products and logic stay compiled; a use of its
+    pattern (``x[mask]``, whose shape is data) raises `IntValueNeeded`."""
+
+    __slots__ = ("sources",)
+
+    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
+        super().__init__(builder, slot, value)
+        self.sources = sources
+
+    def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
+        raise IntValueNeeded(self.sources)
+
+    __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = __array__ = _needed
+    item = tolist = _needed
+
+    def __getitem__(self, key: Any) -> Any:
+        out = ArrayTracer.__getitem__(self, key)
+        if out.ndim:
+            return BoolArrayTracer(out.builder, out.slot, out.value, self.sources)
+        return out
+
+    def sum(self, *args: Any, **kwargs: Any) -> Any:
+        """A count in float64 (NumPy's is an integer): the VM has no integer
+        registers, and the count of a mask scales floats."""
+        return FRONT_END["sum"](FRONT_END["astype"](self, np.float64), *args, **kwargs)
+
+    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
+        if func is np.sum and args and args[0] is self:
+            return self.sum(*args[1:], **kwargs)
+        return FRONT_END["function"](func, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"BoolArrayTracer(%{self.slot}: a boolean array argument traced as data)"
+
+
+#: traced values standing for integer or boolean arguments taken as data,
+#: whose values a trace may not read (`IntValueNeeded`)
+DATA_TRACERS = (IntTracer, IntArrayTracer, BoolArrayTracer)
+
+
+def data_sources() -> frozenset[Any]:
+    """The arguments of the compiled functions being traced whose integers
+    or booleans are data (`IntArrayTracer`), for a use that needs the value
+    of a traced value which may have been computed from them."""
+    out: frozenset[Any] = frozenset()
+    for builder in _traces.stack:
+        out |= builder.data_sources
+    return out
+
+_TRACERS.update(DATA_TRACERS)
