@@ -195,7 +195,7 @@ class Builder:
         self.values.append(value)
         kind = type(value)
         if kind is np.ndarray:
-            tape.avals.append(Aval(value.shape, value.dtype))
+            tape.avals.append(_new_instr(Aval, (value.shape, value.dtype)))
         else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
             tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
         line = self.line_override or (_user_line() if self.record_lines else None)
