@@ -55,6 +55,8 @@ def _plain_leaves(tree: Any, where: str) -> Any:
 
 def check_leaf(x: Any, where: str) -> Any:
     """A differentiable input leaf: a float or complex number or array (or a traced value)."""
+    if type(x) is np.ndarray and x.dtype in _INEXACT:  # the common case, checked once
+        return x
     if isinstance(x, Tracer):
         return x
     x = plain_array(x, where)
@@ -154,16 +156,18 @@ def tape_of(rec: Recorded, results: list[Any]) -> Tape:
     return tape
 
 
-def _scalar_output(rec: Recorded, name: str) -> Any:
+def _scalar_output(rec: Recorded, name: str) -> tuple[Any, Any, tuple[int, ...], np.dtype]:
+    """The one scalar output (a tracer or a constant), its value, shape and dtype."""
     if len(rec.out_leaves) != 1:
         raise TypeError(f"{name} requires a function returning one scalar, got a "
                         f"{len(rec.out_leaves)}-leaf structure")
     out = rec.out_leaves[0]
-    shape = np.shape(out.value if isinstance(out, Tracer) else out)
+    value = out.value if isinstance(out, Tracer) else out
+    shape = value.shape if isinstance(value, (np.ndarray, np.generic)) else np.shape(value)
     if math.prod(shape) != 1:  # one element of any shape is a scalar, as in autograd
         raise TypeError(f"{name} requires a scalar output, got shape {shape}; use "
                         "fastad.vjp or fastad.jacobian for non-scalar outputs")
-    dtype = np.result_type(out.value if isinstance(out, Tracer) else out)
+    dtype = value.dtype if isinstance(value, (np.ndarray, np.generic)) else np.result_type(value)
     if dtype.kind == "c":
         raise TypeError(f"{name} requires a real-valued output, got {dtype}: the gradient of a "
                         "complex-valued function is not defined (it need not be holomorphic); "
@@ -171,16 +175,15 @@ def _scalar_output(rec: Recorded, name: str) -> Any:
                         "fastad.vjp / fastad.jvp / fastad.jacobian")
     if dtype.kind != "f":
         raise TypeError(f"{name} requires a real floating-point output, got {dtype}")
-    return out
+    return out, value, shape, dtype
 
 
 def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
                        once: bool = False) -> list[Any]:
     """Record the reverse sweep seeded with 1 at the scalar output; the value
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
-    out = _scalar_output(rec, name)
-    value = out.value if isinstance(out, Tracer) else out
-    seed = np.ones(np.shape(value), np.result_type(value))
+    out, value, shape, dtype = _scalar_output(rec, name)
+    seed = np.array(1, dtype) if shape == () else np.ones(shape, dtype)
     nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
                      strong_zero, once, plain=once and not nested)
@@ -188,6 +191,8 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
 
 
 def _match_dtype(g: Any, x: Tracer) -> Any:
+    if type(g) is np.ndarray and g.dtype == x.dtype:  # (a plain sweep's cotangent)
+        return g
     from . import numpy as fnp
     return fnp.astype(g, x.dtype) if fnp.result_dtype(g) != x.dtype else g
 

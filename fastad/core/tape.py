@@ -47,6 +47,8 @@ _scalar_avals: dict[type, Aval] = {}  # NumPy scalar type -> its Aval: most trac
 
 
 def aval_of(value: Any) -> Aval:
+    if type(value) is np.ndarray:
+        return Aval(value.shape, value.dtype)
     if isinstance(value, np.generic):
         aval = _scalar_avals.get(type(value))
         if aval is None:

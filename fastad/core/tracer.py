@@ -12,24 +12,27 @@ and its transformed version can be replayed on the outer tracers.
 """
 from __future__ import annotations
 
-import contextlib
 import gc
+import math
 import os
 import sys
 import threading
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from .arrays import is_made_here, plain_array, scalar_key
 from .errors import TracingError
 from .registry import Primitive, registry
-from .tape import Aval, Instr, SourcePos, Tape, aval_of
+from .tape import Aval, Instr, SourcePos, Tape, _scalar_avals, aval_of
 
 # fastad's own frames are not user lines: the package is the folder above core/
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 _TOUR = os.path.join(_PKG_DIR, "__main__.py")  # user code, though inside the package
 _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
+_FLOAT_AVAL = Aval((), np.dtype(np.float64))
+_INT_AVAL = Aval((), np.result_type(1))  # a Python int's, within _INT_BOUND
+_INT_BOUND = 1 << 62
 
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
@@ -107,9 +110,28 @@ class Builder:
         return new_tracer(self, slot, self.values[slot])
 
     def const(self, value: Any) -> int:
-        if isinstance(value, _SCALAR_TYPES) and not isinstance(value, np.ndarray):
-            key: Any = scalar_key(value)
-        elif isinstance(value, np.ndarray) and value.dtype.kind in "iub" and value.size <= 4096:
+        if type(value) is float:  # the user's 0.5 or 1.0: most constants of a trace
+            key: Any = (float, value, math.copysign(1.0, value), 1.0)  # = scalar_key(value)
+            slot = self._const_slot.get(key)
+            if slot is None:
+                slot = self._const_slot[key] = len(self.tape.avals)
+                self.values.append(value)
+                self.tape.avals.append(_FLOAT_AVAL)
+                self.tape.consts[slot] = value
+            return slot
+        if type(value) is int and -_INT_BOUND < value < _INT_BOUND:  # x ** 4
+            key = (int, value)  # = scalar_key(value)
+            slot = self._const_slot.get(key)
+            if slot is None:
+                slot = self._const_slot[key] = len(self.tape.avals)
+                self.values.append(value)
+                self.tape.avals.append(_INT_AVAL)
+                self.tape.consts[slot] = value
+            return slot
+        is_array = isinstance(value, np.ndarray)
+        if not is_array and isinstance(value, _SCALAR_TYPES):
+            key = scalar_key(value)
+        elif is_array and value.dtype.kind in "iub" and value.size <= 4096:
             key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
         else:
             key = id(value)
@@ -120,9 +142,11 @@ class Builder:
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
         if slot is None:
-            if isinstance(value, np.ndarray) and not is_made_here(value):
+            if is_array and not is_made_here(value):
                 # a subclass's meaning (a mask, np.matrix's *) would be lost
-                value = plain_array(value, "an array the function uses as a constant").copy()
+                if type(value) is not np.ndarray:
+                    value = plain_array(value, "an array the function uses as a constant")
+                value = value.copy()
                 value.flags.writeable = False
             slot = self._new_slot(value)
             self.tape.consts[slot] = value
@@ -169,15 +193,23 @@ class Builder:
         tape = self.tape
         out = len(tape.avals)
         self.values.append(value)
-        tape.avals.append(aval_of(value))
+        kind = type(value)
+        if kind is np.ndarray:
+            tape.avals.append(_new_instr(Aval, (value.shape, value.dtype)))
+        else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
+            tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
         line = self.line_override or (_user_line() if self.record_lines else None)
         ordered = tuple(sorted(params.items())) if params else ()
-        tape.instrs.append(Instr(prim.name, out, ins, ordered, line))
-        if (self.release or self.release_exact or self.drop_unread) \
-                and type(value) is np.ndarray and value.nbytes >= RELEASE_BYTES:
+        tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, ordered, line)))
+        if kind is np.ndarray and (self.release or self.release_exact or self.drop_unread) \
+                and value.nbytes >= RELEASE_BYTES:
             self._hold_large(out, value.nbytes)
         if self.drop_unread and self._large:  # else no value it could keep is held
             self._keep_reads(prim, ins, out)
+        if kind is np.ndarray:
+            return (ArrayTracer if value.ndim else Tracer)(self, out, value)
+        if kind in _scalar_avals:
+            return Tracer(self, out, value)
         return new_tracer(self, out, value)
 
     def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
@@ -259,11 +291,19 @@ class Builder:
             self.released = self.release
 
 
+#: a tuple subclass's constructor without NamedTuple's Python-level ``__new__``
+#: (an instruction is made per traced operation)
+_new_instr = tuple.__new__
+
+
 class _Traces(threading.local):
     """The active traces, innermost last, of each thread: threads may trace at once."""
 
     def __init__(self) -> None:
         self.stack: list[Builder] = []
+        # the builder whose plain sweep runs off the stack (`suspended`): its
+        # donated accumulator is still the one `bind` may update in place
+        self.sweeping: Builder | None = None
 
 
 _traces = _Traces()
@@ -274,32 +314,67 @@ def current_builder() -> Builder | None:
     return stack[-1] if stack else None
 
 
-@contextlib.contextmanager
-def recording(record_lines: bool = True, release: bool = False) -> Iterator[Builder]:
+class recording:  # noqa: N801 - used as ``with recording() as builder``
     """Make a new builder the innermost active trace for the ``with`` body
-    (``release``: see `Builder.release`)."""
-    builder = Builder(record_lines, release)
-    stack = _traces.stack
-    if stack and stack[-1].by_reference is not None:
-        # a transformation inside a compiled function's trace: the arrays that
-        # trace reads by reference are its values, captured, not constants
-        outer = stack[-1]
+    (``release``: see `Builder.release`).  A class rather than a generator:
+    an eager gradient enters one per call."""
 
-        def through_outer(value: Any) -> int | None:
-            slot = None if outer.finished else outer.reference_slot(value)
-            return None if slot is None else builder.slot_of(outer.tracer(slot))
-        builder.by_reference = through_outer
-    stack.append(builder)
-    collecting = gc.isenabled()
-    gc.disable()  # tracing allocates millions of small objects and frees none
-    try:
-        with np.errstate(all="ignore"):
-            yield builder
-    finally:
-        if collecting:
-            gc.enable()
-        stack.pop()
-        builder.finished = True
+    __slots__ = ("builder", "collecting", "errstate")
+
+    def __init__(self, record_lines: bool = True, release: bool = False) -> None:
+        self.builder = Builder(record_lines, release)
+
+    def __enter__(self) -> Builder:
+        builder = self.builder
+        stack = _traces.stack
+        if stack and stack[-1].by_reference is not None:
+            # a transformation inside a compiled function's trace: the arrays that
+            # trace reads by reference are its values, captured, not constants
+            outer = stack[-1]
+
+            def through_outer(value: Any) -> int | None:
+                slot = None if outer.finished else outer.reference_slot(value)
+                return None if slot is None else builder.slot_of(outer.tracer(slot))
+            builder.by_reference = through_outer
+        stack.append(builder)
+        self.collecting = gc.isenabled()
+        gc.disable()  # tracing allocates millions of small objects and frees none
+        self.errstate = np.errstate(all="ignore")
+        self.errstate.__enter__()
+        return builder
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self.errstate.__exit__(*exc)
+        finally:
+            if self.collecting:
+                gc.enable()
+            _traces.stack.pop()
+            self.builder.finished = True
+
+
+class suspended:  # noqa: N801 - used as ``with suspended(builder):``
+    """Take ``builder``, the innermost trace, off the stack for the ``with``
+    body: code that records nothing (an eager gradient's plain sweep) then
+    runs as outside any trace, and the front end's functions of plain arrays
+    need not make what a trace could hold as a constant."""
+
+    __slots__ = ("builder", "taken", "sweeping")
+
+    def __init__(self, builder: Builder) -> None:
+        self.builder = builder
+
+    def __enter__(self) -> None:
+        stack = _traces.stack
+        self.taken = bool(stack) and stack[-1] is self.builder
+        if self.taken:
+            stack.pop()
+            self.sweeping, _traces.sweeping = _traces.sweeping, self.builder
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.taken:
+            _traces.stack.append(self.builder)
+            _traces.sweeping = self.sweeping
 
 
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
@@ -327,9 +402,11 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         if type(a) in _TRACERS:
             break
     else:  # plain values (an eager gradient's sweep): no trace to record into
-        if prim.in_place_impl is not None and _traces.stack \
-                and args[0] is _traces.stack[-1].donor is not None:
-            return prim.in_place_impl(*args, **params)
+        if prim.in_place_impl is not None:
+            stack = _traces.stack
+            holder = _traces.sweeping or (stack[-1] if stack else None)
+            if holder is not None and args[0] is holder.donor is not None:
+                return prim.in_place_impl(*args, **params)
         return prim.impl(*args, **params)
     values = [a.value if type(a) in _TRACERS else a for a in args]
     stack = _traces.stack
@@ -387,7 +464,7 @@ def _user_line() -> SourcePos | None:
         if internal is None:
             internal = _internal_code[code] = _internal(code.co_filename)
         if not internal:
-            return SourcePos(code, f.f_lasti)
+            return _new_instr(SourcePos, (code, f.f_lasti))
         f = f.f_back
     return None
 

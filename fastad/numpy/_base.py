@@ -19,6 +19,8 @@ __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj",
 
 
 def shape(x: Any) -> tuple[int, ...]:
+    if type(x) is _np.ndarray:  # a rule's plain value: asked several times per rule
+        return x.shape
     return x.shape if isinstance(x, Tracer) else _np.shape(x)
 
 

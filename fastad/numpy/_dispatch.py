@@ -43,6 +43,11 @@ _REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
 
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
+    if not kwargs and method == "__call__":  # np.exp(x), x * y: every traced operator
+        fn = _UFUNCS.get(name)
+        if fn is not None:
+            out = fn(*inputs)
+            return _fresh(out) if builtins.any(out is i for i in inputs) else out
     if kwargs.get("out") is not None:
         return _ufunc_into(ufunc, method, inputs, kwargs)
     if method == "__call__" and name in _UFUNCS:
@@ -91,6 +96,12 @@ def _foreign_ufunc(ufunc: _np.ufunc) -> Any:
 
 
 def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
+    impl = _PLAIN_FUNCTIONS.get(func)
+    if impl is not None and not kwargs:  # np.dot(X, w), np.sum(x): resolved before
+        out = impl(*args)
+        if isinstance(out, Tracer) and builtins.any(out is a for a in args):
+            return _fresh(out)  # NumPy's result is a new array, not its argument
+        return out
     name = func.__name__
     module = getattr(func, "__module__", "") or ""
     if module.startswith("numpy.linalg"):
@@ -113,11 +124,18 @@ def _dispatch_function(func: Any, args: tuple, kwargs: dict) -> Any:
         return target
     if name in _VIEWING and not module.startswith("numpy.fft"):
         return _viewing(func, impl, args, kwargs)
+    if not kwargs:
+        _PLAIN_FUNCTIONS[func] = impl
     out = impl(*args, **kwargs)
     if isinstance(out, Tracer) and (builtins.any(out is a for a in args)
                                     or builtins.any(out is a for a in kwargs.values())):
         return _fresh(out)  # NumPy's result is a new array, not its argument
     return out
+
+
+#: NumPy function -> fastad's, for those called with no keyword arguments that
+#: return a new array (not a view): found by name once, then looked up
+_PLAIN_FUNCTIONS: dict[Any, Any] = {}
 
 
 # NumPy's functions whose result may be a view of their (first) argument; the

@@ -12,8 +12,8 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.arrays import made_here, positions
 from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
-from ..core.tracer import ArrayTracer, Tracer
-from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape, size
+from ..core.tracer import ArrayTracer, Tracer, bind
+from ._base import _constant, _contains_tracer, _fresh, _p, result_dtype, shape, size
 from ._creation import array
 from ._elementwise import astype
 from ._elementwise import where as _select
@@ -21,6 +21,8 @@ from ._gathers import getitem_by_data, has_index_data
 from ._reductions import _concrete
 from ._shape import broadcast_to, reshape, scatter_set, take_flat
 from ._views import _check_writeable, _link, _same_memory, _store
+
+_TAKE = _p("take")
 
 __all__ = ["getitem", "setitem", "copyto", "put", "place", "putmask", "put_along_axis",
            "fill_diagonal"]
@@ -61,6 +63,14 @@ def _index_value(k: Any) -> Any:
 
 
 def getitem(a: Any, key: Any) -> Any:
+    if type(key) is int and type(a) is ArrayTracer:  # x[i] of a vector: a loop's read
+        shp = a.shape
+        if len(shp) == 1:
+            d = shp[0]
+            if not -d <= key < d:
+                raise IndexError(f"index {key} is out of bounds for axis with size {d}")
+            # (an index of one element: the trace's constant is a copy of it)
+            return bind(_TAKE, a, _np.array(key % d, dtype=_np.int64))
     if has_index_data(key):  # integers passed as data: a gather by traced indices
         return getitem_by_data(a, key)
     idx = _flat_index(shape(a), key)

@@ -34,30 +34,41 @@ def solve_(a: Any, b: Any) -> Any:
 
 
 def matmul(a: Any, b: Any) -> Any:
-    if ndim(a) == 0 or ndim(b) == 0:
+    # On every traced product (and every rule of one): each shape is asked
+    # once, and reshapes and broadcasts known to change the shape are bound
+    # directly, without the front end's checks.
+    sa, sb = shape(a), shape(b)
+    if not sa or not sb:
         raise ValueError("matmul: input operand does not have enough dimensions")
-    squeeze_a, squeeze_b = ndim(a) == 1, ndim(b) == 1
+    squeeze_a, squeeze_b = len(sa) == 1, len(sb) == 1
     if squeeze_a:
-        a = reshape(a, (1, shape(a)[0]))
+        sa = (1, sa[0])
+        a = bind(_p("reshape"), a, shape=sa)
     if squeeze_b:
-        b = reshape(b, (shape(b)[0], 1))
-    if shape(a)[-1] != shape(b)[-2]:
-        raise ValueError(f"matmul: shapes {shape(a)} and {shape(b)} do not align")
-    batch = _np.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])
-    a = broadcast_to(a, batch + shape(a)[-2:])
-    b = broadcast_to(b, batch + shape(b)[-2:])
+        sb = (sb[0], 1)
+        b = bind(_p("reshape"), b, shape=sb)
+    if sa[-1] != sb[-2]:
+        raise ValueError(f"matmul: shapes {sa} and {sb} do not align")
+    batch: tuple[int, ...] = ()
+    if len(sa) > 2 or len(sb) > 2:
+        batch = _np.broadcast_shapes(sa[:-2], sb[:-2])
+        a = broadcast_to(a, batch + sa[-2:])
+        b = broadcast_to(b, batch + sb[-2:])
     out = matmul_(a, b)
-    out_shape = batch + ((shape(a)[-2],) if not squeeze_a else ()) + (
-        (shape(b)[-1],) if not squeeze_b else ())
-    return reshape(out, out_shape)
+    if squeeze_a or squeeze_b:
+        out_shape = batch + ((sa[-2],) if not squeeze_a else ()) + (
+            (sb[-1],) if not squeeze_b else ())
+        out = bind(_p("reshape"), out, shape=out_shape)
+    return out
 
 
 def dot(a: Any, b: Any) -> Any:
-    if ndim(a) == 0 or ndim(b) == 0:
+    na, nb = len(shape(a)), len(shape(b))
+    if na == 0 or nb == 0:
         return multiply(a, b)
-    if ndim(b) <= 2:
+    if nb <= 2:
         return matmul(a, b)
-    return tensordot(a, b, axes=([ndim(a) - 1], [ndim(b) - 2]))
+    return tensordot(a, b, axes=([na - 1], [nb - 2]))
 
 
 def vdot(a: Any, b: Any) -> Any:

@@ -198,6 +198,8 @@ def unbroadcast(g: Any, target: tuple[int, ...]) -> Any:
     lead = len(gshape) - len(target)
     axes = tuple(range(lead)) + tuple(
         lead + i for i, d in enumerate(target) if d == 1 and gshape[lead + i] != 1)
+    if type(g) is _np.ndarray:  # a rule's plain value: what `bind` would compute
+        return (g.sum(axis=axes, keepdims=True) if axes else g).reshape(target)
     if axes:
         g = sum(g, axis=axes, keepdims=True)
     return reshape(g, target)

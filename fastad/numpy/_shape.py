@@ -12,7 +12,7 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.arrays import is_made_here, made_here
-from ..core.tracer import Tracer, bind
+from ..core.tracer import Tracer, bind, current_builder
 from ._base import (_axes, _float_dtype, _p, _zeros_const, ndim, result_dtype, shape, shape_of,
                     size)
 from ._elementwise import where
@@ -42,6 +42,8 @@ def _shape_arg(newshape: Any, total: int) -> tuple[int, ...]:
 def reshape(a: Any, newshape: Any = None, order: str = "C", shape: Any = None,
             copy: Any = None) -> Any:
     """(``copy``: NumPy's; a view or a copy is decided where views are tracked.)"""
+    if type(a) is _np.ndarray and type(newshape) is tuple and order == "C":
+        return a.reshape(newshape)  # a rule's plain value: what `bind` would compute
     if order != "C":
         raise TracingError("reshape: only order='C' is supported")
     target = _shape_arg(newshape if newshape is not None else shape, size(a))
@@ -55,6 +57,8 @@ def ravel(a: Any, order: str = "C") -> Any:
 
 
 def transpose(a: Any, axes: Any = None) -> Any:
+    if type(a) is _np.ndarray and (axes is None or type(axes) is tuple):
+        return a.transpose(axes)  # a rule's plain value: what `bind` would compute
     nd = ndim(a)
     if isinstance(axes, (int, _np.integer)):
         axes = (axes,)
@@ -67,6 +71,8 @@ def transpose(a: Any, axes: Any = None) -> Any:
 
 
 def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
+    if type(a) is _np.ndarray:
+        return a.swapaxes(axis1, axis2)  # a rule's plain value: what `bind` would compute
     perm = list(range(ndim(a)))
     i, j = axis1 % ndim(a), axis2 % ndim(a)
     perm[i], perm[j] = perm[j], perm[i]
@@ -109,6 +115,8 @@ def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
     current = tuple(shape_of(a))
     if current == target:
         return a
+    if type(a) is _np.ndarray and current_builder() is None:
+        return _np.broadcast_to(a, target)  # a plain sweep's value: no trace could keep it
     _np.broadcast_shapes(current, target)  # raises NumPy's error if impossible
     if not isinstance(a, Tracer):
         # a constant (a rule's seed or zeros): broadcast without its copies' memory,

@@ -78,15 +78,19 @@ class _TapeIndex:
         self._ints: dict[int, np.ndarray | None] = {}
         self._index_lists: dict[int, list[int]] = {}
         self._const_nodes: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        # one step per instruction of a trace of up to millions
+        producer, position, uses, takes_of = self.producer, self.position, self.uses, self.takes_of
+        get = uses.get
         for n, ins in enumerate(tape.instrs):
-            self.producer[ins.out] = ins
-            self.position[ins.out] = n
+            out = ins.out
+            producer[out] = ins
+            position[out] = n
             for s in ins.ins:
-                self.uses[s] = self.uses.get(s, 0) + 1
+                uses[s] = get(s, 0) + 1
             if ins.prim == "take":
-                self.takes_of.setdefault(ins.ins[0], []).append(ins)
+                takes_of.setdefault(ins.ins[0], []).append(ins)
         for s in tape.outputs:
-            self.uses[s] = self.uses.get(s, 0) + 1
+            uses[s] = get(s, 0) + 1
 
     def const_ints(self, slot: int) -> np.ndarray | None:
         """The constant at ``slot`` as an index array, or None if it is not one."""
@@ -170,9 +174,11 @@ def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
     """The link ``ins`` continues, if any."""
     avals, producer = ix.tape.avals, ix.producer
     if ins.prim in _SUM_LINKS:
-        if avals[ins.ins[0]] != avals[ins.out] or avals[ins.ins[1]] != avals[ins.out]:
+        a, b = ins.ins
+        out = avals[ins.out]
+        if avals[a] != out or avals[b] != out:
             return None  # a broadcasting add is not an accumulation
-        if ins.prim == "add" and any(_is_zero(ix, s) for s in ins.ins):
+        if ins.prim == "add" and (_is_zero(ix, a) or _is_zero(ix, b)):
             # `s = 0.0` then `s = s + t`: the zero starts the chain, t is its
             # first term (even when t is itself a sum, t = a - b)
             return None
@@ -194,7 +200,11 @@ def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
 
 def _is_zero(ix: _TapeIndex, slot: int) -> bool:
     value = ix.tape.consts.get(slot)
-    return value is not None and np.size(value) == 1 and np.ndim(value) == 0 and value == 0
+    if value is None:
+        return False
+    if type(value) is float or type(value) is int:  # the user's `s = 0.0`
+        return value == 0
+    return np.size(value) == 1 and np.ndim(value) == 0 and value == 0
 
 
 def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
@@ -305,8 +315,14 @@ class _Term:
             if ins is not None:           # a child of this frame has just been numbered
                 kids = frame[2]
                 kids.append(last)
-                if len(kids) < len(ins.ins):
-                    stack.append([ins.ins[len(kids)], None, None])
+                operands = ins.ins
+                while len(kids) < len(operands):  # numbered already: no frame of its own
+                    number = number_of.get(operands[len(kids)])
+                    if number is None:
+                        break
+                    kids.append(number)
+                if len(kids) < len(operands):
+                    stack.append([operands[len(kids)], None, None])
                     continue
                 slot = frame[0]
                 if ins.prim == "take":

@@ -60,6 +60,10 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     if once and not builder.release:
         builder.release_exact = True
         try:
+            if plain:  # it records nothing: no trace is active while it runs
+                with tracer_module.suspended(builder):
+                    return backward(builder, stop, outputs, cotangents, wrt, strong_zero,
+                                    plain=True)
             return backward(builder, stop, outputs, cotangents, wrt, strong_zero, plain=plain)
         finally:
             builder.release_exact = False
@@ -95,11 +99,11 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             continue
         prim = registry[ins.prim]
         params = dict(ins.params) if ins.params else {}
-        builder.line_override = ins.line  # derivative code belongs to the user's line
-        if plain:
-            args = [consts[s] if s in consts else values[s] for s in ins.ins]
+        if plain:  # (a constant's slot holds its value too)
+            args = [values[s] for s in ins.ins]
             ans = values[out_slot]
         else:
+            builder.line_override = ins.line  # derivative code belongs to the user's line
             args = [consts[s] if s in consts else builder.tracer(s) for s in ins.ins]
             ans = builder.tracer(out_slot)
         vjps, accumulating = prim.vjps, prim.accumulating_vjps
@@ -137,8 +141,9 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             ct = rule(g, ans, *args, **params)
             if type(ct) not in _PLAIN_REAL or ct.dtype.kind == "c":
                 ct = _real_if_real(builder, slot, ct)
-            _accumulate(adjoint, slot, ct)
-            ct = None
+            previous = adjoint.get(slot)
+            adjoint[slot] = ct if previous is None else previous + ct
+            ct = previous = None
         if releasing:  # no rule reads ins.out again: its readers came first
             v = values[out_slot]
             if type(v) is np.ndarray and v.nbytes >= large:
