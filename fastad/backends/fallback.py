@@ -97,7 +97,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.cumprod: "no compiled code (cumsum has some)",
     P.loop: "a loop body sub-tape: run by the reference interpreter for now",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
-       for name in ("eig", "svd", "qr", "pinv", "sylvester", "sqrtm")},
+       for name in ("eig", "sylvester", "sqrtm")},
 }, "fallback.NOT_COMPILED")
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
