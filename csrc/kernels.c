@@ -711,3 +711,30 @@ KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t
     }
   });
 }
+
+/* o = op(T) b for T the lower (or upper) triangle of each (n, n) a, op(T) T
+ * (trans 0) or T^T (trans 1), b and o (n, k): BLAS trmm in place on o, a copy
+ * of b.  As for trsolve_b, the row-major o is the column-major o^T = b^T op(T)^T,
+ * so trmm multiplies from the right by a's buffer (column-major a^T), whose
+ * triangle of the other kind is T^T.  Half a gemm's work. */
+KERNEL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a, int64_t b,
+                   const int64_t *d) {
+  const int64_t batch = d[0], n = d[1], k = d[2], lower = d[3], trans = d[4];
+  if (n == 0 || k == 0) return;
+  FLOAT_TYPED(t, {
+    for (int64_t q = 0; q < batch; q++) {
+      T *A = (T *)arena + a + q * n * n;
+      T *X = (T *)arena + o + q * n * k;
+      memcpy(X, (const T *)arena + b + q * n * k, (size_t)(n * k) * sizeof(T));
+      char side = 'R', uplo = lower ? 'U' : 'L', transa = trans ? 'T' : 'N', diag = 'N';
+      int in = (int)n, ik = (int)k;
+      T one = 1;
+      if (sizeof(T) == 8)
+        la->dtrmm(&side, &uplo, &transa, &diag, &ik, &in, (double *)&one, (double *)A, &in,
+                  (double *)X, &ik);
+      else
+        la->strmm(&side, &uplo, &transa, &diag, &ik, &in, (float *)&one, (float *)A, &in,
+                  (float *)X, &ik);
+    }
+  });
+}

@@ -90,6 +90,7 @@
   X(CHOLESKY_B, 4)    /* t o a d        o = cholesky(a) (lower), LAPACK potrf; d: CHOLESKY */ \
   X(TRSOLVE_B, 5)     /* t o a b d      o = op(T)^-1 b, T a triangle of a, BLAS trsm; d: TRSOLVE */ \
   X(EIGH_B, 6)        /* t o a d w p    o = [w; V] of symmetric a, LAPACK syevd; d: EIGH      */ \
+  X(TRMM_B, 5)        /* t o a b d      o = op(T) b, T a triangle of a, BLAS trmm; d: TRSOLVE */ \
   X(SVD_B, 6)         /* t o a d w p    o = [s; U; V] of a, reduced, LAPACK gesdd; d: SVD   */ \
   X(PINV_B, 6)        /* t o a d w p    o = pinv(a) through gesdd, as NumPy's; d: SVD           */ \
   X(QR_B, 5)          /* t o a d w      o = [Q; R] of a, reduced, LAPACK geqrf, orgqr; d: QR */ \

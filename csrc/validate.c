@@ -475,7 +475,8 @@ static int operands_ok(checker *c, int32_t op) {
       if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
       return use(c, W, 1, batch * n * n, t) && use(c, R, 2, batch * n * n, t);
     }
-    case OP_TRSOLVE_B: {  /* t o a b d */
+    case OP_TRSOLVE_B:  /* t o a b d */
+    case OP_TRMM_B: {   /* t o a b d, the same descriptor */
       if (!dtype_ok(c, w[0], 1)) return 0;
       t = dtype_size[w[0]];
       d = w[4];

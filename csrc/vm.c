@@ -369,6 +369,12 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(EIGH_B);
         vmbreak;
       }
+      vmcase(TRMM_B) {
+        trmm_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        POLL();
+        NEXT(TRMM_B);
+        vmbreak;
+      }
       vmcase(SVD_B) {
         const int status = svd_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
         if (status != FASTAD_VM_OK) return status;

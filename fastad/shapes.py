@@ -226,6 +226,10 @@ def _solve_triangular(a: Shape, b: Shape, lower: bool) -> Shape:
     return _broadcast(batch, b[:-2]) + b[-2:]
 
 
+def _triangular_matmul(a: Shape, b: Shape, lower: bool, trans: bool) -> Shape:
+    return _solve_triangular(a, b, lower)
+
+
 def _sylvester(a: Shape, b: Shape, q: Shape) -> Shape:
     (batch_a, n), (batch_b, m) = _square(a), _square(b)
     if len(q) < 2 or q[-2:] != (n, m):
@@ -256,7 +260,8 @@ RULES: dict[Primitive, Callable[..., Shape]] = check_table({
     P.take_along: _take_along, P.scatter_add_along: _scatter_add_along,
     P.interp: _interp, P.interp_slope: _interp,
     P.cholesky: _factor, P.sqrtm: _factor, P.eigh: _eigen, P.eig: _eigen, P.svd: _svd,
-    P.loop: _loop, P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular, P.sylvester: _sylvester,
+    P.loop: _loop, P.qr: _qr, P.pinv: _pinv, P.solve_triangular: _solve_triangular,
+    P.triangular_matmul: _triangular_matmul, P.sylvester: _sylvester,
 }, "shapes.RULES")
 TAKES_CONSTS = check_table({P.take, P.scatter_set, P.scatter_add}, "shapes.TAKES_CONSTS")
 

@@ -183,6 +183,26 @@ case("solve_triangular", ["matrix", "real"], lambda data: data.draw(triangular_a
      covers=["solve_triangular"], oracle=_scipy_batched(sla.solve_triangular))(_triangular)
 
 
+@st.composite
+def triangular_product_args(draw):
+    (shape,), _ = draw(square())
+    b = shape[:-1] + (draw(st.integers(1, 3), label="k"),)
+    return (shape, b), {"lower": draw(st.booleans()), "trans": draw(st.booleans())}
+
+
+def _triangular_product_oracle(a, b, lower, trans):
+    t = np.tril(a) if lower else np.triu(a)
+    return np.swapaxes(t, -1, -2) @ b if trans else t @ b
+
+
+@case("triangular_matmul", ["matrix", "real"], lambda data: data.draw(triangular_product_args()),
+      covers=["triangular_matmul"], oracle=_triangular_product_oracle)
+def _triangular_product(a, b, lower, trans):
+    """op(T) b (trmm on the VM), the product the Cholesky adjoint uses."""
+    from fastad.primitives.linalg import triangular_matmul
+    return triangular_matmul(a, b, lower, trans)
+
+
 def _scipy_cholesky_pair(a):
     return (_scipy_batched(sla.cholesky)(a), _scipy_batched(sla.cholesky)(a, lower=True))
 

@@ -24,6 +24,7 @@ import fastad.scipy.linalg as fsla
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
+from fastad.primitives.linalg import triangular_matmul
 from helpers import rosenbrock, rosenbrock_loop, seconds_until_interrupted
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
@@ -386,7 +387,7 @@ def test_corrupt_programs_are_rejected_not_run():
 
 
 def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_safely():
-    """Every descriptor word of CHOLESKY_B, TRSOLVE_B, EIGH_B, SVD_B, PINV_B and QR_B (batch,
+    """Every descriptor word of CHOLESKY_B, TRSOLVE_B, TRMM_B, EIGH_B, SVD_B, PINV_B and QR_B (batch,
     sizes, flags, LAPACK work sizes) set to hostile values: rejected by validation
     (sizes past the arena or LAPACK's int, flags other than 0 and 1, work below
     LAPACK's minimum, a wide QR), or a valid program that runs, raising at most
@@ -398,10 +399,10 @@ def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_s
         np.linalg.cholesky(a), b, lower=True, trans=1), np.linalg.eigh(a)[0],
         np.linalg.svd(b, full_matrices=False)[1],
         np.linalg.svd(np.swapaxes(b, -1, -2), full_matrices=False)[1],
-        np.linalg.qr(b)[1], np.linalg.pinv(b)))(a, b))
+        np.linalg.qr(b)[1], np.linalg.pinv(b), triangular_matmul(a, b, True, True)))(a, b))
     # opcode -> (its descriptor's operand word, the descriptor's length)
     lengths = {"CHOLESKY_B": (3, 2), "TRSOLVE_B": (4, 5), "EIGH_B": (3, 3), "SVD_B": (3, 4),
-               "PINV_B": (3, 4), "QR_B": (3, 4)}
+               "PINV_B": (3, 4), "QR_B": (3, 4), "TRMM_B": (4, 5)}
     seen = set()
     rejected = ran = 0
     for pc, name, words in program.instructions():
@@ -507,7 +508,8 @@ def _linalg(a, b):
             np.linalg.eigh(a @ np.swapaxes(a, -1, -2))[1] ** 2,
             np.linalg.svd(b, full_matrices=False)[0],
             np.linalg.svd(np.swapaxes(b, -1, -2), full_matrices=False)[2],
-            np.linalg.qr(b)[0], np.linalg.pinv(np.swapaxes(b, -1, -2)))
+            np.linalg.qr(b)[0], np.linalg.pinv(np.swapaxes(b, -1, -2)),
+            triangular_matmul(chol, b, True, True), triangular_matmul(a, b, False, False))
 
 
 def region_programs():
@@ -608,12 +610,12 @@ def _check_overlap_rejected(program, pc, region, target, exact, args=None):
 
 def test_lapack_workspace_pivots_output_and_copies_never_overlap(programs_with_regions):
     """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, CHOLESKY_B, TRSOLVE_B,
-    EIGH_B, SVD_B, PINV_B, QR_B, MATMUL_B and copy (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V)
+    TRMM_B, EIGH_B, SVD_B, PINV_B, QR_B, MATMUL_B and copy (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V)
     in the test programs, moved to overlap at the start, the middle and the end: every
     one is rejected by validation, never run."""
     from fastad.backends import _vm
     opcodes = {"SOLVE_B", "SLOGDET_B", "CHOLESKY_B", "TRSOLVE_B", "EIGH_B", "SVD_B", "PINV_B",
-               "QR_B", "MATMUL_B", "COPY_V",
+               "QR_B", "TRMM_B", "MATMUL_B", "COPY_V",
                "STRIDED_B", "GATHER_V", "CAST_V", "STRIDED_SET_B", "STRIDED_ADD_B"}
     tried, seen = 0, set()
     for program in programs_with_regions:

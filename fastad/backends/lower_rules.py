@@ -505,6 +505,14 @@ def _solve_triangular(lw: _Lowerer, ins: Instr) -> None:
             lw.descriptor([batch, n, k, int(lower), int(trans)]))
 
 
+def _triangular_matmul(lw: _Lowerer, ins: Instr) -> None:
+    """op(T) b with T a triangle of a: trmm on a copy of b, half a gemm."""
+    a, b, o, dtype, n, k, batch = _system(lw, ins, *ins.ins)
+    lw.emit("TRMM_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype),
+            lw.descriptor([batch, n, k, int(bool(ins.kwargs["lower"])),
+                           int(bool(ins.kwargs["trans"]))]))
+
+
 def _eigh(lw: _Lowerer, ins: Instr) -> None:
     a, o, dtype, n, batch = _decomposition(lw, ins)
     w = lw.temp((3 * n * n + 7 * n + 1) * dtype.itemsize)  # syevd's copy, eigenvalues, work
@@ -604,6 +612,7 @@ _RULES: dict[Primitive, Any] = check_table({
     P.detsign: _slogdet,
     P.cholesky: _cholesky,
     P.solve_triangular: _solve_triangular,
+    P.triangular_matmul: _triangular_matmul,
     P.eigh: _eigh,
     P.svd: _svd,
     P.pinv: _pinv,

@@ -327,6 +327,11 @@ class _Emitters:
         # where the matrix is not positive definite, as NumPy's
         self.batched(ins, "np.linalg.cholesky({0})", self.avals[ins.out].shape[-2:])
 
+    def emit_triangular_matmul(self, ins: Instr) -> None:
+        tri = "np.tril" if ins.kwargs["lower"] else "np.triu"
+        t = f"np.ascontiguousarray({tri}({{0}}).T)" if ins.kwargs["trans"] else f"{tri}({{0}})"
+        self.batched(ins, f"np.dot({t}, {{1}})", self.avals[ins.out].shape[-2:])
+
     def packed_decomposition(self, ins: Instr, rows: int, body: list[str]) -> None:
         """A decomposition packed along the second-to-last axis, each matrix
         m{o}[p] computed in float64 (as NumPy computes float32 too, so the
@@ -459,6 +464,7 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.solve: _Emitters.emit_solve, P.logabsdet: _Emitters.emit_logabsdet,
     P.detsign: _Emitters.emit_detsign, P.fft: _Emitters.emit_fft,
     P.cholesky: _Emitters.emit_cholesky, P.solve_triangular: _Emitters.emit_solve_triangular,
+    P.triangular_matmul: _Emitters.emit_triangular_matmul,
     P.svd: _Emitters.emit_svd, P.qr: _Emitters.emit_qr, P.pinv: _Emitters.emit_pinv,
 }, "numba_backend.EMITTERS")
 
