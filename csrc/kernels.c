@@ -683,3 +683,148 @@ KERNEL int eigh_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_
   });
   return FASTAD_VM_OK;
 }
+
+/* gesdd (jobz 'S') of one row-major (m, n) matrix A of type T, copied
+ * column-major into the double workspace z; s, u (m, k) and vt (k, n) follow
+ * z in the workspace (svd_b's layout), then work. */
+#define GESDD_ONE(A)                                                                  \
+  do {                                                                                \
+    for (int64_t i = 0; i < m; i++)                                                   \
+      for (int64_t j = 0; j < n; j++) z[j * m + i] = (double)(A)[i * n + j];          \
+    char jobz = 'S';                                                                  \
+    int im = (int)m, in = (int)n, ik = (int)k, lw = (int)lwork, info = 0;             \
+    la->dgesdd(&jobz, &im, &in, z, &im, s, u, &im, vt, &ik, work, &lw, iwork, &info); \
+    if (info != 0) return FASTAD_VM_SINGULAR;                                         \
+  } while (0)
+
+/* The reduced singular value decomposition of each (m, n) matrix, as
+ * numpy.linalg.svd(a, full_matrices=False) computes it: LAPACK dgesdd
+ * (jobz 'S') on a column-major float64 copy of a (NumPy computes float32 in
+ * double too, so both dtypes get its singular vectors, signs included), with
+ * the planned lwork.  Packed [s; U; V] (k = min(m, n)): row 0 the singular
+ * values, then U (m, k), then V = VT^T (n, k).  Workspace w (doubles): the copy
+ * (m*n), s (k), U (m*k), VT (k*n), then gesdd's work (lwork); p: its iwork
+ * (8k).  No convergence stops the run with FASTAD_VM_SINGULAR. */
+KERNEL int svd_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                 const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], m = d[1], n = d[2], lwork = d[3];
+  const int64_t k = m < n ? m : n;
+  if (k == 0) return FASTAD_VM_OK;
+  double *z = (double *)arena + w, *s = z + m * n, *u = s + k, *vt = u + m * k, *work = vt + k * n;
+  int *iwork = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    for (int64_t q = 0; q < batch; q++) {
+      const T *A = (const T *)arena + a + q * m * n;
+      T *O = (T *)arena + o + q * (1 + m + n) * k;
+      GESDD_ONE(A);
+      for (int64_t j = 0; j < k; j++) O[j] = (T)s[j];
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < k; j++) O[k + i * k + j] = (T)u[j * m + i];
+      /* V[c, j] = VT[j, c], stored column-major at c*k + j: V row-major */
+      for (int64_t e = 0; e < n * k; e++) O[(1 + m) * k + e] = (T)vt[e];
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+/* The pseudo-inverse (n, m) of each (m, n) matrix, as numpy.linalg.pinv
+ * computes it: the reduced SVD as svd_b (gesdd in double, the factors rounded
+ * to T), singular values at most 1e-15 times the largest (compared in
+ * double) dropped, the others inverted in T, then V (diag(1/s) U^T) with
+ * gemm in T.  Workspace w (doubles): svd_b's, then room for T arrays 1/s
+ * (k), diag(1/s) U^T (k, m) and V (n, k). */
+KERNEL int pinv_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                  const int64_t *d, int64_t w, int64_t p) {
+  const int64_t batch = d[0], m = d[1], n = d[2], lwork = d[3];
+  const int64_t k = m < n ? m : n;
+  if (k == 0) return FASTAD_VM_OK; /* the result is empty */
+  double *z = (double *)arena + w, *s = z + m * n, *u = s + k, *vt = u + m * k, *work = vt + k * n;
+  int *iwork = (int *)arena + p;
+  FLOAT_TYPED(t, {
+    T *sinv = (T *)(work + lwork), *wt = sinv + k, *v = wt + k * m;
+    for (int64_t q = 0; q < batch; q++) {
+      const T *A = (const T *)arena + a + q * m * n;
+      T *O = (T *)arena + o + q * n * m;
+      GESDD_ONE(A);
+      T top = (T)s[0];
+      for (int64_t j = 1; j < k; j++)
+        if ((T)s[j] > top) top = (T)s[j];
+      const double cutoff = 1e-15 * (double)top;
+      for (int64_t j = 0; j < k; j++) {
+        const T sj = (T)s[j];
+        sinv[j] = (double)sj > cutoff ? (T)1 / sj : (T)0;
+      }
+      for (int64_t j = 0; j < k; j++)
+        for (int64_t i = 0; i < m; i++) wt[j * m + i] = sinv[j] * (T)u[j * m + i];
+      for (int64_t e = 0; e < n * k; e++) v[e] = (T)vt[e];
+      /* row-major O (n, m) = V (n, k) @ Wt (k, m): column-major O^T = Wt^T V^T */
+      char no = 'N';
+      int im = (int)m, in = (int)n, ik = (int)k;
+      if (sizeof(T) == 8) {
+        double one = 1.0, zero = 0.0;
+        la->dgemm(&no, &no, &im, &in, &ik, &one, (double *)wt, &im, (double *)v, &ik, &zero,
+                  (double *)O, &im);
+      } else {
+        float one = 1.0f, zero = 0.0f;
+        la->sgemm(&no, &no, &im, &in, &ik, &one, (float *)wt, &im, (float *)v, &ik, &zero,
+                  (float *)O, &im);
+      }
+    }
+  });
+  return FASTAD_VM_OK;
+}
+
+/* The reduced QR decomposition of each (m, n) matrix, m >= n, as
+ * numpy.linalg.qr(a) computes it: LAPACK dgeqrf, then dorgqr for Q, on a
+ * column-major float64 copy of a (NumPy computes float32 in double), with
+ * the planned lwork.  Packed [Q; R]: Q (m, n), then R (n, n).  Workspace w
+ * (doubles): the copy (m*n, Q in place after dorgqr), tau (n), then the
+ * work (lwork). */
+KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+                 const int64_t *d, int64_t w) {
+  const int64_t batch = d[0], m = d[1], n = d[2], lwork = d[3];
+  if (n == 0) return;
+  double *z = (double *)arena + w, *tau = z + m * n, *work = tau + n;
+  FLOAT_TYPED(t, {
+    for (int64_t q = 0; q < batch; q++) {
+      const T *A = (const T *)arena + a + q * m * n;
+      T *Q = (T *)arena + o + q * (m + n) * n, *R = Q + m * n;
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) z[j * m + i] = (double)A[i * n + j];
+      int im = (int)m, in = (int)n, lw = (int)lwork, info = 0;
+      la->dgeqrf(&im, &in, z, &im, tau, work, &lw, &info);
+      for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < n; j++) R[i * n + j] = j >= i ? (T)z[j * m + i] : (T)0;
+      la->dorgqr(&im, &in, &in, z, &im, tau, work, &lw, &info);
+      for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) Q[i * n + j] = (T)z[j * m + i];
+    }
+  });
+}
+
+/* o = op(T) b for T the lower (or upper) triangle of each (n, n) a, op(T) T
+ * (trans 0) or T^T (trans 1), b and o (n, k): BLAS trmm in place on o, a copy
+ * of b.  As for trsolve_b, the row-major o is the column-major o^T = b^T op(T)^T,
+ * so trmm multiplies from the right by a's buffer (column-major a^T), whose
+ * triangle of the other kind is T^T.  Half a gemm's work. */
+KERNEL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a, int64_t b,
+                   const int64_t *d) {
+  const int64_t batch = d[0], n = d[1], k = d[2], lower = d[3], trans = d[4];
+  if (n == 0 || k == 0) return;
+  FLOAT_TYPED(t, {
+    for (int64_t q = 0; q < batch; q++) {
+      T *A = (T *)arena + a + q * n * n;
+      T *X = (T *)arena + o + q * n * k;
+      memcpy(X, (const T *)arena + b + q * n * k, (size_t)(n * k) * sizeof(T));
+      char side = 'R', uplo = lower ? 'U' : 'L', transa = trans ? 'T' : 'N', diag = 'N';
+      int in = (int)n, ik = (int)k;
+      T one = 1;
+      if (sizeof(T) == 8)
+        la->dtrmm(&side, &uplo, &transa, &diag, &ik, &in, (double *)&one, (double *)A, &in,
+                  (double *)X, &ik);
+      else
+        la->strmm(&side, &uplo, &transa, &diag, &ik, &in, (float *)&one, (float *)A, &in,
+                  (float *)X, &ik);
+    }
+  });
+}

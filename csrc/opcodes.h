@@ -101,6 +101,10 @@
   X(CHOLESKY_B, 4)    /* t o a d        o = cholesky(a) (lower), LAPACK potrf; d: CHOLESKY */ \
   X(TRSOLVE_B, 5)     /* t o a b d      o = op(T)^-1 b, T a triangle of a, BLAS trsm; d: TRSOLVE */ \
   X(EIGH_B, 6)        /* t o a d w p    o = [w; V] of symmetric a, LAPACK syevd; d: EIGH      */ \
+  X(TRMM_B, 5)        /* t o a b d      o = op(T) b, T a triangle of a, BLAS trmm; d: TRSOLVE */ \
+  X(SVD_B, 6)         /* t o a d w p    o = [s; U; V] of a, reduced, LAPACK gesdd; d: SVD   */ \
+  X(PINV_B, 6)        /* t o a d w p    o = pinv(a) through gesdd, as NumPy's; d: SVD           */ \
+  X(QR_B, 5)          /* t o a d w      o = [Q; R] of a, reduced, LAPACK geqrf, orgqr; d: QR */ \
   X(GUARD, 2)         /* a e            stop with FASTAD_VM_GUARD_FAILED unless (B[a] != 0) == e */ \
   X(FUSED, 3)         /* t d n          an elementwise chain over n elements, block by block; d: FUSED */ \
   X(LOOP, 2)          /* d n            run the body (the n code words after this one) per d: LOOP */
@@ -189,6 +193,15 @@
  *   EIGH        batch, n, lower: a (n, n), o (n + 1, n): the eigenvalues as row 0,
  *               the eigenvectors as columns below; w holds n*n + n + 1 + 6n + 2n*n,
  *               p 3 + 5n (syevd's work and iwork)
+ *   SVD         batch, m, n, lwork: a (m, n), o (1 + m + n, k), k = min(m, n): the
+ *               singular values as row 0, U (m, k), V (n, k); float64 workspace
+ *               (either dtype) w of m*n + k + m*k + k*n + lwork doubles, p 8k ints;
+ *               lwork at least gesdd's minimum for jobz 'S' (planned: its optimum).
+ *               PINV_B reads the same descriptor: o (n, m), and w holds k + k*m + n*k
+ *               doubles more (room for 1/s, diag(1/s) U^T and V in t)
+ *   QR          batch, m, n, lwork: m >= n, a (m, n), o (m + n, n): Q (m, n) then
+ *               R (n, n); float64 workspace w of m*n + n + lwork doubles,
+ *               lwork >= n (planned: the larger of geqrf's and orgqr's optima)
  *   FUSED       nregs, nslots, nsteps, then (kind, off) per slot, then
  *               (kind, f, dst, a, b) per step; offsets in elements of t.
  *               OUT regions never partly overlap another IN or OUT region
@@ -217,7 +230,8 @@
 #define FASTAD_DESCRIPTORS(D) \
   D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
   D(CUMSUM, 4, 0) D(MATMUL, 6, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
-  D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(FUSED, 3, 0) D(LOOP, 5, 0)
+  D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(SVD, 4, 0) D(QR, 4, 0) \
+  D(FUSED, 3, 0) D(LOOP, 5, 0)
 
 /* Words per carry, stacked input and stacked output of a LOOP descriptor,
  * after its five header words; how deep LOOP bodies may nest. */
@@ -233,7 +247,8 @@
 #define FASTAD_VM_OK 0
 #define FASTAD_VM_GUARD_FAILED 1
 #define FASTAD_VM_SINGULAR 2 /* gesv/getrf: a singular matrix; potrf: not positive definite;
-                                trsm: a zero on the triangle's diagonal; syevd: no convergence */
+                                trsm: a zero on the triangle's diagonal; syevd, gesdd: no
+                                convergence */
 #define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
 #define FASTAD_VM_INDEX_ERROR 4 /* GATHER_ROWS_V, SCATTER_ADD_ROWS_V: an index out of range
                                    or not an integer (NumPy raises IndexError) */

@@ -553,7 +553,8 @@ static int operands_ok(checker *c, int32_t op) {
       if (n > 46340) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
       return use(c, W, 1, batch * n * n, t) && use(c, R, 2, batch * n * n, t);
     }
-    case OP_TRSOLVE_B: {  /* t o a b d */
+    case OP_TRSOLVE_B:  /* t o a b d */
+    case OP_TRMM_B: {   /* t o a b d, the same descriptor */
       if (!dtype_ok(c, w[0], 1)) return 0;
       t = dtype_size[w[0]];
       d = w[4];
@@ -575,6 +576,47 @@ static int operands_ok(checker *c, int32_t op) {
       if (m[d + 2] & ~(int64_t)1) return fail(c, "bad lower flag %lld%.0lld", m[d + 2], 0);
       return use(c, W, 1, batch * (n + 1) * n, t) && use(c, R, 2, batch * n * n, t) &&
              use(c, W, 4, 3 * n * n + 7 * n + 1, t) && use(c, W, 5, 3 + 5 * n, 4);
+    }
+    case OP_SVD_B:    /* t o a d w p */
+    case OP_PINV_B: { /* t o a d w p */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[3];
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_SVD) || !shape_ok(c, 3, m + d, &total)) return 0;
+      const int64_t batch = m[d], rows = m[d + 1], cols = m[d + 2], lwork = m[d + 3];
+      const int64_t k = rows < cols ? rows : cols, big = rows < cols ? cols : rows;
+      /* LAPACK's int arguments: the copy, U, VT and gesdd's own 4k^2 work */
+      if (big > INT_MAX / 8 || k > 16384 || rows * cols > INT_MAX)
+        return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
+      /* gesdd's documented minimum for jobz 'S' (LAPACK 3.7 and earlier releases) */
+      const int64_t need1 = 4 * k * k + 7 * k,
+                    need2 = 3 * k + (big > 4 * k * k + 4 * k ? big : 4 * k * k + 4 * k);
+      if (k > 0 && (lwork < need1 || lwork < need2 || lwork > INT_MAX))
+        return fail(c, "gesdd work size %lld outside [%lld, INT_MAX]", lwork,
+                    need1 > need2 ? need1 : need2);
+      if (k == 0 && (lwork < 0 || lwork > INT_MAX))
+        return fail(c, "gesdd work size %lld%.0lld", lwork, 0);
+      const int64_t work = rows * cols + k + rows * k + k * cols + lwork;
+      if (op == OP_PINV_B)  /* the pseudo-inverse (cols, rows), and its three t arrays */
+        return use(c, W, 1, batch * cols * rows, t) && use(c, R, 2, batch * rows * cols, t) &&
+               use(c, W, 4, work + k + k * rows + cols * k, 8) && use(c, W, 5, 8 * k, 4);
+      return use(c, W, 1, batch * (1 + rows + cols) * k, t) &&
+             use(c, R, 2, batch * rows * cols, t) && use(c, W, 4, work, 8) &&
+             use(c, W, 5, 8 * k, 4);
+    }
+    case OP_QR_B: {  /* t o a d w */
+      if (!dtype_ok(c, w[0], 1)) return 0;
+      t = dtype_size[w[0]];
+      d = w[3];
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_QR) || !shape_ok(c, 3, m + d, &total)) return 0;
+      const int64_t batch = m[d], rows = m[d + 1], cols = m[d + 2], lwork = m[d + 3];
+      if (rows < cols) return fail(c, "qr of a wide matrix (%lld x %lld)", rows, cols);
+      if (rows > INT_MAX / 2 || rows * cols > INT_MAX)
+        return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
+      if (lwork < (cols > 1 ? cols : 1) || lwork > INT_MAX)
+        return fail(c, "geqrf/orgqr work size %lld below %lld or too large", lwork, cols);
+      return use(c, W, 1, batch * (rows + cols) * cols, t) && use(c, R, 2, batch * rows * cols, t) &&
+             use(c, W, 4, rows * cols + cols + lwork, 8);
     }
     case OP_FUSED:  /* t d n */
       if (!dtype_ok(c, w[0], 1) || !count_ok(c, w[2])) return 0;

@@ -387,6 +387,32 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(EIGH_B);
         vmbreak;
       }
+      vmcase(TRMM_B) {
+        trmm_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
+        POLL();
+        NEXT(TRMM_B);
+        vmbreak;
+      }
+      vmcase(SVD_B) {
+        const int status = svd_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(SVD_B);
+        vmbreak;
+      }
+      vmcase(PINV_B) {
+        const int status = pinv_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
+        if (status != FASTAD_VM_OK) return status;
+        POLL();
+        NEXT(PINV_B);
+        vmbreak;
+      }
+      vmcase(QR_B) {
+        qr_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5]);
+        POLL();
+        NEXT(QR_B);
+        vmbreak;
+      }
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         int64_t desc_buf[FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * FASTAD_FUSED_MAX_SLOTS +

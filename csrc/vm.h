@@ -86,6 +86,17 @@ typedef void (*fastad_dsyevd_fn)(char *jobz, char *uplo, int *n, double *a, int 
                                  double *work, int *lwork, int *iwork, int *liwork, int *info);
 typedef void (*fastad_ssyevd_fn)(char *jobz, char *uplo, int *n, float *a, int *lda, float *w,
                                  float *work, int *lwork, int *iwork, int *liwork, int *info);
+typedef void (*fastad_dtrmm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
+                                double *alpha, double *a, int *lda, double *b, int *ldb);
+typedef void (*fastad_strmm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
+                                float *alpha, float *a, int *lda, float *b, int *ldb);
+typedef void (*fastad_dgesdd_fn)(char *jobz, int *m, int *n, double *a, int *lda, double *s,
+                                 double *u, int *ldu, double *vt, int *ldvt, double *work,
+                                 int *lwork, int *iwork, int *info);
+typedef void (*fastad_dgeqrf_fn)(int *m, int *n, double *a, int *lda, double *tau, double *work,
+                                 int *lwork, int *info);
+typedef void (*fastad_dorgqr_fn)(int *m, int *n, int *k, double *a, int *lda, double *tau,
+                                 double *work, int *lwork, int *info);
 
 typedef struct {
   fastad_dgemm_fn dgemm;
@@ -100,6 +111,11 @@ typedef struct {
   fastad_strsm_fn strsm;
   fastad_dsyevd_fn dsyevd;
   fastad_ssyevd_fn ssyevd;
+  fastad_dgesdd_fn dgesdd; /* svd and qr run in double for both dtypes, as NumPy's */
+  fastad_dgeqrf_fn dgeqrf;
+  fastad_dorgqr_fn dorgqr;
+  fastad_dtrmm_fn dtrmm;
+  fastad_strmm_fn strmm;
 } fastad_linalg;
 
 typedef struct {

@@ -230,6 +230,10 @@ def solve_triangular(a: Shape, b: Shape, lower: bool) -> Shape:
     return broadcast(batch, b[:-2]) + b[-2:]
 
 
+def triangular_matmul(a: Shape, b: Shape, lower: bool, trans: bool) -> Shape:
+    return solve_triangular(a, b, lower)
+
+
 def sylvester(a: Shape, b: Shape, q: Shape) -> Shape:
     (batch_a, n), (batch_b, m) = _square(a), _square(b)
     if len(q) < 2 or q[-2:] != (n, m):

@@ -183,6 +183,26 @@ case("solve_triangular", ["matrix", "real"], lambda data: data.draw(triangular_a
      covers=["solve_triangular"], oracle=_scipy_batched(sla.solve_triangular))(_triangular)
 
 
+@st.composite
+def triangular_product_args(draw):
+    (shape,), _ = draw(square())
+    b = shape[:-1] + (draw(st.integers(1, 3), label="k"),)
+    return (shape, b), {"lower": draw(st.booleans()), "trans": draw(st.booleans())}
+
+
+def _triangular_product_oracle(a, b, lower, trans):
+    t = np.tril(a) if lower else np.triu(a)
+    return np.swapaxes(t, -1, -2) @ b if trans else t @ b
+
+
+@case("triangular_matmul", ["matrix", "real"], lambda data: data.draw(triangular_product_args()),
+      covers=["triangular_matmul"], oracle=_triangular_product_oracle)
+def _triangular_product(a, b, lower, trans):
+    """op(T) b (trmm on the VM), the product the Cholesky adjoint uses."""
+    from fastad.primitives.linalg import triangular_matmul
+    return triangular_matmul(a, b, lower, trans)
+
+
 def _scipy_cholesky_pair(a):
     return (_scipy_batched(sla.cholesky)(a), _scipy_batched(sla.cholesky)(a, lower=True))
 
@@ -292,11 +312,15 @@ def test_compiled_agrees_with_the_reference(compiled_backend, f):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the fallback warning
         got = fa.compile(f, backend=compiled_backend).value_and_grad(a)
-        hvp = fa.jit(fa.hvp(f), backend=compiled_backend)(a, v)
+        # Numba compiles the second-order tapes of these decompositions natively, in
+        # minutes when its cache is cold: their Hessian-vector products on the VM only
+        hvp = (fa.jit(fa.hvp(f), backend=compiled_backend)(a, v)
+               if compiled_backend != "numba" else None)
     want = fa.value_and_grad(f)(a)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-11, atol=1e-13)
-    np.testing.assert_allclose(hvp, fa.hvp(f)(a, v), rtol=1e-10, atol=1e-12)
+    if hvp is not None:
+        np.testing.assert_allclose(hvp, fa.hvp(f)(a, v), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("f", COMPILED)
@@ -308,7 +332,7 @@ def test_vmap_over_a_stack_of_matrices(f):
 
 # -- cholesky and triangular solves as compiled instructions -------------------------------
 # the compiled backends that run cholesky and triangular solves natively (no host
-# call, so no fallback warning); eigh is native on the C VM only
+# call, so no fallback warning); eigh is native on the C VM only, svd and qr on both
 NATIVE_CHOLESKY = {"c", "numba"}
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 
@@ -478,3 +502,182 @@ def test_compiled_eigh_agrees_with_the_reference(dtype, batch, n, uplo):
             parts(nan)
     else:  # 1 x 1: no iteration, the NaN comes back
         assert np.isnan(parts(nan)[0]).all()
+
+
+# -- svd and qr as compiled instructions ----------------------------------------------------
+# the compiled backends that run svd and qr natively: gesdd and geqrf + orgqr, the drivers
+# NumPy calls, in float64 for both dtypes as NumPy does, so the vectors' signs agree
+@st.composite
+def svd_qr_args(draw):
+    batch = draw(shapes(max_dims=2, min_side=1, max_side=3), label="batch")
+    return batch, draw(st.integers(1, 6), label="m"), draw(st.integers(1, 6), label="n")
+
+
+def _weights(rng, *shapes_):
+    return [rng.uniform(0.5, 1.5, s) for s in shapes_]
+
+
+def _check_svd_qr(backend, dtype, batch, m, n):
+    rng = np.random.default_rng(len(batch) * 100 + m * 10 + n)
+    a = distinct_singular(rng, batch + (m, n)).astype(dtype)
+    k = min(m, n)
+    cs, cu, cv, cq, cr = _weights(rng, (k,), (m, k), (k, n), (m, n), (n, n))
+    tall = m >= n
+
+    def f(a):  # sign-invariant functions of the singular vectors and of Q, R
+        u, s, vh = np.linalg.svd(a, full_matrices=False)
+        value = np.sum(s ** 2 * cs) + np.sum(u ** 2 * cu) + np.sum(vh ** 2 * cv)
+        if tall:
+            q, r = np.linalg.qr(a)
+            value = value + np.sum(q ** 2 * cq) + np.sum(r ** 2 * cr)
+        return value
+
+    def parts(a):
+        out = (*np.linalg.svd(a, full_matrices=False), np.linalg.svd(a, compute_uv=False))
+        return out + (tuple(np.linalg.qr(a)) + (np.linalg.qr(a, mode="r"),) if tall else ())
+
+    with _no_host_call(backend):
+        got = fa.jit(parts, backend=backend)(a)
+        value, grad = fa.compile(f, backend=backend).value_and_grad(a)
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    want = (u, s, vh, s) + ((*np.linalg.qr(a), np.linalg.qr(a, mode="r")) if tall else ())
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for g, w in zip(got, want, strict=True):  # the same LAPACK driver: the same signs
+        assert g.dtype == dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=rtol, atol=rtol)
+    # invariants: the factors rebuild a, and their columns are orthonormal
+    np.testing.assert_allclose((got[0] * got[1][..., None, :]) @ got[2], a,
+                               rtol=rtol * 100, atol=rtol * 100)
+    eye = np.eye(k)
+    np.testing.assert_allclose(np.swapaxes(got[0], -1, -2) @ got[0], np.broadcast_to(
+        eye, batch + (k, k)), atol=rtol * 100)
+    if tall:
+        np.testing.assert_allclose(got[4] @ got[5], a, rtol=rtol * 100, atol=rtol * 100)
+        assert np.array_equal(got[5], np.triu(got[5])) and np.array_equal(got[5], got[6])
+    reference = fa.compile(f, backend="numpy").value_and_grad(a)
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    np.testing.assert_allclose(value, reference[0], rtol=tol)
+    assert grad.dtype == dtype
+    np.testing.assert_allclose(grad, reference[1], rtol=tol, atol=tol * np.abs(reference[1]).max())
+    a64, d = a.astype(np.float64), rng.standard_normal(a.shape)
+    eps = 1e-6
+    fd = (f(a64 + eps * d) - f(a64 - eps * d)) / (2 * eps)
+    np.testing.assert_allclose(np.sum(grad * d), fd, rtol=1e-5 if dtype == np.float64 else 2e-2,
+                               atol=1e-6 * max(1.0, abs(fd)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@FAST
+@given(args=svd_qr_args())
+def test_compiled_svd_and_qr_agree_with_numpy(dtype, args):
+    """svd (tall, wide, square) and qr (tall) compiled, batched (on the C VM the
+    SVD_B and QR_B instructions, no host call): the factors equal NumPy's, signs
+    included, rebuild the matrix with orthonormal columns; the gradient of
+    sign-invariant functions of them equals the reference interpreter's and
+    central finite differences in a random direction."""
+    _check_svd_qr(COMPILED, dtype, *args)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("args", [((2,), 4, 3), ((), 2, 5)], ids=["batched_tall", "wide"])
+def test_every_compiled_backend_runs_svd_and_qr(compiled_backend, dtype, args):
+    """The same on every compiled backend (Numba compiles slowly: two shapes)."""
+    _check_svd_qr(compiled_backend, dtype, *args)
+
+
+def test_svd_and_qr_lower_to_instructions():
+    """No host call left on the C VM: svd and qr each one LAPACK instruction."""
+    if "c" not in BACKENDS:
+        pytest.skip("the C extension is not built")
+    from fastad.backends.lower import lower
+    a = distinct_singular(np.random.default_rng(4), (2, 5, 3))
+    tape = fa.make_tape(fa.grad(lambda a: np.sum(np.linalg.svd(a, compute_uv=False))
+                                + np.sum(np.linalg.qr(a)[1] ** 2)))(a)
+    opcodes = [name for _pc, name, _words in lower(tape).instructions()]
+    assert opcodes.count("SVD_B") == 1 and opcodes.count("QR_B") == 1
+
+
+# -- pinv as a compiled instruction, and lstsq with no host call ------------------------------
+def _check_pinv_lstsq(backend, dtype, batch, m, n):
+    rng = np.random.default_rng(len(batch) * 100 + m * 10 + n + 1)
+    a = distinct_singular(rng, batch + (m, n)).astype(dtype)
+    a2, b = a.reshape((-1, m, n))[0], rng.standard_normal(m).astype(dtype)
+    c = rng.uniform(0.5, 1.5, (n, m))
+
+    def f(a):
+        return np.sum(np.linalg.pinv(a) ** 2 * c)
+
+    def g(a, b):
+        x, _res, _rank, s = np.linalg.lstsq(a, b)
+        return np.sum(x ** 2) + np.sum(s)
+
+    with _no_host_call(backend):
+        got = fa.jit(np.linalg.pinv, backend=backend)(a)
+        # the rank is a plain int: an output the C VM has no dtype for, so it is not one
+        solved = fa.jit(lambda a, b: [np.linalg.lstsq(a, b)[i] for i in (0, 1, 3)],
+                        backend=backend)(a2, b)
+        value, grad = fa.compile(f, backend=backend).value_and_grad(a)
+        lvalue, lgrad = fa.compile(g, backend=backend, argnums=(0, 1)).value_and_grad(a2, b)
+    rtol = 1e-11 if dtype == np.float64 else 1e-4
+    assert got.dtype == dtype
+    np.testing.assert_allclose(got, np.linalg.pinv(a), rtol=rtol, atol=rtol)
+    want = np.linalg.lstsq(a2, b)
+    np.testing.assert_allclose(solved[0], want[0], rtol=rtol * 10, atol=rtol * 10)
+    np.testing.assert_allclose(solved[1], want[1], rtol=rtol * 100, atol=rtol * 100)
+    np.testing.assert_allclose(solved[2], want[3], rtol=rtol, atol=rtol)
+    assert fa.numpy.linalg.lstsq(a2, b)[2] == want[2]
+    tol = 1e-10 if dtype == np.float64 else 2e-3
+    for fn, args, gr, val in ((f, (a,), (grad,), value), (g, (a2, b), lgrad, lvalue)):
+        argnums = tuple(range(len(args)))
+        ref = fa.compile(fn, backend="numpy", argnums=argnums).value_and_grad(*args)
+        ref_grads = ref[1]  # a tuple: argnums is one
+        np.testing.assert_allclose(val, ref[0], rtol=tol)
+        for x, w in zip(gr, ref_grads, strict=True):
+            assert x.dtype == dtype
+            np.testing.assert_allclose(x, w, rtol=tol, atol=tol * np.abs(w).max())
+        # central differences in a random direction, in float64
+        dirs = [rng.standard_normal(np.shape(x)) for x in args]
+        eps = 1e-6
+        plus = fn(*(x.astype(np.float64) + eps * d for x, d in zip(args, dirs)))
+        minus = fn(*(x.astype(np.float64) - eps * d for x, d in zip(args, dirs)))
+        fd = (plus - minus) / (2 * eps)
+        np.testing.assert_allclose(sum(np.sum(x * d) for x, d in zip(gr, dirs)), fd,
+                                   rtol=1e-5 if dtype == np.float64 else 2e-2,
+                                   atol=1e-6 * max(1.0, abs(fd)))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@FAST
+@given(args=svd_qr_args())
+def test_compiled_pinv_and_lstsq_agree_with_numpy(dtype, args):
+    """pinv compiled, batched (on the C VM one PINV_B instruction: NumPy's gesdd, cutoff
+    and product), and lstsq on top of it with its rank checked by guards on the singular
+    values (no host call): values equal NumPy's, gradients the reference interpreter's
+    and central finite differences in a random direction."""
+    _check_pinv_lstsq(COMPILED, dtype, *args)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_every_compiled_backend_runs_pinv_and_lstsq(compiled_backend, dtype):
+    """The same on every compiled backend (Numba compiles slowly: one shape)."""
+    _check_pinv_lstsq(compiled_backend, dtype, (2,), 4, 3)
+
+
+def test_lstsq_rank_change_retraces_instead_of_a_host_call():
+    """The rank lstsq finds is guarded on the compiled singular values: a matrix of
+    another rank fails the guard and gets its own trace, with NumPy's residuals
+    (none below full rank) and solution."""
+    rng = np.random.default_rng(8)
+    full = rng.standard_normal((5, 3))
+    low = full.copy()
+    low[:, 2] = low[:, 0] + low[:, 1]
+    b = rng.standard_normal(5)
+    f = fa.jit(lambda a, b: np.linalg.lstsq(a, b)[:2], backend=COMPILED)
+    assert np.linalg.lstsq(full, b)[2] == 3 and np.linalg.lstsq(low, b)[2] == 2
+    with _no_host_call(COMPILED):
+        for a in (full, low, full):
+            x, residuals = f(a, b)
+            want = np.linalg.lstsq(a, b)
+            np.testing.assert_allclose(x, want[0], rtol=1e-8, atol=1e-10)
+            assert residuals.shape == want[1].shape
+            np.testing.assert_allclose(residuals, want[1], rtol=1e-8)

@@ -24,6 +24,7 @@ import fastad.scipy.linalg as fsla
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
+from fastad.primitives.linalg import triangular_matmul
 from helpers import rosenbrock, rosenbrock_loop, seconds_until_interrupted
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
@@ -386,24 +387,31 @@ def test_corrupt_programs_are_rejected_not_run():
 
 
 def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_safely():
-    """Every descriptor word of CHOLESKY_B, TRSOLVE_B and EIGH_B (batch, n, k, flags)
-    set to hostile values: rejected by validation (sizes past the arena or LAPACK's
-    int, flags other than 0 and 1), or a valid program that runs, raising at most
+    """Every descriptor word of CHOLESKY_B, TRSOLVE_B, TRMM_B, EIGH_B, SVD_B, PINV_B and QR_B (batch,
+    sizes, flags, LAPACK work sizes) set to hostile values: rejected by validation
+    (sizes past the arena or LAPACK's int, flags other than 0 and 1, work below
+    LAPACK's minimum, a wide QR), or a valid program that runs, raising at most
     LinAlgError on what it then reads (never a crash)."""
     a = well_conditioned((2, 4, 4), np.float64)
     a = a @ np.swapaxes(a, -1, -2)
     b = rand((2, 4, 3))
     program = lower(fa.make_tape(lambda a, b: (fsla.solve_triangular(
-        np.linalg.cholesky(a), b, lower=True, trans=1), np.linalg.eigh(a)[0]))(a, b))
+        np.linalg.cholesky(a), b, lower=True, trans=1), np.linalg.eigh(a)[0],
+        np.linalg.svd(b, full_matrices=False)[1],
+        np.linalg.svd(np.swapaxes(b, -1, -2), full_matrices=False)[1],
+        np.linalg.qr(b)[1], np.linalg.pinv(b), triangular_matmul(a, b, True, True)))(a, b))
     # opcode -> (its descriptor's operand word, the descriptor's length)
-    lengths = {"CHOLESKY_B": (3, 2), "TRSOLVE_B": (4, 5), "EIGH_B": (3, 3)}
+    lengths = {"CHOLESKY_B": (3, 2), "TRSOLVE_B": (4, 5), "EIGH_B": (3, 3), "SVD_B": (3, 4),
+               "PINV_B": (3, 4), "QR_B": (3, 4), "TRMM_B": (4, 5)}
+    seen = set()
     rejected = ran = 0
     for pc, name, words in program.instructions():
         if name not in lengths:
             continue
+        seen.add(name)
         d = words[lengths[name][0]]
         for word in range(lengths[name][1]):
-            for value in (-1, 0, 1, 2, 3, 5, 8, 46341, 2**31, 2**40):
+            for value in (-1, 0, 1, 2, 3, 5, 8, 40, 46341, 2**31 - 1, 2**31, 2**40):
                 meta = program.meta.copy()
                 meta[d + word] = value
                 hostile = type(program)(program.code, meta, program.index, program.const_image,
@@ -419,7 +427,7 @@ def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_s
                 except np.linalg.LinAlgError:
                     pass
                 ran += 1
-    assert rejected > 20 and ran > 10
+    assert seen == set(lengths) and rejected > 20 and ran > 10
 
 
 def test_truncated_and_oversized_programs_are_rejected():
@@ -600,7 +608,11 @@ def _linalg(a, b):
     return (np.linalg.solve(a, b), np.linalg.slogdet(a)[0], np.linalg.slogdet(a)[1], a @ b,
             np.linalg.det(a[0]), chol, fsla.solve_triangular(chol, b, lower=True),
             fsla.solve_triangular(chol, b, lower=True, trans=1),
-            np.linalg.eigh(a @ np.swapaxes(a, -1, -2))[1] ** 2)
+            np.linalg.eigh(a @ np.swapaxes(a, -1, -2))[1] ** 2,
+            np.linalg.svd(b, full_matrices=False)[0],
+            np.linalg.svd(np.swapaxes(b, -1, -2), full_matrices=False)[2],
+            np.linalg.qr(b)[0], np.linalg.pinv(np.swapaxes(b, -1, -2)),
+            triangular_matmul(chol, b, True, True), triangular_matmul(a, b, False, False))
 
 
 def _scanned(x, xs):
@@ -611,7 +623,8 @@ def _scanned(x, xs):
 
 def region_programs():
     """Lowered programs, with and without fusion, that between them use every opcode:
-    LAPACK and BLAS (solve, slogdet, cholesky, triangular solves, eigh) in both dtypes, copies, gathers, scatters, scalar code."""
+    LAPACK and BLAS (solve, slogdet, cholesky, triangular solves, eigh, svd, pinv, qr) in both
+    dtypes, copies, gathers, scatters, scalar code."""
     a, b = well_conditioned((2, 4, 4), np.float64), rand((2, 4, 3))
     tapes = [fa.make_tape(_linalg)(a, b),
              fa.make_tape(_linalg)(a.astype(np.float32), b.astype(np.float32)),
@@ -656,7 +669,8 @@ def test_the_validator_knows_the_region_of_every_arena_operand(programs_with_reg
                 continue
             expected = [k + 1 for k, kind in enumerate(kinds[name]) if kind in ARENA_LETTERS]
             assert sorted(r[0] for r in regions) == expected, name
-            if name in ("SOLVE_B", "SLOGDET_B", "EIGH_B"):  # output, workspaces are written
+            if name in ("SOLVE_B", "SLOGDET_B", "EIGH_B", "SVD_B", "PINV_B"):  # written: output,
+                # workspaces
                 assert [r[4] for r in regions if r[0] in (expected[0], *expected[-2:])] == ["w"] * 3
     assert seen == set(kinds), f"no test program uses {sorted(set(kinds) - seen)}"
 
@@ -708,11 +722,12 @@ def _check_overlap_rejected(program, pc, region, target, exact, args=None):
 
 def test_lapack_workspace_pivots_output_and_copies_never_overlap(programs_with_regions):
     """Every ordered pair of regions of every SOLVE_B, SLOGDET_B, CHOLESKY_B, TRSOLVE_B,
-    EIGH_B, MATMUL_B and copy (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V)
+    TRMM_B, EIGH_B, SVD_B, PINV_B, QR_B, MATMUL_B and copy (COPY_V, STRIDED_B, STRIDED_SET_B, STRIDED_ADD_B, GATHER_V, CAST_V)
     in the test programs, moved to overlap at the start, the middle and the end: every
     one is rejected by validation, never run."""
     from fastad.backends import _vm
-    opcodes = {"SOLVE_B", "SLOGDET_B", "CHOLESKY_B", "TRSOLVE_B", "EIGH_B", "MATMUL_B", "COPY_V",
+    opcodes = {"SOLVE_B", "SLOGDET_B", "CHOLESKY_B", "TRSOLVE_B", "EIGH_B", "SVD_B", "PINV_B",
+               "QR_B", "TRMM_B", "MATMUL_B", "COPY_V",
                "STRIDED_B", "GATHER_V", "CAST_V", "STRIDED_SET_B", "STRIDED_ADD_B"}
     tried, seen = 0, set()
     for program in programs_with_regions:

@@ -15,9 +15,9 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from scipy.linalg.cython_blas cimport dgemm, dtrsm, sgemm, strsm
-from scipy.linalg.cython_lapack cimport (dgesv, dgetrf, dpotrf, dsyevd, sgesv, sgetrf, spotrf,
-                                         ssyevd)
+from scipy.linalg.cython_blas cimport dgemm, dtrmm, dtrsm, sgemm, strmm, strsm
+from scipy.linalg.cython_lapack cimport (dgeqrf, dgesdd, dgesv, dgetrf, dorgqr, dpotrf, dsyevd,
+                                         sgesv, sgetrf, spotrf, ssyevd)
 
 import threading
 
@@ -48,6 +48,16 @@ cdef extern from "vm.h" nogil:
     ctypedef void (*fastad_ssyevd_fn)(char*, char*, int*, float*, int*, float*, float*, int*,
                                       int*, int*, int*)
 
+    ctypedef void (*fastad_dtrmm_fn)(char*, char*, char*, char*, int*, int*, double*, double*,
+                                     int*, double*, int*)
+    ctypedef void (*fastad_strmm_fn)(char*, char*, char*, char*, int*, int*, float*, float*,
+                                     int*, float*, int*)
+    ctypedef void (*fastad_dgesdd_fn)(char*, int*, int*, double*, int*, double*, double*, int*,
+                                      double*, int*, double*, int*, int*, int*)
+    ctypedef void (*fastad_dgeqrf_fn)(int*, int*, double*, int*, double*, double*, int*, int*)
+    ctypedef void (*fastad_dorgqr_fn)(int*, int*, int*, double*, int*, double*, double*, int*,
+                                      int*)
+
     ctypedef struct fastad_linalg:
         fastad_dgemm_fn dgemm
         fastad_sgemm_fn sgemm
@@ -61,6 +71,11 @@ cdef extern from "vm.h" nogil:
         fastad_strsm_fn strsm
         fastad_dsyevd_fn dsyevd
         fastad_ssyevd_fn ssyevd
+        fastad_dgesdd_fn dgesdd
+        fastad_dgeqrf_fn dgeqrf
+        fastad_dorgqr_fn dorgqr
+        fastad_dtrmm_fn dtrmm
+        fastad_strmm_fn strmm
 
     ctypedef struct fastad_program:
         const int32_t *code

@@ -15,6 +15,11 @@ LINALG.dtrsm = <fastad_dtrsm_fn>dtrsm
 LINALG.strsm = <fastad_strsm_fn>strsm
 LINALG.dsyevd = <fastad_dsyevd_fn>dsyevd
 LINALG.ssyevd = <fastad_ssyevd_fn>ssyevd
+LINALG.dgesdd = <fastad_dgesdd_fn>dgesdd
+LINALG.dgeqrf = <fastad_dgeqrf_fn>dgeqrf
+LINALG.dorgqr = <fastad_dorgqr_fn>dorgqr
+LINALG.dtrmm = <fastad_dtrmm_fn>dtrmm
+LINALG.strmm = <fastad_strmm_fn>strmm
 
 # The VM's transcendental functions that NumPy computes with loops of its own
 # (vectorized, dispatched to this CPU when NumPy was imported): the VM calls

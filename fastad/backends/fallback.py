@@ -96,7 +96,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp_slope: "a table search per element: no compiled code",
     P.cumprod: "no compiled code (cumsum has some)",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
-       for name in ("eig", "svd", "qr", "pinv", "sylvester", "sqrtm")},
+       for name in ("eig", "sylvester", "sqrtm")},
 }, "fallback.NOT_COMPILED")
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer

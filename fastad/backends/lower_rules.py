@@ -540,6 +540,14 @@ def _solve_triangular(lw: _Lowerer, ins: Instr) -> None:
             lw.descriptor([batch, n, k, int(lower), int(trans)]))
 
 
+def _triangular_matmul(lw: _Lowerer, ins: Instr) -> None:
+    """op(T) b with T a triangle of a: trmm on a copy of b, half a gemm."""
+    a, b, o, dtype, n, k, batch = _system(lw, ins, *ins.ins)
+    lw.emit("TRMM_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype),
+            lw.descriptor([batch, n, k, int(bool(ins.kwargs["lower"])),
+                           int(bool(ins.kwargs["trans"]))]))
+
+
 def _eigh(lw: _Lowerer, ins: Instr) -> None:
     a, o, dtype, n, batch = _decomposition(lw, ins)
     w = lw.temp((3 * n * n + 7 * n + 1) * dtype.itemsize)  # syevd's copy, eigenvalues, work
@@ -547,6 +555,64 @@ def _eigh(lw: _Lowerer, ins: Instr) -> None:
     lw.emit("EIGH_B", lw.dt(dtype), (o, dtype), (a, dtype),
             lw.descriptor([batch, n, int(bool(ins.kwargs["lower"]))]), (w, dtype),
             (p, np.dtype(np.int32)))
+
+
+def _gesdd(lw: _Lowerer, ins: Instr, opname: str, extra: Any) -> None:
+    """An instruction built on the reduced SVD as gesdd computes it for NumPy
+    (in float64 for both dtypes), its work size the workspace query's optimum
+    (at least the documented minimum); extra(m, n, k): doubles of workspace
+    past gesdd's."""
+    from scipy.linalg import lapack
+    (a_slot,) = ins.ins
+    out = lw.avals[ins.out]
+    dtype = out.dtype
+    _check_float(dtype, ins)
+    a = lw.read(a_slot, dtype)
+    o = lw.define(ins.out)
+    m, n = lw.avals[a_slot].shape[-2:]
+    k, big = min(m, n), max(m, n)
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    lwork = 0
+    if k:
+        optimum, _info = lapack.dgesdd_lwork(m, n, compute_uv=1, full_matrices=0)
+        lwork = max(int(optimum), 4 * k * k + 7 * k, 3 * k + max(big, 4 * k * k + 4 * k))
+    # the copy, s, U, VT, gesdd's work, then the extra
+    w = lw.temp((m * n + k + m * k + k * n + lwork + extra(m, n, k)) * 8)
+    p = lw.temp(8 * k * 4)  # gesdd's iwork
+    lw.emit(opname, lw.dt(dtype), (o, dtype), (a, dtype), lw.descriptor([batch, m, n, lwork]),
+            (w, np.dtype(np.float64)), (p, np.dtype(np.int32)))
+
+
+def _svd(lw: _Lowerer, ins: Instr) -> None:
+    _gesdd(lw, ins, "SVD_B", lambda m, n, k: 0)
+
+
+def _pinv(lw: _Lowerer, ins: Instr) -> None:
+    """NumPy's pinv: its SVD, small singular values dropped, V diag(1/s) U^T (gemm)."""
+    _gesdd(lw, ins, "PINV_B", lambda m, n, k: k + k * m + n * k)
+
+
+def _qr(lw: _Lowerer, ins: Instr) -> None:
+    """The reduced QR as NumPy computes it (geqrf, orgqr, in float64 for both
+    dtypes), with the larger of the two workspace queries' optima."""
+    from scipy.linalg import lapack
+    (a_slot,) = ins.ins
+    out = lw.avals[ins.out]
+    dtype = out.dtype
+    _check_float(dtype, ins)
+    a = lw.read(a_slot, dtype)
+    o = lw.define(ins.out)
+    m, n = lw.avals[a_slot].shape[-2:]
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    lwork = max(n, 1)
+    if n:
+        probe = np.zeros((m, n), order="F")
+        _qr, _tau, work, _info = lapack.dgeqrf(probe, lwork=-1)
+        _q, work2, _info = lapack.dorgqr(probe, np.zeros(n), lwork=-1)
+        lwork = max(lwork, int(work[0]), int(work2[0]))
+    w = lw.temp((m * n + n + lwork) * 8)  # copy (then Q), tau, work
+    lw.emit("QR_B", lw.dt(dtype), (o, dtype), (a, dtype), lw.descriptor([batch, m, n, lwork]),
+            (w, np.dtype(np.float64)))
 
 
 def _guard(lw: _Lowerer, ins: Instr) -> None:
@@ -583,7 +649,11 @@ _RULES: dict[Primitive, Any] = check_table({
     P.detsign: _slogdet,
     P.cholesky: _cholesky,
     P.solve_triangular: _solve_triangular,
+    P.triangular_matmul: _triangular_matmul,
     P.eigh: _eigh,
+    P.svd: _svd,
+    P.pinv: _pinv,
+    P.qr: _qr,
     P.guard: _guard,
     P.loop: lower_loop,
 }, "lower._RULES")

@@ -374,6 +374,68 @@ class _Emitters:
         # where the matrix is not positive definite, as NumPy's
         self.batched(ins, "np.linalg.cholesky({0})", self.avals[ins.out].shape[-2:])
 
+    def emit_triangular_matmul(self, ins: Instr) -> None:
+        tri = "np.tril" if ins.kwargs["lower"] else "np.triu"
+        t = f"np.ascontiguousarray({tri}({{0}}).T)" if ins.kwargs["trans"] else f"{tri}({{0}})"
+        self.batched(ins, f"np.dot({t}, {{1}})", self.avals[ins.out].shape[-2:])
+
+    def packed_decomposition(self, ins: Instr, rows: int, body: list[str]) -> None:
+        """A decomposition packed along the second-to-last axis, each matrix
+        m{o}[p] computed in float64 (as NumPy computes float32 too, so the
+        vectors' signs agree with it) and written into o{o}[p], rows x k."""
+        aval, o = self.avals[ins.out], ins.out
+        a_aval = self.avals[ins.ins[0]]
+        m, n = a_aval.shape[-2:]
+        batch = math.prod(a_aval.shape[:-2])
+        self.step.lines += [
+            f"m_{o} = {self.ref(ins.ins[0])}.reshape({_shape((batch, m, n))})",
+            f"o{o} = np.empty({_shape((batch, rows, aval.shape[-1]))}, np.{aval.dtype.name})",
+            f"for p in range({batch}):",
+            f"    a_ = np.ascontiguousarray(m_{o}[p]).astype(np.float64)",
+            *("    " + line for line in body)]
+        self.define_array(ins, f"o{o}.reshape({_shape(aval.shape)})")
+
+    def emit_svd(self, ins: Instr) -> None:
+        # Numba's svd: gesdd (jobz 'S' when reduced), NumPy's driver
+        o = ins.out
+        m, n = self.avals[ins.ins[0]].shape[-2:]
+        if min(m, n) == 0:
+            return self.define_array(ins, f"np.zeros({_shape(self.avals[o].shape)}, "
+                                          f"np.{self.avals[o].dtype.name})")
+        self.packed_decomposition(ins, 1 + m + n, [
+            "u_, s_, vh_ = np.linalg.svd(a_, full_matrices=False)",
+            f"o{o}[p, 0] = s_",
+            f"o{o}[p, 1:{1 + m}] = u_",
+            f"o{o}[p, {1 + m}:] = vh_.T"])
+
+    def emit_pinv(self, ins: Instr) -> None:
+        """NumPy's pinv step by step: its SVD (in float64, rounded), singular values
+        at most 1e-15 times the largest dropped, then V diag(1/s) U^T."""
+        aval, o = self.avals[ins.out], ins.out
+        m, n = self.avals[ins.ins[0]].shape[-2:]
+        dt = aval.dtype.name
+        if min(m, n) == 0:
+            return self.define_array(ins, f"np.zeros({_shape(aval.shape)}, np.{dt})")
+        self.packed_decomposition(ins, n, [
+            "u_, s_, vh_ = np.linalg.svd(a_, full_matrices=False)",
+            f"st_ = s_.astype(np.{dt})",
+            "cut_ = 1e-15 * np.float64(st_.max())",
+            f"inv_ = np.where(st_.astype(np.float64) > cut_, np.{dt}(1) / st_, np.{dt}(0))",
+            f"w_ = inv_.reshape(-1, 1) * np.ascontiguousarray(u_.T).astype(np.{dt})",
+            f"o{o}[p] = np.dot(np.ascontiguousarray(vh_.T).astype(np.{dt}), w_)"])
+
+    def emit_qr(self, ins: Instr) -> None:
+        # Numba's qr: geqrf then orgqr, as NumPy's reduced mode
+        o = ins.out
+        m, n = self.avals[ins.ins[0]].shape[-2:]
+        if n == 0:
+            return self.define_array(ins, f"np.zeros({_shape(self.avals[o].shape)}, "
+                                          f"np.{self.avals[o].dtype.name})")
+        self.packed_decomposition(ins, m + n, [
+            "q_, r_ = np.linalg.qr(a_)",
+            f"o{o}[p, :{m}] = q_",
+            f"o{o}[p, {m}:] = r_"])
+
     def emit_solve_triangular(self, ins: Instr) -> None:
         """Substitution by blocks of TRI_BLOCK rows: each block first takes the
         rows solved before it off its right-hand side with one np.dot (BLAS
@@ -451,6 +513,8 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.solve: _Emitters.emit_solve, P.logabsdet: _Emitters.emit_logabsdet,
     P.detsign: _Emitters.emit_detsign, P.fft: _Emitters.emit_fft,
     P.cholesky: _Emitters.emit_cholesky, P.solve_triangular: _Emitters.emit_solve_triangular,
+    P.triangular_matmul: _Emitters.emit_triangular_matmul,
+    P.svd: _Emitters.emit_svd, P.qr: _Emitters.emit_qr, P.pinv: _Emitters.emit_pinv,
 }, "numba_backend.EMITTERS")
 
 # Builtin primitives the generated code does not compute, each with why: a

@@ -20,7 +20,7 @@ from ._elementwise import _abs2, conjugate, multiply
 from ._linalg import _matrix_norm, linalg as _ns
 from ._linalg import matmul, outer
 from ._linalg import tensordot as _tensordot
-from ._reductions import sum
+from ._reductions import amax, sum
 from ._shape import moveaxis, reshape
 
 LinAlgError = _np.linalg.LinAlgError
@@ -34,10 +34,8 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
     m, n = shape(a)[-2:]
     x = matmul(pinv(a), b)
     s = svd(a, compute_uv=False)
-    values = _np.asarray(a.value if isinstance(a, Tracer) else a)
-    from ._plain import plain_call
-    rank = int(plain_call(_np.linalg.matrix_rank, (a,), {}) if isinstance(a, Tracer)
-               else _np.linalg.matrix_rank(values))
+    rank = (_guarded_rank(s, m, n) if isinstance(s, Tracer)
+            else int(_np.linalg.matrix_rank(_np.asarray(a))))
     if m > n and rank == n:
         r = b - matmul(a, x)
         residuals = sum(_abs2(r), axis=0)
@@ -46,6 +44,22 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
     else:
         residuals = _np.empty((0,))
     return x, residuals, rank, s
+
+
+def _guarded_rank(s: Tracer, m: int, n: int) -> int:
+    """matrix_rank's count of the singular values s above max(s) max(m, n) eps,
+    with guards that the count holds (s is sorted, so two comparisons): compiled
+    code checks them itself, with no host call."""
+    values = _np.asarray(s.value)
+    eps = _np.finfo(values.dtype).eps
+    rank = int(_np.count_nonzero(values > values.max(initial=0) * max(m, n) * eps))
+    if values.size:
+        tol = amax(s, axis=-1) * (max(m, n) * eps)
+        if rank > 0:
+            bool(s[..., rank - 1] > tol)
+        if rank < values.shape[-1]:
+            bool(s[..., rank] <= tol)
+    return rank
 
 
 def cond(x: Any, p: Any = None) -> Any:
