@@ -513,19 +513,20 @@ def _slogdet(lw: _Lowerer, ins: Instr) -> None:
             (a, dtype), lw.descriptor([out.size, n]), (w, dtype), (p, np.dtype(np.int32)))
 
 
-def _decomposition(lw: _Lowerer, ins: Instr) -> tuple[Any, Any, np.dtype, int, int]:
-    """A decomposition's one square operand read, its result defined: their
-    refs, the dtype, the matrices' order and how many there are."""
+def _decomposition(lw: _Lowerer, ins: Instr) -> tuple[Any, Any, np.dtype, int, int, int]:
+    """A decomposition's one operand read, its result defined: their refs, the
+    dtype, the matrices' rows and columns, and how many matrices there are."""
     (a_slot,) = ins.ins
     out = lw.avals[ins.out]
     _check_float(out.dtype, ins)
     a = lw.read(a_slot, out.dtype)
     o = lw.define(ins.out)
-    return a, o, out.dtype, out.shape[-1], int(np.prod(out.shape[:-2], dtype=np.int64))
+    m, n = lw.avals[a_slot].shape[-2:]
+    return a, o, out.dtype, m, n, int(np.prod(out.shape[:-2], dtype=np.int64))
 
 
 def _cholesky(lw: _Lowerer, ins: Instr) -> None:
-    a, o, dtype, n, batch = _decomposition(lw, ins)
+    a, o, dtype, _, n, batch = _decomposition(lw, ins)
     lw.emit("CHOLESKY_B", lw.dt(dtype), (o, dtype), (a, dtype), lw.descriptor([batch, n]))
 
 
@@ -549,7 +550,7 @@ def _triangular_matmul(lw: _Lowerer, ins: Instr) -> None:
 
 
 def _eigh(lw: _Lowerer, ins: Instr) -> None:
-    a, o, dtype, n, batch = _decomposition(lw, ins)
+    a, o, dtype, _, n, batch = _decomposition(lw, ins)
     w = lw.temp((3 * n * n + 7 * n + 1) * dtype.itemsize)  # syevd's copy, eigenvalues, work
     p = lw.temp((3 + 5 * n) * 4)  # its iwork
     lw.emit("EIGH_B", lw.dt(dtype), (o, dtype), (a, dtype),
@@ -563,15 +564,8 @@ def _gesdd(lw: _Lowerer, ins: Instr, opname: str, extra: Any) -> None:
     (at least the documented minimum); extra(m, n, k): doubles of workspace
     past gesdd's."""
     from scipy.linalg import lapack
-    (a_slot,) = ins.ins
-    out = lw.avals[ins.out]
-    dtype = out.dtype
-    _check_float(dtype, ins)
-    a = lw.read(a_slot, dtype)
-    o = lw.define(ins.out)
-    m, n = lw.avals[a_slot].shape[-2:]
+    a, o, dtype, m, n, batch = _decomposition(lw, ins)
     k, big = min(m, n), max(m, n)
-    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
     lwork = 0
     if k:
         optimum, _info = lapack.dgesdd_lwork(m, n, compute_uv=1, full_matrices=0)
@@ -596,14 +590,7 @@ def _qr(lw: _Lowerer, ins: Instr) -> None:
     """The reduced QR as NumPy computes it (geqrf, orgqr, in float64 for both
     dtypes), with the larger of the two workspace queries' optima."""
     from scipy.linalg import lapack
-    (a_slot,) = ins.ins
-    out = lw.avals[ins.out]
-    dtype = out.dtype
-    _check_float(dtype, ins)
-    a = lw.read(a_slot, dtype)
-    o = lw.define(ins.out)
-    m, n = lw.avals[a_slot].shape[-2:]
-    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    a, o, dtype, m, n, batch = _decomposition(lw, ins)
     lwork = max(n, 1)
     if n:
         probe = np.zeros((m, n), order="F")

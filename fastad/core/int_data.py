@@ -29,33 +29,23 @@ class IntValueNeeded(BaseException):
         self.sources = sources
 
 
-class IntTracer(Tracer):
-    """An integer argument of a compiled function, traced as data (a float64
-    input holding the integer exactly), so that a loop passing its iteration
-    number does not compile once per number.  Sums, differences, products and
-    negations with integers stay `IntTracer`; arithmetic with floats gives
-    ordinary traced floats; comparisons give traced booleans (a Python ``if``
-    on them is a guard).  Any use of the value itself raises `IntValueNeeded`
-    naming the arguments it came from (``sources``)."""
+class _IntegerData:
+    """What `IntTracer` and `IntArrayTracer` share: the arguments they came
+    from (``sources``), the refusal of any use of their values, and integer
+    arithmetic that stays integer data."""
 
-    __slots__ = ("sources",)
+    __slots__ = ()
 
     def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
-        super().__init__(builder, slot, value)
+        super().__init__(builder, slot, value)  # type: ignore[call-arg]
         self.sources = sources
 
-    def _needed(self, *_args: Any) -> Any:
+    def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
         raise IntValueNeeded(self.sources)
 
-    __index__ = __int__ = __float__ = __complex__ = __hash__ = __format__ = __str__ = _needed
-    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
-    __round__ = __trunc__ = __floor__ = __ceil__ = __array__ = __lshift__ = __rshift__ = _needed
-    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
-    item = tolist = _needed
-
     def _integer(self, result: Any, other: Any) -> Any:
-        """``result`` of self and ``other``, an IntTracer when both are integers."""
-        if isinstance(other, (IntTracer, IntArrayTracer)):
+        """``result`` of self and ``other``, integer data when both are integers."""
+        if isinstance(other, _IntegerData):
             return _integer_like(result, self.sources | other.sources)
         if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
             return _integer_like(result, self.sources)
@@ -84,6 +74,25 @@ class IntTracer(Tracer):
 
     def __abs__(self) -> Any:
         return self._integer(Tracer.__abs__(self), 0)
+
+
+class IntTracer(_IntegerData, Tracer):
+    """An integer argument of a compiled function, traced as data (a float64
+    input holding the integer exactly), so that a loop passing its iteration
+    number does not compile once per number.  Sums, differences, products and
+    negations with integers stay `IntTracer`; arithmetic with floats gives
+    ordinary traced floats; comparisons give traced booleans (a Python ``if``
+    on them is a guard).  Any use of the value itself raises `IntValueNeeded`
+    naming the arguments it came from (``sources``)."""
+
+    __slots__ = ("sources",)
+    _needed = _IntegerData._needed  # named in the tables below
+
+    __index__ = __int__ = __float__ = __complex__ = __hash__ = __format__ = __str__ = _needed
+    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
+    __round__ = __trunc__ = __floor__ = __ceil__ = __array__ = __lshift__ = __rshift__ = _needed
+    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
+    item = tolist = _needed
 
     def __repr__(self) -> str:
         return f"IntTracer(%{self.slot}: an integer argument traced as data)"
@@ -105,7 +114,7 @@ _INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positiv
                              "maximum", "minimum", "fmax", "fmin", "square"})
 
 
-class IntArrayTracer(ArrayTracer):
+class IntArrayTracer(_IntegerData, ArrayTracer):
     """An integer array argument of a compiled function, traced as data: a
     float64 input holding the integers exactly (the VM's registers are
     floating point), so that a minibatch of new labels or indices reuses the
@@ -118,26 +127,13 @@ class IntArrayTracer(ArrayTracer):
     came from (``sources``): they are keyed by value from then on."""
 
     __slots__ = ("sources",)
-
-    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
-        super().__init__(builder, slot, value)
-        self.sources = sources
-
-    def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise IntValueNeeded(self.sources)
+    _needed = _IntegerData._needed  # named in the tables below
 
     __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = _needed
     __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
     __array__ = __lshift__ = __rshift__ = _needed
     __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
     item = tolist = _needed
-
-    def _integer(self, result: Any, other: Any) -> Any:
-        if isinstance(other, (IntTracer, IntArrayTracer)):
-            return _integer_like(result, self.sources | other.sources)
-        if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
-            return _integer_like(result, self.sources)
-        return result
 
     def __getitem__(self, key: Any) -> Any:
         return _integer_like(ArrayTracer.__getitem__(self, key), self.sources)
@@ -155,30 +151,6 @@ class IntArrayTracer(ArrayTracer):
             elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
                 return result
         return _integer_like(result, sources)
-
-    def __add__(self, other: Any) -> Any:
-        return self._integer(Tracer.__add__(self, other), other)
-
-    def __radd__(self, other: Any) -> Any:
-        return self._integer(Tracer.__radd__(self, other), other)
-
-    def __sub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__sub__(self, other), other)
-
-    def __rsub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rsub__(self, other), other)
-
-    def __mul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__mul__(self, other), other)
-
-    def __rmul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rmul__(self, other), other)
-
-    def __neg__(self) -> Any:
-        return self._integer(Tracer.__neg__(self), 0)
-
-    def __abs__(self) -> Any:
-        return self._integer(Tracer.__abs__(self), 0)
 
     def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
         """To an integer dtype: itself (the integers are exact in float64)."""
