@@ -99,7 +99,7 @@ class Primitive:
     # reach the user, only its executable's do (a loop runs on the VM)
     release_impl = None
     # impl that writes its result into operand 0's memory and returns it: the
-    # reverse sweep hands it an accumulator nothing else holds (`Builder.donor`),
+    # reverse sweep hands it an accumulator nothing else holds (`tracer.donate`),
     # so adding a slice's cotangent does not copy the whole adjoint (scatter_add)
     in_place_impl = None
     # Per argument, what its VJP rule (and accumulating rule) reads besides g

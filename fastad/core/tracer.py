@@ -86,10 +86,6 @@ class Builder:
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
-        # The accumulator the reverse sweep is adding a sparse cotangent into,
-        # when nothing else holds it (`donatable`): the primitive's
-        # `in_place_impl` may then write into it instead of copying it.
-        self.donor: Any = None
 
     def new_input(self, value: Any) -> "Tracer":
         value = _as_value(value)
@@ -301,12 +297,19 @@ class _Traces(threading.local):
 
     def __init__(self) -> None:
         self.stack: list[Builder] = []
-        # the builder whose plain sweep runs off the stack (`suspended`): its
-        # donated accumulator is still the one `bind` may update in place
-        self.sweeping: Builder | None = None
+        # The accumulator the reverse sweep is adding a sparse cotangent into,
+        # when nothing else holds it (`Builder.donatable`): `bind` lets the
+        # primitive's `in_place_impl` write into it instead of copying it.
+        self.donor: Any = None
 
 
 _traces = _Traces()
+
+
+def donate(value: Any) -> None:
+    """Make ``value`` (an array of `Builder.donatable`, or None) the array the
+    next in-place-capable primitive applied to it may overwrite."""
+    _traces.donor = value
 
 
 def current_builder() -> Builder | None:
@@ -359,7 +362,7 @@ class suspended:  # noqa: N801 - used as ``with suspended(builder):``
     runs as outside any trace, and the front end's functions of plain arrays
     need not make what a trace could hold as a constant."""
 
-    __slots__ = ("builder", "taken", "sweeping")
+    __slots__ = ("builder", "taken")
 
     def __init__(self, builder: Builder) -> None:
         self.builder = builder
@@ -369,12 +372,10 @@ class suspended:  # noqa: N801 - used as ``with suspended(builder):``
         self.taken = bool(stack) and stack[-1] is self.builder
         if self.taken:
             stack.pop()
-            self.sweeping, _traces.sweeping = _traces.sweeping, self.builder
 
     def __exit__(self, *exc: Any) -> None:
         if self.taken:
             _traces.stack.append(self.builder)
-            _traces.sweeping = self.sweeping
 
 
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
@@ -402,11 +403,8 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         if type(a) in _TRACERS:
             break
     else:  # plain values (an eager gradient's sweep): no trace to record into
-        if prim.in_place_impl is not None:
-            stack = _traces.stack
-            holder = _traces.sweeping or (stack[-1] if stack else None)
-            if holder is not None and args[0] is holder.donor is not None:
-                return prim.in_place_impl(*args, **params)
+        if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
+            return prim.in_place_impl(*args, **params)
         return prim.impl(*args, **params)
     values = [a.value if type(a) in _TRACERS else a for a in args]
     stack = _traces.stack
@@ -415,7 +413,7 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
             f"{prim.name}: a traced value was used after its trace ended (stored in a global "
             "or a closure); return it from the function instead")
     builder = stack[-1]
-    if prim.in_place_impl is not None and values[0] is builder.donor is not None \
+    if prim.in_place_impl is not None and values[0] is _traces.donor is not None \
             and type(args[0]) in _TRACERS:  # (a plain donor would be recorded as a constant)
         value = prim.in_place_impl(*values, **params)
         builder.values[args[0].slot] = stand_in(value)  # it holds the update now

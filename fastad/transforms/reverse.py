@@ -20,7 +20,7 @@ import numpy as np
 from ..core.registry import registry
 from ..primitives.numpy_proxy import fnp
 from ..core import tracer as tracer_module
-from ..core.tracer import Builder, Tracer
+from ..core.tracer import Builder, Tracer, donate
 
 if TYPE_CHECKING:
     from ..core.tape import Tape
@@ -122,11 +122,11 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 if acc is None:
                     acc = fnp.zeros_for(args[argnum], g)
                 elif releasing or plain:  # nothing reads an accumulator but the sweep
-                    builder.donor = builder.donatable(acc)
+                    donate(builder.donatable(acc))
                 try:
                     adjoint[slot] = accumulating[argnum](acc, g, ans, *args, **params)
                 finally:
-                    builder.donor = None
+                    donate(None)
                 acc = None  # the sum replaced it: no local may keep a large array alive
                 continue
             if strong_zero and prim.elementwise_partials:
