@@ -336,3 +336,22 @@ def seconds_until_interrupted(call: Callable[[], Any], after: float = 0.2) -> fl
         timer.cancel()
         timer.join()
         signal.signal(signal.SIGINT, previous)
+
+
+def altered(program: Any, **fields: Any) -> Any:
+    """A lowered VM program with some of its fields replaced (``code``,
+    ``meta``, ``index``, ...): an edited or hostile program for the
+    validator's tests."""
+    import dataclasses
+    return dataclasses.replace(program, **fields)
+
+
+def executable_or_none(program: Any) -> Any:
+    """The C VM's executable of ``program``, or None when its validator
+    refuses the program (TapeError)."""
+    from fastad.backends import c_backend
+    from fastad.core.errors import TapeError
+    try:
+        return c_backend.Executable(program)
+    except TapeError:
+        return None

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
+from helpers import altered
 from fastad.backends import c_backend
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
@@ -288,9 +289,7 @@ def test_function_codes_reach_their_own_loop_and_hostile_ones_are_rejected(fuse)
             meta[at] = code
         else:
             prog_code[pc + 1] = code
-        hostile = type(program)(prog_code, meta, program.index, program.const_image,
-                                program.arena_bytes, program.inputs, program.outputs,
-                                bound_bytes=program.bound_bytes)
+        hostile = altered(program, code=prog_code, meta=meta)
         if not 0 <= code < len(names):
             with pytest.raises(TapeError, match="invalid program"):
                 c_backend.Executable(hostile)

@@ -25,7 +25,8 @@ from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
 from fastad.primitives.linalg import triangular_matmul
-from helpers import rosenbrock, rosenbrock_loop, seconds_until_interrupted
+from helpers import (altered, executable_or_none, rosenbrock, rosenbrock_loop,
+                     seconds_until_interrupted)
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
 
@@ -375,11 +376,9 @@ def test_corrupt_programs_are_rejected_not_run():
             meta[rng.integers(len(meta))] = rng.choice([-1, 0, 2**40, 2**62, rng.integers(-9, 9)])
         elif len(index):
             index[rng.integers(len(index))] = rng.choice([-1, 10, 2**40])
-        hostile = type(program)(code, meta, index, program.const_image, program.arena_bytes,
-                                program.inputs, program.outputs, bound_bytes=program.bound_bytes)
-        try:
-            exe = c_backend.Executable(hostile)
-        except TapeError:
+        hostile = altered(program, code=code, meta=meta, index=index)
+        exe = executable_or_none(hostile)
+        if exe is None:
             rejected += 1
             continue
         exe.run(x)  # a program that passes validation may compute garbage, never crash
@@ -414,12 +413,9 @@ def test_corrupt_cholesky_and_triangular_solve_descriptors_are_rejected_or_run_s
             for value in (-1, 0, 1, 2, 3, 5, 8, 40, 46341, 2**31 - 1, 2**31, 2**40):
                 meta = program.meta.copy()
                 meta[d + word] = value
-                hostile = type(program)(program.code, meta, program.index, program.const_image,
-                                        program.arena_bytes, program.inputs, program.outputs,
-                                        bound_bytes=program.bound_bytes)
-                try:
-                    exe = c_backend.Executable(hostile)
-                except TapeError:
+                hostile = altered(program, meta=meta)
+                exe = executable_or_none(hostile)
+                if exe is None:
                     rejected += 1
                     continue
                 try:
@@ -467,11 +463,9 @@ def test_corrupt_fused_programs_are_rejected_not_run():
             else:
                 code[rng.integers(len(code))] = rng.choice([-1, 0, 1, 3, 2**20, 2**31 - 1,
                                                             rng.integers(-100, 100)])
-        hostile = type(program)(code, meta, program.index, program.const_image,
-                                program.arena_bytes, program.inputs, program.outputs, bound_bytes=program.bound_bytes)
-        try:
-            exe = c_backend.Executable(hostile)
-        except TapeError:
+        hostile = altered(program, code=code, meta=meta)
+        exe = executable_or_none(hostile)
+        if exe is None:
             rejected += 1
             continue
         exe.run(args)  # may compute garbage, never crash
@@ -514,12 +508,9 @@ def test_corrupt_loop_programs_are_rejected_not_run():
                     code[pc + 2] = value
                 else:
                     meta[d + word] = value
-                hostile = type(program)(code, meta, program.index, program.const_image,
-                                        program.arena_bytes, program.inputs, program.outputs,
-                                        bound_bytes=program.bound_bytes)
-                try:
-                    exe = c_backend.Executable(hostile)
-                except TapeError:
+                hostile = altered(program, code=code, meta=meta)
+                exe = executable_or_none(hostile)
+                if exe is None:
                     rejected += 1
                     continue
                 if any(meta[e] > 10**4 for _, e, _, _ in _loops(hostile)):
@@ -685,8 +676,7 @@ def _moved(program, pc, region, target):
         code[pc + operand] += step
     else:  # slot s of a FUSED descriptor: (kind, offset) pairs after 3 words
         meta[code[pc + 2] + 3 + 2 * (-1 - operand) + 1] += step
-    return type(program)(code, meta, program.index, program.const_image, program.arena_bytes,
-                         program.inputs, program.outputs, bound_bytes=program.bound_bytes)
+    return altered(program, code=code, meta=meta)
 
 
 def _overlap_cases(program, pc, regions, fraction):
@@ -780,8 +770,7 @@ def _repeated(program, times):
     """program with its instructions (all but HALT) run ``times`` times over: the
     same results, ``times`` times the work (a long call traced in no time)."""
     code = np.concatenate([program.code[:-1]] * times + [program.code[-1:]])
-    return type(program)(code, program.meta, program.index, program.const_image,
-                         program.arena_bytes, program.inputs, program.outputs, bound_bytes=program.bound_bytes)
+    return altered(program, code=code)
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(),
