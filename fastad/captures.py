@@ -14,7 +14,8 @@ running anything).  Of the bindings found:
   input) instead of a constant, and each call passes the array the binding
   holds then, so a change made in place is seen by the next call (what plain
   NumPy computes from it before it meets a traced value, ``W.sum()``, ``2 *
-  W``, is computed once, at trace time);
+  W``, is a constant of the tape, so the array's contents are guarded as
+  well where that can have happened: see `settle`);
 * every binding holding an array or a number is *guarded*: at each call it
   must still hold the same object (a number: an equal one), else the trace
   is not used and the function is traced again, as PyTorch's compiler guards
@@ -80,8 +81,7 @@ class Binding:
     def holds(self) -> bool:
         now = self.current()
         if now is self.value:
-            return self.contents is None or (now.shape == self.contents.shape
-                                             and np.array_equal(now, self.contents))
+            return self.contents is None or _same_bits(now, self.contents)
         if isinstance(self.value, _NUMBERS) and type(now) is type(self.value):
             return bool(now == self.value)
         return False
@@ -105,6 +105,8 @@ class Captures:
     guarded: tuple[Binding, ...]  # arrays and numbers: the same object at each call
     # float arrays, by id, that may become inputs of the tape when first used
     arrays: dict[int, Binding]
+    # the float and complex numbers written in the code followed (``0.5``)
+    literals: frozenset = frozenset()
 
     def hold(self) -> bool:
         for b in self.guarded:
@@ -117,6 +119,65 @@ class Captures:
 
 
 NONE = Captures((), {})
+
+
+def _same_bits(now: np.ndarray, then: np.ndarray) -> bool:
+    """Whether two arrays of one dtype hold the same bits: -0.0 is not 0.0
+    and a NaN equals itself (either can change what is computed from it)."""
+    if now.shape != then.shape or now.dtype != then.dtype:
+        return False
+    if now.dtype.kind == "c":
+        return _same_bits(now.real, then.real) and _same_bits(now.imag, then.imag)
+    if now.dtype.itemsize not in (1, 2, 4, 8):  # longdouble
+        return np.ascontiguousarray(now).tobytes() == np.ascontiguousarray(then).tobytes()
+    bits = f"u{now.dtype.itemsize}"
+    return bool(np.array_equal(np.ascontiguousarray(now).view(bits),
+                               np.ascontiguousarray(then).view(bits)))
+
+
+def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any]) -> Captures:
+    """``found`` after a trace: the float arrays whose contents the trace may
+    have read outside the tape are guarded by their contents too (a copy
+    taken now, compared bit for bit at each call), so a change in place
+    retraces instead of leaving a stale constant.
+
+    An array the trace never took as an input was either not used or used
+    by plain NumPy only (``np.sum(W ** 2)``, ``W.mean()``): always guarded.
+    One it took as an input (``x @ W``) is read at each call; it is guarded
+    only when the tape also holds a constant that plain NumPy may have
+    computed from it: a float number neither written in the code nor held by
+    a guarded binding (``W.sum()``, ``float(W[0])``) or a float array of its
+    shape (``W ** 2``, ``W /
+    norm``).  Other constants cannot come from it, so a large array read by
+    reference (a data matrix in a closure) costs no pass over it per call.
+    Not seen: a decision of control flow on such an array's values that
+    leaves no constant (``if W.max() > 1``); pass such an array as an
+    argument."""
+    if found is NONE:
+        return found
+    inputs = {id(b.value) for b in by_reference}
+    # numbers the code wrote or read from a guarded binding (``self.scale``)
+    known = found.literals | {b.value for b in found.guarded
+                              if isinstance(b.value, (float, complex))}
+    scalar_made, shapes_made = False, set()
+    for value in consts.values():
+        if isinstance(value, (float, complex)) and not isinstance(value, np.generic):
+            scalar_made = scalar_made or value not in known
+        elif isinstance(value, (np.floating, np.complexfloating)):
+            scalar_made = True
+        elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+            if value.size == 1:
+                scalar_made = True
+            else:
+                shapes_made.add(value.shape)
+    guarded = []
+    for b in found.guarded:
+        value = b.value
+        if (b.contents is None and type(value) is np.ndarray and value.dtype.kind in "fc"
+                and (id(value) not in inputs or scalar_made or value.shape in shapes_made)):
+            b = Binding(b.where, b.name, value, value.copy())
+        guarded.append(b)
+    return Captures(tuple(guarded), found.arrays, found.literals)
 
 
 def view_indices(view: np.ndarray, base: np.ndarray) -> np.ndarray | None:
@@ -184,6 +245,7 @@ def find(fn: Callable[..., Any]) -> Captures:
     arrays: dict[int, Binding] = {}
     seen: set[int] = set()
     names: set[Any] = set()  # attribute names, globals and constants the code uses
+    literals: set[Any] = set()  # its float and complex constants
     containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
     taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
     todo = [fn]
@@ -229,6 +291,7 @@ def find(fn: Callable[..., Any]) -> Captures:
             names.update(code.co_names)
             names.update(c for c in code.co_consts
                          if isinstance(c, (str, int)) and not isinstance(c, bool))
+            literals.update(c for c in code.co_consts if isinstance(c, (float, complex)))
         module_globals = f.__globals__
         for name in _global_names(f.__code__):
             if name in module_globals:
@@ -259,7 +322,7 @@ def find(fn: Callable[..., Any]) -> Captures:
             break
     if not guarded:
         return NONE
-    return Captures(tuple(guarded.values()), arrays)
+    return Captures(tuple(guarded.values()), arrays, frozenset(literals))
 
 
 def reader(builder: Any, found: Captures, inputs: list[Any], by_reference: list[Binding]

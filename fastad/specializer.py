@@ -531,6 +531,7 @@ class Specializer:
             with guards.watching() as log:
                 out = self.fn(*new_args, **new_kwargs)
             builder.by_reference = None
+            found = captures.settle(found, by_reference, builder.tape.consts)
             out_leaves, out_tree = pytree.flatten(out)
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "

@@ -1,7 +1,8 @@
 """Compiled functions read their closures and globals at each call.
 
 Generated programs read arrays and numbers from a module global, from their
-closure and through a helper function found in a global; between calls a
+closure and through a helper function found in a global, in traced
+operations and in plain NumPy (constants of the tape); between calls a
 random sequence of actions mutates those arrays in place, rebinds the
 global, the closure variables and the number, or changes the argument.  After
 every action the jitted value, the compiled gradient, a jitted ``grad`` (a
@@ -90,6 +91,15 @@ def make_program(kind: int):
             return np.sum(helper(x * s) * C) + indexed
         if kind == 3:
             return HOLDER.energy(x * s) + np.sum(C * x) + indexed
+        # plain NumPy on the captured arrays makes constants of the tape: a
+        # scalar, an array of their shape, a Python float, with or without
+        # the same array read by reference as well
+        if kind == 4:
+            return (np.sum(x * C) * np.sum(C ** 2) + np.sum(np.sin(x) * (G / np.linalg.norm(G)))
+                    + indexed)
+        if kind == 5:
+            return (np.sum((x - C.mean()) ** 2 * G) + np.sum(x * (C - G))
+                    + float(np.max(np.abs(G))) * np.sum(x) + indexed)
         return np.sum((G @ np.outer(x, C)) ** 2) * s + np.sum(helper(x) ** 2) + indexed
 
     def set_c(value):
@@ -116,7 +126,7 @@ ACTIONS = st.sampled_from(["mutate G", "mutate C", "rebind G", "rebind C", "rebi
 
 
 @settings(max_examples=25, deadline=None)
-@given(kind=st.integers(0, 3), actions=st.lists(ACTIONS, min_size=1, max_size=6),
+@given(kind=st.integers(0, 5), actions=st.lists(ACTIONS, min_size=1, max_size=6),
        seed=st.integers(0, 2 ** 16))
 def test_compiled_follows_mutation_and_rebinding(kind, actions, seed):
     global G, OFFSET, HOLDER
