@@ -61,6 +61,12 @@ def _solve_triangular(xp: Any) -> Callable:
     if _namespace(xp) == "autograd":
         import autograd.scipy.linalg
         return autograd.scipy.linalg.solve_triangular
+    if _namespace(xp) == "torch":
+        import torch
+
+        def torch_solve_triangular(L, b, lower=False):
+            return torch.linalg.solve_triangular(L, b[:, None], upper=not lower)[:, 0]
+        return torch_solve_triangular
     import fastad.scipy.linalg  # SciPy's own converts with np.asarray, which tracing refuses
     return fastad.scipy.linalg.solve_triangular
 
