@@ -105,7 +105,7 @@ def make_mlp(xp=np):
 def make_softmax(xp=np):
     def softmax_xent(W, X, Y):
         z = X @ W
-        z = z - xp.max(z, axis=1, keepdims=True)
+        z = z - xp.amax(z, axis=1, keepdims=True)  # torch.max returns (values, indices)
         log_p = z - xp.log(xp.sum(xp.exp(z), axis=1, keepdims=True))
         return -xp.sum(Y * log_p) / X.shape[0]
     return softmax_xent
