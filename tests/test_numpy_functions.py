@@ -1,6 +1,7 @@
 """NumPy functions beyond the core: sorting and partitioning, gathers along an
 axis, cumprod, diff, cross, kron, pad, the nan-reductions, polyval, interp;
-values against NumPy, both modes to second order against finite differences
+the methods of binary ufuncs (reduce, accumulate, outer, at) and
+vectorize; values against NumPy, both modes to second order against finite differences
 (float64 and float32), compiled against the reference interpreter.  Written
 with plain ``import numpy as np``: NumPy's dispatch routes them to fastad.
 """
@@ -14,8 +15,10 @@ import scipy.signal
 from hypothesis import strategies as st
 
 import fastad as fa
+import fastad.numpy as fnp
 import fastad.scipy.signal as fsignal
-from helpers import Case, axes_for, broadcast_pair, case_test, registrar, shapes
+from helpers import (Case, axes_for, broadcast_pair, case_test, registrar, shapes,
+                     two_shapes)
 
 CASES: list[Case] = []
 
@@ -246,6 +249,101 @@ def _signal(module):
 CASES.append(Case("signal_convolve", _signal(fsignal), ("real", "real"),
                   lambda data: data.draw(convolve_args(max_dims=2)),
                   oracle=_signal(scipy.signal), covers=("matmul",)))
+
+
+# -- the methods of binary ufuncs ------------------------------------------------------
+# fastad's own reductions for add/multiply/maximum/minimum, a chain along the
+# axis for the others
+REDUCING = ["add", "multiply", "maximum", "minimum", "subtract", "logaddexp", "hypot"]
+
+
+@st.composite
+def ufunc_reduce_args(draw):
+    shape = draw(shapes(min_dims=1, min_side=1))
+    axis = draw(st.one_of(st.none(), st.integers(-len(shape), len(shape) - 1)))
+    return (shape,), {"ufunc": draw(st.sampled_from(REDUCING)), "axis": axis,
+                      "keepdims": draw(st.booleans()),
+                      "initial": draw(st.sampled_from([None, 0.5]))}
+
+
+@case("ufunc_reduce", ["real"], lambda data: data.draw(ufunc_reduce_args()),
+      tolerances={"rtol": 1e-5})
+def _ufunc_reduce(x, ufunc, axis, keepdims, initial):
+    u = getattr(np, ufunc)
+    kw = {} if initial is None or ufunc == "subtract" else {"initial": initial}
+    if ufunc in ("subtract", "logaddexp", "hypot") and axis is None:
+        x, axis = x.ravel(), 0  # NumPy reduces these over one axis only
+    return u.reduce(x, axis=axis, keepdims=keepdims, **kw)
+
+
+@st.composite
+def ufunc_accumulate_args(draw):
+    shape = draw(shapes(min_dims=1, min_side=1))
+    return (shape,), {"ufunc": draw(st.sampled_from(REDUCING)),
+                      "axis": draw(st.integers(-len(shape), len(shape) - 1))}
+
+
+@case("ufunc_accumulate", ["distinct"], lambda data: data.draw(ufunc_accumulate_args()),
+      tolerances={"rtol": 1e-5})
+def _ufunc_accumulate(x, ufunc, axis):
+    return getattr(np, ufunc).accumulate(x, axis=axis)
+
+
+@st.composite
+def ufunc_outer_args(draw):
+    return (draw(shapes(max_dims=2)), draw(shapes(max_dims=2))), {
+        "ufunc": draw(st.sampled_from(["add", "multiply", "subtract", "hypot", "arctan2",
+                                       "logaddexp"]))}
+
+
+@case("ufunc_outer", ["distinct", "distinct"], lambda data: data.draw(ufunc_outer_args()))
+def _ufunc_outer(a, b, ufunc):
+    return getattr(np, ufunc).outer(a, b)
+
+
+@st.composite
+def ufunc_at_args(draw):
+    n = draw(st.integers(1, 5))
+    k = draw(st.integers(0, 6))
+    return ((n,), (k,)), {"ufunc": draw(st.sampled_from(["add", "subtract", "multiply",
+                                                           "maximum"])),
+                          "idx": tuple(draw(st.lists(st.integers(-n, n - 1), min_size=k,
+                                                      max_size=k)))}
+
+
+@case("ufunc_at", ["distinct", "real"], lambda data: data.draw(ufunc_at_args()))
+def _ufunc_at(a, v, ufunc, idx):
+    out = a * 1.0  # a new array to write into: repeated indices apply once each
+    getattr(np, ufunc).at(out, list(idx), v)
+    return out
+
+
+@case("vectorize", ["real", "real"], two_shapes(min_side=1),  # NumPy's needs an element
+      oracle=lambda a, b: np.vectorize(_elementwise_branch)(a, b))
+def _vectorized(a, b):
+    return fnp.vectorize(_elementwise_branch)(a, b)
+
+
+def _elementwise_branch(a, b):
+    """Python control flow per element: vmap falls back to one example at a time."""
+    return a * b + np.sin(a) if a > 0 else a ** 2 - b
+
+
+@case("vectorize_signature", ["real", "real"], lambda data: data.draw(vectorize_args()),
+      oracle=lambda a, b: np.vectorize(_row_product, signature="(n),(n)->()")(a, b))
+def _vectorized_rows(a, b):
+    return fnp.vectorize(_row_product, signature="(n),(n)->()")(a, b)
+
+
+def _row_product(r, s):
+    return np.sum(r * s) + np.sum(r ** 2)
+
+
+@st.composite
+def vectorize_args(draw):
+    n = draw(st.integers(1, 4))
+    batch_a = draw(shapes(max_dims=2, min_side=1))
+    return (batch_a + (n,), batch_a[len(batch_a) - draw(st.integers(0, len(batch_a))):] + (n,)), {}
 
 
 # derivatives as functions: their tapes hold the primitives only rules record

@@ -34,6 +34,7 @@ from ._ordering import *  # noqa: F403
 from ._arrayfuncs import *  # noqa: F403
 from ._composites import *  # noqa: F403
 from ._building import *  # noqa: F403
+from ._vectorize import *  # noqa: F403
 from ._plain import *  # noqa: F403
 from ._dispatch import _UFUNCS  # noqa: F401  (the ufuncs dispatched, read by fastad.conformance)
 from ._methods import TRACER_FRONT_END as _TRACER_FRONT_END
@@ -86,4 +87,6 @@ _sys.modules[__name__ + ".random"] = random
 # The rest of NumPy's public names: constants, dtypes, classes and submodules as
 # NumPy's, functions without a derivative working on values (`_plain`).
 globals().update(_plain_module.names(globals()))
+from ._ufunc_methods import attach as _attach_ufunc_methods  # noqa: E402
 
+_attach_ufunc_methods(globals())  # fastad.numpy.add.reduce, .accumulate, .outer, .at

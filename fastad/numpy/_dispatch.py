@@ -13,11 +13,10 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
 from ._base import _fresh, _no_out, iscomplexobj, shape
-from . import _elementwise
+from . import _elementwise, _ufunc_methods
 from ._elementwise import FROM_ROWS, astype
 from ._indexing import _check_writeable, _target, _write_all
 from ._linalg import linalg, matmul
-from ._reductions import cumsum, max, min, prod, sum
 from ._views import _link
 
 #: fastad.numpy itself, whose public functions `_dispatch_function` looks up by
@@ -38,9 +37,6 @@ def _ufunc_functions() -> dict[str, Any]:
 _UFUNCS = _ufunc_functions()
 
 
-_REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
-
-
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
     if not kwargs and method == "__call__":  # np.exp(x), x * y: every traced operator
@@ -57,11 +53,10 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
             if out is inputs[0] or (len(inputs) > 1 and out is inputs[1]):
                 out = _fresh(out)  # a ufunc's result is new memory
             return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
-    if method == "reduce" and name in _REDUCERS:
-        return _REDUCERS[name](inputs[0], axis=kwargs.get("axis", 0),
-                               keepdims=kwargs.get("keepdims", False))
-    if method == "accumulate" and name == "add":
-        return cumsum(inputs[0], axis=kwargs.get("axis", 0))
+    if method in _ufunc_methods.DISPATCH and ufunc.nin == 2:
+        fn = _UFUNCS.get(name) or _namespace.get(name)
+        if callable(fn) and not isinstance(fn, _np.ufunc):
+            return _ufunc_methods.DISPATCH[method](fn, ufunc, inputs, kwargs)
     if method == "__call__" and not set(kwargs) - {"out", "dtype", "casting"}:
         foreign = _foreign_ufunc(ufunc)
         if foreign is None and isinstance(getattr(_np, name, None), _np.ufunc):

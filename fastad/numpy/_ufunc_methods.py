@@ -1,0 +1,147 @@
+"""The methods of NumPy's binary ufuncs on traced values: ``np.add.reduce``,
+``np.maximum.accumulate``, ``np.multiply.outer``, ``np.add.at``.
+
+NumPy calls them through ``__array_ufunc__`` with the method's name
+(`_dispatch._dispatch_ufunc`); each is written with the ufunc's own traced
+function, so any binary ufunc fastad computes has all four, and their
+derivatives come from the ufunc's: ``add``/``multiply``/``maximum``/
+``minimum`` reduce and accumulate through fastad's sums, products, extremes
+and cumulative sums, and the others (``logaddexp.reduce``,
+``maximum.accumulate``, ``subtract.accumulate``) as a chain along the axis,
+one application per element, as NumPy defines them.  `attach` gives
+fastad.numpy's ufunc functions the same methods (``fnp.add.reduce``), NumPy's
+bound methods, which dispatch here on traced values.
+"""
+from __future__ import annotations
+
+import builtins
+from typing import Any, Callable
+
+import numpy as _np
+
+from ..core.errors import TracingError
+from ..core.tracer import Tracer
+from ._base import _constant, ndim, shape
+from ._elementwise import astype
+from ._indexing import _flat_index, _target, _check_writeable, _write_all
+from ._reductions import cumprod, cumsum, max, min, prod, sum
+from ._shape import broadcast_to, moveaxis, ravel, reshape, scatter_add, scatter_set, stack
+
+_REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
+_ACCUMULATORS = {"add": cumsum, "multiply": cumprod}
+METHODS = ("reduce", "accumulate", "outer", "at")
+
+
+def _refuse(ufunc: _np.ufunc, method: str, why: str) -> TracingError:
+    return TracingError(f"numpy.{ufunc.__name__}.{method} on traced values: {why}")
+
+
+def _chain(fn: Callable, a: Any, keep_all: bool) -> Any:
+    """fn applied along axis 0 of a, left to right: the last value (reduce)
+    or every partial one stacked (accumulate)."""
+    n = shape(a)[0]
+    acc, parts = a[0], [a[0]]
+    for i in range(1, n):
+        acc = fn(acc, a[i])
+        if keep_all:
+            parts.append(acc)
+    return stack(parts) if keep_all else acc
+
+
+def reduce(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
+    (a,) = inputs
+    kwargs = dict(kwargs)
+    axis = kwargs.pop("axis", 0)
+    keepdims = kwargs.pop("keepdims", False)
+    dtype = kwargs.pop("dtype", None)
+    initial = kwargs.pop("initial", _np._NoValue)
+    if kwargs.pop("where", True) is not True or kwargs:
+        raise _refuse(ufunc, "reduce", f"arguments {sorted(kwargs) or ['where']} are not "
+                      "supported; reduce with fastad.numpy.where first")
+    name = ufunc.__name__
+    if axis is None:
+        axis = tuple(range(ndim(a)))
+    axes = tuple(sorted((x % ndim(a) for x in (axis if isinstance(axis, tuple) else (axis,))),
+                        reverse=True))
+    if name in _REDUCERS:
+        out = _REDUCERS[name](a, axis=axes, keepdims=keepdims)
+    else:
+        out = a
+        for x in axes:  # highest first, so the others keep their numbers
+            if shape(out)[x] == 0:
+                raise _refuse(ufunc, "reduce", "an empty axis and no identity")
+            out = _chain(fn, moveaxis(out, x, 0), keep_all=False)
+            if keepdims:
+                out = reshape(out, shape(out)[:x] + (1,) + shape(out)[x:])
+    if initial is not _np._NoValue and initial is not None:
+        out = fn(out, initial)
+    return astype(out, dtype) if dtype is not None else out
+
+
+def accumulate(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
+    (a,) = inputs
+    kwargs = dict(kwargs)
+    axis = kwargs.pop("axis", 0)
+    dtype = kwargs.pop("dtype", None)
+    if kwargs:
+        raise _refuse(ufunc, "accumulate", f"arguments {sorted(kwargs)} are not supported")
+    name = ufunc.__name__
+    if name in _ACCUMULATORS:
+        out = _ACCUMULATORS[name](a, axis=axis)
+    else:
+        axis = axis % ndim(a)
+        out = moveaxis(_chain(fn, moveaxis(a, axis, 0), keep_all=True), 0, axis)
+    return astype(out, dtype) if dtype is not None else out
+
+
+def outer(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
+    a, b = inputs
+    if kwargs:
+        raise _refuse(ufunc, "outer", f"arguments {sorted(kwargs)} are not supported")
+    return fn(reshape(a, tuple(shape(a)) + (1,) * ndim(b)), b)
+
+
+def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
+    """``ufunc.at(a, indices, b)``: a[indices] = ufunc(a[indices], b), unbuffered
+    (a repeated index applies once per occurrence), into the traced array a."""
+    if kwargs or len(inputs) != 3:
+        raise _refuse(ufunc, "at", "takes (a, indices, b)")
+    a, indices, b = inputs
+    target = _target(a, f"numpy.{ufunc.__name__}.at")
+    _check_writeable(target, "output array is read-only")
+    idx = _flat_index(tuple(shape(target)), indices)
+    if ufunc.__name__ in ("add", "subtract"):
+        value = b if ufunc.__name__ == "add" else -b if isinstance(b, Tracer) else -_np.asarray(b)
+        _write_all(target, scatter_add(target, idx, value))
+        return None
+    flat = ravel(target)  # one application per occurrence, in order
+    b = broadcast_to(b if isinstance(b, Tracer) else _constant(_np.asarray(b)), idx.shape)
+    for k, i in enumerate(idx.reshape(-1)):
+        flat = scatter_set(flat, [int(i)], fn(flat[int(i)], ravel(b)[k]))
+    _write_all(target, reshape(flat, tuple(shape(target))))
+    return None
+
+
+DISPATCH = {"reduce": reduce, "accumulate": accumulate, "outer": outer, "at": at}
+
+
+def attach(namespace: dict[str, Any]) -> None:
+    """Give each function of ``namespace`` named as a binary NumPy ufunc that
+    ufunc's methods, and ``nin``/``nout``/``identity``, as NumPy's ufuncs have:
+    ``fastad.numpy.add.reduce`` is ``numpy.add.reduce``, which comes back to
+    `DISPATCH` on traced values."""
+    for name, fn in list(namespace.items()):
+        ufunc = getattr(_np, name, None)
+        if (not isinstance(ufunc, _np.ufunc) or not callable(fn) or isinstance(fn, _np.ufunc)
+                or builtins.getattr(fn, "__name__", None) not in (name, ufunc.__name__)):
+            continue  # an alias (fmax is maximum's function): the primary name's methods
+        for attr in ("reduce", "accumulate", "outer", "at", "reduceat", "nin", "nout",
+                     "identity", "ntypes", "types", "signature"):
+            try:
+                setattr(fn, attr, getattr(ufunc, attr))
+            except AttributeError:
+                continue
+    return None
+
+
+__all__: list[str] = []
