@@ -229,6 +229,9 @@ def _cho_solve(a, b):
     return (fla.cho_solve(fla.cho_factor(a), b), fla.cho_solve(fla.cho_factor(a, lower=True), b))
 
 
+case("expm", ["real"], squares(), oracle=_scipy_batched(sla.expm))(fla.expm)
+
+
 case("sqrtm", ["spd"], squares(), covers=["sqrtm"],
      oracle=_scipy_batched(lambda a: np.real(sla.sqrtm(a))))(fla.sqrtm)
 
