@@ -591,10 +591,10 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
             raise ValueError(f"vmap: in_axes has {len(axes)} entries for {len(args)} arguments")
         leaves, batched, examples, size = [], [], [], None
         trees = []
-        for i, (arg, ax) in enumerate(zip(args, axes)):
+        for i, (arg, ax_tree) in enumerate(zip(args, axes)):
             arg_leaves, tree = pytree.flatten(arg)
             trees.append(tree)
-            for leaf in arg_leaves:
+            for leaf, ax in zip(arg_leaves, _leaf_axes(arg, ax_tree, i)):
                 leaf = check_leaf(leaf, f"vmap argument {i}")
                 if ax is None:
                     leaves.append(leaf)
@@ -636,6 +636,21 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
             outs.append(_owned(fnp.moveaxis(value, 0, out_axes) if out_axes else value))
         return pytree.unflatten(rec.out_tree, outs)
     return vmapped
+
+
+def _leaf_axes(arg: Any, axes: Any, i: int) -> list[Any]:
+    """The in_axes of each leaf of ``arg``: ``axes`` is an int or None for all
+    of them, or a pytree prefix of ``arg`` (JAX's convention: ``{"w": 0, "b":
+    None}`` for a dict argument)."""
+    if axes is None or isinstance(axes, int):
+        return [axes] * len(pytree.flatten(arg)[0])
+    if isinstance(axes, dict) and isinstance(arg, dict) and set(axes) == set(arg):
+        return [a for k in sorted(arg) for a in _leaf_axes(arg[k], axes[k], i)]
+    if (isinstance(axes, (tuple, list)) and isinstance(arg, (tuple, list))
+            and len(axes) == len(arg)):
+        return [a for sub, ax in zip(arg, axes) for a in _leaf_axes(sub, ax, i)]
+    raise ValueError(f"vmap: in_axes {axes!r} for argument {i} is neither an int, None nor a "
+                     "prefix of its structure")
 
 
 def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],

@@ -9,7 +9,9 @@ signatures and conventions, so code written for either runs unchanged:
   so it is the function itself);
 * autograd: ``holomorphic_grad``, ``make_ggnvp``;
 * JAX: ``jacfwd``, ``jacrev``, ``linearize``, ``custom_jvp`` and
-  ``custom_vjp`` (`fastad.custom_rules`).
+  ``custom_vjp`` (`fastad.custom_rules`), ``remat`` (``checkpoint``),
+  ``eval_shape``, ``tree_map`` (`fastad.tree_util` has the rest), and
+  ``jax.lax``'s ``stop_gradient``, ``cond`` and ``switch``.
 
 Each is written with `fastad.api`'s transforms; argument positions are
 autograd's ``argnum`` (an int) unless said otherwise.
@@ -171,7 +173,83 @@ def linearize(fun: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[...
     return out, f_jvp
 
 
-__all__ = ["holomorphic_grad", "make_ggnvp", "custom_jvp", "custom_vjp", "elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
+remat = checkpoint
+stop_gradient = fnp.stop_gradient
+
+
+def cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any],
+         *operands: Any) -> Any:
+    """``jax.lax.cond``: ``true_fun(*operands)`` if ``pred`` else
+    ``false_fun(*operands)``.  A traced ``pred`` is Python control flow on a
+    traced value: under a compiled trace a guard (a new outcome retraces),
+    under ``vmap`` one example at a time when examples differ; prefer
+    ``fastad.numpy.where`` for selections per element."""
+    return true_fun(*operands) if pred else false_fun(*operands)
+
+
+def switch(index: Any, branches: Any, *operands: Any) -> Any:
+    """``jax.lax.switch``: ``branches[index](*operands)``, ``index`` clamped to
+    the branches' range as JAX does (a traced index: see `cond`)."""
+    branches = list(branches)
+    if not branches:
+        raise ValueError("switch needs at least one branch")
+    for k, branch in enumerate(branches[:-1]):
+        if index <= k:
+            return branch(*operands)
+    return branches[-1](*operands)
+
+
+def eval_shape(fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``jax.eval_shape``: the shapes and dtypes of ``fun``'s results (a pytree
+    of ``ShapeDtypeStruct``), from one trace, without running compiled code."""
+    from .api import make_tape
+    from .core.tracer import Tracer
+    from .core import pytree
+    import numpy as np
+
+    found = []
+
+    def recorded(*a: Any, **k: Any) -> Any:
+        out = fun(*a, **k)
+        found.append(out)
+        return out
+    make_tape(recorded)(*args, **kwargs)
+    leaves, tree = pytree.flatten(found[0])
+
+    def struct(v: Any) -> Any:
+        value = v.value if isinstance(v, Tracer) else v
+        return ShapeDtypeStruct(np.shape(value), np.asarray(value).dtype)
+    return pytree.unflatten(tree, [struct(v) for v in leaves])
+
+
+class ShapeDtypeStruct:
+    """A result's shape and dtype (``jax.ShapeDtypeStruct``)."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: Any, dtype: Any) -> None:
+        import numpy as np
+        self.shape, self.dtype = tuple(shape), np.dtype(dtype)
+
+    def __repr__(self) -> str:
+        return f"ShapeDtypeStruct(shape={self.shape}, dtype={self.dtype.name})"
+
+    def __eq__(self, other: Any) -> bool:
+        return (isinstance(other, ShapeDtypeStruct) and self.shape == other.shape
+                and self.dtype == other.dtype)
+
+    def __hash__(self) -> int:
+        return hash((self.shape, self.dtype))
+
+
+def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+    """``jax.tree_util.tree_map`` (`fastad.tree_util`)."""
+    from .tree_util import tree_map as mapped
+    return mapped(f, tree, *rest)
+
+
+__all__ = ["remat", "stop_gradient", "cond", "switch", "eval_shape", "ShapeDtypeStruct",
+           "tree_map", "holomorphic_grad", "make_ggnvp", "custom_jvp", "custom_vjp", "elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
            "hessian_vector_product", "hessian_tensor_product", "vector_jacobian_product",
            "tensor_jacobian_product", "grad_named", "multigrad_dict", "checkpoint", "jacfwd",
            "jacrev", "linearize"]

@@ -517,3 +517,87 @@ def test_named_gradients_and_jax_jacobians_and_linearize():
     np.testing.assert_allclose(out, g(x), rtol=1e-12)
     fd = (g(x + eps * v) - g(x - eps * v)) / (2 * eps)
     np.testing.assert_allclose(g_jvp(v), fd, rtol=1e-6, atol=1e-8)
+
+
+# -- jax.lax's selections, eval_shape, tree_util, vmap's in_axes as a pytree ----------------
+def _piecewise(w, x):
+    """cond on a traced predicate and switch on a traced index: Python control flow."""
+    y = fa.cond(fnp.sum(w) > 0, lambda a: fnp.sin(a) * x, lambda a: a ** 2 - x, w)
+    k = fnp.argmax(w)  # an integer computed from the values: switch clamps it
+    return fnp.sum(fa.switch(k, [lambda a: a * 2.0, lambda a: fnp.exp(a), lambda a: a ** 3],
+                             y))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("backend", COMPILED)
+def test_cond_and_switch_follow_their_values(seed, backend):
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=3)
+    f = functools.partial(_piecewise, x=X)
+    eager = fa.grad(f)(w)
+    np.testing.assert_allclose(eager, _fd_grad(f, w), rtol=1e-6, atol=1e-8)
+    compiled = fa.compile(f, backend=backend)
+    for v in (w, -w, rng.normal(size=3)):  # outcomes that change: guards retrace
+        np.testing.assert_allclose(compiled(v), fa.grad(f)(v), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(fa.jit(f, backend=backend)(v), f(v), rtol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # examples take different branches: one at a time
+        batch = rng.normal(size=(4, 3))
+        np.testing.assert_allclose(fa.vmap(fa.grad(f))(batch),
+                                   np.stack([fa.grad(f)(b) for b in batch]), rtol=1e-12)
+
+
+def test_switch_clamps_and_cond_takes_operands():
+    branches = [lambda a, b: a + b, lambda a, b: a - b, lambda a, b: a * b]
+    assert [fa.switch(i, branches, 3.0, 2.0) for i in (-4, 0, 1, 2, 9)] == [5.0, 5.0, 1.0, 6.0,
+                                                                         6.0]
+    assert fa.cond(False, lambda a, b: a, lambda a, b: b, 1.0, 2.0) == 2.0
+    with pytest.raises(ValueError):
+        fa.switch(0, [], 1.0)
+
+
+def test_eval_shape_and_tree_util():
+    out = fa.eval_shape(lambda a, n: {"s": fnp.sum(a ** n), "v": (a[:2].astype(np.float32),)},
+                        np.ones(4), 3)
+    assert out == {"s": fa.ShapeDtypeStruct((), np.float64),
+                   "v": (fa.ShapeDtypeStruct((2,), np.float32),)}
+    tree = {"b": [np.ones(2), (3.0, None)], "a": np.zeros(3)}
+    leaves, treedef = fa.tree_util.tree_flatten(tree)
+    assert len(leaves) == 3 and fa.tree_util.tree_structure(tree) == treedef
+    doubled = fa.tree_map(lambda u, v: u + v, tree, tree)
+    np.testing.assert_array_equal(doubled["b"][0], 2 * np.ones(2))
+    assert doubled["b"][1] == (6.0, None)
+    assert fa.tree_util.tree_unflatten(treedef, leaves)["b"][1][0] == 3.0
+    assert fa.tree_util.tree_reduce(lambda u, v: u + np.sum(v), tree, 0.0) == 5.0
+    with pytest.raises(ValueError, match="structures"):
+        fa.tree_map(lambda u, v: u, tree, {"a": 1.0})
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_vmap_in_axes_as_a_prefix_of_the_argument(backend):
+    rng = np.random.default_rng(3)
+    params = {"w": rng.normal(size=(5, 3)), "b": rng.normal(size=3)}
+    xs = rng.normal(size=(5, 3))
+
+    def loss(p, x):
+        return fnp.sum(fnp.tanh(p["w"] * x + p["b"]) ** 2)
+
+    per = fa.vmap(fa.grad(loss), in_axes=({"w": 0, "b": None}, 0))
+    want = [fa.grad(loss)({"w": params["w"][k], "b": params["b"]}, xs[k]) for k in range(5)]
+    got = per(params, xs)
+    np.testing.assert_allclose(got["w"], np.stack([g["w"] for g in want]), rtol=1e-12)
+    np.testing.assert_allclose(got["b"], np.stack([g["b"] for g in want]), rtol=1e-12)
+    jitted = fa.jit(per, backend=backend)(params, xs)
+    np.testing.assert_allclose(jitted["b"], got["b"], rtol=1e-12)
+    total = fa.grad(lambda p: fnp.sum(fa.vmap(loss, in_axes=({"w": 0, "b": None}, 0))(p, xs)))
+    g = total(params)
+    np.testing.assert_allclose(g["b"], _fd_grad(lambda b: float(np.sum(
+        [loss({"w": params["w"][k], "b": b}, xs[k]) for k in range(5)])), params["b"]),
+        rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="prefix"):
+        fa.vmap(loss, in_axes=({"w": 0}, 0))(params, xs)
+
+
+def test_remat_and_stop_gradient_are_jaxs():
+    f = fa.remat(lambda a: fnp.sum(fnp.sin(a) * fa.stop_gradient(a)))
+    np.testing.assert_allclose(fa.grad(f)(W), np.cos(W) * W, rtol=1e-14)
