@@ -63,6 +63,37 @@ def _new_primitive(fun: Callable[..., Any], kind: str, impl: Callable[..., Any])
     return prim
 
 
+def inlined(tape: Any, values: Any) -> Any:
+    """``tape`` with each call of a custom function replaced by the
+    instructions its Python function records on the call's operands, or None
+    when it calls none.  ``values``: the trace's values by slot (those of the
+    inputs are read).  The derivative rules have run already (the sweep
+    recorded ``bwd``/the JVP rule); what is left is the primal call, which a
+    backend would otherwise run as a call into Python.  A function whose body
+    does not trace (it calls code that converts to plain arrays) keeps its
+    call."""
+    from .core.registry import registry as prims
+    from .core.tracer import recording
+    if not any(prims[ins.prim].inline is not None for ins in tape.instrs):
+        return None
+    if any(np.asarray(values[s]).dtype.kind not in "fc" for s in tape.inputs):
+        return None  # integer data: inputs of another kind, not replayed here
+    with recording(record_lines=False) as builder:
+        env: dict[int, Any] = {s: builder.new_input(values[s]) for s in tape.inputs}
+        env.update(tape.consts)
+        for ins in tape.instrs:
+            prim, args, params = prims[ins.prim], [env[s] for s in ins.ins], dict(ins.params)
+            out = None
+            if prim.inline is not None:
+                try:
+                    out = prim.inline(*args, **params)
+                except Exception:  # noqa: BLE001 - not traceable: the call stays
+                    out = None
+            env[ins.out] = bind(prim, *args, **params) if out is None else out
+        builder.tape.outputs = [builder.slot_of(env[s]) for s in tape.outputs]
+    return builder.tape
+
+
 def _transpose(linear: Callable[[Any], Any], like: Any, cotangent: Any) -> Any:
     """L^T(cotangent) for the linear map ``linear``, at a point like ``like``:
     the reverse-mode derivative of L (at zero, where it is exact)."""
@@ -133,6 +164,7 @@ class _Custom:
         self.nondiff_argnums = tuple(sorted(int(i) for i in nondiff_argnums))
         self.primitive = _new_primitive(fun, self.kind, self._value)
         self.primitive.batch_rule = per_example
+        self.primitive.inline = self._value
         # (argument structure, leaf shapes and dtypes, nondiff) -> the result's
         # structure and leaf avals, learnt by running the function once
         self._results: dict[Any, tuple[Any, tuple]] = {}

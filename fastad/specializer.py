@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, captures, draws, locks
+from . import backends, captures, custom_rules, draws, locks
 from .core import pytree
 from .api import Recorded, check_leaf
 from .backends import fallback, reference
@@ -567,8 +567,9 @@ class Specializer:
                     raise ReleasedValueRead(f"a derivative rule raised {exc!r}") from exc
                 raise
             builder.tape.outputs = [builder.slot_of(r) for r in results]
+            tape = (None if builder.released else
+                    custom_rules.inlined(builder.tape, builder.values)) or builder.tape
             builder.values.clear()  # the executable computes them again
-        tape = builder.tape
         stages["differentiated"] = len(tape.instrs)
         if self.optimize_tape:
             tape = optimize(tape)

@@ -122,6 +122,45 @@ def test_first_order_against_finite_differences_and_eager(data, maker, body):
         np.testing.assert_allclose(fa.compile(loss, backend=COMPILED)(xy), g, rtol=1e-12)
 
 
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C extension is not built")
+@settings(max_examples=12, deadline=None)
+@given(data=st.data(), maker=st.sampled_from(sorted(MAKERS)), body=st.sampled_from(sorted(BODIES)))
+def test_compiled_custom_functions_run_their_traced_bodies(data, maker, body):
+    """A compiled function inlines the custom function's body (the rule ran
+    already): the VM runs it, no call into Python is left, the value, the
+    gradient and the Hessian-vector product are the eager ones."""
+    import warnings
+    loss, plain, xy, v = _case(data, maker, body)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a host call would warn
+        g = fa.compile(loss, backend="c")
+        value, grad = g.value_and_grad(xy)
+        hv = g.hvp(xy, v)
+        jitted = fa.jit(loss, backend="c")(xy)
+    want = fa.value_and_grad(loss)(xy)
+    np.testing.assert_allclose(value, want[0], rtol=1e-13)
+    np.testing.assert_allclose(jitted, want[0], rtol=1e-13)
+    np.testing.assert_allclose(grad, want[1], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(hv, fa.hessian(loss)(xy) @ v, rtol=1e-9, atol=1e-11)
+
+
+def test_a_custom_function_whose_body_does_not_trace_stays_a_call():
+    """Its primal converts to plain arrays (SciPy's own function): a compiled
+    function calls it, as before, and its rule gives the derivative."""
+    import scipy.special
+
+    @fa.custom_vjp
+    def f(x):
+        return np.asarray(scipy.special.expit(np.asarray(x)))
+
+    f.defvjp(lambda x: (fa.numpy.exp(-fa.numpy.logaddexp(0.0, -x)), x),
+             lambda x, g: (g * fa.numpy.exp(-x) / (1 + fa.numpy.exp(-x)) ** 2,))
+    x = np.linspace(-2.0, 2.0, 5)
+    want = scipy.special.expit(x) * (1 - scipy.special.expit(x))
+    np.testing.assert_allclose(fa.compile(lambda x: np.sum(f(x)), backend=COMPILED)(x), want,
+                               rtol=1e-12)
+
+
 @settings(max_examples=8, deadline=None)
 @given(data=st.data(), maker=st.sampled_from(sorted(MAKERS)), body=st.sampled_from(sorted(BODIES)))
 def test_second_order_and_vmap(data, maker, body):

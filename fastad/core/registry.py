@@ -102,6 +102,10 @@ class Primitive:
     # reverse sweep hands it an accumulator nothing else holds (`tracer.donate`),
     # so adding a slice's cotangent does not copy the whole adjoint (scatter_add)
     in_place_impl = None
+    # (*operands, **params) -> the result, recorded from the Python function a
+    # custom rule wraps (`custom_rules.inlined`): a compiled trace replaces the
+    # call by its traced body, so the backend runs it instead of calling Python
+    inline = None
     # Per argument, what its VJP rule (and accumulating rule) reads besides g
     # and the shapes and dtypes: ``"ans"`` and argument positions (``mul``:
     # ``({1}, {0})``, ``exp``: ``({"ans"},)``, ``add``: ``(set(), set())``).
