@@ -354,6 +354,30 @@ def test_compiled_mlp_gradient():
     np.testing.assert_allclose(g_numba(w, x), g_numpy(w, x), **TOL[np.dtype(np.float64)])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_products_with_a_transpose_read_it_in_place(dtype):
+    """X.T @ r (a gradient of X @ w): the transpose of an input, a constant or
+    an array the code made is a Fortran-ordered view BLAS reads, not a copy;
+    a transpose that something else reads is still made contiguous."""
+    rng = np.random.default_rng(4)
+    X, y = rng.normal(size=(40, 6)).astype(dtype), np.sign(rng.normal(size=40)).astype(dtype)
+    C = rng.normal(size=(6, 40)).astype(dtype)
+
+    def loss(w, X, y):
+        h = np.tanh(X @ w)
+        return np.sum(np.logaddexp(0.0, -y * h)) + np.sum((C.T @ w) * h)
+
+    w = rng.normal(size=6).astype(dtype)
+    g = fa.compile(loss, backend="numba")
+    got = g(w, X, y)
+    np.testing.assert_allclose(got, fa.compile(loss, backend="numpy")(w, X, y),
+                               **TOL[np.dtype(dtype)])
+    source = g.program.source
+    import re
+    assert re.search(r"= x1\.T$", source, re.M), source  # X.T, as a view
+    assert "np.transpose(x1" not in source
+
+
 def test_branches_are_guarded():
     def f(x):
         if x.sum() > 0:

@@ -190,8 +190,22 @@ class _Emitters:
         x, perm = ins.ins[0], tuple(ins.kwargs["perm"])
         if perm == tuple(range(len(perm))):
             self.alias(ins, x)
+        elif perm == (1, 0) and self._only_multiplied(ins.out) and (
+                x in self.tape.consts or self.buffer.get(x) == x):
+            # X.T @ r: a Fortran-ordered view that BLAS reads as it is, where
+            # a contiguous copy would cost a pass over X per call (Numba's dot
+            # takes C and F arrays; x is C-ordered: an input, a constant or
+            # an array the code made)
+            self.define_array(ins, f"{self.ref(x)}.T", view_of=x)
         else:
             self.define_array(ins, f"np.ascontiguousarray(np.transpose({self.ref(x)}, {perm}))")
+
+    def _only_multiplied(self, s: int) -> bool:
+        """Whether every reader of ``s`` is a product of two matrices."""
+        instrs = self.tape.instrs
+        return all(k < len(instrs) and instrs[k].prim == "matmul"
+                   and all(self.avals[o].ndim == 2 for o in instrs[k].ins)
+                   for k in self.readers[s])
 
     def emit_broadcast_to(self, ins: Instr) -> None:
         x = ins.ins[0]
