@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import math
+import operator
 import os
 import sys
 import threading
@@ -419,10 +420,25 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         builder.values[args[0].slot] = stand_in(value)  # it holds the update now
         builder.released = True
         return builder.record(prim, args, params, value)
+    if len(values) == 2 and not params:  # a scalar loop's arithmetic: NumPy's scalar operators
+        op = _FLOAT64_OPERATORS.get(prim.name)
+        if op is not None:
+            first, second = type(values[0]), type(values[1])
+            if (first is _F64 and (second is _F64 or second is float)) or \
+                    (second is _F64 and first is float):
+                return builder.record(prim, args, params, op(*values))
     impl = prim.impl
     if builder.release or builder.drop_unread:  # no value is written through by the user
         impl = (builder.release and prim.release_impl) or prim.view_impl or impl
     return builder.record(prim, args, params, impl(*values, **params))
+
+
+_F64 = np.float64
+#: primitives whose NumPy ufunc, on two float64 scalars (or one and a Python
+#: float), computes what the scalar's operator computes, bit for bit and with
+#: the same `np.errstate` handling, in a tenth of the time
+_FLOAT64_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 
 
 def _as_value(x: Any) -> Any:
