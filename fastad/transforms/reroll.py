@@ -58,6 +58,7 @@ PASSES = 3             # one per loop level
 
 _SUM_LINKS = ("add", "sub")
 _SCATTER_LINKS = ("scatter_set", "scatter_add")
+_LINKS = frozenset(_SUM_LINKS + _SCATTER_LINKS)
 # what a term may compute per iteration (take is matched apart: its index varies):
 # fastad's own primitives with a batching rule (the families of
 # fastad/primitives/, eig_complex among them though it runs as a NumPy call)
@@ -173,20 +174,29 @@ def _scatter_link(ix: _TapeIndex, ins: Instr) -> tuple[str, int, Instr | None] |
 def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
     """The link ``ins`` continues, if any."""
     avals, producer = ix.tape.avals, ix.producer
-    if ins.prim in _SUM_LINKS:
+    prim = ins.prim
+    if prim == "add" or prim == "sub":  # (_SUM_LINKS, by name: asked per sum of a trace)
         a, b = ins.ins
         out = avals[ins.out]
         if avals[a] != out or avals[b] != out:
             return None  # a broadcasting add is not an accumulation
-        if ins.prim == "add" and (_is_zero(ix, a) or _is_zero(ix, b)):
+        consts = ix.tape.consts
+        if prim == "add" and ((a in consts and _is_zero(ix, a))
+                              or (b in consts and _is_zero(ix, b))):
             # `s = 0.0` then `s = s + t`: the zero starts the chain, t is its
             # first term (even when t is itself a sum, t = a - b)
             return None
         # of two candidate accumulators, the one recorded first: in s + t
         # and t + s alike the term is computed after the previous sum
-        candidates = [s for s in (ins.ins[:1] if ins.prim == "sub" else ins.ins)
-                      if s in producer and producer[s].prim in _SUM_LINKS and ix.uses[s] == 1]
-        return min(candidates, key=ix.position.__getitem__, default=None)
+        uses = ix.uses
+        before = producer.get(a)
+        found = a if before is not None and before.prim in _SUM_LINKS and uses[a] == 1 else None
+        if prim == "add":
+            before = producer.get(b)
+            if before is not None and before.prim in _SUM_LINKS and uses[b] == 1 and (
+                    found is None or ix.position[b] < ix.position[found]):
+                found = b
+        return found
     link = _scatter_link(ix, ins)
     if link is None:
         return None
@@ -210,15 +220,27 @@ def _is_zero(ix: _TapeIndex, slot: int) -> bool:
 def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
     """Maximal chains, found from their ends backwards and cut where writes
     would stop commuting; in the order of their ends (inner loops first)."""
-    preds: dict[int, int | None] = {}
+    # one step per instruction: the links' predecessors, and the guards
+    preds: dict[int, int | None] = {}  # in tape order
+    guards: list[Instr] = []
+    is_guard: dict[str, bool] = {}
     for ins in ix.tape.instrs:
-        if ins.prim in _SUM_LINKS or ins.prim in _SCATTER_LINKS:
+        prim = ins.prim
+        if prim in _LINKS:
             preds[ins.out] = _previous_link(ix, ins)
+            continue
+        guard = is_guard.get(prim)
+        if guard is None:
+            guard = is_guard[prim] = registry[prim].effect == "guard"
+        if guard:
+            guards.append(ins)
     continued = {p for p in preds.values() if p is not None}
     chains = []
-    for ins in ix.tape.instrs:
-        if ins.out not in preds or ins.out in continued:
+    producer = ix.producer
+    for out in preds:
+        if out in continued:
             continue
+        ins = producer[out]
         links = [ins]
         while preds[links[-1].out] is not None:
             links.append(ix.producer[preds[links[-1].out]])
@@ -230,7 +252,6 @@ def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
                 chains.append(_sum_chain(links))
         elif _scatter_link(ix, ins) is not None:
             chains.extend(_scatter_chains(ix, links, exact_sums))
-    guards = [ins for ins in ix.tape.instrs if registry[ins.prim].effect == "guard"]
     chains.append(_Chain("guard", guards, -1, [g.ins[0] for g in guards], {}))
     return [c for c in chains if len(c.links) >= MIN_RUN]
 
@@ -276,6 +297,7 @@ def _positions_read(ix: _TapeIndex, array: int, self_read: Instr | None) -> set[
 
 
 # -- terms -----------------------------------------------------------------------
+_NOT_CONSTANT = (("shared",), ())  # a slot with no producer that is no constant: an input
 class _Term:
     """One term of a chain as a canonical DAG: ``nodes`` (its signature), the
     slot of each node here, and per node that may differ between iterations
@@ -306,6 +328,9 @@ class _Term:
         number_of, nodes, slots = self._number, self.nodes, self.slots
         ix, foreign, own, bound = self._ix, self._foreign, self._own, self._bound
         producer, position, consts, avals = ix.producer, ix.position, ix.tape.consts, ix.tape.avals
+        # a constant's node and integers, found once per pass (`const_node`)
+        const_nodes, const_node = ix._const_nodes, ix.const_node
+        shared, ints, varying = self.shared, self.ints, self.varying
         # frames: [slot, instruction, numbers of the children visited so far]
         stack: list[list[Any]] = [[root, None, None]]
         last = 0
@@ -340,8 +365,17 @@ class _Term:
                     self.ok = False
                     return 0
                 ins = producer.get(slot)
-                if ins is None:
-                    node = self._const(slot) if slot in consts else self._shared(slot)
+                if ins is None:  # a constant, or an input
+                    found = const_nodes.get(slot) if slot in consts else _NOT_CONSTANT
+                    if found is None:
+                        found = const_node(slot)
+                    node = found[0]
+                    if node[0] == "shared":
+                        shared.append(slot)
+                        node = ("shared", slot)
+                    else:
+                        ints.extend(found[1])
+                        varying.append(consts[slot])
                 elif slot in foreign or slot in own:
                     self.ok = False  # an unrolled inner chain: rerolled by an earlier pass
                     return 0
@@ -371,14 +405,6 @@ class _Term:
     def _shared(self, slot: int) -> Any:
         self.shared.append(slot)
         return ("shared", slot)
-
-    def _const(self, slot: int) -> Any:
-        node, ints = self._ix.const_node(slot)
-        if node[0] == "shared":
-            return self._shared(slot)
-        self.ints.extend(ints)
-        self.varying.append(self._ix.tape.consts[slot])
-        return node
 
     def _take(self, ins: Instr, array_node: int | None) -> Any:
         """A take's node, once the array it reads has its node: its index
