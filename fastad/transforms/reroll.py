@@ -59,6 +59,8 @@ PASSES = 3             # one per loop level
 _SUM_LINKS = ("add", "sub")
 _SCATTER_LINKS = ("scatter_set", "scatter_add")
 _LINKS = frozenset(_SUM_LINKS + _SCATTER_LINKS)
+_INT64 = np.dtype(np.int64)
+_UNSEEN = object()
 # what a term may compute per iteration (take is matched apart: its index varies):
 # fastad's own primitives with a batching rule (the families of
 # fastad/primitives/, eig_complex among them though it runs as a NumPy call)
@@ -95,11 +97,16 @@ class _TapeIndex:
 
     def const_ints(self, slot: int) -> np.ndarray | None:
         """The constant at ``slot`` as an index array, or None if it is not one."""
-        if slot not in self._ints:
+        found = self._ints.get(slot, _UNSEEN)
+        if found is _UNSEEN:
             value = self.tape.consts.get(slot)
-            is_index = value is not None and np.result_type(value).kind in "iu"
-            self._ints[slot] = np.asarray(value, dtype=np.int64) if is_index else None
-        return self._ints[slot]
+            if type(value) is np.ndarray and value.dtype == _INT64:  # x[i]'s index: most of them
+                found = value
+            else:
+                is_index = value is not None and np.result_type(value).kind in "iu"
+                found = np.asarray(value, dtype=np.int64) if is_index else None
+            self._ints[slot] = found
+        return found
 
     def index_list(self, slot: int) -> list[int]:
         found = self._index_lists.get(slot)
@@ -113,6 +120,11 @@ class _TapeIndex:
         found = self._const_nodes.get(slot)
         if found is None:
             value = self.tape.consts[slot]
+            if type(value) is np.ndarray and value.ndim == 0 and value.dtype == _INT64:
+                # x[i]'s index (a new one per iteration), as below
+                found = self._const_nodes[slot] = (("const", "ndarray", self.tape.avals[slot]),
+                                                   (int(value),))
+                return found
             kind = np.result_type(value).kind
             if np.size(value) > MAX_CONST_SIZE or kind not in "fiub":
                 found = (("shared", slot), ())
@@ -313,6 +325,7 @@ class _Term:
         self.ints: list[int] = []      # every integer among them, flattened
         self.shared: list[int] = []    # slots the term reads from outside itself
         self._number: dict[int, int] = {}
+        self._plan: list[tuple[int, Any, tuple[int, ...]]] | None = None
         self.ok = True
         self.root = self._visit(root)
         self.signature: Any = tuple(self.nodes) if self.ok else object()
@@ -402,6 +415,18 @@ class _Term:
             slots.append(slot)
         return last
 
+    def plan(self) -> list[tuple[int, Any, tuple[int, ...]]]:
+        """(number, node, the numbers of its instruction's operands) per node,
+        parents first: how `_matched` follows this term (a take_chain's
+        operands are not nodes)."""
+        if self._plan is None:
+            producer, number = self._ix.producer, self._number
+            self._plan = [(j, node, () if node[0] in ("shared", "const", "take_chain")
+                           else tuple(number[s] for s in producer[slot].ins))
+                          for j, node, slot in zip(range(len(self.nodes) - 1, -1, -1),
+                                                   reversed(self.nodes), reversed(self.slots))]
+        return self._plan
+
     def _shared(self, slot: int) -> Any:
         self.shared.append(slot)
         return ("shared", slot)
@@ -429,7 +454,86 @@ def _terms(ix: _TapeIndex, chain: _Chain, foreign: set[int]) -> list[_Term]:
     start = ix.position.get(chain.before, -1)
     bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
               for k in range(len(chain.links))]
-    return [_Term(ix, t, bound, own, arrays, foreign) for t, bound in zip(chain.terms, bounds)]
+    terms: list[_Term] = []
+    # a loop's terms are copies of one DAG: each is matched against the last
+    # term walked whose root computes the same (`_matched`), walked if it differs
+    templates: dict[Any, _Term] = {}
+    producer, blocked = ix.producer, own | foreign
+    for t, bound in zip(chain.terms, bounds):
+        ins = producer.get(t)
+        key = (ins.prim, ins.params, ix.tape.avals[t]) if ins is not None else None
+        template = templates.get(key)
+        term = _matched(template, t, bound, blocked) if template is not None else None
+        if term is None:
+            term = _Term(ix, t, bound, own, arrays, foreign)
+            if term.ok and key is not None:
+                templates[key] = term
+        terms.append(term)
+    return terms
+
+
+def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term | None:
+    """The term at ``root`` if it is ``template``'s DAG with other slots, node
+    for node, and every slot is of the kind the template's is (what
+    `_Term._visit` would find, found without its stack); else None.  The
+    template's nodes are visited parents first, each giving its operands the
+    slots of the instruction found for it; the mapping from node numbers to
+    slots must be one to one.  ``blocked``: the chain's own and foreign slots."""
+    ix = template._ix
+    producer, position, consts, avals = ix.producer, ix.position, ix.tape.consts, ix.tape.avals
+    const_nodes, const_ints, arrays = ix._const_nodes, ix.const_ints, template._arrays
+    nodes = template.nodes
+    slots: list[Any] = [None] * len(nodes)
+    slots[template.root] = root
+    number: dict[int, int] = {}
+    for j, node, operands in template.plan():
+        slot = slots[j]
+        if slot is None or number.setdefault(slot, j) != j:
+            return None
+        kind = node[0]
+        ins = producer.get(slot)
+        if kind == "shared":  # the same slot, shared here too
+            if slot != node[1] or (ins is not None and position[slot] > bound
+                                   and (ins.prim in _BODY or ins.prim == "take")):
+                return None
+            continue
+        if kind == "const":
+            if slot not in consts or (const_nodes.get(slot) or ix.const_node(slot))[0] != node:
+                return None
+            continue
+        if ins is None or slot in blocked or position[slot] <= bound:
+            return None
+        if kind == "take" or kind == "take_chain":
+            index = const_ints(ins.ins[1]) if ins.prim == "take" else None
+            if index is None or (ins.ins[0] in arrays) != (kind == "take_chain") \
+                    or (kind == "take" and index.shape != node[2]):
+                return None
+        elif ins.prim != kind or ins.params != node[1] or avals[slot] != node[3]:
+            return None
+        for s, k in zip(ins.ins, operands):
+            if slots[k] is None:
+                slots[k] = s
+            elif slots[k] != s:
+                return None
+    term = _Term.__new__(_Term)
+    term._ix, term._bound, term._own, term._foreign = ix, bound, template._own, template._foreign
+    term._arrays, term._plan = arrays, template._plan
+    term.nodes, term.slots, term._number = nodes, slots, number
+    term.ok, term.root, term.signature = True, template.root, template.signature
+    # per node, in node order, what `_Term._visit` collects
+    term.varying, term.ints, term.shared = varying, ints, shared = [], [], []
+    for node, slot in zip(nodes, slots):
+        kind = node[0]
+        if kind == "shared":
+            shared.append(slot)
+        elif kind == "const":
+            ints.extend(const_nodes[slot][1])
+            varying.append(consts[slot])
+        elif kind == "take" or kind == "take_chain":
+            index = producer[slot].ins[1]
+            ints.extend(ix.index_list(index))
+            varying.append(const_ints(index))
+    return term
 
 
 # -- segments ------------------------------------------------------------------------
@@ -702,16 +806,22 @@ def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int],
     terms is not even replayed.  Guards are always kept, those merged into a
     rerolled guard as that guard."""
     needed = set(tape.outputs)
+    effects: dict[str, bool] = {}  # by primitive: asked per instruction not needed
     for ins in reversed(tape.instrs):
         if ins.out in merged_guards:
             continue
+        kept = ins.out in needed
+        if not kept:
+            kept = effects.get(ins.prim)
+            if kept is None:
+                kept = effects[ins.prim] = registry[ins.prim].effect is not None
         rewrite = at_end.get(ins.out)
         if rewrite is not None:
-            if ins.out in needed or registry[ins.prim].effect is not None:
+            if kept:
                 needed.add(ins.out)
                 needed.update(alias.get(s, s) for s in rewrite.requires())
             continue
-        if ins.out in needed or registry[ins.prim].effect is not None:
+        if kept:
             needed.add(ins.out)
             needed.update(alias.get(s, s) for s in ins.ins)
     return needed
