@@ -647,6 +647,8 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
             steps = (end - begin) // period
             # the steps end where the last one does, or (when the code after
             # the loop looks like its steps' ends) begin where the first does
+            if best is not None and steps * period <= best.steps * best.period:
+                continue  # verifying only shortens a run: this one cannot cover more
             for first in dict.fromkeys([end - steps * period, begin]):  # ties: the first
                 ref = first + period * ((start - first) // period + 1)
                 run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),
