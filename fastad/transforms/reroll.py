@@ -462,7 +462,10 @@ def _terms(ix: _TapeIndex, chain: _Chain, foreign: set[int]) -> list[_Term]:
     for t, bound in zip(chain.terms, bounds):
         ins = producer.get(t)
         key = (ins.prim, ins.params, ix.tape.avals[t]) if ins is not None else None
-        template = templates.get(key)
+        try:
+            template = templates.get(key)
+        except TypeError:  # parameters that cannot be hashed: walked, never a template
+            key = template = None
         term = _matched(template, t, bound, blocked) if template is not None else None
         if term is None:
             term = _Term(ix, t, bound, own, arrays, foreign)
