@@ -357,6 +357,34 @@ def test_numba_loop_programs_agree_with_eager(prog: LoopProgram, seed: int,
     record_count("reroll fuzz programs on the numba backend", 1)
 
 
+@FUZZ
+@given(prog=loop_programs(), seed=st.integers(0, 2**16))
+def test_terms_matched_against_a_template_are_what_the_walk_finds(prog: LoopProgram, seed: int,
+                                                                  record_count: Any) -> None:
+    """Rerolling matches a loop's terms against the last one walked
+    (`reroll._matched`): each term it gives is the one `_Term` walks, node for
+    node, with the same slots, constants, indices and shared values."""
+    from fastad.transforms import reroll as rr
+    tape = fa.make_tape(prog)(inputs(seed)[0])
+    ix = rr._TapeIndex(tape)
+    matched = 0
+    for chain in rr._chains(ix, exact_sums=False):
+        terms = rr._terms(ix, chain, set())
+        templates = set()
+        for term, root in zip(terms, chain.terms):
+            walked = rr._Term(ix, root, term._bound, term._own, term._arrays, term._foreign)
+            assert term.ok == walked.ok
+            if walked.ok:
+                assert (term.nodes, term.slots, term.root, term.ints, term.shared) == \
+                    (walked.nodes, walked.slots, walked.root, walked.ints, walked.shared)
+                assert len(term.varying) == len(walked.varying)
+                for a, b in zip(term.varying, walked.varying):
+                    assert type(a) is type(b) and np.array_equal(a, b)
+                matched += id(term.nodes) in templates  # a matched term shares its nodes
+                templates.add(id(term.nodes))
+    record_count("reroll terms matched against a template", matched)
+
+
 # -- the failure classes found, as plain regression tests ----------------------------
 def nested_stacks_of_sums(A: Any) -> Any:
     """A take of a take per term: the indices of the inner take were handed

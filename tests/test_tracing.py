@@ -7,6 +7,8 @@ from collections import namedtuple
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
@@ -430,3 +432,32 @@ def test_front_end_modules_import_only_the_ones_before_them():
                 used = [node.module] if node.module else [a.name for a in node.names]
                 for module in used:
                     assert order.index(module) < i, (name, module)
+
+
+# -- scalar arithmetic records what NumPy's ufuncs compute -------------------------------
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=2,
+                max_size=2), st.sampled_from(["add", "subtract", "multiply", "divide"]),
+       st.booleans())
+def test_scalar_arithmetic_is_the_ufunc_bit_for_bit(pair, name, plain_second):
+    """A scalar loop's +, -, *, / on traced float64 scalars (and Python floats)
+    take NumPy's scalar operators: the values traced, and those the compiled
+    tape computes, are the ufunc's bits, special values included."""
+    a, b = pair
+    ufunc = getattr(np, name)
+
+    def f(x):
+        return ufunc(x[0], b if plain_second else x[1]) * 1.0
+
+    x = np.array([a, b])
+    with np.errstate(all="ignore"):
+        want = ufunc(np.float64(a), np.float64(b)) * 1.0
+        assert np.array_equal(fa.jit(f)(x), want, equal_nan=True)
+    for first_plain in (False, True):  # a Python float on either side
+        def g(x, first_plain=first_plain):
+            return ufunc(a, x[1]) if first_plain else ufunc(x[0], b)
+        with np.errstate(all="ignore"):
+            value = fa.value_and_grad(g)(x)[0]
+            plain = ufunc(a, np.float64(b)) if first_plain else ufunc(np.float64(a), b)
+        assert type(value) is np.float64
+        assert np.array_equal(value, plain, equal_nan=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import math
+import operator
 import os
 import sys
 import threading
@@ -33,6 +34,7 @@ _SCALAR_TYPES = (int, float, complex, bool, np.number, np.bool_)
 _FLOAT_AVAL = Aval((), np.dtype(np.float64))
 _INT_AVAL = Aval((), np.result_type(1))  # a Python int's, within _INT_BOUND
 _INT_BOUND = 1 << 62
+_INT64 = np.dtype(np.int64)
 
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
@@ -122,6 +124,16 @@ class Builder:
                 slot = self._const_slot[key] = len(self.tape.avals)
                 self.values.append(value)
                 self.tape.avals.append(_INT_AVAL)
+                self.tape.consts[slot] = value
+            return slot
+        if type(value) is np.ndarray and value.dtype is _INT64 and not value.ndim:
+            # x[i]'s index (`fastad.numpy.getitem`: one per element read), as below
+            key = (_INT64.str, (), value.tobytes())
+            slot = self._const_slot.get(key)
+            if slot is None:
+                value = value.copy()
+                value.flags.writeable = False
+                slot = self._const_slot[key] = self._new_slot(value)
                 self.tape.consts[slot] = value
             return slot
         is_array = isinstance(value, np.ndarray)
@@ -419,10 +431,25 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         builder.values[args[0].slot] = stand_in(value)  # it holds the update now
         builder.released = True
         return builder.record(prim, args, params, value)
+    if len(values) == 2 and not params:  # a scalar loop's arithmetic: NumPy scalars' operators
+        op = _FLOAT64_OPERATORS.get(prim.name)
+        if op is not None:
+            first, second = type(values[0]), type(values[1])
+            if (first is _F64 and (second is _F64 or second is float)) or \
+                    (second is _F64 and first is float):
+                return builder.record(prim, args, params, op(*values))
     impl = prim.impl
     if builder.release or builder.drop_unread:  # no value is written through by the user
         impl = (builder.release and prim.release_impl) or prim.view_impl or impl
     return builder.record(prim, args, params, impl(*values, **params))
+
+
+_F64 = np.float64
+#: primitives whose NumPy ufunc, on two float64 scalars (or one and a Python
+#: float), computes what the scalar's operator computes, bit for bit and with
+#: the same `np.errstate` handling, in a tenth of the time
+_FLOAT64_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 
 
 def _as_value(x: Any) -> Any:

@@ -129,10 +129,10 @@ def _take(x, idx):
 def _take_view(x, idx):
     """x.ravel()[idx] as a read-only view of x where idx is a basic slice's
     index (a strided view of the position table): no copy of a large slice."""
-    from ..core.arrays import position_layout
     flat = np.asarray(x).reshape(-1)
     if idx.size < 4096:  # x[i], a short slice: copied faster than a view is made
         return flat[idx]
+    from ..core.arrays import position_layout
     layout = position_layout(idx, flat.size)
     if layout is None:
         return flat[idx]

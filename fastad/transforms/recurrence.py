@@ -114,12 +114,15 @@ class _Arrays:
         with the period of the time step only in this one."""
         if self._valued_hash is None:
             value_ids: dict[Any, int] = {}
-            const_code = np.full(len(self.is_const), 2, np.uint64)
-            for slot, value in self.tape.consts.items():
+            codes = []  # per constant, in the order of `consts`
+            for value in self.tape.consts.values():
                 v = np.asarray(value)
                 key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
                     if v.size <= 64 else id(value)
-                const_code[slot] = value_ids.setdefault(key, len(value_ids)) + (1 << 40)
+                codes.append(value_ids.setdefault(key, len(value_ids)))
+            const_code = np.full(len(self.is_const), 2, np.uint64)
+            const_code[np.fromiter(self.tape.consts, np.int64, len(codes))] = \
+                np.array(codes, np.uint64) + np.uint64(1 << 40)
             self._valued_hash = self._hash(const_code)
         return self._valued_hash
 
@@ -173,13 +176,11 @@ class _Arrays:
             return []
         match = np.concatenate([[False], self.hash[period:] == self.hash[:-period], [False]])
         edges = np.flatnonzero(np.diff(match.astype(np.int8)))
-        found = []
-        for a, b in zip(edges[::2], edges[1::2]):
-            steps = (b - a) // period + 1
-            # the first steps' hashes see initial values: `_verify` looks back
-            if steps >= max(2, min_trip - HASH_DEPTH - 1):
-                found.append((int(a), int(steps)))
-        return found
+        starts = edges[::2]
+        steps = (edges[1::2] - starts) // period + 1
+        # the first steps' hashes see initial values: `_verify` looks back
+        long = steps >= max(2, min_trip - HASH_DEPTH - 1)
+        return list(zip(starts[long].tolist(), steps[long].tolist()))
 
 
 def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
@@ -647,6 +648,8 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
             steps = (end - begin) // period
             # the steps end where the last one does, or (when the code after
             # the loop looks like its steps' ends) begin where the first does
+            if best is not None and steps * period <= best.steps * best.period:
+                continue  # verifying only shortens a run: this one cannot cover more
             for first in dict.fromkeys([end - steps * period, begin]):  # ties: the first
                 ref = first + period * ((start - first) // period + 1)
                 run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),

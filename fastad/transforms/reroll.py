@@ -33,7 +33,8 @@ scatter chains are exact either way (their positions are distinct).
 
 Differentiation, the optimizer and the backends then see vector code: a
 gradient of a rerolled loop costs what the gradient of the vectorized
-function costs.
+function costs.  The tape's index and the terms' DAGs are in
+`transforms/reroll_terms.py`.
 """
 from __future__ import annotations
 
@@ -49,77 +50,12 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
+from .reroll_terms import _SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _Term, _terms
 
 MIN_RUN = 4            # segments shorter than this stay scalar code
-MAX_PERIOD = 8         # a class may interleave this many index patterns (a loop body's copies)
-MAX_TERM_NODES = 256   # bigger terms are not loop bodies worth matching
-MAX_CONST_SIZE = 64    # constants up to this size may differ between iterations
 PASSES = 3             # one per loop level
 
-_SUM_LINKS = ("add", "sub")
-_SCATTER_LINKS = ("scatter_set", "scatter_add")
-# what a term may compute per iteration (take is matched apart: its index varies):
-# fastad's own primitives with a batching rule (the families of
-# fastad/primitives/, eig_complex among them though it runs as a NumPy call)
-_BODY = frozenset(p.name for p in registry.values() if p.batch_rule is not None
-                  and (p.builtin or p.name == "numpy.linalg.eig_complex")
-                  ) - {"take", *_SCATTER_LINKS}
-
-
-class _TapeIndex:
-    """Producers, positions and uses of every slot of a tape."""
-
-    def __init__(self, tape: Tape) -> None:
-        self.tape = tape
-        self.producer: dict[int, Instr] = {}
-        self.position: dict[int, int] = {}
-        self.uses: dict[int, int] = {}
-        self.takes_of: dict[int, list[Instr]] = {}
-        self._ints: dict[int, np.ndarray | None] = {}
-        self._index_lists: dict[int, list[int]] = {}
-        self._const_nodes: dict[int, tuple[Any, tuple[int, ...]]] = {}
-        # one step per instruction of a trace of up to millions
-        producer, position, uses, takes_of = self.producer, self.position, self.uses, self.takes_of
-        get = uses.get
-        for n, ins in enumerate(tape.instrs):
-            out = ins.out
-            producer[out] = ins
-            position[out] = n
-            for s in ins.ins:
-                uses[s] = get(s, 0) + 1
-            if ins.prim == "take":
-                takes_of.setdefault(ins.ins[0], []).append(ins)
-        for s in tape.outputs:
-            uses[s] = get(s, 0) + 1
-
-    def const_ints(self, slot: int) -> np.ndarray | None:
-        """The constant at ``slot`` as an index array, or None if it is not one."""
-        if slot not in self._ints:
-            value = self.tape.consts.get(slot)
-            is_index = value is not None and np.result_type(value).kind in "iu"
-            self._ints[slot] = np.asarray(value, dtype=np.int64) if is_index else None
-        return self._ints[slot]
-
-    def index_list(self, slot: int) -> list[int]:
-        found = self._index_lists.get(slot)
-        if found is None:
-            found = self._index_lists[slot] = self.const_ints(slot).ravel().tolist()
-        return found
-
-    def const_node(self, slot: int) -> tuple[Any, tuple[int, ...]]:
-        """A constant's node in a term signature, and its integers (which
-        must be affine across a segment)."""
-        found = self._const_nodes.get(slot)
-        if found is None:
-            value = self.tape.consts[slot]
-            kind = np.result_type(value).kind
-            if np.size(value) > MAX_CONST_SIZE or kind not in "fiub":
-                found = (("shared", slot), ())
-            else:
-                ints = tuple(np.ravel(value).astype(np.int64).tolist()) if kind in "iub" else ()
-                found = (("const", type(value).__name__, self.tape.avals[slot]), ints)
-            self._const_nodes[slot] = found
-        return found
+_LINKS = frozenset(_SUM_LINKS + _SCATTER_LINKS)
 
 
 # -- chains ----------------------------------------------------------------------
@@ -173,20 +109,29 @@ def _scatter_link(ix: _TapeIndex, ins: Instr) -> tuple[str, int, Instr | None] |
 def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
     """The link ``ins`` continues, if any."""
     avals, producer = ix.tape.avals, ix.producer
-    if ins.prim in _SUM_LINKS:
+    prim = ins.prim
+    if prim == "add" or prim == "sub":  # (_SUM_LINKS, by name: asked per sum of a trace)
         a, b = ins.ins
         out = avals[ins.out]
         if avals[a] != out or avals[b] != out:
             return None  # a broadcasting add is not an accumulation
-        if ins.prim == "add" and (_is_zero(ix, a) or _is_zero(ix, b)):
+        consts = ix.tape.consts
+        if prim == "add" and ((a in consts and _is_zero(ix, a))
+                              or (b in consts and _is_zero(ix, b))):
             # `s = 0.0` then `s = s + t`: the zero starts the chain, t is its
             # first term (even when t is itself a sum, t = a - b)
             return None
         # of two candidate accumulators, the one recorded first: in s + t
         # and t + s alike the term is computed after the previous sum
-        candidates = [s for s in (ins.ins[:1] if ins.prim == "sub" else ins.ins)
-                      if s in producer and producer[s].prim in _SUM_LINKS and ix.uses[s] == 1]
-        return min(candidates, key=ix.position.__getitem__, default=None)
+        uses = ix.uses
+        before = producer.get(a)
+        found = a if before is not None and before.prim in _SUM_LINKS and uses[a] == 1 else None
+        if prim == "add":
+            before = producer.get(b)
+            if before is not None and before.prim in _SUM_LINKS and uses[b] == 1 and (
+                    found is None or ix.position[b] < ix.position[found]):
+                found = b
+        return found
     link = _scatter_link(ix, ins)
     if link is None:
         return None
@@ -210,15 +155,27 @@ def _is_zero(ix: _TapeIndex, slot: int) -> bool:
 def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
     """Maximal chains, found from their ends backwards and cut where writes
     would stop commuting; in the order of their ends (inner loops first)."""
-    preds: dict[int, int | None] = {}
+    # one step per instruction: the links' predecessors, and the guards
+    preds: dict[int, int | None] = {}  # in tape order
+    guards: list[Instr] = []
+    is_guard: dict[str, bool] = {}
     for ins in ix.tape.instrs:
-        if ins.prim in _SUM_LINKS or ins.prim in _SCATTER_LINKS:
+        prim = ins.prim
+        if prim in _LINKS:
             preds[ins.out] = _previous_link(ix, ins)
+            continue
+        guard = is_guard.get(prim)
+        if guard is None:
+            guard = is_guard[prim] = registry[prim].effect == "guard"
+        if guard:
+            guards.append(ins)
     continued = {p for p in preds.values() if p is not None}
     chains = []
-    for ins in ix.tape.instrs:
-        if ins.out not in preds or ins.out in continued:
+    producer = ix.producer
+    for out in preds:
+        if out in continued:
             continue
+        ins = producer[out]
         links = [ins]
         while preds[links[-1].out] is not None:
             links.append(ix.producer[preds[links[-1].out]])
@@ -230,7 +187,6 @@ def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
                 chains.append(_sum_chain(links))
         elif _scatter_link(ix, ins) is not None:
             chains.extend(_scatter_chains(ix, links, exact_sums))
-    guards = [ins for ins in ix.tape.instrs if registry[ins.prim].effect == "guard"]
     chains.append(_Chain("guard", guards, -1, [g.ins[0] for g in guards], {}))
     return [c for c in chains if len(c.links) >= MIN_RUN]
 
@@ -273,137 +229,6 @@ def _positions_read(ix: _TapeIndex, array: int, self_read: Instr | None) -> set[
         if take is not self_read:
             read.update(ix.const_ints(take.ins[1]).ravel().tolist())
     return read
-
-
-# -- terms -----------------------------------------------------------------------
-class _Term:
-    """One term of a chain as a canonical DAG: ``nodes`` (its signature), the
-    slot of each node here, and per node that may differ between iterations
-    (constants, take indices) the value it has here."""
-
-    def __init__(self, ix: _TapeIndex, root: int, bound: int, own: set[int],
-                 arrays: set[int], foreign: set[int]) -> None:
-        self._ix, self._bound, self._own, self._foreign = ix, bound, own, foreign
-        self._arrays = arrays  # a scatter chain's own arrays, read as its start
-        self.nodes: list[Any] = []
-        self.slots: list[int] = []
-        self.varying: list[Any] = []   # per const/take node: the constant or the index
-        self.ints: list[int] = []      # every integer among them, flattened
-        self.shared: list[int] = []    # slots the term reads from outside itself
-        self._number: dict[int, int] = {}
-        self.ok = True
-        self.root = self._visit(root)
-        self.signature: Any = tuple(self.nodes) if self.ok else object()
-
-    def _visit(self, root: int) -> int:
-        """Number the nodes of the DAG below ``root`` in post-order (children
-        left to right, each node once), iteratively: a term may reach back
-        through thousands of unrolled instructions (a recurrence computed
-        before the loop), deeper than Python's recursion limit.  Terms with
-        more than MAX_TERM_NODES nodes, or that deep, are not loop bodies:
-        the walk stops and the term matches nothing."""
-        # the hot loop of the pass: one step per node of every term
-        number_of, nodes, slots = self._number, self.nodes, self.slots
-        ix, foreign, own, bound = self._ix, self._foreign, self._own, self._bound
-        producer, position, consts, avals = ix.producer, ix.position, ix.tape.consts, ix.tape.avals
-        # frames: [slot, instruction, numbers of the children visited so far]
-        stack: list[list[Any]] = [[root, None, None]]
-        last = 0
-        while stack:
-            frame = stack[-1]
-            ins = frame[1]
-            if ins is not None:           # a child of this frame has just been numbered
-                kids = frame[2]
-                kids.append(last)
-                operands = ins.ins
-                while len(kids) < len(operands):  # numbered already: no frame of its own
-                    number = number_of.get(operands[len(kids)])
-                    if number is None:
-                        break
-                    kids.append(number)
-                if len(kids) < len(operands):
-                    stack.append([operands[len(kids)], None, None])
-                    continue
-                slot = frame[0]
-                if ins.prim == "take":
-                    node = self._take(ins, kids[0])
-                else:
-                    node = (ins.prim, ins.params, tuple(kids), avals[slot])
-            else:
-                slot = frame[0]
-                number = number_of.get(slot)
-                if number is not None:
-                    stack.pop()
-                    last = number
-                    continue
-                if len(nodes) >= MAX_TERM_NODES or len(stack) > MAX_TERM_NODES:
-                    self.ok = False
-                    return 0
-                ins = producer.get(slot)
-                if ins is None:
-                    node = self._const(slot) if slot in consts else self._shared(slot)
-                elif slot in foreign or slot in own:
-                    self.ok = False  # an unrolled inner chain: rerolled by an earlier pass
-                    return 0
-                elif position[slot] <= bound:
-                    node = self._shared(slot)
-                elif ins.prim == "take" and ix.const_ints(ins.ins[1]) is not None:
-                    if ins.ins[0] in self._arrays:
-                        node = self._take(ins, None)
-                    else:
-                        frame[1], frame[2] = ins, []
-                        stack.append([ins.ins[0], None, None])
-                        continue
-                elif ins.prim in _BODY:
-                    if ins.ins:
-                        frame[1], frame[2] = ins, []
-                        stack.append([ins.ins[0], None, None])
-                        continue
-                    node = (ins.prim, ins.params, (), avals[slot])
-                else:
-                    node = self._shared(slot)  # computed per iteration, not batchable: no match
-            stack.pop()
-            last = number_of[slot] = len(nodes)
-            nodes.append(node)
-            slots.append(slot)
-        return last
-
-    def _shared(self, slot: int) -> Any:
-        self.shared.append(slot)
-        return ("shared", slot)
-
-    def _const(self, slot: int) -> Any:
-        node, ints = self._ix.const_node(slot)
-        if node[0] == "shared":
-            return self._shared(slot)
-        self.ints.extend(ints)
-        self.varying.append(self._ix.tape.consts[slot])
-        return node
-
-    def _take(self, ins: Instr, array_node: int | None) -> Any:
-        """A take's node, once the array it reads has its node: its index
-        joins ``varying`` in node order, after those of the array's nodes
-        (``_vectorize`` hands them out in that order)."""
-        index = self._ix.const_ints(ins.ins[1])
-        self.ints.extend(self._ix.index_list(ins.ins[1]))
-        self.varying.append(index)
-        if array_node is None:
-            # out[i] = out[i] + t reads the chain's own array at positions not
-            # yet written: the values of the array the chain started from
-            return ("take_chain",)
-        return ("take", array_node, index.shape)
-
-
-def _terms(ix: _TapeIndex, chain: _Chain, foreign: set[int]) -> list[_Term]:
-    """The chain's terms.  Term k may use what was computed since link
-    k - MAX_PERIOD (the values of its iteration, which several links of the
-    iteration may share); older values are shared by all terms alike."""
-    own = set(chain.intermediates())
-    arrays = own | {chain.before} if chain.writes else set()
-    start = ix.position.get(chain.before, -1)
-    bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
-              for k in range(len(chain.links))]
-    return [_Term(ix, t, bound, own, arrays, foreign) for t, bound in zip(chain.terms, bounds)]
 
 
 # -- segments ------------------------------------------------------------------------
@@ -676,16 +501,22 @@ def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int],
     terms is not even replayed.  Guards are always kept, those merged into a
     rerolled guard as that guard."""
     needed = set(tape.outputs)
+    effects: dict[str, bool] = {}  # by primitive: asked per instruction not needed
     for ins in reversed(tape.instrs):
         if ins.out in merged_guards:
             continue
+        kept = ins.out in needed
+        if not kept:
+            kept = effects.get(ins.prim)
+            if kept is None:
+                kept = effects[ins.prim] = registry[ins.prim].effect is not None
         rewrite = at_end.get(ins.out)
         if rewrite is not None:
-            if ins.out in needed or registry[ins.prim].effect is not None:
+            if kept:
                 needed.add(ins.out)
                 needed.update(alias.get(s, s) for s in rewrite.requires())
             continue
-        if ins.out in needed or registry[ins.prim].effect is not None:
+        if kept:
             needed.add(ins.out)
             needed.update(alias.get(s, s) for s in ins.ins)
     return needed

@@ -1,0 +1,330 @@
+"""Rerolling's view of a tape and of its loops' terms (`transforms.reroll`).
+
+`_TapeIndex`: producers, positions and uses of every slot, and the constants
+read as term nodes and indices.  `_Term`: one term of a chain as a
+canonical DAG, numbered in post-order (its signature), with the constants
+and take indices that may differ between iterations.  `_terms` finds a
+chain's terms: the first of each kind is walked (`_Term._visit`), the
+others are matched against it (`_matched`), a loop's terms being copies of
+one DAG; a term that does not match is walked.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..core.registry import registry
+from ..core.tape import Instr, Tape
+
+MAX_PERIOD = 8         # a class may interleave this many index patterns (a loop body's copies)
+MAX_TERM_NODES = 256   # bigger terms are not loop bodies worth matching
+MAX_CONST_SIZE = 64    # constants up to this size may differ between iterations
+
+_SUM_LINKS = ("add", "sub")
+_SCATTER_LINKS = ("scatter_set", "scatter_add")
+_INT64 = np.dtype(np.int64)
+_UNSEEN = object()
+# what a term may compute per iteration (take is matched apart: its index varies):
+# fastad's own primitives with a batching rule (the families of
+# fastad/primitives/, eig_complex among them though it runs as a NumPy call)
+_BODY = frozenset(p.name for p in registry.values() if p.batch_rule is not None
+                  and (p.builtin or p.name == "numpy.linalg.eig_complex")
+                  ) - {"take", *_SCATTER_LINKS}
+
+
+class _TapeIndex:
+    """Producers, positions and uses of every slot of a tape."""
+
+    def __init__(self, tape: Tape) -> None:
+        self.tape = tape
+        self.producer: dict[int, Instr] = {}
+        self.position: dict[int, int] = {}
+        self.uses: dict[int, int] = {}
+        self.takes_of: dict[int, list[Instr]] = {}
+        self._ints: dict[int, np.ndarray | None] = {}
+        self._index_lists: dict[int, list[int]] = {}
+        self._const_nodes: dict[int, tuple[Any, tuple[int, ...]]] = {}
+        # one step per instruction of a trace of up to millions
+        producer, position, uses, takes_of = self.producer, self.position, self.uses, self.takes_of
+        get = uses.get
+        for n, ins in enumerate(tape.instrs):
+            out = ins.out
+            producer[out] = ins
+            position[out] = n
+            for s in ins.ins:
+                uses[s] = get(s, 0) + 1
+            if ins.prim == "take":
+                takes_of.setdefault(ins.ins[0], []).append(ins)
+        for s in tape.outputs:
+            uses[s] = get(s, 0) + 1
+
+    def const_ints(self, slot: int) -> np.ndarray | None:
+        """The constant at ``slot`` as an index array, or None if it is not one."""
+        found = self._ints.get(slot, _UNSEEN)
+        if found is _UNSEEN:
+            value = self.tape.consts.get(slot)
+            if type(value) is np.ndarray and value.dtype == _INT64:  # x[i]'s index: most of them
+                found = value
+            else:
+                is_index = value is not None and np.result_type(value).kind in "iu"
+                found = np.asarray(value, dtype=np.int64) if is_index else None
+            self._ints[slot] = found
+        return found
+
+    def index_list(self, slot: int) -> list[int]:
+        found = self._index_lists.get(slot)
+        if found is None:
+            found = self._index_lists[slot] = self.const_ints(slot).ravel().tolist()
+        return found
+
+    def const_node(self, slot: int) -> tuple[Any, tuple[int, ...]]:
+        """A constant's node in a term signature, and its integers (which
+        must be affine across a segment)."""
+        found = self._const_nodes.get(slot)
+        if found is None:
+            value = self.tape.consts[slot]
+            if type(value) is np.ndarray and value.ndim == 0 and value.dtype == _INT64:
+                # x[i]'s index (a new one per iteration), as below
+                found = self._const_nodes[slot] = (("const", "ndarray", self.tape.avals[slot]),
+                                                   (int(value),))
+                return found
+            kind = np.result_type(value).kind
+            if np.size(value) > MAX_CONST_SIZE or kind not in "fiub":
+                found = (("shared", slot), ())
+            else:
+                ints = tuple(np.ravel(value).astype(np.int64).tolist()) if kind in "iub" else ()
+                found = (("const", type(value).__name__, self.tape.avals[slot]), ints)
+            self._const_nodes[slot] = found
+        return found
+
+
+# -- terms -----------------------------------------------------------------------
+_NOT_CONSTANT = (("shared",), ())  # a slot with no producer that is no constant: an input
+class _Term:
+    """One term of a chain as a canonical DAG: ``nodes`` (its signature), the
+    slot of each node here, and per node that may differ between iterations
+    (constants, take indices) the value it has here."""
+
+    def __init__(self, ix: _TapeIndex, root: int, bound: int, own: set[int],
+                 arrays: set[int], foreign: set[int]) -> None:
+        self._ix, self._bound, self._own, self._foreign = ix, bound, own, foreign
+        self._arrays = arrays  # a scatter chain's own arrays, read as its start
+        self.nodes: list[Any] = []
+        self.slots: list[int] = []
+        self.varying: list[Any] = []   # per const/take node: the constant or the index
+        self.ints: list[int] = []      # every integer among them, flattened
+        self.shared: list[int] = []    # slots the term reads from outside itself
+        self._number: dict[int, int] = {}
+        self._plan: list[tuple[int, Any, tuple[int, ...]]] | None = None
+        self.ok = True
+        self.root = self._visit(root)
+        self.signature: Any = tuple(self.nodes) if self.ok else object()
+
+    def _visit(self, root: int) -> int:
+        """Number the nodes of the DAG below ``root`` in post-order (children
+        left to right, each node once), iteratively: a term may reach back
+        through thousands of unrolled instructions (a recurrence computed
+        before the loop), deeper than Python's recursion limit.  Terms with
+        more than MAX_TERM_NODES nodes, or that deep, are not loop bodies:
+        the walk stops and the term matches nothing."""
+        # the hot loop of the pass: one step per node of every term
+        number_of, nodes, slots = self._number, self.nodes, self.slots
+        ix, foreign, own, bound = self._ix, self._foreign, self._own, self._bound
+        producer, position, consts, avals = ix.producer, ix.position, ix.tape.consts, ix.tape.avals
+        # a constant's node and integers, found once per pass (`const_node`)
+        const_nodes, const_node = ix._const_nodes, ix.const_node
+        shared, ints, varying = self.shared, self.ints, self.varying
+        # frames: [slot, instruction, numbers of the children visited so far]
+        stack: list[list[Any]] = [[root, None, None]]
+        last = 0
+        while stack:
+            frame = stack[-1]
+            ins = frame[1]
+            if ins is not None:           # a child of this frame has just been numbered
+                kids = frame[2]
+                kids.append(last)
+                operands = ins.ins
+                while len(kids) < len(operands):  # numbered already: no frame of its own
+                    number = number_of.get(operands[len(kids)])
+                    if number is None:
+                        break
+                    kids.append(number)
+                if len(kids) < len(operands):
+                    stack.append([operands[len(kids)], None, None])
+                    continue
+                slot = frame[0]
+                if ins.prim == "take":
+                    node = self._take(ins, kids[0])
+                else:
+                    node = (ins.prim, ins.params, tuple(kids), avals[slot])
+            else:
+                slot = frame[0]
+                number = number_of.get(slot)
+                if number is not None:
+                    stack.pop()
+                    last = number
+                    continue
+                if len(nodes) >= MAX_TERM_NODES or len(stack) > MAX_TERM_NODES:
+                    self.ok = False
+                    return 0
+                ins = producer.get(slot)
+                if ins is None:  # a constant, or an input
+                    found = const_nodes.get(slot) if slot in consts else _NOT_CONSTANT
+                    if found is None:
+                        found = const_node(slot)
+                    node = found[0]
+                    if node[0] == "shared":
+                        shared.append(slot)
+                        node = ("shared", slot)
+                    else:
+                        ints.extend(found[1])
+                        varying.append(consts[slot])
+                elif slot in foreign or slot in own:
+                    self.ok = False  # an unrolled inner chain: rerolled by an earlier pass
+                    return 0
+                elif position[slot] <= bound:
+                    node = self._shared(slot)
+                elif ins.prim == "take" and ix.const_ints(ins.ins[1]) is not None:
+                    if ins.ins[0] in self._arrays:
+                        node = self._take(ins, None)
+                    else:
+                        frame[1], frame[2] = ins, []
+                        stack.append([ins.ins[0], None, None])
+                        continue
+                elif ins.prim in _BODY:
+                    if ins.ins:
+                        frame[1], frame[2] = ins, []
+                        stack.append([ins.ins[0], None, None])
+                        continue
+                    node = (ins.prim, ins.params, (), avals[slot])
+                else:
+                    node = self._shared(slot)  # computed per iteration, not batchable: no match
+            stack.pop()
+            last = number_of[slot] = len(nodes)
+            nodes.append(node)
+            slots.append(slot)
+        return last
+
+    def plan(self) -> list[tuple[int, Any, tuple[int, ...]]]:
+        """(number, node, the numbers of its instruction's operands) per node,
+        parents first: how `_matched` follows this term (a take_chain's
+        operands are not nodes)."""
+        if self._plan is None:
+            producer, number = self._ix.producer, self._number
+            self._plan = [(j, node, () if node[0] in ("shared", "const", "take_chain")
+                           else tuple(number[s] for s in producer[slot].ins))
+                          for j, node, slot in zip(range(len(self.nodes) - 1, -1, -1),
+                                                   reversed(self.nodes), reversed(self.slots))]
+        return self._plan
+
+    def _shared(self, slot: int) -> Any:
+        self.shared.append(slot)
+        return ("shared", slot)
+
+    def _take(self, ins: Instr, array_node: int | None) -> Any:
+        """A take's node, once the array it reads has its node: its index
+        joins ``varying`` in node order, after those of the array's nodes
+        (``_vectorize`` hands them out in that order)."""
+        index = self._ix.const_ints(ins.ins[1])
+        self.ints.extend(self._ix.index_list(ins.ins[1]))
+        self.varying.append(index)
+        if array_node is None:
+            # out[i] = out[i] + t reads the chain's own array at positions not
+            # yet written: the values of the array the chain started from
+            return ("take_chain",)
+        return ("take", array_node, index.shape)
+
+
+def _terms(ix: _TapeIndex, chain: Any, foreign: set[int]) -> list[_Term]:
+    """The chain's terms.  Term k may use what was computed since link
+    k - MAX_PERIOD (the values of its iteration, which several links of the
+    iteration may share); older values are shared by all terms alike."""
+    own = set(chain.intermediates())
+    arrays = own | {chain.before} if chain.writes else set()
+    start = ix.position.get(chain.before, -1)
+    bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
+              for k in range(len(chain.links))]
+    terms: list[_Term] = []
+    # a loop's terms are copies of one DAG: each is matched against the last
+    # term walked whose root computes the same (`_matched`), walked if it differs
+    templates: dict[Any, _Term] = {}
+    producer, blocked = ix.producer, own | foreign
+    for t, bound in zip(chain.terms, bounds):
+        ins = producer.get(t)
+        key = (ins.prim, ins.params, ix.tape.avals[t]) if ins is not None else None
+        try:
+            template = templates.get(key)
+        except TypeError:  # parameters that cannot be hashed: walked, never a template
+            key = template = None
+        term = _matched(template, t, bound, blocked) if template is not None else None
+        if term is None:
+            term = _Term(ix, t, bound, own, arrays, foreign)
+            if term.ok and key is not None:
+                templates[key] = term
+        terms.append(term)
+    return terms
+
+
+def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term | None:
+    """The term at ``root`` if it is ``template``'s DAG with other slots, node
+    for node, and every slot is of the kind the template's is (what
+    `_Term._visit` would find, found without its stack); else None.  The
+    template's nodes are visited parents first, each giving its operands the
+    slots of the instruction found for it; the mapping from node numbers to
+    slots must be one to one.  ``blocked``: the chain's own and foreign slots."""
+    ix = template._ix
+    producer, position, consts, avals = ix.producer, ix.position, ix.tape.consts, ix.tape.avals
+    const_nodes, const_ints, arrays = ix._const_nodes, ix.const_ints, template._arrays
+    nodes = template.nodes
+    slots: list[Any] = [None] * len(nodes)
+    slots[template.root] = root
+    number: dict[int, int] = {}
+    for j, node, operands in template.plan():
+        slot = slots[j]
+        if slot is None or number.setdefault(slot, j) != j:
+            return None
+        kind = node[0]
+        ins = producer.get(slot)
+        if kind == "shared":  # the same slot, shared here too
+            if slot != node[1] or (ins is not None and position[slot] > bound
+                                   and (ins.prim in _BODY or ins.prim == "take")):
+                return None
+            continue
+        if kind == "const":
+            if slot not in consts or (const_nodes.get(slot) or ix.const_node(slot))[0] != node:
+                return None
+            continue
+        if ins is None or slot in blocked or position[slot] <= bound:
+            return None
+        if kind == "take" or kind == "take_chain":
+            index = const_ints(ins.ins[1]) if ins.prim == "take" else None
+            if index is None or (ins.ins[0] in arrays) != (kind == "take_chain") \
+                    or (kind == "take" and index.shape != node[2]):
+                return None
+        elif ins.prim != kind or ins.params != node[1] or avals[slot] != node[3]:
+            return None
+        for s, k in zip(ins.ins, operands):
+            if slots[k] is None:
+                slots[k] = s
+            elif slots[k] != s:
+                return None
+    term = _Term.__new__(_Term)
+    term._ix, term._bound, term._own, term._foreign = ix, bound, template._own, template._foreign
+    term._arrays, term._plan = arrays, template._plan
+    term.nodes, term.slots, term._number = nodes, slots, number
+    term.ok, term.root, term.signature = True, template.root, template.signature
+    # per node, in node order, what `_Term._visit` collects
+    term.varying, term.ints, term.shared = varying, ints, shared = [], [], []
+    for node, slot in zip(nodes, slots):
+        kind = node[0]
+        if kind == "shared":
+            shared.append(slot)
+        elif kind == "const":
+            ints.extend(const_nodes[slot][1])
+            varying.append(consts[slot])
+        elif kind == "take" or kind == "take_chain":
+            index = producer[slot].ins[1]
+            ints.extend(ix.index_list(index))
+            varying.append(const_ints(index))
+    return term
