@@ -155,7 +155,13 @@ def host_calls(name: str) -> dict[str, str]:
 def refused(name: str, ins: Instr) -> str | None:
     """Why backend ``name``, whose table has ``ins``'s primitive, cannot run
     this instruction (the C VM's LOOP takes only some loops:
-    `lower_rules.REFUSED`), or None."""
+    `lower_rules.REFUSED`; Numba's loops only those whose bodies it has code
+    for: `numba_loop_instr.refusal`), or None."""
+    if name == "numba":
+        if ins.prim != "loop":
+            return None
+        from .numba_loop_instr import refusal
+        return refusal(ins)
     if name != "c":
         return None
     from .lower_rules import REFUSED

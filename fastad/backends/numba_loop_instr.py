@@ -3,31 +3,36 @@
 A loop instruction (``fastad.scan``, ``fori_loop``, ``while_loop``, a
 recurrence found in a traced Python loop, and reverse mode's loops over
 checkpointed chunks) holds its body as a tape of its own.  The generator
-writes that body once, whatever the trip count, as a jitted function of the
-generated module (`loop_function`: a generator of the same class walks the
-body tape, sharing the module's packed constants and its list of
-functions), and the instruction as a loop calling it:
+writes that body's code once, whatever the trip count, inside a ``for``
+loop of the kernel:
 
-    lp7_c0 = x0                     the carry in local variables: scalars as
-    lp7_c1 = v3                     scalars, arrays as arrays
-    for lp7_t in range(T):
-        lp7_c0, lp7_c1, lp7_y0, = loop2(lp7_c0, lp7_c1, v5[lp7_t], c9)
-        v7[2 + lp7_t] = lp7_y0      per-step outputs into the packed result
-    v7[0] = lp7_c0                  the final carry into it after the loop
-    v7[1] = lp7_c1
+    b1_x0 = x0                      the carry in local variables: scalars
+    b1_x1 = v3                      as scalars, arrays as arrays
+    for b1_t in range(T):
+        b1_x2 = v5[b1_t]            a row of a stacked input (a view), or its element
+        ...                         the body's code
+        v7[2 + b1_t] = b1_v9        per-step outputs into the packed result
+        b1_x0, b1_x1, = b1_v8, b1_v4,   the new carry at once (an output may
+                                    be another carry's input: a swap)
+    v7[0] = b1_x0                   the final carry into it after the loop
 
-Per-step inputs are read by index (a row of a stacked array is a view), and
-per-step outputs written by index into the packed result (`primitives.loops`:
-the final carry's leaves, then each stacked output, raveled, in one array of
-their common dtype).  A loop in a body is a loop in its function, so reverse
-mode's loops over chunks, holding inner loops, are nested ``for`` loops.
-LLVM inlines a small body into its loop; compile time is that of the body.
+The packed result is `primitives.loops`': the final carry's leaves, then
+each stacked output, raveled, in one array of their common dtype.
 
-The body's function never writes its inputs (inputs are buffers the
-generated code does not own) and returns fresh arrays (`emit_outputs`), so a
-carried array needs no copy.  Its tape is cut to what its outputs need and
-common subexpressions merged (both exact); the rest of the optimizer is not
-run on it, so values are those of the reference interpreter's step.
+The body's code comes from a generator of the same class walking the body
+tape (`loop_body`), sharing the module's packed constants; every name that
+code defines is renamed with the loop's prefix (``b1_``), so it sits in the
+kernel beside the outer code, and a loop in a body nests (``b1_b2_t``):
+reverse mode's loops over chunks, holding inner loops, are nested ``for``
+loops.  (Bodies as jitted functions called per step compiled slower:
+Numba's fixed cost per function, about a second each under load, times the
+18 functions of a nested scan's gradient.)
+
+The body never writes its inputs (buffers the generated code does not own)
+and its outputs are fresh arrays (`emit_outputs`), so a carried array needs
+no copy.  Its tape is cut to what its outputs need and common
+subexpressions merged (both exact); the rest of the optimizer is not run on
+it, so values are those of the reference interpreter's step.
 """
 from __future__ import annotations
 
@@ -38,7 +43,40 @@ import numpy as np
 
 from ..core.tape import Instr
 from ..primitives.loops import LoopBody, layout, packed_dtype
-from ..transforms.optimize import eliminate_common_subexpressions, eliminate_dead_code
+
+
+# Instructions of a loop's bodies (nested ones included) past which the loop
+# stays a host call: a body is one step of straight-line code that the
+# kernel's parts cannot split, and Numba's compile time grows faster than
+# linearly with a function's length (solve_ivp's RK4 gradient, 1,439
+# instructions in its loops: 3 minutes under load; RK45's 2,257: 7).
+MAX_BODY_INSTRUCTIONS = 800
+
+
+def refusal(ins: Instr) -> str | None:
+    """Why the generated code cannot run loop ``ins``, or None: a body (or a
+    body of a loop in it) with a primitive the generator has no code for, or
+    a real-only one applied to complex values, or bodies too long to compile
+    in reasonable time.  Such a loop stays a host call (`fallback.refused`)."""
+    from .numba_emitters import EMITTERS
+    from .numba_tables import REAL_ONLY
+    from ..core.registry import registry
+    stack = [ins.kwargs["body"].tape]
+    count = 0
+    while stack:
+        tape = stack.pop()
+        count += len(tape.instrs)
+        for inner in tape.instrs:
+            prim = registry[inner.prim]
+            if prim not in EMITTERS:
+                return f"a body that runs {inner.prim}"
+            if prim in REAL_ONLY and any(tape.avals[s].dtype.kind == "c" for s in inner.ins):
+                return f"a body that runs {inner.prim} of complex values"
+            if inner.prim == "loop":
+                stack.append(inner.kwargs["body"].tape)
+    if count > MAX_BODY_INSTRUCTIONS:
+        return f"bodies of {count} instructions (more than {MAX_BODY_INSTRUCTIONS})"
+    return None
 
 
 class _LoopInstruction:
@@ -53,13 +91,14 @@ class _LoopInstruction:
         made once before the loop (its constants), the lines of a step, and
         the names holding its outputs after it.  Every name the code defines
         starts with ``prefix``."""
+        from ..transforms.optimize import eliminate_common_subexpressions, eliminate_dead_code
+        from .numba_source import _with_deps
         tape = eliminate_dead_code(eliminate_common_subexpressions(body.tape))
         sub = type(self)(tape)
         sub.packed, sub.packed_size = self.packed, self.packed_size  # one set of constants
         sub.loops = self.loops
         steps = sub.generate()
         self.host_calls = self.host_calls or sub.host_calls
-        from .numba_source import _with_deps
         reads = dict.fromkeys(n for step in steps for n in step.reads)
         inputs = [sub.name[s] if sub.name[s] in reads else None for s in tape.inputs]
         made = _with_deps([n for n in reads if sub.vars[n].local is not None], sub.vars)
