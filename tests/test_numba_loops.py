@@ -221,3 +221,22 @@ def test_a_body_with_a_primitive_numba_lacks_stays_a_host_call():
     d = np.array([0.7, -1.2])
     np.testing.assert_allclose(np.dot(got, d), _directional_fd(lambda x: f(x, xs), [x], [d]),
                                rtol=1e-6)
+
+
+def test_auto_counts_a_loops_steps_and_compiles_its_body_once():
+    """The tiering rule reads a loop's scalar instructions times its trip count
+    as Numba's saving, and its body once as the compile cost: a longer loop
+    is promoted after fewer calls, at the same compile cost."""
+    from fastad.backends import fallback
+
+    def tape_of(steps):
+        def f(x):
+            c, _ = fa.scan(lambda c, _: ((c[0] * 0.9 + c[1], np.sin(c[1]) * c[0]), None), x,
+                           None, length=steps)
+            return c[0] + c[1]
+        return optimize(fa.make_tape(fa.grad(f))((0.3, 0.4)))
+    short, long = tape_of(50), tape_of(5000)
+    stats = [fallback.tape_stats(t) for t in (short, long)]
+    assert stats[0]["instructions"] == stats[1]["instructions"]
+    assert stats[1]["loop_scalar"] > 50 * stats[0]["loop_scalar"] > 0
+    assert fallback.promote_after(long, False) < fallback.promote_after(short, False) / 50
