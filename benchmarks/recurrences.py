@@ -170,6 +170,9 @@ def run(quick: bool = False) -> list[dict]:
         row = {"steps": steps, "first_s": {}, "error": {}, "peak": {}}
         fns = {}
         builds = {"fastad scan [c]": lambda: fa.compile(make_rk4_scan(fa), backend="c")}
+        if "numba" in fa.backends_available():
+            builds["fastad scan [numba]"] = lambda: fa.compile(make_rk4_scan(fa),
+                                                               backend="numba")
         if steps <= UNROLLED_UP_TO and not (quick and steps > 200):
             # as traced: reroll=False keeps the loop from being found and made a loop
             builds["fastad unrolled [c]"] = lambda: fa.compile(make_rk4_fit(), reroll=False)
@@ -195,18 +198,20 @@ def run(quick: bool = False) -> list[dict]:
                            "data": data.nbytes}
         row["steady_s"] = timing.interleaved(fns, args, 0.05 if quick else 0.2,
                                              3 if quick else 5)
+        row["load"] = os.getloadavg()[0]
         rows.append(row)
     return rows
 
 
 def report(rows: list[dict]) -> str:
-    names = ["fastad scan [c]", "fastad unrolled [c]", "JAX lax.scan", "Numba by hand"]
+    names = ["fastad scan [c]", "fastad scan [numba]", "fastad unrolled [c]", "JAX lax.scan",
+             "Numba by hand"]
     lines = ["## Recurrences: the RK4 fit as fastad.scan, unrolled, JAX's lax.scan and "
              "a hand-written Numba adjoint", "",
              "| T | " + " | ".join(f"first call: {n}" for n in names) + " | "
              + " | ".join(f"gradient: {n}" for n in names)
-             + " | memory, scan gradient / value (data) |",
-             "|---|" + "---|" * (2 * len(names) + 1)]
+             + " | memory, scan gradient / value (data) | load |",
+             "|---|" + "---|" * (2 * len(names) + 2)]
     for row in rows:
         first = [timing.format_seconds(row["first_s"].get(n)) if n in row["first_s"]
                  else "not run" for n in names]
@@ -222,14 +227,16 @@ def report(rows: list[dict]) -> str:
         mem = (f"{peak['gradient'] / 1024:.0f} KiB / {peak['value'] / 1024:.0f} KiB "
                f"({peak['data'] / 1024:.0f} KiB)" if peak else "–")
         lines.append(f"| {row['steps']:,} | " + " | ".join(first) + " | "
-                     + " | ".join(steady) + f" | {mem} |")
+                     + " | ".join(steady) + f" | {mem} | {row.get('load', 0):.1f} |")
     lines += ["", "First call: trace, differentiate, compile and run the compiled gradient "
               "(JAX: jit and the first gradient). The unrolled Python loop is not run at "
               "T = 20,000 (its trace at 2,000 already takes tens of seconds). The scan's "
               "loops are LOOP instructions of the C VM; reverse mode's loops over chunks "
               "of sqrt(T) steps hold inner LOOPs. Memory: the C VM arena of each compiled "
               "program plus Python's allocations during a call; both arenas hold a copy "
-              "of the data, which the loops read there. Numba by hand: a forward loop "
+              "of the data, which the loops read there (the Numba kernel's memory is "
+              "not measured). fastad scan [numba]: the loops as `for` loops around their "
+              "bodies' generated code. Numba by hand: a forward loop "
               "storing every state and the RK4 step's adjoint written out (first call "
               "includes its compile, or its load from Numba's disk cache).", ""]
     return "\n".join(lines)
@@ -312,7 +319,7 @@ def _python_loop_row(fa, name, f, args, argnums, extra_builds, quick):
     want = fa.grad(f, argnums=argnums)(*args)
     want = np.concatenate([np.ravel(w) for w in (want if isinstance(want, tuple) else (want,))])
     builds = {f"Python loop [{b}]": (lambda b=b: fa.compile(f, argnums=argnums, backend=b))
-              for b in ("auto", "c")}
+              for b in ("auto", "c", "numba") if b in fa.backends_available() + ["auto"]}
     builds.update(extra_builds)
     fns = {}
     for label, build in builds.items():
@@ -364,7 +371,8 @@ def run_python_loops(quick: bool = False) -> list[dict]:
 
 
 def report_python_loops(rows: list[dict]) -> str:
-    names = ["Python loop [auto]", "Python loop [c]", "fastad scan [c]", "JAX lax.scan"]
+    names = ["Python loop [auto]", "Python loop [c]", "Python loop [numba]", "fastad scan [c]",
+             "JAX lax.scan"]
     lines = ["## Recurrences found in Python loops", "",
              "| workload | traced instructions | loops found (steps) | trace alone | detection | "
              + " | ".join(f"first call: {n}" for n in names) + " | "

@@ -325,6 +325,10 @@ def measure(row: Row) -> dict[str, str]:
             result[backend] = "native, calls NumPy"
         else:
             lacking = prims - backends.native_primitives(backend)
+            # instructions of a native primitive the backend still refuses (a loop
+            # whose body it cannot take)
+            lacking |= {ins.prim for ins in tape.instrs
+                        if backends.fallback.refused(backend, ins) is not None}
             result[backend] = "native" if not lacking else "fallback"
     return result
 

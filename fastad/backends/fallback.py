@@ -155,7 +155,13 @@ def host_calls(name: str) -> dict[str, str]:
 def refused(name: str, ins: Instr) -> str | None:
     """Why backend ``name``, whose table has ``ins``'s primitive, cannot run
     this instruction (the C VM's LOOP takes only some loops:
-    `lower_rules.REFUSED`), or None."""
+    `lower_rules.REFUSED`; Numba's loops only those whose bodies it has code
+    for: `numba_loop_instr.refusal`), or None."""
+    if name == "numba":
+        if ins.prim != "loop":
+            return None
+        from .numba_loop_instr import refusal
+        return refusal(ins)
     if name != "c":
         return None
     from .lower_rules import REFUSED
@@ -365,6 +371,10 @@ def build_segments(tape: Tape, backend: ModuleType, native: frozenset[str]) -> S
 # -- tiering: backend="auto" moves a function from the C VM to Numba once it has paid --
 ELEMENTWISE_SAVING_S = 0.06e-9  # per array element of a cheap elementwise instruction, per call
 TRANSCENDENTAL_SAVING_S = 0.5e-9  # per array element of a transcendental one, per call
+# per scalar instruction of a loop body, per step: the VM dispatches each
+# (about 3 ns), Numba's for loop runs the body as straight-line code
+# (benchmarks/README.md, "Recurrences on the Numba backend")
+LOOP_SCALAR_SAVING_S = 2e-9
 NUMBA_EXTRA_CALL_S = 0.5e-6  # Numba's larger fixed cost per call (boxing, allocations)
 NUMBA_COMPILE_S = (0.5, 3e-3)  # cold compile: fixed (more for a process's first) + per instruction
 NUMBA_LOAD_S = (0.1, 0.2e-3)  # from the disk cache (measured 0.06-0.07 s)
@@ -375,22 +385,34 @@ def tape_stats(tape: Tape) -> dict[str, Any]:
     """What the rule reads: instructions, scalar instructions, and the array
     elements that elementwise instructions produce per call (all of them, and
     those of transcendental functions), by each primitive's cost class
-    (`Primitive.cost`: "cheap" or "transcendental"; views are free)."""
-    scalar = elements = transcendental = 0
-    for ins in tape.instrs:
-        aval = tape.avals[ins.out]
-        if aval.shape == ():
-            scalar += 1
-            continue
-        cost = registry[ins.prim].cost
-        if cost == "cheap":
-            elements += aval.size
-        elif cost == "transcendental":
-            elements += aval.size
-            transcendental += aval.size
+    (`Primitive.cost`: "cheap" or "transcendental"; views are free).  A loop
+    instruction's body counts once among the instructions (it is compiled
+    once) and its trip count of times among the elements, and its scalar
+    instructions run per step are ``loop_scalar``."""
+    scalar = elements = transcendental = loop_scalar = 0
+    instructions = 0
+    stack = [(tape, 1, False)]  # (tape, runs per call, inside a loop)
+    while stack:
+        current, runs, in_loop = stack.pop()
+        instructions += len(current.instrs)
+        for ins in current.instrs:
+            aval = current.avals[ins.out]
+            if ins.prim == "loop":
+                stack.append((ins.kwargs["body"].tape, runs * ins.kwargs["length"], True))
+                continue
+            if aval.shape == ():
+                scalar += not in_loop
+                loop_scalar += runs if in_loop else 0
+                continue
+            cost = registry[ins.prim].cost
+            if cost == "cheap":
+                elements += aval.size * runs
+            elif cost == "transcendental":
+                elements += aval.size * runs
+                transcendental += aval.size * runs
     n = len(tape.instrs)
-    return {"instructions": n, "scalar": scalar, "elementwise_elements": elements,
-            "transcendental_elements": transcendental,
+    return {"instructions": instructions, "scalar": scalar, "elementwise_elements": elements,
+            "transcendental_elements": transcendental, "loop_scalar": loop_scalar,
             "scalar_share": scalar / n if n else 0.0}
 
 
@@ -398,7 +420,7 @@ def saving_per_call(stats: dict[str, Any]) -> float:
     """Seconds per call Numba is predicted to save over the C VM (may be < 0)."""
     cheap = stats["elementwise_elements"] - stats["transcendental_elements"]
     return (ELEMENTWISE_SAVING_S * cheap + TRANSCENDENTAL_SAVING_S * stats["transcendental_elements"]
-            - NUMBA_EXTRA_CALL_S)
+            + LOOP_SCALAR_SAVING_S * stats.get("loop_scalar", 0) - NUMBA_EXTRA_CALL_S)
 
 
 def compile_cost(stats: dict[str, Any], cached: bool) -> float:

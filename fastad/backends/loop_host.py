@@ -3,7 +3,8 @@
 The C VM runs most loops as its own LOOP instruction (`lower_loop`).  The
 loops it cannot take (`lower_loop.refusal`: a body with integer values, a
 primitive the VM lacks, complex values, nesting past the VM's bound), and
-every loop under Numba, are host calls (`fallback._Host`), which ask the
+the loops the Numba generator leaves (`numba_loop_instr.refusal`), are
+host calls (`fallback._Host`), which ask the
 primitive for an implementation built for their backend
 (`Primitive.host_impl`).  Here that is the body tape, optimized and built
 once for the C VM.  A body that is one VM program (its own loops LOOP
@@ -29,6 +30,9 @@ from ..primitives.loops import run_loop
 
 def host_impl(params: dict[str, Any], backend: ModuleType | None) -> Callable[..., Any]:
     body = params["body"]
+    if backend is not None and getattr(backend, "__name__", "").endswith("numba_backend"):
+        from . import _load  # a loop Numba leaves to a host call: its steps on the VM
+        backend = _load("c")
     if backend is None or not getattr(backend, "__name__", "").endswith("c_backend"):
         return partial(run_loop, **params)
     built = _built(body.tape, backend)

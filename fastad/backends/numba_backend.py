@@ -33,6 +33,7 @@ job each:
   numba_codegen   the generator's state: variables, buffers, the walk
   numba_emitters  one ``emit_*`` method per primitive, `EMITTERS`, `NOT_EMITTED`
   numba_loops     elementwise code fused into loops, gathers and scatters in them
+  numba_loop_instr  a loop instruction as a ``for`` loop around its body's code
   numba_source    the steps joined into parts and a kernel (the module's text)
   numba_cache     the disk cache of compiled kernels, and fork safety
 

@@ -21,6 +21,7 @@ from ..core.tape import Instr, Tape
 from ..transforms.analysis import bitwise_uniform, c_strides, is_range
 from ..transforms.analysis import is_weak as _is_weak
 from .numba_emitters import EMITTERS, _Emitters
+from .numba_loop_instr import _LoopInstruction
 from .numba_loops import _Loop, _LoopFusion, _sink_scalars
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
 
@@ -96,7 +97,7 @@ def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any
     return placed, stacks, {out: first for out, first in root.items() if first in stacks}
 
 
-class _Generator(_LoopFusion, _Emitters):
+class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
     """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:
@@ -111,6 +112,7 @@ class _Generator(_LoopFusion, _Emitters):
         self.loop_guards: list[Instr] = []  # guards on its accumulators, checked after it
         self.outputs: list[str] = []  # the variables returned, set by emit_outputs
         self.host_calls = False  # whether some instruction calls back into NumPy
+        self.loops: list[int] = []  # loop instructions written, nested ones too (their names)
         end = len(tape.instrs)
         self.last_use = [-1] * len(self.avals)
         self.readers: list[list[int]] = [[] for _ in self.avals]

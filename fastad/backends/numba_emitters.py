@@ -19,6 +19,7 @@ from ..core.registry import Primitive, check_table, registry
 from ..core.registry import prims as P
 from ..core.tape import Instr
 from ..transforms.analysis import affine, affine_grid, is_range
+from .numba_loop_instr import _LoopInstruction
 from .numba_loops import _index_expr, _nested_loops
 from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape
 from .fallback import NOT_COMPILED
@@ -529,6 +530,7 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.cholesky: _Emitters.emit_cholesky, P.solve_triangular: _Emitters.emit_solve_triangular,
     P.triangular_matmul: _Emitters.emit_triangular_matmul,
     P.svd: _Emitters.emit_svd, P.qr: _Emitters.emit_qr, P.pinv: _Emitters.emit_pinv,
+    P.loop: _LoopInstruction.emit_loop,
 }, "numba_backend.EMITTERS")
 
 # Builtin primitives the generated code does not compute, each with why: a
@@ -537,5 +539,4 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
 NOT_EMITTED: dict[Primitive, str] = check_table({
     **NOT_COMPILED,
     P.eigh: "a LAPACK decomposition the generated code does not call",
-    P.loop: "a loop body sub-tape: its steps run on the C VM or the reference interpreter",
 }, "numba_backend.NOT_EMITTED")
