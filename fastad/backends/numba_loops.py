@@ -171,36 +171,31 @@ def _schedule(tape: Tape, instrs: Sequence[Instr], start: int, end: int,
         heapq.heappush(ready, k)
         heapq.heappush(by_shape.setdefault(shapes[k - start], []), k)
 
-    def first(queue: list[int] | None, skip: Callable[[int], bool] = lambda k: False
-              ) -> int | None:
+    def first(queue: list[int] | None) -> int | None:
         while queue and placed[queue[0] - start]:
             heapq.heappop(queue)
-        if not queue or skip(queue[0]):
-            return None
-        return heapq.heappop(queue)
+        return heapq.heappop(queue) if queue else None
 
     for k in range(start, end):
         if not waiting[k - start]:
             release(k)
     order: list[Instr] = []
     current: tuple[int, ...] | None = None
-    in_run: set[int] = set()  # values the current shape's run has made
     while len(order) < end - start:
-        # the current shape's next; else an instruction of no loop (a reshape,
-        # a view: what lets another seed's chain of this shape start) that
-        # reads nothing the run made, as that would close the loop; else any
+        # the current shape's next, else the first of any.  (Taking next the
+        # instructions of no loop, a reshape or a view, that let another
+        # seed's chain of the current shape start fuses the seeds of a
+        # side-by-side product into one loop, but at n = 10^5 that made them
+        # 2-3 times slower: every seed's values stored for the scatters after
+        # the loop, out of cache, where one seed's loop and scatters run while
+        # its values are in cache)
         k = first(by_shape.get(current)) if current is not None else None
-        if k is None:
-            k = first(by_shape.get(None), lambda k: any(s in in_run for s in instrs[k].ins))
         if k is None:
             k = first(ready)
         placed[k - start] = True
         order.append(instrs[k])
-        shape = shapes[k - start]
-        if shape is not None:
-            if shape != current:
-                current, in_run = shape, set()
-            in_run.add(instrs[k].out)
+        if shapes[k - start] is not None:
+            current = shapes[k - start]
         for r in readers.get(k, ()):
             waiting[r - start] -= 1
             if not waiting[r - start]:
