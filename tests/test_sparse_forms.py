@@ -22,7 +22,7 @@ import fastad as fa
 from conftest import BACKENDS
 from fastad.sparse import derivatives
 from test_fuzz import programs
-from test_sparse import (COMPILED, NUMBA_FUZZ, _flat_program, _fd_hvp, close, minimal_surface,
+from test_sparse import (COMPILED, NUMBA_FUZZ, _fd_hvp, _flat_program, close, minimal_surface,
                          nonzeros, valid_hessian_coloring)
 
 

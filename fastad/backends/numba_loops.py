@@ -7,8 +7,10 @@ reads at ``start + i * stride``, and scatter-adds into an accumulator the
 code owns become in-place updates, delayed a few iterations where needed so
 every element gets its updates in tape order (bitwise the unfused results).
 `_scatter_delays` finds the delays (the grid an index table is affine over
-is `analysis.affine_grid`), and `_sink_scalars` moves scalar work down to
-its first reader so it does not split a loop.  `_LoopFusion` is the part of
+is `analysis.affine_grid`), `_grouped_by_shape` brings instructions of one
+loop shape together (a 3-D stencil's slices along each axis have shapes of
+their own, which the traced order alternates), and `_sink_scalars` moves
+scalar work down to its first reader so it does not split a loop.  `_LoopFusion` is the part of
 the generator (`numba_codegen._Generator`) that gathers and closes loops.
 """
 from __future__ import annotations
