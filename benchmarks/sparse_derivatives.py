@@ -11,6 +11,8 @@ Workloads (n variables):
   surface      minimal-surface area on a grid, Hessian (7 nonzeros per row)
   stencil3d    3-D 7-point stencil energy on a cbrt(n)^3 grid with a log
                barrier, Hessian (7 nonzeros per row; not tuned for)
+  landau       2-D Ginzburg-Landau energy of a two-component field on a
+               sqrt(n/2)^2 grid, Hessian (6 nonzeros per row; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -74,6 +76,18 @@ def stencil3d(x, xp=np):
             - xp.sum(xp.log(2.0 + u)))
 
 
+def landau(x, xp=np):
+    """A real two-component (Ginzburg-Landau) order parameter psi = (a, b) on a
+    grid: the squared differences of both components along both axes, and
+    the potential (1 - |psi|^2)^2 coupling a and b at each point.  Added
+    after the 3-D stencil's work was measured, to see whether it carries."""
+    k = int(round(np.sqrt(x.size // 2)))
+    u = x.reshape(2, k, k)
+    rho = u[0] ** 2 + u[1] ** 2
+    return (0.5 * (xp.sum((u[:, 1:] - u[:, :-1]) ** 2) + xp.sum((u[:, :, 1:] - u[:, :, :-1]) ** 2))
+            + 0.25 * xp.sum((1.0 - rho) ** 2))
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -107,6 +121,15 @@ def casadi_workload(name, x, ca):
             d = x[a.reshape(-1).tolist()] - x[b.reshape(-1).tolist()]
             total = total + ca.sum1(d ** 2)
         return total
+    if name == "landau":  # x[c, i, j] at c*k*k + i*k + j, by index lists
+        k = int(round(np.sqrt(n // 2)))
+        idx = np.arange(n).reshape(2, k, k)
+        total = 0
+        for a, b in ((idx[:, 1:], idx[:, :-1]), (idx[:, :, 1:], idx[:, :, :-1])):
+            d = x[a.reshape(-1).tolist()] - x[b.reshape(-1).tolist()]
+            total = total + 0.5 * ca.sum1(d ** 2)
+        rho = x[idx[0].reshape(-1).tolist()] ** 2 + x[idx[1].reshape(-1).tolist()] ** 2
+        return total + 0.25 * ca.sum1((1.0 - rho) ** 2)
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -150,6 +173,7 @@ def jax_dense_time(name, kind, x, repeats):
 
 WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "surface": (surface, "hessian"), "stencil3d": (stencil3d, "hessian"),
+             "landau": (landau, "hessian"),
              "collocation": (collocation, "jacobian")}
 
 
@@ -174,6 +198,11 @@ def square(n):
     return k * k
 
 
+def two_squares(n):
+    k = int(round(np.sqrt(n / 2)))
+    return 2 * k * k
+
+
 def cube(n):
     k = int(round(n ** (1 / 3)))
     return k ** 3
@@ -191,8 +220,8 @@ def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOA
     for name in workloads:
         f, kind = WORKLOADS[name]
         for n in sizes:
-            n = square(n) if name in ("grid", "surface") else cube(n) if name == "stencil3d" \
-                else n
+            n = {"grid": square, "surface": square, "stencil3d": cube,
+                 "landau": two_squares}.get(name, lambda n: n)(n)
             x = np.random.default_rng(0).uniform(-1, 1, n)
             start = time.perf_counter()
             s = fa.sparsity(f)(x)

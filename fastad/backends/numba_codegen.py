@@ -22,7 +22,7 @@ from ..transforms.analysis import bitwise_uniform, c_strides, is_range
 from ..transforms.analysis import is_weak as _is_weak
 from .numba_emitters import EMITTERS, _Emitters
 from .numba_loop_instr import _LoopInstruction
-from .numba_loops import _Loop, _LoopFusion, _sink_scalars
+from .numba_loops import _Loop, _LoopFusion, _grouped_by_shape, _sink_scalars
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
 
 
@@ -101,7 +101,7 @@ class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
     """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:
-        self.tape = tape = _sink_scalars(tape)
+        self.tape = tape = _sink_scalars(_grouped_by_shape(tape))
         self.avals = tape.avals
         self.placed, self.stacks, self.stacked = _stacked_rows(tape)
         self.vars: dict[str, _Var] = {}
@@ -355,6 +355,8 @@ class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
                 self.join_loop(ins)
                 continue
             if self.starts_loop(ins):
+                if self.loop is not None and self.switches_loop(ins):
+                    steps.append(self.close_loop())
                 pending, self.loop = self.loop, _Loop(self.avals[ins.out].shape)
                 self.join_loop(ins)
                 if pending is not None:  # another shape: a loop of its own, now

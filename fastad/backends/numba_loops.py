@@ -7,12 +7,15 @@ reads at ``start + i * stride``, and scatter-adds into an accumulator the
 code owns become in-place updates, delayed a few iterations where needed so
 every element gets its updates in tape order (bitwise the unfused results).
 `_scatter_delays` finds the delays (the grid an index table is affine over
-is `analysis.affine_grid`), and `_sink_scalars` moves scalar work down to
-its first reader so it does not split a loop.  `_LoopFusion` is the part of
+is `analysis.affine_grid`), `_grouped_by_shape` brings instructions of one
+loop shape together (a 3-D stencil's slices along each axis have shapes of
+their own, which the traced order alternates), and `_sink_scalars` moves
+scalar work down to its first reader so it does not split a loop.  `_LoopFusion` is the part of
 the generator (`numba_codegen._Generator`) that gathers and closes loops.
 """
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -103,6 +106,120 @@ def _sink_scalars(tape: Tape) -> Tape:
                 avals=tape.avals)
 
 
+def _loop_shape(tape: Tape, ins: Instr) -> tuple[int, ...] | None:
+    """The shape of the fused loop ``ins`` could be part of (its elements, a
+    full reduction's operand, a scatter's values), or None for an instruction
+    no loop takes and for scalars."""
+    prim = registry[ins.prim]
+    if prim in REDUCERS:
+        shape = tape.avals[ins.ins[0]].shape
+    elif ins.prim == "scatter_add":
+        shape = tape.avals[ins.ins[2]].shape
+    elif prim.elementwise or ins.prim == "take":
+        shape = tape.avals[ins.out].shape
+    else:
+        return None
+    return tuple(shape) or None
+
+
+def _grouped_by_shape(tape: Tape) -> Tape:
+    """The tape with instructions of one loop shape brought together where
+    their dependencies allow.  The generator gathers one pending loop at a
+    time, so a tape that alternates shapes (a 3-D stencil's differences along
+    each axis, each of its own shape, and the quartic on the whole grid; the
+    products of several seeds side by side) would make a loop of every few
+    instructions, each storing its values for the next.  A list schedule:
+    of the instructions whose operands are ready, the first (in tape order)
+    of the current loop's shape, else the first of any; guards stay where they
+    are, between the instructions before and after them.  Each value is still
+    computed by the same instruction from the same operands, and a scatter
+    chain keeps its order (each link reads the one before): results are
+    bitwise those of the tape's own order."""
+    instrs = tape.instrs
+    made = {ins.out: k for k, ins in enumerate(instrs)}
+    out: list[Instr] = []
+    start = 0
+    while start < len(instrs):
+        end = start
+        while end < len(instrs) and registry[instrs[end].prim].effect is None:
+            end += 1
+        out += _schedule(tape, instrs, start, end, made)
+        if end < len(instrs):
+            out.append(instrs[end])  # a guard: a barrier
+        start = end + 1
+    if [ins.out for ins in out] == [ins.out for ins in instrs]:
+        return tape
+    return Tape(inputs=tape.inputs, outputs=tape.outputs, consts=tape.consts, instrs=out,
+                avals=tape.avals)
+
+
+def _schedule(tape: Tape, instrs: Sequence[Instr], start: int, end: int,
+              made: dict[int, int]) -> list[Instr]:
+    """`_grouped_by_shape`'s order of ``instrs[start:end]``."""
+    waiting = [0] * (end - start)  # operands made in the segment and not yet placed
+    readers: dict[int, list[int]] = {}
+    for k in range(start, end):
+        for s in set(instrs[k].ins):
+            j = made.get(s, -1)
+            if start <= j < k:
+                waiting[k - start] += 1
+                readers.setdefault(j, []).append(k)
+    shapes = [_loop_shape(tape, instrs[k]) for k in range(start, end)]
+    ready: list[int] = []
+    by_shape: dict[tuple[int, ...] | None, list[int]] = {}
+    placed = [False] * (end - start)
+
+    def release(k: int) -> None:
+        heapq.heappush(ready, k)
+        heapq.heappush(by_shape.setdefault(shapes[k - start], []), k)
+
+    def first(queue: list[int] | None) -> int | None:
+        while queue and placed[queue[0] - start]:
+            heapq.heappop(queue)
+        return heapq.heappop(queue) if queue else None
+
+    for k in range(start, end):
+        if not waiting[k - start]:
+            release(k)
+    order: list[Instr] = []
+    current: tuple[int, ...] | None = None
+    while len(order) < end - start:
+        # the current shape's next, else the first of any.  (Taking next the
+        # instructions of no loop, a reshape or a view, that let another
+        # seed's chain of the current shape start fuses the seeds of a
+        # side-by-side product into one loop, but at n = 10^5 that made them
+        # 2-3 times slower: every seed's values stored for the scatters after
+        # the loop, out of cache, where one seed's loop and scatters run while
+        # its values are in cache)
+        k = first(by_shape.get(current)) if current is not None else None
+        if k is None:
+            k = first(ready)
+        placed[k - start] = True
+        order.append(instrs[k])
+        if shapes[k - start] is not None:
+            current = shapes[k - start]
+        for r in readers.get(k, ()):
+            waiting[r - start] -= 1
+            if not waiting[r - start]:
+                release(r)
+    return order
+
+
+def _shape_runs(tape: Tape) -> list[int]:
+    """For each instruction, how many instructions of its loop shape follow
+    from it on (itself included) before one of another loop shape."""
+    runs = [0] * len(tape.instrs)
+    shape, count = None, 0
+    for k in range(len(tape.instrs) - 1, -1, -1):
+        own = _loop_shape(tape, tape.instrs[k])
+        if own is not None and own != shape:
+            shape, count = own, 0
+        if own is not None:
+            count += 1
+        runs[k] = count if own is not None else 0
+    return runs
+
+
 def _nested_loops(lines: list[str], shape: Sequence[int]) -> tuple[str, str]:
     """Appends ``for i0 ...: for i1 ...:`` over ``shape``; returns the body's
     indentation and the flat C-order position of (i0, i1, ...)."""
@@ -158,6 +275,17 @@ class _LoopFusion:
         if ins.prim == "take":
             return shape != () and self.fusable_gather(ins) is not None
         return registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+
+    def switches_loop(self, ins: Instr) -> bool:
+        """Does ``ins``, starting a loop of another shape than the pending one,
+        begin a run of several instructions of its shape (`_shape_runs`)?
+        Then the pending loop is closed and the new one gathered; a lone
+        instruction of another shape is a loop of its own, and the pending
+        loop stays open for more of its members."""
+        runs = getattr(self, "shape_runs", None)
+        if runs is None:
+            runs = self.shape_runs = _shape_runs(self.tape)
+        return runs[self.k] > 1
 
     def fusable_gather(self, ins: Instr) -> np.ndarray | None:
         """The flat index table of a gather that can be a loop member: a table

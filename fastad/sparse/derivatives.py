@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -421,16 +422,36 @@ class CompiledSparse:
     def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
         """The compressed product: one batched pass over the seeds, or, for
         large arrays (`PER_SEED_MIN`), the seeds' products side by side in one
-        unbatched pass (`per_seed`), or one compiled call per seed
-        (`ONE_CALL_PER_SEED`)."""
+        unbatched pass (`per_seed`) or one compiled call per seed, whichever
+        was faster on the plan's first calls (`UNBATCHED_FORMS`)."""
         seeds = plan.seeds
         side_by_side = self.product(plan.mode, "per_seed")
         backend = getattr(side_by_side._spec, "backend_name", None)
         least = SIDE_BY_SIDE_MIN.get(backend, PER_SEED_MIN)
         if seeds[0].size < least or len(seeds) > PER_SEED_MAX:
             return self.product(plan.mode, "batched")(*args, seeds, **kwargs)
-        if backend not in ONE_CALL_PER_SEED:
-            return side_by_side(*args, seeds, **kwargs)
+        form = plan.extra.get("form")
+        if form is not None:
+            return self._unbatched(plan, form, args, kwargs)
+        # the forms run in turn, the first WARM_CALLS of each (compiling) not
+        # counted, then the faster kept after TIMED_CALLS of each: both compute
+        # each seed's product by the same instructions, so the choice changes
+        # the time, not the values
+        timings = plan.extra.setdefault("timings", {f: [] for f in UNBATCHED_FORMS})
+        form = min(UNBATCHED_FORMS, key=lambda f: len(timings[f]))
+        start = time.thread_time()  # this thread's CPU: what others running leave out
+        out = self._unbatched(plan, form, args, kwargs)
+        timings[form].append(time.thread_time() - start)
+        if all(len(t) >= WARM_CALLS + TIMED_CALLS for t in timings.values()):
+            plan.extra["form"] = min(UNBATCHED_FORMS,
+                                     key=lambda f: min(timings[f][WARM_CALLS:]))
+        return out
+
+    def _unbatched(self, plan: Plan, form: str, args: Sequence[Any], kwargs: dict[str, Any]
+                   ) -> Any:
+        seeds = plan.seeds
+        if form == "per_seed":
+            return self.product(plan.mode, "per_seed")(*args, seeds, **kwargs)
         one = self.product(plan.mode, "single")
         size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
         out = np.empty((len(seeds), size), dtype=seeds.dtype)
@@ -439,26 +460,32 @@ class CompiledSparse:
         return out
 
 
-#: seeds of at least this many elements are run side by side unbatched
-#: (`per_seed`) rather than as one batch: the batched arrays (colors x size)
+#: seeds of at least this many elements are run unbatched, side by side or one
+#: call each, rather than as one batch: the batched arrays (colors x size)
 #: then fall out of cache, and the batched tape's gathers no longer run as
 #: strided loops
 PER_SEED_MIN = 1 << 14
-#: backends that take the seeds side by side from fewer elements: Numba's
+#: backends that take the seeds unbatched from fewer elements: Numba's
 #: batched gathers are separate loops at any size (n = 2000: 13.4 against
 #: 17.9 gradients for the chained Rosenbrock, 7.4 against 10.3 for the grid;
 #: equal at n = 300)
 SIDE_BY_SIDE_MIN = {"numba": 1 << 10}
-#: at most this many seeds side by side: the unbatched tape is recorded once
+#: at most this many seeds unbatched: the side-by-side tape is recorded once
 #: per seed
 PER_SEED_MAX = 32
-#: backends that run large seeds one compiled call each instead (the unbatched
-#: tape, the seed an argument): the C VM runs the side-by-side tape one
-#: instruction at a time over whole arrays, so it shares the function's
-#: values but not the memory traffic, and its larger working set made the
-#: chained Rosenbrock and the 5-point grid at n = 10^5 7-27 % slower (the
-#: minimal surface, with more shared work, 25 % faster)
-ONE_CALL_PER_SEED = ("c",)
+#: the unbatched forms, timed on a plan's first calls: the seeds side by side
+#: in one pass (`per_seed`: the function's values shared, each seed's product
+#: fused with the others' on Numba, but a working set p times larger), or one
+#: compiled call per seed (`single`).  Which wins depends on the function and
+#: the backend: at n = 10^5 side by side was faster for the minimal surface
+#: on both backends (much shared work), one call per seed for the 3-D
+#: stencil on Numba (little shared work, a working set of 7 seeds' arrays)
+UNBATCHED_FORMS = ("per_seed", "single")
+#: calls of each form not counted (the first compiles), then calls timed
+#: (the thread's CPU time: on a busy machine the wall clock of a call of a
+#: few ms was 3-6 times its CPU time, varying from call to call), the fastest
+#: of them counted, before the faster form is kept
+WARM_CALLS, TIMED_CALLS = 1, 2
 
 
 # -- inspection ------------------------------------------------------------------
