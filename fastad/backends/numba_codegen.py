@@ -111,6 +111,7 @@ class _Generator(_LoopFusion, _Emitters):
         self.loop_guards: list[Instr] = []  # guards on its accumulators, checked after it
         self.outputs: list[str] = []  # the variables returned, set by emit_outputs
         self.host_calls = False  # whether some instruction calls back into NumPy
+        self.module_lines: dict[str, None] = {}  # module-level names emitters need (LAPACK)
         end = len(tape.instrs)
         self.last_use = [-1] * len(self.avals)
         self.readers: list[list[int]] = [[] for _ in self.avals]
