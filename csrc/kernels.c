@@ -649,36 +649,32 @@ KERNEL int trsolve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
 }
 
 /* The eigenvalues (ascending) and eigenvectors of each symmetric matrix,
- * reading its lower (or upper) triangle, as numpy.linalg.eigh: LAPACK syevd
- * on a column-major copy of a (the triangle NumPy's call reads), packed as
- * [w; V] (row 0 the eigenvalues, then V with the eigenvectors as columns).
- * Workspace w: the copy (n*n), the eigenvalues (n), syevd's work
- * (1 + 6n + 2n*n); p: its iwork (3 + 5n).  No convergence stops the run with
- * FASTAD_VM_SINGULAR (numpy raises LinAlgError). */
+ * reading its lower (or upper) triangle, as numpy.linalg.eigh: LAPACK dsyevd
+ * on a column-major float64 copy of a (the triangle NumPy's call reads; NumPy
+ * computes float32 in double too and rounds, so both dtypes get its results),
+ * packed as [w; V] (row 0 the eigenvalues, then V with the eigenvectors as
+ * columns).  Workspace w (doubles): the copy (n*n), the eigenvalues (n),
+ * syevd's work (1 + 6n + 2n*n); p: its iwork (3 + 5n).  No convergence stops
+ * the run with FASTAD_VM_SINGULAR (numpy raises LinAlgError). */
 KERNEL int eigh_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                   const int64_t *d, int64_t w, int64_t p) {
   const int64_t batch = d[0], n = d[1], lower = d[2];
   if (n == 0) return FASTAD_VM_OK;
   int *iwork = (int *)arena + p;
+  double *z = (double *)arena + w, *ev = z + n * n, *work = ev + n;
   FLOAT_TYPED(t, {
-    T *z = (T *)arena + w, *ev = z + n * n, *work = ev + n;
     for (int64_t q = 0; q < batch; q++) {
       const T *A = (const T *)arena + a + q * n * n;
       T *O = (T *)arena + o + q * (n + 1) * n;
       for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) z[j * n + i] = A[i * n + j];
+        for (int64_t j = 0; j < n; j++) z[j * n + i] = (double)A[i * n + j];
       char jobz = 'V', uplo = lower ? 'L' : 'U';
       int in = (int)n, lwork = (int)(1 + 6 * n + 2 * n * n), liwork = (int)(3 + 5 * n), info = 0;
-      if (sizeof(T) == 8)
-        la->dsyevd(&jobz, &uplo, &in, (double *)z, &in, (double *)ev, (double *)work, &lwork,
-                   iwork, &liwork, &info);
-      else
-        la->ssyevd(&jobz, &uplo, &in, (float *)z, &in, (float *)ev, (float *)work, &lwork,
-                   iwork, &liwork, &info);
+      la->dsyevd(&jobz, &uplo, &in, z, &in, ev, work, &lwork, iwork, &liwork, &info);
       if (info != 0) return FASTAD_VM_SINGULAR;
-      memcpy(O, ev, (size_t)n * sizeof(T));
+      for (int64_t j = 0; j < n; j++) O[j] = (T)ev[j];
       for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) O[(i + 1) * n + j] = z[j * n + i];
+        for (int64_t j = 0; j < n; j++) O[(i + 1) * n + j] = (T)z[j * n + i];
     }
   });
   return FASTAD_VM_OK;
