@@ -776,10 +776,10 @@ KERNEL int pinv_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_
  * the planned lwork.  Packed [Q; R]: Q (m, n), then R (n, n).  Workspace w
  * (doubles): the copy (m*n, Q in place after dorgqr), tau (n), then the
  * work (lwork). */
-KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+KERNEL int qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                  const int64_t *d, int64_t w) {
   const int64_t batch = d[0], m = d[1], n = d[2], lwork = d[3];
-  if (n == 0) return;
+  if (n == 0) return FASTAD_VM_OK;
   double *z = (double *)arena + w, *tau = z + m * n, *work = tau + n;
   FLOAT_TYPED(t, {
     for (int64_t q = 0; q < batch; q++) {
@@ -796,6 +796,7 @@ KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t
         for (int64_t j = 0; j < n; j++) Q[i * n + j] = (T)z[j * m + i];
     }
   });
+  return FASTAD_VM_OK;
 }
 
 /* o = op(T) b for T the lower (or upper) triangle of each (n, n) a, op(T) T
@@ -803,10 +804,10 @@ KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t
  * of b.  As for trsolve_b, the row-major o is the column-major o^T = b^T op(T)^T,
  * so trmm multiplies from the right by a's buffer (column-major a^T), whose
  * triangle of the other kind is T^T.  Half a gemm's work. */
-KERNEL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a, int64_t b,
+KERNEL int trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a, int64_t b,
                    const int64_t *d) {
   const int64_t batch = d[0], n = d[1], k = d[2], lower = d[3], trans = d[4];
-  if (n == 0 || k == 0) return;
+  if (n == 0 || k == 0) return FASTAD_VM_OK;
   FLOAT_TYPED(t, {
     for (int64_t q = 0; q < batch; q++) {
       T *A = (T *)arena + a + q * n * n;
@@ -823,4 +824,5 @@ KERNEL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64
                   (float *)X, &ik);
     }
   });
+  return FASTAD_VM_OK;
 }

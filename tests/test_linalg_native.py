@@ -15,6 +15,7 @@ import pytest
 import fastad as fa
 import fastad.scipy.linalg as fla
 from fastad import backends
+from fastad.primitives import linalg as _prims
 from conftest import BACKENDS
 
 COMPILED = [b for b in BACKENDS if b != "numpy"]
@@ -162,3 +163,56 @@ def test_compiled_eigh_is_numpys_bit_for_bit(backend, dtype):
         else:
             for got, w in zip(f(nan, b)[0], want):
                 np.testing.assert_array_equal(got, w)
+
+
+def _spd_like(rng, shape, dtype):
+    return _spd(rng, shape).astype(dtype)
+
+
+# (f, operands' makers): each reads its arguments with one linear-algebra opcode
+# (its result returned whole where the instruction makes it)
+IN_PLACE = {
+    "cholesky": (lambda a, b: np.linalg.cholesky(a), True),
+    "solve_triangular": (lambda a, b: fla.solve_triangular(a, b, lower=False, trans=1), True),
+    "triangular_matmul": (lambda a, b: _prims.triangular_matmul(a, b, True, False), True),
+    "eigh": (lambda a, b: np.linalg.eigh(a, UPLO="U")[1] ** 2 + b[..., :1], False),
+    "svd": (lambda a, b: np.linalg.svd(a)[1] + b[..., 0], False),
+    "pinv": (lambda a, b: np.linalg.pinv(a), True),
+    "qr": (lambda a, b: np.linalg.qr(a)[1] ** 2 + b[..., :1], False),
+    "solve": (lambda a, b: np.linalg.solve(a, b), True),
+}
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C extension is not built")
+@pytest.mark.parametrize("name", list(IN_PLACE))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_linear_algebra_reads_inputs_and_writes_results_in_place(name, dtype):
+    """The VM's linear-algebra instructions read array arguments in the
+    caller's buffers and write whole results into the returned arrays (no copy
+    into the arena): the program binds them, the results are the reference
+    interpreter's, and bit for bit those of the program that copies its arguments,
+    and the arguments are left as they were, in any layout."""
+    from fastad.backends import c_backend, reference
+    from fastad.backends.lower import lower
+    f, whole = IN_PLACE[name]
+    rng = np.random.default_rng(len(name))
+    a = _spd_like(rng, (2, 4, 4), dtype)
+    b = rng.standard_normal((2, 4, 3)).astype(dtype)
+    tape = fa.make_tape(f)(a, b)
+    program = lower(tape)
+    assert all(p.offset >= program.arena_bytes for p in program.inputs[:1])
+    if whole:
+        assert all(p.offset >= program.arena_bytes for p in program.outputs)
+    exe = c_backend.build(tape)
+    copied = c_backend.build(tape, bind_inputs=False)  # every argument copied into the arena
+    want = copied.run([a, b])
+    for g, w in zip(want, reference.evaluate(tape, [a, b]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-4 if dtype == np.float32 else 1e-12,
+                                   atol=1e-5 if dtype == np.float32 else 1e-13)
+    for passed in ([a.copy(), b.copy()], [np.asfortranarray(a), b[..., ::-1].copy()[..., ::-1]]):
+        before = [p.copy() for p in passed]
+        got = exe.run(passed)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
+        for p, q in zip(passed, before):
+            np.testing.assert_array_equal(p, q)
