@@ -13,13 +13,18 @@ and the results compared with the eager ones.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import warnings
 
 import numpy as np
 
-import fastad as fa
-import fastad.scipy.linalg as fla
-from fastad import backends
+# the checkout this script is in, not whichever fastad is installed
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import fastad as fa  # noqa: E402
+import fastad.scipy.linalg as fla  # noqa: E402
+from fastad import backends  # noqa: E402
 
 
 def _spd(rng, shape):
