@@ -443,9 +443,10 @@ class _Emitters:
         NumPy's bit for bit, signs included.  Numba's own eigh reads the lower
         triangle only (a transposed call would flip vectors' signs against
         NumPy's 'U'), so the code calls the entry behind it, Numba's
-        ``numba_ez_xxxevd``, with the triangle asked for.  Packed [w; V]; no
-        convergence (a NaN in a matrix larger than 1 x 1) raises LinAlgError,
-        as NumPy does."""
+        ``numba_ez_xxxevd`` (``numba.np.linalg._LAPACK``, not public API: the
+        tests fail if a Numba release moves it), with the triangle asked for.
+        Packed [w; V]; no convergence (as for most NaN matrices) raises
+        LinAlgError where NumPy's call does."""
         aval, o = self.avals[ins.out], ins.out
         n = aval.shape[-1]
         batch = math.prod(aval.shape[:-2])
