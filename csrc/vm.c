@@ -365,23 +365,28 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(MATMUL_B);
         vmbreak;
       }
-      /* linear algebra: o, a (and b) of dtype t, rebased onto bound inputs and
-       * outputs; workspace (w doubles or t, p ints) is arena temporaries */
+      /* linear algebra: o, a (and b) of dtype t, and the workspace (w of t or
+       * doubles, p of ints), each rebased where it lies in a bound segment (the
+       * lowering keeps workspace in the arena; a program may not) */
       LINALG_CASE(SOLVE_B, solve_b(pc[1], la, arena, RD_T(2), RD_T(3), RD_T(4), meta + pc[5],
-                                   pc[6], pc[7]));
+                                   RD_T(6), RD(pc[7], 4)));
       vmcase(SLOGDET_B) {  /* f t o a d w p: its dtype is the second word */
-        slogdet_b(pc[1], pc[2], la, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), meta + pc[5], pc[6], pc[7]);
+        slogdet_b(pc[1], pc[2], la, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), meta + pc[5],
+                  RD(pc[6], SZ(pc[2])), RD(pc[7], 4));
         POLL();
         NEXT(SLOGDET_B);
         vmbreak;
       }
       LINALG_CASE(CHOLESKY_B, cholesky_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4]));
       LINALG_CASE(TRSOLVE_B, trsolve_b(pc[1], la, arena, RD_T(2), RD_T(3), RD_T(4), meta + pc[5]));
-      LINALG_CASE(EIGH_B, eigh_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], pc[5], pc[6]));
+      LINALG_CASE(EIGH_B, eigh_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8),
+                                 RD(pc[6], 4)));
       LINALG_CASE(TRMM_B, trmm_b(pc[1], la, arena, RD_T(2), RD_T(3), RD_T(4), meta + pc[5]));
-      LINALG_CASE(SVD_B, svd_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], pc[5], pc[6]));
-      LINALG_CASE(PINV_B, pinv_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], pc[5], pc[6]));
-      LINALG_CASE(QR_B, qr_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], pc[5]));
+      LINALG_CASE(SVD_B, svd_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8),
+                               RD(pc[6], 4)));
+      LINALG_CASE(PINV_B, pinv_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8),
+                                 RD(pc[6], 4)));
+      LINALG_CASE(QR_B, qr_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8)));
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         int64_t desc_buf[FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * FASTAD_FUSED_MAX_SLOTS +

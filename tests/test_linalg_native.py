@@ -216,3 +216,27 @@ def test_linear_algebra_reads_inputs_and_writes_results_in_place(name, dtype):
             np.testing.assert_array_equal(g, w)
         for p, q in zip(passed, before):
             np.testing.assert_array_equal(p, q)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C extension is not built")
+def test_a_workspace_in_a_bound_output_is_the_callers_array():
+    """A program whose EIGH_B workspace lies in a writable bound output (a
+    hostile one: the lowering keeps workspace in the arena) passes validation,
+    as the opcode maps bound segments; the VM rebases that operand too, so the
+    workspace is the caller's output array (the last matrix's eigenvectors and
+    eigenvalues are left there), never memory past the arena."""
+    from fastad.backends.lower import lower
+    from helpers import altered, executable_or_none
+    rng = np.random.default_rng(3)
+    n, a, big = 4, _spd(rng, (2, 4, 4)), rng.standard_normal(500)
+    program = lower(fa.make_tape(lambda a, big: (big * 2.0, np.linalg.eigh(a)[0]))(a, big))
+    out = program.outputs[0]
+    assert out.offset >= program.arena_bytes  # written in place
+    (pc, words), = [(pc, words) for pc, name, words in program.instructions() if name == "EIGH_B"]
+    code = program.code.copy()
+    code[pc + 5] = out.offset // 8  # t o a d w p: w, in doubles
+    exe = executable_or_none(altered(program, code=code))
+    assert exe is not None
+    doubled, w = exe.run([a, big])
+    np.testing.assert_array_equal(w, np.linalg.eigh(a)[0])
+    np.testing.assert_array_equal(doubled[n * n:n * n + n], np.linalg.eigh(a[1])[0])
