@@ -375,9 +375,37 @@ class _Emitters:
         self.batched(ins, "np.linalg.cholesky({0})", self.avals[ins.out].shape[-2:])
 
     def emit_triangular_matmul(self, ins: Instr) -> None:
-        tri = "np.tril" if ins.kwargs["lower"] else "np.triu"
-        t = f"np.ascontiguousarray({tri}({{0}}).T)" if ins.kwargs["trans"] else f"{tri}({{0}})"
-        self.batched(ins, f"np.dot({t}, {{1}})", self.avals[ins.out].shape[-2:])
+        """op(T) b by blocks of TRI_BLOCK rows: each block of op(T)'s rows is
+        copied without the columns its triangle leaves zero (the other
+        triangle inside the diagonal block zeroed) and multiplied with one
+        np.dot (gemm), so the product costs half a full gemm, as the VM's trmm."""
+        aval, o = self.avals[ins.out], ins.out
+        dt = aval.dtype.name
+        n, k = aval.shape[-2], aval.shape[-1]
+        batch = math.prod(aval.shape[:-2])
+        a, b = (self.ref(s) if self.avals[s].dtype == aval.dtype else
+                f"{self.ref(s)}.astype(np.{dt})" for s in ins.ins)
+        trans = bool(ins.kwargs["trans"])
+        op_lower = bool(ins.kwargs["lower"]) != trans  # op(T) is lower triangular
+        cols = "0, e" if op_lower else f"s, {n}"
+        rows = "t[lo:hi, s:e].T" if trans else "t[s:e, lo:hi]"
+        zero = "r[i, s - lo + i + 1:e - lo] = 0" if op_lower else "r[i, :i] = 0"
+        self.step.lines += [
+            f"m0_{o} = {a}.reshape({_shape((batch, n, n))})",
+            f"m1_{o} = {b}.reshape({_shape((batch, n, k))})",
+            f"o{o} = np.empty({_shape((batch, n, k))}, np.{dt})",
+            f"for p in range({batch}):",
+            f"    t = m0_{o}[p]",
+            f"    x = m1_{o}[p]",
+            f"    for s in range(0, {n}, {TRI_BLOCK}):",
+            f"        e = min(s + {TRI_BLOCK}, {n})",
+            f"        lo, hi = {cols}",
+            f"        r = np.empty((e - s, hi - lo), np.{dt})",
+            f"        r[:] = {rows}",
+            "        for i in range(e - s):",
+            f"            {zero}",
+            f"        o{o}[p, s:e] = np.dot(r, np.ascontiguousarray(x[lo:hi]))"]
+        self.define_array(ins, f"o{o}.reshape({_shape(aval.shape)})")
 
     def packed_decomposition(self, ins: Instr, rows: int, body: list[str]) -> None:
         """A decomposition packed along the second-to-last axis, each matrix
@@ -533,8 +561,9 @@ class _Emitters:
         self.new_buffer(ins.out, owned=True)
 
 
-# Rows of a triangular solve's block (emit_solve_triangular): each block's
-# update from the rows before it is one gemm of this many rows.
+# Rows of a triangular solve's or product's block (emit_solve_triangular,
+# emit_triangular_matmul): each block's update from the rows before it, or its
+# product, is one gemm of this many rows.
 TRI_BLOCK = 64
 
 # primitive -> the generator method that emits its code
