@@ -240,3 +240,31 @@ def test_a_workspace_in_a_bound_output_is_the_callers_array():
     doubled, w = exe.run([a, big])
     np.testing.assert_array_equal(w, np.linalg.eigh(a)[0])
     np.testing.assert_array_equal(doubled[n * n:n * n + n], np.linalg.eigh(a[1])[0])
+
+
+@pytest.mark.skipif(not COMPILED, reason="no compiled backend is installed")
+@pytest.mark.parametrize("backend", COMPILED)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_triangular_products_of_several_blocks(backend, dtype):
+    """op(T) b for both triangles and both orientations, with more rows than
+    one block of Numba's blocked product (and a last, partial block): the
+    product with the triangle, as NumPy computes it, in every case."""
+    from fastad.backends.numba_emitters import TRI_BLOCK
+    rng = np.random.default_rng(12)
+    n, k = 2 * TRI_BLOCK + 5, 3
+    a = rng.standard_normal((2, n, n)).astype(dtype)
+    b = rng.standard_normal((2, n, k)).astype(dtype)
+    flags = [(lower, trans) for lower in (True, False) for trans in (False, True)]
+
+    def products(a, b):
+        return tuple(_prims.triangular_matmul(a, b, lower, trans) for lower, trans in flags)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        got = fa.jit(products, backend=backend)(a, b)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    for g, (lower, trans) in zip(got, flags, strict=True):
+        tri = np.tril(a) if lower else np.triu(a)
+        want = (np.swapaxes(tri, -1, -2) if trans else tri) @ b
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, want, rtol=rtol, atol=rtol * np.abs(want).max())
