@@ -649,36 +649,32 @@ KERNEL int trsolve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
 }
 
 /* The eigenvalues (ascending) and eigenvectors of each symmetric matrix,
- * reading its lower (or upper) triangle, as numpy.linalg.eigh: LAPACK syevd
- * on a column-major copy of a (the triangle NumPy's call reads), packed as
- * [w; V] (row 0 the eigenvalues, then V with the eigenvectors as columns).
- * Workspace w: the copy (n*n), the eigenvalues (n), syevd's work
- * (1 + 6n + 2n*n); p: its iwork (3 + 5n).  No convergence stops the run with
- * FASTAD_VM_SINGULAR (numpy raises LinAlgError). */
+ * reading its lower (or upper) triangle, as numpy.linalg.eigh: LAPACK dsyevd
+ * on a column-major float64 copy of a (the triangle NumPy's call reads; NumPy
+ * computes float32 in double too and rounds, so both dtypes get its results),
+ * packed as [w; V] (row 0 the eigenvalues, then V with the eigenvectors as
+ * columns).  Workspace w (doubles): the copy (n*n), the eigenvalues (n),
+ * syevd's work (1 + 6n + 2n*n); p: its iwork (3 + 5n).  No convergence stops
+ * the run with FASTAD_VM_SINGULAR (numpy raises LinAlgError). */
 KERNEL int eigh_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                   const int64_t *d, int64_t w, int64_t p) {
   const int64_t batch = d[0], n = d[1], lower = d[2];
   if (n == 0) return FASTAD_VM_OK;
   int *iwork = (int *)arena + p;
+  double *z = (double *)arena + w, *ev = z + n * n, *work = ev + n;
   FLOAT_TYPED(t, {
-    T *z = (T *)arena + w, *ev = z + n * n, *work = ev + n;
     for (int64_t q = 0; q < batch; q++) {
       const T *A = (const T *)arena + a + q * n * n;
       T *O = (T *)arena + o + q * (n + 1) * n;
       for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) z[j * n + i] = A[i * n + j];
+        for (int64_t j = 0; j < n; j++) z[j * n + i] = (double)A[i * n + j];
       char jobz = 'V', uplo = lower ? 'L' : 'U';
       int in = (int)n, lwork = (int)(1 + 6 * n + 2 * n * n), liwork = (int)(3 + 5 * n), info = 0;
-      if (sizeof(T) == 8)
-        la->dsyevd(&jobz, &uplo, &in, (double *)z, &in, (double *)ev, (double *)work, &lwork,
-                   iwork, &liwork, &info);
-      else
-        la->ssyevd(&jobz, &uplo, &in, (float *)z, &in, (float *)ev, (float *)work, &lwork,
-                   iwork, &liwork, &info);
+      la->dsyevd(&jobz, &uplo, &in, z, &in, ev, work, &lwork, iwork, &liwork, &info);
       if (info != 0) return FASTAD_VM_SINGULAR;
-      memcpy(O, ev, (size_t)n * sizeof(T));
+      for (int64_t j = 0; j < n; j++) O[j] = (T)ev[j];
       for (int64_t i = 0; i < n; i++)
-        for (int64_t j = 0; j < n; j++) O[(i + 1) * n + j] = z[j * n + i];
+        for (int64_t j = 0; j < n; j++) O[(i + 1) * n + j] = (T)z[j * n + i];
     }
   });
   return FASTAD_VM_OK;
@@ -780,10 +776,10 @@ KERNEL int pinv_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_
  * the planned lwork.  Packed [Q; R]: Q (m, n), then R (n, n).  Workspace w
  * (doubles): the copy (m*n, Q in place after dorgqr), tau (n), then the
  * work (lwork). */
-KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+KERNEL int qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                  const int64_t *d, int64_t w) {
   const int64_t batch = d[0], m = d[1], n = d[2], lwork = d[3];
-  if (n == 0) return;
+  if (n == 0) return FASTAD_VM_OK;
   double *z = (double *)arena + w, *tau = z + m * n, *work = tau + n;
   FLOAT_TYPED(t, {
     for (int64_t q = 0; q < batch; q++) {
@@ -800,6 +796,7 @@ KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t
         for (int64_t j = 0; j < n; j++) Q[i * n + j] = (T)z[j * m + i];
     }
   });
+  return FASTAD_VM_OK;
 }
 
 /* o = op(T) b for T the lower (or upper) triangle of each (n, n) a, op(T) T
@@ -807,10 +804,10 @@ KERNEL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t
  * of b.  As for trsolve_b, the row-major o is the column-major o^T = b^T op(T)^T,
  * so trmm multiplies from the right by a's buffer (column-major a^T), whose
  * triangle of the other kind is T^T.  Half a gemm's work. */
-KERNEL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a, int64_t b,
+KERNEL int trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a, int64_t b,
                    const int64_t *d) {
   const int64_t batch = d[0], n = d[1], k = d[2], lower = d[3], trans = d[4];
-  if (n == 0 || k == 0) return;
+  if (n == 0 || k == 0) return FASTAD_VM_OK;
   FLOAT_TYPED(t, {
     for (int64_t q = 0; q < batch; q++) {
       T *A = (T *)arena + a + q * n * n;
@@ -827,4 +824,5 @@ KERNEL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64
                   (float *)X, &ik);
     }
   });
+  return FASTAD_VM_OK;
 }

@@ -256,9 +256,9 @@ FASTAD_INTERNAL int svd_b(int t, const fastad_linalg *la, char *arena, int64_t o
                           const int64_t *d, int64_t w, int64_t p);
 FASTAD_INTERNAL int pinv_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                            const int64_t *d, int64_t w, int64_t p);
-FASTAD_INTERNAL void qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+FASTAD_INTERNAL int qr_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                           const int64_t *d, int64_t w);
-FASTAD_INTERNAL void trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
+FASTAD_INTERNAL int trmm_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                             int64_t b, const int64_t *d);
 FASTAD_INTERNAL int trsolve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                               int64_t b, const int64_t *d);

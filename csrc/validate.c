@@ -575,7 +575,7 @@ static int operands_ok(checker *c, int32_t op) {
       if (n > 16384) return fail(c, "matrix too large for LAPACK%.0lld%.0lld", 0, 0);
       if (m[d + 2] & ~(int64_t)1) return fail(c, "bad lower flag %lld%.0lld", m[d + 2], 0);
       return use(c, W, 1, batch * (n + 1) * n, t) && use(c, R, 2, batch * n * n, t) &&
-             use(c, W, 4, 3 * n * n + 7 * n + 1, t) && use(c, W, 5, 3 + 5 * n, 4);
+             use(c, W, 4, 3 * n * n + 7 * n + 1, 8) && use(c, W, 5, 3 + 5 * n, 4);
     }
     case OP_SVD_B:    /* t o a d w p */
     case OP_PINV_B: { /* t o a d w p */

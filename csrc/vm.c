@@ -98,6 +98,18 @@ static int64_t rebase(const bound_map *m, int64_t o, int64_t size) {
 #define RD(o, size) \
   (bound.n && (int64_t)(o) * (int64_t)(size) >= bound.arena_bytes ? rebase(&bound, (o), (size)) : (int64_t)(o))
 #define SZ(t) ((int64_t)dtype_size[t])
+/* operand word i of an instruction whose first word is its dtype, rebased */
+#define RD_T(i) RD(pc[i], SZ(pc[1]))
+/* A linear-algebra instruction: its kernel's call, whose status (singular,
+ * no convergence) stops the run. */
+#define LINALG_CASE(name, call)                 \
+  vmcase(name) {                                \
+    const int status = (call);                  \
+    if (status != FASTAD_VM_OK) return status;  \
+    POLL();                                     \
+    NEXT(name);                                 \
+    vmbreak;                                    \
+  }
 
 /* A FUSED descriptor whose slots are rebased onto bound inputs: a copy in
  * buf when some slot lies in a bound segment, else the program's own. */
@@ -126,6 +138,7 @@ int fastad_maps_bound(int op) {
     case OP_CAST_V: case OP_ZERO_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:
     case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
+    case OP_CHOLESKY_B: case OP_TRSOLVE_B: case OP_TRMM_B: case OP_EIGH_B: case OP_SVD_B: case OP_PINV_B: case OP_QR_B:
     case OP_FUSED:
       return 1;
     default:
@@ -352,67 +365,28 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(MATMUL_B);
         vmbreak;
       }
-      vmcase(SOLVE_B) {
-        const int status = solve_b(pc[1], la, arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])),
-                                   RD(pc[4], SZ(pc[1])), meta + pc[5], pc[6], pc[7]);
-        if (status != FASTAD_VM_OK) return status;
-        POLL();
-        NEXT(SOLVE_B);
-        vmbreak;
-      }
-      vmcase(SLOGDET_B) {
-        slogdet_b(pc[1], pc[2], la, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), meta + pc[5], pc[6], pc[7]);
+      /* linear algebra: o, a (and b) of dtype t, and the workspace (w of t or
+       * doubles, p of ints), each rebased where it lies in a bound segment (the
+       * lowering keeps workspace in the arena; a program may not) */
+      LINALG_CASE(SOLVE_B, solve_b(pc[1], la, arena, RD_T(2), RD_T(3), RD_T(4), meta + pc[5],
+                                   RD_T(6), RD(pc[7], 4)));
+      vmcase(SLOGDET_B) {  /* f t o a d w p: its dtype is the second word */
+        slogdet_b(pc[1], pc[2], la, arena, RD(pc[3], SZ(pc[2])), RD(pc[4], SZ(pc[2])), meta + pc[5],
+                  RD(pc[6], SZ(pc[2])), RD(pc[7], 4));
         POLL();
         NEXT(SLOGDET_B);
         vmbreak;
       }
-      vmcase(CHOLESKY_B) {
-        const int status = cholesky_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4]);
-        if (status != FASTAD_VM_OK) return status;
-        POLL();
-        NEXT(CHOLESKY_B);
-        vmbreak;
-      }
-      vmcase(TRSOLVE_B) {
-        const int status = trsolve_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
-        if (status != FASTAD_VM_OK) return status;
-        POLL();
-        NEXT(TRSOLVE_B);
-        vmbreak;
-      }
-      vmcase(EIGH_B) {
-        const int status = eigh_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
-        if (status != FASTAD_VM_OK) return status;
-        POLL();
-        NEXT(EIGH_B);
-        vmbreak;
-      }
-      vmcase(TRMM_B) {
-        trmm_b(pc[1], la, arena, pc[2], pc[3], pc[4], meta + pc[5]);
-        POLL();
-        NEXT(TRMM_B);
-        vmbreak;
-      }
-      vmcase(SVD_B) {
-        const int status = svd_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
-        if (status != FASTAD_VM_OK) return status;
-        POLL();
-        NEXT(SVD_B);
-        vmbreak;
-      }
-      vmcase(PINV_B) {
-        const int status = pinv_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5], pc[6]);
-        if (status != FASTAD_VM_OK) return status;
-        POLL();
-        NEXT(PINV_B);
-        vmbreak;
-      }
-      vmcase(QR_B) {
-        qr_b(pc[1], la, arena, pc[2], pc[3], meta + pc[4], pc[5]);
-        POLL();
-        NEXT(QR_B);
-        vmbreak;
-      }
+      LINALG_CASE(CHOLESKY_B, cholesky_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4]));
+      LINALG_CASE(TRSOLVE_B, trsolve_b(pc[1], la, arena, RD_T(2), RD_T(3), RD_T(4), meta + pc[5]));
+      LINALG_CASE(EIGH_B, eigh_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8),
+                                 RD(pc[6], 4)));
+      LINALG_CASE(TRMM_B, trmm_b(pc[1], la, arena, RD_T(2), RD_T(3), RD_T(4), meta + pc[5]));
+      LINALG_CASE(SVD_B, svd_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8),
+                               RD(pc[6], 4)));
+      LINALG_CASE(PINV_B, pinv_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8),
+                                 RD(pc[6], 4)));
+      LINALG_CASE(QR_B, qr_b(pc[1], la, arena, RD_T(2), RD_T(3), meta + pc[4], RD(pc[5], 8)));
       vmcase(FUSED) {
         /* a FUSED instruction polls only if it has enough blocks to reach a poll */
         int64_t desc_buf[FASTAD_DESC_HEAD_FUSED + FASTAD_FUSED_SLOT_WORDS * FASTAD_FUSED_MAX_SLOTS +

@@ -84,8 +84,6 @@ typedef void (*fastad_strsm_fn)(char *side, char *uplo, char *transa, char *diag
                                 float *alpha, float *a, int *lda, float *b, int *ldb);
 typedef void (*fastad_dsyevd_fn)(char *jobz, char *uplo, int *n, double *a, int *lda, double *w,
                                  double *work, int *lwork, int *iwork, int *liwork, int *info);
-typedef void (*fastad_ssyevd_fn)(char *jobz, char *uplo, int *n, float *a, int *lda, float *w,
-                                 float *work, int *lwork, int *iwork, int *liwork, int *info);
 typedef void (*fastad_dtrmm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
                                 double *alpha, double *a, int *lda, double *b, int *ldb);
 typedef void (*fastad_strmm_fn)(char *side, char *uplo, char *transa, char *diag, int *m, int *n,
@@ -109,9 +107,8 @@ typedef struct {
   fastad_spotrf_fn spotrf;
   fastad_dtrsm_fn dtrsm;
   fastad_strsm_fn strsm;
-  fastad_dsyevd_fn dsyevd;
-  fastad_ssyevd_fn ssyevd;
-  fastad_dgesdd_fn dgesdd; /* svd and qr run in double for both dtypes, as NumPy's */
+  fastad_dsyevd_fn dsyevd; /* eigh, svd and qr run in double for both dtypes, as NumPy's */
+  fastad_dgesdd_fn dgesdd;
   fastad_dgeqrf_fn dgeqrf;
   fastad_dorgqr_fn dorgqr;
   fastad_dtrmm_fn dtrmm;

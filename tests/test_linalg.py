@@ -335,7 +335,7 @@ def test_vmap_over_a_stack_of_matrices(f):
 
 # -- cholesky and triangular solves as compiled instructions -------------------------------
 # the compiled backends that run cholesky and triangular solves natively (no host
-# call, so no fallback warning); eigh is native on the C VM only, svd and qr on both
+# call, so no fallback warning); eigh, svd and qr too
 NATIVE_CHOLESKY = {"c", "numba"}
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 

@@ -88,12 +88,13 @@ def test_every_descriptor_of_the_header_has_a_length():
 @pytest.mark.skipif(not os.path.exists(os.path.join(CSRC, "vm.c")), reason="no source tree")
 def test_dispatch_loop_steps_by_the_header_arities():
     """vm.c steps past an instruction by its FASTAD_OPCODES arity (NEXT(name)),
-    never by a number of its own, and every opcode has its case."""
+    never by a number of its own, and every opcode has its case (a
+    LINALG_CASE(name, call) is a case stepping by NEXT(name))."""
     with open(os.path.join(CSRC, "vm.c")) as f:
         source = f.read()
     assert not re.search(r"NEXT\(\s*\d", source)
     loop = source.split("for (;;) {", 1)[1]  # the dispatch loop's body
-    cases = re.split(r"vmcase\((\w+)\)", loop)[1:]
+    cases = re.split(r"(?:vmcase\(|LINALG_CASE\()(\w+)", loop)[1:]
     names = cases[0::2]
     assert sorted(names) == sorted(name for name, *_ in lowering.TABLES["OPCODES"])
     for name, body in zip(names, cases[1::2]):

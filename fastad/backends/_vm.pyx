@@ -17,7 +17,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
 from scipy.linalg.cython_blas cimport dgemm, dtrmm, dtrsm, sgemm, strmm, strsm
 from scipy.linalg.cython_lapack cimport (dgeqrf, dgesdd, dgesv, dgetrf, dorgqr, dpotrf, dsyevd,
-                                         sgesv, sgetrf, spotrf, ssyevd)
+                                         sgesv, sgetrf, spotrf)
 
 import threading
 
@@ -45,8 +45,6 @@ cdef extern from "vm.h" nogil:
                                      int*, float*, int*)
     ctypedef void (*fastad_dsyevd_fn)(char*, char*, int*, double*, int*, double*, double*, int*,
                                       int*, int*, int*)
-    ctypedef void (*fastad_ssyevd_fn)(char*, char*, int*, float*, int*, float*, float*, int*,
-                                      int*, int*, int*)
 
     ctypedef void (*fastad_dtrmm_fn)(char*, char*, char*, char*, int*, int*, double*, double*,
                                      int*, double*, int*)
@@ -70,7 +68,6 @@ cdef extern from "vm.h" nogil:
         fastad_dtrsm_fn dtrsm
         fastad_strsm_fn strsm
         fastad_dsyevd_fn dsyevd
-        fastad_ssyevd_fn ssyevd
         fastad_dgesdd_fn dgesdd
         fastad_dgeqrf_fn dgeqrf
         fastad_dorgqr_fn dorgqr

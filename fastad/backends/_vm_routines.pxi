@@ -14,7 +14,6 @@ LINALG.spotrf = <fastad_spotrf_fn>spotrf
 LINALG.dtrsm = <fastad_dtrsm_fn>dtrsm
 LINALG.strsm = <fastad_strsm_fn>strsm
 LINALG.dsyevd = <fastad_dsyevd_fn>dsyevd
-LINALG.ssyevd = <fastad_ssyevd_fn>ssyevd
 LINALG.dgesdd = <fastad_dgesdd_fn>dgesdd
 LINALG.dgeqrf = <fastad_dgeqrf_fn>dgeqrf
 LINALG.dorgqr = <fastad_dorgqr_fn>dorgqr

@@ -551,11 +551,12 @@ def _triangular_matmul(lw: _Lowerer, ins: Instr) -> None:
 
 def _eigh(lw: _Lowerer, ins: Instr) -> None:
     a, o, dtype, _, n, batch = _decomposition(lw, ins)
-    w = lw.temp((3 * n * n + 7 * n + 1) * dtype.itemsize)  # syevd's copy, eigenvalues, work
+    # dsyevd's copy, eigenvalues and work, in float64 for both dtypes as NumPy's
+    w = lw.temp((3 * n * n + 7 * n + 1) * 8)
     p = lw.temp((3 + 5 * n) * 4)  # its iwork
     lw.emit("EIGH_B", lw.dt(dtype), (o, dtype), (a, dtype),
-            lw.descriptor([batch, n, int(bool(ins.kwargs["lower"]))]), (w, dtype),
-            (p, np.dtype(np.int32)))
+            lw.descriptor([batch, n, int(bool(ins.kwargs["lower"]))]),
+            (w, np.dtype(np.float64)), (p, np.dtype(np.int32)))
 
 
 def _gesdd(lw: _Lowerer, ins: Instr, opname: str, extra: Any) -> None:

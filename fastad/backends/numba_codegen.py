@@ -113,6 +113,7 @@ class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
         self.outputs: list[str] = []  # the variables returned, set by emit_outputs
         self.host_calls = False  # whether some instruction calls back into NumPy
         self.loops: list[int] = []  # loop instructions written, nested ones too (their names)
+        self.module_lines: dict[str, None] = {}  # module-level names emitters need (LAPACK)
         end = len(tape.instrs)
         self.last_use = [-1] * len(self.avals)
         self.readers: list[list[int]] = [[] for _ in self.avals]

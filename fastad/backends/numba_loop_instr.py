@@ -97,6 +97,7 @@ class _LoopInstruction:
         sub = type(self)(tape)
         sub.packed, sub.packed_size = self.packed, self.packed_size  # one set of constants
         sub.loops = self.loops
+        sub.module_lines = self.module_lines  # names the body's emitters need (LAPACK)
         steps = sub.generate()
         self.host_calls = self.host_calls or sub.host_calls
         reads = dict.fromkeys(n for step in steps for n in step.reads)

@@ -59,10 +59,16 @@ def solve_triangular(a: Any, b: Any, trans: Any = 0, lower: bool = False,
         a = fnp.where(fnp.eye_like(a) > 0, 1.0, a)
     if trans not in (0, "N"):
         a, lower = _mT(a), not lower
-    vector = fnp.ndim(b) == fnp.ndim(a) - 1
+    # SciPy's rule: a 1-d b is a vector, anything else a stack of (n, k) matrices
+    # broadcast against a's stack; a stack of vectors, one per matrix of a, is
+    # taken too where it cannot be read as matrices (SciPy refuses it)
+    n, b_shape = fnp.shape(a)[-1], tuple(fnp.shape(b))
+    vector = len(b_shape) == 1 or (len(b_shape) == fnp.ndim(a) - 1 and b_shape[-2] != n)
     if vector:
         b = fnp.expand_dims(b, -1)
-    batch = tuple(fnp.shape(a)[:-2])
+    batch = _np.broadcast_shapes(tuple(fnp.shape(a)[:-2]), tuple(fnp.shape(b)[:-2]))
+    if tuple(fnp.shape(a)[:-2]) != batch:
+        a = fnp.broadcast_to(a, batch + tuple(fnp.shape(a)[-2:]))
     if tuple(fnp.shape(b)[:-2]) != batch:
         b = fnp.broadcast_to(b, batch + tuple(fnp.shape(b)[-2:]))
     x = _prims.solve_triangular(a, b, lower)
