@@ -163,3 +163,38 @@ def test_vector_element_reads_record_what_the_general_path_records(n, data):
     for bad in (n, -n - 1):
         with pytest.raises(IndexError):
             fa.grad(lambda v: v[bad])(x)
+
+
+@FAST
+@given(n=st.integers(1, 5), batch=st.lists(st.integers(1, 3), max_size=2).map(tuple),
+       seed=st.integers(0, 2**16), dtype=st.sampled_from([np.float64, np.float32]))
+def test_slogdet_factorizes_once_and_records_its_two_primitives(n, batch, seed, dtype):
+    """``slogdet`` of a traced matrix computes one factorization (NumPy's
+    ``slogdet``, whose values both primitives take) and records what it did
+    before: ``detsign`` and ``logabsdet`` of the same operand."""
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal(batch + (n, n)) + 3 * np.eye(n)).astype(dtype)
+
+    def f(m):
+        sign, logdet = np.linalg.slogdet(m)
+        return np.sum(sign * logdet) + np.sum(np.linalg.det(m))
+
+    tape = fa.make_tape(f)(a)
+    prims = [ins.prim for ins in tape.instrs]
+    assert prims.count("detsign") == prims.count("logabsdet") == 2
+    for k, ins in enumerate(tape.instrs):
+        if ins.prim == "detsign":
+            assert tape.instrs[k + 1].prim == "logabsdet" and tape.instrs[k + 1].ins == ins.ins
+    calls = []
+    numpy_slogdet = np.linalg.slogdet
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(np.linalg, "slogdet", lambda m: (type(m) is np.ndarray and calls.append(1))
+                      or numpy_slogdet(m))  # (f's own call passes the traced value)
+        value, grad = fa.value_and_grad(f)(a)
+    assert len(calls) == 2  # one per traced slogdet (det is written with it)
+    sign, logdet = np.linalg.slogdet(a)
+    assert value == np.sum(sign * logdet) + np.sum(sign * np.exp(logdet))
+    fa.check_grads(f, (a.astype(np.float64),))
+    compiled = fa.compile(f, backend=COMPILED)(a)
+    np.testing.assert_allclose(compiled, grad, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)

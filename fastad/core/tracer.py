@@ -425,6 +425,28 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     return builder.record(prim, args, params, impl(*values, **params))
 
 
+def bind_computed(prim: Primitive, value: Any, *args: Any, **params: Any) -> Any:
+    """`bind` of a primitive whose value the caller computed already, with the
+    results of others, in one NumPy call (one LU factorization gives both
+    `slogdet` primitives' values): the same instruction, computed once."""
+    for a in args:
+        if type(a) in _TRACERS:
+            break
+    else:
+        return value
+    stack = _traces.stack
+    if not stack:
+        raise TracingError(
+            f"{prim.name}: a traced value was used after its trace ended (stored in a global "
+            "or a closure); return it from the function instead")
+    return stack[-1].record(prim, args, params, value)
+
+
+def value_of(x: Any) -> Any:
+    """The value of a traced value, or x itself."""
+    return x.value if type(x) in _TRACERS else x
+
+
 def _as_value(x: Any) -> Any:
     if isinstance(x, Tracer):
         return x.value

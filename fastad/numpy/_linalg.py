@@ -14,7 +14,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.tracer import bind
+from ..core.tracer import bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
 from ._elementwise import _abs2, absolute, astype, conjugate, exp, multiply, power, sqrt
 from ._reductions import max, min, sum
@@ -245,7 +245,9 @@ def _inv(a: Any) -> Any:
 def _slogdet(a: Any) -> tuple[Any, Any]:
     if iscomplexobj(a):  # the sign's derivative is not zero: refuse, never a wrong answer
         raise TracingError("slogdet/det of a complex matrix is not supported on traced values")
-    return bind(_p("detsign"), a), bind(_p("logabsdet"), a)
+    # the two primitives' values from one factorization, as NumPy computes them
+    sign, logdet = _np.linalg.slogdet(value_of(a))
+    return bind_computed(_p("detsign"), sign, a), bind_computed(_p("logabsdet"), logdet, a)
 
 
 def _det(a: Any) -> Any:
