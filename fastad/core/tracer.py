@@ -138,7 +138,8 @@ class Builder:
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
         if slot is None:
-            if is_array and not is_made_here(value):
+            # (fastad's own arrays are read-only: a writeable one is the user's)
+            if is_array and (value.flags.writeable or not is_made_here(value)):
                 # a subclass's meaning (a mask, np.matrix's *) would be lost
                 if type(value) is not np.ndarray:
                     value = plain_array(value, "an array the function uses as a constant")

@@ -245,6 +245,16 @@ _p = defprim("solve", _solve, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
        lambda g, ans, a, b: fnp.solve_(_mT(a), g))
 defreads(_p, ("ans", 0), (0,))
+
+
+def _solve_joint_vjp(g, ans, a, b, active):
+    """Both operands' cotangents (the rules above) from one solve with a's
+    transpose, where each rule alone would solve it again."""
+    gb = fnp.solve_(_mT(a), g)
+    return [-fnp.matmul_(gb, _mT(ans)) if k == 0 else gb for k in active]
+
+
+_p.joint_vjp = _solve_joint_vjp
 defjvp(_p, lambda t, ans, a, b: -fnp.solve_(a, fnp.matmul_(t, ans)),
        lambda t, ans, a, b: fnp.solve_(a, t))
 defshape(_p, shapes.solve)
