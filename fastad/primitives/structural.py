@@ -14,6 +14,7 @@ Non-differentiable points:
 """
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from .. import shapes
 from .numpy_proxy import fnp
 from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
+from ..core.tracer import current_builder
 from ..transforms import batching
 
 
@@ -30,9 +32,16 @@ def _keepdims_shape(shape, axes):
 
 def _expand_to(g, x, axes, keepdims):
     """Broadcast a reduced cotangent back to x's shape."""
+    shape = fnp.shape(x)
     if not keepdims:
-        g = fnp.reshape(g, _keepdims_shape(fnp.shape(x), axes))
-    return fnp.broadcast_to(g, fnp.shape(x))
+        g = fnp.reshape(g, _keepdims_shape(shape, axes))
+    if type(g) is np.ndarray and math.prod(shape) <= 4096 and current_builder() is None:
+        # a plain sweep's (nothing records it), short: the elements of NumPy's
+        # broadcast_to, which is Python code taking several times as long
+        out = np.empty(shape, g.dtype)
+        out[...] = g
+        return out
+    return fnp.broadcast_to(g, shape)
 
 
 # -- reductions: one row per op -----------------------------------------------
