@@ -108,7 +108,12 @@ defshape(_p, shapes.cumsum)
 defbatch(_p, batching.cumsum)
 
 # -- shape --------------------------------------------------------------------
-_p = defprim("reshape", lambda x, shape: np.reshape(x, shape), 1, cost="view")
+def _reshape(x, shape):
+    # (an array's method: np.reshape is a Python function dispatching to it)
+    return x.reshape(shape) if type(x) is np.ndarray else np.reshape(x, shape)
+
+
+_p = defprim("reshape", _reshape, 1, cost="view")
 defvjp(_p, lambda g, ans, x, shape: fnp.reshape(g, fnp.shape(x)))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.reshape(t, shape))
