@@ -194,6 +194,9 @@ def test_slogdet_factorizes_once_and_records_its_two_primitives(n, batch, seed, 
     assert len(calls) == 2  # one per traced slogdet (det is written with it)
     sign, logdet = np.linalg.slogdet(a)
     assert value == np.sum(sign * logdet) + np.sum(sign * np.exp(logdet))
+    # the plain sweep inverts with NumPy's inv, the recorded one solves against
+    # the identity: the same LAPACK call on the same numbers
+    np.testing.assert_array_equal(grad, _recorded_sweep(f, (a,))[0])
     fa.check_grads(f, (a.astype(np.float64),))
     compiled = fa.compile(f, backend=COMPILED)(a)
     np.testing.assert_allclose(compiled, grad, rtol=1e-4 if dtype == np.float32 else 1e-10,
