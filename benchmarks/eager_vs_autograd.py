@@ -9,8 +9,11 @@ log-softmax, logistic regression, a Gaussian mixture's log likelihood with
 logsumexp, a recurrent net unrolled in Python, vectorized Rosenbrock, a
 60-operation function of 10-vectors; and, written after the others were
 tuned, a Gaussian process likelihood (solve, slogdet), an einsum attention
-layer and a reparameterized variational objective.  Rounds interleave (`timing.interleaved`);
-medians.  Every gradient is checked against autograd's.
+layer and a reparameterized variational objective; and, written after the
+second round, a ReLU network with ``np.maximum``, a negative binomial
+regression with ``gammaln`` and a GP likelihood with ``cholesky`` and
+general solves.  Rounds interleave (`timing.interleaved`); medians.  Every
+gradient is checked against autograd's.
 """
 from __future__ import annotations
 

@@ -231,9 +231,11 @@ def _solve(a: Any, b: Any) -> Any:
     vector = ndim(b) == 1  # NumPy 2: only a 1-d b is a vector (else a stack of matrices)
     if vector:
         b = expand_dims(b, -1)
-    batch = _np.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])
-    a = broadcast_to(a, batch + shape(a)[-2:])
-    b = broadcast_to(b, batch + shape(b)[-2:])
+    sa, sb = shape(a), shape(b)
+    if len(sa) > 2 or len(sb) > 2:  # (two matrices: nothing to broadcast)
+        batch = _np.broadcast_shapes(sa[:-2], sb[:-2])
+        a = broadcast_to(a, batch + sa[-2:])
+        b = broadcast_to(b, batch + sb[-2:])
     x = solve_(a, b)
     return reshape(x, shape(x)[:-1]) if vector else x
 
