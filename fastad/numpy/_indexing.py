@@ -5,6 +5,7 @@ the views of the array written (`_views`)."""
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 import numpy as _np
@@ -31,21 +32,23 @@ __all__ = ["getitem", "setitem", "copyto", "put", "place", "putmask", "put_along
 def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
     if not isinstance(key, tuple):
         key = (key,)
-    cache_key = _basic_key(shp, key)
+    # (an index is a view of the position table of the array's size, which
+    # the cache would keep alive: only those of small arrays are kept)
+    cache_key = _basic_key(shp, key) if math.prod(shp) <= 4096 else None
     if cache_key is not None:
         idx = _FLAT_INDICES.get(cache_key)
         if idx is None:
             idx = _flat_index_of(shp, key)
-            if idx.size <= 4096:  # (a large one is a view of a position table let go of)
-                if len(_FLAT_INDICES) >= 1024:
-                    _FLAT_INDICES.clear()
-                _FLAT_INDICES[cache_key] = idx
+            if len(_FLAT_INDICES) >= 1024:
+                _FLAT_INDICES.clear()
+            _FLAT_INDICES[cache_key] = idx
         return idx
     return _flat_index_of(shp, key)
 
 
 #: (shape, key) -> the flat index of a basic key (ints, slices of ints, None,
-#: Ellipsis), read-only: the same slices are taken at every eager call
+#: Ellipsis) into an array of at most 4096 elements, read-only: an eager
+#: gradient takes the same slices at every call
 _FLAT_INDICES: dict[Any, _np.ndarray] = {}
 _SLICE_BOUNDS = frozenset({int, type(None)})
 

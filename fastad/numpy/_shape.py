@@ -300,11 +300,20 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     return _gather(a, lambda i: _np.diagonal(i, offset, axis1, axis2).copy())
 
 
-@functools.lru_cache(maxsize=16)
-def _triangle(shp: tuple[int, ...], k: int, lower: bool) -> _np.ndarray:
-    # made once per shape: the Cholesky rules take three triangles per call
+def _triangle_mask(shp: tuple[int, ...], k: int, lower: bool) -> _np.ndarray:
     ones = _np.ones(shp, bool)
     return made_here(_np.tril(ones, k) if lower else _np.triu(ones, k))
+
+
+_cached_triangle_mask = functools.lru_cache(maxsize=32)(_triangle_mask)
+
+
+def _triangle(shp: tuple[int, ...], k: int, lower: bool) -> _np.ndarray:
+    """The mask of a triangle, made once per shape up to 256 x 256 (the
+    Cholesky rules take three per call)."""
+    if math.prod(shp) <= 1 << 16:
+        return _cached_triangle_mask(shp, k, lower)
+    return _triangle_mask(shp, k, lower)
 
 
 def triu(m: Any, k: int = 0) -> Any:
