@@ -46,11 +46,16 @@ def _check_precision(x: np.ndarray, where: str) -> None:
 
 def _plain_leaves(tree: Any, where: str) -> Any:
     """``tree`` with its ndarray-subclass leaves as `plain_array` makes them."""
+    if type(tree) in _PLAIN_LEAVES:  # data passed as an argument: one leaf, plain already
+        return tree
     leaves, treedef = pytree.flatten(tree)
     plain = [plain_array(leaf, where) for leaf in leaves]
     if all(a is b for a, b in zip(plain, leaves)):
         return tree
     return pytree.unflatten(treedef, plain)
+
+
+_PLAIN_LEAVES = frozenset({np.ndarray, float, int})
 
 
 def check_leaf(x: Any, where: str) -> Any:
@@ -93,6 +98,7 @@ class Recorded:
         self.inputs = inputs
         self.in_trees = in_trees
         self.outer_leaves = outer_leaves  # what the caller passed (may be outer tracers)
+        self.outer_traced = any(isinstance(v, Tracer) for v in outer_leaves)
         self.out_leaves = out_leaves
         self.out_tree = out_tree
 
@@ -114,7 +120,11 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
         new_args = list(args)
         inputs, in_trees, outer = [], [], []
         for i in argnums:
-            leaves, tree = pytree.flatten(args[i])
+            arg = args[i]
+            if type(arg) is np.ndarray:  # the common argument: one leaf
+                leaves, tree = [arg], pytree.LEAF
+            else:
+                leaves, tree = pytree.flatten(arg)
             leaves = [check_leaf(v, f"argument {i}") for v in leaves]
             tracers = [builder.new_input(v) for v in leaves]
             new_args[i] = pytree.unflatten(tree, [builder.tracer(t.slot) for t in tracers])
@@ -130,8 +140,7 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
 
 def finish(rec: Recorded, results: list[Any]) -> list[Any]:
     """The values of ``results``, as outer tracers if the call was nested."""
-    nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
-    if not nested:
+    if not (rec.builder.captures or rec.outer_traced):
         return [_owned(r.value) if isinstance(r, Tracer) else _owned(r) for r in results]
     tape = rec.builder.tape
     tape.outputs = [rec.builder.slot_of(r) for r in results]
@@ -184,7 +193,7 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
     out, value, shape, dtype = _scalar_output(rec, name)
     seed = np.array(1, dtype) if shape == () else np.ones(shape, dtype)
-    nested = rec.builder.captures or any(isinstance(v, Tracer) for v in rec.outer_leaves)
+    nested = rec.builder.captures or rec.outer_traced
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
                      strong_zero, once, plain=once and not nested)
     return [out] + [_match_dtype(g, x) for g, x in zip(grads, rec.inputs)]

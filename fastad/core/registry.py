@@ -92,7 +92,8 @@ class Primitive:
     # Derivative rules taking every operand at once, for primitives whose
     # operands share one computation (a loop: one loop for all cotangents);
     # the sweeps ask for them first.  Plain class attributes, not fields: set
-    # on the few primitives that have them (`primitives/loops.py`).
+    # on the few primitives that have them (`primitives/loops.py`; `solve`,
+    # whose two cotangents share one solve).
     joint_vjp = None  # (g, ans, *args, active=argnums, **params) -> cotangents
     joint_jvp = None  # (tangents or None per operand, ans, *args, **params) -> tangent
     # impl a compiled function's trace (`Builder.release`) uses: its values never
@@ -206,6 +207,7 @@ def defvjp(prim: Primitive | str | Callable[..., Any], *rules: Rule) -> None:
     own primitives, a rule whose first parameter is named ``ans`` is curried."""
     p = _resolve(prim)
     p.vjps = [_uncurried(rule, p) for rule in rules]
+    p.joint_vjp = None  # the new rules replace a joint one too
     p.vjp_reads = None  # new rules read what they read: everything, until declared
 
 

@@ -150,7 +150,8 @@ class Builder:
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
         if slot is None:
-            if is_array and not is_made_here(value):
+            # (fastad's own arrays are read-only: a writeable one is the user's)
+            if is_array and (value.flags.writeable or not is_made_here(value)):
                 # a subclass's meaning (a mask, np.matrix's *) would be lost
                 if type(value) is not np.ndarray:
                     value = plain_array(value, "an array the function uses as a constant")
@@ -442,6 +443,28 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     if builder.release or builder.drop_unread:  # no value is written through by the user
         impl = (builder.release and prim.release_impl) or prim.view_impl or impl
     return builder.record(prim, args, params, impl(*values, **params))
+
+
+def bind_computed(prim: Primitive, value: Any, *args: Any, **params: Any) -> Any:
+    """`bind` of a primitive whose value the caller computed already, with the
+    results of others, in one NumPy call (one LU factorization gives both
+    `slogdet` primitives' values): the same instruction, computed once."""
+    for a in args:
+        if type(a) in _TRACERS:
+            break
+    else:
+        return value
+    stack = _traces.stack
+    if not stack:
+        raise TracingError(
+            f"{prim.name}: a traced value was used after its trace ended (stored in a global "
+            "or a closure); return it from the function instead")
+    return stack[-1].record(prim, args, params, value)
+
+
+def value_of(x: Any) -> Any:
+    """The value of a traced value, or x itself."""
+    return x.value if type(x) in _TRACERS else x
 
 
 _F64 = np.float64

@@ -41,10 +41,21 @@ def ufunc_dtype(ufunc: _np.ufunc, args: tuple) -> _np.dtype | None:
     """The dtype ``ufunc(*args)`` gives, or None if NumPy has no loop for them."""
     if ufunc.nout != 1 or len(args) != ufunc.nin:
         return None
+    operands = tuple(_ufunc_operand(a) for a in args)
+    key = (ufunc, operands)
+    if key in _UFUNC_DTYPES:  # resolve_dtypes takes microseconds: once per signature
+        return _UFUNC_DTYPES[key]
     try:
-        return ufunc.resolve_dtypes(tuple(_ufunc_operand(a) for a in args) + (None,))[-1]
+        dtype = ufunc.resolve_dtypes(operands + (None,))[-1]
     except (TypeError, ValueError):
-        return None
+        dtype = None
+    if len(_UFUNC_DTYPES) >= _CACHE_SIZE:
+        _UFUNC_DTYPES.clear()
+    _UFUNC_DTYPES[key] = dtype
+    return dtype
+
+
+_UFUNC_DTYPES: dict[Any, Any] = {}
 
 
 def _probe(x: Any) -> Any:
@@ -62,6 +73,8 @@ def _key(args: tuple, kwargs: dict) -> Any:
             return ("traced", result_dtype(x).str, len(shape(x)))
         if x is None or type(x) in (bool, int, float, complex, str):
             return (type(x).__name__, x)
+        if type(x) is _np.ndarray:  # probed as itself: the outcome is its dtype and shape's
+            return ("array", x.dtype.str, x.shape)
         raise TypeError
     try:
         return (tuple(one(a) for a in args), tuple((k, one(v)) for k, v in sorted(kwargs.items())))

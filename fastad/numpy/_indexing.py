@@ -5,6 +5,7 @@ the views of the array written (`_views`)."""
 from __future__ import annotations
 
 import builtins
+import math
 from typing import Any
 
 import numpy as _np
@@ -31,6 +32,43 @@ __all__ = ["getitem", "setitem", "copyto", "put", "place", "putmask", "put_along
 def _flat_index(shp: tuple[int, ...], key: Any) -> _np.ndarray:
     if not isinstance(key, tuple):
         key = (key,)
+    # (an index is a view of the position table of the array's size, which
+    # the cache would keep alive: only those of small arrays are kept)
+    cache_key = _basic_key(shp, key) if math.prod(shp) <= 4096 else None
+    if cache_key is not None:
+        idx = _FLAT_INDICES.get(cache_key)
+        if idx is None:
+            idx = _flat_index_of(shp, key)
+            if len(_FLAT_INDICES) >= 1024:
+                _FLAT_INDICES.clear()
+            _FLAT_INDICES[cache_key] = idx
+        return idx
+    return _flat_index_of(shp, key)
+
+
+#: (shape, key) -> the flat index of a basic key (ints, slices of ints, None,
+#: Ellipsis) into an array of at most 4096 elements, read-only: an eager
+#: gradient takes the same slices at every call
+_FLAT_INDICES: dict[Any, _np.ndarray] = {}
+_SLICE_BOUNDS = frozenset({int, type(None)})
+
+
+def _basic_key(shp: tuple[int, ...], key: tuple) -> Any:
+    """A hashable form of ``key`` if it is basic and plain, else None."""
+    parts = [shp]
+    for k in key:
+        kind = type(k)
+        if kind is int or k is None or k is Ellipsis:
+            parts.append(k)
+        elif kind is slice and type(k.start) in _SLICE_BOUNDS \
+                and type(k.stop) in _SLICE_BOUNDS and type(k.step) in _SLICE_BOUNDS:
+            parts.append((k.start, k.stop, k.step))
+        else:
+            return None
+    return tuple(parts)
+
+
+def _flat_index_of(shp: tuple[int, ...], key: tuple) -> _np.ndarray:
     if builtins.any(isinstance(k, Tracer) for k in key):
         key = tuple(_index_value(k) for k in key)
     if len(key) == len(shp) and builtins.all(

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.tracer import bind
+from ..core.tracer import bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
 from ._elementwise import _abs2, absolute, astype, conjugate, exp, multiply, power, sqrt
 from ._reductions import max, min, sum
@@ -231,9 +231,11 @@ def _solve(a: Any, b: Any) -> Any:
     vector = ndim(b) == 1  # NumPy 2: only a 1-d b is a vector (else a stack of matrices)
     if vector:
         b = expand_dims(b, -1)
-    batch = _np.broadcast_shapes(shape(a)[:-2], shape(b)[:-2])
-    a = broadcast_to(a, batch + shape(a)[-2:])
-    b = broadcast_to(b, batch + shape(b)[-2:])
+    sa, sb = shape(a), shape(b)
+    if len(sa) > 2 or len(sb) > 2:  # (two matrices: nothing to broadcast)
+        batch = _np.broadcast_shapes(sa[:-2], sb[:-2])
+        a = broadcast_to(a, batch + sa[-2:])
+        b = broadcast_to(b, batch + sb[-2:])
     x = solve_(a, b)
     return reshape(x, shape(x)[:-1]) if vector else x
 
@@ -245,7 +247,9 @@ def _inv(a: Any) -> Any:
 def _slogdet(a: Any) -> tuple[Any, Any]:
     if iscomplexobj(a):  # the sign's derivative is not zero: refuse, never a wrong answer
         raise TracingError("slogdet/det of a complex matrix is not supported on traced values")
-    return bind(_p("detsign"), a), bind(_p("logabsdet"), a)
+    # the two primitives' values from one factorization, as NumPy computes them
+    sign, logdet = _np.linalg.slogdet(value_of(a))
+    return bind_computed(_p("detsign"), sign, a), bind_computed(_p("logabsdet"), logdet, a)
 
 
 def _det(a: Any) -> Any:

@@ -5,6 +5,7 @@ each a gather or scatter by a constant index (`take_flat`, `scatter_set`,
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 from typing import Any, Sequence
 
@@ -299,12 +300,28 @@ def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
     return _gather(a, lambda i: _np.diagonal(i, offset, axis1, axis2).copy())
 
 
+def _triangle_mask(shp: tuple[int, ...], k: int, lower: bool) -> _np.ndarray:
+    ones = _np.ones(shp, bool)
+    return made_here(_np.tril(ones, k) if lower else _np.triu(ones, k))
+
+
+_cached_triangle_mask = functools.lru_cache(maxsize=32)(_triangle_mask)
+
+
+def _triangle(shp: tuple[int, ...], k: int, lower: bool) -> _np.ndarray:
+    """The mask of a triangle, made once per shape up to 256 x 256 (the
+    Cholesky rules take three per call)."""
+    if math.prod(shp) <= 1 << 16:
+        return _cached_triangle_mask(shp, k, lower)
+    return _triangle_mask(shp, k, lower)
+
+
 def triu(m: Any, k: int = 0) -> Any:
-    return where(_np.triu(_np.ones(shape(m)[-2:], bool), k), m, 0.0)
+    return where(_triangle(tuple(shape(m)[-2:]), int(k), False), m, 0.0)
 
 
 def tril(m: Any, k: int = 0) -> Any:
-    return where(_np.tril(_np.ones(shape(m)[-2:], bool), k), m, 0.0)
+    return where(_triangle(tuple(shape(m)[-2:]), int(k), True), m, 0.0)
 
 
 def sliding_window_view(x: Any, window_shape: Any, axis: Any = None, *, subok: bool = False,

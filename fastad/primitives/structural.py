@@ -14,6 +14,7 @@ Non-differentiable points:
 """
 from __future__ import annotations
 
+import math
 import operator
 
 import numpy as np
@@ -21,6 +22,7 @@ import numpy as np
 from .. import shapes
 from .numpy_proxy import fnp
 from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
+from ..core.tracer import current_builder
 from ..transforms import batching
 
 
@@ -30,9 +32,16 @@ def _keepdims_shape(shape, axes):
 
 def _expand_to(g, x, axes, keepdims):
     """Broadcast a reduced cotangent back to x's shape."""
+    shape = fnp.shape(x)
     if not keepdims:
-        g = fnp.reshape(g, _keepdims_shape(fnp.shape(x), axes))
-    return fnp.broadcast_to(g, fnp.shape(x))
+        g = fnp.reshape(g, _keepdims_shape(shape, axes))
+    if type(g) is np.ndarray and math.prod(shape) <= 4096 and current_builder() is None:
+        # a plain sweep's (nothing records it), short: the elements of NumPy's
+        # broadcast_to, which is Python code taking several times as long
+        out = np.empty(shape, g.dtype)
+        out[...] = g
+        return out
+    return fnp.broadcast_to(g, shape)
 
 
 # -- reductions: one row per op -----------------------------------------------
@@ -99,7 +108,12 @@ defshape(_p, shapes.cumsum)
 defbatch(_p, batching.cumsum)
 
 # -- shape --------------------------------------------------------------------
-_p = defprim("reshape", lambda x, shape: np.reshape(x, shape), 1, cost="view")
+def _reshape(x, shape):
+    # (an array's method: np.reshape is a Python function dispatching to it)
+    return x.reshape(shape) if type(x) is np.ndarray else np.reshape(x, shape)
+
+
+_p = defprim("reshape", _reshape, 1, cost="view")
 defvjp(_p, lambda g, ans, x, shape: fnp.reshape(g, fnp.shape(x)))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.reshape(t, shape))
@@ -230,6 +244,10 @@ def _detsign(a):
 
 
 def _inv(a):
+    if type(a) is np.ndarray and current_builder() is None:
+        # a plain sweep's: NumPy's inv is the same gesv against the identity
+        # (the same bits), without making and broadcasting the identity
+        return np.linalg.inv(a)
     return fnp.solve_(a, fnp.broadcast_to(fnp.eye_like(a), fnp.shape(a)))
 
 
@@ -245,6 +263,16 @@ _p = defprim("solve", _solve, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
        lambda g, ans, a, b: fnp.solve_(_mT(a), g))
 defreads(_p, ("ans", 0), (0,))
+
+
+def _solve_joint_vjp(g, ans, a, b, active):
+    """Both operands' cotangents (the rules above) from one solve with a's
+    transpose, where each rule alone would solve it again."""
+    gb = fnp.solve_(_mT(a), g)
+    return [-fnp.matmul_(gb, _mT(ans)) if k == 0 else gb for k in active]
+
+
+_p.joint_vjp = _solve_joint_vjp
 defjvp(_p, lambda t, ans, a, b: -fnp.solve_(a, fnp.matmul_(t, ans)),
        lambda t, ans, a, b: fnp.solve_(a, t))
 defshape(_p, shapes.solve)
