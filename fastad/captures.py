@@ -42,11 +42,15 @@ to find more but not guarded.
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from functools import partial as functools_partial
 from typing import Any, Callable
 
 import numpy as np
+
+from .core.arrays import same_bits
+from .core.errors import TracingError
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
 _MAX_FUNCTIONS = 64  # functions followed from one compiled function
@@ -81,7 +85,7 @@ class Binding:
     def holds(self) -> bool:
         now = self.current()
         if now is self.value:
-            return self.contents is None or _same_bits(now, self.contents)
+            return self.contents is None or same_bits(now, self.contents)
         if isinstance(self.value, _NUMBERS) and type(now) is type(self.value):
             return bool(now == self.value)
         return False
@@ -107,6 +111,8 @@ class Captures:
     arrays: dict[int, Binding]
     # the float and complex numbers written in the code followed (``0.5``)
     literals: frozenset = frozenset()
+    # id -> a checksum of each float array's contents before the trace (`_unwritten`)
+    digests: dict = field(default_factory=dict)
 
     def hold(self) -> bool:
         for b in self.guarded:
@@ -119,20 +125,6 @@ class Captures:
 
 
 NONE = Captures((), {})
-
-
-def _same_bits(now: np.ndarray, then: np.ndarray) -> bool:
-    """Whether two arrays of one dtype hold the same bits: -0.0 is not 0.0
-    and a NaN equals itself (either can change what is computed from it)."""
-    if now.shape != then.shape or now.dtype != then.dtype:
-        return False
-    if now.dtype.kind == "c":
-        return _same_bits(now.real, then.real) and _same_bits(now.imag, then.imag)
-    if now.dtype.itemsize not in (1, 2, 4, 8):  # longdouble
-        return np.ascontiguousarray(now).tobytes() == np.ascontiguousarray(then).tobytes()
-    bits = f"u{now.dtype.itemsize}"
-    return bool(np.array_equal(np.ascontiguousarray(now).view(bits),
-                               np.ascontiguousarray(then).view(bits)))
 
 
 def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any]) -> Captures:
@@ -152,9 +144,13 @@ def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any])
     reference (a data matrix in a closure) costs no pass over it per call.
     Not seen: a decision of control flow on such an array's values that
     leaves no constant (``if W.max() > 1``); pass such an array as an
-    argument."""
+    argument.  A function that writes into an array it reads by reference
+    is refused (`_unwritten`, here and at the first read): its compiled form
+    would read the array once, as it is at the call."""
     if found is NONE:
         return found
+    for binding in by_reference:
+        _unwritten(found, binding)
     inputs = {id(b.value) for b in by_reference}
     # numbers the code wrote or read from a guarded binding (``self.scale``)
     known = found.literals | {b.value for b in found.guarded
@@ -177,7 +173,7 @@ def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any])
                 and (id(value) not in inputs or scalar_made or value.shape in shapes_made)):
             b = Binding(b.where, b.name, value, value.copy())
         guarded.append(b)
-    return Captures(tuple(guarded), found.arrays, found.literals)
+    return Captures(tuple(guarded), found.arrays, found.literals, found.digests)
 
 
 def view_indices(view: np.ndarray, base: np.ndarray) -> np.ndarray | None:
@@ -322,7 +318,28 @@ def find(fn: Callable[..., Any]) -> Captures:
             break
     if not guarded:
         return NONE
-    return Captures(tuple(guarded.values()), arrays, frozenset(literals))
+    return Captures(tuple(guarded.values()), arrays, frozenset(literals),
+                    {k: _digest(b.value) for k, b in arrays.items()})
+
+
+def _unwritten(found: Captures, binding: Binding) -> None:
+    """Refuse a trace during which the function wrote into an array it reads
+    by reference: the compiled tape reads the array once per call, where the
+    function read it before and after its write."""
+    if _digest(binding.value) != found.digests[id(binding.value)]:
+        raise TracingError(
+            f"the function writes into {binding.describe()}, an array it reads from outside "
+            "its arguments: compiled code reads such an array as it is at the call and does "
+            "not repeat the write; pass the array as an argument (or use fastad.grad, which "
+            "runs the function each time)")
+
+
+def _digest(a: np.ndarray) -> int:
+    """A checksum of ``a``'s contents (CRC-32: any change of up to 32
+    adjacent bits changes it, at a few GB/s): what `_unwritten` compares to
+    see that the function wrote into an array it captured (per trace, not
+    per call)."""
+    return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).data)
 
 
 def reader(builder: Any, found: Captures, inputs: list[Any], by_reference: list[Binding]
@@ -337,6 +354,7 @@ def reader(builder: Any, found: Captures, inputs: list[Any], by_reference: list[
         binding = found.arrays.get(id(value))
         if binding is None or binding.value is not value:
             return view_by_reference(value)
+        _unwritten(found, binding)
         t = builder.new_input(value)
         inputs.append(t)
         by_reference.append(binding)

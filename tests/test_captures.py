@@ -276,3 +276,39 @@ def test_saving_a_function_that_reads_captured_arrays_stores_their_values():
     np.testing.assert_allclose(loaded(x), want, rtol=1e-12)
     np.testing.assert_allclose(g(x), fa.grad(f)(x), rtol=1e-12)
     assert not np.allclose(g(x), want)
+
+
+@settings(max_examples=20, deadline=None)
+@given(writes=st.lists(st.floats(-3.0, 3.0), min_size=1, max_size=4), seed=st.integers(0, 2 ** 16))
+def test_an_array_written_between_its_uses_is_read_as_written(writes, seed):
+    """The function writes new values into an array between two of its uses:
+    eagerly each use reads what was there then (a constant per contents, not
+    per object); compiled, a captured array it writes into is refused, since
+    the tape would read it once per call."""
+    rng = np.random.default_rng(seed)
+    buf = rng.normal(size=N)
+    holder = Holder()
+
+    def f(x):
+        total = 0.0
+        for k, v in enumerate(writes):
+            buf[k % N] = v  # a write between uses
+            holder.w[k % N] = -v
+            total = total + np.sum(buf * np.sin(x)) + np.sum(holder.w * x) * (k + 1)
+        return total
+
+    def expected_gradient(x):
+        start_buf, start_w = buf.copy(), holder.w.copy()
+        b, w, g = buf.copy(), holder.w.copy(), np.zeros(N)
+        for k, v in enumerate(writes):
+            b[k % N], w[k % N] = v, -v
+            g = g + b * np.cos(x) + w * (k + 1)
+        buf[:], holder.w[:] = start_buf, start_w
+        return g
+
+    x = rng.normal(size=N)
+    want = expected_gradient(x)
+    np.testing.assert_allclose(fa.grad(f)(x), want, rtol=1e-12, atol=1e-12)
+    buf[:] = rng.normal(size=N)  # a value the first write changes
+    with pytest.raises(fa.TracingError, match="writes into"):
+        fa.compile(f, backend=COMPILED)(x)

@@ -98,3 +98,18 @@ def scalar_key(value: Any) -> tuple[Any, ...]:
         z = complex(value)
         key += (math.copysign(1.0, z.real), math.copysign(1.0, z.imag))
     return key
+
+
+def same_bits(now: np.ndarray, then: np.ndarray) -> bool:
+    """Whether two arrays hold the same bits in the same shape and dtype:
+    -0.0 is not 0.0 and a NaN equals itself (either can change what is
+    computed from it)."""
+    if now.shape != then.shape or now.dtype != then.dtype:
+        return False
+    if now.dtype.kind == "c":
+        return same_bits(now.real, then.real) and same_bits(now.imag, then.imag)
+    if now.dtype.itemsize not in (1, 2, 4, 8):  # longdouble
+        return np.ascontiguousarray(now).tobytes() == np.ascontiguousarray(then).tobytes()
+    bits = f"u{now.dtype.itemsize}"
+    return bool(np.array_equal(np.ascontiguousarray(now).view(bits),
+                               np.ascontiguousarray(then).view(bits)))

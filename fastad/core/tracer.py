@@ -22,7 +22,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .arrays import is_made_here, plain_array, scalar_key
+from .arrays import is_made_here, plain_array, same_bits, scalar_key
 from .errors import TracingError
 from .registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, _scalar_avals, aval_of
@@ -149,6 +149,9 @@ class Builder:
                     return slot
             self._const_keep.append(value)  # keep id() unique while recording
         slot = self._const_slot.get(key)
+        if (slot is not None and is_array and value.flags.writeable and slot in self.tape.consts
+                and not same_bits(value, self.tape.consts[slot])):
+            slot = None  # the user's array, written since its last use: a new constant
         if slot is None:
             # (fastad's own arrays are read-only: a writeable one is the user's)
             if is_array and (value.flags.writeable or not is_made_here(value)):
