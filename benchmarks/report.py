@@ -583,6 +583,8 @@ def usercode_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, list]
     where = ("a fresh subprocess per row, after the engine's import and a trivial warm-up"
              if elsewhere else "this process (--quick): earlier rows may have warmed caches")
     results = usercode.run(mode.quick, limit_s, elsewhere)
+    if with_plots:
+        usercode.plot(results, os.path.join(out, "usercode.png"))
     return usercode.report(results, where, mode.quick), results
 
 

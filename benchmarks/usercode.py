@@ -80,7 +80,7 @@ def make_gp_nll(xp=np):
     def gp_nll(theta, X, y):
         lengthscale, variance, noise = xp.exp(theta[0]), xp.exp(theta[1]), xp.exp(theta[2])
         sq = xp.sum((X[:, None, :] - X[None, :, :]) ** 2, axis=-1)
-        K = variance * xp.exp(-0.5 * sq / lengthscale ** 2) + noise * xp.eye(X.shape[0])
+        K = variance * xp.exp(-0.5 * sq / lengthscale ** 2) + noise * xp.eye(X.shape[0], dtype=X.dtype)
         L = xp.linalg.cholesky(K)
         alpha = solve_triangular(L, y, lower=True)
         return (0.5 * xp.sum(alpha ** 2) + xp.sum(xp.log(xp.diag(L)))
@@ -624,6 +624,39 @@ def _cell(row: dict | None, base: float | None, reason: str | None) -> str:
 def _rounds(quick: bool) -> tuple[float, int]:
     """(seconds a round of all rows lasts at least, rounds)."""
     return (0.15, 5) if quick else (0.4, 9)
+
+
+def plot(results: list[dict], path: str) -> None:
+    """Steady time over the hand-written NumPy/SciPy gradient, per workload and
+    engine, on a log scale (1 = the hand-written gradient's time)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    engines = [c for c in COLUMNS if c not in FIRST_CALL_ONLY and c != "numpy_hand"]
+    names = [res["workload"] for res in results]
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(names) * 1.6 + 1.5))
+    height = 0.8 / len(engines)
+    colors = plt.get_cmap("tab10")
+    for j, engine in enumerate(engines):
+        ys, ratios = [], []
+        for i, res in enumerate(results):
+            rows = {r["label"]: r for r in res["rows"]}
+            base = rows.get("numpy_hand", {}).get("steady")
+            row = rows.get(engine)
+            if base and row and row.get("steady"):
+                ys.append(i + (j - len(engines) / 2) * height)
+                ratios.append(row["steady"] / base)
+        ax.barh(ys, ratios, height=height, color=colors(j), label=COLUMNS[engine])
+    ax.axvline(1.0, color="black", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlabel("steady time per gradient / hand-written NumPy/SciPy gradient (log scale)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(axis="x", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def report(results: list[dict], first_call_where: str, quick: bool = False) -> str:
