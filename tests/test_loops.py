@@ -118,6 +118,18 @@ def _directional_fd(f, args, direction, h=1e-6):
     return (f(*plus) - f(*minus)) / (2 * h)
 
 
+def _gradient_matches(got, want, prog, args, rng):
+    """A compiled (value, gradient...) against the reference interpreter's, and
+    the gradient along a random direction against central differences of the
+    unrolled loop."""
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    direction = [rng.standard_normal(a.shape) for a in args]
+    fd = _directional_fd(_from_flat(_unrolled_loss(prog)), args, direction)
+    along = sum(np.sum(g * d) for g, d in zip(got[1:], direction))
+    np.testing.assert_allclose(along, fd, rtol=1e-6, atol=1e-8)
+
+
 def _flat_args(init, xs, w):
     return [np.stack(init), xs, w]
 
@@ -519,12 +531,7 @@ def test_vm_loop_instruction_against_the_reference_interpreter_and_finite_differ
     tape = fa.make_tape(fa.value_and_grad(f, argnums=(0, 1, 2)))(*args)
     got, want, listing = _vm_and_reference(tape, args)
     assert _loop_words(listing) and "host" not in listing  # reverse mode's loops, in the VM
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-    direction = [rng.standard_normal(a.shape) for a in args]
-    fd = _directional_fd(_from_flat(_unrolled_loss(prog)), args, direction)
-    along = sum(np.sum(g * d) for g, d in zip(got[1:], direction))
-    np.testing.assert_allclose(along, fd, rtol=1e-6, atol=1e-8)
+    _gradient_matches(got, want, prog, args, rng)
 
 
 @needs_vm

@@ -20,8 +20,8 @@ import fastad as fa
 from fastad.backends.reference import evaluate
 from fastad.transforms.optimize import optimize
 from conftest import BACKENDS
-from test_loops import (EXACT_OPS, _directional_fd, _flat_args, _from_flat, _inputs,
-                        _scan_loss, _step, _unrolled_loss, loop_programs)
+from test_loops import (EXACT_OPS, _directional_fd, _flat_args, _from_flat, _gradient_matches,
+                        _inputs, _scan_loss, _step, loop_programs)
 from test_recurrence import _args, _bits, make_program, programs
 
 pytestmark = pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not installed")
@@ -73,12 +73,7 @@ def test_generated_scans_and_their_gradients_against_the_reference(prog):
     tape = fa.make_tape(fa.value_and_grad(f, argnums=(0, 1, 2)))(*args)
     got, want, source = _numba_and_reference(tape, args)
     assert "with objmode" not in source  # reverse mode's loops, nested, in the kernel
-    for a, b in zip(got, want):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
-    direction = [rng.standard_normal(a.shape) for a in args]
-    fd = _directional_fd(_from_flat(_unrolled_loss(prog)), args, direction)
-    along = sum(np.sum(g * d) for g, d in zip(got[1:], direction))
-    np.testing.assert_allclose(along, fd, rtol=1e-6, atol=1e-8)
+    _gradient_matches(got, want, prog, args, rng)
 
 
 @FEW

@@ -609,6 +609,15 @@ def _fd_hvp(f, x, v, eps=1e-6):
     return (np.asarray(grad(x + eps * v)) - np.asarray(grad(x - eps * v))) / (2 * eps)
 
 
+def hvp_matches_fd(hessian, loss, x, seed):
+    """A sparse Hessian times a random vector against central differences of
+    the gradient."""
+    v = np.random.default_rng(seed).standard_normal(x.size)
+    want = _fd_hvp(loss, x, v)
+    scale = max(1.0, float(np.max(np.abs(want))))
+    np.testing.assert_allclose(hessian @ v, want, rtol=1e-4, atol=1e-4 * scale)
+
+
 @pytest.mark.skipif("numba" not in BACKENDS, reason="needs numba")
 @NUMBA_FUZZ
 @given(prog=programs(max_steps=4), seed=st.integers(0, 2 ** 32 - 1))
@@ -630,10 +639,7 @@ def test_numba_sparse_hessians_of_random_programs_side_by_side(prog, seed):
         ref = fa.compile(loss, backend="numpy").hessian(x, sparse=True)
     close(got, ref.toarray(), 1e-12)
     close(got, dense)
-    v = np.random.default_rng(seed).standard_normal(x.size)
-    want = _fd_hvp(loss, x, v)
-    scale = max(1.0, float(np.max(np.abs(want))))
-    np.testing.assert_allclose(got @ v, want, rtol=1e-4, atol=1e-4 * scale)
+    hvp_matches_fd(got, loss, x, seed)
 
 
 def _stack_of(kinds, scale):

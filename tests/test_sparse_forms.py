@@ -22,8 +22,8 @@ import fastad as fa
 from conftest import BACKENDS
 from fastad.sparse import derivatives
 from test_fuzz import programs
-from test_sparse import (COMPILED, NUMBA_FUZZ, _fd_hvp, _flat_program, close, minimal_surface,
-                         nonzeros, valid_hessian_coloring)
+from test_sparse import (COMPILED, NUMBA_FUZZ, _flat_program, close, hvp_matches_fd,
+                         minimal_surface, nonzeros, valid_hessian_coloring)
 
 
 def stencil3d(x):
@@ -124,10 +124,7 @@ def test_the_unbatched_forms_agree_bitwise_on_random_programs(prog, seed):
             b = _forced(mp, backend, loss, x, "single")
         np.testing.assert_array_equal(a.toarray(), b.toarray())
         close(a, dense)
-        v = np.random.default_rng(seed).standard_normal(x.size)
-        want = _fd_hvp(loss, x, v)
-        scale = max(1.0, float(np.max(np.abs(want))))
-        np.testing.assert_allclose(a @ v, want, rtol=1e-4, atol=1e-4 * scale)
+        hvp_matches_fd(a, loss, x, seed)
 
 
 # -- Numba: one loop per shape -----------------------------------------------------------
