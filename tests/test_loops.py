@@ -534,18 +534,23 @@ def test_vm_loop_instruction_against_the_reference_interpreter_and_finite_differ
     _gradient_matches(got, want, prog, args, rng)
 
 
+def nested_scan_loss(x, xs):
+    """A scan whose body holds a scan: reverse mode makes loops over chunks
+    holding loops."""
+    def outer(c, x):
+        inner, ys = fa.scan(lambda d, _: (np.tanh(d * 0.9 + c * x), np.sum(d)), c, None,
+                            length=3)
+        return inner * 1.1, np.sum(ys) * x
+    c, ys = fa.scan(outer, x, xs)
+    return np.sum(c) + np.sum(ys * ys)
+
+
 @needs_vm
 def test_compiled_loops_run_in_the_vm_without_host_calls():
     """A scan, its reverse mode (loops over chunks holding loops) and a scan in a
     scan compile to LOOP instructions: no host-call notice, the gradient equal to
     the eager one."""
-    def f(x, xs):
-        def outer(c, x):
-            inner, ys = fa.scan(lambda d, _: (np.tanh(d * 0.9 + c * x), np.sum(d)), c, None,
-                                length=3)
-            return inner * 1.1, np.sum(ys) * x
-        c, ys = fa.scan(outer, x, xs)
-        return np.sum(c) + np.sum(ys * ys)
+    f = nested_scan_loss
     rng = np.random.default_rng(7)
     x, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (9, 3))
     with warnings.catch_warnings():

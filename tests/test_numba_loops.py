@@ -21,7 +21,7 @@ from fastad.backends.reference import evaluate
 from fastad.transforms.optimize import optimize
 from conftest import BACKENDS
 from test_loops import (EXACT_OPS, _directional_fd, _flat_args, _from_flat, _gradient_matches,
-                        _inputs, _scan_loss, _step, loop_programs)
+                        _inputs, _scan_loss, _step, loop_programs, nested_scan_loss)
 from test_recurrence import _args, _bits, make_program, programs
 
 pytestmark = pytest.mark.skipif("numba" not in BACKENDS, reason="numba is not installed")
@@ -103,13 +103,7 @@ def test_recurrences_found_in_python_loops_run_as_numba_loops(spec):
 
 
 def test_nested_scans_forward_and_reverse_compile_without_host_calls():
-    def f(x, xs):
-        def outer(c, x):
-            inner, ys = fa.scan(lambda d, _: (np.tanh(d * 0.9 + c * x), np.sum(d)), c, None,
-                                length=3)
-            return inner * 1.1, np.sum(ys) * x
-        c, ys = fa.scan(outer, x, xs)
-        return np.sum(c) + np.sum(ys * ys)
+    f = nested_scan_loss
     rng = np.random.default_rng(7)
     x, xs = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, (9, 3))
     with _no_host_calls():

@@ -609,6 +609,19 @@ def _fd_hvp(f, x, v, eps=1e-6):
     return (np.asarray(grad(x + eps * v)) - np.asarray(grad(x - eps * v))) / (2 * eps)
 
 
+def fuzz_hessian_case(prog):
+    """(loss, x, dense Hessian) of a generated program made a scalar loss; the
+    example is skipped where the Hessian is not finite or too large."""
+    assume(prog.dtype == np.float64 and not prog.complex)
+    f, x = _flat_program(prog)
+
+    def loss(v):
+        return np.sum(np.sin(f(v)) * f(v))
+    dense = np.asarray(fa.hessian(loss)(x))
+    assume(np.all(np.isfinite(dense)) and np.max(np.abs(dense), initial=0.0) < 1e6)
+    return loss, x, dense
+
+
 def hvp_matches_fd(hessian, loss, x, seed):
     """A sparse Hessian times a random vector against central differences of
     the gradient."""
@@ -625,13 +638,7 @@ def test_numba_sparse_hessians_of_random_programs_side_by_side(prog, seed):
     """The seeds' products side by side in one Numba kernel (rows stacked in
     place, the seeds fused into the function's loops) against the reference
     interpreter's, the dense Hessian and central differences."""
-    assume(prog.dtype == np.float64 and not prog.complex)
-    f, x = _flat_program(prog)
-
-    def loss(v):
-        return np.sum(np.sin(f(v)) * f(v))
-    dense = np.asarray(fa.hessian(loss)(x))
-    assume(np.all(np.isfinite(dense)) and np.max(np.abs(dense), initial=0.0) < 1e6)
+    loss, x, dense = fuzz_hessian_case(prog)
     with pytest.MonkeyPatch.context() as mp:  # side by side at any size
         mp.setattr(derivatives, "PER_SEED_MIN", 0)
         mp.setattr(derivatives, "SIDE_BY_SIDE_MIN", {})

@@ -15,14 +15,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
 from fastad.sparse import derivatives
 from test_fuzz import programs
-from test_sparse import (COMPILED, NUMBA_FUZZ, _flat_program, close, hvp_matches_fd,
+from test_sparse import (COMPILED, NUMBA_FUZZ, close, fuzz_hessian_case, hvp_matches_fd,
                          minimal_surface, nonzeros, valid_hessian_coloring)
 
 
@@ -111,13 +111,7 @@ def test_the_unbatched_forms_agree_bitwise_on_random_programs(prog, seed):
     """Side by side and one call per seed, on the compiled backend (and
     Numba), against each other bit for bit, the dense Hessian and central
     differences."""
-    assume(prog.dtype == np.float64 and not prog.complex)
-    f, x = _flat_program(prog)
-
-    def loss(v):
-        return np.sum(np.sin(f(v)) * f(v))
-    dense = np.asarray(fa.hessian(loss)(x))
-    assume(np.all(np.isfinite(dense)) and np.max(np.abs(dense), initial=0.0) < 1e6)
+    loss, x, dense = fuzz_hessian_case(prog)
     for backend in {COMPILED} | ({"numba"} & set(BACKENDS)):
         with pytest.MonkeyPatch.context() as mp:
             a = _forced(mp, backend, loss, x, "per_seed")
