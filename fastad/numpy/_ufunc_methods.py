@@ -14,7 +14,6 @@ bound methods, which dispatch here on traced values.
 """
 from __future__ import annotations
 
-import builtins
 from typing import Any, Callable
 
 import numpy as _np
@@ -115,9 +114,10 @@ def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
         _write_all(target, scatter_add(target, idx, value))
         return None
     flat = ravel(target)  # one application per occurrence, in order
-    b = broadcast_to(b if isinstance(b, Tracer) else _constant(_np.asarray(b)), idx.shape)
+    values = ravel(broadcast_to(b if isinstance(b, Tracer) else _constant(_np.asarray(b)),
+                                idx.shape))
     for k, i in enumerate(idx.reshape(-1)):
-        flat = scatter_set(flat, [int(i)], fn(flat[int(i)], ravel(b)[k]))
+        flat = scatter_set(flat, [int(i)], fn(flat[int(i)], values[k]))
     _write_all(target, reshape(flat, tuple(shape(target))))
     return None
 
@@ -133,7 +133,7 @@ def attach(namespace: dict[str, Any]) -> None:
     for name, fn in list(namespace.items()):
         ufunc = getattr(_np, name, None)
         if (not isinstance(ufunc, _np.ufunc) or not callable(fn) or isinstance(fn, _np.ufunc)
-                or builtins.getattr(fn, "__name__", None) not in (name, ufunc.__name__)):
+                or getattr(fn, "__name__", None) not in (name, ufunc.__name__)):
             continue  # an alias (fmax is maximum's function): the primary name's methods
         for attr in ("reduce", "accumulate", "outer", "at", "reduceat", "nin", "nout",
                      "identity", "ntypes", "types", "signature"):
