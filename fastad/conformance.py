@@ -97,7 +97,7 @@ _NUMPY = [
     ("nanmin", np.nanmin, (VEC,), ""),
     ("polyval", np.polyval, (VEC, VEC), ""),
     ("interp", lambda x: np.interp(x, [0.0, 0.5, 1.0], [1.0, 3.0, 2.0]), (VEC,),
-     "differentiable in x only"),
+     "differentiable in x and in fp, not in the breakpoints xp"),
     ("convolve", np.convolve, (VEC, VEC[:3]), ""), ("correlate", np.correlate, (VEC, VEC[:3]), ""),
     ("linalg.solve", np.linalg.solve, (MAT, MAT[0]), ""), ("linalg.inv", np.linalg.inv, (MAT,), ""),
     ("linalg.det", np.linalg.det, (MAT,), ""), ("linalg.slogdet", np.linalg.slogdet, (MAT,), ""),

@@ -188,6 +188,12 @@ def interp(x: Shape, xp: Shape, fp: Shape, **params: Any) -> Shape:
     return x
 
 
+def interp_scatter(g: Shape, x: Shape, xp: Shape, *, size: int, **params: Any) -> Shape:
+    if g != x or len(xp) != 1 or xp[0] != size:
+        raise ValueError(f"cotangent {g} for points {x} and a table of {xp}")
+    return (size,)
+
+
 def _square(a: Shape) -> tuple[Shape, int]:
     if len(a) < 2 or a[-1] != a[-2]:
         raise ValueError(f"{a} is not square")

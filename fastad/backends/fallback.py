@@ -94,6 +94,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.scatter_add_along: "scatters by computed indices: no compiled code",
     P.interp: "a table search per element: no compiled code",
     P.interp_slope: "a table search per element: no compiled code",
+    P.interp_scatter: "a table search per element: no compiled code",
     P.cumprod: "no compiled code (cumsum has some)",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("eig", "sylvester", "sqrtm")},

@@ -11,7 +11,11 @@ derivative routes each cotangent back to the element that was moved there.
 ``cumprod``'s derivative divides by x (as ``prod``'s does): an input exactly
 0 gives a NaN derivative, never a silently wrong number.  ``interp`` is
 differentiable in x (piecewise linear: the slope of the segment x falls in,
-0 outside [xp[0], xp[-1]], the left segment's at a breakpoint).
+0 outside [xp[0], xp[-1]], the left segment's at a breakpoint) and in fp, where
+it is linear: each x mixes the two table values of its segment with the hat
+weights, so its transpose ``interp_scatter`` adds each cotangent back onto
+those two entries (``slope=True``: with the weights' derivatives in x, the
+transpose of ``interp_slope``).  The breakpoints xp stay constants.
 """
 from __future__ import annotations
 
@@ -65,6 +69,39 @@ def _interp(x, xp, fp, left, right):
     return np.interp(x, xp, fp, left=left, right=right)  # float64, as NumPy's
 
 
+def _interp_weights(x, xp, left, right, slope):
+    """For each x: its segment's first table index and the weights (or, with
+    ``slope``, their derivatives in x) of that entry and the next; the clamped
+    ends weigh fp[0]/fp[-1] fully unless a ``left``/``right`` value replaces them."""
+    x, xp = np.asarray(x, dtype=np.float64), np.asarray(xp, dtype=np.float64)
+    seg = np.clip(np.searchsorted(xp, x, side="left") - 1, 0, len(xp) - 2)
+    width = xp[seg + 1] - xp[seg]
+    if slope:
+        hi = 1.0 / width
+        lo = -hi
+    else:
+        hi = (x - xp[seg]) / width
+        lo = 1.0 - hi
+    below, above = x < xp[0], x > xp[-1]
+    outside = below | above
+    lo, hi = np.where(outside, 0.0, lo), np.where(outside, 0.0, hi)
+    if not slope:
+        # NumPy's interp returns fp[-1] at x == xp[-1] and clamps outside
+        lo = np.where(below & (left is None), 1.0, lo)
+        hi = np.where((above & (right is None)) | (x == xp[-1]), 1.0, hi)
+        lo = np.where(x == xp[-1], 0.0, lo)
+    return seg, lo, hi
+
+
+def _interp_scatter(g, x, xp, size, left, right, slope):
+    """The transpose of fp -> interp(x, xp, fp) (or of ``interp_slope`` in fp):
+    each g (of x's shape) added onto its segment's two table entries."""
+    seg, lo, hi = _interp_weights(x, xp, left, right, slope)
+    g = np.asarray(g, dtype=np.float64)
+    return (np.bincount(seg.ravel(), (g * lo).ravel(), size)
+            + np.bincount(seg.ravel() + 1, (g * hi).ravel(), size))
+
+
 def _interp_slope(x, xp, fp):
     xp, fp = np.asarray(xp), np.asarray(fp)
     seg = np.clip(np.searchsorted(xp, x, side="left") - 1, 0, len(xp) - 2)
@@ -81,9 +118,42 @@ defbatch(_p, batching.along_axis)
 _p = defprim("argpartition", _argpartition, 1, differentiable=False)
 defshape(_p, shapes.partition)
 defbatch(_p, batching.along_axis)
-_p = defprim("interp_slope", _interp_slope, 3, differentiable=False)
+_p = defprim("interp_slope", _interp_slope, 3)
 defshape(_p, shapes.interp)
 defbatch(_p, batching.interpolate)
+# piecewise constant in x; linear in fp
+defvjp(_p, lambda g, ans, x, xp, fp: fnp.zeros_for(x, g), _no_rule("interp with respect to xp"),
+       lambda g, ans, x, xp, fp: _call("interp_scatter", g, x, xp, size=len(xp), left=None,
+                                       right=None, slope=True))
+defreads(_p, ("ans",), (), (0, 1))
+defjvp(_p, lambda t, ans, x, xp, fp: fnp.zeros_for(ans, t), _no_rule("interp with respect to xp"),
+       lambda t, ans, x, xp, fp: _call("interp_slope", x, xp, t))
+
+_p = defprim("interp_scatter", _interp_scatter, 3)
+defshape(_p, shapes.interp_scatter)
+defbatch(_p, batching.per_example)
+
+
+def _interp_scatter_dg(g, x, xp, left, right, slope):
+    """interp_scatter's derivative in its cotangent: the forward map itself,
+    with 0 outside the table where a left/right value replaces the ends."""
+    if slope:
+        return _call("interp_slope", x, xp, g)
+    return _call("interp", x, xp, g, left=None if left is None else 0.0,
+                 right=None if right is None else 0.0)
+
+
+defvjp(_p, lambda c, ans, g, x, xp, size, left, right, slope:
+       _interp_scatter_dg(c, x, xp, left, right, slope),
+       lambda c, ans, g, x, xp, size, left, right, slope:
+       fnp.zeros_for(x, c) if slope else g * _call("interp_slope", x, xp, c), None)
+defreads(_p, (1, 2), (0, 1, 2), ())
+defjvp(_p, lambda t, ans, g, x, xp, size, left, right, slope:
+       _call("interp_scatter", t, x, xp, size=size, left=left, right=right, slope=slope),
+       lambda t, ans, g, x, xp, size, left, right, slope:
+       fnp.zeros_for(ans, t) if slope else
+       _call("interp_scatter", g * t, x, xp, size=size, left=left, right=right, slope=True),
+       None)
 
 _p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, idx, axis), 2)
 defvjp(_p, lambda g, ans, x, idx, axis:
@@ -112,9 +182,14 @@ defbatch(_p, batching.along_axis)
 
 _p = defprim("interp", _interp, 3)
 defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, xp, fp),
-       _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
-defreads(_p, (0, 1, 2), (), ())  # the rules of xp and fp raise
+       _no_rule("interp with respect to xp"),
+       lambda g, ans, x, xp, fp, left, right:
+       _call("interp_scatter", g, x, xp, size=len(xp), left=left, right=right, slope=False))
+defreads(_p, (0, 1, 2), (), (0, 1))  # the rule of xp raises
 defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, xp, fp),
-       _no_rule("interp with respect to xp"), _no_rule("interp with respect to fp"))
+       _no_rule("interp with respect to xp"),
+       lambda t, ans, x, xp, fp, left, right:
+       _call("interp", x, xp, t, left=None if left is None else 0.0,
+             right=None if right is None else 0.0))
 defshape(_p, shapes.interp)
 defbatch(_p, batching.interpolate)

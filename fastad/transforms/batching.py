@@ -160,8 +160,8 @@ def scatter_add_rows(prim: Primitive, args: list[Batched], shapes: list[tuple[in
 
 def interpolate(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
                  params: dict[str, Any], size: int) -> Any:
-    if args[1][1] or args[2][1]:
-        raise TracingError("vmap: interp with a batched table (xp, fp) is not supported")
+    if args[1][1] or args[2][1]:  # one table per example
+        return per_example(prim, args, shapes, params, size)
     return bind(prim, args[0][0], args[1][0], args[2][0], **params)
 
 
