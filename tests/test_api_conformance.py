@@ -452,6 +452,8 @@ CASES += [
     C("scipy.special", "y1", lambda m, x: m.sp.y1(x), [pos(4)]),
     C("scipy.special", "jn", lambda m, x: m.sp.jn(2, x), [anyv(4)]),
     C("scipy.special", "yn", lambda m, x: m.sp.yn(2, x), [pos(4)]),
+    C("scipy.special", "jv", lambda m, x: m.sp.jv(1.5, x) + m.sp.jv(-0.5, x), [pos(4)], autograd=False),
+    C("scipy.special", "yv", lambda m, x: m.sp.yv(0.3, x), [pos(4)], autograd=False),
     C("scipy.special", "logsumexp", lambda m, x, b: m.sp.logsumexp(x, b=b, return_sign=True)[0],
       [uni(-0.3, 0.3, 4), const([1.0, -0.2, 0.5, -0.1])], (0, 1), tag="return_sign"),
     C("scipy.special", "softmax", lambda m, x: m.sp.softmax(x), [anyv(4)], tag="all", autograd=False),

@@ -74,6 +74,8 @@ CASES = [
     ("special.y0", fsc.y0, (X,), scipy.special.y0(X)),
     ("special.y1", fsc.y1, (X,), scipy.special.y1(X)),
     ("special.yn", lambda x: fsc.yn(2, x), (X,), scipy.special.yn(2, X)),
+    ("special.jv", lambda x: fsc.jv(2.5, x), (X,), scipy.special.jv(2.5, X)),
+    ("special.yv", lambda x: fsc.yv(-0.7, x), (X,), scipy.special.yv(-0.7, X)),
     ("special.rgamma", fsc.rgamma, (X,), scipy.special.rgamma(X)),
     ("special.gammasgn", lambda x: fsc.gammasgn(x - 2.0) * x, (X,),
      scipy.special.gammasgn(X - 2.0) * X),

@@ -9,7 +9,10 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.integrate
 import scipy.special as sc
+import scipy.stats
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
@@ -164,3 +167,38 @@ def test_vmap_of_special_functions():
     xs = np.random.default_rng(1).uniform(0.5, 2.0, (3, 4))
     np.testing.assert_allclose(fa.vmap(fa.grad(f))(xs), np.stack([fa.grad(f)(x) for x in xs]),
                                rtol=1e-13)
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.floats(-3.0, 3.0, allow_nan=False).filter(lambda v: abs(v - round(v)) > 0.05),
+       kind=st.sampled_from([sc.jv, sc.yv]))
+def test_bessel_functions_of_real_order(order, kind):
+    """jv/yv of a non-integer constant order: SciPy's values, both modes to
+    second order, compiled like the rest."""
+    x = np.linspace(0.7, 4.1, 5)
+    f = lambda x: kind(order, x) * x  # noqa: E731
+    assert np.array_equal(fa.jit(f)(x), kind(order, x) * x)
+    fa.check_grads(f, (x,), order=2)
+    loss = lambda x: np.sum(kind(order, x) ** 2)  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.allclose(fa.compile(loss)(x), fa.grad(loss)(x), rtol=1e-13, atol=0)
+
+
+@pytest.mark.parametrize("call, ours", [
+    (lambda x: sc.polygamma(1, x), "fastad.scipy.special.polygamma"),
+    (lambda x: scipy.stats.norm.logpdf(x, 0.5), "fastad.scipy.stats.norm.logpdf"),
+    (lambda x: scipy.stats.norm(0.5, 2.0).logpdf(x), "fastad.scipy.stats.norm.logpdf"),
+    (lambda x: scipy.stats.multivariate_normal.logpdf(x, np.zeros(3)),
+     "fastad.scipy.stats.multivariate_normal.logpdf"),
+    (lambda x: scipy.stats.gamma.logpdf(x, 2.0), "fastad.scipy.stats.gamma.logpdf"),
+])
+def test_scipy_functions_that_convert_their_arguments_name_ours(call, ours):
+    with pytest.raises(fa.TracingError, match=f"call {ours.replace('.', '[.]')} instead"):
+        fa.grad(lambda x: np.sum(call(x)))(np.array([0.5, 1.0, 2.0]))
+
+
+def test_other_conversions_keep_the_general_advice():
+    with pytest.raises(fa.TracingError, match="fastad.numpy.zeros") as info:
+        fa.grad(lambda x: np.sum(scipy.integrate.trapezoid(np.asarray(x))))(np.ones(3))
+    assert "converts its arguments" not in str(info.value)

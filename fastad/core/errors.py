@@ -1,4 +1,6 @@
 """Exceptions fastad raises on purpose."""
+import importlib
+import sys
 
 
 class FastadError(Exception):
@@ -41,3 +43,37 @@ class LoweringError(FastadError, ValueError):
 
 class SignatureError(FastadError, TypeError):
     """Arguments do not match what a compiled function was built for."""
+
+
+def library_counterpart() -> str | None:
+    """When a traced value is being converted to a plain array inside a SciPy
+    function that converts its arguments (``scipy.special.polygamma`` and
+    ``scipy.stats.norm.logpdf`` call ``np.asarray``), the name of fastad's
+    function of the same name and signature (``fastad.scipy.special.polygamma``),
+    else None: the hint an error about leaving the trace gives."""
+    frame, outermost = sys._getframe(1), None
+    while frame is not None:  # the SciPy frame the user's code called
+        top = frame.f_globals.get("__name__", "").split(".")[0]
+        if top == "scipy":
+            outermost = frame
+        elif top not in ("fastad", "numpy"):
+            break
+        frame = frame.f_back
+    if outermost is None:
+        return None
+    module = outermost.f_globals["__name__"]
+    public = ".".join(p for p in module.split(".") if not p.startswith("_"))
+    try:
+        ours: object = importlib.import_module("fastad." + public)
+    except ImportError:
+        return None
+    path = [public]
+    owner = outermost.f_locals.get("self")
+    owner = getattr(owner, "dist", owner)  # a frozen distribution's
+    if owner is not None:  # a distribution's method: scipy.stats.norm.logpdf
+        kind = type(owner).__name__.removesuffix("_gen").removesuffix("_frozen")
+        ours, path = getattr(ours, kind, None), path + [kind]
+    name = outermost.f_code.co_name
+    if not str(getattr(getattr(ours, name, None), "__module__", "")).startswith("fastad"):
+        return None  # SciPy's own, re-exported
+    return "fastad." + ".".join(path + [name])

@@ -600,10 +600,14 @@ class Tracer:
 
     # -- leaving the trace is an error, never a silent constant -----------
     def _leave(self, what: str, fix: str) -> Any:
+        from .errors import library_counterpart
         from .int_data import IntValueNeeded, data_sources
         sources = data_sources()
         if sources:  # perhaps computed from integers taken as data (labels.max()): by value
             raise IntValueNeeded(sources)
+        ours = library_counterpart()
+        if ours is not None:
+            fix = f"This SciPy function converts its arguments; call {ours} instead."
         raise TracingError(f"{what} on a traced value would make it a constant and lose its "
                            f"derivative. {fix}")
 

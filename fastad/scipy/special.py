@@ -145,13 +145,16 @@ def rel_entr(x: Any, y: Any) -> Any:
     return xlogy(x, x) - xlogy(x, y)
 
 
-# -- Bessel functions of integer order, gammasgn, rgamma: primitives of their own,
+# -- Bessel functions of constant order, gammasgn, rgamma: primitives of their own,
 # which compiled functions run as NumPy calls between compiled segments
 def _bessel_impl(kind: str):
-    first, second, general = {"j": (_sc.j0, _sc.j1, _sc.jn), "y": (_sc.y0, _sc.y1, _sc.yn)}[kind]
+    first, second, integer, real = {"j": (_sc.j0, _sc.j1, _sc.jn, _sc.jv),
+                                     "y": (_sc.y0, _sc.y1, _sc.yn, _sc.yv)}[kind]
 
-    def impl(x: Any, n: int) -> Any:
-        return first(x) if n == 0 else second(x) if n == 1 else general(n, x)
+    def impl(x: Any, n: int | float) -> Any:
+        if isinstance(n, float):
+            return real(n, x)
+        return first(x) if n == 0 else second(x) if n == 1 else integer(n, x)
     return impl
 
 
@@ -164,11 +167,18 @@ def _host_primitive(name: str, impl: Any, differentiable: bool = True) -> Any:
 
 _JN = _host_primitive("jn", _bessel_impl("j"))
 _YN = _host_primitive("yn", _bessel_impl("y"))
-for _prim in (_JN, _YN):  # d/dx Z_n = (Z_{n-1} - Z_{n+1}) / 2, Z_{-1} = -Z_1
-    defvjp(_prim, (lambda p: lambda g, ans, x, n: g * 0.5 * (
-        bind(p, x, n=n - 1 if n else 1) * (1.0 if n else -1.0) - bind(p, x, n=n + 1)))(_prim))
-    defjvp(_prim, (lambda p: lambda t, ans, x, n: t * 0.5 * (
-        bind(p, x, n=n - 1 if n else 1) * (1.0 if n else -1.0) - bind(p, x, n=n + 1)))(_prim))
+
+
+def _bessel_slope(prim: Any, x: Any, n: int | float) -> Any:
+    """d/dx Z_v = (Z_{v-1} - Z_{v+1}) / 2 for any real order v; Z_{-1} = -Z_1
+    keeps integer orders on the integer-order functions."""
+    lower = bind(prim, x, n=n - 1) if n else -bind(prim, x, n=1)
+    return 0.5 * (lower - bind(prim, x, n=n + 1))
+
+
+for _prim in (_JN, _YN):
+    defvjp(_prim, (lambda p: lambda g, ans, x, n: g * _bessel_slope(p, x, n))(_prim))
+    defjvp(_prim, (lambda p: lambda t, ans, x, n: t * _bessel_slope(p, x, n))(_prim))
 
 
 def _integer_order(n: Any, name: str) -> int:
@@ -178,14 +188,23 @@ def _integer_order(n: Any, name: str) -> int:
     return n
 
 
-def jn(n: Any, x: Any) -> Any:
-    """Bessel function of the first kind of constant integer order n."""
-    return bind(_JN, x, n=_integer_order(n, "jn"))
+def jv(v: Any, x: Any) -> Any:
+    """Bessel function of the first kind of constant real order v (SciPy's
+    ``jn`` is this function)."""
+    return bind(_JN, x, n=_order(v, "jv"))
+
+
+jn = jv
 
 
 def yn(n: Any, x: Any) -> Any:
     """Bessel function of the second kind of constant integer order n."""
     return bind(_YN, x, n=_integer_order(n, "yn"))
+
+
+def yv(v: Any, x: Any) -> Any:
+    """Bessel function of the second kind of constant real order v."""
+    return bind(_YN, x, n=_order(v, "yv"))
 
 
 def j0(x: Any) -> Any:
@@ -237,8 +256,8 @@ UFUNCS = {
     _sc.i1: i1, _sc.i0e: i0e, _sc.i1e: i1e, _sc.iv: iv, _sc.ive: ive, _sc.xlogy: xlogy,
     _sc.xlog1py: xlog1py, _sc.beta: beta, _sc.betaln: betaln, _sc.gammainc: gammainc,
     _sc.gammaincc: gammaincc, _sc.stdtr: stdtr, _sc.betainc: betainc, _sc.entr: entr,
-    _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jn: jn, _sc.y0: y0, _sc.y1: y1,
-    _sc.yn: yn, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
+    _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jv: jv, _sc.y0: y0, _sc.y1: y1,
+    _sc.yn: yn, _sc.yv: yv, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
 }
 
 
