@@ -259,6 +259,22 @@ class Structure(NamedTuple):
 
     out_tree: Any
     in_trees: tuple[Any, ...]
+    # (result index, "int" or an integer dtype's str): results computed from
+    # integers taken as data, held in float64, given back the integer type
+    # the function returns eagerly
+    casts: tuple[tuple[int, str], ...] = ()
+
+
+def cast_results(casts: tuple[tuple[int, str], ...], outs: list[Any]) -> list[Any]:
+    """``outs`` with `Structure.casts` applied."""
+    if not casts:
+        return outs
+    outs = list(outs)
+    for i, code in casts:
+        v = outs[i]
+        if v is not None:
+            outs[i] = int(v) if code == "int" else as_scalar(np.asarray(v).astype(code))
+    return outs
 
 
 @dataclass(eq=False)
@@ -471,7 +487,11 @@ def check_structure(spec: "Specializer", structure: Structure, tape: Tape) -> No
         if not isinstance(structure.in_trees, tuple):
             raise ValueError("the differentiated arguments' structures are not a tuple")
         gradients = sum(pytree.checked_num_leaves(t) for t in structure.in_trees)
-    except ValueError as exc:
+        for i, code in structure.casts:
+            if type(i) is not int or not 0 <= i < len(tape.outputs) or not (
+                    code == "int" or np.dtype(code).kind in "iu"):
+                raise ValueError(f"a result cast {(i, code)!r}")
+    except (ValueError, TypeError) as exc:
         raise TapeError(f"a saved result structure is malformed: {exc}") from None
     with_aux = spec.kind.endswith("_aux")
     if with_aux and not _aux_pair(structure.out_tree):

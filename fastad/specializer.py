@@ -44,6 +44,7 @@ from .signatures import (
     array_data_of,
     as_differentiable,
     as_scalar,
+    cast_results,
     check_signature,
     check_structure,
     checked_argnames,
@@ -60,7 +61,19 @@ from .signatures import (
     with_data,
 )
 from .core.tape import Tape
-from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded
+from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded,
+                            integer_dtype)
+
+
+def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
+                   ) -> tuple[tuple[int, str], ...]:
+    """`Structure.casts` of a trace: each result that is an output computed
+    from integers taken as data (``traced``, the outputs as recorded;
+    ``replayed``, the same after a reroll), with the integer type it has eagerly."""
+    codes = {id(after): "int" if before.data_dtype is int else before.data_dtype.str
+             for before, after in zip(traced, replayed)
+             if isinstance(before, (IntTracer, IntArrayTracer))}
+    return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .core import guards
 from .transforms import ifconvert
@@ -147,7 +160,8 @@ class Specializer:
         if run_args is not None and not kwargs:  # `take_shortcut` written out: the call loops make
             outs = run_args(args, -1)
             if outs is not None:
-                return self.unpack(shortcut.structure, outs, self.argnums)
+                return self.unpack(shortcut.structure, cast_results(shortcut.structure.casts, outs),
+                                   self.argnums)
         return self.general(args, kwargs=kwargs)
 
     def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
@@ -439,7 +453,9 @@ class Specializer:
             culprit = reference.first_nonfinite(entry.tape, dynamic)
             if culprit is not None:
                 raise FloatingPointError(f"fastad check_nans: {culprit}")
-        return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
+        return self.unpack(entry.structure, cast_results(entry.structure.casts,
+                                                         [as_scalar(v) for v in outs]),
+                           self.argnums)
 
     def trace(self, args: Sequence[Any], kwargs: dict[str, Any] | None = None,
               convert: bool | None = False) -> Entry:
@@ -477,14 +493,18 @@ class Specializer:
                     t = builder.new_input(np.float64(leaf))
                     inputs.append(t)
                     traced.append(IntTracer(builder, t.slot, t.value,
-                                            frozenset({(id(self), position)})))
+                                            frozenset({(id(self), position)}),
+                                            integer_dtype(leaf)))
                     continue
                 elif (data := array_data_of(self, leaf, position)) is not None:
                     t = builder.new_input(data)
                     inputs.append(t)
                     cls = BoolArrayTracer if data.dtype == np.bool_ else (
                         IntArrayTracer if data.ndim else IntTracer)
-                    traced.append(cls(builder, t.slot, t.value, frozenset({(id(self), position)})))
+                    sources = frozenset({(id(self), position)})
+                    traced.append(cls(builder, t.slot, t.value, sources) if cls is BoolArrayTracer
+                                  else cls(builder, t.slot, t.value, sources,
+                                           integer_dtype(leaf)))
                     continue
                 if is_dynamic(leaf):
                     t = builder.new_input(check_leaf(leaf, where))
@@ -533,6 +553,7 @@ class Specializer:
             builder.by_reference = None
             found = captures.settle(found, by_reference, builder.tape.consts)
             out_leaves, out_tree = pytree.flatten(out)
+            traced_leaves = list(out_leaves)  # before a reroll replays them
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
                                        "enclosing transformation")
@@ -567,6 +588,7 @@ class Specializer:
                     raise ReleasedValueRead(f"a derivative rule raised {exc!r}") from exc
                 raise
             builder.tape.outputs = [builder.slot_of(r) for r in results]
+            casts = _integer_casts(traced_leaves, rec.out_leaves, results)
             tape = (None if builder.released else
                     custom_rules.inlined(builder.tape, builder.values)) or builder.tape
             builder.values.clear()  # the executable computes them again
@@ -575,7 +597,7 @@ class Specializer:
             tape = optimize(tape)
         stages["optimized"] = len(tape.instrs)
         tape.stages = stages
-        entry = Entry(tape, Structure(out_tree, tuple(in_trees)), self._build,
+        entry = Entry(tape, Structure(out_tree, tuple(in_trees), casts), self._build,
                       captures=None if found is captures.NONE else found,
                       by_reference=tuple(by_reference))
         entry.converted = converted.lines if converted is not None else [] if tried else None

@@ -414,3 +414,51 @@ def test_corrupt_row_gathers_are_rejected_or_run_safely():
             pass
         ran += 1
     assert rejected > 100 and ran > 100
+
+
+_INTEGER_RESULTS = [lambda a, n: a + n, lambda a, n: a * 2 - n, lambda a, n: -a,
+                    lambda a, n: np.abs(a - 3), lambda a, n: np.maximum(a, n), lambda a, n: a[1:],
+                    lambda a, n: a[0] * n, lambda a, n: a.astype(np.int16) + 1,
+                    lambda a, n: n + 1, lambda a, n: a + np.int64(2)]
+
+
+@settings(max_examples=40, deadline=None)
+@given(chain=st.lists(st.integers(0, len(_INTEGER_RESULTS) - 1), min_size=1, max_size=3),
+       dtype=st.sampled_from(["int16", "int32", "int64"]),
+       n_kind=st.sampled_from(["int", "int64", "int32"]))
+def test_integer_results_have_the_eager_type(chain, dtype, n_kind):
+    """A compiled function's results computed from integers taken as data
+    come back as the eager function's integers (Python int, NumPy scalar or
+    array, of its dtype), not as the float64 the tape holds them in; also
+    after pickling.  (Values that would wrap around in a narrow dtype do not:
+    the tape computes them exactly.)"""
+    import pickle
+    a = np.array([4, 1, 7], dtype)
+    n = 3 if n_kind == "int" else np.dtype(n_kind).type(3)
+
+    def f(x, a, n):
+        out = a
+        for k in chain:
+            out = _INTEGER_RESULTS[k](out if np.ndim(out) else a, n)
+        return x * 2.0, out
+    want = f(1.5, a, n)
+    g = fa.jit(f, backend=COMPILED)
+    for got in (g(1.5, a, n), g(1.5, a + 1, n), pickle.loads(pickle.dumps(g))(1.5, a, n)):
+        assert type(got[1]) is type(f(1.5, a, n)[1])
+        assert np.asarray(got[1]).dtype == np.asarray(want[1]).dtype
+    np.testing.assert_array_equal(g(1.5, a, n)[1], want[1])
+    np.testing.assert_array_equal(g(1.5, a + 1, n)[1], f(1.5, a + 1, n)[1])
+    assert g.cache_info()["traces"] == 1
+
+
+def test_a_saved_result_cast_out_of_range_is_refused():
+    from fastad.core.errors import TapeError
+    from fastad.signatures import Structure, check_structure
+    g = fa.jit(lambda x, a: (x * 2.0, a + 1))
+    g(1.0, np.arange(3))
+    spec = g._spec
+    entry = next(iter(spec.cache.values()))[0]
+    for casts in (((5, "int"),), ((0, "<f8"),), (("0", "int"),)):
+        with pytest.raises(TapeError, match="malformed"):
+            check_structure(spec, Structure(entry.structure.out_tree, entry.structure.in_trees,
+                                            casts), entry.tape)

@@ -36,9 +36,13 @@ class _IntegerData:
 
     __slots__ = ()
 
-    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any]) -> None:
+    def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any],
+                 data_dtype: Any = int) -> None:
         super().__init__(builder, slot, value)  # type: ignore[call-arg]
         self.sources = sources
+        # the dtype NumPy would give the integers (``int``: a Python int), which
+        # a compiled function's result taken from them is cast back to
+        self.data_dtype = data_dtype
 
     def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
         raise IntValueNeeded(self.sources)
@@ -46,9 +50,11 @@ class _IntegerData:
     def _integer(self, result: Any, other: Any) -> Any:
         """``result`` of self and ``other``, integer data when both are integers."""
         if isinstance(other, _IntegerData):
-            return _integer_like(result, self.sources | other.sources)
+            return _integer_like(result, self.sources | other.sources,
+                                 combined_dtype(self.data_dtype, other.data_dtype))
         if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
-            return _integer_like(result, self.sources)
+            return _integer_like(result, self.sources,
+                                 combined_dtype(self.data_dtype, integer_dtype(other)))
         return result
 
     def __add__(self, other: Any) -> Any:
@@ -85,7 +91,7 @@ class IntTracer(_IntegerData, Tracer):
     on them is a guard).  Any use of the value itself raises `IntValueNeeded`
     naming the arguments it came from (``sources``)."""
 
-    __slots__ = ("sources",)
+    __slots__ = ("sources", "data_dtype")
     _needed = _IntegerData._needed  # named in the tables below
 
     __index__ = __int__ = __float__ = __complex__ = __hash__ = __format__ = __str__ = _needed
@@ -98,11 +104,28 @@ class IntTracer(_IntegerData, Tracer):
         return f"IntTracer(%{self.slot}: an integer argument traced as data)"
 
 
-def _integer_like(result: Any, sources: frozenset[Any]) -> Any:
+def _integer_like(result: Any, sources: frozenset[Any], data_dtype: Any) -> Any:
     """``result`` (integer-valued, held in float64) as an integer traced as data."""
     if result.ndim:
-        return IntArrayTracer(result.builder, result.slot, result.value, sources)
-    return IntTracer(result.builder, result.slot, result.value, sources)
+        return IntArrayTracer(result.builder, result.slot, result.value, sources, data_dtype)
+    return IntTracer(result.builder, result.slot, result.value, sources, data_dtype)
+
+
+def integer_dtype(x: Any) -> Any:
+    """The dtype of integers x as NumPy promotes them: ``int`` for a Python
+    int (weak: it takes the other operand's), else a NumPy dtype."""
+    if isinstance(x, _IntegerData):
+        return x.data_dtype
+    if type(x) is int:
+        return int
+    return np.asarray(x).dtype
+
+
+def combined_dtype(a: Any, b: Any) -> Any:
+    """NumPy's dtype of an integer operation on integers of dtypes a and b."""
+    if a is int:
+        return b
+    return a if b is int else np.result_type(a, b)
 
 
 def _is_integer(x: Any) -> bool:
@@ -126,7 +149,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
     boolean mask's pattern) raises `IntValueNeeded` naming the arguments it
     came from (``sources``): they are keyed by value from then on."""
 
-    __slots__ = ("sources",)
+    __slots__ = ("sources", "data_dtype")
     _needed = _IntegerData._needed  # named in the tables below
 
     __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = _needed
@@ -136,7 +159,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
     item = tolist = _needed
 
     def __getitem__(self, key: Any) -> Any:
-        return _integer_like(ArrayTracer.__getitem__(self, key), self.sources)
+        return _integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's integer-closed ufuncs of integers keep them integers taken
@@ -144,18 +167,19 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
         result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
             return result
-        sources = frozenset()
+        sources, dtype = frozenset(), int
         for x in inputs:
             if isinstance(x, (IntTracer, IntArrayTracer)):
                 sources |= x.sources
             elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
                 return result
-        return _integer_like(result, sources)
+            dtype = combined_dtype(dtype, integer_dtype(x))
+        return _integer_like(result, sources, dtype)
 
     def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
-        """To an integer dtype: itself (the integers are exact in float64)."""
+        """To an integer dtype: the same values (exact in float64), of that dtype."""
         if np.dtype(dtype).kind in "iu":
-            return self
+            return _integer_like(self, self.sources, np.dtype(dtype))
         return FRONT_END["astype"](self, dtype, *args, **kwargs)
 
     def __repr__(self) -> str:
