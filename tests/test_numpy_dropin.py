@@ -9,6 +9,8 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
@@ -255,3 +257,73 @@ def test_floating_results_of_set_routines_are_refused_not_cut_off():
         fa.grad(lambda x: np.sum(np.union1d(x, [5.0])))(V)
     with pytest.raises(fa.TracingError, match="weights"):
         fa.grad(lambda w: np.sum(np.histogram(V, 3, weights=w)[0]))(V)
+
+
+INTEGERS = st.integers(-(2**51), 2**51)  # a loop carries its integers exactly below 2**53
+
+
+def _divisions(a, b):
+    """//, %, divmod and fmod of the integers a scan steps through (traced
+    integers, as a loop counter or an argmax is), beside NumPy's."""
+    def f(x):
+        def step(c, ab):
+            i, j = ab
+            q, r = divmod(i, j)
+            return c, (i // j, i % j, np.floor_divide(i, 7), np.remainder(i, -3), np.fmod(i, j),
+                       q, r, 11 % j, np.fmod(i, -4))
+        return fa.scan(step, x, (a, b))[1]
+    with np.errstate(all="ignore"):
+        want = [a // b, a % b, a // 7, a % -3, np.fmod(a, b), *np.divmod(a, b), 11 % b,
+                np.fmod(a, -4)]
+    return f, want
+
+
+@settings(max_examples=60, deadline=None)
+@given(pairs=st.lists(st.tuples(st.one_of(st.integers(-50, 50), INTEGERS),
+                                st.one_of(st.integers(-9, 9), INTEGERS)), min_size=1, max_size=6),
+       dtype=st.sampled_from([np.int64, np.int32]))
+def test_integer_division_of_traced_integers_is_numpys(pairs, dtype):
+    """Bit for bit and in NumPy's dtype, division by zero included."""
+    info = np.iinfo(dtype)
+    a, b = (np.clip(np.array(v), info.min, info.max).astype(dtype) for v in zip(*pairs))
+    f, want = _divisions(a, b)
+    for g, w in zip(f(1.0), want):
+        assert g.dtype == w.dtype and np.array_equal(g, w), (g, w)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.int32])
+def test_integer_division_compiled_is_numpys(dtype):
+    rng = np.random.default_rng(3)
+    lim = min(2**51, np.iinfo(dtype).max)
+    a = np.concatenate([rng.integers(-lim, lim, 50), rng.integers(-20, 20, 50), [0, 7, -7]])
+    b = np.concatenate([rng.integers(-lim, lim, 50), rng.integers(-5, 5, 50), [0, 0, 3]])
+    f, want = _divisions(a.astype(dtype), b.astype(dtype))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = fa.jit(f)(1.0)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and np.array_equal(g, w), (g, w)
+
+
+def test_a_loop_refuses_an_integer_it_would_round():
+    with pytest.raises(OverflowError, match="2[*][*]53"):
+        fa.scan(lambda c, j: (c, j + 1), 0.0, np.array([2**60]))
+
+
+def test_fori_loop_indexing_by_a_remainder_of_the_step():
+    x = np.array([0.5, -1.2, 2.0, 0.3])
+
+    def f(x):
+        return fa.fori_loop(0, 9, lambda i, c: c * np.cos(c) + x[i % 4] * x[i // 3], x[0])
+
+    def python(x):
+        c = x[0]
+        for i in range(9):
+            c = c * np.cos(c) + x[i % 4] * x[i // 3]
+        return c
+    assert f(x) == python(x)
+    np.testing.assert_allclose(fa.grad(f)(x), fa.grad(python)(x), rtol=1e-13)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        np.testing.assert_allclose(fa.compile(f, backend=COMPILED)(x), fa.grad(python)(x),
+                                   rtol=1e-13)

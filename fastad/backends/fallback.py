@@ -185,6 +185,9 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
                     if registry[ins.prim] in REAL_ONLY
                     and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
     dtypes = {f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds}
+    if name == "numba":  # of each kind, the precisions its generator types
+        from .numba_tables import _NUMBA_TYPE
+        dtypes |= {f"{a.dtype} values" for a in tape.avals if a.dtype.name not in _NUMBA_TYPE}
     if name == "c":  # integer constants flow as indices, but a result lives in the arena
         dtypes |= {f"{tape.avals[s].dtype} results" for s in tape.outputs
                    if tape.avals[s].dtype.kind in "iu"}

@@ -64,9 +64,40 @@ def _as(x: Any) -> Any:
 
 
 # -- remainders, angles and other elementwise composites -----------------------
+def _integer_dtype(x1: Any, x2: Any) -> Any:
+    """NumPy's result dtype of an arithmetic on x1 and x2 if it is an integer
+    one (a loop counter of `fori_loop` taken modulo n), else None."""
+    dt = _np.result_type(*(a.dtype if isinstance(a, Tracer) else a for a in (x1, x2)))
+    return dt if dt.kind in "iu" else None
+
+
+def _integer_division(x1: Any, x2: Any, dtype: Any, rounding: Any) -> tuple[Any, Any]:
+    """The quotient rounded by ``rounding`` (floor or trunc) and its remainder,
+    in integers: the float quotient is off by at most one below 2**52, and
+    one correction step puts the remainder back in range (the sign of x2 for
+    floor, of x1 for trunc, and smaller than |x2|); NumPy's 0 for a division
+    by zero."""
+    from ._elementwise import astype
+    safe = where(x2 == 0, 1, x2)
+    q = astype(rounding(astype(x1, _np.float64) / astype(safe, _np.float64)), dtype)
+    r = x1 - q * safe
+    positive = safe > 0 if rounding is floor else x1 >= 0  # the remainder's sign
+    wrong_sign = where(positive, r < 0, r > 0)
+    too_big = where(positive, r >= absolute(safe), r <= -absolute(safe))
+    adjust = where(too_big, 1, where(wrong_sign, -1, 0))
+    if rounding is not floor:  # a step of |x2| toward x1's sign
+        adjust = adjust * where(positive == (safe > 0), 1, -1)
+    adjust = astype(adjust, dtype)
+    q, r = q + adjust, r - adjust * safe
+    return tuple(astype(where(x2 == 0, 0, v), dtype) for v in (q, r))  # type: ignore[return-value]
+
+
 @_numpy_unless_traced("floor_divide")
 def floor_divide(x1: Any, x2: Any, **kw: Any) -> Any:
     """floor(x1 / x2): piecewise constant, derivative 0."""
+    dtype = _integer_dtype(x1, x2)
+    if dtype is not None:
+        return _integer_division(x1, x2, dtype, floor)[0]
     return floor(x1 / x2)
 
 
@@ -74,6 +105,9 @@ def floor_divide(x1: Any, x2: Any, **kw: Any) -> Any:
 def remainder(x1: Any, x2: Any, **kw: Any) -> Any:
     """x1 - floor(x1/x2) * x2 (Python's %): derivative 1 in x1, -floor(x1/x2) in x2
     (everywhere but at the jumps)."""
+    dtype = _integer_dtype(x1, x2)
+    if dtype is not None:
+        return _integer_division(x1, x2, dtype, floor)[1]
     return x1 - floor(x1 / x2) * x2
 
 
@@ -83,6 +117,9 @@ mod = remainder
 @_numpy_unless_traced("fmod")
 def fmod(x1: Any, x2: Any, **kw: Any) -> Any:
     """C's fmod, x1 - trunc(x1/x2) * x2: the sign of x1."""
+    dtype = _integer_dtype(x1, x2)
+    if dtype is not None:
+        return _integer_division(x1, x2, dtype, trunc)[1]
     return x1 - trunc(x1 / x2) * x2
 
 

@@ -119,6 +119,11 @@ def layout(body: LoopBody, length: int) -> list[tuple[int, int, Aval]]:
 def pack(values: Sequence[Any], dtype: np.dtype) -> np.ndarray:
     if not values:
         return np.zeros(0, dtype)
+    for v in values:  # an integer past 2**53 would come back rounded: refuse it
+        if np.asarray(v).dtype.kind in "iu" and dtype.kind in "fc" and np.size(v) \
+                and np.max(np.abs(np.asarray(v, dtype=np.float64))) >= 2.0 ** 53:
+            raise OverflowError("a loop's integer results are carried in floating point and "
+                                "exact below 2**53; this one is larger")
     return np.concatenate([np.asarray(v, dtype=dtype).ravel() for v in values])
 
 
