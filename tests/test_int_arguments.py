@@ -462,3 +462,32 @@ def test_a_saved_result_cast_out_of_range_is_refused():
         with pytest.raises(TapeError, match="malformed"):
             check_structure(spec, Structure(entry.structure.out_tree, entry.structure.in_trees,
                                             casts), entry.tape)
+
+
+_BOOLEAN_ARITHMETIC = [lambda m: m + m, lambda m: m * m, lambda m: m + True, lambda m: np.maximum(m, ~m),
+                       lambda m: np.minimum(m, True) * m, lambda m: m * ~m + m]
+
+
+@settings(max_examples=20, deadline=None)
+@given(chain=st.lists(st.integers(0, len(_BOOLEAN_ARITHMETIC) - 1), min_size=1, max_size=3),
+       backend=st.sampled_from(BACKENDS))
+def test_arithmetic_on_boolean_data_is_numpys(chain, backend):
+    """``mask + mask`` is NumPy's logical or (``*`` its and): a backend that
+    would compute it in floats (the VM) or integers (Numba's operators)
+    hands the tape on, and the result and gradient are the eager ones."""
+    import warnings
+    m = np.array([True, False, True, False])
+
+    def f(x, m):
+        for k in chain:
+            m = _BOOLEAN_ARITHMETIC[k](m)
+        return m, np.sum(x * m * x)
+    x = np.linspace(0.5, 2.0, 4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = fa.jit(f, backend=backend)(x, m)
+        grad = fa.compile(lambda x, m: f(x, m)[1], backend=backend)(x, m)
+    want = f(x, m)
+    assert got[0].dtype == want[0].dtype and np.array_equal(got[0], want[0])
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-15)
+    np.testing.assert_allclose(grad, fa.grad(lambda x: f(x, m)[1])(x), rtol=1e-15)

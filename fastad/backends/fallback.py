@@ -185,6 +185,12 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
                     if registry[ins.prim] in REAL_ONLY
                     and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
     dtypes = {f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds}
+    if name != "numpy":  # arithmetic on booleans (``mask + mask``, NumPy's logical or):
+        # the VM computes in floating point, Numba's operators in integers
+        from ..primitives.elementwise import BINARY, UNARY
+        dtypes |= {f"{ins.prim} of bool values" for ins in tape.instrs
+                   if tape.avals[ins.out].dtype.kind == "b" and (ins.prim in BINARY
+                                                                 or ins.prim in UNARY)}
     if name == "numba":  # of each kind, the precisions its generator types
         from .numba_tables import _NUMBA_TYPE
         dtypes |= {f"{a.dtype} values" for a in tape.avals if a.dtype.name not in _NUMBA_TYPE}
