@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.integrate
+import scipy.linalg
 import scipy.special as sc
 import scipy.stats
 from hypothesis import given, settings
@@ -192,6 +193,9 @@ def test_bessel_functions_of_real_order(order, kind):
     (lambda x: scipy.stats.multivariate_normal.logpdf(x, np.zeros(3)),
      "fastad.scipy.stats.multivariate_normal.logpdf"),
     (lambda x: scipy.stats.gamma.logpdf(x, 2.0), "fastad.scipy.stats.gamma.logpdf"),
+    (lambda x: scipy.linalg.solve_triangular(np.diag(x) + 1.0, x),  # through a decorator
+     "fastad.scipy.linalg.solve_triangular"),
+    (lambda x: np.vectorize(lambda v: v * 2.0)(x), "fastad.numpy.vectorize"),
 ])
 def test_scipy_functions_that_convert_their_arguments_name_ours(call, ours):
     with pytest.raises(fa.TracingError, match=f"call {ours.replace('.', '[.]')} instead"):

@@ -2,6 +2,8 @@
 import importlib
 import sys
 
+import numpy as np
+
 
 class FastadError(Exception):
     """Base class of fastad's own errors."""
@@ -48,32 +50,47 @@ class SignatureError(FastadError, TypeError):
 def library_counterpart() -> str | None:
     """When a traced value is being converted to a plain array inside a SciPy
     function that converts its arguments (``scipy.special.polygamma`` and
-    ``scipy.stats.norm.logpdf`` call ``np.asarray``), the name of fastad's
-    function of the same name and signature (``fastad.scipy.special.polygamma``),
-    else None: the hint an error about leaving the trace gives."""
-    frame, outermost = sys._getframe(1), None
-    while frame is not None:  # the SciPy frame the user's code called
+    ``scipy.stats.norm.logpdf`` call ``np.asarray``) or inside NumPy's
+    ``vectorize``, the name of fastad's function of the same name and
+    signature (``fastad.scipy.special.polygamma``), else None: the hint an
+    error about leaving the trace gives."""
+    frames, frame = [], sys._getframe(1)
+    while frame is not None:  # the library frames below the user's code
         top = frame.f_globals.get("__name__", "").split(".")[0]
-        if top == "scipy":
-            outermost = frame
-        elif top not in ("fastad", "numpy"):
+        if top not in ("scipy", "numpy", "fastad"):
             break
+        frames.append(frame)
         frame = frame.f_back
-    if outermost is None:
-        return None
-    module = outermost.f_globals["__name__"]
+    for frame in reversed(frames):  # outermost first: past SciPy's decorators
+        module = frame.f_globals["__name__"]
+        owner = frame.f_locals.get("self")
+        if module.startswith("numpy") and type(owner) is np.vectorize:
+            return "fastad.numpy.vectorize"
+        if not module.startswith("scipy"):
+            continue
+        # the frame's own function, or the one a decorator's wrapper holds
+        named = [(module, frame.f_code.co_name)] + [
+            (v.__module__, v.__name__) for v in frame.f_locals.values()
+            if callable(v) and str(getattr(v, "__module__", "")).startswith("scipy.")
+            and isinstance(getattr(v, "__name__", None), str)]
+        for where, name in named:
+            found = _fastad_function(where, owner, name)
+            if found is not None:
+                return found
+    return None
+
+
+def _fastad_function(module: str, owner: object, name: str) -> str | None:
     public = ".".join(p for p in module.split(".") if not p.startswith("_"))
     try:
         ours: object = importlib.import_module("fastad." + public)
     except ImportError:
         return None
     path = [public]
-    owner = outermost.f_locals.get("self")
     owner = getattr(owner, "dist", owner)  # a frozen distribution's
     if owner is not None:  # a distribution's method: scipy.stats.norm.logpdf
         kind = type(owner).__name__.removesuffix("_gen").removesuffix("_frozen")
         ours, path = getattr(ours, kind, None), path + [kind]
-    name = outermost.f_code.co_name
     if not str(getattr(getattr(ours, name, None), "__module__", "")).startswith("fastad"):
         return None  # SciPy's own, re-exported
     return "fastad." + ".".join(path + [name])
