@@ -601,3 +601,81 @@ def test_vmap_in_axes_as_a_prefix_of_the_argument(backend):
 def test_remat_and_stop_gradient_are_jaxs():
     f = fa.remat(lambda a: fnp.sum(fnp.sin(a) * fa.stop_gradient(a)))
     np.testing.assert_allclose(fa.grad(f)(W), np.cos(W) * W, rtol=1e-14)
+
+
+# -- x.at[idx].<update>(v): JAX's functional index updates -------------------------------
+_AT_UPDATES = {  # fastad's spelling, and NumPy's on a copy
+    "set": (lambda y, i, v: y.at[i].set(v), lambda y, i, v: y.__setitem__(i, v)),
+    "add": (lambda y, i, v: y.at[i].add(v), lambda y, i, v: np.add.at(y, i, v)),
+    "multiply": (lambda y, i, v: y.at[i].multiply(v), lambda y, i, v: np.multiply.at(y, i, v)),
+    "divide": (lambda y, i, v: y.at[i].divide(v), lambda y, i, v: np.divide.at(y, i, v)),
+    "min": (lambda y, i, v: y.at[i].min(v), lambda y, i, v: np.minimum.at(y, i, v)),
+    "max": (lambda y, i, v: y.at[i].max(v), lambda y, i, v: np.maximum.at(y, i, v)),
+    "apply": (lambda y, i, v: y.at[i].apply(np.sin), lambda y, i, v: y.__setitem__(i, np.sin(y[i]))),
+}
+
+
+def _index(draw_kind, n):
+    from hypothesis import strategies as st
+    return st.one_of(st.integers(-n, n - 1),
+                     st.lists(st.integers(-n, n - 1), min_size=1, max_size=4).map(np.array),
+                     st.tuples(st.integers(0, n - 1), st.integers(0, n)).map(
+                         lambda t: slice(min(t), max(t) + 1)))
+
+
+def _at_program(updates):
+    def apply(x, fastad_spelling):
+        y = x * 1.0
+        for name, index, scale in updates:
+            ours, numpy_s = _AT_UPDATES[name]
+            where = y[index]
+            # a value of the indexed shape (or a scalar), made from x: its derivative counts
+            v = scale * (x[0] + 1.5) if np.ndim(where) == 0 else scale * (x[:np.size(where)] + 1.5)
+            if fastad_spelling:
+                y = ours(y, index, v)
+            else:
+                y = y.copy()
+                numpy_s(y, index, v)
+        return np.sum(np.tanh(y) * x)
+    return apply
+
+
+def _updates_strategy():
+    from hypothesis import strategies as st
+    n = 5
+    one = st.tuples(st.sampled_from(sorted(_AT_UPDATES)), _index(None, n), st.floats(0.5, 2.0))
+    return st.lists(one, min_size=1, max_size=4)
+
+
+def test_at_updates_match_numpy_and_finite_differences():
+    from hypothesis import given, settings
+
+    @settings(max_examples=40, deadline=None)
+    @given(updates=_updates_strategy())
+    def check(updates):
+        prog = _at_program(updates)
+        x = np.array([0.3, -0.7, 1.1, 0.4, -0.2])
+        ours = lambda x: prog(x, True)  # noqa: E731
+        want = prog(x, False)
+        value, g = fa.value_and_grad(ours)(x)  # .at is a method of traced arrays
+        np.testing.assert_allclose(value, want, rtol=1e-14)
+        np.testing.assert_allclose(fa.jit(ours)(x), want, rtol=1e-14)
+        np.testing.assert_allclose(g, _fd_grad(lambda z: prog(z, False), x), rtol=1e-5, atol=1e-7)
+        for backend in COMPILED:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                np.testing.assert_allclose(fa.compile(ours, backend=backend)(x), g,
+                                           rtol=1e-13, atol=1e-15)
+        np.testing.assert_array_equal(x, [0.3, -0.7, 1.1, 0.4, -0.2])  # x itself unchanged
+    check()
+
+
+def test_at_refuses_what_it_does_not_do():
+    x = np.arange(3.0)
+    with pytest.raises(NotImplementedError, match="mode='drop'"):
+        fa.grad(lambda x: np.sum(x.at[5].set(1.0, mode="drop")))(x)
+    with pytest.raises(IndexError):
+        fa.grad(lambda x: np.sum(x.at[5].add(1.0)))(x)
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fa.grad(lambda x: np.sum(x.at[1].add(1.0, wrap=True)))(x)
+    assert fa.grad(lambda x: x.at[1].get(unique_indices=True))(x).tolist() == [0.0, 1.0, 0.0]

@@ -797,6 +797,7 @@ class Tracer:
     fill = _method("fill_method")
 
     T = property(_method("T"))
+    at = property(_method("at"))  # JAX's x.at[idx].set(v) and the other functional updates
     mT = property(_method("mT"))
     base = property(_method("base"))
     real = property(_method("real_property"), _method("set_real"))

@@ -20,6 +20,7 @@ from ._elementwise import (absolute, add, astype, clip, conjugate, divide, equal
                            greater_equal, imag, less, less_equal, logical_and, logical_not,
                            logical_or, multiply, negative, not_equal, positive, power, real,
                            subtract)
+from ._index_update import IndexUpdates
 from ._indexing import _target, _write_all, getitem, put, setitem
 from ._linalg import dot, matmul
 from ._ordering import argpartition, argsort, partition, sort, take
@@ -170,7 +171,7 @@ TRACER_FRONT_END = {
     "mT": lambda self: _link(self, matrix_transpose(self), lambda s: s.mT),
     "base": _base_property, "real_property": _real_property, "set_real": _set_real,
     "imag_property": _imag_property, "set_imag": _set_imag,
-    "getitem": getitem, "setitem": setitem,
+    "getitem": getitem, "setitem": setitem, "at": IndexUpdates,
     "remainder": remainder, "floor_divide": floor_divide, "divmod": divmod,
     "cumprod": cumprod, "round": round_, "repeat": repeat, "take": take, "choose": choose,
     "compress_method": lambda self, condition, axis=None, out=None: compress(
