@@ -22,6 +22,7 @@ from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
 from .core.tracer import Builder, Tracer, current_builder, recording, replay, user_stacklevel
 from .transforms.reverse import backward
+from .tree_jacobian import is_array, tree_jacobian
 
 ArgNums = int | Sequence[int]
 
@@ -500,7 +501,14 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
 
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
-        t = _JacobianTrace(f, argnums, args, kwargs)
+        nums = _argnums_tuple(argnums, len(args))
+        if not isinstance(argnums, int) or not is_array(args[nums[0]]):
+            return tree_jacobian(lambda g: jacobian(g, 0, mode), f, args, kwargs, nums,
+                                 not isinstance(argnums, int))
+        try:
+            t = _JacobianTrace(f, argnums, args, kwargs)
+        except _TreeResult:
+            return tree_jacobian(lambda g: jacobian(g, 0, mode), f, args, kwargs, nums, False)
         tape, x, out_shape, n_in, n_out, examples = (t.tape, t.x, t.out_shape, t.n_in,
                                                      t.n_out, t.examples)
         shared = [(v, False) for v in t.outer]
@@ -521,6 +529,10 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
     return jacobian_f
 
 
+class _TreeResult(Exception):
+    """The function returns a pytree: `tree_jacobian` computes its Jacobian."""
+
+
 class _JacobianTrace:
     """f traced for its Jacobian w.r.t. one array argument."""
 
@@ -529,9 +541,8 @@ class _JacobianTrace:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         rec, _ = record(fk, args, nums)
-        if len(rec.inputs) != 1 or len(rec.out_leaves) != 1:
-            raise TypeError("jacobian: differentiate one array argument of a function "
-                            "returning one array")
+        if len(rec.inputs) != 1 or rec.out_tree != pytree.LEAF:
+            raise _TreeResult
         builder, self.x, out = rec.builder, rec.inputs[0], rec.out_leaves[0]
         builder.tape.outputs = [builder.slot_of(out)]
         self.tape = tape = builder.tape

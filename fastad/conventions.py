@@ -242,10 +242,11 @@ class ShapeDtypeStruct:
         return hash((self.shape, self.dtype))
 
 
-def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+def tree_map(f: Callable[..., Any], tree: Any, *rest: Any,
+             is_leaf: Callable[[Any], bool] | None = None) -> Any:
     """``jax.tree_util.tree_map`` (`fastad.tree_util`)."""
     from .tree_util import tree_map as mapped
-    return mapped(f, tree, *rest)
+    return mapped(f, tree, *rest, is_leaf=is_leaf)
 
 
 __all__ = ["remat", "stop_gradient", "cond", "switch", "eval_shape", "ShapeDtypeStruct",

@@ -28,9 +28,13 @@ def tree_structure(tree: Any) -> Any:
     return pytree.flatten(tree)[1]
 
 
-def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
+def tree_map(f: Callable[..., Any], tree: Any, *rest: Any,
+             is_leaf: Callable[[Any], bool] | None = None) -> Any:
     """``f`` applied leaf by leaf to ``tree`` and the trees in ``rest``, which
-    must have its structure."""
+    must have its structure; ``is_leaf(node)`` True stops the descent there
+    (JAX's argument: a tuple taken as one value)."""
+    if is_leaf is not None:
+        return _map_until(f, tree, rest, is_leaf)
     leaves, treedef = pytree.flatten(tree)
     others = []
     for other in rest:
@@ -39,6 +43,21 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any) -> Any:
             raise ValueError("tree_map: the trees have different structures")
         others.append(other_leaves)
     return pytree.unflatten(treedef, [f(*xs) for xs in zip(leaves, *others)])
+
+
+def _map_until(f: Callable[..., Any], node: Any, rest: tuple, is_leaf: Callable[[Any], bool]
+               ) -> Any:
+    if is_leaf(node) or node is None:
+        return node if node is None else f(node, *rest)
+    if isinstance(node, dict):
+        return type(node)((k, _map_until(f, v, tuple(o[k] for o in rest), is_leaf))
+                          for k, v in node.items())
+    if isinstance(node, (tuple, list)):
+        parts = [_map_until(f, v, tuple(o[i] for o in rest), is_leaf) for i, v in enumerate(node)]
+        if hasattr(node, "_fields"):  # a namedtuple
+            return type(node)(*parts)
+        return type(node)(parts)
+    return f(node, *rest)
 
 
 def tree_reduce(f: Callable[[Any, Any], Any], tree: Any, initializer: Any = None) -> Any:

@@ -679,3 +679,91 @@ def test_at_refuses_what_it_does_not_do():
     with pytest.raises(TypeError, match="unexpected keyword"):
         fa.grad(lambda x: np.sum(x.at[1].add(1.0, wrap=True)))(x)
     assert fa.grad(lambda x: x.at[1].get(unique_indices=True))(x).tolist() == [0.0, 1.0, 0.0]
+
+
+# -- Jacobians and Hessians of pytrees, as jax.jacrev/jacfwd/hessian give them --------------
+def _tree_strategy():
+    from hypothesis import strategies as st
+    leaf = st.sampled_from([(), (2,), (3,), (2, 2)])
+    return st.recursive(leaf, lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(tuple),
+        st.dictionaries(st.sampled_from("abc"), inner, min_size=1, max_size=3)), max_leaves=4)
+
+
+def _tree_of(shapes_tree, rng):
+    return fa.tree_map(lambda s: rng.uniform(0.5, 1.5, s) if s else float(rng.uniform(0.5, 1.5)),
+                       shapes_tree, is_leaf=lambda s: isinstance(s, tuple) and all(
+                           isinstance(n, int) for n in s))
+
+
+def test_jacobians_of_pytrees_are_jaxs_structure():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from fastad.core import pytree
+
+    @settings(max_examples=25, deadline=None)
+    @given(arg=_tree_strategy(), out_kind=st.sampled_from(["array", "tuple", "dict"]),
+           mode=st.sampled_from(["rev", "fwd"]), seed=st.integers(0, 99))
+    def check(arg, out_kind, mode, seed):
+        rng = np.random.default_rng(seed)
+        p = _tree_of(arg, rng)
+        vec, unflatten = fa.flatten(p)
+
+        def f(p):
+            v, _ = fa.flatten(p)
+            a, b = np.sin(v) * v[0], np.sum(v ** 2)
+            return a if out_kind == "array" else (a, b) if out_kind == "tuple" else {"a": a, "b": b}
+
+        def flat(v):
+            out = f(unflatten(v))
+            return fa.flatten(out)[0]
+        jac = fa.jacobian(f, mode=mode)(p)
+        dense = _fd_grad_matrix(flat, vec)
+        out_leaves, out_tree = pytree.flatten(f(p))
+        jac_leaves, jac_tree = pytree.flatten(jac)
+        assert jac_tree == pytree.flatten(pytree.unflatten(out_tree, [p] * len(out_leaves)))[1]
+        in_leaves = pytree.flatten(p)[0]
+        row = 0
+        blocks = iter(jac_leaves)
+        for out in out_leaves:
+            m, col = np.size(out), 0
+            for leaf in in_leaves:
+                block = next(blocks)
+                assert np.shape(block) == np.shape(out) + np.shape(leaf)
+                np.testing.assert_allclose(np.reshape(block, (m, np.size(leaf))),
+                                           dense[row:row + m, col:col + np.size(leaf)],
+                                           rtol=1e-6, atol=1e-8)
+                col += np.size(leaf)
+            row += m
+    check()
+
+
+def _fd_grad_matrix(f, x, eps=1e-6):
+    cols = []
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = eps
+        cols.append((f(x + e) - f(x - e)) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+def test_hessians_and_tuple_argnums_nest_like_jax():
+    x, y = np.array([0.3, -0.4, 1.2]), np.array([1.1, 0.7, -0.5])
+
+    def f(a, b):
+        return np.sum(a ** 2 * b) + a[0] * np.sin(b[1])
+    H = fa.hessian(f, argnums=(0, 1))(x, y)
+    dense = fa.hessian(lambda z: f(z[:3], z[3:]))(np.concatenate([x, y]))
+    for i in range(2):
+        for j in range(2):
+            np.testing.assert_allclose(H[i][j], dense[3 * i:3 * i + 3, 3 * j:3 * j + 3],
+                                       rtol=1e-13)
+    J = fa.jacrev(lambda a, b: a * b, argnums=(0, 1))(x, y)
+    np.testing.assert_allclose(J[0], np.diag(y))
+    np.testing.assert_allclose(J[1], np.diag(x))
+    p = {"w": x, "s": 2.0}
+    Hp = fa.hessian(lambda p: np.sum(p["w"] ** 3) * p["s"])(p)
+    np.testing.assert_allclose(Hp["w"]["w"], np.diag(6 * x * 2.0))
+    np.testing.assert_allclose(Hp["w"]["s"], 3 * x ** 2)
+    assert np.shape(Hp["s"]["s"]) == ()
+    np.testing.assert_allclose(fa.jit(fa.jacfwd(lambda p: p["w"] * p["s"]))(p)["s"], x)
