@@ -593,19 +593,30 @@ def hvp(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
     return hvp_f
 
 
-def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable[..., Any]:
+def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
+         axis_size: int | None = None) -> Callable[..., Any]:
     """Vectorize ``f`` over an axis of its arguments, as one batched tape.
 
     ``in_axes``: an int or None for all arguments, or one per positional
-    argument (None: not batched, shared by every example).  Results are
-    stacked along ``out_axes``.  Composes with grad, jit and compile:
-    ``vmap(grad(loss), in_axes=(None, 0, 0))`` gives per-example gradients.
+    argument (None: not batched, shared by every example), each a pytree
+    prefix of its argument.  Keyword arguments are batched along axis 0, as
+    in JAX.  Results are stacked along ``out_axes`` (an int, None for a
+    result every example shares, or a pytree prefix of the result);
+    ``axis_size`` gives the batch size when no argument is batched.
+    Composes with grad, jit and compile: ``vmap(grad(loss), in_axes=(None,
+    0, 0))`` gives per-example gradients.
     """
     from . import numpy as fnp
     from .transforms.batching import BranchesDiffer, batch_replay
 
     @functools.wraps(f)
-    def vmapped(*args: Any) -> Any:
+    def vmapped(*args: Any, **kwargs: Any) -> Any:
+        if kwargs:  # batched along axis 0: one more positional argument, a dict
+            positional = len(args)
+            return vmap(lambda *a: f(*a[:positional], **a[positional]),
+                        (tuple(in_axes) if isinstance(in_axes, (tuple, list))
+                         else (in_axes,) * positional) + (0,),
+                        out_axes, axis_size)(*args, kwargs)
         axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
         if len(axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(axes)} entries for {len(args)} arguments")
@@ -633,8 +644,12 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
                 batched.append(True)
                 value = leaf.value if isinstance(leaf, Tracer) else leaf
                 examples.append(np.asarray(value)[0] if n else np.zeros(shape[:ax] + shape[ax + 1:]))
+        if axis_size is not None and size is not None and axis_size != size:
+            raise ValueError(f"vmap: axis_size={axis_size} but the batch size is {size}")
+        size = axis_size if size is None else size
         if size is None:
-            raise ValueError("vmap: no argument is batched (all in_axes are None)")
+            raise ValueError("vmap: no argument is batched (all in_axes are None); "
+                             "pass axis_size")
         example_args, k = [], 0
         for tree in trees:
             n = pytree.num_leaves(tree)
@@ -650,15 +665,23 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: int = 0) -> Callable
             warnings.warn(f"{exc}: evaluated one example at a time", stacklevel=user_stacklevel())
             return _per_example(f, trees, leaves, batched, size, out_axes)
         outs = []
-        for value, is_batched in replayed:
+        shape_of_result = pytree.unflatten(rec.out_tree, [v for v, _ in replayed])
+        for (value, is_batched), ax in zip(replayed, _leaf_axes(shape_of_result, out_axes,
+                                                                "out_axes")):
+            if ax is None:
+                if is_batched:
+                    raise ValueError("vmap: out_axes=None for a result that depends on the "
+                                     "batched arguments")
+                outs.append(_owned(value))
+                continue
             if not is_batched:
                 value = fnp.broadcast_to(value, (size,) + tuple(fnp.shape(value)))
-            outs.append(_owned(fnp.moveaxis(value, 0, out_axes) if out_axes else value))
+            outs.append(_owned(fnp.moveaxis(value, 0, ax) if ax else value))
         return pytree.unflatten(rec.out_tree, outs)
     return vmapped
 
 
-def _leaf_axes(arg: Any, axes: Any, i: int) -> list[Any]:
+def _leaf_axes(arg: Any, axes: Any, i: int | str) -> list[Any]:
     """The in_axes of each leaf of ``arg``: ``axes`` is an int or None for all
     of them, or a pytree prefix of ``arg`` (JAX's convention: ``{"w": 0, "b":
     None}`` for a dict argument)."""
@@ -669,12 +692,12 @@ def _leaf_axes(arg: Any, axes: Any, i: int) -> list[Any]:
     if (isinstance(axes, (tuple, list)) and isinstance(arg, (tuple, list))
             and len(axes) == len(arg)):
         return [a for sub, ax in zip(arg, axes) for a in _leaf_axes(sub, ax, i)]
-    raise ValueError(f"vmap: in_axes {axes!r} for argument {i} is neither an int, None nor a "
-                     "prefix of its structure")
+    what = "out_axes" if i == "out_axes" else f"in_axes {axes!r} for argument {i}"
+    raise ValueError(f"vmap: {what} is neither an int, None nor a prefix of its structure")
 
 
 def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
-                 batched: list[bool], size: int, out_axes: int) -> Any:
+                 batched: list[bool], size: int, out_axes: Any) -> Any:
     """vmap as the loop it stands for: ``f`` on each example (the batched
     leaves, moved to axis 0, indexed), the results stacked.  What vmap does
     when the examples take different Python branches (a `while_loop` whose
@@ -694,8 +717,10 @@ def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
             raise TracingError("vmap: the examples' results have different structures")
         tree = out_tree
         results.append(out_leaves)
-    try:
-        stacked = [_owned(fnp.stack(parts, axis=out_axes)) for parts in zip(*results)]
+    axes = _leaf_axes(pytree.unflatten(tree, results[0]), out_axes, "out_axes")
+    try:  # (a result every example shares: the first example's, out_axes None)
+        stacked = [_owned(parts[0] if ax is None else fnp.stack(parts, axis=ax))
+                   for parts, ax in zip(zip(*results), axes)]
     except ValueError as exc:
         raise TracingError(f"vmap: the examples' results have different shapes ({exc})") from None
     return pytree.unflatten(tree, stacked)

@@ -116,3 +116,30 @@ def test_vmap_composes_with_jit_compile_and_grad(compiled_backend):
     g = fa.compile(total, backend=compiled_backend)
     np.testing.assert_allclose(g(w), loop_grads.sum(axis=0), rtol=1e-12, atol=1e-14)
     fa.check_grads(total, (w,), order=2)
+
+
+def test_keyword_arguments_axis_size_and_out_axes_as_jax():
+    """JAX's vmap conventions: keyword arguments batched along axis 0,
+    ``axis_size`` when nothing is batched, ``out_axes`` None for a shared
+    result or a prefix of the result's structure; each against the loop."""
+    rng = np.random.default_rng(4)
+    x, s = rng.normal(size=(4, 3)), rng.normal(size=4)
+
+    def f(a, scale=1.0):
+        return {"v": np.sin(a) * scale, "n": np.sum(a ** 2), "c": np.arange(2.0)}
+    got = fa.vmap(f, out_axes={"v": 1, "n": 0, "c": None})(x, scale=s)
+    np.testing.assert_allclose(got["v"], np.stack([np.sin(x[k]) * s[k] for k in range(4)], 1))
+    np.testing.assert_allclose(got["n"], np.sum(x ** 2, axis=1))
+    np.testing.assert_array_equal(got["c"], np.arange(2.0))
+    np.testing.assert_array_equal(fa.vmap(lambda a: a * 2.0, in_axes=None, axis_size=3)(x[0]),
+                                  np.stack([x[0] * 2.0] * 3))
+    loss = lambda w: np.sum(fa.vmap(f)(x, scale=s * w)["v"])  # noqa: E731
+    d, h = fa.grad(loss)(0.7), 1e-6
+    np.testing.assert_allclose(d, (loss(0.7 + h) - loss(0.7 - h)) / (2 * h), rtol=1e-6)
+    np.testing.assert_allclose(fa.jit(fa.grad(loss))(0.7), d, rtol=1e-13)
+    with pytest.raises(ValueError, match="out_axes=None"):
+        fa.vmap(lambda a: a, out_axes=None)(x)
+    with pytest.raises(ValueError, match="axis_size=5"):
+        fa.vmap(lambda a: a, axis_size=5)(x)
+    with pytest.raises(ValueError, match="pass axis_size"):
+        fa.vmap(lambda a: a, in_axes=None)(x)
