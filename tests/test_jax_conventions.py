@@ -767,3 +767,40 @@ def test_hessians_and_tuple_argnums_nest_like_jax():
     np.testing.assert_allclose(Hp["w"]["s"], 3 * x ** 2)
     assert np.shape(Hp["s"]["s"]) == ()
     np.testing.assert_allclose(fa.jit(fa.jacfwd(lambda p: p["w"] * p["s"]))(p)["s"], x)
+
+
+def test_lax_names_run_jax_style_code():
+    """``from fastad import lax`` for ``from jax import lax``: loops, map,
+    select, slices at traced starts (clamped as JAX clamps them) and the
+    elementwise names, against the NumPy loop and central differences,
+    eager and compiled."""
+    from fastad import lax
+    x = np.linspace(0.5, 3.0, 6)
+
+    def f(x):
+        def body(i, c):
+            w = lax.dynamic_slice(x, (i + 2,), (3,))  # clamped at the end, as in JAX
+            return c + lax.logistic(np.sum(w * c)) + lax.rsqrt(lax.integer_pow(w[0], 2) + 1.0)
+        c = lax.fori_loop(0, 4, body, 0.1)
+        m = lax.map(lambda r: np.sum(r ** 2), x.reshape(3, 2))
+        u = lax.dynamic_update_slice(x, m * c, (5,))
+        return (np.sum(lax.select(u > 3, u, -u)) + lax.dynamic_index_in_dim(x, 2, keepdims=False)
+                + lax.clamp(0.0, c, 2.0))
+
+    def python(x):
+        c = 0.1
+        for i in range(4):
+            start = min(i + 2, 3)
+            w = x[start:start + 3]
+            c = c + 1 / (1 + np.exp(-np.sum(w * c))) + 1 / np.sqrt(w[0] ** 2 + 1)
+        m = np.sum(x.reshape(3, 2) ** 2, axis=1)
+        u = x.copy()
+        u[3:6] = m * c
+        return np.sum(np.where(u > 3, u, -u)) + x[2] + np.clip(c, 0.0, 2.0)
+    np.testing.assert_allclose(f(x), python(x), rtol=1e-14)
+    g = fa.grad(f)(x)
+    np.testing.assert_allclose(g, _fd_grad(python, x), rtol=1e-6, atol=1e-8)
+    for backend in COMPILED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            np.testing.assert_allclose(fa.compile(f, backend=backend)(x), g, rtol=1e-13)
