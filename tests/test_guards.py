@@ -7,7 +7,10 @@ import pytest
 
 import fastad as fa
 import fastad.numpy as fnp
+from conftest import BACKENDS
 from helpers import signed_sum_loop
+
+COMPILED = "c" if "c" in BACKENDS else "numpy"
 
 
 def abs_by_if(x):
@@ -201,3 +204,37 @@ def test_guards_of_a_rerolled_loop_name_the_line_of_their_if(caplog):
     assert all(at == where for entry in g.cache_info()["entries"] for at, _ in entry["guards"])
     assert any(where in r.getMessage() for r in caplog.records if "retracing" in r.getMessage())
     assert any(where in str(m.message) for m in w if "traced 3 times" in str(m.message))
+
+
+def test_integers_computed_from_traced_values_index_numpy_arrays_under_a_guard():
+    """Indices computed from traced values (``np.floor(x).astype(int)``, as in
+    semi-Lagrangian advection) index a plain NumPy array: they have no
+    derivative, so their values are used, and a guard retraces a compiled
+    function when they change; ``range`` of a computed count likewise."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    table = np.linspace(-1.0, 2.0, 7) ** 2
+
+    def f(x):
+        cells = np.floor(np.abs(x) * 2.0).astype(int) % table.size
+        left, right = table[cells], table[(cells + 1) % table.size]
+        frac = np.abs(x) * 2.0 - np.floor(np.abs(x) * 2.0)
+        total = np.sum((1 - frac) * left + frac * right)
+        for k in range(int(np.max(cells)) % 3):  # a count computed from x
+            total = total + np.sin(x[k])
+        return total
+
+    @settings(max_examples=25, deadline=None)
+    @given(st.lists(st.floats(-3.0, 3.0).filter(lambda v: abs(v * 2 - round(v * 2)) > 0.01),
+                    min_size=3, max_size=3))
+    def check(values):
+        x = np.array(values)
+        g, h = fa.grad(f)(x), 1e-7
+        fd = [(f(x + h * e) - f(x - h * e)) / (2 * h) for e in np.eye(3)]
+        np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(compiled(x), g, rtol=1e-13, atol=1e-15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        compiled = fa.compile(f, backend=COMPILED, max_traces=10**6)
+        check()
+        assert compiled.cache_info()["traces"] > 1  # the indices changed, and were seen to

@@ -78,6 +78,9 @@ def _literal(value: Any, dtype: np.dtype) -> str:
     if dtype.kind == "b":
         return repr(bool(value))
     if dtype.kind in "iu":
+        if not math.isfinite(float(value)):  # a max/min reduction's identity: the type's end
+            info = np.iinfo(dtype)
+            value = info.max if float(value) > 0 else info.min
         return f"np.{dtype.name}({int(value)})"
     v = float(value)
     text = repr(v) if math.isfinite(v) else ("np.nan" if v != v else

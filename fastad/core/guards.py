@@ -87,3 +87,4 @@ def record_guard(t: Any) -> bool:
         return outcome
     bind(registry["guard"], pred, expected=outcome)
     return outcome
+

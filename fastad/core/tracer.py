@@ -617,15 +617,35 @@ class Tracer:
                            "traced values with np.stack or fastad.numpy.zeros plus assignment.")
 
     def __int__(self) -> int:
+        if self.dtype.kind in "iub":
+            return int(self._guarded_integers())
         return self._leave("int()", "Keep it an array: use fastad.numpy / numpy functions.")
+
+    def _guarded_integers(self) -> np.ndarray:
+        """The values of an integer or boolean traced value wanted as plain
+        ones (indexing a NumPy array with indices computed from x, ``range``
+        of a count): they have no derivative to lose, so they are given, and
+        a guard records that a compiled replay must see the same values (a
+        change retraces).  From integers taken as data they key those
+        arguments by value instead (`IntValueNeeded`)."""
+        from .int_data import IntValueNeeded, data_sources
+        sources = data_sources()
+        if sources:
+            raise IntValueNeeded(sources)
+        return FRONT_END["concrete"](self)
 
     def __complex__(self) -> complex:
         return self._leave("complex()", "Keep it an array.")
 
     def __index__(self) -> int:
+        if self.dtype.kind in "iu" and not self.shape:
+            return int(self._guarded_integers())
         return self._leave("using it as an index", "Index with Python ints or constant arrays.")
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self.dtype.kind in "iub":
+            values = self._guarded_integers()
+            return values if dtype is None else values.astype(dtype)
         return self._leave(
             "np.asarray()/np.array() (or storing it into a NumPy array)",
             "Use fastad.numpy.stack/concatenate, or create the array with fastad.numpy.zeros "

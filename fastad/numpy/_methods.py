@@ -25,7 +25,7 @@ from ._indexing import _target, _write_all, getitem, put, setitem
 from ._linalg import dot, matmul
 from ._ordering import argpartition, argsort, partition, sort, take
 from ._plain import _wrap
-from ._reductions import all, any, cumprod, cumsum, max, mean, min, prod, std, sum, trace, var
+from ._reductions import _concrete, all, any, cumprod, cumsum, max, mean, min, prod, std, sum, trace, var
 from ._shape import (diagonal, matrix_transpose, ravel, repeat, reshape, squeeze, swapaxes,
                      transpose)
 from ._views import _base_property, _check_writeable, _link, _store
@@ -171,7 +171,7 @@ TRACER_FRONT_END = {
     "mT": lambda self: _link(self, matrix_transpose(self), lambda s: s.mT),
     "base": _base_property, "real_property": _real_property, "set_real": _set_real,
     "imag_property": _imag_property, "set_imag": _set_imag,
-    "getitem": getitem, "setitem": setitem, "at": IndexUpdates,
+    "getitem": getitem, "setitem": setitem, "at": IndexUpdates, "concrete": _concrete,
     "remainder": remainder, "floor_divide": floor_divide, "divmod": divmod,
     "cumprod": cumprod, "round": round_, "repeat": repeat, "take": take, "choose": choose,
     "compress_method": lambda self, condition, axis=None, out=None: compress(
