@@ -151,8 +151,20 @@ def test_compiled_results_own_their_structure_and_values(monkeypatch, form):
     close(again, np.asarray(fa.hessian(f)(x)))
 
 
+def mesh_energy(x):
+    """A P1 finite-element energy on a triangulated square grid whose nodes
+    are numbered in a shuffled order: gathers by index arrays, no band."""
+    k = int(round(np.sqrt(x.size)))
+    node = np.random.default_rng(1).permutation(k * k).reshape(k, k)
+    a, b, c, d = node[:-1, :-1], node[:-1, 1:], node[1:, :-1], node[1:, 1:]
+    tri = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3),
+                          np.stack([d, c, b], -1).reshape(-1, 3)])
+    g0, g1 = x[tri[:, 1]] - x[tri[:, 0]], x[tri[:, 2]] - x[tri[:, 0]]
+    return np.sum(np.sqrt(1.0 + g0 ** 2 + g1 ** 2)) + 0.25 * np.sum(x ** 4)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("f,n", [(stencil3d, 5 ** 3), (landau, 2 * 7 * 7)],
+@pytest.mark.parametrize("f,n", [(stencil3d, 5 ** 3), (landau, 2 * 7 * 7), (mesh_energy, 8 * 8)],
                          ids=lambda v: getattr(v, "__name__", str(v)))
 def test_acyclic_recovery_matches_the_dense_hessian_and_differences(monkeypatch, backend, f, n):
     """The grids' acyclic colorings, recovered, against the dense Hessian and
