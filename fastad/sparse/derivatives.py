@@ -464,11 +464,12 @@ class CompiledSparse:
         one = self.product(plan.mode, "single")
         size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
         # the last call's product once assembled (`__call__`), taken so that a
-        # concurrent call makes its own: a fresh (p, n) array is faulted in
-        # page by page at every call (0.4 of the 3-D stencil's 4.6 ms at
-        # n = 10^5 on the C VM, one thread)
+        # concurrent call makes its own: a fresh (p, n) array at every call
+        # cost 0.3-0.4 of the 3-D stencil's 4.6 ms at n = 10^5 on the C VM
+        # (one thread), the kept one being mapped and partly in cache
         out = plan.extra.pop(_BUFFER, None)
-        if out is None or out.shape != (len(seeds), size) or out.dtype != seeds.dtype:
+        if (not isinstance(out, np.ndarray) or out.shape != (len(seeds), size)
+                or out.dtype != seeds.dtype or not out.flags.writeable):
             out = np.empty((len(seeds), size), dtype=seeds.dtype)
         for k in range(len(seeds)):
             out[k] = one(*args, seeds[k], **kwargs)
