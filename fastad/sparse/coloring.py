@@ -294,7 +294,7 @@ def acyclic_coloring(pattern: sp.spmatrix) -> np.ndarray:
     """An acyclic coloring (n,) of a symmetric n x n pattern's adjacency graph:
     proper, and every two colors induce a forest.  Fewer colors than a star
     coloring (a 2-D 5-point stencil: 3-4 against 5-6); the Hessian is then
-    recovered by substitution (`substitution_plan`) rather than read off."""
+    recovered by substitution (`recovery.Substitution`) rather than read off."""
     a = _adjacency(pattern)
     n = a.shape[0]
     if n == 0:
