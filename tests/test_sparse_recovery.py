@@ -179,3 +179,24 @@ def test_acyclic_recovery_matches_the_dense_hessian_and_differences(monkeypatch,
         assert g._sparse.plan("hessian", (x,), {}).extra["coloring"] == "acyclic"
         close(h, np.asarray(fa.hessian(f)(x)))
         hvp_matches_fd(h, f, x, n)
+
+
+@pytest.mark.parametrize("form", ["single", "per_seed"])
+def test_concurrent_calls_each_get_their_own_product(monkeypatch, form):
+    """Threads calling one compiled sparse Hessian at once, the product array
+    kept between calls: each result is its own point's Hessian."""
+    from concurrent.futures import ThreadPoolExecutor
+    monkeypatch.setattr(derivatives, "PER_SEED_MIN", 0)
+    monkeypatch.setattr(derivatives, "SIDE_BY_SIDE_MIN", {})
+    n = 2 * 6 * 6
+    g = fa.compile(landau, backend=COMPILED)
+    rng = np.random.default_rng(3)
+    xs = [rng.uniform(-1, 1, n) for _ in range(12)]
+    g.hessian(xs[0], sparse=True)
+    g._sparse.plan("hessian", (xs[0],), {}).extra["form"] = form
+    want = [g.hessian(x, sparse=True).toarray() for x in xs]  # one at a time
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda x: g.hessian(x, sparse=True).toarray(), xs * 10))
+    for k, h in enumerate(got):
+        assert np.array_equal(h, want[k % len(xs)])
+    close(sp.csr_matrix(want[0]), np.asarray(fa.hessian(landau)(xs[0])))
