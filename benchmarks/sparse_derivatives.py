@@ -13,6 +13,9 @@ Workloads (n variables):
                barrier, Hessian (7 nonzeros per row; not tuned for)
   landau       2-D Ginzburg-Landau energy of a two-component field on a
                sqrt(n/2)^2 grid, Hessian (6 nonzeros per row; not tuned for)
+  mesh         P1 finite-element energy on a triangle mesh of a sqrt(n)^2
+               grid, nodes numbered in a shuffled order, by index-array
+               gathers, Hessian (7 nonzeros per row; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -36,6 +39,7 @@ timed where n <= 4000.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import sys
@@ -88,6 +92,32 @@ def landau(x, xp=np):
             + 0.25 * xp.sum((1.0 - rho) ** 2))
 
 
+@functools.lru_cache(maxsize=4)
+def triangles(n):
+    """A k x k grid of nodes (k = sqrt(n)), each square cut into two right
+    triangles, the nodes numbered in a shuffled order (so the pattern is
+    no band): (t, 3) node indices, the right angle's node first."""
+    k = int(round(np.sqrt(n)))
+    node = np.random.default_rng(1).permutation(k * k).reshape(k, k)
+    a, b, c, d = node[:-1, :-1], node[:-1, 1:], node[1:, :-1], node[1:, 1:]
+    return np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3),
+                           np.stack([d, c, b], -1).reshape(-1, 3)])
+
+
+def mesh(x, xp=np):
+    """A P1 finite-element energy of a scalar field on a triangle mesh: each
+    triangle's area times sqrt(1 + |grad u|^2) (the field's gradient from
+    its three nodes, gathered by index arrays) plus a quartic at the nodes.
+    Written after the work on `landau`, as a workload nothing was tuned
+    for: gathers and scatter-adds rather than slices, nodes numbered out
+    of order."""
+    tri = triangles(x.size)
+    h = 1.0 / (np.sqrt(x.size) - 1.0)
+    u0, u1, u2 = x[tri[:, 0]], x[tri[:, 1]], x[tri[:, 2]]
+    gx, gy = (u1 - u0) / h, (u2 - u0) / h
+    return 0.5 * h * h * xp.sum(xp.sqrt(1.0 + gx ** 2 + gy ** 2)) + 0.25 * h * h * xp.sum(x ** 4)
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -121,6 +151,12 @@ def casadi_workload(name, x, ca):
             d = x[a.reshape(-1).tolist()] - x[b.reshape(-1).tolist()]
             total = total + ca.sum1(d ** 2)
         return total
+    if name == "mesh":
+        tri = triangles(n)
+        h = 1.0 / (np.sqrt(n) - 1.0)
+        u0, u1, u2 = (x[tri[:, v].tolist()] for v in range(3))
+        gx, gy = (u1 - u0) / h, (u2 - u0) / h
+        return 0.5 * h * h * ca.sum1(ca.sqrt(1.0 + gx ** 2 + gy ** 2)) + 0.25 * h * h * ca.sum1(x ** 4)
     if name == "landau":  # x[c, i, j] at c*k*k + i*k + j, by index lists
         k = int(round(np.sqrt(n // 2)))
         idx = np.arange(n).reshape(2, k, k)
@@ -173,7 +209,7 @@ def jax_dense_time(name, kind, x, repeats):
 
 WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "surface": (surface, "hessian"), "stencil3d": (stencil3d, "hessian"),
-             "landau": (landau, "hessian"),
+             "landau": (landau, "hessian"), "mesh": (mesh, "hessian"),
              "collocation": (collocation, "jacobian")}
 
 
@@ -220,7 +256,7 @@ def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOA
     for name in workloads:
         f, kind = WORKLOADS[name]
         for n in sizes:
-            n = {"grid": square, "surface": square, "stencil3d": cube,
+            n = {"grid": square, "surface": square, "mesh": square, "stencil3d": cube,
                  "landau": two_squares}.get(name, lambda n: n)(n)
             x = np.random.default_rng(0).uniform(-1, 1, n)
             start = time.perf_counter()

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
-from fastad.sparse import coloring, derivatives, patterns
+from fastad.sparse import coloring, derivatives, patterns, recovery
 from test_fuzz import programs
 
 # the C VM where it is built, else the reference interpreter
@@ -319,7 +319,7 @@ def recovered(pattern, colors, rng):
     compressed = (h @ coloring.seed_matrix(colors).T).T.copy()
     pat = patterns.canonical(pattern)
     data = np.empty(pat.nnz)
-    coloring.Substitution(pat, colors)(compressed.reshape(-1), data)
+    recovery.Substitution(pat, colors)(compressed.reshape(-1), data)
     return h, sp.csr_matrix((data, pat.indices, pat.indptr), shape=pat.shape)
 
 
@@ -368,7 +368,7 @@ def test_the_acyclic_checker_and_substitution_reject_a_two_colored_cycle():
     assert not brute_force_is_acyclic(ring, np.array([0, 1, 0, 1]))
     assert coloring.is_acyclic_coloring(ring, np.array([0, 1, 0, 2]))
     with pytest.raises(ValueError, match="not an acyclic coloring"):
-        coloring.Substitution(ring, np.array([0, 1, 0, 1]))
+        recovery.Substitution(ring, np.array([0, 1, 0, 1]))
     # a path two-colored is acyclic: recovered by substitution, not read off
     path = patterns.canonical(sp.diags([1, 1, 1], [-1, 0, 1], shape=(6, 6), dtype=bool))
     want, got = recovered(path, np.arange(6) % 2, np.random.default_rng(0))
