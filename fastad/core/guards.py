@@ -87,4 +87,3 @@ def record_guard(t: Any) -> bool:
         return outcome
     bind(registry["guard"], pred, expected=outcome)
     return outcome
-
