@@ -205,12 +205,14 @@ class CompiledGrad(_Inspectable):
                  max_traces: int | None = None, strong_zero: bool = False,
                  reroll: bool = True, exact_sums: bool = False,
                  max_signatures: int | None = None, has_aux: bool = False,
-                 static_argnames: Sequence[str] = ()) -> None:
+                 static_argnames: Sequence[str] = (), check_nans: bool | None = None) -> None:
         functools.update_wrapper(self, fn)
         self._options = dict(argnums=argnums, static_argnums=static_argnums, backend=backend,
                              max_traces=max_traces, strong_zero=strong_zero, reroll=reroll,
                              exact_sums=exact_sums, max_signatures=max_signatures,
-                             has_aux=has_aux, static_argnames=static_argnames)
+                             has_aux=has_aux, static_argnames=static_argnames,
+                             check_nans=check_nans)
+        self._check_nans = check_nans
         self._reroll = reroll
         self._exact_sums = exact_sums
         self.fn = fn
@@ -227,7 +229,8 @@ class CompiledGrad(_Inspectable):
         self._vg = Specializer(fn, kind, argnums, static_argnums, backend,
                                eager=value_and_grad(fn, argnums, strong_zero, has_aux),
                                max_traces=max_traces, reroll=reroll, exact_sums=exact_sums,
-                               max_signatures=max_signatures, static_argnames=static_argnames)
+                               max_signatures=max_signatures, static_argnames=static_argnames,
+                               check_nans=check_nans)
         if any(i in self._vg.static_argnums for i in wrt):
             raise ValueError("an argument cannot be both differentiated and static")
         self._static = tuple(self._vg.static_argnums)
@@ -263,7 +266,7 @@ class CompiledGrad(_Inspectable):
                 self.fn, "outputs" if self.has_aux else "value", None, self._static,
                 self._backend, eager=self.fn, max_traces=self._max_traces, reroll=self._reroll,
                 exact_sums=self._exact_sums, max_signatures=self._max_signatures,
-                static_argnames=self._static_names))
+                static_argnames=self._static_names, check_nans=self._check_nans))
         if not kwargs and not self.has_aux:
             value = take_shortcut(spec.full_run_args, args, 0)
             if value is not None:
@@ -452,7 +455,7 @@ def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A
             max_traces: int | None = None, strong_zero: bool = False,
             reroll: bool = True, exact_sums: bool = False,
             max_signatures: int | None = None, has_aux: bool = False,
-            static_argnames: Sequence[str] = ()) -> CompiledGrad:
+            static_argnames: Sequence[str] = (), check_nans: bool | None = None) -> CompiledGrad:
     """The compiled gradient of scalar-valued ``fn``: ``g = fastad.compile(fn)``
     traces ``fn``, differentiates the tape in reverse mode, optimizes it and
     runs it compiled (the C VM or Numba), so the 10,000th gradient in an
@@ -463,7 +466,7 @@ def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A
         argnums: the argument (an int) or arguments (a tuple) to
             differentiate; the gradient has their pytree structure.
         static_argnums, static_argnames, backend, max_traces, max_signatures,
-            reroll, exact_sums: as in `fastad.jit`.
+            reroll, exact_sums, check_nans: as in `fastad.jit`.
         strong_zero: a zero cotangent stays zero through infinite or NaN
             partial derivatives (``where(x > 0, sqrt(x), 0.0)`` at x <= 0);
             see `fastad.value_and_grad`.
@@ -495,4 +498,4 @@ def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A
         scipy.optimize.minimize(g.value_and_grad, w0, args=(X, y), jac=True)
     """
     return CompiledGrad(fn, argnums, static_argnums, backend, max_traces, strong_zero, reroll,
-                        exact_sums, max_signatures, has_aux, static_argnames)
+                        exact_sums, max_signatures, has_aux, static_argnames, check_nans)

@@ -109,6 +109,12 @@ def test_check_nans_names_primitive_and_line(backend):
     assert np.isfinite(g(np.array([2.0, 3.0])))
     with pytest.raises(FloatingPointError, match=rf"log at .*test_guards.py:{line}"):
         g(np.array([0.5, 3.0]))
+    grad = fa.compile(f, backend=backend, check_nans=True)  # compiled gradients: their results
+    assert np.all(np.isfinite(grad(np.array([2.0, 3.0]))))
+    with pytest.raises(FloatingPointError, match=rf"log at .*test_guards.py:{line}"):
+        grad.value(np.array([0.5, 3.0]))
+    with pytest.raises(FloatingPointError, match=rf" at .*test_guards.py:{line}"):
+        grad(np.array([1.0, 3.0]))  # a gradient of 1 / 0
 
 
 def test_guards_inside_nested_transformations(backend):
