@@ -65,14 +65,30 @@ from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValue
                             integer_dtype)
 
 
+def _check_results(fn: Any, leaves: list[Any]) -> None:
+    """A compiled function returns arrays and numbers (in any pytree): a
+    string or a dtype is not something a tape computes."""
+    for leaf in leaves:
+        if not isinstance(leaf, (Tracer, np.ndarray, np.generic, int, float, complex)):
+            name = getattr(fn, "__qualname__", "the function")
+            raise TypeError(f"fastad: {name} returned a {type(leaf).__name__} ({leaf!r:.40}), "
+                            "which is not an array or a number; a compiled function returns "
+                            "arrays and numbers in tuples, lists and dicts")
+
+
 def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
                    ) -> tuple[tuple[int, str], ...]:
     """`Structure.casts` of a trace: each result that is an output computed
     from integers taken as data (``traced``, the outputs as recorded;
     ``replayed``, the same after a reroll), with the integer type it has eagerly."""
-    codes = {id(after): "int" if before.data_dtype is int else before.data_dtype.str
-             for before, after in zip(traced, replayed)
-             if isinstance(before, (IntTracer, IntArrayTracer))}
+    codes = {}
+    for before, after in zip(traced, replayed):
+        if isinstance(before, (IntTracer, IntArrayTracer)):
+            codes[id(after)] = "int" if before.data_dtype is int else before.data_dtype.str
+        elif type(before) is int:  # a constant result: len(x)
+            codes[id(after)] = "int"
+        elif isinstance(before, np.integer):
+            codes[id(after)] = before.dtype.str
     return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .core import guards
@@ -553,6 +569,7 @@ class Specializer:
             builder.by_reference = None
             found = captures.settle(found, by_reference, builder.tape.consts)
             out_leaves, out_tree = pytree.flatten(out)
+            _check_results(self.fn, out_leaves)
             traced_leaves = list(out_leaves)  # before a reroll replays them
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "

@@ -1,5 +1,6 @@
 """fastad.jit and fastad.compile: results, the signature cache, errors, threads."""
 import threading
+import warnings
 from collections import namedtuple
 
 import numpy as np
@@ -415,3 +416,24 @@ def test_integers_made_inside_a_compiled_function_equal_the_eager_ones(dtype, sc
 def _no_warning():
     import contextlib
     return contextlib.nullcontext()
+
+
+@pytest.mark.parametrize("result, kind", [
+    (lambda x: (len(x), x.sum()), "int"), (lambda x: (np.int32(4), x * 2), "np.int32"),
+    (lambda x: (x.shape[0] * 2, {"s": np.sum(x)}), "int"), (lambda x: (np.arange(3), x), "array")])
+def test_constant_integer_results_keep_their_type(result, kind):
+    """A result that does not depend on the arguments (``len(x)``) comes back
+    as the eager function returns it, a Python int stays an int."""
+    x = np.ones(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        got = fa.jit(result)(x)
+    want = result(x)
+    assert type(got[0]) is type(want[0])
+    np.testing.assert_array_equal(got[0], want[0])
+
+
+@pytest.mark.parametrize("result", [lambda x: "name", lambda x: (x, x.dtype), lambda x: {"f": len}])
+def test_results_that_are_not_arrays_or_numbers_are_refused_clearly(result):
+    with pytest.raises(TypeError, match="not an array or a number"):
+        fa.jit(result)(np.ones(3))
