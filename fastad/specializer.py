@@ -571,6 +571,10 @@ class Specializer:
             out_leaves, out_tree = pytree.flatten(out)
             _check_results(self.fn, out_leaves)
             traced_leaves = list(out_leaves)  # before a reroll replays them
+            # a constant integer result (len(x)) is a float constant of the tape, cast
+            # back (`Structure.casts`): the VM holds no integers
+            out_leaves = [np.float64(leaf) if (type(leaf) is int or isinstance(leaf, np.integer))
+                          and abs(int(leaf)) < 2**53 else leaf for leaf in out_leaves]
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
                                        "enclosing transformation")
