@@ -205,3 +205,28 @@ def test_plain_sweep_of_a_lent_argument_gives_the_recorded_sweeps_gradient():
                     - np.sum(fa.grad(loss)(w - e, X) * (w - e))) / (2 * h)
                    for e in np.eye(3) * h])
     np.testing.assert_allclose(hvp, fd, rtol=1e-5, atol=1e-6)
+
+
+FLOATS = st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, 2.0, np.nan, np.inf, -np.inf])
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=0, max_size=3).map(tuple), data=st.data())
+def test_plain_tie_weights_are_the_general_rules_bits(shape, data):
+    """maximum's and minimum's plain-sweep adjoint (`elementwise._tied`) is
+    bit for bit ``g * _tie_weight(x, y)`` computed by NumPy, with ties, NaN,
+    signed zeros and broadcasting."""
+    from fastad.primitives.elementwise import _tie_weight, _tied
+    size = int(np.prod(shape))
+    x = np.array(data.draw(st.lists(FLOATS, min_size=size, max_size=size)),
+                 dtype=np.float64).reshape(shape)
+    y = data.draw(st.one_of(FLOATS, st.just(x[..., :1].copy() if shape else x.copy())))
+    g = np.array(data.draw(st.lists(st.floats(-3, 3) | FLOATS, min_size=size, max_size=size)),
+                 dtype=np.float64).reshape(shape)
+    for a, b in ((x, y), (y, x)):
+        want = g * np.where(np.greater(a, b), 1.0, np.where(np.equal(a, b), 0.5, 0.0))
+        got = _tied(g, a, b)
+        assert np.shape(got) == np.shape(want)
+        np.testing.assert_array_equal(np.asarray(got).view(np.uint64),
+                                      np.asarray(want).view(np.uint64))
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(g * _tie_weight(a, b)))
