@@ -230,3 +230,33 @@ def test_plain_tie_weights_are_the_general_rules_bits(shape, data):
         np.testing.assert_array_equal(np.asarray(got).view(np.uint64),
                                       np.asarray(want).view(np.uint64))
         np.testing.assert_array_equal(np.asarray(got), np.asarray(g * _tie_weight(a, b)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=st.lists(st.integers(1, 4), min_size=1, max_size=3).map(tuple), data=st.data())
+def test_plain_extremum_adjoint_is_the_general_rules_bits(shape, data):
+    """max's and min's plain-sweep adjoint is bit for bit the general rule's
+    (broadcasts materialized) on generated shapes and axes, with ties."""
+    from fastad.primitives.structural import _extremum_vjp
+    axes = tuple(sorted(data.draw(st.sets(st.integers(0, len(shape) - 1), min_size=1))))
+    keepdims = data.draw(st.booleans())
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 16)))
+    x = rng.integers(-2, 3, shape).astype(np.float64)
+    for reduce in (np.max, np.min):
+        ans = reduce(x, axis=axes, keepdims=keepdims)
+        g = np.asarray(rng.standard_normal(np.shape(ans)))
+        kept = tuple(1 if i in axes else d for i, d in enumerate(shape))
+        hit = (x == np.broadcast_to(np.reshape(ans, kept), shape)).astype(np.float64)
+        want = np.broadcast_to(g.reshape(kept), shape) * hit / hit.sum(axis=axes, keepdims=True)
+        got = _extremum_vjp(g, ans, x, axes, keepdims)
+        assert got.shape == want.shape
+        np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
+    # and the eager gradient through it against central differences away from ties
+    x = rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) / 7.0
+    f = lambda x: np.sum(np.sin(np.max(x, axis=axes, keepdims=keepdims)))  # noqa: E731
+    h, fd = 1e-6, np.zeros(x.size)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h
+        fd[i] = (f(x + e.reshape(shape)) - f(x - e.reshape(shape))) / (2 * h)
+    np.testing.assert_allclose(fa.grad(f)(x).ravel(), fd, rtol=1e-6, atol=1e-8)
