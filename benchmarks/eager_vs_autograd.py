@@ -27,6 +27,10 @@ import sys
 
 for _name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as report.py does
     os.environ.pop(_name, None)
+# one BLAS thread, also for a BLAS loaded after the start (SciPy's, on the
+# first triangular solve), which threadpoolctl's limit would not reach
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
