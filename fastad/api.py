@@ -20,8 +20,8 @@ from .core import pytree
 from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
-from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
 from .core.tracer import Builder, Tracer, current_builder, recording, replay, user_stacklevel
+from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
 from .transforms.reverse import backward
 
 ArgNums = int | Sequence[int]
@@ -307,7 +307,8 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         aux = Aux(fk, "value_and_grad") if has_aux else None
-        sweep = lambda r: gradient_of_scalar(r, "grad", strong_zero, once=True)  # noqa: E731
+        def sweep(r: Recorded) -> list[Any]:
+            return gradient_of_scalar(r, "grad", strong_zero, once=True)
         lends = lending.lends(nums)
         try:
             rec, results = record(aux.value if aux else fk, args, nums, sweep,

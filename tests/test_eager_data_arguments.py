@@ -195,7 +195,7 @@ def test_plain_sweep_of_a_lent_argument_gives_the_recorded_sweeps_gradient():
     def loss(w, X):
         return np.sum(np.tanh(X @ w) ** 2)
 
-    rec, grads = record(loss, [w, X], (0,),
+    _, grads = record(loss, [w, X], (0,),
                         lambda r: gradient_of_scalar(r, "grad", once=True),
                         drop_unread=True, lends=True)
     np.testing.assert_array_equal(grads[1], fa.grad(loss)(w, X))
@@ -253,7 +253,7 @@ def test_plain_extremum_adjoint_is_the_general_rules_bits(shape, data):
         np.testing.assert_array_equal(got.view(np.uint64), want.view(np.uint64))
     # and the eager gradient through it against central differences away from ties
     x = rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) / 7.0
-    f = lambda x: np.sum(np.sin(np.max(x, axis=axes, keepdims=keepdims)))  # noqa: E731
+    f = lambda x: np.sum(np.sin(np.max(x, axis=axes, keepdims=keepdims)))
     h, fd = 1e-6, np.zeros(x.size)
     for i in range(x.size):
         e = np.zeros(x.size)

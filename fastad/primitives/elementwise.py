@@ -25,8 +25,8 @@ import numpy as np
 
 from .. import shapes
 from .numpy_proxy import fnp
-from ..core.tracer import current_builder
 from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
+from ..core.tracer import current_builder
 from ..transforms import batching
 
 _LN2 = float(np.log(2.0))
