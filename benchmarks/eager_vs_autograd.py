@@ -12,16 +12,26 @@ tuned, a Gaussian process likelihood (solve, slogdet), an einsum attention
 layer and a reparameterized variational objective; and, written after the
 second round, a ReLU network with ``np.maximum``, a negative binomial
 regression with ``gammaln`` and a GP likelihood with ``cholesky`` and
-general solves.  Rounds interleave (`timing.interleaved`); medians.  Every
+general solves; and, written after the third round, with the data passed
+as arguments: a Poisson regression, a two-layer ReLU network and a ridge
+regression through ``np.linalg.solve``.  One BLAS thread (as
+``benchmarks/usercode.py``).  Rounds interleave (`timing.interleaved`); medians.  Every
 gradient is checked against autograd's.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
-import numpy as np
+for _name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as report.py does
+    os.environ.pop(_name, None)
+# one BLAS thread, also for a BLAS loaded after the start (SciPy's, on the
+# first triangular solve), which threadpoolctl's limit would not reach
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import timing  # noqa: E402
@@ -214,12 +224,74 @@ def gp_cholesky(xp, rng):
     return loss, np.array([0.2, -0.1, -1.5])
 
 
+# Written after the third round, with the data passed as arguments (the way
+# scipy.optimize and training loops call a loss): ``make`` returns the loss,
+# the point and the data arguments, differentiated with respect to the first.
+
+def poisson_data_args(xp, rng):
+    """A Poisson regression's negative log likelihood (log link), 20000
+    counts and 30 covariates, ``loss(beta, X, counts)``."""
+    X = rng.standard_normal((20000, 30)) / np.sqrt(30)
+    counts = rng.poisson(np.exp(X @ (0.3 * rng.standard_normal(30)))).astype(float)
+
+    def loss(beta, X, counts):
+        eta = X @ beta
+        return xp.sum(xp.exp(eta) - counts * eta) / X.shape[0]
+    return loss, 0.1 * rng.standard_normal(30), (X, counts)
+
+
+def relu_data_args(xp, rng):
+    """A two-layer ReLU network 64-128-10 with ``np.maximum``, batch 512,
+    squared error, ``loss(params, X, Y)``."""
+    params = (rng.standard_normal((64, 128)) / 8.0, np.zeros(128),
+              rng.standard_normal((128, 10)) / np.sqrt(128), np.zeros(10))
+    X, Y = rng.standard_normal((512, 64)), rng.standard_normal((512, 10))
+
+    def loss(params, X, Y):
+        W1, b1, W2, b2 = params
+        h = xp.maximum(X @ W1 + b1, 0.0)
+        return xp.mean((h @ W2 + b2 - Y) ** 2)
+    return loss, params, (X, Y)
+
+
+def ridge_solve_data_args(xp, rng):
+    """Ridge regression's validation loss through ``np.linalg.solve`` of the
+    300x300 normal equations, differentiated with respect to the log penalty
+    and per-feature log scales: ``loss(p, X, y, Xv, yv)``."""
+    X, Xv = rng.standard_normal((600, 300)), rng.standard_normal((200, 300))
+    beta = rng.standard_normal(300) / np.sqrt(300)
+    y = X @ beta + 0.1 * rng.standard_normal(600)
+    yv = Xv @ beta + 0.1 * rng.standard_normal(200)
+
+    def loss(p, X, y, Xv, yv):
+        s = xp.exp(p[1:])
+        Xs = X * s
+        A = Xs.T @ Xs + xp.exp(p[0]) * xp.eye(300)
+        w = xp.linalg.solve(A, Xs.T @ y)
+        r = (Xv * s) @ w - yv
+        return xp.mean(r ** 2)
+    return loss, np.concatenate([[0.0], 0.01 * rng.standard_normal(300)]), (X, y, Xv, yv)
+
+
+def _usercode(name):
+    """A workload of `benchmarks/usercode.py` (data passed as arguments)."""
+    def make(xp, rng):
+        import usercode
+        wl = usercode.BUILDERS[name]()
+        return wl.make_f(xp), wl.args[0], tuple(wl.args[1:])
+    make.__name__ = f"usercode_{name}"
+    return make
+
+
 #: the programs tuned for (the first six), three written after the first
-#: tuning and three more after the second, to check that the speed holds on
-#: code it was not tuned on
+#: tuning, three more after the second and three (with data arguments)
+#: after the third, to check that the speed holds on code it was not tuned on
 PROGRAMS = {f.__name__: f for f in (tanh_net, logistic, mixture, rnn, rosenbrock, ops60,
                                       gp_nll, einsum_layer, variational,
-                                      relu_net, negbin, gp_cholesky)}
+                                      relu_net, negbin, gp_cholesky,
+                                      poisson_data_args, relu_data_args,
+                                      ridge_solve_data_args,
+                                      *(_usercode(n) for n in ("logreg", "softmax", "mlp")))}
 
 
 def _flat(tree):
@@ -228,7 +300,20 @@ def _flat(tree):
     return [np.asarray(tree)]
 
 
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 def main() -> None:
+    with _one_blas_thread():
+        _main()
+
+
+def _main() -> None:
     import autograd
     import autograd.numpy as anp
 
@@ -244,12 +329,13 @@ def main() -> None:
     for name, make in PROGRAMS.items():
         if opts.only and name not in opts.only:
             continue
-        f_np, x = make(np, np.random.default_rng(0))
-        f_ag, _ = make(anp, np.random.default_rng(0))
+        f_np, x, *data = make(np, np.random.default_rng(0))
+        f_ag, *_ = make(anp, np.random.default_rng(0))
+        args = (x, *(data[0] if data else ()))
         fns = {"fastad": fa.grad(f_np), "autograd": autograd.grad(f_ag)}
-        for got, want in zip(_flat(fns["fastad"](x)), _flat(fns["autograd"](x))):
+        for got, want in zip(_flat(fns["fastad"](*args)), _flat(fns["autograd"](*args))):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-        t = timing.interleaved(fns, (x,), opts.min_round, opts.rounds)
+        t = timing.interleaved(fns, args, opts.min_round, opts.rounds)
         print(f"| {name} | {timing.format_seconds(t['fastad'])} | "
               f"{timing.format_seconds(t['autograd'])} | {t['autograd'] / t['fastad']:.2f}x |",
               flush=True)

@@ -21,6 +21,7 @@ from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
 from .core.tracer import Builder, Tracer, current_builder, recording, replay, user_stacklevel
+from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
 from .transforms.reverse import backward
 from .tree_jacobian import is_array, tree_jacobian
 
@@ -102,15 +103,24 @@ class Recorded:
         self.outer_traced = any(isinstance(v, Tracer) for v in outer_leaves)
         self.out_leaves = out_leaves
         self.out_tree = out_tree
+        self.lent_views: dict[int, Any] = {}  # id of a lent view -> the caller's array
+        self.wrote_data = False  # (watched calls only: `record`'s ``watch``)
 
 
 def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
            then: Callable[[Recorded], Any] | None = None,
-           drop_unread: bool = False) -> tuple[Recorded, Any]:
+           drop_unread: bool = False, lends: bool = False,
+           watch: bool = False) -> tuple[Recorded, Any]:
     """Trace ``f(*args)`` w.r.t. ``args[argnums]``; run ``then`` inside the trace.
     ``drop_unread``: ``then`` is a first-order gradient's sweep; unless an
     enclosing trace will replay this one, keep only the values its rules
-    read (`Builder.drop_unread`)."""
+    read (`Builder.drop_unread`).
+
+    ``lends`` (with ``drop_unread``, outermost): the data arguments (the
+    ones not differentiated) are passed to ``f`` as read-only views, read in
+    place (`fastad.data_arguments`); a write into one raises `WroteIntoData`
+    before it changes anything.  ``watch``: set ``rec.wrote_data``, whether
+    ``f`` wrote into its data arguments' arrays."""
     args = [arg if i in argnums else _plain_leaves(arg, f"argument {i}")
             for i, arg in enumerate(args)]
     outermost = current_builder() is None
@@ -119,6 +129,11 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
         # its tape is never replayed nor shown: source lines would go unread
         builder.record_lines = not builder.drop_unread
         new_args = list(args)
+        views: dict[int, Any] = {}
+        if lends and builder.drop_unread:
+            new_args = [arg if i in argnums else lend(arg, builder.lent, views)
+                        for i, arg in enumerate(args)]
+        watching = Watch(lendable(args, argnums)) if watch else None
         inputs, in_trees, outer = [], [], []
         for i in argnums:
             arg = args[i]
@@ -132,9 +147,16 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
             inputs += tracers
             in_trees.append(tree)
             outer += leaves
-        out = f(*new_args)
+        try:
+            out = f(*new_args)
+        except ValueError as exc:  # NumPy's "assignment destination is read-only"
+            if builder.lent and "read-only" in str(exc):
+                raise WroteIntoData(str(exc)) from exc
+            raise
+        wrote_data = watching is not None and watching.wrote()
         out_leaves, out_tree = pytree.flatten(out)
         rec = Recorded(builder, inputs, in_trees, outer, out_leaves, out_tree)
+        rec.lent_views, rec.wrote_data = views, wrote_data
         extra = then(rec) if then is not None else None
     return rec, extra
 
@@ -246,10 +268,13 @@ class Aux:
     def traced(self) -> list[Any]:
         return [leaf for leaf in self.leaves if self._own(leaf)]
 
-    def rebuild(self, values: Sequence[Any]) -> Any:
+    def rebuild(self, values: Sequence[Any], lent_views: dict[int, Any] | None = None) -> Any:
+        """Aux with its traced leaves' results; a data argument the function
+        was lent (`record`) and returns as it received it is the caller's array."""
         it = iter(values)
-        return pytree.unflatten(self.tree, [next(it) if self._own(leaf) else leaf
-                                            for leaf in self.leaves])
+        lent = lent_views or {}
+        return pytree.unflatten(self.tree, [next(it) if self._own(leaf) else
+                                            lent.get(id(leaf), leaf) for leaf in self.leaves])
 
 
 def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
@@ -277,18 +302,28 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
             if collecting:
                 gc.enable()
 
+    lending = Lending(f)  # whether f's data arguments are read in place
+
     def call(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         nums = _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f
         aux = Aux(fk, "value_and_grad") if has_aux else None
-        rec, results = record(aux.value if aux else fk, args, nums,
-                              lambda r: gradient_of_scalar(r, "grad", strong_zero, once=True),
-                              drop_unread=True)
+        def sweep(r: Recorded) -> list[Any]:
+            return gradient_of_scalar(r, "grad", strong_zero, once=True)
+        lends = lending.lends(nums)
+        try:
+            rec, results = record(aux.value if aux else fk, args, nums, sweep,
+                                  drop_unread=True, lends=bool(lends), watch=lends is None)
+        except WroteIntoData:
+            lending.learn(nums, False)
+            rec, results = record(aux.value if aux else fk, args, nums, sweep, drop_unread=True)
+        if lends is None:
+            lending.learn(nums, not rec.wrote_data)
         n = len(results)
         values = finish(rec, results + (aux.traced() if aux else []))
         grads = unpack_grads(rec.in_trees, argnums, values[1:n])
         if aux:
-            return (values[0], aux.rebuild(values[n:])), grads
+            return (values[0], aux.rebuild(values[n:], rec.lent_views)), grads
         return values[0], grads
     return value_and_grad_f
 

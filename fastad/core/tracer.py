@@ -88,6 +88,10 @@ class Builder:
         self._large: list[int] = []  # slots of large values not yet released
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
+        # An eager gradient's data arguments are lent to the function as
+        # read-only views (`fastad.api.record`): the memory owners of those
+        # views, by id.  A read-only view of one is read in place, not copied.
+        self.lent: dict[int, Any] = {}
 
     def new_input(self, value: Any) -> "Tracer":
         value = _as_value(value)
@@ -154,7 +158,8 @@ class Builder:
             slot = None  # the user's array, written since its last use: a new constant
         if slot is None:
             # (fastad's own arrays are read-only: a writeable one is the user's)
-            if is_array and (value.flags.writeable or not is_made_here(value)):
+            if is_array and (value.flags.writeable or not is_made_here(value)) \
+                    and not (self.lent and self.is_lent(value)):
                 # a subclass's meaning (a mask, np.matrix's *) would be lost
                 if type(value) is not np.ndarray:
                     value = plain_array(value, "an array the function uses as a constant")
@@ -164,6 +169,12 @@ class Builder:
             self.tape.consts[slot] = value
             self._const_slot[key] = slot
         return slot
+
+    def is_lent(self, value: np.ndarray) -> bool:
+        """Whether ``value`` is a read-only view of a data argument lent to
+        the function: no write through it is possible while the trace runs."""
+        return not value.flags.writeable and value.base is not None \
+            and self.lent.get(id(value.base)) is value.base
 
     def reference_slot(self, value: Any) -> int | None:
         """The slot standing for an array read by reference (`by_reference`),

@@ -54,6 +54,16 @@ def _reducer(fn):
 
 
 def _extremum_vjp(g, ans, x, axes, keepdims):
+    if type(g) is np.ndarray and type(x) is np.ndarray and g.dtype.kind == "f" \
+            and current_builder() is None:
+        # a plain sweep's: NumPy broadcasts the reduced answer and cotangent in
+        # the comparison and the products, and the products are made in place,
+        # instead of materializing each broadcast (the same values, bit for bit)
+        kept = _keepdims_shape(x.shape, axes)
+        hit = (x == ans.reshape(kept)).astype(g.dtype)
+        count = hit.sum(axis=axes, keepdims=True)
+        np.multiply(g.reshape(kept), hit, out=hit)
+        return np.divide(hit, count, out=hit)
     hit = fnp.astype(x == _expand_to(ans, x, axes, keepdims), fnp.result_dtype(g))
     count = fnp.sum(hit, axis=axes, keepdims=True)
     return _expand_to(g, x, axes, keepdims) * hit / count
