@@ -618,7 +618,7 @@ class Tracer:
             raise IntValueNeeded(sources)
         ours = library_counterpart()
         if ours is not None:
-            fix = f"This SciPy function converts its arguments; call {ours} instead."
+            fix = f"The library function called converts its arguments; call {ours} instead."
         raise TracingError(f"{what} on a traced value would make it a constant and lose its "
                            f"derivative. {fix}")
 
