@@ -154,6 +154,18 @@ def reduced_axes(shape: tuple, axis: Any) -> tuple[int, ...]:
 
 
 # -- oracles ---------------------------------------------------------------------------
+def central_difference_jacobian(f: Callable[[np.ndarray], Any], x: np.ndarray,
+                                h: float = 1e-6) -> np.ndarray:
+    """The Jacobian of f at the vector x by central differences, one column
+    per coordinate: shape f(x).shape + (x.size,)."""
+    cols = []
+    for i in range(x.size):
+        e = np.zeros_like(x)
+        e[i] = h
+        cols.append((np.asarray(f(x + e)) - np.asarray(f(x - e))) / (2 * h))
+    return np.stack(cols, axis=-1)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 

@@ -9,6 +9,7 @@ import fastad as fa
 from fastad import api
 from fastad.core.tape import Aval, Instr, Tape
 from fastad.transforms import cost, forward, reverse
+from helpers import central_difference_jacobian
 
 
 def _problem(n, m, seed=0, hidden=4):
@@ -21,14 +22,6 @@ def _problem(n, m, seed=0, hidden=4):
         return np.tanh(b @ np.sin(a @ x)) * (c @ x)
     return f, r.standard_normal(n)
 
-
-def _central_differences(f, x, h=1e-6):
-    cols = []
-    for i in range(x.size):
-        e = np.zeros_like(x)
-        e[i] = h
-        cols.append((f(x + e) - f(x - e)) / (2 * h))
-    return np.stack(cols, axis=-1)
 
 
 def _estimates(f, x, compiled):
@@ -48,7 +41,7 @@ SHAPES = [(3, 3), (6, 2), (2, 6), (8, 3), (3, 8), (12, 2), (2, 12)]
 @pytest.mark.parametrize("n, m", SHAPES)
 def test_auto_agrees_with_both_modes_and_finite_differences(n, m):
     f, x = _problem(n, m, seed=n * 31 + m)
-    expected = _central_differences(f, x)
+    expected = central_difference_jacobian(f, x)
     values = {mode: fa.jacobian(f, mode=mode)(x) for mode in ("fwd", "rev", "auto")}
     for mode, jac in values.items():
         np.testing.assert_allclose(jac, expected, rtol=1e-7, atol=1e-8, err_msg=mode)
@@ -60,7 +53,7 @@ def test_auto_agrees_with_both_modes_and_finite_differences(n, m):
 def test_compiled_auto_agrees_with_the_reference_interpreter(n, m, compiled_backend):
     f, x = _problem(n, m, seed=n * 31 + m)
     reference = fa.jit(fa.jacobian(f, mode="auto"), backend="numpy")(x)
-    np.testing.assert_allclose(reference, _central_differences(f, x), rtol=1e-7, atol=1e-8)
+    np.testing.assert_allclose(reference, central_difference_jacobian(f, x), rtol=1e-7, atol=1e-8)
     for mode in ("fwd", "rev", "auto"):
         jac = fa.jit(fa.jacobian(f, mode=mode), backend=compiled_backend)(x)
         np.testing.assert_allclose(jac, reference, rtol=1e-12, atol=1e-14,
@@ -128,7 +121,7 @@ def test_the_estimate_is_made_once_per_tape_structure(monkeypatch):
     first = jac(x)
     assert sorted(built) == ["fwd", "rev"]
     del built[:]
-    np.testing.assert_allclose(jac(x + 0.5), _central_differences(f, x + 0.5), rtol=1e-7,
+    np.testing.assert_allclose(jac(x + 0.5), central_difference_jacobian(f, x + 0.5), rtol=1e-7,
                                atol=1e-8)
     assert len(built) == 1
     assert first.shape == (5, 5)

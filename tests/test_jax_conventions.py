@@ -16,6 +16,7 @@ from conftest import BACKENDS
 
 import fastad as fa
 import fastad.numpy as fnp
+from helpers import central_difference_jacobian
 
 COMPILED = [b for b in ("numpy", "c") if b in BACKENDS]
 WITH_NUMBA = COMPILED + (["numba"] if "numba" in BACKENDS else [])
@@ -718,7 +719,7 @@ def test_jacobians_of_pytrees_are_jaxs_structure():
             out = f(unflatten(v))
             return fa.flatten(out)[0]
         jac = fa.jacobian(f, mode=mode)(p)
-        dense = _fd_grad_matrix(flat, vec)
+        dense = central_difference_jacobian(flat, vec)
         out_leaves, out_tree = pytree.flatten(f(p))
         jac_leaves, jac_tree = pytree.flatten(jac)
         assert jac_tree == pytree.flatten(pytree.unflatten(out_tree, [p] * len(out_leaves)))[1]
@@ -736,15 +737,6 @@ def test_jacobians_of_pytrees_are_jaxs_structure():
                 col += np.size(leaf)
             row += m
     check()
-
-
-def _fd_grad_matrix(f, x, eps=1e-6):
-    cols = []
-    for i in range(x.size):
-        e = np.zeros_like(x)
-        e[i] = eps
-        cols.append((f(x + e) - f(x - e)) / (2 * eps))
-    return np.stack(cols, axis=1)
 
 
 def test_hessians_and_tuple_argnums_nest_like_jax():
