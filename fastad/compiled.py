@@ -286,6 +286,11 @@ class CompiledGrad(_Inspectable):
         return _lazily(self, "_hvp", lambda: self._derived(
             _with_vector_last(hvp(self._scalar_fn(), self._argnum("hvp")))))(*args, **kwargs)
 
+    def hessp(self, x: Any, p: Any, *args: Any, **kwargs: Any) -> Any:
+        """``g.hvp`` in ``scipy.optimize.minimize``'s order, ``hessp(x, p, *args)``,
+        so that ``minimize(f, x0, args=args, jac=g, hessp=g.hessp)`` works."""
+        return self.hvp(x, *args, p, **kwargs)
+
     def hessian(self, *args: Any, sparse: bool = False, **kwargs: Any) -> Any:
         """The Hessian at ``args``, forward over reverse, compiled.
         ``sparse=True``: a ``scipy.sparse.csr_matrix``, from the Hessian's

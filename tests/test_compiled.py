@@ -437,3 +437,21 @@ def test_constant_integer_results_keep_their_type(result, kind):
 def test_results_that_are_not_arrays_or_numbers_are_refused_clearly(result):
     with pytest.raises(TypeError, match="not an array or a number"):
         fa.jit(result)(np.ones(3))
+
+
+def test_hessp_is_scipys_hessian_vector_product(backend):
+    """``g.hessp(x, p, *args)`` is what ``scipy.optimize.minimize`` calls as
+    ``hessp``: data arguments after the vector."""
+    r = np.random.default_rng(5)
+    X, y = r.standard_normal((40, 4)), r.integers(0, 2, 40).astype(float)
+
+    def nll(w, X, y):
+        z = X @ w
+        return np.sum(np.logaddexp(0.0, z) - y * z) + 0.1 * np.sum(w ** 2)
+    g = fa.compile(nll, backend=backend)
+    w, p = r.standard_normal(4), r.standard_normal(4)
+    np.testing.assert_allclose(g.hessp(w, p, X, y), fa.hessian(nll)(w, X, y) @ p, rtol=1e-12)
+    res = minimize(nll, np.zeros(4), args=(X, y), jac=g, hessp=g.hessp, method="Newton-CG")
+    assert res.success
+    np.testing.assert_allclose(res.x, minimize(nll, np.zeros(4), args=(X, y), jac=g,
+                                               method="BFGS").x, atol=1e-4)
