@@ -1,5 +1,6 @@
-"""scipy.stats distributions, differentiable in the argument and in the
-parameters (except where noted), as namespaces of functions:
+"""scipy.stats distributions (autograd's and JAX's sets), differentiable in
+the argument and in the parameters (except where noted), as namespaces of
+functions:
 ``fastad.scipy.stats.norm.logpdf(x, loc, scale)``.  Values are for arguments
 inside the support (SciPy returns -inf / 0 outside it; here they are not
 defined).  SciPy's own ``scipy.stats`` objects convert their arguments with
@@ -214,7 +215,191 @@ dirichlet = types.SimpleNamespace(
     rvs=_scipy_stats.dirichlet.rvs,
 )
 
-__all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal", "chi2", "dirichlet"]
+
+# -- JAX's other distributions (jax.scipy.stats), written the same way ---------------------
+_LOG_PI = math.log(math.pi)
+
+
+def _expon_logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return -_standardize(x, loc, scale) - _log(scale)
+
+
+expon = _distribution(_expon_logpdf,
+                      lambda x, loc=0.0, scale=1.0: -fnp.expm1(-_standardize(x, loc, scale)),
+                      logsf=lambda x, loc=0.0, scale=1.0: -_standardize(x, loc, scale),
+                      sf=lambda x, loc=0.0, scale=1.0: fnp.exp(-_standardize(x, loc, scale)))
+
+
+def _laplace_logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return -fnp.abs(_standardize(x, loc, scale)) - math.log(2.0) - _log(scale)
+
+
+def _laplace_cdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    half = 0.5 * fnp.exp(-fnp.abs(y))
+    return fnp.where(y < 0, half, 1.0 - half)
+
+
+laplace = _distribution(_laplace_logpdf, _laplace_cdf)
+
+
+def _logistic_logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return -y - 2.0 * fnp.logaddexp(0.0, -y) - _log(scale)
+
+
+logistic = _distribution(
+    _logistic_logpdf, lambda x, loc=0.0, scale=1.0: sc.expit(_standardize(x, loc, scale)),
+    logcdf=lambda x, loc=0.0, scale=1.0: sc.log_expit(_standardize(x, loc, scale)),
+    sf=lambda x, loc=0.0, scale=1.0: sc.expit(-_standardize(x, loc, scale)),
+    logsf=lambda x, loc=0.0, scale=1.0: sc.log_expit(-_standardize(x, loc, scale)),
+    ppf=lambda q, loc=0.0, scale=1.0: loc + scale * sc.logit(q))
+
+
+def _cauchy_logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return -_LOG_PI - fnp.log1p(fnp.square(_standardize(x, loc, scale))) - _log(scale)
+
+
+cauchy = _distribution(
+    _cauchy_logpdf,
+    lambda x, loc=0.0, scale=1.0: 0.5 + fnp.arctan(_standardize(x, loc, scale)) / math.pi)
+
+
+def _uniform_logpdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return fnp.where((y >= 0) & (y <= 1), -_log(scale) + 0.0 * y, -_np.inf)
+
+
+uniform = _distribution(
+    _uniform_logpdf, lambda x, loc=0.0, scale=1.0: fnp.clip(_standardize(x, loc, scale), 0.0, 1.0))
+
+
+def _lognorm_logpdf(x: Any, s: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    log_y = fnp.log(y)
+    return -0.5 * _LOG_2PI - _log(s) - log_y - 0.5 * fnp.square(log_y / s) - _log(scale)
+
+
+lognorm = _distribution(
+    _lognorm_logpdf,
+    lambda x, s, loc=0.0, scale=1.0: sc.ndtr(fnp.log(_standardize(x, loc, scale)) / s))
+
+
+def _pareto_logpdf(x: Any, b: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return _log(b) - (b + 1.0) * fnp.log(y) - _log(scale)
+
+
+pareto = _distribution(
+    _pareto_logpdf, lambda x, b, loc=0.0, scale=1.0: 1.0 - _standardize(x, loc, scale) ** -b)
+
+
+def _vonmises_logpdf(x: Any, kappa: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)  # log i0(kappa) = log i0e(kappa) + kappa
+    return kappa * (fnp.cos(y) - 1.0) - _LOG_2PI - fnp.log(sc.i0e(kappa)) - _log(scale)
+
+
+vonmises = _distribution(_vonmises_logpdf)
+
+
+def _truncnorm_logpdf(x: Any, a: Any, b: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    """a and b bound the standardized variable, as in SciPy."""
+    mass = sc.ndtr(b) - sc.ndtr(a)
+    return _norm_logpdf(_standardize(x, loc, scale)) - fnp.log(mass) - _log(scale)
+
+
+def _truncnorm_cdf(x: Any, a: Any, b: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    low = sc.ndtr(a)
+    return (sc.ndtr(_standardize(x, loc, scale)) - low) / (sc.ndtr(b) - low)
+
+
+truncnorm = _distribution(_truncnorm_logpdf, _truncnorm_cdf)
+
+
+def _gennorm_logpdf(x: Any, beta: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return (_log(beta) - math.log(2.0) - sc.gammaln(1.0 / beta) - fnp.abs(y) ** beta
+            - _log(scale))
+
+
+gennorm = _distribution(_gennorm_logpdf)
+
+
+def _wrapcauchy_logpdf(x: Any, c: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return (fnp.log1p(-fnp.square(c)) - _LOG_2PI
+            - fnp.log1p(fnp.square(c) - 2.0 * c * fnp.cos(y)) - _log(scale))
+
+
+wrapcauchy = _distribution(_wrapcauchy_logpdf)
+
+
+def _discrete(logpmf: Any, cdf: Any = None) -> types.SimpleNamespace:
+    funcs: dict[str, Any] = {"logpmf": logpmf,
+                             "pmf": lambda *a, **k: fnp.exp(logpmf(*a, **k))}
+    if cdf is not None:
+        funcs.update(cdf=cdf, sf=lambda *a, **k: 1.0 - cdf(*a, **k))
+    return types.SimpleNamespace(**funcs)
+
+
+def _bernoulli_logpmf(k: Any, p: Any, loc: Any = 0.0) -> Any:
+    k = k - loc
+    return sc.xlogy(k, p) + sc.xlog1py(1.0 - k, -p)
+
+
+bernoulli = _discrete(_bernoulli_logpmf)
+
+
+def _log_choose(n: Any, k: Any) -> Any:
+    return sc.gammaln(n + 1.0) - sc.gammaln(k + 1.0) - sc.gammaln(n - k + 1.0)
+
+
+def _binom_logpmf(k: Any, n: Any, p: Any, loc: Any = 0.0) -> Any:
+    k = k - loc
+    return _log_choose(n, k) + sc.xlogy(k, p) + sc.xlog1py(n - k, -p)
+
+
+binom = _discrete(_binom_logpmf)
+
+
+def _betabinom_logpmf(k: Any, n: Any, a: Any, b: Any, loc: Any = 0.0) -> Any:
+    k = k - loc
+    return _log_choose(n, k) + sc.betaln(k + a, n - k + b) - sc.betaln(a, b)
+
+
+betabinom = _discrete(_betabinom_logpmf)
+
+
+def _nbinom_logpmf(k: Any, n: Any, p: Any, loc: Any = 0.0) -> Any:
+    k = k - loc
+    return (sc.gammaln(k + n) - sc.gammaln(n) - sc.gammaln(k + 1.0) + sc.xlogy(n, p)
+            + sc.xlog1py(k, -p))
+
+
+nbinom = _discrete(_nbinom_logpmf)
+
+
+def _geom_logpmf(k: Any, p: Any, loc: Any = 0.0) -> Any:
+    return sc.xlog1py(k - loc - 1.0, -p) + fnp.log(p)
+
+
+geom = _discrete(_geom_logpmf, lambda k, p, loc=0.0: -fnp.expm1(
+    sc.xlog1py(fnp.floor(k - loc), -p)))
+
+
+def _multinomial_logpmf(x: Any, n: Any, p: Any) -> Any:
+    """x's last axis holds the counts of the categories of p (which sum to 1)."""
+    return (sc.gammaln(n + 1.0) + fnp.sum(sc.xlogy(x, p) - sc.gammaln(x + 1.0), axis=-1))
+
+
+multinomial = types.SimpleNamespace(
+    logpmf=_multinomial_logpmf,
+    pmf=lambda x, n, p: fnp.exp(_multinomial_logpmf(x, n, p)))
+
+__all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal", "chi2", "dirichlet",
+           "expon", "laplace", "logistic", "cauchy", "uniform", "lognorm", "pareto", "vonmises",
+           "truncnorm", "gennorm", "wrapcauchy", "bernoulli", "binom", "betabinom", "nbinom",
+           "geom", "multinomial"]
 
 
 def _as_modules() -> None:
