@@ -43,6 +43,8 @@ import numpy as np
 
 from ..core.tape import Instr
 from ..primitives.loops import LoopBody, layout, packed_dtype
+from .numba_loop_pipeline import _PipelinedLoop
+from .numba_loop_pipeline import plan as pipeline_plan
 
 
 # Instructions of a loop's bodies (nested ones included) past which the loop
@@ -79,7 +81,7 @@ def refusal(ins: Instr) -> str | None:
     return None
 
 
-class _LoopInstruction:
+class _LoopInstruction(_PipelinedLoop):
     """The ``loop`` instruction's part of the generator (mixed into
     `numba_codegen._Generator`, whose variables, buffers and packed
     constants it uses)."""
@@ -140,6 +142,9 @@ class _LoopInstruction:
         pdtype = packed_dtype(body.result_avals(length))
         spans = layout(body, length)
         total = spans[-1][1] if spans else 0
+        pipeline = pipeline_plan(body, length)
+        if pipeline is not None:  # two inner loops, overlapped (reverse mode's chunks)
+            return self.emit_pipelined(ins, pipeline)
         result = self.define_array(ins, f"np.empty({total}, np.{pdtype.name})")
         if not tape.outputs:
             return
