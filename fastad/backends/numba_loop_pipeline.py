@@ -125,7 +125,7 @@ def plan(body: LoopBody, length: int) -> Pipeline | None:
         if s in made and made[s].prim == "take" and not made[s].kwargs \
                 and made[s].ins[0] != first.out:
             rng = _index_range(tape, made[s].ins[1])
-            if rng != (n - 1, -1) or s in outputs \
+            if rng != (n - 1, -1) or tape.avals[s].shape != (n,) or s in outputs \
                     or any(r != second.out for r in readers.get(s, [])):
                 return None
             used.add(s)
@@ -161,7 +161,7 @@ def plan(body: LoopBody, length: int) -> Pipeline | None:
         ins = made.get(o)
         if ins is not None and ins.prim == "take" and not ins.kwargs \
                 and ins.ins[0] != second.out and ins.ins[0] in made:
-            if _index_range(tape, ins.ins[1]) != (n - 1, -1):
+            if _index_range(tape, ins.ins[1]) != (n - 1, -1) or aval.shape != (n,):
                 return None
             used.add(o)
             reversed_, ins = True, made[ins.ins[0]]
@@ -170,7 +170,8 @@ def plan(body: LoopBody, length: int) -> Pipeline | None:
         rng = _index_range(tape, ins.ins[1])
         for j, (start, stop, span) in enumerate(spans2[n2c:]):
             if rng == (start, 1) and stop - start == n and span.shape == (n,) \
-                    and span.dtype == dtype2 == outer_dtype and aval.shape == (n,):
+                    and span.dtype == dtype2 == outer_dtype and aval.shape == (n,) \
+                    and tape.avals[ins.out].shape == (n,):
                 break
         else:
             return None
@@ -181,7 +182,8 @@ def plan(body: LoopBody, length: int) -> Pipeline | None:
             new_carry.append(("input", position[o]))
             continue
         ins = made.get(o)
-        if ins is not None and ins.prim == "reshape" and ins.ins[0] in made:
+        if ins is not None and ins.prim == "reshape" and ins.ins[0] in made \
+                and tape.avals[ins.ins[0]].size == 1:
             used.add(o)
             ins = made[ins.ins[0]]
         if ins is None or ins.prim != "take" or ins.kwargs or ins.ins[0] != second.out:
@@ -319,9 +321,8 @@ class _PipelinedLoop:
         if ys1:
             inner.append(", ".join(f"{p}a{jy}, {p}b{jy}" for jy in ys1) + " = "
                          + ", ".join(f"{p}b{jy}, {p}a{jy}" for jy in ys1))
-        new = [carry[at] if kind == "input" and at < nc
-               else value(pipe.tape.inputs[at], t) if kind == "input"
-               else carry2[at] for kind, at in pipe.new_carry]
+        new = [value(pipe.tape.inputs[at], t) if kind == "input" else carry2[at]
+               for kind, at in pipe.new_carry]
         if nc:
             inner.append(", ".join(carry) + ", = " + ", ".join(new) + ",")
         lines += ["    " + line for line in inner]
