@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import fastad as fa
 from fastad.backends.numba_loops import _reads_before_writes
 from fastad.backends.reference import evaluate
+from fastad.transforms.optimize import optimize
 from conftest import BACKENDS
 from test_loops import _directional_fd
 
@@ -99,3 +100,50 @@ def test_the_sweep_gradient_writes_its_points_in_place():
     assert source.count(".copy()") < updates
     got, want = exe.run(list(args)), evaluate(tape, list(args))
     np.testing.assert_array_equal(got[-1], want[-1])
+
+
+@st.composite
+def carried_updates(draw):
+    n = draw(st.integers(3, 6))
+    return {"n": n, "points": draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=5)),
+            "length": draw(st.integers(1, 9)), "reverse": draw(st.booleans()),
+            "checkpoint": draw(st.none() | st.integers(1, 3)),
+            "seed": draw(st.integers(0, 2**16))}
+
+
+def _scan_of_updates(prog):
+    def f(u0, xs):
+        def step(u, x):
+            for i in prog["points"]:  # point updates of the carried array itself
+                u[i] = 0.5 * u[i - 1] + x * u[(i + 1) % prog["n"]]
+            return u, u[0] * x
+        u, ys = fa.scan(step, u0, xs, reverse=prog["reverse"], checkpoint=prog["checkpoint"])
+        return np.sum(u * u) + np.sum(ys)
+    return f
+
+
+@FEW
+@given(carried_updates())
+def test_a_scan_updating_its_carried_array_in_place(prog):
+    """The loop owns its carried array (a copy of the first, then each step's
+    output), so the body writes it in place; the caller's array is left as
+    it was, and values and gradients are the reference interpreter's."""
+    from fastad.backends import numba_backend
+    rng = np.random.default_rng(prog["seed"])
+    args = [rng.uniform(-1, 1, prog["n"]), rng.uniform(-0.5, 0.5, prog["length"])]
+    kept = [a.copy() for a in args]
+    f = _scan_of_updates(prog)
+    tape = optimize(fa.make_tape(fa.value_and_grad(f, argnums=(0, 1)))(*args))
+    assert any(i.prim == "loop" for i in tape.instrs)
+    got, want = numba_backend.build(tape).run(list(args)), evaluate(tape, list(args))
+    for a, b in zip(args, kept):
+        np.testing.assert_array_equal(a, b)
+    for x, y in zip(got, want):
+        if np.ndim(x) == 0:  # the loss: sums round their own way
+            np.testing.assert_allclose(x, y, rtol=1e-13)
+        else:
+            np.testing.assert_array_equal(x, y)
+    direction = [rng.standard_normal(a.shape) for a in args]
+    fd = _directional_fd(f, args, direction)
+    along = sum(np.sum(g * d) for g, d in zip(got[1:], direction))
+    np.testing.assert_allclose(along, fd, rtol=1e-6, atol=1e-8)
