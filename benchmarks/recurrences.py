@@ -6,6 +6,7 @@ hand-written Numba forward and adjoint loop.
     python benchmarks/report.py --only recurrences
     python benchmarks/recurrences.py            # the section alone
     python benchmarks/recurrences.py --python-loops   # only the Python loops found as loops
+    python benchmarks/recurrences.py --steady   # steady gradients side by side, one table
 
 Each row: the first call (trace, differentiate, compile, run) of the
 compiled gradient, the steady gradient time (interleaved rounds), and the
@@ -399,8 +400,156 @@ def report_python_loops(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# -- steady gradients side by side (issue 22's targets) ------------------------------------
+# The RK4 fit as fastad.scan on both backends against the hand-written Numba
+# adjoint and JAX's lax.scan; the RNN and Gauss-Seidel Python loops on both
+# backends; and a recurrence no code was tuned for: a leapfrog integrator of
+# three bodies in the plane (12 scalar states), fitted to a track of the
+# first body, its gradient with respect to the masses.
+LEAPFROG_STEPS, LEAPFROG_DT = 2_000, 0.002
+
+
+def leapfrog_step(m1, m2, m3):
+    """One leapfrog (kick-drift-kick) step of three softened gravitating
+    bodies; the carry is the 6 positions, 6 velocities and the loss, the
+    step's input the first body's observed x."""
+    h = LEAPFROG_DT
+
+    def accel(x1, y1, x2, y2, x3, y3):
+        def pull(dx, dy):
+            r = (dx * dx + dy * dy + 0.01) ** -1.5
+            return dx * r, dy * r
+        ax12, ay12 = pull(x2 - x1, y2 - y1)
+        ax13, ay13 = pull(x3 - x1, y3 - y1)
+        ax23, ay23 = pull(x3 - x2, y3 - y2)
+        return (m2 * ax12 + m3 * ax13, m2 * ay12 + m3 * ay13,
+                m3 * ax23 - m1 * ax12, m3 * ay23 - m1 * ay12,
+                -m1 * ax13 - m2 * ax23, -m1 * ay13 - m2 * ay23)
+
+    def step(carry, obs):
+        pos, vel, loss = carry[:6], carry[6:12], carry[12]
+        acc = accel(*pos)
+        half = [v + 0.5 * h * a for v, a in zip(vel, acc)]
+        pos = [x + h * v for x, v in zip(pos, half)]
+        acc = accel(*pos)
+        vel = [v + 0.5 * h * a for v, a in zip(half, acc)]
+        loss = loss + (pos[0] - obs) ** 2
+        return (*pos, *vel, loss), None
+    return step
+
+
+LEAPFROG_START = (1.0, 0.0, -0.5, 0.8, -0.5, -0.8, 0.0, 0.6, -0.5, -0.3, 0.5, -0.3, 0.0)
+
+
+def make_leapfrog_scan(scan):
+    def fit(masses, track):
+        carry, _ = scan(leapfrog_step(masses[0], masses[1], masses[2]), LEAPFROG_START, track)
+        return carry[12]
+    return fit
+
+
+def _leapfrog_track(steps):
+    """The first body's x under masses (1.0, 0.9, 1.1), with noise."""
+    positions, carry, step = [], LEAPFROG_START, leapfrog_step(1.0, 0.9, 1.1)
+    for _ in range(steps):
+        carry, _ = step(carry, 0.0)
+        positions.append(carry[0])
+    return np.array(positions) + 0.01 * np.random.default_rng(5).standard_normal(steps)
+
+
+def run_steady(quick: bool = False) -> list[dict]:
+    """Steady gradients of each workload, interleaved rounds, every result
+    checked against the eager gradient."""
+    import fastad as fa
+    warnings.simplefilter("ignore", UserWarning)
+    jax_mods = _jax_modules()
+    backends = [b for b in ("c", "numba") if b in fa.backends_available()]
+    rounds, min_s = (3, 0.05) if quick else (7, 0.1)
+    cases = []
+    theta = np.array([2.0, 0.3])
+    numba_grad = _numba_grad()
+    for steps in STEPS:
+        noise = 0.01 * np.random.default_rng(4).standard_normal(steps)
+        data = _rk4_trajectory(np.array([2.5, 0.2]), steps) + noise
+        builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_rk4_scan(fa), backend=b))
+                  for b in backends}
+        if numba_grad is not None:
+            builds["Numba by hand"] = _numba_grad
+        if jax_mods is not None:
+            builds["JAX lax.scan"] = _jax_grad
+        cases.append((f"RK4 fit (fastad.scan), T = {steps:,}", make_rk4_scan(fa), (theta, data),
+                      0, builds))
+    rng = np.random.default_rng(7)
+    h, d = RNN_HIDDEN, RNN_INPUT
+    rnn_args = (rng.normal(0, 0.3, (h, h)), rng.normal(0, 0.3, (h, d)), rng.normal(0, 0.3, (1, h)),
+                rng.normal(size=(RNN_STEPS, d)), rng.normal(size=(RNN_STEPS, 1)))
+    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_rnn(), argnums=(0, 1, 2), backend=b))
+              for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        rnn_grad = jax.jit(jax.grad(make_rnn_scan(jax, jnp), argnums=(0, 1, 2)))
+        builds["JAX lax.scan"] = lambda: (lambda *a: tuple(np.asarray(g) for g in rnn_grad(*a)))
+    cases.append((f"RNN (Python loop), {RNN_STEPS} steps", make_rnn(), rnn_args, (0, 1, 2),
+                  builds))
+    n = GS_GRID
+    gs_args = (rng.uniform(0, 1, (n, n)), rng.uniform(0, 0.1, (n, n)))
+    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_gauss_seidel(), backend=b))
+              for b in backends}
+    cases.append((f"Gauss-Seidel (Python loop), {GS_SWEEPS} sweeps of {n}x{n}",
+                  make_gauss_seidel(), gs_args, 0, builds))
+    track = _leapfrog_track(LEAPFROG_STEPS)
+    masses = np.array([1.1, 0.8, 1.2])
+    fit = make_leapfrog_scan(lambda f, c, xs: fa.scan(f, c, xs))
+    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(fit, backend=b)) for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        jfit = make_leapfrog_scan(lambda f, c, xs: jax.lax.scan(
+            f, tuple(jnp.float64(v) for v in c), xs))
+        jgrad = jax.jit(jax.grad(jfit))
+        builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
+    cases.append((f"3-body leapfrog (fastad.scan), T = {LEAPFROG_STEPS:,}", fit,
+                  (masses, track), 0, builds))
+    rows = []
+    for name, f, args, argnums, builds in cases:
+        print(f"  {name}", flush=True)
+        want = fa.grad(f, argnums=argnums)(*args)
+        want = np.concatenate([np.ravel(w) for w in (want if isinstance(want, tuple) else (want,))])
+        fns, first, error = {}, {}, {}
+        for label, build in builds.items():
+            fn, result, first[label] = _first_call(build, args)
+            got = np.concatenate([np.ravel(r) for r in (result if isinstance(result, tuple)
+                                                          else (result,))])
+            error[label] = float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+            if error[label] <= TOLERANCE:
+                fns[label] = fn
+        load = os.getloadavg()[0]
+        steady = timing.interleaved(fns, args, min_s, rounds)
+        rows.append({"workload": name, "steady_s": steady, "first_s": first, "error": error,
+                     "load": (load, os.getloadavg()[0])})
+    return rows
+
+
+def report_steady(rows: list[dict]) -> str:
+    names = ["fastad [c]", "fastad [numba]", "Numba by hand", "JAX lax.scan"]
+    lines = ["## Steady gradients of recurrences", "",
+             "| workload | " + " | ".join(names) + " | numba / hand | numba / JAX | load |",
+             "|---|" + "---|" * (len(names) + 3)]
+    for row in rows:
+        t = row["steady_s"]
+        cells = [timing.format_seconds(t[n]) if n in t else
+                 ("wrong result" if row["error"].get(n, 0) > TOLERANCE else "–") for n in names]
+        ratio = [f"{t['fastad [numba]'] / t[o]:.2f}" if "fastad [numba]" in t and o in t
+                 else "–" for o in ("Numba by hand", "JAX lax.scan")]
+        lines.append(f"| {row['workload']} | " + " | ".join(cells) + " | " + " | ".join(ratio)
+                     + f" | {row['load'][0]:.1f}-{row['load'][1]:.1f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
+    if "--steady" in sys.argv:
+        print(report_steady(run_steady(quick)))
+        sys.exit()
     if "--python-loops" not in sys.argv:
         print(report(run(quick)))
     print(report_python_loops(run_python_loops(quick)))

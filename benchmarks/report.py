@@ -592,8 +592,9 @@ def recurrences_section(mode: Mode, out: str, with_plots: bool) -> tuple[str, li
     import recurrences
     rows = recurrences.run(mode.quick)
     found = recurrences.run_python_loops(mode.quick)
-    return (recurrences.report(rows) + "\n" + recurrences.report_python_loops(found),
-            rows + found)
+    steady = recurrences.run_steady(mode.quick)
+    return (recurrences.report(rows) + "\n" + recurrences.report_python_loops(found) + "\n"
+            + recurrences.report_steady(steady), rows + found + steady)
 
 
 SECTIONS = {"jacobian": jacobian_section, "backends": backends_section,

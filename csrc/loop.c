@@ -5,8 +5,9 @@
  * over the same arena.  Each step copies row t of every stacked input into
  * the body's input slot, runs the body (vm_run_state, so a LOOP in a body
  * nests), copies each per-step output slot into row t of its stacked array,
- * and moves the new carry into the carry's input slots through a scratch
- * region, since an output may be another carry's input slot (a swap).  Row t
+ * and moves the new carry into the carry's input slots: straight, in order,
+ * when no output is another carry's input slot written before it is read,
+ * else through a scratch region (a swap).  Row t
  * of a stacked array is at its offset plus t times its row stride, which may
  * be negative (a reversed array read in place).  The copies are memmove (or
  * one 8-byte word): a hostile program may make any two regions overlap,
@@ -44,12 +45,33 @@ fastad_program loop_body(const fastad_program *p, const int32_t *pc) {
   return body;
 }
 
+/* Whether regions [a, a + n) and [b, b + m) of the arena share a byte. */
+static inline int overlap(int64_t a, int64_t n, int64_t b, int64_t m) {
+  return a < b + m && b < a + n;
+}
+
+/* Whether the new carry may be moved straight into the carry's input slots,
+ * in order, without the scratch region: no output is read after an earlier
+ * carry's input slot, which it overlaps, was written.  Checked once per run
+ * of the instruction: most carries are a few scalars in slots of their own. */
+static int carry_moves_directly(const int64_t *carry, int64_t nc) {
+  for (int64_t j = 1; j < nc; j++) {
+    const int64_t *out = carry + ENTRY * j;
+    for (int64_t k = 0; k < j; k++) {
+      const int64_t *in = carry + ENTRY * k;
+      if (overlap(out[1], out[2], in[0], in[2])) return 0;
+    }
+  }
+  return 1;
+}
+
 int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
              const int32_t *pc, poll_state *ps) {
   const int64_t *d = p->meta + pc[1];
   const int64_t trips = d[0], nc = d[1], nx = d[2], ny = d[3], scratch = d[4];
   const int64_t *carry = d + HEAD, *xs = carry + ENTRY * nc, *ys = xs + ENTRY * nx;
   const fastad_program body = loop_body(p, pc);
+  const int direct = carry_moves_directly(carry, nc);
   int countdown = POLL_STEPS;
   for (int64_t t = 0; t < trips; t++) {
     for (int64_t k = 0; k < nx; k++) {
@@ -62,17 +84,24 @@ int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
       const int64_t *e = ys + ENTRY * k;
       copy_bytes(arena + e[1] + t * e[3], arena + e[0], e[2]);
     }
-    int64_t at = scratch;
-    for (int64_t k = 0; k < nc; k++) {
-      const int64_t *e = carry + ENTRY * k;
-      copy_bytes(arena + at, arena + e[1], e[2]);
-      at += e[2];
-    }
-    at = scratch;
-    for (int64_t k = 0; k < nc; k++) {
-      const int64_t *e = carry + ENTRY * k;
-      copy_bytes(arena + e[0], arena + at, e[2]);
-      at += e[2];
+    if (direct) {
+      for (int64_t k = 0; k < nc; k++) {
+        const int64_t *e = carry + ENTRY * k;
+        if (e[0] != e[1]) copy_bytes(arena + e[0], arena + e[1], e[2]);
+      }
+    } else {
+      int64_t at = scratch;
+      for (int64_t k = 0; k < nc; k++) {
+        const int64_t *e = carry + ENTRY * k;
+        copy_bytes(arena + at, arena + e[1], e[2]);
+        at += e[2];
+      }
+      at = scratch;
+      for (int64_t k = 0; k < nc; k++) {
+        const int64_t *e = carry + ENTRY * k;
+        copy_bytes(arena + e[0], arena + at, e[2]);
+        at += e[2];
+      }
     }
     if (--countdown < 0) {
       countdown = POLL_STEPS;

@@ -216,8 +216,9 @@
  *               with no bound segments.  Each of the trips steps copies row t of
  *               every stacked input into its slot, runs the body, copies every
  *               output slot into row t of its stacked array, then the carries'
- *               out regions through scratch (their total bytes) into their in
- *               regions (an out may be another carry's in).  Bodies nest up to
+ *               out regions into their in regions: in order when no out overlaps
+ *               an earlier carry's in, else through scratch (their total bytes),
+ *               as an out may be another carry's in.  Bodies nest up to
  *               FASTAD_LOOP_MAX_DEPTH deep.
  */
 #define FASTAD_MAX_NDIM 32

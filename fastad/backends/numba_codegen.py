@@ -22,7 +22,8 @@ from ..transforms.analysis import bitwise_uniform, c_strides, is_range
 from ..transforms.analysis import is_weak as _is_weak
 from .numba_emitters import EMITTERS, _Emitters
 from .numba_loop_instr import _LoopInstruction
-from .numba_loops import _Loop, _LoopFusion, _grouped_by_shape, _sink_scalars
+from .numba_loops import (_Loop, _LoopFusion, _grouped_by_shape, _reads_before_writes,
+                          _sink_scalars)
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
 
 
@@ -101,7 +102,7 @@ class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
     """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:
-        self.tape = tape = _sink_scalars(_grouped_by_shape(tape))
+        self.tape = tape = _reads_before_writes(_sink_scalars(_grouped_by_shape(tape)))
         self.avals = tape.avals
         self.placed, self.stacks, self.stacked = _stacked_rows(tape)
         self.vars: dict[str, _Var] = {}

@@ -28,9 +28,12 @@ loops.  (Bodies as jitted functions called per step compiled slower:
 Numba's fixed cost per function, about a second each under load, times the
 18 functions of a nested scan's gradient.)
 
-The body never writes its inputs (buffers the generated code does not own)
-and its outputs are fresh arrays (`emit_outputs`), so a carried array needs
-no copy.  Its tape is cut to what its outputs need and common
+The body never writes its per-step and closed-over inputs (buffers the
+generated code does not own) and its outputs are fresh arrays
+(`emit_outputs`).  A carried array is the loop's own: a copy of the first
+carry, made once, then each step's fresh output, dead once the next carry
+is made; so the body may write it in place (a point update of the carry,
+`u[i, j] = ...`, copied the whole array every step before).  Its tape is cut to what its outputs need and common
 subexpressions merged (both exact); the rest of the optimizer is not run on
 it, so values are those of the reference interpreter's step.
 """
@@ -43,6 +46,8 @@ import numpy as np
 
 from ..core.tape import Instr
 from ..primitives.loops import LoopBody, layout, packed_dtype
+from .numba_loop_pipeline import _PipelinedLoop
+from .numba_loop_pipeline import plan as pipeline_plan
 
 
 # Instructions of a loop's bodies (nested ones included) past which the loop
@@ -79,22 +84,29 @@ def refusal(ins: Instr) -> str | None:
     return None
 
 
-class _LoopInstruction:
+class _LoopInstruction(_PipelinedLoop):
     """The ``loop`` instruction's part of the generator (mixed into
     `numba_codegen._Generator`, whose variables, buffers and packed
     constants it uses)."""
 
-    def loop_body(self, body: LoopBody, prefix: str
+    def loop_body(self, body: LoopBody, prefix: str, owns_carry: bool = False
                   ) -> tuple[list[str], list[str], list[str], list[str]]:
         """One step of ``body`` as code to paste into a loop: the names of the
         body's inputs (those its outputs need; None for the others), the lines
         made once before the loop (its constants), the lines of a step, and
         the names holding its outputs after it.  Every name the code defines
-        starts with ``prefix``."""
+        starts with ``prefix``.  With ``owns_carry`` the body may write its
+        carried arrays in place: the loop owns them (a copy of the first
+        carry, then each step's fresh outputs, dead once the next carry is
+        made), which saves a copy per step of an array updated point by point."""
         from ..transforms.optimize import eliminate_common_subexpressions, eliminate_dead_code
         from .numba_source import _with_deps
         tape = eliminate_dead_code(eliminate_common_subexpressions(body.tape))
         sub = type(self)(tape)
+        if owns_carry:
+            for s in tape.inputs[:body.n_carry]:
+                if s in sub.owned:  # an array: its own buffer
+                    sub.owned[s] = True
         sub.packed, sub.packed_size = self.packed, self.packed_size  # one set of constants
         sub.loops = self.loops
         sub.module_lines = self.module_lines  # names the body's emitters need (LAPACK)
@@ -140,20 +152,23 @@ class _LoopInstruction:
         pdtype = packed_dtype(body.result_avals(length))
         spans = layout(body, length)
         total = spans[-1][1] if spans else 0
+        pipeline = pipeline_plan(body, length)
+        if pipeline is not None:  # two inner loops, overlapped (reverse mode's chunks)
+            return self.emit_pipelined(ins, pipeline)
         result = self.define_array(ins, f"np.empty({total}, np.{pdtype.name})")
         if not tape.outputs:
             return
         self.loops.append(ins.out)
         p = f"b{len(self.loops)}_"
-        inputs, before, step, outputs = self.loop_body(body, p)
+        inputs, before, step, outputs = self.loop_body(body, p, owns_carry=True)
         lines = self.step.lines
         index = f"{p}t"
         carry = [n if n is not None else f"{p}unused{k}" for k, n in enumerate(inputs[:nc])]
         lines += before
-        for k in range(nc):
+        for k in range(nc):  # an array carry: the loop's own copy, which steps may write
             s = ins.ins[k]
             lines.append(f"{carry[k]} = " + (self.ref(s, in_avals[k].dtype)
-                                             if in_avals[k].shape == () else self.ref(s)))
+                                             if in_avals[k].shape == () else f"{self.ref(s)}.copy()"))
         for k in range(nc + nx, len(inputs)):  # closed-over values: bound once
             if inputs[k] is not None:
                 s = ins.ins[k]

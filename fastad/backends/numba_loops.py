@@ -106,6 +106,52 @@ def _sink_scalars(tape: Tape) -> Tape:
                 avals=tape.avals)
 
 
+def _reads_before_writes(tape: Tape) -> Tape:
+    """The tape with each load of one element of an array (``take`` of a 0-d
+    index, a scalar copied out) that follows a point update of that array
+    (``scatter_set``, ``scatter_add``) moved to just before the update, when
+    such loads are the array's only readers after it.  The update may then
+    write the array's buffer in place (`_Generator.dies_here`) instead of a
+    copy of it: reverse mode of ``u[i, j] = ...`` sweeps reads each old
+    element once after the update that zeroes its adjoint, which made a copy
+    of the whole array per point.  The loads read nothing else, so the moved
+    tape computes the same values."""
+    instrs = tape.instrs
+    readers: dict[int, list[int]] = {}
+    for k, ins in enumerate(instrs):
+        for s in ins.ins:
+            readers.setdefault(s, []).append(k)
+    outputs = set(tape.outputs)
+
+    def element_load(r: int, x: int) -> bool:
+        ins = instrs[r]
+        return (ins.prim == "take" and ins.ins[0] == x and ins.ins[1] in tape.consts
+                and np.ndim(tape.consts[ins.ins[1]]) == 0)
+
+    move: dict[int, int] = {}  # a load's position -> the update's it goes before
+    for k, ins in enumerate(instrs):
+        if ins.prim not in ("scatter_set", "scatter_add"):
+            continue
+        x = ins.ins[0]
+        if x in tape.consts or x in outputs or tape.avals[x].shape == ():
+            continue
+        later = [r for r in readers[x] if r > k]
+        if later and all(element_load(r, x) and r not in move for r in later):
+            move.update(dict.fromkeys(later, k))
+    if not move:
+        return tape
+    before: dict[int, list[int]] = {}
+    for r, k in sorted(move.items()):
+        before.setdefault(k, []).append(r)
+    moved = []
+    for k, ins in enumerate(instrs):
+        if k not in move:
+            moved += [instrs[r] for r in before.get(k, ())]
+            moved.append(ins)
+    return Tape(inputs=tape.inputs, outputs=tape.outputs, consts=tape.consts, instrs=moved,
+                avals=tape.avals)
+
+
 def _loop_shape(tape: Tape, ins: Instr) -> tuple[int, ...] | None:
     """The shape of the fused loop ``ins`` could be part of (its elements, a
     full reduction's operand, a scatter's values), or None for an instruction
