@@ -2,8 +2,8 @@
 from . import primitives  # noqa: F401  (registers the primitives first)
 from . import numpy  # noqa: F401
 from .scipy import special as _scipy_special  # noqa: F401  (SciPy's logsumexp dispatches)
-from .api import (grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value_and_grad, vjp,
-                  vmap)
+from .api import (grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value_and_grad, vjp)
+from .vectorizing import vmap
 from .backends import available as backends_available
 from .check import check_grads
 from .compiled import compile, jit

@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import gc
 import math
-import warnings
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -20,7 +19,7 @@ from .core import pytree
 from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
 from .core.tape import Tape
-from .core.tracer import Builder, Tracer, current_builder, recording, replay, user_stacklevel
+from .core.tracer import Builder, Tracer, current_builder, recording, replay
 from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
 from .transforms.reverse import backward
 from .tree_jacobian import is_array, tree_jacobian
@@ -626,139 +625,6 @@ def hvp(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
             return grad(f, nums)(*call, **kwargs)
         return jvp(grad_at, (primals[nums],), (v,))[1]
     return hvp_f
-
-
-def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         axis_size: int | None = None) -> Callable[..., Any]:
-    """Vectorize ``f`` over an axis of its arguments, as one batched tape.
-
-    ``in_axes``: an int or None for all arguments, or one per positional
-    argument (None: not batched, shared by every example), each a pytree
-    prefix of its argument.  Keyword arguments are batched along axis 0, as
-    in JAX.  Results are stacked along ``out_axes`` (an int, None for a
-    result every example shares, or a pytree prefix of the result);
-    ``axis_size`` gives the batch size when no argument is batched.
-    Composes with grad, jit and compile: ``vmap(grad(loss), in_axes=(None,
-    0, 0))`` gives per-example gradients.
-    """
-    from . import numpy as fnp
-    from .transforms.batching import BranchesDiffer, batch_replay
-
-    @functools.wraps(f)
-    def vmapped(*args: Any, **kwargs: Any) -> Any:
-        if kwargs:  # batched along axis 0: one more positional argument, a dict
-            positional = len(args)
-            return vmap(lambda *a: f(*a[:positional], **a[positional]),
-                        (tuple(in_axes) if isinstance(in_axes, (tuple, list))
-                         else (in_axes,) * positional) + (0,),
-                        out_axes, axis_size)(*args, kwargs)
-        axes = in_axes if isinstance(in_axes, (tuple, list)) else (in_axes,) * len(args)
-        if len(axes) != len(args):
-            raise ValueError(f"vmap: in_axes has {len(axes)} entries for {len(args)} arguments")
-        leaves, batched, examples, size = [], [], [], None
-        trees = []
-        for i, (arg, ax_tree) in enumerate(zip(args, axes)):
-            arg_leaves, tree = pytree.flatten(arg)
-            trees.append(tree)
-            for leaf, ax in zip(arg_leaves, _leaf_axes(arg, ax_tree, i)):
-                leaf = check_leaf(leaf, f"vmap argument {i}")
-                if ax is None:
-                    leaves.append(leaf)
-                    batched.append(False)
-                    examples.append(leaf)
-                    continue
-                shape = np.shape(leaf.value if isinstance(leaf, Tracer) else leaf)
-                if not -len(shape) <= ax < len(shape):
-                    raise ValueError(f"vmap: in_axes={ax} for argument {i} of shape {shape}")
-                n = shape[ax]
-                if size is not None and n != size:
-                    raise ValueError(f"vmap: batch sizes differ: {size} and {n} (argument {i})")
-                size = n
-                leaf = fnp.moveaxis(leaf, ax, 0)
-                leaves.append(leaf)
-                batched.append(True)
-                value = leaf.value if isinstance(leaf, Tracer) else leaf
-                examples.append(np.asarray(value)[0] if n else np.zeros(shape[:ax] + shape[ax + 1:]))
-        if axis_size is not None and size is not None and axis_size != size:
-            raise ValueError(f"vmap: axis_size={axis_size} but the batch size is {size}")
-        size = axis_size if size is None else size
-        if size is None:
-            raise ValueError("vmap: no argument is batched (all in_axes are None); "
-                             "pass axis_size")
-        example_args, k = [], 0
-        for tree in trees:
-            n = pytree.num_leaves(tree)
-            example_args.append(pytree.unflatten(tree, examples[k:k + n]))
-            k += n
-        rec, _ = record(f, example_args, tuple(range(len(args))))
-        tape = rec.builder.tape
-        tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
-        inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
-        try:
-            replayed = batch_replay(tape, inputs, size)
-        except BranchesDiffer as exc:
-            warnings.warn(f"{exc}: evaluated one example at a time", stacklevel=user_stacklevel())
-            return _per_example(f, trees, leaves, batched, size, out_axes)
-        outs = []
-        shape_of_result = pytree.unflatten(rec.out_tree, [v for v, _ in replayed])
-        for (value, is_batched), ax in zip(replayed, _leaf_axes(shape_of_result, out_axes,
-                                                                "out_axes")):
-            if ax is None:
-                if is_batched:
-                    raise ValueError("vmap: out_axes=None for a result that depends on the "
-                                     "batched arguments")
-                outs.append(_owned(value))
-                continue
-            if not is_batched:
-                value = fnp.broadcast_to(value, (size,) + tuple(fnp.shape(value)))
-            outs.append(_owned(fnp.moveaxis(value, 0, ax) if ax else value))
-        return pytree.unflatten(rec.out_tree, outs)
-    return vmapped
-
-
-def _leaf_axes(arg: Any, axes: Any, i: int | str) -> list[Any]:
-    """The in_axes of each leaf of ``arg``: ``axes`` is an int or None for all
-    of them, or a pytree prefix of ``arg`` (JAX's convention: ``{"w": 0, "b":
-    None}`` for a dict argument)."""
-    if axes is None or isinstance(axes, int):
-        return [axes] * len(pytree.flatten(arg)[0])
-    if isinstance(axes, dict) and isinstance(arg, dict) and set(axes) == set(arg):
-        return [a for k in sorted(arg) for a in _leaf_axes(arg[k], axes[k], i)]
-    if (isinstance(axes, (tuple, list)) and isinstance(arg, (tuple, list))
-            and len(axes) == len(arg)):
-        return [a for sub, ax in zip(arg, axes) for a in _leaf_axes(sub, ax, i)]
-    what = "out_axes" if i == "out_axes" else f"in_axes {axes!r} for argument {i}"
-    raise ValueError(f"vmap: {what} is neither an int, None nor a prefix of its structure")
-
-
-def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
-                 batched: list[bool], size: int, out_axes: Any) -> Any:
-    """vmap as the loop it stands for: ``f`` on each example (the batched
-    leaves, moved to axis 0, indexed), the results stacked.  What vmap does
-    when the examples take different Python branches (a `while_loop` whose
-    trip count differs, an ``if`` on a batched value), as JAX's vmap of a
-    ``while_loop`` runs every example to its own end."""
-    from . import numpy as fnp
-    results, tree = [], None
-    for k in range(size):
-        example = [leaf[k] if b else leaf for leaf, b in zip(leaves, batched)]
-        args, at = [], 0
-        for t in trees:
-            n = pytree.num_leaves(t)
-            args.append(pytree.unflatten(t, example[at:at + n]))
-            at += n
-        out_leaves, out_tree = pytree.flatten(f(*args))
-        if tree is not None and out_tree != tree:
-            raise TracingError("vmap: the examples' results have different structures")
-        tree = out_tree
-        results.append(out_leaves)
-    axes = _leaf_axes(pytree.unflatten(tree, results[0]), out_axes, "out_axes")
-    try:  # (a result every example shares: the first example's, out_axes None)
-        stacked = [_owned(parts[0] if ax is None else fnp.stack(parts, axis=ax))
-                   for parts, ax in zip(zip(*results), axes)]
-    except ValueError as exc:
-        raise TracingError(f"vmap: the examples' results have different shapes ({exc})") from None
-    return pytree.unflatten(tree, stacked)
 
 
 def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable[..., Tape]:

@@ -14,7 +14,8 @@ import functools
 from typing import Any, Callable, Sequence
 
 from . import batched, locks
-from .api import grad, hessian, hvp, jacobian, value_and_grad, vmap
+from .api import grad, hessian, hvp, jacobian, value_and_grad
+from .vectorizing import vmap
 from .core.errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads
 from .signatures import Entry, any_tracer, checked_argnums

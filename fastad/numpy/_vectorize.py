@@ -74,7 +74,7 @@ class vectorize:  # noqa: N801 - NumPy's name
         return self._batched(one, values)
 
     def _batched(self, one: Callable[..., Any], values: list[Any]) -> Any:
-        from ..api import vmap
+        from ..vectorizing import vmap
         if self.signature is None:
             in_core: list[tuple[str, ...]] = [()] * len(values)
             out_core = None
