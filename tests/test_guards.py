@@ -216,7 +216,8 @@ def test_integers_computed_from_traced_values_index_numpy_arrays_under_a_guard()
     """Indices computed from traced values (``np.floor(x).astype(int)``, as in
     semi-Lagrangian advection) index a plain NumPy array: they have no
     derivative, so their values are used, and a guard retraces a compiled
-    function when they change; ``range`` of a computed count likewise."""
+    function when they change; ``range`` of a computed count, ``.item()``,
+    ``.tolist()`` and ``float()`` of integers likewise."""
     from hypothesis import given, settings
     from hypothesis import strategies as st
     table = np.linspace(-1.0, 2.0, 7) ** 2
@@ -228,6 +229,8 @@ def test_integers_computed_from_traced_values_index_numpy_arrays_under_a_guard()
         total = np.sum((1 - frac) * left + frac * right)
         for k in range(int(np.max(cells)) % 3):  # a count computed from x
             total = total + np.sin(x[k])
+        first, flags = cells[0].item(), (cells > 2).tolist()  # plain Python values
+        total = total + float(cells[1]) * x[first % x.size] + sum(flags) * x[-1]
         return total
 
     @settings(max_examples=25, deadline=None)

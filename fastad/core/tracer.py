@@ -623,6 +623,8 @@ class Tracer:
                            f"derivative. {fix}")
 
     def __float__(self) -> float:
+        if self.dtype.kind in "iub":
+            return float(self._guarded_integers())
         return self._leave("float() (or storing it into a NumPy array)",
                            "Keep it an array: use numpy functions on it, and build arrays of "
                            "traced values with np.stack or fastad.numpy.zeros plus assignment.")
@@ -663,10 +665,15 @@ class Tracer:
             "and assign into it; math.* functions need numpy.* instead.")
 
     def item(self, *args: Any) -> Any:
+        if self.dtype.kind in "iub":  # no derivative to lose: the value, under a guard
+            return self._guarded_integers().item(*args)
         raise TracingError(".item()/.tolist() on a traced value would make it a constant and "
                            "lose its derivative; keep it an array")
 
-    tolist = item
+    def tolist(self) -> Any:
+        if self.dtype.kind in "iub":
+            return self._guarded_integers().tolist()
+        return self.item()
 
     def __bool__(self) -> bool:
         from .guards import record_guard
