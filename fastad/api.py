@@ -535,14 +535,13 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
 
     @functools.wraps(f)
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
-        nums = _argnums_tuple(argnums, len(args))
-        if not isinstance(argnums, int) or not is_array(args[nums[0]]):
-            return tree_jacobian(lambda g: jacobian(g, 0, mode), f, args, kwargs, nums,
-                                 not isinstance(argnums, int))
+        nums, several = _argnums_tuple(argnums, len(args)), not isinstance(argnums, int)
         try:
+            if several or not is_array(args[nums[0]]):
+                raise _TreeResult
             t = _JacobianTrace(f, argnums, args, kwargs)
-        except _TreeResult:
-            return tree_jacobian(lambda g: jacobian(g, 0, mode), f, args, kwargs, nums, False)
+        except _TreeResult:  # pytrees in or out: the flattened function's, cut into blocks
+            return tree_jacobian(lambda g: jacobian(g, 0, mode), f, args, kwargs, nums, several)
         tape, x, out_shape, n_in, n_out, examples = (t.tape, t.x, t.out_shape, t.n_in,
                                                      t.n_out, t.examples)
         shared = [(v, False) for v in t.outer]
@@ -564,7 +563,7 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
 
 
 class _TreeResult(Exception):
-    """The function returns a pytree: `tree_jacobian` computes its Jacobian."""
+    """A pytree argument or result: `tree_jacobian` computes the Jacobian."""
 
 
 class _JacobianTrace:

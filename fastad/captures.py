@@ -42,14 +42,13 @@ to find more but not guarded.
 from __future__ import annotations
 
 import types
-import zlib
 from dataclasses import dataclass, field
 from functools import partial as functools_partial
 from typing import Any, Callable
 
 import numpy as np
 
-from .core.arrays import same_bits
+from .core.arrays import digest, same_bits
 from .core.errors import TracingError
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
@@ -319,27 +318,20 @@ def find(fn: Callable[..., Any]) -> Captures:
     if not guarded:
         return NONE
     return Captures(tuple(guarded.values()), arrays, frozenset(literals),
-                    {k: _digest(b.value) for k, b in arrays.items()})
+                    {k: digest(b.value) for k, b in arrays.items()})
 
 
 def _unwritten(found: Captures, binding: Binding) -> None:
     """Refuse a trace during which the function wrote into an array it reads
     by reference: the compiled tape reads the array once per call, where the
     function read it before and after its write."""
-    if _digest(binding.value) != found.digests[id(binding.value)]:
+    if digest(binding.value) != found.digests[id(binding.value)]:
         raise TracingError(
             f"the function writes into {binding.describe()}, an array it reads from outside "
             "its arguments: compiled code reads such an array as it is at the call and does "
             "not repeat the write; pass the array as an argument (or use fastad.grad, which "
             "runs the function each time)")
 
-
-def _digest(a: np.ndarray) -> int:
-    """A checksum of ``a``'s contents (CRC-32: any change of up to 32
-    adjacent bits changes it, at a few GB/s): what `_unwritten` compares to
-    see that the function wrote into an array it captured (per trace, not
-    per call)."""
-    return zlib.crc32(np.ascontiguousarray(a).view(np.uint8).data)
 
 
 def reader(builder: Any, found: Captures, inputs: list[Any], by_reference: list[Binding]

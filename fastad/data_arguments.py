@@ -10,8 +10,8 @@ the caller's arrays (`lend`), which the trace and its sweep read in place
 (`Builder.lent`); a write through a view raises before it changes anything.
 
 What is known, per function (`Lending`): its first call is traced as before,
-copying, and watches its data arguments (`Watch`, a copy of each and a
-comparison after the call); only if it wrote into none are later calls lent.
+copying, and watches its data arguments (`Watch`, a checksum of each
+before the call, compared after it); only if it wrote into none are later calls lent.
 If a later call writes into a lent view after all (a write that depends on
 the data or on a counter), the trace stops there with `WroteIntoData` and the
 call is traced again with the arrays themselves, and the function is not lent
@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .core.arrays import same_bits
+from .core.arrays import digest
 
 
 class WroteIntoData(Exception):
@@ -67,14 +67,15 @@ def lendable(args: Sequence[Any], argnums: tuple[int, ...]) -> list[np.ndarray]:
 
 
 class Watch:
-    """Whether a call wrote into the given arrays: their contents before it,
-    compared bit for bit after it."""
+    """Whether a call wrote into the given arrays: a checksum of their
+    contents before it, compared after it (`core.arrays.digest`, as for
+    captured arrays)."""
 
     def __init__(self, arrays: list[np.ndarray]) -> None:
-        self.before = [(a, a.copy()) for a in arrays]
+        self.before = [(a, digest(a)) for a in arrays]
 
     def wrote(self) -> bool:
-        return any(not same_bits(a, copy) for a, copy in self.before)
+        return any(digest(a) != before for a, before in self.before)
 
 
 #: function -> {argnums: whether its calls may be lent their data arguments};

@@ -12,6 +12,8 @@ import numpy as _np
 from . import numpy as fnp
 from .conventions import cond, stop_gradient, switch
 from .loops import fori_loop, scan, while_loop
+from .numpy._index_update import IndexUpdate
+from .scipy import special as _special
 
 __all__ = ["scan", "fori_loop", "while_loop", "cond", "switch", "stop_gradient", "map",
            "select", "dynamic_slice", "dynamic_update_slice", "dynamic_index_in_dim",
@@ -35,12 +37,16 @@ def dynamic_slice(operand: Any, start_indices: Sequence[Any], slice_sizes: Seque
     trace (a loop counter)."""
     out = operand
     for axis, (start, size) in enumerate(zip(start_indices, slice_sizes)):
-        n = fnp.shape(operand)[axis]
-        first = fnp.clip(start, 0, n - size) if not isinstance(start, int) else \
-            min(max(start, 0), n - size)
-        index = first + _np.arange(size)
-        out = fnp.take(out, index, axis=axis)
+        first = _clamped(start, fnp.shape(operand)[axis], size)
+        out = fnp.take(out, first + _np.arange(size), axis=axis)
     return out
+
+
+def _clamped(start: Any, n: int, size: int) -> Any:
+    """A slice's start moved so that ``size`` elements from it fit in ``n``."""
+    if isinstance(start, int):
+        return min(max(start, 0), n - size)
+    return fnp.clip(start, 0, n - size)
 
 
 def dynamic_index_in_dim(operand: Any, index: Any, axis: int = 0, keepdims: bool = True) -> Any:
@@ -57,20 +63,15 @@ def dynamic_update_slice(operand: Any, update: Any, start_indices: Sequence[Any]
     `dynamic_slice`), a new array."""
     index = []
     for axis, start in enumerate(start_indices):
-        n, size = fnp.shape(operand)[axis], fnp.shape(update)[axis]
-        first = fnp.clip(start, 0, n - size) if not isinstance(start, int) else \
-            min(max(start, 0), n - size)
+        size = fnp.shape(update)[axis]
+        first = _clamped(start, fnp.shape(operand)[axis], size)
         shape = [1] * len(start_indices)
         shape[axis] = size
         index.append(fnp.reshape(first + _np.arange(size), shape))
-    out = fnp.copy(operand)
-    out[tuple(index)] = update
-    return out
+    return IndexUpdate(operand, tuple(index)).set(update)
 
 
-def logistic(x: Any) -> Any:
-    from .scipy.special import expit
-    return expit(x)
+logistic, erf, lgamma, digamma = _special.expit, _special.erf, _special.gammaln, _special.digamma
 
 
 def rsqrt(x: Any) -> Any:
@@ -83,21 +84,6 @@ def integer_pow(x: Any, y: int) -> Any:
 
 def clamp(min: Any, x: Any, max: Any) -> Any:  # noqa: A002 - jax.lax's argument names
     return fnp.clip(x, min, max)
-
-
-def erf(x: Any) -> Any:
-    from .scipy.special import erf as _erf
-    return _erf(x)
-
-
-def lgamma(x: Any) -> Any:
-    from .scipy.special import gammaln
-    return gammaln(x)
-
-
-def digamma(x: Any) -> Any:
-    from .scipy.special import digamma as _digamma
-    return _digamma(x)
 
 
 square, exp, log, log1p, expm1, tanh = (fnp.square, fnp.exp, fnp.log, fnp.log1p, fnp.expm1,

@@ -63,6 +63,15 @@ from .signatures import (
 from .core.tape import Tape
 from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded,
                             integer_dtype)
+from .core.tracer import Tracer, recording, replay, user_stacklevel
+from .core import guards
+from .transforms import ifconvert
+from .transforms.optimize import eliminate_dead_code, optimize
+from .transforms.recurrence import find_recurrences, reroll_bodies
+from .transforms.reroll import reroll
+from .transforms.reverse import ReleasedValueRead
+
+log = logging.getLogger("fastad")
 
 
 def _check_results(fn: Any, leaves: list[Any]) -> None:
@@ -90,15 +99,6 @@ def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
         elif isinstance(before, np.integer):
             codes[id(after)] = before.dtype.str
     return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
-from .core.tracer import Tracer, recording, replay, user_stacklevel
-from .core import guards
-from .transforms import ifconvert
-from .transforms.optimize import eliminate_dead_code, optimize
-from .transforms.recurrence import find_recurrences, reroll_bodies
-from .transforms.reroll import reroll
-from .transforms.reverse import ReleasedValueRead
-
-log = logging.getLogger("fastad")
 
 
 class Specializer:
@@ -176,8 +176,9 @@ class Specializer:
         if run_args is not None and not kwargs:  # `take_shortcut` written out: the call loops make
             outs = run_args(args, -1)
             if outs is not None:
-                return self.unpack(shortcut.structure, cast_results(shortcut.structure.casts, outs),
-                                   self.argnums)
+                structure = shortcut.structure
+                return self.unpack(structure, cast_results(structure.casts, outs)
+                                   if structure.casts else outs, self.argnums)
         return self.general(args, kwargs=kwargs)
 
     def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
