@@ -85,6 +85,17 @@ def _check_results(fn: Any, leaves: list[Any]) -> None:
                             "arrays and numbers in tuples, lists and dicts")
 
 
+def _as_float_constant(leaf: Any) -> Any:
+    """A constant integer result (``len(x)``, labels keyed by value) as the
+    float constant the tape holds, exact below 2**53; other results as they are."""
+    if type(leaf) is int or isinstance(leaf, np.integer):
+        return np.float64(leaf) if abs(int(leaf)) < 2**53 else leaf
+    if type(leaf) is np.ndarray and leaf.dtype.kind in "iu" and leaf.size \
+            and np.abs(leaf.astype(np.float64)).max() < 2**53:
+        return leaf.astype(np.float64)
+    return leaf
+
+
 def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
                    ) -> tuple[tuple[int, str], ...]:
     """`Structure.casts` of a trace: each result that is an output computed
@@ -94,10 +105,8 @@ def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
     for before, after in zip(traced, replayed):
         if isinstance(before, (IntTracer, IntArrayTracer)):
             codes[id(after)] = "int" if before.data_dtype is int else before.data_dtype.str
-        elif type(before) is int:  # a constant result: len(x)
-            codes[id(after)] = "int"
-        elif isinstance(before, np.integer):
-            codes[id(after)] = before.dtype.str
+        elif after is not before:  # a constant integer result (`_as_float_constant`)
+            codes[id(after)] = "int" if type(before) is int else before.dtype.str
     return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
 
 
@@ -574,8 +583,7 @@ class Specializer:
             traced_leaves = list(out_leaves)  # before a reroll replays them
             # a constant integer result (len(x)) is a float constant of the tape, cast
             # back (`Structure.casts`): the VM holds no integers
-            out_leaves = [np.float64(leaf) if (type(leaf) is int or isinstance(leaf, np.integer))
-                          and abs(int(leaf)) < 2**53 else leaf for leaf in out_leaves]
+            out_leaves = [_as_float_constant(leaf) for leaf in out_leaves]
             if builder.captures:
                 raise ClosedOverTracer("a compiled function closed over a value traced by an "
                                        "enclosing transformation")

@@ -57,6 +57,22 @@ class _IntegerData:
                                  combined_dtype(self.data_dtype, integer_dtype(other)))
         return result
 
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy's integer-closed ufuncs of integers keep them integers taken
+        as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
+        if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
+            return result
+        sources, dtype = frozenset(), int
+        for x in inputs:
+            if isinstance(x, (IntTracer, IntArrayTracer)):
+                sources |= x.sources
+            elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
+                return result
+            dtype = combined_dtype(dtype, integer_dtype(x))
+        # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
+        return _integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+
     def __add__(self, other: Any) -> Any:
         return self._integer(Tracer.__add__(self, other), other)
 
@@ -160,21 +176,6 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
 
     def __getitem__(self, key: Any) -> Any:
         return _integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
-
-    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        """NumPy's integer-closed ufuncs of integers keep them integers taken
-        as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
-        result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
-        if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
-            return result
-        sources, dtype = frozenset(), int
-        for x in inputs:
-            if isinstance(x, (IntTracer, IntArrayTracer)):
-                sources |= x.sources
-            elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
-                return result
-            dtype = combined_dtype(dtype, integer_dtype(x))
-        return _integer_like(result, sources, dtype)
 
     def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
         """To an integer dtype: the same values (exact in float64), of that dtype."""
