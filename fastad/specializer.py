@@ -105,7 +105,7 @@ def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
     for before, after in zip(traced, replayed):
         if isinstance(before, (IntTracer, IntArrayTracer)):
             codes[id(after)] = "int" if before.data_dtype is int else before.data_dtype.str
-        elif after is not before:  # a constant integer result (`_as_float_constant`)
+        elif _as_float_constant(before) is not before:  # a constant integer result
             codes[id(after)] = "int" if type(before) is int else before.dtype.str
     return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
 
