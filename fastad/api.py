@@ -8,6 +8,7 @@ into the enclosing trace, so transformations nest: ``grad(grad(f))``,
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import math
@@ -78,8 +79,12 @@ def check_leaf(x: Any, where: str) -> Any:
     if isinstance(x, (list, tuple)):
         x = np.asarray(x)
     if not isinstance(x, np.ndarray):
+        hint = ""
+        if dataclasses.is_dataclass(x) or hasattr(x, "__dict__"):
+            hint = ("; to pass its arrays, make the class a pytree node "
+                    "(fastad.tree_util.register_dataclass or register_pytree_node)")
         raise TypeError(f"{where}: expected a float or a NumPy float array, got "
-                        f"{type(x).__name__}")
+                        f"{type(x).__name__}{hint}")
     if not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
     _check_precision(x, where)
@@ -277,7 +282,7 @@ class Aux:
 
 
 def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
-                   has_aux: bool = False) -> Callable[..., Any]:
+                   has_aux: bool = False, holomorphic: bool = False) -> Callable[..., Any]:
     """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar).
 
     ``strong_zero=True``: a zero cotangent stays zero through infinite or NaN
@@ -287,7 +292,13 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
     ``has_aux=True`` (JAX's convention): f returns ``(value, aux)``, aux any
     pytree that is not differentiated; the result is ``((value, aux), grad)``.
     Keyword arguments are passed to f and not differentiated.
+
+    ``holomorphic=True`` (JAX's): complex inputs and a complex value of a
+    holomorphic f; the gradient is the complex derivative f'(z).
     """
+    if holomorphic:
+        return _holomorphic(f, argnums, strong_zero, has_aux)
+
     @functools.wraps(f)
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         # The trace's objects hold no cycles: they go by their reference counts
@@ -327,8 +338,33 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
     return value_and_grad_f
 
 
+def _holomorphic(f: Callable[..., Any], argnums: ArgNums, strong_zero: bool, has_aux: bool
+                 ) -> Callable[..., Any]:
+    """`value_and_grad` with ``holomorphic=True``: the gradient of f's real
+    part, which under fastad's convention for complex inputs (d/dx - i d/dy)
+    is f'(z) by the Cauchy-Riemann equations; f's own value rides as aux."""
+    def real_part(*args: Any, **kwargs: Any) -> Any:
+        out = f(*args, **kwargs)
+        value, aux = out if has_aux else (out, None)
+        if not np.iscomplexobj(value.value if isinstance(value, Tracer) else value):
+            raise TypeError("grad with holomorphic=True requires a complex value; "
+                            f"{getattr(f, '__name__', 'f')} returned a real one")
+        return value.real, (value, aux)
+    inner = value_and_grad(real_part, argnums, strong_zero, has_aux=True)
+
+    @functools.wraps(f)
+    def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
+        for k in _argnums_tuple(argnums, len(args)):
+            if not all(np.iscomplexobj(leaf) for leaf in pytree.flatten(args[k])[0]):
+                raise TypeError(f"grad with holomorphic=True requires complex inputs; "
+                                f"argument {k} is real")
+        (_, (value, aux)), g = inner(*args, **kwargs)
+        return ((value, aux) if has_aux else value), g
+    return value_and_grad_f
+
+
 def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
-         has_aux: bool = False) -> Callable[..., Any]:
+         has_aux: bool = False, holomorphic: bool = False) -> Callable[..., Any]:
     """The gradient of scalar-valued ``f``, eager: ``fastad.grad(f)(*args)``
     runs ``f`` on traced values and its reverse sweep on every call, as
     autograd's ``grad`` does (for a function called many times with arrays
@@ -343,6 +379,8 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
             through undifferentiated.
         strong_zero: see `value_and_grad`.
         has_aux: ``f`` returns ``(value, aux)``; the result is ``(grad, aux)``.
+        holomorphic: ``f`` is holomorphic in complex arguments; the result is
+            the complex derivative f'(z) (JAX's argument).
 
     Anything Python does works, since ``f`` runs on every call: branches,
     loops, closures, ``np.random``. Gradients of gradients (``grad(grad(f))``),
@@ -356,7 +394,7 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
         fastad.grad(f)(np.linspace(0, 1, 5))
         fastad.grad(fastad.grad(lambda t: np.sin(t) ** 2))(0.3)
     """
-    vg = value_and_grad(f, argnums, strong_zero, has_aux)
+    vg = value_and_grad(f, argnums, strong_zero, has_aux, holomorphic)
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:

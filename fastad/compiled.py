@@ -11,6 +11,7 @@ changing them later does not change the compiled function (as with
 from __future__ import annotations
 
 import functools
+import types
 from typing import Any, Callable, Sequence
 
 from . import batched, locks
@@ -39,6 +40,13 @@ class _Inspectable:
 
     def cache_info(self) -> dict[str, Any]:
         return self._main.cache_info()
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        """Defined in a class body, a compiled function is a method, as a
+        plain function (and ``jax.jit``'s) is: the instance is its first
+        argument, keyed by value unless it is a pytree node (then its arrays
+        are data), or marked static."""
+        return self if obj is None else types.MethodType(self, obj)
 
 
 class Jitted(_Inspectable):
@@ -384,7 +392,9 @@ def _rebuilt(kind: str, fn: Any, options: dict[str, Any]) -> Any:
 def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] = (),
         backend: str = "auto", max_traces: int | None = None,
         check_nans: bool | None = None, reroll: bool = True, exact_sums: bool = False,
-        max_signatures: int | None = None, static_argnames: Sequence[str] = ()) -> Any:
+        max_signatures: int | None = None, static_argnames: Sequence[str] = (),
+        donate_argnums: int | Sequence[int] = (), donate_argnames: str | Sequence[str] = (),
+        keep_unused: bool = False, inline: bool = False) -> Any:
     """Compile ``fn``: trace it once per argument signature into a tape of
     primitive operations, optimize it, and run the tape (on the C VM, or code
     Numba compiles) on every later call, without running ``fn``'s Python.
@@ -410,6 +420,11 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
         reroll: turn scalar Python loops into vector code (their sums are then
             reassociated, unless ``exact_sums`` keeps summations unrolled) and
             time-stepping loops into loop instructions (`transforms.recurrence`).
+        donate_argnums, donate_argnames, keep_unused, inline: ``jax.jit``'s,
+            accepted so that code written for it runs: fastad never writes
+            into its arguments' buffers, so donating one changes nothing; it
+            drops unused arguments from nothing and inlines a jitted function
+            called while tracing (see "Control flow") always.
 
     Returns:
         A `Jitted` callable returning what ``fn`` returns (NumPy arrays and
@@ -449,11 +464,25 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
         predict(w, X)            # traced, compiled, run
         predict(w2, X2)          # same shapes: runs the compiled tape
     """
+    _check_jax_options(donate_argnums, donate_argnames)
     if fn is None:
         return lambda f: Jitted(f, static_argnums, backend, max_traces, check_nans, reroll,
                                 exact_sums, max_signatures, static_argnames)
     return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll, exact_sums,
                   max_signatures, static_argnames)
+
+
+def _check_jax_options(donate_argnums: Any, donate_argnames: Any) -> None:
+    """The donation arguments ``jax.jit`` takes, checked as JAX checks them."""
+    nums = (donate_argnums,) if isinstance(donate_argnums, int) else donate_argnums
+    if isinstance(nums, bool) or not all(isinstance(n, int) and not isinstance(n, bool)
+                                         for n in nums):
+        raise TypeError(f"jit: donate_argnums must be an int or a sequence of ints, got "
+                        f"{donate_argnums!r}")
+    names = (donate_argnames,) if isinstance(donate_argnames, str) else donate_argnames
+    if not all(isinstance(n, str) for n in names):
+        raise TypeError(f"jit: donate_argnames must be a str or a sequence of str, got "
+                        f"{donate_argnames!r}")
 
 
 def compile(fn: Callable[..., Any], argnums: int | Sequence[int] = 0,  # noqa: A001

@@ -1,10 +1,30 @@
-"""Pytrees: nested tuples, lists, dicts and namedtuples with array leaves."""
+"""Pytrees: nested tuples, lists, dicts and namedtuples with array leaves,
+and the classes registered as nodes (`register_node`, JAX's
+``register_pytree_node``)."""
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any, Callable, Hashable
 
 Treedef = Hashable  # a nested tuple describing the structure; equal trees, equal defs
 LEAF = "*"
+
+#: class -> (flatten(node) -> (children, aux), unflatten(aux, children) -> node):
+#: the classes registered as pytree nodes, matched by exact type as in JAX
+NODES: dict[type, tuple[Callable[[Any], tuple[Any, Any]], Callable[[Any, Any], Any]]] = {}
+
+
+def register_node(cls: type, flatten_fn: Callable[[Any], tuple[Any, Any]],
+                  unflatten_fn: Callable[[Any, Any], Any]) -> None:
+    """Make instances of ``cls`` pytree nodes: ``flatten_fn(node)`` gives
+    ``(children, aux)`` (aux hashable: it is part of the structure, which
+    keys compiled functions), ``unflatten_fn(aux, children)`` rebuilds one."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_pytree_node: expected a class, got {cls!r}")
+    if cls in (tuple, list, dict, type(None)) or cls in NODES:
+        raise ValueError(f"{cls.__qualname__} is already a pytree node")
+    if not (callable(flatten_fn) and callable(unflatten_fn)):
+        raise TypeError("register_pytree_node: flatten and unflatten must be callables")
+    NODES[cls] = (flatten_fn, unflatten_fn)
 
 
 def flatten(tree: Any) -> tuple[list[Any], Treedef]:
@@ -13,6 +33,9 @@ def flatten(tree: Any) -> tuple[list[Any], Treedef]:
 
 
 def _flatten(tree: Any, leaves: list[Any]) -> Treedef:
+    node = NODES.get(type(tree))
+    if node is not None:
+        return _flatten_node(tree, node[0], leaves)
     if isinstance(tree, tuple) and hasattr(tree, "_fields"):
         return ("namedtuple", type(tree), tuple(_flatten(v, leaves) for v in tree))
     if isinstance(tree, (tuple, list)):
@@ -24,6 +47,18 @@ def _flatten(tree: Any, leaves: list[Any]) -> Treedef:
         return ("none",)
     leaves.append(tree)
     return LEAF
+
+
+def _flatten_node(tree: Any, flatten_fn: Callable[[Any], tuple[Any, Any]],
+                  leaves: list[Any]) -> Treedef:
+    children, aux = flatten_fn(tree)
+    try:
+        hash(aux)
+    except TypeError:
+        raise TypeError(f"the auxiliary data of a {type(tree).__qualname__} pytree node must be "
+                        f"hashable (it is part of the tree's structure), got "
+                        f"{type(aux).__name__}") from None
+    return ("custom", type(tree), aux, tuple(_flatten(c, leaves) for c in children))
 
 
 def unflatten(treedef: Treedef, leaves: list[Any]) -> Any:
@@ -44,14 +79,17 @@ def _unflatten(td: Treedef, it: Any) -> Any:
         return [_unflatten(c, it) for c in td[1]]
     if kind == "dict":
         return {k: _unflatten(c, it) for k, c in zip(td[1], td[2])}
+    if kind == "custom":
+        return NODES[td[1]][1](td[2], [_unflatten(c, it) for c in td[3]])
     return None
 
 
 def num_leaves(treedef: Treedef) -> int:
     if treedef == LEAF:
         return 1
-    children = treedef[2] if treedef[0] in ("namedtuple", "dict") else (
-        treedef[1] if treedef[0] in ("tuple", "list") else ())
+    kind = treedef[0]
+    children = treedef[2] if kind in ("namedtuple", "dict") else (
+        treedef[1] if kind in ("tuple", "list") else treedef[3] if kind == "custom" else ())
     return sum(num_leaves(c) for c in children)
 
 
