@@ -226,6 +226,9 @@ _SCIPY = [
     ("linalg.solve_banded", lambda ab, b: fla.solve_banded((1, 0), ab, b), (RECT.T, VEC[:3]),
      "solved densely"),
     ("signal.correlate", fsignal.correlate, (MAT, RECT), ""),
+    ("signal.convolve2d, correlate2d", lambda a, b: fsignal.convolve2d(a, b, "same", fillvalue=1.5)
+     + fsignal.correlate2d(a, b, "same"), (MAT, RECT), 'boundary="fill" (any fillvalue)'),
+    ("signal.fftconvolve", fsignal.fftconvolve, (MAT, RECT), "computed directly"),
 ]
 
 ZVEC = VEC + 1j * VEC[::-1]  # complex samples

@@ -1,6 +1,7 @@
-"""scipy.signal, differentiable: ``convolve`` and ``correlate`` (direct
-method: a constant Toeplitz gather of one input times the other, so the
-compiled backends run it natively)."""
+"""scipy.signal, differentiable: ``convolve`` and ``correlate``, and
+``fftconvolve``, ``convolve2d``, ``correlate2d`` (JAX's ``jax.scipy.signal``
+names): all by the direct method, a constant Toeplitz gather of one input
+times the other, so the compiled backends run it natively."""
 from __future__ import annotations
 
 from typing import Any
@@ -81,4 +82,49 @@ def correlate(in1: Any, in2: Any, mode: str = "full", method: str = "auto") -> A
     return convolve(in1, fnp._flip_any(in2), mode)
 
 
-__all__ = ["convolve", "correlate"]
+def fftconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> Any:
+    """SciPy's fftconvolve, computed directly (exact where the FFT rounds)."""
+    if axes is not None:
+        raise NotImplementedError("fftconvolve: axes= is not supported; use "
+                                  "fastad.scipy.signal.convolve(..., axes=[...]) (autograd's)")
+    return convolve(in1, in2, mode)
+
+
+def _two_d(name: str, in1: Any, in2: Any, boundary: str) -> None:
+    if fnp.ndim(in1) != 2 or fnp.ndim(in2) != 2:
+        raise ValueError(f"{name} inputs must both be 2-D arrays")
+    if boundary != "fill":
+        raise NotImplementedError(
+            f"{name}: boundary={boundary!r} is not supported; pad in1 with "
+            "fastad.numpy.pad(mode='wrap' or 'symmetric') and use mode='valid'")
+
+
+def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
+               fillvalue: Any = 0) -> Any:
+    """SciPy's convolve2d with ``boundary="fill"``."""
+    _two_d("convolve2d", in1, in2, boundary)
+    return _filled(convolve, in1, in2, mode, fillvalue)
+
+
+def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
+                fillvalue: Any = 0) -> Any:
+    """SciPy's correlate2d with ``boundary="fill"``.  Its "same" is centred
+    as SciPy's correlate2d centres it, which for an even-sized in2 is one
+    step off scipy.signal.correlate's "same"."""
+    _two_d("correlate2d", in1, in2, boundary)
+    if mode != "same":
+        return _filled(correlate, in1, in2, mode, fillvalue)
+    full = _filled(correlate, in1, in2, "full", fillvalue)
+    return full[tuple(slice(k // 2, k // 2 + n) for k, n in zip(fnp.shape(in2), fnp.shape(in1)))]
+
+
+def _filled(op: Any, in1: Any, in2: Any, mode: str, fillvalue: Any) -> Any:
+    """``op`` of in1 extended by ``fillvalue`` outside its support: in1 -
+    fillvalue there, plus a constant extension, whose convolution is
+    fillvalue * sum(in2).  "valid" reads no extension."""
+    if mode == "valid" or (isinstance(fillvalue, (int, float)) and fillvalue == 0):
+        return op(in1, in2, mode)
+    return op(in1 - fillvalue, in2, mode) + fillvalue * fnp.sum(in2)
+
+
+__all__ = ["convolve", "correlate", "fftconvolve", "convolve2d", "correlate2d"]
