@@ -126,6 +126,11 @@ CASES = [
     ("einsum broadcast", lambda a, b: np.einsum("mnd,mdo->mno", a, b), (
         rng.normal(size=(1, 4, 1)), rng.normal(size=(3, 1, 2))), 2),
     ("einsum implicit ...", lambda a: np.einsum("...i", a), (R,), 2),
+    ("einsum interleaved", lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [0, 2])
+     + np.einsum(a, [0, 1], b, [1, 2]), (M, R), 2),
+    ("einsum interleaved ...", lambda a, b: np.einsum(a, [Ellipsis, 0, 1], b, [1, 2],
+                                                       [Ellipsis, 0, 2]),
+     (rng.normal(size=(2, 3, 3)), M), 2),
     ("array methods", lambda x: x.cumprod() + x.round(1) * x + x.repeat(2)[::2]
      + x.take([4, 3, 2, 1, 0]) + x[x.argmax()] * x[x.argsort()] + np.sum(x.compress(x > 0)),
      (V,), 2),

@@ -304,6 +304,22 @@ def _ufunc_accumulate(x, ufunc, axis):
 
 
 @st.composite
+def ufunc_reduceat_args(draw):
+    shape = draw(shapes(min_dims=1, min_side=1))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    n = shape[axis]
+    indices = draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=4))
+    return (shape,), {"ufunc": draw(st.sampled_from(REDUCING)), "axis": axis,
+                      "indices": indices}
+
+
+@case("ufunc_reduceat", ["distinct"], lambda data: data.draw(ufunc_reduceat_args()),
+      tolerances={"rtol": 1e-5})
+def _ufunc_reduceat(x, ufunc, axis, indices):
+    return getattr(np, ufunc).reduceat(x, indices, axis=axis)
+
+
+@st.composite
 def ufunc_outer_args(draw):
     return (draw(shapes(max_dims=2)), draw(shapes(max_dims=2))), {
         "ufunc": draw(st.sampled_from(["add", "multiply", "subtract", "hypot", "arctan2",

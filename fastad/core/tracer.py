@@ -140,6 +140,10 @@ class Builder:
                 slot = self._const_slot[key] = self._new_slot(value)
                 self.tape.consts[slot] = value
             return slot
+        if type(value) is list or type(value) is tuple:  # NumPy's array_like: [1.0, 2.0]
+            if _holds_tracer(value):  # [t, 1.0]: the traced array of it
+                return self.slot_of(FRONT_END["asarray"](value))
+            value = np.asarray(value)
         is_array = isinstance(value, np.ndarray)
         if not is_array and isinstance(value, _SCALAR_TYPES):
             key = scalar_key(value)
@@ -432,8 +436,16 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     else:  # plain values (an eager gradient's sweep): no trace to record into
         if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
             return prim.in_place_impl(*args, **params)
-        return prim.impl(*args, **params)
-    values = [a.value if type(a) in _TRACERS else a for a in args]
+        try:
+            return prim.impl(*args, **params)
+        except Exception:
+            if not any(type(a) in _SEQUENCES and _holds_tracer(a) for a in args):
+                raise
+        # a list holding traced values ([t, 1.0]): the traced array of it
+        return bind(prim, *[FRONT_END["asarray"](a) if type(a) in _SEQUENCES else a
+                            for a in args], **params)
+    values = [a.value if type(a) in _TRACERS else
+              sequence_value(a) if type(a) in _SEQUENCES else a for a in args]
     stack = _traces.stack
     if not stack:
         raise TracingError(
@@ -457,6 +469,23 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     if builder.release or builder.drop_unread:  # no value is written through by the user
         impl = (builder.release and prim.release_impl) or prim.view_impl or impl
     return builder.record(prim, args, params, impl(*values, **params))
+
+
+_SEQUENCES = frozenset({list, tuple})
+
+
+def _holds_tracer(seq: Any) -> bool:
+    return any(type(v) in _TRACERS or (type(v) in _SEQUENCES and _holds_tracer(v)) for v in seq)
+
+
+def sequence_value(seq: Any) -> np.ndarray:
+    """The value of an array_like operand (``[1.0, 2.0]``, ``[t, 1.0]``), as
+    NumPy would make it: what the impls compute with (`Builder.const`
+    records the same array, or the traced one of a list holding traced values)."""
+    def plain(v: Any) -> Any:
+        return v.value if type(v) in _TRACERS else [plain(w) for w in v] \
+            if type(v) in _SEQUENCES else v
+    return np.asarray(plain(seq))
 
 
 def bind_computed(prim: Primitive, value: Any, *args: Any, **params: Any) -> Any:

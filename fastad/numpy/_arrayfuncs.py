@@ -11,7 +11,7 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind
 from ._base import _axes, _constant, _contains_tracer, _float_dtype, _p, ndim, shape, size
-from ._creation import zeros_like
+from ._creation import asarray, zeros_like
 from ._linalg import matmul
 from ._shape import (_gather, broadcast_to, concatenate, flip, moveaxis, ravel, reshape,
                      scatter_set, stack, take_flat)
@@ -45,6 +45,7 @@ def cross(a: Any, b: Any, axisa: int = -1, axisb: int = -1, axisc: int = -1,
     """Cross product of 3-vectors along an axis."""
     if axis is not None:
         axisa = axisb = axisc = axis
+    a, b = (asarray(v) if isinstance(v, (list, tuple)) else v for v in (a, b))
     a, b = moveaxis(a, axisa, -1), moveaxis(b, axisb, -1)
     if shape(a)[-1] != 3 or shape(b)[-1] != 3:
         raise ValueError("cross: only 3-vectors are supported (NumPy 2 deprecates 2-vectors)")

@@ -12,7 +12,7 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.registry import defprim, registry
 from ..core.arrays import made_here
-from ..core.tracer import Tracer, bind, current_builder, new_tracer
+from ..core.tracer import Tracer, bind, current_builder, new_tracer, sequence_value
 
 __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj", "zeros_for",
            "eye_like", "shape_of"]
@@ -21,7 +21,9 @@ __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj",
 def shape(x: Any) -> tuple[int, ...]:
     if type(x) is _np.ndarray:  # a rule's plain value: asked several times per rule
         return x.shape
-    return x.shape if isinstance(x, Tracer) else _np.shape(x)
+    if isinstance(x, Tracer):
+        return x.shape
+    return sequence_value(x).shape if isinstance(x, (list, tuple)) else _np.shape(x)
 
 
 def ndim(x: Any) -> int:
@@ -33,7 +35,11 @@ def size(x: Any) -> int:
 
 
 def result_dtype(x: Any) -> _np.dtype:
-    return x.dtype if isinstance(x, Tracer) else _np.result_type(x)
+    if isinstance(x, Tracer):
+        return x.dtype
+    if isinstance(x, (list, tuple)):  # an array_like, perhaps holding traced values
+        return sequence_value(x).dtype
+    return _np.result_type(x)
 
 
 def _float_dtype(x: Any) -> _np.dtype:

@@ -15,7 +15,7 @@ from ..core.errors import TracingError
 from ..core.tracer import Tracer
 from ._arrayfuncs import convolve, diff
 from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
-from ._creation import array
+from ._creation import array, asarray
 from ._dtypes import numpy_dtype
 from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
                            multiply, power, real, sin, sqrt, stop_gradient, where)
@@ -167,6 +167,7 @@ def heaviside(x1: Any, x2: Any, **kw: Any) -> Any:
 @_numpy_unless_traced("logaddexp2")
 def logaddexp2(x1: Any, x2: Any, **kw: Any) -> Any:
     ln2 = _np.log(2.0)
+    x1, x2 = (asarray(x) if isinstance(x, (list, tuple)) else x for x in (x1, x2))
     return logaddexp(x1 * ln2, x2 * ln2) * (1.0 / ln2)
 
 

@@ -75,9 +75,10 @@ def _ufunc_into(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> A
     kwargs = dict(kwargs)
     out, mask = kwargs.pop("out"), kwargs.pop("where", True)
     outs = out if isinstance(out, tuple) else (out,)
+    called = f"numpy.{name}{'' if method == '__call__' else '.' + method}"
     if len(outs) != 1 or ufunc.nout != 1:
-        _no_out(out, f"numpy.{name}{'' if method == '__call__' else '.' + method}")
-    target = _target(outs[0], f"numpy.{name}(..., out=...)")
+        _no_out(out, called)
+    target = _target(outs[0], f"{called}(..., out=...)")
     _check_writeable(target, "output array is read-only")
     result = _dispatch_ufunc(ufunc, method, inputs, kwargs)
     _write_all(target, result, mask, f"ufunc '{name}' output")

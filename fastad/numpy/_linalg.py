@@ -109,6 +109,29 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     return reshape(out, tuple(shape(a)[i] for i in free_a) + tuple(shape(b)[j] for j in free_b))
 
 
+def _einsum_subscripts(interleaved: tuple[Any, ...]) -> tuple[Any, ...]:
+    """einsum's interleaved form (op, [0, 1], op, [1, 2], [0, 2]) as its
+    subscripts form ("ab,bc->ac", op, op): axis numbers become letters."""
+    pairs = len(interleaved) // 2
+    operands, subs = interleaved[0:2 * pairs:2], interleaved[1:2 * pairs:2]
+    output = interleaved[-1] if len(interleaved) % 2 else None  # a trailing output sublist
+
+    def letters(sub: Any) -> str:
+        out = []
+        for k in sub:
+            if k is Ellipsis:
+                out.append("...")
+            elif isinstance(k, (int, _np.integer)) and 0 <= k < 52:
+                out.append("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[int(k)])
+            else:
+                raise ValueError(f"einsum: subscript {k!r} is not an integer in [0, 52)")
+        return "".join(out)
+    spec = ",".join(letters(sub) for sub in subs)
+    if output is not None:
+        spec += "->" + letters(output)
+    return (spec, *operands)
+
+
 def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
     """Einstein summation, as transposes, reshapes, diagonals and batched
     matmuls: ``...``, any number of operands (contracted left to right), and
@@ -119,8 +142,7 @@ def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
     if kw.get("out") is not None:
         raise TracingError("einsum(..., out=...) cannot be traced; use the returned value")
     if not isinstance(operands[0], str):
-        raise TracingError("einsum: the interleaved (operand, sublist) form is not supported "
-                           "on traced values; pass a subscripts string")
+        operands = _einsum_subscripts(operands)
     subscripts, operands = operands[0], operands[1:]
     ins, out_sub = _einsum_parse(subscripts.replace(" ", ""), [ndim(op) for op in operands])
     if len(ins) != len(operands):

@@ -13,7 +13,7 @@ from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
 from ._building import choose, compress
 from ._composites import divmod, floor_divide, remainder
-from ._creation import copy
+from ._creation import asarray, copy
 from ._dispatch import _dispatch_function, _dispatch_ufunc
 from ._elementwise import round as round_
 from ._elementwise import (absolute, add, astype, clip, conjugate, divide, equal, greater,
@@ -172,6 +172,7 @@ TRACER_FRONT_END = {
     "base": _base_property, "real_property": _real_property, "set_real": _set_real,
     "imag_property": _imag_property, "set_imag": _set_imag,
     "getitem": getitem, "setitem": setitem, "at": IndexUpdates, "concrete": _concrete,
+    "asarray": asarray,
     "remainder": remainder, "floor_divide": floor_divide, "divmod": divmod,
     "cumprod": cumprod, "round": round_, "repeat": repeat, "take": take, "choose": choose,
     "compress_method": lambda self, condition, axis=None, out=None: compress(

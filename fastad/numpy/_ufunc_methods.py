@@ -1,5 +1,6 @@
 """The methods of NumPy's binary ufuncs on traced values: ``np.add.reduce``,
-``np.maximum.accumulate``, ``np.multiply.outer``, ``np.add.at``.
+``np.maximum.accumulate``, ``np.add.reduceat``, ``np.multiply.outer``,
+``np.add.at``.
 
 NumPy calls them through ``__array_ufunc__`` with the method's name
 (`_dispatch._dispatch_ufunc`); each is written with the ufunc's own traced
@@ -28,7 +29,7 @@ from ._shape import broadcast_to, moveaxis, ravel, reshape, scatter_add, scatter
 
 _REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
 _ACCUMULATORS = {"add": cumsum, "multiply": cumprod}
-METHODS = ("reduce", "accumulate", "outer", "at")
+METHODS = ("reduce", "accumulate", "reduceat", "outer", "at")
 
 
 def _refuse(ufunc: _np.ufunc, method: str, why: str) -> TracingError:
@@ -93,6 +94,34 @@ def accumulate(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> A
     return astype(out, dtype) if dtype is not None else out
 
 
+def reduceat(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
+    """``ufunc.reduceat(a, indices, axis=0)``: the reduction of each slice
+    a[indices[i]:indices[i + 1]] along the axis (the last one to its end),
+    and a[indices[i]] itself where indices[i + 1] <= indices[i], as NumPy's."""
+    a, indices = inputs
+    kwargs = dict(kwargs)
+    axis = kwargs.pop("axis", 0)
+    dtype = kwargs.pop("dtype", None)
+    if kwargs:
+        raise _refuse(ufunc, "reduceat", f"arguments {sorted(kwargs)} are not supported")
+    if isinstance(indices, Tracer):
+        raise _refuse(ufunc, "reduceat", "traced indices are not supported; pass plain integers")
+    indices = _np.asarray(indices)
+    if indices.ndim != 1 or indices.dtype.kind not in "iu":
+        raise TypeError("reduceat: indices must be a 1-d array of integers")
+    axis = axis % ndim(a)
+    moved, n = moveaxis(a, axis, 0), shape(a)[axis]
+    pieces = []
+    for k, start in enumerate(indices.tolist()):
+        stop = indices[k + 1] if k + 1 < len(indices) else n
+        if not 0 <= start < n:
+            raise IndexError(f"index {start} out-of-bounds in {ufunc.__name__}.reduceat [0, {n})")
+        pieces.append(reduce(fn, ufunc, (moved[start:stop],), {}) if start < stop
+                      else moved[start])
+    out = moveaxis(stack(pieces), 0, axis)
+    return astype(out, dtype) if dtype is not None else out
+
+
 def outer(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
     a, b = inputs
     if kwargs:
@@ -122,7 +151,8 @@ def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
     return None
 
 
-DISPATCH = {"reduce": reduce, "accumulate": accumulate, "outer": outer, "at": at}
+DISPATCH = {"reduce": reduce, "accumulate": accumulate, "reduceat": reduceat, "outer": outer,
+            "at": at}
 
 
 def attach(namespace: dict[str, Any]) -> None:

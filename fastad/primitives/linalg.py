@@ -96,6 +96,7 @@ def _solve_triangular(a, b, lower):
     if batch and (n < _SMALL_TRIANGLE or 0 in batch):
         tri = np.broadcast_to(np.tril(a) if lower else np.triu(a), batch + (n, n))
         return np.linalg.solve(tri, np.broadcast_to(b, batch + np.shape(b)[-2:]))
+    a, b = np.asarray(a), np.asarray(b)  # (NumPy's array_like)
     dtype = np.result_type(a, b)
 
     def one(t, rhs):  # NaN and inf propagate as in NumPy's solve (no check_finite)

@@ -36,7 +36,8 @@ def _float_like(fn):
     its ufuncs promote a 0-d float32 array met with a Python float."""
     def impl(*args, **params):
         out = fn(*args, **params)
-        dtype = np.result_type(*args)
+        dtype = np.result_type(*[np.asarray(a) if isinstance(a, (list, tuple)) else a
+                                 for a in args])  # (lists: NumPy's array_like)
         if dtype.kind != "f" or np.result_type(out) == dtype:
             return out
         return np.asarray(out).astype(dtype)[()]

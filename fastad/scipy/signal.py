@@ -90,19 +90,22 @@ def fftconvolve(in1: Any, in2: Any, mode: str = "full", axes: Any = None) -> Any
     return convolve(in1, in2, mode)
 
 
-def _two_d(name: str, in1: Any, in2: Any, boundary: str) -> None:
+def _two_d(name: str, in1: Any, in2: Any, boundary: str) -> tuple[Any, Any]:
+    """The inputs as arrays (they may be array_likes), checked."""
+    in1, in2 = fnp.asarray(in1), fnp.asarray(in2)
     if fnp.ndim(in1) != 2 or fnp.ndim(in2) != 2:
         raise ValueError(f"{name} inputs must both be 2-D arrays")
     if boundary != "fill":
         raise NotImplementedError(
             f"{name}: boundary={boundary!r} is not supported; pad in1 with "
             "fastad.numpy.pad(mode='wrap' or 'symmetric') and use mode='valid'")
+    return in1, in2
 
 
 def convolve2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
                fillvalue: Any = 0) -> Any:
     """SciPy's convolve2d with ``boundary="fill"``."""
-    _two_d("convolve2d", in1, in2, boundary)
+    in1, in2 = _two_d("convolve2d", in1, in2, boundary)
     return _filled(convolve, in1, in2, mode, fillvalue)
 
 
@@ -111,7 +114,7 @@ def correlate2d(in1: Any, in2: Any, mode: str = "full", boundary: str = "fill",
     """SciPy's correlate2d with ``boundary="fill"``.  Its "same" is centred
     as SciPy's correlate2d centres it, which for an even-sized in2 is one
     step off scipy.signal.correlate's "same"."""
-    _two_d("correlate2d", in1, in2, boundary)
+    in1, in2 = _two_d("correlate2d", in1, in2, boundary)
     if mode != "same":
         return _filled(correlate, in1, in2, mode, fillvalue)
     full = _filled(correlate, in1, in2, "full", fillvalue)

@@ -11,6 +11,7 @@ a and b, poisson's k) are not implemented and raise NotImplementedError.
 """
 from __future__ import annotations
 
+import functools
 import math
 import types
 from typing import Any
@@ -49,6 +50,24 @@ def _in_argument_precision(fn: Any) -> Any:
     return call
 
 
+def _array_likes(fn: Any) -> Any:
+    """fn taking NumPy's array_likes (lists, tuples) as SciPy's functions do:
+    made arrays (traced ones if they hold traced values) before fn sees them."""
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        args = tuple(fnp.asarray(a) if isinstance(a, (list, tuple)) else a for a in args)
+        kwargs = {k: fnp.asarray(v) if isinstance(v, (list, tuple)) else v
+                  for k, v in kwargs.items()}
+        return fn(*args, **kwargs)
+    return wrapped
+
+
+def _namespace(**funcs: Any) -> types.SimpleNamespace:
+    """A distribution: its functions, taking array_likes (SciPy's ``rvs`` as it is)."""
+    return types.SimpleNamespace(**{name: f if name == "rvs" or not callable(f)
+                                    else _array_likes(f) for name, f in funcs.items()})
+
+
 def _distribution(logpdf, cdf=None, **extra) -> types.SimpleNamespace:
     """logpdf, pdf = exp(logpdf), and cdf/logcdf/sf when a cdf is given."""
     cdf = None if cdf is None else _in_argument_precision(cdf)
@@ -58,7 +77,7 @@ def _distribution(logpdf, cdf=None, **extra) -> types.SimpleNamespace:
         funcs.update(cdf=cdf, logcdf=lambda *a, **k: fnp.log(cdf(*a, **k)),
                      sf=lambda *a, **k: 1.0 - cdf(*a, **k))
     funcs.update(extra)
-    return types.SimpleNamespace(**funcs)
+    return _namespace(**funcs)
 
 
 # -- normal -------------------------------------------------------------------------
@@ -133,7 +152,7 @@ def _poisson_cdf(k: Any, mu: Any, loc: Any = 0.0) -> Any:
     return sc.gammaincc(fnp.floor(k - loc) + 1.0, mu)
 
 
-poisson = types.SimpleNamespace(
+poisson = _namespace(
     logpmf=_poisson_logpmf,
     pmf=lambda k, mu, loc=0.0: fnp.exp(_poisson_logpmf(k, mu, loc)),
     cdf=_poisson_cdf,
@@ -173,7 +192,7 @@ def _mvn_entropy(mean: Any = None, cov: Any = 1.0, allow_singular: bool = False)
     return 0.5 * (dim * (1.0 + _LOG_2PI) + log_det)
 
 
-multivariate_normal = types.SimpleNamespace(
+multivariate_normal = _namespace(
     logpdf=_mvn_logpdf,
     pdf=lambda x, mean=None, cov=1.0, allow_singular=False:
         fnp.exp(_mvn_logpdf(x, mean, cov, allow_singular)),
@@ -209,7 +228,7 @@ def _dirichlet_logpdf(x: Any, alpha: Any) -> Any:
             - fnp.sum(sc.gammaln(alpha)))
 
 
-dirichlet = types.SimpleNamespace(
+dirichlet = _namespace(
     logpdf=_dirichlet_logpdf,
     pdf=lambda x, alpha: fnp.exp(_dirichlet_logpdf(x, alpha)),
     rvs=_scipy_stats.dirichlet.rvs,
@@ -339,7 +358,7 @@ def _discrete(logpmf: Any, cdf: Any = None) -> types.SimpleNamespace:
                              "pmf": lambda *a, **k: fnp.exp(logpmf(*a, **k))}
     if cdf is not None:
         funcs.update(cdf=cdf, sf=lambda *a, **k: 1.0 - cdf(*a, **k))
-    return types.SimpleNamespace(**funcs)
+    return _namespace(**funcs)
 
 
 def _bernoulli_logpmf(k: Any, p: Any, loc: Any = 0.0) -> Any:
@@ -392,7 +411,7 @@ def _multinomial_logpmf(x: Any, n: Any, p: Any) -> Any:
     return (sc.gammaln(n + 1.0) + fnp.sum(sc.xlogy(x, p) - sc.gammaln(x + 1.0), axis=-1))
 
 
-multinomial = types.SimpleNamespace(
+multinomial = _namespace(
     logpmf=_multinomial_logpmf,
     pmf=lambda x, n, p: fnp.exp(_multinomial_logpmf(x, n, p)))
 
