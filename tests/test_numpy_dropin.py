@@ -254,6 +254,11 @@ def test_vmap_of_a_plain_result_the_examples_agree_on():
     np.testing.assert_allclose(got, np.sum(X ** 2, axis=1))
     # a plain result the examples disagree on: each example on its own, with a warning
     with pytest.warns(UserWarning, match="examples"):
+        got = fa.vmap(lambda x: x[np.nonzero(x > np.median(x))[0][0]])(X)
+    np.testing.assert_allclose(got, [x[np.nonzero(x > np.median(x))[0][0]] for x in X])
+    # argmax is a traced integer: batched, no example on its own
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
         np.testing.assert_allclose(fa.vmap(lambda x: x[np.argmax(x)])(X), np.max(X, axis=1))
 
 

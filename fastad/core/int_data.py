@@ -45,15 +45,26 @@ class _IntegerData:
         self.data_dtype = data_dtype
 
     def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise IntValueNeeded(self.sources)
+        """Refuse a use of the values of integers from arguments (their
+        arguments are keyed by value from then on); integers computed from
+        traced floats (``argmax``'s, no ``sources``) give their values under
+        a guard instead, as the plain results of traced values do."""
+        if self.sources:
+            raise IntValueNeeded(self.sources)
+
+    def _values(self) -> Any:
+        """The integers' values, under a guard (`_needed` first)."""
+        self._needed()
+        value = np.asarray(FRONT_END["concrete"](self))
+        return value.astype(np.int64 if self.data_dtype is int else self.data_dtype)
 
     def _integer(self, result: Any, other: Any) -> Any:
         """``result`` of self and ``other``, integer data when both are integers."""
         if isinstance(other, _IntegerData):
-            return _integer_like(result, self.sources | other.sources,
+            return integer_like(result, self.sources | other.sources,
                                  combined_dtype(self.data_dtype, other.data_dtype))
         if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
-            return _integer_like(result, self.sources,
+            return integer_like(result, self.sources,
                                  combined_dtype(self.data_dtype, integer_dtype(other)))
         return result
 
@@ -71,7 +82,7 @@ class _IntegerData:
                 return result
             dtype = combined_dtype(dtype, integer_dtype(x))
         # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
-        return _integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+        return integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
 
     def __add__(self, other: Any) -> Any:
         return self._integer(Tracer.__add__(self, other), other)
@@ -98,6 +109,47 @@ class _IntegerData:
         return self._integer(Tracer.__abs__(self), 0)
 
 
+def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any]:
+    """A method applying ``op`` to the integers' values (`_IntegerData._values`)."""
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        value = self._values()
+        return op(value[()] if scalar and not value.ndim else value, *args, **kwargs)
+    method.__name__ = getattr(op, "__name__", "method")
+    return method
+
+
+def _integer_division(tracer_op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``//``, ``%`` of integers: exact in float64, and integers again when
+    the other operand is one; of integers from arguments, refused (`_needed`)."""
+    def method(self: Any, other: Any) -> Any:
+        self._needed()
+        return self._integer(tracer_op(self, other), other)
+    return method
+
+
+def _int_value(v: Any) -> int:
+    return int(v)
+
+
+_BY_VALUE = {
+    "__index__": _by_value(_int_value, True), "__int__": _by_value(_int_value, True),
+    "__float__": _by_value(float, True), "__complex__": _by_value(complex, True),
+    "__format__": _by_value(format, True), "__str__": _by_value(str, True),
+    "__array__": _by_value(lambda v, dtype=None, copy=None: v if dtype is None else
+                           v.astype(dtype)),
+    "__lshift__": _by_value(lambda v, o: v << o), "__rshift__": _by_value(lambda v, o: v >> o),
+    "__and__": _by_value(lambda v, o: v & o), "__rand__": _by_value(lambda v, o: o & v),
+    "__or__": _by_value(lambda v, o: v | o), "__ror__": _by_value(lambda v, o: o | v),
+    "__xor__": _by_value(lambda v, o: v ^ o), "__rxor__": _by_value(lambda v, o: o ^ v),
+    "__invert__": _by_value(lambda v: ~v), "item": _by_value(lambda v, *a: v.item(*a)),
+    "tolist": _by_value(lambda v: v.tolist()),
+    "__floordiv__": _integer_division(lambda a, b: Tracer.__floordiv__(a, b)),
+    "__rfloordiv__": _integer_division(lambda a, b: Tracer.__rfloordiv__(a, b)),
+    "__mod__": _integer_division(lambda a, b: Tracer.__mod__(a, b)),
+    "__rmod__": _integer_division(lambda a, b: Tracer.__rmod__(a, b)),
+}
+
+
 class IntTracer(_IntegerData, Tracer):
     """An integer argument of a compiled function, traced as data (a float64
     input holding the integer exactly), so that a loop passing its iteration
@@ -105,22 +157,25 @@ class IntTracer(_IntegerData, Tracer):
     negations with integers stay `IntTracer`; arithmetic with floats gives
     ordinary traced floats; comparisons give traced booleans (a Python ``if``
     on them is a guard).  Any use of the value itself raises `IntValueNeeded`
-    naming the arguments it came from (``sources``)."""
+    naming the arguments it came from (``sources``); an integer computed from
+    traced floats (``argmax``'s: no sources) gives its value under a guard."""
 
     __slots__ = ("sources", "data_dtype")
-    _needed = _IntegerData._needed  # named in the tables below
+    __hash__ = _by_value(lambda v: hash(int(v)), True)
+    __round__ = _by_value(lambda v, *n: round(int(v), *n), True)
+    __trunc__ = __floor__ = __ceil__ = _by_value(_int_value, True)
 
-    __index__ = __int__ = __float__ = __complex__ = __hash__ = __format__ = __str__ = _needed
-    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
-    __round__ = __trunc__ = __floor__ = __ceil__ = __array__ = __lshift__ = __rshift__ = _needed
-    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
-    item = tolist = _needed
+    def __divmod__(self, other: Any) -> Any:
+        return self // other, self % other
+
+    def __rdivmod__(self, other: Any) -> Any:
+        return other // self, other % self
 
     def __repr__(self) -> str:
         return f"IntTracer(%{self.slot}: an integer argument traced as data)"
 
 
-def _integer_like(result: Any, sources: frozenset[Any], data_dtype: Any) -> Any:
+def integer_like(result: Any, sources: frozenset[Any], data_dtype: Any) -> Any:
     """``result`` (integer-valued, held in float64) as an integer traced as data."""
     if result.ndim:
         return IntArrayTracer(result.builder, result.slot, result.value, sources, data_dtype)
@@ -166,25 +221,29 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
     came from (``sources``): they are keyed by value from then on."""
 
     __slots__ = ("sources", "data_dtype")
-    _needed = _IntegerData._needed  # named in the tables below
 
-    __index__ = __int__ = __float__ = __complex__ = __format__ = __str__ = _needed
-    __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = __divmod__ = __rdivmod__ = _needed
-    __array__ = __lshift__ = __rshift__ = _needed
-    __and__ = __rand__ = __or__ = __ror__ = __xor__ = __rxor__ = __invert__ = _needed
-    item = tolist = _needed
+    def __divmod__(self, other: Any) -> Any:
+        return self // other, self % other
+
+    def __rdivmod__(self, other: Any) -> Any:
+        return other // self, other % self
 
     def __getitem__(self, key: Any) -> Any:
-        return _integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
+        return integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
 
     def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
         """To an integer dtype: the same values (exact in float64), of that dtype."""
         if np.dtype(dtype).kind in "iu":
-            return _integer_like(self, self.sources, np.dtype(dtype))
+            return integer_like(self, self.sources, np.dtype(dtype))
         return FRONT_END["astype"](self, dtype, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"IntArrayTracer(%{self.slot}: an integer array argument traced as data)"
+
+
+for _cls in (IntTracer, IntArrayTracer):  # the uses of their values, one table for both
+    for _name, _method in _BY_VALUE.items():
+        setattr(_cls, _name, _method)
 
 
 class BoolArrayTracer(ArrayTracer):

@@ -8,13 +8,42 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
+from ..core.int_data import integer_like
 from ..core.tracer import Tracer, bind
 from ._base import _no_out, _p, ndim, shape
 from ._reductions import _axis_of
 from ._gathers import is_index_data, take_along_by_data, take_by_data
 from ._shape import _gather, broadcast_to, reshape
 
-__all__ = ["argsort", "sort", "argpartition", "partition", "take_along_axis", "take"]
+__all__ = ["argsort", "sort", "argpartition", "partition", "take_along_axis", "take", "argmax",
+           "argmin"]
+
+
+def _arg_extremum(name: str):
+    numpy_fn = getattr(_np, name)
+
+    def fn(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
+        """Where the extremum is: on traced values an integer traced value
+        with no derivative, computed at every call (comparing it, indexing
+        with it or returning it compiles once); a use of its value (an
+        ``if``, ``range``, ``int()``) reads it under a guard."""
+        if not isinstance(a, Tracer):
+            return numpy_fn(a, axis=axis, out=out, keepdims=keepdims)
+        _no_out(out, name)
+        x, ax = _axis_of(a, axis)
+        if shape(x)[ax] == 0:
+            raise ValueError(f"attempt to get {name} of an empty sequence")
+        found = bind(_p(name), x, axes=(ax,), keepdims=keepdims and axis is not None)
+        if keepdims and axis is None:
+            found = reshape(found, (1,) * ndim(a))
+        return integer_like(found, frozenset(), _np.dtype(_np.intp))
+    fn.__name__ = fn.__qualname__ = name
+    fn.__module__ = "fastad.numpy"
+    return fn
+
+
+argmax = _arg_extremum("argmax")
+argmin = _arg_extremum("argmin")
 
 
 def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:

@@ -30,7 +30,7 @@ from ._building import _as
 
 #: functions with no derivative anywhere: plain result, guarded
 NON_DIFFERENTIABLE = {
-    "allclose", "isclose", "array_equal", "array_equiv", "argmax", "argmin", "argwhere",
+    "allclose", "isclose", "array_equal", "array_equiv", "argwhere",
     "nanargmax", "nanargmin", "count_nonzero", "digitize", "flatnonzero", "nonzero",
     "searchsorted", "isin", "lexsort", "histogram", "histogram2d", "histogramdd", "packbits",
     "unpackbits",
