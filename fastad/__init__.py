@@ -6,7 +6,7 @@ from .api import (grad, hessian, hvp, jacobian, jvp, make_tape, primitive, value
 from .vectorizing import vmap
 from .backends import available as backends_available
 from .check import check_grads
-from .compiled import compile, jit
+from .compiled import compile, disable_jit, jit
 from .conventions import *  # noqa: F401,F403  (autograd's and JAX's other names)
 from .conventions import __all__ as _conventions
 from .loops import fori_loop, scan, while_loop
@@ -21,7 +21,7 @@ from .core.errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp
 from .core.tape import Tape
 
-__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit",
+__all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit", "disable_jit",
            "compile", "minimize", "flatten", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
            "FastadError", "TracingError", "TapeError", "SignatureError", "scan", "fori_loop",
            "while_loop", *_conventions]

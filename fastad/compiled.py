@@ -10,7 +10,9 @@ changing them later does not change the compiled function (as with
 """
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
 import types
 from typing import Any, Callable, Sequence
 
@@ -470,6 +472,53 @@ def jit(fn: Callable[..., Any] | None = None, *, static_argnums: Sequence[int] =
                                 exact_sums, max_signatures, static_argnames)
     return Jitted(fn, static_argnums, backend, max_traces, check_nans, reroll, exact_sums,
                   max_signatures, static_argnames)
+
+
+def _eager_jitted(self: Jitted, *args: Any, **kwargs: Any) -> Any:
+    return self._spec.eager(*args, **kwargs)
+
+
+def _eager_grad(self: CompiledGrad, *args: Any, **kwargs: Any) -> Any:
+    value, grad = self._vg.eager(*args, **kwargs)
+    return (grad, value[1]) if self.has_aux else grad
+
+
+def _eager_value_and_grad(self: CompiledGrad, *args: Any, **kwargs: Any) -> Any:
+    return self._vg.eager(*args, **kwargs)
+
+
+# what `disable_jit` swaps in, and the methods it swaps out
+_EAGER = {(Jitted, "__call__"): _eager_jitted, (CompiledGrad, "__call__"): _eager_grad,
+          (CompiledGrad, "value_and_grad"): _eager_value_and_grad}
+_COMPILED = {key: getattr(*key) for key in _EAGER}
+_disabled = [0]  # how many disable_jit blocks are open
+_disabled_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def disable_jit(disable: bool = True) -> Any:
+    """JAX's debugging switch: inside ``with fastad.disable_jit():``, jitted
+    functions run their Python as written (print, breakpoints, exceptions
+    where they happen) and compiled gradients (``g(x)``,
+    ``g.value_and_grad(x)``) are eager ``fastad.grad`` evaluations; nothing
+    is traced for them or cached.  Global while open, as JAX's is: the
+    methods of the classes are swapped, so calls outside it pay nothing."""
+    if not disable:
+        yield
+        return
+    with _disabled_lock:
+        _disabled[0] += 1
+        if _disabled[0] == 1:
+            for (cls, name), method in _EAGER.items():
+                setattr(cls, name, method)
+    try:
+        yield
+    finally:
+        with _disabled_lock:
+            _disabled[0] -= 1
+            if _disabled[0] == 0:
+                for (cls, name), method in _COMPILED.items():
+                    setattr(cls, name, method)
 
 
 def _check_jax_options(donate_argnums: Any, donate_argnames: Any) -> None:

@@ -15,10 +15,32 @@ from hypothesis import given, settings, strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
-from helpers import central_difference_jacobian
+from helpers import case_test, central_difference_jacobian, registrar, shapes
 
 COMPILED = [b for b in ("c", "numba", "numpy") if b in BACKENDS]
 pytestmark = pytest.mark.filterwarnings("ignore:.*host calls:UserWarning")
+
+
+CASES: list = []
+case = registrar(CASES)
+
+
+@st.composite
+def _shape_and_axis(draw):
+    shape = draw(shapes(min_dims=1, min_side=1))
+    return (shape,), {"axis": draw(st.integers(-len(shape), len(shape) - 1))}
+
+
+@case("argmax, argmin picking", ["distinct"], lambda data: data.draw(_shape_and_axis()),
+      covers=["argmax", "argmin"])
+def _picked(x, axis):
+    """The element each index names (a gather with a derivative) plus the
+    indices themselves (no derivative)."""
+    top = fnp.take_along_axis(x, fnp.argmax(x, axis, keepdims=True), axis)
+    return top + fnp.argmin(x, axis=axis, keepdims=True) * 0.5
+
+
+test_picked_values_and_derivatives = case_test(CASES)
 
 
 @st.composite

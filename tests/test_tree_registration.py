@@ -246,3 +246,29 @@ def test_compiled_functions_are_methods_and_take_jax_jit_options():
     np.testing.assert_array_equal(x, [0.3, -0.4])  # a donated argument is left as it was
     with pytest.raises(TypeError, match="donate_argnums"):
         fa.jit(lambda w: w, donate_argnums="w")
+
+
+def test_disable_jit_runs_python_as_written():
+    calls = []
+
+    def f(w, x):
+        calls.append(1)  # a side effect: runs at every call only when not compiled
+        return fnp.sum(fnp.sin(w) * x)
+    j, g = fa.jit(f), fa.compile(f)
+    w, x = np.array([0.3, -0.2]), np.array([1.0, 2.0])
+    j(w, x), g(w, x)
+    traced = len(calls)
+    j(w, x), g(w, x)
+    assert len(calls) == traced  # compiled: the Python does not run
+    with fa.disable_jit():
+        with fa.disable_jit():  # nests
+            assert j(w, x) == pytest.approx(float(np.sum(np.sin(w) * x)))
+        np.testing.assert_allclose(g(w, x), np.cos(w) * x, rtol=1e-15)
+        value, grad = g.value_and_grad(w, x)
+        assert value == pytest.approx(float(np.sum(np.sin(w) * x)))
+        assert len(calls) == traced + 3
+    j(w, x), g(w, x)
+    assert len(calls) == traced + 3  # compiled again after the block
+    with fa.disable_jit(False):
+        j(w, x)
+    assert len(calls) == traced + 3
