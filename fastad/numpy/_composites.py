@@ -18,7 +18,7 @@ from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, sh
 from ._creation import array
 from ._dtypes import numpy_dtype
 from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
-                           multiply, power, real, sin, sqrt, stop_gradient, where)
+                           multiply, power, real, sin, sqrt, stop_gradient, ufunc_like, where)
 from ._linalg import linalg, matmul
 from ._ordering import sort
 from ._reductions import (_concrete, cumprod, cumsum, max, mean, min, nansum, sum)
@@ -54,6 +54,8 @@ def _numpy_unless_traced(name: str, namespace: Any = _np):
                 return plain(*args, **kwargs)
             return traced(*args, **kwargs)
         call.__name__ = call.__qualname__ = name
+        if isinstance(plain, _np.ufunc) and plain.nout == 1:  # and NumPy's keywords
+            return ufunc_like(plain, call)
         return call
     return wrap
 
@@ -223,9 +225,8 @@ def isreal(x: Any) -> Any:
 
 
 def _alias(name: str, fn: Any) -> Any:
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+    """NumPy's other name for the ufunc of fn (``acos`` for ``arccos``)."""
+    call = ufunc_like(getattr(_np, name), fn.core)
     call.__name__ = call.__qualname__ = name
     return call
 
