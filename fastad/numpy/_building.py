@@ -242,8 +242,9 @@ def dstack(tup: Any) -> Any:
 
 
 @_numpy_unless_traced("concat")
-def concat(arrays: Any, /, *, axis: Any = 0) -> Any:
-    return concatenate([_as(a) for a in arrays], axis=axis)
+def concat(arrays: Any, /, axis: Any = 0, out: Any = None, *, dtype: Any = None,
+           casting: str = "same_kind") -> Any:
+    return concatenate([_as(a) for a in arrays], axis, out, dtype=dtype, casting=casting)
 
 
 @_numpy_unless_traced("select")

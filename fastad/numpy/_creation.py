@@ -7,7 +7,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.tracer import Tracer
-from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape
+from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape_of
 from ._elementwise import astype
 from ._shape import broadcast_to, stack
 
@@ -15,22 +15,34 @@ __all__ = ["zeros", "ones", "full", "eye", "array", "asarray", "copy", "zeros_li
            "ones_like"]
 
 
-def zeros(shape_: Any, dtype: Any = float) -> Any:
-    return _constant(_np.zeros(shape_, dtype))
+# ``order``, ``device`` and ``like`` are NumPy's (checked by it); ``like`` a traced
+# value asks for what this module makes anyway, and NumPy would dispatch it back here.
+def _like(like: Any) -> Any:
+    return None if isinstance(like, Tracer) else like
 
 
-def ones(shape_: Any, dtype: Any = float) -> Any:
-    return _constant(_np.ones(shape_, dtype))
+def zeros(shape: Any, dtype: Any = float, order: str = "C", *, device: Any = None,
+          like: Any = None) -> Any:
+    return _constant(_np.zeros(shape, dtype, order, device=device, like=_like(like)))
 
 
-def full(shape_: Any, fill_value: Any, dtype: Any = None) -> Any:
+def ones(shape: Any, dtype: Any = None, order: str = "C", *, device: Any = None,
+         like: Any = None) -> Any:
+    return _constant(_np.ones(shape, dtype, order, device=device, like=_like(like)))
+
+
+def full(shape: Any, fill_value: Any, dtype: Any = None, order: str = "C", *,
+         device: Any = None, like: Any = None) -> Any:
     if isinstance(fill_value, Tracer):
-        return broadcast_to(fill_value, shape_)
-    return _constant(_np.full(shape_, fill_value, dtype))
+        _np.empty((0,), dtype, order, device=device)  # NumPy's checks of the others
+        filled = broadcast_to(fill_value, shape)
+        return filled if dtype is None else astype(filled, dtype)
+    return _constant(_np.full(shape, fill_value, dtype, order, device=device, like=_like(like)))
 
 
-def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float) -> Any:
-    return _np.eye(N, M, k, dtype=dtype)
+def eye(N: int, M: int | None = None, k: int = 0, dtype: Any = float, order: str = "C", *,
+        device: Any = None, like: Any = None) -> Any:
+    return _np.eye(N, M, k, dtype=dtype, order=order, device=device, like=_like(like))
 
 
 def array(obj: Any, dtype: Any = None, copy: bool = True, **kw: Any) -> Any:
@@ -52,8 +64,8 @@ def copy(a: Any, **kw: Any) -> Any:
 
 
 def zeros_like(a: Any, dtype: Any = None, **kw: Any) -> Any:
-    return _constant(_np.zeros(shape(a), dtype or result_dtype(a)))
+    return _constant(_np.zeros(shape_of(a), dtype or result_dtype(a)))
 
 
 def ones_like(a: Any, dtype: Any = None, **kw: Any) -> Any:
-    return _constant(_np.ones(shape(a), dtype or result_dtype(a)))
+    return _constant(_np.ones(shape_of(a), dtype or result_dtype(a)))

@@ -48,7 +48,7 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
         if fn is not None and not isinstance(fn, _np.ufunc):
             if not kwargs:
                 out = fn(*inputs)
-            elif hasattr(fn, "core") or name == "matmul":  # takes NumPy's keywords
+            elif hasattr(fn, "core"):  # takes NumPy's keywords (`_elementwise.ufunc_like`)
                 out = fn(*inputs, **kwargs)
             elif ufunc.nout == 1:  # scipy.special's: the same rules around the function
                 kwargs = dict(kwargs)
@@ -60,7 +60,12 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
     if method in _ufunc_methods.DISPATCH and ufunc.nin == 2:
         fn = _UFUNCS.get(name) or _namespace.get(name)
         if callable(fn) and not isinstance(fn, _np.ufunc):
-            return _ufunc_methods.DISPATCH[method](fn, ufunc, inputs, kwargs)
+            out = kwargs.get("out")
+            if out is None:
+                return _ufunc_methods.DISPATCH[method](fn, ufunc, inputs, kwargs)
+            kwargs = {k: v for k, v in kwargs.items() if k != "out"}  # np.add.reduce(.., out=v)
+            return _keywords.write_out(out, _ufunc_methods.DISPATCH[method](
+                fn, ufunc, inputs, kwargs), f"numpy.{name}.{method}")
     raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
                        "supported on traced values; write it with supported functions or "
                        "define it with fastad.primitive and fastad.defvjp")

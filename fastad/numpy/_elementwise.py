@@ -214,21 +214,55 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     return bind(_p("where"), condition, x, y)
 
 
-def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
-    """Clip to [a_min, a_max]; at exactly a bound the cotangent is split evenly."""
-    if a_min is not None:
-        a = maximum(a, a_min)
-    if a_max is not None:
-        a = minimum(a, a_max)
-    return a
+_NO = _np._NoValue  # NumPy's "not given"
 
 
-def astype(x: Any, dtype: Any) -> Any:
+def _clip_between(a: Any, a_min: Any, a_max: Any) -> Any:
+    return minimum(maximum(a, a_min), a_max)
+
+
+def clip(a: Any, a_min: Any = _NO, a_max: Any = _NO, out: Any = None, *, min: Any = _NO,
+         max: Any = _NO, **kwargs: Any) -> Any:  # noqa: A002 - NumPy's names
+    """Clip to [a_min, a_max] (NumPy 2.1 names them min and max); at exactly a
+    bound the cotangent is split evenly.  ``kwargs`` are the ufunc keywords."""
+    if a_min is _NO and a_max is _NO:
+        a_min = None if min is _NO else min
+        a_max = None if max is _NO else max
+    elif a_min is _NO or a_max is _NO:
+        raise TypeError("clip() missing 1 required positional argument: "
+                        f"'{'a_min' if a_min is _NO else 'a_max'}'")
+    elif min is not _NO or max is not _NO:
+        raise ValueError("Passing `min` or `max` keyword argument when `a_min` and `a_max` "
+                         "are provided is forbidden.")
+    if out is None and not kwargs:
+        if a_min is not None:
+            a = maximum(a, a_min)
+        if a_max is not None:
+            a = minimum(a, a_max)
+        return a
+    if a_min is None and a_max is None:
+        raise ValueError("One of max or min must be given")
+    # the ufunc NumPy calls, with its keyword rules (`_keywords.ufunc_call`)
+    if a_min is None:
+        ufunc, core, inputs = _np.minimum, minimum.core, (a, a_max)
+    elif a_max is None:
+        ufunc, core, inputs = _np.maximum, maximum.core, (a, a_min)
+    else:
+        ufunc, core, inputs = _np._core.umath.clip, _clip_between, (a, a_min, a_max)
+    return _ufunc_keywords(ufunc, core, inputs, out, kwargs)
+
+
+def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+    """x in dtype (x itself when it has it and ``copy=False``)."""
+    if device not in (None, "cpu"):
+        raise ValueError(f"Device not understood. Only \"cpu\" is allowed, but received: {device}")
+    if not isinstance(x, Tracer) and (copy is not True or device is not None):
+        return _np.astype(x, dtype, copy=copy, device=device)
     dtype = _np.dtype(dtype)
     if dtype.kind == "f" and dtype not in (_np.float64, _np.float32):
         raise unsupported_precision(f"astype({dtype})", dtype)
     if result_dtype(x) == dtype:
-        return _fresh(x)
+        return _fresh(x) if copy else x
     return bind(_p("astype"), x, dtype=dtype.str)
 
 

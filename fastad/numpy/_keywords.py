@@ -33,6 +33,7 @@ import numpy as _np
 from ..core.tracer import Tracer
 from ._base import _contains_tracer, result_dtype, shape
 from ._elementwise import astype, where as _select
+from ._shape import moveaxis, reshape
 from ._indexing import _target, _write_all
 from ._views import _check_writeable
 
@@ -40,6 +41,8 @@ __all__: list[str] = []
 
 #: a ufunc's keyword parameters besides ``out``
 UFUNC_KEYWORDS = frozenset(("where", "casting", "order", "dtype", "subok", "signature"))
+#: and a generalized ufunc's (``matmul``, ``vecdot``): where its core dimensions are
+GUFUNC_KEYWORDS = frozenset(("axes", "axis", "keepdims"))
 
 
 def _traced(*values: Any) -> bool:
@@ -89,13 +92,18 @@ def _in_dtype(x: Any, dtype: Any) -> Any:
 def ufunc_call(ufunc: _np.ufunc, core: Any, inputs: tuple, out: Any, keywords: dict) -> Any:
     """``ufunc(*inputs, out=out, **keywords)`` with ``core`` computing the
     ufunc on traced values (the module's docstring says what each keyword does)."""
-    unknown = keywords.keys() - UFUNC_KEYWORDS
+    unknown = keywords.keys() - (UFUNC_KEYWORDS if ufunc.signature is None
+                                 else UFUNC_KEYWORDS | GUFUNC_KEYWORDS)
     if unknown:
         raise TypeError(f"{ufunc.__name__}() got an unexpected keyword argument "
                         f"'{sorted(unknown)[0]}'")
     mask = keywords.get("where", True)
     if not _traced(out, mask, *inputs):
         return ufunc(*inputs, out=out, **keywords)
+    if not GUFUNC_KEYWORDS.isdisjoint(keywords):
+        keywords = dict(keywords)
+        core = _on_core_axes(ufunc, core, inputs, {k: keywords.pop(k) for k in GUFUNC_KEYWORDS
+                                                   if k in keywords})
     outs = out if isinstance(out, tuple) else (out,)
     if len(outs) != ufunc.nout:
         raise ValueError(f"The 'out' tuple must have exactly {ufunc.nout} entries: one per "
@@ -120,6 +128,31 @@ def ufunc_call(ufunc: _np.ufunc, core: Any, inputs: tuple, out: Any, keywords: d
         return _select(mask, result, _np.zeros((), dtype))
     _write_all(target, result, mask, f"ufunc '{name}' output")
     return target
+
+
+def _on_core_axes(ufunc: _np.ufunc, core: Any, inputs: tuple, placement: dict) -> Any:
+    """core with a generalized ufunc's ``axes``/``axis``/``keepdims``: the core
+    dimensions moved last in each input, and the result's where NumPy puts them.
+    NumPy checks the keywords (and gives the result's shape) on zeros of the
+    inputs' shapes, which cost no memory."""
+    zeros = [_np.broadcast_to(_np.zeros((), result_dtype(x)), shape(x)) for x in inputs]
+    expected = _np.shape(ufunc(*zeros, **placement))
+    axes = placement.get("axes")
+    if axes is None and placement.get("axis") is not None:
+        axes = [(placement["axis"],)] * ufunc.nin  # one shared core dimension
+    if axes is None:
+        axes = []
+    axes = [(a,) if isinstance(a, (int, _np.integer)) else tuple(a) for a in axes]
+
+    def placed(*values: Any) -> Any:
+        moved = [moveaxis(v, a, tuple(range(-len(a), 0))) if a else v
+                 for v, a in zip(values, axes)] + list(values[len(axes):])
+        result = core(*moved)
+        if len(axes) > ufunc.nin and axes[ufunc.nin]:
+            where_out = axes[ufunc.nin]
+            result = moveaxis(result, tuple(range(-len(where_out), 0)), where_out)
+        return result if tuple(shape(result)) == expected else reshape(result, expected)
+    return placed
 
 
 def _hashable(value: Any) -> Any:

@@ -146,6 +146,11 @@ def _conj_method(self: Tracer) -> Any:
     return _link(self, self, _np.ndarray.conj)
 
 
+# the operators take no keywords: the functions of traced values themselves, without
+# the ufunc functions' keyword handling around them (`_elementwise.ufunc_like`)
+power, matmul, positive = power.core, matmul.core, positive.core
+remainder, floor_divide = remainder.core, floor_divide.core
+
 #: what tracer.FRONT_END holds: the function each of Tracer's operators, methods and
 #: properties applies, by the name the class body asks for
 TRACER_FRONT_END = {
