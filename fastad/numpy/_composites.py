@@ -17,6 +17,9 @@ from ._arrayfuncs import convolve, diff
 from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
 from ._creation import array
 from ._dtypes import numpy_dtype
+from ._elementwise import where as _select  # for functions whose ``where=`` hides the name
+from ._elementwise import logical_and, logical_not, maximum
+from ._keywords import write_out
 from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
                            multiply, power, real, sin, sqrt, stop_gradient, ufunc_like, where)
 from ._linalg import linalg, matmul
@@ -378,23 +381,40 @@ def nanmedian(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool =
 
 
 @_numpy_unless_traced("nanvar")
-def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-           keepdims: bool = False, **kw: Any) -> Any:
+def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+           keepdims: bool = False, *, where: Any = True, mean: Any = _np._NoValue,
+           correction: Any = _np._NoValue) -> Any:
+    """The variance of the elements that are not NaN (and where ``where`` holds)."""
+    if correction is not _np._NoValue:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
     a = _as(a)
-    nan = isnan(a)
-    count = sum(where(nan, 0.0, 1.0), axis=axis, keepdims=True)
-    centered = where(nan, 0.0, a) - nansum(a, axis=axis, keepdims=True) / count
-    sq = where(nan, 0.0, real(centered * conjugate(centered)) if iscomplexobj(a)
-               else centered * centered)
-    out_ = sum(sq, axis=axis, keepdims=True) / (count - ddof)
-    return out_ if keepdims else reshape(out_, tuple(
-        d for i, d in enumerate(shape(out_)) if i not in _axes(axis, ndim(a))))
+    if dtype is not None:
+        a = a.astype(dtype)
+    present = logical_not(isnan(a))
+    if where is not True:
+        present = logical_and(present, where if isinstance(where, Tracer)
+                              else _np.asarray(where, bool))
+    count = sum(_select(present, 1.0, 0.0), axis=axis, keepdims=True)
+    center = nansum(_select(present, a, 0.0), axis=axis, keepdims=True) / count \
+        if mean is _np._NoValue else mean
+    centered = _select(present, a - center, 0.0)
+    sq = real(centered * conjugate(centered)) if iscomplexobj(a) else centered * centered
+    result = sum(sq, axis=axis, keepdims=True) / maximum(count - ddof, 0.0)
+    if not keepdims:
+        result = reshape(result, tuple(d for i, d in enumerate(shape(result))
+                                       if i not in _axes(axis, ndim(a))))
+    return result if out is None else write_out(out, result, "nanvar")
 
 
 @_numpy_unless_traced("nanstd")
-def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-           keepdims: bool = False, **kw: Any) -> Any:
-    return sqrt(nanvar(a, axis=axis, ddof=ddof, keepdims=keepdims))
+def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+           keepdims: bool = False, *, where: Any = True, mean: Any = _np._NoValue,
+           correction: Any = _np._NoValue) -> Any:
+    spread = sqrt(nanvar(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, where=where,
+                         mean=mean, correction=correction))
+    return spread if out is None else write_out(out, spread, "nanstd")
 
 
 @_numpy_unless_traced("nancumsum")

@@ -56,6 +56,8 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
             else:
                 raise TracingError(f"numpy.{name} with keyword arguments is not supported on "
                                    "traced values; use the returned values instead")
+            if kwargs.get("out") is not None:
+                return out  # the array written into, as NumPy returns it
             return _fresh(out) if builtins.any(out is i for i in inputs) else out
     if method in _ufunc_methods.DISPATCH and ufunc.nin == 2:
         fn = _UFUNCS.get(name) or _namespace.get(name)

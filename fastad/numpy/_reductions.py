@@ -108,8 +108,7 @@ def _without_identity(name: str) -> Any:
         a = _array(a)
         if initial is None:
             if where is not True:
-                raise ValueError(f"reduction operation '{combine.__name__}' does not have an "
-                                 "identity, so to use a where mask one has to specify 'initial'")
+                _needs_initial(numpy_fn, a, axis, where)
             return _done(_reduce(name, a, axis, keepdims), out, name)
         if _empty_reduction(a, axis) and not _has_tracer((initial, where)):
             # nothing reduced: initial, everywhere (no derivative in a)
@@ -118,6 +117,14 @@ def _without_identity(name: str) -> Any:
         result = _reduce(name, _masked(a, where, initial), axis, keepdims)
         return _done(combine(result, initial), out, name)
     return reduction
+
+
+def _needs_initial(numpy_fn: Any, a: Any, axis: Any, where: Any) -> None:
+    """NumPy's error for an extremum with ``where=`` and no ``initial`` (raised by
+    NumPy's function on zeros of a's shape)."""
+    from ..core.tracer import value_of
+    numpy_fn(_np.zeros(shape(a), result_dtype(a)), axis=axis, where=value_of(where))
+    raise ValueError("a where mask needs initial")  # (NumPy raised above)
 
 
 def _from_rows() -> dict[str, Any]:
@@ -282,6 +289,8 @@ def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
     if not _has_tracer((a, out, initial, where)):
         return _np.nanmax(a, axis=axis, out=out, keepdims=keepdims,
                           initial=_NO if initial is None else initial, where=where)
+    if initial is None and where is not True:
+        _needs_initial(_np.nanmax, a, axis, where)
     return max(_select(_not_nan(a), a, -_np.inf), axis=axis, out=out, keepdims=keepdims,
                initial=initial, where=where)
 
@@ -291,6 +300,8 @@ def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
     if not _has_tracer((a, out, initial, where)):
         return _np.nanmin(a, axis=axis, out=out, keepdims=keepdims,
                           initial=_NO if initial is None else initial, where=where)
+    if initial is None and where is not True:
+        _needs_initial(_np.nanmin, a, axis, where)
     return min(_select(_not_nan(a), a, _np.inf), axis=axis, out=out, keepdims=keepdims,
                initial=initial, where=where)
 

@@ -40,14 +40,15 @@ def _shape_arg(newshape: Any, total: int) -> tuple[int, ...]:
     return tuple(newshape)
 
 
-def reshape(a: Any, newshape: Any = None, order: str = "C", shape: Any = None,
+def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None,
             copy: Any = None) -> Any:
-    """(``copy``: NumPy's; a view or a copy is decided where views are tracked.)"""
-    if type(a) is _np.ndarray and type(newshape) is tuple and order == "C":
-        return a.reshape(newshape)  # a rule's plain value: what `bind` would compute
+    """NumPy's signature (``newshape``: NumPy 1's name for ``shape``; ``copy``:
+    NumPy's; a view or a copy is decided where views are tracked)."""
+    if type(a) is _np.ndarray and type(shape) is tuple and order == "C":
+        return a.reshape(shape)  # a rule's plain value: what `bind` would compute
     if order != "C":
         raise TracingError("reshape: only order='C' is supported")
-    target = _shape_arg(newshape if newshape is not None else shape, size(a))
+    target = _shape_arg(shape if shape is not None else newshape, size(a))
     if tuple(shape_of(a)) == target:
         return a
     return bind(_p("reshape"), a, shape=target)
