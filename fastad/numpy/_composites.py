@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 from typing import Any
 
 import numpy as _np
@@ -21,7 +22,8 @@ from ._elementwise import where as _select  # for functions whose ``where=`` hid
 from ._elementwise import logical_and, logical_not, maximum
 from ._keywords import write_out
 from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
-                           multiply, power, real, sin, sqrt, stop_gradient, ufunc_like, where)
+                           multiply, power, real, sin, sqrt, stop_gradient, two_results,
+                           ufunc_like, where)
 from ._linalg import linalg, matmul
 from ._ordering import sort
 from ._reductions import (_concrete, cumprod, cumsum, max, mean, min, nansum, sum)
@@ -45,16 +47,26 @@ def _traced(*args: Any) -> bool:
 
 def _numpy_unless_traced(name: str, namespace: Any = _np):
     """Decorator: NumPy's function of the same name (in ``namespace``) when no
-    argument is traced; on traced ones, fastad's with NumPy's result dtype."""
+    argument is traced; on traced ones, fastad's with NumPy's result dtype, and
+    an ``out=`` parameter (by keyword or position) written into as NumPy does."""
     plain = getattr(namespace, name)
 
     def wrap(fn):
         traced = numpy_dtype(plain)(fn)
+        parameters = list(inspect.signature(fn).parameters)
+        out_at = parameters.index("out") if "out" in parameters else None
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             if not _traced(*args, *kwargs.values()):
                 return plain(*args, **kwargs)
+            if out_at is not None:
+                out = kwargs.get("out")
+                if out is None and len(args) > out_at:
+                    out, args = args[out_at], args[:out_at] + (None,) + args[out_at + 1:]
+                if out is not None:
+                    kwargs = {k: v for k, v in kwargs.items() if k != "out"}
+                    return write_out(out, traced(*args, **kwargs), name)
             return traced(*args, **kwargs)
         call.__name__ = call.__qualname__ = name
         if isinstance(plain, _np.ufunc) and plain.nout == 1:  # and NumPy's keywords
@@ -128,10 +140,14 @@ def fmod(x1: Any, x2: Any, **kw: Any) -> Any:
     return x1 - trunc(x1 / x2) * x2
 
 
-def divmod(x1: Any, x2: Any, **kw: Any) -> tuple[Any, Any]:  # noqa: A001
+def _divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
+    """(x1 // x2, x1 % x2)."""
     if not _traced(x1, x2):
         return _np.divmod(x1, x2)
     return floor_divide(x1, x2), remainder(x1, x2)
+
+
+divmod = two_results(_np.divmod, _divmod)  # noqa: A001
 
 
 @_numpy_unless_traced("trunc")
@@ -144,11 +160,15 @@ def fix(x: Any, out: Any = None) -> Any:
     return trunc(x)
 
 
-def modf(x: Any, **kw: Any) -> tuple[Any, Any]:
+def _modf(x: Any) -> tuple[Any, Any]:
+    """(fractional part, integral part)."""
     if not _traced(x):
         return _np.modf(x)
     whole = trunc(x)
     return x - whole, whole
+
+
+modf = two_results(_np.modf, _modf)
 
 
 radians = deg2rad  # np.radians is np.deg2rad under another name: the primitive
@@ -327,8 +347,10 @@ def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input:
 
 @_numpy_unless_traced("percentile")
 def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
-               method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
-    return quantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims, **kw)
+               method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+               interpolation: Any = None) -> Any:
+    return quantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims,
+                    weights=weights, interpolation=interpolation)
 
 
 @_numpy_unless_traced("median")
@@ -361,17 +383,23 @@ def _nan_rows(a: Any, axis: Any, fn: Any) -> Any:
 
 @_numpy_unless_traced("nanquantile")
 def nanquantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
-                method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
+                method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+                interpolation: Any = None) -> Any:
+    if weights is not None:
+        raise TracingError("nanquantile: weights are not supported on traced values")
     if keepdims:
         raise TracingError("nanquantile(keepdims=True) is not supported on traced values")
+    method = interpolation or method  # (NumPy 1's name)
     return _nan_rows(a, axis, lambda r, ax: quantile(r, q, axis=ax, method=method))
 
 
 @_numpy_unless_traced("nanpercentile")
 def nanpercentile(a: Any, q: Any, axis: Any = None, out: Any = None,
                   overwrite_input: bool = False, method: str = "linear",
-                  keepdims: bool = False, **kw: Any) -> Any:
-    return nanquantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims)
+                  keepdims: bool = False, *, weights: Any = None,
+                  interpolation: Any = None) -> Any:
+    return nanquantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims,
+                       weights=weights, interpolation=interpolation)
 
 
 @_numpy_unless_traced("nanmedian")

@@ -74,6 +74,26 @@ def ufunc_like(ufunc: _np.ufunc, core: Any) -> Any:
     return _as_ufunc(fn, ufunc)
 
 
+def two_results(ufunc: _np.ufunc, core: Any) -> Any:
+    """core (of a ufunc with two results: divmod, modf, frexp) with the ufunc's
+    signature: its keywords are NumPy's on plain values, refused on traced ones
+    (the two results are returned, not written)."""
+    def fn(*inputs: Any, out: Any = None, **keywords: Any) -> Any:
+        if out is None and not keywords:
+            return core(*inputs)
+        from ._keywords import _traced
+        if not _traced(out, keywords.get("where"), *inputs):
+            return ufunc(*inputs, out=(None, None) if out is None else out, **keywords)
+        from ..core.errors import TracingError
+        raise TracingError(f"numpy.{ufunc.__name__}(..., {', '.join(sorted(keywords) or ['out'])}"
+                           "=...) on traced values is not supported; use the two results")
+    fn.__name__ = fn.__qualname__ = ufunc.__name__
+    fn.__module__ = "fastad.numpy"
+    fn.__doc__ = core.__doc__
+    fn.core = core
+    return _as_ufunc(fn, ufunc)
+
+
 def _unary(name: str):
     prim = _p(name)
     ufunc = getattr(_np, prim.impl.__name__)

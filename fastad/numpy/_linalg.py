@@ -67,7 +67,7 @@ def _matmul(a: Any, b: Any) -> Any:
 matmul = ufunc_like(_np.matmul, _matmul)
 
 
-def _into(out: Any, a: Any, b: Any, result: Any, name: str) -> Any:
+def _into(out: Any, result: Any, name: str) -> Any:
     """``out=`` of a product: NumPy's when nothing is traced, else a write into out."""
     from ._keywords import write_out  # the item assignment of the modules after this one
     return write_out(out, result, name)
@@ -83,7 +83,7 @@ def dot(a: Any, b: Any, out: Any = None) -> Any:
         result = _matmul(a, b)
     else:
         result = tensordot(a, b, axes=([na - 1], [nb - 2]))
-    return result if out is None else _into(out, a, b, result, "dot")
+    return result if out is None else _into(out, result, "dot")
 
 
 def vdot(a: Any, b: Any) -> Any:
@@ -100,7 +100,7 @@ def outer(a: Any, b: Any, out: Any = None) -> Any:
     if out is not None and not _traced(a, b, out):
         return _np.outer(a, b, out)
     result = multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
-    return result if out is None else _into(out, a, b, result, "outer")
+    return result if out is None else _into(out, result, "outer")
 
 
 def _traced(*values: Any) -> bool:
@@ -131,15 +131,24 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
     return reshape(out, tuple(shape(a)[i] for i in free_a) + tuple(shape(b)[j] for j in free_b))
 
 
-def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
+def einsum(*operands: Any, out: Any = None, optimize: Any = False, **kwargs: Any) -> Any:
     """Einstein summation, as transposes, reshapes, diagonals and batched
     matmuls: ``...``, any number of operands (contracted left to right), and
-    size-1 axes broadcast against longer ones, as NumPy's."""
-    from ..core.tracer import Tracer
-    if not builtins.any(isinstance(op, Tracer) for op in operands):
-        return _np.einsum(*operands, optimize=optimize, **kw)
-    if kw.get("out") is not None:
-        raise TracingError("einsum(..., out=...) cannot be traced; use the returned value")
+    size-1 axes broadcast against longer ones, as NumPy's.  ``kwargs``:
+    NumPy's ``dtype``, ``order`` and ``casting``."""
+    if not _traced(out, *operands):
+        return _np.einsum(*operands, out=out, optimize=optimize, **kwargs)
+    unknown = set(kwargs) - {"dtype", "order", "casting"}
+    if unknown:
+        raise TypeError(f"einsum() got an unexpected keyword argument '{sorted(unknown)[0]}'")
+    result = _einsum(*operands)
+    if kwargs.get("dtype") is not None:
+        result = astype(result, kwargs["dtype"])
+    return result if out is None else _into(out, result, "einsum")
+
+
+def _einsum(*operands: Any) -> Any:
+    """einsum of traced operands."""
     if not isinstance(operands[0], str):
         raise TracingError("einsum: the interleaved (operand, sublist) form is not supported "
                            "on traced values; pass a subscripts string")

@@ -149,7 +149,7 @@ def _conj_method(self: Tracer) -> Any:
 # the operators take no keywords: the functions of traced values themselves, without
 # the ufunc functions' keyword handling around them (`_elementwise.ufunc_like`)
 power, matmul, positive = power.core, matmul.core, positive.core
-remainder, floor_divide = remainder.core, floor_divide.core
+remainder, floor_divide, divmod = remainder.core, floor_divide.core, divmod.core
 
 #: what tracer.FRONT_END holds: the function each of Tracer's operators, methods and
 #: properties applies, by the name the class body asks for
