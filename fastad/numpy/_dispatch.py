@@ -35,11 +35,19 @@ def _ufunc_functions() -> dict[str, Any]:
 
 
 _UFUNCS = _ufunc_functions()
+#: the same, without the keyword handling (`_elementwise.ufunc_like`): a call
+#: without keywords costs the primitive's bind alone
+_UFUNC_CORES = {name: fn.core for name, fn in _UFUNCS.items()}
 
 
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
-    if method == "__call__":  # np.exp(x), x * y: every traced operator
+    if method == "__call__" and not kwargs:  # np.exp(x): the function of traced values
+        fn = _UFUNC_CORES.get(name)
+        if fn is not None:
+            out = fn(*inputs)
+            return _fresh(out) if builtins.any(out is i for i in inputs) else out
+    if method == "__call__":
         fn = _UFUNCS.get(name)
         if fn is None:
             fn = _foreign_ufunc(ufunc)
