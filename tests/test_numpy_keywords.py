@@ -278,10 +278,12 @@ SUMS = ["sum", "prod", "nansum", "nanprod"]
 @pytest.mark.parametrize("name", EXTREMA + SUMS)
 @SETTINGS
 @given(case=_reduction_case(), use_initial=st.booleans(), use_where=st.booleans(),
-       use_out=st.booleans())
-def test_reduction_initial_where_out(name, case, use_initial, use_where, use_out):
+       use_out=st.booleans(), through_numpy=st.booleans())
+def test_reduction_initial_where_out(name, case, use_initial, use_where, use_out,
+                                     through_numpy):
     x, axis, mask, keepdims, rng = case
-    ours, numpys = getattr(fnp, name), getattr(np, name)
+    numpys = getattr(np, name)
+    ours = numpys if through_numpy else getattr(fnp, name)  # NumPy's dispatch, or direct
     kw = {"axis": axis, "keepdims": keepdims}
     if use_initial:
         kw["initial"] = float(rng.uniform(0.6, 1.4)) if name not in ("prod", "nanprod") \
@@ -322,12 +324,14 @@ def test_reduction_initial_where_out(name, case, use_initial, use_where, use_out
 @pytest.mark.parametrize("name", ["mean", "nanmean", "var", "std", "nanvar", "nanstd"])
 @SETTINGS
 @given(case=_reduction_case(), use_where=st.booleans(), use_out=st.booleans(),
-       spread=st.sampled_from([{}, {"ddof": 1}, {"correction": 1}, {"mean": True}]))
-def test_moments_where_mean_correction(name, case, use_where, use_out, spread):
+       spread=st.sampled_from([{}, {"ddof": 1}, {"correction": 1}, {"mean": True}]),
+       through_numpy=st.booleans())
+def test_moments_where_mean_correction(name, case, use_where, use_out, spread, through_numpy):
     x, axis, mask, keepdims, rng = case
     # three elements or more per moment (a spread of one is 0/0, its root not smooth)
     x = rng.uniform(0.5, 1.5, tuple(max(side, 3) for side in x.shape))
-    ours, numpys = getattr(fnp, name), getattr(np, name)
+    numpys = getattr(np, name)
+    ours = numpys if through_numpy else getattr(fnp, name)
     kw = {"axis": axis, "keepdims": keepdims}
     if use_where:
         mask = rng.uniform(size=x.shape) < 0.8
