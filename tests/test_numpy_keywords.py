@@ -24,7 +24,8 @@ from fastad.core.errors import TracingError
 
 COMPILED = "c" if "c" in BACKENDS else "numpy"
 # NumPy's own calls below use where= without out= on purpose (fastad gives zeros there)
-pytestmark = pytest.mark.filterwarnings("ignore:'where' used without 'out'")
+pytestmark = [pytest.mark.filterwarnings("ignore:'where' used without 'out'"),
+              pytest.mark.filterwarnings("ignore:fastad.*host calls:UserWarning")]
 SETTINGS = settings(max_examples=10, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

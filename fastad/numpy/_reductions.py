@@ -182,14 +182,14 @@ _mean = mean  # var's parameter ``mean`` hides the name
 def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
         keepdims: bool = False, *, where: Any = True, mean: Any = _NO,
         correction: Any = _NO) -> Any:
+    if (out is not None or where is not True or mean is not _NO or correction is not _NO) \
+            and not _has_tracer((a, out, where, mean)):
+        return _np.var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
+                       where=where, mean=mean, correction=correction)
     if correction is not _NO:
         if ddof != 0:
             raise ValueError("ddof and correction can't be provided simultaneously.")
         ddof = correction
-    if (out is not None or where is not True or mean is not _NO) and \
-            not _has_tracer((a, out, where, mean)):
-        return _np.var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
-                       where=where, mean=mean)
     a = _cast(_array(a), dtype)
     axes = _axes(axis, ndim(a))
     count = _count(a, axes, keepdims, where)
@@ -208,8 +208,8 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
 def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
         keepdims: bool = False, *, where: Any = True, mean: Any = _NO,
         correction: Any = _NO) -> Any:
-    if (out is not None or where is not True or mean is not _NO) and \
-            not _has_tracer((a, out, where, mean)):
+    if (out is not None or where is not True or mean is not _NO or correction is not _NO) \
+            and not _has_tracer((a, out, where, mean)):
         return _np.std(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
                        where=where, mean=mean, correction=correction)
     spread = var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, where=where,
