@@ -509,3 +509,20 @@ def test_clip_argument_errors_are_numpys():
         with pytest.raises(type(numpy_error.value)) as ours:
             fa.grad(lambda x: fnp.sum(fnp.clip(x, **kw)))(x)
         assert str(ours.value) == str(numpy_error.value)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2 ** 16), cut=st.floats(0.55, 0.8))
+def test_traced_masks(seed, cut):
+    """A mask computed from traced values (its pattern a guard when compiled)
+    selects in reductions, moments and a ufunc's where= as a plain one does."""
+    x = np.random.default_rng(seed).uniform(0.5, 1.5, (3, 4))
+    x[:, 0] = 1.3 + 0.01 * np.arange(3)  # every row and column has a selected element
+    x[0, 1:] = 1.2 + 0.01 * np.arange(3)  # (distinct: a tie of maxima has no derivative)
+
+    def f(x, np_=fnp):
+        m = x > cut
+        return (np_.sum(np.max(x, axis=1, initial=0.7, where=m))
+                + np_.sum(np.mean(x, axis=0, where=m)) + np_.sum(np.nansum(x, where=m))
+                + np_.sum(np.exp(x, where=m, out=np_.zeros_like(x))))
+    _all_ways(f, (x,), f(x, np))
