@@ -395,6 +395,20 @@ dtypes and shapes only (`result_type`, `can_cast`, ...) read the values with
 no guard. `np.array`, `np.arange` and `np.full_like(plain, traced)` cannot be
 intercepted by NumPy's protocols: call them from `fastad.numpy`.
 
+Every function takes NumPy's parameters, under NumPy's names and in its
+positional order (tests/test_numpy_keywords.py enumerates them). With no
+traced argument the result is NumPy's own. On traced values: a ufunc's
+`dtype`, `casting` and `signature` give NumPy's result dtype (or NumPy's
+error); `where=` without `out=` gives zeros where the mask is False (NumPy
+leaves those elements uninitialized); `out=` must be a traced array
+(`fastad.numpy.zeros(...)`, a traced copy), which the result is written into
+(only where `where` holds) and which is returned; a NumPy array as `out=` of
+a traced result is a `TracingError`, and so is a 0-d `out` (a 0-d traced value
+is immutable, like a NumPy scalar). `order` and `subok` are accepted and
+change no value. Reductions take `initial` and `where` (an extremum with
+`where=` needs `initial`, as in NumPy), `out`, and `var`/`std`'s `mean` and
+`correction`; generalized ufuncs (`matmul`) take `axes`.
+
 """
 
 

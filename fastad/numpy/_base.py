@@ -18,20 +18,24 @@ __all__ = ["shape", "ndim", "size", "result_dtype", "iscomplexobj", "isrealobj",
            "eye_like", "shape_of"]
 
 
-def shape(x: Any) -> tuple[int, ...]:
-    if type(x) is _np.ndarray:  # a rule's plain value: asked several times per rule
-        return x.shape
-    if isinstance(x, Tracer):
-        return x.shape
-    return sequence_value(x).shape if isinstance(x, (list, tuple)) else _np.shape(x)
+def shape(a: Any) -> tuple[int, ...]:
+    if type(a) is _np.ndarray:  # a rule's plain value: asked several times per rule
+        return a.shape
+    if isinstance(a, Tracer):
+        return a.shape
+    return sequence_value(a).shape if isinstance(a, (list, tuple)) else _np.shape(a)
 
 
-def ndim(x: Any) -> int:
-    return len(shape(x))
+def ndim(a: Any) -> int:
+    return len(shape(a))
 
 
-def size(x: Any) -> int:
-    return int(math.prod(shape(x)))
+def size(a: Any, axis: Any = None) -> int:
+    if axis is None:
+        return int(math.prod(shape(a)))
+    if not isinstance(a, Tracer):
+        return _np.size(a, axis)
+    return _np.size(_np.broadcast_to(_np.empty((), bool), shape(a)), axis)  # NumPy's rules
 
 
 def result_dtype(x: Any) -> _np.dtype:

@@ -7,6 +7,7 @@ NumPy's own function."""
 from __future__ import annotations
 
 import builtins
+import inspect
 from typing import Any
 
 import numpy as _np
@@ -19,8 +20,8 @@ from ._dtypes import with_numpy_dtype
 from ._creation import array, eye, full, zeros, zeros_like
 from ._elementwise import ceil, exp, log, power, where
 from ._reductions import _concrete
-from ._shape import (_gather, atleast_1d, atleast_3d, broadcast_to, concatenate,
-                     diag, expand_dims, moveaxis, ravel, reshape, stack, take_flat, vstack)
+from ._shape import (_gather, atleast_1d, atleast_2d, atleast_3d, broadcast_to, concatenate,
+                     diag, expand_dims, moveaxis, ravel, reshape, stack, take_flat)
 
 __all__ = ["linspace", "logspace", "geomspace", "arange", "meshgrid", "full_like", "empty",
            "empty_like", "identity", "asanyarray", "ascontiguousarray", "asfortranarray",
@@ -77,6 +78,9 @@ def arange(*args: Any, dtype: Any = None, **kw: Any) -> Any:
     elements a guard on their values under compilation."""
     if not _traced(*args, *kw.values()):
         return _np.arange(*args, dtype=dtype, **kw)
+    unknown = set(kw) - {"start", "stop", "step", "device", "like"}
+    if unknown:
+        raise TypeError(f"arange() got an unexpected keyword argument '{sorted(unknown)[0]}'")
     start, stop, step = 0.0, None, 1.0
     if "start" in kw or "stop" in kw or "step" in kw:
         start, stop, step = kw.get("start", 0.0), kw.get("stop"), kw.get("step", 1.0)
@@ -88,6 +92,9 @@ def arange(*args: Any, dtype: Any = None, **kw: Any) -> Any:
             step = args[2]
     n = int(builtins.max(_concrete(ceil((stop - start) / step)), 0))
     return start + _np.arange(n, dtype=_np.float64) * step
+
+
+arange.__signature__ = inspect.signature(_np.arange)  # what the arguments are taken as
 
 
 def meshgrid(*xi: Any, copy: bool = True, sparse: bool = False, indexing: str = "xy") -> Any:
@@ -109,12 +116,13 @@ def meshgrid(*xi: Any, copy: bool = True, sparse: bool = False, indexing: str = 
 
 
 def full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subok: bool = True,
-              shape: Any = None, **kw: Any) -> Any:
+              shape: Any = None, *, device: Any = None) -> Any:
     if not _traced(a, fill_value):
-        return _np.full_like(a, fill_value, dtype, order, subok, shape)
+        return _np.full_like(a, fill_value, dtype, order, subok, shape, device=device)
     shp = _shape_of(a) if shape is None else shape
     if isinstance(fill_value, Tracer):
-        return broadcast_to(fill_value, shp) * 1.0
+        filled = broadcast_to(fill_value, shp) * 1.0
+        return filled if dtype is None else filled.astype(dtype)
     return full(shp, fill_value, dtype or result_dtype(a))
 
 
@@ -122,16 +130,17 @@ def _shape_of(a: Any) -> tuple[int, ...]:
     return tuple(a.shape) if isinstance(a, Tracer) else _np.shape(a)
 
 
-def empty(shape: Any, dtype: Any = float, order: str = "C", **kw: Any) -> Any:
+def empty(shape: Any, dtype: Any = float, order: str = "C", *, device: Any = None,
+          like: Any = None) -> Any:
     """Zeros (what an empty array holds is unspecified): traced when a trace
     is active, so that writes into it are recorded."""
-    return zeros(shape, dtype)
+    return zeros(shape, dtype, order, device=device, like=like)
 
 
 def empty_like(prototype: Any, dtype: Any = None, order: str = "K", subok: bool = True,
-               shape: Any = None, **kw: Any) -> Any:
+               shape: Any = None, *, device: Any = None) -> Any:
     if not _traced(prototype):
-        return _np.empty_like(prototype, dtype, order, subok, shape)
+        return _np.empty_like(prototype, dtype, order, subok, shape, device=device)
     return zeros(_shape_of(prototype) if shape is None else shape,
                  dtype or result_dtype(prototype))
 
@@ -142,15 +151,18 @@ def identity(n: int, dtype: Any = None, *, like: Any = None) -> Any:
 
 def _as_array(name: str):
     plain = getattr(_np, name)
+    signature = inspect.signature(plain)
 
     def call(a: Any, *args: Any, **kwargs: Any) -> Any:
         if not _traced(a):
             return plain(a, *args, **kwargs)
-        out = array(a)
+        dtype = signature.bind(a, *args, **kwargs).arguments.get("dtype")  # NumPy's names
+        out = array(a, dtype=dtype)
         if name == "asarray_chkfinite" and not _np.all(_np.isfinite(_concrete(out))):
             raise ValueError("array must not contain infs or NaNs")
         return out
     call.__name__ = call.__qualname__ = name
+    call.__signature__ = signature
     return call
 
 
@@ -229,8 +241,8 @@ def column_stack(tup: Any) -> Any:
 
 
 @_numpy_unless_traced("vstack")
-def row_stack(tup: Any, **kw: Any) -> Any:
-    return vstack([_as(a) for a in tup])
+def row_stack(tup: Any, *, dtype: Any = None, casting: str = "same_kind") -> Any:
+    return concatenate([atleast_2d(_as(a)) for a in tup], axis=0, dtype=dtype, casting=casting)
 
 
 row_stack.__name__ = row_stack.__qualname__ = "row_stack"
@@ -242,8 +254,9 @@ def dstack(tup: Any) -> Any:
 
 
 @_numpy_unless_traced("concat")
-def concat(arrays: Any, /, *, axis: Any = 0) -> Any:
-    return concatenate([_as(a) for a in arrays], axis=axis)
+def concat(arrays: Any, /, axis: Any = 0, out: Any = None, *, dtype: Any = None,
+           casting: str = "same_kind") -> Any:
+    return concatenate([_as(a) for a in arrays], axis, out, dtype=dtype, casting=casting)
 
 
 @_numpy_unless_traced("select")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 from typing import Any
 
 import numpy as _np
@@ -17,8 +18,12 @@ from ._arrayfuncs import convolve, diff
 from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
 from ._creation import array, asarray
 from ._dtypes import numpy_dtype
+from ._elementwise import where as _select  # for functions whose ``where=`` hides the name
+from ._elementwise import logical_and, logical_not, maximum
+from ._keywords import write_out
 from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
-                           multiply, power, real, sin, sqrt, stop_gradient, where)
+                           multiply, power, real, sin, sqrt, stop_gradient, two_results,
+                           ufunc_like, where)
 from ._linalg import linalg, matmul
 from ._ordering import sort
 from ._reductions import (_concrete, cumprod, cumsum, max, mean, min, nansum, sum)
@@ -42,18 +47,30 @@ def _traced(*args: Any) -> bool:
 
 def _numpy_unless_traced(name: str, namespace: Any = _np):
     """Decorator: NumPy's function of the same name (in ``namespace``) when no
-    argument is traced; on traced ones, fastad's with NumPy's result dtype."""
+    argument is traced; on traced ones, fastad's with NumPy's result dtype, and
+    an ``out=`` parameter (by keyword or position) written into as NumPy does."""
     plain = getattr(namespace, name)
 
     def wrap(fn):
         traced = numpy_dtype(plain)(fn)
+        parameters = list(inspect.signature(fn).parameters)
+        out_at = parameters.index("out") if "out" in parameters else None
 
         @functools.wraps(fn)
         def call(*args: Any, **kwargs: Any) -> Any:
             if not _traced(*args, *kwargs.values()):
                 return plain(*args, **kwargs)
+            if out_at is not None:
+                out = kwargs.get("out")
+                if out is None and len(args) > out_at:
+                    out, args = args[out_at], args[:out_at] + (None,) + args[out_at + 1:]
+                if out is not None:
+                    kwargs = {k: v for k, v in kwargs.items() if k != "out"}
+                    return write_out(out, traced(*args, **kwargs), name)
             return traced(*args, **kwargs)
         call.__name__ = call.__qualname__ = name
+        if isinstance(plain, _np.ufunc) and plain.nout == 1:  # and NumPy's keywords
+            return ufunc_like(plain, call)
         return call
     return wrap
 
@@ -123,10 +140,14 @@ def fmod(x1: Any, x2: Any, **kw: Any) -> Any:
     return x1 - trunc(x1 / x2) * x2
 
 
-def divmod(x1: Any, x2: Any, **kw: Any) -> tuple[Any, Any]:  # noqa: A001
+def _divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
+    """(x1 // x2, x1 % x2)."""
     if not _traced(x1, x2):
         return _np.divmod(x1, x2)
     return floor_divide(x1, x2), remainder(x1, x2)
+
+
+divmod = two_results(_np.divmod, _divmod)  # noqa: A001
 
 
 @_numpy_unless_traced("trunc")
@@ -139,11 +160,15 @@ def fix(x: Any, out: Any = None) -> Any:
     return trunc(x)
 
 
-def modf(x: Any, **kw: Any) -> tuple[Any, Any]:
+def _modf(x: Any) -> tuple[Any, Any]:
+    """(fractional part, integral part)."""
     if not _traced(x):
         return _np.modf(x)
     whole = trunc(x)
     return x - whole, whole
+
+
+modf = two_results(_np.modf, _modf)
 
 
 radians = deg2rad  # np.radians is np.deg2rad under another name: the primitive
@@ -224,9 +249,8 @@ def isreal(x: Any) -> Any:
 
 
 def _alias(name: str, fn: Any) -> Any:
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return fn(*args, **kwargs)
+    """NumPy's other name for the ufunc of fn (``acos`` for ``arccos``)."""
+    call = ufunc_like(getattr(_np, name), fn.core)
     call.__name__ = call.__qualname__ = name
     return call
 
@@ -324,8 +348,10 @@ def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input:
 
 @_numpy_unless_traced("percentile")
 def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
-               method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
-    return quantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims, **kw)
+               method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+               interpolation: Any = None) -> Any:
+    return quantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims,
+                    weights=weights, interpolation=interpolation)
 
 
 @_numpy_unless_traced("median")
@@ -358,17 +384,23 @@ def _nan_rows(a: Any, axis: Any, fn: Any) -> Any:
 
 @_numpy_unless_traced("nanquantile")
 def nanquantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
-                method: str = "linear", keepdims: bool = False, **kw: Any) -> Any:
+                method: str = "linear", keepdims: bool = False, *, weights: Any = None,
+                interpolation: Any = None) -> Any:
+    if weights is not None:
+        raise TracingError("nanquantile: weights are not supported on traced values")
     if keepdims:
         raise TracingError("nanquantile(keepdims=True) is not supported on traced values")
+    method = interpolation or method  # (NumPy 1's name)
     return _nan_rows(a, axis, lambda r, ax: quantile(r, q, axis=ax, method=method))
 
 
 @_numpy_unless_traced("nanpercentile")
 def nanpercentile(a: Any, q: Any, axis: Any = None, out: Any = None,
                   overwrite_input: bool = False, method: str = "linear",
-                  keepdims: bool = False, **kw: Any) -> Any:
-    return nanquantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims)
+                  keepdims: bool = False, *, weights: Any = None,
+                  interpolation: Any = None) -> Any:
+    return nanquantile(a, _np.asarray(q) / 100.0, axis=axis, method=method, keepdims=keepdims,
+                       weights=weights, interpolation=interpolation)
 
 
 @_numpy_unless_traced("nanmedian")
@@ -378,23 +410,40 @@ def nanmedian(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool =
 
 
 @_numpy_unless_traced("nanvar")
-def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-           keepdims: bool = False, **kw: Any) -> Any:
+def nanvar(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+           keepdims: bool = False, *, where: Any = True, mean: Any = _np._NoValue,
+           correction: Any = _np._NoValue) -> Any:
+    """The variance of the elements that are not NaN (and where ``where`` holds)."""
+    if correction is not _np._NoValue:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
     a = _as(a)
-    nan = isnan(a)
-    count = sum(where(nan, 0.0, 1.0), axis=axis, keepdims=True)
-    centered = where(nan, 0.0, a) - nansum(a, axis=axis, keepdims=True) / count
-    sq = where(nan, 0.0, real(centered * conjugate(centered)) if iscomplexobj(a)
-               else centered * centered)
-    out_ = sum(sq, axis=axis, keepdims=True) / (count - ddof)
-    return out_ if keepdims else reshape(out_, tuple(
-        d for i, d in enumerate(shape(out_)) if i not in _axes(axis, ndim(a))))
+    if dtype is not None:
+        a = a.astype(dtype)
+    present = logical_not(isnan(a))
+    if where is not True:
+        present = logical_and(present, where if isinstance(where, Tracer)
+                              else _np.asarray(where, bool))
+    count = sum(_select(present, 1.0, 0.0), axis=axis, keepdims=True)
+    center = nansum(_select(present, a, 0.0), axis=axis, keepdims=True) / count \
+        if mean is _np._NoValue else mean
+    centered = _select(present, a - center, 0.0)
+    sq = real(centered * conjugate(centered)) if iscomplexobj(a) else centered * centered
+    result = sum(sq, axis=axis, keepdims=True) / maximum(count - ddof, 0.0)
+    if not keepdims:
+        result = reshape(result, tuple(d for i, d in enumerate(shape(result))
+                                       if i not in _axes(axis, ndim(a))))
+    return result if out is None else write_out(out, result, "nanvar")
 
 
 @_numpy_unless_traced("nanstd")
-def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-           keepdims: bool = False, **kw: Any) -> Any:
-    return sqrt(nanvar(a, axis=axis, ddof=ddof, keepdims=keepdims))
+def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+           keepdims: bool = False, *, where: Any = True, mean: Any = _np._NoValue,
+           correction: Any = _np._NoValue) -> Any:
+    spread = sqrt(nanvar(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, where=where,
+                         mean=mean, correction=correction))
+    return spread if out is None else write_out(out, spread, "nanstd")
 
 
 @_numpy_unless_traced("nancumsum")

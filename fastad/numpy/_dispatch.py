@@ -12,9 +12,9 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
-from ._base import _fresh, _no_out, iscomplexobj, shape
-from . import _elementwise, _ufunc_methods
-from ._elementwise import FROM_ROWS, astype
+from ._base import _fresh, iscomplexobj, shape
+from . import _elementwise, _keywords, _ufunc_methods
+from ._elementwise import FROM_ROWS
 from ._indexing import _check_writeable, _target, _write_all
 from ._linalg import linalg, matmul
 from ._views import _link
@@ -35,54 +35,50 @@ def _ufunc_functions() -> dict[str, Any]:
 
 
 _UFUNCS = _ufunc_functions()
+#: the same, without the keyword handling (`_elementwise.ufunc_like`): a call
+#: without keywords costs the primitive's bind alone
+_UFUNC_CORES = {name: fn.core for name, fn in _UFUNCS.items()}
 
 
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
-    if not kwargs and method == "__call__":  # np.exp(x), x * y: every traced operator
-        fn = _UFUNCS.get(name)
+    if method == "__call__" and not kwargs:  # np.exp(x): the function of traced values
+        fn = _UFUNC_CORES.get(name)
         if fn is not None:
             out = fn(*inputs)
             return _fresh(out) if builtins.any(out is i for i in inputs) else out
-    if kwargs.get("out") is not None:
-        return _ufunc_into(ufunc, method, inputs, kwargs)
-    if method == "__call__" and name in _UFUNCS:
-        extra = set(kwargs) - {"out", "dtype", "casting"}
-        if not extra:
-            out = _UFUNCS[name](*inputs)
-            if out is inputs[0] or (len(inputs) > 1 and out is inputs[1]):
-                out = _fresh(out)  # a ufunc's result is new memory
-            return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
+    if method == "__call__":
+        fn = _UFUNCS.get(name)
+        if fn is None:
+            fn = _foreign_ufunc(ufunc)
+            if fn is None and isinstance(getattr(_np, name, None), _np.ufunc):
+                fn = _namespace.get(name)  # remainder, radians, signbit, gcd, ...
+        if fn is not None and not isinstance(fn, _np.ufunc):
+            if not kwargs:
+                out = fn(*inputs)
+            elif hasattr(fn, "core"):  # takes NumPy's keywords (`_elementwise.ufunc_like`)
+                out = fn(*inputs, **kwargs)
+            elif ufunc.nout == 1:  # scipy.special's: the same rules around the function
+                kwargs = dict(kwargs)
+                out = _keywords.ufunc_call(ufunc, fn, inputs, kwargs.pop("out", None), kwargs)
+            else:
+                raise TracingError(f"numpy.{name} with keyword arguments is not supported on "
+                                   "traced values; use the returned values instead")
+            if kwargs.get("out") is not None:
+                return out  # the array written into, as NumPy returns it
+            return _fresh(out) if builtins.any(out is i for i in inputs) else out
     if method in _ufunc_methods.DISPATCH and ufunc.nin == 2:
         fn = _UFUNCS.get(name) or _namespace.get(name)
         if callable(fn) and not isinstance(fn, _np.ufunc):
-            return _ufunc_methods.DISPATCH[method](fn, ufunc, inputs, kwargs)
-    if method == "__call__" and not set(kwargs) - {"out", "dtype", "casting"}:
-        foreign = _foreign_ufunc(ufunc)
-        if foreign is None and isinstance(getattr(_np, name, None), _np.ufunc):
-            foreign = _namespace.get(name)  # remainder, radians, signbit, gcd, ...
-        if foreign is not None:  # and scipy.special's ufuncs
-            out = foreign(*inputs)
-            return astype(out, kwargs["dtype"]) if kwargs.get("dtype") is not None else out
+            out = kwargs.get("out")
+            if out is None:
+                return _ufunc_methods.DISPATCH[method](fn, ufunc, inputs, kwargs)
+            kwargs = {k: v for k, v in kwargs.items() if k != "out"}  # np.add.reduce(.., out=v)
+            return _keywords.write_out(out, _ufunc_methods.DISPATCH[method](
+                fn, ufunc, inputs, kwargs), f"numpy.{name}.{method}")
     raise TracingError(f"numpy.{name}{'' if method == '__call__' else '.' + method} is not "
                        "supported on traced values; write it with supported functions or "
                        "define it with fastad.primitive and fastad.defvjp")
-
-
-def _ufunc_into(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:
-    """``ufunc(..., out=a)``: a write into the traced array a, as NumPy's."""
-    name = ufunc.__name__
-    kwargs = dict(kwargs)
-    out, mask = kwargs.pop("out"), kwargs.pop("where", True)
-    outs = out if isinstance(out, tuple) else (out,)
-    called = f"numpy.{name}{'' if method == '__call__' else '.' + method}"
-    if len(outs) != 1 or ufunc.nout != 1:
-        _no_out(out, called)
-    target = _target(outs[0], f"{called}(..., out=...)")
-    _check_writeable(target, "output array is read-only")
-    result = _dispatch_ufunc(ufunc, method, inputs, kwargs)
-    _write_all(target, result, mask, f"ufunc '{name}' output")
-    return target
 
 
 def _foreign_ufunc(ufunc: _np.ufunc) -> Any:
@@ -163,6 +159,8 @@ def _viewing(func: Any, impl: Any, args: tuple, kwargs: dict) -> Any:
         out = impl(*args, **kwargs)
         if len(args) == 2 and isinstance(args[1], Tracer):
             return _link(args[1], out, lambda s: func(args[0], s, **kwargs))
+        if len(args) in (2, 3) and isinstance(args[0], Tracer):  # (x, [0, 1]), (x, [0, 1], [1, 0])
+            return _link(args[0], out, lambda s: func(s, *args[1:], **kwargs))
         return _fresh(out) if builtins.any(out is a for a in args) else out
     if name.startswith("atleast_") and len(args) != 1:
         return tuple(_viewing(func, impl, (a,), kwargs) if isinstance(a, Tracer) else func(a)

@@ -6,12 +6,19 @@ are made from the rows: each is public under its NumPy implementation's name
 needs no edit here.  `power` and `sign` replace the functions of their rows
 with composites (``x**2`` as a square, the complex sign as ``x / |x|``).
 
+Every function of a NumPy ufunc takes the ufunc's parameters (``out``,
+``where``, ``dtype``, ``casting``, ``signature``, ``order``, ``subok``; its
+``inspect.signature`` is the ufunc's): a call without them is the primitive
+and nothing else, one with them goes to `_keywords.ufunc_call`, the one place
+that gives them NumPy's meaning.
+
 `where`, `clip`, `maximum`, `minimum`, `abs` are branch-free: they never
 create guards, so prefer them to Python ``if`` on traced values inside
 compiled functions.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as _np
@@ -32,20 +39,89 @@ def _named(fn: Any, prim: Any) -> Any:
     return fn
 
 
+def _ufunc_keywords(ufunc: _np.ufunc, core: Any, inputs: tuple, out: Any,
+                    keywords: dict) -> Any:
+    """A ufunc's call with NumPy's keyword parameters (`_keywords.ufunc_call`,
+    which needs the indexing modules that come after this one)."""
+    from ._keywords import ufunc_call
+    return ufunc_call(ufunc, core, inputs, out, keywords)
+
+
+def _as_ufunc(fn: Any, ufunc: _np.ufunc) -> Any:
+    """fn with the ufunc's signature for ``inspect`` (its keyword parameters are
+    taken as ``**keywords``: a call without them checks one dict)."""
+    fn.__signature__ = inspect.signature(ufunc)
+    return fn
+
+
+def ufunc_like(ufunc: _np.ufunc, core: Any) -> Any:
+    """``core`` (a function of the ufunc's inputs) taking the ufunc's keyword
+    parameters, named as the ufunc."""
+    if ufunc.nin == 1:
+        def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
+            if out is None and not keywords:
+                return core(x)
+            return _ufunc_keywords(ufunc, core, (x,), out, keywords)
+    else:
+        def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
+            if out is None and not keywords:
+                return core(x1, x2)
+            return _ufunc_keywords(ufunc, core, (x1, x2), out, keywords)
+    fn.__name__ = fn.__qualname__ = ufunc.__name__
+    fn.__module__ = "fastad.numpy"
+    fn.__doc__ = core.__doc__
+    fn.core = core  # the function of traced values alone
+    return _as_ufunc(fn, ufunc)
+
+
+def two_results(ufunc: _np.ufunc, core: Any) -> Any:
+    """core (of a ufunc with two results: divmod, modf, frexp) with the ufunc's
+    signature: its keywords are NumPy's on plain values, refused on traced ones
+    (the two results are returned, not written)."""
+    def fn(*inputs: Any, out: Any = None, **keywords: Any) -> Any:
+        if out is None and not keywords:
+            return core(*inputs)
+        from ._keywords import _traced
+        if not _traced(out, keywords.get("where"), *inputs):
+            return ufunc(*inputs, out=(None, None) if out is None else out, **keywords)
+        from ..core.errors import TracingError
+        raise TracingError(f"numpy.{ufunc.__name__}(..., {', '.join(sorted(keywords) or ['out'])}"
+                           "=...) on traced values is not supported; use the two results")
+    fn.__name__ = fn.__qualname__ = ufunc.__name__
+    fn.__module__ = "fastad.numpy"
+    fn.__doc__ = core.__doc__
+    fn.core = core
+    return _as_ufunc(fn, ufunc)
+
+
 def _unary(name: str):
     prim = _p(name)
+    ufunc = getattr(_np, prim.impl.__name__)
 
-    def fn(x: Any) -> Any:
+    def core(x: Any) -> Any:
         return bind(prim, x)
-    return _named(fn, prim)
+
+    def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
+        if out is None and not keywords:  # the primitive, as cheap as `core`
+            return bind(prim, x)
+        return _ufunc_keywords(ufunc, core, (x,), out, keywords)
+    fn.core = core
+    return _as_ufunc(_named(fn, prim), ufunc)
 
 
 def _binary(name: str):
     prim = _p(name)
+    ufunc = getattr(_np, prim.impl.__name__)
 
-    def fn(x: Any, y: Any) -> Any:
+    def core(x: Any, y: Any) -> Any:
         return bind(prim, x, y)
-    return _named(fn, prim)
+
+    def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
+        if out is None and not keywords:  # the primitive, as cheap as `core`
+            return bind(prim, x1, x2)
+        return _ufunc_keywords(ufunc, core, (x1, x2), out, keywords)
+    fn.core = core
+    return _as_ufunc(_named(fn, prim), ufunc)
 
 
 def _from_rows() -> dict[str, Any]:
@@ -69,39 +145,57 @@ square, rint, arctan2, maximum, minimum, not_equal = (
     FROM_ROWS[n] for n in ("square", "rint", "arctan2", "maximum", "minimum", "not_equal"))
 _sign_real = FROM_ROWS["sign"]  # the public `sign` below handles complex values too
 absolute = abs = _unary("abs")  # abs, real, imag and conj are declared outside the tables
-fabs = absolute
+fabs = ufunc_like(_np.fabs, absolute.core)
 round_ = FROM_ROWS["rint"]
 true_divide = FROM_ROWS["divide"]
-fmax = FROM_ROWS["maximum"]
-fmin = FROM_ROWS["minimum"]
+fmax = ufunc_like(_np.fmax, maximum.core)  # NaN-ignoring in NumPy; here maximum's rule
+fmin = ufunc_like(_np.fmin, minimum.core)
 
 
-def power(x: Any, y: Any) -> Any:
+def _power(x: Any, y: Any) -> Any:
+    """x**y (``x**2`` recorded as a square)."""
     if isinstance(y, (int, float)) and not isinstance(y, bool) and y == 2:
         return square(x)
     return bind(_p("pow"), x, y)
 
 
-def round(x: Any, decimals: int = 0) -> Any:  # noqa: A001 - NumPy's name
+power = ufunc_like(_np.power, _power)
+
+
+def round(a: Any, decimals: int = 0, out: Any = None) -> Any:  # noqa: A001 - NumPy's name
+    if not isinstance(a, Tracer) and not isinstance(out, Tracer):
+        return _np.round(a, decimals, out)
     if decimals:
         scale = 10.0 ** decimals
-        return rint(x * scale) / scale
-    return rint(x)
+        result = rint(a * scale) / scale
+    else:
+        result = rint(a)
+    if out is None:
+        return result
+    from ._keywords import write_out
+    return write_out(out, result, "round")
 
 
 around = round
 
 
-def positive(x: Any) -> Any:
+def _positive(x: Any) -> Any:
+    """+x: a new value (a ufunc's result is never its argument)."""
     return _fresh(x)
 
 
-def sign(x: Any) -> Any:
+positive = ufunc_like(_np.positive, _positive)
+
+
+def _sign(x: Any) -> Any:
     """sign(x); for complex x NumPy's x / |x| (0 at 0), which has a derivative."""
     if not iscomplexobj(x):
         return _sign_real(x)
     mag = absolute(x)
     return x / where(mag == 0.0, 1.0, mag)
+
+
+sign = ufunc_like(_np.sign, _sign)
 
 
 def real(val: Any) -> Any:
@@ -114,11 +208,12 @@ def imag(val: Any) -> Any:
     return _constant(_np.zeros(shape(val), _float_dtype(val)))
 
 
-def conjugate(x: Any) -> Any:
-    return bind(_p("conj"), x) if iscomplexobj(x) else _fresh(x)  # a ufunc: never x itself
+def _conjugate(x: Any) -> Any:
+    """The complex conjugate (a new value for real x: a ufunc's result is never x)."""
+    return bind(_p("conj"), x) if iscomplexobj(x) else _fresh(x)
 
 
-conj = conjugate
+conjugate = conj = ufunc_like(_np.conjugate, _conjugate)
 
 
 def angle(z: Any, deg: bool = False) -> Any:
@@ -139,21 +234,55 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     return bind(_p("where"), condition, x, y)
 
 
-def clip(a: Any, a_min: Any = None, a_max: Any = None) -> Any:
-    """Clip to [a_min, a_max]; at exactly a bound the cotangent is split evenly."""
-    if a_min is not None:
-        a = maximum(a, a_min)
-    if a_max is not None:
-        a = minimum(a, a_max)
-    return a
+_NO = _np._NoValue  # NumPy's "not given"
 
 
-def astype(x: Any, dtype: Any) -> Any:
+def _clip_between(a: Any, a_min: Any, a_max: Any) -> Any:
+    return minimum(maximum(a, a_min), a_max)
+
+
+def clip(a: Any, a_min: Any = _NO, a_max: Any = _NO, out: Any = None, *, min: Any = _NO,
+         max: Any = _NO, **kwargs: Any) -> Any:  # noqa: A002 - NumPy's names
+    """Clip to [a_min, a_max] (NumPy 2.1 names them min and max); at exactly a
+    bound the cotangent is split evenly.  ``kwargs`` are the ufunc keywords."""
+    if a_min is _NO and a_max is _NO:
+        a_min = None if min is _NO else min
+        a_max = None if max is _NO else max
+    elif a_min is _NO or a_max is _NO:
+        raise TypeError("clip() missing 1 required positional argument: "
+                        f"'{'a_min' if a_min is _NO else 'a_max'}'")
+    elif min is not _NO or max is not _NO:
+        raise ValueError("Passing `min` or `max` keyword argument when `a_min` and `a_max` "
+                         "are provided is forbidden.")
+    if out is None and not kwargs:
+        if a_min is not None:
+            a = maximum(a, a_min)
+        if a_max is not None:
+            a = minimum(a, a_max)
+        return a
+    if a_min is None and a_max is None:
+        raise ValueError("One of max or min must be given")
+    # the ufunc NumPy calls, with its keyword rules (`_keywords.ufunc_call`)
+    if a_min is None:
+        ufunc, core, inputs = _np.minimum, minimum.core, (a, a_max)
+    elif a_max is None:
+        ufunc, core, inputs = _np.maximum, maximum.core, (a, a_min)
+    else:
+        ufunc, core, inputs = _np._core.umath.clip, _clip_between, (a, a_min, a_max)
+    return _ufunc_keywords(ufunc, core, inputs, out, kwargs)
+
+
+def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> Any:
+    """x in dtype (x itself when it has it and ``copy=False``)."""
+    if device not in (None, "cpu"):
+        raise ValueError(f"Device not understood. Only \"cpu\" is allowed, but received: {device}")
+    if not isinstance(x, Tracer) and (copy is not True or device is not None):
+        return _np.astype(x, dtype, copy=copy, device=device)
     dtype = _np.dtype(dtype)
     if dtype.kind == "f" and dtype not in (_np.float64, _np.float32):
         raise unsupported_precision(f"astype({dtype})", dtype)
     if result_dtype(x) == dtype:
-        return _fresh(x)
+        return _fresh(x) if copy else x
     return bind(_p("astype"), x, dtype=dtype.str)
 
 
@@ -162,12 +291,18 @@ def stop_gradient(x: Any) -> Any:
     return bind(_p("stop_gradient"), x)
 
 
-def isfinite(x: Any) -> Any:
+def _isfinite(x: Any) -> Any:
+    """|x| < inf: False for infinities and NaN."""
     return abs(x) < _np.inf
 
 
-def isnan(x: Any) -> Any:
+def _isnan(x: Any) -> Any:
+    """x != x."""
     return not_equal(x, x)
+
+
+isfinite = ufunc_like(_np.isfinite, _isfinite)
+isnan = ufunc_like(_np.isnan, _isnan)
 
 
 def _abs2(x: Any) -> Any:

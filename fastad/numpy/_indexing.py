@@ -5,6 +5,7 @@ the views of the array written (`_views`)."""
 from __future__ import annotations
 
 import builtins
+import functools
 import math
 from typing import Any
 
@@ -198,12 +199,11 @@ def _numpy_on_plain(fn: Any) -> Any:
     """NumPy's function of the same name when no argument is traced."""
     plain = getattr(_np, fn.__name__)
 
+    @functools.wraps(fn)  # fn's signature, NumPy's
     def call(*args: Any, **kwargs: Any) -> Any:
         if not _contains_tracer(list(args) + list(kwargs.values())):
             return plain(*args, **kwargs)
         return fn(*args, **kwargs)
-    call.__name__ = call.__qualname__ = fn.__name__
-    call.__doc__ = fn.__doc__
     return call
 
 

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.tracer import bind, bind_computed, value_of
+from ..core.tracer import Tracer, bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
-from ._elementwise import _abs2, absolute, astype, conjugate, exp, multiply, power, sqrt
+from ._elementwise import (_abs2, absolute, astype, conjugate, exp, multiply, power, sqrt,
+                           ufunc_like)
 from ._reductions import max, min, sum
 from ._shape import (broadcast_to, diagonal, expand_dims, matrix_transpose, moveaxis, ravel,
                      reshape, swapaxes, transpose)
@@ -33,7 +34,8 @@ def solve_(a: Any, b: Any) -> Any:
     return bind(_p("solve"), a, b)
 
 
-def matmul(a: Any, b: Any) -> Any:
+def _matmul(a: Any, b: Any) -> Any:
+    """a @ b, NumPy's matmul of traced values."""
     # On every traced product (and every rule of one): each shape is asked
     # once, and reshapes and broadcasts known to change the shape are bound
     # directly, without the front end's checks.
@@ -62,13 +64,26 @@ def matmul(a: Any, b: Any) -> Any:
     return out
 
 
-def dot(a: Any, b: Any) -> Any:
+matmul = ufunc_like(_np.matmul, _matmul)
+
+
+def _into(out: Any, result: Any, name: str) -> Any:
+    """``out=`` of a product: NumPy's when nothing is traced, else a write into out."""
+    from ._keywords import write_out  # the item assignment of the modules after this one
+    return write_out(out, result, name)
+
+
+def dot(a: Any, b: Any, out: Any = None) -> Any:
+    if out is not None and not _traced(a, b, out):
+        return _np.dot(a, b, out)
     na, nb = len(shape(a)), len(shape(b))
     if na == 0 or nb == 0:
-        return multiply(a, b)
-    if nb <= 2:
-        return matmul(a, b)
-    return tensordot(a, b, axes=([na - 1], [nb - 2]))
+        result = multiply(a, b)
+    elif nb <= 2:
+        result = _matmul(a, b)
+    else:
+        result = tensordot(a, b, axes=([na - 1], [nb - 2]))
+    return result if out is None else _into(out, result, "dot")
 
 
 def vdot(a: Any, b: Any) -> Any:
@@ -81,8 +96,15 @@ def inner(a: Any, b: Any) -> Any:
     return tensordot(a, b, axes=([ndim(a) - 1], [ndim(b) - 1]))
 
 
-def outer(a: Any, b: Any) -> Any:
-    return multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+def outer(a: Any, b: Any, out: Any = None) -> Any:
+    if out is not None and not _traced(a, b, out):
+        return _np.outer(a, b, out)
+    result = multiply(reshape(a, (-1, 1)), reshape(b, (1, -1)))
+    return result if out is None else _into(out, result, "outer")
+
+
+def _traced(*values: Any) -> bool:
+    return builtins.any(isinstance(v, Tracer) for v in values)
 
 
 def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
@@ -132,15 +154,24 @@ def _einsum_subscripts(interleaved: tuple[Any, ...]) -> tuple[Any, ...]:
     return (spec, *operands)
 
 
-def einsum(*operands: Any, optimize: Any = False, **kw: Any) -> Any:
+def einsum(*operands: Any, out: Any = None, optimize: Any = False, **kwargs: Any) -> Any:
     """Einstein summation, as transposes, reshapes, diagonals and batched
     matmuls: ``...``, any number of operands (contracted left to right), and
-    size-1 axes broadcast against longer ones, as NumPy's."""
-    from ..core.tracer import Tracer
-    if not builtins.any(isinstance(op, Tracer) for op in operands):
-        return _np.einsum(*operands, optimize=optimize, **kw)
-    if kw.get("out") is not None:
-        raise TracingError("einsum(..., out=...) cannot be traced; use the returned value")
+    size-1 axes broadcast against longer ones, as NumPy's.  ``kwargs``:
+    NumPy's ``dtype``, ``order`` and ``casting``."""
+    if not _traced(out, *operands):
+        return _np.einsum(*operands, out=out, optimize=optimize, **kwargs)
+    unknown = set(kwargs) - {"dtype", "order", "casting"}
+    if unknown:
+        raise TypeError(f"einsum() got an unexpected keyword argument '{sorted(unknown)[0]}'")
+    result = _einsum(*operands)
+    if kwargs.get("dtype") is not None:
+        result = astype(result, kwargs["dtype"])
+    return result if out is None else _into(out, result, "einsum")
+
+
+def _einsum(*operands: Any) -> Any:
+    """einsum of traced operands."""
     if not isinstance(operands[0], str):
         operands = _einsum_subscripts(operands)
     subscripts, operands = operands[0], operands[1:]

@@ -146,6 +146,15 @@ def _conj_method(self: Tracer) -> Any:
     return _link(self, self, _np.ndarray.conj)
 
 
+# the operators take no keywords: the functions of traced values themselves, without
+# the ufunc functions' keyword handling around them (`_elementwise.ufunc_like`)
+(add, subtract, multiply, divide, power, matmul, negative, positive, absolute, less, less_equal,
+ greater, greater_equal, equal, not_equal, logical_and, logical_or, logical_not, remainder,
+ floor_divide, divmod) = (f.core for f in (
+    add, subtract, multiply, divide, power, matmul, negative, positive, absolute, less,
+    less_equal, greater, greater_equal, equal, not_equal, logical_and, logical_or, logical_not,
+    remainder, floor_divide, divmod))
+
 #: what tracer.FRONT_END holds: the function each of Tracer's operators, methods and
 #: properties applies, by the name the class body asks for
 TRACER_FRONT_END = {

@@ -46,14 +46,16 @@ argmax = _arg_extremum("argmax")
 argmin = _arg_extremum("argmin")
 
 
-def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:
+def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
+            stable: Any = None) -> Any:
     """Indices that sort a (stable): not differentiable; a traced integer array
     for `take_along_axis` (indexing with it is not supported)."""
     a, axis = _axis_of(a, axis)
     return bind(_p("argsort"), a, axis=axis)
 
 
-def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, **kw: Any) -> Any:
+def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
+         stable: Any = None) -> Any:  # (always stable)
     a, axis = _axis_of(a, axis)
     return _take_along(a, bind(_p("argsort"), a, axis=axis), axis)
 

@@ -27,6 +27,7 @@ from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
 from ..core.tracer import Tracer, bind
 from ._base import _CHECK, _Call, _contains_tracer, _holes
 from ._building import _as
+from ._elementwise import two_results
 
 #: functions with no derivative anywhere: plain result, guarded
 NON_DIFFERENTIABLE = {
@@ -134,9 +135,11 @@ def _histogram_weights(name: str, fn: Any) -> Any:
 
 
 def unique(ar: Any, return_index: bool = False, return_inverse: bool = False,
-           return_counts: bool = False, axis: Any = None, **kw: Any) -> Any:
+           return_counts: bool = False, axis: Any = None, *, equal_nan: bool = True,
+           sorted: bool = True) -> Any:  # noqa: A002 - NumPy's name
     """NumPy's unique; on traced values the unique values are a gather of them
     (differentiable), the rest plain, all guarded under compilation."""
+    kw = {"equal_nan": equal_nan, "sorted": sorted}
     if not isinstance(ar, Tracer) and not _contains_tracer(ar):
         return _np.unique(ar, return_index, return_inverse, return_counts, axis, **kw)
     from ._ordering import take
@@ -168,13 +171,16 @@ def _unique_result(name: str) -> Any:
     return call
 
 
-def frexp(x: Any, *args: Any, **kwargs: Any) -> Any:
+def _frexp(x: Any) -> Any:
     """(mantissa, exponent): the exponent plain (guarded), the mantissa
     x * 2**-exponent, differentiable."""
     if not isinstance(x, Tracer):
-        return _np.frexp(x, *args, **kwargs)
+        return _np.frexp(x)
     exponent = plain_call(lambda v: _np.frexp(v)[1], (x,), {})
     return x * _np.ldexp(1.0, -exponent), exponent
+
+
+frexp = two_results(_np.frexp, _frexp)
 
 
 def names(defined: dict) -> dict[str, Any]:

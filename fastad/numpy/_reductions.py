@@ -16,14 +16,20 @@ import numpy as _np
 
 from ..core.tracer import bind
 from ..primitives import structural as _rows
-from ._base import _CHECK, _Call, _Slot, _axes, _float_dtype, _no_out, _p, ndim, shape
-from ._elementwise import _abs2, astype, equal, exp, isfinite, log, sqrt, stop_gradient, where
+from ._base import (_CHECK, _Call, _Slot, _axes, _constant, _float_dtype, _no_out, _p,
+                    ndim, result_dtype, shape)
+from ._elementwise import (_abs2, astype, equal, exp, isfinite, log, maximum, minimum, sqrt,
+                           stop_gradient, where)
 from ._elementwise import where as _select  # for reductions, whose ``where=`` hides the name
-from ._shape import diagonal, ravel, reshape, stack
+from ._shape import broadcast_to, diagonal, ravel, reshape, stack
+
 
 __all__ = ["sum", "prod", "max", "min", "amax", "amin", "mean", "var", "std", "logsumexp",
            "cumsum_", "cumsum", "cumprod", "nansum", "nanprod", "nanmean", "nanmax", "nanmin",
            "any", "all", "trace", "unbroadcast"]
+
+
+_NO = _np._NoValue  # NumPy's "not given", where None is a value (var's ``mean``)
 
 
 def _has_tracer(a: Any) -> bool:
@@ -41,31 +47,84 @@ def _cast(a: Any, dtype: Any) -> Any:
     return a if dtype is None else astype(a, dtype)
 
 
-def _masked(a: Any, mask: Any, neutral: float) -> Any:
+def _masked(a: Any, mask: Any, neutral: Any) -> Any:
     """A reduction's ``where=``: elements left out count as the neutral element."""
-    return a if mask is True else _select(mask, a, neutral)
+    if mask is True:
+        return a
+    return _select(mask if _has_tracer((mask,)) else _np.asarray(mask, bool), a, neutral)
+
+
+def _array(a: Any) -> Any:
+    """A reduction's argument: a list of traced values stacked, else as NumPy takes it."""
+    if isinstance(a, (list, tuple)):
+        return stack(a) if _has_tracer(a) else _np.asarray(a)
+    return a
+
+
+def _done(result: Any, out: Any, name: str) -> Any:
+    """The result, or written into ``out`` (a traced array), which is returned."""
+    if out is None:
+        return result
+    from ._keywords import write_out  # the item assignment of the modules after this one
+    return write_out(out, result, name)
+
+
+def _empty_reduction(a: Any, axis: Any) -> bool:
+    return any_(shape(a)[i] == 0 for i in _axes(axis, ndim(a)))
 
 
 def _with_identity(name: str, neutral: float, combine: Any) -> Any:
     """The public function of a reduction row with an identity (sum, prod):
     NumPy's signature, ``where=`` masking with the identity and ``initial=``
     combined with the result; a list of traced values is stacked first."""
+    numpy_fn = getattr(_np, name)
+
     def reduction(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
                   keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
-        _no_out(out, name)
-        if isinstance(a, (list, tuple)):
-            a = stack(a) if _has_tracer(a) else _np.asarray(a)
+        if (out is not None or initial is not None or where is not True) and \
+                not _has_tracer((a, out, initial, where)):
+            return numpy_fn(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
+                            initial=_NO if initial is None else initial, where=where)
+        a = _array(a)
         total = _reduce(name, _masked(_cast(a, dtype), where, neutral), axis, keepdims)
-        return total if initial is None else combine(total, initial)
+        return _done(total if initial is None else combine(total, initial), out, name)
     return reduction
 
 
 def _without_identity(name: str) -> Any:
-    """The public function of a reduction row without an identity (max, min)."""
-    def reduction(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-        _no_out(out, name)
-        return _reduce(name, a, axis, keepdims)
+    """The public function of a reduction row without an identity (max, min):
+    ``initial`` is combined with the result (by maximum or minimum), and the
+    positions ``where=`` leaves out take its value, so a mask needs it, as in NumPy."""
+    numpy_fn = getattr(_np, name)
+    combine = {"max": maximum, "min": minimum}[name]
+
+    def reduction(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
+                  initial: Any = None, where: Any = True) -> Any:
+        if out is None and initial is None and where is True:
+            return _reduce(name, a, axis, keepdims)
+        if not _has_tracer((a, out, initial, where)):
+            return numpy_fn(a, axis=axis, out=out, keepdims=keepdims,
+                            initial=_NO if initial is None else initial, where=where)
+        a = _array(a)
+        if initial is None:
+            if where is not True:
+                _needs_initial(numpy_fn, a, axis, where)
+            return _done(_reduce(name, a, axis, keepdims), out, name)
+        if _empty_reduction(a, axis) and not _has_tracer((initial, where)):
+            # nothing reduced: initial, everywhere (no derivative in a)
+            return _done(_constant(numpy_fn(_np.zeros(shape(a), result_dtype(a)), axis=axis,
+                                            keepdims=keepdims, initial=initial)), out, name)
+        result = _reduce(name, _masked(a, where, initial), axis, keepdims)
+        return _done(combine(result, initial), out, name)
     return reduction
+
+
+def _needs_initial(numpy_fn: Any, a: Any, axis: Any, where: Any) -> None:
+    """NumPy's error for an extremum with ``where=`` and no ``initial`` (raised by
+    NumPy's function on zeros of a's shape)."""
+    from ..core.tracer import value_of
+    numpy_fn(_np.zeros(shape(a), result_dtype(a)), axis=axis, where=value_of(where))
+    raise ValueError("a where mask needs initial")  # (NumPy raised above)
 
 
 def _from_rows() -> dict[str, Any]:
@@ -89,30 +148,73 @@ sum, prod, max, min = (FROM_ROWS[n] for n in ("sum", "prod", "max", "min"))  # n
 amax, amin = FROM_ROWS["amax"], FROM_ROWS["amin"]
 
 
+def _count(a: Any, axes: tuple, keepdims: bool, where: Any) -> Any:
+    """How many elements each result reduces: a number, or with ``where=`` the
+    selected ones per result (plain unless the mask is traced)."""
+    if where is True:
+        return math.prod(shape(a)[i] for i in axes)
+    if _has_tracer((where,)):
+        ones = astype(broadcast_to(where, shape(a)), _float_dtype(a))
+        return sum(ones, axis=axes, keepdims=keepdims)
+    return _np.sum(_np.broadcast_to(_np.asarray(where, bool), shape(a)), axis=axes,
+                   keepdims=keepdims, dtype=_np.float64)
+
+
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
-         keepdims: bool = False) -> Any:
-    _no_out(out, "mean")
-    a = _cast(a, dtype)
+         keepdims: bool = False, *, where: Any = True) -> Any:
+    if (out is not None or where is not True) and not _has_tracer((a, out, where)):
+        return _np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
+    a = _cast(_array(a), dtype)
     axes = _axes(axis, ndim(a))
-    count = math.prod(shape(a)[i] for i in axes)
-    return sum(a, axis=axes, keepdims=keepdims) * (1.0 / count if count else _np.nan)
+    count = _count(a, axes, keepdims, where)
+    total = sum(a, axis=axes, keepdims=keepdims, where=where)
+    if where is True:
+        result = total * (1.0 / count if count else _np.nan)
+    else:
+        with _np.errstate(invalid="ignore", divide="ignore"):  # no element: NaN, as NumPy's
+            result = total / count
+    return _done(result, out, "mean")
 
 
-def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-        keepdims: bool = False) -> Any:
-    _no_out(out, "var")
-    a = _cast(a, dtype)
+_mean = mean  # var's parameter ``mean`` hides the name
+
+
+def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+        keepdims: bool = False, *, where: Any = True, mean: Any = _NO,
+        correction: Any = _NO) -> Any:
+    if (out is not None or where is not True or mean is not _NO or correction is not _NO) \
+            and not _has_tracer((a, out, where, mean)):
+        return _np.var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
+                       where=where, mean=mean, correction=correction)
+    if correction is not _NO:
+        if ddof != 0:
+            raise ValueError("ddof and correction can't be provided simultaneously.")
+        ddof = correction
+    a = _cast(_array(a), dtype)
     axes = _axes(axis, ndim(a))
-    count = math.prod(shape(a)[i] for i in axes)
-    centered = a - mean(a, axis=axes, keepdims=True)
-    denom = count - ddof
-    return sum(_abs2(centered), axis=axes, keepdims=keepdims) * (
-        1.0 / denom if denom > 0 else _np.nan)
+    count = _count(a, axes, keepdims, where)
+    center = _mean(a, axis=axes, keepdims=True, where=where) if mean is _NO else mean
+    total = sum(_abs2(a - center), axis=axes, keepdims=keepdims, where=where)
+    if where is True:
+        denom = count - ddof
+        result = total * (1.0 / denom if denom > 0 else _np.nan)
+    else:
+        with _np.errstate(invalid="ignore", divide="ignore"):  # as NumPy: count - ddof >= 0
+            result = total / _np.maximum(count - ddof, 0) if not _has_tracer((count,)) \
+                else total / maximum(count - ddof, 0.0)
+    return _done(result, out, "var")
 
 
-def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: int = 0,
-        keepdims: bool = False) -> Any:
-    return sqrt(var(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims))
+def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any = 0,
+        keepdims: bool = False, *, where: Any = True, mean: Any = _NO,
+        correction: Any = _NO) -> Any:
+    if (out is not None or where is not True or mean is not _NO or correction is not _NO) \
+            and not _has_tracer((a, out, where, mean)):
+        return _np.std(a, axis=axis, dtype=dtype, out=out, ddof=ddof, keepdims=keepdims,
+                       where=where, mean=mean, correction=correction)
+    spread = var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, where=where,
+                 mean=mean, correction=correction)
+    return _done(sqrt(spread), out, "std")
 
 
 def logsumexp(a: Any, axis: Any = None, keepdims: bool = False) -> Any:
@@ -155,39 +257,76 @@ def _not_nan(a: Any) -> Any:
 
 
 def nansum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
-           keepdims: bool = False) -> Any:
-    return sum(where(_not_nan(a), a, 0.0), axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+           keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
+    if not _has_tracer((a, out, initial, where)):
+        return _np.nansum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
+                          initial=_NO if initial is None else initial, where=where)
+    return sum(_select(_not_nan(a), a, 0.0), axis=axis, dtype=dtype, out=out, keepdims=keepdims,
+               initial=initial, where=where)
 
 
 def nanprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
-            keepdims: bool = False) -> Any:
-    return prod(where(_not_nan(a), a, 1.0), axis=axis, dtype=dtype, out=out, keepdims=keepdims)
+            keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
+    if not _has_tracer((a, out, initial, where)):
+        return _np.nanprod(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
+                           initial=_NO if initial is None else initial, where=where)
+    return prod(_select(_not_nan(a), a, 1.0), axis=axis, dtype=dtype, out=out,
+                keepdims=keepdims, initial=initial, where=where)
 
 
 def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
-            keepdims: bool = False) -> Any:
-    count = sum(astype(_not_nan(a), _float_dtype(a)), axis=axis, keepdims=keepdims)
-    return nansum(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims) / count
+            keepdims: bool = False, *, where: Any = True) -> Any:
+    if not _has_tracer((a, out, where)):
+        return _np.nanmean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
+    present = _masked(_not_nan(a), where, False)
+    count = sum(astype(present, _float_dtype(a)), axis=axis, keepdims=keepdims)
+    result = nansum(a, axis=axis, dtype=dtype, keepdims=keepdims, where=where) / count
+    return _done(result, out, "nanmean")
 
 
-def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-    return max(where(_not_nan(a), a, -_np.inf), axis=axis, out=out, keepdims=keepdims)
+def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
+           initial: Any = None, where: Any = True) -> Any:
+    if not _has_tracer((a, out, initial, where)):
+        return _np.nanmax(a, axis=axis, out=out, keepdims=keepdims,
+                          initial=_NO if initial is None else initial, where=where)
+    if initial is None and where is not True:
+        _needs_initial(_np.nanmax, a, axis, where)
+    return max(_select(_not_nan(a), a, -_np.inf), axis=axis, out=out, keepdims=keepdims,
+               initial=initial, where=where)
 
 
-def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False) -> Any:
-    return min(where(_not_nan(a), a, _np.inf), axis=axis, out=out, keepdims=keepdims)
+def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
+           initial: Any = None, where: Any = True) -> Any:
+    if not _has_tracer((a, out, initial, where)):
+        return _np.nanmin(a, axis=axis, out=out, keepdims=keepdims,
+                          initial=_NO if initial is None else initial, where=where)
+    if initial is None and where is not True:
+        _needs_initial(_np.nanmin, a, axis, where)
+    return min(_select(_not_nan(a), a, _np.inf), axis=axis, out=out, keepdims=keepdims,
+               initial=initial, where=where)
 
 
-def any(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    return _reduce("max", astype(a != 0, _np.float64), axis, keepdims) > 0.0
+def any(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,  # noqa: A001
+        where: Any = True) -> Any:
+    if (out is not None or where is not True) and not _has_tracer((a, out, where)):
+        return _np.any(a, axis=axis, out=out, keepdims=keepdims, where=where)
+    nonzero = _masked(_array(a) != 0, where, False)
+    return _done(_reduce("max", astype(nonzero, _np.float64), axis, keepdims) > 0.0, out, "any")
 
 
-def all(a: Any, axis: Any = None, keepdims: bool = False) -> Any:  # noqa: A001
-    return _reduce("min", astype(a != 0, _np.float64), axis, keepdims) > 0.0
+def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,  # noqa: A001
+        where: Any = True) -> Any:
+    if (out is not None or where is not True) and not _has_tracer((a, out, where)):
+        return _np.all(a, axis=axis, out=out, keepdims=keepdims, where=where)
+    nonzero = _masked(_array(a) != 0, where, True)
+    return _done(_reduce("min", astype(nonzero, _np.float64), axis, keepdims) > 0.0, out, "all")
 
 
-def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
-    return sum(diagonal(a, offset, axis1, axis2), axis=-1)
+def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
+          out: Any = None) -> Any:
+    if out is not None and not _has_tracer((a, out)):
+        return _np.trace(a, offset, axis1, axis2, dtype, out)
+    return sum(diagonal(a, offset, axis1, axis2), axis=-1, dtype=dtype, out=out)
 
 
 def unbroadcast(g: Any, target: tuple[int, ...]) -> Any:

@@ -40,14 +40,15 @@ def _shape_arg(newshape: Any, total: int) -> tuple[int, ...]:
     return tuple(newshape)
 
 
-def reshape(a: Any, newshape: Any = None, order: str = "C", shape: Any = None,
+def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None,
             copy: Any = None) -> Any:
-    """(``copy``: NumPy's; a view or a copy is decided where views are tracked.)"""
-    if type(a) is _np.ndarray and type(newshape) is tuple and order == "C":
-        return a.reshape(newshape)  # a rule's plain value: what `bind` would compute
+    """NumPy's signature (``newshape``: NumPy 1's name for ``shape``; ``copy``:
+    NumPy's; a view or a copy is decided where views are tracked)."""
+    if type(a) is _np.ndarray and type(shape) is tuple and order == "C":
+        return a.reshape(shape)  # a rule's plain value: what `bind` would compute
     if order != "C":
         raise TracingError("reshape: only order='C' is supported")
-    target = _shape_arg(newshape if newshape is not None else shape, size(a))
+    target = _shape_arg(shape if shape is not None else newshape, size(a))
     if tuple(shape_of(a)) == target:
         return a
     return bind(_p("reshape"), a, shape=target)
@@ -111,7 +112,8 @@ def squeeze(a: Any, axis: Any = None) -> Any:
     return reshape(a, tuple(d for i, d in enumerate(shp) if i not in axes))
 
 
-def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
+def broadcast_to(array: Any, shape: Any, subok: bool = False) -> Any:
+    a = array
     target = tuple(int(d) for d in ((shape,) if isinstance(shape, int) else shape))
     current = tuple(shape_of(a))
     if current == target:
@@ -128,7 +130,9 @@ def broadcast_to(a: Any, shape: Any, subok: bool = False) -> Any:
     return bind(_p("broadcast_to"), a, shape=target)
 
 
-def broadcast_arrays(*args: Any) -> list[Any]:
+def broadcast_arrays(*args: Any, subok: bool = False) -> tuple[Any, ...]:
+    if not builtins.any(isinstance(a, Tracer) for a in args):
+        return _np.broadcast_arrays(*args, subok=subok)
     target = _np.broadcast_shapes(*(shape(a) for a in args))
     return [broadcast_to(a, target) for a in args]
 
@@ -171,10 +175,20 @@ def permute_dims(a: Any, axes: Any = None) -> Any:
 
 def concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, *,
                 dtype: Any = None, casting: str = "same_kind") -> Any:
-    if dtype is not None:
-        from ._elementwise import astype
-        return astype(concatenate(arrays, axis), dtype)
     arrays = list(arrays)
+    if out is not None or dtype is not None or casting != "same_kind":
+        if not builtins.any(isinstance(a, Tracer) for a in arrays + [out]):
+            return _np.concatenate(arrays, axis, out, dtype=dtype, casting=casting)
+        from ._keywords import write_out  # the modules after this one write into arrays
+        # NumPy's casting check (or its error) on empty arrays of the inputs' dtypes
+        _np.concatenate([_np.empty((0,), result_dtype(a)) for a in arrays], dtype=dtype,
+                        out=None if out is None else _np.empty((0,), result_dtype(out)),
+                        casting=casting)
+        result = concatenate(arrays, axis)
+        if dtype is not None and result_dtype(result) != _np.dtype(dtype):
+            from ._elementwise import astype
+            result = astype(result, dtype)
+        return result if out is None else write_out(out, result, "concatenate")
     if not arrays:
         raise ValueError("need at least one array to concatenate")
     if axis is None:
@@ -277,8 +291,8 @@ def roll(a: Any, shift: Any, axis: Any = None) -> Any:
     return _gather(a, lambda i: _np.roll(i, shift, axis))
 
 
-def tile(a: Any, reps: Any) -> Any:
-    return _gather(a, lambda i: _np.tile(i, reps))
+def tile(A: Any, reps: Any) -> Any:  # noqa: N803 - NumPy's name
+    return _gather(A, lambda i: _np.tile(i, reps))
 
 
 def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
