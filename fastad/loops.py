@@ -14,8 +14,10 @@ which is always right and is what the function meant.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Sequence
+import threading
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -43,6 +45,24 @@ def _is_guard_free(body: LoopBody) -> bool:
     return not any(registry[i.prim].effect == "guard" for i in body.tape.instrs)
 
 
+class _Counted(threading.local):
+    depth = 0  # > 0 while a while loop's derivative is traced: its loops are `counted`
+
+
+_counted = _Counted()
+
+
+@contextlib.contextmanager
+def counted() -> Iterator[None]:
+    """Loops traced in this block derive from a while loop and run its
+    recorded trip count (`LoopBody.counted`)."""
+    _counted.depth += 1
+    try:
+        yield
+    finally:
+        _counted.depth -= 1
+
+
 class _Unroll(Exception):
     """The body branched on a traced value: run the loop as Python instead."""
 
@@ -59,8 +79,8 @@ def _traced(trace: Callable[[], Any]) -> Any:
 
 
 def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequence[Any],
-               carry_tree: Any, x_leaves: Sequence[Any], x_tree: Any, where: str
-               ) -> tuple[LoopBody, list[Any], Any]:
+               carry_tree: Any, x_leaves: Sequence[Any], x_tree: Any, where: str,
+               is_while: bool = False) -> tuple[LoopBody, list[Any], Any]:
     """The body's sub-tape, the outer values it closed over (the loop's last
     operands) and the structure of its per-step outputs."""
     with recording() as builder:
@@ -82,7 +102,7 @@ def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequen
                                 "the same across a step")
         y_leaves, y_tree = pytree.flatten(y)
         builder.tape.outputs = [builder.slot_of(v) for v in list(new_leaves) + list(y_leaves)]
-    body = LoopBody(builder.tape, len(c_in), len(x_in))
+    body = LoopBody(builder.tape, len(c_in), len(x_in), is_while, _counted.depth > 0)
     if not _is_guard_free(body):
         raise _Unroll
     return body, list(builder.captures), y_tree
@@ -221,49 +241,73 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     scan of that many steps, so reverse mode differentiates it (JAX cannot).
     Under a trace the count is checked by a guard: a compiled function whose
     new input takes another number of steps traces again, as with any Python
-    control flow."""
+    control flow.  The recorded loop carries the condition along (its last
+    carried value, and each step's input condition as its per-step output),
+    so that `vmap` can run each example to its own end in one batched loop
+    (`loop_rules.while_batch`)."""
+    return _while(cond_fun, body_fun, init_val)
+
+
+def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_val: Any,
+           count: int | None = None) -> Any:
+    """`while_loop`; ``count``: the trip count when the caller knows it already."""
     where = "fastad.while_loop"
     carry_leaves, carry_tree = pytree.flatten(init_val)
 
     def step(c: Any, _: Any) -> tuple[Any, Any]:
-        new = body_fun(c)
-        return new, cond_fun(new)
+        val, going = c
+        new = body_fun(val)
+        return (new, _truth(cond_fun(new), where)), going
     try:
-        body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree, [], _NONE,
-                                                     where))
-        first = bool(cond_fun(init_val))  # records a guard when traced
+        going = _truth(cond_fun(init_val), where)
+        state_leaves, state_tree = pytree.flatten((init_val, going))
+        body, closed, _ = _traced(lambda: trace_body(step, state_leaves, state_tree, [], _NONE,
+                                                     where, is_while=True))
     except _Unroll:
         val = init_val
         while cond_fun(val):
             val = body_fun(val)
         return val
-    if not first:
-        return init_val
-    n = _trip_count(body, carry_leaves, closed, where)
-    final, (conds,) = run(body, n, carry_leaves, [], closed)
-    # the recorded count holds for this input only: every step but the last continues
-    if isinstance(conds, Tracer):
+    if not any(isinstance(v, Tracer) for v in list(state_leaves) + list(closed)):
+        # plain values: the loop run once, step by step, is the answer
+        final, _ = _run_while(body, state_leaves, closed)
+        return pytree.unflatten(carry_tree, final[:-1]) if final is not None else init_val
+    n = _run_while(body, state_leaves, closed)[1] if count is None else count
+    final, (conds,) = run(body, n, state_leaves, [], closed)
+    # the recorded count holds for this input only: every step starts with
+    # its condition true, and the last one ends with it false
+    if n:
         from .numpy import all as all_
-        if n > 1:
-            bool(all_(conds[:-1] != 0))  # records a guard (True here)
-        bool(conds[-1] != 0)  # records a guard (False here)
-    return pytree.unflatten(carry_tree, final)
+        bool(all_(conds))  # records a guard (True here)
+    bool(final[-1])  # records a guard (False here)
+    return pytree.unflatten(carry_tree, final[:-1])
 
 
-def _trip_count(body: LoopBody, carry_leaves: Sequence[Any], closed: Sequence[Any],
-                where: str) -> int:
-    """Steps until the condition (the body's one per-step output) is false,
-    found by running the body on the values."""
-    from .backends.reference import evaluate
-    carry = [_leaf_value(c) for c in carry_leaves]
+def _truth(value: Any, where: str) -> Any:
+    """A loop condition as a bool scalar (traced or not), as Python's ``while``
+    reads it."""
+    if isinstance(value, Tracer):
+        if np.size(value.value) != 1:
+            raise ValueError(f"{where}: the condition must be one value, not an array of "
+                             f"shape {np.shape(value.value)}")
+        from .numpy import reshape
+        value = value if value.dtype == np.bool_ else value != 0
+        return reshape(value, ()) if np.ndim(value.value) else value
+    return np.bool_(bool(np.asarray(value).reshape(()) if np.size(value) == 1 else value))
+
+
+def _run_while(body: LoopBody, state_leaves: Sequence[Any], closed: Sequence[Any]
+               ) -> tuple[list[Any] | None, int]:
+    """The loop on the values: its final carry (None if it takes no step)
+    and its trip count, the steps until the carried condition is false."""
+    state = [_leaf_value(c) for c in state_leaves]
     consts = [_leaf_value(c) for c in closed]
     n = 0
-    while True:
-        outs = evaluate(body.tape, carry + consts)
-        n += 1
-        carry = outs[:body.n_carry]
-        if not bool(np.asarray(outs[body.n_carry]).reshape(-1)[0]):
-            return n
+    with np.errstate(all="ignore"):
+        while bool(state[-1]):
+            state = body.interpret(state + consts)[:body.n_carry]
+            n += 1
+    return (state if n else None), n
 
 
 def default_checkpoint(length: int) -> int:

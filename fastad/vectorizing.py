@@ -6,6 +6,7 @@ stands for (`_per_example`)."""
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from typing import Any, Callable
 
@@ -15,6 +16,19 @@ from .api import _owned, check_leaf, record
 from .core import pytree
 from .core.errors import TracingError
 from .core.tracer import Tracer, user_stacklevel
+
+
+class _Recording(threading.local):
+    depth = 0  # > 0 while vmap records its function on one example
+
+
+_recording = _Recording()
+
+
+def in_vmap_trace() -> bool:
+    """Whether what runs now is recorded for an enclosing vmap (which batches
+    it again: `loop_rules.while_batch` then keeps a while loop a while loop)."""
+    return _recording.depth > 0
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
@@ -79,7 +93,11 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             n = pytree.num_leaves(tree)
             example_args.append(pytree.unflatten(tree, examples[k:k + n]))
             k += n
-        rec, _ = record(f, example_args, tuple(range(len(args))))
+        _recording.depth += 1
+        try:
+            rec, _ = record(f, example_args, tuple(range(len(args))))
+        finally:
+            _recording.depth -= 1
         tape = rec.builder.tape
         tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
         inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
