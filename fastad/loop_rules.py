@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .core.tracer import Tracer, current_builder, replay
+from .core.tracer import Tracer, current_builder, replay, value_of
 from .loops import _while as while_, counted, default_checkpoint, scan, unpack
 from .primitives.loops import LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
@@ -318,9 +318,12 @@ def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
     body, n0 = params["body"], params["length"]
     nested = in_vmap_trace()  # an enclosing vmap batches this loop again: keep it a while loop
     if not nested:
-        packed = scan_batch(prim, args, shapes, params, size)
+        traced = any(isinstance(v, Tracer) for v, _ in args)
+        # under a trace, tried on the values alone, so a failed try records nothing
+        trial = [(value_of(v), b) for v, b in args] if traced else args
+        packed = scan_batch(prim, trial, shapes, params, size)
         if _every_example_took(packed, body, n0):
-            return packed
+            return scan_batch(prim, args, shapes, params, size) if traced else packed
     mark_trips_differ()
     nc = body.n_carry
     user_avals = body.carry_avals[:-1]
@@ -337,7 +340,6 @@ def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
 def _every_example_took(packed: Any, body: LoopBody, length: int) -> bool:
     """Whether the batched loop's conditions show every example going on at
     every step and stopping after the last (the recorded trip count)."""
-    from .core.tracer import value_of
     value = np.asarray(value_of(packed))
     spans = layout(body, length)
     (f0, f1, _), (y0, y1, _) = spans[body.n_carry - 1], spans[body.n_carry]
