@@ -21,7 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from .core.tracer import Tracer, current_builder, replay, value_of
-from .loops import _while as while_, counted, default_checkpoint, scan, unpack
+from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen, scan,
+                    unpack)
 from .primitives.loops import LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
@@ -248,12 +249,12 @@ def loop_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any], params: di
     """``vmap`` of a loop.  A while loop's examples may take different numbers
     of steps (`while_batch`); any other loop runs its one trip count for all
     (`scan_batch`), unless it is derived from a while loop whose examples
-    did not agree: its count is the first example's only (BranchesDiffer,
-    and vmap runs the examples one at a time)."""
-    from .transforms.batching import BranchesDiffer, trips_differ
+    did not agree: its count is the first example's only (CountedDiffer: vmap
+    records again with that while loop padded, `loops.Padding`)."""
+    from .transforms.batching import CountedDiffer, trips_differ
     body = params["body"]
     if body.counted and trips_differ():
-        raise BranchesDiffer("vmap: a derivative of a while_loop whose examples take different "
+        raise CountedDiffer("vmap: a derivative of a while_loop whose examples take different "
                              "numbers of steps is recorded for the first example's count")
     if body.is_while:
         return while_batch(prim, args, shapes, params, size)
@@ -330,7 +331,10 @@ def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
     vals = [_batch_all(a, s, size) for a, s in zip(args[:nc - 1], shapes[:nc - 1])]
     going = _batch_all(args[nc - 1], (), size)
     step = _masked_step(body, list(args[nc:]), shapes[nc:], size)
-    final, done = while_(lambda state: fnp.any(state[1]), step, (vals, going))
+    counts: list[int] = []
+    final, done = while_(lambda state: fnp.any(state[1]), step, (vals, going), counts)
+    if counts:
+        found_count(body, counts[0])
     # the rows read as the first example's loop: every step went on, the last stopped
     conds = np.ones((size, n0), packed_dtype(body.result_avals(n0)))
     return _rows(body, n0, size, [_batch_all((v, True), a.shape, size)
@@ -356,18 +360,16 @@ def _masked_step(body: LoopBody, consts: Sequence[Any], const_shapes: Sequence[A
     def mask(going: Any, shape: Sequence[int]) -> Any:
         return fnp.reshape(going, (size,) + (1,) * len(shape))
 
-    def frozen(v: Any, going: Any, shape: Sequence[int]) -> Any:
-        """v for the running examples, its value with no derivative for the others."""
-        if not _inexact(fnp.result_dtype(v)):
-            return v
-        return fnp.where(mask(going, shape), v, fnp.stop_gradient(v))
+    def frozen_rows(v: Any, going: Any, shape: Sequence[int]) -> Any:
+        return frozen(v, mask(going, shape))
 
     def step(state: Any) -> Any:
         vals, going = state
-        ins = [(frozen(v, going, a.shape), True) for v, a in zip(vals, body.carry_avals)]
+        ins = [(frozen_rows(v, going, a.shape), True) for v, a in zip(vals, body.carry_avals)]
         for (k, batched), shape in zip(consts, const_shapes):
             if isinstance(k, Tracer) and _inexact(fnp.result_dtype(k)):
-                ins.append((frozen(_batch_all((k, batched), shape, size), going, shape), True))
+                ins.append((frozen_rows(_batch_all((k, batched), shape, size), going, shape),
+                            True))
             else:
                 ins.append((k, batched))
         outs = batch_replay(body.tape, ins[:nc - 1] + [(going, True)] + ins[nc - 1:], size)

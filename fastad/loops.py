@@ -25,7 +25,7 @@ from .core import pytree
 from .core.registry import prims as P
 from .core.tape import aval_of
 from .core.errors import TracingError
-from .core.tracer import Tracer, bind, recording
+from .core.tracer import Tracer, bind, recording, replay
 from .primitives.loops import LoopBody, layout
 
 __all__ = ["scan", "fori_loop", "while_loop"]
@@ -249,8 +249,8 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
 
 
 def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_val: Any,
-           count: int | None = None) -> Any:
-    """`while_loop`; ``count``: the trip count when the caller knows it already."""
+           counts: list[int] | None = None) -> Any:
+    """`while_loop`; its trip count is appended to ``counts`` when given."""
     where = "fastad.while_loop"
     carry_leaves, carry_tree = pytree.flatten(init_val)
 
@@ -270,9 +270,20 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
         return val
     if not any(isinstance(v, Tracer) for v in list(state_leaves) + list(closed)):
         # plain values: the loop run once, step by step, is the answer
-        final, _ = _run_while(body, state_leaves, closed)
+        final, n = _run_while(body, state_leaves, closed)
+        if counts is not None:
+            counts.append(n)
         return pytree.unflatten(carry_tree, final[:-1]) if final is not None else init_val
-    n = _run_while(body, state_leaves, closed)[1] if count is None else count
+    pad = _padding.recording[-1] if _padding.recording else None
+    if pad is not None:  # recorded for vmap: padded to a length every example fits in?
+        call, pad.calls = pad.calls, pad.calls + 1
+        if call in pad.lengths:
+            return pytree.unflatten(carry_tree, _padded(body, closed, state_leaves,
+                                                        pad.lengths[call]))
+        pad.index[id(body)] = call
+    n = _run_while(body, state_leaves, closed)[1]
+    if counts is not None:
+        counts.append(n)
     final, (conds,) = run(body, n, state_leaves, [], closed)
     # the recorded count holds for this input only: every step starts with
     # its condition true, and the last one ends with it false
@@ -281,6 +292,86 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
         bool(all_(conds))  # records a guard (True here)
     bool(final[-1])  # records a guard (False here)
     return pytree.unflatten(carry_tree, final[:-1])
+
+
+class Padding:
+    """While loops that vmap records to run a fixed number of steps.
+
+    vmap records its function on one example.  A while loop whose examples
+    take different numbers of steps batches as a masked loop
+    (`loop_rules.while_batch`), but the loops derived from it in the same
+    recording (its derivative's, for ``vmap(grad(f))``) run the first
+    example's count.  vmap then records again with each such while loop,
+    known by its place among the recording's while loops, *padded*: run for
+    the largest count over the examples, each step kept only while the
+    loop's condition holds (`_padded`), which is the same loop for every
+    example that takes no more steps, so its derivative loops hold for all.
+    ``lengths``: the padded lengths by place; ``found``: the counts the
+    batched replay saw, by place (``index``: a recorded body's place)."""
+
+    def __init__(self, lengths: dict[int, int]) -> None:
+        self.lengths = dict(lengths)
+        self.calls = 0
+        self.index: dict[int, int] = {}
+        self.found: dict[int, int] = {}
+
+
+class _Paddings(threading.local):
+    def __init__(self) -> None:
+        self.recording: list[Padding] = []
+        self.replaying: list[Padding] = []
+
+
+_padding = _Paddings()
+
+
+@contextlib.contextmanager
+def padded_recording(pad: Padding, replaying: bool = False) -> Iterator[None]:
+    """While loops recorded (or, with ``replaying``, batched) in this block
+    belong to ``pad``."""
+    stack = _padding.replaying if replaying else _padding.recording
+    stack.append(pad)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def found_count(body: LoopBody, n: int) -> None:
+    """The batched replay ran the while loop of ``body`` for ``n`` steps."""
+    pad = _padding.replaying[-1] if _padding.replaying else None
+    if pad is not None and id(body) in pad.index:
+        pad.found[pad.index[id(body)]] = n
+
+
+def frozen(v: Any, going: Any) -> Any:
+    """``v`` where the condition ``going`` holds; elsewhere its value with no
+    derivative, so that a step run past the end (whose body may overflow on
+    it) adds an exact zero to every derivative, not zero times inf."""
+    from .numpy import result_dtype, stop_gradient, where as where_
+    if np.dtype(result_dtype(v)).kind not in "fc":
+        return v
+    return where_(going, v, stop_gradient(v))
+
+
+def _padded(body: LoopBody, closed: Sequence[Any], state_leaves: Sequence[Any],
+            length: int) -> list[Any]:
+    """The while loop of ``body`` as ``length`` masked steps: its final carry
+    (the condition dropped), with a guard that the condition failed."""
+    from .numpy import logical_and, where as where_
+    nc = body.n_carry
+
+    def step(c: Any, _: Any) -> tuple[Any, None]:
+        vals, going = c[:-1], c[-1]
+        consts = [frozen(k, going) if isinstance(k, Tracer) else k for k in closed]
+        outs = replay(body.tape, [frozen(v, going) for v in vals] + [going] + consts)
+        new = [where_(going, o, v) for o, v in zip(outs[:nc - 1], vals)]
+        return new + [logical_and(going, outs[nc - 1])], None
+    leaves, tree = pytree.flatten(list(state_leaves))
+    masked, masked_closed, _ = trace_body(step, leaves, tree, [], _NONE, "fastad.while_loop")
+    final, _ = run(masked, length, leaves, [], masked_closed)
+    bool(final[-1])  # records a guard (False: every example this was recorded for is done)
+    return final[:-1]
 
 
 def _truth(value: Any, where: str) -> Any:

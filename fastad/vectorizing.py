@@ -16,6 +16,7 @@ from .api import _owned, check_leaf, record
 from .core import pytree
 from .core.errors import TracingError
 from .core.tracer import Tracer, user_stacklevel
+from .loops import Padding, padded_recording
 
 
 class _Recording(threading.local):
@@ -45,7 +46,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     0, 0))`` gives per-example gradients.
     """
     from . import numpy as fnp
-    from .transforms.batching import BranchesDiffer, batch_replay
+    from .transforms.batching import BranchesDiffer, CountedDiffer, batch_replay
 
     @functools.wraps(f)
     def vmapped(*args: Any, **kwargs: Any) -> Any:
@@ -93,18 +94,39 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             n = pytree.num_leaves(tree)
             example_args.append(pytree.unflatten(tree, examples[k:k + n]))
             k += n
-        _recording.depth += 1
-        try:
-            rec, _ = record(f, example_args, tuple(range(len(args))))
-        finally:
-            _recording.depth -= 1
-        tape = rec.builder.tape
-        tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
-        inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
-        try:
-            replayed = batch_replay(tape, inputs, size)
-        except BranchesDiffer as exc:
-            warnings.warn(f"{exc}: evaluated one example at a time", stacklevel=user_stacklevel())
+        lengths: dict[int, int] = {}
+        failure: Exception | None = None
+        for _ in range(_MAX_RECORDINGS):
+            pad = Padding(lengths)
+            _recording.depth += 1
+            try:
+                with padded_recording(pad):
+                    rec, _ = record(f, example_args, tuple(range(len(args))))
+            finally:
+                _recording.depth -= 1
+            tape = rec.builder.tape
+            tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
+            inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
+            try:
+                with padded_recording(pad, replaying=True):
+                    replayed = batch_replay(tape, inputs, size)
+                failure = None
+                break
+            except CountedDiffer as exc:
+                # a while loop's derivative ran the first example's count: pad that loop
+                more = {k: n for k, n in pad.found.items() if k not in lengths}
+                failure = exc
+                if not more:
+                    break
+                lengths.update(more)
+            except BranchesDiffer as exc:
+                failure = exc
+                break
+        else:
+            failure = TracingError("vmap: while loops still differ after padding")
+        if failure is not None:
+            warnings.warn(f"{failure}: evaluated one example at a time",
+                          stacklevel=user_stacklevel())
             return _per_example(f, trees, leaves, batched, size, out_axes)
         outs = []
         shape_of_result = pytree.unflatten(rec.out_tree, [v for v, _ in replayed])
@@ -121,6 +143,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             outs.append(_owned(fnp.moveaxis(value, 0, ax) if ax else value))
         return pytree.unflatten(rec.out_tree, outs)
     return vmapped
+
+
+_MAX_RECORDINGS = 8  # records of one call, each padding more while loops, before the fallback
 
 
 def _leaf_axes(arg: Any, axes: Any, i: int | str) -> list[Any]:

@@ -212,14 +212,37 @@ def test_a_batch_whose_examples_agree_keeps_the_unmasked_loop():
     assert True in [b.is_while for b in loops(differ)]
 
 
-def test_derivative_loops_recorded_for_one_count_fall_back_with_a_warning():
-    """vmap(grad(f)): the reverse loops of f's while loop were recorded for
-    the first example's count, so examples with other counts are run one at
-    a time (correct, with vmap's warning)."""
-    a = np.array([4.0, 1e6, 0.5])
-    with pytest.warns(UserWarning, match="one example at a time"):
-        got = fa.vmap(fa.grad(newton_sqrt))(a)
-    np.testing.assert_allclose(got, _per_example(fa.grad(newton_sqrt), a), rtol=1e-14)
-    with _batched():  # examples that agree: batched
-        got = fa.vmap(fa.grad(newton_sqrt))(np.array([4.0, 4.0]))
-    np.testing.assert_allclose(got, [fa.grad(newton_sqrt)(4.0)] * 2, rtol=1e-14)
+@SETTINGS
+@given(name=st.sampled_from(sorted(LOOPS)), size=st.integers(1, 5), data=st.data())
+def test_per_example_derivatives_of_a_while_loop_are_batched(name, size, data):
+    """vmap(grad(f)), vmap(jacobian(f)) and vmap of a JVP: the derivative loops
+    recorded with f's while loop run its first example's count, so vmap
+    records again with that loop padded to the largest count (each step
+    masked by the example's own condition), and batches that."""
+    f = LOOPS[name][0]
+    a = _batch(data, name, size)
+    with _batched():
+        grads = fa.vmap(fa.grad(f))(a)
+        jacs = fa.vmap(fa.jacobian(f))(a)
+        tangents = fa.vmap(lambda x: fa.jvp(f, (x,), (1.0,))[1])(a)
+    want = _per_example(fa.grad(f), a)
+    np.testing.assert_allclose(grads, want, rtol=1e-12)
+    np.testing.assert_allclose(jacs, want, rtol=1e-12)
+    np.testing.assert_allclose(tangents, want, rtol=1e-12)
+
+
+def test_per_example_gradients_past_the_end_and_compiled():
+    def f(x, s):
+        return fa.while_loop(lambda c: c < 3.0,
+                             lambda c: c * s + 1e-3 * np.exp(1e6 * (c - 3.0)), x)
+    x = np.array([0.1, 2.9, 3.5, 0.5, 1.3])
+    s = np.array([1.5, 1.3, 1.7, 1.25, 1.45])
+    want = np.stack([fa.grad(f, argnums=(0, 1))(*xs) for xs in zip(x, s)], axis=1)
+    jitted = fa.jit(fa.vmap(fa.grad(f, argnums=(0, 1))), backend=COMPILED)
+    with _batched():
+        got = fa.vmap(fa.grad(f, argnums=(0, 1)))(x, s)
+        for batch in ((x, s), (x[::-1], s), (x, s)):  # a retrace when the counts change
+            want_b = np.stack([fa.grad(f, argnums=(0, 1))(*xs) for xs in zip(*batch)], axis=1)
+            np.testing.assert_allclose(np.array(jitted(*batch)), want_b, rtol=1e-12)
+    assert np.all(np.isfinite(np.array(got)))
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-12)

@@ -172,6 +172,11 @@ class BranchesDiffer(TracingError):
     others), so no one batched tape computes them all."""
 
 
+class CountedDiffer(BranchesDiffer):
+    """A loop derived from a while loop (its derivative) runs the first
+    example's trip count, and the examples' counts differ."""
+
+
 def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
