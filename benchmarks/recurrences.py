@@ -595,6 +595,9 @@ def run_vmap_while(quick: bool = False) -> list[dict]:
         if b in fa.backends_available():
             grads[f"compile(sum(vmap)) [{b}]"] = fa.compile(
                 lambda a: fa.numpy.sum(fa.vmap(f)(a)), backend=b)
+    grads["vmap(grad), eager"] = fa.vmap(fa.grad(f))
+    if "c" in fa.backends_available():
+        grads["jit(vmap(grad)) [c]"] = fa.jit(fa.vmap(fa.grad(f)), backend="c")
     jax_f = _jax_vmap_while()
     if jax_f is not None:
         fns["JAX jit(vmap(while_loop))"] = jax_f

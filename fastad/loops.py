@@ -252,7 +252,7 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
            counts: list[int] | None = None) -> Any:
     """`while_loop`; its trip count is appended to ``counts`` when given."""
     where = "fastad.while_loop"
-    carry_leaves, carry_tree = pytree.flatten(init_val)
+    carry_tree = pytree.flatten(init_val)[1]
 
     def step(c: Any, _: Any) -> tuple[Any, Any]:
         val, going = c
