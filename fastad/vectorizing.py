@@ -1,7 +1,10 @@
 """``vmap``: a function of one example run on a batch as one batched tape
 (`transforms.batching.batch_replay` of the example's trace), with JAX's
 conventions for ``in_axes``, keyword arguments, ``axis_size`` and
-``out_axes``; when the examples take different Python branches, the loop it
+``out_axes``.  A `while_loop` whose examples take different numbers of steps
+stays one batched loop (`loop_rules.while_batch`; its derivative loops by a
+second recording with the loop padded, `loops.Padding`); when the examples
+take different Python branches (an ``if`` on a batched value), the loop it
 stands for (`_per_example`)."""
 from __future__ import annotations
 
@@ -167,9 +170,8 @@ def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
                  batched: list[bool], size: int, out_axes: Any) -> Any:
     """vmap as the loop it stands for: ``f`` on each example (the batched
     leaves, moved to axis 0, indexed), the results stacked.  What vmap does
-    when the examples take different Python branches (a `while_loop` whose
-    trip count differs, an ``if`` on a batched value), as JAX's vmap of a
-    ``while_loop`` runs every example to its own end."""
+    when the examples take different Python branches (an ``if`` on a
+    batched value), which no one batched tape computes."""
     from . import numpy as fnp
     results, tree = [], None
     for k in range(size):
