@@ -319,12 +319,12 @@ def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
     body, n0 = params["body"], params["length"]
     nested = in_vmap_trace()  # an enclosing vmap batches this loop again: keep it a while loop
     if not nested:
-        traced = any(isinstance(v, Tracer) for v, _ in args)
-        # under a trace, tried on the values alone, so a failed try records nothing
-        trial = [(value_of(v), b) for v, b in args] if traced else args
-        packed = scan_batch(prim, trial, shapes, params, size)
+        # (when it fails, under a trace, the try stays behind as a dead
+        # instruction: no derivative reaches it and compiling removes it, which
+        # costs less than trying on the values first and then recording)
+        packed = scan_batch(prim, args, shapes, params, size)
         if _every_example_took(packed, body, n0):
-            return scan_batch(prim, args, shapes, params, size) if traced else packed
+            return packed
     mark_trips_differ()
     nc = body.n_carry
     user_avals = body.carry_avals[:-1]

@@ -210,6 +210,10 @@ def test_a_batch_whose_examples_agree_keeps_the_unmasked_loop():
     differ = fa.make_tape(fa.vmap(newton_sqrt))(np.array([4.0, 1e6, 0.5]))
     assert [b.is_while for b in loops(same)] == [False]
     assert True in [b.is_while for b in loops(differ)]
+    compiled = fa.jit(fa.vmap(newton_sqrt), backend=COMPILED)
+    compiled(np.array([4.0, 1e6, 0.5]))
+    # the try at the first example's count is dead code there: optimized away
+    assert [b.is_while for b in loops(compiled.tape)] == [True]
 
 
 @SETTINGS
