@@ -171,6 +171,23 @@ def test_compiled_batched_loop_against_eager_and_retraced_when_the_counts_change
                                        rtol=1e-12)
 
 
+@settings(max_examples=8, deadline=None)
+@given(name=st.sampled_from(sorted(LOOPS)), size=st.integers(1, 5), data=st.data())
+def test_compiled_on_generated_batches_against_eager(name, size, data):
+    """The C VM (or the reference interpreter without it): values, gradients
+    of the sum and per-example gradients, against eager."""
+    f = LOOPS[name][0]
+    a = _batch(data, name, size)
+    with _batched():
+        values = fa.jit(fa.vmap(f), backend=COMPILED)(a)
+        grad = fa.compile(lambda a: np.sum(fa.vmap(f)(a)), backend=COMPILED)(a)
+        grads = fa.jit(fa.vmap(fa.grad(f)), backend=COMPILED)(a)
+        np.testing.assert_allclose(values, fa.vmap(f)(a), rtol=1e-14)
+        want = fa.vmap(fa.grad(f))(a)
+    np.testing.assert_allclose(grad, want, rtol=1e-12)
+    np.testing.assert_allclose(grads, want, rtol=1e-12)
+
+
 def test_vmap_of_a_jitted_loop_and_nested_vmap():
     a = np.array([[4.0, 1.0, 100.0], [2.0, 1e6, 0.3]])
     with _batched():
