@@ -267,3 +267,28 @@ def test_per_example_gradients_past_the_end_and_compiled():
             np.testing.assert_allclose(np.array(jitted(*batch)), want_b, rtol=1e-12)
     assert np.all(np.isfinite(np.array(got)))
     np.testing.assert_allclose(np.array(got), want, rtol=1e-12)
+
+
+def _two_loops(a):  # a second while loop fed by the first
+    r = newton_sqrt(a)
+    return fa.while_loop(lambda c: c < 50.0, lambda c: c * 1.3 + r, r * 0.1) * r
+
+
+def _loop_in_a_scan(a):  # a while loop in a scan's body: one count per step and example
+    def step(c, x):
+        inner = fa.while_loop(lambda d: d < 5.0 + x, lambda d: d * 1.5 + 0.1, c * 0.1 + a)
+        return c + inner, None
+    return fa.scan(step, a * 0.0, np.array([0.0, 1.0, 2.0]))[0]
+
+
+@pytest.mark.parametrize("g", [fa.grad(_two_loops), fa.hessian(newton_sqrt),
+                               fa.hessian(_two_loops), _loop_in_a_scan, fa.grad(_loop_in_a_scan)],
+                         ids=["grad two loops", "hessian", "hessian two loops", "loop in a scan",
+                              "grad loop in a scan"])
+def test_several_while_loops_second_order_and_loops_in_loops(g):
+    """Each while loop whose examples differ is padded in turn (one more
+    recording each), second-order derivative loops included."""
+    a = np.array([0.3, 2.0, 40.0, 1e4, 7.0])
+    with _batched():
+        got = fa.vmap(g)(a)
+    np.testing.assert_allclose(got, _per_example(g, a), rtol=1e-11)
