@@ -7,6 +7,7 @@ hand-written Numba forward and adjoint loop.
     python benchmarks/recurrences.py            # the section alone
     python benchmarks/recurrences.py --python-loops   # only the Python loops found as loops
     python benchmarks/recurrences.py --steady   # steady gradients side by side, one table
+    python benchmarks/recurrences.py --vmap-while   # vmap of a while loop, 1,000 examples
 
 Each row: the first call (trace, differentiate, compile, run) of the
 compiled gradient, the steady gradient time (interleaved rounds), and the
@@ -545,8 +546,96 @@ def report_steady(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+VMAP_BATCH = 1_000
+
+
+def newton_sqrt(fa, xnp=np):
+    """Square roots by Newton's method to a relative tolerance: 3 to 14 steps
+    over the batch below, so a vmap's examples take different trip counts."""
+    def f(a):
+        def going(c):
+            return xnp.abs(c * c - a) > 1e-13 * a
+
+        def step(c):
+            return 0.5 * (c + a / c)
+        return fa.while_loop(going, step, a)
+    return f
+
+
+def _jax_vmap_while():
+    mods = _jax_modules()
+    if mods is None:
+        return None
+    jax, jnp = mods
+    f = jax.jit(jax.vmap(newton_sqrt(jax.lax, jnp)))
+    return lambda a: np.asarray(f(a))
+
+
+def run_vmap_while(quick: bool = False) -> list[dict]:
+    """vmap of a while-loop Newton solve over 1,000 examples whose trip counts
+    differ: the loop over the examples (what vmap ran before, falling back
+    per example) against one batched loop, eager and compiled, and JAX's
+    vmap(while_loop); interleaved rounds, each result checked."""
+    import fastad as fa
+    from fastad.core import pytree
+    from fastad.vectorizing import _per_example
+    warnings.simplefilter("ignore", UserWarning)
+    a = np.exp(np.random.default_rng(11).uniform(np.log(1e-3), np.log(1e6), VMAP_BATCH))
+    f = newton_sqrt(fa)
+    want = np.array([f(x) for x in a])
+    fns = {"per example (the fallback before)":
+           lambda a: _per_example(f, [pytree.flatten(a)[1]], [a], [True], len(a), 0),
+           "vmap, eager": fa.vmap(f)}
+    for b in ("c", "numba"):
+        if b in fa.backends_available():
+            fns[f"jit(vmap) [{b}]"] = fa.jit(fa.vmap(f), backend=b)
+    grads = {"grad, per example": lambda a: np.array([fa.grad(f)(x) for x in a]),
+             "grad of sum(vmap), eager": fa.grad(lambda a: fa.numpy.sum(fa.vmap(f)(a)))}
+    for b in ("c", "numba"):
+        if b in fa.backends_available():
+            grads[f"compile(sum(vmap)) [{b}]"] = fa.compile(
+                lambda a: fa.numpy.sum(fa.vmap(f)(a)), backend=b)
+    grads["vmap(grad), eager"] = fa.vmap(fa.grad(f))
+    if "c" in fa.backends_available():
+        grads["jit(vmap(grad)) [c]"] = fa.jit(fa.vmap(fa.grad(f)), backend="c")
+    jax_f = _jax_vmap_while()
+    if jax_f is not None:
+        fns["JAX jit(vmap(while_loop))"] = jax_f
+    rounds, min_s = (3, 0.05) if quick else (5, 0.2)
+    rows = []
+    for kind, group, check in (("value", fns, want), ("gradient", grads,
+                                                      0.5 / np.sqrt(a))):
+        first, error = {}, {}
+        for label, fn in group.items():
+            t0 = time.perf_counter()
+            got = fn(a)
+            first[label] = time.perf_counter() - t0
+            error[label] = float(np.max(np.abs(got - check) / np.abs(check)))
+        load = os.getloadavg()[0]
+        steady = timing.interleaved(group, (a,), min_s, rounds)
+        rows.append({"workload": kind, "steady_s": steady, "first_s": first, "error": error,
+                     "load": (load, os.getloadavg()[0])})
+    return rows
+
+
+def report_vmap_while(rows: list[dict]) -> str:
+    lines = [f"## vmap of a while loop: {VMAP_BATCH:,} Newton square roots, 3 to 14 steps each",
+             "", "| what | how | first call | steady | max rel. error | load |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        for label, t in row["steady_s"].items():
+            lines.append(f"| {row['workload']} | {label} | "
+                         f"{timing.format_seconds(row['first_s'][label])} | "
+                         f"{timing.format_seconds(t)} | {row['error'][label]:.1e} | "
+                         f"{row['load'][0]:.1f}-{row['load'][1]:.1f} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
+    if "--vmap-while" in sys.argv:
+        print(report_vmap_while(run_vmap_while(quick)))
+        sys.exit()
     if "--steady" in sys.argv:
         print(report_steady(run_steady(quick)))
         sys.exit()

@@ -15,12 +15,14 @@ The cotangents of closed-over values are carried and summed across steps.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Any, Sequence
 
 import numpy as np
 
-from .core.tracer import Tracer, current_builder, replay
-from .loops import default_checkpoint, scan, unpack
+from .core.tracer import Tracer, current_builder, replay, value_of
+from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen, scan,
+                    unpack)
 from .primitives.loops import LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
@@ -43,6 +45,13 @@ def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:
             for c in carry]
 
 
+def _as_carried(new: Sequence[Any], carry: Sequence[Any]) -> list[Any]:
+    """A step's new carry in the dtypes the loop carries (a bool condition or
+    an integer counter is carried as float64 by `_counters_as_floats`)."""
+    return [fnp.astype(n, fnp.result_dtype(c)) if fnp.result_dtype(n) != fnp.result_dtype(c)
+            else n for n, c in zip(new, carry)]
+
+
 def _pack(parts: Sequence[Any], avals: Sequence[Any]) -> Any:
     dtype = packed_dtype(avals)
     if not parts:
@@ -50,8 +59,28 @@ def _pack(parts: Sequence[Any], avals: Sequence[Any]) -> Any:
     return fnp.concatenate([fnp.astype(fnp.ravel(p), dtype) for p in parts])
 
 
-# -- forward mode ---------------------------------------------------------------------
+def _deriving(body: LoopBody) -> Any:
+    """The derivative loops of a while loop (or of one derived from it) run
+    its recorded trip count: mark them `counted`, so that vmap knows they
+    hold for the examples that take that many steps only."""
+    return counted() if body.is_while or body.counted else contextlib.nullcontext()
+
+
 def loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, length: int,
+             checkpoint: int) -> Any:
+    with _deriving(body):
+        return _loop_jvp(tangents, args, body, length, checkpoint)
+
+
+def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody, length: int,
+             checkpoint: int) -> list[Any]:
+    """The cotangent of each operand in ``active`` (None where it has none)."""
+    with _deriving(body):
+        return _loop_vjp(g, args, active, body, length, checkpoint)
+
+
+# -- forward mode ---------------------------------------------------------------------
+def _loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, length: int,
              checkpoint: int) -> Any:
     from .transforms.forward import forward
     nc, nx = body.n_carry, body.n_xs
@@ -77,7 +106,7 @@ def loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, lengt
         seeds = list(dc) + list(dx) + _inside(dconsts)
         douts = forward(builder, len(builder.tape.instrs), wrt, seeds,
                         [outs[j] for j in c_diff] + [outs[nc + j] for j in y_diff])
-        new_c, ys = outs[:nc], outs[nc:]
+        new_c, ys = _as_carried(outs[:nc], c), outs[nc:]
         return (new_c, douts[:len(c_diff)]), (ys, douts[len(c_diff):])
 
     (_, dc_final), (_, dys) = scan(step, (carry, dcarry), (xs, dxs), length=length,
@@ -108,7 +137,7 @@ class _Sweep:
     def step(self, c: Sequence[Any], x: Sequence[Any]) -> list[Any]:
         """The body's new carry (forward only, for recomputing states)."""
         outs = replay(self.body.tape, list(c) + list(x) + self.consts)
-        return outs[:self.body.n_carry]
+        return _as_carried(outs[:self.body.n_carry], c)
 
     def states(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
         """The carry before each of the ``n`` steps, stacked (the stored states)."""
@@ -156,9 +185,8 @@ def _like(g: Any, w: Any) -> Any:
     return g
 
 
-def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody, length: int,
-             checkpoint: int) -> list[Any]:
-    """The cotangent of each operand in ``active`` (None where it has none)."""
+def _loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
+              length: int, checkpoint: int) -> list[Any]:
     nc, nx = body.n_carry, body.n_xs
     carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
     carry = _counters_as_floats(carry)
@@ -218,11 +246,28 @@ def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
 # -- batching -------------------------------------------------------------------------
 def loop_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any], params: dict[str, Any],
                size: int) -> Any:
-    """``vmap`` of a loop: one loop over batched carries whose body is the
-    body's batched replay.  Every carry is batched (a step may make an
-    unbatched one batched); per-step inputs keep their flags, with the batch
-    axis moved behind the step axis; the result is each example's packed
-    array, one row per example."""
+    """``vmap`` of a loop.  A while loop's examples may take different numbers
+    of steps (`while_batch`); any other loop runs its one trip count for all
+    (`scan_batch`), unless it is derived from a while loop whose examples
+    did not agree: its count is the first example's only (CountedDiffer: vmap
+    records again with that while loop padded, `loops.Padding`)."""
+    from .transforms.batching import CountedDiffer, trips_differ
+    body = params["body"]
+    if body.counted and trips_differ():
+        raise CountedDiffer("vmap: a derivative of a while_loop whose examples take different "
+                             "numbers of steps is recorded for the first example's count")
+    if body.is_while:
+        return while_batch(prim, args, shapes, params, size)
+    with counted() if body.counted else contextlib.nullcontext():
+        return scan_batch(prim, args, shapes, params, size)
+
+
+def scan_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any], params: dict[str, Any],
+               size: int) -> Any:
+    """One loop over batched carries whose body is the body's batched replay.
+    Every carry is batched (a step may make an unbatched one batched);
+    per-step inputs keep their flags, with the batch axis moved behind the
+    step axis; the result is each example's packed array, one row per example."""
     from .transforms.batching import _batch_all, batch_replay
     body, length = params["body"], params["length"]
     nc, nx = body.n_carry, body.n_xs
@@ -238,9 +283,97 @@ def loop_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any], params: di
         return ([_batch_all(o, a.shape, size) for o, a in zip(outs[:nc], avals[:nc])],
                 [_batch_all(o, a.shape, size) for o, a in zip(outs[nc:], avals[nc:])])
     final, ys = scan(step, carry, xs, length=length, checkpoint=params.get("checkpoint") or None)
+    return _rows(body, length, size, final, [fnp.swapaxes(y, 0, 1) for y in ys])
+
+
+def _rows(body: LoopBody, length: int, size: int, final: Sequence[Any],
+          ys: Sequence[Any]) -> Any:
+    """The batched loop's result: each example's packed array, one row each."""
     dtype = packed_dtype(body.result_avals(length))
-    rows = [fnp.reshape(c, (size, -1)) for c in final] \
-        + [fnp.reshape(fnp.swapaxes(y, 0, 1), (size, -1)) for y in ys]
+    rows = [fnp.reshape(v, (size, -1)) for v in list(final) + list(ys)]
     if not rows:
         return fnp.zeros((size, 0), dtype)
     return fnp.concatenate([fnp.astype(r, dtype) for r in rows], axis=1)
+
+
+def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
+                params: dict[str, Any], size: int) -> Any:
+    """``vmap`` of a while loop, as JAX runs it: while any example's condition
+    holds, one batched step, whose new carry each example takes only while
+    its own condition holds (a finished example's carry stays its final
+    value).  The loop was recorded with the first example's trip count; when
+    every example takes that many steps (the batched scan's conditions say
+    so) that scan is the answer, as fast as a fixed-count loop, else the
+    masked loop (itself a while loop, so it differentiates, compiles with a
+    guard on its count and batches again) runs max-over-examples steps.
+
+    Derivatives: a finished example's step must add nothing, even where the
+    body run past its end overflows.  Its body inputs are its final values
+    behind a `where` on its condition with a stop_gradient on the other side,
+    so the (possibly inf or NaN) partials of that step meet an exact zero
+    from the `where`'s rule rather than a product with zero; the
+    closed-over values enter the same way (batched, since a `where` selects
+    per example)."""
+    from .transforms.batching import _batch_all, mark_trips_differ
+    from .vectorizing import in_vmap_trace
+    body, n0 = params["body"], params["length"]
+    nested = in_vmap_trace()  # an enclosing vmap batches this loop again: keep it a while loop
+    if not nested:
+        # (when it fails, under a trace, the try stays behind as a dead
+        # instruction: no derivative reaches it and compiling removes it, which
+        # costs less than trying on the values first and then recording)
+        packed = scan_batch(prim, args, shapes, params, size)
+        if _every_example_took(packed, body, n0):
+            return packed
+    mark_trips_differ()
+    nc = body.n_carry
+    user_avals = body.carry_avals[:-1]
+    vals = [_batch_all(a, s, size) for a, s in zip(args[:nc - 1], shapes[:nc - 1])]
+    going = _batch_all(args[nc - 1], (), size)
+    step = _masked_step(body, list(args[nc:]), shapes[nc:], size)
+    counts: list[int] = []
+    final, done = while_(lambda state: fnp.any(state[1]), step, (vals, going), counts)
+    if counts:
+        found_count(body, counts[0])
+    # the rows read as the first example's loop: every step went on, the last stopped
+    conds = np.ones((size, n0), packed_dtype(body.result_avals(n0)))
+    return _rows(body, n0, size, [_batch_all((v, True), a.shape, size)
+                                  for v, a in zip(final, user_avals)] + [done], [conds])
+
+
+def _every_example_took(packed: Any, body: LoopBody, length: int) -> bool:
+    """Whether the batched loop's conditions show every example going on at
+    every step and stopping after the last (the recorded trip count)."""
+    value = np.asarray(value_of(packed))
+    spans = layout(body, length)
+    (f0, f1, _), (y0, y1, _) = spans[body.n_carry - 1], spans[body.n_carry]
+    return not np.any(value[:, f0:f1]) and bool(np.all(value[:, y0:y1]))
+
+
+def _masked_step(body: LoopBody, consts: Sequence[Any], const_shapes: Sequence[Any],
+                 size: int) -> Any:
+    """The batched body of `while_batch`: (values, conditions) -> the next."""
+    from .transforms.batching import _batch_all, batch_replay
+    nc = body.n_carry
+    avals = body.avals(body.tape.outputs)
+
+    def mask(going: Any, shape: Sequence[int]) -> Any:
+        return fnp.reshape(going, (size,) + (1,) * len(shape))
+
+    def frozen_rows(v: Any, going: Any, shape: Sequence[int]) -> Any:
+        return frozen(v, mask(going, shape))
+
+    def step(state: Any) -> Any:
+        vals, going = state
+        ins = [(frozen_rows(v, going, a.shape), True) for v, a in zip(vals, body.carry_avals)]
+        for (k, batched), shape in zip(consts, const_shapes):
+            if isinstance(k, Tracer) and _inexact(fnp.result_dtype(k)):
+                ins.append((frozen_rows(_batch_all((k, batched), shape, size), going, shape),
+                            True))
+            else:
+                ins.append((k, batched))
+        outs = batch_replay(body.tape, ins[:nc - 1] + [(going, True)] + ins[nc - 1:], size)
+        new = [fnp.where(mask(going, a.shape), _batch_all(o, a.shape, size), v)
+               for o, a, v in zip(outs[:nc - 1], avals, vals)]
+        return new, fnp.logical_and(going, _batch_all(outs[nc - 1], (), size))
+    return step

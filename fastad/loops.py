@@ -14,8 +14,10 @@ which is always right and is what the function meant.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Sequence
+import threading
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -23,7 +25,7 @@ from .core import pytree
 from .core.registry import prims as P
 from .core.tape import aval_of
 from .core.errors import TracingError
-from .core.tracer import Tracer, bind, recording
+from .core.tracer import Tracer, bind, recording, replay
 from .primitives.loops import LoopBody, layout
 
 __all__ = ["scan", "fori_loop", "while_loop"]
@@ -43,6 +45,24 @@ def _is_guard_free(body: LoopBody) -> bool:
     return not any(registry[i.prim].effect == "guard" for i in body.tape.instrs)
 
 
+class _Counted(threading.local):
+    depth = 0  # > 0 while a while loop's derivative is traced: its loops are `counted`
+
+
+_counted = _Counted()
+
+
+@contextlib.contextmanager
+def counted() -> Iterator[None]:
+    """Loops traced in this block derive from a while loop and run its
+    recorded trip count (`LoopBody.counted`)."""
+    _counted.depth += 1
+    try:
+        yield
+    finally:
+        _counted.depth -= 1
+
+
 class _Unroll(Exception):
     """The body branched on a traced value: run the loop as Python instead."""
 
@@ -59,8 +79,8 @@ def _traced(trace: Callable[[], Any]) -> Any:
 
 
 def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequence[Any],
-               carry_tree: Any, x_leaves: Sequence[Any], x_tree: Any, where: str
-               ) -> tuple[LoopBody, list[Any], Any]:
+               carry_tree: Any, x_leaves: Sequence[Any], x_tree: Any, where: str,
+               is_while: bool = False) -> tuple[LoopBody, list[Any], Any]:
     """The body's sub-tape, the outer values it closed over (the loop's last
     operands) and the structure of its per-step outputs."""
     with recording() as builder:
@@ -82,7 +102,7 @@ def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequen
                                 "the same across a step")
         y_leaves, y_tree = pytree.flatten(y)
         builder.tape.outputs = [builder.slot_of(v) for v in list(new_leaves) + list(y_leaves)]
-    body = LoopBody(builder.tape, len(c_in), len(x_in))
+    body = LoopBody(builder.tape, len(c_in), len(x_in), is_while, _counted.depth > 0)
     if not _is_guard_free(body):
         raise _Unroll
     return body, list(builder.captures), y_tree
@@ -221,49 +241,164 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
     scan of that many steps, so reverse mode differentiates it (JAX cannot).
     Under a trace the count is checked by a guard: a compiled function whose
     new input takes another number of steps traces again, as with any Python
-    control flow."""
+    control flow.  The recorded loop carries the condition along (its last
+    carried value, and each step's input condition as its per-step output),
+    so that `vmap` can run each example to its own end in one batched loop
+    (`loop_rules.while_batch`)."""
+    return _while(cond_fun, body_fun, init_val)
+
+
+def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_val: Any,
+           counts: list[int] | None = None) -> Any:
+    """`while_loop`; its trip count is appended to ``counts`` when given."""
     where = "fastad.while_loop"
-    carry_leaves, carry_tree = pytree.flatten(init_val)
+    carry_tree = pytree.flatten(init_val)[1]
 
     def step(c: Any, _: Any) -> tuple[Any, Any]:
-        new = body_fun(c)
-        return new, cond_fun(new)
+        val, going = c
+        new = body_fun(val)
+        return (new, _truth(cond_fun(new), where)), going
     try:
-        body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree, [], _NONE,
-                                                     where))
-        first = bool(cond_fun(init_val))  # records a guard when traced
+        going = _truth(cond_fun(init_val), where)
+        state_leaves, state_tree = pytree.flatten((init_val, going))
+        body, closed, _ = _traced(lambda: trace_body(step, state_leaves, state_tree, [], _NONE,
+                                                     where, is_while=True))
     except _Unroll:
         val = init_val
         while cond_fun(val):
             val = body_fun(val)
         return val
-    if not first:
-        return init_val
-    n = _trip_count(body, carry_leaves, closed, where)
-    final, (conds,) = run(body, n, carry_leaves, [], closed)
-    # the recorded count holds for this input only: every step but the last continues
-    if isinstance(conds, Tracer):
+    if not any(isinstance(v, Tracer) for v in list(state_leaves) + list(closed)):
+        # plain values: the loop run once, step by step, is the answer
+        final, n = _run_while(body, state_leaves, closed)
+        if counts is not None:
+            counts.append(n)
+        return pytree.unflatten(carry_tree, final[:-1]) if final is not None else init_val
+    pad = _padding.recording[-1] if _padding.recording else None
+    if pad is not None:  # recorded for vmap: padded to a length every example fits in?
+        call, pad.calls = pad.calls, pad.calls + 1
+        if call in pad.lengths:
+            return pytree.unflatten(carry_tree, _padded(body, closed, state_leaves,
+                                                        pad.lengths[call]))
+        pad.index[id(body)] = call
+    n = _run_while(body, state_leaves, closed)[1]
+    if counts is not None:
+        counts.append(n)
+    final, (conds,) = run(body, n, state_leaves, [], closed)
+    # the recorded count holds for this input only: every step starts with
+    # its condition true, and the last one ends with it false
+    if n:
         from .numpy import all as all_
-        if n > 1:
-            bool(all_(conds[:-1] != 0))  # records a guard (True here)
-        bool(conds[-1] != 0)  # records a guard (False here)
-    return pytree.unflatten(carry_tree, final)
+        bool(all_(conds))  # records a guard (True here)
+    bool(final[-1])  # records a guard (False here)
+    return pytree.unflatten(carry_tree, final[:-1])
 
 
-def _trip_count(body: LoopBody, carry_leaves: Sequence[Any], closed: Sequence[Any],
-                where: str) -> int:
-    """Steps until the condition (the body's one per-step output) is false,
-    found by running the body on the values."""
-    from .backends.reference import evaluate
-    carry = [_leaf_value(c) for c in carry_leaves]
+class Padding:
+    """While loops that vmap records to run a fixed number of steps.
+
+    vmap records its function on one example.  A while loop whose examples
+    take different numbers of steps batches as a masked loop
+    (`loop_rules.while_batch`), but the loops derived from it in the same
+    recording (its derivative's, for ``vmap(grad(f))``) run the first
+    example's count.  vmap then records again with each such while loop,
+    known by its place among the recording's while loops, *padded*: run for
+    the largest count over the examples, each step kept only while the
+    loop's condition holds (`_padded`), which is the same loop for every
+    example that takes no more steps, so its derivative loops hold for all.
+    ``lengths``: the padded lengths by place; ``found``: the counts the
+    batched replay saw, by place (``index``: a recorded body's place)."""
+
+    def __init__(self, lengths: dict[int, int]) -> None:
+        self.lengths = dict(lengths)
+        self.calls = 0
+        self.index: dict[int, int] = {}
+        self.found: dict[int, int] = {}
+
+
+class _Paddings(threading.local):
+    def __init__(self) -> None:
+        self.recording: list[Padding] = []
+        self.replaying: list[Padding] = []
+
+
+_padding = _Paddings()
+
+
+@contextlib.contextmanager
+def padded_recording(pad: Padding, replaying: bool = False) -> Iterator[None]:
+    """While loops recorded (or, with ``replaying``, batched) in this block
+    belong to ``pad``."""
+    stack = _padding.replaying if replaying else _padding.recording
+    stack.append(pad)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def found_count(body: LoopBody, n: int) -> None:
+    """The batched replay ran the while loop of ``body`` for ``n`` steps."""
+    pad = _padding.replaying[-1] if _padding.replaying else None
+    if pad is not None and id(body) in pad.index:
+        pad.found[pad.index[id(body)]] = n
+
+
+def frozen(v: Any, going: Any) -> Any:
+    """``v`` where the condition ``going`` holds; elsewhere its value with no
+    derivative, so that a step run past the end (whose body may overflow on
+    it) adds an exact zero to every derivative, not zero times inf."""
+    from .numpy import result_dtype, stop_gradient, where as where_
+    if np.dtype(result_dtype(v)).kind not in "fc":
+        return v
+    return where_(going, v, stop_gradient(v))
+
+
+def _padded(body: LoopBody, closed: Sequence[Any], state_leaves: Sequence[Any],
+            length: int) -> list[Any]:
+    """The while loop of ``body`` as ``length`` masked steps: its final carry
+    (the condition dropped), with a guard that the condition failed."""
+    from .numpy import logical_and, where as where_
+    nc = body.n_carry
+
+    def step(c: Any, _: Any) -> tuple[Any, None]:
+        vals, going = c[:-1], c[-1]
+        consts = [frozen(k, going) if isinstance(k, Tracer) else k for k in closed]
+        outs = replay(body.tape, [frozen(v, going) for v in vals] + [going] + consts)
+        new = [where_(going, o, v) for o, v in zip(outs[:nc - 1], vals)]
+        return new + [logical_and(going, outs[nc - 1])], None
+    leaves, tree = pytree.flatten(list(state_leaves))
+    masked, masked_closed, _ = trace_body(step, leaves, tree, [], _NONE, "fastad.while_loop")
+    final, _ = run(masked, length, leaves, [], masked_closed)
+    bool(final[-1])  # records a guard (False: every example this was recorded for is done)
+    return final[:-1]
+
+
+def _truth(value: Any, where: str) -> Any:
+    """A loop condition as a bool scalar (traced or not), as Python's ``while``
+    reads it."""
+    if isinstance(value, Tracer):
+        if np.size(value.value) != 1:
+            raise ValueError(f"{where}: the condition must be one value, not an array of "
+                             f"shape {np.shape(value.value)}")
+        from .numpy import reshape
+        value = value if value.dtype == np.bool_ else value != 0
+        return reshape(value, ()) if np.ndim(value.value) else value
+    return np.bool_(bool(np.asarray(value).reshape(()) if np.size(value) == 1 else value))
+
+
+def _run_while(body: LoopBody, state_leaves: Sequence[Any], closed: Sequence[Any]
+               ) -> tuple[list[Any] | None, int]:
+    """The loop on the values: its final carry (None if it takes no step)
+    and its trip count, the steps until the carried condition is false."""
+    state = [_leaf_value(c) for c in state_leaves]
     consts = [_leaf_value(c) for c in closed]
     n = 0
-    while True:
-        outs = evaluate(body.tape, carry + consts)
-        n += 1
-        carry = outs[:body.n_carry]
-        if not bool(np.asarray(outs[body.n_carry]).reshape(-1)[0]):
-            return n
+    with np.errstate(all="ignore"):
+        while bool(state[-1]):
+            state = body.interpret(state + consts)[:body.n_carry]
+            n += 1
+    return (state if n else None), n
 
 
 def default_checkpoint(length: int) -> int:

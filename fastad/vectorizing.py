@@ -1,11 +1,15 @@
 """``vmap``: a function of one example run on a batch as one batched tape
 (`transforms.batching.batch_replay` of the example's trace), with JAX's
 conventions for ``in_axes``, keyword arguments, ``axis_size`` and
-``out_axes``; when the examples take different Python branches, the loop it
+``out_axes``.  A `while_loop` whose examples take different numbers of steps
+stays one batched loop (`loop_rules.while_batch`; its derivative loops by a
+second recording with the loop padded, `loops.Padding`); when the examples
+take different Python branches (an ``if`` on a batched value), the loop it
 stands for (`_per_example`)."""
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from typing import Any, Callable
 
@@ -15,6 +19,20 @@ from .api import _owned, check_leaf, record
 from .core import pytree
 from .core.errors import TracingError
 from .core.tracer import Tracer, user_stacklevel
+from .loops import Padding, padded_recording
+
+
+class _Recording(threading.local):
+    depth = 0  # > 0 while vmap records its function on one example
+
+
+_recording = _Recording()
+
+
+def in_vmap_trace() -> bool:
+    """Whether what runs now is recorded for an enclosing vmap (which batches
+    it again: `loop_rules.while_batch` then keeps a while loop a while loop)."""
+    return _recording.depth > 0
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
@@ -31,7 +49,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     0, 0))`` gives per-example gradients.
     """
     from . import numpy as fnp
-    from .transforms.batching import BranchesDiffer, batch_replay
+    from .transforms.batching import BranchesDiffer, CountedDiffer, batch_replay
 
     @functools.wraps(f)
     def vmapped(*args: Any, **kwargs: Any) -> Any:
@@ -79,14 +97,39 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             n = pytree.num_leaves(tree)
             example_args.append(pytree.unflatten(tree, examples[k:k + n]))
             k += n
-        rec, _ = record(f, example_args, tuple(range(len(args))))
-        tape = rec.builder.tape
-        tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
-        inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
-        try:
-            replayed = batch_replay(tape, inputs, size)
-        except BranchesDiffer as exc:
-            warnings.warn(f"{exc}: evaluated one example at a time", stacklevel=user_stacklevel())
+        lengths: dict[int, int] = {}
+        failure: Exception | None = None
+        for _ in range(_MAX_RECORDINGS):
+            pad = Padding(lengths)
+            _recording.depth += 1
+            try:
+                with padded_recording(pad):
+                    rec, _ = record(f, example_args, tuple(range(len(args))))
+            finally:
+                _recording.depth -= 1
+            tape = rec.builder.tape
+            tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
+            inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
+            try:
+                with padded_recording(pad, replaying=True):
+                    replayed = batch_replay(tape, inputs, size)
+                failure = None
+                break
+            except CountedDiffer as exc:
+                # a while loop's derivative ran the first example's count: pad that loop
+                more = {k: n for k, n in pad.found.items() if k not in lengths}
+                failure = exc
+                if not more:
+                    break
+                lengths.update(more)
+            except BranchesDiffer as exc:
+                failure = exc
+                break
+        else:
+            failure = TracingError("vmap: while loops still differ after padding")
+        if failure is not None:
+            warnings.warn(f"{failure}: evaluated one example at a time",
+                          stacklevel=user_stacklevel())
             return _per_example(f, trees, leaves, batched, size, out_axes)
         outs = []
         shape_of_result = pytree.unflatten(rec.out_tree, [v for v, _ in replayed])
@@ -103,6 +146,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             outs.append(_owned(fnp.moveaxis(value, 0, ax) if ax else value))
         return pytree.unflatten(rec.out_tree, outs)
     return vmapped
+
+
+_MAX_RECORDINGS = 8  # records of one call, each padding more while loops, before the fallback
 
 
 def _leaf_axes(arg: Any, axes: Any, i: int | str) -> list[Any]:
@@ -124,9 +170,8 @@ def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
                  batched: list[bool], size: int, out_axes: Any) -> Any:
     """vmap as the loop it stands for: ``f`` on each example (the batched
     leaves, moved to axis 0, indexed), the results stacked.  What vmap does
-    when the examples take different Python branches (a `while_loop` whose
-    trip count differs, an ``if`` on a batched value), as JAX's vmap of a
-    ``while_loop`` runs every example to its own end."""
+    when the examples take different Python branches (an ``if`` on a
+    batched value), which no one batched tape computes."""
     from . import numpy as fnp
     results, tree = [], None
     for k in range(size):

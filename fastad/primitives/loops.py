@@ -33,15 +33,28 @@ class LoopBody:
     outputs (ys).  Compared and hashed by identity, as one traced body is one
     object: CSE merges two loops only when they run the same traced body."""
 
-    __slots__ = ("tape", "n_carry", "n_xs", "_plan", "_on_vm")
+    __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm")
 
-    def __init__(self, tape: Tape, n_carry: int, n_xs: int) -> None:
+    def __init__(self, tape: Tape, n_carry: int, n_xs: int, is_while: bool = False,
+                 counted: bool = False) -> None:
         if type(n_carry) is not int or type(n_xs) is not int or n_carry < 0 or n_xs < 0 \
                 or n_carry + n_xs > len(tape.inputs) or n_carry > len(tape.outputs):
             raise TapeError(f"a loop body of {len(tape.inputs)} inputs and "
                             f"{len(tape.outputs)} outputs cannot have {n_carry!r} carried "
                             f"and {n_xs!r} per-step values")
+        if type(is_while) is not bool or type(counted) is not bool:
+            raise TapeError("a loop body's while and counted marks must be bools")
         self.tape, self.n_carry, self.n_xs = tape, n_carry, n_xs
+        # ``is_while``: a `while_loop`'s body, whose last carried value is the
+        # condition on the carry (a bool scalar) and whose one per-step output
+        # is that condition on the step's input carry, so the trip count can
+        # be found again per example (`loop_rules.while_batch`).  ``counted``:
+        # a loop derived from one (its derivative), whose trip count is that
+        # loop's, fixed when it was recorded.
+        self.is_while, self.counted = is_while, counted
+        if is_while and not self._while_shaped():
+            raise TapeError("a while loop's body needs a bool condition as its last carried "
+                            "value and as its one per-step output, and no per-step inputs")
         self._plan: Any = None
         self._on_vm: Any = None  # the loop with this body built for the C VM, once asked
 
@@ -89,7 +102,15 @@ class LoopBody:
         """The loop's results before packing: the final carry, the stacked ys."""
         return self.carry_avals + [Aval((length,) + a.shape, a.dtype) for a in self.y_avals]
 
-    def wire_fields(self) -> tuple[int, int]:
+    def _while_shaped(self) -> bool:
+        flag = [a for a in self.carry_avals[-1:] + self.avals(self.tape.outputs[-1:])
+                if a.shape == () and a.dtype == np.bool_]
+        return self.n_xs == 0 and self.n_carry >= 1 and len(flag) == 2 \
+            and len(self.tape.outputs) == self.n_carry + 1
+
+    def wire_fields(self) -> tuple[Any, ...]:
+        if self.is_while or self.counted:
+            return self.n_carry, self.n_xs, self.is_while, self.counted
         return self.n_carry, self.n_xs
 
     def __repr__(self) -> str:

@@ -11,6 +11,7 @@ compiles like any other.
 """
 from __future__ import annotations
 
+import threading
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -171,6 +172,11 @@ class BranchesDiffer(TracingError):
     others), so no one batched tape computes them all."""
 
 
+class CountedDiffer(BranchesDiffer):
+    """A loop derived from a while loop (its derivative) runs the first
+    example's trip count, and the examples' counts differ."""
+
+
 def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
@@ -216,8 +222,37 @@ def batching_rule(prim: Primitive) -> Callable[..., Any] | None:
     return rule
 
 
+class _Replays(threading.local):
+    """Per replay (innermost last): whether a while loop's examples took
+    different numbers of steps, so that the loops derived from it (recorded
+    for the first example's count) cannot be batched."""
+
+    def __init__(self) -> None:
+        self.differ: list[bool] = []
+
+
+_replays = _Replays()
+
+
+def mark_trips_differ() -> None:
+    if _replays.differ:
+        _replays.differ[-1] = True
+
+
+def trips_differ() -> bool:
+    return bool(_replays.differ and _replays.differ[-1])
+
+
 def batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batched]:
     """Replay ``tape`` (recorded for one example) on batched inputs."""
+    _replays.differ.append(False)
+    try:
+        return _batch_replay(tape, inputs, size)
+    finally:
+        _replays.differ.pop()
+
+
+def _batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batched]:
     env: dict[int, Batched] = dict(zip(tape.inputs, inputs))
     env.update((s, (v, False)) for s, v in tape.consts.items())
     for ins in tape.instrs:

@@ -715,7 +715,8 @@ def reroll_bodies(tape: Tape, value_of: Any, exact_sums: bool = False) -> Tape:
             with np.errstate(all="ignore"):
                 rolled = reroll(body.tape, examples, exact_sums)
             if rolled is not None:
-                params["body"] = LoopBody(rolled, body.n_carry, body.n_xs)
+                params["body"] = LoopBody(rolled, body.n_carry, body.n_xs, body.is_while,
+                                          body.counted)
                 instrs[n] = ins._replace(params=tuple(sorted(params.items())))
                 changed = True
     if not changed:
