@@ -47,6 +47,14 @@ TERMS = {
         bits * np.log(_sigmoid(X[idx] @ w)) + (1 - bits) * np.log(1 - _sigmoid(X[idx] @ w))),
     "integer_arithmetic": lambda w, X, labels, idx, mask, bits: np.sum(
         X[np.abs(idx) - 1, labels] * w[labels]) + np.sum((2 * labels + 1) * w[0]),
+    # labels moved by shape functions stay integers: reshaped, expanded,
+    # transposed, broadcast, flipped, then used as indices
+    "reshaped": lambda w, X, labels, idx, mask, bits: np.sum(
+        np.take_along_axis(np.cos(X[:labels.size] * w), labels.reshape(-1, 1), axis=1)),
+    "expanded": lambda w, X, labels, idx, mask, bits: np.sum(
+        (np.expand_dims(labels, 1) == np.arange(X.shape[1])) * (X[:labels.size] * w) ** 2),
+    "moved": lambda w, X, labels, idx, mask, bits: np.sum(
+        w[np.broadcast_to(labels, (2, labels.size)).T[::-1, 0]] * np.ravel(X[idx.T, 0])),
 }
 
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .tracer import _TRACERS, FRONT_END, ArrayTracer, Builder, Tracer, _traces
+from .tracer import _TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces
 
 
 class IntValueNeeded(BaseException):
@@ -244,6 +244,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
 for _cls in (IntTracer, IntArrayTracer):  # the uses of their values, one table for both
     for _name, _method in _BY_VALUE.items():
         setattr(_cls, _name, _method)
+    KEEP_INTEGERS[_cls] = lambda out, of: integer_like(out, of.sources, of.data_dtype)
 
 
 class BoolArrayTracer(ArrayTracer):
