@@ -118,12 +118,14 @@ def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any
     return method
 
 
-def _integer_division(tracer_op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``//``, ``%`` of integers: exact in float64, and integers again when
-    the other operand is one; of integers from arguments, refused (`_needed`)."""
+def _divided(part: int, reflected: bool) -> Callable[[Any, Any], Any]:
+    """``//`` (part 0) or ``%`` (part 1) of integers, as NumPy's integers give
+    them (exact below 2**52, 0 for a division by zero: the front end's
+    integer division on the float64 the integers are held in), and integers
+    again when the other operand is one."""
     def method(self: Any, other: Any) -> Any:
-        self._needed()
-        return self._integer(tracer_op(self, other), other)
+        a, b = (other, self) if reflected else (self, other)
+        return self._integer(FRONT_END["integer_division"](a, b)[part], other)
     return method
 
 
@@ -143,10 +145,8 @@ _BY_VALUE = {
     "__xor__": _by_value(lambda v, o: v ^ o), "__rxor__": _by_value(lambda v, o: o ^ v),
     "__invert__": _by_value(lambda v: ~v), "item": _by_value(lambda v, *a: v.item(*a)),
     "tolist": _by_value(lambda v: v.tolist()),
-    "__floordiv__": _integer_division(lambda a, b: Tracer.__floordiv__(a, b)),
-    "__rfloordiv__": _integer_division(lambda a, b: Tracer.__rfloordiv__(a, b)),
-    "__mod__": _integer_division(lambda a, b: Tracer.__mod__(a, b)),
-    "__rmod__": _integer_division(lambda a, b: Tracer.__rmod__(a, b)),
+    "__floordiv__": _divided(0, False), "__rfloordiv__": _divided(0, True),
+    "__mod__": _divided(1, False), "__rmod__": _divided(1, True),
 }
 
 
