@@ -18,6 +18,7 @@ import numpy as np
 from .api import _owned, check_leaf, record
 from .core import pytree
 from .core.errors import TracingError
+from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, integer_like
 from .core.tracer import Tracer, user_stacklevel
 from .loops import Padding, padded_recording
 
@@ -63,11 +64,12 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         if len(axes) != len(args):
             raise ValueError(f"vmap: in_axes has {len(axes)} entries for {len(args)} arguments")
         leaves, batched, examples, size = [], [], [], None
-        trees = []
+        trees, kinds = [], {}  # kinds: flat leaf position -> how f sees an integer or bool leaf
         for i, (arg, ax_tree) in enumerate(zip(args, axes)):
             arg_leaves, tree = pytree.flatten(arg)
             trees.append(tree)
             for leaf, ax in zip(arg_leaves, _leaf_axes(arg, ax_tree, i)):
+                leaf, kinds[len(leaves)] = _data_leaf(leaf, i)
                 leaf = check_leaf(leaf, f"vmap argument {i}")
                 if ax is None:
                     leaves.append(leaf)
@@ -104,7 +106,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             _recording.depth += 1
             try:
                 with padded_recording(pad):
-                    rec, _ = record(f, example_args, tuple(range(len(args))))
+                    rec, _ = record(_seeing_data(f, trees, kinds), example_args,
+                                    tuple(range(len(args))))
             finally:
                 _recording.depth -= 1
             tape = rec.builder.tape
@@ -132,6 +135,8 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                           stacklevel=user_stacklevel())
             return _per_example(f, trees, leaves, batched, size, out_axes)
         outs = []
+        replayed = [(_as_integers(traced, value), is_batched)
+                    for traced, (value, is_batched) in zip(rec.out_leaves, replayed)]
         shape_of_result = pytree.unflatten(rec.out_tree, [v for v, _ in replayed])
         for (value, is_batched), ax in zip(replayed, _leaf_axes(shape_of_result, out_axes,
                                                                 "out_axes")):
@@ -149,6 +154,63 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
 
 _MAX_RECORDINGS = 8  # records of one call, each padding more while loops, before the fallback
+
+
+def _data_leaf(leaf: Any, i: int) -> tuple[Any, Any]:
+    """(the leaf as the batched tape takes it, how ``f`` sees it): integer
+    and boolean arrays (labels, masks) are data, batched as float64 (exact
+    integers) and handed to ``f`` as integers or a mask again; None for a
+    float leaf."""
+    if isinstance(leaf, (IntTracer, IntArrayTracer)):
+        return leaf, ("int", leaf.sources, leaf.data_dtype)
+    if isinstance(leaf, BoolArrayTracer):
+        return leaf.astype(np.float64), ("bool",)
+    if isinstance(leaf, Tracer) or isinstance(leaf, (float, complex)):
+        return leaf, None
+    kind = np.asarray(leaf).dtype.kind
+    if kind == "b":
+        return np.asarray(leaf, dtype=np.float64), ("bool",)
+    if kind in "iu":
+        values = np.asarray(leaf)
+        if values.size and np.max(np.abs(values.astype(np.float64))) >= 2.0 ** 53:
+            raise ValueError(f"vmap argument {i}: integers of magnitude 2**53 or more are not "
+                             "exact in float64")
+        return values.astype(np.float64), ("int", frozenset(),
+                                           int if isinstance(leaf, int) else values.dtype)
+    return leaf, None
+
+
+def _seeing_data(f: Callable[..., Any], trees: list[Any], kinds: dict[int, Any]
+                 ) -> Callable[..., Any]:
+    """``f`` handed its integer and boolean leaves as integers and masks."""
+    if not any(kinds.values()):
+        return f
+
+    def seeing(*args: Any) -> Any:
+        leaves = [leaf for arg in args for leaf in pytree.flatten(arg)[0]]
+        for k, kind in kinds.items():
+            if kind is not None and kind[0] == "int":
+                leaves[k] = integer_like(leaves[k], kind[1], kind[2])
+            elif kind is not None:
+                leaves[k] = leaves[k] != 0.0
+        new_args, at = [], 0
+        for tree in trees:
+            n = pytree.num_leaves(tree)
+            new_args.append(pytree.unflatten(tree, leaves[at:at + n]))
+            at += n
+        return f(*new_args)
+    return seeing
+
+
+def _as_integers(traced: Any, value: Any) -> Any:
+    """A batched result as the integers its example's result was (an
+    ``argmax``, labels + 1: integers held in float64 by the batched tape),
+    of the dtype NumPy gives them."""
+    if not isinstance(traced, (IntTracer, IntArrayTracer)):
+        return value
+    if isinstance(value, Tracer):  # under an enclosing trace: integers there too
+        return integer_like(value, traced.sources, traced.data_dtype)
+    return np.asarray(value).astype(np.int64 if traced.data_dtype is int else traced.data_dtype)
 
 
 def _leaf_axes(arg: Any, axes: Any, i: int | str) -> list[Any]:

@@ -47,6 +47,14 @@ TERMS = {
         bits * np.log(_sigmoid(X[idx] @ w)) + (1 - bits) * np.log(1 - _sigmoid(X[idx] @ w))),
     "integer_arithmetic": lambda w, X, labels, idx, mask, bits: np.sum(
         X[np.abs(idx) - 1, labels] * w[labels]) + np.sum((2 * labels + 1) * w[0]),
+    # labels moved by shape functions stay integers: reshaped, expanded,
+    # transposed, broadcast, flipped, then used as indices
+    "reshaped": lambda w, X, labels, idx, mask, bits: np.sum(
+        np.take_along_axis(np.cos(X[:labels.size] * w), labels.reshape(-1, 1), axis=1)),
+    "expanded": lambda w, X, labels, idx, mask, bits: np.sum(
+        (np.expand_dims(labels, 1) == np.arange(X.shape[1])) * (X[:labels.size] * w) ** 2),
+    "moved": lambda w, X, labels, idx, mask, bits: np.sum(
+        w[np.broadcast_to(labels, (2, labels.size)).T[::-1, 0]] * np.ravel(X[idx.T, 0])),
 }
 
 
@@ -492,3 +500,44 @@ def test_arithmetic_on_boolean_data_is_numpys(chain, backend):
     assert got[0].dtype == want[0].dtype and np.array_equal(got[0], want[0])
     np.testing.assert_allclose(got[1], want[1], rtol=1e-15)
     np.testing.assert_allclose(grad, fa.grad(lambda x: f(x, m)[1])(x), rtol=1e-15)
+
+
+# Per-example terms of (w, x, label, mask): x (d,), label an int in 0..d-1,
+# mask a bool; vmap batches label and mask as data.
+EXAMPLE_TERMS = {
+    "regression": lambda w, x, y, m: (fnp.dot(x, w) - y) ** 2,
+    "pick": lambda w, x, y, m: -fnp.log(fnp.exp(x * w)[y] / fnp.sum(fnp.exp(x * w))),
+    "masked": lambda w, x, y, m: fnp.where(m, fnp.sum(fnp.sin(x * w)), fnp.sum(x * w) ** 2),
+    "label_arithmetic": lambda w, x, y, m: w[(y + 1) % x.size] * x[y] + (2 * y + 1) * w[0],
+    "argmax_hit": lambda w, x, y, m: fnp.sum(w * x) * (fnp.argmax(x * w) == y),
+}
+
+
+@settings(max_examples=25, deadline=None)
+@given(names=st.lists(st.sampled_from(sorted(EXAMPLE_TERMS)), min_size=1, max_size=3,
+                      unique=True),
+       b=st.integers(1, 5), d=st.integers(2, 4), seed=st.integers(0, 2**31 - 1))
+def test_vmap_batches_integer_and_boolean_arguments(names, b, d, seed):
+    """Per-example gradients with labels and masks (JAX's ``vmap(grad(loss),
+    in_axes=(None, 0, 0, 0))``) equal the loop over the examples, eager and
+    compiled; integer results come back as NumPy's integers."""
+    rng = np.random.default_rng(seed)
+
+    def loss(w, x, y, m):
+        return sum(EXAMPLE_TERMS[name](w, x, y, m) for name in names)
+    w, X = rng.standard_normal(d), rng.standard_normal((b, d))
+    labels, mask = rng.integers(0, d, b), rng.random(b) < 0.5
+    want = np.array([fa.grad(loss)(w, x, y, m) for x, y, m in zip(X, labels, mask)])
+    per_example = fa.vmap(fa.grad(loss), in_axes=(None, 0, 0, 0))
+    np.testing.assert_allclose(per_example(w, X, labels, mask), want, rtol=1e-12, atol=1e-14)
+    jitted = fa.jit(per_example, backend=COMPILED)
+    for _ in range(2):  # new labels and masks: one trace
+        np.testing.assert_allclose(jitted(w, X, labels, mask), np.array(
+            [fa.grad(loss)(w, x, y, m) for x, y, m in zip(X, labels, mask)]),
+            rtol=1e-12, atol=1e-14)
+        labels, mask = rng.integers(0, d, b), rng.random(b) < 0.5
+    assert jitted.cache_info()["traces"] == 1
+    ints = fa.vmap(lambda x, y: (fnp.argmax(x), y + 1))(X, labels)
+    np.testing.assert_array_equal(ints[0], np.argmax(X, axis=1))
+    np.testing.assert_array_equal(ints[1], labels + 1)
+    assert ints[0].dtype == np.argmax(X, axis=1).dtype and ints[1].dtype == labels.dtype

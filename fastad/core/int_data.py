@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .tracer import _TRACERS, FRONT_END, ArrayTracer, Builder, Tracer, _traces
+from .tracer import _TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces
 
 
 class IntValueNeeded(BaseException):
@@ -118,12 +118,14 @@ def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any
     return method
 
 
-def _integer_division(tracer_op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """``//``, ``%`` of integers: exact in float64, and integers again when
-    the other operand is one; of integers from arguments, refused (`_needed`)."""
+def _divided(part: int, reflected: bool) -> Callable[[Any, Any], Any]:
+    """``//`` (part 0) or ``%`` (part 1) of integers, as NumPy's integers give
+    them (exact below 2**52, 0 for a division by zero: the front end's
+    integer division on the float64 the integers are held in), and integers
+    again when the other operand is one."""
     def method(self: Any, other: Any) -> Any:
-        self._needed()
-        return self._integer(tracer_op(self, other), other)
+        a, b = (other, self) if reflected else (self, other)
+        return self._integer(FRONT_END["integer_division"](a, b)[part], other)
     return method
 
 
@@ -143,10 +145,8 @@ _BY_VALUE = {
     "__xor__": _by_value(lambda v, o: v ^ o), "__rxor__": _by_value(lambda v, o: o ^ v),
     "__invert__": _by_value(lambda v: ~v), "item": _by_value(lambda v, *a: v.item(*a)),
     "tolist": _by_value(lambda v: v.tolist()),
-    "__floordiv__": _integer_division(lambda a, b: Tracer.__floordiv__(a, b)),
-    "__rfloordiv__": _integer_division(lambda a, b: Tracer.__rfloordiv__(a, b)),
-    "__mod__": _integer_division(lambda a, b: Tracer.__mod__(a, b)),
-    "__rmod__": _integer_division(lambda a, b: Tracer.__rmod__(a, b)),
+    "__floordiv__": _divided(0, False), "__rfloordiv__": _divided(0, True),
+    "__mod__": _divided(1, False), "__rmod__": _divided(1, True),
 }
 
 
@@ -244,6 +244,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
 for _cls in (IntTracer, IntArrayTracer):  # the uses of their values, one table for both
     for _name, _method in _BY_VALUE.items():
         setattr(_cls, _name, _method)
+    KEEP_INTEGERS[_cls] = lambda out, of: integer_like(out, of.sources, of.data_dtype)
 
 
 class BoolArrayTracer(ArrayTracer):

@@ -96,6 +96,11 @@ class Primitive:
     # whose two cotangents share one solve).
     joint_vjp = None  # (g, ans, *args, active=argnums, **params) -> cotangents
     joint_jvp = None  # (tangents or None per operand, ans, *args, **params) -> tangent
+    # True for primitives that move operand 0's elements without computing
+    # (reshape, transpose, gathers): integers taken as data stay integers
+    # through them (`tracer.KEEP_INTEGERS`), so ``labels.reshape(-1, 1)``
+    # still indexes and compares as integers
+    keeps_integers = False
     # impl a compiled function's trace (`Builder.release`) uses: its values never
     # reach the user, only its executable's do (a loop runs on the VM)
     release_impl = None

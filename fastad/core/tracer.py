@@ -468,7 +468,18 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     impl = prim.impl
     if builder.release or builder.drop_unread:  # no value is written through by the user
         impl = (builder.release and prim.release_impl) or prim.view_impl or impl
-    return builder.record(prim, args, params, impl(*values, **params))
+    out = builder.record(prim, args, params, impl(*values, **params))
+    if prim.keeps_integers:
+        keep = KEEP_INTEGERS.get(type(args[0]))
+        if keep is not None:
+            return keep(out, args[0])
+    return out
+
+
+#: type of an integer traced value -> (result, operand) -> the result as an
+#: integer of the operand's kind, for primitives that keep integers
+#: (`Primitive.keeps_integers`); filled by `core.int_data`, which imports this module
+KEEP_INTEGERS: dict[type, Callable[[Any, Any], Any]] = {}
 
 
 _SEQUENCES = frozenset({list, tuple})

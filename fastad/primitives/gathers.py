@@ -61,6 +61,7 @@ def _scatter_add_rows(acc, idx, v):
 
 
 _p = defprim("gather_rows", _gather_rows, 2)
+_p.keeps_integers = True
 defvjp(_p, lambda g, ans, x, idx: _call("scatter_add_rows", fnp.zeros_for(x, g), idx, g), None)
 defreads(_p, (1,), ())  # the accumulating rule reads idx too
 defjvp(_p, lambda t, ans, x, idx: _call("gather_rows", t, idx), None)

@@ -172,6 +172,7 @@ defjvp(_p, lambda t, ans, g, x, xp, size, left, right, slope:
        None)
 
 _p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, idx, axis), 2)
+_p.keeps_integers = True
 defvjp(_p, lambda g, ans, x, idx, axis:
        _call("scatter_add_along", fnp.zeros_for(x, g), idx, g, axis=axis), None)
 defreads(_p, (1,), ())

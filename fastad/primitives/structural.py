@@ -124,6 +124,7 @@ def _reshape(x, shape):
 
 
 _p = defprim("reshape", _reshape, 1, cost="view")
+_p.keeps_integers = True
 defvjp(_p, lambda g, ans, x, shape: fnp.reshape(g, fnp.shape(x)))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.reshape(t, shape))
@@ -131,6 +132,7 @@ defshape(_p, shapes.reshape)
 defbatch(_p, batching.reshape)
 
 _p = defprim("transpose", lambda x, perm: np.transpose(x, perm), 1)
+_p.keeps_integers = True
 defvjp(_p, lambda g, ans, x, perm: fnp.transpose(g, tuple(np.argsort(perm).tolist())))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, perm: fnp.transpose(t, perm))
@@ -138,6 +140,7 @@ defshape(_p, shapes.transpose)
 defbatch(_p, batching.transpose)
 
 _p = defprim("broadcast_to", lambda x, shape: np.broadcast_to(x, shape).copy(), 1)
+_p.keeps_integers = True
 defvjp(_p, lambda g, ans, x, shape: fnp.unbroadcast(g, fnp.shape(x)))
 defreads(_p, ())
 defjvp(_p, lambda t, ans, x, shape: fnp.broadcast_to(t, shape))
@@ -209,6 +212,7 @@ def _scatter_add(x, idx, v):
 
 
 _p = defprim("take", _take, 2)
+_p.keeps_integers = True
 _p.view_impl = _take_view
 defvjp(_p, lambda g, ans, x, idx: fnp.scatter_add(fnp.zeros_for(x, g), idx, g), None)
 defreads(_p, (1,), ())  # the accumulating rule reads idx too
