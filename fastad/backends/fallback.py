@@ -90,8 +90,6 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
        for name in sorted(special.ELEMENTWISE)},
     P.argsort: "sorting: no compiled code",
     P.argpartition: "sorting: no compiled code",
-    P.argmax: "a search along an axis: no compiled code",
-    P.argmin: "a search along an axis: no compiled code",
     P.take_along: "gathers by computed indices: no compiled code",
     P.scatter_add_along: "scatters by computed indices: no compiled code",
     P.interp: "a table search per element: no compiled code",

@@ -10,8 +10,9 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.int_data import integer_like
 from ..core.tracer import Tracer, bind
-from ._base import _no_out, _p, ndim, shape
-from ._reductions import _axis_of
+from ._base import _no_out, _p, iscomplexobj, ndim, result_dtype, shape
+from ._reductions import _axis_of, max, min
+from ._elementwise import astype, equal, logical_or, not_equal, where
 from ._gathers import is_index_data, take_along_by_data, take_by_data
 from ._shape import _gather, broadcast_to, reshape
 
@@ -21,19 +22,33 @@ __all__ = ["argsort", "sort", "argpartition", "partition", "take_along_axis", "t
 
 def _arg_extremum(name: str):
     numpy_fn = getattr(_np, name)
+    extremum = max if name == "argmax" else min
 
     def fn(a: Any, axis: Any = None, out: Any = None, *, keepdims: bool = False) -> Any:
         """Where the extremum is: on traced values an integer traced value
         with no derivative, computed at every call (comparing it, indexing
         with it or returning it compiles once); a use of its value (an
-        ``if``, ``range``, ``int()``) reads it under a guard."""
+        ``if``, ``range``, ``int()``) reads it under a guard.  Written with
+        reductions every backend runs: the first position along the axis
+        holding the extremum, or a NaN (NumPy's first NaN), as a min over
+        the positions."""
         if not isinstance(a, Tracer):
             return numpy_fn(a, axis=axis, out=out, keepdims=keepdims)
         _no_out(out, name)
+        if iscomplexobj(a):
+            raise TracingError(f"{name} of complex traced values is not supported (NumPy "
+                               "orders them lexicographically); use the real part")
         x, ax = _axis_of(a, axis)
-        if shape(x)[ax] == 0:
+        n = shape(x)[ax]
+        if n == 0:
             raise ValueError(f"attempt to get {name} of an empty sequence")
-        found = bind(_p(name), x, axes=(ax,), keepdims=keepdims and axis is not None)
+        if result_dtype(x).kind == "b":
+            x = astype(x, _np.float64)
+        hit = logical_or(equal(x, extremum(x, axis=ax, keepdims=True)), not_equal(x, x))
+        positions = _np.arange(n, dtype=_np.float64).reshape(
+            (n,) + (1,) * (ndim(x) - ax - 1))
+        found = min(where(hit, positions, float(n)), axis=ax,
+                    keepdims=keepdims and axis is not None)
         if keepdims and axis is None:
             found = reshape(found, (1,) * ndim(a))
         return integer_like(found, frozenset(), _np.dtype(_np.intp))

@@ -119,21 +119,6 @@ _p = defprim("argpartition", _argpartition, 1, differentiable=False)
 defshape(_p, shapes.partition)
 defbatch(_p, batching.along_axis)
 
-
-def _arg_extremum(fn):
-    def impl(x, axes, keepdims):
-        # the index in float64 (exact below 2**53): the integers a compiled
-        # function holds as data live in its floating-point registers
-        return fn(x, axis=axes[0], keepdims=keepdims).astype(np.float64)
-    impl.__name__ = impl.__qualname__ = f"_{fn.__name__}"
-    return impl
-
-
-# where the extremum along one axis is, as a reduction over that axis
-for _name, _fn in (("argmax", np.argmax), ("argmin", np.argmin)):
-    _p = defprim(_name, _arg_extremum(_fn), 1, differentiable=False, cost="reduction")
-    defshape(_p, shapes.reduce)
-    defbatch(_p, batching.reduction)
 _p = defprim("interp_slope", _interp_slope, 3)
 defshape(_p, shapes.interp)
 defbatch(_p, batching.interpolate)
