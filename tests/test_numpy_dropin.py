@@ -126,6 +126,8 @@ CASES = [
     ("einsum broadcast", lambda a, b: np.einsum("mnd,mdo->mno", a, b), (
         rng.normal(size=(1, 4, 1)), rng.normal(size=(3, 1, 2))), 2),
     ("einsum implicit ...", lambda a: np.einsum("...i", a), (R,), 2),
+    ("atleast_Nd of several", lambda a, b: sum(np.sum(t ** 2) for t in np.atleast_2d(a, b[0])
+                                               + fnp.atleast_3d(a, b)), (V, M), 2),
     ("einsum interleaved", lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [0, 2])
      + np.einsum(a, [0, 1], b, [1, 2]), (M, R), 2),
     ("einsum interleaved ...", lambda a, b: np.einsum(a, [Ellipsis, 0, 1], b, [1, 2],

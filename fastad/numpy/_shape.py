@@ -137,14 +137,30 @@ def broadcast_arrays(*args: Any, subok: bool = False) -> tuple[Any, ...]:
     return [broadcast_to(a, target) for a in args]
 
 
+def _each_array(numpy_fn: Any):
+    """NumPy's ``atleast_Nd(*arys)`` around ``one`` (a traced array's): one
+    result for one array, a tuple for several, NumPy's own for plain ones."""
+    def wrap(one: Any) -> Any:
+        def fn(*arys: Any) -> Any:
+            results = tuple(one(a) if isinstance(a, Tracer) else numpy_fn(a) for a in arys)
+            return results[0] if len(results) == 1 else results
+        fn.__name__ = fn.__qualname__ = numpy_fn.__name__
+        fn.__doc__ = one.__doc__
+        return fn
+    return wrap
+
+
+@_each_array(_np.atleast_1d)
 def atleast_1d(a: Any) -> Any:
     return reshape(a, (1,)) if ndim(a) == 0 else a
 
 
+@_each_array(_np.atleast_2d)
 def atleast_2d(a: Any) -> Any:
     return reshape(a, (1,) * (2 - ndim(a)) + shape(a)) if ndim(a) < 2 else a
 
 
+@_each_array(_np.atleast_3d)
 def atleast_3d(a: Any) -> Any:
     nd = ndim(a)
     if nd >= 3:
