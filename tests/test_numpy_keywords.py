@@ -276,28 +276,9 @@ EXTREMA = ["max", "min", "amax", "amin", "nanmax", "nanmin"]
 SUMS = ["sum", "prod", "nansum", "nanprod"]
 
 
-@pytest.mark.parametrize("name", EXTREMA + SUMS)
-@SETTINGS
-@given(case=_reduction_case(), use_initial=st.booleans(), use_where=st.booleans(),
-       use_out=st.booleans(), through_numpy=st.booleans())
-def test_reduction_initial_where_out(name, case, use_initial, use_where, use_out,
-                                     through_numpy):
-    x, axis, mask, keepdims, rng = case
-    numpys = getattr(np, name)
-    ours = numpys if through_numpy else getattr(fnp, name)  # NumPy's dispatch, or direct
-    kw = {"axis": axis, "keepdims": keepdims}
-    if use_initial:
-        kw["initial"] = float(rng.uniform(0.6, 1.4)) if name not in ("prod", "nanprod") \
-            else 0.9
-    if use_where:
-        kw["where"] = mask
-    if use_where and not use_initial and name in EXTREMA:
-        with pytest.raises(ValueError) as numpy_error:
-            numpys(x, **kw)
-        with pytest.raises(ValueError, match="initial") as ours_error:
-            fa.jit(lambda x: ours(x, **kw))(x)
-        assert str(ours_error.value) == str(numpy_error.value)
-        return
+def _check_with_out(numpys, ours, x, kw, use_out, rng):
+    """ours(x, **kw) against NumPy's, written into ``out=`` when asked (the
+    returned array is out itself), through every way of calling it."""
     want_result = numpys(x, **kw)
     use_out = use_out and np.ndim(want_result) > 0  # a 0-d traced value is immutable
     weights = rng.uniform(-1.0, 1.0, np.shape(want_result))
@@ -322,6 +303,31 @@ def test_reduction_initial_where_out(name, case, use_initial, use_where, use_out
     _all_ways(loss, (x,), want)
 
 
+@pytest.mark.parametrize("name", EXTREMA + SUMS)
+@SETTINGS
+@given(case=_reduction_case(), use_initial=st.booleans(), use_where=st.booleans(),
+       use_out=st.booleans(), through_numpy=st.booleans())
+def test_reduction_initial_where_out(name, case, use_initial, use_where, use_out,
+                                     through_numpy):
+    x, axis, mask, keepdims, rng = case
+    numpys = getattr(np, name)
+    ours = numpys if through_numpy else getattr(fnp, name)  # NumPy's dispatch, or direct
+    kw = {"axis": axis, "keepdims": keepdims}
+    if use_initial:
+        kw["initial"] = float(rng.uniform(0.6, 1.4)) if name not in ("prod", "nanprod") \
+            else 0.9
+    if use_where:
+        kw["where"] = mask
+    if use_where and not use_initial and name in EXTREMA:
+        with pytest.raises(ValueError) as numpy_error:
+            numpys(x, **kw)
+        with pytest.raises(ValueError, match="initial") as ours_error:
+            fa.jit(lambda x: ours(x, **kw))(x)
+        assert str(ours_error.value) == str(numpy_error.value)
+        return
+    _check_with_out(numpys, ours, x, kw, use_out, rng)
+
+
 @pytest.mark.parametrize("name", ["mean", "nanmean", "var", "std", "nanvar", "nanstd"])
 @SETTINGS
 @given(case=_reduction_case(), use_where=st.booleans(), use_out=st.booleans(),
@@ -344,28 +350,7 @@ def test_moments_where_mean_correction(name, case, use_where, use_out, spread, t
         if spread.get("mean"):
             spread["mean"] = np.mean(x, axis=axis, keepdims=True, where=kw.get("where", True))
         kw.update(spread)
-    want_result = numpys(x, **kw)
-    use_out = use_out and np.ndim(want_result) > 0  # a 0-d traced value is immutable
-    weights = rng.uniform(-1.0, 1.0, np.shape(want_result))
-    start = rng.uniform(-1.0, 1.0, np.shape(want_result))
-
-    def numpy_loss(x):
-        if use_out:
-            out = start.copy()
-            assert numpys(x, out=out, **kw) is out
-            return np.sum(weights * out)
-        return np.sum(weights * numpys(x, **kw))
-
-    def loss(x):
-        if use_out:
-            out = fnp.array(start)
-            assert ours(x, out=out, **kw) is out
-            return fnp.sum(weights * out)
-        return fnp.sum(weights * ours(x, **kw))
-
-    want = numpy_loss(x)
-    np.testing.assert_allclose(loss(x), want, rtol=1e-12)
-    _all_ways(loss, (x,), want)
+    _check_with_out(numpys, ours, x, kw, use_out, rng)
 
 
 def test_ddof_and_correction_together_are_numpys_error():
