@@ -37,6 +37,10 @@ _NUMPY_BINARY = {"POW": np.power, "ARCTAN2": np.arctan2, "HYPOT": np.hypot,
 # The VM's dtype codes and NumPy's type numbers
 _LOOP_DTYPES = ((DT_F64, cnp.NPY_DOUBLE, "F64"), (DT_F32, cnp.NPY_FLOAT, "F32"))
 _installed = ({}, {})  # unary, binary: {(name, dtype name): the ufunc whose loop runs}
+# {(ufunc name, dtype name): (loop, data)}: the installed loops' addresses, for
+# the Numba backend's generated code (`numba_vecmath`), which calls them too
+_addresses = {}
+_DTYPE_NAMES = {"F64": "float64", "F32": "float32"}
 
 
 cdef int _loop_index(cnp.ufunc u, int nin, int typenum):
@@ -75,6 +79,8 @@ cdef void _install_loops() except *:
                 if status:
                     raise RuntimeError(f"the VM has no entry for {name} {dtname}")
                 installed[name, dtname] = ufunc
+                _addresses[ufunc.__name__, _DTYPE_NAMES[dtname]] = (<size_t>u.functions[i],
+                                                                    <size_t>u.data[i])
 
 
 _install_loops()
@@ -97,3 +103,11 @@ def use_numpy_loops(bint on):
     previous setting.  For tests and measurements: a run in progress may see
     either."""
     return bool(fastad_vm_use_numpy_loops(on))
+
+
+def loop_addresses():
+    """{(ufunc name, dtype name): (loop, data)}: the addresses of NumPy's inner
+    loops the VM installed (``void loop(char **args, npy_intp *dims, npy_intp
+    *steps, void *data)``, and its data argument), as integers, for code that
+    calls them itself.  Valid in this process only."""
+    return dict(_addresses)

@@ -30,6 +30,10 @@ class _Emitters:
     `numba_codegen._Generator`)."""
 
     def emit_elementwise(self, ins: Instr) -> None:
+        vector = self.vector_loop(ins)
+        if vector is not None:  # NumPy's loop over the whole array (`numba_vecmath`)
+            self.emit_vector_loop(ins, *vector)
+            return
         dtype = self.operand_dtype(ins)
         args = [self.ref(s, dtype) for s in ins.ins]
         aval = self.avals[ins.out]

@@ -320,7 +320,8 @@ class _LoopFusion:
         shape = self.avals[ins.out].shape
         if ins.prim == "take":
             return shape != () and self.fusable_gather(ins) is not None
-        return registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+        return (registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+                and self.vector_loop(ins) is None)  # a call of NumPy's loop instead
 
     def switches_loop(self, ins: Instr) -> bool:
         """Does ``ins``, starting a loop of another shape than the pending one,
@@ -356,7 +357,8 @@ class _LoopFusion:
         return (registry[ins.prim] in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
                 and not any(self.is_scalar(s) and s in loop.results for s in ins.ins)
                 and not any(s in loop.written for s in ins.ins)
-                and not (loop.indexed and self.broadcasts(ins)))
+                and not (loop.indexed and self.broadcasts(ins))
+                and self.vector_loop(ins) is None)
 
     def broadcasts(self, ins: Instr) -> bool:
         return any(not self.is_scalar(s) and self.avals[s].shape != self.loop.shape
