@@ -424,6 +424,8 @@ class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _Emitters):
         """The expression of an elementwise instruction on scalar operands."""
         if ins.prim == "where":
             return f"{args[1]} if {args[0]} else {args[2]}"
+        if ins.prim == "broadcast_to":  # a member of a fused loop: its operand's element
+            return args[0]
         if ins.prim == "astype":
             return f"np.{self.avals[ins.out].dtype.name}({self.real_part(ins, args[0])})"
         prim = registry[ins.prim]

@@ -320,8 +320,19 @@ class _LoopFusion:
         shape = self.avals[ins.out].shape
         if ins.prim == "take":
             return shape != () and self.fusable_gather(ins) is not None
+        if ins.prim == "broadcast_to":
+            return self.fused_broadcast(ins)
         return (registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
                 and self.vector_loop(ins) is None)  # a call of NumPy's loop instead
+
+    def fused_broadcast(self, ins: Instr) -> bool:
+        """Is ``ins`` a broadcast a loop reads in place (element ``i0`` of a
+        row's value, the value of a scalar) rather than an array made for it?
+        The VJP of a row reduction broadcasts each row's adjoint over the row:
+        made, it was a pass writing the whole array and another reading it."""
+        shape = self.avals[ins.out].shape
+        return (ins.prim == "broadcast_to" and shape != () and math.prod(shape) > 0
+                and self.avals[ins.ins[0]].shape != shape)
 
     def switches_loop(self, ins: Instr) -> bool:
         """Does ``ins``, starting a loop of another shape than the pending one,
@@ -354,7 +365,8 @@ class _LoopFusion:
             return self.indexed_joins(ins)
         # operands of the loop's shape or broadcast to it (the output's shape is
         # the broadcast of the operands'), never an accumulator still pending
-        return (registry[ins.prim] in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
+        return ((registry[ins.prim] in self.ELEMENTWISE or self.fused_broadcast(ins))
+                and self.avals[ins.out].shape == loop.shape
                 and not any(self.is_scalar(s) and s in loop.results for s in ins.ins)
                 and not any(s in loop.written for s in ins.ins)
                 and not (loop.indexed and self.broadcasts(ins))
@@ -376,8 +388,10 @@ class _LoopFusion:
                 return False
         else:
             x, i, v = ins.ins
-            if i not in self.tape.consts or v not in loop.values:
+            if i not in self.tape.consts or not (v in loop.values or self.stored_value(v)):
                 return False
+            if v not in loop.values and self.buffer[v] == self.buffer.get(x):
+                return False  # its own values, read while it is written
             flat = np.asarray(self.tape.consts[i]).reshape(-1).astype(np.int64)
             if flat.size != math.prod(loop.shape) or self.is_scalar(x) or x in loop.values:
                 return False
@@ -386,6 +400,14 @@ class _LoopFusion:
         indexed = loop.indexed + [(ins, flat)]
         grid = common_affine_grid([f for _, f in indexed])
         return grid is not None and _scatter_delays(indexed, grid, self.target) is not None
+
+    def stored_value(self, v: int) -> bool:
+        """Can a fused scatter read ``v`` from its array, element i in iteration
+        i?  An array of the loop's shape made before the loop (NumPy's loop of
+        a transcendental function, `numba_vecmath`) that the loop does not write."""
+        loop = self.loop
+        return (v in self.buffer and v not in loop.results and self.avals[v].shape == loop.shape
+                and self.buffer[v] not in loop.written.values())
 
     def target(self, ins: Instr) -> int:
         """The buffer a fused scatter updates (a key of its own for one that
@@ -409,6 +431,8 @@ class _LoopFusion:
             x, i, _ = ins.ins
             loop.indexed.append((ins, np.asarray(self.tape.consts[i]).reshape(-1)
                                  .astype(np.int64)))
+            if ins.ins[2] not in loop.values:  # read from its array (`stored_value`)
+                loop.buffers_read.add(self.buffer[ins.ins[2]])
             if x in self.tape.consts:  # made before the loop, with the loop's step
                 outer, self.step = self.step, _Step()
                 self.writable(x, ins)
@@ -491,7 +515,8 @@ class _LoopFusion:
             buffer = loop.written[ins.out]
             target = f"t{local[buffer]}" if buffer in local else \
                 f"{self.flat(ins.out)}[{scatter_at[ins.out]}]"
-            value = f"e{ins.ins[2]}"
+            v = ins.ins[2]
+            value = f"e{v}" if v in loop.values else f"{self.flat(v)}[i]"
             delay = delays[ins.out][0]
             if delay == 0:
                 body.append(f"{target} += {value}")

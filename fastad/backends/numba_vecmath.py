@@ -80,8 +80,7 @@ class _VectorLoops:
         """(ufunc, addresses) when ``ins`` runs as one call of NumPy's loop:
         a function of `VECTOR_FUNCTIONS` with a loop for its dtype, computing
         an array whose operands are arrays of its shape and dtype, or scalars
-        (broadcast with a step of 0; a power's exponent an array: Numba
-        computes x ** 2.0 in the loop as x * x)."""
+        (read with a step of 0, as NumPy broadcasts them)."""
         aval = self.avals[ins.out]
         name = UFUNCS.get(registry[ins.prim])
         if name not in VECTOR_FUNCTIONS or aval.shape == () or aval.size == 0:
@@ -90,8 +89,7 @@ class _VectorLoops:
             weak = s in self.tape.consts and is_weak(self.tape.consts[s])
             if not weak and self.avals[s].dtype != aval.dtype:
                 return None
-            if self.avals[s].shape != aval.shape and not (
-                    self.is_scalar(s) and not (name == "power" and s == ins.ins[1])):
+            if self.avals[s].shape != aval.shape and not self.is_scalar(s):
                 return None
         addresses = loop_for(name, aval.dtype)
         return None if addresses is None else (name, addresses)
