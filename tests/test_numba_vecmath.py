@@ -298,3 +298,47 @@ def test_row_broadcasts_are_read_in_place(dtype, seed):
     assert broadcasts, "the gradient holds row broadcasts"
     for s in broadcasts:
         assert f"v{s} = " not in exe.source, f"broadcast {s} made as an array"
+
+
+# -- row reductions folded into the loop that makes their operand --------------------
+def row_reductions(x, y):
+    """Row sums, products, maxima and minima of loop values, over the last
+    axis and over the last two, beside a full sum."""
+    z = x * y - 0.5
+    w = np.abs(z) + 0.25
+    return [np.sum(z, axis=-1), np.max(z, axis=-1, keepdims=True), np.prod(w, axis=-1),
+            np.min(z * 2.0, axis=(-2, -1)) if z.ndim == 3 else np.min(z * 2.0, axis=-1),
+            np.sum(z * w)]
+
+
+@pytest.mark.parametrize("shape", [(4, 6), (3, 4, 5)], ids=str)
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), data=st.data())
+def test_row_reductions_in_fused_loops_are_the_row_folds_bits(shape, dtype, seed, data):
+    """Folded into the loop (one accumulator per row), each row's value is
+    the bits of the separate row fold the generator wrote before: signed
+    zeros, NaN and infinities in the rows included."""
+    from fastad.backends import numba_loops
+    rng = np.random.default_rng(seed)
+    specials = np.array([0.0, -0.0, np.nan, np.inf, -np.inf, 0.5, -1.5], dtype)
+    x = rng.choice(specials, shape) if data.draw(st.booleans()) else \
+        rng.standard_normal(shape).astype(dtype)
+    y = np.where(rng.random(shape) < 0.3, rng.choice(specials, shape),
+                 rng.standard_normal(shape)).astype(dtype)
+    folded = compiled(row_reductions, x, y)
+    assert "racc" in folded.source
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(numba_loops._LoopFusion, "row_reduction", lambda self, ins: False)
+        separate = compiled(row_reductions, x, y)
+    assert "racc" not in separate.source
+    with np.errstate(all="ignore"):
+        for arg in ((x, y), (-x, y), (x, x)):
+            for got, want, expected in zip(folded.run(list(arg)), separate.run(list(arg)),
+                                           row_reductions(*arg)):
+                got, want = np.asarray(got), np.asarray(want)
+                assert got.dtype == want.dtype and got.shape == want.shape
+                assert got.tobytes() == want.tobytes() or (
+                    np.array_equal(np.isnan(got), np.isnan(want))
+                    and got[~np.isnan(got)].tobytes() == want[~np.isnan(want)].tobytes())
+                np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

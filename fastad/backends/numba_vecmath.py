@@ -130,6 +130,8 @@ class _VectorLoops:
 
 
 def _intrinsics() -> tuple[Any, Any]:
+    """`call_loop1` and `call_loop2`.  A kernel cached on disk holds their
+    compiled code: a change here must change `numba_source._FORMAT`."""
     from llvmlite import ir
     from numba.core import cgutils, types
     from numba.extending import intrinsic
