@@ -37,10 +37,6 @@ _NUMPY_BINARY = {"POW": np.power, "ARCTAN2": np.arctan2, "HYPOT": np.hypot,
 # The VM's dtype codes and NumPy's type numbers
 _LOOP_DTYPES = ((DT_F64, cnp.NPY_DOUBLE, "F64"), (DT_F32, cnp.NPY_FLOAT, "F32"))
 _installed = ({}, {})  # unary, binary: {(name, dtype name): the ufunc whose loop runs}
-# {(ufunc name, dtype name): (loop, data)}: the installed loops' addresses, for
-# the Numba backend's generated code (`numba_vecmath`), which calls them too
-_addresses = {}
-_DTYPE_NAMES = {"F64": "float64", "F32": "float32"}
 
 
 cdef int _loop_index(cnp.ufunc u, int nin, int typenum):
@@ -79,8 +75,6 @@ cdef void _install_loops() except *:
                 if status:
                     raise RuntimeError(f"the VM has no entry for {name} {dtname}")
                 installed[name, dtname] = ufunc
-                _addresses[ufunc.__name__, _DTYPE_NAMES[dtname]] = (<size_t>u.functions[i],
-                                                                    <size_t>u.data[i])
 
 
 _install_loops()
@@ -106,8 +100,19 @@ def use_numpy_loops(bint on):
 
 
 def loop_addresses():
-    """{(ufunc name, dtype name): (loop, data)}: the addresses of NumPy's inner
-    loops the VM installed (``void loop(char **args, npy_intp *dims, npy_intp
-    *steps, void *data)``, and its data argument), as integers, for code that
-    calls them itself.  Valid in this process only."""
-    return dict(_addresses)
+    """{(ufunc name, dtype name): (loop, data)}: the addresses of the loops
+    the VM installed (``void loop(char **args, npy_intp *dims, npy_intp
+    *steps, void *data)``, and its data argument) as integers, for code that
+    calls them itself (the Numba backend's).  Valid in this process only."""
+    cdef cnp.ufunc u
+    cdef int i
+    numbers = {dtname: (typenum, np.dtype(np.float64 if t == DT_F64 else np.float32).name)
+               for t, typenum, dtname in _LOOP_DTYPES}
+    addresses = {}
+    for nin, installed in ((1, _installed[0]), (2, _installed[1])):
+        for (name, dtname), ufunc in installed.items():
+            u = ufunc
+            typenum, dtype = numbers[dtname]
+            i = _loop_index(u, nin, typenum)
+            addresses[ufunc.__name__, dtype] = (<size_t>u.functions[i], <size_t>u.data[i])
+    return addresses
