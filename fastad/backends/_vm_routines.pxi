@@ -97,3 +97,22 @@ def use_numpy_loops(bint on):
     previous setting.  For tests and measurements: a run in progress may see
     either."""
     return bool(fastad_vm_use_numpy_loops(on))
+
+
+def loop_addresses():
+    """{(ufunc name, dtype name): (loop, data)}: the addresses of the loops
+    the VM installed (``void loop(char **args, npy_intp *dims, npy_intp
+    *steps, void *data)``, and its data argument) as integers, for code that
+    calls them itself (the Numba backend's).  Valid in this process only."""
+    cdef cnp.ufunc u
+    cdef int i
+    numbers = {dtname: (typenum, np.dtype(np.float64 if t == DT_F64 else np.float32).name)
+               for t, typenum, dtname in _LOOP_DTYPES}
+    addresses = {}
+    for nin, installed in ((1, _installed[0]), (2, _installed[1])):
+        for (name, dtname), ufunc in installed.items():
+            u = ufunc
+            typenum, dtype = numbers[dtname]
+            i = _loop_index(u, nin, typenum)
+            addresses[ufunc.__name__, dtype] = (<size_t>u.functions[i], <size_t>u.data[i])
+    return addresses

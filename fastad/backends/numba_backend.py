@@ -34,6 +34,7 @@ job each:
   numba_emitters  one ``emit_*`` method per primitive, `EMITTERS`, `NOT_EMITTED`
   numba_loops     elementwise code fused into loops, gathers and scatters in them
   numba_loop_instr  a loop instruction as a ``for`` loop around its body's code
+  numba_vecmath   NumPy's loops of the transcendental functions, called over arrays
   numba_source    the steps joined into parts and a kernel (the module's text)
   numba_cache     the disk cache of compiled kernels, and fork safety
 

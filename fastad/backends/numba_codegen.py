@@ -25,6 +25,7 @@ from .numba_loop_instr import _LoopInstruction
 from .numba_loops import (_Loop, _LoopFusion, _grouped_by_shape, _reads_before_writes,
                           _sink_scalars)
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
+from .numba_vecmath import _VectorLoops
 
 
 def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any],
@@ -98,7 +99,7 @@ def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any
     return placed, stacks, {out: first for out, first in root.items() if first in stacks}
 
 
-class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
+class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _Emitters):
     """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:
@@ -423,6 +424,8 @@ class _Generator(_LoopFusion, _LoopInstruction, _Emitters):
         """The expression of an elementwise instruction on scalar operands."""
         if ins.prim == "where":
             return f"{args[1]} if {args[0]} else {args[2]}"
+        if ins.prim == "broadcast_to":  # a member of a fused loop: its operand's element
+            return args[0]
         if ins.prim == "astype":
             return f"np.{self.avals[ins.out].dtype.name}({self.real_part(ins, args[0])})"
         prim = registry[ins.prim]

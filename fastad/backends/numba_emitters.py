@@ -30,6 +30,10 @@ class _Emitters:
     `numba_codegen._Generator`)."""
 
     def emit_elementwise(self, ins: Instr) -> None:
+        vector = self.vector_loop(ins)
+        if vector is not None:  # NumPy's loop over the whole array (`numba_vecmath`)
+            self.emit_vector_loop(ins, *vector)
+            return
         dtype = self.operand_dtype(ins)
         args = [self.ref(s, dtype) for s in ins.ins]
         aval = self.avals[ins.out]
@@ -191,8 +195,7 @@ class _Emitters:
         x, perm = ins.ins[0], tuple(ins.kwargs["perm"])
         if perm == tuple(range(len(perm))):
             self.alias(ins, x)
-        elif perm == (1, 0) and self._only_multiplied(ins.out) and (
-                x in self.tape.consts or self.buffer.get(x) == x):
+        elif perm == (1, 0) and self._only_multiplied(ins.out) and self._whole_array(x):
             # X.T @ r: a Fortran-ordered view that BLAS reads as it is, where
             # a contiguous copy would cost a pass over X per call (Numba's dot
             # takes C and F arrays; x is C-ordered: an input, a constant or
@@ -200,6 +203,14 @@ class _Emitters:
             self.define_array(ins, f"{self.ref(x)}.T", view_of=x)
         else:
             self.define_array(ins, f"np.ascontiguousarray(np.transpose({self.ref(x)}, {perm}))")
+
+    def _whole_array(self, x: int) -> bool:
+        """Is ``x``'s variable a whole C-ordered array of its shape: a constant,
+        or the variable of its buffer (an input, an array the code made, or
+        one an in-place update or NumPy's loop wrote, `alias`), not a view?"""
+        b = self.buffer.get(x)
+        return x in self.tape.consts or (b is not None and self.name.get(x) == self.name.get(b)
+                                         and self.avals[b].shape == self.avals[x].shape)
 
     def _only_multiplied(self, s: int) -> bool:
         """Whether every reader of ``s`` is a product of two matrices."""

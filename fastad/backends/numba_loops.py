@@ -2,7 +2,8 @@
 
 Consecutive elementwise instructions over arrays of one shape become one
 loop over the elements (`_Loop`), full reductions of their values become
-accumulators in it, gathers by an index table affine over the loop become
+accumulators in it (reductions over trailing axes, one accumulator per row),
+broadcasts of smaller arrays are read in place, gathers by an index table affine over the loop become
 reads at ``start + i * stride``, and scatter-adds into an accumulator the
 code owns become in-place updates, delayed a few iterations where needed so
 every element gets its updates in tape order (bitwise the unfused results).
@@ -299,6 +300,8 @@ class _Loop:
     shape: tuple[int, ...]
     members: list[Instr] = field(default_factory=list)
     reductions: list[Instr] = field(default_factory=list)
+    rows: list[Instr] = field(default_factory=list)  # reductions over trailing axes
+    split: int = 0  # their first axis: the loops over axes from it run per row
     positions: set[int] = field(default_factory=set)  # of its instructions in the tape
     values: set[int] = field(default_factory=set)  # elementwise values it computes
     results: set[int] = field(default_factory=set)  # values and accumulators
@@ -320,7 +323,19 @@ class _LoopFusion:
         shape = self.avals[ins.out].shape
         if ins.prim == "take":
             return shape != () and self.fusable_gather(ins) is not None
-        return registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+        if ins.prim == "broadcast_to":
+            return self.fused_broadcast(ins)
+        return (registry[ins.prim] in self.ELEMENTWISE and shape != () and math.prod(shape) > 0
+                and self.vector_loop(ins) is None)  # a call of NumPy's loop instead
+
+    def fused_broadcast(self, ins: Instr) -> bool:
+        """Is ``ins`` a broadcast a loop reads in place (element ``i0`` of a
+        row's value, the value of a scalar) rather than an array made for it?
+        The VJP of a row reduction broadcasts each row's adjoint over the row:
+        made, it was a pass writing the whole array and another reading it."""
+        shape = self.avals[ins.out].shape
+        return (ins.prim == "broadcast_to" and shape != () and math.prod(shape) > 0
+                and self.avals[ins.ins[0]].shape != shape)
 
     def switches_loop(self, ins: Instr) -> bool:
         """Does ``ins``, starting a loop of another shape than the pending one,
@@ -347,16 +362,30 @@ class _LoopFusion:
         loop = self.loop
         if registry[ins.prim] in REDUCERS:  # a full reduction of a loop value: an accumulator
             x = ins.ins[0]
-            return (x in loop.values and not ins.kwargs["keepdims"]
-                    and len(ins.kwargs["axes"]) == len(loop.shape))
+            return x in loop.values and (
+                (not ins.kwargs["keepdims"] and len(ins.kwargs["axes"]) == len(loop.shape))
+                or self.row_reduction(ins))
         if ins.prim in ("take", "scatter_add"):
             return self.indexed_joins(ins)
         # operands of the loop's shape or broadcast to it (the output's shape is
         # the broadcast of the operands'), never an accumulator still pending
-        return (registry[ins.prim] in self.ELEMENTWISE and self.avals[ins.out].shape == loop.shape
-                and not any(self.is_scalar(s) and s in loop.results for s in ins.ins)
+        return ((registry[ins.prim] in self.ELEMENTWISE or self.fused_broadcast(ins))
+                and self.avals[ins.out].shape == loop.shape
+                and not any(s in loop.results and s not in loop.values for s in ins.ins)
                 and not any(s in loop.written for s in ins.ins)
-                and not (loop.indexed and self.broadcasts(ins)))
+                and not (loop.indexed and self.broadcasts(ins))
+                and self.vector_loop(ins) is None)
+
+    def row_reduction(self, ins: Instr) -> bool:
+        """Can the loop fold reduction ``ins`` of its values over its trailing
+        axes (a row sum, a row max), one accumulator per row?  Not in a loop
+        of gathers or scatters (their grid is not the loop's shape), and one
+        split of the axes per loop."""
+        loop, nd = self.loop, len(self.loop.shape)
+        axes = sorted(ins.kwargs["axes"])
+        if not axes or loop.indexed or axes != list(range(axes[0], nd)) or axes[0] == 0:
+            return False
+        return loop.split in (0, axes[0])
 
     def broadcasts(self, ins: Instr) -> bool:
         return any(not self.is_scalar(s) and self.avals[s].shape != self.loop.shape
@@ -364,7 +393,7 @@ class _LoopFusion:
 
     def indexed_joins(self, ins: Instr) -> bool:
         loop = self.loop
-        if loop.broadcasts:
+        if loop.broadcasts or loop.rows:
             return False
         if ins.prim == "take":
             flat = self.fusable_gather(ins)
@@ -374,8 +403,10 @@ class _LoopFusion:
                 return False
         else:
             x, i, v = ins.ins
-            if i not in self.tape.consts or v not in loop.values:
+            if i not in self.tape.consts or not (v in loop.values or self.stored_value(v)):
                 return False
+            if v not in loop.values and self.buffer[v] == self.buffer.get(x):
+                return False  # its own values, read while it is written
             flat = np.asarray(self.tape.consts[i]).reshape(-1).astype(np.int64)
             if flat.size != math.prod(loop.shape) or self.is_scalar(x) or x in loop.values:
                 return False
@@ -384,6 +415,14 @@ class _LoopFusion:
         indexed = loop.indexed + [(ins, flat)]
         grid = common_affine_grid([f for _, f in indexed])
         return grid is not None and _scatter_delays(indexed, grid, self.target) is not None
+
+    def stored_value(self, v: int) -> bool:
+        """Can a fused scatter read ``v`` from its array, element i in iteration
+        i?  An array of the loop's shape made before the loop (NumPy's loop of
+        a transcendental function, `numba_vecmath`) that the loop does not write."""
+        loop = self.loop
+        return (v in self.buffer and v not in loop.results and self.avals[v].shape == loop.shape
+                and self.buffer[v] not in loop.written.values())
 
     def target(self, ins: Instr) -> int:
         """The buffer a fused scatter updates (a key of its own for one that
@@ -400,13 +439,19 @@ class _LoopFusion:
         loop.positions.add(self.k)
         loop.results.add(ins.out)
         if registry[ins.prim] in REDUCERS:
-            loop.reductions.append(ins)
+            if len(ins.kwargs["axes"]) == len(loop.shape) and not ins.kwargs["keepdims"]:
+                loop.reductions.append(ins)
+            else:
+                loop.rows.append(ins)
+                loop.split = min(ins.kwargs["axes"])
             return
         loop.members.append(ins)
         if ins.prim == "scatter_add":  # in place: the result is the target's variable
             x, i, _ = ins.ins
             loop.indexed.append((ins, np.asarray(self.tape.consts[i]).reshape(-1)
                                  .astype(np.int64)))
+            if ins.ins[2] not in loop.values:  # read from its array (`stored_value`)
+                loop.buffers_read.add(self.buffer[ins.ins[2]])
             if x in self.tape.consts:  # made before the loop, with the loop's step
                 outer, self.step = self.step, _Step()
                 self.writable(x, ins)
@@ -444,7 +489,7 @@ class _LoopFusion:
                 scatter_at[ins.out] = _index_expr(*(where[ins.out] if delay == step == 0
                                                     else (low, [step])), names)
         most = max((d for d, _, _ in delays.values()), default=0)
-        nested = loop.broadcasts or len(names) > 1
+        nested = loop.broadcasts or len(names) > 1 or bool(loop.rows)
         local = {} if nested else self.local_accumulators(loop, scatter_at, size + most)
         self.step = _Step()
         for made in loop.prelude:
@@ -462,6 +507,9 @@ class _LoopFusion:
         for ins in loop.reductions:
             dt = self.avals[ins.out].dtype
             lines.append(f"acc{ins.out} = {_literal(REDUCER_START[registry[ins.prim]], dt)}")
+        rows = math.prod(loop.shape[:loop.split])
+        for ins in loop.rows:
+            lines.append(f"r{ins.out} = np.empty({rows}, np.{self.avals[ins.out].dtype.name})")
         body, late, shift, fill = [], [], [], []
         for ins in loop.members:
             if ins.prim == "scatter_add":
@@ -483,13 +531,18 @@ class _LoopFusion:
             acc = f"acc{ins.out}"
             combine = REDUCERS[registry[ins.prim]]
             body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
+        for ins in loop.rows:
+            acc = f"racc{ins.out}"
+            combine = REDUCERS[registry[ins.prim]]
+            body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
         for ins in loop.members:  # in tape order: each element's updates keep their order
             if ins.prim != "scatter_add":
                 continue
             buffer = loop.written[ins.out]
             target = f"t{local[buffer]}" if buffer in local else \
                 f"{self.flat(ins.out)}[{scatter_at[ins.out]}]"
-            value = f"e{ins.ins[2]}"
+            v = ins.ins[2]
+            value = f"e{v}" if v in loop.values else f"{self.flat(v)}[i]"
             delay = delays[ins.out][0]
             if delay == 0:
                 body.append(f"{target} += {value}")
@@ -507,7 +560,9 @@ class _LoopFusion:
         store = [line for o in local.values() for line in
                  ([f"if i < {self.avals[o].size}:", f"    {self.flat(o)}[i] = t{o}"]
                   if self.avals[o].size < size + most else [f"{self.flat(o)}[i] = t{o}"])]
-        if nested:  # one loop per axis of the shape or grid
+        if loop.rows:  # the rows' accumulators start and end around the loops over a row
+            self.row_loops(loop, body)
+        elif nested:  # one loop per axis of the shape or grid
             pad, flat = _nested_loops(lines, loop.shape if loop.broadcasts else grid)
             lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
         elif most:  # scatters wait up to `most` iterations past the last element
@@ -521,10 +576,37 @@ class _LoopFusion:
             lines += ["    " + line for line in first + body + store]
         for ins in loop.reductions:
             self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
+        for ins in loop.rows:  # leading axes kept: never a scalar
+            self.define_array(ins, f"r{ins.out}.reshape({_shape(self.avals[ins.out].shape)})")
         guards, self.loop_guards = self.loop_guards, []
         for ins in guards:
             self.emit_guard(ins)
         return self.step
+
+    def row_loops(self, loop: _Loop, body: list[str]) -> None:
+        """The loops over the axes before ``loop.split`` around, per row, each
+        row accumulator's start, the loops over the row's axes running
+        ``body``, and the accumulator's store.  A sum starts from -0.0 (a
+        product from 1, a max from -inf): the identity of the first element,
+        signed zeros and NaN included, so each row's value is the bits of
+        the row fold `emit_reduce` makes from the row's first element."""
+        lines, shape = self.step.lines, loop.shape
+        pad = ""
+        for d in range(len(shape)):
+            if d == loop.split:
+                for ins in loop.rows:
+                    prim = registry[ins.prim]
+                    start = -0.0 if prim is P.sum else REDUCER_START[prim]
+                    lines.append(f"{pad}racc{ins.out} = "
+                                 f"{_literal(start, self.avals[ins.out].dtype)}")
+            lines.append(f"{pad}for i{d} in range({shape[d]}):")
+            pad += "    "
+        flat = " + ".join(f"i{d} * {st}" for d, st in enumerate(c_strides(shape)))
+        lines += [f"{pad}i = {flat}"] + [pad + line for line in body]
+        row = " + ".join(f"i{d} * {st}" for d, st in
+                         enumerate(c_strides(shape[:loop.split])))
+        pad = "    " * loop.split
+        lines += [f"{pad}r{ins.out}[{row}] = racc{ins.out}" for ins in loop.rows]
 
     def local_accumulators(self, loop: _Loop, scatter_at: dict[int, str], visits: int
                            ) -> dict[int, int]:
