@@ -105,7 +105,7 @@ def test_affine_index_tables():
 @pytest.mark.parametrize("const", sorted(CONSTANTS))
 def test_the_compiled_backends_agree_on_which_constants_are_one_scalar(const):
     c = CONSTANTS[const]
-    tape = fa.make_tape(lambda x: np.sin(x) * c + x)(X)
+    tape = fa.make_tape(lambda x: x * x * c + x)(X)  # (no loop table of a function packed)
     uniform = bitwise_uniform(c)
     assert uniform == (const in ("all_nan", "all_inf", "all_minus_inf", "all_minus_zero"))
     if "c" in fa.backends_available():

@@ -118,14 +118,14 @@ def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any
     return method
 
 
-def _divided(part: int, reflected: bool) -> Callable[[Any, Any], Any]:
-    """``//`` (part 0) or ``%`` (part 1) of integers, as NumPy's integers give
-    them (exact below 2**52, 0 for a division by zero: the front end's
-    integer division on the float64 the integers are held in), and integers
+def _divided(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
+    """``//`` (``floor_divide``) or ``%`` (``remainder``) of integers, as
+    NumPy's integers give them (exact below 2**52, 0 for a division by zero:
+    the front end divides integers held in float64 as integers), and integers
     again when the other operand is one."""
     def method(self: Any, other: Any) -> Any:
         a, b = (other, self) if reflected else (self, other)
-        return self._integer(FRONT_END["integer_division"](a, b)[part], other)
+        return self._integer(FRONT_END[name](a, b), other)
     return method
 
 
@@ -145,8 +145,9 @@ _BY_VALUE = {
     "__xor__": _by_value(lambda v, o: v ^ o), "__rxor__": _by_value(lambda v, o: o ^ v),
     "__invert__": _by_value(lambda v: ~v), "item": _by_value(lambda v, *a: v.item(*a)),
     "tolist": _by_value(lambda v: v.tolist()),
-    "__floordiv__": _divided(0, False), "__rfloordiv__": _divided(0, True),
-    "__mod__": _divided(1, False), "__rmod__": _divided(1, True),
+    "__floordiv__": _divided("floor_divide", False),
+    "__rfloordiv__": _divided("floor_divide", True),
+    "__mod__": _divided("remainder", False), "__rmod__": _divided("remainder", True),
 }
 
 

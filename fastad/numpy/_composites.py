@@ -13,6 +13,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
+from ..core.int_data import IntArrayTracer, IntTracer
 from ..core.tracer import Tracer
 from ._arrayfuncs import convolve, diff
 from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
@@ -83,9 +84,21 @@ def _as(x: Any) -> Any:
 # -- remainders, angles and other elementwise composites -----------------------
 def _integer_dtype(x1: Any, x2: Any) -> Any:
     """NumPy's result dtype of an arithmetic on x1 and x2 if it is an integer
-    one (a loop counter of `fori_loop` taken modulo n), else None."""
-    dt = _np.result_type(*(a.dtype if isinstance(a, Tracer) else a for a in (x1, x2)))
-    return dt if dt.kind in "iu" else None
+    one (a loop counter of `fori_loop` taken modulo n), else None; float64
+    when the integers are held in float64 (integers taken as data, an
+    argmax: `core.int_data`), which the division keeps them in."""
+    held = False
+    dtypes = []
+    for a in (x1, x2):
+        if isinstance(a, (IntTracer, IntArrayTracer)):
+            held = True
+            dtypes.append(_np.dtype(_np.int64) if a.data_dtype is int else a.data_dtype)
+        else:
+            dtypes.append(a.dtype if isinstance(a, Tracer) else a)
+    dt = _np.result_type(*dtypes)
+    if dt.kind not in "iu":
+        return None
+    return _np.dtype(_np.float64) if held else dt
 
 
 def _integer_division(x1: Any, x2: Any, dtype: Any, rounding: Any) -> tuple[Any, Any]:

@@ -12,10 +12,9 @@ from ..core.errors import TracingError
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
 from ._building import choose, compress
-from ._composites import _integer_division, divmod, floor_divide, remainder
+from ._composites import divmod, floor_divide, remainder
 from ._creation import asarray, copy
 from ._dispatch import _dispatch_function, _dispatch_ufunc
-from ._elementwise import floor
 from ._elementwise import round as round_
 from ._elementwise import (absolute, add, astype, clip, conjugate, divide, equal, greater,
                            greater_equal, imag, less, less_equal, logical_and, logical_not,
@@ -183,8 +182,6 @@ TRACER_FRONT_END = {
     "imag_property": _imag_property, "set_imag": _set_imag,
     "getitem": getitem, "setitem": setitem, "at": IndexUpdates, "concrete": _concrete,
     "asarray": asarray,
-    # (quotient, remainder) of integers held in float64 (`core.int_data`)
-    "integer_division": lambda a, b: _integer_division(a, b, _np.float64, floor),
     "remainder": remainder, "floor_divide": floor_divide, "divmod": divmod,
     "cumprod": cumprod, "round": round_, "repeat": repeat, "take": take, "choose": choose,
     "compress_method": lambda self, condition, axis=None, out=None: compress(
