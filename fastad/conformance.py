@@ -159,7 +159,7 @@ _NUMPY = [
     ("select, piecewise", lambda x: np.select([x > 0.5], [x ** 2], x), (VEC,), ""),
     ("compress, extract", lambda x: np.compress(x > 0.5, x), (VEC,), "mask pattern a guard"),
     ("boolean mask x[x > 0]", lambda x: x[x > 0.5], (VEC,), "the mask pattern is a guard"),
-    ("argmax as an index", lambda x: x[np.argmax(x)], (VEC,), "the index is a guard"),
+    ("argmax as an index", lambda x: x[np.argmax(x)], (VEC,), "a traced integer: a gather, no guard"),
     ("array([t1, t2, ...])", lambda x: fnp.array([x[0], 2.0 * x[1]]), (VEC,), ""),
     ("fft.hfft, fft.ihfft", lambda x: np.fft.hfft(x) + np.fft.ihfft(x).real.sum(), (VEC,), ""),
 ]
