@@ -18,6 +18,7 @@ import fastad.numpy as fnp
 from helpers import case_test, central_difference_jacobian, registrar, shapes
 
 COMPILED = [b for b in ("c", "numba", "numpy") if b in BACKENDS]
+ONE_COMPILED = "c" if "c" in BACKENDS else "numpy"  # where the backend is not the point
 
 
 CASES: list = []
@@ -89,11 +90,13 @@ def test_accuracy_and_picked_elements_in_a_compiled_step(n, k, seed):
         s = w * w
         return (np.sum(s[np.arange(n), np.argmax(s, 1)]) + np.mean(np.argmax(s, 1) == labels)
                 + np.sum(((np.argmin(s, 1) + 1) % k) * 0.5))
-    g = fa.compile(step)
-    j = fa.jit(step)
+    g = fa.compile(step, backend=ONE_COMPILED)
+    j = fa.jit(step, backend=ONE_COMPILED)
     for _ in range(3):
         w = rng.standard_normal((n, k))
-        assert j(w, labels) == pytest.approx(reference(w, labels), rel=1e-13)
+        with warnings.catch_warnings():  # the accuracy's count stays float64: no move
+            warnings.simplefilter("error", UserWarning)
+            assert j(w, labels) == pytest.approx(reference(w, labels), rel=1e-13)
         fd = central_difference_jacobian(lambda v: reference(v.reshape(n, k), labels), w.ravel())
         np.testing.assert_allclose(g(w, labels).ravel(), np.ravel(fd), rtol=1e-6, atol=1e-7)
         np.testing.assert_allclose(fa.grad(step)(w, labels), g(w, labels), rtol=1e-14)

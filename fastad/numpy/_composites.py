@@ -108,18 +108,19 @@ def _integer_division(x1: Any, x2: Any, dtype: Any, rounding: Any) -> tuple[Any,
     floor, of x1 for trunc, and smaller than |x2|); NumPy's 0 for a division
     by zero."""
     from ._elementwise import astype
-    safe = where(x2 == 0, 1, x2)
+    one, zero = _np.ones((), dtype), _np.zeros((), dtype)  # (float64 ones for integers held so)
+    safe = where(x2 == 0, one, x2)
     q = astype(rounding(astype(x1, _np.float64) / astype(safe, _np.float64)), dtype)
     r = x1 - q * safe
     positive = safe > 0 if rounding is floor else x1 >= 0  # the remainder's sign
     wrong_sign = where(positive, r < 0, r > 0)
     too_big = where(positive, r >= absolute(safe), r <= -absolute(safe))
-    adjust = where(too_big, 1, where(wrong_sign, -1, 0))
+    adjust = where(too_big, one, where(wrong_sign, -one, zero))
     if rounding is not floor:  # a step of |x2| toward x1's sign
-        adjust = adjust * where(positive == (safe > 0), 1, -1)
+        adjust = adjust * where(positive == (safe > 0), one, -one)
     adjust = astype(adjust, dtype)
     q, r = q + adjust, r - adjust * safe
-    return tuple(astype(where(x2 == 0, 0, v), dtype) for v in (q, r))  # type: ignore[return-value]
+    return tuple(astype(where(x2 == 0, zero, v), dtype) for v in (q, r))  # type: ignore[return-value]
 
 
 @_numpy_unless_traced("floor_divide")

@@ -160,11 +160,20 @@ def _count(a: Any, axes: tuple, keepdims: bool, where: Any) -> Any:
                    keepdims=keepdims, dtype=_np.float64)
 
 
+def _moment_dtype(a: Any, dtype: Any) -> Any:
+    """The dtype a mean or variance computes in: NumPy's float64 for
+    booleans and integers (an accuracy, ``mean(pred == labels)``, counts in
+    float64, exact, not in the integers the VM does not hold)."""
+    if dtype is None and result_dtype(a).kind in "biu":
+        return _np.float64
+    return dtype
+
+
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
          keepdims: bool = False, *, where: Any = True) -> Any:
     if (out is not None or where is not True) and not _has_tracer((a, out, where)):
         return _np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
-    a = _cast(_array(a), dtype)
+    a = _cast(_array(a), _moment_dtype(a, dtype))
     axes = _axes(axis, ndim(a))
     count = _count(a, axes, keepdims, where)
     total = sum(a, axis=axes, keepdims=keepdims, where=where)
@@ -190,7 +199,7 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
         if ddof != 0:
             raise ValueError("ddof and correction can't be provided simultaneously.")
         ddof = correction
-    a = _cast(_array(a), dtype)
+    a = _cast(_array(a), _moment_dtype(a, dtype))
     axes = _axes(axis, ndim(a))
     count = _count(a, axes, keepdims, where)
     center = _mean(a, axis=axes, keepdims=True, where=where) if mean is _NO else mean
