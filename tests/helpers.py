@@ -367,3 +367,15 @@ def executable_or_none(program: Any) -> Any:
         return c_backend.Executable(program)
     except TapeError:
         return None
+
+
+def fresh_cache_dir(tmp_path_factory: Any) -> Any:
+    """A module's own empty FASTAD_CACHE_DIR (Numba kernels compiled afresh),
+    the variable restored after; a test module binds it as an autouse fixture."""
+    old = os.environ.get("FASTAD_CACHE_DIR")
+    os.environ["FASTAD_CACHE_DIR"] = str(tmp_path_factory.mktemp("fastad-cache"))
+    yield os.environ["FASTAD_CACHE_DIR"]
+    if old is None:
+        del os.environ["FASTAD_CACHE_DIR"]
+    else:
+        os.environ["FASTAD_CACHE_DIR"] = old

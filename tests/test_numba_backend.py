@@ -27,22 +27,14 @@ from fastad.primitives import registry  # noqa: E402
 from fastad.primitives.elementwise import (BINARY, BINARY_ZERO_DERIVATIVE, UNARY,  # noqa: E402
                                            UNARY_ZERO_DERIVATIVE)
 from fastad.core.tape import Aval, Instr, Tape, aval_of  # noqa: E402
-from helpers import laplacian_energy, rosenbrock_loop  # noqa: E402
+from helpers import fresh_cache_dir, laplacian_energy, rosenbrock_loop  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = {np.dtype(np.float64): dict(rtol=1e-11, atol=1e-12),
        np.dtype(np.float32): dict(rtol=2e-5, atol=1e-5)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_cache(tmp_path_factory):
-    old = os.environ.get("FASTAD_CACHE_DIR")
-    os.environ["FASTAD_CACHE_DIR"] = str(tmp_path_factory.mktemp("fastad-cache"))
-    yield os.environ["FASTAD_CACHE_DIR"]
-    if old is None:
-        del os.environ["FASTAD_CACHE_DIR"]
-    else:
-        os.environ["FASTAD_CACHE_DIR"] = old
+fresh_cache = pytest.fixture(scope="module", autouse=True)(fresh_cache_dir)
 
 
 class Builder:

@@ -26,6 +26,7 @@ if not nb.available:
 
 import fastad as fa  # noqa: E402
 from fastad.backends import numba_vecmath as vm  # noqa: E402
+from helpers import fresh_cache_dir  # noqa: E402
 from test_vecmath import random_inputs, same_bits  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -39,15 +40,7 @@ EXAMPLES = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 10))
                     deadline=None)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fresh_cache(tmp_path_factory):
-    old = os.environ.get("FASTAD_CACHE_DIR")
-    os.environ["FASTAD_CACHE_DIR"] = str(tmp_path_factory.mktemp("fastad-cache"))
-    yield os.environ["FASTAD_CACHE_DIR"]
-    if old is None:
-        del os.environ["FASTAD_CACHE_DIR"]
-    else:
-        os.environ["FASTAD_CACHE_DIR"] = old
+fresh_cache = pytest.fixture(scope="module", autouse=True)(fresh_cache_dir)
 
 
 def compiled(fn, *args):
