@@ -699,8 +699,8 @@ def _triu_tril(x, k):
 # -- indexing and index update -----------------------------------------------------------
 @st.composite
 def basic_index_args(draw):
-    shape = draw(shapes(min_dims=1))
-    key = draw(hnp.basic_indices(shape, allow_newaxis=True, allow_ellipsis=True))
+    shape = draw(shapes(min_dims=0))  # 0-d values are indexed too: x[None], x[()], x[...]
+    key = draw(hnp.basic_indices(shape, min_dims=0, allow_newaxis=True, allow_ellipsis=True))
     return (shape,), {"key": key}
 
 
@@ -769,7 +769,7 @@ CASES.append(Case("getitem_mixed", _getitem, ("real",),
 
 
 def _setitem(x, v, key):
-    y = x * 1.0
+    y = np.copy(x * 1.0)  # NumPy's 0-d product is a scalar, which takes no assignment
     y[key] = v * 2.0
     return y * y
 

@@ -132,6 +132,22 @@ def test_leaving_the_trace_message_names_the_call(name, expected):
         fa.grad(lambda x: np.sum(LEAVES[name](x)))(np.array([0.5, 0.2, 0.1]))
 
 
+@pytest.mark.parametrize("attempt", [len, list, iter, lambda t: [*t]])
+def test_a_0d_traced_value_is_indexed_but_is_no_sequence(attempt):
+    """x[None] and x[()] work on a traced 0-d value as on a 0-d array, and, as
+    there, len() and iteration raise (Python's fallback iteration would
+    otherwise stop at the first IndexError and give an empty list)."""
+    def f(x):
+        s = fa.numpy.sum(x * x)
+        with pytest.raises(TypeError):
+            attempt(s)
+        return fa.numpy.sum(s[None] * s[()] + s[...])
+
+    x = np.array([0.5, 0.2, 0.1])
+    s = np.sum(x * x)
+    assert np.allclose(fa.grad(f)(x), (2 * s + 1) * 2 * x)
+
+
 UNSUPPORTED = {
     "frompyfunc.(vectorized)": lambda x: np.frompyfunc(lambda a: a, 1, 1)(x).sum(),
     "add.reduceat": lambda x: np.add.reduceat(

@@ -377,14 +377,19 @@ class recording:  # noqa: N801 - used as ``with recording() as builder``
         self.errstate.__enter__()
         return builder
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, kind: Any, error: Any, traceback: Any) -> None:
         try:
-            self.errstate.__exit__(*exc)
+            self.errstate.__exit__(kind, error, traceback)
         finally:
             if self.collecting:
                 gc.enable()
             _traces.stack.pop()
             self.builder.finished = True
+        if isinstance(error, ValueError) and isinstance(error.__cause__, TracingError):
+            # NumPy storing a traced 0-d value into an array: its float()
+            # raised, and NumPy put "setting an array element with a
+            # sequence" (0-d values can be indexed) in front of the reason
+            raise error.__cause__.with_traceback(traceback)
 
 
 class suspended:  # noqa: N801 - used as ``with suspended(builder):``
@@ -715,6 +720,22 @@ class Tracer:
             return self._guarded_integers().tolist()
         return self.item()
 
+    # A 0-d value is indexed as NumPy's 0-d arrays are (x[None], x[()],
+    # x[...]), yet is no sequence: len() and iteration raise, so NumPy's
+    # array coercion takes it for a scalar and Python's fallback iteration
+    # (which stops at the first IndexError) never yields an empty list.
+    def __getitem__(self, key: Any) -> Any:
+        return FRONT_END["getitem"](self, key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        FRONT_END["setitem"](self, key, value)
+
+    def __len__(self) -> int:
+        raise TypeError("len() of unsized object")
+
+    def __iter__(self):
+        raise TypeError("iteration over a 0-d array")
+
     def __bool__(self) -> bool:
         from .guards import record_guard
         return record_guard(self)
@@ -883,11 +904,11 @@ class Tracer:
 
 
 class ArrayTracer(Tracer):
-    """A traced value with at least one axis: it can be indexed, iterated and
-    measured with len().  0-d values are plain `Tracer`s, which NumPy does not
-    mistake for sequences: storing one into an array then raises the
-    TracingError of ``float()`` instead of NumPy's "setting an array element
-    with a sequence"."""
+    """A traced value with at least one axis: it can be iterated and measured
+    with len().  0-d values are plain `Tracer`s, whose len() raises as a 0-d
+    array's does, so that NumPy does not mistake them for sequences: storing
+    one into an array then raises the TracingError of ``float()`` instead of
+    NumPy's "setting an array element with a sequence"."""
 
     __slots__ = ()
 
@@ -896,12 +917,6 @@ class ArrayTracer(Tracer):
 
     def __iter__(self):
         return (self[i] for i in range(self.shape[0]))
-
-    def __getitem__(self, key: Any) -> Any:
-        return FRONT_END["getitem"](self, key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        FRONT_END["setitem"](self, key, value)
 
     # ``a op= b`` writes into a, where every name for it (and every view of
     # its memory) sees the change, as NumPy's in-place operators do
