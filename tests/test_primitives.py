@@ -441,17 +441,20 @@ def reshape_args(draw):
     new = draw(st.permutations(new))
     if size and draw(st.booleans()):
         new[draw(st.integers(0, len(new) - 1))] = -1
-    return (shape,), {"newshape": tuple(new)}
+    return (shape,), {"newshape": tuple(new), "order": draw(st.sampled_from("CFA"))}
 
 
 @case("reshape", ["real"], lambda data: data.draw(reshape_args()))
-def _reshape(x, newshape):
-    return np.reshape(x, newshape)
+def _reshape(x, newshape, order):
+    flat = np.ravel(x, {"A": "K"}.get(order, order))  # ravel also takes 'K'
+    return np.reshape(x, newshape, order=order) + flat.reshape(newshape)
 
 
 @case("reshape_method", ["real"], lambda data: data.draw(reshape_args()))
-def _reshape_method(x, newshape):
-    return x.reshape(newshape) + x.reshape(*newshape) if newshape else x.reshape(newshape)
+def _reshape_method(x, newshape, order):
+    if not newshape:
+        return x.reshape(newshape, order=order)
+    return x.reshape(newshape, order=order) + x.reshape(*newshape, order=order)
 
 
 @case("reshape_covered", ["real"], lambda data: (((2, 3),), {}), covers=["reshape"])

@@ -46,16 +46,20 @@ def reshape(a: Any, shape: Any = None, order: str = "C", *, newshape: Any = None
     NumPy's; a view or a copy is decided where views are tracked)."""
     if type(a) is _np.ndarray and type(shape) is tuple and order == "C":
         return a.reshape(shape)  # a rule's plain value: what `bind` would compute
-    if order != "C":
-        raise TracingError("reshape: only order='C' is supported")
     target = _shape_arg(shape if shape is not None else newshape, size(a))
+    if order == "F":  # Fortran order: the C-order reshape of the reversed axes, reversed
+        return transpose(reshape(transpose(a), target[::-1]))
+    if order not in ("C", "A"):
+        raise ValueError(f"reshape: order must be one of 'C', 'F' or 'A', not {order!r}")
+    # 'A' (and ravel's 'K') follow the memory layout, which for a traced
+    # value is C order (a compiled function lays its arguments out in C order)
     if tuple(shape_of(a)) == target:
         return a
     return bind(_p("reshape"), a, shape=target)
 
 
 def ravel(a: Any, order: str = "C") -> Any:
-    return reshape(a, (-1,), order=order)
+    return reshape(a, (-1,), order="C" if order == "K" else order)
 
 
 def transpose(a: Any, axes: Any = None) -> Any:
