@@ -562,6 +562,12 @@ def test_eval_shape_and_tree_util():
                         np.ones(4), 3)
     assert out == {"s": fa.ShapeDtypeStruct((), np.float64),
                    "v": (fa.ShapeDtypeStruct((2,), np.float32),)}
+    # arguments given as ShapeDtypeStructs, as jax.eval_shape takes them
+    spec = {"x": fa.ShapeDtypeStruct((3, 4), np.float32), "k": fa.ShapeDtypeStruct((), np.int64)}
+    out = fa.eval_shape(lambda p, w: (p["x"] @ w * p["k"], fnp.log(w).sum()), spec,
+                        w=fa.ShapeDtypeStruct((4, 2), np.float32))
+    # NumPy's promotion: float32 times an int64 array is float64
+    assert out == (fa.ShapeDtypeStruct((3, 2), np.float64), fa.ShapeDtypeStruct((), np.float32))
     tree = {"b": [np.ones(2), (3.0, None)], "a": np.zeros(3)}
     leaves, treedef = fa.tree_util.tree_flatten(tree)
     assert len(leaves) == 3 and fa.tree_util.tree_structure(tree) == treedef
@@ -606,52 +612,84 @@ def test_remat_and_stop_gradient_are_jaxs():
 
 # -- x.at[idx].<update>(v): JAX's functional index updates -------------------------------
 _AT_UPDATES = {  # fastad's spelling, and NumPy's on a copy
-    "set": (lambda y, i, v: y.at[i].set(v), lambda y, i, v: y.__setitem__(i, v)),
-    "add": (lambda y, i, v: y.at[i].add(v), lambda y, i, v: np.add.at(y, i, v)),
-    "multiply": (lambda y, i, v: y.at[i].multiply(v), lambda y, i, v: np.multiply.at(y, i, v)),
-    "divide": (lambda y, i, v: y.at[i].divide(v), lambda y, i, v: np.divide.at(y, i, v)),
-    "min": (lambda y, i, v: y.at[i].min(v), lambda y, i, v: np.minimum.at(y, i, v)),
-    "max": (lambda y, i, v: y.at[i].max(v), lambda y, i, v: np.maximum.at(y, i, v)),
-    "apply": (lambda y, i, v: y.at[i].apply(np.sin), lambda y, i, v: y.__setitem__(i, np.sin(y[i]))),
+    "set": (lambda y, i, v, kw: y.at[i].set(v, **kw), lambda y, i, v: y.__setitem__(i, v)),
+    "add": (lambda y, i, v, kw: y.at[i].add(v, **kw), lambda y, i, v: np.add.at(y, i, v)),
+    "multiply": (lambda y, i, v, kw: y.at[i].multiply(v, **kw),
+                 lambda y, i, v: np.multiply.at(y, i, v)),
+    "divide": (lambda y, i, v, kw: y.at[i].divide(v, **kw), lambda y, i, v: np.divide.at(y, i, v)),
+    "min": (lambda y, i, v, kw: y.at[i].min(v, **kw), lambda y, i, v: np.minimum.at(y, i, v)),
+    "max": (lambda y, i, v, kw: y.at[i].max(v, **kw), lambda y, i, v: np.maximum.at(y, i, v)),
+    "apply": (lambda y, i, v, kw: y.at[i].apply(np.sin, **kw),
+              lambda y, i, v: y.__setitem__(i, np.sin(y[i]))),
+    "get": (lambda y, i, v, kw: y + 0.5 * y.at[i].get(fill_value=0.25, **kw).sum(),
+            None),
 }
+_N = 5
 
 
-def _index(draw_kind, n):
+def _index(mode):
+    """An index into a vector of _N: an int, an integer array (repeats
+    included) or a slice; out of bounds too where a mode says what happens."""
     from hypothesis import strategies as st
-    return st.one_of(st.integers(-n, n - 1),
-                     st.lists(st.integers(-n, n - 1), min_size=1, max_size=4).map(np.array),
-                     st.tuples(st.integers(0, n - 1), st.integers(0, n)).map(
+    lo, hi = (-2 * _N, 2 * _N) if mode in ("clip", "drop") else (-_N, _N - 1)
+    return st.one_of(st.integers(lo, hi),
+                     st.lists(st.integers(lo, hi), min_size=1, max_size=4).map(np.array),
+                     st.tuples(st.integers(0, _N - 1), st.integers(0, _N)).map(
                          lambda t: slice(min(t), max(t) + 1)))
+
+
+def _in_bounds(index, mode, wrap):
+    """NumPy's index (an int as a 1-element array) doing what JAX's ``mode``
+    does with out-of-bounds entries: clamped ("clip") or left out ("drop");
+    and which entries were kept."""
+    if isinstance(index, slice):
+        return index, slice(None)
+    i = np.atleast_1d(index)
+    i = np.where(i < 0, i + _N, i) if wrap or mode is None else i
+    if mode == "clip":
+        return np.clip(i, 0, _N - 1), slice(None)
+    kept = (i >= 0) & (i < _N)
+    return i[kept], kept
 
 
 def _at_program(updates):
     def apply(x, fastad_spelling):
         y = x * 1.0
-        for name, index, scale in updates:
+        for name, index, scale, mode, wrap in updates:
             ours, numpy_s = _AT_UPDATES[name]
-            where = y[index]
+            kw = {} if mode is None else {"mode": mode, "wrap_negative_indices": wrap}
+            count = np.arange(_N)[index].size if isinstance(index, slice) else np.size(index)
             # a value of the indexed shape (or a scalar), made from x: its derivative counts
-            v = scale * (x[0] + 1.5) if np.ndim(where) == 0 else scale * (x[:np.size(where)] + 1.5)
+            v = scale * (x[0] + 1.5) if np.ndim(index) == 0 else scale * (x[:count] + 1.5)
             if fastad_spelling:
-                y = ours(y, index, v)
+                y = ours(y, index, v, kw)
+                continue
+            where, kept = _in_bounds(index, mode, wrap)
+            if name == "get":  # dropped entries read the fill value
+                got = np.full(count, 0.25)
+                got[kept] = y[where]
+                y = y + 0.5 * got.sum()
             else:
                 y = y.copy()
-                numpy_s(y, index, v)
+                numpy_s(y, where, v if np.ndim(v) == 0 else v[kept])
         return np.sum(np.tanh(y) * x)
     return apply
 
 
 def _updates_strategy():
     from hypothesis import strategies as st
-    n = 5
-    one = st.tuples(st.sampled_from(sorted(_AT_UPDATES)), _index(None, n), st.floats(0.5, 2.0))
+    one = st.sampled_from([None, "clip", "drop"]).flatmap(lambda mode: st.tuples(
+        st.sampled_from(sorted(_AT_UPDATES)), _index(mode), st.floats(0.5, 2.0),
+        st.just(mode), st.booleans()))
     return st.lists(one, min_size=1, max_size=4)
 
 
 def test_at_updates_match_numpy_and_finite_differences():
+    """Every update, repeated positions included (set: the last value, as
+    NumPy), and JAX's out-of-bounds modes, against NumPy spelling the same."""
     from hypothesis import given, settings
 
-    @settings(max_examples=40, deadline=None)
+    @settings(max_examples=60, deadline=None)
     @given(updates=_updates_strategy())
     def check(updates):
         prog = _at_program(updates)
@@ -671,12 +709,15 @@ def test_at_updates_match_numpy_and_finite_differences():
     check()
 
 
-def test_at_refuses_what_it_does_not_do():
+def test_at_get_fills_with_jax_defaults_and_refuses_unknown_modes():
     x = np.arange(3.0)
-    with pytest.raises(NotImplementedError, match="mode='drop'"):
-        fa.grad(lambda x: np.sum(x.at[5].set(1.0, mode="drop")))(x)
+    got = fa.jit(lambda x: x.at[np.array([0, 3, -4])].get(mode="fill"))(x)
+    np.testing.assert_array_equal(got, [0.0, np.nan, np.nan])
+    assert fa.jit(lambda x: x.at[1].get(mode="fill", fill_value=-1.0))(x) == 1.0
     with pytest.raises(IndexError):
         fa.grad(lambda x: np.sum(x.at[5].add(1.0)))(x)
+    with pytest.raises(ValueError, match="mode must be"):
+        fa.grad(lambda x: np.sum(x.at[1].add(1.0, mode="wrap")))(x)
     with pytest.raises(TypeError, match="unexpected keyword"):
         fa.grad(lambda x: np.sum(x.at[1].add(1.0, wrap=True)))(x)
     assert fa.grad(lambda x: x.at[1].get(unique_indices=True))(x).tolist() == [0.0, 1.0, 0.0]

@@ -780,7 +780,7 @@ def _setitem(x, v, key):
 @st.composite
 def setitem_args(draw):
     (shape,), params = draw(st.one_of(basic_index_args(), mask_index_args(),
-                                      unique_int_index_args()))
+                                      unique_int_index_args(), int_array_index_args()))
     target = np.empty(shape)[params["key"]].shape
     value_shape = draw(hnp.broadcastable_shapes(target, min_side=0, max_dims=len(target)).filter(
         lambda s: np.broadcast_shapes(s, target) == target))

@@ -137,12 +137,24 @@ def _has_ellipsis(key: tuple) -> bool:
     return builtins.any(k is Ellipsis for k in key)
 
 
+def _last_written(idx: _np.ndarray, value: Any) -> tuple[_np.ndarray, Any]:
+    """The positions of an assignment through repeated ones, each once, with
+    the value NumPy leaves there: it assigns in order, so the last one."""
+    flat = idx.reshape(-1)
+    _, from_end = _np.unique(flat[::-1], return_index=True)
+    keep = _np.sort(flat.size - 1 - from_end)
+    if not isinstance(value, Tracer):
+        value = array(value)  # a list may hold traced values
+    if _np.ndim(value) == 0:
+        return flat[keep], value
+    return flat[keep], take_flat(broadcast_to(value, idx.shape), keep)
+
+
 def setitem(a: Tracer, key: Any, value: Any) -> None:
     _check_writeable(a)
     idx = _flat_index(shape(a), key)
     if _np.unique(idx).size != idx.size:
-        raise TracingError("assignment through an index with repeated positions is ambiguous; "
-                           "use fastad.numpy.scatter_add to accumulate instead")
+        idx, value = _last_written(idx, value)
     if _same_memory(value, a, idx):
         return  # a[k] = a[k] after `a[k] += v` wrote through the view already
     _store(a, scatter_set(a, idx, value), idx.reshape(-1))
