@@ -229,6 +229,29 @@ _SCIPY = [
     ("signal.convolve2d, correlate2d", lambda a, b: fsignal.convolve2d(a, b, "same", fillvalue=1.5)
      + fsignal.correlate2d(a, b, "same"), (MAT, RECT), 'boundary="fill" (any fillvalue)'),
     ("signal.fftconvolve", fsignal.fftconvolve, (MAT, RECT), "computed directly"),
+    ("linalg.solve", lambda a, b: fla.solve(a, b, assume_a="pos", lower=True), (MAT, VEC[:3]),
+     "assume_a, lower, transposed as SciPy's"),
+    ("linalg.lu_factor, lu_solve", lambda a, b: fla.lu_solve(fla.lu_factor(a), b), (MAT, VEC[:3]),
+     "pivots found on the values (a guard)"),
+    ("linalg.lu", lambda a: fla.lu(a)[1] @ fla.lu(a)[2], (MAT,),
+     "pivots found on the values (a guard); square"),
+    ("linalg.eigh (generalized)", lambda a, b: fla.eigh(a, b)[0], (MAT, MAT + np.eye(3)),
+     "a x = w b x, by Cholesky reduction"),
+    ("linalg.eigvalsh, svdvals", lambda a: fla.eigvalsh(a) + fla.svdvals(a), (MAT,), ""),
+    ("linalg.pinv, pinvh", lambda a: fla.pinv(a) + fla.pinvh(a), (MAT,), "atol, rtol"),
+    ("linalg.lstsq", lambda a, b: fla.lstsq(a, b)[0], (RECT, VEC[:3]), ""),
+    ("linalg.toeplitz, circulant, hankel", lambda c: fla.toeplitz(c) + fla.circulant(c)
+     + fla.hankel(c), (VEC,), "also companion, block_diag, khatri_rao"),
+    ("linalg.solve_toeplitz, solve_circulant", lambda c, b: fla.solve_toeplitz(c + 1.0, b)
+     + fla.solve_circulant(c + 1.0, b), (VEC, VEC), "solved densely"),
+    ("linalg.cosm, sinm, coshm, sinhm", lambda a: fla.cosm(a) + fla.sinhm(a), (MAT,),
+     "also tanm, tanhm; from expm"),
+    ("linalg.expm_frechet", lambda a: fla.expm_frechet(a, MAT)[1], (MAT * 0.3,),
+     "a forward-mode pass of expm"),
+    ("linalg.polar, orthogonal_procrustes", lambda a: fla.polar(a)[1]
+     + fla.orthogonal_procrustes(a, MAT)[0], (MAT,), "from the SVD"),
+    ("linalg.solve_continuous_lyapunov", lambda a: fla.solve_continuous_lyapunov(-a, MAT), (MAT,),
+     "also solve_discrete_lyapunov (the n^2 system, densely)"),
 ]
 
 ZVEC = VEC + 1j * VEC[::-1]  # complex samples

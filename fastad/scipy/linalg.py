@@ -13,13 +13,174 @@ import scipy.linalg as _scipy_linalg
 
 from .. import numpy as fnp
 from ..core.tracer import Tracer
+from ..numpy._base import _contains_tracer
 from ..primitives import linalg as _prims
 
-solve = fnp.linalg.solve
-inv = fnp.linalg.inv
-det = fnp.linalg.det
-pinv = fnp.linalg.pinv
-norm = fnp.linalg.norm
+from ._lu import lu, lu_factor, lu_solve
+from ._matfuncs import (cosm, coshm, expm_frechet, orthogonal_procrustes, polar, sinhm, sinm,
+                        solve_continuous_lyapunov, solve_discrete_lyapunov, solve_lyapunov,
+                        tanhm, tanm)
+from ._special_matrices import block_diag, circulant, companion, hankel, khatri_rao, toeplitz
+
+
+def _plain(*args: Any) -> bool:
+    return not _contains_tracer(list(args))
+
+
+# SciPy's keywords that choose how, not what: accepted, no effect on values
+# (overwrite_*: SciPy may use the input's memory; check_finite: a NaN check)
+
+
+def solve(a: Any, b: Any, lower: bool = False, overwrite_a: bool = False,
+          overwrite_b: bool = False, check_finite: bool = True, assume_a: Any = None,
+          transposed: bool = False) -> Any:
+    """x with a x = b (a^T x = b, ``transposed``).  ``assume_a`` as SciPy's:
+    'pos' solves by Cholesky, 'sym'/'her'/'pos' read only the ``lower`` (or
+    upper) triangle of a, 'lower triangular'/'upper triangular' and
+    'diagonal' read only those elements; others ('gen', 'banded',
+    'tridiagonal', None) use all of a."""
+    if _plain(a, b):
+        return _scipy_linalg.solve(a, b, lower, overwrite_a, overwrite_b, check_finite,
+                                   assume_a, transposed)
+    kind = {"positive definite": "pos", "symmetric": "sym", "hermitian": "her",
+            "general": "gen", "lower triangular": "lower", "upper triangular": "upper"}.get(
+        assume_a, assume_a)
+    if transposed:
+        a = _mT(a)
+    if kind in ("lower", "upper"):
+        return solve_triangular(a, b, lower=kind == "lower")
+    if kind == "diagonal":
+        d = fnp.diagonal(a, axis1=-2, axis2=-1)
+        return b / (d if fnp.ndim(b) == fnp.ndim(a) - 1 else d[..., :, None])
+    if kind in ("sym", "her", "pos"):
+        t = fnp.tril(a) if lower else fnp.triu(a)
+        other = fnp.conj(_mT(t)) if kind != "sym" else _mT(t)
+        a = t + other - fnp.where(fnp.eye_like(a) > 0, t, 0.0)
+        if kind == "pos":
+            return cho_solve((cholesky(a, lower=True), True), b)
+    return fnp.linalg.solve(a, b)
+
+
+def inv(a: Any, overwrite_a: bool = False, check_finite: bool = True) -> Any:
+    return fnp.linalg.inv(a)
+
+
+def det(a: Any, overwrite_a: bool = False, check_finite: bool = True) -> Any:
+    return fnp.linalg.det(a)
+
+
+def pinv(a: Any, *, atol: Any = None, rtol: Any = None, return_rank: bool = False,
+         check_finite: bool = True) -> Any:
+    """The pseudo-inverse, singular values below max(atol, rtol * s_max)
+    dropped (rtol's default max(m, n) * eps, as SciPy's)."""
+    if _plain(a):
+        return _scipy_linalg.pinv(a, atol=atol, rtol=rtol, return_rank=return_rank,
+                                  check_finite=check_finite)
+    u, s, vh = fnp.linalg.svd(a, full_matrices=False)
+    cut = _cutoff(fnp.max(s, axis=-1, keepdims=True), atol, rtol, fnp.shape(a), fnp.result_dtype(a))
+    kept = s > cut
+    out = _mT(vh) @ (fnp.where(kept, 1.0 / fnp.where(kept, s, 1.0), 0.0)[..., :, None] * _mT(u))
+    return (out, fnp.sum(kept, axis=-1)) if return_rank else out
+
+
+def pinvh(a: Any, atol: Any = None, rtol: Any = None, lower: bool = True,
+          return_rank: bool = False, check_finite: bool = True) -> Any:
+    """The pseudo-inverse of a symmetric (Hermitian) matrix from its
+    ``lower`` (or upper) triangle, by eigendecomposition."""
+    if _plain(a):
+        return _scipy_linalg.pinvh(a, atol, rtol, lower, return_rank, check_finite)
+    w, v = fnp.linalg.eigh(a, UPLO="L" if lower else "U")
+    cut = _cutoff(fnp.max(fnp.abs(w), axis=-1, keepdims=True), atol, rtol, fnp.shape(a),
+                  fnp.result_dtype(a))
+    kept = fnp.abs(w) > cut
+    out = (v * fnp.where(kept, 1.0 / fnp.where(kept, w, 1.0), 0.0)[..., None, :]) @ fnp.conj(_mT(v))
+    return (out, fnp.sum(kept, axis=-1)) if return_rank else out
+
+
+def _cutoff(largest: Any, atol: Any, rtol: Any, shape: tuple, dtype: Any) -> Any:
+    atol = 0.0 if atol is None else atol
+    if rtol is None:
+        rtol = max(shape[-2:]) * _np.finfo(_np.result_type(dtype, _np.float32)).eps
+    return fnp.stop_gradient(fnp.maximum(atol, rtol * largest))
+
+
+def norm(a: Any, ord: Any = None, axis: Any = None, keepdims: bool = False,  # noqa: A002
+         check_finite: bool = True) -> Any:
+    return fnp.linalg.norm(a, ord, axis, keepdims)
+
+
+def eig(a: Any, b: Any = None, left: bool = False, right: bool = True, overwrite_a: bool = False,
+        overwrite_b: bool = False, check_finite: bool = True, homogeneous_eigvals: bool = False) -> Any:
+    """(w, vr) of the standard problem, w complex as SciPy gives it."""
+    if _plain(a, b):
+        return _scipy_linalg.eig(a, b, left, right, overwrite_a, overwrite_b, check_finite,
+                                 homogeneous_eigvals)
+    if b is not None or left or homogeneous_eigvals:
+        raise NotImplementedError("eig: only the standard problem's right eigenvectors are "
+                                  "differentiable here (no b, left, homogeneous_eigvals)")
+    w, v = fnp.linalg.eig(a)
+    w = w if fnp.iscomplexobj(w) else w + 0j
+    return (w, v) if right else w
+
+
+def eigvals(a: Any, b: Any = None, overwrite_a: bool = False, check_finite: bool = True,
+            homogeneous_eigvals: bool = False) -> Any:
+    return eig(a, b, right=False, homogeneous_eigvals=homogeneous_eigvals)
+
+
+def eigvalsh(a: Any, b: Any = None, *, lower: bool = True, **kwargs: Any) -> Any:
+    return eigh(a, b, lower=lower, eigvals_only=True, **kwargs)
+
+
+def svdvals(a: Any, overwrite_a: bool = False, check_finite: bool = True) -> Any:
+    return fnp.linalg.svd(a, compute_uv=False)
+
+
+def lstsq(a: Any, b: Any, cond: Any = None, overwrite_a: bool = False, overwrite_b: bool = False,
+          check_finite: bool = True, lapack_driver: Any = None) -> Any:
+    """(x, residues, rank, s), as SciPy's (``cond``: NumPy's ``rcond``)."""
+    if _plain(a, b):
+        return _scipy_linalg.lstsq(a, b, cond, overwrite_a, overwrite_b, check_finite,
+                                   lapack_driver)
+    return fnp.linalg.lstsq(a, b, rcond=cond)
+
+
+def solveh_banded(ab: Any, b: Any, overwrite_ab: bool = False, overwrite_b: bool = False,
+                  lower: bool = False, check_finite: bool = True) -> Any:
+    """x with a x = b, a symmetric positive definite given by its upper (or
+    ``lower``) diagonals in LAPACK's band storage: solved densely."""
+    if _plain(ab, b):
+        return _scipy_linalg.solveh_banded(ab, b, overwrite_ab, overwrite_b, lower, check_finite)
+    u = fnp.shape(ab)[0] - 1
+    half = _dense_from_band((0, u) if not lower else (u, 0), ab)
+    return solve(half, b, lower=lower, assume_a="pos")
+
+
+def solve_toeplitz(c_or_cr: Any, b: Any, check_finite: bool = True) -> Any:
+    c, r = c_or_cr if isinstance(c_or_cr, tuple) else (c_or_cr, None)
+    if _plain(c, r, b):
+        return _scipy_linalg.solve_toeplitz(c_or_cr, b, check_finite)
+    return _in_double(fnp.linalg.solve(toeplitz(c, r), b))  # SciPy's Levinson is double only
+
+
+def _in_double(x: Any) -> Any:
+    return fnp.astype(x, _np.result_type(fnp.result_dtype(x), _np.float64))
+
+
+def matmul_toeplitz(c_or_cr: Any, x: Any, check_finite: bool = False, workers: Any = None) -> Any:
+    c, r = c_or_cr if isinstance(c_or_cr, tuple) else (c_or_cr, None)
+    if _plain(c, r, x):
+        return _scipy_linalg.matmul_toeplitz(c_or_cr, x, check_finite, workers)
+    return toeplitz(c, r) @ x
+
+
+def solve_circulant(c: Any, b: Any, singular: str = "raise", tol: Any = None,
+                    caxis: int = -1, baxis: int = 0, outaxis: int = 0) -> Any:
+    if _plain(c, b):
+        return _scipy_linalg.solve_circulant(c, b, singular, tol, caxis, baxis, outaxis)
+    if fnp.ndim(c) != 1:
+        raise NotImplementedError("solve_circulant: only a 1-d c is differentiable here")
+    return fnp.linalg.solve(circulant(c), b)
 
 
 def _mT(a: Any) -> Any:
@@ -90,11 +251,25 @@ def sqrtm(A: Any, disp: bool = True, blocksize: int = 64) -> Any:
 
 def eigh(a: Any, b: Any = None, lower: bool = True, eigvals_only: bool = False,
          **kwargs: Any) -> Any:
-    if b is not None or kwargs:
-        raise NotImplementedError("eigh: only the standard problem (no b, no subset) is "
-                                  "differentiable here")
-    w, v = fnp.linalg.eigh(a, UPLO="L" if lower else "U")
-    return w if eigvals_only else (w, v)
+    if _plain(a, b):
+        return _scipy_linalg.eigh(a, b, lower=lower, eigvals_only=eigvals_only, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items()
+              if k not in ("overwrite_a", "overwrite_b", "check_finite", "driver", "type")
+              or (k == "type" and v != 1)}
+    if kwargs:
+        raise NotImplementedError(f"eigh: {sorted(kwargs)} are not differentiable here (the "
+                                  "standard problem, or a x = w b x, all eigenvalues)")
+    if b is None:
+        w, v = fnp.linalg.eigh(a, UPLO="L" if lower else "U")
+        return w if eigvals_only else (w, v)
+    # a x = w b x is c y = w y with b = l l^H, c = l^-1 a l^-H, x = l^-H y (as
+    # LAPACK's sygv reduces it): x^H b x = I
+    half = fnp.tril(a) if lower else fnp.triu(a)
+    a = half + fnp.conj(_mT(half)) - fnp.where(fnp.eye_like(a) > 0, half, 0.0)
+    l = cholesky(b, lower=lower) if lower else fnp.conj(_mT(cholesky(b, lower=False)))
+    c = solve_triangular(l, fnp.conj(_mT(solve_triangular(l, a, lower=True))), lower=True)
+    w, y = fnp.linalg.eigh(c)
+    return w if eigvals_only else (w, solve_triangular(l, y, trans=2, lower=True))
 
 
 def svd(a: Any, full_matrices: bool = True, compute_uv: bool = True, **kwargs: Any) -> Any:
@@ -124,6 +299,12 @@ def solve_banded(l_and_u: tuple[int, int], ab: Any, b: Any, overwrite_ab: bool =
     if not any(hasattr(v, "builder") for v in (ab, b)):
         return _scipy_linalg.solve_banded(l_and_u, ab, b, overwrite_ab, overwrite_b,
                                           check_finite)
+    return fnp.linalg.solve(_dense_from_band(l_and_u, ab), b)
+
+
+def _dense_from_band(l_and_u: tuple[int, int], ab: Any) -> Any:
+    """The n x n matrix whose diagonals are the rows of ab (LAPACK's band
+    storage: a[i, j] = ab[upper + i - j, j]), zero outside the band."""
     lower, upper = (int(v) for v in l_and_u)
     rows, n = fnp.shape(ab)
     if rows != lower + upper + 1:
@@ -134,7 +315,7 @@ def solve_banded(l_and_u: tuple[int, int], ab: Any, b: Any, overwrite_ab: bool =
     band_at = ((upper + i - j) * n + j)[inside]
     zeros = _np.zeros(n * n, dtype=_np.result_type(fnp.result_dtype(ab), _np.float32))
     dense = fnp.scatter_set(zeros, dense_at, fnp.take_flat(fnp.ravel(ab), band_at))
-    return fnp.linalg.solve(fnp.reshape(dense, (n, n)), b)
+    return fnp.reshape(dense, (n, n))
 
 
 # Higham (2005), "The scaling and squaring method for the matrix exponential
@@ -188,4 +369,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = ["cholesky", "cho_factor", "cho_solve", "solve_triangular", "solve_sylvester",
-           "sqrtm", "expm", "eigh", "svd", "qr", "solve", "inv", "det", "pinv", "norm", "solve_banded"]
+           "sqrtm", "expm", "eigh", "eig", "eigvals", "eigvalsh", "svd", "svdvals", "qr", "solve",
+           "inv", "det", "pinv", "pinvh", "norm", "lstsq", "solve_banded", "solveh_banded",
+           "solve_toeplitz", "solve_circulant", "matmul_toeplitz", "lu", "lu_factor", "lu_solve",
+           "block_diag", "circulant", "companion", "hankel", "khatri_rao", "toeplitz", "cosm",
+           "coshm", "expm_frechet", "orthogonal_procrustes", "polar", "sinhm", "sinm",
+           "solve_continuous_lyapunov", "solve_discrete_lyapunov", "solve_lyapunov", "tanhm",
+           "tanm"]
