@@ -428,7 +428,8 @@ _INTEGER_RESULTS = [lambda a, n: a + n, lambda a, n: a * 2 - n, lambda a, n: -a,
                     lambda a, n: np.abs(a - 3), lambda a, n: np.maximum(a, n), lambda a, n: a[1:],
                     lambda a, n: a[0] * n, lambda a, n: a.astype(np.int16) + 1,
                     lambda a, n: n + 1, lambda a, n: a + np.int64(2),
-                    lambda a, n: np.arange(3) + n, lambda a, n: np.maximum(n, 2) * a]
+                    lambda a, n: np.arange(3) + n, lambda a, n: np.maximum(n, 2) * a,
+                    lambda a, n: a ** 2 + n ** 2, lambda a, n: 2 ** n - a ** n]
 
 
 @settings(max_examples=40, deadline=None)

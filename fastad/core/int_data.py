@@ -102,6 +102,16 @@ class _IntegerData:
     def __rmul__(self, other: Any) -> Any:
         return self._integer(Tracer.__rmul__(self, other), other)
 
+    def __pow__(self, other: Any) -> Any:
+        # integers to a power that is no negative constant: integers (a
+        # negative constant exponent gives Python's float, NumPy's error)
+        if isinstance(other, (int, np.integer)) and other < 0:
+            return Tracer.__pow__(self, other)
+        return self._integer(Tracer.__pow__(self, other), other)
+
+    def __rpow__(self, other: Any) -> Any:
+        return self._integer(Tracer.__rpow__(self, other), other)
+
     def __neg__(self) -> Any:
         return self._integer(Tracer.__neg__(self), 0)
 
