@@ -242,15 +242,15 @@ _SCIPY = [
     ("linalg.lstsq", lambda a, b: fla.lstsq(a, b)[0], (RECT, VEC[:3]), ""),
     ("linalg.toeplitz, circulant, hankel", lambda c: fla.toeplitz(c) + fla.circulant(c)
      + fla.hankel(c), (VEC,), "also companion, block_diag, khatri_rao"),
-    ("linalg.solve_toeplitz, solve_circulant", lambda c, b: fla.solve_toeplitz(c + 1.0, b)
-     + fla.solve_circulant(c + 1.0, b), (VEC, VEC), "solved densely"),
+    ("linalg.solve_toeplitz, solve_circulant", lambda c, b: fla.solve_toeplitz(c, b)
+     + fla.solve_circulant(c, b), (VEC + 1.0, VEC), "solved densely"),
     ("linalg.cosm, sinm, coshm, sinhm", lambda a: fla.cosm(a) + fla.sinhm(a), (MAT,),
      "also tanm, tanhm; from expm"),
-    ("linalg.expm_frechet", lambda a: fla.expm_frechet(a, MAT)[1], (MAT * 0.3,),
+    ("linalg.expm_frechet", lambda a: fla.expm_frechet(a, MAT)[1], (0.3 * MAT,),
      "a forward-mode pass of expm"),
     ("linalg.polar, orthogonal_procrustes", lambda a: fla.polar(a)[1]
      + fla.orthogonal_procrustes(a, MAT)[0], (MAT,), "from the SVD"),
-    ("linalg.solve_continuous_lyapunov", lambda a: fla.solve_continuous_lyapunov(-a, MAT), (MAT,),
+    ("linalg.solve_continuous_lyapunov", lambda a: fla.solve_continuous_lyapunov(a, MAT), (-MAT,),
      "also solve_discrete_lyapunov (the n^2 system, densely)"),
 ]
 

@@ -90,3 +90,6 @@ globals().update(_plain_module.names(globals()))
 from ._ufunc_methods import attach as _attach_ufunc_methods  # noqa: E402
 
 _attach_ufunc_methods(globals())  # fastad.numpy.add.reduce, .accumulate, .outer, .at
+from ._jax_keywords import extend as _jax_keywords  # noqa: E402
+
+_jax_keywords(globals())  # jax.numpy's extra keywords: precision=, size=, descending=, ...
