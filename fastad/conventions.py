@@ -181,9 +181,13 @@ def cond(pred: Any, true_fun: Callable[..., Any], false_fun: Callable[..., Any],
          *operands: Any) -> Any:
     """``jax.lax.cond``: ``true_fun(*operands)`` if ``pred`` else
     ``false_fun(*operands)``.  A traced ``pred`` is Python control flow on a
-    traced value: under a compiled trace a guard (a new outcome retraces),
-    under ``vmap`` one example at a time when examples differ; prefer
-    ``fastad.numpy.where`` for selections per element."""
+    traced value: under a compiled trace a guard (a new outcome retraces).
+    Under ``vmap`` both branches run and each example's result is selected
+    (``where``), as JAX's batched ``cond`` does; prefer ``fastad.numpy.where``
+    for selections per element."""
+    if _batched_choice(pred):
+        return _selected([true_fun(*operands), false_fun(*operands)],
+                         [pred, True], "cond")
     return true_fun(*operands) if pred else false_fun(*operands)
 
 
@@ -193,10 +197,36 @@ def switch(index: Any, branches: Any, *operands: Any) -> Any:
     branches = list(branches)
     if not branches:
         raise ValueError("switch needs at least one branch")
+    if _batched_choice(index) and len(branches) > 1:
+        last = len(branches) - 1
+        return _selected([b(*operands) for b in branches],
+                         [index <= k for k in range(last)] + [True], "switch")
     for k, branch in enumerate(branches[:-1]):
         if index <= k:
             return branch(*operands)
     return branches[-1](*operands)
+
+
+def _batched_choice(pred: Any) -> bool:
+    """Whether ``pred`` is a traced value vmap is recording (its examples may
+    choose differently)."""
+    from .core.tracer import Tracer
+    from .vectorizing import in_vmap_trace
+    return isinstance(pred, Tracer) and in_vmap_trace()
+
+
+def _selected(results: list[Any], chosen: list[Any], name: str) -> Any:
+    """The first result whose ``chosen`` holds, leaf by leaf (``where``)."""
+    from .core import pytree
+    flat = [pytree.flatten(r) for r in results]
+    tree = flat[0][1]
+    if any(t != tree for _, t in flat):
+        raise TypeError(f"{name}: the branches return different structures: "
+                        f"{[t for _, t in flat]}")
+    leaves = list(flat[-1][0])
+    for (branch_leaves, _), pick in zip(flat[-2::-1], chosen[-2::-1]):
+        leaves = [fnp.where(pick, a, b) for a, b in zip(branch_leaves, leaves)]
+    return pytree.unflatten(tree, leaves)
 
 
 def eval_shape(fun: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
