@@ -299,6 +299,11 @@ _LAX = [
     ("custom_linear_solve", lambda b: lax.custom_linear_solve(lambda x: MAT @ x, b, _solve_mat,
                                                               symmetric=True), (VEC[:3],),
      "transpose_solve in reverse mode"),
+    ("conv_general_dilated", lambda x, w: lax.conv_general_dilated(
+        x[None, None], w[None, None, :2, :2], (1, 1), "SAME", rhs_dilation=(1, 2)), (MAT, MAT),
+     "strides, padding, dilations, dimension numbers, feature groups"),
+    ("reduce_window", lambda x: lax.reduce_window(x, -np.inf, lax.max, (2, 2), (1, 1), "SAME"),
+     (MAT,), "any elementwise computation; padding, dilations"),
     ("linalg.cholesky", lax.linalg.cholesky, (MAT,), "symmetrized input"),
     ("linalg.triangular_solve", lambda a, b: lax.linalg.triangular_solve(a, b, left_side=True),
      (MAT, MAT), "left_side, lower, transpose_a, conjugate_a, unit_diagonal"),

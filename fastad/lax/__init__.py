@@ -15,6 +15,9 @@ where JAX's is and compiled like the rest of fastad, built on
   cumulative reductions, sort (several operands, num_keys), top_k,
   associative_scan (JAX's odd-even recursion, on pytrees);
 - products (`_products`): dot_general, batch_matmul, dot;
+- windows (`_windows`): conv_general_dilated (strides, padding, input and
+  kernel dilation, dimension numbers, feature groups), conv,
+  conv_with_general_padding, reduce_window, as strided slices per tap;
 - solvers (`_solvers`): custom_root, custom_linear_solve (implicit
   derivatives); ``fastad.lax.linalg``: cholesky, triangular_solve, eigh, qr,
   svd, lu, tridiagonal_solve.
@@ -22,9 +25,8 @@ where JAX's is and compiled like the rest of fastad, built on
 Differences from JAX: operands of different dtypes are promoted as NumPy
 promotes them (``lax.add(float32, float64)`` is float64; JAX refuses mixed
 dtypes); ``precision`` arguments are accepted and ignored; ``is_stable=False``
-sorts stably.  Not provided: the convolutions and windowed reductions
-(conv_general_dilated, conv, conv_with_general_padding, conv_transpose,
-reduce_window), gather/scatter with XLA dimension numbers (index with
+sorts stably.  Not provided: conv_transpose, conv_general_dilated_local
+and _patches, batch_group_count > 1, gather/scatter with XLA dimension numbers (index with
 fastad.numpy instead), zeta, fft (use fastad.numpy.fft), ragged_dot; and,
 with an AttributeError that says so, the names that only mean something
 across devices or to XLA (psum, pmean, all_gather, axis_index, ppermute,
@@ -38,12 +40,13 @@ import numpy as _np
 
 from ..conventions import cond, stop_gradient, switch
 from ..loops import fori_loop, scan, while_loop
-from . import _elementwise, _products, _reductions, _shapes, _solvers, linalg
+from . import _elementwise, _products, _reductions, _shapes, _solvers, _windows, linalg
 from ._elementwise import *  # noqa: F401,F403 - jax.lax's names, listed in __all__
 from ._products import *  # noqa: F401,F403
 from ._reductions import *  # noqa: F401,F403
 from ._shapes import *  # noqa: F401,F403
 from ._solvers import *  # noqa: F401,F403
+from ._windows import *  # noqa: F401,F403
 
 
 def dtype(x: Any) -> Any:
@@ -59,7 +62,7 @@ def map(f: Callable[[Any], Any], xs: Any, *, batch_size: int | None = None) -> A
 
 __all__ = (["scan", "fori_loop", "while_loop", "cond", "switch", "stop_gradient", "map",
             "linalg", "dtype"] + _elementwise.__all__ + _shapes.__all__ + _reductions.__all__
-           + _products.__all__ + _solvers.__all__)
+           + _products.__all__ + _solvers.__all__ + _windows.__all__)
 
 # jax.lax names with no meaning on one device or outside XLA.
 _MULTI_DEVICE = frozenset({
@@ -73,14 +76,11 @@ _XLA_ONLY = frozenset({
     "shape_as_value", "empty", "AccuracyMode", "DotAlgorithm", "DotAlgorithmPreset",
     "Tolerance", "PrecisionLike"})
 _NOT_PROVIDED = frozenset({
-    "conv", "conv_general_dilated", "conv_with_general_padding", "conv_transpose",
-    "conv_general_dilated_local", "conv_general_dilated_patches", "conv_dimension_numbers",
-    "reduce_window", "gather", "scatter", "scatter_add", "scatter_sub", "scatter_mul",
+    "conv_transpose", "conv_general_dilated_local", "conv_general_dilated_patches", "gather", "scatter", "scatter_add", "scatter_sub", "scatter_mul",
     "scatter_min", "scatter_max", "scatter_apply", "zeta", "fft", "ragged_dot",
     "ragged_dot_general", "index_take", "conv_general_permutations", "conv_general_shape_tuple",
     "conv_shape_tuple", "conv_transpose_shape_tuple", "reduce_window_shape_tuple",
-    "padtype_to_pads", "igamma_grad_a", "ConvDimensionNumbers",
-    "ConvGeneralDilatedDimensionNumbers", "GatherDimensionNumbers", "GatherScatterMode",
+    "igamma_grad_a", "ConvGeneralDilatedDimensionNumbers", "GatherDimensionNumbers", "GatherScatterMode",
     "ScatterDimensionNumbers", "RaggedDotDimensionNumbers", "FftType"})
 
 
