@@ -792,68 +792,6 @@ def test_custom_linear_solve_traced_operator_and_aux() -> None:
     fa.check_grads(f, args, order=2, modes=("fwd", "rev"))
 
 
-# -- windows: direct loops over the padded, dilated input as the oracle -----------------------
-def _window_positions(shape: tuple, window: tuple, strides: tuple, dilation: tuple):
-    """(output index, input indices of each tap) for every output position."""
-    out = [(n - ((k - 1) * d + 1)) // s + 1 for n, k, d, s in zip(shape, window, dilation, strides)]
-    for index in np.ndindex(*out):
-        taps = [tuple(i * s + o * d for i, s, o, d in zip(index, strides, offset, dilation))
-                for offset in np.ndindex(*window)]
-        yield index, taps, list(np.ndindex(*window))
-
-
-def _conv_oracle(x, w, strides, pads, lhs_dilation, rhs_dilation, groups=1):
-    """NCHW input, OIHW kernel: each output a sum over taps and its group's channels."""
-    xp = _pad_oracle(x, 0.0, [(0, 0, 0)] * 2 + [(lo, hi, d - 1) for (lo, hi), d in
-                                               zip(pads, lhs_dilation)])
-    cg, og = w.shape[1], w.shape[0] // groups
-    positions = list(_window_positions(xp.shape[2:], w.shape[2:], strides, rhs_dilation))
-    out_shape = tuple(np.max([p[0] for p in positions], axis=0) + 1) if positions else ()
-    out = np.zeros((x.shape[0], w.shape[0]) + out_shape)
-    for index, taps, offsets in positions:
-        for o in range(w.shape[0]):
-            g = o // og
-            for tap, offset in zip(taps, offsets):
-                out[(slice(None), o) + index] += xp[(slice(None), slice(g * cg, (g + 1) * cg))
-                                                    + tap] @ w[(o, slice(None)) + offset]
-    return out
-
-
-def _reduce_window_oracle(x, init, fn, window, strides, pads, base, dilation):
-    xp = _pad_oracle(x, init, [(lo, hi, b - 1) for (lo, hi), b in zip(pads, base)])
-    positions = list(_window_positions(xp.shape, window, strides, dilation))
-    out = np.empty(tuple(np.max([p[0] for p in positions], axis=0) + 1))
-    for index, taps, _ in positions:
-        out[index] = functools.reduce(fn, [xp[t] for t in taps], init)
-    return out
-
-
-case("conv_same_dilated", ((1, 2, 5, 4), (3, 2, 2, 2)), ("real", "real"),
-     lambda x, w: _conv_oracle(x, w, (2, 1), [(0, 1), (1, 1)], (1, 1), (1, 2)))(
-    lambda L, x, w: L.conv_general_dilated(x, w, (2, 1), "SAME", rhs_dilation=(1, 2)))
-case("conv_nhwc_groups", ((2, 3, 3, 4), (2, 2, 2, 4)), ("real", "real"),
-     lambda x, w: np.transpose(_conv_oracle(
-         np.transpose(x, (0, 3, 1, 2)), np.transpose(w, (3, 2, 0, 1)), (1, 2), [(1, -1), (2, 0)],
-         (2, 1), (1, 1), groups=2), (0, 2, 3, 1)))(
-    lambda L, x, w: L.conv_general_dilated(x, w, (1, 2), [(1, -1), (2, 0)], lhs_dilation=(2, 1),
-                                           dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                           feature_group_count=2))
-case("conv", ((1, 1, 4, 4), (1, 1, 3, 3)), ("real", "real"),
-     lambda x, w: 2.0 * _conv_oracle(x, w, (1, 1), [(0, 0), (0, 0)], (1, 1), (1, 1)))(
-    lambda L, x, w: L.conv(x, w, (1, 1), "VALID")
-    + L.conv_with_general_padding(x, w, (1, 1), [(0, 0), (0, 0)], None, None))
-shaped("reduce_window_max", (5, 4), lambda x: _reduce_window_oracle(
-    x, -np.inf, np.maximum, (2, 3), (2, 1), [(0, 1), (1, 1)], (1, 1), (1, 1)), "distinct")(
-    lambda L, x: L.reduce_window(x, -np.inf, L.max, (2, 3), (2, 1), "SAME"))
-shaped("reduce_window_add_dilated", (4, 5), lambda x: _reduce_window_oracle(
-    x, 0.0, np.add, (2, 2), (1, 2), [(1, 0), (0, 2)], (2, 1), (1, 2)))(
-    lambda L, x: L.reduce_window(x, 0.0, L.add, (2, 2), (1, 2), [(1, 0), (0, 2)],
-                                 base_dilation=(2, 1), window_dilation=(1, 2)))
-shaped("reduce_window_fold", (4, 3), lambda x: _reduce_window_oracle(
-    x, 0.0, lambda a, b: a * 0.5 + np.sin(b), (2, 2), (1, 1), [(0, 0), (0, 0)], (1, 1), (1, 1)))(
-    lambda L, x: L.reduce_window(x, 0.0, lambda a, b: a * 0.5 + L.sin(b), (2, 2)))
-
-
 # -- linalg -------------------------------------------------------------------------------------
 def test_lu_factors_and_derivatives() -> None:
     """lu, pivots and permutation as scipy's, x[perm] = L U, eager and compiled."""
