@@ -433,7 +433,14 @@ def _ints(rng: np.random.Generator, dtype: Any) -> tuple:
     info = np.iinfo(dtype)
     x = rng.integers(info.min, info.max, (12,), dtype=dtype, endpoint=True)
     x[:4] = np.array([0, 1, info.max, info.min], dtype)
-    return x, rng.integers(0, 8 * np.dtype(dtype).itemsize + 3, (12,)).astype(dtype)
+    low = -2 if np.dtype(dtype).kind == "i" else 0  # negative shifts: out of range, as XLA's
+    return x, rng.integers(low, 8 * np.dtype(dtype).itemsize + 3, (12,)).astype(dtype)
+
+
+def _shift_amount(x, y):
+    """y clipped into the width, and where XLA's reading (unsigned) puts it out of range."""
+    bits = 8 * x.dtype.itemsize
+    return np.clip(y, 0, bits - 1).astype(x.dtype), (y < 0) | (y >= bits)
 
 
 def _unsigned(x):
@@ -441,15 +448,16 @@ def _unsigned(x):
 
 
 def _logical_right(x, y):
-    u = _unsigned(x)
-    bits = 8 * x.dtype.itemsize
-    return np.where(y >= bits, 0, u >> np.minimum(y, bits - 1).astype(u.dtype)).astype(x.dtype)
+    k, out = _shift_amount(x, y)
+    return np.where(out, 0, _unsigned(x) >> k.astype(_unsigned(x).dtype)).astype(x.dtype)
 
 
 def _arithmetic_right(x, y):
     """The bits read as signed, shifted with the sign filled, read back."""
     signed = x.view(np.dtype(f"i{x.dtype.itemsize}"))
-    return (signed >> np.minimum(y, 8 * x.dtype.itemsize - 1).astype(signed.dtype)).view(x.dtype)
+    k, out = _shift_amount(x, y)
+    k = np.where(out, 8 * x.dtype.itemsize - 1, k).astype(signed.dtype)
+    return (signed >> k).view(x.dtype)
 
 
 def _clz(x):
@@ -460,8 +468,8 @@ def _clz(x):
 
 int_case("bitwise", lambda x, y: (x & y) ^ (x | ~y))(
     lambda L, x, y: L.bitwise_xor(L.bitwise_and(x, y), L.bitwise_or(x, L.bitwise_not(y))))
-int_case("shift_left", lambda x, y: np.where(y >= 8 * x.dtype.itemsize, 0,
-                                             x << np.minimum(y, 8 * x.dtype.itemsize - 1)))(
+int_case("shift_left", lambda x, y: np.where(_shift_amount(x, y)[1], 0,
+                                             x << _shift_amount(x, y)[0]))(
     lambda L, x, y: L.shift_left(x, y))
 int_case("shift_right_logical", _logical_right)(lambda L, x, y: L.shift_right_logical(x, y))
 int_case("shift_right_arithmetic", lambda x, y: _arithmetic_right(x, y))(
@@ -664,6 +672,27 @@ def test_pad_against_placement(shape: list, data: Any, seed: int) -> None:
     if x.size:
         check_function(lambda x, v: lax.pad(x, v, config), (x, np.array(0.3)), order=1,
                        oracle=lambda x, v: _pad_oracle(x, v, config), seed=seed)
+
+
+@pytest.mark.parametrize("values", [
+    [1.0, np.nan, 3.0, 3.0, -0.0, np.inf, -np.inf, np.nan],
+    np.array([3, 1, 3, np.iinfo(np.int32).min, np.iinfo(np.int32).max, 0], np.int32),
+    np.array([3, 0, 255, 3], np.uint8), [True, False, True]])
+def test_top_k_order(values: Any) -> None:
+    """Decreasing, ties by index, NaN above every number (as XLA's), integers
+    at their extremes; eager and compiled (the indices as traced data)."""
+    x = np.asarray(values)
+    nan = np.isnan(x) if x.dtype.kind == "f" else np.zeros(x.shape, bool)
+    want = sorted(range(len(x)), key=lambda i: (not nan[i], -int(x[i]) if x.dtype.kind in "iub"
+                                                else -x[i], i))[:3]
+    got_values, got_indices = lax.top_k(x, 3)
+    np.testing.assert_array_equal(got_indices, want)
+    np.testing.assert_array_equal(got_values, x[want])
+    assert got_indices.dtype == np.int32
+    if x.dtype.kind == "f":
+        compiled = fa.jit(lambda v: lax.top_k(v, 3)[0])
+        np.testing.assert_array_equal(compiled(x), x[want])
+        np.testing.assert_array_equal(compiled(x[::-1].copy()), lax.top_k(x[::-1], 3)[0])
 
 
 def test_reduce_precision_to_float32() -> None:

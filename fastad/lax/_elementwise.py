@@ -103,18 +103,24 @@ def _bits(x: Any, name: str) -> tuple[_np.dtype, int]:
     return dtype, 8 * dtype.itemsize
 
 
+def _out_of_range(y: Any, nbits: int) -> Any:
+    """Shift amounts XLA reads as unsigned and at least the width: negative ones too."""
+    y = fnp.asarray(y)
+    return fnp.logical_or(y < 0, y >= nbits)
+
+
 def shift_left(x: Any, y: Any) -> Any:
-    """``x << y``; shifts by the bit width or more give 0, as XLA's."""
+    """``x << y``; shifts by the bit width or more (or negative) give 0, as XLA's."""
     dtype, nbits = _bits(x, "shift_left")
     shifted = fnp.left_shift(x, fnp.clip(y, 0, nbits - 1).astype(dtype))
-    return fnp.where(fnp.asarray(y) >= nbits, fnp.zeros_like(shifted), shifted)
+    return fnp.where(_out_of_range(y, nbits), fnp.zeros_like(shifted), shifted)
 
 
 def shift_right_arithmetic(x: Any, y: Any) -> Any:
     """``x >> y`` filling with the top bit (unsigned integers too, as XLA's);
-    shifts beyond the width fill every bit."""
+    shifts beyond the width (or negative) fill every bit."""
     dtype, nbits = _bits(x, "shift_right_arithmetic")
-    k = fnp.clip(y, 0, nbits - 1).astype(dtype)
+    k = fnp.where(_out_of_range(y, nbits), nbits - 1, fnp.clip(y, 0, nbits - 1)).astype(dtype)
     shifted = fnp.right_shift(x, k)
     if dtype.kind == "i":
         return shifted
@@ -125,16 +131,15 @@ def shift_right_arithmetic(x: Any, y: Any) -> Any:
 
 def shift_right_logical(x: Any, y: Any) -> Any:
     """``x >> y`` filling with zeros, signed integers included (their bits
-    read as unsigned); shifts by the width or more give 0."""
+    read as unsigned); shifts by the width or more (or negative) give 0."""
     dtype, nbits = _bits(x, "shift_right_logical")
     k = fnp.clip(y, 1, nbits - 1).astype(dtype)
     shifted = fnp.right_shift(x, k)
     if dtype.kind == "i":  # clear the copies of the sign bit: wrapping arithmetic
         mask = fnp.left_shift(fnp.ones_like(shifted), nbits - k) - 1
         shifted = fnp.bitwise_and(shifted, mask)
-    y = fnp.asarray(y)
-    out = fnp.where(y <= 0, fnp.broadcast_to(x, fnp.shape(shifted)), shifted)
-    return fnp.where(y >= nbits, fnp.zeros_like(out), out)
+    out = fnp.where(fnp.asarray(y) == 0, fnp.broadcast_to(x, fnp.shape(shifted)), shifted)
+    return fnp.where(_out_of_range(y, nbits), fnp.zeros_like(out), out)
 
 
 def population_count(x: Any) -> Any:

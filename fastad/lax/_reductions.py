@@ -149,12 +149,18 @@ def sort(operand: Any, dimension: int = -1, is_stable: bool = True, num_keys: in
     shapes = {tuple(fnp.shape(x)) for x in operands}
     if len(shapes) != 1:
         raise ValueError(f"sort: the operands must have one shape; got {sorted(shapes)}")
-    keys = operands[:num_keys]
-    order = fnp.argsort(keys[-1], axis=dimension, kind="stable")
-    for key in reversed(keys[:-1]):  # a stable sort per key, least significant first
-        order = _take(order, fnp.argsort(_take(key, order, dimension), axis=dimension,
-                                         kind="stable"), dimension)
+    order = _lexicographic_order(operands[:num_keys], dimension)
     return tuple(_take(x, order, dimension) for x in operands)
+
+
+def _lexicographic_order(keys: Sequence[Any], axis: int) -> Any:
+    """The stable order sorting by keys[0], ties by keys[1], ...: one stable
+    argsort per key, least significant first."""
+    order = fnp.argsort(keys[-1], axis=axis, kind="stable")
+    for key in reversed(keys[:-1]):
+        order = _take(order, fnp.argsort(_take(key, order, axis), axis=axis, kind="stable"),
+                      axis)
+    return order
 
 
 def sort_key_val(keys: Any, values: Any, dimension: int = -1, is_stable: bool = True) -> tuple:
@@ -163,13 +169,18 @@ def sort_key_val(keys: Any, values: Any, dimension: int = -1, is_stable: bool = 
 
 def top_k(operand: Any, k: int, *, axis: int = -1) -> tuple:
     """The k largest along ``axis`` in decreasing order (ties: the lower index
-    first) and their int32 indices."""
+    first; NaN above every number, as JAX's) and their int32 indices."""
     n = fnp.shape(operand)[axis]
     if not 0 <= int(k) <= n:
         raise ValueError(f"top_k: k={k} for an axis of size {n}")
-    descending = fnp.negative(operand) if _np.result_type(operand).kind != "b" \
-        else fnp.logical_not(operand)
-    order = fnp.argsort(descending, axis=axis, kind="stable")
+    kind = _np.result_type(operand).kind
+    if kind == "b":
+        order = fnp.argsort(fnp.logical_not(operand), axis=axis, kind="stable")
+    elif kind == "f":
+        order = _lexicographic_order([fnp.logical_not(fnp.isnan(operand)),
+                                      fnp.negative(operand)], axis)
+    else:  # ~x decreases as x increases, with no overflow at the minimum
+        order = fnp.argsort(fnp.invert(operand), axis=axis, kind="stable")
     values = slice_in_dim(_take(operand, order, axis), 0, int(k), 1, axis)
     return values, fnp.asarray(slice_in_dim(order, 0, int(k), 1, axis)).astype(_np.int32)
 
