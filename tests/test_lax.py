@@ -186,6 +186,9 @@ def _dus_oracle(x):
     return out
 
 
+shaped("dynamic_slice_no_wrap", (6, 3), lambda x: x[0:2] * x[4:6])(  # a traced start < 0
+    lambda L, x: L.dynamic_slice(x, (L.argmax(x[:, 0], 0, np.int64) - 9, 0), (2, 3),
+                                 allow_negative_indices=False) * L.dynamic_slice_in_dim(x, -2, 2))
 shaped("dynamic_update_in_dim", (6, 3), _dus_oracle)(
     lambda L, x: L.dynamic_update_index_in_dim(
         L.dynamic_update_slice_in_dim(x, x[:3] * 2.0, 4, 0), x[:, 2], 0, 1))

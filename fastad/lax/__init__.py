@@ -25,7 +25,10 @@ where JAX's is and compiled like the rest of fastad, built on
 Differences from JAX: operands of different dtypes are promoted as NumPy
 promotes them (``lax.add(float32, float64)`` is float64; JAX refuses mixed
 dtypes); ``precision`` arguments are accepted and ignored; ``is_stable=False``
-sorts stably.  Not provided: conv_transpose, conv_general_dilated_local
+sorts stably; igamma, igammac and betainc are differentiable in x only;
+nextafter takes plain values; a failed factorization raises LinAlgError
+(JAX returns NaNs); custom_linear_solve traces ``solve`` when ``matvec``
+closes over traced values (see `_solvers`).  Not provided: conv_transpose, conv_general_dilated_local
 and _patches, batch_group_count > 1, gather/scatter with XLA dimension numbers (index with
 fastad.numpy instead), zeta, fft (use fastad.numpy.fft), ragged_dot; and,
 with an AttributeError that says so, the names that only mean something

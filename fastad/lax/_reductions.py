@@ -26,7 +26,7 @@ def _axes(axes: Sequence[int]) -> tuple[int, ...]:
     return tuple(int(a) for a in axes)
 
 
-def reduce_sum(operand: Any, axes: Sequence[int]) -> Any:
+def reduce_sum(operand: Any, axes: Sequence[int], *, out_sharding: Any = None) -> Any:
     return fnp.sum(operand, axis=_axes(axes))
 
 

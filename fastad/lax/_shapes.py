@@ -21,13 +21,13 @@ __all__ = [
 ]
 
 
-def broadcast(operand: Any, sizes: Sequence[int]) -> Any:
+def broadcast(operand: Any, sizes: Sequence[int], *, out_sharding: Any = None) -> Any:
     """``operand`` with new leading axes of ``sizes``."""
     return fnp.broadcast_to(operand, tuple(sizes) + tuple(fnp.shape(operand)))
 
 
-def broadcast_in_dim(operand: Any, shape: Sequence[int],
-                     broadcast_dimensions: Sequence[int]) -> Any:
+def broadcast_in_dim(operand: Any, shape: Sequence[int], broadcast_dimensions: Sequence[int],
+                     *, out_sharding: Any = None) -> Any:
     """``operand``'s axis i placed at ``broadcast_dimensions[i]`` of ``shape``."""
     shape, dims = tuple(shape), tuple(broadcast_dimensions)
     if len(dims) != fnp.ndim(operand) or list(dims) != sorted(set(dims)):
@@ -58,7 +58,8 @@ def iota(dtype: Any, size: int) -> Any:
     return _np.arange(size, dtype=dtype)
 
 
-def broadcasted_iota(dtype: Any, shape: Sequence[int], dimension: int) -> Any:
+def broadcasted_iota(dtype: Any, shape: Sequence[int], dimension: int, *,
+                     out_sharding: Any = None) -> Any:
     shape = tuple(shape)
     along = [1] * len(shape)
     along[dimension] = shape[dimension]
@@ -66,14 +67,16 @@ def broadcasted_iota(dtype: Any, shape: Sequence[int], dimension: int) -> Any:
                             shape).copy()
 
 
-def full(shape: Sequence[int], fill_value: Any, dtype: Any = None) -> Any:
+def full(shape: Sequence[int], fill_value: Any, dtype: Any = None, *, sharding: Any = None
+         ) -> Any:
     value = fnp.asarray(fill_value)
     if dtype is not None:
         value = value.astype(dtype)
     return fnp.broadcast_to(value, tuple(shape)) + fnp.zeros((), value.dtype)
 
 
-def full_like(x: Any, fill_value: Any, dtype: Any = None, shape: Any = None) -> Any:
+def full_like(x: Any, fill_value: Any, dtype: Any = None, shape: Any = None,
+              sharding: Any = None) -> Any:
     return full(fnp.shape(x) if shape is None else shape, fill_value,
                 _np.result_type(x) if dtype is None else dtype)
 
@@ -98,8 +101,8 @@ def squeeze(array: Any, dimensions: Sequence[int]) -> Any:
     return fnp.squeeze(array, axis=tuple(dimensions))
 
 
-def reshape(operand: Any, new_sizes: Sequence[int], dimensions: Sequence[int] | None = None
-            ) -> Any:
+def reshape(operand: Any, new_sizes: Sequence[int], dimensions: Sequence[int] | None = None,
+            *, out_sharding: Any = None) -> Any:
     """Row-major reshape, of ``transpose(operand, dimensions)`` when given."""
     if dimensions is not None:
         operand = fnp.transpose(operand, tuple(dimensions))
@@ -155,24 +158,33 @@ def index_in_dim(operand: Any, index: int, axis: int = 0, keepdims: bool = True)
 
 
 # -- slices at traced starts ------------------------------------------------------------
-def _clamped(start: Any, n: int, size: int) -> Any:
+def _clamped(start: Any, n: int, size: int, wrap: bool = True) -> Any:
     """A slice's start moved so that ``size`` elements from it fit in ``n``;
-    a negative start counts from the end first, as in JAX."""
+    a negative start counts from the end first (``wrap``, JAX's
+    ``allow_negative_indices``), else is clamped to 0 as JAX does a traced
+    one (JAX raises for a constant one)."""
     if isinstance(start, (int, _np.integer)):
-        start = start + n if start < 0 else start
+        start = start + n if start < 0 and wrap else start
         return builtins.min(builtins.max(int(start), 0), n - size)
-    start = fnp.where(start < 0, start + n, start)
+    if wrap:
+        start = fnp.where(start < 0, start + n, start)
     return fnp.clip(start, 0, n - size)
 
 
-def dynamic_slice(operand: Any, start_indices: Sequence[Any], slice_sizes: Sequence[int]
-                  ) -> Any:
+def _wraps(allow_negative_indices: Any, n: int) -> list:
+    flags = allow_negative_indices
+    return [bool(flags)] * n if isinstance(flags, (bool, int)) else [bool(f) for f in flags]
+
+
+def dynamic_slice(operand: Any, start_indices: Sequence[Any], slice_sizes: Sequence[int], *,
+                  allow_negative_indices: Any = True) -> Any:
     """``operand[start:start + size]`` along every axis, the starts clamped so
     the slice stays inside, as JAX does; traced starts are integers of the
     trace (a loop counter)."""
     out = operand
+    wraps = _wraps(allow_negative_indices, len(start_indices))
     for axis, (start, size) in enumerate(zip(start_indices, slice_sizes)):
-        first = _clamped(start, fnp.shape(operand)[axis], size)
+        first = _clamped(start, fnp.shape(operand)[axis], size, wraps[axis])
         out = fnp.take(out, first + _np.arange(size), axis=axis)
     return out
 
@@ -183,39 +195,48 @@ def _one_axis(operand: Any, axis: int, value: Any, fill: Any) -> list:
     return starts
 
 
-def dynamic_slice_in_dim(operand: Any, start_index: Any, slice_size: int, axis: int = 0
-                         ) -> Any:
+def dynamic_slice_in_dim(operand: Any, start_index: Any, slice_size: int, axis: int = 0, *,
+                         allow_negative_indices: bool = True) -> Any:
     sizes = _one_axis(operand, axis, slice_size, None)
     sizes = [s if s is not None else n for s, n in zip(sizes, fnp.shape(operand))]
-    return dynamic_slice(operand, _one_axis(operand, axis, start_index, 0), sizes)
+    return dynamic_slice(operand, _one_axis(operand, axis, start_index, 0), sizes,
+                         allow_negative_indices=allow_negative_indices)
 
 
-def dynamic_index_in_dim(operand: Any, index: Any, axis: int = 0, keepdims: bool = True) -> Any:
-    out = dynamic_slice_in_dim(operand, index, 1, axis)
+def dynamic_index_in_dim(operand: Any, index: Any, axis: int = 0, keepdims: bool = True, *,
+                         allow_negative_indices: bool = True) -> Any:
+    out = dynamic_slice_in_dim(operand, index, 1, axis,
+                               allow_negative_indices=allow_negative_indices)
     return out if keepdims else fnp.squeeze(out, axis=axis)
 
 
-def dynamic_update_slice(operand: Any, update: Any, start_indices: Sequence[Any]) -> Any:
+def dynamic_update_slice(operand: Any, update: Any, start_indices: Sequence[Any], *,
+                         allow_negative_indices: Any = True) -> Any:
     """``operand`` with ``update`` written at ``start_indices`` (clamped as in
     `dynamic_slice`), a new array."""
     index = []
+    wraps = _wraps(allow_negative_indices, len(start_indices))
     for axis, start in enumerate(start_indices):
         size = fnp.shape(update)[axis]
-        first = _clamped(start, fnp.shape(operand)[axis], size)
+        first = _clamped(start, fnp.shape(operand)[axis], size, wraps[axis])
         shape = [1] * len(start_indices)
         shape[axis] = size
         index.append(fnp.reshape(first + _np.arange(size), shape))
     return IndexUpdate(operand, tuple(index)).set(update)
 
 
-def dynamic_update_slice_in_dim(operand: Any, update: Any, start_index: Any, axis: int) -> Any:
-    return dynamic_update_slice(operand, update, _one_axis(operand, axis, start_index, 0))
+def dynamic_update_slice_in_dim(operand: Any, update: Any, start_index: Any, axis: int, *,
+                                allow_negative_indices: bool = True) -> Any:
+    return dynamic_update_slice(operand, update, _one_axis(operand, axis, start_index, 0),
+                                allow_negative_indices=allow_negative_indices)
 
 
-def dynamic_update_index_in_dim(operand: Any, update: Any, index: Any, axis: int) -> Any:
+def dynamic_update_index_in_dim(operand: Any, update: Any, index: Any, axis: int, *,
+                                allow_negative_indices: bool = True) -> Any:
     if fnp.ndim(update) != fnp.ndim(operand):
         update = fnp.expand_dims(update, axis)
-    return dynamic_update_slice_in_dim(operand, update, index, axis)
+    return dynamic_update_slice_in_dim(operand, update, index, axis,
+                                       allow_negative_indices=allow_negative_indices)
 
 
 # -- padding, splitting, tiling ---------------------------------------------------------
