@@ -18,7 +18,7 @@ import numpy as np
 import scipy.signal
 import scipy.special as sc
 
-from . import api, backends
+from . import api, backends, lax
 from .backends.numba_backend import HOST_CALLS
 from . import numpy as fnp
 from .scipy import integrate as fint
@@ -277,10 +277,72 @@ _COMPLEX = [
     ("fft.ifftshift", np.fft.ifftshift, (ZVEC,), ""),
 ]
 
+def _cubic_root(a: Any) -> Any:
+    """x^3 + x = a by custom_root: Newton's steps solve, the implicit rule differentiates."""
+    def newton(f: Callable[[Any], Any], x: Any) -> Any:
+        for _ in range(30):
+            x = x - f(x) / (3.0 * x ** 2 + 1.0)
+        return x
+    return lax.custom_root(lambda x: x ** 3 + x - a, fnp.zeros_like(a), newton,
+                           lambda g, y: y / g(fnp.ones_like(y)))
+
+
+def _solve_mat(matvec: Any, b: Any) -> Any:
+    return fnp.linalg.solve(MAT, b)
+
+
+_LAX = [
+    ("dot_general", lambda a, b: lax.dot_general(a, b, (((1,), (1,)), ((0,), (0,)))),
+     (MAT, MAT), "batch and contracting axes"),
+    ("batch_matmul", lambda a: lax.batch_matmul(a[None], a[None]), (MAT,), ""),
+    ("broadcast_in_dim", lambda x: lax.broadcast_in_dim(x, (2, 4, 3), (1,)), (VEC,), ""),
+    ("pad", lambda x: lax.pad(x, 0.5, [(2, -1, 1)]), (VEC,), "interior and negative padding"),
+    ("slice, rev, collapse", lambda x: lax.collapse(lax.rev(lax.slice(x, (0, 1), (3, 3), (2, 1)),
+                                                            (0,)), 0), (MAT,), ""),
+    ("dynamic_slice_in_dim", lambda x: lax.dynamic_slice_in_dim(x, 2, 3), (VEC,), "clamped"),
+    ("dynamic_update_slice", lambda x: lax.dynamic_update_slice(x, x[:2] * 2.0, (3,)), (VEC,),
+     "clamped"),
+    ("reduce_sum, reduce_max, reduce_prod", lambda x: lax.reduce_sum(x, (0,))
+     + lax.reduce_max(x, (1,)) * lax.reduce_prod(x, (0,)), (MAT,), ""),
+    ("reduce (a fold)", lambda x: lax.reduce(x, 0.0, lambda a, b: lax.max(a, b) + a * b, (0,)),
+     (MAT,), "a scan over the reduced elements"),
+    ("cumsum, cumprod", lambda x: lax.cumsum(x, 1) * lax.cumprod(x, 0, reverse=True), (MAT,),
+     ""),
+    ("cummax, cummin", lambda x: lax.cummax(x, 0) - lax.cummin(x, 1), (MAT,), ""),
+    ("cumlogsumexp", lambda x: lax.cumlogsumexp(x, 0), (MAT,), ""),
+    ("sort (num_keys)", lambda x, y: lax.sort((x, y), num_keys=1)[1], (VEC, VEC[::-1]),
+     "several operands, lexicographic keys"),
+    ("top_k", lambda x: lax.top_k(x, 2)[0], (VEC,), ""),
+    ("associative_scan", lambda x: lax.associative_scan(lax.mul, x), (VEC,),
+     "JAX's odd-even recursion, pytrees"),
+    ("select_n", lambda x: lax.select_n(lax.convert_element_type(x > 0.5, np.int32), x, x * x),
+     (VEC,), ""),
+    ("round, rem", lambda x: lax.round(x * 3.0) + lax.rem(x, 0.4), (VEC,), ""),
+    ("custom_root", _cubic_root, (VEC,), "implicit derivative (two Newton corrections)"),
+    ("custom_linear_solve", lambda b: lax.custom_linear_solve(lambda x: MAT @ x, b, _solve_mat,
+                                                              symmetric=True), (VEC[:3],),
+     "transpose_solve in reverse mode"),
+    ("conv_general_dilated", lambda x, w: lax.conv_general_dilated(
+        x[None, None], w[None, None, :2, :2], (1, 1), "SAME", rhs_dilation=(1, 2)), (MAT, MAT),
+     "strides, padding, dilations, dimension numbers, feature groups"),
+    ("reduce_window", lambda x: lax.reduce_window(x, -np.inf, lax.max, (2, 2), (1, 1), "SAME"),
+     (MAT,), "any elementwise computation; padding, dilations"),
+    ("linalg.cholesky", lax.linalg.cholesky, (MAT,), "symmetrized input"),
+    ("linalg.triangular_solve", lambda a, b: lax.linalg.triangular_solve(a, b, left_side=True),
+     (MAT, MAT), "left_side, lower, transpose_a, conjugate_a, unit_diagonal"),
+    ("linalg.eigh", lax.linalg.eigh, (MAT,), "(v, w) as JAX's"),
+    ("linalg.qr", lax.linalg.qr, (MAT,), "square, or full_matrices=False"),
+    ("linalg.svd", lambda a: lax.linalg.svd(a, full_matrices=False), (RECT,), ""),
+    ("linalg.lu", lambda a: lax.linalg.lu(a)[0], (MAT,), "one square matrix"),
+    ("linalg.tridiagonal_solve", lambda d, b: lax.linalg.tridiagonal_solve(
+        d * 0.1, d + 1.0, d * 0.2, b), (VEC[:3], RECT), "solved densely"),
+]
+
 ROWS: list[Row] = (_ufunc_rows()
                    + [Row(f"numpy.{n}", f, a, note) for n, f, a, note in _NUMPY]
                    + [Row(f"numpy.{n}", f, a, note) for n, f, a, note in _COMPLEX]
-                   + [Row(f"scipy.{n}", f, a, note) for n, f, a, note in _SCIPY])
+                   + [Row(f"scipy.{n}", f, a, note) for n, f, a, note in _SCIPY]
+                   + [Row(f"lax.{n}", f, a, note) for n, f, a, note in _LAX])
 _ = scipy.signal  # the functions above stand for scipy.signal's
 
 
@@ -404,7 +466,9 @@ float32, complex128 or complex64; float16 and long double are refused with a
 and JAX's convention (conjugate of the Wirtinger derivative, df/dx - i df/dy);
 rows marked "(complex)" are measured on complex inputs, with |f|^2 as the loss
 for complex results. Complex rows are tested in tests/test_complex.py and
-tests/test_fft.py.
+tests/test_fft.py. `lax.*` rows are `fastad.lax`'s, under `jax.lax`'s names and
+conventions (tests/test_lax.py, which also compares them with JAX's where
+JAX is installed).
 
 Beyond these rows, `fastad.numpy` has every public name of `numpy`,
 `numpy.linalg` and `numpy.fft` (tests/test_numpy_namespace.py; on plain
