@@ -323,7 +323,7 @@ _LAX = [
                                                               symmetric=True), (VEC[:3],),
      "transpose_solve in reverse mode"),
     ("conv_general_dilated", lambda x, w: lax.conv_general_dilated(
-        x[None, None], w[None, None, :2, :2], (1, 1), "SAME", rhs_dilation=(1, 2)), (MAT, MAT),
+        x, w, (1, 1), "SAME", rhs_dilation=(1, 2)), (MAT[None, None], MAT[None, None, :2, :2]),
      "strides, padding, dilations, dimension numbers, feature groups"),
     ("reduce_window", lambda x: lax.reduce_window(x, -np.inf, lax.max, (2, 2), (1, 1), "SAME"),
      (MAT,), "any elementwise computation; padding, dilations"),
@@ -334,8 +334,8 @@ _LAX = [
     ("linalg.qr", lax.linalg.qr, (MAT,), "square, or full_matrices=False"),
     ("linalg.svd", lambda a: lax.linalg.svd(a, full_matrices=False), (RECT,), ""),
     ("linalg.lu", lambda a: lax.linalg.lu(a)[0], (MAT,), "one square matrix"),
-    ("linalg.tridiagonal_solve", lambda d, b: lax.linalg.tridiagonal_solve(
-        d * 0.1, d + 1.0, d * 0.2, b), (VEC[:3], RECT), "solved densely"),
+    ("linalg.tridiagonal_solve", lax.linalg.tridiagonal_solve,
+     (VEC[:3] * 0.1, VEC[:3] + 1.0, VEC[:3] * 0.2, RECT), "solved densely"),
 ]
 
 ROWS: list[Row] = (_ufunc_rows()

@@ -119,6 +119,7 @@ def conv_general_dilated(lhs: Any, rhs: Any, window_strides: Sequence[int], padd
     if batch_group_count != 1:
         raise NotImplementedError("conv_general_dilated: batch_group_count > 1 is not "
                                   "supported by fastad")
+    lhs, rhs = fnp.asarray(lhs), fnp.asarray(rhs)  # (array_likes, as the rest of fastad)
     dn = conv_dimension_numbers(fnp.shape(lhs), fnp.shape(rhs), dimension_numbers)
     x, w = fnp.transpose(lhs, dn.lhs_spec), fnp.transpose(rhs, dn.rhs_spec)  # N C ..., O I ...
     nsp = fnp.ndim(x) - 2

@@ -100,6 +100,7 @@ def tridiagonal_solve(dl: Any, d: Any, du: Any, b: Any, *, perturb_singular: boo
                       ) -> Any:
     """x with A x = b, A tridiagonal with sub-, main and super-diagonals dl,
     d, du (dl[0] and du[-1] unused, as JAX's), solved densely."""
+    dl, d, du = fnp.asarray(dl), fnp.asarray(d), fnp.asarray(du)
     m = fnp.shape(d)[-1]
     a = (fnp.expand_dims(d, -1) * _np.eye(m) + fnp.expand_dims(du, -1) * _np.eye(m, k=1)
          + fnp.expand_dims(dl, -1) * _np.eye(m, k=-1))
