@@ -51,6 +51,23 @@ def _sorted_by_argsort(x, axis):
 
 
 @st.composite
+def top_k_args(draw):
+    (shape,), params = draw(shape_and_axis(min_side=1, allow_none=False))
+    params["k"] = draw(st.integers(0, shape[params["axis"]] + 2))  # fewer or more than the axis
+    params["first_row"] = draw(st.booleans())  # arr of size 1 off the axis, broadcast
+    return (shape,), params
+
+
+@case("top_k_by_argsort", ["distinct"], lambda data: data.draw(top_k_args()),
+      covers=["argsort", "take_along"])
+def _top_k(x, axis, k, first_row):
+    order = np.argsort(x, axis=axis)
+    picks = np.take(order, np.arange(k) % x.shape[axis], axis=axis)  # k of them, repeats too
+    arr = np.take(x, [0], axis=(axis + 1) % x.ndim) if first_row and x.ndim > 1 else x
+    return np.take_along_axis(arr, picks, axis=axis) ** 2
+
+
+@st.composite
 def partition_args(draw):
     (shape,), params = draw(shape_and_axis(min_side=1, allow_none=False))
     params["kth"] = draw(st.integers(0, shape[params["axis"]] - 1))

@@ -101,9 +101,15 @@ def take_along_axis(arr: Any, indices: Any, axis: Any = -1) -> Any:
     if ndim(indices) != ndim(arr):
         raise ValueError("take_along_axis: indices and arr must have the same number of "
                          "dimensions")
-    target = list(_np.broadcast_shapes(shape(arr), shape(indices)))
-    target[axis] = shape(indices)[axis]
-    return _take_along(arr, broadcast_to(indices, tuple(target)), axis)
+    # the other axes broadcast against each other; along ``axis`` the indices
+    # may be fewer or more than arr's elements (a top-k)
+    others = list(_np.broadcast_shapes(*[tuple(1 if k == axis else d for k, d in enumerate(s))
+                                         for s in (shape(arr), shape(indices))]))
+    arr_shape, idx_shape = list(others), list(others)
+    arr_shape[axis], idx_shape[axis] = shape(arr)[axis], shape(indices)[axis]
+    if tuple(shape(arr)) != tuple(arr_shape):
+        arr = broadcast_to(arr, tuple(arr_shape))
+    return _take_along(arr, broadcast_to(indices, tuple(idx_shape)), axis)
 
 
 def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "raise") -> Any:
