@@ -378,12 +378,20 @@ def _reduced(obj: Any, kind: str, fn: Any, specs: list[Any]) -> Any:
     Python function and options, rebuilt by `_rebuilt` (pickle names the
     function; Dask's cloudpickle carries a local one by value): what
     ``client.map(fastad.compile(f), xs)`` sends to workers, which then trace
-    it themselves.  ``fastad.dumps`` always stores tapes only."""
+    it themselves; so is one whose tapes hold what data cannot say.
+    ``fastad.dumps`` always stores tapes only."""
     traced = (any(spec is not None and spec.cache for spec in specs)
               or bool(getattr(obj, "_batched", None)))  # g.batch's programs
     options = getattr(obj, "_options", None)
-    if fn is None or traced or options is None:
-        return (loads, (dumps(obj),))
+    rebuilt = fn is not None and options is not None
+    if traced or not rebuilt:
+        try:
+            return (loads, (dumps(obj),))
+        except TypeError:
+            # a tape holding what data cannot say (a guard's NumPy call on
+            # traced values, as argsort's): the function, traced again there
+            if not rebuilt:
+                raise
     return (_rebuilt, (kind, fn, options))
 
 

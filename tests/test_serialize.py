@@ -108,6 +108,26 @@ def test_pickling_a_compiled_function_stores_only_its_bytes():
     assert fa.dumps(g).startswith(wire.MAGIC)
 
 
+def _sorted_weights(x):
+    return np.sum(x[np.argsort(x)] * np.arange(x.size))  # a guard holding NumPy's argsort
+
+
+@pytest.mark.parametrize("make_compiled", [fa.compile, fa.jit])
+def test_a_trace_data_cannot_say_pickles_as_its_function(make_compiled):
+    """A tape whose guard recomputes a NumPy call on traced values (indexing
+    with argsort's result) is no data: fa.dumps refuses it with a clear
+    TypeError, and pickle (Dask, multiprocessing) stores the function by name
+    instead, traced again where it is loaded."""
+    g = make_compiled(_sorted_weights)
+    x = np.array([0.3, -1.0, 2.0, 0.5])
+    want = g(x)
+    with pytest.raises(TypeError, match="cannot save"):
+        fa.dumps(g)
+    again = pickle.loads(pickle.dumps(g))
+    np.testing.assert_array_equal(again(x), want)
+    np.testing.assert_array_equal(again(x[::-1].copy()), g(x[::-1].copy()))
+
+
 def test_mutated_payloads_never_crash(record_count):
     """Saved functions with random bytes overwritten, cut short or spliced:
     loading raises TapeError, or what loads runs (or fails) cleanly."""
