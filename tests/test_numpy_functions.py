@@ -68,6 +68,21 @@ def _top_k(x, axis, k, first_row):
 
 
 @st.composite
+def histogram_args(draw):
+    n = draw(st.integers(1, 6))
+    return ((n,),), {"bins": draw(st.sampled_from([1, 3, 5, "auto", "sturges", "sqrt"]))}
+
+
+@case("histogram_edges", ["distinct"], lambda data: data.draw(histogram_args()),
+      covers=[])
+def _histogram_edges(x, bins):
+    """The edges found from the samples: a linspace between their extremes."""
+    edges = np.histogram(x, bins=bins)[1] + np.histogram_bin_edges(x, bins) * 0.5
+    _, xe, ye = np.histogram2d(x, x ** 2, bins=2)
+    return edges.sum() * xe + ye * np.histogramdd(x[:, None], bins=3)[1][0][:3]
+
+
+@st.composite
 def partition_args(draw):
     (shape,), params = draw(shape_and_axis(min_side=1, allow_none=False))
     params["kth"] = draw(st.integers(0, shape[params["axis"]] - 1))

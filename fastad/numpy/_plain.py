@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import inspect
 import types
 from typing import Any
 
@@ -124,14 +125,52 @@ def sort_complex(a: Any) -> Any:
 
 
 def _histogram_weights(name: str, fn: Any) -> Any:
-    """histogram's counts have no derivative, but traced weights would: refused."""
+    """histogram's counts have no derivative, but traced weights would: refused.
+    The bin edges found from traced samples (no explicit edges, no range) are
+    the traced ``linspace`` between their extremes (`_edges`), as NumPy
+    computes them: differentiable in the extremes, equal to NumPy's."""
+    numpy_fn = getattr(_np, name)
+
     def call(*args: Any, **kwargs: Any) -> Any:
         if isinstance(kwargs.get("weights"), Tracer):
             raise TracingError(f"numpy.{name} with traced weights is not differentiable in "
                                "fastad; pass constant weights")
-        return fn(*args, **kwargs)
+        bound = inspect.signature(numpy_fn).bind(*args, **kwargs)
+        bound.apply_defaults()
+        given = dict(bound.arguments)
+        out = fn(*args, **kwargs)
+        if name == "histogram_bin_edges":
+            return _edges(given["a"], given["bins"], given["range"], out)
+        if name == "histogram":
+            return out[0], _edges(given["a"], given["bins"], given["range"], out[1])
+        from ._shape import stack
+        sample = (stack([given["x"], given["y"]], axis=-1) if name == "histogram2d"
+                  else given["sample"])
+        edges = list(out[1:] if name == "histogram2d" else out[1])
+        if isinstance(sample, Tracer):
+            ranges = given["range"] or [None] * len(edges)
+            edges = [_edges(sample[:, d], _np.size(e) - 1, ranges[d], e)
+                     for d, e in enumerate(edges)]
+        return (out[0], *edges) if name == "histogram2d" else (out[0], edges)
     functools.update_wrapper(call, fn)
     return call
+
+
+def _edges(a: Any, bins: Any, range_: Any, plain: Any) -> Any:
+    """The edges NumPy gave (``plain``, guarded) as a function of the traced
+    samples: ``linspace`` from their least to their greatest (widened by 0.5
+    each way when they are equal, as NumPy's), ``len(plain)`` of them.
+    Explicit edges and a given range make constants, which they are."""
+    explicit = _np.ndim(bins) > 0 and not isinstance(bins, str)
+    if not isinstance(a, Tracer) or range_ is not None or explicit or _np.size(a.value) == 0:
+        return plain
+    from ._building import linspace
+    from ._elementwise import astype
+    from ._reductions import max as amax, min as amin
+    lo, hi = amin(a), amax(a)
+    if lo == hi:  # (a guard, as NumPy's test)
+        lo, hi = lo - 0.5, hi + 0.5
+    return astype(linspace(lo, hi, _np.size(plain)), plain.dtype)
 
 
 def unique(ar: Any, return_index: bool = False, return_inverse: bool = False,
@@ -190,7 +229,7 @@ def names(defined: dict) -> dict[str, Any]:
     out.update({n: _unique_result(n) for n in ("unique_values", "unique_counts",
                                                "unique_inverse", "unique_all")})
     out.update({n: _histogram_weights(n, _wrap(n, "nondiff")) for n in (
-        "histogram", "histogram2d", "histogramdd")})
+        "histogram", "histogram_bin_edges", "histogram2d", "histogramdd")})
     for name in dir(_np):
         if name.startswith("_") or name in defined or name in out:
             continue
