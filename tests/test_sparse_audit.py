@@ -175,10 +175,10 @@ def scatters(draw):
     step = draw(st.sampled_from([1, 2, -1, -2]))
     form = draw(st.sampled_from(["set", "add", "add.at", "scatter_add", "slice", "item", "mul"]))
     inner, outer = MAPS[draw(maps)], MAPS[draw(maps)]
-    scalar = draw(st.booleans())
+    scalar, on_x = draw(st.booleans()), draw(st.booleans())
 
     def f(x):
-        y = inner(x) if draw_base else fnp.zeros(n)
+        y = inner(x) if on_x else fnp.zeros(n)
         if form == "set":
             y[dest] = x[0] * x[-1] if scalar else outer(x[src])
         elif form == "add":
@@ -195,7 +195,6 @@ def scatters(draw):
         else:
             y[dest] *= outer(x[src])
         return np.concatenate([y * x, np.sin(y)])
-    draw_base = draw(st.booleans())
     return f"{form} dest {dest} src {src} acc {acc} step {step}", f, n
 
 
@@ -234,9 +233,9 @@ def products(draw):
             y = outer(np.swapaxes(b, -1, -2)) @ np.swapaxes(const, -1, -2)
         elif form == "x @ x":
             y = np.swapaxes(b, -1, -2) @ outer(b)
-        elif form == "vec":
-            y = b[..., 0] @ const.reshape(-1, k)[: q].T if q else b
-            y = np.concatenate([np.reshape(y, (-1,)), np.reshape(x[:k] @ outer(x[:k]), (1,))])
+        elif form == "vec":  # 1-D operands
+            y = np.concatenate([np.reshape(b[..., 0] @ const.reshape(-1, k).T, (-1,)),
+                                np.reshape(x[:k] @ outer(x[:k]), (1,))])
         elif form == "einsum":
             y = np.einsum("...ij,...jk->...ik", const, b * b)
         else:
