@@ -16,6 +16,9 @@ Workloads (n variables):
   mesh         P1 finite-element energy on a triangle mesh of a sqrt(n)^2
                grid, nodes numbered in a shuffled order, by index-array
                gathers, Hessian (7 nonzeros per row; not tuned for)
+  broyden      least squares of Broyden's banded residuals (each on x[i-5],
+               ..., x[i+1]), Hessian (13 nonzeros per row, a band; not
+               tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -118,6 +121,28 @@ def mesh(x, xp=np):
     return 0.5 * h * h * xp.sum(xp.sqrt(1.0 + gx ** 2 + gy ** 2)) + 0.25 * h * h * xp.sum(x ** 4)
 
 
+#: Broyden's banded function's band: residual i reads x[i - LOWER] ... x[i + UPPER]
+LOWER, UPPER = 5, 1
+
+
+def broyden(x, xp=np):
+    """The sum of squares of Broyden's banded residuals (Moré, Garbow and
+    Hillstrom's test problem 31): r_i = x_i (2 + 5 x_i^2) + 1 - sum over
+    j in [i-5, i+1], j != i, of x_j (1 + x_j).  A 1-D chained objective with
+    a wider band than Rosenbrock's (Hessian entries up to 6 apart, 13 per
+    row), written after the work on `mesh` as a workload nothing was tuned
+    for."""
+    n = x.size
+    s = x * (1.0 + x)
+    padded = xp.concatenate([xp.zeros(LOWER), s, xp.zeros(UPPER)])
+    near = padded[:n]
+    for d in range(1, LOWER + UPPER + 1):
+        if d != LOWER:
+            near = near + padded[d:d + n]
+    r = x * (2.0 + 5.0 * x ** 2) + 1.0 - near
+    return xp.sum(r ** 2)
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -166,6 +191,14 @@ def casadi_workload(name, x, ca):
             total = total + 0.5 * ca.sum1(d ** 2)
         rho = x[idx[0].reshape(-1).tolist()] ** 2 + x[idx[1].reshape(-1).tolist()] ** 2
         return total + 0.25 * ca.sum1((1.0 - rho) ** 2)
+    if name == "broyden":
+        s = x * (1.0 + x)
+        padded = ca.vertcat(ca.DM.zeros(LOWER), s, ca.DM.zeros(UPPER))
+        near = padded[:n]
+        for d in range(1, LOWER + UPPER + 1):
+            if d != LOWER:
+                near = near + padded[d:d + n]
+        return ca.sum1((x * (2.0 + 5.0 * x ** 2) + 1.0 - near) ** 2)
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -210,7 +243,7 @@ def jax_dense_time(name, kind, x, repeats):
 WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "surface": (surface, "hessian"), "stencil3d": (stencil3d, "hessian"),
              "landau": (landau, "hessian"), "mesh": (mesh, "hessian"),
-             "collocation": (collocation, "jacobian")}
+             "broyden": (broyden, "hessian"), "collocation": (collocation, "jacobian")}
 
 
 #: the clock of `best`: wall time, or with --clock cpu the process's CPU time

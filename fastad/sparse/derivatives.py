@@ -20,6 +20,7 @@ call.
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ import scipy.sparse as sp
 from ..core import pytree
 from ..core.registry import registry
 from ..core.tape import Tape
+from .. import captures
+from ..core.arrays import same_bits
 from . import coloring, patterns, recovery
 
 
@@ -85,8 +88,8 @@ def _has_guards(tape: Tape) -> bool:
 
 
 def jacobian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], out_shape: tuple[int, ...],
-                  dtype: np.dtype, mode: str = "auto") -> Plan:
-    pat = patterns.jacobian_pattern(tape, wrt)
+                  dtype: np.dtype, mode: str = "auto", reads: list | None = None) -> Plan:
+    pat = patterns.jacobian_pattern(tape, wrt, reads=reads)
     cols = rows = None
     if mode == "fwd":
         cols = coloring.column_coloring(pat)
@@ -123,14 +126,14 @@ def _count(colors: np.ndarray | None) -> int:
 
 
 def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype,
-                 method: str = "auto") -> Plan:
+                 method: str = "auto", reads: list | None = None) -> Plan:
     """A star coloring (each nonzero read off the product) or an acyclic one
     (fewer colors, the nonzeros recovered by substitution); ``"auto"`` takes
     the acyclic one when it needs fewer colors, unless its substitution is
     one long chain (`_chain_bound`)."""
     if method not in ("auto", "star", "acyclic"):
         raise ValueError(f"hessian coloring must be 'auto', 'star' or 'acyclic', not {method!r}")
-    pat = patterns.hessian_pattern(tape, wrt)
+    pat = patterns.hessian_pattern(tape, wrt, reads)
     star = acyclic = None
     if method in ("auto", "star"):
         star = coloring.star_coloring(pat)
@@ -246,11 +249,26 @@ def per_seed(trace: Any, seeds: Any, mode: str) -> Any:
 
 def _trace(f: Callable[..., Any], argnums: int, args: Sequence[Any], kwargs: dict[str, Any]
            ) -> Any:
-    from ..api import _JacobianTrace
+    from ..api import _JacobianTrace, _TreeResult
     if not isinstance(argnums, int):
         raise TypeError("sparse derivatives are taken with respect to one array argument "
                         "(an int argnums)")
-    return _JacobianTrace(f, argnums, args, kwargs)
+    try:
+        return _JacobianTrace(f, argnums, args, kwargs)
+    except _TreeResult:
+        raise TypeError(_ONE_ARRAY) from None
+
+
+_ONE_ARRAY = ("a sparse derivative is of a function returning one array with respect to one "
+              "array argument, not a tuple, list or dict; use sparse=False for pytrees")
+
+
+def _check_real_scalar(dtype: Any) -> None:
+    # the Hessian of a complex value is not defined (the dense hessian's grad
+    # refuses it); its Hessian-vector products would silently drop the
+    # imaginary part
+    if np.dtype(dtype).kind == "c":
+        raise TypeError(f"hessian requires a real-valued output, got {np.dtype(dtype)}")
 
 
 def _check_eager(args: Sequence[Any], kwargs: dict[str, Any], what: str) -> None:
@@ -296,6 +314,7 @@ def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., sp.csr_mat
         _check_real(t, "hessian")
         if t.n_out != 1:
             raise TypeError("hessian requires a function returning one scalar")
+        _check_real_scalar(t.tape.avals[t.tape.outputs[0]].dtype)
         plan = hessian_plan(t.tape, t.tape.inputs[0], t.x.shape, t.x.dtype)
         return _evaluate(plan, lambda: compressed(t, plan.seeds, "hvp"))
     return sparse_hessian
@@ -342,14 +361,68 @@ def _lifted_tape(f: Callable[..., Any], argnums: int, args: Sequence[Any],
             leaves, tree = pytree.flatten(arg)
             new_kwargs[name] = pytree.unflatten(tree, [lift(v, name) for v in leaves])
         out = f(*new_args, **new_kwargs)
-        out_leaves = pytree.flatten(out)[0]
-        if len(out_leaves) != 1:
-            raise TypeError("a sparse derivative needs a function returning one array")
+        out_leaves, out_tree = pytree.flatten(out)
+        if out_tree != pytree.LEAF:
+            raise TypeError(_ONE_ARRAY)
         builder.tape.outputs = [builder.slot_of(out_leaves[0])
                                 if hasattr(out_leaves[0], "slot") else builder.const(out_leaves[0])]
         tape = builder.tape
     out_shape = tuple(tape.avals[tape.outputs[0]].shape)
     return tape, wrt, x_shape, out_shape, dtype
+
+
+def _integer_key(leaf: Any) -> Any:
+    """What a plan's key holds of an integer or boolean argument: the value
+    of a number; an array's shape, dtype and a 128-bit hash of its contents
+    (an index table passed to the compiled function is data there, whose
+    values the pattern depends on: a bundle adjustment's camera indices).
+    None for any other leaf."""
+    if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, bool):
+        return leaf
+    if isinstance(leaf, np.ndarray) and leaf.dtype.kind in "iub":
+        data = np.ascontiguousarray(leaf).view(np.uint8).data
+        return leaf.shape, leaf.dtype.str, hashlib.blake2b(data, digest_size=16).digest()
+    return None
+
+
+class CapturedValues:
+    """What a compiled function's kept plan read from outside its arguments,
+    checked at each call: the plan holds while it holds.
+
+    The compiled function reads its closures and globals at each call
+    (`fastad.captures`): it retraces when a binding holds another object, an
+    integer array (an index table) other contents or a number another value,
+    and reads a float array by reference, so a change made in place reaches
+    its values.  The plan's tape takes them as constants, and its pattern
+    depends on some: the index tables, the numbers, and the zeros of a
+    constant matrix multiplying x (`patterns._matmul`).  So the plan is made
+    again when the bindings change, and, when a rule read a constant's
+    values (``reads``), when a captured float array changes: only its zeros
+    where the constant read is that array or a view of it, its contents
+    where a constant read may have been computed from it (``2 * A``)."""
+
+    def __init__(self, found: captures.Captures, reads: list) -> None:
+        self.found = found
+        self.masks: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its nonzeros)
+        self.copies: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its contents)
+        if not reads or not found.arrays:
+            return
+        arrays = [b.value for b in found.arrays.values()]
+        derived = False
+        for c in reads:
+            base = next((a for a in arrays if c is a or (isinstance(c, np.ndarray)
+                                                         and np.may_share_memory(c, a))), None)
+            if base is None:
+                derived = True
+            elif not any(base is a for a, _ in self.masks):
+                self.masks.append((base, base != 0))
+        if derived:
+            self.copies = [(a, a.copy()) for a in arrays]
+
+    def hold(self) -> bool:
+        return (self.found.hold()
+                and all(np.array_equal(a != 0, mask) for a, mask in self.masks)
+                and all(same_bits(a, copy) for a, copy in self.copies))
 
 
 class CompiledSparse:
@@ -373,22 +446,26 @@ class CompiledSparse:
              ) -> Plan:
         # integers taken as data by the owner's signature are constants of the
         # pattern's tape (`lifted_tape`): a plan holds for their values only
-        integers = tuple(leaf for leaf in pytree.flatten((tuple(args), kwargs))[0]
-                         if isinstance(leaf, (int, np.integer)) and not isinstance(leaf, bool))
+        integers = tuple(_integer_key(leaf) for leaf in pytree.flatten((tuple(args), kwargs))[0]
+                         if _integer_key(leaf) is not None)
         key = (kind, mode, self._split(tuple(args), kwargs)[0], integers)
         plan = self._plans.get(key)
-        if plan is not None and not plan.guarded:
+        if plan is not None and not plan.guarded and plan.extra["captured"].hold():
             return plan
+        found = captures.find(self.fn)  # before the trace, as the compiled function's
         tape, wrt, x_shape, out_shape, dtype = _lifted_tape(self.fn, self.argnums, args, kwargs)
         if np.dtype(dtype).kind != "f":
             raise TypeError(f"{kind}(..., sparse=True) needs a real floating-point argument, "
                             f"got {dtype}")
+        reads: list = []
         if kind == "hessian":
             if int(np.prod(out_shape)) != 1:
                 raise TypeError("hessian requires a function returning one scalar")
-            plan = hessian_plan(tape, wrt, x_shape, dtype)
+            _check_real_scalar(tape.avals[tape.outputs[0]].dtype)
+            plan = hessian_plan(tape, wrt, x_shape, dtype, reads=reads)
         else:
-            plan = jacobian_plan(tape, wrt, x_shape, out_shape, dtype, mode)
+            plan = jacobian_plan(tape, wrt, x_shape, out_shape, dtype, mode, reads)
+        plan.extra["captured"] = CapturedValues(found, reads)
         with self._lock:
             if len(self._plans) >= self.MAX_PLANS:
                 self._plans.pop(next(iter(self._plans)))

@@ -119,10 +119,13 @@ def broadcast_positions(shape: tuple[int, ...], out_shape: tuple[int, ...]) -> n
 class Context:
     """What a rule sees: the tape, each slot's pattern, and the Hessian terms."""
 
-    def __init__(self, tape: Tape, n: int, hessian: bool) -> None:
+    def __init__(self, tape: Tape, n: int, hessian: bool, reads: list | None = None) -> None:
         self.tape = tape
         self.n = n
         self.hessian = hessian
+        # the constants whose values (not only shapes) a rule read: a pattern
+        # holds while they are unchanged (`derivatives.CapturedValues`)
+        self.reads = reads if reads is not None else []
         self.patterns: dict[int, Pattern] = {}
         self.terms: list[sp.csr_matrix] = []  # n x n pieces of the Hessian pattern
         # per slot, the elements an output depends on (`element_liveness`);
@@ -186,7 +189,7 @@ def _elementwise(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     rows = []
     for argnum, slot in enumerate(ins.ins):
         p = ctx.patterns.get(slot)
-        if p is None or prim.jvp_rule(argnum) is None:
+        if p is None or not _differentiable_arg(prim, argnum):
             rows.append(None)
             continue
         rows.append(gather(p, broadcast_positions(ctx.shape(slot), out_shape)))
@@ -347,10 +350,12 @@ def _matmul(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     size = ctx.size(ins.out)
     live = ctx.live_of(ins.out)
     if pb is None and cb is not None:  # a variable, b a constant: b's nonzeros
+        ctx.reads.append(cb)
         nz = np.broadcast_to(np.asarray(cb).reshape(b2), batch + (K, q)).reshape(nb, K, q)
         beta, k, j = (np.repeat(v.astype(np.int64), m) for v in np.nonzero(nz))
         i = np.tile(np.arange(m, dtype=np.int64), beta.size // max(m, 1))
     elif pa is None and ca is not None:  # b variable, a a constant: a's nonzeros
+        ctx.reads.append(ca)
         nz = np.broadcast_to(np.asarray(ca).reshape(a2), batch + (m, K)).reshape(nb, m, K)
         beta, i, k = (np.repeat(v.astype(np.int64), q) for v in np.nonzero(nz))
         j = np.tile(np.arange(q, dtype=np.int64), beta.size // max(q, 1))
@@ -596,11 +601,13 @@ def element_liveness(tape: Tape, keep: list[int]) -> dict[int, np.ndarray]:
     return live
 
 
-def propagate(tape: Tape, wrt: int, hessian: bool = False) -> Context:
+def propagate(tape: Tape, wrt: int, hessian: bool = False, reads: list | None = None
+              ) -> Context:
     """Patterns of every live slot with respect to input slot ``wrt`` (and, with
-    ``hessian``, the terms of the outputs' Hessian pattern)."""
+    ``hessian``, the terms of the outputs' Hessian pattern); the constants
+    whose values a rule read are appended to ``reads``."""
     n = tape.avals[wrt].size
-    ctx = Context(tape, n, hessian)
+    ctx = Context(tape, n, hessian, reads)
     ctx.patterns[wrt] = identity(n)
     keep = live_instructions(tape)
     if hessian:
@@ -619,21 +626,22 @@ def propagate(tape: Tape, wrt: int, hessian: bool = False) -> Context:
     return ctx
 
 
-def jacobian_pattern(tape: Tape, wrt: int, output: int | None = None) -> sp.csr_matrix:
+def jacobian_pattern(tape: Tape, wrt: int, output: int | None = None,
+                     reads: list | None = None) -> sp.csr_matrix:
     """The Jacobian pattern (bool CSR, output size x input size) of ``output``
     (default the tape's only output) with respect to input slot ``wrt``."""
     out = tape.outputs[0] if output is None else output
-    ctx = propagate(tape, wrt)
+    ctx = propagate(tape, wrt, reads=reads)
     p = ctx.patterns.get(out)
     if p is None:
         p = empty(tape.avals[out].size, tape.avals[wrt].size)
     return canonical(p)
 
 
-def hessian_pattern(tape: Tape, wrt: int) -> sp.csr_matrix:
+def hessian_pattern(tape: Tape, wrt: int, reads: list | None = None) -> sp.csr_matrix:
     """The Hessian pattern (bool CSR, n x n, symmetric) of the tape's outputs'
     (a scalar's) with respect to input slot ``wrt``."""
-    ctx = propagate(tape, wrt, hessian=True)
+    ctx = propagate(tape, wrt, hessian=True, reads=reads)
     n = ctx.n
     if not ctx.terms:
         return canonical(empty(n, n))

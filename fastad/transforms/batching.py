@@ -40,9 +40,11 @@ def _batch_all(value: Batched, example_shape: tuple[int, ...], size: int) -> Any
 
 
 def _row_offsets(size: int, example_size: int, idx: np.ndarray) -> np.ndarray:
-    """Flat indices into a batched array for the per-example flat indices idx."""
+    """Flat indices into a batched array for the per-example flat indices idx.
+    A negative index counts from the end of its own example, as `take` and
+    the scatters read it: offset as it is, it would reach the example before."""
     offsets = (np.arange(size, dtype=np.int64) * example_size).reshape((size,) + (1,) * idx.ndim)
-    return offsets + idx
+    return offsets + np.where(idx < 0, idx + example_size, idx)
 
 
 def elementwise(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
