@@ -15,6 +15,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
+from fastad.numpy._index_update import IndexUpdate  # what x.at[i] gives, on plain arrays too
 from helpers import case_test, central_difference_jacobian, registrar, shapes
 
 COMPILED = [b for b in ("c", "numba", "numpy") if b in BACKENDS]
@@ -128,3 +129,40 @@ def test_batched_saved_and_refused():
     with pytest.raises(ValueError, match="empty"):
         fa.jit(lambda x: fnp.argmax(x))(np.zeros(0))
     assert fnp.argmax([1.0, 3.0, 2.0]) == 1  # plain values: NumPy's own
+
+
+# The winner used as an index of the ways JAX code uses it: an assignment, a
+# functional update, lax's dynamic slices, and arithmetic through
+# fastad.numpy's own functions (clip, maximum, where) that keeps it an integer.
+_WINNER_USES = {
+    "assign": lambda x: _assigned(x, fnp.argmax(x)),
+    "at set": lambda x: fnp.sum(IndexUpdate(x, fnp.argmin(x)).set(0.0) * x),  # x.at[i].set
+    "clipped neighbour": lambda x: x[fnp.clip(fnp.argmax(x) + 1, 0, x.size - 1)] * 3.0,
+    "maximum, where": lambda x: x[fnp.where(fnp.argmax(x) > 0, fnp.maximum(fnp.argmax(x) - 1, 0),
+                                            x.size - 1)] ** 2,
+    "dynamic_slice": lambda x: fnp.sum(fa.lax.dynamic_slice(x, (fnp.argmax(x),), (2,)) ** 2),
+    "dynamic_update_slice": lambda x: fnp.sum(fa.lax.dynamic_update_slice(
+        x, np.array([5.0]), (fnp.argmin(x),)) * x),
+}
+
+
+def _assigned(x, i):
+    y = x * 1.0
+    y[i] = 7.0
+    return fnp.sum(y * x)
+
+
+@pytest.mark.parametrize("use", sorted(_WINNER_USES))
+def test_the_winner_as_an_index(use):
+    """Compiled equals eager as the winner moves, and the gradient matches
+    central differences (away from ties)."""
+    f = _WINNER_USES[use]
+    g = fa.jit(fa.grad(f), backend=ONE_COMPILED)
+    rng = np.random.default_rng(len(use))
+    for _ in range(4):
+        x = rng.permutation(np.linspace(-1.0, 1.5, 6))
+        eager = fa.grad(f)(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # host calls of a guard
+            np.testing.assert_allclose(g(x), eager, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(eager, central_difference_jacobian(f, x), rtol=1e-6, atol=1e-8)

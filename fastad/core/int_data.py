@@ -74,15 +74,7 @@ class _IntegerData:
         result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
             return result
-        sources, dtype = frozenset(), int
-        for x in inputs:
-            if isinstance(x, (IntTracer, IntArrayTracer)):
-                sources |= x.sources
-            elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
-                return result
-            dtype = combined_dtype(dtype, integer_dtype(x))
-        # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
-        return integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+        return integer_result(result, inputs)
 
     def __add__(self, other: Any) -> Any:
         return self._integer(Tracer.__add__(self, other), other)
@@ -184,6 +176,41 @@ class IntTracer(_IntegerData, Tracer):
 
     def __repr__(self) -> str:
         return f"IntTracer(%{self.slot}: an integer argument traced as data)"
+
+
+def integer_result(result: Any, inputs: Any) -> Any:
+    """``result`` of an integer-closed function (`_INTEGER_CLOSED`, ``clip``)
+    of ``inputs`` as integer data when every input is an integer (taken as
+    data, or plain), else as it is."""
+    sources, dtype = frozenset(), int
+    for x in inputs:
+        if isinstance(x, (IntTracer, IntArrayTracer)):
+            sources |= x.sources
+        elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
+            return result
+        dtype = combined_dtype(dtype, integer_dtype(x))
+    # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
+    return integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+
+
+def integer_closed(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a fastad.numpy function named in `_INTEGER_CLOSED`, ``clip`` or
+    ``where``) keeping integers taken as data integers when called directly,
+    as NumPy's dispatch to `_IntegerData.__array_ufunc__` does."""
+    import functools
+
+    chosen = fn.__name__ == "where"  # where(condition, x, y): integers if x and y are
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        for a in args:
+            if type(a) in _INTEGER_TYPES:
+                if kwargs or (chosen and len(args) != 3):
+                    return result
+                return integer_result(result, args[1:] if chosen else args)
+        return result
+    return call
 
 
 def integer_like(result: Any, sources: frozenset[Any], data_dtype: Any) -> Any:
@@ -298,6 +325,7 @@ class BoolArrayTracer(ArrayTracer):
 #: traced values standing for integer or boolean arguments taken as data,
 #: whose values a trace may not read (`IntValueNeeded`)
 DATA_TRACERS = (IntTracer, IntArrayTracer, BoolArrayTracer)
+_INTEGER_TYPES = frozenset((IntTracer, IntArrayTracer))
 
 
 def data_sources() -> frozenset[Any]:

@@ -93,3 +93,9 @@ _attach_ufunc_methods(globals())  # fastad.numpy.add.reduce, .accumulate, .outer
 from ._jax_keywords import extend as _jax_keywords  # noqa: E402
 
 _jax_keywords(globals())  # jax.numpy's extra keywords: precision=, size=, descending=, ...
+from ..core.int_data import _INTEGER_CLOSED, integer_closed as _integer_closed  # noqa: E402
+
+# integers taken as data stay integers through these, called directly as
+# through NumPy's dispatch (fnp.clip(argmax(x) - 1, 0, n - 1) indexes)
+globals().update({_name: _integer_closed(globals()[_name])
+                  for _name in (*_INTEGER_CLOSED, "abs", "clip", "where") if _name in globals()})

@@ -137,6 +137,14 @@ def _has_ellipsis(key: tuple) -> bool:
     return builtins.any(k is Ellipsis for k in key)
 
 
+def _index_values(key: Any) -> Any:
+    """``key`` with its integers taken as data replaced by their values."""
+    from ..core.int_data import DATA_TRACERS
+    if isinstance(key, tuple):
+        return tuple(k._values() if isinstance(k, DATA_TRACERS) else k for k in key)
+    return key._values() if isinstance(key, DATA_TRACERS) else key
+
+
 def _last_written(idx: _np.ndarray, value: Any) -> tuple[_np.ndarray, Any]:
     """The positions of an assignment through repeated ones, each once, with
     the value NumPy leaves there: it assigns in order, so the last one."""
@@ -152,6 +160,8 @@ def _last_written(idx: _np.ndarray, value: Any) -> tuple[_np.ndarray, Any]:
 
 def setitem(a: Tracer, key: Any, value: Any) -> None:
     _check_writeable(a)
+    if has_index_data(key):  # integers as data (argmax's, an argument's): their values,
+        key = _index_values(key)  # guarded (or the argument keyed by value)
     idx = _flat_index(shape(a), key)
     if _np.unique(idx).size != idx.size:
         idx, value = _last_written(idx, value)
