@@ -3,44 +3,6 @@
 optimizers of `fastad.misc.optimizers` and `fastad.misc.fixed_points`."""
 from __future__ import annotations
 
-from typing import Any, Callable
-
-import numpy as np
-
-from .. import numpy as fnp
-from ..core import pytree
-
-
-def flatten(value: Any) -> tuple[Any, Callable[[Any], Any]]:
-    """``(vector, unflatten)``: the leaves of a pytree (nested tuples, lists,
-    dicts and namedtuples of arrays and numbers) raveled and concatenated in
-    order, and the function that rebuilds the pytree from such a vector.
-
-    Works on plain and traced values alike, so a loss can take the flat
-    vector and differentiate through ``unflatten``.  Leaves keep their shapes;
-    the vector has their common result dtype (float64 for numbers).
-    """
-    leaves, tree = pytree.flatten(value)
-    shapes = [fnp.shape(leaf) for leaf in leaves]
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in shapes]
-    dtypes = [fnp.result_dtype(leaf) for leaf in leaves]
-    ends = np.cumsum([0] + sizes)
-    if leaves:
-        vector = fnp.concatenate([fnp.ravel(fnp.asarray(leaf)) for leaf in leaves])
-    else:
-        vector = np.zeros(0)
-
-    def unflatten(vector: Any) -> Any:
-        if fnp.shape(vector) != (int(ends[-1]),):
-            raise ValueError(f"unflatten: expected a vector of {int(ends[-1])} elements, got "
-                             f"shape {fnp.shape(vector)}")
-        parts = [fnp.reshape(vector[int(ends[k]):int(ends[k + 1])], shape)
-                 for k, shape in enumerate(shapes)]
-        parts = [p if fnp.result_dtype(p) == dt or dt.kind not in "fc" else fnp.astype(p, dt)
-                 for p, dt in zip(parts, dtypes)]
-        return pytree.unflatten(tree, parts)
-
-    return vector, unflatten
-
+from .flatten import flatten  # (the module first, then its function under its name)
 
 __all__ = ["flatten"]
