@@ -7,15 +7,18 @@ random generator the function can reach (NumPy's global one, or a
 ``Generator``/``RandomState`` in its closure, defaults or module globals)
 raises `TracingError` naming the fix: pass the noise as an argument.  A
 generator made inside the function from a fixed seed draws the same numbers
-on every call anyway, and is left alone.
+on every call anyway, and is left alone; one made from fresh entropy
+(``np.random.default_rng()``) is refused like a reachable one.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from typing import Any, Callable, Iterator
 
 import numpy as np
+import numpy.random.bit_generator as _bit_generator
 
 from .core.errors import TracingError
 
@@ -57,21 +60,75 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _FreshEntropy:
+    """The threads whose trace seeded a generator from fresh entropy
+    (``np.random.default_rng()``, ``PCG64()``, ``RandomState()``): NumPy asks
+    `numpy.random.bit_generator.randbits` for it, which this spies on while
+    any trace runs (the spy only counts, then asks the real one)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.tracing: dict[int, int] = {}  # thread -> nesting of traces
+        self.seeded: set[int] = set()  # threads whose trace asked for entropy
+        self.original: Any = None
+
+    def spy(self, bits: int) -> Any:
+        thread = threading.get_ident()
+        if thread in self.tracing:
+            self.seeded.add(thread)
+        return self.original(bits)
+
+    @contextlib.contextmanager
+    def watched(self) -> Iterator[Callable[[], bool]]:
+        thread = threading.get_ident()
+        with self.lock:
+            if not self.tracing:
+                self.original = _bit_generator.randbits
+                _bit_generator.randbits = self.spy
+            depth = self.tracing.get(thread, 0)
+            self.tracing[thread] = depth + 1
+            seeded_before = thread in self.seeded
+            self.seeded.discard(thread)
+        try:
+            yield lambda: thread in self.seeded
+        finally:
+            with self.lock:
+                if depth:
+                    self.tracing[thread] = depth
+                    if seeded_before:
+                        self.seeded.add(thread)
+                else:
+                    del self.tracing[thread]
+                    self.seeded.discard(thread)
+                if not self.tracing:
+                    _bit_generator.randbits = self.original
+
+
+_fresh = _FreshEntropy()
+
+
 @contextlib.contextmanager
 def refused(fn: Callable[..., Any]) -> Iterator[None]:
     """Raise `TracingError` if tracing ``fn`` inside the block draws from a
-    generator it can reach."""
+    generator it can reach, or seeds one from fresh entropy."""
     generators = _reachable(fn)
     before = [_state(g) for g in generators]
-    yield
+    with _fresh.watched() as seeded:
+        yield
+        fresh = seeded()
+    name = getattr(fn, "__qualname__", repr(fn))
     for g, state in zip(generators, before):
         if _state(g) != state:
-            name = getattr(fn, "__qualname__", repr(fn))
             which = "np.random's global generator" if g is np.random.mtrand._rand else \
                 f"a {type(g).__name__}"
-            raise TracingError(
-                f"{name} drew random numbers from {which} while it was traced to be compiled: "
-                "the compiled function would return that same draw on every call. Pass the "
-                "random numbers as an argument (g(x, noise) with noise = "
-                "rng.standard_normal(shape) drawn before each call), or use fastad.grad, "
-                "which runs the function on every call")
+            raise TracingError(_message(name, f"drew random numbers from {which}"))
+    if fresh:
+        raise TracingError(_message(name, "made a random generator from fresh entropy "
+                                          "(np.random.default_rng() without a seed)"))
+
+
+def _message(name: str, what: str) -> str:
+    return (f"{name} {what} while it was traced to be compiled: the compiled function would "
+            "return that same draw on every call. Pass the random numbers as an argument "
+            "(g(x, noise) with noise = rng.standard_normal(shape) drawn before each call), or "
+            "use fastad.grad, which runs the function on every call")

@@ -427,11 +427,25 @@ def _default_drawer(x, rng=np.random.default_rng(2)):
     return fnp.sum(x * rng.standard_normal(x.shape))
 
 
+def _fresh_generator(x):  # seeded from the operating system's entropy at each call
+    return fnp.sum(x * np.random.default_rng().standard_normal(x.shape))
+
+
+def _fresh_bit_generator(x):
+    return fnp.sum(x * np.random.Generator(np.random.PCG64()).uniform(size=x.shape))
+
+
+def _fresh_random_state(x):
+    return fnp.sum(x * np.random.RandomState().normal(size=x.shape))
+
+
 @pytest.mark.parametrize("fn", [_draw_global_generator, _draw_legacy_module, _draw_random_state,
                                 _closure_drawer(), _default_drawer,
-                                functools.partial(_default_drawer)],
+                                functools.partial(_default_drawer), _fresh_generator,
+                                _fresh_bit_generator, _fresh_random_state],
                          ids=["global-generator", "np.random", "RandomState", "closure",
-                              "default", "partial"])
+                              "default", "partial", "fresh-generator", "fresh-bit-generator",
+                              "fresh-RandomState"])
 @pytest.mark.parametrize("entry", ["jit", "compile", "value_and_grad"])
 def test_random_draws_while_tracing_for_compilation_are_refused(fn, entry):
     """A compiled function would repeat the trace's draw on every call: refused at
@@ -442,6 +456,26 @@ def test_random_draws_while_tracing_for_compilation_are_refused(fn, entry):
     with pytest.raises(fa.TracingError, match="random numbers.*argument"):
         compiled()
     assert not np.array_equal(fa.grad(fn)(x), fa.grad(fn)(x))
+
+
+def test_fresh_generators_of_other_threads_are_not_the_traces():
+    """Another thread seeding generators from fresh entropy while a function
+    is traced does not make that trace refused."""
+    import threading
+    stop = threading.Event()
+
+    def seed_forever():
+        while not stop.is_set():
+            np.random.default_rng()
+    other = threading.Thread(target=seed_forever)
+    other.start()
+    try:
+        for k in range(20):
+            f = fa.jit(lambda x, k=k: fnp.sum(fnp.sin(x) * k))
+            assert f(np.ones(3)) == pytest.approx(3 * np.sin(1.0) * k)
+    finally:
+        stop.set()
+        other.join()
 
 
 def test_a_generator_seeded_inside_the_function_compiles():
