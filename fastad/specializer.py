@@ -64,6 +64,7 @@ from .core.tape import Tape
 from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded,
                             integer_dtype)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
+from .vectorizing import in_vmap_trace
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -213,6 +214,11 @@ class Specializer:
         if (any(any_tracer(arg) for i, arg in enumerate(args) if i in self.static_argnums)
                 or any(any_tracer(v) for k, v in kwargs.items() if k in self.static_argnames)):
             return self._eager_on_traced(args, kwargs)  # a static argument holds a traced value
+        if self.fn is not None and in_vmap_trace():
+            # vmap records the function itself: its while loops then meet the
+            # padding that lets examples take different numbers of steps,
+            # which a tape recorded for one count cannot
+            return self._eager_on_traced(args, kwargs)
         try:
             key, dynamic = self.split(args, kwargs, traced=True)
         except TracedArguments:  # a traced static argument, mask or index: no signature

@@ -246,10 +246,15 @@ def test_per_example_derivatives_of_a_while_loop_are_batched(name, size, data):
         grads = fa.vmap(fa.grad(f))(a)
         jacs = fa.vmap(fa.jacobian(f))(a)
         tangents = fa.vmap(lambda x: fa.jvp(f, (x,), (1.0,))[1])(a)
+        # a compiled derivative called under vmap: vmap records its function
+        jitted = fa.vmap(fa.jit(fa.grad(f), backend=COMPILED))(a)
+        compiled = fa.vmap(fa.compile(f, backend=COMPILED))(a)
     want = _per_example(fa.grad(f), a)
     np.testing.assert_allclose(grads, want, rtol=1e-12)
     np.testing.assert_allclose(jacs, want, rtol=1e-12)
     np.testing.assert_allclose(tangents, want, rtol=1e-12)
+    np.testing.assert_allclose(jitted, want, rtol=1e-12)
+    np.testing.assert_allclose(compiled, want, rtol=1e-12)
 
 
 def test_per_example_gradients_past_the_end_and_compiled():
