@@ -111,6 +111,15 @@ def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
     return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
 
 
+def _has_while(tape: Any) -> bool:
+    """Whether ``tape`` (or a loop body in it) holds a while loop."""
+    for ins in tape.instrs:
+        body = dict(ins.params).get("body") if ins.params else None
+        if body is not None and (getattr(body, "is_while", False) or _has_while(body.tape)):
+            return True
+    return False
+
+
 class Specializer:
     """One compiled computation of ``fn`` (a ``kind`` of KINDS), cached per
     signature.  ``fn`` is None for one loaded from bytes: it runs the
@@ -214,11 +223,6 @@ class Specializer:
         if (any(any_tracer(arg) for i, arg in enumerate(args) if i in self.static_argnums)
                 or any(any_tracer(v) for k, v in kwargs.items() if k in self.static_argnames)):
             return self._eager_on_traced(args, kwargs)  # a static argument holds a traced value
-        if self.fn is not None and in_vmap_trace():
-            # vmap records the function itself: its while loops then meet the
-            # padding that lets examples take different numbers of steps,
-            # which a tape recorded for one count cannot
-            return self._eager_on_traced(args, kwargs)
         try:
             key, dynamic = self.split(args, kwargs, traced=True)
         except TracedArguments:  # a traced static argument, mask or index: no signature
@@ -240,7 +244,11 @@ class Specializer:
                                              {k: concrete(v) for k, v in kwargs.items()})
                     except ClosedOverTracer:
                         entry = None
-        if entry is None:
+        if entry is None or (self.fn is not None and in_vmap_trace() and _has_while(entry.tape)):
+            # (under vmap's recording, a tape with a while loop holds its
+            # derivative recorded for one trip count, which vmap cannot pad
+            # for examples taking other counts: the function, recorded
+            # afresh, meets the padding)
             return self._eager_on_traced(args, kwargs)
         if grads_only:
             outs = [None] + replay(self.grads_of(entry).tape, entry.inputs(dynamic))
