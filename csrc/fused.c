@@ -144,8 +144,13 @@ static void fused_chunk(void *arg, int chunk) {
     T pend[FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
     unsigned char pend_set[FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
     int64_t pend_at = lo;
-    memset(pend_set, 0, sizeof pend_set);
-    memset(job->edge_set[chunk], 0, sizeof job->edge_set[chunk]);
+    /* only the shifts' rows are cleared: a whole-table memset per call costs
+     * as much as a short chain's arithmetic (a loop body runs one per step) */
+    int shifts = 0;
+    for (int k = 0; k < nsteps && shifts < FASTAD_FUSED_MAX_SHIFTS; k++)
+      shifts += steps[STEP_WORDS * k] == FUSED_SHIFT;
+    memset(pend_set, 0, (size_t)shifts * sizeof pend_set[0]);
+    memset(job->edge_set[chunk], 0, (size_t)shifts * sizeof job->edge_set[chunk][0]);
     for (int r = 0; r < nregs; r++) {
       ptr[r] = regs[r];
       scalar[r] = 0;
