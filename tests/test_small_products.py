@@ -42,10 +42,11 @@ def _program(shapes):
     return f
 
 
-def _operands(shapes, dtype, seed):
+def _operands(shapes, dtypes, seed):
+    """Both operands of each product, in that product's dtype."""
     rng = np.random.default_rng(seed)
     ops = []
-    for m, k, n, ta, tb in shapes:
+    for (m, k, n, ta, tb), dtype in zip(shapes, dtypes):
         ops.append(rng.uniform(-1, 1, (k, m) if ta else (m, k)).astype(dtype))
         ops.append(rng.uniform(-1, 1, (n, k) if tb else (k, n)).astype(dtype))
     return ops
@@ -59,9 +60,9 @@ def _check(shapes, ops, want, results):
     """Each product of each result to rounding (a bound on the error of a sum
     of k products), in its dtype and shape; the two compiled backends' loops
     the same bits."""
-    eps = np.finfo(ops[0].dtype).eps
     for i, (m, k, n, ta, tb) in enumerate(shapes):
         a, b = ops[2 * i], ops[2 * i + 1]
+        eps = np.finfo(a.dtype).eps
         a64, b64 = (a.T if ta else a).astype(np.float64), (b.T if tb else b).astype(np.float64)
         exact = a64 @ b64
         bound = 2 * k * eps * (np.abs(a64) @ np.abs(b64))
@@ -78,25 +79,24 @@ def _check(shapes, ops, want, results):
 @given(products(6), st.integers(0, 2**31 - 1))
 def test_small_products_agree_with_the_reference_to_rounding(spec, seed):
     dtype, shapes = spec
-    ops = _operands(shapes, dtype, seed)
+    ops = _operands(shapes, [dtype] * len(shapes), seed)
     tape = fa.make_tape(_program(shapes))(*ops)
     _check(shapes, ops, evaluate(tape, ops), [_build(tape, "c").run(ops)])
 
 
 @pytest.mark.skipif("numba" not in BACKENDS, reason="Numba is not installed")
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_numba_small_products_are_the_vms_bits(dtype):
-    """One kernel of random products (one compile per dtype: Numba's is slow),
-    every pair of transposes, sides of 1, strip tails and above a strip."""
-    rng = np.random.default_rng(3 if dtype == np.float64 else 4)
+def test_numba_small_products_are_the_vms_bits():
+    """One kernel (Numba's compiles are slow) of random products in both
+    dtypes: every pair of transposes, sides of 1, strip tails and longer."""
+    rng = np.random.default_rng(3)
     sides = [1, 2, 3, 5, 8, 11, 17]
     shapes = [(int(rng.choice(sides)), int(rng.choice(sides)), int(rng.choice(sides)), ta, tb)
               for ta in (False, True) for tb in (False, True) for _ in range(2)]
     shapes += [(16, 16, 1, False, False), (16, 1, 16, False, True), (1, 16, 16, True, False)]
-    ops = _operands(shapes, dtype, 5)
+    dtypes = [np.float64, np.float32] * 4 + [np.float64, np.float32, np.float32]
+    ops = _operands(shapes, dtypes, 5)
     tape = fa.make_tape(_program(shapes))(*ops)
-    _check(shapes, ops, evaluate(tape, ops),
-           [_build(tape, b).run(ops) for b in COMPILED])
+    _check(shapes, ops, evaluate(tape, ops), [_build(tape, b).run(ops) for b in COMPILED])
 
 
 def _cell(kind):
