@@ -488,7 +488,7 @@ KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d)
  * against OpenBLAS on x86-64, compiled without -march: benchmarks/README.md,
  * "Small products in loop bodies"); a matrix-vector product (a row or column
  * of C) stays ahead to well past 128 x 128. */
-#define SMALL_MATMUL 2048
+#define SMALL_MATMUL 1024
 #define SMALL_MATVEC 16384
 
 /* C = op(A) op(B) for small sizes, as loops the compiler can keep in

@@ -22,7 +22,7 @@ from ..core.tape import Instr
 
 # Past these many multiply-adds BLAS wins (as csrc/kernels.c: SMALL_MATMUL for a
 # product of matrices, SMALL_MATVEC when the result is one row or column).
-SMALL_MATMUL = 2048
+SMALL_MATMUL = 1024
 SMALL_MATVEC = 16384
 STRIP = 8
 # what a generated module imports to call the helper (`numba_source`)
