@@ -5,22 +5,22 @@ a few hundred multiply-adds each, run once per step.  ``np.dot`` costs a call
 into BLAS, whose set-up outweighs such a product, and the generated code
 wrapped it in a copy for contiguity.  The generator writes each small 2-D
 float product as a call of `small_matmul`, jitted here once (per layout and
-dtype, in Numba's disk cache) and inlined by LLVM into the kernels that call
-it; a transposed operand is read through a ``.T`` view, not copied.
+dtype, in Numba's disk cache) and linked into the kernels that call it; a
+transposed operand is read through a ``.T`` view, not copied.
 
-The helper computes as the C VM's small path does (csrc/kernels.c,
-``small_matmul``): each element of the result sums its products in the order
-q = 0..k-1 from zero, a plain dot product's, but a strip of 8 elements of a
-row (or column) of the result is summed side by side in local scalars, which
-LLVM keeps in registers and may vectorize without reordering any one sum.
-Both backends' small products are therefore the same bits, and within
-rounding of BLAS's.  Larger products keep ``np.dot`` (BLAS).
+The helper computes as the C VM's small path does (csrc/small_matmul.c):
+each element of the result sums its products in the order q = 0..k-1 from
+zero, a plain dot product's, but a strip of 8 elements of a row (or
+column) of the result is summed side by side in local scalars, which LLVM
+keeps in registers and may vectorize without reordering any one sum. Both
+backends' small products are therefore the same bits, and within rounding
+of BLAS's.  Larger products keep ``np.dot`` (BLAS).
 """
 from __future__ import annotations
 
 from ..core.tape import Instr
 
-# Past these many multiply-adds BLAS wins (as csrc/kernels.c: SMALL_MATMUL for a
+# Past these many multiply-adds BLAS wins (as csrc/kernels.h: SMALL_MATMUL for a
 # product of matrices, SMALL_MATVEC when the result is one row or column).
 SMALL_MATMUL = 1024
 SMALL_MATVEC = 16384
