@@ -277,6 +277,51 @@ def make_rnn_scan(jax, jnp):
     return rnn_loss
 
 
+GRU_STEPS, GRU_HIDDEN, GRU_INPUT = 300, 32, 8
+
+
+def make_gru(xnp=np):
+    """A GRU over a sequence (update and reset gates, a candidate state), the
+    loss the squared error of a readout per step: a recurrence of small
+    products that no code was tuned for."""
+    def sigmoid(v):
+        return 1.0 / (1.0 + xnp.exp(-v))
+
+    def gru_loss(Wz, Wr, Wh, Uz, Ur, Uh, V, xs, ys):
+        h = xnp.zeros(Wz.shape[0])
+        loss = 0.0
+        for t in range(xs.shape[0]):
+            z = sigmoid(Wz @ h + Uz @ xs[t])
+            r = sigmoid(Wr @ h + Ur @ xs[t])
+            c = xnp.tanh(Wh @ (r * h) + Uh @ xs[t])
+            h = (1.0 - z) * h + z * c
+            loss = loss + xnp.sum((V @ h - ys[t]) ** 2)
+        return loss
+    return gru_loss
+
+
+def make_gru_scan(jax, jnp):
+    def gru_loss(Wz, Wr, Wh, Uz, Ur, Uh, V, xs, ys):
+        def step(h, xy):
+            x, y = xy
+            z = jax.nn.sigmoid(Wz @ h + Uz @ x)
+            r = jax.nn.sigmoid(Wr @ h + Ur @ x)
+            c = jnp.tanh(Wh @ (r * h) + Uh @ x)
+            h = (1.0 - z) * h + z * c
+            return h, jnp.sum((V @ h - y) ** 2)
+        _, losses = jax.lax.scan(step, jnp.zeros(Wz.shape[0]), (xs, ys))
+        return jnp.sum(losses)
+    return gru_loss
+
+
+def _gru_args(rng):
+    h, d = GRU_HIDDEN, GRU_INPUT
+    return (*(rng.normal(0, 0.5 / np.sqrt(h), (h, h)) for _ in range(3)),
+            *(rng.normal(0, 0.5 / np.sqrt(d), (h, d)) for _ in range(3)),
+            rng.normal(0, 0.3, (1, h)), rng.normal(size=(GRU_STEPS, d)),
+            rng.normal(size=(GRU_STEPS, 1)))
+
+
 def make_gauss_seidel(sweeps=GS_SWEEPS, xnp=np):
     """``sweeps`` Gauss-Seidel sweeps of the Poisson equation on a grid whose
     source is the parameter; the loss compares the result with a target."""
@@ -404,9 +449,10 @@ def report_python_loops(rows: list[dict]) -> str:
 # -- steady gradients side by side (issue 22's targets) ------------------------------------
 # The RK4 fit as fastad.scan on both backends against the hand-written Numba
 # adjoint and JAX's lax.scan; the RNN and Gauss-Seidel Python loops on both
-# backends; and a recurrence no code was tuned for: a leapfrog integrator of
-# three bodies in the plane (12 scalar states), fitted to a track of the
-# first body, its gradient with respect to the masses.
+# backends; a GRU Python loop (small products no code was tuned for); and a
+# recurrence no code was tuned for: a leapfrog integrator of three bodies in
+# the plane (12 scalar states), fitted to a track of the first body, its
+# gradient with respect to the masses.
 LEAPFROG_STEPS, LEAPFROG_DT = 2_000, 0.002
 
 
@@ -498,6 +544,15 @@ def run_steady(quick: bool = False) -> list[dict]:
               for b in backends}
     cases.append((f"Gauss-Seidel (Python loop), {GS_SWEEPS} sweeps of {n}x{n}",
                   make_gauss_seidel(), gs_args, 0, builds))
+    gru_args, gru_argnums = _gru_args(rng), tuple(range(7))
+    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_gru(), argnums=gru_argnums,
+                                                        backend=b)) for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        gru_grad = jax.jit(jax.grad(make_gru_scan(jax, jnp), argnums=gru_argnums))
+        builds["JAX lax.scan"] = lambda: (lambda *a: tuple(np.asarray(g) for g in gru_grad(*a)))
+    cases.append((f"GRU (Python loop), {GRU_STEPS} steps, hidden {GRU_HIDDEN}", make_gru(),
+                  gru_args, gru_argnums, builds))
     track = _leapfrog_track(LEAPFROG_STEPS)
     masses = np.array([1.1, 0.8, 1.2])
     fit = make_leapfrog_scan(lambda f, c, xs: fa.scan(f, c, xs))

@@ -484,9 +484,6 @@ KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d)
 /* ------------------------------------------------------------------------ */
 /* Linear algebra through BLAS/LAPACK function pointers                     */
 /* ------------------------------------------------------------------------ */
-/* Below this many multiply-adds a plain loop beats a BLAS call. */
-#define SMALL_MATMUL 512
-
 KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                      int64_t b, const int64_t *d) {
   const int64_t batch = d[0], m = d[1], k = d[2], n = d[3], ta = d[4], tb = d[5];
@@ -498,14 +495,8 @@ KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
       T *B = (T *)arena + b + p * k * n;
       if (k == 0) {
         memset(C, 0, (size_t)(m * n) * sizeof(T));
-      } else if (m * n * k <= SMALL_MATMUL) {
-        for (int64_t i = 0; i < m; i++)
-          for (int64_t j = 0; j < n; j++) {
-            T acc = 0;
-            for (int64_t q = 0; q < k; q++)
-              acc += A[ta ? q * m + i : i * k + q] * B[tb ? j * k + q : q * n + j];
-            C[i * n + j] = acc;
-          }
+      } else if (m * n * k <= (m == 1 || n == 1 ? SMALL_MATVEC : SMALL_MATMUL)) {
+        small_matmul(t, C, A, B, m, k, n, ta, tb);
       } else {
         /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
         char transa = tb ? 'T' : 'N', transb = ta ? 'T' : 'N';

@@ -242,6 +242,14 @@ FASTAD_INTERNAL void strided_add_b(int t, char *arena, int64_t o, int64_t v, con
 FASTAD_INTERNAL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d);
 FASTAD_INTERNAL double sum_contiguous_d(const double *x, int64_t n);
 FASTAD_INTERNAL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d);
+/* Below this many multiply-adds small_matmul's loops beat a BLAS call (measured
+ * against OpenBLAS on x86-64, compiled without -march: benchmarks/README.md,
+ * "Small products in loop bodies"); a matrix-vector product (a row or column
+ * of C) stays ahead to well past 128 x 128. */
+#define SMALL_MATMUL 1024
+#define SMALL_MATVEC 16384
+FASTAD_INTERNAL void small_matmul(int t, void *out, const void *a, const void *b, int64_t m,
+                                  int64_t k, int64_t n, int64_t ta, int64_t tb);
 FASTAD_INTERNAL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                               int64_t b, const int64_t *d);
 FASTAD_INTERNAL int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,

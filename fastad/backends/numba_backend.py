@@ -35,6 +35,7 @@ job each:
   numba_loops     elementwise code fused into loops, gathers and scatters in them
   numba_loop_instr  a loop instruction as a ``for`` loop around its body's code
   numba_vecmath   NumPy's loops of the transcendental functions, called over arrays
+  numba_products  small matrix products as loops (a jitted helper), not np.dot
   numba_source    the steps joined into parts and a kernel (the module's text)
   numba_cache     the disk cache of compiled kernels, and fork safety
 

@@ -24,6 +24,7 @@ from .numba_emitters import EMITTERS, _Emitters
 from .numba_loop_instr import _LoopInstruction
 from .numba_loops import (_Loop, _LoopFusion, _grouped_by_shape, _reads_before_writes,
                           _sink_scalars)
+from .numba_products import _SmallProducts
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
 from .numba_vecmath import _VectorLoops
 
@@ -99,7 +100,7 @@ def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any
     return placed, stacks, {out: first for out, first in root.items() if first in stacks}
 
 
-class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _Emitters):
+class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _Emitters):
     """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:

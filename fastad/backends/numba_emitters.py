@@ -195,11 +195,12 @@ class _Emitters:
         x, perm = ins.ins[0], tuple(ins.kwargs["perm"])
         if perm == tuple(range(len(perm))):
             self.alias(ins, x)
-        elif perm == (1, 0) and self._only_multiplied(ins.out) and self._whole_array(x):
+        elif perm == (1, 0) and (self.only_small_products(ins.out) or (
+                self._only_multiplied(ins.out) and self._whole_array(x))):
             # X.T @ r: a Fortran-ordered view that BLAS reads as it is, where
             # a contiguous copy would cost a pass over X per call (Numba's dot
             # takes C and F arrays; x is C-ordered: an input, a constant or
-            # an array the code made)
+            # an array the code made); a small product's loops read any view
             self.define_array(ins, f"{self.ref(x)}.T", view_of=x)
         else:
             self.define_array(ins, f"np.ascontiguousarray(np.transpose({self.ref(x)}, {perm}))")
@@ -383,6 +384,8 @@ class _Emitters:
         self.define_array(ins, f"o{o}.reshape({_shape(aval.shape)})")
 
     def emit_matmul(self, ins: Instr) -> None:
+        if self.small_product(ins):  # loops, not BLAS (`numba_products`)
+            return
         a, b = (self.avals[s] for s in ins.ins)
         self.batched(ins, "np.dot({0}, {1})", (a.shape[-2], b.shape[-1]))
 
