@@ -214,9 +214,17 @@ class Builder:
 
     def record(self, prim: Primitive, args: Sequence[Any], params: dict[str, Any],
                value: Any) -> "Tracer":
-        # The hot path of tracing: one call per traced operation.
-        ins = tuple([a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a)
-                     for a in args])
+        # The hot path of tracing: one call per traced operation, most of one
+        # or two operands (spelled out: a comprehension costs a frame)
+        if len(args) == 2:
+            a, b = args
+            ins = (a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a),
+                   b.slot if type(b) in _TRACERS and b.builder is self else self.slot_of(b))
+        elif len(args) == 1 and type(args[0]) in _TRACERS and args[0].builder is self:
+            ins = (args[0].slot,)
+        else:
+            ins = tuple([a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a)
+                         for a in args])
         tape = self.tape
         out = len(tape.avals)
         self.values.append(value)
@@ -225,7 +233,20 @@ class Builder:
             tape.avals.append(_new_instr(Aval, (value.shape, value.dtype)))
         else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
             tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
-        line = self.line_override or (_user_line() if self.record_lines else None)
+        line = self.line_override
+        if not line:
+            line = None
+            if self.record_lines:  # `_user_line`, inlined: asked per operation
+                f = sys._getframe(2)  # the caller of `bind`
+                while f is not None:
+                    code = f.f_code
+                    internal = _internal_code.get(id(code))
+                    if internal is None:
+                        internal = _code_is_internal(code)
+                    if not internal:
+                        line = _new_instr(SourcePos, (code, f.f_lasti))
+                        break
+                    f = f.f_back
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, ordered, line)))
         if kind is np.ndarray and (self.release or self.release_exact or self.drop_unread) \
@@ -430,22 +451,25 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply a primitive: compute it, and record it if any argument is traced."""
-    for a in args:
+    if len(args) == 2:  # most operations: spelled out, as no comprehension's frame is cheap
+        a, b = args
         if type(a) in _TRACERS:
-            break
-    else:  # plain values (an eager gradient's sweep): no trace to record into
-        if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
-            return prim.in_place_impl(*args, **params)
-        try:
-            return prim.impl(*args, **params)
-        except Exception:
-            if not any(type(a) in _SEQUENCES and _holds_tracer(a) for a in args):
-                raise
-        # a list holding traced values ([t, 1.0]): the traced array of it
-        return bind(prim, *[FRONT_END["asarray"](a) if type(a) in _SEQUENCES else a
-                            for a in args], **params)
-    values = [a.value if type(a) in _TRACERS else
-              sequence_value(a) if type(a) in _SEQUENCES else a for a in args]
+            values = [a.value, b.value if type(b) in _TRACERS else
+                      sequence_value(b) if type(b) in _SEQUENCES else b]
+        elif type(b) in _TRACERS:
+            values = [sequence_value(a) if type(a) in _SEQUENCES else a, b.value]
+        else:
+            return _bind_plain(prim, args, params)
+    elif len(args) == 1 and type(args[0]) in _TRACERS:
+        values = [args[0].value]
+    else:
+        for a in args:
+            if type(a) in _TRACERS:
+                break
+        else:
+            return _bind_plain(prim, args, params)
+        values = [a.value if type(a) in _TRACERS else
+                  sequence_value(a) if type(a) in _SEQUENCES else a for a in args]
     stack = _traces.stack
     if not stack:
         raise TracingError(
@@ -474,6 +498,20 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         if keep is not None:
             return keep(out, args[0])
     return out
+
+
+def _bind_plain(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
+    """`bind` of plain values (an eager gradient's sweep): no trace to record into."""
+    if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
+        return prim.in_place_impl(*args, **params)
+    try:
+        return prim.impl(*args, **params)
+    except Exception:
+        if not any(type(a) in _SEQUENCES and _holds_tracer(a) for a in args):
+            raise
+    # a list holding traced values ([t, 1.0]): the traced array of it
+    return bind(prim, *[FRONT_END["asarray"](a) if type(a) in _SEQUENCES else a
+                        for a in args], **params)
 
 
 #: type of an integer traced value -> (result, operand) -> the result as an
@@ -546,7 +584,18 @@ def _internal(filename: str) -> bool:
     return filename.startswith(_PKG_DIR) and filename != _TOUR
 
 
-_internal_code: dict[Any, bool] = {}  # code object -> _internal(its file): asked per operation
+#: id(code object) -> _internal(its file): asked per frame of every traced
+#: operation, by id (a code object's own hash digests its bytecode and
+#: constants each time); `_seen_code` holds the code objects, so that no id is
+#: reused while it is a key
+_internal_code: dict[int, bool] = {}
+_seen_code: list[Any] = []
+
+
+def _code_is_internal(code: Any) -> bool:
+    _seen_code.append(code)
+    internal = _internal_code[id(code)] = _internal(code.co_filename)
+    return internal
 
 
 def user_stacklevel() -> int:
@@ -556,19 +605,6 @@ def user_stacklevel() -> int:
         f = f.f_back
         level += 1
     return level
-
-
-def _user_line() -> SourcePos | None:
-    f = sys._getframe(3)
-    while f is not None:
-        code = f.f_code
-        internal = _internal_code.get(code)
-        if internal is None:
-            internal = _internal_code[code] = _internal(code.co_filename)
-        if not internal:
-            return _new_instr(SourcePos, (code, f.f_lasti))
-        f = f.f_back
-    return None
 
 
 #: The NumPy-level functions that `Tracer`'s operators, methods and properties
