@@ -70,7 +70,7 @@ MAX_PASSES = 8        # one loop converted per pass
 MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-_PRIM, _OUT, _INS = (operator.itemgetter(k) for k in range(3))  # of an Instr
+_PRIM, _OUT, _INS, _PARAMS = (operator.itemgetter(k) for k in range(4))  # of an Instr
 
 
 class _Arrays:
@@ -127,20 +127,27 @@ class _Arrays:
         return self._valued_hash
 
     def _hash(self, const_code: np.ndarray) -> np.ndarray:
-        f = self.features.astype(np.uint64)
+        # in place where it can be: on a long tape each new array is fresh
+        # memory to fault in, which costs more than the arithmetic; uint64
+        # arithmetic wraps alike either way (and int64 -> uint64 keeps the bits)
+        f = self.features.view(np.uint64)
         local = np.zeros(self.n, np.uint64)
         for c in range(f.shape[1]):
-            local = (local ^ f[:, c]) * _MIX + np.uint64(c + 1)
+            _mix_in(local, f[:, c], c + 1)
         # operands without a producer: constants by ``const_code``, inputs by slot
-        leaf = np.where(self.ops < 0, np.uint64(1),
-                        np.where(self.is_const[self.ops], const_code[self.ops],
-                                 (self.ops + 3).astype(np.uint64)))
+        ops = self.ops
+        leaf = (ops + 3).view(np.uint64)
+        np.copyto(leaf, const_code[ops], where=self.is_const[ops])
+        leaf[ops < 0] = 1
+        no_producer = self.pp < 0
+        producer = np.maximum(self.pp, 0)
         h = local
         for _ in range(HASH_DEPTH):
-            child = np.where(self.pp >= 0, h[np.maximum(self.pp, 0)], leaf)
+            child = h[producer]
+            np.copyto(child, leaf, where=no_producer)
             new = local.copy()
             for m in range(MAX_ARITY):
-                new = (new ^ child[:, m]) * _MIX + np.uint64(m + 7)
+                _mix_in(new, child[:, m], m + 7)
             h = new
         return h
 
@@ -183,6 +190,13 @@ class _Arrays:
         return list(zip(starts[long].tolist(), steps[long].tolist()))
 
 
+def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
+    """h = (h ^ column) * _MIX + salt, in place (uint64, wrapping)."""
+    np.bitwise_xor(h, column, out=h)
+    np.multiply(h, _MIX, out=h)
+    np.add(h, np.uint64(salt), out=h)
+
+
 def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per instruction: a number for its primitive and parameters, its
@@ -203,13 +217,13 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
     by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
     kind = by_name.copy()
     keys: dict[Any, int] = {}
-    for k, i in enumerate(instrs):
-        if i.params:
-            try:
-                kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) \
-                    + len(ids)
-            except TypeError:  # unhashable parameters: they match nothing
-                kind[k] = -1 - k
+    # the instructions with parameters (few), picked out in C
+    for k in itertools.compress(range(n), map(_PARAMS, instrs)):
+        i = instrs[k]
+        try:
+            kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) + len(ids)
+        except TypeError:  # unhashable parameters: they match nothing
+            kind[k] = -1 - k
     effects = {ids[name] for name in ids if registry[name].effect is not None}
     blocked = arity > MAX_ARITY
     if effects:
@@ -637,8 +651,10 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
     # the divisors too, the shortest body covering the most instructions wins
     periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0})
     for period in periods:
-        alike = arrays.alike(period)
+        alike = None  # of the whole tape: computed for the periods with a stretch only
         for start, steps in arrays.stretches(period, min_trip):
+            if alike is None:
+                alike = arrays.alike(period)
             # the hashes of the first steps see initial values, not a previous
             # step: the run reaches as far as instructions look alike a step
             # apart, and its steps end where the last one does
