@@ -7,7 +7,8 @@ without changing what they produce.  Each tree runs in its own process,
 with its fastad first on ``sys.path``, on the same programs: those of the
 loop-program generators of tests/test_reroll_fuzz.py and
 tests/test_recurrence.py and of the program generator of tests/test_fuzz.py
-(drawn by hypothesis, derandomized: the same programs in every process),
+(drawn once by hypothesis, derandomized, in a process that only collects
+them, and pickled: every tree runs the very same programs),
 plus powloop, the RK4 fit and a chained logsumexp
 (benchmarks/first_calls.py).  Every program is compiled (``fa.compile``,
 ``backend="c"``) and differentiated; the digest of a program covers the
@@ -24,8 +25,11 @@ import argparse
 import hashlib
 import json
 import os
+import pickle
 import subprocess
 import sys
+import tempfile
+from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.join(os.path.dirname(HERE), "tests")
@@ -61,53 +65,75 @@ def _digest_run(fa, specializer, f, args, argnums=0) -> str:
     return h.hexdigest()[:16]
 
 
-def child(tree: str, programs: int) -> dict[str, str]:
-    sys.path.insert(0, tree)
+def _generators():
     sys.path.insert(1, TESTS)
     sys.path.insert(2, HERE)
-    import numpy as np
-    from hypothesis import Phase, given, settings
-    from hypothesis import strategies as st
-
-    import fastad as fa
-    from fastad import specializer
-    assert os.path.realpath(fa.__file__).startswith(os.path.realpath(tree) + os.sep)
-    import first_calls
     import test_fuzz
     import test_recurrence
     import test_reroll_fuzz
-    out: dict[str, str] = {}
+    return test_fuzz, test_recurrence, test_reroll_fuzz
+
+
+def generate(path: str, programs: int) -> None:
+    """Draw the programs (hypothesis, derandomized) and pickle them to ``path``.
+    The test bodies only collect: what a tree does with a program must not
+    steer which programs are drawn."""
+    import numpy as np
+    from hypothesis import Phase, given, settings
+    from hypothesis import strategies as st
+    test_fuzz, test_recurrence, test_reroll_fuzz = _generators()
+    drawn: list[tuple[str, Any]] = []
     once = settings(max_examples=programs, derandomize=True, database=None, deadline=None,
                     phases=[Phase.generate])
 
     @once
     @given(prog=test_reroll_fuzz.loop_programs(), seed=st.integers(0, 2**16))
     def reroll_programs(prog, seed):
-        A = test_reroll_fuzz.inputs(seed)[0]
-        out[f"reroll {len(out)}"] = _digest_run(fa, specializer, prog, (A,))
+        drawn.append(("reroll", (prog, seed)))
 
     @once
     @given(spec=test_recurrence.programs())
     def recurrence_programs(spec):
-        f = test_recurrence.make_program(spec)
-        out[f"recurrence {len(out)}"] = _digest_run(fa, specializer, f,
-                                                    test_recurrence._args(spec), argnums=(0, 2))
+        drawn.append(("recurrence", spec))
 
     @once
     @given(prog=test_fuzz.programs(), seed=st.integers(0, 2**16))
     def fuzz_programs(prog, seed):
-        if prog.complex or prog.dtype != np.float64:
-            return
-        loss = test_fuzz.weighted_loss(prog, test_fuzz.weights(prog, seed))
-        out[f"fuzz {len(out)}"] = _digest_run(fa, specializer, loss, prog.inputs,
-                                              argnums=tuple(range(len(prog.inputs))))
+        if not prog.complex and prog.dtype == np.float64:
+            drawn.append(("fuzz", (prog, seed)))
 
+    reroll_programs()
+    recurrence_programs()
+    fuzz_programs()
+    with open(path, "wb") as fh:
+        pickle.dump(drawn, fh)
+
+
+def child(tree: str, path: str) -> dict[str, str]:
+    sys.path.insert(0, tree)
+    import fastad as fa
+    from fastad import specializer
+    assert os.path.realpath(fa.__file__).startswith(os.path.realpath(tree) + os.sep)
+    test_fuzz, test_recurrence, test_reroll_fuzz = _generators()
+    import first_calls
+    with open(path, "rb") as fh:
+        drawn = pickle.load(fh)
+    out: dict[str, str] = {}
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        reroll_programs()
-        recurrence_programs()
-        fuzz_programs()
+        for k, (kind, what) in enumerate(drawn):
+            if kind == "reroll":
+                prog, seed = what
+                f, args, argnums = prog, (test_reroll_fuzz.inputs(seed)[0],), 0
+            elif kind == "recurrence":
+                f, args = test_recurrence.make_program(what), test_recurrence._args(what)
+                argnums = (0, 2)
+            else:
+                prog, seed = what
+                f = test_fuzz.weighted_loss(prog, test_fuzz.weights(prog, seed))
+                args, argnums = prog.inputs, tuple(range(len(prog.inputs)))
+            out[f"{kind} {k}"] = _digest_run(fa, specializer, f, args, argnums)
         for name in ("powloop-3000", "rk4-300", "lse-2000", "lj-20"):
             f, args = first_calls.workload(name)
             out[name] = _digest_run(fa, specializer, f, args)
@@ -118,19 +144,26 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--trees", default="/work/main," + os.path.dirname(HERE))
     parser.add_argument("--programs", type=int, default=40)
-    parser.add_argument("--child", default="")
+    parser.add_argument("--child", nargs=2, metavar=("TREE", "PROGRAMS_FILE"))
+    parser.add_argument("--generate", nargs=1, metavar="PROGRAMS_FILE")
     args = parser.parse_args()
+    if args.generate:
+        generate(args.generate[0], args.programs)
+        return
     if args.child:
-        print(json.dumps(child(args.child, args.programs)))
+        print(json.dumps(child(*args.child)))
         return
     results = {}
-    for tree in args.trees.split(","):
-        done = subprocess.run([sys.executable, __file__, "--child", tree,
-                               "--programs", str(args.programs)],
-                              capture_output=True, text=True, timeout=3000)
-        if done.returncode:
-            sys.exit(f"{tree}: {done.stderr[-2000:]}")
-        results[tree] = json.loads(done.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as scratch:
+        path = os.path.join(scratch, "programs.pickle")
+        subprocess.run([sys.executable, __file__, "--generate", path,
+                        "--programs", str(args.programs)], check=True, timeout=3000)
+        for tree in args.trees.split(","):
+            done = subprocess.run([sys.executable, __file__, "--child", tree, path],
+                                  capture_output=True, text=True, timeout=3000)
+            if done.returncode:
+                sys.exit(f"{tree}: {done.stderr[-2000:]}")
+            results[tree] = json.loads(done.stdout.strip().splitlines()[-1])
     (a, da), *rest = results.items()
     bad = 0
     for b, db in rest:

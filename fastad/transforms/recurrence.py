@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import itertools
 import operator
+import weakref
 from typing import Any
 
 import numpy as np
@@ -104,8 +105,16 @@ class _Arrays:
         # exact features: primitive and parameters, result and operand avals
         self.features, blocked = _features(tape, ops, outs, arity)
         self.blocked = blocked
-        self.hash = self._hash(np.full(nslots + 1, 2, np.uint64))
+        self._plain_hash: np.ndarray | None = None
         self._valued_hash: np.ndarray | None = None
+
+    @property
+    def hash(self) -> np.ndarray:
+        """The structural hash (constants all alike); computed when first
+        asked: rerolling reads the other arrays only (`arrays_of`)."""
+        if self._plain_hash is None:
+            self._plain_hash = self._hash(np.full(len(self.is_const), 2, np.uint64))
+        return self._plain_hash
 
     @property
     def valued_hash(self) -> np.ndarray:
@@ -188,6 +197,42 @@ class _Arrays:
         # the first steps' hashes see initial values: `_verify` looks back
         long = steps >= max(2, min_trip - HASH_DEPTH - 1)
         return list(zip(starts[long].tolist(), steps[long].tolist()))
+
+
+#: (weak reference to a tape, its size, its arrays): the arrays detection
+#: built last, kept while rerolling may read them (`arrays_of`); one tuple,
+#: replaced whole, so that threads tracing at once read a consistent one
+_last: tuple[Any, tuple[int, int, int], "_Arrays"] | None = None
+
+
+def _size(tape: Tape) -> tuple[int, int, int]:
+    return len(tape.instrs), len(tape.avals), len(tape.consts)
+
+
+def arrays_of(tape: Tape) -> _Arrays:
+    """The tape's `_Arrays`: those built last if they are this tape's and it
+    is unchanged since.  When detection finds no loop, rerolling works on the
+    same tape, and reads the same arrays."""
+    global _last
+    last = _last
+    if last is not None and last[0]() is tape and last[1] == _size(tape):
+        return last[2]
+    arrays = _Arrays(tape)
+    _last = (weakref.ref(tape, _dropped), _size(tape), arrays)
+    return arrays
+
+
+def _dropped(ref: Any) -> None:
+    global _last
+    last = _last
+    if last is not None and last[0] is ref:  # the tape is gone: so are its arrays
+        _last = None
+
+
+def forget_arrays() -> None:
+    """Let go of the arrays kept for rerolling (a long tape's are large)."""
+    global _last
+    _last = None
 
 
 def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
@@ -690,7 +735,7 @@ def _converted(tape: Tape, min_trip: int) -> Tape | None:
         current = tape if converted is None else converted
         if not 2 * min_trip <= len(current.instrs) <= MAX_INSTRUCTIONS:
             break
-        run = _best_run(_Arrays(current), min_trip)
+        run = _best_run(arrays_of(current), min_trip)
         if run is None:
             break
         new = _Rewriter(run).rewrite()
@@ -700,6 +745,8 @@ def _converted(tape: Tape, min_trip: int) -> Tape | None:
         # pass's hash walks the constants); slots keep their numbers, which
         # `reroll_bodies` looks values up by
         converted = eliminate_dead_code(new)
+    if converted is not None:
+        forget_arrays()  # rerolling reads the converted tape, not these
     return converted
 
 
