@@ -51,7 +51,7 @@ from __future__ import annotations
 import itertools
 import operator
 import weakref
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -111,7 +111,7 @@ class _Arrays:
     @property
     def hash(self) -> np.ndarray:
         """The structural hash (constants all alike); computed when first
-        asked: rerolling reads the other arrays only (`arrays_of`)."""
+        asked: rerolling reads the other arrays only (`columns_of`)."""
         if self._plain_hash is None:
             self._plain_hash = self._hash(np.full(len(self.is_const), 2, np.uint64))
         return self._plain_hash
@@ -199,40 +199,55 @@ class _Arrays:
         return list(zip(starts[long].tolist(), steps[long].tolist()))
 
 
-#: (weak reference to a tape, its size, its arrays): the arrays detection
-#: built last, kept while rerolling may read them (`arrays_of`); one tuple,
-#: replaced whole, so that threads tracing at once read a consistent one
-_last: tuple[Any, tuple[int, int, int], "_Arrays"] | None = None
+class Columns(NamedTuple):
+    """What rerolling's batched term matching reads of `_Arrays`
+    (`reroll_terms._Batches`), without the tape."""
+
+    producer: np.ndarray
+    ops: np.ndarray
+    features: np.ndarray
+    is_const: np.ndarray
+
+
+#: (weak reference to a tape, its size, its `Columns`): kept when detection
+#: finds no loop on a tape, for rerolling, which then works on the same tape
+#: (`columns_of`); one tuple, replaced whole, so that threads tracing at
+#: once read a consistent one.  No reference to the tape: once it is gone,
+#: so are they.
+_last: tuple[Any, tuple[int, int, int], Columns] | None = None
 
 
 def _size(tape: Tape) -> tuple[int, int, int]:
     return len(tape.instrs), len(tape.avals), len(tape.consts)
 
 
-def arrays_of(tape: Tape) -> _Arrays:
-    """The tape's `_Arrays`: those built last if they are this tape's and it
-    is unchanged since.  When detection finds no loop, rerolling works on the
-    same tape, and reads the same arrays."""
+def _keep_columns(tape: Tape, arrays: _Arrays) -> None:
     global _last
+    _last = (weakref.ref(tape, _dropped), _size(tape),
+             Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const))
+
+
+def columns_of(tape: Tape) -> Columns:
+    """The tape's `Columns`: those detection kept if they are this tape's and
+    it is unchanged since, else made now."""
     last = _last
     if last is not None and last[0]() is tape and last[1] == _size(tape):
         return last[2]
     arrays = _Arrays(tape)
-    _last = (weakref.ref(tape, _dropped), _size(tape), arrays)
-    return arrays
+    return Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const)
+
+
+def forget_columns() -> None:
+    """Let go of the columns kept for rerolling (a long tape's are large)."""
+    global _last
+    _last = None
 
 
 def _dropped(ref: Any) -> None:
     global _last
     last = _last
-    if last is not None and last[0] is ref:  # the tape is gone: so are its arrays
+    if last is not None and last[0] is ref:  # the tape is gone: so are its columns
         _last = None
-
-
-def forget_arrays() -> None:
-    """Let go of the arrays kept for rerolling (a long tape's are large)."""
-    global _last
-    _last = None
 
 
 def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
@@ -731,12 +746,16 @@ def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
 
 def _converted(tape: Tape, min_trip: int) -> Tape | None:
     converted = None
+    forget_columns()
     for _ in range(MAX_PASSES):
         current = tape if converted is None else converted
         if not 2 * min_trip <= len(current.instrs) <= MAX_INSTRUCTIONS:
             break
-        run = _best_run(arrays_of(current), min_trip)
+        arrays = _Arrays(current)
+        run = _best_run(arrays, min_trip)
         if run is None:
+            if converted is None:  # rerolling may work on this tape next
+                _keep_columns(tape, arrays)
             break
         new = _Rewriter(run).rewrite()
         if new is None:
@@ -745,8 +764,6 @@ def _converted(tape: Tape, min_trip: int) -> Tape | None:
         # pass's hash walks the constants); slots keep their numbers, which
         # `reroll_bodies` looks values up by
         converted = eliminate_dead_code(new)
-    if converted is not None:
-        forget_arrays()  # rerolling reads the converted tape, not these
     return converted
 
 

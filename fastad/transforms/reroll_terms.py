@@ -378,7 +378,7 @@ MIN_BATCH = 8      # terms matched together at first; doubled while all match
 
 class _Batches:
     """Terms matched against their template many at a time, on the tape's
-    arrays (`recurrence.arrays_of`: detection's, when it saw this tape).
+    arrays (`recurrence.columns_of`: detection's, when it saw this tape).
     The vectorized checks are stricter than `_matched`'s (a constant or
     parameters that compare equal but differ in bits, an operand beyond the
     arrays' MAX_ARITY columns fail them), so a term that passes them is one
@@ -438,8 +438,8 @@ class _Batches:
 
     def _columns(self) -> Any:
         if self.cols is None:
-            from .recurrence import MAX_ARITY, arrays_of
-            cols = arrays_of(self.ix.tape)
+            from .recurrence import MAX_ARITY, columns_of
+            cols = columns_of(self.ix.tape)
             nslots = len(cols.is_const)
             blocked = np.zeros(nslots, bool)
             blocked[np.fromiter(self.blocked, np.int64, len(self.blocked))] = True
