@@ -6,7 +6,9 @@ canonical DAG, numbered in post-order (its signature), with the constants
 and take indices that may differ between iterations.  `_terms` finds a
 chain's terms: the first of each kind is walked (`_Term._visit`), the
 others are matched against it (`_matched`), a loop's terms being copies of
-one DAG; a term that does not match is walked.
+one DAG; a term that does not match is walked.  Once a template has
+matched a few terms in a row, the next are matched in batches on the
+tape's arrays (`_Batches`), with the same results.
 """
 from __future__ import annotations
 
@@ -268,23 +270,22 @@ def _terms(ix: _TapeIndex, chain: Any, foreign: set[int]) -> list[_Term]:
         try:
             members.setdefault(key, []).append(k)
         except TypeError:  # parameters that cannot be hashed: walked, never a template
-            key = _UNHASHABLE
+            key = None
         keys.append(key)
     templates: dict[Any, _Term] = {}
     batch = _Batches(ix, chain, bounds, blocked, arrays, members)
     terms: list[_Term] = []
     for k, (t, bound, key) in enumerate(zip(chain.terms, bounds, keys)):
-        template = templates.get(key) if key is not _UNHASHABLE else None
+        # (key None: a term that is an input or a constant, or whose
+        # parameters cannot be hashed: walked, never a template)
+        template = templates.get(key) if key is not None else None
         term = batch.term(template, key, k, t, bound) if template is not None else None
         if term is None:
             term = _Term(ix, t, bound, own, arrays, foreign)
-            if term.ok and key is not _UNHASHABLE:
+            if term.ok and key is not None:
                 templates[key] = term
         terms.append(term)
     return terms
-
-
-_UNHASHABLE = object()  # the key of a term whose root's parameters cannot be hashed
 
 
 def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term | None:
