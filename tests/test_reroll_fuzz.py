@@ -385,6 +385,45 @@ def test_terms_matched_against_a_template_are_what_the_walk_finds(prog: LoopProg
     record_count("reroll terms matched against a template", matched)
 
 
+@pytest.mark.parametrize("odd", [None, 3, 30, 63])
+def test_terms_matched_in_batches_are_what_the_walk_finds(odd: Any, monkeypatch: Any) -> None:
+    """A long loop's terms are matched many at a time on the tape's arrays
+    (`reroll_terms._Batches`); an iteration computing something else
+    (``odd``) fails the batch's checks and is walked. Every term is the one
+    `_Term` walks, and most came from batches."""
+    from fastad.transforms import reroll as rr
+    from fastad.transforms import reroll_terms
+
+    def f(x):
+        s = 0.0
+        for i in range(len(x)):
+            # (the odd term's root is a log too: it is in the batches, and fails them)
+            s = s + np.log(1.0 + x[i] ** 2 if i != odd else 2.0 + np.sin(x[i])) + x[i] ** 4
+        return s
+    batched = []
+    copies = reroll_terms._copies
+
+    def counted(template, bounds, S):
+        batched.append(len(bounds))
+        return copies(template, bounds, S)
+    monkeypatch.setattr(reroll_terms, "_copies", counted)
+    x = np.random.default_rng(0).uniform(-1.5, 1.5, 64)
+    tape = fa.make_tape(f)(x)
+    ix = rr._TapeIndex(tape)
+    (chain,) = [c for c in rr._chains(ix, exact_sums=False) if c.kind == "sum"]
+    terms = rr._terms(ix, chain, set())
+    for term, root in zip(terms, chain.terms):
+        walked = rr._Term(ix, root, term._bound, term._own, term._arrays, term._foreign)
+        assert (term.ok, term.nodes, term.slots, term.ints, term.shared) == \
+            (walked.ok, walked.nodes, walked.slots, walked.ints, walked.shared)
+        assert all(type(a) is type(b) and np.array_equal(a, b)
+                   for a, b in zip(term.varying, walked.varying))
+    assert sum(n for n in batched if n > 1) > len(terms) // 2
+    rolled = rr.reroll(tape, [x])
+    assert rolled is not None and len(rolled.instrs) < len(tape.instrs) // 4
+    assert_close(evaluate(rolled, [x])[0], evaluate(tape, [x])[0], "reassociated sums")
+
+
 # -- the failure classes found, as plain regression tests ----------------------------
 def nested_stacks_of_sums(A: Any) -> Any:
     """A take of a take per term: the indices of the inner take were handed

@@ -26,6 +26,8 @@ from .arrays import is_made_here, plain_array, same_bits, scalar_key
 from .errors import TracingError
 from .registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, _scalar_avals, aval_of
+# what a traced value can do (re-exported: the rest of fastad imports them from here)
+from .traced import _TRACERS, FRONT_END, ArrayTracer, Tracer, new_tracer  # noqa: F401
 
 # fastad's own frames are not user lines: the package is the folder above core/
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -214,9 +216,17 @@ class Builder:
 
     def record(self, prim: Primitive, args: Sequence[Any], params: dict[str, Any],
                value: Any) -> "Tracer":
-        # The hot path of tracing: one call per traced operation.
-        ins = tuple([a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a)
-                     for a in args])
+        # The hot path of tracing: one call per traced operation, most of one
+        # or two operands (spelled out: a comprehension costs a frame)
+        if len(args) == 2:
+            a, b = args
+            ins = (a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a),
+                   b.slot if type(b) in _TRACERS and b.builder is self else self.slot_of(b))
+        elif len(args) == 1 and type(args[0]) in _TRACERS and args[0].builder is self:
+            ins = (args[0].slot,)
+        else:
+            ins = tuple([a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a)
+                         for a in args])
         tape = self.tape
         out = len(tape.avals)
         self.values.append(value)
@@ -225,7 +235,20 @@ class Builder:
             tape.avals.append(_new_instr(Aval, (value.shape, value.dtype)))
         else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
             tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
-        line = self.line_override or (_user_line() if self.record_lines else None)
+        line = self.line_override
+        if not line:
+            line = None
+            if self.record_lines:  # `_user_line`, inlined: asked per operation
+                f = sys._getframe(2)  # the caller of `bind`
+                while f is not None:
+                    code = f.f_code
+                    internal = _internal_code.get(id(code))
+                    if internal is None:
+                        internal = _code_is_internal(code)
+                    if not internal:
+                        line = _new_instr(SourcePos, (code, f.f_lasti))
+                        break
+                    f = f.f_back
         ordered = tuple(sorted(params.items())) if params else ()
         tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, ordered, line)))
         if kind is np.ndarray and (self.release or self.release_exact or self.drop_unread) \
@@ -435,22 +458,25 @@ def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
 
 def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     """Apply a primitive: compute it, and record it if any argument is traced."""
-    for a in args:
+    if len(args) == 2:  # most operations: spelled out, as no comprehension's frame is cheap
+        a, b = args
         if type(a) in _TRACERS:
-            break
-    else:  # plain values (an eager gradient's sweep): no trace to record into
-        if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
-            return prim.in_place_impl(*args, **params)
-        try:
-            return prim.impl(*args, **params)
-        except Exception:
-            if not any(type(a) in _SEQUENCES and _holds_tracer(a) for a in args):
-                raise
-        # a list holding traced values ([t, 1.0]): the traced array of it
-        return bind(prim, *[FRONT_END["asarray"](a) if type(a) in _SEQUENCES else a
-                            for a in args], **params)
-    values = [a.value if type(a) in _TRACERS else
-              sequence_value(a) if type(a) in _SEQUENCES else a for a in args]
+            values = [a.value, b.value if type(b) in _TRACERS else
+                      sequence_value(b) if type(b) in _SEQUENCES else b]
+        elif type(b) in _TRACERS:
+            values = [sequence_value(a) if type(a) in _SEQUENCES else a, b.value]
+        else:
+            return _bind_plain(prim, args, params)
+    elif len(args) == 1 and type(args[0]) in _TRACERS:
+        values = [args[0].value]
+    else:
+        for a in args:
+            if type(a) in _TRACERS:
+                break
+        else:
+            return _bind_plain(prim, args, params)
+        values = [a.value if type(a) in _TRACERS else
+                  sequence_value(a) if type(a) in _SEQUENCES else a for a in args]
     stack = _traces.stack
     if not stack:
         raise TracingError(
@@ -479,6 +505,20 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         if keep is not None:
             return keep(out, args[0])
     return out
+
+
+def _bind_plain(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) -> Any:
+    """`bind` of plain values (an eager gradient's sweep): no trace to record into."""
+    if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
+        return prim.in_place_impl(*args, **params)
+    try:
+        return prim.impl(*args, **params)
+    except Exception:
+        if not any(type(a) in _SEQUENCES and _holds_tracer(a) for a in args):
+            raise
+    # a list holding traced values ([t, 1.0]): the traced array of it
+    return bind(prim, *[FRONT_END["asarray"](a) if type(a) in _SEQUENCES else a
+                        for a in args], **params)
 
 
 #: type of an integer traced value -> (result, operand) -> the result as an
@@ -551,7 +591,18 @@ def _internal(filename: str) -> bool:
     return filename.startswith(_PKG_DIR) and filename != _TOUR
 
 
-_internal_code: dict[Any, bool] = {}  # code object -> _internal(its file): asked per operation
+#: id(code object) -> _internal(its file): asked per frame of every traced
+#: operation, by id (a code object's own hash digests its bytecode and
+#: constants each time); `_seen_code` holds the code objects, so that no id is
+#: reused while it is a key
+_internal_code: dict[int, bool] = {}
+_seen_code: list[Any] = []
+
+
+def _code_is_internal(code: Any) -> bool:
+    _seen_code.append(code)
+    internal = _internal_code[id(code)] = _internal(code.co_filename)
+    return internal
 
 
 def user_stacklevel() -> int:
@@ -561,379 +612,3 @@ def user_stacklevel() -> int:
         f = f.f_back
         level += 1
     return level
-
-
-def _user_line() -> SourcePos | None:
-    f = sys._getframe(3)
-    while f is not None:
-        code = f.f_code
-        internal = _internal_code.get(code)
-        if internal is None:
-            internal = _internal_code[code] = _internal(code.co_filename)
-        if not internal:
-            return _new_instr(SourcePos, (code, f.f_lasti))
-        f = f.f_back
-    return None
-
-
-#: The NumPy-level functions that `Tracer`'s operators, methods and properties
-#: apply, by name: filled in by `fastad.numpy` when it is imported (it is,
-#: by ``import fastad``, before any value can be traced).  The class body
-#: below says what a traced value can do; fastad.numpy says how.  tracer.py
-#: does not import fastad.numpy: fastad.numpy is written on top of this
-#: module (`Tracer`, `bind`, the builder), so a module-level import here would
-#: be a cycle, and an import inside each operator would cost an import
-#: statement per traced operation, on tracing's hot path.
-FRONT_END: dict[str, Callable[..., Any]] = {}
-
-
-#: the types of nearly every traced value, whose shape and dtype are attributes
-_NUMPY_VALUES = frozenset({np.ndarray, np.float64, np.float32, np.complex128, np.complex64,
-                           np.bool_, np.int64})
-
-
-def _method(name: str) -> Callable[..., Any]:
-    """A method of a traced value that applies ``FRONT_END[name]`` to it."""
-    def method(self: "Tracer", *args: Any, **kwargs: Any) -> Any:
-        return FRONT_END[name](self, *args, **kwargs)
-    method.__name__ = name
-    return method
-
-
-class Tracer:
-    """A value being traced.  Behaves like a NumPy array of its shape and dtype."""
-
-    # view_of: how fastad.numpy keeps this value consistent with the array it
-    # is a NumPy view of (a `_View`); views: weak references to the values made
-    # as views of this one.  Both unset until a view is taken
-    # (fastad/numpy/_views.py).
-    __slots__ = ("builder", "slot", "value", "view_of", "views", "__weakref__")
-    __array_priority__ = 1000.0
-
-    def __init__(self, builder: Builder, slot: int, value: Any) -> None:
-        self.builder = builder
-        self.slot = slot
-        self.value = value
-
-    # -- what NumPy code asks of an array ----------------------------------
-    @property
-    def aval(self) -> Aval:
-        return self.builder.tape.avals[self.slot]
-
-    # Asked several times per traced operation by the front end: NumPy's own
-    # attributes where the value is an array or NumPy scalar (it nearly
-    # always is), its functions otherwise.
-    @property
-    def shape(self) -> tuple[int, ...]:
-        v = self.value
-        return v.shape if type(v) in _NUMPY_VALUES else np.shape(v)
-
-    @property
-    def dtype(self) -> np.dtype:
-        v = self.value
-        return v.dtype if type(v) in _NUMPY_VALUES else np.result_type(v)
-
-    @property
-    def ndim(self) -> int:
-        v = self.value
-        return v.ndim if type(v) in _NUMPY_VALUES else np.ndim(v)
-
-    @property
-    def size(self) -> int:
-        v = self.value
-        return v.size if type(v) in _NUMPY_VALUES else int(np.size(v))
-
-    @property
-    def itemsize(self) -> int:
-        return self.dtype.itemsize
-
-    @property
-    def nbytes(self) -> int:
-        return self.size * self.dtype.itemsize
-
-    def __repr__(self) -> str:
-        return f"Tracer(%{self.slot}: {aval_of(self.value)})"
-
-    # -- leaving the trace is an error, never a silent constant -----------
-    def _leave(self, what: str, fix: str) -> Any:
-        from .errors import library_counterpart
-        from .int_data import IntValueNeeded, data_sources
-        sources = data_sources()
-        if sources:  # perhaps computed from integers taken as data (labels.max()): by value
-            raise IntValueNeeded(sources)
-        ours = library_counterpart()
-        if ours is not None:
-            fix = f"The library function called converts its arguments; call {ours} instead."
-        raise TracingError(f"{what} on a traced value would make it a constant and lose its "
-                           f"derivative. {fix}")
-
-    def __float__(self) -> float:
-        if self.dtype.kind in "iub":
-            return float(self._guarded_integers())
-        return self._leave("float() (or storing it into a NumPy array)",
-                           "Keep it an array: use numpy functions on it, and build arrays of "
-                           "traced values with np.stack or fastad.numpy.zeros plus assignment.")
-
-    def __int__(self) -> int:
-        if self.dtype.kind in "iub":
-            return int(self._guarded_integers())
-        return self._leave("int()", "Keep it an array: use fastad.numpy / numpy functions.")
-
-    def _guarded_integers(self) -> np.ndarray:
-        """The values of an integer or boolean traced value wanted as plain
-        ones (indexing a NumPy array with indices computed from x, ``range``
-        of a count): they have no derivative to lose, so they are given, and
-        a guard records that a compiled replay must see the same values (a
-        change retraces).  From integers taken as data they key those
-        arguments by value instead (`IntValueNeeded`)."""
-        from .int_data import IntValueNeeded, data_sources
-        sources = data_sources()
-        if sources:
-            raise IntValueNeeded(sources)
-        return FRONT_END["concrete"](self)
-
-    def __complex__(self) -> complex:
-        return self._leave("complex()", "Keep it an array.")
-
-    def __index__(self) -> int:
-        if self.dtype.kind in "iu" and not self.shape:
-            return int(self._guarded_integers())
-        return self._leave("using it as an index", "Index with Python ints or constant arrays.")
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        if self.dtype.kind in "iub":
-            values = self._guarded_integers()
-            return values if dtype is None else values.astype(dtype)
-        return self._leave(
-            "np.asarray()/np.array() (or storing it into a NumPy array)",
-            "Use fastad.numpy.stack/concatenate, or create the array with fastad.numpy.zeros "
-            "and assign into it; math.* functions need numpy.* instead.")
-
-    def item(self, *args: Any) -> Any:
-        if self.dtype.kind in "iub":  # no derivative to lose: the value, under a guard
-            return self._guarded_integers().item(*args)
-        raise TracingError(".item()/.tolist() on a traced value would make it a constant and "
-                           "lose its derivative; keep it an array")
-
-    def tolist(self) -> Any:
-        if self.dtype.kind in "iub":
-            return self._guarded_integers().tolist()
-        return self.item()
-
-    # A 0-d value is indexed as NumPy's 0-d arrays are (x[None], x[()],
-    # x[...]), yet is no sequence: len() and iteration raise, so NumPy's
-    # array coercion takes it for a scalar and Python's fallback iteration
-    # (which stops at the first IndexError) never yields an empty list.
-    def __getitem__(self, key: Any) -> Any:
-        return FRONT_END["getitem"](self, key)
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        FRONT_END["setitem"](self, key, value)
-
-    def __len__(self) -> int:
-        raise TypeError("len() of unsized object")
-
-    def __iter__(self):
-        raise TypeError("iteration over a 0-d array")
-
-    def __bool__(self) -> bool:
-        from .guards import record_guard
-        return record_guard(self)
-
-    def __hash__(self) -> int:  # defining __eq__ would otherwise unset it
-        return id(self)
-
-    # -- NumPy dispatch protocols -----------------------------------------
-    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
-
-    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
-        return FRONT_END["function"](func, args, kwargs)
-
-    # -- operators ----------------------------------------------------------
-    def __add__(self, other: Any) -> Any:
-        return FRONT_END["add"](self, other)
-
-    def __radd__(self, other: Any) -> Any:
-        return FRONT_END["add"](other, self)
-
-    def __sub__(self, other: Any) -> Any:
-        return FRONT_END["subtract"](self, other)
-
-    def __rsub__(self, other: Any) -> Any:
-        return FRONT_END["subtract"](other, self)
-
-    def __mul__(self, other: Any) -> Any:
-        return FRONT_END["multiply"](self, other)
-
-    def __rmul__(self, other: Any) -> Any:
-        return FRONT_END["multiply"](other, self)
-
-    def __truediv__(self, other: Any) -> Any:
-        return FRONT_END["divide"](self, other)
-
-    def __rtruediv__(self, other: Any) -> Any:
-        return FRONT_END["divide"](other, self)
-
-    def __pow__(self, other: Any) -> Any:
-        return FRONT_END["power"](self, other)
-
-    def __rpow__(self, other: Any) -> Any:
-        return FRONT_END["power"](other, self)
-
-    def __mod__(self, other: Any) -> Any:
-        return FRONT_END["remainder"](self, other)
-
-    def __rmod__(self, other: Any) -> Any:
-        return FRONT_END["remainder"](other, self)
-
-    def __floordiv__(self, other: Any) -> Any:
-        return FRONT_END["floor_divide"](self, other)
-
-    def __rfloordiv__(self, other: Any) -> Any:
-        return FRONT_END["floor_divide"](other, self)
-
-    def __divmod__(self, other: Any) -> Any:
-        return FRONT_END["divmod"](self, other)
-
-    def __rdivmod__(self, other: Any) -> Any:
-        return FRONT_END["divmod"](other, self)
-
-    def __matmul__(self, other: Any) -> Any:
-        return FRONT_END["matmul"](self, other)
-
-    def __rmatmul__(self, other: Any) -> Any:
-        return FRONT_END["matmul"](other, self)
-
-    def __neg__(self) -> Any:
-        return FRONT_END["negative"](self)
-
-    def __pos__(self) -> Any:
-        return FRONT_END["positive"](self)
-
-    def __abs__(self) -> Any:
-        return FRONT_END["absolute"](self)
-
-    def __lt__(self, other: Any) -> Any:
-        return FRONT_END["less"](self, other)
-
-    def __le__(self, other: Any) -> Any:
-        return FRONT_END["less_equal"](self, other)
-
-    def __gt__(self, other: Any) -> Any:
-        return FRONT_END["greater"](self, other)
-
-    def __ge__(self, other: Any) -> Any:
-        return FRONT_END["greater_equal"](self, other)
-
-    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
-        return FRONT_END["equal"](self, other)
-
-    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
-        return FRONT_END["not_equal"](self, other)
-
-    def __and__(self, other: Any) -> Any:
-        return FRONT_END["logical_and"](self, other)
-
-    def __or__(self, other: Any) -> Any:
-        return FRONT_END["logical_or"](self, other)
-
-    def __invert__(self) -> Any:
-        return FRONT_END["logical_not"](self)
-
-    # ``v op= b``: a 0-d traced value is immutable like a NumPy scalar (Python
-    # rebinds the name to ``v op b``) unless it is a 0-d view of an array,
-    # which it writes into (fastad.numpy's in-place functions decide)
-    __iadd__ = _method("in_place_add_0d")
-    __isub__ = _method("in_place_subtract_0d")
-    __imul__ = _method("in_place_multiply_0d")
-    __itruediv__ = _method("in_place_divide_0d")
-    __ipow__ = _method("in_place_power_0d")
-
-    # -- NumPy's array methods and properties ---------------------------------
-    sum = _method("sum")
-    mean = _method("mean")
-    prod = _method("prod")
-    max = _method("max")
-    min = _method("min")
-    var = _method("var")
-    std = _method("std")
-    cumsum = _method("cumsum")
-    dot = _method("dot")
-    clip = _method("clip")
-    astype = _method("astype")
-    copy = _method("copy")
-    any = _method("any")
-    all = _method("all")
-    trace = _method("trace")
-    put = _method("put")
-    cumprod = _method("cumprod")
-    round = _method("round")  # noqa: A003 - NumPy's name
-    repeat = _method("repeat")
-    take = _method("take")
-    compress = _method("compress_method")
-    choose = _method("choose")
-    # with no derivative: plain results (guarded), as fastad.numpy's functions
-    argmax = _method("argmax")
-    argmin = _method("argmin")
-    argsort = _method("argsort")
-    argpartition = _method("argpartition")
-    nonzero = _method("nonzero")
-    searchsorted = _method("searchsorted")
-    # those whose NumPy result may be a view of the array
-    ravel = _method("ravel_method")
-    squeeze = _method("squeeze_method")
-    swapaxes = _method("swapaxes_method")
-    diagonal = _method("diagonal_method")
-    reshape = _method("reshape_method")
-    transpose = _method("transpose_method")
-    view = _method("view_method")
-    conj = conjugate = _method("conj_method")
-    flatten = _method("flatten_method")
-    # those that write into the array
-    sort = _method("sort_method")
-    partition = _method("partition_method")
-    fill = _method("fill_method")
-
-    T = property(_method("T"))
-    at = property(_method("at"))  # JAX's x.at[idx].set(v) and the other functional updates
-    mT = property(_method("mT"))
-    base = property(_method("base"))
-    real = property(_method("real_property"), _method("set_real"))
-    imag = property(_method("imag_property"), _method("set_imag"))
-
-
-class ArrayTracer(Tracer):
-    """A traced value with at least one axis: it can be iterated and measured
-    with len().  0-d values are plain `Tracer`s, whose len() raises as a 0-d
-    array's does, so that NumPy does not mistake them for sequences: storing
-    one into an array then raises the TracingError of ``float()`` instead of
-    NumPy's "setting an array element with a sequence"."""
-
-    __slots__ = ()
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-    def __iter__(self):
-        return (self[i] for i in range(self.shape[0]))
-
-    # ``a op= b`` writes into a, where every name for it (and every view of
-    # its memory) sees the change, as NumPy's in-place operators do
-    __iadd__ = _method("in_place_add")
-    __isub__ = _method("in_place_subtract")
-    __imul__ = _method("in_place_multiply")
-    __itruediv__ = _method("in_place_divide")
-    __ipow__ = _method("in_place_power")
-    __imatmul__ = _method("in_place_matmul")
-
-
-# the classes of traced values `bind` records: these two, and the integer and
-# boolean arguments taken as data (`int_data` adds its classes when imported)
-_TRACERS = {Tracer, ArrayTracer}
-
-
-def new_tracer(builder: Builder, slot: int, value: Any) -> Tracer:
-    ndim = value.ndim if isinstance(value, (np.ndarray, np.generic)) else np.ndim(value)
-    cls = ArrayTracer if ndim else Tracer
-    return cls(builder, slot, value)

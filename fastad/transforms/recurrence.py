@@ -50,7 +50,8 @@ from __future__ import annotations
 
 import itertools
 import operator
-from typing import Any
+import weakref
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -70,7 +71,7 @@ MAX_PASSES = 8        # one loop converted per pass
 MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-_PRIM, _OUT, _INS = (operator.itemgetter(k) for k in range(3))  # of an Instr
+_PRIM, _OUT, _INS, _PARAMS = (operator.itemgetter(k) for k in range(4))  # of an Instr
 
 
 class _Arrays:
@@ -104,8 +105,16 @@ class _Arrays:
         # exact features: primitive and parameters, result and operand avals
         self.features, blocked = _features(tape, ops, outs, arity)
         self.blocked = blocked
-        self.hash = self._hash(np.full(nslots + 1, 2, np.uint64))
+        self._plain_hash: np.ndarray | None = None
         self._valued_hash: np.ndarray | None = None
+
+    @property
+    def hash(self) -> np.ndarray:
+        """The structural hash (constants all alike); computed when first
+        asked: rerolling reads the other arrays only (`columns_of`)."""
+        if self._plain_hash is None:
+            self._plain_hash = self._hash(np.full(len(self.is_const), 2, np.uint64))
+        return self._plain_hash
 
     @property
     def valued_hash(self) -> np.ndarray:
@@ -127,20 +136,27 @@ class _Arrays:
         return self._valued_hash
 
     def _hash(self, const_code: np.ndarray) -> np.ndarray:
-        f = self.features.astype(np.uint64)
+        # in place where it can be: on a long tape each new array is fresh
+        # memory to fault in, which costs more than the arithmetic; uint64
+        # arithmetic wraps alike either way (and int64 -> uint64 keeps the bits)
+        f = self.features.view(np.uint64)
         local = np.zeros(self.n, np.uint64)
         for c in range(f.shape[1]):
-            local = (local ^ f[:, c]) * _MIX + np.uint64(c + 1)
+            _mix_in(local, f[:, c], c + 1)
         # operands without a producer: constants by ``const_code``, inputs by slot
-        leaf = np.where(self.ops < 0, np.uint64(1),
-                        np.where(self.is_const[self.ops], const_code[self.ops],
-                                 (self.ops + 3).astype(np.uint64)))
+        ops = self.ops
+        leaf = (ops + 3).view(np.uint64)
+        np.copyto(leaf, const_code[ops], where=self.is_const[ops])
+        leaf[ops < 0] = 1
+        no_producer = self.pp < 0
+        producer = np.maximum(self.pp, 0)
         h = local
         for _ in range(HASH_DEPTH):
-            child = np.where(self.pp >= 0, h[np.maximum(self.pp, 0)], leaf)
+            child = h[producer]
+            np.copyto(child, leaf, where=no_producer)
             new = local.copy()
             for m in range(MAX_ARITY):
-                new = (new ^ child[:, m]) * _MIX + np.uint64(m + 7)
+                _mix_in(new, child[:, m], m + 7)
             h = new
         return h
 
@@ -183,6 +199,64 @@ class _Arrays:
         return list(zip(starts[long].tolist(), steps[long].tolist()))
 
 
+class Columns(NamedTuple):
+    """What rerolling's batched term matching reads of `_Arrays`
+    (`reroll_terms._Batches`), without the tape."""
+
+    producer: np.ndarray
+    ops: np.ndarray
+    features: np.ndarray
+    is_const: np.ndarray
+
+
+#: (weak reference to a tape, its size, its `Columns`): kept when detection
+#: finds no loop on a tape, for rerolling, which then works on the same tape
+#: (`columns_of`); one tuple, replaced whole, so that threads tracing at
+#: once read a consistent one.  No reference to the tape: once it is gone,
+#: so are they.
+_last: tuple[Any, tuple[int, int, int], Columns] | None = None
+
+
+def _size(tape: Tape) -> tuple[int, int, int]:
+    return len(tape.instrs), len(tape.avals), len(tape.consts)
+
+
+def _keep_columns(tape: Tape, arrays: _Arrays) -> None:
+    global _last
+    _last = (weakref.ref(tape, _dropped), _size(tape),
+             Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const))
+
+
+def columns_of(tape: Tape) -> Columns:
+    """The tape's `Columns`: those detection kept if they are this tape's and
+    it is unchanged since, else made now."""
+    last = _last
+    if last is not None and last[0]() is tape and last[1] == _size(tape):
+        return last[2]
+    arrays = _Arrays(tape)
+    return Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const)
+
+
+def forget_columns() -> None:
+    """Let go of the columns kept for rerolling (a long tape's are large)."""
+    global _last
+    _last = None
+
+
+def _dropped(ref: Any) -> None:
+    global _last
+    last = _last
+    if last is not None and last[0] is ref:  # the tape is gone: so are its columns
+        _last = None
+
+
+def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
+    """h = (h ^ column) * _MIX + salt, in place (uint64, wrapping)."""
+    np.bitwise_xor(h, column, out=h)
+    np.multiply(h, _MIX, out=h)
+    np.add(h, np.uint64(salt), out=h)
+
+
 def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """Per instruction: a number for its primitive and parameters, its
@@ -203,13 +277,13 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
     by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
     kind = by_name.copy()
     keys: dict[Any, int] = {}
-    for k, i in enumerate(instrs):
-        if i.params:
-            try:
-                kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) \
-                    + len(ids)
-            except TypeError:  # unhashable parameters: they match nothing
-                kind[k] = -1 - k
+    # the instructions with parameters (few), picked out in C
+    for k in itertools.compress(range(n), map(_PARAMS, instrs)):
+        i = instrs[k]
+        try:
+            kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) + len(ids)
+        except TypeError:  # unhashable parameters: they match nothing
+            kind[k] = -1 - k
     effects = {ids[name] for name in ids if registry[name].effect is not None}
     blocked = arity > MAX_ARITY
     if effects:
@@ -637,8 +711,10 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | 
     # the divisors too, the shortest body covering the most instructions wins
     periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0})
     for period in periods:
-        alike = arrays.alike(period)
+        alike = None  # of the whole tape: computed for the periods with a stretch only
         for start, steps in arrays.stretches(period, min_trip):
+            if alike is None:
+                alike = arrays.alike(period)
             # the hashes of the first steps see initial values, not a previous
             # step: the run reaches as far as instructions look alike a step
             # apart, and its steps end where the last one does
@@ -670,12 +746,16 @@ def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
 
 def _converted(tape: Tape, min_trip: int) -> Tape | None:
     converted = None
+    forget_columns()
     for _ in range(MAX_PASSES):
         current = tape if converted is None else converted
         if not 2 * min_trip <= len(current.instrs) <= MAX_INSTRUCTIONS:
             break
-        run = _best_run(_Arrays(current), min_trip)
+        arrays = _Arrays(current)
+        run = _best_run(arrays, min_trip)
         if run is None:
+            if converted is None:  # rerolling may work on this tape next
+                _keep_columns(tape, arrays)
             break
         new = _Rewriter(run).rewrite()
         if new is None:

@@ -6,10 +6,14 @@ canonical DAG, numbered in post-order (its signature), with the constants
 and take indices that may differ between iterations.  `_terms` finds a
 chain's terms: the first of each kind is walked (`_Term._visit`), the
 others are matched against it (`_matched`), a loop's terms being copies of
-one DAG; a term that does not match is walked.
+one DAG; a term that does not match is walked.  Once a template has
+matched a few terms in a row, the next are matched in batches on the
+tape's arrays (`_Batches`), with the same results.
 """
 from __future__ import annotations
 
+import bisect
+import itertools
 from typing import Any
 
 import numpy as np
@@ -117,6 +121,7 @@ class _Term:
         self.shared: list[int] = []    # slots the term reads from outside itself
         self._number: dict[int, int] = {}
         self._plan: list[tuple[int, Any, tuple[int, ...]]] | None = None
+        self._collect: list[tuple[int, int]] | None = None
         self.ok = True
         self.root = self._visit(root)
         self.signature: Any = tuple(self.nodes) if self.ok else object()
@@ -218,6 +223,15 @@ class _Term:
                                                    reversed(self.nodes), reversed(self.slots))]
         return self._plan
 
+    def collected(self) -> list[tuple[int, int]]:
+        """(what, number) of the nodes a copy of this term collects values
+        of, in node order: 0 a shared slot, 1 a constant, 2 a take's index."""
+        if self._collect is None:
+            what = {"shared": 0, "const": 1, "take": 2, "take_chain": 2}
+            self._collect = [(what[node[0]], j) for j, node in enumerate(self.nodes)
+                             if node[0] in what]
+        return self._collect
+
     def _shared(self, slot: int) -> Any:
         self.shared.append(slot)
         return ("shared", slot)
@@ -245,19 +259,27 @@ def _terms(ix: _TapeIndex, chain: Any, foreign: set[int]) -> list[_Term]:
     start = ix.position.get(chain.before, -1)
     bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
               for k in range(len(chain.links))]
-    terms: list[_Term] = []
     # a loop's terms are copies of one DAG: each is matched against the last
     # term walked whose root computes the same (`_matched`), walked if it differs
-    templates: dict[Any, _Term] = {}
     producer, blocked = ix.producer, own | foreign
-    for t, bound in zip(chain.terms, bounds):
+    keys: list[Any] = []
+    members: dict[Any, list[int]] = {}  # the terms of each key, in chain order
+    for k, t in enumerate(chain.terms):
         ins = producer.get(t)
         key = (ins.prim, ins.params, ix.tape.avals[t]) if ins is not None else None
         try:
-            template = templates.get(key)
+            members.setdefault(key, []).append(k)
         except TypeError:  # parameters that cannot be hashed: walked, never a template
-            key = template = None
-        term = _matched(template, t, bound, blocked) if template is not None else None
+            key = None
+        keys.append(key)
+    templates: dict[Any, _Term] = {}
+    batch = _Batches(ix, chain, bounds, blocked, arrays, members)
+    terms: list[_Term] = []
+    for k, (t, bound, key) in enumerate(zip(chain.terms, bounds, keys)):
+        # (key None: a term that is an input or a constant, or whose
+        # parameters cannot be hashed: walked, never a template)
+        template = templates.get(key) if key is not None else None
+        term = batch.term(template, key, k, t, bound) if template is not None else None
         if term is None:
             term = _Term(ix, t, bound, own, arrays, foreign)
             if term.ok and key is not None:
@@ -309,22 +331,179 @@ def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term
                 slots[k] = s
             elif slots[k] != s:
                 return None
-    term = _Term.__new__(_Term)
-    term._ix, term._bound, term._own, term._foreign = ix, bound, template._own, template._foreign
-    term._arrays, term._plan = arrays, template._plan
-    term.nodes, term.slots, term._number = nodes, slots, number
-    term.ok, term.root, term.signature = True, template.root, template.signature
-    # per node, in node order, what `_Term._visit` collects
-    term.varying, term.ints, term.shared = varying, ints, shared = [], [], []
-    for node, slot in zip(nodes, slots):
-        kind = node[0]
-        if kind == "shared":
-            shared.append(slot)
-        elif kind == "const":
-            ints.extend(const_nodes[slot][1])
-            varying.append(consts[slot])
-        elif kind == "take" or kind == "take_chain":
-            index = producer[slot].ins[1]
-            ints.extend(ix.index_list(index))
-            varying.append(const_ints(index))
-    return term
+    return _copies(template, [bound], np.array(slots, np.int64)[:, None])[0]
+
+
+def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[_Term]:
+    """The terms that are ``template``'s DAG at the slots of each column of
+    ``S`` (matches, one term per column), with what `_Term._visit` collects,
+    made a node of the template at a time."""
+    ix = template._ix
+    producer, consts, const_nodes = ix.producer, ix.tape.consts, ix._const_nodes
+    const_ints, index_list = ix.const_ints, ix.index_list
+    rows = S.tolist()  # per node, the slots of every term
+    varying_columns, int_columns = [], []
+    for what, j in template.collected():
+        if what == 1:
+            varying_columns.append([consts[s] for s in rows[j]])
+            int_columns.append([const_nodes[s][1] for s in rows[j]])
+        elif what == 2:
+            indices = [producer[s].ins[1] for s in rows[j]]
+            varying_columns.append(list(map(const_ints, indices)))
+            int_columns.append(list(map(index_list, indices)))
+    count = len(bounds)
+    varying = list(map(list, zip(*varying_columns))) if varying_columns else \
+        [[] for _ in range(count)]
+    ints = [list(itertools.chain.from_iterable(pieces)) for pieces in zip(*int_columns)] \
+        if int_columns else [[] for _ in range(count)]
+    # (the shared slots are the template's: a match reads the same ones)
+    common = {"_ix": ix, "_own": template._own, "_foreign": template._foreign,
+              "_arrays": template._arrays, "_plan": template._plan, "nodes": template.nodes,
+              "ok": True, "root": template.root, "signature": template.signature,
+              "_collect": template._collect}
+    terms = []
+    for slots, bound, var, its in zip(map(list, zip(*rows)), bounds, varying, ints):
+        term = _Term.__new__(_Term)
+        term.__dict__.update(common)
+        # (no `_number`: only a walked term, a template, is numbered by slot)
+        term._bound, term.slots, term._number = bound, slots, None
+        term.varying, term.ints, term.shared = var, its, list(template.shared)
+        terms.append(term)
+    return terms
+
+
+# -- many terms matched at once -------------------------------------------------------
+STREAK = 4         # terms a template matches one by one before batches are tried
+MIN_BATCH = 8      # terms matched together at first; doubled while all match
+
+
+class _Batches:
+    """Terms matched against their template many at a time, on the tape's
+    arrays (`recurrence.columns_of`: detection's, when it saw this tape).
+    The vectorized checks are stricter than `_matched`'s (a constant or
+    parameters that compare equal but differ in bits, an operand beyond the
+    arrays' MAX_ARITY columns fail them), so a term that passes them is one
+    `_matched` finds, with the same slots; the others are left to
+    `_matched`.  A loop's terms then cost a few NumPy operations per node
+    of its body instead of a Python step per node of each term."""
+
+    def __init__(self, ix: _TapeIndex, chain: Any, bounds: list[int], blocked: set[int],
+                 arrays: set[int], members: dict[Any, list[int]]) -> None:
+        self.ix, self.chain, self.bounds, self.blocked, self.arrays = ix, chain, bounds, \
+            blocked, arrays
+        self.members = members
+        # term number -> (the template it matched, the term)
+        self.found: dict[int, tuple[_Term, _Term]] = {}
+        # key -> [its template, the terms it matched in a row, the size of its
+        # next batch, the last term batched]
+        self.state: dict[Any, list[Any]] = {}
+        self.cols: Any = None
+
+    def term(self, template: _Term, key: Any, k: int, root: int, bound: int) -> _Term | None:
+        """Term k (of ``key``, at ``root``) matched against ``template``: by
+        a batch once the template matched STREAK terms in a row (a loop),
+        else by `_matched`; None if it does not match."""
+        found = self.found.pop(k, None)
+        if found is not None and found[0] is template:
+            return found[1]
+        state = self.state.get(key)
+        if state is None or state[0] is not template:
+            state = self.state[key] = [template, 0, MIN_BATCH, -1]
+        if state[1] >= STREAK and k > state[3]:
+            self._match_from(state, key, k)
+            found = self.found.pop(k, None)
+            if found is not None:
+                return found[1]
+        term = _matched(template, root, bound, self.blocked)
+        state[1] = state[1] + 1 if term is not None else 0
+        return term
+
+    def _match_from(self, state: list[Any], key: Any, k: int) -> None:
+        """Match a batch of the key's terms, from term k on, against the
+        template; a batch where all match makes the next one twice as large,
+        one where term k does not stops batches until the next streak."""
+        template, _, size, _ = state
+        members = self.members[key]
+        at = bisect.bisect_left(members, k)
+        batch = members[at:at + size]
+        state[3] = batch[-1]
+        found = self._match(template, batch) if len(batch) >= MIN_BATCH else None
+        if found is None:
+            return
+        ok, S = found
+        state[1], state[2] = (state[1] if ok[0] else 0), (2 * size if ok.all() else MIN_BATCH)
+        chosen = np.flatnonzero(ok)
+        ks = [batch[c] for c in chosen.tolist()]
+        terms = _copies(template, [self.bounds[k] for k in ks], S[:, chosen])
+        self.found.update(zip(ks, ((template, term) for term in terms)))
+
+    def _columns(self) -> Any:
+        if self.cols is None:
+            from .recurrence import MAX_ARITY, columns_of
+            cols = columns_of(self.ix.tape)
+            nslots = len(cols.is_const)
+            blocked = np.zeros(nslots, bool)
+            blocked[np.fromiter(self.blocked, np.int64, len(self.blocked))] = True
+            arrays = np.zeros(nslots, bool)
+            arrays[np.fromiter(self.arrays, np.int64, len(self.arrays))] = True
+            self.cols = (cols, MAX_ARITY, blocked, arrays, np.asarray(self.bounds, np.int64))
+        return self.cols
+
+    def _match(self, template: _Term, batch: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+        """Per term of ``batch``: whether it passes the checks, and its slots
+        (node by node, a column per term); None if none can."""
+        cols, width, blocked, arrays, all_bounds = self._columns()
+        ix = self.ix
+        pos_of, ops, feats, is_const = cols.producer, cols.ops, cols.features, cols.is_const
+        bounds = all_bounds[batch]
+        roots = np.asarray([self.chain.terms[k] for k in batch], np.int64)
+        S = np.full((len(template.nodes), len(batch)), -1, np.int64)
+        assigned = [False] * len(template.nodes)
+        S[template.root], assigned[template.root] = roots, True
+        ok = np.ones(len(batch), bool)
+        for j, node, operands in template.plan():
+            if not assigned[j] or len(operands) > width:
+                return None
+            s = S[j]
+            kind = node[0]
+            p = pos_of[s]
+            if kind == "shared":  # the same slot, computed before the terms may read it
+                ok &= (s == node[1]) & ((p < 0) | (p <= bounds))
+                continue
+            if kind == "const":
+                ok &= is_const[s]
+                ok &= self._same_constants(s, ok, node)
+                continue
+            tp = ix.position[template.slots[j]]
+            ok &= (p >= 0) & (p > bounds) & ~blocked[s]
+            row = feats[p]
+            # the same primitive and parameters (by value and repr) and result aval
+            ok &= (row[:, 0] == feats[tp, 0]) & (row[:, 1] == feats[tp, 1])
+            if kind == "take" or kind == "take_chain":
+                # a constant index of the template's shape and dtype
+                ok &= is_const[ops[p, 1]] & (row[:, 4] == feats[tp, 4])
+                ok &= arrays[ops[p, 0]] == (kind == "take_chain")
+            for m, c in enumerate(operands):
+                if assigned[c]:
+                    ok &= S[c] == ops[p, m]
+                else:
+                    S[c], assigned[c] = ops[p, m], True
+        # one to one: no slot is two nodes
+        ordered = np.sort(S, axis=0)
+        ok &= ~(ordered[1:] == ordered[:-1]).any(axis=0)
+        return ok, S
+
+    def _same_constants(self, s: np.ndarray, ok: np.ndarray, node: Any) -> np.ndarray:
+        """Whether each constant slot of ``s`` (where ``ok``) has the term
+        node ``node``: asked once per distinct slot."""
+        ix = self.ix
+        const_nodes, const_node = ix._const_nodes, ix.const_node
+        same = np.zeros(len(s), bool)
+        candidates = s[ok]
+        if not len(candidates):
+            return same
+        distinct, inverse = np.unique(candidates, return_inverse=True)
+        equal = np.fromiter(((const_nodes.get(c) or const_node(c))[0] == node
+                             for c in distinct.tolist()), bool, len(distinct))
+        same[ok] = equal[inverse.ravel()]
+        return same
