@@ -146,21 +146,64 @@ def make_ggnvp(f: Callable[..., Any], g: Callable[..., Any] | None = None,
     return made
 
 
-def checkpoint(fun: Callable[..., Any]) -> Callable[..., Any]:
+def checkpoint(fun: Callable[..., Any], *, prevent_cse: bool = True, policy: Any = None,
+               static_argnums: Any = ()) -> Callable[..., Any]:
     """autograd's and JAX's checkpoint recompute ``fun``'s values in the reverse
     sweep to save memory; fastad's sweep keeps them (and a compiled trace lets
-    go of what it no longer needs), so this is ``fun`` itself."""
+    go of what it no longer needs), so this is ``fun`` itself (JAX's
+    ``prevent_cse``, ``policy`` and ``static_argnums`` choose what to save,
+    and change no value)."""
     return fun
 
 
-def jacfwd(fun: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+def jacfwd(fun: Callable[..., Any], argnums: int = 0, has_aux: bool = False,
+           holomorphic: bool = False) -> Callable[..., Any]:
     """JAX's forward-mode Jacobian: ``jacobian(fun, argnums, mode="fwd")``."""
-    return jacobian(fun, argnums, mode="fwd")
+    return _jax_jacobian(fun, argnums, "fwd", has_aux, holomorphic)
 
 
-def jacrev(fun: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+def jacrev(fun: Callable[..., Any], argnums: int = 0, has_aux: bool = False,
+           holomorphic: bool = False, allow_int: bool = False) -> Callable[..., Any]:
     """JAX's reverse-mode Jacobian: ``jacobian(fun, argnums, mode="rev")``."""
-    return jacobian(fun, argnums, mode="rev")
+    return _jax_jacobian(fun, argnums, "rev", has_aux, holomorphic)
+
+
+def _jax_jacobian(fun: Callable[..., Any], argnums: Any, mode: str, has_aux: bool,
+                  holomorphic: bool) -> Callable[..., Any]:
+    """JAX's options on `jacobian`: ``has_aux`` (fun returns ``(out, aux)``;
+    the result is ``(jacobian, aux)``, aux from one more call of fun) and
+    ``holomorphic`` (complex inputs, whose Jacobian is the complex derivative
+    `jacobian` gives them)."""
+    import numpy as np
+    value = (lambda *a, **k: fun(*a, **k)[0]) if has_aux else fun
+    jac = jacobian(value, argnums, mode=mode)
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        if holomorphic:
+            picked = [args[k] for k in ((argnums,) if isinstance(argnums, int) else argnums)]
+            from .core import pytree
+            for leaf in pytree.flatten(picked)[0]:
+                if not np.iscomplexobj(getattr(leaf, "value", leaf)):
+                    raise TypeError("holomorphic=True requires complex inputs, got a leaf of "
+                                    f"dtype {np.result_type(getattr(leaf, 'value', leaf))}")
+        out = jac(*args, **kwargs)
+        return (out, fun(*args, **kwargs)[1]) if has_aux else out
+    return call
+
+
+def block_until_ready(x: Any) -> Any:
+    """``jax.block_until_ready``: fastad's results are ready when returned."""
+    return x
+
+
+def device_put(x: Any, device: Any = None, **kwargs: Any) -> Any:
+    """``jax.device_put``: the pytree's leaves as NumPy arrays (one device)."""
+    import numpy as np
+    from .tree_util import tree_map
+    return tree_map(lambda v: v if hasattr(v, "builder") else np.asarray(v), x)
+
+
+device_get = device_put
 
 
 def linearize(fun: Callable[..., Any], *primals: Any) -> tuple[Any, Callable[..., Any]]:
@@ -289,4 +332,4 @@ __all__ = ["remat", "stop_gradient", "cond", "switch", "eval_shape", "ShapeDtype
            "tree_map", "holomorphic_grad", "make_ggnvp", "custom_jvp", "custom_vjp", "elementwise_grad", "make_vjp", "make_jvp", "make_hvp", "grad_and_aux",
            "hessian_vector_product", "hessian_tensor_product", "vector_jacobian_product",
            "tensor_jacobian_product", "grad_named", "multigrad_dict", "checkpoint", "jacfwd",
-           "jacrev", "linearize"]
+           "jacrev", "linearize", "block_until_ready", "device_put", "device_get"]

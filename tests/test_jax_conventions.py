@@ -871,3 +871,31 @@ def test_lax_names_run_jax_style_code():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             np.testing.assert_allclose(fa.compile(f, backend=backend)(x), g, rtol=1e-13)
+
+
+@pytest.mark.parametrize("jac", [fa.jacfwd, fa.jacrev])
+def test_jacfwd_and_jacrev_take_jaxs_options(jac):
+    """has_aux (the result is (jacobian, aux)), holomorphic (complex inputs,
+    the complex derivative; real ones refused), eager and jitted."""
+    x = np.array([0.5, 1.5, -0.3])
+    f = lambda x: (fnp.sin(x) * x[0], {"total": fnp.sum(x ** 2)})  # noqa: E731
+    for call in (jac(f, has_aux=True), fa.jit(jac(f, has_aux=True))):
+        got, aux = call(x)
+        np.testing.assert_allclose(got, central_difference_jacobian(lambda v: f(v)[0], x),
+                                   rtol=1e-6, atol=1e-8)
+        assert aux["total"] == pytest.approx(np.sum(x ** 2))
+    z = np.array([1.0 + 1.0j, 2.0 - 0.5j])
+    got = jac(lambda z: z ** 2 * fnp.exp(z), holomorphic=True)(z)
+    np.testing.assert_allclose(got, np.diag(2 * z * np.exp(z) + z ** 2 * np.exp(z)), rtol=1e-13)
+    with pytest.raises(TypeError, match="complex inputs"):
+        jac(fnp.sin, holomorphic=True)(x)
+
+
+def test_checkpoint_options_and_device_helpers():
+    x = np.array([0.5, 1.5])
+    g = fa.grad(fa.checkpoint(lambda a: fnp.sum(fnp.sin(a)), prevent_cse=False, policy=None))(x)
+    np.testing.assert_allclose(g, np.cos(x))
+    assert fa.block_until_ready(x) is x
+    put = fa.device_put({"a": [1.0, x]})
+    assert isinstance(put["a"][0], np.ndarray) and put["a"][1] is not None
+    np.testing.assert_array_equal(fa.device_get(put)["a"][1], x)
