@@ -59,7 +59,26 @@ CASES = [
     ("nbinom", "logpmf", [_k(0, 6), _u(1, 4), _u(0.1, 0.9)], (1, 2)),
     ("geom", "logpmf", [_k(1, 6), _u(0.1, 0.9)], (1,)),
     ("geom", "cdf", [_k(1, 6), _u(0.1, 0.9)], (1,)),
+    ("weibull_min", "logpdf", [_u(0.3, 3), _u(0.8, 2.5), _u(-0.2, 0.2), _u(0.5, 2)],
+     (0, 1, 2, 3)),
+    ("weibull_min", "cdf", [_u(0.3, 3), _u(0.8, 2.5)], (0, 1)),
+    ("invgamma", "logpdf", [_u(0.3, 3), _u(0.8, 3), _u(-0.2, 0.2), _u(0.5, 2)], (0, 2, 3)),
+    ("invgamma", "cdf", [_u(0.3, 3), _u(0.8, 3)], (0,)),
 ]
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), ddof=st.integers(0, 1), base=st.sampled_from([None, 2]))
+def test_entropy_and_zscore_against_scipy_and_differences(seed, ddof, base):
+    r = np.random.default_rng(seed)
+    p, q = r.uniform(0.1, 1.0, (2, 5))
+    np.testing.assert_allclose(fst.entropy(p, base=base), scipy.stats.entropy(p, base=base))
+    np.testing.assert_allclose(fst.entropy(p, q, base=base),
+                               scipy.stats.entropy(p, q, base=base))
+    np.testing.assert_allclose(fa.jit(lambda p: fst.zscore(p, ddof=ddof))(p),
+                               scipy.stats.zscore(p, ddof=ddof), rtol=1e-12)
+    fa.check_grads(lambda p, q: fst.entropy(p, q, base=base), (p, q), order=2)
+    fa.check_grads(lambda p: fst.zscore(p, ddof=ddof) * np.arange(5), (p,), order=2)
 
 
 @pytest.mark.parametrize("dist,method,makers,wrt", CASES, ids=[f"{c[0]}.{c[1]}" for c in CASES])

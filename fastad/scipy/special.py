@@ -145,6 +145,78 @@ def rel_entr(x: Any, y: Any) -> Any:
     return xlogy(x, x) - xlogy(x, y)
 
 
+def kl_div(x: Any, y: Any) -> Any:
+    """x log(x / y) - x + y for x, y > 0, y at x == 0 (inf elsewhere, as SciPy's)."""
+    inside = (x > 0) & (y > 0)
+    edge = (x == 0) & (y >= 0)
+    value = rel_entr(fnp.where(inside, x, 1.0), fnp.where(inside, y, 1.0)) - x + y
+    return fnp.where(inside, value, fnp.where(edge, y, fnp.inf))
+
+
+def huber(delta: Any, r: Any) -> Any:
+    """r^2 / 2 where |r| <= delta, delta (|r| - delta / 2) beyond (inf for delta < 0)."""
+    small = fnp.abs(r) <= delta
+    out = fnp.where(small, 0.5 * fnp.square(r), delta * (fnp.abs(r) - 0.5 * delta))
+    return fnp.where(delta < 0, fnp.inf, out)
+
+
+def pseudo_huber(delta: Any, r: Any) -> Any:
+    """delta^2 (sqrt(1 + (r / delta)^2) - 1) (inf for delta < 0, 0 at delta == 0)."""
+    safe = fnp.where(delta > 0, delta, 1.0)
+    out = fnp.square(safe) * (fnp.sqrt(1.0 + fnp.square(r / safe)) - 1.0)
+    return fnp.where(delta > 0, out, fnp.where(delta == 0, 0.0, fnp.inf))
+
+
+def poch(z: Any, m: Any) -> Any:
+    """The rising factorial gamma(z + m) / gamma(z)."""
+    return (gammasgn(z + m) * gammasgn(z)
+            * fnp.exp(gammaln(z + m) - gammaln(z)))
+
+
+def boxcox(x: Any, lmbda: Any) -> Any:
+    """(x^lmbda - 1) / lmbda, log x at lmbda == 0."""
+    return boxcox1p(x - 1.0, lmbda)
+
+
+def boxcox1p(x: Any, lmbda: Any) -> Any:
+    """((1 + x)^lmbda - 1) / lmbda, log1p x at lmbda == 0."""
+    zero = lmbda == 0
+    safe = fnp.where(zero, 1.0, lmbda)
+    return fnp.where(zero, fnp.log1p(x), fnp.expm1(safe * fnp.log1p(x)) / safe)
+
+
+def inv_boxcox(y: Any, lmbda: Any) -> Any:
+    return inv_boxcox1p(y, lmbda) + 1.0
+
+
+def inv_boxcox1p(y: Any, lmbda: Any) -> Any:
+    zero = lmbda == 0
+    safe = fnp.where(zero, 1.0, lmbda)
+    return fnp.where(zero, fnp.expm1(y), fnp.expm1(fnp.log1p(safe * y) / safe))
+
+
+def cosm1(x: Any) -> Any:
+    """cos(x) - 1, accurate near 0: -2 sin(x / 2)^2."""
+    return -2.0 * fnp.square(fnp.sin(0.5 * x))
+
+
+def powm1(x: Any, y: Any) -> Any:
+    """x^y - 1, accurate near y log x == 0."""
+    return fnp.expm1(y * fnp.log(x))
+
+
+def exprel(x: Any) -> Any:
+    """(exp(x) - 1) / x; near 0 its series, so that its derivative there is 1/2."""
+    near = fnp.abs(x) < 1e-3
+    safe = fnp.where(near, 1.0, x)
+    series = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0)))
+    return fnp.where(near, series, fnp.expm1(safe) / safe)
+
+
+def exp10(x: Any) -> Any:
+    return fnp.power(10.0, x)
+
+
 # -- Bessel functions of constant order, gammasgn, rgamma: primitives of their own,
 # which compiled functions run as NumPy calls between compiled segments
 def _bessel_impl(kind: str):
@@ -258,6 +330,11 @@ UFUNCS = {
     _sc.gammaincc: gammaincc, _sc.stdtr: stdtr, _sc.betainc: betainc, _sc.entr: entr,
     _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jv: jv, _sc.y0: y0, _sc.y1: y1,
     _sc.yn: yn, _sc.yv: yv, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
+    _sc.kl_div: kl_div, _sc.huber: huber, _sc.pseudo_huber: pseudo_huber, _sc.poch: poch,
+    _sc.boxcox: boxcox, _sc.boxcox1p: boxcox1p, _sc.inv_boxcox: inv_boxcox,
+    _sc.inv_boxcox1p: inv_boxcox1p, _sc.cosm1: cosm1, _sc.powm1: powm1, _sc.exprel: exprel,
+    _sc.exp10: exp10, _sc.exp2: fnp.exp2, _sc.expm1: fnp.expm1, _sc.log1p: fnp.log1p,
+    _sc.cbrt: fnp.cbrt,
 }
 
 

@@ -415,10 +415,54 @@ multinomial = _namespace(
     logpmf=_multinomial_logpmf,
     pmf=lambda x, n, p: fnp.exp(_multinomial_logpmf(x, n, p)))
 
+def _weibull_min_logpdf(x: Any, c: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return _log(c) + (c - 1.0) * fnp.log(y) - y ** c - _log(scale)
+
+
+weibull_min = _distribution(
+    _weibull_min_logpdf,
+    lambda x, c, loc=0.0, scale=1.0: -fnp.expm1(-_standardize(x, loc, scale) ** c))
+
+
+def _invgamma_logpdf(x: Any, a: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    y = _standardize(x, loc, scale)
+    return -(a + 1.0) * fnp.log(y) - 1.0 / y - sc.gammaln(a) - _log(scale)
+
+
+invgamma = _distribution(
+    _invgamma_logpdf,
+    lambda x, a, loc=0.0, scale=1.0: sc.gammaincc(a, 1.0 / _standardize(x, loc, scale)))
+
+
+@_array_likes
+def entropy(pk: Any, qk: Any = None, base: Any = None, axis: int = 0, *,
+            keepdims: bool = False) -> Any:
+    """Shannon entropy of pk (normalized along ``axis``), or the relative
+    entropy of pk to qk, as SciPy's (natural log unless ``base``)."""
+    pk = pk / fnp.sum(pk, axis=axis, keepdims=True)
+    if qk is None:
+        out = fnp.sum(sc.entr(pk), axis=axis, keepdims=keepdims)
+    else:
+        qk = qk / fnp.sum(qk, axis=axis, keepdims=True)
+        out = fnp.sum(sc.rel_entr(pk, qk), axis=axis, keepdims=keepdims)
+    return out if base is None else out / math.log(base)
+
+
+@_array_likes
+def zscore(a: Any, axis: Any = 0, ddof: int = 0, nan_policy: str = "propagate") -> Any:
+    """(a - mean) / std along ``axis``, as SciPy's."""
+    if nan_policy != "propagate":
+        raise NotImplementedError("zscore: only nan_policy='propagate' on traced values")
+    mean = fnp.mean(a, axis=axis, keepdims=True)
+    return (a - mean) / fnp.std(a, axis=axis, ddof=ddof, keepdims=True)
+
+
 __all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal", "chi2", "dirichlet",
            "expon", "laplace", "logistic", "cauchy", "uniform", "lognorm", "pareto", "vonmises",
            "truncnorm", "gennorm", "wrapcauchy", "bernoulli", "binom", "betabinom", "nbinom",
-           "geom", "multinomial"]
+           "geom", "multinomial", "weibull_min", "invgamma"]
+_FUNCTIONS = ["entropy", "zscore"]  # (functions, not distributions: no module each)
 
 
 def _as_modules() -> None:
@@ -433,6 +477,7 @@ def _as_modules() -> None:
 
 
 _as_modules()
+__all__ += _FUNCTIONS
 
 
 def __getattr__(name: str) -> Any:
