@@ -229,6 +229,16 @@ _SCIPY = [
     ("signal.convolve2d, correlate2d", lambda a, b: fsignal.convolve2d(a, b, "same", fillvalue=1.5)
      + fsignal.correlate2d(a, b, "same"), (MAT, RECT), 'boundary="fill" (any fillvalue)'),
     ("signal.fftconvolve", fsignal.fftconvolve, (MAT, RECT), "computed directly"),
+    ("special.kl_div, huber, pseudo_huber", lambda x: sc.kl_div(x, 0.5) + sc.huber(0.5, x)
+     + sc.pseudo_huber(0.5, x), (VEC,), "SciPy's ufuncs, composed"),
+    ("special.poch, boxcox, boxcox1p, inv_boxcox", lambda x: sc.poch(x, 1.5) + sc.boxcox(x, 0.3)
+     + sc.boxcox1p(x, 0.3) + sc.inv_boxcox(x, 0.3), (VEC,), "also inv_boxcox1p"),
+    ("special.cosm1, powm1, exprel, exp10", lambda x: sc.cosm1(x) + sc.powm1(x, 1.5)
+     + sc.exprel(x) + sc.exp10(x), (VEC,), "also exp2, expm1, log1p, cbrt"),
+    ("stats.weibull_min.logpdf, invgamma.logpdf", lambda x: fst.weibull_min.logpdf(x, 1.5)
+     + fst.invgamma.logpdf(x, 2.0), (VEC,), "also cdf; invgamma's not in a"),
+    ("stats.entropy, zscore", lambda p: fst.entropy(p, p[::-1]) + fst.zscore(p), (VEC,),
+     "base, axis, ddof"),
     ("linalg.solve", lambda a, b: fla.solve(a, b, assume_a="pos", lower=True), (MAT, VEC[:3]),
      "assume_a, lower, transposed as SciPy's"),
     ("linalg.lu_factor, lu_solve", lambda a, b: fla.lu_solve(fla.lu_factor(a), b), (MAT, VEC[:3]),
