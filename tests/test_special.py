@@ -44,7 +44,8 @@ UNARY = [
     (sc.log_expit, "log_expit", "real"), (sc.logit, "logit", "prob"), (sc.ndtr, "ndtr", "real"),
     (sc.log_ndtr, "log_ndtr", "real"), (sc.ndtri, "ndtri", "prob"), (sc.i0, "iv", "nonzero"),
     (sc.i1, "iv", "nonzero"), (sc.i0e, "ive", "nonzero"), (sc.i1e, "ive", "nonzero"),
-    (sc.entr, "xlogy", "pos"),
+    (sc.entr, "xlogy", "pos"), (sc.exp1, "exp1", "pos"), (sc.expi, "expi", "pos"),
+    (sc.erfcx, "erfcx", "real"),
 ]
 for _fn, _prim, _domain in UNARY:
     CASES.append(Case(f"special_{_fn.__name__}", _fn, (_domain,), one_shape, covers=(_prim,),

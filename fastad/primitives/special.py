@@ -90,6 +90,9 @@ UNARY = {
     "log_ndtr":  (sc.log_ndtr, lambda g, ans, x:
                   g * fnp.exp(-0.5 * fnp.square(x) - ans) * (1.0 / _SQRT_2PI)),
     "ndtri":     (sc.ndtri, lambda g, ans, x: g * _SQRT_2PI * fnp.exp(0.5 * fnp.square(ans))),
+    "exp1":      (sc.exp1, lambda g, ans, x: -g * fnp.exp(-x) / x),
+    "expi":      (sc.expi, lambda g, ans, x: g * fnp.exp(x) / x),
+    "erfcx":     (sc.erfcx, lambda g, ans, x: g * (2.0 * x * ans - 2.0 / _SQRT_PI)),
     # I_v' = (I_{v-1} + I_{v+1}) / 2; the exponentially scaled form also
     # differentiates its factor exp(-|x|).
     "iv":        (_iv, lambda g, ans, x, v:

@@ -40,6 +40,9 @@ def _order(v: Any, name: str) -> float:
 
 
 gammaln = _unary("gammaln")
+exp1 = _unary("exp1")
+expi = _unary("expi")
+erfcx = _unary("erfcx")
 gamma = _unary("gamma")
 digamma = psi = _unary("polygamma", n=0)
 erf = _unary("erf")
@@ -330,7 +333,7 @@ UFUNCS = {
     _sc.gammaincc: gammaincc, _sc.stdtr: stdtr, _sc.betainc: betainc, _sc.entr: entr,
     _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jv: jv, _sc.y0: y0, _sc.y1: y1,
     _sc.yn: yn, _sc.yv: yv, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
-    _sc.kl_div: kl_div, _sc.huber: huber, _sc.pseudo_huber: pseudo_huber, _sc.poch: poch,
+    _sc.exp1: exp1, _sc.expi: expi, _sc.erfcx: erfcx, _sc.kl_div: kl_div, _sc.huber: huber, _sc.pseudo_huber: pseudo_huber, _sc.poch: poch,
     _sc.boxcox: boxcox, _sc.boxcox1p: boxcox1p, _sc.inv_boxcox: inv_boxcox,
     _sc.inv_boxcox1p: inv_boxcox1p, _sc.cosm1: cosm1, _sc.powm1: powm1, _sc.exprel: exprel,
     _sc.exp10: exp10, _sc.exp2: fnp.exp2, _sc.expm1: fnp.expm1, _sc.log1p: fnp.log1p,
