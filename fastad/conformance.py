@@ -229,8 +229,9 @@ _SCIPY = [
     ("signal.convolve2d, correlate2d", lambda a, b: fsignal.convolve2d(a, b, "same", fillvalue=1.5)
      + fsignal.correlate2d(a, b, "same"), (MAT, RECT), 'boundary="fill" (any fillvalue)'),
     ("signal.fftconvolve", fsignal.fftconvolve, (MAT, RECT), "computed directly"),
-    ("special.exp1, expi, erfcx", lambda x: sc.exp1(x) + sc.expi(x) + sc.erfcx(x), (VEC,),
-     "NumPy calls in compiled code"),
+    ("special.exp1, expi, erfcx, kv, kve, expn", lambda x: sc.exp1(x) + sc.expi(x)
+     + sc.erfcx(x) + sc.kv(1.5, x) + sc.kve(0.5, x) + sc.expn(2, x), (VEC,),
+     "constant orders; NumPy calls in compiled code"),
     ("special.kl_div, huber, pseudo_huber", lambda x: sc.kl_div(x, 0.5) + sc.huber(0.5, x)
      + sc.pseudo_huber(0.5, x), (VEC,), "SciPy's ufuncs, composed"),
     ("special.poch, boxcox, boxcox1p, inv_boxcox", lambda x: sc.poch(x, 1.5) + sc.boxcox(x, 0.3)

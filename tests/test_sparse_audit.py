@@ -414,7 +414,7 @@ def _special(x):
         fss.betaln(q, q[::-1]), fss.betainc(2.0, 3.0, p), fss.gammainc(2.0, q),
         fss.gammaincc(1.5, q), fss.iv(1.0, x), fss.ive(1.0, x), fss.jn(2, x), fss.yn(1, q),
         fss.stdtr(3.0, x), fss.xlogy(q, q[::-1]), fss.xlog1py(x, q), np.cbrt(q), np.exp2(x),
-        fss.exp1(q), fss.expi(q), fss.erfcx(x),
+        fss.exp1(q), fss.expi(q), fss.erfcx(x), fss.kv(1.5, q), fss.kve(0.5, q), fss.expn(2, q),
         np.log2(q), np.log10(q), np.arctan2(x, q), np.hypot(x, x[::-1]), np.logaddexp(x, x[::-1]),
         np.copysign(x, x[::-1]), np.power(q, x), np.reciprocal(q), np.arccosh(q + 1.0),
         np.arcsinh(x), np.arctanh(0.5 * np.tanh(x)), np.arcsin(0.5 * np.tanh(x)),

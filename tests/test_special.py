@@ -72,10 +72,15 @@ PARTIAL = [
     ("gammainc", sc.gammainc, (1.7,), "pos"), ("gammaincc", sc.gammaincc, (0.8,), "pos"),
     ("stdtr", sc.stdtr, (3.5,), "real"), ("betainc", sc.betainc, (2.5, 1.5), "prob"),
     ("iv", sc.iv, (2.5,), "pos"), ("ive", sc.ive, (1.5,), "pos"),
+    ("kv", sc.kv, (1.5,), "pos"), ("kve", sc.kve, (0.0,), "pos"),
 ]
 for _prim, _fn, _consts, _domain in PARTIAL:
     CASES.append(Case(f"special_{_prim}_in_x", _with_constant_first(_fn, *_consts), (_domain,),
                       one_shape, covers=(_prim,), f32_tolerances=F32))
+
+for _n in (0, 1, 3):  # E_0 has its own derivative rule; E_n' = -E_{n-1} for the others
+    CASES.append(Case(f"special_expn_{_n}", _with_constant_first(sc.expn, _n), ("pos",),
+                      one_shape, covers=("expn",), f32_tolerances=F32))
 
 for _n in (0, 1, 3):  # x > 1.2: polygamma(3, x) ~ 6 / x^4 is too steep below for float32
     CASES.append(Case(f"special_polygamma_{_n}", _with_constant_first(fsc.polygamma, _n), ("gt1",),

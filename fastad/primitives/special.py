@@ -100,6 +100,14 @@ UNARY = {
     "ive":       (_ive, lambda g, ans, x, v:
                   g * (0.5 * (_call("ive", x, v=v - 1) + _call("ive", x, v=v + 1))
                        - fnp.sign(x) * ans)),
+    # K_v' = -(K_{v-1} + K_{v+1}) / 2; kve = kv exp(x) adds its factor's derivative
+    "kv":        (lambda x, v: sc.kv(v, x), lambda g, ans, x, v:
+                  g * -0.5 * (_call("kv", x, v=v - 1) + _call("kv", x, v=v + 1))),
+    "kve":       (lambda x, v: sc.kve(v, x), lambda g, ans, x, v:
+                  g * (ans - 0.5 * (_call("kve", x, v=v - 1) + _call("kve", x, v=v + 1)))),
+    # E_n' = -E_{n-1} (n >= 1); E_0(x) = exp(-x) / x, whose derivative is -E_0 (1 + 1/x)
+    "expn":      (lambda x, n: sc.expn(n, x) if n > 0 else np.exp(-x) / x, lambda g, ans, x, n:
+                  g * (-_call("expn", x, n=n - 1) if n > 0 else -ans * (1.0 + 1.0 / x))),
 }
 
 

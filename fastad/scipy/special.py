@@ -102,6 +102,24 @@ def ive(v: Any, x: Any) -> Any:
     return bind(registry["ive"], x, v=_order(v, "ive"))
 
 
+def kv(v: Any, x: Any) -> Any:
+    """Modified Bessel function of the second kind of constant order v."""
+    return bind(registry["kv"], x, v=_order(v, "kv"))
+
+
+def kve(v: Any, x: Any) -> Any:
+    """kv(v, x) * exp(x), for constant order v."""
+    return bind(registry["kve"], x, v=_order(v, "kve"))
+
+
+def expn(n: Any, x: Any) -> Any:
+    """The generalized exponential integral E_n(x), for a constant integer n >= 0."""
+    if not isinstance(n, (int, _np.integer)) or n < 0:
+        raise ValueError("expn: n must be a constant non-negative integer (its derivative in n "
+                         "is not defined here)")
+    return bind(registry["expn"], x, n=int(n))
+
+
 def betainc(a: Any, b: Any, x: Any) -> Any:
     """Regularized incomplete beta function (differentiable in x)."""
     return bind(registry["betainc"], a, b, x)
@@ -333,7 +351,7 @@ UFUNCS = {
     _sc.gammaincc: gammaincc, _sc.stdtr: stdtr, _sc.betainc: betainc, _sc.entr: entr,
     _sc.rel_entr: rel_entr, _sc.j0: j0, _sc.j1: j1, _sc.jv: jv, _sc.y0: y0, _sc.y1: y1,
     _sc.yn: yn, _sc.yv: yv, _sc.gammasgn: gammasgn, _sc.rgamma: rgamma,
-    _sc.exp1: exp1, _sc.expi: expi, _sc.erfcx: erfcx, _sc.kl_div: kl_div, _sc.huber: huber, _sc.pseudo_huber: pseudo_huber, _sc.poch: poch,
+    _sc.exp1: exp1, _sc.expi: expi, _sc.erfcx: erfcx, _sc.kv: kv, _sc.kve: kve, _sc.expn: expn, _sc.kl_div: kl_div, _sc.huber: huber, _sc.pseudo_huber: pseudo_huber, _sc.poch: poch,
     _sc.boxcox: boxcox, _sc.boxcox1p: boxcox1p, _sc.inv_boxcox: inv_boxcox,
     _sc.inv_boxcox1p: inv_boxcox1p, _sc.cosm1: cosm1, _sc.powm1: powm1, _sc.exprel: exprel,
     _sc.exp10: exp10, _sc.exp2: fnp.exp2, _sc.expm1: fnp.expm1, _sc.log1p: fnp.log1p,
