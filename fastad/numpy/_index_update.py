@@ -49,7 +49,7 @@ class IndexUpdate:
 
     def get(self, *, fill_value: Any = None, **kwargs: Any) -> Any:
         mode = _check(kwargs, "get")
-        if fill_value is None:
+        if fill_value is None and mode in ("drop", "fill"):
             fill_value = _default_fill(_np.result_type(self.array))
         array, index, _ = _bounded(self.array, self.index, mode, kwargs, fill_value)
         return array[index]

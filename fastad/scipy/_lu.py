@@ -18,7 +18,7 @@ import numpy as _np
 import scipy.linalg as _scipy_linalg
 
 from .. import numpy as fnp
-from ..numpy._base import _contains_tracer
+from ._special_matrices import _plain
 from ..numpy._plain import plain_call
 
 
@@ -69,7 +69,7 @@ class LUFactors(tuple):
 def lu_factor(a: Any, overwrite_a: bool = False, check_finite: bool = True) -> Any:
     """``(lu, piv)``: L (unit diagonal, below) and U packed in one matrix,
     and LAPACK's row interchanges."""
-    if not _contains_tracer([a]):
+    if _plain(a):
         return _scipy_linalg.lu_factor(a, overwrite_a, check_finite)
     _square(a, "lu_factor")
     piv = _lapack_pivots(a)
@@ -80,7 +80,7 @@ def lu_solve(lu_and_piv: Any, b: Any, trans: int = 0, overwrite_b: bool = False,
              check_finite: bool = True) -> Any:
     """x with a x = b (trans 0), a^T x = b (1) or a^H x = b (2)."""
     lu, piv = lu_and_piv
-    if not _contains_tracer([lu, b]):
+    if _plain(lu, b):
         return _scipy_linalg.lu_solve((lu, piv), b, trans, overwrite_b, check_finite)
     if trans not in (0, 1, 2):
         raise ValueError("trans must be 0, 1 or 2")
@@ -104,7 +104,7 @@ def lu(a: Any, permute_l: bool = False, overwrite_a: bool = False, check_finite:
        p_indices: bool = False) -> Any:
     """``(p, l, u)`` with a = p @ l @ u (``p_indices``: p as the row of l each
     row of a is, a = l[p] @ u), or ``(p @ l, u)`` with ``permute_l``."""
-    if not _contains_tracer([a]):
+    if _plain(a):
         return _scipy_linalg.lu(a, permute_l, overwrite_a, check_finite, p_indices)
     _square(a, "lu")
     order = _row_order(_lapack_pivots(a))

@@ -9,11 +9,7 @@ import numpy as _np
 import scipy.linalg as _scipy_linalg
 
 from .. import numpy as fnp
-from ..numpy._base import _contains_tracer
-
-
-def _plain(*args: Any) -> bool:
-    return not _contains_tracer(list(args))
+from ._special_matrices import _plain
 
 
 def _mH(a: Any) -> Any:

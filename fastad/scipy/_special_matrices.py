@@ -12,8 +12,9 @@ from .. import numpy as fnp
 from ..numpy._base import _contains_tracer
 
 
-def _traced(*args: Any) -> bool:
-    return _contains_tracer(list(args))
+def _plain(*args: Any) -> bool:
+    """Whether no argument is (or holds) a traced value: SciPy's own then runs."""
+    return not _contains_tracer(list(args))
 
 
 def _vector(v: Any) -> Any:
@@ -28,7 +29,7 @@ def _gathered(values: Any, index: _np.ndarray) -> Any:
 def toeplitz(c: Any, r: Any = None) -> Any:
     """T[i, j] = c[i - j] below the diagonal, r[j - i] above (r defaults to
     conj(c); r[0] is ignored)."""
-    if not _traced(c, r):
+    if _plain(c, r):
         return _scipy_linalg.toeplitz(c, r)
     c = _vector(c)
     r = fnp.conj(c) if r is None else _vector(r)
@@ -39,7 +40,7 @@ def toeplitz(c: Any, r: Any = None) -> Any:
 
 def circulant(c: Any) -> Any:
     """C[i, j] = c[(i - j) mod n]."""
-    if not _traced(c):
+    if _plain(c):
         return _scipy_linalg.circulant(c)
     c = _vector(c)
     n = fnp.size(c)
@@ -49,7 +50,7 @@ def circulant(c: Any) -> Any:
 def hankel(c: Any, r: Any = None) -> Any:
     """H[i, j] = c[i + j] while that is in c, then r[i + j - len(c) + 1]
     (r defaults to zeros; r[0] is ignored)."""
-    if not _traced(c, r):
+    if _plain(c, r):
         return _scipy_linalg.hankel(c, r)
     c = _vector(c)
     r = fnp.zeros_like(c) if r is None else _vector(r)
@@ -61,7 +62,7 @@ def hankel(c: Any, r: Any = None) -> Any:
 def companion(a: Any) -> Any:
     """The companion matrix of the polynomial with coefficients a (highest
     first): first row -a[1:] / a[0], ones below the diagonal."""
-    if not _traced(a):
+    if _plain(a):
         return _scipy_linalg.companion(a)
     a = _vector(a)
     n = fnp.size(a) - 1
@@ -74,7 +75,7 @@ def companion(a: Any) -> Any:
 def block_diag(*arrs: Any) -> Any:
     """The blocks along the diagonal, zeros elsewhere (0-d and 1-d arguments
     are 1 x 1 and 1 x n blocks, as SciPy's)."""
-    if not _traced(*arrs):
+    if _plain(*arrs):
         return _scipy_linalg.block_diag(*arrs)
     blocks = [fnp.atleast_2d(fnp.asarray(a)) for a in arrs]
     if any(fnp.ndim(b) > 2 for b in blocks):
@@ -93,7 +94,7 @@ def block_diag(*arrs: Any) -> Any:
 
 def khatri_rao(a: Any, b: Any) -> Any:
     """The column-wise Kronecker product: column j is kron(a[:, j], b[:, j])."""
-    if not _traced(a, b):
+    if _plain(a, b):
         return _scipy_linalg.khatri_rao(a, b)
     if fnp.shape(a)[1] != fnp.shape(b)[1]:
         raise ValueError("The number of columns for both arrays should be equal.")

@@ -13,18 +13,14 @@ import scipy.linalg as _scipy_linalg
 
 from .. import numpy as fnp
 from ..core.tracer import Tracer
-from ..numpy._base import _contains_tracer
 from ..primitives import linalg as _prims
 
 from ._lu import lu, lu_factor, lu_solve
 from ._matfuncs import (cosm, coshm, expm_frechet, orthogonal_procrustes, polar, sinhm, sinm,
                         solve_continuous_lyapunov, solve_discrete_lyapunov, solve_lyapunov,
                         tanhm, tanm)
-from ._special_matrices import block_diag, circulant, companion, hankel, khatri_rao, toeplitz
-
-
-def _plain(*args: Any) -> bool:
-    return not _contains_tracer(list(args))
+from ._special_matrices import (_plain, block_diag, circulant, companion, hankel, khatri_rao,
+                                toeplitz)
 
 
 # SciPy's keywords that choose how, not what: accepted, no effect on values
