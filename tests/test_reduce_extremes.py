@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
+import fastad.numpy as fnp
 from fastad.backends import c_backend
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
@@ -70,3 +71,19 @@ def test_row_extremes_are_the_serial_fold_to_the_bit(dtype, larger, seed, rows, 
     same_bits(got.reshape(want.shape), want)
     # and NumPy's value (NaN propagates; the sign of a zero extreme is open)
     np.testing.assert_array_equal(got.reshape(want.shape), fn(x, axis=axis).reshape(want.shape))
+
+
+@pytest.mark.parametrize("name", ["max", "min", "amax", "amin", "nanmax"])
+@pytest.mark.parametrize("shape, axis", [((), None), ((1,), 0), ((3,), None),
+                                         ((2, 1), 1)])
+def test_eager_extremum_gradients_of_every_rank(name, shape, axis):
+    """The eager sweep's in-place rule for max/min, down to 0-d inputs (whose
+    comparison NumPy gives as a scalar, which takes no ``out=``)."""
+    x = np.arange(1.0, 1.0 + np.prod(shape, dtype=int)).reshape(shape) * 0.7
+    fn = getattr(fnp, name)
+    g = fa.grad(lambda x: fnp.sum(fn(x, axis=axis) * 2.0))(x)
+    want = np.zeros(shape)
+    want[np.unravel_index(np.argmax(x) if "max" in name else np.argmin(x), shape)] = 2.0
+    if axis is not None and len(shape) == 2:  # one element per row
+        want = np.full(shape, 2.0)
+    np.testing.assert_array_equal(g, want)

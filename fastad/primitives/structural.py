@@ -60,7 +60,7 @@ def _extremum_vjp(g, ans, x, axes, keepdims):
         # the comparison and the products, and the products are made in place,
         # instead of materializing each broadcast (the same values, bit for bit)
         kept = _keepdims_shape(x.shape, axes)
-        hit = (x == ans.reshape(kept)).astype(g.dtype)
+        hit = np.asarray(x == ans.reshape(kept), dtype=g.dtype)  # (0-d: an array, not a scalar)
         count = hit.sum(axis=axes, keepdims=True)
         np.multiply(g.reshape(kept), hit, out=hit)
         return np.divide(hit, count, out=hit)
