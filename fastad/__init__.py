@@ -15,7 +15,7 @@ from .misc import flatten
 from .serialize import dumps, loads
 from . import sparse  # noqa: F401
 from . import nn, tree, tree_util  # noqa: F401
-from . import lax  # noqa: F401
+from . import lax, random  # noqa: F401
 from .sparse import sparsity
 from .core.errors import FastadError, SignatureError, TapeError, TracingError
 from .primitives import defjvp, defvjp

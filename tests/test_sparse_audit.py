@@ -476,7 +476,17 @@ def _basics(x):
         - np.where(x > 0, x, -x) ** 2])
 
 
-TABLE = {"custom": (_custom, 6), "while": (_while, 6), "linalg": (_linalg, 9),
+def _draws(x):
+    """Keyed draws: a gamma's of a constant shape (its derivative in the shape
+    has no derivative of its own, which Hessians would need), a normal's
+    reparameterized, a uniform's bounds."""
+    key = fa.random.PRNGKey(3)
+    return np.concatenate([fa.random.gamma(key, 2.0, (2, 3)).ravel() * x[3],
+                           x[3:] * fa.random.normal(key, (3,)) + x[:3],
+                           fa.random.uniform(key, (3,), minval=x[:3], maxval=x[3:] + 4)])
+
+
+TABLE = {"custom": (_custom, 6), "draws": (_draws, 6), "while": (_while, 6), "linalg": (_linalg, 9),
          "special": (_special, 6), "interp": (_interp, 8), "fft": (_fft, 8),
          "traced_gathers": (_traced_gathers, 12), "branch": (_branch, 6),
          "transforms": (_transforms, 6), "basics": (_basics, 12)}
@@ -502,6 +512,7 @@ UNREACHED = {
     "eig": "its real form is taken through numpy.linalg.eig_complex",
     "interp_scatter": "the transpose of interp: met in derivative tapes only",
     "interp_slope": "interp's slope, met in derivative tapes only",
+    "gamma_slope": "a gamma draw's derivative in its shape: met in derivative tapes only",
     "scatter_add_along": "take_along's transpose: met in derivative tapes only",
     "scatter_add_rows": "gather_rows' transpose, here through np.add.at",
     "triangular_matmul": "made by the optimizer from solve_triangular's derivative",
