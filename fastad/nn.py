@@ -4,16 +4,21 @@ code written with ``import jax.nn as nn`` runs with ``import fastad.nn as nn``.
 Derivatives at the kinks are JAX's: ``relu``'s is 0 at 0, ``relu6``'s 0
 at 0 and 6, ``hard_tanh``'s 1 at -1 and 1, ``leaky_relu``'s 1 at 0: each
 ``where`` picks the branch JAX's rule picks.  ``softmax``'s shift by the maximum carries no
-gradient (it cancels), as in JAX.  ``initializers`` (JAX's keyed random
-numbers) are not here: draw initial weights with ``np.random``.
+gradient (it cancels), as in JAX.  ``initializers`` is `fastad.initializers`,
+drawing from `fastad.random` keys.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import sys as _sys
+
+from . import initializers
 from . import numpy as fnp
 from .scipy import special as _special
+
+_sys.modules[__name__ + ".initializers"] = initializers  # import fastad.nn.initializers
 
 __all__ = ["celu", "elu", "gelu", "glu", "hard_sigmoid", "hard_silu", "hard_swish",
            "hard_tanh", "identity", "leaky_relu", "log_sigmoid", "log_softmax", "logsumexp",

@@ -102,9 +102,11 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
        for name in ("eig", "sylvester", "sqrtm")},
 }, "fallback.NOT_COMPILED")
 
-# Host calls that are what the primitive is, not a backend's gap: routed
-# into segments without the fallback warning.
-DRAWS = random.DRAWS
+def by_design(name: str) -> bool:
+    """Whether primitive ``name`` is a host call by what it is, not by a
+    backend's gap (a keyed random draw, a user's ``pure_callback``): routed
+    into segments without the fallback warning."""
+    return name in random.DRAWS or name.startswith("pure_callback.")
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
 # index constants, f float, c complex).
@@ -220,8 +222,8 @@ def route(chosen: ModuleType, tape: Tape) -> tuple[ModuleType, bool, list[str]]:
         missing = unsupported(module, tape)
         if not missing and (module is not reference or chosen is reference):
             return module, False, refused
-        if module is not reference and not refused and DRAWS.issuperset(missing):
-            return module, True, []  # keyed random draws are host calls by design: no warning
+        if module is not reference and not refused and all(map(by_design, missing)):
+            return module, True, []  # host calls by design: no warning
         refused.append(f"the {name_of(module)} backend does not implement {', '.join(missing)}")
         if module is not reference and not any(m.endswith(" values") for m in missing):
             segmentable.append((module, refused[-1]))  # lacks primitives only, no dtypes
