@@ -24,6 +24,7 @@ from ..core.registry import registry
 from ..core.tape import Instr, Tape, aval_of
 from .analysis import bitwise_uniform
 from .scatters import fuse_shifted_adjoints, split_broadcast_scatters
+from .scatters import positive_zeros as _positive_zeros
 
 _FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run time
 
@@ -280,13 +281,6 @@ def accumulate_in_place(tape: Tape) -> Tape:
         instrs.append(ins)
     return Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts), instrs,
                 list(tape.avals))
-
-
-def _positive_zeros(tape: Tape, slot: int) -> bool:
-    value = tape.consts.get(slot)
-    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.size == 0:
-        return False
-    return not np.any(value) and not np.any(np.signbit(value))
 
 
 def _zeros_of_sign(tape: Tape, slot: int, negative: bool) -> bool:

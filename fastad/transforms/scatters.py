@@ -1,21 +1,24 @@
-"""Optimizer rules for the adjoints of shifted slices: scatter-adds of one
-value broadcast over the rows of an index table.
+"""Optimizer rules for the adjoints of shifted slices (`optimize` runs them).
 
-The reverse sweep of ``x[d:d + n]`` for several d (a banded or stencil
-objective written with shifted slices of one array) adds each slice's
-adjoint into the array's at its range; the rerolling pass gathers those
-scatter-adds into one over a (k, n) table of the k ranges, with the adjoint
-broadcast to (k, n).  The broadcast is then a k x n array written and read
-once per call (per seed, in a Hessian-vector product), where the adjoint
-itself is n values.  `split_broadcast_scatters` writes it back as k
-scatter-adds of the n values, one per row of the table, in the rows'
-order: each element receives the same additions in the same order, so the
-values are the same bit for bit, and each row, a plain range, is one
-in-place vector addition on the C VM and a loop over the range on Numba.
+The reverse sweep of ``padded[d:d + n]`` for several d (a banded or chained
+objective written with shifted slices of one padded array) adds each
+slice's adjoint into the padded array's at its range, and reads the middle
+back; the rerolling pass gathers several of those scatter-adds into one
+over a (k, n) table of the ranges, with the adjoint broadcast to (k, n).
+A Hessian-vector product carries this twice for every seed.
+
+`split_broadcast_scatters` writes a broadcast scatter-add as k scatter-adds
+of the n values, one per row of the table, in the rows' order: no k x n
+array is written and read again.  `fuse_shifted_adjoints` then writes the
+middle of a scatter-add chain into zeros as one sum of shifted slices of
+the values, which the backends run as one fused pass instead of one pass
+over the padded array per slice.  Both keep every value bit for bit: each
+element receives the same additions in the same order.
 """
 from __future__ import annotations
 
 import collections
+from typing import Any, Callable
 
 import numpy as np
 
@@ -27,45 +30,64 @@ from .analysis import affine
 MAX_ROWS = 64
 
 
+class _Rewrite:
+    """A tape being rewritten: the instructions kept or made so far, and new
+    constants and slots appended to the original's."""
+
+    def __init__(self, tape: Tape) -> None:
+        self.tape = tape
+        self.uses = collections.Counter(s for ins in tape.instrs for s in ins.ins)
+        self.uses.update(tape.outputs)
+        self.producer = {ins.out: ins for ins in tape.instrs}
+        self.consts, self.avals = dict(tape.consts), list(tape.avals)
+        self.instrs: list[Instr] = []
+
+    def slot(self, aval: Aval) -> int:
+        self.avals.append(aval)
+        return len(self.avals) - 1
+
+    def const(self, value: Any) -> int:
+        self.consts[len(self.avals)] = value
+        return self.slot(Aval(np.shape(value), np.asarray(value).dtype))
+
+    def run(self, match: Callable[["_Rewrite", Instr], Any],
+            emit: Callable[["_Rewrite", Instr, Any], None]) -> Tape:
+        """Each instruction ``match`` finds something in replaced by what
+        ``emit`` appends for it; the tape itself when none is.  The
+        instructions left unused go to dead-code elimination."""
+        changed = False
+        for ins in self.tape.instrs:
+            found = match(self, ins)
+            if found is None:
+                self.instrs.append(ins)
+            else:
+                emit(self, ins, found)
+                changed = True
+        if not changed:
+            return self.tape
+        return Tape(list(self.tape.inputs), list(self.tape.outputs), self.consts, self.instrs,
+                    self.avals)
+
+
 def split_broadcast_scatters(tape: Tape) -> Tape:
     """``scatter_add(acc, T, broadcast_to(v, (k,) + v.shape))``, T a constant
     (k,) + v.shape table and the broadcast used only there, as k scatter-adds
     of v by T[0], ..., T[k-1] in turn."""
-    uses = collections.Counter(s for ins in tape.instrs for s in ins.ins)
-    uses.update(tape.outputs)
-    producer = {ins.out: ins for ins in tape.instrs}
-    consts, avals = dict(tape.consts), list(tape.avals)
-    instrs: list[Instr] = []
-    changed = False
-    for ins in tape.instrs:
-        rows = _broadcast_rows(tape, ins, producer, uses)
-        if rows is None:
-            instrs.append(ins)
-            continue
-        v, table = rows
+    def emit(rw: _Rewrite, ins: Instr, found: tuple[int, np.ndarray]) -> None:
+        v, table = found
         acc = ins.ins[0]
         for r in range(table.shape[0]):
-            consts[len(avals)] = np.ascontiguousarray(table[r])
-            avals.append(Aval(table.shape[1:], table.dtype))
-            index = len(avals) - 1
-            if r + 1 < table.shape[0]:
-                avals.append(avals[ins.out])
-                out = len(avals) - 1
-            else:
-                out = ins.out
-            instrs.append(Instr("scatter_add", out, (acc, index, v), (), ins.line))
+            index = rw.const(np.ascontiguousarray(table[r]))
+            out = ins.out if r + 1 == table.shape[0] else rw.slot(rw.avals[ins.out])
+            rw.instrs.append(Instr("scatter_add", out, (acc, index, v), (), ins.line))
             acc = out
-        changed = True
-    if not changed:
-        return tape
-    # the broadcasts now unused are left to dead-code elimination
-    return Tape(list(tape.inputs), list(tape.outputs), consts, instrs, avals)
+    return _Rewrite(tape).run(_broadcast_rows, emit)
 
 
-def _broadcast_rows(tape: Tape, ins: Instr, producer: dict[int, Instr],
-                    uses: collections.Counter[int]) -> tuple[int, np.ndarray] | None:
+def _broadcast_rows(rw: _Rewrite, ins: Instr) -> tuple[int, np.ndarray] | None:
     """(v, T) when ``ins`` is a scatter-add of a broadcast of v over T's
     leading axis, used nowhere else; None otherwise."""
+    tape, producer, uses = rw.tape, rw.producer, rw.uses
     if ins.prim != "scatter_add":
         return None
     _, idx, value = ins.ins
@@ -103,57 +125,33 @@ def fuse_shifted_adjoints(tape: Tape) -> Tape:
     end adds +0.0 to a sum started from +0.0, which is never -0.0.
     Elements of S outside R, and writes (scatter-sets, scatter-adds) that
     fall outside R, are not computed."""
-    uses = collections.Counter(s for ins in tape.instrs for s in ins.ins)
-    uses.update(tape.outputs)
-    producer = {ins.out: ins for ins in tape.instrs}
-    consts, avals = dict(tape.consts), list(tape.avals)
-    instrs: list[Instr] = []
-
-    def const(value: np.ndarray) -> int:
-        consts[len(avals)] = value
-        avals.append(Aval(value.shape, value.dtype))
-        return len(avals) - 1
-
-    def slot(aval: Aval) -> int:
-        avals.append(aval)
-        return len(avals) - 1
-
-    changed = False
-    for ins in tape.instrs:
-        terms = _shifted_terms(tape, ins, producer, uses)
-        if terms is None:
-            instrs.append(ins)
-            continue
-        out = tape.avals[ins.out]
+    def emit(rw: _Rewrite, ins: Instr, terms: list[tuple[int, int]]) -> None:
+        out = rw.avals[ins.out]
         m, dtype = out.shape[0], out.dtype
         padded: dict[int, tuple[int, int]] = {}  # value -> (its padded slot, left pad)
         for v in dict.fromkeys(v for v, _ in terms):
-            size = tape.avals[v].shape[0]
+            size = rw.avals[v].shape[0]
             # a term's shift is v's index of R's first element
             shifts = [shift for w, shift in terms if w == v]
             left, right = max(0, -min(shifts)), max(0, max(shifts) + m - size)
             padded[v] = (v, 0)
             if left or right:
-                into = slot(Aval((left + size + right,), dtype))
-                instrs.append(Instr("scatter_set", into, (
-                    const(np.zeros(left + size + right, dtype)),
-                    const(np.arange(left, left + size, dtype=np.int64)), v), (), ins.line))
+                into = rw.slot(Aval((left + size + right,), dtype))
+                rw.instrs.append(Instr("scatter_set", into, (
+                    rw.const(np.zeros(left + size + right, dtype)),
+                    rw.const(np.arange(left, left + size, dtype=np.int64)), v), (), ins.line))
                 padded[v] = (into, left)
-        consts[len(avals)] = dtype.type(0)  # the +0.0 the zeros start each element from
-        total = slot(Aval((), dtype))
+        total = rw.const(dtype.type(0))  # the +0.0 the zeros start each element from
         for k, (v, shift) in enumerate(terms):
             source, left = padded[v]
-            start = left + shift
-            part = slot(out)
-            instrs.append(Instr("take", part, (
-                source, const(np.arange(start, start + m, dtype=np.int64))), (), ins.line))
-            into = ins.out if k == len(terms) - 1 else slot(out)
-            instrs.append(Instr("add", into, (total, part), (), ins.line))
+            part = rw.slot(out)
+            rw.instrs.append(Instr("take", part, (
+                source, rw.const(np.arange(left + shift, left + shift + m, dtype=np.int64))),
+                (), ins.line))
+            into = ins.out if k == len(terms) - 1 else rw.slot(out)
+            rw.instrs.append(Instr("add", into, (total, part), (), ins.line))
             total = into
-        changed = True
-    if not changed:
-        return tape
-    return Tape(list(tape.inputs), list(tape.outputs), consts, instrs, avals)
+    return _Rewrite(tape).run(_shifted_terms, emit)
 
 
 def _plain_range(tape: Tape, slot: int) -> tuple[int, int] | None:
@@ -169,23 +167,27 @@ def _plain_range(tape: Tape, slot: int) -> tuple[int, int] | None:
     return pattern[0], table.size
 
 
-def _shifted_terms(tape: Tape, ins: Instr, producer: dict[int, Instr],
-                   uses: collections.Counter[int]) -> list[tuple[int, int]] | None:
+def _shifted_terms(rw: _Rewrite, ins: Instr) -> list[tuple[int, int]] | None:
     """The terms (value, shift) in order when ``ins`` is a take of a plain
     range R from a chain of scatter-adds at plain ranges into +0.0 zeros
     (scatter-sets outside R allowed), each link used only by the next; at
     least two terms inside R.  A term's shift is the index into its value
     of R's first element."""
+    tape, producer, uses = rw.tape, rw.producer, rw.uses
     if ins.prim != "take" or tape.avals[ins.out].dtype.kind != "f":
         return None
     chain, at = ins.ins
+    link = producer.get(chain)
+    if (link is None or link.prim not in ("scatter_add", "scatter_set") or uses[chain] != 1
+            or tape.avals[chain].ndim != 1):
+        return None  # the cheap tests first: every take of every tape comes here
     window = _plain_range(tape, at)
-    if window is None or tape.avals[chain].ndim != 1 or uses[chain] != 1:
+    if window is None:
         return None
     r0, m = window
     terms: list[tuple[int, int]] = []
     while True:
-        if _positive_zeros(tape, chain):
+        if positive_zeros(tape, chain):
             break
         link = producer.get(chain)
         if link is None or link.prim not in ("scatter_add", "scatter_set"):
@@ -208,7 +210,8 @@ def _shifted_terms(tape: Tape, ins: Instr, producer: dict[int, Instr],
     return terms
 
 
-def _positive_zeros(tape: Tape, slot: int) -> bool:
+def positive_zeros(tape: Tape, slot: int) -> bool:
+    """Is ``slot`` a constant float array of +0.0 only?"""
     value = tape.consts.get(slot)
     return (isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size > 0
             and not np.any(value) and not np.any(np.signbit(value)))
