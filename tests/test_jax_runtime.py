@@ -156,3 +156,58 @@ def test_initializers_match_jax_where_installed():
         theirs = getattr(jax.nn.initializers, name)()(jax.random.PRNGKey(7), (5, 6),
                                                       jax.numpy.float32)
         np.testing.assert_allclose(ours, np.asarray(theirs), rtol=2e-5, atol=1e-6)
+
+
+def _host_code_cases():
+    """Functions fastad runs as Python on plain values while a trace is open
+    (the values of custom rules' functions, solvers, odeint's dynamics,
+    callbacks, user primitives), each written with fastad.numpy's creation
+    functions, which inside a trace would make traced constants."""
+    from fastad import lax
+    from fastad.scipy.integrate import odeint
+
+    def made(x):  # fastad.numpy's constructors, as user code writes them
+        return x * fnp.ones((), x.dtype) + fnp.zeros_like(x) + fnp.asarray(0.0) \
+            + fnp.array([0.0])[0] + fnp.full(x.shape, 0.0)
+
+    @fa.custom_vjp
+    def cube(x):
+        return made(x) ** 3
+
+    cube.defvjp(lambda x: (made(x) ** 3, x), lambda x, g: (3 * made(x) ** 2 * g,))
+
+    @fa.custom_jvp
+    def sq(x):
+        return made(x) ** 2
+
+    sq.defjvp(lambda p, t: (made(p[0]) ** 2, 2 * made(p[0]) * t[0]))
+    mat = np.diag([2.0, 3.0, 4.0])
+
+    @fa.primitive
+    def doubled(x):
+        return made(x) * 2.0
+
+    fa.defvjp(doubled, lambda g, ans, x: 2.0 * g)
+    return {
+        "custom_vjp": (lambda x: fnp.sum(cube(x)), lambda x: 3 * x ** 2),
+        "custom_jvp": (lambda x: fnp.sum(sq(x)), lambda x: 2 * x),
+        "custom_linear_solve": (
+            lambda x: fnp.sum(lax.custom_linear_solve(lambda v: mat @ v, x,
+                                                      lambda mv, r: made(r) / np.diag(mat),
+                                                      symmetric=True) ** 2),
+            lambda x: 2 * x / np.diag(mat) ** 2),
+        "odeint": (lambda x: fnp.sum(odeint(lambda y, t, k: -made(k) * y, np.ones(3),
+                                            np.array([0.0, 1.0]), (x,))[-1]),
+                   lambda x: -np.exp(-x)),
+        "primitive": (lambda x: fnp.sum(doubled(x)), lambda x: np.full_like(x, 2.0)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_host_code_cases()))
+def test_host_code_with_fastad_constructors_inside_traces(name):
+    f, dfdx = _host_code_cases()[name]
+    x = np.array([0.3, 0.7, 1.1])
+    np.testing.assert_allclose(fa.grad(f)(x), dfdx(x), rtol=1e-6)
+    np.testing.assert_allclose(jit(fa.grad(f))(x), dfdx(x), rtol=1e-6)
+    np.testing.assert_allclose(fa.grad(lambda x: f(x) * fnp.sum(x))(x),
+                               dfdx(x) * np.sum(x) + f(x), rtol=1e-6)

@@ -26,9 +26,8 @@ def flatten(value: Any) -> tuple[Any, Callable[[Any], Any]]:
     dtypes = [fnp.result_dtype(leaf) for leaf in leaves]
     ends = np.cumsum([0] + sizes)
     if leaves:
-        # (NumPy's asarray for plain leaves: fnp.asarray under a trace gives a
-        # traced constant, and a plain tree must flatten to a plain vector, as
-        # inside a host call's Python function: odeint's dynamics)
+        # (NumPy's asarray for plain leaves: under a trace fnp.asarray would
+        # make a traced constant of them, and a plain tree stays plain)
         vector = fnp.concatenate([fnp.ravel(leaf if isinstance(leaf, Tracer) else np.asarray(leaf))
                                   for leaf in leaves])
     else:
