@@ -103,8 +103,11 @@ class _Arrays:
         is_const[np.fromiter(tape.consts, np.int64, len(tape.consts))] = True
         self.is_const = is_const
         # exact features: primitive and parameters, result and operand avals
-        self.features, blocked = _features(tape, ops, outs, arity)
+        self.features, blocked, self.names, self.prim_names, self.aval_id = \
+            _features(tape, ops, outs, arity)
         self.blocked = blocked
+        # how often each slot is read (rerolling's `_TapeIndex`: outputs aside)
+        self.uses = np.bincount(flat, minlength=nslots)
         self._plain_hash: np.ndarray | None = None
         self._valued_hash: np.ndarray | None = None
 
@@ -122,16 +125,10 @@ class _Arrays:
         spatial loop (whose iterations differ only in their indices) recurs
         with the period of the time step only in this one."""
         if self._valued_hash is None:
-            value_ids: dict[Any, int] = {}
-            codes = []  # per constant, in the order of `consts`
-            for value in self.tape.consts.values():
-                v = np.asarray(value)
-                key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
-                    if v.size <= 64 else id(value)
-                codes.append(value_ids.setdefault(key, len(value_ids)))
             const_code = np.full(len(self.is_const), 2, np.uint64)
-            const_code[np.fromiter(self.tape.consts, np.int64, len(codes))] = \
-                np.array(codes, np.uint64) + np.uint64(1 << 40)
+            consts = self.tape.consts
+            const_code[np.fromiter(consts, np.int64, len(consts))] = \
+                _value_codes(list(consts.values())) + np.uint64(1 << 40)
             self._valued_hash = self._hash(const_code)
         return self._valued_hash
 
@@ -200,13 +197,23 @@ class _Arrays:
 
 
 class Columns(NamedTuple):
-    """What rerolling's batched term matching reads of `_Arrays`
-    (`reroll_terms._Batches`), without the tape."""
+    """What rerolling reads of `_Arrays` (its index of the tape,
+    `reroll_terms._TapeIndex`, its chains and its batched term matching,
+    `reroll_terms._Batches`), without the tape."""
 
     producer: np.ndarray
     ops: np.ndarray
     features: np.ndarray
     is_const: np.ndarray
+    names: np.ndarray
+    prim_names: list[str]
+    aval_id: np.ndarray
+    uses: np.ndarray
+
+    @classmethod
+    def of(cls, arrays: "_Arrays") -> "Columns":
+        return cls(arrays.producer, arrays.ops, arrays.features, arrays.is_const, arrays.names,
+                   arrays.prim_names, arrays.aval_id, arrays.uses)
 
 
 #: (weak reference to a tape, its size, its `Columns`): kept when detection
@@ -223,8 +230,7 @@ def _size(tape: Tape) -> tuple[int, int, int]:
 
 def _keep_columns(tape: Tape, arrays: _Arrays) -> None:
     global _last
-    _last = (weakref.ref(tape, _dropped), _size(tape),
-             Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const))
+    _last = (weakref.ref(tape, _dropped), _size(tape), Columns.of(arrays))
 
 
 def columns_of(tape: Tape) -> Columns:
@@ -233,8 +239,7 @@ def columns_of(tape: Tape) -> Columns:
     last = _last
     if last is not None and last[0]() is tape and last[1] == _size(tape):
         return last[2]
-    arrays = _Arrays(tape)
-    return Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const)
+    return Columns.of(_Arrays(tape))
 
 
 def forget_columns() -> None:
@@ -250,6 +255,50 @@ def _dropped(ref: Any) -> None:
         _last = None
 
 
+def _value_codes(values: list[Any]) -> np.ndarray:
+    """A number per constant, equal for two constants exactly when they are
+    of one type, dtype, shape and bits (large ones: when they are the same
+    object).  Only equality of the hashes they feed matters, so the numbers
+    themselves are arbitrary.  The constants of a long loop's trace are
+    nearly all Python floats and ``x[i]``'s 0-d int64 indices: those are
+    numbered by their bits in NumPy, the rest one by one."""
+    n = len(values)
+    codes = np.zeros(n, np.uint64)
+    types = list(map(type, values))
+    taken = 0  # codes used so far
+    floats = np.fromiter((t is float for t in types), bool, n)
+    if floats.any():
+        at = np.flatnonzero(floats)
+        bits = np.array([values[k] for k in at.tolist()], np.float64).view(np.int64)
+        _, inverse = np.unique(bits, return_inverse=True)
+        codes[at] = inverse.ravel().astype(np.uint64)
+        taken = int(inverse.max()) + 1
+    indices = np.fromiter((t is np.ndarray for t in types), bool, n)
+    if indices.any():
+        at = np.flatnonzero(indices)
+        # of those arrays, the 0-d int64 ones
+        at = at[np.fromiter((values[k].dtype == _INT64 and not values[k].shape
+                             for k in at.tolist()), bool, len(at))]
+        if len(at):
+            ints = np.array([values[k] for k in at.tolist()], np.int64)
+            _, inverse = np.unique(ints, return_inverse=True)
+            codes[at] = inverse.ravel().astype(np.uint64) + np.uint64(taken)
+            taken += int(inverse.max()) + 1
+            indices[:] = False
+            indices[at] = True
+    value_ids: dict[Any, int] = {}
+    for k in np.flatnonzero(~(floats | indices)).tolist():
+        value = values[k]
+        v = np.asarray(value)
+        key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
+            if v.size <= 64 else id(value)
+        codes[k] = value_ids.setdefault(key, len(value_ids)) + taken
+    return codes
+
+
+_INT64 = np.dtype(np.int64)
+
+
 def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
     """h = (h ^ column) * _MIX + salt, in place (uint64, wrapping)."""
     np.bitwise_xor(h, column, out=h)
@@ -258,10 +307,13 @@ def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
 
 
 def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
     """Per instruction: a number for its primitive and parameters, its
     result's and operands' avals, its arity; and whether it can be in no
-    body (an effect, too many operands, parameters that cannot be compared)."""
+    body (an effect, too many operands, parameters that cannot be compared).
+    Also the number of each instruction's primitive, the primitives' names
+    by number, and a number per slot for its aval (equal avals alike; -1
+    for the pad)."""
     instrs, n = tape.instrs, len(tape.instrs)
     # avals by object first (most slots share a few objects), then by value
     _, first, inverse = np.unique(np.fromiter(map(id, tape.avals), np.int64, len(tape.avals)),
@@ -273,7 +325,8 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
     # primitives by name; parameters (rare) by value, and by repr, which
     # tells -0.0 from 0.0 where == and hash do not
     names = list(map(_PRIM, instrs))
-    ids = {name: k for k, name in enumerate(set(names))}
+    prim_names = list(dict.fromkeys(names))  # (in order of appearance: deterministic)
+    ids = {name: k for k, name in enumerate(prim_names)}
     by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
     kind = by_name.copy()
     keys: dict[Any, int] = {}
@@ -289,7 +342,8 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
     if effects:
         blocked |= np.isin(by_name, list(effects))
     kind[blocked] = -1 - np.nonzero(blocked)[0]
-    return np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked
+    return (np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked, by_name,
+            prim_names, aval_id)
 
 
 class _Run:
@@ -316,6 +370,17 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
     consts = arrays.tape.consts
     P = period
     steps = min(steps, (arrays.n - start) // P)
+    if not (steps >= min_trip and start <= ref < start + steps * P):
+        return None
+    # whether the run is a parallel loop depends on the reference step alone
+    # (its operands' producers relative to its start, the same for every
+    # start the passes below move to): such a run is rerolling's, known
+    # before the whole stretch is compared
+    at = start + P * ((ref - start) // P)
+    ref_rel = arrays.pp[at:at + P] - at
+    carried = (ref_rel >= -P) & (ref_rel < 0)
+    if not carried.any() or _only_accumulates(arrays, np.arange(at, at + P), ref_rel, carried, P):
+        return None  # a parallel loop (with sums or writes into a buffer): rerolling's
     while steps >= min_trip and start <= ref < start + steps * P:
         r = (ref - start) // P
         R = start + np.arange(steps * P, dtype=np.int64).reshape(steps, P)
@@ -351,8 +416,6 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
         if len(before):
             start, steps = start + P * (int(before[-1]) + 1), steps - int(before[-1]) - 1
             continue
-        if not carried.any() or _only_accumulates(arrays, R[r], ref_rel, carried, P):
-            return None  # a parallel loop (with sums or writes into a buffer): rerolling's
         if not _initial_values_agree(ops[0], ref_rel, carried, P):
             start, steps = start + P, steps - 1
             continue
@@ -395,8 +458,13 @@ def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
     own sum or writes (``s = s + term``, ``out[i] = term``)?  Then the steps
     are a parallel loop, which rerolling turns into vector code."""
     instrs = arrays.tape.instrs
-    internal = ref_rel >= 0
+    # the step's readers of each of its values, (instruction, operand) in order
+    readers: dict[int, list[tuple[int, int]]] = {}
+    rows, cols = np.nonzero(ref_rel >= 0)
+    for j, m, o in zip(rows.tolist(), cols.tolist(), ref_rel[rows, cols].tolist()):
+        readers.setdefault(o, []).append((j, m))
     for j, m in zip(*np.nonzero(carried)):
+        j, m = int(j), int(m)
         o = int(ref_rel[j, m]) + P  # the new carry
         # the carried value runs through links s1 = s + a, s2 = s1 + b, ... to o
         while True:
@@ -404,10 +472,10 @@ def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
                 return False
             if j == o:
                 break
-            readers = np.argwhere(internal & (ref_rel == j))
-            if len(readers) != 1:
+            found = readers.get(j, ())
+            if len(found) != 1:
                 return False
-            j, m = (int(v) for v in readers[0])
+            j, m = found[0]
     return True
 
 

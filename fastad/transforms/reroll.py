@@ -124,10 +124,10 @@ def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
         # of two candidate accumulators, the one recorded first: in s + t
         # and t + s alike the term is computed after the previous sum
         uses = ix.uses
-        before = producer.get(a)
+        before = producer[a]
         found = a if before is not None and before.prim in _SUM_LINKS and uses[a] == 1 else None
         if prim == "add":
-            before = producer.get(b)
+            before = producer[b]
             if before is not None and before.prim in _SUM_LINKS and uses[b] == 1 and (
                     found is None or ix.position[b] < ix.position[found]):
                 found = b
@@ -155,48 +155,94 @@ def _is_zero(ix: _TapeIndex, slot: int) -> bool:
 def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
     """Maximal chains, found from their ends backwards and cut where writes
     would stop commuting; in the order of their ends (inner loops first)."""
-    # one step per instruction: the links' predecessors, and the guards
-    preds: dict[int, int | None] = {}  # in tape order
-    guards: list[Instr] = []
-    is_guard: dict[str, bool] = {}
-    for ins in ix.tape.instrs:
-        prim = ins.prim
-        if prim in _LINKS:
-            preds[ins.out] = _previous_link(ix, ins)
-            continue
-        guard = is_guard.get(prim)
-        if guard is None:
-            guard = is_guard[prim] = registry[prim].effect == "guard"
-        if guard:
-            guards.append(ins)
-    continued = {p for p in preds.values() if p is not None}
+    cols, instrs = ix.columns, ix.tape.instrs
+    names, prim_names = cols.names, cols.prim_names
+    # the links (sums by arrays, `_sum_preds`; scatters one by one) and the
+    # link each continues, as positions on the tape (-1: none)
+    sums, sum_preds, terms = _sum_preds(ix)
+    scatters = _positions_of(cols, _SCATTER_LINKS)
+    scatter_preds = np.array([_position(ix, _previous_link(ix, instrs[n]))
+                              for n in scatters.tolist()], np.int64)
+    links = np.concatenate([sums, scatters])
+    order = np.argsort(links, kind="stable")
+    links, preds = links[order], np.concatenate([sum_preds, scatter_preds])[order]
+    # each link continues at most one (the one it reads, read nowhere else):
+    # the chains are disjoint paths, numbered by their first link
+    pred = np.searchsorted(links, preds)
+    first = np.where(preds >= 0, pred, np.arange(len(links)))
+    while True:
+        further = first[first]
+        if np.array_equal(further, first):
+            break
+        first = further
+    # in the order of their last links, each chain's links in tape order
+    by_chain = np.lexsort((links, first))
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(first[by_chain])) + 1,
+                             [len(by_chain)]])
+    long = np.flatnonzero(np.diff(bounds) >= MIN_RUN)  # (most links are chains of one)
+    ends = bounds[long + 1]
     chains = []
-    producer = ix.producer
-    for out in preds:
-        if out in continued:
-            continue
-        ins = producer[out]
-        links = [ins]
-        while preds[links[-1].out] is not None:
-            links.append(ix.producer[preds[links[-1].out]])
-        if len(links) < MIN_RUN:
-            continue
-        links.reverse()
-        if ins.prim in _SUM_LINKS:
+    for k in np.argsort(links[by_chain[ends - 1]], kind="stable").tolist():
+        group = by_chain[bounds[long[k]]:ends[k]]
+        chain_links = list(map(instrs.__getitem__, links[group].tolist()))
+        if chain_links[-1].prim in _SUM_LINKS:
             if not exact_sums:
-                chains.append(_sum_chain(links))
-        elif _scatter_link(ix, ins) is not None:
-            chains.extend(_scatter_chains(ix, links, exact_sums))
+                at = np.searchsorted(sums, links[group])
+                chains.append(_Chain("sum", chain_links, chain_links[0].ins[0],
+                                     [chain_links[0].ins[1]] + terms[at[1:]].tolist(), {}))
+        elif _scatter_link(ix, chain_links[-1]) is not None:
+            chains.extend(_scatter_chains(ix, chain_links, exact_sums))
+    is_guard = [registry[name].effect == "guard" for name in prim_names]
+    guards = [instrs[n] for n in np.flatnonzero(np.asarray(is_guard, bool)[names]).tolist()] \
+        if any(is_guard) else []
     chains.append(_Chain("guard", guards, -1, [g.ins[0] for g in guards], {}))
     return [c for c in chains if len(c.links) >= MIN_RUN]
 
 
-def _sum_chain(links: list[Instr]) -> _Chain:
-    terms = [links[0].ins[1]]
-    for prev, link in zip(links, links[1:]):
-        a, b = link.ins
-        terms.append(b if a == prev.out else a)
-    return _Chain("sum", links, links[0].ins[0], terms, {})
+def _position(ix: _TapeIndex, slot: int | None) -> int:
+    return -1 if slot is None else ix.position[slot]
+
+
+def _positions_of(cols: Any, prims: Sequence[str]) -> np.ndarray:
+    """The positions of the instructions of these primitives, in tape order."""
+    ids = [k for k, name in enumerate(cols.prim_names) if name in prims]
+    return np.flatnonzero(np.isin(cols.names, ids)) if ids else np.zeros(0, np.int64)
+
+
+def _sum_preds(ix: _TapeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_previous_link` of every ``add`` and ``sub``, on the tape's arrays:
+    their positions, the position of the link each continues (-1: none),
+    and each one's term if it continues one (the operand that is not the
+    previous sum)."""
+    cols = ix.columns
+    at = _positions_of(cols, _SUM_LINKS)
+    feats = cols.features[at]
+    at = at[feats[:, 2] == 2]  # (add and sub are binary: no other reaches here)
+    feats = cols.features[at]
+    a, b = cols.ops[at, 0], cols.ops[at, 1]
+    is_add = cols.names[at] == cols.prim_names.index("add") if "add" in cols.prim_names \
+        else np.zeros(len(at), bool)
+    # a broadcasting add is not an accumulation
+    ok = (feats[:, 3] == feats[:, 1]) & (feats[:, 4] == feats[:, 1])
+    # `s = 0.0` then `s = s + t`: the zero starts the chain, t is its first
+    # term (even when t is itself a sum, t = a - b)
+    zero = np.zeros(len(cols.is_const), bool)
+    zero[a[is_add]] = zero[b[is_add]] = True
+    for s in np.flatnonzero(zero & cols.is_const).tolist():  # the constants adds read
+        zero[s] = _is_zero(ix, s)
+    zero &= cols.is_const
+    ok &= ~(is_add & (zero[a] | zero[b]))
+    # of two candidate accumulators, the one recorded first: in s + t and
+    # t + s alike the term is computed after the previous sum
+    is_sum = np.zeros(len(cols.names) + 1, bool)  # by position (-1: none)
+    is_sum[at] = True
+    uses = ix.use_counts
+    pa, pb = cols.producer[a], cols.producer[b]
+    a_ok = is_sum[pa] & (uses[a] == 1)
+    b_ok = is_add & is_sum[pb] & (uses[b] == 1) & (~a_ok | (pb < pa))
+    pred = np.where(b_ok, pb, np.where(a_ok, pa, -1))
+    pred[~ok] = -1
+    return at, pred, np.where(b_ok, a, b)
 
 
 def _scatter_chains(ix: _TapeIndex, links: list[Instr], exact_sums: bool) -> list[_Chain]:
@@ -235,12 +281,22 @@ def _positions_read(ix: _TapeIndex, array: int, self_read: Instr | None) -> set[
 def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[int]]:
     """Lists of link numbers, each a segment of isomorphic terms on an affine grid."""
     classes: dict[Any, list[int]] = {}
+    # a term's signature is a tuple of its nodes, whose hash Python does not
+    # keep: numbered once per signature object (a template's copies share
+    # it), then once per distinct value, so that classes are keyed by ints
+    by_object: dict[int, int] = {}
+    by_value: dict[Any, int] = {}
+    writes, sign, links, consts = chain.writes, chain.sign, chain.links, chain.consts
     for k, term in enumerate(terms):
         if term.ok:
+            signature = term.signature
+            number = by_object.get(id(signature))
+            if number is None:
+                number = by_object[id(signature)] = by_value.setdefault(signature, len(by_value))
             # writes of one segment must write the same number of positions
             # (out[i:i + L] = ... of ragged lengths L are separate classes)
-            where = np.shape(chain.consts[chain.links[k].ins[1]]) if chain.writes else ()
-            classes.setdefault((chain.sign(k), where, term.signature), []).append(k)
+            where = np.shape(consts[links[k].ins[1]]) if writes else ()
+            classes.setdefault((sign(k), where, number), []).append(k)
     found = []
     for members in classes.values():
         if len(members) < MIN_RUN:
@@ -402,14 +458,14 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             values.append((value_of(node[1]), False))
         elif kind == "const":
             column = next(columns)
-            if all(type(v) is type(column[0]) and bitwise_equal(v, column[0]) for v in column):
+            if _all_same(column):
                 values.append((column[0], False))
             else:
                 if node[1] in ("int", "float", "bool"):
                     weak.add(len(values))
-                values.append((np.stack([np.asarray(v) for v in column]), True))
+                values.append((_stacked(column), True))
         elif kind in ("take", "take_chain"):
-            index = np.stack(next(columns))
+            index = _stacked(next(columns))
             if kind == "take_chain":
                 values.append(_gather((chain_start, False), index, ()))
             else:
@@ -427,6 +483,31 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
     out, batched = values[first.root]
     root_shape = (n,) + shapes[first.root]
     return out if batched else fnp.broadcast_to(out, root_shape)
+
+
+def _all_same(column: Sequence[Any]) -> bool:
+    """Whether every value of ``column`` has the first's type and bits.  A
+    loop's shared constant is one object in every term (the trace keeps one
+    slot per value): checked by identity first, value by value only if not."""
+    first = column[0]
+    for v in column:
+        if v is not first:
+            break
+    else:
+        return True
+    return all(type(v) is type(first) and bitwise_equal(v, first) for v in column)
+
+
+def _stacked(column: Sequence[Any]) -> np.ndarray:
+    """``np.stack`` of the values, as arrays.  0-d arrays (``x[i]``'s indices,
+    one per term) are gathered by one ``np.array`` of the list, which gives
+    what ``np.stack`` gives (the same shape and promoted dtype) at a tenth
+    of the cost."""
+    if all(type(v) is np.ndarray and not v.shape for v in column):
+        out = np.array(column)
+        if out.shape == (len(column),):
+            return out
+    return np.stack([np.asarray(v) for v in column])
 
 
 def _gather(array: tuple[Any, bool], index: np.ndarray, example_shape: tuple[int, ...]
