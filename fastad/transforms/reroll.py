@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 import math
 from typing import Any, Iterator, Sequence
 
@@ -50,7 +51,8 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
-from .reroll_terms import _SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _Term, _terms
+from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _Term, _terms,
+                           int_matrix, varying_columns)
 
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
@@ -301,15 +303,12 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
     for members in classes.values():
         if len(members) < MIN_RUN:
             continue
-        ints = np.asarray([_integers(chain, ix, terms, k) for k in members], dtype=np.int64)
+        ints = int_matrix([terms[k] for k in members])
+        if writes:  # the positions written come first
+            ints = np.concatenate([np.asarray([ix.index_list(links[k].ins[1]) for k in members],
+                                              dtype=np.int64), ints], axis=1)
         found.extend(_best_split(members, ints))
     return found
-
-
-def _integers(chain: _Chain, ix: _TapeIndex, terms: list[_Term], k: int) -> list[int]:
-    if not chain.writes:
-        return terms[k].ints
-    return ix.index_list(chain.links[k].ins[1]) + terms[k].ints
 
 
 def _best_split(members: list[int], ints: np.ndarray) -> list[list[int]]:
@@ -401,23 +400,28 @@ class _Rewrite:
         if chain.kind == "guard":
             return self.emit_guards(ix, value_of)
         start = value = value_of(chain.before)
-        for k, link in enumerate(chain.links):
+        for k in self.steps():
             segment = self.segment_at.get(k)
             if segment is not None:
                 vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
                                     start)
                 value = _combine(chain, value, [chain.links[j] for j in segment], vector)
-            elif k not in self.covered:
-                value = _combine(chain, value, [link], value_of(chain.terms[k]))
+            else:
+                value = _combine(chain, value, [chain.links[k]], value_of(chain.terms[k]))
         return value
+
+    def steps(self) -> list[int]:
+        """The links where the vector code does something, in chain order: the
+        first of each segment, and each link no segment covers."""
+        return sorted(self.segment_at.keys() | (set(range(len(self.chain.links))) - self.covered))
 
 
     def emit_guards(self, ix: _TapeIndex, value_of: Any) -> Any:
         """Each segment of guards as one guard: every element of the vector
         predicate agrees with the outcome its iteration recorded."""
         chain, value = self.chain, None
-        for k, link in enumerate(chain.links):
-            segment = self.segment_at.get(k)
+        for k in self.steps():
+            link, segment = chain.links[k], self.segment_at.get(k)
             if segment is not None:
                 vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
                                     None)
@@ -449,7 +453,7 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
     Each value is (value, batched): unbatched ones are the same for all terms."""
     n, first = len(terms), terms[0]
     shapes = [tuple(avals[s].shape) for s in first.slots]  # of one term's values
-    columns = iter(zip(*(t.varying for t in terms)))
+    columns = iter(varying_columns(terms))
     values: list[tuple[Any, bool]] = []
     weak: set[int] = set()  # stacked Python scalars: they take their consumer's dtype
     for node in first.nodes:
@@ -553,14 +557,14 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
     # reads of a rewritten scatter chain's intermediate arrays see its start
     alias = {s: r.chain.before for r in rewrites if r.chain.kind != "guard"
              for s in r.chain.intermediates()}
-    needed = _needed(tape, at_end, alias, {link.out for r in rewrites if r.chain.kind == "guard"
-                                           for link in r.chain.links[:-1]})
+    needed = _needed(ix, at_end, alias, {link.out for r in rewrites if r.chain.kind == "guard"
+                                         for link in r.chain.links[:-1]})
+    position, instrs = ix.position, tape.instrs
     with recording() as builder:
         env: dict[int, Any] = {s: builder.new_input(v) for s, v in zip(tape.inputs, examples)}
         env.update(tape.consts)
-        for ins in tape.instrs:
-            if ins.out not in needed:
-                continue
+        for n in sorted(position[s] for s in needed if position[s] >= 0):
+            ins = instrs[n]
             # the user's line of the instruction (of a rewrite, its chain's last
             # link: a guard's `if`), not the line that called the compiled function
             builder.line_override = ins.line
@@ -576,30 +580,36 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
     return eliminate_dead_code(builder.tape)
 
 
-def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int],
+def _needed(ix: _TapeIndex, at_end: dict[int, _Rewrite], alias: dict[int, int],
             merged_guards: set[int]) -> set[int]:
     """The slots the rerolled tape still computes: the scalar code of rerolled
     terms is not even replayed.  Guards are always kept, those merged into a
-    rerolled guard as that guard."""
+    rerolled guard as that guard.  Walked from the outputs and effects back
+    to what they read, the latest instruction first (as a walk of the whole
+    tape backwards would, but visiting only what is kept)."""
+    tape, position, cols = ix.tape, ix.position, ix.columns
     needed = set(tape.outputs)
-    effects: dict[str, bool] = {}  # by primitive: asked per instruction not needed
-    for ins in reversed(tape.instrs):
+    effects = [k for k, name in enumerate(cols.prim_names) if registry[name].effect is not None]
+    todo = np.flatnonzero(np.isin(cols.names, effects)).tolist() if effects else []
+    todo += [position[s] for s in needed if position[s] >= 0]
+    seen = set(todo)
+    todo = [-n for n in seen]  # a heap of the positions to visit, latest first
+    heapq.heapify(todo)
+    instrs = tape.instrs
+    while todo:
+        ins = instrs[-heapq.heappop(todo)]
         if ins.out in merged_guards:
             continue
-        kept = ins.out in needed
-        if not kept:
-            kept = effects.get(ins.prim)
-            if kept is None:
-                kept = effects[ins.prim] = registry[ins.prim].effect is not None
         rewrite = at_end.get(ins.out)
-        if rewrite is not None:
-            if kept:
-                needed.add(ins.out)
-                needed.update(alias.get(s, s) for s in rewrite.requires())
-            continue
-        if kept:
-            needed.add(ins.out)
-            needed.update(alias.get(s, s) for s in ins.ins)
+        reads = ins.ins if rewrite is None else rewrite.requires()
+        needed.add(ins.out)
+        for s in reads:
+            s = alias.get(s, s)
+            needed.add(s)
+            n = position[s]
+            if n >= 0 and n not in seen:
+                seen.add(n)
+                heapq.heappush(todo, -n)
     return needed
 
 

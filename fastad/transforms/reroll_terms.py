@@ -371,8 +371,10 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
     ix = template._ix
     producer, consts, const_nodes, const_ints = ix.producer, ix.tape.consts, ix._const_nodes, \
         ix.const_ints
-    rows = S.tolist()  # per node, the slots of every term
     count = len(bounds)
+    if not count:  # (a batch none of whose terms passed)
+        return []
+    rows = S.tolist()  # per node, the slots of every term
     varying, pieces = [], []
     for what, j in template.collected():
         if what == 1:
@@ -392,9 +394,9 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
     return [_Copy(template, found, at) for at in range(count)]
 
 
-def _int_rows(pieces: list[list[Any]], count: int) -> Any:
-    """Per term, the list of its integers (each piece's values flattened, in
-    order), made as one int64 array where the pieces' sizes allow."""
+def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int]]:
+    """Per term, its integers (each piece's values flattened, in order): the
+    rows of one int64 array, or lists where the pieces' sizes differ."""
     blocks = []
     try:
         for piece in pieces:
@@ -403,7 +405,44 @@ def _int_rows(pieces: list[list[Any]], count: int) -> Any:
     except ValueError:  # ragged
         return [list(itertools.chain.from_iterable(np.ravel(v).tolist() for v in term))
                 for term in zip(*pieces)] if pieces else [[] for _ in range(count)]
-    return np.concatenate(blocks, axis=1).tolist() if blocks else [[] for _ in range(count)]
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((count, 0), np.int64)
+
+
+def _runs(terms: list[Any]) -> list[tuple[Any, int, int]]:
+    """The terms as runs: (its `_Found`, first, end) for consecutive copies
+    matched together, in their batch's order, (the term, 0, 1) for any other."""
+    runs: list[tuple[Any, int, int]] = []
+    for term in terms:
+        if type(term) is _Copy:
+            found, at = term.found, term.at
+            if runs and runs[-1][0] is found and runs[-1][2] == at:
+                runs[-1] = (found, runs[-1][1], at + 1)
+                continue
+            runs.append((found, at, at + 1))
+        else:
+            runs.append((term, 0, 1))
+    return runs
+
+
+def varying_columns(terms: list[Any]) -> list[list[Any]]:
+    """Per varying node, its values in the terms: ``zip(*(t.varying for t
+    in terms))``, the copies matched together sliced from their batch."""
+    pieces = [[column[first:end] for column in what.varying] if type(what) is _Found
+              else [[v] for v in what.varying] for what, first, end in _runs(terms)]
+    return [list(itertools.chain.from_iterable(columns)) for columns in zip(*pieces)]
+
+
+def int_matrix(terms: list[Any]) -> np.ndarray:
+    """The terms' integers, a row per term (of equal lengths: terms of one class)."""
+    blocks = []
+    for what, first, end in _runs(terms):
+        ints = what.ints
+        if type(what) is _Found and type(ints) is np.ndarray:
+            blocks.append(ints[first:end])
+        else:
+            blocks.append(np.asarray(ints[first:end] if type(what) is _Found else [ints],
+                                     dtype=np.int64))
+    return np.concatenate(blocks) if blocks else np.zeros((0, 0), np.int64)
 
 
 class _Found:
@@ -411,11 +450,18 @@ class _Found:
     term), bounds, per collected node the values (a list per node) and
     their integers."""
 
-    __slots__ = ("S", "bounds", "varying", "ints")
+    __slots__ = ("S", "bounds", "varying", "ints", "_lists")
 
     def __init__(self, S: np.ndarray, bounds: list[int], varying: list[list[Any]],
-                 ints: list[list[int]]) -> None:
+                 ints: np.ndarray | list[list[int]]) -> None:
         self.S, self.bounds, self.varying, self.ints = S, bounds, varying, ints
+        self._lists: list[list[int]] | None = None
+
+    def int_list(self, at: int) -> list[int]:
+        if self._lists is None:
+            ints = self.ints
+            self._lists = ints.tolist() if type(ints) is np.ndarray else ints
+        return self._lists[at]
 
 
 class _Copy:
@@ -457,7 +503,7 @@ class _Copy:
 
     @property
     def ints(self) -> list[int]:
-        return self.found.ints[self.at]
+        return self.found.int_list(self.at)
 
     # what the term was matched with (as `_Term` keeps it)
     @property
