@@ -57,8 +57,6 @@ from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
 
-_LINKS = frozenset(_SUM_LINKS + _SCATTER_LINKS)
-
 
 # -- chains ----------------------------------------------------------------------
 class _Chain:
@@ -218,8 +216,7 @@ def _sum_preds(ix: _TapeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     previous sum)."""
     cols = ix.columns
     at = _positions_of(cols, _SUM_LINKS)
-    feats = cols.features[at]
-    at = at[feats[:, 2] == 2]  # (add and sub are binary: no other reaches here)
+    at = at[cols.features[at, 2] == 2]  # (add and sub are binary: no other reaches here)
     feats = cols.features[at]
     a, b = cols.ops[at, 0], cols.ops[at, 1]
     is_add = cols.names[at] == cols.prim_names.index("add") if "add" in cols.prim_names \
@@ -415,7 +412,6 @@ class _Rewrite:
         first of each segment, and each link no segment covers."""
         return sorted(self.segment_at.keys() | (set(range(len(self.chain.links))) - self.covered))
 
-
     def emit_guards(self, ix: _TapeIndex, value_of: Any) -> Any:
         """Each segment of guards as one guard: every element of the vector
         predicate agrees with the outcome its iteration recorded."""
@@ -430,7 +426,7 @@ class _Rewrite:
                 disagree = fnp.logical_not(vector) if chain.sign(k) else vector
                 count = fnp.sum(fnp.astype(disagree, np.float64))
                 value = bind(registry["guard"], count, expected=False)
-            elif k not in self.covered:
+            else:
                 value = bind(registry["guard"], value_of(chain.terms[k]), **dict(link.params))
         return value
 

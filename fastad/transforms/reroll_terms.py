@@ -382,10 +382,11 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
             varying.append(values)
             if template.nodes[j][2].dtype.kind not in "iub":
                 continue  # (its integers: none)
-            if all(type(v) is np.ndarray for v in values):
-                pieces.append(values)  # (`const_node`'s integers: the values, flattened)
-            else:
-                pieces.append([(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
+            # `const_node`'s integers: int64 arrays' values, flattened (the
+            # constants of one node share an aval: one shape)
+            block = np.array(values) if all(type(v) is np.ndarray for v in values) else None
+            pieces.append(block if block is not None and block.dtype == _INT64 else
+                          [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
         elif what == 2:
             column = list(map(const_ints, [producer[s].ins[1] for s in rows[j]]))
             varying.append(column)
@@ -395,8 +396,9 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
 
 
 def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int]]:
-    """Per term, its integers (each piece's values flattened, in order): the
-    rows of one int64 array, or lists where the pieces' sizes differ."""
+    """Per term, its integers (each piece's values flattened, in order; a
+    piece is an array or a list of a value per term): the rows of one int64
+    array, or lists where the pieces' sizes differ."""
     blocks = []
     try:
         for piece in pieces:
