@@ -104,7 +104,7 @@ class _Arrays:
         self.is_const = is_const
         # exact features: primitive and parameters, result and operand avals
         self.features, blocked, self.names, self.prim_names, self.aval_id = \
-            _features(tape, ops, outs, arity)
+            _features(tape, ops, outs, arity, flat)
         self.blocked = blocked
         # how often each slot is read (rerolling's `_TapeIndex`: outputs aside)
         self.uses = np.bincount(flat, minlength=nslots)
@@ -306,22 +306,30 @@ def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
     np.add(h, np.uint64(salt), out=h)
 
 
-def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str], np.ndarray]:
+def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray,
+              flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str],
+                                         np.ndarray]:
     """Per instruction: a number for its primitive and parameters, its
     result's and operands' avals, its arity; and whether it can be in no
     body (an effect, too many operands, parameters that cannot be compared).
     Also the number of each instruction's primitive, the primitives' names
     by number, and a number per slot for its aval (equal avals alike; -1
-    for the pad)."""
-    instrs, n = tape.instrs, len(tape.instrs)
-    # avals by object first (most slots share a few objects), then by value
-    _, first, inverse = np.unique(np.fromiter(map(id, tape.avals), np.int64, len(tape.avals)),
-                                  return_index=True, return_inverse=True)
+    for the pad and the slots no instruction reads or computes)."""
+    instrs, n, avals = tape.instrs, len(tape.instrs), tape.avals
+    # avals by object first (most slots share a few objects), then by value;
+    # only the slots the instructions use (a tape whose loops were found
+    # keeps its slot numbers: a few instructions among a million slots)
+    used = np.zeros(len(avals) + 1, bool)
+    used[outs] = used[flat] = True
+    used = np.flatnonzero(used[:-1])
+    _, first, inverse = np.unique(
+        np.fromiter(map(id, map(avals.__getitem__, used.tolist())), np.int64, len(used)),
+        return_index=True, return_inverse=True)
     by_value: dict[Aval, int] = {}
-    canonical = np.array([by_value.setdefault(tape.avals[int(k)], len(by_value)) for k in first],
+    canonical = np.array([by_value.setdefault(avals[int(used[k])], len(by_value)) for k in first],
                          np.int64)
-    aval_id = np.append(canonical[inverse.ravel()] if len(first) else np.zeros(0, np.int64), -1)
+    aval_id = np.full(len(avals) + 1, -1, np.int64)
+    aval_id[used] = canonical[inverse.ravel()] if len(first) else -1
     # primitives by name; parameters (rare) by value, and by repr, which
     # tells -0.0 from 0.0 where == and hash do not
     names = list(map(_PRIM, instrs))

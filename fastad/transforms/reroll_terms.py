@@ -55,6 +55,17 @@ class _BySlot(list):
         return default
 
 
+class _SparseSlots(dict):
+    """`_BySlot` as a dict, for a tape with few instructions among many slots."""
+
+    def __init__(self, entries: Any, missing: Any) -> None:
+        super().__init__(entries)
+        self.missing = missing
+
+    def __missing__(self, slot: int) -> Any:
+        return self.missing
+
+
 class _TapeIndex:
     """Producers, positions and uses of every slot of a tape (by slot:
     ``producer[s]`` is None and ``position[s]`` -1 for a slot no instruction
@@ -66,15 +77,22 @@ class _TapeIndex:
         from .recurrence import columns_of
         self.tape = tape
         self.columns = cols = columns_of(tape)
-        nslots = len(tape.avals)
-        at = cols.producer[:nslots].tolist()  # slot -> its instruction's position, or -1
-        self.position = _BySlot(at, -1)
-        # (position -1 picks the None appended)
-        self.producer = _BySlot(list(map((tape.instrs + [None]).__getitem__, at)), None)
+        nslots, instrs = len(tape.avals), tape.instrs
         uses = cols.uses[:nslots].copy()
         np.add.at(uses, np.asarray(tape.outputs, np.int64), 1)
         self.use_counts = uses  # (the same as an array)
-        self.uses = uses.tolist()
+        if nslots <= 4 * len(instrs) + 1024:
+            at = cols.producer[:nslots].tolist()  # slot -> its instruction's position, or -1
+            self.position: Any = _BySlot(at, -1)
+            # (position -1 picks the None appended)
+            self.producer: Any = _BySlot(list(map((instrs + [None]).__getitem__, at)), None)
+            self.uses: Any = uses.tolist()
+        else:  # few instructions among many slots (a tape whose loops were found)
+            outs = [ins.out for ins in instrs]
+            self.position = _SparseSlots(zip(outs, range(len(outs))), missing=-1)
+            self.producer = _SparseSlots(zip(outs, instrs), missing=None)
+            read = np.flatnonzero(uses)
+            self.uses = _SparseSlots(zip(read.tolist(), uses[read].tolist()), missing=0)
         self._takes_of: dict[int, list[Instr]] | None = None
         self._ints: dict[int, np.ndarray | None] = {}
         self._index_lists: dict[int, list[int]] = {}
