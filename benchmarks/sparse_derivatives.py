@@ -19,6 +19,10 @@ Workloads (n variables):
   broyden      least squares of Broyden's banded residuals (each on x[i-5],
                ..., x[i+1]), Hessian (13 nonzeros per row, a band; not
                tuned for)
+  rodchain     a periodic 1-D chain written with np.diff and np.roll: a
+               bending term sqrt(1 + (second difference)^2) and a coupling
+               (x_i x_{i+1} - x_{i-1})^2, Hessian (a band of 5 that wraps
+               around; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -143,6 +147,18 @@ def broyden(x, xp=np):
     return xp.sum(r ** 2)
 
 
+def rodchain(x, xp=np):
+    """A periodic chain: the bending energy sqrt(1 + (x_{i+2} - 2 x_{i+1} +
+    x_i)^2) of the open chain's second differences (np.diff) and a coupling
+    of each element with both neighbors around the ring (np.roll, a
+    permutation gather), Hessian entries up to 2 apart and in the corners.
+    Written after the work on the adjoints of shifted slices, as a workload
+    nothing was tuned for."""
+    d2 = xp.diff(x, 2)
+    w = x * xp.roll(x, -1) - xp.roll(x, 1)
+    return xp.sum(xp.sqrt(1.0 + d2 ** 2)) + 0.5 * xp.sum(w ** 2)
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -199,6 +215,12 @@ def casadi_workload(name, x, ca):
             if d != LOWER:
                 near = near + padded[d:d + n]
         return ca.sum1((x * (2.0 + 5.0 * x ** 2) + 1.0 - near) ** 2)
+    if name == "rodchain":  # np.roll by index lists
+        d = x[1:] - x[:-1]
+        d2 = d[1:] - d[:-1]
+        ahead, behind = np.roll(np.arange(n), -1).tolist(), np.roll(np.arange(n), 1).tolist()
+        w = x * x[ahead] - x[behind]
+        return ca.sum1(ca.sqrt(1.0 + d2 ** 2)) + 0.5 * ca.sum1(w ** 2)
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -243,7 +265,8 @@ def jax_dense_time(name, kind, x, repeats):
 WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "surface": (surface, "hessian"), "stencil3d": (stencil3d, "hessian"),
              "landau": (landau, "hessian"), "mesh": (mesh, "hessian"),
-             "broyden": (broyden, "hessian"), "collocation": (collocation, "jacobian")}
+             "broyden": (broyden, "hessian"), "rodchain": (rodchain, "hessian"),
+             "collocation": (collocation, "jacobian")}
 
 
 #: the clock of `best`: wall time, or with --clock cpu the process's CPU time

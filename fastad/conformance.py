@@ -242,6 +242,14 @@ _SCIPY = [
      + fst.invgamma.logpdf(x, 2.0), (VEC,), "also cdf; invgamma's not in a"),
     ("stats.entropy, zscore", lambda p: fst.entropy(p, p[::-1]) + fst.zscore(p), (VEC,),
      "base, axis, ddof"),
+    ("special.spence, dawsn, sici, fresnel", lambda x: sc.spence(x) + sc.dawsn(x) + sc.sici(x)[0]
+     + sc.fresnel(x)[1], (VEC,), "NumPy calls in compiled code"),
+    ("special.zeta, owens_t, hyp1f1", lambda x: sc.zeta(2.5, x) + sc.owens_t(x, x)
+     + sc.hyp1f1(0.5, 1.5, x), (VEC,), "in zeta's q, hyp1f1's x; also loggamma, factorial, comb"),
+    ("stats.gumbel_r.logpdf, gumbel_l.cdf", lambda x: fst.gumbel_r.logpdf(x)
+     + fst.gumbel_l.cdf(x), (VEC,), "also logcdf, sf, logsf, ppf"),
+    ("stats.sem, gaussian_kde", lambda x: fst.sem(x) + fst.gaussian_kde(x).logpdf(x), (VEC,),
+     "rankdata and mode: no derivative"),
     ("linalg.solve", lambda a, b: fla.solve(a, b, assume_a="pos", lower=True), (MAT, VEC[:3]),
      "assume_a, lower, transposed as SciPy's"),
     ("linalg.lu_factor, lu_solve", lambda a, b: fla.lu_solve(fla.lu_factor(a), b), (MAT, VEC[:3]),

@@ -47,7 +47,7 @@ import numpy as np
 
 from .core import pytree
 from .core.registry import defprim, registry
-from .core.tracer import Tracer, bind
+from .core.tracer import Tracer, bind, outside_traces
 from .primitives.loops import pack, packed_dtype
 from .transforms.batching import per_example
 
@@ -222,7 +222,8 @@ class _Custom:
         known = self._results.get(key)
         if known is None:
             values = [a.value if isinstance(a, Tracer) else a for a in leaves]
-            out = self.fun(*self._args(values, nondiff, in_tree))
+            with outside_traces():  # (plain values: see `outside_traces`)
+                out = self.fun(*self._args(values, nondiff, in_tree))
             out_leaves, out_tree = pytree.flatten(out)
             if out_tree == pytree.LEAF:
                 known = (None, ())

@@ -4,18 +4,24 @@ code written with ``import jax.nn as nn`` runs with ``import fastad.nn as nn``.
 Derivatives at the kinks are JAX's: ``relu``'s is 0 at 0, ``relu6``'s 0
 at 0 and 6, ``hard_tanh``'s 1 at -1 and 1, ``leaky_relu``'s 1 at 0: each
 ``where`` picks the branch JAX's rule picks.  ``softmax``'s shift by the maximum carries no
-gradient (it cancels), as in JAX.  ``initializers`` (JAX's keyed random
-numbers) are not here: draw initial weights with ``np.random``.
+gradient (it cancels), as in JAX.  ``initializers`` is `fastad.initializers`,
+drawing from `fastad.random` keys.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import sys as _sys
+
+from . import initializers
 from . import numpy as fnp
 from .scipy import special as _special
 
-__all__ = ["celu", "elu", "gelu", "glu", "hard_sigmoid", "hard_silu", "hard_swish",
+_sys.modules[__name__ + ".initializers"] = initializers  # import fastad.nn.initializers
+
+__all__ = ["celu", "dot_product_attention", "elu", "gelu", "glu", "hard_sigmoid", "hard_silu",
+           "hard_swish", "log1mexp", "logmeanexp",
            "hard_tanh", "identity", "leaky_relu", "log_sigmoid", "log_softmax", "logsumexp",
            "mish", "one_hot", "relu", "relu6", "selu", "sigmoid", "silu", "soft_sign",
            "softmax", "softplus", "sparse_plus", "sparse_sigmoid", "squareplus", "standardize",
@@ -184,3 +190,62 @@ def one_hot(x: Any, num_classes: int, dtype: Any = float, axis: int = -1) -> Any
     out_axis = axis if axis >= 0 else axis + fnp.ndim(x) + 1
     classes = fnp.arange(num_classes).reshape((-1,) + (1,) * (fnp.ndim(x) - out_axis))
     return fnp.asarray(fnp.expand_dims(x, out_axis) == classes).astype(dtype)
+
+
+def log1mexp(x: Any) -> Any:
+    """log(1 - exp(-x)) for x > 0, accurate at both ends (log1p or expm1)."""
+    x = fnp.asarray(x)
+    small = x <= math.log(2.0)
+    return fnp.where(small, fnp.log(-fnp.expm1(-fnp.where(small, x, 1.0))),
+                     fnp.log1p(-fnp.exp(-fnp.where(small, 1.0, x))))
+
+
+def logmeanexp(x: Any, axis: Any = None, where: Any = None, keepdims: bool = False) -> Any:
+    """log(mean(exp(x))) along ``axis`` (over the ``where`` entries)."""
+    x = fnp.asarray(x)
+    count = fnp.sum(fnp.broadcast_to(True if where is None else where, fnp.shape(x)),
+                    axis=axis, keepdims=keepdims)
+    return _special.logsumexp(fnp.where(True if where is None else where, x, -fnp.inf),
+                              axis=axis, keepdims=keepdims) - fnp.log(count)
+
+
+def dot_product_attention(query: Any, key: Any, value: Any, bias: Any = None, mask: Any = None,
+                          *, scale: Any = None, is_causal: bool = False,
+                          query_seq_lengths: Any = None, key_value_seq_lengths: Any = None,
+                          local_window_size: Any = None, implementation: Any = None) -> Any:
+    """``jax.nn.dot_product_attention``: softmax(q k^T * scale + bias) v with
+    inputs (B, T, N, H) for queries and (B, S, K, H) for keys and values (the
+    batch axis optional; N a multiple of K shares each key head among N/K
+    query heads); ``mask`` (True: attend), ``is_causal``, sequence lengths
+    and a local window mask the logits."""
+    if implementation not in (None, "xla"):
+        raise ValueError(f"implementation {implementation!r}: only the XLA form is here")
+    batched = fnp.ndim(query) == 4
+    q, k, v = (a if batched else fnp.expand_dims(a, 0) for a in (query, key, value))
+    b, t, n, h = fnp.shape(q)
+    s, heads = fnp.shape(k)[1], fnp.shape(k)[2]
+    if n % heads:
+        raise ValueError(f"{n} query heads cannot share {heads} key heads")
+    if n != heads:
+        k, v = fnp.repeat(k, n // heads, axis=2), fnp.repeat(v, n // heads, axis=2)
+    logits = fnp.einsum("btnh,bsnh->bnts", q, k) * (1.0 / math.sqrt(h) if scale is None else scale)
+    if bias is not None:
+        logits = logits + (bias if batched or fnp.ndim(bias) == 4 else fnp.expand_dims(bias, 0))
+    keep = fnp.ones((b, 1, t, s), dtype=bool)
+    if mask is not None:
+        keep = keep & (mask if batched or fnp.ndim(mask) == 4 else fnp.expand_dims(mask, 0))
+    rows, cols = fnp.arange(t)[:, None], fnp.arange(s)[None, :]
+    if is_causal:
+        keep = keep & (cols <= rows)
+    if local_window_size is not None:
+        left, right = (local_window_size, local_window_size) \
+            if isinstance(local_window_size, int) else local_window_size
+        keep = keep & (cols >= rows - left) & (cols <= rows + right)
+    if query_seq_lengths is not None:
+        keep = keep & (rows < fnp.reshape(query_seq_lengths, (-1, 1, 1, 1)))
+    if key_value_seq_lengths is not None:
+        keep = keep & (cols < fnp.reshape(key_value_seq_lengths, (-1, 1, 1, 1)))
+    probs = softmax(fnp.where(keep, logits, -0.7 * fnp.finfo(fnp.result_type(logits)).max),
+                    axis=-1)
+    out = fnp.einsum("bnts,bsnh->btnh", probs, v)
+    return out if batched else out[0]

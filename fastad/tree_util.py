@@ -17,7 +17,9 @@ __all__ = ["tree_flatten", "tree_unflatten", "tree_leaves", "tree_structure", "t
            "register_pytree_node_class", "register_pytree_with_keys", "register_dataclass",
            "Partial", "SequenceKey", "DictKey", "GetAttrKey", "FlattenedIndexKey", "keystr",
            "tree_flatten_with_path", "tree_leaves_with_path", "tree_map_with_path",
-           "all_leaves", "treedef_is_leaf"]
+           "all_leaves", "treedef_is_leaf", "tree_reduce_associative", "flatten_one_level",
+           "tree_broadcast", "register_static", "register_pytree_with_keys_class",
+           "treedef_children", "treedef_tuple", "PyTreeDef", "KeyEntry", "KeyPath"]
 
 
 def tree_flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None
@@ -89,11 +91,104 @@ def _map_until(f: Callable[..., Any], node: Any, rest: tuple, is_leaf: Callable[
     return f(node, *rest)
 
 
-def tree_reduce(f: Callable[[Any, Any], Any], tree: Any, initializer: Any = None) -> Any:
-    import functools
-    leaves = pytree.flatten(tree)[0]
+def tree_reduce(f: Callable[[Any, Any], Any], tree: Any, initializer: Any = None,
+                is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    leaves = tree_leaves(tree, is_leaf)
     return functools.reduce(f, leaves) if initializer is None else functools.reduce(
         f, leaves, initializer)
+
+
+_NO_IDENTITY = object()
+
+
+def tree_reduce_associative(operation: Callable[[Any, Any], Any], tree: Any, *,
+                            identity: Any = _NO_IDENTITY,
+                            is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    """``operation`` (associative) over the leaves; ``identity`` for none."""
+    leaves = tree_leaves(tree, is_leaf)
+    if not leaves:
+        if identity is _NO_IDENTITY:
+            raise TypeError("tree_reduce_associative of a tree without leaves needs identity")
+        return identity
+    return functools.reduce(operation, leaves)
+
+
+def flatten_one_level(tree: Any) -> tuple[list[Any], Any]:
+    """The children of the tree's root node and its metadata (a dict's sorted
+    keys, a registered node's aux data; None for lists and tuples)."""
+    registered = pytree.NODES.get(type(tree))
+    if registered is not None:
+        children, aux = registered[0](tree)
+        return list(children), aux
+    if isinstance(tree, dict):
+        keys = tuple(sorted(tree))
+        return [tree[k] for k in keys], keys
+    if isinstance(tree, (tuple, list)):
+        return list(tree), None
+    if tree is None:
+        return [], None
+    raise ValueError(f"flatten_one_level: a leaf ({type(tree).__name__}) is not a node")
+
+
+def tree_broadcast(prefix_tree: Any, full_tree: Any,
+                   is_leaf: Callable[[Any], bool] | None = None) -> Any:
+    """``prefix_tree`` with each leaf repeated over the subtree of
+    ``full_tree`` at its place (JAX's prefix broadcasting)."""
+    if (is_leaf is not None and is_leaf(prefix_tree)) or \
+            pytree.flatten(prefix_tree)[1] == pytree.LEAF:
+        return tree_map(lambda _: prefix_tree, full_tree, is_leaf=is_leaf)
+    prefix_children, prefix_aux = flatten_one_level(prefix_tree)
+    full_children, full_aux = flatten_one_level(full_tree)
+    if type(prefix_tree) is not type(full_tree) or prefix_aux != full_aux \
+            or len(prefix_children) != len(full_children):
+        raise ValueError(f"tree_broadcast: {type(prefix_tree).__name__} node is not a prefix of "
+                         f"the full tree's {type(full_tree).__name__}")
+    children = [tree_broadcast(p, f, is_leaf) for p, f in zip(prefix_children, full_children)]
+    if isinstance(full_tree, dict):
+        return type(full_tree)(zip(prefix_aux, children))
+    return _rebuilt(prefix_tree, children)
+
+
+def _rebuilt(node: Any, children: list[Any]) -> Any:
+    registered = pytree.NODES.get(type(node))
+    if registered is not None:
+        return registered[1](registered[0](node)[1], children)
+    if hasattr(node, "_fields"):
+        return type(node)(*children)
+    return type(node)(children)
+
+
+def register_static(cls: type) -> type:
+    """Instances of ``cls`` as pytree nodes with no children: the instance
+    itself is the (hashable) auxiliary data, compiled in."""
+    register_pytree_node(cls, lambda x: ((), x), lambda aux, _: aux)
+    return cls
+
+
+def register_pytree_with_keys_class(cls: type) -> type:
+    """Class decorator: ``tree_flatten_with_keys(self) -> (((key, child), ...),
+    aux)`` and the classmethod ``tree_unflatten(aux, children)``."""
+    register_pytree_with_keys(cls, lambda x: x.tree_flatten_with_keys(), cls.tree_unflatten)
+    return cls
+
+
+def treedef_children(treedef: Any) -> list[Any]:
+    """The structures of the root's children."""
+    if treedef == pytree.LEAF or treedef[0] == "none":
+        return []
+    kind = treedef[0]
+    return list(treedef[2] if kind in ("namedtuple", "dict") else
+                treedef[1] if kind in ("tuple", "list") else treedef[3])
+
+
+def treedef_tuple(treedefs: Sequence[Any]) -> Any:
+    """The structure of a tuple of trees of these structures."""
+    return ("tuple", tuple(treedefs))
+
+
+PyTreeDef = Any  # the structure tree_structure returns (a nested tuple here)
+KeyEntry = Any
+KeyPath = tuple
 
 
 def tree_all(tree: Any) -> bool:

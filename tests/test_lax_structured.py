@@ -355,7 +355,7 @@ def test_promised_names() -> None:
 @pytest.mark.parametrize("name,kind", [("psum", "multi-device"), ("all_gather", "multi-device"),
                                        ("axis_index", "multi-device"),
                                        ("ppermute", "multi-device"), ("rng_uniform", "XLA-only"),
-                                       ("add_p", "XLA-only"), ("conv_transpose",
+                                       ("add_p", "XLA-only"), ("conv_general_dilated_local",
                                                                "not provided"),
                                        ("no_such_name", "no attribute")])
 def test_names_without_meaning_here(name: str, kind: str) -> None:

@@ -162,3 +162,62 @@ def test_against_jax_nn_where_installed():
         g = fa.grad(lambda t: fnp.sum(ours(t) ** 2))(x[:22])
         jg = jax.grad(lambda t: (theirs(t) ** 2).sum())(x[:22])
         np.testing.assert_allclose(g, np.asarray(jg), rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def _attention_reference(q, k, v, bias, mask, causal, scale):
+    """Softmax attention per batch and head, by loops over NumPy arrays."""
+    b, t, n, h = q.shape
+    s, heads = k.shape[1], k.shape[2]
+    out = np.zeros_like(q)
+    for i in range(b):
+        for j in range(n):
+            kj = j // (n // heads)
+            logits = q[i, :, j] @ k[i, :, kj].T * scale
+            if bias is not None:
+                logits = logits + bias[i, j]
+            keep = np.ones((t, s), bool) if mask is None else mask[i, j].copy()
+            if causal:
+                keep &= np.tril(np.ones((t, s), bool))
+            logits = np.where(keep, logits, -1e300)
+            p = np.exp(logits - logits.max(-1, keepdims=True))
+            out[i, :, j] = (p / p.sum(-1, keepdims=True)) @ v[i, :, kj]
+    return out
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), t=st.integers(1, 4), s=st.integers(1, 5),
+       heads=st.sampled_from([(2, 1), (2, 2), (4, 2)]), causal=st.booleans(),
+       masked=st.booleans(), biased=st.booleans())
+def test_dot_product_attention(seed, t, s, heads, causal, masked, biased):
+    r = np.random.default_rng(seed)
+    n, kh = heads
+    s = max(s, t) if causal else s  # a causal row keeps its first key
+    q, k, v = r.normal(size=(2, t, n, 3)), r.normal(size=(2, s, kh, 3)), r.normal(size=(2, s, kh, 3))
+    bias = r.normal(size=(2, n, t, s)) if biased else None
+    mask = None
+    if masked:
+        mask = r.uniform(size=(2, n, t, s)) > 0.3
+        mask[..., 0] = True  # every row attends somewhere
+    want = _attention_reference(q, k, v, bias, mask, causal, 1 / math.sqrt(3))
+    got = nn.dot_product_attention(q, k, v, bias, mask, is_causal=causal)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-13)
+    fa.check_grads(lambda q, k, v: nn.dot_product_attention(q, k, v, bias, mask,
+                                                            is_causal=causal), (q, k, v), order=1)
+    np.testing.assert_allclose(nn.dot_product_attention(q[0], k[0], v[0], is_causal=causal),
+                               _attention_reference(q[:1], k[:1], v[:1], None, None, causal,
+                                                    1 / math.sqrt(3))[0], rtol=1e-12, atol=1e-13)
+
+
+def test_log1mexp_and_logmeanexp():
+    x = np.array([1e-10, 1e-3, 0.3, math.log(2.0), 0.7, 5.0, 50.0])
+    want = [math.log(-math.expm1(-v)) if v < 1 else math.log1p(-math.exp(-v)) for v in x]
+    np.testing.assert_allclose(nn.log1mexp(x), want, rtol=1e-13)
+    fa.check_grads(lambda x: nn.log1mexp(x), (x[1:],), order=2)
+    a = np.random.default_rng(0).normal(size=(3, 5))
+    where = a > -0.5
+    np.testing.assert_allclose(nn.logmeanexp(a, axis=1),
+                               np.log(np.mean(np.exp(a), axis=1)), rtol=1e-13)
+    np.testing.assert_allclose(nn.logmeanexp(a, axis=1, where=where),
+                               [np.log(np.mean(np.exp(r[w]))) for r, w in zip(a, where)],
+                               rtol=1e-13)
+    fa.check_grads(lambda a: nn.logmeanexp(a, axis=0), (a,), order=2)

@@ -900,8 +900,21 @@ def _all_cases():
     return cases
 
 
+def _elsewhere():
+    """Primitives whose operands a Case cannot draw (a random key), with the
+    tests of their module that check them: ``ELSEWHERE`` of a test module."""
+    named = set()
+    for path in sorted(pathlib.Path(__file__).parent.glob("test_*.py")):
+        module = importlib.import_module(path.stem) if path.stem != __name__.rsplit(".", 1)[-1] \
+            else None
+        for prim, test in getattr(module, "ELSEWHERE", {}).items():
+            assert callable(getattr(module, test, None)), (path.stem, test)
+            named.add(prim)
+    return named
+
+
 def test_every_primitive_has_a_case():
-    covered = set().union(*(c.covers for c in _all_cases()))
+    covered = set().union(*(c.covers for c in _all_cases())) | _elsewhere()
     missing = sorted(set(BUILTIN_PRIMITIVES) - covered)
     assert not missing, f"primitives without a test case: {missing}"
 

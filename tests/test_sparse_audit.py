@@ -415,6 +415,8 @@ def _special(x):
         fss.gammaincc(1.5, q), fss.iv(1.0, x), fss.ive(1.0, x), fss.jn(2, x), fss.yn(1, q),
         fss.stdtr(3.0, x), fss.xlogy(q, q[::-1]), fss.xlog1py(x, q), np.cbrt(q), np.exp2(x),
         fss.exp1(q), fss.expi(q), fss.erfcx(x), fss.kv(1.5, q), fss.kve(0.5, q), fss.expn(2, q),
+        fss.spence(q), fss.dawsn(x), *fss.sici(q), *fss.fresnel(x), fss.zeta(2.5, q),
+        fss.owens_t(x, x[::-1]), fss.hyp1f1(0.5, 1.5, x),
         np.log2(q), np.log10(q), np.arctan2(x, q), np.hypot(x, x[::-1]), np.logaddexp(x, x[::-1]),
         np.copysign(x, x[::-1]), np.power(q, x), np.reciprocal(q), np.arccosh(q + 1.0),
         np.arcsinh(x), np.arctanh(0.5 * np.tanh(x)), np.arcsin(0.5 * np.tanh(x)),
@@ -476,7 +478,17 @@ def _basics(x):
         - np.where(x > 0, x, -x) ** 2])
 
 
-TABLE = {"custom": (_custom, 6), "while": (_while, 6), "linalg": (_linalg, 9),
+def _draws(x):
+    """Keyed draws: a gamma's of a constant shape (its derivative in the shape
+    has no derivative of its own, which Hessians would need), a normal's
+    reparameterized, a uniform's bounds."""
+    key = fa.random.PRNGKey(3)
+    return np.concatenate([fa.random.gamma(key, 2.0, (2, 3)).ravel() * x[3],
+                           x[3:] * fa.random.normal(key, (3,)) + x[:3],
+                           fa.random.uniform(key, (3,), minval=x[:3], maxval=x[3:] + 4)])
+
+
+TABLE = {"custom": (_custom, 6), "draws": (_draws, 6), "while": (_while, 6), "linalg": (_linalg, 9),
          "special": (_special, 6), "interp": (_interp, 8), "fft": (_fft, 8),
          "traced_gathers": (_traced_gathers, 12), "branch": (_branch, 6),
          "transforms": (_transforms, 6), "basics": (_basics, 12)}
@@ -502,6 +514,7 @@ UNREACHED = {
     "eig": "its real form is taken through numpy.linalg.eig_complex",
     "interp_scatter": "the transpose of interp: met in derivative tapes only",
     "interp_slope": "interp's slope, met in derivative tapes only",
+    "gamma_slope": "a gamma draw's derivative in its shape: met in derivative tapes only",
     "scatter_add_along": "take_along's transpose: met in derivative tapes only",
     "scatter_add_rows": "gather_rows' transpose, here through np.add.at",
     "triangular_matmul": "made by the optimizer from solve_triangular's derivative",

@@ -45,7 +45,7 @@ UNARY = [
     (sc.log_ndtr, "log_ndtr", "real"), (sc.ndtri, "ndtri", "prob"), (sc.i0, "iv", "nonzero"),
     (sc.i1, "iv", "nonzero"), (sc.i0e, "ive", "nonzero"), (sc.i1e, "ive", "nonzero"),
     (sc.entr, "xlogy", "pos"), (sc.exp1, "exp1", "pos"), (sc.expi, "expi", "pos"),
-    (sc.erfcx, "erfcx", "real"),
+    (sc.erfcx, "erfcx", "real"), (sc.spence, "spence", "pos"), (sc.dawsn, "dawsn", "real"),
 ]
 for _fn, _prim, _domain in UNARY:
     CASES.append(Case(f"special_{_fn.__name__}", _fn, (_domain,), one_shape, covers=(_prim,),
@@ -54,7 +54,7 @@ for _fn, _prim, _domain in UNARY:
 BINARY = [
     (sc.xlogy, "xlogy", "real", "pos"), (sc.xlog1py, "xlog1py", "real", "pos"),
     (sc.beta, "beta", "pos", "pos"), (sc.betaln, "betaln", "pos", "pos"),
-    (sc.rel_entr, "xlogy", "pos", "pos"),
+    (sc.rel_entr, "xlogy", "pos", "pos"), (sc.owens_t, "owens_t", "real", "real"),
 ]
 for _fn, _prim, _dx, _dy in BINARY:
     CASES.append(Case(f"special_{_fn.__name__}", _fn, (_dx, _dy), two_shapes, covers=(_prim,),
@@ -73,10 +73,17 @@ PARTIAL = [
     ("stdtr", sc.stdtr, (3.5,), "real"), ("betainc", sc.betainc, (2.5, 1.5), "prob"),
     ("iv", sc.iv, (2.5,), "pos"), ("ive", sc.ive, (1.5,), "pos"),
     ("kv", sc.kv, (1.5,), "pos"), ("kve", sc.kve, (0.0,), "pos"),
+    ("zeta", sc.zeta, (2.5,), "pos"), ("hyp1f1", sc.hyp1f1, (0.5, 1.5), "real"),
 ]
 for _prim, _fn, _consts, _domain in PARTIAL:
     CASES.append(Case(f"special_{_prim}_in_x", _with_constant_first(_fn, *_consts), (_domain,),
                       one_shape, covers=(_prim,), f32_tolerances=F32))
+
+# the functions of two results: the sine and cosine integrals, Fresnel's
+CASES.append(Case("special_sici", sc.sici, ("pos",), one_shape, covers=("sinint", "cosint"),
+                  f32_tolerances=F32))
+CASES.append(Case("special_fresnel", sc.fresnel, ("real",), one_shape,
+                  covers=("fresnel_s", "fresnel_c"), f32_tolerances=F32))
 
 for _n in (0, 1, 3):  # E_0 has its own derivative rule; E_n' = -E_{n-1} for the others
     CASES.append(Case(f"special_expn_{_n}", _with_constant_first(sc.expn, _n), ("pos",),
@@ -226,6 +233,9 @@ _COMPOSED = {
     "inv_boxcox": (lambda x: sc.inv_boxcox(x, 0.5) + sc.inv_boxcox1p(x, 0.0), lambda v: v * 0.3),
     "cosm1, powm1": (lambda x: sc.cosm1(x) + sc.powm1(x + 2.0, 1.3), lambda v: np.clip(v, -1, 1)),
     "exprel": (sc.exprel, lambda v: np.concatenate([v, [0.0, 2e-4]])),
+    "loggamma, factorial, comb": (
+        lambda x: sc.loggamma(x) + sc.factorial(x) + sc.comb(x + 2.5, x) + sc.zeta(3.0, x),
+        lambda v: np.abs(v) + 0.3),
     "exp10, exp2, expm1, log1p, cbrt": (
         lambda x: sc.exp10(x) + sc.exp2(x) + sc.expm1(x) + sc.log1p(x + 1.5) + sc.cbrt(x + 2.0),
         lambda v: v * 0.5),

@@ -64,6 +64,10 @@ CASES = [
     ("weibull_min", "cdf", [_u(0.3, 3), _u(0.8, 2.5)], (0, 1)),
     ("invgamma", "logpdf", [_u(0.3, 3), _u(0.8, 3), _u(-0.2, 0.2), _u(0.5, 2)], (0, 2, 3)),
     ("invgamma", "cdf", [_u(0.3, 3), _u(0.8, 3)], (0,)),
+    *[(dist, method, [_u(-2, 2), _u(-0.5, 0.5), _u(0.5, 2)], (0, 1, 2))
+      for dist in ("gumbel_r", "gumbel_l") for method in ("logpdf", "cdf", "logcdf", "logsf")],
+    ("gumbel_r", "ppf", [_u(0.1, 0.9), _u(-0.5, 0.5), _u(0.5, 2)], (0, 1, 2)),
+    ("gumbel_l", "ppf", [_u(0.1, 0.9), _u(-0.5, 0.5), _u(0.5, 2)], (0, 1, 2)),
 ]
 
 
@@ -115,3 +119,41 @@ def test_multinomial_and_uniform_against_scipy_and_differences():
     np.testing.assert_array_equal(fst.uniform.logpdf(y, 0.0, 1.5),
                                   scipy.stats.uniform.logpdf(y, 0.0, 1.5))
     fa.check_grads(lambda s: fst.uniform.logpdf(y[1:3], 0.0, s), (1.5,), order=2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), n=st.integers(2, 7), axis=st.sampled_from([None, 0, 1]),
+       method=st.sampled_from(["average", "min", "max", "dense", "ordinal"]))
+def test_rankdata_mode_sem_against_scipy(seed, n, axis, method):
+    """Ranks and modes of data with ties, eager and compiled (each call's
+    values ranked, one trace), and sem's derivatives."""
+    r = np.random.default_rng(seed)
+    a = r.integers(0, 3, (3, n)).astype(float)
+    want = scipy.stats.rankdata(a, method, axis=axis)
+    got = fst.rankdata(a, method, axis=axis)
+    np.testing.assert_array_equal(got, want)
+    assert np.asarray(got).dtype == want.dtype
+    g = fa.jit(lambda a: fst.rankdata(a, method, axis=axis), backend=COMPILED)
+    for b in (a, r.integers(0, 4, (3, n)).astype(float)):
+        np.testing.assert_array_equal(g(b), scipy.stats.rankdata(b, method, axis=axis))
+    ax = 0 if axis is None else axis
+    m, M = fst.mode(a, axis=ax), scipy.stats.mode(a, axis=ax)
+    np.testing.assert_array_equal(m.mode, M.mode)
+    np.testing.assert_array_equal(m.count, M.count)
+    x = r.normal(size=(3, n))
+    np.testing.assert_allclose(fst.sem(x, axis=axis), scipy.stats.sem(x, axis=axis), rtol=1e-13)
+    fa.check_grads(lambda x: fst.sem(x, axis=axis), (x,), order=2)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), d=st.integers(1, 3),
+       bw=st.sampled_from([None, "silverman", 0.4]), weighted=st.booleans())
+def test_gaussian_kde_against_scipy_and_differences(seed, d, bw, weighted):
+    r = np.random.default_rng(seed)
+    data, points = r.normal(size=(d, 12)), r.normal(size=(d, 4))
+    w = r.uniform(0.5, 1.5, 12) if weighted else None
+    ours, theirs = fst.gaussian_kde(data, bw, w), scipy.stats.gaussian_kde(data, bw, w)
+    np.testing.assert_allclose(ours(points), theirs(points), rtol=1e-11)
+    np.testing.assert_allclose(ours.logpdf(points), theirs.logpdf(points), rtol=1e-11)
+    fa.check_grads(lambda data, p: fst.gaussian_kde(data, bw, w).logpdf(p), (data, points),
+                   order=2, modes=("fwd", "rev"))

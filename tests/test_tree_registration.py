@@ -272,3 +272,58 @@ def test_disable_jit_runs_python_as_written():
     with fa.disable_jit(False):
         j(w, x)
     assert len(calls) == traced + 3
+
+
+@settings(max_examples=15, deadline=None)
+@given(_trees(_leaf_arrays()))
+def test_one_level_broadcast_and_treedef_pieces(tree):
+    """flatten_one_level's children rebuild the node; a prefix of the tree
+    (its root's children replaced by leaves) broadcasts back over it; the
+    structure's children are the children's structures."""
+    leaves, treedef = tu.tree_flatten(tree)
+    if treedef == "*":
+        with pytest.raises(ValueError, match="leaf"):
+            tu.flatten_one_level(tree)
+        return
+    children, _ = tu.flatten_one_level(tree)
+    assert [tu.tree_structure(c) for c in children] == tu.treedef_children(treedef)
+    prefix = tu.tree_map(lambda _: 0, tree, is_leaf=lambda node: any(node is c for c in children))
+    marked = tu.tree_map(lambda _: 1, tree, is_leaf=lambda node: any(node is c for c in children))
+    full = tu.tree_broadcast(marked, tree)
+    assert tu.tree_structure(full) == treedef and tu.tree_leaves(full) == [1] * len(leaves)
+    assert tu.tree_structure(tu.tree_broadcast(prefix, tree)) == treedef
+    total = tu.tree_reduce_associative(lambda a, b: a + b, tu.tree_map(np.sum, tree))
+    np.testing.assert_allclose(total, sum(np.sum(leaf) for leaf in leaves), rtol=1e-13)
+    assert tu.treedef_tuple([treedef, treedef]) == tu.tree_structure((tree, tree))
+
+
+def test_register_static_and_tree_static():
+    @tu.register_static
+    class Mode:
+        def __init__(self, k):
+            self.k = k
+
+        def __hash__(self):
+            return hash(self.k)
+
+        def __eq__(self, other):
+            return isinstance(other, Mode) and other.k == self.k
+
+    f = fa.jit(lambda p, m: fnp.sum(p["w"] ** m.k), backend=COMPILED)
+    w = {"w": np.array([1.5, 2.0])}
+    assert tu.tree_leaves([Mode(1), 2.0]) == [2.0]
+    np.testing.assert_allclose(f(w, Mode(2)), 6.25)
+    np.testing.assert_allclose(f(w, Mode(3)), 1.5 ** 3 + 8.0)
+    assert f.cache_info()["traces"] == 2
+
+    @tu.register_dataclass
+    @dataclasses.dataclass
+    class Op:
+        x: np.ndarray
+        op: str = fa.tree.static(default="square")
+
+    g = fa.grad(lambda o: fnp.sum(o.x ** 2 if o.op == "square" else o.x))(Op(np.ones(2)))
+    assert g.op == "square" and len(fa.tree.leaves(Op(np.ones(2)))) == 1
+    np.testing.assert_array_equal(g.x, [2.0, 2.0])
+    with pytest.raises(TypeError, match="identity"):
+        tu.tree_reduce_associative(lambda a, b: a + b, ())

@@ -75,7 +75,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from .. import locks
-from ..primitives import special
+from ..primitives import random, special
 from ..core.registry import Primitive, check_table, registry
 from ..core.registry import prims as P
 from ..core.tape import Instr, Tape
@@ -88,6 +88,8 @@ from .reference import RunsArgs
 NOT_COMPILED: dict[Primitive, str] = check_table({
     **{registry[name]: "a special function (scipy.special): no compiled implementation"
        for name in sorted(special.ELEMENTWISE)},
+    **{registry[name]: "a keyed random draw: computed from the key on the host at every call"
+       for name in sorted(random.DRAWS)},
     P.argsort: "sorting: no compiled code",
     P.argpartition: "sorting: no compiled code",
     P.take_along: "gathers by computed indices: no compiled code",
@@ -99,6 +101,12 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("eig", "sylvester", "sqrtm")},
 }, "fallback.NOT_COMPILED")
+
+def by_design(name: str) -> bool:
+    """Whether primitive ``name`` is a host call by what it is, not by a
+    backend's gap (a keyed random draw, a user's ``pure_callback``): routed
+    into segments without the fallback warning."""
+    return name in random.DRAWS or name.startswith("pure_callback.")
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
 # index constants, f float, c complex).
@@ -214,6 +222,8 @@ def route(chosen: ModuleType, tape: Tape) -> tuple[ModuleType, bool, list[str]]:
         missing = unsupported(module, tape)
         if not missing and (module is not reference or chosen is reference):
             return module, False, refused
+        if module is not reference and not refused and all(map(by_design, missing)):
+            return module, True, []  # host calls by design: no warning
         refused.append(f"the {name_of(module)} backend does not implement {', '.join(missing)}")
         if module is not reference and not any(m.endswith(" values") for m in missing):
             segmentable.append((module, refused[-1]))  # lacks primitives only, no dtypes

@@ -376,6 +376,20 @@ def current_builder() -> Builder | None:
     return stack[-1] if stack else None
 
 
+class outside_traces:  # noqa: N801 - used as ``with outside_traces():``
+    """No trace is current for the ``with`` body: host code run for a value
+    (a primitive's Python implementation calling fastad.numpy) gets plain
+    arrays, where inside a trace `fastad.numpy` would make traced constants
+    of the open trace that the value would then carry out of it."""
+
+    def __enter__(self) -> None:
+        self.saved = _traces.stack[:]
+        _traces.stack.clear()
+
+    def __exit__(self, *exc: Any) -> None:
+        _traces.stack[:] = self.saved
+
+
 class recording:  # noqa: N801 - used as ``with recording() as builder``
     """Make a new builder the innermost active trace for the ``with`` body
     (``release``: see `Builder.release`).  A class rather than a generator:
@@ -504,7 +518,12 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
     impl = prim.impl
     if builder.release or builder.drop_unread:  # no value is written through by the user
         impl = (builder.release and prim.release_impl) or prim.view_impl or impl
-    out = builder.record(prim, args, params, impl(*values, **params))
+    if prim.builtin:
+        value = impl(*values, **params)
+    else:  # the user's Python (a custom rule's function, odeint's dynamics, a
+        with outside_traces():  # callback) computes on plain values, never in the trace
+            value = impl(*values, **params)
+    out = builder.record(prim, args, params, value)
     if prim.keeps_integers:
         keep = KEEP_INTEGERS.get(type(args[0]))
         if keep is not None:
@@ -517,7 +536,10 @@ def _bind_plain(prim: Primitive, args: tuple[Any, ...], params: dict[str, Any]) 
     if prim.in_place_impl is not None and args[0] is _traces.donor is not None:
         return prim.in_place_impl(*args, **params)
     try:
-        return prim.impl(*args, **params)
+        if prim.builtin:
+            return prim.impl(*args, **params)
+        with outside_traces():
+            return prim.impl(*args, **params)
     except Exception:
         if not any(type(a) in _SEQUENCES and _holds_tracer(a) for a in args):
             raise

@@ -28,9 +28,9 @@ dtypes); ``precision`` arguments are accepted and ignored; ``is_stable=False``
 sorts stably; igamma, igammac and betainc are differentiable in x only;
 nextafter takes plain values; a failed factorization raises LinAlgError
 (JAX returns NaNs); custom_linear_solve traces ``solve`` when ``matvec``
-closes over traced values (see `_solvers`).  Not provided: conv_transpose, conv_general_dilated_local
+closes over traced values (see `_solvers`).  Not provided: conv_general_dilated_local
 and _patches, batch_group_count > 1, gather/scatter with XLA dimension numbers (index with
-fastad.numpy instead), zeta, fft (use fastad.numpy.fft), ragged_dot; and,
+fastad.numpy instead), fft (use fastad.numpy.fft), ragged_dot; and,
 with an AttributeError that says so, the names that only mean something
 across devices or to XLA (psum, pmean, all_gather, axis_index, ppermute,
 sharding constraints, tokens, the RNG primitives, the ``*_p`` primitives).
@@ -79,8 +79,8 @@ _XLA_ONLY = frozenset({
     "shape_as_value", "empty", "AccuracyMode", "DotAlgorithm", "DotAlgorithmPreset",
     "Tolerance", "PrecisionLike"})
 _NOT_PROVIDED = frozenset({
-    "conv_transpose", "conv_general_dilated_local", "conv_general_dilated_patches", "gather", "scatter", "scatter_add", "scatter_sub", "scatter_mul",
-    "scatter_min", "scatter_max", "scatter_apply", "zeta", "fft", "ragged_dot",
+    "conv_general_dilated_local", "conv_general_dilated_patches", "gather", "scatter", "scatter_add", "scatter_sub", "scatter_mul",
+    "scatter_min", "scatter_max", "scatter_apply", "fft", "ragged_dot",
     "ragged_dot_general", "index_take", "conv_general_permutations", "conv_general_shape_tuple",
     "conv_shape_tuple", "conv_transpose_shape_tuple", "reduce_window_shape_tuple",
     "igamma_grad_a", "ConvGeneralDilatedDimensionNumbers", "GatherDimensionNumbers", "GatherScatterMode",

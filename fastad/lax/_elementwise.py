@@ -19,7 +19,7 @@ __all__ = [
     "atanh", "atan2", "sqrt", "cbrt", "abs", "neg", "sign", "reciprocal", "max", "min", "pow",
     "add", "sub", "mul", "div", "rem", "clamp", "floor", "ceil", "round", "RoundingMethod",
     "is_finite", "nextafter", "real", "imag", "conj", "complex", "erf", "erfc", "erf_inv",
-    "lgamma", "digamma", "polygamma", "igamma", "igammac", "bessel_i0e", "bessel_i1e",
+    "lgamma", "digamma", "polygamma", "igamma", "igammac", "zeta", "bessel_i0e", "bessel_i1e",
     "betainc", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_and", "bitwise_or", "bitwise_not",
     "bitwise_xor", "shift_left", "shift_right_logical", "shift_right_arithmetic",
     "population_count", "clz", "convert_element_type", "select", "select_n",
@@ -29,6 +29,7 @@ __all__ = [
 logistic, erf, erfc, erf_inv = _special.expit, _special.erf, _special.erfc, _special.erfinv
 lgamma, digamma, polygamma = _special.gammaln, _special.digamma, _special.polygamma
 igamma, igammac, betainc = _special.gammainc, _special.gammaincc, _special.betainc
+zeta = _special.zeta  # Hurwitz's, differentiable in q
 bessel_i0e, bessel_i1e = _special.i0e, _special.i1e
 
 square, exp, exp2, log, log1p, expm1 = (fnp.square, fnp.exp, fnp.exp2, fnp.log, fnp.log1p,

@@ -18,7 +18,8 @@ from ..core import pytree
 from ._products import _cast
 from ._shapes import pad, slice
 
-__all__ = ["conv_general_dilated", "conv", "conv_with_general_padding", "ConvDimensionNumbers",
+__all__ = ["conv_general_dilated", "conv", "conv_with_general_padding", "conv_transpose",
+           "ConvDimensionNumbers",
            "conv_dimension_numbers", "padtype_to_pads", "reduce_window"]
 
 
@@ -163,6 +164,51 @@ def conv_with_general_padding(lhs: Any, rhs: Any, window_strides: Sequence[int],
                               preferred_element_type: Any = None) -> Any:
     return conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation,
                                 preferred_element_type=preferred_element_type)
+
+
+def _transpose_pads(k: int, s: int, padding: Any) -> tuple[int, int]:
+    """The padding of a fractionally strided convolution for a forward one's
+    'SAME'/'VALID' (JAX's `_conv_transpose_padding`)."""
+    if padding == "SAME":
+        total = k + s - 2
+        before = k - 1 if s > k - 1 else -(-total // 2)
+    elif padding == "VALID":
+        total = k + s - 2 + max(k - s, 0)
+        before = k - 1
+    else:
+        pads = tuple(k - p - 1 for p in padding)
+        total, before = sum(pads), pads[0]
+    return before, total - before
+
+
+def conv_transpose(lhs: Any, rhs: Any, strides: Sequence[int], padding: Any,
+                   rhs_dilation: Sequence[int] | None = None, dimension_numbers: Any = None,
+                   transpose_kernel: bool = False, precision: Any = None,
+                   preferred_element_type: Any = None,
+                   use_consistent_padding: bool = False) -> Any:
+    """The fractionally strided convolution: lhs dilated by ``strides``,
+    padded as the transpose of a forward convolution with that padding (the
+    kernel flipped and its channels swapped with ``transpose_kernel``)."""
+    nd = fnp.ndim(lhs)
+    if dimension_numbers is None:
+        dimension_numbers = {2: ("NC", "IO", "NC"), 3: ("NHC", "HIO", "NHC"),
+                             4: ("NHWC", "HWIO", "NHWC"), 5: ("NHWDC", "HWDIO", "NHWDC")}.get(nd)
+        if dimension_numbers is None:
+            raise ValueError("conv_transpose: no default dimension numbers past 5 dimensions")
+    dn = conv_dimension_numbers(fnp.shape(lhs), fnp.shape(rhs), dimension_numbers)
+    kernel = [fnp.shape(rhs)[a] for a in dn.rhs_spec[2:]]
+    rhs_dilation = tuple(rhs_dilation or (1,) * (nd - 2))
+    if use_consistent_padding or (isinstance(padding, str) and padding in ("SAME", "VALID")):
+        per_axis = [padding] * len(strides) if isinstance(padding, str) else list(padding)
+        pads = [_transpose_pads(_dilated(k, d), s, p)
+                for k, d, s, p in zip(kernel, rhs_dilation, strides, per_axis)]
+    else:
+        pads = padding
+    if transpose_kernel:
+        rhs = fnp.flip(rhs, tuple(dn.rhs_spec[2:]))
+        rhs = fnp.swapaxes(rhs, dn.rhs_spec[0], dn.rhs_spec[1])
+    return conv_general_dilated(lhs, rhs, (1,) * (nd - 2), pads, tuple(strides), rhs_dilation,
+                                dimension_numbers, preferred_element_type=preferred_element_type)
 
 
 def reduce_window(operand: Any, init_value: Any, computation: Callable[[Any, Any], Any],

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import numpy as fnp
 from ..core import pytree
+from ..core.tracer import Tracer
 
 
 def flatten(value: Any) -> tuple[Any, Callable[[Any], Any]]:
@@ -25,7 +26,10 @@ def flatten(value: Any) -> tuple[Any, Callable[[Any], Any]]:
     dtypes = [fnp.result_dtype(leaf) for leaf in leaves]
     ends = np.cumsum([0] + sizes)
     if leaves:
-        vector = fnp.concatenate([fnp.ravel(fnp.asarray(leaf)) for leaf in leaves])
+        # (NumPy's asarray for plain leaves: under a trace fnp.asarray would
+        # make a traced constant of them, and a plain tree stays plain)
+        vector = fnp.concatenate([fnp.ravel(leaf if isinstance(leaf, Tracer) else np.asarray(leaf))
+                                  for leaf in leaves])
     else:
         vector = np.zeros(0)
 

@@ -105,6 +105,17 @@ UNARY = {
                   g * -0.5 * (_call("kv", x, v=v - 1) + _call("kv", x, v=v + 1))),
     "kve":       (lambda x, v: sc.kve(v, x), lambda g, ans, x, v:
                   g * (ans - 0.5 * (_call("kve", x, v=v - 1) + _call("kve", x, v=v + 1)))),
+    # spence(z) = integral from 1 to z of log(t) / (1 - t): its integrand, -1 at z = 1
+    "spence":    (sc.spence, lambda g, ans, x: g * fnp.where(
+                  x == 1.0, -1.0, fnp.log(x) / (1.0 - fnp.where(x == 1.0, 0.0, x)))),
+    "dawsn":     (sc.dawsn, lambda g, ans, x: g * (1.0 - 2.0 * x * ans)),
+    # the sine and cosine integrals and Fresnel's: their integrands
+    "sinint":    (lambda x: sc.sici(x)[0], lambda g, ans, x: g * fnp.sinc(x / math.pi)),
+    "cosint":    (lambda x: sc.sici(x)[1], lambda g, ans, x: g * fnp.cos(x) / x),
+    "fresnel_s": (lambda x: sc.fresnel(x)[0],
+                  lambda g, ans, x: g * fnp.sin(0.5 * math.pi * fnp.square(x))),
+    "fresnel_c": (lambda x: sc.fresnel(x)[1],
+                  lambda g, ans, x: g * fnp.cos(0.5 * math.pi * fnp.square(x))),
     # E_n' = -E_{n-1} (n >= 1); E_0(x) = exp(-x) / x, whose derivative is -E_0 (1 + 1/x)
     "expn":      (lambda x, n: sc.expn(n, x) if n > 0 else np.exp(-x) / x, lambda g, ans, x, n:
                   g * (-_call("expn", x, n=n - 1) if n > 0 else -ans * (1.0 + 1.0 / x))),
@@ -140,6 +151,14 @@ BINARY = {
     "gammaincc": (sc.gammaincc, _no_rule("gammaincc with respect to a"),
                   lambda g, ans, a, x: -_gammainc_dx(g, ans, a, x)),
     "stdtr":     (sc.stdtr, _no_rule("stdtr with respect to df"), _stdtr_dt),
+    # Hurwitz zeta(s, q): d/dq = -s zeta(s + 1, q)
+    "zeta":      (sc.zeta, _no_rule("zeta with respect to s"),
+                  lambda g, ans, s, q: -g * s * _call("zeta", s + 1.0, q)),
+    # Owen's T(h, a): dT/dh = -phi(h) erf(a h / sqrt 2) / 2, dT/da the integrand at a
+    "owens_t":   (sc.owens_t, lambda g, ans, h, a: -0.5 * g * _gauss(h) * _call(
+                  "erf", a * h * (1.0 / math.sqrt(2.0))),
+                  lambda g, ans, h, a: g * fnp.exp(-0.5 * fnp.square(h) * (1.0 + fnp.square(a)))
+                  / (2.0 * math.pi * (1.0 + fnp.square(a)))),
 }
 
 
@@ -158,6 +177,10 @@ def _ternary_vjp(d, argnum):
 TERNARY = {
     "betainc": (sc.betainc, _no_rule("betainc with respect to a"),
                 _no_rule("betainc with respect to b"), _betainc_dx),
+    # d/dx 1F1(a; b; x) = a / b 1F1(a + 1; b + 1; x)
+    "hyp1f1":  (sc.hyp1f1, _no_rule("hyp1f1 with respect to a"),
+                _no_rule("hyp1f1 with respect to b"),
+                lambda g, ans, a, b, x: g * a / b * _call("hyp1f1", a + 1.0, b + 1.0, x)),
 }
 
 # Every special function is elementwise and costs a library call per element;

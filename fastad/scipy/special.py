@@ -332,6 +332,67 @@ def rgamma(x: Any) -> Any:
     return bind(_RGAMMA, x)
 
 
+spence = _unary("spence")
+dawsn = _unary("dawsn")
+owens_t = _binary("owens_t")
+
+
+def sici(x: Any) -> tuple[Any, Any]:
+    """The sine and cosine integrals (Si(x), Ci(x))."""
+    return bind(registry["sinint"], x), bind(registry["cosint"], x)
+
+
+def fresnel(z: Any) -> tuple[Any, Any]:
+    """The Fresnel integrals (S(z), C(z))."""
+    return bind(registry["fresnel_s"], z), bind(registry["fresnel_c"], z)
+
+
+def zeta(x: Any, q: Any = None, out: Any = None) -> Any:
+    """The Hurwitz zeta function (Riemann's for q None), differentiable in q."""
+    if out is not None:
+        raise TypeError("zeta: out= is not supported on traced values")
+    return bind(registry["zeta"], x, 1.0 if q is None else q)
+
+
+def hyp1f1(a: Any, b: Any, x: Any) -> Any:
+    """Kummer's confluent hypergeometric function, differentiable in x."""
+    return bind(registry["hyp1f1"], a, b, x)
+
+
+def loggamma(x: Any) -> Any:
+    """log(gamma(x)) for real x > 0 (NaN elsewhere, as SciPy's real loggamma)."""
+    return fnp.where(fnp.asarray(x) > 0, gammaln(x), _np.nan)
+
+
+def factorial(n: Any, exact: bool = False) -> Any:
+    """gamma(n + 1) (0 for n < 0, as SciPy's); ``exact`` on plain integers only."""
+    if exact:
+        if isinstance(n, Tracer):
+            raise TypeError("factorial(exact=True) of a traced value: use exact=False")
+        return _sc.factorial(n, exact=True)
+    return fnp.where(fnp.asarray(n) >= 0, gamma(fnp.asarray(n) + 1.0), 0.0)
+
+
+def comb(N: Any, k: Any, *, exact: bool = False, repetition: bool = False) -> Any:
+    """The binomial coefficient as exp(log gamma sums) (0 outside 0 <= k <= N)."""
+    if exact:
+        if isinstance(N, Tracer) or isinstance(k, Tracer):
+            raise TypeError("comb(exact=True) of traced values: use exact=False")
+        return _sc.comb(N, k, exact=True, repetition=repetition)
+    if repetition:
+        return comb(fnp.asarray(N) + k - 1, k)
+    N, k = fnp.asarray(N), fnp.asarray(k)
+    valid = (k >= 0) & (k <= N) & (N >= 0)
+    n1, k1 = fnp.where(valid, N, 1.0), fnp.where(valid, k, 0.0)
+    return fnp.where(valid, fnp.exp(gammaln(n1 + 1.0) - gammaln(k1 + 1.0)
+                                    - gammaln(n1 - k1 + 1.0)), 0.0)
+
+
+def bessel_jn(z: Any, *, v: int, n_iter: int = 50) -> Any:
+    """``jax.scipy.special.bessel_jn``: J_0 ... J_v of z, stacked on a new first axis."""
+    return fnp.stack([jv(order, z) for order in range(int(v) + 1)])
+
+
 def multigammaln(a: Any, d: int) -> Any:
     """log of the multivariate gamma function of dimension d (a constant)."""
     d = int(d)
@@ -355,7 +416,9 @@ UFUNCS = {
     _sc.boxcox: boxcox, _sc.boxcox1p: boxcox1p, _sc.inv_boxcox: inv_boxcox,
     _sc.inv_boxcox1p: inv_boxcox1p, _sc.cosm1: cosm1, _sc.powm1: powm1, _sc.exprel: exprel,
     _sc.exp10: exp10, _sc.exp2: fnp.exp2, _sc.expm1: fnp.expm1, _sc.log1p: fnp.log1p,
-    _sc.cbrt: fnp.cbrt,
+    _sc.cbrt: fnp.cbrt, _sc.spence: spence, _sc.dawsn: dawsn, _sc.sici: sici,
+    _sc.fresnel: fresnel, _sc.owens_t: owens_t, _sc.hyp1f1: hyp1f1, _sc.loggamma: loggamma,
+    _sc._ufuncs._zeta: zeta, _sc._ufuncs._riemann_zeta: zeta,
 }
 
 
@@ -396,7 +459,8 @@ def _dispatching(name: str, ours: Any) -> None:
 
 
 for _name, _ours in (("logsumexp", logsumexp), ("softmax", softmax),
-                     ("log_softmax", log_softmax), ("multigammaln", multigammaln)):
+                     ("log_softmax", log_softmax), ("multigammaln", multigammaln),
+                     ("zeta", zeta), ("factorial", factorial), ("comb", comb)):
     _dispatching(_name, _ours)
 
 

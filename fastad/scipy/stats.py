@@ -22,6 +22,7 @@ import scipy.stats as _scipy_stats
 from .. import numpy as fnp
 from . import linalg as _linalg
 from . import special as sc
+from ._kde import gaussian_kde
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
@@ -435,6 +436,92 @@ invgamma = _distribution(
     lambda x, a, loc=0.0, scale=1.0: sc.gammaincc(a, 1.0 / _standardize(x, loc, scale)))
 
 
+def _gumbel_r_logcdf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return -fnp.exp(-_standardize(x, loc, scale))
+
+
+gumbel_r = _distribution(
+    lambda x, loc=0.0, scale=1.0: -_standardize(x, loc, scale)
+    - fnp.exp(-_standardize(x, loc, scale)) - _log(scale),
+    lambda x, loc=0.0, scale=1.0: fnp.exp(_gumbel_r_logcdf(x, loc, scale)),
+    logcdf=_gumbel_r_logcdf,
+    sf=lambda x, loc=0.0, scale=1.0: -fnp.expm1(_gumbel_r_logcdf(x, loc, scale)),
+    logsf=lambda x, loc=0.0, scale=1.0: fnp.log(-fnp.expm1(_gumbel_r_logcdf(x, loc, scale))),
+    ppf=lambda q, loc=0.0, scale=1.0: loc - scale * fnp.log(-fnp.log(q)))
+
+
+def _gumbel_l_logsf(x: Any, loc: Any = 0.0, scale: Any = 1.0) -> Any:
+    return -fnp.exp(_standardize(x, loc, scale))
+
+
+gumbel_l = _distribution(
+    lambda x, loc=0.0, scale=1.0: _standardize(x, loc, scale)
+    - fnp.exp(_standardize(x, loc, scale)) - _log(scale),
+    lambda x, loc=0.0, scale=1.0: -fnp.expm1(_gumbel_l_logsf(x, loc, scale)),
+    logcdf=lambda x, loc=0.0, scale=1.0: fnp.log(-fnp.expm1(_gumbel_l_logsf(x, loc, scale))),
+    sf=lambda x, loc=0.0, scale=1.0: fnp.exp(_gumbel_l_logsf(x, loc, scale)),
+    logsf=_gumbel_l_logsf,
+    ppf=lambda q, loc=0.0, scale=1.0: loc + scale * fnp.log(-fnp.log1p(-q)))
+
+
+@_array_likes
+def sem(a: Any, axis: Any = 0, ddof: int = 1, nan_policy: str = "propagate", *,
+        keepdims: bool = False) -> Any:
+    """The standard error of the mean along ``axis``."""
+    if nan_policy != "propagate":
+        raise NotImplementedError("sem: only nan_policy='propagate' on traced values")
+    if axis is None:
+        a, axis = fnp.ravel(a), 0
+    n = fnp.shape(a)[axis]
+    return fnp.std(a, axis=axis, ddof=ddof, keepdims=keepdims) / math.sqrt(n)
+
+
+@_array_likes
+def rankdata(a: Any, method: str = "average", *, axis: Any = None,
+             nan_policy: str = "propagate") -> Any:
+    """Ranks from 1 (ties by ``method``), counted by pairwise comparisons, so
+    a compiled function ranks each call's values; no derivative."""
+    if method not in ("average", "min", "max", "dense", "ordinal"):
+        raise ValueError(f"unknown method {method!r}")
+    if axis is None:
+        a, axis = fnp.ravel(a), -1
+    a = fnp.moveaxis(fnp.asarray(a), axis, -1)
+    x, y = a[..., :, None], a[..., None, :]
+    below = fnp.sum(y < x, axis=-1)
+    ties = fnp.sum(y == x, axis=-1)
+    if method == "average":
+        ranks = below + (ties + 1) / 2.0
+    elif method == "min":
+        ranks = below + 1.0
+    elif method == "max":
+        ranks = below + ties * 1.0
+    elif method == "ordinal":  # ties by position
+        n = fnp.shape(a)[-1]
+        before = _np.tril(_np.ones((n, n), dtype=bool), -1)
+        ranks = below + fnp.sum((y == x) & before, axis=-1) + 1.0
+    else:  # dense: the number of distinct values below, plus one
+        first = fnp.sum((y == x) & _np.tril(_np.ones((fnp.shape(a)[-1],) * 2, bool), -1),
+                        axis=-1) == 0  # the first occurrence of each value
+        ranks = fnp.sum((y < x) & first[..., None, :], axis=-1) + 1.0
+    ranks = fnp.moveaxis(ranks, -1, axis)
+    return ranks if method == "average" else fnp.astype(ranks, _np.int64)
+
+
+def mode(a: Any, axis: Any = 0, nan_policy: str = "propagate", keepdims: bool = False) -> Any:
+    """The most frequent value along ``axis`` (the smallest of equally
+    frequent ones) and its count, as SciPy's ``ModeResult``."""
+    if axis is None:
+        a, axis = fnp.ravel(a), 0
+    a = fnp.moveaxis(fnp.asarray(a), axis, -1)
+    counts = fnp.sum(a[..., :, None] == a[..., None, :], axis=-1)
+    most = fnp.max(counts, axis=-1, keepdims=True)
+    value = fnp.min(fnp.where(counts == most, a, _np.inf), axis=-1, keepdims=keepdims)
+    count = most if keepdims else most[..., 0]
+    if keepdims:
+        value, count = fnp.moveaxis(value, -1, axis), fnp.moveaxis(count, -1, axis)
+    return _scipy_stats._stats_py.ModeResult(value, count)
+
+
 @_array_likes
 def entropy(pk: Any, qk: Any = None, base: Any = None, axis: int = 0, *,
             keepdims: bool = False) -> Any:
@@ -461,8 +548,8 @@ def zscore(a: Any, axis: Any = 0, ddof: int = 0, nan_policy: str = "propagate") 
 __all__ = ["norm", "t", "gamma", "beta", "poisson", "multivariate_normal", "chi2", "dirichlet",
            "expon", "laplace", "logistic", "cauchy", "uniform", "lognorm", "pareto", "vonmises",
            "truncnorm", "gennorm", "wrapcauchy", "bernoulli", "binom", "betabinom", "nbinom",
-           "geom", "multinomial", "weibull_min", "invgamma"]
-_FUNCTIONS = ["entropy", "zscore"]  # (functions, not distributions: no module each)
+           "geom", "multinomial", "weibull_min", "invgamma", "gumbel_r", "gumbel_l"]
+_FUNCTIONS = ["entropy", "zscore", "sem", "rankdata", "mode", "gaussian_kde"]  # (functions, not distributions: no module each)
 
 
 def _as_modules() -> None:

@@ -23,6 +23,8 @@ from ..core.arrays import scalar_key
 from ..core.registry import registry
 from ..core.tape import Instr, Tape, aval_of
 from .analysis import bitwise_uniform
+from .scatters import fuse_shifted_adjoints, split_broadcast_scatters
+from .scatters import positive_zeros as _positive_zeros
 
 _FOLD_LIMIT = 1 << 16  # elements: larger constant results stay computed at run time
 
@@ -32,8 +34,10 @@ def optimize(tape: Tape) -> Tape:
     count and computed bytes before and after."""
     before = {"instructions": len(tape.instrs), "bytes": tape.computed_bytes()}
     # simplify again once folding has turned constant subexpressions into constants
-    out = eliminate_dead_code(accumulate_in_place(eliminate_common_subexpressions(
-        reduce_powers(simplify(fold_constants(simplify(tape)))))))
+    # the adjoints of shifted slices as one pass each (`scatters`): after the
+    # scatter-adds are merged into chains, before the links left are dropped
+    out = eliminate_dead_code(fuse_shifted_adjoints(split_broadcast_scatters(accumulate_in_place(
+        eliminate_common_subexpressions(reduce_powers(simplify(fold_constants(simplify(tape)))))))))
     out.optimized_from = {"before": before,
                           "after": {"instructions": len(out.instrs), "bytes": out.computed_bytes()}}
     return out
@@ -277,13 +281,6 @@ def accumulate_in_place(tape: Tape) -> Tape:
         instrs.append(ins)
     return Tape(list(tape.inputs), list(tape.outputs), dict(tape.consts), instrs,
                 list(tape.avals))
-
-
-def _positive_zeros(tape: Tape, slot: int) -> bool:
-    value = tape.consts.get(slot)
-    if not isinstance(value, np.ndarray) or value.dtype.kind != "f" or value.size == 0:
-        return False
-    return not np.any(value) and not np.any(np.signbit(value))
 
 
 def _zeros_of_sign(tape: Tape, slot: int, negative: bool) -> bool:

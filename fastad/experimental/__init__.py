@@ -1,0 +1,2 @@
+"""``jax.experimental``'s modules that have a meaning here: ``ode``."""
+from . import ode  # noqa: F401

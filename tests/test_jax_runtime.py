@@ -1,0 +1,213 @@
+"""JAX's runtime names (`fastad.runtime`, `fastad.debug`, `fastad.typing`)
+and `jax.nn.initializers` (`fastad.initializers`): code written for JAX
+that uses them runs, eager and compiled."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+import fastad.numpy as fnp
+from fastad import random
+from fastad.nn import initializers
+from conftest import BACKENDS
+
+ONE_COMPILED = "c" if "c" in BACKENDS else "numpy"
+jit = functools.partial(fa.jit, backend=ONE_COMPILED)
+KEY = random.PRNGKey(7)
+
+
+def test_config_devices_and_array():
+    fa.config.update("jax_enable_x64", True)
+    assert fa.config.jax_enable_x64 and fa.config.read("jax_enable_x64")
+    fa.config.update("jax_debug_nans", False)
+    with pytest.raises(ValueError, match="float32"):
+        fa.config.update("jax_enable_x64", False)
+    with fa.enable_x64():
+        pass
+    assert fa.device_count() == 1 and fa.devices()[0].platform == "cpu"
+    assert fa.default_backend() == "cpu" and fa.process_index() == 0
+    seen = []
+    fa.grad(lambda x: seen.append(isinstance(x, fa.Array)) or fnp.sum(x))(np.ones(2))
+    assert seen == [True] and isinstance(np.ones(2), fa.Array)
+    assert not isinstance([1.0], fa.Array)
+    from fastad.typing import ArrayLike  # noqa: F401
+
+
+def test_make_jaxpr_prints_the_program():
+    tape = fa.make_jaxpr(lambda x, n: fnp.sin(x) * n, static_argnums=1)(np.ones(3), 2)
+    text = str(tape)
+    assert "sin" in text and "mul" in text
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 6), st.integers(0, 2 ** 31))
+def test_pure_callback_runs_each_call(n, seed):
+    """A NumPy function inside a compiled function sees each call's values
+    (no retrace), per example under vmap; its results can be several arrays."""
+    def f(x):
+        srt, rank = fa.pure_callback(
+            lambda v: (np.sort(v), np.argsort(v).astype(np.float64)),
+            (fa.ShapeDtypeStruct(x.shape, x.dtype), fa.ShapeDtypeStruct(x.shape, np.float64)), x)
+        return fnp.sum(srt * x) + fnp.sum(rank)
+
+    def expect(x):
+        return np.sum(np.sort(x) * x) + np.sum(np.argsort(x))
+
+    rng = np.random.default_rng(seed)
+    g = jit(f)
+    xs = rng.normal(size=(3, n))
+    for x in xs:
+        np.testing.assert_allclose(g(x), expect(x), rtol=1e-13)
+    assert g.cache_info()["traces"] == 1
+    np.testing.assert_allclose(fa.vmap(f)(xs), [expect(x) for x in xs], rtol=1e-13)
+
+
+def test_pure_callback_refuses_differentiation_and_wrong_shapes():
+    cb = functools.partial(fa.pure_callback, np.cos, fa.ShapeDtypeStruct((2,), np.float64))
+    with pytest.raises(NotImplementedError, match="VJP rule"):
+        fa.grad(lambda x: fnp.sum(cb(x)))(np.ones(2))
+    with pytest.raises(ValueError, match="declared"):
+        fa.pure_callback(np.cos, fa.ShapeDtypeStruct((3,), np.float64), np.ones(2))
+
+
+def test_debug_print_and_callback(capsys):
+    got = []
+
+    def f(x):
+        fa.debug.print("x0={} n={n}", x[0], n=3)
+        fa.debug.callback(lambda v: got.append(float(v.sum())), x)
+        return fnp.sum(x ** 2)
+
+    fa.grad(f)(np.array([1.5, 2.0]))
+    assert "x0=1.5 n=3" in capsys.readouterr().out
+    assert got == [3.5]
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.floats(0.1, 3.0), st.integers(0, 2 ** 31))
+def test_custom_gradient(bound, seed):
+    """jax.custom_gradient: the value is fun's, the gradient its vjp_fn's,
+    eager and compiled."""
+    @fa.custom_gradient
+    def clipped(x, w):
+        return x * w, lambda g: (fnp.clip(g * w, -bound, bound), g * x)
+
+    rng = np.random.default_rng(seed)
+    x, w = rng.normal(size=4), rng.normal(size=4)
+    loss = lambda x, w: fnp.sum(clipped(x, w) * 3.0)  # noqa: E731
+    gx, gw = fa.grad(loss, (0, 1))(x, w)
+    np.testing.assert_allclose(gx, np.clip(3.0 * w, -bound, bound), rtol=1e-14)
+    np.testing.assert_allclose(gw, 3.0 * x, rtol=1e-14)
+    cx, cw = jit(fa.grad(loss, (0, 1)))(x, w)
+    np.testing.assert_allclose(cx, gx, rtol=1e-14)
+    np.testing.assert_allclose(cw, gw, rtol=1e-14)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 5), st.integers(1, 5), st.integers(0, 2 ** 31))
+def test_linear_transpose_is_the_matrix_transpose(m, n, seed):
+    a = np.random.default_rng(seed).normal(size=(m, n))
+    transpose = fa.linear_transpose(lambda x: a @ x, np.zeros(n))
+    ct = np.random.default_rng(seed + 1).normal(size=m)
+    (got,) = transpose(ct)
+    np.testing.assert_allclose(got, a.T @ ct, rtol=1e-13, atol=1e-14)
+    converted, consts = fa.closure_convert(lambda x: a @ x, np.zeros(n))
+    np.testing.assert_allclose(converted(np.ones(n), *consts), a @ np.ones(n))
+
+
+@pytest.mark.parametrize("name,scale,mode", [
+    ("glorot_normal", 1.0, "fan_avg"), ("glorot_uniform", 1.0, "fan_avg"),
+    ("he_normal", 2.0, "fan_in"), ("he_uniform", 2.0, "fan_in"),
+    ("lecun_normal", 1.0, "fan_in"), ("lecun_uniform", 1.0, "fan_in"),
+    ("kaiming_normal", 2.0, "fan_in"), ("xavier_uniform", 1.0, "fan_avg")])
+@pytest.mark.parametrize("shape", [(60, 80), (3, 3, 16, 32)])
+def test_variance_scaling_initializers(name, scale, mode, shape):
+    w = getattr(initializers, name)()(KEY, shape)
+    receptive = int(np.prod(shape[:-2]))
+    fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+    fan = fan_in if mode == "fan_in" else (fan_in + fan_out) / 2
+    assert w.shape == shape and w.dtype == np.float64
+    np.testing.assert_allclose(np.var(w), scale / fan, rtol=0.12)
+
+
+def test_other_initializers():
+    q = initializers.orthogonal(2.0)(KEY, (6, 4))
+    np.testing.assert_allclose(q.T @ q, 4.0 * np.eye(4), atol=1e-12)
+    q = initializers.orthogonal()(KEY, (3, 7))
+    np.testing.assert_allclose(q @ q.T, np.eye(3), atol=1e-12)
+    d = initializers.delta_orthogonal()(KEY, (3, 3, 4, 4))
+    np.testing.assert_allclose(d[1, 1].T @ d[1, 1], np.eye(4), atol=1e-12)
+    assert np.count_nonzero(d) == np.count_nonzero(d[1, 1])
+    np.testing.assert_array_equal(initializers.constant(0.5)(KEY, (2, 3)), np.full((2, 3), 0.5))
+    assert initializers.normal(0.1)(KEY, (2,), np.float32).dtype == np.float32
+    t = initializers.truncated_normal(1.0)(KEY, (1000,))
+    assert np.all(np.abs(t) < 2.0)
+
+
+def test_initializers_match_jax_where_installed():
+    jax = pytest.importorskip("jax")
+    for name in ("glorot_uniform", "he_uniform", "lecun_normal", "normal", "uniform"):
+        ours = getattr(initializers, name)()(KEY, (5, 6), np.float32)
+        theirs = getattr(jax.nn.initializers, name)()(jax.random.PRNGKey(7), (5, 6),
+                                                      jax.numpy.float32)
+        np.testing.assert_allclose(ours, np.asarray(theirs), rtol=2e-5, atol=1e-6)
+
+
+def _host_code_cases():
+    """Functions fastad runs as Python on plain values while a trace is open
+    (the values of custom rules' functions, solvers, odeint's dynamics,
+    callbacks, user primitives), each written with fastad.numpy's creation
+    functions, which inside a trace would make traced constants."""
+    from fastad import lax
+    from fastad.scipy.integrate import odeint
+
+    def made(x):  # fastad.numpy's constructors, as user code writes them
+        return x * fnp.ones((), x.dtype) + fnp.zeros_like(x) + fnp.asarray(0.0) \
+            + fnp.array([0.0])[0] + fnp.full(x.shape, 0.0)
+
+    @fa.custom_vjp
+    def cube(x):
+        return made(x) ** 3
+
+    cube.defvjp(lambda x: (made(x) ** 3, x), lambda x, g: (3 * made(x) ** 2 * g,))
+
+    @fa.custom_jvp
+    def sq(x):
+        return made(x) ** 2
+
+    sq.defjvp(lambda p, t: (made(p[0]) ** 2, 2 * made(p[0]) * t[0]))
+    mat = np.diag([2.0, 3.0, 4.0])
+
+    @fa.primitive
+    def doubled(x):
+        return made(x) * 2.0
+
+    fa.defvjp(doubled, lambda g, ans, x: 2.0 * g)
+    return {
+        "custom_vjp": (lambda x: fnp.sum(cube(x)), lambda x: 3 * x ** 2),
+        "custom_jvp": (lambda x: fnp.sum(sq(x)), lambda x: 2 * x),
+        "custom_linear_solve": (
+            lambda x: fnp.sum(lax.custom_linear_solve(lambda v: mat @ v, x,
+                                                      lambda mv, r: made(r) / np.diag(mat),
+                                                      symmetric=True) ** 2),
+            lambda x: 2 * x / np.diag(mat) ** 2),
+        "odeint": (lambda x: fnp.sum(odeint(lambda y, t, k: -made(k) * y, np.ones(3),
+                                            np.array([0.0, 1.0]), (x,))[-1]),
+                   lambda x: -np.exp(-x)),
+        "primitive": (lambda x: fnp.sum(doubled(x)), lambda x: np.full_like(x, 2.0)),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_host_code_cases()))
+def test_host_code_with_fastad_constructors_inside_traces(name):
+    f, dfdx = _host_code_cases()[name]
+    x = np.array([0.3, 0.7, 1.1])
+    np.testing.assert_allclose(fa.grad(f)(x), dfdx(x), rtol=1e-6)
+    np.testing.assert_allclose(jit(fa.grad(f))(x), dfdx(x), rtol=1e-6)
+    np.testing.assert_allclose(fa.grad(lambda x: f(x) * fnp.sum(x))(x),
+                               dfdx(x) * np.sum(x) + f(x), rtol=1e-6)
