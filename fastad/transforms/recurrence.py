@@ -71,6 +71,7 @@ MAX_PASSES = 8        # one loop converted per pass
 MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+_INT64 = np.dtype(np.int64)
 _PRIM, _OUT, _INS, _PARAMS = (operator.itemgetter(k) for k in range(4))  # of an Instr
 
 
@@ -273,19 +274,17 @@ def _value_codes(values: list[Any]) -> np.ndarray:
         _, inverse = np.unique(bits, return_inverse=True)
         codes[at] = inverse.ravel().astype(np.uint64)
         taken = int(inverse.max()) + 1
-    indices = np.fromiter((t is np.ndarray for t in types), bool, n)
-    if indices.any():
-        at = np.flatnonzero(indices)
-        # of those arrays, the 0-d int64 ones
-        at = at[np.fromiter((values[k].dtype == _INT64 and not values[k].shape
-                             for k in at.tolist()), bool, len(at))]
-        if len(at):
-            ints = np.array([values[k] for k in at.tolist()], np.int64)
-            _, inverse = np.unique(ints, return_inverse=True)
-            codes[at] = inverse.ravel().astype(np.uint64) + np.uint64(taken)
-            taken += int(inverse.max()) + 1
-            indices[:] = False
-            indices[at] = True
+    # the 0-d int64 arrays among the constants
+    arrays = np.flatnonzero(np.fromiter((t is np.ndarray for t in types), bool, n))
+    at = arrays[np.fromiter((values[k].dtype == _INT64 and not values[k].shape
+                             for k in arrays.tolist()), bool, len(arrays))]
+    indices = np.zeros(n, bool)
+    if len(at):
+        indices[at] = True
+        ints = np.array([values[k] for k in at.tolist()], np.int64)
+        _, inverse = np.unique(ints, return_inverse=True)
+        codes[at] = inverse.ravel().astype(np.uint64) + np.uint64(taken)
+        taken += int(inverse.max()) + 1
     value_ids: dict[Any, int] = {}
     for k in np.flatnonzero(~(floats | indices)).tolist():
         value = values[k]
@@ -294,9 +293,6 @@ def _value_codes(values: list[Any]) -> np.ndarray:
             if v.size <= 64 else id(value)
         codes[k] = value_ids.setdefault(key, len(value_ids)) + taken
     return codes
-
-
-_INT64 = np.dtype(np.int64)
 
 
 def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
