@@ -621,7 +621,7 @@ def reroll(tape: Tape, examples: Sequence[Any], exact_sums: bool = False) -> Tap
             if new is None:
                 break
             rolled = new
-    from .recurrence import forget_columns
+    from .tape_arrays import forget_columns
     forget_columns()  # detection's columns of the tape, read by the first pass
     return rolled
 

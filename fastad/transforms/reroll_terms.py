@@ -69,12 +69,12 @@ class _SparseSlots(dict):
 class _TapeIndex:
     """Producers, positions and uses of every slot of a tape (by slot:
     ``producer[s]`` is None and ``position[s]`` -1 for a slot no instruction
-    computes), made from the tape's arrays (`recurrence.columns_of`:
+    computes), made from the tape's arrays (`tape_arrays.columns_of`:
     detection's, when it saw this tape) instead of a Python step per
     instruction."""
 
     def __init__(self, tape: Tape) -> None:
-        from .recurrence import columns_of
+        from .tape_arrays import columns_of
         self.tape = tape
         self.columns = cols = columns_of(tape)
         nslots, instrs = len(tape.avals), tape.instrs
@@ -550,7 +550,7 @@ MIN_BATCH = 8      # terms matched together at first; doubled while all match
 
 class _Batches:
     """Terms matched against their template many at a time, on the tape's
-    arrays (`recurrence.columns_of`: detection's, when it saw this tape).
+    arrays (`tape_arrays.columns_of`: detection's, when it saw this tape).
     The vectorized checks are stricter than `_matched`'s (a constant or
     parameters that compare equal but differ in bits, an operand beyond the
     arrays' MAX_ARITY columns fail them), so a term that passes them is one
@@ -610,7 +610,7 @@ class _Batches:
 
     def _columns(self) -> Any:
         if self.cols is None:
-            from .recurrence import MAX_ARITY, columns_of
+            from .tape_arrays import MAX_ARITY, columns_of
             cols = columns_of(self.ix.tape)
             nslots = len(cols.is_const)
             blocked = np.zeros(nslots, bool)
