@@ -346,3 +346,26 @@ def test_a_converted_loop_batches_saves_and_loads():
         assert again(c0, x, W) == value
     want = np.array([f(c, x, W) for c in batch])
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+_CONSTANTS = [1.0, -0.0, 0.0, float("nan"), 2.5, 3, True, np.float64(1.0), np.int64(1),
+              np.array(1), np.array(2), np.array(1, np.int32), np.array(1.0),
+              np.array([1, 2]), np.array([1.0, 2.0]), np.zeros(100), np.zeros(100)]
+
+
+@FAST
+@given(picks=st.lists(st.integers(0, len(_CONSTANTS) - 1), max_size=14))
+def test_valued_hash_numbers_constants_by_type_and_bits(picks: list[int]) -> None:
+    """The valued hash's numbers for constants (`_value_codes`: Python floats
+    and 0-d int64 indices numbered in NumPy) tell two constants apart exactly
+    when their type, dtype, shape or bits differ (large ones: by identity)."""
+    values = [_CONSTANTS[k] for k in picks]
+
+    def key(value: object) -> object:
+        v = np.asarray(value)
+        return (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) if v.size <= 64 \
+            else id(value)
+    codes = recurrence._value_codes(values).tolist()
+    for i in range(len(values)):
+        for j in range(len(values)):
+            assert (codes[i] == codes[j]) == (key(values[i]) == key(values[j]))

@@ -37,6 +37,8 @@ _FLOAT_AVAL = Aval((), np.dtype(np.float64))
 _INT_AVAL = Aval((), np.result_type(1))  # a Python int's, within _INT_BOUND
 _INT_BOUND = 1 << 62
 _INT64 = np.dtype(np.int64)
+_INT64_STR = _INT64.str
+_INDEX_AVAL = Aval((), _INT64)
 
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
@@ -133,13 +135,16 @@ class Builder:
                 self.tape.consts[slot] = value
             return slot
         if type(value) is np.ndarray and value.dtype is _INT64 and not value.ndim:
-            # x[i]'s index (`fastad.numpy.getitem`: one per element read), as below
-            key = (_INT64.str, (), value.tobytes())
+            # x[i]'s index (`fastad.numpy.getitem`: one per element read), as below,
+            # its slot made as `_new_slot` would (its aval is always _INDEX_AVAL)
+            key = (_INT64_STR, (), value.tobytes())
             slot = self._const_slot.get(key)
             if slot is None:
                 value = value.copy()
                 value.flags.writeable = False
-                slot = self._const_slot[key] = self._new_slot(value)
+                slot = self._const_slot[key] = len(self.tape.avals)
+                self.values.append(value)
+                self.tape.avals.append(_INDEX_AVAL)
                 self.tape.consts[slot] = value
             return slot
         if type(value) is list or type(value) is tuple:  # NumPy's array_like: [1.0, 2.0]

@@ -48,10 +48,7 @@ whose iterations reroll into vector code becomes a loop over a vector body.
 """
 from __future__ import annotations
 
-import itertools
-import operator
-import weakref
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -61,9 +58,9 @@ from ..primitives.loops import LoopBody, packed_dtype
 from .analysis import bitwise_equal
 from .optimize import eliminate_dead_code
 from .reroll import _without_gc
+from .tape_arrays import MAX_ARITY, TapeArrays, forget_columns, keep_columns
 
 MIN_TRIP = 8          # runs of fewer steps stay unrolled (not worth a loop)
-MAX_ARITY = 4         # instructions with more operands never belong to a body
 HASH_DEPTH = 4        # levels of operands a structural hash looks through
 MAX_LAG = 3           # a hash's k-th next occurrence, k <= MAX_LAG, proposes a period
 MAX_CANDIDATES = 6    # periods tried per pass, most frequent first
@@ -71,40 +68,16 @@ MAX_PASSES = 8        # one loop converted per pass
 MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-_PRIM, _OUT, _INS, _PARAMS = (operator.itemgetter(k) for k in range(4))  # of an Instr
+_INT64 = np.dtype(np.int64)
 
 
-class _Arrays:
-    """The tape as integer arrays: per instruction its exact features (for
-    verification), operand slots and producer positions, and a structural hash."""
+class _Arrays(TapeArrays):
+    """The tape as integer arrays (`TapeArrays`: per instruction its exact
+    features, for verification, operand slots and producer positions), and
+    its structural hashes."""
 
     def __init__(self, tape: Tape) -> None:
-        instrs = tape.instrs
-        self.tape = tape
-        n = self.n = len(instrs)
-        nslots = len(tape.avals)
-        ins_lists = list(map(_INS, instrs))
-        arity = np.fromiter(map(len, ins_lists), np.int64, n)
-        flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
-        rows = np.repeat(np.arange(n, dtype=np.int64), arity)
-        starts = np.cumsum(arity) - arity
-        cols = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, arity)
-        narrow = cols < MAX_ARITY
-        ops = np.full((n, MAX_ARITY), -1, np.int64)
-        ops[rows[narrow], cols[narrow]] = flat[narrow]
-        self.ops = ops
-        outs = np.fromiter(map(_OUT, instrs), np.int64, n)
-        self.outs = outs
-        producer = np.full(nslots + 1, -1, np.int64)  # index -1 (a pad) maps to -1
-        producer[outs] = np.arange(n, dtype=np.int64)
-        self.producer = producer
-        self.pp = producer[ops]  # producer position of each operand (-1: none)
-        is_const = np.zeros(nslots + 1, bool)
-        is_const[np.fromiter(tape.consts, np.int64, len(tape.consts))] = True
-        self.is_const = is_const
-        # exact features: primitive and parameters, result and operand avals
-        self.features, blocked = _features(tape, ops, outs, arity)
-        self.blocked = blocked
+        super().__init__(tape)
         self._plain_hash: np.ndarray | None = None
         self._valued_hash: np.ndarray | None = None
 
@@ -122,16 +95,10 @@ class _Arrays:
         spatial loop (whose iterations differ only in their indices) recurs
         with the period of the time step only in this one."""
         if self._valued_hash is None:
-            value_ids: dict[Any, int] = {}
-            codes = []  # per constant, in the order of `consts`
-            for value in self.tape.consts.values():
-                v = np.asarray(value)
-                key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
-                    if v.size <= 64 else id(value)
-                codes.append(value_ids.setdefault(key, len(value_ids)))
             const_code = np.full(len(self.is_const), 2, np.uint64)
-            const_code[np.fromiter(self.tape.consts, np.int64, len(codes))] = \
-                np.array(codes, np.uint64) + np.uint64(1 << 40)
+            consts = self.tape.consts
+            const_code[np.fromiter(consts, np.int64, len(consts))] = \
+                _value_codes(list(consts.values())) + np.uint64(1 << 40)
             self._valued_hash = self._hash(const_code)
         return self._valued_hash
 
@@ -199,55 +166,44 @@ class _Arrays:
         return list(zip(starts[long].tolist(), steps[long].tolist()))
 
 
-class Columns(NamedTuple):
-    """What rerolling's batched term matching reads of `_Arrays`
-    (`reroll_terms._Batches`), without the tape."""
+def _value_codes(values: list[Any]) -> np.ndarray:
+    """A number per constant, equal for two constants exactly when they are
+    of one type, dtype, shape and bits (large ones: when they are the same
+    object).  Only equality of the hashes they feed matters, so the numbers
+    themselves are arbitrary.  The constants of a long loop's trace are
+    nearly all Python floats and ``x[i]``'s 0-d int64 indices: those are
+    numbered by their bits in NumPy, the rest one by one."""
+    n = len(values)
+    codes = np.zeros(n, np.uint64)
+    types = list(map(type, values))
+    taken = 0  # codes used so far
+    floats = np.fromiter((t is float for t in types), bool, n)
+    if floats.any():
+        at = np.flatnonzero(floats)
+        bits = np.array([values[k] for k in at.tolist()], np.float64).view(np.int64)
+        _, inverse = np.unique(bits, return_inverse=True)
+        codes[at] = inverse.ravel().astype(np.uint64)
+        taken = int(inverse.max()) + 1
+    # the 0-d int64 arrays among the constants
+    arrays = np.flatnonzero(np.fromiter((t is np.ndarray for t in types), bool, n))
+    at = arrays[np.fromiter((values[k].dtype == _INT64 and not values[k].shape
+                             for k in arrays.tolist()), bool, len(arrays))]
+    indices = np.zeros(n, bool)
+    if len(at):
+        indices[at] = True
+        ints = np.array([values[k] for k in at.tolist()], np.int64)
+        _, inverse = np.unique(ints, return_inverse=True)
+        codes[at] = inverse.ravel().astype(np.uint64) + np.uint64(taken)
+        taken += int(inverse.max()) + 1
+    value_ids: dict[Any, int] = {}
+    for k in np.flatnonzero(~(floats | indices)).tolist():
+        value = values[k]
+        v = np.asarray(value)
+        key = (type(value).__name__, v.dtype.str, v.shape, v.tobytes()) \
+            if v.size <= 64 else id(value)
+        codes[k] = value_ids.setdefault(key, len(value_ids)) + taken
+    return codes
 
-    producer: np.ndarray
-    ops: np.ndarray
-    features: np.ndarray
-    is_const: np.ndarray
-
-
-#: (weak reference to a tape, its size, its `Columns`): kept when detection
-#: finds no loop on a tape, for rerolling, which then works on the same tape
-#: (`columns_of`); one tuple, replaced whole, so that threads tracing at
-#: once read a consistent one.  No reference to the tape: once it is gone,
-#: so are they.
-_last: tuple[Any, tuple[int, int, int], Columns] | None = None
-
-
-def _size(tape: Tape) -> tuple[int, int, int]:
-    return len(tape.instrs), len(tape.avals), len(tape.consts)
-
-
-def _keep_columns(tape: Tape, arrays: _Arrays) -> None:
-    global _last
-    _last = (weakref.ref(tape, _dropped), _size(tape),
-             Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const))
-
-
-def columns_of(tape: Tape) -> Columns:
-    """The tape's `Columns`: those detection kept if they are this tape's and
-    it is unchanged since, else made now."""
-    last = _last
-    if last is not None and last[0]() is tape and last[1] == _size(tape):
-        return last[2]
-    arrays = _Arrays(tape)
-    return Columns(arrays.producer, arrays.ops, arrays.features, arrays.is_const)
-
-
-def forget_columns() -> None:
-    """Let go of the columns kept for rerolling (a long tape's are large)."""
-    global _last
-    _last = None
-
-
-def _dropped(ref: Any) -> None:
-    global _last
-    last = _last
-    if last is not None and last[0] is ref:  # the tape is gone: so are its columns
-        _last = None
 
 
 def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
@@ -255,41 +211,6 @@ def _mix_in(h: np.ndarray, column: np.ndarray, salt: int) -> None:
     np.bitwise_xor(h, column, out=h)
     np.multiply(h, _MIX, out=h)
     np.add(h, np.uint64(salt), out=h)
-
-
-def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Per instruction: a number for its primitive and parameters, its
-    result's and operands' avals, its arity; and whether it can be in no
-    body (an effect, too many operands, parameters that cannot be compared)."""
-    instrs, n = tape.instrs, len(tape.instrs)
-    # avals by object first (most slots share a few objects), then by value
-    _, first, inverse = np.unique(np.fromiter(map(id, tape.avals), np.int64, len(tape.avals)),
-                                  return_index=True, return_inverse=True)
-    by_value: dict[Aval, int] = {}
-    canonical = np.array([by_value.setdefault(tape.avals[int(k)], len(by_value)) for k in first],
-                         np.int64)
-    aval_id = np.append(canonical[inverse.ravel()] if len(first) else np.zeros(0, np.int64), -1)
-    # primitives by name; parameters (rare) by value, and by repr, which
-    # tells -0.0 from 0.0 where == and hash do not
-    names = list(map(_PRIM, instrs))
-    ids = {name: k for k, name in enumerate(set(names))}
-    by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
-    kind = by_name.copy()
-    keys: dict[Any, int] = {}
-    # the instructions with parameters (few), picked out in C
-    for k in itertools.compress(range(n), map(_PARAMS, instrs)):
-        i = instrs[k]
-        try:
-            kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) + len(ids)
-        except TypeError:  # unhashable parameters: they match nothing
-            kind[k] = -1 - k
-    effects = {ids[name] for name in ids if registry[name].effect is not None}
-    blocked = arity > MAX_ARITY
-    if effects:
-        blocked |= np.isin(by_name, list(effects))
-    kind[blocked] = -1 - np.nonzero(blocked)[0]
-    return np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked
 
 
 class _Run:
@@ -316,6 +237,17 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
     consts = arrays.tape.consts
     P = period
     steps = min(steps, (arrays.n - start) // P)
+    if not (steps >= min_trip and start <= ref < start + steps * P):
+        return None
+    # whether the run is a parallel loop depends on the reference step alone
+    # (its operands' producers relative to its start, the same for every
+    # start the passes below move to): such a run is rerolling's, known
+    # before the whole stretch is compared
+    at = start + P * ((ref - start) // P)
+    ref_rel = arrays.pp[at:at + P] - at
+    carried = (ref_rel >= -P) & (ref_rel < 0)
+    if not carried.any() or _only_accumulates(arrays, np.arange(at, at + P), ref_rel, carried, P):
+        return None  # a parallel loop (with sums or writes into a buffer): rerolling's
     while steps >= min_trip and start <= ref < start + steps * P:
         r = (ref - start) // P
         R = start + np.arange(steps * P, dtype=np.int64).reshape(steps, P)
@@ -351,8 +283,6 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
         if len(before):
             start, steps = start + P * (int(before[-1]) + 1), steps - int(before[-1]) - 1
             continue
-        if not carried.any() or _only_accumulates(arrays, R[r], ref_rel, carried, P):
-            return None  # a parallel loop (with sums or writes into a buffer): rerolling's
         if not _initial_values_agree(ops[0], ref_rel, carried, P):
             start, steps = start + P, steps - 1
             continue
@@ -395,8 +325,13 @@ def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
     own sum or writes (``s = s + term``, ``out[i] = term``)?  Then the steps
     are a parallel loop, which rerolling turns into vector code."""
     instrs = arrays.tape.instrs
-    internal = ref_rel >= 0
+    # the step's readers of each of its values, (instruction, operand) in order
+    readers: dict[int, list[tuple[int, int]]] = {}
+    rows, cols = np.nonzero(ref_rel >= 0)
+    for j, m, o in zip(rows.tolist(), cols.tolist(), ref_rel[rows, cols].tolist()):
+        readers.setdefault(o, []).append((j, m))
     for j, m in zip(*np.nonzero(carried)):
+        j, m = int(j), int(m)
         o = int(ref_rel[j, m]) + P  # the new carry
         # the carried value runs through links s1 = s + a, s2 = s1 + b, ... to o
         while True:
@@ -404,10 +339,10 @@ def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
                 return False
             if j == o:
                 break
-            readers = np.argwhere(internal & (ref_rel == j))
-            if len(readers) != 1:
+            found = readers.get(j, ())
+            if len(found) != 1:
                 return False
-            j, m = (int(v) for v in readers[0])
+            j, m = found[0]
     return True
 
 
@@ -755,7 +690,7 @@ def _converted(tape: Tape, min_trip: int) -> Tape | None:
         run = _best_run(arrays, min_trip)
         if run is None:
             if converted is None:  # rerolling may work on this tape next
-                _keep_columns(tape, arrays)
+                keep_columns(tape, arrays)
             break
         new = _Rewriter(run).rewrite()
         if new is None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import heapq
 import math
 from typing import Any, Iterator, Sequence
 
@@ -50,12 +51,11 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
-from .reroll_terms import _SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _Term, _terms
+from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _Term, _terms,
+                           int_matrix, varying_columns)
 
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
-
-_LINKS = frozenset(_SUM_LINKS + _SCATTER_LINKS)
 
 
 # -- chains ----------------------------------------------------------------------
@@ -124,10 +124,10 @@ def _previous_link(ix: _TapeIndex, ins: Instr) -> int | None:
         # of two candidate accumulators, the one recorded first: in s + t
         # and t + s alike the term is computed after the previous sum
         uses = ix.uses
-        before = producer.get(a)
+        before = producer[a]
         found = a if before is not None and before.prim in _SUM_LINKS and uses[a] == 1 else None
         if prim == "add":
-            before = producer.get(b)
+            before = producer[b]
             if before is not None and before.prim in _SUM_LINKS and uses[b] == 1 and (
                     found is None or ix.position[b] < ix.position[found]):
                 found = b
@@ -155,48 +155,93 @@ def _is_zero(ix: _TapeIndex, slot: int) -> bool:
 def _chains(ix: _TapeIndex, exact_sums: bool) -> list[_Chain]:
     """Maximal chains, found from their ends backwards and cut where writes
     would stop commuting; in the order of their ends (inner loops first)."""
-    # one step per instruction: the links' predecessors, and the guards
-    preds: dict[int, int | None] = {}  # in tape order
-    guards: list[Instr] = []
-    is_guard: dict[str, bool] = {}
-    for ins in ix.tape.instrs:
-        prim = ins.prim
-        if prim in _LINKS:
-            preds[ins.out] = _previous_link(ix, ins)
-            continue
-        guard = is_guard.get(prim)
-        if guard is None:
-            guard = is_guard[prim] = registry[prim].effect == "guard"
-        if guard:
-            guards.append(ins)
-    continued = {p for p in preds.values() if p is not None}
+    cols, instrs = ix.columns, ix.tape.instrs
+    names, prim_names = cols.names, cols.prim_names
+    # the links (sums by arrays, `_sum_preds`; scatters one by one) and the
+    # link each continues, as positions on the tape (-1: none)
+    sums, sum_preds, terms = _sum_preds(ix)
+    scatters = _positions_of(cols, _SCATTER_LINKS)
+    scatter_preds = np.array([_position(ix, _previous_link(ix, instrs[n]))
+                              for n in scatters.tolist()], np.int64)
+    links = np.concatenate([sums, scatters])
+    order = np.argsort(links, kind="stable")
+    links, preds = links[order], np.concatenate([sum_preds, scatter_preds])[order]
+    # each link continues at most one (the one it reads, read nowhere else):
+    # the chains are disjoint paths, numbered by their first link
+    pred = np.searchsorted(links, preds)
+    first = np.where(preds >= 0, pred, np.arange(len(links)))
+    while True:
+        further = first[first]
+        if np.array_equal(further, first):
+            break
+        first = further
+    # in the order of their last links, each chain's links in tape order
+    by_chain = np.lexsort((links, first))
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(first[by_chain])) + 1,
+                             [len(by_chain)]])
+    long = np.flatnonzero(np.diff(bounds) >= MIN_RUN)  # (most links are chains of one)
+    ends = bounds[long + 1]
     chains = []
-    producer = ix.producer
-    for out in preds:
-        if out in continued:
-            continue
-        ins = producer[out]
-        links = [ins]
-        while preds[links[-1].out] is not None:
-            links.append(ix.producer[preds[links[-1].out]])
-        if len(links) < MIN_RUN:
-            continue
-        links.reverse()
-        if ins.prim in _SUM_LINKS:
+    for k in np.argsort(links[by_chain[ends - 1]], kind="stable").tolist():
+        group = by_chain[bounds[long[k]]:ends[k]]
+        chain_links = list(map(instrs.__getitem__, links[group].tolist()))
+        if chain_links[-1].prim in _SUM_LINKS:
             if not exact_sums:
-                chains.append(_sum_chain(links))
-        elif _scatter_link(ix, ins) is not None:
-            chains.extend(_scatter_chains(ix, links, exact_sums))
+                at = np.searchsorted(sums, links[group])
+                chains.append(_Chain("sum", chain_links, chain_links[0].ins[0],
+                                     [chain_links[0].ins[1]] + terms[at[1:]].tolist(), {}))
+        elif _scatter_link(ix, chain_links[-1]) is not None:
+            chains.extend(_scatter_chains(ix, chain_links, exact_sums))
+    is_guard = [registry[name].effect == "guard" for name in prim_names]
+    guards = [instrs[n] for n in np.flatnonzero(np.asarray(is_guard, bool)[names]).tolist()] \
+        if any(is_guard) else []
     chains.append(_Chain("guard", guards, -1, [g.ins[0] for g in guards], {}))
     return [c for c in chains if len(c.links) >= MIN_RUN]
 
 
-def _sum_chain(links: list[Instr]) -> _Chain:
-    terms = [links[0].ins[1]]
-    for prev, link in zip(links, links[1:]):
-        a, b = link.ins
-        terms.append(b if a == prev.out else a)
-    return _Chain("sum", links, links[0].ins[0], terms, {})
+def _position(ix: _TapeIndex, slot: int | None) -> int:
+    return -1 if slot is None else ix.position[slot]
+
+
+def _positions_of(cols: Any, prims: Sequence[str]) -> np.ndarray:
+    """The positions of the instructions of these primitives, in tape order."""
+    ids = [k for k, name in enumerate(cols.prim_names) if name in prims]
+    return np.flatnonzero(np.isin(cols.names, ids)) if ids else np.zeros(0, np.int64)
+
+
+def _sum_preds(ix: _TapeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_previous_link` of every ``add`` and ``sub``, on the tape's arrays:
+    their positions, the position of the link each continues (-1: none),
+    and each one's term if it continues one (the operand that is not the
+    previous sum)."""
+    cols = ix.columns
+    at = _positions_of(cols, _SUM_LINKS)
+    at = at[cols.features[at, 2] == 2]  # (add and sub are binary: no other reaches here)
+    feats = cols.features[at]
+    a, b = cols.ops[at, 0], cols.ops[at, 1]
+    is_add = cols.names[at] == cols.prim_names.index("add") if "add" in cols.prim_names \
+        else np.zeros(len(at), bool)
+    # a broadcasting add is not an accumulation
+    ok = (feats[:, 3] == feats[:, 1]) & (feats[:, 4] == feats[:, 1])
+    # `s = 0.0` then `s = s + t`: the zero starts the chain, t is its first
+    # term (even when t is itself a sum, t = a - b)
+    zero = np.zeros(len(cols.is_const), bool)
+    zero[a[is_add]] = zero[b[is_add]] = True
+    for s in np.flatnonzero(zero & cols.is_const).tolist():  # the constants adds read
+        zero[s] = _is_zero(ix, s)
+    zero &= cols.is_const
+    ok &= ~(is_add & (zero[a] | zero[b]))
+    # of two candidate accumulators, the one recorded first: in s + t and
+    # t + s alike the term is computed after the previous sum
+    is_sum = np.zeros(len(cols.names) + 1, bool)  # by position (-1: none)
+    is_sum[at] = True
+    uses = ix.use_counts
+    pa, pb = cols.producer[a], cols.producer[b]
+    a_ok = is_sum[pa] & (uses[a] == 1)
+    b_ok = is_add & is_sum[pb] & (uses[b] == 1) & (~a_ok | (pb < pa))
+    pred = np.where(b_ok, pb, np.where(a_ok, pa, -1))
+    pred[~ok] = -1
+    return at, pred, np.where(b_ok, a, b)
 
 
 def _scatter_chains(ix: _TapeIndex, links: list[Instr], exact_sums: bool) -> list[_Chain]:
@@ -235,25 +280,32 @@ def _positions_read(ix: _TapeIndex, array: int, self_read: Instr | None) -> set[
 def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[int]]:
     """Lists of link numbers, each a segment of isomorphic terms on an affine grid."""
     classes: dict[Any, list[int]] = {}
+    # a term's signature is a tuple of its nodes, whose hash Python does not
+    # keep: numbered once per signature object (a template's copies share
+    # it), then once per distinct value, so that classes are keyed by ints
+    by_object: dict[int, int] = {}
+    by_value: dict[Any, int] = {}
+    writes, sign, links, consts = chain.writes, chain.sign, chain.links, chain.consts
     for k, term in enumerate(terms):
         if term.ok:
+            signature = term.signature
+            number = by_object.get(id(signature))
+            if number is None:
+                number = by_object[id(signature)] = by_value.setdefault(signature, len(by_value))
             # writes of one segment must write the same number of positions
             # (out[i:i + L] = ... of ragged lengths L are separate classes)
-            where = np.shape(chain.consts[chain.links[k].ins[1]]) if chain.writes else ()
-            classes.setdefault((chain.sign(k), where, term.signature), []).append(k)
+            where = np.shape(consts[links[k].ins[1]]) if writes else ()
+            classes.setdefault((sign(k), where, number), []).append(k)
     found = []
     for members in classes.values():
         if len(members) < MIN_RUN:
             continue
-        ints = np.asarray([_integers(chain, ix, terms, k) for k in members], dtype=np.int64)
+        ints = int_matrix([terms[k] for k in members])
+        if writes:  # the positions written come first
+            ints = np.concatenate([np.asarray([ix.index_list(links[k].ins[1]) for k in members],
+                                              dtype=np.int64), ints], axis=1)
         found.extend(_best_split(members, ints))
     return found
-
-
-def _integers(chain: _Chain, ix: _TapeIndex, terms: list[_Term], k: int) -> list[int]:
-    if not chain.writes:
-        return terms[k].ints
-    return ix.index_list(chain.links[k].ins[1]) + terms[k].ints
 
 
 def _best_split(members: list[int], ints: np.ndarray) -> list[list[int]]:
@@ -345,23 +397,27 @@ class _Rewrite:
         if chain.kind == "guard":
             return self.emit_guards(ix, value_of)
         start = value = value_of(chain.before)
-        for k, link in enumerate(chain.links):
+        for k in self.steps():
             segment = self.segment_at.get(k)
             if segment is not None:
                 vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
                                     start)
                 value = _combine(chain, value, [chain.links[j] for j in segment], vector)
-            elif k not in self.covered:
-                value = _combine(chain, value, [link], value_of(chain.terms[k]))
+            else:
+                value = _combine(chain, value, [chain.links[k]], value_of(chain.terms[k]))
         return value
 
+    def steps(self) -> list[int]:
+        """The links where the vector code does something, in chain order: the
+        first of each segment, and each link no segment covers."""
+        return sorted(self.segment_at.keys() | (set(range(len(self.chain.links))) - self.covered))
 
     def emit_guards(self, ix: _TapeIndex, value_of: Any) -> Any:
         """Each segment of guards as one guard: every element of the vector
         predicate agrees with the outcome its iteration recorded."""
         chain, value = self.chain, None
-        for k, link in enumerate(chain.links):
-            segment = self.segment_at.get(k)
+        for k in self.steps():
+            link, segment = chain.links[k], self.segment_at.get(k)
             if segment is not None:
                 vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
                                     None)
@@ -370,7 +426,7 @@ class _Rewrite:
                 disagree = fnp.logical_not(vector) if chain.sign(k) else vector
                 count = fnp.sum(fnp.astype(disagree, np.float64))
                 value = bind(registry["guard"], count, expected=False)
-            elif k not in self.covered:
+            else:
                 value = bind(registry["guard"], value_of(chain.terms[k]), **dict(link.params))
         return value
 
@@ -393,7 +449,7 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
     Each value is (value, batched): unbatched ones are the same for all terms."""
     n, first = len(terms), terms[0]
     shapes = [tuple(avals[s].shape) for s in first.slots]  # of one term's values
-    columns = iter(zip(*(t.varying for t in terms)))
+    columns = iter(varying_columns(terms))
     values: list[tuple[Any, bool]] = []
     weak: set[int] = set()  # stacked Python scalars: they take their consumer's dtype
     for node in first.nodes:
@@ -402,14 +458,14 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             values.append((value_of(node[1]), False))
         elif kind == "const":
             column = next(columns)
-            if all(type(v) is type(column[0]) and bitwise_equal(v, column[0]) for v in column):
+            if _all_same(column):
                 values.append((column[0], False))
             else:
                 if node[1] in ("int", "float", "bool"):
                     weak.add(len(values))
-                values.append((np.stack([np.asarray(v) for v in column]), True))
+                values.append((_stacked(column), True))
         elif kind in ("take", "take_chain"):
-            index = np.stack(next(columns))
+            index = _stacked(next(columns))
             if kind == "take_chain":
                 values.append(_gather((chain_start, False), index, ()))
             else:
@@ -427,6 +483,31 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
     out, batched = values[first.root]
     root_shape = (n,) + shapes[first.root]
     return out if batched else fnp.broadcast_to(out, root_shape)
+
+
+def _all_same(column: Sequence[Any]) -> bool:
+    """Whether every value of ``column`` has the first's type and bits.  A
+    loop's shared constant is one object in every term (the trace keeps one
+    slot per value): checked by identity first, value by value only if not."""
+    first = column[0]
+    for v in column:
+        if v is not first:
+            break
+    else:
+        return True
+    return all(type(v) is type(first) and bitwise_equal(v, first) for v in column)
+
+
+def _stacked(column: Sequence[Any]) -> np.ndarray:
+    """``np.stack`` of the values, as arrays.  0-d arrays (``x[i]``'s indices,
+    one per term) are gathered by one ``np.array`` of the list, which gives
+    what ``np.stack`` gives (the same shape and promoted dtype) at a tenth
+    of the cost."""
+    if all(type(v) is np.ndarray and not v.shape for v in column):
+        out = np.array(column)
+        if out.shape == (len(column),):
+            return out
+    return np.stack([np.asarray(v) for v in column])
 
 
 def _gather(array: tuple[Any, bool], index: np.ndarray, example_shape: tuple[int, ...]
@@ -472,14 +553,14 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
     # reads of a rewritten scatter chain's intermediate arrays see its start
     alias = {s: r.chain.before for r in rewrites if r.chain.kind != "guard"
              for s in r.chain.intermediates()}
-    needed = _needed(tape, at_end, alias, {link.out for r in rewrites if r.chain.kind == "guard"
-                                           for link in r.chain.links[:-1]})
+    needed = _needed(ix, at_end, alias, {link.out for r in rewrites if r.chain.kind == "guard"
+                                         for link in r.chain.links[:-1]})
+    position, instrs = ix.position, tape.instrs
     with recording() as builder:
         env: dict[int, Any] = {s: builder.new_input(v) for s, v in zip(tape.inputs, examples)}
         env.update(tape.consts)
-        for ins in tape.instrs:
-            if ins.out not in needed:
-                continue
+        for n in sorted(position[s] for s in needed if position[s] >= 0):
+            ins = instrs[n]
             # the user's line of the instruction (of a rewrite, its chain's last
             # link: a guard's `if`), not the line that called the compiled function
             builder.line_override = ins.line
@@ -495,30 +576,36 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
     return eliminate_dead_code(builder.tape)
 
 
-def _needed(tape: Tape, at_end: dict[int, _Rewrite], alias: dict[int, int],
+def _needed(ix: _TapeIndex, at_end: dict[int, _Rewrite], alias: dict[int, int],
             merged_guards: set[int]) -> set[int]:
     """The slots the rerolled tape still computes: the scalar code of rerolled
     terms is not even replayed.  Guards are always kept, those merged into a
-    rerolled guard as that guard."""
+    rerolled guard as that guard.  Walked from the outputs and effects back
+    to what they read, the latest instruction first (as a walk of the whole
+    tape backwards would, but visiting only what is kept)."""
+    tape, position, cols = ix.tape, ix.position, ix.columns
     needed = set(tape.outputs)
-    effects: dict[str, bool] = {}  # by primitive: asked per instruction not needed
-    for ins in reversed(tape.instrs):
+    effects = [k for k, name in enumerate(cols.prim_names) if registry[name].effect is not None]
+    todo = np.flatnonzero(np.isin(cols.names, effects)).tolist() if effects else []
+    todo += [position[s] for s in needed if position[s] >= 0]
+    seen = set(todo)
+    todo = [-n for n in seen]  # a heap of the positions to visit, latest first
+    heapq.heapify(todo)
+    instrs = tape.instrs
+    while todo:
+        ins = instrs[-heapq.heappop(todo)]
         if ins.out in merged_guards:
             continue
-        kept = ins.out in needed
-        if not kept:
-            kept = effects.get(ins.prim)
-            if kept is None:
-                kept = effects[ins.prim] = registry[ins.prim].effect is not None
         rewrite = at_end.get(ins.out)
-        if rewrite is not None:
-            if kept:
-                needed.add(ins.out)
-                needed.update(alias.get(s, s) for s in rewrite.requires())
-            continue
-        if kept:
-            needed.add(ins.out)
-            needed.update(alias.get(s, s) for s in ins.ins)
+        reads = ins.ins if rewrite is None else rewrite.requires()
+        needed.add(ins.out)
+        for s in reads:
+            s = alias.get(s, s)
+            needed.add(s)
+            n = position[s]
+            if n >= 0 and n not in seen:
+                seen.add(n)
+                heapq.heappush(todo, -n)
     return needed
 
 
@@ -534,7 +621,7 @@ def reroll(tape: Tape, examples: Sequence[Any], exact_sums: bool = False) -> Tap
             if new is None:
                 break
             rolled = new
-    from .recurrence import forget_columns
+    from .tape_arrays import forget_columns
     forget_columns()  # detection's columns of the tape, read by the first pass
     return rolled
 

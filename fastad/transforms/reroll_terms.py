@@ -37,31 +37,79 @@ _BODY = frozenset(p.name for p in registry.values() if p.batch_rule is not None
                   ) - {"take", *_SCATTER_LINKS}
 
 
+class _BySlot(list):
+    """Per slot number, an entry (``missing`` where a slot has none), with a
+    dict's ``get``: what `_TapeIndex` keeps of a tape, made from arrays."""
+
+    __slots__ = ("missing",)
+
+    def __init__(self, entries: list[Any], missing: Any) -> None:
+        super().__init__(entries)
+        self.missing = missing
+
+    def get(self, slot: int, default: Any = None) -> Any:
+        if 0 <= slot < len(self):
+            found = self[slot]
+            if found is not self.missing and found != self.missing:
+                return found
+        return default
+
+
+class _SparseSlots(dict):
+    """`_BySlot` as a dict, for a tape with few instructions among many slots."""
+
+    def __init__(self, entries: Any, missing: Any) -> None:
+        super().__init__(entries)
+        self.missing = missing
+
+    def __missing__(self, slot: int) -> Any:
+        return self.missing
+
+
 class _TapeIndex:
-    """Producers, positions and uses of every slot of a tape."""
+    """Producers, positions and uses of every slot of a tape (by slot:
+    ``producer[s]`` is None and ``position[s]`` -1 for a slot no instruction
+    computes), made from the tape's arrays (`tape_arrays.columns_of`:
+    detection's, when it saw this tape) instead of a Python step per
+    instruction."""
 
     def __init__(self, tape: Tape) -> None:
+        from .tape_arrays import columns_of
         self.tape = tape
-        self.producer: dict[int, Instr] = {}
-        self.position: dict[int, int] = {}
-        self.uses: dict[int, int] = {}
-        self.takes_of: dict[int, list[Instr]] = {}
+        self.columns = cols = columns_of(tape)
+        nslots, instrs = len(tape.avals), tape.instrs
+        uses = cols.uses[:nslots].copy()
+        np.add.at(uses, np.asarray(tape.outputs, np.int64), 1)
+        self.use_counts = uses  # (the same as an array)
+        if nslots <= 4 * len(instrs) + 1024:
+            at = cols.producer[:nslots].tolist()  # slot -> its instruction's position, or -1
+            self.position: Any = _BySlot(at, -1)
+            # (position -1 picks the None appended)
+            self.producer: Any = _BySlot(list(map((instrs + [None]).__getitem__, at)), None)
+            self.uses: Any = uses.tolist()
+        else:  # few instructions among many slots (a tape whose loops were found)
+            outs = [ins.out for ins in instrs]
+            self.position = _SparseSlots(zip(outs, range(len(outs))), missing=-1)
+            self.producer = _SparseSlots(zip(outs, instrs), missing=None)
+            read = np.flatnonzero(uses)
+            self.uses = _SparseSlots(zip(read.tolist(), uses[read].tolist()), missing=0)
+        self._takes_of: dict[int, list[Instr]] | None = None
         self._ints: dict[int, np.ndarray | None] = {}
         self._index_lists: dict[int, list[int]] = {}
         self._const_nodes: dict[int, tuple[Any, tuple[int, ...]]] = {}
-        # one step per instruction of a trace of up to millions
-        producer, position, uses, takes_of = self.producer, self.position, self.uses, self.takes_of
-        get = uses.get
-        for n, ins in enumerate(tape.instrs):
-            out = ins.out
-            producer[out] = ins
-            position[out] = n
-            for s in ins.ins:
-                uses[s] = get(s, 0) + 1
-            if ins.prim == "take":
-                takes_of.setdefault(ins.ins[0], []).append(ins)
-        for s in tape.outputs:
-            uses[s] = get(s, 0) + 1
+
+    @property
+    def takes_of(self) -> dict[int, list[Instr]]:
+        """The takes reading each array, in tape order (asked of scatter chains only)."""
+        if self._takes_of is None:
+            takes: dict[int, list[Instr]] = {}
+            cols, instrs = self.columns, self.tape.instrs
+            if "take" in cols.prim_names:
+                for n in np.flatnonzero(cols.names == cols.prim_names.index("take")).tolist():
+                    ins = instrs[n]
+                    takes.setdefault(ins.ins[0], []).append(ins)
+            self._takes_of = takes
+        return self._takes_of
 
     def const_ints(self, slot: int) -> np.ndarray | None:
         """The constant at ``slot`` as an index array, or None if it is not one."""
@@ -173,7 +221,7 @@ class _Term:
                 if len(nodes) >= MAX_TERM_NODES or len(stack) > MAX_TERM_NODES:
                     self.ok = False
                     return 0
-                ins = producer.get(slot)
+                ins = producer[slot]
                 if ins is None:  # a constant, or an input
                     found = const_nodes.get(slot) if slot in consts else _NOT_CONSTANT
                     if found is None:
@@ -265,7 +313,7 @@ def _terms(ix: _TapeIndex, chain: Any, foreign: set[int]) -> list[_Term]:
     keys: list[Any] = []
     members: dict[Any, list[int]] = {}  # the terms of each key, in chain order
     for k, t in enumerate(chain.terms):
-        ins = producer.get(t)
+        ins = producer[t]
         key = (ins.prim, ins.params, ix.tape.avals[t]) if ins is not None else None
         try:
             members.setdefault(key, []).append(k)
@@ -307,7 +355,7 @@ def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term
         if slot is None or number.setdefault(slot, j) != j:
             return None
         kind = node[0]
-        ins = producer.get(slot)
+        ins = producer[slot]
         if kind == "shared":  # the same slot, shared here too
             if slot != node[1] or (ins is not None and position[slot] > bound
                                    and (ins.prim in _BODY or ins.prim == "take")):
@@ -334,42 +382,165 @@ def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term
     return _copies(template, [bound], np.array(slots, np.int64)[:, None])[0]
 
 
-def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[_Term]:
+def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
     """The terms that are ``template``'s DAG at the slots of each column of
     ``S`` (matches, one term per column), with what `_Term._visit` collects,
-    made a node of the template at a time."""
+    gathered a node of the template at a time (`_Copy`)."""
     ix = template._ix
-    producer, consts, const_nodes = ix.producer, ix.tape.consts, ix._const_nodes
-    const_ints, index_list = ix.const_ints, ix.index_list
+    producer, consts, const_nodes, const_ints = ix.producer, ix.tape.consts, ix._const_nodes, \
+        ix.const_ints
+    count = len(bounds)
+    if not count:  # (a batch none of whose terms passed)
+        return []
     rows = S.tolist()  # per node, the slots of every term
-    varying_columns, int_columns = [], []
+    varying, pieces = [], []
     for what, j in template.collected():
         if what == 1:
-            varying_columns.append([consts[s] for s in rows[j]])
-            int_columns.append([const_nodes[s][1] for s in rows[j]])
+            values = [consts[s] for s in rows[j]]
+            varying.append(values)
+            if template.nodes[j][2].dtype.kind not in "iub":
+                continue  # (its integers: none)
+            # `const_node`'s integers: int64 arrays' values, flattened (the
+            # constants of one node share an aval: one shape)
+            block = np.array(values) if all(type(v) is np.ndarray for v in values) else None
+            pieces.append(block if block is not None and block.dtype == _INT64 else
+                          [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
         elif what == 2:
-            indices = [producer[s].ins[1] for s in rows[j]]
-            varying_columns.append(list(map(const_ints, indices)))
-            int_columns.append(list(map(index_list, indices)))
-    count = len(bounds)
-    varying = list(map(list, zip(*varying_columns))) if varying_columns else \
-        [[] for _ in range(count)]
-    ints = [list(itertools.chain.from_iterable(pieces)) for pieces in zip(*int_columns)] \
-        if int_columns else [[] for _ in range(count)]
-    # (the shared slots are the template's: a match reads the same ones)
-    common = {"_ix": ix, "_own": template._own, "_foreign": template._foreign,
-              "_arrays": template._arrays, "_plan": template._plan, "nodes": template.nodes,
-              "ok": True, "root": template.root, "signature": template.signature,
-              "_collect": template._collect}
-    terms = []
-    for slots, bound, var, its in zip(map(list, zip(*rows)), bounds, varying, ints):
-        term = _Term.__new__(_Term)
-        term.__dict__.update(common)
-        # (no `_number`: only a walked term, a template, is numbered by slot)
-        term._bound, term.slots, term._number = bound, slots, None
-        term.varying, term.ints, term.shared = var, its, list(template.shared)
-        terms.append(term)
-    return terms
+            column = list(map(const_ints, [producer[s].ins[1] for s in rows[j]]))
+            varying.append(column)
+            pieces.append(column)
+    found = _Found(S, bounds, varying, _int_rows(pieces, count))
+    return [_Copy(template, found, at) for at in range(count)]
+
+
+def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int]]:
+    """Per term, its integers (each piece's values flattened, in order; a
+    piece is an array or a list of a value per term): the rows of one int64
+    array, or lists where the pieces' sizes differ."""
+    blocks = []
+    try:
+        for piece in pieces:
+            block = np.array(piece, np.int64)
+            blocks.append(block.reshape(count, block.size // count))
+    except ValueError:  # ragged
+        return [list(itertools.chain.from_iterable(np.ravel(v).tolist() for v in term))
+                for term in zip(*pieces)] if pieces else [[] for _ in range(count)]
+    return np.concatenate(blocks, axis=1) if blocks else np.zeros((count, 0), np.int64)
+
+
+def _runs(terms: list[Any]) -> list[tuple[Any, int, int]]:
+    """The terms as runs: (its `_Found`, first, end) for consecutive copies
+    matched together, in their batch's order, (the term, 0, 1) for any other."""
+    runs: list[tuple[Any, int, int]] = []
+    for term in terms:
+        if type(term) is _Copy:
+            found, at = term.found, term.at
+            if runs and runs[-1][0] is found and runs[-1][2] == at:
+                runs[-1] = (found, runs[-1][1], at + 1)
+                continue
+            runs.append((found, at, at + 1))
+        else:
+            runs.append((term, 0, 1))
+    return runs
+
+
+def varying_columns(terms: list[Any]) -> list[list[Any]]:
+    """Per varying node, its values in the terms: ``zip(*(t.varying for t
+    in terms))``, the copies matched together sliced from their batch."""
+    pieces = [[column[first:end] for column in what.varying] if type(what) is _Found
+              else [[v] for v in what.varying] for what, first, end in _runs(terms)]
+    return [list(itertools.chain.from_iterable(columns)) for columns in zip(*pieces)]
+
+
+def int_matrix(terms: list[Any]) -> np.ndarray:
+    """The terms' integers, a row per term (of equal lengths: terms of one class)."""
+    blocks = []
+    for what, first, end in _runs(terms):
+        ints = what.ints
+        if type(what) is _Found and type(ints) is np.ndarray:
+            blocks.append(ints[first:end])
+        else:
+            blocks.append(np.asarray(ints[first:end] if type(what) is _Found else [ints],
+                                     dtype=np.int64))
+    return np.concatenate(blocks) if blocks else np.zeros((0, 0), np.int64)
+
+
+class _Found:
+    """What the terms matched together differ in: their slots (a column per
+    term), bounds, per collected node the values (a list per node) and
+    their integers."""
+
+    __slots__ = ("S", "bounds", "varying", "ints", "_lists")
+
+    def __init__(self, S: np.ndarray, bounds: list[int], varying: list[list[Any]],
+                 ints: np.ndarray | list[list[int]]) -> None:
+        self.S, self.bounds, self.varying, self.ints = S, bounds, varying, ints
+        self._lists: list[list[int]] | None = None
+
+    def int_list(self, at: int) -> list[int]:
+        if self._lists is None:
+            ints = self.ints
+            self._lists = ints.tolist() if type(ints) is np.ndarray else ints
+        return self._lists[at]
+
+
+class _Copy:
+    """A term that is its template's DAG at other slots (`_matched`, `_Batches`):
+    what a `_Term` gives, read from the template and from the `_Found` of
+    the terms matched with it when asked (most never are, one object per
+    term of a long loop)."""
+
+    __slots__ = ("template", "found", "at")
+    ok = True
+
+    def __init__(self, template: _Term, found: _Found, at: int) -> None:
+        self.template, self.found, self.at = template, found, at
+
+    @property
+    def nodes(self) -> list[Any]:
+        return self.template.nodes
+
+    @property
+    def root(self) -> int:
+        return self.template.root
+
+    @property
+    def signature(self) -> Any:
+        return self.template.signature
+
+    @property
+    def shared(self) -> list[int]:
+        return self.template.shared  # a match reads the same shared slots
+
+    @property
+    def slots(self) -> list[int]:
+        return self.found.S[:, self.at].tolist()
+
+    @property
+    def varying(self) -> list[Any]:
+        at = self.at
+        return [column[at] for column in self.found.varying]
+
+    @property
+    def ints(self) -> list[int]:
+        return self.found.int_list(self.at)
+
+    # what the term was matched with (as `_Term` keeps it)
+    @property
+    def _bound(self) -> int:
+        return self.found.bounds[self.at]
+
+    @property
+    def _own(self) -> set[int]:
+        return self.template._own
+
+    @property
+    def _arrays(self) -> set[int]:
+        return self.template._arrays
+
+    @property
+    def _foreign(self) -> set[int]:
+        return self.template._foreign
 
 
 # -- many terms matched at once -------------------------------------------------------
@@ -379,7 +550,7 @@ MIN_BATCH = 8      # terms matched together at first; doubled while all match
 
 class _Batches:
     """Terms matched against their template many at a time, on the tape's
-    arrays (`recurrence.columns_of`: detection's, when it saw this tape).
+    arrays (`tape_arrays.columns_of`: detection's, when it saw this tape).
     The vectorized checks are stricter than `_matched`'s (a constant or
     parameters that compare equal but differ in bits, an operand beyond the
     arrays' MAX_ARITY columns fail them), so a term that passes them is one
@@ -439,7 +610,7 @@ class _Batches:
 
     def _columns(self) -> Any:
         if self.cols is None:
-            from .recurrence import MAX_ARITY, columns_of
+            from .tape_arrays import MAX_ARITY, columns_of
             cols = columns_of(self.ix.tape)
             nslots = len(cols.is_const)
             blocked = np.zeros(nslots, bool)
@@ -472,7 +643,7 @@ class _Batches:
                 continue
             if kind == "const":
                 ok &= is_const[s]
-                ok &= self._same_constants(s, ok, node)
+                ok &= self._same_constants(s, ok, node, template.slots[j])
                 continue
             tp = ix.position[template.slots[j]]
             ok &= (p >= 0) & (p > bounds) & ~blocked[s]
@@ -493,17 +664,22 @@ class _Batches:
         ok &= ~(ordered[1:] == ordered[:-1]).any(axis=0)
         return ok, S
 
-    def _same_constants(self, s: np.ndarray, ok: np.ndarray, node: Any) -> np.ndarray:
+    def _same_constants(self, s: np.ndarray, ok: np.ndarray, node: Any, template_slot: int
+                        ) -> np.ndarray:
         """Whether each constant slot of ``s`` (where ``ok``) has the term
-        node ``node``: asked once per distinct slot."""
-        ix = self.ix
-        const_nodes, const_node = ix._const_nodes, ix.const_node
+        node ``node`` (the template's, at ``template_slot``): ("const", its
+        type's name, its aval), which `const_node` gives every constant of
+        that aval (small, of a numeric kind), told by the avals' numbers and
+        the values' types instead of a node made per slot."""
         same = np.zeros(len(s), bool)
         candidates = s[ok]
         if not len(candidates):
             return same
-        distinct, inverse = np.unique(candidates, return_inverse=True)
-        equal = np.fromiter(((const_nodes.get(c) or const_node(c))[0] == node
-                             for c in distinct.tolist()), bool, len(distinct))
-        same[ok] = equal[inverse.ravel()]
+        cols = self._columns()[0]
+        consts, name = self.ix.tape.consts, node[1]
+        aval_ok = cols.aval_id[candidates] == cols.aval_id[template_slot]
+        types = map(type, map(consts.__getitem__, candidates.tolist()))
+        same[ok] = aval_ok & np.fromiter((t.__name__ == name for t in types), bool,
+                                         len(candidates))
         return same
+
