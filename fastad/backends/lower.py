@@ -160,25 +160,29 @@ class _Lowerer:
         return kept
 
     def plan_accumulations(self, kept: list[Instr]) -> list[Instr]:
-        """``g + a @ b`` where the small product has no other reader: one
-        accumulating MATMUL at the addition (`lower_rules.matmul_add`), which
-        reads g and the product's operands, and no instruction for the product.
-        A weight gradient's update in a loop body (g + outer(d, h)) is then
-        one pass, and none when g dies there (the sum takes g's place), where
-        it was the product into a temporary, an addition and, for a carry,
-        the LOOP's copy of the sum.  The sum from 0 added to g: the bits of the
-        two instructions.  (Larger products keep BLAS and their addition.)"""
+        """``g + a @ b``, g an input of the tape and the small product read by
+        nothing else: one accumulating MATMUL at the addition
+        (`lower_rules.matmul_add`), which reads g and the product's operands,
+        and no instruction for the product.  A weight gradient's update in a
+        loop body (the carried g + outer(d, h)) is then one pass adding into
+        g's place, where it was the product into a temporary, an addition and
+        the LOOP's copy of the sum into the carry.  The sum from 0 added to g:
+        the bits of the two instructions.  A computed g keeps the addition,
+        which may join an elementwise run (``W @ h + U @ x`` then tanh);
+        larger products keep BLAS and their addition."""
         from .numba_products import is_small
         producer = {ins.out: ins for ins in kept}
         readers = collections.Counter(s for ins in kept for s in self.operands(ins))
         readers.update(self.tape.outputs)
+        inputs = set(self.tape.inputs)
         dropped = set()
         for ins in kept:
             if ins.prim != "add":
                 continue
             for k, s in enumerate(ins.ins[:2]):
                 mm, addend = producer.get(s), ins.ins[1 - k]
-                if mm is None or mm.prim != "matmul" or readers[s] != 1 or addend == s:
+                if (mm is None or mm.prim != "matmul" or readers[s] != 1 or addend == s
+                        or addend not in inputs):
                     continue
                 out, *others = [self.avals[t] for t in (ins.out, s, addend)]
                 a_shape = self.avals[self.operands(mm)[0]].shape
