@@ -30,10 +30,14 @@ Numba's fixed cost per function, about a second each under load, times the
 
 The body never writes its per-step and closed-over inputs (buffers the
 generated code does not own) and its outputs are fresh arrays
-(`emit_outputs`).  A carried array is the loop's own: a copy of the first
-carry, made once, then each step's fresh output, dead once the next carry
-is made; so the body may write it in place (a point update of the carry,
-`u[i, j] = ...`, copied the whole array every step before).  Its tape is cut to what its outputs need and common
+(`emit_outputs`).  A carried array is the loop's own: a buffer holding a
+copy of the first carry, into which each step's new carry is copied, or,
+where a carry output is an input's buffer, each step's fresh output, dead
+once the next carry is made; so the body may write it in place (a point
+update of the carry, `u[i, j] = ...`, copied the whole array every step
+before).  The arrays and views a step makes are made once, before the loop
+(`made_once`): an allocation per product and a reference count per view
+were most of an RNN step.  Its tape is cut to what its outputs need and common
 subexpressions merged (both exact); the rest of the optimizer is not run on
 it, so values are those of the reference interpreter's step.
 """
