@@ -322,6 +322,56 @@ def _gru_args(rng):
             rng.normal(size=(GRU_STEPS, 1)))
 
 
+LSTM_STEPS, LSTM_HIDDEN, LSTM_INPUT = 200, 24, 8
+
+
+def make_lstm(xnp=np):
+    """An LSTM over a sequence (input, forget and output gates, a cell state),
+    the loss the squared error of a readout per step: two carries, eight
+    small products a step; no code was tuned for it."""
+    def sigmoid(v):
+        return 1.0 / (1.0 + xnp.exp(-v))
+
+    def lstm_loss(Wi, Wf, Wo, Wc, Ui, Uf, Uo, Uc, V, xs, ys):
+        h = xnp.zeros(Wi.shape[0])
+        c = xnp.zeros(Wi.shape[0])
+        loss = 0.0
+        for t in range(xs.shape[0]):
+            x = xs[t]
+            i = sigmoid(Wi @ h + Ui @ x)
+            f = sigmoid(Wf @ h + Uf @ x)
+            o = sigmoid(Wo @ h + Uo @ x)
+            c = f * c + i * xnp.tanh(Wc @ h + Uc @ x)
+            h = o * xnp.tanh(c)
+            loss = loss + xnp.sum((V @ h - ys[t]) ** 2)
+        return loss
+    return lstm_loss
+
+
+def make_lstm_scan(jax, jnp):
+    def lstm_loss(Wi, Wf, Wo, Wc, Ui, Uf, Uo, Uc, V, xs, ys):
+        def step(hc, xy):
+            (h, c), (x, y) = hc, xy
+            i = jax.nn.sigmoid(Wi @ h + Ui @ x)
+            f = jax.nn.sigmoid(Wf @ h + Uf @ x)
+            o = jax.nn.sigmoid(Wo @ h + Uo @ x)
+            c = f * c + i * jnp.tanh(Wc @ h + Uc @ x)
+            h = o * jnp.tanh(c)
+            return (h, c), jnp.sum((V @ h - y) ** 2)
+        zero = jnp.zeros(Wi.shape[0])
+        _, losses = jax.lax.scan(step, (zero, zero), (xs, ys))
+        return jnp.sum(losses)
+    return lstm_loss
+
+
+def _lstm_args(rng):
+    h, d = LSTM_HIDDEN, LSTM_INPUT
+    return (*(rng.normal(0, 0.5 / np.sqrt(h), (h, h)) for _ in range(4)),
+            *(rng.normal(0, 0.5 / np.sqrt(d), (h, d)) for _ in range(4)),
+            rng.normal(0, 0.3, (1, h)), rng.normal(size=(LSTM_STEPS, d)),
+            rng.normal(size=(LSTM_STEPS, 1)))
+
+
 def make_gauss_seidel(sweeps=GS_SWEEPS, xnp=np):
     """``sweeps`` Gauss-Seidel sweeps of the Poisson equation on a grid whose
     source is the parameter; the loss compares the result with a target."""
@@ -504,6 +554,20 @@ def _leapfrog_track(steps):
     return np.array(positions) + 0.01 * np.random.default_rng(5).standard_normal(steps)
 
 
+def _cell_case(fa, backends, jax_mods, name, make, make_scan, args):
+    """A recurrent cell's steady-gradient case: its gradient with respect to
+    every weight (all arguments but the sequences), compiled on each backend
+    and as JAX's ``lax.scan``."""
+    argnums = tuple(range(len(args) - 2))
+    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make(), argnums=argnums, backend=b))
+              for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        grad = jax.jit(jax.grad(make_scan(jax, jnp), argnums=argnums))
+        builds["JAX lax.scan"] = lambda: (lambda *a: tuple(np.asarray(g) for g in grad(*a)))
+    return name, make(), args, argnums, builds
+
+
 def run_steady(quick: bool = False) -> list[dict]:
     """Steady gradients of each workload, interleaved rounds, every result
     checked against the eager gradient."""
@@ -530,29 +594,20 @@ def run_steady(quick: bool = False) -> list[dict]:
     h, d = RNN_HIDDEN, RNN_INPUT
     rnn_args = (rng.normal(0, 0.3, (h, h)), rng.normal(0, 0.3, (h, d)), rng.normal(0, 0.3, (1, h)),
                 rng.normal(size=(RNN_STEPS, d)), rng.normal(size=(RNN_STEPS, 1)))
-    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_rnn(), argnums=(0, 1, 2), backend=b))
-              for b in backends}
-    if jax_mods is not None:
-        jax, jnp = jax_mods
-        rnn_grad = jax.jit(jax.grad(make_rnn_scan(jax, jnp), argnums=(0, 1, 2)))
-        builds["JAX lax.scan"] = lambda: (lambda *a: tuple(np.asarray(g) for g in rnn_grad(*a)))
-    cases.append((f"RNN (Python loop), {RNN_STEPS} steps", make_rnn(), rnn_args, (0, 1, 2),
-                  builds))
+    cases.append(_cell_case(fa, backends, jax_mods, f"RNN (Python loop), {RNN_STEPS} steps",
+                            make_rnn, make_rnn_scan, rnn_args))
     n = GS_GRID
     gs_args = (rng.uniform(0, 1, (n, n)), rng.uniform(0, 0.1, (n, n)))
     builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_gauss_seidel(), backend=b))
               for b in backends}
     cases.append((f"Gauss-Seidel (Python loop), {GS_SWEEPS} sweeps of {n}x{n}",
                   make_gauss_seidel(), gs_args, 0, builds))
-    gru_args, gru_argnums = _gru_args(rng), tuple(range(7))
-    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_gru(), argnums=gru_argnums,
-                                                        backend=b)) for b in backends}
-    if jax_mods is not None:
-        jax, jnp = jax_mods
-        gru_grad = jax.jit(jax.grad(make_gru_scan(jax, jnp), argnums=gru_argnums))
-        builds["JAX lax.scan"] = lambda: (lambda *a: tuple(np.asarray(g) for g in gru_grad(*a)))
-    cases.append((f"GRU (Python loop), {GRU_STEPS} steps, hidden {GRU_HIDDEN}", make_gru(),
-                  gru_args, gru_argnums, builds))
+    cases.append(_cell_case(fa, backends, jax_mods,
+                            f"GRU (Python loop), {GRU_STEPS} steps, hidden {GRU_HIDDEN}",
+                            make_gru, make_gru_scan, _gru_args(rng)))
+    cases.append(_cell_case(fa, backends, jax_mods,
+                            f"LSTM (Python loop), {LSTM_STEPS} steps, hidden {LSTM_HIDDEN}",
+                            make_lstm, make_lstm_scan, _lstm_args(rng)))
     track = _leapfrog_track(LEAPFROG_STEPS)
     masses = np.array([1.1, 0.8, 1.2])
     fit = make_leapfrog_scan(lambda f, c, xs: fa.scan(f, c, xs))

@@ -487,6 +487,7 @@ KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d)
 KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                      int64_t b, const int64_t *d) {
   const int64_t batch = d[0], m = d[1], k = d[2], n = d[3], ta = d[4], tb = d[5];
+  const int add = (int)d[6]; /* o += a @ b: o holds the addend */
   if (m == 0 || n == 0) return;
   FLOAT_TYPED(t, {
     for (int64_t p = 0; p < batch; p++) {
@@ -494,21 +495,21 @@ KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
       T *A = (T *)arena + a + p * m * k;
       T *B = (T *)arena + b + p * k * n;
       if (k == 0) {
-        memset(C, 0, (size_t)(m * n) * sizeof(T));
+        if (!add) memset(C, 0, (size_t)(m * n) * sizeof(T));
       } else if (m * n * k <= (m == 1 || n == 1 ? SMALL_MATVEC : SMALL_MATMUL)) {
-        small_matmul(t, C, A, B, m, k, n, ta, tb);
+        small_matmul(t, C, A, B, m, k, n, ta, tb, add);
       } else {
         /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
         char transa = tb ? 'T' : 'N', transb = ta ? 'T' : 'N';
         int im = (int)n, in = (int)m, ik = (int)k;
         int lda = (int)(tb ? k : n), ldb = (int)(ta ? m : k), ldc = (int)n;
-        T one = 1, zero = 0;
+        T one = 1, beta = add ? 1 : 0;
         if (sizeof(T) == 8)
           la->dgemm(&transa, &transb, &im, &in, &ik, (double *)&one, (double *)B, &lda,
-                    (double *)A, &ldb, (double *)&zero, (double *)C, &ldc);
+                    (double *)A, &ldb, (double *)&beta, (double *)C, &ldc);
         else
           la->sgemm(&transa, &transb, &im, &in, &ik, (float *)&one, (float *)B, &lda,
-                    (float *)A, &ldb, (float *)&zero, (float *)C, &ldc);
+                    (float *)A, &ldb, (float *)&beta, (float *)C, &ldc);
       }
     }
   });

@@ -249,7 +249,7 @@ FASTAD_INTERNAL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const in
 #define SMALL_MATMUL 1024
 #define SMALL_MATVEC 16384
 FASTAD_INTERNAL void small_matmul(int t, void *out, const void *a, const void *b, int64_t m,
-                                  int64_t k, int64_t n, int64_t ta, int64_t tb);
+                                  int64_t k, int64_t n, int64_t ta, int64_t tb, int add);
 FASTAD_INTERNAL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                               int64_t b, const int64_t *d);
 FASTAD_INTERNAL int solve_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,

@@ -183,8 +183,10 @@
  *   REDUCE      ndim, shape[ndim] of the (contiguous) input, then the output
  *               strides[ndim] (0 along reduced axes), then the output size
  *   CUMSUM      outer, length, inner, reverse: a is contiguous (outer, length, inner)
- *   MATMUL      batch, m, k, n, trans_a, trans_b: a is (m, k) or, if trans_a,
- *               stored as (k, m); likewise b; o is (m, n); each batched
+ *   MATMUL      batch, m, k, n, trans_a, trans_b, add: a is (m, k) or, if trans_a,
+ *               stored as (k, m); likewise b; o is (m, n); each batched; with
+ *               add 1, o += a @ b (o holds the addend: a weight gradient's
+ *               rank-1 update in one pass)
  *   SOLVE       batch, n, k: a (n, n), b and o (n, k); w holds n*n + n*k, p n
  *   SLOGDET     batch, n: a (n, n), o one value per matrix; w holds n*n, p n
  *   CHOLESKY    batch, n: a and o (n, n); o is factored in place (no workspace)
@@ -230,7 +232,7 @@
  * LOOP: 5 header words, then FASTAD_LOOP_ENTRY_WORDS per entry. */
 #define FASTAD_DESCRIPTORS(D) \
   D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
-  D(CUMSUM, 4, 0) D(MATMUL, 6, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
+  D(CUMSUM, 4, 0) D(MATMUL, 7, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
   D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(SVD, 4, 0) D(QR, 4, 0) \
   D(FUSED, 3, 0) D(LOOP, 5, 0)
 

@@ -521,6 +521,7 @@ static int operands_ok(checker *c, int32_t op) {
       const int64_t batch = m[d], mm = m[d + 1], k = m[d + 2], n = m[d + 3];
       if (mm > INT_MAX || k > INT_MAX || n > INT_MAX) return fail(c, "matrix too large for BLAS%.0lld%.0lld", 0, 0);
       if ((m[d + 4] | m[d + 5]) & ~(int64_t)1) return fail(c, "bad transpose flags %lld %lld", m[d + 4], m[d + 5]);
+      if (m[d + 6] & ~(int64_t)1) return fail(c, "bad add flag %lld%.0lld", m[d + 6], 0);
       return use(c, W, 1, batch * mm * n, t) && use(c, R, 2, batch * mm * k, t) &&
              use(c, R, 3, batch * k * n, t);
     }

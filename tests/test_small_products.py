@@ -162,3 +162,53 @@ def test_recurrences_of_small_products_differentiate(kind, hidden, inputs, batch
         got = fa.compile(loss, backend="c")(params, xs, readout)
         for g, w in zip(got, want):
             np.testing.assert_allclose(g, w, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C VM is not built")
+@settings(FAST, max_examples=10)
+@given(products(1), st.sampled_from(["dies", "lives", "input", "operand", "carry"]),
+       st.integers(0, 2**31 - 1))
+def test_a_product_added_to_a_value_is_one_accumulating_matmul(spec, where, seed):
+    """t + a @ b, t an input of its tape and the product read only by the
+    addition, runs as one MATMUL adding into t's place (t dying there: a
+    scan's carried weight gradient) or into a copy (a caller's array, or an
+    operand of the product); t computed (a temporary, dying or not) keeps
+    the addition, which may join an elementwise run.  The reference's values
+    to rounding, and the bits of the program whose product is also an
+    output (not fused)."""
+    from fastad.backends.lower import lower
+    from fastad.backends.vm_header import OP
+    from fastad.backends.vm_program import _walk
+    from fastad.transforms.optimize import optimize
+    dtype, [(m, k, n, ta, tb)] = spec
+    if where == "operand":  # t is the product's left operand: square
+        k = n = m
+        ta = False
+    a, b = _operands([(m, k, n, ta, tb)], [dtype], seed)
+    g = np.random.default_rng(seed).uniform(-1, 1, (m, n)).astype(dtype)
+
+    def prod(g, a, b):
+        return (g if where == "operand" else a.T if ta else a) @ (b.T if tb else b)
+
+    def fused(g, a, b):
+        if where == "carry":
+            return fa.scan(lambda c, x: (c + prod(g, a, b), x), g * dtype(2),
+                           np.arange(3.0, dtype=dtype))[0]
+        if where in ("input", "operand"):
+            return g + prod(g, a, b)
+        t = g * dtype(2)
+        return (t + prod(g, a, b)) * t if where == "lives" else t + prod(g, a, b)
+
+    args = [g, a, b]
+    got = fa.jit(fused, backend="c")(*args)
+    unfused = fa.jit(lambda *args: (fused(*args), prod(*args)), backend="c")(*args)[0]
+    want = fused(*args)
+    eps = np.finfo(dtype).eps
+    assert got.dtype == want.dtype and got.shape == want.shape
+    if is_small(m, k, n):
+        assert got.tobytes() == unfused.tobytes()
+    np.testing.assert_allclose(got, want, rtol=20 * k * eps, atol=20 * k * eps)
+    code = np.asarray(lower(optimize(fa.make_tape(fused)(*args))).code)
+    ops = [int(code[pc]) for pc in _walk(code)]
+    if where in ("input", "operand", "carry") and is_small(m, k, n):
+        assert OP["BINARY_VV"] not in ops  # the addition is the MATMUL's

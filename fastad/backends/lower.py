@@ -45,7 +45,8 @@ from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, ArenaPlanner, Ref, _Buffer, _round_up
 from .fuse import Fusion
 from .lower_loop import live_operands
-from .lower_rules import _F64, _RULES, _SCALAR_OPCODE, HOST_CALLS, _check_dtype, rule_of
+from .lower_rules import (_F64, _RULES, _SCALAR_OPCODE, HOST_CALLS, _check_dtype, matmul_add,
+                          rule_of)
 from .vm_header import (ARENA_ALIGN, BINARY, COMPARE, DTYPE_CODE, LOGIC, NARGS, OP, REDUCE,
                         TABLES, UNARY, parse_opcodes_header)
 from .vm_program import Port, Program, _walk
@@ -107,6 +108,9 @@ class _Lowerer:
         self.fused: dict[int, tuple[Ref, ...]] = {}
         self.matmul_trans: dict[int, tuple[bool, bool]] = {}
         self.solve_trans: dict[int, bool] = {}
+        # additions that run their operand's product as an accumulating MATMUL
+        # (`plan_accumulations`): add -> (the matmul, the addend)
+        self.accumulate: dict[int, tuple[Instr, int]] = {}
         # buffers a LOOP instruction copies rows from or into (`lower_loop`):
         # in the arena, never a caller's array (the VM does not rebase them)
         self.loop_bufs: set[int] = set()
@@ -142,6 +146,7 @@ class _Lowerer:
                 kept.append(ins)
                 needed.update(self.operands(ins))
         kept.reverse()
+        kept = self.plan_accumulations(kept)
         self.last_use: dict[int, int] = {}
         self.uses: collections.Counter[int] = collections.Counter()
         for k, ins in enumerate(kept):
@@ -153,6 +158,44 @@ class _Lowerer:
             self.uses[s] += 1
         self.kept = kept
         return kept
+
+    def plan_accumulations(self, kept: list[Instr]) -> list[Instr]:
+        """``g + a @ b``, g an input of the tape and the small product read by
+        nothing else: one accumulating MATMUL at the addition
+        (`lower_rules.matmul_add`), which reads g and the product's operands,
+        and no instruction for the product.  A weight gradient's update in a
+        loop body (the carried g + outer(d, h)) is then one pass adding into
+        g's place, where it was the product into a temporary, an addition and
+        the LOOP's copy of the sum into the carry.  The sum from 0 added to g:
+        the bits of the two instructions.  A computed g keeps the addition,
+        which may join an elementwise run (``W @ h + U @ x`` then tanh);
+        larger products keep BLAS and their addition."""
+        from .numba_products import is_small
+        producer = {ins.out: ins for ins in kept}
+        readers = collections.Counter(s for ins in kept for s in self.operands(ins))
+        readers.update(self.tape.outputs)
+        inputs = set(self.tape.inputs)
+        dropped = set()
+        for ins in kept:
+            if ins.prim != "add":
+                continue
+            for k, s in enumerate(ins.ins[:2]):
+                mm, addend = producer.get(s), ins.ins[1 - k]
+                if (mm is None or mm.prim != "matmul" or readers[s] != 1 or addend == s
+                        or addend not in inputs):
+                    continue
+                out, *others = [self.avals[t] for t in (ins.out, s, addend)]
+                a_shape = self.avals[self.operands(mm)[0]].shape
+                k_size = a_shape[-2] if self.matmul_trans[id(mm)][0] else a_shape[-1]
+                if (len(out.shape) < 2 or out.dtype.kind != "f"
+                        or any((a.shape, a.dtype) != (out.shape, out.dtype) for a in others)
+                        or not is_small(out.shape[-2], k_size, out.shape[-1])):
+                    continue
+                self.accumulate[id(ins)] = (mm, addend)
+                self.reads[id(ins)] = (addend,) + self.operands(mm)
+                dropped.add(id(mm))
+                break
+        return [ins for ins in kept if id(ins) not in dropped]
 
     def operands(self, ins: Instr) -> tuple[int, ...]:
         return self.reads.get(id(ins), ins.ins)
@@ -312,6 +355,14 @@ class _Lowerer:
             self.step = k
             self.step_temps = []
             empty = self.avals[ins.out].size == 0 and registry[ins.prim].effect is None
+            if id(ins) in self.accumulate:  # no elementwise run: a MATMUL of its own
+                if fusion is not None:
+                    fusion.flush()
+                self.step = k
+                self.step_temps = []
+                matmul_add(self, ins, *self.accumulate[id(ins)])
+                self.release_dead(ins)
+                continue
             if fusion is not None and not empty and fusion.offer(k, ins):
                 continue
             self.step = k

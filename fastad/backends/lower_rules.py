@@ -463,20 +463,40 @@ def _updatable_copy(lw: _Lowerer, ins: Instr, x: int, read_bufs: set[int]) -> Re
     return o
 
 
-def _matmul(lw: _Lowerer, ins: Instr) -> None:
+def _matmul(lw: _Lowerer, ins: Instr, into: Any = None) -> None:
+    """o = a @ b; with ``into`` (a ref holding the addend, the result's
+    place), o += a @ b."""
     a_slot, b_slot = lw.operands(ins)
     ta, tb = lw.matmul_trans[id(ins)]
     out = lw.avals[ins.out]
     dtype = out.dtype
     _check_float(dtype, ins)
     a, b = lw.read(a_slot, dtype), lw.read(b_slot, dtype)
-    o = lw.define(ins.out)
+    o = lw.define(ins.out) if into is None else into
     m, n = out.shape[-2], out.shape[-1]
     ashape = lw.avals[a_slot].shape
     k = ashape[-2] if ta else ashape[-1]
     batch = int(np.prod(out.shape[:-2], dtype=np.int64))
-    d = lw.descriptor([batch, m, k, n, int(ta), int(tb)])
+    d = lw.descriptor([batch, m, k, n, int(ta), int(tb), int(into is not None)])
     lw.emit("MATMUL_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype), d)
+
+
+def matmul_add(lw: _Lowerer, ins: Instr, mm: Instr, addend: int) -> None:
+    """``ins`` = addend + product ``mm`` (`_Lowerer.plan_accumulations`) as
+    one accumulating MATMUL: into the addend's place when it dies here (and is
+    the arena's, apart from the product's operands), else into a copy."""
+    dtype = lw.avals[ins.out].dtype
+    src = lw.read(addend, dtype)
+    buf = lw.buffers[src.buf]
+    operands = {lw.loc[s].buf for s in lw.operands(mm) if s in lw.loc}
+    if (addend in lw.consts or buf.readonly or buf.bound or buf.last_use > lw.step
+            or src.buf in lw.loop_bufs or src.buf in operands):
+        o = lw.define(ins.out)
+        lw.emit("COPY_V", lw.dt(dtype), (o, dtype), (src, dtype), lw.avals[ins.out].size)
+    else:
+        o = src
+        lw.alias(ins.out, src)
+    _matmul(lw, mm, into=o)
 
 
 def _system(lw: _Lowerer, ins: Instr, a_slot: int, b_slot: int

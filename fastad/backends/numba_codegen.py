@@ -117,6 +117,7 @@ class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _E
         self.host_calls = False  # whether some instruction calls back into NumPy
         self.loops: list[int] = []  # loop instructions written, nested ones too (their names)
         self.module_lines: dict[str, None] = {}  # module-level names emitters need (LAPACK)
+        self.scratch: set[str] = set()  # arrays loops make once, before them (`made_once`)
         end = len(tape.instrs)
         self.last_use = [-1] * len(self.avals)
         self.readers: list[list[int]] = [[] for _ in self.avals]

@@ -229,9 +229,9 @@ class _PipelinedLoop:
         b1, b2 = first.kwargs["body"], second.kwargs["body"]
         n = first.kwargs["length"]
         self.loops.append(first.out)
-        in1, before1, step1, out1 = self.loop_body(b1, f"b{len(self.loops)}_")
+        in1, before1, step1, out1, _ = self.loop_body(b1, f"b{len(self.loops)}_")
         self.loops.append(second.out)
-        in2, before2, step2, out2 = self.loop_body(b2, f"b{len(self.loops)}_")
+        in2, before2, step2, out2, _ = self.loop_body(b2, f"b{len(self.loops)}_")
         lines = self.step.lines
         lines += before1 + before2
         t, nxt, j = f"{p}t", f"{p}next", f"{p}j"
