@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .tracer import _TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces
+from .tracer import (_TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces,
+                     bind)
 
 
 class IntValueNeeded(BaseException):
@@ -52,6 +53,15 @@ class _IntegerData:
         if self.sources:
             raise IntValueNeeded(self.sources)
 
+    def integer_tracer(self) -> Any:
+        """The integers as a traced value of their own integer dtype (the
+        ``astype`` primitive), for the operations only integers have (bitwise
+        ones, shifts, ``gcd``): those of arguments raise `IntValueNeeded`
+        first (a bitwise operation on labels keys them by value)."""
+        self._needed()
+        from .registry import registry
+        return bind(registry["astype"], self, dtype=storage_dtype(self.data_dtype).str)
+
     def _values(self) -> Any:
         """The integers' values, under a guard (`_needed` first)."""
         self._needed()
@@ -61,48 +71,72 @@ class _IntegerData:
     def _integer(self, result: Any, other: Any) -> Any:
         """``result`` of self and ``other``, integer data when both are integers."""
         if isinstance(other, _IntegerData):
-            return integer_like(result, self.sources | other.sources,
-                                 combined_dtype(self.data_dtype, other.data_dtype))
+            return integers_in(result, self.sources | other.sources,
+                               combined_dtype(self.data_dtype, other.data_dtype))
         if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
-            return integer_like(result, self.sources,
-                                 combined_dtype(self.data_dtype, integer_dtype(other)))
+            return integers_in(result, self.sources,
+                               combined_dtype(self.data_dtype, integer_dtype(other)))
         return result
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's integer-closed ufuncs of integers keep them integers taken
         as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        # bitwise_and, left_shift, gcd, ...; or with a constant float64 would round
+        if ufunc.__name__ in _INTEGERS_ONLY or any(map(_beyond_float64, inputs)):
+            inputs = tuple(x.integer_tracer() if isinstance(x, _IntegerData) else x
+                           for x in inputs)
+            return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
             return result
         return integer_result(result, inputs)
 
-    def __add__(self, other: Any) -> Any:
-        return self._integer(Tracer.__add__(self, other), other)
+    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
+        """Sums, products and extrema of integers are integers (of NumPy's
+        dtype: a sum of int32 is an int64), unless a float ``dtype`` is asked for."""
+        result = FRONT_END["function"](func, args, kwargs)
+        kind = _REDUCTIONS.get(getattr(func, "__name__", None))
+        if kind is None or not args or args[0] is not self:
+            return result
+        return self._reduced(result, kind, kwargs.get("dtype"))
 
-    def __radd__(self, other: Any) -> Any:
-        return self._integer(Tracer.__radd__(self, other), other)
+    def _reduced(self, result: Any, kind: str, dtype: Any) -> Any:
+        if dtype is not None and np.dtype(dtype).kind not in "iu":
+            return result
+        if dtype is None:
+            held = storage_dtype(self.data_dtype)
+            dtype = np.sum(np.zeros(1, held)).dtype if kind == "sum" else held
+        return integer_like(result, self.sources, np.dtype(dtype))
 
-    def __sub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__sub__(self, other), other)
+    def sum(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.sum(self, *args, **kwargs), "sum", kwargs.get("dtype"))
 
-    def __rsub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rsub__(self, other), other)
+    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.cumsum(self, *args, **kwargs), "sum", kwargs.get("dtype"))
 
-    def __mul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__mul__(self, other), other)
+    def prod(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.prod(self, *args, **kwargs), "sum", kwargs.get("dtype"))
 
-    def __rmul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rmul__(self, other), other)
+    def max(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.max(self, *args, **kwargs), "extremum", None)
+
+    def min(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.min(self, *args, **kwargs), "extremum", None)
 
     def __pow__(self, other: Any) -> Any:
         # integers to a power that is no negative constant: integers (a
         # negative constant exponent gives Python's float, NumPy's error)
         if isinstance(other, (int, np.integer)) and other < 0:
             return Tracer.__pow__(self, other)
-        return self._integer(Tracer.__pow__(self, other), other)
+        return self._arithmetic("__pow__", other)
 
-    def __rpow__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rpow__(self, other), other)
+    def _arithmetic(self, name: str, other: Any) -> Any:
+        """The operator ``name`` with ``other``: integers again when it is one;
+        in the integers' own dtype when ``other`` holds a constant float64
+        would round (2**53 or more), which computing in float64 would not keep."""
+        if _beyond_float64(other):
+            return getattr(self.integer_tracer(), name)(other)
+        return self._integer(getattr(Tracer, name)(self, other), other)
 
     def __neg__(self) -> Any:
         return self._integer(Tracer.__neg__(self), 0)
@@ -111,12 +145,40 @@ class _IntegerData:
         return self._integer(Tracer.__abs__(self), 0)
 
 
+def _operator(name: str) -> Callable[[Any, Any], Any]:
+    def method(self: Any, other: Any) -> Any:
+        return self._arithmetic(name, other)
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__rpow__"):
+    setattr(_IntegerData, _name, _operator(_name))
+
+
+def _beyond_float64(x: Any) -> bool:
+    """A constant integer (array) with a value float64 does not hold exactly."""
+    if isinstance(x, Tracer) or not (_is_integer(x) or (isinstance(x, np.ndarray)
+                                                         and x.dtype.kind in "iu")):
+        return False
+    return bool(np.any(np.abs(np.asarray(x, dtype=object if isinstance(x, int) else None))
+                       >= 2 ** 53))
+
+
 def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any]:
     """A method applying ``op`` to the integers' values (`_IntegerData._values`)."""
     def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         value = self._values()
         return op(value[()] if scalar and not value.ndim else value, *args, **kwargs)
     method.__name__ = getattr(op, "__name__", "method")
+    return method
+
+
+def _by_integers(op: Callable[..., Any]) -> Callable[..., Any]:
+    """A method applying ``op`` (an operation only integers have) to the
+    integers as a traced value of their integer dtype (`integer_tracer`)."""
+    def method(self: Any, *args: Any) -> Any:
+        return op(self.integer_tracer(), *args)
     return method
 
 
@@ -141,11 +203,17 @@ _BY_VALUE = {
     "__format__": _by_value(format, True), "__str__": _by_value(str, True),
     "__array__": _by_value(lambda v, dtype=None, copy=None: v if dtype is None else
                            v.astype(dtype)),
-    "__lshift__": _by_value(lambda v, o: v << o), "__rshift__": _by_value(lambda v, o: v >> o),
-    "__and__": _by_value(lambda v, o: v & o), "__rand__": _by_value(lambda v, o: o & v),
-    "__or__": _by_value(lambda v, o: v | o), "__ror__": _by_value(lambda v, o: o | v),
-    "__xor__": _by_value(lambda v, o: v ^ o), "__rxor__": _by_value(lambda v, o: o ^ v),
-    "__invert__": _by_value(lambda v: ~v), "item": _by_value(lambda v, *a: v.item(*a)),
+    "__lshift__": _by_integers(lambda v, o: np.left_shift(v, o)),
+    "__rlshift__": _by_integers(lambda v, o: np.left_shift(o, v)),
+    "__rshift__": _by_integers(lambda v, o: np.right_shift(v, o)),
+    "__rrshift__": _by_integers(lambda v, o: np.right_shift(o, v)),
+    "__and__": _by_integers(lambda v, o: np.bitwise_and(v, o)),
+    "__rand__": _by_integers(lambda v, o: np.bitwise_and(o, v)),
+    "__or__": _by_integers(lambda v, o: np.bitwise_or(v, o)),
+    "__ror__": _by_integers(lambda v, o: np.bitwise_or(o, v)),
+    "__xor__": _by_integers(lambda v, o: np.bitwise_xor(v, o)),
+    "__rxor__": _by_integers(lambda v, o: np.bitwise_xor(o, v)),
+    "__invert__": _by_integers(np.invert), "item": _by_value(lambda v, *a: v.item(*a)),
     "tolist": _by_value(lambda v: v.tolist()),
     "__floordiv__": _divided("floor_divide", False),
     "__rfloordiv__": _divided("floor_divide", True),
@@ -190,7 +258,7 @@ def integer_result(result: Any, inputs: Any) -> Any:
             return result
         dtype = combined_dtype(dtype, integer_dtype(x))
     # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
-    return integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+    return integers_in(result, sources, np.dtype(np.int64) if dtype is int else dtype)
 
 
 def integer_closed(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -237,9 +305,40 @@ def combined_dtype(a: Any, b: Any) -> Any:
     return a if b is int else np.result_type(a, b)
 
 
+def storage_dtype(data_dtype: Any) -> np.dtype:
+    """The NumPy dtype of integers of ``data_dtype`` (int64 for a Python int)."""
+    return np.dtype(np.int64 if data_dtype is int else data_dtype)
+
+
+def integers_in(result: Any, sources: frozenset[Any], dtype: Any, source: Any = None) -> Any:
+    """``result`` (integer-valued, held in float64) as integers of ``dtype``
+    taken as data: wrapped around into a dtype narrower than 64 bits as
+    NumPy's casts and arithmetic wrap (exact: the span is a power of two, the
+    integers below 2**53), unless ``source`` (the dtype they had) always fits."""
+    if dtype is int:
+        return integer_like(result, sources, dtype)
+    dtype = np.dtype(dtype)
+    if dtype.itemsize < 8 and not (source is not None and np.can_cast(source, dtype)):
+        low, span = float(np.iinfo(dtype).min), float(2 ** (8 * dtype.itemsize))
+        result = FRONT_END["remainder"](FRONT_END["subtract"](result, low), span) + low
+        result = FRONT_END["astype"](result, np.float64)  # a plain float for `integer_like`
+    return integer_like(result, sources, dtype)
+
+
 def _is_integer(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
+
+#: ufuncs NumPy has for integers only (and booleans): applied to the integers
+#: as a traced value of their own dtype (`_IntegerData.integer_tracer`)
+_INTEGERS_ONLY = frozenset({"bitwise_and", "bitwise_or", "bitwise_xor", "invert", "left_shift",
+                            "right_shift", "gcd", "lcm", "bitwise_count"})
+
+#: NumPy functions of integers giving integers: a sum's dtype is at least the
+#: platform's integer, an extremum's that of its operand
+_REDUCTIONS = {"sum": "sum", "cumsum": "sum", "prod": "sum", "cumprod": "sum", "nansum": "sum",
+               "max": "extremum", "min": "extremum", "amax": "extremum", "amin": "extremum",
+               "ptp": "extremum"}
 
 #: ufuncs whose result is an integer when every operand is one
 _INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",
@@ -268,12 +367,6 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
 
     def __getitem__(self, key: Any) -> Any:
         return integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
-
-    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
-        """To an integer dtype: the same values (exact in float64), of that dtype."""
-        if np.dtype(dtype).kind in "iu":
-            return integer_like(self, self.sources, np.dtype(dtype))
-        return FRONT_END["astype"](self, dtype, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"IntArrayTracer(%{self.slot}: an integer array argument traced as data)"
@@ -326,6 +419,7 @@ class BoolArrayTracer(ArrayTracer):
 #: whose values a trace may not read (`IntValueNeeded`)
 DATA_TRACERS = (IntTracer, IntArrayTracer, BoolArrayTracer)
 _INTEGER_TYPES = frozenset((IntTracer, IntArrayTracer))
+INTEGER_DATA = (IntTracer, IntArrayTracer)
 
 
 def data_sources() -> frozenset[Any]:
