@@ -74,6 +74,7 @@ USES = {
     "compare": lambda x, i: np.where(i > 1, _like(x, i), -_like(x, i)),
     "arithmetic": lambda x, i: _like(x, i) * ((i * 3 + 7) % 5 + i // 2),
     "sum": lambda x, i: x * np.sum(i) + np.max(i),
+    "bitwise": lambda x, i: _like(x, i) * (((i & 3) ^ 1) + (i >> 1) + (i | 4) - (i << 1)),
     "return": lambda x, i: (np.sum(x), i, np.sum(i), i % 3, np.abs(i)),
 }
 DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"]
@@ -162,17 +163,19 @@ def test_narrow_casts_wrap_around_as_numpys():
         _same(fa.jit(f, backend="numpy")(x), f(x))
 
 
-def test_integer_only_operations_of_computed_integers_are_numpys():
-    """Bitwise operations and shifts take the integers in their own dtype."""
-    x = np.array([0.5, 3.2, 7.9, 12.1])
-
+@pytest.mark.parametrize("dtype", ["int8", "int16", "uint8", "int64"])
+def test_integer_only_operations_of_computed_integers_are_numpys(dtype):
+    """Bitwise operations, shifts and gcd take the integers in their own dtype
+    (a host call at every call: one trace), wrapping as NumPy's do."""
     def f(x):
-        i = (x * 3.0).astype(np.int16)
-        return i & 5, i | 8, i ^ 3, ~i, i << 2, i >> 1, np.gcd(i, 6)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _same(fa.jit(f, backend="numpy")(x), f(x))
-    _same(fa.vjp(f, x)[0], f(x))
+        i = (x * 3.0).astype(dtype)
+        return (i & 5, i | 8, i ^ 3, ~i, i << 2, i >> 1, np.gcd(i, 6), np.bitwise_count(i),
+                7 & i, np.left_shift(i, i % 4))
+    compiled = fa.jit(f, backend="c" if "c" in BACKENDS else "numpy")
+    for x in (np.array([0.5, 3.2, 7.9, 12.1, 60.0]), np.array([1.5, 9.2, 2.9, 0.1, 44.0])):
+        _same(compiled(x), f(x))
+        _same(fa.vjp(f, x)[0], f(x))
+    assert compiled.cache_info()["traces"] == 1
 
 
 def test_argsort_indexing_batches_under_vmap_without_the_per_example_loop():

@@ -56,8 +56,8 @@ class _IntegerData:
     def integer_tracer(self) -> Any:
         """The integers as a traced value of their own integer dtype (the
         ``astype`` primitive), for the operations only integers have (bitwise
-        ones, shifts, ``gcd``): those of arguments raise `IntValueNeeded`
-        first (a bitwise operation on labels keys them by value)."""
+        ones, shifts, ``gcd``) that `integer_op` does not take: those of
+        arguments raise `IntValueNeeded` first (keyed by value)."""
         self._needed()
         from .registry import registry
         return bind(registry["astype"], self, dtype=storage_dtype(self.data_dtype).str)
@@ -83,6 +83,10 @@ class _IntegerData:
         as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
         # bitwise_and, left_shift, gcd, ...; or with a constant float64 would round
         if ufunc.__name__ in _INTEGERS_ONLY or any(map(_beyond_float64, inputs)):
+            out = integer_op(ufunc.__name__, inputs) if method == "__call__" and not kwargs \
+                else None
+            if out is not None:
+                return out
             inputs = tuple(x.integer_tracer() if isinstance(x, _IntegerData) else x
                            for x in inputs)
             return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
@@ -174,12 +178,52 @@ def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any
     return method
 
 
-def _by_integers(op: Callable[..., Any]) -> Callable[..., Any]:
-    """A method applying ``op`` (an operation only integers have) to the
-    integers as a traced value of their integer dtype (`integer_tracer`)."""
+def _by_integers(name: str, reflected: bool = False) -> Callable[..., Any]:
+    """The operator of NumPy's integer-only ufunc ``name`` (`integer_op`)."""
+    ufunc = getattr(np, name)
+
     def method(self: Any, *args: Any) -> Any:
-        return op(self.integer_tracer(), *args)
+        inputs = (args[0], self) if reflected else (self, *args)
+        out = integer_op(name, inputs)
+        if out is not None:
+            return out
+        return ufunc(*(self.integer_tracer() if x is self else x for x in inputs))
     return method
+
+
+def integer_op(name: str, inputs: Any) -> Any:
+    """``np.<name>(*inputs)``, an operation only integers have (`_INTEGERS_ONLY`),
+    of integers taken as data and plain integers: one host call at every call
+    (the ``integer_op`` primitive, float64 in and out), integers taken as data
+    again, of NumPy's dtype, so it needs no guard.  None when it does not
+    apply (another ufunc, no integers taken as data, a float, boolean or
+    integer-dtype traced value, a constant float64 would round)."""
+    if name not in _INTEGERS_ONLY:
+        return None
+    sources: frozenset[Any] = frozenset()
+    operands, dtypes, standins = [], [], []
+    for x in inputs:
+        if isinstance(x, _IntegerData):
+            sources |= x.sources
+            dtype = storage_dtype(x.data_dtype)
+            standins.append(0 if x.data_dtype is int else np.zeros((), dtype))
+            operands.append(x)
+        elif (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")) \
+                and not _beyond_float64(x):
+            dtype = np.asarray(x).dtype
+            standins.append(x if type(x) is int else np.zeros((), dtype))
+            operands.append(np.asarray(x, dtype=np.float64))
+        else:
+            return None
+        dtypes.append(dtype.str)
+    if len(operands) == len(standins) and not any(isinstance(x, _IntegerData) for x in inputs):
+        return None
+    with np.errstate(all="ignore"):
+        kind = getattr(np, name)(*standins)  # NumPy's result dtype (a Python int stays weak)
+    dtype = int if all(type(v) is int for v in standins) else np.asarray(kind).dtype
+    from .registry import registry
+    out = bind(registry["integer_op"], *operands, op=name, dtypes=tuple(dtypes))
+    return integers_in(out, sources, dtype)
 
 
 def _divided(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
@@ -203,17 +247,12 @@ _BY_VALUE = {
     "__format__": _by_value(format, True), "__str__": _by_value(str, True),
     "__array__": _by_value(lambda v, dtype=None, copy=None: v if dtype is None else
                            v.astype(dtype)),
-    "__lshift__": _by_integers(lambda v, o: np.left_shift(v, o)),
-    "__rlshift__": _by_integers(lambda v, o: np.left_shift(o, v)),
-    "__rshift__": _by_integers(lambda v, o: np.right_shift(v, o)),
-    "__rrshift__": _by_integers(lambda v, o: np.right_shift(o, v)),
-    "__and__": _by_integers(lambda v, o: np.bitwise_and(v, o)),
-    "__rand__": _by_integers(lambda v, o: np.bitwise_and(o, v)),
-    "__or__": _by_integers(lambda v, o: np.bitwise_or(v, o)),
-    "__ror__": _by_integers(lambda v, o: np.bitwise_or(o, v)),
-    "__xor__": _by_integers(lambda v, o: np.bitwise_xor(v, o)),
-    "__rxor__": _by_integers(lambda v, o: np.bitwise_xor(o, v)),
-    "__invert__": _by_integers(np.invert), "item": _by_value(lambda v, *a: v.item(*a)),
+    "__lshift__": _by_integers("left_shift"), "__rlshift__": _by_integers("left_shift", True),
+    "__rshift__": _by_integers("right_shift"), "__rrshift__": _by_integers("right_shift", True),
+    "__and__": _by_integers("bitwise_and"), "__rand__": _by_integers("bitwise_and", True),
+    "__or__": _by_integers("bitwise_or"), "__ror__": _by_integers("bitwise_or", True),
+    "__xor__": _by_integers("bitwise_xor"), "__rxor__": _by_integers("bitwise_xor", True),
+    "__invert__": _by_integers("invert"), "item": _by_value(lambda v, *a: v.item(*a)),
     "tolist": _by_value(lambda v: v.tolist()),
     "__floordiv__": _divided("floor_divide", False),
     "__rfloordiv__": _divided("floor_divide", True),
@@ -353,7 +392,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
     indices (``gather_rows``); integer arithmetic and constant indexing keep
     it an `IntArrayTracer` (or an `IntTracer` when 0-d); arithmetic with
     floats and comparisons are ordinary traced values.  Any use of the values
-    themselves (a shape, ``int()``, ``.tolist()``, bitwise operations, a
+    themselves (a shape, ``int()``, ``.tolist()``, a
     boolean mask's pattern) raises `IntValueNeeded` naming the arguments it
     came from (``sources``): they are keyed by value from then on."""
 

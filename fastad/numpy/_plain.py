@@ -25,7 +25,7 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.int_data import (DATA_TRACERS, INTEGER_DATA, IntValueNeeded, data_sources,
-                              storage_dtype)
+                              integer_op, storage_dtype)
 from ..core.tracer import Tracer, bind
 from ._base import _CHECK, _Call, _contains_tracer, _holes
 from ._building import _as
@@ -98,6 +98,10 @@ def _wrap(name: str, kind: str) -> Any:
             return fn(*args, **kwargs)
         if kind == "meta":
             return plain_call(fn, args, kwargs, guard=False)
+        if isinstance(fn, _np.ufunc) and not kwargs:  # bitwise_and, gcd, ... of integer data
+            out = integer_op(name, args)
+            if out is not None:
+                return out
         out = plain_call(fn, args, kwargs)
         if kind == "other" and _inexact(out):
             raise TracingError(f"numpy.{name} on traced values is not differentiable in fastad; "
