@@ -368,8 +368,9 @@ def _is_integer(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
 
-#: ufuncs NumPy has for integers only (and booleans): applied to the integers
-#: as a traced value of their own dtype (`_IntegerData.integer_tracer`)
+#: ufuncs NumPy has for integers only (and booleans): a host call on integers
+#: taken as data (`integer_op`), else on the integers as a traced value of
+#: their own dtype (`_IntegerData.integer_tracer`)
 _INTEGERS_ONLY = frozenset({"bitwise_and", "bitwise_or", "bitwise_xor", "invert", "left_shift",
                             "right_shift", "gcd", "lcm", "bitwise_count"})
 

@@ -16,7 +16,8 @@ from ..core.errors import TracingError
 from ..core.int_data import IntArrayTracer, IntTracer
 from ..core.tracer import Tracer, bind
 from ._arrayfuncs import convolve, diff
-from ._base import _axes, _contains_tracer, _float_dtype, _p, iscomplexobj, ndim, result_dtype, shape
+from ._base import (_axes, _contains_tracer, _float_dtype, _p, iscomplexobj, ndim, result_dtype,
+                    shape)
 from ._creation import array, asarray
 from ._dtypes import numpy_dtype
 from ._elementwise import where as _select  # for functions whose ``where=`` hides the name

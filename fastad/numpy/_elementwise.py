@@ -235,7 +235,6 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
     return bind(_p("where"), condition, x, y)
 
 
-
 _NO = _np._NoValue  # NumPy's "not given"
 
 
