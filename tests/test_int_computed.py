@@ -15,6 +15,10 @@ import fastad as fa
 import fastad.numpy as fnp
 from conftest import BACKENDS
 
+#: the primitive checked here rather than by a Case (its operands are integers
+#: held in float64 with their dtypes as parameters): tests/test_primitives.py
+ELSEWHERE = {"integer_op": "test_integer_only_operations_of_computed_integers_are_numpys"}
+
 N = 6
 BINS = np.array([-2.5, -1.0, 0.5, 2.0])
 # points k/8 + 0.05: away from every jump of the routes below by 0.05 or more,
