@@ -19,6 +19,7 @@ import numpy as np
 from .core import pytree
 from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
+from .core.int_data import INTEGER_DATA, storage_dtype
 from .core.tape import Tape
 from .core.tracer import Builder, Tracer, current_builder, recording, replay
 from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
@@ -168,10 +169,20 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
 def finish(rec: Recorded, results: list[Any]) -> list[Any]:
     """The values of ``results``, as outer tracers if the call was nested."""
     if not (rec.builder.captures or rec.outer_traced):
-        return [_owned(r.value) if isinstance(r, Tracer) else _owned(r) for r in results]
+        return [_owned(_value(r)) if isinstance(r, Tracer) else _owned(r) for r in results]
     tape = rec.builder.tape
     tape.outputs = [rec.builder.slot_of(r) for r in results]
     return replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
+
+
+def _value(r: Tracer) -> Any:
+    """A result's value; integers held in float64 (`core.int_data`) in their
+    own dtype, as NumPy gives them (a compiled function's `Structure.casts`)."""
+    if not isinstance(r, INTEGER_DATA):
+        return r.value
+    if r.data_dtype is int and not r.ndim:
+        return int(r.value)
+    return np.asarray(r.value).astype(storage_dtype(r.data_dtype))[()]
 
 
 def _owned(v: Any) -> Any:

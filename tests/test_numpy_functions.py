@@ -44,7 +44,7 @@ def _sort(x, axis):
 
 
 @case("sort_method_order", ["distinct"], along_axis(allow_none=False),
-      covers=["argsort", "take_along"])
+      covers=["argsort"])
 def _sorted_by_argsort(x, axis):
     order = np.argsort(x, axis=axis)
     return np.sin(np.take_along_axis(x, order, axis=axis))
@@ -59,7 +59,7 @@ def top_k_args(draw):
 
 
 @case("top_k_by_argsort", ["distinct"], lambda data: data.draw(top_k_args()),
-      covers=["argsort", "take_along"])
+      covers=["argsort"])
 def _top_k(x, axis, k, first_row):
     order = np.argsort(x, axis=axis)
     picks = np.take(order, np.arange(k) % x.shape[axis], axis=axis)  # k of them, repeats too
@@ -109,7 +109,7 @@ def _take(x, indices, axis):
 
 
 @case("take_traced_indices", ["distinct"], along_axis(min_dims=1, min_side=1),
-      covers=["take_along"])
+      covers=["gather_rows"])
 def _take_traced(x, axis):
     if axis is None:
         order = np.argsort(x.reshape(-1))

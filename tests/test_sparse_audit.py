@@ -442,8 +442,7 @@ def _traced_gathers(x):
     i = np.argsort(x[:4])
     rows = fnp.zeros((4, 3))
     np.add.at(rows, i[:2], m[:2] ** 2)
-    return np.concatenate([(m[i] * m).ravel(), np.take_along_axis(m, np.argsort(m, axis=1),
-                                                                  axis=1).ravel() ** 2,
+    return np.concatenate([(m[i] * m).ravel(), np.sort(m, axis=1).ravel() ** 2,
                            rows.ravel() * x, lax.dynamic_update_slice(x ** 2, x[:3] * x[3:6],
                                                                       (4,))])
 
@@ -516,10 +515,7 @@ UNREACHED = {
     "interp_slope": "interp's slope, met in derivative tapes only",
     "gamma_slope": "a gamma draw's derivative in its shape: met in derivative tapes only",
     "scatter_add_along": "take_along's transpose: met in derivative tapes only",
-    "scatter_add_rows": "gather_rows' transpose, here through np.add.at",
     "triangular_matmul": "made by the optimizer from solve_triangular's derivative",
-    "gather_rows": "a gather by integer data of a compiled function, whose values the "
-                   "pattern's tape holds as constants (a plan is kept per their values)",
 }
 
 

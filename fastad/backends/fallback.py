@@ -98,6 +98,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp_slope: "a table search per element: no compiled code",
     P.interp_scatter: "a table search per element: no compiled code",
     P.cumprod: "no compiled code (cumsum has some)",
+    P.integer_op: "bitwise operations of integers held in float64: on the host at every call",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("eig", "sylvester", "sqrtm")},
 }, "fallback.NOT_COMPILED")
@@ -106,7 +107,7 @@ def by_design(name: str) -> bool:
     """Whether primitive ``name`` is a host call by what it is, not by a
     backend's gap (a keyed random draw, a user's ``pure_callback``): routed
     into segments without the fallback warning."""
-    return name in random.DRAWS or name.startswith("pure_callback.")
+    return name in random.DRAWS or name == "integer_op" or name.startswith("pure_callback.")
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
 # index constants, f float, c complex).

@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .tracer import _TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces
+from .tracer import (_TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces,
+                     bind)
 
 
 class IntValueNeeded(BaseException):
@@ -52,6 +53,15 @@ class _IntegerData:
         if self.sources:
             raise IntValueNeeded(self.sources)
 
+    def integer_tracer(self) -> Any:
+        """The integers as a traced value of their own integer dtype (the
+        ``astype`` primitive), for the operations only integers have (bitwise
+        ones, shifts, ``gcd``) that `integer_op` does not take: those of
+        arguments raise `IntValueNeeded` first (keyed by value)."""
+        self._needed()
+        from .registry import registry
+        return bind(registry["astype"], self, dtype=storage_dtype(self.data_dtype).str)
+
     def _values(self) -> Any:
         """The integers' values, under a guard (`_needed` first)."""
         self._needed()
@@ -61,54 +71,102 @@ class _IntegerData:
     def _integer(self, result: Any, other: Any) -> Any:
         """``result`` of self and ``other``, integer data when both are integers."""
         if isinstance(other, _IntegerData):
-            return integer_like(result, self.sources | other.sources,
-                                 combined_dtype(self.data_dtype, other.data_dtype))
+            return integers_in(result, self.sources | other.sources,
+                               combined_dtype(self.data_dtype, other.data_dtype))
         if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
-            return integer_like(result, self.sources,
-                                 combined_dtype(self.data_dtype, integer_dtype(other)))
+            return integers_in(result, self.sources,
+                               combined_dtype(self.data_dtype, integer_dtype(other)))
         return result
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's integer-closed ufuncs of integers keep them integers taken
         as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        # bitwise_and, left_shift, gcd, ...; or with a constant float64 would round
+        if ufunc.__name__ in _INTEGERS_ONLY or any(map(_beyond_float64, inputs)):
+            out = integer_op(ufunc.__name__, inputs) if method == "__call__" and not kwargs \
+                else None
+            if out is not None:
+                return out
+            inputs = tuple(x.integer_tracer() if isinstance(x, _IntegerData) else x
+                           for x in inputs)
+            return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
             return result
         return integer_result(result, inputs)
 
-    def __add__(self, other: Any) -> Any:
-        return self._integer(Tracer.__add__(self, other), other)
+    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
+        """Sums, products and extrema of integers are integers (of NumPy's
+        dtype: a sum of int32 is an int64), unless a float ``dtype`` is asked for."""
+        result = FRONT_END["function"](func, args, kwargs)
+        kind = _REDUCTIONS.get(getattr(func, "__name__", None))
+        if kind is None or not args or args[0] is not self:
+            return result
+        return self._reduced(result, kind, kwargs.get("dtype"))
 
-    def __radd__(self, other: Any) -> Any:
-        return self._integer(Tracer.__radd__(self, other), other)
+    def _reduced(self, result: Any, kind: str, dtype: Any) -> Any:
+        if dtype is not None and np.dtype(dtype).kind not in "iu":
+            return result
+        if dtype is None:
+            held = storage_dtype(self.data_dtype)
+            dtype = np.sum(np.zeros(1, held)).dtype if kind == "sum" else held
+        return integer_like(result, self.sources, np.dtype(dtype))
 
-    def __sub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__sub__(self, other), other)
+    def sum(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.sum(self, *args, **kwargs), "sum", kwargs.get("dtype"))
 
-    def __rsub__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rsub__(self, other), other)
+    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.cumsum(self, *args, **kwargs), "sum", kwargs.get("dtype"))
 
-    def __mul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__mul__(self, other), other)
+    def prod(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.prod(self, *args, **kwargs), "sum", kwargs.get("dtype"))
 
-    def __rmul__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rmul__(self, other), other)
+    def max(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.max(self, *args, **kwargs), "extremum", None)
+
+    def min(self, *args: Any, **kwargs: Any) -> Any:
+        return self._reduced(Tracer.min(self, *args, **kwargs), "extremum", None)
 
     def __pow__(self, other: Any) -> Any:
         # integers to a power that is no negative constant: integers (a
         # negative constant exponent gives Python's float, NumPy's error)
         if isinstance(other, (int, np.integer)) and other < 0:
             return Tracer.__pow__(self, other)
-        return self._integer(Tracer.__pow__(self, other), other)
+        return self._arithmetic("__pow__", other)
 
-    def __rpow__(self, other: Any) -> Any:
-        return self._integer(Tracer.__rpow__(self, other), other)
+    def _arithmetic(self, name: str, other: Any) -> Any:
+        """The operator ``name`` with ``other``: integers again when it is one;
+        in the integers' own dtype when ``other`` holds a constant float64
+        would round (2**53 or more), which computing in float64 would not keep."""
+        if _beyond_float64(other):
+            return getattr(self.integer_tracer(), name)(other)
+        return self._integer(getattr(Tracer, name)(self, other), other)
 
     def __neg__(self) -> Any:
         return self._integer(Tracer.__neg__(self), 0)
 
     def __abs__(self) -> Any:
         return self._integer(Tracer.__abs__(self), 0)
+
+
+def _operator(name: str) -> Callable[[Any, Any], Any]:
+    def method(self: Any, other: Any) -> Any:
+        return self._arithmetic(name, other)
+    method.__name__ = name
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__rpow__"):
+    setattr(_IntegerData, _name, _operator(_name))
+
+
+def _beyond_float64(x: Any) -> bool:
+    """A constant integer (array) with a value float64 does not hold exactly."""
+    if isinstance(x, Tracer) or not (_is_integer(x) or (isinstance(x, np.ndarray)
+                                                         and x.dtype.kind in "iu")):
+        return False
+    return bool(np.any(np.abs(np.asarray(x, dtype=object if isinstance(x, int) else None))
+                       >= 2 ** 53))
 
 
 def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any]:
@@ -118,6 +176,54 @@ def _by_value(op: Callable[..., Any], scalar: bool = False) -> Callable[..., Any
         return op(value[()] if scalar and not value.ndim else value, *args, **kwargs)
     method.__name__ = getattr(op, "__name__", "method")
     return method
+
+
+def _by_integers(name: str, reflected: bool = False) -> Callable[..., Any]:
+    """The operator of NumPy's integer-only ufunc ``name`` (`integer_op`)."""
+    ufunc = getattr(np, name)
+
+    def method(self: Any, *args: Any) -> Any:
+        inputs = (args[0], self) if reflected else (self, *args)
+        out = integer_op(name, inputs)
+        if out is not None:
+            return out
+        return ufunc(*(self.integer_tracer() if x is self else x for x in inputs))
+    return method
+
+
+def integer_op(name: str, inputs: Any) -> Any:
+    """``np.<name>(*inputs)``, an operation only integers have (`_INTEGERS_ONLY`),
+    of integers taken as data and plain integers: one host call at every call
+    (the ``integer_op`` primitive, float64 in and out), integers taken as data
+    again, of NumPy's dtype, so it needs no guard.  None when it does not
+    apply (another ufunc, no integers taken as data, a float, boolean or
+    integer-dtype traced value, a constant float64 would round)."""
+    if name not in _INTEGERS_ONLY:
+        return None
+    sources: frozenset[Any] = frozenset()
+    operands, dtypes, standins = [], [], []
+    for x in inputs:
+        if isinstance(x, _IntegerData):
+            sources |= x.sources
+            dtype = storage_dtype(x.data_dtype)
+            standins.append(0 if x.data_dtype is int else np.zeros((), dtype))
+            operands.append(x)
+        elif (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")) \
+                and not _beyond_float64(x):
+            dtype = np.asarray(x).dtype
+            standins.append(x if type(x) is int else np.zeros((), dtype))
+            operands.append(np.asarray(x, dtype=np.float64))
+        else:
+            return None
+        dtypes.append(dtype.str)
+    if len(operands) == len(standins) and not any(isinstance(x, _IntegerData) for x in inputs):
+        return None
+    with np.errstate(all="ignore"):
+        kind = getattr(np, name)(*standins)  # NumPy's result dtype (a Python int stays weak)
+    dtype = int if all(type(v) is int for v in standins) else np.asarray(kind).dtype
+    from .registry import registry
+    out = bind(registry["integer_op"], *operands, op=name, dtypes=tuple(dtypes))
+    return integers_in(out, sources, dtype)
 
 
 def _divided(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
@@ -141,11 +247,12 @@ _BY_VALUE = {
     "__format__": _by_value(format, True), "__str__": _by_value(str, True),
     "__array__": _by_value(lambda v, dtype=None, copy=None: v if dtype is None else
                            v.astype(dtype)),
-    "__lshift__": _by_value(lambda v, o: v << o), "__rshift__": _by_value(lambda v, o: v >> o),
-    "__and__": _by_value(lambda v, o: v & o), "__rand__": _by_value(lambda v, o: o & v),
-    "__or__": _by_value(lambda v, o: v | o), "__ror__": _by_value(lambda v, o: o | v),
-    "__xor__": _by_value(lambda v, o: v ^ o), "__rxor__": _by_value(lambda v, o: o ^ v),
-    "__invert__": _by_value(lambda v: ~v), "item": _by_value(lambda v, *a: v.item(*a)),
+    "__lshift__": _by_integers("left_shift"), "__rlshift__": _by_integers("left_shift", True),
+    "__rshift__": _by_integers("right_shift"), "__rrshift__": _by_integers("right_shift", True),
+    "__and__": _by_integers("bitwise_and"), "__rand__": _by_integers("bitwise_and", True),
+    "__or__": _by_integers("bitwise_or"), "__ror__": _by_integers("bitwise_or", True),
+    "__xor__": _by_integers("bitwise_xor"), "__rxor__": _by_integers("bitwise_xor", True),
+    "__invert__": _by_integers("invert"), "item": _by_value(lambda v, *a: v.item(*a)),
     "tolist": _by_value(lambda v: v.tolist()),
     "__floordiv__": _divided("floor_divide", False),
     "__rfloordiv__": _divided("floor_divide", True),
@@ -190,7 +297,7 @@ def integer_result(result: Any, inputs: Any) -> Any:
             return result
         dtype = combined_dtype(dtype, integer_dtype(x))
     # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
-    return integer_like(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+    return integers_in(result, sources, np.dtype(np.int64) if dtype is int else dtype)
 
 
 def integer_closed(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -237,9 +344,41 @@ def combined_dtype(a: Any, b: Any) -> Any:
     return a if b is int else np.result_type(a, b)
 
 
+def storage_dtype(data_dtype: Any) -> np.dtype:
+    """The NumPy dtype of integers of ``data_dtype`` (int64 for a Python int)."""
+    return np.dtype(np.int64 if data_dtype is int else data_dtype)
+
+
+def integers_in(result: Any, sources: frozenset[Any], dtype: Any, source: Any = None) -> Any:
+    """``result`` (integer-valued, held in float64) as integers of ``dtype``
+    taken as data: wrapped around into a dtype narrower than 64 bits as
+    NumPy's casts and arithmetic wrap (exact: the span is a power of two, the
+    integers below 2**53), unless ``source`` (the dtype they had) always fits."""
+    if dtype is int:
+        return integer_like(result, sources, dtype)
+    dtype = np.dtype(dtype)
+    if dtype.itemsize < 8 and not (source is not None and np.can_cast(source, dtype)):
+        low, span = float(np.iinfo(dtype).min), float(2 ** (8 * dtype.itemsize))
+        result = FRONT_END["remainder"](FRONT_END["subtract"](result, low), span) + low
+        result = FRONT_END["astype"](result, np.float64)  # a plain float for `integer_like`
+    return integer_like(result, sources, dtype)
+
+
 def _is_integer(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
 
+
+#: ufuncs NumPy has for integers only (and booleans): a host call on integers
+#: taken as data (`integer_op`), else on the integers as a traced value of
+#: their own dtype (`_IntegerData.integer_tracer`)
+_INTEGERS_ONLY = frozenset({"bitwise_and", "bitwise_or", "bitwise_xor", "invert", "left_shift",
+                            "right_shift", "gcd", "lcm", "bitwise_count"})
+
+#: NumPy functions of integers giving integers: a sum's dtype is at least the
+#: platform's integer, an extremum's that of its operand
+_REDUCTIONS = {"sum": "sum", "cumsum": "sum", "prod": "sum", "cumprod": "sum", "nansum": "sum",
+               "max": "extremum", "min": "extremum", "amax": "extremum", "amin": "extremum",
+               "ptp": "extremum"}
 
 #: ufuncs whose result is an integer when every operand is one
 _INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",
@@ -254,7 +393,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
     indices (``gather_rows``); integer arithmetic and constant indexing keep
     it an `IntArrayTracer` (or an `IntTracer` when 0-d); arithmetic with
     floats and comparisons are ordinary traced values.  Any use of the values
-    themselves (a shape, ``int()``, ``.tolist()``, bitwise operations, a
+    themselves (a shape, ``int()``, ``.tolist()``, a
     boolean mask's pattern) raises `IntValueNeeded` naming the arguments it
     came from (``sources``): they are keyed by value from then on."""
 
@@ -268,12 +407,6 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
 
     def __getitem__(self, key: Any) -> Any:
         return integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
-
-    def astype(self, dtype: Any, *args: Any, **kwargs: Any) -> Any:
-        """To an integer dtype: the same values (exact in float64), of that dtype."""
-        if np.dtype(dtype).kind in "iu":
-            return integer_like(self, self.sources, np.dtype(dtype))
-        return FRONT_END["astype"](self, dtype, *args, **kwargs)
 
     def __repr__(self) -> str:
         return f"IntArrayTracer(%{self.slot}: an integer array argument traced as data)"
@@ -326,6 +459,7 @@ class BoolArrayTracer(ArrayTracer):
 #: whose values a trace may not read (`IntValueNeeded`)
 DATA_TRACERS = (IntTracer, IntArrayTracer, BoolArrayTracer)
 _INTEGER_TYPES = frozenset((IntTracer, IntArrayTracer))
+INTEGER_DATA = (IntTracer, IntArrayTracer)
 
 
 def data_sources() -> frozenset[Any]:

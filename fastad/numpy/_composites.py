@@ -14,9 +14,10 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.int_data import IntArrayTracer, IntTracer
-from ..core.tracer import Tracer
+from ..core.tracer import Tracer, bind
 from ._arrayfuncs import convolve, diff
-from ._base import _axes, _contains_tracer, _float_dtype, iscomplexobj, ndim, shape
+from ._base import (_axes, _contains_tracer, _float_dtype, _p, iscomplexobj, ndim, result_dtype,
+                    shape)
 from ._creation import array, asarray
 from ._dtypes import numpy_dtype
 from ._elementwise import where as _select  # for functions whose ``where=`` hides the name
@@ -107,7 +108,8 @@ def _integer_division(x1: Any, x2: Any, dtype: Any, rounding: Any) -> tuple[Any,
     one correction step puts the remainder back in range (the sign of x2 for
     floor, of x1 for trunc, and smaller than |x2|); NumPy's 0 for a division
     by zero."""
-    from ._elementwise import astype
+    def astype(v: Any, to: Any) -> Any:  # a traced value of that dtype, not integer data
+        return v if result_dtype(v) == to else bind(_p("astype"), v, dtype=_np.dtype(to).str)
     one, zero = _np.ones((), dtype), _np.zeros((), dtype)  # (float64 ones for integers held so)
     safe = where(x2 == 0, one, x2)
     q = astype(rounding(astype(x1, _np.float64) / astype(safe, _np.float64)), dtype)

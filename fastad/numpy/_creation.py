@@ -7,6 +7,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
+from ..core.int_data import INTEGER_DATA, storage_dtype
 from ..core.tracer import Tracer, current_builder
 from ._base import _constant, _contains_tracer, _fresh, result_dtype, shape_of
 from ._elementwise import astype
@@ -93,12 +94,17 @@ def copy(a: Any, order: str = "K", subok: bool = False) -> Any:
                                                               subok=subok)
 
 
+def _like_dtype(a: Tracer) -> Any:
+    """a's NumPy dtype: integers held in float64 (`core.int_data`) give theirs."""
+    return storage_dtype(a.data_dtype) if isinstance(a, INTEGER_DATA) else result_dtype(a)
+
+
 def zeros_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
                shape: Any = None, *, device: Any = None) -> Any:
     if not isinstance(a, Tracer):
         return _constant(_np.zeros_like(a, dtype, order, subok, shape, device=device))
     return _constant(_np.zeros(shape_of(a) if shape is None else shape,
-                               dtype or result_dtype(a)))
+                               dtype or _like_dtype(a)))
 
 
 def ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
@@ -106,4 +112,4 @@ def ones_like(a: Any, dtype: Any = None, order: str = "K", subok: bool = True,
     if not isinstance(a, Tracer):
         return _constant(_np.ones_like(a, dtype, order, subok, shape, device=device))
     return _constant(_np.ones(shape_of(a) if shape is None else shape,
-                              dtype or result_dtype(a)))
+                              dtype or _like_dtype(a)))

@@ -25,6 +25,7 @@ import numpy as _np
 
 from ..core.errors import unsupported_precision
 from ..primitives import elementwise as _rows
+from ..core.int_data import INTEGER_DATA, integers_in, storage_dtype
 from ..core.tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
@@ -281,9 +282,29 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     dtype = _np.dtype(dtype)
     if dtype.kind == "f" and dtype not in (_np.float64, _np.float32):
         raise unsupported_precision(f"astype({dtype})", dtype)
+    if isinstance(x, Tracer) and dtype.kind in "iu":
+        held = x.data_dtype if isinstance(x, INTEGER_DATA) else result_dtype(x)
+        if isinstance(x, INTEGER_DATA) or held.kind in "fb":
+            return _integers(x, held, dtype)
+    elif isinstance(x, INTEGER_DATA) and dtype.kind == "f":
+        x = _fresh(x)  # a float, no longer integers (held in float64 already)
     if result_dtype(x) == dtype:
         return _fresh(x) if copy else x
     return bind(_p("astype"), x, dtype=dtype.str)
+
+
+def _integers(x: Any, held: Any, dtype: _np.dtype) -> Any:
+    """Floats or booleans (or integers taken as data) cast to integers, as
+    integers held in float64 (`core.int_data`): computed at every call, so
+    that indexing with them compiles once.  Floats truncate toward zero, as
+    NumPy's cast; a dtype narrower than 64 bits wraps around as NumPy's does."""
+    from ._composites import trunc
+    if isinstance(x, INTEGER_DATA):
+        return integers_in(x, x.sources, dtype, storage_dtype(held))
+    if held.kind == "b" or held != _np.float64:
+        x = bind(_p("astype"), x, dtype=_np.dtype(_np.float64).str)
+    return integers_in(x if held.kind == "b" else trunc(x), frozenset(), dtype,
+                       _np.dtype(_np.uint8) if held.kind == "b" else None)
 
 
 def stop_gradient(x: Any) -> Any:

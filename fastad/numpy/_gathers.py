@@ -139,3 +139,27 @@ def take_along_by_data(arr: Any, indices: Any, axis: int) -> Any:
     key = tuple(indices if i == axis else _np.arange(d).reshape(
         [-1 if j == i else 1 for j in range(len(shp))]) for i, d in enumerate(shp))
     return getitem_by_data(arr, key)
+
+
+def set_rows(a: Any, idx: Any, value: Any) -> Any:
+    """A copy of ``a`` with the rows ``idx`` names (integers taken as data)
+    set to ``value``, as NumPy's ``a[idx] = value`` (of repeated indices the
+    last write wins): each row takes the value of the last index naming it,
+    found by comparing every index with every row (len(idx) * len(a)
+    comparisons), so nothing depends on the indices' values at trace time."""
+    from ._elementwise import equal, greater_equal, maximum, where
+    from ._reductions import max as _max
+    from ._shape import broadcast_to
+    from ..core.int_data import integer_like
+    n, m = shape(a)[0], size(idx)
+    if m == 0:
+        return a
+    # each index's row number (a gather from arange: out of range raises IndexError)
+    rows = gather_rows(_np.arange(n, dtype=_np.float64), reshape(idx, (m,)))
+    hits = equal(reshape(rows, (m, 1)), _np.arange(n, dtype=_np.float64))
+    last = _max(where(hits, _np.arange(m, dtype=_np.float64).reshape(m, 1), -1.0), axis=0)
+    shp = tuple(shape(a))
+    values = reshape(broadcast_to(value, tuple(shape(idx)) + shp[1:]), (m,) + shp[1:])
+    new = gather_rows(values, integer_like(maximum(last, 0.0), frozenset(), _np.dtype(_np.intp)))
+    written = reshape(greater_equal(last, 0.0), (n,) + (1,) * (len(shp) - 1))
+    return where(written, new, a)

@@ -13,13 +13,13 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.arrays import made_here, positions
-from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
+from ..core.int_data import DATA_TRACERS, INTEGER_DATA, IntValueNeeded, data_sources
 from ..core.tracer import ArrayTracer, Tracer, bind
 from ._base import _constant, _contains_tracer, _fresh, _p, result_dtype, shape, size
 from ._creation import array
 from ._elementwise import astype
 from ._elementwise import where as _select
-from ._gathers import getitem_by_data, has_index_data
+from ._gathers import getitem_by_data, has_index_data, is_index_data, set_rows
 from ._reductions import _concrete
 from ._shape import broadcast_to, reshape, scatter_set, take_flat
 from ._views import _check_writeable, _link, _same_memory, _store
@@ -93,6 +93,8 @@ def _index_value(k: Any) -> Any:
         return k
     if isinstance(k, DATA_TRACERS):
         k._needed()  # an argument's values: keyed by value (`IntValueNeeded`)
+    if isinstance(k, INTEGER_DATA):  # integers held in float64 (argmax's): guarded
+        return k._values()
     if k.dtype.kind not in "biu":
         sources = data_sources()
         if sources:  # perhaps integers taken as data, computed in float64: by value
@@ -160,7 +162,10 @@ def _last_written(idx: _np.ndarray, value: Any) -> tuple[_np.ndarray, Any]:
 
 def setitem(a: Tracer, key: Any, value: Any) -> None:
     _check_writeable(a)
-    if has_index_data(key):  # integers as data (argmax's, an argument's): their values,
+    if is_index_data(key) and shape(a):  # rows named by integers taken as data: no guard
+        _write_all(a, set_rows(a, key, _cast_into(_as_operand(value), a, "the value")))
+        return
+    if has_index_data(key):  # integers as data beside other indices: their values,
         key = _index_values(key)  # guarded (or the argument keyed by value)
     idx = _flat_index(shape(a), key)
     if _np.unique(idx).size != idx.size:

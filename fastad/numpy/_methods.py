@@ -23,7 +23,7 @@ from ._elementwise import (absolute, add, astype, clip, conjugate, divide, equal
 from ._index_update import IndexUpdates
 from ._indexing import _target, _write_all, getitem, put, setitem
 from ._linalg import dot, matmul
-from ._ordering import argmax, argmin, argpartition, argsort, partition, sort, take
+from ._ordering import argmax, argmin, argpartition, argsort, partition, searchsorted, sort, take
 from ._plain import _wrap
 from ._reductions import _concrete, all, any, cumprod, cumsum, max, mean, min, prod, std, sum, trace, var
 from ._shape import (diagonal, matrix_transpose, ravel, repeat, reshape, squeeze, swapaxes,
@@ -188,7 +188,7 @@ TRACER_FRONT_END = {
         condition, self, axis),
     "argsort": argsort, "argpartition": argpartition,
     "argmax": argmax, "argmin": argmin,
-    **{name: _wrap(name, "nondiff") for name in ("nonzero", "searchsorted")},
+    "nonzero": _wrap("nonzero", "nondiff"), "searchsorted": searchsorted,
 }
 for _name, _op in {"add": add, "subtract": subtract, "multiply": multiply, "divide": divide,
                    "power": power, "matmul": matmul}.items():

@@ -11,13 +11,13 @@ from ..core.errors import TracingError
 from ..core.int_data import integer_like
 from ..core.tracer import Tracer, bind
 from ._base import _no_out, _p, iscomplexobj, ndim, result_dtype, shape
-from ._reductions import _axis_of, max, min
-from ._elementwise import astype, equal, logical_or, not_equal, where
+from ._reductions import _axis_of, max, min, sum
+from ._elementwise import astype, equal, less, less_equal, logical_or, not_equal, where
 from ._gathers import is_index_data, take_along_by_data, take_by_data
-from ._shape import _gather, broadcast_to, reshape
+from ._shape import _gather, broadcast_to, expand_dims, reshape
 
 __all__ = ["argsort", "sort", "argpartition", "partition", "take_along_axis", "take", "argmax",
-           "argmin"]
+           "argmin", "searchsorted", "digitize"]
 
 
 def _arg_extremum(name: str):
@@ -61,12 +61,21 @@ argmax = _arg_extremum("argmax")
 argmin = _arg_extremum("argmin")
 
 
+def _ordered(indices: Any) -> Any:
+    """An ordering's indices (held in float64 by the primitive) as integers
+    taken as data: indexing with them (``x[np.argsort(x)[:k]]``) is a gather
+    compiled once, and batches under vmap."""
+    return integer_like(indices, frozenset(), _np.dtype(_np.intp))
+
+
 def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
             stable: Any = None) -> Any:
-    """Indices that sort a (stable): not differentiable; a traced integer array
-    for `take_along_axis` (indexing with it is not supported)."""
+    """Indices that sort a (stable): not differentiable; integers taken as
+    data (`_ordered`)."""
+    if not isinstance(a, Tracer):
+        return _np.argsort(a, axis=axis, kind="stable")
     a, axis = _axis_of(a, axis)
-    return bind(_p("argsort"), a, axis=axis)
+    return _ordered(bind(_p("argsort"), a, axis=axis))
 
 
 def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
@@ -77,9 +86,11 @@ def sort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
 
 def argpartition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
                  order: Any = None) -> Any:
+    if not isinstance(a, Tracer):
+        return _np.argpartition(a, kth, axis=axis)
     a, axis = _axis_of(a, axis)
     kth = tuple(int(k) for k in _np.atleast_1d(kth))
-    return bind(_p("argpartition"), a, kth=kth, axis=axis)
+    return _ordered(bind(_p("argpartition"), a, kth=kth, axis=axis))
 
 
 def partition(a: Any, kth: Any, axis: Any = -1, kind: str = "introselect",
@@ -125,3 +136,57 @@ def take(a: Any, indices: Any, axis: Any = None, out: Any = None, mode: str = "r
     view[axis] = shape(indices)[0]
     target = tuple(shape(indices)[0] if i == axis else d for i, d in enumerate(shape(a)))
     return _take_along(a, broadcast_to(reshape(indices, tuple(view)), target), axis)
+
+
+#: the most sorted constants `searchsorted` counts against with comparisons
+#: (each traced value is compared with every one); more are a guarded plain call
+COUNTED = 4096
+
+
+def _counted(a: Any, v: Any, side: str) -> Any:
+    """``np.searchsorted(a, v, side)`` for a sorted constant 1-d ``a`` and
+    traced ``v``, as integers taken as data (computed at every call, so
+    indexing with them compiles once): how many of a are below v (``left``)
+    or not above it (``right``); a NaN v goes after every number, as NumPy
+    sorts NaN last."""
+    a = _np.asarray(a, dtype=_np.float64)
+    below = less(a, expand_dims(v, -1)) if side == "left" else less_equal(a, expand_dims(v, -1))
+    count = sum(astype(below, _np.float64), axis=-1)
+    nan_at = a.size if side == "right" else int(_np.count_nonzero(a == a))
+    return integer_like(where(not_equal(v, v), float(nan_at), count),
+                        getattr(v, "sources", frozenset()), _np.dtype(_np.intp))
+
+
+def _countable(a: Any, v: Any, side: Any, sorter: Any) -> bool:
+    return (isinstance(v, Tracer) and not isinstance(a, Tracer) and sorter is None
+            and side in ("left", "right") and _np.ndim(a) == 1 and _np.size(a) <= COUNTED
+            and _np.result_type(a).kind in "iuf" and result_dtype(v).kind in "iufb")
+
+
+def searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
+    """Where v would be inserted in the sorted ``a``: on traced values and
+    constant ``a`` (up to `COUNTED` of them) integers taken as data, counted
+    with comparisons every backend runs; otherwise NumPy's result under a
+    guard (`_plain.plain_call`)."""
+    if _countable(a, v, side, sorter):
+        return _counted(a, v, side)
+    if not isinstance(a, Tracer) and not isinstance(v, Tracer):
+        return _np.searchsorted(a, v, side=side, sorter=sorter)
+    from ._plain import plain_call
+    return plain_call(_np.searchsorted, (a, v), {"side": side, "sorter": sorter})
+
+
+def digitize(x: Any, bins: Any, right: bool = False) -> Any:
+    """The bin of each x (NumPy's: bins increasing or decreasing), as
+    `searchsorted` counts it: integers taken as data for traced x."""
+    if not isinstance(x, Tracer) or not _countable(bins, x, "left", None):
+        if not isinstance(x, Tracer) and not isinstance(bins, Tracer):
+            return _np.digitize(x, bins, right=right)
+        from ._plain import plain_call
+        return plain_call(_np.digitize, (x, bins), {"right": right})
+    bins = _np.asarray(bins)
+    _np.digitize(bins[:0], bins)  # NumPy's ValueError for bins neither increasing nor decreasing
+    side = "left" if right else "right"
+    if bins.size > 1 and bins[-1] < bins[0]:  # decreasing: counted from the end
+        return bins.size - _counted(bins[::-1], x, side)
+    return _counted(bins, x, side)

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.int_data import DATA_TRACERS, IntValueNeeded, data_sources
+from ..core.int_data import (DATA_TRACERS, INTEGER_DATA, IntValueNeeded, data_sources,
+                              integer_op, storage_dtype)
 from ..core.tracer import Tracer, bind
 from ._base import _CHECK, _Call, _contains_tracer, _holes
 from ._building import _as
@@ -60,12 +61,14 @@ def plain_call(fn: Any, args: tuple, kwargs: dict, guard: bool = True) -> Any:
     found: list = []
     targs, tkwargs = _holes(args, found), _holes(kwargs, found)
     if guard:
-        for t in found:
+        for k, t in enumerate(found):
             if isinstance(t, DATA_TRACERS):
                 t._needed()  # an argument's integers: keyed by value (`IntValueNeeded`)
+            if isinstance(t, INTEGER_DATA):  # integers computed in float64: in their dtype
+                found[k] = t.integer_tracer()
     call = _Call(fn, targs, tkwargs, None)
     try:
-        out = call(*(t.value for t in found))
+        out = call(*(t.value if guard else _meta_value(t) for t in found))
     except TypeError:
         sources = data_sources()
         if sources:  # perhaps integers taken as data, computed in float64: by value
@@ -77,6 +80,15 @@ def plain_call(fn: Any, args: tuple, kwargs: dict, guard: bool = True) -> Any:
     return out
 
 
+def _meta_value(t: Tracer) -> Any:
+    """What a function of dtypes and shapes reads of t: integers held in
+    float64 (`core.int_data`) read as their integer dtype."""
+    if not isinstance(t, INTEGER_DATA):
+        return t.value
+    with _np.errstate(invalid="ignore"):
+        return _np.asarray(t.value).astype(storage_dtype(t.data_dtype))
+
+
 def _wrap(name: str, kind: str) -> Any:
     fn = getattr(_np, name)
 
@@ -86,6 +98,10 @@ def _wrap(name: str, kind: str) -> Any:
             return fn(*args, **kwargs)
         if kind == "meta":
             return plain_call(fn, args, kwargs, guard=False)
+        if isinstance(fn, _np.ufunc) and not kwargs:  # bitwise_and, gcd, ... of integer data
+            out = integer_op(name, args)
+            if out is not None:
+                return out
         out = plain_call(fn, args, kwargs)
         if kind == "other" and _inexact(out):
             raise TracingError(f"numpy.{name} on traced values is not differentiable in fastad; "

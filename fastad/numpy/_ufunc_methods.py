@@ -21,8 +21,9 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
-from ._base import _constant, ndim, shape
-from ._elementwise import astype
+from ._base import _constant, ndim, result_dtype, shape
+from ._elementwise import astype, negative
+from ._gathers import is_index_data, scatter_add_rows
 from ._indexing import _flat_index, _target, _check_writeable, _write_all
 from ._reductions import cumprod, cumsum, max, min, prod, sum
 from ._shape import broadcast_to, moveaxis, ravel, reshape, scatter_add, scatter_set, stack
@@ -137,6 +138,15 @@ def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
     a, indices, b = inputs
     target = _target(a, f"numpy.{ufunc.__name__}.at")
     _check_writeable(target, "output array is read-only")
+    if ufunc.__name__ in ("add", "subtract") and is_index_data(indices) and ndim(target):
+        # rows named by traced integers (argsort's, an argument's): one scatter
+        # recomputed at every call, no guard on the indices
+        value = b if ufunc.__name__ == "add" else negative(b)
+        rows = tuple(shape(indices)) + tuple(shape(target))[1:]
+        value = broadcast_to(value if isinstance(value, Tracer) else _constant(
+            _np.asarray(value, dtype=result_dtype(target))), rows)
+        _write_all(target, scatter_add_rows(target, indices, value))
+        return None
     idx = _flat_index(tuple(shape(target)), indices)
     if ufunc.__name__ in ("add", "subtract"):
         value = b if ufunc.__name__ == "add" else -b if isinstance(b, Tracer) else -_np.asarray(b)

@@ -265,6 +265,24 @@ defjvp(_astype, lambda t, ans, x, dtype: fnp.astype(t, dtype))
 defshape(_astype, shapes.astype)  # a cast: checks the dtype it names
 defbatch(_astype, batching.elementwise)
 
+
+
+def _integer_op_impl(*operands, op, dtypes):
+    """NumPy's integer-only ufunc ``op`` (bitwise_and, left_shift, gcd, ...) of
+    integers held in float64 (`core.int_data`), each cast to its dtype first;
+    the result in float64 again, so that it feeds compiled code (the caller
+    wraps it into a narrow dtype)."""
+    ints = [np.asarray(v).astype(d) for v, d in zip(operands, dtypes)]
+    with np.errstate(all="ignore"):
+        return np.asarray(getattr(np, op)(*ints), dtype=np.float64)
+
+
+# a host call on every backend, by what it is (`fallback.by_design`)
+_integer_op = defprim("integer_op", _integer_op_impl, None, differentiable=False,
+                      cost="structural")
+defshape(_integer_op, lambda *operands, **params: shapes.broadcast(*operands))
+defbatch(_integer_op, batching.elementwise)
+
 # the identity, which the transforms treat as a constant: no element is touched
 elementwise_rules(defprim("stop_gradient", lambda x: x, 1, differentiable=False, cost="view",
                           elementwise=True))

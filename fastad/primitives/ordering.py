@@ -40,18 +40,27 @@ def _grids(idx, axis):
     return tuple(grids)
 
 
+def _indices(idx):
+    """Indices held in float64 (as argsort gives them) as NumPy's integers."""
+    idx = np.asarray(idx)
+    return idx if idx.dtype.kind in "iu" else idx.astype(np.intp)
+
+
 def _scatter_add_along(x, idx, v, axis):
     out = np.array(x, copy=True)
-    np.add.at(out, _grids(np.asarray(idx), axis), v)
+    np.add.at(out, _grids(_indices(idx), axis), v)
     return out
 
 
+# The orderings give their indices in float64, as integers taken as data are
+# held (`core.int_data`): the host call's result then feeds a compiled segment
+# (the VM's registers are floating point), and indexing with it is a gather.
 def _argsort(x, axis):
-    return np.argsort(x, axis=axis, kind="stable")
+    return np.argsort(x, axis=axis, kind="stable").astype(np.float64)
 
 
 def _argpartition(x, kth, axis):
-    return np.argpartition(x, kth, axis=axis)
+    return np.argpartition(x, kth, axis=axis).astype(np.float64)
 
 
 def _cumprod(x, axis):
@@ -156,7 +165,7 @@ defjvp(_p, lambda t, ans, g, x, xp, size, left, right, slope:
        _call("interp_scatter", g * t, x, xp, size=size, left=left, right=right, slope=True),
        None)
 
-_p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, idx, axis), 2)
+_p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, _indices(idx), axis), 2)
 _p.keeps_integers = True
 defvjp(_p, lambda g, ans, x, idx, axis:
        _call("scatter_add_along", fnp.zeros_for(x, g), idx, g, axis=axis), None)
