@@ -148,7 +148,8 @@ def test_jax_bits_where_installed():
         for num in (2, 3, (2, 2)):
             np.testing.assert_array_equal(random.split(k, num), np.asarray(jr.split(jk, num)))
         np.testing.assert_array_equal(random.fold_in(k, 17), np.asarray(jr.fold_in(jk, 17)))
-        np.testing.assert_array_equal(random.bits(k, (3, 5)), np.asarray(jr.bits(jk, (3, 5))))
+        np.testing.assert_array_equal(random.bits(k, (3, 5)),
+                                      np.asarray(jr.bits(jk, (3, 5), jnp.uint32)))
         np.testing.assert_array_equal(random.uniform(k, (9,), np.float32),
                                       np.asarray(jr.uniform(jk, (9,), jnp.float32)))
         np.testing.assert_array_equal(random.randint(k, (9,), -4, 100, np.int32),
@@ -159,7 +160,8 @@ def test_jax_bits_where_installed():
                                    atol=1e-6)
         np.testing.assert_array_equal(
             random.categorical(k, np.log(np.array([0.1, 0.2, 0.7], np.float32)), shape=(6,)),
-            np.asarray(jr.categorical(jk, jnp.log(jnp.array([0.1, 0.2, 0.7])), shape=(6,))))
+            np.asarray(jr.categorical(jk, jnp.log(jnp.array([0.1, 0.2, 0.7], jnp.float32)),
+                                      shape=(6,))))
 
 
 # (function of theta and a key, theta) whose derivative in theta is a reparameterization

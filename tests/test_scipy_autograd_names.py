@@ -145,7 +145,10 @@ def test_scipy_functions_keep_working_on_plain_values():
     assert scipy.special.logsumexp(X) == pytest.approx(np.log(np.sum(np.exp(X))))
     assert scipy.special.logsumexp(X, return_sign=True)[1] == 1.0
     np.testing.assert_allclose(scipy.special.softmax(X).sum(), 1.0)
-    assert fsc.zeta is scipy.special.zeta and fst.weibull_max is scipy.stats.weibull_max
+    assert fsc.ellipk is scipy.special.ellipk and fst.weibull_max is scipy.stats.weibull_max
+    # SciPy's Python functions fastad wraps to dispatch stay SciPy's on plain values
+    assert scipy.special.zeta(2.0) == pytest.approx(np.pi ** 2 / 6)
+    assert scipy.special.factorial(5, exact=True) == 120 and scipy.special.comb(5, 2) == 10.0
     assert fla.logm is scipy.linalg.logm
     assert scipy.signal is not None
 
