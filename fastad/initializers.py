@@ -87,39 +87,22 @@ def variance_scaling(scale: float, mode: str, distribution: str, in_axis: Any = 
     return init
 
 
-def glorot_uniform(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
-                   dtype: Any = _F64) -> Initializer:
-    return variance_scaling(1.0, "fan_avg", "uniform", in_axis, out_axis, batch_axis, dtype)
-
-
-def glorot_normal(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
-                  dtype: Any = _F64) -> Initializer:
-    return variance_scaling(1.0, "fan_avg", "truncated_normal", in_axis, out_axis, batch_axis,
-                            dtype)
-
-
-def lecun_uniform(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
-                  dtype: Any = _F64) -> Initializer:
-    return variance_scaling(1.0, "fan_in", "uniform", in_axis, out_axis, batch_axis, dtype)
-
-
-def lecun_normal(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
-                 dtype: Any = _F64) -> Initializer:
-    return variance_scaling(1.0, "fan_in", "truncated_normal", in_axis, out_axis, batch_axis,
-                            dtype)
-
-
-def he_uniform(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
+def _preset(scale: float, mode: str, distribution: str, name: str) -> Callable[..., Initializer]:
+    """JAX's named `variance_scaling` settings (glorot_*, lecun_*, he_*)."""
+    def preset(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
                dtype: Any = _F64) -> Initializer:
-    return variance_scaling(2.0, "fan_in", "uniform", in_axis, out_axis, batch_axis, dtype)
+        return variance_scaling(scale, mode, distribution, in_axis, out_axis, batch_axis, dtype)
+    preset.__name__ = preset.__qualname__ = name
+    preset.__doc__ = f"variance_scaling({scale}, {mode!r}, {distribution!r})"
+    return preset
 
 
-def he_normal(in_axis: Any = -2, out_axis: Any = -1, batch_axis: Any = (),
-              dtype: Any = _F64) -> Initializer:
-    return variance_scaling(2.0, "fan_in", "truncated_normal", in_axis, out_axis, batch_axis,
-                            dtype)
-
-
+glorot_uniform = _preset(1.0, "fan_avg", "uniform", "glorot_uniform")
+glorot_normal = _preset(1.0, "fan_avg", "truncated_normal", "glorot_normal")
+lecun_uniform = _preset(1.0, "fan_in", "uniform", "lecun_uniform")
+lecun_normal = _preset(1.0, "fan_in", "truncated_normal", "lecun_normal")
+he_uniform = _preset(2.0, "fan_in", "uniform", "he_uniform")
+he_normal = _preset(2.0, "fan_in", "truncated_normal", "he_normal")
 xavier_uniform, xavier_normal = glorot_uniform, glorot_normal
 kaiming_uniform, kaiming_normal = he_uniform, he_normal
 

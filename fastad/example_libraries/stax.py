@@ -45,19 +45,12 @@ def Dense(out_dim: int, W_init: Any = glorot_normal(), b_init: Any = normal()) -
     return init_fun, apply_fun
 
 
-def GeneralConv(dimension_numbers: Any, out_chan: int, filter_shape: tuple,  # noqa: N802
-                strides: Any = None, padding: Any = "VALID", W_init: Any = None,  # noqa: N803
-                b_init: Any = normal(1e-6)) -> Layer:
-    """A convolution with lax's dimension numbers, e.g. ('NHWC', 'HWIO', 'NHWC')."""
+def _conv_layer(dimension_numbers: Any, out_chan: int, filter_shape: tuple, W_init: Any,  # noqa: N803
+                b_init: Any, apply_fun: Callable[..., Any]) -> Layer:
+    """A convolution layer's init (kernel and bias shapes from the dimension
+    numbers, output shape by running it) around its ``apply_fun``."""
     lhs_spec, rhs_spec, out_spec = dimension_numbers
-    one = (1,) * len(filter_shape)
-    strides = strides or one
     W_init = W_init or glorot_normal(rhs_spec.index("I"), rhs_spec.index("O"))  # noqa: N806
-
-    def apply_fun(params: Any, inputs: Any, **kwargs: Any) -> Any:
-        w, b = params
-        return lax.conv_general_dilated(inputs, w, strides, padding, one, one,
-                                        dimension_numbers=dimension_numbers) + b
 
     def init_fun(rng: Any, input_shape: tuple) -> tuple:
         sizes = iter(filter_shape)
@@ -68,6 +61,19 @@ def GeneralConv(dimension_numbers: Any, out_chan: int, filter_shape: tuple,  # n
         params = (W_init(k1, kernel_shape), b_init(k2, bias_shape))
         return _output_shape(apply_fun, params, input_shape), params
     return init_fun, apply_fun
+
+
+def GeneralConv(dimension_numbers: Any, out_chan: int, filter_shape: tuple,  # noqa: N802
+                strides: Any = None, padding: Any = "VALID", W_init: Any = None,  # noqa: N803
+                b_init: Any = normal(1e-6)) -> Layer:
+    """A convolution with lax's dimension numbers, e.g. ('NHWC', 'HWIO', 'NHWC')."""
+    one = (1,) * len(filter_shape)
+
+    def apply_fun(params: Any, inputs: Any, **kwargs: Any) -> Any:
+        w, b = params
+        return lax.conv_general_dilated(inputs, w, strides or one, padding, one, one,
+                                        dimension_numbers=dimension_numbers) + b
+    return _conv_layer(dimension_numbers, out_chan, filter_shape, W_init, b_init, apply_fun)
 
 
 Conv = functools.partial(GeneralConv, ("NHWC", "HWIO", "NHWC"))
@@ -77,24 +83,13 @@ def GeneralConvTranspose(dimension_numbers: Any, out_chan: int, filter_shape: tu
                          strides: Any = None, padding: Any = "VALID", W_init: Any = None,  # noqa: N803
                          b_init: Any = normal(1e-6)) -> Layer:
     """A transposed convolution (lax.conv_transpose)."""
-    lhs_spec, rhs_spec, out_spec = dimension_numbers
     strides = strides or (1,) * len(filter_shape)
-    W_init = W_init or glorot_normal(rhs_spec.index("I"), rhs_spec.index("O"))  # noqa: N806
 
     def apply_fun(params: Any, inputs: Any, **kwargs: Any) -> Any:
         w, b = params
         return lax.conv_transpose(inputs, w, strides, padding,
                                   dimension_numbers=dimension_numbers) + b
-
-    def init_fun(rng: Any, input_shape: tuple) -> tuple:
-        sizes = iter(filter_shape)
-        kernel_shape = tuple(out_chan if c == "O" else input_shape[lhs_spec.index("C")]
-                             if c == "I" else next(sizes) for c in rhs_spec)
-        bias_shape = tuple(out_chan if c == "C" else 1 for c in out_spec)
-        k1, k2 = random.split(rng)
-        params = (W_init(k1, kernel_shape), b_init(k2, bias_shape))
-        return _output_shape(apply_fun, params, input_shape), params
-    return init_fun, apply_fun
+    return _conv_layer(dimension_numbers, out_chan, filter_shape, W_init, b_init, apply_fun)
 
 
 Conv1DTranspose = functools.partial(GeneralConvTranspose, ("NHC", "HIO", "NHC"))

@@ -76,21 +76,20 @@ def _axes(x: Any, s: Any, axes: Any) -> list[tuple[int, Any]]:
     return list(zip(axes, sizes))
 
 
-def dctn(x: Any, type: int = 2, s: Sequence[int] | None = None, axes: Any = None,  # noqa: A002
-         norm: Any = None) -> Any:
-    _check(type, norm)
-    if not isinstance(x, Tracer):
-        return _sfft.dctn(np.asarray(x), type=type, s=s, axes=axes, norm=norm)
-    for axis, n in _axes(x, s, axes):
-        x = _along(x, False, type, n, axis, norm)
-    return x
+def _transform_n(inverse: bool) -> Any:
+    scipy_fn = _sfft.idctn if inverse else _sfft.dctn
+
+    def transform(x: Any, type: int = 2, s: Sequence[int] | None = None,  # noqa: A002
+                  axes: Any = None, norm: Any = None) -> Any:
+        _check(type, norm)
+        if not isinstance(x, Tracer):
+            return scipy_fn(np.asarray(x), type=type, s=s, axes=axes, norm=norm)
+        for axis, n in _axes(x, s, axes):
+            x = _along(x, inverse, type, n, axis, norm)
+        return x
+    transform.__name__ = transform.__qualname__ = scipy_fn.__name__
+    return transform
 
 
-def idctn(x: Any, type: int = 2, s: Sequence[int] | None = None, axes: Any = None,  # noqa: A002
-          norm: Any = None) -> Any:
-    _check(type, norm)
-    if not isinstance(x, Tracer):
-        return _sfft.idctn(np.asarray(x), type=type, s=s, axes=axes, norm=norm)
-    for axis, n in _axes(x, s, axes):
-        x = _along(x, True, type, n, axis, norm)
-    return x
+dctn = _transform_n(False)
+idctn = _transform_n(True)
