@@ -183,16 +183,10 @@ def pure_callback(callback: Callable[..., Any], result_shape_dtypes: Any, *args:
 
 
 def _callback_primitive(host: Callable[..., Any], callback: Callable[..., Any]) -> Any:
-    from .core.registry import defbatch, defprim, registry
+    from .custom_rules import _new_primitive
     from .transforms import batching
-    base = f"pure_callback.{getattr(callback, '__qualname__', 'callback')}"
-    name, k = base, 1
-    while name in registry:
-        k += 1
-        name = f"{base}#{k}"
-    prim = defprim(name, host, None, doc="a pure_callback: the user's NumPy function")
-    prim.builtin = False
-    defbatch(prim, batching.per_example)
+    prim = _new_primitive(callback, "pure_callback", host)
+    prim.batch_rule = batching.per_example
     return prim
 
 

@@ -148,8 +148,7 @@ def _float(dtype: Any) -> np.dtype:
 def _unit(key: Any, shape: tuple[int, ...], dtype: np.dtype) -> Any:
     """Uniform [0, 1) floats of ``dtype`` (JAX's mantissa recipe)."""
     u = bind(registry["prng_uniform"], _checked(key, "uniform"), shape=shape, dtype=dtype.name)
-    return fnp.astype(u, dtype) if dtype != np.float64 or not isinstance(u, Tracer) \
-        else u
+    return fnp.astype(u, dtype, copy=False)
 
 
 def _param_shape(shape: Any, *params: Any) -> tuple[int, ...]:
@@ -169,7 +168,7 @@ def normal(key: Any, shape: Any = (), dtype: Any = None) -> Any:
     """Standard normal floats: sqrt(2) erfinv(u), u uniform in (-1, 1)."""
     dtype, shape = _float(dtype), _shape(shape)
     z = bind(registry["prng_normal"], _checked(key, "normal"), shape=shape, dtype=dtype.name)
-    return fnp.astype(z, dtype) if dtype != np.float64 or not isinstance(z, Tracer) else z
+    return fnp.astype(z, dtype, copy=False)
 
 
 def truncated_normal(key: Any, lower: Any, upper: Any, shape: Any = None,
@@ -218,13 +217,12 @@ def multivariate_normal(key: Any, mean: Any, cov: Any, shape: Any = None, dtype:
     return mean + fnp.einsum("...ij,...j->...i", factor, z)
 
 
-def _unit_open(key: Any, shape: Any, dtype: Any, low: float) -> tuple[np.dtype, Any]:
-    dtype = _float(dtype)
-    return dtype, uniform(key, _shape(shape), dtype, low, 1.0)
+def _unit_open(key: Any, shape: Any, dtype: np.dtype, low: float) -> Any:
+    return uniform(key, _shape(shape), dtype, low, 1.0)
 
 
 def exponential(key: Any, shape: Any = (), dtype: Any = None) -> Any:
-    dtype, u = _unit_open(key, shape, dtype, 0.0)
+    u = _unit_open(key, shape, _float(dtype), 0.0)
     return -fnp.log1p(-u)
 
 
@@ -236,19 +234,19 @@ def laplace(key: Any, shape: Any = (), dtype: Any = None) -> Any:
 
 def logistic(key: Any, shape: Any = (), dtype: Any = None) -> Any:
     dtype = _float(dtype)
-    dtype, u = _unit_open(key, shape, dtype, np.finfo(dtype).tiny)
+    u = _unit_open(key, shape, dtype, np.finfo(dtype).tiny)
     return fnp.log(u) - fnp.log1p(-u)
 
 
 def gumbel(key: Any, shape: Any = (), dtype: Any = None, mode: str = "low") -> Any:
     dtype = _float(dtype)
-    dtype, u = _unit_open(key, shape, dtype, np.finfo(dtype).tiny)
+    u = _unit_open(key, shape, dtype, np.finfo(dtype).tiny)
     return -fnp.log(-fnp.log(u))
 
 
 def cauchy(key: Any, shape: Any = (), dtype: Any = None) -> Any:
     dtype = _float(dtype)
-    dtype, u = _unit_open(key, shape, dtype, np.finfo(dtype).eps)
+    u = _unit_open(key, shape, dtype, np.finfo(dtype).eps)
     return fnp.tan(np.pi * (u - 0.5))
 
 
