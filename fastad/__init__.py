@@ -15,7 +15,7 @@ from .misc import flatten
 from .serialize import dumps, loads
 from . import sparse  # noqa: F401
 from . import nn, tree, tree_util  # noqa: F401
-from . import debug, lax, random, typing  # noqa: F401
+from . import debug, lax, ops, random, typing  # noqa: F401
 from . import ad_checkpoint, custom_derivatives, dtypes, experimental, flatten_util  # noqa: F401
 from . import example_libraries  # noqa: F401
 from .runtime import *  # noqa: F401,F403  (JAX's config, devices, make_jaxpr, ...)

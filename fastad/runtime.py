@@ -4,9 +4,10 @@ device that computes in NumPy's dtypes, so that code written for JAX runs:
 * ``config.update("jax_enable_x64", True)`` and the other ``jax_*`` flags
   are accepted (fastad is 64-bit already; a request for 32-bit defaults is
   refused with the way to get float32), ``enable_x64``;
-* ``Array`` (``isinstance(x, fa.Array)`` holds for arrays and traced
-  values), ``devices``, ``device_count``, ``default_backend``,
-  ``process_index``, ``clear_caches``;
+* ``Array`` (an ndarray with JAX's methods, ``.at`` among them;
+  ``isinstance(x, fa.Array)`` holds for arrays and traced values),
+  ``devices``, ``device_count``, ``default_backend``, ``process_index``,
+  ``clear_caches``;
 * ``make_jaxpr`` (the traced tape, printed as a program), ``pure_callback``
   (a NumPy function called at every call of a compiled function),
   ``custom_gradient``, ``linear_transpose``, ``closure_convert``,
@@ -24,6 +25,7 @@ import numpy as np
 
 from .core import pytree
 from .core.tracer import Tracer, bind
+from .numpy._array_type import CPU as _CPU, Array, CpuDevice as _Device
 
 __all__ = ["Array", "checkpoint_policies", "clear_caches", "closure_convert", "config",
            "custom_gradient", "default_backend", "device_count", "devices", "enable_x64",
@@ -73,28 +75,7 @@ def enable_x64(new_val: bool = True) -> Any:
     yield
 
 
-# -- arrays and devices ---------------------------------------------------------------
-class _ArrayMeta(type):
-    def __instancecheck__(cls, obj: Any) -> bool:
-        return isinstance(obj, (np.ndarray, np.generic, Tracer))
-
-
-class Array(metaclass=_ArrayMeta):
-    """``jax.Array``: for annotations and ``isinstance`` (NumPy arrays and
-    scalars, and traced values, are Arrays)."""
-
-
-class _Device:
-    platform = device_kind = "cpu"
-    id = process_index = 0
-
-    def __repr__(self) -> str:
-        return "CpuDevice(id=0)"
-
-
-_CPU = _Device()
-
-
+# -- devices (Array: fastad.numpy's ndarray with JAX's methods) ----------------------
 def devices(backend: Any = None) -> list[_Device]:
     return [_CPU]
 

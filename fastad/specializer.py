@@ -65,6 +65,7 @@ from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValue
                             integer_dtype)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .vectorizing import in_vmap_trace
+from .numpy._array_type import Array as _ARRAY
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -194,6 +195,8 @@ class Specializer:
         run_args = shortcut.run_args
         if run_args is not None and not kwargs:  # `take_shortcut` written out: the call loops make
             outs = run_args(args, -1)
+            if outs is None and _ARRAY in map(type, args):
+                outs = run_args(plain_views(args), -1)
             if outs is not None:
                 structure = shortcut.structure
                 return self.unpack(structure, cast_results(structure.casts, outs)
@@ -837,7 +840,19 @@ def guards_hold(entry: Entry, values: list[Any]) -> bool:
 def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
               which: int) -> Any:
     """``fast(args, which)``, or None when there is no shortcut or it declines."""
-    return None if fast is None else fast(args, which)
+    if fast is None:
+        return None
+    out = fast(args, which)
+    if out is None and _ARRAY in map(type, args):
+        return fast(plain_views(args), which)
+    return out
+
+
+def plain_views(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with JAX-style arrays (`fastad.numpy._array_type.Array`, an
+    ndarray that only adds methods) as the plain ndarrays the compiled
+    programs' exact argument checks take."""
+    return tuple(a.view(np.ndarray) if type(a) is _ARRAY else a for a in args)
 
 
 def takes_shortcut(key: Any) -> bool:

@@ -19,6 +19,7 @@ import fastad.numpy as fnp
 from helpers import central_difference_jacobian
 
 COMPILED = [b for b in ("numpy", "c") if b in BACKENDS]
+ONE_COMPILED = "c" if "c" in BACKENDS else "numpy"
 WITH_NUMBA = COMPILED + (["numba"] if "numba" in BACKENDS else [])
 
 
@@ -687,9 +688,14 @@ def _in_bounds(index, mode, wrap):
 
 
 def _at_program(updates):
-    def apply(x, fastad_spelling):
+    def apply(x, fastad_spelling, *data_indices):
+        """(``data_indices``: the array indices, in order, as the function's
+        arguments: integer data of a compiled function)"""
         y = x * 1.0
+        given = iter(data_indices)
         for name, index, scale, mode, wrap in updates:
+            if isinstance(index, np.ndarray) and data_indices:
+                index = next(given)
             ours, numpy_s = _AT_UPDATES[name]
             kw = {} if mode is None else {"mode": mode, "wrap_negative_indices": wrap}
             count = np.arange(_N)[index].size if isinstance(index, slice) else np.size(index)
@@ -740,6 +746,18 @@ def test_at_updates_match_numpy_and_finite_differences():
                 np.testing.assert_allclose(fa.compile(ours, backend=backend)(x), g,
                                            rtol=1e-13, atol=1e-15)
         np.testing.assert_array_equal(x, [0.3, -0.7, 1.1, 0.4, -0.2])  # x itself unchanged
+        # the array indices as arguments: integer data, other values in the same trace
+        indices = [u[1] for u in updates if isinstance(u[1], np.ndarray)]
+        if indices:
+            data = fa.jit(fa.value_and_grad(lambda x, *i: prog(x, True, *i)),
+                          backend=ONE_COMPILED)
+            others = [np.sort(i)[::-1].copy() for i in indices]  # the same bounds, reordered
+            for each in (indices, others):
+                value, g = fa.value_and_grad(lambda x: prog(x, True, *each))(x)
+                got = data(x, *each)
+                np.testing.assert_allclose(got[0], value, rtol=1e-14)
+                np.testing.assert_allclose(got[1], g, rtol=1e-13, atol=1e-15)
+            assert data.cache_info()["traces"] == 1
     check()
 
 

@@ -38,6 +38,50 @@ def test_config_devices_and_array():
     from fastad.typing import ArrayLike  # noqa: F401
 
 
+# (constructor, its arguments): what JAX code builds arrays with
+_CONSTRUCTED = [("zeros", (5,)), ("ones", ((2, 3),)), ("full", ((4,), 2.5)), ("arange", (6.0,)),
+                ("linspace", (0.0, 1.0, 5)), ("eye", (3,)), ("array", ([[1.0, 2.0], [3.0, 4.0]],)),
+                ("asarray", (np.arange(4.0),)), ("zeros_like", (np.ones((2, 2)),)),
+                ("full_like", (np.ones(3), 7.0)), ("copy", (np.arange(3.0),))]
+_UPDATES = ["set", "add", "subtract", "multiply", "divide", "power", "min", "max"]
+
+
+@pytest.mark.parametrize("name, args", _CONSTRUCTED, ids=[c[0] for c in _CONSTRUCTED])
+@settings(max_examples=6, deadline=None)
+@given(method=st.sampled_from(_UPDATES), seed=st.integers(0, 2**16))
+def test_constructed_arrays_have_jax_methods(name, args, method, seed):
+    """``jnp.zeros(n).at[i].set(v)`` outside a trace, chained, as jax.Array's:
+    each update equals NumPy's in-place ufunc on a copy; the arrays stay
+    ndarrays (reductions NumPy's scalars), and a captured one's update inside a
+    compiled function is differentiated in the values written."""
+    rng = np.random.default_rng(seed)
+    x = getattr(fnp, name)(*args)
+    assert isinstance(x, np.ndarray) and isinstance(x, fa.Array)
+    assert x.block_until_ready() is x and x.device.platform == "cpu"
+    flat = np.asarray(x, float).ravel()
+    i = int(rng.integers(flat.size))
+    v = float(rng.uniform(0.5, 2.0))
+    ufunc = {"set": None, "add": np.add, "subtract": np.subtract, "multiply": np.multiply,
+             "divide": np.divide, "power": np.power, "min": np.minimum, "max": np.maximum}
+    got = getattr(x.astype(float).ravel().at[i], method)(v).at[0].add(1.0)
+    want = flat.copy()
+    want[i] = v if method == "set" else ufunc[method](want[i], v)
+    want[0] += 1.0
+    np.testing.assert_allclose(got, want, rtol=1e-15)
+    assert type(got) is type(x) and type(got.sum()) is np.float64
+    np.testing.assert_array_equal(np.asarray(x, float).ravel(), flat)  # x unchanged
+
+    base = fnp.asarray(flat + 1.0)
+
+    def f(w):
+        return fnp.sum(getattr(base.at[i], method)(w[0] ** 2) * w[1])
+    w = rng.uniform(0.5, 1.5, 2)
+    np.testing.assert_allclose(jit(f)(w), f(w), rtol=1e-14)
+    d, h = rng.normal(size=2), 1e-6
+    np.testing.assert_allclose(jit(fa.grad(f))(w) @ d, (f(w + h * d) - f(w - h * d)) / (2 * h),
+                               rtol=1e-6, atol=1e-9)
+
+
 def test_make_jaxpr_prints_the_program():
     tape = fa.make_jaxpr(lambda x, n: fnp.sin(x) * n, static_argnums=1)(np.ones(3), 2)
     text = str(tape)
@@ -211,3 +255,40 @@ def test_host_code_with_fastad_constructors_inside_traces(name):
     np.testing.assert_allclose(jit(fa.grad(f))(x), dfdx(x), rtol=1e-6)
     np.testing.assert_allclose(fa.grad(lambda x: f(x) * fnp.sum(x))(x),
                                dfdx(x) * np.sum(x) + f(x), rtol=1e-6)
+
+
+_SEGMENT_REFERENCE = {"segment_sum": (np.add, 0.0), "segment_prod": (np.multiply, 1.0),
+                      "segment_max": (np.maximum, -np.inf), "segment_min": (np.minimum, np.inf)}
+
+
+@pytest.mark.parametrize("name", sorted(_SEGMENT_REFERENCE))
+@settings(max_examples=8, deadline=None)
+@given(n=st.integers(1, 9), k=st.integers(1, 5), cols=st.sampled_from([(), (2,)]),
+       seed=st.integers(0, 2**16))
+def test_segment_reductions(name, n, k, cols, seed):
+    """``jax.ops.segment_*`` against a loop over the rows (ids out of range
+    dropped, empty segments the identity), differentiated in the data against
+    central differences, compiled equal to eager with one trace for new ids."""
+    rng = np.random.default_rng(seed)
+    data = rng.uniform(0.5, 2.0, (n,) + cols)
+    ids = rng.integers(-1, k + 1, n)
+    ufunc, identity = _SEGMENT_REFERENCE[name]
+    want = np.full((k,) + cols, identity)
+    for row, i in zip(data, ids):
+        if 0 <= i < k:
+            want[i] = ufunc(want[i], row)
+    op = getattr(fa.ops, name)
+    np.testing.assert_allclose(op(data, ids, k), want, rtol=1e-14)
+    weights = rng.normal(size=(k,) + cols)
+
+    def f(x, ids):
+        out = op(x, ids, k)
+        return fnp.sum(fnp.where(fnp.isfinite(out), out, 0.0) * weights)
+    g = jit(fa.grad(f))
+    d, h = rng.normal(size=data.shape), 1e-6
+    np.testing.assert_allclose(np.sum(g(data, ids) * d),
+                               (f(data + h * d, ids) - f(data - h * d, ids)) / (2 * h),
+                               rtol=1e-6, atol=1e-9)
+    other = rng.integers(-1, k + 1, n)
+    np.testing.assert_allclose(g(data, other), fa.grad(f)(data, other), rtol=1e-14)
+    assert g.cache_info()["traces"] == 1

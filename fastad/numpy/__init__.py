@@ -100,3 +100,8 @@ from ..core.int_data import _INTEGER_CLOSED, integer_closed as _integer_closed  
 globals().update({_name: _integer_closed(globals()[_name])
                   for _name in (*_INTEGER_CLOSED, "abs", "clip", "where") if _name in globals()})
 _UFUNCS.update({_name: globals()[_name] for _name in _INTEGER_CLOSED if _name in _UFUNCS})
+from ._array_type import CONSTRUCTORS as _CONSTRUCTORS, making_arrays as _making_arrays  # noqa: E402,I001
+
+# outside a trace the constructors make jax.Array's: NumPy's ndarray with ``.at``
+globals().update({_name: _making_arrays(globals()[_name]) for _name in _CONSTRUCTORS
+                  if _name in globals()})

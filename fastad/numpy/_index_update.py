@@ -17,7 +17,10 @@ from typing import Any, Callable
 
 import numpy as _np
 
+from ..core.tracer import Tracer, current_builder
+from ._base import _constant
 from ._creation import copy
+from ._gathers import is_index_data
 
 # JAX's keyword arguments that only promise something about the indices
 _PROMISES = frozenset({"indices_are_sorted", "unique_indices"})
@@ -66,10 +69,15 @@ class IndexUpdate:
     def _update(self, write: Callable[[Any, Any], None], kwargs: dict[str, Any],
                 name: str) -> Any:
         mode = _check(kwargs, name)
-        out, index, padded = _bounded(copy(self.array), self.index, mode, kwargs, updates=True)
+        out = copy(self.array)
+        if not isinstance(out, Tracer) and current_builder() is not None:
+            out = _constant(out)  # a plain array updated in a trace: the writes are recorded
+        out, index, padded = _bounded(out, self.index, mode, kwargs, updates=True)
         write(out, index)
         if padded:  # drop the element padded past the end of each axis
             out = out[tuple(slice(0, n) if n is not None else slice(None) for n in padded)]
+        if type(out) is _np.ndarray and isinstance(self.array, _np.ndarray):
+            out = out.view(type(self.array))  # a jax.Array's update is one (`_array_type`)
         return out
 
     def add(self, values: Any, **kwargs: Any) -> Any:
@@ -167,7 +175,7 @@ def _bounded(array: Any, index: Any, mode: Any, kwargs: dict[str, Any],
 def _is_integer(k: Any) -> bool:
     if isinstance(k, (bool, _np.bool_)):
         return False
-    if isinstance(k, (int, _np.integer)):
+    if isinstance(k, (int, _np.integer)) or is_index_data(k):  # (integers held as float64)
         return True
     dtype = getattr(k, "dtype", None)
     return dtype is not None and _np.dtype(dtype).kind in "iu"

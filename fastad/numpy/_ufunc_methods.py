@@ -130,12 +130,24 @@ def outer(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
     return fn(reshape(a, tuple(shape(a)) + (1,) * ndim(b)), b)
 
 
+#: ufunc.at by traced integer rows, a combination of each row's updates first:
+#: (the reduction combining a row's updates, its identity, how they meet a)
+_COMBINED = {"multiply": ("multiply", 1, None), "divide": ("multiply", 1, None),
+             "true_divide": ("multiply", 1, None), "maximum": ("maximum", None, None),
+             "minimum": ("minimum", None, None), "fmax": ("maximum", None, None),
+             "fmin": ("minimum", None, None)}
+#: the largest one-hot table (updates x rows x row size) the combination builds
+_COMBINED_LIMIT = 1 << 22
+
+
 def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
     """``ufunc.at(a, indices, b)``: a[indices] = ufunc(a[indices], b), unbuffered
     (a repeated index applies once per occurrence), into the traced array a."""
     if kwargs or len(inputs) != 3:
         raise _refuse(ufunc, "at", "takes (a, indices, b)")
     a, indices, b = inputs
+    if type(indices) is tuple and len(indices) == 1:
+        indices = indices[0]  # a[(k,)] is a[k]
     target = _target(a, f"numpy.{ufunc.__name__}.at")
     _check_writeable(target, "output array is read-only")
     if ufunc.__name__ in ("add", "subtract") and is_index_data(indices) and ndim(target):
@@ -146,6 +158,10 @@ def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
         value = broadcast_to(value if isinstance(value, Tracer) else _constant(
             _np.asarray(value, dtype=result_dtype(target))), rows)
         _write_all(target, scatter_add_rows(target, indices, value))
+        return None
+    if ufunc.__name__ in _COMBINED and is_index_data(indices) and ndim(target) and \
+            _np.prod(shape(indices)) * _np.prod(shape(target)) <= _COMBINED_LIMIT:
+        _write_all(target, fn(target, _combined_rows(ufunc.__name__, target, indices, b)))
         return None
     idx = _flat_index(tuple(shape(target)), indices)
     if ufunc.__name__ in ("add", "subtract"):
@@ -159,6 +175,33 @@ def at(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> None:
         flat = scatter_set(flat, [int(i)], fn(flat[int(i)], values[k]))
     _write_all(target, reshape(flat, tuple(shape(target))))
     return None
+
+
+def _combined_rows(name: str, target: Any, indices: Any, b: Any) -> Any:
+    """Each row of ``target``'s updates by traced integer ``indices`` combined
+    (their product, max or min; the identity where a row has none), from a
+    one-hot table of the indices against the rows: no value of the indices
+    is read while tracing, so new indices reuse the trace."""
+    from ._elementwise import equal, where
+    combine, identity, _ = _COMBINED[name]
+    dtype = result_dtype(target)
+    if identity is None:  # the extremes' identities: the dtype's far ends
+        low = combine == "maximum"
+        identity = (-_np.inf if low else _np.inf) if dtype.kind in "fc" else (
+            _np.iinfo(dtype).min if low else _np.iinfo(dtype).max)
+    rows = tuple(shape(target))
+    m = int(_np.prod(shape(indices)))
+    updates = reshape(broadcast_to(b if isinstance(b, Tracer) else _constant(
+        _np.asarray(b, dtype=dtype)), tuple(shape(indices)) + rows[1:]), (m,) + rows[1:])
+    positions = _constant(_np.arange(rows[0], dtype=_np.float64))
+    # the rows named, negative ones from the end; read from the row numbers,
+    # so that an index out of bounds raises NumPy's IndexError at the call
+    named = positions[reshape(indices, (m,))]
+    hits = equal(reshape(named, (m, 1)), reshape(positions, (1, rows[0])))
+    hits = reshape(hits, (m, rows[0]) + (1,) * (len(rows) - 1))
+    table = where(hits, reshape(updates, (m, 1) + rows[1:]), _constant(
+        _np.asarray(identity, dtype=dtype)))
+    return _REDUCERS[combine](table, axis=0)
 
 
 DISPATCH = {"reduce": reduce, "accumulate": accumulate, "reduceat": reduceat, "outer": outer,

@@ -1,0 +1,120 @@
+"""``jax.Array``: NumPy's ndarray with JAX's array methods, the type of the
+arrays ``fastad.numpy``'s constructors make outside a trace, so that JAX
+code's ``x = jnp.zeros(n); x = x.at[i].set(v)`` and
+``jnp.asarray(data).block_until_ready()`` run on them.
+
+It is an ndarray that only adds methods: NumPy computes with it as with any
+ndarray (ufuncs and methods keep the subclass, as NumPy does for every
+subclass), fastad reads it as the plain array it holds (`core.arrays.
+plain_array`), and it prints as NumPy's arrays do.  ``isinstance(x, Array)``
+holds for every array value as in JAX: ndarrays, NumPy scalars and traced
+values.  Arrays made inside a trace are traced values, which have ``.at``
+themselves.  Functions of plain arrays other than the constructors, and
+compiled functions, give NumPy's types, as autograd's do (a compiled
+function returns what the function returns on NumPy's arrays); a full
+reduction of an Array is NumPy's scalar."""
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+import numpy as _np
+
+from ..core import pytree
+from ..core.tracer import Tracer, current_builder
+from ._index_update import IndexUpdates
+
+
+class _ArrayMeta(type):
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, (_np.ndarray, _np.generic, Tracer))
+
+
+class CpuDevice:
+    """The one device fastad computes on."""
+
+    platform = device_kind = "cpu"
+    id = process_index = 0
+
+    def __repr__(self) -> str:
+        return "CpuDevice(id=0)"
+
+
+CPU = CpuDevice()
+
+
+class Array(_np.ndarray, metaclass=_ArrayMeta):
+    """``jax.Array``: an ndarray with JAX's methods (``isinstance`` holds for
+    NumPy arrays and scalars and traced values too)."""
+
+    __slots__ = ()
+
+    @property
+    def at(self) -> IndexUpdates:
+        """JAX's functional updates: ``x.at[idx].set(v)`` returns a new array."""
+        return IndexUpdates(self)
+
+    def block_until_ready(self) -> "Array":
+        return self  # computed already: fastad's calls return when done
+
+    def copy_to_host_async(self) -> None:
+        return None
+
+    @property
+    def device(self) -> CpuDevice:
+        return CPU
+
+    def devices(self) -> set[CpuDevice]:
+        return {CPU}
+
+    @property
+    def is_fully_addressable(self) -> bool:
+        return True
+
+    def __repr__(self) -> str:
+        return repr(self.view(_np.ndarray))
+
+    def __array_wrap__(self, array: Any, context: Any = None, return_scalar: bool = False) -> Any:
+        # a full reduction gives NumPy's scalar, as on a plain ndarray
+        # (NumPy's default for a subclass is a 0-d array of it)
+        if return_scalar:
+            return array[()]
+        return super().__array_wrap__(array, context, return_scalar)
+
+
+def as_array(value: Any) -> Any:
+    """``value`` as an `Array` when it is a plain ndarray, else itself."""
+    return value.view(Array) if type(value) is _np.ndarray else value
+
+
+def as_arrays(tree: Any) -> Any:
+    """Every plain ndarray leaf of ``tree`` as an `Array`."""
+    if type(tree) is _np.ndarray:
+        return tree.view(Array)
+    if isinstance(tree, (_np.generic, Tracer, float, int)):
+        return tree
+    leaves, treedef = pytree.flatten(tree)
+    return pytree.unflatten(treedef, [as_array(leaf) for leaf in leaves])
+
+
+def making_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A constructor of ``fastad.numpy`` whose plain results are `Array` s
+    (traced ones inside a trace are left as they are)."""
+    @functools.wraps(fn)
+    def make(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        if current_builder() is not None:
+            return out
+        if type(out) is _np.ndarray:
+            return out.view(Array)
+        if type(out) in (list, tuple):  # meshgrid's, *_indices'
+            return type(out)(as_array(o) for o in out)
+        return out
+    return make
+
+
+#: the constructors whose plain results are Arrays
+CONSTRUCTORS = ("array", "asarray", "asanyarray", "ascontiguousarray", "zeros", "ones",
+                "full", "empty", "eye", "identity", "arange", "linspace", "logspace",
+                "geomspace", "zeros_like", "ones_like", "full_like", "empty_like", "copy",
+                "tri", "meshgrid", "frombuffer", "fromiter", "fromfunction")
