@@ -97,7 +97,7 @@ _NUMPY = [
     ("nanmin", np.nanmin, (VEC,), ""),
     ("polyval", np.polyval, (VEC, VEC), ""),
     ("interp", lambda x: np.interp(x, [0.0, 0.5, 1.0], [1.0, 3.0, 2.0]), (VEC,),
-     "differentiable in x and in fp, not in the breakpoints xp"),
+     "differentiable in x, fp and the breakpoints xp (a traced xp: NumPy's formula on each x's segment, found by comparisons)"),
     ("convolve", np.convolve, (VEC, VEC[:3]), ""), ("correlate", np.correlate, (VEC, VEC[:3]), ""),
     ("linalg.solve", np.linalg.solve, (MAT, MAT[0]), ""), ("linalg.inv", np.linalg.inv, (MAT,), ""),
     ("linalg.det", np.linalg.det, (MAT,), ""), ("linalg.slogdet", np.linalg.slogdet, (MAT,), ""),
@@ -480,7 +480,7 @@ test_special.py, test_stats.py, test_linalg.py, test_numpy_functions.py).
 `fastad.scipy` (SciPy's own versions convert their arguments with
 `np.asarray`, which a traced value refuses with a `TracingError`).
 Restrictions are in the notes; where a derivative is not defined (an
-argument of `gammainc`, `interp`'s table,
+argument of `gammainc`,
 ...) fastad raises rather than return a wrong number. Inputs are float64,
 float32, complex128 or complex64; float16 and long double are refused with a
 `TypeError`. Gradients of real functions of complex inputs follow autograd's

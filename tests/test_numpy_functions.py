@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 import pytest
 import scipy.signal
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
@@ -22,6 +23,7 @@ from helpers import (Case, axes_for, broadcast_pair, case_test, registrar, shape
                      two_shapes)
 
 CASES: list[Case] = []
+ONE_COMPILED = "c" if "c" in fa.backends_available() else "numpy"
 
 
 case = registrar(CASES)
@@ -470,13 +472,44 @@ def test_float16_argument_and_cast_are_refused_alike():
             fa.grad(f)(x)
 
 
-@pytest.mark.parametrize("call", [
-    lambda x: np.interp(1.0, x, x),
-    lambda x: np.interp(1.0, x, np.arange(3.0)),
-])
-def test_interp_derivative_in_the_breakpoints_is_refused(call):
-    with pytest.raises(NotImplementedError, match="interp with respect to xp"):
-        fa.grad(lambda x: np.sum(call(x)))(np.arange(3.0) + 0.25)
+@settings(max_examples=12, deadline=None)
+@given(n=st.integers(1, 6), m=st.integers(1, 6), seed=st.integers(0, 2**16),
+       bounds=st.sampled_from([{}, {"left": 3.0}, {"right": -2.0}, {"left": 3.0, "right": -2.0}]))
+def test_interp_with_a_traced_table(n, m, seed, bounds):
+    """interp differentiated in its breakpoints too (xp traced): NumPy's values
+    (inside, on the last knot, outside), first derivatives in xp, fp and x
+    against central differences, the Hessian in xp against differences of the
+    gradient, compiled equal to eager with one trace for new tables."""
+    rng = np.random.default_rng(seed)
+    xp = np.cumsum(rng.uniform(0.3, 1.0, n)) - 1.5
+    fp = rng.normal(size=n)
+    x = rng.uniform(xp[0] - 1.0, xp[-1] + 1.0, m)
+    x = np.where(np.min(np.abs(x[:, None] - xp[None, :]), axis=1) < 0.05, xp[0] - 0.5, x)
+    weights = rng.normal(size=m)
+
+    def f(xp, fp, x):
+        return np.sum(np.interp(x, xp, fp, **bounds) * weights)
+    np.testing.assert_allclose(fa.jit(f)(xp, fp, np.append(x, xp[-1])[:m]),
+                               f(xp, fp, np.append(x, xp[-1])[:m]), rtol=1e-14)
+    g = fa.grad(f, argnums=(0, 1, 2))
+    got = g(xp, fp, x)
+    h = 1e-7
+    for k, arg in enumerate((xp, fp, x)):
+        d = rng.normal(size=arg.shape)
+        plus, minus = [xp, fp, x], [xp, fp, x]
+        plus[k], minus[k] = arg + h * d, arg - h * d
+        np.testing.assert_allclose(np.sum(got[k] * d), (f(*plus) - f(*minus)) / (2 * h),
+                                   rtol=1e-5, atol=1e-6)
+    hess = fa.hessian(f)(xp, fp, x)
+    d = rng.normal(size=n)
+    gx = fa.grad(f)
+    np.testing.assert_allclose(hess @ d, (gx(xp + h * d, fp, x) - gx(xp - h * d, fp, x)) / (2 * h),
+                               rtol=1e-4, atol=1e-5)
+    compiled = fa.jit(fa.grad(f, argnums=(0, 1, 2)), backend=ONE_COMPILED)
+    for table in (xp, xp * 1.1 + 0.05):
+        for a, b in zip(compiled(table, fp, x), g(table, fp, x)):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    assert compiled.cache_info()["traces"] == 1
 
 
 def test_indexing_with_argsort_uses_its_value_and_guards_it():

@@ -98,8 +98,9 @@ def polyval(p: Any, x: Any) -> Any:
 
 def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
            period: Any = None) -> Any:
-    """Piecewise-linear interpolation, differentiable in x; xp and fp constants
-    (a derivative with respect to them raises NotImplementedError)."""
+    """Piecewise-linear interpolation, differentiable in x and fp (one
+    primitive on a constant table xp) and, for a traced xp, in all three to
+    any order (`_interp_traced_table`)."""
     if period is not None:
         raise TracingError("interp: period= is not supported on traced values")
     for name, bound in (("left", left), ("right", right)):
@@ -107,8 +108,38 @@ def interp(x: Any, xp: Any, fp: Any, left: Any = None, right: Any = None,
             raise TracingError(f"interp: {name}= must be a constant")
     left = None if left is None else float(left)
     right = None if right is None else float(right)
+    if isinstance(xp, Tracer):
+        return _interp_traced_table(x, xp, fp, left, right)
     xp, fp = (v if isinstance(v, Tracer) else _np.asarray(v, dtype=_np.float64) for v in (xp, fp))
     return bind(_p("interp"), x, xp, fp, left=left, right=right)
+
+
+def _interp_traced_table(x: Any, xp: Any, fp: Any, left: float | None,
+                         right: float | None) -> Any:
+    """interp with a traced table, written as NumPy computes it: x's segment j
+    (``xp[j] <= x < xp[j+1]``, integers taken as data), ``slope * (x - xp[j])
+    + fp[j]``, ``fp[-1]`` at ``x == xp[-1]``, the ends or ``left``/``right``
+    outside; the segment's width kept away from zero where two knots meet."""
+    from .. import numpy as fnp  # its clip keeps integers taken as data integers
+    from ._elementwise import equal, greater, less, where
+    n = shape(xp)[0]
+    if ndim(xp) != 1 or shape(fp) != (n,) or n == 0:
+        raise ValueError("interp: xp and fp must be 1-d sequences of the same length, not empty")
+    fp = fp if isinstance(fp, Tracer) else _np.asarray(fp, dtype=_np.float64)
+    if n == 1:
+        return broadcast_to(fp, shape(x)) * 1.0 if left is None and right is None else where(
+            less(x, xp[0]), fp[0] if left is None else left,
+            where(greater(x, xp[0]), fp[0] if right is None else right, fp[0]))
+    j = fnp.clip(fnp.searchsorted(xp, x, side="right") - 1, 0, n - 2)
+    lo, hi = xp[j], xp[j + 1]
+    width = hi - lo
+    flat = equal(width, 0.0)
+    slope = (fp[j + 1] - fp[j]) / where(flat, 1.0, width)
+    inside = where(flat, fp[j], slope * (x - lo) + fp[j])
+    inside = where(equal(x, xp[n - 1]), fp[n - 1], inside)
+    below = fp[0] if left is None else left
+    above = fp[n - 1] if right is None else right
+    return where(less(x, xp[0]), below, where(greater(x, xp[n - 1]), above, inside))
 
 
 def convolve_nd(in1: Any, in2: Any, out_shape: Sequence[int] | None = None) -> Any:

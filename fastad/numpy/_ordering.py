@@ -10,7 +10,7 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.int_data import integer_like
 from ..core.tracer import Tracer, bind
-from ._base import _no_out, _p, iscomplexobj, ndim, result_dtype, shape
+from ._base import _no_out, _p, iscomplexobj, ndim, result_dtype, shape, size
 from ._reductions import _axis_of, max, min, sum
 from ._elementwise import astype, equal, less, less_equal, logical_or, not_equal, where
 from ._gathers import is_index_data, take_along_by_data, take_by_data
@@ -144,30 +144,36 @@ COUNTED = 4096
 
 
 def _counted(a: Any, v: Any, side: str) -> Any:
-    """``np.searchsorted(a, v, side)`` for a sorted constant 1-d ``a`` and
-    traced ``v``, as integers taken as data (computed at every call, so
+    """``np.searchsorted(a, v, side)`` for a sorted 1-d ``a`` (constant or
+    traced) and v, as integers taken as data (computed at every call, so
     indexing with them compiles once): how many of a are below v (``left``)
     or not above it (``right``); a NaN v goes after every number, as NumPy
     sorts NaN last."""
-    a = _np.asarray(a, dtype=_np.float64)
+    if not isinstance(a, Tracer):
+        a = _np.asarray(a, dtype=_np.float64)
     below = less(a, expand_dims(v, -1)) if side == "left" else less_equal(a, expand_dims(v, -1))
     count = sum(astype(below, _np.float64), axis=-1)
-    nan_at = a.size if side == "right" else int(_np.count_nonzero(a == a))
-    return integer_like(where(not_equal(v, v), float(nan_at), count),
-                        getattr(v, "sources", frozenset()), _np.dtype(_np.intp))
+    if side == "right":
+        nan_at: Any = float(size(a))
+    elif isinstance(a, Tracer):
+        nan_at = sum(astype(equal(a, a), _np.float64))
+    else:
+        nan_at = float(_np.count_nonzero(a == a))
+    sources = frozenset().union(*(getattr(t, "sources", frozenset()) for t in (a, v)))
+    return integer_like(where(not_equal(v, v), nan_at, count), sources, _np.dtype(_np.intp))
 
 
 def _countable(a: Any, v: Any, side: Any, sorter: Any) -> bool:
-    return (isinstance(v, Tracer) and not isinstance(a, Tracer) and sorter is None
-            and side in ("left", "right") and _np.ndim(a) == 1 and _np.size(a) <= COUNTED
-            and _np.result_type(a).kind in "iuf" and result_dtype(v).kind in "iufb")
+    return ((isinstance(v, Tracer) or isinstance(a, Tracer)) and sorter is None
+            and side in ("left", "right") and ndim(a) == 1 and size(a) <= COUNTED
+            and result_dtype(a).kind in "iuf" and result_dtype(v).kind in "iufb")
 
 
 def searchsorted(a: Any, v: Any, side: str = "left", sorter: Any = None) -> Any:
-    """Where v would be inserted in the sorted ``a``: on traced values and
-    constant ``a`` (up to `COUNTED` of them) integers taken as data, counted
-    with comparisons every backend runs; otherwise NumPy's result under a
-    guard (`_plain.plain_call`)."""
+    """Where v would be inserted in the sorted ``a``: on traced values (a 1-d
+    ``a`` of up to `COUNTED` elements, constant or traced) integers taken as
+    data, counted with comparisons every backend runs; otherwise NumPy's
+    result under a guard (`_plain.plain_call`)."""
     if _countable(a, v, side, sorter):
         return _counted(a, v, side)
     if not isinstance(a, Tracer) and not isinstance(v, Tracer):

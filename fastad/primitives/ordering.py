@@ -156,14 +156,15 @@ def _interp_scatter_dg(g, x, xp, left, right, slope):
 defvjp(_p, lambda c, ans, g, x, xp, size, left, right, slope:
        _interp_scatter_dg(c, x, xp, left, right, slope),
        lambda c, ans, g, x, xp, size, left, right, slope:
-       fnp.zeros_for(x, c) if slope else g * _call("interp_slope", x, xp, c), None)
+       fnp.zeros_for(x, c) if slope else g * _call("interp_slope", x, xp, c),
+       _no_rule("interp with respect to xp"))  # a traced xp is interp's composite
 defreads(_p, (1, 2), (0, 1, 2), ())
 defjvp(_p, lambda t, ans, g, x, xp, size, left, right, slope:
        _call("interp_scatter", t, x, xp, size=size, left=left, right=right, slope=slope),
        lambda t, ans, g, x, xp, size, left, right, slope:
        fnp.zeros_for(ans, t) if slope else
        _call("interp_scatter", g * t, x, xp, size=size, left=left, right=right, slope=True),
-       None)
+       _no_rule("interp with respect to xp"))
 
 _p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, _indices(idx), axis), 2)
 _p.keeps_integers = True
