@@ -132,6 +132,36 @@ def test_debug_print_and_callback(capsys):
     assert got == [3.5]
 
 
+# where a debug print sits: the function itself, a loop body, a vmapped function
+_PRINTING = {
+    "plain": lambda x: (fa.debug.print("v={:.6f}", fnp.sum(x)), fnp.sum(fnp.sin(x) * x))[1],
+    "loop": lambda x: fa.lax.fori_loop(
+        0, 2, lambda i, c: (fa.debug.print("v={:.6f}", fnp.sum(c)), c * 0.5)[1], x).sum(),
+    "vmap": lambda x: fnp.sum(fa.vmap(
+        lambda r: (fa.debug.print("v={:.6f}", fnp.sum(r)), r ** 2)[1])(fnp.reshape(x, (2, -1)))),
+}
+_SHOWN = {"plain": lambda x: [x.sum()], "loop": lambda x: [x.sum(), x.sum() / 2],
+          "vmap": lambda x: list(x.reshape(2, -1).sum(axis=1))}
+
+
+@pytest.mark.parametrize("where", sorted(_PRINTING))
+@pytest.mark.parametrize("transform", ["jit", "compile", "jit_grad"])
+def test_debug_print_runs_at_every_compiled_call(capsys, where, transform):
+    """jax.debug.print inside a compiled function prints each call's values,
+    not the trace's (JAX's behaviour under jit); the trace prints nothing."""
+    f = _PRINTING[where]
+    g = {"jit": jit(f), "compile": fa.compile(f, backend=ONE_COMPILED),
+         "jit_grad": jit(fa.grad(f))}[transform]
+    for x in (np.arange(1.0, 5.0), np.arange(1.0, 5.0) * 3):
+        capsys.readouterr()
+        g(x)
+        printed = [float(line[2:]) for line in capsys.readouterr().out.split()]
+        want = _SHOWN[where](x)
+        # each value at least once, no other (a reverse sweep may recompute a loop body)
+        assert sorted(set(np.round(printed, 6))) == sorted(set(np.round(want, 6))), printed
+    assert g.cache_info()["traces"] == 1
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.floats(0.1, 3.0), st.integers(0, 2 ** 31))
 def test_custom_gradient(bound, seed):

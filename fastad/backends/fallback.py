@@ -107,7 +107,11 @@ def by_design(name: str) -> bool:
     """Whether primitive ``name`` is a host call by what it is, not by a
     backend's gap (a keyed random draw, a user's ``pure_callback``): routed
     into segments without the fallback warning."""
-    return name in random.DRAWS or name == "integer_op" or name.startswith("pure_callback.")
+    loop = "loop of a body that runs "  # (`missing`'s name of a loop the backend refused)
+    if name.startswith(loop):
+        return by_design(name[len(loop):])
+    return (name in random.DRAWS or name == "integer_op" or name.startswith("pure_callback.")
+            or (name in registry and registry[name].effect == "io"))
 
 # The kinds of NumPy dtype each backend's values may have (b bool, i/u integer
 # index constants, f float, c complex).

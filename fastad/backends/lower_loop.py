@@ -48,12 +48,14 @@ MAX_DEPTH = CONSTANTS["FASTAD_LOOP_MAX_DEPTH"]
 
 
 def _used(body: LoopBody) -> set[int]:
-    """The body's slots its outputs need: the outputs, and the operands of the
-    instructions that compute them (as lowering keeps them)."""
+    """The body's slots its outputs need: the outputs, the instructions kept for
+    their effects, and the operands of the instructions that compute them (as
+    lowering keeps them)."""
     tape = body.tape
     needed = set(tape.outputs)
     for ins in reversed(tape.instrs):
         if ins.out in needed or registry[ins.prim].effect is not None:
+            needed.add(ins.out)
             needed.update(live_operands(ins))
     return needed
 

@@ -61,7 +61,11 @@ from typing import Any, Callable, Optional
 Rule = Optional[Callable[..., Any]]
 
 COST_CLASSES = ("cheap", "transcendental", "view", "reduction", "structural", "matmul", "linalg")
-EFFECTS = (None, "guard")
+#: what an instruction does besides its value, which keeps it in the tape
+#: whether or not its value is read: a guard checks the trace's assumption;
+#: "io" is a host call run for what it does (``jax.debug.print``), never
+#: merged, folded or rerolled
+EFFECTS = (None, "guard", "io")
 
 
 @dataclass(eq=False)  # one object per primitive: compared and hashed by identity

@@ -356,6 +356,7 @@ class _Traces(threading.local):
 
     def __init__(self) -> None:
         self.stack: list[Builder] = []
+        self.hidden: list[list[Builder]] = []  # stacks set aside by `outside_traces`
         # The accumulator the reverse sweep is adding a sparse cotangent into,
         # when nothing else holds it (`Builder.donatable`): `bind` lets the
         # primitive's `in_place_impl` write into it instead of copying it.
@@ -384,10 +385,20 @@ class outside_traces:  # noqa: N801 - used as ``with outside_traces():``
 
     def __enter__(self) -> None:
         self.saved = _traces.stack[:]
+        _traces.hidden.append(self.saved)
         _traces.stack.clear()
 
     def __exit__(self, *exc: Any) -> None:
+        _traces.hidden.pop()
         _traces.stack[:] = self.saved
+
+
+def in_compiled_trace() -> bool:
+    """Whether this thread is recording a compiled function's trace (a
+    releasing builder: `Builder.release`), in host code run for a value of it
+    too: its values are never shown to the user, only its executable's."""
+    return any(b.release for b in _traces.stack) or any(
+        b.release for stack in _traces.hidden for b in stack)
 
 
 class recording:  # noqa: N801 - used as ``with recording() as builder``
