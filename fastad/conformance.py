@@ -277,6 +277,7 @@ _SCIPY = [
 
 ZVEC = VEC + 1j * VEC[::-1]  # complex samples
 ZMAT = MAT + 0.5j * MAT[::-1]
+ZHPD = ZMAT @ ZMAT.conj().T + 3.0 * np.eye(3)  # Hermitian positive definite
 
 _COMPLEX = [
     ("real", np.real, (ZVEC,), ""), ("imag", np.imag, (ZVEC,), ""),
@@ -286,6 +287,17 @@ _COMPLEX = [
      "principal branches"),
     ("matmul (complex)", np.matmul, (ZMAT, ZMAT), ""),
     ("linalg.solve (complex)", np.linalg.solve, (ZMAT, ZVEC[:3]), ""),
+    ("linalg.cholesky (complex)", np.linalg.cholesky, (ZHPD,), "Hermitian: reads the lower "
+     "triangle and the diagonal's real part"),
+    ("linalg.eigh (complex)", lambda a: (np.linalg.eigvalsh(a), np.abs(np.linalg.eigh(a)[1])),
+     (ZMAT,), "Hermitian from the lower triangle; eigenvectors up to their phases"),
+    ("linalg.svd (complex)", lambda a: (np.linalg.svd(a, compute_uv=False),
+                                        np.abs(np.linalg.svd(a)[0])), (ZMAT,),
+     "distinct singular values; singular vectors up to their phases"),
+    ("linalg.qr (complex)", lambda a: np.abs(np.linalg.qr(a)[1]), (ZMAT,), "reduced, m >= n"),
+    ("linalg.pinv, lstsq (complex)", lambda a: (np.linalg.pinv(a[:, :2]),
+                                                np.linalg.lstsq(a[:, :2], ZVEC[:3])[0]),
+     (ZMAT,), "constant rank"),
     ("fft.fft", np.fft.fft, (ZVEC,), "n=, axis=, norm="),
     ("fft.ifft", np.fft.ifft, (ZVEC,), ""),
     ("fft.rfft", np.fft.rfft, (VEC,), ""),

@@ -151,6 +151,46 @@ def _solve(a, b):
     return np.linalg.solve(a, b) * np.sum(np.linalg.inv(a))
 
 
+# -- decompositions, which are not holomorphic: their rules use conjugate transposes --------
+_F32_DECOMPOSITION = {"eps": 2e-3, "rtol": 5e-2, "atol": 2e-2}
+
+
+def _batch_of_matrices(rows, cols):
+    return lambda data: ((data.draw(st.sampled_from([(), (2,)]), label="batch")
+                          + (rows, cols),), {})
+
+
+@case("cholesky", ["cmatrix"], _batch_of_matrices(3, 3), covers=["cholesky"],
+      f32_tolerances=_F32_DECOMPOSITION)
+def _cholesky(a):  # Hermitian positive definite from any a; and a's lower triangle read
+    h = a @ np.conj(np.swapaxes(a, -1, -2)) + 3.0 * np.eye(3)
+    return np.linalg.cholesky(h) + np.linalg.cholesky(np.tril(h) + 0.5 * np.triu(a, 1))
+
+
+@case("eigh", ["cmatrix"], _batch_of_matrices(3, 3), covers=["eigh"],
+      f32_tolerances=_F32_DECOMPOSITION)
+def _eigh(a):  # the eigenvectors' phases are arbitrary: their moduli
+    w, v = np.linalg.eigh(a, UPLO="L")
+    return w + np.linalg.eigvalsh(a, UPLO="U")[..., ::-1], np.abs(v)
+
+
+@case("svd", ["complex"], lambda data: ((data.draw(st.sampled_from(
+      [(3, 3), (4, 2), (2, 4), (2, 3, 2)]), label="shape"),), {}), covers=["svd"],
+      f32_tolerances=_F32_DECOMPOSITION)
+def _svd(a):
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    # U diag(s) V^H sees U's and V's phases together; |U|, |V^H| each alone
+    return s, np.abs(u), np.abs(vh), (u * s[..., None, :]) @ vh
+
+
+@case("qr_pinv", ["complex"], lambda data: ((data.draw(st.sampled_from(
+      [(3, 3), (4, 2), (2, 4, 3)]), label="shape"),), {}), covers=["qr", "pinv"],
+      f32_tolerances=_F32_DECOMPOSITION)
+def _qr_pinv(a):
+    q, r = np.linalg.qr(a)
+    return q, r, np.linalg.pinv(a)
+
+
 @pytest.mark.parametrize("dtype", COMPLEX_DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 @FAST

@@ -16,7 +16,7 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
-from ._elementwise import (_abs2, absolute, astype, conjugate, exp, multiply, power, sqrt,
+from ._elementwise import (_abs2, absolute, astype, conjugate, exp, multiply, power, real, sqrt,
                            ufunc_like)
 from ._reductions import max, min, sum
 from ._shape import (broadcast_to, diagonal, expand_dims, matrix_transpose, moveaxis, ravel,
@@ -380,7 +380,8 @@ def _eigh(a: Any, UPLO: str = "L") -> Any:
     if UPLO not in ("L", "U"):
         raise ValueError("UPLO argument must be 'L' or 'U'")
     packed = bind(_p("eigh"), a, lower=UPLO == "L")
-    return EighResult(packed[..., 0, :], packed[..., 1:, :])
+    w = packed[..., 0, :]  # real, as NumPy's, of a complex (Hermitian) matrix too
+    return EighResult(real(w) if iscomplexobj(packed) else w, packed[..., 1:, :])
 
 
 def _eigvalsh(a: Any, UPLO: str = "L") -> Any:
@@ -426,6 +427,7 @@ def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
                            "vectors have no unique derivative; pass full_matrices=False")
     packed = bind(_p("svd"), a)
     s = packed[..., 0, :]
+    s = real(s) if iscomplexobj(packed) else s  # real, as NumPy's
     if not compute_uv:
         return s
     return SVDResult(packed[..., 1:1 + m, :], s, swapaxes(packed[..., 1 + m:, :], -1, -2))

@@ -65,14 +65,38 @@ def _inverse_gaps(w):
     return fnp.where(eye, 0.0, 1.0 / fnp.where(eye, 1.0, gaps))
 
 
+def _mH(a):
+    """The conjugate transpose (the transpose of a real matrix)."""
+    return fnp.conj(_mT(a)) if fnp.iscomplexobj(a) else _mT(a)
+
+
 def _lower_read(p):
-    """Transpose of "the symmetric matrix whose lower triangle is read": a
-    tangent's strictly-lower part counts on both sides of the diagonal."""
+    """Adjoint of "the symmetric (Hermitian) matrix whose lower triangle is
+    read": a tangent's strictly-lower part counts on both sides of the
+    diagonal (conjugated above it), the real part of its diagonal only."""
+    if fnp.iscomplexobj(p):
+        return fnp.tril(p, -1) + fnp.tril(_mH(p), -1) + _diag_embed(fnp.real(_diag_part(p)))
     return fnp.tril(p) + fnp.tril(_mT(p), -1)
 
 
 def _symmetric_from_lower(t):
+    """The symmetric (Hermitian: LAPACK ignores the diagonal's imaginary
+    part) matrix whose lower triangle is t's."""
+    if fnp.iscomplexobj(t):
+        low = fnp.tril(t, -1)
+        return low + _mH(low) + _diag_embed(fnp.real(_diag_part(t)))
     return fnp.tril(t) + _mT(fnp.tril(t, -1))
+
+
+def _sesquilinear(rule):
+    """A VJP rule written with conjugate transposes, which gives the adjoint
+    for the inner product Re tr(x^H y), as autograd's convention wants it
+    (the adjoint for Re sum(x * y)): conj(rule(conj(g)))."""
+    def vjp(g, ans, *args, **params):
+        if not fnp.iscomplexobj(ans):
+            return rule(g, ans, *args, **params)
+        return fnp.conj(rule(fnp.conj(g), ans, *args, **params))
+    return vjp
 
 
 def _batched(fn, *arrays):
@@ -161,18 +185,19 @@ def _phi(x):
 
 def _cholesky_jvp(t, L, a):
     s = _symmetric_from_lower(t)
-    inner = solve_triangular(L, _mT(solve_triangular(L, _mT(s), True)), True)
+    inner = solve_triangular(L, _mH(solve_triangular(L, _mH(s), True)), True)
     return _mm(L, _phi(inner))
 
 
 def _cholesky_vjp(g, L, a):
-    p = _phi(triangular_matmul(L, g, True, True))  # L^T g with trmm: L is triangular
-    p = _solve_tri_transposed(L, _mT(_solve_tri_transposed(L, _mT(p), True)), True)
+    lc = fnp.conj(L) if fnp.iscomplexobj(L) else L  # L^H is conj(L)^T
+    p = _phi(triangular_matmul(lc, g, True, True))  # L^H g with trmm: L is triangular
+    p = _solve_tri_transposed(lc, _mH(_solve_tri_transposed(lc, _mH(p), True)), True)
     return _lower_read(p)
 
 
 _p = defprim("cholesky", lambda a: np.linalg.cholesky(a), 1, cost="linalg")
-defvjp(_p, _cholesky_vjp)
+defvjp(_p, _sesquilinear(_cholesky_vjp))
 defjvp(_p, _cholesky_jvp)
 defshape(_p, shapes.factor)
 defbatch(_p, batching.batched_linalg)
@@ -198,20 +223,27 @@ def _read_transposed(p, lower):
 
 def _eigh_jvp(t, ans, a, lower):
     w, v = _split_eig(ans)
-    k = _mm(_mT(v), _mm(_read(t, lower), v))
+    k = _mm(_mH(v), _mm(_read(t, lower), v))
+    if fnp.iscomplexobj(ans):  # real eigenvalues; eigenvectors' phases fixed as JAX's
+        w = fnp.real(w)
+        dw = fnp.real(_diag_part(k)) + 0j
+    else:
+        dw = _diag_part(k)
     dv = _mm(v, _inverse_gaps(w) * k)
-    return fnp.concatenate([fnp.expand_dims(_diag_part(k), -2), dv], axis=-2)
+    return fnp.concatenate([fnp.expand_dims(dw, -2), dv], axis=-2)
 
 
 def _eigh_vjp(g, ans, a, lower):
     w, v = _split_eig(ans)
     gw, gv = _split_eig(g)
-    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mT(v), gv)
-    return _read_transposed(_mm(v, _mm(inner, _mT(v))), lower)
+    if fnp.iscomplexobj(ans):
+        w, gw = fnp.real(w), fnp.real(gw)
+    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mH(v), gv)
+    return _read_transposed(_mm(v, _mm(inner, _mH(v))), lower)
 
 
 _p = defprim("eigh", _eigh, 1, cost="linalg")
-defvjp(_p, _eigh_vjp)
+defvjp(_p, _sesquilinear(_eigh_vjp))
 defjvp(_p, _eigh_jvp)
 defshape(_p, shapes.eigen)
 defbatch(_p, batching.batched_linalg)
@@ -304,44 +336,63 @@ def _svd_f(s):
     return _inverse_gaps(fnp.square(s))
 
 
+def _svd_complex(ans, m):
+    """s, U and V of the packed result, V itself: the packed V is V^H's
+    transpose, its conjugate for a complex matrix."""
+    s, u, v = _split_svd(ans, m)
+    if fnp.iscomplexobj(ans):
+        return fnp.real(s), u, fnp.conj(v), True
+    return s, u, v, False
+
+
 def _svd_jvp(t, ans, a):
     m, n = fnp.shape(a)[-2:]
-    s, u, v = _split_svd(ans, m)
+    s, u, v, cplx = _svd_complex(ans, m)
     f = _svd_f(s)
     row = fnp.expand_dims(s, -2)  # row[..., i, j] = s_j
-    ds_mat = _mm(_mT(u), _mm(t, v))
+    ds_mat = _mm(_mH(u), _mm(t, v))
     dss = row * ds_mat
     sds = _mT(row) * ds_mat
-    du = _mm(u, f * (dss + _mT(dss)))
-    dv = _mm(v, f * (sds + _mT(sds)))
+    du = _mm(u, f * (dss + _mH(dss)))
+    dv = _mm(v, f * (sds + _mH(sds)))
+    if cplx:  # the phases of U's and V's columns, fixed as JAX fixes them
+        du = du + _mm(u, 0.5 * (ds_mat - _mH(ds_mat)) * _diag_embed(1.0 / s))
     if m > n:
         tv = _mm(t, v)
-        du = du + (tv - _mm(u, _mm(_mT(u), tv))) / row
+        du = du + (tv - _mm(u, _mm(_mH(u), tv))) / row
     if n > m:
-        tu = _mm(_mT(t), u)
-        dv = dv + (tu - _mm(v, _mm(_mT(v), tu))) / row
-    return fnp.concatenate([fnp.expand_dims(_diag_part(ds_mat), -2), du, dv], axis=-2)
+        tu = _mm(_mH(t), u)
+        dv = dv + (tu - _mm(v, _mm(_mH(v), tu))) / row
+    ds = _diag_part(ds_mat)
+    if cplx:
+        ds, dv = fnp.real(ds) + 0j, fnp.conj(dv)
+    return fnp.concatenate([fnp.expand_dims(ds, -2), du, dv], axis=-2)
 
 
 def _svd_vjp(g, ans, a):
     m, n = fnp.shape(a)[-2:]
-    s, u, v = _split_svd(ans, m)
+    s, u, v, cplx = _svd_complex(ans, m)
     gs, gu, gv = _split_svd(g, m)
+    if cplx:
+        gs, gv = fnp.real(gs), fnp.conj(gv)
     f = _svd_f(s)
     row = fnp.expand_dims(s, -2)
-    ju = f * (_mm(_mT(u), gu) - _mm(_mT(gu), u))
-    jv = f * (_mm(_mT(v), gv) - _mm(_mT(gv), v))
+    uhgu = _mm(_mH(u), gu)
+    ju = f * (uhgu - _mm(_mH(gu), u))
+    jv = f * (_mm(_mH(v), gv) - _mm(_mH(gv), v))
     core = ju * row + _diag_embed(gs) + _mT(row) * jv
-    out = _mm(u, _mm(core, _mT(v)))
+    if cplx:  # the gauge: a loss that sees the columns' phases (PyTorch's svd_backward)
+        core = core + _diag_embed(1j * fnp.imag(_diag_part(uhgu)) / s)
+    out = _mm(u, _mm(core, _mH(v)))
     if m > n:
-        out = out + _mm((gu - _mm(u, _mm(_mT(u), gu))) / row, _mT(v))
+        out = out + _mm((gu - _mm(u, _mm(_mH(u), gu))) / row, _mH(v))
     if n > m:
-        out = out + _mm(u, _mT((gv - _mm(v, _mm(_mT(v), gv))) / row))
+        out = out + _mm(u, _mH((gv - _mm(v, _mm(_mH(v), gv))) / row))
     return out
 
 
 _p = defprim("svd", _svd, 1, cost="linalg")
-defvjp(_p, _svd_vjp)
+defvjp(_p, _sesquilinear(_svd_vjp))
 defjvp(_p, _svd_jvp)
 defshape(_p, shapes.svd)
 defbatch(_p, batching.batched_linalg)
@@ -364,9 +415,11 @@ def _qr_jvp(t, ans, a):
     m = fnp.shape(a)[-2]
     q, r = _split_qr(ans, m)
     y = _mT(_solve_tri_transposed(r, _mT(t), False))  # t R^{-1}
-    c = _mm(_mT(q), y)
+    c = _mm(_mH(q), y)
     low = fnp.tril(c, -1)
-    omega = low - _mT(low)
+    omega = low - _mH(low)
+    if fnp.iscomplexobj(ans):  # R's diagonal stays real (LAPACK's): Q^H dQ takes i Im
+        omega = omega + _diag_embed(1j * fnp.imag(_diag_part(c)))
     dq = _mm(q, omega - c) + y
     dr = _mm(c - omega, r)
     return fnp.concatenate([dq, dr], axis=-2)
@@ -376,14 +429,16 @@ def _qr_vjp(g, ans, a):
     m = fnp.shape(a)[-2]
     q, r = _split_qr(ans, m)
     gq, gr = _split_qr(g, m)
-    mm = _mm(gr, _mT(r)) - _mm(_mT(q), gq)
-    gc = mm - fnp.tril(mm - _mT(mm), -1)
+    mm = _mm(gr, _mH(r)) - _mm(_mH(q), gq)
+    gc = mm - fnp.tril(mm - _mH(mm), -1)
+    if fnp.iscomplexobj(ans):
+        gc = gc - _diag_embed(1j * fnp.imag(_diag_part(mm)))
     gy = gq + _mm(q, gc)
-    return _mT(solve_triangular(r, _mT(gy), False))  # gy R^{-T}
+    return _mH(solve_triangular(r, _mH(gy), False))  # gy R^{-H}
 
 
 _p = defprim("qr", _qr, 1, cost="linalg")
-defvjp(_p, _qr_vjp)
+defvjp(_p, _sesquilinear(_qr_vjp))
 defjvp(_p, _qr_jvp)
 defshape(_p, shapes.qr)
 defbatch(_p, batching.batched_linalg)
@@ -394,20 +449,20 @@ def _pinv_jvp(t, p, a):
     eye_m = fnp.eye_like(_mm(a, p))
     eye_n = fnp.eye_like(_mm(p, a))
     return (-_mm(p, _mm(t, p))
-            + _mm(_mm(p, _mT(p)), _mm(_mT(t), eye_m - _mm(a, p)))
-            + _mm(eye_n - _mm(p, a), _mm(_mT(t), _mm(_mT(p), p))))
+            + _mm(_mm(p, _mH(p)), _mm(_mH(t), eye_m - _mm(a, p)))
+            + _mm(eye_n - _mm(p, a), _mm(_mH(t), _mm(_mH(p), p))))
 
 
 def _pinv_vjp(g, p, a):
     eye_m = fnp.eye_like(_mm(a, p))
     eye_n = fnp.eye_like(_mm(p, a))
-    return (-_mm(_mT(p), _mm(g, _mT(p)))
-            + _mm(eye_m - _mm(a, p), _mm(_mT(g), _mm(p, _mT(p))))
-            + _mm(_mm(_mT(p), p), _mm(_mT(g), eye_n - _mm(p, a))))
+    return (-_mm(_mH(p), _mm(g, _mH(p)))
+            + _mm(eye_m - _mm(a, p), _mm(_mH(g), _mm(p, _mH(p))))
+            + _mm(_mm(_mH(p), p), _mm(_mH(g), eye_n - _mm(p, a))))
 
 
 _p = defprim("pinv", lambda a: np.linalg.pinv(a), 1, cost="linalg")
-defvjp(_p, _pinv_vjp)
+defvjp(_p, _sesquilinear(_pinv_vjp))
 defjvp(_p, _pinv_jvp)
 defshape(_p, shapes.pinv)
 defbatch(_p, batching.batched_linalg)
