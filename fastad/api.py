@@ -293,8 +293,10 @@ class Aux:
 
 
 def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
-                   has_aux: bool = False, holomorphic: bool = False) -> Callable[..., Any]:
-    """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar).
+                   has_aux: bool = False, holomorphic: bool = False, *,
+                   argnum: ArgNums | None = None) -> Callable[..., Any]:
+    """``f``'s value and its gradient w.r.t. ``args[argnums]`` (f returns a scalar;
+    ``argnum=``, autograd's name, is the same).
 
     ``strong_zero=True``: a zero cotangent stays zero through infinite or NaN
     partial derivatives, so the branch ``where`` did not take cannot turn the
@@ -307,6 +309,7 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
     ``holomorphic=True`` (JAX's): complex inputs and a complex value of a
     holomorphic f; the gradient is the complex derivative f'(z).
     """
+    argnums = argnums if argnum is None else argnum
     if holomorphic:
         return _holomorphic(f, argnums, strong_zero, has_aux)
 
@@ -375,7 +378,8 @@ def _holomorphic(f: Callable[..., Any], argnums: ArgNums, strong_zero: bool, has
 
 
 def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
-         has_aux: bool = False, holomorphic: bool = False) -> Callable[..., Any]:
+         has_aux: bool = False, holomorphic: bool = False, *,
+         argnum: ArgNums | None = None) -> Callable[..., Any]:
     """The gradient of scalar-valued ``f``, eager: ``fastad.grad(f)(*args)``
     runs ``f`` on traced values and its reverse sweep on every call, as
     autograd's ``grad`` does (for a function called many times with arrays
@@ -405,7 +409,8 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
         fastad.grad(f)(np.linspace(0, 1, 5))
         fastad.grad(fastad.grad(lambda t: np.sin(t) ** 2))(0.3)
     """
-    vg = value_and_grad(f, argnums, strong_zero, has_aux, holomorphic)
+    vg = value_and_grad(f, argnums if argnum is None else argnum, strong_zero, has_aux,
+                        holomorphic)
 
     @functools.wraps(f)
     def grad_f(*args: Any, **kwargs: Any) -> Any:
@@ -551,7 +556,7 @@ def _picked_mode(tape: Tape, examples: list[Any], dynamic: list[bool], n_in: int
 
 
 def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
-             sparse: bool = False) -> Callable[..., Any]:
+             sparse: bool = False, *, argnum: int | None = None) -> Callable[..., Any]:
     """The Jacobian of array-valued ``f`` w.r.t. the array ``args[argnums]``,
     of shape ``out.shape + x.shape``.
 
@@ -572,6 +577,7 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
     fewer passes win without building both tapes.  The pick is kept for
     later calls with the same tape structure.
     """
+    argnums = argnums if argnum is None else argnum
     if mode not in ("auto", "fwd", "rev"):
         raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
     if sparse:
@@ -648,21 +654,25 @@ def jacobian_mode(f: Callable[..., Any], argnums: int = 0, compiled: bool = Fals
     return mode_f
 
 
-def hessian(f: Callable[..., Any], argnums: int = 0, sparse: bool = False
-            ) -> Callable[..., Any]:
+def hessian(f: Callable[..., Any], argnums: int = 0, sparse: bool = False, *,
+            argnum: int | None = None) -> Callable[..., Any]:
     """The Hessian of scalar ``f``: forward mode over the reverse-mode gradient.
     ``sparse=True``: a ``scipy.sparse.csr_matrix`` (x.size x x.size) from the
     Hessian's detected pattern, star-colored, and one batched pass of
     Hessian-vector products per color (see `fastad.sparse`)."""
+    argnums = argnums if argnum is None else argnum
     if sparse:
         from .sparse import derivatives
         return derivatives.hessian(f, argnums)
     return jacobian(grad(f, argnums), argnums, mode="fwd")
 
 
-def hvp(f: Callable[..., Any], argnums: int = 0) -> Callable[..., Any]:
+def hvp(f: Callable[..., Any], argnums: int = 0, *, argnum: int | None = None
+        ) -> Callable[..., Any]:
     """``hvp(f)(x, v)``: the Hessian of scalar ``f`` at x times v, without forming
     the Hessian (forward over reverse)."""
+    argnums = argnums if argnum is None else argnum
+
     def hvp_f(*args: Any, **kwargs: Any) -> Any:
         *primals, v = args
         nums = _argnums_tuple(argnums, len(primals))[0]

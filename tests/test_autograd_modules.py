@@ -23,7 +23,8 @@ MODULES = {  # autograd's module -> the names of it fastad provides
         "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
         "holomorphic_grad", "grad_named", "multigrad_dict", "checkpoint", "deriv",
         "defvjp_argnum", "primitive"],
-    "test_util": ["check_grads"],
+    "test_util": ["check_grads", "check_vjp", "check_jvp", "check_equivalent", "scalar_close",
+                  "combo_check"],
     "builtins": ["tuple", "list", "dict", "isinstance", "type"],
     "misc.flatten": ["flatten"],
 }
@@ -124,3 +125,101 @@ def test_autograd_code_runs_with_the_modules_swapped():
     check_grads(loss, modes=["rev", "fwd"], order=2)(flat)
     assert grad(loss)(flat).shape == flat.shape
     np.testing.assert_allclose(elementwise_grad(fnp.sin)(flat), np.cos(flat))
+
+
+def test_autograds_top_level_names():
+    """autograd's ``from autograd import grad, deriv, tuple, isinstance``: the
+    top level has them (out of ``__all__``: a star import shadows nothing)."""
+    for name in ("deriv", "tuple", "list", "dict", "isinstance", "type"):
+        assert getattr(fa, name) is getattr(fa.builtins if name != "deriv"
+                                            else fa.differential_operators, name)
+        assert name not in fa.__all__
+    seen = []
+
+    def f(x, n):
+        seen.append((fa.isinstance(x, np.ndarray), fa.isinstance(n, float),
+                     fa.type(x) is np.ndarray, fa.isinstance(x, (tuple, list))))
+        return fnp.sum(x ** 2) * n
+    fa.grad(f)(np.ones(3), 2.0)
+    assert seen == [(True, True, True, False)]
+    assert fa.deriv(fnp.sin)(0.5) == np.cos(0.5)
+
+
+@pytest.mark.parametrize("transform", ["grad", "value_and_grad", "jacobian", "hessian", "hvp"])
+def test_argnum_is_autograds_name_for_argnums(transform):
+    rng = np.random.default_rng(0)
+    a, b, v = rng.normal(size=3), rng.normal(size=3), rng.normal(size=3)
+
+    def f(a, b):
+        return fnp.sum(fnp.sin(a) * b ** 3)
+    extra = (v,) if transform == "hvp" else ()
+    fn = getattr(fa, transform)
+    got = fn(f if transform != "jacobian" else lambda a, b: fnp.sin(a) * b ** 3, argnum=1)(
+        a, b, *extra)
+    want = fn(f if transform != "jacobian" else lambda a, b: fnp.sin(a) * b ** 3, 1)(
+        a, b, *extra)
+    for g, w in zip(np.atleast_1d(got) if transform != "value_and_grad" else got,
+                    np.atleast_1d(want) if transform != "value_and_grad" else want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_test_util_checks_catch_a_wrong_rule():
+    """check_grads with a tuple of argnums, combo_check over values and
+    keywords, check_vjp/check_jvp/check_equivalent: they pass on fastad's
+    derivatives and fail on a primitive whose rule is wrong."""
+    from fastad import test_util
+    rng = np.random.default_rng(1)
+    a, z = rng.normal(size=3), rng.normal(size=3) + 1j * rng.normal(size=3)
+    test_util.check_grads(lambda x, y, k: fnp.sum(fnp.sin(x) * y ** k), (0, 1))(a, a + 1.0, 3)
+    test_util.combo_check(lambda x, axis, keepdims: fnp.sum(fnp.exp(x), axis=axis,
+                                                           keepdims=keepdims), [0])(
+        [a, a.reshape(1, 3)], axis=[None, -1], keepdims=[True, False])
+    for check in (test_util.check_vjp, test_util.check_jvp):
+        check(lambda x: (fnp.exp(x) * fnp.conj(x), fnp.abs(x)), z)
+    test_util.check_equivalent((a, [a * 2]), (a + 1e-9, [a * 2]))
+    assert test_util.scalar_close(1.0, 1.0 + 1e-9) and not test_util.scalar_close(1.0, 1.1)
+
+    wrong = extend.primitive(lambda x: x ** 2)
+    extend.defvjp(wrong, lambda ans, x: lambda g: 3.0 * g * x)
+    extend.defjvp(wrong, lambda g, ans, x: 3.0 * g * x)
+    for check in (test_util.check_vjp, test_util.check_jvp):
+        with pytest.raises(AssertionError):
+            check(lambda x: fnp.sum(wrong(x)), a)
+    with pytest.raises(AssertionError):
+        test_util.check_equivalent(a, a + 0.1)
+
+
+@pytest.mark.parametrize("backend", ["eager", "compiled"])
+def test_flat_points_have_autograds_zero_derivatives(backend):
+    """Where the function is flat but a rule's formula would give 0 * inf:
+    x ** 0 (at x == 0, a zero exponent traced or not), std over one element;
+    a 0-d array reduced over axis 0 or -1 (NumPy's reductions allow it)."""
+    grad = fa.grad if backend == "eager" else lambda f, *a: fa.jit(fa.grad(f, *a))
+    assert grad(lambda x: x ** 0.0)(0.0) == 0.0
+    assert grad(lambda x, y: x ** y)(0.0, 0.0) == 0.0
+    assert grad(lambda x, y: x ** y, 1)(2.0, 0.0) == np.log(2.0)
+    assert fa.jvp(lambda x: fnp.power(x, 0.0), (0.0,), (1.0,))[1] == 0.0
+    np.testing.assert_array_equal(grad(lambda x: fnp.sum(fnp.std(x, axis=1)))(np.ones((3, 1))),
+                                  np.zeros((3, 1)))
+    assert grad(lambda x: fnp.std(x))(np.float64(2.5)) == 0.0
+    assert grad(lambda x: fnp.sum(fnp.exp(x), axis=0) + fnp.max(x, axis=-1))(0.3) \
+        == np.exp(0.3) + 1.0
+
+
+def test_integer_casts_of_traced_floats_are_guarded_values():
+    """np.int64(x) and np.asarray(x, dtype=int) of a traced float: NumPy's
+    integers (no derivative to lose), under a guard: a compiled function
+    retraces when they change and never returns a stale result."""
+    def f(w):
+        rows = np.int64(w[:, -1])
+        cols = np.asarray(w[:, 0], dtype=np.int32)
+        assert rows.dtype == np.int64 and cols.dtype == np.int32
+        return fnp.sum(w[rows, 1:] * w[cols % 3, :1])
+    rng = np.random.default_rng(2)
+    w = rng.uniform(0.0, 2.9, (4, 3))
+    g = fa.compile(f, backend="numpy")
+    for x in (w, w + 0.01, np.flipud(w)):
+        np.testing.assert_allclose(g(x), fa.grad(f)(x), rtol=1e-14)
+        h, d = 1e-7, rng.normal(size=x.shape) * (x % 1 > 0.01) * (x % 1 < 0.99)
+        np.testing.assert_allclose(np.sum(g(x) * d), (f(x + h * d) - f(x - h * d)) / (2 * h),
+                                   rtol=1e-5, atol=1e-7)

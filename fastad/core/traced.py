@@ -146,6 +146,10 @@ class Tracer:
         if self.dtype.kind in "iub":
             values = self._guarded_integers()
             return values if dtype is None else values.astype(dtype)
+        if dtype is not None and np.dtype(dtype).kind in "iub" and self.dtype.kind == "f":
+            # np.int64(x), np.asarray(x, dtype=int): a cast with no derivative to
+            # lose, its values under a guard, as the integers' above
+            return FRONT_END["astype"](self, dtype)._guarded_integers()
         return self._leave(
             "np.asarray()/np.array() (or storing it into a NumPy array)",
             "Use fastad.numpy.stack/concatenate, or create the array with fastad.numpy.zeros "

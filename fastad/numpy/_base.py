@@ -111,6 +111,8 @@ def _axes(axis: Any, nd: int) -> tuple[int, ...]:
     if axis is None:
         return tuple(range(nd))
     if isinstance(axis, (int, _np.integer)):
+        if nd == 0 and axis in (0, -1):
+            return ()  # as NumPy's reductions take it: a 0-d array has nothing to reduce
         axis = (axis,)
     out = []
     for a in axis:

@@ -223,6 +223,12 @@ def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
                        where=where, mean=mean, correction=correction)
     spread = var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, where=where,
                  mean=mean, correction=correction)
+    reduced = [shape(a)[i] for i in _axes(axis, ndim(a))]
+    if where is True and mean is _NO and ddof == 0 and correction is _NO \
+            and _np.prod(reduced, dtype=int) == 1:
+        # one element per result: the spread is 0 whatever the element, and so is
+        # its derivative (sqrt's at 0 would make it 0 * inf), as in autograd
+        return _done(spread, out, "std")
     return _done(sqrt(spread), out, "std")
 
 

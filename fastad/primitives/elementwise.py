@@ -26,7 +26,7 @@ import numpy as np
 from .. import shapes
 from .numpy_proxy import fnp
 from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
-from ..core.tracer import current_builder
+from ..core.tracer import Tracer, current_builder
 from ..transforms import batching
 
 _LN2 = float(np.log(2.0))
@@ -106,6 +106,10 @@ _F64 = np.dtype(np.float64)
 
 
 def _pow_dx(g, ans, x, y):
+    if isinstance(y, Tracer) or not np.all(np.asarray(y) != 0):
+        # y * x**(y - 1) at y == 0 and x == 0 would be 0 * inf: x**0 is flat, as
+        # autograd and JAX have it
+        return g * (y * fnp.power(x, fnp.where(y == 0, 1.0, y - 1.0)))
     return g * (y * fnp.power(x, y - 1.0))
 
 
