@@ -592,7 +592,11 @@ class Specializer:
                 # forced reruns would read the captures anew: no if-conversion
                 convert = False
             with guards.watching() as log:
-                out = self.fn(*new_args, **new_kwargs)
+                try:
+                    out = self.fn(*new_args, **new_kwargs)
+                except Exception as exc:
+                    _raise_for_data_arguments(exc, (new_args, new_kwargs))
+                    raise
             builder.by_reference = None
             found = captures.settle(found, by_reference, builder.tape.consts)
             out_leaves, out_tree = pytree.flatten(out)
@@ -835,6 +839,19 @@ def guards_hold(entry: Entry, values: list[Any]) -> bool:
     if entry.guarded is None:
         entry.guarded = any(registry[ins.prim].effect == "guard" for ins in entry.tape.instrs)
     return not entry.guarded or reference.evaluate(entry.tape, values) is not None
+
+
+def _raise_for_data_arguments(exc: Exception, traced_args: Any) -> None:
+    """A trace failed with integers (or booleans) taken as data among its
+    arguments: most likely a function that needs their values for the
+    structure it computes (``np.split(x, k)``, ``np.stack(xs, axis)``, einsum's
+    sublists) and cannot say so.  Those arguments are keyed by value and the
+    function traced again (`IntValueNeeded`); a failure then is the
+    function's own and is raised."""
+    sources = frozenset().union(*(t.sources for t in pytree.flatten(traced_args)[0]
+                                  if isinstance(t, (IntTracer, IntArrayTracer, BoolArrayTracer))))
+    if sources:
+        raise IntValueNeeded(sources) from exc
 
 
 def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],

@@ -298,7 +298,16 @@ COMPILED = {
                                          + np.prod(z) * np.concatenate([z[:3], z[3:] ** 2])) ** 2),
     "linalg": lambda z: np.sum(np.abs(np.linalg.solve(np.reshape(z[:4], (2, 2)) + 3.0, z[4:])
                                       + np.reshape(z, (2, 3)) @ z[:3]) ** 2),
+    # decompositions (Numba's kernels are real: host calls there)
+    "decompositions": lambda z: _decompositions(z),
 }
+
+
+def _decompositions(z):
+    a, b = np.reshape(z, (3, 2)), np.reshape(z[:4], (2, 2))
+    return (np.sum(np.linalg.svd(a, compute_uv=False)) + np.sum(np.linalg.eigvalsh(b) ** 2)
+            + np.sum(np.abs(np.linalg.qr(a)[1])) + np.sum(np.abs(np.linalg.pinv(a.T)))
+            + np.sum(np.abs(np.linalg.cholesky(b @ np.conj(b).T + 2.0 * np.eye(2)))))
 
 
 # complex64 for one function only: each case is a Numba compilation (up to 40 s cold)

@@ -542,3 +542,42 @@ def test_vmap_batches_integer_and_boolean_arguments(names, b, d, seed):
     np.testing.assert_array_equal(ints[0], np.argmax(X, axis=1))
     np.testing.assert_array_equal(ints[1], labels + 1)
     assert ints[0].dtype == np.argmax(X, axis=1).dtype and ints[1].dtype == labels.dtype
+
+
+# Functions whose integer arguments set the result's structure (sections,
+# axes, sublists, repetitions, widths), which NumPy reads as Python ints: a
+# trace that fails with them as data keys them by value and traces again.
+_STRUCTURAL = {
+    "split": lambda x, k: fnp.sum(fnp.split(x, k)[0] ** 2),
+    "array_split_axis": lambda x, k: fnp.sum(fnp.array_split(x.reshape(2, -1), k, axis=1)[-1]),
+    "stack_axis": lambda x, k: fnp.sum(fnp.stack([x, 2 * x], k % 2) * fnp.arange(x.size * 2.0)
+                                       .reshape((2, -1) if k % 2 == 0 else (-1, 2))),
+    "tensordot_axes": lambda x, k: fnp.sum(fnp.tensordot(x.reshape(2, -1), x.reshape(-1, 2),
+                                                         k % 2) ** 2),
+    "einsum_sublists": lambda x, k: fnp.sum(fnp.einsum(x.reshape(2, -1), (0, 1 + k % 2),
+                                                       (1 + k % 2,)) ** 2),
+    "tile": lambda x, k: fnp.sum(fnp.tile(x, k) * fnp.arange(x.size * k)),
+    "roll": lambda x, k: fnp.sum(fnp.roll(x, k) * fnp.arange(x.size)),
+    "pad": lambda x, k: fnp.sum(fnp.pad(x, (k, 1)) * fnp.arange(x.size + k + 1.0)),
+    "diff": lambda x, k: fnp.sum(fnp.diff(x, k % 3) ** 2),
+    "repeat": lambda x, k: fnp.sum(fnp.repeat(x, k) ** 3),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_STRUCTURAL))
+def test_integer_arguments_that_set_structure_are_keyed_by_value(name):
+    f = _STRUCTURAL[name]
+    g = fa.jit(fa.value_and_grad(f), backend=COMPILED)
+    rng = np.random.default_rng(0)
+    for k in (2, 2, 1, 2):
+        x = rng.normal(size=6)
+        value, grad = g(x, k)
+        want_value, want_grad = fa.value_and_grad(f)(x, k)
+        np.testing.assert_allclose(value, want_value, rtol=1e-14)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-14)
+    assert g.cache_info()["traces"] <= 3  # the one with k as data, then one per value
+
+
+def test_a_genuine_error_with_integer_data_is_raised_as_it_is():
+    with pytest.raises(ValueError, match="cannot reshape"):
+        fa.jit(lambda x, k: x.reshape(k, 4), backend=COMPILED)(np.ones(6), 2)

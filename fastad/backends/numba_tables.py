@@ -50,7 +50,10 @@ HOST_CALLS = frozenset({"fft"})
 # run on the reference backend.
 REAL_ONLY = check_table(frozenset({
     P.maximum, P.minimum, P.lt, P.le, P.gt, P.ge, P.max, P.min, P.floor, P.ceil, P.round,
-    P.cbrt, P.arctan2, P.hypot, P.logaddexp, P.logabsdet, P.detsign}),
+    P.cbrt, P.arctan2, P.hypot, P.logaddexp, P.logabsdet, P.detsign,
+    # the decompositions whose kernels call LAPACK's real drivers (dsyevd, and
+    # the float64 copies `numba_emitters.packed_decomposition` makes)
+    P.eigh, P.svd, P.qr, P.pinv}),
     "numba_backend.REAL_ONLY")
 # combine(acc, v) of a reduction; max and min let a NaN win, as NumPy does.
 REDUCERS: dict[Primitive, str] = check_table({
