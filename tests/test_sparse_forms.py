@@ -88,6 +88,31 @@ def test_the_unbatched_forms_agree_bitwise(monkeypatch, backend, f, n):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_the_split_form_follows_a_guarded_functions_branch(monkeypatch, backend):
+    """A branch on x: the shared part and each seed's part are compiled per
+    branch (the seed's part checks the guard on the values it is passed), so
+    alternating branches never mixes one branch's residuals with the other's
+    instructions."""
+    monkeypatch.setattr(derivatives, "PER_SEED_MIN", 0)
+    monkeypatch.setattr(derivatives, "SIDE_BY_SIDE_MIN", {})
+
+    def f(x):
+        if x[0] > 0:
+            return np.sum(x[1:] * x[:-1] * x[0])
+        return np.sum(x ** 3)
+    g = fa.compile(f, backend=backend)
+    rng = np.random.default_rng(4)
+    for x0 in (1.0, -1.0, 1.0, -1.0):
+        x = rng.uniform(0.5, 1.5, 8)
+        x[0] = x0
+        g.hessian(x, sparse=True)
+        plan = g._sparse.plan("hessian", (x,), {})
+        h = plan.assemble(g._sparse._unbatched(plan, "split", (x,), {}))
+        close(h, np.asarray(fa.hessian(f)(x)))
+        hvp_matches_fd(h, f, x, 4)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_the_faster_form_is_kept_after_its_timed_calls(monkeypatch, backend):
     monkeypatch.setattr(derivatives, "PER_SEED_MIN", 0)
     monkeypatch.setattr(derivatives, "SIDE_BY_SIDE_MIN", {})
@@ -111,8 +136,8 @@ def test_the_faster_form_is_kept_after_its_timed_calls(monkeypatch, backend):
 @given(prog=programs(max_steps=4), seed=st.integers(0, 2 ** 32 - 1))
 def test_the_unbatched_forms_agree_bitwise_on_random_programs(prog, seed):
     """Side by side, one call per seed and split (the shared part once), on
-    the compiled backend (and Numba), against each other bit for bit, the dense Hessian and central
-    differences."""
+    the compiled backend (and Numba), against each other bit for bit, the
+    dense Hessian and central differences."""
     loss, x, dense = fuzz_hessian_case(prog)
     for backend in {COMPILED} | ({"numba"} & set(BACKENDS)):
         with pytest.MonkeyPatch.context() as mp:

@@ -60,21 +60,28 @@ def partition(tape: Tape, out_slot: int) -> Split:
     unknown = {seed}
     available = set(tape.inputs) | set(tape.consts)  # in a seed's part without a residual
     recomputed: set[int] = set()
+    guards = set()
     for ins in tape.instrs:
         if any(s in unknown for s in ins.ins):
             unknown.add(ins.out)
+        elif registry[ins.prim].effect is not None:
+            # a guard on shared values runs in both parts: each compiled part
+            # then checks the branch it was traced on (a seed's part reads the
+            # guarded values as residuals)
+            guards.add(ins.out)
         elif _recomputable(ins.prim) and all(s in available for s in ins.ins):
             available.add(ins.out)
             recomputed.add(ins.out)
     needed = set()
     for ins in tape.instrs:
-        if ins.out in unknown:
+        if ins.out in unknown or ins.out in guards:
             needed.update(s for s in ins.ins if s not in unknown)
     needed.add(out_slot)
     # a recomputed value's own operands are available by construction; only
     # those a seed's instruction (or the result) reads that are not are passed
     residuals = tuple(sorted(s for s in needed if s not in unknown and s not in available))
-    per_seed = tuple(ins.out in unknown or ins.out in recomputed for ins in tape.instrs)
+    per_seed = tuple(ins.out in unknown or ins.out in recomputed or ins.out in guards
+                     for ins in tape.instrs)
     shared = tuple(ins.out not in unknown for ins in tape.instrs)
     return Split(residuals, shared, per_seed)
 
