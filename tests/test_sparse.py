@@ -585,6 +585,30 @@ def test_trust_constr_takes_sparse_constraint_jacobians_and_hessians():
     assert abs(r.fun - ref.fun) < 1e-6
 
 
+@given(seed=st.integers(0, 2 ** 32 - 1))
+@settings(max_examples=5, deadline=None)
+def test_trust_constr_is_handed_sparse_constraint_derivatives_equal_to_dense(seed):
+    """What SciPy receives for ``jac="sparse"`` and ``hess="sparse"``: CSR
+    matrices, equal to the dense Jacobian and to the dense Hessian of v . c."""
+    from scipy.optimize import NonlinearConstraint
+    from fastad.minimize import _sparse_constraints
+
+    def residuals(x):
+        return x[2:] * x[1:-1] - np.sin(x[:-2])
+    rng = np.random.default_rng(seed)
+    x, v = rng.uniform(-1, 1, 30), rng.standard_normal(28)
+    c = _sparse_constraints(NonlinearConstraint(residuals, 0.0, 0.0, jac="sparse",
+                                                hess="sparse"), COMPILED)
+    jac, hess = c.jac(x), c.hess(x, v)
+    assert sp.issparse(jac) and sp.issparse(hess)
+    close(jac, np.asarray(fa.jacobian(residuals)(x)))
+    d, h = rng.standard_normal(30), 1e-6
+    np.testing.assert_allclose(jac @ d, (residuals(x + h * d) - residuals(x - h * d)) / (2 * h),
+                               rtol=1e-6, atol=1e-6)
+    close(hess, np.asarray(fa.hessian(lambda y: np.sum(v * residuals(y)))(x)))
+    hvp_matches_fd(hess, lambda y: np.sum(v * residuals(y)), x, seed)
+
+
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "numba"])
 def test_seeds_side_by_side_for_large_arrays(backend, monkeypatch):
     from fastad.sparse import derivatives

@@ -2,8 +2,9 @@
 
 The 3-D stencil and the two-component Ginzburg-Landau energy (slices of a
 reshaped 3-D array): exact patterns, valid colorings and values against the
-dense Hessian, eagerly and on every backend.  The compressed product's two
-unbatched forms (the seeds side by side in one pass, or one call per seed)
+dense Hessian, eagerly and on every backend.  The compressed product's three
+unbatched forms (the seeds side by side in one pass, one call per seed, or
+one call of the part no seed changes and one per seed of the rest)
 give the same values bit for bit, on the fuzz generator's programs too, so
 that keeping the faster after timing changes nothing but the time.  On
 Numba, instructions of one loop shape are brought together
@@ -79,10 +80,36 @@ def _forced(monkeypatch, backend, f, x, form):
                          ids=lambda v: getattr(v, "__name__", str(v)))
 def test_the_unbatched_forms_agree_bitwise(monkeypatch, backend, f, n):
     x = np.random.default_rng(n + 1).uniform(-1, 1, n)
-    side_by_side = _forced(monkeypatch, backend, f, x, "per_seed")
-    one_each = _forced(monkeypatch, backend, f, x, "single")
-    np.testing.assert_array_equal(side_by_side.toarray(), one_each.toarray())
-    close(one_each, np.asarray(fa.hessian(f)(x)))
+    side_by_side, *others = [_forced(monkeypatch, backend, f, x, form)
+                             for form in derivatives.UNBATCHED_FORMS]
+    for other in others:  # one call per seed; the shared part once, then each seed's
+        np.testing.assert_array_equal(side_by_side.toarray(), other.toarray())
+    close(side_by_side, np.asarray(fa.hessian(f)(x)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_split_form_follows_a_guarded_functions_branch(monkeypatch, backend):
+    """A branch on x: the shared part and each seed's part are compiled per
+    branch (the seed's part checks the guard on the values it is passed), so
+    alternating branches never mixes one branch's residuals with the other's
+    instructions."""
+    monkeypatch.setattr(derivatives, "PER_SEED_MIN", 0)
+    monkeypatch.setattr(derivatives, "SIDE_BY_SIDE_MIN", {})
+
+    def f(x):
+        if x[0] > 0:
+            return np.sum(x[1:] * x[:-1] * x[0])
+        return np.sum(x ** 3)
+    g = fa.compile(f, backend=backend)
+    rng = np.random.default_rng(4)
+    for x0 in (1.0, -1.0, 1.0, -1.0):
+        x = rng.uniform(0.5, 1.5, 8)
+        x[0] = x0
+        g.hessian(x, sparse=True)
+        plan = g._sparse.plan("hessian", (x,), {})
+        h = plan.assemble(g._sparse._unbatched(plan, "split", (x,), {}))
+        close(h, np.asarray(fa.hessian(f)(x)))
+        hvp_matches_fd(h, f, x, 4)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -108,15 +135,16 @@ def test_the_faster_form_is_kept_after_its_timed_calls(monkeypatch, backend):
 @NUMBA_FUZZ
 @given(prog=programs(max_steps=4), seed=st.integers(0, 2 ** 32 - 1))
 def test_the_unbatched_forms_agree_bitwise_on_random_programs(prog, seed):
-    """Side by side and one call per seed, on the compiled backend (and
-    Numba), against each other bit for bit, the dense Hessian and central
-    differences."""
+    """Side by side, one call per seed and split (the shared part once), on
+    the compiled backend (and Numba), against each other bit for bit, the
+    dense Hessian and central differences."""
     loss, x, dense = fuzz_hessian_case(prog)
     for backend in {COMPILED} | ({"numba"} & set(BACKENDS)):
         with pytest.MonkeyPatch.context() as mp:
-            a = _forced(mp, backend, loss, x, "per_seed")
-            b = _forced(mp, backend, loss, x, "single")
-        np.testing.assert_array_equal(a.toarray(), b.toarray())
+            a, *others = [_forced(mp, backend, loss, x, form)
+                          for form in derivatives.UNBATCHED_FORMS]
+        for b in others:
+            np.testing.assert_array_equal(a.toarray(), b.toarray())
         close(a, dense)
         hvp_matches_fd(a, loss, x, seed)
 

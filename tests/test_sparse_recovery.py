@@ -124,7 +124,7 @@ def test_recovery_leaves_out_the_subtractions_nobody_reads():
     assert recovery.Substitution(path, star).minus_from.size == 0
 
 
-@pytest.mark.parametrize("form", ["single", "per_seed"])
+@pytest.mark.parametrize("form", derivatives.UNBATCHED_FORMS)
 def test_compiled_results_own_their_structure_and_values(monkeypatch, form):
     """A returned matrix changed in place (`eliminate_zeros`, its values)
     changes neither the plan's pattern nor a later or earlier result, also
@@ -181,7 +181,7 @@ def test_acyclic_recovery_matches_the_dense_hessian_and_differences(monkeypatch,
         hvp_matches_fd(h, f, x, n)
 
 
-@pytest.mark.parametrize("form", ["single", "per_seed"])
+@pytest.mark.parametrize("form", derivatives.UNBATCHED_FORMS)
 def test_concurrent_calls_each_get_their_own_product(monkeypatch, form):
     """Threads calling one compiled sparse Hessian at once, the product array
     kept between calls: each result is its own point's Hessian."""

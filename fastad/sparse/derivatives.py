@@ -34,7 +34,7 @@ from ..core.registry import registry
 from ..core.tape import Tape
 from .. import captures
 from ..core.arrays import same_bits
-from . import coloring, patterns, recovery
+from . import coloring, patterns, recovery, split
 
 
 @dataclass
@@ -245,6 +245,23 @@ def per_seed(trace: Any, seeds: Any, mode: str) -> Any:
     p = int(fnp.shape(seeds)[0])
     rows = [fnp.reshape(replay(tape, inputs + [seeds[k]])[at], (-1,)) for k in range(p)]
     return fnp.stack(rows)
+
+
+def shared(trace: Any, mode: str) -> tuple[Any, ...]:
+    """What every seed's product reads and no seed changes (`split`): the
+    residuals of the transformed tape's partial evaluation."""
+    tape, inputs, at = _transformed(trace, mode)
+    return split.shared_part(tape, split.partition(tape, tape.outputs[at]), inputs)
+
+
+def seed_product(trace: Any, residuals: Sequence[Any], seed: Any, mode: str) -> Any:
+    """`single` from `shared`'s residuals: the seed's own part of the product."""
+    from .. import numpy as fnp
+
+    tape, inputs, at = _transformed(trace, mode)
+    out = tape.outputs[at]
+    return fnp.reshape(split.seed_part(tape, split.partition(tape, out), inputs, residuals,
+                                       seed, out), (-1,))
 
 
 def _trace(f: Callable[..., Any], argnums: int, args: Sequence[Any], kwargs: dict[str, Any]
@@ -474,16 +491,22 @@ class CompiledSparse:
 
     def product(self, mode: str, how: str = "batched") -> Any:
         """The compiled product with the seeds (the seeds, or one seed, last):
-        ``how`` is "batched" (`compressed`), "per_seed" (`per_seed`) or
-        "single" (`single`, one seed)."""
+        ``how`` is "batched" (`compressed`), "per_seed" (`per_seed`),
+        "single" (`single`, one seed), "shared" (`shared`, no seed) or "seed"
+        (`seed_product`: the residuals, then one seed)."""
         key = (mode, how)
         jitted = self._products.get(key)
         if jitted is None:
             fn, argnums = self.fn, self.argnums
-            product = {"batched": compressed, "per_seed": per_seed, "single": single}[how]
+            product = {"batched": compressed, "per_seed": per_seed, "single": single}.get(how)
 
             def compressed_product(*args: Any, **kwargs: Any) -> Any:
                 # the seeds come last, so that the owner's static_argnums still hold
+                if how == "shared":
+                    return shared(_trace(fn, argnums, args, kwargs), mode)
+                if how == "seed":
+                    *args, residuals, seed = args
+                    return seed_product(_trace(fn, argnums, args, kwargs), residuals, seed, mode)
                 *args, seeds = args
                 return product(_trace(fn, argnums, args, kwargs), seeds, mode)
             compressed_product.__name__ = compressed_product.__qualname__ = (
@@ -538,7 +561,15 @@ class CompiledSparse:
         seeds = plan.seeds
         if form == "per_seed":
             return self.product(plan.mode, "per_seed")(*args, seeds, **kwargs)
-        one = self.product(plan.mode, "single")
+        if form == "split":
+            residuals = self.product(plan.mode, "shared")(*args, **kwargs)
+            seed_product = self.product(plan.mode, "seed")
+
+            def one(*args: Any, **kwargs: Any) -> Any:
+                *args, seed = args
+                return seed_product(*args, residuals, seed, **kwargs)
+        else:
+            one = self.product(plan.mode, "single")
         size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
         # the last call's product once assembled (`__call__`), taken so that a
         # concurrent call makes its own: a fresh (p, n) array at every call
@@ -571,11 +602,15 @@ PER_SEED_MAX = 32
 #: the unbatched forms, timed on a plan's first calls: the seeds side by side
 #: in one pass (`per_seed`: the function's values shared, each seed's product
 #: fused with the others' on Numba, but a working set p times larger), or one
-#: compiled call per seed (`single`).  Which wins depends on the function and
-#: the backend: at n = 10^5 side by side was faster for the minimal surface
-#: on both backends (much shared work), one call per seed for the 3-D
-#: stencil on Numba (little shared work, a working set of 7 seeds' arrays)
-UNBATCHED_FORMS = ("per_seed", "single")
+#: compiled call per seed (`single`), or one call of the shared part and one
+#: call per seed of the rest (`split`: the function's values and adjoints
+#: computed once and read by each seed's call).  Which wins depends on the
+#: function and the backend: at n = 10^5 side by side was faster for the
+#: minimal surface on both backends (much shared work), one call per seed for
+#: the 3-D stencil on Numba (little shared work, a working set of 7 seeds'
+#: arrays), split for Broyden's banded least squares on Numba (two band sums
+#: of the function's values shared, two of each seed's tangent)
+UNBATCHED_FORMS = ("per_seed", "single", "split")
 #: calls of each form not counted (the first compiles), then calls timed
 #: (the thread's CPU time: on a busy machine the wall clock of a call of a
 #: few ms was 3-6 times its CPU time, varying from call to call), the fastest
