@@ -106,6 +106,9 @@ CASES = [
         a, b, axes=[[0], [2]], dot_axes=[[2], [1]]), (A3, B3), None),
     ("signal.convolve axes valid", lambda a, b: fsignal.convolve(
         a, b, axes=[[0], [2]], dot_axes=[[2], [1]], mode="valid"), (A3, B3), None),
+    ("signal.convolve dot_axes only", lambda a, b: fsignal.convolve(
+        a, b, axes=[[], []], dot_axes=[[2], [1]]), (A3, B3),
+     np.tensordot(A3, B3, axes=([2], [1]))),
 ]
 
 

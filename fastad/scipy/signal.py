@@ -54,6 +54,8 @@ def _convolve_axes(a: Any, b: Any, axes: Any, dot_axes: Any, mode: str) -> Any:
     keep_b = tuple(shape_b[k] for k in rest_b)
     a3 = fnp.reshape(fnp.transpose(a, rest_a + conv_a + dot_a), (-1, int(_np.prod(sa)), nd))
     b3 = fnp.reshape(fnp.transpose(b, rest_b + conv_b + dot_b), (-1, int(_np.prod(sb)), nd))
+    if not sa:  # nothing convolved: the tensor product over dot_axes
+        return fnp.reshape(fnp.einsum("ajd,bjd->ab", a3, b3), keep_a + keep_b)
     full = tuple(x + y - 1 for x, y in zip(sa, sb))
     # the Toeplitz gather: t[., k, j, .] = b[., k - j, .], 0 where k - j is outside b
     lag = (_np.indices(full).reshape(len(full), -1, 1)
