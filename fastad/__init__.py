@@ -25,7 +25,7 @@ from .primitives import defjvp, defvjp
 from .core.tape import Tape
 # autograd's top-level names (not in __all__: a star import would shadow Python's)
 from .builtins import dict, isinstance, list, tuple, type  # noqa: A004,F401,E402
-from .differential_operators import deriv  # noqa: F401,E402
+deriv = elementwise_grad  # noqa: F405 - autograd's alias (`differential_operators.deriv`)
 
 __all__ = ["grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian", "hvp", "vmap", "make_tape", "check_grads", "jit", "disable_jit",
            "compile", "minimize", "flatten", "sparsity", "dumps", "loads", "primitive", "defvjp", "defjvp", "backends_available", "Tape",
