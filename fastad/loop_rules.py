@@ -200,30 +200,30 @@ class _Sweep:
         last, _ = scan(lambda c, x: (self.step(c, x), None), list(c0), list(xs), length=n)
         return last
 
-    def vjp(self, ct_state: Any, per_step: Any) -> tuple[Any, Any]:
-        """One step back: the carried cotangents (carry's, closed-over values')
-        before the step whose state is ``c``, and its xs' cotangents."""
-        from .transforms.reverse import backward
-        nc = self.body.n_carry
-        ct_c, ct_k = ct_state
-        c, x, ct_y = per_step
-        k_in = _inside(self.consts)
-        builder = current_builder()
-        outs = replay(self.body.tape, list(c) + list(x) + k_in)
-        outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
-        wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
-            + [k_in[j] for j in self.k_diff]
-        grads = backward(builder, len(builder.tape.instrs), outputs, list(ct_c) + list(ct_y), wrt)
-        grads = [_like(g, w) for g, w in zip(grads, wrt)]
-        n_c, n_x = len(self.c_diff), len(self.x_diff)
-        new_k = [a + b for a, b in zip(ct_k, grads[n_c + n_x:])]
-        return (grads[:n_c], new_k), grads[n_c:n_c + n_x]
-
     def back(self, ct: Any, stored: Sequence[Any], xs: Sequence[Any], ct_ys: Sequence[Any],
              n: int) -> tuple[Any, list[Any]]:
         """The body's VJP run back over ``n`` steps whose states are ``stored``:
         (the carried cotangents before them, the xs' cotangents stacked)."""
-        return scan(self.vjp, ct, (list(stored), list(xs), list(ct_ys)), length=n,
+        from .transforms.reverse import backward
+        nc = self.body.n_carry
+
+        def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
+            ct_c, ct_k = ct_state
+            c, x, ct_y = per_step
+            k_in = _inside(self.consts)
+            builder = current_builder()
+            outs = replay(self.body.tape, list(c) + list(x) + k_in)
+            outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
+            wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
+                + [k_in[j] for j in self.k_diff]
+            grads = backward(builder, len(builder.tape.instrs), outputs,
+                             list(ct_c) + list(ct_y), wrt)
+            grads = [_like(g, w) for g, w in zip(grads, wrt)]
+            n_c, n_x = len(self.c_diff), len(self.x_diff)
+            new_k = [a + b for a, b in zip(ct_k, grads[n_c + n_x:])]
+            return (grads[:n_c], new_k), grads[n_c:n_c + n_x]
+
+        return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys)), length=n,
                     reverse=True)
 
 

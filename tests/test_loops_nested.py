@@ -155,3 +155,26 @@ def test_one_trace_for_new_counts():
         for s in (1.0, 2.0, 4.0):
             np.testing.assert_allclose(g(x * s), f(x * s), rtol=1e-12)
         assert g._spec.traces == 1
+
+
+def test_saved_run_time_loops_and_a_hostile_length():
+    """A tape of nested while loops of run-time length round-trips through the
+    saved format (the reference interpreter's values equal); a run-time
+    length on a body that is not a while loop's is refused on loading."""
+    from fastad.backends.reference import evaluate
+    from fastad.core import wire
+    f = _program(("while", "scan"), (False,))
+    x = np.array([0.7, 1.3, 1.9])
+    tape = fa.make_tape(f)(x)
+    assert any(i.kwargs.get("length") == -1 for i in tape.instrs if i.prim == "loop")
+    again = fa.Tape.from_bytes(tape.to_bytes())
+    for s in (1.0, 2.5):
+        np.testing.assert_array_equal(evaluate(again, [x * s])[0], f(x * s))
+    scan_tape = fa.make_tape(lambda x: scan(lambda c, _: (c * 0.5, None), x, None,
+                                            length=3)[0])(x)
+    payload = scan_tape._payload()
+    payload["instrs"] = [(p, o, i, tuple((k, -1 if k == "length" else v) for k, v in ps), ln)
+                         if p == "loop" else (p, o, i, ps, ln)
+                         for p, o, i, ps, ln in payload["instrs"]]
+    with pytest.raises((fa.TapeError, ValueError), match="while loop"):
+        fa.Tape.from_bytes(wire.dumps(wire.TAPE, payload))

@@ -118,14 +118,15 @@ def row_sources(ins: Instr, tape: Tape, consts: Any) -> dict[int, tuple[int, int
 _EXACT_ON_FLOATS = frozenset({"add", "sub", "mul", "neg", "abs", "maximum", "minimum", "sign",
                               "lt", "le", "gt", "ge", "eq", "ne", "where", "div", "reshape",
                               "broadcast_to", "stop_gradient", "astype", "loop"})
-_F64 = np.dtype(np.float64)
+_F64, _I64 = np.dtype(np.float64), np.dtype(np.int64)
 
 
 def on_floats(body: LoopBody) -> LoopBody | None:
     """``body`` with its integer values held as float64 (the VM has no integer
     registers), itself when it has none; None when it computes with integers
-    other than by `_EXACT_ON_FLOATS` (an index, a cast of a float to an
-    integer), which then stays off the LOOP.  Integer constants read only as
+    other than int64 ones by `_EXACT_ON_FLOATS` (an index, a cast of a float
+    to an integer, a narrower or unsigned integer, which wraps around where a
+    float would not), which then stays off the LOOP.  Integer constants read only as
     indices keep their dtype.  Nested loop bodies are converted the same way."""
     cached = body._floats
     if cached is not None:
@@ -138,9 +139,9 @@ def on_floats(body: LoopBody) -> LoopBody | None:
         if not touched or ins.out not in used:
             instrs.append(ins)
             continue
-        if ins.prim not in _EXACT_ON_FLOATS or (
-                ins.prim == "astype" and ins.out in ints
-                and np.dtype(tape.avals[ins.ins[0]].dtype).kind == "f"):
+        if ins.prim not in _EXACT_ON_FLOATS or any(tape.avals[s].dtype != _I64 for s in touched) \
+                or (ins.prim == "astype" and ins.out in ints
+                    and np.dtype(tape.avals[ins.ins[0]].dtype).kind == "f"):
             if ins.out in ints or any(s not in tape.consts for s in ins.ins if s in ints):
                 body._floats = False
                 return None
