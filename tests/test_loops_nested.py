@@ -178,3 +178,37 @@ def test_saved_run_time_loops_and_a_hostile_length():
                          for p, o, i, ps, ln in payload["instrs"]]
     with pytest.raises((fa.TapeError, ValueError), match="while loop"):
         fa.Tape.from_bytes(wire.dumps(wire.TAPE, payload))
+
+
+@pytest.mark.parametrize("kinds", [("while", "fori"), ("scan", "while"), ("while", "while")])
+def test_forward_mode_and_hessians_through_nested_while_loops(kinds):
+    """Forward mode against reverse mode, and the Hessian (eager, and compiled
+    on the default backend) against central differences of the gradient."""
+    f = _program(kinds, (True,))
+
+    def loss(x):
+        return fnp.sum(f(x) ** 2)
+    x = np.array([0.7, 1.3, 1.9])
+    np.testing.assert_allclose(fa.jacfwd(f)(x), fa.jacrev(f)(x), rtol=1e-12, atol=1e-14)
+    hess = fa.hessian(loss)(x)
+    grad, eps = fa.grad(loss), 1e-5
+    fd = np.stack([(grad(x + eps * e) - grad(x - eps * e)) / (2 * eps) for e in np.eye(N)])
+    np.testing.assert_allclose(hess, fd, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(fa.compile(loss).hessian(x), hess, rtol=1e-12, atol=1e-14)
+
+
+def test_vmap_of_a_recorded_run_time_loop():
+    """A tape holding while loops of run-time length, replayed under vmap,
+    batches them as masked loops (each example to its own count): values and
+    the gradient of the batch's sum equal each example's."""
+    from fastad.core.tracer import replay
+    f = _program(("while", "fori"), (True,))
+    xs = np.random.default_rng(0).uniform(0.5, 2.0, (4, N)) * np.array([[1], [2], [3], [0.3]])
+    tape = fa.make_tape(f)(xs[0])
+
+    def g(x):
+        return replay(tape, [x])[0]
+    np.testing.assert_array_equal(fa.vmap(g)(xs), np.stack([f(x) for x in xs]))
+    grads = fa.grad(lambda a: fnp.sum(fa.vmap(g)(a)))(xs)
+    np.testing.assert_allclose(grads, np.stack([fa.grad(lambda x: fnp.sum(f(x)))(x)
+                                                for x in xs]), rtol=1e-12, atol=1e-14)
