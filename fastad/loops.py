@@ -25,7 +25,7 @@ from .core import pytree
 from .core.registry import prims as P
 from .core.tape import aval_of
 from .core.errors import TracingError
-from .core.tracer import Tracer, bind, recording, replay
+from .core.tracer import Tracer, bind, recording, replay, value_of
 from .primitives.loops import RUN_TIME, LoopBody, layout
 
 __all__ = ["scan", "fori_loop", "while_loop"]
@@ -300,7 +300,7 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
         packed = bind(P.loop, *state_leaves, *closed, body=body, length=RUN_TIME, checkpoint=0)
         parts = [unpack(packed, a, b, aval) for a, b, aval in layout(body, RUN_TIME)]
         if counts is not None:
-            counts.append(int(np.asarray(parts[-1].value)))
+            counts.append(int(np.asarray(value_of(parts[-1]))))
         return pytree.unflatten(carry_tree, parts[:body.n_carry - 1])
     n = _run_while(body, state_leaves, closed)[1]
     if counts is not None:

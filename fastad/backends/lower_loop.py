@@ -126,8 +126,9 @@ def on_floats(body: LoopBody) -> LoopBody | None:
     registers), itself when it has none; None when it computes with integers
     other than int64 ones by `_EXACT_ON_FLOATS` (an index, a cast of a float
     to an integer, a narrower or unsigned integer, which wraps around where a
-    float would not), which then stays off the LOOP.  Integer constants read only as
-    indices keep their dtype.  Nested loop bodies are converted the same way."""
+    float would not), which then stays off the LOOP.  Integer constants read
+    only as indices keep their dtype.  Nested loop bodies are converted the
+    same way.  The result is kept on the body (``_floats``; False: None)."""
     cached = body._floats
     if cached is not None:
         return cached or None
