@@ -69,11 +69,15 @@ int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
              const int32_t *pc, poll_state *ps) {
   const int64_t *d = p->meta + pc[1];
   const int64_t trips = d[0], nc = d[1], nx = d[2], ny = d[3], scratch = d[4];
+  /* a run-time count: the condition is the last carry's in region */
+  const int until = trips < 0;
+  const char *cond = until ? arena + (d + HEAD)[ENTRY * (nc - 1)] : NULL;
   const int64_t *carry = d + HEAD, *xs = carry + ENTRY * nc, *ys = xs + ENTRY * nx;
   const fastad_program body = loop_body(p, pc);
   const int direct = carry_moves_directly(carry, nc);
   int countdown = POLL_STEPS;
-  for (int64_t t = 0; t < trips; t++) {
+  int64_t t = 0;
+  for (; until ? *cond != 0 : t < trips; t++) {
     for (int64_t k = 0; k < nx; k++) {
       const int64_t *e = xs + ENTRY * k;
       copy_bytes(arena + e[0], arena + e[1] + t * e[3], e[2]);
@@ -107,6 +111,10 @@ int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
       countdown = POLL_STEPS;
       if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
     }
+  }
+  if (until) {
+    const double steps = (double)t;
+    memcpy(arena + d[5], &steps, sizeof steps);
   }
   return FASTAD_VM_OK;
 }

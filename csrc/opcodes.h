@@ -208,7 +208,7 @@
  *               (kind, f, dst, a, b) per step; offsets in elements of t.
  *               OUT regions never partly overlap another IN or OUT region
  *               (same start or disjoint), so blocks and threads are independent.
- *   LOOP        trips, ncarry, nxs, nys, scratch, then FASTAD_LOOP_ENTRY_WORDS per
+ *   LOOP        trips, ncarry, nxs, nys, scratch, count, then FASTAD_LOOP_ENTRY_WORDS per
  *               carry (in, out, bytes, 0), per stacked input (slot, stacked, row
  *               bytes, row stride) and per stacked output (slot, stacked, row
  *               bytes, row stride), every offset in BYTES from the arena base:
@@ -221,7 +221,11 @@
  *               out regions into their in regions: in order when no out overlaps
  *               an earlier carry's in, else through scratch (their total bytes),
  *               as an out may be another carry's in.  Bodies nest up to
- *               FASTAD_LOOP_MAX_DEPTH deep.
+ *               FASTAD_LOOP_MAX_DEPTH deep.  trips = -1: a while loop whose
+ *               count is read at run time (no stacked values): it steps
+ *               while the first byte of the last carry's in region (a bool)
+ *               is nonzero, then writes the number of steps as a float64 at
+ *               byte count (count is -1 for a loop of fixed trips).
  */
 #define FASTAD_MAX_NDIM 32
 
@@ -229,15 +233,15 @@
  * plus per_dim words per axis (ndim, its first word), or a fixed length of
  * head words when per_dim is 0.  FUSED: 3 header words, then
  * FASTAD_FUSED_SLOT_WORDS per slot and FASTAD_FUSED_STEP_WORDS per step;
- * LOOP: 5 header words, then FASTAD_LOOP_ENTRY_WORDS per entry. */
+ * LOOP: 6 header words, then FASTAD_LOOP_ENTRY_WORDS per entry. */
 #define FASTAD_DESCRIPTORS(D) \
   D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
   D(CUMSUM, 4, 0) D(MATMUL, 7, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
   D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(SVD, 4, 0) D(QR, 4, 0) \
-  D(FUSED, 3, 0) D(LOOP, 5, 0)
+  D(FUSED, 3, 0) D(LOOP, 6, 0)
 
 /* Words per carry, stacked input and stacked output of a LOOP descriptor,
- * after its five header words; how deep LOOP bodies may nest. */
+ * after its six header words; how deep LOOP bodies may nest. */
 #define FASTAD_LOOP_ENTRY_WORDS 4
 #define FASTAD_LOOP_MAX_DEPTH 16
 

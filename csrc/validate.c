@@ -334,7 +334,13 @@ static int loop_ok(checker *c, int64_t d, int64_t n) {
   if (!meta_ok(c, d, HEAD)) return 0;
   const int64_t *m = p->meta + d;
   const int64_t trips = m[0], nc = m[1], nx = m[2], ny = m[3], scratch = m[4];
-  if (!count_ok(c, trips)) return 0;
+  if (trips == -1) { /* a run-time count: a bool condition carried last, no rows */
+    if (nc < 1 || nx != 0 || ny != 0)
+      return fail(c, "loop of run-time count: %lld carries, %lld stacked values", nc, nx + ny);
+    if (!range_ok(c, m[5], 8, 1)) return 0;
+  } else if (!count_ok(c, trips)) {
+    return 0;
+  }
   if (nc < 0 || nx < 0 || ny < 0 || nc > p->meta_len || nx > p->meta_len || ny > p->meta_len)
     return fail(c, "loop: %lld carries, %lld stacked values", nc, nx + ny);
   if (!meta_ok(c, d, HEAD + ENTRY * (nc + nx + ny))) return 0;
@@ -346,6 +352,8 @@ static int loop_ok(checker *c, int64_t d, int64_t n) {
     if (k < nc) {
       if (stride != 0) return fail(c, "loop: carry %lld with a row stride %lld", k, stride);
       if (!range_ok(c, other, bytes, 1)) return 0;
+      if (trips == -1 && k == nc - 1 && bytes < 1)
+        return fail(c, "loop of run-time count: a condition of %lld bytes%.0lld", bytes, 0);
       carry_bytes += bytes; /* at most 2^40 each, 2^40 entries: no overflow */
       if (carry_bytes > MAX_COUNT) return fail(c, "loop: carries of %lld bytes%.0lld", carry_bytes, 0);
       continue;

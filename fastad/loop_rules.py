@@ -21,9 +21,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from .core.tracer import Tracer, current_builder, replay, value_of
-from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen, scan,
-                    unpack)
-from .primitives.loops import LoopBody, layout, packed_dtype
+from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen,
+                    in_loop_body, scan, unpack)
+from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
 
@@ -68,15 +68,35 @@ def _deriving(body: LoopBody) -> Any:
 
 def loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, length: int,
              checkpoint: int) -> Any:
+    if length == RUN_TIME:
+        return _run_time_jvp(tangents, args, body)
     with _deriving(body):
         return _loop_jvp(tangents, args, body, length, checkpoint)
 
 
-def loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody, length: int,
-             checkpoint: int) -> list[Any]:
+# A loop of run-time length whose count is at least this when its reverse
+# mode is traced outside any loop body is reversed with checkpoints for that
+# count behind a guard (`_loop_vjp`: about 3n body runs); a shorter one, or
+# one in a loop's body, by `_run_time_vjp` (about n^1.5), for any count.
+RECOMPUTE_MAX = 64
+
+
+def loop_vjp(g: Any, ans: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
+             length: int, checkpoint: int) -> list[Any]:
     """The cotangent of each operand in ``active`` (None where it has none)."""
+    parts = [unpack(g, start, stop, aval) for start, stop, aval in layout(body, length)]
+    if length == RUN_TIME:
+        count = unpack(ans, *layout(body, RUN_TIME)[-1])
+        n = int(np.asarray(value_of(count)))
+        if n < RECOMPUTE_MAX or in_loop_body():
+            return _run_time_vjp(parts, count, args, active, body)
+        # the forward loop's count, fixed by a guard (a compiled gradient
+        # traces again when an input takes another count), for checkpoints
+        # of O(sqrt(n)) states where recomputing would run the body n^1.5 times
+        bool(count == n)  # records a guard (True here)
+        length, parts = n, parts[:-1] + [None]
     with _deriving(body):
-        return _loop_vjp(g, args, active, body, length, checkpoint)
+        return _loop_vjp(parts, args, active, body, length, checkpoint)
 
 
 # -- forward mode ---------------------------------------------------------------------
@@ -118,6 +138,38 @@ def _loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, leng
         parts[j] = d
     for j, d in zip(y_diff, dys):
         parts[nc + j] = d
+    return _pack(parts, results)
+
+
+def _run_time_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody) -> Any:
+    """Forward mode of a loop of run-time length: a while loop over (state,
+    tangent) on the same carried condition, so it too reads its count at run
+    time."""
+    from .transforms.forward import forward
+    nc = body.n_carry
+    carry, consts = _counters_as_floats(args[:nc]), list(args[nc:])
+    c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
+    k_diff = [j for j in range(len(consts)) if tangents[nc + j] is not None
+              and _inexact(body.const_avals[j].dtype)]
+    dcarry = [tangents[j] if tangents[j] is not None else fnp.zeros_for(carry[j])
+              for j in c_diff]
+    dconsts = [tangents[nc + j] for j in k_diff]
+
+    def step(state: Any) -> Any:
+        c, dc = state
+        k_in = _inside(consts)
+        builder = current_builder()
+        outs = replay(body.tape, list(c) + k_in)
+        wrt = [c[j] for j in c_diff] + [k_in[j] for j in k_diff]
+        douts = forward(builder, len(builder.tape.instrs), wrt, list(dc) + _inside(dconsts),
+                        [outs[j] for j in c_diff])
+        return _as_carried(outs[:nc], c), douts
+
+    _, dc_final = while_(lambda state: state[0][-1], step, (carry, dcarry))
+    results = body.result_avals(RUN_TIME)
+    parts = [fnp.zeros(a.shape, a.dtype) for a in results]
+    for j, d in zip(c_diff, dc_final):
+        parts[j] = d
     return _pack(parts, results)
 
 
@@ -185,14 +237,64 @@ def _like(g: Any, w: Any) -> Any:
     return g
 
 
-def _loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
-              length: int, checkpoint: int) -> list[Any]:
+def _by_operand(sweep: _Sweep, active: Sequence[int], ct_c: Sequence[Any],
+                ct_xs: Sequence[Any], ct_k: Sequence[Any]) -> list[Any]:
+    """The cotangents in the order of ``active`` (None for an operand with none)."""
+    nc, nx = sweep.body.n_carry, sweep.body.n_xs
+    by_operand: dict[int, Any] = {}
+    for j, c in zip(sweep.c_diff, ct_c):
+        by_operand[j] = c
+    for j, c in zip(sweep.x_diff, ct_xs):
+        by_operand[nc + j] = c
+    for j, c in zip(sweep.k_diff, ct_k):
+        by_operand[nc + nx + j] = c
+    return [by_operand.get(a) for a in active]
+
+
+def _run_time_vjp(parts: Sequence[Any], count: Any, args: Sequence[Any],
+                  active: Sequence[int], body: LoopBody) -> list[Any]:
+    """Reverse mode of a loop of run-time length, reading the forward loop's
+    ``count`` n: while loops back over chunks of k = ceil(sqrt(n)) steps and
+    back over each chunk's steps, each state recomputed from the initial
+    carry (the chunk's first) or from its chunk's first (the step's) by a
+    while loop.  Nothing is stored whose size depends on n, so nothing
+    recorded does; the body runs about n^1.5 times besides its n VJPs (which
+    `loop_vjp` bounds by `RECOMPUTE_MAX` outside loop bodies)."""
+    nc = body.n_carry
+    carry, consts = _counters_as_floats(args[:nc]), list(args[nc:])
+    sweep = _Sweep(body, consts, [], [a - nc for a in active if a >= nc])
+
+    def advance(c: Any, steps: Any) -> Any:
+        return while_(lambda s: s[0] < steps, lambda s: (s[0] + 1.0, sweep.step(s[1], [])),
+                      (np.float64(0.0), c))[1]
+    k = fnp.ceil(fnp.sqrt(count))
+    chunks = fnp.ceil(count / fnp.maximum(k, 1.0))
+
+    def chunk_back(state: Any) -> Any:
+        i, ct = state[0] - 1.0, state[1]
+        first = advance(carry, i * k)
+
+        def step_back(inner: Any) -> Any:
+            j = inner[0] - 1.0
+            c = advance(first, j)
+            # (the state as a one-step scan's row: a sweep's wrt are its trace's inputs)
+            rows = [fnp.reshape(v, (1,) + fnp.shape(v)) for v in c]
+            return j, sweep.back(inner[1], rows, [], [], 1)[0]
+        return i, while_(lambda inner: inner[0] > 0.0, step_back,
+                         (fnp.minimum(k, count - i * k), ct))[1]
+
+    ct0 = ([parts[j] for j in sweep.c_diff], [fnp.zeros_for(consts[j]) for j in sweep.k_diff])
+    _, (ct_c, ct_k) = while_(lambda state: state[0] > 0.0, chunk_back, (chunks, ct0))
+    return _by_operand(sweep, active, ct_c, [], ct_k)
+
+
+def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
+              body: LoopBody, length: int, checkpoint: int) -> list[Any]:
     nc, nx = body.n_carry, body.n_xs
     carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
     carry = _counters_as_floats(carry)
     sweep = _Sweep(body, consts, [a - nc for a in active if nc <= a < nc + nx],
                    [a - nc - nx for a in active if a >= nc + nx])
-    parts = [unpack(g, start, stop, aval) for start, stop, aval in layout(body, length)]
     ct_c = [parts[j] for j in sweep.c_diff]
     ct_ys = [parts[nc + j] for j in sweep.y_diff]
     ct_k = [fnp.zeros_for(consts[j]) for j in sweep.k_diff]
@@ -233,14 +335,7 @@ def _loop_vjp(g: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody
         ct_xs[j] = fnp.zeros_for(xs[x_at]) if not pieces else \
             pieces[0] if len(pieces) == 1 else fnp.concatenate(pieces)
     ct_c, ct_k = ct
-    by_operand: dict[int, Any] = {}
-    for j, c in zip(sweep.c_diff, ct_c):
-        by_operand[j] = c
-    for j, c in zip(sweep.x_diff, ct_xs):
-        by_operand[nc + j] = c
-    for j, c in zip(sweep.k_diff, ct_k):
-        by_operand[nc + nx + j] = c
-    return [by_operand.get(a) for a in active]
+    return _by_operand(sweep, active, ct_c, ct_xs, ct_k)
 
 
 # -- batching -------------------------------------------------------------------------
@@ -318,6 +413,8 @@ def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
     from .vectorizing import in_vmap_trace
     body, n0 = params["body"], params["length"]
     nested = in_vmap_trace()  # an enclosing vmap batches this loop again: keep it a while loop
+    if n0 == RUN_TIME:
+        return _run_time_batch(body, args, shapes, size)
     if not nested:
         # (when it fails, under a trace, the try stays behind as a dead
         # instruction: no derivative reaches it and compiling removes it, which
@@ -339,6 +436,25 @@ def while_batch(prim: Any, args: Sequence[Any], shapes: Sequence[Any],
     conds = np.ones((size, n0), packed_dtype(body.result_avals(n0)))
     return _rows(body, n0, size, [_batch_all((v, True), a.shape, size)
                                   for v, a in zip(final, user_avals)] + [done], [conds])
+
+
+def _run_time_batch(body: LoopBody, args: Sequence[Any], shapes: Sequence[Any],
+                    size: int) -> Any:
+    """vmap of a loop of run-time length: the masked loop of `while_batch`,
+    which also counts each example's steps (the loop's last result)."""
+    from .transforms.batching import _batch_all
+    nc = body.n_carry
+    vals = [_batch_all(a, s, size) for a, s in zip(args[:nc - 1], shapes[:nc - 1])]
+    going = _batch_all(args[nc - 1], (), size)
+    masked = _masked_step(body, list(args[nc:]), shapes[nc:], size)
+
+    def step(state: Any) -> Any:
+        (vals, going), n = state[:2], state[2]
+        return (*masked((vals, going)), n + fnp.astype(going, np.float64))
+    final, done, n = while_(lambda state: fnp.any(state[1]), step,
+                            (vals, going, fnp.zeros((size,), np.float64)))
+    return _rows(body, RUN_TIME, size, [_batch_all((v, True), a.shape, size)
+                                        for v, a in zip(final, body.carry_avals)] + [done], [n])
 
 
 def _every_example_took(packed: Any, body: LoopBody, length: int) -> bool:

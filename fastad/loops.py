@@ -25,8 +25,8 @@ from .core import pytree
 from .core.registry import prims as P
 from .core.tape import aval_of
 from .core.errors import TracingError
-from .core.tracer import Tracer, bind, recording, replay
-from .primitives.loops import LoopBody, layout
+from .core.tracer import Tracer, bind, recording, replay, value_of
+from .primitives.loops import RUN_TIME, LoopBody, layout
 
 __all__ = ["scan", "fori_loop", "while_loop"]
 
@@ -47,9 +47,16 @@ def _is_guard_free(body: LoopBody) -> bool:
 
 class _Counted(threading.local):
     depth = 0  # > 0 while a while loop's derivative is traced: its loops are `counted`
+    bodies = 0  # > 0 while a loop's body is traced: a guard there unrolls that loop
 
 
 _counted = _Counted()
+
+
+def in_loop_body() -> bool:
+    """Whether what is recorded now is a loop's body (where a guard would make
+    the loop run as the Python loop it stands for)."""
+    return _counted.bodies > 0
 
 
 @contextlib.contextmanager
@@ -86,7 +93,11 @@ def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequen
     with recording() as builder:
         c_in = [builder.new_input(_leaf_value(v)) for v in carry_leaves]
         x_in = [builder.new_input(_leaf_value(v)) for v in x_leaves]
-        result = step(pytree.unflatten(carry_tree, c_in), pytree.unflatten(x_tree, x_in))
+        _counted.bodies += 1
+        try:
+            result = step(pytree.unflatten(carry_tree, c_in), pytree.unflatten(x_tree, x_in))
+        finally:
+            _counted.bodies -= 1
         if not (isinstance(result, tuple) and len(result) == 2):
             raise TypeError(f"{where}: the body must return a pair (new carry, per-step output)")
         new_carry, y = result
@@ -237,14 +248,17 @@ def while_loop(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any],
                init_val: Any) -> Any:
     """``jax.lax.while_loop``: ``while cond_fun(val): val = body_fun(val)``.
 
-    The trip count is found on the values at run time and the loop is then a
-    scan of that many steps, so reverse mode differentiates it (JAX cannot).
-    Under a trace the count is checked by a guard: a compiled function whose
-    new input takes another number of steps traces again, as with any Python
-    control flow.  The recorded loop carries the condition along (its last
-    carried value, and each step's input condition as its per-step output),
-    so that `vmap` can run each example to its own end in one batched loop
-    (`loop_rules.while_batch`)."""
+    Under a trace the loop reads its trip count at run time (a loop of
+    `RUN_TIME` length, stepping while its carried condition holds), so a
+    compiled function traces once for inputs that take any number of steps,
+    and a while loop in another loop's body leaves that body one sub-tape.
+    Reverse mode reads the forward loop's count (`loop_rules.loop_vjp`;
+    JAX cannot differentiate it).  Where vmap records, the count is found on
+    the values and checked by a guard, and the loop is a scan of that many
+    steps carrying the condition along (its last carried value, and each
+    step's input condition as its per-step output), so that `vmap` can run
+    each example to its own end in one batched loop
+    (`loop_rules.while_batch`).  On plain values it runs step by step."""
     return _while(cond_fun, body_fun, init_val)
 
 
@@ -281,6 +295,13 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
             return pytree.unflatten(carry_tree, _padded(body, closed, state_leaves,
                                                         pad.lengths[call]))
         pad.index[id(body)] = call
+    if run_time_form():
+        # the count is read at run time: nothing recorded depends on it
+        packed = bind(P.loop, *state_leaves, *closed, body=body, length=RUN_TIME, checkpoint=0)
+        parts = [unpack(packed, a, b, aval) for a, b, aval in layout(body, RUN_TIME)]
+        if counts is not None:
+            counts.append(int(np.asarray(value_of(parts[-1]))))
+        return pytree.unflatten(carry_tree, parts[:body.n_carry - 1])
     n = _run_while(body, state_leaves, closed)[1]
     if counts is not None:
         counts.append(n)
@@ -292,6 +313,15 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
         bool(all_(conds))  # records a guard (True here)
     bool(final[-1])  # records a guard (False here)
     return pytree.unflatten(carry_tree, final[:-1])
+
+
+def run_time_form() -> bool:
+    """Whether a while loop recorded now reads its trip count at run time
+    (`primitives.loops.RUN_TIME`): always, except where vmap records (its
+    batching of a while loop, `loop_rules.while_batch`, and the padding of
+    derivative loops, `Padding`, start from the recorded count)."""
+    from .vectorizing import in_vmap_trace
+    return not _padding.recording and not in_vmap_trace()
 
 
 class Padding:

@@ -593,7 +593,7 @@ def test_second_order_of_a_loop_compiled_for_the_vm():
 def test_while_and_fori_loops_compile_to_loop_instructions():
     """A while loop's per-step condition (bool) is packed as float64 by the
     body; a fori_loop whose body ignores its integer step number needs no slot
-    for it; one that uses it as data stays a host call, with the same result."""
+    for it; one that uses it as data holds it as a float64 word."""
     x = np.array([0.5, 0.25])
 
     def while_f(x):
@@ -604,7 +604,7 @@ def test_while_and_fori_loops_compile_to_loop_instructions():
 
     def fori_data(x):
         return np.sum(fa.fori_loop(0, 6, lambda i, c: np.sin(c) * 1.2 + i * 0.01, x))
-    for f in (while_f, fori_f):
+    for f in (while_f, fori_f, fori_data):
         with warnings.catch_warnings():
             warnings.simplefilter("error")
             g = fa.compile(f, backend="c")
@@ -612,11 +612,6 @@ def test_while_and_fori_loops_compile_to_loop_instructions():
         assert "LOOP" in str(g.program.program)
         assert value == f(x)
         np.testing.assert_allclose(grad, fa.grad(f)(x), rtol=1e-13)
-    with _host_call_notice(), pytest.warns(UserWarning, match="int64"):
-        g = fa.compile(fori_data, backend="c")
-        value, grad = g.value_and_grad(x)
-    assert value == fori_data(x)
-    np.testing.assert_allclose(grad, fa.grad(fori_data)(x), rtol=1e-13)
 
 
 @needs_vm
@@ -663,7 +658,7 @@ def test_a_reverse_scan_reads_its_stacked_values_in_place():
     program = lower(optimize(fa.make_tape(f)(x, xs)))
     (d, _n), = [w for _, name, w in program.instructions() if name == "LOOP"]
     nc, entry = int(program.meta[d + 1]), CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
-    x_entry = program.meta[d + 5 + entry * nc: d + 5 + entry * (nc + 1)]
+    x_entry = program.meta[d + 6 + entry * nc: d + 6 + entry * (nc + 1)]  # 6 head words
     assert x_entry[2] == 24 and x_entry[3] == -24  # a row of 3 float64, read backwards
     assert program.arena_bytes < 2 * xs.nbytes + 1024  # xs once (copied in), not twice
 

@@ -482,7 +482,7 @@ def _loops(program):
     """(word of each LOOP, its descriptor's offset, its body's words, its length in words)."""
     from fastad.backends.vm_header import CONSTANTS
     entry = CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
-    return [(pc, d, n, 5 + entry * int(sum(program.meta[d + 1:d + 4])))
+    return [(pc, d, n, 6 + entry * int(sum(program.meta[d + 1:d + 4])))
             for pc, name, (d, n) in ((pc, name, w) for pc, name, w in program.instructions()
                                      if name == "LOOP")]
 
@@ -513,8 +513,8 @@ def test_corrupt_loop_programs_are_rejected_not_run():
                 if exe is None:
                     rejected += 1
                     continue
-                if any(meta[e] > 10**4 for _, e, _, _ in _loops(hostile)):
-                    continue  # a valid loop of many steps: garbage, slowly
+                if any(not 0 <= meta[e] <= 10**4 for _, e, _, _ in _loops(hostile)):
+                    continue  # a valid loop of many steps, or until a garbage condition fails
                 exe.run(args)
                 ran += 1
     assert rejected > 200 and ran > 50
@@ -529,7 +529,7 @@ def _nested_loops(depth):
     code = [OP["HALT"]]  # the innermost body
     for _ in range(depth):
         code = [OP["LOOP"], 0, len(code)] + code + [OP["HALT"]]
-    return type(_loop_program()[0])(np.array(code, np.int32), np.array([1, 0, 0, 0, 0], np.int64),
+    return type(_loop_program()[0])(np.array(code, np.int32), np.array([1, 0, 0, 0, 0, -1], np.int64),
                                     np.zeros(0, np.int64), b"", 64, [(0, f64, ())], [(0, f64, ())])
 
 

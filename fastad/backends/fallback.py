@@ -423,7 +423,9 @@ def tape_stats(tape: Tape) -> dict[str, Any]:
         for ins in current.instrs:
             aval = current.avals[ins.out]
             if ins.prim == "loop":
-                stack.append((ins.kwargs["body"].tape, runs * ins.kwargs["length"], True))
+                # (a while loop's count is read at run time: counted as one step)
+                stack.append((ins.kwargs["body"].tape, runs * max(ins.kwargs["length"], 1),
+                              True))
                 continue
             if aval.shape == ():
                 scalar += not in_loop

@@ -1,8 +1,9 @@
 """A loop instruction run as a host call: its body built for the C VM.
 
 The C VM runs most loops as its own LOOP instruction (`lower_loop`).  The
-loops it cannot take (`lower_loop.refusal`: a body with integer values, a
-primitive the VM lacks, complex values, nesting past the VM's bound), and
+loops it cannot take (`lower_loop.refusal`: a body computing with integers
+other than counting, a primitive the VM lacks, complex values, nesting past
+the VM's bound), and
 the loops the Numba generator leaves (`numba_loop_instr.refusal`), are
 host calls (`fallback._Host`), which ask the
 primitive for an implementation built for their backend

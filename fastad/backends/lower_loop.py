@@ -23,10 +23,17 @@ Per-step outputs are converted by the body to the packed result's dtype
 copies bytes.  A loop in a body lowers the same way, inside the body's code:
 reverse mode's loops over chunks, which hold inner loops, run in the VM.
 
+A while loop whose count is read at run time (length `RUN_TIME`) is a LOOP
+of trips -1: it steps while its carried condition holds and writes its step
+count after the final carry.  Integer values of a body (a counter carried,
+the step number used as data) are held as float64 words (`on_floats`), exact
+below 2**53, where the body only adds, compares and selects them.
+
 What the LOOP cannot take (`refusal`) stays a host call (`loop_host`): a body
-with integer values (a counter carried, the step number used as data), with
-a primitive the VM lacks or a complex value, or nested deeper than the VM
-allows.  Those need values or code the arena has no place for.
+that computes with integers otherwise (an index, a float cast to an
+integer), with a primitive the VM lacks or a complex value, or nested
+deeper than the VM allows.  Those need values or code the arena has no
+place for.
 """
 from __future__ import annotations
 
@@ -35,9 +42,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..core.registry import registry
-from ..core.tape import Instr, Tape
+from ..core.tape import Aval, Instr, Tape
 from ..transforms.analysis import affine, c_strides
-from ..primitives.loops import LoopBody, layout, packed_dtype
+from ..primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .arena import END, Ref
 from .vm_header import CONSTANTS, DTYPE_CODE
 
@@ -108,10 +115,73 @@ def row_sources(ins: Instr, tape: Tape, consts: Any) -> dict[int, tuple[int, int
     return found
 
 
+# Instructions whose integer operands and results the VM may hold as float64
+# words: exact for integers below 2**53 (a counter's ``k + 1``, ``k < n``).
+_EXACT_ON_FLOATS = frozenset({"add", "sub", "mul", "neg", "abs", "maximum", "minimum", "sign",
+                              "lt", "le", "gt", "ge", "eq", "ne", "where", "div", "reshape",
+                              "broadcast_to", "stop_gradient", "astype", "loop"})
+_F64, _I64 = np.dtype(np.float64), np.dtype(np.int64)
+
+
+def on_floats(body: LoopBody) -> LoopBody | None:
+    """``body`` with its integer values held as float64 (the VM has no integer
+    registers), itself when it has none; None when it computes with integers
+    other than int64 ones by `_EXACT_ON_FLOATS` (an index, a cast of a float
+    to an integer, a narrower or unsigned integer, which wraps around where a
+    float would not), which then stays off the LOOP.  Integer constants read
+    only as indices keep their dtype.  Nested loop bodies are converted the
+    same way.  The result is kept on the body (``_floats``; False: None)."""
+    cached = body._floats
+    if cached is not None:
+        return cached or None
+    tape, used = body.tape, _used(body)
+    ints = {s for s, a in enumerate(tape.avals) if np.dtype(a.dtype).kind in "iu"}
+    data, index, instrs = set(), set(), []
+    for ins in tape.instrs:
+        touched = [s for s in (*ins.ins, ins.out) if s in ints]
+        if not touched or ins.out not in used:
+            instrs.append(ins)
+            continue
+        if ins.prim not in _EXACT_ON_FLOATS or any(tape.avals[s].dtype != _I64 for s in touched) \
+                or (ins.prim == "astype" and ins.out in ints
+                    and np.dtype(tape.avals[ins.ins[0]].dtype).kind == "f"):
+            if ins.out in ints or any(s not in tape.consts for s in ins.ins if s in ints):
+                body._floats = False
+                return None
+            index.update(touched)
+            instrs.append(ins)
+            continue
+        data.update(touched)
+        if ins.prim == "loop":
+            inner = on_floats(ins.kwargs["body"])
+            if inner is None:
+                body._floats = False
+                return None
+            ins = ins._replace(params=tuple((k, inner if k == "body" else v)
+                                            for k, v in ins.params))
+        instrs.append(ins)
+    data |= ints & (set(tape.inputs) | set(tape.outputs))
+    if data & index:
+        body._floats = False
+        return None
+    if not data:
+        body._floats = body
+        return body
+    avals = [Aval(a.shape, _F64) if s in data else a for s, a in enumerate(tape.avals)]
+    consts = {s: np.asarray(v, _F64) if s in data else v for s, v in tape.consts.items()}
+    new = Tape(list(tape.inputs), list(tape.outputs), consts, instrs, avals)
+    converted = LoopBody(new, body.n_carry, body.n_xs, body.is_while, body.counted)
+    converted._floats = converted
+    body._floats = converted
+    return converted
+
+
 def refusal(ins: Instr, depth: int = 1) -> str | None:
     """Why the VM's LOOP cannot run ``ins`` (a loop instruction), or None."""
     from .lower_rules import _RULES
-    body = ins.kwargs["body"]
+    body = on_floats(ins.kwargs["body"])
+    if body is None:
+        return "a body that computes with integers (other than counting)"
     if depth > MAX_DEPTH:
         return f"loops nested more than {MAX_DEPTH} deep"
     tape, used = body.tape, _used(body)
@@ -128,7 +198,7 @@ def refusal(ins: Instr, depth: int = 1) -> str | None:
         if inner.out not in used:  # dead: not lowered
             continue
         if inner.prim == "loop":
-            why = refusal(inner, depth + 1)
+            why = refusal(inner, depth + 1)  # (its body converted on its own)
             if why is not None:
                 return why
         elif inner.prim not in native:
@@ -183,7 +253,8 @@ def _nbytes(aval: Any, dtype: Any = None) -> int:
 
 
 def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
-    body: LoopBody = ins.kwargs["body"]
+    body = on_floats(ins.kwargs["body"])
+    assert body is not None  # `refusal` said so
     length: int = ins.kwargs["length"]
     nc, nx = body.n_carry, body.n_xs
     tape = body.tape
@@ -223,7 +294,11 @@ def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
     def byte(ref: Ref) -> tuple[str, Ref, int]:
         return ("ref", ref, 1)
 
-    words: list[Any] = [length, nc, 0, len(tape.outputs) - nc, byte(scratch)]
+    # a run-time count is written after the final carry; its loop has no rows
+    count = byte(Ref(packed.buf, packed.offset + spans[-1][0] * pdtype.itemsize)) \
+        if length == RUN_TIME else -1
+    ys = [] if length == RUN_TIME else list(enumerate(body.y_avals))
+    words: list[Any] = [length, nc, 0, len(ys), byte(scratch), count]
     for k in range(nc):
         s = tape.inputs[k]
         words += [byte(sub.loc[s]), byte(sub.out_refs[k]), _nbytes(in_avals[k]), 0]
@@ -237,7 +312,7 @@ def lower_loop(lw: "_Lowerer", ins: Instr) -> None:
             words += [byte(sub.loc[s]), byte(base), row, stride * itemsize]
             nxs += 1
     words[2] = nxs
-    for j, aval in enumerate(body.y_avals):
+    for j, aval in ys:
         start = spans[nc + j][0]
         row = _nbytes(aval, pdtype)
         words += [byte(sub.out_refs[nc + j]),

@@ -49,7 +49,7 @@ import re
 import numpy as np
 
 from ..core.tape import Instr
-from ..primitives.loops import LoopBody, layout, packed_dtype
+from ..primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .numba_tables import _shape
 from .numba_loop_pipeline import _PipelinedLoop
 from .numba_loop_pipeline import plan as pipeline_plan
@@ -274,7 +274,8 @@ class _LoopInstruction(_PipelinedLoop):
             if inputs[k] is not None:
                 inner += self.row(inputs[k], self.ref(ins.ins[k]), index, in_avals[k], arrays)
         inner += step
-        for j, aval in enumerate(body.y_avals):
+        until = length == RUN_TIME  # a while loop: no rows, its count written last
+        for j, aval in enumerate([] if until else body.y_avals):
             start, y = spans[nc + j][0], outputs[nc + j]
             if aval.size == 0:
                 continue
@@ -295,8 +296,14 @@ class _LoopInstruction(_PipelinedLoop):
                          + ", ".join(outputs[k] for k in scalars) + ",")
         made, inner = self.made_once(inner, arrays, bound)
         lines += made
-        lines.append(f"for {index} in range({length}):")
+        if until:
+            lines += [f"{index} = 0", f"while {carry[nc - 1]}:"]
+            inner.append(f"{index} += 1")
+        else:
+            lines.append(f"for {index} in range({length}):")
         lines += ["    " + line for line in inner]
+        if until:
+            lines.append(f"{result}[{spans[-1][0]}] = {index}")
         for k in range(nc):
             start, stop, aval = spans[k]
             if aval.size == 0:

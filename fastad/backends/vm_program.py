@@ -144,7 +144,7 @@ def _descriptor_len(opname: str, meta: np.ndarray, d: int) -> int:
             "CUMSUM_B": 4, "MATMUL_B": 7, "SOLVE_B": 3, "SLOGDET_B": 2,
             "CHOLESKY_B": 2, "TRSOLVE_B": 5, "EIGH_B": 3, "TRMM_B": 5, "SVD_B": 4,
             "PINV_B": 4, "QR_B": 4,
-            "LOOP": 5 + 3 * int(sum(meta[d + 1:d + 4]))}.get(opname, 0)
+            "LOOP": 6 + 4 * int(sum(meta[d + 1:d + 4]))}.get(opname, 0)
 
 
 def _walk(code: np.ndarray) -> Iterator[int]:

@@ -1,8 +1,10 @@
-"""The ``loop`` primitive: a body sub-tape run a fixed number of times.
+"""The ``loop`` primitive: a body sub-tape run a fixed number of times, or
+(a while loop's) while its carried condition holds.
 
 One instruction stands for a whole recurrence (``fastad.scan``,
 ``fori_loop``, ``while_loop`` are written on it, in `fastad.loops`).  Its
-parameters hold the body as a traced tape (`LoopBody`) and the trip count;
+parameters hold the body as a traced tape (`LoopBody`) and the trip count
+(`RUN_TIME` for a count read at run time);
 its operands are, in order, the carried values' leaves, the per-step inputs'
 leaves (stacked along a leading axis of the trip count) and the values the
 body closed over.  The body tape takes the same three groups (one step's
@@ -26,6 +28,12 @@ from ..core.registry import defbatch, defprim, defshape
 from ..core.errors import TapeError
 from ..core.tape import SUBTAPE_PARAMS, Aval, Tape
 
+# The ``length`` of a while loop whose trip count is read at run time: it
+# steps while its carried condition (the body's last carried value) holds,
+# and its packed result is the final carry and the number of steps taken (a
+# float64), so no count is recorded and no guard checks one.
+RUN_TIME = -1
+
 
 class LoopBody:
     """A loop's body: its tape and how its inputs and outputs divide into
@@ -33,7 +41,7 @@ class LoopBody:
     outputs (ys).  Compared and hashed by identity, as one traced body is one
     object: CSE merges two loops only when they run the same traced body."""
 
-    __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm")
+    __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm", "_floats")
 
     def __init__(self, tape: Tape, n_carry: int, n_xs: int, is_while: bool = False,
                  counted: bool = False) -> None:
@@ -57,6 +65,7 @@ class LoopBody:
                             "value and as its one per-step output, and no per-step inputs")
         self._plan: Any = None
         self._on_vm: Any = None  # the loop with this body built for the C VM, once asked
+        self._floats: Any = None  # its integers as float64 words (`lower_loop.on_floats`)
 
     def interpret(self, inputs: list[Any]) -> list[Any]:
         """One step by the reference interpreter's rules (each primitive's
@@ -99,7 +108,10 @@ class LoopBody:
         return self.avals(self.tape.outputs[self.n_carry:])
 
     def result_avals(self, length: int) -> list[Aval]:
-        """The loop's results before packing: the final carry, the stacked ys."""
+        """The loop's results before packing: the final carry, the stacked ys
+        (for a loop of `RUN_TIME` length: the final carry, the step count)."""
+        if length == RUN_TIME:
+            return self.carry_avals + [Aval((), np.dtype(np.float64))]
         return self.carry_avals + [Aval((length,) + a.shape, a.dtype) for a in self.y_avals]
 
     def _while_shaped(self) -> bool:
@@ -160,6 +172,8 @@ def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
     carry = list(args[:nc])
     xs = [np.asarray(x) for x in args[nc:nc + nx]]
     consts = list(args[nc + nx:])
+    if length == RUN_TIME:
+        return pack(*_run_time(body, carry, consts, step, steps))
     ys = [np.empty((length,) + a.shape, a.dtype) for a in body.y_avals]
     if steps is not None:
         final = steps(carry, xs, consts, ys, length)
@@ -173,12 +187,28 @@ def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
     return pack(carry + ys, packed_dtype(body.result_avals(length)))
 
 
+def _run_time(body: LoopBody, carry: list[Any], consts: list[Any], step: Any,
+              steps: Any) -> tuple[list[Any], np.dtype]:
+    """A loop of `RUN_TIME` length: the steps while the carried condition
+    holds; its packed parts and dtype."""
+    n, nc = 0, body.n_carry
+    with np.errstate(all="ignore"):
+        while bool(np.asarray(carry[-1])):
+            carry = list(steps(carry, [], consts, [np.empty((1,) + a.shape, a.dtype)
+                                                   for a in body.y_avals], 1)) \
+                if steps is not None else step(carry + consts)[:nc]
+            n += 1
+    return carry + [np.float64(n)], packed_dtype(body.result_avals(RUN_TIME))
+
+
 def shape_rule(*shapes: tuple[int, ...], body: LoopBody, length: int,
                checkpoint: int = 0) -> tuple[int, ...]:
     """The packed result's shape, after checking the operands against the body's inputs."""
-    if not isinstance(body, LoopBody) or type(length) is not int or length < 0 \
+    if not isinstance(body, LoopBody) or type(length) is not int or length < RUN_TIME \
             or type(checkpoint) is not int or checkpoint < 0:
         raise ValueError("a loop needs a body, a trip count >= 0 and a checkpoint stride >= 0")
+    if length == RUN_TIME and not body.is_while:
+        raise ValueError("only a while loop's body runs a trip count read at run time")
     expected = ([a.shape for a in body.carry_avals]
                 + [(length,) + a.shape for a in body.x_avals]
                 + [a.shape for a in body.const_avals])
@@ -200,7 +230,7 @@ loop = defprim("loop", run_loop, None, cost="structural",
 def _joint_vjp(g: Any, ans: Any, *args: Any, active: Sequence[int], body: LoopBody,
                length: int, checkpoint: int = 0) -> list[Any]:
     from ..loop_rules import loop_vjp
-    return loop_vjp(g, args, active, body, length, checkpoint)
+    return loop_vjp(g, ans, args, active, body, length, checkpoint)
 
 
 def _joint_jvp(tangents: Sequence[Any], ans: Any, *args: Any, body: LoopBody,
