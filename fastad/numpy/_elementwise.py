@@ -101,6 +101,7 @@ def _unary(name: str):
 
     def core(x: Any) -> Any:
         return bind(prim, x)
+    core.prim = prim  # what it binds alone (`core.tracer.UNARY_UFUNCS`)
 
     def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
         if out is None and not keywords:  # the primitive, as cheap as `core`

@@ -35,7 +35,9 @@ class TapeArrays:
         self.tape = tape
         n = self.n = len(instrs)
         nslots = len(tape.avals)
-        ins_lists = list(map(_INS, instrs))
+        recorded = tape.recorded  # its trace's list of operands, if it has one
+        traced = recorded is not None and recorded.describe(tape)
+        ins_lists = recorded.operands if traced else list(map(_INS, instrs))
         arity = np.fromiter(map(len, ins_lists), np.int64, n)
         flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
         rows = np.repeat(np.arange(n, dtype=np.int64), arity)
@@ -45,7 +47,9 @@ class TapeArrays:
         ops = np.full((n, MAX_ARITY), -1, np.int64)
         ops[rows[narrow], cols[narrow]] = flat[narrow]
         self.ops = ops
-        outs = np.fromiter(map(_OUT, instrs), np.int64, n)
+        outs = _traced_outs(tape) if traced else None
+        if outs is None:
+            outs = np.fromiter(map(_OUT, instrs), np.int64, n)
         self.outs = outs
         producer = np.full(nslots + 1, -1, np.int64)  # index -1 (a pad) maps to -1
         producer[outs] = np.arange(n, dtype=np.int64)
@@ -60,6 +64,21 @@ class TapeArrays:
         self.blocked = blocked
         # how often each slot is read (rerolling's `_TapeIndex`: outputs aside)
         self.uses = np.bincount(flat, minlength=nslots)
+
+
+def _traced_outs(tape: Tape) -> np.ndarray | None:
+    """The output slots of a tape as its trace recorded it, in order: a trace
+    numbers slots as it makes them, so they are the slots that are neither
+    inputs nor constants (None if the count says otherwise)."""
+    instrs = tape.instrs
+    computed = np.ones(len(tape.avals), bool)
+    computed[np.asarray(tape.inputs, np.int64)] = False
+    computed[np.fromiter(tape.consts, np.int64, len(tape.consts))] = False
+    outs = np.flatnonzero(computed)
+    if len(outs) != len(instrs) or (len(outs) and (outs[0] != instrs[0].out
+                                                   or outs[-1] != instrs[-1].out)):
+        return None
+    return outs
 
 
 class Columns(NamedTuple):
