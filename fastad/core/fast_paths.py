@@ -10,7 +10,8 @@ instruction `bind` would (same primitive, operands, constant slots, value
 and source line: `tracer._append`, which `Builder.record` ends with) and
 fall back to the methods they replace for anything else: other types,
 another trace than the innermost one (a capture), integer data.
-`core.tracer` imports this module last, which installs them.
+Importing this module installs them: `fastad.numpy` does (`_dispatch`,
+which fills `UNARY_UFUNCS`), as it fills FRONT_END, before anything traces.
 """
 from __future__ import annotations
 

@@ -679,6 +679,3 @@ def user_stacklevel() -> int:
         f = f.f_back
         level += 1
     return level
-
-
-from . import fast_paths  # noqa: E402,F401 - installs Tracer's fast paths, written with the above
