@@ -367,11 +367,14 @@ def _append(builder: Builder, prim: Primitive, ins: tuple[int, ...], params: tup
             f = sys._getframe(depth)
             while f is not None:
                 code = f.f_code
-                internal = _internal_code.get(id(code))
-                if internal is None:
-                    internal = _code_is_internal(code)
-                if not internal:
-                    line = _new_instr(SourcePos, (code, f.f_lasti))
+                positions = _code_positions.get(id(code), _UNSEEN)
+                if positions is _UNSEEN:
+                    positions = _positions_of(code)
+                if positions is not None:  # the user's code
+                    offset = f.f_lasti
+                    line = positions.get(offset)
+                    if line is None:
+                        line = positions[offset] = _new_instr(SourcePos, (code, offset))
                     break
                 f = f.f_back
     tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, params, line)))
@@ -658,18 +661,20 @@ def _internal(filename: str) -> bool:
     return filename.startswith(_PKG_DIR) and filename != _TOUR
 
 
-#: id(code object) -> _internal(its file): asked per frame of every traced
-#: operation, by id (a code object's own hash digests its bytecode and
-#: constants each time); `_seen_code` holds the code objects, so that no id is
-#: reused while it is a key
-_internal_code: dict[int, bool] = {}
+#: id(code object) -> None for fastad's own code, else its `SourcePos` by
+#: bytecode offset (one object per position, however many operations a loop
+#: records there): asked per frame of every traced operation, by id (a code
+#: object's own hash digests its bytecode and constants each time);
+#: `_seen_code` holds the code objects, so that no id is reused while it is a key
+_code_positions: dict[int, dict[int, SourcePos] | None] = {}
 _seen_code: list[Any] = []
+_UNSEEN = object()
 
 
-def _code_is_internal(code: Any) -> bool:
+def _positions_of(code: Any) -> dict[int, SourcePos] | None:
     _seen_code.append(code)
-    internal = _internal_code[id(code)] = _internal(code.co_filename)
-    return internal
+    positions = _code_positions[id(code)] = None if _internal(code.co_filename) else {}
+    return positions
 
 
 def user_stacklevel() -> int:
