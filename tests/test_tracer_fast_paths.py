@@ -135,3 +135,39 @@ def test_fast_paths_fall_back_for_other_operands():
         assert "out of bounds" in str(exc)
     else:
         raise AssertionError("x[7] of a 3-vector must raise IndexError")
+
+
+def test_a_long_trace_leaves_its_objects_to_the_oldest_generation(monkeypatch):
+    """The objects a long trace made with the collector off are moved to the
+    oldest generation as it ends (no collection walks them all right after),
+    and a garbage cycle among them is still collected."""
+    import gc
+    import weakref
+
+    from fastad.core import tracer as tracer_module
+
+    class Node:
+        pass
+
+    monkeypatch.setattr(tracer_module, "YOUNG_OBJECTS_PROMOTED", 2000)
+    x = np.linspace(0.1, 1.0, 2000)
+    was_enabled = gc.isenabled()
+    gc.enable()
+    try:
+        with recording() as builder:
+            cycle = Node()
+            cycle.me = cycle
+            alive = weakref.ref(cycle)
+            del cycle
+            xs, s = builder.new_input(x), 0.0
+            for i in range(len(x)):
+                s = s + xs[i] * 2.0
+        assert gc.isenabled()
+        assert gc.get_count()[0] < 2000
+        assert alive() is not None  # (kept until a collection)
+        gc.collect()
+        assert alive() is None
+        assert len(builder.tape.instrs) == 3 * len(x)  # take, mul, add
+    finally:
+        if not was_enabled:
+            gc.disable()

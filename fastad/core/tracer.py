@@ -40,6 +40,11 @@ _INT64 = np.dtype(np.int64)
 _INT64_STR = _INT64.str
 _INDEX_AVAL = Aval((), _INT64)
 
+#: the allocations of a trace (the collector's count of its youngest generation)
+#: from which its objects are moved to the oldest generation as it ends
+#: (`recording.__exit__`): a long loop's, never a small eager gradient's
+YOUNG_OBJECTS_PROMOTED = 200_000
+
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
 RELEASE_BYTES = 1 << 20
@@ -467,6 +472,17 @@ class recording:  # noqa: N801 - used as ``with recording() as builder``
             self.errstate.__exit__(kind, error, traceback)
         finally:
             if self.collecting:
+                if gc.get_count()[0] >= YOUNG_OBJECTS_PROMOTED:
+                    # A long trace made millions of objects while the collector
+                    # was off, all in its youngest generation: the first
+                    # collection after would walk them all (0.1-0.2 s per
+                    # million instructions) to find they are alive, as most
+                    # are until the compiled function is built.  Moved to the
+                    # oldest generation at once instead (freeze then unfreeze:
+                    # two list splices): a full collection sees them, when
+                    # the collector's own accounting next calls for one.
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
             _traces.stack.pop()
             self.builder.finished = True
