@@ -40,12 +40,15 @@ class TapeArrays:
         ins_lists = recorded.operands if traced else list(map(_INS, instrs))
         arity = np.fromiter(map(len, ins_lists), np.int64, n)
         flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
-        rows = np.repeat(np.arange(n, dtype=np.int64), arity)
+        # the operand table filled by arity (few): on a long tape each array
+        # is fresh memory to fault in, which costs more than the arithmetic
         starts = np.cumsum(arity) - arity
-        cols = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, arity)
-        narrow = cols < MAX_ARITY
         ops = np.full((n, MAX_ARITY), -1, np.int64)
-        ops[rows[narrow], cols[narrow]] = flat[narrow]
+        for a in np.flatnonzero(np.bincount(arity)).tolist():
+            if a:
+                at = np.flatnonzero(arity == a)
+                width = min(a, MAX_ARITY)
+                ops[at, :width] = flat[starts[at, None] + np.arange(width)]
         self.ops = ops
         outs = _traced_outs(tape) if traced else None
         if outs is None:
@@ -184,5 +187,9 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray,
     if effects:
         blocked |= np.isin(by_name, list(effects))
     kind[blocked] = -1 - np.nonzero(blocked)[0]
-    return (np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked, by_name,
-            prim_names, aval_id)
+    features = np.empty((n, 3 + MAX_ARITY), np.int64)  # filled in place, as above
+    features[:, 0] = kind
+    np.take(aval_id, outs, out=features[:, 1], mode="wrap")  # (no index out of range)
+    features[:, 2] = arity
+    np.take(aval_id, ops, out=features[:, 3:], mode="wrap")  # (-1: the pad, as indexing)
+    return features, blocked, by_name, prim_names, aval_id
