@@ -1,6 +1,6 @@
 """The tracer's fast paths for scalar loops (`core.fast_paths.FAST_PATHS`: the
-arithmetic operators, ``x ** n``, NumPy's unary ufuncs and ``x[i]`` of
-float64 scalars) record exactly what the front end's functions they replace
+arithmetic operators, ``x ** n``, NumPy's ufuncs of one or two inputs and
+``x[i]`` of float64 scalars) record exactly what the front end's functions they replace
 record: the same tape, byte for byte (source lines included), the same
 values, and so the same gradients."""
 from __future__ import annotations
@@ -18,6 +18,8 @@ from fastad.core.tracer import recording
 UNARY = (np.log, np.exp, np.sin, np.tanh, np.sqrt, np.square, np.abs, np.negative, np.log1p,
          np.cbrt, np.floor)
 BINARY = ("+", "-", "*", "/")
+BINARY_UFUNCS = (np.maximum, np.minimum, np.arctan2, np.hypot, np.add, np.multiply, np.greater,
+                 np.logaddexp, np.copysign)
 CONSTANTS = (0.5, -0.0, 0.0, 2.0, 1e300, float("nan"))
 EXPONENTS = (2, 3, 4, -1, 0.5, 2.0, 0)
 
@@ -51,6 +53,10 @@ def _program(ops):
                               else left * right if op == "*" else left / right)
             elif kind == "power":
                 values.append(u ** EXPONENTS[b % len(EXPONENTS)])
+            elif kind == "ufunc2":  # a traced value and a constant or another, either side
+                v = CONSTANTS[b % len(CONSTANTS)] if c % 3 == 0 else values[b % len(values)]
+                fn = BINARY_UFUNCS[c % len(BINARY_UFUNCS)]
+                values.append(fn(v, u) if c % 2 else fn(u, v))
             else:
                 values.append(UNARY[b % len(UNARY)](u))
         total = values[-1]
@@ -67,7 +73,7 @@ def _recorded(f, x, **options):
     return builder.tape.to_bytes(), np.asarray(out.value).tobytes()
 
 
-step = st.tuples(st.sampled_from(["read", "binary", "power", "ufunc"]),
+step = st.tuples(st.sampled_from(["read", "binary", "power", "ufunc", "ufunc2"]),
                  st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 
 

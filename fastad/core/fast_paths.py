@@ -11,7 +11,7 @@ and source line: `tracer._append`, which `Builder.record` ends with) and
 fall back to the methods they replace for anything else: other types,
 another trace than the innermost one (a capture), integer data.
 Importing this module installs them: `fastad.numpy` does (`_dispatch`,
-which fills `UNARY_UFUNCS`), as it fills FRONT_END, before anything traces.
+which fills `UFUNC_PRIMS`), as it fills FRONT_END, before anything traces.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from .registry import Primitive, registry
 from .traced import FRONT_END, ArrayTracer, Tracer
-from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, _append, _traces
+from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, Builder, _append, _traces
 
 
 def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..., Any]:
@@ -71,21 +71,40 @@ def _power(self: Tracer, other: Any) -> Any:
 
 
 def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-    """``np.log(x)`` of a float64 scalar: the primitive the front end's
-    function of the ufunc binds alone (`UNARY_UFUNCS`), if it binds one."""
-    if method == "__call__" and not kwargs and len(inputs) == 1 and type(self) is Tracer \
-            and type(self.value) is _F64:
-        prim = UNARY_UFUNCS.get(ufunc)
+    """``np.log(x)``, ``np.maximum(x, y)`` of float64 scalars (or a Python
+    float and one): the primitive the front end's function of the ufunc
+    binds alone (`UFUNC_PRIMS`), if it binds one, computed as `bind` does."""
+    if method == "__call__" and not kwargs:
+        prim = UFUNC_PRIMS.get(ufunc)
         builder, stack = self.builder, _traces.stack
         if prim is not None and stack and stack[-1] is builder:
-            return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
+            if len(inputs) == 1:
+                if type(self) is Tracer and type(self.value) is _F64:
+                    return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
+            else:
+                a, b = inputs
+                if _is_scalar(builder, a) and _is_scalar(builder, b):
+                    # (the slots in `record`'s order: a constant's is made first)
+                    ins = (a.slot if type(a) is Tracer else builder.const(a),
+                           b.slot if type(b) is Tracer else builder.const(b))
+                    a = a.value if type(a) is Tracer else a
+                    b = b.value if type(b) is Tracer else b
+                    op = _FLOAT64_OPERATORS.get(prim.name)  # np.add(x, y): x + y, as `bind`
+                    return _append(builder, prim, ins, (), op(a, b) if op is not None
+                                   else prim.impl(a, b), 2)
     return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
 
 
-#: NumPy's unary ufunc -> the primitive whose `bind` alone the front end's
-#: function of it is, with the ufunc as its implementation (filled by
-#: `fastad.numpy`); `_array_ufunc` records those directly
-UNARY_UFUNCS: dict[np.ufunc, Primitive] = {}
+def _is_scalar(builder: Builder, x: Any) -> bool:
+    """Whether ``x`` is a float64 scalar of ``builder``'s trace or a Python float."""
+    kind = type(x)
+    return kind is float or (kind is Tracer and x.builder is builder and type(x.value) is _F64)
+
+
+#: NumPy's ufunc of one or two inputs -> the primitive whose `bind` alone the
+#: front end's function of it is, with the ufunc as its implementation
+#: (filled by `fastad.numpy`); `_array_ufunc` records those directly
+UFUNC_PRIMS: dict[np.ufunc, Primitive] = {}
 
 
 def _item(self: Tracer, key: Any) -> Any:
@@ -128,10 +147,11 @@ for (_cls, _method_name), _fast in FAST_PATHS.items():
     setattr(_cls, _method_name, _fast)
 
 
-def unary_fast_path(prim: Primitive | None, ufunc: Any) -> bool:
-    """Whether the front end's function of NumPy's unary ``ufunc``, which binds
-    ``prim`` alone, computes what ``prim.impl`` computes in every trace (no
-    other implementation for releasing or eager traces, no in-place one)."""
-    return prim is not None and isinstance(ufunc, np.ufunc) and ufunc.nin == 1 \
-        and prim.builtin and prim.release_impl is None and prim.view_impl is None \
-        and prim.in_place_impl is None and not prim.keeps_integers
+def binds_alone(prim: Primitive | None, ufunc: Any) -> bool:
+    """Whether the front end's function of NumPy's ``ufunc`` of one or two
+    inputs, which binds ``prim`` alone, computes what ``prim.impl`` (or, for
+    the four operators, the scalars' operator) computes in every trace: no
+    other implementation for releasing or eager traces, no in-place one."""
+    return prim is not None and isinstance(ufunc, np.ufunc) and ufunc.nin in (1, 2) \
+        and ufunc.nout == 1 and prim.builtin and prim.release_impl is None \
+        and prim.view_impl is None and prim.in_place_impl is None and not prim.keeps_integers
