@@ -5,7 +5,7 @@ A Python loop over a vector's elements records millions of operations of
 end each costs four to six Python calls (the operator, FRONT_END's
 function, `bind`, `record`, `slot_of`/`const`) and a list of values; the
 methods here replace Tracer's arithmetic operators, ``x ** n``, ``x[i]``
-and NumPy's unary ufuncs for exactly those operands, record the
+and NumPy's ufuncs of one or two inputs for exactly those operands, record the
 instruction `bind` would (same primitive, operands, constant slots, value
 and source line: `tracer._append`, which `Builder.record` ends with) and
 fall back to the methods they replace for anything else: other types,
@@ -44,7 +44,7 @@ def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..
                         slot = builder.const(other)
                     v = other
                 if slot >= 0:
-                    p = registry[prim_name]  # (filled after this module is imported)
+                    p = registry[prim_name]
                     if reflected:
                         return _append(builder, p, (slot, self.slot), (), op(v, self.value), 2)
                     return _append(builder, p, (self.slot, slot), (), op(self.value, v), 2)

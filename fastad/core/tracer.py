@@ -354,7 +354,7 @@ def _append(builder: Builder, prim: Primitive, ins: tuple[int, ...], params: tup
             value: Any, depth: int) -> Tracer:
     """Record ``out = prim(*ins, **params)`` of value ``value`` on ``builder``'s
     tape and give its tracer: the tail of `Builder.record` and of the scalar
-    fast paths below.  ``depth``: `sys._getframe`'s depth of the frame that
+    fast paths (`core.fast_paths`).  ``depth``: `sys._getframe`'s depth of the frame that
     called fastad (the user's source line is the first one outside fastad
     from there on)."""
     tape = builder.tape
