@@ -410,15 +410,18 @@ def test_writes_through_slices_follow_numpy_views(f, backend):
 
 def test_tracer_operators_and_methods_live_in_its_class_body():
     """Tracer's operators, methods and properties are declared in
-    fastad/core/traced.py (nothing is attached to the class from elsewhere)
-    and apply fastad.numpy's functions through FRONT_END, which holds exactly
-    the names they and the recording (fastad/core/tracer.py) ask for."""
+    fastad/core/traced.py and apply fastad.numpy's functions through
+    FRONT_END, which holds exactly the names they and the recording
+    (fastad/core/tracer.py) ask for.  Nothing else is attached to the class
+    but the scalar fast paths of fastad/core/fast_paths.py, each in place of
+    a method of traced.py that it falls back to."""
     import ast
     import inspect
 
-    from fastad.core import traced, tracer
+    from fastad.core import fast_paths, traced, tracer
     asked = set()
-    source = inspect.getsource(tracer) + inspect.getsource(traced)
+    source = inspect.getsource(tracer) + inspect.getsource(traced) + \
+        inspect.getsource(fast_paths)
     for node in ast.walk(ast.parse(source)):
         if (isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name)
                 and node.value.id == "FRONT_END" and isinstance(node.slice, ast.Constant)):
@@ -428,6 +431,8 @@ def test_tracer_operators_and_methods_live_in_its_class_body():
     assert asked == set(tracer.FRONT_END)
     for cls in (tracer.Tracer, tracer.ArrayTracer):
         for name, value in vars(cls).items():
+            if value is fast_paths.FAST_PATHS.get((cls, name)):
+                value = fast_paths.FRONT_END_PATHS[cls, name]
             for fn in ((value.fget, value.fset) if isinstance(value, property) else (value,)):
                 if callable(fn) and not isinstance(fn, type):
                     assert fn.__module__ == "fastad.core.traced", (cls.__name__, name)

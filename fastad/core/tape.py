@@ -123,6 +123,10 @@ class Tape:
     stages: dict[str, int] = field(default_factory=dict)
     # (instructions, bytes they compute) before and after optimize(), for stats()
     optimized_from: dict[str, dict[str, int]] = field(default_factory=dict)
+    # what its trace recorded per instruction as it went (`core.tracer.RecordedColumns`),
+    # read instead of the instructions (`transforms.tape_arrays`) while they
+    # still describe them; not part of the tape's value
+    recorded: Any = field(default=None, repr=False, compare=False)
 
     # -- construction -------------------------------------------------------
     def new_slot(self, aval: Aval) -> int:

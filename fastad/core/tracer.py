@@ -40,6 +40,11 @@ _INT64 = np.dtype(np.int64)
 _INT64_STR = _INT64.str
 _INDEX_AVAL = Aval((), _INT64)
 
+#: the allocations of a trace (the collector's count of its youngest generation)
+#: from which its objects are moved to the oldest generation as it ends
+#: (`recording.__exit__`): a long loop's, never a small eager gradient's
+YOUNG_OBJECTS_PROMOTED = 200_000
+
 #: values of at least this many bytes are what a releasing trace (`Builder.release`)
 #: lets go of once nothing but the trace holds them
 RELEASE_BYTES = 1 << 20
@@ -96,6 +101,10 @@ class Builder:
         # read-only views (`fastad.api.record`): the memory owners of those
         # views, by id.  A read-only view of one is read in place, not copied.
         self.lent: dict[int, Any] = {}
+        # a compiled function's trace (a releasing one) goes to recurrence
+        # detection and rerolling, which read it as arrays: recorded as it goes
+        if release:
+            self.tape.recorded = RecordedColumns(self.tape.instrs)
 
     def new_input(self, value: Any) -> "Tracer":
         value = _as_value(value)
@@ -142,10 +151,7 @@ class Builder:
             if slot is None:
                 value = value.copy()
                 value.flags.writeable = False
-                slot = self._const_slot[key] = len(self.tape.avals)
-                self.values.append(value)
-                self.tape.avals.append(_INDEX_AVAL)
-                self.tape.consts[slot] = value
+                slot = self._new_index(key, value)
             return slot
         if type(value) is list or type(value) is tuple:  # NumPy's array_like: [1.0, 2.0]
             if _holds_tracer(value):  # [t, 1.0]: the traced array of it
@@ -179,6 +185,14 @@ class Builder:
             slot = self._new_slot(value)
             self.tape.consts[slot] = value
             self._const_slot[key] = slot
+        return slot
+
+    def _new_index(self, key: Any, value: np.ndarray) -> int:
+        """The slot of a new constant 0-d int64 index (read-only), known by ``key``."""
+        slot = self._const_slot[key] = len(self.tape.avals)
+        self.values.append(value)
+        self.tape.avals.append(_INDEX_AVAL)
+        self.tape.consts[slot] = value
         return slot
 
     def is_lent(self, value: np.ndarray) -> bool:
@@ -232,40 +246,7 @@ class Builder:
         else:
             ins = tuple([a.slot if type(a) in _TRACERS and a.builder is self else self.slot_of(a)
                          for a in args])
-        tape = self.tape
-        out = len(tape.avals)
-        self.values.append(value)
-        kind = type(value)
-        if kind is np.ndarray:
-            tape.avals.append(_new_instr(Aval, (value.shape, value.dtype)))
-        else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
-            tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
-        line = self.line_override
-        if not line:
-            line = None
-            if self.record_lines:  # `_user_line`, inlined: asked per operation
-                f = sys._getframe(2)  # the caller of `bind`
-                while f is not None:
-                    code = f.f_code
-                    internal = _internal_code.get(id(code))
-                    if internal is None:
-                        internal = _code_is_internal(code)
-                    if not internal:
-                        line = _new_instr(SourcePos, (code, f.f_lasti))
-                        break
-                    f = f.f_back
-        ordered = tuple(sorted(params.items())) if params else ()
-        tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, ordered, line)))
-        if kind is np.ndarray and (self.release or self.release_exact or self.drop_unread) \
-                and value.nbytes >= RELEASE_BYTES:
-            self._hold_large(out, value.nbytes)
-        if self.drop_unread and self._large:  # else no value it could keep is held
-            self._keep_reads(prim, ins, out)
-        if kind is np.ndarray:
-            return (ArrayTracer if value.ndim else Tracer)(self, out, value)
-        if kind in _scalar_avals:
-            return Tracer(self, out, value)
-        return new_tracer(self, out, value)
+        return _append(self, prim, ins, tuple(sorted(params.items())) if params else (), value, 3)
 
     def _keep_reads(self, prim: Primitive, ins: tuple[int, ...], out: int) -> None:
         """Keep, for the sweep, the values the VJP rules of ``out = prim(*ins)``
@@ -346,9 +327,76 @@ class Builder:
             self.released = self.release
 
 
+class RecordedColumns:
+    """The operands of each instruction of a tape being recorded, a list of
+    their tuples appended as each is recorded: what `transforms.tape_arrays`
+    reads of a long tape, which costs more to gather from a million
+    instructions scattered in memory than to keep while each is at hand.
+    (Their output slots need no column: a trace numbers its slots in order,
+    so they are the slots that are neither inputs nor constants.)"""
+
+    __slots__ = ("instrs", "operands")
+
+    def __init__(self, instrs: list[Instr]) -> None:
+        self.instrs = instrs  # the list they describe, which only `_append` appends to
+        self.operands: list[tuple[int, ...]] = []
+
+    def describe(self, tape: Tape) -> bool:
+        return tape.instrs is self.instrs and len(self.operands) == len(self.instrs)
+
+
 #: a tuple subclass's constructor without NamedTuple's Python-level ``__new__``
 #: (an instruction is made per traced operation)
 _new_instr = tuple.__new__
+
+
+def _append(builder: Builder, prim: Primitive, ins: tuple[int, ...], params: tuple[Any, ...],
+            value: Any, depth: int) -> Tracer:
+    """Record ``out = prim(*ins, **params)`` of value ``value`` on ``builder``'s
+    tape and give its tracer: the tail of `Builder.record` and of the scalar
+    fast paths (`core.fast_paths`).  ``depth``: `sys._getframe`'s depth of the frame that
+    called fastad (the user's source line is the first one outside fastad
+    from there on)."""
+    tape = builder.tape
+    out = len(tape.avals)
+    builder.values.append(value)
+    kind = type(value)
+    if kind is np.ndarray:
+        tape.avals.append(_new_instr(Aval, (value.shape, value.dtype)))
+    else:  # a NumPy scalar (a scalar loop's values), whose Aval is kept per type
+        tape.avals.append(_scalar_avals.get(kind) or aval_of(value))
+    line = builder.line_override
+    if not line:
+        line = None
+        if builder.record_lines:  # `_user_line`, inlined: asked per operation
+            f = sys._getframe(depth)
+            while f is not None:
+                code = f.f_code
+                positions = _code_positions.get(id(code), _UNSEEN)
+                if positions is _UNSEEN:
+                    positions = _positions_of(code)
+                if positions is not None:  # the user's code
+                    offset = f.f_lasti
+                    line = positions.get(offset)
+                    if line is None:
+                        line = positions[offset] = _new_instr(SourcePos, (code, offset))
+                    break
+                f = f.f_back
+    tape.instrs.append(_new_instr(Instr, (prim.name, out, ins, params, line)))
+    if tape.recorded is not None:
+        tape.recorded.operands.append(ins)
+    if kind is np.ndarray:
+        if (builder.release or builder.release_exact or builder.drop_unread) \
+                and value.nbytes >= RELEASE_BYTES:
+            builder._hold_large(out, value.nbytes)
+        if builder.drop_unread and builder._large:
+            builder._keep_reads(prim, ins, out)
+        return (ArrayTracer if value.ndim else Tracer)(builder, out, value)
+    if builder.drop_unread and builder._large:  # else no value it could keep is held
+        builder._keep_reads(prim, ins, out)
+    if kind in _scalar_avals:
+        return Tracer(builder, out, value)
+    return new_tracer(builder, out, value)
 
 
 class _Traces(threading.local):
@@ -435,6 +483,17 @@ class recording:  # noqa: N801 - used as ``with recording() as builder``
             self.errstate.__exit__(kind, error, traceback)
         finally:
             if self.collecting:
+                if gc.get_count()[0] >= YOUNG_OBJECTS_PROMOTED:
+                    # A long trace made millions of objects while the collector
+                    # was off, all in its youngest generation: the first
+                    # collection after would walk them all (0.1-0.2 s per
+                    # million instructions) to find they are alive, as most
+                    # are until the compiled function is built.  Moved to the
+                    # oldest generation at once instead (freeze then unfreeze:
+                    # two list splices): a full collection sees them, when
+                    # the collector's own accounting next calls for one.
+                    gc.freeze()
+                    gc.unfreeze()
                 gc.enable()
             _traces.stack.pop()
             self.builder.finished = True
@@ -629,18 +688,20 @@ def _internal(filename: str) -> bool:
     return filename.startswith(_PKG_DIR) and filename != _TOUR
 
 
-#: id(code object) -> _internal(its file): asked per frame of every traced
-#: operation, by id (a code object's own hash digests its bytecode and
-#: constants each time); `_seen_code` holds the code objects, so that no id is
-#: reused while it is a key
-_internal_code: dict[int, bool] = {}
+#: id(code object) -> None for fastad's own code, else its `SourcePos` by
+#: bytecode offset (one object per position, however many operations a loop
+#: records there): asked per frame of every traced operation, by id (a code
+#: object's own hash digests its bytecode and constants each time);
+#: `_seen_code` holds the code objects, so that no id is reused while it is a key
+_code_positions: dict[int, dict[int, SourcePos] | None] = {}
 _seen_code: list[Any] = []
+_UNSEEN = object()
 
 
-def _code_is_internal(code: Any) -> bool:
+def _positions_of(code: Any) -> dict[int, SourcePos] | None:
     _seen_code.append(code)
-    internal = _internal_code[id(code)] = _internal(code.co_filename)
-    return internal
+    positions = _code_positions[id(code)] = None if _internal(code.co_filename) else {}
+    return positions
 
 
 def user_stacklevel() -> int:

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
+from ..core.fast_paths import UFUNC_PRIMS, binds_alone
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, shape
 from . import _elementwise, _keywords, _ufunc_methods
@@ -38,6 +39,8 @@ _UFUNCS = _ufunc_functions()
 #: the same, without the keyword handling (`_elementwise.ufunc_like`): a call
 #: without keywords costs the primitive's bind alone
 _UFUNC_CORES = {name: fn.core for name, fn in _UFUNCS.items()}
+UFUNC_PRIMS.update({getattr(_np, name): core.prim for name, core in _UFUNC_CORES.items()
+                    if binds_alone(getattr(core, "prim", None), getattr(_np, name, None))})
 
 
 def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) -> Any:

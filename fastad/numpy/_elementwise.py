@@ -101,6 +101,7 @@ def _unary(name: str):
 
     def core(x: Any) -> Any:
         return bind(prim, x)
+    core.prim = prim  # what it binds alone (`core.fast_paths.UFUNC_PRIMS`)
 
     def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
         if out is None and not keywords:  # the primitive, as cheap as `core`
@@ -116,6 +117,7 @@ def _binary(name: str):
 
     def core(x: Any, y: Any) -> Any:
         return bind(prim, x, y)
+    core.prim = prim  # (as `_unary`'s)
 
     def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
         if out is None and not keywords:  # the primitive, as cheap as `core`

@@ -51,8 +51,8 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
-from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _TapeIndex, _Term, _terms,
-                           int_matrix, varying_columns)
+from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeIndex, _Term,
+                           _terms, int_matrix, varying_columns)
 
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
@@ -285,17 +285,24 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
     # it), then once per distinct value, so that classes are keyed by ints
     by_object: dict[int, int] = {}
     by_value: dict[Any, int] = {}
-    writes, sign, links, consts = chain.writes, chain.sign, chain.links, chain.consts
+    writes, links, consts = chain.writes, chain.links, chain.consts
+    # `_Chain.sign` of each link, spelled out for sums
+    signs = list(map(chain.sign, range(len(terms)))) if chain.kind == "guard" else \
+        [-1 if links[k].prim == "sub" else 1 for k in range(len(terms))]
     for k, term in enumerate(terms):
-        if term.ok:
+        if type(term) is _Copy:  # most terms of a long loop: its template's signature
+            signature = term.template.signature
+        elif term.ok:
             signature = term.signature
-            number = by_object.get(id(signature))
-            if number is None:
-                number = by_object[id(signature)] = by_value.setdefault(signature, len(by_value))
-            # writes of one segment must write the same number of positions
-            # (out[i:i + L] = ... of ragged lengths L are separate classes)
-            where = np.shape(consts[links[k].ins[1]]) if writes else ()
-            classes.setdefault((sign(k), where, number), []).append(k)
+        else:
+            continue
+        number = by_object.get(id(signature))
+        if number is None:
+            number = by_object[id(signature)] = by_value.setdefault(signature, len(by_value))
+        # writes of one segment must write the same number of positions
+        # (out[i:i + L] = ... of ragged lengths L are separate classes)
+        where = np.shape(consts[links[k].ins[1]]) if writes else ()
+        classes.setdefault((signs[k], where, number), []).append(k)
     found = []
     for members in classes.values():
         if len(members) < MIN_RUN:

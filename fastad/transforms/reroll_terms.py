@@ -406,7 +406,10 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
             pieces.append(block if block is not None and block.dtype == _INT64 else
                           [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
         elif what == 2:
-            column = list(map(const_ints, [producer[s].ins[1] for s in rows[j]]))
+            indices = [producer[s].ins[1] for s in rows[j]]
+            # `const_ints` of each, whose x[i] indices (most) are their constants
+            column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
+                      for s, v in zip(indices, map(consts.get, indices))]
             varying.append(column)
             pieces.append(column)
     found = _Found(S, bounds, varying, _int_rows(pieces, count))

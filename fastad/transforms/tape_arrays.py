@@ -35,17 +35,24 @@ class TapeArrays:
         self.tape = tape
         n = self.n = len(instrs)
         nslots = len(tape.avals)
-        ins_lists = list(map(_INS, instrs))
+        recorded = tape.recorded  # its trace's list of operands, if it has one
+        traced = recorded is not None and recorded.describe(tape)
+        ins_lists = recorded.operands if traced else list(map(_INS, instrs))
         arity = np.fromiter(map(len, ins_lists), np.int64, n)
         flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
-        rows = np.repeat(np.arange(n, dtype=np.int64), arity)
+        # the operand table filled by arity (few): on a long tape each array
+        # is fresh memory to fault in, which costs more than the arithmetic
         starts = np.cumsum(arity) - arity
-        cols = np.arange(len(flat), dtype=np.int64) - np.repeat(starts, arity)
-        narrow = cols < MAX_ARITY
         ops = np.full((n, MAX_ARITY), -1, np.int64)
-        ops[rows[narrow], cols[narrow]] = flat[narrow]
+        for a in np.flatnonzero(np.bincount(arity)).tolist():
+            if a:
+                at = np.flatnonzero(arity == a)
+                width = min(a, MAX_ARITY)
+                ops[at, :width] = flat[starts[at, None] + np.arange(width)]
         self.ops = ops
-        outs = np.fromiter(map(_OUT, instrs), np.int64, n)
+        outs = _traced_outs(tape) if traced else None
+        if outs is None:
+            outs = np.fromiter(map(_OUT, instrs), np.int64, n)
         self.outs = outs
         producer = np.full(nslots + 1, -1, np.int64)  # index -1 (a pad) maps to -1
         producer[outs] = np.arange(n, dtype=np.int64)
@@ -60,6 +67,21 @@ class TapeArrays:
         self.blocked = blocked
         # how often each slot is read (rerolling's `_TapeIndex`: outputs aside)
         self.uses = np.bincount(flat, minlength=nslots)
+
+
+def _traced_outs(tape: Tape) -> np.ndarray | None:
+    """The output slots of a tape as its trace recorded it, in order: a trace
+    numbers slots as it makes them, so they are the slots that are neither
+    inputs nor constants (None if the count says otherwise)."""
+    instrs = tape.instrs
+    computed = np.ones(len(tape.avals), bool)
+    computed[np.asarray(tape.inputs, np.int64)] = False
+    computed[np.fromiter(tape.consts, np.int64, len(tape.consts))] = False
+    outs = np.flatnonzero(computed)
+    if len(outs) != len(instrs) or (len(outs) and (outs[0] != instrs[0].out
+                                                   or outs[-1] != instrs[-1].out)):
+        return None
+    return outs
 
 
 class Columns(NamedTuple):
@@ -165,5 +187,9 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray,
     if effects:
         blocked |= np.isin(by_name, list(effects))
     kind[blocked] = -1 - np.nonzero(blocked)[0]
-    return (np.column_stack([kind, aval_id[outs], arity, aval_id[ops]]), blocked, by_name,
-            prim_names, aval_id)
+    features = np.empty((n, 3 + MAX_ARITY), np.int64)  # filled in place, as above
+    features[:, 0] = kind
+    np.take(aval_id, outs, out=features[:, 1], mode="wrap")  # (no index out of range)
+    features[:, 2] = arity
+    np.take(aval_id, ops, out=features[:, 3:], mode="wrap")  # (-1: the pad, as indexing)
+    return features, blocked, by_name, prim_names, aval_id

@@ -1,0 +1,157 @@
+"""Fast paths of tracing for scalar loops.
+
+A Python loop over a vector's elements records millions of operations of
+0-d float64 values (``s = s + np.log(1.0 + x[i] ** 2)``).  Through the front
+end each costs four to six Python calls (the operator, FRONT_END's
+function, `bind`, `record`, `slot_of`/`const`) and a list of values; the
+methods here replace Tracer's arithmetic operators, ``x ** n``, ``x[i]``
+and NumPy's ufuncs of one or two inputs for exactly those operands, record the
+instruction `bind` would (same primitive, operands, constant slots, value
+and source line: `tracer._append`, which `Builder.record` ends with) and
+fall back to the methods they replace for anything else: other types,
+another trace than the innermost one (a capture), integer data.
+Importing this module installs them: `fastad.numpy` does (`_dispatch`,
+which fills `UFUNC_PRIMS`), as it fills FRONT_END, before anything traces.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Callable
+
+import numpy as np
+
+from .registry import Primitive, registry
+from .traced import FRONT_END, ArrayTracer, Tracer
+from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, Builder, _append, _traces
+
+
+def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..., Any]:
+    op = _FLOAT64_OPERATORS[prim_name]
+
+    def method(self: Tracer, other: Any) -> Any:
+        if type(self) is Tracer and type(self.value) is _F64:
+            builder, stack = self.builder, _traces.stack
+            if stack and stack[-1] is builder:
+                kind, slot = type(other), -1
+                if kind is Tracer:  # of this trace, a float64 scalar
+                    if other.builder is builder and type(other.value) is _F64:
+                        slot, v = other.slot, other.value
+                elif kind is float:  # `Builder.const`'s first case, inlined
+                    key = (float, other, math.copysign(1.0, other), 1.0)
+                    slot = builder._const_slot.get(key)
+                    if slot is None:
+                        slot = builder.const(other)
+                    v = other
+                if slot >= 0:
+                    p = registry[prim_name]
+                    if reflected:
+                        return _append(builder, p, (slot, self.slot), (), op(v, self.value), 2)
+                    return _append(builder, p, (self.slot, slot), (), op(self.value, v), 2)
+        if reflected:
+            return FRONT_END[front_name](other, self)
+        return FRONT_END[front_name](self, other)
+    return method
+
+
+def _power(self: Tracer, other: Any) -> Any:
+    """``x ** 2`` (a square, as `fastad.numpy.power` records it) and ``x ** n``
+    of a float64 scalar by a Python int or float constant."""
+    kind = type(other)
+    if type(self) is Tracer and type(self.value) is _F64 and (kind is int or kind is float):
+        builder, stack = self.builder, _traces.stack
+        if stack and stack[-1] is builder:
+            if other == 2:
+                prim = registry["square"]
+                return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
+            prim = registry["pow"]
+            ins = (self.slot, builder.const(other))
+            return _append(builder, prim, ins, (), prim.impl(self.value, other), 2)
+    return FRONT_END["power"](self, other)
+
+
+def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+    """``np.log(x)``, ``np.maximum(x, y)`` of float64 scalars (or a Python
+    float and one): the primitive the front end's function of the ufunc
+    binds alone (`UFUNC_PRIMS`), if it binds one, computed as `bind` does."""
+    if method == "__call__" and not kwargs:
+        prim = UFUNC_PRIMS.get(ufunc)
+        builder, stack = self.builder, _traces.stack
+        if prim is not None and stack and stack[-1] is builder:
+            if len(inputs) == 1:
+                if type(self) is Tracer and type(self.value) is _F64:
+                    return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
+            else:
+                a, b = inputs
+                if _is_scalar(builder, a) and _is_scalar(builder, b):
+                    # (the slots in `record`'s order: a constant's is made first)
+                    ins = (a.slot if type(a) is Tracer else builder.const(a),
+                           b.slot if type(b) is Tracer else builder.const(b))
+                    a = a.value if type(a) is Tracer else a
+                    b = b.value if type(b) is Tracer else b
+                    op = _FLOAT64_OPERATORS.get(prim.name)  # np.add(x, y): x + y, as `bind`
+                    return _append(builder, prim, ins, (), op(a, b) if op is not None
+                                   else prim.impl(a, b), 2)
+    return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
+
+
+def _is_scalar(builder: Builder, x: Any) -> bool:
+    """Whether ``x`` is a float64 scalar of ``builder``'s trace or a Python float."""
+    kind = type(x)
+    return kind is float or (kind is Tracer and x.builder is builder and type(x.value) is _F64)
+
+
+#: NumPy's ufunc of one or two inputs -> the primitive whose `bind` alone the
+#: front end's function of it is, with the ufunc as its implementation
+#: (filled by `fastad.numpy`); `_array_ufunc` records those directly
+UFUNC_PRIMS: dict[np.ufunc, Primitive] = {}
+
+
+def _item(self: Tracer, key: Any) -> Any:
+    """``x[i]`` of a float vector by a Python int: the element, a `take` by
+    a 0-d int64 constant as `fastad.numpy.getitem` records it."""
+    value = self.value
+    if type(key) is int and type(self) is ArrayTracer and type(value) is np.ndarray \
+            and value.ndim == 1 and value.dtype is _F64_DTYPE:
+        builder, stack = self.builder, _traces.stack
+        d = value.shape[0]
+        if stack and stack[-1] is builder and -d <= key < d:
+            key %= d
+            # `Builder.const` of np.array(key, np.int64), by the same key
+            ckey = (_INT64_STR, (), key.to_bytes(8, sys.byteorder, signed=True))
+            slot = builder._const_slot.get(ckey)
+            if slot is None:
+                index = np.array(key, dtype=_INT64)
+                index.flags.writeable = False
+                slot = builder._new_index(ckey, index)
+            return _append(builder, registry["take"], (self.slot, slot), (), value[key], 2)
+    return FRONT_END["getitem"](self, key)
+
+
+_F64_DTYPE = np.dtype(np.float64)
+
+
+#: (class, method name) -> the fast path set here (not in traced.py's class
+#: body: they record, and recording is this module's)
+FAST_PATHS: dict[tuple[type, str], Callable[..., Any]] = {
+    (Tracer, "__pow__"): _power, (Tracer, "__array_ufunc__"): _array_ufunc,
+    (ArrayTracer, "__getitem__"): _item}
+for _prim_name, _front in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
+                           ("div", "divide")):
+    _dunder = "truediv" if _front == "divide" else _front[:3]
+    FAST_PATHS[Tracer, f"__{_dunder}__"] = _arithmetic(_prim_name, _front, False)
+    FAST_PATHS[Tracer, f"__r{_dunder}__"] = _arithmetic(_prim_name, _front, True)
+#: the methods they replace, which they fall back to (tests compare the two)
+FRONT_END_PATHS = {(cls, name): getattr(cls, name) for cls, name in FAST_PATHS}
+for (_cls, _method_name), _fast in FAST_PATHS.items():
+    setattr(_cls, _method_name, _fast)
+
+
+def binds_alone(prim: Primitive | None, ufunc: Any) -> bool:
+    """Whether the front end's function of NumPy's ``ufunc`` of one or two
+    inputs, which binds ``prim`` alone, computes what ``prim.impl`` (or, for
+    the four operators, the scalars' operator) computes in every trace: no
+    other implementation for releasing or eager traces, no in-place one."""
+    return prim is not None and isinstance(ufunc, np.ufunc) and ufunc.nin in (1, 2) \
+        and ufunc.nout == 1 and prim.builtin and prim.release_impl is None \
+        and prim.view_impl is None and prim.in_place_impl is None and not prim.keeps_integers
