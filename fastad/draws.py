@@ -21,6 +21,7 @@ import numpy as np
 import numpy.random.bit_generator as _bit_generator
 
 from .core.errors import TracingError
+from .core import pytree
 
 _GENERATORS = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
 
@@ -108,9 +109,14 @@ _fresh = _FreshEntropy()
 
 
 @contextlib.contextmanager
-def refused(fn: Callable[..., Any]) -> Iterator[None]:
+def refused(fn: Callable[..., Any], same_twice: Callable[[], bool] | None = None
+            ) -> Iterator[None]:
     """Raise `TracingError` if tracing ``fn`` inside the block draws from a
-    generator it can reach, or seeds one from fresh entropy."""
+    generator it can reach, or seeds one from fresh entropy and
+    ``same_twice()`` (``fn`` run twice on the same arguments) says its
+    results change: NumPy's ``RandomState(seed)`` asks for fresh entropy
+    before it seeds, and a generator whose draws do not reach the results
+    makes no stale result either."""
     generators = _reachable(fn)
     before = [_state(g) for g in generators]
     with _fresh.watched() as seeded:
@@ -122,9 +128,16 @@ def refused(fn: Callable[..., Any]) -> Iterator[None]:
             which = "np.random's global generator" if g is np.random.mtrand._rand else \
                 f"a {type(g).__name__}"
             raise TracingError(_message(name, f"drew random numbers from {which}"))
-    if fresh:
+    if fresh and (same_twice is None or not same_twice()):
         raise TracingError(_message(name, "made a random generator from fresh entropy "
                                           "(np.random.default_rng() without a seed)"))
+
+
+def same_results(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """Whether two eager calls of ``fn`` give the same results, bit for bit."""
+    first, second = (pytree.flatten(fn(*args, **kwargs))[0] for _ in range(2))
+    return len(first) == len(second) and all(
+        np.array_equal(a, b, equal_nan=True) for a, b in zip(first, second))
 
 
 def _message(name: str, what: str) -> str:

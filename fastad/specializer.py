@@ -366,7 +366,7 @@ class Specializer:
         evaluated eagerly from now on.  Called with the signature's lock held."""
         name = getattr(self.fn, "__qualname__", repr(self.fn))
         try:
-            with draws.refused(self.fn):
+            with draws.refused(self.fn, lambda: draws.same_results(self.fn, args, kwargs)):
                 # per-element branches may become `where`: on a retrace (their pattern
                 # changed), or on a first trace if they went both ways; not again for a
                 # signature where they could not (each attempt runs fn twice more)

@@ -479,14 +479,28 @@ def test_fresh_generators_of_other_threads_are_not_the_traces():
         other.join()
 
 
-def test_a_generator_seeded_inside_the_function_compiles():
+_SEEDED_INSIDE = {  # generators made inside the function from a seed (the same each call)
+    "default_rng(seed)": lambda: np.random.default_rng(7).standard_normal(4),
+    # RandomState(seed) seeds its MT19937 from fresh entropy first, then from the seed
+    "RandomState(seed)": lambda: np.random.RandomState(7).normal(size=4),
+    "Generator(PCG64(seed))": lambda: np.random.Generator(np.random.PCG64(7)).uniform(size=4),
+    # a fresh generator whose draws never reach the results
+    "unused fresh": lambda: (np.random.default_rng(), np.ones(4))[1],
+}
+
+
+@pytest.mark.parametrize("name", sorted(_SEEDED_INSIDE))
+def test_a_generator_seeded_inside_the_function_compiles(name):
+    draw = _SEEDED_INSIDE[name]
+
     def f(x):
-        rng = np.random.default_rng(7)
-        return fnp.sum(fnp.sin(x) * rng.standard_normal(x.shape))
+        return fnp.sum(fnp.sin(x) * draw())
 
     x = np.linspace(0.1, 1.0, 4)
     for backend in COMPILED:
-        np.testing.assert_allclose(fa.compile(f, backend=backend)(x), fa.grad(f)(x), rtol=1e-12)
+        g = fa.compile(f, backend=backend)
+        for scale in (1.0, 2.0):
+            np.testing.assert_allclose(g(x * scale), fa.grad(f)(x * scale), rtol=1e-12)
 
 
 # -- autograd's and JAX's other names for the transforms --------------------------------
