@@ -298,11 +298,11 @@ def _inv(a: Any) -> Any:
 
 
 def _slogdet(a: Any) -> tuple[Any, Any]:
-    if iscomplexobj(a):  # the sign's derivative is not zero: refuse, never a wrong answer
-        raise TracingError("slogdet/det of a complex matrix is not supported on traced values")
-    # the two primitives' values from one factorization, as NumPy computes them
+    # the two primitives' values from one factorization, as NumPy computes them;
+    # a complex determinant's sign is a phase, with a derivative
     sign, logdet = _np.linalg.slogdet(value_of(a))
-    return bind_computed(_p("detsign"), sign, a), bind_computed(_p("logabsdet"), logdet, a)
+    phase = _p("numpy.linalg.det_phase") if iscomplexobj(a) else _p("detsign")
+    return bind_computed(phase, sign, a), bind_computed(_p("logabsdet"), logdet, a)
 
 
 def _det(a: Any) -> Any:

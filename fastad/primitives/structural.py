@@ -292,13 +292,31 @@ defjvp(_p, lambda t, ans, a, b: -fnp.solve_(a, fnp.matmul_(t, ans)),
 defshape(_p, shapes.solve)
 defbatch(_p, batching.batched_linalg)
 
+def _log_det_tangent(t, a):
+    """tr(a^{-1} t): the tangent of log det a (its real part that of log |det a|)."""
+    return fnp.sum(_mT(_inv(a)) * t, axis=(-2, -1))
+
+
+# d log|det a| = Re tr(a^{-1} da): for a real cotangent g, g a^{-T} (complex a too)
 _p = defprim("logabsdet", _logabsdet, 1, cost="linalg")
 defvjp(_p, lambda g, ans, a: fnp.reshape(g, fnp.shape(g) + (1, 1)) * _mT(_inv(a)))
 defreads(_p, (0,))
-defjvp(_p, lambda t, ans, a: fnp.sum(_mT(_inv(a)) * t, axis=(-2, -1)))
+defjvp(_p, lambda t, ans, a: fnp.real(_log_det_tangent(t, a)) if fnp.iscomplexobj(a)
+       else _log_det_tangent(t, a))
 defshape(_p, shapes.determinant)
 defbatch(_p, batching.batched_linalg)
 
 _p = defprim("detsign", _detsign, 1, differentiable=False, cost="linalg")
+defshape(_p, shapes.determinant)
+defbatch(_p, batching.batched_linalg)
+
+# det a / |det a| of a complex matrix, on the unit circle: d phase = i phase
+# Im tr(a^{-1} da); as a cotangent, -i Re(i g phase) a^{-T} (autograd's pairing)
+_p = defprim("numpy.linalg.det_phase", _detsign, 1, cost="linalg",
+             doc="the phase of a complex determinant; a NumPy call in compiled code")
+_p.builtin = False  # runs as a NumPy call between compiled segments, as users' primitives do
+defvjp(_p, lambda g, ans, a: fnp.reshape(-1j * fnp.real(1j * g * ans), fnp.shape(g) + (1, 1))
+       * _mT(_inv(a)))
+defjvp(_p, lambda t, ans, a: 1j * ans * fnp.imag(_log_det_tangent(t, a)))
 defshape(_p, shapes.determinant)
 defbatch(_p, batching.batched_linalg)
