@@ -65,7 +65,7 @@ from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValue
                             integer_dtype)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .vectorizing import in_vmap_trace
-from .numpy._array_type import Array as _ARRAY
+from .numpy._array_type import Array as _ARRAY, as_arrays
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -195,12 +195,19 @@ class Specializer:
         run_args = shortcut.run_args
         if run_args is not None and not kwargs:  # `take_shortcut` written out: the call loops make
             outs = run_args(args, -1)
-            if outs is None and _ARRAY in map(type, args):
+            arrays = outs is None and _ARRAY in map(type, args)
+            if arrays:
                 outs = run_args(plain_views(args), -1)
             if outs is not None:
                 structure = shortcut.structure
-                return self.unpack(structure, cast_results(structure.casts, outs)
-                                   if structure.casts else outs, self.argnums)
+                out = self.unpack(structure, cast_results(structure.casts, outs)
+                                  if structure.casts else outs, self.argnums)
+                return as_arrays(out) if arrays else out
+        if _ARRAY in map(type, args):
+            # jax.Array arguments (fastad.numpy's constructors'): computed as the
+            # ndarrays they are, the arrays returned as Arrays, as NumPy's
+            # operations on them would return them
+            return as_arrays(self.general(plain_views(args), kwargs=kwargs))
         return self.general(args, kwargs=kwargs)
 
     def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,

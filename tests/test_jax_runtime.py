@@ -82,6 +82,25 @@ def test_constructed_arrays_have_jax_methods(name, args, method, seed):
                                rtol=1e-6, atol=1e-9)
 
 
+@pytest.mark.parametrize("kind", ["array", "tuple", "dict"])
+def test_jitted_results_are_arrays_of_arrays(kind):
+    """jax.jit(f)(x).block_until_ready(): given Arrays a jitted function returns
+    Arrays, as the function itself does on them; given NumPy's arrays, NumPy's;
+    the same values either way, one trace."""
+    def f(x):
+        y = fnp.sin(x) * 2.0
+        return {"array": y, "tuple": (y, x[:2]), "dict": {"y": y, "s": [x + 1.0]}}[kind]
+    g = jit(f)
+    for x in (fnp.linspace(0.0, 1.0, 4), np.linspace(0.0, 1.0, 4)):
+        for _ in range(2):  # the first call traces, the second takes the fast path
+            got, want = g(x), f(x)
+            for a, b in zip(fa.tree_util.tree_leaves(got), fa.tree_util.tree_leaves(want)):
+                assert type(a) is type(b)
+                np.testing.assert_array_equal(a, b)
+    fa.tree_util.tree_map(lambda a: a.block_until_ready(), g(fnp.ones(4)))
+    assert g.cache_info()["traces"] == 1
+
+
 def test_make_jaxpr_prints_the_program():
     tape = fa.make_jaxpr(lambda x, n: fnp.sin(x) * n, static_argnums=1)(np.ones(3), 2)
     text = str(tape)

@@ -1,7 +1,8 @@
 """``jax.Array``: NumPy's ndarray with JAX's array methods, the type of the
-arrays ``fastad.numpy``'s constructors make outside a trace, so that JAX
-code's ``x = jnp.zeros(n); x = x.at[i].set(v)`` and
-``jnp.asarray(data).block_until_ready()`` run on them.
+arrays ``fastad.numpy``'s constructors make outside a trace (and of a
+jitted function's results when it is given them), so that JAX code's ``x =
+jnp.zeros(n); x = x.at[i].set(v)`` and ``jax.jit(f)(x).block_until_ready()``
+run on them.
 
 It is an ndarray that only adds methods: NumPy computes with it as with any
 ndarray (ufuncs and methods keep the subclass, as NumPy does for every
@@ -10,9 +11,10 @@ plain_array`), and it prints as NumPy's arrays do.  ``isinstance(x, Array)``
 holds for every array value as in JAX: ndarrays, NumPy scalars and traced
 values.  Arrays made inside a trace are traced values, which have ``.at``
 themselves.  Functions of plain arrays other than the constructors, and
-compiled functions, give NumPy's types, as autograd's do (a compiled
-function returns what the function returns on NumPy's arrays); a full
-reduction of an Array is NumPy's scalar."""
+compiled functions given plain arrays, give NumPy's types, as autograd's do
+(a compiled function returns what the function returns on NumPy's arrays;
+given Arrays, its arrays are Arrays, as NumPy's operations on them give);
+a full reduction of an Array is NumPy's scalar."""
 from __future__ import annotations
 
 import functools
@@ -89,9 +91,12 @@ def as_array(value: Any) -> Any:
 
 def as_arrays(tree: Any) -> Any:
     """Every plain ndarray leaf of ``tree`` as an `Array`."""
-    if type(tree) is _np.ndarray:
+    kind = type(tree)
+    if kind is _np.ndarray:
         return tree.view(Array)
-    if isinstance(tree, (_np.generic, Tracer, float, int)):
+    if kind is tuple or kind is list:  # a compiled function's usual results, directly
+        return kind(as_arrays(leaf) for leaf in tree)
+    if tree is None or isinstance(tree, (_np.generic, Tracer, float, int)):
         return tree
     leaves, treedef = pytree.flatten(tree)
     return pytree.unflatten(treedef, [as_array(leaf) for leaf in leaves])
