@@ -25,6 +25,7 @@ from .core.tracer import Builder, Tracer, current_builder, recording, replay
 from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
 from .transforms.reverse import backward
 from .tree_jacobian import is_array, tree_jacobian
+from .numpy._array_type import Array as _ARRAY, as_arrays
 
 ArgNums = int | Sequence[int]
 
@@ -321,10 +322,12 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return call(*args, **kwargs)
+            out = call(*args, **kwargs)
         finally:
             if collecting:
                 gc.enable()
+        # given jax.Array's, Arrays (jax.grad(f)(x).block_until_ready())
+        return as_arrays(out) if _ARRAY in map(type, args) else out
 
     lending = Lending(f)  # whether f's data arguments are read in place
 

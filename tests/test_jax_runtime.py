@@ -99,6 +99,10 @@ def test_jitted_results_are_arrays_of_arrays(kind):
                 np.testing.assert_array_equal(a, b)
     fa.tree_util.tree_map(lambda a: a.block_until_ready(), g(fnp.ones(4)))
     assert g.cache_info()["traces"] == 1
+    loss = lambda x: fnp.sum(fnp.sin(x) ** 2)  # noqa: E731
+    for x in (fnp.linspace(0.0, 1.0, 4), np.linspace(0.0, 1.0, 4)):
+        for grad in (fa.grad(loss), lambda x: fa.value_and_grad(loss)(x)[1]):
+            assert type(grad(x)) is type(x)
 
 
 def test_make_jaxpr_prints_the_program():
