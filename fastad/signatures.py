@@ -107,6 +107,14 @@ DATA_CHARS = ("i", "?")
 EXACT_INTEGERS = 2**53
 
 
+def plain_views(args: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``args`` with JAX-style arrays (`fastad.numpy._array_type.Array`, an
+    ndarray that only adds methods) as the plain ndarrays the compiled
+    programs' exact argument checks take."""
+    from .numpy._array_type import Array
+    return tuple(a.view(np.ndarray) if type(a) is Array else a for a in args)
+
+
 def array_data(leaf: Any) -> np.ndarray | None:
     """An integer or boolean array argument as the tape's input holds it:
     integers as float64 (the VM's registers are floating point; integers

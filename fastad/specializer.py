@@ -44,6 +44,7 @@ from .signatures import (
     array_data_of,
     as_differentiable,
     as_scalar,
+    plain_views,
     cast_results,
     check_signature,
     check_structure,
@@ -62,6 +63,7 @@ from .signatures import (
 )
 from .core.tape import Tape
 from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValueNeeded,
+                            raise_for_data_arguments,
                             integer_dtype)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .vectorizing import in_vmap_trace
@@ -602,7 +604,7 @@ class Specializer:
                 try:
                     out = self.fn(*new_args, **new_kwargs)
                 except Exception as exc:
-                    _raise_for_data_arguments(exc, (new_args, new_kwargs))
+                    raise_for_data_arguments(exc, (new_args, new_kwargs))
                     raise
             builder.by_reference = None
             found = captures.settle(found, by_reference, builder.tape.consts)
@@ -848,19 +850,6 @@ def guards_hold(entry: Entry, values: list[Any]) -> bool:
     return not entry.guarded or reference.evaluate(entry.tape, values) is not None
 
 
-def _raise_for_data_arguments(exc: Exception, traced_args: Any) -> None:
-    """A trace failed with integers (or booleans) taken as data among its
-    arguments: most likely a function that needs their values for the
-    structure it computes (``np.split(x, k)``, ``np.stack(xs, axis)``, einsum's
-    sublists) and cannot say so.  Those arguments are keyed by value and the
-    function traced again (`IntValueNeeded`); a failure then is the
-    function's own and is raised."""
-    sources = frozenset().union(*(t.sources for t in pytree.flatten(traced_args)[0]
-                                  if isinstance(t, (IntTracer, IntArrayTracer, BoolArrayTracer))))
-    if sources:
-        raise IntValueNeeded(sources) from exc
-
-
 def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
               which: int) -> Any:
     """``fast(args, which)``, or None when there is no shortcut or it declines."""
@@ -870,13 +859,6 @@ def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tupl
     if out is None and _ARRAY in map(type, args):
         return fast(plain_views(args), which)
     return out
-
-
-def plain_views(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``args`` with JAX-style arrays (`fastad.numpy._array_type.Array`, an
-    ndarray that only adds methods) as the plain ndarrays the compiled
-    programs' exact argument checks take."""
-    return tuple(a.view(np.ndarray) if type(a) is _ARRAY else a for a in args)
 
 
 def takes_shortcut(key: Any) -> bool:

@@ -458,6 +458,20 @@ class BoolArrayTracer(ArrayTracer):
 #: traced values standing for integer or boolean arguments taken as data,
 #: whose values a trace may not read (`IntValueNeeded`)
 DATA_TRACERS = (IntTracer, IntArrayTracer, BoolArrayTracer)
+
+
+def raise_for_data_arguments(exc: Exception, traced_args: Any) -> None:
+    """A trace failed with integers (or booleans) taken as data among its
+    arguments: most likely a function that needs their values for the
+    structure it computes (``np.split(x, k)``, ``np.stack(xs, axis)``, einsum's
+    sublists) and cannot say so.  Those arguments are keyed by value and the
+    function traced again (`IntValueNeeded`); a failure then is the
+    function's own and is raised."""
+    from . import pytree
+    sources = frozenset().union(*(t.sources for t in pytree.flatten(traced_args)[0]
+                                  if isinstance(t, DATA_TRACERS)))
+    if sources:
+        raise IntValueNeeded(sources) from exc
 _INTEGER_TYPES = frozenset((IntTracer, IntArrayTracer))
 INTEGER_DATA = (IntTracer, IntArrayTracer)
 
