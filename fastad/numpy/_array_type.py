@@ -84,11 +84,6 @@ class Array(_np.ndarray, metaclass=_ArrayMeta):
         return super().__array_wrap__(array, context, return_scalar)
 
 
-def as_array(value: Any) -> Any:
-    """``value`` as an `Array` when it is a plain ndarray, else itself."""
-    return value.view(Array) if type(value) is _np.ndarray else value
-
-
 def as_arrays(tree: Any) -> Any:
     """Every plain ndarray leaf of ``tree`` as an `Array`."""
     kind = type(tree)
@@ -99,7 +94,8 @@ def as_arrays(tree: Any) -> Any:
     if tree is None or isinstance(tree, (_np.generic, Tracer, float, int)):
         return tree
     leaves, treedef = pytree.flatten(tree)
-    return pytree.unflatten(treedef, [as_array(leaf) for leaf in leaves])
+    return pytree.unflatten(treedef, [leaf.view(Array) if type(leaf) is _np.ndarray else leaf
+                                      for leaf in leaves])
 
 
 def making_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -108,13 +104,7 @@ def making_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def make(*args: Any, **kwargs: Any) -> Any:
         out = fn(*args, **kwargs)
-        if current_builder() is not None:
-            return out
-        if type(out) is _np.ndarray:
-            return out.view(Array)
-        if type(out) in (list, tuple):  # meshgrid's, *_indices'
-            return type(out)(as_array(o) for o in out)
-        return out
+        return out if current_builder() is not None else as_arrays(out)
     return make
 
 

@@ -130,12 +130,12 @@ def outer(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
     return fn(reshape(a, tuple(shape(a)) + (1,) * ndim(b)), b)
 
 
-#: ufunc.at by traced integer rows, a combination of each row's updates first:
-#: (the reduction combining a row's updates, its identity, how they meet a)
-_COMBINED = {"multiply": ("multiply", 1, None), "divide": ("multiply", 1, None),
-             "true_divide": ("multiply", 1, None), "maximum": ("maximum", None, None),
-             "minimum": ("minimum", None, None), "fmax": ("maximum", None, None),
-             "fmin": ("minimum", None, None)}
+#: ufunc.at by traced integer rows, a combination of each row's updates first,
+#: which the ufunc then applies to a: (the reduction combining a row's updates,
+#: its identity; None: the dtype's far end)
+_COMBINED = {"multiply": ("multiply", 1), "divide": ("multiply", 1),
+             "true_divide": ("multiply", 1), "maximum": ("maximum", None),
+             "minimum": ("minimum", None), "fmax": ("maximum", None), "fmin": ("minimum", None)}
 #: the largest one-hot table (updates x rows x row size) the combination builds
 _COMBINED_LIMIT = 1 << 22
 
@@ -183,7 +183,7 @@ def _combined_rows(name: str, target: Any, indices: Any, b: Any) -> Any:
     one-hot table of the indices against the rows: no value of the indices
     is read while tracing, so new indices reuse the trace."""
     from ._elementwise import equal, where
-    combine, identity, _ = _COMBINED[name]
+    combine, identity = _COMBINED[name]
     dtype = result_dtype(target)
     if identity is None:  # the extremes' identities: the dtype's far ends
         low = combine == "maximum"
