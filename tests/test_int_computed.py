@@ -4,6 +4,7 @@ integer data (docs/design.md, "Integer arguments are data until their value
 is used"): a compiled function using them to index, take, scatter, set,
 compare, compute or return equals NumPy and the eager function, in NumPy's
 dtypes, and traces once."""
+import platform
 import warnings
 
 import numpy as np
@@ -81,7 +82,7 @@ USES = {
     "bitwise": lambda x, i: _like(x, i) * (((i & 3) ^ 1) + (i >> 1) + (i | 4) - (i << 1)),
     "return": lambda x, i: (np.sum(x), i, np.sum(i), i % 3, np.abs(i)),
 }
-DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32"]
+DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 
 
 def _program(route, use, dtype):
@@ -165,6 +166,26 @@ def test_narrow_casts_wrap_around_as_numpys():
             i = v.astype(dtype)
             return i, (i + 100).astype(np.int8), i * 3
         _same(fa.jit(f, backend="numpy")(x), f(x))
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="a negative float cast to an unsigned integer is undefined in C; "
+                           "NumPy's result is the x86-64 one checked here")
+@pytest.mark.parametrize("dtype", ["uint8", "uint16", "uint32"])
+def test_negative_floats_cast_to_unsigned_as_numpys(dtype):
+    """Negative floats cast to an unsigned dtype narrower than 64 bits wrap
+    around.  (uint64's would be past 2**53, where integers held in float64
+    are no longer exact.)"""
+    def f(x):
+        i = x.astype(dtype)
+        return i, i * 1.0, np.sum(i * x)
+    rng = np.random.default_rng(np.dtype(dtype).itemsize)
+    x = np.concatenate([-np.abs(rng.normal(size=4)) * 10.0 ** rng.integers(0, 9, 4),
+                        np.abs(rng.normal(size=3)) * 50])
+    with np.errstate(invalid="ignore"):
+        want = f(x)
+        for backend in BACKENDS:
+            _same(fa.jit(f, backend=backend)(x), want)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16", "uint8", "int64"])

@@ -138,4 +138,4 @@ def test_printing_and_error_state_are_numpys():
         assert np.geterr()["over"] == "ignore"
     finally:
         np.seterr(**old)
-    assert fnp.newaxis is None and fnp.float64 is np.float64 and fnp.errstate is np.errstate
+    assert fnp.newaxis is None and fnp.float64 == np.float64 and fnp.errstate is np.errstate

@@ -48,10 +48,9 @@ e = _np.e
 inf = _np.inf
 nan = _np.nan
 newaxis = None
-float64 = _np.float64
-float32 = _np.float32
-complex128 = _np.complex128
-complex64 = _np.complex64
+from ._scalar_types import casting_types as _casting_types  # noqa: E402
+
+globals().update(_casting_types())  # float32(x) casts traced values, as jnp.float32(x)
 ndarray = _np.ndarray
 
 # Names fastad.numpy has had since it was one module: the tracing API it is

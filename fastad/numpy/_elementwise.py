@@ -284,6 +284,8 @@ def astype(x: Any, dtype: Any, /, *, copy: bool = True, device: Any = None) -> A
     dtype = _np.dtype(dtype)
     if dtype.kind == "f" and dtype not in (_np.float64, _np.float32):
         raise unsupported_precision(f"astype({dtype})", dtype)
+    if isinstance(x, Tracer) and dtype.kind == "b" and result_dtype(x).kind != "b":
+        return not_equal(x, 0)  # NumPy's cast to bool; a comparison, without a derivative
     if isinstance(x, Tracer) and dtype.kind in "iu":
         held = x.data_dtype if isinstance(x, INTEGER_DATA) else result_dtype(x)
         if isinstance(x, INTEGER_DATA) or held.kind in "fb":
