@@ -25,7 +25,7 @@ from .core.tracer import Builder, Tracer, current_builder, recording, replay
 from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
 from .transforms.reverse import backward
 from .tree_jacobian import is_array, tree_jacobian
-from .numpy._array_type import Array as _ARRAY, as_arrays
+from .numpy._array_type import arrays_out, as_arrays, given_arrays
 
 ArgNums = int | Sequence[int]
 
@@ -327,7 +327,7 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
             if collecting:
                 gc.enable()
         # given jax.Array's, Arrays (jax.grad(f)(x).block_until_ready())
-        return as_arrays(out) if _ARRAY in map(type, args) else out
+        return as_arrays(out) if given_arrays(args) else out
 
     lending = Lending(f)  # whether f's data arguments are read in place
 
@@ -446,6 +446,8 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
         grads = replay(reverse, outer_inputs + cts)
         grads = [_owned(g) for g in grads[len(tape.outputs):]]
         return unpack_grads(rec.in_trees, nums, grads)
+    if given_arrays(primals):
+        out, vjp_fn = as_arrays(out), arrays_out(vjp_fn, always=True)
     if aux:
         return out, vjp_fn, aux.rebuild(values[n:])
     return out, vjp_fn
@@ -465,6 +467,7 @@ def _cotangent_like(ct: Any, out: Any) -> Any:
     return ct
 
 
+@arrays_out
 def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
         has_aux: bool = False) -> Any:
     """Forward mode: ``(f(*primals), J @ tangents)``.  ``has_aux=True``: f
@@ -617,7 +620,7 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
         cols = jac if batched else fnp.broadcast_to(jac, (n_in,) + out_shape)
         return _owned(fnp.reshape(fnp.moveaxis(fnp.reshape(cols, (n_in, n_out)), 0, 1),
                                   out_shape + x.shape))
-    return jacobian_f
+    return arrays_out(jacobian_f)
 
 
 class _TreeResult(Exception):

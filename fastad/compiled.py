@@ -23,6 +23,7 @@ from .core.errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads
 from .signatures import Entry, any_tracer, checked_argnums
 from .specializer import Specializer, take_shortcut
+from .numpy._array_type import as_arrays, given_arrays
 from .core.tape import Tape
 
 
@@ -261,14 +262,16 @@ class CompiledGrad(_Inspectable):
             if grad is not None:
                 return grad
         value, grad = self._vg.general(args, grads_only=True, kwargs=kwargs)
-        return (grad, value[1]) if self.has_aux else grad
+        out = (grad, value[1]) if self.has_aux else grad
+        return as_arrays(out) if given_arrays(args) else out
 
     def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         if not kwargs and self._fast:
             outs = take_shortcut(self._vg.full_run_args, args, -1)
             if outs is not None:
                 return outs[0], outs[1]
-        return self._vg.general(args, kwargs=kwargs)
+        out = self._vg.general(args, kwargs=kwargs)
+        return as_arrays(out) if given_arrays(args) else out
 
     def value(self, *args: Any, **kwargs: Any) -> Any:
         spec = self._value
@@ -282,7 +285,8 @@ class CompiledGrad(_Inspectable):
             value = take_shortcut(spec.full_run_args, args, 0)
             if value is not None:
                 return value
-        return spec.general(args, kwargs=kwargs)
+        out = spec.general(args, kwargs=kwargs)
+        return as_arrays(out) if given_arrays(args) else out
 
     def _scalar_fn(self) -> Callable[..., Any]:
         """f with its value alone (without aux)."""

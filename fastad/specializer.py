@@ -852,12 +852,14 @@ def guards_hold(entry: Entry, values: list[Any]) -> bool:
 
 def take_shortcut(fast: Callable[[tuple[Any, ...], int], Any] | None, args: tuple[Any, ...],
               which: int) -> Any:
-    """``fast(args, which)``, or None when there is no shortcut or it declines."""
+    """``fast(args, which)``, or None when there is no shortcut or it declines
+    (given jax.Array's: of their plain views, the arrays returned as Arrays)."""
     if fast is None:
         return None
     out = fast(args, which)
     if out is None and _ARRAY in map(type, args):
-        return fast(plain_views(args), which)
+        out = fast(plain_views(args), which)
+        return None if out is None else as_arrays(out)
     return out
 
 

@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .api import _owned, check_leaf, record
+from .numpy._array_type import arrays_out
 from .core import pytree
 from .core.errors import TracingError
 from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, integer_like
@@ -150,7 +151,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                 value = fnp.broadcast_to(value, (size,) + tuple(fnp.shape(value)))
             outs.append(_owned(fnp.moveaxis(value, 0, ax) if ax else value))
         return pytree.unflatten(rec.out_tree, outs)
-    return vmapped
+    return arrays_out(vmapped)
 
 
 _MAX_RECORDINGS = 8  # records of one call, each padding more while loops, before the fallback

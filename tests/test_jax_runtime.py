@@ -105,6 +105,44 @@ def test_jitted_results_are_arrays_of_arrays(kind):
             assert type(grad(x)) is type(x)
 
 
+#: every transform's result on x, and (loss f, vector function g) to transform
+TRANSFORMED = {
+    "grad": lambda f, g, x: fa.grad(f)(x),
+    "value_and_grad": lambda f, g, x: fa.value_and_grad(f)(x),
+    "jvp": lambda f, g, x: fa.jvp(g, (x,), (x * 0.5,)),
+    "vjp": lambda f, g, x: (lambda out, pull: (out, pull(out)))(*fa.vjp(g, x)),
+    "vmap": lambda f, g, x: fa.vmap(g)(np.stack([x, x * 2.0]).view(type(x))),
+    "jacobian": lambda f, g, x: fa.jacobian(g)(x),
+    "jacfwd": lambda f, g, x: fa.jacfwd(g)(x),
+    "jacrev": lambda f, g, x: fa.jacrev(g)(x),
+    "hessian": lambda f, g, x: fa.hessian(f)(x),
+    "hvp": lambda f, g, x: fa.hvp(f)(x, x),
+    "linearize": lambda f, g, x: fa.linearize(g, x)[1](x),
+    "jit(grad)": lambda f, g, x: fa.jit(fa.grad(f))(x),
+    "compile": lambda f, g, x: (fa.compile(f)(x), fa.compile(f).value_and_grad(x)),
+    "params dict": lambda f, g, x: fa.grad(lambda p: f(p["w"]) * p["s"])({"w": x, "s": 2.0}),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRANSFORMED))
+def test_every_transform_returns_arrays_given_arrays(name):
+    """As jax.grad(f)(x) does: given Arrays (or pytrees of them), a
+    transformed function's arrays are Arrays; given NumPy's, NumPy's; the
+    same values either way."""
+    f = lambda x: fnp.sum(fnp.sin(x) ** 2 * x[0])  # noqa: E731
+    g = lambda x: fnp.sin(x) * x[0]  # noqa: E731
+    leaves = lambda out: [v for v in fa.tree_util.tree_leaves(out)  # noqa: E731
+                          if isinstance(v, np.ndarray) and v.ndim]
+    x = np.linspace(0.2, 1.0, 4)
+    for _ in range(2):  # compiled ones: the first call traces, the second takes the fast path
+        ours, plain = leaves(TRANSFORMED[name](f, g, fnp.asarray(x))), leaves(
+            TRANSFORMED[name](f, g, x))
+        assert ours and len(ours) == len(plain)
+        for a, b in zip(ours, plain):
+            assert type(a) is fa.Array and type(b) is np.ndarray, (type(a), type(b))
+            np.testing.assert_array_equal(a, b)
+
+
 def test_make_jaxpr_prints_the_program():
     tape = fa.make_jaxpr(lambda x, n: fnp.sin(x) * n, static_argnums=1)(np.ones(3), 2)
     text = str(tape)

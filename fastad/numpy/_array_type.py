@@ -98,6 +98,31 @@ def as_arrays(tree: Any) -> Any:
                                       for leaf in leaves])
 
 
+def given_arrays(args: tuple) -> bool:
+    """Whether any of ``args``, or any leaf of a pytree among them (JAX's
+    parameter dictionaries, jvp's tuple of primals), is an `Array`."""
+    for a in args:
+        kind = type(a)
+        if kind is Array:
+            return True
+        if kind is not _np.ndarray and not isinstance(a, (_np.generic, float, int, Tracer)) \
+                and not callable(a) and Array in map(type, pytree.flatten(a)[0]):
+            return True
+    return False
+
+
+def arrays_out(fn: Callable[..., Any], always: bool = False) -> Callable[..., Any]:
+    """``fn`` (a transformed function: a gradient, a batched function, a
+    Jacobian), its arrays returned as `Array` s when it is given any (or
+    ``always``: a vjp's pullback of Arrays), as ``jax.grad(f)(x)`` returns
+    jax.Array's."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        return as_arrays(out) if always or given_arrays(args) else out
+    return call
+
+
 def making_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A constructor of ``fastad.numpy`` whose plain results are `Array` s
     (traced ones inside a trace are left as they are)."""
