@@ -164,9 +164,8 @@ poisson = _namespace(
 # -- multivariate normal ------------------------------------------------------------------------
 def _mvn_logpdf(x: Any, mean: Any = None, cov: Any = 1.0, allow_singular: bool = False) -> Any:
     """log density of N(mean, cov) at each row of x (x's last axis is the
-    dimension); cov a full positive definite matrix (its lower triangle is read)."""
-    if allow_singular:
-        raise NotImplementedError("multivariate_normal: allow_singular=True is not supported")
+    dimension); cov a full positive definite matrix (its lower triangle is
+    read), or with ``allow_singular`` a positive semidefinite one (`_psd`)."""
     dim = fnp.shape(cov)[-1] if fnp.ndim(cov) == 2 else fnp.shape(x)[-1]
     if fnp.ndim(cov) < 2:
         cov = cov * fnp.eye(dim)
@@ -174,8 +173,14 @@ def _mvn_logpdf(x: Any, mean: Any = None, cov: Any = 1.0, allow_singular: bool =
     scalar_dim = fnp.ndim(centered) == 0 or fnp.shape(centered)[-1] != dim
     if scalar_dim:
         raise ValueError("multivariate_normal: x's last axis must have cov's dimension")
-    chol = fnp.linalg.cholesky(cov)
     rows = fnp.reshape(centered, (-1, dim))
+    singular = _psd(cov) if allow_singular else None
+    if singular is not None:  # SciPy's pseudo-determinant and pseudo-inverse
+        whiten, log_pdet, rank, null, off = singular
+        out = -0.5 * (rank * _LOG_2PI + log_pdet + fnp.sum(fnp.square(rows @ whiten), axis=-1))
+        outside = fnp.linalg.norm(rows @ null, axis=-1) >= off
+        return fnp.reshape(fnp.where(outside, -_np.inf, out), fnp.shape(centered)[:-1])
+    chol = fnp.linalg.cholesky(cov)
     solved = _linalg.solve_triangular(chol, fnp.transpose(rows), lower=True)
     maha = fnp.sum(fnp.square(solved), axis=0)
     log_det = 2.0 * fnp.sum(fnp.log(fnp.diagonal(chol)))
@@ -183,11 +188,43 @@ def _mvn_logpdf(x: Any, mean: Any = None, cov: Any = 1.0, allow_singular: bool =
     return fnp.reshape(out, fnp.shape(centered)[:-1])
 
 
-def _mvn_entropy(mean: Any = None, cov: Any = 1.0, allow_singular: bool = False) -> Any:
-    """0.5 * (d * (1 + log 2 pi) + log det cov)."""
+def _psd(cov: Any) -> tuple[Any, float, int, Any, float] | None:
+    """None for a positive definite cov (the Cholesky path); for a singular
+    one, SciPy's whitening matrix (pseudo-inverse square root), log
+    pseudo-determinant, rank, null-space basis and the distance from the
+    support beyond which the density is 0 (SciPy's cutoffs, `_PSD`).  The
+    density is not differentiable in a singular cov (nor is autograd's): a
+    traced one is refused; a constant one gives derivatives in x and the mean."""
+    traced = isinstance(cov, fnp.Tracer)
+    if traced:  # its value decides, under a guard (a new rank retraces)
+        s, u = fnp.linalg.eigvalsh(fnp.stop_gradient(cov)), None
+    else:
+        s, u = _np.linalg.eigh(_np.asarray(cov, dtype=_np.float64))
+    eps = 1e6 * _np.finfo(_np.float64).eps * fnp.max(fnp.abs(s))
+    if bool(fnp.min(s) < -eps):
+        raise ValueError("multivariate_normal: the covariance must be symmetric positive "
+                         "semidefinite")
+    if bool(fnp.all(s > eps)):
+        return None
+    if traced:
+        raise NotImplementedError(
+            "multivariate_normal(allow_singular=True): the density is not differentiable in a "
+            "singular covariance matrix, which is traced here (differentiated, or an argument "
+            "of a compiled function); pass it as a constant (close over it)")
+    kept = s > eps
+    return (u[:, kept] / _np.sqrt(s[kept]), float(_np.sum(_np.log(s[kept]))),
+            int(_np.sum(kept)), u[:, ~kept], 1e3 * float(eps))
+
+
+def _mvn_entropy(mean: Any = None, cov: Any = 1.0, allow_singular: bool = True) -> Any:
+    """0.5 * (d * (1 + log 2 pi) + log det cov); of a singular cov, its rank
+    and pseudo-determinant, as SciPy's (which takes singular ones)."""
     if fnp.ndim(cov) < 2:
         dim = fnp.shape(mean)[-1] if mean is not None and fnp.ndim(mean) else 1
         cov = cov * fnp.eye(dim)
+    singular = _psd(cov) if allow_singular else None
+    if singular is not None:
+        return 0.5 * (singular[2] * (1.0 + _LOG_2PI) + singular[1])
     dim = fnp.shape(cov)[-1]
     log_det = 2.0 * fnp.sum(fnp.log(fnp.diagonal(fnp.linalg.cholesky(cov))))
     return 0.5 * (dim * (1.0 + _LOG_2PI) + log_det)
