@@ -81,6 +81,9 @@ USES = {
     "sum": lambda x, i: x * np.sum(i) + np.max(i),
     "bitwise": lambda x, i: _like(x, i) * (((i & 3) ^ 1) + (i >> 1) + (i | 4) - (i << 1)),
     "return": lambda x, i: (np.sum(x), i, np.sum(i), i % 3, np.abs(i)),
+    # what the function sees of them: NumPy's dtype, not the float64 they are held in
+    "dtype": lambda x, i: x * (i.dtype.itemsize + 10 * (i.dtype.kind == "u")
+                               + 100 * (i * 1).dtype.itemsize),
 }
 DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 

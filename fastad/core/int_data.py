@@ -45,6 +45,12 @@ class _IntegerData:
         # a compiled function's result taken from them is cast back to
         self.data_dtype = data_dtype
 
+    @property
+    def dtype(self) -> np.dtype:
+        """NumPy's dtype of the integers (``x.astype(np.int32).dtype``), not
+        the float64 they are held in (the tape's aval)."""
+        return storage_dtype(self.data_dtype)
+
     def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
         """Refuse a use of the values of integers from arguments (their
         arguments are keyed by value from then on); integers computed from
