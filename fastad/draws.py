@@ -112,25 +112,26 @@ _fresh = _FreshEntropy()
 def refused(fn: Callable[..., Any], same_twice: Callable[[], bool] | None = None
             ) -> Iterator[None]:
     """Raise `TracingError` if tracing ``fn`` inside the block draws from a
-    generator it can reach, or seeds one from fresh entropy and
+    generator it can reach, or seeds one from fresh entropy, and
     ``same_twice()`` (``fn`` run twice on the same arguments) says its
     results change: NumPy's ``RandomState(seed)`` asks for fresh entropy
-    before it seeds, and a generator whose draws do not reach the results
-    makes no stale result either."""
+    before it seeds, and draws that do not reach the results (a value drawn
+    and not used) make no stale result either."""
     generators = _reachable(fn)
     before = [_state(g) for g in generators]
     with _fresh.watched() as seeded:
         yield
         fresh = seeded()
     name = getattr(fn, "__qualname__", repr(fn))
-    for g, state in zip(generators, before):
-        if _state(g) != state:
-            which = "np.random's global generator" if g is np.random.mtrand._rand else \
-                f"a {type(g).__name__}"
-            raise TracingError(_message(name, f"drew random numbers from {which}"))
-    if fresh and (same_twice is None or not same_twice()):
-        raise TracingError(_message(name, "made a random generator from fresh entropy "
-                                          "(np.random.default_rng() without a seed)"))
+    drawn = [g for g, state in zip(generators, before) if _state(g) != state]
+    if not (drawn or fresh) or (same_twice is not None and same_twice()):
+        return
+    if drawn:
+        which = "np.random's global generator" if drawn[0] is np.random.mtrand._rand else \
+            f"a {type(drawn[0]).__name__}"
+        raise TracingError(_message(name, f"drew random numbers from {which}"))
+    raise TracingError(_message(name, "made a random generator from fresh entropy "
+                                      "(np.random.default_rng() without a seed)"))
 
 
 def same_results(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
