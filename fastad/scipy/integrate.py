@@ -5,11 +5,14 @@ through the augmented system (state, its cotangent, the times' and the
 arguments' cotangents), integrated by SciPy's own ``odeint`` between the
 observation times, with ``func``'s vector-Jacobian products taken by fastad.
 
-``odeint`` and its derivative are primitives that run SciPy (NumPy calls in
-compiled code); a ``func`` closing over traced values (a neural ODE's
-weights) is recorded once and replayed, those values passed as arguments; forward mode integrates the sensitivities beside the
-state; ``vmap`` solves each example's problem in turn (SciPy's adaptive
-solver picks its steps per trajectory).  Neither derivative is differentiable again (first order only).
+``odeint`` is a primitive that runs SciPy (a NumPy call in compiled code);
+a ``func`` closing over traced values (a neural ODE's weights) is recorded
+once and replayed, those values passed as arguments; forward mode
+integrates the sensitivities beside the state; ``vmap`` solves each
+example's problem in turn (SciPy's adaptive solver picks its steps per
+trajectory).  Both derivatives are written with odeint itself (the
+augmented systems solved by the same primitive), so they are
+differentiable again: Hessians, any order, as autograd's are.
 
 ``solve_ivp`` (RK45, RK4) is written on fastad's loops instead (`_ivp`):
 the exact derivatives of the discrete solution, compiled as loop
@@ -29,96 +32,99 @@ from ..core.tracer import Tracer, bind
 from ..transforms.batching import per_example
 
 
-def _flat(args: tuple) -> tuple[_np.ndarray, Callable[[Any], tuple]]:
-    shapes = [_np.shape(a) for a in args]
+def _flat(args: tuple) -> tuple[Any, Callable[[Any], tuple]]:
+    """The arguments raveled into one float vector (traced or plain), and
+    the inverse, which slices such a vector back into their shapes."""
+    shapes = [fnp.shape(a) for a in args]
     sizes = [int(_np.prod(s)) for s in shapes]
-    flat = _np.concatenate([_np.ravel(a) for a in args]) if args else _np.zeros(0)
+    flat = fnp.concatenate([fnp.ravel(fnp.astype(a, _np.float64)) for a in args]) if args \
+        else _np.zeros(0)
 
     def unflatten(v: Any) -> tuple:
         out, k = [], 0
         for s, n in zip(shapes, sizes):
-            out.append(_np.reshape(v[k:k + n], s))
+            out.append(fnp.reshape(v[k:k + n], s))
             k += n
         return tuple(out)
-    return flat.astype(_np.float64), unflatten
+    return flat, unflatten
 
 
 def _odeint(y0: Any, t: Any, *args: Any, func: Any, options: tuple) -> _np.ndarray:
     return _scipy_integrate.odeint(func, y0, t, args=tuple(args), **dict(options))
 
 
-def _adjoint(g: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple,
-             which: int) -> _np.ndarray:
-    """The cotangent of input ``which`` (0: y0, 1: t, 2...: args) for the
-    output cotangent g: autograd's grad_odeint."""
+def _solve(func: Any, y0: Any, t: Any, args: tuple, options: tuple) -> Any:
+    """odeint as the primitive (SciPy's own on plain values)."""
+    return bind(_ODEINT, y0, t, *args, func=func, options=options)
+
+
+def _cotangents(g: Any, yt: Any, y0: Any, t: Any, args: tuple, func: Any,
+                options: tuple) -> tuple[Any, Any, tuple]:
+    """The cotangents of y0, t and args for the output cotangent g, by the
+    adjoint method (autograd's grad_odeint): the augmented system (state,
+    its cotangent, t0's and the arguments' cotangents) integrated backwards
+    by odeint itself between the observation times, so that these are
+    differentiable again (a Hessian is odeint's derivatives of odeints)."""
     from ..api import vjp
-    g, yt, t = _np.asarray(g), _np.asarray(yt), _np.asarray(t)
-    steps, dim = yt.shape
+    steps, dim = fnp.shape(yt)
     flat_args, unflatten = _flat(args)
 
     def flat_func(y: Any, tt: Any, fa: Any) -> Any:
         return func(y, tt, *unflatten(fa))
 
-    def augmented(state: Any, tt: float, fa: Any) -> Any:
+    def augmented(state: Any, tt: Any, fa: Any) -> Any:
         y, ct_y = state[:dim], state[dim:2 * dim]
-        dy, back = vjp(flat_func, y, _np.float64(tt), fa)
+        dy, back = vjp(flat_func, y, fnp.astype(tt, _np.float64), fa)
         ct = back(-ct_y)
-        return _np.hstack([dy, ct[0], _np.reshape(ct[1], 1), ct[2]])
+        return fnp.concatenate([fnp.ravel(dy), fnp.ravel(ct[0]), fnp.reshape(ct[1], (1,)),
+                                fnp.ravel(ct[2])])
 
-    ct_y = g[-1, :]
-    ct_t0 = 0.0
-    ct_times = []
-    ct_args = _np.zeros(flat_args.size)
+    ct_y, ct_t0, ct_times = g[-1], 0.0, []
+    ct_args = fnp.zeros(fnp.shape(flat_args))
     for i in range(steps - 1, 0, -1):
-        ct_now = float(_np.dot(func(yt[i, :], t[i], *args), g[i, :]))
+        ct_now = fnp.sum(fnp.ravel(func(yt[i], t[i], *args)) * g[i])
         ct_times.append(ct_now)
-        ct_t0 -= ct_now
-        state = _np.hstack([yt[i, :], ct_y, ct_t0, ct_args])
-        back = _scipy_integrate.odeint(augmented, state, _np.array([t[i], t[i - 1]]),
-                                       args=(flat_args,), **dict(options))[1]
+        ct_t0 = ct_t0 - ct_now
+        state = fnp.concatenate([yt[i], ct_y, fnp.reshape(ct_t0, (1,)), ct_args])
+        back = _solve(augmented, state, fnp.stack([t[i], t[i - 1]]), (flat_args,), options)[1]
         ct_y, ct_t0, ct_args = back[dim:2 * dim], back[2 * dim], back[2 * dim + 1:]
-        ct_y = ct_y + g[i - 1, :]
+        ct_y = ct_y + g[i - 1]
     ct_times.append(ct_t0)
-    if which == 0:
-        return _np.reshape(ct_y, _np.shape(y0))
-    if which == 1:
-        return _np.reshape(_np.array(ct_times[::-1]), _np.shape(t))
-    return _np.asarray(unflatten(ct_args)[which - 2], dtype=_np.float64)
+    return (fnp.reshape(ct_y, fnp.shape(y0)),
+            fnp.reshape(fnp.stack(ct_times[::-1]), fnp.shape(t)), unflatten(ct_args))
 
 
-def _tangent(tan: Any, yt: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple,
-             which: int) -> _np.ndarray:
+def _tangent(tan: Any, yt: Any, y0: Any, t: Any, args: tuple, func: Any, options: tuple,
+             which: int) -> Any:
     """The states' tangent for a tangent of input ``which`` alone: forward
-    sensitivities s' = J_y f s + J_args f dargs, integrated beside the state."""
+    sensitivities s' = J_y f s + J_args f dargs, integrated beside the state
+    by odeint itself (differentiable again)."""
     from ..api import jvp
-    yt, t = _np.asarray(yt, dtype=_np.float64), _np.asarray(t, dtype=_np.float64)
-    dim = yt.shape[1]
+    dim = fnp.shape(yt)[1]
     flat_args, unflatten = _flat(args)
-    d_args = _np.zeros(flat_args.size)
-    s0 = _np.zeros(dim)
+    d_args, s0 = fnp.zeros(fnp.shape(flat_args)), fnp.zeros(dim)
     if which == 0:
-        s0 = _np.ravel(tan).astype(_np.float64)
+        s0 = fnp.ravel(tan)
     elif which == 1:  # moving t0 moves the whole trajectory
-        s0 = -_np.ravel(func(yt[0], t[0], *args)) * _np.ravel(tan)[0]
+        s0 = -fnp.ravel(func(yt[0], t[0], *args)) * fnp.ravel(tan)[0]
     else:
-        parts = [_np.zeros(_np.shape(a)) for a in args]
-        parts[which - 2] = _np.asarray(tan, dtype=_np.float64)
-        d_args = _flat(tuple(parts))[0]
+        d_args = _flat(tuple(tan if k == which - 2 else fnp.zeros(fnp.shape(a))
+                             for k, a in enumerate(args)))[0]
 
     def flat_func(y: Any, tt: Any, fa: Any) -> Any:
         return func(y, tt, *unflatten(fa))
 
-    def augmented(state: Any, tt: float) -> Any:
+    def augmented(state: Any, tt: Any, fa: Any, da: Any) -> Any:
         y, sens = state[:dim], state[dim:]
-        dy, dsens = jvp(flat_func, (y, _np.float64(tt), flat_args),
-                        (sens, _np.float64(0.0), d_args))
-        return _np.hstack([dy, dsens])
-    out = _scipy_integrate.odeint(augmented, _np.hstack([yt[0], s0]), t,
-                                  **dict(options))[:, dim:]
+        dy, dsens = jvp(flat_func, (y, fnp.astype(tt, _np.float64), fa),
+                        (sens, _np.float64(0.0), da))
+        return fnp.concatenate([fnp.ravel(dy), fnp.ravel(dsens)])
+    out = _solve(augmented, fnp.concatenate([yt[0], s0]), t, (flat_args, d_args),
+                 options)[:, dim:]
     if which == 1:  # and moving t_i moves where the state is read
-        out = out + _np.stack([_np.ravel(func(yt[i], t[i], *args)) for i in range(len(t))]) \
-            * _np.reshape(tan, (-1, 1))
-        out[0] = 0.0 * out[0] if len(t) else out[0]
+        moved = fnp.stack([fnp.ravel(func(yt[i], t[i], *args)) for i in range(len(yt))])
+        out = out + moved * fnp.reshape(tan, (-1, 1))
+        out = fnp.concatenate([fnp.zeros((1, dim)), out[1:]])
     return out
 
 
@@ -126,48 +132,30 @@ _ODEINT = defprim("scipy.integrate.odeint", _odeint, None, cost="linalg",
                   doc="SciPy's odeint; a NumPy call in compiled code")
 _ODEINT.builtin = False
 defbatch(_ODEINT, per_example)  # SciPy picks the steps per trajectory
-# Differentiating these again (a Hessian) raises NotImplementedError (rules
-# below) instead of treating them as constants, which would be wrong.
-_ADJOINT = defprim("scipy.integrate.odeint_adjoint", _adjoint, None, cost="linalg",
-                   doc="odeint's cotangents by the adjoint method")
-_ADJOINT.builtin = False
-defbatch(_ADJOINT, per_example)  # SciPy picks the steps per trajectory
 
 
 def _rule(which: int) -> Any:
-    def rule(g: Any, ans: Any, *inputs: Any, func: Any, options: tuple) -> Any:
-        return bind(_ADJOINT, g, ans, *inputs, func=func, options=options, which=which)
+    def rule(g: Any, ans: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple) -> Any:
+        ct_y0, ct_t, ct_args = _cotangents(g, ans, y0, t, args, func, options)
+        return (ct_y0, ct_t, *ct_args)[which]
     return rule
-
-
-_TANGENT = defprim("scipy.integrate.odeint_tangent", _tangent, None, cost="linalg",
-                   doc="odeint's tangents by forward sensitivities")
-_TANGENT.builtin = False
-defbatch(_TANGENT, per_example)  # SciPy picks the steps per trajectory
 
 
 def _jvp_rule(which: int) -> Any:
-    def rule(tan: Any, ans: Any, *inputs: Any, func: Any, options: tuple) -> Any:
-        return bind(_TANGENT, tan, ans, *inputs, func=func, options=options, which=which)
+    def rule(tan: Any, ans: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple) -> Any:
+        return _tangent(tan, ans, y0, t, args, func, options, which)
     return rule
-
-
-def _second_order(*args: Any, **params: Any) -> Any:
-    raise NotImplementedError("odeint: second derivatives are not implemented (its first "
-                              "derivatives run SciPy); use finite differences of fastad.grad")
 
 
 # one rule per input: y0, t, and up to 14 extra arguments
 _ODEINT.vjps = [_rule(k) for k in range(16)]
 _ODEINT.jvps = [_jvp_rule(k) for k in range(16)]
-for _prim in (_ADJOINT, _TANGENT):
-    _prim.vjps = [_second_order] * 20
-    _prim.jvps = [_second_order] * 20
 
 
 def odeint(func: Callable[..., Any], y0: Any, t: Any, args: tuple = (), **kwargs: Any) -> Any:
     """SciPy's odeint(func, y0, t, args): the states at times t, differentiable
-    in y0, t and args (first order, by the adjoint method)."""
+    in y0, t and args (by the adjoint method in reverse mode, forward
+    sensitivities in forward mode; to any order)."""
     if not isinstance(args, tuple):
         args = (args,)
     captured = _captured(func, y0, t, args)
