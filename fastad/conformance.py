@@ -219,7 +219,7 @@ _SCIPY = [
     ("stats.multivariate_normal.entropy", lambda c: fst.multivariate_normal.entropy(None, c),
      (MAT,), ""),
     ("integrate.odeint", lambda y0: fint.odeint(lambda y, t: -y * 0.5, y0, VEC), (VEC[:2],),
-     "reverse: adjoint method; forward: sensitivities; first order"),
+     "reverse: adjoint method; forward: sensitivities; any order"),
     ("integrate.solve_ivp", lambda y0: fint.solve_ivp(lambda t, y: -y * 0.5, (0.0, 1.0), y0,
                                                       t_eval=VEC).y, (VEC[:2],),
      "RK45 (one while loop) and RK4 (a scan): derivatives of the discrete solution"),

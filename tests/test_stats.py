@@ -231,9 +231,16 @@ def test_multivariate_normal_allows_a_singular_covariance_as_scipys(d, data, see
     dx, dm, h = (a @ rng.normal(size=(rank, 3))).T, a @ rng.normal(size=rank), 1e-6
     fd = (f(x + h * dx, mean + h * dm) - f(x - h * dx, mean - h * dm)) / (2 * h)
     np.testing.assert_allclose(np.sum(gx * dx) + gm @ dm, fd, rtol=1e-5, atol=1e-6)
+    def g(x, mean, cov):  # the covariance traced too: compiled values, derivatives in x
+        return np.sum(mvn.logpdf(x, mean, cov, allow_singular=True) * np.arange(1.0, 4.0))
+    np.testing.assert_allclose(fa.jit(g, backend=ONE_COMPILED)(x, mean, cov), f(x, mean),
+                               rtol=1e-12)
+    np.testing.assert_allclose(fa.jit(fa.grad(g), backend=ONE_COMPILED)(x, mean, cov), gx,
+                               rtol=1e-10, atol=1e-10)
     if rank < d:
-        with pytest.raises(NotImplementedError, match="singular covariance"):
-            fa.grad(lambda c: np.sum(mvn.logpdf(x, mean, c, allow_singular=True)))(cov)
+        for how in (fa.grad, lambda h: fa.jit(fa.grad(h))):
+            with pytest.raises(NotImplementedError, match="singular covariance"):
+                how(lambda c: np.sum(mvn.logpdf(x, mean, c, allow_singular=True)))(cov)
     full = cov + np.eye(d)
     fa.check_grads(lambda c: np.sum(mvn.logpdf(x, mean, (c + c.T) / 2, allow_singular=True)),
                    (full,), order=1, modes=("rev",))

@@ -49,7 +49,7 @@ MAX_SHIFTS = CONSTANTS["FASTAD_FUSED_MAX_SHIFTS"]
 IN, SCALAR, OUT, ACC = range(4)
 UNARY_STEP, BINARY_STEP, SUM_STEP, SHIFT_STEP, COUNT_STEP, NCOUNT_STEP = range(6)
 
-_VIEW_PRIMS = ("reshape", "stop_gradient")
+_VIEW_PRIMS = ("reshape", "stop_gradient", "no_derivative")
 
 
 class Operand(NamedTuple):

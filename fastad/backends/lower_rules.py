@@ -275,7 +275,7 @@ def _where(lw: _Lowerer, ins: Instr) -> None:
 
 
 def _alias_rule(lw: _Lowerer, ins: Instr) -> None:
-    """reshape, stop_gradient: the same bytes under another name."""
+    """reshape, stop_gradient, no_derivative: the same bytes under another name."""
     lw.alias(ins.out, lw.read(ins.ins[0]))
 
 
@@ -640,7 +640,7 @@ _RULES: dict[Primitive, Any] = check_table({
     P.logical_not: _logical_not,
     P.where: _where,
     P.reshape: _alias_rule,
-    P.stop_gradient: _alias_rule,
+    P.stop_gradient: _alias_rule, P.no_derivative: _alias_rule,
     P.astype: _astype,
     P.sum: _reduce, P.prod: _reduce, P.max: _reduce, P.min: _reduce,
     P.cumsum: _cumsum,

@@ -20,6 +20,8 @@ import numpy as _np
 import scipy.stats as _scipy_stats
 
 from .. import numpy as fnp
+from ..core.registry import registry
+from ..core.tracer import bind
 from . import linalg as _linalg
 from . import special as sc
 from ._kde import gaussian_kde
@@ -188,18 +190,19 @@ def _mvn_logpdf(x: Any, mean: Any = None, cov: Any = 1.0, allow_singular: bool =
     return fnp.reshape(out, fnp.shape(centered)[:-1])
 
 
-def _psd(cov: Any) -> tuple[Any, float, int, Any, float] | None:
+def _psd(cov: Any) -> tuple[Any, Any, Any, Any, Any] | None:
     """None for a positive definite cov (the Cholesky path); for a singular
     one, SciPy's whitening matrix (pseudo-inverse square root), log
     pseudo-determinant, rank, null-space basis and the distance from the
-    support beyond which the density is 0 (SciPy's cutoffs, `_PSD`).  The
-    density is not differentiable in a singular cov (nor is autograd's): a
-    traced one is refused; a constant one gives derivatives in x and the mean."""
+    support beyond which the density is 0 (SciPy's cutoffs, `_PSD`).  A
+    traced cov's eigenvalues decide under guards (a new rank retraces).  The
+    density is not differentiable in a singular cov (nor is autograd's): its
+    derivative there is refused (`no_derivative`), those in x and the mean
+    are the pseudo-inverse's."""
     traced = isinstance(cov, fnp.Tracer)
-    if traced:  # its value decides, under a guard (a new rank retraces)
-        s, u = fnp.linalg.eigvalsh(fnp.stop_gradient(cov)), None
-    else:
-        s, u = _np.linalg.eigh(_np.asarray(cov, dtype=_np.float64))
+    if not traced:
+        cov = _np.asarray(cov, dtype=_np.float64)
+    s = fnp.linalg.eigvalsh(fnp.stop_gradient(cov) if traced else cov)
     eps = 1e6 * _np.finfo(_np.float64).eps * fnp.max(fnp.abs(s))
     if bool(fnp.min(s) < -eps):
         raise ValueError("multivariate_normal: the covariance must be symmetric positive "
@@ -207,13 +210,13 @@ def _psd(cov: Any) -> tuple[Any, float, int, Any, float] | None:
     if bool(fnp.all(s > eps)):
         return None
     if traced:
-        raise NotImplementedError(
-            "multivariate_normal(allow_singular=True): the density is not differentiable in a "
-            "singular covariance matrix, which is traced here (differentiated, or an argument "
-            "of a compiled function); pass it as a constant (close over it)")
-    kept = s > eps
-    return (u[:, kept] / _np.sqrt(s[kept]), float(_np.sum(_np.log(s[kept]))),
-            int(_np.sum(kept)), u[:, ~kept], 1e3 * float(eps))
+        cov = bind(registry["no_derivative"], cov, what="multivariate_normal(allow_singular="
+                   "True) with respect to a singular covariance")
+    s, u = fnp.linalg.eigh(cov)
+    kept = _np.asarray(s > eps)  # the rank: a guard when traced
+    d = s[kept]
+    return (u[:, kept] / fnp.sqrt(d), fnp.sum(fnp.log(d)), int(_np.sum(kept)), u[:, ~kept],
+            1e3 * eps)
 
 
 def _mvn_entropy(mean: Any = None, cov: Any = 1.0, allow_singular: bool = True) -> Any:
