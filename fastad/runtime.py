@@ -24,6 +24,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .core import pytree
+from .core.registry import registry
 from .core.tracer import Tracer, bind
 from .numpy._array_type import CPU as _CPU, Array, CpuDevice as _Device
 
@@ -201,9 +202,41 @@ def linear_transpose(fun: Callable[..., Any], *primals: Any,
 
 
 def closure_convert(fun: Callable[..., Any], *example_args: Any) -> tuple[Callable[..., Any], list]:
-    """``jax.closure_convert``: fastad's rules trace the closures they meet,
-    so ``fun`` needs no conversion; returned with no hoisted constants."""
-    return (lambda *args: fun(*args)), []
+    """``jax.closure_convert``: ``(converted, consts)`` with
+    ``converted(*args, *consts) == fun(*args)``, ``consts`` the traced values
+    ``fun`` closes over (a neural ODE's weights, an inner objective's
+    parameters), so that code which runs ``fun`` on plain values (SciPy's
+    solvers) can pass them as arguments.  ``fun`` is recorded once on the
+    example arguments' values and the recording replayed; outside a trace,
+    or closing over no traced value, ``converted`` calls ``fun`` and
+    ``consts`` is empty.  A ``fun`` that branches on a traced value (a guard)
+    cannot be replayed on others: TracingError."""
+    from .core.errors import TracingError
+    from .core.tracer import current_builder, recording, replay
+    if current_builder() is None:
+        return (lambda *args: fun(*args)), []
+    leaves, in_tree = pytree.flatten(list(example_args))
+    with recording(record_lines=False) as builder:
+        inputs = [builder.new_input(np.asarray(v.value if isinstance(v, Tracer) else v))
+                  for v in leaves]
+        out_leaves, out_tree = pytree.flatten(fun(*pytree.unflatten(in_tree, inputs)))
+        builder.tape.outputs = [builder.slot_of(v) for v in out_leaves]
+    consts = list(builder.captures)
+    if not consts:
+        return (lambda *args: fun(*args)), []
+    tape = builder.tape
+    if any(registry[ins.prim].effect == "guard" for ins in tape.instrs):
+        raise TracingError(
+            f"{getattr(fun, '__qualname__', 'the function')} closes over traced values and "
+            "branches on them or on its arguments (a Python if): pass the traced values as "
+            "arguments, or write the branch with fastad.numpy.where")
+    n = len(leaves)
+
+    def converted(*args: Any) -> Any:
+        arg_leaves = pytree.flatten(list(args[:len(args) - len(consts)]))[0]
+        outs = replay(tape, [*arg_leaves[:n], *args[len(args) - len(consts):]])
+        return pytree.unflatten(out_tree, outs)
+    return converted, consts
 
 
 def named_call(fun: Callable[..., Any], *, name: Any = None) -> Callable[..., Any]:

@@ -255,6 +255,31 @@ def test_linear_transpose_is_the_matrix_transpose(m, n, seed):
     np.testing.assert_allclose(converted(np.ones(n), *consts), a @ np.ones(n))
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.integers(1, 4), st.integers(0, 2 ** 31))
+def test_closure_convert_hoists_the_traced_values_a_function_closes_over(n, seed):
+    """Inside a trace, the traced values ``fun`` closes over become its last
+    arguments: replayed on plain values it computes fun's values, on traced
+    ones its derivatives in them, eager and compiled, as with fun itself."""
+    rng = np.random.default_rng(seed)
+    x, w, v = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)
+
+    def loss(w):
+        fun = lambda y, s: fnp.sum(fnp.sin(y * w) * s) + fnp.sum(w ** 2)  # noqa: E731
+        converted, consts = fa.closure_convert(fun, x, 2.0)
+        assert len(consts) == 1
+        plain, wv = converted(v, 3.0, *[c.value for c in consts]), consts[0].value
+        np.testing.assert_allclose(plain, np.sum(np.sin(v * wv) * 3.0) + np.sum(wv ** 2))
+        return converted(x, 2.0, *consts)
+    direct = lambda w: fnp.sum(fnp.sin(x * w) * 2.0) + fnp.sum(w ** 2)  # noqa: E731
+    np.testing.assert_allclose(fa.grad(loss)(w), fa.grad(direct)(w), rtol=1e-13)
+    np.testing.assert_allclose(fa.jit(fa.grad(loss), backend=ONE_COMPILED)(w),
+                               fa.grad(direct)(w), rtol=1e-12)
+    with pytest.raises(fa.TracingError, match="branches"):
+        fa.grad(lambda w: fa.closure_convert(
+            lambda y: fnp.sum(y * w) if bool(fnp.sum(y * w) > -1e9) else 0.0, x)[0](x))(w)
+
+
 @pytest.mark.parametrize("name,scale,mode", [
     ("glorot_normal", 1.0, "fan_avg"), ("glorot_uniform", 1.0, "fan_avg"),
     ("he_normal", 2.0, "fan_in"), ("he_uniform", 2.0, "fan_in"),

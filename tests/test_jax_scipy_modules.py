@@ -170,3 +170,31 @@ def test_minimize_eager_and_traced(n, seed, method):
     assert traced.cache_info()["traces"] == 1
     with pytest.raises(ValueError, match="method"):
         optimize.minimize(_rosenbrock, x0, (1.0,), method="nelder-mead")
+
+
+@settings(max_examples=4, deadline=None)
+@given(n=st.integers(1, 4), seed=st.integers(0, 2**31), closes_over=st.booleans(),
+       method=st.sampled_from(["BFGS", "l-bfgs-experimental-do-not-rely-on-this"]))
+def test_minimizers_differentiate_implicitly_in_what_they_depend_on(n, seed, closes_over,
+                                                                     method):
+    """A bilevel loss: the inner minimizer's derivative in the outer
+    parameters (passed through args or closed over) is the implicit
+    function theorem's, eager and compiled, against central differences of
+    the minimization itself; its value is SciPy's minimizer."""
+    rng = np.random.default_rng(seed)
+    theta, c, x0 = rng.normal(size=n), rng.uniform(0.1, 0.5), np.zeros(n)
+
+    def inner(w, t):  # strictly convex: one minimum, smooth in t
+        return fnp.sum((w - t) ** 2) + c * fnp.sum(w ** 4) + 0.1 * fnp.sum(w * fnp.sin(t))
+
+    def outer(t):
+        res = (optimize.minimize(lambda w: inner(w, t), x0, method=method, tol=1e-10)
+               if closes_over else optimize.minimize(inner, x0, (t,), method=method, tol=1e-10))
+        return fnp.sum(res.x ** 2 * fnp.arange(1.0, n + 1.0)) + res.fun
+    eager = fa.grad(outer)(theta)
+    compiled = jit(fa.grad(outer))
+    np.testing.assert_allclose(compiled(theta), eager, rtol=1e-8, atol=1e-10)
+    d, h = rng.normal(size=n), 1e-4
+    fd = (outer(theta + h * d) - outer(theta - h * d)) / (2 * h)
+    np.testing.assert_allclose(eager @ d, fd, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(jit(outer)(theta), outer(theta), rtol=1e-9)

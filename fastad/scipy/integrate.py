@@ -158,43 +158,16 @@ def odeint(func: Callable[..., Any], y0: Any, t: Any, args: tuple = (), **kwargs
     sensitivities in forward mode; to any order)."""
     if not isinstance(args, tuple):
         args = (args,)
-    captured = _captured(func, y0, t, args)
-    if captured:  # func closes over traced values: they become arguments
-        func, args = captured
+    from ..runtime import closure_convert
+    func, consts = closure_convert(func, _np.asarray(_value(y0), dtype=float),
+                                   _np.asarray(_value(t), dtype=float)[0],
+                                   *[_np.asarray(_value(a), dtype=float) for a in args])
+    args = tuple(args) + tuple(consts)  # traced values func closes over: arguments
     if not any(isinstance(v, Tracer) for v in (y0, t, *args)):
         return _scipy_integrate.odeint(func, y0, t, args=args, **kwargs)
     if kwargs.get("full_output"):
         raise NotImplementedError("odeint(full_output=True) is not supported on traced values")
     return bind(_ODEINT, y0, t, *args, func=func, options=tuple(sorted(kwargs.items())))
-
-
-def _captured(func: Callable[..., Any], y0: Any, t: Any, args: tuple) -> Any:
-    """(func', args + captured) when ``func`` reads traced values it closes
-    over (the parameters of a neural ODE), as JAX's closure conversion does:
-    func is recorded once on y0 and t[0], the traced values it read become
-    inputs of that tape, and func' replays it (`replay`) on each call's
-    state, time, arguments and those values.  None when it reads none."""
-    from ..core.tracer import current_builder, recording, replay
-    if current_builder() is None:
-        return None
-    with recording(record_lines=False) as builder:
-        inputs = [builder.new_input(_np.asarray(v, dtype=float)) for v in
-                  (_value(y0), _value(t)[0], *[_value(a) for a in args])]
-        out = func(*inputs)
-        builder.tape.outputs = [builder.slot_of(out)]
-    if not builder.captures:
-        return None
-    tape = builder.tape
-    if any(ins.prim == "guard" for ins in tape.instrs):
-        raise NotImplementedError(
-            "odeint: func closes over traced values and branches on them or on its state "
-            "(a Python if): pass the traced values through args=, or write the branch with "
-            "fastad.numpy.where")
-    n = len(inputs)
-
-    def replayed(y: Any, tt: Any, *rest: Any) -> Any:
-        return replay(tape, [y, tt, *rest[:n - 2], *rest[n - 2:]])[0]
-    return replayed, tuple(args) + tuple(builder.captures)
 
 
 def _value(v: Any) -> Any:

@@ -3,7 +3,10 @@ JAX's signature and ``OptimizeResults``.  On plain values SciPy's BFGS (or
 L-BFGS-B) runs with fastad's compiled gradient; inside a traced function
 (``jit(lambda x0: minimize(...).x)``) the same minimization is a host
 call, so a compiled function minimizes anew every call without tracing
-again (the result has no derivative, as JAX's has none in reverse mode)."""
+again.  Traced values ``fun`` closes over become arguments
+(`closure_convert`), and the minimizer's derivative in the arguments is
+the implicit function theorem's, -H^-1 d(grad f)/d(args), exact to first
+order (JAX's minimize has none in reverse mode); in x0 it is zero."""
 from __future__ import annotations
 
 from typing import Any, Callable, Mapping, NamedTuple
@@ -13,6 +16,7 @@ import scipy.optimize as _sopt
 
 from .. import numpy as fnp
 from ..core.tracer import Tracer
+from ..runtime import closure_convert
 
 __all__ = ["OptimizeResults", "minimize"]
 
@@ -47,9 +51,27 @@ def minimize(fun: Callable[..., Any], x0: Any, args: tuple = (), *, method: str,
     if options:
         raise TypeError(f"minimize: unknown options {sorted(options)}")
     lbfgs = method.lower() != "bfgs"
+    fun, consts = closure_convert(fun, *(getattr(v, "value", v) for v in (x0, *args)))
+    args = tuple(args) + tuple(consts)  # the traced values fun closes over: arguments
     if not any(isinstance(v, Tracer) for v in (x0, *args)):
         return _scipy_minimize(fun, x0, args, lbfgs, maxiter, gtol)
-    return _minimize_per_call(fun, x0, args, lbfgs, maxiter, gtol)
+    res = _minimize_per_call(fun, x0, args, lbfgs, maxiter, gtol)
+    if not any(isinstance(v, Tracer) for v in args):
+        return res
+    x = _implicit(fun, res.x, args)
+    return res._replace(x=x, fun=fun(x, *args))
+
+
+def _implicit(fun: Callable[..., Any], found: Any, args: tuple) -> Any:
+    """The minimizer ``found`` with the implicit derivative in ``args``:
+    x - (d - stop_gradient(d)), d = H^-1 grad f(x), H the Hessian at x taken
+    as a constant, so the value is ``found``'s and the derivative -H^-1
+    d(grad f)/d(args) (as `lax.custom_root`'s Newton correction)."""
+    from ..api import grad, hessian
+    x = fnp.stop_gradient(found)
+    gradient = grad(fun)(x, *args)
+    d = fnp.linalg.solve(fnp.stop_gradient(hessian(fun)(x, *args)), gradient)
+    return x - (d - fnp.stop_gradient(d))
 
 
 def _scipy_minimize(fun: Callable[..., Any], x0: Any, args: tuple, lbfgs: bool, maxiter: int,
