@@ -160,3 +160,36 @@ def test_scipy_linalg_refuses_what_it_does_not_differentiate():
         fa.grad(lambda a: fnp.sum(fnp.abs(fl.eig(a, left=True)[0])))(a)
     with pytest.raises(ValueError, match="square"):
         fa.grad(lambda a: fnp.sum(fl.lu_factor(a)[0]))(np.ones((2, 3)))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sqrtm_of_a_real_matrix_without_a_real_root_is_scipys_complex_root(seed):
+    """A real matrix with a negative eigenvalue (symmetric or not) has SciPy's
+    complex principal root: the same values and dtype, derivatives against
+    central differences in both modes, compiled equal to eager; a compiled
+    function given a matrix of the other kind traces again (a guard)."""
+    rng = np.random.default_rng(seed)
+    n = 2 + seed % 3
+    r = rng.normal(size=(n, n))
+    q = np.linalg.qr(r)[0] + (0.3 * rng.normal(size=(n, n)) if seed % 2 else 0.0)
+    lam = np.concatenate([-rng.uniform(0.5, 2.0, 1 + seed % 2), rng.uniform(0.5, 2.0, n)])[:n]
+    a = q @ np.diag(lam) @ np.linalg.inv(q)  # symmetric for even seeds
+    want = sl.sqrtm(a)
+    assert np.iscomplexobj(want)
+    got = fa.vjp(fl.sqrtm, a)[0]
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    weights = rng.normal(size=(n, n))
+
+    def loss(a):
+        root = fl.sqrtm(a)
+        return fnp.sum(fnp.real(root) * weights) + fnp.sum(fnp.imag(root) ** 2)
+    fa.check_grads(loss, (a,), order=1, modes=("fwd", "rev"), rtol=1e-5)
+    compiled = fa.jit(fa.value_and_grad(loss), backend=ONE_COMPILED)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # complex values on a host call
+        for _ in range(2):
+            np.testing.assert_allclose(compiled(a)[1], fa.grad(loss)(a), rtol=1e-10, atol=1e-12)
+        spd = r @ r.T + np.eye(n)  # a real root: the guard sends it to a new trace
+        np.testing.assert_allclose(compiled(spd)[0], loss(spd), rtol=1e-10)
+    assert compiled.cache_info()["traces"] == 2

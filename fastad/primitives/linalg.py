@@ -20,7 +20,8 @@ otherwise):
   svd: reduced (full_matrices=False, or square), distinct nonzero singular values.
   qr: reduced, m >= n, full column rank.
   pinv: at points where the rank does not change (the Golub-Pereyra formula).
-  sqrtm: matrices with a real square root and no eigenvalue pair summing to 0.
+  sqrtm: SciPy's principal root (complex for a real matrix without a real one),
+  no eigenvalue pair of the root summing to 0.
 """
 from __future__ import annotations
 
@@ -504,20 +505,30 @@ defshape(_p, shapes.sylvester)
 defbatch(_p, batching.batched_linalg)
 
 
-def _sqrtm(a):
+def has_real_root(root):
+    """Whether SciPy's principal square root is real (to rounding)."""
+    return not np.iscomplexobj(root) or not np.any(
+        np.abs(np.imag(root)) > 1e-12 * max(1.0, np.abs(root).max()))
+
+
+def _sqrtm(a, complex_root=False):
+    """SciPy's principal square root; of a real matrix a real one, or with
+    ``complex_root`` (the front end's choice when a real matrix has none)
+    the complex one, in a's complex dtype."""
     def one(m):
         root = sla.sqrtm(m)
-        if np.iscomplexobj(root):
-            if np.any(np.abs(np.imag(root)) > 1e-12 * max(1.0, np.abs(root).max())):
-                raise np.linalg.LinAlgError("sqrtm: the matrix has no real square root")
-            root = np.real(root)
-        return root
-    return _batched(one, a).astype(a.dtype, copy=False)
+        if complex_root:
+            return root
+        if not has_real_root(root):
+            raise np.linalg.LinAlgError("sqrtm: the matrix has no real square root")
+        return np.real(root) if np.iscomplexobj(root) and not np.iscomplexobj(m) else root
+    dtype = np.result_type(a, np.complex64) if complex_root else a.dtype
+    return _batched(one, a).astype(dtype, copy=False)
 
 
 _p = defprim("sqrtm", _sqrtm, 1, cost="linalg")
-defvjp(_p, lambda g, x, a: sylvester(_mT(x), _mT(x), g))
-defjvp(_p, lambda t, x, a: sylvester(x, x, t))
+defvjp(_p, lambda g, x, a, complex_root=False: sylvester(_mT(x), _mT(x), g))
+defjvp(_p, lambda t, x, a, complex_root=False: sylvester(x, x, t))
 defshape(_p, shapes.factor)
 defbatch(_p, batching.batched_linalg)
 

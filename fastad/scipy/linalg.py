@@ -12,6 +12,7 @@ import numpy as _np
 import scipy.linalg as _scipy_linalg
 
 from .. import numpy as fnp
+from ..core.guards import record_guard
 from ..core.tracer import Tracer
 from ..primitives import linalg as _prims
 
@@ -238,11 +239,30 @@ def solve_sylvester(a: Any, b: Any, q: Any) -> Any:
 
 
 def sqrtm(A: Any, disp: bool = True, blocksize: int = 64) -> Any:
-    """The principal square root of a matrix that has a real one; its
-    derivative solves a Sylvester equation (no two eigenvalues of the root
-    may sum to zero)."""
+    """SciPy's principal square root: real for a real matrix that has a real
+    one, else complex (a real matrix with negative eigenvalues), as SciPy's;
+    its derivative solves a Sylvester equation (no two eigenvalues of the
+    root may sum to zero).  Which of the two a traced matrix has is decided
+    on its value, under a guard when compiled (the other kind retraces)."""
     fnp._square(A, "sqrtm")
-    return _prims._call("sqrtm", A)
+    if fnp.iscomplexobj(A) or not isinstance(A, fnp.Tracer):
+        return _prims._call("sqrtm", A) if isinstance(A, fnp.Tracer) else _plain_sqrtm(A)
+    real = all(_prims.has_real_root(_scipy_linalg.sqrtm(m)) for m in
+               _np.reshape(A.value, (-1,) + _np.shape(A.value)[-2:]))
+    root = _prims._call("sqrtm", A, complex_root=not real)
+    if not real:  # a guard that the root stays complex (a real one retraces)
+        record_guard(fnp.max(fnp.abs(fnp.imag(root)))
+                     > 1e-12 * fnp.maximum(1.0, fnp.max(fnp.abs(root))))
+    return root
+
+
+def _plain_sqrtm(A: Any) -> Any:
+    """SciPy's sqrtm of plain values (batched over leading axes)."""
+    A = _np.asarray(A)
+    if A.ndim == 2:
+        return _scipy_linalg.sqrtm(A)
+    roots = [_scipy_linalg.sqrtm(m) for m in _np.reshape(A, (-1,) + A.shape[-2:])]
+    return _np.reshape(_np.stack(roots), A.shape[:-2] + A.shape[-2:]) if roots else A.copy()
 
 
 def eigh(a: Any, b: Any = None, lower: bool = True, eigvals_only: bool = False,
