@@ -35,6 +35,7 @@ MODULES = {
     "autograd.scipy.misc": "fastad.scipy.special", "autograd.test_util": "fastad.test_util",
     "autograd.misc": "fastad.misc", "autograd.misc.optimizers": "fastad.misc.optimizers",
     "autograd.misc.flatten": "fastad.misc.flatten", "autograd.builtins": "fastad.builtins",
+    "autograd.misc.fixed_points": "fastad.misc.fixed_points",
     "autograd.extend": "fastad.extend",
     "autograd.differential_operators": "fastad.differential_operators",
 }

@@ -57,6 +57,15 @@ def make_jvp(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
     return made
 
 
+def make_jvp_reversemode(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
+    """autograd's ``make_jvp_reversemode(f)(*args)(v) -> J v`` (autograd takes
+    it as the VJP of a VJP; the forward-mode product is the same value)."""
+    def made(*args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        jvp_fn = make_jvp(fun, argnum)(*args, **kwargs)
+        return lambda v: jvp_fn(v)[1]
+    return made
+
+
 def make_hvp(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
     """``make_hvp(f)(*args) -> (hvp_fn, grad)``: ``hvp_fn(v)`` is H v."""
     def made(*args: Any, **kwargs: Any) -> tuple[Callable[[Any], Any], Any]:

@@ -19,14 +19,17 @@ MODULES = {  # autograd's module -> the names of it fastad provides
                "defjvp_argnum", "defjvp_argnums", "def_linear", "notrace_primitive"],
     "differential_operators": [
         "grad", "elementwise_grad", "value_and_grad", "grad_and_aux", "jacobian", "hessian",
-        "make_vjp", "make_jvp", "make_hvp", "make_ggnvp", "hessian_tensor_product",
+        "make_vjp", "make_jvp", "make_jvp_reversemode", "make_hvp", "make_ggnvp",
+        "hessian_tensor_product",
         "hessian_vector_product", "tensor_jacobian_product", "vector_jacobian_product",
         "holomorphic_grad", "grad_named", "multigrad_dict", "checkpoint", "deriv",
         "defvjp_argnum", "primitive"],
     "test_util": ["check_grads", "check_vjp", "check_jvp", "check_equivalent", "scalar_close",
                   "combo_check"],
     "builtins": ["tuple", "list", "dict", "isinstance", "type"],
-    "misc.flatten": ["flatten"],
+    "misc.flatten": ["flatten", "flatten_func"],
+    "misc.optimizers": ["sgd", "rmsprop", "adam", "unflatten_optimizer"],
+    "misc.fixed_points": ["fixed_point"],
 }
 
 
@@ -43,6 +46,32 @@ def test_misc_flatten_is_the_function_and_the_module():
     from fastad.misc import flatten
     from fastad.misc.flatten import flatten as same
     assert flatten is same is fa.flatten and callable(flatten)
+
+
+def test_flatten_func_and_unflatten_optimizer_work_on_pytrees():
+    """autograd's flatten_func turns a function of a pytree into one of a
+    vector; unflatten_optimizer an optimizer of vectors into one of pytrees."""
+    from fastad.misc.flatten import flatten_func
+    from fastad.misc.optimizers import unflatten_optimizer
+    params = {"w": np.array([1.0, -2.0]), "b": (np.array(0.5), [np.ones((2, 2))])}
+    loss = lambda p, k: k * (fnp.sum(p["w"] ** 2) + p["b"][0] ** 2 + fnp.sum(p["b"][1][0]))  # noqa: E731
+    flat_loss, unflatten, flat = flatten_func(loss, params)
+    assert flat.shape == (7,)
+    np.testing.assert_allclose(flat_loss(flat, 2.0), [loss(params, 2.0)])
+    np.testing.assert_allclose(fa.grad(lambda v: flat_loss(v, 2.0)[0])(flat),
+                               fa.flatten(fa.grad(loss)(params, 2.0))[0])
+
+    @unflatten_optimizer
+    def descend(grad, x, callback=None, num_iters=60):
+        for i in range(num_iters):
+            x = x - 0.1 * grad(x, i)
+        return x
+    found = descend(lambda p, i: fa.grad(loss)(p, 1.0), params)
+    np.testing.assert_allclose(found["w"], params["w"] * 0.8 ** 60, atol=1e-12)
+    from fastad.differential_operators import make_jvp_reversemode
+    reverse = make_jvp_reversemode(lambda x: fnp.sin(x) * x[0])(np.array([0.3, 0.7]))
+    np.testing.assert_allclose(reverse(np.array([1.0, 0.0])),
+                               np.cos([0.3, 0.7]) * 0.3 * [1, 0] + np.sin([0.3, 0.7]))
 
 
 def _cube(x, y):

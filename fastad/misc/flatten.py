@@ -46,4 +46,17 @@ def flatten(value: Any) -> tuple[Any, Callable[[Any], Any]]:
     return vector, unflatten
 
 
-__all__ = ["flatten"]
+def flatten_func(func: Callable[..., Any], example: Any) -> tuple[Callable[..., Any],
+                                                                 Callable[[Any], Any], Any]:
+    """autograd's ``flatten_func``: ``(flat_func, unflatten, flat_example)``,
+    ``flat_func(v, *args)`` being ``func(unflatten(v), *args)`` flattened, a
+    function of pytrees made one of vectors (an objective for an optimizer of
+    flat arrays)."""
+    flat_example, unflatten = flatten(example)
+
+    def flat_func(v: Any, *args: Any) -> Any:
+        return flatten(func(unflatten(v), *args))[0]
+    return flat_func, unflatten, flat_example
+
+
+__all__ = ["flatten", "flatten_func"]

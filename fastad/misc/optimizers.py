@@ -21,8 +21,9 @@ Grad = Callable[[Any, int], Any]
 Callback = Callable[[Any, int, Any], Any] | None
 
 
-def _over_pytrees(optimize: Callable[..., np.ndarray]) -> Callable[..., Any]:
-    """``optimize`` of flat vectors, made to take and return pytrees."""
+def unflatten_optimizer(optimize: Callable[..., np.ndarray]) -> Callable[..., Any]:
+    """autograd's decorator: ``optimize`` of flat vectors, made to take and
+    return pytrees (gradients and callbacks see the pytrees)."""
     @functools.wraps(optimize)
     def over_pytrees(grad: Grad, x0: Any, callback: Callback = None, *args: Any,
                      **kwargs: Any) -> Any:
@@ -40,7 +41,7 @@ def _over_pytrees(optimize: Callable[..., np.ndarray]) -> Callable[..., Any]:
     return over_pytrees
 
 
-@_over_pytrees
+@unflatten_optimizer
 def sgd(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int = 200,
         step_size: float = 0.1, mass: float = 0.9) -> np.ndarray:
     """Stochastic gradient descent with momentum ``mass`` (0: plain descent)."""
@@ -54,7 +55,7 @@ def sgd(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int = 2
     return x
 
 
-@_over_pytrees
+@unflatten_optimizer
 def momentum(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int = 200,
              step_size: float = 0.1, mass: float = 0.9, nesterov: bool = False) -> np.ndarray:
     """Heavy-ball momentum: ``v = mass * v + g; x -= step_size * v`` (with
@@ -69,7 +70,7 @@ def momentum(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: in
     return x
 
 
-@_over_pytrees
+@unflatten_optimizer
 def rmsprop(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int = 100,
             step_size: float = 0.1, gamma: float = 0.9, eps: float = 1e-8) -> np.ndarray:
     """Root mean squared propagation."""
@@ -83,7 +84,7 @@ def rmsprop(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int
     return x
 
 
-@_over_pytrees
+@unflatten_optimizer
 def adam(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int = 100,
          step_size: float = 0.001, b1: float = 0.9, b2: float = 0.999,
          eps: float = 1e-8) -> np.ndarray:
@@ -103,4 +104,4 @@ def adam(grad: Grad, x: np.ndarray, callback: Callback = None, num_iters: int = 
     return x
 
 
-__all__ = ["sgd", "momentum", "rmsprop", "adam"]
+__all__ = ["sgd", "momentum", "rmsprop", "adam", "unflatten_optimizer"]
