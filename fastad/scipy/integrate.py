@@ -27,6 +27,7 @@ import numpy as _np
 import scipy.integrate as _scipy_integrate
 
 from .. import numpy as fnp
+from ..core import pytree
 from ..core.registry import defbatch, defprim
 from ..core.tracer import Tracer, bind
 from ..transforms.batching import per_example
@@ -158,6 +159,11 @@ def odeint(func: Callable[..., Any], y0: Any, t: Any, args: tuple = (), **kwargs
     sensitivities in forward mode; to any order)."""
     if not isinstance(args, tuple):
         args = (args,)
+    leaves, tree = pytree.flatten(list(args))
+    if any(isinstance(a, (list, tuple, dict)) for a in args):  # pytrees (a network's weights)
+        inner = func
+        func = lambda y, tt, *flat: inner(y, tt, *pytree.unflatten(tree, list(flat)))  # noqa: E731
+        args = tuple(leaves)
     from ..runtime import closure_convert
     func, consts = closure_convert(func, _np.asarray(_value(y0), dtype=float),
                                    _np.asarray(_value(t), dtype=float)[0],
