@@ -78,6 +78,7 @@ USES = {
     "setitem": _set,
     "compare": lambda x, i: np.where(i > 1, _like(x, i), -_like(x, i)),
     "arithmetic": lambda x, i: _like(x, i) * ((i * 3 + 7) % 5 + i // 2),
+    "ufuncs": lambda x, i: x[np.mod(i, N)] * (np.remainder(i + 7, 5) + np.floor_divide(i, 2)),
     "sum": lambda x, i: x * np.sum(i) + np.max(i),
     "bitwise": lambda x, i: _like(x, i) * (((i & 3) ^ 1) + (i >> 1) + (i | 4) - (i << 1)),
     "return": lambda x, i: (np.sum(x), i, np.sum(i), i % 3, np.abs(i)),

@@ -388,7 +388,8 @@ _REDUCTIONS = {"sum": "sum", "cumsum": "sum", "prod": "sum", "cumprod": "sum", "
 
 #: ufuncs whose result is an integer when every operand is one
 _INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",
-                             "maximum", "minimum", "fmax", "fmin", "square"})
+                             "maximum", "minimum", "fmax", "fmin", "square", "remainder",
+                             "floor_divide"})
 
 
 class IntArrayTracer(_IntegerData, ArrayTracer):

@@ -97,7 +97,7 @@ from ..core.int_data import _INTEGER_CLOSED, integer_closed as _integer_closed  
 # integers taken as data stay integers through these, called directly as
 # through NumPy's dispatch (fnp.clip(argmax(x) - 1, 0, n - 1) indexes)
 globals().update({_name: _integer_closed(globals()[_name])
-                  for _name in (*_INTEGER_CLOSED, "abs", "clip", "where") if _name in globals()})
+                  for _name in (*_INTEGER_CLOSED, "abs", "mod", "clip", "where") if _name in globals()})
 _UFUNCS.update({_name: globals()[_name] for _name in _INTEGER_CLOSED if _name in _UFUNCS})
 from ._array_type import CONSTRUCTORS as _CONSTRUCTORS, making_arrays as _making_arrays  # noqa: E402,I001
 
