@@ -172,8 +172,8 @@ _SCIPY = [
         sc.entr)],
     *[(f"special.{u.__name__}", u, (VEC, VEC[::-1]), "") for u in (
         sc.xlogy, sc.xlog1py, sc.beta, sc.betaln, sc.rel_entr)],
-    ("special.iv", lambda x: sc.iv(2.5, x), (VEC,), "constant order"),
-    ("special.ive", lambda x: sc.ive(1.5, x), (VEC,), "constant order"),
+    ("special.iv", lambda x: sc.iv(2.5, x), (VEC,), "no derivative in the order"),
+    ("special.ive", lambda x: sc.ive(1.5, x), (VEC,), "no derivative in the order"),
     ("special.polygamma", lambda x: fsc.polygamma(2, x), (VEC,), "fastad.scipy.special"),
     ("special.gammainc", lambda x: sc.gammainc(1.5, x), (VEC,), "differentiable in x only"),
     ("special.gammaincc", lambda x: sc.gammaincc(1.5, x), (VEC,), "differentiable in x only"),

@@ -417,6 +417,9 @@ def _special(x):
         fss.exp1(q), fss.expi(q), fss.erfcx(x), fss.kv(1.5, q), fss.kve(0.5, q), fss.expn(2, q),
         fss.spence(q), fss.dawsn(x), *fss.sici(q), *fss.fresnel(x), fss.zeta(2.5, q),
         fss.owens_t(x, x[::-1]), fss.hyp1f1(0.5, 1.5, x),
+        # traced orders (no derivative in them): a compiled function's arguments
+        fss.iv(fnp.stop_gradient(q[0]), x), fss.ive(fnp.stop_gradient(q[1]), x),
+        fss.kv(fnp.stop_gradient(q[0]), q), fss.kve(fnp.stop_gradient(q[1]), q),
         np.log2(q), np.log10(q), np.arctan2(x, q), np.hypot(x, x[::-1]), np.logaddexp(x, x[::-1]),
         np.copysign(x, x[::-1]), np.power(q, x), np.reciprocal(q), np.arccosh(q + 1.0),
         np.arcsinh(x), np.arctanh(0.5 * np.tanh(x)), np.arcsin(0.5 * np.tanh(x)),

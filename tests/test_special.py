@@ -256,3 +256,25 @@ def test_composed_scipy_ufuncs(name):
     fd = np.array([(np.sum(call(x + eps * e)) - np.sum(call(x - eps * e))) / (2 * eps)
                    for e in np.eye(x.size)])
     np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-7)
+
+
+@settings(max_examples=12, deadline=None)
+@given(name=st.sampled_from(["iv", "ive", "kv", "kve"]), v=st.floats(-2.5, 6.0),
+       seed=st.integers(0, 2**16))
+def test_bessel_orders_taken_as_compiled_arguments(name, v, seed):
+    """iv, ive, kv, kve with the order an argument of a compiled function (a
+    traced float): SciPy's values, the derivative in x against central
+    differences, one trace for every order; the derivative in the order is
+    refused, never a silent zero."""
+    ours, theirs = getattr(fsc, name), getattr(sc, name)
+    x = np.random.default_rng(seed).uniform(0.3, 4.0, 5)
+    values = fa.jit(lambda v, x: ours(v, x))
+    grads = fa.jit(fa.grad(lambda v, x: np.sum(ours(v, x) * np.arange(1.0, 6.0)), 1))
+    for order in (v, v + 0.75):
+        np.testing.assert_allclose(values(order, x), theirs(order, x), rtol=1e-12)
+        h = 1e-6 * x
+        fd = (theirs(order, x + h) - theirs(order, x - h)) / (2 * h) * np.arange(1.0, 6.0)
+        np.testing.assert_allclose(grads(order, x), fd, rtol=1e-5, atol=1e-8)
+    assert values.cache_info()["traces"] == 1 and grads.cache_info()["traces"] == 1
+    with pytest.raises(NotImplementedError, match="order"):
+        fa.grad(lambda v: np.sum(ours(v, x)))(v)

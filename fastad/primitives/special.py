@@ -154,6 +154,17 @@ BINARY = {
     # Hurwitz zeta(s, q): d/dq = -s zeta(s + 1, q)
     "zeta":      (sc.zeta, _no_rule("zeta with respect to s"),
                   lambda g, ans, s, q: -g * s * _call("zeta", s + 1.0, q)),
+    # the Bessel functions with their order v an operand (traced: a compiled
+    # function's argument), as SciPy's iv(v, x); no derivative in v
+    "iv_v":      (sc.iv, _no_rule("iv with respect to its order"), lambda g, ans, v, x:
+                  g * 0.5 * (_call("iv_v", v - 1.0, x) + _call("iv_v", v + 1.0, x))),
+    "ive_v":     (sc.ive, _no_rule("ive with respect to its order"), lambda g, ans, v, x:
+                  g * (0.5 * (_call("ive_v", v - 1.0, x) + _call("ive_v", v + 1.0, x))
+                       - fnp.sign(x) * ans)),
+    "kv_v":      (sc.kv, _no_rule("kv with respect to its order"), lambda g, ans, v, x:
+                  g * -0.5 * (_call("kv_v", v - 1.0, x) + _call("kv_v", v + 1.0, x))),
+    "kve_v":     (sc.kve, _no_rule("kve with respect to its order"), lambda g, ans, v, x:
+                  g * (ans - 0.5 * (_call("kve_v", v - 1.0, x) + _call("kve_v", v + 1.0, x)))),
     # Owen's T(h, a): dT/dh = -phi(h) erf(a h / sqrt 2) / 2, dT/da the integrand at a
     "owens_t":   (sc.owens_t, lambda g, ans, h, a: -0.5 * g * _gauss(h) * _call(
                   "erf", a * h * (1.0 / math.sqrt(2.0))),

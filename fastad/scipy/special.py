@@ -93,22 +93,34 @@ def _polygamma_of_order(n: Any, x: Any) -> Any:
 
 
 def iv(v: Any, x: Any) -> Any:
-    """Modified Bessel function of the first kind of constant order v."""
+    """Modified Bessel function of the first kind of order v; a traced order
+    (a compiled function's argument) has no derivative."""
+    if hasattr(v, "builder"):
+        return bind(registry["iv_v"], v, x)
     return bind(registry["iv"], x, v=_order(v, "iv"))
 
 
 def ive(v: Any, x: Any) -> Any:
-    """iv(v, x) * exp(-|x|), for constant order v."""
+    """iv(v, x) * exp(-|x|); a traced order (a compiled function's argument) has no
+    derivative."""
+    if hasattr(v, "builder"):
+        return bind(registry["ive_v"], v, x)
     return bind(registry["ive"], x, v=_order(v, "ive"))
 
 
 def kv(v: Any, x: Any) -> Any:
-    """Modified Bessel function of the second kind of constant order v."""
+    """Modified Bessel function of the second kind of order v; a traced order
+    (a compiled function's argument) has no derivative."""
+    if hasattr(v, "builder"):
+        return bind(registry["kv_v"], v, x)
     return bind(registry["kv"], x, v=_order(v, "kv"))
 
 
 def kve(v: Any, x: Any) -> Any:
-    """kv(v, x) * exp(x), for constant order v."""
+    """kv(v, x) * exp(x); a traced order (a compiled function's argument) has no
+    derivative."""
+    if hasattr(v, "builder"):
+        return bind(registry["kve_v"], v, x)
     return bind(registry["kve"], x, v=_order(v, "kve"))
 
 
