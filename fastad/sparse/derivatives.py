@@ -34,7 +34,7 @@ from ..core.registry import registry
 from ..core.tape import Tape
 from .. import captures
 from ..core.arrays import same_bits
-from . import coloring, csr, patterns, recovery, split
+from . import coloring, csr, linear, patterns, recovery, split
 
 
 @dataclass
@@ -215,13 +215,15 @@ def _transformed(trace: Any, mode: str) -> tuple[Tape, list[Any], int]:
     from ..transforms.reverse import vjp_tape
 
     outer = list(trace.outer)
+    # every form reads the product's arithmetic folded (`linear.fold`): the
+    # same instructions in all three, so their values stay bit for bit equal
     if mode == "fwd":
-        return jvp_tape(trace.tape, [0], trace.examples), outer, 1
+        return linear.fold(jvp_tape(trace.tape, [0], trace.examples)), outer, 1
     if mode == "rev":
-        return vjp_tape(trace.tape, [0], trace.examples), outer, 1
+        return linear.fold(vjp_tape(trace.tape, [0], trace.examples)), outer, 1
     one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
     pulled = vjp_tape(trace.tape, [0], trace.examples)
-    return jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one], 3
+    return linear.fold(jvp_tape(pulled, [0], list(trace.examples) + [one])), outer + [one], 3
 
 
 def single(trace: Any, seed: Any, mode: str) -> Any:
