@@ -52,11 +52,12 @@ def test_folding_keeps_the_values_of_random_programs(prog, seed):
 
 
 def banded(x):
-    """Broyden's banded residuals squared, by shifted slices of a padded array."""
+    """Broyden's banded residuals squared, by shifted slices of a padded
+    array, and a square root (whose tangent divides by a seed-free value)."""
     n = x.size
     padded = np.concatenate([np.zeros(2), x * (1.0 + x), np.zeros(1)])
     near = padded[:n] + padded[1:n + 1] + padded[3:n + 3]
-    return np.sum((x * (2.0 + 5.0 * x ** 2) + 1.0 - near) ** 2)
+    return np.sum((x * (2.0 + 5.0 * x ** 2) + 1.0 - near) ** 2) + np.sum(np.sqrt(1.0 + x ** 2))
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -16,8 +16,8 @@ elementwise value depending on the seed is held as a sum of terms
 than the four below made (a gather, a scatter, a reduction, a product of
 two seed-dependent values), a coefficient a seed-free value (or a number, or
 1).  ``a + b``, ``a - b`` and ``-a`` combine the terms (a basis in both
-takes the sum of its coefficients, a seed-free operation), ``a * k`` (k
-seed-free, a number or of a's shape) scales them; anything else reads the
+takes the sum of its coefficients, a seed-free operation), ``a * k`` and
+``a / k`` (k seed-free, a number or of a's shape) scale them by k or 1 / k; anything else reads the
 sum written out (``b1 * c1 - b2 + b3 * c3 ...``, once).  Written out, a sum
 costs at most the operations it replaced, provided a sum times k is written
 out before it is scaled (one product, not one per term) and a value read
@@ -90,6 +90,11 @@ class _Folder:
             return ("num", c[1] * k[1])
         return self._binary("mul", c, k, dtype)
 
+    def _inverse(self, k: tuple, dtype: np.dtype) -> tuple:
+        if k[0] == "num" and k[1] != 0.0:
+            return ("num", 1.0 / k[1])
+        return self._binary("div", ("one",), k, dtype)
+
     def _add(self, a: tuple, b: tuple, dtype: np.dtype) -> tuple:
         if a[0] != "slot" and b[0] != "slot":
             return ("num", (1.0 if a[0] == "one" else a[1]) + (1.0 if b[0] == "one" else b[1]))
@@ -142,8 +147,10 @@ class _Folder:
             return terms if len(terms) <= MAX_TERMS else None
         if ins.prim == "neg" and full[0] and not ins.params:
             return {basis: self._negate(c, dtype) for basis, c in self.forms[ins.ins[0]].items()}
-        if ins.prim == "mul" and sum(dependent) == 1 and not ins.params:
+        if ins.prim in ("mul", "div") and sum(dependent) == 1 and not ins.params:
             at = dependent.index(True)
+            if ins.prim == "div" and at == 1:  # k / a is not linear in a
+                return None
             k = ins.ins[1 - at]
             if not full[at] or avals[k].shape not in ((), aval.shape):
                 return None
@@ -151,6 +158,8 @@ class _Folder:
             if len(terms) > 1 and not self.distribute:  # one product, not one per term
                 terms = {self.value(ins.ins[at]): ("one",)}
             known = self._known(k)
+            if ins.prim == "div":
+                known = self._inverse(known, dtype)
             return {basis: self._scale(c, known, dtype) for basis, c in terms.items()}
         return None
 
