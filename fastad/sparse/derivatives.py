@@ -178,45 +178,32 @@ def _chain_bound(substitution: recovery.Substitution, saved_colors: int, n: int)
 def compressed(trace: Any, seeds: Any, mode: str) -> Any:
     """The product of ``trace``'s (an `api._JacobianTrace`) derivative with the
     seeds, of shape (p, size): J S (``fwd``, seeds (p,) + x.shape), S^T J
-    (``rev``, seeds (p,) + out.shape) or, for a scalar f, H S (``hvp``)."""
+    (``rev``, seeds (p,) + out.shape) or, for a scalar f, H S (``hvp``): the
+    transformed tape (`_transformed`) replayed on the seeds as a batch."""
     from .. import numpy as fnp
     from ..transforms.batching import batch_replay
-    from ..transforms.forward import jvp_tape
-    from ..transforms.reverse import vjp_tape
 
+    if mode == "hvp" and trace.n_out != 1:
+        raise TypeError("a sparse Hessian needs a function returning one scalar")
     p = int(fnp.shape(seeds)[0])
-    shared = [(v, False) for v in trace.outer]
-    if mode == "fwd":
-        pushed = jvp_tape(trace.tape, [0], trace.examples)
-        out, batched = batch_replay(pushed, shared + [(seeds, True)], p)[1]
-        size = trace.n_out
-    elif mode == "rev":
-        pulled = vjp_tape(trace.tape, [0], trace.examples)
-        out, batched = batch_replay(pulled, shared + [(seeds, True)], p)[1]
-        size = trace.n_in
-    else:  # forward over reverse: the tangent of the gradient
-        if trace.n_out != 1:
-            raise TypeError("a sparse Hessian needs a function returning one scalar")
-        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
-        pulled = vjp_tape(trace.tape, [0], trace.examples)
-        pushed = jvp_tape(pulled, [0], list(trace.examples) + [one])
-        out, batched = batch_replay(pushed, shared + [(one, False), (seeds, True)], p)[3]
-        size = trace.n_in
+    tape, inputs, at = _transformed(trace, mode)
+    out, batched = batch_replay(tape, [(v, False) for v in inputs] + [(seeds, True)], p)[at]
     if not batched:
         out = fnp.broadcast_to(out, (p,) + tuple(fnp.shape(out)))
-    return fnp.reshape(out, (p, size))
+    return fnp.reshape(out, (p, trace.n_out if mode == "fwd" else trace.n_in))
 
 
 def _transformed(trace: Any, mode: str) -> tuple[Tape, list[Any], int]:
-    """The unbatched transformed tape of `compressed`'s ``mode``, its inputs
-    but the seed (its last input) and the position of the product among its
-    outputs."""
+    """The transformed tape of ``mode`` (J v, u^T J or H v for one seed v),
+    folded (`linear.fold`), its inputs but the seed (its last input) and the
+    position of the product among its outputs."""
     from ..transforms.forward import jvp_tape
     from ..transforms.reverse import vjp_tape
 
     outer = list(trace.outer)
-    # every form reads the product's arithmetic folded (`linear.fold`): the
-    # same instructions in all three, so their values stay bit for bit equal
+    # every form, batched or not, reads the product's arithmetic folded
+    # (`linear.fold`): the same instructions in the three unbatched forms, so
+    # their values stay bit for bit equal
     if mode == "fwd":
         return linear.fold(jvp_tape(trace.tape, [0], trace.examples)), outer, 1
     if mode == "rev":
