@@ -23,6 +23,10 @@ Workloads (n variables):
                bending term sqrt(1 + (second difference)^2) and a coupling
                (x_i x_{i+1} - x_{i-1})^2, Hessian (a band of 5 that wraps
                around; not tuned for)
+  plaplace     the 2-D p-Laplacian energy (p = 3) on a sqrt(n) x sqrt(n)
+               grid, Hessian (7 nonzeros per row; not tuned for)
+  rods         a chain of n/3 points in 3-D with stretching and bending,
+               Hessian (3 x 3 blocks, 15 nonzeros per row; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -159,6 +163,37 @@ def rodchain(x, xp=np):
     return xp.sum(xp.sqrt(1.0 + d2 ** 2)) + 0.5 * xp.sum(w ** 2)
 
 
+#: the p-Laplacian's exponent and regularization
+P_EXPONENT, P_EPS = 3.0, 0.1
+
+
+def plaplace(x, xp=np):
+    """The 2-D p-Laplacian energy (p = 3) on a sqrt(n) x sqrt(n) grid: each
+    cell's (eps + |grad u|^2)^(p/2) / p from forward differences, minus a
+    load term.  Written after the work on the folded products, as a
+    workload nothing was tuned for (a real power of a sum of squares)."""
+    k = int(round(np.sqrt(x.size)))
+    u = x.reshape(k, k)
+    dx = u[1:, :-1] - u[:-1, :-1]
+    dy = u[:-1, 1:] - u[:-1, :-1]
+    return (xp.sum((P_EPS + dx ** 2 + dy ** 2) ** (P_EXPONENT / 2)) / P_EXPONENT
+            - 0.1 * xp.sum(x))
+
+
+def rods(x, xp=np):
+    """A chain of n/3 points in 3-D (x flat, C order): each segment's
+    stretching (|d_i| - 1)^2 and the bending 1 - cos of the angle between
+    neighboring segments, d_i . d_{i+1} / (|d_i| |d_{i+1}|): sums over the
+    coordinate axis, Hessian blocks of 3 x 3 coupling points up to two apart
+    (15 nonzeros per row).  Written after the work on the folded products,
+    as a workload nothing was tuned for."""
+    p = x.reshape(-1, 3)
+    d = p[1:] - p[:-1]
+    length = xp.sqrt(xp.sum(d ** 2, axis=1))
+    cosine = xp.sum(d[1:] * d[:-1], axis=1) / (length[1:] * length[:-1])
+    return xp.sum((length - 1.0) ** 2) + 0.5 * xp.sum(1.0 - cosine)
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -221,6 +256,21 @@ def casadi_workload(name, x, ca):
         ahead, behind = np.roll(np.arange(n), -1).tolist(), np.roll(np.arange(n), 1).tolist()
         w = x * x[ahead] - x[behind]
         return ca.sum1(ca.sqrt(1.0 + d2 ** 2)) + 0.5 * ca.sum1(w ** 2)
+    if name == "plaplace":
+        k = int(round(np.sqrt(n)))
+        u = ca.reshape(x, k, k).T
+        dx = u[1:, :-1] - u[:-1, :-1]
+        dy = u[:-1, 1:] - u[:-1, :-1]
+        return (ca.sum1(ca.sum2((P_EPS + dx ** 2 + dy ** 2) ** (P_EXPONENT / 2))) / P_EXPONENT
+                - 0.1 * ca.sum1(x))
+    if name == "rods":  # point i's coordinates at 3i, 3i + 1, 3i + 2, by index lists
+        m = n // 3
+        d = [x[(3 * np.arange(1, m) + c).tolist()] - x[(3 * np.arange(m - 1) + c).tolist()]
+             for c in range(3)]
+        length = ca.sqrt(d[0] ** 2 + d[1] ** 2 + d[2] ** 2)
+        dot = sum(dc[1:] * dc[:-1] for dc in d)
+        cosine = dot / (length[1:] * length[:-1])
+        return ca.sum1((length - 1.0) ** 2) + 0.5 * ca.sum1(1.0 - cosine)
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -266,6 +316,7 @@ WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "surface": (surface, "hessian"), "stencil3d": (stencil3d, "hessian"),
              "landau": (landau, "hessian"), "mesh": (mesh, "hessian"),
              "broyden": (broyden, "hessian"), "rodchain": (rodchain, "hessian"),
+             "plaplace": (plaplace, "hessian"), "rods": (rods, "hessian"),
              "collocation": (collocation, "jacobian")}
 
 
@@ -300,6 +351,15 @@ def cube(n):
     return k ** 3
 
 
+def triples(n):
+    return 3 * (n // 3)
+
+
+#: the sizes a workload takes near n
+SIZES = {"grid": square, "surface": square, "mesh": square, "stencil3d": cube,
+         "landau": two_squares, "plaplace": square, "rods": triples}
+
+
 def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOADS)):
     print(f"# sparse derivatives, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -312,8 +372,7 @@ def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOA
     for name in workloads:
         f, kind = WORKLOADS[name]
         for n in sizes:
-            n = {"grid": square, "surface": square, "mesh": square, "stencil3d": cube,
-                 "landau": two_squares}.get(name, lambda n: n)(n)
+            n = SIZES.get(name, lambda n: n)(n)
             x = np.random.default_rng(0).uniform(-1, 1, n)
             start = time.perf_counter()
             s = fa.sparsity(f)(x)

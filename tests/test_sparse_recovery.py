@@ -200,3 +200,42 @@ def test_concurrent_calls_each_get_their_own_product(monkeypatch, form):
     for k, h in enumerate(got):
         assert np.array_equal(h, want[k % len(xs)])
     close(sp.csr_matrix(want[0]), np.asarray(fa.hessian(landau)(xs[0])))
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.eliminate_zeros(),
+    lambda m: m.resize(5, 4),
+    lambda m: (setattr(m, "has_sorted_indices", False), m.sort_indices()),
+    lambda m: (setattr(m, "has_canonical_format", False), m.sum_duplicates()),
+    lambda m: m.__setitem__((0, 8), 5.0),
+    lambda m: m.setdiag(0.0),
+], ids=["eliminate_zeros", "resize", "sort_indices", "sum_duplicates", "setitem", "setdiag"])
+def test_results_share_a_read_only_structure(change):
+    """Results share the plan's indices and indptr, read-only: scipy's
+    methods that change them in place take copies first (`csr.SharedCSR`),
+    so the other results and the plan's pattern keep theirs, and a direct
+    write raises rather than changing them."""
+    def f(x):
+        return np.sum(x[1:] * x[:-1]) + np.sum(x ** 4)
+
+    g = fa.compile(f, backend=COMPILED)
+    x, zero = np.linspace(-1.0, 1.0, 9), np.zeros(9)
+    first, second = g.hessian(x, sparse=True), g.hessian(zero, sparse=True)
+    assert np.shares_memory(first.indices, second.indices)
+    pattern = g._sparse.plan("hessian", (x,), {}).pattern.copy()
+    kept = first.toarray()
+    with pytest.raises(ValueError, match="read-only"):
+        second.indices[0] = 1
+    plain = sp.csr_matrix((second.data.copy(), second.indices.copy(), second.indptr.copy()),
+                          shape=second.shape)
+    change(second)
+    change(plain)  # as on a matrix of scipy's own
+    assert second.shape == plain.shape and second.nnz == plain.nnz
+    assert np.array_equal(second.toarray(), plain.toarray())
+    assert np.array_equal(first.toarray(), kept)
+    again = g.hessian(x, sparse=True)
+    assert np.array_equal(again.toarray(), kept) and again.has_canonical_format
+    plan = g._sparse.plan("hessian", (x,), {}).pattern
+    assert np.array_equal(plan.indices, pattern.indices) and np.array_equal(plan.indptr,
+                                                                            pattern.indptr)
+    close(again, np.asarray(fa.hessian(f)(x)))

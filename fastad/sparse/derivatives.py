@@ -34,7 +34,7 @@ from ..core.registry import registry
 from ..core.tape import Tape
 from .. import captures
 from ..core.arrays import same_bits
-from . import coloring, patterns, recovery, split
+from . import coloring, csr, linear, patterns, recovery, split
 
 
 @dataclass
@@ -76,11 +76,15 @@ class Plan:
             data = coloring.gather(np.ascontiguousarray(flat), self.gather)
         else:
             data = np.zeros(0, self.seeds.dtype)
-        # a structure of its own: scipy changes it in place (`eliminate_zeros`),
-        # which on shared arrays would change the plan's pattern and every
-        # matrix returned before (0.06 ms for 6 x 10^5 nonzeros)
-        return sp.csr_matrix((data, self.pattern.indices.copy(), self.pattern.indptr.copy()),
-                             shape=self.pattern.shape, copy=False)
+        # the structure shared read-only by every result, copied only by one
+        # that changes it in place (`csr.SharedCSR`): a copy per call cost
+        # 0.06-0.1 ms at n = 10^5
+        structure = self.extra.get(_STRUCTURE)
+        if structure is None:
+            structure = self.extra[_STRUCTURE] = (
+                csr.frozen(self.pattern.indices), csr.frozen(self.pattern.indptr),
+                self.pattern.shape, bool(self.pattern.has_canonical_format))
+        return csr.on_structure(data, *structure)
 
 
 def _has_guards(tape: Tape) -> bool:
@@ -174,50 +178,39 @@ def _chain_bound(substitution: recovery.Substitution, saved_colors: int, n: int)
 def compressed(trace: Any, seeds: Any, mode: str) -> Any:
     """The product of ``trace``'s (an `api._JacobianTrace`) derivative with the
     seeds, of shape (p, size): J S (``fwd``, seeds (p,) + x.shape), S^T J
-    (``rev``, seeds (p,) + out.shape) or, for a scalar f, H S (``hvp``)."""
+    (``rev``, seeds (p,) + out.shape) or, for a scalar f, H S (``hvp``): the
+    transformed tape (`_transformed`) replayed on the seeds as a batch."""
     from .. import numpy as fnp
     from ..transforms.batching import batch_replay
-    from ..transforms.forward import jvp_tape
-    from ..transforms.reverse import vjp_tape
 
+    if mode == "hvp" and trace.n_out != 1:
+        raise TypeError("a sparse Hessian needs a function returning one scalar")
     p = int(fnp.shape(seeds)[0])
-    shared = [(v, False) for v in trace.outer]
-    if mode == "fwd":
-        pushed = jvp_tape(trace.tape, [0], trace.examples)
-        out, batched = batch_replay(pushed, shared + [(seeds, True)], p)[1]
-        size = trace.n_out
-    elif mode == "rev":
-        pulled = vjp_tape(trace.tape, [0], trace.examples)
-        out, batched = batch_replay(pulled, shared + [(seeds, True)], p)[1]
-        size = trace.n_in
-    else:  # forward over reverse: the tangent of the gradient
-        if trace.n_out != 1:
-            raise TypeError("a sparse Hessian needs a function returning one scalar")
-        one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
-        pulled = vjp_tape(trace.tape, [0], trace.examples)
-        pushed = jvp_tape(pulled, [0], list(trace.examples) + [one])
-        out, batched = batch_replay(pushed, shared + [(one, False), (seeds, True)], p)[3]
-        size = trace.n_in
+    tape, inputs, at = _transformed(trace, mode)
+    out, batched = batch_replay(tape, [(v, False) for v in inputs] + [(seeds, True)], p)[at]
     if not batched:
         out = fnp.broadcast_to(out, (p,) + tuple(fnp.shape(out)))
-    return fnp.reshape(out, (p, size))
+    return fnp.reshape(out, (p, trace.n_out if mode == "fwd" else trace.n_in))
 
 
 def _transformed(trace: Any, mode: str) -> tuple[Tape, list[Any], int]:
-    """The unbatched transformed tape of `compressed`'s ``mode``, its inputs
-    but the seed (its last input) and the position of the product among its
-    outputs."""
+    """The transformed tape of ``mode`` (J v, u^T J or H v for one seed v),
+    folded (`linear.fold`), its inputs but the seed (its last input) and the
+    position of the product among its outputs."""
     from ..transforms.forward import jvp_tape
     from ..transforms.reverse import vjp_tape
 
     outer = list(trace.outer)
+    # every form, batched or not, reads the product's arithmetic folded
+    # (`linear.fold`): the same instructions in the three unbatched forms, so
+    # their values stay bit for bit equal
     if mode == "fwd":
-        return jvp_tape(trace.tape, [0], trace.examples), outer, 1
+        return linear.fold(jvp_tape(trace.tape, [0], trace.examples)), outer, 1
     if mode == "rev":
-        return vjp_tape(trace.tape, [0], trace.examples), outer, 1
+        return linear.fold(vjp_tape(trace.tape, [0], trace.examples)), outer, 1
     one = np.ones(trace.out_shape, trace.tape.avals[trace.tape.outputs[0]].dtype)
     pulled = vjp_tape(trace.tape, [0], trace.examples)
-    return jvp_tape(pulled, [0], list(trace.examples) + [one]), outer + [one], 3
+    return linear.fold(jvp_tape(pulled, [0], list(trace.examples) + [one])), outer + [one], 3
 
 
 def single(trace: Any, seed: Any, mode: str) -> Any:
@@ -586,6 +579,8 @@ class CompiledSparse:
 
 #: the key of a plan's product array kept from one call to the next
 _BUFFER = "product_buffer"
+#: the key of a plan's read-only copies of its pattern's indices and indptr
+_STRUCTURE = "structure"
 #: seeds of at least this many elements are run unbatched, side by side or one
 #: call each, rather than as one batch: the batched arrays (colors x size)
 #: then fall out of cache, and the batched tape's gathers no longer run as
