@@ -364,11 +364,13 @@ def _recomputed_back(sweep: _Sweep, carry: Any, count: Any, ct: Any) -> Any:
     return while_(lambda state: state[0] > 0.0, chunk_back, (chunks, ct))[1]
 
 
-# Reverse mode of a fixed-count loop stores every state outright (the body
-# run once more, forward, then its VJP back: no chunk recomputed) when the
-# states take at most this many bytes; a longer loop is checkpointed, so
-# its memory stays O(sqrt(T)) states (issue 22's bound at T = 20,000).
-STORE_BYTES = 64 * 1024
+# Reverse mode of a fixed-count loop stores every state outright (by the
+# forward loop itself, `transforms.loop_merge`, then its VJP back: no chunk
+# recomputed) when the states take at most this many bytes (about a core's
+# L2 cache: the RNN, GRU and LSTM of benchmarks/recurrences.py); a longer
+# loop is checkpointed, so its memory stays O(sqrt(T)) states (issue 22's
+# bound at T = 20,000: the RK4 fit's 480 KB of states).
+STORE_BYTES = 256 * 1024
 
 
 def _stores_all(body: LoopBody, length: int) -> bool:
