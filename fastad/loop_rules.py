@@ -93,7 +93,7 @@ def loop_vjp(g: Any, ans: Any, args: Sequence[Any], active: Sequence[int], body:
         count = unpack(ans, *layout(body, RUN_TIME)[-1])
         n = int(np.asarray(value_of(count)))
         if n < RECOMPUTE_MAX or in_loop_body():
-            return _run_time_vjp(parts, count, args, active, body)
+            return _run_time_vjp(parts, count, args, active, body, in_loop_body())
         # the forward loop's count, fixed by a guard (a compiled gradient
         # traces again when an input takes another count), for checkpoints
         # of O(sqrt(n)) states where recomputing would run the body n^1.5 times
@@ -275,10 +275,10 @@ def _by_operand(sweep: _Sweep, active: Sequence[int], ct_c: Sequence[Any],
     return [by_operand.get(a) for a in active]
 
 
-# A loop of run-time length of at most CHUNK * MARKS steps is reversed with
-# every state stored (`_stored_back`), in buffers of that fixed size; a
-# longer one recomputes its states (`_recomputed_back`).  Both are recorded,
-# each behind a `_cond` on the count, so one trace serves any count.
+# A loop of run-time length of at most CHUNK * MARKS (= RECOMPUTE_MAX) steps
+# is reversed with every state stored (`_stored_back`), in buffers of that
+# fixed size; a longer one in a loop's body recomputes its states
+# (`_recomputed_back`), both recorded behind `_cond`s on the count.
 CHUNK, MARKS = 8, 8
 
 
@@ -297,19 +297,28 @@ def _advance(sweep: _Sweep, c: Any, steps: Any) -> Any:
 
 
 def _run_time_vjp(parts: Sequence[Any], count: Any, args: Sequence[Any],
-                  active: Sequence[int], body: LoopBody) -> list[Any]:
+                  active: Sequence[int], body: LoopBody, in_body: bool) -> list[Any]:
     """Reverse mode of a loop of run-time length, reading the forward loop's
-    ``count`` n.  Nothing recorded depends on n: the stored form for n up to
-    CHUNK * MARKS (about 2n body runs besides the n VJPs), the recomputing
-    one above (about n^1.5)."""
+    ``count`` n (under RECOMPUTE_MAX = CHUNK * MARKS outside loop bodies).
+    In a loop's body nothing recorded may depend on n (a guard there would
+    unroll the loop around it): the stored form for n up to CHUNK * MARKS
+    (about 2n body runs besides the n VJPs), the recomputing one above
+    (about n^1.5), each behind a `_cond`.  Outside, the stored form alone,
+    behind a guard on that bound: recording both doubled a first call (each
+    loop recorded is also built to compute its trace's values), and a count
+    past the bound takes the checkpointed form of its count anyway."""
     nc = body.n_carry
     carry, consts = _counters_as_floats(args[:nc]), list(args[nc:])
     sweep = _Sweep(body, consts, [], [a - nc for a in active if a >= nc])
     ct0 = ([parts[j] for j in sweep.c_diff], [fnp.zeros_for(consts[j]) for j in sweep.k_diff])
     short = count <= float(CHUNK * MARKS)
-    ct = _cond(short, lambda ct: _stored_back(sweep, carry, count, ct), ct0)
-    ct_c, ct_k = _cond(fnp.logical_not(short),
-                       lambda ct: _recomputed_back(sweep, carry, count, ct), ct)
+    if not in_body:
+        bool(short)  # records a guard (True here)
+        ct_c, ct_k = _stored_back(sweep, carry, count, ct0)
+    else:
+        ct = _cond(short, lambda ct: _stored_back(sweep, carry, count, ct), ct0)
+        ct_c, ct_k = _cond(fnp.logical_not(short),
+                           lambda ct: _recomputed_back(sweep, carry, count, ct), ct)
     return _by_operand(sweep, active, ct_c, [], ct_k)
 
 
