@@ -26,7 +26,7 @@ import numpy as np
 from .core.registry import prims as P
 from .core.tracer import Tracer, bind, current_builder, replay, value_of
 from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen,
-                    in_loop_body, scan, unpack)
+                    in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
@@ -205,7 +205,7 @@ class _Sweep:
         `LoopBody.storing` form: the same operands and count as the forward
         loop, which `transforms.loop_merge` then reads from this one, so the
         forward steps run once."""
-        body = self.body.storing()
+        body = self.body.storing(in_counted())
         packed = bind(P.loop, *c0, *xs, *self.consts, body=body, length=n, checkpoint=0)
         return [unpack(packed, *span) for span in layout(body, n)[-self.body.n_carry:]]
 

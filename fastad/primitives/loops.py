@@ -71,21 +71,23 @@ class LoopBody:
         # per-step outputs (`storing`), so that a loop of it can stand for a
         # loop of that one (`transforms.loop_merge`); not saved
         self.extends: LoopBody | None = None
-        self._storing: LoopBody | None = None
+        self._storing: dict[bool, LoopBody] = {}
 
-    def storing(self) -> LoopBody:
+    def storing(self, counted: bool) -> LoopBody:
         """This body with each step's input carry appended to its per-step
         outputs: a loop of it computes this one's results followed by the
         state before every step (reverse mode's stored states).  One object
-        per body, so the derivatives of its loop all share it."""
-        if self._storing is None:
+        per body (and `counted` mark, which the loops recorded where it is
+        made carry), so the derivatives of its loop all share it."""
+        body = self._storing.get(counted)
+        if body is None:
             tape = self.tape
             stored = Tape(list(tape.inputs), list(tape.outputs) + list(tape.inputs[:self.n_carry]),
                           dict(tape.consts), list(tape.instrs), list(tape.avals))
-            body = LoopBody(stored, self.n_carry, self.n_xs)
+            body = self._storing[counted] = LoopBody(stored, self.n_carry, self.n_xs,
+                                                     counted=counted)
             body.extends = self
-            self._storing = body
-        return self._storing
+        return body
 
     def interpret(self, inputs: list[Any]) -> list[Any]:
         """One step by the reference interpreter's rules (each primitive's
