@@ -207,7 +207,8 @@ class _Sweep:
         forward steps run once."""
         body = self.body.storing(in_counted())
         packed = bind(P.loop, *c0, *xs, *self.consts, body=body, length=n, checkpoint=0)
-        return [unpack(packed, *span) for span in layout(body, n)[-self.body.n_carry:]]
+        spans = layout(body, n)
+        return [unpack(packed, *span) for span in spans[len(spans) - self.body.n_carry:]]
 
     def final(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
         last, _ = scan(lambda c, x: (self.step(c, x), None), list(c0), list(xs), length=n)

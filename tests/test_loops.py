@@ -385,6 +385,22 @@ def test_stored_states_share_the_forward_loop_and_equal_the_checkpointed_bits(pr
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("carry", [(), (1.5,)])
+def test_stored_states_of_a_loop_with_no_carry_or_a_scalar_one(carry):
+    """A map (no carry: no states to store) and a loop of one scalar carry
+    beside it: gradients against central differences and the compiled
+    gradient equal to the eager one."""
+    def f(x):
+        c, ys = fa.scan(lambda c, r: (tuple(v * np.sum(r) for v in c), np.sin(r) * r),
+                        carry, x.reshape(3, 2))
+        return np.sum(ys ** 2) + sum(np.sum(v) for v in c)
+    x = np.linspace(-1.0, 1.0, 6)
+    g = fa.grad(f)(x)
+    d = np.random.default_rng(0).standard_normal(6)
+    np.testing.assert_allclose(g @ d, _directional_fd(f, [x], [d]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fa.compile(f, backend=COMPILED)(x), g, rtol=1e-13, atol=1e-15)
+
+
 def test_compiled_steps_with_a_carry_that_swaps_and_passes_through():
     def f(a, b, xs):
         (a, b, c), ys = fa.scan(lambda c, x: ((c[1], c[0] * x, c[2]), c[0] + c[2]),
