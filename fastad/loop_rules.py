@@ -11,7 +11,10 @@ loop over the chunks recomputes each chunk's k states from its checkpoint
 before running the body's VJP back through them (k states at a time).  With
 k about sqrt(T) (`loops.default_checkpoint`, or ``checkpoint=k``) reverse
 mode keeps O(sqrt(T)) states and runs the body about twice per step.
-The cotangents of closed-over values are carried and summed across steps.
+States that fit `STORE_BYTES` are all stored instead, by the forward loop
+itself (`transforms.loop_merge`); a run-time count's, up to 64 steps, in
+buffers of a fixed size (`_stored_back`).  The cotangents of closed-over
+values are carried and summed across steps.
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .core.tracer import Tracer, current_builder, replay, value_of
+from .core.registry import prims as P
+from .core.tracer import Tracer, bind, current_builder, replay, value_of
 from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen,
-                    in_loop_body, scan, unpack)
+                    in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
@@ -89,7 +93,7 @@ def loop_vjp(g: Any, ans: Any, args: Sequence[Any], active: Sequence[int], body:
         count = unpack(ans, *layout(body, RUN_TIME)[-1])
         n = int(np.asarray(value_of(count)))
         if n < RECOMPUTE_MAX or in_loop_body():
-            return _run_time_vjp(parts, count, args, active, body)
+            return _run_time_vjp(parts, count, args, active, body, in_loop_body())
         # the forward loop's count, fixed by a guard (a compiled gradient
         # traces again when an input takes another count), for checkpoints
         # of O(sqrt(n)) states where recomputing would run the body n^1.5 times
@@ -196,23 +200,40 @@ class _Sweep:
         _, stored = scan(lambda c, x: (self.step(c, x), c), list(c0), list(xs), length=n)
         return stored
 
+    def stored(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
+        """`states` of the loop's own operands, as a loop of the body's
+        `LoopBody.storing` form: the same operands and count as the forward
+        loop, which `transforms.loop_merge` then reads from this one, so the
+        forward steps run once."""
+        body = self.body.storing(in_counted())
+        packed = bind(P.loop, *c0, *xs, *self.consts, body=body, length=n, checkpoint=0)
+        spans = layout(body, n)
+        return [unpack(packed, *span) for span in spans[len(spans) - self.body.n_carry:]]
+
     def final(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
         last, _ = scan(lambda c, x: (self.step(c, x), None), list(c0), list(xs), length=n)
         return last
 
     def back(self, ct: Any, stored: Sequence[Any], xs: Sequence[Any], ct_ys: Sequence[Any],
-             n: int) -> tuple[Any, list[Any]]:
+             n: int, live: Any = None) -> tuple[Any, list[Any]]:
         """The body's VJP run back over ``n`` steps whose states are ``stored``:
-        (the carried cotangents before them, the xs' cotangents stacked)."""
+        (the carried cotangents before them, the xs' cotangents stacked).
+        ``live`` (a traced count m <= n): only the first m steps are the
+        loop's; a later one leaves the cotangents as they are, its state
+        entering behind `frozen` so that its partials (of a step run past
+        the end, which may overflow) meet exact zeros at any order."""
         from .transforms.reverse import backward
         nc = self.body.n_carry
+        index = [np.arange(n, dtype=np.float64)] if live is not None else []
 
         def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
             ct_c, ct_k = ct_state
-            c, x, ct_y = per_step
+            c, x, ct_y = per_step[:3]
+            going = per_step[3][0] < live if live is not None else None
             k_in = _inside(self.consts)
             builder = current_builder()
-            outs = replay(self.body.tape, list(c) + list(x) + k_in)
+            state = c if going is None else [frozen(v, going) for v in c]
+            outs = replay(self.body.tape, list(state) + list(x) + k_in)
             outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
             wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
                 + [k_in[j] for j in self.k_diff]
@@ -220,10 +241,14 @@ class _Sweep:
                              list(ct_c) + list(ct_y), wrt)
             grads = [_like(g, w) for g, w in zip(grads, wrt)]
             n_c, n_x = len(self.c_diff), len(self.x_diff)
+            new_c = grads[:n_c]
             new_k = [a + b for a, b in zip(ct_k, grads[n_c + n_x:])]
-            return (grads[:n_c], new_k), grads[n_c:n_c + n_x]
+            if going is not None:
+                new_c = [fnp.where(going, a, b) for a, b in zip(new_c, ct_c)]
+                new_k = [fnp.where(going, a, b) for a, b in zip(new_k, ct_k)]
+            return (new_c, new_k), grads[n_c:n_c + n_x]
 
-        return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys)), length=n,
+        return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
                     reverse=True)
 
 
@@ -251,41 +276,116 @@ def _by_operand(sweep: _Sweep, active: Sequence[int], ct_c: Sequence[Any],
     return [by_operand.get(a) for a in active]
 
 
+# A loop of run-time length of at most CHUNK * MARKS (= RECOMPUTE_MAX) steps
+# is reversed with every state stored (`_stored_back`), in buffers of that
+# fixed size; a longer one in a loop's body recomputes its states
+# (`_recomputed_back`), both recorded behind `_cond`s on the count.
+CHUNK, MARKS = 8, 8
+
+
+def _cond(pred: Any, fun: Any, value: Any) -> Any:
+    """``fun(value)`` where ``pred`` holds, else ``value``: a while loop of at
+    most one step (the VM runs it as a LOOP, so what is not taken costs
+    nothing)."""
+    return while_(lambda s: s[0], lambda s: (fnp.logical_not(s[0]), fun(s[1])),
+                  (pred, value))[1]
+
+
+def _advance(sweep: _Sweep, c: Any, steps: Any) -> Any:
+    """The carry ``steps`` (traced) steps after ``c``, by a while loop."""
+    return while_(lambda s: s[0] < steps, lambda s: (s[0] + 1.0, sweep.step(s[1], [])),
+                  (np.float64(0.0), c))[1]
+
+
 def _run_time_vjp(parts: Sequence[Any], count: Any, args: Sequence[Any],
-                  active: Sequence[int], body: LoopBody) -> list[Any]:
+                  active: Sequence[int], body: LoopBody, in_body: bool) -> list[Any]:
     """Reverse mode of a loop of run-time length, reading the forward loop's
-    ``count`` n: while loops back over chunks of k = ceil(sqrt(n)) steps and
-    back over each chunk's steps, each state recomputed from the initial
-    carry (the chunk's first) or from its chunk's first (the step's) by a
-    while loop.  Nothing is stored whose size depends on n, so nothing
-    recorded does; the body runs about n^1.5 times besides its n VJPs (which
-    `loop_vjp` bounds by `RECOMPUTE_MAX` outside loop bodies)."""
+    ``count`` n (under RECOMPUTE_MAX = CHUNK * MARKS outside loop bodies).
+    In a loop's body nothing recorded may depend on n (a guard there would
+    unroll the loop around it): the stored form for n up to CHUNK * MARKS
+    (about 2n body runs besides the n VJPs), the recomputing one above
+    (about n^1.5), each behind a `_cond`.  Outside, the stored form alone,
+    behind a guard on that bound: recording both doubled a first call (each
+    loop recorded is also built to compute its trace's values), and a count
+    past the bound takes the checkpointed form of its count anyway."""
     nc = body.n_carry
     carry, consts = _counters_as_floats(args[:nc]), list(args[nc:])
     sweep = _Sweep(body, consts, [], [a - nc for a in active if a >= nc])
+    ct0 = ([parts[j] for j in sweep.c_diff], [fnp.zeros_for(consts[j]) for j in sweep.k_diff])
+    short = count <= float(CHUNK * MARKS)
+    if not in_body:
+        bool(short)  # records a guard (True here)
+        ct_c, ct_k = _stored_back(sweep, carry, count, ct0)
+    else:
+        ct = _cond(short, lambda ct: _stored_back(sweep, carry, count, ct), ct0)
+        ct_c, ct_k = _cond(fnp.logical_not(short),
+                           lambda ct: _recomputed_back(sweep, carry, count, ct), ct)
+    return _by_operand(sweep, active, ct_c, [], ct_k)
 
-    def advance(c: Any, steps: Any) -> Any:
-        return while_(lambda s: s[0] < steps, lambda s: (s[0] + 1.0, sweep.step(s[1], [])),
-                      (np.float64(0.0), c))[1]
+
+def _stored_back(sweep: _Sweep, carry: Any, count: Any, ct: Any) -> Any:
+    """The reverse of n <= CHUNK * MARKS steps from stored states: the first
+    state of each chunk of CHUNK steps (MARKS rows, each chunk advanced by a
+    while loop of its own length, so the n steps run once), then back over
+    the chunks, each taken (`_cond`) only when it holds steps: its CHUNK
+    states stored by a scan from its first, and the VJP back over the first
+    ``count - i CHUNK`` of them (the rest masked)."""
+    def steps_in(i: Any) -> Any:
+        return fnp.clip(count - i * float(CHUNK), 0.0, float(CHUNK))
+
+    def mark(c: Any, i: Any) -> tuple[Any, Any]:
+        return _advance(sweep, c, steps_in(i[0])), c
+    chunk_index = [np.arange(MARKS, dtype=np.float64)]
+    _, marks = scan(mark, list(carry), chunk_index, length=MARKS)
+
+    def chunk_back(ct: Any, per_chunk: Any) -> tuple[Any, None]:
+        first, i = per_chunk
+        m = steps_in(i[0])
+
+        def back(ct: Any) -> Any:
+            return sweep.back(ct, sweep.states(first, [], CHUNK), [], [], CHUNK, live=m)[0]
+        return _cond(m > 0.0, back, ct), None
+    return scan(chunk_back, ct, (list(marks), chunk_index), length=MARKS, reverse=True)[0]
+
+
+def _recomputed_back(sweep: _Sweep, carry: Any, count: Any, ct: Any) -> Any:
+    """While loops back over chunks of k = ceil(sqrt(n)) steps and back over
+    each chunk's steps, each state recomputed by a while loop from the
+    initial carry (the chunk's first) or from its chunk's first (the
+    step's): nothing stored whose size depends on n, about n^1.5 body runs
+    besides the n VJPs (which `loop_vjp` bounds by `RECOMPUTE_MAX` outside
+    loop bodies)."""
     k = fnp.ceil(fnp.sqrt(count))
     chunks = fnp.ceil(count / fnp.maximum(k, 1.0))
 
     def chunk_back(state: Any) -> Any:
         i, ct = state[0] - 1.0, state[1]
-        first = advance(carry, i * k)
+        first = _advance(sweep, carry, i * k)
 
         def step_back(inner: Any) -> Any:
             j = inner[0] - 1.0
-            c = advance(first, j)
+            c = _advance(sweep, first, j)
             # (the state as a one-step scan's row: a sweep's wrt are its trace's inputs)
             rows = [fnp.reshape(v, (1,) + fnp.shape(v)) for v in c]
             return j, sweep.back(inner[1], rows, [], [], 1)[0]
         return i, while_(lambda inner: inner[0] > 0.0, step_back,
                          (fnp.minimum(k, count - i * k), ct))[1]
 
-    ct0 = ([parts[j] for j in sweep.c_diff], [fnp.zeros_for(consts[j]) for j in sweep.k_diff])
-    _, (ct_c, ct_k) = while_(lambda state: state[0] > 0.0, chunk_back, (chunks, ct0))
-    return _by_operand(sweep, active, ct_c, [], ct_k)
+    return while_(lambda state: state[0] > 0.0, chunk_back, (chunks, ct))[1]
+
+
+# Reverse mode of a fixed-count loop stores every state outright (by the
+# forward loop itself, `transforms.loop_merge`, then its VJP back: no chunk
+# recomputed) when the states take at most this many bytes (about a core's
+# L2 cache: the RNN, GRU and LSTM of benchmarks/recurrences.py); a longer
+# loop is checkpointed, so its memory stays O(sqrt(T)) states (issue 22's
+# bound at T = 20,000: the RK4 fit's 480 KB of states).
+STORE_BYTES = 256 * 1024
+
+
+def _stores_all(body: LoopBody, length: int) -> bool:
+    state = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in body.carry_avals)
+    return length * state <= STORE_BYTES
 
 
 def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
@@ -301,6 +401,8 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
     ct_xs: list[Any] = [[] for _ in sweep.x_diff]
     k = checkpoint or default_checkpoint(length)
     chunks, tail = (length // k, length % k) if length else (0, 0)
+    if not checkpoint and _stores_all(body, length):
+        chunks, tail = 0, length
 
     def rows(a: Any, lo: int, hi: int) -> Any:
         return a[lo:hi]
@@ -317,7 +419,9 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
     ct = (ct_c, ct_k)
     if tail:  # the last length % k steps, their states stored outright
         x_tail = [rows(x, main, length) for x in xs]
-        stored = sweep.states(c_main, x_tail, tail)
+        # (every step's: the forward loop's operands, unless a counter became a float)
+        own = tail == length and all(a is b for a, b in zip(carry, args[:nc]))
+        stored = sweep.stored(carry, xs, length) if own else sweep.states(c_main, x_tail, tail)
         ct, tail_cts = sweep.back(ct, stored, x_tail, [rows(y, main, length) for y in ct_ys],
                                   tail)
     if chunks:

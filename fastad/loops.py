@@ -59,6 +59,11 @@ def in_loop_body() -> bool:
     return _counted.bodies > 0
 
 
+def in_counted() -> bool:
+    """Whether loops recorded now are `LoopBody.counted` (in `counted`)."""
+    return _counted.depth > 0
+
+
 @contextlib.contextmanager
 def counted() -> Iterator[None]:
     """Loops traced in this block derive from a while loop and run its

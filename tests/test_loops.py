@@ -331,23 +331,74 @@ def test_vmap_over_a_loop_against_each_example(prog):
 
 @pytest.mark.parametrize("steps", [100, 400])
 def test_reverse_mode_keeps_about_sqrt_of_the_trip_count_states(steps):
-    state = 50
+    """Past `STORE_BYTES` of states, checkpoints of about sqrt(T) states;
+    within it, every state stored (one forward run less)."""
+    from fastad.loop_rules import STORE_BYTES
 
     def f(x, checkpoint):
         c, _ = fa.scan(lambda c, _: (np.sin(c) * 1.01, None), x, None, length=steps,
                        checkpoint=checkpoint)
         return np.sum(c)
-    x = np.linspace(-1, 1, state)
 
     def largest(tape):  # the largest value computed, in the tape or a loop body's
         return max([tape.avals[i.out].size for i in tape.instrs]
                    + [largest(v.tape) for i in tape.instrs for _, v in i.params
                       if isinstance(v, LoopBody)])
 
-    def gradient_tape(checkpoint):
+    def gradient_tape(x, checkpoint):
         return fa.make_tape(fa.grad(lambda x: f(x, checkpoint)))(x)
-    assert largest(gradient_tape(None)) <= 3 * np.sqrt(steps) * state  # checkpoints, a chunk
-    assert largest(gradient_tape(1)) >= steps * state  # every state stored, which it avoids
+    state = 2 * STORE_BYTES // (8 * steps)  # the states twice the budget
+    x = np.linspace(-1, 1, state)
+    assert largest(gradient_tape(x, None)) <= 3 * np.sqrt(steps) * state  # checkpoints, a chunk
+    assert largest(gradient_tape(x, 1)) >= steps * state  # every state stored, which it avoids
+    x = x[:state // 4]  # within the budget: every state stored
+    assert largest(gradient_tape(x, None)) >= steps * x.size
+
+
+@FAST
+@given(loop_programs())
+def test_stored_states_share_the_forward_loop_and_equal_the_checkpointed_bits(prog):
+    """A loop whose states fit STORE_BYTES: reverse mode's storing loop is the
+    forward loop too (one loop runs the forward steps on the optimized
+    value-and-gradient tape), and the value and gradient are the
+    checkpointed reverse mode's bit for bit (the reference interpreter)."""
+    from fastad import loop_rules
+    from fastad.transforms.optimize import optimize
+    init, xs, w, rng = _inputs(prog)
+    args = _flat_args(init, xs, w)
+    prog = dict(prog, checkpoint=None)
+    f = _from_flat(_scan_loss(prog))
+
+    def tape():
+        return optimize(fa.make_tape(fa.value_and_grad(f, argnums=(0, 1, 2)))(*args))
+    stored = tape()
+    bodies = [i.kwargs["body"] for i in stored.instrs if i.prim == "loop"]
+    assert sum(b.extends is not None for b in bodies) == 1
+    assert not any(b is other.extends for b in bodies for other in bodies)  # merged
+    saved, loop_rules.STORE_BYTES = loop_rules.STORE_BYTES, 0
+    try:
+        checkpointed = tape()
+    finally:
+        loop_rules.STORE_BYTES = saved
+    assert not any(i.kwargs["body"].extends for i in checkpointed.instrs if i.prim == "loop")
+    for a, b in zip(evaluate(stored, args), evaluate(checkpointed, args)):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("carry", [(), (1.5,)])
+def test_stored_states_of_a_loop_with_no_carry_or_a_scalar_one(carry):
+    """A map (no carry: no states to store) and a loop of one scalar carry
+    beside it: gradients against central differences and the compiled
+    gradient equal to the eager one."""
+    def f(x):
+        c, ys = fa.scan(lambda c, r: (tuple(v * np.sum(r) for v in c), np.sin(r) * r),
+                        carry, x.reshape(3, 2))
+        return np.sum(ys ** 2) + sum(np.sum(v) for v in c)
+    x = np.linspace(-1.0, 1.0, 6)
+    g = fa.grad(f)(x)
+    d = np.random.default_rng(0).standard_normal(6)
+    np.testing.assert_allclose(g @ d, _directional_fd(f, [x], [d]), rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(fa.compile(f, backend=COMPILED)(x), g, rtol=1e-13, atol=1e-15)
 
 
 def test_compiled_steps_with_a_carry_that_swaps_and_passes_through():

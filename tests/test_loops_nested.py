@@ -212,3 +212,61 @@ def test_vmap_of_a_recorded_run_time_loop():
     grads = fa.grad(lambda a: fnp.sum(fa.vmap(g)(a)))(xs)
     np.testing.assert_allclose(grads, np.stack([fa.grad(lambda x: fnp.sum(f(x)))(x)
                                                 for x in xs]), rtol=1e-12, atol=1e-14)
+
+
+# counts around the reverse modes' thresholds: a chunk of stored states
+# (loop_rules.CHUNK), the stored form's bound (CHUNK * MARKS) and RECOMPUTE_MAX
+def _threshold_counts():
+    from fastad.loop_rules import CHUNK, MARKS, RECOMPUTE_MAX
+    edges = {0, 1, CHUNK - 1, CHUNK, CHUNK + 1, CHUNK * MARKS - 1, CHUNK * MARKS,
+             CHUNK * MARKS + 1, RECOMPUTE_MAX - 1, RECOMPUTE_MAX, RECOMPUTE_MAX + 3}
+    return sorted(c for c in edges if c >= 0)
+
+
+def _counted_by(nested):
+    """A while loop run ``n`` steps (n an argument: a count read at run time),
+    with a closed-over x and an array carry, at the top level or in a
+    fori_loop's body (where its reverse mode is always the run-time form)."""
+    def inner(y, x, n):
+        def body(c):
+            return fnp.sin(c[0]) * 0.9 + 0.2 * x * c[0][::-1], c[1] + 1.0
+        return while_loop(lambda c: c[1] < n, body, (y, 0.0))[0]
+
+    def f(x, n):
+        if nested:
+            return fnp.sum(fori_loop(0, 2, lambda i, y: inner(y, x, n), x) ** 2)
+        return fnp.sum(inner(x, x, n) ** 2)
+    return f
+
+
+@pytest.mark.parametrize("backend", [b for b in ("c", "numpy") if b in BACKENDS])
+@settings(max_examples=4, deadline=None)
+@given(st.booleans(), st.permutations(_threshold_counts()), st.integers(0, 2**31 - 1))
+def test_run_time_reverse_around_its_thresholds(backend, nested, counts, seed):
+    """Reverse mode of a run-time count on both sides of each threshold, in a
+    generated order, through one compiled gradient (nested: traced once, the
+    stored and the recomputing forms both recorded): equal to eager's
+    gradient (which records the count) bit for bit on the reference backend,
+    and against central differences."""
+    from fastad.loop_rules import CHUNK, MARKS, RECOMPUTE_MAX
+    f = _counted_by(nested)
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, N)
+    h = fa.compile(f, backend=backend)
+    for n in counts:
+        want = fa.grad(f)(x, float(n))
+        got = h(x, float(n))
+        if backend == "numpy":
+            np.testing.assert_array_equal(got, want)
+        else:
+            np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
+        v = rng.standard_normal(N)
+        fd = (f(x + 1e-6 * v, float(n)) - f(x - 1e-6 * v, float(n))) / 2e-6
+        np.testing.assert_allclose(got @ v, fd, rtol=1e-5, atol=1e-7)
+    # nested: one trace for every count; at the top level one for the counts
+    # the stored form takes (up to CHUNK * MARKS, guarded by that bound) and
+    # one per longer count (checkpointed, guarded by the count; RECOMPUTE_MAX
+    # itself too when it comes first)
+    longer = len({c for c in counts if c > CHUNK * MARKS})
+    assert h._vg.traces == 1 if nested else \
+        longer + 1 <= h._vg.traces <= len({c for c in counts if c >= RECOMPUTE_MAX}) + 1

@@ -166,6 +166,40 @@ def test_scalar_loop_gradient_accumulates_in_place():
     assert program.peak_arena_bytes < 3 * 8 * n + 4096
 
 
+# readers of a negation: (kind, whether it folds the negation into its own opcode)
+NEG_READERS = {"add": True, "radd": True, "sub_from": True, "mul": True, "neg": True,
+               "minuend": False, "div": False, "output": False, "twice": False}
+
+
+@pytest.mark.skipif(not c_backend.available, reason="C extension not built")
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(sorted(NEG_READERS)), min_size=2, max_size=5),
+       st.integers(0, 2**16))
+def test_a_negation_read_several_times_folds_into_each_reader(readers, seed):
+    """A scalar negation whose readers all absorb it (a + (-b) is a - b, bit for
+    bit) leaves no NEG_S; one any reader cannot absorb stays an instruction.
+    Values are the reference interpreter's bit for bit either way."""
+    from fastad.backends.reference import evaluate
+
+    def f(x, y):
+        n = -(x + y)  # (a negated product would be one NMUL_S)
+        outs = []
+        for k, r in enumerate(readers):
+            c = y + 0.25 * k
+            outs.append({"add": lambda: c + n, "radd": lambda: n + c, "sub_from": lambda: c - n,
+                         "mul": lambda: c * n, "neg": lambda: -n, "minuend": lambda: n - c,
+                         "div": lambda: n / c, "output": lambda: n,
+                         "twice": lambda: n * n}[r]())
+        return tuple(outs)
+    args = list(np.random.default_rng(seed).uniform(-2, 2, 2))
+    tape = fa.make_tape(f)(*args)
+    program = lower(tape)
+    got = c_backend.Executable(program).run(args)
+    for a, b in zip(got, evaluate(tape, args)):
+        np.testing.assert_array_equal(a, b)
+    assert (opcodes(program)["NEG_S"] == 0) == all(NEG_READERS[r] for r in readers)
+
+
 def test_transposes_feeding_matmul_become_blas_flags():
     def mlp(W, X):
         return np.sum(np.tanh(X @ W))

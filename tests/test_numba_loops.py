@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 
 import fastad as fa
+from fastad import loop_rules
 from fastad.backends.reference import evaluate
 from fastad.transforms.optimize import optimize
 from conftest import BACKENDS
@@ -212,11 +213,13 @@ def test_a_body_with_a_primitive_numba_lacks_stays_a_host_call():
                                rtol=1e-6)
 
 
-def test_auto_counts_a_loops_steps_and_compiles_its_body_once():
+def test_auto_counts_a_loops_steps_and_compiles_its_body_once(monkeypatch):
     """The tiering rule reads a loop's scalar instructions times its trip count
     as Numba's saving, and its body once as the compile cost: a longer loop
     is promoted after fewer calls, at the same compile cost."""
     from fastad.backends import fallback
+    # both checkpointed (a short loop's states would be stored: another tape)
+    monkeypatch.setattr(loop_rules, "STORE_BYTES", 0)
 
     def tape_of(steps):
         def f(x):

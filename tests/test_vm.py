@@ -607,8 +607,9 @@ def _linalg(a, b):
 
 
 def _scanned(x, xs):
-    """A loop: its gradient holds LOOP instructions nested in LOOP bodies."""
-    c, ys = fa.scan(lambda c, x: (np.sin(c) * x + c, np.sum(c * c)), x, xs)
+    """A loop: its gradient holds LOOP instructions nested in LOOP bodies (the
+    checkpointed form: short loops' states would be stored by one loop)."""
+    c, ys = fa.scan(lambda c, x: (np.sin(c) * x + c, np.sum(c * c)), x, xs, checkpoint=2)
     return np.sum(c) + np.sum(ys)
 
 

@@ -105,6 +105,8 @@ class _Lowerer:
         # lower_rules._scalar_arithmetic):
         # slot -> (kind, operand refs); `fused` keeps the refs once consumed.
         self.pending: dict[int, tuple[str, tuple[Ref, ...]]] = {}
+        # a negation deferred into each of its several consumers: the ones left
+        self.pending_uses: dict[int, int] = {}
         self.fused: dict[int, tuple[Ref, ...]] = {}
         self.matmul_trans: dict[int, tuple[bool, bool]] = {}
         self.solve_trans: dict[int, bool] = {}
@@ -149,10 +151,12 @@ class _Lowerer:
         kept = self.plan_accumulations(kept)
         self.last_use: dict[int, int] = {}
         self.uses: collections.Counter[int] = collections.Counter()
+        self.readers: dict[int, list[int]] = collections.defaultdict(list)
         for k, ins in enumerate(kept):
             for s in self.operands(ins):
                 self.last_use[s] = k
                 self.uses[s] += 1
+                self.readers[s].append(k)
         for s in self.tape.outputs:
             self.last_use[s] = END
             self.uses[s] += 1
@@ -289,12 +293,18 @@ class _Lowerer:
     def place(self, slot: int) -> Ref:
         """Where a computed slot is, materializing a deferred scalar expression."""
         if slot in self.pending:
+            self.pending_uses.pop(slot, None)  # materialized: later consumers read it
             kind, refs = self.take_pending(slot)
             o = self.define(slot)
             self.emit(_SCALAR_OPCODE[kind], (o, _F64), *((r, _F64) for r in refs))
         return self.loc[slot]
 
     def take_pending(self, slot: int) -> tuple[str, tuple[Ref, ...]]:
+        left = self.pending_uses.get(slot, 1) - 1
+        if left:  # a negation that further consumers absorb too
+            self.pending_uses[slot] = left
+            return self.pending[slot]
+        self.pending_uses.pop(slot, None)
         kind, refs = self.pending.pop(slot)
         self.fused[slot] = refs
         return kind, refs

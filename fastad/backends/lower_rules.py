@@ -119,15 +119,34 @@ _ACCUMULATE = {None: "ACC_S", "neg": "NACC_S", "mul": "MULACC_S", "nmul": "NMULA
 
 def _scalar_arithmetic(lw: _Lowerer, ins: Instr) -> None:
     kind, refs = _scalar_expression(lw, ins)
-    if kind in ("mul", "nmul", "neg") and _consumer_absorbs(lw, ins.out, kind):
-        lw.pending[ins.out] = (kind, refs)
-        consumer = lw.last_use[ins.out]
-        for r in refs:  # the operands must live until the consumer runs
-            buf = lw.buffers[r.buf]
-            buf.last_use = max(buf.last_use, consumer)
+    if kind == "neg" and lw.uses[ins.out] > 1 and _consumers_absorb_negation(lw, ins.out):
+        # each consumer absorbs it (a - (-b) is a + b, bit for bit): reverse
+        # mode negates a closed-over value or a partial for several readers
+        lw.pending_uses[ins.out] = lw.uses[ins.out]
+    elif not (kind in ("mul", "nmul", "neg") and _consumer_absorbs(lw, ins.out, kind)):
+        o = lw.define(ins.out)
+        lw.emit(_SCALAR_OPCODE[kind], (o, _F64), *((r, _F64) for r in refs))
         return
-    o = lw.define(ins.out)
-    lw.emit(_SCALAR_OPCODE[kind], (o, _F64), *((r, _F64) for r in refs))
+    lw.pending[ins.out] = (kind, refs)
+    consumer = lw.last_use[ins.out]
+    for r in refs:  # the operands must live until the (last) consumer runs
+        buf = lw.buffers[r.buf]
+        buf.last_use = max(buf.last_use, consumer)
+
+
+def _consumers_absorb_negation(lw: _Lowerer, slot: int) -> bool:
+    """Whether every reader of the negation ``slot`` is a float64 scalar add,
+    sub (as its subtrahend), mul or neg reading it once: each folds it into
+    its own opcode (`_ABSORB`)."""
+    if lw.last_use.get(slot, END) >= END:
+        return False
+    for k in lw.readers[slot]:
+        c = lw.kept[k]
+        out = lw.avals[c.out]
+        if out.dtype != _F64 or out.size != 1 or (c.prim, "neg") not in _ABSORB \
+                or c.ins.count(slot) != 1 or (c.prim == "sub" and c.ins[1] != slot):
+            return False
+    return True
 
 
 def _scalar_expression(lw: _Lowerer, ins: Instr) -> tuple[str, tuple[Ref, ...]]:

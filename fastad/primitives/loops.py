@@ -41,7 +41,8 @@ class LoopBody:
     outputs (ys).  Compared and hashed by identity, as one traced body is one
     object: CSE merges two loops only when they run the same traced body."""
 
-    __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm", "_floats")
+    __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm", "_floats",
+                 "extends", "_storing")
 
     def __init__(self, tape: Tape, n_carry: int, n_xs: int, is_while: bool = False,
                  counted: bool = False) -> None:
@@ -66,6 +67,27 @@ class LoopBody:
         self._plan: Any = None
         self._on_vm: Any = None  # the loop with this body built for the C VM, once asked
         self._floats: Any = None  # its integers as float64 words (`lower_loop.on_floats`)
+        # the body this one is with each step's input carry as further
+        # per-step outputs (`storing`), so that a loop of it can stand for a
+        # loop of that one (`transforms.loop_merge`); not saved
+        self.extends: LoopBody | None = None
+        self._storing: dict[bool, LoopBody] = {}
+
+    def storing(self, counted: bool) -> LoopBody:
+        """This body with each step's input carry appended to its per-step
+        outputs: a loop of it computes this one's results followed by the
+        state before every step (reverse mode's stored states).  One object
+        per body (and `counted` mark, which the loops recorded where it is
+        made carry), so the derivatives of its loop all share it."""
+        body = self._storing.get(counted)
+        if body is None:
+            tape = self.tape
+            stored = Tape(list(tape.inputs), list(tape.outputs) + list(tape.inputs[:self.n_carry]),
+                          dict(tape.consts), list(tape.instrs), list(tape.avals))
+            body = self._storing[counted] = LoopBody(stored, self.n_carry, self.n_xs,
+                                                     counted=counted)
+            body.extends = self
+        return body
 
     def interpret(self, inputs: list[Any]) -> list[Any]:
         """One step by the reference interpreter's rules (each primitive's

@@ -23,6 +23,7 @@ from ..core.arrays import scalar_key
 from ..core.registry import registry
 from ..core.tape import Instr, Tape, aval_of
 from .analysis import bitwise_uniform
+from .loop_merge import merge_stored_states
 from .scatters import fuse_shifted_adjoints, split_broadcast_scatters
 from .scatters import positive_zeros as _positive_zeros
 
@@ -36,8 +37,11 @@ def optimize(tape: Tape) -> Tape:
     # simplify again once folding has turned constant subexpressions into constants
     # the adjoints of shifted slices as one pass each (`scatters`): after the
     # scatter-adds are merged into chains, before the links left are dropped
+    # a forward loop read from the loop storing its states: after common
+    # subexpressions, which make their operands the same slots
     out = eliminate_dead_code(fuse_shifted_adjoints(split_broadcast_scatters(accumulate_in_place(
-        eliminate_common_subexpressions(reduce_powers(simplify(fold_constants(simplify(tape)))))))))
+        merge_stored_states(eliminate_common_subexpressions(
+            reduce_powers(simplify(fold_constants(simplify(tape))))))))))
     out.optimized_from = {"before": before,
                           "after": {"instructions": len(out.instrs), "bytes": out.computed_bytes()}}
     return out
