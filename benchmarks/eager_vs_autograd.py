@@ -291,7 +291,7 @@ PROGRAMS = {f.__name__: f for f in (tanh_net, logistic, mixture, rnn, rosenbrock
                                       relu_net, negbin, gp_cholesky,
                                       poisson_data_args, relu_data_args,
                                       ridge_solve_data_args,
-                                      *(_usercode(n) for n in ("logreg", "softmax", "mlp")))}
+                                      *(_usercode(n) for n in ("logreg", "softmax", "mlp", "GP-n200")))}
 
 
 def _flat(tree):

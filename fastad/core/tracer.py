@@ -107,8 +107,12 @@ class Builder:
             self.tape.recorded = RecordedColumns(self.tape.instrs)
 
     def new_input(self, value: Any) -> "Tracer":
-        value = _as_value(value)
-        slot = self._new_slot(value)
+        if type(value) is np.ndarray:  # an eager gradient's argument, once per call
+            self.values.append(value)
+            slot = self.tape.new_slot(_new_instr(Aval, (value.shape, value.dtype)))
+        else:
+            value = _as_value(value)
+            slot = self._new_slot(value)
         self.tape.inputs.append(slot)
         if self.drop_unread:
             self._active.add(slot)
@@ -502,28 +506,6 @@ class recording:  # noqa: N801 - used as ``with recording() as builder``
             # raised, and NumPy put "setting an array element with a
             # sequence" (0-d values can be indexed) in front of the reason
             raise error.__cause__.with_traceback(traceback)
-
-
-class suspended:  # noqa: N801 - used as ``with suspended(builder):``
-    """Take ``builder``, the innermost trace, off the stack for the ``with``
-    body: code that records nothing (an eager gradient's plain sweep) then
-    runs as outside any trace, and the front end's functions of plain arrays
-    need not make what a trace could hold as a constant."""
-
-    __slots__ = ("builder", "taken")
-
-    def __init__(self, builder: Builder) -> None:
-        self.builder = builder
-
-    def __enter__(self) -> None:
-        stack = _traces.stack
-        self.taken = bool(stack) and stack[-1] is self.builder
-        if self.taken:
-            stack.pop()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.taken:
-            _traces.stack.append(self.builder)
 
 
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:
