@@ -79,10 +79,13 @@ def _with_identity(name: str, neutral: float, combine: Any) -> Any:
     """The public function of a reduction row with an identity (sum, prod):
     NumPy's signature, ``where=`` masking with the identity and ``initial=``
     combined with the result; a list of traced values is stacked first."""
-    numpy_fn = getattr(_np, name)
+    numpy_fn, prim = getattr(_np, name), _p(name)
 
     def reduction(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
                   keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
+        if type(a) in _FLOAT_TRACERS and dtype is None and out is None and initial is None \
+                and where is True:  # a loss's sum: what `_reduce` records, at once
+            return bind(prim, a, axes=_axes(axis, a.ndim), keepdims=bool(keepdims))
         if (out is not None or initial is not None or where is not True) and \
                 not _has_tracer((a, out, initial, where)):
             return numpy_fn(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
