@@ -48,7 +48,7 @@ def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..
                     if reflected:
                         return _append(builder, p, (slot, self.slot), (), op(v, self.value), 2)
                     return _append(builder, p, (self.slot, slot), (), op(self.value, v), 2)
-                if kind is ArrayTracer:  # a scalar and an array: the array's way
+                if kind is ArrayTracer or kind is np.ndarray:  # and an array: the array's way
                     out = _array_binary(builder, registry[prim_name], *(
                         (other, self) if reflected else (self, other)))
                     if out is not None:
@@ -79,18 +79,19 @@ def _array_arithmetic(self: ArrayTracer, other: Any, prim: Primitive, reflected:
 
 def _array_binary(builder: Builder, prim: Primitive, a: Any, b: Any) -> Any:
     """``prim(a, b)`` of float arrays or float64 scalars of ``builder``'s trace,
-    Python floats and numeric array constants, one of them at least a traced
-    array: the instruction `bind` records (a constant's slot made as
+    Python floats and numeric array constants, one of them at least traced
+    and one an array: the instruction `bind` records (a constant's slot made as
     `Builder.record` makes it, the first operand's first), computed by the
     primitive's ufunc, as `bind` computes it; None for any other operands
     (the front end's way).  An eager loss's arithmetic, a compiled trace's of arrays."""
     if not (_operand(builder, a) and _operand(builder, b)):
         return None
     kind_a, kind_b = type(a), type(b)
-    if kind_a is not ArrayTracer and kind_b is not ArrayTracer:
-        return None
     traced_a = kind_a is ArrayTracer or kind_a is Tracer
     traced_b = kind_b is ArrayTracer or kind_b is Tracer
+    if not (traced_a or traced_b) or (kind_a is not ArrayTracer and kind_a is not np.ndarray
+                                      and kind_b is not ArrayTracer and kind_b is not np.ndarray):
+        return None  # (two scalars: `bind` computes them by the scalars' operators)
     ins = (a.slot if traced_a else builder.const(a), b.slot if traced_b else builder.const(b))
     return _append(builder, prim, ins, (), prim.impl(a.value if traced_a else a,
                                                      b.value if traced_b else b), 2)
