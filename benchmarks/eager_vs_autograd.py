@@ -14,7 +14,9 @@ second round, a ReLU network with ``np.maximum``, a negative binomial
 regression with ``gammaln`` and a GP likelihood with ``cholesky`` and
 general solves; and, written after the third round, with the data passed
 as arguments: a Poisson regression, a two-layer ReLU network and a ridge
-regression through ``np.linalg.solve``.  One BLAS thread (as
+regression through ``np.linalg.solve``; and, written after the fourth, a
+total-variation denoising objective and a Student-t regression (data as
+arguments).  One BLAS thread (as
 ``benchmarks/usercode.py``).  Rounds interleave (`timing.interleaved`); medians.  Every
 gradient is checked against autograd's.
 """
@@ -273,6 +275,34 @@ def ridge_solve_data_args(xp, rng):
     return loss, np.concatenate([[0.0], 0.01 * rng.standard_normal(300)]), (X, y, Xv, yv)
 
 
+# Written after the fourth round, not tuned on: a total-variation denoising
+# objective (differences of neighbours, a smoothed absolute value) and a
+# Student-t regression's likelihood with the data passed as arguments.
+
+def tv_denoise(xp, rng):
+    """1-D total-variation denoising of 2000 samples: squared error plus
+    a smoothed |x[i+1] - x[i]| summed (``np.diff``, ``sqrt``)."""
+    clean = np.repeat(rng.standard_normal(20), 100)
+    noisy = clean + 0.3 * rng.standard_normal(2000)
+
+    def loss(x):
+        return 0.5 * xp.sum((x - noisy) ** 2) + 0.8 * xp.sum(xp.sqrt(xp.diff(x) ** 2 + 1e-3))
+    return loss, noisy.copy()
+
+
+def student_t_data_args(xp, rng):
+    """A Student-t (4 degrees of freedom) linear regression's negative log
+    likelihood, 3000 points and 20 features, with respect to the
+    coefficients and the log scale: ``loss(p, X, y)``."""
+    X = rng.standard_normal((3000, 20))
+    y = X @ rng.standard_normal(20) + rng.standard_t(4, 3000)
+
+    def loss(p, X, y):
+        r = (y - X @ p[1:]) / xp.exp(p[0])
+        return xp.sum(2.5 * xp.log1p(r ** 2 / 4.0)) / y.shape[0] + p[0]
+    return loss, np.concatenate([[0.1], 0.1 * rng.standard_normal(20)]), (X, y)
+
+
 def _usercode(name):
     """A workload of `benchmarks/usercode.py` (data passed as arguments)."""
     def make(xp, rng):
@@ -290,7 +320,7 @@ PROGRAMS = {f.__name__: f for f in (tanh_net, logistic, mixture, rnn, rosenbrock
                                       gp_nll, einsum_layer, variational,
                                       relu_net, negbin, gp_cholesky,
                                       poisson_data_args, relu_data_args,
-                                      ridge_solve_data_args,
+                                      ridge_solve_data_args, tv_denoise, student_t_data_args,
                                       *(_usercode(n) for n in ("logreg", "softmax", "mlp", "GP-n200")))}
 
 

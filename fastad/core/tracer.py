@@ -165,7 +165,7 @@ class Builder:
         if not is_array and isinstance(value, _SCALAR_TYPES):
             key = scalar_key(value)
         elif is_array and value.dtype.kind in "iub" and value.size <= 4096:
-            key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
+            key = _index_key(value)  # index arrays repeat
         else:
             key = id(value)
             if self.by_reference is not None and key not in self._const_slot:
@@ -329,6 +329,26 @@ class Builder:
         if type(v) is np.ndarray and v.nbytes >= RELEASE_BYTES and slot not in self.tape.consts:
             self.values[slot] = stand_in(v)
             self.released = self.release
+
+
+def _index_key(value: np.ndarray) -> tuple[Any, ...]:
+    """`Builder.const`'s key of a short integer array: its dtype, shape and
+    bytes.  fastad's own index arrays (a slice's positions, read-only, made
+    once per shape and key) are used again at every call of an eager
+    gradient: their keys are kept, by the array (making one of 2000
+    positions costs 5 us)."""
+    if value.size < 64 or not is_made_here(value):
+        return (value.dtype.str, value.shape, value.tobytes())
+    kept = _index_keys.get(id(value))
+    if kept is None or kept[0] is not value:
+        if len(_index_keys) >= 1024:
+            _index_keys.clear()
+        kept = _index_keys[id(value)] = (value, (value.dtype.str, value.shape, value.tobytes()))
+    return kept[1]
+
+
+#: id of a read-only index array of fastad's -> (the array, its const key)
+_index_keys: dict[int, tuple[np.ndarray, tuple[Any, ...]]] = {}
 
 
 class RecordedColumns:
