@@ -2,7 +2,9 @@
 
     python benchmarks/eager_vs_autograd.py [--rounds 9] [--only NAME ...]
 
-Both trace the function on every call.  Each program is written once over a
+Both trace the function on every call.  ``--cpu``: rounds timed by the
+process's CPU time, each engine's best round kept (on a shared machine a
+round's wall time includes waits for a core).  Each program is written once over a
 NumPy namespace ``xp`` (plain NumPy for fastad, ``autograd.numpy`` for
 autograd), in the style of autograd's own examples: a tanh network with
 log-softmax, logistic regression, a Gaussian mixture's log likelihood with
@@ -26,6 +28,7 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 
 for _name in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):  # as report.py does
     os.environ.pop(_name, None)
@@ -352,7 +355,11 @@ def _main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--min-round", type=float, default=0.2)
     parser.add_argument("--only", nargs="*")
+    parser.add_argument("--cpu", action="store_true",
+                        help="time rounds by the process's CPU time and keep each engine's "
+                             "best round (a loaded machine's waits for a core left out)")
     opts = parser.parse_args()
+    clock = time.process_time if opts.cpu else time.perf_counter
     print(f"load average {os.getloadavg()[0]:.2f}")
     print(f"| program | fa.grad (eager) | autograd | speed vs autograd |")
     print("|---|---|---|---|")
@@ -365,7 +372,8 @@ def _main() -> None:
         fns = {"fastad": fa.grad(f_np), "autograd": autograd.grad(f_ag)}
         for got, want in zip(_flat(fns["fastad"](*args)), _flat(fns["autograd"](*args))):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
-        t = timing.interleaved(fns, args, opts.min_round, opts.rounds)
+        t = timing.interleaved(fns, args, opts.min_round, opts.rounds, clock,
+                               min if opts.cpu else None)
         print(f"| {name} | {timing.format_seconds(t['fastad'])} | "
               f"{timing.format_seconds(t['autograd'])} | {t['autograd'] / t['fastad']:.2f}x |",
               flush=True)

@@ -59,8 +59,9 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     """
     if once and not builder.release:
         builder.release_exact = True
-        # plain: it records nothing, so no trace is active while it runs
-        # (`tracer.suspended`, spelled out: an eager gradient's fixed cost)
+        # plain: it records nothing, so no trace is active while it runs (its
+        # builder taken off the stack here, not by a context object: an eager
+        # gradient's fixed cost)
         stack = tracer_module._traces.stack
         taken = plain and bool(stack) and stack[-1] is builder
         if taken:
