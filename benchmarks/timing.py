@@ -69,11 +69,12 @@ def first_call(case: Case, limit_s: float | None = None) -> FirstCall:
     return FirstCall(elapsed, function, result)
 
 
-def _round(function: Callable, args: tuple, reps: int) -> float:
-    start = time.perf_counter()
+def _round(function: Callable, args: tuple, reps: int, clock: Callable = time.perf_counter
+           ) -> float:
+    start = clock()
     for _ in range(reps):
         function(*args)
-    return time.perf_counter() - start
+    return clock() - start
 
 
 def calibrate(function: Callable, args: tuple, min_round_s: float) -> int:
@@ -95,9 +96,12 @@ def steady(function: Callable, args: tuple, min_round_s: float = 0.2,
     return [_round(function, args, reps) / reps for _ in range(rounds)]
 
 
-def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int) -> dict:
+def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int,
+                clock: Callable = time.perf_counter, summary: Callable = None) -> dict:
     """Median seconds per call of each function, their rounds interleaved so
-    that the load of a shared machine falls on all of them alike."""
+    that the load of a shared machine falls on all of them alike (``clock``
+    and ``summary``: another clock, such as the process's CPU time, and
+    another statistic of the rounds, such as the best)."""
     reps = {k: calibrate(fn, args, min_round_s / len(fns)) for k, fn in fns.items()}
     samples: dict = {k: [] for k in fns}
     order = list(fns)
@@ -110,8 +114,8 @@ def interleaved(fns: dict, args: tuple, min_round_s: float, rounds: int) -> dict
         turn = order[r % len(order):] + order[:r % len(order)]
         for k in (turn[::-1] if (r // len(order)) % 2 else turn):
             fns[k](*args)
-            samples[k].append(_round(fns[k], args, reps[k]) / reps[k])
-    return {k: median(v) for k, v in samples.items()}
+            samples[k].append(_round(fns[k], args, reps[k], clock) / reps[k])
+    return {k: (summary or median)(v) for k, v in samples.items()}
 
 
 def median(samples: list[float]) -> float:

@@ -149,7 +149,8 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
                 leaves, tree = pytree.flatten(arg)
             leaves = [check_leaf(v, f"argument {i}") for v in leaves]
             tracers = [builder.new_input(v) for v in leaves]
-            new_args[i] = pytree.unflatten(tree, [builder.tracer(t.slot) for t in tracers])
+            new_args[i] = builder.tracer(tracers[0].slot) if tree is pytree.LEAF else \
+                pytree.unflatten(tree, [builder.tracer(t.slot) for t in tracers])
             inputs += tracers
             in_trees.append(tree)
             outer += leaves
@@ -170,7 +171,8 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
 def finish(rec: Recorded, results: list[Any]) -> list[Any]:
     """The values of ``results``, as outer tracers if the call was nested."""
     if not (rec.builder.captures or rec.outer_traced):
-        return [_owned(_value(r)) if isinstance(r, Tracer) else _owned(r) for r in results]
+        return [r.value if type(r) is Tracer and type(r.value) in _SCALAR_RESULTS  # a loss
+                else _owned(_value(r)) if isinstance(r, Tracer) else _owned(r) for r in results]
     tape = rec.builder.tape
     tape.outputs = [rec.builder.slot_of(r) for r in results]
     return replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
@@ -184,6 +186,10 @@ def _value(r: Tracer) -> Any:
     if r.data_dtype is int and not r.ndim:
         return int(r.value)
     return np.asarray(r.value).astype(storage_dtype(r.data_dtype))[()]
+
+
+#: values of a result that are the caller's as they are (`_owned`, `_value`)
+_SCALAR_RESULTS = frozenset({np.float64, np.float32, np.complex128, np.complex64})
 
 
 def _owned(v: Any) -> Any:
@@ -230,8 +236,13 @@ def gradient_of_scalar(rec: Recorded, name: str, strong_zero: bool = False,
                        once: bool = False) -> list[Any]:
     """Record the reverse sweep seeded with 1 at the scalar output; the value
     followed by the cotangent of every input leaf (``once``: see `backward`)."""
-    out, value, shape, dtype = _scalar_output(rec, name)
-    seed = np.array(1, dtype) if shape == () else np.ones(shape, dtype)
+    out = rec.out_leaves[0] if len(rec.out_leaves) == 1 else None
+    value = out.value if type(out) is Tracer else None
+    if type(value) is np.float64 or type(value) is np.float32:  # a loss: checked at once
+        seed = np.array(1, value.dtype)
+    else:
+        out, value, shape, dtype = _scalar_output(rec, name)
+        seed = np.array(1, dtype) if shape == () else np.ones(shape, dtype)
     nested = rec.builder.captures or rec.outer_traced
     grads = backward(rec.builder, len(rec.builder.tape.instrs), [out], [seed], rec.inputs,
                      strong_zero, once, plain=once and not nested)
@@ -247,6 +258,8 @@ def _match_dtype(g: Any, x: Tracer) -> Any:
 
 def unpack_grads(in_trees: Sequence[Any], argnums: ArgNums, leaves: list[Any]) -> Any:
     """Cotangent leaves regrouped into the differentiated arguments' pytrees."""
+    if type(argnums) is int and in_trees[0] is pytree.LEAF:  # grad(f)(x) of one array
+        return leaves[0]
     out, k = [], 0
     for tree in in_trees:
         n = pytree.num_leaves(tree)

@@ -100,6 +100,79 @@ def test_eager_gradients_are_the_front_ends(ops):
     assert np.asarray(fast).tobytes() == np.asarray(slow).tobytes()
 
 
+ARRAY_CONSTANTS = (0.5, -0.0, 2.0, np.array([1.0, -2.0, 0.0, 3.5, 1e300]),
+                   np.array([1, 0, -3, 2, 5]), np.array([True, False, True, True, False]))
+
+
+def _array_program(ops):
+    """Array code (float vectors, their sums, constants of floats, float,
+    integer and boolean arrays, on either side) through the operators and
+    NumPy's ufuncs: what the array fast paths and the front end both record."""
+    def f(x):
+        values = [x, x[1:6], np.sum(x)]
+        for kind, a, b, c in ops:
+            u = values[a % len(values)]
+            v = ARRAY_CONSTANTS[b % len(ARRAY_CONSTANTS)] if c % 3 == 0 else values[b % len(values)]
+            if np.shape(u) == (7,):
+                u = u[:5]
+            if np.shape(v) == (7,):
+                v = v[2:]
+            left, right = (v, u) if c % 2 else (u, v)
+            if kind == "binary":
+                op = BINARY[c % len(BINARY)]
+                values.append(left + right if op == "+" else left - right if op == "-"
+                              else left * right if op == "*" else left / right)
+            elif kind == "ufunc2":
+                values.append(BINARY_UFUNCS[c % len(BINARY_UFUNCS)](left, right) * 1.0)
+            else:
+                values.append(UNARY[b % len(UNARY)](u))
+        return np.sum(values[-1]) + np.sum(values[-2])
+    return f
+
+
+array_step = st.tuples(st.sampled_from(["binary", "ufunc", "ufunc2"]), st.integers(0, 50),
+                       st.integers(0, 50), st.integers(0, 50))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(array_step, min_size=1, max_size=12), st.sampled_from([{}, {"release": True}]))
+def test_array_fast_paths_record_what_the_front_end_records(ops, options):
+    f = _array_program(ops)
+    x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
+    with np.errstate(all="ignore"):
+        fast = _recorded(f, x, **options)
+        with front_end_only():
+            slow = _recorded(f, x, **options)
+        assert fast == slow
+        grads = [np.asarray(fa.grad(f)(x)).tobytes()]
+        with front_end_only():
+            grads.append(np.asarray(fa.grad(f)(x)).tobytes())
+    assert grads[0] == grads[1]
+
+
+def test_eager_array_loss_against_central_differences():
+    """A loss of arrays and data arguments that takes the array fast paths
+    (operators of arrays, scalars and array constants, unary and binary
+    ufuncs) on every operation but the product."""
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((40, 6)), np.sign(rng.standard_normal(40))
+
+    def loss(w, X, y):
+        z = -y * (X @ w)
+        soft = np.log(1.0 + np.exp(z)) + 0.5 * np.maximum(z, 0.0) / (2.0 + w[0] ** 2)
+        return np.mean(soft) + 1e-2 * np.sum(w ** 2) - np.sum(np.tanh(w) * np.arange(6.0))
+
+    w = rng.standard_normal(6)
+    g = fa.grad(loss)
+    for _ in range(2):  # the first call watches the data arguments, the second reads them lent
+        got = g(w, X, y)
+    for _ in range(3):
+        d = rng.standard_normal(6)
+        h = 1e-6
+        central = (loss(w + h * d, X, y) - loss(w - h * d, X, y)) / (2 * h)
+        np.testing.assert_allclose(got @ d, central, rtol=1e-6, atol=1e-8)
+
+
 def test_compiled_scalar_loop_gradient_against_central_differences():
     def loop(x):
         s = 0.0

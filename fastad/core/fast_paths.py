@@ -12,6 +12,10 @@ fall back to the methods they replace for anything else: other types,
 another trace than the innermost one (a capture), integer data.
 Importing this module installs them: `fastad.numpy` does (`_dispatch`,
 which fills `UFUNC_PRIMS`), as it fills FRONT_END, before anything traces.
+
+The operators and the ufuncs take float arrays too (`_array_binary`): an
+eager loss is a few dozen operations on arrays, and the front end's way
+costs about as much per operation as NumPy's work on a small array.
 """
 from __future__ import annotations
 
@@ -48,10 +52,61 @@ def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..
                     if reflected:
                         return _append(builder, p, (slot, self.slot), (), op(v, self.value), 2)
                     return _append(builder, p, (self.slot, slot), (), op(self.value, v), 2)
+                if kind is ArrayTracer or kind is np.ndarray:  # and an array: the array's way
+                    out = _array_binary(builder, registry[prim_name], *(
+                        (other, self) if reflected else (self, other)))
+                    if out is not None:
+                        return out
+        elif type(self) is ArrayTracer and _float_array(self.value):
+            out = _array_arithmetic(self, other, registry[prim_name], reflected)
+            if out is not None:
+                return out
         if reflected:
             return FRONT_END[front_name](other, self)
         return FRONT_END[front_name](self, other)
     return method
+
+
+def _float_array(value: Any) -> bool:
+    return type(value) is np.ndarray and value.dtype.kind == "f"
+
+
+def _array_arithmetic(self: ArrayTracer, other: Any, prim: Primitive, reflected: bool) -> Any:
+    """``x * y``, ``x + 1.0``, ``y - x`` of a float array of the innermost trace:
+    `_array_binary`'s, or None."""
+    builder, stack = self.builder, _traces.stack
+    if not stack or stack[-1] is not builder:
+        return None
+    return _array_binary(builder, prim, other, self) if reflected else \
+        _array_binary(builder, prim, self, other)
+
+
+def _array_binary(builder: Builder, prim: Primitive, a: Any, b: Any) -> Any:
+    """``prim(a, b)`` of float arrays or float64 scalars of ``builder``'s trace,
+    Python floats and numeric array constants, one of them at least traced
+    and one an array: the instruction `bind` records (a constant's slot made as
+    `Builder.record` makes it, the first operand's first), computed by the
+    primitive's ufunc, as `bind` computes it; None for any other operands
+    (the front end's way).  An eager loss's arithmetic, a compiled trace's of arrays."""
+    if not (_operand(builder, a) and _operand(builder, b)):
+        return None
+    kind_a, kind_b = type(a), type(b)
+    traced_a = kind_a is ArrayTracer or kind_a is Tracer
+    traced_b = kind_b is ArrayTracer or kind_b is Tracer
+    if not (traced_a or traced_b) or (kind_a is not ArrayTracer and kind_a is not np.ndarray
+                                      and kind_b is not ArrayTracer and kind_b is not np.ndarray):
+        return None  # (two scalars: `bind` computes them by the scalars' operators)
+    ins = (a.slot if traced_a else builder.const(a), b.slot if traced_b else builder.const(b))
+    return _append(builder, prim, ins, (), prim.impl(a.value if traced_a else a,
+                                                     b.value if traced_b else b), 2)
+
+
+def _operand(builder: Builder, x: Any) -> bool:
+    kind = type(x)
+    if kind is ArrayTracer or kind is Tracer:
+        v = x.value
+        return x.builder is builder and (type(v) is _F64 or _float_array(v))
+    return kind is float or (kind is np.ndarray and x.dtype.kind in "biuf")
 
 
 def _power(self: Tracer, other: Any) -> Any:
@@ -79,7 +134,8 @@ def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwa
         builder, stack = self.builder, _traces.stack
         if prim is not None and stack and stack[-1] is builder:
             if len(inputs) == 1:
-                if type(self) is Tracer and type(self.value) is _F64:
+                if (type(self) is Tracer and type(self.value) is _F64) or \
+                        (type(self) is ArrayTracer and _float_array(self.value)):
                     return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
             else:
                 a, b = inputs
@@ -92,6 +148,9 @@ def _array_ufunc(self: Tracer, ufunc: np.ufunc, method: str, *inputs: Any, **kwa
                     op = _FLOAT64_OPERATORS.get(prim.name)  # np.add(x, y): x + y, as `bind`
                     return _append(builder, prim, ins, (), op(a, b) if op is not None
                                    else prim.impl(a, b), 2)
+                out = _array_binary(builder, prim, a, b)
+                if out is not None:
+                    return out
     return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
 
 

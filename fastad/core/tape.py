@@ -43,12 +43,13 @@ _DTYPE_ABBREV = {"float64": "f64", "float32": "f32", "bool": "bool", "int64": "i
                  "complex128": "c128", "complex64": "c64"}
 
 
+_new_aval = tuple.__new__
 _scalar_avals: dict[type, Aval] = {}  # NumPy scalar type -> its Aval: most traced values
 
 
 def aval_of(value: Any) -> Aval:
-    if type(value) is np.ndarray:
-        return Aval(value.shape, value.dtype)
+    if type(value) is np.ndarray:  # (tuple's constructor: NamedTuple's is Python code)
+        return _new_aval(Aval, (value.shape, value.dtype))
     if isinstance(value, np.generic):
         aval = _scalar_avals.get(type(value))
         if aval is None:

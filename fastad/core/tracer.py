@@ -107,8 +107,12 @@ class Builder:
             self.tape.recorded = RecordedColumns(self.tape.instrs)
 
     def new_input(self, value: Any) -> "Tracer":
-        value = _as_value(value)
-        slot = self._new_slot(value)
+        if type(value) is np.ndarray:  # an eager gradient's argument, once per call
+            self.values.append(value)
+            slot = self.tape.new_slot(_new_instr(Aval, (value.shape, value.dtype)))
+        else:
+            value = _as_value(value)
+            slot = self._new_slot(value)
         self.tape.inputs.append(slot)
         if self.drop_unread:
             self._active.add(slot)
@@ -161,7 +165,7 @@ class Builder:
         if not is_array and isinstance(value, _SCALAR_TYPES):
             key = scalar_key(value)
         elif is_array and value.dtype.kind in "iub" and value.size <= 4096:
-            key = (value.dtype.str, value.shape, value.tobytes())  # index arrays repeat
+            key = _index_key(value)  # index arrays repeat
         else:
             key = id(value)
             if self.by_reference is not None and key not in self._const_slot:
@@ -325,6 +329,26 @@ class Builder:
         if type(v) is np.ndarray and v.nbytes >= RELEASE_BYTES and slot not in self.tape.consts:
             self.values[slot] = stand_in(v)
             self.released = self.release
+
+
+def _index_key(value: np.ndarray) -> tuple[Any, ...]:
+    """`Builder.const`'s key of a short integer array: its dtype, shape and
+    bytes.  fastad's own index arrays (a slice's positions, read-only, made
+    once per shape and key) are used again at every call of an eager
+    gradient: their keys are kept, by the array (making one of 2000
+    positions costs 5 us)."""
+    if value.size < 64 or not is_made_here(value):
+        return (value.dtype.str, value.shape, value.tobytes())
+    kept = _index_keys.get(id(value))
+    if kept is None or kept[0] is not value:
+        if len(_index_keys) >= 1024:
+            _index_keys.clear()
+        kept = _index_keys[id(value)] = (value, (value.dtype.str, value.shape, value.tobytes()))
+    return kept[1]
+
+
+#: id of a read-only index array of fastad's -> (the array, its const key)
+_index_keys: dict[int, tuple[np.ndarray, tuple[Any, ...]]] = {}
 
 
 class RecordedColumns:
@@ -502,28 +526,6 @@ class recording:  # noqa: N801 - used as ``with recording() as builder``
             # raised, and NumPy put "setting an array element with a
             # sequence" (0-d values can be indexed) in front of the reason
             raise error.__cause__.with_traceback(traceback)
-
-
-class suspended:  # noqa: N801 - used as ``with suspended(builder):``
-    """Take ``builder``, the innermost trace, off the stack for the ``with``
-    body: code that records nothing (an eager gradient's plain sweep) then
-    runs as outside any trace, and the front end's functions of plain arrays
-    need not make what a trace could hold as a constant."""
-
-    __slots__ = ("builder", "taken")
-
-    def __init__(self, builder: Builder) -> None:
-        self.builder = builder
-
-    def __enter__(self) -> None:
-        stack = _traces.stack
-        self.taken = bool(stack) and stack[-1] is self.builder
-        if self.taken:
-            stack.pop()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.taken:
-            _traces.stack.append(self.builder)
 
 
 def replay(tape: Tape, inputs: Sequence[Any]) -> list[Any]:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.tracer import bind
+from ..core.traced import ArrayTracer, Tracer
 from ..primitives import structural as _rows
 from ._base import (_CHECK, _Call, _Slot, _axes, _constant, _float_dtype, _no_out, _p,
                     ndim, result_dtype, shape)
@@ -29,6 +30,7 @@ __all__ = ["sum", "prod", "max", "min", "amax", "amin", "mean", "var", "std", "l
            "any", "all", "trace", "unbroadcast"]
 
 
+_FLOAT_TRACERS = frozenset({Tracer, ArrayTracer})  # (not the integer data's classes)
 _NO = _np._NoValue  # NumPy's "not given", where None is a value (var's ``mean``)
 
 
@@ -77,10 +79,13 @@ def _with_identity(name: str, neutral: float, combine: Any) -> Any:
     """The public function of a reduction row with an identity (sum, prod):
     NumPy's signature, ``where=`` masking with the identity and ``initial=``
     combined with the result; a list of traced values is stacked first."""
-    numpy_fn = getattr(_np, name)
+    numpy_fn, prim = getattr(_np, name), _p(name)
 
     def reduction(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
                   keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
+        if type(a) in _FLOAT_TRACERS and dtype is None and out is None and initial is None \
+                and where is True:  # a loss's sum: what `_reduce` records, at once
+            return bind(prim, a, axes=_axes(axis, a.ndim), keepdims=bool(keepdims))
         if (out is not None or initial is not None or where is not True) and \
                 not _has_tracer((a, out, initial, where)):
             return numpy_fn(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
@@ -171,6 +176,14 @@ def _moment_dtype(a: Any, dtype: Any) -> Any:
 
 def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
          keepdims: bool = False, *, where: Any = True) -> Any:
+    if type(a) in _FLOAT_TRACERS and where is True and out is None and dtype is None \
+            and a.dtype.kind == "f":
+        # a loss's mean: what the general path below records, without its
+        # casts, masks and array_like checks (asked on every call of an eager loss)
+        axes = _axes(axis, a.ndim)
+        count = math.prod(a.shape[i] for i in axes)
+        total = bind(_p("sum"), a, axes=axes, keepdims=bool(keepdims))
+        return total * (1.0 / count if count else _np.nan)
     if (out is not None or where is not True) and not _has_tracer((a, out, where)):
         return _np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
     a = _cast(_array(a), _moment_dtype(a, dtype))

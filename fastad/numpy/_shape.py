@@ -321,7 +321,7 @@ def repeat(a: Any, repeats: Any, axis: Any = None) -> Any:
 
 def diag(v: Any, k: int = 0) -> Any:
     if ndim(v) == 2:
-        return _gather(v, lambda i: _np.diag(i, k))
+        return _diagonal_gather(v, int(k), 0, 1)
     if ndim(v) != 1:
         raise ValueError("diag: input must be 1-d or 2-d")
     n = size(v) + builtins.abs(k)
@@ -331,7 +331,26 @@ def diag(v: Any, k: int = 0) -> Any:
 
 
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
-    return _gather(a, lambda i: _np.diagonal(i, offset, axis1, axis2).copy())
+    return _diagonal_gather(a, int(offset), int(axis1), int(axis2))
+
+
+def _diagonal_gather(a: Any, offset: int, axis1: int, axis2: int) -> Any:
+    """A diagonal's gather.  Asked on every call of a GP likelihood (``diag(L)``)
+    and of the Cholesky rules: a plain sweep's value is NumPy's diagonal,
+    copied (what the gather computes), and a traced one's index is made once
+    per shape (building it takes an arange of the whole matrix)."""
+    if type(a) is _np.ndarray and current_builder() is None:
+        return _np.diagonal(a, offset, axis1, axis2).copy()
+    shp = tuple(shape(a))
+    if math.prod(shp) > 1 << 20:  # (no large index kept alive)
+        return _gather(a, lambda i: _np.diagonal(i, offset, axis1, axis2).copy())
+    return take_flat(a, _diagonal_index(shp, offset, axis1, axis2))
+
+
+@functools.lru_cache(maxsize=64)
+def _diagonal_index(shp: tuple[int, ...], offset: int, axis1: int, axis2: int) -> _np.ndarray:
+    return made_here(_np.diagonal(_np.arange(math.prod(shp)).reshape(shp), offset, axis1,
+                                  axis2).copy())
 
 
 def _triangle_mask(shp: tuple[int, ...], k: int, lower: bool) -> _np.ndarray:

@@ -26,6 +26,10 @@ from ..core.tracer import current_builder
 from ..transforms import batching
 
 
+#: a plain sweep's cotangent: an array, or a NumPy scalar (a full reduction's)
+_PLAIN_COTANGENTS = frozenset({np.ndarray, np.float64, np.float32, np.float16, np.longdouble})
+
+
 def _keepdims_shape(shape, axes):
     return tuple(1 if i in axes else d for i, d in enumerate(shape))
 
@@ -33,6 +37,18 @@ def _keepdims_shape(shape, axes):
 def _expand_to(g, x, axes, keepdims):
     """Broadcast a reduced cotangent back to x's shape."""
     shape = fnp.shape(x)
+    if type(g) in _PLAIN_COTANGENTS and current_builder() is None:
+        # a plain sweep's (nothing records it): NumPy's own reshape and
+        # broadcast, without the front end's (a full reduction's cotangent
+        # is a NumPy scalar, which the front end's reshape would bind)
+        g = np.asarray(g)
+        if not keepdims:
+            g = g.reshape(_keepdims_shape(shape, axes))
+        if math.prod(shape) > 4096:
+            return np.broadcast_to(g, shape)
+        out = np.empty(shape, g.dtype)  # short: NumPy's broadcast_to costs more than a fill
+        out[...] = g
+        return out
     if not keepdims:
         g = fnp.reshape(g, _keepdims_shape(shape, axes))
     if type(g) is np.ndarray and math.prod(shape) <= 4096 and current_builder() is None:

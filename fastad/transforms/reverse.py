@@ -59,13 +59,18 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     """
     if once and not builder.release:
         builder.release_exact = True
+        # plain: it records nothing, so no trace is active while it runs (its
+        # builder taken off the stack here, not by a context object: an eager
+        # gradient's fixed cost)
+        stack = tracer_module._traces.stack
+        taken = plain and bool(stack) and stack[-1] is builder
+        if taken:
+            stack.pop()
         try:
-            if plain:  # it records nothing: no trace is active while it runs
-                with tracer_module.suspended(builder):
-                    return backward(builder, stop, outputs, cotangents, wrt, strong_zero,
-                                    plain=True)
             return backward(builder, stop, outputs, cotangents, wrt, strong_zero, plain=plain)
         finally:
+            if taken:
+                stack.append(builder)
             builder.release_exact = False
     wrt_slots = [t.slot for t in wrt]
     active = active_slots(builder, wrt_slots, stop)
@@ -98,9 +103,11 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 builder.release_slot(out_slot)
             continue
         prim = registry[ins.prim]
-        params = dict(ins.params) if ins.params else {}
+        params = dict(ins.params) if ins.params else _NO_PARAMS
         if plain:  # (a constant's slot holds its value too)
-            args = [values[s] for s in ins.ins]
+            operands = ins.ins
+            args = [values[operands[0]], values[operands[1]]] if len(operands) == 2 else \
+                [values[s] for s in operands]
             ans = values[out_slot]
         else:
             builder.line_override = ins.line  # derivative code belongs to the user's line
@@ -204,6 +211,7 @@ def _real_if_real(builder: Builder, slot: int, contribution: Any) -> Any:
 
 
 _PLAIN_REAL = (np.ndarray, np.float64, np.float32)
+_NO_PARAMS: dict[str, Any] = {}  # (rules take parameters as keywords and never change them)
 
 
 def _accumulate(adjoint: dict[int, Any], slot: int, contribution: Any) -> None:
