@@ -23,6 +23,8 @@ ONE_COMPILED = "c" if "c" in BACKENDS else "numpy"
 DOMAINS.setdefault("prob", lambda rng, shape: rng.uniform(0.1, 0.9, shape))
 DOMAINS.setdefault("shape_param", lambda rng, shape: rng.uniform(1.5, 4.0, shape))
 CASES: list[Case] = []
+#: the primitive checked here rather than by a Case (its derivative is refused)
+ELSEWHERE = {"no_derivative": "test_multivariate_normal_allows_a_singular_covariance_as_scipys"}
 
 
 def as_input_dtype(oracle):
