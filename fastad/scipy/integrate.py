@@ -59,6 +59,16 @@ def _solve(func: Any, y0: Any, t: Any, args: tuple, options: tuple) -> Any:
     return bind(_ODEINT, y0, t, *args, func=func, options=options)
 
 
+def _compiled_dynamics(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """An augmented system's right-hand side, compiled once for the solve:
+    SciPy calls it hundreds of times on plain values, each call a compiled
+    call rather than a fresh trace of the user's function and its
+    derivative (traced values, a higher derivative's, trace through it)."""
+    from ..backends import available
+    from ..compiled import jit
+    return jit(fn, backend="c" if "c" in available() else "numpy")
+
+
 def _cotangents(g: Any, yt: Any, y0: Any, t: Any, args: tuple, func: Any,
                 options: tuple) -> tuple[Any, Any, tuple]:
     """The cotangents of y0, t and args for the output cotangent g, by the
@@ -73,6 +83,7 @@ def _cotangents(g: Any, yt: Any, y0: Any, t: Any, args: tuple, func: Any,
     def flat_func(y: Any, tt: Any, fa: Any) -> Any:
         return func(y, tt, *unflatten(fa))
 
+    @_compiled_dynamics
     def augmented(state: Any, tt: Any, fa: Any) -> Any:
         y, ct_y = state[:dim], state[dim:2 * dim]
         dy, back = vjp(flat_func, y, fnp.astype(tt, _np.float64), fa)
@@ -115,6 +126,7 @@ def _tangent(tan: Any, yt: Any, y0: Any, t: Any, args: tuple, func: Any, options
     def flat_func(y: Any, tt: Any, fa: Any) -> Any:
         return func(y, tt, *unflatten(fa))
 
+    @_compiled_dynamics
     def augmented(state: Any, tt: Any, fa: Any, da: Any) -> Any:
         y, sens = state[:dim], state[dim:]
         dy, dsens = jvp(flat_func, (y, fnp.astype(tt, _np.float64), fa),
