@@ -290,19 +290,23 @@ defbatch(_integer_op, batching.elementwise)
 # the identity, which the transforms treat as a constant: no element is touched
 elementwise_rules(defprim("stop_gradient", lambda x: x, 1, differentiable=False, cost="view",
                           elementwise=True))
+def no_rule(what, why="is not implemented"):
+    """The rule of an argument without a derivative here: asking for it
+    raises NotImplementedError naming ``what``, never a silent zero."""
+    def rule(*args, **params):
+        raise NotImplementedError(f"the derivative of {what} {why}; pass that argument as a "
+                                  "constant")
+    return rule
+
+
 # the identity whose derivative is refused, naming ``what``, rather than taken
 # as zero: a value used where the function has no derivative (the
 # pseudo-determinant of a singular covariance), still computable when no
 # derivative is asked for (a compiled function's values)
-def _refused(what):
-    raise NotImplementedError(f"the derivative of {what} is not defined; pass that argument "
-                              "as a constant")
-
-
 _no_derivative = elementwise_rules(defprim("no_derivative", lambda x, what: x, 1, cost="view",
                                            elementwise=True), params=True)
-defvjp(_no_derivative, lambda g, ans, x, what: _refused(what))
-defjvp(_no_derivative, lambda t, ans, x, what: _refused(what))
+defvjp(_no_derivative, lambda g, ans, x, what: no_rule(what, "is not defined")())
+defjvp(_no_derivative, lambda t, ans, x, what: no_rule(what, "is not defined")())
 # the recorded outcome of Python control flow on a traced value (`fastad.core.guards`);
 # vmap batches it by its effect (every example must take the recorded branch)
 _guard = defprim("guard", lambda pred, expected: np.bool_(bool(pred) == expected), 1,

@@ -515,12 +515,6 @@ defshape(_p, shapes.sylvester)
 defbatch(_p, batching.batched_linalg)
 
 
-def has_real_root(root):
-    """Whether SciPy's principal square root is real (to rounding)."""
-    return not np.iscomplexobj(root) or not np.any(
-        np.abs(np.imag(root)) > 1e-12 * max(1.0, np.abs(root).max()))
-
-
 def _sqrtm(a, complex_root=False):
     """SciPy's principal square root; of a real matrix a real one, or with
     ``complex_root`` (the front end's choice when a real matrix has none)
@@ -529,7 +523,8 @@ def _sqrtm(a, complex_root=False):
         root = sla.sqrtm(m)
         if complex_root:
             return root
-        if not has_real_root(root):
+        if np.iscomplexobj(root) and np.any(
+                np.abs(np.imag(root)) > 1e-12 * max(1.0, np.abs(root).max())):
             raise np.linalg.LinAlgError("sqrtm: the matrix has no real square root")
         return np.real(root) if np.iscomplexobj(root) and not np.iscomplexobj(m) else root
     dtype = np.result_type(a, np.complex64) if complex_root else a.dtype

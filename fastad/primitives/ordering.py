@@ -24,6 +24,7 @@ import numpy as np
 from .. import shapes
 from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp, registry
 from ..transforms import batching
+from .elementwise import no_rule
 from .numpy_proxy import fnp
 
 
@@ -66,12 +67,6 @@ def _argpartition(x, kth, axis):
 def _cumprod(x, axis):
     return np.cumprod(x, axis=axis)
 
-
-def _no_rule(what):
-    def rule(*args, **params):
-        raise NotImplementedError(f"the derivative of {what} is not implemented; "
-                                  "pass that argument as a constant")
-    return rule
 
 
 def _interp(x, xp, fp, left, right):
@@ -132,11 +127,11 @@ _p = defprim("interp_slope", _interp_slope, 3)
 defshape(_p, shapes.interp)
 defbatch(_p, batching.interpolate)
 # piecewise constant in x; linear in fp
-defvjp(_p, lambda g, ans, x, xp, fp: fnp.zeros_for(x, g), _no_rule("interp with respect to xp"),
+defvjp(_p, lambda g, ans, x, xp, fp: fnp.zeros_for(x, g), no_rule("interp with respect to xp"),
        lambda g, ans, x, xp, fp: _call("interp_scatter", g, x, xp, size=len(xp), left=None,
                                        right=None, slope=True))
 defreads(_p, ("ans",), (), (0, 1))
-defjvp(_p, lambda t, ans, x, xp, fp: fnp.zeros_for(ans, t), _no_rule("interp with respect to xp"),
+defjvp(_p, lambda t, ans, x, xp, fp: fnp.zeros_for(ans, t), no_rule("interp with respect to xp"),
        lambda t, ans, x, xp, fp: _call("interp_slope", x, xp, t))
 
 _p = defprim("interp_scatter", _interp_scatter, 3)
@@ -157,14 +152,14 @@ defvjp(_p, lambda c, ans, g, x, xp, size, left, right, slope:
        _interp_scatter_dg(c, x, xp, left, right, slope),
        lambda c, ans, g, x, xp, size, left, right, slope:
        fnp.zeros_for(x, c) if slope else g * _call("interp_slope", x, xp, c),
-       _no_rule("interp with respect to xp"))  # a traced xp is interp's composite
+       no_rule("interp with respect to xp"))  # a traced xp is interp's composite
 defreads(_p, (1, 2), (0, 1, 2), ())
 defjvp(_p, lambda t, ans, g, x, xp, size, left, right, slope:
        _call("interp_scatter", t, x, xp, size=size, left=left, right=right, slope=slope),
        lambda t, ans, g, x, xp, size, left, right, slope:
        fnp.zeros_for(ans, t) if slope else
        _call("interp_scatter", g * t, x, xp, size=size, left=left, right=right, slope=True),
-       _no_rule("interp with respect to xp"))
+       no_rule("interp with respect to xp"))
 
 _p = defprim("take_along", lambda x, idx, axis: np.take_along_axis(x, _indices(idx), axis), 2)
 _p.keeps_integers = True
@@ -194,12 +189,12 @@ defbatch(_p, batching.along_axis)
 
 _p = defprim("interp", _interp, 3)
 defvjp(_p, lambda g, ans, x, xp, fp, left, right: g * _call("interp_slope", x, xp, fp),
-       _no_rule("interp with respect to xp"),
+       no_rule("interp with respect to xp"),
        lambda g, ans, x, xp, fp, left, right:
        _call("interp_scatter", g, x, xp, size=len(xp), left=left, right=right, slope=False))
 defreads(_p, (0, 1, 2), (), (0, 1))  # the rule of xp raises
 defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, xp, fp),
-       _no_rule("interp with respect to xp"),
+       no_rule("interp with respect to xp"),
        lambda t, ans, x, xp, fp, left, right:
        _call("interp", x, xp, t, left=None if left is None else 0.0,
              right=None if right is None else 0.0))

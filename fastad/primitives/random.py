@@ -22,7 +22,7 @@ from ..core.registry import defbatch, defjvp, defprim, defshape, defvjp, registr
 from . import threefry
 from ..transforms import batching
 from .numpy_proxy import fnp
-from .special import _no_rule
+from .elementwise import no_rule
 
 _F64 = np.float64
 
@@ -158,9 +158,9 @@ _declare("prng_poisson", _poisson, 2, lambda lam, shape: tuple(shape))
 _declare("prng_binomial", _binomial, 3, lambda n, p, shape: tuple(shape))
 
 _p = _declare("prng_gamma", _gamma, 2, lambda a, shape: tuple(shape), differentiable=True)
-defvjp(_p, _no_rule("a random draw with respect to its key"),
+defvjp(_p, no_rule("a random draw with respect to its key"),
        lambda g, ans, key, a, shape: fnp.unbroadcast(g * _slope_of(ans, a), fnp.shape(a)))
-defjvp(_p, _no_rule("a random draw with respect to its key"),
+defjvp(_p, no_rule("a random draw with respect to its key"),
        lambda t, ans, key, a, shape: t * _slope_of(ans, a))
 _p = defprim("gamma_slope", gamma_slope, 2, doc="the implicit derivative of a gamma draw")
 defshape(_p, lambda x, a: x)

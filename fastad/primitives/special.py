@@ -17,7 +17,7 @@ import math
 import numpy as np
 import scipy.special as sc
 
-from .elementwise import _binary_vjps, elementwise_rules
+from .elementwise import _binary_vjps, elementwise_rules, no_rule
 from ..core.registry import defjvp, defprim, defvjp, registry
 from .numpy_proxy import fnp
 
@@ -62,12 +62,6 @@ def _ive(x, v):
     f = _BESSEL_IVE.get(v)
     return f(x) if f is not None else sc.ive(v, x)
 
-
-def _no_rule(what):
-    def rule(*args, **params):
-        raise NotImplementedError(f"the derivative of {what} is not implemented; "
-                                  "pass that argument as a constant")
-    return rule
 
 
 def _gauss(x):
@@ -147,23 +141,23 @@ BINARY = {
                   lambda g, ans, a, b: g * _digamma_difference(b, a)),
     "beta":      (sc.beta, lambda g, ans, a, b: g * ans * _digamma_difference(a, b),
                   lambda g, ans, a, b: g * ans * _digamma_difference(b, a)),
-    "gammainc":  (sc.gammainc, _no_rule("gammainc with respect to a"), _gammainc_dx),
-    "gammaincc": (sc.gammaincc, _no_rule("gammaincc with respect to a"),
+    "gammainc":  (sc.gammainc, no_rule("gammainc with respect to a"), _gammainc_dx),
+    "gammaincc": (sc.gammaincc, no_rule("gammaincc with respect to a"),
                   lambda g, ans, a, x: -_gammainc_dx(g, ans, a, x)),
-    "stdtr":     (sc.stdtr, _no_rule("stdtr with respect to df"), _stdtr_dt),
+    "stdtr":     (sc.stdtr, no_rule("stdtr with respect to df"), _stdtr_dt),
     # Hurwitz zeta(s, q): d/dq = -s zeta(s + 1, q)
-    "zeta":      (sc.zeta, _no_rule("zeta with respect to s"),
+    "zeta":      (sc.zeta, no_rule("zeta with respect to s"),
                   lambda g, ans, s, q: -g * s * _call("zeta", s + 1.0, q)),
     # the Bessel functions with their order v an operand (traced: a compiled
     # function's argument), as SciPy's iv(v, x); no derivative in v
-    "iv_v":      (sc.iv, _no_rule("iv with respect to its order"), lambda g, ans, v, x:
+    "iv_v":      (sc.iv, no_rule("iv with respect to its order"), lambda g, ans, v, x:
                   g * 0.5 * (_call("iv_v", v - 1.0, x) + _call("iv_v", v + 1.0, x))),
-    "ive_v":     (sc.ive, _no_rule("ive with respect to its order"), lambda g, ans, v, x:
+    "ive_v":     (sc.ive, no_rule("ive with respect to its order"), lambda g, ans, v, x:
                   g * (0.5 * (_call("ive_v", v - 1.0, x) + _call("ive_v", v + 1.0, x))
                        - fnp.sign(x) * ans)),
-    "kv_v":      (sc.kv, _no_rule("kv with respect to its order"), lambda g, ans, v, x:
+    "kv_v":      (sc.kv, no_rule("kv with respect to its order"), lambda g, ans, v, x:
                   g * -0.5 * (_call("kv_v", v - 1.0, x) + _call("kv_v", v + 1.0, x))),
-    "kve_v":     (sc.kve, _no_rule("kve with respect to its order"), lambda g, ans, v, x:
+    "kve_v":     (sc.kve, no_rule("kve with respect to its order"), lambda g, ans, v, x:
                   g * (ans - 0.5 * (_call("kve_v", v - 1.0, x) + _call("kve_v", v + 1.0, x)))),
     # Owen's T(h, a): dT/dh = -phi(h) erf(a h / sqrt 2) / 2, dT/da the integrand at a
     "owens_t":   (sc.owens_t, lambda g, ans, h, a: -0.5 * g * _gauss(h) * _call(
@@ -186,11 +180,11 @@ def _ternary_vjp(d, argnum):
 
 # name: (implementation, d/da, d/db, d/dx)
 TERNARY = {
-    "betainc": (sc.betainc, _no_rule("betainc with respect to a"),
-                _no_rule("betainc with respect to b"), _betainc_dx),
+    "betainc": (sc.betainc, no_rule("betainc with respect to a"),
+                no_rule("betainc with respect to b"), _betainc_dx),
     # d/dx 1F1(a; b; x) = a / b 1F1(a + 1; b + 1; x)
-    "hyp1f1":  (sc.hyp1f1, _no_rule("hyp1f1 with respect to a"),
-                _no_rule("hyp1f1 with respect to b"),
+    "hyp1f1":  (sc.hyp1f1, no_rule("hyp1f1 with respect to a"),
+                no_rule("hyp1f1 with respect to b"),
                 lambda g, ans, a, b, x: g * a / b * _call("hyp1f1", a + 1.0, b + 1.0, x)),
 }
 

@@ -245,14 +245,17 @@ def sqrtm(A: Any, disp: bool = True, blocksize: int = 64) -> Any:
     root may sum to zero).  Which of the two a traced matrix has is decided
     on its value, under a guard when compiled (the other kind retraces)."""
     fnp._square(A, "sqrtm")
-    if fnp.iscomplexobj(A) or not isinstance(A, fnp.Tracer):
-        return _prims._call("sqrtm", A) if isinstance(A, fnp.Tracer) else _plain_sqrtm(A)
-    real = all(_prims.has_real_root(_scipy_linalg.sqrtm(m)) for m in
-               _np.reshape(A.value, (-1,) + _np.shape(A.value)[-2:]))
-    root = _prims._call("sqrtm", A, complex_root=not real)
-    if not real:  # a guard that the root stays complex (a real one retraces)
-        record_guard(fnp.max(fnp.abs(fnp.imag(root)))
-                     > 1e-12 * fnp.maximum(1.0, fnp.max(fnp.abs(root))))
+    if not isinstance(A, fnp.Tracer):
+        return _plain_sqrtm(A)
+    try:
+        return _prims._call("sqrtm", A)
+    except _np.linalg.LinAlgError:  # a real matrix without a real root
+        if fnp.iscomplexobj(A):
+            raise
+    root = _prims._call("sqrtm", A, complex_root=True)
+    # a guard that the root stays complex (a real one retraces)
+    record_guard(fnp.max(fnp.abs(fnp.imag(root)))
+                 > 1e-12 * fnp.maximum(1.0, fnp.max(fnp.abs(root))))
     return root
 
 
