@@ -67,7 +67,7 @@ from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValue
                             integer_dtype)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
 from .vectorizing import in_vmap_trace
-from .numpy._array_type import Array as _ARRAY, as_arrays
+from .numpy._array_type import Array as _ARRAY, as_arrays, given_arrays
 from .core import guards
 from .transforms import ifconvert
 from .transforms.optimize import eliminate_dead_code, optimize
@@ -205,12 +205,12 @@ class Specializer:
                 out = self.unpack(structure, cast_results(structure.casts, outs)
                                   if structure.casts else outs, self.argnums)
                 return as_arrays(out) if arrays else out
-        if _ARRAY in map(type, args):
-            # jax.Array arguments (fastad.numpy's constructors'): computed as the
-            # ndarrays they are, the arrays returned as Arrays, as NumPy's
-            # operations on them would return them
-            return as_arrays(self.general(plain_views(args), kwargs=kwargs))
-        return self.general(args, kwargs=kwargs)
+        if not given_arrays(args):
+            return self.general(args, kwargs=kwargs)
+        # jax.Array arguments (fastad.numpy's constructors', in pytrees too):
+        # computed as the ndarrays they are, the arrays returned as Arrays, as
+        # NumPy's operations on them would return them
+        return as_arrays(self.general(plain_views(args), kwargs=kwargs))
 
     def inline(self, args: tuple[Any, ...], kwargs: dict[str, Any] | None,
                grads_only: bool = False) -> Any:

@@ -119,6 +119,7 @@ TRANSFORMED = {
     "hvp": lambda f, g, x: fa.hvp(f)(x, x),
     "linearize": lambda f, g, x: fa.linearize(g, x)[1](x),
     "jit(grad)": lambda f, g, x: fa.jit(fa.grad(f))(x),
+    "jit of a dict": lambda f, g, x: fa.jit(lambda p: g(p["w"]) * p["s"])({"w": x, "s": 2.0}),
     "compile": lambda f, g, x: (fa.compile(f)(x), fa.compile(f).value_and_grad(x)),
     "params dict": lambda f, g, x: fa.grad(lambda p: f(p["w"]) * p["s"])({"w": x, "s": 2.0}),
 }

@@ -32,6 +32,10 @@ class _ArrayMeta(type):
         return isinstance(obj, (_np.ndarray, _np.generic, Tracer))
 
 
+#: whether any Array has been made in this process (`Array.__array_finalize__`)
+_ANY_MADE = False
+
+
 class CpuDevice:
     """The one device fastad computes on."""
 
@@ -76,6 +80,10 @@ class Array(_np.ndarray, metaclass=_ArrayMeta):
     def __repr__(self) -> str:
         return repr(self.view(_np.ndarray))
 
+    def __array_finalize__(self, obj: Any) -> None:
+        global _ANY_MADE
+        _ANY_MADE = True  # from now on, compiled calls look for Arrays among their arguments
+
     def __array_wrap__(self, array: Any, context: Any = None, return_scalar: bool = False) -> Any:
         # a full reduction gives NumPy's scalar, as on a plain ndarray
         # (NumPy's default for a subclass is a 0-d array of it)
@@ -100,13 +108,26 @@ def as_arrays(tree: Any) -> Any:
 
 def given_arrays(args: tuple) -> bool:
     """Whether any of ``args``, or any leaf of a pytree among them (JAX's
-    parameter dictionaries, jvp's tuple of primals), is an `Array`."""
+    parameter dictionaries, jvp's tuple of primals), is an `Array`.  On the
+    per-call path of compiled functions: nothing to look for until an Array
+    has been made; then dicts, lists and tuples are walked directly, other
+    pytree nodes flattened."""
+    if not _ANY_MADE:
+        return False
     for a in args:
         kind = type(a)
         if kind is Array:
             return True
-        if kind is not _np.ndarray and not isinstance(a, (_np.generic, float, int, Tracer)) \
-                and not callable(a) and Array in map(type, pytree.flatten(a)[0]):
+        if kind is _np.ndarray or kind is float or kind is int:
+            continue
+        if kind is dict:
+            if given_arrays(a.values()):
+                return True
+        elif kind is list or kind is tuple:
+            if given_arrays(a):
+                return True
+        elif not isinstance(a, (_np.generic, Tracer)) and not callable(a) \
+                and Array in map(type, pytree.flatten(a)[0]):
             return True
     return False
 
