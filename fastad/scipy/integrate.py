@@ -20,6 +20,7 @@ instructions.  The rest of ``scipy.integrate`` is SciPy's own.
 """
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -147,9 +148,21 @@ _ODEINT.builtin = False
 defbatch(_ODEINT, per_example)  # SciPy picks the steps per trajectory
 
 
+_LAST = threading.local()  # the last instruction's cotangents, and what they were of
+
+
 def _rule(which: int) -> Any:
     def rule(g: Any, ans: Any, y0: Any, t: Any, *args: Any, func: Any, options: tuple) -> Any:
-        ct_y0, ct_t, ct_args = _cotangents(g, ans, y0, t, args, func, options)
+        # the sweep asks each input's rule in turn with the same operands: one
+        # backward integration gives them all
+        key = (g, ans, y0, t, *args, func)
+        last = getattr(_LAST, "entry", None)
+        if last is None or len(last[0]) != len(key) or \
+                not all(a is b for a, b in zip(last[0], key)):
+            last = _LAST.entry = (key, _cotangents(g, ans, y0, t, args, func, options))
+        ct_y0, ct_t, ct_args = last[1]
+        if which == len(key) - 4:  # the last input's rule: let go of the operands
+            _LAST.entry = None
         return (ct_y0, ct_t, *ct_args)[which]
     return rule
 
