@@ -22,7 +22,9 @@ whose makers receive the argument's position, ``ans``, ``args`` and
   values).
 
 autograd's ``Box``, ``VSpace`` and ``vspace`` belong to its tracer, which
-fastad does not have: they are not provided.
+fastad does not have: importing them raises an ImportError that names
+fastad's way to differentiate with respect to a value of one's own type,
+registering it as a pytree.
 """
 from __future__ import annotations
 
@@ -123,6 +125,19 @@ def notrace_primitive(f: Callable[..., Any]) -> Callable[..., Any]:
     def call(*args: Any, **kwargs: Any) -> Any:
         return plain_call(f, args, kwargs)
     return call
+
+
+_TRACER_NAMES = ("Box", "VSpace", "vspace", "SparseObject", "JVPNode", "VJPNode")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TRACER_NAMES:
+        raise ImportError(
+            f"autograd.extend.{name} belongs to autograd's tracer, which fastad does not have: "
+            "to take gradients with respect to values of your own class, register it as a "
+            "pytree (fastad.tree_util.register_pytree_node or register_pytree_node_class); "
+            "its gradient is then a value of the same class, as in JAX")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = ["primitive", "defvjp", "defjvp", "defvjp_argnum", "defvjp_argnums", "defjvp_argnum",

@@ -139,6 +139,43 @@ def test_def_linear_and_notrace_primitive():
         np.testing.assert_array_equal(compiled(np.array([1.0, 2.0, 3.0])), [3.0, 3.0, 3.0])
 
 
+@pytest.mark.parametrize("name", ["VSpace", "Box", "vspace"])
+def test_autograds_tracer_types_name_the_pytree_way(name):
+    """autograd's VSpace and Box have no counterpart: importing one says how
+    fastad differentiates with respect to a value of one's own class, and that
+    way works: the gradient is a value of the class, equal to central
+    differences in each of its fields, eager and compiled."""
+    with pytest.raises(ImportError, match="register_pytree_node"):
+        exec(f"from fastad.extend import {name}", {})
+
+    @fa.tree_util.register_pytree_node_class
+    class Fun:
+        def __init__(self, w, b):
+            self.w, self.b = w, b
+
+        def tree_flatten(self):
+            return (self.w, self.b), None
+
+        @classmethod
+        def tree_unflatten(cls, aux, children):
+            return cls(*children)
+
+        def __call__(self, x):
+            return fnp.tanh(self.w * x + self.b)
+
+    rng = np.random.default_rng(len(name))
+    xs, ys = rng.uniform(-1, 1, 5), rng.uniform(-1, 1, 5)
+    loss = lambda f: fnp.sum((f(xs) - ys) ** 2)  # noqa: E731
+    f = Fun(rng.uniform(0.5, 1.5, 5), 0.3)
+    for g in (fa.grad(loss)(f), fa.compile(loss)(f)):
+        assert type(g) is Fun
+        d, h = rng.normal(size=5), 1e-6
+        fd = (loss(Fun(f.w + h * d, f.b)) - loss(Fun(f.w - h * d, f.b))) / (2 * h)
+        assert g.w @ d == pytest.approx(fd, rel=1e-6)
+        fd = (loss(Fun(f.w, f.b + h)) - loss(Fun(f.w, f.b - h))) / (2 * h)
+        assert g.b == pytest.approx(fd, rel=1e-6)
+
+
 def test_autograd_code_runs_with_the_modules_swapped():
     """A snippet written for autograd, its imports renamed."""
     from fastad.differential_operators import elementwise_grad, grad

@@ -4,6 +4,7 @@ that uses them runs, eager and compiled."""
 from __future__ import annotations
 
 import functools
+import warnings
 
 import numpy as np
 import pytest
@@ -142,6 +143,57 @@ def test_every_transform_returns_arrays_given_arrays(name):
         for a, b in zip(ours, plain):
             assert type(a) is fa.Array and type(b) is np.ndarray, (type(a), type(b))
             np.testing.assert_array_equal(a, b)
+
+
+def _namespace_calls():
+    """(name, function, arguments) for every public function of fastad.numpy,
+    .linalg and .fft: the first of a few argument lists NumPy's arrays take."""
+    import types
+    rng = np.random.default_rng(3)
+    vec, mat = rng.uniform(0.2, 0.9, 4), rng.uniform(0.2, 0.9, (3, 3)) + 2 * np.eye(3)
+    tries = [(mat,), (vec,), (mat, mat), (vec, vec), (mat, vec), (vec, 2), (mat, 1),
+             (np.array([1, 0, 2, 1]),), (vec > 0.5,), (vec > 0.5, vec, vec[::-1])]
+    for prefix, module in (("", fnp), ("linalg.", fnp.linalg), ("fft.", fnp.fft)):
+        for name in sorted(n for n in dir(module) if not n.startswith("_")):
+            fn = getattr(module, name)
+            if not isinstance(fn, types.FunctionType):
+                continue
+            for args in tries:
+                try:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        out = fn(*(np.copy(a) for a in args))
+                except Exception:  # noqa: BLE001 - not this function's arguments
+                    continue
+                if out is not None:  # not one that writes into its argument
+                    yield prefix + name, fn, args
+                break
+
+
+def test_every_function_given_arrays_returns_arrays():
+    """As jax.numpy's: outside a trace, every function of fastad.numpy (and
+    its linalg and fft) given Arrays returns Arrays where NumPy returns
+    ndarrays, with NumPy's values; given NumPy's arrays, NumPy's."""
+    def arrays(out):
+        if isinstance(out, (tuple, list)):
+            return [a for leaf in out for a in arrays(leaf)]
+        return [out] if isinstance(out, np.ndarray) else []
+    calls = list(_namespace_calls())
+    assert len(calls) > 300
+    returning = 0
+    for name, fn, args in calls:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plain = fn(*(np.copy(a) for a in args))
+            ours = fn(*(fnp.array(a) if isinstance(a, np.ndarray) else a for a in args))
+        plain, ours = arrays(plain), arrays(ours)
+        assert len(plain) == len(ours), name
+        returning += bool(ours)
+        for a, b in zip(ours, plain):
+            assert type(a) is (fa.Array if type(b) is np.ndarray else type(b)), name
+            if name not in ("empty", "empty_like"):  # their values are whatever memory held
+                np.testing.assert_array_equal(a, b, err_msg=name)
+    assert returning > 200
 
 
 def test_make_jaxpr_prints_the_program():

@@ -104,3 +104,9 @@ from ._array_type import CONSTRUCTORS as _CONSTRUCTORS, making_arrays as _making
 # outside a trace the constructors make jax.Array's: NumPy's ndarray with ``.at``
 globals().update({_name: _making_arrays(globals()[_name]) for _name in _CONSTRUCTORS
                   if _name in globals()})
+from ._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+
+# and the other functions, given Arrays, give Arrays
+for _names in (globals(), vars(linalg), vars(fft)):
+    _keep_arrays_in(_names, skip=(*_UFUNCS, *_CONSTRUCTORS))
+del _names

@@ -99,6 +99,8 @@ def as_arrays(tree: Any) -> Any:
         return tree.view(Array)
     if kind is tuple or kind is list:  # a compiled function's usual results, directly
         return kind(as_arrays(leaf) for leaf in tree)
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # eigh's, svd's results
+        return kind._make(as_arrays(leaf) for leaf in tree)
     if tree is None or isinstance(tree, (_np.generic, Tracer, float, int)):
         return tree
     leaves, treedef = pytree.flatten(tree)
@@ -142,6 +144,34 @@ def arrays_out(fn: Callable[..., Any], always: bool = False) -> Callable[..., An
         out = fn(*args, **kwargs)
         return as_arrays(out) if always or given_arrays(args) else out
     return call
+
+
+_RESULTS = (_np.ndarray, tuple, list)
+
+
+def keeping_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A function of ``fastad.numpy`` whose plain array results are `Array` s
+    when it is given any, as jax.numpy's functions give jax.Array's: NumPy
+    keeps the subclass through ufuncs and methods but not through
+    ``concatenate``, ``where``, ``stack``, the FFTs or the decompositions.
+    Before any Array exists (autograd's code) it costs one test."""
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*args, **kwargs)
+        if _ANY_MADE and isinstance(out, _RESULTS) and (
+                given_arrays(args) or (kwargs and given_arrays(tuple(kwargs.values())))):
+            return as_arrays(out)
+        return out
+    return call
+
+
+def keep_arrays_in(namespace: dict, skip: Any = ()) -> None:
+    """Every public plain function of ``namespace`` but ``skip``, as
+    `keeping_arrays` (ufuncs keep the subclass by NumPy's own wrapping)."""
+    import types
+    for name, obj in list(namespace.items()):
+        if not name.startswith("_") and name not in skip and isinstance(obj, types.FunctionType):
+            namespace[name] = keeping_arrays(obj)
 
 
 def making_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
