@@ -93,3 +93,6 @@ def _transform_n(inverse: bool) -> Any:
 
 dctn = _transform_n(False)
 idctn = _transform_n(True)
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

@@ -279,3 +279,6 @@ def solve_ivp(fun: Callable[..., Any], t_span: Any, y0: Any, method: str = "RK45
                              "length of t_span")
         out = _ivp.rk45(rhs, t0, t_bound, y0, t_eval, rtol, atol, first_step, float(max_step))
     return _ivp.OdeResult(out)
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

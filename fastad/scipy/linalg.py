@@ -395,3 +395,6 @@ __all__ = ["cholesky", "cho_factor", "cho_solve", "solve_triangular", "solve_syl
            "coshm", "expm_frechet", "orthogonal_procrustes", "polar", "sinhm", "sinm",
            "solve_continuous_lyapunov", "solve_discrete_lyapunov", "solve_lyapunov", "tanhm",
            "tanm"]
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

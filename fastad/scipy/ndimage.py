@@ -84,3 +84,6 @@ def map_coordinates(input: Any, coordinates: Sequence[Any], order: int, mode: st
     if fnp.result_type(arr).kind in "iu":
         result = _round_half_away(result)
     return fnp.astype(result, fnp.result_type(arr))
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

@@ -112,3 +112,6 @@ def _minimize_per_call(fun: Callable[..., Any], x0: Any, args: tuple, lbfgs: boo
     return out._replace(success=out.success > 0.5, status=fnp.astype(out.status, np.int64),
                         nfev=fnp.astype(out.nfev, np.int64), njev=fnp.astype(out.njev, np.int64),
                         nit=fnp.astype(out.nit, np.int64))
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

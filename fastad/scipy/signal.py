@@ -133,3 +133,6 @@ def _filled(op: Any, in1: Any, in2: Any, mode: str, fillvalue: Any) -> Any:
 
 
 __all__ = ["convolve", "correlate", "fftconvolve", "convolve2d", "correlate2d"]
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

@@ -482,3 +482,6 @@ def __getattr__(name: str) -> Any:
     if name.startswith("__"):
         raise AttributeError(name)
     return getattr(_sc, name)
+
+from ..numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays

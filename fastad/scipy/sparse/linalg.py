@@ -204,3 +204,6 @@ def gmres(A: Any, b: Any, x0: Any = None, *, tol: float = 1e-5, atol: float = 0.
     size = flatten(b)[0].shape[0]
     return _solve(_gmres, A, b, x0, M, False, tol=tol, atol=atol, restart=restart,
                   maxiter=10 * size if maxiter is None else maxiter)
+
+from ...numpy._array_type import keep_arrays_in as _keep_arrays_in  # noqa: E402
+_keep_arrays_in(globals())  # given jax.Arrays, the functions give Arrays
