@@ -134,7 +134,7 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         if failure is not None:
             warnings.warn(f"{failure}: evaluated one example at a time",
                           stacklevel=user_stacklevel())
-            return _per_example(f, trees, leaves, batched, size, out_axes)
+            return _per_example(f, trees, leaves, batched, size, out_axes, kinds)
         outs = []
         replayed = [(_as_integers(traced, value), is_batched)
                     for traced, (value, is_batched) in zip(rec.out_leaves, replayed)]
@@ -179,6 +179,15 @@ def _data_leaf(leaf: Any, i: int) -> tuple[Any, Any]:
         return values.astype(np.float64), ("int", frozenset(),
                                            int if isinstance(leaf, int) else values.dtype)
     return leaf, None
+
+
+def _as_given(leaf: Any, kind: Any) -> Any:
+    """A plain leaf `_data_leaf` made float64 as the integers or mask it was."""
+    if kind is None or isinstance(leaf, Tracer):
+        return leaf
+    if kind[0] == "bool":
+        return np.asarray(leaf) != 0.0
+    return int(leaf) if kind[2] is int else np.asarray(leaf).astype(kind[2])[()]
 
 
 def _seeing_data(f: Callable[..., Any], trees: list[Any], kinds: dict[int, Any]
@@ -230,15 +239,17 @@ def _leaf_axes(arg: Any, axes: Any, i: int | str) -> list[Any]:
 
 
 def _per_example(f: Callable[..., Any], trees: list[Any], leaves: list[Any],
-                 batched: list[bool], size: int, out_axes: Any) -> Any:
+                 batched: list[bool], size: int, out_axes: Any, kinds: dict[int, Any]) -> Any:
     """vmap as the loop it stands for: ``f`` on each example (the batched
-    leaves, moved to axis 0, indexed), the results stacked.  What vmap does
-    when the examples take different Python branches (an ``if`` on a
-    batched value), which no one batched tape computes."""
+    leaves, moved to axis 0, indexed; integers and masks as they were given),
+    the results stacked.  What vmap does when the examples take different
+    Python branches (an ``if`` on a batched value, an index), which no one
+    batched tape computes."""
     from . import numpy as fnp
     results, tree = [], None
     for k in range(size):
-        example = [leaf[k] if b else leaf for leaf, b in zip(leaves, batched)]
+        example = [_as_given(leaf[k] if b else leaf, kinds.get(i))
+                   for i, (leaf, b) in enumerate(zip(leaves, batched))]
         args, at = [], 0
         for t in trees:
             n = pytree.num_leaves(t)

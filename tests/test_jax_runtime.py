@@ -145,6 +145,40 @@ def test_every_transform_returns_arrays_given_arrays(name):
             np.testing.assert_array_equal(a, b)
 
 
+_TRACED_KEYS = {  # how a function indexes a jax.Array by its integer argument i
+    "row": lambda i: i, "element": lambda i: (i, 1), "reversed": lambda i: (i, slice(None, None, -1)),
+    "shifted": lambda i: (i + 1) % 4, "rows": lambda i: (i + np.array([0, 1])) % 4,
+}
+
+
+@pytest.mark.parametrize("key", sorted(_TRACED_KEYS))
+@settings(max_examples=5, deadline=None)
+@given(seed=st.integers(0, 2**16))
+def test_an_array_indexed_by_traced_integers_is_a_gather(key, seed):
+    """As jax.Array's: a captured Array indexed by a jitted function's integer
+    argument is one compiled gather for every index (one trace), equal to
+    eager; its derivative in the values multiplied against central
+    differences; under vmap, the rows of the examples."""
+    rng = np.random.default_rng(seed)
+    table = fnp.asarray(rng.uniform(0.5, 2.0, (4, 3)))
+    index = _TRACED_KEYS[key]
+
+    def f(w, i):
+        return fnp.sum(table[index(i)] * w)
+    w = rng.uniform(0.5, 1.5, 3)
+    g, dg = jit(f), jit(fa.grad(f))
+    for i in rng.integers(0, 4, 3):
+        np.testing.assert_allclose(g(w, int(i)), f(w, int(i)), rtol=1e-14)
+        d, h = rng.normal(size=3), 1e-6
+        np.testing.assert_allclose(dg(w, int(i)) @ d,
+                                   (f(w + h * d, int(i)) - f(w - h * d, int(i))) / (2 * h),
+                                   rtol=1e-6)
+    assert g.cache_info()["traces"] == 1
+    ii = np.array([0, 3, 1])
+    np.testing.assert_allclose(fa.vmap(f, in_axes=(None, 0))(w, ii),
+                               [f(w, int(i)) for i in ii], rtol=1e-14)
+
+
 def _namespace_calls():
     """(name, function, arguments) for every public function of fastad.numpy,
     .linalg and .fft and of fastad.scipy's modules: the first of a few

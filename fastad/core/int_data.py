@@ -79,7 +79,7 @@ class _IntegerData:
         if isinstance(other, _IntegerData):
             return integers_in(result, self.sources | other.sources,
                                combined_dtype(self.data_dtype, other.data_dtype))
-        if _is_integer(other) or (isinstance(other, np.ndarray) and other.dtype.kind in "iu"):
+        if _integer_valued(other):
             return integers_in(result, self.sources,
                                combined_dtype(self.data_dtype, integer_dtype(other)))
         return result
@@ -164,6 +164,12 @@ def _operator(name: str) -> Callable[[Any, Any], Any]:
 
 for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__rpow__"):
     setattr(_IntegerData, _name, _operator(_name))
+
+
+def _integer_valued(x: Any) -> bool:
+    """Integers other than data: plain ones, or traced ones of an integer dtype
+    (a loop's counter, a cast) whose sum with data is data again."""
+    return _is_integer(x) or (isinstance(x, (np.ndarray, Tracer)) and x.dtype.kind in "iu")
 
 
 def _beyond_float64(x: Any) -> bool:
@@ -299,7 +305,7 @@ def integer_result(result: Any, inputs: Any) -> Any:
     for x in inputs:
         if isinstance(x, (IntTracer, IntArrayTracer)):
             sources |= x.sources
-        elif not (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")):
+        elif not _integer_valued(x):
             return result
         dtype = combined_dtype(dtype, integer_dtype(x))
     # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
@@ -340,7 +346,7 @@ def integer_dtype(x: Any) -> Any:
         return x.data_dtype
     if type(x) is int:
         return int
-    return np.asarray(x).dtype
+    return x.dtype if isinstance(x, Tracer) else np.asarray(x).dtype
 
 
 def combined_dtype(a: Any, b: Any) -> Any:

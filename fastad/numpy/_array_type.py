@@ -49,6 +49,16 @@ class CpuDevice:
 CPU = CpuDevice()
 
 
+_GETITEM = _np.ndarray.__getitem__
+
+
+def _traced_in(key: tuple) -> bool:
+    for k in key:
+        if isinstance(k, Tracer):
+            return True
+    return False
+
+
 class Array(_np.ndarray, metaclass=_ArrayMeta):
     """``jax.Array``: an ndarray with JAX's methods (``isinstance`` holds for
     NumPy arrays and scalars and traced values too)."""
@@ -79,6 +89,16 @@ class Array(_np.ndarray, metaclass=_ArrayMeta):
 
     def __repr__(self) -> str:
         return repr(self.view(_np.ndarray))
+
+    def __getitem__(self, key: Any) -> Any:
+        # indexed by traced integers (x[t] in a vmapped or jitted function):
+        # a gather by them, as JAX's arrays are, not a guard on their values
+        kind = type(key)
+        if kind is not int and kind is not slice and (
+                isinstance(key, Tracer) or (kind is tuple and _traced_in(key))):
+            from ._indexing import getitem
+            return getitem(self.view(_np.ndarray), key)
+        return _GETITEM(self, key)
 
     def __array_finalize__(self, obj: Any) -> None:
         global _ANY_MADE
