@@ -7,10 +7,12 @@ keeps O(sqrt(T)) carried states instead of T (`loop_rules`).  The carry's
 structure, shapes and dtypes must be the same after a step as before it
 (a TypeError otherwise, as JAX gives).
 
-A body that branches in Python on a traced value (a guard: ``if c > 0``, an
-index ``x[i]`` by the traced step number) has no one sub-tape for every
-step; such a loop runs as the Python loop it stands for, traced step by step,
-which is always right and is what the function meant.
+The step's integers (fori_loop's counter, scanned integer arrays, carried
+integer data) are integer data: indexing by them is a gather, and the body
+stays one sub-tape.  A body that branches in Python on a traced value (a
+guard: ``if c > 0``, ``range(i)``) has no one sub-tape for every step; such a
+loop runs as the Python loop it stands for, traced step by step, which is
+always right and is what the function meant.
 """
 from __future__ import annotations
 
@@ -90,14 +92,43 @@ def _traced(trace: Callable[[], Any]) -> Any:
         raise _Unroll from None
 
 
+def _integers_as_data(x_leaves: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """The scanned leaves as the loop steps over them, and how its body sees
+    each: integers (plain, or taken as data) as integer data held in float64,
+    ``(sources, dtype)``, so that indexing by a step's integers (an
+    observation, a label) is a gather and the loop stays a loop, where an
+    integer-typed step would be a guard that unrolls it; None for the rest."""
+    from .core.int_data import _IntegerData
+    leaves, kinds = [], []
+    for x in x_leaves:
+        if isinstance(x, _IntegerData):
+            leaves.append(x)
+            kinds.append((x.sources, x.data_dtype))
+        elif (not isinstance(x, Tracer) and np.asarray(x).dtype.kind in "iu"
+              and not np.any(np.abs(np.asarray(x, np.float64)) >= 2.0 ** 53)):
+            leaves.append(np.asarray(x, np.float64))
+            kinds.append((frozenset(), np.asarray(x).dtype))
+        else:
+            leaves.append(x)
+            kinds.append(None)
+    return leaves, kinds
+
+
 def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequence[Any],
                carry_tree: Any, x_leaves: Sequence[Any], x_tree: Any, where: str,
-               is_while: bool = False) -> tuple[LoopBody, list[Any], Any]:
+               is_while: bool = False, x_kinds: Sequence[Any] = ()) -> tuple[LoopBody, list[Any], Any]:
     """The body's sub-tape, the outer values it closed over (the loop's last
-    operands) and the structure of its per-step outputs."""
+    operands) and the structure of its per-step outputs; ``x_kinds``: the
+    steps' integer data (`_integers_as_data`)."""
+    from .core.int_data import _IntegerData, integer_like
     with recording() as builder:
-        c_in = [builder.new_input(_leaf_value(v)) for v in carry_leaves]
+        # (a carried index taken as data, or drawn by categorical, stays one)
+        c_in = [integer_like(builder.new_input(_leaf_value(v)), v.sources, v.data_dtype)
+                if isinstance(v, _IntegerData) else builder.new_input(_leaf_value(v))
+                for v in carry_leaves]
         x_in = [builder.new_input(_leaf_value(v)) for v in x_leaves]
+        x_in = [integer_like(v, *kind) if kind else v
+                for v, kind in zip(x_in, list(x_kinds) + [None] * len(x_in))]
         _counted.bodies += 1
         try:
             result = step(pytree.unflatten(carry_tree, c_in), pytree.unflatten(x_tree, x_in))
@@ -111,7 +142,11 @@ def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequen
             raise TypeError(f"{where}: the body's carry output has structure {new_tree}, "
                             f"but its input has {carry_tree}; they must be the same")
         for k, (a, b) in enumerate(zip(new_leaves, c_in)):
-            got, want = aval_of(_leaf_value(a)), b.aval
+            if isinstance(a, _IntegerData) and not isinstance(b, _IntegerData) \
+                    and b.dtype.kind in "iu" and a.dtype.kind in "iu":
+                # integers (an argmax) into a carry a plain integer started: of its dtype
+                a = new_leaves[k] = bind(P.astype, a, dtype=np.dtype(b.dtype).str)
+            got, want = aval_of(_leaf_value(a)), aval_of(_leaf_value(b))
             if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
                 raise TypeError(f"{where}: the body's carry output leaf {k} is {got}, but its "
                                 f"input is {want}; the carry's shapes and dtypes must stay "
@@ -185,14 +220,15 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     if reverse:
         x_leaves = _flip(x_leaves)
     try:
+        stepped, kinds = _integers_as_data(x_leaves)
         # no first step to trace the body on: zeros of a step's shape (for the ys' shapes)
-        first = [x[0] for x in x_leaves] if n else \
-            [np.zeros(v.shape[1:], v.dtype) for v in map(_leaf_value, x_leaves)]
+        first = [x[0] for x in stepped] if n else \
+            [np.zeros(v.shape[1:], v.dtype) for v in map(_leaf_value, stepped)]
         body, closed, y_tree = _traced(lambda: trace_body(f, carry_leaves, carry_tree, first,
-                                                          x_tree, where))
+                                                          x_tree, where, x_kinds=kinds))
     except _Unroll:
         return _unrolled_scan(f, init, x_leaves, x_tree, n, reverse)
-    final, ys = run(body, n, carry_leaves, x_leaves, closed, k)
+    final, ys = run(body, n, carry_leaves, stepped, closed, k)
     if reverse:
         ys = _flip(ys)
     return pytree.unflatten(carry_tree, final), pytree.unflatten(y_tree, ys)
@@ -219,6 +255,12 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     bounds make it a `while_loop` over (i, val), as in JAX (and reverse mode
     still works)."""
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
+        from .core.int_data import _IntegerData
+        if isinstance(upper, _IntegerData) and not isinstance(lower, Tracer):
+            # the counter as integer data, held in float64 as the bound is: a
+            # loop the C VM runs (it holds no int64 values), indexing by it a gather
+            lower = upper - upper + lower
+
         def step(state: Any) -> Any:
             i, val = state
             return i + 1, body_fun(i, val)
@@ -238,14 +280,17 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
 
         def step(c: Any, i: Any) -> tuple[Any, None]:
             return body_fun(i, c), None
+        # the counter as integer data: indexing by it is a gather, the loop stays one
+        stepped, kinds = _integers_as_data([steps])
         body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree,
-                                                     [steps[0]], pytree.LEAF, "fastad.fori_loop"))
+                                                     [stepped[0][0]], pytree.LEAF,
+                                                     "fastad.fori_loop", x_kinds=kinds))
     except _Unroll:
         val = init_val
         for i in range(bounds[0], bounds[1]):
             val = body_fun(i, val)
         return val
-    final, _ = run(body, int(steps.size), carry_leaves, [steps], closed, k)
+    final, _ = run(body, int(steps.size), carry_leaves, stepped, closed, k)
     return pytree.unflatten(carry_tree, final)
 
 

@@ -757,3 +757,79 @@ def test_loop_carries_and_outputs_of_several_dtypes_on_the_vm():
     for x, y in zip(got, f(a, b, xs)):
         assert x.dtype == y.dtype
         np.testing.assert_array_equal(x, y)
+
+
+# Loops whose steps index by integers: scanned observations (plain, or a
+# compiled function's integer argument), an index carried from argmax, and
+# the counter of a fori_loop with a traced bound.  Each of (loop function,
+# its python loop), of w (4, 5), ints (T,) in 0..4 and n = T.
+def _hmm_forward(w, ints, n):
+    def step(alpha, obs):
+        return fa.numpy.log(fa.numpy.sum(fa.numpy.exp(alpha[:, None] + w[:4, :4]), 0)) \
+            + w[:4, obs], None
+    return fa.numpy.sum(fa.scan(step, w[:4, 0], ints)[0])
+
+
+def _hmm_python(w, ints, n):
+    alpha = w[:4, 0]
+    for obs in ints:
+        alpha = np.log(np.sum(np.exp(alpha[:, None] + w[:4, :4]), 0)) + w[:4, obs]
+    return np.sum(alpha)
+
+
+def _carried_argmax(w, ints, n):
+    def step(c, obs):
+        v, k = c
+        v = np.tanh(v + w[k]) + w[obs]
+        return (v, np.argmax(v)), None
+    return np.sum(fa.scan(step, (w[0], np.argmax(w[0])), ints)[0][0])
+
+
+def _carried_python(w, ints, n):
+    v, k = w[0], np.argmax(w[0])
+    for obs in ints:
+        v = np.tanh(v + w[k]) + w[obs]
+        k = np.argmax(v)
+    return np.sum(v)
+
+
+def _counter(w, ints, n):
+    return np.sum(fa.fori_loop(0, n, lambda i, c: np.sin(c) + w[(i * 3) % 4], w[4]))
+
+
+def _counter_python(w, ints, n):
+    c = w[4]
+    for i in range(int(n)):
+        c = np.sin(c) + w[(i * 3) % 4]
+    return np.sum(c)
+
+
+_INDEXED_LOOPS = {"scanned": (_hmm_forward, _hmm_python),
+                  "carried": (_carried_argmax, _carried_python),
+                  "counter": (_counter, _counter_python)}
+
+
+@pytest.mark.parametrize("name", sorted(_INDEXED_LOOPS))
+@settings(max_examples=3, deadline=None)
+@given(seed=st.integers(0, 2**16), steps=st.integers(1, 30))
+def test_loops_indexed_by_integer_steps_stay_loops(name, seed, steps):
+    """Indexing by a step's integers is a gather: the loop stays one loop
+    instruction (it unrolled, or failed, before), compiled once for any
+    integers, its values those of the Python loop, its gradient against
+    central differences."""
+    f, python = _INDEXED_LOOPS[name]
+    rng = np.random.default_rng(seed)
+    w, ints = rng.uniform(-1, 1, (5, 5)), rng.integers(0, 5, steps)
+    tape = fa.make_tape(lambda w: f(w, ints, steps))(w)
+    assert sum(i.prim == "loop" for i in tape.instrs) == 1 and len(tape.instrs) < 40
+    np.testing.assert_allclose(f(w, ints, steps), python(w, ints, steps), rtol=1e-13)
+    g = fa.jit(fa.value_and_grad(f), backend=COMPILED)
+    d = rng.standard_normal(w.shape)
+    with _host_call_notice():
+        for _ in range(2):  # new integers: the same trace
+            value, grad = g(w, ints, steps)
+            np.testing.assert_allclose(value, python(w, ints, steps), rtol=1e-12)
+            np.testing.assert_allclose(np.sum(grad * d), _directional_fd(
+                lambda w: python(w, ints, steps), [w], [d]), rtol=1e-6, atol=1e-8)
+            ints = rng.integers(0, 5, steps)
+    assert g.cache_info()["traces"] == 1
