@@ -152,11 +152,29 @@ def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequen
                                 f"input is {want}; the carry's shapes and dtypes must stay "
                                 "the same across a step")
         y_leaves, y_tree = pytree.flatten(y)
-        builder.tape.outputs = [builder.slot_of(v) for v in list(new_leaves) + list(y_leaves)]
+        outs = list(new_leaves) + list(y_leaves)
+        builder.tape.outputs = [builder.slot_of(v) for v in outs]
     body = LoopBody(builder.tape, len(c_in), len(x_in), is_while, _counted.depth > 0)
     if not _is_guard_free(body):
         raise _Unroll
-    return body, list(builder.captures), y_tree
+    kinds = [(v.sources, v.data_dtype) if isinstance(v, _IntegerData) else None for v in outs]
+    return body, list(builder.captures), y_tree, kinds
+
+
+def _as_integers(parts: Sequence[Any], kinds: Sequence[Any]) -> list[Any]:
+    """The loop's results (`run`) that its body made integer data, as the
+    integers they stand for: integer data again under a trace, NumPy's
+    integers on plain values (`trace_body`'s ``kinds``)."""
+    from .core.int_data import integer_like, storage_dtype
+    out = []
+    for part, kind in zip(parts, kinds):
+        if kind is None or isinstance(part, Tracer) and part.dtype.kind in "iu":
+            out.append(part)
+        elif isinstance(part, Tracer):
+            out.append(integer_like(part, *kind))
+        else:
+            out.append(np.asarray(part).astype(storage_dtype(kind[1])))
+    return out
 
 
 def run(body: LoopBody, length: int, carry_leaves: Sequence[Any], x_leaves: Sequence[Any],
@@ -224,11 +242,12 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
         # no first step to trace the body on: zeros of a step's shape (for the ys' shapes)
         first = [x[0] for x in stepped] if n else \
             [np.zeros(v.shape[1:], v.dtype) for v in map(_leaf_value, stepped)]
-        body, closed, y_tree = _traced(lambda: trace_body(f, carry_leaves, carry_tree, first,
-                                                          x_tree, where, x_kinds=kinds))
+        body, closed, y_tree, outs = _traced(lambda: trace_body(
+            f, carry_leaves, carry_tree, first, x_tree, where, x_kinds=kinds))
     except _Unroll:
         return _unrolled_scan(f, init, x_leaves, x_tree, n, reverse)
     final, ys = run(body, n, carry_leaves, stepped, closed, k)
+    final, ys = _as_integers(final, outs), _as_integers(ys, outs[len(final):])
     if reverse:
         ys = _flip(ys)
     return pytree.unflatten(carry_tree, final), pytree.unflatten(y_tree, ys)
@@ -282,15 +301,15 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
             return body_fun(i, c), None
         # the counter as integer data: indexing by it is a gather, the loop stays one
         stepped, kinds = _integers_as_data([steps])
-        body, closed, _ = _traced(lambda: trace_body(step, carry_leaves, carry_tree,
-                                                     [stepped[0][0]], pytree.LEAF,
-                                                     "fastad.fori_loop", x_kinds=kinds))
+        body, closed, _, outs = _traced(lambda: trace_body(step, carry_leaves, carry_tree,
+                                                           [stepped[0][0]], pytree.LEAF,
+                                                           "fastad.fori_loop", x_kinds=kinds))
     except _Unroll:
         val = init_val
         for i in range(bounds[0], bounds[1]):
             val = body_fun(i, val)
         return val
-    final, _ = run(body, int(steps.size), carry_leaves, stepped, closed, k)
+    final = _as_integers(run(body, int(steps.size), carry_leaves, stepped, closed, k)[0], outs)
     return pytree.unflatten(carry_tree, final)
 
 
@@ -325,7 +344,7 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
     try:
         going = _truth(cond_fun(init_val), where)
         state_leaves, state_tree = pytree.flatten((init_val, going))
-        body, closed, _ = _traced(lambda: trace_body(step, state_leaves, state_tree, [], _NONE,
+        body, closed, _, _ = _traced(lambda: trace_body(step, state_leaves, state_tree, [], _NONE,
                                                      where, is_while=True))
     except _Unroll:
         val = init_val
@@ -448,7 +467,7 @@ def _padded(body: LoopBody, closed: Sequence[Any], state_leaves: Sequence[Any],
         new = [where_(going, o, v) for o, v in zip(outs[:nc - 1], vals)]
         return new + [logical_and(going, outs[nc - 1])], None
     leaves, tree = pytree.flatten(list(state_leaves))
-    masked, masked_closed, _ = trace_body(step, leaves, tree, [], _NONE, "fastad.while_loop")
+    masked, masked_closed, _, _ = trace_body(step, leaves, tree, [], _NONE, "fastad.while_loop")
     final, _ = run(masked, length, leaves, [], masked_closed)
     bool(final[-1])  # records a guard (False: every example this was recorded for is done)
     return final[:-1]

@@ -395,7 +395,7 @@ _REDUCTIONS = {"sum": "sum", "cumsum": "sum", "prod": "sum", "cumprod": "sum", "
 #: ufuncs whose result is an integer when every operand is one
 _INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",
                              "maximum", "minimum", "fmax", "fmin", "square", "remainder",
-                             "floor_divide"})
+                             "floor_divide", "fmod"})
 
 
 class IntArrayTracer(_IntegerData, ArrayTracer):
