@@ -189,9 +189,12 @@ def keep_arrays_in(namespace: dict, skip: Any = ()) -> None:
     """Every public plain function of ``namespace`` but ``skip``, as
     `keeping_arrays` (ufuncs keep the subclass by NumPy's own wrapping)."""
     import types
+    wrapped: dict[int, Any] = {}  # aliases (amax and max) stay one function
     for name, obj in list(namespace.items()):
         if not name.startswith("_") and name not in skip and isinstance(obj, types.FunctionType):
-            namespace[name] = keeping_arrays(obj)
+            if id(obj) not in wrapped:
+                wrapped[id(obj)] = keeping_arrays(obj)
+            namespace[name] = wrapped[id(obj)]
 
 
 def making_arrays(fn: Callable[..., Any]) -> Callable[..., Any]:
