@@ -1,13 +1,25 @@
 /*
  * pool.c -- see pool.h.  A job hands out chunk numbers from a counter under
  * the pool's mutex (jobs have few, large chunks, so the lock is not
- * contended).  Between jobs a worker first polls for the next one for
- * FASTAD_POOL_SPIN_US microseconds (default 200, 0: never), then sleeps on a
- * condition variable; the caller polls for its job's end the same way.
- * Waking a sleeping thread took 50-100 us on the shared 2-core development
- * machine, twice per job, which cost more than the second core saved on a W2
- * gradient of 10^5 to 10^6 elements; a gradient called in a loop starts its
- * next job well inside the window.
+ * contended).
+ *
+ * Between jobs a worker either polls for the next one or sleeps on a
+ * condition variable.  Waking a sleeping thread took 15-100 us on the shared
+ * 2-core development machine, which a W2 gradient of 10^5 elements called in
+ * a loop (chunks of 40 us, jobs a few us apart) cannot afford; but a polling
+ * worker costs the process a core for the whole gap, which the sparse
+ * Hessians (dozens of jobs with chunks of 25 us, 50-200 us apart) and the
+ * host calls between a GP's jobs (a Cholesky factorization: milliseconds,
+ * while the poller takes a core from BLAS) paid in full with a fixed 200 us
+ * window.  So the window follows what polling buys: after each job a worker
+ * polls for at most FASTAD_POOL_SPIN_RATIO (default 0.5) times the CPU time
+ * of one chunk (capped at FASTAD_POOL_SPIN_US, default 200; 0: never), so
+ * polling that misses costs at most that fraction of the work a second core
+ * would take; and not at all when none of the last 8 gaps between jobs was
+ * that short (a backoff, as adaptive mutexes do).  A sleeping worker is not
+ * woken for jobs whose chunks take less than its measured wake-up (it would
+ * find every chunk taken by the caller); that average decays at each job it
+ * sleeps through, so a wake-up is tried again after some twenty.
  */
 #include "pool.h"
 
@@ -27,7 +39,18 @@ void fastad_pool_run(fastad_chunk_fn fn, void *arg, int nchunks) {
 #include <time.h>
 #include <unistd.h>
 
-static long spin_us = 200; /* FASTAD_POOL_SPIN_US, read when the pool starts */
+static long spin_us = 200;      /* FASTAD_POOL_SPIN_US, read when the pool starts */
+static double spin_ratio = 0.5; /* FASTAD_POOL_SPIN_RATIO, likewise */
+
+static double clock_us(clockid_t clock) {
+  struct timespec t;
+  clock_gettime(clock, &t);
+  return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
+}
+static double now_us(void) { return clock_us(CLOCK_MONOTONIC); }
+/* A chunk's cost is taken on the caller's CPU clock: on a loaded machine its
+ * wall time also counts the time the caller waited for a core. */
+static double thread_cpu_us(void) { return clock_us(CLOCK_THREAD_CPUTIME_ID); }
 
 #if defined(__x86_64__) || defined(__i386__)
 #define CPU_RELAX() __builtin_ia32_pause()
@@ -35,22 +58,19 @@ static long spin_us = 200; /* FASTAD_POOL_SPIN_US, read when the pool starts */
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Polls *word (read atomically) until it differs from seen or the spin window
+/* Polls *word (read atomically) until it differs from seen or window_us
  * passes; returns its last value. */
-static unsigned long spin_while_equal(const unsigned long *word, unsigned long seen) {
-  struct timespec start, now;
-  if (spin_us == 0) return seen;
-  clock_gettime(CLOCK_MONOTONIC, &start);
+static unsigned long spin_while_equal(const unsigned long *word, unsigned long seen,
+                                      long window_us) {
+  if (window_us <= 0) return seen;
+  const double end = now_us() + (double)window_us;
   for (;;) {
     for (int k = 0; k < 256; k++) {
       const unsigned long v = __atomic_load_n(word, __ATOMIC_ACQUIRE);
       if (v != seen) return v;
       CPU_RELAX();
     }
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    if ((now.tv_sec - start.tv_sec) * 1000000L + (now.tv_nsec - start.tv_nsec) / 1000L >=
-        spin_us)
-      return seen;
+    if (now_us() >= end) return seen;
   }
 }
 
@@ -65,16 +85,32 @@ static struct {
   fastad_chunk_fn fn;
   void *arg;
   int nchunks, next;
+  int sleepers;     /* workers waiting on wake */
+  long window;      /* how long a worker polls after a job, us; also read atomically */
+  double published; /* when the current job was handed out, us */
+  double last_end;  /* when the last job ended, us (0: none yet) */
+  /* running averages, us: the CPU time of one chunk on the caller, and a
+   * sleeping worker's wake-up (from the job's start to the worker's) */
+  double chunk_avg, wake_avg;
+  unsigned hits;    /* the last 8 gaps between jobs, a bit set where it was short */
 } pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, PTHREAD_COND_INITIALIZER,
-          PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0};
+          PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, NULL, NULL, 0, 0, 0, 0, 0, 0, 0, 0, 0xff};
+
+/* The weight of the newest sample in the running averages: about the last
+ * four jobs count, so a changed pattern (a loop of gradients after a host
+ * call) is followed within a few jobs. */
+#define AVG_WEIGHT 0.25
+#define AVG(avg, x) ((avg) += AVG_WEIGHT * ((x) - (avg)))
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 static int wanted_threads = 1;
 
 /* Takes and runs chunks of the current job until none is left; called with
- * pool.lock held, returns with it held. */
-static void work(void) {
+ * pool.lock held, returns with it held.  Returns the number it ran. */
+static int work(void) {
+  int ran = 0;
   while (pool.next < pool.nchunks) {
+    ran++;
     const int c = pool.next++;
     fastad_chunk_fn fn = pool.fn;
     void *arg = pool.arg;
@@ -83,6 +119,7 @@ static void work(void) {
     pthread_mutex_lock(&pool.lock);
     if (__atomic_sub_fetch(&pool.left, 1, __ATOMIC_RELEASE) == 0) pthread_cond_signal(&pool.done);
   }
+  return ran;
 }
 
 static void *worker(void *unused) {
@@ -91,9 +128,14 @@ static void *worker(void *unused) {
   unsigned long seen = pool.generation;
   for (;;) {
     pthread_mutex_unlock(&pool.lock);
-    spin_while_equal(&pool.generation, seen);
+    spin_while_equal(&pool.generation, seen, __atomic_load_n(&pool.window, __ATOMIC_RELAXED));
     pthread_mutex_lock(&pool.lock);
-    while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+    if (pool.generation == seen) {
+      pool.sleepers++;
+      while (pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+      pool.sleepers--;
+      AVG(pool.wake_avg, now_us() - pool.published);
+    }
     seen = pool.generation;
     work();
   }
@@ -119,6 +161,10 @@ static void start_pool(void) {
   const char *spin = getenv("FASTAD_POOL_SPIN_US");
   if (spin && *spin) spin_us = strtol(spin, NULL, 10);
   if (spin_us < 0) spin_us = 0;
+  const char *ratio = getenv("FASTAD_POOL_SPIN_RATIO");
+  if (ratio && *ratio) spin_ratio = strtod(ratio, NULL);
+  if (!(spin_ratio >= 0)) spin_ratio = 0;
+  pool.window = spin_us;
   int started = 1;
   pthread_attr_t attr;
   pthread_attr_init(&attr);
@@ -137,6 +183,14 @@ int fastad_pool_threads(void) {
   return wanted_threads;
 }
 
+/* How long workers may poll for the next job: a fraction of a chunk's time,
+ * and not at all while no recent gap was that short. */
+static long poll_window(void) {
+  double w = spin_ratio * pool.chunk_avg;
+  if (w > (double)spin_us) w = (double)spin_us;
+  return w;
+}
+
 void fastad_pool_run(fastad_chunk_fn fn, void *arg, int nchunks) {
   pthread_once(&pool_once, start_pool);
   if (nchunks <= 1 || pool.nthreads <= 1 || pthread_mutex_trylock(&pool.busy) != 0) {
@@ -144,23 +198,42 @@ void fastad_pool_run(fastad_chunk_fn fn, void *arg, int nchunks) {
     return;
   }
   pthread_mutex_lock(&pool.lock);
+  const double start = now_us();
+  const long window = poll_window();
+  if (pool.last_end > 0) pool.hits = (pool.hits << 1 | (start - pool.last_end <= window)) & 0xff;
+  pool.published = start;
   pool.fn = fn;
   pool.arg = arg;
   pool.nchunks = nchunks;
   pool.next = 0;
   __atomic_store_n(&pool.left, (unsigned long)nchunks, __ATOMIC_RELAXED);
   __atomic_store_n(&pool.generation, pool.generation + 1, __ATOMIC_RELEASE);
-  pthread_cond_broadcast(&pool.wake);
-  work();
+  if (pool.sleepers > 0) {
+    /* a worker woken for chunks shorter than its wake-up would find them
+     * all taken (the header); chunk_avg is CPU time, wake_avg wall time, so
+     * a loaded machine, where wake-ups are slow, wakes fewer */
+    if (pool.chunk_avg >= pool.wake_avg)
+      pthread_cond_broadcast(&pool.wake);
+    else
+      pool.wake_avg *= 0.95;
+  }
+  const double cpu_start = thread_cpu_us();
+  const int ran = work();
+  if (ran > 0) {
+    const double chunk = (thread_cpu_us() - cpu_start) / ran;
+    if (pool.chunk_avg > 0) AVG(pool.chunk_avg, chunk); else pool.chunk_avg = chunk;
+  }
   if (pool.left != 0) {
     pthread_mutex_unlock(&pool.lock);
     unsigned long left;
     while ((left = __atomic_load_n(&pool.left, __ATOMIC_ACQUIRE)) != 0 &&
-           spin_while_equal(&pool.left, left) != left) {
+           spin_while_equal(&pool.left, left, spin_us) != left) {
     }
     pthread_mutex_lock(&pool.lock);
     while (pool.left != 0) pthread_cond_wait(&pool.done, &pool.lock);
   }
+  pool.last_end = now_us();
+  __atomic_store_n(&pool.window, pool.hits ? poll_window() : 0, __ATOMIC_RELAXED);
   pool.fn = NULL;
   pthread_mutex_unlock(&pool.lock);
   pthread_mutex_unlock(&pool.busy);

@@ -557,6 +557,52 @@ def test_fork_during_a_pooled_vm_run():
     assert "ok" in run_script(script, 7, env={"FASTAD_NUM_THREADS": "2"})
 
 
+@pytest.mark.skipif(not c_backend.available, reason="needs the C VM")
+@pytest.mark.parametrize("ratio", ["0.5", "0"])
+def test_the_pools_waits_change_only_who_runs_a_chunk(ratio):
+    """Random pauses between large fused jobs, from two threads at once, put
+    the pool's workers in every state (polling, asleep and woken, asleep and
+    left asleep for chunks shorter than their wake-up; with ratio 0 they never
+    poll): every call gives the bits of the first one of its size, on three
+    threads (two workers), and the eager gradient's values to rounding."""
+    script = textwrap.dedent("""
+    import random, sys, threading, time
+    import numpy as np
+    import fastad as fa
+
+    def f(x):
+        return np.sum(np.sin(x) * x + np.cos(x) ** 2)
+
+    g = fa.compile(f, backend="c")
+    xs = [np.random.default_rng(n).uniform(-2, 2, n) for n in (1 << 15, 100_003, 300_000)]
+    want = [g(x) for x in xs]
+    for x, w in zip(xs, want):
+        assert np.allclose(w, fa.grad(f)(x), rtol=1e-12, atol=1e-12)
+    bad = []
+
+    def calls(seed):
+        rng = random.Random(seed)
+        for _ in range(40):
+            k = rng.randrange(len(xs))
+            pause = rng.choice([0.0, 2e-5, 3e-4, 3e-3])
+            end = time.perf_counter() + pause
+            while time.perf_counter() < end:  # a busy pause: the worker may poll through it
+                pass
+            if not np.array_equal(g(xs[k]), want[k]):
+                bad.append(k)
+
+    threads = [threading.Thread(target=calls, args=(s,)) for s in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not bad, bad
+    print("ok")
+    """)
+    env = {"FASTAD_NUM_THREADS": "3", "FASTAD_POOL_SPIN_RATIO": ratio}
+    assert "ok" in run_script(script, env=env)
+
+
 @numba_only
 def test_multiprocessing_fork_pool_while_compiling(tmp_path):
     """multiprocessing with the fork start method, as a user would, while the
