@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
 from fastad.core import fast_paths
+from fastad.core import tracer as tracer_module
 from fastad.core.tracer import recording
 
 UNARY = (np.log, np.exp, np.sin, np.tanh, np.sqrt, np.square, np.abs, np.negative, np.log1p,
@@ -250,3 +252,63 @@ def test_a_long_trace_leaves_its_objects_to_the_oldest_generation(monkeypatch):
     finally:
         if not was_enabled:
             gc.disable()
+
+
+# -- the C hot path of tracing (`core._tracing`) against the Python one -------
+
+_C_TRACING = tracer_module._tracing is not None
+
+
+@contextlib.contextmanager
+def python_tracing_only():
+    """Tracing in Python for the ``with`` body: `_append` and the fast paths
+    as they are without the extension (FASTAD_NO_EXT=1)."""
+    c_append = tracer_module._append
+    try:
+        tracer_module._append = fast_paths._append = tracer_module._append_py
+        for (cls, name), method in fast_paths.PYTHON_PATHS.items():
+            setattr(cls, name, method)
+        yield
+    finally:
+        tracer_module._append = fast_paths._append = c_append
+        for (cls, name), method in fast_paths.FAST_PATHS.items():
+            setattr(cls, name, method)
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+@settings(max_examples=30, deadline=None)
+@given(st.lists(step, min_size=1, max_size=25), st.sampled_from([{}, {"release": True},
+                                                                 {"record_lines": False}]))
+def test_c_hot_path_records_what_python_records(ops, options):
+    """The same tape byte for byte (source lines, constants, index slots),
+    the same values; and so the same eager gradient."""
+    f = _program(ops)
+    x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
+    fast = _recorded(f, x, **options)
+    with python_tracing_only():
+        slow = _recorded(f, x, **options)
+    assert fast == slow
+    grads = [np.asarray(fa.grad(f)(x)).tobytes()]
+    with python_tracing_only():
+        grads.append(np.asarray(fa.grad(f)(x)).tobytes())
+    assert grads[0] == grads[1]
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+def test_c_hot_path_compiled_loops_are_pythons():
+    """Compiled scalar loops (rerolled, with a `where` per element, and a
+    loop of neighbours) traced by the C hot path: their tapes at each stage
+    and gradients are those of the Python tracer."""
+    def loop(x):
+        s = 0.0
+        for i in range(1, len(x)):
+            s = s + np.exp(-x[i] * x[i - 1]) + np.where(x[i] > 0.0, x[i] ** 3, 0.5 * x[i])
+        return s + x[0] / 3.0
+
+    x = np.random.default_rng(2).uniform(-1.5, 1.5, 60)
+    fast = fa.compile(loop)
+    grad = fast(x)
+    with python_tracing_only():
+        slow = fa.compile(loop)
+        assert slow(x).tobytes() == grad.tobytes()
+    assert fast.tape.to_bytes() == slow.tape.to_bytes()

@@ -713,3 +713,29 @@ def user_stacklevel() -> int:
         f = f.f_back
         level += 1
     return level
+
+
+def _tracing_extension() -> Any:
+    """The C hot path of tracing (`core._tracing`), installed, or None: not
+    built, or FASTAD_NO_EXT set (the Python functions then record the same tape)."""
+    if os.environ.get("FASTAD_NO_EXT", "") not in ("", "0"):
+        return None
+    try:
+        from . import _tracing
+    except ImportError:
+        return None
+    _tracing.install({
+        "Tracer": Tracer, "ArrayTracer": ArrayTracer, "Instr": Instr, "SourcePos": SourcePos,
+        "F64": _F64, "F64_DTYPE": np.dtype(np.float64), "ndarray": np.ndarray,
+        "INDEX_AVAL": _INDEX_AVAL, "INT_AVAL": _INT_AVAL, "FLOAT_AVAL": _FLOAT_AVAL,
+        "INT64_STR": _INT64_STR, "scalar_avals": _scalar_avals, "code_positions": _code_positions,
+        "registry": registry, "FRONT_END": FRONT_END, "positions_of": _positions_of,
+        "UNSEEN": _UNSEEN, "traces": _traces, "append": _append})
+    return _tracing
+
+
+#: `_append` in Python, which the C one (when there is one) falls back to
+_append_py = _append
+_tracing = _tracing_extension()
+if _tracing is not None:
+    _append = _tracing.append  # noqa: F811 - `Builder.record` and the fast paths record through it
