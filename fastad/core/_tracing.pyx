@@ -168,20 +168,25 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     track of its values' readers here, the rest by the Python function."""
     kind = type(value)
     aval = scalar_avals.get(kind)
-    if aval is None or builder.drop_unread:
+    # the builder's and tape's attributes read from their instance dicts
+    # (plain attributes set by their constructors): a dozen attribute
+    # lookups per operation otherwise
+    cdef dict attrs = builder.__dict__
+    if aval is None or attrs["drop_unread"]:
         return py_append(builder, prim, ins, params, value, depth)
-    tape = builder.tape
-    avals = tape.avals
+    tape = attrs["tape"]
+    cdef dict tape_attrs = tape.__dict__
+    avals = <list>tape_attrs["avals"]
     out = len(avals)
-    builder.values.append(value)
+    (<list>attrs["values"]).append(value)
     avals.append(aval)
-    line = builder.line_override
+    line = attrs["line_override"]
     if not line:
         line = None
-        if builder.record_lines:
+        if attrs["record_lines"]:
             line = user_line(depth)
-    tape.instrs.append(fastad_new_tuple5(Instr, prim.name, out, ins, params, line))
-    recorded = tape.recorded
+    (<list>tape_attrs["instrs"]).append(fastad_new_tuple5(Instr, prim.name, out, ins, params, line))
+    recorded = tape_attrs["recorded"]
     if recorded is not None:
         recorded.operands.append(ins)
     return new_tracer(builder, out, value)
@@ -323,7 +328,7 @@ cdef object take(object builder, object source, object value, int64_t k):
     if slot is None:  # `Builder._new_index`, inlined
         index = cnp.PyArray_ZEROS(0, NULL, cnp.NPY_INT64, 0)
         (<int64_t *>cnp.PyArray_DATA(index))[0] = k
-        index.flags.writeable = False
+        cnp.PyArray_CLEARFLAGS(index, cnp.NPY_ARRAY_WRITEABLE)  # (it owns its data)
         tape = builder.tape
         slot = consts[ckey] = len(tape.avals)
         builder.values.append(index)
