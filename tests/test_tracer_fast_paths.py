@@ -312,3 +312,25 @@ def test_c_hot_path_compiled_loops_are_pythons():
         slow = fa.compile(loop)
         assert slow(x).tobytes() == grad.tobytes()
     assert fast.tape.to_bytes() == slow.tape.to_bytes()
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+def test_c_hot_path_keeps_what_an_eager_sweep_reads():
+    """An eager gradient holding a large value (`Builder.drop_unread` with
+    `_large` set): the C path asks `_keep_reads` as the Python one does, so
+    the gradient is the same, and right."""
+    def f(x):
+        big = np.tanh(x) * 2.0  # 1 MiB: held, let go of when no rule reads it
+        s = 0.0
+        for i in range(0, len(x), 4096):
+            s = s + np.log(1.0 + big[i] ** 2) * x[i + 1]
+        return s + np.sum(big[:3])
+
+    x = np.random.default_rng(6).uniform(-1.0, 1.0, 1 << 17)
+    fast = fa.grad(f)(x)
+    with python_tracing_only():
+        slow = fa.grad(f)(x)
+    assert fast.tobytes() == slow.tobytes()
+    d = np.random.default_rng(7).standard_normal(x.shape)
+    h = 1e-6
+    np.testing.assert_allclose(fast @ d, (f(x + h * d) - f(x - h * d)) / (2 * h), rtol=1e-5)

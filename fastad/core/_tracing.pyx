@@ -7,9 +7,8 @@ of `core.fast_paths`) each costs two or three Python frames (the operator,
 `_append`, the tracer's ``__init__``) and about 1.3 µs; the functions here
 are the same code without the frames, for the same operands only: they
 record the same instruction, value, aval, constant slots and source
-position, in the same order, and hand everything else (arrays, eager
-gradients that let go of values, other traces, unusual values) to the
-Python functions they stand for.  Without this module (no compiler,
+position, in the same order, and hand everything else (arrays, other
+traces, unusual values) to the Python functions they stand for.  Without this module (no compiler,
 FASTAD_NO_EXT=1) the Python functions run alone and record the same tape
 (tests/test_tracing_ext.py compares the two byte for byte).
 
@@ -172,7 +171,7 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     # (plain attributes set by their constructors): a dozen attribute
     # lookups per operation otherwise
     cdef dict attrs = builder.__dict__
-    if aval is None or attrs["drop_unread"]:
+    if aval is None:
         return py_append(builder, prim, ins, params, value, depth)
     tape = attrs["tape"]
     cdef dict tape_attrs = tape.__dict__
@@ -189,6 +188,8 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     recorded = tape_attrs["recorded"]
     if recorded is not None:
         recorded.operands.append(ins)
+    if attrs["drop_unread"] and attrs["_large"]:  # an eager gradient's, holding large values
+        builder._keep_reads(prim, ins, out)
     return new_tracer(builder, out, value)
 
 

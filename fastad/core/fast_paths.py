@@ -209,7 +209,13 @@ PYTHON_PATHS = dict(FAST_PATHS)
 if _tracer_module._tracing is not None:
     _tracer_module._tracing.set_paths({name: fast for (_, name), fast in PYTHON_PATHS.items()},
                                       UFUNC_PRIMS)
-    FAST_PATHS = {(cls, name): _tracer_module._tracing.METHODS[name] for cls, name in FAST_PATHS}
+    # 0-d values' methods in C; arrays keep the Python ones (the C ones would
+    # only hand them over), which they would otherwise inherit from Tracer
+    FAST_PATHS = {**{(cls, name): _tracer_module._tracing.METHODS[name]
+                     for cls, name in FAST_PATHS},
+                  **{(ArrayTracer, name): fast for (cls, name), fast in FAST_PATHS.items()
+                     if cls is Tracer}}
+    FRONT_END_PATHS.update({key: getattr(*key) for key in FAST_PATHS if key not in FRONT_END_PATHS})
 for (_cls, _method_name), _fast in FAST_PATHS.items():
     setattr(_cls, _method_name, _fast)
 
