@@ -107,6 +107,7 @@ cdef object Tracer, ArrayTracer, Instr, SourcePos, F64, F64_DTYPE, ndarray
 cdef object INDEX_AVAL, INT_AVAL, FLOAT_AVAL, INT64_STR
 cdef dict scalar_avals, code_positions, registry, FRONT_END, PY_PATHS
 cdef object positions_of, UNSEEN, traces, py_append
+cdef dict OPERATORS
 cdef int64_t INT_BOUND = 1 << 62
 
 
@@ -114,7 +115,7 @@ def install(dict names):
     """Take the Python side's objects (see the module's docstring)."""
     global Tracer, ArrayTracer, Instr, SourcePos, F64, F64_DTYPE, ndarray, INDEX_AVAL
     global INT_AVAL, FLOAT_AVAL, INT64_STR, scalar_avals, code_positions, registry, FRONT_END
-    global positions_of, UNSEEN, traces, py_append
+    global positions_of, UNSEEN, traces, py_append, OPERATORS
     Tracer, ArrayTracer = names["Tracer"], names["ArrayTracer"]
     Instr, SourcePos = names["Instr"], names["SourcePos"]
     F64, F64_DTYPE, ndarray = names["F64"], names["F64_DTYPE"], names["ndarray"]
@@ -124,6 +125,7 @@ def install(dict names):
     registry, FRONT_END = names["registry"], names["FRONT_END"]
     positions_of, UNSEEN, traces = names["positions_of"], names["UNSEEN"], names["traces"]
     py_append = names["append"]
+    OPERATORS = names["operators"]
     fastad_set_tracer_offsets(Tracer, ("builder", "slot", "value"))
 
 
@@ -294,14 +296,33 @@ def power(self, other):
 
 
 def array_ufunc(self, ufunc, method, *inputs, **kwargs):
-    """`fast_paths._array_ufunc`'s case of one float64 scalar input."""
-    if len(inputs) == 1 and not kwargs and method == "__call__" \
-            and type(self) is Tracer and type(self.value) is F64:
+    """`fast_paths._array_ufunc`'s cases of float64 scalars: one input, or
+    two of them or one and a Python float."""
+    if method == "__call__" and not kwargs:
         prim = UFUNC_PRIMS.get(ufunc)
         builder = self.builder
         if prim is not None and innermost(builder):
-            return append(builder, prim, (self.slot,), (), prim.impl(self.value), 1)
+            if len(inputs) == 1:
+                if type(self) is Tracer and type(self.value) is F64:
+                    return append(builder, prim, (self.slot,), (), prim.impl(self.value), 1)
+            elif len(inputs) == 2:
+                a, b = inputs
+                if is_scalar(builder, a) and is_scalar(builder, b):
+                    # (the slots in `record`'s order: a constant's is made first)
+                    ins = (a.slot if type(a) is Tracer else builder.const(a),
+                           b.slot if type(b) is Tracer else builder.const(b))
+                    a = a.value if type(a) is Tracer else a
+                    b = b.value if type(b) is Tracer else b
+                    op = OPERATORS.get(prim.name)  # np.add(x, y): x + y, as `bind`
+                    return append(builder, prim, ins, (),
+                                  op(a, b) if op is not None else prim.impl(a, b), 1)
     return PY_PATHS["__array_ufunc__"](self, ufunc, method, *inputs, **kwargs)
+
+
+cdef inline bint is_scalar(object builder, object x):
+    """`fast_paths._is_scalar`: a float64 scalar of ``builder``'s trace or a Python float."""
+    kind = type(x)
+    return kind is float or (kind is Tracer and x.builder is builder and type(x.value) is F64)
 
 
 cdef dict UFUNC_PRIMS = {}

@@ -730,7 +730,8 @@ def _tracing_extension() -> Any:
         "INDEX_AVAL": _INDEX_AVAL, "INT_AVAL": _INT_AVAL, "FLOAT_AVAL": _FLOAT_AVAL,
         "INT64_STR": _INT64_STR, "scalar_avals": _scalar_avals, "code_positions": _code_positions,
         "registry": registry, "FRONT_END": FRONT_END, "positions_of": _positions_of,
-        "UNSEEN": _UNSEEN, "traces": _traces, "append": _append})
+        "UNSEEN": _UNSEEN, "traces": _traces, "append": _append,
+        "operators": _FLOAT64_OPERATORS})
     return _tracing
 
 
