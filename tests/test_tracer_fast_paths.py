@@ -334,3 +334,29 @@ def test_c_hot_path_keeps_what_an_eager_sweep_reads():
     d = np.random.default_rng(7).standard_normal(x.shape)
     h = 1e-6
     np.testing.assert_allclose(fast @ d, (f(x + h * d) - f(x - h * d)) / (2 * h), rtol=1e-5)
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+@settings(max_examples=20, deadline=None)
+@given(st.lists(step, min_size=1, max_size=25))
+def test_c_columns_are_the_instructions(ops):
+    """`TapeArrays` of a trace made from the C arrays its `_append` filled
+    (`RecordedColumns.column`) is what it is from the instructions: the same
+    operand table, primitive numbers and names, features."""
+    from fastad.transforms.tape_arrays import TapeArrays
+    f = _program(ops)
+
+    def g(x):  # with arrays and parameters too (a sum over an axis, a reshape)
+        return f(x) + np.sum(np.reshape(x * 2.0, (7, 1)), axis=0)[0]
+
+    x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
+    with recording(release=True) as builder:
+        builder.tape.outputs = [builder.slot_of(g(builder.new_input(x)))]
+    tape = builder.tape
+    assert tape.recorded.c_column(tape) is not None
+    fast = TapeArrays(tape)
+    tape.recorded.column = None
+    slow = TapeArrays(tape)
+    for name in ("ops", "outs", "producer", "features", "blocked", "names", "aval_id", "uses"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert fast.prim_names == slow.prim_names

@@ -18,6 +18,7 @@ imported; this module imports nothing of fastad's.
 """
 from libc.math cimport copysign
 from libc.stdint cimport int64_t
+from libc.stdlib cimport free, realloc
 
 cimport numpy as cnp
 
@@ -169,12 +170,15 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     track of its values' readers here, the rest by the Python function."""
     kind = type(value)
     aval = scalar_avals.get(kind)
+    if aval is None:  # (its column too, as it records the operands)
+        tape = builder.tape
+        if tape.recorded is not None:
+            (<Column>tape.recorded.column).add(prim.name, ins, len(params) != 0)
+        return py_append(builder, prim, ins, params, value, depth)
     # the builder's and tape's attributes read from their instance dicts
     # (plain attributes set by their constructors): a dozen attribute
     # lookups per operation otherwise
     cdef dict attrs = builder.__dict__
-    if aval is None:
-        return py_append(builder, prim, ins, params, value, depth)
     tape = attrs["tape"]
     cdef dict tape_attrs = tape.__dict__
     avals = <list>tape_attrs["avals"]
@@ -190,6 +194,7 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     recorded = tape_attrs["recorded"]
     if recorded is not None:
         recorded.operands.append(ins)
+        (<Column>recorded.column).add(prim.name, ins, len(params) != 0)
     if attrs["drop_unread"] and attrs["_large"]:  # an eager gradient's, holding large values
         builder._keep_reads(prim, ins, out)
     return new_tracer(builder, out, value)
@@ -371,3 +376,74 @@ def set_paths(dict python_paths, dict ufunc_prims):
 METHODS = {"__add__": add, "__radd__": radd, "__sub__": sub, "__rsub__": rsub,
            "__mul__": mul, "__rmul__": rmul, "__truediv__": truediv, "__rtruediv__": rtruediv,
            "__pow__": power, "__array_ufunc__": array_ufunc, "__getitem__": item}
+
+
+cdef class Column:
+    """What `transforms.tape_arrays` reads of each instruction of a trace,
+    kept in C arrays as `append` records it (`RecordedColumns.column`): its
+    arity and operand slots, its primitive's number (in order of first
+    appearance, as `_features` numbers them) and whether it has parameters.
+    The Python passes over a million instructions that would find them are
+    several tenths of a second of detection."""
+
+    cdef int64_t *arity
+    cdef int64_t *flat
+    cdef int64_t *prims
+    cdef char *with_params
+    cdef Py_ssize_t n, cap, nflat, capflat
+    cdef dict numbers
+
+    def __cinit__(self):
+        self.numbers = {}
+
+    def __dealloc__(self):
+        free(self.arity)
+        free(self.flat)
+        free(self.prims)
+        free(self.with_params)
+
+    cdef int add(self, str name, tuple ins, bint with_params) except -1:
+        cdef Py_ssize_t k, m = len(ins)
+        if self.n == self.cap:
+            self.cap = max(1024, 2 * self.cap)
+            self.arity = <int64_t *>grown(self.arity, self.cap * sizeof(int64_t))
+            self.prims = <int64_t *>grown(self.prims, self.cap * sizeof(int64_t))
+            self.with_params = <char *>grown(self.with_params, self.cap)
+        if self.nflat + m > self.capflat:
+            self.capflat = max(4096, 2 * self.capflat, self.nflat + m)
+            self.flat = <int64_t *>grown(self.flat, self.capflat * sizeof(int64_t))
+        number = self.numbers.get(name)
+        if number is None:
+            number = self.numbers[name] = len(self.numbers)
+        self.prims[self.n] = number
+        self.arity[self.n] = m
+        self.with_params[self.n] = with_params
+        for k in range(m):
+            self.flat[self.nflat + k] = ins[k]
+        self.nflat += m
+        self.n += 1
+        return 0
+
+    def __len__(self):
+        return self.n
+
+    def operands(self):
+        """(arity per instruction, the operand slots of all, in order): int64 arrays."""
+        import numpy as np
+        return (np.array(<int64_t[:self.n]>self.arity if self.n else [], np.int64),
+                np.array(<int64_t[:self.nflat]>self.flat if self.nflat else [], np.int64))
+
+    def primitives(self):
+        """(the primitives' names by number, each instruction's number, the
+        positions of the instructions with parameters)."""
+        import numpy as np
+        by_name = np.array(<int64_t[:self.n]>self.prims if self.n else [], np.int64)
+        with_params = np.frombuffer(self.with_params[:self.n], np.int8)
+        return list(self.numbers), by_name, np.flatnonzero(with_params).tolist()
+
+
+cdef void *grown(void *p, size_t size) except NULL:
+    q = realloc(p, size)
+    if q == NULL:
+        raise MemoryError()
+    return q

@@ -359,14 +359,24 @@ class RecordedColumns:
     (Their output slots need no column: a trace numbers its slots in order,
     so they are the slots that are neither inputs nor constants.)"""
 
-    __slots__ = ("instrs", "operands")
+    __slots__ = ("instrs", "operands", "column")
 
     def __init__(self, instrs: list[Instr]) -> None:
         self.instrs = instrs  # the list they describe, which only `_append` appends to
         self.operands: list[tuple[int, ...]] = []
+        # with the C hot path, also each instruction's operands, primitive
+        # and parameters as C arrays (`_tracing.Column`, which its `append` fills)
+        self.column = _tracing.Column() if _tracing is not None else None
 
     def describe(self, tape: Tape) -> bool:
         return tape.instrs is self.instrs and len(self.operands) == len(self.instrs)
+
+    def c_column(self, tape: Tape) -> Any:
+        """The C arrays (`_tracing.Column`) if they describe the tape: every
+        instruction was recorded by the C `_append`; else None."""
+        column = self.column
+        return column if column is not None and self.describe(tape) \
+            and len(column) == len(self.instrs) else None
 
 
 #: a tuple subclass's constructor without NamedTuple's Python-level ``__new__``
