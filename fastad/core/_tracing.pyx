@@ -8,9 +8,10 @@ of `core.fast_paths`) each costs two or three Python frames (the operator,
 are the same code without the frames, for the same operands only: they
 record the same instruction, value, aval, constant slots and source
 position, in the same order, and hand everything else (arrays, other
-traces, unusual values) to the Python functions they stand for.  Without this module (no compiler,
-FASTAD_NO_EXT=1) the Python functions run alone and record the same tape
-(tests/test_tracing_ext.py compares the two byte for byte).
+traces, unusual values) to the Python functions they stand for.  Without
+this module (no compiler, FASTAD_NO_EXT=1) the Python functions run alone
+and record the same tape (tests/test_tracer_fast_paths.py compares the
+two byte for byte).
 
 `install` receives what the Python side defines (classes, tables, the
 functions to fall back to) once, as `core.tracer` and `core.fast_paths` are
@@ -166,14 +167,12 @@ cdef object user_line(int depth):
 cpdef object append(object builder, object prim, tuple ins, tuple params, object value,
                     int depth):
     """`core.tracer._append`: record ``out = prim(*ins, **params)`` of value
-    ``value`` and give its tracer.  NumPy scalars of a trace that keeps no
-    track of its values' readers here, the rest by the Python function."""
+    ``value`` and give its tracer.  NumPy scalars here, other values (arrays)
+    by the Python function."""
     kind = type(value)
     aval = scalar_avals.get(kind)
-    if aval is None:  # (its column too, as it records the operands)
-        tape = builder.tape
-        if tape.recorded is not None:
-            (<Column>tape.recorded.column).add(prim.name, ins, len(params) != 0)
+    if aval is None:
+        note(builder.tape.recorded, prim, ins, params)  # (as it records the operands)
         return py_append(builder, prim, ins, params, value, depth)
     # the builder's and tape's attributes read from their instance dicts
     # (plain attributes set by their constructors): a dozen attribute
@@ -190,14 +189,24 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
         line = None
         if attrs["record_lines"]:
             line = user_line(depth)
-    (<list>tape_attrs["instrs"]).append(fastad_new_tuple5(Instr, prim.name, out, ins, params, line))
+    (<list>tape_attrs["instrs"]).append(
+        fastad_new_tuple5(Instr, prim.name, out, ins, params, line))
     recorded = tape_attrs["recorded"]
     if recorded is not None:
         recorded.operands.append(ins)
-        (<Column>recorded.column).add(prim.name, ins, len(params) != 0)
+        note(recorded, prim, ins, params)
     if attrs["drop_unread"] and attrs["_large"]:  # an eager gradient's, holding large values
         builder._keep_reads(prim, ins, out)
     return new_tracer(builder, out, value)
+
+
+cdef inline int note(object recorded, object prim, tuple ins, tuple params) except -1:
+    """The instruction in its trace's C arrays (`RecordedColumns.column`), if it has them."""
+    if recorded is not None:
+        column = recorded.column
+        if column is not None:
+            (<Column?>column).add(prim.name, ins, len(params) != 0)
+    return 0
 
 
 cdef inline bint innermost(object builder):

@@ -25,9 +25,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import tracer as _tracer_module
 from .registry import Primitive, registry
 from .traced import FRONT_END, ArrayTracer, Tracer
-from . import tracer as _tracer_module
 from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, Builder, _append, _traces
 
 
@@ -215,7 +215,8 @@ if _tracer_module._tracing is not None:
                      for cls, name in FAST_PATHS},
                   **{(ArrayTracer, name): fast for (cls, name), fast in FAST_PATHS.items()
                      if cls is Tracer}}
-    FRONT_END_PATHS.update({key: getattr(*key) for key in FAST_PATHS if key not in FRONT_END_PATHS})
+    FRONT_END_PATHS.update({key: getattr(*key) for key in FAST_PATHS
+                            if key not in FRONT_END_PATHS})
 for (_cls, _method_name), _fast in FAST_PATHS.items():
     setattr(_cls, _method_name, _fast)
 
