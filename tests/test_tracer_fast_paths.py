@@ -75,6 +75,20 @@ def _recorded(f, x, **options):
     return builder.tape.to_bytes(), np.asarray(out.value).tobytes()
 
 
+
+def _same_both_ways(f, x, other_way, options):
+    """``f``'s tape (recorded with ``options``) and eager gradient at ``x``
+    are byte for byte the same as with the ``other_way`` context."""
+    fast = _recorded(f, x, **options)
+    with other_way():
+        slow = _recorded(f, x, **options)
+    assert fast == slow
+    grads = [np.asarray(fa.grad(f)(x)).tobytes()]
+    with other_way():
+        grads.append(np.asarray(fa.grad(f)(x)).tobytes())
+    assert grads[0] == grads[1]
+
+
 step = st.tuples(st.sampled_from(["read", "binary", "power", "ufunc", "ufunc2"]),
                  st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 
@@ -142,14 +156,7 @@ def test_array_fast_paths_record_what_the_front_end_records(ops, options):
     f = _array_program(ops)
     x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
     with np.errstate(all="ignore"):
-        fast = _recorded(f, x, **options)
-        with front_end_only():
-            slow = _recorded(f, x, **options)
-        assert fast == slow
-        grads = [np.asarray(fa.grad(f)(x)).tobytes()]
-        with front_end_only():
-            grads.append(np.asarray(fa.grad(f)(x)).tobytes())
-    assert grads[0] == grads[1]
+        _same_both_ways(f, x, front_end_only, options)
 
 
 def test_eager_array_loss_against_central_differences():
@@ -282,16 +289,8 @@ def python_tracing_only():
 def test_c_hot_path_records_what_python_records(ops, options):
     """The same tape byte for byte (source lines, constants, index slots),
     the same values; and so the same eager gradient."""
-    f = _program(ops)
-    x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
-    fast = _recorded(f, x, **options)
-    with python_tracing_only():
-        slow = _recorded(f, x, **options)
-    assert fast == slow
-    grads = [np.asarray(fa.grad(f)(x)).tobytes()]
-    with python_tracing_only():
-        grads.append(np.asarray(fa.grad(f)(x)).tobytes())
-    assert grads[0] == grads[1]
+    _same_both_ways(_program(ops), np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7),
+                    python_tracing_only, options)
 
 
 @pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
