@@ -90,8 +90,12 @@ def extensions():
         extra_compile_args=compile_args,
         extra_link_args=link_args,
     )
+    # the C hot path of tracing (fastad/core/_tracing.pyx): optional as the VM is
+    tracing = Extension("fastad.core._tracing", sources=["fastad/core/_tracing.pyx"],
+                        include_dirs=[numpy.get_include()], define_macros=macros,
+                        extra_compile_args=compile_args, extra_link_args=link_args)
     try:
-        return cythonize([ext], language_level=3, quiet=True)
+        return cythonize([ext, tracing], language_level=3, quiet=True)
     except Exception as exc:  # a broken Cython must not break the install either
         sys.stderr.write(f"WARNING: fastad's C extension could not be generated ({exc}).\n")
         return []

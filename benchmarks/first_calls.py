@@ -13,9 +13,11 @@ executable (lowering); the rest is differentiation and bookkeeping.  Trees
 alternate within each round, so that load swings hit both alike; each child
 also prints a digest of the gradient, so that a difference between trees
 shows.  Workloads: powloop (usercode.make_powloop) and the RK4 fit as a
-Python loop (usercode.make_rk4_fit) at several sizes, and two loops the
-tracer was not tuned on: a Lennard-Jones energy over all pairs of points
-and a chained two-term logsumexp recurrence.
+Python loop (usercode.make_rk4_fit) at several sizes, and loops the
+tracer was not tuned on: a Lennard-Jones energy over all pairs of points,
+a chained two-term logsumexp recurrence, an energy of neighbours with
+``exp`` of their product (``nbr``) and a sum of a `where` per element
+(``where``).
 """
 from __future__ import annotations
 
@@ -59,6 +61,24 @@ def chained_logsumexp(xp):
     return lse
 
 
+def neighbour_energy(xp):
+    def energy(x):
+        e = 0.0
+        for i in range(len(x) - 1):
+            e = e + xp.exp(-x[i] * x[i + 1]) + 0.5 * (x[i + 1] - x[i]) ** 2
+        return e
+    return energy
+
+
+def elementwise_where(xp):
+    def penalty(x):
+        s = 0.0
+        for i in range(len(x)):
+            s = s + xp.where(x[i] > 0.0, x[i] ** 3, 0.1 * x[i])
+        return s
+    return penalty
+
+
 def workload(name: str):
     """(function, arguments) of a workload named ``kind-size``."""
     import numpy as np
@@ -78,6 +98,10 @@ def workload(name: str):
         return lennard_jones(np), (pos.ravel(),)
     if kind == "lse":
         return chained_logsumexp(np), (np.random.default_rng(8).standard_normal(n),)
+    if kind == "nbr":
+        return neighbour_energy(np), (np.random.default_rng(9).uniform(-1.0, 1.0, n),)
+    if kind == "where":
+        return elementwise_where(np), (np.random.default_rng(10).standard_normal(n),)
     raise SystemExit(f"unknown workload {name!r}")
 
 

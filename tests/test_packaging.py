@@ -30,6 +30,7 @@ def test_the_source_distribution_carries_every_file_the_extension_build_reads():
     if not (root / ".git").exists() or not (root / "MANIFEST.in").exists():
         pytest.skip("not a source checkout")
     tracked = subprocess.run(["git", "ls-files", "csrc", "fastad/backends/_vm.pyx",
+                              "fastad/core/_tracing.pyx",
                               "fastad/backends/*.pxi"], cwd=root,
                              capture_output=True, text=True).stdout.split()
     if not tracked:

@@ -8,11 +8,13 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastad as fa
 from fastad.core import fast_paths
+from fastad.core import tracer as tracer_module
 from fastad.core.tracer import recording
 
 UNARY = (np.log, np.exp, np.sin, np.tanh, np.sqrt, np.square, np.abs, np.negative, np.log1p,
@@ -71,6 +73,20 @@ def _recorded(f, x, **options):
         out = f(builder.new_input(x))
     builder.tape.outputs = [builder.slot_of(out)]
     return builder.tape.to_bytes(), np.asarray(out.value).tobytes()
+
+
+
+def _same_both_ways(f, x, other_way, options):
+    """``f``'s tape (recorded with ``options``) and eager gradient at ``x``
+    are byte for byte the same as with the ``other_way`` context."""
+    fast = _recorded(f, x, **options)
+    with other_way():
+        slow = _recorded(f, x, **options)
+    assert fast == slow
+    grads = [np.asarray(fa.grad(f)(x)).tobytes()]
+    with other_way():
+        grads.append(np.asarray(fa.grad(f)(x)).tobytes())
+    assert grads[0] == grads[1]
 
 
 step = st.tuples(st.sampled_from(["read", "binary", "power", "ufunc", "ufunc2"]),
@@ -140,14 +156,7 @@ def test_array_fast_paths_record_what_the_front_end_records(ops, options):
     f = _array_program(ops)
     x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
     with np.errstate(all="ignore"):
-        fast = _recorded(f, x, **options)
-        with front_end_only():
-            slow = _recorded(f, x, **options)
-        assert fast == slow
-        grads = [np.asarray(fa.grad(f)(x)).tobytes()]
-        with front_end_only():
-            grads.append(np.asarray(fa.grad(f)(x)).tobytes())
-    assert grads[0] == grads[1]
+        _same_both_ways(f, x, front_end_only, options)
 
 
 def test_eager_array_loss_against_central_differences():
@@ -250,3 +259,103 @@ def test_a_long_trace_leaves_its_objects_to_the_oldest_generation(monkeypatch):
     finally:
         if not was_enabled:
             gc.disable()
+
+
+# -- the C hot path of tracing (`core._tracing`) against the Python one -------
+
+_C_TRACING = tracer_module._tracing is not None
+
+
+@contextlib.contextmanager
+def python_tracing_only():
+    """Tracing in Python for the ``with`` body: `_append` and the fast paths
+    as they are without the extension (FASTAD_NO_EXT=1)."""
+    c_append = tracer_module._append
+    try:
+        tracer_module._append = fast_paths._append = tracer_module._append_py
+        for (cls, name), method in fast_paths.PYTHON_PATHS.items():
+            setattr(cls, name, method)
+        yield
+    finally:
+        tracer_module._append = fast_paths._append = c_append
+        for (cls, name), method in fast_paths.FAST_PATHS.items():
+            setattr(cls, name, method)
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+@settings(max_examples=30, deadline=None)
+@given(st.lists(step, min_size=1, max_size=25), st.sampled_from([{}, {"release": True},
+                                                                 {"record_lines": False}]))
+def test_c_hot_path_records_what_python_records(ops, options):
+    """The same tape byte for byte (source lines, constants, index slots),
+    the same values; and so the same eager gradient."""
+    _same_both_ways(_program(ops), np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7),
+                    python_tracing_only, options)
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+def test_c_hot_path_compiled_loops_are_pythons():
+    """Compiled scalar loops (rerolled, with a `where` per element, and a
+    loop of neighbours) traced by the C hot path: their tapes at each stage
+    and gradients are those of the Python tracer."""
+    def loop(x):
+        s = 0.0
+        for i in range(1, len(x)):
+            s = s + np.exp(-x[i] * x[i - 1]) + np.where(x[i] > 0.0, x[i] ** 3, 0.5 * x[i])
+        return s + x[0] / 3.0
+
+    x = np.random.default_rng(2).uniform(-1.5, 1.5, 60)
+    fast = fa.compile(loop)
+    grad = fast(x)
+    with python_tracing_only():
+        slow = fa.compile(loop)
+        assert slow(x).tobytes() == grad.tobytes()
+    assert fast.tape.to_bytes() == slow.tape.to_bytes()
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+def test_c_hot_path_keeps_what_an_eager_sweep_reads():
+    """An eager gradient holding a large value (`Builder.drop_unread` with
+    `_large` set): the C path asks `_keep_reads` as the Python one does, so
+    the gradient is the same, and right."""
+    def f(x):
+        big = np.tanh(x) * 2.0  # 1 MiB: held, let go of when no rule reads it
+        s = 0.0
+        for i in range(0, len(x), 4096):
+            s = s + np.log(1.0 + big[i] ** 2) * x[i + 1]
+        return s + np.sum(big[:3])
+
+    x = np.random.default_rng(6).uniform(-1.0, 1.0, 1 << 17)
+    fast = fa.grad(f)(x)
+    with python_tracing_only():
+        slow = fa.grad(f)(x)
+    assert fast.tobytes() == slow.tobytes()
+    d = np.random.default_rng(7).standard_normal(x.shape)
+    h = 1e-6
+    np.testing.assert_allclose(fast @ d, (f(x + h * d) - f(x - h * d)) / (2 * h), rtol=1e-5)
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+@settings(max_examples=20, deadline=None)
+@given(st.lists(step, min_size=1, max_size=25))
+def test_c_columns_are_the_instructions(ops):
+    """`TapeArrays` of a trace made from the C arrays its `_append` filled
+    (`RecordedColumns.column`) is what it is from the instructions: the same
+    operand table, primitive numbers and names, features."""
+    from fastad.transforms.tape_arrays import TapeArrays
+    f = _program(ops)
+
+    def g(x):  # with arrays and parameters too (a sum over an axis, a reshape)
+        return f(x) + np.sum(np.reshape(x * 2.0, (7, 1)), axis=0)[0]
+
+    x = np.random.default_rng(len(ops)).uniform(-2.0, 2.0, 7)
+    with recording(release=True) as builder:
+        builder.tape.outputs = [builder.slot_of(g(builder.new_input(x)))]
+    tape = builder.tape
+    assert tape.recorded.c_column(tape) is not None
+    fast = TapeArrays(tape)
+    tape.recorded.column = None
+    slow = TapeArrays(tape)
+    for name in ("ops", "outs", "producer", "features", "blocked", "names", "aval_id", "uses"):
+        assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
+    assert fast.prim_names == slow.prim_names

@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from . import tracer as _tracer_module
 from .registry import Primitive, registry
 from .traced import FRONT_END, ArrayTracer, Tracer
 from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, Builder, _append, _traces
@@ -202,6 +203,20 @@ for _prim_name, _front in (("add", "add"), ("sub", "subtract"), ("mul", "multipl
     FAST_PATHS[Tracer, f"__r{_dunder}__"] = _arithmetic(_prim_name, _front, True)
 #: the methods they replace, which they fall back to (tests compare the two)
 FRONT_END_PATHS = {(cls, name): getattr(cls, name) for cls, name in FAST_PATHS}
+#: the fast paths in Python; with the C hot path of tracing (`core._tracing`)
+#: FAST_PATHS holds its methods, which fall back to these
+PYTHON_PATHS = dict(FAST_PATHS)
+if _tracer_module._tracing is not None:
+    _tracer_module._tracing.set_paths({name: fast for (_, name), fast in PYTHON_PATHS.items()},
+                                      UFUNC_PRIMS)
+    # 0-d values' methods in C; arrays keep the Python ones (the C ones would
+    # only hand them over), which they would otherwise inherit from Tracer
+    FAST_PATHS = {**{(cls, name): _tracer_module._tracing.METHODS[name]
+                     for cls, name in FAST_PATHS},
+                  **{(ArrayTracer, name): fast for (cls, name), fast in FAST_PATHS.items()
+                     if cls is Tracer}}
+    FRONT_END_PATHS.update({key: getattr(*key) for key in FAST_PATHS
+                            if key not in FRONT_END_PATHS})
 for (_cls, _method_name), _fast in FAST_PATHS.items():
     setattr(_cls, _method_name, _fast)
 

@@ -359,14 +359,24 @@ class RecordedColumns:
     (Their output slots need no column: a trace numbers its slots in order,
     so they are the slots that are neither inputs nor constants.)"""
 
-    __slots__ = ("instrs", "operands")
+    __slots__ = ("instrs", "operands", "column")
 
     def __init__(self, instrs: list[Instr]) -> None:
         self.instrs = instrs  # the list they describe, which only `_append` appends to
         self.operands: list[tuple[int, ...]] = []
+        # with the C hot path, also each instruction's operands, primitive
+        # and parameters as C arrays (`_tracing.Column`, which its `append` fills)
+        self.column = _tracing.Column() if _tracing is not None else None
 
     def describe(self, tape: Tape) -> bool:
         return tape.instrs is self.instrs and len(self.operands) == len(self.instrs)
+
+    def c_column(self, tape: Tape) -> Any:
+        """The C arrays (`_tracing.Column`) if they describe the tape: every
+        instruction was recorded by the C `_append`; else None."""
+        column = self.column
+        return column if column is not None and self.describe(tape) \
+            and len(column) == len(self.instrs) else None
 
 
 #: a tuple subclass's constructor without NamedTuple's Python-level ``__new__``
@@ -713,3 +723,30 @@ def user_stacklevel() -> int:
         f = f.f_back
         level += 1
     return level
+
+
+def _tracing_extension() -> Any:
+    """The C hot path of tracing (`core._tracing`), installed, or None: not
+    built, or FASTAD_NO_EXT set (the Python functions then record the same tape)."""
+    if os.environ.get("FASTAD_NO_EXT", "") not in ("", "0"):
+        return None
+    try:
+        from . import _tracing
+    except ImportError:
+        return None
+    _tracing.install({
+        "Tracer": Tracer, "ArrayTracer": ArrayTracer, "Instr": Instr, "SourcePos": SourcePos,
+        "F64": _F64, "F64_DTYPE": np.dtype(np.float64), "ndarray": np.ndarray,
+        "INDEX_AVAL": _INDEX_AVAL, "INT_AVAL": _INT_AVAL, "FLOAT_AVAL": _FLOAT_AVAL,
+        "INT64_STR": _INT64_STR, "scalar_avals": _scalar_avals, "code_positions": _code_positions,
+        "registry": registry, "FRONT_END": FRONT_END, "positions_of": _positions_of,
+        "UNSEEN": _UNSEEN, "traces": _traces, "append": _append,
+        "operators": _FLOAT64_OPERATORS})
+    return _tracing
+
+
+#: `_append` in Python, which the C one (when there is one) falls back to
+_append_py = _append
+_tracing = _tracing_extension()
+if _tracing is not None:
+    _append = _tracing.append  # noqa: F811 - `Builder.record` and the fast paths record through it

@@ -37,9 +37,14 @@ class TapeArrays:
         nslots = len(tape.avals)
         recorded = tape.recorded  # its trace's list of operands, if it has one
         traced = recorded is not None and recorded.describe(tape)
-        ins_lists = recorded.operands if traced else list(map(_INS, instrs))
-        arity = np.fromiter(map(len, ins_lists), np.int64, n)
-        flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64, int(arity.sum()))
+        column = recorded.c_column(tape) if traced else None  # the same, as C arrays
+        if column is not None:
+            arity, flat = column.operands()
+        else:
+            ins_lists = recorded.operands if traced else list(map(_INS, instrs))
+            arity = np.fromiter(map(len, ins_lists), np.int64, n)
+            flat = np.fromiter(itertools.chain.from_iterable(ins_lists), np.int64,
+                               int(arity.sum()))
         # the operand table filled by arity (few): on a long tape each array
         # is fresh memory to fault in, which costs more than the arithmetic
         starts = np.cumsum(arity) - arity
@@ -63,7 +68,7 @@ class TapeArrays:
         self.is_const = is_const
         # exact features: primitive and parameters, result and operand avals
         self.features, blocked, self.names, self.prim_names, self.aval_id = \
-            _features(tape, ops, outs, arity, flat)
+            _features(tape, ops, outs, arity, flat, column)
         self.blocked = blocked
         # how often each slot is read (rerolling's `_TapeIndex`: outputs aside)
         self.uses = np.bincount(flat, minlength=nslots)
@@ -144,8 +149,8 @@ def _dropped(ref: Any) -> None:
 
 
 def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray,
-              flat: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str],
-                                         np.ndarray]:
+              flat: np.ndarray, column: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                             list[str], np.ndarray]:
     """Per instruction: a number for its primitive and parameters, its
     result's and operands' avals, its arity; and whether it can be in no
     body (an effect, too many operands, parameters that cannot be compared).
@@ -169,14 +174,19 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray,
     aval_id[used] = canonical[inverse.ravel()] if len(first) else -1
     # primitives by name; parameters (rare) by value, and by repr, which
     # tells -0.0 from 0.0 where == and hash do not
-    names = list(map(_PRIM, instrs))
-    prim_names = list(dict.fromkeys(names))  # (in order of appearance: deterministic)
-    ids = {name: k for k, name in enumerate(prim_names)}
-    by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
+    if column is not None:  # what the C `_append` recorded of each (`_tracing.Column`)
+        prim_names, by_name, with_params = column.primitives()
+        ids = {name: k for k, name in enumerate(prim_names)}
+    else:
+        names = list(map(_PRIM, instrs))
+        prim_names = list(dict.fromkeys(names))  # (in order of appearance: deterministic)
+        ids = {name: k for k, name in enumerate(prim_names)}
+        by_name = np.fromiter(map(ids.__getitem__, names), np.int64, n)
+        # the instructions with parameters (few), picked out in C
+        with_params = itertools.compress(range(n), map(_PARAMS, instrs))
     kind = by_name.copy()
     keys: dict[Any, int] = {}
-    # the instructions with parameters (few), picked out in C
-    for k in itertools.compress(range(n), map(_PARAMS, instrs)):
+    for k in with_params:
         i = instrs[k]
         try:
             kind[k] = keys.setdefault((i.prim, i.params, repr(i.params)), len(keys)) + len(ids)
