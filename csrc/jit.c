@@ -29,7 +29,7 @@
  * been validated before, so the code trusts its offsets as the dispatch loop
  * does.  Code lives in one mapping per program, written, then made read and
  * execute only.  Only x86-64 Linux (the System V calling convention); any
- * other platform, a debug build or a failed mapping gets no native code.
+ * other platform or a failed mapping gets no native code.
  */
 #include "jit.h"
 #include "loop.h"
@@ -45,7 +45,9 @@ int fastad_vm_use_jit(int on) {
   return was;
 }
 
-#if defined(__x86_64__) && defined(__linux__) && !defined(FASTAD_DEBUG_VM)
+/* The debug (and sanitized) build compiles too, so the sanitizers check this
+ * file and the tests compare native steps with checked interpreted ones. */
+#if defined(__x86_64__) && defined(__linux__)
 #define HAVE_JIT 1
 #include <sys/mman.h>
 #endif
@@ -112,6 +114,7 @@ typedef struct {
   int64_t used[NREGS]; /* when it was last used, for choosing one to reuse */
   int64_t clock;
   int sign_ready;      /* xmm15 holds the sign bit */
+  unsigned pinned;     /* registers holding carries across steps: never reused */
 } emitter;
 
 static void put(emitter *e, const uint8_t *bytes, size_t n) {
@@ -220,7 +223,7 @@ static void forget_all(emitter *e) {
 static int scratch_reg(emitter *e, unsigned keep) {
   int best = -1;
   for (int r = 0; r < NREGS; r++) {
-    if (keep >> r & 1) continue;
+    if ((keep | e->pinned) >> r & 1) continue;
     if (e->slot[r] < 0) return r;
     if (best < 0 || e->used[r] < e->used[best]) best = r;
   }
@@ -435,7 +438,6 @@ static const one_instr *one_program(owned *o, const fastad_program *p, const int
 
 static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32_t *code) {
 #define S(i) ((int32_t)scalar_byte(pc[i]))
-  forget_all(e);
   for (const int32_t *pc = code; *pc != OP_HALT; pc += 1 + fastad_opcode_nargs[*pc]) {
     int r;
     if (how(pc) == DISPATCHED) {
@@ -488,20 +490,72 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
 #undef S
 }
 
-/* loop.c's step, in its order: rows in, the body, rows out, carries moved. */
-static void emit_step(emitter *e, owned *o, const fastad_program *p, const int64_t *d,
-                      const int32_t *body) {
+/* A jump whose 32-bit displacement is patched once its target is known:
+ * the displacement's place in the code. */
+static size_t jump(emitter *e, uint8_t op2) {
+  if (op2) PUT(e, 0x0F, op2); /* jcc rel32 */
+  else PUT(e, 0xE9);          /* jmp rel32 */
+  put32(e, 0);
+  return e->len - 4;
+}
+
+static void land(emitter *e, size_t at, size_t target) {
+  if (e->failed) return;
+  const int32_t rel = (int32_t)((int64_t)target - (int64_t)(at + 4));
+  const uint32_t u = (uint32_t)rel;
+  for (int i = 0; i < 4; i++) e->buf[at + i] = (uint8_t)(u >> (8 * i));
+}
+
+/* Carries held in registers from one step to the next (their 8-byte input
+ * slots; the values are stored as well), at most this many. */
+enum { MAX_PINNED = 6 };
+
+/* The steps t0 <= t < t1 of the LOOP (loop.c's steps, in their order: rows
+ * in, the body, rows out, carries moved; a while loop stops before a step
+ * whose condition byte is 0), as a function returning the t it stopped at:
+ * int64_t steps(char *arena, int64_t t0, int64_t t1, const fastad_linalg *la). */
+static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int64_t *d,
+                       const int32_t *body) {
   const int64_t nc = d[1], nx = d[2], ny = d[3];
   const int64_t *carry = d + FASTAD_DESC_HEAD_LOOP, *xs = carry + FASTAD_LOOP_ENTRY_WORDS * nc,
                 *ys = xs + FASTAD_LOOP_ENTRY_WORDS * nx;
-  PUT(e, 0x53, 0x41, 0x54, 0x41, 0x55); /* push rbx, r12, r13: the stack 16-aligned */
-  PUT(e, 0x48, 0x89, 0xFB);             /* mov rbx, rdi (the arena) */
-  PUT(e, 0x49, 0x89, 0xF4);             /* mov r12, rsi (t) */
-  PUT(e, 0x49, 0x89, 0xD5);             /* mov r13, rdx (la) */
+  const int direct = carry_moves_directly(carry, nc);
+  PUT(e, 0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56); /* push rbx, r12, r13, r14 */
+  PUT(e, 0x48, 0x83, 0xEC, 0x08);                   /* sub rsp, 8: 16-aligned for calls */
+  PUT(e, 0x48, 0x89, 0xFB);                         /* mov rbx, rdi (the arena) */
+  PUT(e, 0x49, 0x89, 0xF4);                         /* mov r12, rsi (t) */
+  PUT(e, 0x49, 0x89, 0xD6);                         /* mov r14, rdx (t1) */
+  PUT(e, 0x49, 0x89, 0xCD);                         /* mov r13, rcx (la) */
+  /* carry k of 8 bytes in register pin[k] (the last ones of xmm0-14) */
+  int pin[MAX_PINNED];
+  int npin = 0;
+  e->pinned = 0;
+  for (int64_t k = 0; k < MAX_PINNED; k++) {
+    pin[k] = -1;
+    if (k < nc && carry[FASTAD_LOOP_ENTRY_WORDS * k + 2] == 8) {
+      pin[k] = NREGS - 1 - npin++;
+      e->pinned |= 1u << pin[k];
+      sse(e, 0xF2, LOAD, pin[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);
+    }
+  }
+  const size_t top = e->len;
+  PUT(e, 0x4D, 0x39, 0xF4); /* cmp r12, r14 */
+  const size_t past_end = jump(e, 0x8D); /* jge */
+  size_t stop = 0;
+  if (d[0] < 0) {  /* a while loop: its condition, the last carry's first byte */
+    PUT(e, 0x80, 0xBB);  /* cmp byte [rbx + cond], 0 */
+    put32(e, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * (nc - 1)]);
+    PUT(e, 0x00);
+    stop = jump(e, 0x84); /* je */
+  }
+  forget_all(e);
+  for (int64_t k = 0; k < nc && k < MAX_PINNED; k++)
+    if (pin[k] >= 0) e->slot[pin[k]] = carry[FASTAD_LOOP_ENTRY_WORDS * k];
   for (int64_t k = 0; k < nx; k++) {
     const int64_t *x = xs + FASTAD_LOOP_ENTRY_WORDS * k;
     row_offset(e, (int32_t)x[3]);
     move_bytes(e, x[0], 0, x[1], 1, x[2]);
+    forget_range(e, x[0], x[2]);
   }
   emit_body(e, o, p, body);
   for (int64_t k = 0; k < ny; k++) {
@@ -509,7 +563,15 @@ static void emit_step(emitter *e, owned *o, const fastad_program *p, const int64
     row_offset(e, (int32_t)y[3]);
     move_bytes(e, y[1], 1, y[0], 0, y[2]);
   }
-  if (carry_moves_directly(carry, nc)) {
+  /* the new carry's values in registers, where a register of this step holds
+   * them (taken before the moves: loop.c moves straight only when no output
+   * is overwritten before it is read), else from their slots after */
+  int from[MAX_PINNED];
+  for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+    const int r = cached(e, carry[FASTAD_LOOP_ENTRY_WORDS * k + 1]);
+    from[k] = direct && r >= 0 && !(e->pinned >> r & 1 && r != pin[k]) ? r : -1;
+  }
+  if (direct) {
     for (int64_t k = 0; k < nc; k++) {
       const int64_t *c = carry + FASTAD_LOOP_ENTRY_WORDS * k;
       if (c[0] != c[1]) move_bytes(e, c[0], 0, c[1], 0, c[2]);
@@ -528,7 +590,19 @@ static void emit_step(emitter *e, owned *o, const fastad_program *p, const int64
       at += c[2];
     }
   }
-  PUT(e, 0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3); /* pop r13, r12, rbx; ret */
+  for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+    if (pin[k] < 0 || from[k] == pin[k]) continue;
+    if (from[k] >= 0) sse(e, 0x66, MOVAPD, pin[k], from[k], 0, 0);
+    else sse(e, 0xF2, LOAD, pin[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);
+  }
+  PUT(e, 0x49, 0xFF, 0xC4); /* inc r12 */
+  land(e, jump(e, 0), top);
+  land(e, past_end, e->len);
+  if (stop) land(e, stop, e->len);
+  PUT(e, 0x4C, 0x89, 0xE0);             /* mov rax, r12 */
+  PUT(e, 0x48, 0x83, 0xC4, 0x08);       /* add rsp, 8 */
+  PUT(e, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3); /* pop r14, r13, r12, rbx; ret */
+  e->pinned = 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -570,7 +644,7 @@ static void walk(emitter *e, found_list *f, owned *o, const fastad_program *p,
         f->cap = cap;
       }
       f->item[f->n++] = (found){pc, e->len, arrays};
-      emit_step(e, o, p, d, body);
+      emit_steps(e, o, p, d, body);
     } else {
       walk(e, f, o, p, body);
     }

@@ -7,10 +7,12 @@
 
 #include "kernels.h"
 
-/* One step of a LOOP (its stacked rows copied in, its body, its rows copied
- * out, its carries moved), as a native function of the arena, the step and
- * the linear algebra the body's other instructions may call. */
-typedef void (*jit_step_fn)(char *arena, int64_t t, const fastad_linalg *la);
+/* Steps t0 <= t < t1 of a LOOP (each: its stacked rows copied in, its body,
+ * its rows copied out, its carries moved), as native code over the arena,
+ * with the linear algebra the body's other instructions may call.  Returns
+ * the t it stopped at: t1, or before t1 where a while loop's condition
+ * failed. */
+typedef int64_t (*jit_step_fn)(char *arena, int64_t t0, int64_t t1, const fastad_linalg *la);
 
 typedef struct {
   const int32_t *pc; /* the LOOP instruction */

@@ -114,22 +114,30 @@ int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
   const char *cond = until ? arena + (d + HEAD)[ENTRY * (nc - 1)] : NULL;
   const fastad_program body = loop_body(p, pc);
   const int direct = carry_moves_directly(d + HEAD, nc);
-  /* a scalar body's step as native code (jit.c), which does the same; its
-   * array instructions count towards a poll as the dispatch loop's do */
+  /* a scalar body's steps as native code (jit.c), which does the same, run
+   * in chunks with a poll between them; its array instructions count
+   * towards a poll as the dispatch loop's do */
   const jit_loop *native = p->jit != NULL ? jit_find(p, pc) : NULL;
-  const int64_t weight = native != NULL ? 1 + native->arrays * POLL_STEPS / POLL_INSTRUCTIONS : 1;
-  int64_t countdown = POLL_STEPS;
   int64_t t = 0;
-  for (; until ? *cond != 0 : t < trips; t++) {
-    if (native != NULL) {
-      native->fn(arena, t, la);
-    } else {
+  if (native != NULL) {
+    const int64_t chunk = POLL_STEPS / (1 + native->arrays * POLL_STEPS / POLL_INSTRUCTIONS) + 1;
+    for (;;) {
+      const int64_t end = until || trips - t > chunk ? t + chunk : trips;
+      const int64_t at = native->fn(arena, t, end, la);
+      const int done = until ? at < end : at >= trips;
+      t = at;
+      if (done) break;
+      if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
+    }
+  } else {
+    int countdown = POLL_STEPS;
+    for (; until ? *cond != 0 : t < trips; t++) {
       const int status = step(&body, la, arena, ps, d, direct, t);
       if (status != FASTAD_VM_OK) return status;
-    }
-    if ((countdown -= weight) < 0) {
-      countdown = POLL_STEPS;
-      if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
+      if (--countdown < 0) {
+        countdown = POLL_STEPS;
+        if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
+      }
     }
   }
   if (until) {

@@ -257,7 +257,7 @@ int fastad_vm_use_numpy_loops(int on);
  * float64 code (csrc/jit.c; x86-64 Linux only): built once for a validated
  * program, set as p->jit, freed with fastad_jit_free after the program's
  * last run.  NULL where nothing is compiled (no such loop, another
- * platform, no executable memory, fastad_vm_use_jit(0), a debug build). */
+ * platform, no executable memory, fastad_vm_use_jit(0)). */
 struct fastad_jit *fastad_jit_build(const fastad_program *p);
 void fastad_jit_free(struct fastad_jit *jit);
 /* Whether fastad_jit_build compiles (1, the default) or returns NULL (0, to
