@@ -336,7 +336,9 @@ static void call_helper(emitter *e, void (*fn)(char *, const void *, const fasta
 static int fits(int64_t v) { return v >= INT32_MIN && v <= INT32_MAX - 8; }
 
 /* Element offset w of a float64 operand, in bytes, or -1 if it does not fit. */
-static int64_t scalar_byte(int32_t w) { return w >= 0 && fits((int64_t)w * 8) ? (int64_t)w * 8 : -1; }
+static int64_t scalar_byte(int32_t w) {
+  return w >= 0 && fits((int64_t)w * 8) ? (int64_t)w * 8 : -1;
+}
 
 /* Rows, carries and COPY_V / ZERO_V few enough to move word by word. */
 enum { MAX_ENTRY_BYTES = 256 };
