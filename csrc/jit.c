@@ -207,10 +207,11 @@ static int cached(const emitter *e, int64_t o) {
   return -1;
 }
 
-/* The registers of slots in [o, o + bytes) no longer hold their values. */
+/* The registers of slots sharing a byte with [o, o + bytes) no longer hold
+ * their values. */
 static void forget_range(emitter *e, int64_t o, int64_t bytes) {
   for (int r = 0; r < NREGS; r++)
-    if (e->slot[r] >= o && e->slot[r] < o + bytes) e->slot[r] = -1;
+    if (e->slot[r] >= 0 && e->slot[r] + 8 > o && e->slot[r] < o + bytes) e->slot[r] = -1;
 }
 
 static void forget_all(emitter *e) {
@@ -534,7 +535,9 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
   e->pinned = 0;
   for (int64_t k = 0; k < MAX_PINNED; k++) {
     pin[k] = -1;
-    if (k < nc && carry[FASTAD_LOOP_ENTRY_WORDS * k + 2] == 8) {
+    /* an aligned word: no scalar slot overlaps it in part */
+    if (k < nc && carry[FASTAD_LOOP_ENTRY_WORDS * k + 2] == 8 &&
+        carry[FASTAD_LOOP_ENTRY_WORDS * k] % 8 == 0) {
       pin[k] = NREGS - 1 - npin++;
       e->pinned |= 1u << pin[k];
       sse(e, 0xF2, LOAD, pin[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);

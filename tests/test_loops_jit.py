@@ -232,7 +232,7 @@ def loop_words(draw):
             body.append((name,) + tuple(draw(slot) for _ in range(SCALAR_OPS[name] - 1)))
     words = st.integers(1, 3)
     return {"steps": steps, "body": body,
-            "carries": [(draw(slot), draw(slot), 1)
+            "carries": [(draw(slot), draw(slot), draw(words))
                         for _ in range(draw(st.integers(0, 4)))],
             "xs": [(draw(slot), draw(words), draw(st.booleans()))
                    for _ in range(draw(st.integers(0, 2)))],
@@ -264,8 +264,10 @@ def _assembled(spec):
         entries.append((8 * slot, at + (8 * n * (T - 1) if back and T else 0), 8 * n, stride))
         at += 8 * n * max(T, 1)
     scratch = at
-    at += 8 * max(len(spec["carries"]), 1)
-    carries = [(8 * i, 8 * o, 8 * n, 0) for i, o, n in spec["carries"]]
+    at += 8 * max(3 * len(spec["carries"]), 1)
+    # a carry of n words (a small array) within the slots
+    carries = [(8 * i, 8 * o, 8 * min(n, 8 + SLOTS - max(i, o)), 0)
+               for i, o, n in spec["carries"]]
     meta = [T, len(carries), len(spec["xs"]), len(spec["ys"]), scratch, -1]
     meta += [w for e in carries + entries for w in e]
     f64 = np.dtype(np.float64)

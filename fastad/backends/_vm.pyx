@@ -494,6 +494,8 @@ cdef class Executable:
         if fastad_vm_validate(&self.prog, err, sizeof(err)) != 0:
             raise TapeError("invalid program: " + err.decode(errors="replace"))
         # only now: native code trusts the offsets the validator checked
+        fastad_jit_free(<fastad_jit *>self.prog.jit)
+        self.prog.jit = NULL
         self.prog.jit = fastad_jit_build(&self.prog)
 
     def __dealloc__(self):
