@@ -84,7 +84,7 @@ def extensions():
         "fastad.backends._vm",
         sources=["fastad/backends/_vm.pyx", "csrc/vm.c", "csrc/kernels.c", "csrc/fused.c",
                  "csrc/interrupt.c", "csrc/tables.c", "csrc/validate.c", "csrc/pool.c",
-                 "csrc/batch.c", "csrc/loop.c", "csrc/vecmath.c", "csrc/small_matmul.c"],
+                 "csrc/batch.c", "csrc/loop.c", "csrc/jit.c", "csrc/vecmath.c", "csrc/small_matmul.c"],
         include_dirs=["csrc", numpy.get_include()],
         define_macros=macros,
         extra_compile_args=compile_args,

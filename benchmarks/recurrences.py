@@ -554,6 +554,37 @@ def _leapfrog_track(steps):
     return np.array(positions) + 0.01 * np.random.default_rng(5).standard_normal(steps)
 
 
+# A recurrence the native loop steps were not tuned on: a damped pendulum,
+# semi-implicit Euler steps, fitted to a noisy track of its angle; the
+# gradient with respect to (g / L, damping).
+PENDULUM_STEPS, PENDULUM_DT, PENDULUM_START = 2_000, 0.01, (1.2, 0.0, 0.0)
+
+
+def pendulum_step(w2, damping, xnp=np):
+    def step(carry, obs):
+        theta, omega, loss = carry
+        omega = omega - PENDULUM_DT * (w2 * xnp.sin(theta) + damping * omega)
+        theta = theta + PENDULUM_DT * omega
+        return (theta, omega, loss + (theta - obs) ** 2), None
+    return step
+
+
+def make_pendulum_scan(scan, xnp=np):
+    def fit(params, track):
+        (_, _, loss), _ = scan(pendulum_step(params[0], params[1], xnp), PENDULUM_START, track)
+        return loss
+    return fit
+
+
+def _pendulum_track(steps):
+    """The angle under (g / L, damping) = (9.0, 0.15), with noise."""
+    angles, carry, step = [], PENDULUM_START, pendulum_step(9.0, 0.15)
+    for _ in range(steps):
+        carry, _ = step(carry, 0.0)
+        angles.append(carry[0])
+    return np.array(angles) + 0.01 * np.random.default_rng(6).standard_normal(steps)
+
+
 def _cell_case(fa, backends, jax_mods, name, make, make_scan, args):
     """A recurrent cell's steady-gradient case: its gradient with respect to
     every weight (all arguments but the sequences), compiled on each backend
@@ -620,6 +651,15 @@ def run_steady(quick: bool = False) -> list[dict]:
         builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
     cases.append((f"3-body leapfrog (fastad.scan), T = {LEAPFROG_STEPS:,}", fit,
                   (masses, track), 0, builds))
+    fit = make_pendulum_scan(lambda f, c, xs: fa.scan(f, c, xs))
+    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(fit, backend=b)) for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        jgrad = jax.jit(jax.grad(make_pendulum_scan(lambda f, c, xs: jax.lax.scan(
+            f, tuple(jnp.float64(v) for v in c), xs), jnp)))
+        builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
+    cases.append((f"damped pendulum (fastad.scan), T = {PENDULUM_STEPS:,}", fit,
+                  (np.array([8.0, 0.1]), _pendulum_track(PENDULUM_STEPS)), 0, builds))
     rows = []
     for name, f, args, argnums, builds in cases:
         print(f"  {name}", flush=True)

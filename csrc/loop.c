@@ -12,9 +12,12 @@
  * be negative (a reversed array read in place).  The copies are memmove (or
  * one 8-byte word): a hostile program may make any two regions overlap,
  * which gives garbage but never undefined behaviour.  The validator has
- * checked every region against the arena (validate.c).
+ * checked every region against the arena (validate.c).  A body of scalar
+ * float64 code may have its step compiled to native code (jit.c), which
+ * makes the same copies and computes the same values.
  */
 #include "loop.h"
+#include "jit.h"
 
 #include <string.h>
 
@@ -54,7 +57,7 @@ static inline int overlap(int64_t a, int64_t n, int64_t b, int64_t m) {
  * in order, without the scratch region: no output is read after an earlier
  * carry's input slot, which it overlaps, was written.  Checked once per run
  * of the instruction: most carries are a few scalars in slots of their own. */
-static int carry_moves_directly(const int64_t *carry, int64_t nc) {
+int carry_moves_directly(const int64_t *carry, int64_t nc) {
   for (int64_t j = 1; j < nc; j++) {
     const int64_t *out = carry + ENTRY * j;
     for (int64_t k = 0; k < j; k++) {
@@ -65,51 +68,76 @@ static int carry_moves_directly(const int64_t *carry, int64_t nc) {
   return 1;
 }
 
+/* One interpreted step t: rows in, the body, rows out, the carries moved. */
+static int step(const fastad_program *body, const fastad_linalg *la, char *arena,
+                poll_state *ps, const int64_t *d, int direct, int64_t t) {
+  const int64_t nc = d[1], nx = d[2], ny = d[3], scratch = d[4];
+  const int64_t *carry = d + HEAD, *xs = carry + ENTRY * nc, *ys = xs + ENTRY * nx;
+  for (int64_t k = 0; k < nx; k++) {
+    const int64_t *e = xs + ENTRY * k;
+    copy_bytes(arena + e[0], arena + e[1] + t * e[3], e[2]);
+  }
+  const int status = vm_run_state(body, la, arena, ps);
+  if (status != FASTAD_VM_OK) return status;
+  for (int64_t k = 0; k < ny; k++) {
+    const int64_t *e = ys + ENTRY * k;
+    copy_bytes(arena + e[1] + t * e[3], arena + e[0], e[2]);
+  }
+  if (direct) {
+    for (int64_t k = 0; k < nc; k++) {
+      const int64_t *e = carry + ENTRY * k;
+      if (e[0] != e[1]) copy_bytes(arena + e[0], arena + e[1], e[2]);
+    }
+  } else {
+    int64_t at = scratch;
+    for (int64_t k = 0; k < nc; k++) {
+      const int64_t *e = carry + ENTRY * k;
+      copy_bytes(arena + at, arena + e[1], e[2]);
+      at += e[2];
+    }
+    at = scratch;
+    for (int64_t k = 0; k < nc; k++) {
+      const int64_t *e = carry + ENTRY * k;
+      copy_bytes(arena + e[0], arena + at, e[2]);
+      at += e[2];
+    }
+  }
+  return FASTAD_VM_OK;
+}
+
 int loop_run(const fastad_program *p, const fastad_linalg *la, char *arena,
              const int32_t *pc, poll_state *ps) {
   const int64_t *d = p->meta + pc[1];
-  const int64_t trips = d[0], nc = d[1], nx = d[2], ny = d[3], scratch = d[4];
+  const int64_t trips = d[0], nc = d[1];
   /* a run-time count: the condition is the last carry's in region */
   const int until = trips < 0;
   const char *cond = until ? arena + (d + HEAD)[ENTRY * (nc - 1)] : NULL;
-  const int64_t *carry = d + HEAD, *xs = carry + ENTRY * nc, *ys = xs + ENTRY * nx;
   const fastad_program body = loop_body(p, pc);
-  const int direct = carry_moves_directly(carry, nc);
-  int countdown = POLL_STEPS;
+  const int direct = carry_moves_directly(d + HEAD, nc);
+  /* a scalar body's steps as native code (jit.c), which does the same, run
+   * in chunks with a poll between them; its array instructions count
+   * towards a poll as the dispatch loop's do */
+  const jit_loop *native = p->jit != NULL ? jit_find(p, pc) : NULL;
   int64_t t = 0;
-  for (; until ? *cond != 0 : t < trips; t++) {
-    for (int64_t k = 0; k < nx; k++) {
-      const int64_t *e = xs + ENTRY * k;
-      copy_bytes(arena + e[0], arena + e[1] + t * e[3], e[2]);
-    }
-    const int status = vm_run_state(&body, la, arena, ps);
-    if (status != FASTAD_VM_OK) return status;
-    for (int64_t k = 0; k < ny; k++) {
-      const int64_t *e = ys + ENTRY * k;
-      copy_bytes(arena + e[1] + t * e[3], arena + e[0], e[2]);
-    }
-    if (direct) {
-      for (int64_t k = 0; k < nc; k++) {
-        const int64_t *e = carry + ENTRY * k;
-        if (e[0] != e[1]) copy_bytes(arena + e[0], arena + e[1], e[2]);
-      }
-    } else {
-      int64_t at = scratch;
-      for (int64_t k = 0; k < nc; k++) {
-        const int64_t *e = carry + ENTRY * k;
-        copy_bytes(arena + at, arena + e[1], e[2]);
-        at += e[2];
-      }
-      at = scratch;
-      for (int64_t k = 0; k < nc; k++) {
-        const int64_t *e = carry + ENTRY * k;
-        copy_bytes(arena + e[0], arena + at, e[2]);
-        at += e[2];
-      }
-    }
-    if (--countdown < 0) {
-      countdown = POLL_STEPS;
+  if (native != NULL) {
+    const int64_t chunk = POLL_STEPS / (1 + native->arrays * POLL_STEPS / POLL_INSTRUCTIONS) + 1;
+    for (;;) {
+      const int64_t end = until || trips - t > chunk ? t + chunk : trips;
+      const int64_t at = native->fn(arena, t, end, la);
+      const int done = until ? at < end : at >= trips;
+      t = at;
+      if (done) break;
       if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
+    }
+  } else {
+    int countdown = POLL_STEPS;
+    for (; until ? *cond != 0 : t < trips; t++) {
+      const int status = step(&body, la, arena, ps, d, direct, t);
+      if (status != FASTAD_VM_OK) return status;
+      if (--countdown < 0) {
+        countdown = POLL_STEPS;
+        if (ps->poll != NULL && poll_due(ps)) return FASTAD_VM_INTERRUPTED;
+      }
     }
   }
   if (until) {

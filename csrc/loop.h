@@ -12,6 +12,11 @@
  * (the validator checks it so; vm.c runs it so). */
 FASTAD_INTERNAL fastad_program loop_body(const fastad_program *p, const int32_t *pc);
 
+/* Whether a step may move the new carry (nc entries of a LOOP descriptor)
+ * straight into the carry's input slots, in order: no output overlaps an
+ * earlier carry's input slot (else it moves through the scratch region). */
+FASTAD_INTERNAL int carry_moves_directly(const int64_t *carry, int64_t nc);
+
 /* Runs the validated LOOP instruction at pc of p over arena: its steps, each
  * the body program between copies (opcodes.h), polling between steps.
  * Returns a FASTAD_VM_* status: a guard that fails in the body, a singular

@@ -134,6 +134,9 @@ typedef struct {
   const int64_t *bound;
   int64_t num_bound;
   int64_t bound_bytes;
+  /* Native code for the steps of its scalar loops (fastad_jit_build), or
+   * NULL: every LOOP is interpreted. */
+  const struct fastad_jit *jit;
 } fastad_program;
 
 /* 1 if the dispatch loop maps opcode op's arena operands in bound segments
@@ -249,6 +252,17 @@ int fastad_vm_set_binary_loop(int f, int t, fastad_ufunc_loop loop, void *data);
 /* Whether the installed loops are used (1, the default) or the C library's
  * functions (0, to compare the two); returns the previous setting. */
 int fastad_vm_use_numpy_loops(int on);
+
+/* Native code for the steps of p's LOOP instructions whose bodies are scalar
+ * float64 code (csrc/jit.c; x86-64 Linux only): built once for a validated
+ * program, set as p->jit, freed with fastad_jit_free after the program's
+ * last run.  NULL where nothing is compiled (no such loop, another
+ * platform, no executable memory, fastad_vm_use_jit(0)). */
+struct fastad_jit *fastad_jit_build(const fastad_program *p);
+void fastad_jit_free(struct fastad_jit *jit);
+/* Whether fastad_jit_build compiles (1, the default) or returns NULL (0, to
+ * compare the two); returns the previous setting. */
+int fastad_vm_use_jit(int on);
 
 /* memcpy, split over the pool's threads when n is large (copies of a large
  * program's inputs into its arena and of its outputs out of it). */

@@ -369,6 +369,46 @@ def executable_or_none(program: Any) -> Any:
         return None
 
 
+def loop_descriptors(program: Any) -> list:
+    """(word of each LOOP of a lowered program, its descriptor's offset, its
+    body's words, its descriptor's length in words)."""
+    from fastad.backends.vm_header import CONSTANTS
+    entry = CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
+    return [(pc, d, n, 6 + entry * int(sum(program.meta[d + 1:d + 4])))
+            for pc, name, (d, n) in ((pc, name, w) for pc, name, w in program.instructions()
+                                     if name == "LOOP")]
+
+
+def run_corrupted_loops(program: Any, args: list, values: tuple) -> tuple[int, int, int]:
+    """Every word of every LOOP descriptor of ``program``, and each body's
+    length, set to each of ``values`` in turn: the edited programs the
+    validator refuses, those that run (garbage, never a crash; trip counts
+    the arena cannot bound, or until a garbage condition fails, are not
+    run), and how many of those had native loop steps."""
+    rejected = ran = native = 0
+    for pc, d, _n, length in loop_descriptors(program):
+        for word in range(-1, length):
+            for value in values:
+                code, meta = program.code.copy(), program.meta.copy()
+                if word < 0:
+                    if not -2**31 <= value < 2**31:
+                        continue
+                    code[pc + 2] = value
+                else:
+                    meta[d + word] = value
+                hostile = altered(program, code=code, meta=meta)
+                exe = executable_or_none(hostile)
+                if exe is None:
+                    rejected += 1
+                    continue
+                if any(not 0 <= meta[e] <= 10**4 for _, e, _, _ in loop_descriptors(hostile)):
+                    continue
+                exe.run(args)
+                ran += 1
+                native += exe.native_loops
+    return rejected, ran, native
+
+
 def fresh_cache_dir(tmp_path_factory: Any) -> Any:
     """A module's own empty FASTAD_CACHE_DIR (Numba kernels compiled afresh),
     the variable restored after; a test module binds it as an autouse fixture."""

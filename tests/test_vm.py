@@ -25,8 +25,8 @@ from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
 from fastad.primitives.linalg import triangular_matmul
-from helpers import (altered, executable_or_none, rosenbrock, rosenbrock_loop,
-                     seconds_until_interrupted)
+from helpers import (altered, executable_or_none, loop_descriptors, rosenbrock,
+                     rosenbrock_loop, run_corrupted_loops, seconds_until_interrupted)
 
 pytestmark = pytest.mark.skipif(not c_backend.available, reason="C extension not built")
 
@@ -478,15 +478,6 @@ def _loop_program():
     return lower(fa.make_tape(fa.grad(_scanned))(x, xs)), [x, xs]
 
 
-def _loops(program):
-    """(word of each LOOP, its descriptor's offset, its body's words, its length in words)."""
-    from fastad.backends.vm_header import CONSTANTS
-    entry = CONSTANTS["FASTAD_LOOP_ENTRY_WORDS"]
-    return [(pc, d, n, 6 + entry * int(sum(program.meta[d + 1:d + 4])))
-            for pc, name, (d, n) in ((pc, name, w) for pc, name, w in program.instructions()
-                                     if name == "LOOP")]
-
-
 def test_corrupt_loop_programs_are_rejected_not_run():
     """Every word of every LOOP descriptor, and the body length, set to hostile
     values: rejected (counts, rows past the arena, a body past the code), or a
@@ -494,29 +485,10 @@ def test_corrupt_loop_programs_are_rejected_not_run():
     cannot bound (no stacked values) are not run."""
     program, args = _loop_program()
     want = c_backend.Executable(program).run(args)
-    loops = _loops(program)
-    assert len(loops) >= 3
-    rejected = ran = 0
-    for pc, d, n, length in loops:
-        for word in range(-1, length):
-            for value in (-(2**40), -9, -1, 0, 1, 7, 8, 13, 64, 1000, program.arena_bytes,
-                          2**31 - 1, 2**40, 2**62):
-                code, meta = program.code.copy(), program.meta.copy()
-                if word < 0:
-                    if not -2**31 <= value < 2**31:
-                        continue
-                    code[pc + 2] = value
-                else:
-                    meta[d + word] = value
-                hostile = altered(program, code=code, meta=meta)
-                exe = executable_or_none(hostile)
-                if exe is None:
-                    rejected += 1
-                    continue
-                if any(not 0 <= meta[e] <= 10**4 for _, e, _, _ in _loops(hostile)):
-                    continue  # a valid loop of many steps, or until a garbage condition fails
-                exe.run(args)
-                ran += 1
+    assert len(loop_descriptors(program)) >= 3
+    rejected, ran, _ = run_corrupted_loops(
+        program, args, (-(2**40), -9, -1, 0, 1, 7, 8, 13, 64, 1000, program.arena_bytes,
+                        2**31 - 1, 2**40, 2**62))
     assert rejected > 200 and ran > 50
     np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
 
@@ -556,7 +528,7 @@ def test_ctrl_c_stops_a_long_loop_of_scalar_steps():
     program = lower(tape)
     exe = c_backend.Executable(program)
     want = exe.run([0.5])[0]
-    (pc, d, _n, _len), = _loops(program)
+    (pc, d, _n, _len), = loop_descriptors(program)
     meta = program.meta.copy()
     meta[d] = 10**10  # steps: minutes uninterrupted
     long = c_backend.Executable(type(program)(program.code, meta, program.index,

@@ -19,6 +19,7 @@ from scipy.linalg.cython_blas cimport dgemm, dtrmm, dtrsm, sgemm, strmm, strsm
 from scipy.linalg.cython_lapack cimport (dgeqrf, dgesdd, dgesv, dgetrf, dorgqr, dpotrf, dsyevd,
                                          sgesv, sgetrf, spotrf)
 
+import os
 import threading
 
 import numpy as np
@@ -74,6 +75,11 @@ cdef extern from "vm.h" nogil:
         fastad_dtrmm_fn dtrmm
         fastad_strmm_fn strmm
 
+    struct fastad_jit:
+        pass
+    fastad_jit *fastad_jit_build(const fastad_program *p)
+    void fastad_jit_free(fastad_jit *jit)
+    int fastad_vm_use_jit(int on)
     ctypedef struct fastad_program:
         const int32_t *code
         int64_t code_len
@@ -85,6 +91,7 @@ cdef extern from "vm.h" nogil:
         const int64_t *bound
         int64_t num_bound
         int64_t bound_bytes
+        const fastad_jit *jit
 
     int fastad_vm_validate(const fastad_program *p, char *err, size_t err_len)
     ctypedef struct fastad_region:
@@ -333,6 +340,7 @@ def regions(program, int64_t pc):
     prog.index = <const int64_t *>cnp.PyArray_DATA(index)
     prog.index_len = index.size
     prog.arena_bytes = int(program.arena_bytes)
+    prog.jit = NULL
     segments = _bound_segments(program)
     _set_bound(&prog, segments, int(getattr(program, "bound_bytes", 0)))
     n = fastad_vm_regions(&prog, pc, out, FASTAD_MAX_REGIONS, err, sizeof(err))
@@ -485,6 +493,19 @@ cdef class Executable:
                                 f"{name1} at bytes {lo1}..{hi1 - 1}")
         if fastad_vm_validate(&self.prog, err, sizeof(err)) != 0:
             raise TapeError("invalid program: " + err.decode(errors="replace"))
+        # only now: native code trusts the offsets the validator checked
+        fastad_jit_free(<fastad_jit *>self.prog.jit)
+        self.prog.jit = NULL
+        self.prog.jit = fastad_jit_build(&self.prog)
+
+    def __dealloc__(self):
+        fastad_jit_free(<fastad_jit *>self.prog.jit)
+        self.prog.jit = NULL
+
+    @property
+    def native_loops(self):
+        """Whether some LOOP of the program runs its steps as native code."""
+        return self.prog.jit != NULL
 
     cdef object _new_arena(self, int64_t extra=0):
         arena = np.empty(self.prog.arena_bytes + extra + ARENA_ALIGN, dtype=np.uint8)

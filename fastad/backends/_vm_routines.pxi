@@ -99,6 +99,18 @@ def use_numpy_loops(bint on):
     return bool(fastad_vm_use_numpy_loops(on))
 
 
+def use_jit(bint on):
+    """Compile the steps of scalar loops to native code in programs built
+    from now on (True, the default, where the platform allows) or interpret
+    them (False, to compare); returns the previous setting.  The environment
+    variable FASTAD_NO_JIT=1 turns it off at import."""
+    return bool(fastad_vm_use_jit(on))
+
+
+if os.environ.get("FASTAD_NO_JIT", "") not in ("", "0"):
+    fastad_vm_use_jit(0)
+
+
 def loop_addresses():
     """{(ufunc name, dtype name): (loop, data)}: the addresses of the loops
     the VM installed (``void loop(char **args, npy_intp *dims, npy_intp

@@ -1,0 +1,332 @@
+"""The C VM's native steps for scalar loops (csrc/jit.c): generated scalar
+recurrences (their values and gradients, whose tapes hold forward, storing,
+checkpointed and reverse loops) run with native steps and interpreted, bit
+for bit; against the reference interpreter and central finite differences;
+bodies mixing scalar and vector code stay interpreted with the same results."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import fastad as fa
+from fastad.backends.reference import evaluate
+from conftest import BACKENDS
+from helpers import FAST
+
+pytestmark = pytest.mark.skipif("c" not in BACKENDS, reason="the C extension is not built")
+
+# Each op maps the step's pool of scalars (the carries, x[t], the closed-over
+# parameters, values computed before) to a new one, bounded on the inputs
+# below; together they lower to every scalar opcode the native code takes.
+OPS = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+    "div": lambda a, b: a / (1.5 + b * b),
+    "neg": lambda a, b: -a,
+    "nmul": lambda a, b: -(a * b),
+    "muladd": lambda a, b: a + b * 0.3,
+    "mulsub": lambda a, b: a - 0.7 * b,
+    "square": lambda a, b: np.square(a),
+    "sin": lambda a, b: np.sin(a),
+    "tanh": lambda a, b: np.tanh(b),
+    "exp": lambda a, b: np.exp(np.tanh(a)),
+    "pow": lambda a, b: (1.0 + a * a) ** -1.5,
+}
+EXACT = {"add", "sub", "mul", "div", "neg", "nmul", "muladd", "mulsub", "square"}
+
+
+@st.composite
+def scalar_loops(draw):
+    n = draw(st.integers(1, 4))
+    ops = [(draw(st.sampled_from(sorted(OPS))), draw(st.integers(0, 64)),
+            draw(st.integers(0, 64))) for _ in range(draw(st.integers(1, 10)))]
+    return {
+        "carries": n, "ops": ops, "length": draw(st.integers(1, 40)),
+        # how each carry is updated: damped towards a computed value, squashed,
+        # or passed on from another carry (a swap moves through the scratch region)
+        "updates": [(draw(st.sampled_from(["damp", "tanh", "pass"])), draw(st.integers(0, 64)))
+                    for _ in range(n)],
+        "reverse": draw(st.booleans()), "ys": draw(st.booleans()),
+        "checkpoint": draw(st.none() | st.integers(1, 5)),
+        "kind": draw(st.sampled_from(["scan", "scan", "while", "array", "mixed"])),
+        "seed": draw(st.integers(0, 2**16)),
+    }
+
+
+def _step(spec, theta):
+    n = spec["carries"]
+
+    def step(carry, x):
+        pool = list(carry[:n]) + [x, theta[0], theta[1]]
+        if spec["kind"] == "array":  # a small carried array, read and written point by point
+            pool += [-carry[n][0], carry[n][1] * theta[0]]
+        for op, a, b in spec["ops"]:
+            pool.append(OPS[op](pool[a % len(pool)], pool[b % len(pool)]))
+        new = []
+        for j, (how, src) in enumerate(spec["updates"]):
+            v = pool[src % len(pool)]
+            if how == "damp":
+                new.append(carry[j] * 0.9 + 0.1 * v)
+            elif how == "tanh":
+                new.append(np.tanh(v))
+            else:
+                new.append(carry[(j + 1) % n])
+        if spec["kind"] == "mixed":  # a vector carried along: no native step
+            new.append(np.sin(carry[n] * theta[0]) + pool[-1])
+        elif spec["kind"] == "array":
+            arr = carry[n] * 1.0
+            arr[0] = pool[-1] * 0.5 - carry[n][1] * theta[1]
+            arr[1] = np.tanh(pool[len(pool) // 2])
+            new.append(arr)
+        return tuple(new), (pool[-1] * 2.0 if spec["ys"] else None)
+    return step
+
+
+def _loss(spec):
+    n = spec["carries"]
+
+    def loss(theta, xs):
+        init = tuple(theta[2 + j] for j in range(n))
+        if spec["kind"] == "mixed":
+            init = init + (theta[:3] * 0.5,)
+        elif spec["kind"] == "array":
+            init = init + (theta[:2] * 0.5,)
+        if spec["kind"] == "while":
+            # a counter carried with the state; the trip count read at run time
+            def body(c):
+                new, _ = _step(spec, theta)(c[:-1], c[-1] * 0.01)
+                return new + (c[-1] + 1.0,)
+            carry = fa.while_loop(lambda c: c[-1] < spec["length"], body, init + (0.0,))
+            ys = None
+        else:
+            carry, ys = fa.scan(_step(spec, theta), init, xs, reverse=spec["reverse"],
+                                checkpoint=spec["checkpoint"])
+        total = sum(np.sum(c * c) * (k + 1) for k, c in enumerate(carry[:n + 1]))
+        if ys is not None:
+            total = total + np.sum(ys * ys)
+        return total
+    return loss
+
+
+def _args(spec, seed):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-0.8, 0.8, 2 + spec["carries"]), rng.uniform(-1, 1, spec["length"])
+
+
+def _run(tape, args, native):
+    """The optimized tape on the VM, with native steps or without; whether
+    some loop of the program had native steps."""
+    from fastad.backends import _vm, c_backend
+    from fastad.backends.lower import lower
+    before = _vm.use_jit(native)
+    try:
+        exe = c_backend.Executable(lower(tape))
+    finally:
+        _vm.use_jit(before)
+    return exe.run(list(args)), exe.native_loops
+
+
+def _native_platform():
+    import platform
+    import sys
+    return sys.platform.startswith("linux") and platform.machine() in ("x86_64", "AMD64")
+
+
+@FAST
+@given(scalar_loops())
+def test_native_steps_equal_the_interpreter_bit_for_bit(spec):
+    from fastad.transforms.optimize import optimize
+    f = _loss(spec)
+    args = _args(spec, spec["seed"])
+    tape = optimize(fa.make_tape(fa.value_and_grad(f))(*args))
+    native, had_native = _run(tape, args, True)
+    interpreted, had_none = _run(tape, args, False)
+    assert not had_none
+    if spec["kind"] != "mixed":  # a mixed body may be native or not: the same results
+        assert had_native == _native_platform()
+    assert [np.asarray(v).tobytes() for v in native] == \
+        [np.asarray(v).tobytes() for v in interpreted]
+    # the reference interpreter: the same bits where every operation is one
+    # IEEE operation in both, else to rounding
+    want = evaluate(tape, list(args))
+    exact = spec["kind"] != "mixed" and all(op in EXACT for op, _, _ in spec["ops"]) \
+        and all(how != "tanh" for how, _ in spec["updates"])
+    for a, b in zip(native, want):
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@FAST
+@given(scalar_loops(), st.integers(0, 2**31 - 1))
+def test_native_gradients_against_finite_differences(spec, seed):
+    f = _loss(spec)
+    args = _args(spec, spec["seed"])
+    value, grad = fa.compile(f, backend="c").value_and_grad(*args)
+    assert value == pytest.approx(f(*args), rel=1e-12, abs=1e-12)
+    d = np.random.default_rng(seed).standard_normal(args[0].shape)
+    h = 1e-6
+    fd = (f(args[0] + h * d, args[1]) - f(args[0] - h * d, args[1])) / (2 * h)
+    assert np.sum(grad * d) == pytest.approx(fd, rel=1e-5, abs=1e-7)
+
+
+def test_the_lowering_s_scalar_opcodes_run_natively():
+    """One loop whose gradient's tape holds the scalar opcodes the lowering
+    makes (SUB_S, NACC_S and SQUARE_S it folds into others; the assembled
+    programs below hold them), native against interpreted."""
+    from fastad.transforms.optimize import optimize
+    spec = {"carries": 3, "length": 9, "reverse": True, "ys": True, "checkpoint": 2,
+            "kind": "array", "seed": 3,
+            # a chain: each op reads the one before (the pool starts with 8 values)
+            "ops": [(op, 7 + k, k % 8) for k, op in enumerate(sorted(OPS))],
+            "updates": [("damp", 18), ("pass", 0), ("tanh", 17)]}
+    args = _args(spec, 3)
+    tape = optimize(fa.make_tape(fa.value_and_grad(_loss(spec)))(*args))
+    from fastad.backends.lower import lower
+    listing = str(lower(tape))
+    for op in ("ADD_S", "MUL_S", "DIV_S", "NMUL_S", "MULADD_S", "MULSUB_S",
+               "UNARY_S", "BINARY_S", "NEG_S", "ACC_S", "MOV_S", "MULACC_S", "NMULACC_S",
+               "COPY_V", "ZERO_V"):
+        assert f" {op} " in listing, op
+    native, had_native = _run(tape, args, True)
+    assert had_native == _native_platform()
+    interpreted, _ = _run(tape, args, False)
+    assert [np.asarray(v).tobytes() for v in native] == \
+        [np.asarray(v).tobytes() for v in interpreted]
+
+
+# -- LOOP programs assembled word by word ---------------------------------------------
+# Operands alias at random (a result written over its own operand, a carry
+# that is its own output, carries that swap), rows run forwards or backwards
+# and span one to three words: shapes the lowering rarely makes.
+SCALAR_OPS = {"ADD_S": 3, "SUB_S": 3, "MUL_S": 3, "DIV_S": 3, "NEG_S": 2, "NMUL_S": 3,
+              "MULADD_S": 4, "MULSUB_S": 4, "SQUARE_S": 2, "MOV_S": 2, "ACC_S": 2, "NACC_S": 2,
+              "MULACC_S": 3, "NMULACC_S": 3, "UNARY_S": 3, "BINARY_S": 4, "COPY_V": 4,
+              "ZERO_V": 3}
+SLOTS = 12  # float64 slots the body computes in, at elements 8..19
+
+
+@st.composite
+def loop_words(draw):
+    steps = draw(st.integers(0, 12))
+    slot = st.integers(8, 8 + SLOTS - 1)
+    body = []
+    for _ in range(draw(st.integers(0, 14))):
+        name = draw(st.sampled_from(sorted(SCALAR_OPS)))
+        if name == "UNARY_S":
+            body.append((name, draw(st.sampled_from(["sin", "exp", "tanh", "neg"])),
+                         draw(slot), draw(slot)))
+        elif name == "BINARY_S":
+            body.append((name, draw(st.sampled_from(["pow", "arctan2", "maximum"])),
+                         draw(slot), draw(slot), draw(slot)))
+        elif name in ("COPY_V", "ZERO_V"):
+            n = draw(st.integers(0, 3))
+            o = draw(st.integers(8, 8 + SLOTS - n))
+            body.append((name, o, draw(st.integers(8, 8 + SLOTS - n)), n) if name == "COPY_V"
+                        else (name, o, n))
+        else:
+            body.append((name,) + tuple(draw(slot) for _ in range(SCALAR_OPS[name] - 1)))
+    words = st.integers(1, 3)
+    return {"steps": steps, "body": body,
+            "carries": [(draw(slot), draw(slot), draw(words))
+                        for _ in range(draw(st.integers(0, 4)))],
+            "xs": [(draw(slot), draw(words), draw(st.booleans()))
+                   for _ in range(draw(st.integers(0, 2)))],
+            "ys": [(draw(slot), draw(words), draw(st.booleans()))
+                   for _ in range(draw(st.integers(0, 2)))],
+            "seed": draw(st.integers(0, 2**16))}
+
+
+def _assembled(spec):
+    """The spec as a Program: one LOOP over the slots and the stacked arrays
+    after them, the arena's words all one input (copied in) and one output."""
+    from fastad.backends.lower import BINARY, OP, UNARY, Program
+    from fastad.backends.vm_header import CONSTANTS
+    code = []
+    for name, *w in spec["body"]:
+        if name in ("UNARY_S", "BINARY_S"):
+            w[0] = (UNARY if name == "UNARY_S" else BINARY)[w[0]]
+        if name in ("COPY_V", "ZERO_V"):
+            w = [0] + w  # float64
+        code += [OP[name]] + list(w)
+    code.append(OP["HALT"])
+    code = [OP["LOOP"], 0, len(code)] + code + [OP["HALT"]]
+    T, at = spec["steps"], 8 * (8 + SLOTS)
+    entries = []
+    for slot, n, back in spec["xs"] + spec["ys"]:
+        # (slot, stacked, bytes, stride); a row of n words may overlap the next slots
+        n = min(n, 8 + SLOTS - slot)
+        stride = -8 * n if back else 8 * n
+        entries.append((8 * slot, at + (8 * n * (T - 1) if back and T else 0), 8 * n, stride))
+        at += 8 * n * max(T, 1)
+    scratch = at
+    at += 8 * max(3 * len(spec["carries"]), 1)
+    # a carry of n words (a small array) within the slots
+    carries = [(8 * i, 8 * o, 8 * min(n, 8 + SLOTS - max(i, o)), 0)
+               for i, o, n in spec["carries"]]
+    meta = [T, len(carries), len(spec["xs"]), len(spec["ys"]), scratch, -1]
+    meta += [w for e in carries + entries for w in e]
+    f64 = np.dtype(np.float64)
+    words = (at - 64) // 8
+    arena = -(-at // 64) * 64
+    return Program(np.array(code, np.int32), np.array(meta, np.int64), np.zeros(0, np.int64),
+                   b"", arena, [(64, f64, (words,))], [(64, f64, (words,))]), words
+
+
+def _canonical(values):
+    """Bytes with every NaN as one: which of two NaN operands an operation
+    passes on may differ between the compiler's code and the native code."""
+    out = []
+    for v in values:
+        v = np.array(v, dtype=np.float64)
+        v[np.isnan(v)] = np.nan
+        out.append(v.tobytes())
+    return out
+
+
+@FAST
+@given(loop_words())
+def test_assembled_scalar_loops_native_and_interpreted_agree(spec):
+    from fastad.backends import _vm, c_backend
+    from fastad.core.errors import TapeError
+    program, words = _assembled(spec)
+    rng = np.random.default_rng(spec["seed"])
+    x = rng.standard_normal(words) * rng.choice([1.0, 1.0, 1e3, 1e-3], words)
+    x[rng.uniform(size=words) < 0.1] = rng.choice([0.0, -0.0, np.inf, -np.inf])
+    results = {}
+    for native in (True, False):
+        before = _vm.use_jit(native)
+        try:
+            exe = c_backend.Executable(program)
+        except TapeError:
+            return  # regions the validator refuses: nothing runs, either way
+        finally:
+            _vm.use_jit(before)
+        assert exe.native_loops == (native and _native_platform())
+        results[native] = exe.run([x])
+    assert _canonical(results[True]) == _canonical(results[False])
+
+
+def test_hostile_descriptors_of_native_loops_are_refused_or_run_without_crashing():
+    """Every word of every LOOP descriptor of a scalar loop's gradient (whose
+    loops have native steps), and each body's length, set to hostile values:
+    the validator refuses the program, or it runs (its loops native where they
+    still qualify) computing garbage, never crashing."""
+    from fastad.backends import c_backend
+    from fastad.backends.lower import lower
+    from helpers import run_corrupted_loops
+    spec = {"carries": 2, "length": 6, "reverse": True, "ys": True, "checkpoint": 2,
+            "kind": "scan", "seed": 1, "ops": [("mul", 0, 1), ("sin", 6, 0), ("add", 7, 2)],
+            "updates": [("damp", 8), ("pass", 0)]}
+    args = list(_args(spec, 1))
+    program = lower(fa.make_tape(fa.grad(_loss(spec)))(*args))
+    want = c_backend.Executable(program).run(args)
+    rejected, ran, native = run_corrupted_loops(
+        program, args, (-(2**40), -9, -1, 0, 1, 7, 8, 13, 256, 264, program.arena_bytes,
+                        2**31 - 1, 2**40))
+    assert rejected > 50 and ran > 50 and (native > 50 or not _native_platform())
+    np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
