@@ -289,3 +289,14 @@ def test_integer_casts_of_traced_floats_are_guarded_values():
         h, d = 1e-7, rng.normal(size=x.shape) * (x % 1 > 0.01) * (x % 1 < 0.99)
         np.testing.assert_allclose(np.sum(g(x) * d), (f(x + h * d) - f(x - h * d)) / (2 * h),
                                    rtol=1e-5, atol=1e-7)
+
+
+def test_autograds_private_batched_product():
+    """autograd.numpy.linalg._dot, which code written for autograd (its own
+    tests) calls: einsum's "...ij,...jk->...ik", eagerly and in a gradient."""
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 4, 5))
+    np.testing.assert_allclose(fnp.linalg._dot(a, b), np.einsum("...ij,...jk->...ik", a, b),
+                               rtol=1e-14)
+    g = fa.grad(lambda a: fnp.sum(fnp.linalg._dot(a, b) ** 2))(a)
+    np.testing.assert_allclose(g, 2 * np.einsum("...ik,...jk->...ij", a @ b, b), rtol=1e-12)

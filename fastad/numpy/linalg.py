@@ -24,6 +24,8 @@ from ._reductions import amax, sum
 from ._shape import moveaxis, reshape
 
 LinAlgError = _np.linalg.LinAlgError
+#: autograd.numpy.linalg's private batched product, which code written for it calls
+_dot = matmul
 
 
 def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
