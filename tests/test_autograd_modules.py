@@ -291,12 +291,14 @@ def test_integer_casts_of_traced_floats_are_guarded_values():
                                    rtol=1e-5, atol=1e-7)
 
 
-def test_autograds_private_batched_product():
-    """autograd.numpy.linalg._dot, which code written for autograd (its own
-    tests) calls: einsum's "...ij,...jk->...ik", eagerly and in a gradient."""
+def test_autograds_linalg_helpers():
+    """autograd.numpy.linalg's _dot and T, which code written for autograd
+    (its own tests) calls: einsum's "...ij,...jk->...ik", eagerly and in a
+    gradient, and the transpose of the last two axes."""
     rng = np.random.default_rng(5)
     a, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((2, 4, 5))
     np.testing.assert_allclose(fnp.linalg._dot(a, b), np.einsum("...ij,...jk->...ik", a, b),
                                rtol=1e-14)
     g = fa.grad(lambda a: fnp.sum(fnp.linalg._dot(a, b) ** 2))(a)
     np.testing.assert_allclose(g, 2 * np.einsum("...ik,...jk->...ij", a @ b, b), rtol=1e-12)
+    np.testing.assert_array_equal(fnp.linalg.T(a), np.swapaxes(a, -1, -2))

@@ -24,8 +24,13 @@ from ._reductions import amax, sum
 from ._shape import moveaxis, reshape
 
 LinAlgError = _np.linalg.LinAlgError
-#: autograd.numpy.linalg's private batched product, which code written for it calls
+#: autograd.numpy.linalg's helpers, which code written for it calls: the
+#: batched product and the transpose of the last two axes
 _dot = matmul
+
+
+def T(x: Any) -> Any:  # noqa: N802 - autograd's name
+    return moveaxis(x, -1, -2)
 
 
 def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
