@@ -179,7 +179,7 @@ def test_narrow_casts_wrap_around_as_numpys():
 def test_negative_floats_cast_to_unsigned_as_numpys(dtype):
     """Negative floats cast to an unsigned dtype narrower than 64 bits wrap
     around.  (uint64's would be past 2**53, where integers held in float64
-    are no longer exact.)"""
+    are no longer exact: refused, below.)"""
     def f(x):
         i = x.astype(dtype)
         return i, i * 1.0, np.sum(i * x)
@@ -190,6 +190,26 @@ def test_negative_floats_cast_to_unsigned_as_numpys(dtype):
         want = f(x)
         for backend in BACKENDS:
             _same(fa.jit(f, backend=backend)(x), want)
+
+
+@pytest.mark.parametrize("bad", [-1.0, -3.7, 2.0 ** 53, 1e300])
+def test_uint64_casts_past_float64s_integers_are_refused(bad):
+    """uint64 of a negative traced float wraps past 2**53 (as does a float
+    of 2**53 or more), which integers held in float64 cannot hold: a clear
+    OverflowError, eagerly and compiled (where a guard sees the values
+    change), never a wrong value; values inside compute as NumPy's."""
+    def f(x):
+        i = x.astype(np.uint64)
+        return (i % 7).astype(float) * x
+    fine = np.array([0.5, 2.5, 3.7, 1e10])
+    g = fa.jit(f, backend="c" if "c" in BACKENDS else "numpy")
+    _same(g(fine), f(fine))
+    _same(fa.vjp(f, fine)[0], f(fine))
+    worse = fine.copy()
+    worse[1] = bad
+    for run in (g, lambda x: fa.vjp(f, x)[0], fa.grad(lambda x: np.sum(f(x)))):
+        with pytest.raises(OverflowError, match="2[*][*]53"):
+            run(worse)
 
 
 @pytest.mark.parametrize("dtype", ["int8", "int16", "uint8", "int64"])

@@ -307,8 +307,18 @@ def _integers(x: Any, held: Any, dtype: _np.dtype) -> Any:
         return integers_in(x, x.sources, dtype, storage_dtype(held))
     if held.kind == "b" or held != _np.float64:
         x = bind(_p("astype"), x, dtype=_np.dtype(_np.float64).str)
-    return integers_in(x if held.kind == "b" else trunc(x), frozenset(), dtype,
-                       _np.dtype(_np.uint8) if held.kind == "b" else None)
+    if held.kind == "b":
+        return integers_in(x, frozenset(), dtype, _np.dtype(_np.uint8))
+    x = trunc(x)
+    if dtype == _np.uint64:
+        from ._reductions import all as all_of
+        # a negative float wraps around to 2**64 - n, which float64 does not
+        # hold: refused (under a guard when compiled) rather than computed wrong
+        if not (all_of(x >= 0.0) and all_of(x < 2.0 ** 53)):
+            raise OverflowError("astype(uint64) of a traced negative float (or one of 2**53 or "
+                                "more) wraps around past 2**53, which fastad's integers "
+                                "(held in float64) do not hold exactly; cast to int64 instead")
+    return integers_in(x, frozenset(), dtype)
 
 
 def stop_gradient(x: Any) -> Any:
