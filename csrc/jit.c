@@ -285,10 +285,18 @@ static void binary_op(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b) {
 }
 
 /* o = a op (b * c): MULADD_S and the like, rounded after the product as the
- * C code (built with -ffp-contract=off) is, a the first operand as there. */
+ * C code (built with -ffp-contract=off) is, with the operands in the
+ * registers GCC gives them there: of two NaN operands addsd and subsd pass on
+ * their destination's, so a + b * c adds a to the product (the product's NaN),
+ * a - b * c subtracts the product from a (a's NaN). */
 static void product_then(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b, int32_t c) {
   const int p = value_in_new(e, b, 0);
   apply(e, MUL, p, c);
+  if (op == ADD) {
+    apply(e, ADD, p, a);
+    store(e, p, o);
+    return;
+  }
   const int r = value_in_new(e, a, 1u << p);
   sse(e, 0xF2, op, r, p, 0, 0);
   store(e, r, o);
