@@ -404,6 +404,14 @@ static int scalar_body(const int32_t *code, int64_t *arrays) {
   return dispatched <= 2 * native;
 }
 
+/* The bytes [*lo, *lo + *n) that rows of stacked entry e of LOOP descriptor d
+ * reach (d[0] >= 0: a while loop has no rows). */
+static void rows_span(const int64_t *d, const int64_t *e, int64_t *lo, int64_t *n) {
+  const int64_t reach = d[0] > 0 ? (d[0] - 1) * e[3] : 0;
+  *lo = e[1] + (reach < 0 ? reach : 0);
+  *n = (reach < 0 ? -reach : reach) + e[2];
+}
+
 static int simple_entries(const int64_t *d) {
   const int64_t n = d[1] + d[2] + d[3];
   int64_t carried = 0;
@@ -412,7 +420,16 @@ static int simple_entries(const int64_t *d) {
     if (e[2] <= 0 || e[2] > MAX_ENTRY_BYTES) return 0;
     if (!fits(e[0] + e[2]) || !fits(e[1] + e[2]) || !fits(e[3]) || e[0] < 0 || e[1] < 0)
       return 0;
-    if (k < d[1]) carried += e[2];
+    if (k < d[1]) {
+      carried += e[2];
+    } else if (e[2] != 8 && d[0] > 0) {
+      /* a row over its own slot (a hostile program's) is copied as memmove
+       * does, in the direction the two addresses give: interpreted (a word
+       * moves in one load and one store, either way) */
+      int64_t lo, bytes;
+      rows_span(d, e, &lo, &bytes);
+      if (lo < e[0] + e[2] && e[0] < lo + bytes) return 0;
+    }
   }
   return fits(d[4] + carried);
 }
@@ -575,14 +592,26 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
     const int64_t *y = ys + FASTAD_LOOP_ENTRY_WORDS * k;
     row_offset(e, (int32_t)y[3]);
     move_bytes(e, y[1], 1, y[0], 0, y[2]);
+    /* a row may lie over a slot (a hostile program's): every row's bytes
+     * forgotten */
+    int64_t lo, bytes;
+    rows_span(d, y, &lo, &bytes);
+    forget_range(e, lo, bytes);
   }
   /* the new carry's values in registers, where a register of this step holds
    * them (taken before the moves: loop.c moves straight only when no output
-   * is overwritten before it is read), else from their slots after */
+   * is overwritten before it is read) and no later carry's move writes over
+   * the slot, else from their slots after */
   int from[MAX_PINNED];
   for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+    const int64_t at = carry[FASTAD_LOOP_ENTRY_WORDS * k];
     const int r = cached(e, carry[FASTAD_LOOP_ENTRY_WORDS * k + 1]);
-    from[k] = direct && r >= 0 && !(e->pinned >> r & 1 && r != pin[k]) ? r : -1;
+    int kept = direct && r >= 0 && !(e->pinned >> r & 1 && r != pin[k]);
+    for (int64_t j = k + 1; j < nc && kept; j++) {
+      const int64_t *c = carry + FASTAD_LOOP_ENTRY_WORDS * j;
+      kept = !(c[0] < at + 8 && at < c[0] + c[2]);
+    }
+    from[k] = kept ? r : -1;
   }
   if (direct) {
     for (int64_t k = 0; k < nc; k++) {
