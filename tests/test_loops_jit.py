@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import fastad as fa
@@ -314,6 +314,11 @@ def _native_and_interpreted(program, x):
 
 @FAST
 @given(loop_words())
+# a later carry's move over an earlier carry's slot; a row stored over a carry's new value
+@example({"steps": 2, "body": [("ACC_S", 8, 10), ("ACC_S", 8, 8)],
+          "carries": [(10, 8, 1), (9, 8, 2)], "xs": [], "ys": [], "seed": 0})
+@example({"steps": 3, "body": [("MOV_S", 13, 8), ("MOV_S", 10, 11), ("MOV_S", 9, 12)],
+          "carries": [(8, 10, 1)], "xs": [], "ys": [(9, 1, 10)], "seed": 0})
 def test_assembled_scalar_loops_native_and_interpreted_agree(spec):
     program, words = _assembled(spec)
     rng = np.random.default_rng(spec["seed"])
@@ -366,3 +371,4 @@ def test_hostile_descriptors_of_native_loops_are_refused_or_run_without_crashing
                         2**31 - 1, 2**40))
     assert rejected > 50 and ran > 50 and (native > 50 or not _native_platform())
     np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
+
