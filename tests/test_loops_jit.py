@@ -372,3 +372,45 @@ def test_hostile_descriptors_of_native_loops_are_refused_or_run_without_crashing
     assert rejected > 50 and ran > 50 and (native > 50 or not _native_platform())
     np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
 
+
+
+_NO_EXEC_RUN = """
+import ctypes, sys
+import numpy as np
+import fastad as fa
+from fastad.backends import c_backend
+from fastad.backends.lower import lower
+def f(theta, xs):
+    step = lambda c, x: ((c[0] * 0.9 + x * theta[0], c[1] - c[0] * theta[1]), None)
+    carry, _ = fa.scan(step, (theta[0], theta[1]), xs)
+    return carry[0] * carry[1]
+args = [np.array([0.3, -0.2]), np.linspace(-1, 1, 7)]
+program = lower(fa.make_tape(fa.value_and_grad(f))(*args))
+before = c_backend.Executable(program)
+want = [np.asarray(v).tobytes() for v in before.run(args)]
+# PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3): no mapping may become executable
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit(77)
+after = c_backend.Executable(program)
+got = [np.asarray(v).tobytes() for v in after.run(args)]
+print(before.native_loops, after.native_loops, got == want, before.run(args)[0] == after.run(args)[0])
+"""
+
+
+@pytest.mark.skipif(not _native_platform(), reason="native steps are built on x86-64 Linux only")
+def test_without_executable_memory_loops_are_interpreted():
+    """A process that may not make memory executable (as under SELinux's or
+    systemd's deny-write-execute policies) builds no native steps and
+    interprets the loops, with the same results; native code built before
+    keeps running."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(fa.__file__))
+    env = dict(os.environ, PYTHONPATH=root, FASTAD_NO_JIT="")
+    done = subprocess.run([sys.executable, "-c", _NO_EXEC_RUN], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=root)
+    if done.returncode == 77:
+        pytest.skip("the kernel has no PR_SET_MDWE")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "True", "True"]
