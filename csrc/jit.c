@@ -529,7 +529,11 @@ static size_t jump(emitter *e, uint8_t op2) {
 
 static void land(emitter *e, size_t at, size_t target) {
   if (e->failed) return;
-  const int32_t rel = (int32_t)((int64_t)target - (int64_t)(at + 4));
+  const int64_t rel = (int64_t)target - (int64_t)(at + 4);
+  if (rel < INT32_MIN || rel > INT32_MAX) { /* a step of over 2 GiB of code: interpreted */
+    e->failed = 1;
+    return;
+  }
   const uint32_t u = (uint32_t)rel;
   for (int i = 0; i < 4; i++) e->buf[at + i] = (uint8_t)(u >> (8 * i));
 }
