@@ -373,7 +373,6 @@ def test_hostile_descriptors_of_native_loops_are_refused_or_run_without_crashing
     np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
 
 
-
 _NO_EXEC_RUN = """
 import ctypes, sys
 import numpy as np
@@ -414,3 +413,45 @@ def test_without_executable_memory_loops_are_interpreted():
         pytest.skip("the kernel has no PR_SET_MDWE")
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["True", "False", "True", "True"]
+
+
+
+def test_ctrl_c_stops_a_native_loop_and_the_function_still_works():
+    """SIGINT 0.2 s into a loop of native steps that would take over a second
+    (its trip count raised in the program, timed beforehand): KeyboardInterrupt
+    well before it would have finished (loop.c polls between chunks of
+    steps), and native steps then give the interpreter's results."""
+    import threading
+    import time
+    from fastad.backends import _vm, c_backend
+    from fastad.backends.lower import lower
+    from helpers import altered, loop_descriptors, seconds_until_interrupted
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+
+    def f(theta):
+        step = lambda c, _: (c * 0.999 + theta[0] * c / (1.0 + c * c), None)
+        return fa.scan(step, theta[1], length=1000)[0]
+    theta = np.array([0.5, 0.25])
+    program = lower(fa.make_tape(f)(theta))
+    (_, d, _, _), = loop_descriptors(program)
+
+    def executable(steps):
+        meta = program.meta.copy()
+        meta[d] = steps
+        return c_backend.Executable(altered(program, meta=meta))
+    short = executable(100_000)
+    start = time.perf_counter()
+    short.run([theta])
+    per_step = (time.perf_counter() - start) / 100_000
+    steps = int(1.2 / per_step)  # about 1.2 s uninterrupted
+    exe = executable(steps)
+    assert exe.native_loops == _native_platform()
+    elapsed = seconds_until_interrupted(lambda: exe.run([theta]))
+    assert 0.2 <= elapsed < 0.6 * per_step * steps
+    before = _vm.use_jit(False)
+    try:
+        want = executable(100_000).run([theta])[0]
+    finally:
+        _vm.use_jit(before)
+    np.testing.assert_array_equal(short.run([theta])[0], want)
