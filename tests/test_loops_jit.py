@@ -455,3 +455,31 @@ def test_ctrl_c_stops_a_native_loop_and_the_function_still_works():
     finally:
         _vm.use_jit(before)
     np.testing.assert_array_equal(short.run([theta])[0], want)
+
+
+def test_threads_share_an_executable_s_native_steps():
+    """Two threads running one Executable's native steps at once (each run
+    on an arena of its own; the code is read-only): each gets the results
+    of running alone."""
+    import threading
+    from fastad.backends import c_backend
+    from fastad.backends.lower import lower
+    spec = {"carries": 2, "length": 30, "reverse": False, "ys": True, "checkpoint": None,
+            "kind": "scan", "seed": 2, "ops": [("mul", 0, 1), ("sin", 6, 0), ("muladd", 7, 2)],
+            "updates": [("damp", 8), ("tanh", 0)]}
+    args = [list(_args(spec, seed)) for seed in range(8)]
+    program = lower(fa.make_tape(fa.value_and_grad(_loss(spec)))(*args[0]))
+    exe = c_backend.Executable(program)
+    assert exe.native_loops == _native_platform()
+    want = [[np.asarray(v).tobytes() for v in exe.run(a)] for a in args]
+    got = [[] for _ in range(2)]
+
+    def work(k):
+        for _ in range(50):
+            got[k].append([[np.asarray(v).tobytes() for v in exe.run(a)] for a in args])
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(rounds == want for results in got for rounds in results)
