@@ -115,6 +115,7 @@ typedef struct {
   int64_t clock;
   int sign_ready;      /* xmm15 holds the sign bit */
   unsigned pinned;     /* registers holding carries across steps: never reused */
+  int add_to_product[2]; /* MULADD_S, MULACC_S: a added to b * c (product_then) */
 } emitter;
 
 static void put(emitter *e, const uint8_t *bytes, size_t n) {
@@ -285,14 +286,16 @@ static void binary_op(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b) {
 }
 
 /* o = a op (b * c): MULADD_S and the like, rounded after the product as the
- * C code (built with -ffp-contract=off) is, with the operands in the
- * registers GCC gives them there: of two NaN operands addsd and subsd pass on
- * their destination's, so a + b * c adds a to the product (the product's NaN),
- * a - b * c subtracts the product from a (a's NaN). */
-static void product_then(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b, int32_t c) {
+ * C code (built with -ffp-contract=off) is.  Of two NaN operands addsd passes
+ * on its destination's, and the compiler may add a to the product or the
+ * product to a (GCC -O3 does the first, its sanitized build the second):
+ * add_to_product says which the interpreter does (probed); a - b * c always
+ * subtracts the product from a. */
+static void product_then(emitter *e, uint8_t op, int add_to_product, int32_t o, int32_t a,
+                         int32_t b, int32_t c) {
   const int p = value_in_new(e, b, 0);
   apply(e, MUL, p, c);
-  if (op == ADD) {
+  if (add_to_product) {
     apply(e, ADD, p, a);
     store(e, p, o);
     return;
@@ -490,8 +493,8 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
         negate(e, r);
         store(e, r, S(1));
         break;
-      case OP_MULADD_S: product_then(e, ADD, S(1), S(2), S(3), S(4)); break;
-      case OP_MULSUB_S: product_then(e, SUB, S(1), S(2), S(3), S(4)); break;
+      case OP_MULADD_S: product_then(e, ADD, e->add_to_product[0], S(1), S(2), S(3), S(4)); break;
+      case OP_MULSUB_S: product_then(e, SUB, 0, S(1), S(2), S(3), S(4)); break;
       case OP_SQUARE_S: binary_op(e, MUL, S(1), S(2), S(2)); break;
       case OP_MOV_S:
         r = value_in_new(e, S(2), 0);
@@ -499,8 +502,8 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
         break;
       case OP_ACC_S: binary_op(e, ADD, S(1), S(1), S(2)); break;
       case OP_NACC_S: binary_op(e, SUB, S(1), S(1), S(2)); break;
-      case OP_MULACC_S: product_then(e, ADD, S(1), S(1), S(2), S(3)); break;
-      case OP_NMULACC_S: product_then(e, SUB, S(1), S(1), S(2), S(3)); break;
+      case OP_MULACC_S: product_then(e, ADD, e->add_to_product[1], S(1), S(1), S(2), S(3)); break;
+      case OP_NMULACC_S: product_then(e, SUB, 0, S(1), S(1), S(2), S(3)); break;
       case OP_UNARY_S: call_helper(e, call_unary, pc); break;
       case OP_BINARY_S: call_helper(e, call_binary, pc); break;
       case OP_COPY_V:
@@ -705,9 +708,34 @@ static void free_ones(one_instr *one) {
   }
 }
 
+/* Whether the interpreter's op (MULADD_S o a b c, or MULACC_S o b c with o
+ * as a) adds a to the product: of a NaN a and a NaN product, the product's
+ * passes on.  Run once per build on a four-word arena (no static state). */
+static int adds_to_product(int32_t op) {
+  const uint64_t bits[4] = {UINT64_C(0x7FF8000000000001), UINT64_C(0x7FF8000000000002),
+                            UINT64_C(0x3FF0000000000000), 0}; /* a, b, 1.0, o */
+  double arena[4];
+  memcpy(arena, bits, sizeof arena);
+  int32_t code[6] = {op, 3, 0, 1, 2, OP_HALT};
+  if (op == OP_MULACC_S) { /* o a b: o is a */
+    code[1] = 0, code[2] = 1, code[3] = 2, code[4] = OP_HALT;
+  }
+  fastad_program one = {0};
+  one.code = code;
+  one.code_len = op == OP_MULACC_S ? 5 : 6;
+  one.arena_bytes = sizeof arena;
+  poll_state ps = {NULL, -1, 0, NULL};
+  (void)vm_run_state(&one, NULL, (char *)arena, &ps);
+  uint64_t got;
+  memcpy(&got, &arena[op == OP_MULACC_S ? 0 : 3], sizeof got);
+  return got == bits[1];
+}
+
 struct fastad_jit *fastad_jit_build(const fastad_program *p) {
   if (!jit_on) return NULL;
   emitter e = {0};
+  e.add_to_product[0] = adds_to_product(OP_MULADD_S);
+  e.add_to_product[1] = adds_to_product(OP_MULACC_S);
   found_list f = {NULL, 0, 0, 0};
   owned o = {NULL, 0};
   struct fastad_jit *j = NULL;
