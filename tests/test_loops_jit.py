@@ -391,7 +391,8 @@ if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:
     sys.exit(77)
 after = c_backend.Executable(program)
 got = [np.asarray(v).tobytes() for v in after.run(args)]
-print(before.native_loops, after.native_loops, got == want, before.run(args)[0] == after.run(args)[0])
+same = before.run(args)[0] == after.run(args)[0]  # the native code built before still runs
+print(before.native_loops, after.native_loops, got == want, same)
 """
 
 
