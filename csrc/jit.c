@@ -115,6 +115,7 @@ typedef struct {
   int64_t clock;
   int sign_ready;      /* xmm15 holds the sign bit */
   unsigned pinned;     /* registers holding carries across steps: never reused */
+  int add_to_product[2]; /* MULADD_S, MULACC_S: a added to b * c (product_then) */
 } emitter;
 
 static void put(emitter *e, const uint8_t *bytes, size_t n) {
@@ -285,10 +286,20 @@ static void binary_op(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b) {
 }
 
 /* o = a op (b * c): MULADD_S and the like, rounded after the product as the
- * C code (built with -ffp-contract=off) is, a the first operand as there. */
-static void product_then(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b, int32_t c) {
+ * C code (built with -ffp-contract=off) is.  Of two NaN operands addsd passes
+ * on its destination's, and the compiler may add a to the product or the
+ * product to a (GCC -O3 does the first, its sanitized build the second):
+ * add_to_product says which the interpreter does (probed); a - b * c always
+ * subtracts the product from a. */
+static void product_then(emitter *e, uint8_t op, int add_to_product, int32_t o, int32_t a,
+                         int32_t b, int32_t c) {
   const int p = value_in_new(e, b, 0);
   apply(e, MUL, p, c);
+  if (add_to_product) {
+    apply(e, ADD, p, a);
+    store(e, p, o);
+    return;
+  }
   const int r = value_in_new(e, a, 1u << p);
   sse(e, 0xF2, op, r, p, 0, 0);
   store(e, r, o);
@@ -396,6 +407,14 @@ static int scalar_body(const int32_t *code, int64_t *arrays) {
   return dispatched <= 2 * native;
 }
 
+/* The bytes [*lo, *lo + *n) that rows of stacked entry e of LOOP descriptor d
+ * reach (d[0] >= 0: a while loop has no rows). */
+static void rows_span(const int64_t *d, const int64_t *e, int64_t *lo, int64_t *n) {
+  const int64_t reach = d[0] > 0 ? (d[0] - 1) * e[3] : 0;
+  *lo = e[1] + (reach < 0 ? reach : 0);
+  *n = (reach < 0 ? -reach : reach) + e[2];
+}
+
 static int simple_entries(const int64_t *d) {
   const int64_t n = d[1] + d[2] + d[3];
   int64_t carried = 0;
@@ -404,7 +423,16 @@ static int simple_entries(const int64_t *d) {
     if (e[2] <= 0 || e[2] > MAX_ENTRY_BYTES) return 0;
     if (!fits(e[0] + e[2]) || !fits(e[1] + e[2]) || !fits(e[3]) || e[0] < 0 || e[1] < 0)
       return 0;
-    if (k < d[1]) carried += e[2];
+    if (k < d[1]) {
+      carried += e[2];
+    } else if (e[2] != 8 && d[0] > 0) {
+      /* a row over its own slot (a hostile program's) is copied as memmove
+       * does, in the direction the two addresses give: interpreted (a word
+       * moves in one load and one store, either way) */
+      int64_t lo, bytes;
+      rows_span(d, e, &lo, &bytes);
+      if (lo < e[0] + e[2] && e[0] < lo + bytes) return 0;
+    }
   }
   return fits(d[4] + carried);
 }
@@ -465,8 +493,8 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
         negate(e, r);
         store(e, r, S(1));
         break;
-      case OP_MULADD_S: product_then(e, ADD, S(1), S(2), S(3), S(4)); break;
-      case OP_MULSUB_S: product_then(e, SUB, S(1), S(2), S(3), S(4)); break;
+      case OP_MULADD_S: product_then(e, ADD, e->add_to_product[0], S(1), S(2), S(3), S(4)); break;
+      case OP_MULSUB_S: product_then(e, SUB, 0, S(1), S(2), S(3), S(4)); break;
       case OP_SQUARE_S: binary_op(e, MUL, S(1), S(2), S(2)); break;
       case OP_MOV_S:
         r = value_in_new(e, S(2), 0);
@@ -474,8 +502,8 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
         break;
       case OP_ACC_S: binary_op(e, ADD, S(1), S(1), S(2)); break;
       case OP_NACC_S: binary_op(e, SUB, S(1), S(1), S(2)); break;
-      case OP_MULACC_S: product_then(e, ADD, S(1), S(1), S(2), S(3)); break;
-      case OP_NMULACC_S: product_then(e, SUB, S(1), S(1), S(2), S(3)); break;
+      case OP_MULACC_S: product_then(e, ADD, e->add_to_product[1], S(1), S(1), S(2), S(3)); break;
+      case OP_NMULACC_S: product_then(e, SUB, 0, S(1), S(1), S(2), S(3)); break;
       case OP_UNARY_S: call_helper(e, call_unary, pc); break;
       case OP_BINARY_S: call_helper(e, call_binary, pc); break;
       case OP_COPY_V:
@@ -504,7 +532,11 @@ static size_t jump(emitter *e, uint8_t op2) {
 
 static void land(emitter *e, size_t at, size_t target) {
   if (e->failed) return;
-  const int32_t rel = (int32_t)((int64_t)target - (int64_t)(at + 4));
+  const int64_t rel = (int64_t)target - (int64_t)(at + 4);
+  if (rel < INT32_MIN || rel > INT32_MAX) { /* a step of over 2 GiB of code: interpreted */
+    e->failed = 1;
+    return;
+  }
   const uint32_t u = (uint32_t)rel;
   for (int i = 0; i < 4; i++) e->buf[at + i] = (uint8_t)(u >> (8 * i));
 }
@@ -567,14 +599,26 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
     const int64_t *y = ys + FASTAD_LOOP_ENTRY_WORDS * k;
     row_offset(e, (int32_t)y[3]);
     move_bytes(e, y[1], 1, y[0], 0, y[2]);
+    /* a row may lie over a slot (a hostile program's): every row's bytes
+     * forgotten */
+    int64_t lo, bytes;
+    rows_span(d, y, &lo, &bytes);
+    forget_range(e, lo, bytes);
   }
   /* the new carry's values in registers, where a register of this step holds
    * them (taken before the moves: loop.c moves straight only when no output
-   * is overwritten before it is read), else from their slots after */
+   * is overwritten before it is read) and no later carry's move writes over
+   * the slot, else from their slots after */
   int from[MAX_PINNED];
   for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+    const int64_t at = carry[FASTAD_LOOP_ENTRY_WORDS * k];
     const int r = cached(e, carry[FASTAD_LOOP_ENTRY_WORDS * k + 1]);
-    from[k] = direct && r >= 0 && !(e->pinned >> r & 1 && r != pin[k]) ? r : -1;
+    int kept = direct && r >= 0 && !(e->pinned >> r & 1 && r != pin[k]);
+    for (int64_t j = k + 1; j < nc && kept; j++) {
+      const int64_t *c = carry + FASTAD_LOOP_ENTRY_WORDS * j;
+      kept = !(c[0] < at + 8 && at < c[0] + c[2]);
+    }
+    from[k] = kept ? r : -1;
   }
   if (direct) {
     for (int64_t k = 0; k < nc; k++) {
@@ -664,9 +708,34 @@ static void free_ones(one_instr *one) {
   }
 }
 
+/* Whether the interpreter's op (MULADD_S o a b c, or MULACC_S o b c with o
+ * as a) adds a to the product: of a NaN a and a NaN product, the product's
+ * passes on.  Run once per build on a four-word arena (no static state). */
+static int adds_to_product(int32_t op) {
+  const uint64_t bits[4] = {UINT64_C(0x7FF8000000000001), UINT64_C(0x7FF8000000000002),
+                            UINT64_C(0x3FF0000000000000), 0}; /* a, b, 1.0, o */
+  double arena[4];
+  memcpy(arena, bits, sizeof arena);
+  int32_t code[6] = {op, 3, 0, 1, 2, OP_HALT};
+  if (op == OP_MULACC_S) { /* o a b: o is a */
+    code[1] = 0, code[2] = 1, code[3] = 2, code[4] = OP_HALT;
+  }
+  fastad_program one = {0};
+  one.code = code;
+  one.code_len = op == OP_MULACC_S ? 5 : 6;
+  one.arena_bytes = sizeof arena;
+  poll_state ps = {NULL, -1, 0, NULL};
+  (void)vm_run_state(&one, NULL, (char *)arena, &ps);
+  uint64_t got;
+  memcpy(&got, &arena[op == OP_MULACC_S ? 0 : 3], sizeof got);
+  return got == bits[1];
+}
+
 struct fastad_jit *fastad_jit_build(const fastad_program *p) {
   if (!jit_on) return NULL;
   emitter e = {0};
+  e.add_to_product[0] = adds_to_product(OP_MULADD_S);
+  e.add_to_product[1] = adds_to_product(OP_MULACC_S);
   found_list f = {NULL, 0, 0, 0};
   owned o = {NULL, 0};
   struct fastad_jit *j = NULL;

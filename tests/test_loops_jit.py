@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 import fastad as fa
@@ -229,14 +229,15 @@ def loop_words(draw):
             body.append((name, o, draw(st.integers(8, 8 + SLOTS - n)), n) if name == "COPY_V"
                         else (name, o, n))
         else:
-            body.append((name,) + tuple(draw(slot) for _ in range(SCALAR_OPS[name] - 1)))
+            body.append((name,) + tuple(draw(slot) for _ in range(SCALAR_OPS[name])))
     words = st.integers(1, 3)
     return {"steps": steps, "body": body,
             "carries": [(draw(slot), draw(slot), draw(words))
                         for _ in range(draw(st.integers(0, 4)))],
-            "xs": [(draw(slot), draw(words), draw(st.booleans()))
+            # rows up or down a stacked array, or all over the slots from one on
+            "xs": [(draw(slot), draw(words), draw(st.sampled_from(["up", "down"]) | slot))
                    for _ in range(draw(st.integers(0, 2)))],
-            "ys": [(draw(slot), draw(words), draw(st.booleans()))
+            "ys": [(draw(slot), draw(words), draw(st.sampled_from(["up", "down"]) | slot))
                    for _ in range(draw(st.integers(0, 2)))],
             "seed": draw(st.integers(0, 2**16))}
 
@@ -245,21 +246,27 @@ def _assembled(spec):
     """The spec as a Program: one LOOP over the slots and the stacked arrays
     after them, the arena's words all one input (copied in) and one output."""
     from fastad.backends.lower import BINARY, OP, UNARY, Program
-    from fastad.backends.vm_header import CONSTANTS
+    from fastad.backends.vm_header import CONSTANTS, NARGS
     code = []
     for name, *w in spec["body"]:
         if name in ("UNARY_S", "BINARY_S"):
             w[0] = (UNARY if name == "UNARY_S" else BINARY)[w[0]]
         if name in ("COPY_V", "ZERO_V"):
             w = [0] + w  # float64
+        assert len(w) == NARGS[OP[name]], (name, w)  # else the words decode as other code
         code += [OP[name]] + list(w)
     code.append(OP["HALT"])
     code = [OP["LOOP"], 0, len(code)] + code + [OP["HALT"]]
     T, at = spec["steps"], 8 * (8 + SLOTS)
     entries = []
-    for slot, n, back in spec["xs"] + spec["ys"]:
+    for slot, n, rows in spec["xs"] + spec["ys"]:
         # (slot, stacked, bytes, stride); a row of n words may overlap the next slots
         n = min(n, 8 + SLOTS - slot)
+        if not isinstance(rows, str):  # every row over slots rows.. (stride 0)
+            n = min(n, 8 + SLOTS - rows)
+            entries.append((8 * slot, 8 * rows, 8 * n, 0))
+            continue
+        back = rows == "down"
         stride = -8 * n if back else 8 * n
         entries.append((8 * slot, at + (8 * n * (T - 1) if back and T else 0), 8 * n, stride))
         at += 8 * n * max(T, 1)
@@ -277,38 +284,71 @@ def _assembled(spec):
                    b"", arena, [(64, f64, (words,))], [(64, f64, (words,))]), words
 
 
-def _canonical(values):
-    """Bytes with every NaN as one: which of two NaN operands an operation
-    passes on may differ between the compiler's code and the native code."""
-    out = []
-    for v in values:
-        v = np.array(v, dtype=np.float64)
-        v[np.isnan(v)] = np.nan
-        out.append(v.tobytes())
-    return out
+# NaNs of either sign and two payloads (NumPy's nan is positive, x86's 0 * inf
+# negative): which of two NaN operands an operation passes on is part of the
+# interpreter's bits.
+NANS = np.array([0x7FF8000000000001, 0xFFF8000000000002], np.uint64).view(np.float64)
 
 
-@FAST
-@given(loop_words())
-def test_assembled_scalar_loops_native_and_interpreted_agree(spec):
+def _native_and_interpreted(program, x):
+    """The program's outputs for x with native steps and interpreted, as
+    bytes, and whether its loop had native steps; None if the validator
+    refuses it."""
     from fastad.backends import _vm, c_backend
     from fastad.core.errors import TapeError
-    program, words = _assembled(spec)
-    rng = np.random.default_rng(spec["seed"])
-    x = rng.standard_normal(words) * rng.choice([1.0, 1.0, 1e3, 1e-3], words)
-    x[rng.uniform(size=words) < 0.1] = rng.choice([0.0, -0.0, np.inf, -np.inf])
-    results = {}
+    results, had_native = {}, {}
     for native in (True, False):
         before = _vm.use_jit(native)
         try:
             exe = c_backend.Executable(program)
         except TapeError:
-            return  # regions the validator refuses: nothing runs, either way
+            return None  # regions the validator refuses: nothing runs, either way
         finally:
             _vm.use_jit(before)
-        assert exe.native_loops == (native and _native_platform())
-        results[native] = exe.run([x])
-    assert _canonical(results[True]) == _canonical(results[False])
+        results[native] = [np.asarray(v).tobytes() for v in exe.run([x])]
+        had_native[native] = exe.native_loops
+    assert not had_native[False]
+    return results[True], results[False], had_native[True]
+
+
+@FAST
+@given(loop_words())
+# a later carry's move over an earlier carry's slot; a row stored over a carry's new value
+@example({"steps": 2, "body": [("ACC_S", 8, 10), ("ACC_S", 8, 8)],
+          "carries": [(10, 8, 1), (9, 8, 2)], "xs": [], "ys": [], "seed": 0})
+@example({"steps": 3, "body": [("MOV_S", 13, 8), ("MOV_S", 10, 11), ("MOV_S", 9, 12)],
+          "carries": [(8, 10, 1)], "xs": [], "ys": [(9, 1, 10)], "seed": 0})
+def test_assembled_scalar_loops_native_and_interpreted_agree(spec):
+    program, words = _assembled(spec)
+    rng = np.random.default_rng(spec["seed"])
+    x = rng.standard_normal(words) * rng.choice([1.0, 1.0, 1e3, 1e-3], words)
+    x[rng.uniform(size=words) < 0.1] = rng.choice([0.0, -0.0, np.inf, -np.inf, *NANS])
+    results = _native_and_interpreted(program, x)
+    if results is not None:
+        assert results[0] == results[1]
+        # rows over slots, which memmove copies either way, are interpreted
+        if all(isinstance(rows, str) for _, _, rows in spec["xs"] + spec["ys"]):
+            assert results[2] == _native_platform()
+
+
+@pytest.mark.parametrize("name", [n for n in SCALAR_OPS if n not in ("COPY_V", "ZERO_V")])
+def test_nan_operands_give_the_interpreter_s_nan(name):
+    """Each scalar opcode over every choice of a positive NaN, a negative NaN
+    or a number for each operand (one step per choice): the native code
+    passes on the NaN the compiled interpreter passes on, sign and payload."""
+    import itertools
+    # the result in slot 9 (read first by ACC_S and the like), a row in 9..12 per step
+    instr = (name, 9, 10, 11, 12)[:1 + SCALAR_OPS[name]]
+    if name in ("UNARY_S", "BINARY_S"):
+        instr = (name, "sin" if name == "UNARY_S" else "maximum") + instr[1:-1]
+    choices = list(itertools.product([NANS[0], NANS[1], 2.0], repeat=4))
+    spec = {"steps": len(choices), "body": [instr], "carries": [],
+            "xs": [(9, 4, "up")], "ys": [(9, 1, "up")], "seed": 0}
+    program, words = _assembled(spec)
+    x = np.zeros(words)
+    x[SLOTS:SLOTS + 4 * len(choices)] = np.ravel(choices)  # the stacked rows, after the slots
+    native, interpreted, had_native = _native_and_interpreted(program, x)
+    assert native == interpreted and had_native == _native_platform()
 
 
 def test_hostile_descriptors_of_native_loops_are_refused_or_run_without_crashing():
@@ -330,3 +370,115 @@ def test_hostile_descriptors_of_native_loops_are_refused_or_run_without_crashing
                         2**31 - 1, 2**40))
     assert rejected > 50 and ran > 50 and (native > 50 or not _native_platform())
     np.testing.assert_array_equal(c_backend.Executable(program).run(args)[0], want[0])
+
+
+_NO_EXEC_RUN = """
+import ctypes, sys
+import numpy as np
+import fastad as fa
+from fastad.backends import c_backend
+from fastad.backends.lower import lower
+def f(theta, xs):
+    step = lambda c, x: ((c[0] * 0.9 + x * theta[0], c[1] - c[0] * theta[1]), None)
+    carry, _ = fa.scan(step, (theta[0], theta[1]), xs)
+    return carry[0] * carry[1]
+args = [np.array([0.3, -0.2]), np.linspace(-1, 1, 7)]
+program = lower(fa.make_tape(fa.value_and_grad(f))(*args))
+before = c_backend.Executable(program)
+want = [np.asarray(v).tobytes() for v in before.run(args)]
+# PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN (Linux 6.3): no mapping may become executable
+if ctypes.CDLL(None, use_errno=True).prctl(65, 1, 0, 0, 0) != 0:
+    sys.exit(77)
+after = c_backend.Executable(program)
+got = [np.asarray(v).tobytes() for v in after.run(args)]
+same = before.run(args)[0] == after.run(args)[0]  # the native code built before still runs
+print(before.native_loops, after.native_loops, got == want, same)
+"""
+
+
+@pytest.mark.skipif(not _native_platform(), reason="native steps are built on x86-64 Linux only")
+def test_without_executable_memory_loops_are_interpreted():
+    """A process that may not make memory executable (as under SELinux's or
+    systemd's deny-write-execute policies) builds no native steps and
+    interprets the loops, with the same results; native code built before
+    keeps running."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(fa.__file__))
+    env = dict(os.environ, PYTHONPATH=root, FASTAD_NO_JIT="")
+    done = subprocess.run([sys.executable, "-c", _NO_EXEC_RUN], env=env, capture_output=True,
+                          text=True, timeout=120, cwd=root)
+    if done.returncode == 77:
+        pytest.skip("the kernel has no PR_SET_MDWE")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "False", "True", "True"]
+
+
+def test_ctrl_c_stops_a_native_loop():
+    """SIGINT 0.2 s into a loop of native steps that would take over a second
+    (its trip count raised in the program, timed beforehand): KeyboardInterrupt
+    well before it would have finished (loop.c polls between chunks of
+    steps), and native steps then give the interpreter's results."""
+    import threading
+    import time
+    from fastad.backends import _vm, c_backend
+    from fastad.backends.lower import lower
+    from helpers import altered, loop_descriptors, seconds_until_interrupted
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals reach the main thread only")
+
+    def f(theta):
+        step = lambda c, _: (c * 0.999 + theta[0] * c / (1.0 + c * c), None)
+        return fa.scan(step, theta[1], length=1000)[0]
+    theta = np.array([0.5, 0.25])
+    program = lower(fa.make_tape(f)(theta))
+    (_, d, _, _), = loop_descriptors(program)
+
+    def executable(steps):
+        meta = program.meta.copy()
+        meta[d] = steps
+        return c_backend.Executable(altered(program, meta=meta))
+    short = executable(100_000)
+    start = time.perf_counter()
+    short.run([theta])
+    per_step = (time.perf_counter() - start) / 100_000
+    steps = int(1.2 / per_step)  # about 1.2 s uninterrupted
+    exe = executable(steps)
+    assert exe.native_loops == _native_platform()
+    elapsed = seconds_until_interrupted(lambda: exe.run([theta]))
+    assert 0.2 <= elapsed < 0.6 * per_step * steps
+    before = _vm.use_jit(False)
+    try:
+        want = executable(100_000).run([theta])[0]
+    finally:
+        _vm.use_jit(before)
+    np.testing.assert_array_equal(short.run([theta])[0], want)
+
+
+def test_threads_share_an_executable_s_native_steps():
+    """Two threads running one Executable's native steps at once (each run
+    on an arena of its own; the code is read-only): each gets the results
+    of running alone."""
+    import threading
+    from fastad.backends import c_backend
+    from fastad.backends.lower import lower
+    spec = {"carries": 2, "length": 30, "reverse": False, "ys": True, "checkpoint": None,
+            "kind": "scan", "seed": 2, "ops": [("mul", 0, 1), ("sin", 6, 0), ("muladd", 7, 2)],
+            "updates": [("damp", 8), ("tanh", 0)]}
+    args = [list(_args(spec, seed)) for seed in range(8)]
+    program = lower(fa.make_tape(fa.value_and_grad(_loss(spec)))(*args[0]))
+    exe = c_backend.Executable(program)
+    assert exe.native_loops == _native_platform()
+    want = [[np.asarray(v).tobytes() for v in exe.run(a)] for a in args]
+    got = [[] for _ in range(2)]
+
+    def work(k):
+        for _ in range(50):
+            got[k].append([[np.asarray(v).tobytes() for v in exe.run(a)] for a in args])
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(rounds == want for results in got for rounds in results)
