@@ -14,6 +14,9 @@ round; the C extension must be built in each tree.  Workloads:
                      between host calls (Cholesky, triangular solves)
   sparse-<name>      the sparse Hessian of benchmarks/sparse_derivatives.py's
                      workload <name> at n = 10^5 (broyden, rods, landau, ...)
+  mlp-784            a jitted SGD step of a 784-256-256-10 ReLU network's
+                     cross-entropy on a batch of 128 (JAX's MNIST example's
+                     shape, narrower): BLAS products between fused jobs
 
 Per line: medians over the rounds of wall, process CPU and worker CPU per call
 (worker: the threads the first compiled calls started, read from
@@ -29,7 +32,7 @@ import sys
 import time
 
 CALLS = {"w2-1e5": 3000, "w2-1e6": 300, "powloop-n100000": 3000, "GP-n200": 40,
-         "GP-n1000": 4}
+         "GP-n1000": 4, "mlp-784": 100}
 SPARSE_CALLS = 40
 
 
@@ -42,6 +45,8 @@ def _make_call(name: str):
         w = rosenbrock_workload(int(float(name[3:])))
         g = fa.compile(w.f, argnums=0, backend="c")
         return lambda: g(*w.args)
+    if name == "mlp-784":
+        return _mlp_call(np, fa)
     if name.startswith("sparse-"):
         import sparse_derivatives as sd
         f, _ = sd.WORKLOADS[name[len("sparse-"):]]
@@ -53,6 +58,27 @@ def _make_call(name: str):
     w = usercode.BUILDERS[name]()
     g = fa.compile(w.f, argnums=0, backend="c")
     return lambda: g(*w.args)
+
+
+def _mlp_call(np, fa):
+    rng = np.random.default_rng(0)
+    sizes = [784, 256, 256, 10]
+    params = [a for m, n in zip(sizes, sizes[1:])
+              for a in (rng.standard_normal((m, n)) / np.sqrt(m), np.zeros(n))]
+    x, y = rng.standard_normal((128, 784)), np.eye(10)[rng.integers(0, 10, 128)]
+
+    def loss(params, x, y):
+        h = x
+        for k in range(0, len(params) - 2, 2):
+            h = np.maximum(h @ params[k] + params[k + 1], 0.0)
+        z = h @ params[-2] + params[-1]
+        z = z - np.max(z, axis=1, keepdims=True)
+        return -np.mean(np.sum(y * (z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))), 1))
+    # a jitted SGD step, as a training loop runs: the update of the 200,000
+    # weights is fused jobs over the pool between the products
+    step = fa.jit(lambda p, x, y: [a - 0.01 * b for a, b in zip(p, fa.grad(loss)(p, x, y))],
+                  backend="c")
+    return lambda: step(params, x, y)
 
 
 def _thread_cpu_us() -> dict[str, float]:
