@@ -38,7 +38,8 @@ def in_vmap_trace() -> bool:
 
 
 def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
-         axis_size: int | None = None) -> Callable[..., Any]:
+         axis_size: int | None = None, axis_name: Any = None,
+         spmd_axis_name: Any = None) -> Callable[..., Any]:
     """Vectorize ``f`` over an axis of its arguments, as one batched tape.
 
     ``in_axes``: an int or None for all arguments, or one per positional
@@ -48,8 +49,15 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     result every example shares, or a pytree prefix of the result);
     ``axis_size`` gives the batch size when no argument is batched.
     Composes with grad, jit and compile: ``vmap(grad(loss), in_axes=(None,
-    0, 0))`` gives per-example gradients.
+    0, 0))`` gives per-example gradients.  JAX's ``axis_name`` (for
+    ``lax.psum`` and the other collectives over the batch) is not provided:
+    naming one raises NotImplementedError.
     """
+    if axis_name is not None or spmd_axis_name is not None:
+        raise NotImplementedError(
+            "vmap(axis_name=...): fastad has no collectives over a vmapped axis (lax.psum, "
+            "pmean, axis_index, ...); reduce over the batch outside vmap instead, e.g. "
+            "vmap(f)(xs).sum(axis=0), or pass the reduced value in as an argument")
     from . import numpy as fnp
     from .transforms.batching import BranchesDiffer, CountedDiffer, batch_replay
 

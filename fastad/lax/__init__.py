@@ -89,9 +89,10 @@ _NOT_PROVIDED = frozenset({
 
 def __getattr__(name: str) -> Any:
     if name in _MULTI_DEVICE:
-        raise AttributeError(f"fastad.lax.{name}: jax.lax.{name} is a multi-device "
-                             "(collective or sharding) operation; fastad runs on one device, "
-                             "where it has no meaning")
+        raise AttributeError(f"fastad.lax.{name}: jax.lax.{name} is a collective or sharding "
+                             "operation, across devices or over a vmapped axis named by "
+                             "vmap(axis_name=...); fastad runs on one device and its vmap "
+                             "names no axes: reduce over the batch outside vmap instead")
     if name in _XLA_ONLY or (name.endswith("_p") and not name.startswith("_")):
         raise AttributeError(f"fastad.lax.{name}: jax.lax.{name} is an XLA-only name "
                              "(a primitive, token, RNG or backend detail) with no "
