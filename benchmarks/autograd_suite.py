@@ -8,9 +8,10 @@ downloads autograd's source distribution with pip (``pip download
 ``autograd.scipy.*``, ``autograd.test_util``, ... fastad's modules, and runs
 pytest twice: as written (eager), then with ``check_grads`` given
 ``fastad.jit(f)`` in place of ``f`` (every derivative check through a
-compiled function).  Test files that import autograd's internals
-(``autograd.core``, ``autograd.tracer``, its vector spaces) cannot be
-collected and are counted apart.  Prints each run's counts and failures.
+compiled function).  ``autograd.tracer``, ``autograd.core`` and
+``autograd.wrap_util`` are `fastad.tracer` and `fastad.wrap_util` (the
+names user code imports from them); a test file that imports autograd's
+vector spaces cannot be collected and is counted apart.  Prints each run's counts and failures.
 """
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ MODULES = {
     "autograd.misc.fixed_points": "fastad.misc.fixed_points",
     "autograd.extend": "fastad.extend",
     "autograd.differential_operators": "fastad.differential_operators",
+    "autograd.tracer": "fastad.tracer", "autograd.core": "fastad.tracer",
+    "autograd.wrap_util": "fastad.wrap_util", "autograd.util": "fastad.util",
 }
 for name in ("norm", "multivariate_normal", "t", "gamma", "beta", "poisson", "dirichlet", "chi2"):
     MODULES["autograd.scipy.stats." + name] = "fastad.scipy.stats." + name

@@ -740,9 +740,63 @@ def primitive(fn: Callable[..., Any]) -> Callable[..., Any]:
         name = f"{base}#{k}"
     prim = defprim(name, fn, None)
     prim.builtin = False
+    with_options: dict[tuple, Any] = {}  # (position, option) pairs -> their primitive
 
     @functools.wraps(fn)
     def bound(*args: Any, **kwargs: Any) -> Any:
-        return bind(prim, *args, **kwargs)
+        options = tuple((k, a) for k, a in enumerate(args) if _is_option(a))
+        if not options:
+            return bind(prim, *args, **kwargs)
+        key = tuple((k, id(a) if callable(a) else a) for k, a in options)
+        held = with_options.get(key)
+        if held is None:
+            held = with_options[key] = _with_options(prim, options, len(args))
+        _placed_rules(held)
+        return bind(held, *(a for a in args if not _is_option(a)), **kwargs)
     bound.primitive = prim  # type: ignore[attr-defined]
     return bound
+
+
+def _is_option(a: Any) -> bool:
+    """A positional argument of a user's primitive that is no array: a
+    string, None, a function (autograd passes them through to the function
+    and its rules; a tape holds arrays)."""
+    return a is None or isinstance(a, (str, bytes)) or (callable(a) and not isinstance(
+        a, (np.ndarray, np.generic, Tracer)))
+
+
+def _with_options(prim: Any, options: tuple, nargs: int) -> Any:
+    """``prim`` with these positional options fixed: a primitive of the other
+    arguments, whose function and rules put the options back in place, so
+    that the user's function and rules see every argument where they gave it
+    (`_placed_rules` refreshes the rules from ``prim`` at every call)."""
+    from .core.registry import defprim, registry
+    fixed = dict(options)
+
+    def full(values: tuple) -> list:
+        it = iter(values)
+        return [fixed[k] if k in fixed else next(it) for k in range(nargs)]
+
+    name, k = f"{prim.name}[{', '.join(f'{i}={v!r}' for i, v in options)}]", 1
+    while name in registry:
+        k += 1
+        name = f"{prim.name}[...]#{k}"
+    held = defprim(name, lambda *a, **kw: prim.impl(*full(a), **kw), None,
+                   differentiable=prim.differentiable)
+    held.builtin = False
+    held.full = full
+    held.arrays = [k for k in range(nargs) if k not in fixed]
+    held.parent = prim
+    return held
+
+
+def _placed_rules(held: Any) -> None:
+    """The parent primitive's rules of the array arguments, as rules of
+    ``held``'s arguments that see the options in place."""
+    def placed(rule: Any) -> Any:
+        return None if rule is None else \
+            lambda g, ans, *a, **kw: rule(g, ans, *held.full(a), **kw)
+    for field in ("vjps", "jvps"):
+        rules = getattr(held.parent, field)
+        setattr(held, field, [placed(rules[k]) if k < len(rules) else None
+                              for k in held.arrays] if rules else [])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable
 
+import numpy as np
 
 from . import numpy as fnp
 from .api import grad, hvp, jacobian, jvp, value_and_grad, vjp
@@ -100,8 +101,18 @@ def vector_jacobian_product(fun: Callable[..., Any], argnum: int = 0) -> Callabl
 
 def tensor_jacobian_product(fun: Callable[..., Any], argnum: int = 0) -> Callable[..., Any]:
     """``tensor_jacobian_product(f)(*args, t)``: ``t`` contracted with the
-    Jacobian over all of the output's axes (autograd's name for vjp)."""
-    return vector_jacobian_product(fun, argnum)
+    Jacobian over the output's leading ``t.ndim`` axes, autograd's
+    ``tensordot(t, J, t.ndim)``: the vjp when ``t`` has the output's shape,
+    else the Jacobian of ``tensordot(t, f(*args), t.ndim)`` (what is left of
+    the output's axes, then the argument's)."""
+    def product(*args: Any, **kwargs: Any) -> Any:
+        args, t = args[:-1], args[-1]
+        at = lambda x: fun(*_at(args, argnum, x), **kwargs)  # noqa: E731
+        out, pullback = vjp(at, args[argnum])
+        if np.shape(t) == np.shape(out):
+            return pullback(t)[0]
+        return jacobian(lambda x: fnp.tensordot(t, at(x), axes=np.ndim(t)))(args[argnum])
+    return product
 
 
 def grad_named(fun: Callable[..., Any], argname: str) -> Callable[..., Any]:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .check import check_grads as _check_grads
+from .check import DerivativeMismatch, check_grads as _check_grads
 from .conventions import make_jvp, make_vjp
 from .misc.flatten import flatten
 
@@ -107,7 +107,13 @@ def check_grads(f: Callable[..., Any], argnum: int | Sequence[int] = 0,
             for i, x in zip(nums, xs):
                 full[i] = x
             return f(*full, **kwargs)
-        _check_grads(of_some, tuple(args[i] for i in nums), order=order, modes=tuple(modes))
+        try:
+            _check_grads(of_some, tuple(args[i] for i in nums), order=order,
+                         modes=tuple(modes))
+        except DerivativeMismatch as exc:  # autograd's words: "(VJP) check of vjp_f failed"
+            kind = "VJP" if exc.mode == "rev" else "JVP"
+            name = f"{kind.lower()}_" * (exc.level - 1) + _name(f)
+            raise AssertionError(f"Derivative ({kind}) check of {name} failed: {exc}") from None
     return check
 
 

@@ -9,6 +9,7 @@ import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
@@ -30,6 +31,10 @@ MODULES = {  # autograd's module -> the names of it fastad provides
     "misc.flatten": ["flatten", "flatten_func"],
     "misc.optimizers": ["sgd", "rmsprop", "adam", "unflatten_optimizer"],
     "misc.fixed_points": ["fixed_point"],
+    "misc": ["flatten", "const_graph"],
+    "tracer": ["primitive", "notrace_primitive", "getval", "isbox"],
+    "wrap_util": ["unary_to_nary", "wraps"],
+    "util": ["quick_grad_check"],
 }
 
 
@@ -40,6 +45,15 @@ def test_autograds_modules_and_names(module):
     assert missing == []
     autograd = pytest.importorskip(f"autograd.{module}")
     assert [n for n in MODULES[module] if not hasattr(autograd, n)] == []
+
+
+def test_autograd_cores_names_are_in_fastad_tracer():
+    """What user code imports from autograd.core lives in fastad.tracer."""
+    from fastad import tracer
+    names = ["make_vjp", "make_jvp", "primitive_vjps", "primitive_jvps", "primitive"]
+    assert [n for n in names if not hasattr(tracer, n)] == []
+    core = pytest.importorskip("autograd.core")
+    assert [n for n in names if not hasattr(core, n)] == []
 
 
 def test_misc_flatten_is_the_function_and_the_module():
@@ -302,3 +316,128 @@ def test_autograds_linalg_helpers():
     g = fa.grad(lambda a: fnp.sum(fnp.linalg._dot(a, b) ** 2))(a)
     np.testing.assert_allclose(g, 2 * np.einsum("...ik,...jk->...ij", a @ b, b), rtol=1e-12)
     np.testing.assert_array_equal(fnp.linalg.T(a), np.swapaxes(a, -1, -2))
+
+
+# -- autograd.tracer, autograd.core, autograd.wrap_util as user code uses them --
+
+OPTIONS = st.sampled_from(["mode", None, b"raw", np.tanh])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.one_of(st.just("array"), OPTIONS), min_size=1, max_size=4)
+       .filter(lambda a: "array" in a), st.integers(0, 2**31 - 1))
+def test_primitives_take_strings_none_and_functions_among_their_arguments(layout, seed):
+    """autograd passes any argument through to a primitive's function and
+    rules: strings, None and functions among the arrays, in any position."""
+    rng = np.random.default_rng(seed)
+    seen = []
+
+    def impl(*args):
+        seen.append(tuple(a for a in args if not isinstance(a, np.ndarray | float)))
+        return sum(np.sin(a) * (k + 1) for k, a in enumerate(args)
+                   if isinstance(a, (np.ndarray, float)))
+    prim = fa.primitive(impl)
+    rules = [(lambda g, ans, *args, k=k: g * np.cos(args[k]) * (k + 1))
+             if kind == "array" else None for k, kind in enumerate(layout)]
+    fa.defvjp(prim, *rules)
+    arrays = [k for k, kind in enumerate(layout) if kind == "array"]
+    values = [rng.normal(size=3) for _ in arrays]
+
+    def call(*xs):
+        it = iter(xs)
+        return fnp.sum(prim(*(next(it) if kind == "array" else kind for kind in layout)))
+    want = [np.cos(v) * (k + 1) for k, v in zip(arrays, values)]
+    got = fa.grad(call, tuple(range(len(values))))(*values)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w)
+    compiled = fa.jit(fa.grad(call, tuple(range(len(values)))))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a user's primitive is a host call
+        for g, w in zip(compiled(*values), want):
+            np.testing.assert_allclose(g, w)
+    options = tuple(kind for kind in layout if kind != "array")
+    assert seen and all(s == options for s in seen)
+
+
+def test_tracer_and_core_names():
+    from fastad import tracer
+    from fastad.wrap_util import unary_to_nary
+
+    @unary_to_nary
+    def my_grad(fun, x):
+        vjp, _ = tracer.make_vjp(fun, x)
+        return vjp(1.0)
+    assert my_grad(lambda x, y: x * y ** 2, 1)(2.0, 3.0) == pytest.approx(12.0)
+    assert my_grad(lambda x, y: x * y, (0, 1))(2.0, 3.0) == pytest.approx((3.0, 2.0))
+    assert tracer.make_jvp(fnp.sin, 0.5)(2.0)[1] == pytest.approx(2 * np.cos(0.5))
+    seen = []
+    fa.grad(lambda x: seen.append((tracer.isbox(x), type(tracer.getval(x)))) or x * x)(1.5)
+    assert seen == [(True, np.ndarray)] or seen == [(True, np.float64)]
+    assert not tracer.isbox(1.0) and tracer.getval(2.0) == 2.0
+    guarded = fa.jit(lambda x: x * (2.0 if tracer.getval(x) > 0 else -2.0))
+    assert guarded(3.0) == 6.0 and guarded(-3.0) == 6.0  # the value is a guard: traced again
+
+    square = fa.primitive(lambda x: x * x)
+    fa.defvjp(square, lambda g, ans, x: 2 * g * x)
+    assert square.primitive in tracer.primitive_vjps
+    rules = tracer.primitive_vjps.pop(square)
+    with pytest.raises(NotImplementedError):
+        fa.grad(square)(3.0)
+    tracer.primitive_vjps[square] = rules
+    assert fa.grad(square)(3.0) == pytest.approx(6.0)
+
+
+def test_autograds_first_rule_methods_warn_and_work():
+    from fastad import tracer
+    for method in ("defgrad", "defvjp"):
+        mul = tracer.primitive(lambda x, y: x * y)
+        with pytest.warns(DeprecationWarning):
+            if method == "defgrad":
+                mul.defgrad(lambda ans, x, y: lambda g: y * g)
+                mul.defgrad(lambda ans, x, y: lambda g: x * g, argnum=1)
+            else:
+                mul.defvjp(lambda g, ans, vs, gvs, x, y: y * g)
+                mul.defvjp(lambda g, ans, vs, gvs, x, y: x * g, argnum=1)
+        assert fa.grad(mul, (0, 1))(2.0, 5.0) == pytest.approx((5.0, 2.0))
+    zero = tracer.primitive(lambda x, y: x * y)
+    with pytest.warns(DeprecationWarning):
+        zero.defvjp_is_zero([0, 1])
+    assert fa.grad(zero, (0, 1))(2.0, 5.0) == (0.0, 0.0)
+
+
+def test_const_graph_traces_once_and_tensor_jacobian_products():
+    from fastad.differential_operators import tensor_jacobian_product
+    from fastad.misc import const_graph
+    calls = []
+
+    def f(x, y):
+        calls.append(1)
+        return fnp.sin(x) * y
+    once = const_graph(f, y=2.0)
+    assert once(0.5) == pytest.approx(np.sin(0.5) * 2) and once(0.7) == pytest.approx(
+        np.sin(0.7) * 2)
+    assert len(calls) == 1
+    fun = lambda a: fnp.roll(fnp.sin(a), 1)  # noqa: E731
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 4, 3))
+    J = fa.jacobian(fun)(a)
+    for shape in ((5,), (5, 4), (5, 4, 3)):
+        v = rng.normal(size=shape)
+        np.testing.assert_allclose(tensor_jacobian_product(fun)(a, v),
+                                   np.tensordot(v, J, axes=len(shape)), atol=1e-12)
+
+
+def test_second_order_checks_see_a_rule_wrong_in_its_cotangent():
+    """check_grads at order 2 differentiates a VJP in its cotangent too: a
+    rule right in x whose own VJP is off is caught, and named as autograd does."""
+    from fastad.test_util import check_grads
+    from fastad.util import quick_grad_check
+    bar = fa.primitive(lambda x: x)
+    fa.defvjp(bar, lambda g, ans, x: g * 1.001)
+    foo = fa.primitive(lambda x: x * 2.0)
+    fa.defvjp(foo, lambda g, ans, x: bar(g) * 2)
+    check_grads(foo, modes=["rev"], order=1)(1.0)
+    with pytest.raises(AssertionError, match=r"\(VJP\) check of vjp_"):
+        check_grads(foo, modes=["rev"])(1.0)
+    with pytest.warns(DeprecationWarning):
+        quick_grad_check(lambda x, y: x ** 2 + y, 1.0, (2.0,))
