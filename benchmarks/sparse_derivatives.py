@@ -481,8 +481,8 @@ def breakdown(sizes, backends, repeats, out, workloads=tuple(WORKLOADS)):
                 else:
                     minus = 0.0
                     gather = best(lambda: plan.assemble(flat), repeats)
-                structure = plan.extra["structure"]
-                made = best(lambda: csr.on_structure(data, *structure), repeats)
+                model = plan.extra["model"]
+                made = best(lambda: csr.like(model, data), repeats)
                 ms = [v * 1e3 for v in (whole, grad)]
                 form = plan.extra.get("form", "batched")
                 print(f"{name:10s} {n:6d} {backend:7s} {p:2d} {form:8s} {ms[0]:8.3f} "
