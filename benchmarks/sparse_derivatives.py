@@ -46,6 +46,14 @@ derivative, Function) is reported too.  CasADi returns its own sparse DM,
 not converted here; fastad's time includes the scipy CSR matrix.  With JAX
 installed, its dense ``jax.hessian`` (``jax.jacfwd``) under ``jax.jit`` is
 timed where n <= 4000.
+
+``--breakdown`` prints instead where each compiled sparse Hessian's call
+goes: the product in the form the plan kept and in each unbatched form (the
+split form's shared call and one seed's call too), the recovery's
+subtractions and gather, and the CSR result, next to the whole call and the
+gradient (a star coloring's "gather" is its whole assembly, CSR included).
+The parts are timed alone, their data in cache; inside a call the recovery
+reads the product and its tables from memory and costs more.
 """
 from __future__ import annotations
 
@@ -417,6 +425,74 @@ def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOA
                           f"{'':10s} (setup; {nnz} nonzeros)", file=out, flush=True)
 
 
+def breakdown(sizes, backends, repeats, out, workloads=tuple(WORKLOADS)):
+    """Where a compiled sparse Hessian's call goes (``--breakdown``): per
+    workload, size and backend, the best of ``repeats`` calls of the whole
+    Hessian, of the gradient, of the product in the form the plan kept and
+    in each unbatched form (split: its shared call and one seed's call), of
+    the recovery's subtractions and gather on the product just computed (an
+    acyclic coloring's; a star coloring's gather alone) and of the CSR
+    result made from the values."""
+    from fastad.sparse import csr, derivatives, recovery
+
+    print(f"# sparse Hessian breakdown, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"load average {os.getloadavg()[0]:.1f}, "
+          f"{'CPU' if CLOCK is time.process_time else 'wall'} time, ms per call", file=out)
+    print(f"{'workload':10s} {'n':>6s} {'backend':7s} {'p':>2s} {'form':8s} {'hessian':>8s} "
+          f"{'grad':>6s} {'ratio':>5s} {'product':>8s} {'per_seed':>8s} {'single':>7s} "
+          f"{'split':>7s} {'shared':>6s} {'seed':>6s} {'minus':>6s} {'gather':>6s} "
+          f"{'csr':>5s}", file=out)
+    for name in workloads:
+        f, kind = WORKLOADS[name]
+        if kind != "hessian":
+            continue
+        for n in sizes:
+            n = SIZES.get(name, lambda n: n)(n)
+            x = np.random.default_rng(0).uniform(-1, 1, n)
+            for backend in backends:
+                g = fa.compile(f, backend=backend)
+                g(x)
+                for _ in range(2 + len(derivatives.UNBATCHED_FORMS) * 3):  # the form chosen
+                    g.hessian(x, sparse=True)
+                sparse = g._sparse
+                plan = sparse.plan("hessian", (x,), {})
+                p, mode = plan.ncolors, plan.mode
+                whole = best(lambda: g.hessian(x, sparse=True), repeats)
+                grad = best(lambda: g(x), repeats)
+                product = best(lambda: sparse.run(plan, (x,), {}), repeats)
+                forms = {form: best(lambda: sparse._unbatched(plan, form, (x,), {}), repeats)
+                         for form in derivatives.UNBATCHED_FORMS}
+                shared = sparse.product(mode, "shared")
+                residuals = tuple(shared(x))
+                seed = sparse.product(mode, "seed", len(residuals))
+                seed(x, *residuals, plan.seeds[0])
+                t_shared = best(lambda: shared(x), repeats)
+                t_seed = best(lambda: seed(x, *residuals, plan.seeds[0]), repeats)
+                flat = np.asarray(sparse.run(plan, (x,), {})).reshape(-1)
+                data = np.empty(plan.pattern.nnz)
+                sub = plan.extra.get("substitution")
+                none = np.zeros(0, np.int32)
+                if sub is not None:
+                    work = flat.copy()
+                    minus = best(lambda: recovery._recover(work, data, sub.minus_from,
+                                                           sub.minus_into, none), repeats)
+                    gather = best(lambda: recovery._recover(work, data, none, none, sub.table),
+                                  repeats)
+                else:
+                    minus = 0.0
+                    gather = best(lambda: plan.assemble(flat), repeats)
+                model = plan.extra["model"]
+                made = best(lambda: csr.like(model, data), repeats)
+                ms = [v * 1e3 for v in (whole, grad)]
+                form = plan.extra.get("form", "batched")
+                print(f"{name:10s} {n:6d} {backend:7s} {p:2d} {form:8s} {ms[0]:8.3f} "
+                      f"{ms[1]:6.3f} {whole / grad:5.1f} {product * 1e3:8.3f} "
+                      + " ".join(f"{forms[f] * 1e3:{w}.3f}" for f, w in
+                                 zip(derivatives.UNBATCHED_FORMS, (8, 7, 7)))
+                      + f" {t_shared * 1e3:6.3f} {t_seed * 1e3:6.3f} {minus * 1e3:6.3f} "
+                      f"{gather * 1e3:6.3f} {made * 1e3:5.3f}", file=out, flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="10000,100000")
@@ -428,9 +504,16 @@ def main():
                         help="per-call times in wall time or in the process's CPU time")
     parser.add_argument("--no-casadi", action="store_true",
                         help="leave CasADi out (its SX setup takes ~1 min at n = 10^5)")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="instead: where each sparse Hessian's call goes (product forms, "
+                             "recovery, CSR result)")
     args = parser.parse_args()
     global CLOCK
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.breakdown:
+        breakdown([int(v) for v in args.sizes.split(",")], args.backends.split(","),
+                  args.repeats, sys.stdout, args.workloads.split(","))
+        return
     run([int(v) for v in args.sizes.split(",")], args.backends.split(","), args.repeats,
         sys.stdout, not args.no_casadi, args.workloads.split(","))
 

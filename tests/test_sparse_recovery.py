@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import fastad as fa
 from conftest import BACKENDS
-from fastad.sparse import coloring, derivatives, patterns, recovery
+from fastad.sparse import coloring, csr, derivatives, patterns, recovery
 from test_sparse import COMPILED, close, hvp_matches_fd
 from test_sparse_forms import landau, stencil3d
 
@@ -239,3 +239,31 @@ def test_results_share_a_read_only_structure(change):
     assert np.array_equal(plan.indices, pattern.indices) and np.array_equal(plan.indptr,
                                                                             pattern.indptr)
     close(again, np.asarray(fa.hessian(f)(x)))
+
+
+def test_results_made_from_the_model_equal_scipys_own():
+    """Each result after the first copies a model's attributes (`csr.like`)
+    instead of running scipy's constructor: the same attributes as a matrix
+    scipy makes of the same arrays, the values its own, and a change to one
+    result (its shape, its flags, its structure) reaches no other."""
+    def f(x):
+        return np.sum(x[1:] * x[:-1]) + np.sum(np.sin(x) * x ** 2)
+
+    g = fa.compile(f, backend=COMPILED)
+    xs = [np.linspace(-1.0, 1.0, 11) * k for k in (1.0, 2.0, 3.0)]
+    results = [g.hessian(x, sparse=True) for x in xs]
+    for x, h in zip(xs, results):
+        own = csr.SharedCSR((h.data, h.indices, h.indptr), shape=h.shape)
+        own.has_canonical_format = True
+        assert sorted(vars(h)) == sorted(vars(own))
+        for name, value in vars(own).items():
+            if name != "data":
+                assert np.array_equal(getattr(h, name), value), name
+        close(h, np.asarray(fa.hessian(f)(x)))
+    assert len({id(h.data) for h in results}) == len(results)
+    results[0].resize(4, 4)
+    results[0].has_canonical_format = False
+    results[0].data[:] = 0.0
+    later = g.hessian(xs[1], sparse=True)
+    assert later.shape == (11, 11) and later.has_canonical_format
+    assert np.array_equal(later.toarray(), results[1].toarray())

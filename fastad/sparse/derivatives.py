@@ -84,7 +84,13 @@ class Plan:
             structure = self.extra[_STRUCTURE] = (
                 csr.frozen(self.pattern.indices), csr.frozen(self.pattern.indptr),
                 self.pattern.shape, bool(self.pattern.has_canonical_format))
-        return csr.on_structure(data, *structure)
+        model = self.extra.get(_MODEL)
+        if model is None or model.data.dtype != data.dtype:
+            # made once by scipy's constructor, never returned, its values
+            # not kept: the results are copies of its attributes (`csr.like`)
+            model = self.extra[_MODEL] = csr.on_structure(data, *structure)
+            model.data = np.empty(0, data.dtype)
+        return csr.like(model, data)
 
 
 def _has_guards(tape: Tape) -> bool:
@@ -482,12 +488,13 @@ class CompiledSparse:
             self._plans[key] = plan
         return plan
 
-    def product(self, mode: str, how: str = "batched") -> Any:
+    def product(self, mode: str, how: str = "batched", residuals: int = 0) -> Any:
         """The compiled product with the seeds (the seeds, or one seed, last):
         ``how`` is "batched" (`compressed`), "per_seed" (`per_seed`),
         "single" (`single`, one seed), "shared" (`shared`, no seed) or "seed"
-        (`seed_product`: the residuals, then one seed)."""
-        key = (mode, how)
+        (`seed_product`: the ``residuals`` residuals one by one, then one
+        seed)."""
+        key = (mode, how, residuals)
         jitted = self._products.get(key)
         if jitted is None:
             fn, argnums = self.fn, self.argnums
@@ -498,8 +505,14 @@ class CompiledSparse:
                 if how == "shared":
                     return shared(_trace(fn, argnums, args, kwargs), mode)
                 if how == "seed":
-                    *args, residuals, seed = args
-                    return seed_product(_trace(fn, argnums, args, kwargs), residuals, seed, mode)
+                    # the residuals as arguments of their own, not one tuple: a
+                    # call of arrays alone takes the compiled function's
+                    # shortest path (a tuple of 2 residuals cost 8.5 us more per
+                    # call, of 15 23 us)
+                    *args, seed = args
+                    cut = len(args) - residuals
+                    return seed_product(_trace(fn, argnums, args[:cut], kwargs), args[cut:],
+                                        seed, mode)
                 *args, seeds = args
                 return product(_trace(fn, argnums, args, kwargs), seeds, mode)
             compressed_product.__name__ = compressed_product.__qualname__ = (
@@ -555,12 +568,12 @@ class CompiledSparse:
         if form == "per_seed":
             return self.product(plan.mode, "per_seed")(*args, seeds, **kwargs)
         if form == "split":
-            residuals = self.product(plan.mode, "shared")(*args, **kwargs)
-            seed_product = self.product(plan.mode, "seed")
+            residuals = tuple(self.product(plan.mode, "shared")(*args, **kwargs))
+            seed_product = self.product(plan.mode, "seed", len(residuals))
 
             def one(*args: Any, **kwargs: Any) -> Any:
                 *args, seed = args
-                return seed_product(*args, residuals, seed, **kwargs)
+                return seed_product(*args, *residuals, seed, **kwargs)
         else:
             one = self.product(plan.mode, "single")
         size = plan.pattern.shape[0] if plan.mode == "fwd" else plan.pattern.shape[1]
@@ -581,6 +594,8 @@ class CompiledSparse:
 _BUFFER = "product_buffer"
 #: the key of a plan's read-only copies of its pattern's indices and indptr
 _STRUCTURE = "structure"
+#: the key of a plan's first result, whose attributes the next ones copy
+_MODEL = "model"
 #: seeds of at least this many elements are run unbatched, side by side or one
 #: call each, rather than as one batch: the batched arrays (colors x size)
 #: then fall out of cache, and the batched tape's gathers no longer run as
@@ -589,8 +604,12 @@ PER_SEED_MIN = 1 << 14
 #: backends that take the seeds unbatched from fewer elements: Numba's
 #: batched gathers are separate loops at any size (n = 2000: 13.4 against
 #: 17.9 gradients for the chained Rosenbrock, 7.4 against 10.3 for the grid;
-#: equal at n = 300)
-SIDE_BY_SIDE_MIN = {"numba": 1 << 10}
+#: equal at n = 300); on the C VM, with the products folded (`linear`), the
+#: seeds side by side were never slower than the batch from n = 1000 on
+#: (one thread, 8 workloads at n = 1000, 3000 and 10^4: `broyden` 0.035
+#: against 0.046 ms at 1000 and 0.35 against 0.71 at 10^4, `rods` 0.78
+#: against 1.08 at 10^4, the grid equal)
+SIDE_BY_SIDE_MIN = {"numba": 1 << 10, "c": 1 << 10}
 #: at most this many seeds unbatched: the side-by-side tape is recorded once
 #: per seed
 PER_SEED_MAX = 32
