@@ -57,7 +57,7 @@ from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeI
                            _terms, int_matrix, varying_columns)
 
 _PRIM, _OUT = operator.itemgetter(0), operator.itemgetter(1)  # an Instr's primitive, result
-_SHAPE = operator.attrgetter("shape")
+_NDIM = operator.attrgetter("ndim")
 _TEMPLATE_SIGNATURE = operator.attrgetter("template.signature")
 _OK = operator.attrgetter("ok")
 MIN_RUN = 4            # segments shorter than this stay scalar code
@@ -421,7 +421,7 @@ class _Rewrite:
     def __init__(self, chain: _Chain, terms: list[_Term], segments: list[list[int]]) -> None:
         self.chain, self.terms = chain, terms
         self.segment_at = {seg[0]: seg for seg in segments}
-        self.covered = {k for seg in segments for k in seg}
+        self.covered = set(itertools.chain.from_iterable(segments))
 
     def requires(self) -> set[int]:
         """The slots the vector code reads (before aliasing)."""
@@ -448,9 +448,10 @@ class _Rewrite:
         for k in self.steps():
             segment = self.segment_at.get(k)
             if segment is not None:
-                vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
-                                    start)
-                value = _combine(chain, value, [chain.links[j] for j in segment], vector)
+                vector = _vectorize(list(map(self.terms.__getitem__, segment)), ix.tape.avals,
+                                    value_of, start)
+                value = _combine(chain, value, list(map(chain.links.__getitem__, segment)),
+                                 vector)
             else:
                 value = _combine(chain, value, [chain.links[k]], value_of(chain.terms[k]))
         return value
@@ -467,8 +468,8 @@ class _Rewrite:
         for k in self.steps():
             link, segment = chain.links[k], self.segment_at.get(k)
             if segment is not None:
-                vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
-                                    None)
+                vector = _vectorize(list(map(self.terms.__getitem__, segment)), ix.tape.avals,
+                                    value_of, None)
                 # the count of iterations that branch otherwise must be 0 (a sum:
                 # backends reduce sums faster than NaN-aware max and min)
                 disagree = fnp.logical_not(vector) if chain.sign(k) else vector
@@ -551,7 +552,7 @@ def _stacked(column: Sequence[Any]) -> np.ndarray:
     one per term) are gathered by one ``np.array`` of the list, which gives
     what ``np.stack`` gives (the same shape and promoted dtype) at a tenth
     of the cost."""
-    if set(map(type, column)) <= {np.ndarray} and not any(map(_SHAPE, column)):
+    if set(map(type, column)) <= {np.ndarray} and not any(map(_NDIM, column)):
         out = np.array(column)
         if out.shape == (len(column),):
             return out

@@ -31,7 +31,7 @@ _SCATTER_LINKS = ("scatter_set", "scatter_add")
 _INT64 = np.dtype(np.int64)
 _UNSEEN = object()
 _OUT = operator.itemgetter(1)  # an Instr's result slot
-_NAME = operator.attrgetter("__name__")
+_NAME, _DTYPE = operator.attrgetter("__name__"), operator.attrgetter("dtype")
 _FOUND, _AT = operator.attrgetter("found"), operator.attrgetter("at")
 # what a term may compute per iteration (take is matched apart: its index varies):
 # fastad's own primitives with a batching rule (the families of
@@ -468,8 +468,11 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
             # (each take's index slot, its second operand, from the arrays)
             indices = cols.ops[cols.producer[S[j]], 1].tolist()
             # `const_ints` of each, whose x[i] indices (most) are their constants
-            column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
-                      for s, v in zip(indices, map(consts.get, indices))]
+            column = list(map(consts.get, indices))
+            if not (set(map(type, column)) == {np.ndarray}
+                    and all(map(operator.is_, map(_DTYPE, column), itertools.repeat(_INT64)))):
+                column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
+                          for s, v in zip(indices, column)]
             varying.append(column)
             pieces.append(column)
     found = _Found(S, bounds, varying, _int_rows(pieces, count))
