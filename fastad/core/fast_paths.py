@@ -112,6 +112,20 @@ def _comparison(ufunc: np.ufunc, front_name: str) -> Callable[..., Any]:
     return method
 
 
+def _unary_operator(ufunc: np.ufunc, front_name: str) -> Callable[..., Any]:
+    """``-x``, ``abs(x)`` of a float64 scalar of the innermost trace: the
+    primitive the front end's function binds (`UFUNC_PRIMS`), computed by its
+    ufunc as `bind` computes it."""
+    def method(self: Tracer) -> Any:
+        if type(self) is Tracer and type(self.value) is _F64:
+            builder, stack = self.builder, _traces.stack
+            prim = UFUNC_PRIMS.get(ufunc)
+            if prim is not None and stack and stack[-1] is builder:
+                return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
+        return FRONT_END[front_name](self)
+    return method
+
+
 def _array_function(self: Tracer, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
     """``np.where(c, x, y)`` of scalars of the innermost trace (a boolean or
     float64 condition, float64 values or Python floats): the `where` the
@@ -264,6 +278,8 @@ for _ufunc, _front, _dunder in ((np.less, "less", "lt"), (np.less_equal, "less_e
                                 (np.greater, "greater", "gt"),
                                 (np.greater_equal, "greater_equal", "ge")):
     FAST_PATHS[Tracer, f"__{_dunder}__"] = _comparison(_ufunc, _front)
+FAST_PATHS[Tracer, "__neg__"] = _unary_operator(np.negative, "negative")
+FAST_PATHS[Tracer, "__abs__"] = _unary_operator(np.absolute, "absolute")
 for _prim_name, _front in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
                            ("div", "divide")):
     _dunder = "truediv" if _front == "divide" else _front[:3]
