@@ -4,10 +4,11 @@ A Python loop over a vector's elements records millions of operations of
 0-d float64 values (``s = s + np.log(1.0 + x[i] ** 2)``).  Through the front
 end each costs four to six Python calls (the operator, FRONT_END's
 function, `bind`, `record`, `slot_of`/`const`) and a list of values; the
-methods here replace Tracer's arithmetic operators, ``x ** n``, ``x[i]``
-and NumPy's ufuncs of one or two inputs for exactly those operands, record the
-instruction `bind` would (same primitive, operands, constant slots, value
-and source line: `tracer._append`, which `Builder.record` ends with) and
+methods here replace Tracer's arithmetic, comparison and unary operators,
+``x ** n``, ``x[i]``, NumPy's ufuncs of one or two inputs and ``np.where``
+for exactly those operands, record the instruction `bind` would (same
+primitive, operands, constant slots, value and source line:
+`tracer._append`, which `Builder.record` ends with) and
 fall back to the methods they replace for anything else: other types,
 another trace than the innermost one (a capture), integer data.
 Importing this module installs them: `fastad.numpy` does (`_dispatch`,
