@@ -22,6 +22,7 @@ from .core.errors import TracingError
 from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, integer_like
 from .core.tracer import Tracer, user_stacklevel
 from .loops import Padding, padded_recording
+from .primitives.collectives import binding_axis, replaying_axis
 
 
 class _Recording(threading.local):
@@ -49,15 +50,12 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     result every example shares, or a pytree prefix of the result);
     ``axis_size`` gives the batch size when no argument is batched.
     Composes with grad, jit and compile: ``vmap(grad(loss), in_axes=(None,
-    0, 0))`` gives per-example gradients.  JAX's ``axis_name`` (for
-    ``lax.psum`` and the other collectives over the batch) is not provided:
-    naming one raises NotImplementedError.
+    0, 0))`` gives per-example gradients.  ``axis_name`` names the batch
+    axis for the collectives of `fastad.lax` (``lax.psum(x, axis_name)``,
+    pmean, all_gather, axis_index, ...; `primitives.collectives`), as in
+    JAX; ``spmd_axis_name`` (a sharding of the batch across devices) has no
+    effect on one device.
     """
-    if axis_name is not None or spmd_axis_name is not None:
-        raise NotImplementedError(
-            "vmap(axis_name=...): fastad has no collectives over a vmapped axis (lax.psum, "
-            "pmean, axis_index, ...); reduce over the batch outside vmap instead, e.g. "
-            "vmap(f)(xs).sum(axis=0), or pass the reduced value in as an argument")
     from . import numpy as fnp
     from .transforms.batching import BranchesDiffer, CountedDiffer, batch_replay
 
@@ -103,6 +101,14 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         if size is None:
             raise ValueError("vmap: no argument is batched (all in_axes are None); "
                              "pass axis_size")
+        recorded = f
+        if axis_name is not None:  # one more input: the example's index, for axis_index
+            kinds[len(leaves)] = ("int", frozenset(), np.dtype(np.int32))
+            leaves.append(np.arange(size, dtype=np.float64))
+            batched.append(True)
+            examples.append(np.float64(0.0))
+            trees.append(pytree.LEAF)
+            recorded = _naming(f, axis_name, size)
         example_args, k = [], 0
         for tree in trees:
             n = pytree.num_leaves(tree)
@@ -115,15 +121,15 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
             _recording.depth += 1
             try:
                 with padded_recording(pad):
-                    rec, _ = record(_seeing_data(f, trees, kinds), example_args,
-                                    tuple(range(len(args))))
+                    rec, _ = record(_seeing_data(recorded, trees, kinds), example_args,
+                                    tuple(range(len(trees))))
             finally:
                 _recording.depth -= 1
             tape = rec.builder.tape
             tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
             inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]
             try:
-                with padded_recording(pad, replaying=True):
+                with padded_recording(pad, replaying=True), replaying_axis(axis_name):
                     replayed = batch_replay(tape, inputs, size)
                 failure = None
                 break
@@ -139,6 +145,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                 break
         else:
             failure = TracingError("vmap: while loops still differ after padding")
+        if failure is not None and axis_name is not None:
+            raise TracingError(f"{failure}; and vmap(axis_name={axis_name!r}) cannot evaluate "
+                               "one example at a time, since its collectives need them all")
         if failure is not None:
             warnings.warn(f"{failure}: evaluated one example at a time",
                           stacklevel=user_stacklevel())
@@ -163,6 +172,15 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
 
 
 _MAX_RECORDINGS = 8  # records of one call, each padding more while loops, before the fallback
+
+
+def _naming(f: Callable[..., Any], axis_name: Any, size: int) -> Callable[..., Any]:
+    """``f`` recorded with its vmapped axis named: its last argument, the
+    example's traced index, is what `lax.axis_index` returns."""
+    def named(*args: Any) -> Any:
+        with binding_axis(axis_name, size, args[-1]):
+            return f(*args[:-1])
+    return named
 
 
 def _data_leaf(leaf: Any, i: int) -> tuple[Any, Any]:

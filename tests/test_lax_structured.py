@@ -352,24 +352,16 @@ def test_promised_names() -> None:
     assert set(PROMISED) <= set(lax.__all__)
 
 
-@pytest.mark.parametrize("name,kind", [("psum", "vmapped axis"), ("all_gather", "collective"),
-                                       ("axis_index", "collective"),
-                                       ("ppermute", "collective"), ("rng_uniform", "XLA-only"),
+@pytest.mark.parametrize("name,kind", [("pswapaxes", "across devices"),
+                                       ("pbroadcast", "across devices"),
+                                       ("with_sharding_constraint", "across devices"),
+                                       ("rng_uniform", "XLA-only"),
                                        ("add_p", "XLA-only"), ("conv_general_dilated_local",
                                                                "not provided"),
                                        ("no_such_name", "no attribute")])
 def test_names_without_meaning_here(name: str, kind: str) -> None:
     with pytest.raises(AttributeError, match=kind):
         getattr(lax, name)
-
-
-def test_vmap_names_no_axes_and_says_so() -> None:
-    """JAX's vmap(axis_name=...) (for lax.psum and the collectives) is refused
-    with NotImplementedError naming the way round, not a TypeError."""
-    import fastad as fa
-    for keyword in ("axis_name", "spmd_axis_name"):
-        with pytest.raises(NotImplementedError, match="outside vmap"):
-            fa.vmap(lambda v: v, **{keyword: "batch"})
 
 
 def test_every_public_jax_lax_name_is_provided_or_explained() -> None:

@@ -520,6 +520,8 @@ UNREACHED = {
     "no_derivative": "its derivative is refused (NotImplementedError): nothing to compare",
     "scatter_add_along": "take_along's transpose: met in derivative tapes only",
     "triangular_matmul": "made by the optimizer from solve_triangular's derivative",
+    **{name: "a collective over a vmapped axis: vmap's replay replaces it before a "
+       "pattern is detected" for name in ("psum", "all_gather", "psum_scatter")},
 }
 
 

@@ -101,6 +101,9 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.integer_op: "bitwise operations of integers held in float64: on the host at every call",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("eig", "sylvester", "sqrtm")},
+    **{registry[name]: "a collective over a vmapped axis: vmap's replay replaces it by "
+       "operations on the batch before any tape is compiled"
+       for name in ("psum", "all_gather", "psum_scatter")},
 }, "fallback.NOT_COMPILED")
 
 def by_design(name: str) -> bool:

@@ -97,41 +97,13 @@ class _IntegerData:
                            for x in inputs)
             return FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
         result = FRONT_END["ufunc"](ufunc, method, inputs, kwargs)
-        if method != "__call__" or ufunc.__name__ not in _INTEGER_CLOSED or kwargs:
+        if method != "__call__" or kwargs:
             return result
-        return integer_result(result, inputs)
+        if ufunc.__name__ in _INTEGER_CLOSED:
+            return integer_result(result, inputs)
+        keep = INTEGER_RESULTS.get(ufunc.__name__)  # np.sign, np.floor, np.matmul
+        return result if keep is None else keep(result, inputs)
 
-    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
-        """Sums, products and extrema of integers are integers (of NumPy's
-        dtype: a sum of int32 is an int64), unless a float ``dtype`` is asked for."""
-        result = FRONT_END["function"](func, args, kwargs)
-        kind = _REDUCTIONS.get(getattr(func, "__name__", None))
-        if kind is None or not args or args[0] is not self:
-            return result
-        return self._reduced(result, kind, kwargs.get("dtype"))
-
-    def _reduced(self, result: Any, kind: str, dtype: Any) -> Any:
-        if dtype is not None and np.dtype(dtype).kind not in "iu":
-            return result
-        if dtype is None:
-            held = storage_dtype(self.data_dtype)
-            dtype = np.sum(np.zeros(1, held)).dtype if kind == "sum" else held
-        return integer_like(result, self.sources, np.dtype(dtype))
-
-    def sum(self, *args: Any, **kwargs: Any) -> Any:
-        return self._reduced(Tracer.sum(self, *args, **kwargs), "sum", kwargs.get("dtype"))
-
-    def cumsum(self, *args: Any, **kwargs: Any) -> Any:
-        return self._reduced(Tracer.cumsum(self, *args, **kwargs), "sum", kwargs.get("dtype"))
-
-    def prod(self, *args: Any, **kwargs: Any) -> Any:
-        return self._reduced(Tracer.prod(self, *args, **kwargs), "sum", kwargs.get("dtype"))
-
-    def max(self, *args: Any, **kwargs: Any) -> Any:
-        return self._reduced(Tracer.max(self, *args, **kwargs), "extremum", None)
-
-    def min(self, *args: Any, **kwargs: Any) -> Any:
-        return self._reduced(Tracer.min(self, *args, **kwargs), "extremum", None)
 
     def __pow__(self, other: Any) -> Any:
         # integers to a power that is no negative constant: integers (a
@@ -386,11 +358,11 @@ def _is_integer(x: Any) -> bool:
 _INTEGERS_ONLY = frozenset({"bitwise_and", "bitwise_or", "bitwise_xor", "invert", "left_shift",
                             "right_shift", "gcd", "lcm", "bitwise_count"})
 
-#: NumPy functions of integers giving integers: a sum's dtype is at least the
-#: platform's integer, an extremum's that of its operand
-_REDUCTIONS = {"sum": "sum", "cumsum": "sum", "prod": "sum", "cumprod": "sum", "nansum": "sum",
-               "max": "extremum", "min": "extremum", "amax": "extremum", "amin": "extremum",
-               "ptp": "extremum"}
+#: ufunc name -> (result, inputs) -> the result as NumPy's integers when every
+#: input is an integer; filled by `fastad.numpy._integer_results`, whose
+#: wrapped functions give sums, extrema and products of integers the same way
+#: (``labels.sum()``, ``np.max(labels)`` reach them through FRONT_END)
+INTEGER_RESULTS: dict[str, Callable[[Any, tuple], Any]] = {}
 
 #: ufuncs whose result is an integer when every operand is one
 _INTEGER_CLOSED = frozenset({"add", "subtract", "multiply", "negative", "positive", "absolute",

@@ -105,6 +105,11 @@ class Primitive:
     # through them (`tracer.KEEP_INTEGERS`), so ``labels.reshape(-1, 1)``
     # still indexes and compares as integers
     keeps_integers = False
+    # True for the collectives over a vmapped axis (`primitives.collectives`):
+    # vmap replays them by their batching rule even where no operand is
+    # batched (a sum over the examples), and that rule says whether its
+    # result is
+    axis_collective = False
     # impl a compiled function's trace (`Builder.release`) uses: its values never
     # reach the user, only its executable's do (a loop runs on the VM)
     release_impl = None

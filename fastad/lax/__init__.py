@@ -18,6 +18,9 @@ where JAX's is and compiled like the rest of fastad, built on
 - windows (`_windows`): conv_general_dilated (strides, padding, input and
   kernel dilation, dimension numbers, feature groups), conv,
   conv_with_general_padding, reduce_window, as strided slices per tap;
+- collectives over a vmapped axis (`_collectives`): psum, pmean, pmax,
+  pmin, all_gather, psum_scatter, ppermute, pshuffle, all_to_all,
+  axis_index, axis_size, for ``vmap(f, axis_name=...)``;
 - solvers (`_solvers`): custom_root, custom_linear_solve (implicit
   derivatives); ``fastad.lax.linalg``: cholesky, triangular_solve, eigh, qr,
   svd, lu, tridiagonal_solve.
@@ -32,8 +35,8 @@ closes over traced values (see `_solvers`).  Not provided: conv_general_dilated_
 and _patches, batch_group_count > 1, gather/scatter with XLA dimension numbers (index with
 fastad.numpy instead), fft (use fastad.numpy.fft), ragged_dot; and,
 with an AttributeError that says so, the names that only mean something
-across devices or to XLA (psum, pmean, all_gather, axis_index, ppermute,
-sharding constraints, tokens, the RNG primitives, the ``*_p`` primitives).
+across devices or to XLA (device-to-device transfers, sharding
+constraints, tokens, the RNG primitives, the ``*_p`` primitives).
 """
 from __future__ import annotations
 
@@ -43,8 +46,10 @@ import numpy as _np
 
 from ..conventions import cond, stop_gradient, switch
 from ..loops import fori_loop, scan, while_loop
-from . import _elementwise, _products, _reductions, _shapes, _solvers, _windows, linalg
-from ._elementwise import *  # noqa: F401,F403 - jax.lax's names, listed in __all__
+from . import (_collectives, _elementwise, _products, _reductions, _shapes, _solvers,
+               _windows, linalg)
+from ._collectives import *  # noqa: F401,F403 - jax.lax's names, listed in __all__
+from ._elementwise import *  # noqa: F401,F403
 from ._products import *  # noqa: F401,F403
 from ._reductions import *  # noqa: F401,F403
 from ._shapes import *  # noqa: F401,F403
@@ -65,13 +70,12 @@ def map(f: Callable[[Any], Any], xs: Any, *, batch_size: int | None = None) -> A
 
 __all__ = (["scan", "fori_loop", "while_loop", "cond", "switch", "stop_gradient", "map",
             "linalg", "dtype"] + _elementwise.__all__ + _shapes.__all__ + _reductions.__all__
-           + _products.__all__ + _solvers.__all__ + _windows.__all__)
+           + _products.__all__ + _solvers.__all__ + _windows.__all__ + _collectives.__all__)
 
 # jax.lax names with no meaning on one device or outside XLA.
 _MULTI_DEVICE = frozenset({
-    "psum", "pmean", "pmax", "pmin", "psum_scatter", "all_gather", "all_to_all",
-    "ragged_all_to_all", "axis_index", "axis_size", "ppermute", "pshuffle", "pswapaxes",
-    "pbroadcast", "pcast", "precv", "psend", "with_sharding_constraint"})
+    "ragged_all_to_all", "pswapaxes", "pbroadcast", "pcast", "precv", "psend",
+    "with_sharding_constraint"})
 _XLA_ONLY = frozenset({
     "rng_uniform", "rng_bit_generator", "random_gamma_grad", "RandomAlgorithm",
     "create_token", "after_all", "platform_dependent", "composite", "stage", "dce_sink",
@@ -89,10 +93,11 @@ _NOT_PROVIDED = frozenset({
 
 def __getattr__(name: str) -> Any:
     if name in _MULTI_DEVICE:
-        raise AttributeError(f"fastad.lax.{name}: jax.lax.{name} is a collective or sharding "
-                             "operation, across devices or over a vmapped axis named by "
-                             "vmap(axis_name=...); fastad runs on one device and its vmap "
-                             "names no axes: reduce over the batch outside vmap instead")
+        raise AttributeError(f"fastad.lax.{name}: jax.lax.{name} is a transfer or sharding "
+                             "operation across devices, with no counterpart in fastad, which "
+                             "runs on one device (its collectives over a vmapped axis: psum, "
+                             "pmean, pmax, pmin, all_gather, psum_scatter, ppermute, "
+                             "pshuffle, all_to_all, axis_index, axis_size)")
     if name in _XLA_ONLY or (name.endswith("_p") and not name.startswith("_")):
         raise AttributeError(f"fastad.lax.{name}: jax.lax.{name} is an XLA-only name "
                              "(a primitive, token, RNG or backend detail) with no "

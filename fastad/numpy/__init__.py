@@ -99,6 +99,16 @@ from ..core.int_data import _INTEGER_CLOSED, integer_closed as _integer_closed  
 globals().update({_name: _integer_closed(globals()[_name])
                   for _name in (*_INTEGER_CLOSED, "abs", "mod", "clip", "where") if _name in globals()})
 _UFUNCS.update({_name: globals()[_name] for _name in _INTEGER_CLOSED if _name in _UFUNCS})
+from ._integer_results import RULES as _INTEGER_RULES, integer_results as _integer_results  # noqa: E402,I001
+
+# and integers give NumPy's integers through sums, maxima, products, ...
+globals().update({_name: _integer_results(_name, globals()[_name])
+                  for _name in _INTEGER_RULES if _name in globals()})
+_UFUNCS.update({_name: globals()[_name] for _name in _INTEGER_RULES if _name in _UFUNCS})
+for _name, _front in (("sum", "sum"), ("prod", "prod"), ("max", "max"), ("min", "min"),
+                      ("cumsum", "cumsum"), ("cumprod", "cumprod"), ("dot", "dot"),
+                      ("trace", "trace"), ("round", "round"), ("matmul", "matmul")):
+    _FRONT_END[_front] = _integer_results(_name, _FRONT_END[_front])  # x.sum(), x @ y, ...
 from ._array_type import CONSTRUCTORS as _CONSTRUCTORS, making_arrays as _making_arrays  # noqa: E402,I001
 
 # outside a trace the constructors make jax.Array's: NumPy's ndarray with ``.at``

@@ -24,12 +24,15 @@ from ..core.tracer import Tracer
 from ._base import _constant, ndim, result_dtype, shape
 from ._elementwise import astype, negative
 from ._gathers import is_index_data, scatter_add_rows
+from ._integer_results import integer_results
 from ._indexing import _flat_index, _target, _check_writeable, _write_all
 from ._reductions import cumprod, cumsum, max, min, prod, sum
 from ._shape import broadcast_to, moveaxis, ravel, reshape, scatter_add, scatter_set, stack
 
-_REDUCERS = {"add": sum, "multiply": prod, "maximum": max, "minimum": min}
-_ACCUMULATORS = {"add": cumsum, "multiply": cumprod}
+_REDUCERS = {"add": integer_results("sum", sum), "multiply": integer_results("prod", prod),
+             "maximum": integer_results("max", max), "minimum": integer_results("min", min)}
+_ACCUMULATORS = {"add": integer_results("cumsum", cumsum),
+                 "multiply": integer_results("cumprod", cumprod)}
 METHODS = ("reduce", "accumulate", "reduceat", "outer", "at")
 
 

@@ -179,6 +179,17 @@ class CountedDiffer(BranchesDiffer):
     example's trip count, and the examples' counts differ."""
 
 
+def _check_shared_guard(holds: Any, line: Any) -> None:
+    """A guard on a value every example shares holds when replayed, since
+    the example's recording computed the same value, unless the value came
+    from a collective (`primitives.collectives`), whose recorded value was a
+    stand-in: then the branch was chosen on a value no example has."""
+    if not bool(getattr(holds, "value", holds)):
+        raise BranchesDiffer(f"vmap: Python control flow at {where(line)} depends on the "
+                             "result of a collective (lax.psum, ...) over the vmapped axis; "
+                             "use fastad.numpy.where or lax.cond")
+
+
 def _guard(prim: Primitive, args: list[Batched], shapes: list[tuple[int, ...]],
            params: dict[str, Any], size: int, line: Any = None) -> Any:
     pred = args[0][0]
@@ -261,8 +272,14 @@ def _batch_replay(tape: Tape, inputs: Sequence[Batched], size: int) -> list[Batc
         prim = registry[ins.prim]
         args = [env[s] for s in ins.ins]
         params = dict(ins.params)
+        if prim.axis_collective:  # returns (value, batched)
+            env[ins.out] = prim.batch_rule(prim, args, [tape.avals[s].shape for s in ins.ins],
+                                           params, size)
+            continue
         if not any(batched for _, batched in args):
             env[ins.out] = (bind(prim, *(v for v, _ in args), **params), False)
+            if prim.effect == "guard":
+                _check_shared_guard(env[ins.out][0], ins.line)
             continue
         shapes = [tape.avals[s].shape for s in ins.ins]
         if prim.effect == "guard":
