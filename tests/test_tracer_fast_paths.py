@@ -1,11 +1,12 @@
 """The tracer's fast paths for scalar loops (`core.fast_paths.FAST_PATHS`: the
-arithmetic operators, ``x ** n``, NumPy's ufuncs of one or two inputs and
-``x[i]`` of float64 scalars) record exactly what the front end's functions they replace
+arithmetic and unary operators, ``x ** n``, NumPy's ufuncs of one or two
+inputs, comparisons, ``np.where`` and ``x[i]`` of float64 scalars) record exactly what the front end's functions they replace
 record: the same tape, byte for byte (source lines included), the same
 values, and so the same gradients."""
 from __future__ import annotations
 
 import contextlib
+import operator
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ BINARY_UFUNCS = (np.maximum, np.minimum, np.arctan2, np.hypot, np.add, np.multip
                  np.logaddexp, np.copysign)
 CONSTANTS = (0.5, -0.0, 0.0, 2.0, 1e300, float("nan"))
 EXPONENTS = (2, 3, 4, -1, 0.5, 2.0, 0)
+COMPARISONS = (operator.lt, operator.le, operator.gt, operator.ge)
 
 
 @contextlib.contextmanager
@@ -55,10 +57,19 @@ def _program(ops):
                               else left * right if op == "*" else left / right)
             elif kind == "power":
                 values.append(u ** EXPONENTS[b % len(EXPONENTS)])
+            elif kind == "negate":  # the unary operators
+                values.append(-u if b % 2 else abs(u))
+            elif kind == "where":  # a comparison (either side) choosing between two values
+                v = CONSTANTS[b % len(CONSTANTS)] if c % 3 == 0 else values[b % len(values)]
+                compare = COMPARISONS[c % len(COMPARISONS)]
+                w = values[(a + b) % len(values)] if c % 5 else CONSTANTS[a % len(CONSTANTS)]
+                values.append(np.where(compare(v, u) if c % 2 else compare(u, v), u, w))
             elif kind == "ufunc2":  # a traced value and a constant or another, either side
                 v = CONSTANTS[b % len(CONSTANTS)] if c % 3 == 0 else values[b % len(values)]
                 fn = BINARY_UFUNCS[c % len(BINARY_UFUNCS)]
-                values.append(fn(v, u) if c % 2 else fn(u, v))
+                out = fn(v, u) if c % 2 else fn(u, v)
+                # (a comparison's boolean as a float: NumPy refuses -True and True ** -1)
+                values.append(out * 1.0 if fn is np.greater else out)
             else:
                 values.append(UNARY[b % len(UNARY)](u))
         total = values[-1]
@@ -89,7 +100,8 @@ def _same_both_ways(f, x, other_way, options):
     assert grads[0] == grads[1]
 
 
-step = st.tuples(st.sampled_from(["read", "binary", "power", "ufunc", "ufunc2"]),
+step = st.tuples(st.sampled_from(["read", "binary", "power", "ufunc", "ufunc2", "where",
+                                  "negate"]),
                  st.integers(0, 50), st.integers(0, 50), st.integers(0, 50))
 
 

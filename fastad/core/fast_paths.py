@@ -4,10 +4,11 @@ A Python loop over a vector's elements records millions of operations of
 0-d float64 values (``s = s + np.log(1.0 + x[i] ** 2)``).  Through the front
 end each costs four to six Python calls (the operator, FRONT_END's
 function, `bind`, `record`, `slot_of`/`const`) and a list of values; the
-methods here replace Tracer's arithmetic operators, ``x ** n``, ``x[i]``
-and NumPy's ufuncs of one or two inputs for exactly those operands, record the
-instruction `bind` would (same primitive, operands, constant slots, value
-and source line: `tracer._append`, which `Builder.record` ends with) and
+methods here replace Tracer's arithmetic, comparison and unary operators,
+``x ** n``, ``x[i]``, NumPy's ufuncs of one or two inputs and ``np.where``
+for exactly those operands, record the instruction `bind` would (same
+primitive, operands, constant slots, value and source line:
+`tracer._append`, which `Builder.record` ends with) and
 fall back to the methods they replace for anything else: other types,
 another trace than the innermost one (a capture), integer data.
 Importing this module installs them: `fastad.numpy` does (`_dispatch`,
@@ -53,6 +54,16 @@ def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..
                     if reflected:
                         return _append(builder, p, (slot, self.slot), (), op(v, self.value), 2)
                     return _append(builder, p, (self.slot, slot), (), op(self.value, v), 2)
+                elif kind is Tracer and other.builder is builder and _float_0d(other.value):
+                    # and a 0-d float array (a `where`'s): the primitive's ufunc, as `bind`
+                    # computes it (the scalars' operator is for two scalars only)
+                    p = registry[prim_name]
+                    if _plain(p):
+                        if reflected:
+                            return _append(builder, p, (other.slot, self.slot), (),
+                                           p.impl(other.value, self.value), 2)
+                        return _append(builder, p, (self.slot, other.slot), (),
+                                       p.impl(self.value, other.value), 2)
                 if kind is ArrayTracer or kind is np.ndarray:  # and an array: the array's way
                     out = _array_binary(builder, registry[prim_name], *(
                         (other, self) if reflected else (self, other)))
@@ -70,6 +81,74 @@ def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..
 
 def _float_array(value: Any) -> bool:
     return type(value) is np.ndarray and value.dtype.kind == "f"
+
+
+def _float_0d(value: Any) -> bool:
+    return type(value) is np.ndarray and value.dtype is _F64_DTYPE and not value.ndim
+
+
+def _plain(prim: Primitive) -> bool:
+    """Whether `bind` computes ``prim`` by ``prim.impl`` in every trace (no
+    other implementation for releasing or eager traces, no in-place one, no
+    integers kept): what a fast path may then compute it by."""
+    return prim.builtin and prim.release_impl is None and prim.view_impl is None \
+        and prim.in_place_impl is None and not prim.keeps_integers
+
+
+def _comparison(ufunc: np.ufunc, front_name: str) -> Callable[..., Any]:
+    """``x > c``, ``x <= y`` of a float64 scalar of the innermost trace and a
+    Python float or another: the primitive the front end's function binds
+    (`UFUNC_PRIMS`), computed by its ufunc as `bind` computes it."""
+    def method(self: Tracer, other: Any) -> Any:
+        if type(self) is Tracer and type(self.value) is _F64:
+            builder, stack = self.builder, _traces.stack
+            prim = UFUNC_PRIMS.get(ufunc)
+            if prim is not None and stack and stack[-1] is builder and _is_scalar(builder, other):
+                if type(other) is Tracer:
+                    ins, v = (self.slot, other.slot), other.value
+                else:
+                    ins, v = (self.slot, builder.const(other)), other
+                return _append(builder, prim, ins, (), prim.impl(self.value, v), 2)
+        return FRONT_END[front_name](self, other)
+    return method
+
+
+def _unary_operator(ufunc: np.ufunc, front_name: str) -> Callable[..., Any]:
+    """``-x``, ``abs(x)`` of a float64 scalar of the innermost trace: the
+    primitive the front end's function binds (`UFUNC_PRIMS`), computed by its
+    ufunc as `bind` computes it."""
+    def method(self: Tracer) -> Any:
+        if type(self) is Tracer and type(self.value) is _F64:
+            builder, stack = self.builder, _traces.stack
+            prim = UFUNC_PRIMS.get(ufunc)
+            if prim is not None and stack and stack[-1] is builder:
+                return _append(builder, prim, (self.slot,), (), prim.impl(self.value), 2)
+        return FRONT_END[front_name](self)
+    return method
+
+
+def _array_function(self: Tracer, func: Any, types: Any, args: Any, kwargs: Any) -> Any:
+    """``np.where(c, x, y)`` of scalars of the innermost trace (a boolean or
+    float64 condition, float64 values or Python floats): the `where` the
+    front end binds, computed as `bind` computes it (a 0-d array)."""
+    if func is np.where and not kwargs and len(args) == 3:
+        builder, stack = self.builder, _traces.stack
+        prim = registry["where"]
+        if stack and stack[-1] is builder and _plain(prim) and _where_operand(builder, args[0]) \
+                and _where_operand(builder, args[1]) and _where_operand(builder, args[2]):
+            # (the slots in `record`'s order: left to right, constants made as met)
+            ins = tuple([a.slot if type(a) is Tracer else builder.const(a) for a in args])
+            values = [a.value if type(a) is Tracer else a for a in args]
+            return _append(builder, prim, ins, (), prim.impl(*values), 2)
+    return FRONT_END["function"](func, args, kwargs)
+
+
+def _where_operand(builder: Builder, x: Any) -> bool:
+    kind = type(x)
+    if kind is Tracer:
+        value_kind = type(x.value)
+        return x.builder is builder and (value_kind is _F64 or value_kind is np.bool_)
+    return kind is float
 
 
 def _array_arithmetic(self: ArrayTracer, other: Any, prim: Primitive, reflected: bool) -> Any:
@@ -195,7 +274,13 @@ _F64_DTYPE = np.dtype(np.float64)
 #: body: they record, and recording is this module's)
 FAST_PATHS: dict[tuple[type, str], Callable[..., Any]] = {
     (Tracer, "__pow__"): _power, (Tracer, "__array_ufunc__"): _array_ufunc,
-    (ArrayTracer, "__getitem__"): _item}
+    (ArrayTracer, "__getitem__"): _item, (Tracer, "__array_function__"): _array_function}
+for _ufunc, _front, _dunder in ((np.less, "less", "lt"), (np.less_equal, "less_equal", "le"),
+                                (np.greater, "greater", "gt"),
+                                (np.greater_equal, "greater_equal", "ge")):
+    FAST_PATHS[Tracer, f"__{_dunder}__"] = _comparison(_ufunc, _front)
+FAST_PATHS[Tracer, "__neg__"] = _unary_operator(np.negative, "negative")
+FAST_PATHS[Tracer, "__abs__"] = _unary_operator(np.absolute, "absolute")
 for _prim_name, _front in (("add", "add"), ("sub", "subtract"), ("mul", "multiply"),
                            ("div", "divide")):
     _dunder = "truediv" if _front == "divide" else _front[:3]
@@ -211,10 +296,11 @@ if _tracer_module._tracing is not None:
                                       UFUNC_PRIMS)
     # 0-d values' methods in C; arrays keep the Python ones (the C ones would
     # only hand them over), which they would otherwise inherit from Tracer
-    FAST_PATHS = {**{(cls, name): _tracer_module._tracing.METHODS[name]
-                     for cls, name in FAST_PATHS},
+    # (the comparisons and `where` stay Python's)
+    FAST_PATHS = {**{(cls, name): _tracer_module._tracing.METHODS.get(name, fast)
+                     for (cls, name), fast in FAST_PATHS.items()},
                   **{(ArrayTracer, name): fast for (cls, name), fast in FAST_PATHS.items()
-                     if cls is Tracer}}
+                     if cls is Tracer and name in _tracer_module._tracing.METHODS}}
     FRONT_END_PATHS.update({key: getattr(*key) for key in FAST_PATHS
                             if key not in FRONT_END_PATHS})
 for (_cls, _method_name), _fast in FAST_PATHS.items():

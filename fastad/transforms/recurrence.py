@@ -80,6 +80,8 @@ class _Arrays(TapeArrays):
         super().__init__(tape)
         self._plain_hash: np.ndarray | None = None
         self._valued_hash: np.ndarray | None = None
+        self._local_hash: np.ndarray | None = None
+        self._index: np.ndarray | None = None
 
     @property
     def hash(self) -> np.ndarray:
@@ -103,29 +105,50 @@ class _Arrays(TapeArrays):
         return self._valued_hash
 
     def _hash(self, const_code: np.ndarray) -> np.ndarray:
-        # in place where it can be: on a long tape each new array is fresh
-        # memory to fault in, which costs more than the arithmetic; uint64
-        # arithmetic wraps alike either way (and int64 -> uint64 keeps the bits)
-        f = self.features.view(np.uint64)
-        local = np.zeros(self.n, np.uint64)
-        for c in range(f.shape[1]):
-            _mix_in(local, f[:, c], c + 1)
-        # operands without a producer: constants by ``const_code``, inputs by slot
-        ops = self.ops
-        leaf = (ops + 3).view(np.uint64)
-        np.copyto(leaf, const_code[ops], where=self.is_const[ops])
-        leaf[ops < 0] = 1
-        no_producer = self.pp < 0
-        producer = np.maximum(self.pp, 0)
+        # the operands' hashes are gathered from one array holding every
+        # instruction's hash and then every slot's leaf code (operands without
+        # a producer: constants by ``const_code``, inputs by slot, the pad 1),
+        # a column at a time into one buffer: on a long tape each new array is
+        # fresh memory to fault in, which costs more than the arithmetic
+        # (uint64 arithmetic wraps alike either way, int64 -> uint64 keeps the bits)
+        n, local, index = self.n, self._local(), self._operand_index()
+        nslots = len(self.is_const) - 1
+        source = np.empty(n + 1 + nslots, np.uint64)
+        source[n] = 1
+        codes = source[n + 1:]
+        np.add(np.arange(nslots, dtype=np.uint64), np.uint64(3), out=codes)
+        np.copyto(codes, const_code[:nslots], where=self.is_const[:nslots])
+        child = np.empty(n, np.uint64)
         h = local
         for _ in range(HASH_DEPTH):
-            child = h[producer]
-            np.copyto(child, leaf, where=no_producer)
+            source[:n] = h
             new = local.copy()
             for m in range(MAX_ARITY):
-                _mix_in(new, child[:, m], m + 7)
+                np.take(source, index[m], out=child, mode="clip")  # (all in range)
+                _mix_in(new, child, m + 7)
             h = new
         return h
+
+    def _local(self) -> np.ndarray:
+        """Each instruction's hash of its own features (both hashes start from it)."""
+        if self._local_hash is None:
+            f = self.features.view(np.uint64)
+            local = np.zeros(self.n, np.uint64)
+            for c in range(f.shape[1]):
+                _mix_in(local, f[:, c], c + 1)
+            self._local_hash = local
+        return self._local_hash
+
+    def _operand_index(self) -> np.ndarray:
+        """Per operand column, where `_hash` finds each operand's hash: its
+        producer's position, else n + 1 + its slot (n for the pad)."""
+        if self._index is None:
+            index = np.empty((MAX_ARITY, self.n), np.int64)
+            np.add(self.ops.T, self.n + 1, out=index)
+            pp = self.pp.T
+            np.copyto(index, pp, where=pp >= 0)
+            self._index = index
+        return self._index
 
     def periods(self, min_trip: int, valued: bool) -> list[int]:
         """Distances at which equal hashes recur, the most promising first."""
@@ -140,7 +163,12 @@ class _Arrays(TapeArrays):
                 found.append((order[lag:] - order[:-lag])[same])
         if not found:
             return []
-        values, counts = np.unique(np.concatenate(found), return_counts=True)
+        # the distances (positive: a stable sort keeps equal hashes in tape
+        # order) and how often each occurs, as np.unique's return_counts
+        # gives them, without its sort of up to 3n values
+        counts = np.bincount(np.concatenate(found))
+        values = np.flatnonzero(counts)
+        counts = counts[values]
         keep = counts >= min_trip - 1
         values, counts = values[keep], counts[keep]
         # by the instructions they might cover: a time step holding a spatial
@@ -164,6 +192,21 @@ class _Arrays(TapeArrays):
         # the first steps' hashes see initial values: `_verify` looks back
         long = steps >= max(2, min_trip - HASH_DEPTH - 1)
         return list(zip(starts[long].tolist(), steps[long].tolist()))
+
+
+def _same_as(values: list[Any], r: int) -> np.ndarray:
+    """Per value, whether it is of ``values[r]``'s type and has its dtype, shape
+    and bits (`bitwise_equal`): at once for Python floats and 0-d int64
+    arrays (a loop's data and ``x[i]``'s indices), else one by one."""
+    ref = values[r]
+    kinds = set(map(type, values))
+    if kinds == {float}:
+        bits = np.array(values, np.float64).view(np.int64)
+        return bits == bits[r]
+    if kinds == {np.ndarray} and all(v.dtype == _INT64 and not v.shape for v in values):
+        ints = np.array(values, np.int64)
+        return ints == ints[r]
+    return np.array([type(v) is type(ref) and bitwise_equal(v, ref) for v in values])
 
 
 def _value_codes(values: list[Any]) -> np.ndarray:
@@ -250,9 +293,11 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
         return None  # a parallel loop (with sums or writes into a buffer): rerolling's
     while steps >= min_trip and start <= ref < start + steps * P:
         r = (ref - start) // P
-        R = start + np.arange(steps * P, dtype=np.int64).reshape(steps, P)
-        feats = arrays.features[R]
-        ops, pp = arrays.ops[R], arrays.pp[R]
+        # the steps' rows: views (a gather of them would be fresh memory)
+        end = start + steps * P
+        feats = arrays.features[start:end].reshape(steps, P, -1)
+        ops = arrays.ops[start:end].reshape(steps, P, -1)
+        pp = arrays.pp[start:end].reshape(steps, P, -1)
         rel = pp - (start + P * np.arange(steps, dtype=np.int64))[:, None, None]
         ref_rel, ref_ops, ref_pp = rel[r], ops[r], pp[r]
         pad = ref_ops < 0
@@ -266,7 +311,8 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
             start, steps = start + P * skip, steps - skip
             continue
         carried = produced & (ref_rel < 0)
-        row_ok = (feats == feats[r]).all(axis=(1, 2)) & ~arrays.blocked[R].any(axis=1)
+        row_ok = (feats == feats[r]).all(axis=(1, 2)) & \
+            ~arrays.blocked[start:end].reshape(steps, P).any(axis=1)
         operand_ok = np.where(produced, rel == ref_rel, True)
         operand_ok &= np.where(shared, ops == ref_ops, True)
         operand_ok &= np.where(const, arrays.is_const[ops], True)
@@ -294,15 +340,14 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
             slots = ops[:, j, m]
             if np.all(slots == slots[0]):
                 continue
-            values = [consts[int(s)] for s in slots]
-            same = np.array([type(v) is type(values[r]) and bitwise_equal(v, values[r])
-                             for v in values])
+            values = [consts[s] for s in slots.tolist()]
+            same = _same_as(values, r)
             if same.all():
                 continue
-            if _hoistable_take(arrays, int(R[r, j]), int(m), shared[j], const[j]):
+            if _hoistable_take(arrays, start + r * P + int(j), int(m), shared[j], const[j]):
                 hoisted.add(int(j))
                 varying[(int(j), int(m))] = values
-            elif _stackable(arrays, int(R[r, j])):
+            elif _stackable(arrays, start + r * P + int(j)):
                 varying[(int(j), int(m))] = values
             else:  # the steps around the reference whose constant is its
                 differ = np.flatnonzero(~same)

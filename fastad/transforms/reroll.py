@@ -41,7 +41,9 @@ from __future__ import annotations
 import contextlib
 import gc
 import heapq
+import itertools
 import math
+import operator
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -54,6 +56,10 @@ from .analysis import bitwise_equal
 from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeIndex, _Term,
                            _terms, int_matrix, varying_columns)
 
+_PRIM, _OUT = operator.itemgetter(0), operator.itemgetter(1)  # an Instr's primitive, result
+_NDIM = operator.attrgetter("ndim")
+_TEMPLATE_SIGNATURE = operator.attrgetter("template.signature")
+_OK = operator.attrgetter("ok")
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
 
@@ -82,7 +88,11 @@ class _Chain:
         return self.kind in ("set", "accumulate")
 
     def intermediates(self) -> list[int]:
-        return [link.out for link in self.links[:-1]]
+        """The links' results but the last (asked several times of a long chain)."""
+        found = self.__dict__.get("_intermediates")
+        if found is None:
+            found = self._intermediates = list(map(_OUT, self.links[:-1]))
+        return found
 
     def const_index(self, link: Instr) -> np.ndarray:
         return np.asarray(self.consts[link.ins[1]], dtype=np.int64)
@@ -286,25 +296,31 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
     by_object: dict[int, int] = {}
     by_value: dict[Any, int] = {}
     writes, links, consts = chain.writes, chain.links, chain.consts
-    # `_Chain.sign` of each link, spelled out for sums
-    signs = list(map(chain.sign, range(len(terms)))) if chain.kind == "guard" else \
-        [-1 if links[k].prim == "sub" else 1 for k in range(len(terms))]
-    for k, term in enumerate(terms):
-        if type(term) is _Copy:  # most terms of a long loop: its template's signature
-            signature = term.template.signature
-        elif term.ok:
-            signature = term.signature
-        else:
-            continue
-        number = by_object.get(id(signature))
-        if number is None:
-            number = by_object[id(signature)] = by_value.setdefault(signature, len(by_value))
-        # writes of one segment must write the same number of positions
-        # (out[i:i + L] = ... of ragged lengths L are separate classes)
-        where = np.shape(consts[links[k].ins[1]]) if writes else ()
-        classes.setdefault((signs[k], where, number), []).append(k)
+    if writes:
+        # `_Chain.sign` of each link, spelled out for sums
+        signs = [-1 if links[k].prim == "sub" else 1 for k in range(len(terms))]
+        for k, term in enumerate(terms):
+            if type(term) is _Copy:  # most terms of a long loop: its template's signature
+                signature = term.template.signature
+            elif term.ok:
+                signature = term.signature
+            else:
+                continue
+            number = by_object.get(id(signature))
+            if number is None:
+                number = by_object[id(signature)] = by_value.setdefault(signature, len(by_value))
+            # writes of one segment must write the same number of positions
+            # (out[i:i + L] = ... of ragged lengths L are separate classes)
+            where = np.shape(consts[links[k].ins[1]])
+            classes.setdefault((signs[k], where, number), []).append(k)
+        groups: Any = classes.values()
+    else:  # `_Chain.sign` of each link: whether it is positive (a guard's expected outcome)
+        n = len(terms)
+        positive = np.fromiter(map(chain.sign, range(n)), bool, n) if chain.kind == "guard" \
+            else np.fromiter(map("sub".__ne__, map(_PRIM, links[:n])), bool, n)
+        groups = _classes(terms, positive)
     found = []
-    for members in classes.values():
+    for members in groups:
         if len(members) < MIN_RUN:
             continue
         ints = int_matrix([terms[k] for k in members])
@@ -315,12 +331,35 @@ def _segments(chain: _Chain, ix: _TapeIndex, terms: list[_Term]) -> list[list[in
     return found
 
 
+def _classes(terms: list[_Term], positive: np.ndarray) -> list[list[int]]:
+    """The terms' classes by (sign, signature) as `_segments` makes them for
+    chains that write nothing: each a list of term numbers in chain order,
+    the classes in order of their first term; on arrays (a long loop's
+    terms are copies of a few templates, numbered by object, then by value)."""
+    n = len(terms)
+    signatures = list(map(_TEMPLATE_SIGNATURE, terms))  # (a walked term is its own template)
+    ok = np.fromiter(map(_OK, terms), bool, n)
+    ids = np.fromiter(map(id, signatures), np.int64, n)
+    _, first, inverse = np.unique(ids, return_index=True, return_inverse=True)
+    by_value: dict[Any, int] = {}
+    numbers = np.array([by_value.setdefault(signatures[k], len(by_value))
+                        for k in first.tolist()], np.int64)
+    code = numbers[inverse.ravel()] * 2 + positive  # (sign, signature)
+    ks = np.flatnonzero(ok)
+    _, first, inverse, counts = np.unique(code[ks], return_index=True, return_inverse=True,
+                                          return_counts=True)
+    members = ks[np.argsort(inverse.ravel(), kind="stable")].tolist()
+    ends = np.cumsum(counts).tolist()
+    groups = [members[end - count:end] for end, count in zip(ends, counts.tolist())]
+    return [groups[g] for g in np.argsort(first, kind="stable").tolist()]
+
+
 def _best_split(members: list[int], ints: np.ndarray) -> list[list[int]]:
     """Segments of the class, reading it as ``d`` interleaved sequences for the
     d (up to MAX_PERIOD) that covers the most members."""
     best: list[list[int]] = []
     for d in range(1, min(MAX_PERIOD, len(members) // MIN_RUN) + 1):
-        found = [[members[q + d * (start + j)] for j in range(length)]
+        found = [members[q + d * start:q + d * (start + length):d]
                  for q in range(d) for start, length in _grid_runs(ints[q::d])]
         if sum(map(len, found)) > sum(map(len, best)):
             best = found
@@ -382,7 +421,7 @@ class _Rewrite:
     def __init__(self, chain: _Chain, terms: list[_Term], segments: list[list[int]]) -> None:
         self.chain, self.terms = chain, terms
         self.segment_at = {seg[0]: seg for seg in segments}
-        self.covered = {k for seg in segments for k in seg}
+        self.covered = set(itertools.chain.from_iterable(segments))
 
     def requires(self) -> set[int]:
         """The slots the vector code reads (before aliasing)."""
@@ -390,7 +429,9 @@ class _Rewrite:
         slots = {chain.before} if chain.kind != "guard" else set()
         for k, link in enumerate(chain.links):
             if k in self.segment_at:
-                slots.update(s for j in self.segment_at[k] for s in self.terms[j].shared)
+                terms = self.terms
+                slots.update(itertools.chain.from_iterable(
+                    terms[j].shared for j in self.segment_at[k]))
             elif k not in self.covered:
                 slots.add(chain.terms[k])
                 if chain.writes:
@@ -407,9 +448,10 @@ class _Rewrite:
         for k in self.steps():
             segment = self.segment_at.get(k)
             if segment is not None:
-                vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
-                                    start)
-                value = _combine(chain, value, [chain.links[j] for j in segment], vector)
+                vector = _vectorize(list(map(self.terms.__getitem__, segment)), ix.tape.avals,
+                                    value_of, start)
+                value = _combine(chain, value, list(map(chain.links.__getitem__, segment)),
+                                 vector)
             else:
                 value = _combine(chain, value, [chain.links[k]], value_of(chain.terms[k]))
         return value
@@ -426,8 +468,8 @@ class _Rewrite:
         for k in self.steps():
             link, segment = chain.links[k], self.segment_at.get(k)
             if segment is not None:
-                vector = _vectorize([self.terms[j] for j in segment], ix.tape.avals, value_of,
-                                    None)
+                vector = _vectorize(list(map(self.terms.__getitem__, segment)), ix.tape.avals,
+                                    value_of, None)
                 # the count of iterations that branch otherwise must be 0 (a sum:
                 # backends reduce sums faster than NaN-aware max and min)
                 disagree = fnp.logical_not(vector) if chain.sign(k) else vector
@@ -510,7 +552,7 @@ def _stacked(column: Sequence[Any]) -> np.ndarray:
     one per term) are gathered by one ``np.array`` of the list, which gives
     what ``np.stack`` gives (the same shape and promoted dtype) at a tenth
     of the cost."""
-    if all(type(v) is np.ndarray and not v.shape for v in column):
+    if set(map(type, column)) <= {np.ndarray} and not any(map(_NDIM, column)):
         out = np.array(column)
         if out.shape == (len(column),):
             return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import operator
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,9 @@ _SUM_LINKS = ("add", "sub")
 _SCATTER_LINKS = ("scatter_set", "scatter_add")
 _INT64 = np.dtype(np.int64)
 _UNSEEN = object()
+_OUT = operator.itemgetter(1)  # an Instr's result slot
+_NAME, _DTYPE = operator.attrgetter("__name__"), operator.attrgetter("dtype")
+_FOUND, _AT = operator.attrgetter("found"), operator.attrgetter("at")
 # what a term may compute per iteration (take is matched apart: its index varies):
 # fastad's own primitives with a batching rule (the families of
 # fastad/primitives/, eig_complex among them though it runs as a NumPy call)
@@ -157,6 +161,14 @@ class _Term:
     """One term of a chain as a canonical DAG: ``nodes`` (its signature), the
     slot of each node here, and per node that may differ between iterations
     (constants, take indices) the value it has here."""
+
+    # as a `_Copy` has them: a walked term is its own template, matched with no batch
+    found = None
+    at = 0
+
+    @property
+    def template(self) -> _Term:
+        return self
 
     def __init__(self, ix: _TapeIndex, root: int, bound: int, own: set[int],
                  arrays: set[int], foreign: set[int]) -> None:
@@ -305,35 +317,81 @@ def _terms(ix: _TapeIndex, chain: Any, foreign: set[int]) -> list[_Term]:
     own = set(chain.intermediates())
     arrays = own | {chain.before} if chain.writes else set()
     start = ix.position.get(chain.before, -1)
-    bounds = [ix.position[chain.links[k - MAX_PERIOD].out] if k >= MAX_PERIOD else start
-              for k in range(len(chain.links))]
+    links = chain.links
+    # term k: the position of link k - MAX_PERIOD's result, or the chain's start
+    bounds = [start] * min(MAX_PERIOD, len(links)) + list(
+        map(ix.position.__getitem__, map(_OUT, links[:max(0, len(links) - MAX_PERIOD)])))
     # a loop's terms are copies of one DAG: each is matched against the last
     # term walked whose root computes the same (`_matched`), walked if it differs
-    producer, blocked = ix.producer, own | foreign
-    keys: list[Any] = []
-    members: dict[Any, list[int]] = {}  # the terms of each key, in chain order
-    for k, t in enumerate(chain.terms):
-        ins = producer[t]
-        key = (ins.prim, ins.params, ix.tape.avals[t]) if ins is not None else None
-        try:
-            members.setdefault(key, []).append(k)
-        except TypeError:  # parameters that cannot be hashed: walked, never a template
-            key = None
-        keys.append(key)
+    blocked = own | foreign
+    keys, members = _term_keys(ix, chain.terms)
     templates: dict[Any, _Term] = {}
     batch = _Batches(ix, chain, bounds, blocked, arrays, members)
+    matched = batch.found.pop  # (`_Batches.term`'s first step, spelled out)
     terms: list[_Term] = []
     for k, (t, bound, key) in enumerate(zip(chain.terms, bounds, keys)):
         # (key None: a term that is an input or a constant, or whose
         # parameters cannot be hashed: walked, never a template)
         template = templates.get(key) if key is not None else None
-        term = batch.term(template, key, k, t, bound) if template is not None else None
+        term = None
+        if template is not None:
+            found = matched(k, None)
+            if found is not None and found[0] is template:
+                terms.append(found[1])
+                continue
+            term = batch.unbatched(template, key, k, t, bound)
         if term is None:
             term = _Term(ix, t, bound, own, arrays, foreign)
             if term.ok and key is not None:
                 templates[key] = term
         terms.append(term)
     return terms
+
+
+def _term_keys(ix: _TapeIndex, roots: list[int]) -> tuple[list[Any], dict[Any, list[int]]]:
+    """Per term (at ``roots``) a key, equal for two terms exactly when their
+    root instructions have the same primitive, parameters and result aval
+    (None: the root is an input or a constant, or its parameters cannot be
+    hashed), and the terms of each key in chain order.  The terms are
+    grouped on the tape's arrays first (features 0 and 1: the primitive and
+    parameters, by value and repr, and the result's aval; groups no coarser
+    than the keys, without touching each term's instruction), and the
+    groups' keys compared by value (a loop's terms are a few kinds); else
+    the keys are the triples themselves."""
+    producer, avals, n = ix.producer, ix.tape.avals, len(roots)
+    cols = ix.columns
+    at = cols.producer[np.asarray(roots, np.int64)] if n else None
+    if n and at.min() >= 0:
+        kind, aval = cols.features[at, 0], cols.features[at, 1]
+        code = kind * (int(aval.max()) + 2) + (aval + 1)
+        _, first, inverse = np.unique(code, return_index=True, return_inverse=True)
+        if len(first) <= 64:
+            numbers: dict[Any, int] = {}
+            group_key: list[Any] = []
+            for r in first.tolist():
+                ins = producer[roots[r]]
+                try:
+                    group_key.append(numbers.setdefault((ins.prim, ins.params, avals[roots[r]]),
+                                                        len(numbers)))
+                except TypeError:  # parameters that cannot be hashed
+                    group_key.append(-1)
+            code = np.asarray(group_key, np.int64)[inverse.ravel()]
+            members = {key: np.flatnonzero(code == key).tolist() for key in numbers.values()}
+            keys: list[Any] = code.tolist()
+            if -1 in group_key:
+                keys = [None if key == -1 else key for key in keys]
+            return keys, members
+    keys = []
+    members = {}
+    for k, t in enumerate(roots):
+        ins = producer[t]
+        key = (ins.prim, ins.params, avals[t]) if ins is not None else None
+        try:
+            members.setdefault(key, []).append(k)
+        except TypeError:  # parameters that cannot be hashed: walked, never a template
+            key = None
+        keys.append(key)
+    return keys, members
 
 
 def _matched(template: _Term, root: int, bound: int, blocked: set[int]) -> _Term | None:
@@ -393,23 +451,28 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
     if not count:  # (a batch none of whose terms passed)
         return []
     rows = S.tolist()  # per node, the slots of every term
+    cols = ix.columns
     varying, pieces = [], []
     for what, j in template.collected():
         if what == 1:
-            values = [consts[s] for s in rows[j]]
+            values = list(map(consts.__getitem__, rows[j]))
             varying.append(values)
             if template.nodes[j][2].dtype.kind not in "iub":
                 continue  # (its integers: none)
             # `const_node`'s integers: int64 arrays' values, flattened (the
             # constants of one node share an aval: one shape)
-            block = np.array(values) if all(type(v) is np.ndarray for v in values) else None
+            block = np.array(values) if set(map(type, values)) == {np.ndarray} else None
             pieces.append(block if block is not None and block.dtype == _INT64 else
                           [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
         elif what == 2:
-            indices = [producer[s].ins[1] for s in rows[j]]
+            # (each take's index slot, its second operand, from the arrays)
+            indices = cols.ops[cols.producer[S[j]], 1].tolist()
             # `const_ints` of each, whose x[i] indices (most) are their constants
-            column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
-                      for s, v in zip(indices, map(consts.get, indices))]
+            column = list(map(consts.get, indices))
+            if not (set(map(type, column)) == {np.ndarray}
+                    and all(map(operator.is_, map(_DTYPE, column), itertools.repeat(_INT64)))):
+                column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
+                          for s, v in zip(indices, column)]
             varying.append(column)
             pieces.append(column)
     found = _Found(S, bounds, varying, _int_rows(pieces, count))
@@ -434,17 +497,21 @@ def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int
 def _runs(terms: list[Any]) -> list[tuple[Any, int, int]]:
     """The terms as runs: (its `_Found`, first, end) for consecutive copies
     matched together, in their batch's order, (the term, 0, 1) for any other."""
-    runs: list[tuple[Any, int, int]] = []
-    for term in terms:
-        if type(term) is _Copy:
-            found, at = term.found, term.at
-            if runs and runs[-1][0] is found and runs[-1][2] == at:
-                runs[-1] = (found, runs[-1][1], at + 1)
-                continue
-            runs.append((found, at, at + 1))
-        else:
-            runs.append((term, 0, 1))
-    return runs
+    n = len(terms)
+    if not n:
+        return []
+    # on arrays: a run starts where the batch changes or its terms stop being
+    # consecutive (a walked term's ``found`` is None: a run of its own)
+    founds = list(map(_FOUND, terms))
+    ats = np.fromiter(map(_AT, terms), np.int64, n)
+    ids = np.fromiter(map(id, founds), np.int64, n)
+    walked = ids == id(None)
+    new = np.ones(n, bool)
+    new[1:] = (ids[1:] != ids[:-1]) | (ats[1:] != ats[:-1] + 1) | walked[1:] | walked[:-1]
+    starts = np.flatnonzero(new).tolist()
+    at = ats.tolist()
+    return [(founds[a], at[a], at[b - 1] + 1) if founds[a] is not None else (terms[a], 0, 1)
+            for a, b in zip(starts, starts[1:] + [n])]
 
 
 def varying_columns(terms: list[Any]) -> list[list[Any]]:
@@ -580,6 +647,11 @@ class _Batches:
         found = self.found.pop(k, None)
         if found is not None and found[0] is template:
             return found[1]
+        return self.unbatched(template, key, k, root, bound)
+
+    def unbatched(self, template: _Term, key: Any, k: int, root: int, bound: int
+                  ) -> _Term | None:
+        """`term` once term k was found matched by no batch of ``template``."""
         state = self.state.get(key)
         if state is None or state[0] is not template:
             state = self.state[key] = [template, 0, MIN_BATCH, -1]
@@ -681,8 +753,7 @@ class _Batches:
         cols = self._columns()[0]
         consts, name = self.ix.tape.consts, node[1]
         aval_ok = cols.aval_id[candidates] == cols.aval_id[template_slot]
-        types = map(type, map(consts.__getitem__, candidates.tolist()))
-        same[ok] = aval_ok & np.fromiter((t.__name__ == name for t in types), bool,
-                                         len(candidates))
+        names = map(_NAME, map(type, map(consts.__getitem__, candidates.tolist())))
+        same[ok] = aval_ok & np.fromiter(map(name.__eq__, names), bool, len(candidates))
         return same
 

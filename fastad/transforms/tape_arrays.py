@@ -21,6 +21,7 @@ import numpy as np
 
 from ..core.registry import registry
 from ..core.tape import Aval, Tape
+from ..core.tracer import _tracing
 
 MAX_ARITY = 4         # instructions with more operands never belong to a body
 
@@ -164,9 +165,12 @@ def _features(tape: Tape, ops: np.ndarray, outs: np.ndarray, arity: np.ndarray,
     used = np.zeros(len(avals) + 1, bool)
     used[outs] = used[flat] = True
     used = np.flatnonzero(used[:-1])
-    _, first, inverse = np.unique(
-        np.fromiter(map(id, map(avals.__getitem__, used.tolist())), np.int64, len(used)),
-        return_index=True, return_inverse=True)
+    if _tracing is not None:  # in C (numbers in order of first appearance)
+        inverse, first = _tracing.object_numbers(avals, used)
+    else:  # (numbers in order of the objects' ids: only equality matters)
+        _, first, inverse = np.unique(
+            np.fromiter(map(id, map(avals.__getitem__, used.tolist())), np.int64, len(used)),
+            return_index=True, return_inverse=True)
     by_value: dict[Aval, int] = {}
     canonical = np.array([by_value.setdefault(avals[int(used[k])], len(by_value)) for k in first],
                          np.int64)
