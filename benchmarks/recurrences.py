@@ -641,23 +641,26 @@ def run_steady(quick: bool = False) -> list[dict]:
                             make_lstm, make_lstm_scan, _lstm_args(rng)))
     track = _leapfrog_track(LEAPFROG_STEPS)
     masses = np.array([1.1, 0.8, 1.2])
+    # (each build binds its own function: `fit` and `jgrad` are reused below)
     fit = make_leapfrog_scan(lambda f, c, xs: fa.scan(f, c, xs))
-    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(fit, backend=b)) for b in backends}
+    builds = {f"fastad [{b}]": (lambda b=b, fit=fit: fa.compile(fit, backend=b))
+              for b in backends}
     if jax_mods is not None:
         jax, jnp = jax_mods
         jfit = make_leapfrog_scan(lambda f, c, xs: jax.lax.scan(
             f, tuple(jnp.float64(v) for v in c), xs))
         jgrad = jax.jit(jax.grad(jfit))
-        builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
+        builds["JAX lax.scan"] = lambda jgrad=jgrad: (lambda *a: np.asarray(jgrad(*a)))
     cases.append((f"3-body leapfrog (fastad.scan), T = {LEAPFROG_STEPS:,}", fit,
                   (masses, track), 0, builds))
     fit = make_pendulum_scan(lambda f, c, xs: fa.scan(f, c, xs))
-    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(fit, backend=b)) for b in backends}
+    builds = {f"fastad [{b}]": (lambda b=b, fit=fit: fa.compile(fit, backend=b))
+              for b in backends}
     if jax_mods is not None:
         jax, jnp = jax_mods
         jgrad = jax.jit(jax.grad(make_pendulum_scan(lambda f, c, xs: jax.lax.scan(
             f, tuple(jnp.float64(v) for v in c), xs), jnp)))
-        builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
+        builds["JAX lax.scan"] = lambda jgrad=jgrad: (lambda *a: np.asarray(jgrad(*a)))
     cases.append((f"damped pendulum (fastad.scan), T = {PENDULUM_STEPS:,}", fit,
                   (np.array([8.0, 0.1]), _pendulum_track(PENDULUM_STEPS)), 0, builds))
     rows = []
