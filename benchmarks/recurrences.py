@@ -677,7 +677,10 @@ def run_steady(quick: bool = False) -> list[dict]:
             if error[label] <= TOLERANCE:
                 fns[label] = fn
         load = os.getloadavg()[0]
-        steady = timing.interleaved(fns, args, min_s, rounds)
+        # the process's CPU time: the machine is shared, and wall-clock times
+        # move with the other processes' load (JAX's threads are counted too)
+        steady = timing.interleaved(fns, args, min_s, rounds, clock=time.process_time) \
+            if fns else {}
         rows.append({"workload": name, "steady_s": steady, "first_s": first, "error": error,
                      "load": (load, os.getloadavg()[0])})
     return rows
@@ -685,15 +688,17 @@ def run_steady(quick: bool = False) -> list[dict]:
 
 def report_steady(rows: list[dict]) -> str:
     names = ["fastad [c]", "fastad [numba]", "Numba by hand", "JAX lax.scan"]
-    lines = ["## Steady gradients of recurrences", "",
-             "| workload | " + " | ".join(names) + " | numba / hand | numba / JAX | load |",
-             "|---|" + "---|" * (len(names) + 3)]
+    pairs = [("fastad [c]", "Numba by hand"), ("fastad [c]", "JAX lax.scan"),
+             ("fastad [numba]", "Numba by hand"), ("fastad [numba]", "JAX lax.scan")]
+    lines = ["## Steady gradients of recurrences (CPU time per call, medians)", "",
+             "| workload | " + " | ".join(names)
+             + " | c / hand | c / JAX | numba / hand | numba / JAX | load |",
+             "|---|" + "---|" * (len(names) + 5)]
     for row in rows:
         t = row["steady_s"]
         cells = [timing.format_seconds(t[n]) if n in t else
                  ("wrong result" if row["error"].get(n, 0) > TOLERANCE else "–") for n in names]
-        ratio = [f"{t['fastad [numba]'] / t[o]:.2f}" if "fastad [numba]" in t and o in t
-                 else "–" for o in ("Numba by hand", "JAX lax.scan")]
+        ratio = [f"{t[a] / t[b]:.2f}" if a in t and b in t else "–" for a, b in pairs]
         lines.append(f"| {row['workload']} | " + " | ".join(cells) + " | " + " | ".join(ratio)
                      + f" | {row['load'][0]:.1f}-{row['load'][1]:.1f} |")
     return "\n".join(lines)
