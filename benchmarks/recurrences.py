@@ -387,6 +387,23 @@ def make_gauss_seidel(sweeps=GS_SWEEPS, xnp=np):
     return gs_loss
 
 
+def make_gauss_seidel_scan(jax, jnp, sweeps=GS_SWEEPS):
+    """The sweeps as JAX needs them: ``lax.scan`` over the sweeps, each sweep's
+    point updates unrolled in its body (``.at[i, j].set``)."""
+    def gs_loss(source, target):
+        n = target.shape[0]
+
+        def sweep(u, _):
+            for i in range(1, n - 1):
+                for j in range(1, n - 1):
+                    u = u.at[i, j].set(0.25 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1]
+                                               + u[i, j + 1] + source[i, j]))
+            return u, None
+        u, _ = jax.lax.scan(sweep, 0.0 * source, None, length=sweeps)
+        return jnp.sum((u - target) ** 2)
+    return gs_loss
+
+
 def _jax_modules():
     try:
         import jax
@@ -631,6 +648,10 @@ def run_steady(quick: bool = False) -> list[dict]:
     gs_args = (rng.uniform(0, 1, (n, n)), rng.uniform(0, 0.1, (n, n)))
     builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_gauss_seidel(), backend=b))
               for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        gs_grad = jax.jit(jax.grad(make_gauss_seidel_scan(jax, jnp)))
+        builds["JAX lax.scan"] = lambda gs_grad=gs_grad: (lambda *a: np.asarray(gs_grad(*a)))
     cases.append((f"Gauss-Seidel (Python loop), {GS_SWEEPS} sweeps of {n}x{n}",
                   make_gauss_seidel(), gs_args, 0, builds))
     cases.append(_cell_case(fa, backends, jax_mods,
