@@ -275,25 +275,28 @@ class _Sweep:
                        ) -> tuple[Any, list[Any]]:
         """`back` over ``chunks`` chunks of k steps of this body, each chunk's
         first state in ``marks``, every input stacked by chunk: a reverse
-        loop over the chunks carrying the cotangents and the states of the
-        chunk it runs back through, whose step is one loop of k steps that
-        runs step j of the *previous* chunk's recomputation (from its mark,
-        forwards) beside step k - 1 - j of this chunk's VJP.  The two are
-        independent chains of arithmetic in one step, which the processor
-        overlaps, where a recomputing loop followed by the VJP's loop would
-        wait on each in turn.  The states before the loop: the last chunk's,
-        recomputed; the first chunk's step recomputes itself again (unused).
-        Each value is computed as in `back` over `states`, bit for bit."""
-        def shifted(a: Any) -> Any:  # row i holds row i - 1 (row 0: its own)
-            return fnp.concatenate([a[:1], a[:-1]])
-
+        loop over chunks C-2 .. 0 whose carry holds the cotangents and the
+        next chunk's states, inputs and output cotangents, and whose step is
+        one loop of k steps running step j of this chunk's recomputation
+        (from its mark, forwards) beside step k - 1 - j of the next chunk's
+        VJP.  The two are independent chains of arithmetic in one step, which
+        the processor overlaps, where a recomputing loop followed by the
+        VJP's loop would wait on each in turn.  Before the loop the last
+        chunk's states are recomputed; after it the first chunk's VJP runs
+        alone.  The steps' VJPs run in `back`'s order on the same values, so
+        the results are its bit for bit.  (Per-step inputs are whole rows of
+        the stacked ones, read in place: no copy of the data.)"""
         def flip(a: Any) -> Any:
             return fnp.flip(a, 0)
-        last = self.states([m[chunks - 1] for m in marks], [x[chunks - 1] for x in x_chunks], k)
+
+        def last(a: Any) -> Any:
+            return a[chunks - 1]
+        held0 = (self.states([last(m) for m in marks], [last(x) for x in x_chunks], k),
+                 [last(x) for x in x_chunks], [last(y) for y in ct_y_chunks])
 
         def chunk_back(state: Any, per_chunk: Any) -> tuple[Any, Any]:
-            (ct_c, ct_k), held = state
-            xc, ct_yc, mark, x_prev = per_chunk
+            (ct_c, ct_k), (held, x_held, ct_y_held) = state
+            mark, xc, ct_yc = per_chunk
 
             def step(inner: Any, per_step: Any) -> tuple[Any, Any]:
                 c_prev, ct_c, ct_k = inner
@@ -302,14 +305,19 @@ class _Sweep:
                 return (self.step(c_prev, x_p), new_c, new_k), (c_prev, ct_x)
             (_, ct_c, ct_k), (recomputed, ct_x) = scan(
                 step, (list(mark), list(ct_c), list(ct_k)),
-                (list(x_prev), [flip(v) for v in held], [flip(x) for x in xc],
-                 [flip(y) for y in ct_yc]), length=k)
-            return ((ct_c, ct_k), recomputed), [flip(g) for g in ct_x]
+                (list(xc), [flip(v) for v in held], [flip(x) for x in x_held],
+                 [flip(y) for y in ct_y_held]), length=k)
+            return ((ct_c, ct_k), (recomputed, list(xc), list(ct_yc))), [flip(g) for g in ct_x]
 
-        (ct, _), ct_xs = scan(chunk_back, (ct, last),
-                              (list(x_chunks), list(ct_y_chunks), [shifted(m) for m in marks],
-                               [shifted(x) for x in x_chunks]), length=chunks, reverse=True)
-        return ct, ct_xs
+        def lead(a: Any) -> Any:  # the rows of chunks 0 .. C-2
+            return a[:chunks - 1]
+        (ct, (held, x_held, ct_y_held)), ct_xs = scan(
+            chunk_back, (ct, held0),
+            ([lead(m) for m in marks], [lead(x) for x in x_chunks], [lead(y) for y in ct_y_chunks]),
+            length=chunks - 1, reverse=True)
+        ct, first = self.back(ct, held, x_held, ct_y_held, k)
+        return ct, [fnp.concatenate([fnp.reshape(f, (1,) + tuple(fnp.shape(f))), rest])
+                    for f, rest in zip(first, ct_xs)]
 
 
 def _like(g: Any, w: Any) -> Any:
