@@ -302,7 +302,11 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     """``jax.lax.scan``: ``carry, y = f(carry, x)`` for each x in xs (along
     axis 0); returns the final carry and the ys stacked.  ``checkpoint=k``:
     reverse mode stores every k-th carry and recomputes the ones between
-    (default: about sqrt(length)); ``unroll`` is accepted for JAX's signature."""
+    (k = 1: every carry stored).  Default: every carry stored when they take
+    at most `loop_rules.STORE_BYTES` or no more than the loop's own per-step
+    inputs and outputs, else about sqrt(length) (a divisor of it near its
+    square root, when there is one: the loop is then recorded in chunks,
+    `recorded`).  ``unroll`` is accepted for JAX's signature."""
     where = "fastad.scan"
     k = _checkpoint(checkpoint, where)
     carry_leaves, carry_tree = pytree.flatten(init)
