@@ -387,6 +387,23 @@ def make_gauss_seidel(sweeps=GS_SWEEPS, xnp=np):
     return gs_loss
 
 
+def make_gauss_seidel_scan(jax, jnp, sweeps=GS_SWEEPS):
+    """The sweeps as JAX needs them: ``lax.scan`` over the sweeps, each sweep's
+    point updates unrolled in its body (``.at[i, j].set``)."""
+    def gs_loss(source, target):
+        n = target.shape[0]
+
+        def sweep(u, _):
+            for i in range(1, n - 1):
+                for j in range(1, n - 1):
+                    u = u.at[i, j].set(0.25 * (u[i - 1, j] + u[i + 1, j] + u[i, j - 1]
+                                               + u[i, j + 1] + source[i, j]))
+            return u, None
+        u, _ = jax.lax.scan(sweep, 0.0 * source, None, length=sweeps)
+        return jnp.sum((u - target) ** 2)
+    return gs_loss
+
+
 def _jax_modules():
     try:
         import jax
@@ -631,6 +648,10 @@ def run_steady(quick: bool = False) -> list[dict]:
     gs_args = (rng.uniform(0, 1, (n, n)), rng.uniform(0, 0.1, (n, n)))
     builds = {f"fastad [{b}]": (lambda b=b: fa.compile(make_gauss_seidel(), backend=b))
               for b in backends}
+    if jax_mods is not None:
+        jax, jnp = jax_mods
+        gs_grad = jax.jit(jax.grad(make_gauss_seidel_scan(jax, jnp)))
+        builds["JAX lax.scan"] = lambda gs_grad=gs_grad: (lambda *a: np.asarray(gs_grad(*a)))
     cases.append((f"Gauss-Seidel (Python loop), {GS_SWEEPS} sweeps of {n}x{n}",
                   make_gauss_seidel(), gs_args, 0, builds))
     cases.append(_cell_case(fa, backends, jax_mods,
@@ -641,23 +662,26 @@ def run_steady(quick: bool = False) -> list[dict]:
                             make_lstm, make_lstm_scan, _lstm_args(rng)))
     track = _leapfrog_track(LEAPFROG_STEPS)
     masses = np.array([1.1, 0.8, 1.2])
+    # (each build binds its own function: `fit` and `jgrad` are reused below)
     fit = make_leapfrog_scan(lambda f, c, xs: fa.scan(f, c, xs))
-    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(fit, backend=b)) for b in backends}
+    builds = {f"fastad [{b}]": (lambda b=b, fit=fit: fa.compile(fit, backend=b))
+              for b in backends}
     if jax_mods is not None:
         jax, jnp = jax_mods
         jfit = make_leapfrog_scan(lambda f, c, xs: jax.lax.scan(
             f, tuple(jnp.float64(v) for v in c), xs))
         jgrad = jax.jit(jax.grad(jfit))
-        builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
+        builds["JAX lax.scan"] = lambda jgrad=jgrad: (lambda *a: np.asarray(jgrad(*a)))
     cases.append((f"3-body leapfrog (fastad.scan), T = {LEAPFROG_STEPS:,}", fit,
                   (masses, track), 0, builds))
     fit = make_pendulum_scan(lambda f, c, xs: fa.scan(f, c, xs))
-    builds = {f"fastad [{b}]": (lambda b=b: fa.compile(fit, backend=b)) for b in backends}
+    builds = {f"fastad [{b}]": (lambda b=b, fit=fit: fa.compile(fit, backend=b))
+              for b in backends}
     if jax_mods is not None:
         jax, jnp = jax_mods
         jgrad = jax.jit(jax.grad(make_pendulum_scan(lambda f, c, xs: jax.lax.scan(
             f, tuple(jnp.float64(v) for v in c), xs), jnp)))
-        builds["JAX lax.scan"] = lambda: (lambda *a: np.asarray(jgrad(*a)))
+        builds["JAX lax.scan"] = lambda jgrad=jgrad: (lambda *a: np.asarray(jgrad(*a)))
     cases.append((f"damped pendulum (fastad.scan), T = {PENDULUM_STEPS:,}", fit,
                   (np.array([8.0, 0.1]), _pendulum_track(PENDULUM_STEPS)), 0, builds))
     rows = []
@@ -674,7 +698,10 @@ def run_steady(quick: bool = False) -> list[dict]:
             if error[label] <= TOLERANCE:
                 fns[label] = fn
         load = os.getloadavg()[0]
-        steady = timing.interleaved(fns, args, min_s, rounds)
+        # the process's CPU time: the machine is shared, and wall-clock times
+        # move with the other processes' load (JAX's threads are counted too)
+        steady = timing.interleaved(fns, args, min_s, rounds, clock=time.process_time) \
+            if fns else {}
         rows.append({"workload": name, "steady_s": steady, "first_s": first, "error": error,
                      "load": (load, os.getloadavg()[0])})
     return rows
@@ -682,15 +709,17 @@ def run_steady(quick: bool = False) -> list[dict]:
 
 def report_steady(rows: list[dict]) -> str:
     names = ["fastad [c]", "fastad [numba]", "Numba by hand", "JAX lax.scan"]
-    lines = ["## Steady gradients of recurrences", "",
-             "| workload | " + " | ".join(names) + " | numba / hand | numba / JAX | load |",
-             "|---|" + "---|" * (len(names) + 3)]
+    pairs = [("fastad [c]", "Numba by hand"), ("fastad [c]", "JAX lax.scan"),
+             ("fastad [numba]", "Numba by hand"), ("fastad [numba]", "JAX lax.scan")]
+    lines = ["## Steady gradients of recurrences (CPU time per call, medians)", "",
+             "| workload | " + " | ".join(names)
+             + " | c / hand | c / JAX | numba / hand | numba / JAX | load |",
+             "|---|" + "---|" * (len(names) + 5)]
     for row in rows:
         t = row["steady_s"]
         cells = [timing.format_seconds(t[n]) if n in t else
                  ("wrong result" if row["error"].get(n, 0) > TOLERANCE else "–") for n in names]
-        ratio = [f"{t['fastad [numba]'] / t[o]:.2f}" if "fastad [numba]" in t and o in t
-                 else "–" for o in ("Numba by hand", "JAX lax.scan")]
+        ratio = [f"{t[a] / t[b]:.2f}" if a in t and b in t else "–" for a, b in pairs]
         lines.append(f"| {row['workload']} | " + " | ".join(cells) + " | " + " | ".join(ratio)
                      + f" | {row['load'][0]:.1f}-{row['load'][1]:.1f} |")
     return "\n".join(lines)

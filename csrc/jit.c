@@ -98,12 +98,18 @@ void fastad_jit_free(struct fastad_jit *jit) { (void)jit; }
  * rdx moves words and bytes; xmm0-xmm14 hold values,
  * xmm15 the sign bit for negations.
  *
- * Every result is stored to its slot, as the interpreter stores it, and also
- * kept in a register: a later instruction reading that slot takes the
- * register instead of loading the word just stored (a load waiting on a
+ * Every result is kept in a register, and a later instruction reading its
+ * slot takes the register instead of loading the word (a load waiting on a
  * store costs several cycles, and the body is a chain of them).  The
- * registers are a cache of the arena, never the only copy, so one can be
- * reused at any time. */
+ * registers are a write-back cache of the arena: a result is stored to its
+ * slot when its register is taken for another value, before anything that
+ * reads or writes the arena other than through the cache (a helper's call,
+ * COPY_V, ZERO_V), and at the end of the body, before the rows and carries
+ * are moved; a result whose slot is written again first is never stored.
+ * So at those points, and after every step, the arena holds what the
+ * interpreter leaves there, while the stores a step's hundred intermediate
+ * values would cost (one per result, the processor's store port the
+ * bottleneck of a long scalar body) are mostly saved. */
 enum { NREGS = 15, SIGN = 15 };
 
 typedef struct {
@@ -115,6 +121,7 @@ typedef struct {
   int64_t clock;
   int sign_ready;      /* xmm15 holds the sign bit */
   unsigned pinned;     /* registers holding carries across steps: never reused */
+  unsigned dirty;      /* registers whose value is not yet stored to their slot */
   int add_to_product[2]; /* MULADD_S, MULACC_S: a added to b * c (product_then) */
 } emitter;
 
@@ -208,15 +215,31 @@ static int cached(const emitter *e, int64_t o) {
   return -1;
 }
 
+/* Stores register r's value to its slot if it is not there yet. */
+static void write_back(emitter *e, int r) {
+  if (!(e->dirty >> r & 1)) return;
+  sse(e, 0xF2, STORE, r, 0, (int32_t)e->slot[r], 1);
+  e->dirty &= ~(1u << r);
+}
+
+static void write_back_all(emitter *e) {
+  for (int r = 0; r < NREGS; r++) write_back(e, r);
+}
+
 /* The registers of slots sharing a byte with [o, o + bytes) no longer hold
- * their values. */
+ * their values (the arena's bytes there were just written: every register
+ * was written back before, so none is dirty). */
 static void forget_range(emitter *e, int64_t o, int64_t bytes) {
   for (int r = 0; r < NREGS; r++)
-    if (e->slot[r] >= 0 && e->slot[r] + 8 > o && e->slot[r] < o + bytes) e->slot[r] = -1;
+    if (e->slot[r] >= 0 && e->slot[r] + 8 > o && e->slot[r] < o + bytes) {
+      e->slot[r] = -1;
+      e->dirty &= ~(1u << r);
+    }
 }
 
 static void forget_all(emitter *e) {
   for (int r = 0; r < NREGS; r++) e->slot[r] = -1;
+  e->dirty = 0;
   e->sign_ready = 0;
 }
 
@@ -229,6 +252,7 @@ static int scratch_reg(emitter *e, unsigned keep) {
     if (e->slot[r] < 0) return r;
     if (best < 0 || e->used[r] < e->used[best]) best = r;
   }
+  write_back(e, best);
   e->slot[best] = -1;
   return best;
 }
@@ -257,12 +281,17 @@ static void apply(emitter *e, uint8_t op, int r, int32_t b) {
   }
 }
 
-/* Stores register r to slot o, which it now holds. */
+/* Register r holds slot o's new value (stored later: write_back).  A
+ * register holding o's old value no longer does, and that value, now
+ * overwritten, is never stored. */
 static void store(emitter *e, int r, int32_t o) {
-  sse(e, 0xF2, STORE, r, 0, o, 1);
   const int old = cached(e, o);
-  if (old >= 0) e->slot[old] = -1;
+  if (old >= 0 && old != r) {
+    e->slot[old] = -1;
+    e->dirty &= ~(1u << old);
+  }
   e->slot[r] = o;
+  e->dirty |= 1u << r;
   e->used[r] = ++e->clock;
 }
 
@@ -330,6 +359,7 @@ static void call_one(char *arena, const void *one, const fastad_linalg *la) {
  * starts again empty. */
 static void call_helper(emitter *e, void (*fn)(char *, const void *, const fastad_linalg *),
                         const void *what) {
+  write_back_all(e); /* the helper reads its operands from the arena */
   PUT(e, 0x48, 0x89, 0xDF); /* mov rdi, rbx */
   PUT(e, 0x48, 0xBE);       /* mov rsi, what */
   put64(e, (uint64_t)(uintptr_t)what);
@@ -507,10 +537,12 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
       case OP_UNARY_S: call_helper(e, call_unary, pc); break;
       case OP_BINARY_S: call_helper(e, call_binary, pc); break;
       case OP_COPY_V:
+        write_back_all(e);
         move_bytes(e, S(2), 0, S(3), 0, 8 * (int64_t)pc[4]);
         forget_range(e, S(2), 8 * (int64_t)pc[4]);
         break;
       case OP_ZERO_V:
+        write_back_all(e);
         PUT(e, 0x31, 0xD2); /* xor edx, edx */
         for (int32_t i = 0; i < pc[3]; i++) move_unit(e, 0, 1, 0, S(2) + 8 * i);
         forget_range(e, S(2), 8 * (int64_t)pc[3]);
@@ -595,6 +627,7 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
     forget_range(e, x[0], x[2]);
   }
   emit_body(e, o, p, body);
+  write_back_all(e); /* the arena as the interpreter leaves it after the body */
   for (int64_t k = 0; k < ny; k++) {
     const int64_t *y = ys + FASTAD_LOOP_ENTRY_WORDS * k;
     row_offset(e, (int32_t)y[3]);

@@ -11,9 +11,13 @@ loop over the chunks recomputes each chunk's k states from its checkpoint
 before running the body's VJP back through them (k states at a time).  With
 k about sqrt(T) (`loops.default_checkpoint`, or ``checkpoint=k``) reverse
 mode keeps O(sqrt(T)) states and runs the body about twice per step.
-States that fit `STORE_BYTES` are all stored instead, by the forward loop
-itself (`transforms.loop_merge`); a run-time count's, up to 64 steps, in
-buffers of a fixed size (`_stored_back`).  The cotangents of closed-over
+States that fit `STORE_BYTES` (or the loop's own inputs and outputs) are
+all stored instead, by the forward loop itself (`transforms.loop_merge`); a
+run-time count's, up to 64 steps, in buffers of a fixed size
+(`_stored_back`).  A longer scan the user wrote is recorded as a loop over
+chunks (`loops.recorded`), whose forward loop stores the chunks' first
+states and whose VJP recomputes the previous chunk beside running back
+through this one (`_Sweep.pipelined_back`).  The cotangents of closed-over
 values are carried and summed across steps.
 """
 from __future__ import annotations
@@ -25,8 +29,8 @@ import numpy as np
 
 from .core.registry import prims as P
 from .core.tracer import Tracer, bind, current_builder, replay, value_of
-from .loops import (_while as while_, counted, default_checkpoint, found_count, frozen,
-                    in_counted, in_loop_body, scan, unpack)
+from .loops import (_while as while_, counted, default_checkpoint, deriving, found_count,
+                    frozen, in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
@@ -72,10 +76,11 @@ def _deriving(body: LoopBody) -> Any:
 
 def loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, length: int,
              checkpoint: int) -> Any:
-    if length == RUN_TIME:
-        return _run_time_jvp(tangents, args, body)
-    with _deriving(body):
-        return _loop_jvp(tangents, args, body, length, checkpoint)
+    with deriving():
+        if length == RUN_TIME:
+            return _run_time_jvp(tangents, args, body)
+        with _deriving(body):
+            return _loop_jvp(tangents, args, body, length, checkpoint)
 
 
 # A loop of run-time length whose count is at least this when its reverse
@@ -88,6 +93,12 @@ RECOMPUTE_MAX = 64
 def loop_vjp(g: Any, ans: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
              length: int, checkpoint: int) -> list[Any]:
     """The cotangent of each operand in ``active`` (None where it has none)."""
+    with deriving():
+        return _reverse(g, ans, args, active, body, length, checkpoint)
+
+
+def _reverse(g: Any, ans: Any, args: Sequence[Any], active: Sequence[int], body: LoopBody,
+             length: int, checkpoint: int) -> list[Any]:
     parts = [unpack(g, start, stop, aval) for start, stop, aval in layout(body, length)]
     if length == RUN_TIME:
         count = unpack(ans, *layout(body, RUN_TIME)[-1])
@@ -222,34 +233,91 @@ class _Sweep:
         loop's; a later one leaves the cotangents as they are, its state
         entering behind `frozen` so that its partials (of a step run past
         the end, which may overflow) meet exact zeros at any order."""
-        from .transforms.reverse import backward
-        nc = self.body.n_carry
         index = [np.arange(n, dtype=np.float64)] if live is not None else []
 
         def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
             ct_c, ct_k = ct_state
             c, x, ct_y = per_step[:3]
             going = per_step[3][0] < live if live is not None else None
-            k_in = _inside(self.consts)
-            builder = current_builder()
             state = c if going is None else [frozen(v, going) for v in c]
-            outs = replay(self.body.tape, list(state) + list(x) + k_in)
-            outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
-            wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
-                + [k_in[j] for j in self.k_diff]
-            grads = backward(builder, len(builder.tape.instrs), outputs,
-                             list(ct_c) + list(ct_y), wrt)
-            grads = [_like(g, w) for g, w in zip(grads, wrt)]
-            n_c, n_x = len(self.c_diff), len(self.x_diff)
-            new_c = grads[:n_c]
-            new_k = [a + b for a, b in zip(ct_k, grads[n_c + n_x:])]
+            new_c, new_k, ct_x = self.step_back(ct_c, ct_k, c, state, x, ct_y)
             if going is not None:
                 new_c = [fnp.where(going, a, b) for a, b in zip(new_c, ct_c)]
                 new_k = [fnp.where(going, a, b) for a, b in zip(new_k, ct_k)]
-            return (new_c, new_k), grads[n_c:n_c + n_x]
+            return (new_c, new_k), ct_x
 
         return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
                     reverse=True)
+
+    def step_back(self, ct_c: Sequence[Any], ct_k: Sequence[Any], c: Sequence[Any],
+                  state: Sequence[Any], x: Sequence[Any], ct_y: Sequence[Any]
+                  ) -> tuple[list[Any], list[Any], list[Any]]:
+        """One step's VJP, recorded in the active trace (a loop's body): the
+        body replayed on ``state`` (``c``, or ``c`` behind `frozen`) and its
+        reverse sweep; (the carry's cotangent before the step, the summed
+        closed-over values', the step's inputs')."""
+        from .transforms.reverse import backward
+        nc = self.body.n_carry
+        k_in = _inside(self.consts)
+        builder = current_builder()
+        outs = replay(self.body.tape, list(state) + list(x) + k_in)
+        outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
+        wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
+            + [k_in[j] for j in self.k_diff]
+        grads = backward(builder, len(builder.tape.instrs), outputs, list(ct_c) + list(ct_y), wrt)
+        grads = [_like(g, w) for g, w in zip(grads, wrt)]
+        n_c, n_x = len(self.c_diff), len(self.x_diff)
+        return (grads[:n_c], [a + b for a, b in zip(ct_k, grads[n_c + n_x:])],
+                grads[n_c:n_c + n_x])
+
+    def pipelined_back(self, ct: Any, marks: Sequence[Any], x_chunks: Sequence[Any],
+                       ct_y_chunks: Sequence[Any], chunks: int, k: int
+                       ) -> tuple[Any, list[Any]]:
+        """`back` over ``chunks`` chunks of k steps of this body, each chunk's
+        first state in ``marks``, every input stacked by chunk: a reverse
+        loop over chunks C-2 .. 0 whose carry holds the cotangents and the
+        next chunk's states, inputs and output cotangents, and whose step is
+        one loop of k steps running step j of this chunk's recomputation
+        (from its mark, forwards) beside step k - 1 - j of the next chunk's
+        VJP.  The two are independent chains of arithmetic in one step, which
+        the processor overlaps, where a recomputing loop followed by the
+        VJP's loop would wait on each in turn.  Before the loop the last
+        chunk's states are recomputed; after it the first chunk's VJP runs
+        alone.  The steps' VJPs run in `back`'s order on the same values, so
+        the results are its bit for bit.  (Per-step inputs are whole rows of
+        the stacked ones, read in place: no copy of the data.)"""
+        def flip(a: Any) -> Any:
+            return fnp.flip(a, 0)
+
+        def last(a: Any) -> Any:
+            return a[chunks - 1]
+        held0 = (self.states([last(m) for m in marks], [last(x) for x in x_chunks], k),
+                 [last(x) for x in x_chunks], [last(y) for y in ct_y_chunks])
+
+        def chunk_back(state: Any, per_chunk: Any) -> tuple[Any, Any]:
+            (ct_c, ct_k), (held, x_held, ct_y_held) = state
+            mark, xc, ct_yc = per_chunk
+
+            def step(inner: Any, per_step: Any) -> tuple[Any, Any]:
+                c_prev, ct_c, ct_k = inner
+                x_p, c, x, ct_y = per_step
+                new_c, new_k, ct_x = self.step_back(ct_c, ct_k, c, c, x, ct_y)
+                return (self.step(c_prev, x_p), new_c, new_k), (c_prev, ct_x)
+            (_, ct_c, ct_k), (recomputed, ct_x) = scan(
+                step, (list(mark), list(ct_c), list(ct_k)),
+                (list(xc), [flip(v) for v in held], [flip(x) for x in x_held],
+                 [flip(y) for y in ct_y_held]), length=k)
+            return ((ct_c, ct_k), (recomputed, list(xc), list(ct_yc))), [flip(g) for g in ct_x]
+
+        def lead(a: Any) -> Any:  # the rows of chunks 0 .. C-2
+            return a[:chunks - 1]
+        (ct, (held, x_held, ct_y_held)), ct_xs = scan(
+            chunk_back, (ct, held0),
+            ([lead(m) for m in marks], [lead(x) for x in x_chunks], [lead(y) for y in ct_y_chunks]),
+            length=chunks - 1, reverse=True)
+        ct, first = self.back(ct, held, x_held, ct_y_held, k)
+        return ct, [fnp.concatenate([fnp.reshape(f, (1,) + tuple(fnp.shape(f))), rest])
+                    for f, rest in zip(first, ct_xs)]
 
 
 def _like(g: Any, w: Any) -> Any:
@@ -377,15 +445,28 @@ def _recomputed_back(sweep: _Sweep, carry: Any, count: Any, ct: Any) -> Any:
 # Reverse mode of a fixed-count loop stores every state outright (by the
 # forward loop itself, `transforms.loop_merge`, then its VJP back: no chunk
 # recomputed) when the states take at most this many bytes (about a core's
-# L2 cache: the RNN, GRU and LSTM of benchmarks/recurrences.py); a longer
-# loop is checkpointed, so its memory stays O(sqrt(T)) states (issue 22's
-# bound at T = 20,000: the RK4 fit's 480 KB of states).
+# L2 cache: the RNN, GRU and LSTM of benchmarks/recurrences.py), or no more
+# than the loop's own per-step inputs and outputs, which the forward pass
+# holds anyway (so the gradient's memory stays within a small multiple of
+# the value's); a longer loop is checkpointed, so its memory stays
+# O(sqrt(T)) states (issue 22's bound at T = 20,000: the RK4 fit's 480 KB
+# of states against its 160 KB of data).
 STORE_BYTES = 256 * 1024
+STORE_RATIO = 1.0  # states per byte of the loop's per-step inputs and outputs
 
 
-def _stores_all(body: LoopBody, length: int) -> bool:
-    state = sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in body.carry_avals)
-    return length * state <= STORE_BYTES
+def _bytes(avals: Sequence[Any]) -> int:
+    return sum(int(np.prod(a.shape)) * np.dtype(a.dtype).itemsize for a in avals)
+
+
+def stores_all(body: LoopBody, length: int) -> bool:
+    """Whether reverse mode of ``length`` steps of ``body`` stores every
+    state (without ``checkpoint=``)."""
+    states = length * _bytes(body.carry_avals)
+    return states <= max(STORE_BYTES, STORE_RATIO * length * _bytes(body.x_avals + body.y_avals))
+
+
+_stores_all = stores_all
 
 
 def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
@@ -401,7 +482,8 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
     ct_xs: list[Any] = [[] for _ in sweep.x_diff]
     k = checkpoint or default_checkpoint(length)
     chunks, tail = (length // k, length % k) if length else (0, 0)
-    if not checkpoint and _stores_all(body, length):
+    # checkpoint=1: every state is a checkpoint, stored as when they all fit
+    if checkpoint == 1 or not checkpoint and stores_all(body, length):
         chunks, tail = 0, length
 
     def rows(a: Any, lo: int, hi: int) -> Any:
@@ -422,8 +504,14 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
         # (every step's: the forward loop's operands, unless a counter became a float)
         own = tail == length and all(a is b for a, b in zip(carry, args[:nc]))
         stored = sweep.stored(carry, xs, length) if own else sweep.states(c_main, x_tail, tail)
-        ct, tail_cts = sweep.back(ct, stored, x_tail, [rows(y, main, length) for y in ct_ys],
-                                  tail)
+        ct_y_tail = [rows(y, main, length) for y in ct_ys]
+        chunk = body.chunk_of
+        if own and chunk is not None and length >= 2:
+            # a loop over chunks of the loop of chunk[0]: back through those
+            inner = _Sweep(chunk[0], consts, sweep.x_diff, sweep.k_diff)
+            ct, tail_cts = inner.pipelined_back(ct, stored, x_tail, ct_y_tail, length, chunk[1])
+        else:
+            ct, tail_cts = sweep.back(ct, stored, x_tail, ct_y_tail, tail)
     if chunks:
         def chunk_back(ct_state: Any, per_chunk: Any) -> tuple[Any, Any]:
             mark, xc, ct_yc = per_chunk

@@ -50,6 +50,7 @@ def _is_guard_free(body: LoopBody) -> bool:
 class _Counted(threading.local):
     depth = 0  # > 0 while a while loop's derivative is traced: its loops are `counted`
     bodies = 0  # > 0 while a loop's body is traced: a guard there unrolls that loop
+    rules = 0  # > 0 while a loop's derivative is traced: its loops are not chunked
 
 
 _counted = _Counted()
@@ -75,6 +76,18 @@ def counted() -> Iterator[None]:
         yield
     finally:
         _counted.depth -= 1
+
+
+@contextlib.contextmanager
+def deriving() -> Iterator[None]:
+    """Loops recorded in this block are a loop's derivative (`loop_rules`):
+    they take the structure of the loop they derive from, and `recorded`
+    does not cut them into chunks again."""
+    _counted.rules += 1
+    try:
+        yield
+    finally:
+        _counted.rules -= 1
 
 
 class _Unroll(Exception):
@@ -186,6 +199,77 @@ def run(body: LoopBody, length: int, carry_leaves: Sequence[Any], x_leaves: Sequ
     return parts[:body.n_carry], parts[body.n_carry:]
 
 
+def chunk_length(body: LoopBody, length: int, operands: Sequence[Any], checkpoint: int) -> int:
+    """The steps per chunk k when a loop the user wrote is recorded as a loop
+    over chunks (`recorded`), else 0.  That is when its reverse mode would
+    checkpoint: its states exceed reverse mode's budget
+    (`loop_rules.stores_all`) or ``checkpoint=k`` (k >= 2) asks for it, and
+    k divides the trip count into two chunks or more (by default the divisor
+    nearest sqrt(T) within a factor 2 of it; a count without one, a prime,
+    is checkpointed as one loop).  Only under a trace (an operand traced),
+    outside derivative rules (`deriving`) and vmap's padded records, and for
+    fixed counts of loops whose carries are all floating point."""
+    from .loop_rules import stores_all
+    if length == RUN_TIME or body.is_while or body.counted or _counted.depth or _counted.rules \
+            or _padding.recording or not any(isinstance(v, Tracer) for v in operands) \
+            or any(np.dtype(a.dtype).kind not in "fc" for a in body.carry_avals):
+        return 0
+    if checkpoint:
+        k = checkpoint
+    elif stores_all(body, length):
+        return 0
+    else:
+        k = _divisor_near_sqrt(length)
+    return k if k >= 2 and length % k == 0 and length // k >= 2 else 0
+
+
+def _divisor_near_sqrt(n: int) -> int:
+    """The divisor of n nearest sqrt(n) between sqrt(n) / 2 and 2 sqrt(n), or 0."""
+    root = math.sqrt(n)
+    best = 0
+    for d in range(max(2, math.isqrt(n) // 2), 2 * math.isqrt(n) + 2):
+        if n % d == 0 and root / 2 <= d <= 2 * root and (not best or abs(d - root) < abs(best - root)):
+            best = d
+    return best
+
+
+def recorded(body: LoopBody, length: int, carry_leaves: Sequence[Any], x_leaves: Sequence[Any],
+             closed: Sequence[Any], checkpoint: int = 0) -> tuple[list[Any], list[Any]]:
+    """`run`, for a loop the user wrote (`scan`, `fori_loop`): a loop whose
+    reverse mode checkpoints (`chunk_length` k) is recorded as a loop over
+    its T / k chunks, each step of which is the loop of the body over one
+    chunk.  The same body runs on the same values in the same order, so the
+    results are the one loop's bit for bit.  Reverse mode of the loop over
+    chunks stores each chunk's first state while the forward steps run
+    (`transforms.loop_merge`), and runs back through a chunk while it
+    recomputes the one before (`loop_rules._Sweep.pipelined_back`): with a
+    value asked for too, the forward steps run twice besides the VJP's,
+    where a checkpointing pass after the forward loop made three, and the
+    recomputation overlaps the VJP.  (Cut into chunks and a remainder, the
+    closed-over values' cotangents would be summed in another order.)"""
+    k = chunk_length(body, length, list(carry_leaves) + list(x_leaves) + list(closed), checkpoint)
+    if not k:
+        return run(body, length, carry_leaves, x_leaves, closed, checkpoint)
+    from .numpy import reshape
+    chunks = length // k
+    x_chunks = [reshape(x, (chunks, k) + tuple(np.shape(x)[1:])) for x in x_leaves]
+    carry_tree = pytree.flatten(list(carry_leaves))[1]
+    x_tree = pytree.flatten(list(x_chunks))[1]
+
+    def chunk(c: Any, xc: Any) -> tuple[Any, Any]:
+        # checkpoint=1: reverse mode stores the chunk's states (k of them)
+        return run(body, k, c, xc, closed, 1)
+    # (the chunk body is traced on the first chunk: its values are the loop's)
+    chunk_body, chunk_closed, _, _ = trace_body(chunk, carry_leaves, carry_tree,
+                                                [x[0] for x in x_chunks], x_tree,
+                                                "fastad.scan")
+    if len(chunk_closed) == len(closed) and all(a is b for a, b in zip(chunk_closed, closed)):
+        chunk_body.chunk_of = (body, k)
+    # checkpoint=1: reverse mode stores every chunk's first state
+    final, ys = run(chunk_body, chunks, carry_leaves, x_chunks, chunk_closed, 1)
+    return final, [reshape(y, (length,) + tuple(np.shape(y)[2:])) for y in ys]
+
+
 def unpack(packed: Any, start: int, stop: int, aval: Any) -> Any:
     """One result of the packed loop, in its own dtype: an integer or boolean
     one (a counter) is packed with the floats and cast back, so that a traced
@@ -218,7 +302,11 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
     """``jax.lax.scan``: ``carry, y = f(carry, x)`` for each x in xs (along
     axis 0); returns the final carry and the ys stacked.  ``checkpoint=k``:
     reverse mode stores every k-th carry and recomputes the ones between
-    (default: about sqrt(length)); ``unroll`` is accepted for JAX's signature."""
+    (k = 1: every carry stored).  Default: every carry stored when they take
+    at most `loop_rules.STORE_BYTES` or no more than the loop's own per-step
+    inputs and outputs, else about sqrt(length) (a divisor of it near its
+    square root, when there is one: the loop is then recorded in chunks,
+    `recorded`).  ``unroll`` is accepted for JAX's signature."""
     where = "fastad.scan"
     k = _checkpoint(checkpoint, where)
     carry_leaves, carry_tree = pytree.flatten(init)
@@ -246,7 +334,7 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
             f, carry_leaves, carry_tree, first, x_tree, where, x_kinds=kinds))
     except _Unroll:
         return _unrolled_scan(f, init, x_leaves, x_tree, n, reverse)
-    final, ys = run(body, n, carry_leaves, stepped, closed, k)
+    final, ys = recorded(body, n, carry_leaves, stepped, closed, k)
     final, ys = _as_integers(final, outs), _as_integers(ys, outs[len(final):])
     if reverse:
         ys = _flip(ys)
@@ -309,7 +397,8 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
         for i in range(bounds[0], bounds[1]):
             val = body_fun(i, val)
         return val
-    final = _as_integers(run(body, int(steps.size), carry_leaves, stepped, closed, k)[0], outs)
+    final = _as_integers(recorded(body, int(steps.size), carry_leaves, stepped, closed, k)[0],
+                         outs)
     return pytree.unflatten(carry_tree, final)
 
 

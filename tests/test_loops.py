@@ -375,14 +375,86 @@ def test_stored_states_share_the_forward_loop_and_equal_the_checkpointed_bits(pr
     bodies = [i.kwargs["body"] for i in stored.instrs if i.prim == "loop"]
     assert sum(b.extends is not None for b in bodies) == 1
     assert not any(b is other.extends for b in bodies for other in bodies)  # merged
-    saved, loop_rules.STORE_BYTES = loop_rules.STORE_BYTES, 0
+    saved = loop_rules.STORE_BYTES, loop_rules.STORE_RATIO
+    loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = 0, 0.0
     try:
         checkpointed = tape()
     finally:
-        loop_rules.STORE_BYTES = saved
-    assert not any(i.kwargs["body"].extends for i in checkpointed.instrs if i.prim == "loop")
+        loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = saved
+    # checkpointed: the states stored are the chunks' first ones and the last
+    # length % k (a loop over chunks, `loops.recorded`), never all of them
+    assert all(i.kwargs["body"].extends.chunk_of or i.kwargs["length"] < prog["length"]
+               for i in checkpointed.instrs if i.prim == "loop" and i.kwargs["body"].extends)
     for a, b in zip(evaluate(stored, args), evaluate(checkpointed, args)):
         np.testing.assert_array_equal(a, b)
+
+
+@st.composite
+def chunked_programs(draw):
+    """Loops long enough to be cut into chunks: a length with divisors."""
+    prog = draw(loop_programs())
+    length = draw(st.sampled_from([4, 6, 9, 12, 16, 20, 30]))
+    k = draw(st.none() | st.sampled_from([d for d in range(2, length) if length % d == 0]))
+    return dict(prog, length=length, checkpoint=k)
+
+
+@FAST
+@given(chunked_programs(), st.booleans())
+def test_loops_recorded_in_chunks_equal_the_one_loop_bit_for_bit(prog, compiled):
+    """A loop whose reverse mode checkpoints is recorded as a loop over
+    chunks (`loops.recorded`): value and gradient equal the one loop's bit
+    for bit (the reference interpreter's tapes, or both compiled for the
+    VM), and its gradient agrees with central differences; with
+    ``checkpoint=k`` or past the state budget (here 0)."""
+    import sys
+    from fastad import loop_rules
+    loops = sys.modules["fastad.loops"]
+    init, xs, w, rng = _inputs(prog)
+    args = _flat_args(init, xs, w)
+    f = _from_flat(_scan_loss(prog))
+
+    def results(chunked):
+        saved = loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length
+        loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = 0, 0.0
+        if not chunked:
+            loops.chunk_length = lambda *a: 0
+        try:
+            vg = fa.value_and_grad(f, argnums=(0, 1, 2))
+            tape = fa.make_tape(vg)(*args)
+            chunks = any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in tape.instrs)
+            if compiled:
+                with _host_call_notice():
+                    value, grads = fa.jit(vg, backend=COMPILED)(*args)
+                return chunks, [value, *grads]
+            return chunks, evaluate(tape, args)
+        finally:
+            loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length = saved
+    chunks, got = results(True)
+    assert chunks  # every length here has a divisor near its square root
+    assert not results(False)[0]
+    for a, b in zip(got, results(False)[1]):
+        np.testing.assert_array_equal(a, b)
+    d = [rng.standard_normal(np.shape(a)) for a in args]
+    along = sum(np.sum(g * v) for g, v in zip(got[1:], d))
+    np.testing.assert_allclose(along, _directional_fd(f, args, d), rtol=1e-6, atol=1e-8)
+
+
+def test_states_no_larger_than_the_loops_inputs_are_stored():
+    """Past STORE_BYTES, a loop whose states take no more than its stacked
+    inputs stores them all (the forward pass holds the inputs anyway): no
+    loop over chunks; a wider state is recorded in chunks."""
+    from fastad.loop_rules import STORE_BYTES
+    steps = 2 * STORE_BYTES // 64  # (8,192 = 128 chunks of 64 steps)
+
+    def tape(width):
+        def f(c0, xs):
+            c, _ = fa.scan(lambda c, x: (np.tanh(c * 0.9 + np.sum(x)), None), c0, xs)
+            return np.sum(c)
+        return fa.make_tape(fa.grad(f))(np.ones(width), np.ones((steps, 8)))
+    narrow, wide = tape(8), tape(16)  # 64 bytes of state a step, against 64 of input
+    assert not any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in narrow.instrs)
+    assert any(i.prim == "loop" and i.kwargs["body"].extends for i in narrow.instrs)
+    assert any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in wide.instrs)
 
 
 @pytest.mark.parametrize("carry", [(), (1.5,)])

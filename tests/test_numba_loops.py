@@ -220,6 +220,7 @@ def test_auto_counts_a_loops_steps_and_compiles_its_body_once(monkeypatch):
     from fastad.backends import fallback
     # both checkpointed (a short loop's states would be stored: another tape)
     monkeypatch.setattr(loop_rules, "STORE_BYTES", 0)
+    monkeypatch.setattr(loop_rules, "STORE_RATIO", 0.0)
 
     def tape_of(steps):
         def f(x):

@@ -42,7 +42,7 @@ class LoopBody:
     object: CSE merges two loops only when they run the same traced body."""
 
     __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm", "_floats",
-                 "extends", "_storing")
+                 "extends", "_storing", "chunk_of")
 
     def __init__(self, tape: Tape, n_carry: int, n_xs: int, is_while: bool = False,
                  counted: bool = False) -> None:
@@ -72,6 +72,11 @@ class LoopBody:
         # loop of that one (`transforms.loop_merge`); not saved
         self.extends: LoopBody | None = None
         self._storing: dict[bool, LoopBody] = {}
+        # (body, k) when this body is the loop of ``body`` over one chunk of
+        # k steps (`loops.recorded`), whose reverse mode then recomputes the
+        # next chunk's states while running back through this one
+        # (`loop_rules._pipelined_back`); not saved
+        self.chunk_of: tuple[LoopBody, int] | None = None
 
     def storing(self, counted: bool) -> LoopBody:
         """This body with each step's input carry appended to its per-step

@@ -44,11 +44,18 @@ def merge_stored_states(tape: Tape) -> Tape:
         if k not in moves:
             instrs.append(ins)
             continue
-        storing = tape.instrs[moves[k]]
-        size = avals[ins.out].size
-        index = np.arange(size, dtype=np.int64)
-        avals.append(Aval(index.shape, index.dtype))
-        consts[len(avals) - 1] = index
+        # a chain: the storing loop may itself be extended (reverse mode of
+        # reverse mode stores the storing loop's states): the last one runs,
+        # and each before it is its first elements
+        chain = [k]
+        while chain[-1] in moves:
+            chain.append(moves[chain[-1]])
+        storing = tape.instrs[chain[-1]]
         instrs.append(storing)  # (its operands are the forward loop's: defined here)
-        instrs.append(Instr("take", ins.out, (storing.out, len(avals) - 1), (), ins.line))
+        for at in chain[:-1]:
+            out = tape.instrs[at].out
+            index = np.arange(avals[out].size, dtype=np.int64)
+            avals.append(Aval(index.shape, index.dtype))
+            consts[len(avals) - 1] = index
+            instrs.append(Instr("take", out, (storing.out, len(avals) - 1), (), ins.line))
     return Tape(list(tape.inputs), list(tape.outputs), consts, instrs, avals)
