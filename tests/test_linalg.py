@@ -684,3 +684,20 @@ def test_lstsq_rank_change_retraces_instead_of_a_host_call():
             np.testing.assert_allclose(x, want[0], rtol=1e-8, atol=1e-10)
             assert residuals.shape == want[1].shape
             np.testing.assert_allclose(residuals, want[1], rtol=1e-8)
+
+
+def test_named_results_are_numpys_types_eager_compiled_and_differentiated():
+    """eigh, eig, svd, qr and slogdet give NumPy's named result types
+    (``.eigenvalues``, ``.logabsdet``) however they are called."""
+    import fastad as fa
+    import fastad.numpy as fnp
+    a = np.random.default_rng(3).normal(size=(3, 3))
+    for name, x in (("eigh", a @ a.T), ("eig", a), ("svd", a), ("qr", a), ("slogdet", a)):
+        want = type(getattr(np.linalg, name)(x))
+        f = getattr(fnp.linalg, name)
+        assert type(f(x)) is want, name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # eig is a host call
+            assert type(fa.jit(f)(x)) is want, name
+        if name != "eig":
+            assert type(fa.vjp(f, x)[0]) is want, name

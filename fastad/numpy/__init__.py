@@ -102,8 +102,11 @@ _UFUNCS.update({_name: globals()[_name] for _name in _INTEGER_CLOSED if _name in
 from ._integer_results import RULES as _INTEGER_RULES, integer_results as _integer_results  # noqa: E402,I001
 
 # and integers give NumPy's integers through sums, maxima, products, ...
-globals().update({_name: _integer_results(_name, globals()[_name])
-                  for _name in _INTEGER_RULES if _name in globals()})
+_once: dict[int, Any] = {}  # one wrapper per function, shared by its aliases (amax is max)
+for _name in _INTEGER_RULES:
+    if _name in globals():
+        _fn = globals()[_name]
+        globals()[_name] = _once.setdefault(id(_fn), _integer_results(_name, _fn))
 _UFUNCS.update({_name: globals()[_name] for _name in _INTEGER_RULES if _name in _UFUNCS})
 for _name, _front in (("sum", "sum"), ("prod", "prod"), ("max", "max"), ("min", "min"),
                       ("cumsum", "cumsum"), ("cumprod", "cumprod"), ("dot", "dot"),

@@ -23,7 +23,7 @@ from ._shape import (broadcast_to, diagonal, expand_dims, matrix_transpose, move
                      reshape, swapaxes, transpose)
 
 __all__ = ["matmul_", "solve_", "matmul", "dot", "vdot", "inner", "outer", "tensordot", "einsum",
-           "EighResult", "EigResult", "SVDResult", "QRResult", "linalg"]
+           "EighResult", "EigResult", "SVDResult", "QRResult", "SlogdetResult", "linalg"]
 
 
 def matmul_(a: Any, b: Any) -> Any:
@@ -302,7 +302,7 @@ def _slogdet(a: Any) -> tuple[Any, Any]:
     # a complex determinant's sign is a phase, with a derivative
     sign, logdet = _np.linalg.slogdet(value_of(a))
     phase = _p("numpy.linalg.det_phase") if iscomplexobj(a) else _p("detsign")
-    return bind_computed(phase, sign, a), bind_computed(_p("logabsdet"), logdet, a)
+    return SlogdetResult(bind_computed(phase, sign, a), bind_computed(_p("logabsdet"), logdet, a))
 
 
 def _det(a: Any) -> Any:
@@ -362,10 +362,22 @@ def _square(a: Any, name: str) -> None:
         raise _np.linalg.LinAlgError(f"{name}: the last two dimensions must be square")
 
 
-EighResult = collections.namedtuple("EighResult", "eigenvalues eigenvectors")
-EigResult = collections.namedtuple("EigResult", "eigenvalues eigenvectors")
-SVDResult = collections.namedtuple("SVDResult", "U S Vh")
-QRResult = collections.namedtuple("QRResult", "Q R")
+def _numpys_result(name: str, fields: str, probe: Any) -> type:
+    """NumPy's named result class (``numpy.linalg.eigh(a)``'s EighResult), so
+    that a traced result is of the type NumPy's function returns eagerly;
+    a namedtuple of the same fields where NumPy has none."""
+    with _np.errstate(all="ignore"):
+        kind = type(probe(_np.eye(2)))
+    if kind is not tuple and getattr(kind, "_fields", None) == tuple(fields.split()):
+        return kind
+    return collections.namedtuple(name, fields)
+
+
+EighResult = _numpys_result("EighResult", "eigenvalues eigenvectors", _np.linalg.eigh)
+EigResult = _numpys_result("EigResult", "eigenvalues eigenvectors", _np.linalg.eig)
+SVDResult = _numpys_result("SVDResult", "U S Vh", _np.linalg.svd)
+QRResult = _numpys_result("QRResult", "Q R", _np.linalg.qr)
+SlogdetResult = _numpys_result("SlogdetResult", "sign logabsdet", _np.linalg.slogdet)
 
 
 def _cholesky(a: Any, upper: bool = False) -> Any:
