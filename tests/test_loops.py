@@ -457,6 +457,48 @@ def test_states_no_larger_than_the_loops_inputs_are_stored():
     assert any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in wide.instrs)
 
 
+@pytest.mark.parametrize("length", [1, 2, 7])
+def test_reverse_of_reverse_mode_merges_a_chain_of_storing_loops(length):
+    """Reverse mode of reverse mode through a scan stores the states of the
+    loop that stores the forward states (`LoopBody.extends` twice): the
+    three merge into the last (`transforms.loop_merge`), which runs once;
+    the optimized tape computes the unoptimized one's values bit for bit
+    (the reference interpreter, and the C VM), and the Hessian-vector
+    product agrees with central differences of the gradient."""
+    from fastad.transforms.loop_merge import merge_stored_states
+    from fastad.transforms.optimize import eliminate_common_subexpressions, optimize, simplify
+
+    def f(theta, xs):
+        def step(c, x):
+            c2 = np.tanh(c * theta[0] + x) + theta[1] * np.sin(c)
+            return c2, c2 * c
+        c, ys = fa.scan(step, theta[2], xs)
+        return c * c + np.sum(ys)
+    d = np.array([0.3, -1.0, 0.5])
+
+    def hvp(theta, xs):
+        return np.sum(fa.grad(f)(theta, xs) * d)
+    args = [np.array([0.7, -0.3, 0.4]), np.linspace(-1.0, 1.0, length)]
+    tape = fa.make_tape(fa.grad(hvp))(*args)
+    plain = eliminate_common_subexpressions(simplify(tape))
+    bodies = [i.kwargs["body"] for i in plain.instrs if i.prim == "loop"]
+    assert any(b.extends is not None and b.extends.extends is not None for b in bodies)
+    merged = merge_stored_states(plain)
+    ran = {id(i.kwargs["body"]) for i in merged.instrs if i.prim == "loop"}
+    assert not any(id(b.extends) in ran for b in bodies if b.extends is not None and id(b) in ran)
+    want = evaluate(tape, args)
+    for got in (evaluate(merged, args), evaluate(optimize(tape), args)):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    if "c" in BACKENDS:
+        for a, b in zip(fa.jit(fa.grad(hvp), backend="c")(*args), want[0]):
+            np.testing.assert_array_equal(a, b)
+    h = 1e-6
+    fd = [(hvp(args[0] + h * e, args[1]) - hvp(args[0] - h * e, args[1])) / (2 * h)
+          for e in np.eye(3)]
+    np.testing.assert_allclose(want[0], fd, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("carry", [(), (1.5,)])
 def test_stored_states_of_a_loop_with_no_carry_or_a_scalar_one(carry):
     """A map (no carry: no states to store) and a loop of one scalar carry
