@@ -457,6 +457,117 @@ def test_states_no_larger_than_the_loops_inputs_are_stored():
     assert any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in wide.instrs)
 
 
+def _pytree_loop(length, kind, reverse):
+    """A scan of a pytree carry and pytree ys (over rows of xs, or xs=None
+    with length=), or a fori_loop, its results summed."""
+    def f(theta, xs):
+        init = {"a": theta[0] * np.ones(2), "b": (theta[1], theta[2])}
+
+        def step(c, x):
+            a = np.tanh(c["a"] * theta[3] + (0.3 if x is None else x["u"]))
+            b0 = c["b"][0] * 0.9 + np.sin(c["b"][1]) * theta[4]
+            b1 = c["b"][1] - 0.1 * np.sum(a) * b0
+            return {"a": a, "b": (b0, b1)}, {"y": a[0] * b1, "z": (b0,)}
+        if kind == "fori":
+            c = fa.fori_loop(0, length, lambda i, c: step(c, {"u": xs[i] * i})[0], init)
+            ys = {"y": c["a"], "z": (c["b"][0],)}
+        else:
+            c, ys = fa.scan(step, init, {"u": xs[:length]} if kind == "xs" else None,
+                            length=None if kind == "xs" else length, reverse=reverse)
+        return np.sum(c["a"] ** 2) + c["b"][0] * c["b"][1] \
+            + np.sum(ys["y"] * np.arange(np.size(ys["y"]))) + np.sum(ys["z"][0] ** 2)
+    return f
+
+
+@pytest.mark.skipif("c" not in BACKENDS, reason="the C extension is not built")
+@pytest.mark.parametrize("length,kind,reverse", [(1, "xs", False), (2, "none", True),
+                                                 (13, "xs", True), (16, "xs", True),
+                                                 (16, "none", False), (9, "fori", False)])
+def test_loops_in_chunks_under_every_transform_equal_the_one_loop(length, kind, reverse):
+    """Past the state budget (here 0) a scan or fori_loop of a pytree carry
+    is recorded in chunks when its length has a divisor near its square root
+    (16, 9), else as one loop (a prime, 1, 2): value and gradient, the
+    Hessian, a JVP and a vmapped gradient, compiled, equal the one loop's bit
+    for bit; the gradient and Hessian agree with central differences."""
+    import sys
+    from fastad import loop_rules
+    loops = sys.modules["fastad.loops"]
+    f = _pytree_loop(length, kind, reverse)
+    theta, xs = np.linspace(-0.7, 0.6, 5), np.linspace(-1.0, 1.0, 20)
+    d = np.linspace(-1.0, 1.0, 5)
+
+    def results(chunked):
+        saved = loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length
+        loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = 0, 0.0
+        if not chunked:
+            loops.chunk_length = lambda *a: 0
+        try:
+            tape = fa.make_tape(fa.value_and_grad(f))(theta, xs)
+            chunks = any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in tape.instrs)
+            value, grad = fa.jit(fa.value_and_grad(f), backend="c")(theta, xs)
+            got = [value, grad, fa.jit(fa.hessian(f), backend="c")(theta, xs),
+                   *fa.jit(lambda t: fa.jvp(lambda u: f(u, xs), (t,), (d,)), backend="c")(theta),
+                   fa.jit(fa.vmap(fa.grad(f), in_axes=(0, None)), backend="c")(
+                       theta + 0.01 * np.arange(3)[:, None], xs)]
+            return chunks, [np.asarray(a) for a in got]
+        finally:
+            loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length = saved
+    chunks, got = results(True)
+    assert chunks == (length in (9, 16))
+    for a, b in zip(got, results(False)[1]):
+        assert a.tobytes() == b.tobytes()
+    h = 1e-6
+    fd = [(f(theta + h * e, xs) - f(theta - h * e, xs)) / (2 * h) for e in np.eye(5)]
+    np.testing.assert_allclose(got[1], fd, rtol=1e-5, atol=1e-7)
+    grad = fa.grad(f)
+    fd_h = [(grad(theta + 1e-5 * e, xs) - grad(theta - 1e-5 * e, xs)) / 2e-5 for e in np.eye(5)]
+    np.testing.assert_allclose(got[2], fd_h, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got[4], got[1] @ d, rtol=1e-12)  # the JVP
+    np.testing.assert_allclose(got[5][0], got[1], rtol=1e-12)  # vmap's first row
+
+
+@pytest.mark.parametrize("length", [1, 2, 7])
+def test_reverse_of_reverse_mode_merges_a_chain_of_storing_loops(length):
+    """Reverse mode of reverse mode through a scan stores the states of the
+    loop that stores the forward states (`LoopBody.extends` twice): the
+    three merge into the last (`transforms.loop_merge`), which runs once;
+    the optimized tape computes the unoptimized one's values bit for bit
+    (the reference interpreter, and the C VM), and the Hessian-vector
+    product agrees with central differences of the gradient."""
+    from fastad.transforms.loop_merge import merge_stored_states
+    from fastad.transforms.optimize import eliminate_common_subexpressions, optimize, simplify
+
+    def f(theta, xs):
+        def step(c, x):
+            c2 = np.tanh(c * theta[0] + x) + theta[1] * np.sin(c)
+            return c2, c2 * c
+        c, ys = fa.scan(step, theta[2], xs)
+        return c * c + np.sum(ys)
+    d = np.array([0.3, -1.0, 0.5])
+
+    def hvp(theta, xs):
+        return np.sum(fa.grad(f)(theta, xs) * d)
+    args = [np.array([0.7, -0.3, 0.4]), np.linspace(-1.0, 1.0, length)]
+    tape = fa.make_tape(fa.grad(hvp))(*args)
+    plain = eliminate_common_subexpressions(simplify(tape))
+    bodies = [i.kwargs["body"] for i in plain.instrs if i.prim == "loop"]
+    assert any(b.extends is not None and b.extends.extends is not None for b in bodies)
+    merged = merge_stored_states(plain)
+    ran = {id(i.kwargs["body"]) for i in merged.instrs if i.prim == "loop"}
+    assert not any(id(b.extends) in ran for b in bodies if b.extends is not None and id(b) in ran)
+    want = evaluate(tape, args)
+    for got in (evaluate(merged, args), evaluate(optimize(tape), args)):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    if "c" in BACKENDS:
+        for a, b in zip(fa.jit(fa.grad(hvp), backend="c")(*args), want[0]):
+            np.testing.assert_array_equal(a, b)
+    h = 1e-6
+    fd = [(hvp(args[0] + h * e, args[1]) - hvp(args[0] - h * e, args[1])) / (2 * h)
+          for e in np.eye(3)]
+    np.testing.assert_allclose(want[0], fd, rtol=1e-6, atol=1e-8)
+
+
 @pytest.mark.parametrize("carry", [(), (1.5,)])
 def test_stored_states_of_a_loop_with_no_carry_or_a_scalar_one(carry):
     """A map (no carry: no states to store) and a loop of one scalar carry

@@ -211,11 +211,16 @@ SLOTS = 12  # float64 slots the body computes in, at elements 8..19
 
 
 @st.composite
-def loop_words(draw):
-    steps = draw(st.integers(0, 12))
-    slot = st.integers(8, 8 + SLOTS - 1)
+def loop_words(draw, slots=SLOTS, length=14, until=False):
+    """A LOOP program's words.  slots= and length= past the registers' number
+    make the native code reuse registers (storing their values late);
+    until=True: a while loop, its condition a word counted down one unit of
+    its lowest byte per step (from up to 130: across the native chunks
+    between polls) in a slot the body reads but never writes."""
+    steps = draw(st.integers(0, 12) | st.sampled_from([63, 64, 65, 66, 130]))
+    slot = st.integers(8, 8 + slots - 1)
     body = []
-    for _ in range(draw(st.integers(0, 14))):
+    for _ in range(draw(st.integers(0, length))):
         name = draw(st.sampled_from(sorted(SCALAR_OPS)))
         if name == "UNARY_S":
             body.append((name, draw(st.sampled_from(["sin", "exp", "tanh", "neg"])),
@@ -225,13 +230,25 @@ def loop_words(draw):
                          draw(slot), draw(slot), draw(slot)))
         elif name in ("COPY_V", "ZERO_V"):
             n = draw(st.integers(0, 3))
-            o = draw(st.integers(8, 8 + SLOTS - n))
-            body.append((name, o, draw(st.integers(8, 8 + SLOTS - n)), n) if name == "COPY_V"
+            o = draw(st.integers(8, 8 + slots - n))
+            body.append((name, o, draw(st.integers(8, 8 + slots - n)), n) if name == "COPY_V"
                         else (name, o, n))
         else:
             body.append((name,) + tuple(draw(slot) for _ in range(SCALAR_OPS[name])))
     words = st.integers(1, 3)
-    return {"steps": steps, "body": body,
+    if until:
+        cond, unit = 8 + slots, 8 + slots + 1
+        # the countdown somewhere in the body, the condition read before and after it
+        body.insert(draw(st.integers(0, len(body))), ("NACC_S", cond, unit))
+        for _ in range(draw(st.integers(0, 3))):
+            body.insert(draw(st.integers(0, len(body))),
+                        (draw(st.sampled_from(["ADD_S", "MUL_S"])), draw(slot), cond,
+                         draw(slot)))
+        return {"steps": steps, "body": body, "slots": slots, "until": True,
+                "carries": [(draw(slot), draw(slot), draw(words))
+                            for _ in range(draw(st.integers(0, 7)))],
+                "xs": [], "ys": [], "seed": draw(st.integers(0, 2**16))}
+    return {"steps": steps, "body": body, "slots": slots,
             "carries": [(draw(slot), draw(slot), draw(words))
                         for _ in range(draw(st.integers(0, 4)))],
             # rows up or down a stacked array, or all over the slots from one on
@@ -257,13 +274,15 @@ def _assembled(spec):
         code += [OP[name]] + list(w)
     code.append(OP["HALT"])
     code = [OP["LOOP"], 0, len(code)] + code + [OP["HALT"]]
-    T, at = spec["steps"], 8 * (8 + SLOTS)
+    slots, until = spec.get("slots", SLOTS), spec.get("until", False)
+    # a while loop's condition and its unit, then the count of its steps
+    T, at = spec["steps"], 8 * (8 + slots + 3 * until)
     entries = []
     for slot, n, rows in spec["xs"] + spec["ys"]:
         # (slot, stacked, bytes, stride); a row of n words may overlap the next slots
-        n = min(n, 8 + SLOTS - slot)
+        n = min(n, 8 + slots - slot)
         if not isinstance(rows, str):  # every row over slots rows.. (stride 0)
-            n = min(n, 8 + SLOTS - rows)
+            n = min(n, 8 + slots - rows)
             entries.append((8 * slot, 8 * rows, 8 * n, 0))
             continue
         back = rows == "down"
@@ -271,11 +290,14 @@ def _assembled(spec):
         entries.append((8 * slot, at + (8 * n * (T - 1) if back and T else 0), 8 * n, stride))
         at += 8 * n * max(T, 1)
     scratch = at
-    at += 8 * max(3 * len(spec["carries"]), 1)
+    at += 8 * (3 * len(spec["carries"]) + 1)
     # a carry of n words (a small array) within the slots
-    carries = [(8 * i, 8 * o, 8 * min(n, 8 + SLOTS - max(i, o)), 0)
+    carries = [(8 * i, 8 * o, 8 * min(n, 8 + slots - max(i, o)), 0)
                for i, o, n in spec["carries"]]
-    meta = [T, len(carries), len(spec["xs"]), len(spec["ys"]), scratch, -1]
+    if until:  # the condition carried last, its own output
+        carries.append((8 * (8 + slots), 8 * (8 + slots), 8, 0))
+    meta = [-1 if until else T, len(carries), len(spec["xs"]), len(spec["ys"]), scratch,
+            8 * (8 + slots + 2) if until else -1]
     meta += [w for e in carries + entries for w in e]
     f64 = np.dtype(np.float64)
     words = (at - 64) // 8
@@ -320,13 +342,44 @@ def _native_and_interpreted(program, x):
           "carries": [(8, 10, 1)], "xs": [], "ys": [(9, 1, 10)], "seed": 0})
 def test_assembled_scalar_loops_native_and_interpreted_agree(spec):
     program, words = _assembled(spec)
-    rng = np.random.default_rng(spec["seed"])
-    x = rng.standard_normal(words) * rng.choice([1.0, 1.0, 1e3, 1e-3], words)
-    x[rng.uniform(size=words) < 0.1] = rng.choice([0.0, -0.0, np.inf, -np.inf, *NANS])
-    results = _native_and_interpreted(program, x)
+    results = _native_and_interpreted(program, _assembled_inputs(spec, words))
     if results is not None:
         assert results[0] == results[1]
         # rows over slots, which memmove copies either way, are interpreted
+        if all(isinstance(rows, str) for _, _, rows in spec["xs"] + spec["ys"]):
+            assert results[2] == _native_platform()
+
+
+def _assembled_inputs(spec, words):
+    """Random arena words, one in ten a signed zero, an infinity or a NaN; a
+    while loop's condition counting down from spec["steps"]."""
+    rng = np.random.default_rng(spec["seed"])
+    x = rng.standard_normal(words) * rng.choice([1.0, 1.0, 1e3, 1e-3], words)
+    x[rng.uniform(size=words) < 0.1] = rng.choice([0.0, -0.0, np.inf, -np.inf, *NANS])
+    if spec.get("until"):
+        cond = spec["slots"]  # the words start at element 8
+        x[cond:cond + 2] = np.array([0x3FF0000000000000 + spec["steps"], 0x3CB0000000000000],
+                                    np.uint64).view(np.float64)  # 1 + steps ulps, one ulp
+    return x
+
+
+@FAST
+@given(st.one_of(loop_words(slots=40, length=80), loop_words(slots=24, length=40),
+                 loop_words(slots=12, until=True), loop_words(slots=40, length=80, until=True)))
+# a value kept past the registers' number, then read by a carry, a row and a helper
+@example({"steps": 3, "slots": 20, "seed": 1,
+          "body": [("MOV_S", 8 + i, 8 + (i + 1) % 20) for i in range(19)]
+          + [("UNARY_S", "sin", 27, 8), ("ADD_S", 26, 9, 10)],
+          "carries": [(8, 9, 1), (12, 26, 2)], "xs": [(11, 1, "up")], "ys": [(10, 2, "down")]})
+def test_long_bodies_and_while_loops_native_and_interpreted_agree(spec):
+    """Bodies of more values than registers (results stored only when their
+    register is taken), and while loops whose condition the body writes (its
+    value stored before the next step's test), over one to three chunks of
+    native steps: the interpreter's arena, bit for bit."""
+    program, words = _assembled(spec)
+    results = _native_and_interpreted(program, _assembled_inputs(spec, words))
+    if results is not None:
+        assert results[0] == results[1]
         if all(isinstance(rows, str) for _, _, rows in spec["xs"] + spec["ys"]):
             assert results[2] == _native_platform()
 
