@@ -38,7 +38,7 @@ def test_jvp_and_vjp_are_adjoint(case, dtype, data):
     weights = [np.asarray(r.standard_normal(np.shape(o)), dtype=np.result_type(o))
                for o in out_leaves]
     out2, vjp_fn = fa.vjp(f, *args)
-    cotangent = weights[0] if not isinstance(out2, (tuple, list)) else type(out2)(weights)
+    cotangent = fa.tree_util.tree_unflatten(fa.tree_util.tree_structure(out2), weights)
     cts = vjp_fn(cotangent)
     lhs = _pairing(weights, _leaves(tangent_out))
     rhs = _pairing(cts, tangents)
