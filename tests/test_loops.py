@@ -398,6 +398,23 @@ def chunked_programs(draw):
     return dict(prog, length=length, checkpoint=k)
 
 
+@contextlib.contextmanager
+def _chunking(chunked):
+    """Loops recorded past a state budget of 0, in chunks or (``chunked``
+    False) as one loop; the settings restored after."""
+    import sys
+    from fastad import loop_rules
+    loops = sys.modules["fastad.loops"]
+    saved = loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length
+    loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = 0, 0.0
+    if not chunked:
+        loops.chunk_length = lambda *a: 0
+    try:
+        yield
+    finally:
+        loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length = saved
+
+
 @FAST
 @given(chunked_programs(), st.booleans())
 def test_loops_recorded_in_chunks_equal_the_one_loop_bit_for_bit(prog, compiled):
@@ -406,19 +423,12 @@ def test_loops_recorded_in_chunks_equal_the_one_loop_bit_for_bit(prog, compiled)
     for bit (the reference interpreter's tapes, or both compiled for the
     VM), and its gradient agrees with central differences; with
     ``checkpoint=k`` or past the state budget (here 0)."""
-    import sys
-    from fastad import loop_rules
-    loops = sys.modules["fastad.loops"]
     init, xs, w, rng = _inputs(prog)
     args = _flat_args(init, xs, w)
     f = _from_flat(_scan_loss(prog))
 
     def results(chunked):
-        saved = loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length
-        loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = 0, 0.0
-        if not chunked:
-            loops.chunk_length = lambda *a: 0
-        try:
+        with _chunking(chunked):
             vg = fa.value_and_grad(f, argnums=(0, 1, 2))
             tape = fa.make_tape(vg)(*args)
             chunks = any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in tape.instrs)
@@ -427,8 +437,6 @@ def test_loops_recorded_in_chunks_equal_the_one_loop_bit_for_bit(prog, compiled)
                     value, grads = fa.jit(vg, backend=COMPILED)(*args)
                 return chunks, [value, *grads]
             return chunks, evaluate(tape, args)
-        finally:
-            loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length = saved
     chunks, got = results(True)
     assert chunks  # every length here has a divisor near its square root
     assert not results(False)[0]
@@ -489,19 +497,12 @@ def test_loops_in_chunks_under_every_transform_equal_the_one_loop(length, kind, 
     (16, 9), else as one loop (a prime, 1, 2): value and gradient, the
     Hessian, a JVP and a vmapped gradient, compiled, equal the one loop's bit
     for bit; the gradient and Hessian agree with central differences."""
-    import sys
-    from fastad import loop_rules
-    loops = sys.modules["fastad.loops"]
     f = _pytree_loop(length, kind, reverse)
     theta, xs = np.linspace(-0.7, 0.6, 5), np.linspace(-1.0, 1.0, 20)
     d = np.linspace(-1.0, 1.0, 5)
 
     def results(chunked):
-        saved = loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length
-        loop_rules.STORE_BYTES, loop_rules.STORE_RATIO = 0, 0.0
-        if not chunked:
-            loops.chunk_length = lambda *a: 0
-        try:
+        with _chunking(chunked):
             tape = fa.make_tape(fa.value_and_grad(f))(theta, xs)
             chunks = any(i.prim == "loop" and i.kwargs["body"].chunk_of for i in tape.instrs)
             value, grad = fa.jit(fa.value_and_grad(f), backend="c")(theta, xs)
@@ -510,8 +511,6 @@ def test_loops_in_chunks_under_every_transform_equal_the_one_loop(length, kind, 
                    fa.jit(fa.vmap(fa.grad(f), in_axes=(0, None)), backend="c")(
                        theta + 0.01 * np.arange(3)[:, None], xs)]
             return chunks, [np.asarray(a) for a in got]
-        finally:
-            loop_rules.STORE_BYTES, loop_rules.STORE_RATIO, loops.chunk_length = saved
     chunks, got = results(True)
     assert chunks == (length in (9, 16))
     for a, b in zip(got, results(False)[1]):
