@@ -150,12 +150,15 @@ def test_native_steps_equal_the_interpreter_bit_for_bit(spec):
     assert [np.asarray(v).tobytes() for v in native] == \
         [np.asarray(v).tobytes() for v in interpreted]
     # the reference interpreter: the same bits where every operation is one
-    # IEEE operation in both, else to rounding
+    # IEEE operation in both, else to rounding.  The value's sum of the per-step
+    # outputs is the exception: the VM adds four or more terms in four partial
+    # sums, the reference in NumPy's order, so that value agrees to rounding.
     want = evaluate(tape, list(args))
     exact = spec["kind"] != "mixed" and all(op in EXACT for op, _, _ in spec["ops"]) \
         and all(how != "tanh" for how, _ in spec["updates"])
-    for a, b in zip(native, want):
-        if exact:
+    summed = spec["ys"] and spec["kind"] != "while" and spec["length"] >= 4
+    for k, (a, b) in enumerate(zip(native, want)):
+        if exact and not (k == 0 and summed):
             np.testing.assert_array_equal(a, b)
         else:
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
