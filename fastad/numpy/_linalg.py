@@ -4,6 +4,7 @@ of ``fastad.numpy.linalg``, each a primitive (a factorization, packed) or
 written with them."""
 from __future__ import annotations
 
+import bisect
 import builtins
 import collections
 import math
@@ -289,12 +290,94 @@ def _solve(a: Any, b: Any) -> Any:
         batch = _np.broadcast_shapes(sa[:-2], sb[:-2])
         a = broadcast_to(a, batch + sa[-2:])
         b = broadcast_to(b, batch + sb[-2:])
-    x = solve_(a, b)
+    lower = _triangle_of(a)
+    x = solve_(a, b) if lower is None else bind(_p("solve_triangular"), a, b, lower=lower)
     return reshape(x, shape(x)[:-1]) if vector else x
 
 
 def _inv(a: Any) -> Any:
-    return solve_(a, broadcast_to(eye_like(a), shape(a)))
+    eye = broadcast_to(eye_like(a), shape(a))
+    lower = _triangle_of(a)
+    return solve_(a, eye) if lower is None else bind(_p("solve_triangular"), a, eye, lower=lower)
+
+
+def _triangle_of(a: Any) -> bool | None:
+    """Whether a traced matrix is lower (True) or upper (False) triangular by
+    how it was made, else None (`_triangles`).  A solve against it, or its
+    inverse, is then a triangular solve: NumPy code written without SciPy
+    solves against a Cholesky factor with ``np.linalg.solve``, which
+    factorizes the triangle again (an LU, O(n^3)) in each solve and in each
+    solve's derivative."""
+    if not isinstance(a, Tracer) or ndim(a) < 2:
+        return None
+    kinds = _triangles(a.builder.tape, a.slot, ndim(a), 8)
+    return True if "lower" in kinds else False if "upper" in kinds else None
+
+
+_FLIP = {"lower": "upper", "upper": "lower"}
+
+
+def _triangles(tape: Any, slot: int, rank: int, depth: int) -> frozenset[str]:
+    """The triangles ("lower", "upper": both for a diagonal) that hold slot's
+    matrices' nonzeros, as far as the instructions making it show: a Cholesky
+    factor; a constant's own pattern; a `where` of a constant mask and zero
+    (`tril`, `triu`); a transpose of the last two axes; sums and differences
+    of triangles, negated, or scaled by finite constants; ``depth`` steps
+    back.  Each is a triangle for every value the inputs may take (a traced
+    factor could be inf, and inf * 0 is not 0), so a compiled tape keeps it."""
+    if slot in tape.consts:
+        value = tape.consts[slot]
+        if _np.ndim(value) < 2:
+            return frozenset()
+        return _triangles_of_pattern(value != 0)
+    k = bisect.bisect_left(tape.instrs, slot, key=_out_slot)
+    if depth == 0 or k == len(tape.instrs) or tape.instrs[k].out != slot:
+        return frozenset()  # an input, or too far back
+    instr = tape.instrs[k]
+    prim, ins = instr.prim, instr.ins
+    if prim == "cholesky":
+        return frozenset({"lower"})
+    if prim == "transpose":
+        swap = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+        if instr.kwargs.get("perm") != swap:
+            return frozenset()
+        return frozenset(_FLIP[k] for k in _triangles(tape, ins[0], rank, depth - 1))
+    if prim == "neg":
+        return _triangles(tape, ins[0], rank, depth - 1)
+    if prim in ("add", "sub"):  # of two triangles of the result's shape
+        if any(tape.avals[i].shape != tape.avals[slot].shape for i in ins):
+            return frozenset()
+        return _triangles(tape, ins[0], rank, depth - 1) & \
+            _triangles(tape, ins[1], rank, depth - 1)
+    if prim in ("mul", "div"):  # a triangle by a finite constant (nonzero below)
+        m, c = ins if ins[1] in tape.consts or prim == "div" else ins[::-1]
+        if m in tape.consts or c not in tape.consts \
+                or tape.avals[m].shape != tape.avals[slot].shape:
+            return frozenset()
+        value = _np.asarray(tape.consts[c])
+        if not _np.all(_np.isfinite(value)) or (prim == "div" and not _np.all(value)):
+            return frozenset()  # inf * 0 and 0 / 0 are not zero
+        return _triangles(tape, m, rank, depth - 1)
+    if prim == "where":  # where(mask, m, 0) or where(mask, 0, m), the mask a constant
+        mask, x, zero = ins
+        if mask not in tape.consts or (zero not in tape.consts and x not in tape.consts):
+            return frozenset()
+        kept = _np.asarray(tape.consts[mask], bool)
+        if zero not in tape.consts:
+            kept, zero = ~kept, x
+        if _np.ndim(kept) < 2 or _np.any(tape.consts[zero]):
+            return frozenset()
+        return _triangles_of_pattern(kept)
+    return frozenset()
+
+
+def _triangles_of_pattern(kept: Any) -> frozenset[str]:
+    return frozenset(k for k, part in (("lower", _np.triu(kept, 1)),
+                                       ("upper", _np.tril(kept, -1))) if not part.any())
+
+
+def _out_slot(instr: Any) -> int:
+    return instr.out
 
 
 def _slogdet(a: Any) -> tuple[Any, Any]:
