@@ -116,6 +116,13 @@ def matmul(a: Shape, b: Shape) -> Shape:
     return a[:-1] + b[-1:]
 
 
+def gram(x: Shape, trans: bool) -> Shape:
+    if len(x) < 2:
+        raise ValueError(f"{x} is not a matrix")
+    n = x[-2] if trans else x[-1]
+    return x[:-2] + (n, n)
+
+
 def solve(a: Shape, b: Shape) -> Shape:
     _matrices(a, b, square=True)
     return b

@@ -272,6 +272,18 @@ case("matmul", ["real", "real"], lambda data: data.draw(matmul_shapes()),
      covers=["matmul"])(np.matmul)
 
 
+@st.composite
+def gram_shapes(draw):
+    batch = draw(st.sampled_from([(), (2,), (2, 1)]), label="batch")
+    return (batch + (draw(dims), draw(dims)),), {"trans": draw(st.booleans())}
+
+
+@case("gram", ["real"], lambda data: data.draw(gram_shapes()), covers=["gram"])
+def _gram(a, trans):
+    """x.T @ x and x @ x.T of one traced x: the `gram` primitive."""
+    return a @ np.swapaxes(a, -1, -2) if trans else np.swapaxes(a, -1, -2) @ a
+
+
 @case("matmul_operator", ["real", "real"], lambda data: data.draw(matmul_shapes()))
 def _matmul_operator(a, b):
     return a @ b

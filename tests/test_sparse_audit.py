@@ -475,7 +475,8 @@ def _basics(x):
     return np.concatenate([
         np.sum(m, axis=0), np.prod(m, axis=1), np.max(m, axis=0), np.min(m, axis=1),
         np.cumsum(m, axis=1).ravel(), np.cumprod(x[:4]), m.T.ravel() * x,
-        np.broadcast_to(x[:4], (3, 4)).ravel() * x, (m @ m.T).ravel(), np.sort(x) * x,
+        np.broadcast_to(x[:4], (3, 4)).ravel() * x, (m @ m.T).ravel(), (m.T @ np.sin(m)).ravel(),
+        np.sort(x) * x,
         y * x, np.reshape(c, (1,)), np.maximum(x, 0.0) * np.minimum(x, 0.0) + np.abs(x) / 2.0
         - np.where(x > 0, x, -x) ** 2])
 

@@ -500,6 +500,20 @@ def _matmul(lw: _Lowerer, ins: Instr, into: Any = None) -> None:
     lw.emit("MATMUL_B", lw.dt(dtype), (o, dtype), (a, dtype), (b, dtype), d)
 
 
+def _gram(lw: _Lowerer, ins: Instr) -> None:
+    """x^T x (x x^T): one product of x with itself, the transpose a flag."""
+    trans = bool(ins.kwargs["trans"])
+    out = lw.avals[ins.out]
+    dtype = out.dtype
+    _check_float(dtype, ins)
+    x = lw.read(ins.ins[0], dtype)
+    xshape = lw.avals[ins.ins[0]].shape
+    n, k = out.shape[-1], (xshape[-1] if trans else xshape[-2])
+    batch = int(np.prod(out.shape[:-2], dtype=np.int64))
+    d = lw.descriptor([batch, n, k, n, int(not trans), int(trans), 0])
+    lw.emit("MATMUL_B", lw.dt(dtype), (lw.define(ins.out), dtype), (x, dtype), (x, dtype), d)
+
+
 def matmul_add(lw: _Lowerer, ins: Instr, mm: Instr, addend: int) -> None:
     """``ins`` = addend + product ``mm`` (`_Lowerer.plan_accumulations`) as
     one accumulating MATMUL: into the addend's place when it dies here (and is
@@ -671,6 +685,7 @@ _RULES: dict[Primitive, Any] = check_table({
     P.gather_rows: _gather_rows,
     P.scatter_add_rows: _scatter_add_rows,
     P.matmul: _matmul,
+    P.gram: _gram,
     P.solve: _solve,
     P.logabsdet: _slogdet,
     P.detsign: _slogdet,

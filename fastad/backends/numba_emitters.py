@@ -389,6 +389,11 @@ class _Emitters:
         a, b = (self.avals[s] for s in ins.ins)
         self.batched(ins, "np.dot({0}, {1})", (a.shape[-2], b.shape[-1]))
 
+    def emit_gram(self, ins: Instr) -> None:
+        n = self.avals[ins.out].shape[-1]
+        self.batched(ins, "np.dot({0}, {0}.T)" if ins.kwargs["trans"] else "np.dot({0}.T, {0})",
+                     (n, n))
+
     def emit_solve(self, ins: Instr) -> None:
         self.batched(ins, "np.linalg.solve({0}, {1})", self.avals[ins.ins[1]].shape[-2:])
 
@@ -606,6 +611,7 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.transpose: _Emitters.emit_transpose, P.broadcast_to: _Emitters.emit_broadcast_to,
     P.take: _Emitters.emit_take, P.scatter_add: _Emitters.emit_scatter_add,
     P.scatter_set: _Emitters.emit_scatter_set, P.matmul: _Emitters.emit_matmul,
+    P.gram: _Emitters.emit_gram,
     P.gather_rows: _Emitters.emit_gather_rows,
     P.scatter_add_rows: _Emitters.emit_scatter_add_rows,
     P.solve: _Emitters.emit_solve, P.logabsdet: _Emitters.emit_logabsdet,

@@ -52,6 +52,10 @@ def _matmul(a: Any, b: Any) -> Any:
         b = bind(_p("reshape"), b, shape=sb)
     if sa[-1] != sb[-2]:
         raise ValueError(f"matmul: shapes {sa} and {sb} do not align")
+    if not (squeeze_a or squeeze_b) and sa[:-2] == sb[:-2]:
+        gram = _gram_of(a, b)
+        if gram is not None:
+            return gram
     batch: tuple[int, ...] = ()
     if len(sa) > 2 or len(sb) > 2:
         batch = _np.broadcast_shapes(sa[:-2], sb[:-2])
@@ -66,6 +70,23 @@ def _matmul(a: Any, b: Any) -> Any:
 
 
 matmul = ufunc_like(_np.matmul, _matmul)
+
+
+def _gram_of(a: Any, b: Any) -> Any:
+    """x.T @ x or x @ x.T of one real traced x, as the `gram` primitive, else
+    None: a Gram matrix (least squares' normal equations, a linear kernel)
+    has a derivative of one product where two general ones would take two."""
+    if not (isinstance(a, Tracer) and isinstance(b, Tracer) and a.builder is b.builder) \
+            or _np.dtype(a.dtype).kind != "f" or a.dtype != b.dtype:
+        return None
+    tape = a.builder.tape
+    swap = tuple(range(ndim(a) - 2)) + (ndim(a) - 1, ndim(a) - 2)
+    for t, x, trans in ((a, b, False), (b, a, True)):
+        instr = _producer(tape, t.slot)
+        if instr is not None and instr.prim == "transpose" and instr.ins[0] == x.slot \
+                and instr.kwargs.get("perm") == swap:
+            return bind(_p("gram"), x, trans=trans)
+    return None
 
 
 def _into(out: Any, result: Any, name: str) -> Any:
@@ -330,10 +351,9 @@ def _triangles(tape: Any, slot: int, rank: int, depth: int) -> frozenset[str]:
         if _np.ndim(value) < 2:
             return frozenset()
         return _triangles_of_pattern(value != 0)
-    k = bisect.bisect_left(tape.instrs, slot, key=_out_slot)
-    if depth == 0 or k == len(tape.instrs) or tape.instrs[k].out != slot:
+    instr = _producer(tape, slot)
+    if depth == 0 or instr is None:
         return frozenset()  # an input, or too far back
-    instr = tape.instrs[k]
     prim, ins = instr.prim, instr.ins
     if prim == "cholesky":
         return frozenset({"lower"})
@@ -374,6 +394,13 @@ def _triangles(tape: Any, slot: int, rank: int, depth: int) -> frozenset[str]:
 def _triangles_of_pattern(kept: Any) -> frozenset[str]:
     return frozenset(k for k, part in (("lower", _np.triu(kept, 1)),
                                        ("upper", _np.tril(kept, -1))) if not part.any())
+
+
+def _producer(tape: Any, slot: int) -> Any:
+    """The instruction whose result is ``slot``, or None (an input or a
+    constant): results are numbered in tape order."""
+    k = bisect.bisect_left(tape.instrs, slot, key=_out_slot)
+    return tape.instrs[k] if k < len(tape.instrs) and tape.instrs[k].out == slot else None
 
 
 def _out_slot(instr: Any) -> int:

@@ -289,6 +289,34 @@ defjvp(_p, lambda t, ans, a, b: fnp.matmul_(t, b), lambda t, ans, a, b: fnp.matm
 defshape(_p, shapes.matmul)
 defbatch(_p, batching.matmul)
 
+
+def _gram(x, trans):
+    # NumPy's matmul of a matrix and its own transposed view is a syrk: half
+    # the work of the general product (a stack: a gemm per matrix)
+    xt = np.swapaxes(x, -1, -2)
+    return np.matmul(x, xt) if trans else np.matmul(xt, x)
+
+
+def _gram_vjp(g, ans, x, trans):
+    s = g + _mT(g)
+    return fnp.matmul_(s, x) if trans else fnp.matmul_(x, s)
+
+
+def _gram_jvp(t, ans, x, trans):
+    u = fnp.matmul_(t, _mT(x)) if trans else fnp.matmul_(_mT(t), x)
+    return u + _mT(u)
+
+
+# x^T x (x x^T with ``trans``) of a real x, which `numpy._linalg._matmul`
+# records for x.T @ x (x @ x.T): its VJP is one product, x (g + g^T), where
+# matmul's two rules would take two
+_p = defprim("gram", _gram, 1, cost="matmul")
+defvjp(_p, _gram_vjp)
+defreads(_p, (0,))
+defjvp(_p, _gram_jvp)
+defshape(_p, shapes.gram)
+defbatch(_p, batching.batched_linalg)
+
 _p = defprim("solve", _solve, 2, cost="linalg")
 defvjp(_p, lambda g, ans, a, b: -fnp.matmul_(fnp.solve_(_mT(a), g), _mT(ans)),
        lambda g, ans, a, b: fnp.solve_(_mT(a), g))

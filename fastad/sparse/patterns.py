@@ -337,8 +337,28 @@ def _matmul(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     operands with more than `MATMUL_PAIRS` (element, k) pairs: each result
     element depends on its whole row of a and column of b (the same pattern,
     its Hessian terms a superset)."""
-    sa, sb = ctx.shape(ins.ins[0]), ctx.shape(ins.ins[1])
-    pa, pb = ctx.patterns.get(ins.ins[0]), ctx.patterns.get(ins.ins[1])
+    a, b = ins.ins
+    return _product(ctx, ins, ctx.shape(a), ctx.shape(b), ctx.patterns.get(a),
+                    ctx.patterns.get(b), ctx.const(a), ctx.const(b))
+
+
+def _gram(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
+    """x^T x (x x^T): the product of x's transpose and x (x and its transpose)."""
+    x = ins.ins[0]
+    shape, p, c = ctx.shape(x), ctx.patterns.get(x), ctx.const(x)
+    perm = tuple(range(len(shape) - 2)) + (len(shape) - 1, len(shape) - 2)
+    pos = np.transpose(np.arange(math.prod(shape), dtype=np.int64).reshape(shape), perm)
+    t_shape = tuple(shape[i] for i in perm)
+    pt, ct = gather(p, pos.reshape(-1)), (None if c is None else np.swapaxes(c, -1, -2))
+    if dict(ins.params)["trans"]:
+        return _product(ctx, ins, shape, t_shape, p, pt, c, ct)
+    return _product(ctx, ins, t_shape, shape, pt, p, ct, c)
+
+
+def _product(ctx: Context, ins: Any, sa: tuple, sb: tuple, pa: Pattern | None,
+             pb: Pattern | None, ca: Any, cb: Any) -> Pattern | None:
+    """`_matmul`'s pattern of a @ b given the operands' shapes, patterns and
+    constant values (None where not constant)."""
     if pa is None and pb is None:
         return None
     a2, b2, batch = _matmul_shapes(sa, sb)
@@ -346,7 +366,6 @@ def _matmul(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
     nb = math.prod(batch)
     apos = broadcast_positions(a2[:-2], batch) if a2[:-2] else np.zeros(nb, np.int64)
     bpos = broadcast_positions(b2[:-2], batch) if b2[:-2] else np.zeros(nb, np.int64)
-    ca, cb = ctx.const(ins.ins[0]), ctx.const(ins.ins[1])
     size = ctx.size(ins.out)
     live = ctx.live_of(ins.out)
     if pb is None and cb is not None:  # a variable, b a constant: b's nonzeros
@@ -494,7 +513,7 @@ RULES: dict[Primitive, Callable[..., Any]] = check_table({
     P.cumsum: _cumsum,
     P.reshape: _reshape, P.transpose: _transpose, P.broadcast_to: _broadcast_to,
     P.take: _take, P.scatter_set: _scatter, P.scatter_add: _scatter,
-    P.matmul: _matmul,
+    P.matmul: _matmul, P.gram: _gram,
     P.stop_gradient: _none, P.guard: _none,
     P.fft: _linear_conservative, P.take_along: _linear_conservative,
     P.scatter_add_along: _linear_conservative,
