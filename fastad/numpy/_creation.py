@@ -59,7 +59,12 @@ def array(object: Any, dtype: Any = None, *, copy: Any = True, order: str = "K",
         if isinstance(obj, Tracer):
             out = obj if copy is False or copy is None else _fresh(obj)
         else:
-            out = stack([array(o) for o in obj])
+            parts = [array(o) for o in obj]
+            if any(shape_of(p) != shape_of(parts[0]) for p in parts):
+                raise ValueError("setting an array element with a sequence. The requested array "
+                                 "has an inhomogeneous shape: its parts have shapes "
+                                 f"{[tuple(shape_of(p)) for p in parts]}")
+            out = stack(parts)
         if dtype is not None:
             out = astype(out, dtype, copy=copy is not False)
         extra = ndmin - len(shape_of(out))

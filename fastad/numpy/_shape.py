@@ -217,7 +217,12 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, *,
         return _np.concatenate([_np.asarray(a) for a in arrays], axis=axis)
     arrays = [a if isinstance(a, Tracer) else _np.asarray(a) for a in arrays]
     nd = ndim(arrays[0])
+    if nd == 0:
+        raise ValueError("zero-dimensional arrays cannot be concatenated")
+    if not -nd <= axis < nd:
+        raise _np.exceptions.AxisError(axis, nd)
     axis %= nd
+    _check_concatenated(arrays, axis)
     out_shape = list(shape(arrays[0]))
     out_shape[axis] = builtins.sum(shape(a)[axis] for a in arrays)
     dtype = _np.result_type(*(result_dtype(a) for a in arrays))
@@ -233,6 +238,25 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, *,
     return out
 
 
+def _check_concatenated(arrays: list[Any], axis: int) -> None:
+    """NumPy's errors for arrays that do not fit together: the traced
+    concatenation writes each into its part of the result, which would
+    broadcast a part that is too small."""
+    first = shape(arrays[0])
+    for i, a in enumerate(arrays[1:], 1):
+        sa = shape(a)
+        if len(sa) != len(first):
+            raise ValueError("all the input arrays must have same number of dimensions, but the "
+                             f"array at index 0 has {len(first)} dimension(s) and the array at "
+                             f"index {i} has {len(sa)} dimension(s)")
+        for d, (n0, n) in enumerate(zip(first, sa)):
+            if d != axis and n != n0:
+                raise ValueError("all the input array dimensions except for the concatenation "
+                                 f"axis must match exactly, but along dimension {d}, the array "
+                                 f"at index 0 has size {n0} and the array at index {i} has "
+                                 f"size {n}")
+
+
 def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any = None,
           casting: str = "same_kind") -> Any:
     if dtype is not None:
@@ -241,6 +265,8 @@ def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any =
     arrays = list(arrays)
     if not arrays:
         raise ValueError("need at least one array to stack")
+    if builtins.any(shape(a) != shape(arrays[0]) for a in arrays):
+        raise ValueError("all input arrays must have the same shape")
     nd = ndim(arrays[0]) + 1
     return concatenate([expand_dims(a, axis % nd) for a in arrays], axis=axis % nd)
 
