@@ -103,6 +103,14 @@ def _transpose(linear: Callable[[Any], Any], like: Any, cotangent: Any) -> Any:
     return pullback(cotangent)[0]
 
 
+def transposed_jvp(vjp: Callable[..., Any]) -> Callable[..., Any]:
+    """The JVP rule ``(t, ans, *args)`` of a VJP rule ``(g, ans, *args)``,
+    which is linear in g: J t = (g -> vjp(g))^T t."""
+    def jvp(t: Any, ans: Any, *args: Any, **params: Any) -> Any:
+        return _transpose(lambda g: vjp(g, ans, *args, **params), ans, t)
+    return jvp
+
+
 def _dtype(x: Any) -> Any:
     return x.aval.dtype if isinstance(x, Tracer) and hasattr(x, "aval") else np.result_type(x)
 
@@ -307,12 +315,7 @@ class custom_vjp(_Custom):  # noqa: N801 - JAX's name
         return vjp
 
     def _jvp_rule(self, i: int) -> Callable[..., Any]:
-        def jvp(t: Any, ans: Any, *leaves: Any, nondiff: tuple = (), in_tree: Any = None,
-                out_tree: Any = None) -> Any:
-            # J_i t = (g -> bwd(g)_i)^T t: bwd is linear in g
-            return _transpose(
-                lambda g: self._cotangents(g, leaves, nondiff, in_tree, out_tree)[i], ans, t)
-        return jvp
+        return transposed_jvp(self._vjp_rule(i))  # bwd is linear in g
 
 
 class custom_jvp(_Custom):  # noqa: N801 - JAX's name

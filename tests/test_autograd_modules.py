@@ -441,3 +441,50 @@ def test_second_order_checks_see_a_rule_wrong_in_its_cotangent():
         check_grads(foo, modes=["rev"])(1.0)
     with pytest.warns(DeprecationWarning):
         quick_grad_check(lambda x, y: x ** 2 + y, 1.0, (2.0,))
+
+
+# a user primitive defined with VJP rules only (autograd's usual way): the
+# functions, their rules (curried or not) written with fastad.numpy, and the
+# same function written directly as the oracle
+VJP_ONLY = {
+    "square": (lambda x, y: x * x, (lambda ans, x, y: lambda g: 2 * g * x, None)),
+    "sin_times": (lambda x, y: np.sin(x) * y, (lambda g, ans, x, y: g * fnp.cos(x) * y,
+                                               lambda g, ans, x, y: g * fnp.sin(x))),
+    "exp_ratio": (lambda x, y: np.exp(x) / (1.0 + y * y),
+                  (lambda ans, x, y: lambda g: g * ans,
+                   lambda ans, x, y: lambda g: -g * ans * 2 * y / (1.0 + y * y))),
+    "sum_outer": (lambda x, y: np.sum(np.outer(x, y) ** 2, axis=1),
+                  (lambda g, ans, x, y: g * 2 * x * fnp.sum(y * y),
+                   lambda g, ans, x, y: 2 * y * fnp.sum(g * x * x))),
+}
+
+
+@settings(max_examples=8, deadline=None)
+@given(name=st.sampled_from(sorted(VJP_ONLY)), seed=st.integers(0, 2**16))
+def test_primitives_with_vjp_rules_only_have_forward_mode(name, seed):
+    """jvp, jacobian (forward mode), hessian and make_hvp of a primitive that
+    has VJP rules only (its JVP is their transpose), as autograd computes them."""
+    impl, rules = VJP_ONLY[name]
+    prim = fa.primitive(impl)
+    fa.defvjp(prim, *rules)
+    rng = np.random.default_rng(seed)
+    x, y, t = rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3), rng.uniform(-1, 1, 3)
+    direct = {"square": lambda x, y: x * x, "sin_times": lambda x, y: fnp.sin(x) * y,
+              "exp_ratio": lambda x, y: fnp.exp(x) / (1.0 + y * y),
+              "sum_outer": lambda x, y: fnp.sum(fnp.outer(x, y) ** 2, axis=1)}[name]
+    np.testing.assert_allclose(prim(x, y), direct(x, y), rtol=1e-14)
+    scalar = lambda f: lambda x: fnp.sum(fnp.sin(f(x, y)) * f(x, y))  # noqa: E731
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a user primitive runs as a host call
+        _, tangent = fa.jvp(lambda x: prim(x, y), (x,), (t,))
+        np.testing.assert_allclose(tangent, fa.jvp(lambda x: direct(x, y), (x,), (t,))[1],
+                                   rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(fa.jacobian(lambda x: prim(x, y))(x),
+                                   fa.jacobian(lambda x: direct(x, y))(x), rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(fa.hessian(scalar(prim))(x), fa.hessian(scalar(direct))(x),
+                                   rtol=1e-10, atol=1e-12)
+        hvp, _ = fa.make_hvp(scalar(prim))(x)
+        np.testing.assert_allclose(hvp(t), fa.hessian(scalar(direct))(x) @ t,
+                                   rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(fa.jit(fa.hessian(scalar(prim)))(x),
+                                   fa.hessian(scalar(direct))(x), rtol=1e-10, atol=1e-12)

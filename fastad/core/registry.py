@@ -154,6 +154,11 @@ class Primitive:
             return None
         if argnum < len(self.jvps):
             return self.jvps[argnum]
+        if not self.builtin and argnum < len(self.vjps) and self.vjps[argnum] is not None:
+            # a user's primitive with a VJP rule only, as autograd's often are: its
+            # JVP is that rule's transpose (forward mode, hessian, jacfwd, as autograd)
+            from ..custom_rules import transposed_jvp
+            return transposed_jvp(self.vjps[argnum])
         raise NotImplementedError(f"no JVP rule for argument {argnum} of primitive {self.name!r}; "
                                   "register one with fastad.defjvp")
 
