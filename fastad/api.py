@@ -466,16 +466,13 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     return out, vjp_fn
 
 
-def _cotangent_like(ct: Any, out: Any) -> Any:
+def _cotangent_like(ct: Any, out: Any, what: str = "cotangent", of: str = "an output") -> Any:
+    """``ct`` as the (co)tangent of ``out``: of its shape and dtype."""
     value = out.value if isinstance(out, Tracer) else out
-    if isinstance(ct, Tracer):
-        if ct.shape != np.shape(value):
-            raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
-                             f"{np.shape(value)}")
-        return ct
-    ct = np.asarray(plain_array(ct, "cotangent"), dtype=np.result_type(value))
-    if ct.shape != np.shape(value):
-        raise ValueError(f"cotangent of shape {ct.shape} for an output of shape "
+    if not isinstance(ct, Tracer):
+        ct = np.asarray(plain_array(ct, what), dtype=np.result_type(value))
+    if tuple(np.shape(ct)) != np.shape(value):
+        raise ValueError(f"{what} of shape {tuple(np.shape(ct))} for {of} of shape "
                          f"{np.shape(value)}")
     return ct
 
@@ -499,7 +496,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
             if tree_p != tree_t:
                 raise TypeError(f"jvp: tangent {i} does not have the structure of primal {i}")
             flat_t += leaves_t
-        flat_t = [_cotangent_like(check_leaf(t, "tangent"), x)
+        flat_t = [_cotangent_like(check_leaf(t, "tangent"), x, "tangent", "a primal")
                   for t, x in zip(flat_t, rec.inputs)]
         return forward(rec.builder, len(rec.builder.tape.instrs), rec.inputs, flat_t,
                        rec.out_leaves)

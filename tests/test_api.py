@@ -184,3 +184,11 @@ def test_every_transform_returns_arrays_the_caller_can_write(f):
     for r in results:
         assert isinstance(r, np.ndarray) and r.flags.writeable
         r *= 2.0
+
+
+@pytest.mark.parametrize("shape", [(4,), (3, 1), ()])
+def test_a_tangent_of_the_wrong_shape_is_named_as_a_tangent(shape):
+    with pytest.raises(ValueError, match=r"tangent of shape .* for a primal of shape \(3,\)"):
+        fa.jvp(lambda x: x * 2.0, (np.ones(3),), (np.ones(shape),))
+    with pytest.raises(ValueError, match=r"cotangent of shape .* for an output of shape \(3,\)"):
+        fa.vjp(lambda x: x * 2.0, np.ones(3))[1](np.ones(shape))
