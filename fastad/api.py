@@ -671,12 +671,19 @@ def jacobian_mode(f: Callable[..., Any], argnums: int = 0, compiled: bool = Fals
 
 
 def hessian(f: Callable[..., Any], argnums: int = 0, sparse: bool = False, *,
-            argnum: int | None = None) -> Callable[..., Any]:
+            argnum: int | None = None, has_aux: bool = False) -> Callable[..., Any]:
     """The Hessian of scalar ``f``: forward mode over the reverse-mode gradient.
     ``sparse=True``: a ``scipy.sparse.csr_matrix`` (x.size x x.size) from the
     Hessian's detected pattern, star-colored, and one batched pass of
-    Hessian-vector products per color (see `fastad.sparse`)."""
+    Hessian-vector products per color (see `fastad.sparse`).  ``has_aux``
+    (JAX's): f returns ``(value, aux)``, the result is ``(hessian, aux)``."""
     argnums = argnums if argnum is None else argnum
+    if has_aux:
+        of_value = hessian(lambda *a, **k: f(*a, **k)[0], argnums, sparse)
+
+        def with_aux(*args: Any, **kwargs: Any) -> Any:
+            return of_value(*args, **kwargs), f(*args, **kwargs)[1]
+        return with_aux
     if sparse:
         from .sparse import derivatives
         return derivatives.hessian(f, argnums)

@@ -192,3 +192,14 @@ def test_a_tangent_of_the_wrong_shape_is_named_as_a_tangent(shape):
         fa.jvp(lambda x: x * 2.0, (np.ones(3),), (np.ones(shape),))
     with pytest.raises(ValueError, match=r"cotangent of shape .* for an output of shape \(3,\)"):
         fa.vjp(lambda x: x * 2.0, np.ones(3))[1](np.ones(shape))
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_hessian_has_aux_as_jax(sparse):
+    def f(x):
+        return np.sum(fa.numpy.sin(x) * x), {"stage": "warmup", "x0": x[0]}
+    x = np.array([0.3, -1.2, 2.0])
+    h, aux = fa.hessian(f, has_aux=True, sparse=sparse)(x)
+    want = fa.hessian(lambda x: f(x)[0])(x)
+    np.testing.assert_allclose(h.toarray() if sparse else h, want, rtol=1e-12)
+    assert aux == {"stage": "warmup", "x0": x[0]}
