@@ -327,7 +327,7 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
     if holomorphic:
         return _holomorphic(f, argnums, strong_zero, has_aux)
 
-    @functools.wraps(f)
+    @functools.wraps(f, updated=())
     def value_and_grad_f(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         # The trace's objects hold no cycles: they go by their reference counts
         # when `call` returns.  With the collector on after the recording, the
@@ -382,7 +382,7 @@ def _holomorphic(f: Callable[..., Any], argnums: ArgNums, strong_zero: bool, has
         return value.real, (value, aux)
     inner = value_and_grad(real_part, argnums, strong_zero, has_aux=True)
 
-    @functools.wraps(f)
+    @functools.wraps(f, updated=())
     def value_and_grad_f(*args: Any, **kwargs: Any) -> Any:
         for k in _argnums_tuple(argnums, len(args)):
             if not all(np.iscomplexobj(leaf) for leaf in pytree.flatten(args[k])[0]):
@@ -428,7 +428,7 @@ def grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
     vg = value_and_grad(f, argnums if argnum is None else argnum, strong_zero, has_aux,
                         holomorphic)
 
-    @functools.wraps(f)
+    @functools.wraps(f, updated=())
     def grad_f(*args: Any, **kwargs: Any) -> Any:
         value, g = vg(*args, **kwargs)
         return (g, value[1]) if has_aux else g
@@ -604,7 +604,7 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
     from .transforms.forward import jvp_tape
     from .transforms.reverse import vjp_tape
 
-    @functools.wraps(f)
+    @functools.wraps(f, updated=())
     def jacobian_f(*args: Any, **kwargs: Any) -> Any:
         nums, several = _argnums_tuple(argnums, len(args)), not isinstance(argnums, int)
         try:
@@ -710,7 +710,7 @@ def hvp(f: Callable[..., Any], argnums: int = 0, *, argnum: int | None = None
 
 def make_tape(f: Callable[..., Any], argnums: ArgNums | None = None) -> Callable[..., Tape]:
     """``make_tape(f)(*args)``: the tape that ``f`` records on these arguments."""
-    @functools.wraps(f)
+    @functools.wraps(f, updated=())
     def make(*args: Any, **kwargs: Any) -> Tape:
         nums = tuple(range(len(args))) if argnums is None else _argnums_tuple(argnums, len(args))
         fk = functools.partial(f, **kwargs) if kwargs else f

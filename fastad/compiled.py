@@ -163,7 +163,7 @@ def _batched_from_state(items: Any) -> dict[Any, "Jitted"]:
 
 def _with_vector_last(fn: Callable[..., Any]) -> Callable[..., Any]:
     """hvp's vector comes last, after the positional arguments."""
-    return functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs))
+    return functools.wraps(fn, updated=())(lambda *args, **kwargs: fn(*args, **kwargs))
 
 
 def _last(spec: Specializer) -> Entry:
@@ -293,7 +293,7 @@ class CompiledGrad(_Inspectable):
         fn = self.fn
         if not self.has_aux or fn is None:
             return fn
-        return functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **kwargs)[0])
+        return functools.wraps(fn, updated=())(lambda *args, **kwargs: fn(*args, **kwargs)[0])
 
     def hvp(self, *args: Any, **kwargs: Any) -> Any:
         """``g.hvp(*args, v)``: Hessian-vector product, forward over reverse,

@@ -8,6 +8,7 @@ take different Python branches (an ``if`` on a batched value), the loop it
 stands for (`_per_example`)."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import warnings
@@ -30,6 +31,18 @@ class _Recording(threading.local):
 
 
 _recording = _Recording()
+
+
+@contextlib.contextmanager
+def _recording_example() -> Any:
+    """While vmap records its function on one example.  (A function of the
+    module, so that a vmapped function that cloudpickle copies by value
+    refers to it by name instead of copying the thread-local state.)"""
+    _recording.depth += 1
+    try:
+        yield
+    finally:
+        _recording.depth -= 1
 
 
 def in_vmap_trace() -> bool:
@@ -59,7 +72,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
     from . import numpy as fnp
     from .transforms.batching import BranchesDiffer, CountedDiffer, batch_replay
 
-    @functools.wraps(f)
+    # (f's name and docstring, not its attributes: a compiled function's
+    # caches would travel with a pickle of this one)
+    @functools.wraps(f, updated=())
     def vmapped(*args: Any, **kwargs: Any) -> Any:
         if kwargs:  # batched along axis 0: one more positional argument, a dict
             positional = len(args)
@@ -118,13 +133,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
         failure: Exception | None = None
         for _ in range(_MAX_RECORDINGS):
             pad = Padding(lengths)
-            _recording.depth += 1
-            try:
-                with padded_recording(pad):
-                    rec, _ = record(_seeing_data(recorded, trees, kinds), example_args,
-                                    tuple(range(len(trees))))
-            finally:
-                _recording.depth -= 1
+            with _recording_example(), padded_recording(pad):
+                rec, _ = record(_seeing_data(recorded, trees, kinds), example_args,
+                                tuple(range(len(trees))))
             tape = rec.builder.tape
             tape.outputs = [rec.builder.slot_of(v) for v in rec.out_leaves]
             inputs = list(zip(leaves, batched)) + [(c, False) for c in rec.builder.captures]

@@ -23,7 +23,7 @@ def unary_to_nary(unary_operator: Callable[..., Any]) -> Callable[..., Any]:
             raise TypeError(f"argnum must be an int or a tuple of ints, not {argnum!r}")
         several = not isinstance(argnum, int)
 
-        @functools.wraps(fun)
+        @functools.wraps(fun, updated=())
         def nary_f(*args: Any, **kwargs: Any) -> Any:
             def unary_f(x: Any) -> Any:
                 new = list(args)

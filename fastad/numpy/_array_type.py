@@ -159,7 +159,7 @@ def arrays_out(fn: Callable[..., Any], always: bool = False) -> Callable[..., An
     Jacobian), its arrays returned as `Array` s when it is given any (or
     ``always``: a vjp's pullback of Arrays), as ``jax.grad(f)(x)`` returns
     jax.Array's."""
-    @functools.wraps(fn)
+    @functools.wraps(fn, updated=())
     def call(*args: Any, **kwargs: Any) -> Any:
         out = fn(*args, **kwargs)
         return as_arrays(out) if always or given_arrays(args) else out
