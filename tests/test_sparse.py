@@ -712,6 +712,49 @@ def test_numba_stacks_rows_in_place_bitwise_as_the_reference(kinds, n, scale, se
     np.testing.assert_array_equal(fa.jit(f, backend="numba")(x, y), want)
 
 
+def _padded(pieces, fill):
+    """Values set between runs of ``fill`` (np.pad, concatenate): a padded
+    array's blocks, each row made in place and only the gaps filled."""
+    def f(x, y):
+        parts = []
+        for k, (lo, kind) in enumerate(pieces):
+            parts.append(np.full(lo, fill))
+            parts.append(np.sin(x) * (k + 1.0) if kind == 0 else y * x if kind == 1 else x)
+        padded = np.concatenate(parts + [np.full(2, fill)])
+        band = padded[:x.size] + padded[2:x.size + 2] * 0.5
+        return padded * 1.0, band, np.pad(x * y, (pieces[0][0], 1), constant_values=fill)
+    return f
+
+
+@pytest.mark.skipif("numba" not in BACKENDS, reason="needs numba")
+@NUMBA_FUZZ
+@given(pieces=st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2)), min_size=1,
+                       max_size=4),
+       n=st.integers(2, 40), fill=st.sampled_from([0.0, -0.0, 2.5]),
+       seed=st.integers(0, 2 ** 32 - 1))
+def test_numba_padded_arrays_fill_only_their_gaps_bitwise(pieces, n, fill, seed):
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(-2, 2, n), rng.uniform(-2, 2, n)
+    f = _padded(pieces, fill)
+    got = fa.jit(f, backend="numba")(x, y)
+    want = fa.jit(f, backend="numpy")(x, y)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_padded_array_fills_its_padding_only():
+    if "numba" not in BACKENDS:
+        pytest.skip("needs numba")
+    from fastad.backends import numba_backend
+    f = _padded([(5, 0)], 0.0)
+    x = np.linspace(-1, 1, 30)
+    j = fa.jit(f, backend="numpy")
+    j(x, x)
+    text = numba_backend.generate(j.tape)[0]
+    assert "np.full((37, )" not in text and "[0:5] = 0.0" in text
+
+
 def test_stacked_rows_are_views_of_one_allocation():
     from fastad.backends import numba_codegen
     f = _stack_of([0, 1, 2, 3], 1.5)

@@ -5,7 +5,11 @@ that are elementwise over the same number of elements n: unary and binary
 arithmetic whose operands are n-element arrays in the same element order or
 broadcast scalars, a full ``sum`` of such a value, a full ``sum`` of a
 comparison of such values cast to float (the count a rerolled guard checks),
-and a ``scatter_add`` of such a value into a contiguous range.  Free views of arena values (reshape,
+a ``scatter_add`` of such a value into a contiguous range, and a
+``scatter_set`` of a value made in the run into a contiguous range of zeros
+(a padded array: ``concatenate([zeros(k), v, zeros(m)])``), which places
+the value in the padded array's interior as the run computes it, so that
+only the padding is zeroed and nothing is copied.  Free views of arena values (reshape,
 a contiguous ``take``, ...) are lowered at once and do not end the run.  When
 the run ends it becomes one FUSED instruction (format in ``csrc/opcodes.h``):
 a micro-program over registers that the VM runs block by block, so the run's
@@ -32,7 +36,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..core.tape import Instr
-from ..transforms.analysis import bitwise_uniform, is_range
+from ..transforms.analysis import all_zero_bits, bitwise_uniform, is_range
 from .arena import Ref
 from .lower_rules import _compare_dtype, rule_of
 from .vm_header import BINARY, COMPARE, CONSTANTS, UNARY
@@ -60,7 +64,7 @@ class Operand(NamedTuple):
 class Member(NamedTuple):
     step: int            # the instruction's index in the lowering order
     ins: Instr
-    kind: str            # "unary" | "binary" | "sum" | "scatter" | "count" | "ncount"
+    kind: str            # "unary" | "binary" | "sum" | "scatter" | "place" | "count" | "ncount"
     operands: tuple[Operand, ...]
     in_place: bool       # scatter: updates x's own buffer (x dies here)
     shift: int = 0       # scatter continuing a chain of the run at another start
@@ -100,6 +104,9 @@ class Fusion:
         self.postponed_slots: set[int] = set()
         self.postponed_bufs: set[int] = set()  # buffers they read: never updated in place
         self.shifts = 0
+        self.kind_of: dict[int, str] = {}  # value made in the run -> its member's kind
+        # root value -> the scatter_set into zeros that places it (see `_placeable`)
+        self.placed: dict[int, Instr] = {}
 
     # -- collecting ------------------------------------------------------------------
     def offer(self, step: int, ins: Instr) -> bool:
@@ -182,6 +189,8 @@ class Fusion:
             kind, n, data = "sum", lw.avals[ins.ins[0]].size, ins.ins
         elif ins.prim == "scatter_add" and range_start(lw, ins) is not None:
             kind, n, data = "scatter", lw.avals[ins.ins[2]].size, ins.ins[2:]
+        elif ins.prim == "scatter_set" and self._placeable(ins):
+            kind, n, data = "place", lw.avals[ins.ins[2]].size, ins.ins[2:]
         else:
             return None
         if n < 2 or (self.members and n != self.n):
@@ -202,6 +211,22 @@ class Fusion:
         if isinstance(update, bool):
             return Member(step, ins, kind, operands, update)
         return Member(step, ins, kind, operands, True, update)
+
+    def _placeable(self, ins: Instr) -> bool:
+        """``scatter_set(zeros, range, v)`` where v is computed by an
+        arithmetic step of the run that no other such scatter places: v's
+        step then writes into the result's interior (`_Emitter._place`).
+        The buffer then holds both values, so the lowerer's buffer lifetimes
+        (the later of the two last uses) keep either from being updated in
+        place while the other is read."""
+        lw = self.lw
+        x, _, v = ins.ins
+        root = self.root.get(v)
+        return (root is not None and self.kind_of.get(root) in ("unary", "binary")
+                and root not in self.placed and x in lw.consts
+                and all_zero_bits(lw.consts[x])
+                and lw.avals[x].dtype == lw.avals[ins.out].dtype == lw.avals[v].dtype
+                and range_start(lw, ins) is not None)
 
     def _operand(self, slot: int, n: int, scalar_ok: bool) -> Operand | None:
         lw = self.lw
@@ -286,7 +311,12 @@ class Fusion:
             self.sealed.add(member.total)
             self.absorbed.update(self.counts[ins.out].chain)
             return
+        if member.kind == "place":  # read after the run only, from its buffer
+            self.sealed.add(ins.out)
+            self.placed[member.operands[0].slot] = ins
+            return
         self.root[ins.out] = ins.out
+        self.kind_of[ins.out] = member.kind
         if member.kind == "scatter":
             x = ins.ins[0]
             start = range_start(lw, ins) * self.dtype.itemsize
@@ -311,13 +341,13 @@ class Fusion:
         """Emit the open run and release what died in it."""
         lw = self.lw
         members, deferred, views = self.members, self.deferred, self.views
-        n, dtype, postponed = self.n, self.dtype, self.postponed
+        n, dtype, postponed, placed = self.n, self.dtype, self.postponed, self.placed
         self.reset()
         if not members:
             return
         lw.step_temps = []
         for part in _split(members):
-            _Emitter(lw, _fold_negations(lw, part, views), views, n, dtype).emit()
+            _Emitter(lw, _fold_negations(lw, part, views), views, n, dtype, placed).emit()
         for step, ins in postponed:
             lw.step = step
             rule_of(ins)(lw, ins)
@@ -457,8 +487,12 @@ class _Emitter:
     in the run, arena slots for the rest."""
 
     def __init__(self, lw: Any, members: list[Member], views: dict[int, list[int]], n: int,
-                 dtype: np.dtype) -> None:
+                 dtype: np.dtype, placed: dict[int, Instr] | None = None) -> None:
         self.lw, self.members, self.views, self.n, self.dtype = lw, members, views, n, dtype
+        # values written straight into a padded array (`Fusion._placeable`),
+        # for the whole run: the value's step and its scatter may fall in
+        # different parts of a run cut by `_split`
+        self.placed = placed or {}
         self.last_step = members[-1].step
         self.slots: list[tuple[int, Any]] = []
         self.slot_index: dict[tuple[int, Any], int] = {}
@@ -475,7 +509,8 @@ class _Emitter:
 
     def emit(self) -> None:
         lw = self.lw
-        if len(self.members) == 1 and self.members[0].kind in ("unary", "binary", "sum"):
+        if (len(self.members) == 1 and self.members[0].kind in ("unary", "binary", "sum")
+                and self.members[0].ins.out not in self.placed):
             m = self.members[0]
             lw.step = m.step
             rule_of(m.ins)(lw, m.ins)
@@ -484,6 +519,8 @@ class _Emitter:
         for i, m in enumerate(self.members):
             lw.step = m.step
             self._member(i, m)
+        if not self.steps:  # a part of placing scatters only: their values are in place
+            return
         words: list[Any] = [self.nregs, len(self.slots), len(self.steps)]
         for kind, ref in self.slots:
             words += [kind, ("ref", ref, self.dtype.itemsize)]
@@ -521,7 +558,11 @@ class _Emitter:
     def _place(self, value: int) -> int:
         """A register for value, or an OUT slot if it is read after the run."""
         lw = self.lw
-        if self._needs_arena(value) or not self.free_regs:
+        scatter = self.placed.get(value)
+        if scatter is not None:
+            dst = self._slot(OUT, self._padded(value, scatter))
+            self._alias_views(value)
+        elif self._needs_arena(value) or not self.free_regs:
             dst = self._slot(OUT, lw.define(value))
             self._alias_views(value)
         else:
@@ -536,6 +577,8 @@ class _Emitter:
             self.lw.alias(v, self.lw.loc[value])
 
     def _member(self, i: int, m: Member) -> None:
+        if m.kind == "place":  # its value's step wrote it there (`_place`)
+            return
         ops = [self._read(op) for op in m.operands]
         for op in m.operands:  # registers read for the last time are free for the result
             if op.kind == "value" and self.last_read.get(op.slot) == i and op.slot in self.reg_of:
@@ -563,6 +606,20 @@ class _Emitter:
         else:
             self.steps.append((BINARY_STEP, BINARY[m.ins.prim], self._place(out),
                                ops[0], ops[1]))
+
+    def _padded(self, value: int, scatter: Instr) -> Ref:
+        """Where ``scatter`` (zeros with value set into a range) is made, its
+        padding zeroed, and value's place: the range, inside it."""
+        lw, dtype = self.lw, self.dtype
+        out = lw.define(scatter.out)
+        first, size = range_start(lw, scatter), lw.avals[scatter.out].size
+        for lo, hi in ((0, first), (first + self.n, size)):
+            if hi > lo:
+                lw.emit("ZERO_V", lw.dt(dtype),
+                        (Ref(out.buf, out.offset + lo * dtype.itemsize), dtype), hi - lo)
+        at = Ref(out.buf, out.offset + first * dtype.itemsize)
+        lw.alias(value, at)
+        return at
 
     def _scatter_target(self, m: Member) -> tuple[int, int]:
         """(OUT slot written, operand added to) for x[start:start+n] += v."""

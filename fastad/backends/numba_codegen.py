@@ -40,9 +40,11 @@ def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any
     (through reshapes and the in-place scatter-add chain that made it, every
     link read once) is a fresh array is instead made as a view of its block.
     Returns slot -> (the stack's first scatter_set, its block's start),
-    that first scatter_set -> the constant's value to fill with (None when
-    the blocks cover the array), and each scatter_set of a stack -> its
-    first."""
+    that first scatter_set -> None when the blocks cover the array, else the
+    constant's value and the ranges between the blocks (``[lo, hi)``, the
+    only elements to fill: each block is written whole, by its row made in
+    place or by the copy of its row, so a padded array's interior is not
+    filled first), and each scatter_set of a stack -> its first."""
     readers: dict[int, list[int]] = {}
     for k, ins in enumerate(tape.instrs):
         for s in ins.ins:
@@ -93,11 +95,17 @@ def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any
             # overlapping blocks: a later row overwrites an earlier one's elements
             placed = {s: where for s, where in placed.items() if where[0] != first}
             continue
-        whole = sum(n for _, n in rows) == tape.avals[first].size
-        stacks[first] = None if whole else fill[first]
+        size = tape.avals[first].size
+        ends = [0] + [a + n for a, n in rows]
+        gaps = [(lo, hi) for lo, hi in zip(ends, [a for a, _ in rows] + [size]) if hi > lo]
+        stacks[first] = (fill[first], gaps) if gaps else None
     stacks = {first: fill for first, fill in stacks.items()
               if any(where[0] == first for where in placed.values())}
     return placed, stacks, {out: first for out, first in root.items() if first in stacks}
+
+
+#: at most this many ranges between a stack's blocks are filled one by one
+MAX_GAPS = 8
 
 
 class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _Emitters):
@@ -302,15 +310,19 @@ class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _E
     def make_stacks(self) -> _Step:
         """The arrays rows are stacked into, made before any row."""
         self.step = _Step()
-        for first, fill in self.stacks.items():
+        for first, gaps in self.stacks.items():
             aval = self.avals[first]
             name = self.add_var(f"v{first}", first, False, aval.dtype)
-            made = (f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})" if fill is None else
-                    f"np.full({_shape(aval.shape)}, {_literal(fill, aval.dtype)}, "
-                    f"np.{aval.dtype.name})")
-            self.step.lines.append(f"{name} = {made}")
+            self.step.lines.append(f"{name} = np.empty({_shape(aval.shape)}, "
+                                   f"np.{aval.dtype.name})")
             self.new_buffer(first, owned=True)
-            self.flat(first)
+            flat = self.flat(first)
+            if gaps is not None:
+                fill, ranges = gaps
+                if len(ranges) > MAX_GAPS:  # one fill of the whole, not a line per gap
+                    ranges = [(0, aval.size)]
+                self.step.lines.extend(f"{flat}[{lo}:{hi}] = {_literal(fill, aval.dtype)}"
+                                       for lo, hi in ranges)
         return self.step
 
     def emit_stacked(self, ins: Instr) -> None:
