@@ -37,11 +37,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* 0: no native code; 1: native code, in AVX's three-operand encoding where
+ * the processor and the system support it; 2: native code in SSE2's
+ * two-operand encoding only (to compare the two). */
 static int jit_on = 1;
 
 int fastad_vm_use_jit(int on) {
   const int was = jit_on;
-  jit_on = on != 0;
+  jit_on = on == 2 ? 2 : on != 0;
   return was;
 }
 
@@ -116,6 +119,7 @@ typedef struct {
   uint8_t *buf;
   size_t len, cap;
   int failed;          /* out of memory */
+  int vex;             /* three-operand AVX encodings (vex_op) */
   int64_t slot[NREGS]; /* the byte offset whose value the register holds, or -1 */
   int64_t used[NREGS]; /* when it was last used, for choosing one to reuse */
   int64_t clock;
@@ -123,6 +127,7 @@ typedef struct {
   unsigned pinned;     /* registers holding carries across steps: never reused */
   unsigned dirty;      /* registers whose value is not yet stored to their slot */
   int add_to_product[2]; /* MULADD_S, MULACC_S: a added to b * c (product_then) */
+  const int32_t *at;   /* the body's instruction being emitted, or NULL */
 } emitter;
 
 static void put(emitter *e, const uint8_t *bytes, size_t n) {
@@ -172,6 +177,44 @@ static void sse(emitter *e, uint8_t prefix, uint8_t op, int reg, int rm, int32_t
   } else {
     PUT(e, (uint8_t)(0xC0 | (reg & 7) << 3 | (rm & 7)));
   }
+}
+
+/* The same operations in AVX's VEX encoding, of three operands: reg =
+ * src op (xmm_rm or [rbx + disp]), src left as it is.  The low word is
+ * computed as SSE2's reg = reg op rm computes it when reg holds src (the
+ * same rounding, and of two NaNs src's, as SSE2's destination's), so a copy
+ * of src into a register of its own (movapd) before each two-operand
+ * operation, which the body's values kept in registers otherwise need, is
+ * saved.  prefix as for sse(): 0xF2 or 0x66. */
+static void vex_op(emitter *e, uint8_t prefix, uint8_t op, int reg, int src, int rm,
+                   int32_t disp, int mem) {
+  const uint8_t pp = prefix == 0xF2 ? 3 : 1;
+  const uint8_t r = (uint8_t)(reg >> 3 ^ 1), b = (uint8_t)(mem ? 1 : rm >> 3 ^ 1);
+  const uint8_t vvvv = (uint8_t)(~src & 15);
+  if (b) {
+    PUT(e, 0xC5, (uint8_t)(r << 7 | vvvv << 3 | pp));
+  } else {
+    PUT(e, 0xC4, (uint8_t)(r << 7 | 1 << 6 | b << 5 | 1), (uint8_t)(vvvv << 3 | pp));
+  }
+  PUT(e, op);
+  if (mem) {
+    PUT(e, (uint8_t)(0x80 | (reg & 7) << 3 | 3));
+    put32(e, disp);
+  } else {
+    PUT(e, (uint8_t)(0xC0 | (reg & 7) << 3 | (rm & 7)));
+  }
+}
+
+/* Whether the processor has AVX and the system saves its registers (the
+ * OSXSAVE bit and XCR0's SSE and AVX state). */
+static int avx_usable(void) {
+  unsigned a, b, c, d;
+  __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(1), "c"(0));
+  if (!(c >> 27 & 1) || !(c >> 28 & 1)) return 0;
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  (void)hi;
+  return (lo & 6) == 6;
 }
 
 /* A word (8 bytes) or a byte through rdx: loaded from or stored to
@@ -243,15 +286,68 @@ static void forget_all(emitter *e) {
   e->sign_ready = 0;
 }
 
+/* How the native step runs an instruction (how()). */
+enum { NOT_TAKEN, NATIVE, DISPATCHED };
+static int how(const int32_t *pc);
+static int64_t scalar_byte(int32_t w);
+/* next_read's answers past any count of instructions: not read again within
+ * LOOKAHEAD instructions (the look stops there: long bodies compile in time
+ * proportional to their length), not read again, written first. */
+enum { LOOKAHEAD = 512 };
+enum { NEVER = INT64_MAX - 1, OVERWRITTEN = INT64_MAX };
+
+/* How many instructions of the body from e->at on run before one of them
+ * reads slot o's value from a register, which decides the value to give up
+ * its register: the one read again last, as Belady's rule has it, rather
+ * than the one read longest ago (a closed-over value read by every step
+ * then stays).  NEVER when none does, because the body ends or an
+ * instruction not compiled to SSE arithmetic (a helper's call, the dispatch
+ * loop's, COPY_V, ZERO_V) comes first, at which the arena must hold the
+ * interpreter's values; OVERWRITTEN when an instruction compiled here
+ * writes the slot first, so that its value need never be stored. */
+static int64_t next_read(const emitter *e, int64_t o) {
+  if (e->at == NULL) return NEVER;
+  int64_t n = 0;
+  for (const int32_t *pc = e->at; *pc != OP_HALT; pc += 1 + fastad_opcode_nargs[*pc], n++) {
+    if (n == LOOKAHEAD) return LOOKAHEAD;
+    int first = 2;
+    const int last = fastad_opcode_nargs[*pc];
+    switch (*pc) {
+      case OP_ACC_S: case OP_NACC_S: case OP_MULACC_S: case OP_NMULACC_S:
+        first = 1;
+        break;
+      case OP_UNARY_S: case OP_BINARY_S: case OP_COPY_V: case OP_ZERO_V:
+        return NEVER;
+      default:
+        if (how(pc) != NATIVE) return NEVER;
+    }
+    for (int i = first; i <= last; i++)
+      if (scalar_byte(pc[i]) == o) return n;
+    if (scalar_byte(pc[1]) == o) return OVERWRITTEN;
+  }
+  return NEVER;
+}
+
 /* A register to compute into, none of those in keep (a bit mask): an empty
- * one, else the one unused longest. */
+ * one, else the one whose value is read again last (a value not read again,
+ * clean before dirty: no store), of those the one unused longest. */
 static int scratch_reg(emitter *e, unsigned keep) {
   int best = -1;
+  int64_t best_next = 0;
   for (int r = 0; r < NREGS; r++) {
     if ((keep | e->pinned) >> r & 1) continue;
     if (e->slot[r] < 0) return r;
-    if (best < 0 || e->used[r] < e->used[best]) best = r;
+    const int64_t next = next_read(e, e->slot[r]);
+    const int better = best < 0 || next > best_next ||
+                       (next == best_next && ((e->dirty >> best & 1) > (e->dirty >> r & 1) ||
+                                              ((e->dirty >> best & 1) == (e->dirty >> r & 1) &&
+                                               e->used[r] < e->used[best])));
+    if (better) {
+      best = r;
+      best_next = next;
+    }
   }
+  if (best_next == OVERWRITTEN) e->dirty &= ~(1u << best);
   write_back(e, best);
   e->slot[best] = -1;
   return best;
@@ -279,6 +375,27 @@ static void apply(emitter *e, uint8_t op, int r, int32_t b) {
   } else {
     sse(e, 0xF2, op, r, 0, b, 1);
   }
+}
+
+/* A fresh register (none of keep) holding slot a's value op slot b's:
+ * value_in_new and apply, or with VEX one operation from a's register. */
+static int computed(emitter *e, uint8_t op, int32_t a, int32_t b, unsigned keep) {
+  const int from = e->vex ? cached(e, a) : -1;
+  if (from < 0) {
+    const int r = value_in_new(e, a, keep);
+    apply(e, op, r, b);
+    return r;
+  }
+  e->used[from] = ++e->clock;
+  const int other = cached(e, b);
+  const int r = scratch_reg(e, keep | 1u << from | (other >= 0 ? 1u << other : 0));
+  if (other >= 0) {
+    vex_op(e, 0xF2, op, r, from, other, 0, 0);
+    e->used[other] = ++e->clock;
+  } else {
+    vex_op(e, 0xF2, op, r, from, 0, b, 1);
+  }
+  return r;
 }
 
 /* Register r holds slot o's new value (stored later: write_back).  A
@@ -309,9 +426,7 @@ static void negate(emitter *e, int r) {
 
 /* o = a op b */
 static void binary_op(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b) {
-  const int r = value_in_new(e, a, 0);
-  apply(e, op, r, b);
-  store(e, r, o);
+  store(e, computed(e, op, a, b, 0), o);
 }
 
 /* o = a op (b * c): MULADD_S and the like, rounded after the product as the
@@ -322,10 +437,16 @@ static void binary_op(emitter *e, uint8_t op, int32_t o, int32_t a, int32_t b) {
  * subtracts the product from a. */
 static void product_then(emitter *e, uint8_t op, int add_to_product, int32_t o, int32_t a,
                          int32_t b, int32_t c) {
-  const int p = value_in_new(e, b, 0);
-  apply(e, MUL, p, c);
+  const int p = computed(e, MUL, b, c, 0);
   if (add_to_product) {
     apply(e, ADD, p, a);
+    store(e, p, o);
+    return;
+  }
+  const int from = e->vex ? cached(e, a) : -1;
+  if (from >= 0) { /* p = a op p: p is this instruction's own */
+    vex_op(e, 0xF2, op, p, from, p, 0, 0);
+    e->used[from] = ++e->clock;
     store(e, p, o);
     return;
   }
@@ -384,9 +505,6 @@ static int64_t scalar_byte(int32_t w) {
 
 /* Rows, carries and COPY_V / ZERO_V few enough to move word by word. */
 enum { MAX_ENTRY_BYTES = 256 };
-
-/* How the native step runs an instruction. */
-enum { NOT_TAKEN, NATIVE, DISPATCHED };
 
 static int how(const int32_t *pc) {
   int first = 2;
@@ -501,6 +619,7 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
 #define S(i) ((int32_t)scalar_byte(pc[i]))
   for (const int32_t *pc = code; *pc != OP_HALT; pc += 1 + fastad_opcode_nargs[*pc]) {
     int r;
+    e->at = pc;
     if (how(pc) == DISPATCHED) {
       const one_instr *one = one_program(o, p, pc);
       if (one == NULL) return;
@@ -518,8 +637,7 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
         store(e, r, S(1));
         break;
       case OP_NMUL_S:
-        r = value_in_new(e, S(2), 0);
-        apply(e, MUL, r, S(3));
+        r = computed(e, MUL, S(2), S(3), 0);
         negate(e, r);
         store(e, r, S(1));
         break;
@@ -550,6 +668,7 @@ static void emit_body(emitter *e, owned *o, const fastad_program *p, const int32
       default: e->failed = 1; return; /* how() admitted it: not reached */
     }
   }
+  e->at = NULL;
 #undef S
 }
 
@@ -577,6 +696,48 @@ static void land(emitter *e, size_t at, size_t target) {
  * slots; the values are stored as well), at most this many. */
 enum { MAX_PINNED = 6 };
 
+/* Whether the nc carries of LOOP descriptor d, which do not move directly,
+ * can move through registers: each one aligned word, no two input slots
+ * the same, none of the slots in the scratch region, and few enough for the
+ * registers left beside the pinned ones.  The scratch region, which every
+ * interpreted step writes, is then written when the steps end (it holds the
+ * carries' input slots after the last one). */
+static int words_apart(const int64_t *d, int64_t nc, const int32_t *body) {
+  const int64_t *carry = d + FASTAD_DESC_HEAD_LOOP;
+  if (nc > NREGS - MAX_PINNED || d[4] % 8) return 0;
+  /* and no step reads the region before writing it: only SSE arithmetic,
+   * whose operands there (the body's values may take its place) are written
+   * before they are read, and rows from outside it */
+  unsigned written = 0;
+  for (const int32_t *pc = body; *pc != OP_HALT; pc += 1 + fastad_opcode_nargs[*pc]) {
+    if (how(pc) != NATIVE || *pc == OP_UNARY_S || *pc == OP_BINARY_S || *pc == OP_COPY_V ||
+        *pc == OP_ZERO_V)
+      return 0;
+    const int reads_out = *pc == OP_ACC_S || *pc == OP_NACC_S || *pc == OP_MULACC_S ||
+                          *pc == OP_NMULACC_S;
+    for (int i = reads_out ? 1 : 2; i <= fastad_opcode_nargs[*pc]; i++) {
+      const int64_t w = (scalar_byte(pc[i]) - d[4]) / 8;
+      if (scalar_byte(pc[i]) >= d[4] && w < nc && !(written >> w & 1)) return 0;
+    }
+    const int64_t w = (scalar_byte(pc[1]) - d[4]) / 8;
+    if (scalar_byte(pc[1]) >= d[4] && w < nc) written |= 1u << w;
+  }
+  for (int64_t k = nc; k < nc + d[2]; k++) {
+    int64_t lo, bytes;
+    rows_span(d, carry + FASTAD_LOOP_ENTRY_WORDS * k, &lo, &bytes);
+    if (lo < d[4] + 8 * nc && d[4] < lo + bytes) return 0;
+  }
+  for (int64_t k = 0; k < nc; k++) {
+    const int64_t *c = carry + FASTAD_LOOP_ENTRY_WORDS * k;
+    if (c[2] != 8 || c[0] % 8 || c[1] % 8) return 0;
+    for (int64_t j = 0; j < k; j++)
+      if (c[0] == carry[FASTAD_LOOP_ENTRY_WORDS * j]) return 0;
+    for (int64_t w = 0; w < nc; w++)
+      if (c[0] == d[4] + 8 * w || c[1] == d[4] + 8 * w) return 0;
+  }
+  return 1;
+}
+
 /* The steps t0 <= t < t1 of the LOOP (loop.c's steps, in their order: rows
  * in, the body, rows out, carries moved; a while loop stops before a step
  * whose condition byte is 0), as a function returning the t it stopped at:
@@ -589,6 +750,7 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
   const int direct = carry_moves_directly(carry, nc);
   PUT(e, 0x53, 0x41, 0x54, 0x41, 0x55, 0x41, 0x56); /* push rbx, r12, r13, r14 */
   PUT(e, 0x48, 0x83, 0xEC, 0x08);                   /* sub rsp, 8: 16-aligned for calls */
+  PUT(e, 0x48, 0x89, 0x34, 0x24);                   /* mov [rsp], rsi (t0) */
   PUT(e, 0x48, 0x89, 0xFB);                         /* mov rbx, rdi (the arena) */
   PUT(e, 0x49, 0x89, 0xF4);                         /* mov r12, rsi (t) */
   PUT(e, 0x49, 0x89, 0xD6);                         /* mov r14, rdx (t1) */
@@ -596,6 +758,7 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
   /* carry k of 8 bytes in register pin[k] (the last ones of xmm0-14) */
   int pin[MAX_PINNED];
   int npin = 0;
+  const int by_registers = !direct && words_apart(d, nc, body);
   e->pinned = 0;
   for (int64_t k = 0; k < MAX_PINNED; k++) {
     pin[k] = -1;
@@ -658,6 +821,35 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
       const int64_t *c = carry + FASTAD_LOOP_ENTRY_WORDS * k;
       if (c[0] != c[1]) move_bytes(e, c[0], 0, c[1], 0, c[2]);
     }
+  } else if (by_registers) {
+    /* every new value into a register of its own (not a carry's: those are
+     * written below), then each to its slot: a step's carries read before
+     * any is written, as through the scratch region, without its two
+     * copies; the region itself is written once, when the steps end */
+    int v[NREGS];
+    unsigned taken = e->pinned;
+    for (int64_t k = 0; k < nc; k++) {
+      const int r = cached(e, carry[FASTAD_LOOP_ENTRY_WORDS * k + 1]);
+      v[k] = r >= 0 && !(e->pinned >> r & 1) ? r : -1;
+      if (v[k] >= 0) taken |= 1u << v[k];
+    }
+    for (int64_t k = 0; k < nc; k++) {
+      if (v[k] >= 0) continue;
+      const int64_t out = carry[FASTAD_LOOP_ENTRY_WORDS * k + 1];
+      const int r = cached(e, out);
+      int f = 0;
+      while (taken >> f & 1) f++; /* words_apart: nc <= NREGS - MAX_PINNED */
+      if (r >= 0) sse(e, 0x66, MOVAPD, f, r, 0, 0);
+      else sse(e, 0xF2, LOAD, f, 0, (int32_t)out, 1);
+      v[k] = f;
+      taken |= 1u << f;
+    }
+    for (int64_t k = 0; k < nc; k++)
+      sse(e, 0xF2, STORE, v[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);
+    for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+      if (pin[k] >= 0) sse(e, 0x66, MOVAPD, pin[k], v[k], 0, 0);
+      from[k] = pin[k];
+    }
   } else {
     int64_t at = d[4];
     for (int64_t k = 0; k < nc; k++) {
@@ -681,6 +873,13 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
   land(e, jump(e, 0), top);
   land(e, past_end, e->len);
   if (stop) land(e, stop, e->len);
+  if (by_registers) { /* after a step, the scratch region holds its carries */
+    PUT(e, 0x4C, 0x3B, 0x24, 0x24); /* cmp r12, [rsp] */
+    const size_t none = jump(e, 0x84); /* je */
+    for (int64_t k = 0; k < nc; k++)
+      move_bytes(e, d[4] + 8 * k, 0, carry[FASTAD_LOOP_ENTRY_WORDS * k], 0, 8);
+    land(e, none, e->len);
+  }
   PUT(e, 0x4C, 0x89, 0xE0);             /* mov rax, r12 */
   PUT(e, 0x48, 0x83, 0xC4, 0x08);       /* add rsp, 8 */
   PUT(e, 0x41, 0x5E, 0x41, 0x5D, 0x41, 0x5C, 0x5B, 0xC3); /* pop r14, r13, r12, rbx; ret */
@@ -767,6 +966,7 @@ static int adds_to_product(int32_t op) {
 struct fastad_jit *fastad_jit_build(const fastad_program *p) {
   if (!jit_on) return NULL;
   emitter e = {0};
+  e.vex = jit_on == 1 && avx_usable();
   e.add_to_product[0] = adds_to_product(OP_MULADD_S);
   e.add_to_product[1] = adds_to_product(OP_MULACC_S);
   found_list f = {NULL, 0, 0, 0};

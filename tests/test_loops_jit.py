@@ -116,12 +116,13 @@ def _args(spec, seed):
     return rng.uniform(-0.8, 0.8, 2 + spec["carries"]), rng.uniform(-1, 1, spec["length"])
 
 
-def _run(tape, args, native):
-    """The optimized tape on the VM, with native steps or without; whether
+def _run(tape, args, native, avx=True):
+    """The optimized tape on the VM, with native steps or without (``avx``:
+    in AVX's encoding where the processor has it, else SSE2's); whether
     some loop of the program had native steps."""
     from fastad.backends import _vm, c_backend
     from fastad.backends.lower import lower
-    before = _vm.use_jit(native)
+    before = _vm.use_jit(native, avx)
     try:
         exe = c_backend.Executable(lower(tape))
     finally:
@@ -143,12 +144,14 @@ def test_native_steps_equal_the_interpreter_bit_for_bit(spec):
     args = _args(spec, spec["seed"])
     tape = optimize(fa.make_tape(fa.value_and_grad(f))(*args))
     native, had_native = _run(tape, args, True)
+    two_operand, _ = _run(tape, args, True, avx=False)
     interpreted, had_none = _run(tape, args, False)
     assert not had_none
     if spec["kind"] != "mixed":  # a mixed body may be native or not: the same results
         assert had_native == _native_platform()
     assert [np.asarray(v).tobytes() for v in native] == \
-        [np.asarray(v).tobytes() for v in interpreted]
+        [np.asarray(v).tobytes() for v in interpreted] == \
+        [np.asarray(v).tobytes() for v in two_operand]
     # the reference interpreter: the same bits where every operation is one
     # IEEE operation in both, else to rounding.  The value's sum of the per-step
     # outputs is the exception: the VM adds four or more terms in four partial
@@ -322,18 +325,21 @@ def _native_and_interpreted(program, x):
     from fastad.backends import _vm, c_backend
     from fastad.core.errors import TapeError
     results, had_native = {}, {}
-    for native in (True, False):
-        before = _vm.use_jit(native)
+    # native code in AVX's three-operand encoding (where the processor has
+    # it), in SSE2's two-operand one, and interpreted
+    for native, avx in ((True, True), (True, False), (False, True)):
+        before = _vm.use_jit(native, avx)
         try:
             exe = c_backend.Executable(program)
         except TapeError:
             return None  # regions the validator refuses: nothing runs, either way
         finally:
             _vm.use_jit(before)
-        results[native] = [np.asarray(v).tobytes() for v in exe.run([x])]
-        had_native[native] = exe.native_loops
-    assert not had_native[False]
-    return results[True], results[False], had_native[True]
+        results[native, avx] = [np.asarray(v).tobytes() for v in exe.run([x])]
+        had_native[native, avx] = exe.native_loops
+    assert not had_native[False, True]
+    assert results[True, False] == results[True, True]
+    return results[True, True], results[False, True], had_native[True, True]
 
 
 @FAST

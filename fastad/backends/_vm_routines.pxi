@@ -99,12 +99,14 @@ def use_numpy_loops(bint on):
     return bool(fastad_vm_use_numpy_loops(on))
 
 
-def use_jit(bint on):
+def use_jit(bint on, bint avx=True):
     """Compile the steps of scalar loops to native code in programs built
     from now on (True, the default, where the platform allows) or interpret
-    them (False, to compare); returns the previous setting.  The environment
+    them (False, to compare); returns the previous setting.  ``avx=False``:
+    native code in SSE2's two-operand encoding even where AVX's
+    three-operand one is available (to compare the two).  The environment
     variable FASTAD_NO_JIT=1 turns it off at import."""
-    return bool(fastad_vm_use_jit(on))
+    return bool(fastad_vm_use_jit(0 if not on else 1 if avx else 2))
 
 
 if os.environ.get("FASTAD_NO_JIT", "") not in ("", "0"):
