@@ -22,6 +22,7 @@ from libc.stdint cimport int64_t
 from libc.stdlib cimport free, realloc
 
 cimport numpy as cnp
+import numpy as np
 
 cnp.import_array()
 
@@ -105,21 +106,23 @@ cdef extern from *:
     object fastad_new_tuple5(object cls, object a, object b, object c, object d, object e)
 
 # what `install` fills in: the Python side's classes, tables and fallbacks
-cdef object Tracer, ArrayTracer, Instr, SourcePos, F64, F64_DTYPE, ndarray
+cdef object Tracer, ArrayTracer, Instr, SourcePos, Aval, F64, F64_DTYPE, ndarray
 cdef object INDEX_AVAL, INT_AVAL, FLOAT_AVAL, INT64_STR
 cdef dict scalar_avals, code_positions, registry, FRONT_END, PY_PATHS
 cdef object positions_of, UNSEEN, traces, py_append
 cdef dict OPERATORS
 cdef int64_t INT_BOUND = 1 << 62
+cdef Py_ssize_t RELEASE_BYTES = 0
 
 
 def install(dict names):
     """Take the Python side's objects (see the module's docstring)."""
-    global Tracer, ArrayTracer, Instr, SourcePos, F64, F64_DTYPE, ndarray, INDEX_AVAL
+    global Tracer, ArrayTracer, Instr, SourcePos, Aval, F64, F64_DTYPE, ndarray, INDEX_AVAL
     global INT_AVAL, FLOAT_AVAL, INT64_STR, scalar_avals, code_positions, registry, FRONT_END
-    global positions_of, UNSEEN, traces, py_append, OPERATORS
+    global positions_of, UNSEEN, traces, py_append, OPERATORS, RELEASE_BYTES
     Tracer, ArrayTracer = names["Tracer"], names["ArrayTracer"]
-    Instr, SourcePos = names["Instr"], names["SourcePos"]
+    Instr, SourcePos, Aval = names["Instr"], names["SourcePos"], names["Aval"]
+    RELEASE_BYTES = names["RELEASE_BYTES"]
     F64, F64_DTYPE, ndarray = names["F64"], names["F64_DTYPE"], names["ndarray"]
     INDEX_AVAL, INT_AVAL, FLOAT_AVAL = names["INDEX_AVAL"], names["INT_AVAL"], names["FLOAT_AVAL"]
     INT64_STR = names["INT64_STR"]
@@ -172,8 +175,14 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     kind = type(value)
     aval = scalar_avals.get(kind)
     if aval is None:
-        note(builder.tape.recorded, prim, ins, params)  # (as it records the operands)
-        return py_append(builder, prim, ins, params, value, depth)
+        if kind is ndarray and cnp.PyArray_NDIM(<cnp.ndarray>value) == 0 \
+                and cnp.PyArray_NBYTES(<cnp.ndarray>value) < RELEASE_BYTES:
+            # a 0-d array (a scalar `where`'s): its Aval made per value as the
+            # Python function makes it; never large enough to be held or released
+            aval = new_tuple_of(Aval, ((), value.dtype))
+        else:
+            note(builder.tape.recorded, prim, ins, params)  # (as it records the operands)
+            return py_append(builder, prim, ins, params, value, depth)
     # the builder's and tape's attributes read from their instance dicts
     # (plain attributes set by their constructors): a dozen attribute
     # lookups per operation otherwise
@@ -249,10 +258,31 @@ cdef object arithmetic(object self, object other, str name, int op, bint reflect
                     value = a / b
                 ins = (slot, self.slot) if reflected else (self.slot, slot)
                 return append(builder, registry[PRIM_NAMES[op]], ins, (), value, 1)
+            elif kind is Tracer and other.builder is builder and float_0d(other.value):
+                # and a 0-d float64 array (a `where`'s): the primitive's ufunc, as `bind`
+                p = registry[PRIM_NAMES[op]]
+                if plain(p):
+                    if reflected:
+                        return append(builder, p, (other.slot, self.slot), (),
+                                      p.impl(other.value, self.value), 1)
+                    return append(builder, p, (self.slot, other.slot), (),
+                                  p.impl(self.value, other.value), 1)
     return PY_PATHS[name](self, other)
 
 
 PRIM_NAMES = ("add", "sub", "mul", "div")
+
+
+cdef inline bint float_0d(object value):
+    """`fast_paths._float_0d`: a 0-d float64 array."""
+    return type(value) is ndarray and cnp.PyArray_NDIM(<cnp.ndarray>value) == 0 \
+        and value.dtype is F64_DTYPE
+
+
+cdef bint plain(object prim) except -1:
+    """`fast_paths._plain`: whether `bind` computes ``prim`` by ``prim.impl`` in every trace."""
+    return bool(prim.builtin and prim.release_impl is None and prim.view_impl is None
+                and prim.in_place_impl is None and not prim.keeps_integers)
 
 
 def add(self, other):
@@ -285,6 +315,87 @@ def truediv(self, other):
 
 def rtruediv(self, other):
     return arithmetic(self, other, "__rtruediv__", 3, True)
+
+
+# -- comparisons, ``-x``, ``abs(x)`` and ``np.where`` of float64 scalars: the
+# cases of `fast_paths._comparison`, `_unary_operator` and `_array_function`
+
+cdef object comparison(object self, object other, str name, object ufunc):
+    if type(self) is Tracer and type(self.value) is F64:
+        builder = self.builder
+        prim = UFUNC_PRIMS.get(ufunc)
+        if prim is not None and innermost(builder) and is_scalar(builder, other):
+            if type(other) is Tracer:
+                ins, v = (self.slot, other.slot), other.value
+            else:
+                ins, v = (self.slot, float_const(builder, other)), other
+            return append(builder, prim, ins, (), prim.impl(self.value, v), 1)
+    return PY_PATHS[name](self, other)
+
+
+def lt(self, other):
+    return comparison(self, other, "__lt__", np.less)
+
+
+def le(self, other):
+    return comparison(self, other, "__le__", np.less_equal)
+
+
+def gt(self, other):
+    return comparison(self, other, "__gt__", np.greater)
+
+
+def ge(self, other):
+    return comparison(self, other, "__ge__", np.greater_equal)
+
+
+cdef object unary(object self, str name, object ufunc):
+    if type(self) is Tracer and type(self.value) is F64:
+        builder = self.builder
+        prim = UFUNC_PRIMS.get(ufunc)
+        if prim is not None and innermost(builder):
+            return append(builder, prim, (self.slot,), (), prim.impl(self.value), 1)
+    return PY_PATHS[name](self)
+
+
+def neg(self):
+    return unary(self, "__neg__", np.negative)
+
+
+def absolute(self):
+    return unary(self, "__abs__", np.absolute)
+
+
+def array_function(self, func, types, args, kwargs):
+    """``np.where(c, x, y)`` of scalars of the innermost trace (a boolean or
+    float64 condition, float64 values or Python floats)."""
+    if func is np.where and not kwargs and len(args) == 3:
+        builder = self.builder
+        prim = registry["where"]
+        c, a, b = args
+        if innermost(builder) and plain(prim) and where_operand(builder, c) \
+                and where_operand(builder, a) and where_operand(builder, b):
+            # (the slots in `record`'s order: left to right, constants made as met)
+            ins = (operand_slot(builder, c), operand_slot(builder, a), operand_slot(builder, b))
+            return append(builder, prim, ins, (),
+                          prim.impl(operand_value(c), operand_value(a), operand_value(b)), 1)
+    return PY_PATHS["__array_function__"](self, func, types, args, kwargs)
+
+
+cdef inline bint where_operand(object builder, object x):
+    kind = type(x)
+    if kind is Tracer:
+        value_kind = type(x.value)
+        return x.builder is builder and (value_kind is F64 or value_kind is np.bool_)
+    return kind is float
+
+
+cdef inline object operand_slot(object builder, object x):
+    return x.slot if type(x) is Tracer else builder.const(x)
+
+
+cdef inline object operand_value(object x):
+    return x.value if type(x) is Tracer else x
 
 
 def power(self, other):
@@ -384,7 +495,9 @@ def set_paths(dict python_paths, dict ufunc_prims):
 #: method name -> the function here that a Tracer class's method becomes
 METHODS = {"__add__": add, "__radd__": radd, "__sub__": sub, "__rsub__": rsub,
            "__mul__": mul, "__rmul__": rmul, "__truediv__": truediv, "__rtruediv__": rtruediv,
-           "__pow__": power, "__array_ufunc__": array_ufunc, "__getitem__": item}
+           "__pow__": power, "__array_ufunc__": array_ufunc, "__getitem__": item,
+           "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge, "__neg__": neg,
+           "__abs__": absolute, "__array_function__": array_function}
 
 
 cdef class Column:
