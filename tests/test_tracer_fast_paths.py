@@ -371,3 +371,32 @@ def test_c_columns_are_the_instructions(ops):
     for name in ("ops", "outs", "producer", "features", "blocked", "names", "aval_id", "uses"):
         assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
     assert fast.prim_names == slow.prim_names
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+@pytest.mark.parametrize("cond", [0.0, -0.0, 2.0, float("nan"), float("inf")])
+def test_c_where_and_its_arithmetic_are_pythons(cond):
+    """``np.where`` of scalars with a float64 or Python float condition (NaN
+    and -0.0 among them: truth as NumPy takes it), and the four operators of
+    a scalar and the 0-d value it gives, either side, dividing by zero too,
+    recorded by the C paths: the tape and values of the Python fast paths
+    and of the front end."""
+    def f(x):
+        c = x[0] * 0.0 + cond  # a float64 condition, traced
+        w = np.where(c, x[1], -0.0)
+        z = np.where(cond, 0.0, x[2] - x[2])  # a Python float condition; a zero
+        v = np.where(x[0] > x[1], w, 1e300)
+        out = [w + x[0], x[1] - w, w * x[2], x[0] / z, w / x[1], z - x[0], 1e300 * v]
+        total = out[0]
+        for o in out[1:]:
+            total = total + o
+        return total
+
+    x = np.array([0.5, -1.25, 3.0])
+    with np.errstate(all="ignore"):
+        fast = _recorded(f, x)
+        with python_tracing_only():
+            slow = _recorded(f, x)
+        with front_end_only():
+            front = _recorded(f, x)
+    assert fast == slow == front

@@ -262,15 +262,31 @@ cdef object arithmetic(object self, object other, str name, int op, bint reflect
                 # and a 0-d float64 array (a `where`'s): the primitive's ufunc, as `bind`
                 p = registry[PRIM_NAMES[op]]
                 if plain(p):
-                    if reflected:
-                        return append(builder, p, (other.slot, self.slot), (),
-                                      p.impl(other.value, self.value), 1)
-                    return append(builder, p, (self.slot, other.slot), (),
-                                  p.impl(self.value, other.value), 1)
+                    if p.impl is UFUNCS[op]:
+                        # the ufunc of a scalar and a 0-d array is the scalars'
+                        # operator on the two values (one IEEE operation, a
+                        # float64 scalar): without the ufunc's call and array
+                        w = (<cnp.ndarray>other.value)[()]
+                        a, b = (w, self.value) if reflected else (self.value, w)
+                        if op == 0:
+                            value = a + b
+                        elif op == 1:
+                            value = a - b
+                        elif op == 2:
+                            value = a * b
+                        else:
+                            value = a / b
+                    elif reflected:
+                        value = p.impl(other.value, self.value)
+                    else:
+                        value = p.impl(self.value, other.value)
+                    ins = (other.slot, self.slot) if reflected else (self.slot, other.slot)
+                    return append(builder, p, ins, (), value, 1)
     return PY_PATHS[name](self, other)
 
 
 PRIM_NAMES = ("add", "sub", "mul", "div")
+UFUNCS = (np.add, np.subtract, np.multiply, np.true_divide)
 
 
 cdef inline bint float_0d(object value):
@@ -377,8 +393,16 @@ def array_function(self, func, types, args, kwargs):
                 and where_operand(builder, a) and where_operand(builder, b):
             # (the slots in `record`'s order: left to right, constants made as met)
             ins = (operand_slot(builder, c), operand_slot(builder, a), operand_slot(builder, b))
-            return append(builder, prim, ins, (),
-                          prim.impl(operand_value(c), operand_value(a), operand_value(b)), 1)
+            c, a, b = operand_value(c), operand_value(a), operand_value(b)
+            if prim.impl is np.where:
+                # NumPy's where of scalars (float64 values or Python floats):
+                # a 0-d float64 array holding the value chosen, made without
+                # the call's argument conversions
+                value = cnp.PyArray_ZEROS(0, NULL, cnp.NPY_FLOAT64, 0)
+                (<double *>cnp.PyArray_DATA(value))[0] = <double>(a if c else b)
+            else:
+                value = prim.impl(c, a, b)
+            return append(builder, prim, ins, (), value, 1)
     return PY_PATHS["__array_function__"](self, func, types, args, kwargs)
 
 
