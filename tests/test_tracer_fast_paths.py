@@ -400,3 +400,35 @@ def test_c_where_and_its_arithmetic_are_pythons(cond):
         with front_end_only():
             front = _recorded(f, x)
     assert fast == slow == front
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+def test_c_hot_path_traces_of_two_threads_in_turn():
+    """Two threads tracing in turn, an operation each at a time: each
+    operation goes to its own thread's innermost trace (the C paths keep the
+    stack of the thread that asked last), and each tape is what the loop
+    records alone."""
+    import threading
+
+    x = np.random.default_rng(3).uniform(-1.0, 1.0, 16)
+    turns = [threading.Semaphore(1), threading.Semaphore(0)]
+
+    def record(me=None):
+        with recording() as builder:
+            xs = builder.new_input(x)
+            v = xs[0]
+            for i in range(len(x)):
+                if me is not None:
+                    turns[me].acquire()
+                v = v * 0.5 + np.log(1.0 + xs[i] ** 2) - np.where(xs[i] > 0.0, xs[i], -xs[i])
+                if me is not None:
+                    turns[1 - me].release()
+            builder.tape.outputs = [builder.slot_of(v)]
+        return builder.tape.to_bytes(), np.asarray(v.value).tobytes()
+
+    tapes = [None, None]
+    other = threading.Thread(target=lambda: tapes.__setitem__(1, record(1)))
+    other.start()
+    tapes[0] = record(0)
+    other.join()
+    assert tapes[0] == tapes[1] == record()
