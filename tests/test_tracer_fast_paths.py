@@ -371,3 +371,64 @@ def test_c_columns_are_the_instructions(ops):
     for name in ("ops", "outs", "producer", "features", "blocked", "names", "aval_id", "uses"):
         assert np.array_equal(getattr(fast, name), getattr(slow, name)), name
     assert fast.prim_names == slow.prim_names
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+@pytest.mark.parametrize("cond", [0.0, -0.0, 2.0, float("nan"), float("inf")])
+def test_c_where_and_its_arithmetic_are_pythons(cond):
+    """``np.where`` of scalars with a float64 or Python float condition (NaN
+    and -0.0 among them: truth as NumPy takes it), and the four operators of
+    a scalar and the 0-d value it gives, either side, dividing by zero too,
+    recorded by the C paths: the tape and values of the Python fast paths
+    and of the front end."""
+    def f(x):
+        c = x[0] * 0.0 + cond  # a float64 condition, traced
+        w = np.where(c, x[1], -0.0)
+        z = np.where(cond, 0.0, x[2] - x[2])  # a Python float condition; a zero
+        v = np.where(x[0] > x[1], w, 1e300)
+        out = [w + x[0], x[1] - w, w * x[2], x[0] / z, w / x[1], z - x[0], 1e300 * v]
+        total = out[0]
+        for o in out[1:]:
+            total = total + o
+        return total
+
+    x = np.array([0.5, -1.25, 3.0])
+    with np.errstate(all="ignore"):
+        fast = _recorded(f, x)
+        with python_tracing_only():
+            slow = _recorded(f, x)
+        with front_end_only():
+            front = _recorded(f, x)
+    assert fast == slow == front
+
+
+@pytest.mark.skipif(not _C_TRACING, reason="fastad.core._tracing is not built (or FASTAD_NO_EXT)")
+def test_c_hot_path_traces_of_two_threads_in_turn():
+    """Two threads tracing in turn, an operation each at a time: each
+    operation goes to its own thread's innermost trace (the C paths keep the
+    stack of the thread that asked last), and each tape is what the loop
+    records alone."""
+    import threading
+
+    x = np.random.default_rng(3).uniform(-1.0, 1.0, 16)
+    turns = [threading.Semaphore(1), threading.Semaphore(0)]
+
+    def record(me=None):
+        with recording() as builder:
+            xs = builder.new_input(x)
+            v = xs[0]
+            for i in range(len(x)):
+                if me is not None:
+                    turns[me].acquire()
+                v = v * 0.5 + np.log(1.0 + xs[i] ** 2) - np.where(xs[i] > 0.0, xs[i], -xs[i])
+                if me is not None:
+                    turns[1 - me].release()
+            builder.tape.outputs = [builder.slot_of(v)]
+        return builder.tape.to_bytes(), np.asarray(v.value).tobytes()
+
+    tapes = [None, None]
+    other = threading.Thread(target=lambda: tapes.__setitem__(1, record(1)))
+    other.start()
+    tapes[0] = record(0)
+    other.join()
+    assert tapes[0] == tapes[1] == record()

@@ -20,8 +20,15 @@ imported; this module imports nothing of fastad's.
 from libc.math cimport copysign
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, realloc
+from cpython.ref cimport PyObject
+from cpython.pystate cimport PyThreadState, PyThreadState_Get
+
+
+cdef extern from "Python.h":
+    unsigned long long PyThreadState_GetID(PyThreadState *tstate)
 
 cimport numpy as cnp
+import numpy as np
 
 cnp.import_array()
 
@@ -82,6 +89,10 @@ cdef extern from *:
         }
         return t;
     }
+    /* a tracer's slot k (0 builder, 1 slot, 2 value), borrowed; NULL if unset */
+    static PyObject *fastad_tracer_slot(PyObject *t, int k) {
+        return *(PyObject **)((char *)t + fastad_tracer_offsets[k]);
+    }
     /* tuple.__new__(cls, (a, b, c, d, e)) of a tuple subclass (an Instr) */
     static PyObject *fastad_new_tuple5(PyObject *cls, PyObject *a, PyObject *b, PyObject *c,
                                        PyObject *d, PyObject *e) {
@@ -103,23 +114,26 @@ cdef extern from *:
     int fastad_set_tracer_offsets(object cls, object names) except -1
     object fastad_new_tracer(object cls, object builder, object slot, object value)
     object fastad_new_tuple5(object cls, object a, object b, object c, object d, object e)
+    PyObject *fastad_tracer_slot(object t, int k)
 
 # what `install` fills in: the Python side's classes, tables and fallbacks
-cdef object Tracer, ArrayTracer, Instr, SourcePos, F64, F64_DTYPE, ndarray
+cdef object Tracer, ArrayTracer, Instr, SourcePos, Aval, F64, F64_DTYPE, ndarray
 cdef object INDEX_AVAL, INT_AVAL, FLOAT_AVAL, INT64_STR
 cdef dict scalar_avals, code_positions, registry, FRONT_END, PY_PATHS
 cdef object positions_of, UNSEEN, traces, py_append
 cdef dict OPERATORS
 cdef int64_t INT_BOUND = 1 << 62
+cdef Py_ssize_t RELEASE_BYTES = 0
 
 
 def install(dict names):
     """Take the Python side's objects (see the module's docstring)."""
-    global Tracer, ArrayTracer, Instr, SourcePos, F64, F64_DTYPE, ndarray, INDEX_AVAL
+    global Tracer, ArrayTracer, Instr, SourcePos, Aval, F64, F64_DTYPE, ndarray, INDEX_AVAL
     global INT_AVAL, FLOAT_AVAL, INT64_STR, scalar_avals, code_positions, registry, FRONT_END
-    global positions_of, UNSEEN, traces, py_append, OPERATORS
+    global positions_of, UNSEEN, traces, py_append, OPERATORS, RELEASE_BYTES
     Tracer, ArrayTracer = names["Tracer"], names["ArrayTracer"]
-    Instr, SourcePos = names["Instr"], names["SourcePos"]
+    Instr, SourcePos, Aval = names["Instr"], names["SourcePos"], names["Aval"]
+    RELEASE_BYTES = names["RELEASE_BYTES"]
     F64, F64_DTYPE, ndarray = names["F64"], names["F64_DTYPE"], names["ndarray"]
     INDEX_AVAL, INT_AVAL, FLOAT_AVAL = names["INDEX_AVAL"], names["INT_AVAL"], names["FLOAT_AVAL"]
     INT64_STR = names["INT64_STR"]
@@ -137,9 +151,40 @@ cdef inline object new_tuple_of(object cls, tuple items):
     return tuple.__new__(cls, items)
 
 
+# a Tracer's (or ArrayTracer's) builder, slot and value read at their
+# offsets (`fastad_set_tracer_offsets`): an attribute lookup each otherwise
+# (the type's method cache, the member descriptor), several per operation
+cdef inline object t_builder(object t):
+    return tracer_slot(t, 0, "builder")
+
+
+cdef inline object t_slot(object t):
+    return tracer_slot(t, 1, "slot")
+
+
+cdef inline object t_value(object t):
+    return tracer_slot(t, 2, "value")
+
+
+cdef inline object tracer_slot(object t, int k, str name):
+    cdef PyObject *p
+    if type(t) is Tracer or type(t) is ArrayTracer:
+        p = fastad_tracer_slot(t, k)
+        if p != NULL:
+            return <object>p
+    return getattr(t, name)
+
+
 cdef inline object new_tracer(object builder, object slot, object value):
     """``Tracer(builder, slot, value)`` without its Python ``__init__``."""
     return fastad_new_tracer(Tracer, builder, slot, value)
+
+
+# the user's code object `user_line` found last and its positions (an entry
+# of `code_positions`, which keeps both for good): a loop asks for the same
+# code at every operation
+cdef object last_code = None
+cdef object last_positions = None
 
 
 cdef object user_line(int depth):
@@ -149,11 +194,17 @@ cdef object user_line(int depth):
     while depth > 1 and f is not None:
         f = fastad_back(f)
         depth -= 1
+    global last_code, last_positions
     while f is not None:
         code = fastad_code(f)
-        positions = code_positions.get(id(code), UNSEEN)
-        if positions is UNSEEN:
-            positions = positions_of(code)
+        if code is last_code:  # the user's loop: its positions again
+            positions = last_positions
+        else:
+            positions = code_positions.get(id(code), UNSEEN)
+            if positions is UNSEEN:
+                positions = positions_of(code)
+            if positions is not None:
+                last_code, last_positions = code, positions
         if positions is not None:  # the user's code
             offset = fastad_lasti(f)
             line = (<dict>positions).get(offset)
@@ -172,8 +223,14 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
     kind = type(value)
     aval = scalar_avals.get(kind)
     if aval is None:
-        note(builder.tape.recorded, prim, ins, params)  # (as it records the operands)
-        return py_append(builder, prim, ins, params, value, depth)
+        if kind is ndarray and cnp.PyArray_NDIM(<cnp.ndarray>value) == 0 \
+                and cnp.PyArray_NBYTES(<cnp.ndarray>value) < RELEASE_BYTES:
+            # a 0-d array (a scalar `where`'s): its Aval made per value as the
+            # Python function makes it; never large enough to be held or released
+            aval = new_tuple_of(Aval, ((), value.dtype))
+        else:
+            note(builder.tape.recorded, prim, ins, params)  # (as it records the operands)
+            return py_append(builder, prim, ins, params, value, depth)
     # the builder's and tape's attributes read from their instance dicts
     # (plain attributes set by their constructors): a dozen attribute
     # lookups per operation otherwise
@@ -209,8 +266,20 @@ cdef inline int note(object recorded, object prim, tuple ins, tuple params) exce
     return 0
 
 
+# this thread's stack of traces (`tracer._traces.stack`, a list each thread
+# keeps and only ever changes in place) and the id of the thread state it
+# was read in: a `threading.local` attribute costs about 80 ns, a tenth of
+# an operation; thread states' ids are never reused
+cdef object thread_stack = None
+cdef unsigned long long thread_stack_id = 0
+
+
 cdef inline bint innermost(object builder):
-    stack = traces.stack
+    global thread_stack, thread_stack_id
+    cdef unsigned long long tid = PyThreadState_GetID(PyThreadState_Get())
+    if thread_stack is None or tid != thread_stack_id:
+        thread_stack, thread_stack_id = traces.stack, tid
+    stack = thread_stack
     return bool(stack) and stack[-1] is builder
 
 
@@ -227,18 +296,18 @@ cdef object float_const(object builder, object v):
 # the innermost trace (or one and a Python float); all else its Python method
 
 cdef object arithmetic(object self, object other, str name, int op, bint reflected):
-    if type(self) is Tracer and type(self.value) is F64:
-        builder = self.builder
+    if type(self) is Tracer and type(t_value(self)) is F64:
+        builder = t_builder(self)
         if innermost(builder):
             kind = type(other)
             slot = None
             if kind is Tracer:
-                if other.builder is builder and type(other.value) is F64:
-                    slot, v = other.slot, other.value
+                if t_builder(other) is builder and type(t_value(other)) is F64:
+                    slot, v = t_slot(other), t_value(other)
             elif kind is float:
                 slot, v = float_const(builder, other), other
             if slot is not None:
-                a, b = (v, self.value) if reflected else (self.value, v)
+                a, b = (v, t_value(self)) if reflected else (t_value(self), v)
                 if op == 0:
                     value = a + b
                 elif op == 1:
@@ -247,12 +316,50 @@ cdef object arithmetic(object self, object other, str name, int op, bint reflect
                     value = a * b
                 else:
                     value = a / b
-                ins = (slot, self.slot) if reflected else (self.slot, slot)
+                ins = (slot, t_slot(self)) if reflected else (t_slot(self), slot)
                 return append(builder, registry[PRIM_NAMES[op]], ins, (), value, 1)
+            elif kind is Tracer and t_builder(other) is builder and float_0d(t_value(other)):
+                # and a 0-d float64 array (a `where`'s): the primitive's ufunc, as `bind`
+                p = registry[PRIM_NAMES[op]]
+                if plain(p):
+                    if p.impl is UFUNCS[op]:
+                        # the ufunc of a scalar and a 0-d array is the scalars'
+                        # operator on the two values (one IEEE operation, a
+                        # float64 scalar): without the ufunc's call and array
+                        w = (<cnp.ndarray>t_value(other))[()]
+                        a, b = (w, t_value(self)) if reflected else (t_value(self), w)
+                        if op == 0:
+                            value = a + b
+                        elif op == 1:
+                            value = a - b
+                        elif op == 2:
+                            value = a * b
+                        else:
+                            value = a / b
+                    elif reflected:
+                        value = p.impl(t_value(other), t_value(self))
+                    else:
+                        value = p.impl(t_value(self), t_value(other))
+                    ins = (t_slot(other), t_slot(self)) if reflected \
+                        else (t_slot(self), t_slot(other))
+                    return append(builder, p, ins, (), value, 1)
     return PY_PATHS[name](self, other)
 
 
 PRIM_NAMES = ("add", "sub", "mul", "div")
+UFUNCS = (np.add, np.subtract, np.multiply, np.true_divide)
+
+
+cdef inline bint float_0d(object value):
+    """`fast_paths._float_0d`: a 0-d float64 array."""
+    return type(value) is ndarray and cnp.PyArray_NDIM(<cnp.ndarray>value) == 0 \
+        and value.dtype is F64_DTYPE
+
+
+cdef bint plain(object prim) except -1:
+    """`fast_paths._plain`: whether `bind` computes ``prim`` by ``prim.impl`` in every trace."""
+    return bool(prim.builtin and prim.release_impl is None and prim.view_impl is None
+                and prim.in_place_impl is None and not prim.keeps_integers)
 
 
 def add(self, other):
@@ -287,15 +394,104 @@ def rtruediv(self, other):
     return arithmetic(self, other, "__rtruediv__", 3, True)
 
 
+# -- comparisons, ``-x``, ``abs(x)`` and ``np.where`` of float64 scalars: the
+# cases of `fast_paths._comparison`, `_unary_operator` and `_array_function`
+
+cdef object comparison(object self, object other, str name, object ufunc):
+    if type(self) is Tracer and type(t_value(self)) is F64:
+        builder = t_builder(self)
+        prim = UFUNC_PRIMS.get(ufunc)
+        if prim is not None and innermost(builder) and is_scalar(builder, other):
+            if type(other) is Tracer:
+                ins, v = (t_slot(self), t_slot(other)), t_value(other)
+            else:
+                ins, v = (t_slot(self), float_const(builder, other)), other
+            return append(builder, prim, ins, (), prim.impl(t_value(self), v), 1)
+    return PY_PATHS[name](self, other)
+
+
+def lt(self, other):
+    return comparison(self, other, "__lt__", np.less)
+
+
+def le(self, other):
+    return comparison(self, other, "__le__", np.less_equal)
+
+
+def gt(self, other):
+    return comparison(self, other, "__gt__", np.greater)
+
+
+def ge(self, other):
+    return comparison(self, other, "__ge__", np.greater_equal)
+
+
+cdef object unary(object self, str name, object ufunc):
+    if type(self) is Tracer and type(t_value(self)) is F64:
+        builder = t_builder(self)
+        prim = UFUNC_PRIMS.get(ufunc)
+        if prim is not None and innermost(builder):
+            return append(builder, prim, (t_slot(self),), (), prim.impl(t_value(self)), 1)
+    return PY_PATHS[name](self)
+
+
+def neg(self):
+    return unary(self, "__neg__", np.negative)
+
+
+def absolute(self):
+    return unary(self, "__abs__", np.absolute)
+
+
+def array_function(self, func, types, args, kwargs):
+    """``np.where(c, x, y)`` of scalars of the innermost trace (a boolean or
+    float64 condition, float64 values or Python floats)."""
+    if func is np.where and not kwargs and len(args) == 3:
+        builder = t_builder(self)
+        prim = registry["where"]
+        c, a, b = args
+        if innermost(builder) and plain(prim) and where_operand(builder, c) \
+                and where_operand(builder, a) and where_operand(builder, b):
+            # (the slots in `record`'s order: left to right, constants made as met)
+            ins = (operand_slot(builder, c), operand_slot(builder, a), operand_slot(builder, b))
+            c, a, b = operand_value(c), operand_value(a), operand_value(b)
+            if prim.impl is np.where:
+                # NumPy's where of scalars (float64 values or Python floats):
+                # a 0-d float64 array holding the value chosen, made without
+                # the call's argument conversions
+                value = cnp.PyArray_ZEROS(0, NULL, cnp.NPY_FLOAT64, 0)
+                (<double *>cnp.PyArray_DATA(value))[0] = <double>(a if c else b)
+            else:
+                value = prim.impl(c, a, b)
+            return append(builder, prim, ins, (), value, 1)
+    return PY_PATHS["__array_function__"](self, func, types, args, kwargs)
+
+
+cdef inline bint where_operand(object builder, object x):
+    kind = type(x)
+    if kind is Tracer:
+        value_kind = type(t_value(x))
+        return t_builder(x) is builder and (value_kind is F64 or value_kind is np.bool_)
+    return kind is float
+
+
+cdef inline object operand_slot(object builder, object x):
+    return t_slot(x) if type(x) is Tracer else builder.const(x)
+
+
+cdef inline object operand_value(object x):
+    return t_value(x) if type(x) is Tracer else x
+
+
 def power(self, other):
     """`fast_paths._power`: ``x ** 2`` a square, ``x ** n`` a `pow` by a constant."""
     kind = type(other)
-    if type(self) is Tracer and type(self.value) is F64 and (kind is int or kind is float):
-        builder = self.builder
+    if type(self) is Tracer and type(t_value(self)) is F64 and (kind is int or kind is float):
+        builder = t_builder(self)
         if innermost(builder):
             if other == 2:
                 prim = registry["square"]
-                return append(builder, prim, (self.slot,), (), prim.impl(self.value), 1)
+                return append(builder, prim, (t_slot(self),), (), prim.impl(t_value(self)), 1)
             prim = registry["pow"]
             if kind is float:
                 slot = float_const(builder, other)
@@ -305,7 +501,8 @@ def power(self, other):
                     slot = builder.const(other)
             else:
                 slot = builder.const(other)
-            return append(builder, prim, (self.slot, slot), (), prim.impl(self.value, other), 1)
+            return append(builder, prim, (t_slot(self), slot), (),
+                          prim.impl(t_value(self), other), 1)
     return PY_PATHS["__pow__"](self, other)
 
 
@@ -314,19 +511,19 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
     two of them or one and a Python float."""
     if method == "__call__" and not kwargs:
         prim = UFUNC_PRIMS.get(ufunc)
-        builder = self.builder
+        builder = t_builder(self)
         if prim is not None and innermost(builder):
             if len(inputs) == 1:
-                if type(self) is Tracer and type(self.value) is F64:
-                    return append(builder, prim, (self.slot,), (), prim.impl(self.value), 1)
+                if type(self) is Tracer and type(t_value(self)) is F64:
+                    return append(builder, prim, (t_slot(self),), (), prim.impl(t_value(self)), 1)
             elif len(inputs) == 2:
                 a, b = inputs
                 if is_scalar(builder, a) and is_scalar(builder, b):
                     # (the slots in `record`'s order: a constant's is made first)
-                    ins = (a.slot if type(a) is Tracer else builder.const(a),
-                           b.slot if type(b) is Tracer else builder.const(b))
-                    a = a.value if type(a) is Tracer else a
-                    b = b.value if type(b) is Tracer else b
+                    ins = (t_slot(a) if type(a) is Tracer else builder.const(a),
+                           t_slot(b) if type(b) is Tracer else builder.const(b))
+                    a = t_value(a) if type(a) is Tracer else a
+                    b = t_value(b) if type(b) is Tracer else b
                     op = OPERATORS.get(prim.name)  # np.add(x, y): x + y, as `bind`
                     return append(builder, prim, ins, (),
                                   op(a, b) if op is not None else prim.impl(a, b), 1)
@@ -336,7 +533,8 @@ def array_ufunc(self, ufunc, method, *inputs, **kwargs):
 cdef inline bint is_scalar(object builder, object x):
     """`fast_paths._is_scalar`: a float64 scalar of ``builder``'s trace or a Python float."""
     kind = type(x)
-    return kind is float or (kind is Tracer and x.builder is builder and type(x.value) is F64)
+    return kind is float or (kind is Tracer and t_builder(x) is builder
+                             and type(t_value(x)) is F64)
 
 
 cdef dict UFUNC_PRIMS = {}
@@ -344,14 +542,14 @@ cdef dict UFUNC_PRIMS = {}
 
 def item(self, key):
     """`fast_paths._item`: ``x[i]`` of a float64 vector by a Python int."""
-    value = self.value
+    value = t_value(self)
     if type(key) is int and type(self) is ArrayTracer and type(value) is ndarray:
         arr = <cnp.ndarray>value
         if cnp.PyArray_NDIM(arr) == 1 and value.dtype is F64_DTYPE:
-            builder = self.builder
+            builder = t_builder(self)
             d = cnp.PyArray_DIM(arr, 0)
             if innermost(builder) and -d <= key < d:
-                return take(builder, self.slot, value, key % d)
+                return take(builder, t_slot(self), value, key % d)
     return PY_PATHS["__getitem__"](self, key)
 
 
@@ -384,7 +582,9 @@ def set_paths(dict python_paths, dict ufunc_prims):
 #: method name -> the function here that a Tracer class's method becomes
 METHODS = {"__add__": add, "__radd__": radd, "__sub__": sub, "__rsub__": rsub,
            "__mul__": mul, "__rmul__": rmul, "__truediv__": truediv, "__rtruediv__": rtruediv,
-           "__pow__": power, "__array_ufunc__": array_ufunc, "__getitem__": item}
+           "__pow__": power, "__array_ufunc__": array_ufunc, "__getitem__": item,
+           "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge, "__neg__": neg,
+           "__abs__": absolute, "__array_function__": array_function}
 
 
 cdef class Column:

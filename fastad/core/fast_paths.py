@@ -296,7 +296,6 @@ if _tracer_module._tracing is not None:
                                       UFUNC_PRIMS)
     # 0-d values' methods in C; arrays keep the Python ones (the C ones would
     # only hand them over), which they would otherwise inherit from Tracer
-    # (the comparisons and `where` stay Python's)
     FAST_PATHS = {**{(cls, name): _tracer_module._tracing.METHODS.get(name, fast)
                      for (cls, name), fast in FAST_PATHS.items()},
                   **{(ArrayTracer, name): fast for (cls, name), fast in FAST_PATHS.items()

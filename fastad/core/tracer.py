@@ -736,6 +736,7 @@ def _tracing_extension() -> Any:
         return None
     _tracing.install({
         "Tracer": Tracer, "ArrayTracer": ArrayTracer, "Instr": Instr, "SourcePos": SourcePos,
+        "Aval": Aval, "RELEASE_BYTES": RELEASE_BYTES,
         "F64": _F64, "F64_DTYPE": np.dtype(np.float64), "ndarray": np.ndarray,
         "INDEX_AVAL": _INDEX_AVAL, "INT_AVAL": _INT_AVAL, "FLOAT_AVAL": _FLOAT_AVAL,
         "INT64_STR": _INT64_STR, "scalar_avals": _scalar_avals, "code_positions": _code_positions,
