@@ -41,10 +41,12 @@ to find more but not guarded.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 import types
 from dataclasses import dataclass, field
 from functools import partial as functools_partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -52,9 +54,12 @@ from .core.arrays import digest, same_bits
 from .core.errors import TracingError
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
-_MAX_FUNCTIONS = 64  # functions followed from one compiled function
-_MAX_MEMBERS = 64  # attributes or items looked at in one container
-_MAX_DEPTH = 3  # containers in containers followed
+# Bounds on the walk (a trace that would need more is refused, `_refuse`:
+# what the walk does not reach would be neither read at each call nor guarded)
+_MAX_FUNCTIONS = 512  # functions followed from one compiled function
+_MAX_ITEMS = 4096  # items of one list or tuple
+_MAX_DEPTH = 8  # containers in containers followed
+_FUNCTIONS = (types.FunctionType, functools_partial, types.MethodType)
 # libraries' functions are not followed: their module constants are not the user's
 _LIBRARIES = frozenset({"numpy", "scipy", "fastad", "jax", "autograd", "functools", "math",
                         "builtins", "numba", "dask"})
@@ -72,6 +77,8 @@ class Binding:
     contents: np.ndarray | None = None
 
     def current(self) -> Any:
+        if type(self.where) is Lookup:
+            return self.where.get(self.name)
         if isinstance(self.where, dict):
             return self.where.get(self.name, _MISSING)
         if isinstance(self.where, (list, tuple)):
@@ -90,6 +97,8 @@ class Binding:
         return False
 
     def describe(self) -> str:
+        if type(self.where) is Lookup:
+            return f"{self.where.label} {self.name!r}"
         if isinstance(self.where, (list, tuple)):
             return f"item {self.name} of a {type(self.where).__name__}"
         if isinstance(self.where, dict):
@@ -99,6 +108,55 @@ class Binding:
 
 
 _MISSING = object()
+
+
+class Lookup:
+    """Where a binding lives that is no cell, dict or list: a function's
+    defaults (``lambda w, U=U: ...``) or keyword defaults, a
+    ``functools.partial``'s arguments and keywords.  ``get(name)`` reads it
+    now (`_MISSING` if it is gone: ``f.__defaults__ = ...`` rebinds them)."""
+
+    __slots__ = ("get", "label")
+
+    def __init__(self, get: Callable[[Any], Any], label: str) -> None:
+        self.get = get
+        self.label = label
+
+
+def _defaults(f: types.FunctionType) -> list[Binding]:
+    """The bindings of ``f``'s default values, positional and keyword-only,
+    read anew from the function at each call."""
+    def positional(i: int) -> Any:
+        values = f.__defaults__ or ()
+        return values[i] if i < len(values) else _MISSING
+
+    def keyword(name: str) -> Any:
+        return (f.__kwdefaults__ or {}).get(name, _MISSING)
+    found = [Binding(Lookup(positional, "default argument"), i, v)
+             for i, v in enumerate(f.__defaults__ or ())]
+    return found + [Binding(Lookup(keyword, "keyword default"), k, v)
+                    for k, v in (f.__kwdefaults__ or {}).items()]
+
+
+def _partial_arguments(p: functools_partial) -> list[Binding]:
+    """The bindings of a ``functools.partial``'s arguments and keywords."""
+    def positional(i: int) -> Any:
+        return p.args[i] if i < len(p.args) else _MISSING
+
+    def keyword(name: str) -> Any:
+        return p.keywords.get(name, _MISSING)
+    return ([Binding(Lookup(positional, "functools.partial argument"), i, v)
+             for i, v in enumerate(p.args)]
+            + [Binding(Lookup(keyword, "functools.partial keyword"), k, v)
+               for k, v in p.keywords.items()])
+
+
+def _refuse(what: str) -> None:
+    raise TracingError(
+        f"the function reads {what}: compiled code could neither read it at each call nor "
+        "notice a change to it. Pass that state as an argument (arrays and numbers are data; "
+        "static_argnums/static_argnames for the rest), or use fastad.grad, which runs the "
+        "function on every call")
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +233,46 @@ def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any])
     return Captures(tuple(guarded), found.arrays, found.literals, found.digests)
 
 
+_traces = threading.local()  # .open: the lists of `collecting` blocks of this thread
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[Captures]]:
+    """While a compiled function is traced: the captures of the compiled
+    functions it calls (`note`), which its own walk may not reach (one
+    passed as an argument, found in a dict by a computed key).  Their tapes
+    are replayed into this trace, so this trace depends on their bindings."""
+    open_lists = _traces.__dict__.setdefault("open", [])
+    found: list[Captures] = []
+    open_lists.append(found)
+    try:
+        yield found
+    finally:
+        open_lists.pop()
+
+
+def note(found: Captures | None) -> None:
+    """A compiled function whose trace read ``found`` was called inside the
+    traces being recorded in this thread: each of them depends on it."""
+    if found is None or found is NONE:
+        return
+    for open_list in getattr(_traces, "open", ()):
+        open_list.append(found)
+
+
+def merged(found: Captures, nested: list[Captures]) -> Captures:
+    """``found`` guarding also the bindings of ``nested`` (see `collecting`).
+    Their arrays are constants of this trace unless this trace's own walk
+    reads them by reference: `settle` guards them by their contents."""
+    if not nested:
+        return found
+    guarded = {(id(b.where), b.name): b for b in found.guarded}
+    for inner in nested:
+        for b in inner.guarded:
+            guarded.setdefault((id(b.where), b.name), b)
+    return Captures(tuple(guarded.values()), found.arrays, found.literals, found.digests)
+
+
 def view_indices(view: np.ndarray, base: np.ndarray) -> np.ndarray | None:
     """The flat indices into ``base`` (C-contiguous) of each element of
     ``view``, a NumPy view of it (``base[::-1]``, ``base.T``, ``base[:, 0]``;
@@ -218,7 +316,8 @@ def _container(value: Any) -> bool:
     tuple, or an instance of a user's class with a ``__dict__``."""
     if isinstance(value, (dict, list, tuple)):
         return True
-    if isinstance(value, (type, types.ModuleType, np.ndarray) + _NUMBERS) or callable(value):
+    if isinstance(value, (type, types.ModuleType, np.ndarray, types.BuiltinFunctionType)
+                  + _FUNCTIONS + _NUMBERS) or hasattr(value, "__wrapped__"):
         return False
     return (type(getattr(value, "__dict__", None)) is dict
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
@@ -228,14 +327,39 @@ def _members(container: Any, names: set[Any]) -> tuple[Any, list[tuple[Any, Any]
     """(where, [(name, value)]): the attributes of an object or the items of a
     dict the code names, or the items of a list or tuple."""
     if isinstance(container, (list, tuple)):
-        return container, list(enumerate(container[:_MAX_MEMBERS]))
+        if len(container) > _MAX_ITEMS:
+            _refuse(f"a {type(container).__name__} of {len(container)} items (more than "
+                    f"{_MAX_ITEMS} are not followed)")
+        return container, list(enumerate(container))
     where = container if isinstance(container, dict) else vars(container)
-    return where, [(k, where[k]) for k in list(where)[:4 * _MAX_MEMBERS] if k in names
-                   ][:_MAX_MEMBERS]
+    found = []
+    for k in names:
+        try:
+            if k in where:
+                found.append((k, where[k]))
+        except TypeError:  # a key NumPy or the user made unhashable-comparable
+            continue
+    return where, found
 
 
 def find(fn: Callable[..., Any]) -> Captures:
     """The bindings ``fn`` and the functions it reaches can read."""
+    guarded, arrays, literals, _ = _walk(fn, ())
+    if not guarded:
+        return NONE
+    return Captures(tuple(guarded.values()), arrays, frozenset(literals),
+                    {k: digest(b.value) for k, b in arrays.items()})
+
+
+def reachable(fn: Callable[..., Any], kinds: tuple[type, ...]) -> list[Any]:
+    """The objects of ``kinds`` (random generators, `fastad.draws`) that
+    ``fn`` can reach the way `find` walks: closures, globals, defaults,
+    partial arguments, attributes and items."""
+    return _walk(fn, kinds)[3]
+
+
+def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
+          ) -> tuple[dict[tuple[int, Any], Binding], dict[int, Binding], set[Any], list[Any]]:
     guarded: dict[tuple[int, Any], Binding] = {}
     arrays: dict[int, Binding] = {}
     seen: set[int] = set()
@@ -243,26 +367,43 @@ def find(fn: Callable[..., Any]) -> Captures:
     literals: set[Any] = set()  # its float and complex constants
     containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
     taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
+    collected: dict[int, Any] = {}  # objects of ``kinds``
     todo = [fn]
 
     def take(b: Binding, depth: int) -> None:
         value = b.value
+        if kinds and isinstance(value, kinds):
+            collected[id(value)] = value
         if isinstance(value, (np.ndarray,) + _NUMBERS):
             if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
                 b = Binding(b.where, b.name, value, value.copy())
             guarded.setdefault((id(b.where), b.name), b)
             if type(value) is np.ndarray and value.dtype.kind in "fc":
                 arrays.setdefault(id(value), b)
-        elif isinstance(value, (types.FunctionType, functools_partial, types.MethodType)):
+        elif isinstance(value, _FUNCTIONS) or (callable(value) and hasattr(value, "__wrapped__")):
+            # (fastad's compiled functions and functools.wraps wrappers: the
+            # function they wrap, whose own captures an enclosing trace reads)
             todo.append(value)
-        elif depth < _MAX_DEPTH and _container(value):
-            containers.setdefault(id(value), (b, depth + 1))
+        elif _container(value):
+            if depth >= _MAX_DEPTH:
+                if id(value) not in containers:
+                    _refuse(f"{b.describe()}, an object nested more than {_MAX_DEPTH} levels "
+                            "deep in its closure or globals")
+            else:
+                containers.setdefault(id(value), (b, depth + 1))
 
     def follow(f: Any) -> None:
         f = getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
         if isinstance(f, functools_partial):
-            todo.append(f.func)
+            if id(f) not in seen:
+                seen.add(id(f))
+                for b in _partial_arguments(f):
+                    take(b, 0)
+                todo.append(f.func)
             return
+        if _container(f) and not isinstance(f, (dict, list, tuple)) and callable(f):
+            # a callable object: its ``__call__`` reads its attributes
+            f = types.MethodType(type(f).__call__, f)
         if isinstance(f, types.MethodType):
             if _container(f.__self__):  # a bound method reads its object
                 take(Binding({"self": f.__self__}, "self", f.__self__), 0)
@@ -282,6 +423,7 @@ def find(fn: Callable[..., Any]) -> Captures:
             # functions it closes over are followed
             todo.extend(b.value for b in bindings if callable(b.value))
             return
+        bindings += _defaults(f)
         for code in _code_objects(f.__code__):
             names.update(code.co_names)
             names.update(c for c in code.co_consts
@@ -296,18 +438,21 @@ def find(fn: Callable[..., Any]) -> Captures:
 
     # Functions name attributes and keys, containers hold functions (methods):
     # look again until neither finds anything new.
-    for _ in range(2 * _MAX_DEPTH + 2):
-        while todo and len(seen) < _MAX_FUNCTIONS:
+    while True:
+        while todo:
+            if len(seen) >= _MAX_FUNCTIONS:
+                _refuse(f"state through more than {_MAX_FUNCTIONS} Python functions")
             follow(todo.pop())
         before = (len(taken), len(containers), len(seen))
         for b, depth in list(containers.values()):
             container = b.value
-            if depth > 1:  # the binding holding it: rebinding the container retraces
-                guarded.setdefault((id(b.where), b.name), b)
+            # the binding holding it: rebinding the container retraces
+            guarded.setdefault((id(b.where), b.name), b)
             if not isinstance(container, (dict, list, tuple)):
-                todo.extend(getattr(type(container), n) for n in names if isinstance(n, str)
-                            and isinstance(getattr(type(container), n, None),
-                                           types.FunctionType))
+                for n in names:
+                    method = getattr(type(container), n, None) if isinstance(n, str) else None
+                    if isinstance(method, types.FunctionType) and id(method) not in seen:
+                        todo.append(method)
             where, members = _members(container, names)
             for name, value in members:
                 if (id(where), name) not in taken:
@@ -315,10 +460,7 @@ def find(fn: Callable[..., Any]) -> Captures:
                     take(Binding(where, name, value), depth)
         if not todo and before == (len(taken), len(containers), len(seen)):
             break
-    if not guarded:
-        return NONE
-    return Captures(tuple(guarded.values()), arrays, frozenset(literals),
-                    {k: digest(b.value) for k, b in arrays.items()})
+    return guarded, arrays, literals, list(collected.values())
 
 
 def _unwritten(found: Captures, binding: Binding) -> None:
