@@ -42,6 +42,7 @@ to find more but not guarded.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import types
 from dataclasses import dataclass, field
@@ -311,35 +312,83 @@ def _global_names(code: types.CodeType) -> set[str]:
     return {name for c in _code_objects(code) for name in c.co_names}
 
 
+def _user_module(value: Any) -> bool:
+    """A module of the user's (``import config``; ``config.lr``): neither a
+    library's nor the standard library's."""
+    top = (getattr(value, "__name__", "") or "").split(".")[0]
+    return top not in _LIBRARIES and top not in sys.stdlib_module_names \
+        and top not in sys.builtin_module_names
+
+
 def _container(value: Any) -> bool:
     """Whether ``value`` is a container `find` looks into: a dict, list or
-    tuple, or an instance of a user's class with a ``__dict__``."""
+    tuple, a module of the user's, or an instance of a user's class with a
+    ``__dict__`` (a callable one too: its ``__call__`` is followed)."""
     if isinstance(value, (dict, list, tuple)):
         return True
-    if isinstance(value, (type, types.ModuleType, np.ndarray, types.BuiltinFunctionType)
+    if isinstance(value, types.ModuleType):
+        return _user_module(value)
+    if isinstance(value, (type, np.ndarray, types.BuiltinFunctionType)
                   + _FUNCTIONS + _NUMBERS) or hasattr(value, "__wrapped__"):
         return False
     return (type(getattr(value, "__dict__", None)) is dict
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
 
 
-def _members(container: Any, names: set[Any]) -> tuple[Any, list[tuple[Any, Any]]]:
-    """(where, [(name, value)]): the attributes of an object or the items of a
-    dict the code names, or the items of a list or tuple."""
+def _class_attribute(cls: type, name: Any) -> Any:
+    """``name`` as the instances of ``cls`` find it in their classes (not a
+    method: those are followed as functions), or `_MISSING`."""
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return _MISSING
+
+
+def _members(container: Any, names: set[Any], lookups: dict[type, Lookup]
+             ) -> list[tuple[Any, Any, Any]]:
+    """[(where, name, value)]: the attributes of an object or a module or the
+    items of a dict the code names, or the items of a list or tuple.  An
+    object's attribute found in its class (``scale = 2.0`` in the class
+    body) lives in the class; the object's own ``__dict__`` is then bound to
+    not hold it (`_MISSING`), so that setting it on the object retraces."""
     if isinstance(container, (list, tuple)):
         if len(container) > _MAX_ITEMS:
             _refuse(f"a {type(container).__name__} of {len(container)} items (more than "
                     f"{_MAX_ITEMS} are not followed)")
-        return container, list(enumerate(container))
+        return [(container, i, v) for i, v in enumerate(container)]
     where = container if isinstance(container, dict) else vars(container)
     found = []
     for k in names:
         try:
             if k in where:
-                found.append((k, where[k]))
-        except TypeError:  # a key NumPy or the user made unhashable-comparable
+                found.append((where, k, where[k]))
+                continue
+        except TypeError:  # a key of a type the dict cannot compare
             continue
-    return where, found
+        if isinstance(container, (dict, types.ModuleType)) or not isinstance(k, str):
+            continue
+        cls = type(container)
+        value = _class_attribute(cls, k)
+        if value is _MISSING:
+            continue
+        if isinstance(value, property):
+            value = value.fget
+        elif isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, types.FunctionType):
+            found.append((None, k, value))  # followed, not bound
+            continue
+        found.append((where, k, _MISSING))
+        if cls not in lookups:
+            lookups[cls] = _class_lookup(cls)
+        found.append((lookups[cls], k, value))
+    return found
+
+
+def _class_lookup(cls: type) -> Lookup:
+    return Lookup(lambda name: _class_attribute(cls, name), f"attribute of class {cls.__name__}")
 
 
 def find(fn: Callable[..., Any]) -> Captures:
@@ -368,6 +417,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
     containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
     taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
     collected: dict[int, Any] = {}  # objects of ``kinds``
+    lookups: dict[type, Lookup] = {}  # the classes whose attributes were looked up
     todo = [fn]
 
     def take(b: Binding, depth: int) -> None:
@@ -448,14 +498,21 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
             container = b.value
             # the binding holding it: rebinding the container retraces
             guarded.setdefault((id(b.where), b.name), b)
-            if not isinstance(container, (dict, list, tuple)):
+            if not isinstance(container, (dict, list, tuple, types.ModuleType)):
+                call = getattr(type(container), "__call__", None)
+                if isinstance(call, types.FunctionType) and id(call) not in seen:
+                    todo.append(call)  # ``model(x)``: reads the object's attributes
                 for n in names:
                     method = getattr(type(container), n, None) if isinstance(n, str) else None
                     if isinstance(method, types.FunctionType) and id(method) not in seen:
                         todo.append(method)
-            where, members = _members(container, names)
-            for name, value in members:
-                if (id(where), name) not in taken:
+            for where, name, value in _members(container, names, lookups):
+                if where is None:  # a property's or static method's function
+                    if id(value) not in seen:
+                        todo.append(value)
+                elif value is _MISSING:  # an attribute the object does not hold
+                    guarded.setdefault((id(where), name), Binding(where, name, value))
+                elif (id(where), name) not in taken:
                     taken.add((id(where), name))
                     take(Binding(where, name, value), depth)
         if not todo and before == (len(taken), len(containers), len(seen)):
