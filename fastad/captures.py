@@ -335,6 +335,17 @@ def _container(value: Any) -> bool:
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
 
 
+def _users(fn: Any) -> bool:
+    """Whether the function ``fn`` is the user's (a library's functions are
+    not guarded: rebinding ``np.sum`` is not a program's way to change its
+    state)."""
+    fn = getattr(fn, "__wrapped__", fn)
+    while isinstance(fn, functools_partial):
+        fn = fn.func
+    fn = getattr(fn, "__func__", fn)
+    return (getattr(fn, "__module__", None) or "").split(".")[0] not in _LIBRARIES
+
+
 def _class_attribute(cls: type, name: Any) -> Any:
     """``name`` as the instances of ``cls`` find it in their classes (not a
     method: those are followed as functions), or `_MISSING`."""
@@ -434,6 +445,8 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
             # (fastad's compiled functions and functools.wraps wrappers: the
             # function they wrap, whose own captures an enclosing trace reads)
             todo.append(value)
+            if _users(value):  # ``helper = other_helper`` retraces
+                guarded.setdefault((id(b.where), b.name), b)
         elif _container(value):
             if depth >= _MAX_DEPTH:
                 if id(value) not in containers:
