@@ -172,14 +172,48 @@ class Captures:
     # id -> a checksum of each float array's contents before the trace (`_unwritten`)
     digests: dict = field(default_factory=dict)
 
-    def hold(self) -> bool:
-        for b in self.guarded:
-            if not b.holds():
-                return False
-        return True
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hold", _checker(self.guarded))
+
+    def hold(self) -> bool:  # replaced per instance by `_checker`'s
+        return all(b.holds() for b in self.guarded)
 
     def changed(self) -> str:
         return ", ".join(b.describe() for b in self.guarded if not b.holds())
+
+
+def _checker(guarded: tuple[Binding, ...]) -> Callable[[], bool]:
+    """``Captures.hold`` for ``guarded``, checked on every call: a dict or
+    cell read and an identity test per binding (what almost every binding
+    passes), `Binding.holds` only where that test fails (an equal number)
+    or contents must be compared."""
+    in_dicts, in_cells, others = [], [], []
+    for b in guarded:
+        if b.contents is not None:
+            others.append(b)
+        elif type(b.where) is dict:
+            in_dicts.append((b.where, b.name, b.value, b))
+        elif type(b.where) is types.CellType:
+            in_cells.append((b.where, b.value, b))
+        else:
+            others.append(b)
+    missing = _MISSING
+
+    def hold() -> bool:
+        for where, name, value, b in in_dicts:
+            if where.get(name, missing) is not value and not b.holds():
+                return False
+        for cell, value, b in in_cells:
+            try:
+                if cell.cell_contents is not value and not b.holds():
+                    return False
+            except ValueError:  # emptied
+                return False
+        for b in others:
+            if not b.holds():
+                return False
+        return True
+    return hold
 
 
 NONE = Captures((), {})
@@ -235,6 +269,7 @@ def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any])
 
 
 _traces = threading.local()  # .open: the lists of `collecting` blocks of this thread
+_collectors = [0]  # `collecting` blocks open in all threads: `note`'s quick exit
 
 
 @contextlib.contextmanager
@@ -246,16 +281,18 @@ def collecting() -> Iterator[list[Captures]]:
     open_lists = _traces.__dict__.setdefault("open", [])
     found: list[Captures] = []
     open_lists.append(found)
+    _collectors[0] += 1  # (an estimate under threads: `note` then looks anyway)
     try:
         yield found
     finally:
+        _collectors[0] -= 1
         open_lists.pop()
 
 
 def note(found: Captures | None) -> None:
     """A compiled function whose trace read ``found`` was called inside the
     traces being recorded in this thread: each of them depends on it."""
-    if found is None or found is NONE:
+    if found is None or found is NONE or not _collectors[0]:
         return
     for open_list in getattr(_traces, "open", ()):
         open_list.append(found)

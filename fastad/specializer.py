@@ -843,7 +843,13 @@ def _with_captures(entry: Entry, run_args: Callable[[Any, int], Any]
             return None
         note(found)  # inside an enclosing trace: it depends on them
         return run_args(args + tuple([b.current() for b in by_reference]), which)
-    return run
+
+    def run_guarded(args: tuple[Any, ...], which: int) -> Any:
+        if not hold():
+            return None
+        note(found)
+        return run_args(args, which)
+    return run if by_reference else run_guarded
 
 
 def guards_hold(entry: Entry, values: list[Any]) -> bool:
