@@ -24,20 +24,30 @@ running anything).  Of the bindings found:
   the contents it had when traced, compared at each call (a pass over it,
   cheaper than the gather or select that uses it).
 
-Containers the function reads are followed the same way, up to three
-levels deep: the attributes of an object (``self.w``, ``config.table``: the
-bound method's ``self``, an object in a global or a closure) whose names the
-code uses, the items of a dict whose keys the code names, and the items of a
+Defaults and keyword defaults of the functions followed, and the arguments
+and keywords of a ``functools.partial``, are bindings too (`Lookup`).
+Containers the function reads are followed the same way, up to eight levels
+deep: the attributes of an object (``self.w``, ``config.table``: the bound
+method's ``self``, a callable object's, an object in a global or a closure,
+a module of the user's) whose names the code uses, found in the object or in
+its class, the items of a dict whose keys the code names, and the items of a
 list or tuple (``for W in self.layers``).  An attribute or item holding an
-array or a number is a binding like a global (``where`` is the object's
-``__dict__``, the dict or the list), and the binding holding a container is
-guarded too (``self.layers = [...]`` retraces).  The methods of an object's
-class that the code names are followed as functions.
+array or a number is a binding like a global, and the binding holding a
+container is guarded too (``self.layers = [...]`` retraces).  The methods
+of an object's class that the code names are followed as functions, and so
+are fastad's compiled functions (their wrapped function).  The user's
+functions are guarded (``helper = other`` retraces); a library's are
+followed only through the user's functions they close over.  Where the walk
+would stop short (`_MAX_DEPTH`, `_MAX_ITEMS`, `_MAX_FUNCTIONS`) the trace is
+refused with a `TracingError` (`_refuse`): what it did not reach would be
+neither read at each call nor guarded.
 
-Functions that capture no array or number pay nothing per call (their
-compiled call path is unchanged); the others check their bindings, a few
-dictionary and cell reads.  Bindings to functions and modules are followed
-to find more but not guarded.
+A compiled function called inside another one's trace brings its captures
+to it (`collecting`, `note`), also when the walk cannot find it.
+
+Functions that capture nothing pay nothing per call (their compiled call
+path is unchanged); the others check their bindings (`_checker`: a dict or
+cell read and an identity test each).
 """
 from __future__ import annotations
 
