@@ -378,8 +378,17 @@ def _container(value: Any) -> bool:
     if isinstance(value, (type, np.ndarray, types.BuiltinFunctionType)
                   + _FUNCTIONS + _NUMBERS) or hasattr(value, "__wrapped__"):
         return False
-    return (type(getattr(value, "__dict__", None)) is dict
+    return ((type(getattr(value, "__dict__", None)) is dict or bool(_slots(type(value))))
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
+
+
+def _slots(cls: type) -> set[str]:
+    """The names of the ``__slots__`` of ``cls`` and its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.update((slots,) if isinstance(slots, str) else slots)
+    return names - {"__dict__", "__weakref__"}
 
 
 def _users(fn: Any) -> bool:
@@ -404,7 +413,7 @@ def _class_attribute(cls: type, name: Any) -> Any:
     return _MISSING
 
 
-def _members(container: Any, names: set[Any], lookups: dict[type, Lookup]
+def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
              ) -> list[tuple[Any, Any, Any]]:
     """[(where, name, value)]: the attributes of an object or a module or the
     items of a dict the code names, or the items of a list or tuple.  An
@@ -416,7 +425,10 @@ def _members(container: Any, names: set[Any], lookups: dict[type, Lookup]
             _refuse(f"a {type(container).__name__} of {len(container)} items (more than "
                     f"{_MAX_ITEMS} are not followed)")
         return [(container, i, v) for i, v in enumerate(container)]
-    where = container if isinstance(container, dict) else vars(container)
+    where = container if isinstance(container, dict) else getattr(container, "__dict__", None)
+    if type(where) is not dict:
+        where = {}  # an object with slots only
+    slots = () if isinstance(container, (dict, types.ModuleType)) else _slots(type(container))
     found = []
     for k in names:
         try:
@@ -426,6 +438,13 @@ def _members(container: Any, names: set[Any], lookups: dict[type, Lookup]
         except TypeError:  # a key of a type the dict cannot compare
             continue
         if isinstance(container, (dict, types.ModuleType)) or not isinstance(k, str):
+            continue
+        if k in slots:
+            key = ("slots", id(container))
+            if key not in lookups:
+                lookups[key] = Lookup(lambda name, obj=container: getattr(obj, name, _MISSING),
+                                      f"attribute of a {type(container).__name__}")
+            found.append((lookups[key], k, getattr(container, k, _MISSING)))
             continue
         cls = type(container)
         value = _class_attribute(cls, k)
@@ -475,7 +494,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
     containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
     taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
     collected: dict[int, Any] = {}  # objects of ``kinds``
-    lookups: dict[type, Lookup] = {}  # the classes whose attributes were looked up
+    lookups: dict[Any, Lookup] = {}  # classes (and slotted objects) looked into
     todo = [fn]
 
     def take(b: Binding, depth: int) -> None:

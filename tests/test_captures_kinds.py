@@ -33,8 +33,20 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 X = np.array([0.3, -1.2, 2.0])
 KINDS = ["closure", "global", "default", "kwdefault", "partial", "partial_kw", "method",
-         "class_attribute", "callable_object", "deep", "module"]
+         "class_attribute", "callable_object", "slots", "deep", "module", "helper"]
 MUTATIONS = ["in_place", "rebind"]
+
+
+class _Slotted:
+    """An object with ``__slots__`` and no ``__dict__``."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def read(self, w):
+        return fnp.sum(w * self.value) + fnp.sum(w ** 2)
 
 
 class _Box:
@@ -107,6 +119,19 @@ def _make(kind, value, depth_of_path=4):
         box = _Box(value)
         f = lambda w: box(w)  # noqa: E731
         return f, state, lambda new: setattr(box, "value", new), lambda: box.value
+    if kind == "slots":
+        obj = _Slotted(value)
+        return obj.read, state, lambda new: setattr(obj, "value", new), lambda: obj.value
+    if kind == "helper":
+        # a global helper function rebound to one closing over the new value
+        g = {"fnp": fnp}
+
+        def make(new):
+            g["helper"] = lambda w: fnp.sum(w * new)
+            g["current"] = new
+        make(value)
+        exec("def f(w):\n    return helper(w) + fnp.sum(w ** 2)\n", g)
+        return g["f"], state, make, lambda: g["current"]
     if kind == "deep":
         # cfg.a.b...["k"][0], depth_of_path containers deep
         leaf = [value]
