@@ -502,8 +502,11 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
         if kinds and isinstance(value, kinds):
             collected[id(value)] = value
         if isinstance(value, (np.ndarray,) + _NUMBERS):
-            if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
-                b = Binding(b.where, b.name, value, value.copy())
+            if isinstance(value, np.ndarray) and (value.dtype.kind not in "fc"
+                                                  or type(value) is not np.ndarray):
+                # an integer or boolean array is a constant of the tape; so is a
+                # subclass's (np.memmap, np.matrix: not read by reference)
+                b = Binding(b.where, b.name, value, np.array(value, copy=True))
             guarded.setdefault((id(b.where), b.name), b)
             if type(value) is np.ndarray and value.dtype.kind in "fc":
                 arrays.setdefault(id(value), b)
