@@ -65,6 +65,7 @@ from .core.arrays import digest, same_bits
 from .core.errors import TracingError
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
+_EQUAL = _NUMBERS + (str, bytes)  # a binding to an equal one of these still holds
 # Bounds on the walk (a trace that would need more is refused, `_refuse`:
 # what the walk does not reach would be neither read at each call nor guarded)
 _MAX_FUNCTIONS = 512  # functions followed from one compiled function
@@ -103,7 +104,7 @@ class Binding:
         now = self.current()
         if now is self.value:
             return self.contents is None or same_bits(now, self.contents)
-        if isinstance(self.value, _NUMBERS) and type(now) is type(self.value):
+        if isinstance(self.value, _EQUAL) and type(now) is type(self.value):
             return bool(now == self.value)
         return False
 
@@ -359,12 +360,19 @@ def _global_names(code: types.CodeType) -> set[str]:
     return {name for c in _code_objects(code) for name in c.co_names}
 
 
+def _library(module: str | None) -> bool:
+    """Whether code of the module named ``module`` is a library's (listed in
+    `_LIBRARIES`, or Python's own): not the user's state."""
+    top = (module or "").split(".")[0]
+    return top in _LIBRARIES or top in sys.stdlib_module_names \
+        or top in sys.builtin_module_names
+
+
 def _user_module(value: Any) -> bool:
     """A module of the user's (``import config``; ``config.lr``): neither a
     library's nor the standard library's."""
     top = (getattr(value, "__name__", "") or "").split(".")[0]
-    return top not in _LIBRARIES and top not in sys.stdlib_module_names \
-        and top not in sys.builtin_module_names
+    return not _library(top)
 
 
 def _container(value: Any) -> bool:
@@ -376,10 +384,19 @@ def _container(value: Any) -> bool:
     if isinstance(value, types.ModuleType):
         return _user_module(value)
     if isinstance(value, (type, np.ndarray, types.BuiltinFunctionType)
-                  + _FUNCTIONS + _NUMBERS) or hasattr(value, "__wrapped__"):
+                  + _FUNCTIONS + _NUMBERS) or _wrapper(value):
         return False
     return ((type(getattr(value, "__dict__", None)) is dict or bool(_slots(type(value))))
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
+
+
+def _wrapper(value: Any) -> bool:
+    """Whether ``value`` wraps a function (``functools.wraps``, fastad's
+    compiled functions), asked without trusting its ``__getattr__``."""
+    try:
+        return isinstance(getattr(value, "__wrapped__", None), Callable)
+    except Exception:  # an object whose __getattr__ raises something else
+        return False
 
 
 def _slots(cls: type) -> set[str]:
@@ -389,17 +406,6 @@ def _slots(cls: type) -> set[str]:
         slots = klass.__dict__.get("__slots__", ())
         names.update((slots,) if isinstance(slots, str) else slots)
     return names - {"__dict__", "__weakref__"}
-
-
-def _users(fn: Any) -> bool:
-    """Whether the function ``fn`` is the user's (a library's functions are
-    not guarded: rebinding ``np.sum`` is not a program's way to change its
-    state)."""
-    fn = getattr(fn, "__wrapped__", fn)
-    while isinstance(fn, functools_partial):
-        fn = fn.func
-    fn = getattr(fn, "__func__", fn)
-    return (getattr(fn, "__module__", None) or "").split(".")[0] not in _LIBRARIES
 
 
 def _class_attribute(cls: type, name: Any) -> Any:
@@ -510,12 +516,11 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
             guarded.setdefault((id(b.where), b.name), b)
             if type(value) is np.ndarray and value.dtype.kind in "fc":
                 arrays.setdefault(id(value), b)
-        elif isinstance(value, _FUNCTIONS) or (callable(value) and hasattr(value, "__wrapped__")):
+        elif isinstance(value, _FUNCTIONS) or (callable(value) and _wrapper(value)):
             # (fastad's compiled functions and functools.wraps wrappers: the
             # function they wrap, whose own captures an enclosing trace reads)
             todo.append(value)
-            if _users(value):  # ``helper = other_helper`` retraces
-                guarded.setdefault((id(b.where), b.name), b)
+            guarded.setdefault((id(b.where), b.name), b)  # ``helper = other`` retraces
         elif _container(value):
             if depth >= _MAX_DEPTH:
                 if id(value) not in containers:
@@ -523,6 +528,10 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
                             "deep in its closure or globals")
             else:
                 containers.setdefault(id(value), (b, depth + 1))
+        elif not isinstance(value, types.ModuleType):
+            # any other object the code reads (a string choosing a path, a
+            # library's callable object): rebinding it retraces
+            guarded.setdefault((id(b.where), b.name), b)
 
     def follow(f: Any) -> None:
         f = getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
@@ -533,7 +542,8 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
                     take(b, 0)
                 todo.append(f.func)
             return
-        if _container(f) and not isinstance(f, (dict, list, tuple)) and callable(f):
+        if (_container(f) and not isinstance(f, (dict, list, tuple)) and callable(f)
+                and not _library(type(f).__module__)):
             # a callable object: its ``__call__`` reads its attributes
             f = types.MethodType(type(f).__call__, f)
         if isinstance(f, types.MethodType):
@@ -550,7 +560,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
                     bindings.append(Binding(cell, name, cell.cell_contents))
                 except ValueError:
                     continue
-        if (f.__module__ or "").split(".")[0] in _LIBRARIES:
+        if _library(f.__module__):
             # a library's wrapper (fastad.grad's, functools'): only the user's
             # functions it closes over are followed
             todo.extend(b.value for b in bindings if callable(b.value))
@@ -582,7 +592,8 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
             guarded.setdefault((id(b.where), b.name), b)
             if not isinstance(container, (dict, list, tuple, types.ModuleType)):
                 call = getattr(type(container), "__call__", None)
-                if isinstance(call, types.FunctionType) and id(call) not in seen:
+                if (isinstance(call, types.FunctionType) and id(call) not in seen
+                        and not _library(call.__module__)):
                     todo.append(call)  # ``model(x)``: reads the object's attributes
                 for n in names:
                     method = getattr(type(container), n, None) if isinstance(n, str) else None

@@ -324,3 +324,39 @@ def test_array_subclasses_mutated_in_place_retrace(make, wrap, tmp_path):
         g(X)
         held[0] += 5.0
         np.testing.assert_allclose(g(X), eager(X))
+
+
+MODE = "square"
+SUM = np.sum
+
+
+def _by_mode(w):
+    if MODE == "square":
+        return fnp.sum(w ** 2)
+    return fnp.sum(w ** 3)
+
+
+def _by_library_function(w):
+    return fnp.sum(w) * float(SUM(np.ones(2)))
+
+
+@pytest.mark.parametrize("wrap", ["jit", "compile"])
+def test_rebinding_a_string_or_a_library_function_retraces(wrap):
+    global MODE, SUM
+    try:
+        for f, rebind in [(_by_mode, lambda: globals().__setitem__("MODE", "cube")),
+                          (_by_library_function,
+                           lambda: globals().__setitem__("SUM", lambda a: 3.0))]:
+            g = fa.jit(f) if wrap == "jit" else fa.compile(f)
+            eager = f if wrap == "jit" else fa.grad(f)
+            g(X)
+            rebind()
+            np.testing.assert_allclose(g(X), eager(X))
+            # an equal string is the same binding: no retrace
+            MODE = "".join(["cu", "be"])
+            before = g.cache_info()["traces"] if hasattr(g, "cache_info") else None
+            np.testing.assert_allclose(g(X), eager(X))
+            if before is not None:
+                assert g.cache_info()["traces"] == before
+    finally:
+        MODE, SUM = "square", np.sum
