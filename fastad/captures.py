@@ -35,9 +35,11 @@ list or tuple (``for W in self.layers``).  An attribute or item holding an
 array or a number is a binding like a global, and the binding holding a
 container is guarded too (``self.layers = [...]`` retraces).  The methods
 of an object's class that the code names are followed as functions, and so
-are fastad's compiled functions (their wrapped function).  The user's
-functions are guarded (``helper = other`` retraces); a library's are
-followed only through the user's functions they close over.  Where the walk
+are fastad's compiled functions (their wrapped function).  Every binding
+read but one holding a module is guarded (``helper = other``, ``mode =
+"fast"`` retrace; an equal number or string holds); a library's functions
+are followed only through the user's functions they close over, and
+Python's own modules are not walked.  Where the walk
 would stop short (`_MAX_DEPTH`, `_MAX_ITEMS`, `_MAX_FUNCTIONS`) the trace is
 refused with a `TracingError` (`_refuse`): what it did not reach would be
 neither read at each call nor guarded.
