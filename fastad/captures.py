@@ -302,6 +302,11 @@ def collecting() -> Iterator[list[Captures]]:
         open_lists.pop()
 
 
+def active() -> bool:
+    """Whether a compiled function's trace may be collecting (`collecting`)."""
+    return bool(_collectors[0]) and bool(getattr(_traces, "open", ()))
+
+
 def note(found: Captures | None) -> None:
     """A compiled function whose trace read ``found`` was called inside the
     traces being recorded in this thread: each of them depends on it."""

@@ -275,7 +275,8 @@ class Specializer:
                 "this compiled function was loaded from bytes without its Python function; on "
                 "traced values (inside fastad.grad, vmap, jit, ...) it replays the tapes of the "
                 "signatures it was saved with, and this call's is new")
-        captures.note(captures.find(self.fn))  # an enclosing trace reads what it reads
+        if captures.active():  # an enclosing compiled trace reads what it reads
+            captures.note(captures.find(self.fn))
         return self.eager(*args, **kwargs)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False,
