@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import functools
 import random
-import sys
 import types
 
 import numpy as np
@@ -147,7 +146,6 @@ def _make(kind, value, depth_of_path=4):
         name = f"_fastad_test_module_{id(state)}"
         mod = types.ModuleType(name)
         mod.value = value
-        sys.modules[name] = mod
         g = {"fnp": fnp, "mod": mod}
         exec("def f(w):\n    return fnp.sum(w * mod.value) + fnp.sum(w ** 2)\n", g)
         return g["f"], state, lambda new: setattr(mod, "value", new), lambda: mod.value
