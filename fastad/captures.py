@@ -390,6 +390,8 @@ def _container(value: Any) -> bool:
         return True
     if isinstance(value, types.ModuleType):
         return _user_module(value)
+    if isinstance(value, type):  # a user's class: ``Model.scale``
+        return not _library(value.__module__)
     if isinstance(value, (type, np.ndarray, types.BuiltinFunctionType)
                   + _FUNCTIONS + _NUMBERS) or _wrapper(value):
         return False
@@ -433,6 +435,19 @@ def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
     object's attribute found in its class (``scale = 2.0`` in the class
     body) lives in the class; the object's own ``__dict__`` is then bound to
     not hold it (`_MISSING`), so that setting it on the object retraces."""
+    if isinstance(container, type):
+        if container not in lookups:
+            lookups[container] = _class_lookup(container)
+        found = []
+        for k in names:
+            value = _class_attribute(container, k) if isinstance(k, str) else _MISSING
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if isinstance(value, types.FunctionType):
+                found.append((None, k, value))  # followed, not bound
+            elif value is not _MISSING and not isinstance(value, property):
+                found.append((lookups[container], k, value))
+        return found
     if isinstance(container, (list, tuple)):
         if len(container) > _MAX_ITEMS:
             _refuse(f"a {type(container).__name__} of {len(container)} items (more than "

@@ -32,7 +32,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
 X = np.array([0.3, -1.2, 2.0])
 KINDS = ["closure", "global", "default", "kwdefault", "partial", "partial_kw", "method",
-         "class_attribute", "callable_object", "slots", "deep", "module", "helper"]
+         "class_attribute", "class_object", "callable_object", "slots", "deep", "module",
+         "helper"]
 MUTATIONS = ["in_place", "rebind"]
 
 
@@ -118,6 +119,12 @@ def _make(kind, value, depth_of_path=4):
         box = _Box(value)
         f = lambda w: box(w)  # noqa: E731
         return f, state, lambda new: setattr(box, "value", new), lambda: box.value
+    if kind == "class_object":
+        # a class in a global, its attribute read as ``Config.value``
+        cls = type("Config", (), {"value": value})
+        g = {"fnp": fnp, "Config": cls}
+        exec("def f(w):\n    return fnp.sum(w * Config.value) + fnp.sum(w ** 2)\n", g)
+        return g["f"], state, lambda new: setattr(cls, "value", new), lambda: cls.value
     if kind == "slots":
         obj = _Slotted(value)
         return obj.read, state, lambda new: setattr(obj, "value", new), lambda: obj.value
