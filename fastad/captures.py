@@ -24,27 +24,42 @@ running anything).  Of the bindings found:
   the contents it had when traced, compared at each call (a pass over it,
   cheaper than the gather or select that uses it).
 
-Containers the function reads are followed the same way, up to three
-levels deep: the attributes of an object (``self.w``, ``config.table``: the
-bound method's ``self``, an object in a global or a closure) whose names the
-code uses, the items of a dict whose keys the code names, and the items of a
+Defaults and keyword defaults of the functions followed, and the arguments
+and keywords of a ``functools.partial``, are bindings too (`Lookup`).
+Containers the function reads are followed the same way, up to eight levels
+deep: the attributes of an object (``self.w``, ``config.table``: the bound
+method's ``self``, a callable object's, an object in a global or a closure,
+a module of the user's) whose names the code uses, found in the object or in
+its class, the items of a dict whose keys the code names, and the items of a
 list or tuple (``for W in self.layers``).  An attribute or item holding an
-array or a number is a binding like a global (``where`` is the object's
-``__dict__``, the dict or the list), and the binding holding a container is
-guarded too (``self.layers = [...]`` retraces).  The methods of an object's
-class that the code names are followed as functions.
+array or a number is a binding like a global, and the binding holding a
+container is guarded too (``self.layers = [...]`` retraces).  The methods
+of an object's class that the code names are followed as functions, and so
+are fastad's compiled functions (their wrapped function).  Every binding
+read but one holding a module is guarded (``helper = other``, ``mode =
+"fast"`` retrace; an equal number or string holds); a library's functions
+are followed only through the user's functions they close over, and
+Python's own modules are not walked.  Where the walk
+would stop short (`_MAX_DEPTH`, `_MAX_ITEMS`, `_MAX_FUNCTIONS`) the trace is
+refused with a `TracingError` (`_refuse`): what it did not reach would be
+neither read at each call nor guarded.
 
-Functions that capture no array or number pay nothing per call (their
-compiled call path is unchanged); the others check their bindings, a few
-dictionary and cell reads.  Bindings to functions and modules are followed
-to find more but not guarded.
+A compiled function called inside another one's trace brings its captures
+to it (`collecting`, `note`), also when the walk cannot find it.
+
+Functions that capture nothing pay nothing per call (their compiled call
+path is unchanged); the others check their bindings (`_checker`: a dict or
+cell read and an identity test each).
 """
 from __future__ import annotations
 
+import contextlib
+import sys
+import threading
 import types
 from dataclasses import dataclass, field
 from functools import partial as functools_partial
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -52,9 +67,13 @@ from .core.arrays import digest, same_bits
 from .core.errors import TracingError
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
-_MAX_FUNCTIONS = 64  # functions followed from one compiled function
-_MAX_MEMBERS = 64  # attributes or items looked at in one container
-_MAX_DEPTH = 3  # containers in containers followed
+_EQUAL = _NUMBERS + (str, bytes)  # a binding to an equal one of these still holds
+# Bounds on the walk (a trace that would need more is refused, `_refuse`:
+# what the walk does not reach would be neither read at each call nor guarded)
+_MAX_FUNCTIONS = 512  # functions followed from one compiled function
+_MAX_ITEMS = 4096  # items of one list or tuple
+_MAX_DEPTH = 8  # containers in containers followed
+_FUNCTIONS = (types.FunctionType, functools_partial, types.MethodType)
 # libraries' functions are not followed: their module constants are not the user's
 _LIBRARIES = frozenset({"numpy", "scipy", "fastad", "jax", "autograd", "functools", "math",
                         "builtins", "numba", "dask"})
@@ -72,6 +91,8 @@ class Binding:
     contents: np.ndarray | None = None
 
     def current(self) -> Any:
+        if type(self.where) is Lookup:
+            return self.where.get(self.name)
         if isinstance(self.where, dict):
             return self.where.get(self.name, _MISSING)
         if isinstance(self.where, (list, tuple)):
@@ -85,11 +106,13 @@ class Binding:
         now = self.current()
         if now is self.value:
             return self.contents is None or same_bits(now, self.contents)
-        if isinstance(self.value, _NUMBERS) and type(now) is type(self.value):
+        if isinstance(self.value, _EQUAL) and type(now) is type(self.value):
             return bool(now == self.value)
         return False
 
     def describe(self) -> str:
+        if type(self.where) is Lookup:
+            return f"{self.where.label} {self.name!r}"
         if isinstance(self.where, (list, tuple)):
             return f"item {self.name} of a {type(self.where).__name__}"
         if isinstance(self.where, dict):
@@ -99,6 +122,55 @@ class Binding:
 
 
 _MISSING = object()
+
+
+class Lookup:
+    """Where a binding lives that is no cell, dict or list: a function's
+    defaults (``lambda w, U=U: ...``) or keyword defaults, a
+    ``functools.partial``'s arguments and keywords.  ``get(name)`` reads it
+    now (`_MISSING` if it is gone: ``f.__defaults__ = ...`` rebinds them)."""
+
+    __slots__ = ("get", "label")
+
+    def __init__(self, get: Callable[[Any], Any], label: str) -> None:
+        self.get = get
+        self.label = label
+
+
+def _defaults(f: types.FunctionType) -> list[Binding]:
+    """The bindings of ``f``'s default values, positional and keyword-only,
+    read anew from the function at each call."""
+    def positional(i: int) -> Any:
+        values = f.__defaults__ or ()
+        return values[i] if i < len(values) else _MISSING
+
+    def keyword(name: str) -> Any:
+        return (f.__kwdefaults__ or {}).get(name, _MISSING)
+    found = [Binding(Lookup(positional, "default argument"), i, v)
+             for i, v in enumerate(f.__defaults__ or ())]
+    return found + [Binding(Lookup(keyword, "keyword default"), k, v)
+                    for k, v in (f.__kwdefaults__ or {}).items()]
+
+
+def _partial_arguments(p: functools_partial) -> list[Binding]:
+    """The bindings of a ``functools.partial``'s arguments and keywords."""
+    def positional(i: int) -> Any:
+        return p.args[i] if i < len(p.args) else _MISSING
+
+    def keyword(name: str) -> Any:
+        return p.keywords.get(name, _MISSING)
+    return ([Binding(Lookup(positional, "functools.partial argument"), i, v)
+             for i, v in enumerate(p.args)]
+            + [Binding(Lookup(keyword, "functools.partial keyword"), k, v)
+               for k, v in p.keywords.items()])
+
+
+def _refuse(what: str) -> None:
+    raise TracingError(
+        f"the function reads {what}: compiled code could neither read it at each call nor "
+        "notice a change to it. Pass that state as an argument (arrays and numbers are data; "
+        "static_argnums/static_argnames for the rest), or use fastad.grad, which runs the "
+        "function on every call")
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,14 +185,48 @@ class Captures:
     # id -> a checksum of each float array's contents before the trace (`_unwritten`)
     digests: dict = field(default_factory=dict)
 
-    def hold(self) -> bool:
-        for b in self.guarded:
-            if not b.holds():
-                return False
-        return True
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "hold", _checker(self.guarded))
+
+    def hold(self) -> bool:  # replaced per instance by `_checker`'s
+        return all(b.holds() for b in self.guarded)
 
     def changed(self) -> str:
         return ", ".join(b.describe() for b in self.guarded if not b.holds())
+
+
+def _checker(guarded: tuple[Binding, ...]) -> Callable[[], bool]:
+    """``Captures.hold`` for ``guarded``, checked on every call: a dict or
+    cell read and an identity test per binding (what almost every binding
+    passes), `Binding.holds` only where that test fails (an equal number)
+    or contents must be compared."""
+    in_dicts, in_cells, others = [], [], []
+    for b in guarded:
+        if b.contents is not None:
+            others.append(b)
+        elif type(b.where) is dict:
+            in_dicts.append((b.where, b.name, b.value, b))
+        elif type(b.where) is types.CellType:
+            in_cells.append((b.where, b.value, b))
+        else:
+            others.append(b)
+    missing = _MISSING
+
+    def hold() -> bool:
+        for where, name, value, b in in_dicts:
+            if where.get(name, missing) is not value and not b.holds():
+                return False
+        for cell, value, b in in_cells:
+            try:
+                if cell.cell_contents is not value and not b.holds():
+                    return False
+            except ValueError:  # emptied
+                return False
+        for b in others:
+            if not b.holds():
+                return False
+        return True
+    return hold
 
 
 NONE = Captures((), {})
@@ -175,6 +281,54 @@ def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any])
     return Captures(tuple(guarded), found.arrays, found.literals, found.digests)
 
 
+_traces = threading.local()  # .open: the lists of `collecting` blocks of this thread
+_collectors = [0]  # `collecting` blocks open in all threads: `note`'s quick exit
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[list[Captures]]:
+    """While a compiled function is traced: the captures of the compiled
+    functions it calls (`note`), which its own walk may not reach (one
+    passed as an argument, found in a dict by a computed key).  Their tapes
+    are replayed into this trace, so this trace depends on their bindings."""
+    open_lists = _traces.__dict__.setdefault("open", [])
+    found: list[Captures] = []
+    open_lists.append(found)
+    _collectors[0] += 1  # (an estimate under threads: `note` then looks anyway)
+    try:
+        yield found
+    finally:
+        _collectors[0] -= 1
+        open_lists.pop()
+
+
+def active() -> bool:
+    """Whether a compiled function's trace may be collecting (`collecting`)."""
+    return bool(_collectors[0]) and bool(getattr(_traces, "open", ()))
+
+
+def note(found: Captures | None) -> None:
+    """A compiled function whose trace read ``found`` was called inside the
+    traces being recorded in this thread: each of them depends on it."""
+    if found is None or found is NONE or not _collectors[0]:
+        return
+    for open_list in getattr(_traces, "open", ()):
+        open_list.append(found)
+
+
+def merged(found: Captures, nested: list[Captures]) -> Captures:
+    """``found`` guarding also the bindings of ``nested`` (see `collecting`).
+    Their arrays are constants of this trace unless this trace's own walk
+    reads them by reference: `settle` guards them by their contents."""
+    if not nested:
+        return found
+    guarded = {(id(b.where), b.name): b for b in found.guarded}
+    for inner in nested:
+        for b in inner.guarded:
+            guarded.setdefault((id(b.where), b.name), b)
+    return Captures(tuple(guarded.values()), found.arrays, found.literals, found.digests)
+
+
 def view_indices(view: np.ndarray, base: np.ndarray) -> np.ndarray | None:
     """The flat indices into ``base`` (C-contiguous) of each element of
     ``view``, a NumPy view of it (``base[::-1]``, ``base.T``, ``base[:, 0]``;
@@ -213,29 +367,153 @@ def _global_names(code: types.CodeType) -> set[str]:
     return {name for c in _code_objects(code) for name in c.co_names}
 
 
+def _library(module: str | None) -> bool:
+    """Whether code of the module named ``module`` is a library's (listed in
+    `_LIBRARIES`, or Python's own): not the user's state."""
+    top = (module or "").split(".")[0]
+    return top in _LIBRARIES or top in sys.stdlib_module_names \
+        or top in sys.builtin_module_names
+
+
+def _user_module(value: Any) -> bool:
+    """A module of the user's (``import config``; ``config.lr``): neither a
+    library's nor the standard library's."""
+    top = (getattr(value, "__name__", "") or "").split(".")[0]
+    return not _library(top)
+
+
 def _container(value: Any) -> bool:
     """Whether ``value`` is a container `find` looks into: a dict, list or
-    tuple, or an instance of a user's class with a ``__dict__``."""
+    tuple, a module of the user's, or an instance of a user's class with a
+    ``__dict__`` (a callable one too: its ``__call__`` is followed)."""
     if isinstance(value, (dict, list, tuple)):
         return True
-    if isinstance(value, (type, types.ModuleType, np.ndarray) + _NUMBERS) or callable(value):
+    if isinstance(value, types.ModuleType):
+        return _user_module(value)
+    if isinstance(value, type):  # a user's class: ``Model.scale``
+        return not _library(value.__module__)
+    if isinstance(value, (type, np.ndarray, types.BuiltinFunctionType)
+                  + _FUNCTIONS + _NUMBERS) or _wrapper(value):
         return False
-    return (type(getattr(value, "__dict__", None)) is dict
+    return ((type(getattr(value, "__dict__", None)) is dict or bool(_slots(type(value))))
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
 
 
-def _members(container: Any, names: set[Any]) -> tuple[Any, list[tuple[Any, Any]]]:
-    """(where, [(name, value)]): the attributes of an object or the items of a
-    dict the code names, or the items of a list or tuple."""
+def _wrapper(value: Any) -> bool:
+    """Whether ``value`` wraps a function (``functools.wraps``, fastad's
+    compiled functions), asked without trusting its ``__getattr__``."""
+    try:
+        return isinstance(getattr(value, "__wrapped__", None), Callable)
+    except Exception:  # an object whose __getattr__ raises something else
+        return False
+
+
+def _slots(cls: type) -> set[str]:
+    """The names of the ``__slots__`` of ``cls`` and its bases."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        slots = klass.__dict__.get("__slots__", ())
+        names.update((slots,) if isinstance(slots, str) else slots)
+    return names - {"__dict__", "__weakref__"}
+
+
+def _class_attribute(cls: type, name: Any) -> Any:
+    """``name`` as the instances of ``cls`` find it in their classes (not a
+    method: those are followed as functions), or `_MISSING`."""
+    for klass in cls.__mro__:
+        if klass is object:
+            break
+        if name in klass.__dict__:
+            return klass.__dict__[name]
+    return _MISSING
+
+
+def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
+             ) -> list[tuple[Any, Any, Any]]:
+    """[(where, name, value)]: the attributes of an object or a module or the
+    items of a dict the code names, or the items of a list or tuple.  An
+    object's attribute found in its class (``scale = 2.0`` in the class
+    body) lives in the class; the object's own ``__dict__`` is then bound to
+    not hold it (`_MISSING`), so that setting it on the object retraces."""
+    if isinstance(container, type):
+        if container not in lookups:
+            lookups[container] = _class_lookup(container)
+        found = []
+        for k in names:
+            value = _class_attribute(container, k) if isinstance(k, str) else _MISSING
+            if isinstance(value, (staticmethod, classmethod)):
+                value = value.__func__
+            if isinstance(value, types.FunctionType):
+                found.append((None, k, value))  # followed, not bound
+            elif value is not _MISSING and not isinstance(value, property):
+                found.append((lookups[container], k, value))
+        return found
     if isinstance(container, (list, tuple)):
-        return container, list(enumerate(container[:_MAX_MEMBERS]))
-    where = container if isinstance(container, dict) else vars(container)
-    return where, [(k, where[k]) for k in list(where)[:4 * _MAX_MEMBERS] if k in names
-                   ][:_MAX_MEMBERS]
+        if len(container) > _MAX_ITEMS:
+            _refuse(f"a {type(container).__name__} of {len(container)} items (more than "
+                    f"{_MAX_ITEMS} are not followed)")
+        return [(container, i, v) for i, v in enumerate(container)]
+    where = container if isinstance(container, dict) else getattr(container, "__dict__", None)
+    if type(where) is not dict:
+        where = {}  # an object with slots only
+    slots = () if isinstance(container, (dict, types.ModuleType)) else _slots(type(container))
+    found = []
+    for k in names:
+        try:
+            if k in where:
+                found.append((where, k, where[k]))
+                continue
+        except TypeError:  # a key of a type the dict cannot compare
+            continue
+        if isinstance(container, (dict, types.ModuleType)) or not isinstance(k, str):
+            continue
+        if k in slots:
+            key = ("slots", id(container))
+            if key not in lookups:
+                lookups[key] = Lookup(lambda name, obj=container: getattr(obj, name, _MISSING),
+                                      f"attribute of a {type(container).__name__}")
+            found.append((lookups[key], k, getattr(container, k, _MISSING)))
+            continue
+        cls = type(container)
+        value = _class_attribute(cls, k)
+        if value is _MISSING:
+            continue
+        if isinstance(value, property):
+            value = value.fget
+        elif isinstance(value, (staticmethod, classmethod)):
+            value = value.__func__
+        if isinstance(value, types.FunctionType):
+            found.append((None, k, value))  # followed, not bound
+            continue
+        found.append((where, k, _MISSING))
+        if cls not in lookups:
+            lookups[cls] = _class_lookup(cls)
+        found.append((lookups[cls], k, value))
+    return found
+
+
+def _class_lookup(cls: type) -> Lookup:
+    return Lookup(lambda name: _class_attribute(cls, name), f"attribute of class {cls.__name__}")
 
 
 def find(fn: Callable[..., Any]) -> Captures:
     """The bindings ``fn`` and the functions it reaches can read."""
+    guarded, arrays, literals, _ = _walk(fn, ())
+    if not guarded:
+        return NONE
+    return Captures(tuple(guarded.values()), arrays, frozenset(literals),
+                    {k: digest(b.value) for k, b in arrays.items()})
+
+
+def reachable(fn: Callable[..., Any], kinds: tuple[type, ...]) -> list[Any]:
+    """The objects of ``kinds`` (random generators, `fastad.draws`) that
+    ``fn`` can reach the way `find` walks: closures, globals, defaults,
+    partial arguments, attributes and items."""
+    return _walk(fn, kinds)[3]
+
+
+def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
+          ) -> tuple[dict[tuple[int, Any], Binding], dict[int, Binding], set[Any], list[Any]]:
     guarded: dict[tuple[int, Any], Binding] = {}
     arrays: dict[int, Binding] = {}
     seen: set[int] = set()
@@ -243,26 +521,53 @@ def find(fn: Callable[..., Any]) -> Captures:
     literals: set[Any] = set()  # its float and complex constants
     containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
     taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
+    collected: dict[int, Any] = {}  # objects of ``kinds``
+    lookups: dict[Any, Lookup] = {}  # classes (and slotted objects) looked into
     todo = [fn]
 
     def take(b: Binding, depth: int) -> None:
         value = b.value
+        if kinds and isinstance(value, kinds):
+            collected[id(value)] = value
         if isinstance(value, (np.ndarray,) + _NUMBERS):
-            if isinstance(value, np.ndarray) and value.dtype.kind not in "fc":
-                b = Binding(b.where, b.name, value, value.copy())
+            if isinstance(value, np.ndarray) and (value.dtype.kind not in "fc"
+                                                  or type(value) is not np.ndarray):
+                # an integer or boolean array is a constant of the tape; so is a
+                # subclass's (np.memmap, np.matrix: not read by reference)
+                b = Binding(b.where, b.name, value, np.array(value, copy=True))
             guarded.setdefault((id(b.where), b.name), b)
             if type(value) is np.ndarray and value.dtype.kind in "fc":
                 arrays.setdefault(id(value), b)
-        elif isinstance(value, (types.FunctionType, functools_partial, types.MethodType)):
+        elif isinstance(value, _FUNCTIONS) or (callable(value) and _wrapper(value)):
+            # (fastad's compiled functions and functools.wraps wrappers: the
+            # function they wrap, whose own captures an enclosing trace reads)
             todo.append(value)
-        elif depth < _MAX_DEPTH and _container(value):
-            containers.setdefault(id(value), (b, depth + 1))
+            guarded.setdefault((id(b.where), b.name), b)  # ``helper = other`` retraces
+        elif _container(value):
+            if depth >= _MAX_DEPTH:
+                if id(value) not in containers:
+                    _refuse(f"{b.describe()}, an object nested more than {_MAX_DEPTH} levels "
+                            "deep in its closure or globals")
+            else:
+                containers.setdefault(id(value), (b, depth + 1))
+        elif not isinstance(value, types.ModuleType):
+            # any other object the code reads (a string choosing a path, a
+            # library's callable object): rebinding it retraces
+            guarded.setdefault((id(b.where), b.name), b)
 
     def follow(f: Any) -> None:
         f = getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
         if isinstance(f, functools_partial):
-            todo.append(f.func)
+            if id(f) not in seen:
+                seen.add(id(f))
+                for b in _partial_arguments(f):
+                    take(b, 0)
+                todo.append(f.func)
             return
+        if (_container(f) and not isinstance(f, (dict, list, tuple)) and callable(f)
+                and not _library(type(f).__module__)):
+            # a callable object: its ``__call__`` reads its attributes
+            f = types.MethodType(type(f).__call__, f)
         if isinstance(f, types.MethodType):
             if _container(f.__self__):  # a bound method reads its object
                 take(Binding({"self": f.__self__}, "self", f.__self__), 0)
@@ -277,11 +582,12 @@ def find(fn: Callable[..., Any]) -> Captures:
                     bindings.append(Binding(cell, name, cell.cell_contents))
                 except ValueError:
                     continue
-        if (f.__module__ or "").split(".")[0] in _LIBRARIES:
+        if _library(f.__module__):
             # a library's wrapper (fastad.grad's, functools'): only the user's
             # functions it closes over are followed
             todo.extend(b.value for b in bindings if callable(b.value))
             return
+        bindings += _defaults(f)
         for code in _code_objects(f.__code__):
             names.update(code.co_names)
             names.update(c for c in code.co_consts
@@ -296,29 +602,37 @@ def find(fn: Callable[..., Any]) -> Captures:
 
     # Functions name attributes and keys, containers hold functions (methods):
     # look again until neither finds anything new.
-    for _ in range(2 * _MAX_DEPTH + 2):
-        while todo and len(seen) < _MAX_FUNCTIONS:
+    while True:
+        while todo:
+            if len(seen) >= _MAX_FUNCTIONS:
+                _refuse(f"state through more than {_MAX_FUNCTIONS} Python functions")
             follow(todo.pop())
         before = (len(taken), len(containers), len(seen))
         for b, depth in list(containers.values()):
             container = b.value
-            if depth > 1:  # the binding holding it: rebinding the container retraces
-                guarded.setdefault((id(b.where), b.name), b)
-            if not isinstance(container, (dict, list, tuple)):
-                todo.extend(getattr(type(container), n) for n in names if isinstance(n, str)
-                            and isinstance(getattr(type(container), n, None),
-                                           types.FunctionType))
-            where, members = _members(container, names)
-            for name, value in members:
-                if (id(where), name) not in taken:
+            # the binding holding it: rebinding the container retraces
+            guarded.setdefault((id(b.where), b.name), b)
+            if not isinstance(container, (dict, list, tuple, types.ModuleType)):
+                call = getattr(type(container), "__call__", None)
+                if (isinstance(call, types.FunctionType) and id(call) not in seen
+                        and not _library(call.__module__)):
+                    todo.append(call)  # ``model(x)``: reads the object's attributes
+                for n in names:
+                    method = getattr(type(container), n, None) if isinstance(n, str) else None
+                    if isinstance(method, types.FunctionType) and id(method) not in seen:
+                        todo.append(method)
+            for where, name, value in _members(container, names, lookups):
+                if where is None:  # a property's or static method's function
+                    if id(value) not in seen:
+                        todo.append(value)
+                elif value is _MISSING:  # an attribute the object does not hold
+                    guarded.setdefault((id(where), name), Binding(where, name, value))
+                elif (id(where), name) not in taken:
                     taken.add((id(where), name))
                     take(Binding(where, name, value), depth)
         if not todo and before == (len(taken), len(containers), len(seen)):
             break
-    if not guarded:
-        return NONE
-    return Captures(tuple(guarded.values()), arrays, frozenset(literals),
-                    {k: digest(b.value) for k, b in arrays.items()})
+    return guarded, arrays, literals, list(collected.values())
 
 
 def _unwritten(found: Captures, binding: Binding) -> None:

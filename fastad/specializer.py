@@ -262,6 +262,7 @@ class Specializer:
             # for examples taking other counts: the function, recorded
             # afresh, meets the padding)
             return self._eager_on_traced(args, kwargs)
+        captures.note(entry.captures)  # an enclosing trace depends on its bindings
         if grads_only:
             outs = [None] + replay(self.grads_of(entry).tape, entry.inputs(dynamic))
         else:
@@ -274,6 +275,8 @@ class Specializer:
                 "this compiled function was loaded from bytes without its Python function; on "
                 "traced values (inside fastad.grad, vmap, jit, ...) it replays the tapes of the "
                 "signatures it was saved with, and this call's is new")
+        if captures.active():  # an enclosing compiled trace reads what it reads
+            captures.note(captures.find(self.fn))
         return self.eager(*args, **kwargs)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False,
@@ -499,6 +502,7 @@ class Specializer:
         return self.cache.get(key, ())
 
     def finish(self, entry: Entry, dynamic: list[Any], outs: list[Any]) -> Any:
+        captures.note(entry.captures)  # inside an enclosing trace: it depends on them
         if self.check_nans and not all(np.all(np.isfinite(v)) for v in outs if v is not None):
             # The compiled code runs at full speed; only a non-finite result pays
             # for a checked replay that finds the instruction which made it.
@@ -600,14 +604,15 @@ class Specializer:
                 builder.by_reference = captures.reader(builder, found, inputs, by_reference)
                 # forced reruns would read the captures anew: no if-conversion
                 convert = False
-            with guards.watching() as log:
+            with guards.watching() as log, captures.collecting() as nested:
                 try:
                     out = self.fn(*new_args, **new_kwargs)
                 except Exception as exc:
                     raise_for_data_arguments(exc, (new_args, new_kwargs))
                     raise
             builder.by_reference = None
-            found = captures.settle(found, by_reference, builder.tape.consts)
+            found = captures.settle(captures.merged(found, nested), by_reference,
+                                    builder.tape.consts)
             out_leaves, out_tree = pytree.flatten(out)
             _check_results(self.fn, out_leaves)
             traced_leaves = list(out_leaves)  # before a reroll replays them
@@ -831,13 +836,21 @@ def _with_captures(entry: Entry, run_args: Callable[[Any, int], Any]
     """``run_args`` for a trace that read its closure or globals: declines
     (None, the general path retraces) when a binding changed, else runs on the
     arguments and the arrays the bindings hold now."""
-    hold, by_reference = entry.captures.hold, entry.by_reference
+    found, by_reference = entry.captures, entry.by_reference
+    hold, note = found.hold, captures.note
 
     def run(args: tuple[Any, ...], which: int) -> Any:
         if not hold():
             return None
+        note(found)  # inside an enclosing trace: it depends on them
         return run_args(args + tuple([b.current() for b in by_reference]), which)
-    return run
+
+    def run_guarded(args: tuple[Any, ...], which: int) -> Any:
+        if not hold():
+            return None
+        note(found)
+        return run_args(args, which)
+    return run if by_reference else run_guarded
 
 
 def guards_hold(entry: Entry, values: list[Any]) -> bool:
