@@ -210,7 +210,11 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     if name == "numba":  # of each kind, the precisions its generator types
         from .numba_tables import _NUMBA_TYPE
         dtypes |= {f"{a.dtype} values" for a in tape.avals if a.dtype.name not in _NUMBA_TYPE}
-    if name == "c":  # integer constants flow as indices, but a result lives in the arena
+    if name == "c":  # float16 and longdouble (NumPy's exp of uint8, of bool): no VM registers
+        from .vm_header import DTYPE_CODE
+        dtypes |= {f"{a.dtype} values" for a in tape.avals
+                   if a.dtype.kind == "f" and a.dtype not in DTYPE_CODE}
+        # integer constants flow as indices, but a result lives in the arena
         dtypes |= {f"{tape.avals[s].dtype} results" for s in tape.outputs
                    if tape.avals[s].dtype.kind in "iu"}
         # an integer made by an instruction the VM would run (``astype(x, int)``)
