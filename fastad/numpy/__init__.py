@@ -112,13 +112,6 @@ for _name, _front in (("sum", "sum"), ("prod", "prod"), ("max", "max"), ("min", 
                       ("cumsum", "cumsum"), ("cumprod", "cumprod"), ("dot", "dot"),
                       ("trace", "trace"), ("round", "round"), ("matmul", "matmul")):
     _FRONT_END[_front] = _integer_results(_name, _FRONT_END[_front])  # x.sum(), x @ y, ...
-from ._integer_results import float_results as _float_results  # noqa: E402
-
-# and small integers give NumPy's float16 or float32 through its float functions
-for _name in _UFUNCS:
-    if _name in globals() and _name not in _INTEGER_RULES and callable(globals()[_name]):
-        globals()[_name] = _once.setdefault(("floats", id(globals()[_name])),
-                                            _float_results(_name, globals()[_name]))
 from ._array_type import CONSTRUCTORS as _CONSTRUCTORS, making_arrays as _making_arrays  # noqa: E402,I001
 
 # outside a trace the constructors make jax.Array's: NumPy's ndarray with ``.at``

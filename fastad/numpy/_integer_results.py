@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..core.int_data import _INTEGER_TYPES, INTEGER_RESULTS, integers_in, narrow_floats
+from ..core.int_data import _INTEGER_TYPES, INTEGER_RESULTS, integers_in
 from ..core.tracer import Tracer
 
 
@@ -107,18 +107,3 @@ INTEGER_RESULTS.update({name: functools.partial(_as_numpys, RULES[name])
                         for name in ("sign", "floor", "ceil", "trunc", "matmul", "vecdot",
                                      "matvec", "vecmat")})
 
-
-def float_results(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn``, fastad.numpy's function of NumPy's ufunc ``name``, computing
-    small integers taken as data in the float precision NumPy gives them
-    (`int_data.narrow_floats`: ``exp`` of uint8 labels or pixels is float16)."""
-    @functools.wraps(fn)
-    def call(*args: Any, **kwargs: Any) -> Any:
-        for a in args:
-            if type(a) in _INTEGER_TYPES:
-                narrowed = narrow_floats(name, args)
-                if narrowed is not None:
-                    return fn(*narrowed, **kwargs)
-                break
-        return fn(*args, **kwargs)
-    return call
