@@ -43,10 +43,6 @@ OPS = {
     "scale32": lambda x, k: x.astype(np.float32) * k,
 }
 
-# a traced mask's &, |, ^ and shifts with integers are not NumPy's yet (see
-# test_mask_bitwise_with_integers)
-BITWISE = ("and", "or", "xor", "shift")
-
 DTYPES = [onp.int8, onp.uint8, onp.int16, onp.uint16, onp.int32, onp.int64, onp.bool_]
 BATCH = 3
 
@@ -71,7 +67,7 @@ def _same(got, want, what):
 @st.composite
 def _cases(draw):
     name = draw(st.sampled_from(sorted(OPS)))
-    dtype = draw(st.sampled_from(DTYPES if name not in BITWISE else DTYPES[:-1]))
+    dtype = draw(st.sampled_from(DTYPES))
     x_axis = draw(st.sampled_from([0, None]))
     k_axis = draw(st.sampled_from([0, 1, None] if x_axis is not None else [0, 1]))
     scalar_k = k_axis is None and draw(st.booleans())
@@ -262,10 +258,16 @@ def test_batch_takes_integer_labels_and_masks(backend, label_dtype):
                                 rtol=1e-12)
 
 
-@pytest.mark.xfail(reason="a traced mask's & and | with an integer are logic (bool), NumPy's "
-                          "are integers (int64); ^ and << are not defined on traced masks",
-                   strict=True)
+
 def test_mask_bitwise_with_integers():
-    k, x = onp.array([[True, False], [False, True]]), onp.zeros(2)
-    for op in (lambda x, k: k & 1, lambda x, k: k ^ 3, lambda x, k: k << 1):
-        _same(fa.vmap(op, in_axes=(None, 0))(x, k), _numpy_loop(op, x, k, None, 0), "mask op")
+    """A mask's &, |, ^ and shifts with integers are NumPy's integers, eager
+    under vmap and compiled; of two masks, their logic."""
+    k, x = onp.array([[True, False], [False, True], [True, True]]), onp.array([0.5, -1.0])
+    ops = (lambda x, k: k & 1, lambda x, k: 3 ^ k, lambda x, k: k << 1, lambda x, k: k >> 1,
+           lambda x, k: k | k, lambda x, k: k ^ k, lambda x, k: (x > 0) & k)
+    for op in ops:
+        want = _numpy_loop(op, x, k, None, 0)
+        for g in (fa.vmap(op, in_axes=(None, 0)), fa.vmap(fa.jit(op), in_axes=(None, 0)),
+                  fa.jit(fa.vmap(op, in_axes=(None, 0)))):
+            _same(g(x, k), want, "mask op")
+        _same(fa.jit(lambda m: op(x, m))(k[0]), op(x, k[0]), "jit of a mask op")
