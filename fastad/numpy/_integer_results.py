@@ -106,4 +106,3 @@ def integer_results(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 INTEGER_RESULTS.update({name: functools.partial(_as_numpys, RULES[name])
                         for name in ("sign", "floor", "ceil", "trunc", "matmul", "vecdot",
                                      "matvec", "vecmat")})
-
