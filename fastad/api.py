@@ -19,7 +19,7 @@ import numpy as np
 from .core import pytree
 from .core.arrays import plain_array
 from .core.errors import TracingError, unsupported_precision
-from .core.int_data import INTEGER_DATA, storage_dtype
+from .core.int_data import INTEGER_DATA, integer_like, storage_dtype
 from .core.tape import Tape
 from .core.tracer import Builder, Tracer, current_builder, recording, replay
 from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
@@ -175,7 +175,21 @@ def finish(rec: Recorded, results: list[Any]) -> list[Any]:
                 else _owned(_value(r)) if isinstance(r, Tracer) else _owned(r) for r in results]
     tape = rec.builder.tape
     tape.outputs = [rec.builder.slot_of(r) for r in results]
-    return replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
+    outs = replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
+    # integers held in float64 (an argmax, labels + 1 in an aux) stay integers
+    # in the enclosing trace, which gives them back in their own dtype
+    return [_integers_again(r, o) if isinstance(r, INTEGER_DATA) else o
+            for r, o in zip(results, outs)]
+
+
+def _integers_again(inner: Any, outer: Any) -> Any:
+    """``outer``, the enclosing trace's value of the integer data ``inner``,
+    as integer data of the same dtype and sources."""
+    if isinstance(outer, Tracer):
+        return integer_like(outer, inner.sources, inner.data_dtype)
+    if inner.data_dtype is int and not np.ndim(outer):
+        return int(outer)
+    return np.asarray(outer).astype(storage_dtype(inner.data_dtype))[()]
 
 
 def _value(r: Tracer) -> Any:

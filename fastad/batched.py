@@ -30,6 +30,7 @@ import numpy as np
 
 from .core import pytree
 from .api import plain_array
+from .signatures import cast_results
 
 #: a batch is cut into about this many chunks by default: enough to balance
 #: the threads of a many-core machine, few enough that each chunk is a
@@ -72,9 +73,10 @@ def normalize_axes(args: Sequence[Any], in_axes: Any) -> tuple[list[Any], tuple[
         new_leaves = []
         for leaf in leaves:
             leaf = plain_array(leaf, f"batch: argument {i}")  # before copying drops a mask
-            if not isinstance(leaf, np.ndarray) or leaf.dtype.kind not in "fc":
+            if not isinstance(leaf, np.ndarray) or leaf.dtype.kind not in "fciub":
                 raise ValueError(f"batch: argument {i} is batched (in_axes={ax}), so its leaves "
-                                 f"must be float or complex arrays, got {type(leaf).__name__}")
+                                 "must be float, complex, integer or boolean arrays, got "
+                                 f"{type(leaf).__name__}")
             if not -leaf.ndim <= ax < leaf.ndim:
                 raise ValueError(f"batch: in_axes={ax} for argument {i} of shape {leaf.shape}")
             if count is not None and leaf.shape[ax] != count:
@@ -102,8 +104,9 @@ def _rows(args: Sequence[Any], axes: Sequence[Any], start: int, stop: int) -> li
 
 def _dynamic_flags(spec: Any, args: Sequence[Any], axes: Sequence[Any]) -> list[bool] | None:
     """Whether each dynamic leaf (tape input) of ``args`` is batched, in the
-    order `Specializer.split` lists them; None if a batched leaf is not one."""
-    from .signatures import is_dynamic
+    order `Specializer.split` lists them; None if a batched leaf is not one.
+    Integer and boolean arrays taken as data (labels) are tape inputs too."""
+    from .signatures import array_data_of, int_data, is_dynamic
     flags = []
     for i, (arg, ax) in enumerate(zip(args, axes)):
         if i in spec.static_argnums:
@@ -112,7 +115,8 @@ def _dynamic_flags(spec: Any, args: Sequence[Any], axes: Sequence[Any]) -> list[
             continue
         leaves, _ = pytree.flatten(arg)
         for leaf in leaves:
-            if is_dynamic(leaf):
+            if (is_dynamic(leaf) or int_data(spec, leaf, i)
+                    or array_data_of(spec, leaf, i) is not None):
                 flags.append(ax is not None)
             elif ax is not None:
                 return None
@@ -156,7 +160,8 @@ def call(vjit: Any, args: Sequence[Any], axes: Sequence[Any], count: int,
             rows = pytree.flatten(vjit(*_rows(args, axes, start, stop)))[0]
             for out, row in zip(outs, rows):
                 out[start:stop] = row
-    return spec.unpack(entry.structure, outs, spec.argnums)
+    # results computed from integers taken as data as the integers they are
+    return spec.unpack(entry.structure, cast_results(entry.structure.casts, outs), spec.argnums)
 
 
 def _run(entry: Any, dynamic: list[Any], flags: list[bool], count: int, size: int,

@@ -219,11 +219,15 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
     parts = []
     for leaf in leaves:
         if isinstance(leaf, Tracer):
-            # a traced mask or index is keyed by value on arrays: no signature
-            if not traced or leaf.aval.dtype.kind not in "fc":
+            if not traced:
+                raise TracedArguments
+            part = traced_data_key(spec, leaf, where, differentiated)
+            if part is None and leaf.aval.dtype.kind not in "fc":
+                # a traced integer of its own dtype, or integers this function
+                # keys by value: no signature (the function runs on them)
                 raise TracedArguments
             dynamic.append(leaf)
-            parts.append((tuple(leaf.aval.shape), leaf.aval.dtype.char))
+            parts.append(part or (tuple(leaf.aval.shape), leaf.aval.dtype.char))
             continue
         if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
             leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
@@ -249,6 +253,75 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
         else:
             parts.append(static_key(leaf))
     return tree, tuple(parts)
+
+
+def traced_data_key(spec: "Specializer", leaf: Tracer, where: int | str,
+                    differentiated: bool) -> Any:
+    """The signature part of a traced leaf that is integer or boolean data
+    (integers taken as data by an enclosing trace or vmap, an argmax, a traced
+    mask): the part the same integers or booleans given as arrays have
+    (`INT_DATA`, `array_data_key`), so that the trace is the one of such a
+    call and sees them as integers (`concrete_leaf`); None for a float leaf.
+    Raises `TracedArguments` for integers this function keys by value."""
+    from .core.int_data import INTEGER_DATA
+    if isinstance(leaf, INTEGER_DATA) and not differentiated:
+        if where in spec.int_static:
+            raise TracedArguments
+        return INT_DATA if not leaf.ndim else (tuple(leaf.aval.shape), "i")
+    if leaf.aval.dtype.kind == "b":
+        if where in spec.int_static:
+            raise TracedArguments
+        return (tuple(leaf.aval.shape), "?")
+    return None
+
+
+def concrete_leaf(leaf: Any, differentiated: bool) -> Any:
+    """A traced leaf's value as the argument it stands for: integers taken as
+    data as integers of their dtype, masks as booleans (the signature
+    `traced_data_key` gives them), anything else as its value."""
+    from .core.int_data import INTEGER_DATA, storage_dtype
+    if not isinstance(leaf, Tracer):
+        return leaf
+    if isinstance(leaf, INTEGER_DATA) and not differentiated:
+        value = np.asarray(leaf.value)
+        if not leaf.ndim:
+            return (int(value) if leaf.data_dtype is int
+                    else storage_dtype(leaf.data_dtype).type(value[()]))
+        return value.astype(storage_dtype(leaf.data_dtype))
+    if leaf.aval.dtype.kind == "b":
+        return np.asarray(leaf.value, dtype=np.bool_)
+    return leaf.value
+
+
+def concrete_call(spec: "Specializer", args: Sequence[Any], kwargs: dict[str, Any]
+                  ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kwargs`` with their traced leaves as `concrete_leaf`
+    gives them: what a call on traced values is traced at."""
+    def concrete(tree: Any, differentiated: bool) -> Any:
+        leaves, structure = pytree.flatten(tree)
+        return pytree.unflatten(structure, [concrete_leaf(v, differentiated) for v in leaves])
+    return (tuple(concrete(a, spec.wrt is not None and i in spec.wrt)
+                  for i, a in enumerate(args)),
+            {k: concrete(v, False) for k, v in kwargs.items()})
+
+
+def traced_casts(casts: tuple[tuple[int, str], ...], outs: list[Any],
+                 inputs: Sequence[Any]) -> list[Any]:
+    """`cast_results` for a trace's tape replayed on traced values: results
+    computed from integers taken as data are integer data again (of the
+    trace's dtype, the enclosing trace's arguments among their sources)."""
+    from .core.int_data import DATA_TRACERS, integer_like
+    if not casts:
+        return outs
+    sources = frozenset().union(*(v.sources for v in inputs if isinstance(v, DATA_TRACERS)))
+    outs = list(outs)
+    for i, code in casts:
+        v = outs[i]
+        if isinstance(v, Tracer):
+            outs[i] = integer_like(v, sources, int if code == "int" else np.dtype(code))
+        elif v is not None:
+            outs[i] = cast_results(((i, code),), outs)[i]
+    return outs
 
 
 def leaf_key(leaf: Any) -> Any:

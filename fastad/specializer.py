@@ -46,6 +46,8 @@ from .signatures import (
     as_scalar,
     plain_views,
     cast_results,
+    concrete_call,
+    traced_casts,
     check_signature,
     check_structure,
     checked_argnames,
@@ -244,16 +246,15 @@ class Specializer:
         entry = next((e for e in entries if e.bindings_hold()
                       and guards_hold(e, e.inputs(values))), None)
         if entry is None and self.fn is not None and key not in self.gave_up:
-            concrete = lambda tree: pytree.unflatten(  # noqa: E731
-                pytree.flatten(tree)[1],
-                [v.value if isinstance(v, Tracer) else v for v in pytree.flatten(tree)[0]])
             with self._trace_lock(key):
                 entries = self._without_stale(key)
                 entry = next((e for e in entries if guards_hold(e, e.inputs(values))), None)
                 if entry is None and key not in self.gave_up:
                     try:
-                        entry = self._traced(key, tuple(concrete(a) for a in args), entries,
-                                             {k: concrete(v) for k, v in kwargs.items()})
+                        # traced at the arguments the traced values stand for:
+                        # integers taken as data as integers, masks as booleans
+                        plain_args, plain_kwargs = concrete_call(self, args, kwargs)
+                        entry = self._traced(key, plain_args, entries, plain_kwargs)
                     except ClosedOverTracer:
                         entry = None
         if entry is None or (self.fn is not None and in_vmap_trace() and _has_while(entry.tape)):
@@ -267,7 +268,8 @@ class Specializer:
             outs = [None] + replay(self.grads_of(entry).tape, entry.inputs(dynamic))
         else:
             outs = replay(entry.tape, entry.inputs(dynamic))
-        return self.unpack(entry.structure, [as_scalar(v) for v in outs], self.argnums)
+        outs = traced_casts(entry.structure.casts, [as_scalar(v) for v in outs], dynamic)
+        return self.unpack(entry.structure, outs, self.argnums)
 
     def _eager_on_traced(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.fn is None:

@@ -146,7 +146,7 @@ def test_batch_sizes_must_agree():
     g = fa.compile(mlp_loss)
     with pytest.raises(ValueError, match="batch sizes differ"):
         g.batch(mlp_params(), np.ones((4, 1, 5)), np.ones((3, 1, 2)), in_axes=(None, 0, 0))
-    with pytest.raises(ValueError, match="must be float or complex arrays"):
+    with pytest.raises(ValueError, match="must be float, complex, integer or boolean arrays"):
         g.batch(mlp_params(), [1.0, 2.0], np.ones((2, 1, 2)), in_axes=(None, 0, 0))
 
 

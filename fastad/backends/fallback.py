@@ -210,7 +210,17 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
     if name == "numba":  # of each kind, the precisions its generator types
         from .numba_tables import _NUMBA_TYPE
         dtypes |= {f"{a.dtype} values" for a in tape.avals if a.dtype.name not in _NUMBA_TYPE}
-    if name == "c":  # integer constants flow as indices, but a result lives in the arena
+    if name == "c":  # float16 and longdouble (NumPy's exp of uint8, of bool): no VM registers
+        from .vm_header import DTYPE_CODE
+        dtypes |= {f"{a.dtype} values" for a in tape.avals
+                   if a.dtype.kind == "f" and a.dtype not in DTYPE_CODE}
+        # the VM's elementwise arithmetic makes floats only (``np.abs(mask)``
+        # is a bool): such an instruction would fail to lower
+        from .lower_rules import _RULES, _binary, _unary
+        dtypes |= {f"{ins.prim} of {tape.avals[ins.out].dtype} values" for ins in tape.instrs
+                   if tape.avals[ins.out].dtype.kind != "f"
+                   and _RULES.get(registry[ins.prim]) in (_unary, _binary)}
+        # integer constants flow as indices, but a result lives in the arena
         dtypes |= {f"{tape.avals[s].dtype} results" for s in tape.outputs
                    if tape.avals[s].dtype.kind in "iu"}
         # an integer made by an instruction the VM would run (``astype(x, int)``)

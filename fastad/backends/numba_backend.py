@@ -114,7 +114,9 @@ class Executable:
 
     def _coerce(self, k: int, value: Any) -> Any:
         shape, dtype = self._in[k]
-        if isinstance(value, (bool, np.bool_)) or np.asarray(value).dtype.kind not in "fiuc":
+        kinds = "b" if dtype.kind == "b" else "fiuc"  # a mask taken as data is a bool input
+        if (isinstance(value, (bool, np.bool_)) and dtype.kind != "b"
+                or np.asarray(value).dtype.kind not in kinds):
             raise SignatureError(f"input {k}: expected a {dtype.name} array of shape {shape}, "
                                  f"got {type(value).__name__}")
         arr = np.array(value, dtype=dtype, order="C")  # a private, writable copy

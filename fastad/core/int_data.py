@@ -87,6 +87,9 @@ class _IntegerData:
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's integer-closed ufuncs of integers keep them integers taken
         as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        narrowed = narrow_floats(ufunc.__name__, inputs) if method == "__call__" else None
+        if narrowed is not None:  # np.exp(pixels_uint8): float16, as NumPy's
+            return FRONT_END["ufunc"](ufunc, method, narrowed, kwargs)
         # bitwise_and, left_shift, gcd, ...; or with a constant float64 would round
         if ufunc.__name__ in _INTEGERS_ONLY or any(map(_beyond_float64, inputs)):
             out = integer_op(ufunc.__name__, inputs) if method == "__call__" and not kwargs \
@@ -118,13 +121,74 @@ class _IntegerData:
         would round (2**53 or more), which computing in float64 would not keep."""
         if _beyond_float64(other):
             return getattr(self.integer_tracer(), name)(other)
+        if self.dtype.itemsize <= 2:  # small integers and a float32 operand: float32
+            narrowed = narrow_floats(_OPERATOR_UFUNCS[name], (self, other))
+            if narrowed is not None:
+                return getattr(Tracer, name)(*narrowed)
         return self._integer(getattr(Tracer, name)(self, other), other)
+
+    def __truediv__(self, other: Any) -> Any:
+        return self._divided_as_floats("__truediv__", other)
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return self._divided_as_floats("__rtruediv__", other)
+
+    def _divided_as_floats(self, name: str, other: Any) -> Any:
+        """A true division: floats, of NumPy's precision for small integers."""
+        narrowed = (narrow_floats("divide", (self, other)) if self.dtype.itemsize <= 2
+                    else None)
+        return getattr(Tracer, name)(*(narrowed or (self, other)))
 
     def __neg__(self) -> Any:
         return self._integer(Tracer.__neg__(self), 0)
 
     def __abs__(self) -> Any:
         return self._integer(Tracer.__abs__(self), 0)
+
+
+#: the ufunc each operator of `_IntegerData._arithmetic` computes
+_OPERATOR_UFUNCS = {"__add__": "add", "__radd__": "add", "__sub__": "subtract",
+                    "__rsub__": "subtract", "__mul__": "multiply", "__rmul__": "multiply",
+                    "__pow__": "power", "__rpow__": "power"}
+
+
+def _standin(x: Any) -> Any:
+    """What NumPy's type resolution sees of an operand: a zero of its dtype,
+    or a Python number as it is (weak, taking the other operand's precision)."""
+    if isinstance(x, _IntegerData):
+        return np.zeros((), storage_dtype(x.data_dtype))
+    if type(x) in (int, float, complex, bool):
+        return x
+    if isinstance(x, Tracer):
+        return np.zeros((), x.dtype)
+    return np.zeros((), np.asarray(x).dtype)
+
+
+def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
+    """``inputs`` of NumPy's ufunc ``name`` with each integer taken as data
+    cast to the float dtype NumPy computes in when that is narrower than the
+    float64 the integers are held in (``np.exp`` of uint8: float16, of int16:
+    float32; uint8 times a float32 array: float32), so that a compiled
+    function computes in the precision and gives the dtype the eager one
+    does; None when nothing changes (integers of 32 bits or more, an integer
+    result, float64)."""
+    if not any(isinstance(x, _IntegerData) and x.dtype.itemsize <= 2 for x in inputs):
+        return None
+    ufunc = getattr(np, name, None)
+    if not isinstance(ufunc, np.ufunc) or ufunc.nout != 1 or ufunc.nin != len(inputs):
+        return None
+    try:
+        with np.errstate(all="ignore"):
+            dtype = np.asarray(ufunc(*map(_standin, inputs))).dtype
+    except (TypeError, ValueError):
+        return None
+    if dtype.kind not in "fc" or dtype.itemsize >= (8 if dtype.kind == "f" else 16):
+        return None
+    # the cast itself (the front end's astype refuses float16 for floats,
+    # which would round; integers of 16 bits or fewer are exact in it)
+    from .registry import registry
+    return tuple(bind(registry["astype"], x, dtype=dtype.str) if isinstance(x, _IntegerData)
+                 else x for x in inputs)
 
 
 def _operator(name: str) -> Callable[[Any, Any], Any]:

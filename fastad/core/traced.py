@@ -279,10 +279,40 @@ class Tracer:
         return FRONT_END["not_equal"](self, other)
 
     def __and__(self, other: Any) -> Any:
-        return FRONT_END["logical_and"](self, other)
+        out = _bitwise("bitwise_and", self, other)
+        return FRONT_END["logical_and"](self, other) if out is None else out
+
+    def __rand__(self, other: Any) -> Any:
+        out = _bitwise("bitwise_and", other, self)
+        return FRONT_END["logical_and"](other, self) if out is None else out
 
     def __or__(self, other: Any) -> Any:
-        return FRONT_END["logical_or"](self, other)
+        out = _bitwise("bitwise_or", self, other)
+        return FRONT_END["logical_or"](self, other) if out is None else out
+
+    def __ror__(self, other: Any) -> Any:
+        out = _bitwise("bitwise_or", other, self)
+        return FRONT_END["logical_or"](other, self) if out is None else out
+
+    def __xor__(self, other: Any) -> Any:  # of masks: where they differ
+        out = _bitwise("bitwise_xor", self, other)
+        return FRONT_END["not_equal"](self, other) if out is None else out
+
+    def __rxor__(self, other: Any) -> Any:
+        out = _bitwise("bitwise_xor", other, self)
+        return FRONT_END["not_equal"](other, self) if out is None else out
+
+    def __lshift__(self, other: Any) -> Any:
+        return _bitwise("left_shift", self, other, shift=True)
+
+    def __rlshift__(self, other: Any) -> Any:
+        return _bitwise("left_shift", other, self, shift=True)
+
+    def __rshift__(self, other: Any) -> Any:
+        return _bitwise("right_shift", self, other, shift=True)
+
+    def __rrshift__(self, other: Any) -> Any:
+        return _bitwise("right_shift", other, self, shift=True)
 
     def __invert__(self) -> Any:
         return FRONT_END["logical_not"](self)
@@ -383,3 +413,39 @@ def new_tracer(builder: Builder, slot: int, value: Any) -> Tracer:
     ndim = value.ndim if isinstance(value, (np.ndarray, np.generic)) else np.ndim(value)
     cls = ArrayTracer if ndim else Tracer
     return cls(builder, slot, value)
+
+
+
+def _kind(x: Any) -> str:
+    """NumPy's dtype kind of an operand ("?" for what has none)."""
+    if isinstance(x, (bool, np.bool_)):
+        return "b"
+    if isinstance(x, (int, np.integer)):
+        return "i"
+    dtype = getattr(x, "dtype", None)
+    return "?" if dtype is None else np.dtype(dtype).kind
+
+
+def _bitwise(name: str, a: Any, b: Any, shift: bool = False) -> Any:
+    """NumPy's ``name`` of a traced mask and an integer (``mask & 1``,
+    ``mask << 2``): integers of NumPy's dtype, the mask taken as integer
+    data (`int_data.integer_op`).  None for two masks (their logic, as
+    NumPy's ``&`` of booleans is) or what is no integer operation, which
+    the caller computes as before; shifts have no such fallback."""
+    kinds = _kind(a) + _kind(b)
+    if (kinds == "bb" and not shift) or not set(kinds) <= {"b", "i", "u"}:
+        if shift:
+            raise TypeError(f"ufunc '{name}' not supported for the input types")
+        return None
+    from .int_data import integer_like, integer_op
+
+    def as_data(x: Any) -> Any:
+        if isinstance(x, Tracer) and _kind(x) == "b":
+            return integer_like(FRONT_END["astype"](x, np.float64),
+                                getattr(x, "sources", frozenset()), np.dtype(np.bool_))
+        return x
+    out = integer_op(name, (as_data(a), as_data(b)))
+    if out is None and shift:
+        raise TypeError(f"ufunc '{name}' of traced values that are not integers taken "
+                        "as data is not supported")
+    return out

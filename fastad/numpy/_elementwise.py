@@ -25,7 +25,7 @@ import numpy as _np
 
 from ..core.errors import unsupported_precision
 from ..primitives import elementwise as _rows
-from ..core.int_data import INTEGER_DATA, integers_in, storage_dtype
+from ..core.int_data import _INTEGER_TYPES, INTEGER_DATA, integers_in, narrow_floats, storage_dtype
 from ..core.tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
@@ -58,13 +58,20 @@ def _as_ufunc(fn: Any, ufunc: _np.ufunc) -> Any:
 def ufunc_like(ufunc: _np.ufunc, core: Any) -> Any:
     """``core`` (a function of the ufunc's inputs) taking the ufunc's keyword
     parameters, named as the ufunc."""
+    # small integers taken as data compute in the float precision NumPy gives
+    # them (`int_data.narrow_floats`: exp of uint8 is float16)
+    name = ufunc.__name__
     if ufunc.nin == 1:
         def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
+            if type(x) in _INTEGER_TYPES:
+                x, = narrow_floats(name, (x,)) or (x,)
             if out is None and not keywords:
                 return core(x)
             return _ufunc_keywords(ufunc, core, (x,), out, keywords)
     else:
         def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
+            if type(x1) in _INTEGER_TYPES or type(x2) in _INTEGER_TYPES:
+                x1, x2 = narrow_floats(name, (x1, x2)) or (x1, x2)
             if out is None and not keywords:
                 return core(x1, x2)
             return _ufunc_keywords(ufunc, core, (x1, x2), out, keywords)
@@ -104,6 +111,8 @@ def _unary(name: str):
     core.prim = prim  # what it binds alone (`core.fast_paths.UFUNC_PRIMS`)
 
     def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
+        if type(x) in _INTEGER_TYPES:  # (as in `ufunc_like`)
+            x, = narrow_floats(ufunc.__name__, (x,)) or (x,)
         if out is None and not keywords:  # the primitive, as cheap as `core`
             return bind(prim, x)
         return _ufunc_keywords(ufunc, core, (x,), out, keywords)
@@ -120,6 +129,8 @@ def _binary(name: str):
     core.prim = prim  # (as `_unary`'s)
 
     def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
+        if type(x1) in _INTEGER_TYPES or type(x2) in _INTEGER_TYPES:  # (as in `ufunc_like`)
+            x1, x2 = narrow_floats(ufunc.__name__, (x1, x2)) or (x1, x2)
         if out is None and not keywords:  # the primitive, as cheap as `core`
             return bind(prim, x1, x2)
         return _ufunc_keywords(ufunc, core, (x1, x2), out, keywords)
