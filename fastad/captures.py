@@ -54,6 +54,7 @@ cell read and an identity test each).
 from __future__ import annotations
 
 import contextlib
+import pathlib
 import sys
 import threading
 import types
@@ -369,10 +370,27 @@ def _global_names(code: types.CodeType) -> set[str]:
 
 def _library(module: str | None) -> bool:
     """Whether code of the module named ``module`` is a library's (listed in
-    `_LIBRARIES`, or Python's own): not the user's state."""
-    top = (module or "").split(".")[0]
-    return top in _LIBRARIES or top in sys.stdlib_module_names \
-        or top in sys.builtin_module_names
+    `_LIBRARIES`, Python's own, or an installed package's: pytest's assertion
+    helpers, which pytest puts among a test module's globals, are no user's
+    state): not the user's state."""
+    return _installed((module or "").split(".")[0])
+
+
+_INSTALLED: dict[str, bool] = {}  # top-level module name -> whether a library's
+
+
+def _installed(top: str) -> bool:
+    known = _INSTALLED.get(top)
+    if known is not None:
+        return known
+    if top in _LIBRARIES or top in sys.stdlib_module_names or top in sys.builtin_module_names:
+        return True
+    module = sys.modules.get(top)
+    if module is None:
+        return False  # (not imported yet: not remembered)
+    path = pathlib.PurePath(getattr(module, "__file__", None) or "")
+    known = _INSTALLED[top] = any(p in ("site-packages", "dist-packages") for p in path.parts)
+    return known
 
 
 def _user_module(value: Any) -> bool:
