@@ -14,25 +14,16 @@ import fastad as fa
 import fastad.numpy as fnp
 from helpers import FAST
 
+# each builder written once over a namespace: fastad.numpy's and NumPy's
 BUILDERS = {
-    "concatenate": lambda parts, axis: fnp.concatenate(parts, axis=axis),
-    "stack": lambda parts, axis: fnp.stack(parts, axis=axis),
-    "hstack": lambda parts, axis: fnp.hstack(parts),
-    "vstack": lambda parts, axis: fnp.vstack(parts),
-    "column_stack": lambda parts, axis: fnp.column_stack(parts),
-    "append": lambda parts, axis: fnp.append(parts[0], parts[-1], axis=axis),
-    "array": lambda parts, axis: fnp.array(parts),
-    "nested": lambda parts, axis: fnp.array([list(p) if fnp.ndim(p) else p for p in parts]),
-}
-NUMPY = {
-    "concatenate": lambda parts, axis: np.concatenate(parts, axis=axis),
-    "stack": lambda parts, axis: np.stack(parts, axis=axis),
-    "hstack": lambda parts, axis: np.hstack(parts),
-    "vstack": lambda parts, axis: np.vstack(parts),
-    "column_stack": lambda parts, axis: np.column_stack(parts),
-    "append": lambda parts, axis: np.append(parts[0], parts[-1], axis=axis),
-    "array": lambda parts, axis: np.array(parts),
-    "nested": lambda parts, axis: np.array([list(p) if np.ndim(p) else p for p in parts]),
+    "concatenate": lambda xp, parts, axis: xp.concatenate(parts, axis=axis),
+    "stack": lambda xp, parts, axis: xp.stack(parts, axis=axis),
+    "hstack": lambda xp, parts, axis: xp.hstack(parts),
+    "vstack": lambda xp, parts, axis: xp.vstack(parts),
+    "column_stack": lambda xp, parts, axis: xp.column_stack(parts),
+    "append": lambda xp, parts, axis: xp.append(parts[0], parts[-1], axis=axis),
+    "array": lambda xp, parts, axis: xp.array(parts),
+    "nested": lambda xp, parts, axis: xp.array([list(p) if xp.ndim(p) else p for p in parts]),
 }
 
 
@@ -60,7 +51,7 @@ def parts(draw):
 def _numpy_result(name, arrays, axis):
     try:
         with np.errstate(all="ignore"):
-            return NUMPY[name](arrays, axis), None
+            return BUILDERS[name](np, arrays, axis), None
     except (ValueError, IndexError, np.exceptions.AxisError) as e:
         return None, e
 
@@ -79,7 +70,7 @@ def test_parts_that_do_not_fit_raise_as_in_numpy(spec, name, seed):
         for v, t, n in zip(values, traced, sizes):
             arrays.append(fnp.reshape(x[start:start + n], v.shape) if t else v)
             start += n
-        return BUILDERS[name](arrays, axis)
+        return BUILDERS[name](fnp, arrays, axis)
 
     want, error = _numpy_result(name, values, axis)
     if error is not None:  # NumPy refuses: fastad too, eagerly and compiled
