@@ -183,7 +183,7 @@ cdef inline object new_tracer(object builder, object slot, object value):
 # the user's code object `user_line` found last and its positions (an entry
 # of `code_positions`, which keeps both for good): a loop asks for the same
 # code at every operation
-cdef inline object arithmetic(int op, object a, object b):
+cdef inline object scalar_op(int op, object a, object b):
     """a + b, a - b, a * b or a / b (op 0-3, `PRIM_NAMES`' order): the
     scalars' own operators, one IEEE operation each."""
     if op == 0:
@@ -319,8 +319,8 @@ cdef object arithmetic(object self, object other, str name, int op, bint reflect
             elif kind is float:
                 slot, v = float_const(builder, other), other
             if slot is not None:
-                value = (arithmetic(op, v, t_value(self)) if reflected
-                         else arithmetic(op, t_value(self), v))
+                value = (scalar_op(op, v, t_value(self)) if reflected
+                         else scalar_op(op, t_value(self), v))
                 ins = (slot, t_slot(self)) if reflected else (t_slot(self), slot)
                 return append(builder, registry[PRIM_NAMES[op]], ins, (), value, 1)
             elif kind is Tracer and t_builder(other) is builder and float_0d(t_value(other)):
@@ -332,8 +332,8 @@ cdef object arithmetic(object self, object other, str name, int op, bint reflect
                         # operator on the two values (one IEEE operation, a
                         # float64 scalar): without the ufunc's call and array
                         w = (<cnp.ndarray>t_value(other))[()]
-                        value = (arithmetic(op, w, t_value(self)) if reflected
-                                 else arithmetic(op, t_value(self), w))
+                        value = (scalar_op(op, w, t_value(self)) if reflected
+                                 else scalar_op(op, t_value(self), w))
                     elif reflected:
                         value = p.impl(t_value(other), t_value(self))
                     else:
