@@ -12,10 +12,11 @@ running anything).  Of the bindings found:
   takes it as a hidden input of the tape (the first time an operation uses
   it, or a NumPy view of it: ``W.T``, ``W[::-1]`` become gathers from the
   input) instead of a constant, and each call passes the array the binding
-  holds then, so a change made in place is seen by the next call (what plain
-  NumPy computes from it before it meets a traced value, ``W.sum()``, ``2 *
-  W``, is a constant of the tape, so the array's contents are guarded as
-  well where that can have happened: see `settle`);
+  holds then, so a change made in place is seen by the next call; what plain
+  NumPy computes from it while the function runs (``W.sum()``, ``2 * W``,
+  ``if W.max() > 1``) is a constant or a branch of the tape, so an array
+  read that way is guarded by its contents as well (`watching` tells the
+  two uses apart, `settle` adds the guards);
 * every binding holding an array or a number is *guarded*: at each call it
   must still hold the same object (a number: an equal one), else the trace
   is not used and the function is traced again, as PyTorch's compiler guards
@@ -65,7 +66,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from .core.arrays import digest, same_bits
+from .core import pytree
 from .core.errors import TracingError
+from .core.watched import WatchedArray
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
 _EQUAL = _NUMBERS + (str, bytes)  # a binding to an equal one of these still holds
@@ -105,6 +108,8 @@ class Binding:
 
     def holds(self) -> bool:
         now = self.current()
+        if type(now) is WatchedArray and now.array is now.origin:
+            now = now.origin  # an enclosing trace watches it (`watching`)
         if now is self.value:
             return self.contents is None or same_bits(now, self.contents)
         if isinstance(self.value, _EQUAL) and type(now) is type(self.value):
@@ -131,11 +136,13 @@ class Lookup:
     ``functools.partial``'s arguments and keywords.  ``get(name)`` reads it
     now (`_MISSING` if it is gone: ``f.__defaults__ = ...`` rebinds them)."""
 
-    __slots__ = ("get", "label")
+    __slots__ = ("get", "label", "put")
 
-    def __init__(self, get: Callable[[Any], Any], label: str) -> None:
+    def __init__(self, get: Callable[[Any], Any], label: str,
+                 put: Callable[[Any, Any], None] | None = None) -> None:
         self.get = get
         self.label = label
+        self.put = put  # put(name, value) binds it anew (`watching`), if it can be
 
 
 def _defaults(f: types.FunctionType) -> list[Binding]:
@@ -147,9 +154,17 @@ def _defaults(f: types.FunctionType) -> list[Binding]:
 
     def keyword(name: str) -> Any:
         return (f.__kwdefaults__ or {}).get(name, _MISSING)
-    found = [Binding(Lookup(positional, "default argument"), i, v)
+
+    def put_positional(i: int, value: Any) -> None:
+        values = list(f.__defaults__)
+        values[i] = value
+        f.__defaults__ = tuple(values)
+
+    def put_keyword(name: str, value: Any) -> None:
+        f.__kwdefaults__[name] = value
+    found = [Binding(Lookup(positional, "default argument", put_positional), i, v)
              for i, v in enumerate(f.__defaults__ or ())]
-    return found + [Binding(Lookup(keyword, "keyword default"), k, v)
+    return found + [Binding(Lookup(keyword, "keyword default", put_keyword), k, v)
                     for k, v in (f.__kwdefaults__ or {}).items()]
 
 
@@ -160,9 +175,17 @@ def _partial_arguments(p: functools_partial) -> list[Binding]:
 
     def keyword(name: str) -> Any:
         return p.keywords.get(name, _MISSING)
-    return ([Binding(Lookup(positional, "functools.partial argument"), i, v)
+
+    def put_positional(i: int, value: Any) -> None:
+        args = list(p.args)
+        args[i] = value
+        p.__setstate__((p.func, tuple(args), p.keywords, p.__dict__ or None))
+
+    def put_keyword(name: str, value: Any) -> None:
+        p.keywords[name] = value
+    return ([Binding(Lookup(positional, "functools.partial argument", put_positional), i, v)
              for i, v in enumerate(p.args)]
-            + [Binding(Lookup(keyword, "functools.partial keyword"), k, v)
+            + [Binding(Lookup(keyword, "functools.partial keyword", put_keyword), k, v)
                for k, v in p.keywords.items()])
 
 
@@ -181,8 +204,6 @@ class Captures:
     guarded: tuple[Binding, ...]  # arrays and numbers: the same object at each call
     # float arrays, by id, that may become inputs of the tape when first used
     arrays: dict[int, Binding]
-    # the float and complex numbers written in the code followed (``0.5``)
-    literals: frozenset = frozenset()
     # id -> a checksum of each float array's contents before the trace (`_unwritten`)
     digests: dict = field(default_factory=dict)
 
@@ -233,53 +254,85 @@ def _checker(guarded: tuple[Binding, ...]) -> Callable[[], bool]:
 NONE = Captures((), {})
 
 
-def settle(found: Captures, by_reference: list[Binding], consts: dict[int, Any]) -> Captures:
-    """``found`` after a trace: the float arrays whose contents the trace may
-    have read outside the tape are guarded by their contents too (a copy
-    taken now, compared bit for bit at each call), so a change in place
-    retraces instead of leaving a stale constant.
+def settle(found: Captures, by_reference: list[Binding], read: set[int]) -> Captures:
+    """``found`` after a trace: the float arrays whose values the trace read
+    outside the tape (``read``, the ids `watching` saw) are guarded by their
+    contents too (a copy taken now, compared bit for bit at each call), so a
+    change in place retraces instead of leaving a stale constant or branch.
 
-    An array the trace never took as an input was either not used or used
-    by plain NumPy only (``np.sum(W ** 2)``, ``W.mean()``): always guarded.
-    One it took as an input (``x @ W``) is read at each call; it is guarded
-    only when the tape also holds a constant that plain NumPy may have
-    computed from it: a float number neither written in the code nor held by
-    a guarded binding (``W.sum()``, ``float(W[0])``) or a float array of its
-    shape (``W ** 2``, ``W /
-    norm``).  Other constants cannot come from it, so a large array read by
-    reference (a data matrix in a closure) costs no pass over it per call.
-    Not seen: a decision of control flow on such an array's values that
-    leaves no constant (``if W.max() > 1``); pass such an array as an
-    argument.  A function that writes into an array it reads by reference
-    is refused (`_unwritten`, here and at the first read): its compiled form
+    An array the tape only took as an input (``x @ W``) is read at each call
+    and costs no pass over it per call (a data matrix in a closure).  So is
+    one the trace did not use.  The arrays of compiled functions called in
+    the trace (`merged`) that this trace did not watch are guarded by their
+    contents.  A function that writes into an array it reads by reference is
+    refused (`_unwritten`, here and at the first read): its compiled form
     would read the array once, as it is at the call."""
     if found is NONE:
         return found
     for binding in by_reference:
         _unwritten(found, binding)
-    inputs = {id(b.value) for b in by_reference}
-    # numbers the code wrote or read from a guarded binding (``self.scale``)
-    known = found.literals | {b.value for b in found.guarded
-                              if isinstance(b.value, (float, complex))}
-    scalar_made, shapes_made = False, set()
-    for value in consts.values():
-        if isinstance(value, (float, complex)) and not isinstance(value, np.generic):
-            scalar_made = scalar_made or value not in known
-        elif isinstance(value, (np.floating, np.complexfloating)):
-            scalar_made = True
-        elif isinstance(value, np.ndarray) and value.dtype.kind in "fc":
-            if value.size == 1:
-                scalar_made = True
-            else:
-                shapes_made.add(value.shape)
     guarded = []
     for b in found.guarded:
         value = b.value
         if (b.contents is None and type(value) is np.ndarray and value.dtype.kind in "fc"
-                and (id(value) not in inputs or scalar_made or value.shape in shapes_made)):
+                and (id(value) in read or id(value) not in found.arrays)):
             b = Binding(b.where, b.name, value, value.copy())
         guarded.append(b)
-    return Captures(tuple(guarded), found.arrays, found.literals, found.digests)
+    return Captures(tuple(guarded), found.arrays, found.digests)
+
+
+@contextlib.contextmanager
+def watching(found: Captures) -> Iterator[set[int]]:
+    """While ``found``'s function is traced, each binding holding one of its
+    float arrays holds a `WatchedArray` standing for it, which tells the uses
+    of the array by traced operations (read by reference) from every other
+    read of its values (see `fastad.core.watched`).  Yields the ids of the
+    arrays read, for `settle`; an array one of whose bindings cannot be bound
+    anew (a tuple's item, a class attribute) counts as read."""
+    read: set[int] = set()
+    proxies: dict[int, WatchedArray] = {}
+    swapped: list[tuple[Binding, WatchedArray]] = []
+    try:
+        for b in found.guarded:
+            value = b.value
+            if id(value) not in found.arrays or b.contents is not None:
+                continue
+            proxy = proxies.get(id(value))
+            if proxy is None:
+                proxy = proxies[id(value)] = WatchedArray(value, value, read)
+            if b.current() is value and _rebind(b, proxy):
+                swapped.append((b, proxy))
+            else:
+                read.add(id(value))
+        yield read
+    finally:
+        for b, proxy in reversed(swapped):
+            if b.current() is proxy:
+                _rebind(b, b.value)
+
+
+def unwatched_results(leaves: list[Any], read: set[int]) -> list[Any]:
+    """A traced function's results with a watched array returned as it is
+    (``return loss, W``) the array: a constant of the tape, so read."""
+    for i, leaf in enumerate(leaves):
+        if type(leaf) is WatchedArray:
+            read.add(id(leaf.origin))
+            leaves[i] = leaf.array
+    return leaves
+
+
+def _rebind(b: Binding, value: Any) -> bool:
+    """Bind ``b``'s name to ``value``; False if its place cannot be written."""
+    where = b.where
+    if type(where) is dict or type(where) is list:
+        where[b.name] = value
+    elif type(where) is types.CellType:
+        where.cell_contents = value
+    elif type(where) is Lookup and where.put is not None:
+        where.put(b.name, value)
+    else:
+        return False
+    return True
 
 
 _traces = threading.local()  # .open: the lists of `collecting` blocks of this thread
@@ -320,14 +373,17 @@ def note(found: Captures | None) -> None:
 def merged(found: Captures, nested: list[Captures]) -> Captures:
     """``found`` guarding also the bindings of ``nested`` (see `collecting`).
     Their arrays are constants of this trace unless this trace's own walk
-    reads them by reference: `settle` guards them by their contents."""
+    reads them by reference: `settle` guards them by their contents; those
+    whose values the inner trace read are guarded by them."""
     if not nested:
         return found
     guarded = {(id(b.where), b.name): b for b in found.guarded}
     for inner in nested:
         for b in inner.guarded:
-            guarded.setdefault((id(b.where), b.name), b)
-    return Captures(tuple(guarded.values()), found.arrays, found.literals, found.digests)
+            key = (id(b.where), b.name)
+            if key not in guarded or (b.contents is not None and guarded[key].value is b.value):
+                guarded[key] = b  # (the inner trace read its values: guarded by them)
+    return Captures(tuple(guarded.values()), found.arrays, found.digests)
 
 
 def view_indices(view: np.ndarray, base: np.ndarray) -> np.ndarray | None:
@@ -365,7 +421,10 @@ def _code_objects(code: types.CodeType) -> list[types.CodeType]:
 
 
 def _global_names(code: types.CodeType) -> set[str]:
-    return {name for c in _code_objects(code) for name in c.co_names}
+    """The names ``code`` may read from its module's globals: those it names,
+    and its string constants (``globals()["W"]``, ``vars(module)["W"]``)."""
+    return {name for c in _code_objects(code)
+            for name in c.co_names + tuple(k for k in c.co_consts if type(k) is str)}
 
 
 def _library(module: str | None) -> bool:
@@ -489,7 +548,8 @@ def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
             key = ("slots", id(container))
             if key not in lookups:
                 lookups[key] = Lookup(lambda name, obj=container: getattr(obj, name, _MISSING),
-                                      f"attribute of a {type(container).__name__}")
+                                      f"attribute of a {type(container).__name__}",
+                                      lambda name, value, obj=container: setattr(obj, name, value))
             found.append((lookups[key], k, getattr(container, k, _MISSING)))
             continue
         cls = type(container)
@@ -514,12 +574,16 @@ def _class_lookup(cls: type) -> Lookup:
     return Lookup(lambda name: _class_attribute(cls, name), f"attribute of class {cls.__name__}")
 
 
-def find(fn: Callable[..., Any]) -> Captures:
-    """The bindings ``fn`` and the functions it reaches can read."""
-    guarded, arrays, literals, _ = _walk(fn, ())
+def find(fn: Callable[..., Any], arguments: Any = ()) -> Captures:
+    """The bindings ``fn`` and the functions it reaches can read, also
+    through the objects among the leaves of ``arguments`` (an argument
+    ``model`` whose ``model.X`` the function reads: such an object is keyed
+    by identity, so its attributes are state like a global object's)."""
+    guarded, arrays, _ = _walk(fn, (), [leaf for leaf in pytree.flatten(arguments)[0]
+                                        if _container(leaf)])
     if not guarded:
         return NONE
-    return Captures(tuple(guarded.values()), arrays, frozenset(literals),
+    return Captures(tuple(guarded.values()), arrays,
                     {k: digest(b.value) for k, b in arrays.items()})
 
 
@@ -527,16 +591,15 @@ def reachable(fn: Callable[..., Any], kinds: tuple[type, ...]) -> list[Any]:
     """The objects of ``kinds`` (random generators, `fastad.draws`) that
     ``fn`` can reach the way `find` walks: closures, globals, defaults,
     partial arguments, attributes and items."""
-    return _walk(fn, kinds)[3]
+    return _walk(fn, kinds)[2]
 
 
-def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
-          ) -> tuple[dict[tuple[int, Any], Binding], dict[int, Binding], set[Any], list[Any]]:
+def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
+          ) -> tuple[dict[tuple[int, Any], Binding], dict[int, Binding], list[Any]]:
     guarded: dict[tuple[int, Any], Binding] = {}
     arrays: dict[int, Binding] = {}
     seen: set[int] = set()
     names: set[Any] = set()  # attribute names, globals and constants the code uses
-    literals: set[Any] = set()  # its float and complex constants
     containers: dict[int, tuple[Binding, int]] = {}  # id -> (its binding, depth)
     taken: set[tuple[int, Any]] = set()  # (id(where), name) of the members looked at
     collected: dict[int, Any] = {}  # objects of ``kinds``
@@ -545,6 +608,9 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
 
     def take(b: Binding, depth: int) -> None:
         value = b.value
+        if type(value) is WatchedArray:  # an enclosing trace watches it (`watching`)
+            value = value.array
+            b = Binding(b.where, b.name, value)
         if kinds and isinstance(value, kinds):
             collected[id(value)] = value
         if isinstance(value, (np.ndarray,) + _NUMBERS):
@@ -610,7 +676,6 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
             names.update(code.co_names)
             names.update(c for c in code.co_consts
                          if isinstance(c, (str, int)) and not isinstance(c, bool))
-            literals.update(c for c in code.co_consts if isinstance(c, (float, complex)))
         module_globals = f.__globals__
         for name in _global_names(f.__code__):
             if name in module_globals:
@@ -618,6 +683,8 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
         for b in bindings:
             take(b, 0)
 
+    for k, root in enumerate(roots):  # objects passed as arguments
+        take(Binding({k: root}, k, root), 0)
     # Functions name attributes and keys, containers hold functions (methods):
     # look again until neither finds anything new.
     while True:
@@ -650,7 +717,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...]
                     take(Binding(where, name, value), depth)
         if not todo and before == (len(taken), len(containers), len(seen)):
             break
-    return guarded, arrays, literals, list(collected.values())
+    return guarded, arrays, list(collected.values())
 
 
 def _unwritten(found: Captures, binding: Binding) -> None:

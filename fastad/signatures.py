@@ -22,6 +22,7 @@ from . import locks
 from .core import pytree
 from .api import Recorded, gradient_of_scalar, plain_array, unpack_grads
 from .core.errors import TapeError, TracingError
+from .core.watched import WatchedArray
 from .core.registry import registry
 from .core.tape import Tape, where
 from .core.tracer import Tracer
@@ -229,7 +230,12 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
             dynamic.append(leaf)
             parts.append(part or (tuple(leaf.aval.shape), leaf.aval.dtype.char))
             continue
-        if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+        if type(leaf) is WatchedArray:
+            # a captured array of an enclosing trace (`fastad.core.watched`): a
+            # call on traced values replays this tape on it (read by reference),
+            # one on plain values computes from its values
+            leaf = leaf.array if traced else leaf.read_values()
+        elif isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
             leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
                                else f"keyword argument {where!r}")
         if differentiated:

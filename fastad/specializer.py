@@ -14,6 +14,7 @@ it.
 from __future__ import annotations
 
 import contextlib
+import enum
 import copy
 import logging
 import os
@@ -81,14 +82,22 @@ log = logging.getLogger("fastad")
 
 
 def _check_results(fn: Any, leaves: list[Any]) -> None:
-    """A compiled function returns arrays and numbers (in any pytree): a
-    string or a dtype is not something a tape computes."""
+    """A compiled function returns arrays and numbers (in any pytree), and
+    the immutable values of `_static_result`, which its structure holds."""
     for leaf in leaves:
         if not isinstance(leaf, (Tracer, np.ndarray, np.generic, int, float, complex)):
             name = getattr(fn, "__qualname__", "the function")
             raise TypeError(f"fastad: {name} returned a {type(leaf).__name__} ({leaf!r:.40}), "
                             "which is not an array or a number; a compiled function returns "
-                            "arrays and numbers in tuples, lists and dicts")
+                            "arrays, numbers, strings, dtypes and enums in tuples, lists, "
+                            "dicts and registered pytree nodes")
+
+
+def _static_result(leaf: Any) -> bool:
+    """A result no tape computes, which the trace's structure holds and each
+    call returns as traced (an aux's label, a dtype): immutable values only,
+    so that no call's result can change another's."""
+    return isinstance(leaf, (str, bytes, np.dtype, type, enum.Enum))
 
 
 def _as_float_constant(leaf: Any) -> Any:
@@ -600,22 +609,24 @@ class Specializer:
             builder.data_sources = frozenset().union(*(
                 t.sources for t in pytree.flatten((new_args, new_kwargs))[0]
                 if isinstance(t, (IntArrayTracer, BoolArrayTracer))))
-            found = captures.find(self.fn)
+            found = captures.find(self.fn, (args, kwargs))
             by_reference: list[Any] = []
             if found.arrays:
                 builder.by_reference = captures.reader(builder, found, inputs, by_reference)
                 # forced reruns would read the captures anew: no if-conversion
                 convert = False
-            with guards.watching() as log, captures.collecting() as nested:
+            with guards.watching() as log, captures.collecting() as nested, \
+                    captures.watching(found) as read:
                 try:
                     out = self.fn(*new_args, **new_kwargs)
                 except Exception as exc:
                     raise_for_data_arguments(exc, (new_args, new_kwargs))
                     raise
             builder.by_reference = None
-            found = captures.settle(captures.merged(found, nested), by_reference,
-                                    builder.tape.consts)
             out_leaves, out_tree = pytree.flatten(out)
+            out_leaves = captures.unwatched_results(out_leaves, read)
+            out_leaves, out_tree = pytree.held_static(out_tree, out_leaves, _static_result)
+            found = captures.settle(captures.merged(found, nested), by_reference, read)
             _check_results(self.fn, out_leaves)
             traced_leaves = list(out_leaves)  # before a reroll replays them
             # a constant integer result (len(x)) is a float constant of the tape, cast

@@ -37,6 +37,8 @@ Whatever fastad lacks is an ``xfail(strict=True)`` naming the failure.
 """
 from __future__ import annotations
 
+import enum
+
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -784,15 +786,22 @@ def _model_ref_grad(w, x, h=1e-6):
     return np.array([(_model(w + h * e, x) - _model(w - h * e, x)) / (2 * h) for e in np.eye(w.size)])
 
 
-@pytest.mark.parametrize("aux_kind", [
-    "array", "float",
-    "int"])
+class _Phase(enum.Enum):
+    TRAIN = 1
+
+
+_AUX_EXTRA = {"array": lambda w: np.cos(w), "float": lambda w: 2.5, "int": lambda w: 3,
+              "labels": lambda w: ("tanh", b"v1", _Phase.TRAIN, np.dtype(np.float32), float)}
+
+
+@pytest.mark.parametrize("aux_kind", sorted(_AUX_EXTRA))
 @pytest.mark.parametrize("how", ["grad", "value_and_grad", "jit-grad", "compile"])
 def test_jax_has_aux(how, aux_kind, request):
+    """aux is any pytree, returned untouched: arrays and numbers, and labels
+    (strings, bytes, enums, dtypes, classes) a compiled function's structure holds."""
     def f(w):
         pred = np.tanh(X0 @ w)
-        extra = {"array": np.cos(w), "float": 2.5, "int": 3}[aux_kind]
-        return np.sum(pred ** 2), {"pred": pred, "extra": extra}
+        return np.sum(pred ** 2), {"pred": pred, "extra": _AUX_EXTRA[aux_kind](w)}
 
     if how == "grad":
         g, aux = fa.grad(f, has_aux=True)(W0)
@@ -805,7 +814,10 @@ def test_jax_has_aux(how, aux_kind, request):
         g, aux = fa.compile(f, has_aux=True, backend=COMPILED)(W0)
     close(g, _model_ref_grad(W0, X0), 1e-7)
     close(aux["pred"], np.tanh(X0 @ W0), 1e-12)
-    close(aux["extra"], {"array": np.cos(W0), "float": 2.5, "int": 3}[aux_kind], 1e-12)
+    if aux_kind == "labels":
+        assert aux["extra"] == _AUX_EXTRA["labels"](W0)
+    else:
+        close(aux["extra"], _AUX_EXTRA[aux_kind](W0), 1e-12)
 
 
 @pytest.mark.parametrize("argnums", [(0, 1), (1, 0), (1,)])

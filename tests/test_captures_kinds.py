@@ -4,7 +4,8 @@ a change to it, through nesting.
 Generated cases: a capture kind (closure cell, module global, default
 argument, keyword default, functools.partial argument and keyword, bound
 method's ``self`` attribute, class attribute, callable object, attribute
-path of any depth up to the walk's bound, a user module's attribute) holding
+path of any depth up to the walk's bound, a user module's attribute, a
+global read through ``globals()`` by a constant key) holding
 an array or a number, read directly or through compiled functions nested
 ``depth`` deep (each a ``jit`` or a ``compile``'s ``value``), called from an
 outermost ``jit`` or ``compile``; then a mutation (in place, rebinding) and
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 X = np.array([0.3, -1.2, 2.0])
 KINDS = ["closure", "global", "default", "kwdefault", "partial", "partial_kw", "method",
          "class_attribute", "class_object", "callable_object", "slots", "deep", "module",
-         "helper"]
+         "helper", "globals_item"]
 MUTATIONS = ["in_place", "rebind"]
 
 
@@ -80,6 +81,11 @@ def _make(kind, value, depth_of_path=4):
         name = f"_G{id(state)}"
         g = {"fnp": fnp, name: value}
         exec(f"def f(w):\n    return fnp.sum(w * {name}) + fnp.sum(w ** 2)\n", g)
+        return g["f"], state, lambda new: g.__setitem__(name, new), lambda: g[name]
+    if kind == "globals_item":  # read through globals() by a constant key
+        name = f"_G{id(state)}"
+        g = {"fnp": fnp, name: value}
+        exec(f"def f(w):\n    return fnp.sum(w * globals()[{name!r}]) + fnp.sum(w ** 2)\n", g)
         return g["f"], state, lambda new: g.__setitem__(name, new), lambda: g[name]
     if kind == "default":
         f = lambda w, v=value: fnp.sum(w * v) + fnp.sum(w ** 2)  # noqa: E731

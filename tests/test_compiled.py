@@ -432,10 +432,30 @@ def test_constant_integer_results_keep_their_type(result, kind):
     np.testing.assert_array_equal(got[0], want[0])
 
 
-@pytest.mark.parametrize("result", [lambda x: "name", lambda x: (x, x.dtype), lambda x: {"f": len}])
+@pytest.mark.parametrize("result", [lambda x: {"f": len}, lambda x: (x, [object()]),
+                                    lambda x: (x, {1, 2})])
 def test_results_that_are_not_arrays_or_numbers_are_refused_clearly(result):
     with pytest.raises(TypeError, match="not an array or a number"):
         fa.jit(result)(np.ones(3))
+
+
+@pytest.mark.parametrize("result", [lambda x: "name", lambda x: (x, x.dtype),
+                                    lambda x: {"v": x * 2, "label": b"raw", "kind": float}])
+def test_immutable_labels_are_returned_as_traced(result, backend):
+    """Strings, bytes, dtypes and classes among the results are held by the
+    trace's structure and returned as the eager function returns them."""
+    g = fa.jit(result, backend=backend)
+    for x in (np.ones(3), np.arange(3.0)):
+        got, want = g(x), result(x)
+        got_leaves, got_tree = fa.tree_util.tree_flatten(got)
+        want_leaves, want_tree = fa.tree_util.tree_flatten(want)
+        assert got_tree == want_tree
+        for a, b in zip(got_leaves, want_leaves):
+            if isinstance(b, np.ndarray):
+                np.testing.assert_array_equal(a, b)
+            else:
+                assert a == b
+    assert g.cache_info()["traces"] == 1
 
 
 def test_hessp_is_scipys_hessian_vector_product(backend):

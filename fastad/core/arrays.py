@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .watched import WatchedArray
+
 #: arrays fastad made for a tape (index tables, zeros, broadcast scalars), by id:
 #: `Builder.const` keeps them as they are instead of copying them, which is what
 #: it must do with the user's arrays (captured as they were when traced)
@@ -71,6 +73,8 @@ def plain_array(x: Any, where: str) -> Any:
     ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays)."""
     if not isinstance(x, np.ndarray) or type(x) is np.ndarray:
         return x
+    if type(x) is WatchedArray:  # a captured array of an enclosing trace: its values read
+        return x.read_values()
     if isinstance(x, np.ma.MaskedArray):
         raise TypeError(f"{where}: masked arrays (numpy.ma.MaskedArray) are not supported: "
                         "fastad computes with plain arrays, so the masked elements would "

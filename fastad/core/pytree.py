@@ -81,7 +81,38 @@ def _unflatten(td: Treedef, it: Any) -> Any:
         return {k: _unflatten(c, it) for k, c in zip(td[1], td[2])}
     if kind == "custom":
         return NODES[td[1]][1](td[2], [_unflatten(c, it) for c in td[3]])
+    if kind == "static":
+        return td[1]
     return None
+
+
+def held_static(treedef: Treedef, leaves: list[Any], static: Callable[[Any], bool]
+                ) -> tuple[list[Any], Treedef]:
+    """``leaves`` and ``treedef`` with each leaf for which ``static(leaf)``
+    holds moved into the structure, as a node ``("static", leaf)`` with no
+    leaves that `unflatten` gives back as it is: a compiled function's
+    results that no tape computes (the strings of an aux)."""
+    if not any(static(leaf) for leaf in leaves):
+        return leaves, treedef
+    it = iter(leaves)
+    kept: list[Any] = []
+
+    def rebuild(td: Treedef) -> Treedef:
+        if td == LEAF:
+            leaf = next(it)
+            if static(leaf):
+                return ("static", leaf)
+            kept.append(leaf)
+            return LEAF
+        kind = td[0]
+        if kind in ("namedtuple", "dict"):
+            return (kind, td[1], tuple(rebuild(c) for c in td[2]))
+        if kind in ("tuple", "list"):
+            return (kind, tuple(rebuild(c) for c in td[1]))
+        if kind == "custom":
+            return (kind, td[1], td[2], tuple(rebuild(c) for c in td[3]))
+        return td
+    return kept, rebuild(treedef)
 
 
 def num_leaves(treedef: Treedef) -> int:
@@ -107,6 +138,8 @@ def checked_num_leaves(treedef: Any) -> int:
             raise ValueError(f"not a tree structure node: {td!r:.80}")
         kind = td[0]
         if kind == "none" and len(td) == 1:
+            continue
+        if kind == "static" and len(td) == 2 and isinstance(td[1], (str, bytes)):
             continue
         if kind in ("tuple", "list") and len(td) == 2 and isinstance(td[1], tuple):
             stack.extend(td[1])

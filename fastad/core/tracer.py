@@ -28,6 +28,7 @@ from .registry import Primitive, registry
 from .tape import Aval, Instr, SourcePos, Tape, _scalar_avals, aval_of
 # what a traced value can do (re-exported: the rest of fastad imports them from here)
 from .traced import _TRACERS, FRONT_END, ArrayTracer, Tracer, new_tracer  # noqa: F401
+from .watched import WatchedArray
 
 # fastad's own frames are not user lines: the package is the folder above core/
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
@@ -161,6 +162,8 @@ class Builder:
             if _holds_tracer(value):  # [t, 1.0]: the traced array of it
                 return self.slot_of(FRONT_END["asarray"](value))
             value = np.asarray(value)
+        elif type(value) is WatchedArray:  # a captured array, as the traced operation uses it
+            value = value.array
         is_array = isinstance(value, np.ndarray)
         if not is_array and isinstance(value, _SCALAR_TYPES):
             key = scalar_key(value)
@@ -563,9 +566,9 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         a, b = args
         if type(a) in _TRACERS:
             values = [a.value, b.value if type(b) in _TRACERS else
-                      sequence_value(b) if type(b) in _SEQUENCES else b]
+                      sequence_value(b) if type(b) in _ARRAY_LIKES else b]
         elif type(b) in _TRACERS:
-            values = [sequence_value(a) if type(a) in _SEQUENCES else a, b.value]
+            values = [sequence_value(a) if type(a) in _ARRAY_LIKES else a, b.value]
         else:
             return _bind_plain(prim, args, params)
     elif len(args) == 1 and type(args[0]) in _TRACERS:
@@ -577,7 +580,7 @@ def bind(prim: Primitive, *args: Any, **params: Any) -> Any:
         else:
             return _bind_plain(prim, args, params)
         values = [a.value if type(a) in _TRACERS else
-                  sequence_value(a) if type(a) in _SEQUENCES else a for a in args]
+                  sequence_value(a) if type(a) in _ARRAY_LIKES else a for a in args]
     stack = _traces.stack
     if not stack:
         raise TracingError(
@@ -637,6 +640,7 @@ KEEP_INTEGERS: dict[type, Callable[[Any, Any], Any]] = {}
 
 
 _SEQUENCES = frozenset({list, tuple})
+_ARRAY_LIKES = _SEQUENCES | {WatchedArray}  # operands whose value `sequence_value` gives
 
 
 def _holds_tracer(seq: Any) -> bool:
@@ -646,7 +650,10 @@ def _holds_tracer(seq: Any) -> bool:
 def sequence_value(seq: Any) -> np.ndarray:
     """The value of an array_like operand (``[1.0, 2.0]``, ``[t, 1.0]``), as
     NumPy would make it: what the impls compute with (`Builder.const`
-    records the same array, or the traced one of a list holding traced values)."""
+    records the same array, or the traced one of a list holding traced values);
+    a watched captured array's, the array (`core.watched`)."""
+    if type(seq) is WatchedArray:
+        return seq.array
     def plain(v: Any) -> Any:
         return v.value if type(v) in _TRACERS else [plain(w) for w in v] \
             if type(v) in _SEQUENCES else v

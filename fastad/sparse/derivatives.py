@@ -417,13 +417,14 @@ class CapturedValues:
     where the constant read is that array or a view of it, its contents
     where a constant read may have been computed from it (``2 * A``)."""
 
-    def __init__(self, found: captures.Captures, reads: list) -> None:
+    def __init__(self, found: captures.Captures, reads: list, read_in_trace: set[int]) -> None:
         self.found = found
         self.masks: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its nonzeros)
-        self.copies: list[tuple[np.ndarray, np.ndarray]] = []  # (array, its contents)
+        arrays = [b.value for b in found.arrays.values()]
+        # (array, its contents): those plain NumPy read while traced (`captures.watching`)
+        self.copies = [(a, a.copy()) for a in arrays if id(a) in read_in_trace]
         if not reads or not found.arrays:
             return
-        arrays = [b.value for b in found.arrays.values()]
         derived = False
         for c in reads:
             base = next((a for a in arrays if c is a or (isinstance(c, np.ndarray)
@@ -469,7 +470,9 @@ class CompiledSparse:
         if plan is not None and not plan.guarded and plan.extra["captured"].hold():
             return plan
         found = captures.find(self.fn)  # before the trace, as the compiled function's
-        tape, wrt, x_shape, out_shape, dtype = _lifted_tape(self.fn, self.argnums, args, kwargs)
+        with captures.watching(found) as read_in_trace:
+            tape, wrt, x_shape, out_shape, dtype = _lifted_tape(self.fn, self.argnums, args,
+                                                                kwargs)
         if np.dtype(dtype).kind != "f":
             raise TypeError(f"{kind}(..., sparse=True) needs a real floating-point argument, "
                             f"got {dtype}")
@@ -481,7 +484,7 @@ class CompiledSparse:
             plan = hessian_plan(tape, wrt, x_shape, dtype, reads=reads)
         else:
             plan = jacobian_plan(tape, wrt, x_shape, out_shape, dtype, mode, reads)
-        plan.extra["captured"] = CapturedValues(found, reads)
+        plan.extra["captured"] = CapturedValues(found, reads, read_in_trace)
         with self._lock:
             if len(self._plans) >= self.MAX_PLANS:
                 self._plans.pop(next(iter(self._plans)))

@@ -1,0 +1,240 @@
+"""Captured arrays watched while a compiled function is traced.
+
+A float array a compiled function reads from a closure or a global is read
+by reference (`fastad.captures`): the tape takes it as an input, so a change
+made in place is seen by the next call.  That holds for what the tape
+computes from it, not for what plain NumPy computed from it while the
+function was traced: ``W.sum(axis=0)``, ``W[[1, 0]]``, ``int(W[0, 0])``,
+``if W.max() > 1`` leave constants or decisions of control flow in the tape
+that the next call would not repeat.  Such an array must be guarded by its
+contents instead (compared at each call, a retrace on a change).
+
+To tell the two apart, the binding holding the array holds a `WatchedArray`
+while the function runs.  Used as an operand of a traced operation (``x @
+W``, ``W * t``, ``np.dot(W, t)``, ``jnp.concatenate([W, t])``), it stands
+for the array itself and the tape reads it by reference.  Every other use
+reads its values and marks it (`WatchedArray.read`): NumPy's ufuncs and functions
+through ``__array_ufunc__``/``__array_function__``, conversions
+(``__array__``, ``float()``, ``bool()``), its methods, iteration over its
+elements.  Views of it (``W.T``, ``W[0]``, ``W.reshape(...)``) are watched
+arrays too, as taking a view reads nothing; a copy (``W[[1, 0]]``,
+``W.copy()``) is a read.  What it cannot see it counts as a read: the check
+errs toward a guard, which costs a comparison per call, never toward a
+stale value.
+
+It passes for an ndarray (``isinstance(W, np.ndarray)``, through its
+``__class__``), but is none: C code that needs the memory (a buffer, Numba)
+converts it through ``__array__``, a read.  Another thread that reads the
+binding while the trace runs sees the watched array too; it computes the
+same values.
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+import numpy as np
+
+from .traced import _TRACERS, FRONT_END
+
+# NumPy functions of an array's shape and type only: no read of its values
+_SHAPE_ONLY = frozenset({np.shape, np.ndim, np.size, np.result_type, np.iscomplexobj,
+                         np.isrealobj, np.may_share_memory, np.shares_memory})
+# NumPy functions giving a view of their first argument (watched as it is)
+_VIEWS = frozenset({np.transpose, np.reshape, np.ravel, np.squeeze, np.swapaxes,
+                    np.moveaxis, np.expand_dims, np.atleast_1d, np.atleast_2d,
+                    np.atleast_3d, np.broadcast_to, np.diagonal, np.real})
+# attributes of an array that read no values (the values of the rest may be read)
+_STRUCTURE = frozenset({"shape", "ndim", "size", "dtype", "itemsize", "nbytes", "strides",
+                        "flags", "__array_priority__"})
+_VIEW_METHODS = frozenset({"reshape", "transpose", "swapaxes", "squeeze", "ravel", "view",
+                           "diagonal"})
+_VIEW_ATTRIBUTES = frozenset({"T", "mT", "real"})
+
+
+def _traced(values: Any) -> bool:
+    """Whether ``values`` (an operand, or a list/tuple of them) holds a traced value."""
+    if type(values) in _TRACERS:
+        return True
+    if type(values) is list or type(values) is tuple:
+        return any(_traced(v) for v in values)
+    return False
+
+
+def unwatched(value: Any) -> Any:
+    """``value`` with every watched array in it (lists, tuples, dicts) the array it stands for."""
+    kind = type(value)
+    if kind is WatchedArray:
+        return value.array
+    if kind is list or kind is tuple:
+        return kind(unwatched(v) for v in value)
+    if kind is dict:
+        return {k: unwatched(v) for k, v in value.items()}
+    return value
+
+
+class WatchedArray:
+    """A captured float array (or a view of it) while a trace runs; see the module."""
+
+    __slots__ = ("array", "origin", "read")
+    __hash__ = None  # as an ndarray's
+
+    def __init__(self, array: np.ndarray, origin: np.ndarray, read: set[int]) -> None:
+        self.array = array  # the array, or a NumPy view of it
+        self.origin = origin  # the captured array
+        self.read = read  # the ids of the captured arrays whose values the trace read
+
+    @property  # isinstance(W, np.ndarray), as for the array it stands for
+    def __class__(self) -> type:
+        return np.ndarray
+
+    def read_values(self) -> np.ndarray:
+        """The array, its values read (marked)."""
+        self.read.add(id(self.origin))
+        return self.array
+
+    def _wrap(self, result: Any) -> Any:
+        """``result`` of a structural operation: a watched view if it views the
+        origin's memory, else (a copy) the origin is read."""
+        if isinstance(result, np.ndarray) and result.base is not None and \
+                np.may_share_memory(result, self.origin):
+            return WatchedArray(result, self.origin, self.read)
+        self.read_values()
+        return result
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.read_values()
+        return array if dtype is None else array.astype(dtype)
+
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        if not _traced(inputs):
+            for v in inputs + tuple(kwargs.get("out", ())):
+                if type(v) is WatchedArray:
+                    v.read_values()
+        return getattr(ufunc, method)(*unwatched(inputs), **unwatched(kwargs))
+
+    def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
+        plain_args, plain_kwargs = unwatched(args), unwatched(kwargs)
+        if func in _SHAPE_ONLY or _traced(args) or any(_traced(v) for v in kwargs.values()):
+            return func(*plain_args, **plain_kwargs)
+        if func in _VIEWS and args and args[0] is self:
+            return self._wrap(func(*plain_args, **plain_kwargs))
+        for v in _leaves(args, kwargs):
+            if type(v) is WatchedArray:
+                v.read_values()
+        return func(*plain_args, **plain_kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in _STRUCTURE:
+            return getattr(self.array, name)
+        if name in _VIEW_ATTRIBUTES:
+            return self._wrap(getattr(self.array, name))
+        if name in _VIEW_METHODS:
+            method = getattr(self.array, name)
+            return lambda *args, **kwargs: self._wrap(method(*args, **kwargs))
+        return getattr(self.read_values(), name)
+
+    def __getitem__(self, index: Any) -> Any:
+        if _traced(index):  # X[idx] of a minibatch's traced indices: a traced gather
+            return FRONT_END["getitem"](self.array, index)
+        return self._wrap(self.array[unwatched(index)])
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        self.array[unwatched(index)] = unwatched(value)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    def __iter__(self) -> Any:
+        if self.array.ndim > 1:  # rows: views
+            return (WatchedArray(row, self.origin, self.read) for row in self.array)
+        return iter(self.read_values())
+
+    def __repr__(self) -> str:
+        return repr(self.read_values())
+
+    def __str__(self) -> str:
+        return str(self.read_values())
+
+    def __bool__(self) -> bool:
+        return bool(self.read_values())
+
+    def __float__(self) -> float:
+        return float(self.read_values())
+
+    def __int__(self) -> int:
+        return int(self.read_values())
+
+    def __complex__(self) -> complex:
+        return complex(self.read_values())
+
+    def __index__(self) -> int:
+        return operator.index(self.read_values())
+
+    def __copy__(self) -> np.ndarray:
+        return self.read_values().copy()
+
+    def __deepcopy__(self, memo: Any) -> np.ndarray:
+        return self.read_values().copy()
+
+    def __reduce__(self) -> Any:
+        return self.read_values().__reduce__()
+
+
+def _leaves(args: Any, kwargs: Any) -> list[Any]:
+    found: list[Any] = []
+
+    def walk(v: Any) -> None:
+        if type(v) is list or type(v) is tuple:
+            for w in v:
+                walk(w)
+        else:
+            found.append(v)
+    walk(list(args))
+    walk(list(kwargs.values()))
+    return found
+
+
+def _operator(op: Callable[[Any, Any], Any], reflected: bool) -> Callable[..., Any]:
+    """``W + x`` (``x + W`` if ``reflected``): with a traced ``x``, the array
+    itself (read by reference by the traced operation); else a read."""
+    def method(self: WatchedArray, other: Any) -> Any:
+        array = self.array if _traced(other) else self.read_values()
+        if type(other) is WatchedArray:
+            other = other.read_values()
+        return op(other, array) if reflected else op(array, other)
+    return method
+
+
+def _in_place(op: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """``W += x``: written into the array, as NumPy does (the trace is then
+    refused: `fastad.captures` sees the captured array changed)."""
+    def method(self: WatchedArray, other: Any) -> Any:
+        op(self.array, unwatched(other))
+        return self
+    return method
+
+
+def _unary(op: Callable[[Any], Any]) -> Callable[..., Any]:
+    def method(self: WatchedArray) -> Any:
+        return op(self.read_values())
+    return method
+
+
+_BINARY = {"add": operator.add, "sub": operator.sub, "mul": operator.mul,
+           "truediv": operator.truediv, "floordiv": operator.floordiv, "mod": operator.mod,
+           "pow": operator.pow, "matmul": operator.matmul, "and": operator.and_,
+           "or": operator.or_, "xor": operator.xor, "lshift": operator.lshift,
+           "rshift": operator.rshift, "divmod": divmod}
+for _name, _op in _BINARY.items():
+    setattr(WatchedArray, f"__{_name}__", _operator(_op, False))
+    setattr(WatchedArray, f"__r{_name}__", _operator(_op, True))
+for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul", "and", "or",
+              "xor", "lshift", "rshift"):
+    setattr(WatchedArray, f"__i{_name}__", _in_place(getattr(operator, f"i{_name}")))
+for _name, _op in {"lt": operator.lt, "le": operator.le, "gt": operator.gt,
+                   "ge": operator.ge, "eq": operator.eq, "ne": operator.ne}.items():
+    setattr(WatchedArray, f"__{_name}__", _operator(_op, False))
+for _name, _op in {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs,
+                   "invert": operator.invert}.items():
+    setattr(WatchedArray, f"__{_name}__", _unary(_op))
