@@ -3,12 +3,14 @@ and of the plan's choice give the colors and plans of the plain forms, on
 random graphs (hypothesis) and on the benchmark's patterns."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastad.sparse import coloring
+from fastad.sparse import coloring, patterns
 
 
 def _graph(seed, n, density):
@@ -53,3 +55,31 @@ def test_star_coloring_with_neighbor_counts_on_banded_and_grid_graphs():
         for order in orders:
             assert np.array_equal(coloring._greedy_star(order, ptr, adj, a.shape[0], 0),
                                   coloring._greedy_star(order, ptr, adj, a.shape[0], 1 << 30))
+
+
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 90), count=st.integers(1, 6),
+       density=st.floats(0.0, 0.6))
+@settings(max_examples=60, deadline=None)
+def test_the_union_of_hessian_terms_is_scipys(seed, n, count, density):
+    """Rows long and short (the sort and the insertion sort), unsorted indices,
+    duplicates and stored zeros in the terms: the canonical union all the same."""
+    rng = np.random.default_rng(seed)
+    terms = []
+    for _ in range(count):
+        t = sp.random(n, n, density=density, random_state=rng, format="coo")
+        rows = np.concatenate([t.row, t.row[: t.nnz // 3]])  # duplicates
+        cols = np.concatenate([t.col, t.col[: t.nnz // 3]])
+        data = rng.random(rows.size) < 0.9  # some stored False
+        perm = rng.permutation(rows.size)
+        t = sp.csr_matrix((data[perm], (rows[perm], cols[perm])), shape=(n, n))
+        if rng.random() < 0.5:  # indices out of order within rows
+            t = sp.csr_matrix((t.data[::-1].copy(), t.indices[::-1].copy(),
+                               (t.nnz - t.indptr[::-1]).copy()), shape=(n, n))[::-1]
+            t = sp.csr_matrix(t)
+        terms.append(t)
+    got = patterns.union_of_terms(terms, n)
+    want = patterns.canonical(functools.reduce(lambda a, b: a + b,
+                                               [sp.csr_matrix(t, dtype=bool) for t in terms]))
+    assert got.has_canonical_format and got.dtype == bool
+    assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+    assert got.indices.dtype == want.indices.dtype and got.indptr.dtype == want.indptr.dtype
