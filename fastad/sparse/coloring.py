@@ -222,9 +222,10 @@ def _adjacency(pattern: sp.spmatrix) -> sp.csr_matrix:
     return p
 
 
-def star_coloring(pattern: sp.spmatrix) -> np.ndarray:
-    """A star coloring (n,) of a symmetric n x n pattern's adjacency graph."""
-    a = _adjacency(pattern)
+def star_coloring(pattern: sp.spmatrix, adjacency: sp.csr_matrix | None = None) -> np.ndarray:
+    """A star coloring (n,) of a symmetric n x n pattern's adjacency graph
+    (``adjacency``, `_adjacency` of the pattern, when the caller has it)."""
+    a = _adjacency(pattern) if adjacency is None else adjacency
     n = a.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)
@@ -319,12 +320,14 @@ def _greedy_acyclic(order, ptr, adj, eid, n, nedges):  # noqa: ANN001, ANN202
     return colors
 
 
-def acyclic_coloring(pattern: sp.spmatrix) -> np.ndarray:
+def acyclic_coloring(pattern: sp.spmatrix, adjacency: sp.csr_matrix | None = None
+                     ) -> np.ndarray:
     """An acyclic coloring (n,) of a symmetric n x n pattern's adjacency graph:
     proper, and every two colors induce a forest.  Fewer colors than a star
     coloring (a 2-D 5-point stencil: 3-4 against 5-6); the Hessian is then
-    recovered by substitution (`recovery.Substitution`) rather than read off."""
-    a = _adjacency(pattern)
+    recovered by substitution (`recovery.Substitution`) rather than read off.
+    ``adjacency``: `_adjacency` of the pattern, when the caller has it."""
+    a = _adjacency(pattern) if adjacency is None else adjacency
     n = a.shape[0]
     if n == 0:
         return np.zeros(0, np.int64)

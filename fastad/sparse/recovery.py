@@ -123,7 +123,8 @@ class Substitution:
     subtractions and one gather over the nonzeros.  Rounding errors add along
     a tree's paths (every coefficient is 1), never grow."""
 
-    def __init__(self, pattern: sp.csr_matrix, colors: np.ndarray) -> None:
+    def __init__(self, pattern: sp.csr_matrix, colors: np.ndarray,
+                 adjacency: sp.csr_matrix | None = None) -> None:
         n = pattern.shape[0]
         colors = np.asarray(colors, dtype=np.int64)
         rows = np.repeat(np.arange(n, dtype=np.int64), np.diff(pattern.indptr))
@@ -131,7 +132,7 @@ class Substitution:
         off = rows != cols
         # the pattern is canonical and symmetric: its off-diagonal positions,
         # in order, are the adjacency's
-        a = coloring._adjacency(pattern)
+        a = coloring._adjacency(pattern) if adjacency is None else adjacency
         if a.nnz != int(off.sum()):
             raise ValueError("substitution needs a symmetric pattern")
         if colors.shape != (n,) or (n and colors.min() < 0):
