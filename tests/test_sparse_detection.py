@@ -10,7 +10,7 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastad.sparse import coloring, patterns
+from fastad.sparse import coloring, patterns, recovery
 
 
 def _graph(seed, n, density):
@@ -83,3 +83,133 @@ def test_the_union_of_hessian_terms_is_scipys(seed, n, count, density):
     assert got.has_canonical_format and got.dtype == bool
     assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
     assert got.indices.dtype == want.indices.dtype and got.indptr.dtype == want.indptr.dtype
+
+
+@coloring._compiled
+def _heap_peel(ptr, adj, eid, colors, n, p):
+    """`recovery._peel` as it was, with a binary heap: the reference."""
+    # remaining[b * n + u]: edges of u to color b not yet recovered, whose sum
+    # is the compressed entry (H S)[u, b]
+    remaining = np.zeros(p * n, np.int64)
+    for u in range(n):
+        for a in range(ptr[u], ptr[u + 1]):
+            remaining[colors[adj[a]] * n + u] += 1
+    nedges = adj.size // 2
+    done = np.zeros(max(adj.size, 1), np.bool_)
+    heap = np.empty(p * n + nedges + 1, np.int64)  # keys u * p + b
+    size = 0
+    for u in range(n):  # in key order: already a heap
+        for b in range(p):
+            if remaining[b * n + u] == 1:
+                heap[size] = u * p + b
+                size += 1
+    src = np.empty(nedges, np.int64)
+    dst = np.empty(nedges, np.int64)
+    pos = np.empty(nedges, np.int64)
+    # depth[k]: substitutions entry k waits for, one after another
+    depth = np.zeros(p * n, np.int64)
+    longest = 0
+    count = 0
+    while size > 0:
+        key = heap[0]  # pop the least key
+        size -= 1
+        heap[0] = heap[size]
+        i = 0
+        while True:
+            low, left = i, 2 * i + 1
+            if left < size and heap[left] < heap[low]:
+                low = left
+            if left + 1 < size and heap[left + 1] < heap[low]:
+                low = left + 1
+            if low == i:
+                break
+            heap[low], heap[i] = heap[i], heap[low]
+            i = low
+        u, b = key // p, key % p
+        k = b * n + u
+        if remaining[k] != 1:
+            continue
+        for a in range(ptr[u], ptr[u + 1]):
+            j = adj[a]
+            if colors[j] == b and not done[eid[a]]:
+                done[eid[a]] = True
+                remaining[k] = 0
+                k2 = colors[u] * n + j
+                remaining[k2] -= 1
+                if remaining[k2] == 1:  # push its key
+                    i = size
+                    heap[i] = j * p + colors[u]
+                    size += 1
+                    while i > 0 and heap[(i - 1) // 2] > heap[i]:
+                        heap[(i - 1) // 2], heap[i] = heap[i], heap[(i - 1) // 2]
+                        i = (i - 1) // 2
+                if depth[k2] < depth[k] + 1:
+                    depth[k2] = depth[k] + 1
+                    if depth[k2] > longest:
+                        longest = depth[k2]
+                src[count], dst[count], pos[count] = k, k2, a
+                count += 1
+                break
+    return src[:count], dst[:count], pos[:count], longest
+@coloring._compiled
+def _recover(flat, data, minus_from, minus_into, table):  # noqa: ANN001, ANN202
+    for k in range(minus_from.size):
+        flat[minus_into[k]] -= flat[minus_from[k]]
+    for q in range(table.size):
+        data[q] = flat[table[q]]
+
+
+class Substitution:
+    """Recovery of a symmetric pattern's values (its canonical CSR order) from
+    the compressed product (H S)^T, flattened (p, n), of an acyclic coloring.
+    The order is fixed by the pattern: a call is one loop over the needed
+    subtractions and one gather over the nonzeros.  Rounding errors add along
+    a tree's paths (every coefficient is 1), never grow."""
+
+    def __init__(self, pattern: sp.csr_matrix, colors: np.ndarray,
+                 adjacency: sp.csr_matrix | None = None) -> None:
+        n = pattern.shape[0]
+
+
+def _proper_coloring(a):
+    """Greedy distance-1 colors: proper, often not acyclic (the peel stops short)."""
+    colors = np.full(a.shape[0], -1, np.int64)
+    for v in range(a.shape[0]):
+        used = set(colors[a.indices[a.indptr[v]:a.indptr[v + 1]]].tolist())
+        colors[v] = min(set(range(len(used) + 1)) - used)
+    return colors
+
+
+def _peel_inputs(pattern, proper=False):
+    a = coloring._adjacency(sp.csr_matrix(pattern))
+    colors = _proper_coloring(a) if proper else coloring.acyclic_coloring(a, a)
+    eid = coloring._edge_ids(a)
+    return (a.indptr.astype(np.int64), a.indices.astype(np.int64), eid, colors, a.shape[0],
+            int(colors.max(initial=-1)) + 1)
+
+
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 120),
+       density=st.floats(0.0, 0.3))
+@settings(max_examples=60, deadline=None)
+def test_the_peel_order_with_bit_levels_is_the_heaps(seed, n, density):
+    for proper in (False, True):
+        args = _peel_inputs(_graph(seed, n, density), proper)
+        got, want = recovery._peel(*args), _heap_peel(*args)
+        for g, w in zip(got[:3], want[:3]):
+            assert np.array_equal(g, w)
+        assert got[3] == want[3]
+
+
+def test_the_peel_order_with_bit_levels_is_the_heaps_past_one_top_word():
+    """p * n past 64^3 keys: more than one word at the top level."""
+    side = 400
+    grid = sp.kronsum(sp.diags([np.ones(side - 1)] * 2, [-1, 1]),
+                      sp.diags([np.ones(side - 1)] * 2, [-1, 1]))
+    band = sp.diags([np.ones(70000 - abs(k)) for k in range(-4, 5)], list(range(-4, 5)))
+    for pattern in (grid, band):
+        args = _peel_inputs(pattern != 0)
+        assert args[4] * args[5] > 64 ** 3
+        got, want = recovery._peel(*args), _heap_peel(*args)
+        for g, w in zip(got[:3], want[:3]):
+            assert np.array_equal(g, w)
+        assert got[3] == want[3]
