@@ -29,13 +29,6 @@ import scipy.sparse as sp
 from . import coloring
 
 
-#: a de Bruijn constant: the top 6 bits of (1 << i) times it differ for each
-#: i < 64; the table maps them back to i
-_DE_BRUIJN = 0x03F79D71B4CA8B09
-_BIT_OF = np.zeros(64, np.int64)
-_BIT_OF[[((1 << i) * _DE_BRUIJN % 2**64) >> 58 for i in range(64)]] = np.arange(64)
-
-
 @coloring._compiled
 def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
     """The order in which substitution recovers the edges: repeatedly a leaf
@@ -64,8 +57,12 @@ def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
     # up to p * n keys took log2 of that in dependent steps, the most of the
     # plan's time for `rods` and the mesh at n = 10^5), the same order
     def lowest(word):  # noqa: ANN001, ANN202 -- position of the lowest set bit
-        bit = word & (~word + np.uint64(1))
-        return _BIT_OF[(bit * np.uint64(_DE_BRUIJN)) >> np.uint64(58)]
+        at = 0  # halving the word (no multiplication that wraps: Python runs it too)
+        for width in (32, 16, 8, 4, 2, 1):
+            if word & ((np.uint64(1) << np.uint64(width)) - np.uint64(1)) == 0:
+                word >>= np.uint64(width)
+                at += width
+        return at
 
     keys = p * n
     words0 = (keys + 63) // 64
