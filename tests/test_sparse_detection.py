@@ -213,3 +213,26 @@ def test_the_peel_order_with_bit_levels_is_the_heaps_past_one_top_word():
         for g, w in zip(got[:3], want[:3]):
             assert np.array_equal(g, w)
         assert got[3] == want[3]
+
+
+def test_the_python_forms_without_numba_give_the_compiled_results():
+    """`coloring._compiled` runs the loops as Python when Numba is missing."""
+    import warnings
+    a = _graph(7, 60, 0.15)
+    ptr, adj, orders = _orders(a)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for limit in (0, 8 * 60, 1 << 30):
+            assert np.array_equal(coloring._greedy_star.__wrapped__(orders[0], ptr, adj, 60, limit),
+                                  coloring._greedy_star(orders[0], ptr, adj, 60, limit))
+        args = _peel_inputs(a)
+        got, want = recovery._peel.__wrapped__(*args), recovery._peel(*args)
+        assert all(np.array_equal(g, w) for g, w in zip(got[:3], want[:3])) and got[3] == want[3]
+        terms = [sp.csr_matrix(_graph(s, 60, 0.1)) for s in range(3)]
+        ptrs = np.array([t.indptr for t in terms], np.int64)
+        ptrs += np.cumsum([0] + [t.nnz for t in terms[:-1]])[:, None]
+        cols = np.concatenate([t.indices for t in terms])
+        kept = np.concatenate([t.data for t in terms]).astype(bool)
+        for g, w in zip(patterns._union_rows.__wrapped__(ptrs, cols, kept, 60),
+                        patterns._union_rows(ptrs, cols, kept, 60)):
+            assert np.array_equal(g, w)
