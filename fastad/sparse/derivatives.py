@@ -144,14 +144,15 @@ def hessian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], dtype: np.dtype
     if method not in ("auto", "star", "acyclic"):
         raise ValueError(f"hessian coloring must be 'auto', 'star' or 'acyclic', not {method!r}")
     pat = patterns.hessian_pattern(tape, wrt, reads)
+    graph = coloring._adjacency(pat)  # made once for the colorings and the substitution
     star = acyclic = None
     if method in ("auto", "star"):
-        star = coloring.star_coloring(pat)
+        star = coloring.star_coloring(pat, graph)
     if method in ("auto", "acyclic"):
-        acyclic = coloring.acyclic_coloring(pat)
+        acyclic = coloring.acyclic_coloring(pat, graph)
     substitution = None
     if acyclic is not None and (star is None or _count(acyclic) < _count(star)):
-        substitution = recovery.Substitution(pat, acyclic)
+        substitution = recovery.Substitution(pat, acyclic, graph)
         if method == "auto" and _chain_bound(substitution, _count(star) - _count(acyclic),
                                              pat.shape[0]):
             substitution = None

@@ -39,6 +39,7 @@ import scipy.sparse as sp
 from ..core.registry import Primitive, check_table, registry
 from ..core.registry import prims as P
 from ..core.tape import Tape
+from .coloring import _compiled
 
 Pattern = sp.csr_matrix  # boolean, (slot size, n)
 
@@ -664,10 +665,60 @@ def hessian_pattern(tape: Tape, wrt: int, reads: list | None = None) -> sp.csr_m
     n = ctx.n
     if not ctx.terms:
         return canonical(empty(n, n))
-    coo = [t.tocoo() for t in ctx.terms]
-    rows = np.concatenate([c.row for c in coo]).astype(np.int64)
-    cols = np.concatenate([c.col for c in coo]).astype(np.int64)
-    return canonical(selector(rows, cols, (n, n)))
+    return union_of_terms(ctx.terms, n)
+
+
+def union_of_terms(terms: list[sp.csr_matrix], n: int) -> sp.csr_matrix:
+    """The union of n x n patterns in canonical form, row by row in one
+    compiled pass (a marker per column) rather than by scipy from their
+    concatenated coordinates: at n = 10^5 the terms of a banded objective
+    hold several million entries, and the coordinates' copies, conversion
+    and sort were most of the pattern's time."""
+    index = np.int32 if n < 2**31 - 1 else np.int64
+    ptrs = np.empty((len(terms), n + 1), np.int64)
+    offset = 0
+    for k, t in enumerate(terms):
+        ptrs[k] = t.indptr
+        ptrs[k] += offset
+        offset += t.indptr[-1]
+    cols = np.concatenate([t.indices for t in terms]).astype(index, copy=False)
+    kept = np.concatenate([t.data for t in terms]).astype(bool, copy=False)
+    indptr, indices = _union_rows(ptrs, cols, kept, n)
+    if indptr[-1] >= 2**31 - 1:
+        index = np.int64
+    p = sp.csr_matrix((np.ones(indices.size, bool), indices.astype(index, copy=False),
+                       indptr.astype(index)), shape=(n, n))
+    p.has_canonical_format = True  # sorted and without duplicates by construction
+    return p
+
+
+@_compiled
+def _union_rows(ptrs, cols, kept, n):  # noqa: ANN001, ANN202
+    mark = np.full(n, -1, np.int64)
+    indptr = np.zeros(n + 1, np.int64)
+    out = np.empty(max(ptrs[-1, -1], 1), cols.dtype)
+    size = 0
+    for i in range(n):
+        start = size
+        for k in range(ptrs.shape[0]):
+            for a in range(ptrs[k, i], ptrs[k, i + 1]):
+                j = cols[a]
+                if kept[a] and mark[j] != i:
+                    mark[j] = i
+                    out[size] = j
+                    size += 1
+        if size - start > 32:
+            out[start:size] = np.sort(out[start:size])
+        else:  # a short row: insertion sort
+            for q in range(start + 1, size):
+                v = out[q]
+                r = q - 1
+                while r >= start and out[r] > v:
+                    out[r + 1] = out[r]
+                    r -= 1
+                out[r + 1] = v
+        indptr[i + 1] = size
+    return indptr, out[:size].copy()
 
 
 def canonical(p: Any) -> sp.csr_matrix:
