@@ -150,27 +150,6 @@ class WatchedArray:
             return (WatchedArray(row, self.origin, self.read) for row in self.array)
         return iter(self.read_values())
 
-    def __repr__(self) -> str:
-        return repr(self.read_values())
-
-    def __str__(self) -> str:
-        return str(self.read_values())
-
-    def __bool__(self) -> bool:
-        return bool(self.read_values())
-
-    def __float__(self) -> float:
-        return float(self.read_values())
-
-    def __int__(self) -> int:
-        return int(self.read_values())
-
-    def __complex__(self) -> complex:
-        return complex(self.read_values())
-
-    def __index__(self) -> int:
-        return operator.index(self.read_values())
-
     def __copy__(self) -> np.ndarray:
         return self.read_values().copy()
 
@@ -235,6 +214,9 @@ for _name in ("add", "sub", "mul", "truediv", "floordiv", "mod", "pow", "matmul"
 for _name, _op in {"lt": operator.lt, "le": operator.le, "gt": operator.gt,
                    "ge": operator.ge, "eq": operator.eq, "ne": operator.ne}.items():
     setattr(WatchedArray, f"__{_name}__", _operator(_op, False))
+# its values read: the unary operators and the conversions (``if W[0, 0] > 1``'s bool)
 for _name, _op in {"neg": operator.neg, "pos": operator.pos, "abs": operator.abs,
-                   "invert": operator.invert}.items():
+                   "invert": operator.invert, "repr": repr, "str": str, "bool": bool,
+                   "float": float, "int": int, "complex": complex,
+                   "index": operator.index}.items():
     setattr(WatchedArray, f"__{_name}__", _unary(_op))
