@@ -22,7 +22,8 @@ from .vectorizing import vmap
 from .core.errors import SignatureError, TapeError
 from .serialize import decode, dumps, encode, loads
 from .signatures import Entry, any_tracer, checked_argnums
-from .specializer import Specializer, take_shortcut
+from .entries import take_shortcut
+from .specializer import Specializer
 from .numpy._array_type import as_arrays, given_arrays
 from .core.tape import Tape
 
