@@ -29,6 +29,7 @@ import numpy as np
 
 from .core.registry import prims as P
 from .core.tracer import Tracer, bind, current_builder, replay, value_of
+from .loop_hoist import scan as hoisting_scan
 from .loops import (_while as while_, counted, default_checkpoint, deriving, found_count,
                     frozen, in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
@@ -226,13 +227,17 @@ class _Sweep:
         return last
 
     def back(self, ct: Any, stored: Sequence[Any], xs: Sequence[Any], ct_ys: Sequence[Any],
-             n: int, live: Any = None) -> tuple[Any, list[Any]]:
+             n: int, live: Any = None, hoist: bool = False) -> tuple[Any, list[Any]]:
         """The body's VJP run back over ``n`` steps whose states are ``stored``:
         (the carried cotangents before them, the xs' cotangents stacked).
         ``live`` (a traced count m <= n): only the first m steps are the
         loop's; a later one leaves the cotangents as they are, its state
         entering behind `frozen` so that its partials (of a step run past
-        the end, which may overflow) meet exact zeros at any order."""
+        the end, which may overflow) meet exact zeros at any order.
+        ``hoist``: the body's transcendental functions of the states are
+        computed for all steps at once, before the loop (`loop_hoist`; for
+        states the forward loop stored: where a loop recomputes them, the
+        Numba backend overlaps it with this one, which nothing may split)."""
         index = [np.arange(n, dtype=np.float64)] if live is not None else []
 
         def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
@@ -246,8 +251,12 @@ class _Sweep:
                 new_k = [fnp.where(going, a, b) for a, b in zip(new_k, ct_k)]
             return (new_c, new_k), ct_x
 
-        return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
-                    reverse=True)
+        # (not past a loop's end: steps there may overflow, behind `frozen`)
+        if not hoist or live is not None:
+            return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
+                        reverse=True)
+        return hoisting_scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), n,
+                             reverse=True)
 
     def step_back(self, ct_c: Sequence[Any], ct_k: Sequence[Any], c: Sequence[Any],
                   state: Sequence[Any], x: Sequence[Any], ct_y: Sequence[Any]
@@ -511,7 +520,7 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
             inner = _Sweep(chunk[0], consts, sweep.x_diff, sweep.k_diff)
             ct, tail_cts = inner.pipelined_back(ct, stored, x_tail, ct_y_tail, length, chunk[1])
         else:
-            ct, tail_cts = sweep.back(ct, stored, x_tail, ct_y_tail, tail)
+            ct, tail_cts = sweep.back(ct, stored, x_tail, ct_y_tail, tail, hoist=own)
     if chunks:
         def chunk_back(ct_state: Any, per_chunk: Any) -> tuple[Any, Any]:
             mark, xc, ct_yc = per_chunk
