@@ -29,6 +29,7 @@ import numpy as np
 
 from .core.registry import prims as P
 from .core.tracer import Tracer, bind, current_builder, replay, value_of
+from .loop_hoist import residuals, scan as hoisting_scan
 from .loops import (_while as while_, counted, default_checkpoint, deriving, found_count,
                     frozen, in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
@@ -216,23 +217,52 @@ class _Sweep:
         `LoopBody.storing` form: the same operands and count as the forward
         loop, which `transforms.loop_merge` then reads from this one, so the
         forward steps run once."""
-        body = self.body.storing(in_counted())
+        also = self.residuals()
+        body = self.body.storing(in_counted(), tuple(slot for slot, _ in also))
         packed = bind(P.loop, *c0, *xs, *self.consts, body=body, length=n, checkpoint=0)
         spans = layout(body, n)
-        return [unpack(packed, *span) for span in spans[len(spans) - self.body.n_carry:]]
+        end = len(spans) - len(also)
+        known = {key: unpack(packed, *span) for (_, key), span in zip(also, spans[end:])}
+        return [unpack(packed, *span) for span in spans[end - self.body.n_carry:end]], known
+
+    def const_keys(self) -> dict[int, Any]:
+        """The closed-over values' keys (`loop_hoist.keys`), by their ids."""
+        return {id(c): ("const", m) for m, c in enumerate(self.consts)}
+
+    def residuals(self) -> list[tuple[int, Any]]:
+        """The body's transcendental functions of its states that its VJP
+        would compute again (`loop_hoist.residuals`), each once, taking no
+        more bytes a step than the state: what `stored` stores besides."""
+        seen, out, size = set(), [], 0
+        budget = _bytes(self.body.carry_avals)
+        tape = self.body.tape
+        for slot, key in residuals(self.body, [("const", m) for m in range(len(self.consts))]):
+            aval = tape.avals[slot]
+            if key in seen or size + _bytes([aval]) > budget:
+                continue
+            seen.add(key)
+            size += _bytes([aval])
+            out.append((slot, key))
+        return out
 
     def final(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
         last, _ = scan(lambda c, x: (self.step(c, x), None), list(c0), list(xs), length=n)
         return last
 
     def back(self, ct: Any, stored: Sequence[Any], xs: Sequence[Any], ct_ys: Sequence[Any],
-             n: int, live: Any = None) -> tuple[Any, list[Any]]:
+             n: int, live: Any = None, hoist: bool = False, known: Any = None
+             ) -> tuple[Any, list[Any]]:
         """The body's VJP run back over ``n`` steps whose states are ``stored``:
         (the carried cotangents before them, the xs' cotangents stacked).
         ``live`` (a traced count m <= n): only the first m steps are the
         loop's; a later one leaves the cotangents as they are, its state
         entering behind `frozen` so that its partials (of a step run past
-        the end, which may overflow) meet exact zeros at any order."""
+        the end, which may overflow) meet exact zeros at any order.
+        ``hoist``: the body's transcendental functions of the states are
+        computed for all steps at once, before the loop (`loop_hoist`; for
+        states the forward loop stored: where a loop recomputes them, the
+        Numba backend overlaps it with this one, which nothing may split),
+        or read from ``known``, what `stored` stored besides the states."""
         index = [np.arange(n, dtype=np.float64)] if live is not None else []
 
         def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
@@ -246,8 +276,14 @@ class _Sweep:
                 new_k = [fnp.where(going, a, b) for a, b in zip(new_k, ct_k)]
             return (new_c, new_k), ct_x
 
-        return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
-                    reverse=True)
+        # (not past a loop's end: steps there may overflow, behind `frozen`)
+        if not hoist or live is not None:
+            return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
+                        reverse=True)
+        x_keys = [("carry", j) for j in range(len(stored))] + [("x", j) for j in range(len(xs))]
+        return hoisting_scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), n,
+                             reverse=True, x_keys=x_keys, known=known,
+                             const_keys=self.const_keys())
 
     def step_back(self, ct_c: Sequence[Any], ct_k: Sequence[Any], c: Sequence[Any],
                   state: Sequence[Any], x: Sequence[Any], ct_y: Sequence[Any]
@@ -503,7 +539,8 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
         x_tail = [rows(x, main, length) for x in xs]
         # (every step's: the forward loop's operands, unless a counter became a float)
         own = tail == length and all(a is b for a, b in zip(carry, args[:nc]))
-        stored = sweep.stored(carry, xs, length) if own else sweep.states(c_main, x_tail, tail)
+        stored, known = sweep.stored(carry, xs, length) if own else \
+            (sweep.states(c_main, x_tail, tail), None)
         ct_y_tail = [rows(y, main, length) for y in ct_ys]
         chunk = body.chunk_of
         if own and chunk is not None and length >= 2:
@@ -511,7 +548,8 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
             inner = _Sweep(chunk[0], consts, sweep.x_diff, sweep.k_diff)
             ct, tail_cts = inner.pipelined_back(ct, stored, x_tail, ct_y_tail, length, chunk[1])
         else:
-            ct, tail_cts = sweep.back(ct, stored, x_tail, ct_y_tail, tail)
+            ct, tail_cts = sweep.back(ct, stored, x_tail, ct_y_tail, tail, hoist=own,
+                                      known=known)
     if chunks:
         def chunk_back(ct_state: Any, per_chunk: Any) -> tuple[Any, Any]:
             mark, xc, ct_yc = per_chunk

@@ -204,7 +204,7 @@ def test_a_body_with_a_primitive_numba_lacks_stays_a_host_call():
     x, xs = np.array([0.3, 0.5]), np.random.default_rng(0).uniform(0, 1, (5, 2))
     loop = next(ins for ins in fa.make_tape(f)(x, xs).instrs if ins.prim == "loop")
     assert "gammaln" in fallback.refused("numba", loop)
-    with pytest.warns(UserWarning, match="does not implement loop of a body that runs gammaln"):
+    with pytest.warns(UserWarning, match="does not implement .*loop of a body that runs gammaln"):
         g = fa.compile(f, backend="numba")
         got = g(x, xs)
     np.testing.assert_allclose(got, fa.grad(f)(x, xs), rtol=1e-12)

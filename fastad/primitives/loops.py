@@ -71,26 +71,28 @@ class LoopBody:
         # per-step outputs (`storing`), so that a loop of it can stand for a
         # loop of that one (`transforms.loop_merge`); not saved
         self.extends: LoopBody | None = None
-        self._storing: dict[bool, LoopBody] = {}
+        self._storing: dict[tuple[bool, tuple[int, ...]], LoopBody] = {}
         # (body, k) when this body is the loop of ``body`` over one chunk of
         # k steps (`loops.recorded`), whose reverse mode then recomputes the
         # next chunk's states while running back through this one
         # (`loop_rules._pipelined_back`); not saved
         self.chunk_of: tuple[LoopBody, int] | None = None
 
-    def storing(self, counted: bool) -> LoopBody:
+    def storing(self, counted: bool, also: tuple[int, ...] = ()) -> LoopBody:
         """This body with each step's input carry appended to its per-step
-        outputs: a loop of it computes this one's results followed by the
-        state before every step (reverse mode's stored states).  One object
-        per body (and `counted` mark, which the loops recorded where it is
-        made carry), so the derivatives of its loop all share it."""
-        body = self._storing.get(counted)
+        outputs, then the values of slots ``also`` (values its reverse mode
+        would compute again from the states, `loop_hoist.residuals`): a loop
+        of it computes this one's results followed by the state before every
+        step (reverse mode's stored states), and those.  One object per body
+        (and `counted` mark, which the loops recorded where it is made carry,
+        and ``also``), so the derivatives of its loop all share it."""
+        body = self._storing.get((counted, also))
         if body is None:
             tape = self.tape
-            stored = Tape(list(tape.inputs), list(tape.outputs) + list(tape.inputs[:self.n_carry]),
-                          dict(tape.consts), list(tape.instrs), list(tape.avals))
-            body = self._storing[counted] = LoopBody(stored, self.n_carry, self.n_xs,
-                                                     counted=counted)
+            stored = Tape(list(tape.inputs), list(tape.outputs) + list(tape.inputs[:self.n_carry])
+                          + list(also), dict(tape.consts), list(tape.instrs), list(tape.avals))
+            body = self._storing[(counted, also)] = LoopBody(stored, self.n_carry, self.n_xs,
+                                                             counted=counted)
             body.extends = self
         return body
 
