@@ -60,6 +60,7 @@ _PRIM, _OUT = operator.itemgetter(0), operator.itemgetter(1)  # an Instr's primi
 _NDIM = operator.attrgetter("ndim")
 _TEMPLATE_SIGNATURE = operator.attrgetter("template.signature")
 _OK = operator.attrgetter("ok")
+_SHARED = operator.attrgetter("shared")
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
 
@@ -425,17 +426,18 @@ class _Rewrite:
 
     def requires(self) -> set[int]:
         """The slots the vector code reads (before aliasing)."""
-        chain = self.chain
+        chain, terms = self.chain, self.terms
         slots = {chain.before} if chain.kind != "guard" else set()
-        for k, link in enumerate(chain.links):
-            if k in self.segment_at:
-                terms = self.terms
-                slots.update(itertools.chain.from_iterable(
-                    terms[j].shared for j in self.segment_at[k]))
-            elif k not in self.covered:
-                slots.add(chain.terms[k])
-                if chain.writes:
-                    slots.add(link.ins[1])
+        for segment in self.segment_at.values():
+            # a segment's copies read their template's list of shared slots:
+            # each list once (by identity), not once per term
+            lists = list(map(_SHARED, map(terms.__getitem__, segment)))
+            slots.update(*dict(zip(map(id, lists), lists)).values())
+        covered = self.covered
+        for k in itertools.filterfalse(covered.__contains__, range(len(chain.links))):
+            slots.add(chain.terms[k])
+            if chain.writes:
+                slots.add(chain.links[k].ins[1])
         return slots
 
     def emit(self, ix: _TapeIndex, value_of: Any) -> Any:
