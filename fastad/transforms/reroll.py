@@ -401,18 +401,18 @@ def _first_mismatch(steps: np.ndarray, start: int, origin: int, inner: np.ndarra
     """The first step from ``start`` that breaks the pattern (``jump`` after
     every ``row`` - 1 ``inner`` steps from ``origin``; row 0: never), or len(steps).
     Looks in growing windows so that a run that fails at once costs little."""
-    u, width = start, 16
-    while u < len(steps):
-        stop = min(len(steps), u + width)
-        expected = np.broadcast_to(inner, (stop - u, len(inner)))
-        if row:
+    u, width, n = start, 16, len(steps)
+    while u < n:
+        stop = min(n, u + width)
+        expected = inner  # (broadcast by the comparison: a long ragged class makes
+        if row:           # thousands of calls, each a few array methods)
             at_jump = (np.arange(u, stop) - origin) % row == row - 1
             expected = np.where(at_jump[:, None], jump, inner)
-        bad = np.nonzero(np.any(steps[u:stop] != expected, axis=1))[0]
+        bad = np.flatnonzero((steps[u:stop] != expected).any(axis=1))
         if len(bad):
             return u + int(bad[0])
         u, width = stop, width * 2
-    return len(steps)
+    return n
 
 
 # -- rewriting ---------------------------------------------------------------------
