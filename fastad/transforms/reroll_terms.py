@@ -762,7 +762,12 @@ class _Batches:
         if (candidates == candidates[0]).all():  # a constant every term reads (a loop's 1.0)
             same[ok] = aval_ok & (type(consts[int(candidates[0])]).__name__ == name)
             return same
-        names = map(_NAME, map(type, map(consts.__getitem__, candidates.tolist())))
-        same[ok] = aval_ok & np.fromiter(map(name.__eq__, names), bool, len(candidates))
+        types = list(map(type, map(consts.__getitem__, candidates.tolist())))
+        kinds = set(types)
+        if len(kinds) == 1:  # (x[i]'s indices: all arrays) the one type's name
+            same[ok] = aval_ok & (kinds.pop().__name__ == name)
+            return same
+        same[ok] = aval_ok & np.fromiter(map(name.__eq__, map(_NAME, types)), bool,
+                                         len(candidates))
         return same
 
