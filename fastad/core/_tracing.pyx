@@ -243,30 +243,49 @@ cpdef object append(object builder, object prim, tuple ins, tuple params, object
         else:
             note(builder.tape.recorded, prim, ins, params)  # (as it records the operands)
             return py_append(builder, prim, ins, params, value, depth)
-    # the builder's and tape's attributes read from their instance dicts
-    # (plain attributes set by their constructors): a dozen attribute
-    # lookups per operation otherwise
+    # the builder's attributes read from its instance dict (plain attributes
+    # set by its constructor), the lists it appends to from its `Lists`
     cdef dict attrs = builder.__dict__
+    cdef Lists lists = attrs.get("_lists")
     tape = attrs["tape"]
-    cdef dict tape_attrs = tape.__dict__
-    avals = <list>tape_attrs["avals"]
+    if lists is None or lists.tape is not tape:
+        lists = attrs["_lists"] = Lists(builder, tape)
+    avals = lists.avals
     out = len(avals)
-    (<list>attrs["values"]).append(value)
+    lists.values.append(value)
     avals.append(aval)
     line = attrs["line_override"]
     if not line:
         line = None
         if attrs["record_lines"]:
             line = user_line(depth)
-    (<list>tape_attrs["instrs"]).append(
-        fastad_new_tuple5(Instr, prim.name, out, ins, params, line))
-    recorded = tape_attrs["recorded"]
-    if recorded is not None:
-        recorded.operands.append(ins)
-        note(recorded, prim, ins, params)
+    lists.instrs.append(fastad_new_tuple5(Instr, prim.name, out, ins, params, line))
+    if lists.operands is not None:
+        lists.operands.append(ins)
+        if lists.column is not None:
+            lists.column.add(prim.name, ins, len(params) != 0)
     if attrs["drop_unread"] and attrs["_large"]:  # an eager gradient's, holding large values
         builder._keep_reads(prim, ins, out)
     return new_tracer(builder, out, value)
+
+
+cdef class Lists:
+    """The lists a builder's trace appends to per operation (its values, the
+    tape's avals and instructions, its trace's operands and C column), read
+    once per builder and tape instead of through five attribute lookups per
+    operation; kept in the builder's dict (``_lists``), made again if its tape
+    is another.  A builder's lists are made with it and never replaced."""
+
+    cdef readonly object tape
+    cdef list values, avals, instrs, operands
+    cdef Column column
+
+    def __cinit__(self, builder, tape):
+        self.tape = tape
+        self.values, self.avals, self.instrs = builder.values, tape.avals, tape.instrs
+        recorded = tape.recorded
+        self.operands = None if recorded is None else recorded.operands
+        self.column = None if recorded is None else recorded.column
 
 
 cdef inline int note(object recorded, object prim, tuple ins, tuple params) except -1:

@@ -48,6 +48,8 @@ whose iterations reroll into vector code becomes a loop over a vector body.
 """
 from __future__ import annotations
 
+import itertools
+import operator
 from typing import Any
 
 import numpy as np
@@ -69,6 +71,7 @@ MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays woul
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _INT64 = np.dtype(np.int64)
+_DTYPE, _SHAPE = operator.attrgetter("dtype"), operator.attrgetter("shape")
 
 
 class _Arrays(TapeArrays):
@@ -218,23 +221,27 @@ def _value_codes(values: list[Any]) -> np.ndarray:
     numbered by their bits in NumPy, the rest one by one."""
     n = len(values)
     codes = np.zeros(n, np.uint64)
+    # (per value in C: `map` of builtins, no generator frame per constant)
     types = list(map(type, values))
     taken = 0  # codes used so far
-    floats = np.fromiter((t is float for t in types), bool, n)
+    floats = np.fromiter(map(operator.is_, types, itertools.repeat(float)), bool, n)
     if floats.any():
         at = np.flatnonzero(floats)
-        bits = np.array([values[k] for k in at.tolist()], np.float64).view(np.int64)
+        bits = np.array(list(map(values.__getitem__, at.tolist())), np.float64).view(np.int64)
         _, inverse = np.unique(bits, return_inverse=True)
         codes[at] = inverse.ravel().astype(np.uint64)
         taken = int(inverse.max()) + 1
-    # the 0-d int64 arrays among the constants
-    arrays = np.flatnonzero(np.fromiter((t is np.ndarray for t in types), bool, n))
-    at = arrays[np.fromiter((values[k].dtype == _INT64 and not values[k].shape
-                             for k in arrays.tolist()), bool, len(arrays))]
+    # the 0-d int64 arrays among the constants (x[i]'s indices: most of a loop's)
+    arrays = np.flatnonzero(np.fromiter(map(operator.is_, types, itertools.repeat(np.ndarray)),
+                                        bool, n))
+    array_values = list(map(values.__getitem__, arrays.tolist()))
+    int64 = np.fromiter(map(_INT64.__eq__, map(_DTYPE, array_values)), bool, len(arrays))
+    int64 &= np.fromiter(map(operator.not_, map(_SHAPE, array_values)), bool, len(arrays))
+    at = arrays[int64]
     indices = np.zeros(n, bool)
     if len(at):
         indices[at] = True
-        ints = np.array([values[k] for k in at.tolist()], np.int64)
+        ints = np.array(list(itertools.compress(array_values, int64)), np.int64)
         _, inverse = np.unique(ints, return_inverse=True)
         codes[at] = inverse.ravel().astype(np.uint64) + np.uint64(taken)
         taken += int(inverse.max()) + 1
@@ -678,18 +685,26 @@ def _stacked_outputs(later: list[Instr], outputs: list[int], consts: dict[int, A
 # -- the pass ----------------------------------------------------------------------------
 def _best_run(arrays: _Arrays, min_trip: int) -> _Run | None:
     best = None
+    tried: set[int] = set()
     for valued in (False, True):
-        best = _best_run_of(arrays, arrays.periods(min_trip, valued), min_trip)
+        best = _best_run_of(arrays, arrays.periods(min_trip, valued), min_trip, tried)
         if best is not None:
             break
     return best
 
 
-def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int) -> _Run | None:
+def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set[int]
+                 ) -> _Run | None:
+    """The best run of the proposed periods (and their divisors) not in
+    ``tried``, which it adds them to: a period's stretches and runs depend on
+    the tape alone (the plain hash, not the one that proposed it), so one
+    that gave none in the first pass gives none in the second."""
     best = None
     # a run of period 2p is also one of period p, with twice the steps: try
     # the divisors too, the shortest body covering the most instructions wins
-    periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0})
+    periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0}
+                     - tried)
+    tried.update(periods)
     for period in periods:
         alike = None  # of the whole tape: computed for the periods with a stretch only
         for start, steps in arrays.stretches(period, min_trip):

@@ -60,6 +60,7 @@ _PRIM, _OUT = operator.itemgetter(0), operator.itemgetter(1)  # an Instr's primi
 _NDIM = operator.attrgetter("ndim")
 _TEMPLATE_SIGNATURE = operator.attrgetter("template.signature")
 _OK = operator.attrgetter("ok")
+_SHARED = operator.attrgetter("shared")
 MIN_RUN = 4            # segments shorter than this stay scalar code
 PASSES = 3             # one per loop level
 
@@ -400,18 +401,18 @@ def _first_mismatch(steps: np.ndarray, start: int, origin: int, inner: np.ndarra
     """The first step from ``start`` that breaks the pattern (``jump`` after
     every ``row`` - 1 ``inner`` steps from ``origin``; row 0: never), or len(steps).
     Looks in growing windows so that a run that fails at once costs little."""
-    u, width = start, 16
-    while u < len(steps):
-        stop = min(len(steps), u + width)
-        expected = np.broadcast_to(inner, (stop - u, len(inner)))
-        if row:
+    u, width, n = start, 16, len(steps)
+    while u < n:
+        stop = min(n, u + width)
+        expected = inner  # (broadcast by the comparison: a long ragged class makes
+        if row:           # thousands of calls, each a few array methods)
             at_jump = (np.arange(u, stop) - origin) % row == row - 1
             expected = np.where(at_jump[:, None], jump, inner)
-        bad = np.nonzero(np.any(steps[u:stop] != expected, axis=1))[0]
+        bad = np.flatnonzero((steps[u:stop] != expected).any(axis=1))
         if len(bad):
             return u + int(bad[0])
         u, width = stop, width * 2
-    return len(steps)
+    return n
 
 
 # -- rewriting ---------------------------------------------------------------------
@@ -425,17 +426,18 @@ class _Rewrite:
 
     def requires(self) -> set[int]:
         """The slots the vector code reads (before aliasing)."""
-        chain = self.chain
+        chain, terms = self.chain, self.terms
         slots = {chain.before} if chain.kind != "guard" else set()
-        for k, link in enumerate(chain.links):
-            if k in self.segment_at:
-                terms = self.terms
-                slots.update(itertools.chain.from_iterable(
-                    terms[j].shared for j in self.segment_at[k]))
-            elif k not in self.covered:
-                slots.add(chain.terms[k])
-                if chain.writes:
-                    slots.add(link.ins[1])
+        for segment in self.segment_at.values():
+            # a segment's copies read their template's list of shared slots:
+            # each list once (by identity), not once per term
+            lists = list(map(_SHARED, map(terms.__getitem__, segment)))
+            slots.update(*dict(zip(map(id, lists), lists)).values())
+        covered = self.covered
+        for k in itertools.filterfalse(covered.__contains__, range(len(chain.links))):
+            slots.add(chain.terms[k])
+            if chain.writes:
+                slots.add(chain.links[k].ins[1])
         return slots
 
     def emit(self, ix: _TapeIndex, value_of: Any) -> Any:

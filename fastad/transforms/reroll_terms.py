@@ -455,7 +455,11 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
     varying, pieces = [], []
     for what, j in template.collected():
         if what == 1:
-            values = list(map(consts.__getitem__, rows[j]))
+            one = rows[j][0]
+            # a constant every term reads at one slot (a loop's 1.0 or 4): its
+            # value and node once (the same objects the per-term lists hold)
+            same = (S[j] == one).all()
+            values = [consts[one]] * count if same else list(map(consts.__getitem__, rows[j]))
             varying.append(values)
             if template.nodes[j][2].dtype.kind not in "iub":
                 continue  # (its integers: none)
@@ -463,7 +467,8 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
             # constants of one node share an aval: one shape)
             block = np.array(values) if set(map(type, values)) == {np.ndarray} else None
             pieces.append(block if block is not None and block.dtype == _INT64 else
-                          [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
+                          [(const_nodes.get(one) or ix.const_node(one))[1]] * count if same
+                          else [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
         elif what == 2:
             # (each take's index slot, its second operand, from the arrays)
             indices = cols.ops[cols.producer[S[j]], 1].tolist()
@@ -476,7 +481,8 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
             varying.append(column)
             pieces.append(column)
     found = _Found(S, bounds, varying, _int_rows(pieces, count))
-    return [_Copy(template, found, at) for at in range(count)]
+    return list(map(_Copy, itertools.repeat(template, count), itertools.repeat(found),
+                    range(count)))
 
 
 def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int]]:
@@ -681,7 +687,7 @@ class _Batches:
         chosen = np.flatnonzero(ok)
         ks = [batch[c] for c in chosen.tolist()]
         terms = _copies(template, [self.bounds[k] for k in ks], S[:, chosen])
-        self.found.update(zip(ks, ((template, term) for term in terms)))
+        self.found.update(zip(ks, zip(itertools.repeat(template), terms)))
 
     def _columns(self) -> Any:
         if self.cols is None:
@@ -753,7 +759,15 @@ class _Batches:
         cols = self._columns()[0]
         consts, name = self.ix.tape.consts, node[1]
         aval_ok = cols.aval_id[candidates] == cols.aval_id[template_slot]
-        names = map(_NAME, map(type, map(consts.__getitem__, candidates.tolist())))
-        same[ok] = aval_ok & np.fromiter(map(name.__eq__, names), bool, len(candidates))
+        if (candidates == candidates[0]).all():  # a constant every term reads (a loop's 1.0)
+            same[ok] = aval_ok & (type(consts[int(candidates[0])]).__name__ == name)
+            return same
+        types = list(map(type, map(consts.__getitem__, candidates.tolist())))
+        kinds = set(types)
+        if len(kinds) == 1:  # (x[i]'s indices: all arrays) the one type's name
+            same[ok] = aval_ok & (kinds.pop().__name__ == name)
+            return same
+        same[ok] = aval_ok & np.fromiter(map(name.__eq__, map(_NAME, types)), bool,
+                                         len(candidates))
         return same
 
