@@ -8,6 +8,8 @@ The loss takes the whole data set and the step's indices,
 arrays are data in fastad's compiled functions, so every step reuses one
 trace; the row "idx keyed by value" passes the indices as a static argument
 instead (what every integer array was before), which traces on every step.
+The row "X and y in a closure" reads the data set from the loss's closure
+instead of its arguments, ``loss(w, idx)``.
 
 Rows: fastad compiled (C VM, Numba), autograd, JAX ``jit(grad)`` if JAX is
 installed.  Each round runs ``steps`` SGD steps per row, rows interleaved
@@ -42,10 +44,15 @@ def hand_grad(w, X, y, idx):
     return Xb.T @ (p - yb) / idx.shape[0]
 
 
-def engines():
+def engines(X, y):
     """Row label -> a gradient function of (w, X, y, idx)."""
     import fastad as fa
     rows = {"fastad[c]": fa.compile(make_loss(np), backend="c")}
+    # the data set in a closure, as a script's globals hold it: X[idx] of the
+    # captured matrix is a gather from it, read in place at each call
+    loss = make_loss(np)
+    closed = fa.compile(lambda w, idx: loss(w, X, y, idx), backend="c")
+    rows["fastad[c], X and y in a closure"] = lambda w, X_, y_, idx: closed(w, idx)
     try:
         rows["fastad[numba]"] = fa.compile(make_loss(np), backend="numba")
     except Exception as exc:  # noqa: BLE001 - an optional backend
@@ -91,7 +98,7 @@ def main():
     X = rng.normal(size=(N, D))
     y = (X @ rng.normal(size=D) + 0.5 * rng.normal(size=N) > 0).astype(np.int64)
     w0 = np.zeros(D)
-    rows = engines()
+    rows = engines(X, y)
     warm = [rng.integers(0, N, BATCH) for _ in range(3)]
     want = sgd(hand_grad, w0, X, y, warm)
     with warnings.catch_warnings():

@@ -295,8 +295,9 @@ def watching(found: Captures) -> Iterator[set[int]]:
     try:
         for b in found.guarded:
             value = b.value
-            if id(value) not in found.arrays or b.contents is not None:
-                continue
+            if id(value) not in found.arrays and not (b.contents is not None
+                                                     and type(value) is np.ndarray):
+                continue  # (an integer or boolean array is watched for ``y[idx]``'s gather)
             proxy = proxies.get(id(value))
             if proxy is None:
                 proxy = proxies[id(value)] = WatchedArray(value, value, read)

@@ -172,13 +172,15 @@ def test_sparse_plans_follow_plain_reads(read):
 
 
 @pytest.mark.parametrize("index", ["X[idx]", "X[idx, :]", "X[idx][:, 1:]", "X[:, idx[:2]].T",
-                                   "X[idx[0]] * 2.0", "X[idx, idx[:1]]"])
+                                   "X[idx[0]] * 2.0", "X[idx, idx[:1]]",
+                                   "X[idx] * labels[idx][:, None]", "X[labels[idx]]"])
 def test_minibatch_indices_into_captured_data_need_no_retrace(index):
-    """A captured data matrix indexed by the integer arrays of a minibatch
-    (data arguments): one trace for every new index array, values read at each call."""
+    """A captured data matrix (and integer labels) indexed by the integer
+    arrays of a minibatch (data arguments): one trace for every new index
+    array, values read at each call."""
     rng = np.random.default_rng(2)
     X = rng.normal(size=(40, 5))
-    env = {"np": fnp, "X": X}
+    env = {"np": fnp, "X": X, "labels": rng.integers(0, 5, size=40)}
     exec(f"def loss(w, idx):\n    return np.sum(({index}) ** 2 * w[0]) + np.sum(w ** 2)\n", env)
     loss = env["loss"]
     w = rng.normal(size=5)

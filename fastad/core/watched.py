@@ -136,7 +136,17 @@ class WatchedArray:
 
     def __getitem__(self, index: Any) -> Any:
         if _traced(index):  # X[idx] of a minibatch's traced indices: a traced gather
-            return FRONT_END["getitem"](self.array, index)
+            out = FRONT_END["getitem"](self.array, index)
+            if self.array.dtype.kind in "iu" and type(out) in _TRACERS:
+                # integers gathered from integers are integer data (``X[perm[idx]]``)
+                from .int_data import DATA_TRACERS, integer_like
+                sources = frozenset().union(*(getattr(i, "sources", frozenset())
+                                              for i in (index if type(index) is tuple
+                                                        else (index,))
+                                              if isinstance(i, DATA_TRACERS)))
+                if sources and not isinstance(out, DATA_TRACERS):
+                    return integer_like(out, sources, self.array.dtype)
+            return out
         return self._wrap(self.array[unwatched(index)])
 
     def __setitem__(self, index: Any, value: Any) -> None:
