@@ -74,10 +74,10 @@ def fori_nested(p, n):  # an inner loop of the example's count in an outer one
 
 PROGRAMS = {f.__name__: f for f in (fori_affine, fori_sin, fori_vector, while_counter,
                                      while_on_data, while_in_scan, fori_nested)}
-# loops nested in loops whose inner count is per example: Python control flow
+# a fori_loop whose bound is per example inside another: Python control flow
 # that differs per example, which vmap evaluates one example at a time (right,
-# with a warning); the others batch
-PER_EXAMPLE = {"while_in_scan", "fori_nested"}
+# with a warning); the others batch (a while loop in a scan's body included)
+PER_EXAMPLE = {"fori_nested"}
 
 
 def _value_and_grad(f):
