@@ -207,3 +207,34 @@ def test_the_first_example_s_zero_steps_no_longer_decide():
             got = fa.vmap(fa.grad(f))(P, N)
         np.testing.assert_allclose(got, [[0.0, 0.0, 1.0], [0.3, 0.76, -0.064],
                                          [57.5, 127.0, 128.0]], rtol=1e-12, atol=1e-12)
+
+
+# -- vector results: Jacobians ----------------------------------------------------------
+def fori_vector_out(p, n):
+    c = fa.fori_loop(0, n, lambda i, c: c * p[0] + p[1:], p[1:] * 1.0)
+    return fnp.concatenate([c, fnp.reshape(fnp.sum(c * c), (1,))])
+
+
+def while_vector_out(p, n):
+    return fa.while_loop(lambda s: s[1] < n,
+                         lambda s: (fnp.sin(s[0]) * p[0] + p[1:], s[1] + 1),
+                         (p[1:] * 1.0, 0))[0]
+
+
+@pytest.mark.parametrize("counts", [[0, 3, 7], [7, 0, 3], [0, 0, 1]])
+@pytest.mark.parametrize("f", [fori_vector_out, while_vector_out],
+                         ids=["fori_vector_out", "while_vector_out"])
+def test_jacobians_of_vector_results(f, counts):
+    P = np.array([[0.4, 0.1, 0.8], [-0.4, 0.3, 0.5], [0.7, -0.1, 0.2]])
+    N = np.array(counts)
+    for T in (fa.jacrev, fa.jacfwd, fa.jacobian):
+        want = _per_example(T(f), P, N)
+        with _no_fallback(f.__name__):
+            for got in (fa.vmap(T(f))(P, N), fa.jit(fa.vmap(T(f)), backend=COMPILED)(P, N)):
+                np.testing.assert_allclose(np.asarray(got), want, rtol=1e-10, atol=1e-12)
+    h = 1e-6
+    for j in range(3):  # the per-example Jacobians' columns by central differences
+        d = np.zeros(3)
+        d[j] = h
+        fd = (_per_example(f, P + d, N) - _per_example(f, P - d, N)) / (2 * h)
+        np.testing.assert_allclose(want[:, :, j], fd, rtol=1e-5, atol=1e-7)
