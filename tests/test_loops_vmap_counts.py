@@ -238,3 +238,19 @@ def test_jacobians_of_vector_results(f, counts):
         d[j] = h
         fd = (_per_example(f, P + d, N) - _per_example(f, P - d, N)) / (2 * h)
         np.testing.assert_allclose(want[:, :, j], fd, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("counts", [[[0, 3], [2, 0]], [[0, 0], [0, 4]], [[3, 0], [0, 0]]])
+def test_nested_vmap(counts):
+    """vmap of vmap(grad): a 0 first in the inner batches, the outer, or both."""
+    def f(p, n):
+        return fa.while_loop(lambda s: s[1] < n,
+                             lambda s: (fnp.sin(s[0]) * p[0] + p[1], s[1] + 1), (p[2], 0))[0]
+    P = np.random.default_rng(0).uniform(-0.9, 0.9, (2, 2, 3))
+    N = np.array(counts)
+    want = np.stack([_per_example(fa.grad(f), p, n) for p, n in zip(P, N)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (an outer vmap may go one example at a time)
+        for g in (fa.vmap(fa.vmap(fa.grad(f))), fa.jit(fa.vmap(fa.vmap(fa.grad(f))),
+                                                       backend=COMPILED)):
+            np.testing.assert_allclose(np.asarray(g(P, N)), want, rtol=1e-10, atol=1e-12)
