@@ -550,6 +550,12 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
         else:
             ct, tail_cts = sweep.back(ct, stored, x_tail, ct_y_tail, tail, hoist=own,
                                       known=known)
+    if not length and in_counted():
+        # a while loop's derivative for a count of 0 is still a loop (of no
+        # steps, `counted`): vmap then sees it, and pads the while loop when
+        # another example takes steps, where passing the cotangent through
+        # would give every example the 0-step derivative
+        ct, _ = sweep.back(ct, sweep.states(carry, xs, 0), xs, ct_ys, 0)
     if chunks:
         def chunk_back(ct_state: Any, per_chunk: Any) -> tuple[Any, Any]:
             mark, xc, ct_yc = per_chunk
