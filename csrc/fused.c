@@ -138,7 +138,7 @@ static void fused_chunk(void *arg, int chunk) {
     _Alignas(64) T regs[FASTAD_FUSED_MAX_REGS][FUSED_REG_STRIDE];
     T *ptr[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
     char scalar[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
-    double sums[FASTAD_FUSED_MAX_SUMS]; /* blocks' sums added in double: float32 sums do not drift */
+    T sums[FASTAD_FUSED_MAX_SUMS];
     /* SHIFT f > 0: contributions waiting for the next block, to elements
      * pend_at .. pend_at + f - 1 */
     T pend[FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
@@ -229,7 +229,7 @@ static void fused_chunk(void *arg, int chunk) {
           int64_t count = 0; /* at most FUSED_BLOCK: exact in T */
           switch (st[1]) { FASTAD_COMPARE_FNS(COUNT_CASE) }
           /* where it fails: the rest, NaN included */
-          sums[nsum++] += (double)(st[0] == FUSED_COUNT ? count : n - count);
+          sums[nsum++] += (T)(st[0] == FUSED_COUNT ? count : n - count);
         } else { /* SUM, with four partial sums: vectorises, rounds less */
           T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
           int64_t i = 0;
@@ -240,12 +240,12 @@ static void fused_chunk(void *arg, int chunk) {
             s3 += pa[i + 3];
           }
           for (; i < len; i++) s0 += pa[i];
-          sums[nsum++] += (double)((s0 + s1) + (s2 + s3));
+          sums[nsum++] += (s0 + s1) + (s2 + s3);
         }
       }
       pend_at = i0 + len;
     }
-    for (int k = 0; k < nsums; k++) job->sums[chunk][k] = sums[k];
+    for (int k = 0; k < nsums; k++) job->sums[chunk][k] = (double)sums[k];
     /* SHIFT f > 0: what is still pending lands past the chunk's end: in the
      * next chunk (added after the join) or past element n - 1 (added now) */
     int nshift = 0;
@@ -309,9 +309,9 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
     if (st[0] != FUSED_SUM && st[0] != FUSED_COUNT && st[0] != FUSED_NCOUNT) continue;
     const int64_t off = slots[SLOT_WORDS * (st[2] - d[0]) + 1];
     FLOAT_TYPED(t, {
-      double acc = 0;
-      for (int c = 0; c < nchunks; c++) acc += job.sums[c][nsum];
-      ((T *)arena)[off] = (T)acc;
+      T acc = 0;
+      for (int c = 0; c < nchunks; c++) acc += (T)job.sums[c][nsum];
+      ((T *)arena)[off] = acc;
     });
     nsum++;
   }

@@ -102,16 +102,3 @@ def test_sum_gradient_matches_finite_differences(backend):
         e[i] = h
         fd = (np.mean((x + e) ** 2) - np.mean((x - e) ** 2)) / (2 * h)
         assert abs(g[i] - fd) < 1e-7
-
-
-@pytest.mark.parametrize("n", [10**6, 4 * 10**6 + 3])
-def test_fused_float32_sums_do_not_drift(n):
-    """A sum of an elementwise expression runs in the VM's FUSED loop (four
-    partial sums per block of 512), whose blocks' sums add in double."""
-    if "c" not in BACKENDS:
-        pytest.skip("no C extension")
-    x = np.full(n, 0.1, dtype=np.float32)
-    for f, exact in [(lambda a: fnp.sum(a * 2.0), 2 * n * np.float64(np.float32(0.1))),
-                     (lambda a: fnp.sum(a ** 2), n * np.float64(np.float32(0.1) ** 2)),
-                     (lambda a: fnp.mean(fnp.exp(a)), np.float64(np.exp(np.float32(0.1))))]:
-        assert abs(float(fa.jit(f, backend="c")(x)) - exact) / exact < 5e-6
