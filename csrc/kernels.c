@@ -407,7 +407,44 @@ DEFINE_ROW_EXTREME(row_max_d, double, >)
 DEFINE_ROW_EXTREME(row_max_f, float, >)
 DEFINE_ROW_EXTREME(row_min_d, double, <)
 DEFINE_ROW_EXTREME(row_min_f, float, <)
-#define ROW_FOLD_SUM(acc, x, n) for (int64_t i = 0; i < n; i++) acc = R_SUM(acc, x[i])
+/* NumPy's pairwise summation (its `pairwise_sum` loop, same order, same
+ * type): runs of at most 128 with eight partial sums, halved recursively
+ * above that.  The rounding error grows with log n, not n (a running float32
+ * sum of 10^6 x 0.1 is 1% off), and a contiguous sum has NumPy's bits. */
+#define PAIRWISE_BLOCK 128
+#define DEFINE_PAIRWISE_SUM(fname, T)                                              \
+  static T fname(const T *a, int64_t n) {                                          \
+    if (n < 8) {                                                                   \
+      T res = -0.0;                                                                \
+      for (int64_t i = 0; i < n; i++) res += a[i];                                 \
+      return res;                                                                  \
+    }                                                                              \
+    if (n <= PAIRWISE_BLOCK) {                                                     \
+      T r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3];                                \
+      T r4 = a[4], r5 = a[5], r6 = a[6], r7 = a[7];                                \
+      int64_t i = 8;                                                               \
+      for (; i < n - (n % 8); i += 8) {                                            \
+        r0 += a[i];                                                                \
+        r1 += a[i + 1];                                                            \
+        r2 += a[i + 2];                                                            \
+        r3 += a[i + 3];                                                            \
+        r4 += a[i + 4];                                                            \
+        r5 += a[i + 5];                                                            \
+        r6 += a[i + 6];                                                            \
+        r7 += a[i + 7];                                                            \
+      }                                                                            \
+      T res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7));                   \
+      for (; i < n; i++) res += a[i];                                              \
+      return res;                                                                  \
+    }                                                                              \
+    int64_t n2 = n / 2;                                                            \
+    n2 -= n2 % 8;                                                                  \
+    return fname(a, n2) + fname(a + n2, n - n2);                                   \
+  }
+DEFINE_PAIRWISE_SUM(pairwise_sum_d, double)
+DEFINE_PAIRWISE_SUM(pairwise_sum_f, float)
+#define ROW_FOLD_SUM(acc, x, n) \
+  acc = R_SUM(acc, _Generic(acc, float: pairwise_sum_f, default: pairwise_sum_d)(x, n))
 #define ROW_FOLD_PROD(acc, x, n) for (int64_t i = 0; i < n; i++) acc = R_PROD(acc, x[i])
 #define ROW_FOLD_MAX(acc, x, n) acc = _Generic(acc, float: row_max_f, default: row_max_d)(acc, x, n)
 #define ROW_FOLD_MIN(acc, x, n) acc = _Generic(acc, float: row_min_f, default: row_min_d)(acc, x, n)
@@ -447,20 +484,9 @@ KERNEL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int6
   });
 }
 
-/* Sum of a contiguous run with four partial sums: vectorises, and rounds
- * less than one running sum. */
-KERNEL double sum_contiguous_d(const double *x, int64_t n) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) {
-    s0 += x[i];
-    s1 += x[i + 1];
-    s2 += x[i + 2];
-    s3 += x[i + 3];
-  }
-  for (; i < n; i++) s0 += x[i];
-  return (s0 + s1) + (s2 + s3);
-}
+/* A full sum of a contiguous float64 run: 0 + the pairwise sum, as the
+ * reduction (and NumPy) computes it. */
+KERNEL double sum_contiguous_d(const double *x, int64_t n) { return 0.0 + pairwise_sum_d(x, n); }
 
 KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
   const int64_t outer = d[0], len = d[1], inner = d[2], reverse = d[3];

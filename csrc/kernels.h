@@ -89,6 +89,7 @@ static inline float logaddexp_f(float x, float y) {
 #define B_ARCTAN2(x, y) atan2(x, y)
 #define B_HYPOT(x, y) hypot(x, y)
 #define B_COPYSIGN(x, y) copysign(x, y)
+#define B_FMOD(x, y) fmod(x, y) /* exact: a float's is its double's, rounded back exactly */
 #define B_LOGADDEXP(x, y) _Generic((x), float: logaddexp_f, default: logaddexp_d)(x, y)
 
 #define C_LT(x, y) ((x) < (y))

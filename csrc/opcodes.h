@@ -117,10 +117,11 @@
   F(ARCTAN) F(SINH) F(COSH) F(TANH) F(ARCSINH) F(ARCCOSH) F(ARCTANH) F(FLOOR) \
   F(CEIL) F(ROUND) F(DEG2RAD)
 
-/* Elementwise functions of two arguments (maximum/minimum propagate NaN). */
+/* Elementwise functions of two arguments (maximum/minimum propagate NaN;
+ * fmod is C's, exact, the remainder and floor division are built on it). */
 #define FASTAD_BINARY_FNS(F) \
   F(ADD) F(SUB) F(MUL) F(DIV) F(POW) F(MAXIMUM) F(MINIMUM) F(ARCTAN2) F(HYPOT) \
-  F(LOGADDEXP) F(COPYSIGN)
+  F(LOGADDEXP) F(COPYSIGN) F(FMOD)
 
 #define FASTAD_COMPARE_FNS(F) F(LT) F(LE) F(GT) F(GE) F(EQ) F(NE)
 

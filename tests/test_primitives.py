@@ -69,6 +69,11 @@ BINARY = {
 for _name, (_ufunc, _dx, _dy) in BINARY.items():
     case(_name, [_dx, _dy], two_shapes(), covers=[_name])(_ufunc)
 
+# x / y stays at least 0.03 from an integer: fmod is smooth within a step
+case("fmod", ["offint", "real"], two_shapes(), covers=["fmod"])(
+    lambda x, y: np.fmod(x, 1.0 + 0.01 * y))
+case("remainder", ["offint", "real"], two_shapes(), covers=["fmod"])(
+    lambda x, y: np.remainder(x, -1.0 + 0.01 * y))
 case("fmax", ["offint", "mid"], two_shapes(), covers=["maximum"])(np.fmax)
 case("fmin", ["offint", "mid"], two_shapes(), covers=["minimum"])(np.fmin)
 

@@ -20,6 +20,7 @@ from ..core.registry import prims as P
 from ..core.tape import Instr
 from ..transforms.analysis import affine, affine_grid, is_range
 from .numba_loop_instr import _LoopInstruction
+from .numba_sums import IMPORT as SUMS_IMPORT
 from .numba_loops import _index_expr, _nested_loops
 from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape
 from .fallback import NOT_COMPILED
@@ -115,11 +116,18 @@ class _Emitters:
         if not axes:
             self.alias(ins, x)
             return
+        pairwise = registry[ins.prim] is P.sum and xval.dtype.kind == "f"
+        if pairwise:  # float sums: NumPy's pairwise order, error ~ log n (numba_sums)
+            self.module_lines[SUMS_IMPORT] = None
+            zero = self.literal(0, aval.dtype)
         if len(axes) == xval.ndim and xval.size > 0:  # everything: one accumulator
             xf = self.flat(x)
-            lines.append(f"acc{o} = {xf}[0]")
-            lines.append(f"for i in range(1, {xval.size}):")
-            lines.append(f"    acc{o} = " + combine.format(acc=f"acc{o}", v=f"{xf}[i]"))
+            if pairwise:
+                lines.append(f"acc{o} = {zero} + pairwise_sum({xf}, 0, {xval.size})")
+            else:
+                lines.append(f"acc{o} = {xf}[0]")
+                lines.append(f"for i in range(1, {xval.size}):")
+                lines.append(f"    acc{o} = " + combine.format(acc=f"acc{o}", v=f"{xf}[i]"))
             if aval.shape == ():
                 self.add_var(f"acc{o}", o, True, aval.dtype)
             else:
@@ -131,10 +139,13 @@ class _Emitters:
             xf = self.flat(x)
             lines.append(f"r{o} = np.empty({na}, np.{aval.dtype.name})")
             lines.append(f"for a in range({na}):")
-            lines.append(f"    row{o} = {xf}[a * {nn}]")
-            lines.append(f"    for n in range(1, {nn}):")
-            lines.append(f"        row{o} = "
-                         + combine.format(acc=f"row{o}", v=f"{xf}[a * {nn} + n]"))
+            if pairwise:
+                lines.append(f"    row{o} = {zero} + pairwise_sum({xf}, a * {nn}, {nn})")
+            else:
+                lines.append(f"    row{o} = {xf}[a * {nn}]")
+                lines.append(f"    for n in range(1, {nn}):")
+                lines.append(f"        row{o} = "
+                             + combine.format(acc=f"row{o}", v=f"{xf}[a * {nn} + n]"))
             lines.append(f"    r{o}[a] = row{o}")
             if aval.shape == ():
                 self.define_scalar(ins, f"r{o}[0]")

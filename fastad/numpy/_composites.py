@@ -23,9 +23,9 @@ from ._dtypes import numpy_dtype
 from ._elementwise import where as _select  # for functions whose ``where=`` hides the name
 from ._elementwise import logical_and, logical_not, maximum
 from ._keywords import write_out
-from ._elementwise import (absolute, ceil, conjugate, deg2rad, floor, imag, isnan, logaddexp,
-                           multiply, power, real, sin, sqrt, stop_gradient, two_results,
-                           ufunc_like, where)
+from ._elementwise import (FROM_ROWS, absolute, ceil, conjugate, deg2rad, floor, imag, isnan,
+                           logaddexp, multiply, power, real, sin, sqrt, stop_gradient,
+                           two_results, ufunc_like, where)
 from ._linalg import linalg, matmul
 from ._ordering import sort
 from ._reductions import (_concrete, cumprod, cumsum, max, mean, min, nansum, sum)
@@ -125,23 +125,53 @@ def _integer_division(x1: Any, x2: Any, dtype: Any, rounding: Any) -> tuple[Any,
     return tuple(astype(where(x2 == 0, zero, v), dtype) for v in (q, r))  # type: ignore[return-value]
 
 
+_fmod = FROM_ROWS["fmod"].core  # C's fmod, exact (the primitive)
+_copysign = FROM_ROWS["copysign"].core
+
+
+def _float_divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
+    """NumPy's npy_divmod, step for step, from the exact fmod: floor(x1 / x2)
+    rounds x1 / x2 first (0.9 // 0.1 would be 9, NumPy's is 8, as
+    0.9 = 8 * 0.1 + 0.0999...), and x1 - floor(x1 / x2) * x2 is NaN for
+    x2 = inf.  The quotient (x1 - mod) / x2 is very nearly an integer and is
+    snapped to it; a remainder of the wrong sign moves by one x2; zeros take
+    x2's sign (the remainder) or x1 / x2's (the quotient); x2 = 0 gives
+    x1 / x2 and fmod's NaN.  The remainder's derivative is fmod's (1 in x1,
+    -q in x2) plus 1 in x2 where it moved; the quotient's is 0."""
+    mod = _fmod(x1, x2)
+    div = (x1 - mod) / x2
+    moved = (mod != 0) & ((x2 < 0) != (mod < 0))
+    mod = where(moved, mod + x2, mod)
+    # a zero remainder takes x2's sign; its derivative stays 1 in x1 (both
+    # sides of the jump), as the remainder's elsewhere
+    zero = _copysign(0.0, x2) - (stop_gradient(mod) - mod)
+    mod = where(mod == 0, zero, mod)
+    div = stop_gradient(where(moved, div - 1.0, div))
+    floordiv = floor(div)
+    floordiv = where(div - floordiv > 0.5, floordiv + 1.0, floordiv)
+    floordiv = where(div == 0, _copysign(0.0, x1 / x2), floordiv)
+    by_zero = x2 == 0
+    return where(by_zero, x1 / x2, floordiv), where(by_zero, _fmod(x1, x2), mod)
+
+
 @_numpy_unless_traced("floor_divide")
 def floor_divide(x1: Any, x2: Any, **kw: Any) -> Any:
-    """floor(x1 / x2): piecewise constant, derivative 0."""
+    """x1 // x2 as NumPy computes it (`_float_divmod`): piecewise constant,
+    derivative 0."""
     dtype = _integer_dtype(x1, x2)
     if dtype is not None:
         return _integer_division(x1, x2, dtype, floor)[0]
-    return floor(x1 / x2)
+    return _float_divmod(x1, x2)[0]
 
 
 @_numpy_unless_traced("remainder")
 def remainder(x1: Any, x2: Any, **kw: Any) -> Any:
-    """x1 - floor(x1/x2) * x2 (Python's %): derivative 1 in x1, -floor(x1/x2) in x2
-    (everywhere but at the jumps)."""
+    """x1 % x2 (Python's, NumPy's `_float_divmod`): derivative 1 in x1,
+    -floor(x1/x2) in x2 (everywhere but at the jumps)."""
     dtype = _integer_dtype(x1, x2)
     if dtype is not None:
         return _integer_division(x1, x2, dtype, floor)[1]
-    return x1 - floor(x1 / x2) * x2
+    return _float_divmod(x1, x2)[1]
 
 
 mod = remainder
@@ -149,17 +179,19 @@ mod = remainder
 
 @_numpy_unless_traced("fmod")
 def fmod(x1: Any, x2: Any, **kw: Any) -> Any:
-    """C's fmod, x1 - trunc(x1/x2) * x2: the sign of x1."""
+    """C's fmod, exact (the primitive): the sign of x1."""
     dtype = _integer_dtype(x1, x2)
     if dtype is not None:
         return _integer_division(x1, x2, dtype, trunc)[1]
-    return x1 - trunc(x1 / x2) * x2
+    return _fmod(x1, x2)
 
 
 def _divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
     """(x1 // x2, x1 % x2)."""
     if not _traced(x1, x2):
         return _np.divmod(x1, x2)
+    if _integer_dtype(x1, x2) is None:
+        return _float_divmod(x1, x2)
     return floor_divide(x1, x2), remainder(x1, x2)
 
 
@@ -181,7 +213,13 @@ def _modf(x: Any) -> tuple[Any, Any]:
     if not _traced(x):
         return _np.modf(x)
     whole = trunc(x)
-    return x - whole, whole
+    frac = x - whole
+    # C's modf: the fraction has x's sign (-0.0 for -2.0 and for -0.0), and is
+    # +-0 for +-inf (inf - inf would be NaN); its derivative stays 1 at the
+    # integers (both sides of the jump), 0 at the infinities
+    zero = _copysign(0.0, x)
+    frac = where(frac == 0, zero - (stop_gradient(frac) - frac), frac)
+    return where(absolute(x) == _np.inf, zero, frac), whole
 
 
 modf = two_results(_np.modf, _modf)
@@ -201,8 +239,8 @@ rad2deg = degrees
 @_numpy_unless_traced("heaviside")
 def heaviside(x1: Any, x2: Any, **kw: Any) -> Any:
     """0, x2 or 1 as x1 is negative, 0 or positive: derivative 0 in x1, the
-    indicator of x1 == 0 in x2."""
-    return where(x1 > 0, 1.0, where(x1 == 0, x2, 0.0)) * 1.0
+    indicator of x1 == 0 in x2; NaN where x1 is NaN, as NumPy's."""
+    return where(x1 != x1, _np.nan, where(x1 > 0, 1.0, where(x1 == 0, x2, 0.0))) * 1.0
 
 
 @_numpy_unless_traced("logaddexp2")
@@ -355,7 +393,8 @@ def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input:
     axes = _axes(axis, ndim(a))
     rest = [i for i in range(ndim(a)) if i not in axes]
     moved = reshape(transpose(a, rest + list(axes)), tuple(shape(a)[i] for i in rest) + (-1,))
-    result = _quantile_sorted(sort(moved, axis=-1), q, interpolation or method)
+    result = _nan_rows_are_nan(moved, _quantile_sorted(sort(moved, axis=-1), q,
+                                                       interpolation or method))
     if keepdims:
         kept = tuple(1 if i in axes else d for i, d in enumerate(shape(a)))
         result = reshape(result, _np.shape(q) + kept)
@@ -373,7 +412,33 @@ def percentile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_inpu
 @_numpy_unless_traced("median")
 def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
            keepdims: bool = False) -> Any:
-    return quantile(a, 0.5, axis=axis, keepdims=keepdims)
+    """NumPy's median: the middle order statistic, or the mean of the middle
+    two ((a + b) / 2: not the quantile's a + (b - a) / 2, NaN for a = 3,
+    b = inf); NaN where a row holds a NaN.  The derivative follows the
+    middle element(s)."""
+    a = _as(a)
+    axes = _axes(axis, ndim(a))
+    rest = [i for i in range(ndim(a)) if i not in axes]
+    moved = reshape(transpose(a, rest + list(axes)), tuple(shape(a)[i] for i in rest) + (-1,))
+    n = shape(moved)[-1]
+    s = sort(moved, axis=-1)
+    if n == 0:
+        return quantile(a, 0.5, axis=axis, keepdims=keepdims)
+    if n % 2:
+        result = s[..., n // 2]
+    else:
+        result = (s[..., n // 2 - 1] + s[..., n // 2]) / 2.0
+    result = _nan_rows_are_nan(moved, result)
+    if keepdims:
+        result = reshape(result, tuple(1 if i in axes else d for i, d in enumerate(shape(a))))
+    return result
+
+
+def _nan_rows_are_nan(rows: Any, result: Any) -> Any:
+    """NaN where a row (along the last axis) holds a NaN, as NumPy's median
+    and quantile (sorting put the NaN last, past the order statistics)."""
+    has_nan = max(where(isnan(rows), 1.0, 0.0), axis=-1) > 0
+    return where(has_nan, _np.nan, result)
 
 
 def _nan_rows(a: Any, axis: Any, fn: Any) -> Any:

@@ -28,7 +28,10 @@ _namespace = vars(sys.modules[__package__])
 def _ufunc_functions() -> dict[str, Any]:
     """NumPy's ufuncs the front end computes, by name: every row of the elementwise
     tables, and the ufuncs written with them or named otherwise."""
-    names = list(FROM_ROWS) + ["absolute", "fabs", "true_divide", "fmax", "fmin", "matmul",
+    # fmod is a row (the float primitive), but np.fmod of integers taken as
+    # data is the composite's integer division: it dispatches by name, as
+    # remainder does
+    names = [n for n in FROM_ROWS if n != "fmod"] + ["absolute", "fabs", "true_divide", "fmax", "fmin", "matmul",
                                "positive", "isfinite", "isnan", "conjugate"]
     functions = {name: getattr(_elementwise, name) for name in names if name != "matmul"}
     functions["matmul"] = matmul

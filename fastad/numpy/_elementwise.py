@@ -162,8 +162,22 @@ absolute = abs = _unary("abs")  # abs, real, imag and conj are declared outside 
 fabs = ufunc_like(_np.fabs, absolute.core)
 round_ = FROM_ROWS["rint"]
 true_divide = FROM_ROWS["divide"]
-fmax = ufunc_like(_np.fmax, maximum.core)  # NaN-ignoring in NumPy; here maximum's rule
-fmin = ufunc_like(_np.fmin, minimum.core)
+
+
+def _nan_ignoring(ufunc: _np.ufunc, core: Any) -> Any:
+    def fn(x1: Any, x2: Any) -> Any:
+        if not isinstance(x1, Tracer) and not isinstance(x2, Tracer):
+            return ufunc(x1, x2)
+        # NaN only where both are; the derivative goes to the operand taken
+        # (maximum's or minimum's rule between two numbers, ties shared)
+        return where(not_equal(x2, x2), x1, where(not_equal(x1, x1), x2, core(x1, x2)))
+    fn.__doc__ = (f"NumPy's {ufunc.__name__}: {core.__name__} of two numbers, a NaN "
+                  "ignored (NaN where both are).")
+    return fn
+
+
+fmax = ufunc_like(_np.fmax, _nan_ignoring(_np.fmax, maximum.core))
+fmin = ufunc_like(_np.fmin, _nan_ignoring(_np.fmin, minimum.core))
 
 
 def _power(x: Any, y: Any) -> Any:

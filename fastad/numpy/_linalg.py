@@ -317,6 +317,7 @@ def _solve(a: Any, b: Any) -> Any:
 
 
 def _inv(a: Any) -> Any:
+    _square(a, "inv")  # NumPy's LinAlgError, not a broadcasting error
     eye = broadcast_to(eye_like(a), shape(a))
     lower = _triangle_of(a)
     return solve_(a, eye) if lower is None else bind(_p("solve_triangular"), a, eye, lower=lower)

@@ -232,7 +232,12 @@ def _frexp(x: Any) -> Any:
     if not isinstance(x, Tracer):
         return _np.frexp(x)
     exponent = plain_call(lambda v: _np.frexp(v)[1], (x,), {})
-    return x * _np.ldexp(1.0, -exponent), exponent
+    # 2**-exponent in two factors: for a subnormal x (exponent down to -1073,
+    # -148 in float32) 2**-exponent itself overflows to inf; each half is
+    # finite in x's dtype, and each product exact
+    one = _np.ones((), x.dtype if x.dtype.kind == "f" else _np.float64)
+    half = -_np.asarray(exponent) // 2
+    return (x * _np.ldexp(one, half)) * _np.ldexp(one, -_np.asarray(exponent) - half), exponent
 
 
 frexp = two_results(_np.frexp, _frexp)

@@ -319,8 +319,12 @@ def nanmax(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
                           initial=_NO if initial is None else initial, where=where)
     if initial is None and where is not True:
         _needs_initial(_np.nanmax, a, axis, where)
-    return max(_select(_not_nan(a), a, -_np.inf), axis=axis, out=out, keepdims=keepdims,
-               initial=initial, where=where)
+    result = max(_select(_not_nan(a), a, -_np.inf), axis=axis, out=out, keepdims=keepdims,
+                 initial=initial, where=where)
+    if initial is None and where is True and out is None:  # an all-NaN row: NaN, as NumPy's
+        every = min(_select(_not_nan(a), 0.0, 1.0), axis=axis, keepdims=keepdims)
+        result = _select(every > 0, _np.nan, result)
+    return result
 
 
 def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
@@ -330,8 +334,12 @@ def nanmin(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False,
                           initial=_NO if initial is None else initial, where=where)
     if initial is None and where is not True:
         _needs_initial(_np.nanmin, a, axis, where)
-    return min(_select(_not_nan(a), a, _np.inf), axis=axis, out=out, keepdims=keepdims,
-               initial=initial, where=where)
+    result = min(_select(_not_nan(a), a, _np.inf), axis=axis, out=out, keepdims=keepdims,
+                 initial=initial, where=where)
+    if initial is None and where is True and out is None:  # an all-NaN row: NaN, as NumPy's
+        every = min(_select(_not_nan(a), 0.0, 1.0), axis=axis, keepdims=keepdims)
+        result = _select(every > 0, _np.nan, result)
+    return result
 
 
 def any(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,  # noqa: A001

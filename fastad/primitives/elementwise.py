@@ -107,9 +107,9 @@ _F64 = np.dtype(np.float64)
 
 def _pow_dx(g, ans, x, y):
     if isinstance(y, Tracer) or not np.all(np.asarray(y) != 0):
-        # y * x**(y - 1) at y == 0 and x == 0 would be 0 * inf: x**0 is flat, as
-        # autograd and JAX have it
-        return g * (y * fnp.power(x, fnp.where(y == 0, 1.0, y - 1.0)))
+        # y * x**(y - 1) at y == 0 and x == 0 (or x = inf, nan) would be 0 * inf:
+        # x**0 is flat, as autograd and JAX have it
+        return g * fnp.where(y == 0, 0.0, y * fnp.power(x, fnp.where(y == 0, 1.0, y - 1.0)))
     return g * (y * fnp.power(x, y - 1.0))
 
 
@@ -143,6 +143,10 @@ BINARY = {
     "copysign":  (np.copysign,  CHEAP, (ANS_X, G),     lambda g, ans, x, y: g * (
                                                     fnp.copysign(1.0, x) * fnp.copysign(1.0, ans)),
                                                 lambda g, ans, x, y: fnp.zeros_like(g)),
+    # C's fmod, exact (x - q y for the integer q = trunc(x / y), taken exactly):
+    # 1 in x, -q in y, q recovered as the integer (x - ans) / y rounds to
+    "fmod":      (np.fmod,      CHEAP, (G, ("ans", 0, 1)), lambda g, ans, x, y: g,
+                                                lambda g, ans, x, y: -(g * fnp.rint((x - ans) / y))),
 }
 
 # Comparisons and logic, all cheap.

@@ -14,10 +14,14 @@ batching every operand (`batching.batched_linalg`).
 Where the derivative exists (documented in docs/conformance.md, refused
 otherwise):
   cholesky, eigh: read the lower triangle, as NumPy does; eigh needs distinct
-    eigenvalues for the eigenvectors' derivative.
+    eigenvalues for the eigenvectors' derivative (a function of the eigenvalues
+    alone, or an eigenvector cotangent that is zero, is differentiable at
+    repeated ones: the 1/gap terms meet a zero there and are left out).
   eig: real input with real, distinct eigenvalues (complex ones raise
     LinAlgError); eigenvectors are unit columns, as NumPy returns them.
-  svd: reduced (full_matrices=False, or square), distinct nonzero singular values.
+  svd: reduced (full_matrices=False, or square), distinct nonzero singular values
+    (not needed for a function of the singular values alone: svdvals, norm(A, 2),
+    the nuclear norm).
   qr: reduced, m >= n, full column rank.
   pinv: at points where the rank does not change (the Golub-Pereyra formula).
   sqrtm: SciPy's principal root (complex for a real matrix without a real one),
@@ -65,6 +69,21 @@ def _inverse_gaps(w):
     gaps = fnp.expand_dims(w, -2) - fnp.expand_dims(w, -1)
     eye = _eye(w) > 0
     return fnp.where(eye, 0.0, 1.0 / fnp.where(eye, 1.0, gaps))
+
+
+def _gap_product(f, k):
+    """f * k where k != 0, 0 where k == 0.  f holds 1/gap, infinite between
+    repeated eigen- or singular values; a cotangent (or tangent) that does not
+    reach that pair (k == 0: a function of the values only, eigvalsh, svdvals,
+    norm(A, 2)) contributes nothing there, as with JAX's symbolic zeros,
+    instead of inf * 0 = NaN."""
+    return fnp.where(k == 0, 0.0, f * k)
+
+
+def _over_values(x, s):
+    """x / s where x != 0, 0 where x == 0: the rank-deficient part of a reduced
+    SVD's derivative, where a zero singular value meets a zero cotangent."""
+    return fnp.where(x == 0, 0.0, x / fnp.where(x == 0, 1.0, s))
 
 
 def _mH(a):
@@ -260,7 +279,7 @@ def _eigh_jvp(t, ans, a, lower):
         dw = fnp.real(_diag_part(k)) + 0j
     else:
         dw = _diag_part(k)
-    dv = _mm(v, _inverse_gaps(w) * k)
+    dv = _mm(v, _gap_product(_inverse_gaps(w), k))
     return fnp.concatenate([fnp.expand_dims(dw, -2), dv], axis=-2)
 
 
@@ -269,7 +288,7 @@ def _eigh_vjp(g, ans, a, lower):
     gw, gv = _split_eig(g)
     if fnp.iscomplexobj(ans):
         w, gw = fnp.real(w), fnp.real(gw)
-    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mH(v), gv)
+    inner = _diag_embed(gw) + _gap_product(_inverse_gaps(w), _mm(_mH(v), gv))
     return _read_transposed(_mm(v, _mm(inner, _mH(v))), lower)
 
 
@@ -302,7 +321,7 @@ def _eig_vjp(g, ans, a):
     w, v = _split_eig(ans)
     gw, gv = _split_eig(g)
     gv = gv - v * fnp.sum(v * gv, axis=-2, keepdims=True)
-    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mT(v), gv)
+    inner = _diag_embed(gw) + _gap_product(_inverse_gaps(w), _mm(_mT(v), gv))
     return fnp.solve_(_mT(v), _mm(inner, _mT(v)))  # V^{-T} inner V^T
 
 
@@ -339,7 +358,7 @@ def _eig_complex_vjp(g, ans, a):
     w, v = _split_eig(ans)
     gw, gv = _split_eig(g)
     gv = gv - fnp.conj(v) * fnp.sum(gv * v, axis=-2, keepdims=True)  # the gauge's transpose
-    inner = _diag_embed(gw) + _inverse_gaps(w) * _mm(_mT(v), gv)
+    inner = _diag_embed(gw) + _gap_product(_inverse_gaps(w), _mm(_mT(v), gv))
     ga = fnp.solve_(_mT(v), _mm(inner, _mT(v)))  # V^{-T} inner V^T
     return ga if np.iscomplexobj(a.value if hasattr(a, "value") else a) else fnp.real(ga)
 
@@ -409,16 +428,16 @@ def _svd_vjp(g, ans, a):
     f = _svd_f(s)
     row = fnp.expand_dims(s, -2)
     uhgu = _mm(_mH(u), gu)
-    ju = f * (uhgu - _mm(_mH(gu), u))
-    jv = f * (_mm(_mH(v), gv) - _mm(_mH(gv), v))
+    ju = _gap_product(f, uhgu - _mm(_mH(gu), u))
+    jv = _gap_product(f, _mm(_mH(v), gv) - _mm(_mH(gv), v))
     core = ju * row + _diag_embed(gs) + _mT(row) * jv
     if cplx:  # the gauge: a loss that sees the columns' phases (PyTorch's svd_backward)
-        core = core + _diag_embed(1j * fnp.imag(_diag_part(uhgu)) / s)
+        core = core + _diag_embed(_over_values(1j * fnp.imag(_diag_part(uhgu)), s))
     out = _mm(u, _mm(core, _mH(v)))
     if m > n:
-        out = out + _mm((gu - _mm(u, _mm(_mH(u), gu))) / row, _mH(v))
+        out = out + _mm(_over_values(gu - _mm(u, _mm(_mH(u), gu)), row), _mH(v))
     if n > m:
-        out = out + _mm(u, _mH((gv - _mm(v, _mm(_mH(v), gv))) / row))
+        out = out + _mm(u, _mH(_over_values(gv - _mm(v, _mm(_mH(v), gv)), row)))
     return out
 
 

@@ -156,12 +156,24 @@ def logsumexp(a: Any, axis: Any = None, b: Any = None, keepdims: bool = False,
     return (out, sign) if return_sign else out
 
 
+def _shifted(x: Any, axis: Any) -> Any:
+    """x minus its max along ``axis`` (0 where the max is not finite), as
+    SciPy's: the outputs then carry the rounding of small numbers, not of
+    logsumexp at the logits' magnitude (exp(x - logsumexp(x)) of [1e16, 1e16,
+    0] is [1, 1, 0]).  The shift is a constant: neither function depends on it."""
+    x = fnp.asarray(x)
+    top = fnp.stop_gradient(fnp.max(x, axis=axis, keepdims=True))
+    return x - fnp.where(fnp.isfinite(top), top, 0.0)
+
+
 def softmax(x: Any, axis: Any = None) -> Any:
-    return fnp.exp(log_softmax(x, axis=axis))
+    e = fnp.exp(_shifted(x, axis))
+    return e / fnp.sum(e, axis=axis, keepdims=True)
 
 
 def log_softmax(x: Any, axis: Any = None) -> Any:
-    return x - fnp.logsumexp(x, axis=axis, keepdims=True)
+    t = _shifted(x, axis)
+    return t - fnp.log(fnp.sum(fnp.exp(t), axis=axis, keepdims=True))
 
 
 def softplus(x: Any) -> Any:
