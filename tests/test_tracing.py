@@ -445,7 +445,8 @@ def test_front_end_modules_import_only_the_ones_before_them():
     import pathlib
 
     order = ["_base", "_dtypes", "_integer_results", "_elementwise", "_shape", "_reductions", "_creation", "_views",
-             "_gathers", "_indexing", "_keywords", "_linalg", "_ordering", "_arrayfuncs", "_composites", "_building",
+             "_gathers", "_indexing", "_keywords", "_linalg", "_ordering", "_arrayfuncs", "_composites", "_polynomials",
+             "_building",
              "_vectorize", "_plain", "_scalar_types", "_ufunc_methods", "_index_update", "_array_type", "_jax_keywords",
              "_dispatch", "_methods"]
     package = pathlib.Path(fnp.__file__).parent

@@ -33,6 +33,7 @@ from ._linalg import *  # noqa: F403
 from ._ordering import *  # noqa: F403
 from ._arrayfuncs import *  # noqa: F403
 from ._composites import *  # noqa: F403
+from ._polynomials import *  # noqa: F403
 from ._building import *  # noqa: F403
 from ._vectorize import *  # noqa: F403
 from ._plain import *  # noqa: F403
