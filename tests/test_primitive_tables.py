@@ -128,7 +128,10 @@ def test_every_elementwise_row_is_a_public_function_under_its_numpy_name():
             impl = row[0] if isinstance(row, tuple) else row
             public = getattr(fnp, impl.__name__)
             assert getattr(prims, name).numpy_names == (impl.__name__,)
-            assert fnp._UFUNCS[impl.__name__] is public
+            if impl.__name__ == "fmod":  # of integers taken as data the composite's integer
+                assert impl.__name__ not in fnp._UFUNCS  # division: dispatched by name
+            else:
+                assert fnp._UFUNCS[impl.__name__] is public
             args = (x,) * impl.nin
             tape = fastad.make_tape(lambda *a: public(*a), argnums=tuple(range(impl.nin)))(*args)
             assert [ins.prim for ins in tape.instrs] == [name]

@@ -422,6 +422,7 @@ def _special(x):
         fss.kv(fnp.stop_gradient(q[0]), q), fss.kve(fnp.stop_gradient(q[1]), q),
         np.log2(q), np.log10(q), np.arctan2(x, q), np.hypot(x, x[::-1]), np.logaddexp(x, x[::-1]),
         np.copysign(x, x[::-1]), np.power(q, x), np.reciprocal(q), np.arccosh(q + 1.0),
+        np.fmod(x * 3.0, q), np.remainder(x * 3.0, q),
         np.arcsinh(x), np.arctanh(0.5 * np.tanh(x)), np.arcsin(0.5 * np.tanh(x)),
         np.arccos(0.5 * np.tanh(x)), np.tan(0.5 * x), np.sinh(x), np.cosh(x), np.deg2rad(x),
         np.expm1(x), np.log1p(q), np.log(q), np.arctan(x), np.sqrt(q), np.real(x * (1 + 1j)) * np.imag(np.conj(x * 1j))])
