@@ -794,10 +794,7 @@ def test_at_updates_match_numpy_and_finite_differences():
                 got = data(x, *each)
                 np.testing.assert_allclose(got[0], value, rtol=1e-14)
                 np.testing.assert_allclose(got[1], g, rtol=1e-13, atol=1e-15)
-            # (under the Numba fallback with the dependency versions installed
-            # on 2026-12-06 the reordered indices trace a second time, values
-            # equal; seen on the commits before too: open, see the closing note)
-            assert data.cache_info()["traces"] == 1 or ONE_COMPILED != "c"
+            assert data.cache_info()["traces"] == 1
     check()
 
 
