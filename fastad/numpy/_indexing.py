@@ -162,6 +162,8 @@ def _last_written(idx: _np.ndarray, value: Any) -> tuple[_np.ndarray, Any]:
 
 def setitem(a: Tracer, key: Any, value: Any) -> None:
     _check_writeable(a)
+    if type(key) is tuple and len(key) == 1:
+        key = key[0]  # a[(i,)] is a[i] (``.at[i]``'s bounded key): rows by data too
     if is_index_data(key) and shape(a):  # rows named by integers taken as data: no guard
         _write_all(a, set_rows(a, key, _cast_into(_as_operand(value), a, "the value")))
         return
