@@ -72,19 +72,21 @@ def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
     level1 = np.zeros(max(words1, 1), np.uint64)
     level2 = np.zeros(max(words2, 1), np.uint64)
     one = np.uint64(1)
+
+    def push(key):  # noqa: ANN001, ANN202 -- marks key ready; its word of level 2
+        w0 = key >> 6
+        w1 = w0 >> 6
+        level0[w0] |= one << np.uint64(key & 63)
+        level1[w1] |= one << np.uint64(w0 & 63)
+        level2[w1 >> 6] |= one << np.uint64(w1 & 63)
+        return w1 >> 6
+
     low = words2  # no top word below it holds a key
     size = 0
     for u in range(n):
         for b in range(p):
             if remaining[b * n + u] == 1:
-                key = u * p + b
-                w0 = key >> 6
-                w1 = w0 >> 6
-                level0[w0] |= one << np.uint64(key & 63)
-                level1[w1] |= one << np.uint64(w0 & 63)
-                level2[w1 >> 6] |= one << np.uint64(w1 & 63)
-                if (w1 >> 6) < low:
-                    low = w1 >> 6
+                low = min(low, push(u * p + b))
                 size += 1
     src = np.empty(nedges, np.int64)
     dst = np.empty(nedges, np.int64)
@@ -117,14 +119,7 @@ def _peel(ptr, adj, eid, colors, n, p):  # noqa: ANN001, ANN202
                 k2 = colors[u] * n + j
                 remaining[k2] -= 1
                 if remaining[k2] == 1:  # j's entry of u's color is ready
-                    nkey = j * p + colors[u]
-                    n0 = nkey >> 6
-                    n1 = n0 >> 6
-                    level0[n0] |= one << np.uint64(nkey & 63)
-                    level1[n1] |= one << np.uint64(n0 & 63)
-                    level2[n1 >> 6] |= one << np.uint64(n1 & 63)
-                    if (n1 >> 6) < low:
-                        low = n1 >> 6
+                    low = min(low, push(j * p + colors[u]))
                     size += 1
                 if depth[k2] < depth[k] + 1:
                     depth[k2] = depth[k] + 1
