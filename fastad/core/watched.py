@@ -61,15 +61,16 @@ def _traced(values: Any) -> bool:
     return False
 
 
-def unwatched(value: Any) -> Any:
-    """``value`` with every watched array in it (lists, tuples, dicts) the array it stands for."""
+def unwatched(value: Any, read: bool = False) -> Any:
+    """``value`` with every watched array in it (lists, tuples, dicts) the
+    array it stands for; each one's values read (marked) if ``read``."""
     kind = type(value)
     if kind is WatchedArray:
-        return value.array
+        return value.read_values() if read else value.array
     if kind is list or kind is tuple:
-        return kind(unwatched(v) for v in value)
+        return kind(unwatched(v, read) for v in value)
     if kind is dict:
-        return {k: unwatched(v) for k, v in value.items()}
+        return {k: unwatched(v, read) for k, v in value.items()}
     return value
 
 
@@ -107,22 +108,14 @@ class WatchedArray:
         return array if dtype is None else array.astype(dtype)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
-        if not _traced(inputs):
-            for v in inputs + tuple(kwargs.get("out", ())):
-                if type(v) is WatchedArray:
-                    v.read_values()
-        return getattr(ufunc, method)(*unwatched(inputs), **unwatched(kwargs))
+        read = not _traced(inputs)  # with a traced operand: the traced operation's
+        return getattr(ufunc, method)(*unwatched(inputs, read), **unwatched(kwargs, read))
 
     def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
-        plain_args, plain_kwargs = unwatched(args), unwatched(kwargs)
-        if func in _SHAPE_ONLY or _traced(args) or any(_traced(v) for v in kwargs.values()):
-            return func(*plain_args, **plain_kwargs)
         if func in _VIEWS and args and args[0] is self:
-            return self._wrap(func(*plain_args, **plain_kwargs))
-        for v in _leaves(args, kwargs):
-            if type(v) is WatchedArray:
-                v.read_values()
-        return func(*plain_args, **plain_kwargs)
+            return self._wrap(func(*unwatched(args), **unwatched(kwargs)))
+        read = not (func in _SHAPE_ONLY or _traced(args) or _traced(tuple(kwargs.values())))
+        return func(*unwatched(args, read), **unwatched(kwargs, read))
 
     def __getattr__(self, name: str) -> Any:
         if name in _STRUCTURE:
@@ -168,20 +161,6 @@ class WatchedArray:
 
     def __reduce__(self) -> Any:
         return self.read_values().__reduce__()
-
-
-def _leaves(args: Any, kwargs: Any) -> list[Any]:
-    found: list[Any] = []
-
-    def walk(v: Any) -> None:
-        if type(v) is list or type(v) is tuple:
-            for w in v:
-                walk(w)
-        else:
-            found.append(v)
-    walk(list(args))
-    walk(list(kwargs.values()))
-    return found
 
 
 def _operator(op: Callable[[Any, Any], Any], reflected: bool) -> Callable[..., Any]:
