@@ -230,12 +230,12 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
             dynamic.append(leaf)
             parts.append(part or (tuple(leaf.aval.shape), leaf.aval.dtype.char))
             continue
-        if type(leaf) is WatchedArray:
+        if type(leaf) is WatchedArray and traced:
             # a captured array of an enclosing trace (`fastad.core.watched`): a
-            # call on traced values replays this tape on it (read by reference),
-            # one on plain values computes from its values
-            leaf = leaf.array if traced else leaf.read_values()
-        elif isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
+            # call on traced values replays this tape on it, read by reference
+            # (on plain values, `plain_array` reads its values)
+            leaf = leaf.array
+        if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
             leaf = plain_array(leaf, f"argument {where}" if isinstance(where, int)
                                else f"keyword argument {where!r}")
         if differentiated:
