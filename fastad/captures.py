@@ -68,7 +68,7 @@ import numpy as np
 from .core.arrays import digest, same_bits
 from .core import pytree
 from .core.errors import TracingError
-from .core.watched import WatchedArray
+from .core.watched import ReadingCall, WatchedArray, takes_memory
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
 _EQUAL = _NUMBERS + (str, bytes)  # a binding to an equal one of these still holds
@@ -110,6 +110,8 @@ class Binding:
         now = self.current()
         if type(now) is WatchedArray and now.array is now.origin:
             now = now.origin  # an enclosing trace watches it (`watching`)
+        elif type(now) is ReadingCall:
+            now = now.target
         if now is self.value:
             return self.contents is None or same_bits(now, self.contents)
         if isinstance(self.value, _EQUAL) and type(now) is type(self.value):
@@ -288,13 +290,18 @@ def watching(found: Captures) -> Iterator[set[int]]:
     of the array by traced operations (read by reference) from every other
     read of its values (see `fastad.core.watched`).  Yields the ids of the
     arrays read, for `settle`; an array one of whose bindings cannot be bound
-    anew (a tuple's item, a class attribute) counts as read."""
+    anew (a tuple's item, a class attribute) counts as read.  A Numba or
+    Cython function bound there is a `ReadingCall` meanwhile."""
     read: set[int] = set()
     proxies: dict[int, WatchedArray] = {}
-    swapped: list[tuple[Binding, WatchedArray]] = []
+    swapped: list[tuple[Binding, Any]] = []
     try:
         for b in found.guarded:
             value = b.value
+            if takes_memory(value):
+                if b.current() is value and _rebind(b, ReadingCall(value)):
+                    swapped.append((b, b.current()))
+                continue
             if id(value) not in found.arrays and not (b.contents is not None
                                                      and type(value) is np.ndarray):
                 continue  # (an integer or boolean array is watched for ``y[idx]``'s gather)
@@ -611,6 +618,9 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
         value = b.value
         if type(value) is WatchedArray:  # an enclosing trace watches it (`watching`)
             value = value.array
+            b = Binding(b.where, b.name, value)
+        elif type(value) is ReadingCall:  # (the same)
+            value = value.target
             b = Binding(b.where, b.name, value)
         if kinds and isinstance(value, kinds):
             collected[id(value)] = value

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -50,6 +51,9 @@ READS = {
     "concatenate": lambda W: np.concatenate([W[0, :1], W[1, :2]]),
     "in_fastad_numpy": lambda W: fnp.max(W, axis=1),
     "nothing": lambda W: np.ones(3),
+    # compiled code that takes the array's memory (bound as the function's ``read``)
+    "numba_sum_axis": numba.njit(lambda W: W.sum(axis=0)[:3]),
+    "numba_loop": numba.njit(lambda W: np.array([W[i, i] * W[0, i] for i in range(3)])),
 }
 
 
@@ -237,3 +241,17 @@ def test_objects_passed_as_arguments_are_read_like_captured_ones(changes, how, b
             net.layers[0] = _Layer(rng.normal(size=(3, 4)), 2.0)
         elif change == "offset_in_place":
             net.offset[1] = rng.normal()
+
+
+@pytest.mark.parametrize("holder", HOLDERS)
+@pytest.mark.parametrize("read", ["numba_sum_axis", "numba_loop"])
+def test_numba_functions_read_captured_arrays(read, holder):
+    """A Numba function takes an array's memory, which the stand-in watching
+    a captured array has not: it is called with the array, read."""
+    rng = np.random.default_rng(3)
+    W = rng.normal(size=(3, 4))
+    f = _holders(W)[holder](READS[read])
+    compiled = fa.jit(f, backend="c")
+    for step in range(3):
+        np.testing.assert_allclose(compiled(X), f(X), rtol=1e-12, err_msg=f"change {step}")
+        W[step, 1] += 1.5

@@ -23,8 +23,11 @@ errs toward a guard, which costs a comparison per call, never toward a
 stale value.
 
 It passes for an ndarray (``isinstance(W, np.ndarray)``, through its
-``__class__``), but is none: C code that needs the memory (a buffer, Numba)
-converts it through ``__array__``, a read.  Another thread that reads the
+``__class__``), but is none: C code that converts arrays (NumPy's, SciPy's)
+does so through ``__array__``, a read.  Compiled code of other libraries
+that takes an array's memory directly (a Numba function, a Cython one) is
+bound as a `ReadingCall` while the trace runs, which passes it the arrays
+its arguments stand for, read.  Another thread that reads the
 binding while the trace runs sees the watched array too; it computes the
 same values.
 """
@@ -161,6 +164,32 @@ class WatchedArray:
 
     def __reduce__(self) -> Any:
         return self.read_values().__reduce__()
+
+
+class ReadingCall:
+    """A Numba or Cython function bound where the traced function finds it (a
+    global, a closure) while a trace runs: such code takes its arguments'
+    memory, which a watched array has not, so it is called with the arrays
+    they stand for, read (its result is a constant of the tape)."""
+
+    __slots__ = ("target",)
+
+    def __init__(self, target: Callable[..., Any]) -> None:
+        self.target = target
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.target(*unwatched(args, True), **unwatched(kwargs, True))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
+
+
+def takes_memory(value: Any) -> bool:
+    """Whether ``value`` is compiled code that reads its array arguments'
+    memory instead of converting them: a Numba dispatcher, a Cython function."""
+    kind = type(value)
+    return ((kind.__module__ or "").startswith("numba.") and hasattr(value, "py_func")) \
+        or kind.__name__ in ("cython_function_or_method", "fused_cython_function")
 
 
 def _operator(op: Callable[[Any, Any], Any], reflected: bool) -> Callable[..., Any]:
