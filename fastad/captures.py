@@ -120,7 +120,7 @@ class Binding:
 
     def describe(self) -> str:
         if type(self.where) is Lookup:
-            return f"{self.where.label} {self.name!r}"
+            return self.where.label if self.name is None else f"{self.where.label} {self.name!r}"
         if isinstance(self.where, (list, tuple)):
             return f"item {self.name} of a {type(self.where).__name__}"
         if isinstance(self.where, dict):
@@ -513,6 +513,20 @@ def _class_attribute(cls: type, name: Any) -> Any:
     return _MISSING
 
 
+# names by which code reaches attributes not named in it
+_DYNAMIC_ACCESS = frozenset({"getattr", "hasattr", "vars", "__dict__", "attrgetter",
+                             "__getattribute__"})
+
+
+def _size(container: dict | list, lookups: dict[Any, Lookup]) -> tuple[Lookup, None, int]:
+    """A member standing for ``container``'s number of items, bound by equality."""
+    key = ("size", id(container))
+    if key not in lookups:
+        lookups[key] = Lookup(lambda name, c=container: len(c),
+                              f"number of items of a {type(container).__name__}")
+    return lookups[key], None, len(container)
+
+
 def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
              ) -> list[tuple[Any, Any, Any]]:
     """[(where, name, value)]: the attributes of an object or a module or the
@@ -537,12 +551,24 @@ def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
         if len(container) > _MAX_ITEMS:
             _refuse(f"a {type(container).__name__} of {len(container)} items (more than "
                     f"{_MAX_ITEMS} are not followed)")
-        return [(container, i, v) for i, v in enumerate(container)]
+        found = [(container, i, v) for i, v in enumerate(container)]
+        if isinstance(container, list):  # ``for v in L`` after ``L.append(v)``
+            found.append(_size(container, lookups))
+        return found
     where = container if isinstance(container, dict) else getattr(container, "__dict__", None)
     if type(where) is not dict:
         where = {}  # an object with slots only
     slots = () if isinstance(container, (dict, types.ModuleType)) else _slots(type(container))
     found = []
+    if not isinstance(container, types.ModuleType) and (
+            isinstance(container, dict) or not names.isdisjoint(_DYNAMIC_ACCESS)):
+        # every item of a dict (``d.values()``, ``d[k]`` of a computed key), and
+        # every attribute of an object the code may reach by a computed name
+        # (``getattr(m, "w" + str(i))``): the code's names do not tell which;
+        # a new key or attribute (``d.get(k, 1.0)``, ``hasattr``) changes the size
+        if len(where) <= _MAX_ITEMS:
+            names = names | set(where)
+        found.append(_size(where, lookups))
     for k in names:
         try:
             if k in where:

@@ -5,7 +5,9 @@ Generated cases: a capture kind (closure cell, module global, default
 argument, keyword default, functools.partial argument and keyword, bound
 method's ``self`` attribute, class attribute, callable object, attribute
 path of any depth up to the walk's bound, a user module's attribute, a
-global read through ``globals()`` by a constant key) holding
+global read through ``globals()`` by a constant key, a dict's values
+iterated, a dict's item or an object's attribute by a computed key, a
+list iterated that grows) holding
 an array or a number, read directly or through compiled functions nested
 ``depth`` deep (each a ``jit`` or a ``compile``'s ``value``), called from an
 outermost ``jit`` or ``compile``; then a mutation (in place, rebinding) and
@@ -34,7 +36,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 X = np.array([0.3, -1.2, 2.0])
 KINDS = ["closure", "global", "default", "kwdefault", "partial", "partial_kw", "method",
          "class_attribute", "class_object", "callable_object", "slots", "deep", "module",
-         "helper", "globals_item"]
+         "helper", "globals_item", "dict_values", "computed_key", "computed_attribute",
+         "list_grows"]
 MUTATIONS = ["in_place", "rebind"]
 
 
@@ -162,6 +165,27 @@ def _make(kind, value, depth_of_path=4):
         g = {"fnp": fnp, "mod": mod}
         exec("def f(w):\n    return fnp.sum(w * mod.value) + fnp.sum(w ** 2)\n", g)
         return g["f"], state, lambda new: setattr(mod, "value", new), lambda: mod.value
+    if kind == "dict_values":  # every value of a global dict; rebinding adds a key
+        table = {"a": value}
+        g = {"fnp": fnp, "table": table}
+        exec("def f(w):\n    return sum(fnp.sum(w * v) for v in table.values())"
+             " + fnp.sum(w ** 2)\n", g)
+        return (g["f"], state, lambda new: table.__setitem__(f"k{len(table)}", new),
+                lambda: list(table.values())[-1])
+    if kind == "computed_key":  # the key is data the code does not name
+        table, keys = {"a": value, "b": 1.0}, ["a"]
+        g = {"fnp": fnp, "table": table, "keys": keys}
+        exec("def f(w):\n    return fnp.sum(w * table[keys[0]]) + fnp.sum(w ** 2)\n", g)
+        return g["f"], state, lambda new: table.__setitem__("a", new), lambda: table["a"]
+    if kind == "computed_attribute":  # getattr by a name held in a list
+        box, names = _Box(value), ["value"]
+        g = {"fnp": fnp, "box": box, "names": names}
+        exec("def f(w):\n    return fnp.sum(w * getattr(box, names[0])) + fnp.sum(w ** 2)\n", g)
+        return g["f"], state, lambda new: setattr(box, "value", new), lambda: box.value
+    if kind == "list_grows":  # every item of a list; rebinding appends one
+        items = [value]
+        f = lambda w: sum(fnp.sum(w * v) for v in items) + fnp.sum(w ** 2)  # noqa: E731
+        return f, state, items.append, lambda: items[-1]
     raise ValueError(kind)
 
 
