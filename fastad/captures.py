@@ -54,7 +54,10 @@ cell read and an identity test each).
 """
 from __future__ import annotations
 
+import array
+import collections
 import contextlib
+import copy
 import pathlib
 import sys
 import threading
@@ -99,7 +102,7 @@ class Binding:
             return self.where.get(self.name)
         if isinstance(self.where, dict):
             return self.where.get(self.name, _MISSING)
-        if isinstance(self.where, (list, tuple)):
+        if isinstance(self.where, _SEQUENCES):
             return self.where[self.name] if self.name < len(self.where) else _MISSING
         try:
             return self.where.cell_contents
@@ -113,7 +116,11 @@ class Binding:
         elif type(now) is ReadingCall:
             now = now.target
         if now is self.value:
-            return self.contents is None or same_bits(now, self.contents)
+            if self.contents is None:
+                return True
+            if type(self.contents) is np.ndarray:
+                return same_bits(np.asarray(now), self.contents)
+            return _equal(now, self.contents)
         if isinstance(self.value, _EQUAL) and type(now) is type(self.value):
             return bool(now == self.value)
         return False
@@ -121,7 +128,7 @@ class Binding:
     def describe(self) -> str:
         if type(self.where) is Lookup:
             return self.where.label if self.name is None else f"{self.where.label} {self.name!r}"
-        if isinstance(self.where, (list, tuple)):
+        if isinstance(self.where, _SEQUENCES):
             return f"item {self.name} of a {type(self.where).__name__}"
         if isinstance(self.where, dict):
             kind = "global" if "__builtins__" in self.where else "attribute or item"
@@ -130,6 +137,17 @@ class Binding:
 
 
 _MISSING = object()
+_SEQUENCES = (list, tuple, collections.deque)  # followed item by item
+# mutable collections not followed item by item: bound with a copy, compared by ==
+_SNAPSHOTS = (set, bytearray, array.array)
+
+
+def _equal(now: Any, then: Any) -> bool:
+    """``now == then`` for a collection's snapshot; False where that is no bool."""
+    try:
+        return type(now) is type(then) and (now == then) is True
+    except Exception:  # items that do not compare (arrays in a deque)
+        return False
 
 
 class Lookup:
@@ -332,7 +350,7 @@ def unwatched_results(leaves: list[Any], read: set[int]) -> list[Any]:
 def _rebind(b: Binding, value: Any) -> bool:
     """Bind ``b``'s name to ``value``; False if its place cannot be written."""
     where = b.where
-    if type(where) is dict or type(where) is list:
+    if type(where) is dict or type(where) is list or type(where) is collections.deque:
         where[b.name] = value
     elif type(where) is types.CellType:
         where.cell_contents = value
@@ -471,7 +489,7 @@ def _container(value: Any) -> bool:
     """Whether ``value`` is a container `find` looks into: a dict, list or
     tuple, a module of the user's, or an instance of a user's class with a
     ``__dict__`` (a callable one too: its ``__call__`` is followed)."""
-    if isinstance(value, (dict, list, tuple)):
+    if isinstance(value, (dict,) + _SEQUENCES):
         return True
     if isinstance(value, types.ModuleType):
         return _user_module(value)
@@ -482,6 +500,23 @@ def _container(value: Any) -> bool:
         return False
     return ((type(getattr(value, "__dict__", None)) is dict or bool(_slots(type(value))))
             and (type(value).__module__ or "").split(".")[0] not in _LIBRARIES)
+
+
+def _special_methods(cls: type) -> set[str]:
+    """The special methods a user's class defines (``__getitem__``,
+    ``__add__``, ``__iter__``, ...): Python calls them for ``obj[k]``,
+    ``obj + x``, ``for v in obj``, so code names none of them."""
+    return {name for klass in cls.__mro__ if not _library(klass.__module__)
+            for name, value in vars(klass).items()
+            if name[:2] == name[-2:] == "__" and name not in ("__init__", "__new__", "__del__")
+            and isinstance(value, types.FunctionType)}
+
+
+def _foreign_array(value: Any) -> bool:
+    """Whether ``value`` is another library's array (it converts to one: a
+    jax.Array, a torch tensor), not NumPy's or a number."""
+    return hasattr(type(value), "__array__") and \
+        not isinstance(value, (np.ndarray, type, np.generic) + _NUMBERS)
 
 
 def _wrapper(value: Any) -> bool:
@@ -518,7 +553,7 @@ _DYNAMIC_ACCESS = frozenset({"getattr", "hasattr", "vars", "__dict__", "attrgett
                              "__getattribute__"})
 
 
-def _size(container: dict | list, lookups: dict[Any, Lookup]) -> tuple[Lookup, None, int]:
+def _size(container: Any, lookups: dict[Any, Lookup]) -> tuple[Lookup, None, int]:
     """A member standing for ``container``'s number of items, bound by equality."""
     key = ("size", id(container))
     if key not in lookups:
@@ -547,12 +582,12 @@ def _members(container: Any, names: set[Any], lookups: dict[Any, Lookup]
             elif value is not _MISSING and not isinstance(value, property):
                 found.append((lookups[container], k, value))
         return found
-    if isinstance(container, (list, tuple)):
+    if isinstance(container, _SEQUENCES):
         if len(container) > _MAX_ITEMS:
             _refuse(f"a {type(container).__name__} of {len(container)} items (more than "
                     f"{_MAX_ITEMS} are not followed)")
         found = [(container, i, v) for i, v in enumerate(container)]
-        if isinstance(container, list):  # ``for v in L`` after ``L.append(v)``
+        if not isinstance(container, tuple):  # ``for v in L`` after ``L.append(v)``
             found.append(_size(container, lookups))
         return found
     where = container if isinstance(container, dict) else getattr(container, "__dict__", None)
@@ -650,7 +685,13 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
             b = Binding(b.where, b.name, value)
         if kinds and isinstance(value, kinds):
             collected[id(value)] = value
-        if isinstance(value, (np.ndarray,) + _NUMBERS):
+        if isinstance(value, _SNAPSHOTS):  # ``FLAGS.add("b")``
+            guarded.setdefault((id(b.where), b.name),
+                               Binding(b.where, b.name, value, copy.copy(value)))
+        elif _foreign_array(value):  # a jax.Array, a torch tensor: a constant of the tape
+            guarded.setdefault((id(b.where), b.name),
+                               Binding(b.where, b.name, value, np.array(value, copy=True)))
+        elif isinstance(value, (np.ndarray,) + _NUMBERS):
             if isinstance(value, np.ndarray) and (value.dtype.kind not in "fc"
                                                   or type(value) is not np.ndarray):
                 # an integer or boolean array is a constant of the tape; so is a
@@ -734,12 +775,12 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
             container = b.value
             # the binding holding it: rebinding the container retraces
             guarded.setdefault((id(b.where), b.name), b)
-            if not isinstance(container, (dict, list, tuple, types.ModuleType)):
+            if not isinstance(container, (dict, types.ModuleType) + _SEQUENCES):
                 call = getattr(type(container), "__call__", None)
                 if (isinstance(call, types.FunctionType) and id(call) not in seen
                         and not _library(call.__module__)):
                     todo.append(call)  # ``model(x)``: reads the object's attributes
-                for n in names:
+                for n in names | _special_methods(type(container)):
                     method = getattr(type(container), n, None) if isinstance(n, str) else None
                     if isinstance(method, types.FunctionType) and id(method) not in seen:
                         todo.append(method)

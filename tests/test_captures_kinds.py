@@ -7,7 +7,8 @@ method's ``self`` attribute, class attribute, callable object, attribute
 path of any depth up to the walk's bound, a user module's attribute, a
 global read through ``globals()`` by a constant key, a dict's values
 iterated, a dict's item or an object's attribute by a computed key, a
-list iterated that grows) holding
+list iterated that grows, a set or a deque changed in place, an object read
+through its ``__getitem__``, another library's array type) holding
 an array or a number, read directly or through compiled functions nested
 ``depth`` deep (each a ``jit`` or a ``compile``'s ``value``), called from an
 outermost ``jit`` or ``compile``; then a mutation (in place, rebinding) and
@@ -17,6 +18,7 @@ mutation, on each backend; state beyond the walk's reach is refused with
 """
 from __future__ import annotations
 
+import collections
 import functools
 import random
 import types
@@ -37,7 +39,7 @@ X = np.array([0.3, -1.2, 2.0])
 KINDS = ["closure", "global", "default", "kwdefault", "partial", "partial_kw", "method",
          "class_attribute", "class_object", "callable_object", "slots", "deep", "module",
          "helper", "globals_item", "dict_values", "computed_key", "computed_attribute",
-         "list_grows"]
+         "list_grows", "set_size", "deque_grows", "custom_getitem", "array_like"]
 MUTATIONS = ["in_place", "rebind"]
 
 
@@ -64,6 +66,26 @@ class _Box:
 
     def __call__(self, w):
         return fnp.sum(w * self.value) + fnp.sum(w ** 2)
+
+
+class _Table:
+    """An object read through ``obj[k]``: its ``__getitem__`` reads its dict."""
+
+    def __init__(self, value):
+        self.items = {"v": value}
+
+    def __getitem__(self, key):
+        return self.items[key]
+
+
+class _ArrayLike:
+    """Another library's array (a jax.Array, a torch tensor): it converts."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.data, dtype=dtype)
 
 
 def _make(kind, value, depth_of_path=4):
@@ -186,6 +208,23 @@ def _make(kind, value, depth_of_path=4):
         items = [value]
         f = lambda w: sum(fnp.sum(w * v) for v in items) + fnp.sum(w ** 2)  # noqa: E731
         return f, state, items.append, lambda: items[-1]
+    if kind == "set_size":  # a set's size read; rebinding adds a member
+        flags, v = {0}, value
+        f = lambda w: fnp.sum(w * v) * len(flags) + fnp.sum(w ** 2)  # noqa: E731
+        return f, state, lambda new: flags.add(len(flags)), lambda: v
+    if kind == "deque_grows":
+        items = collections.deque([value])
+        f = lambda w: sum(fnp.sum(w * u) for u in items) + fnp.sum(w ** 2)  # noqa: E731
+        return f, state, items.append, lambda: items[-1]
+    if kind == "custom_getitem":
+        table = _Table(value)
+        f = lambda w: fnp.sum(w * table["v"]) + fnp.sum(w ** 2)  # noqa: E731
+        return (f, state, lambda new: table.items.__setitem__("v", new),
+                lambda: table.items["v"])
+    if kind == "array_like":
+        held = _ArrayLike(value)
+        f = lambda w: fnp.sum(w * held) + fnp.sum(w ** 2)  # noqa: E731
+        return f, state, lambda new: setattr(held, "data", new), lambda: held.data
     raise ValueError(kind)
 
 
@@ -395,3 +434,22 @@ def test_rebinding_a_string_or_a_library_function_retraces(wrap):
                 assert g.cache_info()["traces"] == before
     finally:
         MODE, SUM = "square", np.sum
+
+
+@pytest.mark.parametrize("library", ["jax", "torch"])
+def test_another_librarys_captured_array(library):
+    """A captured jax.Array or torch tensor is a constant of the tape (NumPy's
+    copy of it), guarded by its contents: a torch tensor changed in place
+    retraces."""
+    module = pytest.importorskip(library)
+    data = np.array([0.5, -2.0, 1.5])
+    held = {"a": module.numpy.asarray(data) if library == "jax" else module.tensor(data)}
+    a = held["a"]
+    f = lambda w: fnp.sum(w * a) + fnp.sum(fnp.tanh(w @ a))  # noqa: E731
+    # the same function of NumPy's copy (eager jax arithmetic is float32's)
+    ref = lambda w: fnp.sum(w * np.asarray(a)) + fnp.sum(fnp.tanh(w @ np.asarray(a)))  # noqa
+    for g, eager in ((fa.jit(f, backend="c"), ref), (fa.compile(f, backend="c"), fa.grad(ref))):
+        np.testing.assert_allclose(g(X), eager(X), rtol=1e-12)
+        if library == "torch":
+            a[0] += 4.0
+            np.testing.assert_allclose(g(X), eager(X), rtol=1e-12)
