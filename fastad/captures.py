@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import array
 import collections
+import collections.abc
 import contextlib
 import copy
 import pathlib
@@ -71,7 +72,7 @@ import numpy as np
 from .core.arrays import digest, same_bits
 from .core import pytree
 from .core.errors import TracingError
-from .core.watched import ReadingCall, WatchedArray, takes_memory
+from .core.watched import AdvancedIterator, ReadingCall, WatchedArray, takes_memory
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
 _EQUAL = _NUMBERS + (str, bytes)  # a binding to an equal one of these still holds
@@ -113,7 +114,7 @@ class Binding:
         now = self.current()
         if type(now) is WatchedArray and now.array is now.origin:
             now = now.origin  # an enclosing trace watches it (`watching`)
-        elif type(now) is ReadingCall:
+        elif type(now) is ReadingCall or type(now) is AdvancedIterator:
             now = now.target
         if now is self.value:
             if self.contents is None:
@@ -309,16 +310,21 @@ def watching(found: Captures) -> Iterator[set[int]]:
     read of its values (see `fastad.core.watched`).  Yields the ids of the
     arrays read, for `settle`; an array one of whose bindings cannot be bound
     anew (a tuple's item, a class attribute) counts as read.  A Numba or
-    Cython function bound there is a `ReadingCall` meanwhile."""
+    Cython function bound there is a `ReadingCall` meanwhile, an iterator an
+    `AdvancedIterator`: a trace that takes values from one is refused."""
     read: set[int] = set()
     proxies: dict[int, WatchedArray] = {}
     swapped: list[tuple[Binding, Any]] = []
+    advanced: list[Any] = []
     try:
         for b in found.guarded:
             value = b.value
-            if takes_memory(value):
-                if b.current() is value and _rebind(b, ReadingCall(value)):
-                    swapped.append((b, b.current()))
+            stand_in = (ReadingCall(value) if takes_memory(value) else
+                        AdvancedIterator(value, advanced)
+                        if isinstance(value, collections.abc.Iterator) else None)
+            if stand_in is not None:
+                if b.current() is value and _rebind(b, stand_in):
+                    swapped.append((b, stand_in))
                 continue
             if id(value) not in found.arrays and not (b.contents is not None
                                                      and type(value) is np.ndarray):
@@ -331,6 +337,13 @@ def watching(found: Captures) -> Iterator[set[int]]:
             else:
                 read.add(id(value))
         yield read
+        if advanced:
+            raise TracingError(
+                f"the function took values from a {type(advanced[0]).__name__} object, an "
+                "iterator it reads from outside its arguments, while it was traced to be "
+                "compiled: the compiled function would return what those values gave on every "
+                "call. Pass the values as arguments, or use fastad.grad, which runs the "
+                "function on every call")
     finally:
         for b, proxy in reversed(swapped):
             if b.current() is proxy:
@@ -680,7 +693,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
         if type(value) is WatchedArray:  # an enclosing trace watches it (`watching`)
             value = value.array
             b = Binding(b.where, b.name, value)
-        elif type(value) is ReadingCall:  # (the same)
+        elif type(value) is ReadingCall or type(value) is AdvancedIterator:  # (the same)
             value = value.target
             b = Binding(b.where, b.name, value)
         if kinds and isinstance(value, kinds):

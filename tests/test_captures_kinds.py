@@ -453,3 +453,33 @@ def test_another_librarys_captured_array(library):
         if library == "torch":
             a[0] += 4.0
             np.testing.assert_allclose(g(X), eager(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("wrap", ["jit", "compile"])
+@pytest.mark.parametrize("source", ["count", "generator", "iter_list", "attribute", "for_loop"])
+def test_iterators_advanced_in_a_trace_are_refused(source, wrap):
+    """Values taken from an iterator the function reads from outside its
+    arguments would be constants of the tape: the trace is refused."""
+    import itertools
+    box = types.SimpleNamespace(it=iter([1.0, 2.0, 3.0]))
+    made = {"count": lambda: itertools.count(1.0), "generator": lambda: (float(i) for i in range(9)),
+            "iter_list": lambda: iter([1.0, 2.0, 3.0])}
+    if source == "attribute":
+        f = lambda w: fnp.sum(w) * next(box.it)  # noqa: E731
+    else:
+        it = made.get(source, made["iter_list"])()
+        if source == "for_loop":
+            def f(w):
+                return sum(fnp.sum(w) * v for v in it)
+        else:
+            f = lambda w: fnp.sum(w) * next(it)  # noqa: E731
+    g = fa.jit(f) if wrap == "jit" else fa.compile(f)
+    with pytest.raises(TracingError, match="iterator"):
+        g(X)
+
+
+def test_an_iterator_the_trace_does_not_advance_is_allowed():
+    it = iter([1.0, 2.0])
+    f = lambda w: fnp.sum(w ** 2) if it is not None else 0.0  # noqa: E731
+    np.testing.assert_allclose(fa.jit(f)(X), f(X))
+    assert next(it) == 1.0

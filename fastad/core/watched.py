@@ -184,6 +184,31 @@ class ReadingCall:
         return getattr(self.target, name)
 
 
+class AdvancedIterator:
+    """An iterator bound where the traced function finds it (a generator, an
+    ``itertools.count``, a file) while a trace runs: what the function takes
+    from it would be a constant of the tape, the same on every call, where
+    the function itself takes the next values; so its use is recorded
+    (``advanced``) and the trace refused (`fastad.captures.watching`)."""
+
+    __slots__ = ("target", "advanced")
+
+    def __init__(self, target: Any, advanced: list[Any]) -> None:
+        self.target = target
+        self.advanced = advanced
+
+    def __iter__(self) -> "AdvancedIterator":
+        return self
+
+    def __next__(self) -> Any:
+        self.advanced.append(self.target)
+        return next(self.target)
+
+    def __getattr__(self, name: str) -> Any:  # ``gen.send``, ``f.readline``: a use
+        self.advanced.append(self.target)
+        return getattr(self.target, name)
+
+
 def takes_memory(value: Any) -> bool:
     """Whether ``value`` is compiled code that reads its array arguments'
     memory instead of converting them: a Numba dispatcher, a Cython function."""
