@@ -28,7 +28,7 @@ import numpy.random.bit_generator as _bit_generator
 
 from .core.errors import TracingError
 from .core import pytree
-from . import captures
+from . import capture_walk
 
 _GENERATORS = (np.random.Generator, np.random.RandomState, np.random.BitGenerator,
                random.Random)
@@ -40,8 +40,8 @@ def _reachable(fn: Any) -> list[Any]:
     seen: dict[int, Any] = {id(np.random.mtrand._rand): np.random.mtrand._rand,
                             id(random._inst): random._inst}
     try:
-        found = captures.reachable(fn, _GENERATORS)
-    except TracingError:  # state out of the walk's reach: `captures.find` refuses it
+        found = capture_walk.reachable(fn, _GENERATORS)
+    except TracingError:  # state out of the walk's reach: `capture_walk.find` refuses it
         found = []
     fn_globals = getattr(getattr(getattr(fn, "__func__", fn), "__wrapped__", fn),
                          "__globals__", None) or {}

@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from . import backends, captures, custom_rules, draws, locks
+from . import backends, capture_walk, captures, custom_rules, draws, locks
 from .core import pytree
 from .api import Recorded, check_leaf
 from .backends import fallback, reference
@@ -286,7 +286,7 @@ class Specializer:
                 "traced values (inside fastad.grad, vmap, jit, ...) it replays the tapes of the "
                 "signatures it was saved with, and this call's is new")
         if captures.active():  # an enclosing compiled trace reads what it reads
-            captures.note(captures.find(self.fn))
+            captures.note(capture_walk.find(self.fn))
         return self.eager(*args, **kwargs)
 
     def general(self, args: tuple[Any, ...], grads_only: bool = False,
@@ -608,7 +608,7 @@ class Specializer:
             builder.data_sources = frozenset().union(*(
                 t.sources for t in pytree.flatten((new_args, new_kwargs))[0]
                 if isinstance(t, (IntArrayTracer, BoolArrayTracer))))
-            found = captures.find(self.fn, (args, kwargs))
+            found = capture_walk.find(self.fn, (args, kwargs))
             by_reference: list[Any] = []
             if found.arrays:
                 builder.by_reference = captures.reader(builder, found, inputs, by_reference)

@@ -29,7 +29,7 @@ from hypothesis import given, settings, strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
-from fastad import captures
+from fastad import capture_walk
 from fastad.core.errors import TracingError
 from conftest import BACKENDS
 
@@ -299,15 +299,15 @@ def test_nested_compiled_function_out_of_the_walks_reach(outer):
 
 
 def test_beyond_the_walks_depth_is_refused():
-    f, *_ = _make("deep", 0.5, depth_of_path=captures._MAX_DEPTH + 2)
+    f, *_ = _make("deep", 0.5, depth_of_path=capture_walk._MAX_DEPTH + 2)
     with pytest.raises(TracingError, match="nested more than"):
         fa.jit(f)(X)
-    f, *_ = _make("deep", 0.5, depth_of_path=captures._MAX_DEPTH)
+    f, *_ = _make("deep", 0.5, depth_of_path=capture_walk._MAX_DEPTH)
     assert np.isclose(fa.jit(f)(X), f(X))
 
 
 def test_a_long_list_is_refused_not_truncated():
-    items = [0.5] * (captures._MAX_ITEMS + 1)
+    items = [0.5] * (capture_walk._MAX_ITEMS + 1)
     with pytest.raises(TracingError, match="items"):
         fa.jit(lambda w: fnp.sum(w) * items[-1])(X)
 

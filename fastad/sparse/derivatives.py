@@ -32,7 +32,7 @@ import scipy.sparse as sp
 from ..core import pytree
 from ..core.registry import registry
 from ..core.tape import Tape
-from .. import captures
+from .. import capture_walk, captures
 from ..core.arrays import same_bits
 from . import coloring, csr, linear, patterns, recovery, split
 
@@ -470,7 +470,7 @@ class CompiledSparse:
         plan = self._plans.get(key)
         if plan is not None and not plan.guarded and plan.extra["captured"].hold():
             return plan
-        found = captures.find(self.fn)  # before the trace, as the compiled function's
+        found = capture_walk.find(self.fn)  # before the trace, as the compiled function's
         with captures.watching(found) as read_in_trace:
             tape, wrt, x_shape, out_shape, dtype = _lifted_tape(self.fn, self.argnums, args,
                                                                 kwargs)
