@@ -1,6 +1,7 @@
 """Per-call cost of the guards on what a compiled gradient reads from outside
 its arguments: a function with no captures, one calling two global helper
-functions (their bindings guarded), one reading a closure array by reference.
+functions (their bindings guarded), one reading a closure array by reference,
+one reading two entries of a global dict of 21 (every item bound).
 
 Run in fresh processes, alternating trees, e.g.
     for r in 1 2 3; do PYTHONPATH=A python benchmarks/capture_guards.py; \
@@ -42,9 +43,18 @@ def closure_array(w):
     return np.sum(np.tanh(w * C) ** 2) + np.sum(w)
 
 
+CFG = {f"k{i}": float(i) for i in range(20)}
+CFG["scale"] = C
+
+
+def dict_entries(w):
+    return np.sum(np.tanh(w * CFG["scale"]) ** 2) * CFG["k3"]
+
+
 def main():
     out = []
-    for name, f in (("plain", plain), ("helpers", helpers), ("closure array", closure_array)):
+    for name, f in (("plain", plain), ("helpers", helpers), ("closure array", closure_array),
+                    ("dict entries", dict_entries)):
         g = fa.compile(f)
         for _ in range(200):
             g(W)
