@@ -180,14 +180,28 @@ def softplus(x: Any) -> Any:
     return fnp.logaddexp(0.0, x)
 
 
+def _nan_where(value: Any, *args: Any) -> Any:
+    """``value`` with NaN wherever an argument is NaN (as SciPy's ufuncs give)."""
+    nan = fnp.isnan(args[0])
+    for a in args[1:]:
+        nan = nan | fnp.isnan(a)
+    return fnp.where(nan, _np.nan, value)
+
+
 def entr(x: Any) -> Any:
-    """-x log x for x > 0, 0 at 0 (-inf below)."""
-    return -xlogy(x, x)
+    """-x log x for x > 0, 0 at 0, -inf below (NaN at NaN)."""
+    pos = x > 0
+    safe = fnp.where(pos, x, 1.0)
+    return _nan_where(fnp.where(pos, -safe * fnp.log(safe), fnp.where(x == 0, 0.0, -fnp.inf)),
+                      x)
 
 
 def rel_entr(x: Any, y: Any) -> Any:
-    """x log(x / y) for x, y > 0 (0 where x == 0)."""
-    return xlogy(x, x) - xlogy(x, y)
+    """x log(x / y) for x, y > 0, 0 where x == 0 and y >= 0, inf elsewhere."""
+    inside = (x > 0) & (y > 0)
+    xs, ys = fnp.where(inside, x, 1.0), fnp.where(inside, y, 1.0)
+    return _nan_where(fnp.where(inside, xs * fnp.log(xs / ys),
+                                fnp.where((x == 0) & (y >= 0), 0.0, fnp.inf)), x, y)
 
 
 def kl_div(x: Any, y: Any) -> Any:
@@ -195,7 +209,7 @@ def kl_div(x: Any, y: Any) -> Any:
     inside = (x > 0) & (y > 0)
     edge = (x == 0) & (y >= 0)
     value = rel_entr(fnp.where(inside, x, 1.0), fnp.where(inside, y, 1.0)) - x + y
-    return fnp.where(inside, value, fnp.where(edge, y, fnp.inf))
+    return _nan_where(fnp.where(inside, value, fnp.where(edge, y, fnp.inf)), x, y)
 
 
 def huber(delta: Any, r: Any) -> Any:
@@ -206,38 +220,46 @@ def huber(delta: Any, r: Any) -> Any:
 
 
 def pseudo_huber(delta: Any, r: Any) -> Any:
-    """delta^2 (sqrt(1 + (r / delta)^2) - 1) (inf for delta < 0, 0 at delta == 0)."""
-    safe = fnp.where(delta > 0, delta, 1.0)
-    out = fnp.square(safe) * (fnp.sqrt(1.0 + fnp.square(r / safe)) - 1.0)
-    return fnp.where(delta > 0, out, fnp.where(delta == 0, 0.0, fnp.inf))
-
-
-def poch(z: Any, m: Any) -> Any:
-    """The rising factorial gamma(z + m) / gamma(z)."""
-    return (gammasgn(z + m) * gammasgn(z)
-            * fnp.exp(gammaln(z + m) - gammaln(z)))
+    """delta^2 (sqrt(1 + (r / delta)^2) - 1), as expm1(log1p(v^2) / 2) for
+    precision at small r / delta (inf for delta < 0, 0 at delta == 0 or r == 0)."""
+    off = (delta < 0) | (delta == 0) | (r == 0)
+    safe = fnp.where(off, 1.0, delta)
+    v = r / safe
+    out = fnp.square(safe) * fnp.expm1(0.5 * fnp.log1p(fnp.square(v)))
+    return fnp.where(delta < 0, fnp.inf, fnp.where(off, 0.0, out))
 
 
 def boxcox(x: Any, lmbda: Any) -> Any:
-    """(x^lmbda - 1) / lmbda, log x at lmbda == 0."""
-    return boxcox1p(x - 1.0, lmbda)
+    """(x^lmbda - 1) / lmbda, log x where |lmbda| < 1e-19 (SciPy's cut)."""
+    small = fnp.abs(lmbda) < 1e-19
+    safe = fnp.where(small, 1.0, lmbda)
+    lx = fnp.log(x)
+    return fnp.where(small, lx, fnp.expm1(safe * lx) / safe)
 
 
 def boxcox1p(x: Any, lmbda: Any) -> Any:
-    """((1 + x)^lmbda - 1) / lmbda, log1p x at lmbda == 0."""
-    zero = lmbda == 0
-    safe = fnp.where(zero, 1.0, lmbda)
-    return fnp.where(zero, fnp.log1p(x), fnp.expm1(safe * fnp.log1p(x)) / safe)
+    """((1 + x)^lmbda - 1) / lmbda, log1p x where lmbda or log1p x is tiny (SciPy's cuts)."""
+    lx = fnp.log1p(x)
+    small = (fnp.abs(lmbda) < 1e-19) | ((fnp.abs(lx) < 1e-289) & (fnp.abs(lmbda) < 1e273))
+    safe = fnp.where(small, 1.0, lmbda)
+    return fnp.where(small, lx, fnp.expm1(safe * lx) / safe)
 
 
 def inv_boxcox(y: Any, lmbda: Any) -> Any:
-    return inv_boxcox1p(y, lmbda) + 1.0
+    """(1 + lmbda y)^(1 / lmbda), exp y at lmbda == 0."""
+    zero = lmbda == 0
+    safe = fnp.where(zero, 1.0, lmbda)
+    return fnp.where(zero, fnp.exp(y), fnp.exp(fnp.log1p(safe * y) / safe))
 
 
 def inv_boxcox1p(y: Any, lmbda: Any) -> Any:
+    """(1 + lmbda y)^(1 / lmbda) - 1: expm1 y at lmbda == 0, y where log1p(lmbda y)
+    is below 1e-154 (SciPy's cut)."""
     zero = lmbda == 0
     safe = fnp.where(zero, 1.0, lmbda)
-    return fnp.where(zero, fnp.expm1(y), fnp.expm1(fnp.log1p(safe * y) / safe))
+    lx = fnp.log1p(safe * y)
+    return fnp.where(zero, fnp.expm1(y),
+                     fnp.where(fnp.abs(lx) < 1e-154, y, fnp.expm1(lx / safe)))
 
 
 def cosm1(x: Any) -> Any:
@@ -246,16 +268,25 @@ def cosm1(x: Any) -> Any:
 
 
 def powm1(x: Any, y: Any) -> Any:
-    """x^y - 1, accurate near y log x == 0."""
-    return fnp.expm1(y * fnp.log(x))
+    """x^y - 1, accurate near y log x == 0: 0 at y == 0 or x == 1 (NaN or not),
+    expm1(y log x) for x > 0, |x|^y - 1 at x == 0, x^y - 1 for x < 0 and an
+    integer y (NaN for any other y)."""
+    pos = x > 0
+    safe = fnp.where(pos, x, 1.0)
+    integer = fnp.isfinite(y) & (fnp.floor(y) == y)
+    out = fnp.where(pos, fnp.expm1(y * fnp.log(safe)),
+                    fnp.where(x == 0, fnp.power(fnp.abs(x), y) - 1.0,
+                              fnp.where(integer, fnp.power(x, y) - 1.0, _np.nan)))
+    return fnp.where((y == 0) | (x == 1), 0.0, _nan_where(out, x, y))
 
 
 def exprel(x: Any) -> Any:
-    """(exp(x) - 1) / x; near 0 its series, so that its derivative there is 1/2."""
+    """(exp(x) - 1) / x; near 0 its series, so that its derivative there is 1/2;
+    inf above 717 (SciPy's cut, where expm1 overflows)."""
     near = fnp.abs(x) < 1e-3
-    safe = fnp.where(near, 1.0, x)
+    safe = fnp.where(near | (x > 717.0), 1.0, x)
     series = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0)))
-    return fnp.where(near, series, fnp.expm1(safe) / safe)
+    return fnp.where(near, series, fnp.where(x > 717.0, fnp.inf, fnp.expm1(safe) / safe))
 
 
 def exp10(x: Any) -> Any:
@@ -346,6 +377,21 @@ defvjp(_RGAMMA, lambda g, ans, x: -g * digamma(x) * ans)
 defjvp(_RGAMMA, lambda t, ans, x: -t * digamma(x) * ans)
 
 
+# SciPy's value: its limits at the poles of gamma (a negative integer z:
+# poch(-30, 1) = -30) are no quotient of gammas
+_POCH = defprim("scipy.special.poch", _sc.poch, 2, cost="transcendental", elementwise=True)
+_POCH.builtin = False
+defvjp(_POCH, lambda g, ans, z, m: g * ans * (digamma(z + m) - digamma(z)),
+       lambda g, ans, z, m: g * ans * digamma(z + m))
+defjvp(_POCH, lambda t, ans, z, m: t * ans * (digamma(z + m) - digamma(z)),
+       lambda t, ans, z, m: t * ans * digamma(z + m))
+
+
+def poch(z: Any, m: Any) -> Any:
+    """The rising factorial gamma(z + m) / gamma(z)."""
+    return bind(_POCH, *fnp.broadcast_arrays(fnp.asarray(z, dtype=float), fnp.asarray(m, dtype=float)))
+
+
 def gammasgn(x: Any) -> Any:
     """The sign of gamma(x): derivative 0."""
     return bind(_GAMMASGN, x)
@@ -384,8 +430,9 @@ def hyp1f1(a: Any, b: Any, x: Any) -> Any:
 
 
 def loggamma(x: Any) -> Any:
-    """log(gamma(x)) for real x > 0 (NaN elsewhere, as SciPy's real loggamma)."""
-    return fnp.where(fnp.asarray(x) > 0, gammaln(x), _np.nan)
+    """log(gamma(x)) for real x > 0, inf at 0 (NaN below, as SciPy's real loggamma)."""
+    x = fnp.asarray(x)
+    return fnp.where(x > 0, gammaln(x), fnp.where(x == 0, fnp.inf, _np.nan))
 
 
 def factorial(n: Any, exact: bool = False) -> Any:
