@@ -118,6 +118,11 @@ def _pow_dy(g, ans, x, y):
     return g * (ans * fnp.log(fnp.where(x == 0.0, 1.0, x)))
 
 
+def _nonzero(d):
+    """A divisor ``d`` with 1 where it is 0 (the quotient's numerator is 0 there)."""
+    return fnp.where(d == 0, 1.0, d)
+
+
 # name: (numpy implementation, cost class, what d/dx and d/dy read, d/dx, d/dy)
 BINARY = {
     "add":       (np.add,       CHEAP, (G, G),         lambda g, ans, x, y: g,
@@ -135,8 +140,9 @@ BINARY = {
                                                 lambda g, ans, x, y: _tied(g, x, y)),
     "arctan2":   (np.arctan2,   LIBM,  (XY, XY),       lambda g, ans, x, y: g * y / (fnp.square(x) + fnp.square(y)),
                                                 lambda g, ans, x, y: -(g * x) / (fnp.square(x) + fnp.square(y))),
-    "hypot":     (np.hypot,     LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * x / ans,
-                                                lambda g, ans, x, y: g * y / ans),
+    # at (0, 0), where ans is 0, the subgradient 0 (JAX's), not 0 / 0
+    "hypot":     (np.hypot,     LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * x / _nonzero(ans),
+                                                lambda g, ans, x, y: g * y / _nonzero(ans)),
     "logaddexp": (np.logaddexp, LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * fnp.exp(x - ans),
                                                 lambda g, ans, x, y: g * fnp.exp(y - ans)),
     # |x| with y's sign bit (-0.0 counts as negative): +-1 in x, 0 in y

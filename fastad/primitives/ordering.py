@@ -8,8 +8,9 @@ them, ``take_along`` gathers with them along one axis, ``scatter_add_along``
 is its transpose.  ``sort(x)`` is ``take_along(x, argsort(x))``, so its
 derivative routes each cotangent back to the element that was moved there.
 
-``cumprod``'s derivative divides by x (as ``prod``'s does): an input exactly
-0 gives a NaN derivative, never a silently wrong number.  ``interp`` is
+``cumprod``'s derivative divides by x where no zero precedes; with zeros it
+is written without dividing by them (`_cumprod_vjp`), exact to the second
+derivative for up to two zeros in a row of the scan.  ``interp`` is
 differentiable in x (piecewise linear: the slope of the segment x falls in,
 0 outside [xp[0], xp[-1]], the left segment's at a breakpoint) and in fp, where
 it is linear: each x mixes the two table values of its segment with the hat
@@ -23,6 +24,7 @@ import numpy as np
 
 from .. import shapes
 from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp, registry
+from ..core.tracer import current_builder
 from ..transforms import batching
 from .elementwise import no_rule
 from .numpy_proxy import fnp
@@ -180,10 +182,54 @@ defjvp(_p, lambda t, ans, x, idx, v, axis: t, None,
 defshape(_p, shapes.scatter_add_along)
 defbatch(_p, batching.along_axis)
 
+def _zero_counts(x, axis):
+    """(zero, c, safe, Q, zs) along ``axis``: where x is 0, the number of zeros
+    up to each element, x with 1 at the zeros, the products of the nonzeros up
+    to each element, and the running sum of the zeros (0 in value: a product
+    times it has the zero's derivative)."""
+    zero = x == 0
+    c = fnp.cumsum_(fnp.where(zero, 1.0, 0.0), axis)
+    safe = fnp.where(zero, 1.0, x)
+    return zero, c, safe, fnp.cumprod(safe, axis=axis), fnp.cumsum_(fnp.where(zero, x, 0.0), axis)
+
+
+def _cumprod_vjp(g, ans, x, axis):
+    """d/dx_i of sum_k g_k prod_{j<=k} x_j: sum over k >= i of g_k times the
+    product of the others up to k.  With zeros: for a nonzero x_i the
+    products of the nonzeros Q_k over x_i, times 1 before the first zero,
+    the zero itself (0, with its derivative) up to the second; at a zero Q_k
+    up to the next zero, then the other zero times Q_k."""
+    if type(x) is np.ndarray and current_builder() is None and x.all():
+        return fnp.cumsum_(g * ans, axis, reverse=True) / x  # a plain sweep, no zero
+    zero, c, safe, Q, zs = _zero_counts(x, axis)
+    gQ = g * Q
+    nonzero = fnp.cumsum_(gQ * fnp.where(c == 0, 1.0, fnp.where(c == 1, zs, 0.0)), axis,
+                          reverse=True) / safe
+    second = gQ * fnp.where(c == 2, 1.0, 0.0)
+    at_zero = (fnp.cumsum_(gQ * fnp.where(c == 1, 1.0, 0.0), axis, reverse=True)
+               + fnp.cumsum_(second * zs, axis, reverse=True)
+               - x * fnp.cumsum_(second, axis, reverse=True))
+    return fnp.where(zero, at_zero, nonzero)
+
+
+def _cumprod_jvp(t, ans, x, axis):
+    """The tangent of prod_{j<=k} x_j: sum over i <= k of t_i times the product
+    of the others up to k, without dividing by a zero (as `_cumprod_vjp`)."""
+    if type(x) is np.ndarray and current_builder() is None and x.all():
+        return ans * fnp.cumsum_(t / x, axis)
+    zero, c, safe, Q, zs = _zero_counts(x, axis)
+    nonzero = Q * fnp.where(c == 0, 1.0, fnp.where(c == 1, zs, 0.0)) \
+        * fnp.cumsum_(fnp.where(zero, 0.0, t / safe), axis)
+    tz = fnp.cumsum_(fnp.where(zero, t, 0.0), axis)
+    at_zero = Q * (fnp.where(c == 1, tz, 0.0) + fnp.where(
+        c == 2, zs * tz - fnp.cumsum_(fnp.where(zero, t * x, 0.0), axis), 0.0))
+    return nonzero + at_zero
+
+
 _p = defprim("cumprod", _cumprod, 1, cost="reduction")
-defvjp(_p, lambda g, ans, x, axis: fnp.cumsum_(g * ans, axis, reverse=True) / x)
+defvjp(_p, _cumprod_vjp)
 defreads(_p, ("ans", 0))
-defjvp(_p, lambda t, ans, x, axis: ans * fnp.cumsum_(t / x, axis))
+defjvp(_p, _cumprod_jvp)
 defshape(_p, shapes.along)
 defbatch(_p, batching.along_axis)
 

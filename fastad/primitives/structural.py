@@ -9,8 +9,9 @@ compiled backends recognise contiguous and strided index patterns.
 Non-differentiable points:
   max/min reductions at ties -> the cotangent is split evenly among the tied
   elements (as autograd does).
-  prod -> the gradient is ans / x, so an input exactly 0 gives a NaN
-  derivative (never a silently wrong number).
+  prod -> the gradient is ans / x where a slice holds no zero; with zeros
+  it is the product of the other elements, written without dividing by them
+  (`_prod_partials`), exact to the second derivative for any number of zeros.
 """
 from __future__ import annotations
 
@@ -91,6 +92,46 @@ def _extremum_jvp(t, ans, x, axes, keepdims):
             / fnp.sum(hit, axis=axes, keepdims=keepdims))
 
 
+def _without_zeros(x):
+    """Whether ``x`` is a plain array (a plain sweep's) holding no zero."""
+    return type(x) is np.ndarray and current_builder() is None and bool(x.all())
+
+
+def _prod_partials(x, axes):
+    """(zero, count, safe, rest, partials): d prod / d x_i, the product of the
+    other elements, where a slice holds zeros (``count`` of them), without
+    dividing by them.  Each is written so that its own derivative is right
+    too: at a zero the product of the nonzeros (``rest``) with one zero, the
+    other zero (``zeros - x``, 0 in value) times ``rest`` with two; elsewhere
+    the zero (``zeros``) times the other nonzeros with one zero, 0 with more.
+    Where the slice holds no zero the caller divides ``rest`` by x."""
+    zero = x == 0
+    count = fnp.sum(fnp.where(zero, 1.0, 0.0), axis=axes, keepdims=True)  # (float: every VM's)
+    safe = fnp.where(zero, 1.0, x)
+    rest = fnp.prod(safe, axis=axes, keepdims=True)
+    zeros = fnp.sum(fnp.where(zero, x, 0.0), axis=axes, keepdims=True)
+    at_zero = fnp.where(count == 1, rest, fnp.where(count == 2, (zeros - x) * rest, 0.0))
+    elsewhere = fnp.where(count == 1, zeros * rest / safe, 0.0)
+    return zero, count, safe, rest, fnp.where(zero, at_zero, elsewhere)
+
+
+def _prod_vjp(g, ans, x, axes, keepdims):
+    if _without_zeros(x):
+        return _expand_to(g * ans, x, axes, keepdims) / x
+    G = _expand_to(g, x, axes, keepdims)
+    _, count, safe, rest, partials = _prod_partials(x, axes)
+    return fnp.where(count == 0, G * rest / safe, G * partials)
+
+
+def _prod_jvp(t, ans, x, axes, keepdims):
+    if _without_zeros(x):
+        return ans * fnp.sum(t / x, axis=axes, keepdims=keepdims)
+    zero, _, safe, _, partials = _prod_partials(x, axes)
+    count = fnp.sum(fnp.where(zero, 1.0, 0.0), axis=axes, keepdims=keepdims)
+    return fnp.where(count == 0, ans * fnp.sum(t / safe, axis=axes, keepdims=keepdims),
+                     fnp.sum(t * partials, axis=axes, keepdims=keepdims))
+
+
 # name: (NumPy function, its public names in fastad.numpy, identity, what the
 # VJP reads, vjp(g, ans, x, axes, keepdims), jvp(t, ans, x, axes, keepdims)).
 # The identity is (the element ``where=`` masks with, how ``initial=``
@@ -103,9 +144,8 @@ REDUCTIONS = {
              lambda g, ans, x, axes, keepdims: _expand_to(g, x, axes, keepdims),
              lambda t, ans, x, axes, keepdims: fnp.sum(t, axis=axes, keepdims=keepdims)),
     "prod": (np.prod, ("prod",),        (1.0, operator.mul), ("ans", 0),
-             lambda g, ans, x, axes, keepdims: _expand_to(g * ans, x, axes, keepdims) / x,
-             lambda t, ans, x, axes, keepdims:
-             ans * fnp.sum(t / x, axis=axes, keepdims=keepdims)),
+             lambda g, ans, x, axes, keepdims: _prod_vjp(g, ans, x, axes, keepdims),
+             lambda t, ans, x, axes, keepdims: _prod_jvp(t, ans, x, axes, keepdims)),
     "max":  (np.max,  ("max", "amax"),  None, ("ans", 0), _extremum_vjp, _extremum_jvp),
     "min":  (np.min,  ("min", "amin"),  None, ("ans", 0), _extremum_vjp, _extremum_jvp),
 }
