@@ -218,6 +218,13 @@ def settle(found: Captures, by_reference: list[Binding], read: set[int]) -> Capt
         _unwritten(found, binding)
     guarded = []
     for b in found.guarded:
+        if type(b.where) is Lookup and b.name is None and b.where.get(None) != b.value:
+            # a container's number of items that the trace changed: a list the
+            # function appends to as a side effect (``calls.append(1)``, a log),
+            # which it writes while traced and need not read: not bound (each
+            # trace would change it again, and another compiled function's
+            # trace of the same code too)
+            continue
         value = b.value
         if (b.contents is None and type(value) is np.ndarray and value.dtype.kind in "fc"
                 and (id(value) in read or id(value) not in found.arrays)):

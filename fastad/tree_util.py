@@ -27,9 +27,11 @@ def tree_flatten(tree: Any, is_leaf: Callable[[Any], bool] | None = None
     """``(leaves, treedef)``, the leaves in fastad's order (a dict's by sorted
     key); ``is_leaf(node)`` True makes a node one leaf."""
     if is_leaf is None:
-        return pytree.flatten(tree)
+        leaves, treedef = pytree.flatten(tree)
+        return leaves, PyTreeDef(treedef) if type(treedef) is tuple else treedef
     leaves = [leaf for _, leaf in _with_paths(tree, (), is_leaf)]
-    return leaves, pytree.flatten(_map_until(lambda _: 0, tree, (), is_leaf))[1]
+    treedef = pytree.flatten(_map_until(lambda _: 0, tree, (), is_leaf))[1]
+    return leaves, PyTreeDef(treedef) if type(treedef) is tuple else treedef
 
 
 def tree_unflatten(treedef: Any, leaves: Any) -> Any:
@@ -72,8 +74,10 @@ def tree_map(f: Callable[..., Any], tree: Any, *rest: Any,
 
 def _map_until(f: Callable[..., Any], node: Any, rest: tuple, is_leaf: Callable[[Any], bool]
                ) -> Any:
-    if is_leaf(node) or node is None:
-        return node if node is None else f(node, *rest)
+    if is_leaf(node):  # (None too, where is_leaf selects it: JAX's)
+        return f(node, *rest)
+    if node is None:
+        return None
     registered = pytree.NODES.get(type(node))
     if registered is not None:
         children, aux = registered[0](node)
@@ -183,10 +187,50 @@ def treedef_children(treedef: Any) -> list[Any]:
 
 def treedef_tuple(treedefs: Sequence[Any]) -> Any:
     """The structure of a tuple of trees of these structures."""
-    return ("tuple", tuple(treedefs))
+    return PyTreeDef(("tuple", tuple(treedefs)))
 
 
-PyTreeDef = Any  # the structure tree_structure returns (a nested tuple here)
+class PyTreeDef(tuple):
+    """A tree's structure (`tree_structure`): fastad's nested tuple (equal to
+    it, hashed as it, accepted wherever it is), with the methods of JAX's
+    ``PyTreeDef``.  A leaf's structure is the string `pytree.LEAF`."""
+
+    __slots__ = ()
+
+    @property
+    def num_leaves(self) -> int:
+        return sum(1 if c == pytree.LEAF else PyTreeDef(c).num_leaves
+                   for c in treedef_children(self))
+
+    @property
+    def num_nodes(self) -> int:
+        return 1 + sum(1 if c == pytree.LEAF else PyTreeDef(c).num_nodes
+                       for c in treedef_children(self))
+
+    def unflatten(self, leaves: Any) -> Any:
+        return tree_unflatten(self, leaves)
+
+    def children(self) -> list[Any]:
+        return [c if c == pytree.LEAF else PyTreeDef(c) for c in treedef_children(self)]
+
+    def flatten_up_to(self, tree: Any) -> list[Any]:
+        """The subtrees of ``tree`` at this structure's leaves."""
+        probe = pytree.unflatten(self, [0] * self.num_leaves)  # a tree of this structure
+        children, aux = flatten_one_level(tree) if tree is not None or probe is None else ([], 0)
+        probe_children, probe_aux = flatten_one_level(probe) if probe is not None else ([], None)
+        if type(tree) is not type(probe) or aux != probe_aux or \
+                len(children) != len(probe_children):
+            raise ValueError(f"flatten_up_to: a {type(tree).__name__} where the structure "
+                             f"has a {type(probe).__name__} of {len(probe_children)} children")
+        out: list[Any] = []
+        for c, child in zip(treedef_children(self), children):
+            out.extend([child] if c == pytree.LEAF else PyTreeDef(c).flatten_up_to(child))
+        return out
+
+    def __repr__(self) -> str:
+        return f"PyTreeDef({tree_unflatten(self, ['*'] * self.num_leaves)!r})"
+
+
 KeyEntry = Any
 KeyPath = tuple
 

@@ -327,3 +327,30 @@ def test_register_static_and_tree_static():
     np.testing.assert_array_equal(g.x, [2.0, 2.0])
     with pytest.raises(TypeError, match="identity"):
         tu.tree_reduce_associative(lambda a, b: a + b, ())
+
+
+def test_is_leaf_selecting_none_and_treedef_methods():
+    """``is_leaf`` that selects None makes it a leaf in every function (JAX's),
+    and structures have JAX's PyTreeDef methods."""
+    from collections import namedtuple
+    P = namedtuple("P", "a b")
+    tree = {"w": np.ones(3), "b": [np.zeros(2), None], "p": P(1.0, (None, 2.0))}
+    is_none = lambda v: v is None  # noqa: E731
+    leaves, treedef = fa.tree_util.tree_flatten(tree, is_leaf=is_none)
+    assert len(leaves) == treedef.num_leaves == 6
+    marked = fa.tree_util.tree_map(lambda v: "none" if v is None else "x", tree, is_leaf=is_none)
+    assert marked["b"][1] == "none" and marked["p"].b == ("none", "x")
+    back = fa.tree_util.tree_unflatten(treedef, list(range(6)))
+    assert fa.tree_util.tree_leaves(back) == list(range(6))
+    assert back == treedef.unflatten(range(6))
+    plain = fa.tree_util.tree_structure(tree)
+    assert plain.num_leaves == 4 and len(plain.children()) == 3
+    assert plain == fa.tree_util.tree_flatten(tree)[1] and hash(plain) == hash(tuple(plain))
+    # (a dict's leaves by sorted key: b, p, w)
+    assert plain.flatten_up_to({"w": "a", "b": [(1, 2), None], "p": P([3], (None, 4))}) == \
+        [(1, 2), [3], 4, "a"]
+    with pytest.raises(ValueError, match="flatten_up_to"):
+        plain.flatten_up_to({"w": 1.0})
+    jax = pytest.importorskip("jax")
+    jtree = jax.tree_util.tree_structure(tree)
+    assert (plain.num_leaves, plain.num_nodes) == (jtree.num_leaves, jtree.num_nodes)
