@@ -43,9 +43,22 @@ def _inexact(dtype: Any) -> bool:
 
 def _inside(values: Sequence[Any]) -> list[Any]:
     """``values`` (outer tracers or arrays) as tracers of the active trace
-    (captured), so a sweep can ask for their derivatives."""
+    (captured), so a sweep can ask for their derivatives.  A plain value
+    (an eager gradient's closed-over operand) is captured as an outer tracer
+    is, an input of its own: as a constant, two values equal on this call
+    would share one slot, and each would get the derivative of both (so
+    would two operands holding one object: each gets a slot of its own)."""
     builder = current_builder()
-    return [builder.tracer(builder.slot_of(v)) for v in values]
+    out = []
+    for v in values:
+        if isinstance(v, Tracer):
+            out.append(builder.tracer(builder.slot_of(v)))
+            continue
+        slot = builder._new_slot(v)
+        builder.tape.inputs.append(slot)
+        builder.captures.append(v)
+        out.append(builder.tracer(slot))
+    return out
 
 
 def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:

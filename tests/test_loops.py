@@ -507,6 +507,41 @@ def test_carries_the_vjp_never_reads_are_not_recomputed(seed, length_k, extra):
     np.testing.assert_allclose(along, _directional_fd(f, [theta, xs], d), rtol=1e-6, atol=1e-8)
 
 
+@FAST
+@given(st.floats(-1.0, 1.0), st.integers(1, 4), st.booleans())
+def test_closed_over_values_equal_on_the_call_get_their_own_derivatives(v, m, same):
+    """Reverse mode of a loop computed eagerly: closed-over operands whose
+    values are equal (here all of them, or ``same``: one NumPy scalar read
+    twice) each get their own derivative, as the unrolled loop's, compiled,
+    and central differences give."""
+    def f(r, xs):
+        ks = [r[0]] * m if same else [r[j] for j in range(m)]
+
+        def step(c, x):
+            for j, k in enumerate(ks):
+                c = c + k * x * (j + 1.0) - 0.3 * k * c * x
+            return c, None
+        c, _ = fa.scan(step, 0.3, xs)
+        return c
+
+    def unrolled(r, xs):
+        ks = [r[0]] * m if same else [r[j] for j in range(m)]
+        c = 0.3
+        for x in xs:
+            for j, k in enumerate(ks):
+                c = c + k * x * (j + 1.0) - 0.3 * k * c * x
+        return c
+    r, xs = np.full(m, v), np.linspace(0.1, 1.0, 5)
+    got = fa.grad(f)(r, xs)
+    np.testing.assert_allclose(got, fa.grad(unrolled)(r, xs), rtol=1e-12, atol=1e-14)
+    with _host_call_notice():
+        np.testing.assert_allclose(got, fa.compile(f, backend=COMPILED)(r, xs), rtol=1e-12,
+                                   atol=1e-14)
+    h = 1e-6
+    fd = [(unrolled(r + h * e, xs) - unrolled(r - h * e, xs)) / (2 * h) for e in np.eye(m)]
+    np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8)
+
+
 def test_states_no_larger_than_the_loops_inputs_are_stored():
     """Past STORE_BYTES, a loop whose states take no more than its stacked
     inputs stores them all (the forward pass holds the inputs anyway): no
