@@ -27,38 +27,18 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .core import pytree
 from .core.registry import prims as P
 from .core.tracer import Tracer, bind, current_builder, replay, value_of
 from .loop_hoist import residuals, scan as hoisting_scan
-from .loops import (_Unroll, _while as while_, counted, default_checkpoint, deriving, found_count,
-                    frozen, in_counted, in_loop_body, scan, trace_body, unpack)
+from .loop_reads import filled as _filled, inside as _inside, vjp_reads
+from .loops import (_while as while_, counted, default_checkpoint, deriving, found_count,
+                    frozen, in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
 from .primitives.numpy_proxy import fnp
 
 
 def _inexact(dtype: Any) -> bool:
     return np.dtype(dtype).kind in "fc"
-
-
-def _inside(values: Sequence[Any]) -> list[Any]:
-    """``values`` (outer tracers or arrays) as tracers of the active trace
-    (captured), so a sweep can ask for their derivatives.  A plain value
-    (an eager gradient's closed-over operand) is captured as an outer tracer
-    is, an input of its own: as a constant, two values equal on this call
-    would share one slot, and each would get the derivative of both (so
-    would two operands holding one object: each gets a slot of its own)."""
-    builder = current_builder()
-    out = []
-    for v in values:
-        if isinstance(v, Tracer):
-            out.append(builder.tracer(builder.slot_of(v)))
-            continue
-        slot = builder._new_slot(v)
-        builder.tape.inputs.append(slot)
-        builder.captures.append(v)
-        out.append(builder.tracer(slot))
-    return out
 
 
 def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:
@@ -238,34 +218,6 @@ class _Sweep:
                          length=n)
         return stored
 
-    def vjp_reads(self, ct: Any, c: Sequence[Any], x: Sequence[Any], ct_y: Sequence[Any]
-                  ) -> list[int]:
-        """The carries whose values a step's VJP reads, and those their
-        recomputation reads in turn (a loss carried along is read by neither:
-        its cotangent passes through the step's sum unchanged), found on
-        one step's VJP traced on these values."""
-        nc = self.body.n_carry
-        n_ct = len(ct[0]) + len(ct[1])
-
-        def probe(cts: Any, per_step: Any) -> tuple[Any, Any]:
-            (ct_c, ct_k), (c, x, ct_y) = cts, per_step
-            new_c, new_k, ct_x = self.step_back(ct_c, ct_k, c, c, x, ct_y)
-            return (new_c, new_k), ct_x
-        cts, ct_tree = pytree.flatten(ct)
-        per_step, x_tree = pytree.flatten((list(c), list(x), list(ct_y)))
-        try:
-            probe_body = trace_body(probe, cts, ct_tree, per_step, x_tree, "reverse mode")[0]
-        except _Unroll:
-            return list(range(nc))
-        tape = probe_body.tape
-        read = _live_inputs(tape, range(len(tape.outputs)))
-        need = {j for j in range(nc) if n_ct + j in read}
-        while True:  # what the kept carries' recomputation reads
-            more = {j for j in _live_inputs(self.body.tape, sorted(need)) if j < nc} - need
-            if not more:
-                return sorted(need)
-            need |= more
-
     def stored(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
         """`states` of the loop's own operands, as a loop of the body's
         `LoopBody.storing` form: the same operands and count as the forward
@@ -390,7 +342,7 @@ class _Sweep:
         x_last, ct_y_last = [last(x) for x in x_chunks], [last(y) for y in ct_y_chunks]
         # carries the VJP never reads (a loss) are neither recomputed nor
         # handed on: their value is any one, a chunk's first below
-        keep = self.vjp_reads(ct, [last(m) for m in marks], [row[0] for row in x_last],
+        keep = vjp_reads(self, ct, [last(m) for m in marks], [row[0] for row in x_last],
                               [row[0] for row in ct_y_last])
         if len(keep) == nc:
             keep = None
@@ -426,28 +378,6 @@ class _Sweep:
                               (keep, {j: marks[j][0] for j in drop}))
         return ct, [fnp.concatenate([fnp.reshape(f, (1,) + tuple(fnp.shape(f))), rest])
                     for f, rest in zip(first, ct_xs)]
-
-
-def _filled(c: Sequence[Any], keep: Sequence[int], fixed: dict[int, Any], n: int) -> list[Any]:
-    """The full carry from the kept carries ``c`` (in ``keep``'s order) and
-    the others' stand-ins ``fixed`` (outer values, captured)."""
-    full: list[Any] = [None] * n
-    for j, v in zip(keep, c):
-        full[j] = v
-    rest = sorted(fixed)
-    for j, v in zip(rest, _inside([fixed[j] for j in rest])):
-        full[j] = v
-    return full
-
-
-def _live_inputs(tape: Any, outputs: Any) -> set[int]:
-    """The positions of ``tape``'s inputs that its outputs at positions
-    ``outputs`` read, through its instructions."""
-    live = {tape.outputs[o] for o in outputs}
-    for ins in reversed(tape.instrs):
-        if ins.out in live:
-            live.update(ins.ins)
-    return {k for k, slot in enumerate(tape.inputs) if slot in live}
 
 
 def _like(g: Any, w: Any) -> Any:

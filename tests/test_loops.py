@@ -478,10 +478,10 @@ def test_carries_the_vjp_never_reads_are_not_recomputed(seed, length_k, extra):
         return sum(c[j] * (j + 1.0) for j in range(len(c)))
     theta, xs = np.array([1.3, 0.2]), rng.uniform(-1, 1, length)
     kept = []
-    real = loop_rules._Sweep.vjp_reads
+    real = loop_rules.vjp_reads
 
-    def spy(self, *args):
-        kept.append(real(self, *args))
+    def spy(*args):
+        kept.append(real(*args))
         return kept[-1]
 
     def results(chunked, backend):
@@ -492,11 +492,11 @@ def test_carries_the_vjp_never_reads_are_not_recomputed(seed, length_k, extra):
             with _host_call_notice():
                 value, grads = fa.jit(vg, backend=backend)(theta, xs)
             return [value, *grads]
-    loop_rules._Sweep.vjp_reads = spy
+    loop_rules.vjp_reads = spy
     try:
         chunked = [results(True, b) for b in (None, COMPILED)]
     finally:
-        loop_rules._Sweep.vjp_reads = real
+        loop_rules.vjp_reads = real
     want = [2 + j for j, kind in enumerate(extra) if kind == "state"]
     assert kept and all(keep == [0, 1] + want for keep in kept)
     for got, backend in zip(chunked, (None, COMPILED)):
