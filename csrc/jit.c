@@ -693,8 +693,41 @@ static void land(emitter *e, size_t at, size_t target) {
 }
 
 /* Carries held in registers from one step to the next (their 8-byte input
- * slots; the values are stored as well), at most this many. */
-enum { MAX_PINNED = 6 };
+ * slots; the values are stored as well), at most this many, chosen among
+ * the first PIN_SCAN carries. */
+enum { MAX_PINNED = 6, PIN_SCAN = 16 };
+
+/* Whether carry c (its descriptor entry) of LOOP descriptor d is its own
+ * output and nothing in a step writes its slot: the body's instructions
+ * (array instructions, whose outputs are not looked at, count as writing),
+ * rows copied in or out and the other carries' moves.  Its value is then the
+ * same at every step: a register pinned to it would hold a value the body
+ * reads from L1 as cheaply, and is better given to a carry that changes. */
+static int constant_carry(const int64_t *d, const int64_t *c, const int32_t *body) {
+  const int64_t at = c[0];
+  if (c[0] != c[1] || c[2] != 8 || at % 8) return 0;
+  for (const int32_t *pc = body; *pc != OP_HALT; pc += 1 + fastad_opcode_nargs[*pc]) {
+    if (how(pc) != NATIVE) return 0;
+    int64_t lo, n = 8;
+    switch (*pc) {
+      case OP_UNARY_S: case OP_BINARY_S: lo = scalar_byte(pc[2]); break;
+      case OP_COPY_V: lo = scalar_byte(pc[2]); n = 8 * (int64_t)pc[4]; break;
+      case OP_ZERO_V: lo = scalar_byte(pc[2]); n = 8 * (int64_t)pc[3]; break;
+      default: lo = scalar_byte(pc[1]);
+    }
+    if (lo < at + 8 && at < lo + n) return 0;
+  }
+  const int64_t *e = d + FASTAD_DESC_HEAD_LOOP;
+  int64_t scratch = 0; /* the carries' moves through the scratch region */
+  for (int64_t k = 0; k < d[1]; k++) scratch += e[FASTAD_LOOP_ENTRY_WORDS * k + 2];
+  if (d[4] < at + 8 && at < d[4] + scratch) return 0;
+  for (int64_t k = 0; k < d[1] + d[2] + d[3]; k++, e += FASTAD_LOOP_ENTRY_WORDS) {
+    int64_t lo = e[0], n = e[2];
+    if (k >= d[1] + d[2]) rows_span(d, e, &lo, &n); /* rows out */
+    if (e != c && lo < at + 8 && at < lo + n) return 0;
+  }
+  return 1;
+}
 
 /* Whether the nc carries of LOOP descriptor d, which do not move directly,
  * can move through registers: each one aligned word, no two input slots
@@ -756,15 +789,16 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
   PUT(e, 0x49, 0x89, 0xD6);                         /* mov r14, rdx (t1) */
   PUT(e, 0x49, 0x89, 0xCD);                         /* mov r13, rcx (la) */
   /* carry k of 8 bytes in register pin[k] (the last ones of xmm0-14) */
-  int pin[MAX_PINNED];
+  int pin[PIN_SCAN];
   int npin = 0;
   const int by_registers = !direct && words_apart(d, nc, body);
   e->pinned = 0;
-  for (int64_t k = 0; k < MAX_PINNED; k++) {
+  for (int64_t k = 0; k < PIN_SCAN; k++) {
     pin[k] = -1;
     /* an aligned word: no scalar slot overlaps it in part */
-    if (k < nc && carry[FASTAD_LOOP_ENTRY_WORDS * k + 2] == 8 &&
-        carry[FASTAD_LOOP_ENTRY_WORDS * k] % 8 == 0) {
+    if (k < nc && npin < MAX_PINNED && carry[FASTAD_LOOP_ENTRY_WORDS * k + 2] == 8 &&
+        carry[FASTAD_LOOP_ENTRY_WORDS * k] % 8 == 0 &&
+        !constant_carry(d, carry + FASTAD_LOOP_ENTRY_WORDS * k, body)) {
       pin[k] = NREGS - 1 - npin++;
       e->pinned |= 1u << pin[k];
       sse(e, 0xF2, LOAD, pin[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);
@@ -781,7 +815,7 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
     stop = jump(e, 0x84); /* je */
   }
   forget_all(e);
-  for (int64_t k = 0; k < nc && k < MAX_PINNED; k++)
+  for (int64_t k = 0; k < nc && k < PIN_SCAN; k++)
     if (pin[k] >= 0) e->slot[pin[k]] = carry[FASTAD_LOOP_ENTRY_WORDS * k];
   for (int64_t k = 0; k < nx; k++) {
     const int64_t *x = xs + FASTAD_LOOP_ENTRY_WORDS * k;
@@ -805,8 +839,8 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
    * them (taken before the moves: loop.c moves straight only when no output
    * is overwritten before it is read) and no later carry's move writes over
    * the slot, else from their slots after */
-  int from[MAX_PINNED];
-  for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+  int from[PIN_SCAN];
+  for (int64_t k = 0; k < nc && k < PIN_SCAN; k++) {
     const int64_t at = carry[FASTAD_LOOP_ENTRY_WORDS * k];
     const int r = cached(e, carry[FASTAD_LOOP_ENTRY_WORDS * k + 1]);
     int kept = direct && r >= 0 && !(e->pinned >> r & 1 && r != pin[k]);
@@ -846,7 +880,7 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
     }
     for (int64_t k = 0; k < nc; k++)
       sse(e, 0xF2, STORE, v[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);
-    for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+    for (int64_t k = 0; k < nc && k < PIN_SCAN; k++) {
       if (pin[k] >= 0) sse(e, 0x66, MOVAPD, pin[k], v[k], 0, 0);
       from[k] = pin[k];
     }
@@ -864,7 +898,7 @@ static void emit_steps(emitter *e, owned *o, const fastad_program *p, const int6
       at += c[2];
     }
   }
-  for (int64_t k = 0; k < nc && k < MAX_PINNED; k++) {
+  for (int64_t k = 0; k < nc && k < PIN_SCAN; k++) {
     if (pin[k] < 0 || from[k] == pin[k]) continue;
     if (from[k] >= 0) sse(e, 0x66, MOVAPD, pin[k], from[k], 0, 0);
     else sse(e, 0xF2, LOAD, pin[k], 0, (int32_t)carry[FASTAD_LOOP_ENTRY_WORDS * k], 1);

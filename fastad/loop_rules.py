@@ -30,6 +30,7 @@ import numpy as np
 from .core.registry import prims as P
 from .core.tracer import Tracer, bind, current_builder, replay, value_of
 from .loop_hoist import residuals, scan as hoisting_scan
+from .loop_reads import filled as _filled, inside as _inside, vjp_reads
 from .loops import (_while as while_, counted, default_checkpoint, deriving, found_count,
                     frozen, in_counted, in_loop_body, scan, unpack)
 from .primitives.loops import RUN_TIME, LoopBody, layout, packed_dtype
@@ -38,13 +39,6 @@ from .primitives.numpy_proxy import fnp
 
 def _inexact(dtype: Any) -> bool:
     return np.dtype(dtype).kind in "fc"
-
-
-def _inside(values: Sequence[Any]) -> list[Any]:
-    """``values`` (outer tracers or arrays) as tracers of the active trace
-    (captured), so a sweep can ask for their derivatives."""
-    builder = current_builder()
-    return [builder.tracer(builder.slot_of(v)) for v in values]
 
 
 def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:
@@ -202,14 +196,26 @@ class _Sweep:
         self.y_diff = [j for j, a in enumerate(body.y_avals) if _inexact(a.dtype)]
         self.k_diff = [j for j in active_consts if _inexact(body.const_avals[j].dtype)]
 
-    def step(self, c: Sequence[Any], x: Sequence[Any]) -> list[Any]:
-        """The body's new carry (forward only, for recomputing states)."""
+    def step(self, c: Sequence[Any], x: Sequence[Any], keep: Sequence[int] | None = None,
+             fixed: dict[int, Any] | None = None) -> list[Any]:
+        """The body's new carry (forward only, for recomputing states); with
+        ``keep``, only those carries of it, ``c`` holding only those and the
+        others standing in as ``fixed`` (outer values the kept ones never read)."""
+        if keep is not None:
+            c = _filled(c, keep, fixed or {}, self.body.n_carry)
         outs = replay(self.body.tape, list(c) + list(x) + self.consts)
-        return _as_carried(outs[:self.body.n_carry], c)
+        new = _as_carried(outs[:self.body.n_carry], c)
+        return new if keep is None else [new[j] for j in keep]
 
-    def states(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
-        """The carry before each of the ``n`` steps, stacked (the stored states)."""
-        _, stored = scan(lambda c, x: (self.step(c, x), c), list(c0), list(xs), length=n)
+    def states(self, c0: Sequence[Any], xs: Sequence[Any], n: int,
+               keep: Sequence[int] | None = None, fixed: dict[int, Any] | None = None
+               ) -> list[Any]:
+        """The carry before each of the ``n`` steps, stacked (the stored
+        states); with ``keep``, those carries' alone (`step`)."""
+        if keep is not None:
+            c0 = [c0[j] for j in keep]
+        _, stored = scan(lambda c, x: (self.step(c, x, keep, fixed), c), list(c0), list(xs),
+                         length=n)
         return stored
 
     def stored(self, c0: Sequence[Any], xs: Sequence[Any], n: int) -> list[Any]:
@@ -250,8 +256,8 @@ class _Sweep:
         return last
 
     def back(self, ct: Any, stored: Sequence[Any], xs: Sequence[Any], ct_ys: Sequence[Any],
-             n: int, live: Any = None, hoist: bool = False, known: Any = None
-             ) -> tuple[Any, list[Any]]:
+             n: int, live: Any = None, hoist: bool = False, known: Any = None,
+             fixed: Any = None) -> tuple[Any, list[Any]]:
         """The body's VJP run back over ``n`` steps whose states are ``stored``:
         (the carried cotangents before them, the xs' cotangents stacked).
         ``live`` (a traced count m <= n): only the first m steps are the
@@ -262,12 +268,17 @@ class _Sweep:
         computed for all steps at once, before the loop (`loop_hoist`; for
         states the forward loop stored: where a loop recomputes them, the
         Numba backend overlaps it with this one, which nothing may split),
-        or read from ``known``, what `stored` stored besides the states."""
+        or read from ``known``, what `stored` stored besides the states.
+        ``fixed``: (kept, {carry: value}) when ``stored`` holds only the kept
+        carries' states, the others, which the VJP never reads, standing in
+        as those outer values."""
         index = [np.arange(n, dtype=np.float64)] if live is not None else []
 
         def vjp_step(ct_state: Any, per_step: Any) -> tuple[Any, Any]:
             ct_c, ct_k = ct_state
             c, x, ct_y = per_step[:3]
+            if fixed is not None:
+                c = _filled(c, fixed[0], fixed[1], self.body.n_carry)
             going = per_step[3][0] < live if live is not None else None
             state = c if going is None else [frozen(v, going) for v in c]
             new_c, new_k, ct_x = self.step_back(ct_c, ct_k, c, state, x, ct_y)
@@ -277,7 +288,7 @@ class _Sweep:
             return (new_c, new_k), ct_x
 
         # (not past a loop's end: steps there may overflow, behind `frozen`)
-        if not hoist or live is not None:
+        if not hoist or live is not None or fixed is not None:
             return scan(vjp_step, ct, (list(stored), list(xs), list(ct_ys), index), length=n,
                         reverse=True)
         x_keys = [("carry", j) for j in range(len(stored))] + [("x", j) for j in range(len(xs))]
@@ -327,20 +338,32 @@ class _Sweep:
 
         def last(a: Any) -> Any:
             return a[chunks - 1]
-        held0 = (self.states([last(m) for m in marks], [last(x) for x in x_chunks], k),
-                 [last(x) for x in x_chunks], [last(y) for y in ct_y_chunks])
+        nc = self.body.n_carry
+        x_last, ct_y_last = [last(x) for x in x_chunks], [last(y) for y in ct_y_chunks]
+        # carries the VJP never reads (a loss) are neither recomputed nor
+        # handed on: their value is any one, a chunk's first below
+        keep = vjp_reads(self, ct, [last(m) for m in marks], [row[0] for row in x_last],
+                              [row[0] for row in ct_y_last])
+        if len(keep) == nc:
+            keep = None
+        drop = [] if keep is None else [j for j in range(nc) if j not in keep]
+        held0 = (self.states([last(m) for m in marks], x_last, k, keep,
+                             {j: last(marks[j]) for j in drop}), x_last, ct_y_last)
 
         def chunk_back(state: Any, per_chunk: Any) -> tuple[Any, Any]:
             (ct_c, ct_k), (held, x_held, ct_y_held) = state
             mark, xc, ct_yc = per_chunk
+            fixed = {j: mark[j] for j in drop}
 
             def step(inner: Any, per_step: Any) -> tuple[Any, Any]:
                 c_prev, ct_c, ct_k = inner
                 x_p, c, x, ct_y = per_step
-                new_c, new_k, ct_x = self.step_back(ct_c, ct_k, c, c, x, ct_y)
-                return (self.step(c_prev, x_p), new_c, new_k), (c_prev, ct_x)
+                state = c if keep is None else _filled(c, keep, fixed, nc)
+                new_c, new_k, ct_x = self.step_back(ct_c, ct_k, state, state, x, ct_y)
+                return (self.step(c_prev, x_p, keep, fixed), new_c, new_k), (c_prev, ct_x)
             (_, ct_c, ct_k), (recomputed, ct_x) = scan(
-                step, (list(mark), list(ct_c), list(ct_k)),
+                step, (list(mark) if keep is None else [mark[j] for j in keep],
+                       list(ct_c), list(ct_k)),
                 (list(xc), [flip(v) for v in held], [flip(x) for x in x_held],
                  [flip(y) for y in ct_y_held]), length=k)
             return ((ct_c, ct_k), (recomputed, list(xc), list(ct_yc))), [flip(g) for g in ct_x]
@@ -351,7 +374,8 @@ class _Sweep:
             chunk_back, (ct, held0),
             ([lead(m) for m in marks], [lead(x) for x in x_chunks], [lead(y) for y in ct_y_chunks]),
             length=chunks - 1, reverse=True)
-        ct, first = self.back(ct, held, x_held, ct_y_held, k)
+        ct, first = self.back(ct, held, x_held, ct_y_held, k, fixed=None if keep is None else
+                              (keep, {j: marks[j][0] for j in drop}))
         return ct, [fnp.concatenate([fnp.reshape(f, (1,) + tuple(fnp.shape(f))), rest])
                     for f, rest in zip(first, ct_xs)]
 

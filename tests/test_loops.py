@@ -447,6 +447,101 @@ def test_loops_recorded_in_chunks_equal_the_one_loop_bit_for_bit(prog, compiled)
     np.testing.assert_allclose(along, _directional_fd(f, args, d), rtol=1e-6, atol=1e-8)
 
 
+@FAST
+@given(st.integers(0, 2 ** 32 - 1), st.sampled_from([(12, 3), (16, 4), (30, 5)]),
+       st.lists(st.sampled_from(["loss", "counter", "state"]), min_size=1, max_size=3))
+def test_carries_the_vjp_never_reads_are_not_recomputed(seed, length_k, extra):
+    """Reverse mode of a loop over chunks recomputes a chunk's states for the
+    VJP beside it (`_Sweep.pipelined_back`); carries the VJP reads neither
+    directly nor through the kept ones' recomputation (a loss summed along,
+    a counter) are left out of it.  Value and gradient equal the one loop's
+    bit for bit, compiled and on the reference interpreter, and agree with
+    central differences; the carries kept are the ones read."""
+    from fastad import loop_rules
+    length, k = length_k
+    rng = np.random.default_rng(seed)
+    coef = rng.uniform(-0.5, 0.5, (len(extra), 4))
+
+    def f(theta, xs):
+        def step(c, x):
+            q, p = c[0], c[1]
+            q1 = q + 0.1 * p
+            p1 = p - 0.1 * (theta[0] * np.sin(q) + theta[1] * p) + 0.01 * x
+            new = [q1, p1]
+            for j, (kind, (a, b, u, v)) in enumerate(zip(extra, coef)):
+                old = c[2 + j]
+                new.append(old + (q1 - x) ** 2 * a if kind == "loss" else old + 1.0
+                           if kind == "counter" else np.tanh(old * b + u * q1) + v * old)
+            return tuple(new), None
+        init = (0.3, -0.2) + tuple(0.1 * j for j in range(len(extra)))
+        c, _ = fa.scan(step, init, xs, checkpoint=k)
+        return sum(c[j] * (j + 1.0) for j in range(len(c)))
+    theta, xs = np.array([1.3, 0.2]), rng.uniform(-1, 1, length)
+    kept = []
+    real = loop_rules.vjp_reads
+
+    def spy(*args):
+        kept.append(real(*args))
+        return kept[-1]
+
+    def results(chunked, backend):
+        with _chunking(chunked):
+            vg = fa.value_and_grad(f, argnums=(0, 1))
+            if backend is None:
+                return evaluate(fa.make_tape(vg)(theta, xs), [theta, xs])
+            with _host_call_notice():
+                value, grads = fa.jit(vg, backend=backend)(theta, xs)
+            return [value, *grads]
+    loop_rules.vjp_reads = spy
+    try:
+        chunked = [results(True, b) for b in (None, COMPILED)]
+    finally:
+        loop_rules.vjp_reads = real
+    want = [2 + j for j, kind in enumerate(extra) if kind == "state"]
+    assert kept and all(keep == [0, 1] + want for keep in kept)
+    for got, backend in zip(chunked, (None, COMPILED)):
+        for a, b in zip(got, results(False, backend)):
+            assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    d = [rng.standard_normal(2), rng.standard_normal(length)]
+    along = sum(np.sum(g * v) for g, v in zip(chunked[1][1:], d))
+    np.testing.assert_allclose(along, _directional_fd(f, [theta, xs], d), rtol=1e-6, atol=1e-8)
+
+
+@FAST
+@given(st.floats(-1.0, 1.0), st.integers(1, 4), st.booleans())
+def test_closed_over_values_equal_on_the_call_get_their_own_derivatives(v, m, same):
+    """Reverse mode of a loop computed eagerly: closed-over operands whose
+    values are equal (here all of them, or ``same``: one NumPy scalar read
+    twice) each get their own derivative, as the unrolled loop's, compiled,
+    and central differences give."""
+    def f(r, xs):
+        ks = [r[0]] * m if same else [r[j] for j in range(m)]
+
+        def step(c, x):
+            for j, k in enumerate(ks):
+                c = c + k * x * (j + 1.0) - 0.3 * k * c * x
+            return c, None
+        c, _ = fa.scan(step, 0.3, xs)
+        return c
+
+    def unrolled(r, xs):
+        ks = [r[0]] * m if same else [r[j] for j in range(m)]
+        c = 0.3
+        for x in xs:
+            for j, k in enumerate(ks):
+                c = c + k * x * (j + 1.0) - 0.3 * k * c * x
+        return c
+    r, xs = np.full(m, v), np.linspace(0.1, 1.0, 5)
+    got = fa.grad(f)(r, xs)
+    np.testing.assert_allclose(got, fa.grad(unrolled)(r, xs), rtol=1e-12, atol=1e-14)
+    with _host_call_notice():
+        np.testing.assert_allclose(got, fa.compile(f, backend=COMPILED)(r, xs), rtol=1e-12,
+                                   atol=1e-14)
+    h = 1e-6
+    fd = [(unrolled(r + h * e, xs) - unrolled(r - h * e, xs)) / (2 * h) for e in np.eye(m)]
+    np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-8)
+
+
 def test_states_no_larger_than_the_loops_inputs_are_stored():
     """Past STORE_BYTES, a loop whose states take no more than its stacked
     inputs stores them all (the forward pass holds the inputs anyway): no
