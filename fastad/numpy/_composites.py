@@ -8,6 +8,7 @@ from __future__ import annotations
 import builtins
 import functools
 import inspect
+import math
 from typing import Any
 
 import numpy as _np
@@ -420,9 +421,9 @@ def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = Fa
     rest = [i for i in range(ndim(a)) if i not in axes]
     moved = reshape(transpose(a, rest + list(axes)), tuple(shape(a)[i] for i in rest) + (-1,))
     n = shape(moved)[-1]
+    if math.prod(shape(a)) == 0:  # no elements to reduce, or no rows
+        return _empty_median(a, axes, rest, keepdims)
     s = sort(moved, axis=-1)
-    if n == 0:
-        return quantile(a, 0.5, axis=axis, keepdims=keepdims)
     if n % 2:
         result = s[..., n // 2]
     else:
@@ -486,7 +487,19 @@ def nanpercentile(a: Any, q: Any, axis: Any = None, out: Any = None,
 @_numpy_unless_traced("nanmedian")
 def nanmedian(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
               keepdims: bool = False) -> Any:
+    a = _as(a)
+    axes = _axes(axis, ndim(a))
+    if math.prod(shape(a)) == 0:  # no elements to reduce, or no rows
+        return _empty_median(a, axes, [i for i in range(ndim(a)) if i not in axes], keepdims)
     return nanquantile(a, 0.5, axis=axis, keepdims=keepdims)
+
+
+def _empty_median(a: Any, axes: Any, rest: list[int], keepdims: bool) -> Any:
+    """NumPy's median of an empty array: NaN for each row of no elements (a
+    constant: there is nothing to differentiate), in the result's shape."""
+    dims = tuple(1 if i in axes else d for i, d in enumerate(shape(a))) if keepdims else \
+        tuple(shape(a)[i] for i in rest)
+    return _np.full(dims, _np.nan, dtype=_np.result_type(a.dtype, _np.float16))
 
 
 @_numpy_unless_traced("nanvar")

@@ -347,15 +347,17 @@ def any(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,  #
     if (out is not None or where is not True) and not _has_tracer((a, out, where)):
         return _np.any(a, axis=axis, out=out, keepdims=keepdims, where=where)
     nonzero = _masked(_array(a) != 0, where, False)
-    return _done(_reduce("max", astype(nonzero, _np.float64), axis, keepdims) > 0.0, out, "any")
+    # a count, not a max: a reduction over no elements is False, as NumPy's
+    return _done(_reduce("sum", astype(nonzero, _np.float64), axis, keepdims) > 0.0, out, "any")
 
 
 def all(a: Any, axis: Any = None, out: Any = None, keepdims: bool = False, *,  # noqa: A001
         where: Any = True) -> Any:
     if (out is not None or where is not True) and not _has_tracer((a, out, where)):
         return _np.all(a, axis=axis, out=out, keepdims=keepdims, where=where)
-    nonzero = _masked(_array(a) != 0, where, True)
-    return _done(_reduce("min", astype(nonzero, _np.float64), axis, keepdims) > 0.0, out, "all")
+    zero = _masked(_array(a) == 0, where, False)
+    # no zero counted, not a min: a reduction over no elements is True, as NumPy's
+    return _done(_reduce("sum", astype(zero, _np.float64), axis, keepdims) == 0.0, out, "all")
 
 
 def trace(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1, dtype: Any = None,
