@@ -224,17 +224,21 @@ def tape_of(rec: Recorded, results: list[Any]) -> Tape:
     return tape
 
 
+class NotScalarOutput(TypeError):
+    """``grad`` of a function whose output has more than one element."""
+
+
 def _scalar_output(rec: Recorded, name: str) -> tuple[Any, Any, tuple[int, ...], np.dtype]:
     """The one scalar output (a tracer or a constant), its value, shape and dtype."""
     if len(rec.out_leaves) != 1:
-        raise TypeError(f"{name} requires a function returning one scalar, got a "
-                        f"{len(rec.out_leaves)}-leaf structure")
+        raise NotScalarOutput(f"{name} requires a function returning one scalar, got a "
+                              f"{len(rec.out_leaves)}-leaf structure")
     out = rec.out_leaves[0]
     value = out.value if isinstance(out, Tracer) else out
     shape = value.shape if isinstance(value, (np.ndarray, np.generic)) else np.shape(value)
     if math.prod(shape) != 1:  # one element of any shape is a scalar, as in autograd
-        raise TypeError(f"{name} requires a scalar output, got shape {shape}; use "
-                        "fastad.vjp or fastad.jacobian for non-scalar outputs")
+        raise NotScalarOutput(f"{name} requires a scalar output, got shape {shape}; use "
+                              "fastad.vjp or fastad.jacobian for non-scalar outputs")
     dtype = value.dtype if isinstance(value, (np.ndarray, np.generic)) else np.result_type(value)
     if dtype.kind == "c":
         raise TypeError(f"{name} requires a real-valued output, got {dtype}: the gradient of a "
@@ -687,6 +691,9 @@ def jacobian_mode(f: Callable[..., Any], argnums: int = 0, compiled: bool = Fals
 def hessian(f: Callable[..., Any], argnums: int = 0, sparse: bool = False, *,
             argnum: int | None = None, has_aux: bool = False) -> Callable[..., Any]:
     """The Hessian of scalar ``f``: forward mode over the reverse-mode gradient.
+    Of a function with more outputs (JAX's and autograd's ``hessian``) the
+    forward-mode Jacobian of its reverse-mode Jacobian, of shape
+    ``out.shape + x.shape + x.shape``.
     ``sparse=True``: a ``scipy.sparse.csr_matrix`` (x.size x x.size) from the
     Hessian's detected pattern, star-colored, and one batched pass of
     Hessian-vector products per color (see `fastad.sparse`).  ``has_aux``
@@ -701,7 +708,16 @@ def hessian(f: Callable[..., Any], argnums: int = 0, sparse: bool = False, *,
     if sparse:
         from .sparse import derivatives
         return derivatives.hessian(f, argnums)
-    return jacobian(grad(f, argnums), argnums, mode="fwd")
+    of_scalar = jacobian(grad(f, argnums), argnums, mode="fwd")
+    of_outputs = jacobian(jacobian(f, argnums, mode="rev"), argnums, mode="fwd")
+
+    @functools.wraps(f)
+    def hessian_f(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return of_scalar(*args, **kwargs)
+        except NotScalarOutput:  # f has more outputs than one
+            return of_outputs(*args, **kwargs)
+    return hessian_f
 
 
 def hvp(f: Callable[..., Any], argnums: int = 0, *, argnum: int | None = None

@@ -41,6 +41,7 @@ from .captures import (NONE, _MISSING, _NUMBERS, _SEQUENCES, _SNAPSHOTS, Binding
                        Lookup, _refuse)
 from .core import pytree
 from .core.arrays import digest
+from .core.traced import _TRACERS
 from .core.watched import AdvancedIterator, ReadingCall, WatchedArray
 
 # Bounds on the walk (a trace that would need more is refused, `_refuse`:
@@ -175,7 +176,7 @@ def _special_methods(cls: type) -> set[str]:
 def _foreign_array(value: Any) -> bool:
     """Whether ``value`` is another library's array (it converts to one: a
     jax.Array, a torch tensor), not NumPy's or a number."""
-    return hasattr(type(value), "__array__") and \
+    return hasattr(type(value), "__array__") and type(value) not in _TRACERS and \
         not isinstance(value, (np.ndarray, type, np.generic) + _NUMBERS)
 
 
