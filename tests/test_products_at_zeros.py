@@ -77,3 +77,17 @@ def test_hypot_at_the_origin_has_the_zero_subgradient(backend):
     x = np.array([-1.0, 2.0, 0.5])
     g = fa.grad(f) if backend == "eager" else fa.compile(f, backend=backend)
     np.testing.assert_allclose(g(x), _fd(f, x), rtol=1e-7, atol=1e-9)
+
+
+@pytest.mark.parametrize("backend", ["eager"] + BACKENDS)
+@pytest.mark.parametrize("pair", [(-np.inf, -np.inf), (np.inf, np.inf), (1.5, 1.5),
+                                  (-np.inf, 0.3), (0.3, -2.0)])
+def test_logaddexp_of_equal_operands_shares_the_derivative(pair, backend):
+    """d logaddexp / dx is exp(x - ans): 1/2 each where x == y, also at
+    infinities, where x - ans is NaN (JAX's)."""
+    f = lambda v: fnp.logaddexp(v[0], v[1])  # noqa: E731
+    v = np.array(pair)
+    g = (fa.grad(f) if backend == "eager" else fa.compile(f, backend=backend))(v)
+    x, y = pair
+    want = [0.5, 0.5] if x == y else [np.exp(x - np.logaddexp(x, y)), np.exp(y - np.logaddexp(x, y))]
+    np.testing.assert_allclose(g, want, rtol=1e-15)
