@@ -417,8 +417,11 @@ def _slogdet(a: Any) -> tuple[Any, Any]:
 
 
 def _det(a: Any) -> Any:
-    s, logdet = _slogdet(a)
-    return s * exp(logdet)
+    if iscomplexobj(a):
+        s, logdet = _slogdet(a)
+        return s * exp(logdet)
+    # one primitive, whose derivative is the adjugate (finite where a is singular)
+    return bind(_p("numpy.linalg.det"), a)
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
@@ -546,8 +549,11 @@ def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
         raise _np.linalg.LinAlgError("svd: the array must be at least two-dimensional")
     m, n = shape(a)[-2:]
     if compute_uv and full_matrices and m != n:
-        raise TracingError("svd(full_matrices=True) of a non-square matrix: the extra singular "
-                           "vectors have no unique derivative; pass full_matrices=False")
+        # the completed singular vectors: NumPy's, with no derivative (JAX's too)
+        packed = bind(_p("linalg_factors"), a, kind="svd_full")
+        s = packed[..., 0, :m if m < n else n]
+        return SVDResult(packed[..., 1:1 + m, :m], real(s) if iscomplexobj(packed) else s,
+                         packed[..., 1 + m:, :n])
     packed = bind(_p("svd"), a)
     s = packed[..., 0, :]
     s = real(s) if iscomplexobj(packed) else s  # real, as NumPy's
@@ -557,11 +563,20 @@ def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
 
 
 def _qr(a: Any, mode: str = "reduced") -> Any:
-    if mode not in ("reduced", "r"):
-        raise TracingError(f"qr(mode={mode!r}) is not supported; use 'reduced' or 'r'")
+    if mode not in ("reduced", "r", "complete"):
+        raise ValueError(f"Unrecognized mode '{mode}'" if mode != "raw" else
+                         "qr(mode='raw') (LAPACK's Householder reflectors) is not supported "
+                         "on traced values; use 'reduced', 'complete' or 'r'")
     if ndim(a) < 2:
         raise _np.linalg.LinAlgError("qr: the array must be at least two-dimensional")
-    m = shape(a)[-2]
+    m, n = shape(a)[-2:]
+    if m < n or (mode == "complete" and m != n):
+        # a wide matrix's, or the completed Q: NumPy's, with no derivative (JAX's too)
+        kind = "qr_complete" if mode == "complete" else "qr"
+        k = m if kind == "qr_complete" or m < n else n
+        packed = bind(_p("linalg_factors"), a, kind=kind)
+        q, r = packed[..., :m, :k], packed[..., m:, :n]
+        return r if mode == "r" else QRResult(q, r)
     packed = bind(_p("qr"), a)
     q, r = packed[..., :m, :], packed[..., m:, :]
     return r if mode == "r" else QRResult(q, r)
