@@ -314,6 +314,10 @@ def _divided(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
         a, b = (other, self) if reflected else (self, other)
         if integer_dtype(a) is int and integer_dtype(b) is int:
             _nonzero(b)  # Python's ints: ZeroDivisionError
+        for x in (a, b):
+            # the float quotient is off by at most one step (corrected) below 2**52
+            if isinstance(x, Tracer) and _magnitude(interval_of(x)) >= 2 ** 52:
+                _check_exact(x, getattr(x, "sources", frozenset()), False, float(2 ** 52))
         return self._integer(FRONT_END[name](a, b), other, ("~" if reflected else "") + name)
     return method
 
@@ -508,7 +512,8 @@ def _held(dtype: Any) -> tuple[int, int]:
     return (-EXACT, EXACT)
 
 
-def _check_exact(result: Any, sources: frozenset[Any], unsigned: bool) -> None:
+def _check_exact(result: Any, sources: frozenset[Any], unsigned: bool,
+                 limit: float = float(2 ** 53)) -> None:
     """A guard that the integers ``result`` holds are exact in float64
     (within +-2**53, and not below zero for uint64): rounding is monotonic,
     so a float64 result passes 2**53 exactly when the integer it stands for
@@ -517,7 +522,7 @@ def _check_exact(result: Any, sources: frozenset[Any], unsigned: bool) -> None:
     integers computed from traced floats (no arguments) raise OverflowError."""
     if not isinstance(result, Tracer):
         return
-    held = FRONT_END["less"](FRONT_END["absolute"](result), float(2 ** 53))
+    held = FRONT_END["less"](FRONT_END["absolute"](result), limit)
     if unsigned:
         held = FRONT_END["logical_and"](held, FRONT_END["greater_equal"](result, 0.0))
     if bool(FRONT_END["all"](held)):
