@@ -17,9 +17,9 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
-from ._elementwise import (_abs2, absolute, astype, conjugate, exp, multiply, power, real, sqrt,
+from ._elementwise import (_abs2, absolute, astype, conjugate, exp, log, multiply, stop_gradient, power, real, sqrt,
                            ufunc_like)
-from ._reductions import max, min, sum
+from ._reductions import all as all_, max, min, sum
 from ._shape import (broadcast_to, diagonal, expand_dims, matrix_transpose, moveaxis, ravel,
                      reshape, swapaxes, transpose)
 
@@ -417,10 +417,20 @@ def _slogdet(a: Any) -> tuple[Any, Any]:
 
 
 def _det(a: Any) -> Any:
-    if iscomplexobj(a):
+    if iscomplexobj(a) or not isinstance(a, Tracer):
         s, logdet = _slogdet(a)
         return s * exp(logdet)
-    # one primitive, whose derivative is the adjugate (finite where a is singular)
+    # |det| above 1e-8 of Hadamard's bound (the product of the rows' norms):
+    # the chain through log|det| is accurate (a guard under compilation,
+    # decided on a's value alone, so that no derivative is taken of it)
+    fixed = stop_gradient(a)
+    bound = sum(0.5 * log(sum(fixed * fixed, axis=-1)), axis=-1) + math.log(1e-8)
+    if bool(all_(_slogdet(fixed)[1] > bound)):
+        s, logdet = _slogdet(a)
+        return s * exp(logdet)
+    # a singular matrix, where the chain through log|det| would invert it: one
+    # primitive whose derivative is the adjugate, finite there (JAX's); a
+    # NumPy call between compiled segments, traced only for such matrices
     return bind(_p("numpy.linalg.det"), a)
 
 
