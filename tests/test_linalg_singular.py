@@ -144,3 +144,17 @@ def test_fori_loop_refuses_a_traced_float_bound():
     with pytest.raises(TypeError, match="upper must be an int"):
         fa.jit(lambda n, x: fa.fori_loop(0, n * 1.0, body, x))(2, 1.0)
     assert fa.jit(lambda n, x: fa.fori_loop(0, n, body, x))(3, 1.0) == 4.0
+
+
+@pytest.mark.parametrize("backend", ["c", "numba"])
+def test_cholesky_of_a_matrix_not_positive_definite_says_so(backend):
+    """NumPy's message, also from a compiled program traced on a positive
+    definite matrix (the C VM's own status for potrf)."""
+    bad = np.array([[1.0, 2.0], [2.0, 1.0]])
+    g = fa.compile(lambda a: fnp.sum(fnp.linalg.cholesky(a)), backend=backend)
+    j = fa.jit(fnp.linalg.cholesky, backend=backend)
+    g(2 * np.eye(2))
+    j(np.eye(2))
+    for call in (lambda: g(bad), lambda: j(bad), lambda: j(np.stack([np.eye(2), bad]))):
+        with pytest.raises(np.linalg.LinAlgError, match="not positive definite"):
+            call()
