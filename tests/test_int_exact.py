@@ -180,6 +180,20 @@ def test_a_later_call_past_2_53_is_exact():
     _same(g(small + 1, small), (small + 1) * small + 1)
 
 
+@pytest.mark.parametrize("f", [lambda a, b: fnp.sum(a), lambda a, b: a.sum(),
+                               lambda a, b: fnp.dot(a, b), lambda a, b: fnp.cumsum(a),
+                               lambda a, b: fnp.einsum("i,i->", a, b)])
+def test_partial_sums_past_2_53_are_exact(f):
+    """2**53 - 1 + 2 - 2: a partial sum passes 2**53 where the result does not."""
+    a, b = np.array([2 ** 53 - 1, 2, -2]), np.array([1, 1, 1])
+    g = fa.jit(f, backend="c")
+    np.testing.assert_array_equal(g(np.array([1, 2, 3]), b), f(np.array([1, 2, 3]), b))
+    want = f(a, b)
+    got = g(a, b)
+    assert np.asarray(got).dtype == np.asarray(want).dtype
+    np.testing.assert_array_equal(got, want)
+
+
 def test_negative_integer_powers_raise_as_numpys():
     g = fa.jit(lambda a: a ** -1, backend="c")
     with pytest.raises(ValueError, match="negative integer powers"):
