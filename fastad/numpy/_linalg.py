@@ -17,8 +17,8 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
-from ._elementwise import (_abs2, absolute, astype, conjugate, exp, log, multiply, stop_gradient, power, real, sqrt,
-                           ufunc_like)
+from ._elementwise import (_abs2, absolute, astype, conjugate, exp, log, multiply, power, real,
+                           sqrt, stop_gradient, ufunc_like)
 from ._reductions import all as all_, max, min, sum
 from ._shape import (broadcast_to, diagonal, expand_dims, matrix_transpose, moveaxis, ravel,
                      reshape, swapaxes, transpose)
@@ -416,13 +416,22 @@ def _slogdet(a: Any) -> tuple[Any, Any]:
     return SlogdetResult(bind_computed(phase, sign, a), bind_computed(_p("logabsdet"), logdet, a))
 
 
+_DET_GUARDED = 24  # rows up to which det tells singular matrices (e^-12 > 1e-8)
+
+
 def _det(a: Any) -> Any:
     if iscomplexobj(a) or not isinstance(a, Tracer):
         s, logdet = _slogdet(a)
         return s * exp(logdet)
     # |det| above 1e-8 of Hadamard's bound (the product of the rows' norms):
     # the chain through log|det| is accurate (a guard under compilation,
-    # decided on a's value alone, so that no derivative is taken of it)
+    # decided on a's value alone, so that no derivative is taken of the test).
+    # A random n x n matrix's |det| is about e^(-n/2) of the bound: beyond
+    # _DET_GUARDED rows it would fall under the test, so there the chain is
+    # taken without it (a singular matrix raises LinAlgError in its gradient)
+    if shape(a)[-1] > _DET_GUARDED:
+        s, logdet = _slogdet(a)
+        return s * exp(logdet)
     fixed = stop_gradient(a)
     bound = sum(0.5 * log(sum(fixed * fixed, axis=-1)), axis=-1) + math.log(1e-8)
     if bool(all_(_slogdet(fixed)[1] > bound)):
