@@ -53,8 +53,8 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
-from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeIndex, _Term,
-                           _terms, int_matrix, varying_columns)
+from .reroll_terms import (_INDEX_NODE, _SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeIndex,
+                           _Term, _terms, int_matrix, varying_columns)
 
 _PRIM, _OUT = operator.itemgetter(0), operator.itemgetter(1)  # an Instr's primitive, result
 _NDIM = operator.attrgetter("ndim")
@@ -514,9 +514,14 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             else:
                 if node[1] in ("int", "float", "bool"):
                     weak.add(len(values))
-                values.append((_stacked(column), True))
+                values.append((np.fromiter(column, np.int64, n) if _INDEX_NODE(node)
+                               else _stacked(column), True))
         elif kind in ("take", "take_chain"):
-            index = _stacked(next(columns))
+            column = next(columns)
+            # (a take node's indices are int64 arrays of its shape: 0-d ones
+            # read in C, as `_INDEX_NODE`'s are)
+            index = np.fromiter(column, np.int64, n) \
+                if kind == "take" and node[2] == () else _stacked(column)
             if kind == "take_chain":
                 values.append(_gather((chain_start, False), index, ()))
             else:

@@ -491,7 +491,11 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
                 continue  # (its integers: none)
             # `const_node`'s integers: int64 arrays' values, flattened (the
             # constants of one node share an aval: one shape)
-            block = np.array(values) if set(map(type, values)) == {np.ndarray} else None
+            node = template.nodes[j]
+            if not same and _INDEX_NODE(node):
+                block = np.fromiter(values, np.int64, count)  # (see `_INDEX_NODE`)
+            else:
+                block = np.array(values) if set(map(type, values)) == {np.ndarray} else None
             pieces.append(block if block is not None and block.dtype == _INT64 else
                           [(const_nodes.get(one) or ix.const_node(one))[1]] * count if same
                           else [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
@@ -505,10 +509,23 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
                 column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
                           for s, v in zip(indices, column)]
             varying.append(column)
-            pieces.append(column)
+            # every copy's indices have the template's shape (the node's): 0-d
+            # ones are read in C, as `_INDEX_NODE` says
+            node = template.nodes[j]
+            pieces.append(np.fromiter(column, np.int64, count)
+                          if node[0] == "take" and node[2] == () else column)
     found = _Found(S, bounds, varying, _int_rows(pieces, count))
     return list(map(_Copy, itertools.repeat(template, count), itertools.repeat(found),
                     range(count)))
+
+
+def _INDEX_NODE(node: Any) -> bool:
+    """Whether a constant node is ``x[i]``'s index: its constants are 0-d
+    int64 arrays (the node's type name and aval, which every term of the
+    node's class has), which ``np.fromiter`` reads into one int64 array in C
+    with the values ``np.array`` of their list gives, without its look at
+    each one's type and shape first (a tenth of the time)."""
+    return node[1] == "ndarray" and node[2].shape == () and node[2].dtype == _INT64
 
 
 def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int]]:
