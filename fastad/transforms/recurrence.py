@@ -204,10 +204,10 @@ def _same_as(values: list[Any], r: int) -> np.ndarray:
     ref = values[r]
     kinds = set(map(type, values))
     if kinds == {float}:
-        bits = np.array(values, np.float64).view(np.int64)
+        bits = np.fromiter(values, np.float64, len(values)).view(np.int64)
         return bits == bits[r]
     if kinds == {np.ndarray} and all(v.dtype == _INT64 and not v.shape for v in values):
-        ints = np.array(values, np.int64)
+        ints = np.fromiter(values, np.int64, len(values))  # (np.array's look at each: done)
         return ints == ints[r]
     return np.array([type(v) is type(ref) and bitwise_equal(v, ref) for v in values])
 
@@ -227,7 +227,8 @@ def _value_codes(values: list[Any]) -> np.ndarray:
     floats = np.fromiter(map(operator.is_, types, itertools.repeat(float)), bool, n)
     if floats.any():
         at = np.flatnonzero(floats)
-        bits = np.array(list(map(values.__getitem__, at.tolist())), np.float64).view(np.int64)
+        bits = np.fromiter(map(values.__getitem__, at.tolist()), np.float64,
+                           len(at)).view(np.int64)
         _, inverse = np.unique(bits, return_inverse=True)
         codes[at] = inverse.ravel().astype(np.uint64)
         taken = int(inverse.max()) + 1
@@ -241,7 +242,7 @@ def _value_codes(values: list[Any]) -> np.ndarray:
     indices = np.zeros(n, bool)
     if len(at):
         indices[at] = True
-        ints = np.array(list(itertools.compress(array_values, int64)), np.int64)
+        ints = np.fromiter(itertools.compress(array_values, int64), np.int64, len(at))
         _, inverse = np.unique(ints, return_inverse=True)
         codes[at] = inverse.ravel().astype(np.uint64) + np.uint64(taken)
         taken += int(inverse.max()) + 1

@@ -53,12 +53,13 @@ from ..primitives.numpy_proxy import fnp
 from ..core.tape import Instr, Tape
 from ..core.tracer import bind, recording
 from .analysis import bitwise_equal
-from .reroll_terms import (_SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeIndex, _Term,
-                           _terms, int_matrix, varying_columns)
+from .reroll_terms import (_INDEX_NODE, _SCATTER_LINKS, _SUM_LINKS, MAX_PERIOD, _Copy, _TapeIndex,
+                           _Term, _terms, int_matrix, varying_columns)
 
 _PRIM, _OUT = operator.itemgetter(0), operator.itemgetter(1)  # an Instr's primitive, result
 _NDIM = operator.attrgetter("ndim")
 _TEMPLATE_SIGNATURE = operator.attrgetter("template.signature")
+_TEMPLATE = operator.attrgetter("template")
 _OK = operator.attrgetter("ok")
 _SHARED = operator.attrgetter("shared")
 MIN_RUN = 4            # segments shorter than this stay scalar code
@@ -431,7 +432,10 @@ class _Rewrite:
         for segment in self.segment_at.values():
             # a segment's copies read their template's list of shared slots:
             # each list once (by identity), not once per term
-            lists = list(map(_SHARED, map(terms.__getitem__, segment)))
+            # each list once: by its term's template (a copy's, or the term
+            # itself if walked), then by identity
+            templates = dict.fromkeys(map(_TEMPLATE, map(terms.__getitem__, segment)))
+            lists = list(map(_SHARED, templates))
             slots.update(*dict(zip(map(id, lists), lists)).values())
         covered = self.covered
         for k in itertools.filterfalse(covered.__contains__, range(len(chain.links))):
@@ -514,9 +518,14 @@ def _vectorize(terms: list[_Term], avals: list[Any], value_of: Any, chain_start:
             else:
                 if node[1] in ("int", "float", "bool"):
                     weak.add(len(values))
-                values.append((_stacked(column), True))
+                values.append((np.fromiter(column, np.int64, n) if _INDEX_NODE(node)
+                               else _stacked(column), True))
         elif kind in ("take", "take_chain"):
-            index = _stacked(next(columns))
+            column = next(columns)
+            # (a take node's indices are int64 arrays of its shape: 0-d ones
+            # read in C, as `_INDEX_NODE`'s are)
+            index = np.fromiter(column, np.int64, n) \
+                if kind == "take" and node[2] == () else _stacked(column)
             if kind == "take_chain":
                 values.append(_gather((chain_start, False), index, ()))
             else:
@@ -602,8 +611,10 @@ def _reroll_once(tape: Tape, examples: Sequence[Any], exact_sums: bool) -> Tape 
         return None
     at_end = {r.chain.links[-1].out: r for r in rewrites}
     # reads of a rewritten scatter chain's intermediate arrays see its start
-    alias = {s: r.chain.before for r in rewrites if r.chain.kind != "guard"
-             for s in r.chain.intermediates()}
+    alias: dict[int, int] = {}
+    for r in rewrites:
+        if r.chain.kind != "guard":  # (a chain's intermediates at once, in C)
+            alias.update(dict.fromkeys(r.chain.intermediates(), r.chain.before))
     needed = _needed(ix, at_end, alias, {link.out for r in rewrites if r.chain.kind == "guard"
                                          for link in r.chain.links[:-1]})
     position, instrs = ix.position, tape.instrs

@@ -325,27 +325,53 @@ def _terms(ix: _TapeIndex, chain: Any, foreign: set[int]) -> list[_Term]:
     # term walked whose root computes the same (`_matched`), walked if it differs
     blocked = own | foreign
     keys, members = _term_keys(ix, chain.terms)
-    templates: dict[Any, _Term] = {}
     batch = _Batches(ix, chain, bounds, blocked, arrays, members)
-    matched = batch.found.pop  # (`_Batches.term`'s first step, spelled out)
-    terms: list[_Term] = []
-    for k, (t, bound, key) in enumerate(zip(chain.terms, bounds, keys)):
+    roots = chain.terms
+    terms: list[Any] = [None] * len(roots)
+    # key by key, each key's terms in chain order: a term is matched against
+    # its key's template only, and the templates, batches and streaks are
+    # the key's own, so this finds what a walk of the terms in chain order
+    # finds; a batch's copies (a loop's terms: nearly all) are then placed
+    # in one step instead of one Python step each
+    for key, ks in _by_key(keys, members):
         # (key None: a term that is an input or a constant, or whose
         # parameters cannot be hashed: walked, never a template)
-        template = templates.get(key) if key is not None else None
-        term = None
-        if template is not None:
-            found = matched(k, None)
-            if found is not None and found[0] is template:
-                terms.append(found[1])
-                continue
-            term = batch.unbatched(template, key, k, t, bound)
-        if term is None:
-            term = _Term(ix, t, bound, own, arrays, foreign)
-            if term.ok and key is not None:
-                templates[key] = term
-        terms.append(term)
+        template = None
+        i, count = 0, len(ks)
+        while i < count:
+            k = ks[i]
+            term = None
+            if template is not None:
+                found = batch.found.pop(k, None)
+                if found is not None and found[0] is template:
+                    terms[k] = found[1]
+                    i += 1
+                    continue
+                term = batch.unbatched(template, key, k, roots[k], bounds[k])
+                block = batch.block
+                if block is not None:  # term k and the copies after it, one batch
+                    batch.block = None
+                    placed = len(block)
+                    for at, copy in zip(ks[i:i + placed], block):
+                        terms[at] = copy
+                    i += placed
+                    continue
+            if term is None:
+                term = _Term(ix, roots[k], bounds[k], own, arrays, foreign)
+                if term.ok and key is not None:
+                    template = term
+            terms[k] = term
+            i += 1
     return terms
+
+
+def _by_key(keys: list[Any], members: dict[Any, list[int]]) -> list[tuple[Any, list[int]]]:
+    """The terms' numbers by key, each in chain order (key None: one term
+    each, in a group of its own)."""
+    groups = [(key, ks) for key, ks in members.items() if key is not None]
+    if None in keys:
+        groups += [(None, [k]) for k, key in enumerate(keys) if key is None]
+    return groups
 
 
 def _term_keys(ix: _TapeIndex, roots: list[int]) -> tuple[list[Any], dict[Any, list[int]]]:
@@ -465,7 +491,11 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
                 continue  # (its integers: none)
             # `const_node`'s integers: int64 arrays' values, flattened (the
             # constants of one node share an aval: one shape)
-            block = np.array(values) if set(map(type, values)) == {np.ndarray} else None
+            node = template.nodes[j]
+            if not same and _INDEX_NODE(node):
+                block = np.fromiter(values, np.int64, count)  # (see `_INDEX_NODE`)
+            else:
+                block = np.array(values) if set(map(type, values)) == {np.ndarray} else None
             pieces.append(block if block is not None and block.dtype == _INT64 else
                           [(const_nodes.get(one) or ix.const_node(one))[1]] * count if same
                           else [(const_nodes.get(s) or ix.const_node(s))[1] for s in rows[j]])
@@ -479,10 +509,23 @@ def _copies(template: _Term, bounds: list[int], S: np.ndarray) -> list[Any]:
                 column = [v if type(v) is np.ndarray and v.dtype is _INT64 else const_ints(s)
                           for s, v in zip(indices, column)]
             varying.append(column)
-            pieces.append(column)
+            # every copy's indices have the template's shape (the node's): 0-d
+            # ones are read in C, as `_INDEX_NODE` says
+            node = template.nodes[j]
+            pieces.append(np.fromiter(column, np.int64, count)
+                          if node[0] == "take" and node[2] == () else column)
     found = _Found(S, bounds, varying, _int_rows(pieces, count))
     return list(map(_Copy, itertools.repeat(template, count), itertools.repeat(found),
                     range(count)))
+
+
+def _INDEX_NODE(node: Any) -> bool:
+    """Whether a constant node is ``x[i]``'s index: its constants are 0-d
+    int64 arrays (the node's type name and aval, which every term of the
+    node's class has), which ``np.fromiter`` reads into one int64 array in C
+    with the values ``np.array`` of their list gives, without its look at
+    each one's type and shape first (a tenth of the time)."""
+    return node[1] == "ndarray" and node[2].shape == () and node[2].dtype == _INT64
 
 
 def _int_rows(pieces: list[list[Any]], count: int) -> np.ndarray | list[list[int]]:
@@ -645,27 +688,23 @@ class _Batches:
         # next batch, the last term batched]
         self.state: dict[Any, list[Any]] = {}
         self.cols: Any = None
-
-    def term(self, template: _Term, key: Any, k: int, root: int, bound: int) -> _Term | None:
-        """Term k (of ``key``, at ``root``) matched against ``template``: by
-        a batch once the template matched STREAK terms in a row (a loop),
-        else by `_matched`; None if it does not match."""
-        found = self.found.pop(k, None)
-        if found is not None and found[0] is template:
-            return found[1]
-        return self.unbatched(template, key, k, root, bound)
+        # the copies `unbatched` last matched in one batch, from the term it
+        # returned on, for consecutive terms of its key (`_terms` takes them)
+        self.block: list[_Term] | None = None
 
     def unbatched(self, template: _Term, key: Any, k: int, root: int, bound: int
                   ) -> _Term | None:
-        """`term` once term k was found matched by no batch of ``template``."""
+        """Term k (of ``key``, at ``root``) matched against ``template``, once
+        no batch matched it: by a batch from term k on once the template
+        matched STREAK terms in a row (a loop; the batch's leading copies are
+        left in ``block``), else by `_matched`; None if it does not match."""
         state = self.state.get(key)
         if state is None or state[0] is not template:
             state = self.state[key] = [template, 0, MIN_BATCH, -1]
         if state[1] >= STREAK and k > state[3]:
             self._match_from(state, key, k)
-            found = self.found.pop(k, None)
-            if found is not None:
-                return found[1]
+            if self.block is not None:
+                return self.block[0]
         term = _matched(template, root, bound, self.blocked)
         state[1] = state[1] + 1 if term is not None else 0
         return term
@@ -687,7 +726,12 @@ class _Batches:
         chosen = np.flatnonzero(ok)
         ks = [batch[c] for c in chosen.tolist()]
         terms = _copies(template, [self.bounds[k] for k in ks], S[:, chosen])
-        self.found.update(zip(ks, zip(itertools.repeat(template), terms)))
+        # the leading copies (term k on, consecutive) go to the caller as a
+        # block, the others wait in ``found`` for their turn
+        lead = len(ks) if ok.all() else int(np.argmin(ok))
+        if lead:
+            self.block = terms[:lead]
+        self.found.update(zip(ks[lead:], zip(itertools.repeat(template), terms[lead:])))
 
     def _columns(self) -> Any:
         if self.cols is None:
