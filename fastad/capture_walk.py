@@ -49,6 +49,7 @@ from .core.watched import AdvancedIterator, ReadingCall, WatchedArray
 _MAX_FUNCTIONS = 512  # functions followed from one compiled function
 _MAX_ITEMS = 4096  # items of one list or tuple
 _MAX_DEPTH = 8  # containers in containers followed
+_MAX_PASSES = 64  # passes over the containers found, each finding new names or functions
 _FUNCTIONS = (types.FunctionType, functools_partial, types.MethodType)
 # libraries' functions are not followed: their module constants are not the user's
 _LIBRARIES = frozenset({"numpy", "scipy", "fastad", "jax", "autograd", "functools", "math",
@@ -379,7 +380,9 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
             guarded.setdefault((id(b.where), b.name), b)
 
     def follow(f: Any) -> None:
-        f = getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
+        wrapper, f = f, getattr(f, "__wrapped__", f)  # functools.wraps, fastad's own wrappers
+        if f is not wrapper:  # (a class's special method found again on the next pass,
+            seen.add(id(wrapper))  # a dataclass's __repr__: the walk must come to an end)
         if isinstance(f, functools_partial):
             if id(f) not in seen:
                 seen.add(id(f))
@@ -426,7 +429,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
         take(Binding({k: root}, k, root), 0)
     # Functions name attributes and keys, containers hold functions (methods):
     # look again until neither finds anything new.
-    while True:
+    for _ in range(_MAX_PASSES):
         while todo:
             if len(seen) >= _MAX_FUNCTIONS:
                 _refuse(f"state through more than {_MAX_FUNCTIONS} Python functions")
@@ -456,4 +459,6 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
                     take(Binding(where, name, value), depth)
         if not todo and before == (len(taken), len(containers), len(seen)):
             break
+    else:  # (each pass finds something new: a bound, not an expected end)
+        _refuse(f"state the walk finds more of in each of {_MAX_PASSES} passes")
     return guarded, arrays, list(collected.values())

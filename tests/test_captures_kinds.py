@@ -19,6 +19,7 @@ mutation, on each backend; state beyond the walk's reach is refused with
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import random
 import types
@@ -39,7 +40,7 @@ X = np.array([0.3, -1.2, 2.0])
 KINDS = ["closure", "global", "default", "kwdefault", "partial", "partial_kw", "method",
          "class_attribute", "class_object", "callable_object", "slots", "deep", "module",
          "helper", "globals_item", "dict_values", "computed_key", "computed_attribute",
-         "list_grows", "set_size", "deque_grows", "custom_getitem", "array_like"]
+         "list_grows", "set_size", "deque_grows", "custom_getitem", "array_like", "dataclass"]
 MUTATIONS = ["in_place", "rebind"]
 
 
@@ -76,6 +77,15 @@ class _Table:
 
     def __getitem__(self, key):
         return self.items[key]
+
+
+@dataclasses.dataclass
+class _Config:
+    """A dataclass: its generated special methods (``__repr__`` is wrapped by
+    ``reprlib.recursive_repr``) are followed once each."""
+
+    value: object
+    scale: float = 1.0
 
 
 class _ArrayLike:
@@ -221,6 +231,10 @@ def _make(kind, value, depth_of_path=4):
         f = lambda w: fnp.sum(w * table["v"]) + fnp.sum(w ** 2)  # noqa: E731
         return (f, state, lambda new: table.items.__setitem__("v", new),
                 lambda: table.items["v"])
+    if kind == "dataclass":
+        config = _Config(value)
+        f = lambda w: fnp.sum(w * config.value) * config.scale + fnp.sum(w ** 2)  # noqa: E731
+        return f, state, lambda new: setattr(config, "value", new), lambda: config.value
     if kind == "array_like":
         held = _ArrayLike(value)
         f = lambda w: fnp.sum(w * held) + fnp.sum(w ** 2)  # noqa: E731
