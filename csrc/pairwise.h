@@ -47,8 +47,9 @@
   }
 DEFINE_LEAF_SUM(pairwise_leaf_d, double)
 DEFINE_LEAF_SUM(pairwise_leaf_f, float)
-#define PAIRWISE_LEAF(a, n) _Generic((a), float *: pairwise_leaf_f, const float *: pairwise_leaf_f, \
-                                     default: pairwise_leaf_d)(a, n)
+#define PAIRWISE_LEAF(a, n)                                                    \
+  _Generic((a), float *: pairwise_leaf_f, const float *: pairwise_leaf_f,      \
+           default: pairwise_leaf_d)(a, n)
 
 /* The length of the first half of a run of m > PAIRWISE_BLOCK elements. */
 static inline int64_t pairwise_half(int64_t m) {

@@ -27,7 +27,7 @@ from ..core.registry import registry
 from ..core.registry import prims as P
 from ..core.tape import Instr, Tape
 from ..transforms.analysis import affine, affine_grid, c_strides, common_affine_grid, is_range
-from .numba_sums import BLOCK, DEPTH, STREAM_IMPORT, WALK
+from .numba_sums import BLOCK, SCRATCH, STREAM_IMPORT
 from .numba_tables import REDUCER_START, REDUCERS, UFUNCS, _literal, _shape, _Step
 
 
@@ -511,7 +511,7 @@ class _LoopFusion:
             dt = self.avals[ins.out].dtype
             if ins not in full:
                 lines.append(f"acc{ins.out} = {_literal(REDUCER_START[registry[ins.prim]], dt)}")
-        lines += self.tree_buffers(full, "f") + self.tree_buffers(per_row, "r")
+        lines += self.tree_buffers(full + per_row)
         if full:  # the walk of the loop's elements
             lines += self.tree_start(full, "f", size)
         rows = math.prod(loop.shape[:loop.split])
@@ -546,7 +546,8 @@ class _LoopFusion:
             acc = f"racc{ins.out}"
             combine = REDUCERS[registry[ins.prim]]
             body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
-        body += self.tree_step(full, "f") + self.tree_step(per_row, "r")
+        body += (self.tree_step(full, "f", size)
+                 + self.tree_step(per_row, "r", math.prod(loop.shape[loop.split:])))
         for ins in loop.members:  # in tape order: each element's updates keep their order
             if ins.prim != "scatter_add":
                 continue
@@ -588,7 +589,7 @@ class _LoopFusion:
             lines += ["    " + line for line in first + body + store]
         for ins in full:
             zero = self.literal(0, self.avals[ins.out].dtype)
-            lines.append(f"acc{ins.out} = {zero} + pv{ins.out}[0]")
+            lines.append(f"acc{ins.out} = {zero} + ps{ins.out}[{BLOCK}]")
         for ins in loop.reductions:
             self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
         for ins in loop.rows:  # leading axes kept: never a scalar
@@ -629,7 +630,7 @@ class _LoopFusion:
         for ins in loop.rows:
             value = f"racc{ins.out}"
             if ins in per_row:  # 0 + the row's sum, as the unfused row sum
-                value = f"{self.literal(0, self.avals[ins.out].dtype)} + pv{ins.out}[0]"
+                value = f"{self.literal(0, self.avals[ins.out].dtype)} + ps{ins.out}[{BLOCK}]"
             lines.append(f"{pad}r{ins.out}[{row}] = {value}")
 
     # -- float sums in NumPy's pairwise order (numba_sums) ---------------------------
@@ -638,41 +639,37 @@ class _LoopFusion:
         tree (`numba_sums`), as the unfused sum (`emit_reduce`) is?"""
         return registry[ins.prim] is P.sum and self.avals[ins.ins[0]].dtype.kind == "f"
 
-    def tree_buffers(self, sums: list[Instr], tag: str) -> list[str]:
-        """Per sum, a leaf's values and the stack of subtree sums; per walk
-        (``tag``: "f" the loop's elements, "r" each row's), its state.  Named
-        after the first sum: variables of one loop."""
-        if not sums:
-            return []
-        self.module_lines[STREAM_IMPORT] = None
-        w = f"{tag}{sums[0].out}"
-        lines = [f"pw{w} = np.empty({WALK}, np.int64)"]
-        for ins in sums:
-            dt = self.avals[ins.ins[0]].dtype.name
-            lines += [f"lb{ins.out} = np.empty({BLOCK}, np.{dt})",
-                      f"pv{ins.out} = np.empty({DEPTH}, np.{dt})"]
-        return lines
+    def tree_buffers(self, sums: list[Instr]) -> list[str]:
+        """Per sum, its scratch: a leaf's values and the stack of subtree sums."""
+        if sums:
+            self.module_lines[STREAM_IMPORT] = None
+        return [f"ps{ins.out} = np.empty({SCRATCH}, np.{self.avals[ins.ins[0]].dtype.name})"
+                for ins in sums]
 
     @staticmethod
     def tree_start(sums: list[Instr], tag: str, n: int) -> list[str]:
-        """A walk over n elements starts: its first leaf, empty stacks."""
+        """A walk over n elements starts (``tag``: "f" the loop's elements, "r"
+        each row's; its variables named after the first sum): the first leaf,
+        empty stacks."""
         if not sums:
             return []
         w = f"{tag}{sums[0].out}"
-        return ([f"walk_init(pw{w}, {n})", f"pn{w}, pd{w} = walk_next(pw{w})", f"pk{w} = 0"]
+        return ([f"pp{w} = 0", f"pn{w}, pd{w} = leaf_at({n}, 0)", f"pk{w} = 0"]
                 + [f"nv{ins.out} = 0" for ins in sums])
 
     @staticmethod
-    def tree_step(sums: list[Instr], tag: str) -> list[str]:
-        """An element's values join the leaf; a full leaf is summed and pushed."""
+    def tree_step(sums: list[Instr], tag: str, n: int) -> list[str]:
+        """An element's values join the leaf; a full leaf is summed and pushed,
+        and the next one found."""
         if not sums:
             return []
         w = f"{tag}{sums[0].out}"
-        return ([f"lb{ins.out}[pk{w}] = e{ins.ins[0]}" for ins in sums]
+        return ([f"ps{ins.out}[pk{w}] = e{ins.ins[0]}" for ins in sums]
                 + [f"pk{w} += 1", f"if pk{w} == pn{w}:"]
-                + [f"    nv{ins.out} = leaf_push(pv{ins.out}, nv{ins.out}, lb{ins.out}, pn{w}, "
-                   f"pd{w})" for ins in sums]
-                + [f"    pn{w}, pd{w} = walk_next(pw{w})", f"    pk{w} = 0"])
+                + [f"    nv{ins.out} = leaf_push(ps{ins.out}, nv{ins.out}, pn{w}, pd{w})"
+                   for ins in sums]
+                + [f"    pp{w} += pn{w}", f"    pk{w} = 0",
+                   f"    pn{w}, pd{w} = leaf_at({n}, pp{w})"])
 
     def local_accumulators(self, loop: _Loop, scatter_at: dict[int, str], visits: int
                            ) -> dict[int, int]:

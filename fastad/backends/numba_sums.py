@@ -16,7 +16,7 @@ import numpy as np
 
 # what a generated module imports to call the helpers (`numba_source`)
 IMPORT = "from fastad.backends.numba_sums import pairwise_sum"
-STREAM_IMPORT = "from fastad.backends.numba_sums import walk_init, walk_next, leaf_push"
+STREAM_IMPORT = "from fastad.backends.numba_sums import leaf_at, leaf_push"
 BLOCK = 128
 DEPTH = 64  # each level of the tree at least halves n < 2**63
 
@@ -89,45 +89,40 @@ def _pairwise_sum(a, start, n):  # pragma: no cover  (run compiled)
 
 
 # A fused loop sums values it computes one by one and stores none of them:
-# it walks the same tree as they come.  `walk_next` yields the tree's leaves
-# in order, each with the number of additions of finished subtrees that
-# follow it; the loop writes a leaf's values into a buffer of BLOCK, and
-# `leaf_push` sums the leaf as `block_sum` does and adds it on a stack of
-# subtree sums as NumPy adds its halves (left + right).  A walk is an int64
-# array of 1 + 2 * DEPTH: the stack's top, then (size, additions) per
-# subtree still to visit (the leaves are contiguous: no starts needed).
-WALK = 1 + 2 * DEPTH
-
-def _walk_init(w, n):  # pragma: no cover  (run compiled)
-    """Starts walk w over a run of n >= 1 elements."""
-    w[0] = 0
-    w[1], w[2] = n, 0
+# it walks the same tree as they come.  `leaf_at` gives the leaf of the tree
+# that starts at a position, with the number of additions of finished
+# subtrees that follow it; the loop writes a leaf's values into a scratch
+# array of SCRATCH (the leaf's BLOCK values, then a stack of DEPTH subtree
+# sums), and `leaf_push` sums the leaf as `block_sum` does and adds it on the
+# stack as NumPy adds its halves (left + right).  The sum is then
+# scratch[BLOCK].
+SCRATCH = BLOCK + DEPTH
 
 
-def _walk_next(w):  # pragma: no cover  (run compiled)
-    """(length, additions after it) of the next leaf; length 0 when none."""
-    top = w[0]
-    if top < 0:
-        return 0, 0
-    size, done = w[1 + 2 * top], w[2 + 2 * top]
-    top -= 1
+def _leaf_at(n, p):  # pragma: no cover  (run compiled)
+    """(length, additions after it) of the leaf starting at p of the tree of
+    n elements: the path down to it, a right half adding one addition (it
+    completes its parent), a left half none.  log n steps per leaf of 64 to
+    128 elements, and no state between leaves."""
+    start, size, done = 0, n, 0
     while size > BLOCK:
         half = size // 2
         half -= half % 8
-        top += 1  # the right half, visited after the left
-        w[1 + 2 * top], w[2 + 2 * top] = size - half, done + 1
-        size, done = half, 0
-    w[0] = top
+        if p < start + half:
+            size, done = half, 0
+        else:
+            start, size, done = start + half, size - half, done + 1
     return size, done
 
 
-def _leaf_push(vals, nv, buf, n, done):  # pragma: no cover  (run compiled)
-    """Pushes the sum of leaf buf[:n] on the stack vals[:nv] of subtree sums,
-    makes the additions that follow it; the stack's new height."""
-    vals[nv] = block_sum(buf, 0, n)
+def _leaf_push(scratch, nv, n, done):  # pragma: no cover  (run compiled)
+    """Pushes the sum of the leaf scratch[:n] on the stack of subtree sums
+    (nv of them, from scratch[BLOCK]), makes the additions that follow it;
+    the stack's new height."""
+    scratch[BLOCK + nv] = block_sum(scratch, 0, n)
     nv += 1
     for _ in range(done):
-        vals[nv - 2] = vals[nv - 2] + vals[nv - 1]
+        scratch[BLOCK + nv - 2] = scratch[BLOCK + nv - 2] + scratch[BLOCK + nv - 1]
         nv -= 1
     return nv
 
@@ -138,8 +133,7 @@ try:
     # change `numba_source._FORMAT`
     block_sum = njit(cache=True, nogil=True)(_block_sum)
     pairwise_sum = njit(cache=True, nogil=True)(_pairwise_sum)
-    walk_init = njit(cache=True, nogil=True)(_walk_init)
-    walk_next = njit(cache=True, nogil=True)(_walk_next)
+    leaf_at = njit(cache=True, nogil=True)(_leaf_at)
     leaf_push = njit(cache=True, nogil=True)(_leaf_push)
 except ImportError:  # no Numba: no backend to call it
-    block_sum = pairwise_sum = walk_init = walk_next = leaf_push = None
+    block_sum = pairwise_sum = leaf_at = leaf_push = None
