@@ -640,9 +640,12 @@ class _LoopFusion:
         return registry[ins.prim] is P.sum and self.avals[ins.ins[0]].dtype.kind == "f"
 
     def tree_buffers(self, sums: list[Instr]) -> list[str]:
-        """Per sum, its scratch: a leaf's values and the stack of subtree sums."""
+        """Per sum, its scratch: a leaf's values and the stack of subtree sums,
+        dead after the loop, so a loop around this one's makes it once
+        (`scratch`, `numba_loop_instr.made_once`)."""
         if sums:
             self.module_lines[STREAM_IMPORT] = None
+        self.scratch.update(f"ps{ins.out}" for ins in sums)
         return [f"ps{ins.out} = np.empty({SCRATCH}, np.{self.avals[ins.ins[0]].dtype.name})"
                 for ins in sums]
 
