@@ -363,7 +363,10 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
   }
   int nchunks = 1;
   if (n >= fastad_fused_parallel_min) nchunks = fastad_pool_threads();
-  if (job.tree) {
+  if (n <= 0) { /* nothing to run: every sum is 0 */
+    nchunks = 0;
+    job.bounds[0] = 0;
+  } else if (job.tree) {
     nchunks = tree_chunks(job.bounds, n, nchunks);
   } else {
     int64_t per = (n + nchunks - 1) / nchunks;
@@ -397,9 +400,9 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
     const int64_t off = slots[SLOT_WORDS * (st[2] - d[0]) + 1];
     int c = 0; /* 0 + the sum, as the unfused reduction starts from 0 */
     if (t == DT_F64)
-      ((double *)arena)[off] = 0.0 + tree_total_d(&job, nsum, 0, n, &c);
+      ((double *)arena)[off] = n > 0 ? 0.0 + tree_total_d(&job, nsum, 0, n, &c) : 0.0;
     else
-      ((float *)arena)[off] = 0.0f + tree_total_f(&job, nsum, 0, n, &c);
+      ((float *)arena)[off] = n > 0 ? 0.0f + tree_total_f(&job, nsum, 0, n, &c) : 0.0f;
     nsum++;
   }
 }
