@@ -4,6 +4,7 @@
  * and fastad_copy, the arena copies split the same way.
  */
 #include "fused.h"
+#include "pairwise.h"
 #include "pool.h"
 
 #if !defined(_WIN32) && !defined(FASTAD_NO_THREADS)
@@ -30,7 +31,18 @@ typedef pthread_t thread_id;
 /* A FUSED instruction runs its micro-program over blocks of FUSED_BLOCK
  * elements: each step is one tight loop over the block, its registers stay
  * in L1, and only the chain's inputs and outputs touch the arena.  Large
- * instructions are cut into one contiguous chunk per thread.  FUSED_BLOCK: fused.h. */
+ * instructions are cut into one contiguous chunk per thread.  FUSED_BLOCK: fused.h.
+ *
+ * An instruction with sums (SUM, COUNT) sums as NumPy does (pairwise.h): its
+ * blocks are whole leaves of the pairwise tree of its n elements (as many as
+ * fit in FUSED_BLOCK), each leaf summed in a register with NumPy's eight
+ * partial sums, the leaves' sums added on a small stack as the tree adds
+ * them; its thread chunks are subtrees, added after the join as the tree
+ * adds them.  So a fused sum has the bits of np.sum of the same values,
+ * whatever the thread count. */
+#if FUSED_BLOCK < PAIRWISE_BLOCK
+#error "a FUSED block holds at least one leaf of the pairwise tree"
+#endif
 /* Measured on the 2-core development machine (docs/design.md); a build may
  * set another with -DFASTAD_FUSED_PARALLEL_MIN=... */
 #ifndef FASTAD_FUSED_PARALLEL_MIN
@@ -85,7 +97,9 @@ typedef struct {
   int t;
   char *arena;
   const int64_t *d;
-  int64_t n, chunk_len;
+  int64_t n;
+  int64_t bounds[FASTAD_POOL_MAX_THREADS + 1]; /* chunk c: bounds[c] .. bounds[c + 1] - 1 */
+  int tree;        /* has sums: blocks are leaves of the pairwise tree (above) */
   poll_state *ps;  /* NULL: no polling; else polled from the caller's chunks */
   thread_id caller;
   int abort;       /* set (atomically) when ps asked to stop: every chunk stops */
@@ -120,7 +134,7 @@ static int fused_stop(fused_job *job) {
   return 1;
 }
 
-/* Runs chunk c of a job: blocks [c * chunk_len, min(n, (c + 1) * chunk_len)),
+/* Runs chunk c of a job: blocks [bounds[c], bounds[c + 1]),
  * fewer if a poll stops the job (what it computed so far is then combined as
  * usual, to values nobody reads). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTAD_SANITIZE_BUILD)
@@ -131,14 +145,22 @@ static void fused_chunk(void *arg, int chunk) {
   const int64_t *d = job->d;
   const int nregs = (int)d[0], nslots = (int)d[1], nsteps = (int)d[2];
   const int64_t *slots = d + FUSED_HEAD, *steps = d + FUSED_HEAD + SLOT_WORDS * nslots;
-  const int64_t lo = chunk * job->chunk_len;
-  const int64_t hi = lo + job->chunk_len < job->n ? lo + job->chunk_len : job->n;
+  const int64_t lo = job->bounds[chunk], hi = job->bounds[chunk + 1];
   VM_ASSERT_INDEX(hi - 1, job->n);
   FLOAT_TYPED(job->t, {
     _Alignas(64) T regs[FASTAD_FUSED_MAX_REGS][FUSED_REG_STRIDE];
     T *ptr[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
     char scalar[FASTAD_FUSED_MAX_REGS + FASTAD_FUSED_MAX_SLOTS];
-    T sums[FASTAD_FUSED_MAX_SUMS];
+    /* per SUM or COUNT step, the sums of the chunk's finished subtrees */
+    T vals[FASTAD_FUSED_MAX_SUMS][PAIRWISE_DEPTH];
+    int nvals[FASTAD_FUSED_MAX_SUMS];
+    /* the leaves of the current block and the next one, with their additions */
+    int64_t leaf_len[FUSED_BLOCK / 8 + 1];
+    int leaf_done[FUSED_BLOCK / 8 + 1];
+    int nleaves = 0, next_done = 0;
+    pairwise_walk walk;
+    pairwise_walk_init(&walk, lo, hi - lo);
+    int64_t next_len = job->tree ? pairwise_next(&walk, &next_done) : 0;
     /* SHIFT f > 0: contributions waiting for the next block, to elements
      * pend_at .. pend_at + f - 1 */
     T pend[FASTAD_FUSED_MAX_SHIFTS][FASTAD_FUSED_MAX_SHIFT];
@@ -161,11 +183,21 @@ static void fused_chunk(void *arg, int chunk) {
       scalar[r] = 0;
     }
     for (int s = 0; s < nslots; s++) scalar[nregs + s] = slots[SLOT_WORDS * s] == FUSED_SCALAR;
-    for (int k = 0; k < nsums; k++) sums[k] = 0;
-    int64_t blocks = 0;
-    for (int64_t i0 = lo; i0 < hi; i0 += FUSED_BLOCK) {
+    for (int k = 0; k < nsums; k++) nvals[k] = 0;
+    int64_t blocks = 0, len;
+    for (int64_t i0 = lo; i0 < hi; i0 += len) {
       if (job->ps != NULL && ++blocks % POLL_BLOCKS == 0 && fused_stop(job)) break;
-      const int64_t len = hi - i0 < FUSED_BLOCK ? hi - i0 : FUSED_BLOCK;
+      len = hi - i0 < FUSED_BLOCK ? hi - i0 : FUSED_BLOCK;
+      if (job->tree) { /* the whole leaves that fit */
+        len = 0;
+        nleaves = 0;
+        while (next_len > 0 && len + next_len <= FUSED_BLOCK) {
+          leaf_len[nleaves] = next_len;
+          leaf_done[nleaves++] = next_done;
+          len += next_len;
+          next_len = pairwise_next(&walk, &next_done);
+        }
+      }
       for (int s = 0; s < nslots; s++) {
         const int64_t kind = slots[SLOT_WORDS * s], off = slots[SLOT_WORDS * s + 1];
         ptr[nregs + s] = (T *)job->arena + off + (kind == FUSED_IN || kind == FUSED_OUT ? i0 : 0);
@@ -225,27 +257,32 @@ static void fused_chunk(void *arg, int chunk) {
             switch (st[1]) { FASTAD_BINARY_FNS(BINARY_V_CASE) }
           }
         } else if (st[0] == FUSED_COUNT || st[0] == FUSED_NCOUNT) {
+          /* per leaf: NumPy's sum of its 0s and 1s is the count, exact */
           const int kind = scalar[st[4]] ? 1 : scalar[st[3]] ? 2 : 0;
-          int64_t count = 0; /* at most FUSED_BLOCK: exact in T */
-          switch (st[1]) { FASTAD_COMPARE_FNS(COUNT_CASE) }
-          /* where it fails: the rest, NaN included */
-          sums[nsum++] += (T)(st[0] == FUSED_COUNT ? count : n - count);
-        } else { /* SUM, with four partial sums: vectorises, rounds less */
-          T s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-          int64_t i = 0;
-          for (; i + 4 <= len; i += 4) {
-            s0 += pa[i];
-            s1 += pa[i + 1];
-            s2 += pa[i + 2];
-            s3 += pa[i + 3];
+          T *v = vals[nsum];
+          int nv = nvals[nsum];
+          for (int l = 0, at = 0; l < nleaves; at += (int)leaf_len[l++]) {
+            const T *pa = ptr[st[3]] + (kind == 2 ? 0 : at);
+            const T *pb = ptr[st[4]] + (kind == 1 ? 0 : at);
+            const int64_t n = leaf_len[l];
+            int64_t count = 0;
+            switch (st[1]) { FASTAD_COMPARE_FNS(COUNT_CASE) }
+            /* where it fails: the rest, NaN included */
+            PAIRWISE_PUSH(v, nv, (T)(st[0] == FUSED_COUNT ? count : n - count), leaf_done[l]);
           }
-          for (; i < len; i++) s0 += pa[i];
-          sums[nsum++] += (s0 + s1) + (s2 + s3);
+          nvals[nsum++] = nv;
+        } else { /* SUM: NumPy's leaf sums, added as its tree adds them */
+          T *v = vals[nsum];
+          int nv = nvals[nsum];
+          for (int l = 0, at = 0; l < nleaves; at += (int)leaf_len[l++])
+            PAIRWISE_PUSH(v, nv, PAIRWISE_LEAF(pa + at, leaf_len[l]), leaf_done[l]);
+          nvals[nsum++] = nv;
         }
       }
       pend_at = i0 + len;
     }
-    for (int k = 0; k < nsums; k++) job->sums[chunk][k] = (double)sums[k];
+    /* the chunk's sum (a partial one if a poll stopped it: nobody reads it) */
+    for (int k = 0; k < nsums; k++) job->sums[chunk][k] = nvals[k] ? (double)vals[k][0] : 0.0;
     /* SHIFT f > 0: what is still pending lands past the chunk's end: in the
      * next chunk (added after the join) or past element n - 1 (added now) */
     int nshift = 0;
@@ -269,6 +306,45 @@ static void fused_chunk(void *arg, int chunk) {
   });
 }
 
+/* The chunks of a job with sums: subtrees of the pairwise tree of its n
+ * elements, in order, the largest split until there are `want` (or none is
+ * longer than a leaf). */
+static int tree_chunks(int64_t *bounds, int64_t n, int want) {
+  int64_t size[FASTAD_POOL_MAX_THREADS];
+  int count = 1;
+  bounds[0] = 0;
+  size[0] = n;
+  while (count < want) {
+    int big = 0;
+    for (int c = 1; c < count; c++) big = size[c] > size[big] ? c : big;
+    if (size[big] <= PAIRWISE_BLOCK) break;
+    for (int c = count; c > big + 1; c--) {
+      bounds[c] = bounds[c - 1];
+      size[c] = size[c - 1];
+    }
+    const int64_t half = pairwise_half(size[big]);
+    bounds[big + 1] = bounds[big] + half;
+    size[big + 1] = size[big] - half;
+    size[big] = half;
+    count++;
+  }
+  bounds[count] = n;
+  return count;
+}
+
+/* The sum of the subtree (start, size) of accumulator k from its chunks'
+ * sums, as the tree adds them; *c: the next chunk. */
+#define DEFINE_TREE_TOTAL(fname, T)                                                        \
+  static T fname(const fused_job *job, int k, int64_t start, int64_t size, int *c) {      \
+    if (job->bounds[*c] == start && job->bounds[*c + 1] == start + size)                  \
+      return (T)job->sums[(*c)++][k];                                                       \
+    const int64_t half = pairwise_half(size);                                              \
+    const T left = fname(job, k, start, half, c);                                           \
+    return left + fname(job, k, start + half, size - half, c);                              \
+  }
+DEFINE_TREE_TOTAL(tree_total_d, double)
+DEFINE_TREE_TOTAL(tree_total_f, float)
+
 void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
   fused_job job;
   job.t = t;
@@ -278,24 +354,38 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
   job.ps = ps;
   job.abort = 0;
   if (ps != NULL) job.caller = THIS_THREAD();
-  int nchunks = 1;
-  if (n >= fastad_fused_parallel_min) nchunks = fastad_pool_threads();
-  int64_t per = (n + nchunks - 1) / nchunks;
-  job.chunk_len = (per + FUSED_BLOCK - 1) / FUSED_BLOCK * FUSED_BLOCK;
-  if (job.chunk_len == 0) job.chunk_len = FUSED_BLOCK;
-  nchunks = (int)((n + job.chunk_len - 1) / job.chunk_len);
-  fastad_pool_run(fused_chunk, &job, nchunks);
-  /* Each accumulator: its chunks' partial sums, in chunk order; each SHIFT:
-   * the contributions that crossed a chunk boundary. */
   const int nslots = (int)d[1], nsteps = (int)d[2];
   const int64_t *slots = d + FUSED_HEAD, *steps = d + FUSED_HEAD + SLOT_WORDS * nslots;
+  job.tree = 0;
+  for (int k = 0; k < nsteps; k++) {
+    const int64_t kind = steps[STEP_WORDS * k];
+    job.tree |= kind == FUSED_SUM || kind == FUSED_COUNT || kind == FUSED_NCOUNT;
+  }
+  int nchunks = 1;
+  if (n >= fastad_fused_parallel_min) nchunks = fastad_pool_threads();
+  if (n <= 0) { /* nothing to run: every sum is 0 */
+    nchunks = 0;
+    job.bounds[0] = 0;
+  } else if (job.tree) {
+    nchunks = tree_chunks(job.bounds, n, nchunks);
+  } else {
+    int64_t per = (n + nchunks - 1) / nchunks;
+    int64_t chunk_len = (per + FUSED_BLOCK - 1) / FUSED_BLOCK * FUSED_BLOCK;
+    if (chunk_len == 0) chunk_len = FUSED_BLOCK;
+    nchunks = (int)((n + chunk_len - 1) / chunk_len);
+    for (int c = 0; c < nchunks; c++) job.bounds[c] = c * chunk_len;
+    job.bounds[nchunks] = n;
+  }
+  fastad_pool_run(fused_chunk, &job, nchunks);
+  /* Each accumulator: its chunks' sums, added as the tree adds them; each
+   * SHIFT: the contributions that crossed a chunk boundary. */
   int nsum = 0, nshift = 0;
   for (int k = 0; k < nsteps; k++) {
     const int64_t *st = steps + STEP_WORDS * k;
     if (st[0] == FUSED_SHIFT) {
       const int64_t f = st[1], off = slots[SLOT_WORDS * (st[2] - d[0]) + 1];
       for (int c = 0; c < nchunks; c++) {
-        const int64_t at = f > 0 ? (c + 1) * job.chunk_len : c * job.chunk_len + f;
+        const int64_t at = f > 0 ? job.bounds[c + 1] : job.bounds[c] + f;
         if ((f > 0 && c == nchunks - 1) || (f < 0 && c == 0)) continue;
         FLOAT_TYPED(t, {
           T *x = (T *)arena + off + at;
@@ -308,11 +398,11 @@ void fused(int t, char *arena, const int64_t *d, int64_t n, poll_state *ps) {
     }
     if (st[0] != FUSED_SUM && st[0] != FUSED_COUNT && st[0] != FUSED_NCOUNT) continue;
     const int64_t off = slots[SLOT_WORDS * (st[2] - d[0]) + 1];
-    FLOAT_TYPED(t, {
-      T acc = 0;
-      for (int c = 0; c < nchunks; c++) acc += (T)job.sums[c][nsum];
-      ((T *)arena)[off] = acc;
-    });
+    int c = 0; /* 0 + the sum, as the unfused reduction starts from 0 */
+    if (t == DT_F64)
+      ((double *)arena)[off] = n > 0 ? 0.0 + tree_total_d(&job, nsum, 0, n, &c) : 0.0;
+    else
+      ((float *)arena)[off] = n > 0 ? 0.0f + tree_total_f(&job, nsum, 0, n, &c) : 0.0f;
     nsum++;
   }
 }

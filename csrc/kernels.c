@@ -5,6 +5,7 @@
  * bodies they share with the fused blocks are macros in kernels.h.
  */
 #include "kernels.h"
+#include "pairwise.h"
 
 #include <limits.h>
 
@@ -408,37 +409,14 @@ DEFINE_ROW_EXTREME(row_max_f, float, >)
 DEFINE_ROW_EXTREME(row_min_d, double, <)
 DEFINE_ROW_EXTREME(row_min_f, float, <)
 /* NumPy's pairwise summation (its `pairwise_sum` loop, same order, same
- * type): runs of at most 128 with eight partial sums, halved recursively
- * above that.  The rounding error grows with log n, not n (a running float32
- * sum of 10^6 x 0.1 is 1% off), and a contiguous sum has NumPy's bits. */
-#define PAIRWISE_BLOCK 128
+ * type; pairwise.h): runs of at most 128 with eight partial sums, halved
+ * recursively above that.  The rounding error grows with log n, not n (a
+ * running float32 sum of 10^6 x 0.1 is 1% off), and a contiguous sum has
+ * NumPy's bits. */
 #define DEFINE_PAIRWISE_SUM(fname, T)                                              \
   static T fname(const T *a, int64_t n) {                                          \
-    if (n < 8) {                                                                   \
-      T res = -0.0;                                                                \
-      for (int64_t i = 0; i < n; i++) res += a[i];                                 \
-      return res;                                                                  \
-    }                                                                              \
-    if (n <= PAIRWISE_BLOCK) {                                                     \
-      T r0 = a[0], r1 = a[1], r2 = a[2], r3 = a[3];                                \
-      T r4 = a[4], r5 = a[5], r6 = a[6], r7 = a[7];                                \
-      int64_t i = 8;                                                               \
-      for (; i < n - (n % 8); i += 8) {                                            \
-        r0 += a[i];                                                                \
-        r1 += a[i + 1];                                                            \
-        r2 += a[i + 2];                                                            \
-        r3 += a[i + 3];                                                            \
-        r4 += a[i + 4];                                                            \
-        r5 += a[i + 5];                                                            \
-        r6 += a[i + 6];                                                            \
-        r7 += a[i + 7];                                                            \
-      }                                                                            \
-      T res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7));                   \
-      for (; i < n; i++) res += a[i];                                              \
-      return res;                                                                  \
-    }                                                                              \
-    int64_t n2 = n / 2;                                                            \
-    n2 -= n2 % 8;                                                                  \
+    if (n <= PAIRWISE_BLOCK) return PAIRWISE_LEAF(a, n);                           \
+    const int64_t n2 = pairwise_half(n);                                           \
     return fname(a, n2) + fname(a + n2, n - n2);                                   \
   }
 DEFINE_PAIRWISE_SUM(pairwise_sum_d, double)

@@ -26,8 +26,8 @@ What keeps blocks (and threads) independent:
     update of a range a previous update of the run wrote continues it in place;
   * a value made in the run is only ever read at the same element.
 Each element is computed by the same operations in the same order as in the
-unfused program, so results are bitwise equal (sums excepted: the VM adds
-them per block and per thread chunk).
+unfused program, so results are bitwise equal; so are sums, which the VM
+adds in NumPy's pairwise order as the unfused reduction does (csrc/fused.c).
 """
 from __future__ import annotations
 

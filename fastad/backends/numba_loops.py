@@ -27,6 +27,7 @@ from ..core.registry import registry
 from ..core.registry import prims as P
 from ..core.tape import Instr, Tape
 from ..transforms.analysis import affine, affine_grid, c_strides, common_affine_grid, is_range
+from .numba_sums import BLOCK, SCRATCH, STREAM_IMPORT
 from .numba_tables import REDUCER_START, REDUCERS, UFUNCS, _literal, _shape, _Step
 
 
@@ -513,9 +514,15 @@ class _LoopFusion:
                 stored.append(ins)
                 aval = self.avals[ins.out]
                 self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
+        full = [ins for ins in loop.reductions if self.pairwise(ins)]
+        per_row = [ins for ins in loop.rows if self.pairwise(ins)]
         for ins in loop.reductions:
             dt = self.avals[ins.out].dtype
-            lines.append(f"acc{ins.out} = {_literal(REDUCER_START[registry[ins.prim]], dt)}")
+            if ins not in full:
+                lines.append(f"acc{ins.out} = {_literal(REDUCER_START[registry[ins.prim]], dt)}")
+        lines += self.tree_buffers(full + per_row)
+        if full:  # the walk of the loop's elements
+            lines += self.tree_start(full, "f", size)
         rows = math.prod(loop.shape[:loop.split])
         for ins in loop.rows:
             lines.append(f"r{ins.out} = np.empty({rows}, np.{self.avals[ins.out].dtype.name})")
@@ -532,13 +539,19 @@ class _LoopFusion:
             if ins in stored:
                 body.append(f"{self.flat(ins.out)}[i] = e{ins.out}")
         for ins in loop.reductions:
+            if ins in full:
+                continue
             acc = f"acc{ins.out}"
             combine = REDUCERS[registry[ins.prim]]
             body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
         for ins in loop.rows:
+            if ins in per_row:
+                continue
             acc = f"racc{ins.out}"
             combine = REDUCERS[registry[ins.prim]]
             body.append(f"{acc} = " + combine.format(acc=acc, v=f"e{ins.ins[0]}"))
+        body += (self.tree_step(full, "f", size)
+                 + self.tree_step(per_row, "r", math.prod(loop.shape[loop.split:])))
         for ins in loop.members:  # in tape order: each element's updates keep their order
             if ins.prim != "scatter_add":
                 continue
@@ -578,6 +591,9 @@ class _LoopFusion:
         else:
             lines.append(f"for i in range({size}):")
             lines += ["    " + line for line in first + body + store]
+        for ins in full:
+            zero = self.literal(0, self.avals[ins.out].dtype)
+            lines.append(f"acc{ins.out} = {zero} + ps{ins.out}[{BLOCK}]")
         for ins in loop.reductions:
             self.add_var(f"acc{ins.out}", ins.out, True, self.avals[ins.out].dtype)
         for ins in loop.rows:  # leading axes kept: never a scalar
@@ -595,10 +611,15 @@ class _LoopFusion:
         signed zeros and NaN included, so each row's value is the bits of
         the row fold `emit_reduce` makes from the row's first element."""
         lines, shape = self.step.lines, loop.shape
+        per_row = [ins for ins in loop.rows if self.pairwise(ins)]
         pad = ""
         for d in range(len(shape)):
             if d == loop.split:
+                lines += [pad + line for line in
+                          self.tree_start(per_row, "r", math.prod(shape[loop.split:]))]
                 for ins in loop.rows:
+                    if ins in per_row:
+                        continue
                     prim = registry[ins.prim]
                     start = -0.0 if prim is P.sum else REDUCER_START[prim]
                     lines.append(f"{pad}racc{ins.out} = "
@@ -610,7 +631,52 @@ class _LoopFusion:
         row = " + ".join(f"i{d} * {st}" for d, st in
                          enumerate(c_strides(shape[:loop.split])))
         pad = "    " * loop.split
-        lines += [f"{pad}r{ins.out}[{row}] = racc{ins.out}" for ins in loop.rows]
+        for ins in loop.rows:
+            value = f"racc{ins.out}"
+            if ins in per_row:  # 0 + the row's sum, as the unfused row sum
+                value = f"{self.literal(0, self.avals[ins.out].dtype)} + ps{ins.out}[{BLOCK}]"
+            lines.append(f"{pad}r{ins.out}[{row}] = {value}")
+
+    # -- float sums in NumPy's pairwise order (numba_sums) ---------------------------
+    def pairwise(self, ins: Instr) -> bool:
+        """Is the loop's reduction ins a float sum, summed as NumPy's pairwise
+        tree (`numba_sums`), as the unfused sum (`emit_reduce`) is?"""
+        return registry[ins.prim] is P.sum and self.avals[ins.ins[0]].dtype.kind == "f"
+
+    def tree_buffers(self, sums: list[Instr]) -> list[str]:
+        """Per sum, its scratch: a leaf's values and the stack of subtree sums,
+        dead after the loop, so a loop around this one's makes it once
+        (`scratch`, `numba_loop_instr.made_once`)."""
+        if sums:
+            self.module_lines[STREAM_IMPORT] = None
+        self.scratch.update(f"ps{ins.out}" for ins in sums)
+        return [f"ps{ins.out} = np.empty({SCRATCH}, np.{self.avals[ins.ins[0]].dtype.name})"
+                for ins in sums]
+
+    @staticmethod
+    def tree_start(sums: list[Instr], tag: str, n: int) -> list[str]:
+        """A walk over n elements starts (``tag``: "f" the loop's elements, "r"
+        each row's; its variables named after the first sum): the first leaf,
+        empty stacks."""
+        if not sums:
+            return []
+        w = f"{tag}{sums[0].out}"
+        return ([f"pp{w} = 0", f"pn{w}, pd{w} = leaf_at({n}, 0)", f"pk{w} = 0"]
+                + [f"nv{ins.out} = 0" for ins in sums])
+
+    @staticmethod
+    def tree_step(sums: list[Instr], tag: str, n: int) -> list[str]:
+        """An element's values join the leaf; a full leaf is summed and pushed,
+        and the next one found."""
+        if not sums:
+            return []
+        w = f"{tag}{sums[0].out}"
+        return ([f"ps{ins.out}[pk{w}] = e{ins.ins[0]}" for ins in sums]
+                + [f"pk{w} += 1", f"if pk{w} == pn{w}:"]
+                + [f"    nv{ins.out} = leaf_push(ps{ins.out}, nv{ins.out}, pn{w}, pd{w})"
+                   for ins in sums]
+                + [f"    pp{w} += pn{w}", f"    pk{w} = 0",
+                   f"    pn{w}, pd{w} = leaf_at({n}, pp{w})"])
 
     def local_accumulators(self, loop: _Loop, scatter_at: dict[int, str], visits: int
                            ) -> dict[int, int]:

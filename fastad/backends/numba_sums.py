@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# what a generated module imports to call the helper (`numba_source`)
+# what a generated module imports to call the helpers (`numba_source`)
 IMPORT = "from fastad.backends.numba_sums import pairwise_sum"
+STREAM_IMPORT = "from fastad.backends.numba_sums import leaf_at, leaf_push"
 BLOCK = 128
+DEPTH = 64  # each level of the tree at least halves n < 2**63
 
 
 def _block_sum(a, start, n):  # pragma: no cover  (run compiled)
@@ -86,11 +88,52 @@ def _pairwise_sum(a, start, n):  # pragma: no cover  (run compiled)
     return vals[0]
 
 
+# A fused loop sums values it computes one by one and stores none of them:
+# it walks the same tree as they come.  `leaf_at` gives the leaf of the tree
+# that starts at a position, with the number of additions of finished
+# subtrees that follow it; the loop writes a leaf's values into a scratch
+# array of SCRATCH (the leaf's BLOCK values, then a stack of DEPTH subtree
+# sums), and `leaf_push` sums the leaf as `block_sum` does and adds it on the
+# stack as NumPy adds its halves (left + right).  The sum is then
+# scratch[BLOCK].
+SCRATCH = BLOCK + DEPTH
+
+
+def _leaf_at(n, p):  # pragma: no cover  (run compiled)
+    """(length, additions after it) of the leaf starting at p of the tree of
+    n elements: the path down to it, a right half adding one addition (it
+    completes its parent), a left half none.  log n steps per leaf of 64 to
+    128 elements, and no state between leaves."""
+    start, size, done = 0, n, 0
+    while size > BLOCK:
+        half = size // 2
+        half -= half % 8
+        if p < start + half:
+            size, done = half, 0
+        else:
+            start, size, done = start + half, size - half, done + 1
+    return size, done
+
+
+def _leaf_push(scratch, nv, n, done):  # pragma: no cover  (run compiled)
+    """Pushes the sum of the leaf scratch[:n] on the stack of subtree sums
+    (nv of them, from scratch[BLOCK]), makes the additions that follow it;
+    the stack's new height."""
+    scratch[BLOCK + nv] = block_sum(scratch, 0, n)
+    nv += 1
+    for _ in range(done):
+        scratch[BLOCK + nv - 2] = scratch[BLOCK + nv - 2] + scratch[BLOCK + nv - 1]
+        nv -= 1
+    return nv
+
+
 try:
     from numba import njit
     # a kernel cached on disk holds this compiled code: a change here must
     # change `numba_source._FORMAT`
     block_sum = njit(cache=True, nogil=True)(_block_sum)
     pairwise_sum = njit(cache=True, nogil=True)(_pairwise_sum)
+    leaf_at = njit(cache=True, nogil=True)(_leaf_at)
+    leaf_push = njit(cache=True, nogil=True)(_leaf_push)
 except ImportError:  # no Numba: no backend to call it
-    block_sum = pairwise_sum = None
+    block_sum = pairwise_sum = leaf_at = leaf_push = None
