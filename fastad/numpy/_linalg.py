@@ -428,7 +428,10 @@ def _det(a: Any) -> Any:
     # decided on a's value alone, so that no derivative is taken of the test).
     # A random n x n matrix's |det| is about e^(-n/2) of the bound: beyond
     # _DET_GUARDED rows it would fall under the test, so there the chain is
-    # taken without it (a singular matrix raises LinAlgError in its gradient)
+    # taken without it (a singular matrix raises LinAlgError in its gradient).
+    # The test factorizes a stopped copy: the chain's own factorization,
+    # recorded before the test, would be differentiated in forward mode also
+    # where the test then sends a singular matrix to the adjugate
     if shape(a)[-1] > _DET_GUARDED:
         s, logdet = _slogdet(a)
         return s * exp(logdet)

@@ -190,6 +190,7 @@ def _nan_where(value: Any, *args: Any) -> Any:
 
 def entr(x: Any) -> Any:
     """-x log x for x > 0, 0 at 0, -inf below (NaN at NaN)."""
+    x = fnp.asarray(x)  # (a list too)
     pos = x > 0
     safe = fnp.where(pos, x, 1.0)
     return _nan_where(fnp.where(pos, -safe * fnp.log(safe), fnp.where(x == 0, 0.0, -fnp.inf)),
@@ -198,6 +199,7 @@ def entr(x: Any) -> Any:
 
 def rel_entr(x: Any, y: Any) -> Any:
     """x log(x / y) for x, y > 0, 0 where x == 0 and y >= 0, inf elsewhere."""
+    x, y = fnp.asarray(x), fnp.asarray(y)  # (lists too)
     inside = (x > 0) & (y > 0)
     xs, ys = fnp.where(inside, x, 1.0), fnp.where(inside, y, 1.0)
     return _nan_where(fnp.where(inside, xs * fnp.log(xs / ys),
@@ -206,6 +208,7 @@ def rel_entr(x: Any, y: Any) -> Any:
 
 def kl_div(x: Any, y: Any) -> Any:
     """x log(x / y) - x + y for x, y > 0, y at x == 0 (inf elsewhere, as SciPy's)."""
+    x, y = fnp.asarray(x), fnp.asarray(y)  # (lists too)
     inside = (x > 0) & (y > 0)
     edge = (x == 0) & (y >= 0)
     value = rel_entr(fnp.where(inside, x, 1.0), fnp.where(inside, y, 1.0)) - x + y
@@ -222,6 +225,7 @@ def huber(delta: Any, r: Any) -> Any:
 def pseudo_huber(delta: Any, r: Any) -> Any:
     """delta^2 (sqrt(1 + (r / delta)^2) - 1), as expm1(log1p(v^2) / 2) for
     precision at small r / delta (inf for delta < 0, 0 at delta == 0 or r == 0)."""
+    delta, r = fnp.asarray(delta), fnp.asarray(r)  # (lists too)
     off = (delta < 0) | (delta == 0) | (r == 0)
     safe = fnp.where(off, 1.0, delta)
     v = r / safe
@@ -231,6 +235,7 @@ def pseudo_huber(delta: Any, r: Any) -> Any:
 
 def boxcox(x: Any, lmbda: Any) -> Any:
     """(x^lmbda - 1) / lmbda, log x where |lmbda| < 1e-19 (SciPy's cut)."""
+    x, lmbda = fnp.asarray(x), fnp.asarray(lmbda)  # (lists too)
     small = fnp.abs(lmbda) < 1e-19
     safe = fnp.where(small, 1.0, lmbda)
     lx = fnp.log(x)
@@ -239,6 +244,7 @@ def boxcox(x: Any, lmbda: Any) -> Any:
 
 def boxcox1p(x: Any, lmbda: Any) -> Any:
     """((1 + x)^lmbda - 1) / lmbda, log1p x where lmbda or log1p x is tiny (SciPy's cuts)."""
+    x, lmbda = fnp.asarray(x), fnp.asarray(lmbda)  # (lists too)
     lx = fnp.log1p(x)
     small = (fnp.abs(lmbda) < 1e-19) | ((fnp.abs(lx) < 1e-289) & (fnp.abs(lmbda) < 1e273))
     safe = fnp.where(small, 1.0, lmbda)
@@ -247,6 +253,7 @@ def boxcox1p(x: Any, lmbda: Any) -> Any:
 
 def inv_boxcox(y: Any, lmbda: Any) -> Any:
     """(1 + lmbda y)^(1 / lmbda), exp y at lmbda == 0."""
+    y, lmbda = fnp.asarray(y), fnp.asarray(lmbda)  # (lists too)
     zero = lmbda == 0
     safe = fnp.where(zero, 1.0, lmbda)
     return fnp.where(zero, fnp.exp(y), fnp.exp(fnp.log1p(safe * y) / safe))
@@ -255,6 +262,7 @@ def inv_boxcox(y: Any, lmbda: Any) -> Any:
 def inv_boxcox1p(y: Any, lmbda: Any) -> Any:
     """(1 + lmbda y)^(1 / lmbda) - 1: expm1 y at lmbda == 0, y where log1p(lmbda y)
     is below 1e-154 (SciPy's cut)."""
+    y, lmbda = fnp.asarray(y), fnp.asarray(lmbda)  # (lists too)
     zero = lmbda == 0
     safe = fnp.where(zero, 1.0, lmbda)
     lx = fnp.log1p(safe * y)
@@ -271,6 +279,7 @@ def powm1(x: Any, y: Any) -> Any:
     """x^y - 1, accurate near y log x == 0: 0 at y == 0 or x == 1 (NaN or not),
     expm1(y log x) for x > 0, |x|^y - 1 at x == 0, x^y - 1 for x < 0 and an
     integer y (NaN for any other y)."""
+    x, y = fnp.asarray(x), fnp.asarray(y)  # (lists too)
     pos = x > 0
     safe = fnp.where(pos, x, 1.0)
     integer = fnp.isfinite(y) & (fnp.floor(y) == y)
@@ -283,6 +292,7 @@ def powm1(x: Any, y: Any) -> Any:
 def exprel(x: Any) -> Any:
     """(exp(x) - 1) / x; near 0 its series, so that its derivative there is 1/2;
     inf above 717 (SciPy's cut, where expm1 overflows)."""
+    x = fnp.asarray(x)  # (a list too)
     near = fnp.abs(x) < 1e-3
     safe = fnp.where(near | (x > 717.0), 1.0, x)
     series = 1.0 + x * (0.5 + x * (1.0 / 6.0 + x * (1.0 / 24.0)))
