@@ -363,11 +363,6 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     still works)."""
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
         from .core.int_data import _IntegerData
-        for name, b in (("lower", lower), ("upper", upper)):
-            if isinstance(b, Tracer) and not isinstance(b, _IntegerData) \
-                    and b.aval.dtype.kind not in "iu":
-                raise TypeError(f"fastad.fori_loop: {name} must be an integer, not a traced "
-                                f"{b.aval.dtype} value")
         if isinstance(upper, _IntegerData) and not isinstance(lower, Tracer):
             # the counter as integer data, held in float64 as the bound is: a
             # loop the C VM runs (it holds no int64 values), indexing by it a gather

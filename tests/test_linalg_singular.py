@@ -135,17 +135,6 @@ def test_compiled_gradient_takes_its_arguments_by_keyword():
         g(scale=1.0)
 
 
-def test_fori_loop_refuses_a_traced_float_bound():
-    body = lambda i, c: c + 1.0  # noqa: E731
-    with pytest.raises(TypeError, match="upper must be an int"):
-        fa.fori_loop(0, 2.0, body, 1.0)
-    with pytest.raises(TypeError, match="upper must be an integer, not a traced float64"):
-        fa.jit(lambda u, x: fa.fori_loop(0, u, body, x))(2.0, 1.0)
-    with pytest.raises(TypeError, match="upper must be an int"):
-        fa.jit(lambda n, x: fa.fori_loop(0, n * 1.0, body, x))(2, 1.0)
-    assert fa.jit(lambda n, x: fa.fori_loop(0, n, body, x))(3, 1.0) == 4.0
-
-
 @pytest.mark.parametrize("backend", ["c", "numba"])
 def test_cholesky_of_a_matrix_not_positive_definite_says_so(backend):
     """NumPy's message, also from a compiled program traced on a positive

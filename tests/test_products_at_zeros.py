@@ -91,3 +91,6 @@ def test_logaddexp_of_equal_operands_shares_the_derivative(pair, backend):
     x, y = pair
     want = [0.5, 0.5] if x == y else [np.exp(x - np.logaddexp(x, y)), np.exp(y - np.logaddexp(x, y))]
     np.testing.assert_allclose(g, want, rtol=1e-15)
+    if np.isfinite(x) and np.isfinite(y):  # second derivatives: those of exp(x - ans)
+        h = fa.hessian(f)(v)
+        np.testing.assert_allclose(h[0, 0], want[0] * want[1], rtol=1e-12)

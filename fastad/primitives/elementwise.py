@@ -143,10 +143,12 @@ BINARY = {
     # at (0, 0), where ans is 0, the subgradient 0 (JAX's), not 0 / 0
     "hypot":     (np.hypot,     LIBM,  (ANS_X, ANS_Y), lambda g, ans, x, y: g * x / _nonzero(ans),
                                                 lambda g, ans, x, y: g * y / _nonzero(ans)),
-    # equal operands share it: 1/2 each, also at -inf and inf (where x - ans is NaN)
+    # equal infinite operands share it, 1/2 each (x - ans is NaN there)
     "logaddexp": (np.logaddexp, LIBM,  (("ans", 0, 1), ("ans", 0, 1)),
-                  lambda g, ans, x, y: g * fnp.where(x == y, 0.5, fnp.exp(x - ans)),
-                  lambda g, ans, x, y: g * fnp.where(x == y, 0.5, fnp.exp(y - ans))),
+                  lambda g, ans, x, y: g * fnp.where((x == y) & fnp.isinf(x), 0.5,
+                                                     fnp.exp(x - ans)),
+                  lambda g, ans, x, y: g * fnp.where((x == y) & fnp.isinf(y), 0.5,
+                                                     fnp.exp(y - ans))),
     # |x| with y's sign bit (-0.0 counts as negative): +-1 in x, 0 in y
     "copysign":  (np.copysign,  CHEAP, (ANS_X, G),     lambda g, ans, x, y: g * (
                                                     fnp.copysign(1.0, x) * fnp.copysign(1.0, ans)),
