@@ -181,8 +181,7 @@ def test_slogdet_factorizes_once_and_records_its_two_primitives(n, batch, seed, 
 
     tape = fa.make_tape(f)(a)
     prims = [ins.prim for ins in tape.instrs]
-    # det of up to 24 rows factorizes a stopped copy once more: its singular test
-    assert prims.count("detsign") == prims.count("logabsdet") == 3
+    assert prims.count("detsign") == prims.count("logabsdet") == 2
     for k, ins in enumerate(tape.instrs):
         if ins.prim == "detsign":
             assert tape.instrs[k + 1].prim == "logabsdet" and tape.instrs[k + 1].ins == ins.ins
@@ -192,7 +191,7 @@ def test_slogdet_factorizes_once_and_records_its_two_primitives(n, batch, seed, 
         patch.setattr(np.linalg, "slogdet", lambda m: (type(m) is np.ndarray and calls.append(1))
                       or numpy_slogdet(m))  # (f's own call passes the traced value)
         value, grad = fa.value_and_grad(f)(a)
-    assert len(calls) == 3  # one per traced slogdet (det is written with it, and tested)
+    assert len(calls) == 2  # one per traced slogdet (det is written with it)
     sign, logdet = np.linalg.slogdet(a)
     assert value == np.sum(sign * logdet) + np.sum(sign * np.exp(logdet))
     # the plain sweep inverts with NumPy's inv, the recorded one solves against
