@@ -42,7 +42,7 @@ from .captures import (NONE, _MISSING, _NUMBERS, _SEQUENCES, _SNAPSHOTS, Binding
 from .core import pytree
 from .core.arrays import digest
 from .core.traced import _TRACERS
-from .core.watched import AdvancedIterator, ReadingCall, WatchedArray
+from .core.watched import STAND_INS, WatchedArray
 
 # Bounds on the walk (a trace that would need more is refused, `_refuse`:
 # what the walk does not reach would be neither read at each call nor guarded)
@@ -342,7 +342,7 @@ def _walk(fn: Callable[..., Any], kinds: tuple[type, ...], roots: list[Any] = ()
         if type(value) is WatchedArray:  # an enclosing trace watches it (`watching`)
             value = value.array
             b = Binding(b.where, b.name, value)
-        elif type(value) is ReadingCall or type(value) is AdvancedIterator:  # (the same)
+        elif type(value) in STAND_INS:  # (the same)
             value = value.target
             b = Binding(b.where, b.name, value)
         if kinds and isinstance(value, kinds):

@@ -51,7 +51,7 @@ import numpy as np
 
 from .core.arrays import digest, same_bits
 from .core.errors import TracingError
-from .core.watched import AdvancedIterator, ReadingCall, WatchedArray, takes_memory
+from .core.watched import STAND_INS, AdvancedIterator, ReadingCall, WatchedArray, takes_memory
 
 _NUMBERS = (bool, int, float, complex, np.number, np.bool_)
 _EQUAL = _NUMBERS + (str, bytes)  # a binding to an equal one of these still holds
@@ -82,7 +82,7 @@ class Binding:
         now = self.current()
         if type(now) is WatchedArray and now.array is now.origin:
             now = now.origin  # an enclosing trace watches it (`watching`)
-        elif type(now) is ReadingCall or type(now) is AdvancedIterator:
+        elif type(now) in STAND_INS:
             now = now.target
         if now is self.value:
             if self.contents is None:

@@ -164,7 +164,8 @@ class Builder:
             value = np.asarray(value)
         elif type(value) is WatchedArray:  # a captured array, as the traced operation uses it
             value = value.array
-        elif hasattr(type(value), "__array__") and type(value) not in _TRACERS and \
+        elif type(value) is not np.ndarray and hasattr(type(value), "__array__") and \
+                type(value) not in _TRACERS and \
                 not isinstance(value, (np.ndarray, type, Tracer) + _SCALAR_TYPES):
             value = np.asarray(value)  # a jax.Array or torch tensor: NumPy's copy of it
         is_array = isinstance(value, np.ndarray)

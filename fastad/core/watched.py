@@ -209,6 +209,11 @@ class AdvancedIterator:
         return getattr(self.target, name)
 
 
+# the stand-ins `fastad.captures.watching` binds for a function or an iterator
+# (``.target``: what they stand for)
+STAND_INS = (ReadingCall, AdvancedIterator)
+
+
 def takes_memory(value: Any) -> bool:
     """Whether ``value`` is compiled code that reads its array arguments'
     memory instead of converting them: a Numba dispatcher, a Cython function."""
