@@ -245,13 +245,13 @@ def test_objects_passed_as_arguments_are_read_like_captured_ones(changes, how, b
 
 @pytest.mark.parametrize("holder", HOLDERS)
 @pytest.mark.parametrize("read", ["numba_sum_axis", "numba_loop"])
-def test_numba_functions_read_captured_arrays(read, holder):
+def test_numba_functions_read_captured_arrays(read, holder, compiled_backend):
     """A Numba function takes an array's memory, which the stand-in watching
     a captured array has not: it is called with the array, read."""
     rng = np.random.default_rng(3)
     W = rng.normal(size=(3, 4))
     f = _holders(W)[holder](READS[read])
-    compiled = fa.jit(f, backend="c")
+    compiled = fa.jit(f, backend=compiled_backend)
     for step in range(3):
         np.testing.assert_allclose(compiled(X), f(X), rtol=1e-12, err_msg=f"change {step}")
         W[step, 1] += 1.5

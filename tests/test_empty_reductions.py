@@ -16,6 +16,8 @@ from hypothesis import given, settings, strategies as st
 import fastad as fa
 import fastad.numpy as fnp
 
+from conftest import BACKENDS
+
 REDUCTIONS = ["median", "nanmedian", "all", "any", "sum", "prod", "mean", "nanmean", "nansum",
               "var", "std", "nanvar", "max", "argmax"]
 
@@ -23,8 +25,9 @@ REDUCTIONS = ["median", "nanmedian", "all", "any", "sum", "prod", "mean", "nanme
 @settings(max_examples=60, deadline=None)
 @given(name=st.sampled_from(REDUCTIONS),
        shape=st.sampled_from([(0,), (3, 0), (0, 2), (2, 0, 3), (0, 0)]),
-       dtype=st.sampled_from([np.float64, np.float32]), keepdims=st.booleans(), data=st.data())
-def test_reductions_of_empty_arrays(name, shape, dtype, keepdims, data):
+       dtype=st.sampled_from([np.float64, np.float32]), keepdims=st.booleans(),
+       backend=st.sampled_from(BACKENDS), data=st.data())
+def test_reductions_of_empty_arrays(name, shape, dtype, keepdims, backend, data):
     axis = data.draw(st.sampled_from([None] + list(range(-len(shape), len(shape)))), label="axis")
     kwargs = {"axis": axis, "keepdims": keepdims}
     x = np.zeros(shape, dtype)
@@ -39,7 +42,7 @@ def test_reductions_of_empty_arrays(name, shape, dtype, keepdims, data):
                     call()
             return
         eager = getattr(fnp, name)(x, **kwargs)
-        compiled = fa.jit(lambda v: getattr(fnp, name)(v, **kwargs), backend="c")(x)
+        compiled = fa.jit(lambda v: getattr(fnp, name)(v, **kwargs), backend=backend)(x)
     for got in (eager, compiled):
         assert np.shape(got) == np.shape(ref)
         assert np.asarray(got).dtype == np.asarray(ref).dtype
