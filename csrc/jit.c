@@ -532,7 +532,7 @@ static int how(const int32_t *pc) {
     case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: case OP_NOT_V: case OP_WHERE_B:
     case OP_CAST_V: case OP_STRIDED_B: case OP_GATHER_V: case OP_SCATTER_SET_V:
     case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B: case OP_REDUCE_B:
-    case OP_CUMSUM_B:
+    case OP_SCAN_B:
       return DISPATCHED;
     default:  /* a LOOP, a GUARD, linear algebra, FUSED, products */
       return NOT_TAKEN;

@@ -466,18 +466,38 @@ KERNEL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int6
  * reduction (and NumPy) computes it. */
 KERNEL double sum_contiguous_d(const double *x, int64_t n) { return 0.0 + pairwise_sum_d(x, n); }
 
-KERNEL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
-  const int64_t outer = d[0], len = d[1], inner = d[2], reverse = d[3];
+/* Scans along one axis of a contiguous (outer, len, inner) array: running
+ * sums and products in either direction, and each element's product of the
+ * others in its slice (prod's partial derivatives): the quotient prod / x
+ * where the slice holds no zero, as NumPy computes it; at its only zero the
+ * product of the nonzeros; 0 elsewhere. */
+KERNEL void scan_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d) {
+  const int64_t outer = d[0], len = d[1], inner = d[2], kind = d[3];
+  const int reverse = kind == FASTAD_SCAN_SUM_REVERSED || kind == FASTAD_SCAN_PROD_REVERSED;
+  const int product = kind == FASTAD_SCAN_PROD || kind == FASTAD_SCAN_PROD_REVERSED;
   FLOAT_TYPED(t, {
     T *po = (T *)arena + o;
     const T *pa = (const T *)arena + a;
     for (int64_t p = 0; p < outer; p++) {
       for (int64_t q = 0; q < inner; q++) {
         const int64_t base = p * len * inner + q;
-        T acc = 0;
+        if (kind == FASTAD_SCAN_PROD_OTHERS) {
+          T rest = 1;
+          int64_t zeros = 0;
+          for (int64_t i = 0; i < len; i++) {
+            const T v = pa[base + i * inner];
+            if (v == 0) zeros++; else rest *= v;
+          }
+          for (int64_t i = 0; i < len; i++) {
+            const int64_t k = base + i * inner;
+            po[k] = !zeros ? rest / pa[k] : pa[k] == 0 && zeros == 1 ? rest : (T)0;
+          }
+          continue;
+        }
+        T acc = product ? 1 : 0;
         for (int64_t i = 0; i < len; i++) {
           const int64_t k = base + (reverse ? len - 1 - i : i) * inner;
-          acc += pa[k];
+          acc = product ? acc * pa[k] : acc + pa[k];
           po[k] = acc;
         }
       }

@@ -242,7 +242,7 @@ FASTAD_INTERNAL void strided_set_b(int t, char *arena, int64_t o, int64_t v, con
 FASTAD_INTERNAL void strided_add_b(int t, char *arena, int64_t o, int64_t v, const int64_t *d);
 FASTAD_INTERNAL void reduce_b(int f, int t, char *arena, int64_t o, int64_t a, const int64_t *d);
 FASTAD_INTERNAL double sum_contiguous_d(const double *x, int64_t n);
-FASTAD_INTERNAL void cumsum_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d);
+FASTAD_INTERNAL void scan_b(int t, char *arena, int64_t o, int64_t a, const int64_t *d);
 /* Below this many multiply-adds small_matmul's loops beat a BLAS call (measured
  * against OpenBLAS on x86-64, compiled without -march: benchmarks/README.md,
  * "Small products in loop bodies"); a matrix-vector product (a row or column

@@ -94,7 +94,7 @@
   X(STRIDED_SET_B, 4) /* t o v d       o[start + j . stride] = v[j] in order; STRIDED */ \
   X(STRIDED_ADD_B, 4) /* t o v d       o[start + j . stride] += v[j] in order; STRIDED */ \
   X(REDUCE_B, 5)      /* f t o a d      o = f-reduction of a; f in REDUCE_FNS; REDUCE */ \
-  X(CUMSUM_B, 4)      /* t o a d        running sum along one axis; d: CUMSUM        */ \
+  X(SCAN_B, 4)        /* t o a d        a scan along one axis, its kind in d: SCAN    */ \
   X(MATMUL_B, 5)      /* t o a b d      o = a @ b, batched, BLAS gemm; d: MATMUL     */ \
   X(SOLVE_B, 7)       /* t o a b d w p  o = solve(a, b), LAPACK gesv; d: SOLVE       */ \
   X(SLOGDET_B, 7)     /* f t o a d w p  f=0 log|det a|, f=1 sign det a; LAPACK getrf */ \
@@ -183,7 +183,10 @@
  *   STRIDED     ndim, start, shape[ndim], stride_a[ndim]
  *   REDUCE      ndim, shape[ndim] of the (contiguous) input, then the output
  *               strides[ndim] (0 along reduced axes), then the output size
- *   CUMSUM      outer, length, inner, reverse: a is contiguous (outer, length, inner)
+ *   SCAN        outer, length, inner, kind: a is contiguous (outer, length, inner);
+ *               kind (FASTAD_SCAN_*): running sum, forward or reversed; running
+ *               product, forward or reversed; or each element's product of the
+ *               others (prod's partials: a quotient where no factor is zero)
  *   MATMUL      batch, m, k, n, trans_a, trans_b, add: a is (m, k) or, if trans_a,
  *               stored as (k, m); likewise b; o is (m, n); each batched; with
  *               add 1, o += a @ b (o holds the addend: a weight gradient's
@@ -237,7 +240,7 @@
  * LOOP: 6 header words, then FASTAD_LOOP_ENTRY_WORDS per entry. */
 #define FASTAD_DESCRIPTORS(D) \
   D(BROADCAST2, 1, 3) D(BROADCAST3, 1, 4) D(STRIDED, 2, 2) D(REDUCE, 2, 2) \
-  D(CUMSUM, 4, 0) D(MATMUL, 7, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
+  D(SCAN, 4, 0) D(MATMUL, 7, 0) D(SOLVE, 3, 0) D(SLOGDET, 2, 0) D(CHOLESKY, 2, 0) \
   D(TRSOLVE, 5, 0) D(EIGH, 3, 0) D(SVD, 4, 0) D(QR, 4, 0) \
   D(FUSED, 3, 0) D(LOOP, 6, 0)
 
@@ -260,5 +263,13 @@
 #define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
 #define FASTAD_VM_INDEX_ERROR 4 /* GATHER_ROWS_V, SCATTER_ADD_ROWS_V: an index out of range
                                    or not an integer (NumPy raises IndexError) */
+
+/* SCAN's kinds (its descriptor's last field) */
+#define FASTAD_SCAN_SUM 0
+#define FASTAD_SCAN_SUM_REVERSED 1
+#define FASTAD_SCAN_PROD 2
+#define FASTAD_SCAN_PROD_REVERSED 3
+#define FASTAD_SCAN_PROD_OTHERS 4
+#define FASTAD_SCAN_KINDS 5
 
 #endif

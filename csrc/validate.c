@@ -514,11 +514,11 @@ static int operands_ok(checker *c, int32_t op) {
       if (total > 0 && hi >= nout) return fail(c, "output strides reach %lld of %lld", hi, nout);
       return 1;
     }
-    case OP_CUMSUM_B: {  /* t o a d */
+    case OP_SCAN_B: {  /* t o a d */
       if (!dtype_ok(c, w[0], 1)) return 0;
       d = w[3];
-      if (!meta_ok(c, d, FASTAD_DESC_HEAD_CUMSUM) || !shape_ok(c, 3, m + d, &total)) return 0;
-      if (m[d + 3] != 0 && m[d + 3] != 1) return fail(c, "bad reverse flag %lld%.0lld", m[d + 3], 0);
+      if (!meta_ok(c, d, FASTAD_DESC_HEAD_SCAN) || !shape_ok(c, 3, m + d, &total)) return 0;
+      if (m[d + 3] < 0 || m[d + 3] >= FASTAD_SCAN_KINDS) return fail(c, "bad scan kind %lld%.0lld", m[d + 3], 0);
       return use(c, W, 1, total, dtype_size[w[0]]) && use(c, R, 2, total, dtype_size[w[0]]);
     }
     case OP_MATMUL_B: {  /* t o a b d */

@@ -137,7 +137,7 @@ int fastad_maps_bound(int op) {
     case OP_BINARY_B: case OP_COMPARE_B: case OP_LOGIC_B: case OP_NOT_V: case OP_WHERE_B:
     case OP_CAST_V: case OP_ZERO_V: case OP_COPY_V: case OP_STRIDED_B: case OP_GATHER_V:
     case OP_SCATTER_SET_V: case OP_SCATTER_ADD_V: case OP_STRIDED_SET_B: case OP_STRIDED_ADD_B:
-    case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: case OP_REDUCE_B: case OP_CUMSUM_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
+    case OP_GATHER_ROWS_V: case OP_SCATTER_ADD_ROWS_V: case OP_REDUCE_B: case OP_SCAN_B: case OP_MATMUL_B: case OP_SOLVE_B: case OP_SLOGDET_B:
     case OP_CHOLESKY_B: case OP_TRSOLVE_B: case OP_TRMM_B: case OP_EIGH_B: case OP_SVD_B: case OP_PINV_B: case OP_QR_B:
     case OP_FUSED:
       return 1;
@@ -353,10 +353,10 @@ static int vm_run_bound_state(const fastad_program *p, const fastad_linalg *la,
         NEXT(REDUCE_B);
         vmbreak;
       }
-      vmcase(CUMSUM_B) {
-        cumsum_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
+      vmcase(SCAN_B) {
+        scan_b(pc[1], arena, RD(pc[2], SZ(pc[1])), RD(pc[3], SZ(pc[1])), meta + pc[4]);
         POLL();
-        NEXT(CUMSUM_B);
+        NEXT(SCAN_B);
         vmbreak;
       }
       vmcase(MATMUL_B) {

@@ -137,6 +137,16 @@ def _cumprod_sum(x, axis):
     return np.cumprod(x, axis=axis) + np.cumsum(x, axis=axis)
 
 
+@case("prod_others", ["real"], along_axis(allow_none=False), covers=["prod_others"])
+def _prod_others(x, axis):
+    """prod's partial derivatives, the products of the other factors of each
+    slice (met in prod's derivative tapes): its own derivatives are the
+    cumulative products' before and after each factor."""
+    from fastad.core.registry import registry
+    from fastad.core.tracer import bind
+    return bind(registry["prod_others"], x, axis=axis % max(np.ndim(x), 1))
+
+
 @st.composite
 def diff_args(draw):
     (shape,), params = draw(shape_and_axis(allow_none=False))

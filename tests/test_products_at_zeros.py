@@ -3,7 +3,7 @@ a masked entry): `prod`, `cumprod` and `hypot` give the finite derivatives
 finite differences and JAX give, not NaN from dividing by the zero.
 
 Generated cases: arrays with 0 to 3 exact zeros per slice at random places,
-a random axis, gradients, forward-mode tangents and Hessians (up to two
+a random axis (for `prod` also a tuple of axes, or all), gradients, forward-mode tangents and Hessians (up to two
 zeros per slice, where the second derivatives are exact) against central
 finite differences, eager and compiled.
 """
@@ -27,34 +27,55 @@ def _fd(f, x, eps=1e-6):
 
 
 def _with_zeros(rng, shape, axis, zeros):
+    """Signed factors with ``zeros`` exact zeros in each slice ``axis`` reduces
+    (an int, a tuple of axes or None: all)."""
     x = rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
-    moved = np.moveaxis(x, axis, -1)  # a view: zeros placed per slice along ``axis``
-    for idx in np.ndindex(moved.shape[:-1]):
-        k = min(zeros, moved.shape[-1])
-        moved[idx][rng.choice(moved.shape[-1], k, replace=False)] = 0.0
+    axes = range(len(shape)) if axis is None else np.atleast_1d(axis) % len(shape)
+    k = len(axes)
+    moved = np.moveaxis(x, tuple(axes), tuple(range(-k, 0)))  # a view
+    flat = moved.reshape(moved.shape[:len(shape) - k] + (-1,))
+    for idx in np.ndindex(flat.shape[:-1]):
+        flat[idx][rng.choice(flat.shape[-1], min(zeros, flat.shape[-1]), replace=False)] = 0.0
+    np.moveaxis(x, tuple(axes), tuple(range(-k, 0)))[...] = flat.reshape(moved.shape)
     return x
 
 
-LOSSES = {
-    "prod": lambda axis, w: lambda x: fnp.sum(fnp.prod(x, axis=axis) * w),
-    "prod_keepdims": lambda axis, w: lambda x: fnp.sum(
-        fnp.sin(fnp.prod(x, axis=axis, keepdims=True)) * fnp.expand_dims(w, axis)),
-    "cumprod": lambda axis, w: lambda x: fnp.sum(fnp.cumprod(x, axis=axis) ** 2),
-    "cumprod_weighted": lambda axis, w: lambda x: fnp.sum(
-        fnp.cumprod(x, axis=axis) * fnp.cos(x)),
+def _weights(rng, x, axis, keepdims=False):
+    return rng.normal(size=np.shape(np.prod(x, axis=axis, keepdims=keepdims)))
+
+
+LOSSES = {  # name: (the axes it takes, loss(axis, rng, x))
+    "prod": ("many", lambda axis, rng, x: (
+        lambda w: lambda v: fnp.sum(fnp.prod(v, axis=axis) * w))(_weights(rng, x, axis))),
+    "prod_keepdims": ("many", lambda axis, rng, x: (
+        lambda w: lambda v: fnp.sum(fnp.sin(fnp.prod(v, axis=axis, keepdims=True)) * w))(
+            _weights(rng, x, axis, keepdims=True))),
+    "cumprod": ("one", lambda axis, rng, x: lambda v: fnp.sum(fnp.cumprod(v, axis=axis) ** 2)),
+    "cumprod_weighted": ("one", lambda axis, rng, x: lambda v: fnp.sum(
+        fnp.cumprod(v, axis=axis) * fnp.cos(fnp.reshape(v, (-1,)) if axis is None else v))),
 }
 
 
-@settings(max_examples=25, deadline=None)
+def _axes(takes, ndim):
+    """An axis argument: an int (maybe negative) or None, and for reductions
+    also a tuple of distinct axes in any order."""
+    one = st.integers(-ndim, ndim - 1)
+    if takes == "one":
+        return st.one_of(one, st.none())
+    return st.one_of(one, st.none(), st.lists(st.integers(0, ndim - 1), min_size=1,
+                                              max_size=ndim, unique=True).map(tuple))
+
+
+@settings(max_examples=40, deadline=None)
 @given(name=st.sampled_from(sorted(LOSSES)), shape=st.sampled_from([(5,), (3, 4), (2, 3, 3)]),
        zeros=st.integers(0, 3), backend=st.sampled_from(BACKENDS),
        seed=st.integers(0, 2 ** 16), data=st.data())
 def test_products_with_zero_factors(name, shape, zeros, backend, seed, data):
     rng = np.random.default_rng(seed)
-    axis = data.draw(st.integers(0, len(shape) - 1), label="axis")
+    takes, loss = LOSSES[name]
+    axis = data.draw(_axes(takes, len(shape)), label="axis")
     x = _with_zeros(rng, shape, axis, zeros)
-    w = rng.normal(size=shape[:axis] + shape[axis + 1:])
-    f = LOSSES[name](axis, w)
+    f = loss(axis, rng, x)
     g = fa.grad(f)(x)
     np.testing.assert_allclose(g, _fd(f, x), rtol=1e-6, atol=1e-7)
     t = rng.normal(size=shape)
@@ -64,7 +85,9 @@ def test_products_with_zero_factors(name, shape, zeros, backend, seed, data):
         warnings.simplefilter("ignore")
         np.testing.assert_allclose(fa.compile(f, backend=backend)(x), g, rtol=1e-12,
                                    atol=1e-14, err_msg=backend)
-    if zeros <= 2 and x.size <= 12:
+    # prod's second derivatives are exact with any number of zeros (its
+    # partials are products), cumprod's with up to two per slice
+    if (takes == "many" or zeros <= 2) and x.size <= 12:
         H = fa.hessian(f)(x).reshape(x.size, x.size)
         flat = lambda y, i: fa.grad(f)(y.reshape(shape)).ravel()[i]  # noqa: E731
         H_fd = np.array([_fd(lambda y: flat(y, i), x).ravel() for i in range(x.size)])

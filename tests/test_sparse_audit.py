@@ -519,6 +519,7 @@ UNREACHED = {
     "interp_scatter": "the transpose of interp: met in derivative tapes only",
     "interp_slope": "interp's slope, met in derivative tapes only",
     "gamma_slope": "a gamma draw's derivative in its shape: met in derivative tapes only",
+    "prod_others": "prod's partial derivatives: met in derivative tapes only",
     "no_derivative": "its derivative is refused (NotImplementedError): nothing to compare",
     "scatter_add_along": "take_along's transpose: met in derivative tapes only",
     "triangular_matmul": "made by the optimizer from solve_triangular's derivative",

@@ -180,6 +180,20 @@ def test_cumsum_both_directions(dtype, shape, data):
           x)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@EXAMPLES
+@given(shape=hnp.array_shapes(min_dims=1, max_dims=3, min_side=0, max_side=5), data=st.data())
+def test_product_scans_with_zeros(dtype, shape, data):
+    """SCAN_B's products: cumprod, and prod's partials (the products of the
+    others) with none, one or several exact zeros in a slice."""
+    from fastad.core.registry import registry
+    from fastad.core.tracer import bind
+    axis = data.draw(st.integers(0, len(shape) - 1))
+    zeros = data.draw(hnp.arrays(np.bool_, shape, elements=st.sampled_from([False, False, True])))
+    x = np.where(zeros, 0, rand(shape, dtype)).astype(dtype)
+    check(lambda x: (np.cumprod(x, axis=axis), bind(registry["prod_others"], x, axis=axis)), x)
+
+
 # -- shape and indexing -------------------------------------------------------------
 @EXAMPLES
 @given(shape=hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=4), data=st.data())

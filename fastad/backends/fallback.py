@@ -97,7 +97,6 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp: "a table search per element: no compiled code",
     P.interp_slope: "a table search per element: no compiled code",
     P.interp_scatter: "a table search per element: no compiled code",
-    P.cumprod: "no compiled code (cumsum has some)",
     P.integer_op: "bitwise operations of integers held in float64: on the host at every call",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
        for name in ("eig", "sylvester", "sqrtm")},

@@ -61,7 +61,7 @@ __all__ = ["lower", "Program", "Port", "LoweringError", "ArenaPlanner", "rule_of
 MAPS_BOUND = frozenset(OP[name] for name in (
     "UNARY_V", "BINARY_VV", "BINARY_VS", "BINARY_SV", "BINARY_B", "COMPARE_B", "LOGIC_B",
     "NOT_V", "WHERE_B", "CAST_V", "ZERO_V", "COPY_V", "STRIDED_B", "GATHER_V", "SCATTER_SET_V",
-    "SCATTER_ADD_V", "GATHER_ROWS_V", "SCATTER_ADD_ROWS_V", "STRIDED_SET_B", "STRIDED_ADD_B", "REDUCE_B", "CUMSUM_B", "MATMUL_B",
+    "SCATTER_ADD_V", "GATHER_ROWS_V", "SCATTER_ADD_ROWS_V", "STRIDED_SET_B", "STRIDED_ADD_B", "REDUCE_B", "SCAN_B", "MATMUL_B",
     "SOLVE_B", "SLOGDET_B", "CHOLESKY_B", "TRSOLVE_B", "TRMM_B", "EIGH_B", "SVD_B", "PINV_B",
     "QR_B", "FUSED"))
 _FUSED_WRITTEN_SLOTS = (2, 3)  # OUT, ACC (fuse.py)

@@ -30,7 +30,7 @@ from .arena import END, Ref
 from .fallback import NOT_COMPILED
 from .lower_loop import lower_loop
 from .lower_loop import refusal as loop_refusal
-from .vm_header import BINARY, COMPARE, DTYPE_CODE, LOGIC, REDUCE, UNARY
+from .vm_header import BINARY, COMPARE, CONSTANTS, DTYPE_CODE, LOGIC, REDUCE, UNARY
 
 if TYPE_CHECKING:
     from .lower import _Lowerer
@@ -331,9 +331,13 @@ def _reduce(lw: _Lowerer, ins: Instr) -> None:
     lw.emit("REDUCE_B", REDUCE[ins.prim], lw.dt(out.dtype), (o, out.dtype), (a, out.dtype), d)
 
 
-def _cumsum(lw: _Lowerer, ins: Instr) -> None:
+def _scan(lw: _Lowerer, ins: Instr) -> None:
+    """cumsum, cumprod and prod_others: SCAN_B along one axis, its kind
+    (opcodes.h's FASTAD_SCAN_*) named by the primitive."""
     x = ins.ins[0]
-    axis, reverse = ins.kwargs["axis"], ins.kwargs["reverse"]
+    axis = ins.kwargs["axis"]
+    kind = {"cumsum": "SUM_REVERSED" if ins.kwargs.get("reverse") else "SUM",
+            "cumprod": "PROD", "prod_others": "PROD_OTHERS"}[ins.prim]
     out = lw.avals[ins.out]
     _check_float(out.dtype, ins)
     shape = out.shape
@@ -341,8 +345,9 @@ def _cumsum(lw: _Lowerer, ins: Instr) -> None:
     a = lw.read(x, out.dtype)
     o = lw.define(ins.out)
     d = lw.descriptor([int(np.prod(shape[:axis], dtype=np.int64)), shape[axis],
-                       int(np.prod(shape[axis + 1:], dtype=np.int64)), int(bool(reverse))])
-    lw.emit("CUMSUM_B", lw.dt(out.dtype), (o, out.dtype), (a, out.dtype), d)
+                       int(np.prod(shape[axis + 1:], dtype=np.int64)),
+                       CONSTANTS[f"FASTAD_SCAN_{kind}"]])
+    lw.emit("SCAN_B", lw.dt(out.dtype), (o, out.dtype), (a, out.dtype), d)
 
 
 def _strided_copy(lw: _Lowerer, out_slot: int, a: Ref, start: int, shape: tuple[int, ...],
@@ -676,7 +681,7 @@ _RULES: dict[Primitive, Any] = check_table({
     P.stop_gradient: _alias_rule, P.no_derivative: _alias_rule,
     P.astype: _astype,
     P.sum: _reduce, P.prod: _reduce, P.max: _reduce, P.min: _reduce,
-    P.cumsum: _cumsum,
+    P.cumsum: _scan, P.cumprod: _scan, P.prod_others: _scan,
     P.transpose: _transpose,
     P.broadcast_to: _broadcast_to,
     P.take: _take,

@@ -169,25 +169,45 @@ class _Emitters:
         else:
             self.define_array(ins, f"r{o}.reshape({_shape(aval.shape)})")
 
-    def emit_cumsum(self, ins: Instr) -> None:
+    def emit_scan(self, ins: Instr) -> None:
+        """cumsum, cumprod and prod_others along one axis (the C VM's SCAN_B):
+        running sums or products; each element's product of the others in
+        its slice, the quotient where the slice holds no zero."""
         x, o = ins.ins[0], ins.out
-        axis, reverse = ins.kwargs["axis"], ins.kwargs["reverse"]
         aval = self.avals[o]
         if self.is_scalar(x):
             self.alias(ins, x)
             return
-        na, nn, nb = self.blocks(aval.shape, [axis])
+        na, nn, nb = self.blocks(aval.shape, [ins.kwargs["axis"]])
         out = self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
-        first, order, prev = ((nn - 1, f"range({nn - 1}, -1, -1)", "n + 1") if reverse
-                              else (0, f"range({nn})", "n - 1"))
+        x3, o3 = f"x3_{o}", f"o3_{o}"
+        self.step.lines += [f"{x3} = {self.ref(x)}.reshape(({na}, {nn}, {nb}))",
+                            f"{o3} = {out}.reshape(({na}, {nn}, {nb}))"]
+        if ins.prim == "prod_others":
+            one = f"np.{aval.dtype.name}(1)"
+            self.step.lines += [
+                f"for a in range({na}):",
+                f"    for b in range({nb}):",
+                f"        rest, zeros = {one}, 0",
+                f"        for n in range({nn}):",
+                f"            if {x3}[a, n, b] == 0:",
+                "                zeros += 1",
+                "            else:",
+                f"                rest *= {x3}[a, n, b]",
+                f"        for n in range({nn}):",
+                f"            v = {x3}[a, n, b]",
+                f"            {o3}[a, n, b] = (rest / v if zeros == 0 else rest if v == 0 "
+                f"and zeros == 1 else 0)"]
+            return
+        op = "*" if ins.prim == "cumprod" else "+"
+        first, order, prev = ((nn - 1, f"range({nn - 1}, -1, -1)", "n + 1")
+                              if ins.kwargs.get("reverse") else (0, f"range({nn})", "n - 1"))
         self.step.lines += [
-            f"x3_{o} = {self.ref(x)}.reshape(({na}, {nn}, {nb}))",
-            f"o3_{o} = {out}.reshape(({na}, {nn}, {nb}))",
             f"for a in range({na}):",
             f"    for n in {order}:",
             f"        for b in range({nb}):",
-            f"            o3_{o}[a, n, b] = x3_{o}[a, n, b] if n == {first} "
-            f"else o3_{o}[a, {prev}, b] + x3_{o}[a, n, b]"]
+            f"            {o3}[a, n, b] = {x3}[a, n, b] if n == {first} "
+            f"else {o3}[a, {prev}, b] {op} {x3}[a, n, b]"]
 
     # -- shapes ------------------------------------------------------------------
     def emit_reshape(self, ins: Instr) -> None:
@@ -618,7 +638,8 @@ EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     P.where: _Emitters.emit_where, P.astype: _Emitters.emit_astype,
     P.stop_gradient: _Emitters.emit_stop_gradient,
     P.no_derivative: _Emitters.emit_stop_gradient, P.guard: _Emitters.emit_guard,
-    P.cumsum: _Emitters.emit_cumsum, P.reshape: _Emitters.emit_reshape,
+    P.cumsum: _Emitters.emit_scan, P.cumprod: _Emitters.emit_scan,
+    P.prod_others: _Emitters.emit_scan, P.reshape: _Emitters.emit_reshape,
     P.transpose: _Emitters.emit_transpose, P.broadcast_to: _Emitters.emit_broadcast_to,
     P.take: _Emitters.emit_take, P.scatter_add: _Emitters.emit_scatter_add,
     P.scatter_set: _Emitters.emit_scatter_set, P.matmul: _Emitters.emit_matmul,

@@ -141,7 +141,7 @@ def _descriptor_len(opname: str, meta: np.ndarray, d: int) -> int:
     return {"BINARY_B": 1 + 3 * nd, "COMPARE_B": 1 + 3 * nd, "LOGIC_B": 1 + 3 * nd,
             "WHERE_B": 1 + 4 * nd, "STRIDED_B": 2 + 2 * nd, "STRIDED_SET_B": 2 + 2 * nd,
             "STRIDED_ADD_B": 2 + 2 * nd, "REDUCE_B": 2 + 2 * nd,
-            "CUMSUM_B": 4, "MATMUL_B": 7, "SOLVE_B": 3, "SLOGDET_B": 2,
+            "SCAN_B": 4, "MATMUL_B": 7, "SOLVE_B": 3, "SLOGDET_B": 2,
             "CHOLESKY_B": 2, "TRSOLVE_B": 5, "EIGH_B": 3, "TRMM_B": 5, "SVD_B": 4,
             "PINV_B": 4, "QR_B": 4,
             "LOOP": 6 + 4 * int(sum(meta[d + 1:d + 4]))}.get(opname, 0)

@@ -10,7 +10,11 @@ derivative routes each cotangent back to the element that was moved there.
 
 ``cumprod``'s derivative divides by x where no zero precedes; with zeros it
 is written without dividing by them (`_cumprod_vjp`), exact to the second
-derivative for up to two zeros in a row of the scan.  ``interp`` is
+derivative for up to two zeros in a row of the scan.  ``prod_others`` is
+``prod``'s partial derivatives, the products of the other factors of each
+slice: one pass with a quotient where no factor is zero; its own derivatives
+are those of the products before and after each factor, cumulative products,
+so they are exact at zeros too.  ``interp`` is
 differentiable in x (piecewise linear: the slope of the segment x falls in,
 0 outside [xp[0], xp[-1]], the left segment's at a breakpoint) and in fp, where
 it is linear: each x mixes the two table values of its segment with the hat
@@ -246,3 +250,63 @@ defjvp(_p, lambda t, ans, x, xp, fp, left, right: t * _call("interp_slope", x, x
              right=None if right is None else 0.0))
 defshape(_p, shapes.interp)
 defbatch(_p, batching.interpolate)
+
+
+# -- the products of the other factors: prod's partial derivatives ----------------
+def _prod_others(x, axis):
+    """d prod / d x_i along ``axis``: the product of the other elements of
+    x_i's slice.  Where the slice holds no zero that is the quotient
+    prod / x_i; at its only zero the product of the nonzeros; 0 elsewhere."""
+    ans = np.prod(x, axis=axis, keepdims=True)
+    if x.all():
+        return ans / x
+    zero = x == 0
+    count = zero.sum(axis=axis, keepdims=True)
+    rest = np.prod(np.where(zero, 1, x), axis=axis, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(count == 0, ans / x, np.where(zero & (count == 1), rest, 0)).astype(
+            x.dtype, copy=False)
+
+
+def _exclusive_scans(x):
+    """The products before and after each element along x's last axis, as
+    cumulative products of x shifted by one from either end (JAX's form of
+    prod's partials): their derivatives are `cumprod`'s, exact at zeros.
+    Returns (head, before, tail, after reversed): before = cumprod(head),
+    tail the reversed shift the other way."""
+    last = fnp.ndim(x) - 1
+    one = fnp.ones_like(x[..., :1])
+    head = fnp.concatenate([one, x[..., :-1]], axis=last)
+    tail = fnp.flip(fnp.concatenate([x[..., 1:], one], axis=last), last)
+    return head, fnp.cumprod(head, axis=last), tail, fnp.cumprod(tail, axis=last)
+
+
+def _prod_others_jvp(t, ans, x, axis):
+    x, t, last = fnp.moveaxis(x, axis, -1), fnp.moveaxis(t, axis, -1), fnp.ndim(x) - 1
+    head, before, tail, after_r = _exclusive_scans(x)
+    zero = fnp.zeros_for(t[..., :1])
+    d_before = _cumprod_jvp(fnp.concatenate([zero, t[..., :-1]], axis=last), before, head, last)
+    d_after_r = _cumprod_jvp(fnp.flip(fnp.concatenate([t[..., 1:], zero], axis=last), last),
+                             after_r, tail, last)
+    return fnp.moveaxis(d_before * fnp.flip(after_r, last) + before * fnp.flip(d_after_r, last),
+                        -1, axis)
+
+
+def _prod_others_vjp(g, ans, x, axis):
+    x, g, last = fnp.moveaxis(x, axis, -1), fnp.moveaxis(g, axis, -1), fnp.ndim(x) - 1
+    head, before, tail, after_r = _exclusive_scans(x)
+    after = fnp.flip(after_r, last)
+    g_head = _cumprod_vjp(g * after, before, head, last)  # head[k] is x[k - 1]
+    g_shifted = fnp.flip(_cumprod_vjp(fnp.flip(g * before, last), after_r, tail, last), last)
+    zero = fnp.zeros_for(g[..., :1])  # ... and the unreversed tail's [k] is x[k + 1]
+    return fnp.moveaxis(fnp.concatenate([g_head[..., 1:], zero], axis=last)
+                        + fnp.concatenate([zero, g_shifted[..., :-1]], axis=last), -1, axis)
+
+
+_p = defprim("prod_others", _prod_others, 1, cost="reduction")
+defvjp(_p, _prod_others_vjp)
+defreads(_p, (0,))
+defjvp(_p, _prod_others_jvp)
+defshape(_p, shapes.along)
+defbatch(_p, batching.along_axis)
+

@@ -9,9 +9,9 @@ compiled backends recognise contiguous and strided index patterns.
 Non-differentiable points:
   max/min reductions at ties -> the cotangent is split evenly among the tied
   elements (as autograd does).
-  prod -> the gradient is ans / x where a slice holds no zero; with zeros
-  it is the product of the other elements, written without dividing by them
-  (`_prod_partials`), exact to the second derivative for any number of zeros.
+  prod -> the gradient is the product of the other elements of each slice
+  (`ordering.prod_others`: ans / x where the slice holds no zero), exact at
+  zeros to every order; a plain sweep without zeros keeps the quotient.
 """
 from __future__ import annotations
 
@@ -98,38 +98,31 @@ def _without_zeros(x):
 
 
 def _prod_partials(x, axes):
-    """(zero, count, safe, rest, partials): d prod / d x_i, the product of the
-    other elements, where a slice holds zeros (``count`` of them), without
-    dividing by them.  Each is written so that its own derivative is right
-    too: at a zero the product of the nonzeros (``rest``) with one zero, the
-    other zero (``zeros - x``, 0 in value) times ``rest`` with two; elsewhere
-    the zero (``zeros``) times the other nonzeros with one zero, 0 with more.
-    Where the slice holds no zero the caller divides ``rest`` by x."""
-    zero = x == 0
-    count = fnp.sum(fnp.where(zero, 1.0, 0.0), axis=axes, keepdims=True)  # (float: every VM's)
-    safe = fnp.where(zero, 1.0, x)
-    rest = fnp.prod(safe, axis=axes, keepdims=True)
-    zeros = fnp.sum(fnp.where(zero, x, 0.0), axis=axes, keepdims=True)
-    at_zero = fnp.where(count == 1, rest, fnp.where(count == 2, (zeros - x) * rest, 0.0))
-    elsewhere = fnp.where(count == 1, zeros * rest / safe, 0.0)
-    return zero, count, safe, rest, fnp.where(zero, at_zero, elsewhere)
+    """d prod / d x_i over ``axes``: `ordering.prod_others` along one axis, the
+    reduced axes moved last and merged into one for more."""
+    from ..core.tracer import bind
+    from ..core.registry import registry
+    if len(axes) == 1:
+        return bind(registry["prod_others"], x, axis=axes[0])
+    shape = fnp.shape(x)
+    kept = [a for a in range(len(shape)) if a not in axes]
+    order = kept + sorted(axes)
+    moved = fnp.transpose(x, order) if order != list(range(len(shape))) else x
+    merged = fnp.reshape(moved, tuple(shape[a] for a in kept) + (-1,))
+    others = fnp.reshape(bind(registry["prod_others"], merged, axis=len(kept)), fnp.shape(moved))
+    return others if moved is x else fnp.transpose(others, list(np.argsort(order)))
 
 
 def _prod_vjp(g, ans, x, axes, keepdims):
     if _without_zeros(x):
         return _expand_to(g * ans, x, axes, keepdims) / x
-    G = _expand_to(g, x, axes, keepdims)
-    _, count, safe, rest, partials = _prod_partials(x, axes)
-    return fnp.where(count == 0, G * rest / safe, G * partials)
+    return _expand_to(g, x, axes, keepdims) * _prod_partials(x, axes)
 
 
 def _prod_jvp(t, ans, x, axes, keepdims):
     if _without_zeros(x):
         return ans * fnp.sum(t / x, axis=axes, keepdims=keepdims)
-    zero, _, safe, _, partials = _prod_partials(x, axes)
-    count = fnp.sum(fnp.where(zero, 1.0, 0.0), axis=axes, keepdims=keepdims)
-    return fnp.where(count == 0, ans * fnp.sum(t / safe, axis=axes, keepdims=keepdims),
-                     fnp.sum(t * partials, axis=axes, keepdims=keepdims))
+    return fnp.sum(t * _prod_partials(x, axes), axis=axes, keepdims=keepdims)
 
 
 # name: (NumPy function, its public names in fastad.numpy, identity, what the
