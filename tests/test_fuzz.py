@@ -466,6 +466,9 @@ OPS: dict[str, Op] = {
     # reductions
     "sum": reduction(np.sum), "mean": reduction(np.mean),
     "prod": reduction(np.prod, lambda x: 1.0 + 0.3 * np.sin(x)),
+    # exact zero factors: the products of the others, not a quotient
+    "prod_zeros": reduction(np.prod, lambda x: np.where(x > 1.0, 0.0, 1.0 + 0.3 * np.sin(x)),
+                            smooth=False),
     "max": reduction(np.max, smooth=False, nonempty=True),
     "min": reduction(np.min, smooth=False, nonempty=True),
     "var": Op(1, lambda draw, xs: {"axis": draw(axis_param(xs[0].shape))},
@@ -473,6 +476,8 @@ OPS: dict[str, Op] = {
     "logsumexp": Op(1, lambda draw, xs: {"axis": draw(axis_param(xs[0].shape))},
                     lambda x, axis: fnp.logsumexp(x, axis=axis)),
     "cumsum": Op(1, _cumsum_params, _cumsum),
+    "cumprod": Op(1, lambda draw, xs: {"axis": _axis_of(draw, xs[0])},
+                  lambda x, axis: np.cumprod(1.0 + 0.3 * np.sin(x), axis)),
     # shapes and indexing
     "reshape": Op(1, _shape_params, _reshape),
     "combine": Op(2, _combine_params, _combine),
@@ -683,6 +688,18 @@ def assert_writeable(*trees):
 
 
 # -- regressions the fuzzer found ---------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 4, 1), (3, 5), (7,)])
+def test_empty_results_beside_an_input_read_in_place(shape):
+    """Results of no elements sit at the arena's end, where the first input
+    read in place begins: they are no segment of their own (the VM refused
+    the program as an input outside its arena)."""
+    x = np.random.default_rng(0).normal(size=shape)
+    v = np.ones_like(x)
+    empty = lambda y: y[..., 2:2]  # noqa: E731
+    f = lambda x: fa.jvp(lambda y: (np.abs(np.sign(empty(y))), empty(y)), (x,), (v,))[1]  # noqa: E731
+    for backend in BACKENDS:
+        for got in fa.jit(f, backend=backend)(x):
+            assert got.shape == empty(x).shape
 def test_assigning_into_a_copy_leaves_the_original_alone():
     """``b = a.copy(); b[k] = v`` rebound a's traced value too (copy returned a)."""
     def f(x, y):

@@ -306,12 +306,13 @@ def maps_bound(int op):
 cdef object _bound_segments(program):
     """The bound segments (vm.h), as an int64 array of (byte start, bytes,
     writable) triples: the input ports (read only) and output ports (written)
-    past the arena."""
+    past the arena.  A port of no bytes is no segment, wherever it points
+    (an empty result placed at the arena's end, where a segment may start)."""
     arena = int(program.arena_bytes)
     spans = sorted((int(p[0]), int(p[1].itemsize * np.prod(p[2], dtype=np.int64)), writable)
                    for ports, writable in ((program.inputs, 0), (program.outputs, 1))
                    for p in ports if int(p[0]) >= arena)
-    return np.array(spans, dtype=np.int64).reshape(-1)
+    return np.array([s for s in spans if s[1] > 0], dtype=np.int64).reshape(-1)
 
 
 cdef void _set_bound(fastad_program *prog, object segments, int64_t bound_bytes):
@@ -460,7 +461,7 @@ cdef class Executable:
         self._ninputs = len(self._inputs)
         starts = self._bound[::3].tolist()
         for port in self._inputs + self._outputs:
-            if port.offset >= self.prog.arena_bytes and port.offset in starts:
+            if port.offset >= self.prog.arena_bytes and port.nbytes and port.offset in starts:
                 port.bound = starts.index(port.offset)
         self._nbound = len(starts)
         self._bound_out_index = [i for i, p in enumerate(self._outputs) if p.bound >= 0]
