@@ -527,14 +527,19 @@ class _LoopFusion:
         for ins in loop.rows:
             lines.append(f"r{ins.out} = np.empty({rows}, np.{self.avals[ins.out].dtype.name})")
         body, late, shift, fill = [], [], [], []
+        # a member reads e<s> only if s is computed above it in the body: a
+        # recipe run for a later member (`numba_recompute`) may compute again
+        # a value an earlier member read from its array
+        above: set[int] = set()
         for ins in loop.members:
             if ins.prim == "scatter_add":
                 continue
             if ins.prim == "take":
                 position = _index_expr(*where[ins.out], names)
                 body.append(f"e{ins.out} = {self.flat(ins.ins[0])}[{position}]")
-                continue
-            body.append(self.elementwise_line(ins, loop.values, loop.shape))
+            else:
+                body.append(self.elementwise_line(ins, above, loop.shape))
+            above.add(ins.out)
         for ins in loop.members:
             if ins in stored:
                 body.append(f"{self.flat(ins.out)}[i] = e{ins.out}")

@@ -16,11 +16,13 @@ otherwise only inputs and constants of its shape and scalars), is not
 stored: it is *deferred*, and each loop that reads it runs the recipe's
 instructions again as members of its own, before their reader.  A reader
 that ends up in no loop (or a gather, a scatter, a reduction) has the value
-made into its array first (`materialize`), by a loop of the recipe.  Each
-recomputed value is the same scalar expression of the same operands as in
-the loop that first computed it, so results are bit for bit those of the
-stored arrays.  Inputs and constants are never written by the kernel, so a
-recipe reads the same elements wherever it runs.
+made into its array first (`materialize`), by a loop of the recipe.  Which
+instructions a recipe may hold is decided in one place, `recomputable`.
+Each recomputed value is the same scalar expression of the same operands as
+in the loop that first computed it, so results are bit for bit those of the
+stored arrays: the operands a recipe reads are never written while it may
+run, and a loop's member reads a recomputed value only below the recipe's
+run in the body (`numba_loops._LoopFusion.close_loop`).
 """
 from __future__ import annotations
 
@@ -49,29 +51,60 @@ class _Recompute:
     """The generator's part (mixed into `numba_codegen._Generator`) that
     defers cheap loop values to their readers' loops."""
 
-    def recipe(self, s: int, made: dict[int, Instr]) -> tuple[Instr, ...] | None:
-        """The instructions computing loop value ``s`` (dependencies first),
-        ``made`` the loop's members by result, or None when some operand is
-        not an input, a constant of its shape, a scalar or a value of such a
-        recipe, or the recipe passes `MAX_RECIPE` instructions."""
-        if s in self.recipes:
-            return self.recipes[s]
-        self.recipes[s] = None  # no cycles in a tape, but no recursion past one
-        ins = made.get(s)
-        shape = self.avals[s].shape
-        if (ins is None or registry[ins.prim] not in self.ELEMENTWISE
-                or registry[ins.prim].cost != "cheap" or registry[ins.prim] in NOT_RECOMPUTED):
-            return None
-        steps: dict[int, Instr] = {}
+    def recomputable(self, ins: Instr) -> bool:
+        """May loop member ``ins`` run again in a later loop that reads element
+        ``i`` in iteration ``i`` (or in `materialize`'s loop), with the same
+        result bit for bit?  The whole rule, checked here only:
+
+        - a cheap elementwise primitive without effects (a fused loop's scalar
+          expression, `scalar_expr`), not one of `NOT_RECOMPUTED`; every
+          instruction of a tape has one result (NumPy's ufuncs of two, modf,
+          frexp, divmod, are several instructions, each checked alone);
+        - every array operand of exactly the result's shape, so it is read at
+          the flat position ``i`` of the reading loop: a broadcast operand's
+          position needs the loop's per-axis indices (a loop of broadcasts),
+          which a loop joining the recipe may not have;
+        - array operands the kernel never writes while the value may still be
+          recomputed: constants, and inputs whose buffers the code does not
+          own (a loop body's carries it owns are updated in place once their
+          last reader in the tape has run, and a recipe runs later); scalars
+          and constants of one value (names never rebound, literals).
+        Operands that are values of the same loop are checked by `recipe`."""
+        prim = registry[ins.prim]
+        if (prim not in self.ELEMENTWISE or prim.cost != "cheap" or prim in NOT_RECOMPUTED
+                or prim.effect is not None):
+            return False
+        shape = self.avals[ins.out].shape
+        if shape == () or math.prod(shape) == 0:
+            return False
         for o in ins.ins:
             if self.is_scalar(o) or self.uniform_value(o) is not None:
                 continue
             if self.avals[o].shape != shape:
-                return None
-            if o in self.tape.consts or o in self.inputs:
+                return False
+            if o in self.inputs and self.owned.get(self.buffer.get(o), False):
+                return False
+        return True
+
+    def recipe(self, s: int, made: dict[int, Instr]) -> tuple[Instr, ...] | None:
+        """The instructions computing loop value ``s`` (dependencies first),
+        ``made`` the loop's members by result, or None when one of them is
+        not `recomputable`, reads an array that is neither an input, a
+        constant nor a value of the same loop with a recipe, or the recipe
+        passes `MAX_RECIPE` instructions."""
+        if s in self.recipes:
+            return self.recipes[s]
+        self.recipes[s] = None  # no cycles in a tape, but no recursion past one
+        ins = made.get(s)
+        if ins is None or not self.recomputable(ins):
+            return None
+        steps: dict[int, Instr] = {}
+        for o in ins.ins:
+            if (self.is_scalar(o) or self.uniform_value(o) is not None
+                    or o in self.tape.consts or o in self.inputs):
                 continue
             below = self.recipe(o, made) if o in made else None
-            if below is None:
+            if below is None:  # an array of an earlier step: its buffer may be reused
                 return None
             steps.update((dep.out, dep) for dep in below)
         steps[s] = ins
@@ -121,11 +154,14 @@ class _Recompute:
         recipe = self.deferred.pop(s)
         aval = self.avals[s]
         self.define_array(recipe[-1], f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
-        values = {dep.out for dep in recipe}
-        lines = [self.elementwise_line(dep, values, aval.shape) for dep in recipe]
+        lines, above = [], set()
+        for dep in recipe:  # dependencies first
+            lines.append(self.elementwise_line(dep, above, aval.shape))
+            above.add(dep.out)
+        target = self.flat(s)  # its flat view's line (of an array of several axes) first
         self.step.lines.append(f"for i in range({math.prod(aval.shape)}):")
         self.step.lines += ["    " + line for line in lines]
-        self.step.lines.append(f"    {self.flat(s)}[i] = e{s}")
+        self.step.lines.append(f"    {target}[i] = e{s}")
         step, self.step = self.step, outer
         return step
 
