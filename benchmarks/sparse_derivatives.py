@@ -27,6 +27,10 @@ Workloads (n variables):
                grid, Hessian (7 nonzeros per row; not tuned for)
   rods         a chain of n/3 points in 3-D with stretching and bending,
                Hessian (3 x 3 blocks, 15 nonzeros per row; not tuned for)
+  diag9        a 2-D grid energy with a 9-point stencil: log(1 + d^2) of the
+               differences along both axes, sqrt(1 + d1^2 + d2^2) of each
+               cell's diagonals, exp(u / 2) - u, Hessian (9 nonzeros per row;
+               not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -202,6 +206,22 @@ def rods(x, xp=np):
     return xp.sum((length - 1.0) ** 2) + 0.5 * xp.sum(1.0 - cosine)
 
 
+def diag9(x, xp=np):
+    """A 2-D grid energy with a 9-point stencil: a Lorentzian penalty
+    log(1 + d^2) of the differences along both axes, the area-like
+    sqrt(1 + d1^2 + d2^2) of each cell's two diagonal differences, and an
+    exponential potential exp(u / 2) - u at each point.  Hessian entries
+    with all 8 neighbors (9 nonzeros per row).  Written after the work on
+    recomputing cheap values in Numba's loops, as a workload nothing was
+    tuned for."""
+    k = int(round(np.sqrt(x.size)))
+    u = x.reshape(k, k)
+    dx, dy = u[:, 1:] - u[:, :-1], u[1:] - u[:-1]
+    d1, d2 = u[1:, 1:] - u[:-1, :-1], u[1:, :-1] - u[:-1, 1:]
+    return (xp.sum(xp.log(1.0 + dx ** 2)) + xp.sum(xp.log(1.0 + dy ** 2))
+            + xp.sum(xp.sqrt(1.0 + d1 ** 2 + d2 ** 2)) + xp.sum(xp.exp(0.5 * x) - x))
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -271,6 +291,14 @@ def casadi_workload(name, x, ca):
         dy = u[:-1, 1:] - u[:-1, :-1]
         return (ca.sum1(ca.sum2((P_EPS + dx ** 2 + dy ** 2) ** (P_EXPONENT / 2))) / P_EXPONENT
                 - 0.1 * ca.sum1(x))
+    if name == "diag9":
+        k = int(round(np.sqrt(n)))
+        u = ca.reshape(x, k, k).T
+        dx, dy = u[:, 1:] - u[:, :-1], u[1:, :] - u[:-1, :]
+        d1, d2 = u[1:, 1:] - u[:-1, :-1], u[1:, :-1] - u[:-1, 1:]
+        return (ca.sum1(ca.sum2(ca.log(1.0 + dx ** 2))) + ca.sum1(ca.sum2(ca.log(1.0 + dy ** 2)))
+                + ca.sum1(ca.sum2(ca.sqrt(1.0 + d1 ** 2 + d2 ** 2)))
+                + ca.sum1(ca.exp(0.5 * x) - x))
     if name == "rods":  # point i's coordinates at 3i, 3i + 1, 3i + 2, by index lists
         m = n // 3
         d = [x[(3 * np.arange(1, m) + c).tolist()] - x[(3 * np.arange(m - 1) + c).tolist()]
@@ -325,6 +353,7 @@ WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "landau": (landau, "hessian"), "mesh": (mesh, "hessian"),
              "broyden": (broyden, "hessian"), "rodchain": (rodchain, "hessian"),
              "plaplace": (plaplace, "hessian"), "rods": (rods, "hessian"),
+             "diag9": (diag9, "hessian"),
              "collocation": (collocation, "jacobian")}
 
 
@@ -365,7 +394,7 @@ def triples(n):
 
 #: the sizes a workload takes near n
 SIZES = {"grid": square, "surface": square, "mesh": square, "stencil3d": cube,
-         "landau": two_squares, "plaplace": square, "rods": triples}
+         "landau": two_squares, "plaplace": square, "rods": triples, "diag9": square}
 
 
 def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOADS)):

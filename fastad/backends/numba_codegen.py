@@ -25,6 +25,7 @@ from .numba_loop_instr import _LoopInstruction
 from .numba_loops import (_Loop, _LoopFusion, _grouped_by_shape, _reads_before_writes,
                           _sink_scalars)
 from .numba_products import _SmallProducts
+from .numba_recompute import _Recompute
 from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
 from .numba_vecmath import _VectorLoops
 
@@ -108,7 +109,8 @@ def _stacked_rows(tape: Tape) -> tuple[dict[int, tuple[int, int]], dict[int, Any
 MAX_GAPS = 8
 
 
-class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _Emitters):
+class _Generator(_LoopFusion, _Recompute, _LoopInstruction, _VectorLoops, _SmallProducts,
+                 _Emitters):
     """Generates the code of each instruction of one tape (``steps``)."""
 
     def __init__(self, tape: Tape) -> None:
@@ -126,6 +128,9 @@ class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _E
         self.loops: list[int] = []  # loop instructions written, nested ones too (their names)
         self.module_lines: dict[str, None] = {}  # module-level names emitters need (LAPACK)
         self.scratch: set[str] = set()  # arrays loops make once, before them (`made_once`)
+        self.inputs = set(tape.inputs)
+        self.deferred: dict[int, tuple[Instr, ...]] = {}  # loop values not stored (`_Recompute`)
+        self.recipes: dict[int, tuple[Instr, ...] | None] = {}
         end = len(tape.instrs)
         self.last_use = [-1] * len(self.avals)
         self.readers: list[list[int]] = [[] for _ in self.avals]
@@ -368,6 +373,8 @@ class _Generator(_LoopFusion, _LoopInstruction, _VectorLoops, _SmallProducts, _E
             if self.loop is not None and not self.joins_loop(ins):
                 if self.loop_guards or any(s in self.loop.results for s in ins.ins):
                     steps.append(self.close_loop())
+            if self.deferred:  # made into arrays unless ins recomputes them in its loop
+                steps += self.materialized(ins)
             if self.loop is not None and self.joins_loop(ins):
                 self.join_loop(ins)
                 continue

@@ -312,6 +312,7 @@ class _Loop:
     broadcasts: bool = False  # some member broadcasts an operand (nested loops per axis)
     prelude: list[_Step] = field(default_factory=list)  # accumulators its scatters make
     zeroed: dict[int, _Step] = field(default_factory=dict)  # scatter out -> prelude making +0s
+    recomputed: set[int] = field(default_factory=set)  # deferred values' recipes run here
 
 
 class _LoopFusion:
@@ -363,7 +364,7 @@ class _LoopFusion:
         loop = self.loop
         if registry[ins.prim] in REDUCERS:  # a full reduction of a loop value: an accumulator
             x = ins.ins[0]
-            return x in loop.values and (
+            return x in loop.values and x not in loop.recomputed and (
                 (not ins.kwargs["keepdims"] and len(ins.kwargs["axes"]) == len(loop.shape))
                 or self.row_reduction(ins))
         if ins.prim in ("take", "scatter_add"):
@@ -446,6 +447,8 @@ class _LoopFusion:
                 loop.rows.append(ins)
                 loop.split = min(ins.kwargs["axes"])
             return
+        if self.deferred:
+            self.recompute_operands(ins)
         loop.members.append(ins)
         if ins.prim == "scatter_add":  # in place: the result is the target's variable
             x, i, _ = ins.ins
@@ -499,9 +502,15 @@ class _LoopFusion:
             self.step.defines += made.defines
         lines = self.step.lines
         stored = []
+        made = {ins.out: ins for ins in loop.members}
         for ins in loop.members:  # values read after the loop are kept in arrays
-            if ins.out in loop.values and any(r not in loop.positions
-                                              for r in self.readers[ins.out]):
+            if ins.out in loop.values and ins.out not in loop.recomputed:
+                later = [r for r in self.readers[ins.out] if r not in loop.positions]
+                if not later:
+                    continue
+                if self.defers(ins.out, later, made):  # `numba_recompute`
+                    self.deferred[ins.out] = self.recipe(ins.out, made)
+                    continue
                 stored.append(ins)
                 aval = self.avals[ins.out]
                 self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
@@ -518,19 +527,19 @@ class _LoopFusion:
         for ins in loop.rows:
             lines.append(f"r{ins.out} = np.empty({rows}, np.{self.avals[ins.out].dtype.name})")
         body, late, shift, fill = [], [], [], []
+        # a member reads e<s> only if s is computed above it in the body: a
+        # recipe run for a later member (`numba_recompute`) may compute again
+        # a value an earlier member read from its array
+        above: set[int] = set()
         for ins in loop.members:
             if ins.prim == "scatter_add":
                 continue
             if ins.prim == "take":
                 position = _index_expr(*where[ins.out], names)
                 body.append(f"e{ins.out} = {self.flat(ins.ins[0])}[{position}]")
-                continue
-            dtype = self.operand_dtype(ins)
-            args = [f"e{s}" if s in loop.values else
-                    self.ref(s, dtype) if self.is_scalar(s) else
-                    self.uniform_const(s) or
-                    f"{self.flat(s)}[{self.broadcast_index(s, loop.shape)}]" for s in ins.ins]
-            body.append(f"e{ins.out} = {self.scalar_expr(ins, args)}")
+            else:
+                body.append(self.elementwise_line(ins, above, loop.shape))
+            above.add(ins.out)
         for ins in loop.members:
             if ins in stored:
                 body.append(f"{self.flat(ins.out)}[i] = e{ins.out}")
