@@ -19,6 +19,9 @@ from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
+from conftest import BACKENDS
+
+COMPILED = [b for b in BACKENDS if b != "numpy"] or ["numpy"]
 
 DTYPES = ["int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64"]
 BINARY = ["+", "-", "*", "//", "%", "**", "minimum", "maximum", "divmod0", "divmod1"]
@@ -217,3 +220,52 @@ def test_labels_keep_compiling_once():
         y = rng.integers(0, 10, size=8)
         assert g(y) == np.sum(y * 2 + 1)
     assert g.cache_info()["traces"] == 1
+
+
+def _loops(f, *args):
+    g = fa.jit(f, backend=COMPILED[0])
+    g(*args)
+    return sum(i.prim == "loop" for i in g.tape.instrs)
+
+
+def test_integer_arithmetic_in_loop_bodies_keeps_the_loop():
+    """A loop's counter or scanned integers plus a constant need no range
+    check in the body (its guard would unroll the loop): fori_loop's counter
+    lies below its bound, scanned integers within their own bounds (integer
+    data reaching 2**52 checked once before the loop)."""
+    x = np.arange(12.0)
+
+    def constant(x):
+        return fa.fori_loop(0, 10, lambda i, c: c + x[i + 1] * c, 1.0)
+
+    def bounded(x, n):
+        return fa.fori_loop(0, n, lambda i, c: c + x[i + 1] * (i * 2 + 1), 1.0)
+
+    def scanned(x, idx):
+        return fa.scan(lambda c, j: (c + x[j + 1] * (j - 1), None), 0.0, idx)[0]
+
+    idx = np.array([3, 0, 7, 2])
+    cases = [(constant, (x,), np.prod(1.0 + x[1:11])),
+             (bounded, (x, 6), 1.0 + sum(x[i + 1] * (2 * i + 1) for i in range(6))),
+             (scanned, (x, idx), sum(x[j + 1] * (j - 1) for j in idx))]
+    for f, args, want in cases:
+        assert _loops(f, *args) == 1, f.__name__
+        for backend in COMPILED:
+            assert fa.jit(f, backend=backend)(*args) == want, (f.__name__, backend)
+    big = np.array([2 ** 52 + 1, 3])  # past the check before the loop: keyed by value
+    assert fa.jit(lambda i: fa.scan(lambda c, j: (c + (j - 1), None), 0, i)[0],
+                  backend=COMPILED[0])(big) == 2 ** 52 + 2
+
+
+def test_vmap_of_a_fori_loop_with_batched_integer_bounds_batches():
+    """Examples of different trip counts run in one batched loop (no
+    warning), their counters plus a constant unchecked inside it."""
+    def f(p, n):
+        return fa.fori_loop(0, n, lambda i, c: c * p[0] + p[1] * (i + 1), p[2])
+    P = np.array([[0.4, 0.1, 0.8], [-0.4, 0.3, 0.5], [0.7, -0.1, 0.2]])
+    N = np.array([0, 3, 1])
+    want = np.stack([fa.grad(f)(p, int(n)) for p, n in zip(P, N)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = fa.vmap(fa.grad(f))(P, N)
+    np.testing.assert_allclose(got, want, rtol=1e-12)

@@ -559,6 +559,37 @@ def interval_of(x: Any) -> tuple[int, int]:
     return (int(a.min()), int(a.max()))
 
 
+def _narrowed(x: Any, limit: int) -> tuple[int, int]:
+    """``x``'s bounds, those of integers taken as data reaching ``limit``
+    narrowed below it by a guard (failing, their arguments are keyed by
+    value, `_check_exact`)."""
+    if not isinstance(x, _IntegerData):
+        return interval_of(x)
+    if _magnitude(x.interval) < limit:
+        return x.interval
+    _check_exact(x, x.sources, False, float(limit))
+    return (max(x.interval[0], 1 - limit), min(x.interval[1], limit - 1))
+
+
+def stepped_interval(x: Any) -> tuple[int, int]:
+    """Bounds of the steps of a loop over ``x`` (along its first axis): a
+    constant's own; integers taken as data are checked below 2**52 once
+    before the loop (a guard there, where one in the body would unroll the
+    loop), so that a step's ``j + 1`` or ``2 * j`` needs no check in the body."""
+    return _narrowed(x, 2 ** 52)
+
+
+def counter_bounds(lower: Any, upper: Any) -> tuple[int, int] | None:
+    """Bounds of ``fori_loop``'s counter where its body runs (lower <= i <
+    upper), for integer bounds (None for others); bounds taken as data are
+    checked below 2**31 before the loop (a longer loop would not end), so
+    that ``2 * i + 1`` or ``i * n`` of a small n needs no check in the body."""
+    if not (_integer_valued(lower) and _integer_valued(upper)):
+        return None
+    low, high = _narrowed(lower, 2 ** 31)[0], _narrowed(upper, 2 ** 31)[1] - 1
+    return (low, max(low, high))
+
+
 def _corners(a: tuple[int, int], b: tuple[int, int], op: Callable[[int, int], int]
              ) -> tuple[int, int]:
     values = [op(x, y) for x in a for y in b]
