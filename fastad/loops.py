@@ -277,7 +277,13 @@ def unpack(packed: Any, start: int, stop: int, aval: Any) -> Any:
     one (a counter) is packed with the floats and cast back, so that a traced
     loop returns what the plain one does."""
     part = packed[start:stop].reshape(aval.shape)
-    if np.result_type(part.dtype) != aval.dtype:
+    if np.result_type(part.dtype) != aval.dtype and np.dtype(aval.dtype).kind in "iu" \
+            and isinstance(part, Tracer):
+        # integers of that dtype in the loop: no range check (a guard, which
+        # would unroll a loop around this one)
+        from .core.int_data import integers_in
+        part = integers_in(part, frozenset(), aval.dtype, source=aval.dtype)
+    elif np.result_type(part.dtype) != aval.dtype:
         from .numpy import astype
         part = astype(part, aval.dtype)
     return part
