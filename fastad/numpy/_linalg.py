@@ -429,16 +429,13 @@ def _det(a: Any) -> Any:
     # A random n x n matrix's |det| is about e^(-n/2) of the bound: beyond
     # _DET_GUARDED rows it would fall under the test, so there the chain is
     # taken without it (a singular matrix raises LinAlgError in its gradient).
-    # The test factorizes a stopped copy: the chain's own factorization,
-    # recorded before the test, would be differentiated in forward mode also
-    # where the test then sends a singular matrix to the adjugate
+    # The test reads the chain's own factorization, stopped (one LU per det)
+    s, logdet = _slogdet(a)
     if shape(a)[-1] > _DET_GUARDED:
-        s, logdet = _slogdet(a)
         return s * exp(logdet)
     fixed = stop_gradient(a)
     bound = sum(0.5 * log(sum(fixed * fixed, axis=-1)), axis=-1) + math.log(1e-8)
-    if bool(all_(_slogdet(fixed)[1] > bound)):
-        s, logdet = _slogdet(a)
+    if bool(all_(stop_gradient(logdet) > bound)):
         return s * exp(logdet)
     # a singular matrix, where the chain through log|det| would invert it: one
     # primitive whose derivative is the adjugate, finite there (JAX's); a
