@@ -606,7 +606,7 @@ KERNEL void slogdet_b(int f, int t, const fastad_linalg *la, char *arena, int64_
  * numpy.linalg.cholesky does.  Row-major a is column-major a^T, whose upper
  * triangle is a's lower one: potrf('U') on it gives U with U^T U = a, and U
  * read row-major is L.  A matrix that is not positive definite stops the run
- * with FASTAD_VM_SINGULAR (numpy raises LinAlgError there). */
+ * with FASTAD_VM_NOT_POSITIVE_DEFINITE (numpy raises LinAlgError there). */
 KERNEL int cholesky_b(int t, const fastad_linalg *la, char *arena, int64_t o, int64_t a,
                       const int64_t *d) {
   const int64_t batch = d[0], n = d[1];
@@ -626,7 +626,7 @@ KERNEL int cholesky_b(int t, const fastad_linalg *la, char *arena, int64_t o, in
         la->dpotrf(&uplo, &in, (double *)L, &in, &info);
       else
         la->spotrf(&uplo, &in, (float *)L, &in, &info);
-      if (info != 0) return FASTAD_VM_SINGULAR;
+      if (info != 0) return FASTAD_VM_NOT_POSITIVE_DEFINITE;
     }
   });
   return FASTAD_VM_OK;

@@ -257,12 +257,13 @@
 /* Status codes returned by the VM. */
 #define FASTAD_VM_OK 0
 #define FASTAD_VM_GUARD_FAILED 1
-#define FASTAD_VM_SINGULAR 2 /* gesv/getrf: a singular matrix; potrf: not positive definite;
-                                trsm: a zero on the triangle's diagonal; syevd, gesdd: no
-                                convergence */
+#define FASTAD_VM_SINGULAR 2 /* gesv/getrf: a singular matrix; trsm: a zero on the
+                                triangle's diagonal; syevd, gesdd: no convergence */
 #define FASTAD_VM_INTERRUPTED 3 /* the caller's poll (fastad_vm_run_polled) asked to stop */
 #define FASTAD_VM_INDEX_ERROR 4 /* GATHER_ROWS_V, SCATTER_ADD_ROWS_V: an index out of range
                                    or not an integer (NumPy raises IndexError) */
+#define FASTAD_VM_NOT_POSITIVE_DEFINITE 5 /* potrf: NumPy's cholesky raises LinAlgError
+                                             "Matrix is not positive definite" */
 
 /* SCAN's kinds (its descriptor's last field) */
 #define FASTAD_SCAN_SUM 0

@@ -200,6 +200,37 @@ def _lazily(owner: Any, name: str, make: Callable[[], Any]) -> Any:
     return value
 
 
+def _differentiated_by_position(fn: Callable[..., Any], argnums: Any, args: tuple[Any, ...],
+                                kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``args`` and ``kwargs`` with the differentiated arguments passed by
+    keyword (``g(x=w)``) moved to their positions, with the positional
+    parameters before them, as ``fn``'s signature binds them; a TypeError
+    naming the parameter when one is missing or cannot be passed by position."""
+    last = argnums if isinstance(argnums, int) else max(argnums, default=-1)
+    if last < len(args):
+        return args, kwargs
+    import inspect
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    args, kwargs = list(args), dict(kwargs)
+    for i in range(len(args), last + 1):
+        param = params[i] if i < len(params) else None
+        if param is None or param.kind not in (param.POSITIONAL_ONLY,
+                                               param.POSITIONAL_OR_KEYWORD):
+            raise TypeError(f"{getattr(fn, '__qualname__', 'the function')}: argument {i} is "
+                            "differentiated (argnums) but the call passes no argument there")
+        if param.name in kwargs:
+            args.append(kwargs.pop(param.name))
+        elif param.default is not param.empty:
+            args.append(param.default)
+        else:
+            raise TypeError(f"{getattr(fn, '__qualname__', 'the function')}: missing the "
+                            f"differentiated argument {param.name!r} (argnums {i})")
+    return tuple(args), kwargs
+
+
 class CompiledGrad(_Inspectable):
     """``fastad.compile(f)``: the gradient of scalar ``f``, compiled.
 
@@ -257,6 +288,8 @@ class CompiledGrad(_Inspectable):
         self._batched: dict[Any, Jitted] = {}
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs:
+            args, kwargs = _differentiated_by_position(self.fn, self.argnums, args, kwargs)
         # argnums 0: the one gradient is the output as the shortcut returns it
         if not kwargs and self._fast:
             grad = take_shortcut(self._vg.grads_run_args, args, 0)
@@ -267,6 +300,8 @@ class CompiledGrad(_Inspectable):
         return as_arrays(out) if given_arrays(args) else out
 
     def value_and_grad(self, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        if kwargs:
+            args, kwargs = _differentiated_by_position(self.fn, self.argnums, args, kwargs)
         if not kwargs and self._fast:
             outs = take_shortcut(self._vg.full_run_args, args, -1)
             if outs is not None:

@@ -111,16 +111,18 @@ def _integers_as_data(x_leaves: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     ``(sources, dtype)``, so that indexing by a step's integers (an
     observation, a label) is a gather and the loop stays a loop, where an
     integer-typed step would be a guard that unrolls it; None for the rest."""
-    from .core.int_data import _IntegerData
+    from .core.int_data import _IntegerData, stepped_interval
     leaves, kinds = [], []
     for x in x_leaves:
         if isinstance(x, _IntegerData):
             leaves.append(x)
-            kinds.append((x.sources, x.data_dtype))
+            kinds.append((x.sources, x.data_dtype, stepped_interval(x)))
         elif (not isinstance(x, Tracer) and np.asarray(x).dtype.kind in "iu"
               and not np.any(np.abs(np.asarray(x, np.float64)) >= 2.0 ** 53)):
             leaves.append(np.asarray(x, np.float64))
-            kinds.append((frozenset(), np.asarray(x).dtype))
+            # (the steps' own bounds: a body's ``i + 1`` needs no check, which
+            # as a guard would unroll the loop)
+            kinds.append((frozenset(), np.asarray(x).dtype, stepped_interval(x)))
         else:
             leaves.append(x)
             kinds.append(None)
@@ -275,7 +277,13 @@ def unpack(packed: Any, start: int, stop: int, aval: Any) -> Any:
     one (a counter) is packed with the floats and cast back, so that a traced
     loop returns what the plain one does."""
     part = packed[start:stop].reshape(aval.shape)
-    if np.result_type(part.dtype) != aval.dtype:
+    if np.result_type(part.dtype) != aval.dtype and np.dtype(aval.dtype).kind in "iu" \
+            and isinstance(part, Tracer):
+        # integers of that dtype in the loop: no range check (a guard, which
+        # would unroll a loop around this one)
+        from .core.int_data import integers_in
+        part = integers_in(part, frozenset(), aval.dtype, source=aval.dtype)
+    elif np.result_type(part.dtype) != aval.dtype:
         from .numpy import astype
         part = astype(part, aval.dtype)
     return part
@@ -363,13 +371,21 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
     still works)."""
     if isinstance(lower, Tracer) or isinstance(upper, Tracer):
         from .core.int_data import _IntegerData
+        from .core.int_data import counter_bounds, integer_like
         if isinstance(upper, _IntegerData) and not isinstance(lower, Tracer):
             # the counter as integer data, held in float64 as the bound is: a
             # loop the C VM runs (it holds no int64 values), indexing by it a gather
-            lower = upper - upper + lower
+            lower = integer_like(Tracer.__add__(Tracer.__sub__(upper, upper), float(lower)),
+                                 upper.sources, upper.data_dtype, (int(lower), int(lower)))
+        # where the body runs, lower <= i < upper: i + 1 stays within upper's
+        # bounds, so it needs no exactness check (a guard, which would unroll
+        # the loop, and under vmap split a batch whose bounds differ)
+        inside = counter_bounds(lower, upper)
 
         def step(state: Any) -> Any:
             i, val = state
+            if inside is not None and isinstance(i, _IntegerData):
+                i = integer_like(i, i.sources, i.data_dtype, inside)
             return i + 1, body_fun(i, val)
         return while_loop(lambda state: state[0] < upper, step, (lower, init_val))[1]
     bounds = []

@@ -4,8 +4,8 @@ the kinds of computation (gradient, value, outputs) a trace records, and the
 checks a saved function's signatures and structures pass when loaded.
 
 A *signature* is the pytree structure of the arguments, the shape and dtype
-of every float leaf, the shape and kind of every integer and boolean taken
-as data (`INT_DATA`, `array_data_key`), and the value of everything else
+of every float leaf, the shape and dtype of every integer and boolean taken
+as data (`int_data_key`, `array_data_key`), and the value of everything else
 (strings, integers a trace used by value, ``static_argnums``/
 ``static_argnames``).
 """
@@ -97,12 +97,18 @@ def any_tracer(tree: Any) -> bool:
     return any(isinstance(leaf, Tracer) for leaf in pytree.flatten(tree)[0])
 
 
-#: an integer argument taken as data (`IntTracer`): a float64 0-d input
-INT_DATA = ((), "i")
+def int_data_key(data_dtype: Any) -> tuple[Any, ...]:
+    """An integer taken as data's part of a signature: a 0-d input marked by
+    its dtype's character ("int" for a Python int), which the results'
+    dtypes and the wrapping of narrow integers depend on."""
+    return ((), "int" if data_dtype is int else np.dtype(data_dtype).char)
 
 
-#: the dtype marks of integer ("i") and boolean ("?") leaves taken as data
-DATA_CHARS = ("i", "?")
+#: the dtype marks of integer leaves taken as data (their dtype's character,
+#: "int" for a Python int; the tape holds them in float64)
+INT_CHARS = frozenset(np.typecodes["AllInteger"]) | {"int"}
+#: and of boolean ones
+DATA_CHARS = INT_CHARS | {"?"}
 
 #: integers past this magnitude are not exact in a float64 input
 EXACT_INTEGERS = 2**53
@@ -135,10 +141,11 @@ def array_data(leaf: Any) -> np.ndarray | None:
     return leaf.astype(np.float64)
 
 
-def array_data_key(leaf: np.ndarray) -> tuple[tuple[int, ...], str]:
-    """An integer or boolean array's part of a signature: its shape and kind
-    (the traces of int32 and int64 labels are the same)."""
-    return (leaf.shape, "?" if leaf.dtype.kind == "b" else "i")
+def array_data_key(leaf: np.ndarray) -> tuple[Any, ...]:
+    """An integer or boolean array's part of a signature: its shape and kind,
+    and an integer array's dtype (int8 and int64 labels give results of
+    their own dtypes, and int8 arithmetic wraps)."""
+    return (leaf.shape, leaf.dtype.char)
 
 
 def with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, int], Any]:
@@ -155,8 +162,7 @@ def with_data(key: Any, run_args: Callable[[Any, int], Any]) -> Callable[[Any, i
         args = list(args)
         for i, (shape, char) in data:
             a = args[i]
-            if (type(a) is not np.ndarray or a.shape != shape
-                    or (a.dtype.kind == "b") != (char == "?")):
+            if type(a) is not np.ndarray or a.shape != shape or a.dtype.char != char:
                 return None
             a = array_data(a)
             if a is None:
@@ -242,7 +248,7 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
             leaf = as_differentiable(leaf)
         elif int_data(spec, leaf, where):
             dynamic.append(np.float64(leaf))
-            parts.append(INT_DATA)
+            parts.append(int_data_key(int if type(leaf) is int else np.asarray(leaf).dtype))
             continue
         else:
             data = array_data_of(spec, leaf, where)
@@ -266,14 +272,16 @@ def traced_data_key(spec: "Specializer", leaf: Tracer, where: int | str,
     """The signature part of a traced leaf that is integer or boolean data
     (integers taken as data by an enclosing trace or vmap, an argmax, a traced
     mask): the part the same integers or booleans given as arrays have
-    (`INT_DATA`, `array_data_key`), so that the trace is the one of such a
+    (`int_data_key`, `array_data_key`), so that the trace is the one of such a
     call and sees them as integers (`concrete_leaf`); None for a float leaf.
     Raises `TracedArguments` for integers this function keys by value."""
     from .core.int_data import INTEGER_DATA
     if isinstance(leaf, INTEGER_DATA) and not differentiated:
         if where in spec.int_static:
             raise TracedArguments
-        return INT_DATA if not leaf.ndim else (tuple(leaf.aval.shape), "i")
+        from .core.int_data import storage_dtype
+        return (int_data_key(leaf.data_dtype) if not leaf.ndim else
+                (tuple(leaf.aval.shape), storage_dtype(leaf.data_dtype).char))
     if leaf.aval.dtype.kind == "b":
         if where in spec.int_static:
             raise TracedArguments
@@ -596,7 +604,7 @@ def check_signature(key: Any, tape: Tape) -> None:
     dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
                if part[0] not in ("array", "value")]
     declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
-    if [(tuple(shape), "d" if char == "i" else char)
+    if [(tuple(shape), "d" if char in INT_CHARS else char)
             for shape, char in dynamic] != declared:
         raise TapeError("a saved signature does not match the inputs of its tape")
 

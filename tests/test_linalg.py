@@ -274,12 +274,13 @@ def test_eig_with_complex_eigenvalues_is_complex_and_differentiable():
 
 
 def test_full_svd_of_a_rectangular_matrix_is_refused():
-    with pytest.raises(fa.TracingError, match="full_matrices=False"):
+    # its values compile (tests/test_linalg_singular.py); its derivative, as JAX's, does not exist
+    with pytest.raises(NotImplementedError, match="full_matrices=False"):
         fa.grad(lambda a: np.sum(np.linalg.svd(a)[0]))(np.ones((3, 2)))
 
 
 def test_qr_of_a_wide_matrix_is_refused():
-    with pytest.raises(np.linalg.LinAlgError, match="at least as many rows"):
+    with pytest.raises(NotImplementedError, match="no derivative"):
         fa.grad(lambda a: np.sum(np.linalg.qr(a)[1]))(np.ones((2, 3)))
 
 

@@ -112,7 +112,7 @@ cdef extern from "vm.h" nogil:
     int fastad_maps_bound(int op)
 
     int FASTAD_VM_OK, FASTAD_VM_GUARD_FAILED, FASTAD_VM_SINGULAR, FASTAD_VM_INTERRUPTED
-    int FASTAD_VM_INDEX_ERROR
+    int FASTAD_VM_INDEX_ERROR, FASTAD_VM_NOT_POSITIVE_DEFINITE
     int FASTAD_NUM_OPCODES, FASTAD_NUM_UNARY_FNS, FASTAD_NUM_BINARY_FNS
     int FASTAD_NUM_COMPARE_FNS, FASTAD_NUM_LOGIC_FNS, FASTAD_NUM_REDUCE_FNS
     int FASTAD_NUM_DTYPES, FASTAD_NUM_FUSED_SLOTS, FASTAD_NUM_FUSED_STEPS
@@ -241,6 +241,8 @@ cdef inline int _guard_failed(int status) except -1:
         _raise_interrupt()
     if status == FASTAD_VM_SINGULAR:
         raise np.linalg.LinAlgError("Singular matrix")
+    if status == FASTAD_VM_NOT_POSITIVE_DEFINITE:
+        raise np.linalg.LinAlgError("Matrix is not positive definite")
     if status == FASTAD_VM_INDEX_ERROR:
         raise IndexError(_INDEX_ERROR)
     return status == FASTAD_VM_GUARD_FAILED
@@ -287,6 +289,7 @@ def tables():
             "FASTAD_VM_SINGULAR": FASTAD_VM_SINGULAR,
             "FASTAD_VM_INTERRUPTED": FASTAD_VM_INTERRUPTED,
             "FASTAD_VM_INDEX_ERROR": FASTAD_VM_INDEX_ERROR,
+            "FASTAD_VM_NOT_POSITIVE_DEFINITE": FASTAD_VM_NOT_POSITIVE_DEFINITE,
         },
     }
 
@@ -789,6 +792,8 @@ cdef class Executable:
             _raise_interrupt()
         if failed and np.any(status == FASTAD_VM_SINGULAR):
             raise np.linalg.LinAlgError("Singular matrix")
+        if failed and np.any(status == FASTAD_VM_NOT_POSITIVE_DEFINITE):
+            raise np.linalg.LinAlgError("Matrix is not positive definite")
         if failed and np.any(status == FASTAD_VM_INDEX_ERROR):
             raise IndexError(_INDEX_ERROR)
         return outputs, np.flatnonzero(status == FASTAD_VM_GUARD_FAILED).tolist()

@@ -38,12 +38,14 @@ class _IntegerData:
     __slots__ = ()
 
     def __init__(self, builder: Builder, slot: int, value: Any, sources: frozenset[Any],
-                 data_dtype: Any = int) -> None:
+                 data_dtype: Any = int, interval: tuple[int, int] | None = None) -> None:
         super().__init__(builder, slot, value)  # type: ignore[call-arg]
         self.sources = sources
         # the dtype NumPy would give the integers (``int``: a Python int), which
         # a compiled function's result taken from them is cast back to
         self.data_dtype = data_dtype
+        # bounds every value of them lies within at every call (`integers_in`)
+        self.interval = dtype_interval(data_dtype) if interval is None else interval
 
     @property
     def dtype(self) -> np.dtype:
@@ -74,19 +76,38 @@ class _IntegerData:
         value = np.asarray(FRONT_END["concrete"](self))
         return value.astype(np.int64 if self.data_dtype is int else self.data_dtype)
 
-    def _integer(self, result: Any, other: Any) -> Any:
-        """``result`` of self and ``other``, integer data when both are integers."""
+    def _integer(self, result: Any, other: Any, op: str | None = None) -> Any:
+        """``result`` of self and ``other`` (the operation ``op`` of `_INTERVALS`,
+        self first unless its name starts with "~"), integer data when both
+        are integers: NumPy's dtype, the bounds the operation gives."""
         if isinstance(other, _IntegerData):
-            return integers_in(result, self.sources | other.sources,
-                               combined_dtype(self.data_dtype, other.data_dtype))
-        if _integer_valued(other):
-            return integers_in(result, self.sources,
-                               combined_dtype(self.data_dtype, integer_dtype(other)))
-        return result
+            sources = self.sources | other.sources
+        elif _integer_valued(other):
+            sources = self.sources
+        else:
+            return result
+        dtype = combined_dtype(self.data_dtype, integer_dtype(other))
+        if dtype is not int and np.dtype(dtype).kind not in "iu":
+            return result  # int64 with uint64: NumPy's float64, which it is
+        _python_int_fits(self, dtype)
+        _python_int_fits(other, dtype)
+        rule = _INTERVALS.get(op.lstrip("~") if op else "")
+        bounds = None
+        if rule is not None:
+            a, b = self.interval, interval_of(other)
+            bounds = rule(*((b, a) if op.startswith("~") else (a, b)))
+        return integers_in(result, sources, dtype, interval=bounds)
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's integer-closed ufuncs of integers keep them integers taken
         as data (``np.abs(idx)``, ``np.minimum(idx, n - 1)``)."""
+        if method == "__call__" and not kwargs and len(inputs) == 2:
+            # NumPy's integer power and divmod are the operators'
+            a, b = inputs
+            if ufunc is np.power and _integer_valued(a) and _integer_valued(b):
+                return a ** b if isinstance(a, _IntegerData) else b.__rpow__(a)
+            if ufunc is np.divmod:
+                return FRONT_END["divmod"](a, b)
         narrowed = narrow_floats(ufunc.__name__, inputs) if method == "__call__" else None
         if narrowed is not None:  # np.exp(pixels_uint8): float16, as NumPy's
             return FRONT_END["ufunc"](ufunc, method, narrowed, kwargs)
@@ -103,7 +124,7 @@ class _IntegerData:
         if method != "__call__" or kwargs:
             return result
         if ufunc.__name__ in _INTEGER_CLOSED:
-            return integer_result(result, inputs)
+            return integer_result(result, inputs, ufunc.__name__)
         keep = INTEGER_RESULTS.get(ufunc.__name__)  # np.sign, np.floor, np.matmul
         return result if keep is None else keep(result, inputs)
 
@@ -111,9 +132,18 @@ class _IntegerData:
     def __pow__(self, other: Any) -> Any:
         # integers to a power that is no negative constant: integers (a
         # negative constant exponent gives Python's float, NumPy's error)
-        if isinstance(other, (int, np.integer)) and other < 0:
-            return Tracer.__pow__(self, other)
+        if _integer_valued(other) and not _beyond_float64(other):
+            _check_exponent(other, self.data_dtype)
+            if self.data_dtype is int and integer_dtype(other) is int and _negative(other):
+                return Tracer.__pow__(self, other)  # Python's float
         return self._arithmetic("__pow__", other)
+
+    def __rpow__(self, other: Any) -> Any:
+        if _integer_valued(other) and not _beyond_float64(other):
+            _check_exponent(self, integer_dtype(other))
+            if self.data_dtype is int and integer_dtype(other) is int and _negative(self):
+                return Tracer.__rpow__(self, other)  # Python's float
+        return self._arithmetic("__rpow__", other)
 
     def _arithmetic(self, name: str, other: Any) -> Any:
         """The operator ``name`` with ``other``: integers again when it is one;
@@ -125,7 +155,8 @@ class _IntegerData:
             narrowed = narrow_floats(_OPERATOR_UFUNCS[name], (self, other))
             if narrowed is not None:
                 return getattr(Tracer, name)(*narrowed)
-        return self._integer(getattr(Tracer, name)(self, other), other)
+        return self._integer(getattr(Tracer, name)(self, other), other, _OPERATOR_UFUNCS[name]
+                             if not name.startswith("__r") else "~" + _OPERATOR_UFUNCS[name])
 
     def __truediv__(self, other: Any) -> Any:
         return self._divided_as_floats("__truediv__", other)
@@ -140,10 +171,10 @@ class _IntegerData:
         return getattr(Tracer, name)(*(narrowed or (self, other)))
 
     def __neg__(self) -> Any:
-        return self._integer(Tracer.__neg__(self), 0)
+        return self._integer(Tracer.__neg__(self), 0, "negative")
 
     def __abs__(self) -> Any:
-        return self._integer(Tracer.__abs__(self), 0)
+        return self._integer(Tracer.__abs__(self), 0, "absolute")
 
 
 #: the ufunc each operator of `_IntegerData._arithmetic` computes
@@ -198,7 +229,7 @@ def _operator(name: str) -> Callable[[Any, Any], Any]:
     return method
 
 
-for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__rpow__"):
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__"):
     setattr(_IntegerData, _name, _operator(_name))
 
 
@@ -281,8 +312,28 @@ def _divided(name: str, reflected: bool) -> Callable[[Any, Any], Any]:
     again when the other operand is one."""
     def method(self: Any, other: Any) -> Any:
         a, b = (other, self) if reflected else (self, other)
-        return self._integer(FRONT_END[name](a, b), other)
+        if integer_dtype(a) is int and integer_dtype(b) is int:
+            _nonzero(b)  # Python's ints: ZeroDivisionError
+        for x in (a, b):
+            # the float quotient is off by at most one step (corrected) below 2**52
+            if isinstance(x, Tracer) and _magnitude(interval_of(x)) >= 2 ** 52:
+                _check_exact(x, getattr(x, "sources", frozenset()), False, float(2 ** 52))
+        return self._integer(FRONT_END[name](a, b), other, ("~" if reflected else "") + name)
     return method
+
+
+def _nonzero(divisor: Any) -> None:
+    """Python's ZeroDivisionError for a Python int divisor of 0 (a traced
+    one's is a guard)."""
+    low, high = interval_of(divisor)
+    if low > 0 or high < 0:
+        return
+    if isinstance(divisor, Tracer):
+        if bool(FRONT_END["not_equal"](divisor, 0.0)):
+            return
+    elif divisor != 0:
+        return
+    raise ZeroDivisionError("integer division or modulo by zero")
 
 
 def _int_value(v: Any) -> int:
@@ -318,7 +369,7 @@ class IntTracer(_IntegerData, Tracer):
     naming the arguments it came from (``sources``); an integer computed from
     traced floats (``argmax``'s: no sources) gives its value under a guard."""
 
-    __slots__ = ("sources", "data_dtype")
+    __slots__ = ("sources", "data_dtype", "interval")
     __hash__ = _by_value(lambda v: hash(int(v)), True)
     __round__ = _by_value(lambda v, *n: round(int(v), *n), True)
     __trunc__ = __floor__ = __ceil__ = _by_value(_int_value, True)
@@ -333,10 +384,10 @@ class IntTracer(_IntegerData, Tracer):
         return f"IntTracer(%{self.slot}: an integer argument traced as data)"
 
 
-def integer_result(result: Any, inputs: Any) -> Any:
-    """``result`` of an integer-closed function (`_INTEGER_CLOSED`, ``clip``)
-    of ``inputs`` as integer data when every input is an integer (taken as
-    data, or plain), else as it is."""
+def integer_result(result: Any, inputs: Any, name: str = "") -> Any:
+    """``result`` of the integer-closed function ``name`` (`_INTEGER_CLOSED`,
+    ``clip``, ``where``'s choices) of ``inputs`` as integer data when every
+    input is an integer (taken as data, or plain), else as it is."""
     sources, dtype = frozenset(), int
     for x in inputs:
         if isinstance(x, (IntTracer, IntArrayTracer)):
@@ -344,8 +395,21 @@ def integer_result(result: Any, inputs: Any) -> Any:
         elif not _integer_valued(x):
             return result
         dtype = combined_dtype(dtype, integer_dtype(x))
+    if dtype is not int and np.dtype(dtype).kind not in "iu":
+        return result  # int64 with uint64: NumPy's float64, which it is
+    for x in inputs:
+        _python_int_fits(x, dtype)
+    bounds = [interval_of(x) for x in inputs]
+    rule = _INTERVALS.get(name)
+    if rule is not None and len(bounds) in (1, 2):
+        interval = rule(bounds[0], bounds[-1])
+    elif name in ("clip", "where") and bounds:  # a choice among the inputs
+        interval = (min(b[0] for b in bounds), max(b[1] for b in bounds))
+    else:
+        interval = None
     # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
-    return integers_in(result, sources, np.dtype(np.int64) if dtype is int else dtype)
+    return integers_in(result, sources, np.dtype(np.int64) if dtype is int else dtype,
+                       interval=interval)
 
 
 def integer_closed(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -354,25 +418,34 @@ def integer_closed(fn: Callable[..., Any]) -> Callable[..., Any]:
     as NumPy's dispatch to `_IntegerData.__array_ufunc__` does."""
     import functools
 
-    chosen = fn.__name__ == "where"  # where(condition, x, y): integers if x and y are
+    name = fn.__name__
+    chosen = name == "where"  # where(condition, x, y): integers if x and y are
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
+        if any(type(a) in _INTEGER_TYPES for a in args) and any(map(_beyond_float64, args)):
+            # a constant float64 would round: the integers in their own dtype
+            return fn(*(a.integer_tracer() if type(a) in _INTEGER_TYPES else a for a in args),
+                      **kwargs)
         result = fn(*args, **kwargs)
         for a in args:
             if type(a) in _INTEGER_TYPES:
                 if kwargs or (chosen and len(args) != 3):
                     return result
-                return integer_result(result, args[1:] if chosen else args)
+                return integer_result(result, args[1:] if chosen else args,
+                                      "absolute" if name == "abs" else
+                                      "remainder" if name == "mod" else name)
         return result
     return call
 
 
-def integer_like(result: Any, sources: frozenset[Any], data_dtype: Any) -> Any:
-    """``result`` (integer-valued, held in float64) as an integer traced as data."""
-    if result.ndim:
-        return IntArrayTracer(result.builder, result.slot, result.value, sources, data_dtype)
-    return IntTracer(result.builder, result.slot, result.value, sources, data_dtype)
+def integer_like(result: Any, sources: frozenset[Any], data_dtype: Any,
+                 interval: tuple[int, int] | None = None) -> Any:
+    """``result`` (integer-valued, held in float64) as an integer traced as
+    data, every value within ``interval`` (by default, the dtype's range
+    within +-2**53, which the tape's float64 holds exactly)."""
+    cls = IntArrayTracer if result.ndim else IntTracer
+    return cls(result.builder, result.slot, result.value, sources, data_dtype, interval)
 
 
 def integer_dtype(x: Any) -> Any:
@@ -397,19 +470,206 @@ def storage_dtype(data_dtype: Any) -> np.dtype:
     return np.dtype(np.int64 if data_dtype is int else data_dtype)
 
 
-def integers_in(result: Any, sources: frozenset[Any], dtype: Any, source: Any = None) -> Any:
+def integers_in(result: Any, sources: frozenset[Any], dtype: Any, source: Any = None,
+                interval: tuple[int, int] | None = None) -> Any:
     """``result`` (integer-valued, held in float64) as integers of ``dtype``
-    taken as data: wrapped around into a dtype narrower than 64 bits as
-    NumPy's casts and arithmetic wrap (exact: the span is a power of two, the
-    integers below 2**53), unless ``source`` (the dtype they had) always fits."""
+    taken as data.  Float64 holds the integers within +-2**53 exactly: unless
+    ``interval`` (bounds the operation's results lie within at every call)
+    or ``source`` (the dtype they had, which ``dtype`` holds) says they stay
+    there, a guard checks they do (`_check_exact`), so that no call returns
+    a rounded value.  Wrapped around into a dtype narrower than 64 bits as
+    NumPy's casts and arithmetic wrap (exact: the span is a power of two)."""
+    held = _held(dtype)
+    if source is not None and (dtype is int or np.can_cast(source, dtype)):
+        interval = dtype_interval(source)
+    if interval is None or not (held[0] <= interval[0] and interval[1] <= held[1]):
+        _check_exact(result, sources, held[0] == 0)
+        interval = held if interval is None else (max(interval[0], held[0]),
+                                                  min(interval[1], held[1]))
     if dtype is int:
-        return integer_like(result, sources, dtype)
+        return integer_like(result, sources, dtype, interval)
     dtype = np.dtype(dtype)
-    if dtype.itemsize < 8 and not (source is not None and np.can_cast(source, dtype)):
-        low, span = float(np.iinfo(dtype).min), float(2 ** (8 * dtype.itemsize))
-        result = FRONT_END["remainder"](FRONT_END["subtract"](result, low), span) + low
-        result = FRONT_END["astype"](result, np.float64)  # a plain float for `integer_like`
-    return integer_like(result, sources, dtype)
+    if dtype.itemsize < 8 and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if interval[0] < info.min or interval[1] > info.max:
+            low, span = float(info.min), float(2 ** (8 * dtype.itemsize))
+            result = FRONT_END["remainder"](FRONT_END["subtract"](result, low), span) + low
+            result = FRONT_END["astype"](result, np.float64)  # a plain float for `integer_like`
+            interval = (int(info.min), int(info.max))
+    return integer_like(result, sources, dtype, interval)
+
+
+#: integers float64 holds exactly: below 2**53 in magnitude
+EXACT = 2 ** 53 - 1
+
+
+def _held(dtype: Any) -> tuple[int, int]:
+    """The values integers of ``dtype`` held in float64 may take: uint64's
+    below zero would wrap past 2**53 (NumPy's), the others within +-2**53
+    (narrower dtypes wrap after the check)."""
+    if dtype is not int and np.dtype(dtype) == np.uint64:
+        return (0, EXACT)
+    return (-EXACT, EXACT)
+
+
+def _check_exact(result: Any, sources: frozenset[Any], unsigned: bool,
+                 limit: float = float(2 ** 53)) -> None:
+    """A guard that the integers ``result`` holds are exact in float64
+    (within +-2**53, and not below zero for uint64): rounding is monotonic,
+    so a float64 result passes 2**53 exactly when the integer it stands for
+    does.  Where they are not, the arguments they came from are keyed by
+    value (`IntValueNeeded`), and NumPy computes them exactly as constants;
+    integers computed from traced floats (no arguments) raise OverflowError."""
+    if not isinstance(result, Tracer):
+        return
+    held = FRONT_END["less"](FRONT_END["absolute"](result), limit)
+    if unsigned:
+        held = FRONT_END["logical_and"](held, FRONT_END["greater_equal"](result, 0.0))
+    if bool(FRONT_END["all"](held)):
+        return
+    needed = sources or data_sources()
+    if needed:
+        raise IntValueNeeded(needed)
+    raise OverflowError("fastad: integers computed in a traced function pass 2**53 (or, for "
+                        "uint64, fall below zero), which its float64 registers do not hold "
+                        "exactly; compute them outside the traced function or in floats")
+
+
+def dtype_interval(dtype: Any) -> tuple[int, int]:
+    """The values integers of ``dtype`` taken as data may hold (`_held`)."""
+    low, high = _held(dtype)
+    if dtype is int:
+        return (low, high)
+    if np.dtype(dtype).kind == "b":
+        return (0, 1)
+    info = np.iinfo(np.dtype(dtype))
+    return (max(low, int(info.min)), min(high, int(info.max)))
+
+
+def interval_of(x: Any) -> tuple[int, int]:
+    """Bounds of an integer operand: integers taken as data carry theirs, a
+    constant has its own, other traced integers are those float64 holds."""
+    if isinstance(x, _IntegerData):
+        return x.interval
+    if isinstance(x, Tracer):
+        return (-EXACT, EXACT)
+    a = np.asarray(x)
+    if not a.size:
+        return (0, 0)
+    return (int(a.min()), int(a.max()))
+
+
+def _narrowed(x: Any, limit: int) -> tuple[int, int]:
+    """``x``'s bounds, those of integers taken as data reaching ``limit``
+    narrowed below it by a guard (failing, their arguments are keyed by
+    value, `_check_exact`)."""
+    if not isinstance(x, _IntegerData):
+        return interval_of(x)
+    if _magnitude(x.interval) < limit:
+        return x.interval
+    _check_exact(x, x.sources, False, float(limit))
+    return (max(x.interval[0], 1 - limit), min(x.interval[1], limit - 1))
+
+
+def stepped_interval(x: Any) -> tuple[int, int]:
+    """Bounds of the steps of a loop over ``x`` (along its first axis): a
+    constant's own; integers taken as data are checked below 2**52 once
+    before the loop (a guard there, where one in the body would unroll the
+    loop), so that a step's ``j + 1`` or ``2 * j`` needs no check in the body."""
+    return _narrowed(x, 2 ** 52)
+
+
+def counter_bounds(lower: Any, upper: Any) -> tuple[int, int] | None:
+    """Bounds of ``fori_loop``'s counter where its body runs (lower <= i <
+    upper), for integer bounds (None for others); bounds taken as data are
+    checked below 2**31 before the loop (a longer loop would not end), so
+    that ``2 * i + 1`` or ``i * n`` of a small n needs no check in the body."""
+    if not (_integer_valued(lower) and _integer_valued(upper)):
+        return None
+    low, high = _narrowed(lower, 2 ** 31)[0], _narrowed(upper, 2 ** 31)[1] - 1
+    return (low, max(low, high))
+
+
+def _corners(a: tuple[int, int], b: tuple[int, int], op: Callable[[int, int], int]
+             ) -> tuple[int, int]:
+    values = [op(x, y) for x in a for y in b]
+    return (min(values), max(values))
+
+
+def _power(a: tuple[int, int], e: tuple[int, int]) -> tuple[int, int] | None:
+    if e[0] < 0 or e[1] > 64 and max(abs(a[0]), abs(a[1])) > 1:
+        return None  # unknown: checked
+    m = max(abs(a[0]), abs(a[1]), 1) ** e[1]
+    return (0 if a[0] >= 0 else -m, m)
+
+
+def _magnitude(a: tuple[int, int]) -> int:
+    return max(abs(a[0]), abs(a[1]))
+
+
+#: operation -> (bounds of its operands) -> bounds of its results (None: unknown)
+_INTERVALS: dict[str, Callable[..., Any]] = {
+    "add": lambda a, b: (a[0] + b[0], a[1] + b[1]),
+    "subtract": lambda a, b: (a[0] - b[1], a[1] - b[0]),
+    "multiply": lambda a, b: _corners(a, b, lambda x, y: x * y),
+    "power": _power,
+    "negative": lambda a, _: (-a[1], -a[0]),
+    "absolute": lambda a, _: (0, _magnitude(a)),
+    "square": lambda a, _: (0, _magnitude(a) ** 2),
+    "maximum": lambda a, b: (max(a[0], b[0]), max(a[1], b[1])),
+    "minimum": lambda a, b: (min(a[0], b[0]), min(a[1], b[1])),
+    "floor_divide": lambda a, b: (-_magnitude(a), _magnitude(a)),
+    "remainder": lambda a, b: (-_magnitude(b), _magnitude(b)),
+    "fmod": lambda a, b: (-_magnitude(a), _magnitude(a)),
+}
+_INTERVALS.update({"positive": lambda a, _: a, "fmax": _INTERVALS["maximum"],
+                   "fmin": _INTERVALS["minimum"]})
+
+
+def _python_int_fits(x: Any, dtype: Any) -> None:
+    """NumPy's OverflowError for a Python int operand outside the range of
+    the other operand's dtype (``uint8_array + 300``), which it is cast to;
+    a Python int taken as data is checked by a guard where its bounds do
+    not settle it."""
+    if dtype is int or integer_dtype(x) is not int:
+        return
+    info = np.iinfo(np.dtype(dtype))
+    low, high = interval_of(x)
+    if info.min <= low and high <= info.max:
+        return
+    if isinstance(x, Tracer):
+        inside = FRONT_END["logical_and"](FRONT_END["greater_equal"](x, float(info.min)),
+                                          FRONT_END["less_equal"](x, float(info.max)))
+        if bool(inside):
+            return
+        x = x._values()[()]
+    raise OverflowError(f"Python integer {int(x)} out of bounds for {np.dtype(dtype)}")
+
+
+def _negative(exponent: Any) -> bool:
+    """Is the Python int exponent below zero (Python's power is a float
+    then)?  A traced one's sign is a guard."""
+    if interval_of(exponent)[0] >= 0:
+        return False
+    if isinstance(exponent, Tracer):
+        return bool(FRONT_END["less"](exponent, 0.0))
+    return exponent < 0
+
+
+def _check_exponent(exponent: Any, base_dtype: Any) -> None:
+    """NumPy's error for integers to a negative integer power (a Python int
+    base and exponent give Python's float instead, `__pow__`); a traced
+    exponent's sign is checked by a guard."""
+    if base_dtype is int and integer_dtype(exponent) is int:
+        return  # Python's ints: `__pow__` decides between an int and a float
+    if interval_of(exponent)[0] >= 0:
+        return
+    if isinstance(exponent, Tracer):
+        if bool(FRONT_END["all"](FRONT_END["greater_equal"](exponent, 0.0))):
+            return
+    elif not np.any(np.asarray(exponent) < 0):
+        return
+    raise ValueError("Integers to negative integer powers are not allowed.")
 
 
 def _is_integer(x: Any) -> bool:
@@ -446,7 +706,7 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
     boolean mask's pattern) raises `IntValueNeeded` naming the arguments it
     came from (``sources``): they are keyed by value from then on."""
 
-    __slots__ = ("sources", "data_dtype")
+    __slots__ = ("sources", "data_dtype", "interval")
 
     def __divmod__(self, other: Any) -> Any:
         return self // other, self % other
@@ -455,7 +715,8 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
         return other // self, other % self
 
     def __getitem__(self, key: Any) -> Any:
-        return integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype)
+        return integer_like(ArrayTracer.__getitem__(self, key), self.sources, self.data_dtype,
+                            self.interval)
 
     def __repr__(self) -> str:
         return f"IntArrayTracer(%{self.slot}: an integer array argument traced as data)"
@@ -464,7 +725,8 @@ class IntArrayTracer(_IntegerData, ArrayTracer):
 for _cls in (IntTracer, IntArrayTracer):  # the uses of their values, one table for both
     for _name, _method in _BY_VALUE.items():
         setattr(_cls, _name, _method)
-    KEEP_INTEGERS[_cls] = lambda out, of: integer_like(out, of.sources, of.data_dtype)
+    KEEP_INTEGERS[_cls] = lambda out, of: integer_like(out, of.sources, of.data_dtype,
+                                                       of.interval)
 
 
 class BoolArrayTracer(ArrayTracer):

@@ -192,6 +192,15 @@ def _divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
         return _np.divmod(x1, x2)
     if _integer_dtype(x1, x2) is None:
         return _float_divmod(x1, x2)
+    if isinstance(x1, (IntTracer, IntArrayTracer)) or isinstance(x2, (IntTracer, IntArrayTracer)):
+        # integers taken as data again, of NumPy's dtype (a ufunc of Python
+        # ints gives int64; the operators would give Python's ints, and raise
+        # for a division by zero where NumPy gives 0)
+        from ..core.int_data import integer_dtype, integer_like
+        if integer_dtype(x1) is int and integer_dtype(x2) is int:
+            x1 = integer_like(x1, x1.sources, _np.dtype(_np.int64), x1.interval) \
+                if isinstance(x1, Tracer) else _np.int64(x1)
+        return x1 // x2, x1 % x2
     return floor_divide(x1, x2), remainder(x1, x2)
 
 

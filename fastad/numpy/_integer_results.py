@@ -98,8 +98,37 @@ def integer_results(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
             if not (operands and type(operands[0]) is np.ndarray
                     and operands[0].dtype.kind in "iub"):
                 return result
+        if rule is not _same and name not in _PRODUCTS and isinstance(result, Tracer):
+            _check_partial_sums(fn, args, kwargs, operands)
         return _as_numpys(rule, result, operands, kwargs.get("dtype"))
     return call
+
+
+#: accumulations whose partial results never pass the final one's magnitude
+#: unless a factor is 0 (then NumPy's wrapped product is 0 too)
+_PRODUCTS = frozenset({"prod", "cumprod", "nanprod", "nancumprod", "cumulative_prod"})
+
+
+def _check_partial_sums(fn: Callable[..., Any], args: tuple, kwargs: dict,
+                        operands: tuple) -> None:
+    """A sum's partial sums (a product's terms) may pass 2**53 where the
+    result does not (2**53 - 1 + 2 - 2), and float64 rounds them: the same
+    function of the operands' magnitudes bounds every partial sum, and is
+    checked (`int_data._check_exact`) unless the operands' bounds settle it."""
+    from ..core.int_data import _check_exact, interval_of
+    sources, bound = frozenset(), 1
+    for a in operands:
+        if type(a) in _INTEGER_TYPES:
+            sources |= a.sources
+        if isinstance(a, (Tracer, np.ndarray)) or type(a) in (int, bool):
+            low, high = interval_of(a) if np.ndim(a) or isinstance(a, Tracer) else (a, a)
+            bound *= max(abs(int(low)), abs(int(high)), 1) * max(int(np.size(a)), 1)
+    if not sources or bound < 2 ** 53:
+        return
+    from ._elementwise import absolute
+    magnitudes = tuple(absolute(a) if (type(a) in _INTEGER_TYPES or isinstance(a, np.ndarray))
+                       and any(a is o for o in operands) else a for a in args)
+    _check_exact(fn(*magnitudes, **kwargs), sources, False)
 
 
 # the ufuncs among them, for integers taken as data given to NumPy's (np.sign(labels))

@@ -17,9 +17,9 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
 from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
-from ._elementwise import (_abs2, absolute, astype, conjugate, exp, multiply, power, real, sqrt,
-                           ufunc_like)
-from ._reductions import max, min, sum
+from ._elementwise import (_abs2, absolute, astype, conjugate, exp, log, multiply, power, real,
+                           sqrt, stop_gradient, ufunc_like)
+from ._reductions import all as all_, max, min, sum
 from ._shape import (broadcast_to, diagonal, expand_dims, matrix_transpose, moveaxis, ravel,
                      reshape, swapaxes, transpose)
 
@@ -416,9 +416,31 @@ def _slogdet(a: Any) -> tuple[Any, Any]:
     return SlogdetResult(bind_computed(phase, sign, a), bind_computed(_p("logabsdet"), logdet, a))
 
 
+_DET_GUARDED = 24  # rows up to which det tells singular matrices (e^-12 > 1e-8)
+
+
 def _det(a: Any) -> Any:
+    if iscomplexobj(a) or not isinstance(a, Tracer):
+        s, logdet = _slogdet(a)
+        return s * exp(logdet)
+    # |det| above 1e-8 of Hadamard's bound (the product of the rows' norms):
+    # the chain through log|det| is accurate (a guard under compilation,
+    # decided on a's value alone, so that no derivative is taken of the test).
+    # A random n x n matrix's |det| is about e^(-n/2) of the bound: beyond
+    # _DET_GUARDED rows it would fall under the test, so there the chain is
+    # taken without it (a singular matrix raises LinAlgError in its gradient).
+    # The test reads the chain's own factorization, stopped (one LU per det)
     s, logdet = _slogdet(a)
-    return s * exp(logdet)
+    if shape(a)[-1] > _DET_GUARDED:
+        return s * exp(logdet)
+    fixed = stop_gradient(a)
+    bound = sum(0.5 * log(sum(fixed * fixed, axis=-1)), axis=-1) + math.log(1e-8)
+    if bool(all_(stop_gradient(logdet) > bound)):
+        return s * exp(logdet)
+    # a singular matrix, where the chain through log|det| would invert it: one
+    # primitive whose derivative is the adjugate, finite there (JAX's); a
+    # NumPy call between compiled segments, traced only for such matrices
+    return bind(_p("numpy.linalg.det"), a)
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
@@ -546,8 +568,11 @@ def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
         raise _np.linalg.LinAlgError("svd: the array must be at least two-dimensional")
     m, n = shape(a)[-2:]
     if compute_uv and full_matrices and m != n:
-        raise TracingError("svd(full_matrices=True) of a non-square matrix: the extra singular "
-                           "vectors have no unique derivative; pass full_matrices=False")
+        # the completed singular vectors: NumPy's, with no derivative (JAX's too)
+        packed = bind(_p("linalg_factors"), a, kind="svd_full")
+        s = packed[..., 0, :m if m < n else n]
+        return SVDResult(packed[..., 1:1 + m, :m], real(s) if iscomplexobj(packed) else s,
+                         packed[..., 1 + m:, :n])
     packed = bind(_p("svd"), a)
     s = packed[..., 0, :]
     s = real(s) if iscomplexobj(packed) else s  # real, as NumPy's
@@ -557,11 +582,20 @@ def _svd(a: Any, full_matrices: bool = True, compute_uv: bool = True,
 
 
 def _qr(a: Any, mode: str = "reduced") -> Any:
-    if mode not in ("reduced", "r"):
-        raise TracingError(f"qr(mode={mode!r}) is not supported; use 'reduced' or 'r'")
+    if mode not in ("reduced", "r", "complete"):
+        raise ValueError(f"Unrecognized mode '{mode}'" if mode != "raw" else
+                         "qr(mode='raw') (LAPACK's Householder reflectors) is not supported "
+                         "on traced values; use 'reduced', 'complete' or 'r'")
     if ndim(a) < 2:
         raise _np.linalg.LinAlgError("qr: the array must be at least two-dimensional")
-    m = shape(a)[-2]
+    m, n = shape(a)[-2:]
+    if m < n or (mode == "complete" and m != n):
+        # a wide matrix's, or the completed Q: NumPy's, with no derivative (JAX's too)
+        kind = "qr_complete" if mode == "complete" else "qr"
+        k = m if kind == "qr_complete" or m < n else n
+        packed = bind(_p("linalg_factors"), a, kind=kind)
+        q, r = packed[..., :m, :k], packed[..., m:, :n]
+        return r if mode == "r" else QRResult(q, r)
     packed = bind(_p("qr"), a)
     q, r = packed[..., :m, :], packed[..., m:, :]
     return r if mode == "r" else QRResult(q, r)

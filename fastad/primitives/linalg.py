@@ -494,6 +494,50 @@ defshape(_p, shapes.qr)
 defbatch(_p, batching.batched_linalg)
 
 
+# -- the factors JAX does not differentiate either: packed rows ---------------------------
+def _factors_width(kind, m, n):
+    k = m if kind == "qr_complete" else min(m, n)
+    return k, (max(k, n) if kind != "svd_full" else max(m, n))
+
+
+def _factors(a, kind):
+    """NumPy's complete QR (``kind`` "qr_complete"), reduced QR of any shape
+    ("qr"), or SVD with full matrices ("svd_full"), packed as rows of one
+    width (zero-padded): [Q; R], or [s; U; Vh]."""
+    m, n = a.shape[-2:]
+    k, width = _factors_width(kind, m, n)
+    if kind == "svd_full":
+        u, s, vh = np.linalg.svd(a, full_matrices=True)
+        parts = [s[..., None, :], u, vh]
+    else:
+        parts = list(np.linalg.qr(a, mode="complete" if kind == "qr_complete" else "reduced"))
+    pad = [(0, 0)] * (a.ndim - 1)
+    return np.concatenate([np.pad(x, pad + [(0, width - x.shape[-1])]) for x in parts], axis=-2)
+
+
+def _factors_shape(a, kind):
+    m, n = a[-2:]
+    k, width = _factors_width(kind, m, n)
+    rows = 1 + m + n if kind == "svd_full" else m + k
+    return a[:-2] + (rows, width)
+
+
+def _no_derivative(g, ans, a, kind=""):
+    # JAX has none either: the extra columns (of Q, U, V) are any orthonormal
+    # completion, and a wide QR's R has no unique derivative
+    raise NotImplementedError(
+        f"fastad: {kind.replace('_', ' ')} has no derivative (the completed orthonormal "
+        "columns are not unique; JAX refuses it too): differentiate the reduced "
+        "factorization (qr(mode='reduced') of a tall matrix, svd(full_matrices=False))")
+
+
+_p = defprim("linalg_factors", _factors, 1, cost="linalg")
+defvjp(_p, _no_derivative)
+defjvp(_p, _no_derivative)
+defshape(_p, _factors_shape)
+defbatch(_p, batching.batched_linalg)
+
+
 # -- pinv (Golub-Pereyra: constant rank) ---------------------------------------------------
 def _pinv_jvp(t, p, a):
     eye_m = fnp.eye_like(_mm(a, p))

@@ -383,6 +383,83 @@ defjvp(_p, lambda t, ans, a: fnp.real(_log_det_tangent(t, a)) if fnp.iscomplexob
 defshape(_p, shapes.determinant)
 defbatch(_p, batching.batched_linalg)
 
+def _det(a):
+    # sign * |det| from one LU, as `numpy._linalg._det` composed it
+    sign, logdet = np.linalg.slogdet(a)
+    return sign * np.exp(logdet)
+
+
+def _adjugate(a):
+    """adj(a) = det(a) a^{-1} from one LU where a is far from singular (its
+    |det| above 1e-8 of Hadamard's bound, the product of its rows' norms);
+    elsewhere from its SVD a = U S V^H: det(U) det(V^H) V adj(S) U^H, adj(S)
+    the products of all singular values but one, finite at a singular
+    matrix (JAX's det gradient there)."""
+    a = np.asarray(a)
+    n = a.shape[-1]
+    if n == 0:
+        return np.zeros_like(a)
+    flat = a.reshape((-1, n, n))
+    out = np.empty_like(flat)
+    bound = np.prod(np.linalg.norm(flat, axis=-1), axis=-1)
+    sign, logdet = np.linalg.slogdet(flat)
+    det = sign * np.exp(logdet)
+    far = np.abs(det) > 1e-8 * bound
+    if far.any():
+        out[far] = det[far][:, None, None] * np.linalg.inv(flat[far])
+    near = ~far
+    if near.any():
+        u, s, vh = np.linalg.svd(flat[near])
+        others = np.empty_like(s)  # prod_{j != i} s_j, without dividing by s_i
+        for i in range(n):
+            others[:, i] = np.prod(np.delete(s, i, axis=-1), axis=-1)
+        phase = np.linalg.det(u) * np.linalg.det(vh)
+        out[near] = phase[:, None, None] * np.matmul(
+            np.swapaxes(vh, -1, -2) * others[:, None, :], np.swapaxes(u, -1, -2))
+    return out.reshape(a.shape)
+
+
+def _adjugate_tangent(t, ans, a):
+    """d adj(a) = (tr(adj(a) t) I - adj(a) t) a^{-1} (a nonsingular: at a
+    singular matrix the solve raises LinAlgError, a clear refusal)."""
+    k = fnp.sum(_mT(ans) * t, axis=(-2, -1))
+    left = fnp.reshape(k, fnp.shape(k) + (1, 1)) * fnp.broadcast_to(fnp.eye_like(a), fnp.shape(a)) \
+        - fnp.matmul_(ans, t)
+    return _mT(fnp.solve_(_mT(a), _mT(left)))  # left a^{-1}
+
+
+def _adjugate_cotangent(g, ans, a):
+    """The transpose of `_adjugate_tangent`: with Y = g a^{-T},
+    tr(Y) adj^T - adj^T Y."""
+    y = _mT(fnp.solve_(a, _mT(g)))  # g a^{-T}
+    k = fnp.sum(fnp.broadcast_to(fnp.eye_like(a), fnp.shape(a)) * y, axis=(-2, -1))
+    return fnp.reshape(k, fnp.shape(k) + (1, 1)) * _mT(ans) - fnp.matmul_(_mT(ans), y)
+
+
+# det as one primitive, so that its derivative is the adjugate (finite at a
+# singular matrix, where sign * exp(logabsdet)'s chain would invert it)
+_p = defprim("numpy.linalg.det", _det, 1, cost="linalg",
+             doc="the determinant; a NumPy call in compiled code")
+_p.builtin = False
+defvjp(_p, lambda g, ans, a: fnp.reshape(g, fnp.shape(g) + (1, 1)) * _mT(_adjugate_p(a)))
+defjvp(_p, lambda t, ans, a: fnp.sum(_mT(_adjugate_p(a)) * t, axis=(-2, -1)))
+defshape(_p, shapes.determinant)
+defbatch(_p, batching.batched_linalg)
+
+_adjugate_prim = defprim("numpy.linalg.adjugate", _adjugate, 1, cost="linalg",
+                         doc="the adjugate matrix; a NumPy call in compiled code")
+_adjugate_prim.builtin = False
+defvjp(_adjugate_prim, _adjugate_cotangent)
+defjvp(_adjugate_prim, _adjugate_tangent)
+defshape(_adjugate_prim, lambda a: a)
+defbatch(_adjugate_prim, batching.batched_linalg)
+
+
+def _adjugate_p(a):
+    from ..core.tracer import bind
+    return bind(_adjugate_prim, a)
+
+
 _p = defprim("detsign", _detsign, 1, differentiable=False, cost="linalg")
 defshape(_p, shapes.determinant)
 defbatch(_p, batching.batched_linalg)

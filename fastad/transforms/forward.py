@@ -44,9 +44,18 @@ def forward(builder: Builder, stop: int, wrt: Sequence[Tracer], tangents: Sequen
     tangent: dict[int, Any] = {t.slot: dt for t, dt in zip(wrt, tangents)}
     consts = builder.tape.consts
     instrs = builder.tape.instrs
+    # only the instructions the outputs read: a value recorded and then not
+    # used (det's chain through log|det| where its test chose the adjugate at
+    # a singular matrix) would otherwise be differentiated, and could fail
+    live = {out.slot for out in outputs if isinstance(out, Tracer) and out.builder is builder}
+    needed = [False] * stop
+    for k in range(stop - 1, -1, -1):
+        if instrs[k].out in live:
+            needed[k] = True
+            live.update(instrs[k].ins)
     for k in range(stop):
         ins = instrs[k]
-        if not any(s in tangent for s in ins.ins):
+        if not needed[k] or not any(s in tangent for s in ins.ins):
             continue
         prim = registry[ins.prim]
         if not prim.differentiable:
