@@ -22,8 +22,8 @@ import numpy as np
 
 from .. import shapes
 from .numpy_proxy import fnp
-from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp
-from ..core.tracer import current_builder
+from ..core.registry import defbatch, defjvp, defprim, defreads, defshape, defvjp, registry
+from ..core.tracer import bind, current_builder
 from ..transforms import batching
 
 
@@ -100,15 +100,13 @@ def _without_zeros(x):
 def _prod_partials(x, axes):
     """d prod / d x_i over ``axes``: `ordering.prod_others` along one axis, the
     reduced axes moved last and merged into one for more."""
-    from ..core.tracer import bind
-    from ..core.registry import registry
     if len(axes) == 1:
         return bind(registry["prod_others"], x, axis=axes[0])
     shape = fnp.shape(x)
     kept = [a for a in range(len(shape)) if a not in axes]
     order = kept + sorted(axes)
     moved = fnp.transpose(x, order) if order != list(range(len(shape))) else x
-    merged = fnp.reshape(moved, tuple(shape[a] for a in kept) + (-1,))
+    merged = fnp.reshape(moved, tuple(shape[a] for a in kept) + (math.prod(shape[a] for a in axes),))
     others = fnp.reshape(bind(registry["prod_others"], merged, axis=len(kept)), fnp.shape(moved))
     return others if moved is x else fnp.transpose(others, list(np.argsort(order)))
 
@@ -456,7 +454,6 @@ defbatch(_adjugate_prim, batching.batched_linalg)
 
 
 def _adjugate_p(a):
-    from ..core.tracer import bind
     return bind(_adjugate_prim, a)
 
 
