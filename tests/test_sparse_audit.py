@@ -521,6 +521,7 @@ UNREACHED = {
     "gamma_slope": "a gamma draw's derivative in its shape: met in derivative tapes only",
     "prod_others": "prod's partial derivatives: met in derivative tapes only",
     "no_derivative": "its derivative is refused (NotImplementedError): nothing to compare",
+    "linalg_factors": "complete QR and full SVD: their derivative is refused (as JAX's)",
     "scatter_add_along": "take_along's transpose: met in derivative tapes only",
     "triangular_matmul": "made by the optimizer from solve_triangular's derivative",
     **{name: "a collective over a vmapped axis: vmap's replay replaces it before a "

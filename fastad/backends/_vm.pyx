@@ -149,6 +149,12 @@ cdef extern from "vm.h" nogil:
         FASTAD_MAX_REGIONS
         FASTAD_LOOP_ENTRY_WORDS
         FASTAD_LOOP_MAX_DEPTH
+        FASTAD_SCAN_SUM
+        FASTAD_SCAN_SUM_REVERSED
+        FASTAD_SCAN_PROD
+        FASTAD_SCAN_PROD_REVERSED
+        FASTAD_SCAN_PROD_OTHERS
+        FASTAD_SCAN_KINDS
     int fastad_vm_threads()
     void fastad_copy(void *dst, const void *src, size_t n)
     ctypedef void (*fastad_ufunc_loop)(char **args, const cnp.npy_intp *dims,
@@ -284,6 +290,12 @@ def tables():
             "FASTAD_ARENA_ALIGN": FASTAD_ARENA_ALIGN,
             "FASTAD_LOOP_ENTRY_WORDS": FASTAD_LOOP_ENTRY_WORDS,
             "FASTAD_LOOP_MAX_DEPTH": FASTAD_LOOP_MAX_DEPTH,
+            "FASTAD_SCAN_SUM": FASTAD_SCAN_SUM,
+            "FASTAD_SCAN_SUM_REVERSED": FASTAD_SCAN_SUM_REVERSED,
+            "FASTAD_SCAN_PROD": FASTAD_SCAN_PROD,
+            "FASTAD_SCAN_PROD_REVERSED": FASTAD_SCAN_PROD_REVERSED,
+            "FASTAD_SCAN_PROD_OTHERS": FASTAD_SCAN_PROD_OTHERS,
+            "FASTAD_SCAN_KINDS": FASTAD_SCAN_KINDS,
             "FASTAD_VM_OK": FASTAD_VM_OK,
             "FASTAD_VM_GUARD_FAILED": FASTAD_VM_GUARD_FAILED,
             "FASTAD_VM_SINGULAR": FASTAD_VM_SINGULAR,

@@ -99,7 +99,7 @@ NOT_COMPILED: dict[Primitive, str] = check_table({
     P.interp_scatter: "a table search per element: no compiled code",
     P.integer_op: "bitwise operations of integers held in float64: on the host at every call",
     **{registry[name]: "a LAPACK decomposition or solver the compiled code does not call"
-       for name in ("eig", "sylvester", "sqrtm")},
+       for name in ("eig", "sylvester", "sqrtm", "linalg_factors")},
     **{registry[name]: "a collective over a vmapped axis: vmap's replay replaces it by "
        "operations on the batch before any tape is compiled"
        for name in ("psum", "all_gather", "psum_scatter")},
