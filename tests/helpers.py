@@ -166,6 +166,16 @@ def central_difference_jacobian(f: Callable[[np.ndarray], Any], x: np.ndarray,
     return np.stack(cols, axis=-1)
 
 
+def central_difference_gradient(f: Callable[[np.ndarray], Any], x: np.ndarray,
+                                h: float = 1e-6) -> np.ndarray:
+    """The gradient of scalar f at x of any shape (an empty x included) by
+    central differences."""
+    if x.size == 0:
+        return np.zeros_like(x)
+    return central_difference_jacobian(lambda v: f(v.reshape(x.shape)), x.ravel(), h
+                                       ).reshape(x.shape)
+
+
 def to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x)
 

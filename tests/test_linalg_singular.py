@@ -10,22 +10,12 @@ from hypothesis import strategies as st
 
 import fastad as fa
 import fastad.numpy as fnp
-
-# its derivative is refused (as JAX's): checked by the values and the refusal
-ELSEWHERE = {"linalg_factors": "test_complete_and_wide_factorizations_compile"}
-
 from conftest import BACKENDS
+from helpers import central_difference_gradient
 
 COMPILED = [b for b in BACKENDS if b != "numpy"] or ["numpy"]
-
-
-def _central(f, a, h=1e-6):
-    g = np.zeros_like(a)
-    for i in np.ndindex(a.shape):
-        e = np.zeros_like(a)
-        e[i] = h
-        g[i] = (f(a + e) - f(a - e)) / (2 * h)
-    return g
+# its derivative is refused (as JAX's): checked by the values and the refusal
+ELSEWHERE = {"linalg_factors": "test_complete_and_wide_factorizations_compile"}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -88,7 +78,7 @@ def test_det_gradient_is_the_adjugate_even_when_singular(n, deficit, seed):
     C VM against the reference interpreter."""
     rng = np.random.default_rng(seed)
     a = _singular(max(n - deficit, 0), n, rng) if deficit else rng.normal(size=(n, n))
-    fd = _central(np.linalg.det, a)
+    fd = central_difference_gradient(np.linalg.det, a)
     scale = max(1.0, np.abs(fd).max())
     reference = fa.compile(fnp.linalg.det, backend="numpy")(a)
     for g in [fa.grad(fnp.linalg.det)] + [fa.compile(fnp.linalg.det, backend=b) for b in COMPILED]:
@@ -106,14 +96,14 @@ def test_det_second_order_and_batches(backend):
     a = rng.normal(size=(3, 3)) + 3 * np.eye(3)
     h = fa.hessian(fnp.linalg.det)(a) if backend == "eager" else \
         fa.jit(fa.hessian(fnp.linalg.det), backend=backend)(a)
-    fd = np.stack([_central(lambda x: fa.grad(fnp.linalg.det)(x)[i], a)
+    fd = np.stack([central_difference_gradient(lambda x: fa.grad(fnp.linalg.det)(x)[i], a)
                    for i in np.ndindex(3, 3)]).reshape(3, 3, 3, 3)
     np.testing.assert_allclose(h, fd, atol=1e-6)
     batch = rng.normal(size=(2, 3, 3))
     batch[1, 2] = batch[1, 0] * 2  # one singular matrix in the batch
     g = fa.grad(lambda x: fnp.sum(fnp.linalg.det(x)))(batch)
     for k in range(2):
-        np.testing.assert_allclose(g[k], _central(np.linalg.det, batch[k]), atol=1e-6)
+        np.testing.assert_allclose(g[k], central_difference_gradient(np.linalg.det, batch[k]), atol=1e-6)
 
 
 def test_slogdet_of_a_singular_matrix_is_numpys():
