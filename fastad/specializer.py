@@ -119,8 +119,10 @@ def _integer_casts(traced: list[Any], replayed: list[Any], results: list[Any]
     for before, after in zip(traced, replayed):
         if isinstance(before, (IntTracer, IntArrayTracer)):
             codes[id(after)] = "int" if before.data_dtype is int else before.data_dtype.str
+        elif type(before) is int:  # a constant Python int (past 2**53 too): Python's
+            codes[id(after)] = "int"
         elif _as_float_constant(before) is not before:  # a constant integer result
-            codes[id(after)] = "int" if type(before) is int else before.dtype.str
+            codes[id(after)] = before.dtype.str
     return tuple((i, codes[id(r)]) for i, r in enumerate(results) if id(r) in codes)
 
 

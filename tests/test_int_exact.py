@@ -258,6 +258,46 @@ def test_integer_arithmetic_in_loop_bodies_keeps_the_loop():
                   backend=COMPILED[0])(big) == 2 ** 52 + 2
 
 
+_STEPS = {"+": lambda c, i: c + i, "-": lambda c, i: c - 2 * i, "*3": lambda c, i: 3 * c - i,
+          "max": lambda c, i: fnp.maximum(c, i) + 1, "min": lambda c, i: fnp.minimum(c, -i) - 1}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(sorted(_STEPS)), st.sampled_from(["int", "int64"]),
+       st.lists(st.integers(-2 ** 62, 2 ** 62) | st.sampled_from(
+           [0, 5, -7, 2 ** 52 - 3, -2 ** 52 + 3, 2 ** 52 + 5, 2 ** 53 - 1, 2 ** 53 + 1]),
+           min_size=2, max_size=4))
+def test_an_integer_argument_stepped_in_a_python_loop(step, kind, ks):
+    """``c = k + i`` on an integer argument in a Python loop: one guard on k
+    (its magnitude, before the first step) where each step's result was
+    checked, so the steps stay alike; exact as Python's or NumPy's integers,
+    and of their type, at every magnitude (past the guard's bound: checked
+    per result, or keyed by value)."""
+    def f(x, k):
+        c, s = k, 0.0
+        for i in range(12):
+            c = _STEPS[step](c, i)
+            s = s + x[i] * (c % 5)
+        return c, s
+
+    x = np.linspace(0.5, 1.5, 12)
+    g = fa.jit(f, backend=COMPILED[0])
+    for k in ks:
+        k = int(k) if kind == "int" else np.int64(k)
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            want = f(x, k)
+            got = g(x, k)
+        assert type(got[0]) is type(want[0]) and got[0] == want[0], (k, got, want)
+        assert got[1] == pytest.approx(want[1], rel=1e-13)  # (a rerolled sum's order)
+    if step == "*3":
+        return  # c grows as 3**i k: its bound is checked step by step
+    h = fa.jit(f, backend=COMPILED[0])
+    h(x, 11 if kind == "int" else np.int64(11))
+    (entry,) = h.cache_info()["entries"]
+    assert len(entry["guards"]) <= 2, entry["guards"]
+
+
 def test_vmap_of_a_fori_loop_with_batched_integer_bounds_batches():
     """Examples of different trip counts run in one batched loop (no
     warning), their counters plus a constant unchecked inside it."""

@@ -91,12 +91,9 @@ class _IntegerData:
             return result  # int64 with uint64: NumPy's float64, which it is
         _python_int_fits(self, dtype)
         _python_int_fits(other, dtype)
-        rule = _INTERVALS.get(op.lstrip("~") if op else "")
-        bounds = None
-        if rule is not None:
-            a, b = self.interval, interval_of(other)
-            bounds = rule(*((b, a) if op.startswith("~") else (a, b)))
-        return integers_in(result, sources, dtype, interval=bounds)
+        name = op.lstrip("~") if op else ""
+        operands = (other, self) if op and op.startswith("~") else (self, other)
+        return integers_in(result, sources, dtype, interval=operation_bounds(name, operands))
 
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy's integer-closed ufuncs of integers keep them integers taken
@@ -399,14 +396,11 @@ def integer_result(result: Any, inputs: Any, name: str = "") -> Any:
         return result  # int64 with uint64: NumPy's float64, which it is
     for x in inputs:
         _python_int_fits(x, dtype)
-    bounds = [interval_of(x) for x in inputs]
-    rule = _INTERVALS.get(name)
-    if rule is not None and len(bounds) in (1, 2):
-        interval = rule(bounds[0], bounds[-1])
-    elif name in ("clip", "where") and bounds:  # a choice among the inputs
+    if name in ("clip", "where") and inputs:  # a choice among the inputs
+        bounds = [interval_of(x) for x in inputs]
         interval = (min(b[0] for b in bounds), max(b[1] for b in bounds))
     else:
-        interval = None
+        interval = operation_bounds(name, inputs)
     # a ufunc of Python ints gives a NumPy int64 (the operators keep a Python int)
     return integers_in(result, sources, np.dtype(np.int64) if dtype is int else dtype,
                        interval=interval)
@@ -569,6 +563,44 @@ def _narrowed(x: Any, limit: int) -> tuple[int, int]:
         return x.interval
     _check_exact(x, x.sources, False, float(limit))
     return (max(x.interval[0], 1 - limit), min(x.interval[1], limit - 1))
+
+
+#: operations whose results stay within +-2**52 when their operands are
+#: within +-2**51 (and a constant factor's magnitude divides that bound)
+_NARROWABLE = frozenset({"add", "subtract", "negative", "positive", "maximum", "minimum",
+                         "fmax", "fmin", "multiply"})
+
+
+def operation_bounds(name: str, operands: Any) -> tuple[int, int] | None:
+    """Bounds of the results of ``name`` (`_INTERVALS`) of ``operands``, None
+    where unknown.  Where they would pass what float64 holds only because an
+    integer argument may be as large as 2**53 (``c = k + i`` in a loop, k an
+    argument), that argument is narrowed by one guard on its value (below
+    2**51, divided by a constant factor's magnitude; failing, it is keyed by
+    value) rather than a guard on every result: the next steps' ``c + i``
+    need none (the headroom to 2**52 also spares ``c % m`` its check), and
+    the loop's steps stay alike (rerolled, or found as a recurrence)."""
+    rule = _INTERVALS.get(name)
+    if rule is None or len(operands) not in (1, 2):
+        return None
+    a, b = operands[0], operands[-1]
+    bounds = rule(interval_of(a), interval_of(b))
+    if bounds is None or _magnitude(bounds) <= EXACT or name not in _NARROWABLE:
+        return bounds
+    limit = 2 ** 51
+    if name == "multiply":
+        factors = [x for x in (a, b) if not isinstance(x, Tracer)]
+        if len(factors) != 1:
+            return bounds  # two traced factors: their product is checked
+        limit //= max(1, _magnitude(interval_of(factors[0])))
+    for x in ((a,) if a is b else (a, b)):
+        # integers of arguments only (a failing guard keys them by value), and
+        # only while this call's are below the limit: past it, every result
+        # is checked as before
+        if (isinstance(x, _IntegerData) and x.sources and _magnitude(x.interval) >= limit
+                and np.all(np.abs(np.asarray(x.value, np.float64)) < limit)):
+            x.interval = _narrowed(x, limit)
+    return rule(interval_of(a), interval_of(b))
 
 
 def stepped_interval(x: Any) -> tuple[int, int]:
