@@ -786,14 +786,22 @@ class Specializer:
         tape = builder.tape
         tape.outputs = [builder.slot_of(v) for v in out_leaves]
         examples = [builder.values[s] for s in tape.inputs]
-        looped = find_recurrences(tape)
-        if looped is None:
-            return reroll(tape, examples, self.exact_sums)
-        stages["recurrences"] = len(looped.instrs)
-        values = builder.values
-        looped = reroll_bodies(looped, lambda s: values[s] if s < len(values) else None,
-                               self.exact_sums)
-        return reroll(looped, examples, self.exact_sums) or looped
+        refused: set[str] = set()
+        looped = find_recurrences(tape, refused=refused)
+        if looped is not None:
+            stages["recurrences"] = len(looped.instrs)
+            values = builder.values
+            looped = reroll_bodies(looped, lambda s: values[s] if s < len(values) else None,
+                                   self.exact_sums)
+        rolled = reroll(tape if looped is None else looped, examples, self.exact_sums) or looped
+        if "parallel" in refused:
+            # the parallel loops rerolling could not turn into vector code (a
+            # per-step constant not affine in the step) run as loops
+            parallel = find_recurrences(tape if rolled is None else rolled, parallel=True)
+            if parallel is not None:
+                stages["recurrences"] = len(parallel.instrs)
+                rolled = parallel
+        return rolled
 
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, each cached trace with its guards (least

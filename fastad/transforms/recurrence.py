@@ -85,6 +85,7 @@ class _Arrays(TapeArrays):
         self._valued_hash: np.ndarray | None = None
         self._local_hash: np.ndarray | None = None
         self._index: np.ndarray | None = None
+        self.parallel_refused = False  # a run was left to rerolling as a parallel loop
 
     @property
     def hash(self) -> np.ndarray:
@@ -277,14 +278,15 @@ class _Run:
         return self.start + self.period * self.steps
 
 
-def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int
-            ) -> _Run | None:
+def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int,
+            parallel: bool = False) -> _Run | None:
     """The longest run of exactly matching steps around the step starting at
     ``ref`` (inside the stretch whose hashes matched), between ``start`` and
     ``steps`` steps on: steps that break the pattern after ``ref`` cut the
     run there, before it move its start past them, and the run's first step
     must read initial values from before the run where the others read the
-    previous step."""
+    previous step.  A parallel loop (steps that only add into a sum or write
+    into a buffer) is left to rerolling unless ``parallel``."""
     consts = arrays.tape.consts
     P = period
     steps = min(steps, (arrays.n - start) // P)
@@ -297,7 +299,10 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
     at = start + P * ((ref - start) // P)
     ref_rel = arrays.pp[at:at + P] - at
     carried = (ref_rel >= -P) & (ref_rel < 0)
-    if not carried.any() or _only_accumulates(arrays, np.arange(at, at + P), ref_rel, carried, P):
+    if not carried.any():
+        return None
+    if not parallel and _only_accumulates(arrays, np.arange(at, at + P), ref_rel, carried, P):
+        arrays.parallel_refused = True
         return None  # a parallel loop (with sums or writes into a buffer): rerolling's
     while steps >= min_trip and start <= ref < start + steps * P:
         r = (ref - start) // P
@@ -355,7 +360,8 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
             if _hoistable_take(arrays, start + r * P + int(j), int(m), shared[j], const[j]):
                 hoisted.add(int(j))
                 varying[(int(j), int(m))] = values
-            elif _stackable(arrays, start + r * P + int(j)):
+            elif _stackable(arrays.tape, arrays.tape.instrs[start + r * P + int(j)], int(m),
+                            values):
                 varying[(int(j), int(m))] = values
             else:  # the steps around the reference whose constant is its
                 differ = np.flatnonzero(~same)
@@ -417,17 +423,38 @@ def _hoistable_take(arrays: _Arrays, pos: int, m: int, shared: np.ndarray,
     return ins.prim == "take" and m == 1 and bool(shared[0] or const[0])
 
 
-def _stackable(arrays: _Arrays, pos: int) -> bool:
-    """A differing constant can be a per-step input where a step's slice of
-    the stacked array gives the same result as the constant itself: when it
-    has its consumer's dtype, as do the consumer's other operands (a Python
-    float meets a float64 array either way)."""
-    tape = arrays.tape
-    ins = tape.instrs[pos]
+#: arithmetic that meets an integer constant as the float it converts to
+#: (``x * i`` of a float array x and a Python int i is ``x * float(i)``)
+_INTEGER_AS_FLOAT = frozenset({"add", "sub", "mul", "div"})
+
+
+def _stackable(tape: Tape, ins: Instr, m: int, values: list[Any]) -> bool:
+    """A differing constant (operand ``m`` of ``ins``, ``values`` per step)
+    can be a per-step input where a step's slice of the stacked array gives
+    the same result as the constant itself: when it has its consumer's
+    dtype, as do the consumer's other operands (a Python float meets a
+    float64 array either way), or is an integer the arithmetic converts to
+    that float dtype exactly (``c * 0.5 + x[i] * i``: the loop counter)."""
     if ins.prim == "take" or registry[ins.prim].effect is not None:
         return False
     dtype = tape.avals[ins.out].dtype
-    return dtype.kind == "f" and all(tape.avals[s].dtype == dtype for s in ins.ins)
+    if dtype.kind != "f" or any(tape.avals[s].dtype != dtype
+                                for k, s in enumerate(ins.ins) if k != m):
+        return False
+    own = tape.avals[ins.ins[m]].dtype
+    if own == dtype:
+        return True
+    if own.kind not in "iu" or ins.prim not in _INTEGER_AS_FLOAT:
+        return False
+    stacked = np.asarray(values)
+    return bool(np.array_equal(stacked.astype(dtype).astype(stacked.dtype), stacked))
+
+
+def _stacked_dtype(tape: Tape, ins: Instr, m: int) -> np.dtype:
+    """The dtype a per-step constant is stacked in (`_stackable`): its own,
+    or its consumer's float dtype for an integer."""
+    own = tape.avals[ins.ins[m]].dtype
+    return own if own.kind not in "iu" else tape.avals[ins.out].dtype
 
 
 # -- rewriting ---------------------------------------------------------------------
@@ -541,7 +568,9 @@ class _Rewriter:
             if j in run.hoisted:
                 new_input(("take", j), avals[body_ins[j].out])
             else:
-                new_input(("x", j * MAX_ARITY + m), avals[body_ins[j].ins[m]])
+                aval = avals[body_ins[j].ins[m]]
+                new_input(("x", j * MAX_ARITY + m),
+                          Aval(aval.shape, _stacked_dtype(tape, body_ins[j], m)))
         for s in closed:
             new_input(("closed", s), avals[s])
 
@@ -587,9 +616,8 @@ class _Rewriter:
                 xs.append(self.emit("take", (take.ins[0], self.const(index)),
                                     Aval((T,) + aval.shape, aval.dtype), (), take.line))
             else:
-                aval = avals[body_ins[j].ins[m]]
-                xs.append(self.const(np.stack([np.asarray(v, dtype=aval.dtype)
-                                               for v in values])))
+                dtype = _stacked_dtype(tape, body_ins[j], m)
+                xs.append(self.const(np.stack([np.asarray(v, dtype=dtype) for v in values])))
         packed_size = sum(a.size for a in result_avals)
         loop = self.emit("loop", tuple([init[o] for o in carried] + xs + closed),
                          Aval((packed_size,), dtype),
@@ -684,18 +712,18 @@ def _stacked_outputs(later: list[Instr], outputs: list[int], consts: dict[int, A
 
 
 # -- the pass ----------------------------------------------------------------------------
-def _best_run(arrays: _Arrays, min_trip: int) -> _Run | None:
+def _best_run(arrays: _Arrays, min_trip: int, parallel: bool) -> _Run | None:
     best = None
     tried: set[int] = set()
     for valued in (False, True):
-        best = _best_run_of(arrays, arrays.periods(min_trip, valued), min_trip, tried)
+        best = _best_run_of(arrays, arrays.periods(min_trip, valued), min_trip, tried, parallel)
         if best is not None:
             break
     return best
 
 
-def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set[int]
-                 ) -> _Run | None:
+def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set[int],
+                 parallel: bool) -> _Run | None:
     """The best run of the proposed periods (and their divisors) not in
     ``tried``, which it adds them to: a period's stretches and runs depend on
     the tape alone (the plain hash, not the one that proposed it), so one
@@ -725,22 +753,30 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set
             for first in dict.fromkeys([end - steps * period, begin]):  # ties: the first
                 ref = first + period * ((start - first) // period + 1)
                 run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),
-                              min_trip)
+                              min_trip, parallel)
                 if run is not None and (best is None or run.steps * run.period
                                         > best.steps * best.period):  # ties: shorter body
                     best = run
     return best
 
 
-def find_recurrences(tape: Tape, min_trip: int | None = None) -> Tape | None:
+def find_recurrences(tape: Tape, min_trip: int | None = None, parallel: bool = False,
+                     refused: set[str] | None = None) -> Tape | None:
     """The tape with each run of isomorphic chained steps (at least ``min_trip``,
-    default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none."""
+    default `MIN_TRIP`) as one ``loop`` instruction, or None if it has none.
+    ``parallel``: parallel loops too (sums of terms, writes into a buffer),
+    for the runs rerolling did not turn into vector code (a term with a
+    per-step constant that is not affine in the step, ``s + x[i] * c[i]``):
+    a loop instruction, exact as the steps it replaces, rather than every
+    step unrolled.  ``refused`` gets "parallel" if a parallel loop was left
+    to rerolling (without ``parallel``): worth a second pass if rerolling
+    leaves it."""
     min_trip = max(2, MIN_TRIP if min_trip is None else int(min_trip))
     with _without_gc():  # a long tape is millions of tracked objects to rescan
-        return _converted(tape, min_trip)
+        return _converted(tape, min_trip, parallel, set() if refused is None else refused)
 
 
-def _converted(tape: Tape, min_trip: int) -> Tape | None:
+def _converted(tape: Tape, min_trip: int, parallel: bool, refused: set[str]) -> Tape | None:
     converted = None
     forget_columns()
     for _ in range(MAX_PASSES):
@@ -748,7 +784,9 @@ def _converted(tape: Tape, min_trip: int) -> Tape | None:
         if not 2 * min_trip <= len(current.instrs) <= MAX_INSTRUCTIONS:
             break
         arrays = _Arrays(current)
-        run = _best_run(arrays, min_trip)
+        run = _best_run(arrays, min_trip, parallel)
+        if arrays.parallel_refused:
+            refused.add("parallel")
         if run is None:
             if converted is None:  # rerolling may work on this tape next
                 keep_columns(tape, arrays)
