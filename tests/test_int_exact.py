@@ -258,6 +258,17 @@ def test_integer_arithmetic_in_loop_bodies_keeps_the_loop():
                   backend=COMPILED[0])(big) == 2 ** 52 + 2
 
 
+@pytest.mark.parametrize("bound", [
+    lambda p: fnp.argmax(p) + 2 ** 31, lambda p: 2 ** 40 - fnp.argmin(p)])
+def test_a_computed_loop_bound_too_large_names_the_limit(bound):
+    """A fori_loop bound computed from traced floats (no argument to key by
+    value) past 2**31 raises OverflowError naming that limit and why."""
+    def h(p):
+        return fa.fori_loop(0, bound(p), lambda i, c: c * 0.5, p[0])
+    with pytest.raises(OverflowError, match=r"2\*\*31.*fori_loop"):
+        fa.jit(h, backend=COMPILED[0])(np.array([0.5, 0.9]))
+
+
 _STEPS = {"+": lambda c, i: c + i, "-": lambda c, i: c - 2 * i, "*3": lambda c, i: 3 * c - i,
           "max": lambda c, i: fnp.maximum(c, i) + 1, "min": lambda c, i: fnp.minimum(c, -i) - 1}
 

@@ -507,7 +507,7 @@ def _held(dtype: Any) -> tuple[int, int]:
 
 
 def _check_exact(result: Any, sources: frozenset[Any], unsigned: bool,
-                 limit: float = float(2 ** 53)) -> None:
+                 limit: float = float(2 ** 53), why: str = "") -> None:
     """A guard that the integers ``result`` holds are exact in float64
     (within +-2**53, and not below zero for uint64): rounding is monotonic,
     so a float64 result passes 2**53 exactly when the integer it stands for
@@ -524,6 +524,9 @@ def _check_exact(result: Any, sources: frozenset[Any], unsigned: bool,
     needed = sources or data_sources()
     if needed:
         raise IntValueNeeded(needed)
+    if why:
+        raise OverflowError(f"fastad: integers computed in a traced function reach "
+                            f"2**{int(limit).bit_length() - 1}, {why}")
     raise OverflowError("fastad: integers computed in a traced function pass 2**53 (or, for "
                         "uint64, fall below zero), which its float64 registers do not hold "
                         "exactly; compute them outside the traced function or in floats")
@@ -553,7 +556,7 @@ def interval_of(x: Any) -> tuple[int, int]:
     return (int(a.min()), int(a.max()))
 
 
-def _narrowed(x: Any, limit: int) -> tuple[int, int]:
+def _narrowed(x: Any, limit: int, why: str = "") -> tuple[int, int]:
     """``x``'s bounds, those of integers taken as data reaching ``limit``
     narrowed below it by a guard (failing, their arguments are keyed by
     value, `_check_exact`)."""
@@ -561,7 +564,7 @@ def _narrowed(x: Any, limit: int) -> tuple[int, int]:
         return interval_of(x)
     if _magnitude(x.interval) < limit:
         return x.interval
-    _check_exact(x, x.sources, False, float(limit))
+    _check_exact(x, x.sources, False, float(limit), why)
     return (max(x.interval[0], 1 - limit), min(x.interval[1], limit - 1))
 
 
@@ -608,7 +611,8 @@ def stepped_interval(x: Any) -> tuple[int, int]:
     constant's own; integers taken as data are checked below 2**52 once
     before the loop (a guard there, where one in the body would unroll the
     loop), so that a step's ``j + 1`` or ``2 * j`` needs no check in the body."""
-    return _narrowed(x, 2 ** 52)
+    return _narrowed(x, 2 ** 52, "which the integers a loop steps over must stay below "
+                     "(a step's j + 1 is not checked in the loop's body)")
 
 
 def counter_bounds(lower: Any, upper: Any) -> tuple[int, int] | None:
@@ -618,7 +622,9 @@ def counter_bounds(lower: Any, upper: Any) -> tuple[int, int] | None:
     that ``2 * i + 1`` or ``i * n`` of a small n needs no check in the body."""
     if not (_integer_valued(lower) and _integer_valued(upper)):
         return None
-    low, high = _narrowed(lower, 2 ** 31)[0], _narrowed(upper, 2 ** 31)[1] - 1
+    why = ("past which a fori_loop's bounds are not taken (a loop that long would not "
+           "end); compute them outside the traced function")
+    low, high = _narrowed(lower, 2 ** 31, why)[0], _narrowed(upper, 2 ** 31, why)[1] - 1
     return (low, max(low, high))
 
 
