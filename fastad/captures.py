@@ -233,8 +233,24 @@ def settle(found: Captures, by_reference: list[Binding], read: set[int]) -> Capt
     return Captures(tuple(guarded), found.arrays, found.digests)
 
 
+class WatchedArrayRefused(Exception):
+    """C code refused a `WatchedArray` where it takes an array's memory
+    (the buffer protocol, which a Python class cannot provide before Python
+    3.12): the trace is repeated with the arrays themselves, read."""
+
+
+def refused_by_c_code(exc: Exception, found: Captures, watch: bool) -> None:
+    """Raise `WatchedArrayRefused` if ``exc`` is a TypeError raised while
+    ``found``'s arrays were watched: most likely the buffer protocol meeting
+    a stand-in.  A TypeError of the function's own comes again from the
+    trace that follows, which watches none."""
+    if isinstance(exc, TypeError) and watch and any(type(b.value) is np.ndarray
+                                                    for b in found.guarded):
+        raise WatchedArrayRefused() from exc
+
+
 @contextlib.contextmanager
-def watching(found: Captures) -> Iterator[set[int]]:
+def watching(found: Captures, watch: bool = True) -> Iterator[set[int]]:
     """While ``found``'s function is traced, each binding holding one of its
     float arrays holds a `WatchedArray` standing for it, which tells the uses
     of the array by traced operations (read by reference) from every other
@@ -242,7 +258,9 @@ def watching(found: Captures) -> Iterator[set[int]]:
     arrays read, for `settle`; an array one of whose bindings cannot be bound
     anew (a tuple's item, a class attribute) counts as read.  A Numba or
     Cython function bound there is a `ReadingCall` meanwhile, an iterator an
-    `AdvancedIterator`: a trace that takes values from one is refused."""
+    `AdvancedIterator`: a trace that takes values from one is refused.
+    Without ``watch``, every array is read (guarded by its contents), none
+    stands in."""
     read: set[int] = set()
     proxies: dict[int, WatchedArray] = {}
     swapped: list[tuple[Binding, Any]] = []
@@ -260,6 +278,9 @@ def watching(found: Captures) -> Iterator[set[int]]:
             if id(value) not in found.arrays and not (b.contents is not None
                                                      and type(value) is np.ndarray):
                 continue  # (an integer or boolean array is watched for ``y[idx]``'s gather)
+            if not watch:
+                read.add(id(value))
+                continue
             proxy = proxies.get(id(value))
             if proxy is None:
                 proxy = proxies[id(value)] = WatchedArray(value, value, read)

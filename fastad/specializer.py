@@ -535,7 +535,14 @@ class Specializer:
         with self._cache_lock:
             self.traces += 1
         try:
-            return self._trace(args, kwargs or {}, release=True, convert=convert)
+            try:
+                return self._trace(args, kwargs or {}, release=True, convert=convert)
+            except captures.WatchedArrayRefused:
+                # C code that takes an array's memory (memoryview, bytes(W),
+                # np.frombuffer, hashlib) refused a watched stand-in: trace again
+                # with the captured arrays themselves, each guarded by its contents
+                return self._trace(args, kwargs or {}, release=True, convert=convert,
+                                   watch=False)
         except ReleasedValueRead:
             # a derivative rule failed or branched on a value the trace had let
             # go of (a decomposition's rule on a stand-in matrix): keep them all
@@ -596,13 +603,14 @@ class Specializer:
         return new_args, new_kwargs, inputs, wrt, in_trees
 
     def _trace(self, args: Sequence[Any], kwargs: dict[str, Any], release: bool,
-               convert: bool | None = False) -> Entry:
+               convert: bool | None = False, watch: bool = True) -> Entry:
         """One recording of ``fn`` at ``args`` and ``kwargs``; ``release``: see
         `Builder.release`.  Its per-element guards are if-converted where
         that is sound (`transforms.ifconvert`) if ``convert`` is True (a
         retrace: a pattern changed), or None and their outcomes are mixed
         already.  The entry's ``converted``: the converted guards' lines,
-        [] if they could not be converted, None if not tried."""
+        [] if they could not be converted, None if not tried.  ``watch``:
+        captured arrays are watched (`captures.watching`), else each is read."""
         converted = None
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
@@ -617,11 +625,12 @@ class Specializer:
                 # forced reruns would read the captures anew: no if-conversion
                 convert = False
             with guards.watching() as log, captures.collecting() as nested, \
-                    captures.watching(found) as read:
+                    captures.watching(found, watch) as read:
                 try:
                     out = self.fn(*new_args, **new_kwargs)
                 except Exception as exc:
                     raise_for_data_arguments(exc, (new_args, new_kwargs))
+                    captures.refused_by_c_code(exc, found, watch)
                     raise
             builder.by_reference = None
             out_leaves, out_tree = pytree.flatten(out)

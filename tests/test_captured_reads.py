@@ -13,6 +13,7 @@ operations reads the changed values without a retrace.
 from __future__ import annotations
 
 import functools
+import hashlib
 
 import numba
 import numpy as np
@@ -51,6 +52,12 @@ READS = {
     "concatenate": lambda W: np.concatenate([W[0, :1], W[1, :2]]),
     "in_fastad_numpy": lambda W: fnp.max(W, axis=1),
     "nothing": lambda W: np.ones(3),
+    # C code that takes the array's memory through the buffer protocol (a stand-in
+    # refuses it: traced again with W itself, read)
+    "memoryview": lambda W: np.array(memoryview(W).tolist()[1][:3]),
+    "frombuffer": lambda W: np.frombuffer(W, dtype=np.float64)[5:8].copy(),
+    "bytes": lambda W: np.frombuffer(bytes(W), dtype=np.float64)[:3].copy(),
+    "hash": lambda W: np.ones(3) * (hashlib.sha1(W).digest()[0] % 3),
     # compiled code that takes the array's memory (bound as the function's ``read``)
     "numba_sum_axis": numba.njit(lambda W: W.sum(axis=0)[:3]),
     "numba_loop": numba.njit(lambda W: np.array([W[i, i] * W[0, i] for i in range(3)])),
@@ -255,3 +262,32 @@ def test_numba_functions_read_captured_arrays(read, holder, compiled_backend):
     for step in range(3):
         np.testing.assert_allclose(compiled(X), f(X), rtol=1e-12, err_msg=f"change {step}")
         W[step, 1] += 1.5
+
+
+@pytest.mark.parametrize("holder", HOLDERS)
+@pytest.mark.parametrize("read", ["memoryview", "frombuffer", "bytes", "hash"])
+def test_buffer_reads_of_captured_arrays(read, holder, compiled_backend):
+    """C code that takes a captured array's memory through the buffer
+    protocol (which the stand-in watching it cannot give) gets the array:
+    the function is traced again with it, guarded by its contents, and every
+    later change is seen, with or without a gradient."""
+    rng = np.random.default_rng(4)
+    W = rng.normal(size=(3, 4))
+    f = _holders(W)[holder](READS[read])
+    compiled, gradient = fa.jit(f, backend=compiled_backend), fa.compile(f, backend=compiled_backend)
+    for step in range(3):
+        np.testing.assert_allclose(compiled(X), f(X), rtol=1e-12, err_msg=f"change {step}")
+        np.testing.assert_allclose(gradient(X), fa.grad(f)(X), rtol=1e-12,
+                                   err_msg=f"change {step}")
+        W[step, step] += 1.5
+
+
+def test_a_type_error_of_the_function_itself_is_raised():
+    """A TypeError while captured arrays are watched is traced again once
+    without them; the function's own error then comes through."""
+    W = np.ones((2, 2))
+
+    def f(x):
+        return fnp.sum(x @ W) + len(5)
+    with pytest.raises(TypeError, match="has no len"):
+        fa.jit(f)(np.ones(2))
