@@ -408,9 +408,12 @@ def _adjugate(a):
     near = ~far
     if near.any():
         u, s, vh = np.linalg.svd(flat[near])
-        others = np.empty_like(s)  # prod_{j != i} s_j, without dividing by s_i
-        for i in range(n):
-            others[:, i] = np.prod(np.delete(s, i, axis=-1), axis=-1)
+        # prod_{j != i} s_j as the products before and after s_i (no quotient,
+        # which a product of tiny singular values would underflow)
+        one = np.ones_like(s[:, :1])
+        before = np.cumprod(np.concatenate([one, s[:, :-1]], axis=-1), axis=-1)
+        after = np.cumprod(np.concatenate([one, s[:, :0:-1]], axis=-1), axis=-1)[:, ::-1]
+        others = before * after
         phase = np.linalg.det(u) * np.linalg.det(vh)
         out[near] = phase[:, None, None] * np.matmul(
             np.swapaxes(vh, -1, -2) * others[:, None, :], np.swapaxes(u, -1, -2))
