@@ -11,6 +11,7 @@
 #define FASTAD_KERNELS_H
 
 #include "vm.h"
+#include "special.h" /* before tgmath.h: its functions use math.h by name */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,18 @@ static const int dtype_size[FASTAD_NUM_DTYPES] = {FASTAD_DTYPES(SIZE_OF_DTYPE)};
 #define U_CEIL(x) ceil(x)
 #define U_ROUND(x) rint(x)
 #define U_DEG2RAD(x) ((x) * (T)0.017453292519943295) /* NumPy's x * (pi / 180) */
+/* scipy.special's (special.h): a float computed in double and rounded once
+ * where SciPy does so (erf, erfc, ndtr, gammaln, psi), in float where SciPy's
+ * template does (expit, log_expit, logit, xlogy, xlog1py).  POLYGAMMA is
+ * psi, polygamma of order 0: the lowering runs no other order. */
+#define U_ERF(x) erf((double)(x))
+#define U_ERFC(x) erfc((double)(x))
+#define U_EXPIT(x) _Generic((x), float: fastad_expit_f, default: fastad_expit_d)(x)
+#define U_LOG_EXPIT(x) _Generic((x), float: fastad_log_expit_f, default: fastad_log_expit_d)(x)
+#define U_LOGIT(x) _Generic((x), float: fastad_logit_f, default: fastad_logit_d)(x)
+#define U_GAMMALN(x) fastad_gammaln((double)(x))
+#define U_POLYGAMMA(x) fastad_digamma((double)(x))
+#define U_NDTR(x) fastad_ndtr((double)(x))
 
 /* NumPy's npy_logaddexp, branch for branch. */
 static inline double logaddexp_d(double x, double y) {
@@ -91,6 +104,8 @@ static inline float logaddexp_f(float x, float y) {
 #define B_COPYSIGN(x, y) copysign(x, y)
 #define B_FMOD(x, y) fmod(x, y) /* exact: a float's is its double's, rounded back exactly */
 #define B_LOGADDEXP(x, y) _Generic((x), float: logaddexp_f, default: logaddexp_d)(x, y)
+#define B_XLOGY(x, y) _Generic((x), float: fastad_xlogy_f, default: fastad_xlogy_d)(x, y)
+#define B_XLOG1PY(x, y) _Generic((x), float: fastad_xlog1py_f, default: fastad_xlog1py_d)(x, y)
 
 #define C_LT(x, y) ((x) < (y))
 #define C_LE(x, y) ((x) <= (y))

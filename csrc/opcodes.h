@@ -110,18 +110,22 @@
   X(LOOP, 2)          /* d n            run the body (the n code words after this one) per d: LOOP */
 
 /* Elementwise functions of one argument: the primitive of the same name in
- * lower case.  NumPy semantics (sign(nan) = nan, round = rint). */
+ * lower case.  NumPy semantics (sign(nan) = nan, round = rint); from ERF on,
+ * scipy.special's (SciPy's edge values; POLYGAMMA is psi, polygamma of
+ * order 0 only: the lowering leaves other orders to the host). */
 #define FASTAD_UNARY_FNS(F) \
   F(NEG) F(ABS) F(SIGN) F(EXP) F(EXP2) F(LOG) F(LOG2) F(LOG10) F(LOG1P) F(EXPM1) \
   F(SQRT) F(CBRT) F(SQUARE) F(RECIPROCAL) F(SIN) F(COS) F(TAN) F(ARCSIN) F(ARCCOS) \
   F(ARCTAN) F(SINH) F(COSH) F(TANH) F(ARCSINH) F(ARCCOSH) F(ARCTANH) F(FLOOR) \
-  F(CEIL) F(ROUND) F(DEG2RAD)
+  F(CEIL) F(ROUND) F(DEG2RAD) F(ERF) F(ERFC) F(EXPIT) F(LOG_EXPIT) F(LOGIT) \
+  F(GAMMALN) F(POLYGAMMA) F(NDTR)
 
 /* Elementwise functions of two arguments (maximum/minimum propagate NaN;
- * fmod is C's, exact, the remainder and floor division are built on it). */
+ * fmod is C's, exact, the remainder and floor division are built on it;
+ * xlogy and xlog1py are scipy.special's, 0 where x is 0 and y is not NaN). */
 #define FASTAD_BINARY_FNS(F) \
   F(ADD) F(SUB) F(MUL) F(DIV) F(POW) F(MAXIMUM) F(MINIMUM) F(ARCTAN2) F(HYPOT) \
-  F(LOGADDEXP) F(COPYSIGN) F(FMOD)
+  F(LOGADDEXP) F(COPYSIGN) F(FMOD) F(XLOGY) F(XLOG1PY)
 
 #define FASTAD_COMPARE_FNS(F) F(LT) F(LE) F(GT) F(GE) F(EQ) F(NE)
 

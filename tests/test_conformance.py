@@ -58,7 +58,7 @@ def test_the_conformance_table_in_the_docs_is_up_to_date():
 def _mixed(x):
     """Native work on both sides of host calls, and a guard after them."""
     y = np.sin(x) * x + 1.0
-    z = sc.gammaln(np.exp(y)) * y
+    z = sc.erfcx(np.exp(y)) * y
     if np.sum(z) > 0:  # a guard in the last compiled segment
         return np.sum(np.sort(z) * np.cos(z))
     return np.sum(z ** 2)
@@ -75,7 +75,7 @@ def test_host_calls_between_compiled_segments(backend):
     np.testing.assert_allclose(got[0], want[0], rtol=1e-13)
     np.testing.assert_allclose(got[1], want[1], rtol=1e-12)
     listing = str(g.program)
-    assert "host call: gammaln" in listing and "host call: argsort" in listing
+    assert "host call: erfcx" in listing and "host call: argsort" in listing
     assert listing.count("host call") < 12  # the rest runs compiled
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)

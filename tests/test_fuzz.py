@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+import scipy.special as sc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -447,6 +448,12 @@ OPS: dict[str, Op] = {
     "arcsin": unary(np.arcsin, unit), "arccos": unary(np.arccos, unit),
     "arctanh": unary(np.arctanh, unit),
     "arccosh": unary(np.arccosh, lambda x: np.square(x) + 1.2),
+    # scipy.special's functions the compiled backends compute themselves
+    "erf": unary(sc.erf), "erfc": unary(sc.erfc), "expit": unary(sc.expit),
+    "log_expit": unary(sc.log_expit), "ndtr": unary(sc.ndtr),
+    "logit": unary(sc.logit, lambda x: 0.5 + 0.5 * unit(x)),
+    "gammaln": unary(sc.gammaln, positive), "digamma": unary(sc.digamma, positive),
+    "xlogy": binary(sc.xlogy, positive), "xlog1py": binary(sc.xlog1py, positive),
     # piecewise: exact derivatives, but finite differences may straddle a kink
     "abs": unary(np.abs, smooth=False), "sign": unary(np.sign, smooth=False),
     "floor": unary(np.floor, smooth=False), "ceil": unary(np.ceil, smooth=False),

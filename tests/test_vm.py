@@ -21,6 +21,7 @@ from hypothesis.extra import numpy as hnp
 import fastad as fa
 import fastad.numpy as fnp
 import fastad.scipy.linalg as fsla
+import fastad.scipy.special as fsc
 from fastad.backends import c_backend, reference
 from fastad.backends.lower import UNARY, lower
 from fastad.core.errors import SignatureError, TapeError
@@ -37,7 +38,10 @@ EXAMPLES = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 25))
 # Arguments inside each unary function's domain.
 DOMAIN = {"log": (0.2, 3), "log2": (0.2, 3), "log10": (0.2, 3), "sqrt": (0.2, 3),
           "reciprocal": (0.5, 2), "arcsin": (-0.9, 0.9), "arccos": (-0.9, 0.9),
-          "arctanh": (-0.9, 0.9), "arccosh": (1.2, 3), "log1p": (-0.5, 2)}
+          "arctanh": (-0.9, 0.9), "arccosh": (1.2, 3), "log1p": (-0.5, 2), "logit": (0.05, 0.95)}
+# scipy.special's functions among the VM's (polygamma: the VM's is psi, its order 0)
+SPECIAL = {"erf": fsc.erf, "erfc": fsc.erfc, "expit": fsc.expit, "log_expit": fsc.log_expit,
+           "logit": fsc.logit, "gammaln": fsc.gammaln, "polygamma": fsc.digamma, "ndtr": fsc.ndtr}
 
 
 def run_both(f, *args):
@@ -85,13 +89,13 @@ def test_extension_builds_and_imports():
 @given(shape=hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=5))
 def test_unary(name, dtype, shape):
     lo, hi = DOMAIN.get(name, (-2, 2))
-    fn = getattr(fnp, {"neg": "negative", "round": "rint"}.get(name, name))
+    fn = SPECIAL.get(name) or getattr(fnp, {"neg": "negative", "round": "rint"}.get(name, name))
     check(fn, rand(shape, dtype, lo, hi))
 
 
 BINARY = ["add", "subtract", "multiply", "divide", "power", "maximum", "minimum", "arctan2",
           "hypot", "logaddexp", "less", "less_equal", "greater", "greater_equal", "equal",
-          "not_equal"]
+          "not_equal", "xlogy", "xlog1py"]
 
 
 @pytest.mark.parametrize("name", BINARY)
@@ -104,10 +108,12 @@ def test_binary_broadcasting(name, dtypes, shapes):
     sa, sb = shapes.input_shapes
     lo = 0.3 if name == "power" else -2.0
     a, b = rand(sa, dtypes[0], lo, 2.0, seed=1), rand(sb, dtypes[1], -2.0, 2.0, seed=2)
+    if name.startswith("xlog"):  # y in the domain of log (log1p), x zero in places
+        a, b = np.where(np.abs(a) < 0.5, 0.0, a).astype(dtypes[0]), np.abs(b).astype(dtypes[1])
     if name.endswith("equal"):
         b = np.broadcast_to(a.astype(dtypes[1]), np.broadcast_shapes(sa, sb)).copy() \
             if sb == np.broadcast_shapes(sa, sb) else b  # some ties
-    check(getattr(fnp, name), a, b)
+    check(getattr(fsc, name) if name.startswith("xlog") else getattr(fnp, name), a, b)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

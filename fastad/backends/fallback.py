@@ -85,9 +85,14 @@ from .reference import RunsArgs
 # generator) computes, each with why: a compiled function whose tape holds one
 # runs it as a host call between compiled segments.  Each backend's own table
 # adds what only it lacks (`lower_rules.HOST_CALLS`, `numba_emitters.NOT_EMITTED`).
+# scipy.special's functions both compiled backends compute themselves
+# (csrc/special.h, numba_special); polygamma of order 0 only (psi), each
+# backend refusing other orders (`refused`).
+COMPILED_SPECIAL = frozenset({"erf", "erfc", "expit", "log_expit", "logit", "gammaln",
+                              "polygamma", "ndtr", "xlogy", "xlog1py"})
 NOT_COMPILED: dict[Primitive, str] = check_table({
     **{registry[name]: "a special function (scipy.special): no compiled implementation"
-       for name in sorted(special.ELEMENTWISE)},
+       for name in sorted(special.ELEMENTWISE - COMPILED_SPECIAL)},
     **{registry[name]: "a keyed random draw: computed from the key on the host at every call"
        for name in sorted(random.DRAWS)},
     P.argsort: "sorting: no compiled code",
@@ -170,12 +175,14 @@ def host_calls(name: str) -> dict[str, str]:
 
 def refused(name: str, ins: Instr) -> str | None:
     """Why backend ``name``, whose table has ``ins``'s primitive, cannot run
-    this instruction (the C VM's LOOP takes only some loops:
-    `lower_rules.REFUSED`; Numba's loops only those whose bodies it has code
-    for: `numba_loop_instr.refusal`), or None."""
+    this instruction (the C VM's LOOP takes only some loops, and both compute
+    polygamma of order 0 only: `lower_rules.REFUSED`; Numba's loops only
+    those whose bodies it has code for: `numba_loop_instr.refusal`;
+    `numba_tables.instruction_refusal`), or None."""
     if name == "numba":
         if ins.prim != "loop":
-            return None
+            from .numba_tables import instruction_refusal
+            return instruction_refusal(ins)
         from .numba_loop_instr import refusal
         return refusal(ins)
     if name != "c":

@@ -178,7 +178,7 @@ def on_floats(body: LoopBody) -> LoopBody | None:
 
 def refusal(ins: Instr, depth: int = 1) -> str | None:
     """Why the VM's LOOP cannot run ``ins`` (a loop instruction), or None."""
-    from .lower_rules import _RULES
+    from .lower_rules import _RULES, REFUSED
     body = on_floats(ins.kwargs["body"])
     if body is None:
         return "a body that computes with integers (other than counting)"
@@ -203,6 +203,8 @@ def refusal(ins: Instr, depth: int = 1) -> str | None:
                 return why
         elif inner.prim not in native:
             return f"a body that runs {inner.prim}"
+        elif (rule := REFUSED.get(registry[inner.prim])) and (why := rule(inner)):
+            return f"a body that runs {inner.prim} of {why}"  # (polygamma of order n > 0)
         elif np.dtype(tape.avals[inner.out].dtype) not in DTYPE_CODE:
             return f"a body that computes {tape.avals[inner.out].dtype} values"
     return None

@@ -88,6 +88,8 @@ def _flat_indices(lw: _Lowerer, idx_slot: int, size: int) -> np.ndarray:
 def _unary(lw: _Lowerer, ins: Instr) -> None:
     (x,), dtype = ins.ins, lw.avals[ins.out].dtype
     _check_float(dtype, ins)
+    if (why := _polygamma_refusal(ins)) is not None:
+        raise LoweringError(why)
     n = lw.avals[ins.out].size
     if dtype == _F64 and n == 1 and ins.prim in ("neg", "square"):
         _scalar_arithmetic(lw, ins)
@@ -705,11 +707,19 @@ _RULES: dict[Primitive, Any] = check_table({
     P.loop: lower_loop,
 }, "lower._RULES")
 
+def _polygamma_refusal(ins: Instr) -> str | None:
+    """The VM's POLYGAMMA is psi: polygamma of any other order is a host call."""
+    if ins.prim == "polygamma" and ins.kwargs.get("n") != 0:
+        return "order n > 0 (the VM computes psi, order 0, only)"
+    return None
+
+
 # Primitives the VM runs only in some instructions: ``REFUSED[p](ins)`` says
 # why it cannot run ``ins`` (None if it can); such an instruction is a host
 # call between compiled segments (`fallback.refused`).
 REFUSED: dict[Primitive, Any] = check_table({
     P.loop: loop_refusal,
+    P.polygamma: _polygamma_refusal,
 }, "lower.REFUSED")
 
 # Builtin primitives the VM does not run, each with why: a compiled function

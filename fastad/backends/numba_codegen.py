@@ -26,7 +26,8 @@ from .numba_loops import (_Loop, _LoopFusion, _grouped_by_shape, _reads_before_w
                           _sink_scalars)
 from .numba_products import _SmallProducts
 from .numba_recompute import _Recompute
-from .numba_tables import SCALAR_OPERATORS, UFUNCS, _literal, _shape, _Step, _Var
+from .numba_tables import (SCALAR_OPERATORS, SPECIAL_FUNCTIONS, SPECIAL_IMPORT, UFUNCS,
+                           _literal, _shape, _Step, _Var, instruction_refusal)
 from .numba_vecmath import _VectorLoops
 
 
@@ -450,8 +451,19 @@ class _Generator(_LoopFusion, _Recompute, _LoopInstruction, _VectorLoops, _Small
         if ins.prim == "astype":
             return f"np.{self.avals[ins.out].dtype.name}({self.real_part(ins, args[0])})"
         prim = registry[ins.prim]
+        if prim in SPECIAL_FUNCTIONS:
+            return f"{self.special_function(ins)}({', '.join(args)})"
         template = SCALAR_OPERATORS.get(prim)
         return template.format(*args) if template else f"np.{UFUNCS[prim]}({', '.join(args)})"
+
+    def special_function(self, ins: Instr) -> str:
+        """The `numba_special` function computing ``ins`` in its result's
+        dtype, imported by the generated module."""
+        if (why := instruction_refusal(ins)) is not None:
+            raise NotImplementedError(f"the Numba backend has no code for {ins.prim} of {why}")
+        name = f"{SPECIAL_FUNCTIONS[registry[ins.prim]]}_{self.avals[ins.out].dtype.name}"
+        self.module_lines[SPECIAL_IMPORT.format(name)] = None
+        return name
 
     def emit_outputs(self) -> None:
         """Every output in a variable of its own: no two outputs share a buffer,

@@ -6,7 +6,8 @@ writes its lines (through the generator's variables and buffers,
 lists, with a reason, the builtin primitives it leaves to host calls between
 compiled segments.  Both are keyed by the `Primitive` object and checked at
 import.  An elementwise primitive needs no method of its own: its row in
-`numba_tables.UFUNCS` gives it `emit_elementwise` and a place in fused loops.
+`numba_tables.UFUNCS` (or `SPECIAL_FUNCTIONS`) gives it `emit_elementwise`
+and a place in fused loops.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from ..transforms.analysis import affine, affine_grid, is_range
 from .numba_loop_instr import _LoopInstruction
 from .numba_sums import IMPORT as SUMS_IMPORT
 from .numba_loops import _index_expr, _nested_loops
-from .numba_tables import REDUCER_IDENTITY, REDUCERS, UFUNCS, _numba_type, _shape
+from .numba_tables import (REDUCER_IDENTITY, REDUCERS, SPECIAL_FUNCTIONS, UFUNCS, _numba_type,
+                           _shape)
 from .fallback import NOT_COMPILED
 
 
@@ -40,6 +42,11 @@ class _Emitters:
         aval = self.avals[ins.out]
         if aval.shape == ():
             self.define_scalar(ins, self.scalar_expr(ins, args))
+            return
+        if registry[ins.prim] in SPECIAL_FUNCTIONS:  # no ufunc: an empty array (a
+            # nonempty one is a fused loop's member, `numba_loops.starts_loop`)
+            self.special_function(ins)
+            self.define_array(ins, f"np.empty({_shape(aval.shape)}, np.{aval.dtype.name})")
             return
         call = f"np.{UFUNCS[registry[ins.prim]]}({', '.join(args)}"
         for s in ins.ins:  # a dying operand of the result's shape and dtype holds it
@@ -634,6 +641,7 @@ TRI_BLOCK = 64
 # primitive -> the generator method that emits its code
 EMITTERS: dict[Primitive, Callable[[Any, Instr], None]] = check_table({
     **{p: _Emitters.emit_elementwise for p in UFUNCS},
+    **{p: _Emitters.emit_elementwise for p in SPECIAL_FUNCTIONS},
     **{p: _Emitters.emit_reduce for p in REDUCERS},
     P.where: _Emitters.emit_where, P.astype: _Emitters.emit_astype,
     P.stop_gradient: _Emitters.emit_stop_gradient,

@@ -28,7 +28,8 @@ from ..core.registry import prims as P
 from ..core.tape import Instr, Tape
 from ..transforms.analysis import affine, affine_grid, c_strides, common_affine_grid, is_range
 from .numba_sums import BLOCK, SCRATCH, STREAM_IMPORT
-from .numba_tables import REDUCER_START, REDUCERS, UFUNCS, _literal, _shape, _Step
+from .numba_tables import (REDUCER_START, REDUCERS, SPECIAL_FUNCTIONS, UFUNCS, _literal, _shape,
+                           _Step)
 
 
 MAX_DELAY = 4  # iterations a fused scatter may wait to keep its order (see _Loop)
@@ -319,7 +320,7 @@ class _LoopFusion:
     """The fused loops of the generator (mixed into `numba_codegen._Generator`,
     whose variables and buffers these methods use)."""
 
-    ELEMENTWISE = frozenset(UFUNCS) | {P.where, P.astype}
+    ELEMENTWISE = frozenset(UFUNCS) | frozenset(SPECIAL_FUNCTIONS) | {P.where, P.astype}
 
     def starts_loop(self, ins: Instr) -> bool:
         shape = self.avals[ins.out].shape

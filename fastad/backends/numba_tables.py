@@ -8,7 +8,8 @@ has only for real numbers, and which run as a call back into NumPy.  Also
 the text of literals and Numba types, and the two records the generator
 builds (`_Var`, a variable of the generated code; `_Step`, the lines of one
 instruction).  Adding an elementwise primitive to the Numba backend is a
-row in `UFUNCS` (and `SCALAR_OPERATORS` where Python has an operator).
+row in `UFUNCS` (and `SCALAR_OPERATORS` where Python has an operator), or,
+for a function NumPy has no ufunc for, in `SPECIAL_FUNCTIONS`.
 """
 from __future__ import annotations
 
@@ -41,6 +42,26 @@ UFUNCS: dict[Primitive, str] = check_table({
        if p.builtin and p.elementwise and isinstance(p.impl, np.ufunc)},
     P.abs: "abs", P.real: "real", P.imag: "imag",
 }, "numba_backend.UFUNCS")
+# scipy.special's functions the generated code computes itself
+# (`numba_special`, one function per dtype: ``<name>_<dtype>``); elementwise
+# as the ufuncs above.  polygamma is psi: order 0 only (`instruction_refusal`).
+SPECIAL_FUNCTIONS: dict[Primitive, str] = check_table({
+    P.erf: "erf", P.erfc: "erfc", P.expit: "expit", P.log_expit: "log_expit",
+    P.logit: "logit", P.gammaln: "gammaln", P.polygamma: "digamma", P.ndtr: "ndtr",
+    P.xlogy: "xlogy", P.xlog1py: "xlog1py",
+}, "numba_backend.SPECIAL_FUNCTIONS")
+# what a generated module imports to call one of them
+SPECIAL_IMPORT = "from fastad.backends.numba_special import {}"
+
+
+def instruction_refusal(ins: Any) -> str | None:
+    """Why the generated code cannot run ``ins``, whose primitive it has, or
+    None: `numba_special` computes polygamma of order 0 (psi) only."""
+    if ins.prim == "polygamma" and ins.kwargs.get("n") != 0:
+        return "order n > 0 (the generated code computes psi, order 0, only)"
+    return None
+
+
 # Primitives the generated code runs as a call back into NumPy (in Numba's
 # object mode, holding the GIL for that one instruction): Numba has no FFT.
 # Names, as docs/conformance.md shows them; the primitive still has an emitter.
@@ -53,7 +74,8 @@ REAL_ONLY = check_table(frozenset({
     P.cbrt, P.arctan2, P.hypot, P.logaddexp, P.logabsdet, P.detsign,
     # the decompositions whose kernels call LAPACK's real drivers (dsyevd, and
     # the float64 copies `numba_emitters.packed_decomposition` makes)
-    P.eigh, P.svd, P.qr, P.pinv}),
+    P.eigh, P.svd, P.qr, P.pinv,
+    *SPECIAL_FUNCTIONS}),  # (`numba_special`: real arguments only)
     "numba_backend.REAL_ONLY")
 # combine(acc, v) of a reduction; max and min let a NaN win, as NumPy does.
 REDUCERS: dict[Primitive, str] = check_table({
