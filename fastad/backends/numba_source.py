@@ -16,7 +16,7 @@ import numpy as np
 from .numba_codegen import _Generator
 from .numba_tables import _literal, _numba_type, _shape, _Step, _Var
 
-_FORMAT = "fastad-numba-6"  # written into every generated module, so part of its hash
+_FORMAT = "fastad-numba-5"  # written into every generated module, so part of its hash
 
 
 def _placeholder(var: _Var) -> str:
