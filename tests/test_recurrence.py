@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import fastad as fa
+import fastad.numpy as fnp
 from fastad import backends
 from fastad.backends.reference import evaluate
 from fastad.transforms import recurrence
@@ -385,3 +386,33 @@ def test_valued_hash_numbers_constants_by_type_and_bits(picks: list[int]) -> Non
     for i in range(len(values)):
         for j in range(len(values)):
             assert (codes[i] == codes[j]) == (key(values[i]) == key(values[j]))
+
+
+@FAST
+@given(st.integers(0, 3), st.sampled_from(["int", "float"]), st.integers(recurrence.MIN_TRIP + 4, 30))
+def test_parallel_loops_are_left_to_rerolling_in_any_alignment(odd_step, kind, steps):
+    """A sum of terms (``s = s + sin(x[i]) * (k + c_i)``) is a parallel loop
+    however the steps are cut: one step of a different shape early on (an
+    extra operation, as a guard would be) moves where the matching steps
+    begin, and a step cut in the middle sees its terms' values as carries.
+    It is left to rerolling (vector code) by the first pass; the second makes
+    a loop of it only where rerolling does not take it (few steps for the
+    seven values of ``c_i`` a Python int keys apart)."""
+    def f(x, k):
+        s = 0.0
+        for i in range(steps):
+            c = (i * i) % 7
+            term = fnp.sin(x[i]) * (k + (c if kind == "int" else float(c)))
+            if i == odd_step:
+                term = fnp.cos(term)
+            s = s + term
+        return s
+    x = np.linspace(0.0, 1.0, steps)
+    tape = fa.make_tape(f)(x, 3.0)
+    refused = set()
+    assert find_recurrences(tape, refused=refused) is None
+    assert "parallel" in refused
+    with _host_call_notice():
+        g = fa.jit(f, backend=COMPILED)
+        assert g(x, 3.0) == pytest.approx(f(x, 3.0), rel=1e-13)
+    assert g.tape.stages["rerolled"] < g.tape.stages["traced"]

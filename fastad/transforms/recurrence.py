@@ -68,6 +68,7 @@ MAX_LAG = 3           # a hash's k-th next occurrence, k <= MAX_LAG, proposes a 
 MAX_CANDIDATES = 6    # periods tried per pass, most frequent first
 MAX_PASSES = 8        # one loop converted per pass
 MAX_INSTRUCTIONS = 4_000_000  # longer tapes are left as traced (the arrays would not fit)
+MAX_ROTATIONS = 512   # alignments of a step tried when telling a parallel loop (`_parallel`)
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _INT64 = np.dtype(np.int64)
@@ -278,32 +279,26 @@ class _Run:
         return self.start + self.period * self.steps
 
 
-def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int,
-            parallel: bool = False) -> _Run | None:
+def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int
+            ) -> _Run | None:
     """The longest run of exactly matching steps around the step starting at
     ``ref`` (inside the stretch whose hashes matched), between ``start`` and
     ``steps`` steps on: steps that break the pattern after ``ref`` cut the
     run there, before it move its start past them, and the run's first step
     must read initial values from before the run where the others read the
-    previous step.  A parallel loop (steps that only add into a sum or write
-    into a buffer) is left to rerolling unless ``parallel``."""
+    previous step."""
     consts = arrays.tape.consts
     P = period
     steps = min(steps, (arrays.n - start) // P)
     if not (steps >= min_trip and start <= ref < start + steps * P):
         return None
-    # whether the run is a parallel loop depends on the reference step alone
-    # (its operands' producers relative to its start, the same for every
-    # start the passes below move to): such a run is rerolling's, known
-    # before the whole stretch is compared
+    # a step reading nothing of the one before is not a recurrence: known from
+    # the reference step alone (its operands' producers relative to its
+    # start, the same for every start the passes below move to)
     at = start + P * ((ref - start) // P)
     ref_rel = arrays.pp[at:at + P] - at
-    carried = (ref_rel >= -P) & (ref_rel < 0)
-    if not carried.any():
+    if not ((ref_rel >= -P) & (ref_rel < 0)).any():
         return None
-    if not parallel and _only_accumulates(arrays, np.arange(at, at + P), ref_rel, carried, P):
-        arrays.parallel_refused = True
-        return None  # a parallel loop (with sums or writes into a buffer): rerolling's
     while steps >= min_trip and start <= ref < start + steps * P:
         r = (ref - start) // P
         # the steps' rows: views (a gather of them would be fresh memory)
@@ -376,6 +371,27 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
 
 
 _ACCUMULATIONS = {"add": (0, 1), "sub": (0,), "scatter_set": (0,), "scatter_add": (0,)}
+
+
+def _parallel(arrays: _Arrays, start: int, P: int, steps: int) -> bool:
+    """Whether the ``steps`` steps of period ``P`` from ``start`` only add into
+    their carries or write into a buffer: a parallel loop, which rerolling
+    makes vector code.  Judged on every alignment of a step in the middle of
+    the run (up to `MAX_ROTATIONS`): the alignment the run was found in may
+    cut each step elsewhere, where its terms' values, computed one step and
+    used the next, look like carries."""
+    instrs = arrays.tape.instrs
+    mid = start + P * (steps // 2)
+    for at in range(mid, min(mid + P, mid + MAX_ROTATIONS, arrays.n - P + 1)):
+        ref_rel = arrays.pp[at:at + P] - at
+        carried = (ref_rel >= -P) & (ref_rel < 0)
+        rows = np.flatnonzero(carried.any(axis=1))
+        if not len(rows) or any(instrs[at + j].prim not in _ACCUMULATIONS
+                                for j in rows.tolist()):
+            continue  # (a carry read by anything but a link: not this alignment)
+        if _only_accumulates(arrays, np.arange(at, at + P), ref_rel, carried, P):
+            return True
+    return False
 
 
 def _only_accumulates(arrays: _Arrays, row: np.ndarray, ref_rel: np.ndarray,
@@ -750,10 +766,14 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set
             # the loop looks like its steps' ends) begin where the first does
             if best is not None and steps * period <= best.steps * best.period:
                 continue  # verifying only shortens a run: this one cannot cover more
-            for first in dict.fromkeys([end - steps * period, begin]):  # ties: the first
-                ref = first + period * ((start - first) // period + 1)
-                run = _verify(arrays, first, period, steps, min(ref, first + (steps - 1) * period),
-                              min_trip, parallel)
+            firsts = {first: min(first + period * ((start - first) // period + 1),
+                                 first + (steps - 1) * period)
+                      for first in (end - steps * period, begin)}  # ties: the first
+            if not parallel and _parallel(arrays, begin, period, steps):
+                arrays.parallel_refused = True
+                continue  # rerolling's
+            for first, ref in firsts.items():
+                run = _verify(arrays, first, period, steps, ref, min_trip)
                 if run is not None and (best is None or run.steps * run.period
                                         > best.steps * best.period):  # ties: shorter body
                     best = run
