@@ -86,10 +86,19 @@ from .reference import RunsArgs
 # runs it as a host call between compiled segments.  Each backend's own table
 # adds what only it lacks (`lower_rules.HOST_CALLS`, `numba_emitters.NOT_EMITTED`).
 # scipy.special's functions both compiled backends compute themselves
-# (csrc/special.h, numba_special); polygamma of order 0 only (psi), each
-# backend refusing other orders (`refused`).
+# (csrc/special.h, numba_special); polygamma of order 0 only (psi), both
+# backends refusing other orders (`special_refusal`).
 COMPILED_SPECIAL = frozenset({"erf", "erfc", "expit", "log_expit", "logit", "gammaln",
                               "polygamma", "ndtr", "xlogy", "xlog1py"})
+
+
+def special_refusal(ins: Instr) -> str | None:
+    """Why neither compiled backend computes ``ins``, one of `COMPILED_SPECIAL`'s
+    primitives, or None: both compute polygamma of order 0 (psi) only."""
+    if ins.prim == "polygamma" and ins.kwargs.get("n") != 0:
+        return "order n > 0 (the compiled backends compute psi, order 0, only)"
+    return None
+
 NOT_COMPILED: dict[Primitive, str] = check_table({
     **{registry[name]: "a special function (scipy.special): no compiled implementation"
        for name in sorted(special.ELEMENTWISE - COMPILED_SPECIAL)},
@@ -175,14 +184,13 @@ def host_calls(name: str) -> dict[str, str]:
 
 def refused(name: str, ins: Instr) -> str | None:
     """Why backend ``name``, whose table has ``ins``'s primitive, cannot run
-    this instruction (the C VM's LOOP takes only some loops, and both compute
-    polygamma of order 0 only: `lower_rules.REFUSED`; Numba's loops only
-    those whose bodies it has code for: `numba_loop_instr.refusal`;
-    `numba_tables.instruction_refusal`), or None."""
+    this instruction (the C VM's LOOP takes only some loops:
+    `lower_rules.REFUSED`; Numba's loops only those whose bodies it has code
+    for: `numba_loop_instr.refusal`; both compute polygamma of order 0 only:
+    `special_refusal`), or None."""
     if name == "numba":
         if ins.prim != "loop":
-            from .numba_tables import instruction_refusal
-            return instruction_refusal(ins)
+            return special_refusal(ins)
         from .numba_loop_instr import refusal
         return refusal(ins)
     if name != "c":

@@ -27,7 +27,7 @@ from ..core.tape import Instr
 from ..transforms.analysis import affine, all_zero_bits, bitwise_uniform, c_strides
 from ..transforms.analysis import is_weak as _is_weak
 from .arena import END, Ref
-from .fallback import NOT_COMPILED
+from .fallback import NOT_COMPILED, special_refusal
 from .lower_loop import lower_loop
 from .lower_loop import refusal as loop_refusal
 from .vm_header import BINARY, COMPARE, CONSTANTS, DTYPE_CODE, LOGIC, REDUCE, UNARY
@@ -88,7 +88,7 @@ def _flat_indices(lw: _Lowerer, idx_slot: int, size: int) -> np.ndarray:
 def _unary(lw: _Lowerer, ins: Instr) -> None:
     (x,), dtype = ins.ins, lw.avals[ins.out].dtype
     _check_float(dtype, ins)
-    if (why := _polygamma_refusal(ins)) is not None:
+    if (why := special_refusal(ins)) is not None:
         raise LoweringError(why)
     n = lw.avals[ins.out].size
     if dtype == _F64 and n == 1 and ins.prim in ("neg", "square"):
@@ -707,19 +707,12 @@ _RULES: dict[Primitive, Any] = check_table({
     P.loop: lower_loop,
 }, "lower._RULES")
 
-def _polygamma_refusal(ins: Instr) -> str | None:
-    """The VM's POLYGAMMA is psi: polygamma of any other order is a host call."""
-    if ins.prim == "polygamma" and ins.kwargs.get("n") != 0:
-        return "order n > 0 (the VM computes psi, order 0, only)"
-    return None
-
-
 # Primitives the VM runs only in some instructions: ``REFUSED[p](ins)`` says
 # why it cannot run ``ins`` (None if it can); such an instruction is a host
 # call between compiled segments (`fallback.refused`).
 REFUSED: dict[Primitive, Any] = check_table({
     P.loop: loop_refusal,
-    P.polygamma: _polygamma_refusal,
+    P.polygamma: special_refusal,
 }, "lower.REFUSED")
 
 # Builtin primitives the VM does not run, each with why: a compiled function

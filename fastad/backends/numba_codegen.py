@@ -26,8 +26,9 @@ from .numba_loops import (_Loop, _LoopFusion, _grouped_by_shape, _reads_before_w
                           _sink_scalars)
 from .numba_products import _SmallProducts
 from .numba_recompute import _Recompute
+from .fallback import special_refusal
 from .numba_tables import (SCALAR_OPERATORS, SPECIAL_FUNCTIONS, SPECIAL_IMPORT, UFUNCS,
-                           _literal, _shape, _Step, _Var, instruction_refusal)
+                           _literal, _shape, _Step, _Var)
 from .numba_vecmath import _VectorLoops
 
 
@@ -459,7 +460,7 @@ class _Generator(_LoopFusion, _Recompute, _LoopInstruction, _VectorLoops, _Small
     def special_function(self, ins: Instr) -> str:
         """The `numba_special` function computing ``ins`` in its result's
         dtype, imported by the generated module."""
-        if (why := instruction_refusal(ins)) is not None:
+        if (why := special_refusal(ins)) is not None:
             raise NotImplementedError(f"the Numba backend has no code for {ins.prim} of {why}")
         name = f"{SPECIAL_FUNCTIONS[registry[ins.prim]]}_{self.avals[ins.out].dtype.name}"
         self.module_lines[SPECIAL_IMPORT.format(name)] = None

@@ -69,7 +69,8 @@ def refusal(ins: Instr) -> str | None:
     a real-only one applied to complex values, or bodies too long to compile
     in reasonable time.  Such a loop stays a host call (`fallback.refused`)."""
     from .numba_emitters import EMITTERS
-    from .numba_tables import REAL_ONLY, instruction_refusal
+    from .fallback import special_refusal
+    from .numba_tables import REAL_ONLY
     from ..core.registry import registry
     stack = [ins.kwargs["body"].tape]
     count = 0
@@ -80,7 +81,7 @@ def refusal(ins: Instr) -> str | None:
             prim = registry[inner.prim]
             if prim not in EMITTERS:
                 return f"a body that runs {inner.prim}"
-            if (why := instruction_refusal(inner)) is not None:
+            if (why := special_refusal(inner)) is not None:
                 return f"a body that runs {inner.prim} of {why}"
             if prim in REAL_ONLY and any(tape.avals[s].dtype.kind == "c" for s in inner.ins):
                 return f"a body that runs {inner.prim} of complex values"

@@ -44,7 +44,7 @@ UFUNCS: dict[Primitive, str] = check_table({
 }, "numba_backend.UFUNCS")
 # scipy.special's functions the generated code computes itself
 # (`numba_special`, one function per dtype: ``<name>_<dtype>``); elementwise
-# as the ufuncs above.  polygamma is psi: order 0 only (`instruction_refusal`).
+# as the ufuncs above.  polygamma is psi: order 0 only (`fallback.special_refusal`).
 SPECIAL_FUNCTIONS: dict[Primitive, str] = check_table({
     P.erf: "erf", P.erfc: "erfc", P.expit: "expit", P.log_expit: "log_expit",
     P.logit: "logit", P.gammaln: "gammaln", P.polygamma: "digamma", P.ndtr: "ndtr",
@@ -52,14 +52,6 @@ SPECIAL_FUNCTIONS: dict[Primitive, str] = check_table({
 }, "numba_backend.SPECIAL_FUNCTIONS")
 # what a generated module imports to call one of them
 SPECIAL_IMPORT = "from fastad.backends.numba_special import {}"
-
-
-def instruction_refusal(ins: Any) -> str | None:
-    """Why the generated code cannot run ``ins``, whose primitive it has, or
-    None: `numba_special` computes polygamma of order 0 (psi) only."""
-    if ins.prim == "polygamma" and ins.kwargs.get("n") != 0:
-        return "order n > 0 (the generated code computes psi, order 0, only)"
-    return None
 
 
 # Primitives the generated code runs as a call back into NumPy (in Numba's
