@@ -522,6 +522,25 @@ KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
         if (!add) memset(C, 0, (size_t)(m * n) * sizeof(T));
       } else if (m * n * k <= (m == 1 || n == 1 ? SMALL_MATVEC : SMALL_MATMUL)) {
         small_matmul(t, C, A, B, m, k, n, ta, tb, add);
+      } else if (n == 1 || m == 1) {
+        /* A matrix times a vector (or a vector times a matrix) as gemv: a
+         * gemm of one column packs the whole matrix first, up to 4x the
+         * time.  The vector is contiguous whichever operand is transposed;
+         * the matrix is row-major M (r x c), which column-major sees as M^T
+         * with leading dimension c, so y = M x is gemv('T') on it. */
+        const T *M = n == 1 ? A : B, *x = n == 1 ? B : A;
+        const int mt = n == 1 ? (int)ta : (int)!tb; /* y = M^T x rather than M x */
+        const int64_t rows = n == 1 ? (ta ? k : m) : (tb ? n : k), cols = n == 1 ? (ta ? m : k) : (tb ? k : n);
+        char trans = mt ? 'N' : 'T';
+        int ic = (int)cols, ir = (int)rows, inc = 1;
+        T one = 1, beta = add ? 1 : 0;
+        if (!add) memset(C, 0, (size_t)(m * n) * sizeof(T)); /* never a NaN of old contents */
+        if (sizeof(T) == 8)
+          la->dgemv(&trans, &ic, &ir, (double *)&one, (double *)M, &ic, (double *)x, &inc,
+                    (double *)&beta, (double *)C, &inc);
+        else
+          la->sgemv(&trans, &ic, &ir, (float *)&one, (float *)M, &ic, (float *)x, &inc,
+                    (float *)&beta, (float *)C, &inc);
       } else {
         /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T. */
         char transa = tb ? 'T' : 'N', transb = ta ? 'T' : 'N';

@@ -70,6 +70,10 @@ typedef void (*fastad_dgemm_fn)(char *transa, char *transb, int *m, int *n, int 
 typedef void (*fastad_sgemm_fn)(char *transa, char *transb, int *m, int *n, int *k,
                                 float *alpha, float *a, int *lda, float *b, int *ldb,
                                 float *beta, float *c, int *ldc);
+typedef void (*fastad_dgemv_fn)(char *trans, int *m, int *n, double *alpha, double *a, int *lda,
+                                double *x, int *incx, double *beta, double *y, int *incy);
+typedef void (*fastad_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *a, int *lda,
+                                float *x, int *incx, float *beta, float *y, int *incy);
 typedef void (*fastad_dgesv_fn)(int *n, int *nrhs, double *a, int *lda, int *ipiv,
                                 double *b, int *ldb, int *info);
 typedef void (*fastad_sgesv_fn)(int *n, int *nrhs, float *a, int *lda, int *ipiv,
@@ -99,6 +103,8 @@ typedef void (*fastad_dorgqr_fn)(int *m, int *n, int *k, double *a, int *lda, do
 typedef struct {
   fastad_dgemm_fn dgemm;
   fastad_sgemm_fn sgemm;
+  fastad_dgemv_fn dgemv; /* matrix-vector products: a gemm of one column packs the whole matrix */
+  fastad_sgemv_fn sgemv;
   fastad_dgesv_fn dgesv;
   fastad_sgesv_fn sgesv;
   fastad_dgetrf_fn dgetrf;

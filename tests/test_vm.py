@@ -246,6 +246,32 @@ def test_matmul(dtype, shapes):
     check(lambda a, b: (a @ b, np.swapaxes(b, -1, -2) @ np.swapaxes(a, -1, -2)), a, b)
 
 
+@EXAMPLES
+@given(dtype=st.sampled_from(DTYPES), rows=st.integers(1, 300), k=st.integers(60, 300),
+       batch=st.sampled_from([(), (2,)]), vector_first=st.booleans(),
+       transposed=st.booleans(), added=st.booleans(), seed=st.integers(0, 2**16))
+def test_matrix_vector_products(dtype, rows, k, batch, vector_first, transposed, added, seed):
+    """Products of a matrix and a vector above the VM's small-product limit
+    (`gemv`), each operand either way round and either layout, with and
+    without an addend (`matmul_add`), against the reference."""
+    rows = max(rows, 16384 // k + 1)  # past SMALL_MATVEC multiply-adds
+    shape = (k, rows) if transposed else (rows, k)
+    m = rand(batch + shape, dtype, seed=seed)
+    v = rand(batch + (1, k) if vector_first else batch + (k, 1), dtype, seed=seed + 1)
+    c = rand(batch + ((1, rows) if vector_first else (rows, 1)), dtype, seed=seed + 2)
+
+    def f(m, v, c):
+        mat = np.swapaxes(m, -1, -2) if transposed else m
+        prod = v @ np.swapaxes(mat, -1, -2) if vector_first else mat @ v
+        return prod + c if added else prod  # (the product read once: accumulated in place)
+    got, want = run_both(f, m, v, c)
+    assert got[0].dtype == want[0].dtype and got[0].shape == want[0].shape
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(got[0], want[0], rtol=0, atol=16 * k * eps)
+    program = str(c_backend.build(fa.make_tape(f)(m, v, c)))
+    assert "MATMUL_B" in program
+
+
 def well_conditioned(shape, dtype, seed=0):
     n = shape[-1]
     rng = np.random.default_rng(seed)

@@ -15,7 +15,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from scipy.linalg.cython_blas cimport dgemm, dtrmm, dtrsm, sgemm, strmm, strsm
+from scipy.linalg.cython_blas cimport (dgemm, dgemv, dtrmm, dtrsm, sgemm, sgemv, strmm,
+                                        strsm)
 from scipy.linalg.cython_lapack cimport (dgeqrf, dgesdd, dgesv, dgetrf, dorgqr, dpotrf, dsyevd,
                                          sgesv, sgetrf, spotrf)
 
@@ -34,6 +35,10 @@ cdef extern from "vm.h" nogil:
                                      double*, int*, double*, double*, int*)
     ctypedef void (*fastad_sgemm_fn)(char*, char*, int*, int*, int*, float*, float*, int*,
                                      float*, int*, float*, float*, int*)
+    ctypedef void (*fastad_dgemv_fn)(char*, int*, int*, double*, double*, int*, double*, int*,
+                                     double*, double*, int*)
+    ctypedef void (*fastad_sgemv_fn)(char*, int*, int*, float*, float*, int*, float*, int*,
+                                     float*, float*, int*)
     ctypedef void (*fastad_dgesv_fn)(int*, int*, double*, int*, int*, double*, int*, int*)
     ctypedef void (*fastad_sgesv_fn)(int*, int*, float*, int*, int*, float*, int*, int*)
     ctypedef void (*fastad_dgetrf_fn)(int*, int*, double*, int*, int*, int*)
@@ -60,6 +65,8 @@ cdef extern from "vm.h" nogil:
     ctypedef struct fastad_linalg:
         fastad_dgemm_fn dgemm
         fastad_sgemm_fn sgemm
+        fastad_dgemv_fn dgemv
+        fastad_sgemv_fn sgemv
         fastad_dgesv_fn dgesv
         fastad_sgesv_fn sgesv
         fastad_dgetrf_fn dgetrf

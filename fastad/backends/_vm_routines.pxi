@@ -5,6 +5,8 @@
 cdef fastad_linalg LINALG
 LINALG.dgemm = <fastad_dgemm_fn>dgemm
 LINALG.sgemm = <fastad_sgemm_fn>sgemm
+LINALG.dgemv = <fastad_dgemv_fn>dgemv
+LINALG.sgemv = <fastad_sgemv_fn>sgemv
 LINALG.dgesv = <fastad_dgesv_fn>dgesv
 LINALG.sgesv = <fastad_sgesv_fn>sgesv
 LINALG.dgetrf = <fastad_dgetrf_fn>dgetrf
