@@ -522,6 +522,11 @@ KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
         if (!add) memset(C, 0, (size_t)(m * n) * sizeof(T));
       } else if (m * n * k <= (m == 1 || n == 1 ? SMALL_MATVEC : SMALL_MATMUL)) {
         small_matmul(t, C, A, B, m, k, n, ta, tb, add);
+      } else if (n == 1 && m == 1) { /* a vector times a vector */
+        int ik = (int)k, inc = 1;
+        T dot = sizeof(T) == 8 ? (T)la->ddot(&ik, (double *)A, &inc, (double *)B, &inc)
+                               : (T)la->sdot(&ik, (float *)A, &inc, (float *)B, &inc);
+        C[0] = add ? C[0] + dot : dot;
       } else if (n == 1 || m == 1) {
         /* A matrix times a vector (or a vector times a matrix) as gemv: a
          * gemm of one column packs the whole matrix first, up to 4x the

@@ -74,6 +74,8 @@ typedef void (*fastad_dgemv_fn)(char *trans, int *m, int *n, double *alpha, doub
                                 double *x, int *incx, double *beta, double *y, int *incy);
 typedef void (*fastad_sgemv_fn)(char *trans, int *m, int *n, float *alpha, float *a, int *lda,
                                 float *x, int *incx, float *beta, float *y, int *incy);
+typedef double (*fastad_ddot_fn)(int *n, double *x, int *incx, double *y, int *incy);
+typedef float (*fastad_sdot_fn)(int *n, float *x, int *incx, float *y, int *incy);
 typedef void (*fastad_dgesv_fn)(int *n, int *nrhs, double *a, int *lda, int *ipiv,
                                 double *b, int *ldb, int *info);
 typedef void (*fastad_sgesv_fn)(int *n, int *nrhs, float *a, int *lda, int *ipiv,
@@ -105,6 +107,8 @@ typedef struct {
   fastad_sgemm_fn sgemm;
   fastad_dgemv_fn dgemv; /* matrix-vector products: a gemm of one column packs the whole matrix */
   fastad_sgemv_fn sgemv;
+  fastad_ddot_fn ddot; /* and vector-vector ones: gemv of one row is 2-3x a dot */
+  fastad_sdot_fn sdot;
   fastad_dgesv_fn dgesv;
   fastad_sgesv_fn sgesv;
   fastad_dgetrf_fn dgetrf;

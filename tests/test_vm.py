@@ -272,6 +272,18 @@ def test_matrix_vector_products(dtype, rows, k, batch, vector_first, transposed,
     assert "MATMUL_B" in program
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("k", [16385, 40000])
+def test_long_dot_products(dtype, k):
+    """Vector times vector above the small-product limit (`dot`), 1-d and as
+    (1, k) @ (k, 1) matrices, against the reference."""
+    a, b = rand((k,), dtype, seed=3), rand((k,), dtype, seed=4)
+    got, want = run_both(lambda a, b: (a @ b, a[None] @ b[:, None], np.dot(b, a)), a, b)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype and g.shape == w.shape
+        np.testing.assert_allclose(g, w, rtol=0, atol=16 * k * np.finfo(dtype).eps)
+
+
 def well_conditioned(shape, dtype, seed=0):
     n = shape[-1]
     rng = np.random.default_rng(seed)

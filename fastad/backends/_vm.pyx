@@ -15,8 +15,8 @@ from libc.stdlib cimport free, malloc
 from libc.string cimport memcpy
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.pythread cimport PyThread_get_thread_ident
-from scipy.linalg.cython_blas cimport (dgemm, dgemv, dtrmm, dtrsm, sgemm, sgemv, strmm,
-                                        strsm)
+from scipy.linalg.cython_blas cimport (ddot, dgemm, dgemv, dtrmm, dtrsm, sdot, sgemm, sgemv,
+                                        strmm, strsm)
 from scipy.linalg.cython_lapack cimport (dgeqrf, dgesdd, dgesv, dgetrf, dorgqr, dpotrf, dsyevd,
                                          sgesv, sgetrf, spotrf)
 
@@ -39,6 +39,8 @@ cdef extern from "vm.h" nogil:
                                      double*, double*, int*)
     ctypedef void (*fastad_sgemv_fn)(char*, int*, int*, float*, float*, int*, float*, int*,
                                      float*, float*, int*)
+    ctypedef double (*fastad_ddot_fn)(int*, double*, int*, double*, int*)
+    ctypedef float (*fastad_sdot_fn)(int*, float*, int*, float*, int*)
     ctypedef void (*fastad_dgesv_fn)(int*, int*, double*, int*, int*, double*, int*, int*)
     ctypedef void (*fastad_sgesv_fn)(int*, int*, float*, int*, int*, float*, int*, int*)
     ctypedef void (*fastad_dgetrf_fn)(int*, int*, double*, int*, int*, int*)
@@ -67,6 +69,8 @@ cdef extern from "vm.h" nogil:
         fastad_sgemm_fn sgemm
         fastad_dgemv_fn dgemv
         fastad_sgemv_fn sgemv
+        fastad_ddot_fn ddot
+        fastad_sdot_fn sdot
         fastad_dgesv_fn dgesv
         fastad_sgesv_fn sgesv
         fastad_dgetrf_fn dgetrf
