@@ -40,6 +40,12 @@ _SAFE_UNARY = ["np.sin({})", "np.cos({})", "abs({})", "({}) ** 2", "({}) ** 3", 
                "({}) / 4.0"]
 _BINARY = ["({} + {})", "({} - {})", "({} * {})"]
 _UNSAFE_UNARY = ["np.sqrt(abs({}) + 0.0)", "np.log(abs({}) + 1e-300)", "np.exp({})"]
+# derivatives finite where the value is (converted as they are), and derivatives
+# unbounded next to a point (converted with a guard that no argument is there)
+_BOUNDED_UNARY = ["np.exp({})", "np.tanh({})", "np.arctan({})", "np.log1p(abs({}))",
+                  "np.maximum({}, 0.5)"]
+_SINGULAR_UNARY = ["np.sqrt(abs({}))", "np.log(abs({}) + 1e-300)", "1.0 / (1.0 + abs({}))",
+                   "abs({}) ** 1.5", "np.cbrt({})", "np.arcsin(np.sin({}))"]
 
 
 def _expressions(unary: list[str]) -> st.SearchStrategy[str]:
@@ -172,6 +178,65 @@ def test_branches_with_unbounded_derivatives_equal_eager(pred, then, other, mode
             _check_against_eager(f, g, x, t)
 
 
+@IFCONV
+@given(pred=_PREDICATES, then=_expressions(_SAFE_UNARY + _BOUNDED_UNARY + _SINGULAR_UNARY),
+       other=_expressions(_SAFE_UNARY + _BOUNDED_UNARY + _SINGULAR_UNARY),
+       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+def test_branches_with_singular_points_convert_and_leave_them_to_other_traces(
+        pred, then, other, mode, seed):
+    """Exponentials, logarithms, square roots, reciprocals in the branches:
+    converted (a pattern change costs no trace) unless a branch's value is not
+    finite; an element whose branch not taken computes a square root or a
+    logarithm exactly at 0 (an infinite derivative times the zero cotangent
+    would be NaN) sends that call to other traces: eager's results always."""
+    f = _make(_source(pred, then, other, mode))
+    g = fa.compile(f, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # traced too often: evaluated eagerly
+        for x, t in _calls(rng, 4):
+            _check_against_eager(f, g, x, t)
+        converted = bool(g.cache_info()["entries"][0]["converted"])
+        if converted:
+            assert g.cache_info()["traces"] <= 2
+        x, t = _calls(rng, 1)[0]
+        at = rng.choice(N, size=3, replace=False)
+        t[at] = x[at]  # d == 0: sqrt(abs(d)), log(abs(d)), cbrt(d) at their singular point
+        x[at[0]] = 0.0
+        t[at[0]] = 0.0  # a == b == 0 too
+        _check_against_eager(f, g, x, t)
+        for x, t in _calls(rng, 2):
+            _check_against_eager(f, g, x, t)
+    singular = ("np.sqrt", "np.log(", "np.cbrt", "np.arcsin", "** 1.5", "1.0 /")
+    if converted and not any(u in then + other for u in singular):
+        assert g.cache_info()["traces"] <= 2  # no singular point: the zeros changed nothing
+
+
+def _root_or_log(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + np.sqrt(abs(d)) * t[i]
+        else:
+            s = s + (np.log1p(d * d) + np.exp(-d))
+    return s
+
+
+def test_a_branch_with_a_square_root_converts_and_its_singular_point_is_exact():
+    g = fa.compile(_root_or_log, argnums=0, backend=COMPILED)
+    rng = np.random.default_rng(4)
+    for x, t in _calls(rng, 6):
+        _check_against_eager(_root_or_log, g, x, t)
+    assert g.cache_info()["entries"][0]["converted"] and g.cache_info()["traces"] <= 2
+    x, t = _calls(rng, 1)[0]
+    t[:3] = x[:3]  # d == 0: the else branch taken, sqrt(|d|) not taken at its singular point
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _check_against_eager(_root_or_log, g, x, t)
+    assert np.all(np.isfinite(g(x, t)))
+
+
 def _one_sided(x, t):
     s = 0.0
     for i in range(len(x)):
@@ -282,9 +347,9 @@ def test_loops_outside_the_conversion_still_equal_eager(f):
     if f in (_zero_else, _leaky):  # where(d > 0, d * t, 0.0), where(d > 0, d, 0.5 * d), ...
         assert g.cache_info()["entries"][0]["converted"]
     if f in (_carried_flag, _sqrt_branch, _python_counter, _python_float_sum):
-        # the next element reads the branch's Python state; sqrt's derivative
-        # is infinite at 0, where the branch not taken would be evaluated; the
-        # last two count the branches taken in Python (calls below balance them)
+        # the next element reads the branch's Python state; sqrt of the
+        # negative d the branch not taken would compute is NaN; the last two
+        # count the branches taken in Python (calls below balance them)
         assert not any(e["converted"] for e in g.cache_info()["entries"])
 
 

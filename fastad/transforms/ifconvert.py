@@ -34,13 +34,17 @@ The conversion holds only if
   only; every per-element guard selects a term (one that selects none acts
   through Python state), and C takes the first branch a number of times
   neither A nor B does (a Python counter of the branches would differ);
-- the terms are computed by primitives whose derivative is finite wherever
-  their value is (polynomials, sin, cos, abs, division by constants), so the
-  zero cotangent the branch not taken receives stays zero; a guard checks at
-  each call that both branches' terms are finite (a sum of their
-  differences, times 0, is 0: an overflow or a NaN in the branch not taken
-  would otherwise turn that zero into a NaN), and a call where they are not
-  goes to the function's other traces.
+- the terms are computed by primitives whose derivatives are finite wherever
+  their value is (polynomials, sin, cos, exp, tanh, log1p, abs, division by
+  constants: `SAFE`), so the zero cotangent the branch not taken receives
+  stays zero; a guard checks at each call that both branches' terms are
+  finite (a sum of their differences, times 0, is 0: an overflow or a NaN in
+  the branch not taken would otherwise turn that zero into a NaN), and a
+  call where they are not goes to the function's other traces.  Primitives
+  whose derivatives are unbounded only next to a point (sqrt, log, 1/x and
+  fractional powers at 0, arcsin at +-1: `SINGULAR`) are allowed with the
+  same guard checking that none of their arguments, in either branch, lies
+  that close to it.
 
 - the branch's source (`branch_source.effect_free`) is an expression
   ``a if p else b``, or an ``if``/``else`` whose two suites only assign to
@@ -68,10 +72,28 @@ from ..primitives.numpy_proxy import fnp
 from . import branch_source
 from .reroll import MIN_RUN, _chains, _TapeIndex
 
-# primitives a converted branch may compute: their derivative is finite where
-# their value is (pow: by a constant integer exponent >= 1; div: by a constant)
+# primitives a converted branch may compute: their derivatives (of every
+# order) are finite where their value is (pow: by a constant integer exponent
+# >= 1; div: by a constant), so the zero cotangent of the branch not taken
+# stays zero
 SAFE = frozenset({"add", "sub", "mul", "neg", "square", "abs", "sin", "cos", "take",
-                  "take_flat", "reshape", "broadcast_to", "astype", "positive", "pow", "div"})
+                  "take_flat", "reshape", "broadcast_to", "astype", "positive", "pow", "div",
+                  "exp", "exp2", "expm1", "log1p", "tanh", "sinh", "cosh", "arctan", "arcsinh",
+                  "erf", "erfc", "expit", "log_expit", "ndtr", "logaddexp", "sign", "floor",
+                  "ceil", "maximum", "minimum", "where", "sum", "eq", "ne", "lt", "le", "gt",
+                  "ge", "logical_and", "logical_or", "logical_not", "stop_gradient"})
+# and those whose derivatives are unbounded only next to a point (sqrt, log,
+# 1/x at 0; arcsin at +-1): allowed with a guard that no argument of theirs,
+# in either branch, lies within TINY of it, where a derivative of order five
+# or less could overflow: such a call goes to the function's other traces.
+# Per primitive: (argument, point, about |argument|) for each such point
+SINGULAR = {"sqrt": ((0, 0.0, False),), "cbrt": ((0, 0.0, False),), "log": ((0, 0.0, False),),
+            "log2": ((0, 0.0, False),), "log10": ((0, 0.0, False),),
+            "reciprocal": ((0, 0.0, False),), "div": ((1, 0.0, False),),
+            "pow": ((0, 0.0, False),), "arcsin": ((0, 1.0, True),), "arccos": ((0, 1.0, True),),
+            "arctanh": ((0, 1.0, True),), "arccosh": ((0, 1.0, False),),
+            "logit": ((0, 0.0, False), (0, 1.0, False))}
+TINY = {np.dtype(np.float64): 1e-60, np.dtype(np.float32): 1e-7}  # TINY**-5 is finite
 
 
 @dataclass
@@ -275,6 +297,7 @@ class _Plan:
     """Per chain and link: (guard number, term if it holds, term if not), or
     the single term when the traces agree on it."""
     links: dict[tuple[int, int], tuple[int | None, Any, Any]]
+    singular: set[Any]  # the branches' nodes computed next to a singular point (`SINGULAR`)
 
 
 def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: list[bool],
@@ -290,6 +313,7 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
         return None
     links: dict[tuple[int, int], tuple[int | None, Any, Any]] = {}
     checked: set[Any] = set()
+    singular: set[Any] = set()
     selecting: set[int] = set()  # the per-element guards that select a term
     for n, ((_, terms_a), (_, terms_b), (_, terms_c)) in enumerate(zip(a.chains, b.chains,
                                                                        c.chains)):
@@ -314,7 +338,8 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
             guard = flip[number]
             if tc != (ta if forced_c[guard] == outcomes[guard] else tb):
                 return None  # the branch depends on more than its own outcome
-            if not (_safe(union, ta, checked) and _safe(union, tb, checked)):
+            if not (_safe(union, ta, checked, singular)
+                    and _safe(union, tb, checked, singular)):
                 return None
             if _aval(union, ta) != _aval(union, tb):
                 return None
@@ -325,7 +350,7 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
         # a guard that selects no term acts through Python state (a float
         # accumulator, a counter) or not at all: keep the guards
         return None
-    return _Plan(links)
+    return _Plan(links, singular)
 
 
 def _aval(union: _Union, v: Any) -> tuple[tuple[int, ...], np.dtype]:
@@ -337,9 +362,10 @@ def _aval(union: _Union, v: Any) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(aval.shape), np.dtype(aval.dtype)
 
 
-def _safe(union: _Union, root: Any, checked: set[Any]) -> bool:
+def _safe(union: _Union, root: Any, checked: set[Any], singular: set[Any]) -> bool:
     """Is every primitive below ``root`` (down to inputs, constants and
-    placeholders) one whose derivative is finite where its value is?"""
+    placeholders) one whose derivative is finite where its value is, or
+    finite away from a point (`SINGULAR`: those nodes go to ``singular``)?"""
     stack = [root]
     while stack:
         v = stack.pop()
@@ -347,14 +373,34 @@ def _safe(union: _Union, root: Any, checked: set[Any]) -> bool:
             continue
         checked.add(v)
         prim, args, _ = union.producer[v]
-        if prim not in SAFE:
-            return False
-        if prim == "pow" and not _constant_integer_exponent(union, args[1]):
-            return False
-        if prim == "div" and args[1][0] != "c":
+        if prim == "pow":
+            if args[1][0] != "c":
+                return False  # a traced exponent: its derivative reads log(base)
+            if not _constant_integer_exponent(union, args[1]):
+                singular.add(v)
+        elif prim == "div":
+            if args[1][0] != "c":
+                singular.add(v)
+        elif prim in SINGULAR:
+            singular.add(v)
+        elif prim not in SAFE:
             return False
         stack.extend(args)
     return True
+
+
+def _near_singular(prim: str, args: Sequence[Any]) -> Any:
+    """0.0 where no argument of ``prim`` lies within TINY of a point where its
+    derivatives are unbounded (`SINGULAR`), NaN elsewhere, summed."""
+    total = 0.0
+    for k, point, about_abs in SINGULAR[prim]:
+        u = args[k]
+        value = getattr(u, "value", u)
+        tiny = TINY.get(np.result_type(value), 1e-7)
+        distance = fnp.abs((fnp.abs(u) if about_abs else u) - point)
+        flags = fnp.where(distance > tiny, 0.0, np.nan)
+        total = total + (fnp.sum(flags) if np.ndim(getattr(flags, "value", flags)) else flags)
+    return total
 
 
 def _constant_integer_exponent(union: _Union, v: Any) -> bool:
@@ -399,7 +445,10 @@ def _emit(union: _Union, a: _Trace, plan: _Plan, examples: Sequence[Any],
                 return fnp.where(get(a.preds[guard]), t, f)
             prim, args, params = union.producer[v]
             builder.line_override = union.lines[v]
-            return bind(registry[prim], *(get(x) for x in args), **dict(params))
+            values = [get(x) for x in args]
+            if v in plan.singular:
+                check[0] = check[0] + _near_singular(prim, values)
+            return bind(registry[prim], *values, **dict(params))
 
         for root in [*a.outputs, *(p for p, _ in a.kept)]:
             stack, opened = [root], set()
