@@ -45,9 +45,14 @@ def programs(draw):
     a discounted sum, optionally a step-dependent constant (``t * dt``, or
     the loop counter ``t`` itself, an integer), and carries updated by
     ``tanh`` of a mix or by adding to them (``c = c + term``: a running sum
-    other values read, which is not a parallel loop rerolling can vectorize)."""
+    other values read, which is not a parallel loop rerolling can vectorize).
+    ``inner`` repeats the body that many times per step, each repetition
+    also reading the step's initial carry, as a fixed count of Newton
+    iterations inside an implicit time step does: a loop of too few
+    iterations to convert, or (9) one loop per step, inside the time loop."""
     spec = {
         "steps": draw(st.integers(recurrence.MIN_TRIP, 24)),
+        "inner": draw(st.integers(1, 9)),
         "size": draw(st.integers(1, 3)),
         "carried": draw(st.integers(1, 3)),
         "reads": draw(st.booleans()),
@@ -84,22 +89,27 @@ def make_program(spec):
         cs = [c0 * (0.5 + 0.25 * k) for k in range(n)]
         ys, total, weight = [], 0.0, 1.0
         for t in range(T):
-            pool = list(cs)
-            if spec["reads"]:
-                pool.append(x[t])
-            if spec["matmul"]:
-                pool.append(W @ cs[0])
-            if spec["time_constant"] == "int":
-                pool.append(cs[-1] * t)
-            elif spec["time_constant"]:
-                pool.append(cs[-1] * (t * 0.01))
-            for op, a, b in spec["ops"]:
-                pool.append(_apply(op, pool[a], pool[b]))
-            # tanh keeps the carried values bounded over any number of steps
-            if spec.get("update") == "accumulate":
-                cs = [c + 0.1 * np.tanh(pool[u]) for c, u in zip(cs, spec["updates"])]
-            else:
-                cs = [np.tanh(0.5 * c + 0.5 * pool[u]) for c, u in zip(cs, spec["updates"])]
+            initial = cs
+            for _ in range(spec.get("inner", 1)):
+                pool = list(cs)
+                if spec["reads"]:
+                    pool.append(x[t])
+                if spec["matmul"]:
+                    pool.append(W @ cs[0])
+                if spec["time_constant"] == "int":
+                    pool.append(cs[-1] * t)
+                elif spec["time_constant"]:
+                    pool.append(cs[-1] * (t * 0.01))
+                for op, a, b in spec["ops"]:
+                    pool.append(_apply(op, pool[a], pool[b]))
+                # tanh keeps the carried values bounded over any number of steps
+                if spec.get("update") == "accumulate":
+                    cs = [c + 0.1 * np.tanh(pool[u]) for c, u in zip(cs, spec["updates"])]
+                elif spec.get("inner", 1) > 1:
+                    cs = [np.tanh(0.5 * c + 0.5 * pool[u] + 0.25 * c0)
+                          for c, u, c0 in zip(cs, spec["updates"], initial)]
+                else:
+                    cs = [np.tanh(0.5 * c + 0.5 * pool[u]) for c, u in zip(cs, spec["updates"])]
             y = pool[spec["output_of"]]
             if spec["outputs"] == "discount":
                 total = total + weight * np.sum(y)
@@ -160,7 +170,10 @@ def test_generated_recurrences_become_loops_bit_for_bit(spec):
         assert dict(loop.params)["body"].n_xs >= 1  # t * dt is a per-step input
     # np.stack of a value each step computes (not the carry it starts from,
     # nor x[t]): one write of the loop's stacked output
-    if spec["outputs"] == "stack" and spec["output_of"] >= spec["carried"] + spec["reads"]:
+    # (a loop of inner iterations, where steps repeat them alike, stacks every
+    # inner-th value: writes not of one output)
+    if spec["outputs"] == "stack" and spec["output_of"] >= spec["carried"] + spec["reads"] \
+            and dict(loop.params)["length"] <= spec["steps"]:
         unrolled = spec["steps"] - dict(loop.params)["length"]
         assert sum(ins.prim == "scatter_set" for ins in looped.instrs) <= 1 + unrolled
     for seed in (0, 1):
