@@ -33,7 +33,7 @@ def _host_call_notice():
 
 
 # -- a generator of recurrence programs ------------------------------------------------
-UNARY = ("sin", "tanh", "neg", "square")
+UNARY = ("sin", "tanh", "neg", "square", "det", "solve")
 BINARY = ("add", "sub", "mul")
 
 
@@ -77,9 +77,21 @@ def programs(draw):
     return spec
 
 
+def _spd(a):
+    """A small symmetric positive definite matrix of vector ``a`` (1 to 3 rows)."""
+    return np.eye(len(a)) + 0.25 * (a[:, None] * a[None, :])
+
+
+# det and solve of a matrix each step builds (a Kalman filter's innovation
+# covariance): no guard or other effect in the step, which stays a loop's
+UNARIES = {"sin": np.sin, "tanh": np.tanh, "neg": np.negative, "square": np.square,
+           "det": lambda a: a * np.linalg.det(_spd(a)),
+           "solve": lambda a: np.linalg.solve(_spd(a), a)}
+
+
 def _apply(op, a, b):
-    return {"sin": np.sin, "tanh": np.tanh, "neg": np.negative, "square": np.square}[op](a) \
-        if op in UNARY else {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b)
+    return UNARIES[op](a) if op in UNARY else \
+        {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b)
 
 
 def make_program(spec):
