@@ -33,7 +33,7 @@ def _host_call_notice():
 
 
 # -- a generator of recurrence programs ------------------------------------------------
-UNARY = ("sin", "tanh", "neg", "square", "det", "solve")
+UNARY = ("sin", "tanh", "neg", "square", "cube", "det", "solve")
 BINARY = ("add", "sub", "mul")
 
 
@@ -85,6 +85,7 @@ def _spd(a):
 # det and solve of a matrix each step builds (a Kalman filter's innovation
 # covariance): no guard or other effect in the step, which stays a loop's
 UNARIES = {"sin": np.sin, "tanh": np.tanh, "neg": np.negative, "square": np.square,
+           "cube": lambda a: a ** 3,  # an integer constant its derivative reads as data
            "det": lambda a: a * np.linalg.det(_spd(a)),
            "solve": lambda a: np.linalg.solve(_spd(a), a)}
 
@@ -204,6 +205,9 @@ def test_generated_recurrences_differentiate(spec, seed):
         g = fa.compile(f, argnums=(0, 1, 2), backend=COMPILED)
         value, grads = g.value_and_grad(*args)
     stages = g.tape.stages
+    if COMPILED == "c":  # every loop of the gradient runs in the VM, none as a host call
+        from fastad.backends.lower_loop import refusal
+        assert [refusal(ins) for ins in _loops(g.tape)] == [None] * len(_loops(g.tape))
     if spec["update"] == "accumulate":  # a loop, or vector code if its steps are parallel
         assert stages["rerolled"] < stages["traced"]
     else:
@@ -441,3 +445,38 @@ def test_parallel_loops_are_left_to_rerolling_in_any_alignment(odd_step, kind, s
         g = fa.jit(f, backend=COMPILED)
         assert g(x, 3.0) == pytest.approx(f(x, 3.0), rel=1e-13)
     assert g.tape.stages["rerolled"] < g.tape.stages["traced"]
+
+
+@FAST
+@given(st.integers(2, 6), st.sampled_from([2, 3, 4]), st.integers(0, 2**31 - 1))
+def test_implicit_steps_with_integer_powers_run_in_the_vm(newton, power, seed):
+    """An implicit Euler step solved by a fixed count of Newton iterations on
+    ``z ** power``: one loop, whose gradient's bodies read the exponent both as
+    a power's and (its derivative ``power * z ** (power - 1)``) as data; the
+    VM runs them (no host call), as the reference interpreter and central
+    differences say."""
+    from fastad.backends.lower_loop import refusal
+
+    def f(p):
+        k, a, y = p[0], p[1], p[2]
+        s = 0.0
+        for t in range(24):
+            z = y
+            for _ in range(newton):
+                g = z - y - 0.01 * (-k * z ** power + a * np.sin(0.01 * t))
+                z = z - g / (1.0 + 0.01 * power * k * z ** (power - 1))
+            y = z
+            s = s + y ** 2
+        return s
+    p = np.random.default_rng(seed).uniform([0.5, -1.0, 0.2], [2.0, 1.0, 1.0])
+    g = fa.compile(f, backend=COMPILED)
+    value, grad = g.value_and_grad(p)
+    assert "recurrences" in g.tape.stages
+    if COMPILED == "c":
+        assert _loops(g.tape) and all(refusal(ins) is None for ins in _loops(g.tape))
+    reference = fa.compile(f, backend="numpy")
+    np.testing.assert_allclose(grad, reference(p), rtol=1e-12, atol=1e-14)
+    d = np.random.default_rng(seed + 1).standard_normal(3)
+    eps = 1e-6
+    fd = (f(p + eps * d) - f(p - eps * d)) / (2 * eps)
+    assert grad @ d == pytest.approx(fd, rel=1e-5, abs=1e-8)
