@@ -33,7 +33,7 @@ def _host_call_notice():
 
 
 # -- a generator of recurrence programs ------------------------------------------------
-UNARY = ("sin", "tanh", "neg", "square")
+UNARY = ("sin", "tanh", "neg", "square", "cube", "det", "solve")
 BINARY = ("add", "sub", "mul")
 
 
@@ -45,9 +45,14 @@ def programs(draw):
     a discounted sum, optionally a step-dependent constant (``t * dt``, or
     the loop counter ``t`` itself, an integer), and carries updated by
     ``tanh`` of a mix or by adding to them (``c = c + term``: a running sum
-    other values read, which is not a parallel loop rerolling can vectorize)."""
+    other values read, which is not a parallel loop rerolling can vectorize).
+    ``inner`` repeats the body that many times per step, each repetition
+    also reading the step's initial carry, as a fixed count of Newton
+    iterations inside an implicit time step does: a loop of too few
+    iterations to convert, or (9) one loop per step, inside the time loop."""
     spec = {
         "steps": draw(st.integers(recurrence.MIN_TRIP, 24)),
+        "inner": draw(st.integers(1, 9)),
         "size": draw(st.integers(1, 3)),
         "carried": draw(st.integers(1, 3)),
         "reads": draw(st.booleans()),
@@ -72,9 +77,22 @@ def programs(draw):
     return spec
 
 
+def _spd(a):
+    """A small symmetric positive definite matrix of vector ``a`` (1 to 3 rows)."""
+    return np.eye(len(a)) + 0.25 * (a[:, None] * a[None, :])
+
+
+# det and solve of a matrix each step builds (a Kalman filter's innovation
+# covariance): no guard or other effect in the step, which stays a loop's
+UNARIES = {"sin": np.sin, "tanh": np.tanh, "neg": np.negative, "square": np.square,
+           "cube": lambda a: a ** 3,  # an integer constant its derivative reads as data
+           "det": lambda a: a * np.linalg.det(_spd(a)),
+           "solve": lambda a: np.linalg.solve(_spd(a), a)}
+
+
 def _apply(op, a, b):
-    return {"sin": np.sin, "tanh": np.tanh, "neg": np.negative, "square": np.square}[op](a) \
-        if op in UNARY else {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b)
+    return UNARIES[op](a) if op in UNARY else \
+        {"add": np.add, "sub": np.subtract, "mul": np.multiply}[op](a, b)
 
 
 def make_program(spec):
@@ -84,22 +102,27 @@ def make_program(spec):
         cs = [c0 * (0.5 + 0.25 * k) for k in range(n)]
         ys, total, weight = [], 0.0, 1.0
         for t in range(T):
-            pool = list(cs)
-            if spec["reads"]:
-                pool.append(x[t])
-            if spec["matmul"]:
-                pool.append(W @ cs[0])
-            if spec["time_constant"] == "int":
-                pool.append(cs[-1] * t)
-            elif spec["time_constant"]:
-                pool.append(cs[-1] * (t * 0.01))
-            for op, a, b in spec["ops"]:
-                pool.append(_apply(op, pool[a], pool[b]))
-            # tanh keeps the carried values bounded over any number of steps
-            if spec.get("update") == "accumulate":
-                cs = [c + 0.1 * np.tanh(pool[u]) for c, u in zip(cs, spec["updates"])]
-            else:
-                cs = [np.tanh(0.5 * c + 0.5 * pool[u]) for c, u in zip(cs, spec["updates"])]
+            initial = cs
+            for _ in range(spec.get("inner", 1)):
+                pool = list(cs)
+                if spec["reads"]:
+                    pool.append(x[t])
+                if spec["matmul"]:
+                    pool.append(W @ cs[0])
+                if spec["time_constant"] == "int":
+                    pool.append(cs[-1] * t)
+                elif spec["time_constant"]:
+                    pool.append(cs[-1] * (t * 0.01))
+                for op, a, b in spec["ops"]:
+                    pool.append(_apply(op, pool[a], pool[b]))
+                # tanh keeps the carried values bounded over any number of steps
+                if spec.get("update") == "accumulate":
+                    cs = [c + 0.1 * np.tanh(pool[u]) for c, u in zip(cs, spec["updates"])]
+                elif spec.get("inner", 1) > 1:
+                    cs = [np.tanh(0.5 * c + 0.5 * pool[u] + 0.25 * c0)
+                          for c, u, c0 in zip(cs, spec["updates"], initial)]
+                else:
+                    cs = [np.tanh(0.5 * c + 0.5 * pool[u]) for c, u in zip(cs, spec["updates"])]
             y = pool[spec["output_of"]]
             if spec["outputs"] == "discount":
                 total = total + weight * np.sum(y)
@@ -160,7 +183,10 @@ def test_generated_recurrences_become_loops_bit_for_bit(spec):
         assert dict(loop.params)["body"].n_xs >= 1  # t * dt is a per-step input
     # np.stack of a value each step computes (not the carry it starts from,
     # nor x[t]): one write of the loop's stacked output
-    if spec["outputs"] == "stack" and spec["output_of"] >= spec["carried"] + spec["reads"]:
+    # (a loop of inner iterations, where steps repeat them alike, stacks every
+    # inner-th value: writes not of one output)
+    if spec["outputs"] == "stack" and spec["output_of"] >= spec["carried"] + spec["reads"] \
+            and dict(loop.params)["length"] <= spec["steps"]:
         unrolled = spec["steps"] - dict(loop.params)["length"]
         assert sum(ins.prim == "scatter_set" for ins in looped.instrs) <= 1 + unrolled
     for seed in (0, 1):
@@ -179,6 +205,9 @@ def test_generated_recurrences_differentiate(spec, seed):
         g = fa.compile(f, argnums=(0, 1, 2), backend=COMPILED)
         value, grads = g.value_and_grad(*args)
     stages = g.tape.stages
+    if COMPILED == "c":  # every loop of the gradient runs in the VM, none as a host call
+        from fastad.backends.lower_loop import refusal
+        assert [refusal(ins) for ins in _loops(g.tape)] == [None] * len(_loops(g.tape))
     if spec["update"] == "accumulate":  # a loop, or vector code if its steps are parallel
         assert stages["rerolled"] < stages["traced"]
     else:
@@ -416,3 +445,38 @@ def test_parallel_loops_are_left_to_rerolling_in_any_alignment(odd_step, kind, s
         g = fa.jit(f, backend=COMPILED)
         assert g(x, 3.0) == pytest.approx(f(x, 3.0), rel=1e-13)
     assert g.tape.stages["rerolled"] < g.tape.stages["traced"]
+
+
+@FAST
+@given(st.integers(2, 6), st.sampled_from([2, 3, 4]), st.integers(0, 2**31 - 1))
+def test_implicit_steps_with_integer_powers_run_in_the_vm(newton, power, seed):
+    """An implicit Euler step solved by a fixed count of Newton iterations on
+    ``z ** power``: one loop, whose gradient's bodies read the exponent both as
+    a power's and (its derivative ``power * z ** (power - 1)``) as data; the
+    VM runs them (no host call), as the reference interpreter and central
+    differences say."""
+    from fastad.backends.lower_loop import refusal
+
+    def f(p):
+        k, a, y = p[0], p[1], p[2]
+        s = 0.0
+        for t in range(24):
+            z = y
+            for _ in range(newton):
+                g = z - y - 0.01 * (-k * z ** power + a * np.sin(0.01 * t))
+                z = z - g / (1.0 + 0.01 * power * k * z ** (power - 1))
+            y = z
+            s = s + y ** 2
+        return s
+    p = np.random.default_rng(seed).uniform([0.5, -1.0, 0.2], [2.0, 1.0, 1.0])
+    g = fa.compile(f, backend=COMPILED)
+    value, grad = g.value_and_grad(p)
+    assert "recurrences" in g.tape.stages
+    if COMPILED == "c":
+        assert _loops(g.tape) and all(refusal(ins) is None for ins in _loops(g.tape))
+    reference = fa.compile(f, backend="numpy")
+    np.testing.assert_allclose(grad, reference(p), rtol=1e-12, atol=1e-14)
+    d = np.random.default_rng(seed + 1).standard_normal(3)
+    eps = 1e-6
+    fd = (f(p + eps * d) - f(p - eps * d)) / (2 * eps)
+    assert grad @ d == pytest.approx(fd, rel=1e-5, abs=1e-8)

@@ -137,6 +137,7 @@ def on_floats(body: LoopBody) -> LoopBody | None:
     tape, used = body.tape, _used(body)
     ints = {s for s, a in enumerate(tape.avals) if np.dtype(a.dtype).kind in "iu"}
     data, index, instrs = set(), set(), []
+    data_uses = []  # positions in instrs of the instructions that compute on integer data
     for ins in tape.instrs:
         touched = [s for s in (*ins.ins, ins.out) if s in ints]
         if not touched or ins.out not in used:
@@ -152,6 +153,7 @@ def on_floats(body: LoopBody) -> LoopBody | None:
             instrs.append(ins)
             continue
         data.update(touched)
+        data_uses.append(len(instrs))
         if ins.prim == "loop":
             inner = on_floats(ins.kwargs["body"])
             if inner is None:
@@ -161,14 +163,27 @@ def on_floats(body: LoopBody) -> LoopBody | None:
                                             for k, v in ins.params))
         instrs.append(ins)
     data |= ints & (set(tape.inputs) | set(tape.outputs))
-    if data & index:
+    both = data & index
+    if both - set(tape.consts):
         body._floats = False
         return None
     if not data:
         body._floats = body
         return body
-    avals = [Aval(a.shape, _F64) if s in data else a for s, a in enumerate(tape.avals)]
-    consts = {s: np.asarray(v, _F64) if s in data else v for s, v in tape.consts.items()}
+    # an integer constant read as an index and as data (the exponent of
+    # ``z ** 3`` and the 3 of its derivative ``3 * z ** 2``): data reads a
+    # float64 copy of it, the index reads it as it is
+    avals, consts = list(tape.avals), dict(tape.consts)
+    copies = {}
+    for s in sorted(both):
+        copies[s] = len(avals)
+        avals.append(avals[s])
+        consts[copies[s]] = consts[s]
+    for k in data_uses if copies else ():
+        instrs[k] = instrs[k]._replace(ins=tuple(copies.get(s, s) for s in instrs[k].ins))
+    data = (data - both) | set(copies.values())
+    avals = [Aval(a.shape, _F64) if s in data else a for s, a in enumerate(avals)]
+    consts = {s: np.asarray(v, _F64) if s in data else v for s, v in consts.items()}
     new = Tape(list(tape.inputs), list(tape.outputs), consts, instrs, avals)
     converted = LoopBody(new, body.n_carry, body.n_xs, body.is_while, body.counted)
     converted._floats = converted

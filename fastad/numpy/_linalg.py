@@ -419,10 +419,19 @@ def _slogdet(a: Any) -> tuple[Any, Any]:
 _DET_GUARDED = 24  # rows up to which det tells singular matrices (e^-12 > 1e-8)
 
 
+_DET_EXPANDED = 3  # rows up to which det is its cofactor expansion
+
+
 def _det(a: Any) -> Any:
     if iscomplexobj(a) or not isinstance(a, Tracer):
         s, logdet = _slogdet(a)
         return s * exp(logdet)
+    if shape(a)[-1] <= _DET_EXPANDED:
+        # a polynomial of a few products: finite derivatives at singular
+        # matrices without the guard below, so that a det inside a loop's
+        # step (a Kalman filter's likelihood, a Jacobian's determinant in
+        # a time step) leaves the steps alike and the loop a loop
+        return _cofactor_det(a)
     # |det| above 1e-8 of Hadamard's bound (the product of the rows' norms):
     # the chain through log|det| is accurate (a guard under compilation,
     # decided on a's value alone, so that no derivative is taken of the test).
@@ -441,6 +450,21 @@ def _det(a: Any) -> Any:
     # primitive whose derivative is the adjugate, finite there (JAX's); a
     # NumPy call between compiled segments, traced only for such matrices
     return bind(_p("numpy.linalg.det"), a)
+
+
+def _cofactor_det(a: Any) -> Any:
+    """det of (..., n, n) ``a``, n <= 3, by cofactor expansion along the first row."""
+    n = shape(a)[-1]
+    e = [[a[..., i, j] for j in range(n)] for i in range(n)]
+    if n == 0:
+        return sum(a, axis=(-2, -1)) * 0.0 + 1.0
+    if n == 1:
+        return e[0][0]
+    if n == 2:
+        return e[0][0] * e[1][1] - e[0][1] * e[1][0]
+    return (e[0][0] * (e[1][1] * e[2][2] - e[1][2] * e[2][1])
+            - e[0][1] * (e[1][0] * e[2][2] - e[1][2] * e[2][0])
+            + e[0][2] * (e[1][0] * e[2][1] - e[1][1] * e[2][0]))
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:

@@ -279,14 +279,17 @@ class _Run:
         return self.start + self.period * self.steps
 
 
-def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int
-            ) -> _Run | None:
+def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_trip: int,
+            enclosing: set[int] | None = None) -> _Run | None:
     """The longest run of exactly matching steps around the step starting at
     ``ref`` (inside the stretch whose hashes matched), between ``start`` and
     ``steps`` steps on: steps that break the pattern after ``ref`` cut the
     run there, before it move its start past them, and the run's first step
     must read initial values from before the run where the others read the
-    previous step."""
+    previous step.  ``enclosing`` gets the period of a loop around this one
+    when the steps that break the pattern recur at a fixed distance (an
+    inner loop whose first iteration reads the outer step's initial value,
+    hashed alike)."""
     consts = arrays.tape.consts
     P = period
     steps = min(steps, (arrays.n - start) // P)
@@ -329,6 +332,13 @@ def _verify(arrays: _Arrays, start: int, period: int, steps: int, ref: int, min_
         operand_ok[0] = np.where(carried, (pp[0] < start) & (ops[0] >= 0), operand_ok[0])
         row_ok &= operand_ok.all(axis=(1, 2))
         bad = np.flatnonzero(~row_ok)
+        if enclosing is not None:  # the first, widest view of the stretch only
+            # the steps that break the pattern, or the ones that keep it (an
+            # inner iteration reading the outer step's initial value, a
+            # fixed number of steps back, matches only those at its index)
+            for rows in (bad, np.flatnonzero(row_ok)):
+                enclosing.update(P * gap for gap in _recurring_gaps(rows, min_trip))
+            enclosing = None
         after = bad[bad > r]
         if len(after):
             steps = int(after[0])
@@ -750,9 +760,12 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set
     periods = sorted({p // k for p in proposed for k in range(1, MAX_LAG + 1) if p % k == 0}
                      - tried)
     tried.update(periods)
+    enclosing: set[int] = set()
     for period in periods:
         alike = None  # of the whole tape: computed for the periods with a stretch only
-        for start, steps in arrays.stretches(period, min_trip):
+        stretches = arrays.stretches(period, min_trip)
+        enclosing.update(_enclosing_periods(stretches, period, min_trip))
+        for start, steps in stretches:
             if alike is None:
                 alike = arrays.alike(period)
             # the hashes of the first steps see initial values, not a previous
@@ -773,11 +786,46 @@ def _best_run_of(arrays: _Arrays, proposed: list[int], min_trip: int, tried: set
                 arrays.parallel_refused = True
                 continue  # rerolling's
             for first, ref in firsts.items():
-                run = _verify(arrays, first, period, steps, ref, min_trip)
+                run = _verify(arrays, first, period, steps, ref, min_trip, enclosing)
                 if run is not None and (best is None or run.steps * run.period
                                         > best.steps * best.period):  # ties: shorter body
                     best = run
+    # a loop around short loops (Newton's iterations inside an implicit time
+    # step): its period is where no hash recurs within MAX_LAG occurrences
+    # when the inner loop has more iterations, but the inner loops' stretches
+    # start one outer step apart
+    if enclosing - tried:
+        outer = _best_run_of(arrays, sorted(enclosing - tried), min_trip, tried, parallel)
+        if outer is not None and (best is None or outer.steps * outer.period
+                                  > best.steps * best.period):
+            best = outer
     return best
+
+
+def _enclosing_periods(stretches: list[tuple[int, int]], period: int, min_trip: int
+                       ) -> list[int]:
+    """Distances, longer than a stretch of ``period``, at which at least
+    ``min_trip`` stretches follow one another: the period of a loop whose
+    step holds a loop of period ``period`` (too few iterations to be a run,
+    or a run per outer step, which one pass per loop would not all convert)."""
+    if len(stretches) < min_trip:
+        return []
+    starts = np.fromiter((start for start, _ in stretches), np.int64, len(stretches))
+    ends = starts + period * np.fromiter((steps for _, steps in stretches), np.int64,
+                                         len(stretches))
+    longer = np.diff(starts) >= (ends - starts)[:-1]
+    return [gap for gap in _recurring_gaps(starts, min_trip) if longer.any()]
+
+
+def _recurring_gaps(positions: np.ndarray, min_trip: int) -> list[int]:
+    """Distances (over 1) between consecutive ``positions`` that occur at
+    least ``min_trip - 2`` times (proposals: the outer loop's first step may
+    lie before what ``positions`` saw)."""
+    if len(positions) < min_trip - 1:
+        return []
+    counts = np.bincount(np.diff(positions))
+    counts[:2] = 0
+    return np.flatnonzero(counts >= min_trip - 2).tolist()
 
 
 def find_recurrences(tape: Tape, min_trip: int | None = None, parallel: bool = False,
