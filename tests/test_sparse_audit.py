@@ -268,14 +268,18 @@ def structural(draw):
     ndim = len(shape)
     perm = tuple(draw(st.permutations(range(ndim))))
     axis = draw(st.integers(-ndim, ndim - 1))
-    form = draw(st.sampled_from(["concat", "stack", "transpose", "broadcast", "flip", "roll",
-                                 "repeat", "tile", "pad", "diff", "tri"]))
+    form = draw(st.sampled_from(["concat", "concat_list", "stack", "transpose", "broadcast",
+                                 "flip", "roll", "repeat", "tile", "pad", "diff", "tri"]))
     outer = MAPS[draw(maps)]
 
     def f(x):
         u = x.reshape(shape)
         if form == "concat":
             y = np.concatenate([u, outer(u)], axis=axis)
+        elif form == "concat_list":  # plain lists of traced scalars among the parts
+            flat = np.reshape(u, (-1,))
+            y = np.concatenate([outer(flat), [np.sum(outer(u)), flat[-1] * flat[0]],
+                                (1.0, flat[0])])
         elif form == "stack":
             y = np.stack([u, outer(u), u * u], axis=axis)
         elif form == "transpose":
