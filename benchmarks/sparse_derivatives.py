@@ -31,6 +31,9 @@ Workloads (n variables):
                differences along both axes, sqrt(1 + d1^2 + d2^2) of each
                cell's diagonals, exp(u / 2) - u, Hessian (9 nonzeros per row;
                not tuned for)
+  bdqrtic      CUTEst's BDQRTIC: a band of 7 plus the last variable in every
+               term (an arrowhead), Hessian (9 nonzeros per row, one dense
+               row and column; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
 
@@ -222,6 +225,16 @@ def diag9(x, xp=np):
             + xp.sum(xp.sqrt(1.0 + d1 ** 2 + d2 ** 2)) + xp.sum(xp.exp(0.5 * x) - x))
 
 
+def bdqrtic(x, xp=np):
+    """CUTEst's BDQRTIC: a band of 7 and the last variable in every term (an
+    arrowhead: one dense row and column, whose vertex the colorings give a
+    color of its own, `coloring.hubs`; not tuned for)."""
+    n = x.size
+    return xp.sum((3.0 - 4.0 * x[:n - 4]) ** 2
+                  + (x[:n - 4] ** 2 + 2 * x[1:n - 3] ** 2 + 3 * x[2:n - 2] ** 2
+                     + 4 * x[3:n - 1] ** 2 + 5 * x[-1] ** 2) ** 2)
+
+
 def collocation(x, xp=np):
     h = 0.01
     rhs = -x ** 3 + xp.sin(xp.arange(x.size) * h)
@@ -307,6 +320,10 @@ def casadi_workload(name, x, ca):
         dot = sum(dc[1:] * dc[:-1] for dc in d)
         cosine = dot / (length[1:] * length[:-1])
         return ca.sum1((length - 1.0) ** 2) + 0.5 * ca.sum1(1.0 - cosine)
+    if name == "bdqrtic":
+        return ca.sum1((3.0 - 4.0 * x[:n - 4]) ** 2
+                       + (x[:n - 4] ** 2 + 2 * x[1:n - 3] ** 2 + 3 * x[2:n - 2] ** 2
+                          + 4 * x[3:n - 1] ** 2 + 5 * x[n - 1] ** 2) ** 2)
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -353,7 +370,7 @@ WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "landau": (landau, "hessian"), "mesh": (mesh, "hessian"),
              "broyden": (broyden, "hessian"), "rodchain": (rodchain, "hessian"),
              "plaplace": (plaplace, "hessian"), "rods": (rods, "hessian"),
-             "diag9": (diag9, "hessian"),
+             "diag9": (diag9, "hessian"), "bdqrtic": (bdqrtic, "hessian"),
              "collocation": (collocation, "jacobian")}
 
 

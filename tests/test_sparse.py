@@ -69,6 +69,20 @@ def minimal_surface(x):
     return np.sum(np.sqrt(1.0 + dx ** 2 + dy ** 2))
 
 
+def arrowhead(x):
+    """CUTEst's ARWHEAD: every term reads the last variable (a dense row and
+    column, whose vertex the colorings color alone: `coloring.hubs`)."""
+    return np.sum(-4.0 * x[:-1] + 3.0) + np.sum((x[:-1] ** 2 + x[-1] ** 2) ** 2)
+
+
+def banded_arrowhead(x):
+    """CUTEst's BDQRTIC: a band of 7 and the last variable in every term."""
+    n = x.size
+    return np.sum((3.0 - 4.0 * x[:n - 4]) ** 2
+                  + (x[:n - 4] ** 2 + 2 * x[1:n - 3] ** 2 + 3 * x[2:n - 2] ** 2
+                     + 4 * x[3:n - 1] ** 2 + 5 * x[-1] ** 2) ** 2)
+
+
 def collocation(x):
     """Trapezoidal collocation residuals of x' = -x^3 + sin(t) on a grid of x's size."""
     h = 0.01
@@ -408,7 +422,8 @@ def hessian_plan_args(f, x):
 
 
 # -- values, eager and compiled ------------------------------------------------------
-OBJECTIVES = [rosenbrock, spring_chain, stencil_energy, minimal_surface]
+OBJECTIVES = [rosenbrock, spring_chain, stencil_energy, minimal_surface, arrowhead,
+              banded_arrowhead]
 
 
 @pytest.mark.parametrize("f", OBJECTIVES, ids=lambda f: f.__name__)

@@ -268,14 +268,18 @@ def structural(draw):
     ndim = len(shape)
     perm = tuple(draw(st.permutations(range(ndim))))
     axis = draw(st.integers(-ndim, ndim - 1))
-    form = draw(st.sampled_from(["concat", "stack", "transpose", "broadcast", "flip", "roll",
-                                 "repeat", "tile", "pad", "diff", "tri"]))
+    form = draw(st.sampled_from(["concat", "concat_list", "stack", "transpose", "broadcast",
+                                 "flip", "roll", "repeat", "tile", "pad", "diff", "tri"]))
     outer = MAPS[draw(maps)]
 
     def f(x):
         u = x.reshape(shape)
         if form == "concat":
             y = np.concatenate([u, outer(u)], axis=axis)
+        elif form == "concat_list":  # plain lists of traced scalars among the parts
+            flat = np.reshape(u, (-1,))
+            y = np.concatenate([outer(flat), [np.sum(outer(u)), flat[-1] * flat[0]],
+                                (1.0, flat[0])])
         elif form == "stack":
             y = np.stack([u, outer(u), u * u], axis=axis)
         elif form == "transpose":
@@ -357,6 +361,41 @@ FAMILIES = [reductions(), slicing(), gathers(), scatters(), cumulative(), produc
 def test_patterns_hold_every_nonzero_of_generated_operations(case, seed):
     what, f, n = case
     audit(f, n, seed, what)
+
+
+def float32_const(x):
+    """A float32 x through float64 constants and bincount's float64 weights."""
+    a = np.arange(1.0, x.size + 1.0)
+    y = np.bincount(np.arange(x.size) % 3, weights=x * x[::-1], minlength=3)
+    return np.concatenate([(a * x) ** 2, np.sin(y)])
+
+
+@AUDIT
+@given(case=st.one_of(*FAMILIES, st.just(("float64 constants", float32_const, 5))),
+       seed=st.integers(0, 2**16))
+def test_float32_sparse_derivatives_have_the_dense_dtypes(case, seed):
+    """At a float32 x, the sparse Jacobian takes f's dtype and the sparse
+    Hessian x's, as the dense Hessian (max and min's tie weights were float64
+    constants: a float32 function's sparse Hessian was float64, and a star
+    coloring's float64 product gave a float64 Hessian where substitution gave
+    float32); values equal the float64 ones to float32 rounding."""
+    what, f, n = case
+    x = points(n, seed)[0]
+    x32 = x.astype(np.float32)
+    w = np.random.default_rng(seed).standard_normal(np.shape(f(x))).astype(np.float32)
+
+    def loss(v):
+        return np.sum(f(v) * w)
+    jac = np.asarray(fa.jacobian(f)(x32))
+    hess = np.asarray(fa.hessian(loss)(x32))
+    js, hs = fa.jacobian(f, sparse=True)(x32), fa.hessian(loss, sparse=True)(x32)
+    compiled = fa.compile(loss).hessian(x32, sparse=True)
+    assert js.dtype == np.result_type(f(x32)), what
+    assert hs.dtype == compiled.dtype == hess.dtype == np.float32, what
+    assert_values(js, np.asarray(fa.jacobian(f)(x)).reshape(js.shape), 1e-4, what)
+    for h in (hs, compiled):
+        assert_values(h, np.asarray(fa.hessian(lambda v: np.sum(f(v) * w.astype(np.float64)))(x)),
+                      1e-4, what)
 
 
 # -- the table: what the generator does not draw ----------------------------------

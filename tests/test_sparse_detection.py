@@ -20,6 +20,10 @@ def _graph(seed, n, density):
     return coloring._adjacency(a.tocsr())
 
 
+def NO_HUBS(n):
+    return np.zeros(n, np.bool_)
+
+
 def _orders(a):
     n = a.shape[0]
     ptr, adj = a.indptr.astype(np.int64), a.indices.astype(np.int64)
@@ -36,12 +40,73 @@ def test_star_coloring_with_neighbor_counts_equals_the_neighbor_search(seed, n, 
     a = _graph(seed, n, density)
     ptr, adj, orders = _orders(a)
     for order in orders:
-        plain = coloring._greedy_star(order, ptr, adj, n, 0)  # no counters: the search
-        counted = coloring._greedy_star(order, ptr, adj, n, 1 << 30)
+        plain = coloring._greedy_star(order, ptr, adj, n, 0, NO_HUBS(n))  # no counters: the search
+        counted = coloring._greedy_star(order, ptr, adj, n, 1 << 30, NO_HUBS(n))
         # counters given up part way, when the colors outgrow the first table
-        switched = coloring._greedy_star(order, ptr, adj, n, 8 * n)
+        switched = coloring._greedy_star(order, ptr, adj, n, 8 * n, NO_HUBS(n))
         assert np.array_equal(plain, counted) and np.array_equal(plain, switched)
         assert coloring.is_star_coloring(a, counted)
+
+
+def _with_hubs(seed, n, density, spokes):
+    """A random graph plus a few vertices adjacent to many others (an
+    arrowhead's dense row and column), and a random set of hubs."""
+    rng = np.random.default_rng(seed)
+    a = sp.lil_matrix(_graph(seed, n, density))
+    for h in rng.choice(n, size=min(spokes, n), replace=False):
+        others = rng.choice(n, size=int(rng.integers(0, n)), replace=False)
+        a[h, others] = True
+        a[others, h] = True
+    a = coloring._adjacency(sp.csr_matrix(a))
+    hub = rng.random(n) < 0.2
+    hub[np.argsort(-np.diff(a.indptr))[:spokes]] = rng.random() < 0.8
+    return a, hub
+
+
+@given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 80), density=st.floats(0.0, 0.3),
+       spokes=st.integers(0, 3))
+@settings(max_examples=60, deadline=None)
+def test_colorings_with_hubs_are_star_and_acyclic_colorings(seed, n, density, spokes):
+    """Any set of vertices may take colors of their own (`coloring.hubs`):
+    the results stay star (acyclic) colorings, with the counters or without,
+    and each hub's color is its alone."""
+    a, hub = _with_hubs(seed, n, density, spokes)
+    ptr, adj, orders = _orders(a)
+    eid = coloring._edge_ids(a)
+    for order in orders:
+        star = coloring._greedy_star(order, ptr, adj, n, 1 << 30, hub)
+        assert np.array_equal(star, coloring._greedy_star(order, ptr, adj, n, 0, hub))
+        assert np.array_equal(star, coloring._greedy_star(order, ptr, adj, n, 8 * n, hub))
+        assert coloring.is_star_coloring(a, star)
+        acyclic = coloring._greedy_acyclic(order, ptr, adj, eid, n, a.nnz, hub)
+        assert coloring.is_acyclic_coloring(a, acyclic)
+        for colors in (star, acyclic):
+            assert np.array_equal(np.sort(colors[hub]), np.arange(hub.sum()))
+            assert not np.isin(colors[~hub], colors[hub]).any()
+
+
+def test_an_arrowhead_colors_its_dense_row_and_column_alone():
+    """The vertex adjacent to all is a hub (its neighbors' neighbors are not
+    walked: n^2 steps before), and the colorings keep 2 colors; a band with
+    an arrow gets one color more than the band alone."""
+    n = 20000
+    arrow = sp.lil_matrix((n, n), dtype=bool)
+    arrow[-1, :] = True
+    arrow[:, -1] = True
+    arrow.setdiag(True)
+    band = sp.diags([np.ones(n - abs(k)) for k in range(-3, 4)], list(range(-3, 4))) != 0
+    for pattern, colors in ((arrow, 2), (band + sp.csr_matrix(arrow), None)):
+        a = coloring._adjacency(sp.csr_matrix(pattern))
+        hub = coloring.hubs(np.diff(a.indptr))
+        assert np.flatnonzero(hub).tolist() == [n - 1]
+        star, acyclic = coloring.star_coloring(a), coloring.acyclic_coloring(a)
+        assert coloring.is_star_coloring(a, star) and coloring.is_acyclic_coloring(a, acyclic)
+        if colors is None:
+            alone = coloring._adjacency(sp.csr_matrix(band))
+            assert star.max() == coloring.star_coloring(alone).max() + 1
+            assert acyclic.max() == coloring.acyclic_coloring(alone).max() + 1
+        else:
+            assert star.max() + 1 == acyclic.max() + 1 == colors
 
 
 def test_star_coloring_with_neighbor_counts_on_banded_and_grid_graphs():
@@ -53,8 +118,9 @@ def test_star_coloring_with_neighbor_counts_on_banded_and_grid_graphs():
         a = coloring._adjacency(sp.csr_matrix(pattern != 0))
         ptr, adj, orders = _orders(a)
         for order in orders:
-            assert np.array_equal(coloring._greedy_star(order, ptr, adj, a.shape[0], 0),
-                                  coloring._greedy_star(order, ptr, adj, a.shape[0], 1 << 30))
+            assert np.array_equal(coloring._greedy_star(order, ptr, adj, a.shape[0], 0, NO_HUBS(a.shape[0])),
+                                  coloring._greedy_star(order, ptr, adj, a.shape[0], 1 << 30,
+                                                         NO_HUBS(a.shape[0])))
 
 
 @given(seed=st.integers(0, 2 ** 32 - 1), n=st.integers(1, 90), count=st.integers(1, 6),
@@ -223,8 +289,9 @@ def test_the_python_forms_without_numba_give_the_compiled_results():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         for limit in (0, 8 * 60, 1 << 30):
-            assert np.array_equal(coloring._greedy_star.__wrapped__(orders[0], ptr, adj, 60, limit),
-                                  coloring._greedy_star(orders[0], ptr, adj, 60, limit))
+            assert np.array_equal(coloring._greedy_star.__wrapped__(orders[0], ptr, adj, 60, limit,
+                                                                    NO_HUBS(60)),
+                                  coloring._greedy_star(orders[0], ptr, adj, 60, limit, NO_HUBS(60)))
         args = _peel_inputs(a)
         got, want = recovery._peel.__wrapped__(*args), recovery._peel(*args)
         assert all(np.array_equal(g, w) for g, w in zip(got[:3], want[:3])) and got[3] == want[3]

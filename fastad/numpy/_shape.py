@@ -14,8 +14,8 @@ import numpy as _np
 from ..core.errors import TracingError
 from ..core.arrays import is_made_here, made_here
 from ..core.tracer import Tracer, bind, current_builder
-from ._base import (_axes, _float_dtype, _p, _zeros_const, ndim, result_dtype, shape, shape_of,
-                    size)
+from ._base import (_axes, _contains_tracer, _float_dtype, _p, _zeros_const, ndim, result_dtype,
+                    shape, shape_of, size)
 from ._elementwise import where
 
 __all__ = ["reshape", "ravel", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze",
@@ -196,6 +196,12 @@ def permute_dims(a: Any, axes: Any = None) -> Any:
 def concatenate(arrays: Sequence[Any], axis: int | None = 0, out: Any = None, *,
                 dtype: Any = None, casting: str = "same_kind") -> Any:
     arrays = list(arrays)
+    if builtins.any(not isinstance(a, Tracer) and _contains_tracer(a) for a in arrays):
+        # a list of traced values among the parts (np.concatenate([x, [t]])):
+        # stacked, as fastad.numpy.array stacks it (NumPy's asarray would
+        # make it a constant)
+        from ._creation import asarray
+        arrays = [a if isinstance(a, Tracer) else asarray(a) for a in arrays]
     if out is not None or dtype is not None or casting != "same_kind":
         if not builtins.any(isinstance(a, Tracer) for a in arrays + [out]):
             return _np.concatenate(arrays, axis, out, dtype=dtype, casting=casting)

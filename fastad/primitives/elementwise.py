@@ -81,9 +81,12 @@ UNARY_ZERO_DERIVATIVE = {
 }
 
 
-def _tie_weight(x, y):
-    """1 where x wins, 0.5 on ties, 0 where y wins."""
-    return fnp.where(x > y, 1.0, fnp.where(x == y, 0.5, 0.0))
+def _tie_weight(x, y, dtype=None):
+    """1 where x wins, 0.5 on ties, 0 where y wins (in ``dtype``: float64
+    weights would make a float32 cotangent float64, a float32 function's
+    reverse-mode Jacobian and Hessian-vector products float64)."""
+    w = fnp.where(x > y, 1.0, fnp.where(x == y, 0.5, 0.0))
+    return w if dtype is None or dtype == _F64 else fnp.astype(w, dtype)
 
 
 def _tied(g, x, y):
@@ -99,7 +102,8 @@ def _tied(g, x, y):
             if ties.any():
                 w[ties] = 0.5
             return np.multiply(g, w, out=w)
-    return g * _tie_weight(x, y)
+    dtype = fnp.result_dtype(g)
+    return g * _tie_weight(x, y, dtype if dtype.kind == "f" else None)
 
 
 _F64 = np.dtype(np.float64)

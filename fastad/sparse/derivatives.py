@@ -74,6 +74,11 @@ class Plan:
             substitution(flat, data)
         elif self.gather.size:
             data = coloring.gather(np.ascontiguousarray(flat), self.gather)
+            if self.kind == "hessian" and data.dtype != self.seeds.dtype:
+                # x's dtype, as the dense Hessian's and the substitution's (a
+                # float32 x whose function computes in float64: a float64
+                # constant matrix, bincount's weights)
+                data = data.astype(self.seeds.dtype)
         else:
             data = np.zeros(0, self.seeds.dtype)
         # the structure shared read-only by every result, copied only by one
