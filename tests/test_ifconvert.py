@@ -71,6 +71,9 @@ def _source(pred: tuple[str, str, float], then: str, other: str, mode: str) -> s
     if mode == "sum":
         body = [f"            s = s + {then}", "        else:", f"            s = s + {other}",
                 "    return s"]
+    elif mode == "sum2":  # two links per element on both sides
+        body = [f"            s = s + {then} + a * b", "        else:",
+                f"            s = s + {other} - 0.5", "    return s"]
     else:
         body = [f"            out[i] = {then}", "        else:", f"            out[i] = {other}",
                 "    return np.sum(out * np.cos(t)) + s"]
@@ -109,7 +112,7 @@ def _calls(rng: np.random.Generator, count: int) -> list[tuple[np.ndarray, np.nd
 
 @IFCONV
 @given(pred=_PREDICATES, then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY),
-       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+       mode=st.sampled_from(["sum", "sum2", "write"]), seed=st.integers(0, 2**31 - 1))
 def test_converted_loops_equal_eager_and_trace_at_most_twice(pred, then, other, mode, seed):
     f = _make(_source(pred, then, other, mode))
     g = fa.compile(f, argnums=0, backend=COMPILED)
@@ -127,7 +130,7 @@ def test_converted_loops_equal_eager_and_trace_at_most_twice(pred, then, other, 
 
 @IFCONV
 @given(pred=_PREDICATES, then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY),
-       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+       mode=st.sampled_from(["sum", "sum2", "write"]), seed=st.integers(0, 2**31 - 1))
 def test_converted_gradients_match_finite_differences(pred, then, other, mode, seed):
     f = _make(_source(pred, then, other, mode))
     g = fa.compile(f, argnums=0, backend=COMPILED)
@@ -145,7 +148,7 @@ def test_converted_gradients_match_finite_differences(pred, then, other, mode, s
 
 @IFCONV
 @given(then=_expressions(_SAFE_UNARY), other=_expressions(_SAFE_UNARY),
-       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+       mode=st.sampled_from(["sum", "sum2", "write"]), seed=st.integers(0, 2**31 - 1))
 def test_boundary_elements_and_nan_predicates_take_the_eager_branch(then, other, mode, seed):
     pred = ("d", ">", 0.0)
     f = _make(_source(pred, then, other, mode))
@@ -165,7 +168,7 @@ def test_boundary_elements_and_nan_predicates_take_the_eager_branch(then, other,
 
 @IFCONV
 @given(pred=_PREDICATES, then=_expressions(_UNSAFE_UNARY), other=_expressions(_SAFE_UNARY),
-       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+       mode=st.sampled_from(["sum", "sum2", "write"]), seed=st.integers(0, 2**31 - 1))
 def test_branches_with_unbounded_derivatives_equal_eager(pred, then, other, mode, seed):
     """Square roots, logarithms and exponentials in a branch: kept as guards
     (or converted when they act on constants only), eager's results always."""
@@ -181,7 +184,7 @@ def test_branches_with_unbounded_derivatives_equal_eager(pred, then, other, mode
 @IFCONV
 @given(pred=_PREDICATES, then=_expressions(_SAFE_UNARY + _BOUNDED_UNARY + _SINGULAR_UNARY),
        other=_expressions(_SAFE_UNARY + _BOUNDED_UNARY + _SINGULAR_UNARY),
-       mode=st.sampled_from(["sum", "write"]), seed=st.integers(0, 2**31 - 1))
+       mode=st.sampled_from(["sum", "sum2", "write"]), seed=st.integers(0, 2**31 - 1))
 def test_branches_with_singular_points_convert_and_leave_them_to_other_traces(
         pred, then, other, mode, seed):
     """Exponentials, logarithms, square roots, reciprocals in the branches:
@@ -294,6 +297,28 @@ def _leaky(x, t):
     return np.sum(out * t) + s
 
 
+def _two_terms(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + d * d + np.exp(-t[i])  # two links of the chain on each side
+        else:
+            s = s + 0.5 * d - np.tanh(d)
+    return s
+
+
+def _plus_minus(x, t):
+    s = 0.0
+    for i in range(len(x)):
+        d = x[i] - t[i]
+        if d > 0.0:
+            s = s + d * d
+        else:
+            s = s - 0.5 * d  # s - t: the link adds -t
+    return s
+
+
 def _python_counter(x, t):
     s, taken = 0.0, 0
     for i in range(len(x)):
@@ -328,7 +353,8 @@ def _sqrt_branch(x, t):
 
 
 @pytest.mark.parametrize("f", [_one_sided, _accumulator_predicate, _carried_flag, _sqrt_branch,
-                               _zero_else, _leaky, _python_counter, _python_float_sum])
+                               _zero_else, _leaky, _two_terms, _plus_minus, _python_counter,
+                               _python_float_sum])
 def test_loops_outside_the_conversion_still_equal_eager(f):
     """A branch that adds only on one side, a predicate on the accumulator,
     a branch that sets Python state the next element reads, a square root, a
@@ -344,7 +370,7 @@ def test_loops_outside_the_conversion_still_equal_eager(f):
             x[order[: N // 2]] = t[order[: N // 2]] - np.abs(x[order[: N // 2]]) - 0.1
             x[order[N // 2:]] = t[order[N // 2:]] + np.abs(x[order[N // 2:]]) + 0.1
             _check_against_eager(f, g, x, t)
-    if f in (_zero_else, _leaky):  # where(d > 0, d * t, 0.0), where(d > 0, d, 0.5 * d), ...
+    if f in (_zero_else, _leaky, _two_terms, _plus_minus):  # where(d > 0, d * t, 0.0), where(d > 0, d, 0.5 * d), ...
         assert g.cache_info()["entries"][0]["converted"]
     if f in (_carried_flag, _sqrt_branch, _python_counter, _python_float_sum):
         # the next element reads the branch's Python state; sqrt of the

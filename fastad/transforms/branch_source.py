@@ -93,10 +93,18 @@ def _carries_only_sums(stmt: ast.Assign | ast.AugAssign | ast.AnnAssign) -> bool
     if not (isinstance(value, ast.BinOp) and isinstance(value.op, (ast.Add, ast.Sub))):
         return False
     same = ast.dump(target, annotate_fields=False).replace("Store()", "Load()")
-    left, right = (ast.dump(v, annotate_fields=False) for v in (value.left, value.right))
-    if left == same:
-        return not _reads(value.right, name)
-    return isinstance(value.op, ast.Add) and right == same and not _reads(value.left, name)
+    if isinstance(value.op, ast.Add) and not _reads(value.left, name):
+        return ast.dump(value.right, annotate_fields=False) == same  # t + s
+    # s + t, or s + t - u + ...: the target read once, leftmost in a run of
+    # additions and subtractions (a link of the chain per term)
+    node = value
+    while isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        if _reads(node.right, name):
+            return False
+        if ast.dump(node.left, annotate_fields=False) == same:
+            return True
+        node = node.left
+    return False
 
 
 def _root(target: ast.AST) -> str | None:

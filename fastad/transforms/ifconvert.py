@@ -26,8 +26,7 @@ The conversion holds only if
   guards (the branches change no shape, no write, no control flow, and the
   rest of the loop reads their results only through the chain);
 - a link whose term differs between the traces belongs to the element of
-  the last per-element guard recorded before it (in all three), is that
-  element's only such link in its chain, and trace C (whose outcomes
+  the last per-element guard recorded before it (in all three), and trace C (whose outcomes
   differ from A's at every other element, so that each element sees both
   outcomes of its neighbours) has at each link the term A or B recorded for
   that outcome: what an element's branch computes depends on its own outcome
@@ -246,27 +245,38 @@ class _Union:
             env[slot] = self.const(value)
         for ins in tape.instrs:
             args = tuple(env[s] for s in ins.ins)
+            prim = ins.prim
+            if at_link and prim == "sub" and (ins.out, 1) in at_link:
+                # a link subtracting its term adds the term's negation (s - t
+                # is s + (-t) in IEEE arithmetic, bit for bit), so that
+                # ``s = s + a`` and ``s = s - b`` are one link with two terms
+                prim, args = "add", (args[0], self._node("neg", (args[1],), (), ins.line,
+                                                         tape.avals[ins.ins[1]]))
             if at_link:
                 args = tuple(_at_link(trace, at_link, ins.out, n, a) for n, a in enumerate(args))
             found = link_of.get(ins.out)
             if found is not None:
                 trace.guard_of[found[0]][found[1]] = len(trace.preds) - 1
-            if registry[ins.prim].effect == "guard":
+            if registry[prim].effect == "guard":
                 if ins.out in flipped:
                     trace.preds.append(args[0])
                 else:
                     trace.kept.append((args[0], ins.params))
                 continue
-            key = (ins.prim, ins.params, args)
-            v = self.memo.get(key)
-            if v is None:
-                v = self.memo[key] = ("n", len(self.memo))
-                self.producer[v] = (ins.prim, args, ins.params)
-                self.lines[v] = ins.line
-                self.avals[v] = tape.avals[ins.out]
-            env[ins.out] = v
+            env[ins.out] = self._node(prim, args, ins.params, ins.line, tape.avals[ins.out])
         trace.outputs = [env[s] for s in tape.outputs]
         return trace
+
+    def _node(self, prim: str, args: tuple[Any, ...], params: Any, line: Any, aval: Any) -> Any:
+        """The node of ``prim(*args, **params)``, made if it is new."""
+        key = (prim, params, args)
+        v = self.memo.get(key)
+        if v is None:
+            v = self.memo[key] = ("n", len(self.memo))
+            self.producer[v] = (prim, args, params)
+            self.lines[v] = line
+            self.avals[v] = aval
+        return v
 
 
 def _reader(ix: _TapeIndex, chain: Any, link: Instr, term: int) -> tuple[int, int] | None:
@@ -324,17 +334,17 @@ def _plan(union: _Union, traces: list[_Trace], outcomes: list[bool], forced_c: l
             continue
         if not a.guard_of[n] == b.guard_of[n] == c.guard_of[n]:
             return None
-        used: set[int] = set()
         for k, (ta, tb, tc) in enumerate(zip(terms_a, terms_b, terms_c)):
             if ta == tb == tc:
                 links[(n, k)] = (None, ta, ta)
                 continue
             # a link whose term the branches change belongs to the element of
-            # the last per-element guard before it, and is its element's only one
+            # the last per-element guard before it (``s = s + a + b`` in both
+            # branches: two links, each its where, (s + a) + b the bits of
+            # the branch taken)
             number = a.guard_of[n][k]
-            if number < 0 or number in used:
+            if number < 0:
                 return None
-            used.add(number)
             guard = flip[number]
             if tc != (ta if forced_c[guard] == outcomes[guard] else tb):
                 return None  # the branch depends on more than its own outcome
