@@ -178,7 +178,10 @@ def test_rerolled_guards_agree_with_eager_code_at_nans_and_both_sides(backend):
               pos, -pos):
         np.testing.assert_allclose(g(x), fa.grad(signed_sum_loop)(x), rtol=1e-13)
         np.testing.assert_allclose(g.value(x), signed_sum_loop(x), rtol=1e-13)
-    assert g.cache_info()["traces"] == 4
+    # a trace per pattern until one mixes both branches: then the if becomes a
+    # where (`s - t` pairs with `s + t`), which holds for every later pattern
+    info = g.cache_info()
+    assert info["traces"] <= 4 and any(e["converted"] for e in info["entries"])
 
 
 def test_guards_of_a_rerolled_loop_name_the_line_of_their_if(caplog):
@@ -191,9 +194,7 @@ def test_guards_of_a_rerolled_loop_name_the_line_of_their_if(caplog):
         s = 0.0
         for i in range(len(x)):
             if x[i] > 0:  # the guard's line
-                s = s + x[i] ** 2
-            else:
-                s = s - x[i]
+                s = s + x[i] ** 2  # (one-sided: not converted to a where)
         return s
 
     source, first = inspect.getsourcelines(f)
