@@ -535,7 +535,8 @@ KERNEL void matmul_b(int t, const fastad_linalg *la, char *arena, int64_t o, int
          * with leading dimension c, so y = M x is gemv('T') on it. */
         const T *M = n == 1 ? A : B, *x = n == 1 ? B : A;
         const int mt = n == 1 ? (int)ta : (int)!tb; /* y = M^T x rather than M x */
-        const int64_t rows = n == 1 ? (ta ? k : m) : (tb ? n : k), cols = n == 1 ? (ta ? m : k) : (tb ? k : n);
+        const int64_t rows = n == 1 ? (ta ? k : m) : (tb ? n : k);
+        const int64_t cols = n == 1 ? (ta ? m : k) : (tb ? k : n);
         char trans = mt ? 'N' : 'T';
         int ic = (int)cols, ir = (int)rows, inc = 1;
         T one = 1, beta = add ? 1 : 0;

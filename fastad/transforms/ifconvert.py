@@ -26,10 +26,10 @@ The conversion holds only if
   guards (the branches change no shape, no write, no control flow, and the
   rest of the loop reads their results only through the chain);
 - a link whose term differs between the traces belongs to the element of
-  the last per-element guard recorded before it (in all three), and trace C (whose outcomes
-  differ from A's at every other element, so that each element sees both
-  outcomes of its neighbours) has at each link the term A or B recorded for
-  that outcome: what an element's branch computes depends on its own outcome
+  the last per-element guard recorded before it (in all three), and trace
+  C (whose outcomes differ from A's at every other element, so that each
+  element sees both outcomes of its neighbours) has at each link the term A
+  or B recorded for that outcome: what an element's branch computes depends on its own outcome
   only; every per-element guard selects a term (one that selects none acts
   through Python state), and C takes the first branch a number of times
   neither A nor B does (a Python counter of the branches would differ);
@@ -408,8 +408,7 @@ def _near_singular(prim: str, args: Sequence[Any]) -> Any:
         value = getattr(u, "value", u)
         tiny = TINY.get(np.result_type(value), 1e-7)
         distance = fnp.abs((fnp.abs(u) if about_abs else u) - point)
-        flags = fnp.where(distance > tiny, 0.0, np.nan)
-        total = total + (fnp.sum(flags) if np.ndim(getattr(flags, "value", flags)) else flags)
+        total = total + _summed(fnp.where(distance > tiny, 0.0, np.nan))
     return total
 
 
@@ -490,5 +489,9 @@ def _emit(union: _Union, a: _Trace, plan: _Plan, examples: Sequence[Any],
 def _difference(t: Any, f: Any) -> Any:
     """Finite if both terms are (summed, finite unless they are not, or
     their sum overflows: the guard then only sends a call to other traces)."""
-    z = t - f
+    return _summed(t - f)
+
+
+def _summed(z: Any) -> Any:
+    """``z`` summed to a scalar (a scalar as it is)."""
     return fnp.sum(z) if np.ndim(getattr(z, "value", z)) else z
