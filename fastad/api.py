@@ -8,7 +8,6 @@ into the enclosing trace, so transformations nest: ``grad(grad(f))``,
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gc
 import math
@@ -18,11 +17,10 @@ import numpy as np
 
 from .core import pytree
 from .core.arrays import plain_array
-from .core.errors import TracingError, unsupported_precision
-from .core.int_data import INTEGER_DATA, integer_like, storage_dtype
 from .core.tape import Tape
-from .core.tracer import Builder, Tracer, current_builder, recording, replay
-from .data_arguments import Lending, Watch, WroteIntoData, lend, lendable
+from .core.tracer import Tracer, replay
+from .data_arguments import Lending, WroteIntoData
+from .recorded import Aux, Recorded, _owned, check_leaf, finish, record, tape_of
 from .transforms.reverse import backward
 from .tree_jacobian import is_array, tree_jacobian
 from .numpy._array_type import arrays_out, as_arrays, given_arrays
@@ -38,190 +36,6 @@ def _argnums_tuple(argnums: ArgNums, nargs: int) -> tuple[int, ...]:
                             "positional arguments")
     return tuple(i % nargs for i in nums)
 
-
-_INEXACT = tuple(np.dtype(t) for t in (np.float64, np.float32, np.complex128, np.complex64))
-
-
-def _check_precision(x: np.ndarray, where: str) -> None:
-    """float16 and long double are refused, not silently run in another precision."""
-    if x.dtype.kind in "fc" and x.dtype not in _INEXACT:
-        raise unsupported_precision(where, x.dtype)
-
-
-def _plain_leaves(tree: Any, where: str) -> Any:
-    """``tree`` with its ndarray-subclass leaves as `plain_array` makes them."""
-    if type(tree) in _PLAIN_LEAVES:  # data passed as an argument: one leaf, plain already
-        return tree
-    leaves, treedef = pytree.flatten(tree)
-    plain = [plain_array(leaf, where) for leaf in leaves]
-    if all(a is b for a, b in zip(plain, leaves)):
-        return tree
-    return pytree.unflatten(treedef, plain)
-
-
-_PLAIN_LEAVES = frozenset({np.ndarray, float, int})
-
-
-def check_leaf(x: Any, where: str) -> Any:
-    """A differentiable input leaf: a float or complex number or array (or a traced value)."""
-    if type(x) is np.ndarray and x.dtype in _INEXACT:  # the common case, checked once
-        return x
-    if isinstance(x, Tracer):
-        return x
-    x = plain_array(x, where)
-    if isinstance(x, (bool, np.bool_)):
-        raise TypeError(f"{where}: cannot differentiate with respect to a bool")
-    if isinstance(x, (int, float, np.integer)):
-        return np.float64(x)
-    if isinstance(x, complex):
-        return np.complex128(x)
-    if isinstance(x, (np.floating, np.complexfloating)):
-        _check_precision(np.asarray(x), where)
-        return x
-    if isinstance(x, (list, tuple)):
-        x = np.asarray(x)
-    if not isinstance(x, np.ndarray):
-        hint = ""
-        if dataclasses.is_dataclass(x) or hasattr(x, "__dict__"):
-            hint = ("; to pass its arrays, make the class a pytree node "
-                    "(fastad.tree_util.register_dataclass or register_pytree_node)")
-        raise TypeError(f"{where}: expected a float or a NumPy float array, got "
-                        f"{type(x).__name__}{hint}")
-    if not x.dtype.isnative:
-        x = x.astype(x.dtype.newbyteorder("="))
-    _check_precision(x, where)
-    if x.dtype not in _INEXACT:
-        raise TypeError(f"{where}: expected a float64 or float32 (or complex128, complex64) "
-                        f"array, got dtype {x.dtype}; integers have no derivative: convert with "
-                        ".astype(float)")
-    return x
-
-
-class Recorded:
-    """A function traced with respect to some of its arguments."""
-
-    def __init__(self, builder: Builder, inputs: list[Tracer], in_trees: list[Any],
-                 outer_leaves: list[Any], out_leaves: list[Any], out_tree: Any) -> None:
-        self.builder = builder
-        self.inputs = inputs
-        self.in_trees = in_trees
-        self.outer_leaves = outer_leaves  # what the caller passed (may be outer tracers)
-        self.outer_traced = any(isinstance(v, Tracer) for v in outer_leaves)
-        self.out_leaves = out_leaves
-        self.out_tree = out_tree
-        self.lent_views: dict[int, Any] = {}  # id of a lent view -> the caller's array
-        self.wrote_data = False  # (watched calls only: `record`'s ``watch``)
-
-
-def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
-           then: Callable[[Recorded], Any] | None = None,
-           drop_unread: bool = False, lends: bool = False,
-           watch: bool = False) -> tuple[Recorded, Any]:
-    """Trace ``f(*args)`` w.r.t. ``args[argnums]``; run ``then`` inside the trace.
-    ``drop_unread``: ``then`` is a first-order gradient's sweep; unless an
-    enclosing trace will replay this one, keep only the values its rules
-    read (`Builder.drop_unread`).
-
-    ``lends`` (with ``drop_unread``, outermost): the data arguments (the
-    ones not differentiated) are passed to ``f`` as read-only views, read in
-    place (`fastad.data_arguments`); a write into one raises `WroteIntoData`
-    before it changes anything.  ``watch``: set ``rec.wrote_data``, whether
-    ``f`` wrote into its data arguments' arrays."""
-    args = [arg if i in argnums else _plain_leaves(arg, f"argument {i}")
-            for i, arg in enumerate(args)]
-    outermost = current_builder() is None
-    with recording() as builder:
-        builder.drop_unread = drop_unread and outermost
-        # its tape is never replayed nor shown: source lines would go unread
-        builder.record_lines = not builder.drop_unread
-        new_args = list(args)
-        views: dict[int, Any] = {}
-        if lends and builder.drop_unread:
-            new_args = [arg if i in argnums else lend(arg, builder.lent, views)
-                        for i, arg in enumerate(args)]
-        watching = Watch(lendable(args, argnums)) if watch else None
-        inputs, in_trees, outer = [], [], []
-        for i in argnums:
-            arg = args[i]
-            if type(arg) is np.ndarray:  # the common argument: one leaf
-                leaves, tree = [arg], pytree.LEAF
-            else:
-                leaves, tree = pytree.flatten(arg)
-            leaves = [check_leaf(v, f"argument {i}") for v in leaves]
-            tracers = [builder.new_input(v) for v in leaves]
-            new_args[i] = builder.tracer(tracers[0].slot) if tree is pytree.LEAF else \
-                pytree.unflatten(tree, [builder.tracer(t.slot) for t in tracers])
-            inputs += tracers
-            in_trees.append(tree)
-            outer += leaves
-        try:
-            out = f(*new_args)
-        except ValueError as exc:  # NumPy's "assignment destination is read-only"
-            if builder.lent and "read-only" in str(exc):
-                raise WroteIntoData(str(exc)) from exc
-            raise
-        wrote_data = watching is not None and watching.wrote()
-        out_leaves, out_tree = pytree.flatten(out)
-        rec = Recorded(builder, inputs, in_trees, outer, out_leaves, out_tree)
-        rec.lent_views, rec.wrote_data = views, wrote_data
-        extra = then(rec) if then is not None else None
-    return rec, extra
-
-
-def finish(rec: Recorded, results: list[Any]) -> list[Any]:
-    """The values of ``results``, as outer tracers if the call was nested."""
-    if not (rec.builder.captures or rec.outer_traced):
-        return [r.value if type(r) is Tracer and type(r.value) in _SCALAR_RESULTS  # a loss
-                else _owned(_value(r)) if isinstance(r, Tracer) else _owned(r) for r in results]
-    tape = rec.builder.tape
-    tape.outputs = [rec.builder.slot_of(r) for r in results]
-    outs = replay(tape, list(rec.outer_leaves) + list(rec.builder.captures))
-    # integers held in float64 (an argmax, labels + 1 in an aux) stay integers
-    # in the enclosing trace, which gives them back in their own dtype
-    return [_integers_again(r, o) if isinstance(r, INTEGER_DATA) else o
-            for r, o in zip(results, outs)]
-
-
-def _integers_again(inner: Any, outer: Any) -> Any:
-    """``outer``, the enclosing trace's value of the integer data ``inner``,
-    as integer data of the same dtype and sources."""
-    if isinstance(outer, Tracer):
-        return integer_like(outer, inner.sources, inner.data_dtype)
-    if inner.data_dtype is int and not np.ndim(outer):
-        return int(outer)
-    return np.asarray(outer).astype(storage_dtype(inner.data_dtype))[()]
-
-
-def _value(r: Tracer) -> Any:
-    """A result's value; integers held in float64 (`core.int_data`) in their
-    own dtype, as NumPy gives them (a compiled function's `Structure.casts`)."""
-    if not isinstance(r, INTEGER_DATA):
-        return r.value
-    if r.data_dtype is int and not r.ndim:
-        return int(r.value)
-    return np.asarray(r.value).astype(storage_dtype(r.data_dtype))[()]
-
-
-#: values of a result that are the caller's as they are (`_owned`, `_value`)
-_SCALAR_RESULTS = frozenset({np.float64, np.float32, np.complex128, np.complex64})
-
-
-def _owned(v: Any) -> Any:
-    """``v``, copied if it is a read-only array: a result made inside the
-    trace may be a broadcast view of a seed or a slice the trace kept
-    read-only, and the caller owns what a transform returns (``g *= lr``)."""
-    if type(v) is np.ndarray and not v.flags.writeable:
-        return v.copy()
-    return v
-
-
-def tape_of(rec: Recorded, results: list[Any]) -> Tape:
-    tape = rec.builder.tape
-    tape.outputs = [rec.builder.slot_of(r) for r in results]
-    if rec.builder.captures:
-        raise TracingError("a compiled function closed over a value traced by an enclosing "
-                           "transformation; pass it as an argument instead")
-    return tape
 
 
 class NotScalarOutput(TypeError):
@@ -286,42 +100,6 @@ def unpack_grads(in_trees: Sequence[Any], argnums: ArgNums, leaves: list[Any]) -
     return out[0] if isinstance(argnums, int) else tuple(out)
 
 
-class Aux:
-    """``f`` of ``has_aux=True``, which returns ``(value, aux)``: `value` calls f
-    and keeps aux aside, so that only the value is differentiated.  Aux is
-    returned as f made it, except that its leaves traced by the call's own
-    recording become values (or, nested, values of the enclosing trace):
-    `traced` lists them for `finish`, `rebuild` puts their results back."""
-
-    def __init__(self, f: Callable[..., Any], name: str) -> None:
-        self.f, self.name = f, name
-        self.leaves: list[Any] = []
-        self.tree: Any = None
-        self.builder: Builder | None = None
-
-    def value(self, *args: Any, **kwargs: Any) -> Any:
-        from .core.tracer import current_builder
-        out = self.f(*args, **kwargs)
-        if not isinstance(out, (tuple, list)) or len(out) != 2:
-            raise TypeError(f"{self.name}(..., has_aux=True) requires a function returning a "
-                            f"pair (value, aux), got {type(out).__name__}")
-        self.builder = current_builder()
-        self.leaves, self.tree = pytree.flatten(out[1])
-        return out[0]
-
-    def _own(self, leaf: Any) -> bool:
-        return isinstance(leaf, Tracer) and leaf.builder is self.builder
-
-    def traced(self) -> list[Any]:
-        return [leaf for leaf in self.leaves if self._own(leaf)]
-
-    def rebuild(self, values: Sequence[Any], lent_views: dict[int, Any] | None = None) -> Any:
-        """Aux with its traced leaves' results; a data argument the function
-        was lent (`record`) and returns as it received it is the caller's array."""
-        it = iter(values)
-        lent = lent_views or {}
-        return pytree.unflatten(self.tree, [next(it) if self._own(leaf) else
-                                            lent.get(id(leaf), leaf) for leaf in self.leaves])
 
 
 def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: bool = False,
@@ -370,11 +148,11 @@ def value_and_grad(f: Callable[..., Any], argnums: ArgNums = 0, strong_zero: boo
             return gradient_of_scalar(r, "grad", strong_zero, once=True)
         lends = lending.lends(nums)
         try:
-            rec, results = record(aux.value if aux else fk, args, nums, sweep,
-                                  drop_unread=True, lends=bool(lends), watch=lends is None)
+            rec, results = record(fk, args, nums, sweep, drop_unread=True, lends=bool(lends),
+                                  watch=lends is None, aux=aux)
         except WroteIntoData:
             lending.learn(nums, False)
-            rec, results = record(aux.value if aux else fk, args, nums, sweep, drop_unread=True)
+            rec, results = record(fk, args, nums, sweep, drop_unread=True, aux=aux)
         if lends is None:
             lending.learn(nums, not rec.wrote_data)
         n = len(results)
@@ -459,7 +237,7 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
     from .transforms.reverse import vjp_tape
     nums = tuple(range(len(primals)))
     aux = Aux(f, "vjp") if has_aux else None
-    rec, _ = record(aux.value if aux else f, primals, nums)
+    rec, _ = record(f, primals, nums, aux=aux)
     tape = rec.builder.tape
     n = len(rec.out_leaves)
     values = finish(rec, list(rec.out_leaves) + (aux.traced() if aux else []))
@@ -520,7 +298,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
                        rec.out_leaves)
 
     aux = Aux(f, "jvp") if has_aux else None
-    rec, out_tangents = record(aux.value if aux else f, primals, nums, sweep)
+    rec, out_tangents = record(f, primals, nums, sweep, aux=aux)
     n = len(rec.out_leaves)
     values = finish(rec, list(rec.out_leaves) + list(out_tangents)
                     + (aux.traced() if aux else []))

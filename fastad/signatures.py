@@ -20,7 +20,8 @@ import numpy as np
 
 from . import locks
 from .core import pytree
-from .api import Recorded, gradient_of_scalar, plain_array, unpack_grads
+from .api import gradient_of_scalar, plain_array, unpack_grads
+from .recorded import Recorded
 from .core.errors import TapeError, TracingError
 from .core.watched import WatchedArray
 from .core.registry import registry

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import backends, capture_walk, captures, custom_rules, draws, locks
 from .core import pytree
-from .api import Recorded, check_leaf
+from .recorded import Recorded, check_leaf
 from .backends import fallback, reference
 from .core.errors import SignatureError, TapeError
 from .serialize import decode, encode, tape_from_bytes
@@ -614,6 +614,8 @@ class Specializer:
         converted = None
         with contextlib.ExitStack() as scope:
             builder = scope.enter_context(recording(release=release))
+            if self.reroll:
+                builder.reroller = self._nested_rerolled
             new_args, new_kwargs, inputs, wrt, in_trees = self._traced_args(builder, args, kwargs)
             builder.data_sources = frozenset().union(*(
                 t.sources for t in pytree.flatten((new_args, new_kwargs))[0]
@@ -811,6 +813,10 @@ class Specializer:
                 stages["recurrences"] = len(parallel.instrs)
                 rolled = parallel
         return rolled
+
+    def _nested_rerolled(self, builder: Any, out_leaves: list[Any]) -> Tape | None:
+        """`_rerolled` for a transformation traced inside this function's trace."""
+        return self._rerolled(builder, out_leaves, {})
 
     def cache_info(self) -> dict[str, Any]:
         """How many traces happened, each cached trace with its guards (least

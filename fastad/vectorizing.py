@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .api import _owned, check_leaf, record
+from .recorded import _owned, check_leaf, record
 from .numpy._array_type import arrays_out
 from .core import pytree
 from .core.errors import TracingError

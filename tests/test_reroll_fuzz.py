@@ -28,8 +28,8 @@ For each program:
     interpreter: bit for bit with ``exact_sums=True`` (every rerolled term is
     computed with the same operations; only sums may be reassociated), and
     to rounding without it;
-  * on every backend, ``fa.compile`` (value and gradient) and ``fa.jit``
-    agree with eager ``fa.value_and_grad``, at the input traced and at a
+  * on every backend, ``fa.compile`` (value and gradient), ``fa.jit`` and
+    ``fa.jit(fa.value_and_grad)`` agree with eager ``fa.value_and_grad``, at the input traced and at a
     second input that may take other branches; any exception the eager path
     does not raise is a failure.
 
@@ -326,6 +326,10 @@ def check_backend(prog: LoopProgram, seed: int, backend: str) -> None:
         assert_close(cg, g, f"compiled gradient on {backend}")
     v, g = eager(prog, A)
     assert_close(fa.jit(prog, backend=backend)(A), v, f"jit on {backend}")
+    # grad's own trace nested in jit's, rerolled before it is differentiated
+    jv, jg = fa.jit(fa.value_and_grad(prog), backend=backend)(A)
+    assert_close(jv, v, f"jit(value_and_grad) value on {backend}")
+    assert_close(jg, g, f"jit(value_and_grad) gradient on {backend}")
     exact = fa.compile(prog, backend=backend, exact_sums=True)
     assert_close(exact.value_and_grad(A)[1], g, f"exact_sums gradient on {backend}")
 

@@ -72,6 +72,9 @@ class Builder:
         # the arguments whose integer or boolean arrays are inputs of this
         # tape (`IntArrayTracer`): set by a compiled function's trace
         self.data_sources: frozenset[Any] = frozenset()
+        # a compiled function's trace: rerolls a transformation's own trace
+        # nested in it before that differentiates it (`fastad.recorded.record`)
+        self.reroller: Callable[[Builder, list[Any]], Any] | None = None
         self.record_lines = record_lines
         self.line_override: tuple[str, int] | None = None  # set while differentiating
         self.finished = False
@@ -85,7 +88,7 @@ class Builder:
         # An eager reverse sweep's trace lets go of exactly the values no rule
         # reads again (`transforms.reverse.backward`): nothing sees a stand-in.
         self.release_exact = False
-        # An eager first-order gradient's trace (`fastad.api.record`): its
+        # An eager first-order gradient's trace (`fastad.recorded.record`): its
         # sweep computes on plain values and reads only what the rules read
         # (`Primitive.vjp_reads`), so a large forward value no rule will read
         # is let go of as soon as the user's code drops it, as autograd keeps
@@ -99,7 +102,7 @@ class Builder:
         self._large_bytes = 0
         self._sweep_at = 8 * RELEASE_BYTES
         # An eager gradient's data arguments are lent to the function as
-        # read-only views (`fastad.api.record`): the memory owners of those
+        # read-only views (`fastad.recorded.record`): the memory owners of those
         # views, by id.  A read-only view of one is read in place, not copied.
         self.lent: dict[int, Any] = {}
         # a compiled function's trace (a releasing one) goes to recurrence

@@ -355,7 +355,7 @@ def _lifted_tape(f: Callable[..., Any], argnums: int, args: Sequence[Any],
     """f's tape with every float leaf of the arguments an input (so that no
     argument's value is a constant the pattern could read) and the slot of
     ``args[argnums]``."""
-    from ..api import check_leaf
+    from ..recorded import check_leaf
     from ..signatures import is_dynamic
     from ..core.arrays import plain_array
     from ..core.tracer import recording
