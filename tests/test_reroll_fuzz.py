@@ -119,22 +119,30 @@ class Slice:
         return REDUCE[self.reduce](x[lo:lo + length])
 
 
-def evaluate_expression(e: Any, x: Any, A: Any, idx: tuple[int, ...], prev: Any) -> Any:
+def expression_function(e: Any) -> Any:
+    """The expression ``e`` as a function of (x, A, idx, prev): nested
+    closures rather than the nested tuples, as a user's program holds its
+    functions (a compiled function's walk over its closure follows functions
+    to any depth, containers to 8 levels)."""
     kind = e[0]
     if kind == "read":
-        return e[1](x, A, idx)
+        read = e[1]
+        return lambda x, A, idx, prev: read(x, A, idx)
     if kind == "slice":
-        return e[1](x, idx)
+        part = e[1]
+        return lambda x, A, idx, prev: part(x, idx)
     if kind == "const":
-        return e[1]
+        c = e[1]
+        return lambda x, A, idx, prev: c
     if kind == "index":
-        return 0.25 * (idx[-1] if idx else 0)
+        return lambda x, A, idx, prev: 0.25 * (idx[-1] if idx else 0)
     if kind == "prev":
-        return prev
+        return lambda x, A, idx, prev: prev
     if kind == "unary":
-        return UNARY[e[1]](evaluate_expression(e[2], x, A, idx, prev))
-    return BINARY[e[1]](evaluate_expression(e[2], x, A, idx, prev),
-                        evaluate_expression(e[3], x, A, idx, prev))
+        fn, a = UNARY[e[1]], expression_function(e[2])
+        return lambda x, A, idx, prev: fn(a(x, A, idx, prev))
+    fn, a, b = BINARY[e[1]], expression_function(e[2]), expression_function(e[3])
+    return lambda x, A, idx, prev: fn(a(x, A, idx, prev), b(x, A, idx, prev))
 
 
 @dataclass
@@ -155,6 +163,10 @@ class Level:
 class Block:
     levels: list[Level]
     body: Any
+    evaluate: Any = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.evaluate = expression_function(self.body)
 
     def run(self, x: Any, A: Any, prev: Any, idx: tuple[int, ...] = ()) -> Any:
         depth = len(idx)
@@ -166,7 +178,7 @@ class Block:
             if depth + 1 < len(self.levels):
                 r = self.run(x, A, prev, inner)
             else:
-                r = evaluate_expression(self.body, x, A, inner, prev)
+                r = self.evaluate(x, A, inner, prev)
             if level.guard is not None:
                 test = r if level.guard == "result" else level.guard_read(x, A, inner)
                 if test > 0:          # a guard per iteration
