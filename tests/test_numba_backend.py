@@ -16,9 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import BACKENDS  # noqa: E402
+
 nb = pytest.importorskip("fastad.backends.numba_backend")
-if not nb.available:
-    pytest.skip("numba is not installed", allow_module_level=True)
+if not nb.available or "numba" not in BACKENDS:
+    pytest.skip("the Numba backend is not installed or not selected", allow_module_level=True)
 
 import fastad as fa  # noqa: E402
 from fastad.backends.reference import evaluate  # noqa: E402
