@@ -476,10 +476,12 @@ def _neighbor_color_counts(a: sp.coo_matrix, colors: np.ndarray):  # noqa: ANN20
 
 # -- seeds and decompression ------------------------------------------------------
 def seed_matrix(colors: np.ndarray, dtype: np.dtype = np.float64) -> np.ndarray:
-    """(p, n): row k is 1 at the columns of color k."""
+    """(p, n): row k is 1 at the columns of color k (a column of color -1 in
+    none: `bidirectional`'s lines the other direction gives)."""
     p = int(colors.max(initial=-1)) + 1
     seeds = np.zeros((p, colors.size), dtype=dtype)
-    seeds[colors, np.arange(colors.size)] = 1
+    seeded = np.flatnonzero(colors >= 0)
+    seeds[colors[seeded], seeded] = 1
     return seeds
 
 

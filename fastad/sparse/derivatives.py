@@ -34,7 +34,7 @@ from ..core.registry import registry
 from ..core.tape import Tape
 from .. import capture_walk, captures
 from ..core.arrays import same_bits
-from . import coloring, csr, linear, patterns, recovery, split
+from . import bidirectional, coloring, csr, linear, patterns, recovery, split
 
 
 @dataclass
@@ -50,6 +50,11 @@ class Plan:
     lower_bound: int
     guarded: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the derivative's dtype: x's for a Hessian (the dense Hessian's and the
+    #: substitution's), f's for a Jacobian in either direction (the dense
+    #: Jacobian's: reverse passes give cotangents of x's dtype); the seeds'
+    #: when None
+    dtype: np.dtype | None = None
 
     def __post_init__(self) -> None:
         self.gather = coloring.index_table(self.gather, int(self.gather.max(initial=0)) + 1)
@@ -57,11 +62,32 @@ class Plan:
     @property
     def ncolors(self) -> int:
         """Colors, that is products computed (none for an empty pattern)."""
-        return int(self.seeds.shape[0]) if self.pattern.nnz else 0
+        if not self.pattern.nnz:
+            return 0
+        return sum(int(p.seeds.shape[0]) for p in self.parts())
+
+    def parts(self) -> tuple["Plan", ...]:
+        """The plans whose products make this one's: itself, or the forward and
+        reverse parts of a Jacobian split between the two (`bidirectional`)."""
+        return self.extra.get("parts") or (self,)
 
     def assemble(self, compressed: Any, overwrite: bool = False) -> sp.csr_matrix:
         """The CSR derivative from the compressed product (p, ...), which
         substitution may overwrite when ``overwrite``."""
+        return self._on_structure(self._values(compressed, overwrite))
+
+    def assemble_parts(self, products: Sequence[Any], overwrite: bool = False
+                       ) -> sp.csr_matrix:
+        """The CSR derivative from the products of `parts`, in their order."""
+        if "parts" not in self.extra:
+            return self.assemble(products[0], overwrite)
+        data = np.empty(self.pattern.nnz, self.result_dtype)
+        for part, where, product in zip(self.parts(), self.extra["positions"], products):
+            data[where] = part._values(product, overwrite)
+        return self._on_structure(data)
+
+    def _values(self, compressed: Any, overwrite: bool) -> np.ndarray:
+        """The pattern's nonzeros, in its order, from the compressed product."""
         flat = np.asarray(compressed).reshape(-1)
         substitution = self.extra.get("substitution")
         if substitution is not None:
@@ -74,13 +100,17 @@ class Plan:
             substitution(flat, data)
         elif self.gather.size:
             data = coloring.gather(np.ascontiguousarray(flat), self.gather)
-            if self.kind == "hessian" and data.dtype != self.seeds.dtype:
-                # x's dtype, as the dense Hessian's and the substitution's (a
-                # float32 x whose function computes in float64: a float64
-                # constant matrix, bincount's weights)
-                data = data.astype(self.seeds.dtype)
         else:
             data = np.zeros(0, self.seeds.dtype)
+        # (a float32 x whose function computes in float64 for a Hessian: a
+        # float64 constant matrix, bincount's weights)
+        return data if data.dtype == self.result_dtype else data.astype(self.result_dtype)
+
+    @property
+    def result_dtype(self) -> np.dtype:
+        return self.seeds.dtype if self.dtype is None else self.dtype
+
+    def _on_structure(self, data: np.ndarray) -> sp.csr_matrix:
         # the structure shared read-only by every result, copied only by one
         # that changes it in place (`csr.SharedCSR`): a copy per call cost
         # 0.06-0.1 ms at n = 10^5
@@ -105,35 +135,72 @@ def _has_guards(tape: Tape) -> bool:
 def jacobian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], out_shape: tuple[int, ...],
                   dtype: np.dtype, mode: str = "auto", reads: list | None = None) -> Plan:
     pat = patterns.jacobian_pattern(tape, wrt, reads=reads)
-    cols = rows = None
+    guarded = _has_guards(tape)
+    out_dtype = tape.avals[tape.outputs[0]].dtype
+    result = out_dtype if out_dtype.kind in "fc" else np.dtype(dtype)  # (the dense one's)
+    cols = rows = split = None
     if mode == "fwd":
         cols = coloring.column_coloring(pat)
     elif mode == "rev":
         rows = coloring.row_coloring(pat)
     else:
-        # color the side with the smaller lower bound first; the other only if
-        # its lower bound leaves it a chance to need fewer colors (a scalar
-        # f's one dense row would cost n^2 steps to color by columns)
-        lb_cols, lb_rows = coloring.lower_bound(pat, 1), coloring.lower_bound(pat, 0)
-        if lb_cols <= lb_rows:
-            cols = coloring.column_coloring(pat)
-            if lb_rows < _count(cols):
-                rows = coloring.row_coloring(pat)
-        else:
-            rows = coloring.row_coloring(pat)
-            if lb_cols < _count(rows):
-                cols = coloring.column_coloring(pat)
+        # the split between both directions first where a row or column is
+        # dense (`bidirectional`); then each side in the order of its lower
+        # bound, colored only if that bound leaves it a chance to need fewer
+        # colors (a scalar f's one dense row would cost n^2 steps to color
+        # by columns)
+        split = bidirectional.best_split(pat)
+        best = split.ncolors if split is not None else None
+        bounds = {"fwd": coloring.lower_bound(pat, 1), "rev": coloring.lower_bound(pat, 0)}
+        for side in sorted(bounds, key=bounds.get):
+            if best is not None and bounds[side] >= best:
+                continue
+            colors = coloring.column_coloring(pat) if side == "fwd" else \
+                coloring.row_coloring(pat)
+            if side == "fwd":
+                cols = colors
+            else:
+                rows = colors
+            best = _count(colors) if best is None else min(best, _count(colors))
+        if split is not None and best < split.ncolors:
+            split = None
         mode = "fwd" if rows is None or (cols is not None and _count(cols) <= _count(rows)) \
             else "rev"
+    if split is not None:
+        return _split_plan(pat, split, x_shape, out_shape, dtype, result, guarded, cols, rows)
     if mode == "fwd":
-        seeds = coloring.seed_matrix(cols, dtype)
-        return Plan("jacobian", pat, "fwd", cols, seeds.reshape((len(seeds),) + tuple(x_shape)),
-                    coloring.column_gather(pat, cols), coloring.lower_bound(pat, 1),
-                    _has_guards(tape), {"row_colors": rows})
-    seeds = coloring.seed_matrix(rows, dtype)
-    return Plan("jacobian", pat, "rev", rows, seeds.reshape((len(seeds),) + tuple(out_shape)),
-                coloring.row_gather(pat, rows), coloring.lower_bound(pat, 0),
-                _has_guards(tape), {"column_colors": cols})
+        return _one_way(pat, "fwd", cols, x_shape, dtype, result, guarded, {"row_colors": rows})
+    return _one_way(pat, "rev", rows, out_shape, dtype, result, guarded, {"column_colors": cols})
+
+
+def _one_way(pat: sp.csr_matrix, mode: str, colors: np.ndarray, seed_shape: tuple[int, ...],
+             dtype: np.dtype, result: np.dtype, guarded: bool, extra: dict[str, Any]) -> Plan:
+    """The plan of column (``fwd``) or row (``rev``) colors alone."""
+    seeds = coloring.seed_matrix(colors, dtype)
+    gather = coloring.column_gather(pat, colors) if mode == "fwd" else \
+        coloring.row_gather(pat, colors)
+    return Plan("jacobian", pat, mode, colors, seeds.reshape((len(seeds),) + tuple(seed_shape)),
+                gather, coloring.lower_bound(pat, 1 if mode == "fwd" else 0), guarded, extra,
+                result)
+
+
+def _split_plan(pat: sp.csr_matrix, split: bidirectional.Split, x_shape: tuple[int, ...],
+                out_shape: tuple[int, ...], dtype: np.dtype, result: np.dtype, guarded: bool,
+                cols: np.ndarray | None, rows: np.ndarray | None) -> Plan:
+    """A Jacobian split between forward and reverse passes: a part plan for
+    each direction with nonzeros to give, on its own nonzeros of the pattern."""
+    parts, positions = [], []
+    for mode, keep, colors, shape in (("fwd", split.forward, split.column_colors, x_shape),
+                                      ("rev", ~split.forward, split.row_colors, out_shape)):
+        if keep.any():
+            part = bidirectional.entries(pat, keep)
+            parts.append(_one_way(part, mode, colors, shape, dtype, result, guarded, {}))
+            positions.append(np.flatnonzero(keep))
+    bound = min(coloring.lower_bound(pat, 1), coloring.lower_bound(pat, 0))
+    return Plan("jacobian", pat, "fwd+rev", np.zeros(0, np.int64),
+                np.zeros((0,) + tuple(x_shape), dtype), np.zeros(0, np.int64), bound, guarded,
+                {"parts": tuple(parts), "positions": positions, "row_colors": rows,
+                 "column_colors": cols, "split": split}, result)
 
 
 def _count(colors: np.ndarray | None) -> int:
@@ -321,7 +388,7 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
         t = _trace(f, argnums, args, kwargs)
         _check_real(t, "jacobian")
         plan = jacobian_plan(t.tape, t.tape.inputs[0], t.x.shape, t.out_shape, t.x.dtype, mode)
-        return _evaluate(plan, lambda: compressed(t, plan.seeds, plan.mode))
+        return _evaluate(plan, lambda part: compressed(t, part.seeds, part.mode))
     return sparse_jacobian
 
 
@@ -338,15 +405,17 @@ def hessian(f: Callable[..., Any], argnums: int = 0) -> Callable[..., sp.csr_mat
             raise TypeError("hessian requires a function returning one scalar")
         _check_real_scalar(t.tape.avals[t.tape.outputs[0]].dtype)
         plan = hessian_plan(t.tape, t.tape.inputs[0], t.x.shape, t.x.dtype)
-        return _evaluate(plan, lambda: compressed(t, plan.seeds, "hvp"))
+        return _evaluate(plan, lambda part: compressed(t, part.seeds, "hvp"))
     return sparse_hessian
 
 
-def _evaluate(plan: Plan, product: Callable[[], Any], overwrite: bool = False
+def _evaluate(plan: Plan, product: Callable[[Plan], Any], overwrite: bool = False
               ) -> sp.csr_matrix:
+    """The derivative from ``product(part)``, the compressed product of each of
+    the plan's parts."""
     if plan.ncolors == 0 or plan.pattern.nnz == 0:
-        return sp.csr_matrix(plan.pattern.shape, dtype=plan.seeds.dtype)
-    return plan.assemble(product(), overwrite)
+        return sp.csr_matrix(plan.pattern.shape, dtype=plan.result_dtype)
+    return plan.assemble_parts([product(part) for part in plan.parts()], overwrite)
 
 
 # -- compiled --------------------------------------------------------------------
@@ -534,13 +603,16 @@ class CompiledSparse:
                  mode: str = "auto") -> sp.csr_matrix:
         _check_eager(args, kwargs, kind)
         plan = self.plan(kind, args, kwargs, mode)
-        if plan.ncolors == 0 or plan.pattern.nnz == 0:
-            return _evaluate(plan, lambda: None)
-        product = self.run(plan, args, kwargs)
-        # the product is an array of its own, which substitution may overwrite
-        out = plan.assemble(product, overwrite=True)
-        if plan.extra.get("form") == "single":
-            plan.extra[_BUFFER] = product  # the next call's (`_unbatched`)
+        products = {}
+
+        def product(part: Plan) -> Any:
+            products[id(part)] = self.run(part, args, kwargs)
+            return products[id(part)]
+        # each product is an array of its own, which substitution may overwrite
+        out = _evaluate(plan, product, overwrite=True)
+        for part in plan.parts():
+            if part.extra.get("form") == "single":
+                part.extra[_BUFFER] = products[id(part)]  # the next call's (`_unbatched`)
         return out
 
     def run(self, plan: Plan, args: Sequence[Any], kwargs: dict[str, Any]) -> Any:
@@ -665,7 +737,8 @@ class Sparsity:
             if colors is None:
                 return None
             return _count(colors) if self.jacobian.nnz else 0
-        out = {"columns": count(self.column_colors), "rows": count(self.row_colors)}
+        out = {"columns": count(self.column_colors), "rows": count(self.row_colors),
+               "jacobian": self.jacobian_plan.ncolors}  # the passes the kept plan takes
         if self.hessian is not None:
             out["hessian"] = self.hessian_plan.ncolors
         return out
@@ -685,6 +758,10 @@ class Sparsity:
                 f"{c['columns'] if c['columns'] is not None else '-'} column colors / "
                 f"{c['rows'] if c['rows'] is not None else '-'} row colors "
                 f"(lower bounds {lb['columns']} / {lb['rows']})")
+        if self.jacobian_mode == "fwd+rev":
+            passes = [f"{p.ncolors} {'forward' if p.mode == 'fwd' else 'reverse'}"
+                      for p in self.jacobian_plan.parts()]
+            text += f", split: {' + '.join(passes)} passes"
         if self.hessian is not None:
             text += (f"; hessian {self.hessian.nnz} nonzeros, {self.ncolors['hessian']} "
                      f"{self.hessian_coloring} colors (lower bound "
