@@ -419,6 +419,11 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto",
             pulled = built.get("rev") or vjp_tape(tape, [0], examples)
             jac, batched = batch_replay(pulled, shared + [(seeds, True)], n_out)[1]
             rows = jac if batched else fnp.broadcast_to(jac, (n_out,) + x.shape)
+            out_dtype = tape.avals[tape.outputs[0]].dtype
+            if out_dtype.kind == "f" and fnp.result_dtype(rows) != out_dtype:
+                # f's dtype in either mode: the pulled-back rows are
+                # cotangents of x, of x's dtype
+                rows = fnp.astype(rows, out_dtype)
             return _owned(fnp.reshape(rows, out_shape + x.shape))
         seeds = np.eye(n_in, dtype=x.dtype).reshape((n_in,) + x.shape)
         pushed = built.get("fwd") or jvp_tape(tape, [0], examples)

@@ -209,12 +209,44 @@ def _leaves(tree: Any) -> list[Any]:
     return [tree]
 
 
+def check_derivative_dtypes(f: Callable[..., Any], args: tuple) -> None:
+    """Each argument's cotangent has the argument's dtype and each output's
+    tangent the output's, as in JAX and autograd: a rule must not widen a
+    float32 derivative to float64 (a Python float in ``np.where``, a float64
+    constant)."""
+    out, pullback = fa.vjp(f, *args)
+    outs = _leaves(out)
+    if not outs or not all(np.asarray(o).dtype.kind in "fc" for o in outs):
+        return
+    ones = _like_tree(out, [np.ones(np.shape(o), np.asarray(o).dtype) for o in outs])
+    cotangents = pullback(ones)
+    for i, (arg, ct) in enumerate(zip(args, cotangents)):
+        if np.asarray(arg).dtype.kind in "fc":
+            assert np.asarray(ct).dtype == np.asarray(arg).dtype, (i, np.asarray(ct).dtype)
+    tangents = tuple(np.ones(np.shape(a), np.asarray(a).dtype) for a in args)
+    _, tangent_out = fa.jvp(f, args, tangents)
+    for o, t in zip(outs, _leaves(tangent_out)):
+        assert np.asarray(t).dtype == np.asarray(o).dtype, (np.asarray(t).dtype, np.asarray(o).dtype)
+
+
+def _like_tree(tree: Any, leaves: list[Any]) -> Any:
+    """``leaves`` in the tuple/list structure of ``tree`` (`_leaves`' inverse)."""
+    it = iter(leaves)
+
+    def build(t: Any) -> Any:
+        if isinstance(t, (tuple, list)):
+            return type(t)(build(x) for x in t)
+        return next(it)
+    return build(tree)
+
+
 def check_function(f: Callable[..., Any], args: tuple, order: int = 2,
                    oracle: Callable[..., Any] | None = None, seed: int = 0,
                    **tolerances: Any) -> fa.Tape:
     """Values against NumPy, then derivatives (forward and reverse) against
     central finite differences; second order only in float64.  Returns the tape."""
     tape = check_values(f, args, oracle)
+    check_derivative_dtypes(f, args)
     dtype = np.result_type(*args)
     fa.check_grads(f, args, order=order if dtype in DOUBLE else 1,
                    modes=("fwd", "rev"), seed=seed, **tolerances)

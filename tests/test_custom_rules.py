@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fastad as fa
+import fastad.extend
 from conftest import BACKENDS
 
 COMPILED = "c" if "c" in BACKENDS else "numpy"
@@ -425,3 +426,39 @@ def test_pytree_rules_that_give_the_wrong_structure_raise():
     h.defjvp(lambda primals, tangents: (h(*primals), np.cos(primals[0][0]) * tangents[0][0]))
     with pytest.raises(TypeError, match="structure"):
         fa.grad(lambda x: np.sum(h((x, x))[0]))(np.ones(3))
+
+
+@settings(max_examples=30, deadline=None)
+@given(dtype=st.sampled_from([np.float32, np.float64]),
+       widen=st.sampled_from(["float64 constant", "int array", "complex", "float32"]),
+       n=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_a_rules_cotangent_takes_its_inputs_dtype(dtype, widen, n, seed):
+    """A rule computing a cotangent in another dtype (a float64 constant,
+    integers, a complex intermediate) gives the input's dtype, eagerly and
+    compiled, with the rule's values rounded to it (JAX's rule: a cotangent
+    has its primal's dtype)."""
+    wrong = {"float64 constant": lambda g: g * np.float64(3.0),
+             "int array": lambda g: np.full(g.shape, 3, np.int64),
+             "complex": lambda g: (g * (3.0 + 0j)).astype(np.complex128),
+             "float32": lambda g: (g * 3.0).astype(np.float32)}[widen]
+
+    @fa.custom_vjp
+    def triple(x):
+        return x * 3.0
+    triple.defvjp(lambda x: (triple(x), None), lambda _, g: (wrong(g),))
+
+    @fa.primitive
+    def tripled(x):  # autograd's way
+        return x * 3.0
+    fa.extend.defvjp(tripled, lambda ans, x: wrong)
+
+    x = np.random.default_rng(seed).uniform(-1, 1, n).astype(dtype)
+    want = (np.asarray(wrong(x)).real + 3.0 * x).astype(dtype) if widen != "int array" \
+        else (3 + 3.0 * x).astype(dtype)
+    for f in (triple, tripled):
+        def loss(x):
+            return fa.numpy.sum(f(x) * x)
+        for grad in (fa.grad(loss), fa.jit(fa.grad(loss), backend=COMPILED)):
+            got = grad(x)
+            assert got.dtype == x.dtype
+            np.testing.assert_allclose(got, want, rtol=1e-6 if dtype == np.float32 else 1e-12)

@@ -587,6 +587,7 @@ def programs(draw, max_steps=6):
 def close(got, want, dtype, what):
     got, want = np.asarray(got), np.asarray(want)
     assert got.shape == want.shape, (what, got.shape, want.shape)
+    assert got.dtype == want.dtype, (what, got.dtype, want.dtype)
     rtol = RTOL[np.dtype(dtype)]
     scale = max(1.0, float(np.max(np.abs(want), initial=0.0, where=np.isfinite(want))))
     np.testing.assert_allclose(got, want, rtol=rtol, atol=rtol * scale, equal_nan=True,
@@ -676,6 +677,9 @@ def test_reverse_mode_agrees_with_forward_mode_and_finite_differences(prog, seed
     _, jv = fa.jvp(prog, args, v)
     # the caller owns what a transform returns: no read-only views of seeds
     assert_writeable(vjp_fn(w), jv, fa.grad(weighted_loss(prog, w), tuple(range(len(args))))(*args))
+    # a cotangent has its input's dtype, a tangent its output's (JAX's rule)
+    assert [np.asarray(c).dtype for c in vjp_fn(w)] == [x.dtype for x in args]
+    assert [np.asarray(t).dtype for t in jv] == [np.asarray(o).dtype for o in out]
     rev, fwd = _dot(vjp_fn(w), v), _dot(w, jv)
     rtol = RTOL[prog.dtype]
     scale = _dot([np.abs(c) for c in vjp_fn(w)], [np.abs(t) for t in v]) + abs(fwd)

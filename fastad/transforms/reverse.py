@@ -120,7 +120,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             for argnum, part in zip(wanted, joint(g, ans, *args, active=wanted, **params)):
                 if part is not None:
                     _accumulate(adjoint, ins.ins[argnum],
-                                _real_if_real(builder, ins.ins[argnum], part))
+                                _conformed(builder, ins.ins[argnum], part))
         for argnum, slot in enumerate(ins.ins if joint is None else ()):
             if slot not in active:
                 continue
@@ -138,16 +138,14 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
                 continue
             if strong_zero and prim.elementwise_partials:
                 part = fnp.where(g == 0, 0.0, prim.elementwise_partials[argnum](g, ans, *args))
-                _accumulate(adjoint, slot, _real_if_real(
+                _accumulate(adjoint, slot, _conformed(
                     builder, slot, fnp.unbroadcast(part, fnp.shape(args[argnum]))))
                 continue
             # (a primitive with no derivative has no active result, so no g)
             rule = vjps[argnum] if argnum < len(vjps) else prim.vjp_rule(argnum)
             if rule is None:
                 continue
-            ct = rule(g, ans, *args, **params)
-            if type(ct) not in _PLAIN_REAL or ct.dtype.kind == "c":
-                ct = _real_if_real(builder, slot, ct)
+            ct = _conformed(builder, slot, rule(g, ans, *args, **params))
             previous = adjoint.get(slot)
             adjoint[slot] = ct if previous is None else previous + ct
             ct = previous = None
@@ -199,15 +197,25 @@ class ReleasedValueRead(Exception):
     contents; the caller traces again without releasing (`Builder.release`)."""
 
 
-def _real_if_real(builder: Builder, slot: int, contribution: Any) -> Any:
-    """The cotangent of a real slot is real: a complex contribution (a real x
-    times a complex y) keeps its real part, the transpose of embedding the
-    reals in the complex numbers under the pairing Re(ct * t)."""
-    if type(contribution) in _PLAIN_REAL and contribution.dtype.kind != "c":
+def _conformed(builder: Builder, slot: int, contribution: Any) -> Any:
+    """A cotangent has its primal's dtype, as a tangent has (`forward`).  The
+    cotangent of a real slot is real: a complex contribution (a real x times
+    a complex y) keeps its real part, the transpose of embedding the reals in
+    the complex numbers under the pairing Re(ct * t).  A float32 slot's
+    cotangent is float32 however a rule computed it (a Python float in a
+    ``where``, a float64 table of ``interp``, a user's rule, the integer
+    ``bincount`` of no weights at all), and a float64
+    slot read through ``astype(float32)`` gets a float64 one, as in JAX."""
+    want = builder.tape.avals[slot].dtype
+    if type(contribution) in _PLAIN_REAL and contribution.dtype is want:
         return contribution  # the sweep's common case, on plain values
-    if builder.tape.avals[slot].dtype.kind != "c" and fnp.iscomplexobj(contribution):
-        return fnp.real(contribution)
-    return contribution
+    got = fnp.result_dtype(contribution)
+    if got == want or want.kind not in "fc":
+        return contribution
+    if want.kind != "c" and got.kind == "c":
+        contribution = fnp.real(contribution)
+    return fnp.astype(contribution, want) if fnp.result_dtype(contribution) != want \
+        else contribution
 
 
 _PLAIN_REAL = (np.ndarray, np.float64, np.float32)
