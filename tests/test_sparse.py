@@ -506,6 +506,27 @@ def test_other_arguments_and_argnums():
     close(g.hessian(a, x, sparse=True, scale=2.0), want)
 
 
+@pytest.mark.parametrize("wrap", [lambda v: {"a": v}, lambda v: (v,), lambda v: [{"w": v}]],
+                         ids=["dict", "tuple", "nested"])
+def test_a_pytree_of_one_array_is_that_array_eagerly_and_compiled(wrap):
+    unwrap = lambda t: t["a"] if isinstance(t, dict) else (t[0] if isinstance(t, tuple)  # noqa: E731
+                                                            else t[0]["w"])
+    x = np.linspace(-1, 1, 12)
+    jac = lambda t: np.sin(unwrap(t)[1:]) * unwrap(t)[:-1]  # noqa: E731
+    loss = lambda t: np.sum(jac(t) ** 2)  # noqa: E731
+    want_j = np.asarray(fa.jacobian(lambda v: jac(wrap(v)))(x))
+    want_h = np.asarray(fa.hessian(lambda v: loss(wrap(v)))(x))
+    close(fa.jacobian(jac, sparse=True)(wrap(x)), want_j)
+    close(fa.jit(jac, backend=COMPILED).jacobian(wrap(x), sparse=True), want_j)
+    close(fa.hessian(loss, sparse=True)(wrap(x)), want_h)
+    close(fa.compile(loss, backend=COMPILED).hessian(wrap(x), sparse=True), want_h)
+    two = lambda t: t["a"] * t["b"]  # noqa: E731
+    for call in (lambda: fa.jacobian(two, sparse=True)({"a": x, "b": x}),
+                 lambda: fa.jit(two, backend=COMPILED).jacobian({"a": x, "b": x}, sparse=True)):
+        with pytest.raises(TypeError, match="one array argument"):
+            call()
+
+
 def test_sparsity_reports_colors_and_bounds():
     s = fa.sparsity(collocation)(np.ones(100))
     assert s.jacobian.shape == (99, 100) and s.hessian is None

@@ -440,10 +440,14 @@ def _lifted_tape(f: Callable[..., Any], argnums: int, args: Sequence[Any],
         new_args = []
         for i, arg in enumerate(args):
             if i == argnums:
-                x = check_leaf(arg, f"argument {i}")
+                # a pytree of one array is that array, as eagerly (`_trace`)
+                leaves, tree = pytree.flatten(arg)
+                if len(leaves) != 1:
+                    raise TypeError(_ONE_ARRAY)
+                x = check_leaf(leaves[0], f"argument {i}")
                 tx = builder.new_input(x)
                 wrt, x_shape, dtype = tx.slot, tuple(np.shape(x)), np.result_type(x)
-                new_args.append(builder.tracer(tx.slot))
+                new_args.append(pytree.unflatten(tree, [builder.tracer(tx.slot)]))
                 continue
             leaves, tree = pytree.flatten(arg)
             new_args.append(pytree.unflatten(tree, [lift(v, f"argument {i}") for v in leaves]))
