@@ -105,23 +105,23 @@ def test_an_arrowhead_jacobian_on_each_backend(backend):
 
 
 def test_the_checker_rejects_a_split_whose_products_mix_nonzeros():
-    rng = np.random.default_rng(0)
     n = 200
-    reads = np.arange(n)
-    f = lambda x: fnp.concatenate([x[1:] * x[:-1], fnp.sum(x[reads] ** 2)[None],  # noqa: E731
+    f = lambda x: fnp.concatenate([x[1:] * x[:-1] * x[0], fnp.sum(x ** 2)[None],  # noqa: E731
                                    fnp.sum(fnp.sin(x))[None]])
-    x = rng.uniform(-1, 1, n)
-    plan = fa.sparsity(f)(x).jacobian_plan
-    split = plan.extra["split"]
-    assert bidirectional.is_valid(plan.pattern, split)
-    dense_rows = np.flatnonzero(split.row_colors >= 0)
-    assert dense_rows.size == 2
+    x = np.random.default_rng(0).uniform(-1, 1, n)
+    pattern = fa.sparsity(f)(x).jacobian
+    dense = np.zeros(pattern.shape[0], bool)
+    dense[-2:] = True
+    split = bidirectional._dense_rows_reverse(pattern, dense)
+    assert bidirectional.is_valid(pattern, split)
     merged = bidirectional.Split(split.column_colors, split.row_colors.copy(), split.forward)
-    merged.row_colors[dense_rows] = 0  # two rows sharing every column in one pass
-    assert not bidirectional.is_valid(plan.pattern, merged)
+    merged.row_colors[-2:] = 0  # two rows sharing every column in one pass
+    assert not bidirectional.is_valid(pattern, merged)
     unseeded = bidirectional.Split(split.column_colors.copy(), split.row_colors, split.forward)
     unseeded.column_colors[:] = -1
-    assert not bidirectional.is_valid(plan.pattern, unseeded)
+    assert not bidirectional.is_valid(pattern, unseeded)
+    mixed = bidirectional.Split(np.zeros(n, np.int64), split.row_colors, split.forward)
+    assert not bidirectional.is_valid(pattern, mixed)  # one color for all the columns
 
 
 def test_one_direction_is_kept_where_no_line_is_dense():
@@ -131,3 +131,40 @@ def test_one_direction_is_kept_where_no_line_is_dense():
     plan = fa.sparsity(f)(x).jacobian_plan
     assert plan.mode in ("fwd", "rev") and plan.ncolors == 2
     assert plan.parts() == (plan,)
+
+
+def test_more_dense_lines_than_hubs_are_not_split_off():
+    """Beyond `coloring.HUB_COUNT` dense rows, coloring them among themselves
+    would cost k^2 n steps: the plan keeps one direction, in time."""
+    import scipy.sparse as sp
+    from fastad.sparse import coloring
+    n, k = 3000, coloring.HUB_COUNT + 10
+    band = sp.eye(n, format="csr", dtype=bool)
+    dense = sp.csr_matrix(np.ones((k, n), bool))
+    pattern = sp.vstack([band, dense], format="csr")
+    assert bidirectional.best_split(pattern) is None
+    few = sp.vstack([band, dense[:3]], format="csr")
+    split = bidirectional.best_split(few)
+    assert split is not None and split.ncolors == 4 and bidirectional.is_valid(few, split)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_float64_function_of_float32_x_keeps_float64_forward_entries(backend):
+    """Every form of the compiled product (side by side, one call per seed,
+    shared part and seeds) gives the forward entries in f's dtype."""
+    n = 5000
+
+    def f(x):
+        v = x.astype(np.float64)
+        return fnp.concatenate([v[1:] * fnp.sin(v[:-1]) * v[0], (fnp.sum(v ** 2) * v[-1])[None]])
+    x = np.random.default_rng(1).uniform(-1, 1, n).astype(np.float32)
+    want = np.asarray(fa.jacobian(f, mode="fwd")(x))
+    j = fa.jit(f, backend=backend)
+    plan = fa.sparsity(f)(x).jacobian_plan
+    assert plan.mode == "fwd+rev"
+    forward = plan.extra["split"].forward
+    for _ in range(8):  # each form timed, then the faster kept
+        got = j.jacobian(x, sparse=True)
+        assert got.dtype == np.float64
+        rows = np.repeat(np.arange(got.shape[0]), np.diff(got.indptr))
+        np.testing.assert_array_equal(got.data[forward], want[rows, got.indices][forward])

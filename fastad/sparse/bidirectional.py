@@ -44,23 +44,29 @@ class Split:
 
     @property
     def ncolors(self) -> int:
-        """Passes in all: forward colors plus reverse colors."""
-        return sum(int(c.max(initial=-1)) + 1 for c in (self.column_colors, self.row_colors))
+        """Passes in all: forward colors plus reverse colors (none for a
+        direction that gives no nonzero)."""
+        return sum(int(c.max(initial=-1)) + 1 for c, gives in
+                   ((self.column_colors, self.forward.any()),
+                    (self.row_colors, not self.forward.all())) if gives)
 
 
 def entries(pattern: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     """The canonical CSR pattern of the nonzeros ``keep`` (bool, one per stored
     nonzero) of a canonical CSR pattern, in the same shape and order."""
-    m = pattern.shape[0]
-    counts = np.bincount(np.repeat(np.arange(m), np.diff(pattern.indptr))[keep], minlength=m)
-    indptr = np.concatenate([[0], np.cumsum(counts)]).astype(pattern.indptr.dtype)
-    return sp.csr_matrix((np.ones(int(keep.sum()), bool), pattern.indices[keep], indptr),
-                         shape=pattern.shape)
+    kept = sp.csr_matrix((keep, pattern.indices, pattern.indptr), shape=pattern.shape,
+                         copy=True)  # (eliminate_zeros compacts its arrays in place)
+    kept.eliminate_zeros()
+    return kept
+
+
+def _rows(pattern: sp.csr_matrix) -> np.ndarray:
+    """The row of each stored nonzero."""
+    return np.repeat(np.arange(pattern.shape[0], dtype=np.int64), np.diff(pattern.indptr))
 
 
 def _dense_rows_reverse(pattern: sp.csr_matrix, dense: np.ndarray) -> Split:
-    rows = np.repeat(np.arange(pattern.shape[0]), np.diff(pattern.indptr))
-    forward = ~dense[rows]
+    forward = ~dense[_rows(pattern)]
     columns = coloring.column_coloring(entries(pattern, forward))
     reverse = coloring.row_coloring(entries(pattern, ~forward))
     reverse[~dense] = -1
@@ -77,13 +83,14 @@ def _dense_columns_forward(pattern: sp.csr_matrix, dense: np.ndarray) -> Split:
 def best_split(pattern: sp.csr_matrix) -> Split | None:
     """The split with fewer passes, of the dense rows taken in reverse and the
     dense columns taken forward; None when no row or column is dense."""
-    m, n = pattern.shape
-    dense_rows = coloring.hubs(np.diff(pattern.indptr))
-    dense_columns = coloring.hubs(np.bincount(pattern.indices, minlength=n))
+    dense_rows = coloring.dense(np.diff(pattern.indptr))
+    dense_columns = coloring.dense(np.bincount(pattern.indices, minlength=pattern.shape[1]))
     found = []
-    if dense_rows.any():
+    # (beyond `coloring.HUB_COUNT` dense lines, coloring them among themselves
+    # would cost k^2 n steps: the one-directional colorings are left)
+    if 0 < np.count_nonzero(dense_rows) <= coloring.HUB_COUNT:
         found.append(_dense_rows_reverse(pattern, dense_rows))
-    if dense_columns.any():
+    if 0 < np.count_nonzero(dense_columns) <= coloring.HUB_COUNT:
         found.append(_dense_columns_forward(pattern, dense_columns))
     return min(found, key=lambda s: s.ncolors, default=None)
 
@@ -92,19 +99,16 @@ def is_valid(pattern: sp.csr_matrix, split: Split) -> bool:
     """Every nonzero alone in its product: a forward one at (row, its column's
     color) among the seeded columns, a reverse one at (its row's color,
     column) among the seeded rows, and every seeded line's color >= 0."""
-    rows = np.repeat(np.arange(pattern.shape[0], dtype=np.int64), np.diff(pattern.indptr))
-    cols = pattern.indices.astype(np.int64)
+    rows, cols = _rows(pattern), pattern.indices.astype(np.int64)
     cc, rc = split.column_colors, split.row_colors
     f, r = split.forward, ~split.forward
     if np.any(cc[cols[f]] < 0) or np.any(rc[rows[r]] < 0):
         return False
-    seeded = cc[cols] >= 0  # every seeded nonzero of a row adds into its color
-    width = int(cc.max(initial=0)) + 1
-    fkeys = rows[seeded] * width + cc[cols[seeded]]
-    seeded_r = rc[rows] >= 0
-    height = int(rc.max(initial=0)) + 1
-    rkeys = cols[seeded_r] * height + rc[rows[seeded_r]]
-    fcount = dict(zip(*np.unique(fkeys, return_counts=True)))
-    rcount = dict(zip(*np.unique(rkeys, return_counts=True)))
-    return (all(fcount[k] == 1 for k in rows[f] * width + cc[cols[f]])
-            and all(rcount[k] == 1 for k in cols[r] * height + rc[rows[r]]))
+
+    def alone(line: np.ndarray, color: np.ndarray, given: np.ndarray) -> bool:
+        # every seeded nonzero of a line adds into its product at its color
+        seeded = color >= 0
+        keys = line * (int(color.max(initial=0)) + 1) + color
+        found, counts = np.unique(keys[seeded], return_counts=True)
+        return bool(np.all(counts[np.searchsorted(found, keys[given])] == 1))
+    return alone(rows, cc[cols], f) and alone(cols, rc[rows], r)

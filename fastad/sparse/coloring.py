@@ -243,6 +243,13 @@ HUB_DEGREE = 16
 HUB_COUNT = 256
 
 
+def dense(degree: np.ndarray) -> np.ndarray:
+    """bool (n,): the degrees above `HUB_DEGREE` times both the mean degree and 8."""
+    if degree.size == 0:
+        return np.zeros(0, np.bool_)
+    return degree > HUB_DEGREE * max(8.0, float(degree.mean()))
+
+
 def hubs(degree: np.ndarray) -> np.ndarray:
     """The vertices the star and acyclic colorings give colors of their own
     (bool (n,)): those whose degree passes `HUB_DEGREE` times both the mean
@@ -253,13 +260,10 @@ def hubs(degree: np.ndarray) -> np.ndarray:
     at 10^5); a hub's color held by it alone makes the walk through it
     needless, for a color per hub (an arrowhead's star coloring has those
     2 colors either way)."""
-    n = degree.size
-    hub = np.zeros(n, np.bool_)
-    if n == 0:
-        return hub
-    threshold = HUB_DEGREE * max(8.0, float(degree.mean()))
-    candidates = np.flatnonzero(degree > threshold)
+    hub = dense(degree)
+    candidates = np.flatnonzero(hub)
     if candidates.size > HUB_COUNT:
+        hub[:] = False
         candidates = candidates[np.argsort(-degree[candidates], kind="stable")[:HUB_COUNT]]
     hub[candidates] = True
     return hub

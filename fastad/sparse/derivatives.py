@@ -150,10 +150,11 @@ def jacobian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], out_shape: tup
         # colors (a scalar f's one dense row would cost n^2 steps to color
         # by columns)
         split = bidirectional.best_split(pat)
-        best = split.ncolors if split is not None else None
         bounds = {"fwd": coloring.lower_bound(pat, 1), "rev": coloring.lower_bound(pat, 0)}
+        best = None  # the fewest colors of one direction so far
         for side in sorted(bounds, key=bounds.get):
-            if best is not None and bounds[side] >= best:
+            if (best is not None and bounds[side] >= best) or (
+                    split is not None and bounds[side] > split.ncolors):
                 continue
             colors = coloring.column_coloring(pat) if side == "fwd" else \
                 coloring.row_coloring(pat)
@@ -162,8 +163,8 @@ def jacobian_plan(tape: Tape, wrt: int, x_shape: tuple[int, ...], out_shape: tup
             else:
                 rows = colors
             best = _count(colors) if best is None else min(best, _count(colors))
-        if split is not None and best < split.ncolors:
-            split = None
+        if split is not None and best is not None and best <= split.ncolors:
+            split = None  # one direction, one product, on a tie
         mode = "fwd" if rows is None or (cols is not None and _count(cols) <= _count(rows)) \
             else "rev"
     if split is not None:
@@ -667,9 +668,11 @@ class CompiledSparse:
         # cost 0.3-0.4 of the 3-D stencil's 4.6 ms at n = 10^5 on the C VM
         # (one thread), the kept one being mapped and partly in cache
         out = plan.extra.pop(_BUFFER, None)
+        # f's dtype for a Jacobian's forward products (a float32 x, a float64 f)
+        dtype = np.result_type(plan.result_dtype, seeds.dtype)
         if (not isinstance(out, np.ndarray) or out.shape != (len(seeds), size)
-                or out.dtype != seeds.dtype or not out.flags.writeable):
-            out = np.empty((len(seeds), size), dtype=seeds.dtype)
+                or out.dtype != dtype or not out.flags.writeable):
+            out = np.empty((len(seeds), size), dtype=dtype)
         for k in range(len(seeds)):
             out[k] = one(*args, seeds[k], **kwargs)
         return out

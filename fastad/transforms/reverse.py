@@ -84,6 +84,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             _accumulate(adjoint, out.slot, ct)
 
     instrs, consts, values = builder.tape.instrs, builder.tape.consts, builder.values
+    avals = builder.tape.avals
     large = tracer_module.RELEASE_BYTES
     # an eager gradient's trace that held large values: let go of each once the
     # last rule that reads it has run, not only once its definition is reached
@@ -145,7 +146,9 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
             rule = vjps[argnum] if argnum < len(vjps) else prim.vjp_rule(argnum)
             if rule is None:
                 continue
-            ct = _conformed(builder, slot, rule(g, ans, *args, **params))
+            ct = rule(g, ans, *args, **params)
+            if type(ct) not in _PLAIN_REAL or ct.dtype is not avals[slot].dtype:
+                ct = _conformed(builder, slot, ct)
             previous = adjoint.get(slot)
             adjoint[slot] = ct if previous is None else previous + ct
             ct = previous = None
