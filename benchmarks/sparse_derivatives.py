@@ -36,6 +36,10 @@ Workloads (n variables):
                row and column; not tuned for)
   collocation  trapezoidal collocation residuals of x' = -x^3 + sin t,
                Jacobian (n-1 x n, bidiagonal)
+  freetime     the same with a free final time (a dense column) and an
+               integral constraint (a dense row), Jacobian (n-1 x n): taken
+               by forward and reverse passes together (the colors column:
+               passes in all; the bound: the one-directional colorings')
 
 Each line: the time of ``fa.sparsity`` (trace, pattern, coloring), the
 colors and the lower bound (the most nonzeros in a row), the best of
@@ -241,6 +245,18 @@ def collocation(x, xp=np):
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
 
 
+def freetime(x, xp=np):
+    """Trapezoidal collocation of s' = -s^3 + sin(s) with a free final time
+    (the last variable, read by every residual: a dense column) and an
+    integral constraint (a dense row): about n colors in either direction,
+    a few split between both (`fastad.sparse.bidirectional`)."""
+    s, t = x[:-1], x[-1]
+    h = t / (s.size - 1)
+    rhs = -s ** 3 + xp.sin(s)
+    r = s[1:] - s[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
+    return xp.concatenate([r, (h * xp.sum(s ** 2) - 1.0)[None]])
+
+
 def casadi_workload(name, x, ca):
     """The workload in CasADi's symbolic API, on its symbol x (n x 1): the
     objective (a scalar) or the residuals.  CasADi's reshape is column-major:
@@ -324,6 +340,12 @@ def casadi_workload(name, x, ca):
         return ca.sum1((3.0 - 4.0 * x[:n - 4]) ** 2
                        + (x[:n - 4] ** 2 + 2 * x[1:n - 3] ** 2 + 3 * x[2:n - 2] ** 2
                           + 4 * x[3:n - 1] ** 2 + 5 * x[n - 1] ** 2) ** 2)
+    if name == "freetime":
+        s, t = x[:n - 1], x[n - 1]
+        h = t / (n - 2)
+        rhs = -s ** 3 + ca.sin(s)
+        r = s[1:] - s[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
+        return ca.vertcat(r, h * ca.sum1(s ** 2) - 1.0)
     h = 0.01
     rhs = -x ** 3 + np.sin(np.arange(n) * h)
     return x[1:] - x[:-1] - 0.5 * h * (rhs[1:] + rhs[:-1])
@@ -371,7 +393,7 @@ WORKLOADS = {"rosenbrock": (rosenbrock, "hessian"), "grid": (grid, "hessian"),
              "broyden": (broyden, "hessian"), "rodchain": (rodchain, "hessian"),
              "plaplace": (plaplace, "hessian"), "rods": (rods, "hessian"),
              "diag9": (diag9, "hessian"), "bdqrtic": (bdqrtic, "hessian"),
-             "collocation": (collocation, "jacobian")}
+             "collocation": (collocation, "jacobian"), "freetime": (freetime, "jacobian")}
 
 
 #: the clock of `best`: wall time, or with --clock cpu the process's CPU time
@@ -433,6 +455,8 @@ def run(sizes, backends, repeats, out, with_casadi=True, workloads=tuple(WORKLOA
             detect = CLOCK() - start
             if kind == "hessian":
                 colors, bound = s.ncolors["hessian"], s.lower_bounds["hessian"]
+            elif s.jacobian_mode == "fwd+rev":  # passes in all; the one-directional bound
+                colors, bound = s.ncolors["jacobian"], min(s.lower_bounds.values())
             else:
                 side = "columns" if s.jacobian_mode == "fwd" else "rows"
                 colors, bound = s.ncolors[side], s.lower_bounds[side]
