@@ -70,10 +70,28 @@ def check_leaf(x: Any, where: str) -> Any:
         x = x.astype(x.dtype.newbyteorder("="))
     _check_precision(x, where)
     if x.dtype not in _INEXACT:
-        raise TypeError(f"{where}: expected a float64 or float32 (or complex128, complex64) "
-                        f"array, got dtype {x.dtype}; integers have no derivative: convert with "
-                        ".astype(float)")
+        raise TypeError(_not_inexact(where, x.dtype))
     return x
+
+
+def differentiable_leaf(x: Any, where: str) -> Any:
+    """`check_leaf` of a leaf to differentiate with respect to, which an
+    integer or boolean argument of a compiled function (a tracer of integer
+    data) is not: refused as eagerly, where the value itself arrives (vmap
+    takes such tracers as data leaves through `check_leaf`)."""
+    if isinstance(x, Tracer):
+        kind = x.dtype.kind
+        if kind == "b" and type(x.value) is not np.ndarray:
+            raise TypeError(f"{where}: cannot differentiate with respect to a bool")
+        if kind in "biu" and type(x.value) is np.ndarray:
+            raise TypeError(_not_inexact(where, x.dtype))
+        return x
+    return check_leaf(x, where)
+
+
+def _not_inexact(where: str, dtype: np.dtype) -> str:
+    return (f"{where}: expected a float64 or float32 (or complex128, complex64) array, got "
+            f"dtype {dtype}; integers have no derivative: convert with .astype(float)")
 
 
 class Recorded:
@@ -137,7 +155,7 @@ def record(f: Callable[..., Any], args: Sequence[Any], argnums: tuple[int, ...],
                 leaves, tree = [arg], pytree.LEAF
             else:
                 leaves, tree = pytree.flatten(arg)
-            leaves = [check_leaf(v, f"argument {i}") for v in leaves]
+            leaves = [differentiable_leaf(v, f"argument {i}") for v in leaves]
             tracers = [builder.new_input(v) for v in leaves]
             new_args[i] = builder.tracer(tracers[0].slot) if tree is pytree.LEAF else \
                 pytree.unflatten(tree, [builder.tracer(t.slot) for t in tracers])
