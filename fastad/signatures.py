@@ -21,6 +21,7 @@ import numpy as np
 from . import locks
 from .core import pytree
 from .api import gradient_of_scalar, plain_array, unpack_grads
+from .core.arrays import is_foreign_array
 from .recorded import Recorded
 from .core.errors import TapeError, TracingError
 from .core.watched import WatchedArray
@@ -53,10 +54,15 @@ def static_key(leaf: Any) -> Any:
         return ("array", leaf.dtype.str, leaf.shape, leaf.tobytes())
     try:
         hash(leaf)
-    except TypeError:
+    except (TypeError, ValueError):  # (a writable memoryview's is a ValueError)
         raise TypeError(f"a non-float argument of type {type(leaf).__name__} is compiled in as a "
                         "constant and must be hashable; pass it through a closure instead") from None
     return ("value", type(leaf), leaf)
+
+
+class ForeignArrays(Exception):
+    """An argument holds another library's array (`core.arrays.is_foreign_array`):
+    the caller reads the arguments as NumPy arrays and splits them again."""
 
 
 class ClosedOverTracer(TracingError):
@@ -264,6 +270,8 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
             dynamic.append(leaf)
             parts.append(leaf_key(leaf))
         else:
+            if is_foreign_array(leaf):
+                raise ForeignArrays
             parts.append(static_key(leaf))
     return tree, tuple(parts)
 

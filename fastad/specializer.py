@@ -26,6 +26,7 @@ import numpy as np
 
 from . import backends, capture_walk, captures, custom_rules, draws, locks
 from .core import pytree
+from .core.arrays import foreign_arrays_read
 from .recorded import Recorded, check_leaf
 from .backends import fallback, reference
 from .core.errors import SignatureError, TapeError
@@ -36,6 +37,7 @@ from .signatures import (
     MAX_TRACES_PER_SIGNATURE,
     NO_SHORTCUT,
     ClosedOverTracer,
+    ForeignArrays,
     Entry,
     Shortcut,
     Structure,
@@ -302,6 +304,10 @@ class Specializer:
                 return self._general(args, grads_only, kwargs)
             except IntValueNeeded as need:
                 self._key_by_value(need)
+            except ForeignArrays:  # read as NumPy arrays, as eagerly
+                args = foreign_arrays_read(args)
+                if kwargs:
+                    kwargs = dict(zip(kwargs, foreign_arrays_read(tuple(kwargs.values()))))
 
     def _key_by_value(self, need: IntValueNeeded) -> None:
         """A trace used the value of integer arguments taken as data: key them

@@ -62,6 +62,49 @@ def is_made_here(array: Any) -> bool:
     return _made.get(id(array)) is array
 
 
+def is_foreign_array(x: Any) -> bool:
+    """Another library's array: a type with ``__array__``, ``shape`` and
+    ``dtype``, not NumPy's (arrays, scalars), nor fastad's own, nor a lazy
+    dask array, whose conversion would compute it."""
+    cls = type(x)
+    return (hasattr(cls, "__array__") and not isinstance(x, (np.ndarray, np.generic))
+            and cls.__module__.partition(".")[0] not in ("fastad", "dask")
+            and hasattr(x, "shape") and hasattr(x, "dtype"))
+
+
+def _foreign_array(x: Any, where: str) -> Any:
+    """``np.asarray(x)`` of another library's array (`is_foreign_array`);
+    anything else as it is."""
+    if not is_foreign_array(x):
+        return x
+    cls = type(x)
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # a tensor that requires grad, an array on a GPU
+        raise TypeError(f"{where}: cannot read {cls.__module__}.{cls.__qualname__} as a NumPy "
+                        f"array ({exc}); pass a NumPy array") from None
+
+
+def foreign_arrays_read(args: tuple) -> tuple:
+    """``args`` with other libraries' arrays (`_foreign_array`), as arguments
+    or in dicts, lists and tuples, read as NumPy arrays; ``args`` itself when
+    it holds none (a compiled function's call not taken by its shortcut)."""
+    def read(a: Any) -> Any:
+        kind = type(a)
+        if kind is np.ndarray or kind is float or kind is int or isinstance(a, np.ndarray):
+            return a
+        if kind is dict:
+            values = foreign_arrays_read(tuple(a.values()))
+            return a if all(v is w for v, w in zip(values, a.values())) else \
+                dict(zip(a, values))
+        if kind is list or kind is tuple:
+            items = foreign_arrays_read(tuple(a))
+            return a if all(v is w for v, w in zip(items, a)) else kind(items)
+        return _foreign_array(a, "argument")
+    out = tuple(read(a) for a in args)
+    return args if all(v is w for v, w in zip(out, args)) else out
+
+
 def plain_array(x: Any, where: str) -> Any:
     """``x`` as a plain ndarray: every transformation and compiled function
     computes with plain arrays, so an instance of an ndarray subclass is read
@@ -70,9 +113,13 @@ def plain_array(x: Any, where: str) -> Any:
     with a TypeError when it does, since its meaning would be silently lost:
     masked arrays (the masked elements would count), np.matrix (``*`` is a
     matrix product, results stay 2-D), and any subclass with its own
-    ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays)."""
-    if not isinstance(x, np.ndarray) or type(x) is np.ndarray:
+    ``__array_ufunc__`` or ``__array_function__`` (units, lazy arrays).
+    Another library's array (a jax.Array, a CPU torch.Tensor, an xarray
+    DataArray: `_foreign_array`) is read as the ndarray ``np.asarray`` gives."""
+    if type(x) is np.ndarray:
         return x
+    if not isinstance(x, np.ndarray):
+        return _foreign_array(x, where)
     if type(x) is WatchedArray:  # a captured array of an enclosing trace: its values read
         return x.read_values()
     if isinstance(x, np.ma.MaskedArray):
