@@ -20,7 +20,7 @@ from .core.arrays import plain_array
 from .core.tape import Tape
 from .core.tracer import Tracer, replay
 from .data_arguments import Lending, WroteIntoData
-from .recorded import Aux, Recorded, _owned, check_leaf, finish, record, tape_of
+from .recorded import Aux, Recorded, _owned, differentiable_leaf, finish, record, tape_of
 from .transforms.reverse import backward
 from .tree_jacobian import is_array, tree_jacobian
 from .numpy._array_type import arrays_out, as_arrays, given_arrays
@@ -265,8 +265,12 @@ def vjp(f: Callable[..., Any], *primals: Any, has_aux: bool = False) -> Any:
 def _cotangent_like(ct: Any, out: Any, what: str = "cotangent", of: str = "an output") -> Any:
     """``ct`` as the (co)tangent of ``out``: of its shape and dtype."""
     value = out.value if isinstance(out, Tracer) else out
+    dtype = np.result_type(value)
     if not isinstance(ct, Tracer):
-        ct = np.asarray(plain_array(ct, what), dtype=np.result_type(value))
+        ct = np.asarray(plain_array(ct, what), dtype=dtype)
+    elif ct.dtype != dtype:  # traced as a plain one is converted (a complex one's real part)
+        from . import numpy as fnp
+        ct = fnp.astype(fnp.real(ct) if dtype.kind != "c" else ct, dtype)
     if tuple(np.shape(ct)) != np.shape(value):
         raise ValueError(f"{what} of shape {tuple(np.shape(ct))} for {of} of shape "
                          f"{np.shape(value)}")
@@ -292,7 +296,7 @@ def jvp(f: Callable[..., Any], primals: Sequence[Any], tangents: Sequence[Any],
             if tree_p != tree_t:
                 raise TypeError(f"jvp: tangent {i} does not have the structure of primal {i}")
             flat_t += leaves_t
-        flat_t = [_cotangent_like(check_leaf(t, "tangent"), x, "tangent", "a primal")
+        flat_t = [_cotangent_like(differentiable_leaf(t, "tangent"), x, "tangent", "a primal")
                   for t, x in zip(flat_t, rec.inputs)]
         return forward(rec.builder, len(rec.builder.tape.instrs), rec.inputs, flat_t,
                        rec.out_leaves)

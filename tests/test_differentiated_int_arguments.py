@@ -98,3 +98,32 @@ def test_compile_refuses_an_integer_array_to_differentiate(x):
         fa.compile(_loss, backend=COMPILED)(x)
     with pytest.raises(TypeError, match="integers have no derivative"):
         fa.grad(_loss)(x)
+
+
+TANGENTS = {"float64": np.ones(3), "float32": np.ones(3, np.float32),
+            "int": np.ones(3, np.int64), "bool": np.ones(3, bool), "complex": np.ones(3) + 0.5j,
+            "wrong shape": np.ones(4), "scalar": 1.0}
+
+
+@pytest.mark.parametrize("mode", ["jvp", "vjp"])
+@pytest.mark.parametrize("kind", sorted(TANGENTS))
+def test_tangents_and_cotangents_of_other_dtypes_compiled_as_eagerly(mode, kind):
+    """A (co)tangent of another dtype is converted to the primal's (output's)
+    dtype, a complex one to its real part, or refused, the same way eagerly
+    and compiled."""
+    x, t = np.linspace(0.0, 1.0, 3), TANGENTS[kind]
+
+    def run(x, t):
+        if mode == "jvp":
+            return fa.jvp(_vector, (x,), (t,))[1]
+        return fa.vjp(_vector, x)[1](t)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        outcomes = []
+        for f in (run, fa.jit(run, backend=COMPILED)):
+            try:
+                out = np.asarray(f(x, t))
+                outcomes.append((out.dtype, out.shape, out.tolist()))
+            except (TypeError, ValueError) as exc:
+                outcomes.append((type(exc), str(exc)))
+    assert outcomes[0] == outcomes[1]
