@@ -235,7 +235,8 @@ def _like_tree(tree: Any, leaves: list[Any]) -> Any:
 
     def build(t: Any) -> Any:
         if isinstance(t, (tuple, list)):
-            return type(t)(build(x) for x in t)
+            items = [build(x) for x in t]
+            return type(t)(*items) if hasattr(t, "_fields") else type(t)(items)  # (namedtuples)
         return next(it)
     return build(tree)
 
