@@ -31,6 +31,10 @@ def tree_jacobian(array_jacobian: Callable[..., Callable[..., Any]], f: Callable
     Jacobian of a function of one vector returning one vector)."""
     from .misc import flatten
     from . import numpy as fnp
+    from .recorded import differentiable_leaf
+    for i in nums:  # what grad refuses, with grad's message (not flatten's)
+        for leaf in pytree.flatten(args[i])[0]:
+            differentiable_leaf(leaf, f"argument {i}")
     vector, unflatten = flatten(tuple(args[i] for i in nums))
     results: list[Any] = []  # the result's structure and leaf shapes, seen while tracing
 
