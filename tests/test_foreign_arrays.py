@@ -101,3 +101,22 @@ def test_jax_arrays_where_jax_is_installed():
         got = f(jnp.asarray(x, dtype=jnp.float32))
         assert np.asarray(got).dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+Pair = __import__("collections").namedtuple("Pair", "a b")
+
+
+@pytest.mark.parametrize("wrap", [lambda a, b: Pair(a, b), lambda a, b: [a, (b,)],
+                                  lambda a, b: {"a": a, "b": {"c": b}}],
+                         ids=["namedtuple", "nested list", "nested dict"])
+def test_foreign_arrays_in_any_pytree_compiled(wrap):
+    """Every pytree node holding one is read (a namedtuple's once looped)."""
+    a, b = np.linspace(-1, 1, 4), np.linspace(0.5, 1.5, 4)
+
+    def loss(p):
+        x, y = fa.tree_util.tree_leaves(p)
+        return fnp.sum(fnp.sin(x) * y)
+    want = fa.grad(loss)(wrap(a, b))
+    got = fa.jit(fa.grad(loss), backend=COMPILED)(wrap(Foreign(a), Foreign(b)))
+    for g, w in zip(fa.tree_util.tree_leaves(got), fa.tree_util.tree_leaves(want)):
+        np.testing.assert_allclose(g, w, rtol=1e-12)

@@ -86,23 +86,11 @@ def _foreign_array(x: Any, where: str) -> Any:
 
 
 def foreign_arrays_read(args: tuple) -> tuple:
-    """``args`` with other libraries' arrays (`_foreign_array`), as arguments
-    or in dicts, lists and tuples, read as NumPy arrays; ``args`` itself when
-    it holds none (a compiled function's call not taken by its shortcut)."""
-    def read(a: Any) -> Any:
-        kind = type(a)
-        if kind is np.ndarray or kind is float or kind is int or isinstance(a, np.ndarray):
-            return a
-        if kind is dict:
-            values = foreign_arrays_read(tuple(a.values()))
-            return a if all(v is w for v, w in zip(values, a.values())) else \
-                dict(zip(a, values))
-        if kind is list or kind is tuple:
-            items = foreign_arrays_read(tuple(a))
-            return a if all(v is w for v, w in zip(items, a)) else kind(items)
-        return _foreign_array(a, "argument")
-    out = tuple(read(a) for a in args)
-    return args if all(v is w for v, w in zip(out, args)) else out
+    """``args`` with other libraries' arrays (`_foreign_array`) among the
+    leaves of any pytree read as NumPy arrays."""
+    from . import pytree
+    leaves, tree = pytree.flatten(args)
+    return pytree.unflatten(tree, [_foreign_array(leaf, "argument") for leaf in leaves])
 
 
 def plain_array(x: Any, where: str) -> Any:
