@@ -207,8 +207,26 @@ def _jax_jacobian(fun: Callable[..., Any], argnums: Any, mode: str, has_aux: boo
                     raise TypeError("holomorphic=True requires complex inputs, got a leaf of "
                                     f"dtype {np.result_type(getattr(leaf, 'value', leaf))}")
         out = jac(*args, **kwargs)
+        if mode == "rev":
+            out = _of_input_dtypes(out, args, argnums)
         return (out, fun(*args, **kwargs)[1]) if has_aux else out
     return call
+
+
+def _of_input_dtypes(out: Any, args: Any, argnums: Any) -> Any:
+    """``jacrev``'s blocks in their input's float dtype, as JAX's: a row is
+    a cotangent of the input (`jacobian` gives f's dtype in either mode, so
+    that its "auto" pick never changes a dtype)."""
+    from .core import pytree
+    picked = args[argnums] if isinstance(argnums, int) else tuple(args[k] for k in argnums)
+    dtypes = [fnp.result_dtype(leaf) for leaf in pytree.flatten(picked)[0]]
+    leaves, tree = pytree.flatten(out)
+    if not dtypes or len(leaves) % len(dtypes):
+        return out
+    cast = [fnp.astype(leaf, want) if want.kind == "f" and fnp.result_dtype(leaf).kind == "f"
+            and fnp.result_dtype(leaf) != want else leaf
+            for leaf, want in zip(leaves, dtypes * (len(leaves) // len(dtypes)))]
+    return pytree.unflatten(tree, cast)
 
 
 def block_until_ready(x: Any) -> Any:

@@ -592,6 +592,36 @@ def test_named_gradients_and_jax_jacobians_and_linearize():
     np.testing.assert_allclose(g_jvp(v), fd, rtol=1e-6, atol=1e-8)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_jacrev_blocks_have_their_inputs_dtypes_and_jacfwd_their_outputs(seed):
+    """As JAX's: jacrev's rows are cotangents of the inputs (the input leaf's
+    float dtype), jacfwd's columns tangents of the outputs; values alike."""
+    rng = np.random.default_rng(seed)
+    dtypes = [np.dtype(rng.choice(["float32", "float64"])) for _ in range(3)]
+    up = np.dtype(rng.choice(["float32", "float64"]))
+    sizes = rng.integers(1, 4, 3)
+    params = {"u": rng.uniform(0.5, 1.5, sizes[0]).astype(dtypes[0]),
+              "v": (rng.uniform(0.5, 1.5, sizes[1]).astype(dtypes[1]),
+                    rng.uniform(0.5, 1.5, sizes[2]).astype(dtypes[2]))}
+
+    def f(p):
+        u, (v, w) = p["u"], p["v"]
+        s = fnp.sum(fnp.sin(u.astype(up))) * fnp.sum(v * v) + fnp.sum(fnp.exp(w))
+        return {"a": fnp.cos(v) * s, "b": (u * 2.0).astype(up) + fnp.sum(w)}
+
+    out_dtypes = {k: np.result_type(v) for k, v in f(params).items()}
+    tol = 1e-5 if np.float32 in dtypes + [up] else 1e-12
+    for jac in (fa.jacrev(f), fa.jit(fa.jacrev(f))):
+        rev = jac(params)
+        fwd = fa.jacfwd(f)(params)
+        for k in ("a", "b"):
+            for leaf, want, fleaf in zip(fa.tree_util.tree_leaves(rev[k]), dtypes,
+                                         fa.tree_util.tree_leaves(fwd[k])):
+                assert leaf.dtype == want
+                assert fleaf.dtype == out_dtypes[k]
+                np.testing.assert_allclose(leaf, fleaf, rtol=tol, atol=tol)
+
+
 # -- jax.lax's selections, eval_shape, tree_util, vmap's in_axes as a pytree ----------------
 def _piecewise(w, x):
     """cond on a traced predicate and switch on a traced index: Python control flow."""
