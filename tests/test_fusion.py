@@ -226,6 +226,35 @@ def test_many_live_values_spill_to_the_arena():
     assert_fused_matches(tape, [x])
 
 
+@EXAMPLES
+@given(k=st.integers(8, 70), mix=st.lists(st.sampled_from(["mul", "add", "sub", "sin"]),
+                                          min_size=1, max_size=4),
+       cut=st.sampled_from(["cumsum", "matvec"]), n=st.sampled_from([3, 40, 600]))
+def test_runs_reading_many_values_made_before_them_fit_the_vm_limits(k, mix, cut, n):
+    """A run whose members each read a value made before it (by another
+    run, across an instruction fusion cannot take) and a constant array:
+    each such value is a slot of the FUSED instruction, as an array is."""
+    rng = np.random.default_rng(k)
+    tables = rng.uniform(0.5, 1.5, (k, n))
+
+    def f(x):
+        made = [np.sin(x * (j + 1)) for j in range(k)]
+        y = np.cumsum(x) if cut == "cumsum" else tables.T @ tables[:, 0] * 1e-2
+        for j in range(k):
+            op = mix[j % len(mix)]
+            y = (y * made[j] if op == "mul" else y + made[j] if op == "add"
+                 else tables[j] - y if op == "sub" else np.sin(y * tables[j]))
+            y = y * tables[j]
+        return y
+    x = rng.uniform(-1, 1, n)
+    tape = fa.make_tape(f)(x)
+    assert_fused_matches(tape, [x])
+    v = rng.standard_normal(n)
+    want = fa.compile(lambda x: np.sum(f(x) ** 2), backend="numpy").hvp(x, v)
+    got = fa.compile(lambda x: np.sum(f(x) ** 2), backend="c").hvp(x, v)
+    np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-9 * np.abs(want).max())
+
+
 def test_listing_shows_the_micro_program():
     x = np.linspace(0, 1, 10)
     program = lower(fa.make_tape(lambda x: np.sum(np.sin(x) * 2.0 + x))(x))

@@ -465,19 +465,27 @@ def _fold_negations(lw: Any, members: list[Member], views: dict[int, list[int]])
 
 def _split(members: list[Member]) -> list[list[Member]]:
     """Cut the run where one FUSED instruction would exceed the VM's limits
-    (counted generously: every member may need a slot of its own)."""
+    (counted generously: every member may need a slot of its own, two for a
+    scatter; a value made before the part, in an earlier part or outside
+    the run, is read from a slot as an array is)."""
     parts: list[list[Member]] = [[]]
     reads: set[tuple[str, int]] = set()
-    sums = 0
+    made: set[int] = set()
+    sums = outs = 0
     for m in members:
-        new = {(op.kind, op.slot) for op in m.operands if op.kind != "value"}
         part = parts[-1]
-        if part and (len(reads | new) + len(part) + 2 > MAX_SLOTS or len(part) + 1 > MAX_STEPS
+        new = {(op.kind, op.slot) for op in m.operands
+               if op.kind != "value" or op.slot not in made}
+        if part and (len(reads | new) + outs + 2 + (m.kind == "scatter") > MAX_SLOTS
+                     or len(part) + 1 > MAX_STEPS
                      or sums + (m.total >= 0 or m.kind == "sum") > MAX_SUMS):
             parts.append([])
-            reads, sums = set(), 0
+            reads, made, sums, outs = set(), set(), 0, 0
+            new = {(op.kind, op.slot) for op in m.operands}
         parts[-1].append(m)
         reads |= new
+        made.add(m.ins.out)
+        outs += 1 + (m.kind == "scatter")
         sums += m.total >= 0 or m.kind == "sum"
     return parts
 
