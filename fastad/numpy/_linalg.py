@@ -409,6 +409,7 @@ def _out_slot(instr: Any) -> int:
 
 
 def _slogdet(a: Any) -> tuple[Any, Any]:
+    _square(a, "slogdet")
     # the two primitives' values from one factorization, as NumPy computes them;
     # a complex determinant's sign is a phase, with a derivative
     sign, logdet = _np.linalg.slogdet(value_of(a))
@@ -423,6 +424,7 @@ _DET_EXPANDED = 3  # rows up to which det is its cofactor expansion
 
 
 def _det(a: Any) -> Any:
+    _square(a, "det")
     if iscomplexobj(a) or not isinstance(a, Tracer):
         s, logdet = _slogdet(a)
         return s * exp(logdet)

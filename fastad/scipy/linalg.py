@@ -213,6 +213,9 @@ def solve_triangular(a: Any, b: Any, trans: Any = 0, lower: bool = False,
     or upper triangle of a."""
     if trans not in (0, 1, 2, "N", "T", "C"):
         raise ValueError(f"solve_triangular: unknown trans {trans!r}")
+    if fnp.ndim(a) < 2 or fnp.shape(a)[-1] != fnp.shape(a)[-2]:
+        raise ValueError(f"solve_triangular: expected square matrix, got shape "
+                         f"{tuple(fnp.shape(a))}")
     if unit_diagonal:
         a = fnp.where(fnp.eye_like(a) > 0, 1.0, a)
     if trans not in (0, "N"):
@@ -224,6 +227,9 @@ def solve_triangular(a: Any, b: Any, trans: Any = 0, lower: bool = False,
     vector = len(b_shape) == 1 or (len(b_shape) == fnp.ndim(a) - 1 and b_shape[-2] != n)
     if vector:
         b = fnp.expand_dims(b, -1)
+    if len(b_shape) == 0 or fnp.shape(b)[-2] != n:
+        raise ValueError(f"solve_triangular: shapes of a {tuple(fnp.shape(a))} and b "
+                         f"{b_shape} are incompatible")
     batch = _np.broadcast_shapes(tuple(fnp.shape(a)[:-2]), tuple(fnp.shape(b)[:-2]))
     if tuple(fnp.shape(a)[:-2]) != batch:
         a = fnp.broadcast_to(a, batch + tuple(fnp.shape(a)[-2:]))
