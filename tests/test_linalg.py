@@ -702,3 +702,18 @@ def test_named_results_are_numpys_types_eager_compiled_and_differentiated():
             assert type(fa.jit(f)(x)) is want, name
         if name != "eig":
             assert type(fa.vjp(f, x)[0]) is want, name
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex64])
+@pytest.mark.parametrize("a_shape,b_extra", [((3, 6), ()), ((6, 3), ()), ((6, 3), (2,)),
+                                             ((4, 4), ())])
+def test_lstsq_results_have_numpys_types_and_dtypes(dtype, a_shape, b_extra):
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(a_shape).astype(dtype)
+    b = rng.standard_normal(a_shape[:1] + b_extra).astype(dtype)
+    want = np.linalg.lstsq(a, b, rcond=None)
+    for backend in ("numpy", "c") if "c" in fa.backends_available() else ("numpy",):
+        got = fa.jit(lambda a: np.linalg.lstsq(a, b, rcond=None), backend=backend)(a)
+        for g, w in zip(got, want):
+            assert type(g) is type(w) and np.asarray(g).dtype == np.asarray(w).dtype
+            assert np.shape(g) == np.shape(w)

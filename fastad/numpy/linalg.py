@@ -14,7 +14,7 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
-from ._base import ndim, shape
+from ._base import ndim, result_dtype, shape
 from ._composites import _numpy_unless_traced, _traced
 from ._elementwise import _abs2, conjugate, multiply
 from ._linalg import _matrix_norm, linalg as _ns
@@ -35,7 +35,7 @@ def T(x: Any) -> Any:  # noqa: N802 - autograd's name
 
 def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
     """(x, residuals, rank, s) as NumPy's: x = pinv(a) @ b (a of full rank for
-    the derivative); the rank is a plain integer."""
+    the derivative); the rank NumPy's int32, read off the singular values."""
     if not _traced(a, b):
         return _np.linalg.lstsq(a, b, rcond=rcond)
     m, n = shape(a)[-2:]
@@ -48,9 +48,9 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
         residuals = sum(_abs2(r), axis=0)
         if ndim(b) == 1:
             residuals = reshape(residuals, (1,))
-    else:
-        residuals = _np.empty((0,))
-    return x, residuals, rank, s
+    else:  # none, of the real dtype NumPy gives (float32 for complex64 a)
+        residuals = _np.empty((0,), _np.empty(0, result_dtype(s)).real.dtype)
+    return x, residuals, _np.int32(rank), s
 
 
 def _guarded_rank(s: Tracer, m: int, n: int) -> int:
