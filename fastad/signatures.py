@@ -268,7 +268,8 @@ def _split_leaves(spec: "Specializer", arg: Any, differentiated: bool, where: in
                 # native order here: no backend ever reads swapped bytes
                 leaf = leaf.astype(leaf.dtype.newbyteorder("="))
             dynamic.append(leaf)
-            parts.append(leaf_key(leaf))
+            parts.append(PYTHON_FLOAT if type(leaf) is float and not differentiated
+                         else leaf_key(leaf))
         else:
             if is_foreign_array(leaf):
                 raise ForeignArrays
@@ -345,6 +346,11 @@ def traced_casts(casts: tuple[tuple[int, str], ...], outs: list[Any],
         elif v is not None:
             outs[i] = cast_results(((i, code),), outs)[i]
     return outs
+
+
+#: a Python float taken as data's part of a signature: weak, as NumPy
+#: promotes it (`core.weak_float`), where a NumPy float64 is not
+PYTHON_FLOAT = ((), "float")
 
 
 def leaf_key(leaf: Any) -> Any:
@@ -613,7 +619,7 @@ def check_signature(key: Any, tape: Tape) -> None:
     dynamic = [part for arg in key if arg[0] != "static" for part in arg[1]
                if part[0] not in ("array", "value")]
     declared = [(tuple(tape.avals[s].shape), tape.avals[s].dtype.char) for s in tape.inputs]
-    if [(tuple(shape), "d" if char in INT_CHARS else char)
+    if [(tuple(shape), "d" if char in INT_CHARS or char == "float" else char)
             for shape, char in dynamic] != declared:
         raise TapeError("a saved signature does not match the inputs of its tape")
 

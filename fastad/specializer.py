@@ -70,6 +70,7 @@ from .core.int_data import (BoolArrayTracer, IntArrayTracer, IntTracer, IntValue
                             raise_for_data_arguments,
                             integer_dtype)
 from .core.tracer import Tracer, recording, replay, user_stacklevel
+from .core.weak_float import WeakFloatTracer
 from .vectorizing import in_vmap_trace
 from .numpy._array_type import Array as _ARRAY, as_arrays, given_arrays
 from .core import guards
@@ -590,7 +591,9 @@ class Specializer:
                 if is_dynamic(leaf):
                     t = builder.new_input(check_leaf(leaf, where))
                     inputs.append(t)
-                    traced.append(builder.tracer(t.slot))
+                    traced.append(WeakFloatTracer(builder, t.slot, t.value)
+                                  if type(leaf) is float and not differentiated
+                                  else builder.tracer(t.slot))
                     if differentiated:
                         wrt.append(t)
                 else:

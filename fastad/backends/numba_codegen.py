@@ -454,8 +454,27 @@ class _Generator(_LoopFusion, _Recompute, _LoopInstruction, _VectorLoops, _Small
         prim = registry[ins.prim]
         if prim in SPECIAL_FUNCTIONS:
             return f"{self.special_function(ins)}({', '.join(args)})"
+        args = self.widened(ins, args)
         template = SCALAR_OPERATORS.get(prim)
         return template.format(*args) if template else f"np.{UFUNCS[prim]}({', '.join(args)})"
+
+    def widened(self, ins: Instr, args: list[str]) -> list[str]:
+        """``args`` of a float (complex) instruction in its result's precision,
+        as NumPy casts its operands to the loop's dtype: Numba's own typing of
+        a float32 and an int64 (``np.arctan2(x32, np.int64(2))``) computes in
+        float32.  Weak constants are already literals of the right type."""
+        out = self.avals[ins.out].dtype
+        if out.kind not in "fc":
+            return args
+        widened = []
+        for s, text in zip(ins.ins, args):
+            dt = self.avals[s].dtype
+            weak = s in self.tape.consts and _is_weak(self.tape.consts[s])
+            if not weak and (dt.kind in "biu" or (dt.kind == out.kind
+                                                  and dt.itemsize < out.itemsize)):
+                text = f"np.{out.name}({text})"
+            widened.append(text)
+        return widened
 
     def special_function(self, ins: Instr) -> str:
         """The `numba_special` function computing ``ins`` in its result's

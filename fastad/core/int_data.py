@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .weak_float import WEAK_TRACED, WeakFloatTracer
 from .tracer import (_TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces,
                      bind)
 
@@ -52,6 +53,13 @@ class _IntegerData:
         """NumPy's dtype of the integers (``x.astype(np.int32).dtype``), not
         the float64 they are held in (the tape's aval)."""
         return storage_dtype(self.data_dtype)
+
+    @property
+    def narrows(self) -> bool:
+        """Whether a float operand may take these integers into a float dtype
+        narrower than float64 (`narrow_floats`): integers of 16 bits or
+        fewer, or a Python int's, which is weak."""
+        return self.data_dtype is int or self.dtype.itemsize <= 2
 
     def _needed(self, *_args: Any, **_kwargs: Any) -> Any:
         """Refuse a use of the values of integers from arguments (their
@@ -148,7 +156,7 @@ class _IntegerData:
         would round (2**53 or more), which computing in float64 would not keep."""
         if _beyond_float64(other):
             return getattr(self.integer_tracer(), name)(other)
-        if self.dtype.itemsize <= 2:  # small integers and a float32 operand: float32
+        if self.narrows:  # small or Python integers and a float32 operand: float32
             narrowed = narrow_floats(_OPERATOR_UFUNCS[name], (self, other))
             if narrowed is not None:
                 return getattr(Tracer, name)(*narrowed)
@@ -163,8 +171,7 @@ class _IntegerData:
 
     def _divided_as_floats(self, name: str, other: Any) -> Any:
         """A true division: floats, of NumPy's precision for small integers."""
-        narrowed = (narrow_floats("divide", (self, other)) if self.dtype.itemsize <= 2
-                    else None)
+        narrowed = narrow_floats("divide", (self, other)) if self.narrows else None
         return getattr(Tracer, name)(*(narrowed or (self, other)))
 
     def __neg__(self) -> Any:
@@ -172,6 +179,9 @@ class _IntegerData:
 
     def __abs__(self) -> Any:
         return self._integer(Tracer.__abs__(self), 0, "absolute")
+
+    def __pos__(self) -> Any:  # the same integers, a new value
+        return integer_like(Tracer.__pos__(self), self.sources, self.data_dtype, self.interval)
 
 
 #: the ufunc each operator of `_IntegerData._arithmetic` computes
@@ -184,7 +194,9 @@ def _standin(x: Any) -> Any:
     """What NumPy's type resolution sees of an operand: a zero of its dtype,
     or a Python number as it is (weak, taking the other operand's precision)."""
     if isinstance(x, _IntegerData):
-        return np.zeros((), storage_dtype(x.data_dtype))
+        return 0 if x.data_dtype is int else np.zeros((), storage_dtype(x.data_dtype))
+    if type(x) is WeakFloatTracer:
+        return 0.0
     if type(x) in (int, float, complex, bool):
         return x
     if isinstance(x, Tracer):
@@ -196,11 +208,11 @@ def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
     """``inputs`` of NumPy's ufunc ``name`` with each integer taken as data
     cast to the float dtype NumPy computes in when that is narrower than the
     float64 the integers are held in (``np.exp`` of uint8: float16, of int16:
-    float32; uint8 times a float32 array: float32), so that a compiled
-    function computes in the precision and gives the dtype the eager one
-    does; None when nothing changes (integers of 32 bits or more, an integer
-    result, float64)."""
-    if not any(isinstance(x, _IntegerData) and x.dtype.itemsize <= 2 for x in inputs):
+    float32; uint8 or a Python int, which is weak, times a float32 array:
+    float32), so that a compiled function computes in the precision and
+    gives the dtype the eager one does; None when nothing changes (NumPy
+    integers of 32 bits or more, an integer result, float64)."""
+    if not any(type(x) in NARROWING_TYPES and x.narrows for x in inputs):
         return None
     ufunc = getattr(np, name, None)
     if not isinstance(ufunc, np.ufunc) or ufunc.nout != 1 or ufunc.nin != len(inputs):
@@ -215,7 +227,7 @@ def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
     # the cast itself (the front end's astype refuses float16 for floats,
     # which would round; integers of 16 bits or fewer are exact in it)
     from .registry import registry
-    return tuple(bind(registry["astype"], x, dtype=dtype.str) if isinstance(x, _IntegerData)
+    return tuple(bind(registry["astype"], x, dtype=dtype.str) if type(x) in NARROWING_TYPES
                  else x for x in inputs)
 
 
@@ -822,6 +834,9 @@ def raise_for_data_arguments(exc: Exception, traced_args: Any) -> None:
     if sources:
         raise IntValueNeeded(sources) from exc
 _INTEGER_TYPES = frozenset((IntTracer, IntArrayTracer))
+#: the traced data a float operand may take into a narrower float (`narrow_floats`)
+NARROWING_TYPES = _INTEGER_TYPES | {WeakFloatTracer}
+WEAK_TRACED[IntTracer] = lambda x: x.data_dtype is int  # a Python int's: weak
 INTEGER_DATA = (IntTracer, IntArrayTracer)
 
 

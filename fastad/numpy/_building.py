@@ -122,7 +122,12 @@ def full_like(a: Any, fill_value: Any, dtype: Any = None, order: str = "K", subo
     shp = _shape_of(a) if shape is None else shape
     if isinstance(fill_value, Tracer):
         filled = broadcast_to(fill_value, shp) * 1.0
-        return filled if dtype is None else filled.astype(dtype)
+        if dtype is not None:
+            return filled.astype(dtype)
+        # a's dtype, as NumPy's (a float one: integers would lose the derivative)
+        like = result_dtype(a)
+        return filled.astype(like) if like.kind in "fc" and like != result_dtype(filled) \
+            else filled
     return full(shp, fill_value, dtype or result_dtype(a))
 
 

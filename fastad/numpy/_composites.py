@@ -20,7 +20,7 @@ from ._arrayfuncs import diff
 from ._base import (_axes, _contains_tracer, _float_dtype, _p, iscomplexobj, ndim, result_dtype,
                     shape)
 from ._creation import array, asarray
-from ._dtypes import numpy_dtype
+from ._dtypes import _cast, numpy_dtype, ufunc_dtype
 from ._elementwise import where as _select  # for functions whose ``where=`` hides the name
 from ._elementwise import logical_and, logical_not, maximum
 from ._keywords import write_out
@@ -138,13 +138,16 @@ def _float_divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
     x2's sign (the remainder) or x1 / x2's (the quotient); x2 = 0 gives
     x1 / x2 and fmod's NaN.  The remainder's derivative is fmod's (1 in x1,
     -q in x2) plus 1 in x2 where it moved; the quotient's is 0."""
+    # a Python bool is weak as a Python float is (float32 % True is float32)
+    x1, x2 = (float(x) if type(x) is bool else x for x in (x1, x2))
     mod = _fmod(x1, x2)
     div = (x1 - mod) / x2
     moved = (mod != 0) & ((x2 < 0) != (mod < 0))
     mod = where(moved, mod + x2, mod)
     # a zero remainder takes x2's sign; its derivative stays 1 in x1 (both
     # sides of the jump), as the remainder's elsewhere
-    zero = _copysign(0.0, x2) - (stop_gradient(mod) - mod)
+    zero = ((math.copysign(0.0, x2) if type(x2) is float else _copysign(0.0, x2))  # (weak)
+            - (stop_gradient(mod) - mod))
     mod = where(mod == 0, zero, mod)
     div = stop_gradient(where(moved, div - 1.0, div))
     floordiv = floor(div)
@@ -190,8 +193,9 @@ def _divmod(x1: Any, x2: Any) -> tuple[Any, Any]:
     """(x1 // x2, x1 % x2)."""
     if not _traced(x1, x2):
         return _np.divmod(x1, x2)
-    if _integer_dtype(x1, x2) is None:
-        return _float_divmod(x1, x2)
+    if _integer_dtype(x1, x2) is None:  # in NumPy's dtype, as remainder's
+        dtype = ufunc_dtype(_np.remainder, (x1, x2))
+        return _cast(_float_divmod(x1, x2), (dtype, dtype))
     if isinstance(x1, (IntTracer, IntArrayTracer)) or isinstance(x2, (IntTracer, IntArrayTracer)):
         # integers taken as data again, of NumPy's dtype (a ufunc of Python
         # ints gives int64; the operators would give Python's ints, and raise
@@ -329,7 +333,12 @@ pow = _alias("pow", power)  # noqa: A001
 
 @_numpy_unless_traced("float_power")
 def float_power(x1: Any, x2: Any, **kw: Any) -> Any:
-    return power(x1 * 1.0, x2)
+    # NumPy's: both operands in float64 (complex128) first, then the power
+    dtype = _np.complex128 if iscomplexobj(x1) or iscomplexobj(x2) else _np.float64
+
+    def widened(x: Any) -> Any:
+        return x.astype(dtype) if isinstance(x, Tracer) else _np.asarray(x, dtype)
+    return power(widened(x1), widened(x2))
 
 
 # -- statistics ---------------------------------------------------------------

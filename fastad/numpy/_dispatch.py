@@ -12,6 +12,7 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.fast_paths import UFUNC_PRIMS, binds_alone
+from ..core.int_data import NARROWING_TYPES, narrow_floats
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, shape
 from . import _elementwise, _keywords, _ufunc_methods
@@ -51,6 +52,8 @@ def _dispatch_ufunc(ufunc: _np.ufunc, method: str, inputs: tuple, kwargs: dict) 
     if method == "__call__" and not kwargs:  # np.exp(x): the function of traced values
         fn = _UFUNC_CORES.get(name)
         if fn is not None:
+            if builtins.any(type(i) in NARROWING_TYPES for i in inputs):
+                inputs = narrow_floats(name, inputs) or inputs  # (as `ufunc_like`)
             out = fn(*inputs)
             return _fresh(out) if builtins.any(out is i for i in inputs) else out
     if method == "__call__":

@@ -21,6 +21,8 @@ from typing import Any, Callable
 import numpy as _np
 
 from ..core.tracer import Tracer
+from ..core.int_data import IntTracer
+from ..core.weak_float import WeakFloatTracer
 from ._base import _contains_tracer, result_dtype, shape
 
 _CACHE_SIZE = 256
@@ -30,9 +32,15 @@ _CASTABLE = frozenset(_np.dtype(t) for t in ("float32", "float64", "complex64", 
 def _ufunc_operand(x: Any) -> Any:
     """What ``resolve_dtypes`` takes for one operand: a dtype, or the Python
     type of a weak scalar."""
+    if type(x) is WeakFloatTracer:
+        return float
+    if type(x) is IntTracer and x.data_dtype is int:  # a Python int's: weak
+        return int
     if isinstance(x, Tracer):
         return result_dtype(x)
-    if type(x) in (bool, int, float, complex):
+    if type(x) is bool:  # (resolve_dtypes takes no Python bool; NumPy's is as weak)
+        return _np.dtype(bool)
+    if type(x) in (int, float, complex):
         return type(x)
     return _np.asarray(x).dtype
 
@@ -60,6 +68,10 @@ _UFUNC_DTYPES: dict[Any, Any] = {}
 
 def _probe(x: Any) -> Any:
     """A small array of x's dtype and rank (axes clipped to 3) standing for x."""
+    if type(x) is WeakFloatTracer:
+        return 0.5
+    if type(x) is IntTracer and x.data_dtype is int:
+        return 1
     if isinstance(x, Tracer):
         shp = tuple(min(d, 3) for d in shape(x))
         return _np.full(shp, 0.5, dtype=result_dtype(x))
@@ -69,6 +81,10 @@ def _probe(x: Any) -> Any:
 def _key(args: tuple, kwargs: dict) -> Any:
     """A hashable key of the signature, or None when some argument is not one."""
     def one(x: Any) -> Any:
+        if type(x) is WeakFloatTracer:
+            return ("float", "weak")
+        if type(x) is IntTracer and x.data_dtype is int:
+            return ("int", "weak")
         if isinstance(x, Tracer):
             return ("traced", result_dtype(x).str, len(shape(x)))
         if x is None or type(x) in (bool, int, float, complex, str):

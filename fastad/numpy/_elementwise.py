@@ -25,7 +25,7 @@ import numpy as _np
 
 from ..core.errors import unsupported_precision
 from ..primitives import elementwise as _rows
-from ..core.int_data import _INTEGER_TYPES, INTEGER_DATA, integers_in, narrow_floats, storage_dtype
+from ..core.int_data import NARROWING_TYPES, INTEGER_DATA, integers_in, narrow_floats, storage_dtype
 from ..core.tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
@@ -63,14 +63,14 @@ def ufunc_like(ufunc: _np.ufunc, core: Any) -> Any:
     name = ufunc.__name__
     if ufunc.nin == 1:
         def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
-            if type(x) in _INTEGER_TYPES:
+            if type(x) in NARROWING_TYPES:
                 x, = narrow_floats(name, (x,)) or (x,)
             if out is None and not keywords:
                 return core(x)
             return _ufunc_keywords(ufunc, core, (x,), out, keywords)
     else:
         def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
-            if type(x1) in _INTEGER_TYPES or type(x2) in _INTEGER_TYPES:
+            if type(x1) in NARROWING_TYPES or type(x2) in NARROWING_TYPES:
                 x1, x2 = narrow_floats(name, (x1, x2)) or (x1, x2)
             if out is None and not keywords:
                 return core(x1, x2)
@@ -111,7 +111,7 @@ def _unary(name: str):
     core.prim = prim  # what it binds alone (`core.fast_paths.UFUNC_PRIMS`)
 
     def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:
-        if type(x) in _INTEGER_TYPES:  # (as in `ufunc_like`)
+        if type(x) in NARROWING_TYPES:  # (as in `ufunc_like`)
             x, = narrow_floats(ufunc.__name__, (x,)) or (x,)
         if out is None and not keywords:  # the primitive, as cheap as `core`
             return bind(prim, x)
@@ -129,7 +129,7 @@ def _binary(name: str):
     core.prim = prim  # (as `_unary`'s)
 
     def fn(x1: Any, x2: Any, /, out: Any = None, **keywords: Any) -> Any:
-        if type(x1) in _INTEGER_TYPES or type(x2) in _INTEGER_TYPES:  # (as in `ufunc_like`)
+        if type(x1) in NARROWING_TYPES or type(x2) in NARROWING_TYPES:  # (as in `ufunc_like`)
             x1, x2 = narrow_floats(ufunc.__name__, (x1, x2)) or (x1, x2)
         if out is None and not keywords:  # the primitive, as cheap as `core`
             return bind(prim, x1, x2)
@@ -182,7 +182,7 @@ fmin = ufunc_like(_np.fmin, _nan_ignoring(_np.fmin, minimum.core))
 
 def _power(x: Any, y: Any) -> Any:
     """x**y (``x**2`` recorded as a square)."""
-    if isinstance(y, (int, float)) and not isinstance(y, bool) and y == 2:
+    if type(y) in (int, float) and y == 2:  # (NumPy's float64 scalar is not weak)
         return square(x)
     return bind(_p("pow"), x, y)
 
@@ -259,6 +259,8 @@ def where(condition: Any, x: Any = None, y: Any = None) -> Any:
         return _np.nonzero(_concrete(condition))
     if x is None or y is None:
         raise ValueError("either both or neither of x and y should be given")
+    if type(x) in NARROWING_TYPES or type(y) in NARROWING_TYPES:
+        x, y = narrow_floats("add", (x, y)) or (x, y)  # (where promotes as add does)
     return bind(_p("where"), condition, x, y)
 
 

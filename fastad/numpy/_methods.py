@@ -9,6 +9,8 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
+from ..core.int_data import NARROWING_TYPES, narrow_floats
+from ..core.weak_float import weak_result
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
 from ._building import choose, compress
@@ -154,6 +156,37 @@ def _conj_method(self: Tracer) -> Any:
     add, subtract, multiply, divide, power, matmul, negative, positive, absolute, less,
     less_equal, greater, greater_equal, equal, not_equal, logical_and, logical_or, logical_not,
     remainder, floor_divide, divmod))
+
+
+def _narrowing(name: str, core: Any) -> Any:
+    """The operator ``core`` of NumPy's ufunc ``name``, with integers taken as
+    data in the float precision NumPy computes in (`int_data.narrow_floats`,
+    as the ufunc functions do: ``x32 * n`` of a Python int n is float32), and a
+    weak float of weak operands (`weak_float`)."""
+    def op(x1: Any, x2: Any) -> Any:
+        if type(x1) in NARROWING_TYPES or type(x2) in NARROWING_TYPES:
+            narrowed = narrow_floats(name, (x1, x2))
+            if narrowed is None:
+                return weak_result(core(x1, x2), (x1, x2))
+            x1, x2 = narrowed
+        return core(x1, x2)
+    op.__name__ = op.__qualname__ = core.__name__
+    return op
+
+
+def _weak_unary(core: Any) -> Any:
+    """The unary operator ``core``: -s and abs(s) of a weak float are weak."""
+    def op(x: Any) -> Any:
+        return weak_result(core(x), (x,)) if type(x) in NARROWING_TYPES else core(x)
+    op.__name__ = op.__qualname__ = core.__name__
+    return op
+
+
+negative, positive, absolute = (_weak_unary(f) for f in (negative, positive, absolute))
+(add, subtract, multiply, divide, power, remainder, floor_divide) = (
+    _narrowing(name, f) for name, f in (
+        ("add", add), ("subtract", subtract), ("multiply", multiply), ("divide", divide),
+        ("power", power), ("remainder", remainder), ("floor_divide", floor_divide)))
 
 #: what tracer.FRONT_END holds: the function each of Tracer's operators, methods and
 #: properties applies, by the name the class body asks for

@@ -1,0 +1,97 @@
+"""A scalar operand promotes a float array as NumPy's does, traced and
+compiled: Python scalars are weak (float32 * 2.0 is float32), NumPy's
+scalars are not (float32 ** np.float64(2.0) is float64), ``float_power``
+computes in float64, whether the scalar is a constant of the function or
+an argument of a compiled one.  Values near float32's range show where a
+result was computed in the wrong precision (an overflow NumPy has, or
+lacks)."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+
+from conftest import BACKENDS
+
+EXAMPLES = settings(max_examples=int(os.environ.get("FASTAD_TEST_EXAMPLES", 300)),
+                    deadline=None)
+COMPILED = [b for b in BACKENDS if b != "numpy"] or ["numpy"]
+
+OPS = {
+    "power": lambda a, b: a ** b,
+    "np.power": np.power,
+    "float_power": np.float_power,
+    "multiply": lambda a, b: a * b,
+    "add": lambda a, b: a + b,
+    "subtract": lambda a, b: a - b,
+    "divide": lambda a, b: a / b,
+    "maximum": np.maximum,
+    "arctan2": np.arctan2,
+    "hypot": np.hypot,
+    "where": lambda a, b: np.where(a > 1.0, a, b),
+    # Python's arithmetic of Python numbers stays weak; NumPy's functions of
+    # them give NumPy float64 scalars, which are not
+    "weak chain": lambda a, b: a * (b * 0.5 - 1 + b / 3),
+    "strong exp": lambda a, b: a * np.exp(b * 0.1),
+    "remainder": lambda a, b: a % b,
+    "floor_divide": lambda a, b: a // b,
+    "divmod": lambda a, b: divmod(a, b)[0] * 0.5 + divmod(a, b)[1],
+    "signs": lambda a, b: a * (-b) + a * abs(b) + (+b) * a,
+    "full_like": lambda a, b: np.full_like(a, b) * a,  # the array first, always
+}
+SCALARS = {
+    "int": lambda v: int(v), "float": lambda v: float(v), "bool": lambda v: bool(v),
+    "np.float64": np.float64, "np.float32": np.float32, "np.int64": np.int64,
+    "np.int8": np.int8, "np.uint8": np.uint8, "0-d float64": lambda v: np.array(float(v)),
+    "0-d int16": lambda v: np.array(int(v), np.int16),
+}
+
+
+def _array(dtype):
+    # ordinary values, and values whose squares leave float32's range
+    return np.array([1.5, 3.7, 0.25, 3e38, 1e-38, 2.0], dtype=dtype)
+
+
+def _same(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype, (got.dtype, want.dtype)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    finite = np.isfinite(want)
+    tol = 4 * np.finfo(want.dtype).eps if want.dtype.kind == "f" else 0
+    np.testing.assert_allclose(got[finite], want[finite], rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+@EXAMPLES
+@given(op=st.sampled_from(sorted(OPS)), kind=st.sampled_from(sorted(SCALARS)),
+       value=st.sampled_from([2, 3, 1]), dtype=st.sampled_from(["float32", "float64"]),
+       scalar_first=st.booleans(), as_argument=st.booleans())
+def test_scalar_operands_promote_as_numpy(backend, op, kind, value, dtype, scalar_first,
+                                          as_argument):
+    x = _array(np.dtype(dtype))
+    scalar_first = scalar_first and op != "full_like"
+    if scalar_first and op in ("power", "np.power", "float_power"):
+        x = np.abs(x) % 3.0 + 0.5  # powers of the scalar: exponents in range
+        x = x.astype(dtype)
+    s = SCALARS[kind](value)
+    fn = OPS[op]
+
+    def f(x, s):
+        return fn(s, x) if scalar_first else fn(x, s)
+    with np.errstate(all="ignore"):
+        want = f(x, s)
+        if as_argument:
+            got_jit = fa.jit(f, backend=backend)(x, s)
+            traced = fa.jit(f, backend="numpy")(x, s)
+        else:
+            got_jit = fa.jit(lambda x: f(x, s), backend=backend)(x)
+            traced = fa.jit(lambda x: f(x, s), backend="numpy")(x)
+    _same(traced, want)
+    _same(got_jit, want)
