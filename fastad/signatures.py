@@ -28,6 +28,7 @@ from .core.watched import WatchedArray
 from .core.registry import registry
 from .core.tape import Tape, where
 from .core.tracer import Tracer
+from .core.weak_float import WeakFloatTracer
 
 if TYPE_CHECKING:
     from .specializer import Specializer
@@ -286,6 +287,8 @@ def traced_data_key(spec: "Specializer", leaf: Tracer, where: int | str,
     call and sees them as integers (`concrete_leaf`); None for a float leaf.
     Raises `TracedArguments` for integers this function keys by value."""
     from .core.int_data import INTEGER_DATA
+    if type(leaf) is WeakFloatTracer and not differentiated:
+        return PYTHON_FLOAT
     if isinstance(leaf, INTEGER_DATA) and not differentiated:
         if where in spec.int_static:
             raise TracedArguments
@@ -306,6 +309,8 @@ def concrete_leaf(leaf: Any, differentiated: bool) -> Any:
     from .core.int_data import INTEGER_DATA, storage_dtype
     if not isinstance(leaf, Tracer):
         return leaf
+    if type(leaf) is WeakFloatTracer and not differentiated:
+        return float(leaf.value)  # a Python float again: weak
     if isinstance(leaf, INTEGER_DATA) and not differentiated:
         value = np.asarray(leaf.value)
         if not leaf.ndim:

@@ -22,6 +22,7 @@ from .core import pytree
 from .core.errors import TracingError
 from .core.int_data import BoolArrayTracer, IntArrayTracer, IntTracer, integer_like
 from .core.tracer import Tracer, user_stacklevel
+from .core.weak_float import WeakFloatTracer
 from .loops import Padding, padded_recording
 from .primitives.collectives import binding_axis, replaying_axis
 
@@ -203,6 +204,8 @@ def _data_leaf(leaf: Any, i: int) -> tuple[Any, Any]:
         return leaf, ("int", leaf.sources, leaf.data_dtype)
     if isinstance(leaf, BoolArrayTracer):
         return leaf.astype(np.float64), ("bool",)
+    if type(leaf) is float or type(leaf) is WeakFloatTracer:
+        return leaf, ("weak",)  # a Python float: weak in f, as eagerly (`core.weak_float`)
     if isinstance(leaf, Tracer) or isinstance(leaf, (float, complex)):
         return leaf, None
     kind = np.asarray(leaf).dtype.kind
@@ -222,6 +225,8 @@ def _as_given(leaf: Any, kind: Any) -> Any:
     """A plain leaf `_data_leaf` made float64 as the integers or mask it was."""
     if kind is None or isinstance(leaf, Tracer):
         return leaf
+    if kind[0] == "weak":
+        return float(leaf)
     if kind[0] == "bool":
         return np.asarray(leaf) != 0.0
     return int(leaf) if kind[2] is int else np.asarray(leaf).astype(kind[2])[()]
@@ -238,6 +243,10 @@ def _seeing_data(f: Callable[..., Any], trees: list[Any], kinds: dict[int, Any]
         for k, kind in kinds.items():
             if kind is not None and kind[0] == "int":
                 leaves[k] = integer_like(leaves[k], kind[1], kind[2])
+            elif kind is not None and kind[0] == "weak":
+                t = leaves[k]
+                if isinstance(t, Tracer):
+                    leaves[k] = WeakFloatTracer(t.builder, t.slot, t.value)
             elif kind is not None:
                 leaves[k] = leaves[k] != 0.0
         new_args, at = [], 0

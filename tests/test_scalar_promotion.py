@@ -95,3 +95,30 @@ def test_scalar_operands_promote_as_numpy(backend, op, kind, value, dtype, scala
             traced = fa.jit(lambda x: f(x, s), backend="numpy")(x)
     _same(traced, want)
     _same(got_jit, want)
+
+
+@EXAMPLES
+@given(op=st.sampled_from(sorted(OPS)), kind=st.sampled_from(sorted(SCALARS)),
+       dtype=st.sampled_from(["float32", "float64"]),
+       via=st.sampled_from(["nested jit", "vmap", "jit of vmap", "vmap of jit"]))
+def test_scalar_arguments_stay_weak_through_compositions(op, kind, dtype, via):
+    """The scalar handed on by an enclosing jit or vmap promotes as the
+    scalar itself does (vmap takes a Python bool as a mask of booleans, as
+    JAX's does: ``-b`` is refused there and ``b * 0.5`` is float64)."""
+    if via != "nested jit" and kind == "bool":
+        return
+    x = _array(np.dtype(dtype))
+    s = SCALARS[kind](2)
+    fn = OPS[op]
+    backend = "c" if "c" in BACKENDS else "numpy"
+    inner = fa.jit(fn, backend=backend)
+    rows = np.stack([x, x[::-1]])
+    with np.errstate(all="ignore"):
+        if via == "nested jit":
+            got, want = fa.jit(lambda x, s: inner(x, s), backend=backend)(x, s), fn(x, s)
+        else:
+            f = {"vmap": fa.vmap(fn, in_axes=(0, None)),
+                 "jit of vmap": fa.jit(fa.vmap(fn, in_axes=(0, None)), backend=backend),
+                 "vmap of jit": fa.vmap(inner, in_axes=(0, None))}[via]
+            got, want = f(rows, s), np.stack([fn(r, s) for r in rows])
+    _same(got, want)
