@@ -29,6 +29,7 @@ import numpy as np
 from . import tracer as _tracer_module
 from .registry import Primitive, registry
 from .traced import FRONT_END, ArrayTracer, Tracer
+from .weak_float import WeakFloatTracer
 from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, Builder, _append, _traces
 
 
@@ -36,6 +37,13 @@ def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..
     op = _FLOAT64_OPERATORS[prim_name]
 
     def method(self: Tracer, other: Any) -> Any:
+        # a weak float and a float64 scalar: a float64 scalar, as of two of
+        # them (the weak one's precision is the other's)
+        if type(self) is WeakFloatTracer and type(other) is Tracer and type(other.value) is _F64:
+            self = Tracer(self.builder, self.slot, self.value)
+        elif type(other) is WeakFloatTracer and type(self) is Tracer \
+                and type(self.value) is _F64:
+            other = Tracer(other.builder, other.slot, other.value)
         if type(self) is Tracer and type(self.value) is _F64:
             builder, stack = self.builder, _traces.stack
             if stack and stack[-1] is builder:
@@ -100,6 +108,13 @@ def _comparison(ufunc: np.ufunc, front_name: str) -> Callable[..., Any]:
     Python float or another: the primitive the front end's function binds
     (`UFUNC_PRIMS`), computed by its ufunc as `bind` computes it."""
     def method(self: Tracer, other: Any) -> Any:
+        # a weak float and a float64 scalar: a float64 scalar, as of two of
+        # them (the weak one's precision is the other's)
+        if type(self) is WeakFloatTracer and type(other) is Tracer and type(other.value) is _F64:
+            self = Tracer(self.builder, self.slot, self.value)
+        elif type(other) is WeakFloatTracer and type(self) is Tracer \
+                and type(self.value) is _F64:
+            other = Tracer(other.builder, other.slot, other.value)
         if type(self) is Tracer and type(self.value) is _F64:
             builder, stack = self.builder, _traces.stack
             prim = UFUNC_PRIMS.get(ufunc)

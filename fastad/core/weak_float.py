@@ -22,20 +22,22 @@ class WeakFloatTracer(Tracer):
     narrows = True  # (`int_data.narrow_floats`)
 
     def __repr__(self) -> str:
-        return f"WeakFloatTracer(%{self.slot}: a Python float argument traced as data)"
+        return f"WeakFloatTracer(%{self.slot}: a Python float traced as data)"
 
 
 def weak_result(result: object, operands: tuple) -> object:
     """``result`` of Python's operator on ``operands`` as Python computes it:
     a weak float when every operand is a Python number or a traced one (a
     weak float, a Python int taken as data) and one at least is traced."""
-    if type(result) is Tracer and all(type(x) in _PYTHON or _weak_traced(x) for x in operands) \
-            and any(_weak_traced(x) for x in operands):
+    if type(result) is Tracer and all(type(x) in _PYTHON or is_weak_traced(x) for x in operands) \
+            and any(is_weak_traced(x) for x in operands):
         return WeakFloatTracer(result.builder, result.slot, result.value)
     return result
 
 
-def _weak_traced(x: object) -> bool:
+def is_weak_traced(x: object) -> bool:
+    """Whether ``x`` is a traced Python number: a weak float, a Python int
+    taken as data."""
     test = WEAK_TRACED.get(type(x))
     return test is not None and test(x)
 

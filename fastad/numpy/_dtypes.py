@@ -21,8 +21,7 @@ from typing import Any, Callable
 import numpy as _np
 
 from ..core.tracer import Tracer
-from ..core.int_data import IntTracer
-from ..core.weak_float import WeakFloatTracer
+from ..core.weak_float import WeakFloatTracer, is_weak_traced
 from ._base import _contains_tracer, result_dtype, shape
 
 _CACHE_SIZE = 256
@@ -32,10 +31,8 @@ _CASTABLE = frozenset(_np.dtype(t) for t in ("float32", "float64", "complex64", 
 def _ufunc_operand(x: Any) -> Any:
     """What ``resolve_dtypes`` takes for one operand: a dtype, or the Python
     type of a weak scalar."""
-    if type(x) is WeakFloatTracer:
-        return float
-    if type(x) is IntTracer and x.data_dtype is int:  # a Python int's: weak
-        return int
+    if is_weak_traced(x):  # a Python number's: weak
+        return float if type(x) is WeakFloatTracer else int
     if isinstance(x, Tracer):
         return result_dtype(x)
     if type(x) is bool:  # (resolve_dtypes takes no Python bool; NumPy's is as weak)
@@ -68,10 +65,8 @@ _UFUNC_DTYPES: dict[Any, Any] = {}
 
 def _probe(x: Any) -> Any:
     """A small array of x's dtype and rank (axes clipped to 3) standing for x."""
-    if type(x) is WeakFloatTracer:
-        return 0.5
-    if type(x) is IntTracer and x.data_dtype is int:
-        return 1
+    if is_weak_traced(x):
+        return 0.5 if type(x) is WeakFloatTracer else 1
     if isinstance(x, Tracer):
         shp = tuple(min(d, 3) for d in shape(x))
         return _np.full(shp, 0.5, dtype=result_dtype(x))
@@ -81,10 +76,8 @@ def _probe(x: Any) -> Any:
 def _key(args: tuple, kwargs: dict) -> Any:
     """A hashable key of the signature, or None when some argument is not one."""
     def one(x: Any) -> Any:
-        if type(x) is WeakFloatTracer:
-            return ("float", "weak")
-        if type(x) is IntTracer and x.data_dtype is int:
-            return ("int", "weak")
+        if is_weak_traced(x):
+            return ("weak", type(x).__name__)
         if isinstance(x, Tracer):
             return ("traced", result_dtype(x).str, len(shape(x)))
         if x is None or type(x) in (bool, int, float, complex, str):

@@ -183,6 +183,17 @@ def _weak_unary(core: Any) -> Any:
 
 
 negative, positive, absolute = (_weak_unary(f) for f in (negative, positive, absolute))
+_divmod = divmod
+
+
+def divmod(x1: Any, x2: Any) -> Any:  # noqa: A001 - the operator's name
+    """divmod(s, 2.0) of a weak float: two weak floats, as Python's."""
+    out = _divmod(x1, x2)
+    if type(x1) in NARROWING_TYPES or type(x2) in NARROWING_TYPES:
+        return tuple(weak_result(v, (x1, x2)) for v in out)
+    return out
+
+
 (add, subtract, multiply, divide, power, remainder, floor_divide) = (
     _narrowing(name, f) for name, f in (
         ("add", add), ("subtract", subtract), ("multiply", multiply), ("divide", divide),
