@@ -33,17 +33,22 @@ from .weak_float import WeakFloatTracer
 from .tracer import _F64, _FLOAT64_OPERATORS, _INT64, _INT64_STR, Builder, _append, _traces
 
 
+def _beside_float64(a: Any, b: Any) -> tuple[Any, Any]:
+    """A weak float beside a float64 scalar as a plain float64 scalar, which
+    the fast paths take: its precision is the other's, as of two of them."""
+    if type(a) is WeakFloatTracer and type(b) is Tracer and type(b.value) is _F64:
+        return Tracer(a.builder, a.slot, a.value), b
+    if type(b) is WeakFloatTracer and type(a) is Tracer and type(a.value) is _F64:
+        return a, Tracer(b.builder, b.slot, b.value)
+    return a, b
+
+
 def _arithmetic(prim_name: str, front_name: str, reflected: bool) -> Callable[..., Any]:
     op = _FLOAT64_OPERATORS[prim_name]
 
     def method(self: Tracer, other: Any) -> Any:
-        # a weak float and a float64 scalar: a float64 scalar, as of two of
-        # them (the weak one's precision is the other's)
-        if type(self) is WeakFloatTracer and type(other) is Tracer and type(other.value) is _F64:
-            self = Tracer(self.builder, self.slot, self.value)
-        elif type(other) is WeakFloatTracer and type(self) is Tracer \
-                and type(self.value) is _F64:
-            other = Tracer(other.builder, other.slot, other.value)
+        if type(self) is WeakFloatTracer or type(other) is WeakFloatTracer:
+            self, other = _beside_float64(self, other)
         if type(self) is Tracer and type(self.value) is _F64:
             builder, stack = self.builder, _traces.stack
             if stack and stack[-1] is builder:
@@ -108,13 +113,8 @@ def _comparison(ufunc: np.ufunc, front_name: str) -> Callable[..., Any]:
     Python float or another: the primitive the front end's function binds
     (`UFUNC_PRIMS`), computed by its ufunc as `bind` computes it."""
     def method(self: Tracer, other: Any) -> Any:
-        # a weak float and a float64 scalar: a float64 scalar, as of two of
-        # them (the weak one's precision is the other's)
-        if type(self) is WeakFloatTracer and type(other) is Tracer and type(other.value) is _F64:
-            self = Tracer(self.builder, self.slot, self.value)
-        elif type(other) is WeakFloatTracer and type(self) is Tracer \
-                and type(self.value) is _F64:
-            other = Tracer(other.builder, other.slot, other.value)
+        if type(self) is WeakFloatTracer or type(other) is WeakFloatTracer:
+            self, other = _beside_float64(self, other)
         if type(self) is Tracer and type(self.value) is _F64:
             builder, stack = self.builder, _traces.stack
             prim = UFUNC_PRIMS.get(ufunc)

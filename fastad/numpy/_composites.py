@@ -336,9 +336,9 @@ def float_power(x1: Any, x2: Any, **kw: Any) -> Any:
     # NumPy's: both operands in float64 (complex128) first, then the power
     dtype = _np.complex128 if iscomplexobj(x1) or iscomplexobj(x2) else _np.float64
 
-    def widened(x: Any) -> Any:
+    def cast(x: Any) -> Any:
         return x.astype(dtype) if isinstance(x, Tracer) else _np.asarray(x, dtype)
-    return power(widened(x1), widened(x2))
+    return power(cast(x1), cast(x2))
 
 
 # -- statistics ---------------------------------------------------------------

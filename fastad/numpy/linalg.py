@@ -48,8 +48,8 @@ def lstsq(a: Any, b: Any, rcond: Any = None) -> tuple[Any, Any, Any, Any]:
         residuals = sum(_abs2(r), axis=0)
         if ndim(b) == 1:
             residuals = reshape(residuals, (1,))
-    else:  # none, of the real dtype NumPy gives (float32 for complex64 a)
-        residuals = _np.empty((0,), _np.empty(0, result_dtype(s)).real.dtype)
+    else:  # none, in the singular values' real dtype, as NumPy's
+        residuals = _np.empty((0,), result_dtype(s))
     return x, residuals, _np.int32(rank), s
 
 
