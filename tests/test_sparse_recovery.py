@@ -210,11 +210,15 @@ def test_concurrent_calls_each_get_their_own_product(monkeypatch, form):
     lambda m: m.__setitem__((0, 8), 5.0),
     lambda m: m.setdiag(0.0),
 ], ids=["eliminate_zeros", "resize", "sort_indices", "sum_duplicates", "setitem", "setdiag"])
-def test_results_share_a_read_only_structure(change):
+@pytest.mark.parametrize("wrap", [lambda m: m, sp.csr_matrix, sp.csr_array,
+                                  lambda m: sp.csr_matrix(m, copy=False)],
+                         ids=["as_returned", "csr_matrix", "csr_array", "csr_matrix_no_copy"])
+def test_results_share_a_read_only_structure(change, wrap):
     """Results share the plan's indices and indptr, read-only: scipy's
     methods that change them in place take copies first (`csr.SharedCSR`),
-    so the other results and the plan's pattern keep theirs, and a direct
-    write raises rather than changing them."""
+    as does a scipy matrix built on a result (which shares its arrays by
+    default), so the other results and the plan's pattern keep theirs, and
+    a direct write raises rather than changing them."""
     def f(x):
         return np.sum(x[1:] * x[:-1]) + np.sum(x ** 4)
 
@@ -228,6 +232,7 @@ def test_results_share_a_read_only_structure(change):
         second.indices[0] = 1
     plain = sp.csr_matrix((second.data.copy(), second.indices.copy(), second.indptr.copy()),
                           shape=second.shape)
+    second = wrap(second)
     change(second)
     change(plain)  # as on a matrix of scipy's own
     assert second.shape == plain.shape and second.nnz == plain.nnz

@@ -32,6 +32,18 @@ class SharedCSR(sp.csr_matrix):
         if not self.indptr.flags.writeable:
             self.indptr = self.indptr.copy()
 
+    def asformat(self, format: str | None, copy: bool = False) -> Any:
+        # scipy builds a matrix on another through its asformat, sharing the
+        # arrays unless asked to copy (``csr_array(H)``); the new matrix is
+        # not a SharedCSR and may change its structure in place
+        # (``eliminate_zeros``), so it gets a structure of its own.  The
+        # values stay shared, as scipy shares them.
+        if format in (None, self.format) and not copy:
+            out = like(self, self.data)
+            out._own_structure()
+            return out
+        return super().asformat(format, copy=copy)
+
 
 def _copying_first(name: str) -> Callable[..., Any]:
     method = getattr(sp.csr_matrix, name)

@@ -43,6 +43,11 @@ class Sparsity:
 
     @property
     def lower_bounds(self) -> dict[str, int]:
+        """The most nonzeros in a row ("columns", "hessian") or a column
+        ("rows"): no column (row) coloring of the Jacobian needs fewer
+        colors.  The Hessian's is the same count, a bound for colorings read
+        off directly but not for star and acyclic ones, which may go below
+        it (an arrowhead's 2 colors, a dense block with one longer row)."""
         out = {"columns": coloring.lower_bound(self.jacobian, 1),
                "rows": coloring.lower_bound(self.jacobian, 0)}
         if self.hessian is not None:
@@ -62,7 +67,7 @@ class Sparsity:
             text += f", split: {' + '.join(passes)} passes"
         if self.hessian is not None:
             text += (f"; hessian {self.hessian.nnz} nonzeros, {self.ncolors['hessian']} "
-                     f"{self.hessian_coloring} colors (lower bound "
+                     f"{self.hessian_coloring} colors (most nonzeros in a row "
                      f"{self.lower_bounds['hessian']})")
         return text + ")"
 
