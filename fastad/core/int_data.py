@@ -13,7 +13,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .weak_float import WEAK_TRACED, WeakFloatTracer, is_weak_traced
+from .narrowing import NARROWING_TYPES, narrow_floats
+from .weak_float import WEAK_TRACED, is_weak_traced
 from .tracer import (_TRACERS, FRONT_END, KEEP_INTEGERS, ArrayTracer, Builder, Tracer, _traces,
                      bind)
 
@@ -189,67 +190,6 @@ class _IntegerData:
 _OPERATOR_UFUNCS = {"__add__": "add", "__radd__": "add", "__sub__": "subtract",
                     "__rsub__": "subtract", "__mul__": "multiply", "__rmul__": "multiply",
                     "__pow__": "power", "__rpow__": "power"}
-
-
-def _standin(x: Any) -> Any:
-    """What NumPy's type resolution sees of an operand: a zero of its dtype,
-    or a Python number as it is (weak, taking the other operand's precision)."""
-    if is_weak_traced(x):
-        return 0.0 if type(x) is WeakFloatTracer else 0
-    if isinstance(x, _IntegerData):
-        return np.zeros((), storage_dtype(x.data_dtype))
-    if type(x) in (int, float, complex, bool):
-        return x
-    if isinstance(x, Tracer):
-        return np.zeros((), x.dtype)
-    return np.zeros((), np.asarray(x).dtype)
-
-
-def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
-    """``inputs`` of NumPy's ufunc ``name`` with each integer taken as data
-    and each weak float (`weak_float`) cast to the float dtype NumPy computes
-    in when that is narrower than the float64 they are held in (``np.exp``
-    of uint8: float16, of int16: float32; uint8, a Python int or a Python
-    float times a float32 array: float32), so that a compiled function
-    computes in the precision and gives the dtype the eager one does; None
-    when nothing changes (NumPy integers of 32 bits or more, an integer
-    result, float64).  The answer is kept per ufunc and operand kinds: a
-    loop asks it at every step."""
-    if not any(type(x) in NARROWING_TYPES and x.narrows for x in inputs):
-        return None
-    standins = tuple(map(_standin, inputs))
-    key = (name, tuple(type(v) if type(v) in (int, float, complex, bool) else v.dtype
-                       for v in standins))
-    dtype = _NARROWED.get(key, _UNKNOWN)
-    if dtype is _UNKNOWN:
-        dtype = _NARROWED[key] = _narrowed_dtype(name, standins)
-    if dtype is None:
-        return None
-    # the cast itself (the front end's astype refuses float16 for floats,
-    # which would round; integers of 16 bits or fewer are exact in it)
-    from .registry import registry
-    return tuple(bind(registry["astype"], x, dtype=dtype.str) if type(x) in NARROWING_TYPES
-                 else x for x in inputs)
-
-
-def _narrowed_dtype(name: str, standins: tuple[Any, ...]) -> np.dtype | None:
-    """The float dtype narrower than float64 NumPy's ufunc ``name`` computes
-    in for operands like ``standins``, or None."""
-    ufunc = getattr(np, name, None)
-    if not isinstance(ufunc, np.ufunc) or ufunc.nout != 1 or ufunc.nin != len(standins):
-        return None
-    try:
-        with np.errstate(all="ignore"):
-            dtype = np.asarray(ufunc(*standins)).dtype
-    except (TypeError, ValueError):
-        return None
-    if dtype.kind not in "fc" or dtype.itemsize >= (8 if dtype.kind == "f" else 16):
-        return None
-    return dtype
-
-
-_NARROWED: dict[Any, Any] = {}
-_UNKNOWN = object()
 
 
 def _operator(name: str) -> Callable[[Any, Any], Any]:
@@ -855,8 +795,7 @@ def raise_for_data_arguments(exc: Exception, traced_args: Any) -> None:
     if sources:
         raise IntValueNeeded(sources) from exc
 _INTEGER_TYPES = frozenset((IntTracer, IntArrayTracer))
-#: the traced data a float operand may take into a narrower float (`narrow_floats`)
-NARROWING_TYPES = _INTEGER_TYPES | {WeakFloatTracer}
+NARROWING_TYPES.update(_INTEGER_TYPES)
 WEAK_TRACED[IntTracer] = lambda x: x.data_dtype is int  # a Python int's: weak
 INTEGER_DATA = (IntTracer, IntArrayTracer)
 

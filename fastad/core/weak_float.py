@@ -5,7 +5,7 @@ NumPy 2 promotes a Python scalar weakly: ``x32 * 2.0`` is float32, where
 argument is a float64 input of its tape, and an ordinary float64 tracer
 would make ``x32 * s`` float64 where the eager call gives float32.  Traced
 as a `WeakFloatTracer`, it is cast to the float precision NumPy computes
-in where a ufunc or an operator meets it (`int_data.narrow_floats`, as
+in where a ufunc or an operator meets it (`narrowing.narrow_floats`, as
 for integers taken as data), and the operators between it and Python
 numbers give a weak float again, as Python's floats do; NumPy's own
 functions of it (``np.exp(s)``, a NumPy float64 scalar eagerly) give
@@ -19,7 +19,7 @@ from .traced import _TRACERS, Tracer
 
 class WeakFloatTracer(Tracer):
     __slots__ = ()
-    narrows = True  # (`int_data.narrow_floats`)
+    narrows = True  # (`narrowing.narrow_floats`)
 
     def __repr__(self) -> str:
         return f"WeakFloatTracer(%{self.slot}: a Python float traced as data)"

@@ -12,7 +12,7 @@ import numpy as _np
 
 from ..core.errors import TracingError
 from ..core.fast_paths import UFUNC_PRIMS, binds_alone
-from ..core.int_data import NARROWING_TYPES, narrow_floats
+from ..core.narrowing import NARROWING_TYPES, narrow_floats
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, shape
 from . import _elementwise, _keywords, _ufunc_methods

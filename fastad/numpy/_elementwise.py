@@ -25,7 +25,8 @@ import numpy as _np
 
 from ..core.errors import unsupported_precision
 from ..primitives import elementwise as _rows
-from ..core.int_data import NARROWING_TYPES, INTEGER_DATA, integers_in, narrow_floats, storage_dtype
+from ..core.int_data import INTEGER_DATA, integers_in, storage_dtype
+from ..core.narrowing import NARROWING_TYPES, narrow_floats
 from ..core.tracer import Tracer, bind
 from ._base import _constant, _float_dtype, _fresh, _p, iscomplexobj, result_dtype, shape
 
@@ -59,7 +60,7 @@ def ufunc_like(ufunc: _np.ufunc, core: Any) -> Any:
     """``core`` (a function of the ufunc's inputs) taking the ufunc's keyword
     parameters, named as the ufunc."""
     # small integers taken as data compute in the float precision NumPy gives
-    # them (`int_data.narrow_floats`: exp of uint8 is float16)
+    # them (`narrowing.narrow_floats`: exp of uint8 is float16)
     name = ufunc.__name__
     if ufunc.nin == 1:
         def fn(x: Any, /, out: Any = None, **keywords: Any) -> Any:

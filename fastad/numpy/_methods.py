@@ -9,7 +9,7 @@ from typing import Any
 import numpy as _np
 
 from ..core.errors import TracingError
-from ..core.int_data import NARROWING_TYPES, narrow_floats
+from ..core.narrowing import NARROWING_TYPES, narrow_floats
 from ..core.weak_float import weak_result
 from ..core.tracer import Tracer
 from ._base import _fresh, iscomplexobj, ndim, result_dtype, shape
@@ -160,7 +160,7 @@ def _conj_method(self: Tracer) -> Any:
 
 def _narrowing(name: str, core: Any) -> Any:
     """The operator ``core`` of NumPy's ufunc ``name``, with integers taken as
-    data in the float precision NumPy computes in (`int_data.narrow_floats`,
+    data in the float precision NumPy computes in (`narrowing.narrow_floats`,
     as the ufunc functions do: ``x32 * n`` of a Python int n is float32), and a
     weak float of weak operands (`weak_float`)."""
     def op(x1: Any, x2: Any) -> Any:
