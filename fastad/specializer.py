@@ -107,8 +107,8 @@ def _as_float_constant(leaf: Any) -> Any:
     float constant the tape holds, exact below 2**53; other results as they are."""
     if type(leaf) is int or isinstance(leaf, np.integer):
         return np.float64(leaf) if abs(int(leaf)) < 2**53 else leaf
-    if type(leaf) is np.ndarray and leaf.dtype.kind in "iu" and leaf.size \
-            and np.abs(leaf.astype(np.float64)).max() < 2**53:
+    if type(leaf) is np.ndarray and leaf.dtype.kind in "iu" \
+            and np.abs(leaf.astype(np.float64)).max(initial=0.0) < 2**53:
         return leaf.astype(np.float64)
     return leaf
 

@@ -123,6 +123,35 @@ _EXACT_ON_FLOATS = frozenset({"add", "sub", "mul", "neg", "abs", "maximum", "min
 _F64, _I64 = np.dtype(np.float64), np.dtype(np.int64)
 
 
+def rounds_integers(body: LoopBody) -> bool:
+    """Whether ``body`` computes integers that may round in float64 words
+    (`_may_round`), in it or in a loop it holds: the reference interpreter
+    runs such a loop, in their dtype."""
+    stack = [body.tape]
+    while stack:
+        tape = stack.pop()
+        for ins in tape.instrs:
+            if np.dtype(tape.avals[ins.out].dtype).kind in "iu" and _may_round(ins, tape.consts):
+                return True
+            if ins.prim == "loop":
+                stack.append(ins.kwargs["body"].tape)
+    return False
+
+
+def _may_round(ins: Instr, consts: dict[int, Any]) -> bool:
+    """Whether an integer result of ``ins`` may pass 2**53, where float64
+    words round and int64 does not, though the loop's results (checked by
+    `pack`) stay below it: a product other than by a constant of magnitude
+    at most 1 (``c * 1103515245 % m``), a sum or difference of two computed
+    values (which may double at every step).  A counter's ``k + 1`` would
+    need 2**53 steps."""
+    if ins.prim == "mul":
+        return not any(s in consts and np.all(np.abs(consts[s]) <= 1) for s in ins.ins)
+    if ins.prim in ("add", "sub"):
+        return not any(s in consts for s in ins.ins)
+    return False
+
+
 def on_floats(body: LoopBody) -> LoopBody | None:
     """``body`` with its integer values held as float64 (the VM has no integer
     registers), itself when it has none; None when it computes with integers
@@ -134,6 +163,9 @@ def on_floats(body: LoopBody) -> LoopBody | None:
     cached = body._floats
     if cached is not None:
         return cached or None
+    if rounds_integers(body):
+        body._floats = False
+        return None
     tape, used = body.tape, _used(body)
     ints = {s for s, a in enumerate(tape.avals) if np.dtype(a.dtype).kind in "iu"}
     data, index, instrs = set(), set(), []

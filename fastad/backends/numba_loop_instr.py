@@ -72,6 +72,9 @@ def refusal(ins: Instr) -> str | None:
     from .fallback import special_refusal
     from .numba_tables import REAL_ONLY
     from ..core.registry import registry
+    from .lower_loop import rounds_integers
+    if rounds_integers(ins.kwargs["body"]):
+        return "a body whose integers may pass 2**53 (held as float64 words, they would round)"
     stack = [ins.kwargs["body"].tape]
     count = 0
     while stack:

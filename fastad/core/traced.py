@@ -314,7 +314,9 @@ class Tracer:
     def __rrshift__(self, other: Any) -> Any:
         return _bitwise("right_shift", other, self, shift=True)
 
-    def __invert__(self) -> Any:
+    def __invert__(self) -> Any:  # of a mask: its negation; of integers: NumPy's ~
+        if _kind(self) in "iu":
+            return FRONT_END["ufunc"](np.invert, "__call__", (self,), {})
         return FRONT_END["logical_not"](self)
 
     # ``v op= b``: a 0-d traced value is immutable like a NumPy scalar (Python
@@ -445,6 +447,10 @@ def _bitwise(name: str, a: Any, b: Any, shift: bool = False) -> Any:
                                 getattr(x, "sources", frozenset()), np.dtype(np.bool_))
         return x
     out = integer_op(name, (as_data(a), as_data(b)))
+    if out is None and ("i" in kinds or "u" in kinds):
+        # a traced value of an integer dtype that is no data (a loop's
+        # integer carry): NumPy's ufunc of it, never the masks' logic
+        return FRONT_END["ufunc"](getattr(np, name), "__call__", (a, b), {})
     if out is None and shift:
         raise TypeError(f"ufunc '{name}' of traced values that are not integers taken "
                         "as data is not supported")

@@ -40,11 +40,12 @@ def _refuse(ufunc: _np.ufunc, method: str, why: str) -> TracingError:
     return TracingError(f"numpy.{ufunc.__name__}.{method} on traced values: {why}")
 
 
-def _chain(fn: Callable, a: Any, keep_all: bool) -> Any:
-    """fn applied along axis 0 of a, left to right: the last value (reduce)
-    or every partial one stacked (accumulate)."""
+def _chain(fn: Callable, a: Any, keep_all: bool, start: Any = _np._NoValue) -> Any:
+    """fn applied along axis 0 of a, left to right, from ``start`` if given:
+    the last value (reduce) or every partial one stacked (accumulate)."""
     n = shape(a)[0]
-    acc, parts = a[0], [a[0]]
+    first = a[0] if start is _np._NoValue else fn(start, a[0])
+    acc, parts = first, [first]
     for i in range(1, n):
         acc = fn(acc, a[i])
         if keep_all:
@@ -63,23 +64,48 @@ def reduce(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
         raise _refuse(ufunc, "reduce", f"arguments {sorted(kwargs) or ['where']} are not "
                       "supported; reduce with fastad.numpy.where first")
     name = ufunc.__name__
-    if axis is None:
-        axis = tuple(range(ndim(a)))
-    axes = tuple(sorted((x % ndim(a) for x in (axis if isinstance(axis, tuple) else (axis,))),
-                        reverse=True))
-    if name in _REDUCERS:
+    if initial is None:
+        initial = _np._NoValue
+    _numpys_errors(ufunc, a, axis, initial)
+    if ndim(a) == 0:
+        axes: tuple[int, ...] = ()  # (NumPy's reduce of a 0-d array is the array)
+    else:
+        axes = tuple(sorted(_np.lib.array_utils.normalize_axis_tuple(
+            tuple(range(ndim(a))) if axis is None else axis, ndim(a)), reverse=True))
+    if axes and 0 in [shape(a)[x] for x in axes]:  # nothing to reduce: the initial value
+        fill = initial if initial is not _np._NoValue else ufunc.identity  # (NumPy checked)
+        kept = tuple(1 if i in axes else d for i, d in enumerate(shape(a))
+                     if keepdims or i not in axes)
+        out = broadcast_to(fill, kept) if isinstance(fill, Tracer) else \
+            _np.full(kept, fill, a.dtype if isinstance(a, Tracer) else _np.asarray(a).dtype)
+    elif name in _REDUCERS:
         out = _REDUCERS[name](a, axis=axes, keepdims=keepdims)
+        if initial is not _np._NoValue:  # (commutative: the initial value last)
+            out = fn(out, initial)
     else:
         out = a
+        # the initial value starts the chain along one axis; several axes
+        # only where NumPy finds the ufunc reorderable, which may take it last
+        start = initial if len(axes) == 1 else _np._NoValue
         for x in axes:  # highest first, so the others keep their numbers
-            if shape(out)[x] == 0:
-                raise _refuse(ufunc, "reduce", "an empty axis and no identity")
-            out = _chain(fn, moveaxis(out, x, 0), keep_all=False)
+            out = _chain(fn, moveaxis(out, x, 0), keep_all=False, start=start)
             if keepdims:
                 out = reshape(out, shape(out)[:x] + (1,) + shape(out)[x:])
-    if initial is not _np._NoValue and initial is not None:
-        out = fn(out, initial)
+        if len(axes) != 1 and initial is not _np._NoValue:
+            out = fn(initial, out)
     return astype(out, dtype) if dtype is not None else out
+
+
+def _numpys_errors(ufunc: _np.ufunc, a: Any, axis: Any, initial: Any) -> None:
+    """NumPy's exception for reducing ``a`` along ``axis``, if it raises one
+    (an axis out of range or named twice, several axes of a ufunc that is not
+    reorderable, an empty axis and no identity), from its own reduce of a
+    stand-in of a's dimensions with sizes 0 or 1."""
+    dtype = a.dtype if isinstance(a, Tracer) else _np.asarray(a).dtype
+    standin = _np.ones(tuple(1 if d else 0 for d in shape(a)), dtype)
+    with _np.errstate(all="ignore"):
+        ufunc.reduce(standin, axis=axis, **({} if initial is _np._NoValue
+                                             else {"initial": _np.ones((), dtype)[()]}))
 
 
 def accumulate(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:

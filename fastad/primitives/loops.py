@@ -198,6 +198,12 @@ def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
     steps in compiled code, writing the ys in place)."""
     step = step or body.interpret
     nc, nx = body.n_carry, body.n_xs
+    # integers a compiled program holds as float64 words back in their
+    # dtype (exact below 2**53), so that the body computes in int64 as
+    # NumPy does: ``c * K`` may pass 2**53 where its step's result does not
+    args = [np.asarray(v, a.dtype) if np.dtype(a.dtype).kind in "iu"
+            and np.asarray(v).dtype.kind == "f" else v
+            for v, a in zip(args, body.avals(body.tape.inputs))]
     carry = list(args[:nc])
     xs = [np.asarray(x) for x in args[nc:nc + nx]]
     consts = list(args[nc + nx:])

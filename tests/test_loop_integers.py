@@ -1,0 +1,110 @@
+"""Integer carries of fastad.scan, fori_loop and while_loop, compiled: the
+values NumPy's int64 gives, on every backend, with trip counts fixed and
+read at run time, carries started from constants and from arguments.
+
+A compiled loop holds integers as float64 words, exact below 2**53; a step
+may pass 2**53 where its result does not (a linear congruential generator's
+``c * 1103515245 % 2**31``, ``(c * 2**40 + 1) - c * 2**40``), and bitwise
+operators of integer carries are integers, never the masks' logic."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastad as fa
+from conftest import BACKENDS
+
+#: one step of an integer carry pair (a, b) and a scanned integer x: each
+#: keeps magnitudes within about 2**33, so no product leaves int64 (NumPy's
+#: wrap-around is not what is asked here), while some steps pass 2**53
+STEPS = {
+    "lcg": lambda a, b, x: (a * 1103515245 + 12345) % 2147483648,
+    "big_product": lambda a, b, x: (a * 2 ** 28 + 1) - a * 2 ** 28 + x,
+    "xor": lambda a, b, x: a ^ b,
+    "and": lambda a, b, x: (a & 255) + x,
+    "or": lambda a, b, x: a | (b & 7),
+    "shift": lambda a, b, x: ((a & 65535) << 2) >> 1,
+    "invert": lambda a, b, x: ~a,
+    "sum": lambda a, b, x: (a + b) % 1000003,
+    "floordiv": lambda a, b, x: a // 3 + x,
+    "remainder": lambda a, b, x: (a % 100003) * (b % 100003) * 977 % 1009,
+    "clip": lambda a, b, x: np.clip(a - b, -1000, 1000),
+    "where": lambda a, b, x: np.where(a > b, a - x, b + x),
+}
+
+
+def _reference(first, second, a, b, xs):
+    """The loop as NumPy runs it, in int64."""
+    a, b = np.int64(a), np.int64(b)
+    ys = []
+    for x in xs:
+        a, b = np.int64(STEPS[first](a, b, x)), np.int64(STEPS[second](b, a, x))
+        ys.append(a - b)
+    return (a, b), np.array(ys, np.int64)
+
+
+def _scan(first, second):
+    def body(carry, x):
+        a, b = carry
+        a2 = STEPS[first](a, b, x)
+        b2 = STEPS[second](b, a, x)
+        return (a2, b2), a2 - b2
+    return body
+
+
+@settings(max_examples=30, deadline=None)
+@given(first=st.sampled_from(sorted(STEPS)), second=st.sampled_from(sorted(STEPS)),
+       a=st.integers(-10 ** 6, 10 ** 6), b=st.integers(-10 ** 6, 10 ** 6),
+       n=st.integers(0, 9), as_argument=st.booleans(), seed=st.integers(0, 2 ** 16))
+def test_integer_carries_compute_as_numpys_int64(first, second, a, b, n, as_argument, seed):
+    xs = np.random.default_rng(seed).integers(-50, 50, size=n)
+    want_carry, want_ys = _reference(first, second, a, b, xs)
+    body = _scan(first, second)
+    init = (np.int64(a), np.int64(b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # host calls, named by the backends
+        eager = fa.scan(body, init, xs)
+        runs = {"eager": eager}
+        for backend in [b for b in BACKENDS if b != "numba"]:  # (compiles: the next test)
+            if as_argument:  # carries from arguments (integer data)
+                f = fa.jit(lambda c, X: fa.scan(body, c, X), backend=backend)
+                runs[backend] = f(init, xs)
+            else:  # carries from constants (plain integer values in the body)
+                f = fa.jit(lambda X: fa.scan(body, init, X), backend=backend)
+                runs[backend] = f(xs)
+    for name, (carry, ys) in runs.items():
+        assert [int(v) for v in carry] == [int(v) for v in want_carry], (name, first, second)
+        assert np.asarray(ys).dtype == np.int64, name
+        assert np.array_equal(ys, want_ys), (name, first, second)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("step", ["lcg", "big_product", "xor", "remainder"])
+def test_integer_carries_with_trip_counts_read_at_run_time(backend, step):
+    """fori_loop and while_loop with a traced trip count keep their loop; its
+    integer steps are int64's."""
+    def body(i, c):
+        return STEPS[step](c, c ^ 5, i)
+
+    def numpy_loop(c, n):
+        c = np.int64(c)
+        for i in range(n):
+            c = np.int64(body(np.int64(i), c))
+        return c
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        fori = fa.jit(lambda c, n: fa.fori_loop(0, n, body, c), backend=backend)
+        counted = fa.jit(lambda c, n: fa.while_loop(
+            lambda s: s[0] < n, lambda s: (s[0] + 1, body(s[0], s[1])), (0, c))[1],
+            backend=backend)
+        for c, n in [(123456789, 6), (10 ** 5, 4), (-77, 0), (3, 9)]:
+            want = numpy_loop(c, n)
+            assert int(fori(np.int64(c), n)) == int(want), (c, n)
+            assert int(counted(np.int64(c), n)) == int(want), (c, n)
+            const = fa.jit(lambda n: fa.fori_loop(0, n, body, np.int64(c)), backend=backend)
+            assert int(const(n)) == int(want), (c, n)
