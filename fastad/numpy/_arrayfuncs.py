@@ -7,10 +7,11 @@ import builtins
 from typing import Any, Sequence
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind
-from ._base import _axes, _constant, _contains_tracer, _float_dtype, _p, ndim, shape, size
+from ._base import _constant, _contains_tracer, _float_dtype, _p, ndim, shape, size
 from ._creation import asarray, zeros_like
 from ._linalg import matmul
 from ._shape import (_gather, broadcast_to, concatenate, flip, moveaxis, ravel, reshape,
@@ -24,7 +25,7 @@ def diff(a: Any, n: int = 1, axis: int = -1, prepend: Any = _np._NoValue,
          append: Any = _np._NoValue) -> Any:
     if n == 0:
         return a
-    axis = _axes(axis, ndim(a))[0]
+    axis = _axis_index(axis, ndim(a))
     parts = []
     for extra in (prepend, a, append):
         if extra is _np._NoValue:

@@ -118,9 +118,11 @@ def _axes(axis: Any, nd: int) -> tuple[int, ...]:
     for a in axis:
         a = int(a)
         if not -nd <= a < nd:
-            raise ValueError(f"axis {a} is out of bounds for an array of dimension {nd}")
+            raise _np.exceptions.AxisError(a, nd)  # (a ValueError and an IndexError)
         out.append(a % nd)
-    return tuple(sorted(set(out)))
+    if len(set(out)) != len(out):
+        raise ValueError("duplicate value in 'axis'")
+    return tuple(sorted(out))
 
 
 def _no_out(out: Any, name: str) -> None:

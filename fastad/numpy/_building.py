@@ -11,10 +11,11 @@ import inspect
 from typing import Any
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
-from ._base import _axes, _constant, _float_dtype, ndim, result_dtype, shape
+from ._base import _constant, _float_dtype, ndim, result_dtype, shape
 from ._composites import _as, _numpy_unless_traced, _traced
 from ._dtypes import with_numpy_dtype
 from ._creation import array, eye, full, zeros, zeros_like
@@ -338,7 +339,7 @@ def apply_along_axis(func1d: Any, axis: int, arr: Any, *args: Any, **kwargs: Any
     if not _traced(arr, *args, *kwargs.values()) and not isinstance(arr, Tracer):
         return _np.apply_along_axis(func1d, axis, arr, *args, **kwargs)
     arr = _as(arr)
-    ax = _axes(axis, ndim(arr))[0]
+    ax = _axis_index(axis, ndim(arr))
     moved = moveaxis(arr, ax, -1)
     lead = shape(moved)[:-1]
     rows = reshape(moved, (-1, shape(moved)[-1]))
@@ -356,7 +357,7 @@ def apply_over_axes(func: Any, a: Any, axes: Any) -> Any:
         return _np.apply_over_axes(func, a, axes)
     val = _as(a)
     for ax in _np.atleast_1d(axes):
-        ax = int(ax) % ndim(val)
+        ax = _axis_index(int(ax), ndim(val))
         res = func(val, ax)
         val = res if ndim(res) == ndim(val) else expand_dims(res, ax)
     return val

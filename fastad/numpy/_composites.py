@@ -12,6 +12,7 @@ import math
 from typing import Any
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.int_data import IntArrayTracer, IntTracer
@@ -356,7 +357,7 @@ def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = Fals
             if axis is None or ndim(w) != 1:
                 raise TypeError("average: axis must be specified when shapes of a and weights "
                                 "differ")
-            ax = _axes(axis, ndim(a))[0]
+            ax = _axis_index(axis, ndim(a))
             w = reshape(w, tuple(shape(w)[0] if i == ax else 1 for i in range(ndim(a))))
             w = broadcast_to(w, shape(a))
         total = sum(w, axis=axis, keepdims=keepdims)
@@ -609,7 +610,7 @@ def corrcoef(x: Any, y: Any = None, rowvar: bool = True, *, dtype: Any = None) -
 @_numpy_unless_traced("trapezoid")
 def trapezoid(y: Any, x: Any = None, dx: float = 1.0, axis: int = -1) -> Any:
     y = _as(y)
-    ax = _axes(axis, ndim(y))[0]
+    ax = _axis_index(axis, ndim(y))
     n = shape(y)[ax]
     lead = (slice(None),) * ax
     if x is None:
@@ -711,7 +712,7 @@ def _cumulative(fn: Any, initial: float, x: Any, axis: Any, include_initial: boo
         axis = 0
     out = fn(x, axis=axis)
     if include_initial:
-        ax = _axes(axis, ndim(x))[0]
+        ax = _axis_index(axis, ndim(x))
         first = _np.full(tuple(1 if i == ax else d for i, d in enumerate(shape(x))), initial,
                          _float_dtype(x))
         out = concatenate([first, out], axis=ax)
@@ -731,7 +732,7 @@ def unwrap(p: Any, discont: Any = None, axis: int = -1, *, period: float = 2 * _
     """Removes jumps larger than period/2: the corrections are multiples of the
     period, so the derivative is p's."""
     p = _as(p)
-    ax = _axes(axis, ndim(p))[0]
+    ax = _axis_index(axis, ndim(p))
     discont = period / 2 if discont is None else discont
     dd = stop_gradient(diff(p, axis=ax))
     high = period / 2

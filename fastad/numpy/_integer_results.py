@@ -22,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..core.int_data import _INTEGER_TYPES, INTEGER_RESULTS, integers_in
-from ..core.tracer import Tracer
+from ..core.tracer import FRONT_END, Tracer
 
 
 def _summed(dtypes: list[np.dtype]) -> np.dtype:
@@ -97,6 +97,12 @@ def integer_results(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         else:  # the common case, floats, decided by these two checks
             if not (operands and type(operands[0]) is np.ndarray
                     and operands[0].dtype.kind in "iub"):
+                dtype = kwargs.get("dtype")
+                if dtype is not None and isinstance(result, Tracer) \
+                        and np.dtype(dtype).kind in "iu" and result.dtype.kind == "f":
+                    # floats reduced into integers (``np.mean(x, dtype=int)``):
+                    # NumPy's cast of the result, which truncates
+                    return FRONT_END["astype"](result, dtype)
                 return result
         if rule is not _same and name not in _PRODUCTS and isinstance(result, Tracer):
             _check_partial_sums(fn, args, kwargs, operands)

@@ -30,6 +30,7 @@ import functools
 from typing import Any, Callable
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.tracer import Tracer
 from ._base import _constant, result_dtype, shape
@@ -138,7 +139,7 @@ def _gathering(fn: Callable[..., Any], along: bool) -> Callable[..., Any]:
         from ._index_update import IndexUpdate
         if axis is None:
             a, axis = ravel(a), 0
-        axis = axis % len(shape(a))
+        axis = _axis_index(axis, len(shape(a)))
         if not along:
             key = (slice(None),) * axis + (indices,)
             return IndexUpdate(a, key).get(mode="fill", fill_value=fill_value)
@@ -156,7 +157,7 @@ def _repeat(fn: Callable[..., Any]) -> Callable[..., Any]:
         out = fn(a, repeats, axis)
         if total_repeat_length is None:
             return out
-        along = 0 if axis is None else axis % len(shape(out))
+        along = 0 if axis is None else _axis_index(axis, len(shape(out)))
         have = shape(out)[along]
         if have >= total_repeat_length:
             return _np.take(out, _np.arange(total_repeat_length), axis=along)

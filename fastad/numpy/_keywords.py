@@ -75,7 +75,7 @@ def _loop(ufunc: _np.ufunc, kinds: tuple, out_dtype: Any, keywords: tuple) -> tu
     try:
         resolved = ufunc.resolve_dtypes(
             tuple(kinds) + (None,) * ufunc.nout, signature=signature,
-            casting=options.get("casting"))
+            casting=options.get("casting") or "same_kind")  # (NumPy's default)
         inputs = resolved[:ufunc.nin]
     except (TypeError, ValueError):  # a signature form resolve_dtypes does not take
         inputs = (None,) * ufunc.nin

@@ -13,6 +13,7 @@ import types
 from typing import Any
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
@@ -137,8 +138,8 @@ def tensordot(a: Any, b: Any, axes: Any = 2) -> Any:
         axes_a, axes_b = axes
         axes_a = [axes_a] if isinstance(axes_a, int) else list(axes_a)
         axes_b = [axes_b] if isinstance(axes_b, int) else list(axes_b)
-    axes_a = [x % ndim(a) for x in axes_a]
-    axes_b = [x % ndim(b) for x in axes_b]
+    axes_a = [_axis_index(x, ndim(a)) for x in axes_a]
+    axes_b = [_axis_index(x, ndim(b)) for x in axes_b]
     for i, j in zip(axes_a, axes_b):
         if shape(a)[i] != shape(b)[j]:
             raise ValueError("tensordot: shape-mismatch for sum")
@@ -491,7 +492,7 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
         return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims),
                      1.0 / ord)
     if not vector and isinstance(axis, (tuple, list)) and len(axis) == 2:
-        return _matrix_norm(x, ord, tuple(int(a) % ndim(x) for a in axis), keepdims)
+        return _matrix_norm(x, ord, tuple(_axis_index(int(a), ndim(x)) for a in axis), keepdims)
     raise ValueError(f"Invalid norm order {ord!r} for {'vectors' if vector else 'matrices'}")
 
 

@@ -13,6 +13,7 @@ from builtins import any as any_
 from typing import Any
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.tracer import bind
 from ..core.traced import ArrayTracer, Tracer
@@ -186,6 +187,7 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
         return total * (1.0 / count if count else _np.nan)
     if (out is not None or where is not True) and not _has_tracer((a, out, where)):
         return _np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
+    truncated = _into_integers(a, dtype)
     a = _cast(_array(a), _moment_dtype(a, dtype))
     axes = _axes(axis, ndim(a))
     count = _count(a, axes, keepdims, where)
@@ -195,7 +197,14 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
     else:
         with _np.errstate(invalid="ignore", divide="ignore"):  # no element: NaN, as NumPy's
             result = total / count
+    if truncated:  # NumPy's cast of the quotient, which truncates
+        result = astype(result, dtype)
     return _done(result, out, "mean")
+
+
+def _into_integers(a: Any, dtype: Any) -> bool:
+    """Whether a moment of floats ``a`` is asked for in integers (``dtype=int``)."""
+    return dtype is not None and _np.dtype(dtype).kind in "iu" and result_dtype(a).kind in "fc"
 
 
 _mean = mean  # var's parameter ``mean`` hides the name
@@ -212,6 +221,16 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
         if ddof != 0:
             raise ValueError("ddof and correction can't be provided simultaneously.")
         ddof = correction
+    if _into_integers(a, dtype) and where is True and mean is _NO:
+        # NumPy's: the mean and the sum of squared deviations (of the floats)
+        # each accumulated in the integers, each quotient cast to them
+        a = _array(a)
+        axes = _axes(axis, ndim(a))
+        count = _count(a, axes, keepdims, where)
+        center = astype(sum(a, axis=axes, dtype=dtype, keepdims=True) / count, dtype)
+        squares = _abs2(a - center)
+        return _done(astype(sum(squares, axis=axes, dtype=dtype, keepdims=keepdims)
+                            / _np.maximum(count - ddof, 0), dtype), out, "var")
     a = _cast(_array(a), _moment_dtype(a, dtype))
     axes = _axes(axis, ndim(a))
     count = _count(a, axes, keepdims, where)
@@ -236,6 +255,11 @@ def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
                        where=where, mean=mean, correction=correction)
     spread = var(a, axis=axis, dtype=dtype, ddof=ddof, keepdims=keepdims, where=where,
                  mean=mean, correction=correction)
+    if _into_integers(a, dtype) and where is True and mean is _NO:
+        if ndim(spread):  # NumPy's square root in place, into the integers
+            raise TypeError(f"Cannot cast ufunc 'sqrt' output from dtype('float64') to "
+                            f"dtype('{_np.dtype(dtype)}') with casting rule 'same_kind'")
+        return _done(astype(sqrt(spread), dtype), out, "std")  # (NumPy's cast)
     reduced = [shape(a)[i] for i in _axes(axis, ndim(a))]
     if where is True and mean is _NO and ddof == 0 and correction is _NO \
             and _np.prod(reduced, dtype=int) == 1:
@@ -263,14 +287,14 @@ def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     a = _cast(a, dtype)
     if axis is None:
         return cumsum_(ravel(a), 0)
-    return cumsum_(a, _axes(axis, ndim(a))[0])
+    return cumsum_(a, _axis_index(axis, ndim(a)))
 
 
 def _axis_of(a: Any, axis: Any) -> tuple[Any, int]:
     """(a, axis) with axis=None meaning the flattened array, as NumPy does."""
     if axis is None:
         return ravel(a), 0
-    return a, _axes(axis, ndim(a))[0]
+    return a, _axis_index(axis, ndim(a))
 
 
 def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:

@@ -10,6 +10,8 @@ import math
 from typing import Any, Sequence
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
+from numpy.lib.array_utils import normalize_axis_tuple as _axis_tuple
 
 from ..core.errors import TracingError
 from ..core.arrays import is_made_here, made_here
@@ -68,9 +70,9 @@ def transpose(a: Any, axes: Any = None) -> Any:
     nd = ndim(a)
     if isinstance(axes, (int, _np.integer)):
         axes = (axes,)
-    perm = tuple(range(nd))[::-1] if axes is None else tuple(int(x) % nd for x in axes)
-    if sorted(perm) != list(range(nd)):
-        raise ValueError(f"transpose: axes {axes} do not match an array of {nd} dimensions")
+    if axes is not None and len(axes) != nd:
+        raise ValueError("axes don't match array")
+    perm = tuple(range(nd))[::-1] if axes is None else _axis_tuple(axes, nd, "axes")
     if perm == tuple(range(nd)):
         return a
     return bind(_p("transpose"), a, perm=perm)
@@ -80,15 +82,18 @@ def swapaxes(a: Any, axis1: int, axis2: int) -> Any:
     if type(a) is _np.ndarray:
         return a.swapaxes(axis1, axis2)  # a rule's plain value: what `bind` would compute
     perm = list(range(ndim(a)))
-    i, j = axis1 % ndim(a), axis2 % ndim(a)
+    i, j = _axis_index(axis1, ndim(a), "axis1"), _axis_index(axis2, ndim(a), "axis2")
     perm[i], perm[j] = perm[j], perm[i]
     return transpose(a, perm)
 
 
 def moveaxis(a: Any, source: Any, destination: Any) -> Any:
     nd = ndim(a)
-    src = [s % nd for s in ((source,) if isinstance(source, int) else source)]
-    dst = [d % nd for d in ((destination,) if isinstance(destination, int) else destination)]
+    src = _axis_tuple(source, nd, "source")
+    dst = _axis_tuple(destination, nd, "destination")
+    if len(src) != len(dst):
+        raise ValueError("`source` and `destination` arguments must have the same number "
+                         "of elements")
     order = [i for i in range(nd) if i not in src]
     for d, s in sorted(zip(dst, src)):
         order.insert(d, s)
@@ -96,9 +101,8 @@ def moveaxis(a: Any, source: Any, destination: Any) -> Any:
 
 
 def expand_dims(a: Any, axis: Any) -> Any:
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
-    nd = ndim(a) + len(axes)
-    axes = sorted(x % nd for x in axes)
+    axes = (axis,) if isinstance(axis, (int, _np.integer)) else tuple(axis)
+    axes = sorted(_axis_tuple(axes, ndim(a) + len(axes)))
     shp = list(shape(a))
     for ax in axes:
         shp.insert(ax, 1)
@@ -273,8 +277,8 @@ def stack(arrays: Sequence[Any], axis: int = 0, out: Any = None, *, dtype: Any =
         raise ValueError("need at least one array to stack")
     if builtins.any(shape(a) != shape(arrays[0]) for a in arrays):
         raise ValueError("all input arrays must have the same shape")
-    nd = ndim(arrays[0]) + 1
-    return concatenate([expand_dims(a, axis % nd) for a in arrays], axis=axis % nd)
+    axis = _axis_index(axis, ndim(arrays[0]) + 1)
+    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis)
 
 
 def hstack(tup: Sequence[Any], *, dtype: Any = None, casting: str = "same_kind") -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import numpy as _np
+from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer
@@ -119,7 +120,7 @@ def accumulate(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> A
     if name in _ACCUMULATORS:
         out = _ACCUMULATORS[name](a, axis=axis)
     else:
-        axis = axis % ndim(a)
+        axis = _axis_index(axis, ndim(a))
         out = moveaxis(_chain(fn, moveaxis(a, axis, 0), keep_all=True), 0, axis)
     return astype(out, dtype) if dtype is not None else out
 
@@ -139,7 +140,7 @@ def reduceat(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any
     indices = _np.asarray(indices)
     if indices.ndim != 1 or indices.dtype.kind not in "iu":
         raise TypeError("reduceat: indices must be a 1-d array of integers")
-    axis = axis % ndim(a)
+    axis = _axis_index(axis, ndim(a))
     moved, n = moveaxis(a, axis, 0), shape(a)[axis]
     pieces = []
     for k, start in enumerate(indices.tolist()):

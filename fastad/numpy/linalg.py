@@ -93,8 +93,9 @@ def vector_norm(x: Any, /, *, axis: Any = None, keepdims: bool = False, ord: Any
         out = norm(reshape(x, (-1,)), ord)
         return reshape(out, (1,) * ndim(x)) if keepdims else out
     if isinstance(axis, tuple) and len(axis) > 1:
-        rest = [i for i in range(ndim(x)) if i not in [a % ndim(x) for a in axis]]
-        moved = moveaxis(x, [a % ndim(x) for a in axis], list(range(len(rest), ndim(x))))
+        axis = _np.lib.array_utils.normalize_axis_tuple(axis, ndim(x))
+        rest = [i for i in range(ndim(x)) if i not in axis]
+        moved = moveaxis(x, list(axis), list(range(len(rest), ndim(x))))
         out = norm(reshape(moved, tuple(shape(x)[i] for i in rest) + (-1,)), ord, axis=-1)
         if keepdims:
             out = reshape(out, tuple(1 if i not in rest else d for i, d in enumerate(shape(x))))
