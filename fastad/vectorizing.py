@@ -178,6 +178,9 @@ def vmap(f: Callable[..., Any], in_axes: Any = 0, out_axes: Any = 0,
                 continue
             if not is_batched:
                 value = fnp.broadcast_to(value, (size,) + tuple(fnp.shape(value)))
+            # (an out axis past a result's rank wraps around: out_axes=1 of
+            # per-example scalars is the batch axis, as before)
+            ax = ax % fnp.ndim(value) if ax else ax
             outs.append(_owned(fnp.moveaxis(value, 0, ax) if ax else value))
         return pytree.unflatten(rec.out_tree, outs)
     return arrays_out(vmapped)
