@@ -527,7 +527,12 @@ def _unpack_value_and_grad(structure: Structure, values: list[Any], argnums: Any
 
 
 def _outputs_value(rec: Recorded) -> list[Any]:
-    return list(rec.out_leaves[:1])
+    if len(rec.out_leaves) != 1:  # (its first leaf alone would pass for f's value)
+        from .api import NotScalarOutput
+        raise NotScalarOutput(f"fastad.compile(f).value: f returned a {len(rec.out_leaves)}-leaf "
+                              "structure; a compiled function is of one scalar (or of "
+                              "(value, aux) with has_aux=True); fastad.jit(f) returns any")
+    return list(rec.out_leaves)
 
 
 def _unpack_value(structure: Structure, values: list[Any], argnums: Any) -> Any:

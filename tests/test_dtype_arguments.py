@@ -56,8 +56,8 @@ def test_a_binary_ufunc_computes_in_the_dtype_asked_for(name):
         _check(lambda a, b: ufunc(a, b, dtype=dtype), (x, y), dtype)
 
 
-@pytest.mark.parametrize("name", ["sum", "prod", "cumsum", "mean", "var", "std", "nansum"])
-@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float32, np.float64])
+@pytest.mark.parametrize("name", ["sum", "prod", "cumsum", "mean", "var", "std", "nansum", "nanmean"])
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float32, np.float64, np.complex128])
 def test_a_reduction_into_the_dtype_asked_for(name, dtype):
     fn = getattr(np, name)
     x = np.random.default_rng(3).uniform(-4.0, 4.0, size=(3, 4))
@@ -78,3 +78,22 @@ def test_a_reduction_into_the_dtype_asked_for(name, dtype):
             assert np.array_equal(got, want), (name, axis, got, want)
         else:
             _close(got, want, dtype)
+
+
+@pytest.mark.parametrize("name", ["cov", "corrcoef", "cov rows", "cov pair", "vander",
+                                  "cov float32", "corrcoef complex64"])
+def test_float32_data_computed_in_numpys_precision(name):
+    """NumPy computes a float32 array's covariance and Vandermonde matrix in
+    float64; so does a traced call (to float64's rounding, not float32's)."""
+    f = {"cov": np.cov, "corrcoef": np.corrcoef, "cov rows": lambda v: np.cov(v, rowvar=False),
+         "cov pair": lambda v: np.cov(v[0], v[1]), "vander": lambda v: np.vander(v[0]),
+         "cov float32": lambda v: np.cov(v, dtype=np.float32),
+         "corrcoef complex64": lambda v: np.corrcoef(v * (1 + 0.5j))}[name]
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    want = f(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # (backend notices for complex values)
+        got = fa.jit(f)(x)
+    assert np.asarray(got).dtype == want.dtype
+    tol = 1e-6 if want.dtype in (np.float32, np.complex64) else 1e-13
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol * np.max(np.abs(want)))

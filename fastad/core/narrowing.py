@@ -32,7 +32,7 @@ def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
     ufunc and operand kinds: a loop asks it at every step."""
     if not any(type(x) in NARROWING_TYPES and x.narrows for x in inputs):
         return None
-    standins = tuple(map(_standin, inputs))
+    standins = tuple(map(standin, inputs))
     key = (name, tuple(type(v) if type(v) in _PYTHON_NUMBERS else v.dtype for v in standins))
     dtype = _NARROWED.get(key, _UNKNOWN)
     if dtype is _UNKNOWN:
@@ -49,7 +49,7 @@ def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
 _PYTHON_NUMBERS = (int, float, complex, bool)
 
 
-def _standin(x: Any) -> Any:
+def standin(x: Any) -> Any:
     """What NumPy's type resolution sees of an operand: a zero of its dtype
     (an integer taken as data: NumPy's dtype of its integers), or a Python
     number as it is (weak, taking the other operand's precision)."""

@@ -70,6 +70,11 @@ class Tracer:
         v = self.value
         return v.shape if type(v) in _NUMPY_VALUES else np.shape(v)
 
+    @shape.setter
+    def shape(self, _shape: Any) -> None:  # NumPy's reshape in place
+        raise AttributeError("setting the shape of a traced array in place is not supported; "
+                             "use x = x.reshape(shape)")
+
     @property
     def dtype(self) -> np.dtype:
         v = self.value
@@ -373,6 +378,12 @@ class Tracer:
     partition = _method("partition_method")
     fill = _method("fill_method")
 
+    @property
+    def flat(self) -> "_Flat":
+        """``x.flat``: x's elements in C order, read by index or in a loop,
+        written by index (through ``x.reshape(-1)``, a view)."""
+        return _Flat(self)
+
     T = property(_method("T"))
     at = property(_method("at"))  # JAX's x.at[idx].set(v) and the other functional updates
     mT = property(_method("mT"))
@@ -404,6 +415,28 @@ class ArrayTracer(Tracer):
     __itruediv__ = _method("in_place_divide")
     __ipow__ = _method("in_place_power")
     __imatmul__ = _method("in_place_matmul")
+
+
+class _Flat:
+    """What ``x.flat`` gives of a traced array (NumPy's flatiter)."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __getitem__(self, key: Any) -> Any:
+        return self.array.ravel()[key]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        flat = self.array.reshape(-1)
+        flat[key] = value
+
+    def __len__(self) -> int:
+        return int(np.prod(self.array.shape))
+
+    def __iter__(self) -> Any:
+        return iter(self.array.ravel())
 
 
 # the classes of traced values `bind` records: these two, and the integer and

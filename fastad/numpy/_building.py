@@ -14,12 +14,13 @@ import numpy as _np
 from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
+from ..core.narrowing import standin
 from ..core.tracer import Tracer
 from ._base import _constant, _float_dtype, ndim, result_dtype, shape
 from ._composites import _as, _numpy_unless_traced, _traced
 from ._dtypes import with_numpy_dtype
 from ._creation import array, eye, full, zeros, zeros_like
-from ._elementwise import ceil, exp, log, power, where
+from ._elementwise import astype, ceil, exp, log, power, where
 from ._reductions import _concrete
 from ._shape import (_gather, atleast_1d, atleast_2d, atleast_3d, broadcast_to, concatenate,
                      diag, expand_dims, moveaxis, ravel, reshape, stack, take_flat)
@@ -269,10 +270,12 @@ def concat(arrays: Any, /, axis: Any = 0, out: Any = None, *, dtype: Any = None,
 def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
     if len(condlist) != len(choicelist):
         raise ValueError("list of cases must be same length as list of conditions")
-    out = _as(default) * 1.0
+    # NumPy's result type, a Python scalar default taking the choices' (weak)
+    dtype = _np.result_type(*map(standin, (*choicelist, default)))
+    out = astype(_as(default), dtype)
     for cond, choice in reversed(list(zip(condlist, choicelist))):
         out = where(_as(cond), _as(choice), out)
-    return out
+    return astype(out, dtype)
 
 
 @_numpy_unless_traced("choose")

@@ -23,7 +23,7 @@ from ._base import (_axes, _contains_tracer, _float_dtype, _p, iscomplexobj, ndi
 from ._creation import array, asarray
 from ._dtypes import _cast, numpy_dtype, ufunc_dtype
 from ._elementwise import where as _select  # for functions whose ``where=`` hides the name
-from ._elementwise import logical_and, logical_not, maximum
+from ._elementwise import astype, logical_and, logical_not, maximum
 from ._keywords import write_out
 from ._elementwise import (FROM_ROWS, absolute, ceil, conjugate, deg2rad, floor, imag, isnan,
                            logaddexp, multiply, power, real, sin, sqrt, stop_gradient,
@@ -580,11 +580,15 @@ def cov(m: Any, y: Any = None, rowvar: bool = True, bias: bool = False, ddof: An
         fweights: Any = None, aweights: Any = None, *, dtype: Any = None) -> Any:
     if fweights is not None or aweights is not None:
         raise TracingError("cov: fweights/aweights are not supported on traced values")
-    x = atleast_2d(_as(m))
+    # NumPy's precision: float64 at least (a float32 m's covariance is float64)
+    if dtype is None:
+        dtype = _np.result_type(result_dtype(m), _np.float64,
+                                *(() if y is None else (result_dtype(y),)))
+    x = atleast_2d(astype(_as(m), dtype))
     if not rowvar and shape(x)[0] != 1:
         x = swapaxes(x, 0, 1)
     if y is not None:
-        y = atleast_2d(_as(y))
+        y = atleast_2d(astype(_as(y), dtype))
         if not rowvar and shape(y)[0] != 1:
             y = swapaxes(y, 0, 1)
         x = concatenate([x, y], axis=0)
@@ -598,7 +602,7 @@ def cov(m: Any, y: Any = None, rowvar: bool = True, bias: bool = False, ddof: An
 
 @_numpy_unless_traced("corrcoef")
 def corrcoef(x: Any, y: Any = None, rowvar: bool = True, *, dtype: Any = None) -> Any:
-    c = cov(x, y, rowvar)
+    c = cov(x, y, rowvar, dtype=dtype)
     if ndim(c) == 0:
         return c / c
     d = sqrt(real(diag(c)))
@@ -722,6 +726,7 @@ def _cumulative(fn: Any, initial: float, x: Any, axis: Any, include_initial: boo
 @_numpy_unless_traced("vander")
 def vander(x: Any, N: Any = None, increasing: bool = False) -> Any:
     x = _as(x)
+    x = astype(x, _np.promote_types(result_dtype(x), int))  # (NumPy's: float32 in float64)
     n = shape(x)[0] if N is None else int(N)
     powers = range(n) if increasing else range(n - 1, -1, -1)
     return stack([x ** float(k) if k else x * 0.0 + 1.0 for k in powers], axis=1)

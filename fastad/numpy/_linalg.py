@@ -17,7 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
-from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, shape
+from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, result_dtype, shape
 from ._elementwise import (_abs2, absolute, astype, conjugate, exp, log, multiply, power, real,
                            sqrt, stop_gradient, ufunc_like)
 from ._reductions import all as all_, max, min, sum
@@ -44,6 +44,9 @@ def _matmul(a: Any, b: Any) -> Any:
     sa, sb = shape(a), shape(b)
     if not sa or not sb:
         raise ValueError("matmul: input operand does not have enough dimensions")
+    if result_dtype(a) == _np.bool_ and result_dtype(b) == _np.bool_:
+        # NumPy's product of masks: whether any pair is true (counted in floats)
+        return _matmul(astype(a, _np.float64), astype(b, _np.float64)) > 0.0
     squeeze_a, squeeze_b = len(sa) == 1, len(sb) == 1
     if squeeze_a:
         sa = (1, sa[0])

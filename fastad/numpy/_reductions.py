@@ -42,6 +42,9 @@ def _has_tracer(a: Any) -> bool:
 
 
 def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
+    if name in ("max", "min") and result_dtype(x) == _np.bool_:
+        # the extrema of masks: any and all (the VM holds no bool extrema)
+        return (any if name == "max" else all)(x, axis=axis, keepdims=keepdims)
     return bind(_p(name), x, axes=_axes(axis, ndim(x)), keepdims=bool(keepdims))
 
 
@@ -243,6 +246,8 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
         with _np.errstate(invalid="ignore", divide="ignore"):  # as NumPy: count - ddof >= 0
             result = total / _np.maximum(count - ddof, 0) if not _has_tracer((count,)) \
                 else total / maximum(count - ddof, 0.0)
+    if dtype is not None and _np.dtype(dtype).kind == "c" and result_dtype(result).kind == "f":
+        result = astype(result, dtype)  # (NumPy's: squares of a real array in complex)
     return _done(result, out, "var")
 
 
@@ -333,6 +338,10 @@ def nanmean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
     present = _masked(_not_nan(a), where, False)
     count = sum(astype(present, _float_dtype(a)), axis=axis, keepdims=keepdims)
     result = nansum(a, axis=axis, dtype=dtype, keepdims=keepdims, where=where) / count
+    if dtype is not None:  # NumPy's quotient is written into the sum: of its dtype
+        if _np.dtype(dtype).kind not in "fc":
+            raise TypeError("If a is inexact, then dtype must be inexact")
+        result = astype(result, dtype)
     return _done(result, out, "nanmean")
 
 

@@ -81,7 +81,7 @@ def cond(x: Any, p: Any = None) -> Any:
 def matrix_norm(x: Any, /, *, keepdims: bool = False, ord: Any = "fro") -> Any:
     if not _traced(x):
         return _np.linalg.matrix_norm(x, keepdims=keepdims, ord=ord)
-    if ord == "fro":
+    if ord is None or ord == "fro":  # (NumPy takes None for the Frobenius norm)
         return norm(x, axis=(-2, -1), keepdims=keepdims)
     return _matrix_norm(x, ord, (ndim(x) - 2, ndim(x) - 1), keepdims)
 

@@ -1,0 +1,81 @@
+"""Array usages on traced values that NumPy code writes and the front end
+once refused or answered wrongly: extrema and products of masks (boolean
+arguments), ``x.flat`` read, written and iterated, ``x.shape = ...`` (a
+clear refusal), ``matrix_norm(ord=None)``, and a compiled function's
+``value`` of a function returning several leaves (a refusal, never its
+first leaf alone)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastad as fa
+from fastad.api import NotScalarOutput
+
+MASK_FUNCTIONS = {
+    "max": lambda b, c: np.max(b),
+    "max axis": lambda b, c: np.max(b, axis=0),
+    "min keepdims": lambda b, c: np.min(b, axis=1, keepdims=True),
+    "amax method": lambda b, c: b.max(axis=-1),
+    "dot": lambda b, c: np.dot(b[0], c[:, 1]),
+    "matmul": lambda b, c: b @ c,
+    "any": lambda b, c: np.any(b, axis=0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(MASK_FUNCTIONS))
+def test_masks_as_arguments(name):
+    f = MASK_FUNCTIONS[name]
+    rng = np.random.default_rng(len(name))
+    for _ in range(4):
+        b, c = rng.random((3, 3)) > 0.6, rng.random((3, 3)) > 0.4
+        want, got = f(b, c), fa.jit(f)(b, c)
+        assert np.asarray(got).dtype == np.asarray(want).dtype and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape", [(6,), (2, 3), (2, 2, 2)])
+def test_flat_reads_writes_and_iterates(shape):
+    rng = np.random.default_rng(sum(shape))
+    x = rng.standard_normal(shape)
+    n = x.size
+    k = int(rng.integers(n))
+
+    def f(v):
+        y = v * 1.5
+        y.flat[k] = 2.0 * v.flat[n - 1 - k]
+        return np.sum(y.flat[::2] ** 2) + sum(e * e for e in v.flat) + len(v.flat)
+
+    assert np.isclose(fa.jit(f)(x), f(x))
+    g = fa.grad(f)(x)
+    for _ in range(3):
+        d = rng.standard_normal(shape)
+        fd = (f(x + 1e-6 * d) - f(x - 1e-6 * d)) / 2e-6
+        assert np.isclose(np.sum(g * d), fd, rtol=1e-6)
+
+
+def test_setting_the_shape_of_a_traced_array_is_refused_clearly():
+    def f(x):
+        y = x * 2.0
+        y.shape = (3, 2)
+        return y
+    with pytest.raises(AttributeError, match="reshape"):
+        fa.jit(f)(np.ones((2, 3)))
+
+
+def test_matrix_norm_takes_ord_none_as_frobenius():
+    x = np.random.default_rng(0).standard_normal((2, 3, 3))
+    f = lambda v: np.linalg.matrix_norm(v, ord=None)  # noqa: E731
+    np.testing.assert_allclose(fa.jit(f)(x), f(x), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["c", "numpy"])
+def test_compiled_value_of_several_leaves_is_refused(backend):
+    if backend not in fa.backends_available():
+        pytest.skip(f"{backend} not built")
+    x = np.arange(3.0)
+    g = fa.compile(lambda v: (np.sum(v ** 2), v), backend=backend)
+    with pytest.raises(NotScalarOutput, match="has_aux"):
+        g.value(x)
+    aux = fa.compile(lambda v: (np.sum(v ** 2), v), has_aux=True, backend=backend)
+    value, kept = aux.value(x)
+    assert value == 5.0 and np.array_equal(kept, x)
