@@ -363,13 +363,14 @@ def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_
             return np.asarray(_leaf_value(v), v.dtype) if isinstance(v, Tracer) \
                 else _leaf_value(v)
         zeros = [np.zeros(np.shape(x)[1:], plain(x).dtype) for x in x_leaves]
-        _, y = f(pytree.unflatten(tree, [plain(v) for v in leaves]),
-                 pytree.unflatten(x_tree, zeros))
+        try:
+            _, y = f(pytree.unflatten(tree, [plain(v) for v in leaves]),
+                     pytree.unflatten(x_tree, zeros))
+        except Exception:  # a body that cannot take zeros (a factorization): no ys known
+            return init, None
         y_leaves, y_tree = pytree.flatten(y)
-        carry = pytree.unflatten(tree, [v if isinstance(v, Tracer) else _leaf_value(v)
-                                        for v in leaves])
-        return carry, pytree.unflatten(y_tree, [np.zeros((0,) + np.shape(v), _leaf_value(v).dtype)
-                                                for v in y_leaves])
+        return init, pytree.unflatten(y_tree, [np.zeros((0,) + np.shape(v), _leaf_value(v).dtype)
+                                               for v in y_leaves])
     y_tree = ys[0][1]
     stacked = [stack([leaves[j] for leaves, _ in ys]) for j in range(len(ys[0][0]))]
     return carry, pytree.unflatten(y_tree, _flip(stacked) if reverse else stacked)

@@ -530,8 +530,8 @@ def _outputs_value(rec: Recorded) -> list[Any]:
     if len(rec.out_leaves) != 1:  # (its first leaf alone would pass for f's value)
         from .api import NotScalarOutput
         raise NotScalarOutput(f"fastad.compile(f).value: f returned a {len(rec.out_leaves)}-leaf "
-                              "structure; a compiled function is of one scalar (or of "
-                              "(value, aux) with has_aux=True); fastad.jit(f) returns any")
+                              "structure; compile takes f of one result (or of (value, aux) "
+                              "with has_aux=True); fastad.jit(f) returns any structure")
     return list(rec.out_leaves)
 
 

@@ -41,8 +41,9 @@ def test_flat_reads_writes_and_iterates(shape):
     k = int(rng.integers(n))
 
     def f(v):
-        y = v * 1.5
+        y = np.swapaxes(v * 1.5, 0, -1)  # (not contiguous: written through its indices)
         y.flat[k] = 2.0 * v.flat[n - 1 - k]
+        y.flat[1::3] = -v.flat[: len(range(n)[1::3])]
         return np.sum(y.flat[::2] ** 2) + sum(e * e for e in v.flat) + len(v.flat)
 
     assert np.isclose(fa.jit(f)(x), f(x))

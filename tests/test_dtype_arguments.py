@@ -56,7 +56,8 @@ def test_a_binary_ufunc_computes_in_the_dtype_asked_for(name):
         _check(lambda a, b: ufunc(a, b, dtype=dtype), (x, y), dtype)
 
 
-@pytest.mark.parametrize("name", ["sum", "prod", "cumsum", "mean", "var", "std", "nansum", "nanmean"])
+@pytest.mark.parametrize("name", ["sum", "prod", "cumsum", "cumprod", "mean", "var", "std", "nansum",
+                                  "nancumsum", "nancumprod", "nanmean"])
 @pytest.mark.parametrize("dtype", [np.int64, np.int32, np.float32, np.float64, np.complex128])
 def test_a_reduction_into_the_dtype_asked_for(name, dtype):
     fn = getattr(np, name)

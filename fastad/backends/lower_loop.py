@@ -139,17 +139,21 @@ def rounds_integers(body: LoopBody) -> bool:
 
 
 def _may_round(ins: Instr, consts: dict[int, Any]) -> bool:
-    """Whether an integer result of ``ins`` may pass 2**53, where float64
+    """Whether an integer product of ``ins`` may pass 2**53, where float64
     words round and int64 does not, though the loop's results (checked by
-    `pack`) stay below it: a product other than by a constant of magnitude
-    at most 1 (``c * 1103515245 % m``), a sum or difference of two computed
-    values (which may double at every step).  A counter's ``k + 1`` would
-    need 2**53 steps."""
-    if ins.prim == "mul":
-        return not any(s in consts and np.all(np.abs(consts[s]) <= 1) for s in ins.ins)
-    if ins.prim in ("add", "sub"):
-        return not any(s in consts for s in ins.ins)
-    return False
+    `pack`) stay below it: a product of two computed values (``a * b % m``)
+    or by a constant past 2**21 (``c * 1103515245 % m``), which take a value
+    of 2**32 past it.  Not caught: a value past 2**32 times a smaller
+    constant, and sums of values near 2**53 (a counter's ``k + 1``, an
+    accumulated ``s + i``, stay far below it; checking every sum would send
+    those loops to the interpreter, 100x slower)."""
+    if ins.prim != "mul":
+        return False
+    factors = [np.abs(consts[s]) for s in ins.ins if s in consts]
+    return not factors or any(np.any(f > _SMALL_FACTOR) for f in factors)
+
+
+_SMALL_FACTOR = 2 ** 21
 
 
 def on_floats(body: LoopBody) -> LoopBody | None:
@@ -157,9 +161,10 @@ def on_floats(body: LoopBody) -> LoopBody | None:
     registers), itself when it has none; None when it computes with integers
     other than int64 ones by `_EXACT_ON_FLOATS` (an index, a cast of a float
     to an integer, a narrower or unsigned integer, which wraps around where a
-    float would not), which then stays off the LOOP.  Integer constants read
-    only as indices keep their dtype.  Nested loop bodies are converted the
-    same way.  The result is kept on the body (``_floats``; False: None)."""
+    float would not, or products that may pass 2**53, `rounds_integers`),
+    which then stays off the LOOP.  Integer constants read only as indices
+    keep their dtype.  Nested loop bodies are converted the same way.  The
+    result is kept on the body (``_floats``; False: None)."""
     cached = body._floats
     if cached is not None:
         return cached or None
@@ -228,7 +233,8 @@ def refusal(ins: Instr, depth: int = 1) -> str | None:
     from .lower_rules import _RULES, REFUSED
     body = on_floats(ins.kwargs["body"])
     if body is None:
-        return "a body that computes with integers (other than counting)"
+        return ("a body whose integers may pass 2**53" if rounds_integers(ins.kwargs["body"])
+                else "a body that computes with integers (other than counting)")
     if depth > MAX_DEPTH:
         return f"loops nested more than {MAX_DEPTH} deep"
     tape, used = body.tape, _used(body)

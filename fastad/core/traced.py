@@ -381,7 +381,7 @@ class Tracer:
     @property
     def flat(self) -> "_Flat":
         """``x.flat``: x's elements in C order, read by index or in a loop,
-        written by index (through ``x.reshape(-1)``, a view)."""
+        written by index."""
         return _Flat(self)
 
     T = property(_method("T"))
@@ -429,8 +429,11 @@ class _Flat:
         return self.array.ravel()[key]
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        flat = self.array.reshape(-1)
-        flat[key] = value
+        # the positions in C order, written through the array's own indices
+        # (a reshape of a transposed or sliced array would be a copy)
+        shape = self.array.shape
+        flat = np.arange(int(np.prod(shape)))[key]
+        self.array[np.unravel_index(flat, shape)] = value
 
     def __len__(self) -> int:
         return int(np.prod(self.array.shape))

@@ -271,11 +271,14 @@ def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
     if len(condlist) != len(choicelist):
         raise ValueError("list of cases must be same length as list of conditions")
     # NumPy's result type, a Python scalar default taking the choices' (weak)
-    dtype = _np.result_type(*map(standin, (*choicelist, default)))
-    out = astype(_as(default), dtype)
+    dtype = _np.result_type(*[result_dtype(c) if isinstance(c, (list, tuple)) else standin(c)
+                              for c in (*choicelist, default)])
+    if dtype == _np.float16:  # (not cast: the front end's float16 would round)
+        dtype = None
+    out = _as(default) if dtype is None else astype(_as(default), dtype)
     for cond, choice in reversed(list(zip(condlist, choicelist))):
         out = where(_as(cond), _as(choice), out)
-    return astype(out, dtype)
+    return out if dtype is None else astype(out, dtype)
 
 
 @_numpy_unless_traced("choose")

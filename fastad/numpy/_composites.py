@@ -561,13 +561,13 @@ def nanstd(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: A
 @_numpy_unless_traced("nancumsum")
 def nancumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     a = _as(a)
-    return cumsum(where(isnan(a), 0.0, a), axis=axis)
+    return cumsum(where(isnan(a), 0.0, a), axis=axis, dtype=dtype)
 
 
 @_numpy_unless_traced("nancumprod")
 def nancumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     a = _as(a)
-    return cumprod(where(isnan(a), 1.0, a), axis=axis)
+    return cumprod(where(isnan(a), 1.0, a), axis=axis, dtype=dtype)
 
 
 @_numpy_unless_traced("ptp")

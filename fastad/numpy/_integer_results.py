@@ -89,6 +89,12 @@ def integer_results(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
+        dtype = kwargs.get("dtype")
+        if dtype is not None and not skip and args and isinstance(args[0], Tracer) \
+                and args[0].dtype.kind == "f" and np.dtype(dtype).kind in "iu":
+            # floats accumulated in integers (``np.nancumsum(x, dtype=int)``):
+            # each element cast first, as NumPy's, then integers throughout
+            args = (FRONT_END["astype"](args[0], dtype),) + args[1:]
         result = fn(*args, **kwargs)
         operands = args[skip:skip + arrays] if arrays else args[skip:]
         for a in operands:
@@ -97,12 +103,6 @@ def integer_results(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         else:  # the common case, floats, decided by these two checks
             if not (operands and type(operands[0]) is np.ndarray
                     and operands[0].dtype.kind in "iub"):
-                dtype = kwargs.get("dtype")
-                if dtype is not None and isinstance(result, Tracer) \
-                        and np.dtype(dtype).kind in "iu" and result.dtype.kind == "f":
-                    # floats reduced into integers (``np.mean(x, dtype=int)``):
-                    # NumPy's cast of the result, which truncates
-                    return FRONT_END["astype"](result, dtype)
                 return result
         if rule is not _same and name not in _PRODUCTS and isinstance(result, Tracer):
             _check_partial_sums(fn, args, kwargs, operands)

@@ -73,8 +73,9 @@ def _loop(ufunc: _np.ufunc, kinds: tuple, out_dtype: Any, keywords: tuple) -> tu
     if signature is None and options.get("dtype") is not None:
         signature = (None,) * ufunc.nin + (_np.dtype(options["dtype"]),) * ufunc.nout
     try:
-        resolved = ufunc.resolve_dtypes(
-            tuple(kinds) + (None,) * ufunc.nout, signature=signature,
+        resolved = ufunc.resolve_dtypes(  # (which takes no Python bool: NumPy's is as weak)
+            tuple(_np.dtype(bool) if k is bool else k for k in kinds) + (None,) * ufunc.nout,
+            signature=signature,
             casting=options.get("casting") or "same_kind")  # (NumPy's default)
         inputs = resolved[:ufunc.nin]
     except (TypeError, ValueError):  # a signature form resolve_dtypes does not take

@@ -42,7 +42,7 @@ def _has_tracer(a: Any) -> bool:
 
 
 def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
-    if name in ("max", "min") and result_dtype(x) == _np.bool_:
+    if name in ("max", "min") and result_dtype(x) == _np.bool_ and not _empty_reduction(x, axis):
         # the extrema of masks: any and all (the VM holds no bool extrema)
         return (any if name == "max" else all)(x, axis=axis, keepdims=keepdims)
     return bind(_p(name), x, axes=_axes(axis, ndim(x)), keepdims=bool(keepdims))

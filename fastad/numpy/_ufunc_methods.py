@@ -67,7 +67,7 @@ def reduce(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
     name = ufunc.__name__
     if initial is None:
         initial = _np._NoValue
-    _numpys_errors(ufunc, a, axis, initial)
+    numpys = _numpys_result(ufunc, a, axis, initial)
     if ndim(a) == 0:
         axes: tuple[int, ...] = ()  # (NumPy's reduce of a 0-d array is the array)
     else:
@@ -77,8 +77,8 @@ def reduce(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
         fill = initial if initial is not _np._NoValue else ufunc.identity  # (NumPy checked)
         kept = tuple(1 if i in axes else d for i, d in enumerate(shape(a))
                      if keepdims or i not in axes)
-        out = broadcast_to(fill, kept) if isinstance(fill, Tracer) else \
-            _np.full(kept, fill, a.dtype if isinstance(a, Tracer) else _np.asarray(a).dtype)
+        out = broadcast_to(astype(fill, numpys), kept) if isinstance(fill, Tracer) else \
+            _np.full(kept, fill, numpys)
     elif name in _REDUCERS:
         out = _REDUCERS[name](a, axis=axes, keepdims=keepdims)
         if initial is not _np._NoValue:  # (commutative: the initial value last)
@@ -97,16 +97,17 @@ def reduce(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
     return astype(out, dtype) if dtype is not None else out
 
 
-def _numpys_errors(ufunc: _np.ufunc, a: Any, axis: Any, initial: Any) -> None:
-    """NumPy's exception for reducing ``a`` along ``axis``, if it raises one
-    (an axis out of range or named twice, several axes of a ufunc that is not
-    reorderable, an empty axis and no identity), from its own reduce of a
-    stand-in of a's dimensions with sizes 0 or 1."""
+def _numpys_result(ufunc: _np.ufunc, a: Any, axis: Any, initial: Any) -> _np.dtype:
+    """The dtype of NumPy's reduce of ``a`` along ``axis`` (``add`` of bools:
+    int64), or NumPy's exception if it raises one (an axis out of range or
+    named twice, several axes of a ufunc that is not reorderable, an empty
+    axis and no identity), from its own reduce of a stand-in of a's
+    dimensions with sizes 0 or 1."""
     dtype = a.dtype if isinstance(a, Tracer) else _np.asarray(a).dtype
     standin = _np.ones(tuple(1 if d else 0 for d in shape(a)), dtype)
     with _np.errstate(all="ignore"):
-        ufunc.reduce(standin, axis=axis, **({} if initial is _np._NoValue
-                                             else {"initial": _np.ones((), dtype)[()]}))
+        return _np.asarray(ufunc.reduce(standin, axis=axis, **(
+            {} if initial is _np._NoValue else {"initial": _np.ones((), dtype)[()]}))).dtype
 
 
 def accumulate(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
