@@ -1,6 +1,6 @@
 """Array usages on traced values that NumPy code writes and the front end
-once refused or answered wrongly: extrema and products of masks (boolean
-arguments), ``x.flat`` read, written and iterated, ``x.shape = ...`` (a
+once refused or answered wrongly: extrema, products and counts of masks
+(boolean arguments; a count is NumPy's int64), ``x.flat`` read, written and iterated, ``x.shape = ...`` (a
 clear refusal), ``matrix_norm(ord=None)``, and a compiled function's
 ``value`` of a function returning several leaves (a refusal, never its
 first leaf alone)."""
@@ -20,6 +20,9 @@ MASK_FUNCTIONS = {
     "dot": lambda b, c: np.dot(b[0], c[:, 1]),
     "matmul": lambda b, c: b @ c,
     "any": lambda b, c: np.any(b, axis=0),
+    "count": lambda b, c: np.sum(b),
+    "count axis": lambda b, c: b.sum(axis=0) * 2 + np.sum(c, axis=1),
+    "count scaled": lambda b, c: np.sum(b, keepdims=True) / 4.0,
 }
 
 

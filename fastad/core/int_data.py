@@ -764,9 +764,12 @@ class BoolArrayTracer(ArrayTracer):
         return out
 
     def sum(self, *args: Any, **kwargs: Any) -> Any:
-        """A count in float64 (NumPy's is an integer): the VM has no integer
-        registers, and the count of a mask scales floats."""
-        return FRONT_END["sum"](FRONT_END["astype"](self, np.float64), *args, **kwargs)
+        """A count: summed in float64 (the VM has no integer registers), NumPy's
+        int64 as integer data, exact (at most the mask's size)."""
+        out = FRONT_END["sum"](FRONT_END["astype"](self, np.float64), *args, **kwargs)
+        if kwargs.get("dtype") is None and len(args) < 2 and isinstance(out, Tracer):
+            return integer_like(out, self.sources, np.dtype(np.int64), (0, int(self.size)))
+        return out
 
     def __array_function__(self, func: Callable, types: Any, args: Any, kwargs: Any) -> Any:
         if func is np.sum and args and args[0] is self:
