@@ -94,6 +94,8 @@ def reduce(fn: Callable, ufunc: _np.ufunc, inputs: tuple, kwargs: dict) -> Any:
                 out = reshape(out, shape(out)[:x] + (1,) + shape(out)[x:])
         if len(axes) != 1 and initial is not _np._NoValue:
             out = fn(initial, out)
+        elif not axes and ufunc.identity is not None:  # NumPy's: hypot.reduce(x, axis=()) is |x|
+            out = fn(ufunc.identity, out)
     return astype(out, dtype) if dtype is not None else out
 
 
