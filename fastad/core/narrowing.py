@@ -32,11 +32,10 @@ def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
     ufunc and operand kinds: a loop asks it at every step."""
     if not any(type(x) in NARROWING_TYPES and x.narrows for x in inputs):
         return None
-    standins = tuple(map(standin, inputs))
-    key = (name, tuple(type(v) if type(v) in _PYTHON_NUMBERS else v.dtype for v in standins))
+    key = (name, tuple(map(operand_kind, inputs)))
     dtype = _NARROWED.get(key, _UNKNOWN)
     if dtype is _UNKNOWN:
-        dtype = _NARROWED[key] = _narrowed_dtype(name, standins)
+        dtype = _NARROWED[key] = _narrowed_dtype(name, tuple(map(standin, key[1])))
     if dtype is None:
         return None
     # the cast itself (the front end's astype refuses float16 for floats,
@@ -46,20 +45,30 @@ def narrow_floats(name: str, inputs: Any) -> tuple[Any, ...] | None:
                  else x for x in inputs)
 
 
-_PYTHON_NUMBERS = (int, float, complex, bool)
+_PYTHON_NUMBERS = (int, float, complex)
 
 
-def standin(x: Any) -> Any:
-    """What NumPy's type resolution sees of an operand: a zero of its dtype
-    (an integer taken as data: NumPy's dtype of its integers), or a Python
-    number as it is (weak, taking the other operand's precision)."""
+def operand_kind(x: Any) -> Any:
+    """What NumPy's type resolution sees of an operand: its dtype (an integer
+    taken as data: NumPy's dtype of its integers), or a Python number's type,
+    which NumPy 2 promotes weakly (float32 + 1.0 is float32; a Python bool is
+    NumPy's bool either way)."""
     if is_weak_traced(x):
-        return 0.0 if type(x) is WeakFloatTracer else 0
+        return float if type(x) is WeakFloatTracer else int
+    if type(x) is bool:
+        return np.dtype(bool)
     if type(x) in _PYTHON_NUMBERS:
-        return x
+        return type(x)
     if isinstance(x, Tracer):
-        return np.zeros((), x.dtype)
-    return np.zeros((), np.asarray(x).dtype)
+        return x.dtype
+    return np.asarray(x).dtype
+
+
+def standin(kind: Any) -> Any:
+    """A value of an `operand_kind`, for NumPy's functions that take values
+    (a ufunc, ``result_type``): a Python number's zero, or an empty array,
+    which computes nothing and so warns of nothing."""
+    return kind(0) if isinstance(kind, type) else np.empty((0,), kind)
 
 
 def _narrowed_dtype(name: str, standins: tuple[Any, ...]) -> np.dtype | None:

@@ -18,7 +18,7 @@ from ..core.narrowing import standin
 from ..core.tracer import Tracer
 from ._base import _constant, _float_dtype, ndim, result_dtype, shape
 from ._composites import _as, _numpy_unless_traced, _traced
-from ._dtypes import with_numpy_dtype
+from ._dtypes import resolution_kind, with_numpy_dtype
 from ._creation import array, eye, full, zeros, zeros_like
 from ._elementwise import astype, ceil, exp, log, power, where
 from ._reductions import _concrete
@@ -271,7 +271,7 @@ def select(condlist: Any, choicelist: Any, default: Any = 0) -> Any:
     if len(condlist) != len(choicelist):
         raise ValueError("list of cases must be same length as list of conditions")
     # NumPy's result type, a Python scalar default taking the choices' (weak)
-    dtype = _np.result_type(*[result_dtype(c) if isinstance(c, (list, tuple)) else standin(c)
+    dtype = _np.result_type(*[standin(resolution_kind(c))
                               for c in (*choicelist, default)])
     if dtype == _np.float16:  # (not cast: the front end's float16 would round)
         dtype = None

@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import numpy as _np
 
+from ..core.narrowing import operand_kind
 from ..core.tracer import Tracer
 from ..core.weak_float import WeakFloatTracer, is_weak_traced
 from ._base import _contains_tracer, result_dtype, shape
@@ -28,25 +29,17 @@ _CACHE_SIZE = 256
 _CASTABLE = frozenset(_np.dtype(t) for t in ("float32", "float64", "complex64", "complex128"))
 
 
-def _ufunc_operand(x: Any) -> Any:
-    """What ``resolve_dtypes`` takes for one operand: a dtype, or the Python
-    type of a weak scalar."""
-    if is_weak_traced(x):  # a Python number's: weak
-        return float if type(x) is WeakFloatTracer else int
-    if isinstance(x, Tracer):
-        return result_dtype(x)
-    if type(x) is bool:  # (resolve_dtypes takes no Python bool; NumPy's is as weak)
-        return _np.dtype(bool)
-    if type(x) in (int, float, complex):
-        return type(x)
-    return _np.asarray(x).dtype
+def resolution_kind(x: Any) -> Any:
+    """`operand_kind` of an array_like too (a list of traced values has a
+    dtype only once its array is built)."""
+    return result_dtype(x) if isinstance(x, (list, tuple)) else operand_kind(x)
 
 
 def ufunc_dtype(ufunc: _np.ufunc, args: tuple) -> _np.dtype | None:
     """The dtype ``ufunc(*args)`` gives, or None if NumPy has no loop for them."""
     if ufunc.nout != 1 or len(args) != ufunc.nin:
         return None
-    operands = tuple(_ufunc_operand(a) for a in args)
+    operands = tuple(map(resolution_kind, args))
     key = (ufunc, operands)
     if key in _UFUNC_DTYPES:  # resolve_dtypes takes microseconds: once per signature
         return _UFUNC_DTYPES[key]

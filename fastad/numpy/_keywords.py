@@ -30,8 +30,10 @@ from typing import Any
 
 import numpy as _np
 
+from ..core.narrowing import standin
 from ..core.tracer import Tracer
 from ._base import _contains_tracer, result_dtype, shape
+from ._dtypes import resolution_kind
 from ._elementwise import astype, where as _select
 from ._shape import moveaxis, reshape
 from ._indexing import _target, _write_all
@@ -50,25 +52,13 @@ def _traced(*values: Any) -> bool:
                for v in values)
 
 
-def _probe_type(x: Any) -> Any:
-    """What stands for x in the type resolution: its dtype, or a Python scalar's
-    type (NumPy 2 promotes those weakly: float32 + 1.0 is float32)."""
-    if type(x) in (bool, int, float, complex):
-        return type(x)
-    return result_dtype(x)
-
-
-def _probe(kind: Any) -> Any:
-    return kind(0) if isinstance(kind, type) else _np.empty((0,), kind)
-
-
 @functools.lru_cache(maxsize=1024)
 def _loop(ufunc: _np.ufunc, kinds: tuple, out_dtype: Any, keywords: tuple) -> tuple:
     """(input dtypes, result dtype) of the ufunc's loop for inputs of these
     dtypes, as NumPy resolves them with these keywords (or NumPy's error)."""
     options = dict(keywords)
     out = None if out_dtype is None else _np.empty((0,), out_dtype)
-    result = ufunc(*(_probe(k) for k in kinds), out=out, **options)
+    result = ufunc(*map(standin, kinds), out=out, **options)
     signature = options.get("signature")
     if signature is None and options.get("dtype") is not None:
         signature = (None,) * ufunc.nin + (_np.dtype(options["dtype"]),) * ufunc.nout
@@ -115,7 +105,7 @@ def ufunc_call(ufunc: _np.ufunc, core: Any, inputs: tuple, out: Any, keywords: d
         target = _target(target, f"numpy.{name}(..., out=...)")
         _check_writeable(target, "output array is read-only")
     options = tuple(sorted((k, _hashable(v)) for k, v in keywords.items() if k != "where"))
-    in_dtypes, dtype = _loop(ufunc, tuple(_probe_type(x) for x in inputs),
+    in_dtypes, dtype = _loop(ufunc, tuple(map(resolution_kind, inputs)),
                              None if target is None else target.dtype, options)
     result = core(*(_in_dtype(x, d) for x, d in zip(inputs, in_dtypes)))
     if result_dtype(result) != dtype:

@@ -36,6 +36,15 @@ def solve_(a: Any, b: Any) -> Any:
     return bind(_p("solve"), a, b)
 
 
+_BOOL = _np.dtype(bool)
+
+
+def _is_mask(x: Any) -> bool:
+    # (the dtype read directly where there is one: asked on every product)
+    dtype = getattr(x, "dtype", None)
+    return dtype is _BOOL if dtype is not None else result_dtype(x) == _BOOL
+
+
 def _matmul(a: Any, b: Any) -> Any:
     """a @ b, NumPy's matmul of traced values."""
     # On every traced product (and every rule of one): each shape is asked
@@ -44,7 +53,7 @@ def _matmul(a: Any, b: Any) -> Any:
     sa, sb = shape(a), shape(b)
     if not sa or not sb:
         raise ValueError("matmul: input operand does not have enough dimensions")
-    if result_dtype(a) == _np.bool_ and result_dtype(b) == _np.bool_:
+    if _is_mask(a) and _is_mask(b):
         # NumPy's product of masks: whether any pair is true (counted in floats)
         return _matmul(astype(a, _np.float64), astype(b, _np.float64)) > 0.0
     squeeze_a, squeeze_b = len(sa) == 1, len(sb) == 1

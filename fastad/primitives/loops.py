@@ -42,7 +42,7 @@ class LoopBody:
     object: CSE merges two loops only when they run the same traced body."""
 
     __slots__ = ("tape", "n_carry", "n_xs", "is_while", "counted", "_plan", "_on_vm", "_floats",
-                 "extends", "_storing", "chunk_of")
+                 "_int_inputs", "extends", "_storing", "chunk_of")
 
     def __init__(self, tape: Tape, n_carry: int, n_xs: int, is_while: bool = False,
                  counted: bool = False) -> None:
@@ -67,6 +67,7 @@ class LoopBody:
         self._plan: Any = None
         self._on_vm: Any = None  # the loop with this body built for the C VM, once asked
         self._floats: Any = None  # its integers as float64 words (`lower_loop.on_floats`)
+        self._int_inputs: Any = None  # (`integer_inputs`)
         # the body this one is with each step's input carry as further
         # per-step outputs (`storing`), so that a loop of it can stand for a
         # loop of that one (`transforms.loop_merge`); not saved
@@ -143,6 +144,14 @@ class LoopBody:
             return self.carry_avals + [Aval((), np.dtype(np.float64))]
         return self.carry_avals + [Aval((length,) + a.shape, a.dtype) for a in self.y_avals]
 
+    def integer_inputs(self) -> tuple[tuple[int, np.dtype], ...]:
+        """(position, dtype) of the inputs of integer dtype, found once."""
+        if self._int_inputs is None:
+            self._int_inputs = tuple(
+                (k, np.dtype(a.dtype)) for k, a in enumerate(self.avals(self.tape.inputs))
+                if np.dtype(a.dtype).kind in "iu")
+        return self._int_inputs
+
     def _while_shaped(self) -> bool:
         flag = [a for a in self.carry_avals[-1:] + self.avals(self.tape.outputs[-1:])
                 if a.shape == () and a.dtype == np.bool_]
@@ -201,9 +210,10 @@ def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
     # integers a compiled program holds as float64 words back in their
     # dtype (exact below 2**53), so that the body computes in int64 as
     # NumPy does: ``c * K`` may pass 2**53 where its step's result does not
-    args = [np.asarray(v, a.dtype) if np.dtype(a.dtype).kind in "iu"
-            and np.asarray(v).dtype.kind == "f" else v
-            for v, a in zip(args, body.avals(body.tape.inputs))]
+    args = list(args)
+    for k, dtype in body.integer_inputs():
+        if np.asarray(args[k]).dtype.kind == "f":
+            args[k] = np.asarray(args[k], dtype)
     carry = list(args[:nc])
     xs = [np.asarray(x) for x in args[nc:nc + nx]]
     consts = list(args[nc + nx:])
