@@ -83,3 +83,39 @@ def test_compiled_value_of_several_leaves_is_refused(backend):
     aux = fa.compile(lambda v: (np.sum(v ** 2), v), has_aux=True, backend=backend)
     value, kept = aux.value(x)
     assert value == 5.0 and np.array_equal(kept, x)
+
+
+OPERANDS = {
+    "float": lambda x: x,
+    "float32": lambda x: x.astype(np.float32),
+    "mask": lambda x: x > 1.0,
+    "int": lambda x: (x * 3).astype(np.int64),
+    "python_float": lambda x: 1.5,
+    "python_int": lambda x: 3,
+    "python_bool": lambda x: True,
+}
+
+
+@pytest.mark.parametrize("op", ["and_", "or_", "xor", "lshift"])
+def test_bitwise_operators_of_every_operand_kind(op):
+    import operator
+    fn = getattr(operator, op)
+    x = np.random.default_rng(1).uniform(0.0, 2.0, 5)
+    for left in OPERANDS:
+        for right in OPERANDS:
+            if left.startswith("python") and right.startswith("python"):
+                continue
+
+            def f(v, left=left, right=right):
+                return fn(OPERANDS[left](v), OPERANDS[right](v))
+            try:
+                want, refused = f(x), None
+            except TypeError as exc:
+                want, refused = None, exc
+            if refused is not None:  # NumPy has no loop: traced, a TypeError too
+                with pytest.raises(TypeError):
+                    fa.jit(f)(x)
+                continue
+            got = fa.jit(f)(x)
+            assert got.dtype == want.dtype, (left, right)
+            np.testing.assert_array_equal(got, want, err_msg=f"{left} {op} {right}")

@@ -1,6 +1,6 @@
 """Axis arguments as NumPy takes them, on traced values: every function
 with an axis gets valid axes (negative, tuples), axes out of range and
-axes named twice; where NumPy raises, a traced call raises too (never an
+axes named twice, lists, and 0-d and 1-d arrays; where NumPy raises, a traced call raises too (never an
 axis wrapped around modulo the dimensions), and where it computes, the
 values and shapes are NumPy's."""
 from __future__ import annotations
@@ -35,14 +35,25 @@ FUNCTIONS = {
     "apply_along_axis": lambda x, ax: np.apply_along_axis(np.sum, ax, x),
     "squeeze": lambda x, ax: np.squeeze(x[:1], axis=ax),
     "norm": lambda x, ax: np.linalg.norm(x, axis=ax),
+    "var": lambda x, ax: np.var(x, axis=ax),
+    "min": lambda x, ax: np.min(x, axis=ax),
+    "any": lambda x, ax: np.any(x > 1.0, axis=ax),
+    "median": lambda x, ax: np.median(x, axis=ax),
+    "quantile": lambda x, ax: np.quantile(x, 0.3, axis=ax),
+    "nanmedian": lambda x, ax: np.nanmedian(x, axis=ax),
+    "nanmean": lambda x, ax: np.nanmean(x, axis=ax),
+    "average": lambda x, ax: np.average(x, axis=ax),
 }
-AXES = [0, 1, 2, -1, -2, -3, -4, 3, 5, (0, 1), (0, 0), (1, -2), (-1, 0)]
+# (lists: NumPy's reductions written as ufuncs refuse them, median takes them)
+AXES = [0, 1, 2, -1, -2, -3, -4, 3, 5, (0, 1), (0, 0), (1, -2), (-1, 0), [0], [0, -1]]
+SHAPES = [(2, 3, 2), (3,), ()]
 
 
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
-def test_axes_as_numpy_takes_them(name):
+def test_axes_as_numpy_takes_them(name, shape):
     f = FUNCTIONS[name]
-    x = np.random.default_rng(0).uniform(0.5, 2.0, size=(2, 3, 2))
+    x = np.random.default_rng(0).uniform(0.5, 2.0, size=shape)
     for ax in AXES:
         try:
             want, refused = f(x, ax), None

@@ -108,3 +108,34 @@ def test_softmax_gradients_match_finite_differences(backend):
                        / (2 * h) for e in np.eye(6).reshape(6, 2, 3)]).reshape(2, 3)
         for g in (fa.grad(f)(x), fa.compile(f, backend=backend)(x)):
             np.testing.assert_allclose(g, fd, atol=1e-6)
+
+
+NAN_ORDER_STATISTICS = {
+    "nanmedian": lambda x, ax, kd: np.nanmedian(x, axis=ax, keepdims=kd),
+    "nanquantile": lambda x, ax, kd: np.nanquantile(x, 0.3, axis=ax, keepdims=kd),
+    "nanquantiles": lambda x, ax, kd: np.nanquantile(x, [0.1, 0.8], axis=ax, keepdims=kd),
+    "nanpercentile": lambda x, ax, kd: np.nanpercentile(x, 65.0, axis=ax, keepdims=kd),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NAN_ORDER_STATISTICS))
+def test_nan_order_statistics_keep_dims_as_numpy(name):
+    f = NAN_ORDER_STATISTICS[name]
+    rng = np.random.default_rng(3)
+    for shape, ax in [((4, 3), 0), ((4, 3), 1), ((4, 3), None), ((2, 3, 4), -1), ((5,), 0)]:
+        x = rng.normal(size=shape)
+        x.flat[rng.integers(x.size)] = np.nan
+        for keepdims in (False, True):
+            want = f(x, ax, keepdims)
+            got = fa.jit(lambda v: f(v, ax, keepdims))(x)
+            assert np.shape(got) == np.shape(want), (name, shape, ax, keepdims)
+            np.testing.assert_allclose(got, want, rtol=1e-12)
+            weights = np.arange(1.0, np.size(want) + 1).reshape(np.shape(want))
+
+            def loss(v):
+                return np.sum(f(v, ax, keepdims) * weights)
+            g = fa.grad(loss)(x)
+            d = np.where(np.isnan(x), 0.0, rng.normal(size=shape))  # (NaNs stay NaN)
+            fd = (loss(x + 1e-6 * d) - loss(x - 1e-6 * d)) / 2e-6
+            np.testing.assert_allclose(np.sum(np.where(np.isnan(x), 0.0, g) * d), fd,
+                                       rtol=1e-5, atol=1e-8)

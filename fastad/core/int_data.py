@@ -257,7 +257,8 @@ def integer_op(name: str, inputs: Any) -> Any:
             dtype = storage_dtype(x.data_dtype)
             standins.append(0 if x.data_dtype is int else np.zeros((), dtype))
             operands.append(x)
-        elif (_is_integer(x) or (isinstance(x, np.ndarray) and x.dtype.kind in "iu")) \
+        elif (_is_integer(x) or isinstance(x, np.bool_)
+              or (isinstance(x, np.ndarray) and x.dtype.kind in "iub")) \
                 and not _beyond_float64(x):
             dtype = np.asarray(x).dtype
             standins.append(x if type(x) is int else np.zeros((), dtype))

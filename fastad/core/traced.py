@@ -460,6 +460,8 @@ def _kind(x: Any) -> str:
         return "b"
     if isinstance(x, (int, np.integer)):
         return "i"
+    if isinstance(x, (float, complex)):
+        return "f" if isinstance(x, float) else "c"
     dtype = getattr(x, "dtype", None)
     return "?" if dtype is None else np.dtype(dtype).kind
 
@@ -472,7 +474,7 @@ def _bitwise(name: str, a: Any, b: Any, shift: bool = False) -> Any:
     the caller computes as before; shifts have no such fallback."""
     kinds = _kind(a) + _kind(b)
     if (kinds == "bb" and not shift) or not set(kinds) <= {"b", "i", "u"}:
-        if shift:
+        if shift or "f" in kinds or "c" in kinds:  # NumPy's: no bitwise loop for floats
             raise TypeError(f"ufunc '{name}' not supported for the input types")
         return None
     from .int_data import integer_like, integer_op
@@ -481,7 +483,7 @@ def _bitwise(name: str, a: Any, b: Any, shift: bool = False) -> Any:
         if isinstance(x, Tracer) and _kind(x) == "b":
             return integer_like(FRONT_END["astype"](x, np.float64),
                                 getattr(x, "sources", frozenset()), np.dtype(np.bool_))
-        return x
+        return np.bool_(x) if type(x) is bool else x  # (NumPy's: True << mask is int8)
     out = integer_op(name, (as_data(a), as_data(b)))
     if out is None and ("i" in kinds or "u" in kinds):
         # a traced value of an integer dtype that is no data (a loop's

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import functools
+import operator
 import math
 from typing import Any
 
@@ -107,13 +108,21 @@ def shape_of(a: Any) -> tuple[int, ...]:
     return shape(a)
 
 
-def _axes(axis: Any, nd: int) -> tuple[int, ...]:
+def _axes(axis: Any, nd: int, *, lists: bool = True, zero_d: bool = True) -> tuple[int, ...]:
+    """``axis`` (None, an integer or a sequence of them) as sorted axes of an
+    array of ``nd`` dimensions, with NumPy's errors.  As a ufunc's reduce
+    takes it (`sum`, `mean`), ``lists=False``: only an integer or a tuple;
+    ``zero_d``: axis 0 or -1 of a 0-d array reduces nothing, where
+    `mean`, `median` and the others NumPy writes in Python raise."""
     if axis is None:
         return tuple(range(nd))
     if isinstance(axis, (int, _np.integer)):
-        if nd == 0 and axis in (0, -1):
+        if nd == 0 and axis in (0, -1) and zero_d:
             return ()  # as NumPy's reductions take it: a 0-d array has nothing to reduce
         axis = (axis,)
+    elif not lists and not isinstance(axis, tuple):
+        # NumPy's TypeError ("'list' object cannot be interpreted as an integer")
+        axis = (operator.index(axis),)
     out = []
     for a in axis:
         a = int(a)

@@ -347,6 +347,9 @@ def float_power(x1: Any, x2: Any, **kw: Any) -> Any:
 def average(a: Any, axis: Any = None, weights: Any = None, returned: bool = False, *,
             keepdims: bool = False) -> Any:
     a = _as(a)
+    if axis is not None:  # (NumPy's normalize_axis_tuple: a list too)
+        axis = _axes(axis, ndim(a), zero_d=False)
+        axis = axis[0] if len(axis) == 1 else axis
     if weights is None:
         avg = mean(a, axis=axis, keepdims=keepdims)
         total = _np.full(shape(avg), _np.prod([shape(a)[i] for i in _axes(axis, ndim(a))]),
@@ -409,7 +412,7 @@ def quantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_input:
         raise TracingError("quantile: q must be a constant and weights are not supported "
                            "on traced values")
     a = _as(a)
-    axes = _axes(axis, ndim(a))
+    axes = _axes(axis, ndim(a), zero_d=False)
     rest = [i for i in range(ndim(a)) if i not in axes]
     moved = reshape(transpose(a, rest + list(axes)), tuple(shape(a)[i] for i in rest) + (-1,))
     result = _nan_rows_are_nan(moved, _quantile_sorted(sort(moved, axis=-1), q,
@@ -436,7 +439,7 @@ def median(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = Fa
     b = inf); NaN where a row holds a NaN.  The derivative follows the
     middle element(s)."""
     a = _as(a)
-    axes = _axes(axis, ndim(a))
+    axes = _axes(axis, ndim(a), zero_d=False)
     rest = [i for i in range(ndim(a)) if i not in axes]
     moved = reshape(transpose(a, rest + list(axes)), tuple(shape(a)[i] for i in rest) + (-1,))
     n = shape(moved)[-1]
@@ -488,10 +491,13 @@ def nanquantile(a: Any, q: Any, axis: Any = None, out: Any = None, overwrite_inp
                 interpolation: Any = None) -> Any:
     if weights is not None:
         raise TracingError("nanquantile: weights are not supported on traced values")
-    if keepdims:
-        raise TracingError("nanquantile(keepdims=True) is not supported on traced values")
     method = interpolation or method  # (NumPy 1's name)
-    return _nan_rows(a, axis, lambda r, ax: quantile(r, q, axis=ax, method=method))
+    result = _nan_rows(a, axis, lambda r, ax: quantile(r, q, axis=ax, method=method))
+    if keepdims:
+        axes = _axes(axis, ndim(a), zero_d=False)
+        result = reshape(result, _np.shape(q) + tuple(1 if i in axes else d
+                                                      for i, d in enumerate(shape(a))))
+    return result
 
 
 @_numpy_unless_traced("nanpercentile")
@@ -507,7 +513,7 @@ def nanpercentile(a: Any, q: Any, axis: Any = None, out: Any = None,
 def nanmedian(a: Any, axis: Any = None, out: Any = None, overwrite_input: bool = False,
               keepdims: bool = False) -> Any:
     a = _as(a)
-    axes = _axes(axis, ndim(a))
+    axes = _axes(axis, ndim(a), zero_d=False)
     if math.prod(shape(a)) == 0:  # no elements to reduce, or no rows
         return _empty_median(a, axes, [i for i in range(ndim(a)) if i not in axes], keepdims)
     return nanquantile(a, 0.5, axis=axis, keepdims=keepdims)
@@ -729,6 +735,8 @@ def vander(x: Any, N: Any = None, increasing: bool = False) -> Any:
     x = astype(x, _np.promote_types(result_dtype(x), int))  # (NumPy's: float32 in float64)
     n = shape(x)[0] if N is None else int(N)
     powers = range(n) if increasing else range(n - 1, -1, -1)
+    if result_dtype(x).kind in "iu":  # NumPy's integer powers, in its integer dtype
+        return stack([x ** k if k else x * 0 + 1 for k in powers], axis=1)
     return stack([x ** float(k) if k else x * 0.0 + 1.0 for k in powers], axis=1)
 
 

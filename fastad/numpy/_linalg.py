@@ -17,7 +17,7 @@ from numpy.lib.array_utils import normalize_axis_index as _axis_index
 
 from ..core.errors import TracingError
 from ..core.tracer import Tracer, bind, bind_computed, value_of
-from ._base import _float_dtype, _p, eye_like, iscomplexobj, ndim, result_dtype, shape
+from ._base import _axes, _float_dtype, _p, eye_like, iscomplexobj, ndim, result_dtype, shape
 from ._elementwise import (_abs2, absolute, astype, conjugate, exp, log, multiply, power, real,
                            sqrt, stop_gradient, ufunc_like)
 from ._reductions import all as all_, max, min, sum
@@ -483,11 +483,15 @@ def _cofactor_det(a: Any) -> Any:
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    if axis is not None and not isinstance(axis, (tuple, int, _np.integer)):
+        raise TypeError("'axis' must be None, an integer or a tuple of integers")
+    if axis is not None:
+        _axes(axis, ndim(x), zero_d=False)  # (NumPy's AxisError, duplicates' ValueError)
     if axis is None and ord is not None and ndim(x) > 2:
         raise ValueError("Improper number of dimensions to norm.")
     if axis is None and ndim(x) == 2 and ord is not None:
         axis = (0, 1)
-    if isinstance(axis, (tuple, list)) and len(axis) == 1:
+    if isinstance(axis, tuple) and len(axis) == 1:
         axis = int(axis[0])
     vector = (ndim(x) == 1 and axis is None) or isinstance(axis, (int, _np.integer))
     if ord is None or (ord == "fro" and not vector) or (ord == 2 and vector):
@@ -503,7 +507,7 @@ def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> 
             return sum(absolute(x), axis=axis, keepdims=keepdims)
         return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims),
                      1.0 / ord)
-    if not vector and isinstance(axis, (tuple, list)) and len(axis) == 2:
+    if not vector and isinstance(axis, tuple) and len(axis) == 2:
         return _matrix_norm(x, ord, tuple(_axis_index(int(a), ndim(x)) for a in axis), keepdims)
     raise ValueError(f"Invalid norm order {ord!r} for {'vectors' if vector else 'matrices'}")
 

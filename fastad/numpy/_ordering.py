@@ -38,7 +38,7 @@ def _arg_extremum(name: str):
         if iscomplexobj(a):
             raise TracingError(f"{name} of complex traced values is not supported (NumPy "
                                "orders them lexicographically); use the real part")
-        x, ax = _axis_of(a, axis)
+        x, ax = _axis_of(a, axis, flat_0d=True)
         n = shape(x)[ax]
         if n == 0:
             raise ValueError(f"attempt to get {name} of an empty sequence")
@@ -74,7 +74,7 @@ def argsort(a: Any, axis: Any = -1, kind: Any = None, order: Any = None, *,
     data (`_ordered`)."""
     if not isinstance(a, Tracer):
         return _np.argsort(a, axis=axis, kind="stable")
-    a, axis = _axis_of(a, axis)
+    a, axis = _axis_of(a, axis, flat_0d=True)
     return _ordered(bind(_p("argsort"), a, axis=axis))
 
 

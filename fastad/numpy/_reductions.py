@@ -45,7 +45,7 @@ def _reduce(name: str, x: Any, axis: Any, keepdims: bool) -> Any:
     if name in ("max", "min") and result_dtype(x) == _np.bool_ and not _empty_reduction(x, axis):
         # the extrema of masks: any and all (the VM holds no bool extrema)
         return (any if name == "max" else all)(x, axis=axis, keepdims=keepdims)
-    return bind(_p(name), x, axes=_axes(axis, ndim(x)), keepdims=bool(keepdims))
+    return bind(_p(name), x, axes=_axes(axis, ndim(x), lists=False), keepdims=bool(keepdims))
 
 
 def _cast(a: Any, dtype: Any) -> Any:
@@ -89,7 +89,7 @@ def _with_identity(name: str, neutral: float, combine: Any) -> Any:
                   keepdims: bool = False, initial: Any = None, where: Any = True) -> Any:
         if type(a) in _FLOAT_TRACERS and dtype is None and out is None and initial is None \
                 and where is True:  # a loss's sum: what `_reduce` records, at once
-            return bind(prim, a, axes=_axes(axis, a.ndim), keepdims=bool(keepdims))
+            return bind(prim, a, axes=_axes(axis, a.ndim, lists=False), keepdims=bool(keepdims))
         if (out is not None or initial is not None or where is not True) and \
                 not _has_tracer((a, out, initial, where)):
             return numpy_fn(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims,
@@ -184,7 +184,7 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
             and a.dtype.kind == "f":
         # a loss's mean: what the general path below records, without its
         # casts, masks and array_like checks (asked on every call of an eager loss)
-        axes = _axes(axis, a.ndim)
+        axes = _axes(axis, a.ndim, lists=False, zero_d=False)
         count = math.prod(a.shape[i] for i in axes)
         total = bind(_p("sum"), a, axes=axes, keepdims=bool(keepdims))
         return total * (1.0 / count if count else _np.nan)
@@ -192,7 +192,7 @@ def mean(a: Any, axis: Any = None, dtype: Any = None, out: Any = None,
         return _np.mean(a, axis=axis, dtype=dtype, out=out, keepdims=keepdims, where=where)
     truncated = _into_integers(a, dtype)
     a = _cast(_array(a), _moment_dtype(a, dtype))
-    axes = _axes(axis, ndim(a))
+    axes = _axes(axis, ndim(a), lists=False, zero_d=False)
     count = _count(a, axes, keepdims, where)
     total = sum(a, axis=axes, keepdims=keepdims, where=where)
     if where is True:
@@ -228,14 +228,14 @@ def var(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
         # NumPy's: the mean and the sum of squared deviations (of the floats)
         # each accumulated in the integers, each quotient cast to them
         a = _array(a)
-        axes = _axes(axis, ndim(a))
+        axes = _axes(axis, ndim(a), lists=False, zero_d=False)
         count = _count(a, axes, keepdims, where)
         center = astype(sum(a, axis=axes, dtype=dtype, keepdims=True) / count, dtype)
         squares = _abs2(a - center)
         return _done(astype(sum(squares, axis=axes, dtype=dtype, keepdims=keepdims)
                             / _np.maximum(count - ddof, 0), dtype), out, "var")
     a = _cast(_array(a), _moment_dtype(a, dtype))
-    axes = _axes(axis, ndim(a))
+    axes = _axes(axis, ndim(a), lists=False, zero_d=False)
     count = _count(a, axes, keepdims, where)
     center = _mean(a, axis=axes, keepdims=True, where=where) if mean is _NO else mean
     total = sum(_abs2(a - center), axis=axes, keepdims=keepdims, where=where)
@@ -265,7 +265,7 @@ def std(a: Any, axis: Any = None, dtype: Any = None, out: Any = None, ddof: Any 
             raise TypeError(f"Cannot cast ufunc 'sqrt' output from dtype('float64') to "
                             f"dtype('{_np.dtype(dtype)}') with casting rule 'same_kind'")
         return _done(astype(sqrt(spread), dtype), out, "std")  # (NumPy's cast)
-    reduced = [shape(a)[i] for i in _axes(axis, ndim(a))]
+    reduced = [shape(a)[i] for i in _axes(axis, ndim(a), lists=False, zero_d=False)]
     if where is True and mean is _NO and ddof == 0 and correction is _NO \
             and _np.prod(reduced, dtype=int) == 1:
         # one element per result: the spread is 0 whatever the element, and so is
@@ -292,12 +292,14 @@ def cumsum(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     a = _cast(a, dtype)
     if axis is None:
         return cumsum_(ravel(a), 0)
-    return cumsum_(a, _axis_index(axis, ndim(a)))
+    return cumsum_(*_axis_of(a, axis, flat_0d=True))
 
 
-def _axis_of(a: Any, axis: Any) -> tuple[Any, int]:
-    """(a, axis) with axis=None meaning the flattened array, as NumPy does."""
-    if axis is None:
+def _axis_of(a: Any, axis: Any, flat_0d: bool = False) -> tuple[Any, int]:
+    """(a, axis) with axis=None meaning the flattened array, as NumPy does;
+    ``flat_0d``: axis 0 or -1 of a 0-d array too (NumPy's cumsum, argmax,
+    argsort, written in C, take it so; its sort raises)."""
+    if axis is None or (flat_0d and axis in (0, -1) and ndim(a) == 0):
         return ravel(a), 0
     return a, _axis_index(axis, ndim(a))
 
@@ -305,7 +307,7 @@ def _axis_of(a: Any, axis: Any) -> tuple[Any, int]:
 def cumprod(a: Any, axis: Any = None, dtype: Any = None, out: Any = None) -> Any:
     """Cumulative product; its derivative divides by a (NaN at an exact 0, as prod's)."""
     _no_out(out, "cumprod")
-    a, axis = _axis_of(_cast(a, dtype), axis)
+    a, axis = _axis_of(_cast(a, dtype), axis, flat_0d=True)
     return bind(_p("cumprod"), a, axis=axis)
 
 

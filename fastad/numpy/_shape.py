@@ -113,7 +113,7 @@ def squeeze(a: Any, axis: Any = None) -> Any:
     shp = shape(a)
     if axis is None:
         return reshape(a, tuple(d for d in shp if d != 1))
-    axes = _axes(axis, len(shp))
+    axes = _axes(axis, len(shp), lists=False)
     for ax in axes:
         if shp[ax] != 1:
             raise ValueError("cannot select an axis to squeeze out which has size not equal to one")
