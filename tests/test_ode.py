@@ -144,9 +144,12 @@ def test_backwards_in_time_and_a_failing_step_size():
     theirs = si.solve_ivp(linear, (2.0, 0.0), y0, args=(a,), rtol=1e-8, atol=1e-10)
     assert ours.nfev == theirs.nfev
     np.testing.assert_allclose(ours.y, theirs.y, rtol=1e-6, atol=1e-8)
-    for t_eval in (None, np.array([2.0])):  # an empty span: y0 at every output
+    # an empty span: y0 at every output, at t0 twice as SciPy's (given t_eval,
+    # SciPy's gives none: empty lists)
+    for t_eval, times in ((None, [2.0, 2.0]), (np.array([2.0]), [2.0])):
         empty = solve_ivp(linear, (2.0, 2.0), y0, args=(a,), t_eval=t_eval)
-        assert empty.success and empty.y.shape == (2, 1)
+        assert empty.success and empty.y.shape == (2, len(times))
+        np.testing.assert_array_equal(empty.t, times)
         np.testing.assert_array_equal(empty.y, np.stack([y0] * empty.y.shape[1], axis=1))
     # NaN from fun (a square root past zero) is rejected until the step is too small,
     # as in SciPy; a NaN first step ends at once (SciPy's own loop never ends there)

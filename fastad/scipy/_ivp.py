@@ -119,7 +119,8 @@ def rk45(fun: Callable, t0: Any, t_bound: Any, y0: Any, t_eval: Any, rtol: float
     f0 = fun(t0, y0)
     nfev = 1
     if bool(t_bound == t0):  # an empty span: every output is y0 (a guard when traced)
-        t = fnp.reshape(t0 * 1.0, (1,)) if t_eval is None else fnp.asarray(t_eval, np.float64)
+        # (SciPy's solver takes one step of none: t0 twice)
+        t = fnp.zeros(2) + t0 if t_eval is None else fnp.asarray(t_eval, np.float64)
         y = fnp.zeros((n, int(np.shape(t)[0]))) + y0[:, None]
         return _result({"status": 0.0, "attempts": 0.0}, t, y, nfev)
     if first_step is None:
