@@ -42,17 +42,23 @@ def _inexact(dtype: Any) -> bool:
 
 
 def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:
-    """Integer carries (counters) in the packed dtype, as a traced loop's
-    results hold them (`loops.unpack`), so the loops below keep one dtype."""
-    return [fnp.astype(c, np.float64) if np.result_type(c).kind not in "fc" else c
+    """Boolean carries (a while loop's condition) in the packed dtype, so the
+    loops below keep one dtype.  Integers stay integers: a step of them
+    (``c * 1103515245 % 2**31``) may pass 2**53 where float64 rounds."""
+    return [fnp.astype(c, np.float64) if np.result_type(c).kind == "b" else c
             for c in carry]
 
 
+def _held(v: Any) -> np.dtype:
+    """The dtype v is held in (integers taken as data: float64 words)."""
+    return np.dtype(v.aval.dtype) if isinstance(v, Tracer) else np.result_type(v)
+
+
 def _as_carried(new: Sequence[Any], carry: Sequence[Any]) -> list[Any]:
-    """A step's new carry in the dtypes the loop carries (a bool condition or
-    an integer counter is carried as float64 by `_counters_as_floats`)."""
-    return [fnp.astype(n, fnp.result_dtype(c)) if fnp.result_dtype(n) != fnp.result_dtype(c)
-            else n for n, c in zip(new, carry)]
+    """A step's new carry in the dtypes the loop carries (a while loop's
+    condition is carried as float64 by `_counters_as_floats`, a stored
+    integer state in float64 words)."""
+    return [fnp.astype(n, _held(c)) if _held(n) != _held(c) else n for n, c in zip(new, carry)]
 
 
 def _pack(parts: Sequence[Any], avals: Sequence[Any]) -> Any:
@@ -203,9 +209,22 @@ class _Sweep:
         others standing in as ``fixed`` (outer values the kept ones never read)."""
         if keep is not None:
             c = _filled(c, keep, fixed or {}, self.body.n_carry)
-        outs = replay(self.body.tape, list(c) + list(x) + self.consts)
+        outs = replay(self.body.tape, self.typed(c) + list(x) + self.consts)
         new = _as_carried(outs[:self.body.n_carry], c)
         return new if keep is None else [new[j] for j in keep]
+
+    def typed(self, c: Sequence[Any]) -> list[Any]:
+        """The carry with its integers in their dtype: stored states and marks
+        hold them as float64 words (exact: `pack` checks they stay below
+        2**53), but a step of them may pass 2**53 (``c * 1103515245 %
+        2**31``), where float64 rounds and int64 does not."""
+        out = list(c)
+        for j, a in enumerate(self.body.carry_avals):
+            dtype = np.dtype(a.dtype)
+            if dtype.kind in "iu" and _held(out[j]) != dtype:
+                out[j] = bind(P.astype, out[j], dtype=dtype.str) if isinstance(out[j], Tracer) \
+                    else np.asarray(out[j], dtype)
+        return out
 
     def states(self, c0: Sequence[Any], xs: Sequence[Any], n: int,
                keep: Sequence[int] | None = None, fixed: dict[int, Any] | None = None
@@ -307,7 +326,7 @@ class _Sweep:
         nc = self.body.n_carry
         k_in = _inside(self.consts)
         builder = current_builder()
-        outs = replay(self.body.tape, list(state) + list(x) + k_in)
+        outs = replay(self.body.tape, self.typed(state) + list(x) + k_in)
         outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
         wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
             + [k_in[j] for j in self.k_diff]

@@ -108,3 +108,60 @@ def test_integer_carries_with_trip_counts_read_at_run_time(backend, step):
             assert int(counted(np.int64(c), n)) == int(want), (c, n)
             const = fa.jit(lambda n: fa.fori_loop(0, n, body, np.int64(c)), backend=backend)
             assert int(const(n)) == int(want), (c, n)
+
+
+def _float_step(a2, w, theta, sin=np.sin):
+    """A float carry driven by the integer state: its derivative in theta
+    depends on every integer step being int64's."""
+    return sin(w) * (1.0 + (a2 % 7) / 10.0) + theta * ((a2 % 101) / 101.0)
+
+
+def _dual_reference(first, second, a, b, xs, theta):
+    """(w, dw/dtheta) after the loop, forward mode by hand in NumPy's int64."""
+    a, b, w, dw = np.int64(a), np.int64(b), 0.5, 0.0
+    for x in xs:
+        a, b = np.int64(STEPS[first](a, b, x)), np.int64(STEPS[second](b, a, x))
+        r, s = 1.0 + (a % 7) / 10.0, (a % 101) / 101.0
+        w, dw = np.sin(w) * r + theta * s, np.cos(w) * dw * r + s
+    return w, dw
+
+
+@settings(max_examples=30, deadline=None)
+@given(first=st.sampled_from(sorted(STEPS)), second=st.sampled_from(sorted(STEPS)),
+       a=st.integers(-10 ** 6, 10 ** 6), b=st.integers(-10 ** 6, 10 ** 6),
+       n=st.sampled_from([0, 1, 2, 5, 9, 70]), checkpoint=st.sampled_from([None, 2, 3]),
+       seed=st.integers(0, 2 ** 16))
+def test_derivatives_through_integer_carries(first, second, a, b, n, checkpoint, seed):
+    """grad and jvp of a float carry driven by integer carries, through scan
+    (stored and recomputed states) and a while loop of run-time count, eager
+    and compiled: the derivative of NumPy's int64 loop (the derivative loops
+    compute the integers in int64 too, never in float64 words)."""
+    xs = np.random.default_rng(seed).integers(-50, 50, size=n)
+    theta = 0.3
+    want, dwant = _dual_reference(first, second, a, b, xs, theta)
+
+    def by_scan(t):
+        def body(c, x):
+            u, v, w = c
+            u2, v2 = STEPS[first](u, v, x), STEPS[second](v, u, x)
+            return (u2, v2, _float_step(u2, w, t, fa.numpy.sin)), None
+        return fa.scan(body, (np.int64(a), np.int64(b), 0.5), xs, checkpoint=checkpoint)[0][2]
+
+    def by_while(t):
+        def body(c):
+            k, u, v, w = c
+            x = fa.numpy.asarray(xs)[k] if n else 0
+            u2, v2 = STEPS[first](u, v, x), STEPS[second](v, u, x)
+            return k + 1, u2, v2, _float_step(u2, w, t, fa.numpy.sin)
+        return fa.while_loop(lambda c: c[0] < n, body, (0, np.int64(a), np.int64(b), 0.5))[3]
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for f in (by_scan, by_while):
+            runs = {"grad": fa.grad(f)(theta), "jvp": fa.jvp(f, (theta,), (1.0,))[1]}
+            for backend in [b for b in BACKENDS if b != "numba"]:  # (compiles: slow)
+                runs[backend] = fa.compile(f, backend=backend)(theta)
+            assert float(f(theta)) == pytest.approx(want, rel=1e-12, abs=1e-12)
+            for name, got in runs.items():
+                assert float(got) == pytest.approx(dwant, rel=1e-9, abs=1e-12), \
+                    (f.__name__, name, first, second)
