@@ -511,3 +511,39 @@ def test_scalars_sink_to_their_readers_in_dependency_order():
     for ins in moved.instrs:
         assert all(s in defined for s in ins.ins)
         defined.add(ins.out)
+
+
+#: an array read beside a rearranged copy of itself: the adjoint of the gather
+#: is an update of the array's own adjoint by that adjoint (``scatter_add(g,
+#: k, g)``), which must read every element before it is updated.  Each makes
+#: its rearrangement (its shift, permutation or indices drawn once) for a shape.
+REARRANGED = {
+    "reversed": lambda shape, rng: lambda v: v[::-1],
+    "rolled": lambda shape, rng: (lambda k: lambda v: np.roll(v, k))(int(rng.integers(1, 9))),
+    "permuted": lambda shape, rng: (lambda p: lambda v: v[p])(rng.permutation(shape[0])),
+    "repeated": lambda shape, rng: (lambda p: lambda v: v[p])(
+        rng.integers(0, shape[0], shape[0])),
+    "transposed": lambda shape, rng: lambda v: v.T,
+    "shifted": lambda shape, rng: lambda v: np.concatenate([v[1:], v[:1]]),
+}
+COMBINE = {"add": np.add, "mul": np.multiply, "sub": np.subtract}
+
+
+@settings(max_examples=10, deadline=None)
+@given(kind=st.sampled_from(sorted(REARRANGED)), n=st.integers(2, 9),
+       square=st.booleans(), combine=st.sampled_from(sorted(COMBINE)),
+       seed=st.integers(0, 2 ** 16))
+def test_gradients_of_an_array_beside_a_rearranged_copy(kind, n, square, combine, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.1, 1.0, (n, n) if square else n)
+    other = REARRANGED[kind](x.shape, rng)
+
+    def f(v):
+        return np.sum(np.sin(COMBINE[combine](v, other(v))) ** 2)
+    want = fa.compile(f, backend="numpy")(x)
+    for backend in [b for b in BACKENDS if b != "numpy"]:
+        np.testing.assert_allclose(fa.compile(f, backend=backend)(x), want, rtol=1e-12,
+                                   atol=1e-14, err_msg=backend)
+    d = rng.standard_normal(x.shape)
+    fd = (f(x + 1e-6 * d) - f(x - 1e-6 * d)) / 2e-6
+    np.testing.assert_allclose(np.sum(want * d), fd, rtol=1e-6, atol=1e-9)
