@@ -353,6 +353,11 @@ _ONE_ARRAY = ("a sparse derivative is of a function returning one array with res
               "array argument, not a tuple, list or dict; use sparse=False for pytrees")
 
 
+def _check_mode(mode: Any) -> None:
+    if mode not in ("auto", "fwd", "rev"):
+        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+
+
 def _check_real_scalar(dtype: Any) -> None:
     # the Hessian of a complex value is not defined (the dense hessian's grad
     # refuses it); its Hessian-vector products would silently drop the
@@ -380,8 +385,7 @@ def jacobian(f: Callable[..., Any], argnums: int = 0, mode: str = "auto"
     """``fastad.jacobian(f, sparse=True)``: the Jacobian of f as a CSR matrix
     of shape (out.size, x.size) (both flattened in C order), from its detected
     pattern, colored, by one batched pass over the colors."""
-    if mode not in ("auto", "fwd", "rev"):
-        raise ValueError(f"jacobian: mode must be 'auto', 'fwd' or 'rev', not {mode!r}")
+    _check_mode(mode)
 
     @functools.wraps(f)
     def sparse_jacobian(*args: Any, **kwargs: Any) -> sp.csr_matrix:
@@ -430,6 +434,10 @@ def _lifted_tape(f: Callable[..., Any], argnums: int, args: Sequence[Any],
     from ..core.arrays import plain_array
     from ..core.tracer import recording
 
+    if not -len(args) <= argnums < len(args):  # (the eager form's error)
+        raise TypeError(f"argnums={argnums} but the function was called with {len(args)} "
+                        "positional arguments")
+    argnums %= len(args)
     with recording() as builder:
         def lift(leaf: Any, where: str) -> Any:
             if isinstance(leaf, np.ndarray) and type(leaf) is not np.ndarray:
@@ -606,7 +614,13 @@ class CompiledSparse:
 
     def __call__(self, kind: str, args: Sequence[Any], kwargs: dict[str, Any],
                  mode: str = "auto") -> sp.csr_matrix:
+        _check_mode(mode)
         _check_eager(args, kwargs, kind)
+        if self.fn is None:
+            from ..core.errors import SignatureError
+            raise SignatureError(
+                f"this compiled function was loaded from bytes without its Python function; "
+                f"{kind}(..., sparse=True) traces it again, which needs the function")
         plan = self.plan(kind, args, kwargs, mode)
         products = {}
 
