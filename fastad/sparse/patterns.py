@@ -439,6 +439,37 @@ def conservative(ctx: Context, ins: Any, prim: Primitive, nonlinear: bool = True
     return out
 
 
+def _stacked_matrices(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None:
+    """A linear-algebra primitive of stacked matrices (``inv``, ``solve``,
+    ``cholesky`` of shape (..., n, n)): `conservative` within each matrix of
+    the stack, none across them.  The stack is the first operand's leading
+    axes (every one of these takes a matrix first); where an operand or the
+    result does not start with them (broadcast stacks), `conservative`."""
+    k = len(ctx.shape(ins.ins[0])) - 2
+    stack = ctx.shape(ins.ins[0])[:k]
+    slots = [*ins.ins, ins.out]
+    if k < 1 or any(ctx.shape(s)[:k] != stack for s in slots):
+        return conservative(ctx, ins, prim)
+    count = math.prod(stack)
+    per = []  # each operand's rows summed into its matrix's row
+    for argnum, slot in enumerate(ins.ins):
+        p = ctx.patterns.get(slot)
+        if p is not None and _differentiable_arg(prim, argnum):
+            size = ctx.size(slot)
+            per.append((selector(np.arange(size) // max(size // count, 1), np.arange(size),
+                                 (count, size)) @ p).tocsr())
+    matrices = union(per)
+    if matrices is None:
+        return None
+    out_size = ctx.size(ins.out)
+    out_of = np.arange(out_size) // max(out_size // count, 1)  # each result's matrix
+    live = ctx.live_of(ins.out)
+    if ctx.hessian:
+        ctx.add_outer(matrices, matrices, None if live is None else
+                      np.bincount(out_of[live], minlength=count) > 0)
+    return gather(matrices, out_of)
+
+
 def _row_positions(ctx: Context, idx_slot: int, rows: int, r: int) -> np.ndarray | None:
     """The flat positions a gather or scatter by rows of r elements reaches
     for a constant index operand, None for a traced one (integer data)."""
@@ -519,6 +550,10 @@ RULES: dict[Primitive, Callable[..., Any]] = check_table({
     P.fft: _linear_conservative, P.take_along: _linear_conservative,
     P.scatter_add_along: _linear_conservative,
     P.gather_rows: _gather_rows, P.scatter_add_rows: _scatter_add_rows,
+    **{registry[name]: _stacked_matrices for name in (
+        "solve", "solve_triangular", "triangular_matmul", "cholesky", "eigh", "eig",
+        "numpy.linalg.eig_complex", "svd", "qr", "linalg_factors", "pinv", "sylvester", "sqrtm",
+        "logabsdet", "numpy.linalg.det", "numpy.linalg.adjugate", "numpy.linalg.det_phase")},
 }, "sparse.patterns.RULES")
 
 
