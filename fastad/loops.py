@@ -416,8 +416,11 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
 
         def step(c: Any, i: Any) -> tuple[Any, None]:
             return body_fun(i, c), None
-        # the counter as integer data: indexing by it is a gather, the loop stays one
+        # the counter as integer data: indexing by it is a gather, the loop
+        # stays one; and weak, as the Python int of a plain loop (and JAX's
+        # weak int32): ``c32 + i * 0.1`` stays float32, ``c_int32 + i`` int32
         stepped, kinds = _integers_as_data([steps])
+        kinds = [(kinds[0][0], int, kinds[0][2])]
         body, closed, _, outs = _traced(lambda: trace_body(step, carry_leaves, carry_tree,
                                                            [stepped[0][0]], pytree.LEAF,
                                                            "fastad.fori_loop", x_kinds=kinds))

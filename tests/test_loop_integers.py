@@ -165,3 +165,38 @@ def test_derivatives_through_integer_carries(first, second, a, b, n, checkpoint,
             for name, got in runs.items():
                 assert float(got) == pytest.approx(dwant, rel=1e-9, abs=1e-12), \
                     (f.__name__, name, first, second)
+
+
+COUNTER_BODIES = {
+    "add": lambda i, c: c + i,
+    "scaled": lambda i, c: c + i * 0.1,
+    "product": lambda i, c: c * (i + 1),
+    "square": lambda i, c: c + i * i,
+    "shifted": lambda i, c: c - (i // 2),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32, np.int64, np.int16])
+@pytest.mark.parametrize("name", sorted(COUNTER_BODIES))
+def test_fori_loop_counter_is_weak_as_a_python_int(name, dtype):
+    """fori_loop's counter promotes as the Python int of a plain loop (and
+    JAX's weak int): a float32 or int32 carry keeps its dtype, eagerly and
+    compiled, on every backend."""
+    body = COUNTER_BODIES[name]
+    init = np.asarray(3, dtype)[()]
+    if np.dtype(dtype).kind == "f" or name != "scaled":
+        want = init
+        for i in range(0, 6):
+            want = body(i, want)
+    else:  # an integer carry plus a float: no loop keeps its dtype
+        with pytest.raises(TypeError):
+            fa.fori_loop(0, 6, body, init)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        runs = {"eager": fa.fori_loop(0, 6, body, init)}
+        for backend in BACKENDS:
+            runs[backend] = fa.jit(lambda c: fa.fori_loop(0, 6, body, c), backend=backend)(init)
+    for where, got in runs.items():
+        assert np.asarray(got).dtype == np.asarray(want).dtype, (where, name)
+        np.testing.assert_array_equal(got, want, err_msg=where)
