@@ -222,8 +222,10 @@ class _Sweep:
         for j, a in enumerate(self.body.carry_avals):
             dtype = np.dtype(a.dtype)
             if dtype.kind in "iu" and _held(out[j]) != dtype:
-                out[j] = bind(P.astype, out[j], dtype=dtype.str) if isinstance(out[j], Tracer) \
-                    else np.asarray(out[j], dtype)
+                # (integers carry no derivative: a stored state that is a
+                # float64 slot, differentiated again, sends none through)
+                out[j] = bind(P.astype, bind(P.stop_gradient, out[j]), dtype=dtype.str) \
+                    if isinstance(out[j], Tracer) else np.asarray(out[j], dtype)
         return out
 
     def states(self, c0: Sequence[Any], xs: Sequence[Any], n: int,

@@ -420,7 +420,8 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
         # stays one; and weak, as the Python int of a plain loop (and JAX's
         # weak int32): ``c32 + i * 0.1`` stays float32, ``c_int32 + i`` int32
         stepped, kinds = _integers_as_data([steps])
-        kinds = [(kinds[0][0], int, kinds[0][2])]
+        if kinds[0] is not None:  # (None: steps past 2**53, plain integers)
+            kinds = [(kinds[0][0], int, kinds[0][2])]
         body, closed, _, outs = _traced(lambda: trace_body(step, carry_leaves, carry_tree,
                                                            [stepped[0][0]], pytree.LEAF,
                                                            "fastad.fori_loop", x_kinds=kinds))

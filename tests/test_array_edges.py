@@ -119,3 +119,17 @@ def test_bitwise_operators_of_every_operand_kind(op):
             got = fa.jit(f)(x)
             assert got.dtype == want.dtype, (left, right)
             np.testing.assert_array_equal(got, want, err_msg=f"{left} {op} {right}")
+
+
+def test_products_of_masks_read_their_dtype_from_any_array():
+    """A mask read back by pickle has a dtype equal to bool's but not the same
+    object: its product with another mask is still NumPy's mask product."""
+    import pickle
+    m = pickle.loads(pickle.dumps(np.array([[True, False], [False, False]])))
+
+    def f(x):
+        return (x > 0) @ m
+    x = np.array([[1.0, -1.0], [-1.0, -1.0]])
+    got = fa.jit(f)(x)
+    assert got.dtype == np.bool_
+    np.testing.assert_array_equal(got, f(x))

@@ -117,13 +117,15 @@ def _float_step(a2, w, theta, sin=np.sin):
 
 
 def _dual_reference(first, second, a, b, xs, theta):
-    """(w, dw/dtheta) after the loop, forward mode by hand in NumPy's int64."""
-    a, b, w, dw = np.int64(a), np.int64(b), 0.5, 0.0
+    """(w, dw/dtheta, d2w/dtheta2) after the loop, forward mode by hand in
+    NumPy's int64."""
+    a, b, w, dw, d2w = np.int64(a), np.int64(b), 0.5, 0.0, 0.0
     for x in xs:
         a, b = np.int64(STEPS[first](a, b, x)), np.int64(STEPS[second](b, a, x))
         r, s = 1.0 + (a % 7) / 10.0, (a % 101) / 101.0
-        w, dw = np.sin(w) * r + theta * s, np.cos(w) * dw * r + s
-    return w, dw
+        w, dw, d2w = (np.sin(w) * r + theta * s, np.cos(w) * dw * r + s,
+                      (np.cos(w) * d2w - np.sin(w) * dw * dw) * r)
+    return w, dw, d2w
 
 
 @settings(max_examples=30, deadline=None)
@@ -132,13 +134,13 @@ def _dual_reference(first, second, a, b, xs, theta):
        n=st.sampled_from([0, 1, 2, 5, 9, 70]), checkpoint=st.sampled_from([None, 2, 3]),
        seed=st.integers(0, 2 ** 16))
 def test_derivatives_through_integer_carries(first, second, a, b, n, checkpoint, seed):
-    """grad and jvp of a float carry driven by integer carries, through scan
-    (stored and recomputed states) and a while loop of run-time count, eager
+    """grad, jvp and hessian of a float carry driven by integer carries, through
+    scan (stored and recomputed states) and a while loop of run-time count, eager
     and compiled: the derivative of NumPy's int64 loop (the derivative loops
     compute the integers in int64 too, never in float64 words)."""
     xs = np.random.default_rng(seed).integers(-50, 50, size=n)
     theta = 0.3
-    want, dwant = _dual_reference(first, second, a, b, xs, theta)
+    want, dwant, d2want = _dual_reference(first, second, a, b, xs, theta)
 
     def by_scan(t):
         def body(c, x):
@@ -165,6 +167,9 @@ def test_derivatives_through_integer_carries(first, second, a, b, n, checkpoint,
             for name, got in runs.items():
                 assert float(got) == pytest.approx(dwant, rel=1e-9, abs=1e-12), \
                     (f.__name__, name, first, second)
+            # the second derivative: the derivative loops differentiated again
+            assert float(fa.hessian(f)(theta)) == pytest.approx(d2want, rel=1e-8, abs=1e-11), \
+                (f.__name__, "hessian", first, second)
 
 
 COUNTER_BODIES = {
@@ -200,3 +205,10 @@ def test_fori_loop_counter_is_weak_as_a_python_int(name, dtype):
     for where, got in runs.items():
         assert np.asarray(got).dtype == np.asarray(want).dtype, (where, name)
         np.testing.assert_array_equal(got, want, err_msg=where)
+
+
+def test_fori_loop_with_steps_past_2_to_the_53():
+    """Steps beyond float64's exact integers stay plain Python ints."""
+    assert fa.fori_loop(2 ** 53, 2 ** 53 + 3, lambda i, c: c + 1.5, 0.0) == 4.5
+    assert fa.grad(lambda x: fa.fori_loop(2 ** 53, 2 ** 53 + 3, lambda i, c: c + x * x,
+                                          0.0))(2.0) == 12.0

@@ -36,13 +36,10 @@ def solve_(a: Any, b: Any) -> Any:
     return bind(_p("solve"), a, b)
 
 
-_BOOL = _np.dtype(bool)
-
-
 def _is_mask(x: Any) -> bool:
     # (the dtype read directly where there is one: asked on every product)
-    dtype = getattr(x, "dtype", None)
-    return dtype is _BOOL if dtype is not None else result_dtype(x) == _BOOL
+    kind = getattr(getattr(x, "dtype", None), "kind", None)
+    return (kind if type(kind) is str else result_dtype(x).kind) == "b"
 
 
 def _matmul(a: Any, b: Any) -> Any:
