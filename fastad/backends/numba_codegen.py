@@ -259,10 +259,13 @@ class _Generator(_LoopFusion, _Recompute, _LoopInstruction, _VectorLoops, _Small
             return self.last_use[s] <= self.k
         if self.loop is not None and b in self.loop.buffers_read:
             return False  # the pending loop, emitted after ins, still reads it
-        # (s itself read twice, as ``scatter_add(g, k, g)``, the adjoint of
-        # ``x + x[::-1]``, reads elements the update has already changed)
-        shared = sum(self.buffer.get(t) == b for t in ins.ins) > 1
-        return not shared and self.buffer_last_use[b] <= self.k
+        shared = any(t != s and self.buffer.get(t) == b for t in ins.ins)
+        # s itself read twice by an update of other positions, as
+        # ``scatter_add(g, k, g)`` (the adjoint of ``x + x[::-1]``), reads
+        # elements it has already changed (an elementwise one reads each
+        # element before writing it)
+        again = not registry[ins.prim].elementwise and list(ins.ins).count(s) > 1
+        return not (shared or again) and self.buffer_last_use[b] <= self.k
 
     def define_array(self, ins: Instr, expr: str, view_of: int | None = None) -> str:
         """``v{out} = expr``: a fresh buffer, or a view of ``view_of``'s buffer."""

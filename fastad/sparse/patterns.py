@@ -448,9 +448,9 @@ def _stacked_matrices(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None
     k = len(ctx.shape(ins.ins[0])) - 2
     stack = ctx.shape(ins.ins[0])[:k]
     slots = [*ins.ins, ins.out]
-    if k < 1 or any(ctx.shape(s)[:k] != stack for s in slots):
-        return conservative(ctx, ins, prim)
     count = math.prod(stack)
+    if k < 1 or count == 0 or any(ctx.shape(s)[:k] != stack for s in slots):
+        return conservative(ctx, ins, prim)
     per = []  # each operand's rows summed into its matrix's row
     for argnum, slot in enumerate(ins.ins):
         p = ctx.patterns.get(slot)
