@@ -41,12 +41,16 @@ def _inexact(dtype: Any) -> bool:
     return np.dtype(dtype).kind in "fc"
 
 
-def _counters_as_floats(carry: Sequence[Any]) -> list[Any]:
-    """Boolean carries (a while loop's condition) in the packed dtype, so the
-    loops below keep one dtype.  Integers stay integers: a step of them
-    (``c * 1103515245 % 2**31``) may pass 2**53 where float64 rounds."""
-    return [fnp.astype(c, np.float64) if np.result_type(c).kind == "b" else c
-            for c in carry]
+def _counters_as_floats(carry: Sequence[Any], body: LoopBody) -> list[Any]:
+    """Integer and boolean carries (counters, a while loop's condition) in the
+    packed dtype, as a traced loop's results hold them, so the loops below
+    keep one dtype and stay on the VM's LOOP.  A body whose integer steps may
+    pass 2**53 (``c * 1103515245 % 2**31``, `rounds_integers`) keeps its
+    integers: there float64 would round, and the interpreter runs it."""
+    from .backends.lower_loop import rounds_integers
+    keep = rounds_integers(body)
+    return [fnp.astype(c, np.float64) if np.result_type(c).kind == "b"
+            or (np.result_type(c).kind in "iu" and not keep) else c for c in carry]
 
 
 def _held(v: Any) -> np.dtype:
@@ -121,7 +125,7 @@ def _loop_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody, leng
     from .transforms.forward import forward
     nc, nx = body.n_carry, body.n_xs
     carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
-    carry = _counters_as_floats(carry)
+    carry = _counters_as_floats(carry, body)
     c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
     x_diff = [j for j in range(nx) if tangents[nc + j] is not None
               and _inexact(body.x_avals[j].dtype)]
@@ -163,7 +167,7 @@ def _run_time_jvp(tangents: Sequence[Any], args: Sequence[Any], body: LoopBody) 
     time."""
     from .transforms.forward import forward
     nc = body.n_carry
-    carry, consts = _counters_as_floats(args[:nc]), list(args[nc:])
+    carry, consts = _counters_as_floats(args[:nc], body), list(args[nc:])
     c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
     k_diff = [j for j in range(len(consts)) if tangents[nc + j] is not None
               and _inexact(body.const_avals[j].dtype)]
@@ -219,6 +223,9 @@ class _Sweep:
         2**53), but a step of them may pass 2**53 (``c * 1103515245 %
         2**31``), where float64 rounds and int64 does not."""
         out = list(c)
+        from .backends.lower_loop import rounds_integers
+        if not rounds_integers(self.body):  # (a counter's float64 word is exact: the VM's LOOP)
+            return out
         for j, a in enumerate(self.body.carry_avals):
             dtype = np.dtype(a.dtype)
             if dtype.kind in "iu" and _held(out[j]) != dtype:
@@ -458,7 +465,7 @@ def _run_time_vjp(parts: Sequence[Any], count: Any, args: Sequence[Any],
     loop recorded is also built to compute its trace's values), and a count
     past the bound takes the checkpointed form of its count anyway."""
     nc = body.n_carry
-    carry, consts = _counters_as_floats(args[:nc]), list(args[nc:])
+    carry, consts = _counters_as_floats(args[:nc], body), list(args[nc:])
     sweep = _Sweep(body, consts, [], [a - nc for a in active if a >= nc])
     ct0 = ([parts[j] for j in sweep.c_diff], [fnp.zeros_for(consts[j]) for j in sweep.k_diff])
     short = count <= float(CHUNK * MARKS)
@@ -554,7 +561,7 @@ def _loop_vjp(parts: Sequence[Any], args: Sequence[Any], active: Sequence[int],
               body: LoopBody, length: int, checkpoint: int) -> list[Any]:
     nc, nx = body.n_carry, body.n_xs
     carry, xs, consts = list(args[:nc]), list(args[nc:nc + nx]), list(args[nc + nx:])
-    carry = _counters_as_floats(carry)
+    carry = _counters_as_floats(carry, body)
     sweep = _Sweep(body, consts, [a - nc for a in active if nc <= a < nc + nx],
                    [a - nc - nx for a in active if a >= nc + nx])
     ct_c = [parts[j] for j in sweep.c_diff]
