@@ -200,7 +200,10 @@ class _Sweep:
 
     def __init__(self, body: LoopBody, consts: Sequence[Any], active_xs: Sequence[int],
                  active_consts: Sequence[int]) -> None:
+        from .backends.lower_loop import rounds_integers
         self.body, self.consts = body, list(consts)
+        # whether a step computes its integer carries in their dtype (`typed`)
+        self.exact_integers = rounds_integers(body)
         self.c_diff = [j for j, a in enumerate(body.carry_avals) if _inexact(a.dtype)]
         self.x_diff = [j for j in active_xs if _inexact(body.x_avals[j].dtype)]
         self.y_diff = [j for j, a in enumerate(body.y_avals) if _inexact(a.dtype)]
@@ -223,8 +226,7 @@ class _Sweep:
         2**53), but a step of them may pass 2**53 (``c * 1103515245 %
         2**31``), where float64 rounds and int64 does not."""
         out = list(c)
-        from .backends.lower_loop import rounds_integers
-        if not rounds_integers(self.body):  # (a counter's float64 word is exact: the VM's LOOP)
+        if not self.exact_integers:  # (a counter's float64 word is exact: the VM's LOOP)
             return out
         for j, a in enumerate(self.body.carry_avals):
             dtype = np.dtype(a.dtype)

@@ -480,9 +480,9 @@ def _cofactor_det(a: Any) -> Any:
 
 
 def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
-    if axis is not None and not isinstance(axis, (tuple, int, _np.integer)):
-        raise TypeError("'axis' must be None, an integer or a tuple of integers")
     if axis is not None:
+        if not isinstance(axis, (tuple, int, _np.integer)):
+            raise TypeError("'axis' must be None, an integer or a tuple of integers")
         _axes(axis, ndim(x), zero_d=False)  # (NumPy's AxisError, duplicates' ValueError)
     if axis is None and ord is not None and ndim(x) > 2:
         raise ValueError("Improper number of dimensions to norm.")

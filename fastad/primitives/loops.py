@@ -210,10 +210,12 @@ def run_loop(*args: Any, body: LoopBody, length: int, checkpoint: int = 0,
     # integers a compiled program holds as float64 words back in their
     # dtype (exact below 2**53), so that the body computes in int64 as
     # NumPy does: ``c * K`` may pass 2**53 where its step's result does not
-    args = list(args)
-    for k, dtype in body.integer_inputs():
-        if np.asarray(args[k]).dtype.kind == "f":
-            args[k] = np.asarray(args[k], dtype)
+    ints = body.integer_inputs()
+    if ints:
+        args = list(args)
+        for k, dtype in ints:
+            if np.asarray(args[k]).dtype.kind == "f":
+                args[k] = np.asarray(args[k], dtype)
     carry = list(args[:nc])
     xs = [np.asarray(x) for x in args[nc:nc + nx]]
     consts = list(args[nc + nx:])

@@ -419,14 +419,16 @@ def _matmul_blocks(ctx: Context, ins: Any, pa: Pattern | None, pb: Pattern | Non
     return union([ga, gb])
 
 
+def _operand_patterns(ctx: Context, ins: Any, prim: Primitive) -> list[tuple[int, Pattern]]:
+    """(slot, pattern) of each operand the result is differentiable in."""
+    return [(slot, ctx.patterns[slot]) for argnum, slot in enumerate(ins.ins)
+            if slot in ctx.patterns and _differentiable_arg(prim, argnum)]
+
+
 def conservative(ctx: Context, ins: Any, prim: Primitive, nonlinear: bool = True
                  ) -> Pattern | None:
     """Every result element depends on every input element of the operands."""
-    rows = []
-    for argnum, slot in enumerate(ins.ins):
-        p = ctx.patterns.get(slot)
-        if p is not None and _differentiable_arg(prim, argnum):
-            rows.append(p)
+    rows = [p for _, p in _operand_patterns(ctx, ins, prim)]
     if not rows:
         return None
     out = dense_rows(rows, ctx.size(ins.out), ctx.n)
@@ -452,12 +454,10 @@ def _stacked_matrices(ctx: Context, ins: Any, prim: Primitive) -> Pattern | None
     if k < 1 or count == 0 or any(ctx.shape(s)[:k] != stack for s in slots):
         return conservative(ctx, ins, prim)
     per = []  # each operand's rows summed into its matrix's row
-    for argnum, slot in enumerate(ins.ins):
-        p = ctx.patterns.get(slot)
-        if p is not None and _differentiable_arg(prim, argnum):
-            size = ctx.size(slot)
-            per.append((selector(np.arange(size) // max(size // count, 1), np.arange(size),
-                                 (count, size)) @ p).tocsr())
+    for slot, p in _operand_patterns(ctx, ins, prim):
+        size = ctx.size(slot)
+        per.append((selector(np.arange(size) // max(size // count, 1), np.arange(size),
+                             (count, size)) @ p).tocsr())
     matrices = union(per)
     if matrices is None:
         return None
