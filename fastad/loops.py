@@ -116,7 +116,11 @@ def _integers_as_data(x_leaves: Sequence[Any]) -> tuple[list[Any], list[Any]]:
     for x in x_leaves:
         if isinstance(x, _IntegerData):
             leaves.append(x)
-            kinds.append((x.sources, x.data_dtype, stepped_interval(x)))
+            # (a loop's derivative steps over its stored states, a replay of its
+            # body, which adds to them nothing a check would spare: the guard
+            # would unroll an enclosing loop's derivative instead)
+            kinds.append((x.sources, x.data_dtype,
+                          x.interval if _counted.rules else stepped_interval(x)))
         elif (not isinstance(x, Tracer) and np.asarray(x).dtype.kind in "iu"
               and not np.any(np.abs(np.asarray(x, np.float64)) >= 2.0 ** 53)):
             leaves.append(np.asarray(x, np.float64))
@@ -352,6 +356,20 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_tree: Any,
                    n: int, reverse: bool) -> tuple[Any, Any]:
     from .numpy import stack
+    if _counted.rules and n:
+        # a loop's derivative whose step could not be one body (a guard in
+        # it): each step replays the body and differentiates it in the active
+        # trace, so its operands must be that trace's values, and an eager
+        # first-order gradient, whose rules compute on plain values, has none
+        from .core.tracer import current_builder
+        builder = current_builder()
+        if builder is None:
+            with recording(record_lines=False):
+                carry, ys = _unrolled_scan(f, init, x_leaves, x_tree, n, reverse)
+                return _values(carry), _values(ys)
+        leaves, tree = pytree.flatten(init)
+        init = pytree.unflatten(tree, [_own_slot(builder, v) for v in leaves])
+        x_leaves = [_own_slot(builder, v) for v in x_leaves]
     carry, ys = init, []
     for t in range(n):
         carry, y = f(carry, pytree.unflatten(x_tree, [x[t] for x in x_leaves]))
@@ -374,6 +392,23 @@ def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_
     y_tree = ys[0][1]
     stacked = [stack([leaves[j] for leaves, _ in ys]) for j in range(len(ys[0][0]))]
     return carry, pytree.unflatten(y_tree, _flip(stacked) if reverse else stacked)
+
+
+def _own_slot(builder: Any, v: Any) -> Any:
+    """``v`` as a value of ``builder``'s trace (an outer tracer captured); a
+    plain value as a constant of a slot of its own, since a step's VJP asks
+    for the derivative of each operand apart (two equal constants would share
+    a slot, and each get the derivative of both)."""
+    if isinstance(v, Tracer):
+        return builder.tracer(builder.slot_of(v))
+    slot = builder._new_slot(v)
+    builder.tape.consts[slot] = v
+    return builder.tracer(slot)
+
+
+def _values(tree: Any) -> Any:
+    leaves, treedef = pytree.flatten(tree)
+    return pytree.unflatten(treedef, [value_of(v) for v in leaves])
 
 
 def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_val: Any,

@@ -157,9 +157,19 @@ def test_derivatives_through_integer_carries(first, second, a, b, n, checkpoint,
             return k + 1, u2, v2, _float_step(u2, w, t, fa.numpy.sin)
         return fa.while_loop(lambda c: c[0] < n, body, (0, np.int64(a), np.int64(b), 0.5))[3]
 
+    def by_nested(t):  # the scan in a loop: its derivative loops inside the outer's
+        def inner(c, x):
+            u, v, w = c
+            u2, v2 = STEPS[first](u, v, x), STEPS[second](v, u, x)
+            return (u2, v2, _float_step(u2, w, t, fa.numpy.sin)), None
+        return fa.fori_loop(0, 2, lambda i, c: fa.scan(inner, c, xs, checkpoint=checkpoint)[0],
+                            (np.int64(a), np.int64(b), 0.5))[2]
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        for f in (by_scan, by_while):
+        for f in (by_scan, by_while, by_nested):
+            if f is by_nested:
+                want, dwant, d2want = _dual_reference(first, second, a, b, np.tile(xs, 2), theta)
             runs = {"grad": fa.grad(f)(theta), "jvp": fa.jvp(f, (theta,), (1.0,))[1]}
             for backend in [b for b in BACKENDS if b != "numba"]:  # (compiles: slow)
                 runs[backend] = fa.compile(f, backend=backend)(theta)
