@@ -166,6 +166,13 @@ def trace_body(step: Callable[[Any, Any], tuple[Any, Any]], carry_leaves: Sequen
                 # integers (an argmax) into a carry a plain integer started: of its dtype
                 a = new_leaves[k] = bind(P.astype, a, dtype=np.dtype(b.dtype).str)
             got, want = aval_of(_leaf_value(a)), aval_of(_leaf_value(b))
+            if isinstance(a, _IntegerData) and not isinstance(b, _IntegerData) \
+                    and np.dtype(b.dtype).kind not in "iub":
+                # (held in a float64 word, as the float carry is: JAX refuses it too)
+                raise TypeError(f"{where}: the body's carry output leaf {k} is integers "
+                                f"({np.dtype(a.dtype).name}), but its input is {want}; the "
+                                "carry's dtypes must stay the same across a step (start "
+                                "it as an integer, or make the output a float)")
             if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
                 raise TypeError(f"{where}: the body's carry output leaf {k} is {got}, but its "
                                 f"input is {want}; the carry's shapes and dtypes must stay "

@@ -222,3 +222,28 @@ def test_fori_loop_with_steps_past_2_to_the_53():
     assert fa.fori_loop(2 ** 53, 2 ** 53 + 3, lambda i, c: c + 1.5, 0.0) == 4.5
     assert fa.grad(lambda x: fa.fori_loop(2 ** 53, 2 ** 53 + 3, lambda i, c: c + x * x,
                                           0.0))(2.0) == 12.0
+
+
+INTEGER_OUTPUTS = {  # a float carry's step returning integers
+    "fori_counter": lambda c: fa.fori_loop(0, 3, lambda i, v: i, c),
+    "fori_counter_product": lambda c: fa.fori_loop(1, 4, lambda i, v: i * 2 - 1, c),
+    "scanned": lambda c: fa.scan(lambda v, x: (x, v), c, np.arange(3))[0],
+    "scanned_sum": lambda c: fa.scan(lambda v, x: (x + 1, v), c, np.arange(4))[0],
+    "while_counter": lambda c: fa.while_loop(lambda s: s[0] < 3, lambda s: (s[0] + 1, s[0]),
+                                             (0, c))[1],
+}
+
+
+@pytest.mark.parametrize("dtype", [float, np.float64, np.float32, np.complex128])
+@pytest.mark.parametrize("name", sorted(INTEGER_OUTPUTS))
+def test_a_float_carry_that_becomes_integers_is_refused(name, dtype):
+    """As JAX: a carry keeps its dtype, and a float one given integers is a
+    TypeError eagerly and compiled (it had returned the integers, of
+    differing types in the two)."""
+    loop = INTEGER_OUTPUTS[name]
+    init = dtype(1.0)
+    with pytest.raises(TypeError, match="carry output"):
+        loop(init)
+    for backend in [b for b in BACKENDS if b != "numba"]:
+        with pytest.raises(TypeError, match="carry output"):
+            fa.jit(loop, backend=backend)(init)
