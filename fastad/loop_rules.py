@@ -341,8 +341,7 @@ class _Sweep:
         outputs = [outs[j] for j in self.c_diff] + [outs[nc + j] for j in self.y_diff]
         wrt = [c[j] for j in self.c_diff] + [x[j] for j in self.x_diff] \
             + [k_in[j] for j in self.k_diff]
-        grads = backward(builder, len(builder.tape.instrs), outputs, list(ct_c) + list(ct_y), wrt,
-                         start=_made_after(builder, wrt))
+        grads = backward(builder, len(builder.tape.instrs), outputs, list(ct_c) + list(ct_y), wrt)
         grads = [_like(g, w) for g, w in zip(grads, wrt)]
         n_c, n_x = len(self.c_diff), len(self.x_diff)
         return (grads[:n_c], [a + b for a, b in zip(ct_k, grads[n_c + n_x:])],
@@ -409,20 +408,6 @@ class _Sweep:
                               (keep, {j: marks[j][0] for j in drop}))
         return ct, [fnp.concatenate([fnp.reshape(f, (1,) + tuple(fnp.shape(f))), rest])
                     for f, rest in zip(first, ct_xs)]
-
-
-def _made_after(builder: Any, values: Sequence[Any]) -> int:
-    """Where a step's reverse sweep stops: past the last instruction that made
-    one of ``values``, which it differentiates with respect to.  A body's
-    trace has them as inputs; a step unrolled in a longer trace (its loop's
-    derivative holding a guard) reads them from the stored states, and a
-    sweep past them would pass their cotangents on, into the forward loop."""
-    slots = {v.slot for v in values if isinstance(v, Tracer)}
-    instrs = builder.tape.instrs
-    for k in range(len(instrs) - 1, -1, -1):
-        if instrs[k].out in slots:
-            return k + 1
-    return 0
 
 
 def _like(g: Any, w: Any) -> Any:

@@ -362,21 +362,57 @@ def scan(f: Callable[[Any, Any], tuple[Any, Any]], init: Any, xs: Any = None,
 
 def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_tree: Any,
                    n: int, reverse: bool) -> tuple[Any, Any]:
+    return _as_python_loop(lambda step: _scan_steps(step, init, x_leaves, x_tree, n, reverse), f)
+
+
+def _as_python_loop(run: Callable[[Any], Any], step: Callable[..., Any]) -> Any:
+    """``run(step)``: a loop run as the Python loop it stands for.  In a
+    loop's derivative (its step could not be one body: a guard in it) each
+    step replays the body and differentiates it, so each is recorded in a
+    trace of its own, whose inputs are its operands (`_closed_step`); an
+    eager first-order gradient, whose rules compute on plain values, gets a
+    trace to replay them into."""
+    if not _counted.rules:
+        return run(step)
+    from .core.tracer import current_builder
+    if current_builder() is None:
+        with recording(record_lines=False):
+            return _values(run(_closed_step(step)))
+    return run(_closed_step(step))
+
+
+def _closed_step(step: Callable[..., Any]) -> Callable[..., Any]:
+    """``step`` recorded in a trace of its own and replayed into the active
+    one: a step's sweep then differentiates with respect to its own inputs
+    (each operand apart, where two equal constants would share a slot) and
+    walks only its own instructions, not back into the stored states and the
+    loop that stored them."""
+    from .core.int_data import _IntegerData, integer_like
+
+    def closed(*operands: Any) -> Any:
+        leaves, tree = pytree.flatten(operands)
+        taken = [k for k, v in enumerate(leaves)  # (Python ints: the steps' numbers)
+                 if not isinstance(v, (int, bool)) and v is not None]
+        with recording() as builder:
+            inner = list(leaves)
+            for k in taken:
+                v = leaves[k]
+                inner[k] = builder.new_input(_leaf_value(v))
+                if isinstance(v, _IntegerData):
+                    inner[k] = integer_like(inner[k], v.sources, v.data_dtype, v.interval)
+            out_leaves, out_tree = pytree.flatten(step(*pytree.unflatten(tree, inner)))
+            builder.tape.outputs = [builder.slot_of(v) for v in out_leaves]
+        outs = replay(builder.tape, [leaves[k] for k in taken] + list(builder.captures))
+        return pytree.unflatten(out_tree, [
+            integer_like(o, v.sources, v.data_dtype, v.interval)
+            if isinstance(v, _IntegerData) and isinstance(o, Tracer) else o
+            for v, o in zip(out_leaves, outs)])
+    return closed
+
+
+def _scan_steps(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_tree: Any,
+                n: int, reverse: bool) -> tuple[Any, Any]:
     from .numpy import stack
-    if _counted.rules and n:
-        # a loop's derivative whose step could not be one body (a guard in
-        # it): each step replays the body and differentiates it in the active
-        # trace, so its operands must be that trace's values, and an eager
-        # first-order gradient, whose rules compute on plain values, has none
-        from .core.tracer import current_builder
-        builder = current_builder()
-        if builder is None:
-            with recording(record_lines=False):
-                carry, ys = _unrolled_scan(f, init, x_leaves, x_tree, n, reverse)
-                return _values(carry), _values(ys)
-        leaves, tree = pytree.flatten(init)
-        init = pytree.unflatten(tree, [_own_slot(builder, v) for v in leaves])
-        x_leaves = [_own_slot(builder, v) for v in x_leaves]
     carry, ys = init, []
     for t in range(n):
         carry, y = f(carry, pytree.unflatten(x_tree, [x[t] for x in x_leaves]))
@@ -399,18 +435,6 @@ def _unrolled_scan(f: Callable[..., Any], init: Any, x_leaves: Sequence[Any], x_
     y_tree = ys[0][1]
     stacked = [stack([leaves[j] for leaves, _ in ys]) for j in range(len(ys[0][0]))]
     return carry, pytree.unflatten(y_tree, _flip(stacked) if reverse else stacked)
-
-
-def _own_slot(builder: Any, v: Any) -> Any:
-    """``v`` as a value of ``builder``'s trace (an outer tracer captured); a
-    plain value as a constant of a slot of its own, since a step's VJP asks
-    for the derivative of each operand apart (two equal constants would share
-    a slot, and each get the derivative of both)."""
-    if isinstance(v, Tracer):
-        return builder.tracer(builder.slot_of(v))
-    slot = builder._new_slot(v)
-    builder.tape.consts[slot] = v
-    return builder.tracer(slot)
 
 
 def _values(tree: Any) -> Any:
@@ -468,10 +492,12 @@ def fori_loop(lower: int, upper: int, body_fun: Callable[[Any, Any], Any], init_
                                                            [stepped[0][0]], pytree.LEAF,
                                                            "fastad.fori_loop", x_kinds=kinds))
     except _Unroll:
-        val = init_val
-        for i in range(bounds[0], bounds[1]):
-            val = body_fun(i, val)
-        return val
+        def steps(body: Callable[[Any, Any], Any]) -> Any:
+            val = init_val
+            for i in range(bounds[0], bounds[1]):
+                val = body(i, val)
+            return val
+        return _as_python_loop(steps, body_fun)
     final = _as_integers(recorded(body, int(steps.size), carry_leaves, stepped, closed, k)[0],
                          outs)
     return pytree.unflatten(carry_tree, final)
@@ -511,10 +537,12 @@ def _while(cond_fun: Callable[[Any], Any], body_fun: Callable[[Any], Any], init_
         body, closed, _, _ = _traced(lambda: trace_body(step, state_leaves, state_tree, [], _NONE,
                                                      where, is_while=True))
     except _Unroll:
-        val = init_val
-        while cond_fun(val):
-            val = body_fun(val)
-        return val
+        def steps(body: Callable[[Any], Any]) -> Any:
+            val = init_val
+            while cond_fun(val):
+                val = body(val)
+            return val
+        return _as_python_loop(steps, body_fun)
     if not any(isinstance(v, Tracer) for v in list(state_leaves) + list(closed)):
         # plain values: the loop run once, step by step, is the answer
         final, n = _run_while(body, state_leaves, closed)

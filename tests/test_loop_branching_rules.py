@@ -78,37 +78,35 @@ def _loops(sin, n, checkpoint):
                              (0, p[1:]))
         return fnp.sum(c)
 
+    def by_while_float(p):  # a float counter: a count read at run time in every mode
+        k, c = fa.while_loop(lambda s: s[0] < n - 0.5,
+                             lambda s: (s[0] + 1.0, step(s[1], 0.1 * s[0], p[0])), (0.0, p[1:]))
+        return fnp.sum(c * c)
+
     def by_nested(p):  # the scan's derivative loops inside the outer loop's
         def outer(i, c):
             return fa.scan(lambda c, x: (step(c, x, p[0]), None), c, xs,
                            checkpoint=checkpoint)[0]
         return fnp.sum(fa.fori_loop(0, 2, outer, p[1:]))
 
-    def unrolled(p):  # NumPy, for finite differences
-        c = p[1:]
-        for _ in range(2):
-            for x in xs:
-                c = np.sin(c) * p[0] + x
-        return c
-
     return {"scan": by_scan, "fori_loop": by_fori, "while_loop": by_while,
-            "nested": by_nested}, unrolled
+            "while_float": by_while_float, "nested": by_nested}
 
 
 def _central(f, p, v, h=1e-6):
     return (f(p + h * v) - f(p - h * v)) / (2 * h)
 
 
-@settings(max_examples=12, deadline=None)
-@given(rule=st.sampled_from(sorted(RULES)), form=st.sampled_from(["scan", "fori_loop",
-                                                                   "while_loop", "nested"]),
+@settings(max_examples=20, deadline=None)
+@given(rule=st.sampled_from(sorted(RULES)),
+       form=st.sampled_from(["scan", "fori_loop", "while_loop", "while_float", "nested"]),
        n=st.integers(1, 6), checkpoint=st.sampled_from([None, 2]),
        seed=st.integers(0, 2 ** 16))
 def test_loops_of_rules_that_branch(rule, form, n, checkpoint, seed):
     rng = np.random.default_rng(seed)
     p = np.concatenate([[rng.uniform(0.5, 1.2)], rng.uniform(-1.0, 1.0, 3)])
     v = rng.standard_normal(p.size)
-    f = _loops(RULES[rule](), n, checkpoint)[0][form]
+    f = _loops(RULES[rule](), n, checkpoint)[form]
     want = _central(lambda q: float(f(q)), p, v)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # host calls, named by the backends
@@ -126,3 +124,41 @@ def test_loops_of_rules_that_branch(rule, form, n, checkpoint, seed):
             np.testing.assert_allclose(hv, want_hv, rtol=1e-5, atol=1e-6, err_msg=form)
     for name, got in runs.items():
         assert float(got) == pytest.approx(want, rel=1e-6, abs=1e-8), (name, rule, form)
+
+
+INTEGER_STEPS = {  # each passes 2**53 within the step, its result below it
+    "lcg": lambda k: (k * 1103515245 + 12345) % 2 ** 31,
+    "big_product": lambda k: (k * 2 ** 28 + 1) - k * 2 ** 28 + k % 7,
+    "squared": lambda k: (k * k + 3) % 1000003 + 2 ** 30,
+}
+
+
+@pytest.mark.parametrize("checkpoint", [None, 2])
+@pytest.mark.parametrize("name", sorted(INTEGER_STEPS))
+def test_integers_of_unrolled_derivative_steps_stay_exact(name, checkpoint):
+    """An integer carry whose steps pass 2**53 beside a float one, its loop's
+    derivative unrolled (the custom rule branches): each step's integers are
+    replayed in the compiled tape itself, outside any loop, where the
+    compiled backends' float64 words would round them; they run as host
+    calls, in int64 (the gradient was off by the float64 rounding)."""
+    sin, update = _vjp_sin(), INTEGER_STEPS[name]
+
+    def f(x):
+        def body(state, _):
+            k, c = state
+            k = update(k)
+            u = (k % 1000) / 1000.0
+            return (k, sin(c) + u), c[0] * u
+        (k, c), ys = fa.scan(body, (np.int64(7), x), None, length=4, checkpoint=checkpoint)
+        return fnp.sum(c) + fnp.sum(ys)
+
+    x = np.array([0.3, -0.5, 0.8])
+    v = np.random.default_rng(len(name)).standard_normal(3)
+    want = _central(lambda q: float(f(q)), x, v)
+    eager = fa.grad(f)(x)
+    assert float(eager @ v) == pytest.approx(want, rel=1e-6, abs=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        for backend in [b for b in BACKENDS if b != "numba" or checkpoint is None]:
+            np.testing.assert_allclose(fa.jit(fa.grad(f), backend=backend)(x), eager,
+                                       rtol=1e-12, err_msg=backend)

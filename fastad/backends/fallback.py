@@ -214,6 +214,10 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
         missing |= {f"{ins.prim} of complex values" for ins in tape.instrs
                     if registry[ins.prim] in REAL_ONLY
                     and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
+    if name != "numpy":  # (both hold integers as float64 words)
+        from .lower_loop import rounding_integers
+        missing |= {f"{ins.prim} of integers that may pass 2**53"
+                    for ins in rounding_integers(tape)}
     dtypes = {f"{a.dtype} values" for a in tape.avals if a.dtype.kind not in kinds}
     if name != "numpy":  # arithmetic on booleans (``mask + mask``, NumPy's logical or):
         # the VM computes in floating point, Numba's operators in integers
@@ -346,6 +350,9 @@ def _runs(tape: Tape, native: frozenset[str], name: str = ""
     levels: list[int] = []
     compiled = {id(ins) for ins in tape.instrs
                 if ins.prim in native and refused(name, ins) is None}
+    if name in ("c", "numba"):
+        from .lower_loop import rounding_integers
+        compiled.difference_update(map(id, rounding_integers(tape)))
     for ins in tape.instrs:
         level = max((available.get(s, 0) for s in ins.ins), default=0)
         levels.append(level)

@@ -138,6 +138,30 @@ def rounds_integers(body: LoopBody) -> bool:
     return False
 
 
+def rounding_integers(tape: Any) -> list[Instr]:
+    """The instructions of ``tape`` outside loops whose integers may pass
+    2**53 (`_may_round`: a loop's body replayed in the tape, a step of its
+    derivative) and those that read such integers (until a remainder
+    brings them back, which may be decomposed: every reader of them, of any
+    dtype, is one): held as float64 words, as the compiled backends hold
+    integers, they would round; the reference interpreter runs them in their
+    dtype, as host calls."""
+    big: set[int] = set()
+    out = []
+    for ins in tape.instrs:
+        integer = np.dtype(tape.avals[ins.out].dtype).kind in "iu"
+        if not big.isdisjoint(ins.ins) or (integer and _may_round(ins, tape.consts)):
+            out.append(ins)
+            if integer and ins.prim not in _BOUNDING:
+                big.add(ins.out)
+    return out
+
+
+#: integer operations whose result stays below their constant operand's
+#: magnitude (``k % 2**31``, ``k & 255``), whatever the other holds
+_BOUNDING = frozenset({"remainder", "fmod", "bitwise_and"})
+
+
 def _may_round(ins: Instr, consts: dict[int, Any]) -> bool:
     """Whether an integer product of ``ins`` may pass 2**53, where float64
     words round and int64 does not, though the loop's results (checked by

@@ -37,7 +37,7 @@ def active_slots(builder: Builder, wrt: Sequence[int], stop: int) -> set[int]:
 
 def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents: Sequence[Any],
              wrt: Sequence[Tracer], strong_zero: bool = False, once: bool = False,
-             plain: bool = False, start: int = 0) -> list[Any]:
+             plain: bool = False) -> list[Any]:
     """Record the adjoint sweep over ``builder``'s first ``stop`` instructions.
 
     Returns the cotangent of each ``wrt`` tracer (zeros where it does not
@@ -53,10 +53,6 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     holds: an eager gradient needs about the memory of autograd's, whose
     VJP closures keep what they read.  A releasing trace does the same.
 
-    ``start``: the sweep stops at instruction ``start``, so that a ``wrt``
-    value made before it (a loop's stored state that a replayed step reads)
-    keeps its cotangent rather than passing it on to what made it.
-
     ``plain`` (with ``once``): nothing traces the results further either (a
     first-order eager gradient), so the rules compute on the values and
     record nothing, as autograd's do: a third of the tracing work.
@@ -71,8 +67,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
         if taken:
             stack.pop()
         try:
-            return backward(builder, stop, outputs, cotangents, wrt, strong_zero, plain=plain,
-                            start=start)
+            return backward(builder, stop, outputs, cotangents, wrt, strong_zero, plain=plain)
         finally:
             if taken:
                 stack.append(builder)
@@ -95,7 +90,7 @@ def backward(builder: Builder, stop: int, outputs: Sequence[Tracer], cotangents:
     # last rule that reads it has run, not only once its definition is reached
     last_read = _last_reads(builder, stop, active) if plain and builder._kept else {}
     read_last: list[int] | None = None
-    for k in range(stop - 1, start - 1, -1):
+    for k in range(stop - 1, -1, -1):
         if read_last:  # the rules of the previous instruction were their last readers
             args = ans = None
             for s in read_last:
