@@ -388,6 +388,7 @@ def _closed_step(step: Callable[..., Any]) -> Callable[..., Any]:
     walks only its own instructions, not back into the stored states and the
     loop that stored them."""
     from .core.int_data import _IntegerData, integer_like
+    from .recorded import _integers_again
 
     def closed(*operands: Any) -> Any:
         leaves, tree = pytree.flatten(operands)
@@ -403,10 +404,8 @@ def _closed_step(step: Callable[..., Any]) -> Callable[..., Any]:
             out_leaves, out_tree = pytree.flatten(step(*pytree.unflatten(tree, inner)))
             builder.tape.outputs = [builder.slot_of(v) for v in out_leaves]
         outs = replay(builder.tape, [leaves[k] for k in taken] + list(builder.captures))
-        return pytree.unflatten(out_tree, [
-            integer_like(o, v.sources, v.data_dtype, v.interval)
-            if isinstance(v, _IntegerData) and isinstance(o, Tracer) else o
-            for v, o in zip(out_leaves, outs)])
+        return pytree.unflatten(out_tree, [_integers_again(v, o) if isinstance(v, _IntegerData)
+                                           else o for v, o in zip(out_leaves, outs)])
     return closed
 
 

@@ -214,7 +214,7 @@ def unsupported(module: ModuleType, tape: "Tape") -> list[str]:
         missing |= {f"{ins.prim} of complex values" for ins in tape.instrs
                     if registry[ins.prim] in REAL_ONLY
                     and any(tape.avals[s].dtype.kind == "c" for s in ins.ins)}
-    if name != "numpy":  # (both hold integers as float64 words)
+    if name in ("c", "numba"):  # (both hold integers as float64 words)
         from .lower_loop import rounding_integers
         missing |= {f"{ins.prim} of integers that may pass 2**53"
                     for ins in rounding_integers(tape)}

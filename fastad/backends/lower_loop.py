@@ -131,7 +131,7 @@ def rounds_integers(body: LoopBody) -> bool:
     while stack:
         tape = stack.pop()
         for ins in tape.instrs:
-            if np.dtype(tape.avals[ins.out].dtype).kind in "iu" and _may_round(ins, tape.consts):
+            if _integer(tape, ins) and _may_round(ins, tape.consts):
                 return True
             if ins.prim == "loop":
                 stack.append(ins.kwargs["body"].tape)
@@ -146,15 +146,24 @@ def rounding_integers(tape: Any) -> list[Instr]:
     dtype, is one): held as float64 words, as the compiled backends hold
     integers, they would round; the reference interpreter runs them in their
     dtype, as host calls."""
+    instrs = tape.instrs
+    first = next((k for k, ins in enumerate(instrs) if ins.prim == "mul"  # (the usual: none)
+                  and _integer(tape, ins) and _may_round(ins, tape.consts)), None)
+    if first is None:
+        return []
     big: set[int] = set()
     out = []
-    for ins in tape.instrs:
-        integer = np.dtype(tape.avals[ins.out].dtype).kind in "iu"
+    for ins in instrs[first:]:
+        integer = _integer(tape, ins)
         if not big.isdisjoint(ins.ins) or (integer and _may_round(ins, tape.consts)):
             out.append(ins)
             if integer and ins.prim not in _BOUNDING:
                 big.add(ins.out)
     return out
+
+
+def _integer(tape: Any, ins: Instr) -> bool:
+    return np.dtype(tape.avals[ins.out].dtype).kind in "iu"
 
 
 #: integer operations whose result stays below their constant operand's
